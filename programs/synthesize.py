@@ -1,0 +1,45 @@
+"""Synthesize new instructions from a reference and one of its features."""
+
+from __future__ import annotations
+
+import dspy
+
+from refed_dspy.lm import stage
+from refed_dspy.signatures import SynthesizeInstructions
+
+
+def clean_instructions(items: list[str], n: int) -> list[str]:
+    """Strip, drop empties and list markers, keep order, at most n."""
+    out = []
+    for item in items or []:
+        text = str(item).strip()
+        text = text.lstrip("-*•0123456789.) ").strip() if text[:1] in "-*•0123456789" else text
+        if text:
+            out.append(text)
+    return out[:n]
+
+
+class InstructionSynthesizer(dspy.Module):
+    """(reference instruction, feature, n) -> Prediction(new_instructions: list[str])."""
+
+    def __init__(self):
+        super().__init__()
+        self.synthesize = dspy.Predict(SynthesizeInstructions)
+
+    def _args(self, reference_instruction: str, feature_name: str, feature_description: str, n: int) -> dict:
+        return dict(reference_instruction=reference_instruction, feature_name=feature_name,
+                    feature_description=feature_description or "(none given: draw on the reference instruction alone)", n=n)
+
+    async def aforward(self, reference_instruction: str, feature_name: str, feature_description: str, n: int,
+                       rollout_id: int | None = None) -> dspy.Prediction:
+        config = {"rollout_id": rollout_id} if rollout_id else {}
+        with stage("synthesize"):
+            pred = await self.synthesize.acall(**self._args(reference_instruction, feature_name, feature_description, n), config=config)
+        return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))
+
+    def forward(self, reference_instruction: str, feature_name: str, feature_description: str, n: int,
+                rollout_id: int | None = None) -> dspy.Prediction:
+        config = {"rollout_id": rollout_id} if rollout_id else {}
+        with stage("synthesize"):
+            pred = self.synthesize(**self._args(reference_instruction, feature_name, feature_description, n), config=config)
+        return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))

@@ -1,0 +1,37 @@
+"""refed-dspy: instruction-tuning data synthesis with Reference-Level Feedback, as a DSPy program.
+
+The core (config, records, seeds, store, lm) imports no signatures, programs or optimizers;
+`synthesize` is loaded on first use.
+"""
+
+from refed_dspy.config import Config, load_config
+from refed_dspy.errors import ConfigError, MissingKeyError, RefedError, RunAborted, RunDirError, SeedError
+from refed_dspy.records import Reference, ReferenceFeedback, SampleRecord
+from refed_dspy.seeds import load_references, read_references
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "MissingKeyError",
+    "RefedError",
+    "Reference",
+    "ReferenceFeedback",
+    "RunAborted",
+    "RunDirError",
+    "SampleRecord",
+    "SeedError",
+    "load_config",
+    "load_references",
+    "read_references",
+    "synthesize",
+]
+
+
+def __getattr__(name: str):
+    if name == "synthesize":
+        from refed_dspy.synthesis import synthesize
+
+        return synthesize
+    raise AttributeError(f"module 'refed_dspy' has no attribute {name!r}")

@@ -1,0 +1,262 @@
+"""Run configuration: pydantic models for the TOML file, `--set` overrides, and error messages.
+
+Every field has a default and a description. Unknown keys are rejected with the nearest
+valid key; wrong types name the field and the expected type. API keys never live here:
+a spec names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from refed_dspy.errors import ConfigError
+
+METHODS = ("refed", "sample_feedback", "instruction_feedback", "no_feedback", "reflection")
+SEED_FORMATS = ("auto", "lima", "alpaca", "sharegpt", "openai", "plain")
+_SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)token$)", re.I)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LMSpec(_Section):
+    """How to reach one LM role (teacher or judge)."""
+
+    model: str = Field("openai/gpt-4o-mini", description="Model string DSPy/LiteLLM accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest', 'azure/<deployment>', 'ollama_chat/llama3.1'.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted server (vLLM, Ollama, a proxy). Unset: the provider's default.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key. Unset: inferred from the provider prefix (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...). Empty string: the server needs no key.")
+    api_version: str | None = Field(None, description="API version, needed by Azure OpenAI.")
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="Sampling temperature. Must be > 0 for distinct samples from one prompt.")
+    max_tokens: int = Field(4096, gt=0, description="Maximum completion tokens per call; a reply cut off at this limit is rejected as 'truncated'.")
+    num_retries: int = Field(3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After).")
+    timeout: float | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
+    input_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M uncached prompt tokens in USD. Unset: the built-in table for common models.")
+    cached_input_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M cached prompt tokens in USD. Unset: the built-in table, else the input price.")
+    output_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M completion tokens in USD. Unset: the built-in table.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments passed to dspy.LM (provider-specific). Never put a key here.")
+
+    @field_validator("extra")
+    @classmethod
+    def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if _SECRET_NAME.search(key):
+                raise ValueError(f"'{key}' looks like a secret; put it in an environment variable and name it in api_key_env")
+        return value
+
+
+class SeedsConfig(_Section):
+    """Where the reference (seed) pairs come from."""
+
+    source: str | None = Field(None, description="Hugging Face dataset name (e.g. 'GAIR/lima'), a local .json/.jsonl/.parquet/.csv file, or a saved dataset directory. Unset: the embedded seed set.")
+    format: Literal[SEED_FORMATS] = Field("auto", description="Row shape: auto, lima, alpaca, sharegpt, openai, plain.")
+    split: str = Field("train", description="Dataset split to read from a hub dataset or saved DatasetDict.")
+    limit: int | None = Field(None, gt=0, description="Use at most this many references (after skipping bad rows).")
+
+
+class SynthesisConfig(_Section):
+    """What to synthesize and how hard to push the provider."""
+
+    method: Literal[METHODS] = Field("refed", description="refed | sample_feedback | instruction_feedback | no_feedback | reflection.")
+    size: int = Field(1000, gt=0, description="Number of samples to produce; the run stops at exactly this many.")
+    instructions_per_feature: int = Field(10, gt=0, le=50, description="New instructions per reference feature per pass (the paper: 10).")
+    concurrency: int = Field(64, gt=0, le=4096, description="LM calls kept in flight at all times.")
+    dedup_rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="Drop a new instruction whose ROUGE-L F1 against a kept one is at least this (Self-Instruct uses 0.7).")
+    max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before the run's estimated cost would exceed this.")
+    max_calls: int | None = Field(None, gt=0, description="Stop cleanly before the run's LM calls would exceed this.")
+    max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many API errors in a row (the rest of the run is resumable).")
+    seed: int = Field(0, description="Seed for every random choice the run makes.")
+
+
+class RunConfig(_Section):
+    """Where the run lives on disk."""
+
+    dir: str = Field("runs/quickstart", description="Run directory: records, journal, cache and summary. Re-running the same command resumes it.")
+    progress: bool = Field(True, description="Show a progress bar on a terminal.")
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking."""
+
+    enabled: bool = Field(False, description="Log runs to MLflow (params, metrics, artifacts).")
+    mlflow_uri: str = Field("sqlite:///mlflow.db", description="Tracking URI: the embedded sqlite store, or a server URL.")
+    experiment: str = Field("refed", description="MLflow experiment name.")
+
+
+class Config(_Section):
+    """A whole run's configuration."""
+
+    teacher: LMSpec = Field(default_factory=LMSpec, description="The LM that writes instructions, responses and feedback.")
+    judge: LMSpec = Field(default_factory=LMSpec, description="The LM that scores samples; never the teacher object.")
+    seeds: SeedsConfig = Field(default_factory=SeedsConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+# Fields that change what a run produces. Resuming a run dir with other values here is refused.
+_OUTPUT_FIELDS = {
+    "teacher": ("model", "api_base", "temperature", "max_tokens"),
+    "seeds": ("source", "format", "split", "limit"),
+    "synthesis": ("method", "instructions_per_feature", "dedup_rouge_threshold", "seed"),
+}
+
+
+def fingerprint(config: Config) -> dict[str, Any]:
+    """The config values that determine a run's outputs (size, budgets and concurrency excluded)."""
+    data = config.model_dump(mode="json")
+    return {section: {k: data[section][k] for k in keys} for section, keys in _OUTPUT_FIELDS.items()}
+
+
+def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable `section.key: old -> new` lines for fields that differ."""
+    out = []
+    for section, keys in _OUTPUT_FIELDS.items():
+        for key in keys:
+            a, b = old.get(section, {}).get(key), new.get(section, {}).get(key)
+            if a != b:
+                out.append(f"{section}.{key}: {a!r} -> {b!r}")
+    return out
+
+
+def config_hash(config: Config) -> str:
+    """Short stable hash of the output-determining fields."""
+    return hashlib.sha256(json.dumps(fingerprint(config), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _nearest(name: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(options)}"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def _type_name(loc: tuple) -> str:
+    if len(loc) < 2:
+        return "a table"
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(str(loc[-1])) if model else None
+    if field is None:
+        return "a valid value"
+    return re.sub(r"typing\.|<class '([^']+)'>", r"\1", str(field.annotation)).replace("NoneType", "None")
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming every bad field, what was expected, and the nearest valid key."""
+    parts = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            options = list(parent.model_fields) if parent else []
+            section = ".".join(str(p) for p in loc[:-1])
+            place = f" in [{section}]" if section else ""
+            parts.append(f"unknown key '{loc[-1]}'{place}{_nearest(str(loc[-1]), options)}")
+        elif e["type"] in ("literal_error",):
+            parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
+        elif e["type"] == "value_error":
+            parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+        elif "greater" in e["type"] or "less" in e["type"]:
+            parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
+        else:
+            parts.append(f"{where}: expected {_type_name(loc)}, got {e.get('input')!r}")
+    return "invalid config: " + "; ".join(parts)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse `section.key=value`; the value is read as TOML when it parses, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    path, raw = text.split("=", 1)
+    keys = [k.strip() for k in path.strip().split(".") if k.strip()]
+    if len(keys) < 2:
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each `section.key=value` override applied."""
+    data = json.loads(json.dumps(data))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: '{key}' is not a table")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Validate a plain dict into a Config, raising ConfigError with a one-line message."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a TOML config (or the defaults when `path` is None) and apply `--set` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config file {p}: {err}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
+    return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    return obj
+
+
+def mask_secrets(obj: Any) -> Any:
+    """Replace values of secret-looking keys with '***' (defence in depth; keys never belong here)."""
+    if isinstance(obj, dict):
+        return {k: ("***" if _SECRET_NAME.search(k) and k != "api_key_env" and v else mask_secrets(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [mask_secrets(v) for v in obj]
+    return obj
+
+
+def to_toml(config: Config) -> str:
+    """The resolved config as TOML (None values omitted, secrets masked)."""
+    import tomli_w
+
+    return tomli_w.dumps(_drop_none(mask_secrets(config.model_dump(mode="json"))))

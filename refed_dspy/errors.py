@@ -1,0 +1,32 @@
+"""Exceptions a user can cause. The CLI prints their message as one line and exits 2."""
+
+
+class RefedError(Exception):
+    """Base class for errors caused by input the user controls (config, seeds, keys, run dir)."""
+
+    exit_code = 2
+
+
+class ConfigError(RefedError):
+    """The config file or an override is invalid."""
+
+
+class SeedError(RefedError):
+    """The seed source cannot be read or has no usable rows."""
+
+
+class MissingKeyError(RefedError):
+    """An API key environment variable named in the config is not set."""
+
+
+class RunDirError(RefedError):
+    """The run directory cannot be used (other config, unwritable, corrupt)."""
+
+
+class RunAborted(RefedError):
+    """The run stopped before finishing (too many consecutive failures, auth error, disk error).
+
+    Everything written so far is kept; running the same command again resumes.
+    """
+
+    exit_code = 3

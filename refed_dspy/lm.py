@@ -1,0 +1,181 @@
+"""LMs by role, built from config, and per-call accounting.
+
+`RefedLM` is a `dspy.LM` that, instead of growing an in-memory history, hands one compact
+`CallInfo` per completed call (cache hits included) to the collector of the current asyncio
+task. It also turns a reply cut off by max_tokens, or stopped by a content filter, into an
+exception right away, so DSPy does not pay for a JSONAdapter retry of a reply that cannot parse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import dspy
+
+from refed_dspy.config import LMSpec
+from refed_dspy.errors import ConfigError, MissingKeyError
+from refed_dspy.pricing import Price, resolve_price
+
+_PROVIDER_KEYS = {
+    "openai": "OPENAI_API_KEY",
+    "azure": "AZURE_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "fireworks_ai": "FIREWORKS_AI_API_KEY",
+}
+_KEYLESS = ("ollama", "ollama_chat", "lm_studio", "hosted_vllm")
+
+
+class OutputTruncated(Exception):
+    """The provider stopped the reply at max_tokens (finish_reason 'length')."""
+
+
+class OutputRefused(Exception):
+    """The provider refused or filtered the reply (finish_reason 'content_filter')."""
+
+
+@dataclass
+class CallInfo:
+    """One completed LM call, as the accounting sees it."""
+
+    stage: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_hit: bool = False
+    finish_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_calls", default=None)
+_stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Tag the LM calls made inside this block with a stage name (feedback, synthesize, ...)."""
+    token = _stage.set(name)
+    try:
+        yield
+    finally:
+        _stage.reset(token)
+
+
+@contextlib.contextmanager
+def collect_calls() -> Iterator[list[CallInfo]]:
+    """Collect the CallInfo of every LM call made in this block (in this task/context)."""
+    calls: list[CallInfo] = []
+    token = _calls.set(calls)
+    try:
+        yield calls
+    finally:
+        _calls.reset(token)
+
+
+def _finish_reason(response: Any) -> str | None:
+    if response is None:
+        return None
+    reason = getattr(response, "finish_reason", None)
+    if reason is not None:
+        return str(reason)
+    choices = getattr(response, "choices", None) or (response.get("choices") if isinstance(response, dict) else None)
+    if choices:
+        first = choices[0]
+        return first.get("finish_reason") if isinstance(first, dict) else getattr(first, "finish_reason", None)
+    return None
+
+
+class RefedLM(dspy.LM):
+    """dspy.LM that reports each call to the current collector and keeps no history."""
+
+    def update_history(self, entry: dict[str, Any]) -> None:
+        usage = entry.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        response = entry.get("response")
+        if isinstance(response, tuple):
+            response = response[0] if response else None
+        finish = _finish_reason(response)
+        info = CallInfo(
+            stage=_stage.get(),
+            model=self.model,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int((details or {}).get("cached_tokens") or 0),
+            cache_hit=not usage,
+            finish_reason=finish,
+        )
+        calls = _calls.get()
+        if calls is not None:
+            calls.append(info)
+        if finish == "length":
+            raise OutputTruncated(f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)")
+        if finish == "content_filter":
+            raise OutputRefused("reply stopped by the provider's content filter")
+
+
+def api_key_env(spec: LMSpec) -> str | None:
+    """The environment variable that must hold this spec's key, or None when no key is needed."""
+    if spec.api_key_env is not None:
+        return spec.api_key_env or None
+    provider = spec.model.split("/", 1)[0] if "/" in spec.model else "openai"
+    if provider in _KEYLESS:
+        return None
+    return _PROVIDER_KEYS.get(provider, f"{provider.upper()}_API_KEY")
+
+
+def check_key(spec: LMSpec, role: str) -> str | None:
+    """Return the API key for `spec`, raising MissingKeyError when its variable is unset."""
+    env = api_key_env(spec)
+    if env is None:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        raise MissingKeyError(
+            f"the {role} model '{spec.model}' needs an API key in ${env}, which is not set: "
+            f"run `export {env}=...` (or set {role}.api_key_env to another variable, or to \"\" for a server without keys)"
+        )
+    return key
+
+
+def build_lm(spec: LMSpec, role: str = "teacher") -> RefedLM:
+    """Build the LM for one role. Reads the key from the environment; never stores it elsewhere."""
+    key = check_key(spec, role)
+    kwargs: dict[str, Any] = dict(spec.extra)
+    if spec.api_base:
+        kwargs["api_base"] = spec.api_base
+    if spec.api_version:
+        kwargs["api_version"] = spec.api_version
+    if spec.timeout:
+        kwargs["timeout"] = spec.timeout
+    if key is not None:
+        kwargs["api_key"] = key
+    elif spec.api_base:
+        kwargs["api_key"] = "unused"  # OpenAI-compatible clients insist on some key
+    try:
+        return RefedLM(
+            spec.model,
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
+            num_retries=spec.num_retries,
+            **kwargs,
+        )
+    except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
+        raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
+
+
+def price_of(spec: LMSpec) -> Price | None:
+    """Price for this spec from config, else the built-in table."""
+    return resolve_price(spec.model, spec.input_usd_per_mtok, spec.cached_input_usd_per_mtok, spec.output_usd_per_mtok)

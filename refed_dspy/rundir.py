@@ -1,0 +1,105 @@
+"""The run directory: its files, the config check on reuse, and the state a resume starts from."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.config import Config, fingerprint, fingerprint_diff, to_toml
+from refed_dspy.errors import RunDirError
+from refed_dspy.records import ReferenceFeedback
+from refed_dspy.store import JsonlWriter, read_jsonl, write_json_atomic, write_text_atomic
+
+
+@dataclass
+class ResumeState:
+    """What earlier invocations of this run already did."""
+
+    feedback: dict[str, ReferenceFeedback] = field(default_factory=dict)
+    feedback_failed: set[str] = field(default_factory=set)
+    units: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sample_ids: set[str] = field(default_factory=set)
+    final_reject_ids: set[str] = field(default_factory=set)
+    reject_keys: set[str] = field(default_factory=set)
+    samples: int = 0
+
+
+class RunDir:
+    """Files of one run (see DESIGN.md, "The run directory is the unit of resumption")."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.toml"
+        self.fingerprint = self.path / "fingerprint.json"
+        self.feedback = self.path / "feedback.jsonl"
+        self.samples = self.path / "samples.jsonl"
+        self.rejects = self.path / "rejects.jsonl"
+        self.journal = self.path / "journal.jsonl"
+        self.cache = self.path / "cache"
+        self.summary = self.path / "summary.json"
+
+    def prepare(self, config: Config, on_mismatch: str = "error") -> bool:
+        """Create or reuse the run dir. Returns True when earlier work exists (a resume).
+
+        on_mismatch: "error" refuses a dir made by a config that would produce different data,
+        "resume" continues it anyway, "fresh" deletes its records and starts over.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as err:
+            raise RunDirError(f"cannot write to run directory {self.path}: {err.strerror or err}") from None
+        new = fingerprint(config)
+        existing = self.fingerprint.exists() or self.samples.exists() or self.feedback.exists()
+        if existing and on_mismatch == "fresh":
+            self.wipe()
+            existing = False
+        elif existing and self.fingerprint.exists():
+            try:
+                old = json.loads(self.fingerprint.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise RunDirError(f"{self.fingerprint} is unreadable ({err}); use --fresh to start over") from None
+            diff = fingerprint_diff(old, new)
+            if diff and on_mismatch != "resume":
+                raise RunDirError(
+                    f"{self.path} was made by a different config ({'; '.join(diff)}); "
+                    "use another run.dir, --resume-anyway to continue it, or --fresh to start over"
+                )
+        write_json_atomic(self.fingerprint, new)
+        write_text_atomic(self.config, to_toml(config))
+        return existing
+
+    def wipe(self) -> None:
+        """Delete the run's records, journal and cache (used by --fresh)."""
+        for p in (self.feedback, self.samples, self.rejects, self.journal, self.summary, self.fingerprint):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+    def load(self) -> ResumeState:
+        """Read what is done, repairing any line torn by a kill."""
+        state = ResumeState()
+        for row in read_jsonl(self.feedback, repair=True):
+            fb = ReferenceFeedback.model_validate(row)
+            state.feedback[fb.reference_id] = fb
+        for row in read_jsonl(self.journal, repair=True):
+            if row.get("kind") == "unit":
+                state.units[row["unit"]] = row
+        for row in read_jsonl(self.samples, repair=True):
+            state.sample_ids.add(row["meta"]["id"])
+        state.samples = len(state.sample_ids)
+        for row in read_jsonl(self.rejects, repair=True):
+            key = f"{row.get('stage')}:{row.get('item_id')}"
+            state.reject_keys.add(key)
+            if row.get("stage") == "feedback" and row.get("final", True):
+                state.feedback_failed.add(row.get("reference_id"))
+            elif row.get("final", True) and row.get("item_id"):
+                state.final_reject_ids.add(row["item_id"])
+        return state
+
+    def writers(self) -> dict[str, JsonlWriter]:
+        return {name: JsonlWriter(getattr(self, name)) for name in ("feedback", "samples", "rejects", "journal")}

@@ -1,0 +1,471 @@
+"""The synthesis run: feedback, work units, samples; concurrent, budgeted and resumable.
+
+One coroutine owns all run state. Work items run as asyncio tasks that return results (they
+never touch shared state); the owner writes records, updates totals and starts more work so that
+up to `synthesis.concurrency` LM calls are in flight at all times. Samples are started only while
+accepted + running < size, so a run ends with exactly `size` samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import dspy
+
+from refed_dspy.config import Config, config_hash
+from refed_dspy.errors import RunAborted
+from refed_dspy.failures import Failure, classify
+from refed_dspy.lm import collect_calls, price_of
+from refed_dspy.methods import Method, get_method
+from refed_dspy.pricing import Price
+from refed_dspy.progress import Progress
+from refed_dspy.records import Reference, ReferenceFeedback, RejectRecord, SampleMeta, SampleRecord, content_id
+from refed_dspy.rundir import ResumeState, RunDir
+from refed_dspy.store import read_jsonl, write_json_atomic
+from refed_dspy.text import Deduper
+from refed_dspy.usage import Totals, usage_of
+
+# Worst-case LM calls per task (each predictor may cost a JSONAdapter fallback call).
+_WORST_CALLS = {"feedback": 4, "unit": 2, "sample": 6}
+_PRIOR_PROMPT_TOKENS = 2000
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One synthesis call: a reference, one of its features, and the pass number."""
+
+    pass_no: int
+    ref_index: int
+    feature: str
+
+    def id(self, ref: Reference) -> str:
+        return f"p{self.pass_no}:{ref.id}:{self.feature}"
+
+
+@dataclass
+class _Task:
+    kind: str
+    slots: int
+    reserved_calls: int
+    reserved_cost: float
+    payload: Any = None
+
+
+@dataclass
+class Item:
+    """An instruction waiting for (or getting) its response."""
+
+    id: str
+    unit: str
+    ref_index: int
+    feature: str
+    pass_no: int
+    instruction: str
+
+
+def unit_order(n_refs: int, features: tuple[str, ...], max_passes: int) -> Iterator[Unit]:
+    """Units in the order a run uses them: every reference once per feature before any twice."""
+    for pass_no in range(max_passes):
+        for feature in features:
+            for ref_index in range(n_refs):
+                yield Unit(pass_no, ref_index, feature)
+
+
+@dataclass
+class RunStats:
+    """Figures of this invocation (the summary adds those of earlier invocations from the files)."""
+
+    started: float = field(default_factory=time.monotonic)
+    new_samples: int = 0
+    rejects: Counter = field(default_factory=Counter)
+    consecutive_failures: int = 0
+
+
+class SynthesisRun:
+    """Runs one synthesis config to completion against a teacher LM. Use `run_synthesis`."""
+
+    def __init__(self, config: Config, references: list[Reference], teacher: dspy.LM, rundir: RunDir,
+                 respond: dspy.Module | None = None, program_id: str | None = None, show_progress: bool = False):
+        from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, RespondAndImprove
+
+        self.config = config
+        self.syn = config.synthesis
+        self.method: Method = get_method(self.syn.method)
+        self.refs = references
+        self.teacher = teacher
+        self.rundir = rundir
+        self.price: Price | None = price_of(config.teacher)
+        self.collect = CollectReferenceFeedback(describe=self.method.describe, critique=self.method.critique_reference)
+        self.synthesizer = InstructionSynthesizer()
+        self.respond = respond or RespondAndImprove(improve=self.method.improve, sample_feedback=self.method.sample_feedback)
+        self.program_id = program_id or f"refed_dspy.programs.{type(self.respond).__name__}"
+        self.show_progress = show_progress
+        self.chash = config_hash(config)
+        self.stats = RunStats()
+        self.running: dict[asyncio.Task, _Task] = {}
+        self.pool: deque[Item] = deque()
+        self.feedback: dict[str, ReferenceFeedback] = {}
+        self.feedback_failed: set[str] = set()
+        self.feedback_waiters: dict[str, asyncio.Future] = {}
+        self.done_units: set[str] = set()
+        self.dedup = Deduper(self.syn.dedup_rouge_threshold)
+        self.accepted = 0
+        self.reject_keys: set[str] = set()
+        self.totals = Totals()
+        self.max_call_cost = 0.0
+        self.stop_reason: str | None = None
+        self.abort: Failure | None = None
+        n_features = len(self.method.features)
+        per_pass = max(1, len(references) * n_features * self.syn.instructions_per_feature)
+        self.max_passes = 2 * math.ceil(self.syn.size / per_pass) + 2
+        self.units = unit_order(len(references), self.method.features, self.max_passes)
+        self.held_unit: Unit | None = None
+        self.rng = random.Random(self.syn.seed)
+
+    # ---- resume -------------------------------------------------------------------------------
+    def _restore(self, state: ResumeState) -> None:
+        self.feedback = dict(state.feedback)
+        self.feedback_failed = set(state.feedback_failed)
+        self.accepted = state.samples
+        self.reject_keys = set(state.reject_keys)
+        index = {ref.id: i for i, ref in enumerate(self.refs)}
+        done_items = state.sample_ids | state.final_reject_ids
+        for unit_id, row in state.units.items():
+            self.done_units.add(unit_id)
+            for text in row.get("kept", []):
+                self.dedup.add(text)
+            ref_index = index.get(row["reference_id"])
+            if ref_index is None:
+                continue
+            for text in row.get("kept", []):
+                item_id = content_id(unit_id, text)
+                if item_id not in done_items:
+                    self.pool.append(Item(item_id, unit_id, ref_index, row["feature"], row["pass"], text))
+        for path in (self.rundir.feedback, self.rundir.journal, self.rundir.samples, self.rundir.rejects):
+            for row in read_jsonl(path):
+                self.totals.add(row.get("usage") or (row.get("meta") or {}).get("usage"))
+
+    # ---- budget -------------------------------------------------------------------------------
+    def _call_cost_estimate(self) -> float:
+        if self.price is None:
+            return 0.0
+        prior = self.price.cost(_PRIOR_PROMPT_TOKENS, self.config.teacher.max_tokens)
+        return max(self.max_call_cost, prior if self.max_call_cost == 0 else 0.0)
+
+    def _reserve(self, kind: str) -> tuple[int, float] | None:
+        """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
+        calls = _WORST_CALLS[kind]
+        cost = calls * self._call_cost_estimate()
+        reserved_calls = sum(t.reserved_calls for t in self.running.values())
+        reserved_cost = sum(t.reserved_cost for t in self.running.values())
+        if self.syn.max_calls is not None and self.totals.calls + reserved_calls + calls > self.syn.max_calls:
+            return None
+        if self.syn.max_cost_usd is not None and self.totals.cost + reserved_cost + cost > self.syn.max_cost_usd:
+            return None
+        return calls, cost
+
+    # ---- starting work ------------------------------------------------------------------------
+    def _slots_free(self) -> int:
+        return self.syn.concurrency - sum(t.slots for t in self.running.values())
+
+    def _start(self, kind: str, coro, slots: int, payload: Any = None) -> bool:
+        reservation = self._reserve(kind)
+        if reservation is None:
+            coro.close()
+            self.stop_reason = self.stop_reason or "budget"
+            return False
+        task = asyncio.ensure_future(coro)
+        self.running[task] = _Task(kind, slots, reservation[0], reservation[1], payload)
+        return True
+
+    def _incoming(self) -> int:
+        n = self.syn.instructions_per_feature
+        return len(self.pool) + n * sum(1 for t in self.running.values() if t.kind == "unit")
+
+    def _samples_running(self) -> int:
+        return sum(1 for t in self.running.values() if t.kind == "sample")
+
+    def _next_unit(self) -> Unit | None:
+        if self.held_unit is not None:
+            unit, self.held_unit = self.held_unit, None
+            return unit
+        for unit in self.units:
+            ref = self.refs[unit.ref_index]
+            if unit.id(ref) in self.done_units or ref.id in self.feedback_failed:
+                continue
+            fb = self.feedback.get(ref.id)
+            if fb is not None and self.method.describe and unit.feature not in dict(fb.features()):
+                continue
+            return unit
+        return None
+
+    def _fill(self) -> None:
+        n = self.syn.instructions_per_feature
+        while self.stop_reason is None and self.abort is None:
+            free = self._slots_free()
+            need = self.syn.size - self.accepted - self._samples_running()
+            if free <= 0 or need <= 0:
+                return
+            if self._incoming() < min(need, self.syn.concurrency + n):
+                unit = self._next_unit()
+                if unit is not None:
+                    if not self._start_unit(unit):
+                        return
+                    continue
+            if self.pool:
+                item = self.pool.popleft()
+                if not self._start("sample", self._run_sample(item), 1, item):
+                    self.pool.appendleft(item)
+                    return
+                continue
+            return
+
+    def _start_unit(self, unit: Unit) -> bool:
+        ref = self.refs[unit.ref_index]
+        if self.method.collects_feedback and ref.id not in self.feedback and ref.id not in self.feedback_waiters:
+            if self._slots_free() < 3 and self.running:
+                self.held_unit = unit
+                return False
+            waiter = asyncio.get_running_loop().create_future()
+            self.feedback_waiters[ref.id] = waiter
+            if not self._start("feedback", self._run_feedback(ref), 2, ref):
+                self.feedback_waiters.pop(ref.id)
+                return False
+        return self._start("unit", self._run_unit(unit), 1, unit)
+
+    # ---- the work items (no shared state: they return results) -------------------------------
+    async def _run_feedback(self, ref: Reference):
+        with collect_calls() as calls, dspy.context(lm=self.teacher):
+            try:
+                pred = await self.collect.acall(reference=ref)
+                return pred, None, calls
+            except Exception as err:  # noqa: BLE001 - every failure becomes a reject
+                return None, classify(err), calls
+
+    async def _run_unit(self, unit: Unit):
+        ref = self.refs[unit.ref_index]
+        if self.method.collects_feedback:
+            fb = self.feedback.get(ref.id)
+            if fb is None:
+                fb = await self.feedback_waiters[ref.id]
+            if fb is None:
+                return None, Failure("feedback_failed", "the reference's feedback failed"), []
+            description = dict(fb.features()).get(unit.feature, "")
+        else:
+            description = ""
+        with collect_calls() as calls, dspy.context(lm=self.teacher):
+            try:
+                pred = await self.synthesizer.acall(
+                    reference_instruction=ref.instruction, feature_name=unit.feature, feature_description=description,
+                    n=self.syn.instructions_per_feature, rollout_id=unit.pass_no or None)
+                return pred.new_instructions, None, calls
+            except Exception as err:  # noqa: BLE001
+                return None, classify(err), calls
+
+    async def _run_sample(self, item: Item):
+        ref = self.refs[item.ref_index]
+        fb = self.feedback.get(ref.id)
+        with collect_calls() as calls, dspy.context(lm=self.teacher):
+            try:
+                pred = await self.respond.acall(
+                    reference_instruction=ref.instruction, reference_response=ref.response,
+                    instruction=item.instruction, feedback=fb.response_feedback if fb else None)
+                record = self._record(item, ref, pred, calls)
+                return record, None, calls
+            except Exception as err:  # noqa: BLE001
+                return None, classify(err), calls
+
+    def _record(self, item: Item, ref: Reference, pred: dspy.Prediction, calls) -> SampleRecord:
+        def dump(value):
+            return value.model_dump() if hasattr(value, "model_dump") else value
+
+        improved = pred.get("improved_response")
+        if self.method.improve and not (improved or "").strip():
+            raise ValueError("the improver returned an empty improved_response")
+        meta = SampleMeta(
+            id=item.id, method=self.method.name, reference_id=ref.id, feature=item.feature,
+            teacher=self.config.teacher.model, program=self.program_id, usage=usage_of(calls, self.price),
+            unit=item.unit, config_hash=self.chash, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        return SampleRecord(instruction=item.instruction, response=(pred.response or "").strip(),
+                            analysis=dump(pred.get("analysis")), implementation_strategy=dump(pred.get("implementation_strategy")),
+                            improved_response=improved, meta=meta)
+
+    # ---- handling results (the owner) ---------------------------------------------------------
+    def _account(self, calls) -> dict:
+        usage = usage_of(calls, self.price)
+        self.totals.add(usage)
+        for call in calls:
+            if not call.cache_hit and self.price is not None:
+                self.max_call_cost = max(self.max_call_cost, self.price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens))
+        return usage
+
+    def _reject(self, failure: Failure, stage: str, item_id: str | None, ref_id: str | None, usage: dict, **extra) -> None:
+        key = f"{stage}:{item_id}"
+        self.stats.rejects[failure.reason] += 1
+        if key in self.reject_keys and failure.final:
+            return
+        self.reject_keys.add(key)
+        rec = RejectRecord(stage=stage, reason=failure.reason, detail=failure.detail, reference_id=ref_id,
+                           item_id=item_id, final=failure.final, usage=usage, **extra)
+        self.writers["rejects"].append(rec.model_dump(mode="json"))
+
+    def _failure_streak(self, failure: Failure | None) -> None:
+        if failure is None or failure.final:
+            self.stats.consecutive_failures = 0
+            return
+        if failure.fatal:
+            self.abort = failure
+            return
+        self.stats.consecutive_failures += 1
+        if self.stats.consecutive_failures >= self.syn.max_consecutive_failures:
+            self.abort = Failure("too_many_failures",
+                                 f"{self.stats.consecutive_failures} consecutive LM failures, the last: {failure.detail}",
+                                 final=False, fatal=True)
+
+    def _handle(self, task: asyncio.Task, meta: _Task) -> None:
+        result, failure, calls = task.result()
+        usage = self._account(calls)
+        if not (failure is not None and failure.reason == "feedback_failed"):
+            self._failure_streak(failure)
+        if meta.kind == "feedback":
+            ref: Reference = meta.payload
+            waiter = self.feedback_waiters.pop(ref.id)
+            if failure is None:
+                fb = ReferenceFeedback(reference_id=ref.id, subject_areas=result.subject_areas, relevant_skills=result.relevant_skills,
+                                       response_feedback=result.response_feedback, usage=usage)
+                self.writers["feedback"].append(fb.model_dump(mode="json"))
+                self.feedback[ref.id] = fb
+                waiter.set_result(fb)
+            else:
+                if failure.final:
+                    self.feedback_failed.add(ref.id)
+                self._reject(failure, "feedback", ref.id, ref.id, usage)
+                waiter.set_result(None)
+        elif meta.kind == "unit":
+            unit: Unit = meta.payload
+            ref = self.refs[unit.ref_index]
+            uid = unit.id(ref)
+            if failure is not None:
+                if failure.reason != "feedback_failed":
+                    self._reject(failure, "synthesize", uid, ref.id, usage)
+                if failure.final:
+                    self.done_units.add(uid)
+                return
+            kept, dropped = [], []
+            for text in result:
+                reason = self.dedup.offer(text)
+                (kept if reason is None else dropped).append((text, reason))
+            for text, reason in dropped:
+                self._reject(Failure(reason, "dropped by instruction dedup"), "dedup", content_id(uid, text), ref.id, {}, instruction=text)
+            self.writers["journal"].append({"kind": "unit", "unit": uid, "reference_id": ref.id, "feature": unit.feature,
+                                            "pass": unit.pass_no, "kept": [t for t, _ in kept], "usage": usage})
+            self.done_units.add(uid)
+            for text, _ in kept:
+                self.pool.append(Item(content_id(uid, text), uid, unit.ref_index, unit.feature, unit.pass_no, text))
+        else:
+            item: Item = meta.payload
+            if failure is not None:
+                self._reject(failure, "sample", item.id, self.refs[item.ref_index].id, usage, instruction=item.instruction)
+                return
+            if self.accepted >= self.syn.size:  # cannot happen: samples start only below size
+                return
+            self.writers["samples"].append(result.model_dump(mode="json"))
+            self.accepted += 1
+            self.stats.new_samples += 1
+
+    # ---- the loop -----------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        resumed = self.rundir.prepare(self.config, self.on_mismatch)
+        state = self.rundir.load() if resumed else ResumeState()
+        self._restore(state)
+        self.writers = self.rundir.writers()
+        progress = Progress(self.syn.size, self.accepted, enabled=self.show_progress)
+        status = "complete"
+        try:
+            while True:
+                self._fill()
+                if not self.running:
+                    break
+                done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    self._handle(task, self.running.pop(task))
+                progress.update(self.accepted, self.totals, self.stats)
+                if self.abort is not None:
+                    break
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            status = "interrupted"
+            raise
+        finally:
+            for task in self.running:
+                task.cancel()
+            if self.running:
+                await asyncio.gather(*self.running, return_exceptions=True)
+            self.running.clear()
+            for w in self.writers.values():
+                w.close()
+            progress.close()
+            if self.abort is not None:
+                status = "aborted"
+            elif status != "interrupted":
+                status = "complete" if self.accepted >= self.syn.size else (self.stop_reason or "exhausted")
+            summary = self.summary(status)
+            write_json_atomic(self.rundir.summary, summary)
+        if self.abort is not None:
+            raise RunAborted(f"run stopped: {self.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
+                             "run the same command again to resume)")
+        return summary
+
+    on_mismatch: str = "error"
+
+    def summary(self, status: str) -> dict[str, Any]:
+        """Figures of the whole run (all invocations), read back from its files."""
+        rejects: Counter = Counter()
+        by_stage: Counter = Counter()
+        for row in read_jsonl(self.rundir.rejects):
+            rejects[row.get("reason", "unknown")] += 1
+            by_stage[row.get("stage", "unknown")] += 1
+        wall = time.monotonic() - self.stats.started
+        usage = self.totals.as_dict()
+        samples = self.accepted
+        per_sample = {}
+        if samples:
+            per_sample = {
+                "calls": round(usage["calls"] / samples, 3),
+                "prompt_tokens": round(usage["prompt_tokens"] / samples, 1),
+                "completion_tokens": round(usage["completion_tokens"] / samples, 1),
+                "cost_usd": round(usage["cost_usd"] / samples, 6) if usage["cost_usd"] is not None else None,
+            }
+        return {
+            "status": status,
+            "run_dir": str(self.rundir.path),
+            "method": self.method.name,
+            "teacher": self.config.teacher.model,
+            "program": self.program_id,
+            "config_hash": self.chash,
+            "size": self.syn.size,
+            "samples": samples,
+            "new_samples": self.stats.new_samples,
+            "references": len(self.refs),
+            "feedback_collected": len(self.feedback),
+            "units": len(self.done_units),
+            "instructions_kept": len(self.dedup),
+            "rejects": dict(rejects),
+            "rejects_by_stage": dict(by_stage),
+            "usage": usage,
+            "per_sample": per_sample,
+            "cost_usd": usage["cost_usd"],
+            "price_known": self.price is not None,
+            "wall_s": round(wall, 3),
+            "samples_per_s": round(self.stats.new_samples / wall, 3) if wall > 0 else None,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+

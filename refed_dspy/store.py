@@ -1,0 +1,82 @@
+"""Append-only JSONL files with line-atomic writes and torn-line recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.errors import RunAborted
+
+
+def read_jsonl(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the complete JSON lines of `path`.
+
+    A last line without its newline (a write torn by a kill) is skipped; with `repair`
+    the file is truncated back to its last complete line so that appends stay valid.
+    """
+    p = Path(path)
+    if not p.exists():
+        return
+    with open(p, "rb") as fh:
+        data = fh.read()
+    end = data.rfind(b"\n") + 1
+    if repair and end < len(data):
+        with open(p, "r+b") as fh:
+            fh.truncate(end)
+    for raw in data[:end].splitlines():
+        if raw.strip():
+            try:
+                yield json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+
+
+class JsonlWriter:
+    """Appends one JSON object per line with a single write(2), so a kill never leaves half a record
+    that a reader would accept. Each line is flushed to the OS before `append` returns."""
+
+    def __init__(self, path: str | Path, fsync: bool = False):
+        self.path = Path(path)
+        self.fsync = fsync
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self._fd
+
+    def append(self, obj: dict[str, Any]) -> None:
+        line = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            fd = self._open()
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(f"short write to {self.path}")
+            if self.fsync:
+                os.fsync(fd)
+        except OSError as err:
+            raise RunAborted(f"cannot write {self.path}: {err.strerror or err}; records written so far are kept") from None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON to a temp file and rename it into place."""
+    p = Path(path)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text to a temp file and rename it into place."""
+    p = Path(path)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)

@@ -1,0 +1,31 @@
+"""The one-screen text summary of a finished run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _money(value: float | None) -> str:
+    return "unknown (no price for this model)" if value is None else f"${value:.4f}"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """Render a summary dict (summary.json) as a short report."""
+    u = s["usage"]
+    lines = [
+        f"run {s['run_dir']}: {s['status']}  ({s['method']}, teacher {s['teacher']})",
+        f"  samples      {s['samples']}/{s['size']}  (+{s['new_samples']} this time, {s['samples_per_s'] or 0:.2f}/s over {s['wall_s']:.1f}s)",
+        f"  references   {s['references']} loaded, feedback on {s['feedback_collected']}, {s['units']} synthesis units, "
+        f"{s['instructions_kept']} instructions kept",
+        f"  LM calls     {u['calls']} paid, {u['cached_calls']} from the run cache",
+        f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion",
+        f"  cost         {_money(s['cost_usd'])}",
+    ]
+    for stage, part in sorted((u.get("by_stage") or {}).items()):
+        lines.append(f"    {stage:<16}{part['calls']:>7} calls {part['prompt_tokens']:>11,} in {part['completion_tokens']:>10,} out  {_money(part.get('cost_usd'))}")
+    if s["per_sample"]:
+        p = s["per_sample"]
+        lines.append(f"  per sample   {p['calls']} calls, {p['prompt_tokens']} prompt + {p['completion_tokens']} completion tokens, {_money(p['cost_usd'])}")
+    rejects = s.get("rejects") or {}
+    lines.append("  rejects      " + (", ".join(f"{n} {r}" for r, n in sorted(rejects.items())) if rejects else "none"))
+    return "\n".join(lines)

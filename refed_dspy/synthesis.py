@@ -1,0 +1,66 @@
+"""Public entry point of a synthesis run: config in, summary out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import dspy
+
+from refed_dspy.config import Config, load_config
+from refed_dspy.errors import ConfigError
+from refed_dspy.lm import build_lm, price_of
+from refed_dspy.methods import get_method
+from refed_dspy.records import Reference
+from refed_dspy.rundir import RunDir
+from refed_dspy.seeds import read_references
+
+log = logging.getLogger(__name__)
+
+
+def use_run_cache(rundir: RunDir) -> None:
+    """Point DSPy's disk cache at the run's own directory (its key ignores api_base)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    rundir.cache.mkdir(parents=True, exist_ok=True)
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(rundir.cache))
+
+
+def check_budget_prices(config: Config) -> None:
+    """A cost budget needs a price: refuse to start a budgeted run whose model has none."""
+    if config.synthesis.max_cost_usd is not None and price_of(config.teacher) is None:
+        raise ConfigError(
+            f"synthesis.max_cost_usd needs a price for '{config.teacher.model}', which is not in the built-in table: "
+            "set teacher.input_usd_per_mtok and teacher.output_usd_per_mtok"
+        )
+
+
+async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, references: list[Reference] | None = None,
+                         respond: dspy.Module | None = None, program_id: str | None = None,
+                         on_mismatch: str = "error", show_progress: bool = False) -> dict[str, Any]:
+    """Run (or resume) a synthesis run inside an existing event loop; returns the summary dict."""
+    from refed_dspy.runner import SynthesisRun
+
+    get_method(config.synthesis.method)
+    check_budget_prices(config)
+    if teacher is None:
+        teacher = build_lm(config.teacher, "teacher")
+    if references is None:
+        references, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+        log.info(report.line())
+    rundir = RunDir(config.run.dir)
+    use_run_cache(rundir)
+    run = SynthesisRun(config, references, teacher, rundir, respond=respond, program_id=program_id, show_progress=show_progress)
+    run.on_mismatch = on_mismatch
+    return await run.run()
+
+
+def synthesize(config: Config | str | None = None, overrides: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run (or resume) synthesis for `config` (a Config, or a TOML path) and return its summary.
+
+    Keyword arguments are passed to `arun_synthesis` (teacher, references, respond, on_mismatch, ...).
+    """
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    return asyncio.run(arun_synthesis(config, **kwargs))

@@ -1,0 +1,17 @@
+"""What we ask the LM: one typed DSPy signature per stage of the method."""
+
+from refed_dspy.signatures.critique_response import CritiqueResponse
+from refed_dspy.signatures.describe_instruction import DescribeInstruction
+from refed_dspy.signatures.generate_response import GenerateResponse
+from refed_dspy.signatures.improve_response import Analysis, ImplementationStrategy, ImproveResponse
+from refed_dspy.signatures.synthesize_instructions import SynthesizeInstructions
+
+__all__ = [
+    "Analysis",
+    "CritiqueResponse",
+    "DescribeInstruction",
+    "GenerateResponse",
+    "ImplementationStrategy",
+    "ImproveResponse",
+    "SynthesizeInstructions",
+]

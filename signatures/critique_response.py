@@ -1,0 +1,14 @@
+"""Response feedback: what makes a response good and how it could be better."""
+
+import dspy
+
+
+class CritiqueResponse(dspy.Signature):
+    """Review a response to an instruction as a demanding editor would. Say what makes it effective
+    and where it falls short, covering accuracy, depth, clarity, organization, tone, how fully it
+    addresses the instruction, its scope, and the needs the user implied but did not state. Write
+    feedback that a writer could act on, in concrete terms."""
+
+    instruction: str = dspy.InputField()
+    response: str = dspy.InputField()
+    response_feedback: str = dspy.OutputField(desc="Strengths first, then specific, actionable improvements.")

@@ -1,0 +1,15 @@
+"""Reference-level instruction feedback: what a reference instruction is about and what it demands."""
+
+import dspy
+
+
+class DescribeInstruction(dspy.Signature):
+    """Study a high-quality instruction and the response written for it, then characterize the
+    instruction so that new instructions of the same kind and difficulty can be written from your
+    description. Describe the subject areas it touches and the skills a strong answer needs. Be
+    specific enough to guide a writer, general enough that many different instructions fit."""
+
+    reference_instruction: str = dspy.InputField()
+    reference_response: str = dspy.InputField(desc="A response judged to be of high quality.")
+    subject_areas: str = dspy.OutputField(desc="The domains, topics and kinds of knowledge the instruction involves.")
+    relevant_skills: str = dspy.OutputField(desc="The abilities a response must show: reasoning, writing, coding, planning, and so on.")

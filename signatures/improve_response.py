@@ -1,0 +1,21 @@
+"""Response improvement with feedback written for a similar but different pair."""
+
+import dspy
+
+from refed_dspy.records import Analysis, ImplementationStrategy
+
+__all__ = ["Analysis", "ImplementationStrategy", "ImproveResponse"]
+
+
+class ImproveResponse(dspy.Signature):
+    """Improve a draft response. The feedback was written about a different but similar response,
+    so first decide which of its points apply here and ignore the rest. Keep what is already good,
+    plan concrete changes, then write the complete improved response (not a list of edits). Never
+    make the response less accurate or pad it with filler."""
+
+    feedback: str = dspy.InputField(desc="Feedback on a high-quality reference response to a similar instruction.")
+    instruction: str = dspy.InputField()
+    draft_response: str = dspy.InputField()
+    analysis: Analysis = dspy.OutputField()
+    implementation_strategy: ImplementationStrategy = dspy.OutputField()
+    improved_response: str = dspy.OutputField(desc="The full improved response.")

@@ -1,0 +1,17 @@
+"""Instruction synthesis from a reference and one of its features."""
+
+import dspy
+
+
+class SynthesizeInstructions(dspy.Signature):
+    """Write new instructions that a user might give an AI assistant, inspired by a reference
+    instruction and guided by one described feature of it. Each new instruction must be of similar
+    complexity and length to the reference, self-contained, answerable in text, and clearly
+    different from the reference and from each other in topic or angle. Do not number them and do
+    not answer them."""
+
+    reference_instruction: str = dspy.InputField()
+    feature_name: str = dspy.InputField(desc="Which feature guides this batch, e.g. subject_areas or relevant_skills.")
+    feature_description: str = dspy.InputField()
+    n: int = dspy.InputField(desc="How many new instructions to write.")
+    new_instructions: list[str] = dspy.OutputField(desc="Exactly n distinct instructions.")

@@ -1,0 +1,361 @@
+"""A loopback OpenAI-compatible chat server for tests and benchmarks.
+
+It answers any DSPy signature: the output fields and their JSON schemas are read from
+the ChatAdapter system prompt, and values are generated from the schema. It keeps a
+request log (one JSON line per request: body hash, status, fault, whether the response
+was delivered) so tests can check exactly-once behaviour against what the server saw.
+
+Faults come in two kinds:
+- sticky faults are chosen by a hash of the request's input fields, so the ChatAdapter
+  call and its JSONAdapter fallback for the same inputs get the same fault
+  (length, malformed, refusal, filter400);
+- transient faults are drawn per request (429 with Retry-After, 500, 503).
+
+Run standalone: ``python tests/loopback_server.py --port 0`` prints ``PORT <n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_FIELD_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n\{\1\}(?:\s+# note: the value you produce must adhere to the JSON schema: (.*))?")
+_INPUT_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
+
+VOCAB = (
+    "analyze design explain compare outline draft evaluate summarize describe plan write build "
+    "estimate derive prove critique translate refactor debug optimize teach model measure predict "
+    "river budget protein compiler orchestra glacier contract dataset poem theorem recipe garden "
+    "startup museum vaccine satellite harbor ledger algorithm novel clinic turbine lecture survey "
+    "neighborhood festival bridge battery market archive syllabus pipeline canyon league reactor "
+    "volcano interview manuscript workshop telescope courtroom warehouse pharmacy library marathon "
+    "ethics inflation migration erosion photosynthesis recursion encryption negotiation grammar "
+    "harmony gravity friction memory trust privacy fairness latency entropy symmetry sustainability "
+    "for a team of beginners with concrete examples in under three paragraphs using a table "
+    "step by step from first principles with trade-offs and a short checklist for a skeptical reader"
+).split()
+
+
+def count_tokens(text: str) -> int:
+    """The server's token count: words and punctuation marks."""
+    return len(_TOKEN.findall(text))
+
+
+@dataclass
+class ServerConfig:
+    """Behaviour of the loopback server; every rate is a probability in [0, 1]."""
+
+    words_per_text: int = 60
+    words_per_item: int = 14
+    latency_s: float = 0.0
+    latency_per_token_s: float = 0.0
+    jitter: float = 0.0
+    max_concurrency: int = 0  # 0: no cap; above the cap the server answers 429
+    retry_after_s: float = 0.05
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_503: float = 0.0
+    sticky_length: float = 0.0
+    sticky_malformed: float = 0.0
+    sticky_refusal: float = 0.0
+    sticky_filter400: float = 0.0
+    fail_all: bool = False
+    seed: int = 0
+    log_path: str | None = None
+    cache_min_tokens: int = 1024
+    cache_step: int = 128
+    extra: dict = field(default_factory=dict)
+
+
+def _unit(key: str, salt: str) -> float:
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class _State:
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        self.lock = threading.Lock()
+        self.rng = random.Random(cfg.seed)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.count = 0
+        self.prefixes: set[str] = set()
+        self.log = open(cfg.log_path, "a", encoding="utf-8") if cfg.log_path else None  # noqa: SIM115
+
+    def record(self, entry: dict) -> None:
+        if self.log:
+            with self.lock:
+                self.log.write(json.dumps(entry) + "\n")
+                self.log.flush()
+
+    def cached_prefix(self, tokens: list[str]) -> int:
+        """Tokens served from a prompt-prefix cache, in the way OpenAI bills them."""
+        cfg = self.cfg
+        h = hashlib.sha256()
+        best = 0
+        keys = []
+        for start in range(0, len(tokens), cfg.cache_step):
+            chunk = tokens[start : start + cfg.cache_step]
+            if len(chunk) < cfg.cache_step:
+                break
+            h.update("\x1f".join(chunk).encode())
+            end = start + cfg.cache_step
+            if end >= cfg.cache_min_tokens:
+                key = h.copy().hexdigest()
+                keys.append(key)
+                with self.lock:
+                    if key in self.prefixes:
+                        best = end
+        with self.lock:
+            self.prefixes.update(keys)
+        return best
+
+
+def _words(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(VOCAB) for _ in range(n))
+
+
+def _value(schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig, inputs: dict):
+    if schema is None:
+        if name in ("n", "count") or name.endswith("_count"):
+            return rng.randint(1, 5)
+        words = cfg.words_per_text if "response" in name or name in ("text", "answer") else cfg.words_per_item
+        return _words(rng, words).capitalize() + "."
+    kind = schema.get("type")
+    if kind == "array":
+        n = inputs.get("n")
+        count = int(n) if isinstance(n, str) and n.strip().isdigit() else 3
+        item = schema.get("items", {})
+        return [_value(item if item.get("type") != "string" else None, "item", rng, cfg, {}) for _ in range(count)]
+    if kind == "object":
+        return {k: _value(v if v.get("type") != "string" else None, k, rng, cfg, {}) for k, v in schema.get("properties", {}).items()}
+    if kind in ("integer", "number"):
+        return rng.randint(1, 10)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if "enum" in schema:
+        return rng.choice(schema["enum"])
+    return _words(rng, cfg.words_per_item)
+
+
+def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mode: bool) -> str:
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    user = messages[-1]["content"] if messages else ""
+    if isinstance(user, list):
+        user = " ".join(part.get("text", "") for part in user)
+    out_part = system.split("Your output fields are:")[-1] if "Your output fields are:" in system else ""
+    names = re.findall(r"^\d+\. `(\w+)`", out_part.split("All interactions")[0], re.M)
+    schemas = {m.group(1): (json.loads(m.group(2)) if m.group(2) else None) for m in _FIELD_RE.finditer(system)}
+    inputs = {m.group(1): m.group(2).strip() for m in _INPUT_RE.finditer(user)}
+    if not names:
+        names = ["answer"]
+    values = {name: _value(schemas.get(name), name, rng, cfg, inputs) for name in names}
+    if json_mode:
+        return json.dumps(values)
+    parts = []
+    for name, val in values.items():
+        text = val if isinstance(val, str) else json.dumps(val)
+        parts.append(f"[[ ## {name} ## ]]\n{text}")
+    parts.append("[[ ## completed ## ]]")
+    return "\n\n".join(parts)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, status: int, payload: dict, headers: dict | None = None) -> bool:
+        body = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+
+    def do_GET(self):  # noqa: N802
+        st = self.server.state
+        if self.path.endswith("/stats"):
+            self._send(200, {"count": st.count, "max_in_flight": st.max_in_flight})
+        else:
+            self._send(200, {"object": "list", "data": [{"id": "loopback", "object": "model"}]})
+
+    def do_POST(self):  # noqa: N802
+        st = self.server.state
+        cfg = st.cfg
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        sha = hashlib.sha256(raw).hexdigest()[:16]
+        try:
+            req = json.loads(raw)
+        except json.JSONDecodeError:
+            self._send(400, {"error": {"message": "invalid JSON", "type": "invalid_request_error"}})
+            return
+        with st.lock:
+            st.count += 1
+            seq = st.count
+            st.in_flight += 1
+            st.max_in_flight = max(st.max_in_flight, st.in_flight)
+            over_cap = cfg.max_concurrency and st.in_flight > cfg.max_concurrency
+            draw = st.rng.random()
+            rng = random.Random(st.rng.random())
+        entry = {"seq": seq, "t": time.time(), "sha": sha, "path": self.path}
+        try:
+            self._serve(req, raw, rng, draw, bool(over_cap), entry)
+        finally:
+            with st.lock:
+                st.in_flight -= 1
+            st.record(entry)
+
+    def _serve(self, req: dict, raw: bytes, rng: random.Random, draw: float, over_cap: bool, entry: dict) -> None:
+        st = self.server.state
+        cfg = st.cfg
+        messages = req.get("messages") or []
+        user = messages[-1].get("content", "") if messages else ""
+        if isinstance(user, list):
+            user = " ".join(part.get("text", "") for part in user)
+        key = user.split("\n\nRespond with")[0]
+
+        def fail(status: int, kind: str, message: str, headers: dict | None = None):
+            entry.update(status=status, fault=kind)
+            entry["delivered"] = self._send(status, {"error": {"message": message, "type": kind, "code": kind}}, headers)
+
+        if cfg.fail_all:
+            return fail(500, "server_error", "the loopback server fails every request")
+        if over_cap:
+            return fail(429, "rate_limit_exceeded", "concurrency cap", {"Retry-After": str(cfg.retry_after_s)})
+        edges = [(cfg.rate_429, 429), (cfg.rate_500, 500), (cfg.rate_503, 503)]
+        acc = 0.0
+        for rate, status in edges:
+            acc += rate
+            if draw < acc:
+                headers = {"Retry-After": str(cfg.retry_after_s)} if status == 429 else None
+                return fail(status, f"transient_{status}", f"injected {status}", headers)
+        if _unit(key, "filter400") < cfg.sticky_filter400:
+            return fail(400, "content_filter", "The response was filtered due to the prompt triggering content management policy.")
+
+        json_mode = "response_format" in req or "Respond with a JSON object" in user
+        finish = "stop"
+        fault = None
+        if _unit(key, "refusal") < cfg.sticky_refusal:
+            content, finish, fault = None, "content_filter", "refusal"
+        else:
+            content = _answer(messages, rng, cfg, json_mode)
+            if _unit(key, "length") < cfg.sticky_length:
+                content, finish, fault = content[: len(content) // 3], "length", "length"
+            elif _unit(key, "malformed") < cfg.sticky_malformed:
+                content, fault = "I'm not sure how to format this: " + _words(rng, 20), "malformed"
+
+        prompt_text = "\n".join(str(m.get("content", "")) for m in messages)
+        prompt_tokens = _TOKEN.findall(prompt_text)
+        completion_tokens = count_tokens(content or "")
+        cached = st.cached_prefix(prompt_tokens)
+        delay = cfg.latency_s + cfg.latency_per_token_s * completion_tokens
+        if cfg.jitter:
+            delay *= max(0.0, 1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
+        if delay > 0:
+            time.sleep(delay)
+        payload = {
+            "id": f"chatcmpl-{entry['seq']}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": req.get("model", "loopback"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
+            ],
+            "usage": {
+                "prompt_tokens": len(prompt_tokens),
+                "completion_tokens": completion_tokens,
+                "total_tokens": len(prompt_tokens) + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached},
+            },
+        }
+        entry.update(status=200, fault=fault, prompt_tokens=len(prompt_tokens), completion_tokens=completion_tokens)
+        entry["delivered"] = self._send(200, payload)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, addr, cfg: ServerConfig):
+        super().__init__(addr, _Handler)
+        self.state = _State(cfg)
+
+
+class LoopbackServer:
+    """Context manager running the server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, cfg: ServerConfig | None = None, port: int = 0):
+        self.cfg = cfg or ServerConfig()
+        self._server = _Server(("127.0.0.1", port), self.cfg)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def state(self) -> _State:
+        return self._server.state
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._server.state.log:
+            self._server.state.log.close()
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The server's request log, one dict per request."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--config", default="{}", help="ServerConfig fields as JSON")
+    args = parser.parse_args()
+    cfg = ServerConfig(**json.loads(args.config))
+    with LoopbackServer(cfg, args.port) as server:
+        print(f"PORT {server.port}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
