@@ -383,8 +383,8 @@ class SynthesisRun:
             self.stats.new_samples += 1
 
     # ---- the loop -----------------------------------------------------------------------------
-    async def run(self) -> dict[str, Any]:
-        resumed = self.rundir.prepare(self.config, self.on_mismatch)
+    async def run(self, resumed: bool) -> dict[str, Any]:
+        """Run to completion in a prepared run dir (`resumed`: it holds earlier work); returns the summary."""
         state = self.rundir.load() if resumed else ResumeState()
         self._restore(state)
         self.writers = self.rundir.writers()
@@ -423,8 +423,6 @@ class SynthesisRun:
             raise RunAborted(f"run stopped: {self.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
                              "run the same command again to resume)")
         return summary
-
-    on_mismatch: str = "error"
 
     def summary(self, status: str) -> dict[str, Any]:
         """Figures of the whole run (all invocations), read back from its files."""

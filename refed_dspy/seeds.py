@@ -289,6 +289,9 @@ def read_references(
         raise SeedError(f"{name}: no rows")
     if not refs:
         if report.skipped.get("malformed", 0) == report.rows:
+            if format != "auto":
+                raise SeedError(f"{name}: rows do not have the '{format}' shape ({_SHAPE_COLUMNS[format]}); "
+                                f"columns found: {sorted(row.keys())} (set seeds.format = \"auto\" to detect it)")
             raise _no_shape_error(name, row.keys())
         raise SeedError(f"{name}: no usable reference pairs ({report.line()})")
     return refs, report

@@ -50,10 +50,10 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
         references, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
         log.info(report.line())
     rundir = RunDir(config.run.dir)
+    resumed = rundir.prepare(config, on_mismatch)
     use_run_cache(rundir)
     run = SynthesisRun(config, references, teacher, rundir, respond=respond, program_id=program_id, show_progress=show_progress)
-    run.on_mismatch = on_mismatch
-    return await run.run()
+    return await run.run(resumed)
 
 
 def synthesize(config: Config | str | None = None, overrides: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -234,6 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(user, list):
             user = " ".join(part.get("text", "") for part in user)
         key = user.split("\n\nRespond with")[0]
+        entry["key"] = hashlib.sha256(key.encode()).hexdigest()[:16]
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)

@@ -1,0 +1,52 @@
+"""Shared fixtures: an isolated DSPy cache per test, no network, and loopback servers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "true"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from loopback_server import LoopbackServer, ServerConfig  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Each test gets its own DSPy cache dir: DSPy's cache key ignores api_base."""
+    import dspy
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(tmp_path / "dspy-cache"))
+    yield
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Start loopback servers with a given ServerConfig; all are stopped after the test."""
+    started = []
+
+    def start(**kwargs) -> LoopbackServer:
+        kwargs.setdefault("log_path", str(tmp_path / f"server{len(started)}.jsonl"))
+        srv = LoopbackServer(ServerConfig(**kwargs)).__enter__()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.__exit__(None, None, None)
+
+
+def run_overrides(server, run_dir, size: int, **extra) -> list[str]:
+    """--set overrides pointing the teacher at a loopback server."""
+    out = [f"teacher.api_base='{server.api_base}'", "teacher.api_key_env=''", f"run.dir='{run_dir}'",
+           f"synthesis.size={size}", "run.progress=false", "teacher.num_retries=2"]
+    out += [f"{k}={v}" for k, v in extra.items()]
+    return out

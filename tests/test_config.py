@@ -1,0 +1,84 @@
+import pytest
+
+from refed_dspy.cli import main
+from refed_dspy.config import apply_overrides, config_from_dict, fingerprint_diff, fingerprint, load_config, mask_secrets, to_toml
+from refed_dspy.errors import ConfigError
+from refed_dspy.lm import build_lm
+
+
+def test_defaults_are_valid_and_documented():
+    cfg = load_config()
+    assert cfg.synthesis.method == "refed" and cfg.synthesis.instructions_per_feature == 10
+    for section in type(cfg).model_fields.values():
+        model = section.annotation
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("synthesis.sizee=3", "unknown key 'sizee' in [synthesis]; did you mean 'size'?"),
+    ("teacher.temprature=1", "unknown key 'temprature' in [teacher]; did you mean 'temperature'?"),
+    ("teachr.model='x'", "unknown key 'teachr'; did you mean 'teacher'?"),
+    ("synthesis.size='many'", "synthesis.size: expected int, got 'many'"),
+    ("synthesis.concurrency=0", "synthesis.concurrency: input should be greater than 0, got 0"),
+    ("teacher.extra={api_key='sk-1'}", "teacher.extra: 'api_key' looks like a secret"),
+])
+def test_validation_messages(override, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_file_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[synthesis\nsize = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_overrides_parse_toml_values_and_strings():
+    data = apply_overrides({}, ["synthesis.size=12", "teacher.model=openai/gpt-4o", "teacher.temperature=0.5", "run.progress=false"])
+    assert data == {"synthesis": {"size": 12}, "teacher": {"model": "openai/gpt-4o", "temperature": 0.5}, "run": {"progress": False}}
+    with pytest.raises(ConfigError, match="section.key=value"):
+        apply_overrides({}, ["size12"])
+
+
+def test_swapping_teacher_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-1")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-2")
+    a = tmp_path / "a.toml"
+    b = tmp_path / "b.toml"
+    a.write_text('[teacher]\nmodel = "openai/gpt-4o-mini"\n[synthesis]\nsize = 5\n')
+    b.write_text('[teacher]\nmodel = "anthropic/claude-3-5-haiku-latest"\n[synthesis]\nsize = 5\n')
+    la, lb = build_lm(load_config(a).teacher), build_lm(load_config(b).teacher)
+    assert (la.model, lb.model) == ("openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest")
+    assert la.kwargs["api_key"] == "sk-test-1" and lb.kwargs["api_key"] == "sk-test-2"
+
+
+def test_fingerprint_ignores_size_and_concurrency():
+    a = load_config(None, ["synthesis.size=10", "synthesis.concurrency=4"])
+    b = load_config(None, ["synthesis.size=99", "synthesis.concurrency=64"])
+    c = load_config(None, ["teacher.model=openai/gpt-4o"])
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint_diff(fingerprint(a), fingerprint(c)) == ["teacher.model: 'openai/gpt-4o-mini' -> 'openai/gpt-4o'"]
+
+
+def test_mask_and_toml_roundtrip():
+    assert mask_secrets({"hf_token": "x", "max_tokens": 3, "api_key_env": "OPENAI_API_KEY"}) == {
+        "hf_token": "***", "max_tokens": 3, "api_key_env": "OPENAI_API_KEY"}
+    import tomllib
+
+    cfg = load_config(None, ["synthesis.size=7"])
+    assert config_from_dict(tomllib.loads(to_toml(cfg))) == cfg
+
+
+def test_config_show_cli(tmp_path, capsys):
+    assert main(["config", "show", "--set", "synthesis.size=42"]) == 0
+    out = capsys.readouterr().out
+    assert "size = 42" in out and "[teacher]" in out
+    assert main(["config", "show", "--set", "synthesis.bogus=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown key 'bogus'" in err

@@ -1,0 +1,88 @@
+"""`refed synthesize` as a subprocess through the real HTTP path, and SIGKILL + resume exactly-once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from conftest import run_overrides
+from loopback_server import read_log
+
+from refed_dspy.records import SampleRecord
+
+
+def refed(*args, env_extra=None, **kw):
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def sets(overrides):
+    return [x for o in overrides for x in ("--set", o)]
+
+
+def samples(run):
+    return [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+
+
+def test_cli_synthesize_50_samples_over_http(server_factory, tmp_path):
+    srv = server_factory()
+    run = tmp_path / "run"
+    proc = refed("synthesize", *sets(run_overrides(srv, run, 50, **{"synthesis.concurrency": 16})))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "complete" in out and "50/50" in out and "LM calls" in out
+    recs = samples(run)
+    assert len(recs) == 50 and len({r["meta"]["id"] for r in recs}) == 50
+    refs = {json.loads(x)["reference_id"] for x in (run / "feedback.jsonl").read_text().splitlines()}
+    for r in recs:
+        rec = SampleRecord.model_validate(r)
+        assert rec.meta.reference_id in refs and rec.meta.config_hash and rec.meta.unit.startswith("p0:")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["usage"]["calls"] == len(read_log(srv.cfg.log_path)) == 2 * len(refs) + summary["units"] + 100
+    assert (run / "config.toml").read_text().count("[teacher]") == 1
+
+
+def test_sigkill_midway_then_resume_is_exactly_once(server_factory, tmp_path):
+    # latency so that the kill lands mid-run; one pass, so every request body is distinct
+    srv = server_factory(latency_s=0.05, jitter=0.5)
+    run = tmp_path / "run"
+    size = 80
+    overrides = run_overrides(srv, run, size, **{"synthesis.concurrency": 8})
+    proc = refed("synthesize", *sets(overrides))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        n = len((run / "samples.jsonl").read_text().splitlines()) if (run / "samples.jsonl").exists() else 0
+        if n >= 25:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = time.time()
+    first = read_log(srv.cfg.log_path)
+    at_kill = len(samples(run))
+    assert 0 < at_kill < size
+
+    proc = refed("synthesize", *sets(overrides))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    recs = samples(run)
+    ids = [r["meta"]["id"] for r in recs]
+    assert len(recs) == size and len(set(ids)) == size
+    assert len({r["instruction"] for r in recs}) == size
+
+    log = read_log(srv.cfg.log_path)
+    second = log[len(first):]
+    delivered_before = Counter(e["sha"] for e in first if e.get("delivered"))
+    assert all(n == 1 for n in delivered_before.values())
+    resent = [e for e in second if e["sha"] in delivered_before]
+    # A response can only be paid twice if the kill fell between its delivery and the client
+    # writing it to the run's cache: at most the calls in flight, and only those delivered last.
+    assert len(resent) <= 8
+    recent = {e["sha"] for e in first if e.get("delivered") and e["t"] > killed_at - 1.0}
+    assert all(e["sha"] in recent for e in resent)
+    # the resumed run did the remaining work, not the whole run again
+    assert len(second) < len(first) + 2 * (size - at_kill) + 20

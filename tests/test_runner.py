@@ -1,0 +1,152 @@
+"""The runner against the loopback server, in process: counts, budget, rejects, resume, config checks."""
+
+import json
+from collections import Counter
+
+import pytest
+from conftest import run_overrides
+from loopback_server import read_log
+
+from refed_dspy.config import load_config
+from refed_dspy.errors import RunAborted, RunDirError
+from refed_dspy.records import RejectRecord, SampleRecord
+from refed_dspy.synthesis import synthesize
+
+
+def lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_exact_size_records_and_provenance(server_factory, tmp_path):
+    srv = server_factory()
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(srv, run, 37, **{"synthesis.concurrency": 8, "synthesis.instructions_per_feature": 5}))
+    summary = synthesize(cfg)
+    samples = lines(run / "samples.jsonl")
+    assert summary["status"] == "complete" and summary["samples"] == 37 and len(samples) == 37
+    assert len({s["meta"]["id"] for s in samples}) == 37
+    assert len({s["instruction"] for s in samples}) == 37
+    for s in samples:
+        rec = SampleRecord.model_validate(s)
+        assert rec.improved_response and rec.analysis and rec.implementation_strategy
+        assert rec.meta.method == "refed" and rec.meta.teacher == "openai/gpt-4o-mini"
+        assert rec.meta.usage["calls"] == 2 and rec.meta.feature in ("subject_areas", "relevant_skills")
+    # feedback once per used reference; 8 units of 5 instructions cover 37 samples
+    fb = lines(run / "feedback.jsonl")
+    assert summary["feedback_collected"] == len(fb) == len({s["meta"]["reference_id"] for s in samples})
+    log = read_log(srv.cfg.log_path)
+    assert summary["usage"]["calls"] == len(log) == 2 * len(fb) + summary["units"] + 2 * 37
+    assert summary["usage"]["by_stage"]["generate"]["calls"] == 37 == summary["usage"]["by_stage"]["improve"]["calls"]
+    assert summary["usage"]["prompt_tokens"] == sum(e["prompt_tokens"] for e in log)
+    assert summary["usage"]["completion_tokens"] == sum(e["completion_tokens"] for e in log)
+    assert summary["cost_usd"] > 0 and json.loads((run / "summary.json").read_text())["samples"] == 37
+
+
+def test_round_robin_uses_every_reference_once_first(server_factory, tmp_path):
+    srv = server_factory()
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(srv, run, 60, **{"synthesis.instructions_per_feature": 1, "seeds.limit": 20}))
+    synthesize(cfg)
+    units = lines(run / "journal.jsonl")
+    first_pass = [u["reference_id"] for u in units if u["feature"] == "subject_areas" and u["pass"] == 0]
+    assert len(set(first_pass)) == 20
+    assert {u["pass"] for u in units} == {0, 1}  # 60 samples, 20 refs x 2 features x 1 -> a second pass
+    assert len({u["unit"] for u in units}) == len(units)
+
+
+def test_max_calls_budget_stops_before_exceeding(server_factory, tmp_path):
+    srv = server_factory()
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(srv, run, 100, **{"synthesis.max_calls": 60, "synthesis.concurrency": 8}))
+    summary = synthesize(cfg)
+    assert summary["status"] == "budget"
+    assert summary["usage"]["calls"] <= 60 and len(read_log(srv.cfg.log_path)) <= 60
+    assert 0 < summary["samples"] < 100
+
+
+def test_cost_budget_needs_a_price(server_factory, tmp_path):
+    srv = server_factory()
+    from refed_dspy.errors import ConfigError
+
+    cfg = load_config(None, run_overrides(srv, tmp_path / "r", 5, **{"teacher.model": "'openai/unknown-model'", "synthesis.max_cost_usd": 1.0}))
+    with pytest.raises(ConfigError, match="needs a price"):
+        synthesize(cfg)
+
+
+def test_failures_become_rejects_and_the_run_still_fills(server_factory, tmp_path):
+    srv = server_factory(sticky_length=0.08, sticky_malformed=0.08, sticky_refusal=0.05, sticky_filter400=0.05, rate_500=0.05)
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(srv, run, 80, **{"synthesis.concurrency": 8}))
+    summary = synthesize(cfg)
+    assert summary["samples"] == 80 == len(lines(run / "samples.jsonl"))
+    rejects = lines(run / "rejects.jsonl")
+    reasons = Counter(r["reason"] for r in rejects)
+    for reason in ("truncated", "unparseable", "refused", "content_filter"):
+        assert reasons[reason] > 0, reasons
+    for r in rejects:
+        RejectRecord.model_validate(r)
+        assert r["stage"] in ("feedback", "synthesize", "sample", "dedup") and r["reference_id"]
+    assert summary["rejects"] == dict(reasons)
+    # a truncated reply is rejected at once: no JSONAdapter retry of the same inputs is paid for
+    log = read_log(srv.cfg.log_path)
+    per_key = Counter(e["key"] for e in log if e.get("status") == 200)
+    truncated = [e for e in log if e.get("fault") == "length"]
+    assert truncated and all(per_key[e["key"]] == 1 for e in truncated)
+    # while a malformed reply does get DSPy's fallback call before it is rejected
+    malformed = [e for e in log if e.get("fault") == "malformed"]
+    assert malformed and all(per_key[e["key"]] == 2 for e in malformed)
+    for s in lines(run / "samples.jsonl"):
+        SampleRecord.model_validate(s)
+
+
+def test_extend_resume_and_config_mismatch(server_factory, tmp_path):
+    srv = server_factory()
+    run = tmp_path / "run"
+    synthesize(load_config(None, run_overrides(srv, run, 20)))
+    before = len(read_log(srv.cfg.log_path))
+    again = synthesize(load_config(None, run_overrides(srv, run, 20)))
+    assert again["samples"] == 20 and again["new_samples"] == 0
+    assert len(read_log(srv.cfg.log_path)) == before  # nothing sent again
+    more = synthesize(load_config(None, run_overrides(srv, run, 35)))
+    ids = [s["meta"]["id"] for s in lines(run / "samples.jsonl")]
+    assert more["samples"] == 35 and len(ids) == len(set(ids)) == 35
+    other = load_config(None, run_overrides(srv, run, 35, **{"teacher.temperature": 0.3}))
+    with pytest.raises(RunDirError, match=r"teacher.temperature: 1.0 -> 0.3.*--resume-anyway.*--fresh"):
+        synthesize(other)
+    fresh = synthesize(other, on_mismatch="fresh")
+    assert fresh["samples"] == 35 and fresh["new_samples"] == 35
+
+
+def test_dead_server_aborts_after_bounded_failures_then_resumes(server_factory, tmp_path):
+    dead = server_factory(fail_all=True)
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(dead, run, 10, **{"synthesis.max_consecutive_failures": 3, "teacher.num_retries": 0,
+                                                           "synthesis.concurrency": 2}))
+    with pytest.raises(RunAborted, match="consecutive LM failures"):
+        synthesize(cfg)
+    assert json.loads((run / "summary.json").read_text())["status"] == "aborted"
+    assert len(read_log(dead.cfg.log_path)) < 20
+    alive = server_factory()
+    cfg = load_config(None, run_overrides(alive, run, 10))
+    assert synthesize(cfg, on_mismatch="resume")["samples"] == 10
+
+
+def test_methods_make_their_defining_calls(server_factory, tmp_path):
+    for method, per_sample, fb_per_ref in (("no_feedback", 1, 0), ("instruction_feedback", 1, 1), ("sample_feedback", 3, 1)):
+        srv = server_factory()
+        run = tmp_path / method
+        s = synthesize(load_config(None, run_overrides(srv, run, 12, **{"synthesis.method": f"'{method}'"})))
+        stages = s["usage"]["by_stage"]
+        assert s["samples"] == 12
+        assert stages.get("feedback", {}).get("calls", 0) == fb_per_ref * s["feedback_collected"]
+        sample_calls = sum(stages.get(k, {}).get("calls", 0) for k in ("generate", "improve", "sample_feedback"))
+        assert sample_calls == per_sample * 12, (method, stages)
+
+
+def test_unwritable_run_dir(tmp_path, server_factory):
+    srv = server_factory()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(RunDirError, match="cannot write to run directory"):
+        synthesize(load_config(None, run_overrides(srv, blocker / "run", 3)))
+    assert blocker.read_text() == "not a directory"
