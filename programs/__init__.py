@@ -1,8 +1,8 @@
 """How the asks compose: DSPy modules for each part of the method."""
 
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
+from refed_dspy.programs.reference_synthesis import ReferenceSynthesis
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer
-from refed_dspy.programs.reference_synthesis import ReferenceSynthesis
 
 __all__ = ["CollectReferenceFeedback", "InstructionSynthesizer", "ReferenceSynthesis", "RespondAndImprove"]

@@ -28,8 +28,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.synthesis import synthesize
     from refed_dspy.summary_text import format_summary
+    from refed_dspy.synthesis import synthesize
 
     config = load_config(args.config, args.overrides)
     on_mismatch = "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr)
     for noisy in ("httpx", "LiteLLM", "dspy", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    # truncated replies are recorded as rejects; DSPy's per-call warning would only repeat that
+    logging.getLogger("dspy.clients.lm").setLevel(logging.DEBUG if args.debug else logging.ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

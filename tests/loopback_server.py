@@ -31,18 +31,7 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _FIELD_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n\{\1\}(?:\s+# note: the value you produce must adhere to the JSON schema: (.*))?")
 _INPUT_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 
-VOCAB = (
-    "analyze design explain compare outline draft evaluate summarize describe plan write build "
-    "estimate derive prove critique translate refactor debug optimize teach model measure predict "
-    "river budget protein compiler orchestra glacier contract dataset poem theorem recipe garden "
-    "startup museum vaccine satellite harbor ledger algorithm novel clinic turbine lecture survey "
-    "neighborhood festival bridge battery market archive syllabus pipeline canyon league reactor "
-    "volcano interview manuscript workshop telescope courtroom warehouse pharmacy library marathon "
-    "ethics inflation migration erosion photosynthesis recursion encryption negotiation grammar "
-    "harmony gravity friction memory trust privacy fairness latency entropy symmetry sustainability "
-    "for a team of beginners with concrete examples in under three paragraphs using a table "
-    "step by step from first principles with trade-offs and a short checklist for a skeptical reader"
-).split()
+VOCAB = ["analyze", "design", "explain", "compare", "outline", "draft", "evaluate", "summarize", "describe", "plan", "write", "build", "estimate", "derive", "prove", "critique", "translate", "refactor", "debug", "optimize", "teach", "model", "measure", "predict", "river", "budget", "protein", "compiler", "orchestra", "glacier", "contract", "dataset", "poem", "theorem", "recipe", "garden", "startup", "museum", "vaccine", "satellite", "harbor", "ledger", "algorithm", "novel", "clinic", "turbine", "lecture", "survey", "neighborhood", "festival", "bridge", "battery", "market", "archive", "syllabus", "pipeline", "canyon", "league", "reactor", "volcano", "interview", "manuscript", "workshop", "telescope", "courtroom", "warehouse", "pharmacy", "library", "marathon", "ethics", "inflation", "migration", "erosion", "photosynthesis", "recursion", "encryption", "negotiation", "grammar", "harmony", "gravity", "friction", "memory", "trust", "privacy", "fairness", "latency", "entropy", "symmetry", "sustainability", "for", "a", "team", "of", "beginners", "with", "concrete", "examples", "in", "under", "three", "paragraphs", "using", "a", "table", "step", "by", "step", "from", "first", "principles", "with", "trade-offs", "and", "a", "short", "checklist", "for", "a", "skeptical", "reader"]
 
 
 def count_tokens(text: str) -> int:

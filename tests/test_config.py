@@ -1,7 +1,15 @@
 import pytest
 
 from refed_dspy.cli import main
-from refed_dspy.config import apply_overrides, config_from_dict, fingerprint_diff, fingerprint, load_config, mask_secrets, to_toml
+from refed_dspy.config import (
+    apply_overrides,
+    config_from_dict,
+    fingerprint,
+    fingerprint_diff,
+    load_config,
+    mask_secrets,
+    to_toml,
+)
 from refed_dspy.errors import ConfigError
 from refed_dspy.lm import build_lm
 

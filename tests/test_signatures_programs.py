@@ -8,7 +8,13 @@ from dspy.utils import DummyLM
 from refed_dspy.lm import collect_calls
 from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReferenceSynthesis, RespondAndImprove
 from refed_dspy.records import Analysis, Reference
-from refed_dspy.signatures import CritiqueResponse, DescribeInstruction, GenerateResponse, ImproveResponse, SynthesizeInstructions
+from refed_dspy.signatures import (
+    CritiqueResponse,
+    DescribeInstruction,
+    GenerateResponse,
+    ImproveResponse,
+    SynthesizeInstructions,
+)
 
 REF = Reference.make("Explain photosynthesis simply.", "Plants turn light, water and CO2 into sugar and oxygen.", "test")
 IMPROVED = {
