@@ -157,8 +157,8 @@ class SynthesisRun:
     def _call_cost_estimate(self) -> float:
         if self.price is None:
             return 0.0
-        prior = self.price.cost(_PRIOR_PROMPT_TOKENS, self.config.teacher.max_tokens)
-        return max(self.max_call_cost, prior if self.max_call_cost == 0 else 0.0)
+        # the dearest call seen so far; before any, a call that fills max_tokens
+        return self.max_call_cost or self.price.cost(_PRIOR_PROMPT_TOKENS, self.config.teacher.max_tokens)
 
     def _reserve(self, kind: str) -> tuple[int, float] | None:
         """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
