@@ -12,6 +12,7 @@ from refed_dspy.config import Config, fingerprint, fingerprint_diff, to_toml
 from refed_dspy.errors import RunDirError
 from refed_dspy.records import ReferenceFeedback
 from refed_dspy.store import JsonlWriter, read_jsonl, write_json_atomic, write_text_atomic
+from refed_dspy.usage import Totals
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ResumeState:
     final_reject_ids: set[str] = field(default_factory=set)
     reject_keys: set[str] = field(default_factory=set)
     samples: int = 0
+    totals: Totals = field(default_factory=Totals)  # usage of every call recorded in the files
 
 
 class RunDir:
@@ -86,13 +88,17 @@ class RunDir:
         for row in read_jsonl(self.feedback, repair=True):
             fb = ReferenceFeedback.model_validate(row)
             state.feedback[fb.reference_id] = fb
+            state.totals.add(fb.usage)
         for row in read_jsonl(self.journal, repair=True):
             if row.get("kind") == "unit":
                 state.units[row["unit"]] = row
+                state.totals.add(row.get("usage"))
         for row in read_jsonl(self.samples, repair=True):
             state.sample_ids.add(row["meta"]["id"])
+            state.totals.add(row["meta"].get("usage"))
         state.samples = len(state.sample_ids)
         for row in read_jsonl(self.rejects, repair=True):
+            state.totals.add(row.get("usage"))
             key = f"{row.get('stage')}:{row.get('item_id')}"
             state.reject_keys.add(key)
             if row.get("stage") == "feedback" and row.get("final", True):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -67,7 +66,6 @@ class Item:
     unit: str
     ref_index: int
     feature: str
-    pass_no: int
     instruction: str
 
 
@@ -128,7 +126,6 @@ class SynthesisRun:
         self.max_passes = 2 * math.ceil(self.syn.size / per_pass) + 2
         self.units = unit_order(len(references), self.method.features, self.max_passes)
         self.held_unit: Unit | None = None
-        self.rng = random.Random(self.syn.seed)
 
     # ---- resume -------------------------------------------------------------------------------
     def _restore(self, state: ResumeState) -> None:
@@ -148,10 +145,8 @@ class SynthesisRun:
             for text in row.get("kept", []):
                 item_id = content_id(unit_id, text)
                 if item_id not in done_items:
-                    self.pool.append(Item(item_id, unit_id, ref_index, row["feature"], row["pass"], text))
-        for path in (self.rundir.feedback, self.rundir.journal, self.rundir.samples, self.rundir.rejects):
-            for row in read_jsonl(path):
-                self.totals.add(row.get("usage") or (row.get("meta") or {}).get("usage"))
+                    self.pool.append(Item(item_id, unit_id, ref_index, row["feature"], text))
+        self.totals = state.totals
 
     # ---- budget -------------------------------------------------------------------------------
     def _call_cost_estimate(self) -> float:
@@ -370,7 +365,7 @@ class SynthesisRun:
                                             "pass": unit.pass_no, "kept": [t for t, _ in kept], "usage": usage})
             self.done_units.add(uid)
             for text, _ in kept:
-                self.pool.append(Item(content_id(uid, text), uid, unit.ref_index, unit.feature, unit.pass_no, text))
+                self.pool.append(Item(content_id(uid, text), uid, unit.ref_index, unit.feature, text))
         else:
             item: Item = meta.payload
             if failure is not None:

@@ -107,6 +107,7 @@ def test_extend_resume_and_config_mismatch(server_factory, tmp_path):
     again = synthesize(load_config(None, run_overrides(srv, run, 20)))
     assert again["samples"] == 20 and again["new_samples"] == 0
     assert len(read_log(srv.cfg.log_path)) == before  # nothing sent again
+    assert again["usage"]["calls"] == before  # totals of earlier invocations are read back from the files
     more = synthesize(load_config(None, run_overrides(srv, run, 35)))
     ids = [s["meta"]["id"] for s in lines(run / "samples.jsonl")]
     assert more["samples"] == 35 and len(ids) == len(set(ids)) == 35
