@@ -2,7 +2,8 @@
 
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.reference_synthesis import ReferenceSynthesis
+from refed_dspy.programs.reflect_pair import ReflectPair
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer
 
-__all__ = ["CollectReferenceFeedback", "InstructionSynthesizer", "ReferenceSynthesis", "RespondAndImprove"]
+__all__ = ["CollectReferenceFeedback", "InstructionSynthesizer", "ReferenceSynthesis", "ReflectPair", "RespondAndImprove"]

@@ -1,7 +1,7 @@
 """refed-dspy: instruction-tuning data synthesis with Reference-Level Feedback, as a DSPy program.
 
 The core (config, records, seeds, store, lm) imports no signatures, programs or optimizers;
-`synthesize` is loaded on first use.
+`synthesize` and `compare` are loaded on first use.
 """
 
 from refed_dspy.config import Config, load_config
@@ -22,6 +22,7 @@ __all__ = [
     "RunDirError",
     "SampleRecord",
     "SeedError",
+    "compare",
     "load_config",
     "load_references",
     "read_references",
@@ -34,4 +35,8 @@ def __getattr__(name: str):
         from refed_dspy.synthesis import synthesize
 
         return synthesize
+    if name == "compare":
+        from refed_dspy.compare import compare
+
+        return compare
     raise AttributeError(f"module 'refed_dspy' has no attribute {name!r}")

@@ -16,7 +16,6 @@ _NOT_BUILT = {
     "filter": "apply the paper's filters to a run",
     "report": "write an HTML quality report for a run",
     "export": "export a run to Hugging Face datasets and fine-tuning formats",
-    "compare": "run several methods on the same references and compare them",
 }
 
 
@@ -36,6 +35,19 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     summary = synthesize(config, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet)
     print(format_summary(summary))
     return 0 if summary["status"] == "complete" else 1
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from refed_dspy.compare import compare, markdown_table, parse_methods
+    from refed_dspy.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    methods = parse_methods(args.methods)
+    on_mismatch = "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
+    result = compare(config, methods, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet)
+    print(markdown_table(result["rows"]), end="")
+    print(f"wrote {result['json']} and {result['markdown']}")
+    return 0 if all(r["status"] == "complete" for r in result["rows"]) else 1
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
@@ -89,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fresh", action="store_true", help="delete the run dir's records and cache and start over")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser("compare", help="run several methods on the same references and size, and compare them",
+                       description="Run each method into <run.dir>/<method>/ (resumable like any run) and print one "
+                       "table: samples, LM calls with feedback calls apart, tokens, cost, rejects and wall time. "
+                       "The table is also written to <run.dir>/compare.json and compare.md.")
+    _add_config_args(p)
+    p.add_argument("--methods", "-m", default="refed,sample_feedback,instruction_feedback,no_feedback",
+                   help="comma-separated methods (default: the paper's four: refed,sample_feedback,instruction_feedback,no_feedback)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume-anyway", action="store_true", help="continue run dirs made by a different config")
+    group.add_argument("--fresh", action="store_true", help="start every method's run over")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("config", help="inspect configuration", description="Inspect configuration.")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -74,6 +74,7 @@ class SynthesisConfig(_Section):
     max_calls: int | None = Field(None, gt=0, description="Stop cleanly before the run's LM calls would exceed this.")
     max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many API errors in a row (the rest of the run is resumable).")
     seed: int = Field(0, description="Seed for every random choice the run makes.")
+    reflection: Literal["instruction", "response", "both"] = Field("both", description="For method 'reflection': which Reflection-Tuning steps recycle each seed pair (instruction, response, or both).")
 
 
 class RunConfig(_Section):
@@ -106,7 +107,7 @@ class Config(_Section):
 _OUTPUT_FIELDS = {
     "teacher": ("model", "api_base", "temperature", "max_tokens"),
     "seeds": ("source", "format", "split", "limit"),
-    "synthesis": ("method", "instructions_per_feature", "dedup_rouge_threshold", "seed"),
+    "synthesis": ("method", "instructions_per_feature", "dedup_rouge_threshold", "seed", "reflection"),
 }
 
 

@@ -19,6 +19,7 @@ class Method:
     critique_reference: bool  # reference-level response feedback, applied by the improver
     improve: bool
     sample_feedback: bool  # critique every new pair itself (one feedback call per sample)
+    recycle: bool = False  # rewrite each seed pair (Reflection-Tuning) instead of synthesizing new instructions
 
     @property
     def collects_feedback(self) -> bool:
@@ -26,6 +27,8 @@ class Method:
 
     @property
     def features(self) -> tuple[str, ...]:
+        if self.recycle:
+            return ()
         return ("subject_areas", "relevant_skills") if self.describe else ("reference",)
 
 
@@ -34,6 +37,8 @@ METHODS = {
     "sample_feedback": Method("sample_feedback", describe=True, critique_reference=False, improve=True, sample_feedback=True),
     "instruction_feedback": Method("instruction_feedback", describe=True, critique_reference=False, improve=False, sample_feedback=False),
     "no_feedback": Method("no_feedback", describe=False, critique_reference=False, improve=False, sample_feedback=False),
+    "reflection": Method("reflection", describe=False, critique_reference=False, improve=False, sample_feedback=False,
+                         recycle=True),
 }
 
 

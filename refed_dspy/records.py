@@ -77,6 +77,20 @@ class SampleMeta(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict)
 
 
+class OriginalPair(BaseModel):
+    """The seed pair a recycled sample was made from (method 'reflection')."""
+
+    instruction: str
+    response: str
+
+
+class Reflection(BaseModel):
+    """What Reflection-Tuning's critiques said about the original pair."""
+
+    instruction_critique: str | None = None
+    response_critique: str | None = None
+
+
 class SampleRecord(BaseModel):
     """One line of samples.jsonl: the paper's released format plus `meta` provenance."""
 
@@ -85,7 +99,14 @@ class SampleRecord(BaseModel):
     analysis: Analysis | None = None
     implementation_strategy: ImplementationStrategy | None = None
     improved_response: str | None = None
+    original: OriginalPair | None = None
+    reflection: Reflection | None = None
     meta: SampleMeta
+
+    @property
+    def final_response(self) -> str:
+        """The response a dataset built from this sample uses: the improved one when there is one."""
+        return self.improved_response or self.response
 
 
 class RejectRecord(BaseModel):

@@ -9,6 +9,7 @@ accepted + running < size, so a run ends with exactly `size` samples.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections import Counter, deque
@@ -26,7 +27,16 @@ from refed_dspy.lm import collect_calls, price_of
 from refed_dspy.methods import Method, get_method
 from refed_dspy.pricing import Price
 from refed_dspy.progress import Progress
-from refed_dspy.records import Reference, ReferenceFeedback, RejectRecord, SampleMeta, SampleRecord, content_id
+from refed_dspy.records import (
+    OriginalPair,
+    Reference,
+    ReferenceFeedback,
+    Reflection,
+    RejectRecord,
+    SampleMeta,
+    SampleRecord,
+    content_id,
+)
 from refed_dspy.rundir import ResumeState, RunDir
 from refed_dspy.store import read_jsonl, write_json_atomic
 from refed_dspy.text import Deduper
@@ -92,7 +102,7 @@ class SynthesisRun:
 
     def __init__(self, config: Config, references: list[Reference], teacher: dspy.LM, rundir: RunDir,
                  respond: dspy.Module | None = None, program_id: str | None = None, show_progress: bool = False):
-        from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, RespondAndImprove
+        from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReflectPair, RespondAndImprove
 
         self.config = config
         self.syn = config.synthesis
@@ -103,7 +113,10 @@ class SynthesisRun:
         self.price: Price | None = price_of(config.teacher)
         self.collect = CollectReferenceFeedback(describe=self.method.describe, critique=self.method.critique_reference)
         self.synthesizer = InstructionSynthesizer()
-        self.respond = respond or RespondAndImprove(improve=self.method.improve, sample_feedback=self.method.sample_feedback)
+        if respond is None:
+            respond = (ReflectPair(self.syn.reflection) if self.method.recycle
+                       else RespondAndImprove(improve=self.method.improve, sample_feedback=self.method.sample_feedback))
+        self.respond = respond
         self.program_id = program_id or f"refed_dspy.programs.{type(self.respond).__name__}"
         self.show_progress = show_progress
         self.chash = config_hash(config)
@@ -120,6 +133,7 @@ class SynthesisRun:
         self.totals = Totals()
         self.max_call_cost = 0.0
         self.stop_reason: str | None = None
+        self.earlier_wall_s = 0.0
         self.abort: Failure | None = None
         n_features = len(self.method.features)
         per_pass = max(1, len(references) * n_features * self.syn.instructions_per_feature)
@@ -147,6 +161,16 @@ class SynthesisRun:
                 if item_id not in done_items:
                     self.pool.append(Item(item_id, unit_id, ref_index, row["feature"], text))
         self.totals = state.totals
+        if self.method.recycle:
+            for i, ref in enumerate(self.refs):
+                item = self._recycle_item(i, ref)
+                if item.id not in done_items:
+                    self.pool.append(item)
+
+    def _recycle_item(self, ref_index: int, ref: Reference) -> Item:
+        """Reflection recycles every seed pair once: one item per reference, no synthesized instructions."""
+        mode = self.syn.reflection
+        return Item(content_id("reflection", mode, ref.id), f"reflect:{mode}", ref_index, mode, ref.instruction)
 
     # ---- budget -------------------------------------------------------------------------------
     def _call_cost_estimate(self) -> float:
@@ -270,9 +294,12 @@ class SynthesisRun:
         fb = self.feedback.get(ref.id)
         with collect_calls() as calls, dspy.context(lm=self.teacher):
             try:
-                pred = await self.respond.acall(
-                    reference_instruction=ref.instruction, reference_response=ref.response,
-                    instruction=item.instruction, feedback=fb.response_feedback if fb else None)
+                if self.method.recycle:
+                    pred = await self.respond.acall(instruction=ref.instruction, response=ref.response)
+                else:
+                    pred = await self.respond.acall(
+                        reference_instruction=ref.instruction, reference_response=ref.response,
+                        instruction=item.instruction, feedback=fb.response_feedback if fb else None)
                 record = self._record(item, ref, pred, calls)
                 return record, None, calls
             except Exception as err:  # noqa: BLE001
@@ -283,16 +310,24 @@ class SynthesisRun:
             return value.model_dump() if hasattr(value, "model_dump") else value
 
         improved = pred.get("improved_response")
-        if self.method.improve and not (improved or "").strip():
+        needs_improved = self.method.improve or (self.method.recycle and self.syn.reflection != "instruction")
+        if needs_improved and not (improved or "").strip():
             raise ValueError("the improver returned an empty improved_response")
+        instruction = item.instruction
+        extra = {}
+        if self.method.recycle:
+            instruction = (pred.instruction or "").strip()
+            extra = dict(original=OriginalPair(instruction=ref.instruction, response=ref.response),
+                         reflection=Reflection(instruction_critique=pred.get("instruction_critique"),
+                                               response_critique=pred.get("response_critique")))
         meta = SampleMeta(
             id=item.id, method=self.method.name, reference_id=ref.id, feature=item.feature,
             teacher=self.config.teacher.model, program=self.program_id, usage=usage_of(calls, self.price),
             unit=item.unit, config_hash=self.chash, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        return SampleRecord(instruction=item.instruction, response=(pred.response or "").strip(),
+        return SampleRecord(instruction=instruction, response=(pred.response or "").strip(),
                             analysis=dump(pred.get("analysis")), implementation_strategy=dump(pred.get("implementation_strategy")),
-                            improved_response=improved, meta=meta)
+                            improved_response=improved, meta=meta, **extra)
 
     # ---- handling results (the owner) ---------------------------------------------------------
     def _account(self, calls) -> dict:
@@ -382,6 +417,7 @@ class SynthesisRun:
         """Run to completion in a prepared run dir (`resumed`: it holds earlier work); returns the summary."""
         state = self.rundir.load() if resumed else ResumeState()
         self._restore(state)
+        self.earlier_wall_s = self._earlier_wall_s() if resumed else 0.0
         self.writers = self.rundir.writers()
         progress = Progress(self.syn.size, self.accepted, enabled=self.show_progress)
         status = "complete"
@@ -418,6 +454,14 @@ class SynthesisRun:
             raise RunAborted(f"run stopped: {self.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
                              "run the same command again to resume)")
         return summary
+
+    def _earlier_wall_s(self) -> float:
+        """Wall time of earlier invocations, from the summary they left (0 when there is none)."""
+        try:
+            old = json.loads(self.rundir.summary.read_text())
+            return float(old.get("wall_s_total", old.get("wall_s", 0.0)))
+        except (OSError, ValueError, TypeError):
+            return 0.0
 
     def summary(self, status: str) -> dict[str, Any]:
         """Figures of the whole run (all invocations), read back from its files."""
@@ -458,6 +502,7 @@ class SynthesisRun:
             "cost_usd": usage["cost_usd"],
             "price_known": self.price is not None,
             "wall_s": round(wall, 3),
+            "wall_s_total": round(self.earlier_wall_s + wall, 3),
             "samples_per_s": round(self.stats.new_samples / wall, 3) if wall > 0 else None,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -4,6 +4,8 @@ from refed_dspy.signatures.critique_response import CritiqueResponse
 from refed_dspy.signatures.describe_instruction import DescribeInstruction
 from refed_dspy.signatures.generate_response import GenerateResponse
 from refed_dspy.signatures.improve_response import Analysis, ImplementationStrategy, ImproveResponse
+from refed_dspy.signatures.reflect_instruction import ReflectInstruction
+from refed_dspy.signatures.reflect_response import ReflectResponse
 from refed_dspy.signatures.synthesize_instructions import SynthesizeInstructions
 
 __all__ = [
@@ -13,5 +15,7 @@ __all__ = [
     "GenerateResponse",
     "ImplementationStrategy",
     "ImproveResponse",
+    "ReflectInstruction",
+    "ReflectResponse",
     "SynthesizeInstructions",
 ]

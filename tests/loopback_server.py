@@ -137,13 +137,19 @@ def _value(schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig
     return _words(rng, cfg.words_per_item)
 
 
+def output_names(messages: list[dict]) -> list[str]:
+    """The output field names a ChatAdapter/JSONAdapter prompt asks for (they name the signature)."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    out_part = system.split("Your output fields are:")[-1] if "Your output fields are:" in system else ""
+    return re.findall(r"^\d+\. `(\w+)`", out_part.split("All interactions")[0], re.M)
+
+
 def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mode: bool) -> str:
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
     user = messages[-1]["content"] if messages else ""
     if isinstance(user, list):
         user = " ".join(part.get("text", "") for part in user)
-    out_part = system.split("Your output fields are:")[-1] if "Your output fields are:" in system else ""
-    names = re.findall(r"^\d+\. `(\w+)`", out_part.split("All interactions")[0], re.M)
+    names = output_names(messages)
     schemas = {m.group(1): (json.loads(m.group(2)) if m.group(2) else None) for m in _FIELD_RE.finditer(system)}
     inputs = {m.group(1): m.group(2).strip() for m in _INPUT_RE.finditer(user)}
     if not names:
@@ -224,6 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
             user = " ".join(part.get("text", "") for part in user)
         key = user.split("\n\nRespond with")[0]
         entry["key"] = hashlib.sha256(key.encode()).hexdigest()[:16]
+        entry["outputs"] = output_names(messages)
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)

@@ -1,0 +1,137 @@
+"""`refed compare`: run several methods on the same references and size, and tabulate them.
+
+Each method runs into its own sibling run directory `<run.dir>/<method>/`, so every one of them
+resumes like any run. The table is built from the runs' summary.json files alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.config import Config
+from refed_dspy.errors import ConfigError
+from refed_dspy.methods import METHODS
+from refed_dspy.store import write_json_atomic, write_text_atomic
+
+# Stages whose calls collect feedback (the quantity the paper's methods differ in).
+FEEDBACK_STAGES = ("feedback", "sample_feedback")
+
+
+def parse_methods(text: str) -> list[str]:
+    """'refed, no_feedback' -> ['refed', 'no_feedback']; ConfigError naming an unknown method."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--methods needs at least one method, e.g. --methods refed,sample_feedback")
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}")
+    if len(set(names)) != len(names):
+        raise ConfigError("--methods names a method twice")
+    return names
+
+
+def method_config(config: Config, method: str) -> Config:
+    """The config of one method's sibling run: same everything, its own method and run dir."""
+    data = config.model_dump()
+    data["synthesis"]["method"] = method
+    data["run"]["dir"] = str(Path(config.run.dir) / method)
+    return Config.model_validate(data)
+
+
+def comparison_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """One table row from a run's summary dict."""
+    usage = summary["usage"]
+    stages = usage.get("by_stage") or {}
+    feedback_calls = sum(int(stages.get(s, {}).get("calls", 0)) for s in FEEDBACK_STAGES)
+    samples = summary["samples"]
+    return {
+        "method": summary["method"],
+        "status": summary["status"],
+        "samples": samples,
+        "calls": usage["calls"],
+        "feedback_calls": feedback_calls,
+        "other_calls": usage["calls"] - feedback_calls,
+        "calls_per_sample": round(usage["calls"] / samples, 3) if samples else None,
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+        "cached_tokens": usage["cached_tokens"],
+        "cost_usd": summary["cost_usd"],
+        "cost_per_sample_usd": round(summary["cost_usd"] / samples, 6) if samples and summary["cost_usd"] is not None else None,
+        "rejects": dict(summary.get("rejects") or {}),
+        "wall_s": summary.get("wall_s_total", summary.get("wall_s")),
+        "run_dir": summary["run_dir"],
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if abs(value) < 0.01:
+            return f"{value:.6f}"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
+    return str(value)
+
+
+_COLUMNS = [
+    ("method", "method"), ("samples", "samples"), ("calls", "LM calls"), ("feedback_calls", "feedback calls"),
+    ("other_calls", "other calls"), ("calls_per_sample", "calls/sample"), ("prompt_tokens", "prompt tokens"),
+    ("completion_tokens", "completion tokens"), ("cost_usd", "cost $"), ("cost_per_sample_usd", "$/sample"),
+    ("rejects", "rejects"), ("wall_s", "wall s"),
+]
+
+
+def markdown_table(rows: list[dict[str, Any]], extra_columns: list[tuple[str, str]] | None = None) -> str:
+    """A GitHub-flavoured Markdown table of comparison rows."""
+    cols = _COLUMNS + list(extra_columns or [])
+    lines = ["| " + " | ".join(title for _, title in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(key)) for key, _ in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: dict[str, Any]) -> tuple[Path, Path]:
+    """Write compare.json and compare.md into `out_dir`; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "compare.json", out / "compare.md"
+    write_json_atomic(json_path, {**header, "rows": rows})
+    intro = (f"# Method comparison\n\nSeeds: {header['seeds']} ({header['references']} references), "
+             f"size {header['size']}, teacher {header['teacher']}.\n\n")
+    write_text_atomic(md_path, intro + markdown_table(rows))
+    return json_path, md_path
+
+
+async def acompare(config: Config, methods: list[str], *, teacher=None, references=None, on_mismatch: str = "error",
+                   show_progress: bool = False) -> dict[str, Any]:
+    """Run (or resume) each method in turn into `<run.dir>/<method>/`; returns {rows, paths}."""
+    from refed_dspy.lm import build_lm
+    from refed_dspy.seeds import read_references
+    from refed_dspy.synthesis import arun_synthesis
+
+    if teacher is None:
+        teacher = build_lm(config.teacher, "teacher")
+    if references is None:
+        references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+    rows = []
+    header = {"seeds": config.seeds.source or "embedded", "references": len(references), "size": config.synthesis.size,
+              "teacher": config.teacher.model, "methods": methods}
+    try:
+        for method in methods:
+            summary = await arun_synthesis(method_config(config, method), teacher=teacher, references=references,
+                                           on_mismatch=on_mismatch, show_progress=show_progress)
+            rows.append(comparison_row(summary))
+    finally:  # a stopped comparison still leaves the table of the methods that finished
+        json_path, md_path = write_comparison(config.run.dir, rows, header)
+    return {**header, "rows": rows, "json": str(json_path), "markdown": str(md_path)}
+
+
+def compare(config: Config, methods: list[str], **kwargs: Any) -> dict[str, Any]:
+    """Synchronous `acompare`."""
+    return asyncio.run(acompare(config, methods, **kwargs))

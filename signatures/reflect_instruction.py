@@ -1,0 +1,18 @@
+"""Instruction reflection (Reflection-Tuning): critique a pair's instruction, then rewrite the pair."""
+
+import dspy
+
+
+class ReflectInstruction(dspy.Signature):
+    """You are recycling an existing instruction-tuning example into a better one. First assess the
+    instruction on five points: how complex its topic is, how much detail a good answer must give,
+    what knowledge answering it takes, how ambiguous it is, and how much logical reasoning or
+    problem solving it calls for. Then write a new instruction on the same theme that is more
+    challenging, unambiguous and complete in itself (a reader needs nothing but the instruction),
+    and a full, accurate answer to that new instruction."""
+
+    instruction: str = dspy.InputField(desc="The instruction of the existing example.")
+    response: str = dspy.InputField(desc="The answer the existing example gives.")
+    instruction_critique: str = dspy.OutputField(desc="The assessment on the five points, one short paragraph each.")
+    new_instruction: str = dspy.OutputField(desc="The rewritten, self-contained instruction.")
+    new_response: str = dspy.OutputField(desc="A complete answer to the new instruction.")

@@ -1,0 +1,16 @@
+"""Response reflection (Reflection-Tuning): critique an answer, then write a better one."""
+
+import dspy
+
+
+class ReflectResponse(dspy.Signature):
+    """You are recycling an existing instruction-tuning example by improving its answer. First
+    assess the answer on four points: how helpful it is to the person who asked, how relevant it
+    stays to what was asked, how accurate it is, and whether its level of detail suits the
+    instruction. Then write a better answer to the same instruction that fixes every weakness you
+    found and keeps what was already right."""
+
+    instruction: str = dspy.InputField()
+    response: str = dspy.InputField(desc="The answer to assess and improve.")
+    response_critique: str = dspy.OutputField(desc="The assessment on the four points, one short paragraph each.")
+    better_response: str = dspy.OutputField(desc="The complete improved answer.")
