@@ -1,9 +1,19 @@
 """How the asks compose: DSPy modules for each part of the method."""
 
+from refed_dspy.programs.judge import PairwiseJudge, PointwiseJudge, combine_verdicts
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.reference_synthesis import ReferenceSynthesis
 from refed_dspy.programs.reflect_pair import ReflectPair
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer
 
-__all__ = ["CollectReferenceFeedback", "InstructionSynthesizer", "ReferenceSynthesis", "ReflectPair", "RespondAndImprove"]
+__all__ = [
+    "CollectReferenceFeedback",
+    "InstructionSynthesizer",
+    "PairwiseJudge",
+    "PointwiseJudge",
+    "ReferenceSynthesis",
+    "ReflectPair",
+    "RespondAndImprove",
+    "combine_verdicts",
+]

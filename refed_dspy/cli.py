@@ -12,9 +12,6 @@ from refed_dspy.errors import RefedError
 
 _NOT_BUILT = {
     "optimize": "tune the synthesis prompts with a DSPy optimizer against the judge",
-    "judge": "score a run's samples with the LLM judge",
-    "filter": "apply the paper's filters to a run",
-    "report": "write an HTML quality report for a run",
     "export": "export a run to Hugging Face datasets and fine-tuning formats",
 }
 
@@ -38,16 +35,84 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from refed_dspy.compare import compare, markdown_table, parse_methods
+    from refed_dspy.compare import QUALITY_COLUMNS, compare, markdown_table, parse_methods
     from refed_dspy.config import load_config
 
     config = load_config(args.config, args.overrides)
     methods = parse_methods(args.methods)
     on_mismatch = "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
-    result = compare(config, methods, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet)
-    print(markdown_table(result["rows"]), end="")
+    result = compare(config, methods, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet,
+                     judge=args.judge)
+    print(markdown_table(result["rows"], QUALITY_COLUMNS), end="")
     print(f"wrote {result['json']} and {result['markdown']}")
     return 0 if all(r["status"] == "complete" for r in result["rows"]) else 1
+
+
+def _config_for_run(args: argparse.Namespace, run_dir: str):
+    """--config when given, else the run dir's own config.toml; --set applies to either."""
+    from refed_dspy.config import load_config
+    from refed_dspy.rundir import RunDir
+
+    if args.config:
+        return load_config(args.config, args.overrides)
+    path = RunDir(run_dir).config
+    if not path.exists():
+        from refed_dspy.errors import RunDirError
+
+        raise RunDirError(f"{run_dir} is not a run directory (no config.toml); pass --config or run `refed synthesize` first")
+    return load_config(path, args.overrides)
+
+
+def _cmd_judge(args: argparse.Namespace) -> int:
+    if args.target == "meta-eval":
+        from refed_dspy.config import load_config
+        from refed_dspy.meta_eval import format_meta_eval, meta_eval
+
+        if not args.labels:
+            from refed_dspy.errors import ConfigError
+
+            raise ConfigError("refed judge meta-eval needs --labels FILE (JSONL of pairwise or likert items)")
+        result = meta_eval(load_config(args.config, args.overrides), args.labels)
+        print(format_meta_eval(result))
+        if args.out:
+            from refed_dspy.store import write_json_atomic
+
+            write_json_atomic(args.out, result)
+            print(f"wrote {args.out}")
+        return 0
+    from refed_dspy.judging import judge_run
+
+    config = _config_for_run(args, args.target)
+    on_mismatch = "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
+    s = judge_run(args.target, config, on_mismatch=on_mismatch)
+    cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
+    print(f"judged {s['judged']}/{s['samples']} samples of {s['run_dir']} with {s['judge']}: {s['status']}")
+    print(f"  mean score {s['mean_score']}  improvement win/tie/loss {s['improvement_win_rate']}/{s['improvement_tie_rate']}/"
+          f"{s['improvement_loss_rate']}  position bias {s['position_bias_rate']}")
+    print(f"  {s['usage']['calls']} judge calls, {cost}; rejects: {s['rejects'] or 'none'}")
+    return 0 if s["status"] == "complete" else 1
+
+
+def _cmd_filter(args: argparse.Namespace) -> int:
+    from refed_dspy.filter_run import filter_run
+    from refed_dspy.filters import parse_filter
+
+    config = _config_for_run(args, args.run_dir)
+    specs = [parse_filter(t) for t in args.apply] if args.apply else list(config.filters)
+    s = filter_run(args.run_dir, args.out, specs, overwrite=args.overwrite)
+    for step in s["steps"]:
+        print(f"  {step['step']}. {step['filter']:<24} {step['in']:>7} in  {step['kept']:>7} kept  {step['removed']:>7} removed")
+    print(f"kept {s['kept']} of {s['input']} samples -> {s['out']} (removed ones in its rejects.jsonl)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from refed_dspy.report import build_report
+
+    result = build_report(args.run_dir, _config_for_run(args, args.run_dir))
+    print(result["text"])
+    print(f"wrote {result['html']}")
+    return 0
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
@@ -112,8 +177,40 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume-anyway", action="store_true", help="continue run dirs made by a different config")
     group.add_argument("--fresh", action="store_true", help="start every method's run over")
+    p.add_argument("--judge", action="store_true", help="also judge each run (config [judge]/[judging]) and add judge columns")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("judge", help="score a run's samples with the LLM judge, or meta-evaluate the judge",
+                       description="`refed judge RUN_DIR` scores every sample (pointwise rubric on the final response; "
+                       "improved vs draft in both orders) into RUN_DIR/judgments.jsonl; resumable, concurrent, costed. "
+                       "`refed judge meta-eval --labels FILE` checks the judge against human labels.")
+    p.add_argument("target", metavar="RUN_DIR|meta-eval")
+    _add_config_args(p)
+    p.add_argument("--labels", metavar="FILE", help="meta-eval: JSONL of labelled items (see README)")
+    p.add_argument("--out", metavar="FILE", help="meta-eval: also write the results as JSON")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume-anyway", action="store_true", help="keep judgments made with a different judge config")
+    group.add_argument("--fresh", action="store_true", help="delete earlier judgments and judge again")
+    p.set_defaults(func=_cmd_judge)
+
+    p = sub.add_parser("filter", help="apply the filter chain to a run, writing the result to another dir",
+                       description="Apply [[filters]] from the config (or --apply ones, in order) to RUN_DIR's samples. "
+                       "Kept samples go to OUT/samples.jsonl, removed ones to OUT/rejects.jsonl with the filter and "
+                       "reason; the input run is never modified.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _add_config_args(p)
+    p.add_argument("--apply", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="a filter step instead of the config's, e.g. rouge_diversity:threshold=0.7 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
+    p.set_defaults(func=_cmd_filter)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html and print a text summary",
+                       description="Write a self-contained RUN_DIR/report.html (and report.json) and print a summary.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("config", help="inspect configuration", description="Inspect configuration.")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)

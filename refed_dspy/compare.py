@@ -1,7 +1,7 @@
 """`refed compare`: run several methods on the same references and size, and tabulate them.
 
 Each method runs into its own sibling run directory `<run.dir>/<method>/`, so every one of them
-resumes like any run. The table is built from the runs' summary.json files alone.
+resumes like any run. The table is built from the runs' files (summary, samples, judge summary).
 """
 
 from __future__ import annotations
@@ -65,6 +65,27 @@ def comparison_row(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def quality_columns(run_dir: str | Path, config: Config) -> dict[str, Any]:
+    """Judge and diversity figures of one run dir: mean judge score and improvement win rate (when judged),
+    distinct-2 and mean pairwise ROUGE-L of its instructions."""
+    import json
+
+    from refed_dspy.report_stats import distinct_n, mean_pairwise_rouge
+    from refed_dspy.rundir import RunDir
+    from refed_dspy.store import read_jsonl
+
+    rd = RunDir(run_dir)
+    instructions = [s["instruction"] for s in read_jsonl(rd.samples)]
+    judged = json.loads(rd.judge_summary.read_text()) if rd.judge_summary.exists() else {}
+    return {"mean_score": judged.get("mean_score"), "improvement_win_rate": judged.get("improvement_win_rate"),
+            "judge_cost_usd": judged.get("cost_usd"), "distinct_2": distinct_n(instructions, 2),
+            "mean_pairwise_rouge_l": mean_pairwise_rouge(instructions, config.report.rouge_sample, config.report.seed)}
+
+
+QUALITY_COLUMNS = [("mean_score", "judge score"), ("improvement_win_rate", "improved wins"),
+                   ("distinct_2", "distinct-2"), ("mean_pairwise_rouge_l", "pairwise ROUGE-L")]
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "n/a"
@@ -104,19 +125,22 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
     write_json_atomic(json_path, {**header, "rows": rows})
     intro = (f"# Method comparison\n\nSeeds: {header['seeds']} ({header['references']} references), "
              f"size {header['size']}, teacher {header['teacher']}.\n\n")
-    write_text_atomic(md_path, intro + markdown_table(rows))
+    write_text_atomic(md_path, intro + markdown_table(rows, QUALITY_COLUMNS))
     return json_path, md_path
 
 
 async def acompare(config: Config, methods: list[str], *, teacher=None, references=None, on_mismatch: str = "error",
-                   show_progress: bool = False) -> dict[str, Any]:
-    """Run (or resume) each method in turn into `<run.dir>/<method>/`; returns {rows, paths}."""
+                   show_progress: bool = False, judge: bool = False, judge_lm=None) -> dict[str, Any]:
+    """Run (or resume) each method in turn into `<run.dir>/<method>/`; with `judge`, judge each run too (the
+    judge LM of config.judge). Returns {rows, json, markdown, ...}."""
     from refed_dspy.lm import build_lm
     from refed_dspy.seeds import read_references
     from refed_dspy.synthesis import arun_synthesis
 
     if teacher is None:
         teacher = build_lm(config.teacher, "teacher")
+    if judge and judge_lm is None:
+        judge_lm = build_lm(config.judge, "judge")
     if references is None:
         references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
     rows = []
@@ -124,9 +148,14 @@ async def acompare(config: Config, methods: list[str], *, teacher=None, referenc
               "teacher": config.teacher.model, "methods": methods}
     try:
         for method in methods:
-            summary = await arun_synthesis(method_config(config, method), teacher=teacher, references=references,
+            mconfig = method_config(config, method)
+            summary = await arun_synthesis(mconfig, teacher=teacher, references=references,
                                            on_mismatch=on_mismatch, show_progress=show_progress)
-            rows.append(comparison_row(summary))
+            if judge:
+                from refed_dspy.judging import ajudge_run
+
+                await ajudge_run(mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch)
+            rows.append({**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)})
     finally:  # a stopped comparison still leaves the table of the methods that finished
         json_path, md_path = write_comparison(config.run.dir, rows, header)
     return {**header, "rows": rows, "json": str(json_path), "markdown": str(md_path)}

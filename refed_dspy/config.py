@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from refed_dspy.errors import ConfigError
 
@@ -77,6 +77,65 @@ class SynthesisConfig(_Section):
     reflection: Literal["instruction", "response", "both"] = Field("both", description="For method 'reflection': which Reflection-Tuning steps recycle each seed pair (instruction, response, or both).")
 
 
+_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+FILTERS = ("judge_prefers_improved", "rouge_diversity", "min_score", "length", "dedup", "random_subset")
+
+
+class JudgingConfig(_Section):
+    """How `refed judge` scores a run's samples (the judge's LM is [judge])."""
+
+    criteria: list[str] = Field(["helpfulness", "accuracy", "depth", "clarity", "instruction_following"],
+                                description="Pointwise rubric: each criterion is scored 1-10 (snake_case names).")
+    pointwise: bool = Field(True, description="Score each sample's final response on every criterion.")
+    pairwise: bool = Field(True, description="Compare improved_response with the draft, in both orders (position bias cancels; disagreement is a tie).")
+    concurrency: int = Field(32, gt=0, le=4096, description="Judge calls kept in flight.")
+    max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this cost.")
+    max_calls: int | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this many LM calls.")
+    max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many API errors in a row (resumable).")
+
+    @field_validator("criteria")
+    @classmethod
+    def _criteria_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one criterion")
+        for name in value:
+            if not _IDENT.match(name):
+                raise ValueError(f"criterion '{name}' must be snake_case (a-z, 0-9, _), at most 40 characters")
+        if len(set(value)) != len(value):
+            raise ValueError("names a criterion twice")
+        return value
+
+
+class FilterSpec(_Section):
+    """One step of the filter chain (applied in order by `refed filter`)."""
+
+    name: Literal[FILTERS] = Field(description="judge_prefers_improved | rouge_diversity | min_score | length | dedup | random_subset.")
+    threshold: float | None = Field(None, gt=0, le=1, description="rouge_diversity and dedup: ROUGE-L F1 at or above which a sample counts as a near-duplicate.")
+    min_score: float | None = Field(None, ge=1, le=10, description="min_score: keep samples whose mean pointwise score is at least this.")
+    field: Literal["instruction", "response", "draft"] = Field("response", description="length: which text to measure (response = the final response).")
+    min_words: int | None = Field(None, ge=0, description="length: minimum words.")
+    max_words: int | None = Field(None, gt=0, description="length: maximum words.")
+    k: int | None = Field(None, gt=0, description="random_subset: how many samples to keep.")
+    seed: int = Field(0, description="rouge_diversity and random_subset: random seed.")
+
+    @model_validator(mode="after")
+    def _needs(self) -> FilterSpec:
+        need = {"rouge_diversity": "threshold", "min_score": "min_score", "random_subset": "k"}.get(self.name)
+        if need and getattr(self, need) is None:
+            raise ValueError(f"filter '{self.name}' needs '{need}'")
+        if self.name == "length" and self.min_words is None and self.max_words is None:
+            raise ValueError("filter 'length' needs min_words or max_words")
+        return self
+
+
+class ReportConfig(_Section):
+    """What `refed report` computes."""
+
+    embedding_model: str | None = Field(None, description="Embedding model for embedding diversity, through dspy.Embedder (e.g. 'openai/text-embedding-3-small'). Unset: skipped.")
+    rouge_sample: int = Field(200, gt=1, description="Instructions sampled for the mean pairwise ROUGE-L.")
+    seed: int = Field(0, description="Seed for the report's samples.")
+
+
 class RunConfig(_Section):
     """Where the run lives on disk."""
 
@@ -96,11 +155,14 @@ class Config(_Section):
     """A whole run's configuration."""
 
     teacher: LMSpec = Field(default_factory=LMSpec, description="The LM that writes instructions, responses and feedback.")
-    judge: LMSpec = Field(default_factory=LMSpec, description="The LM that scores samples; never the teacher object.")
+    judge: LMSpec = Field(default_factory=lambda: LMSpec(temperature=0.0), description="The LM that scores samples; never the teacher object.")
     seeds: SeedsConfig = Field(default_factory=SeedsConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    judging: JudgingConfig = Field(default_factory=JudgingConfig)
+    filters: list[FilterSpec] = Field(default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables).")
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
 
 # Fields that change what a run produces. Resuming a run dir with other values here is refused.
@@ -191,7 +253,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
     path, raw = text.split("=", 1)
     keys = [k.strip() for k in path.strip().split(".") if k.strip()]
-    if len(keys) < 2:
+    if not keys or (len(keys) < 2 and keys[0] != "filters"):
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]

@@ -42,6 +42,10 @@ class RunDir:
         self.journal = self.path / "journal.jsonl"
         self.cache = self.path / "cache"
         self.summary = self.path / "summary.json"
+        self.judgments = self.path / "judgments.jsonl"
+        self.judge_rejects = self.path / "judge_rejects.jsonl"
+        self.judge_fingerprint = self.path / "judge_fingerprint.json"
+        self.judge_summary = self.path / "judge_summary.json"
 
     def prepare(self, config: Config, on_mismatch: str = "error") -> bool:
         """Create or reuse the run dir. Returns True when earlier work exists (a resume).
@@ -78,7 +82,8 @@ class RunDir:
 
     def wipe(self) -> None:
         """Delete the run's records, journal and cache (used by --fresh)."""
-        for p in (self.feedback, self.samples, self.rejects, self.journal, self.summary, self.fingerprint):
+        for p in (self.feedback, self.samples, self.rejects, self.journal, self.summary, self.fingerprint,
+                  self.judgments, self.judge_rejects, self.judge_fingerprint, self.judge_summary):
             p.unlink(missing_ok=True)
         shutil.rmtree(self.cache, ignore_errors=True)
 

@@ -80,3 +80,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     tmp = p.with_suffix(p.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, p)
+
+
+def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write a whole JSONL file to a temp file and rename it into place."""
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

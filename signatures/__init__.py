@@ -4,12 +4,14 @@ from refed_dspy.signatures.critique_response import CritiqueResponse
 from refed_dspy.signatures.describe_instruction import DescribeInstruction
 from refed_dspy.signatures.generate_response import GenerateResponse
 from refed_dspy.signatures.improve_response import Analysis, ImplementationStrategy, ImproveResponse
+from refed_dspy.signatures.judge import CompareResponses, ScoreResponse, pointwise_signature, rubric_text
 from refed_dspy.signatures.reflect_instruction import ReflectInstruction
 from refed_dspy.signatures.reflect_response import ReflectResponse
 from refed_dspy.signatures.synthesize_instructions import SynthesizeInstructions
 
 __all__ = [
     "Analysis",
+    "CompareResponses",
     "CritiqueResponse",
     "DescribeInstruction",
     "GenerateResponse",
@@ -17,5 +19,8 @@ __all__ = [
     "ImproveResponse",
     "ReflectInstruction",
     "ReflectResponse",
+    "ScoreResponse",
     "SynthesizeInstructions",
+    "pointwise_signature",
+    "rubric_text",
 ]

@@ -28,7 +28,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_FIELD_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n\{\1\}(?:\s+# note: the value you produce must adhere to the JSON schema: (.*))?")
+_FIELD_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n\{\1\}(?:\s+# note: the value you produce (.*))?")
+
+
+def _note_schema(note: str | None) -> dict | None:
+    """The JSON schema a ChatAdapter type note asks for (None: free text)."""
+    if not note:
+        return None
+    if note.startswith("must adhere to the JSON schema: "):
+        return json.loads(note.removeprefix("must adhere to the JSON schema: "))
+    if "single int value" in note:
+        return {"type": "integer"}
+    if "single float value" in note:
+        return {"type": "number"}
+    if "True or False" in note:
+        return {"type": "boolean"}
+    if "one of: " in note:
+        return {"enum": [x.strip() for x in note.split("one of: ", 1)[1].split(";")]}
+    return None
 _INPUT_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 
 VOCAB = ["analyze", "design", "explain", "compare", "outline", "draft", "evaluate", "summarize", "describe", "plan", "write", "build", "estimate", "derive", "prove", "critique", "translate", "refactor", "debug", "optimize", "teach", "model", "measure", "predict", "river", "budget", "protein", "compiler", "orchestra", "glacier", "contract", "dataset", "poem", "theorem", "recipe", "garden", "startup", "museum", "vaccine", "satellite", "harbor", "ledger", "algorithm", "novel", "clinic", "turbine", "lecture", "survey", "neighborhood", "festival", "bridge", "battery", "market", "archive", "syllabus", "pipeline", "canyon", "league", "reactor", "volcano", "interview", "manuscript", "workshop", "telescope", "courtroom", "warehouse", "pharmacy", "library", "marathon", "ethics", "inflation", "migration", "erosion", "photosynthesis", "recursion", "encryption", "negotiation", "grammar", "harmony", "gravity", "friction", "memory", "trust", "privacy", "fairness", "latency", "entropy", "symmetry", "sustainability", "for", "a", "team", "of", "beginners", "with", "concrete", "examples", "in", "under", "three", "paragraphs", "using", "a", "table", "step", "by", "step", "from", "first", "principles", "with", "trade-offs", "and", "a", "short", "checklist", "for", "a", "skeptical", "reader"]
@@ -150,7 +167,7 @@ def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mo
     if isinstance(user, list):
         user = " ".join(part.get("text", "") for part in user)
     names = output_names(messages)
-    schemas = {m.group(1): (json.loads(m.group(2)) if m.group(2) else None) for m in _FIELD_RE.finditer(system)}
+    schemas = {m.group(1): _note_schema(m.group(2)) for m in _FIELD_RE.finditer(system)}
     inputs = {m.group(1): m.group(2).strip() for m in _INPUT_RE.finditer(user)}
     if not names:
         names = ["answer"]

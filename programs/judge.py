@@ -1,0 +1,89 @@
+"""The LLM judge as DSPy modules: rubric scores, and a both-orders pairwise preference."""
+
+from __future__ import annotations
+
+import asyncio
+from statistics import fmean
+
+import dspy
+
+from refed_dspy.lm import stage
+from refed_dspy.signatures.judge import CompareResponses, pointwise_signature, rubric_text
+
+
+def check_scores(pred: dspy.Prediction, criteria: list[str]) -> dict[str, int]:
+    """The per-criterion scores of a judge prediction; ValueError for a missing or out-of-range one."""
+    scores = {}
+    for name in criteria:
+        value = pred.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ValueError(f"judge gave no integer score for {name} (got {value!r})")
+        if not 1 <= value <= 10:
+            raise ValueError(f"judge score {name}={value} is outside 1-10")
+        scores[name] = int(value)
+    return scores
+
+
+def combine_verdicts(first_order: str, second_order: str) -> tuple[str, bool]:
+    """Winner from two verdicts on (x, y) then (y, x): 'first' (x), 'second' (y) or 'tie'; and whether the
+    verdict flipped with the order (both decisive, pointing at the same position: position bias).
+
+    Two verdicts that disagree give a tie, as Arena-Hard does.
+    """
+    one = {"A": "first", "B": "second"}.get(first_order, "tie")
+    two = {"A": "second", "B": "first"}.get(second_order, "tie")
+    flipped = one != "tie" and two != "tie" and one != two
+    return (one if one == two else "tie"), flipped
+
+
+class PointwiseJudge(dspy.Module):
+    """(instruction, response) -> Prediction(scores={criterion: 1-10}, overall=mean, rationale)."""
+
+    def __init__(self, criteria: list[str]):
+        super().__init__()
+        self.criteria = list(criteria)
+        self.rubric = rubric_text(self.criteria)
+        self.score = dspy.Predict(pointwise_signature(self.criteria))
+
+    def _result(self, pred: dspy.Prediction) -> dspy.Prediction:
+        scores = check_scores(pred, self.criteria)
+        return dspy.Prediction(scores=scores, overall=round(fmean(scores.values()), 4), rationale=pred.rationale)
+
+    async def aforward(self, instruction: str, response: str) -> dspy.Prediction:
+        with stage("judge_pointwise"):
+            pred = await self.score.acall(instruction=instruction, response=response, rubric=self.rubric)
+        return self._result(pred)
+
+    def forward(self, instruction: str, response: str) -> dspy.Prediction:
+        with stage("judge_pointwise"):
+            pred = self.score(instruction=instruction, response=response, rubric=self.rubric)
+        return self._result(pred)
+
+
+class PairwiseJudge(dspy.Module):
+    """(instruction, first, second) -> Prediction(winner='first'|'second'|'tie', verdicts, flipped, rationales).
+
+    Judged in both orders; the two calls run concurrently.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.compare = dspy.Predict(CompareResponses)
+
+    def _result(self, ab: dspy.Prediction, ba: dspy.Prediction) -> dspy.Prediction:
+        winner, flipped = combine_verdicts(ab.verdict, ba.verdict)
+        return dspy.Prediction(winner=winner, verdicts=[ab.verdict, ba.verdict], flipped=flipped,
+                               rationales=[ab.rationale, ba.rationale])
+
+    async def aforward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
+        with stage("judge_pairwise"):
+            ab, ba = await asyncio.gather(
+                self.compare.acall(instruction=instruction, response_a=first, response_b=second),
+                self.compare.acall(instruction=instruction, response_a=second, response_b=first))
+        return self._result(ab, ba)
+
+    def forward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
+        with stage("judge_pairwise"):
+            ab = self.compare(instruction=instruction, response_a=first, response_b=second)
+            ba = self.compare(instruction=instruction, response_a=second, response_b=first)
+        return self._result(ab, ba)

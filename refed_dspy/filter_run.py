@@ -1,0 +1,51 @@
+"""`refed filter RUN_DIR --out DIR`: apply the filter chain to a run and write the result elsewhere.
+
+The output dir looks like a run dir (samples.jsonl, config.toml, judgments.jsonl of the kept samples),
+so `refed report` and `refed export` work on it; what the filters removed goes to its rejects.jsonl.
+The input run is only read.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.config import FilterSpec
+from refed_dspy.errors import ConfigError, RunDirError
+from refed_dspy.filters import apply_chain, reject_counts
+from refed_dspy.judging import load_judgments
+from refed_dspy.rundir import RunDir
+from refed_dspy.store import read_jsonl, write_json_atomic, write_jsonl_atomic
+
+
+def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec], overwrite: bool = False) -> dict[str, Any]:
+    """Filter `run_dir`'s samples into `out_dir`; returns the filter summary."""
+    src, out = RunDir(run_dir), RunDir(out_dir)
+    if not src.samples.exists():
+        raise RunDirError(f"{src.path} has no samples.jsonl; run `refed synthesize` first")
+    if not specs:
+        raise ConfigError("no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,...")
+    if out.path.resolve() == src.path.resolve():
+        raise RunDirError("--out must be a different directory: filtering never modifies its input run")
+    if out.samples.exists() and not overwrite:
+        raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
+    try:
+        out.path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"cannot create {out.path}: {err.strerror or err}") from None
+    samples = list(read_jsonl(src.samples))
+    judgments = load_judgments(src)
+    kept, rejects, steps = apply_chain(specs, samples, judgments)
+    write_jsonl_atomic(out.samples, kept)
+    write_jsonl_atomic(out.rejects, rejects)
+    kept_ids = {s["meta"]["id"] for s in kept}
+    write_jsonl_atomic(out.judgments, [j for sid, j in judgments.items() if sid in kept_ids])
+    if src.config.exists():
+        shutil.copyfile(src.config, out.config)
+    summary = {"source_run": str(src.path), "out": str(out.path), "input": len(samples), "kept": len(kept),
+               "removed": len(rejects), "removed_by_filter": reject_counts(rejects), "steps": steps,
+               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json_atomic(out.path / "filter_summary.json", summary)
+    return summary

@@ -1,0 +1,278 @@
+"""`refed judge RUN_DIR`: score a run's samples with the judge LM; concurrent, budgeted, resumable.
+
+Writes `judgments.jsonl` (one line per judged sample), `judge_rejects.jsonl` and `judge_summary.json`
+into the run dir, next to the synthesis files, which it only reads. Like the runner, one coroutine
+owns all state; work items return results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+import dspy
+
+from refed_dspy.config import Config, config_from_dict
+from refed_dspy.errors import ConfigError, RunAborted, RunDirError
+from refed_dspy.failures import Failure, classify
+from refed_dspy.lm import build_lm, collect_calls, price_of
+from refed_dspy.rundir import RunDir
+from refed_dspy.store import JsonlWriter, read_jsonl, write_json_atomic
+from refed_dspy.usage import Totals, usage_of
+
+_WORST_CALLS_PER_JUDGE_CALL = 2  # a JSONAdapter fallback may double a call
+_PRIOR_PROMPT_TOKENS = 1500
+
+
+def judge_fingerprint(config: Config) -> dict[str, Any]:
+    """The config values that determine the judgments (changing them makes old judgments stale)."""
+    j, g = config.judge, config.judging
+    return {"model": j.model, "api_base": j.api_base, "temperature": j.temperature, "max_tokens": j.max_tokens,
+            "criteria": list(g.criteria), "pointwise": g.pointwise, "pairwise": g.pairwise}
+
+
+def run_config(rundir: RunDir) -> Config:
+    """The config a run dir was made with (its config.toml)."""
+    import tomllib
+
+    if not rundir.config.exists():
+        raise RunDirError(f"{rundir.path} is not a run directory (no config.toml); run `refed synthesize` first")
+    try:
+        return config_from_dict(tomllib.loads(rundir.config.read_text(encoding="utf-8")))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
+
+
+def final_response(sample: dict[str, Any]) -> str:
+    """The response a dataset built from this sample uses: the improved one when there is one."""
+    return (sample.get("improved_response") or sample.get("response") or "").strip()
+
+
+class JudgeRun:
+    """Judges every sample of one run dir once. Use `judge_run`."""
+
+    def __init__(self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False):
+        from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+
+        self.config = config
+        self.cfg = config.judging
+        self.rundir = rundir
+        self.lm = judge_lm
+        self.price = price_of(config.judge)
+        self.pointwise = PointwiseJudge(self.cfg.criteria) if self.cfg.pointwise else None
+        self.pairwise = PairwiseJudge() if self.cfg.pairwise else None
+        if self.pointwise is None and self.pairwise is None:
+            raise ConfigError("judging.pointwise and judging.pairwise are both false: nothing to judge")
+        self.calls_per_sample = (1 if self.pointwise else 0) + (2 if self.pairwise else 0)
+        self.show_progress = show_progress
+        self.totals = Totals()
+        self.max_call_cost = 0.0
+        self.consecutive = 0
+        self.abort: Failure | None = None
+        self.stop_reason: str | None = None
+        self.new = 0
+        self.started = time.monotonic()
+
+    # ---- state on disk --------------------------------------------------------------------------
+    def prepare(self, on_mismatch: str) -> tuple[set[str], set[str]]:
+        """Check the judge fingerprint; return (judged ids, finally rejected ids); wipe on 'fresh'."""
+        rd = self.rundir
+        new = judge_fingerprint(self.config)
+        if on_mismatch == "fresh":
+            for p in (rd.judgments, rd.judge_rejects, rd.judge_summary):
+                p.unlink(missing_ok=True)
+        elif rd.judge_fingerprint.exists():
+            old = json.loads(rd.judge_fingerprint.read_text())
+            diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
+            if diff and on_mismatch != "resume":
+                raise RunDirError(f"{rd.path} was judged with a different judge config ({'; '.join(diff)}); "
+                                  "use --fresh to judge again from scratch")
+        write_json_atomic(rd.judge_fingerprint, new)
+        judged, rejected = set(), set()
+        for row in read_jsonl(rd.judgments, repair=True):
+            judged.add(row["sample_id"])
+            self.totals.add(row.get("usage"))
+        for row in read_jsonl(rd.judge_rejects, repair=True):
+            self.totals.add(row.get("usage"))
+            if row.get("final", True):
+                rejected.add(row["sample_id"])
+        return judged, rejected
+
+    # ---- budget -----------------------------------------------------------------------------------
+    def _reserve(self, running: dict) -> tuple[int, float] | None:
+        calls = self.calls_per_sample * _WORST_CALLS_PER_JUDGE_CALL
+        per_call = self.max_call_cost or (self.price.cost(_PRIOR_PROMPT_TOKENS, self.config.judge.max_tokens) if self.price else 0.0)
+        cost = calls * per_call
+        if self.cfg.max_calls is not None and self.totals.calls + sum(c for c, _ in running.values()) + calls > self.cfg.max_calls:
+            return None
+        if self.cfg.max_cost_usd is not None and self.totals.cost + sum(c for _, c in running.values()) + cost > self.cfg.max_cost_usd:
+            return None
+        return calls, cost
+
+    # ---- one sample -------------------------------------------------------------------------------
+    async def _judge(self, sample: dict[str, Any]):
+        instruction, sample_id = sample["instruction"], sample["meta"]["id"]
+        with collect_calls() as calls, dspy.context(lm=self.lm):
+            try:
+                out: dict[str, Any] = {"sample_id": sample_id}
+                parts = []
+                if self.pointwise is not None:
+                    parts.append(self.pointwise.acall(instruction=instruction, response=final_response(sample)))
+                improved, draft = (sample.get("improved_response") or "").strip(), (sample.get("response") or "").strip()
+                pairwise = self.pairwise is not None and bool(improved) and bool(draft)
+                if pairwise:
+                    parts.append(self.pairwise.acall(instruction=instruction, first=improved, second=draft))
+                results = await asyncio.gather(*parts)
+                if self.pointwise is not None:
+                    p = results[0]
+                    out["pointwise"] = {"scores": p.scores, "overall": p.overall, "rationale": p.rationale}
+                if pairwise:
+                    q = results[-1]
+                    out["pairwise"] = {"winner": {"first": "improved", "second": "draft"}.get(q.winner, "tie"),
+                                       "verdicts": q.verdicts, "flipped": q.flipped, "rationales": q.rationales}
+                return sample_id, out, None, calls
+            except Exception as err:  # noqa: BLE001 - every failure becomes a reject
+                return sample_id, None, classify(err), calls
+
+    # ---- the loop -----------------------------------------------------------------------------------
+    async def run(self, samples: list[dict[str, Any]], on_mismatch: str = "error") -> dict[str, Any]:
+        judged, rejected = self.prepare(on_mismatch)
+        todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
+        writers = {"judgments": JsonlWriter(self.rundir.judgments), "rejects": JsonlWriter(self.rundir.judge_rejects)}
+        per_task = max(1, self.calls_per_sample)
+        max_tasks = max(1, self.cfg.concurrency // per_task)
+        running: dict[asyncio.Task, tuple[int, float]] = {}
+        queue = iter(todo)
+        status = "complete"
+        try:
+            while True:
+                while len(running) < max_tasks and self.abort is None and self.stop_reason is None:
+                    reservation = self._reserve(running)
+                    if reservation is None:
+                        self.stop_reason = "budget"
+                        break
+                    sample = next(queue, None)
+                    if sample is None:
+                        break
+                    running[asyncio.ensure_future(self._judge(sample))] = reservation
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    running.pop(task)
+                    self._handle(task.result(), writers)
+                if self.abort is not None:
+                    break
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+            for w in writers.values():
+                w.close()
+            if self.abort is not None:
+                status = "aborted"
+            elif self.stop_reason:
+                status = self.stop_reason
+            summary = judge_summary(self.rundir, samples, self.config, self.totals, status,
+                                    time.monotonic() - self.started, self.new, self.price is not None)
+            write_json_atomic(self.rundir.judge_summary, summary)
+        if self.abort is not None:
+            raise RunAborted(f"judging stopped: {self.abort.detail} ({summary['judged']} judged in {self.rundir.path}; "
+                             "run the same command again to resume)")
+        return summary
+
+    def _handle(self, result, writers) -> None:
+        sample_id, out, failure, calls = result
+        usage = usage_of(calls, self.price)
+        self.totals.add(usage)
+        for call in calls:
+            if not call.cache_hit and self.price is not None:
+                self.max_call_cost = max(self.max_call_cost, self.price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens))
+        if failure is None:
+            out.update(judge=self.config.judge.model, usage=usage,
+                       created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            writers["judgments"].append(out)
+            self.new += 1
+            self.consecutive = 0
+            return
+        writers["rejects"].append({"stage": "judge", "reason": failure.reason, "detail": failure.detail,
+                                   "sample_id": sample_id, "final": failure.final, "usage": usage})
+        if failure.fatal:
+            self.abort = failure
+        elif not failure.final:
+            self.consecutive += 1
+            if self.consecutive >= self.cfg.max_consecutive_failures:
+                self.abort = Failure("too_many_failures", f"{self.consecutive} consecutive judge failures, the last: {failure.detail}")
+        else:
+            self.consecutive = 0
+
+
+def judge_summary(rundir: RunDir, samples: list[dict[str, Any]], config: Config, totals: Totals, status: str,
+                  wall: float, new: int, price_known: bool) -> dict[str, Any]:
+    """Figures of all judgments in the run dir (read back from the files)."""
+    rows = list(read_jsonl(rundir.judgments))
+    stats = judgment_stats(rows)
+    rejects = Counter(r.get("reason", "unknown") for r in read_jsonl(rundir.judge_rejects))
+    usage = totals.as_dict()
+    return {"status": status, "run_dir": str(rundir.path), "judge": config.judge.model, "criteria": list(config.judging.criteria),
+            "samples": len(samples), "judged": len(rows), "new": new, **stats, "rejects": dict(rejects),
+            "usage": usage, "cost_usd": usage["cost_usd"] if price_known else None, "wall_s": round(wall, 3),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def judgment_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean scores, improvement win/tie/loss rates and position-bias rate of judgment rows (pure)."""
+    overall = [r["pointwise"]["overall"] for r in rows if r.get("pointwise")]
+    by_criterion: dict[str, list[int]] = {}
+    for r in rows:
+        for name, value in ((r.get("pointwise") or {}).get("scores") or {}).items():
+            by_criterion.setdefault(name, []).append(value)
+    pairs = [r["pairwise"] for r in rows if r.get("pairwise")]
+    winners = Counter(p["winner"] for p in pairs)
+    n = len(pairs)
+    return {
+        "mean_score": round(fmean(overall), 4) if overall else None,
+        "mean_by_criterion": {k: round(fmean(v), 4) for k, v in by_criterion.items()},
+        "pairs": n,
+        "improvement_win_rate": round(winners["improved"] / n, 4) if n else None,
+        "improvement_tie_rate": round(winners["tie"] / n, 4) if n else None,
+        "improvement_loss_rate": round(winners["draft"] / n, 4) if n else None,
+        "position_bias_rate": round(sum(1 for p in pairs if p.get("flipped")) / n, 4) if n else None,
+    }
+
+
+def load_judgments(rundir: RunDir) -> dict[str, dict[str, Any]]:
+    """sample id -> judgment row."""
+    return {row["sample_id"]: row for row in read_jsonl(rundir.judgments)}
+
+
+async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge_lm: dspy.LM | None = None,
+                     on_mismatch: str = "error", show_progress: bool = False) -> dict[str, Any]:
+    """Judge (or finish judging) the samples of `run_dir`; returns judge_summary.json's content."""
+    from refed_dspy.synthesis import use_run_cache
+
+    rundir = RunDir(run_dir)
+    if config is None:
+        config = run_config(rundir)
+    if not rundir.samples.exists():
+        raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
+    if config.judging.max_cost_usd is not None and price_of(config.judge) is None:
+        raise ConfigError(f"judging.max_cost_usd needs a price for '{config.judge.model}': set judge.input_usd_per_mtok "
+                          "and judge.output_usd_per_mtok")
+    if judge_lm is None:
+        judge_lm = build_lm(config.judge, "judge")
+    samples = list(read_jsonl(rundir.samples, repair=False))
+    use_run_cache(rundir)
+    return await JudgeRun(config, rundir, judge_lm, show_progress).run(samples, on_mismatch)
+
+
+def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Synchronous `ajudge_run`."""
+    return asyncio.run(ajudge_run(run_dir, config, **kwargs))

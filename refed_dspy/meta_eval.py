@@ -1,0 +1,188 @@
+"""Judge meta-evaluation against human labels (in the spirit of HEAP, Mehri and Shwartz 2023).
+
+Labels are JSONL, one item per line, of two kinds (`kind` may be left out; it is inferred):
+
+  pairwise: {"id": "p1", "kind": "pairwise", "instruction": "...", "response_a": "...", "response_b": "...",
+             "preference": "a" | "b" | "tie"}
+  likert:   {"id": "l1", "kind": "likert", "instruction": "...", "response": "...", "score": 4, "scale": [1, 5]}
+
+The judge sees each pairwise item in both orders and each likert item once (its mean rubric score).
+Reported: pairwise accuracy (judge verdict == human preference, ties included as a class), the judge's
+tie rate, its position-bias rate (decisive in both orders but for different positions: the verdict flips
+with the order), and Pearson and Spearman correlation between judge and human scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from refed_dspy.errors import ConfigError, SeedError
+
+PREFERENCES = ("a", "b", "tie")
+
+
+def read_labels(path: str | Path) -> list[dict[str, Any]]:
+    """Validated label items; SeedError naming the first bad line."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise SeedError(f"labels file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SeedError(f"cannot read labels file {p}: {err}") from None
+    items = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise SeedError(f"{p}:{n}: not JSON ({err.msg})") from None
+        kind = row.get("kind") or ("pairwise" if "preference" in row else "likert" if "score" in row else None)
+        need = {"pairwise": ("instruction", "response_a", "response_b", "preference"),
+                "likert": ("instruction", "response", "score")}.get(kind)
+        if need is None:
+            raise SeedError(f"{p}:{n}: cannot tell the kind: a pairwise item has 'preference', a likert item 'score'")
+        missing = [k for k in need if row.get(k) in (None, "")]
+        if missing:
+            raise SeedError(f"{p}:{n}: {kind} item lacks {', '.join(missing)}")
+        if kind == "pairwise" and str(row["preference"]).lower() not in PREFERENCES:
+            raise SeedError(f"{p}:{n}: preference must be a, b or tie, got {row['preference']!r}")
+        if kind == "likert" and not isinstance(row["score"], (int, float)):
+            raise SeedError(f"{p}:{n}: score must be a number, got {row['score']!r}")
+        items.append({**row, "kind": kind, "id": row.get("id", f"line{n}")})
+    if not items:
+        raise SeedError(f"{p} has no label items")
+    return items
+
+
+def pearson(xs: list[float], ys: list[float]) -> float | None:
+    """Pearson's r; None with fewer than 2 points or no variance."""
+    n = len(xs)
+    if n < 2:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    if sxx == 0 or syy == 0:
+        return None
+    return sxy / math.sqrt(sxx * syy)
+
+
+def ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties sharing their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rho: Pearson's r of the (tie-averaged) ranks."""
+    return pearson(ranks(xs), ranks(ys)) if len(xs) >= 2 else None
+
+
+def meta_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Figures from per-item results: pairwise {preference, judge, flipped}; likert {score, judge_score}."""
+    pairs = [r for r in results if r["kind"] == "pairwise"]
+    likert = [r for r in results if r["kind"] == "likert"]
+    n = len(pairs)
+    human = [float(r["score"]) for r in likert]
+    judge = [float(r["judge_score"]) for r in likert]
+
+    def rnd(v):
+        return None if v is None else round(v, 4)
+
+    return {
+        "pairwise_items": n,
+        "pairwise_accuracy": rnd(sum(r["judge"] == r["preference"] for r in pairs) / n) if n else None,
+        "tie_rate": rnd(sum(r["judge"] == "tie" for r in pairs) / n) if n else None,
+        "position_bias_rate": rnd(sum(bool(r["flipped"]) for r in pairs) / n) if n else None,
+        "likert_items": len(likert),
+        "pearson": rnd(pearson(human, judge)),
+        "spearman": rnd(spearman(human, judge)),
+    }
+
+
+async def _judge_item(item: dict[str, Any], pointwise, pairwise, lm, sem: asyncio.Semaphore, calls_out: list):
+    from refed_dspy.failures import classify
+    from refed_dspy.lm import collect_calls
+
+    async with sem:
+        with collect_calls() as calls, dspy.context(lm=lm):
+            try:
+                if item["kind"] == "pairwise":
+                    pred = await pairwise.acall(instruction=item["instruction"], first=item["response_a"], second=item["response_b"])
+                    out = {"judge": {"first": "a", "second": "b"}.get(pred.winner, "tie"), "verdicts": pred.verdicts,
+                           "flipped": pred.flipped, "preference": str(item["preference"]).lower()}
+                else:
+                    pred = await pointwise.acall(instruction=item["instruction"], response=item["response"])
+                    out = {"judge_score": pred.overall, "scores": pred.scores, "score": item["score"]}
+                result = {"id": item["id"], "kind": item["kind"], **out}
+            except Exception as err:  # noqa: BLE001 - an item the judge could not answer is reported, not fatal
+                failure = classify(err)
+                if failure.fatal:
+                    raise
+                result = {"id": item["id"], "kind": item["kind"], "error": failure.reason, "detail": failure.detail}
+        calls_out.extend(calls)
+        return result
+
+
+async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
+    """Run the judge of `config` over a labels file; returns {metrics, items, usage, failed}."""
+    from refed_dspy.lm import build_lm, price_of
+    from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+    from refed_dspy.usage import usage_of
+
+    items = read_labels(labels_path)
+    if judge_lm is None:
+        judge_lm = build_lm(config.judge, "judge")
+    pointwise, pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
+    sem = asyncio.Semaphore(max(1, config.judging.concurrency // 2))
+    calls: list = []
+    results = await asyncio.gather(*[_judge_item(i, pointwise, pairwise, judge_lm, sem, calls) for i in items])
+    ok = [r for r in results if "error" not in r]
+    failed = [r for r in results if "error" in r]
+    if not ok:
+        raise ConfigError(f"the judge answered none of the {len(items)} label items (first error: {failed[0]['detail']})")
+    return {"labels": str(labels_path), "judge": config.judge.model, "metrics": meta_metrics(ok), "failed": len(failed),
+            "items": results, "usage": usage_of(calls, price_of(config.judge))}
+
+
+def meta_eval(config, labels_path: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Synchronous `ameta_eval`."""
+    return asyncio.run(ameta_eval(config, labels_path, **kwargs))
+
+
+def format_meta_eval(result: dict[str, Any]) -> str:
+    """A short text report."""
+    m = result["metrics"]
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    cost = result["usage"].get("cost_usd")
+    return "\n".join([
+        f"judge {result['judge']} on {result['labels']}: {m['pairwise_items']} pairwise, {m['likert_items']} likert items"
+        + (f", {result['failed']} failed" if result["failed"] else ""),
+        f"  pairwise accuracy   {f(m['pairwise_accuracy'])}",
+        f"  tie rate            {f(m['tie_rate'])}",
+        f"  position-bias rate  {f(m['position_bias_rate'])}",
+        f"  Pearson r           {f(m['pearson'])}",
+        f"  Spearman rho        {f(m['spearman'])}",
+        f"  cost                {'unknown' if cost is None else f'${cost:.4f}'} ({result['usage']['calls']} calls)",
+    ])

@@ -1,0 +1,109 @@
+"""The figures of a dataset quality report, as pure functions over records (no I/O, no plotting)."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import Counter, defaultdict
+from itertools import combinations
+from typing import Any
+
+from refed_dspy.text import rouge_l, tokens
+
+
+def words(text: str | None) -> int:
+    return len((text or "").split())
+
+
+def describe(values: list[float]) -> dict[str, Any]:
+    """n, mean, median, p10, p90, min, max of a list of numbers (None fields when empty)."""
+    if not values:
+        return {"n": 0, "mean": None, "median": None, "p10": None, "p90": None, "min": None, "max": None}
+    s = sorted(values)
+
+    def pct(q: float) -> float:
+        return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+    return {"n": len(s), "mean": round(statistics.fmean(s), 2), "median": statistics.median(s), "p10": pct(0.1),
+            "p90": pct(0.9), "min": s[0], "max": s[-1]}
+
+
+def distinct_n(texts: list[str], n: int) -> float | None:
+    """Distinct n-grams over all n-grams across `texts` (Li et al. 2016's distinct-n)."""
+    grams: Counter = Counter()
+    for text in texts:
+        toks = tokens(text)
+        grams.update(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
+    total = sum(grams.values())
+    return round(len(grams) / total, 4) if total else None
+
+
+def mean_pairwise_rouge(texts: list[str], sample: int, seed: int = 0) -> float | None:
+    """Mean ROUGE-L F1 over all pairs of a random sample of `sample` texts."""
+    if len(texts) < 2:
+        return None
+    chosen = random.Random(seed).sample(texts, min(sample, len(texts)))
+    toks = [tokens(t) for t in chosen]
+    scores = [rouge_l(a, b) for a, b in combinations(toks, 2)]
+    return round(statistics.fmean(scores), 4)
+
+
+def mean_pairwise_cosine_distance(vectors) -> float | None:
+    """1 - mean cosine similarity over distinct pairs of embedding vectors (a 2-D array)."""
+    import numpy as np
+
+    v = np.asarray(vectors, dtype=float)
+    if v.ndim != 2 or len(v) < 2:
+        return None
+    v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+    sims = v @ v.T
+    n = len(v)
+    mean_sim = (sims.sum() - np.trace(sims)) / (n * (n - 1))
+    return round(float(1 - mean_sim), 4)
+
+
+def yields(samples: list[dict], units: list[dict], rejects: list[dict]) -> dict[str, list[dict[str, Any]]]:
+    """Per reference and per feature: instructions kept by synthesis, samples made, rejects, and the yield
+    (samples / instructions kept; for recycling methods, samples / seed pairs tried)."""
+    kept_ref: Counter = Counter()
+    kept_feat: Counter = Counter()
+    for u in units:
+        kept_ref[u["reference_id"]] += len(u.get("kept", []))
+        kept_feat[u["feature"]] += len(u.get("kept", []))
+    samp_ref = Counter(s["meta"]["reference_id"] for s in samples)
+    samp_feat = Counter(s["meta"]["feature"] for s in samples)
+    rej_ref = Counter(r.get("reference_id") for r in rejects if r.get("stage") in ("sample", "synthesize", "dedup"))
+
+    def rows(keys, kept, made, rej) -> list[dict[str, Any]]:
+        out = []
+        for key in sorted(keys, key=lambda k: (-made[k], str(k))):
+            tried = kept[key] or (made[key] + rej[key])
+            out.append({"key": key, "instructions": kept[key], "samples": made[key], "rejects": rej[key],
+                        "yield": round(made[key] / tried, 4) if tried else None})
+        return out
+
+    refs = set(kept_ref) | set(samp_ref)
+    feats = set(kept_feat) | set(samp_feat)
+    return {"by_reference": rows(refs, kept_ref, samp_ref, rej_ref), "by_feature": rows(feats, kept_feat, samp_feat, Counter())}
+
+
+def lengths(samples: list[dict]) -> dict[str, list[int]]:
+    """Word counts of instructions, drafts and improved responses."""
+    return {
+        "instruction": [words(s.get("instruction")) for s in samples],
+        "draft": [words(s.get("response")) for s in samples],
+        "improved": [words(s.get("improved_response")) for s in samples if s.get("improved_response")],
+    }
+
+
+def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Calls, tokens and cost per stage, summed over usage dicts (synthesis, judge, ...)."""
+    out: dict[str, dict[str, Any]] = defaultdict(lambda: {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+    for usage in usages:
+        for name, part in ((usage or {}).get("by_stage") or {}).items():
+            row = out[name]
+            for key in ("calls", "prompt_tokens", "completion_tokens"):
+                row[key] += int(part.get(key) or 0)
+            cost = part.get("cost_usd")
+            row["cost_usd"] = None if cost is None or row["cost_usd"] is None else row["cost_usd"] + cost
+    return dict(out)
