@@ -12,7 +12,6 @@ from refed_dspy.errors import RefedError
 
 _NOT_BUILT = {
     "optimize": "tune the synthesis prompts with a DSPy optimizer against the judge",
-    "export": "export a run to Hugging Face datasets and fine-tuning formats",
 }
 
 
@@ -115,6 +114,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from refed_dspy.export import export_run
+
+    config = _config_for_run(args, args.run_dir) if (args.config or args.overrides) else None
+    r = export_run(args.run_dir, args.format, args.out, which=args.response, system=args.system_prompt,
+                   val_fraction=args.val_fraction, seed=args.seed, repo_id=args.repo_id, private=not args.public,
+                   overwrite=args.overwrite, config=config)
+    where = r["out"] or f"https://huggingface.co/datasets/{r['repo_id']}"
+    print(f"exported {', '.join(f'{n} {k}' for k, n in r['splits'].items())} samples ({r['response']} responses) "
+          f"as {r['format']} to {where}")
+    return 0
+
+
 def _cmd_config_show(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config, mask_secrets, to_toml
 
@@ -211,6 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     _add_config_args(p)
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="export a run to fine-tuning formats, Hugging Face datasets or the hub",
+                       description="Export RUN_DIR's samples (or a filtered dir's) with a dataset card (README.md). "
+                       "Formats: messages (OpenAI chat JSONL), sharegpt, alpaca, parquet, hf (save_to_disk), hub "
+                       "(push_to_hub; token in $HF_TOKEN). The train/validation split keeps each reference's samples "
+                       "on one side.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", "-f", required=True, choices=["messages", "sharegpt", "alpaca", "parquet", "hf", "hub"])
+    p.add_argument("--out", "-o", metavar="PATH", help="output directory (optional for --format hub)")
+    p.add_argument("--response", choices=["improved", "draft"], default="improved",
+                   help="which response to export (improved falls back to the draft when a method has none)")
+    p.add_argument("--system-prompt", metavar="TEXT", help="a system message to put before each pair")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of samples for validation (default 0.1; 0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.add_argument("--repo-id", metavar="OWNER/NAME", help="hub dataset repo for --format hub")
+    p.add_argument("--public", action="store_true", help="make the hub repo public (default private)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("config", help="inspect configuration", description="Inspect configuration.")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)

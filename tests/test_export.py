@@ -1,0 +1,163 @@
+"""`refed export`: every format loads back with `datasets`, the grouped split, the card, the hub path, seeding a new run."""
+
+import json
+from collections import Counter
+
+import datasets
+import pytest
+from conftest import run_overrides
+from test_integration import refed
+
+from refed_dspy.config import load_config
+from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
+from refed_dspy.export import export_run
+from refed_dspy.export_formats import split_by_reference, to_alpaca, to_messages, to_sharegpt
+from refed_dspy.filter_run import filter_run
+from refed_dspy.filters import parse_filter
+from refed_dspy.synthesis import synthesize
+
+S = {"instruction": "Q?", "response": "draft", "improved_response": "better", "meta": {"id": "x", "reference_id": "r"}}
+
+
+def test_shapes():
+    assert to_messages(S) == {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "better"}]}
+    assert to_messages(S, "draft", "Be kind.")["messages"][0] == {"role": "system", "content": "Be kind."}
+    assert to_messages(S, "draft")["messages"][-1]["content"] == "draft"
+    assert to_sharegpt(S, system="Sys")["conversations"] == [{"from": "system", "value": "Sys"}, {"from": "human", "value": "Q?"},
+                                                             {"from": "gpt", "value": "better"}]
+    assert to_alpaca({**S, "improved_response": None}) == {"instruction": "Q?", "input": "", "output": "draft"}
+
+
+def test_split_keeps_each_reference_on_one_side():
+    samples = [{"meta": {"id": f"s{i}", "reference_id": f"r{i % 7}"}} for i in range(70)]
+    train, val = split_by_reference(samples, 0.2, seed=3)
+    assert len(train) + len(val) == 70 and len(val) >= 14 and len(val) < 14 + 10
+    assert not {s["meta"]["reference_id"] for s in train} & {s["meta"]["reference_id"] for s in val}
+    assert split_by_reference(samples, 0.2, seed=3) == (train, val)  # fixed seed, same split
+    assert split_by_reference(samples, 0.0) == (samples, [])
+    one_ref = [{"meta": {"id": f"s{i}", "reference_id": "r"}} for i in range(5)]
+    assert split_by_reference(one_ref, 0.5)[1] == []  # never empties train
+
+
+@pytest.fixture
+def run(server_factory, tmp_path):
+    srv = server_factory()
+    path = tmp_path / "run"
+    synthesize(load_config(None, run_overrides(srv, path, 30, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2})))
+    return path
+
+
+def test_every_format_loads_back(run, tmp_path):
+    samples = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+    for fmt in ("messages", "sharegpt", "alpaca", "parquet", "hf"):
+        out = tmp_path / fmt
+        r = export_run(run, fmt, out, val_fraction=0.25, seed=1)
+        assert sum(r["splits"].values()) == 30 and r["splits"]["validation"] >= 7
+        if fmt == "hf":
+            dd = datasets.load_from_disk(str(out))
+        else:
+            kind = "parquet" if fmt == "parquet" else "json"
+            dd = datasets.load_dataset(kind, data_files={k: str(out / v) for k, v in r["files"].items()},
+                                       cache_dir=str(tmp_path / "hfcache"))
+        assert {k: len(v) for k, v in dd.items()} == r["splits"]
+        row = dd["train"][0]
+        if fmt == "messages":
+            assert set(row) == {"messages"} and [m["role"] for m in row["messages"]] == ["user", "assistant"]
+        elif fmt == "sharegpt":
+            assert [t["from"] for t in row["conversations"]] == ["human", "gpt"]
+        elif fmt == "alpaca":
+            assert set(row) == {"instruction", "input", "output"}
+        else:
+            assert row["response"] == row["improved_response"] and row["reference_id"] and row["messages"]
+        card = (out / "README.md").read_text()
+        for needle in ("method **refed**", "openai/gpt-4o-mini", "refed-dspy embedded seed set", "| samples | 30",
+                       "synthesis cost | $", "## License", "@inproceedings", "Reference-Level Feedback"):
+            assert needle in card, (fmt, needle)
+    ids = Counter(s["meta"]["reference_id"] for s in samples)
+    assert sum(ids.values()) == 30
+
+
+def test_draft_system_prompt_filters_in_card_and_overwrite(run, tmp_path):
+    filtered = tmp_path / "filtered"
+    filter_run(run, filtered, [parse_filter("random_subset:k=10,seed=2")])
+    out = tmp_path / "out"
+    r = export_run(filtered, "messages", out, which="draft", system="You are terse.", val_fraction=0)
+    rows = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    drafts = {json.loads(x)["instruction"]: json.loads(x)["response"] for x in (filtered / "samples.jsonl").read_text().splitlines()}
+    assert r["splits"] == {"train": 10} and len(rows) == 10
+    for row in rows:
+        sys_msg, user, assistant = row["messages"]
+        assert sys_msg == {"role": "system", "content": "You are terse."} and assistant["content"] == drafts[user["content"]]
+    card = (out / "README.md").read_text()
+    assert "`random_subset`" in card and "30 in, 10 kept" in card and "response exported | draft" in card
+    assert "synthesis cost | $" in card  # read from the source run behind the filtered dir
+    with pytest.raises(RunDirError, match="already exists"):
+        export_run(filtered, "messages", out)
+    assert len((out / "train.jsonl").read_text().splitlines()) == 10  # nothing lost
+    export_run(filtered, "alpaca", out, overwrite=True, val_fraction=0)
+    assert not (out / "train.jsonl").read_text().startswith('{"messages"')
+    with pytest.raises(ConfigError, match="unknown export format"):
+        export_run(run, "csv", tmp_path / "z")
+
+
+def test_messages_export_seeds_the_next_run(run, tmp_path, server_factory):
+    out = tmp_path / "msgs"
+    export_run(run, "messages", out, system="System text is skipped by the seed reader.", val_fraction=0)
+    srv = server_factory()
+    nxt = tmp_path / "next"
+    s = synthesize(load_config(None, run_overrides(srv, nxt, 5, **{"seeds.source": f"'{out / 'train.jsonl'}'"})))
+    assert s["samples"] == 5 and s["references"] == 30
+    fed = {json.loads(x)["reference_id"] for x in (nxt / "feedback.jsonl").read_text().splitlines()}
+    assert fed  # references built from the exported pairs
+
+
+def test_hub_push_is_real_code_up_to_the_network(run, tmp_path, monkeypatch):
+    with pytest.raises(MissingKeyError, match="HF_TOKEN"):
+        export_run(run, "hub", repo_id="me/data")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    with pytest.raises(ConfigError, match="--repo-id"):
+        export_run(run, "hub")
+    pushed = {}
+
+    def fake_push(self, repo_id, private=None, token=None, **kw):
+        pushed["data"] = (repo_id, private, token, {k: len(v) for k, v in self.items()})
+
+    def fake_card_push(self, repo_id, token=None, repo_type=None, **kw):
+        pushed["card"] = (repo_id, token, repo_type, str(self))
+
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", fake_push)
+    monkeypatch.setattr(huggingface_hub.DatasetCard, "push_to_hub", fake_card_push)
+    r = export_run(run, "hub", repo_id="me/data", val_fraction=0.2)
+    assert pushed["data"][:3] == ("me/data", True, "hf_test_token") and pushed["data"][3] == r["splits"]
+    assert pushed["card"][:3] == ("me/data", "hf_test_token", "dataset") and "@inproceedings" in pushed["card"][3]
+
+
+def test_cli_export_and_bad_input(run, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    p = refed("export", str(run), "--format", "messages", "--out", str(tmp_path / "m"), "--val-fraction", "0.2")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "exported" in out and (tmp_path / "m" / "validation.jsonl").exists()
+    for args, msg in ((["--format", "hub", "--repo-id", "me/x"], "HF_TOKEN"),
+                      (["--format", "messages"], "needs --out"),
+                      (["--format", "messages", "--out", str(tmp_path / "m")], "already exists"),
+                      (["--format", "alpaca", "--out", str(tmp_path / "q"), "--val-fraction", "1.5"], "val-fraction")):
+        p = refed("export", str(run), *args)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_export_logs_input_datasets_to_mlflow(run, tmp_path):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = load_config(run / "config.toml", ["tracking.enabled=true", f"tracking.mlflow_uri='{uri}'"])
+    export_run(run, "parquet", tmp_path / "pq", val_fraction=0.2, config=cfg)
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["refed"], output_format="list")
+    assert len(runs) == 1
+    inputs = runs[0].inputs.dataset_inputs
+    assert sorted(i.dataset.name for i in inputs) == ["run-train", "run-validation"]
+    assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} == {"export/train", "export/validation"}
