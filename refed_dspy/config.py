@@ -173,6 +173,9 @@ _OUTPUT_FIELDS = {
 }
 
 
+_DEFAULTS = Config().model_dump(mode="json")
+
+
 def fingerprint(config: Config) -> dict[str, Any]:
     """The config values that determine a run's outputs (size, budgets and concurrency excluded)."""
     data = config.model_dump(mode="json")
@@ -185,6 +188,8 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for section, keys in _OUTPUT_FIELDS.items():
         for key in keys:
             a, b = old.get(section, {}).get(key), new.get(section, {}).get(key)
+            if key not in old.get(section, {}) and b == _DEFAULTS[section][key]:
+                continue  # a field added after the run was made, at its default: same output
             if a != b:
                 out.append(f"{section}.{key}: {a!r} -> {b!r}")
     return out

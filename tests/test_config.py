@@ -75,6 +75,12 @@ def test_fingerprint_ignores_size_and_concurrency():
     c = load_config(None, ["teacher.model=openai/gpt-4o"])
     assert fingerprint(a) == fingerprint(b)
     assert fingerprint_diff(fingerprint(a), fingerprint(c)) == ["teacher.model: 'openai/gpt-4o-mini' -> 'openai/gpt-4o'"]
+    # a run dir made before a field existed matches while that field keeps its default
+    older = fingerprint(a)
+    del older["synthesis"]["reflection"]
+    assert fingerprint_diff(older, fingerprint(a)) == []
+    d = load_config(None, ["synthesis.reflection=response"])
+    assert fingerprint_diff(older, fingerprint(d)) == ["synthesis.reflection: None -> 'response'"]
 
 
 def test_mask_and_toml_roundtrip():
