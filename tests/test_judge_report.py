@@ -190,3 +190,17 @@ def test_cli_compare_with_judge_columns(server_factory, tmp_path):
     assert rows["no_feedback"]["improvement_win_rate"] is None  # no improvement step, nothing to compare
     assert all(0 < r["distinct_2"] <= 1 and r["mean_pairwise_rouge_l"] is not None for r in rows.values())
     assert "judge score" in out and "improved wins" in (run / "compare.md").read_text()
+
+
+def test_judge_budget_stops_before_exceeding(server_factory, tmp_path):
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "run"
+    synthesize(_synth_and_judge_config(teacher, judge, run, 10))
+    cfg = _synth_and_judge_config(teacher, judge, run, 10, **{"judging.max_calls": 20, "judging.concurrency": 6})
+    s = judge_run(run, cfg)
+    assert s["status"] == "budget" and 0 < s["judged"] < 10
+    assert s["usage"]["calls"] == len(read_log(judge.cfg.log_path)) <= 20
+    # a larger budget finishes the rest without judging anything twice
+    s = judge_run(run, _synth_and_judge_config(teacher, judge, run, 10))
+    assert s["status"] == "complete" and s["judged"] == 10
+    assert len(read_log(judge.cfg.log_path)) == 30 == s["usage"]["calls"]
