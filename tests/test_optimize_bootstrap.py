@@ -1,0 +1,81 @@
+"""The judge metric and BootstrapFewShot end to end on DummyLM (the first part of the optimization issue)."""
+
+import dspy
+import pytest
+from dspy.utils import DummyLM
+
+from refed_dspy.errors import ConfigError
+from refed_dspy.optimizers.compile import evaluate, optimize
+from refed_dspy.optimizers.examples import INPUTS
+from refed_dspy.optimizers.metrics import GEPAJudgeMetric, JudgeMetric
+from refed_dspy.programs import RespondAndImprove
+
+IMPROVED = {
+    "analysis": {"original_strengths": ["ok"], "improvement_opportunities": ["x"], "relevant_feedback": ["y"]},
+    "implementation_strategy": {"planned_changes": ["z"], "rationale": "r"},
+    "improved_response": "Improved answer.",
+}
+
+
+def judge_lm(score=9, verdicts=("A", "B")):
+    return DummyLM({
+        "`[[ ## helpfulness ## ]]`": {"rationale": "good", "helpfulness": score, "accuracy": score},
+        "[[ ## response_a ## ]]\nImproved": {"rationale": "first better", "verdict": verdicts[0]},
+        "[[ ## response_a ## ]]\nDraft": {"rationale": "second better", "verdict": verdicts[1]},
+    })
+
+
+def teacher_lm():
+    return DummyLM({"`[[ ## analysis ## ]]`": IMPROVED, "`[[ ## response ## ]]`": {"response": "Draft answer."}})
+
+
+def examples(n):
+    return [dspy.Example(reference_instruction="Ref?", reference_response="Ref answer.", instruction=f"Task {i}?",
+                         feedback="Be concrete.", reference_id=f"r{i}").with_inputs(*INPUTS) for i in range(n)]
+
+
+def test_metric_values_and_trace_convention():
+    pred = dspy.Prediction(response="Draft answer.", improved_response="Improved answer.")
+    gold = examples(1)[0]
+    metric = JudgeMetric(judge_lm(score=10), ["helpfulness", "accuracy"], threshold=0.9)
+    assert metric(gold, pred) == 1.0  # (10-1)/9 = 1, improved wins both orders
+    assert metric(gold, pred, trace=[]) is True
+    low = JudgeMetric(judge_lm(score=1, verdicts=("B", "A")), ["helpfulness", "accuracy"])
+    assert low(gold, pred) == 0.0 and low(gold, pred, trace=[]) is False
+    assert JudgeMetric(judge_lm(), ["helpfulness", "accuracy"])(gold, dspy.Prediction(response="", improved_response="")) == 0.0
+    gepa = GEPAJudgeMetric(judge_lm(score=7), ["helpfulness", "accuracy"])(gold, pred, None, "improve", None)
+    assert gepa.score == pytest.approx(0.7 * 6 / 9 + 0.3, abs=1e-4) and "good" in gepa.feedback
+
+
+def test_bootstrap_few_shot_end_to_end_on_dummy_lm():
+    metric = JudgeMetric(judge_lm(score=9), ["helpfulness", "accuracy"], threshold=0.5)
+    result = optimize(RespondAndImprove(), examples(4), examples(2), metric=metric, lm=teacher_lm(), max_demos=2)
+    compiled = result["program"]
+    assert result["score_before"] == result["score_after"] == pytest.approx(0.7 * 8 / 9 + 0.3, abs=1e-4)
+    assert len(compiled.generate.demos) == 2 and len(compiled.improve.demos) == 2
+    assert compiled.improve.demos[0]["improved_response"] == "Improved answer."
+    assert evaluate(compiled, [], metric, teacher_lm()) == 0.0
+    with pytest.raises(ConfigError, match="not built yet"):
+        optimize(RespondAndImprove(), examples(2), [], metric=metric, lm=teacher_lm(), optimizer="gepa")
+    with pytest.raises(ConfigError, match="unknown optimizer"):
+        optimize(RespondAndImprove(), examples(2), [], metric=metric, lm=teacher_lm(), optimizer="sgd")
+
+
+def test_examples_from_a_run_split_by_reference(server_factory, tmp_path):
+    from conftest import run_overrides
+
+    from refed_dspy.config import load_config
+    from refed_dspy.optimizers.examples import examples_from_run, split_examples
+    from refed_dspy.seeds import load_references
+    from refed_dspy.synthesis import synthesize
+
+    srv = server_factory()
+    synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 24, **{"synthesis.instructions_per_feature": 2})))
+    refs = {r.id: (r.instruction, r.response) for r in load_references()}
+    exs = examples_from_run(tmp_path / "run", refs)
+    assert len(exs) == 24 and all(e.feedback and e.reference_instruction for e in exs)
+    assert set(exs[0].inputs().keys()) == set(INPUTS)
+    train, val = split_examples(exs, 100, 100, seed=1)
+    assert train and val and len(train) + len(val) == 24
+    assert not {e.reference_id for e in train} & {e.reference_id for e in val}
+    assert split_examples(exs, 100, 100, seed=1) == (train, val)
