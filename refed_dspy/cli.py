@@ -21,13 +21,24 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override one config field, e.g. --set synthesis.size=200 (repeatable)")
 
 
+def _add_mismatch_args(p: argparse.ArgumentParser, resume_help: str, fresh_help: str) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume-anyway", action="store_true", help=resume_help)
+    group.add_argument("--fresh", action="store_true", help=fresh_help)
+
+
+def _on_mismatch(args: argparse.Namespace) -> str:
+    """What to do with a run dir (or judgments) made by another config: error, resume, or fresh."""
+    return "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
     from refed_dspy.summary_text import format_summary
     from refed_dspy.synthesis import synthesize
 
     config = load_config(args.config, args.overrides)
-    on_mismatch = "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
+    on_mismatch = _on_mismatch(args)
     summary = synthesize(config, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet)
     print(format_summary(summary))
     return 0 if summary["status"] == "complete" else 1
@@ -39,7 +50,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     methods = parse_methods(args.methods)
-    on_mismatch = "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
+    on_mismatch = _on_mismatch(args)
     result = compare(config, methods, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet,
                      judge=args.judge)
     print(markdown_table(result["rows"], QUALITY_COLUMNS), end="")
@@ -82,7 +93,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     from refed_dspy.judging import judge_run
 
     config = _config_for_run(args, args.target)
-    on_mismatch = "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
+    on_mismatch = _on_mismatch(args)
     s = judge_run(args.target, config, on_mismatch=on_mismatch)
     cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
     print(f"judged {s['judged']}/{s['samples']} samples of {s['run_dir']} with {s['judge']}: {s['status']}")
@@ -173,9 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a synthesis run into run.dir. Running the same command again resumes it: "
                        "no sample lost or duplicated, no paid LM call repeated.")
     _add_config_args(p)
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume-anyway", action="store_true", help="continue a run dir made by a different config")
-    group.add_argument("--fresh", action="store_true", help="delete the run dir's records and cache and start over")
+    _add_mismatch_args(p, "continue a run dir made by a different config", "delete the run dir's records and cache and start over")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synthesize)
 
@@ -186,9 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--methods", "-m", default="refed,sample_feedback,instruction_feedback,no_feedback",
                    help="comma-separated methods (default: the paper's four: refed,sample_feedback,instruction_feedback,no_feedback)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume-anyway", action="store_true", help="continue run dirs made by a different config")
-    group.add_argument("--fresh", action="store_true", help="start every method's run over")
+    _add_mismatch_args(p, "continue run dirs made by a different config", "start every method's run over")
     p.add_argument("--judge", action="store_true", help="also judge each run (config [judge]/[judging]) and add judge columns")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
@@ -201,9 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--labels", metavar="FILE", help="meta-eval: JSONL of labelled items (see README)")
     p.add_argument("--out", metavar="FILE", help="meta-eval: also write the results as JSON")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume-anyway", action="store_true", help="keep judgments made with a different judge config")
-    group.add_argument("--fresh", action="store_true", help="delete earlier judgments and judge again")
+    _add_mismatch_args(p, "keep judgments made with a different judge config", "delete earlier judgments and judge again")
     p.set_defaults(func=_cmd_judge)
 
     p = sub.add_parser("filter", help="apply the filter chain to a run, writing the result to another dir",
