@@ -7,12 +7,12 @@ judge as a point of comparison. The split is by reference and uses a fixed seed.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import dspy
 
 from refed_dspy.errors import RunDirError
+from refed_dspy.export_formats import split_by_reference
 from refed_dspy.rundir import RunDir
 from refed_dspy.store import read_jsonl
 
@@ -36,14 +36,8 @@ def examples_from_run(run_dir: str | Path, references: dict[str, tuple[str, str]
     return out
 
 
-def split_examples(examples: list[dspy.Example], n_train: int, n_val: int, seed: int = 0) -> tuple[list, list]:
-    """Train and validation sets with disjoint references (fixed seed)."""
-    refs = sorted({e.reference_id for e in examples})
-    random.Random(seed).shuffle(refs)
-    by_ref: dict[str, list] = {}
-    for e in examples:
-        by_ref.setdefault(e.reference_id, []).append(e)
-    train, val = [], []
-    for i, ref in enumerate(refs):
-        (val if i % 3 == 2 else train).extend(by_ref[ref])  # a third of the references for validation
+def split_examples(examples: list[dspy.Example], n_train: int, n_val: int, seed: int = 0,
+                   val_fraction: float = 1 / 3) -> tuple[list, list]:
+    """Train and validation sets with disjoint references (fixed seed), at most n_train and n_val long."""
+    train, val = split_by_reference(examples, val_fraction, seed, key=lambda e: e.reference_id)
     return train[:n_train], val[:n_val]

@@ -68,15 +68,13 @@ def comparison_row(summary: dict[str, Any]) -> dict[str, Any]:
 def quality_columns(run_dir: str | Path, config: Config) -> dict[str, Any]:
     """Judge and diversity figures of one run dir: mean judge score and improvement win rate (when judged),
     distinct-2 and mean pairwise ROUGE-L of its instructions."""
-    import json
-
     from refed_dspy.report_stats import distinct_n, mean_pairwise_rouge
     from refed_dspy.rundir import RunDir
-    from refed_dspy.store import read_jsonl
+    from refed_dspy.store import read_json, read_jsonl
 
     rd = RunDir(run_dir)
     instructions = [s["instruction"] for s in read_jsonl(rd.samples)]
-    judged = json.loads(rd.judge_summary.read_text()) if rd.judge_summary.exists() else {}
+    judged = read_json(rd.judge_summary)
     return {"mean_score": judged.get("mean_score"), "improvement_win_rate": judged.get("improvement_win_rate"),
             "judge_cost_usd": judged.get("cost_usd"), "distinct_2": distinct_n(instructions, 2),
             "mean_pairwise_rouge_l": mean_pairwise_rouge(instructions, config.report.rouge_sample, config.report.seed)}

@@ -12,7 +12,7 @@ from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export_formats import CONVERTERS, FORMATS, RESPONSES, split_by_reference, to_flat
 from refed_dspy.rundir import RunDir
-from refed_dspy.store import read_jsonl, write_jsonl_atomic, write_text_atomic
+from refed_dspy.store import read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 
 HF_TOKEN_ENV = "HF_TOKEN"
 CITATION = """@inproceedings{mehri2026reflevel,
@@ -23,18 +23,11 @@ CITATION = """@inproceedings{mehri2026reflevel,
 }"""
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def provenance(rundir: RunDir) -> dict[str, Any]:
     """What the card says about where the data came from: the run's summary, config and filters applied."""
-    filt = _read_json(rundir.path / "filter_summary.json")
+    filt = read_json(rundir.path / "filter_summary.json")
     origin = RunDir(filt["source_run"]) if filt.get("source_run") else rundir
-    summary = _read_json(origin.summary)
+    summary = read_json(origin.summary)
     seeds = None
     if origin.config.exists():
         import tomllib
@@ -44,7 +37,7 @@ def provenance(rundir: RunDir) -> dict[str, Any]:
         except (tomllib.TOMLDecodeError, OSError):
             seeds = None
     return {"summary": summary, "filters": filt.get("steps", []), "seeds": seeds or "refed-dspy embedded seed set",
-            "judge": _read_json(origin.judge_summary)}
+            "judge": read_json(origin.judge_summary)}
 
 
 def dataset_card(splits: dict[str, list[dict]], fmt: str, which: str, system: str | None, prov: dict[str, Any],

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
+
+from refed_dspy.records import final_response
 
 FORMATS = ("messages", "sharegpt", "alpaca", "parquet", "hf", "hub")
 RESPONSES = ("improved", "draft")
@@ -14,7 +17,7 @@ def chosen_response(sample: dict[str, Any], which: str = "improved") -> str:
     """The response to export: 'improved' (falling back to the draft when a method has no improvement) or 'draft'."""
     if which == "draft":
         return (sample.get("response") or "").strip()
-    return (sample.get("improved_response") or sample.get("response") or "").strip()
+    return final_response(sample)
 
 
 def to_messages(sample: dict[str, Any], which: str = "improved", system: str | None = None) -> dict[str, Any]:
@@ -59,18 +62,24 @@ def to_flat(sample: dict[str, Any], which: str = "improved", system: str | None 
 CONVERTERS = {"messages": to_messages, "sharegpt": to_sharegpt, "alpaca": to_alpaca}
 
 
-def split_by_reference(samples: list[dict[str, Any]], val_fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Train/validation split that keeps all samples of one reference on the same side.
+def sample_reference(sample: dict[str, Any]) -> str:
+    """The group a sample belongs to in a split: its reference (its own id when it has none)."""
+    return sample["meta"].get("reference_id") or sample["meta"]["id"]
+
+
+def split_by_reference(samples: list, val_fraction: float, seed: int = 0,
+                       key: Callable[[Any], str] = sample_reference) -> tuple[list, list]:
+    """Train/validation split that keeps all items of one reference (`key`) on the same side.
 
     References are shuffled with `seed` and moved to validation until it holds at least `val_fraction`
-    of the samples (so the fraction is met or exceeded by less than one reference's samples).
-    Both sides keep the input order.
+    of the items (so the fraction is met or exceeded by less than one reference's items), never all
+    of them. Both sides keep the input order.
     """
     if not samples or val_fraction <= 0:
         return list(samples), []
     groups: dict[str, int] = defaultdict(int)
     for s in samples:
-        groups[s["meta"].get("reference_id") or s["meta"]["id"]] += 1
+        groups[key(s)] += 1
     refs = sorted(groups)
     random.Random(seed).shuffle(refs)
     target = val_fraction * len(samples)
@@ -81,8 +90,4 @@ def split_by_reference(samples: list[dict[str, Any]], val_fraction: float, seed:
             break
         val_refs.add(ref)
         count += groups[ref]
-
-    def key(s):
-        return s["meta"].get("reference_id") or s["meta"]["id"]
-
     return [s for s in samples if key(s) not in val_refs], [s for s in samples if key(s) in val_refs]

@@ -13,6 +13,7 @@ from typing import Any
 
 from refed_dspy.config import FilterSpec
 from refed_dspy.errors import ConfigError
+from refed_dspy.records import final_response
 from refed_dspy.text import Deduper
 
 Sample = dict[str, Any]
@@ -41,7 +42,7 @@ def text_of(sample: Sample, which: str) -> str:
         return sample.get("instruction") or ""
     if which == "draft":
         return sample.get("response") or ""
-    return sample.get("improved_response") or sample.get("response") or ""
+    return final_response(sample)
 
 
 def judge_prefers_improved(samples: list[Sample], judgments: dict[str, dict[str, Any]]) -> FilterResult:

@@ -22,6 +22,7 @@ from refed_dspy.config import Config, config_from_dict
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
 from refed_dspy.failures import Failure, classify
 from refed_dspy.lm import build_lm, collect_calls, price_of
+from refed_dspy.records import final_response
 from refed_dspy.rundir import RunDir
 from refed_dspy.store import JsonlWriter, read_jsonl, write_json_atomic
 from refed_dspy.usage import Totals, usage_of
@@ -47,11 +48,6 @@ def run_config(rundir: RunDir) -> Config:
         return config_from_dict(tomllib.loads(rundir.config.read_text(encoding="utf-8")))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
-
-
-def final_response(sample: dict[str, Any]) -> str:
-    """The response a dataset built from this sample uses: the improved one when there is one."""
-    return (sample.get("improved_response") or sample.get("response") or "").strip()
 
 
 class JudgeRun:
@@ -88,7 +84,10 @@ class JudgeRun:
             for p in (rd.judgments, rd.judge_rejects, rd.judge_summary):
                 p.unlink(missing_ok=True)
         elif rd.judge_fingerprint.exists():
-            old = json.loads(rd.judge_fingerprint.read_text())
+            try:
+                old = json.loads(rd.judge_fingerprint.read_text())
+            except (OSError, ValueError) as err:
+                raise RunDirError(f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again") from None
             diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
             if diff and on_mismatch != "resume":
                 raise RunDirError(f"{rd.path} was judged with a different judge config ({'; '.join(diff)}); "

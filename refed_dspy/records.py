@@ -103,10 +103,10 @@ class SampleRecord(BaseModel):
     reflection: Reflection | None = None
     meta: SampleMeta
 
-    @property
-    def final_response(self) -> str:
-        """The response a dataset built from this sample uses: the improved one when there is one."""
-        return self.improved_response or self.response
+
+def final_response(sample: dict[str, Any]) -> str:
+    """The response a dataset built from a sample (a samples.jsonl row) uses: the improved one when there is one."""
+    return (sample.get("improved_response") or sample.get("response") or "").strip()
 
 
 class RejectRecord(BaseModel):

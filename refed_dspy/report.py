@@ -23,16 +23,9 @@ from refed_dspy.report_stats import (
     yields,
 )
 from refed_dspy.rundir import RunDir
-from refed_dspy.store import read_jsonl, write_text_atomic
+from refed_dspy.store import read_json, read_jsonl, write_text_atomic
 
 SECTIONS = ("Counts", "Rejects", "Yield", "Lengths", "Judge scores", "Improvement", "Diversity", "Cost by stage")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
@@ -41,8 +34,8 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
     rejects = list(read_jsonl(rundir.rejects))
     units = [u for u in read_jsonl(rundir.journal) if u.get("kind") == "unit"]
     judgments = list(read_jsonl(rundir.judgments))
-    summary = _read_json(rundir.summary) or {}
-    judge_summary = _read_json(rundir.judge_summary) or {}
+    summary = read_json(rundir.summary)
+    judge_summary = read_json(rundir.judge_summary)
     instructions = [s["instruction"] for s in samples]
     diversity = {
         "distinct_1": distinct_n(instructions, 1),

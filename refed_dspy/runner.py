@@ -9,7 +9,6 @@ accepted + running < size, so a run ends with exactly `size` samples.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections import Counter, deque
@@ -38,7 +37,7 @@ from refed_dspy.records import (
     content_id,
 )
 from refed_dspy.rundir import ResumeState, RunDir
-from refed_dspy.store import read_jsonl, write_json_atomic
+from refed_dspy.store import read_json, read_jsonl, write_json_atomic
 from refed_dspy.text import Deduper
 from refed_dspy.usage import Totals, usage_of
 
@@ -457,10 +456,10 @@ class SynthesisRun:
 
     def _earlier_wall_s(self) -> float:
         """Wall time of earlier invocations, from the summary they left (0 when there is none)."""
+        old = read_json(self.rundir.summary)
         try:
-            old = json.loads(self.rundir.summary.read_text())
             return float(old.get("wall_s_total", old.get("wall_s", 0.0)))
-        except (OSError, ValueError, TypeError):
+        except (TypeError, ValueError):
             return 0.0
 
     def summary(self, status: str) -> dict[str, Any]:

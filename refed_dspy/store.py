@@ -85,3 +85,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]]) -> None:
     """Write a whole JSONL file to a temp file and rename it into place."""
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from a file; {} when the file is missing or unreadable (for optional summaries)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

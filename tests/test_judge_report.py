@@ -94,6 +94,11 @@ def test_judge_run_uses_its_own_lm_counts_calls_and_resumes(server_factory, tmp_
     with pytest.raises(RunDirError, match="different judge config"):
         judge_run(run, other)
     assert judge_run(run, other, on_mismatch="fresh")["mean_by_criterion"].keys() == {"clarity"}
+    kept = (run / "judgments.jsonl").read_bytes()
+    (run / "judge_fingerprint.json").write_text("{torn")
+    with pytest.raises(RunDirError, match="unreadable"):
+        judge_run(run, other)
+    assert (run / "judgments.jsonl").read_bytes() == kept  # a refused run writes nothing
 
 
 def test_cli_judge_filter_report_and_bad_inputs(server_factory, tmp_path):
