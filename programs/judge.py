@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from statistics import fmean
 
 import dspy
 
+from refed_dspy.gather import gather_settled
 from refed_dspy.lm import stage
 from refed_dspy.signatures.judge import CompareResponses, pointwise_signature, rubric_text
 
@@ -77,7 +77,7 @@ class PairwiseJudge(dspy.Module):
 
     async def aforward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
         with stage("judge_pairwise"):
-            ab, ba = await asyncio.gather(
+            ab, ba = await gather_settled(
                 self.compare.acall(instruction=instruction, response_a=first, response_b=second),
                 self.compare.acall(instruction=instruction, response_a=second, response_b=first))
         return self._result(ab, ba)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import dspy
 
+from refed_dspy.gather import gather_settled
 from refed_dspy.lm import stage
 from refed_dspy.records import Reference
 from refed_dspy.signatures import CritiqueResponse, DescribeInstruction
@@ -35,7 +34,7 @@ class CollectReferenceFeedback(dspy.Module):
             return await self.critique.acall(instruction=reference.instruction, response=reference.response)
 
     async def aforward(self, reference: Reference) -> dspy.Prediction:
-        described, critiqued = await asyncio.gather(self._describe(reference), self._critique(reference))
+        described, critiqued = await gather_settled(self._describe(reference), self._critique(reference))
         return dspy.Prediction(
             subject_areas=described.subject_areas if described else None,
             relevant_skills=described.relevant_skills if described else None,

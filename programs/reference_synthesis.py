@@ -10,6 +10,7 @@ import asyncio
 
 import dspy
 
+from refed_dspy.gather import gather_settled
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer
@@ -31,14 +32,14 @@ class ReferenceSynthesis(dspy.Module):
             fb = await self.collect.acall(reference=reference)
             feedback = ReferenceFeedback(reference_id=reference.id, subject_areas=fb.subject_areas,
                                          relevant_skills=fb.relevant_skills, response_feedback=fb.response_feedback)
-        batches = await asyncio.gather(*[
+        batches = await gather_settled(*[
             self.synthesizer.acall(reference_instruction=reference.instruction, feature_name=name,
                                    feature_description=desc, n=self.n)
             for name, desc in feedback.features()
         ])
         pairs = [(name, text) for (name, _), batch in zip(feedback.features(), batches, strict=True)
                  for text in batch.new_instructions]
-        outs = await asyncio.gather(*[
+        outs = await gather_settled(*[
             self.respond.acall(reference_instruction=reference.instruction, reference_response=reference.response,
                                instruction=text, feedback=feedback.response_feedback)
             for _, text in pairs

@@ -21,10 +21,11 @@ import dspy
 from refed_dspy.config import Config, config_from_dict
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
 from refed_dspy.failures import Failure, classify
+from refed_dspy.gather import gather_settled
 from refed_dspy.lm import build_lm, collect_calls, price_of
 from refed_dspy.records import final_response
 from refed_dspy.rundir import RunDir
-from refed_dspy.store import JsonlWriter, read_jsonl, write_json_atomic
+from refed_dspy.store import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.usage import Totals, usage_of
 
 _WORST_CALLS_PER_JUDGE_CALL = 2  # a JSONAdapter fallback may double a call
@@ -127,7 +128,7 @@ class JudgeRun:
                 pairwise = self.pairwise is not None and bool(improved) and bool(draft)
                 if pairwise:
                     parts.append(self.pairwise.acall(instruction=instruction, first=improved, second=draft))
-                results = await asyncio.gather(*parts)
+                results = await gather_settled(*parts)
                 if self.pointwise is not None:
                     p = results[0]
                     out["pointwise"] = {"scores": p.scores, "overall": p.overall, "rationale": p.rationale}
@@ -269,7 +270,14 @@ async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge
         judge_lm = build_lm(config.judge, "judge")
     samples = list(read_jsonl(rundir.samples, repair=False))
     use_run_cache(rundir)
-    return await JudgeRun(config, rundir, judge_lm, show_progress).run(samples, on_mismatch)
+    try:
+        return await JudgeRun(config, rundir, judge_lm, show_progress).run(samples, on_mismatch)
+    finally:
+        if config.tracking.enabled and rundir.judge_summary.exists():
+            from refed_dspy.tracking import track_run_dir
+
+            track_run_dir(config, rundir.path, "judge", read_json(rundir.judge_summary),
+                          [rundir.judge_summary, rundir.judge_fingerprint], metric_prefix="judge.")
 
 
 def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> dict[str, Any]:
