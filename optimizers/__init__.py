@@ -1,6 +1,7 @@
 """How the asks get tuned: DSPy optimizers against the judge metric.
 
-So far: metrics.py (JudgeMetric, GEPAJudgeMetric), examples.py (examples from a run dir, split by
-reference) and compile.py (BootstrapFewShot and its random search). MIPROv2, GEPA, SIMBA, budgets,
-MLflow logging and `refed optimize` are still to come.
+metrics.py (JudgeMetric, GEPAJudgeMetric), examples.py (examples from a run dir, split by
+reference), compile.py (BootstrapFewShot, random search, MIPROv2, GEPA, SIMBA; scores before and
+after; the call/cost guard stops it) and program_io.py (program.json with the resolved config;
+loading from a file or an MLflow model URI). `refed_dspy.optimize_run` drives them for `refed optimize`.
 """

@@ -1,50 +1,142 @@
 """Compile the per-instruction program with a DSPy optimizer against the judge metric.
 
-Only the bootstrap optimizers are wired and tested so far; MIPROv2, GEPA and SIMBA are named in
-OPTIMIZERS but raise until their stand-in tests exist (see the optimization issue).
+`optimize()` runs one of BootstrapFewShot, BootstrapFewShotWithRandomSearch, MIPROv2, GEPA or SIMBA
+and scores the program on the valset before and after. With a CallBudget attached to the LMs, a
+refused call stops the optimization: `optimize` raises OptimizationStopped rather than return a
+program that was scored on refused calls.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dspy
 
-from refed_dspy.errors import ConfigError
+from refed_dspy.budget import CallBudget
+from refed_dspy.config import OPTIMIZERS
+from refed_dspy.errors import ConfigError, RunAborted
+from refed_dspy.optimizers.metrics import GEPAJudgeMetric, JudgeMetric
 
-OPTIMIZERS = ("bootstrap", "bootstrap_random_search", "miprov2", "gepa", "simba")
-BUILT = ("bootstrap", "bootstrap_random_search")
+log = logging.getLogger(__name__)
 
 
-def evaluate(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM) -> float:
-    """Mean metric value of `program` (run on `lm`) over `devset`, sequentially (0.0 for an empty set)."""
+class OptimizationStopped(RunAborted):
+    """The optimization hit its call or cost budget; no program is saved."""
+
+
+def evaluate_detailed(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM,
+                      num_threads: int = 1) -> tuple[float, list[tuple[dspy.Example, Any, float]]]:
+    """Mean metric value over `devset` (0.0 when empty) and the (example, prediction, score) rows."""
     if not devset:
-        return 0.0
-    total = 0.0
-    for ex in devset:
-        with dspy.context(lm=lm):
-            pred = program(**ex.inputs())
-        total += float(metric(ex, pred))
-    return round(total / len(devset), 4)
+        return 0.0, []
+    evaluator = dspy.Evaluate(devset=devset, metric=metric, num_threads=num_threads, display_progress=False,
+                              max_errors=len(devset) + 1, provide_traceback=False)
+    with dspy.context(lm=lm):
+        result = evaluator(program)
+    rows = [(ex, pred, float(score or 0.0)) for ex, pred, score in result.results]
+    return round(sum(s for _, _, s in rows) / len(devset), 4), rows
 
 
-def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example], *, metric, lm: dspy.LM,
-             optimizer: str = "bootstrap", max_demos: int = 2, num_candidates: int = 4, seed: int = 0) -> dict[str, Any]:
-    """Compile `program` on `lm` against `metric`; returns {program, optimizer, score_before, score_after}."""
+def evaluate(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM, num_threads: int = 1) -> float:
+    """Mean metric value of `program` (run on `lm`) over `devset` (0.0 for an empty set)."""
+    return evaluate_detailed(program, devset, metric, lm, num_threads)[0]
+
+
+def step_scores(compiled: dspy.Module, optimizer: str) -> list[float]:
+    """The per-step (trial, candidate) scores the optimizer left on its result, in order, on the metric's
+    0-1 scale (MIPROv2 and random search keep dspy.Evaluate's percentages; they are divided by 100)."""
+    if optimizer == "miprov2":
+        logs = getattr(compiled, "trial_logs", None) or {}
+        out = []
+        for n in sorted(logs):
+            entry = logs[n]
+            score = entry.get("full_eval_score", entry.get("mb_score"))
+            if score is not None:
+                out.append(round(float(score) / 100, 4))
+        return out
+    if optimizer == "gepa":
+        results = getattr(compiled, "detailed_results", None)
+        return [float(s) for s in getattr(results, "val_aggregate_scores", None) or []]
+    scale = 100 if optimizer == "bootstrap_random_search" else 1
+    return [round(float(c["score"]) / scale, 4) for c in getattr(compiled, "candidate_programs", None) or []
+            if c.get("score") is not None]
+
+
+def _teleprompter(optimizer: str, metric: JudgeMetric, *, lm: dspy.LM, proposer_lm: dspy.LM, auto: str | None,
+                  max_demos: int, num_candidates: int, max_metric_calls: int | None, max_steps: int, bsize: int,
+                  num_threads: int, seed: int, n_train: int):
+    if optimizer == "bootstrap":
+        return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=0)
+    if optimizer == "bootstrap_random_search":
+        return dspy.BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=0,
+                                                     num_candidate_programs=num_candidates, num_threads=num_threads)
+    if optimizer == "miprov2":
+        return dspy.MIPROv2(metric=metric, prompt_model=proposer_lm, task_model=lm, auto=auto,
+                            num_candidates=None if auto else num_candidates, max_bootstrapped_demos=max_demos,
+                            max_labeled_demos=0, num_threads=num_threads, seed=seed, verbose=False,
+                            metric_threshold=metric.threshold)
+    if optimizer == "gepa":
+        if auto is None and max_metric_calls is None:
+            raise ConfigError("GEPA needs optimize.auto or optimize.max_metric_calls")
+        gepa_metric = metric if isinstance(metric, GEPAJudgeMetric) else GEPAJudgeMetric.like(metric)
+        return dspy.GEPA(metric=gepa_metric, auto=None if max_metric_calls else auto, max_metric_calls=max_metric_calls,
+                         reflection_lm=proposer_lm, num_threads=num_threads, seed=seed, track_stats=True,
+                         reflection_minibatch_size=min(3, n_train))
+    return dspy.SIMBA(metric=metric, bsize=min(bsize, n_train), num_candidates=num_candidates, max_steps=max_steps,
+                      max_demos=max_demos, prompt_model=proposer_lm, num_threads=num_threads)
+
+
+def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example], *, metric: JudgeMetric,
+             lm: dspy.LM, optimizer: str = "bootstrap", auto: str | None = "light", max_demos: int = 2,
+             num_candidates: int = 4, num_trials: int | None = None, max_metric_calls: int | None = None,
+             max_steps: int = 4, bsize: int = 8, num_threads: int = 1, seed: int = 0,
+             proposer_lm: dspy.LM | None = None, budget: CallBudget | None = None) -> dict[str, Any]:
+    """Compile `program` on `lm` against `metric`.
+
+    Returns {program, optimizer, score_before, score_after, steps, before_rows, after_rows}.
+    `proposer_lm` writes instructions (MIPROv2, GEPA, SIMBA); it defaults to `lm`. When `budget`
+    (attached to the LMs) refuses a call, raises OptimizationStopped.
+    """
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
-    if optimizer not in BUILT:
-        raise ConfigError(f"optimizer '{optimizer}' is not built yet; built: {', '.join(BUILT)}")
     if not trainset:
         raise ConfigError("the optimization trainset is empty")
-    before = evaluate(program, valset, metric, lm)
+    if optimizer in ("gepa", "miprov2", "bootstrap_random_search") and not valset:
+        raise ConfigError(f"optimizer '{optimizer}' needs a non-empty valset")
+    proposer_lm = proposer_lm or lm
+    tp = _teleprompter(optimizer, metric, lm=lm, proposer_lm=proposer_lm, auto=auto, max_demos=max_demos,
+                       num_candidates=num_candidates, max_metric_calls=max_metric_calls, max_steps=max_steps,
+                       bsize=bsize, num_threads=num_threads, seed=seed, n_train=len(trainset))
+
+    def check_budget(when: str) -> None:
+        if budget is not None and budget.tripped:
+            raise OptimizationStopped(f"optimization stopped {when}: {budget.tripped}; no program was saved "
+                                      "(raise optimize.max_calls / max_cost_usd, or shrink the optimizer's settings)")
+
+    before, before_rows = evaluate_detailed(program, valset, metric, lm, num_threads)
+    check_budget("while scoring the program before optimization")
+    student = program.deepcopy()
     with dspy.context(lm=lm):
-        if optimizer == "bootstrap":
-            tp = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=0)
-            compiled = tp.compile(program.deepcopy(), trainset=trainset)
-        else:
-            tp = dspy.BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=0,
-                                                       num_candidate_programs=num_candidates, num_threads=1)
-            compiled = tp.compile(program.deepcopy(), trainset=trainset, valset=valset or None)
-    after = evaluate(compiled, valset, metric, lm)
-    return {"program": compiled, "optimizer": optimizer, "score_before": before, "score_after": after}
+        try:
+            if optimizer == "bootstrap":
+                compiled = tp.compile(student, trainset=trainset)
+            elif optimizer == "bootstrap_random_search":
+                compiled = tp.compile(student, trainset=trainset, valset=valset)
+            elif optimizer == "miprov2":
+                compiled = tp.compile(student, trainset=trainset, valset=valset, seed=seed,
+                                      num_trials=None if auto else (num_trials or 2 * num_candidates),
+                                      minibatch=len(valset) > 35)
+            elif optimizer == "gepa":
+                compiled = tp.compile(student, trainset=trainset, valset=valset)
+            else:
+                compiled = tp.compile(student, trainset=trainset, seed=seed)
+        except Exception:
+            if budget is not None and budget.tripped:
+                check_budget("while compiling")
+            raise
+    check_budget("while compiling")
+    after, after_rows = evaluate_detailed(compiled, valset, metric, lm, num_threads)
+    check_budget("while scoring the compiled program")
+    return {"program": compiled, "optimizer": optimizer, "score_before": before, "score_after": after,
+            "steps": step_scores(compiled, optimizer), "before_rows": before_rows, "after_rows": after_rows}

@@ -55,6 +55,13 @@ class JudgeMetric:
 class GEPAJudgeMetric(JudgeMetric):
     """GEPA's metric signature: (gold, pred, trace, pred_name, pred_trace) -> Prediction(score, feedback)."""
 
+    @classmethod
+    def like(cls, metric: JudgeMetric) -> GEPAJudgeMetric:
+        """The GEPA form of `metric` (same judge LM, rubric, threshold and weight)."""
+        new = cls.__new__(cls)
+        new.__dict__.update(metric.__dict__)
+        return new
+
     def __call__(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> dspy.Prediction:  # type: ignore[override]
         result = self.judge(gold, pred)
         return dspy.Prediction(score=result["score"], feedback=result["rationale"])

@@ -1,7 +1,7 @@
 """refed-dspy: instruction-tuning data synthesis with Reference-Level Feedback, as a DSPy program.
 
 The core (config, records, seeds, store, lm) imports no signatures, programs or optimizers;
-`synthesize` and `compare` are loaded on first use.
+`synthesize`, `compare` and `optimize` are loaded on first use.
 """
 
 from refed_dspy.config import Config, load_config
@@ -25,6 +25,7 @@ __all__ = [
     "compare",
     "load_config",
     "load_references",
+    "optimize",
     "read_references",
     "synthesize",
 ]
@@ -39,4 +40,8 @@ def __getattr__(name: str):
         from refed_dspy.compare import compare
 
         return compare
+    if name == "optimize":
+        from refed_dspy.optimize_run import optimize
+
+        return optimize
     raise AttributeError(f"module 'refed_dspy' has no attribute {name!r}")

@@ -6,13 +6,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
 
 from refed_dspy.errors import RefedError
-
-_NOT_BUILT = {
-    "optimize": "tune the synthesis prompts with a DSPy optimizer against the judge",
-}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -37,7 +32,10 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     from refed_dspy.summary_text import format_summary
     from refed_dspy.synthesis import synthesize
 
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.program:
+        overrides.append(f"synthesis.program={json.dumps(args.program)}")
+    config = load_config(args.config, overrides)
     on_mismatch = _on_mismatch(args)
     summary = synthesize(config, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet)
     print(format_summary(summary))
@@ -161,12 +159,21 @@ def _cmd_seeds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"refed {name}: not built yet (it will {_NOT_BUILT[name]})", file=sys.stderr)
-        return 2
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from refed_dspy.config import load_config
+    from refed_dspy.optimize_run import optimize
 
-    return run
+    config = load_config(args.config, args.overrides)
+    result = optimize(config, on_mismatch=_on_mismatch(args))
+    usage = result.usage
+    print(f"optimizer {result.optimizer}: valset score {result.score_before:.4f} -> {result.score_after:.4f} "
+          f"({result.n_train} train / {result.n_val} val examples, {len(result.steps)} steps)")
+    print(f"LM calls {usage['calls']} (" + ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
+          + f"), cost ${usage['cost_usd']:.4f}")
+    print(f"wrote {result.program_path} (use it: refed synthesize --program {result.program_path})")
+    if result.model_uri:
+        print(f"MLflow run {result.mlflow_run_id}, model {result.model_uri}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "no sample lost or duplicated, no paid LM call repeated.")
     _add_config_args(p)
     _add_mismatch_args(p, "continue a run dir made by a different config", "delete the run dir's records and cache and start over")
+    p.add_argument("--program", metavar="P", help="respond and improve with a compiled program: a program.json from "
+                   "`refed optimize`, or an MLflow model URI (models:/NAME/VERSION, runs:/RUN_ID/program); "
+                   "same as --set synthesis.program=P")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synthesize)
 
@@ -262,10 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=5, metavar="N", help="list the first N references (default 5)")
     p.set_defaults(func=_cmd_seeds)
 
-    for name, what in _NOT_BUILT.items():
-        p = sub.add_parser(name, help=f"(not built yet) {what}", description=f"Not built yet: will {what}.")
-        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(func=_not_built(name))
+    p = sub.add_parser("optimize", help="tune the per-instruction program with a DSPy optimizer against the judge",
+                       description="Compile the respond-and-improve program with [optimize].optimizer (MIPROv2, GEPA, "
+                       "bootstrap, bootstrap_random_search, SIMBA) against the judge metric, on examples from "
+                       "optimize.examples_run or a small refed synthesis. Writes program.json, instructions.txt, "
+                       "before_after.md and optimize_summary.json to optimize.out (default <run.dir>/optimize); "
+                       "with tracking on, logs all of it and the program to MLflow.")
+    _add_config_args(p)
+    _add_mismatch_args(p, "reuse an examples run dir made by a different config", "synthesize the examples again")
+    p.set_defaults(func=_cmd_optimize)
     return parser
 
 

@@ -156,6 +156,11 @@ async def acompare(config: Config, methods: list[str], *, teacher=None, referenc
             rows.append({**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)})
     finally:  # a stopped comparison still leaves the table of the methods that finished
         json_path, md_path = write_comparison(config.run.dir, rows, header)
+        if config.tracking.enabled:
+            from refed_dspy.tracking import track_run_dir
+
+            metrics = {row["method"]: {k: v for k, v in row.items() if k != "method"} for row in rows}
+            track_run_dir(config, config.run.dir, "compare", metrics, [json_path, md_path])
     return {**header, "rows": rows, "json": str(json_path), "markdown": str(md_path)}
 
 

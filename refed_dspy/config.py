@@ -75,6 +75,7 @@ class SynthesisConfig(_Section):
     max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many API errors in a row (the rest of the run is resumable).")
     seed: int = Field(0, description="Seed for every random choice the run makes.")
     reflection: Literal["instruction", "response", "both"] = Field("both", description="For method 'reflection': which Reflection-Tuning steps recycle each seed pair (instruction, response, or both).")
+    program: str | None = Field(None, description="A compiled per-instruction program to respond and improve with: a program.json written by `refed optimize`, or an MLflow model URI (models:/..., runs:/...). Unset: the built-in prompts.")
 
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -136,6 +137,33 @@ class ReportConfig(_Section):
     seed: int = Field(0, description="Seed for the report's samples.")
 
 
+OPTIMIZERS = ("bootstrap", "bootstrap_random_search", "miprov2", "gepa", "simba")
+
+
+class OptimizeConfig(_Section):
+    """What `refed optimize` tunes, on which examples, and how much it may spend."""
+
+    optimizer: Literal[OPTIMIZERS] = Field("miprov2", description="bootstrap | bootstrap_random_search | miprov2 | gepa | simba.")
+    auto: Literal["light", "medium", "heavy"] | None = Field("light", description="MIPROv2 and GEPA preset. Unset: num_candidates/num_trials (MIPROv2) or max_metric_calls (GEPA) decide.")
+    examples_run: str | None = Field(None, description="A finished run dir (method refed) whose samples give the examples. Unset: synthesize n_train + n_val samples into <out>/examples first.")
+    n_train: int = Field(20, gt=0, description="Training examples at most.")
+    n_val: int = Field(10, gt=0, description="Validation examples at most (disjoint references from the training ones).")
+    seed: int = Field(0, description="Seed of the split and of the optimizer.")
+    max_demos: int = Field(2, ge=0, description="Bootstrapped demos per predictor (bootstrap, random search, MIPROv2, SIMBA).")
+    num_candidates: int = Field(4, gt=0, description="Candidate programs (random search, SIMBA) or instruction candidates (MIPROv2 without auto).")
+    num_trials: int | None = Field(None, gt=0, description="MIPROv2 without auto: optimization trials.")
+    max_metric_calls: int | None = Field(None, gt=0, description="GEPA: metric calls in all (overrides auto).")
+    max_steps: int = Field(4, gt=0, description="SIMBA: optimization steps.")
+    bsize: int = Field(8, gt=0, description="SIMBA: mini-batch size (at most the trainset size).")
+    threshold: float = Field(0.7, ge=0, le=1, description="Metric value at or above which a bootstrapped trace counts as a success.")
+    win_weight: float = Field(0.3, ge=0, le=1, description="Weight of the improvement's win over the draft in the metric (the rest is the normalized rubric score).")
+    num_threads: int = Field(4, gt=0, le=256, description="Threads the optimizer evaluates with.")
+    max_calls: int | None = Field(None, gt=0, description="Stop before teacher + judge LM calls would exceed this (cache hits are free).")
+    max_cost_usd: float | None = Field(None, gt=0, description="Stop before teacher + judge cost would exceed this.")
+    out: str | None = Field(None, description="Output directory (program.json, instructions.txt, before_after.md, optimize_summary.json). Unset: <run.dir>/optimize.")
+    before_after_examples: int = Field(3, ge=0, description="Validation examples shown before and after in before_after.md.")
+
+
 class RunConfig(_Section):
     """Where the run lives on disk."""
 
@@ -149,6 +177,7 @@ class TrackingConfig(_Section):
     enabled: bool = Field(False, description="Log runs to MLflow (params, metrics, artifacts).")
     mlflow_uri: str = Field("sqlite:///mlflow.db", description="Tracking URI: the embedded sqlite store, or a server URL.")
     experiment: str = Field("refed", description="MLflow experiment name.")
+    log_traces: bool = Field(False, description="Optimization: also log an MLflow trace of every DSPy call (large).")
 
 
 class Config(_Section):
@@ -163,13 +192,14 @@ class Config(_Section):
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
     filters: list[FilterSpec] = Field(default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables).")
     report: ReportConfig = Field(default_factory=ReportConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
 
 
 # Fields that change what a run produces. Resuming a run dir with other values here is refused.
 _OUTPUT_FIELDS = {
     "teacher": ("model", "api_base", "temperature", "max_tokens"),
     "seeds": ("source", "format", "split", "limit"),
-    "synthesis": ("method", "instructions_per_feature", "dedup_rouge_threshold", "seed", "reflection"),
+    "synthesis": ("method", "instructions_per_feature", "dedup_rouge_threshold", "seed", "reflection", "program"),
 }
 
 

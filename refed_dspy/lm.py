@@ -99,7 +99,38 @@ def _finish_reason(response: Any) -> str | None:
 
 
 class RefedLM(dspy.LM):
-    """dspy.LM that reports each call to the current collector and keeps no history."""
+    """dspy.LM that reports each call to the current collector and keeps no history.
+
+    With a `budget` (a CallBudget) attached, every call is reserved first and recorded after, under
+    `role` at `price`; the budget refuses a call that could break it. Copies share the budget.
+    """
+
+    budget: Any = None
+    role: str = "lm"
+    price: Price | None = None
+
+    def attach_budget(self, budget: Any, role: str, price: Price | None) -> RefedLM:
+        """Guard this LM (and its copies) with `budget`; returns self."""
+        self.budget, self.role, self.price = budget, role, price
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        if self.budget is None:
+            return super().__call__(*args, **kwargs)
+        self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self.budget.release()
+
+    async def acall(self, *args: Any, **kwargs: Any):
+        if self.budget is None:
+            return await super().acall(*args, **kwargs)
+        self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
+        try:
+            return await super().acall(*args, **kwargs)
+        finally:
+            self.budget.release()
 
     def update_history(self, entry: dict[str, Any]) -> None:
         usage = entry.get("usage") or {}
@@ -120,6 +151,9 @@ class RefedLM(dspy.LM):
         calls = _calls.get()
         if calls is not None:
             calls.append(info)
+        if self.budget is not None:
+            self.budget.record(self.role, self.price, info.prompt_tokens, info.completion_tokens, info.cached_tokens,
+                               info.cache_hit)
         if finish == "length":
             raise OutputTruncated(f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)")
         if finish == "content_filter":

@@ -42,8 +42,13 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
     """Run (or resume) a synthesis run inside an existing event loop; returns the summary dict."""
     from refed_dspy.runner import SynthesisRun
 
-    get_method(config.synthesis.method)
+    method = get_method(config.synthesis.method)
     check_budget_prices(config)
+    if respond is None and config.synthesis.program:
+        from refed_dspy.optimizers.program_io import load_program
+
+        respond, program_id = load_program(config.synthesis.program, method,
+                                           config.tracking.mlflow_uri if config.tracking.enabled else None)
     if teacher is None:
         teacher = build_lm(config.teacher, "teacher")
     if references is None:
@@ -53,7 +58,15 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
     resumed = rundir.prepare(config, on_mismatch)
     use_run_cache(rundir)
     run = SynthesisRun(config, references, teacher, rundir, respond=respond, program_id=program_id, show_progress=show_progress)
-    return await run.run(resumed)
+    try:
+        return await run.run(resumed)
+    finally:
+        if config.tracking.enabled and rundir.summary.exists():
+            from refed_dspy.store import read_json
+            from refed_dspy.tracking import track_run_dir
+
+            track_run_dir(config, rundir.path, "synthesize", read_json(rundir.summary),
+                          [rundir.summary, rundir.fingerprint])
 
 
 def synthesize(config: Config | str | None = None, overrides: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -1,14 +1,33 @@
-"""MLflow tracking: each run dir maps to one MLflow run (tagged with the run dir's absolute path)."""
+"""MLflow tracking: each run dir maps to one MLflow run (tagged with the run dir's absolute path).
+
+Synthesis, judging, compare, report and export of one run dir all log into that run; each
+`refed optimize` is a run of its own. Params come from the resolved config with secrets masked
+(keys never live in the config anyway); metrics from the summaries; artifacts are the files the
+run wrote. A tracking failure never loses data: the run's files are written before anything is
+logged, and `track_*` helpers warn instead of raising.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from refed_dspy.config import Config
+from refed_dspy.config import Config, mask_secrets, to_toml
 
 RUN_DIR_TAG = "refed.run_dir"
+KIND_TAG = "refed.kind"
+_PARAM_MAX = 6000
+log = logging.getLogger(__name__)
+
+
+def _connect(config: Config):
+    import mlflow
+
+    mlflow.set_tracking_uri(config.tracking.mlflow_uri)
+    return mlflow.set_experiment(config.tracking.experiment)
 
 
 @contextlib.contextmanager
@@ -16,8 +35,7 @@ def mlflow_run(config: Config, run_dir: str | Path) -> Iterator[object]:
     """The MLflow run of `run_dir` (created on first use), active for the block."""
     import mlflow
 
-    mlflow.set_tracking_uri(config.tracking.mlflow_uri)
-    experiment = mlflow.set_experiment(config.tracking.experiment)
+    experiment = _connect(config)
     path = str(Path(run_dir).resolve())
     found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], output_format="list", max_results=1,
                                filter_string=f"tags.`{RUN_DIR_TAG}` = '{path}'")
@@ -35,3 +53,107 @@ def log_artifacts(config: Config, run_dir: str | Path, paths: list[Path], kind: 
         for p in paths:
             mlflow.log_artifact(str(p), artifact_path=kind)
         return run.info.run_id
+
+
+def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dict -> {'a.b': 'value'} as MLflow params (None dropped, secrets masked, long values cut)."""
+    out: dict[str, str] = {}
+    for key, value in mask_secrets(data).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_params(value, f"{name}."))
+        elif value is not None:
+            text = str(value)
+            out[name] = text if len(text) <= _PARAM_MAX else text[: _PARAM_MAX - 3] + "..."
+    return out
+
+
+def config_params(config: Config) -> dict[str, str]:
+    """The resolved config as MLflow params, plus the model strings under short names."""
+    params = flat_params(config.model_dump(mode="json"), "config.")
+    params.update({"teacher_model": config.teacher.model, "judge_model": config.judge.model,
+                   "method": config.synthesis.method})
+    return params
+
+
+def log_params_once(params: dict[str, str]) -> None:
+    """Log params into the active run. A param already logged with another value (MLflow params are
+    immutable; e.g. a resumed run with a larger size) is recorded as tag `refed.changed.<name>`."""
+    import mlflow
+
+    run = mlflow.active_run()
+    existing = mlflow.get_run(run.info.run_id).data.params if run else {}
+    new = {k: v for k, v in params.items() if k not in existing}
+    if new:
+        mlflow.log_params(new)
+    for k, v in params.items():
+        if k in existing and existing[k] != v:
+            mlflow.set_tag(f"refed.changed.{k}", v[:_PARAM_MAX])
+
+
+def summary_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a summary dict as MLflow metrics (`usage.calls`, `rejects.truncated`, ...)."""
+    out: dict[str, float] = {}
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(summary_metrics(value, f"{name}."))
+        elif isinstance(value, (bool, int, float)):
+            out[name] = float(value)
+    return {k.replace(":", "_"): v for k, v in out.items()}
+
+
+def track_run_dir(config: Config, run_dir: str | Path, kind: str, summary: dict[str, Any], artifacts: list[Path],
+                  metric_prefix: str = "") -> str | None:
+    """Log config params, summary metrics and artifacts of one step (`kind`: synthesize, judge,
+    compare) into the run dir's MLflow run. Returns the run id, or None after a warning when MLflow
+    cannot be reached (the run's own files are already written)."""
+    try:
+        import mlflow
+
+        with mlflow_run(config, run_dir) as run:
+            mlflow.set_tag(f"{KIND_TAG}.{kind}", "true")
+            log_params_once(config_params(config))
+            mlflow.log_metrics(summary_metrics(summary, metric_prefix))
+            mlflow.log_text(to_toml(config), f"{kind}/config.toml")
+            for p in artifacts:
+                if Path(p).exists():
+                    mlflow.log_artifact(str(p), artifact_path=kind)
+            return run.info.run_id
+    except Exception as err:  # noqa: BLE001 - tracking must not lose a finished run
+        log.warning("MLflow tracking failed (%s: %s); the run's files are complete in %s",
+                    type(err).__name__, str(err).splitlines()[0] if str(err) else "", run_dir)
+        return None
+
+
+def log_program(program: Any, name: str = "program") -> str:
+    """`mlflow.dspy.log_model` of a compiled program into the active run; returns its model URI.
+
+    MLflow pickles `dspy.settings` next to the program, which would carry the configured LM and
+    its API key; the program is logged with the LM and callbacks cleared.
+    """
+    import dspy
+    import mlflow
+
+    with keep_active_model(), dspy.context(lm=None, adapter=None, callbacks=[]):
+        info = mlflow.dspy.log_model(program, name=name, use_dspy_model_save=True)
+    return info.model_uri
+
+
+@contextlib.contextmanager
+def keep_active_model() -> Iterator[None]:
+    """Restore MLflow's active-model context after the block.
+
+    `log_model` and `load_model` make their model the process's "active model", to which MLflow
+    then links every later metric, even of other runs in other stores (a foreign-key error on a
+    server that does not hold that model).
+    """
+    from mlflow.tracking import fluent
+
+    active = getattr(fluent, "_ACTIVE_MODEL_CONTEXT", None)
+    before = active.get() if active is not None else None
+    try:
+        yield
+    finally:
+        if active is not None:
+            active.set(before)

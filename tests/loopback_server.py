@@ -77,6 +77,7 @@ class ServerConfig:
     fail_all: bool = False
     seed: int = 0
     log_path: str | None = None
+    log_prompts: bool = False  # also log each request's system prompt (tests that check instructions)
     cache_min_tokens: int = 1024
     cache_step: int = 128
     extra: dict = field(default_factory=dict)
@@ -248,6 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
         key = user.split("\n\nRespond with")[0]
         entry["key"] = hashlib.sha256(key.encode()).hexdigest()[:16]
         entry["outputs"] = output_names(messages)
+        if cfg.log_prompts:
+            entry["system"] = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)

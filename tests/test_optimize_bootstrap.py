@@ -55,7 +55,7 @@ def test_bootstrap_few_shot_end_to_end_on_dummy_lm():
     assert len(compiled.generate.demos) == 2 and len(compiled.improve.demos) == 2
     assert compiled.improve.demos[0]["improved_response"] == "Improved answer."
     assert evaluate(compiled, [], metric, teacher_lm()) == 0.0
-    with pytest.raises(ConfigError, match="not built yet"):
+    with pytest.raises(ConfigError, match="needs a non-empty valset"):
         optimize(RespondAndImprove(), examples(2), [], metric=metric, lm=teacher_lm(), optimizer="gepa")
     with pytest.raises(ConfigError, match="unknown optimizer"):
         optimize(RespondAndImprove(), examples(2), [], metric=metric, lm=teacher_lm(), optimizer="sgd")

@@ -1,0 +1,231 @@
+"""`refed optimize`: tune the per-instruction program against the judge, save it, track it.
+
+Steps: (1) examples: the samples of `optimize.examples_run`, or a small refed synthesis into
+`<out>/examples` (one instruction per reference feature, so the examples spread over references);
+(2) a split by reference with a fixed seed; (3) the optimizer, with teacher and judge behind one
+CallBudget; (4) program.json (DSPy state plus the resolved config), instructions.txt,
+before_after.md, optimize_summary.json and config.toml in `<out>`; (5) with tracking on, one MLflow
+run with params, before/after and per-step metrics, those files as artifacts, and the program
+through `mlflow.dspy.log_model` (compile and eval runs through `mlflow.dspy.autolog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from refed_dspy.budget import CallBudget
+from refed_dspy.config import Config, load_config, to_toml
+from refed_dspy.errors import ConfigError
+from refed_dspy.lm import build_lm, price_of
+from refed_dspy.records import Reference
+from refed_dspy.seeds import read_references
+from refed_dspy.store import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OptimizeResult:
+    """What `optimize` returns: the compiled program, its scores and where everything went."""
+
+    program: dspy.Module
+    optimizer: str
+    score_before: float
+    score_after: float
+    steps: list[float]
+    out_dir: Path
+    program_path: Path
+    usage: dict[str, Any]
+    n_train: int
+    n_val: int
+    mlflow_run_id: str | None = None
+    model_uri: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able figures (optimize_summary.json)."""
+        return {"optimizer": self.optimizer, "score_before": self.score_before, "score_after": self.score_after,
+                "steps": self.steps, "n_train": self.n_train, "n_val": self.n_val, "out_dir": str(self.out_dir),
+                "program": str(self.program_path), "usage": self.usage, "mlflow_run_id": self.mlflow_run_id,
+                "model_uri": self.model_uri, **self.extra}
+
+
+def out_dir(config: Config) -> Path:
+    """Where an optimization writes: optimize.out, else <run.dir>/optimize."""
+    return Path(config.optimize.out or Path(config.run.dir) / "optimize")
+
+
+def examples_config(config: Config, out: Path) -> Config:
+    """The small refed synthesis that provides examples when no examples_run is given."""
+    data = config.model_dump(mode="json")
+    cfg = config.optimize
+    data["run"]["dir"] = str(out / "examples")
+    data["synthesis"].update(method="refed", size=cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None)
+    data["tracking"]["enabled"] = False
+    return Config.model_validate(data)
+
+
+def _guard(lm: dspy.LM, budget: CallBudget, role: str, config_lm) -> None:
+    if hasattr(lm, "attach_budget"):
+        lm.attach_budget(budget, role, price_of(config_lm))
+
+
+def _final(pred: Any) -> str:
+    if pred is None:
+        return ""
+    return ((pred.get("improved_response") or pred.get("response") or "") if hasattr(pred, "get") else "").strip()
+
+
+def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
+    """The first `k` validation examples: instruction, final response and score, before and after."""
+    def cut(text: str, n: int = 800) -> str:
+        return text if len(text) <= n else text[:n] + " [...]"
+
+    parts = ["# Before and after optimization (validation examples)\n"]
+    for i, ((ex, p0, s0), (_, p1, s1)) in enumerate(zip(before_rows[:k], after_rows[:k], strict=False), 1):
+        parts.append(f"## Example {i}\n\n**Instruction:** {cut(ex.instruction, 400)}\n\n"
+                     f"**Before** (score {s0:.3f}):\n\n> {cut(_final(p0)).replace(chr(10), chr(10) + '> ')}\n\n"
+                     f"**After** (score {s1:.3f}):\n\n> {cut(_final(p1)).replace(chr(10), chr(10) + '> ')}\n")
+    return "\n".join(parts)
+
+
+def _write_outputs(out: Path, config: Config, result: dict[str, Any], program_path: Path) -> list[Path]:
+    from refed_dspy.optimizers.program_io import instructions_text
+
+    files = [program_path, out / "instructions.txt", out / "before_after.md", out / "config.toml"]
+    write_text_atomic(files[1], instructions_text(result["program"]))
+    write_text_atomic(files[2], before_after_markdown(result["before_rows"], result["after_rows"],
+                                                      config.optimize.before_after_examples))
+    write_text_atomic(files[3], to_toml(config))
+    return files
+
+
+@contextlib.contextmanager
+def _tracked(config: Config, out: Path):
+    """An MLflow run for this optimization with DSPy autologging on (or nothing when tracking is off)."""
+    if not config.tracking.enabled:
+        yield None
+        return
+    import mlflow
+
+    from refed_dspy.tracking import KIND_TAG, RUN_DIR_TAG, _connect, config_params
+
+    _connect(config)
+    traces = config.tracking.log_traces
+    mlflow.dspy.autolog(log_compiles=True, log_evals=True, log_traces=traces, log_traces_from_compile=traces,
+                        log_traces_from_eval=traces, silent=True)
+    try:
+        with mlflow.start_run(run_name=f"optimize-{config.optimize.optimizer}",
+                              tags={KIND_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())}) as run:
+            mlflow.log_params(config_params(config))
+            yield run
+    finally:
+        mlflow.dspy.autolog(disable=True, silent=True)
+
+
+def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path]) -> str:
+    import mlflow
+
+    from refed_dspy.tracking import log_program, summary_metrics
+
+    mlflow.log_metrics({"score_before": result["score_before"], "score_after": result["score_after"],
+                        **summary_metrics(summary["usage"], "usage."),
+                        "examples_calls": float(summary.get("examples_usage", {}).get("calls", 0))})
+    for step, score in enumerate(result["steps"]):
+        mlflow.log_metric("step_score", score, step=step)
+    for p in files:
+        mlflow.log_artifact(str(p))
+    return log_program(result["program"])
+
+
+async def _examples(config: Config, out: Path, teacher: dspy.LM, references: list[Reference],
+                    on_mismatch: str) -> tuple[Path, dict[str, Any]]:
+    from refed_dspy.synthesis import arun_synthesis
+
+    if config.optimize.examples_run:
+        path = Path(config.optimize.examples_run)
+        return path, {}
+    ex_config = examples_config(config, out)
+    summary = await arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch=on_mismatch)
+    return Path(ex_config.run.dir), summary.get("usage", {})
+
+
+def optimize(config: Config | str | None = None, overrides: list[str] | None = None, *, teacher: dspy.LM | None = None,
+             judge: dspy.LM | None = None, references: list[Reference] | None = None,
+             on_mismatch: str = "error") -> OptimizeResult:
+    """Optimize the per-instruction program for `config` (a Config or a TOML path) and save it."""
+    from refed_dspy.optimizers.compile import optimize as compile_program
+    from refed_dspy.optimizers.examples import examples_from_run, split_examples
+    from refed_dspy.optimizers.metrics import JudgeMetric
+    from refed_dspy.optimizers.program_io import save_program
+    from refed_dspy.programs import RespondAndImprove
+    from refed_dspy.synthesis import use_run_cache
+
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    cfg = config.optimize
+    for role, spec in (("teacher", config.teacher), ("judge", config.judge)):
+        if cfg.max_cost_usd is not None and price_of(spec) is None:
+            raise ConfigError(f"optimize.max_cost_usd needs a price for the {role} '{spec.model}': set "
+                              f"{role}.input_usd_per_mtok and {role}.output_usd_per_mtok")
+    teacher = teacher or build_lm(config.teacher, "teacher")
+    judge = judge or build_lm(config.judge, "judge")
+    if references is None:
+        references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+    out = out_dir(config)
+    started = time.monotonic()
+    examples_dir, examples_usage = asyncio.run(_examples(config, out, teacher, references, on_mismatch))
+    exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
+    train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
+    if not train or not val:
+        raise ConfigError(f"{examples_dir} gives {len(train)} training and {len(val)} validation examples; both sides "
+                          "need at least one (more samples, or more references)")
+    from refed_dspy.rundir import RunDir
+
+    cache_dir = RunDir(out)
+    use_run_cache(cache_dir)
+    budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
+    _guard(teacher, budget, "teacher", config.teacher)
+    _guard(judge, budget, "judge", config.judge)
+    metric = JudgeMetric(judge, config.judging.criteria, threshold=cfg.threshold, win_weight=cfg.win_weight)
+    try:
+        with _tracked(config, out) as run:
+            result = compile_program(
+                RespondAndImprove(), train, val, metric=metric, lm=teacher, optimizer=cfg.optimizer, auto=cfg.auto,
+                max_demos=cfg.max_demos, num_candidates=cfg.num_candidates, num_trials=cfg.num_trials,
+                max_metric_calls=cfg.max_metric_calls, max_steps=cfg.max_steps, bsize=cfg.bsize,
+                num_threads=cfg.num_threads, seed=cfg.seed, budget=budget)
+            scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
+            info = {"optimizer": cfg.optimizer, "settings": cfg.model_dump(mode="json"), **scores,
+                    "steps": result["steps"], "n_train": len(train), "n_val": len(val),
+                    "teacher": config.teacher.model, "judge": config.judge.model}
+            program_path = save_program(result["program"], out / "program.json", config, info)
+            files = _write_outputs(out, config, result, program_path)
+            res = OptimizeResult(program=result["program"], optimizer=cfg.optimizer, steps=result["steps"], out_dir=out,
+                                 program_path=program_path, usage=budget.as_dict(), n_train=len(train), n_val=len(val),
+                                 extra={"examples_run": str(examples_dir), "examples_usage": examples_usage,
+                                        "wall_s": round(time.monotonic() - started, 3),
+                                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                                 **scores)
+            if run is not None:
+                res.mlflow_run_id = run.info.run_id
+                res.model_uri = _log_result(result, res.summary(), files)
+            write_json_atomic(out / "optimize_summary.json", res.summary())
+            if run is not None:
+                import mlflow
+
+                mlflow.log_artifact(str(out / "optimize_summary.json"))
+    finally:
+        for lm in (teacher, judge):
+            if hasattr(lm, "attach_budget"):
+                lm.attach_budget(None, "lm", None)
+    return res

@@ -1,0 +1,241 @@
+"""`refed optimize` end to end on the loopback stand-in (it answers any signature): every optimizer,
+the call budget, program files, `--program`, and MLflow (sqlite store and a real `mlflow server`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dspy
+import pytest
+from conftest import run_overrides
+from loopback_server import read_log
+from test_integration import refed as _popen
+from test_integration import sets
+
+from refed_dspy.config import load_config
+from refed_dspy.methods import get_method
+from refed_dspy.optimize_run import optimize
+from refed_dspy.optimizers.compile import OptimizationStopped
+from refed_dspy.optimizers.program_io import load_program
+
+
+def refed(*args, cwd=None) -> tuple[int, str, str]:
+    """Run the `refed` CLI in a subprocess; (exit code, stdout, stderr)."""
+    proc = _popen(*args, cwd=cwd)
+    out, err = proc.communicate(timeout=600)
+    return proc.returncode, out, err
+
+
+MARKER = "ZEBRA-7 rule: answer in exactly three numbered steps."
+
+
+def opt_overrides(srv, tmp_path, optimizer="bootstrap", **extra) -> list[str]:
+    out = run_overrides(srv, tmp_path / "run", 10) + [
+        f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''", f"optimize.optimizer='{optimizer}'",
+        "optimize.n_train=4", "optimize.n_val=3", "optimize.num_threads=2", "judging.criteria=['helpfulness','accuracy']"]
+    return out + [f"{k}={v}" for k, v in extra.items()]
+
+
+@pytest.mark.parametrize("optimizer,extra", [
+    ("miprov2", {"optimize.auto": "'light'"}),
+    ("gepa", {"optimize.max_metric_calls": 24}),
+    ("simba", {"optimize.bsize": 4, "optimize.max_steps": 1, "optimize.num_candidates": 2}),
+    ("bootstrap_random_search", {"optimize.num_candidates": 1}),
+])
+def test_each_optimizer_end_to_end_on_the_stand_in(server_factory, tmp_path, optimizer, extra):
+    srv = server_factory()
+    result = optimize(load_config(None, opt_overrides(srv, tmp_path, optimizer, **extra)))
+    out = tmp_path / "run" / "optimize"
+    assert result.out_dir == out and result.n_train and result.n_val
+    state = json.loads((out / "program.json").read_text())
+    assert {"generate", "improve", "refed"} <= set(state)
+    meta = state["refed"]
+    assert meta["optimizer"] == optimizer and meta["config"]["optimize"]["optimizer"] == optimizer
+    assert meta["config"]["teacher"]["api_base"] == srv.api_base  # the resolved config travels with the program
+    assert meta["score_before"] == result.score_before and meta["score_after"] == result.score_after
+    assert 0 <= result.score_before <= 1 and 0 <= result.score_after <= 1
+    assert all(0 <= s <= 1 for s in result.steps)
+    if optimizer in ("miprov2", "gepa", "bootstrap_random_search"):
+        assert result.steps  # per-step scores the optimizer reports
+    summary = json.loads((out / "optimize_summary.json").read_text())
+    examples_calls = summary["examples_usage"]["calls"]
+    # every request the server saw is accounted: the examples run, then teacher + judge under the budget
+    assert len(read_log(srv.cfg.log_path)) == examples_calls + result.usage["calls"]
+    assert set(result.usage["by_role"]) == {"teacher", "judge"}
+    assert (out / "instructions.txt").read_text().startswith("## generate")
+    assert "Before" in (out / "before_after.md").read_text()
+    # plain DSPy loads the saved state too
+    from refed_dspy.programs import RespondAndImprove
+
+    plain = RespondAndImprove()
+    plain.load(str(out / "program.json"))
+    assert plain.generate.signature.instructions == result.program.generate.signature.instructions
+
+
+def test_call_budget_stops_the_optimization_without_saving(server_factory, tmp_path):
+    srv = server_factory()
+    cfg = load_config(None, opt_overrides(srv, tmp_path, "miprov2", **{"optimize.max_calls": 40}))
+    with pytest.raises(OptimizationStopped, match="LM-call budget of 40"):
+        optimize(cfg)
+    out = tmp_path / "run" / "optimize"
+    examples_calls = json.loads((out / "examples" / "summary.json").read_text())["usage"]["calls"]
+    assert len(read_log(srv.cfg.log_path)) - examples_calls <= 40
+    assert not (out / "program.json").exists()
+    code, _, err = refed("optimize", *sets(opt_overrides(srv, tmp_path, "miprov2")),
+                         "--set", "optimize.max_calls=40")
+    assert code == 3 and "LM-call budget of 40" in err and "Traceback" not in err
+
+
+def test_cost_budget_needs_prices(server_factory, tmp_path):
+    srv = server_factory()
+    code, _, err = refed("optimize", *sets(opt_overrides(srv, tmp_path)),
+                         "--set", "judge.model='openai/unpriced-x'", "--set", "optimize.max_cost_usd=1")
+    assert code == 2 and "needs a price for the judge" in err
+
+
+def _program_with_marker(tmp_path, srv) -> Path:
+    """A compiled program (bootstrap on the stand-in) whose generate instructions carry MARKER."""
+    result = optimize(load_config(None, opt_overrides(srv, tmp_path)))
+    state = json.loads(result.program_path.read_text())
+    state["generate"]["signature"]["instructions"] = MARKER
+    path = tmp_path / "marked.json"
+    path.write_text(json.dumps(state))
+    return path
+
+
+def test_synthesize_with_program_uses_its_instructions(server_factory, tmp_path):
+    srv = server_factory(log_prompts=True)
+    mipro = optimize(load_config(None, opt_overrides(srv, tmp_path, "miprov2")))
+    marked = _program_with_marker(tmp_path, srv)
+    for name, program, expect in (("mipro", mipro.program_path, mipro.program.generate.signature.instructions),
+                                  ("marked", marked, MARKER)):
+        syn = server_factory(log_prompts=True)
+        code, out, err = refed("synthesize", "--program", str(program),
+                               *sets(run_overrides(syn, tmp_path / f"syn-{name}", 6)))
+        assert code == 0, err
+        log = read_log(syn.cfg.log_path)
+        generate = [e for e in log if e["outputs"] == ["response"]]
+        # DSPy indents the instructions in the system prompt: compare with whitespace collapsed
+        assert len(generate) >= 6 and all(" ".join(expect.split()) in " ".join(e["system"].split()) for e in generate)
+        samples = [json.loads(x) for x in (tmp_path / f"syn-{name}" / "samples.jsonl").read_text().splitlines()]
+        assert len(samples) == 6
+        programs = {s["meta"]["program"] for s in samples}
+        assert len(programs) == 1 and programs.pop().startswith(f"{Path(program).resolve()}#sha256:")
+    # a run made with another program is another run: resuming it with the built-in prompts is refused
+    code, _, err = refed("synthesize", *sets(run_overrides(syn, tmp_path / "syn-marked", 6)))
+    assert code == 2 and "synthesis.program" in err
+
+
+def test_program_errors_are_one_line(server_factory, tmp_path):
+    srv = server_factory()
+    args = sets(run_overrides(srv, tmp_path / "r", 2))
+    code, _, err = refed("synthesize", "--program", str(tmp_path / "nope.json"), *args)
+    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    code, _, err = refed("synthesize", "--program", str(bad), *args)
+    assert code == 2 and "not a readable program state" in err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"something": {}}))
+    code, _, err = refed("synthesize", "--program", str(other), *args)
+    assert code == 2 and "holds no state" in err
+    code, _, err = refed("synthesize", "--program", str(other), *args, "--set", "synthesis.method='reflection'")
+    assert code == 2 and "method 'reflection' has none" in err
+    code, _, err = refed("optimize", "--set", "optimize.optimizer='sgd'")
+    assert code == 2 and "optimize.optimizer" in err
+    assert not (tmp_path / "r" / "samples.jsonl").exists()
+
+
+def _mlflow_checks(uri: str, result, srv, tmp_path, planted: str | None = None) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.params["config.optimize.optimizer"] == "bootstrap"
+    assert run.data.params["teacher_model"] == "openai/gpt-4o-mini"
+    assert run.data.metrics["score_before"] == result.score_before
+    assert run.data.metrics["score_after"] == result.score_after
+    assert run.data.metrics["usage.calls"] == result.usage["calls"]
+    names = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
+    assert {"program.json", "instructions.txt", "before_after.md", "config.toml", "optimize_summary.json"} <= names
+    mlflow.set_tracking_uri(uri)
+    from refed_dspy.tracking import keep_active_model
+
+    for model_uri in (result.model_uri, f"runs:/{result.mlflow_run_id}/program"):
+        with keep_active_model():
+            loaded = mlflow.dspy.load_model(model_uri)
+        assert loaded.generate.signature.instructions == result.program.generate.signature.instructions
+        teacher = dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", cache=False)
+        with dspy.context(lm=teacher):
+            pred = loaded(reference_instruction="Ref?", reference_response="Ref.", instruction="Explain tides.",
+                          feedback="Be concrete.")
+        assert pred.improved_response
+        program, identity = load_program(model_uri, get_method("refed"), uri)
+        assert identity == model_uri and program.improve.signature.instructions
+
+
+def test_mlflow_round_trip_on_a_sqlite_store(server_factory, tmp_path, monkeypatch):
+    srv = server_factory()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts under ./mlruns
+    result = optimize(load_config(None, opt_overrides(srv, tmp_path, **{"tracking.enabled": "true",
+                                                                         "tracking.mlflow_uri": f"'{uri}'"})))
+    assert result.mlflow_run_id and result.model_uri
+    _mlflow_checks(uri, result, srv, tmp_path)
+    # synthesis with the logged program, from its runs:/ URI
+    syn = tmp_path / "syn"
+    code, _, err = refed("synthesize", "--program", f"runs:/{result.mlflow_run_id}/program",
+                         *sets(run_overrides(srv, syn, 4)),
+                         "--set", "tracking.enabled=true", "--set", f"tracking.mlflow_uri='{uri}'", cwd=tmp_path)
+    assert code == 0, err
+    samples = [json.loads(x) for x in (syn / "samples.jsonl").read_text().splitlines()]
+    assert {s["meta"]["program"] for s in samples} == {f"runs:/{result.mlflow_run_id}/program"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` process on loopback (sqlite backend, proxied artifacts)."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # its job runner is not needed here
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'm.db'}",
+                             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(root / "server.log", "w"))  # noqa: SIM115
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_mlflow_round_trip_against_a_real_mlflow_server(server_factory, tmp_path, mlflow_server, monkeypatch):
+    srv = server_factory()
+    monkeypatch.chdir(tmp_path)
+    result = optimize(load_config(None, opt_overrides(srv, tmp_path, **{"tracking.enabled": "true",
+                                                                         "tracking.mlflow_uri": f"'{mlflow_server}'"})))
+    assert not (tmp_path / "mlruns").exists()  # everything went to the server
+    _mlflow_checks(mlflow_server, result, srv, tmp_path)

@@ -1,0 +1,113 @@
+"""MLflow tracking of synthesize, judge and compare runs, and no secret in anything a run writes."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+from conftest import run_overrides
+
+from refed_dspy.compare import compare
+from refed_dspy.config import load_config
+from refed_dspy.judging import judge_run
+from refed_dspy.optimize_run import optimize
+from refed_dspy.synthesis import synthesize
+from refed_dspy.tracking import RUN_DIR_TAG, flat_params, summary_metrics
+
+PLANTED = "sk-planted-9f8e7d6c5b4a39281706"
+
+
+def tracked(srv, tmp_path, run, size, **extra) -> list[str]:
+    return run_overrides(srv, run, size, **extra) + [
+        f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''", "tracking.enabled=true",
+        f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'", "judging.criteria=['helpfulness','accuracy']"]
+
+
+def run_of(tmp_path, run_dir):
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("refed")
+    found = client.search_runs([exp.experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir.resolve()}'")
+    assert len(found) == 1
+    return client, found[0]
+
+
+def test_flat_params_and_metrics_are_pure():
+    assert flat_params({"a": {"b": 1, "c": None, "api_key": "x"}, "d": "y" * 7000}) == {
+        "a.b": "1", "a.api_key": "***", "d": "y" * 5997 + "..."}
+    assert summary_metrics({"usage": {"calls": 3, "by_stage": {"p1:x": {"calls": 1}}}, "status": "complete", "ok": True}) == {
+        "usage.calls": 3.0, "usage.by_stage.p1_x.calls": 1.0, "ok": 1.0}
+
+
+def test_synthesize_judge_and_compare_are_tracked(server_factory, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    srv = server_factory()
+    run = tmp_path / "run"
+    cfg = load_config(None, tracked(srv, tmp_path, run, 6))
+    summary = synthesize(cfg)
+    judge_run(run, cfg)
+    client, r = run_of(tmp_path, run)
+    assert r.data.params["config.synthesis.size"] == "6" and r.data.params["teacher_model"] == cfg.teacher.model
+    assert r.data.params["method"] == "refed" and r.data.tags["refed.kind.synthesize"] == "true"
+    assert r.data.metrics["samples"] == 6 and r.data.metrics["usage.calls"] == summary["usage"]["calls"]
+    assert "judge.judged" in r.data.metrics and r.data.tags["refed.kind.judge"] == "true"
+    arts = {a.path for a in client.list_artifacts(r.info.run_id, "synthesize")}
+    assert {"synthesize/summary.json", "synthesize/config.toml", "synthesize/fingerprint.json"} <= arts
+    # resuming with a larger size: same MLflow run, the changed param is recorded as a tag
+    synthesize(load_config(None, tracked(srv, tmp_path, run, 8)))
+    client, r = run_of(tmp_path, run)
+    assert r.data.params["config.synthesis.size"] == "6" and r.data.tags["refed.changed.config.synthesis.size"] == "8"
+    assert r.data.metrics["samples"] == 8
+    # compare: one MLflow run per method dir and one for the comparison
+    base = tmp_path / "cmp"
+    compare(load_config(None, tracked(srv, tmp_path, base, 4)), ["refed", "no_feedback"])
+    for method in ("refed", "no_feedback"):
+        _, m = run_of(tmp_path, base / method)
+        assert m.data.params["method"] == method and m.data.metrics["samples"] == 4
+    client, c = run_of(tmp_path, base)
+    assert c.data.metrics["refed.samples"] == 4 and "no_feedback.calls" in c.data.metrics
+    assert {"compare/compare.json", "compare/compare.md"} <= {a.path for a in client.list_artifacts(c.info.run_id, "compare")}
+
+
+def test_tracking_off_writes_no_store(server_factory, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    srv = server_factory()
+    synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 3)))
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_unreachable_tracking_server_keeps_the_run(server_factory, tmp_path, caplog):
+    srv = server_factory()
+    over = run_overrides(srv, tmp_path / "run", 3) + ["tracking.enabled=true", "tracking.mlflow_uri='http://127.0.0.1:9'"]
+    import os
+
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        summary = synthesize(load_config(None, over))
+    finally:
+        del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+    assert summary["status"] == "complete" and summary["samples"] == 3
+    assert "MLflow tracking failed" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, tmp_path, monkeypatch):
+    """The key sits in the environment only; the run dir, the optimize dir and the MLflow store (sqlite
+    db and artifacts, including the pickled DSPy settings of the logged program) never hold it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REFED_PLANTED_KEY", PLANTED)
+    srv = server_factory()
+    run = tmp_path / "run"
+    over = tracked(srv, tmp_path, run, 6) + ["teacher.api_key_env='REFED_PLANTED_KEY'", "judge.api_key_env='REFED_PLANTED_KEY'",
+                                             "optimize.n_train=3", "optimize.n_val=2", "optimize.optimizer='bootstrap'"]
+    cfg = load_config(None, over)
+    synthesize(cfg)
+    judge_run(run, cfg)
+    result = optimize(cfg)
+    assert result.model_uri
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and "dspy-cache" not in p.parts]
+    assert any(p.name == "mlflow.db" for p in files) and any(p.name == "program.json" for p in files)
+    assert any(p.suffix == ".pkl" for p in files)  # the logged program and its DSPy settings were scanned
+    leaks = [str(p) for p in files if PLANTED.encode() in p.read_bytes()]
+    assert leaks == []
+    assert json.loads((run / "summary.json").read_text())["samples"] == 6
