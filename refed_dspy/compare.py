@@ -136,7 +136,7 @@ async def acompare(config: Config, methods: list[str], *, teacher=None, referenc
     from refed_dspy.synthesis import arun_synthesis
 
     if teacher is None:
-        teacher = build_lm(config.teacher, "teacher")
+        teacher = build_lm(config.teacher, "teacher", num_retries=0)  # the runner retries
     if judge and judge_lm is None:
         judge_lm = build_lm(config.judge, "judge")
     if references is None:

@@ -184,8 +184,12 @@ def check_key(spec: LMSpec, role: str) -> str | None:
     return key
 
 
-def build_lm(spec: LMSpec, role: str = "teacher") -> RefedLM:
-    """Build the LM for one role. Reads the key from the environment; never stores it elsewhere."""
+def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None) -> RefedLM:
+    """Build the LM for one role. Reads the key from the environment; never stores it elsewhere.
+
+    `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
+    it retries itself, with an adaptive window).
+    """
     key = check_key(spec, role)
     kwargs: dict[str, Any] = dict(spec.extra)
     if spec.api_base:
@@ -203,7 +207,7 @@ def build_lm(spec: LMSpec, role: str = "teacher") -> RefedLM:
             spec.model,
             temperature=spec.temperature,
             max_tokens=spec.max_tokens,
-            num_retries=spec.num_retries,
+            num_retries=spec.num_retries if num_retries is None else num_retries,
             **kwargs,
         )
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:

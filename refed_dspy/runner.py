@@ -2,14 +2,25 @@
 
 One coroutine owns all run state. Work items run as asyncio tasks that return results (they
 never touch shared state); the owner writes records, updates totals and starts more work so that
-up to `synthesis.concurrency` LM calls are in flight at all times. Samples are started only while
-accepted + running < size, so a run ends with exactly `size` samples.
+up to `limit` LM calls are in flight at all times. Samples are started only while
+accepted + running + waiting to retry < size, so a run ends with exactly `size` samples.
+
+The owner also retries: a task that failed with a 429, a 5xx, a timeout or a connection error is
+started again after the provider's Retry-After (else exponential backoff with jitter), up to
+`teacher.num_retries` times; completed LM calls of the task are disk-cache hits then, so a retry
+pays only for the call that failed. `limit` adapts (AIMD): it halves on a 429 (once per window of
+calls started after the previous decrease) and grows by 1/limit per completed task, up to
+`synthesis.concurrency`, so a rate-limited run slows down instead of burning its retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import logging
 import math
+import random
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -41,6 +52,8 @@ from refed_dspy.store import read_json, read_jsonl, write_json_atomic
 from refed_dspy.text import Deduper
 from refed_dspy.usage import Totals, usage_of
 
+log = logging.getLogger(__name__)
+
 # Worst-case LM calls per task (each predictor may cost a JSONAdapter fallback call).
 _WORST_CALLS = {"feedback": 4, "unit": 2, "sample": 6}
 _PRIOR_PROMPT_TOKENS = 2000
@@ -65,6 +78,7 @@ class _Task:
     reserved_calls: int
     reserved_cost: float
     payload: Any = None
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -94,6 +108,7 @@ class RunStats:
     new_samples: int = 0
     rejects: Counter = field(default_factory=Counter)
     consecutive_failures: int = 0
+    retries: Counter = field(default_factory=Counter)
 
 
 class SynthesisRun:
@@ -139,6 +154,15 @@ class SynthesisRun:
         self.max_passes = 2 * math.ceil(self.syn.size / per_pass) + 2
         self.units = unit_order(len(references), self.method.features, self.max_passes)
         self.held_unit: Unit | None = None
+        self.max_retries = config.teacher.num_retries
+        self.limit = float(self.syn.concurrency)  # AIMD window of LM calls in flight
+        self.min_limit = self.limit
+        self.last_decrease = 0.0
+        self.delayed: list[tuple[float, int, str, Any, int]] = []  # (ready at, seq, kind, payload, slots)
+        self.attempts: Counter = Counter()
+        self.rng = random.Random(self.syn.seed)
+        self._seq = itertools.count()
+        self.earlier_retries = 0
 
     # ---- resume -------------------------------------------------------------------------------
     def _restore(self, state: ResumeState) -> None:
@@ -192,7 +216,7 @@ class SynthesisRun:
 
     # ---- starting work ------------------------------------------------------------------------
     def _slots_free(self) -> int:
-        return self.syn.concurrency - sum(t.slots for t in self.running.values())
+        return int(self.limit) - sum(t.slots for t in self.running.values())
 
     def _start(self, kind: str, coro, slots: int, payload: Any = None) -> bool:
         reservation = self._reserve(kind)
@@ -206,10 +230,14 @@ class SynthesisRun:
 
     def _incoming(self) -> int:
         n = self.syn.instructions_per_feature
-        return len(self.pool) + n * sum(1 for t in self.running.values() if t.kind == "unit")
+        return len(self.pool) + n * self._pending("unit")
+
+    def _pending(self, kind: str) -> int:
+        """Tasks of `kind` running or waiting to be retried."""
+        return sum(1 for t in self.running.values() if t.kind == kind) + sum(1 for d in self.delayed if d[2] == kind)
 
     def _samples_running(self) -> int:
-        return sum(1 for t in self.running.values() if t.kind == "sample")
+        return self._pending("sample")
 
     def _next_unit(self) -> Unit | None:
         if self.held_unit is not None:
@@ -225,8 +253,23 @@ class SynthesisRun:
             return unit
         return None
 
+    def _start_due_retries(self) -> bool:
+        """Start the retries whose time has come; False when one must wait for free slots."""
+        runners = {"feedback": self._run_feedback, "unit": self._run_unit, "sample": self._run_sample}
+        while self.delayed and self.delayed[0][0] <= time.monotonic() and self.abort is None:
+            _, _, kind, payload, slots = self.delayed[0]
+            # units waiting for a reference's feedback hold slots: its retry must not wait for them
+            if kind != "feedback" and self._slots_free() < slots and self.running:
+                return False
+            heapq.heappop(self.delayed)
+            if not self._start(kind, runners[kind](payload), slots, payload):
+                return False
+        return True
+
     def _fill(self) -> None:
         n = self.syn.instructions_per_feature
+        if not self._start_due_retries():
+            return
         while self.stop_reason is None and self.abort is None:
             free = self._slots_free()
             need = self.syn.size - self.accepted - self._samples_running()
@@ -360,9 +403,39 @@ class SynthesisRun:
                                  f"{self.stats.consecutive_failures} consecutive LM failures, the last: {failure.detail}",
                                  final=False, fatal=True)
 
+    # ---- retries and the adaptive window --------------------------------------------------------
+    def _task_key(self, meta: _Task) -> str:
+        payload = meta.payload
+        if meta.kind == "feedback":
+            return f"feedback:{payload.id}"
+        if meta.kind == "unit":
+            return f"unit:{payload.id(self.refs[payload.ref_index])}"
+        return f"sample:{payload.id}"
+
+    def _retry(self, meta: _Task, failure: Failure) -> bool:
+        """Schedule `meta` again after a retryable failure; False when its retries are used up."""
+        key = self._task_key(meta)
+        if self.attempts[key] >= self.max_retries:
+            return False
+        self.attempts[key] += 1
+        self.stats.retries[failure.reason] += 1
+        now = time.monotonic()
+        if failure.reason == "rate_limited" and meta.started >= self.last_decrease:
+            self.limit = max(1.0, self.limit / 2)
+            self.min_limit = min(self.min_limit, self.limit)
+            self.last_decrease = now
+        backoff = min(30.0, 0.5 * 2 ** (self.attempts[key] - 1)) * self.rng.uniform(0.5, 1.5)
+        delay = failure.retry_after if failure.retry_after is not None else backoff
+        heapq.heappush(self.delayed, (now + delay, next(self._seq), meta.kind, meta.payload, meta.slots))
+        return True
+
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
         result, failure, calls = task.result()
         usage = self._account(calls)
+        if failure is not None and failure.retryable and self.abort is None and self._retry(meta, failure):
+            return
+        if failure is None:
+            self.limit = min(float(self.syn.concurrency), self.limit + meta.slots / self.limit)
         if not (failure is not None and failure.reason == "feedback_failed"):
             self._failure_streak(failure)
         if meta.kind == "feedback":
@@ -416,16 +489,20 @@ class SynthesisRun:
         """Run to completion in a prepared run dir (`resumed`: it holds earlier work); returns the summary."""
         state = self.rundir.load() if resumed else ResumeState()
         self._restore(state)
-        self.earlier_wall_s = self._earlier_wall_s() if resumed else 0.0
+        self.earlier_wall_s, self.earlier_retries = self._earlier_figures() if resumed else (0.0, 0)
         self.writers = self.rundir.writers()
         progress = Progress(self.syn.size, self.accepted, enabled=self.show_progress)
         status = "complete"
         try:
             while True:
                 self._fill()
-                if not self.running:
+                if not self.running and not (self.delayed and self.abort is None and self.stop_reason is None):
                     break
-                done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+                wait = max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
+                if not self.running:
+                    await asyncio.sleep(wait or 0)
+                    continue
+                done, _ = await asyncio.wait(self.running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     self._handle(task, self.running.pop(task))
                 progress.update(self.accepted, self.totals, self.stats)
@@ -448,19 +525,27 @@ class SynthesisRun:
             elif status != "interrupted":
                 status = "complete" if self.accepted >= self.syn.size else (self.stop_reason or "exhausted")
             summary = self.summary(status)
-            write_json_atomic(self.rundir.summary, summary)
+            try:
+                write_json_atomic(self.rundir.summary, summary)
+            except OSError as err:  # the records are complete; the summary is rebuilt on resume
+                log.warning("cannot write %s: %s", self.rundir.summary, err.strerror or err)
         if self.abort is not None:
             raise RunAborted(f"run stopped: {self.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
                              "run the same command again to resume)")
         return summary
 
-    def _earlier_wall_s(self) -> float:
-        """Wall time of earlier invocations, from the summary they left (0 when there is none)."""
+    def _earlier_figures(self) -> tuple[float, int]:
+        """Wall time and retries of earlier invocations, from the summary they left (0 when there is none)."""
         old = read_json(self.rundir.summary)
         try:
-            return float(old.get("wall_s_total", old.get("wall_s", 0.0)))
+            wall = float(old.get("wall_s_total", old.get("wall_s", 0.0)))
         except (TypeError, ValueError):
-            return 0.0
+            wall = 0.0
+        try:
+            retries = int((old.get("retries") or {}).get("total", 0))
+        except (TypeError, ValueError, AttributeError):
+            retries = 0
+        return wall, retries
 
     def summary(self, status: str) -> dict[str, Any]:
         """Figures of the whole run (all invocations), read back from its files."""
@@ -496,6 +581,10 @@ class SynthesisRun:
             "instructions_kept": len(self.dedup),
             "rejects": dict(rejects),
             "rejects_by_stage": dict(by_stage),
+            "retries": {"total": self.earlier_retries + sum(self.stats.retries.values()),
+                        "this_invocation": dict(self.stats.retries)},
+            "concurrency": {"configured": self.syn.concurrency, "final_limit": round(self.limit, 2),
+                            "min_limit": round(self.min_limit, 2)},
             "usage": usage,
             "per_sample": per_sample,
             "cost_usd": usage["cost_usd"],

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.errors import RunAborted
+from refed_dspy.errors import RunDirError
 
 
 def read_jsonl(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any]]:
@@ -58,7 +58,8 @@ class JsonlWriter:
             if self.fsync:
                 os.fsync(fd)
         except OSError as err:
-            raise RunAborted(f"cannot write {self.path}: {err.strerror or err}; records written so far are kept") from None
+            raise RunDirError(f"cannot write {self.path}: {err.strerror or err}; the records written so far are kept "
+                              "(fix the disk, then run the same command to resume)") from None
 
     def close(self) -> None:
         if self._fd is not None:

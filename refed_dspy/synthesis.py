@@ -18,6 +18,7 @@ from refed_dspy.rundir import RunDir
 from refed_dspy.seeds import read_references
 
 log = logging.getLogger(__name__)
+CLIENT_MAX_CONNECTIONS = 100  # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS)
 
 
 def use_run_cache(rundir: RunDir) -> None:
@@ -50,7 +51,10 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
         respond, program_id = load_program(config.synthesis.program, method,
                                            config.tracking.mlflow_uri if config.tracking.enabled else None)
     if teacher is None:
-        teacher = build_lm(config.teacher, "teacher")
+        teacher = build_lm(config.teacher, "teacher", num_retries=0)  # the runner retries
+        if config.synthesis.concurrency > CLIENT_MAX_CONNECTIONS:
+            log.warning("synthesis.concurrency %d: DSPy's HTTP client holds at most %d connections per LM; "
+                        "the calls beyond that wait in its pool", config.synthesis.concurrency, CLIENT_MAX_CONNECTIONS)
     if references is None:
         references, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
         log.info(report.line())

@@ -9,7 +9,8 @@ Faults come in two kinds:
 - sticky faults are chosen by a hash of the request's input fields, so the ChatAdapter
   call and its JSONAdapter fallback for the same inputs get the same fault
   (length, malformed, refusal, filter400);
-- transient faults are drawn per request (429 with Retry-After, 500, 503).
+- transient faults are drawn per request (429 with Retry-After, 500, 503, a connection reset,
+  a hang past the client's timeout).
 
 Run standalone: ``python tests/loopback_server.py --port 0`` prints ``PORT <n>``.
 """
@@ -70,10 +71,16 @@ class ServerConfig:
     rate_429: float = 0.0
     rate_500: float = 0.0
     rate_503: float = 0.0
+    rate_reset: float = 0.0  # close the connection without an answer
+    rate_hang: float = 0.0  # hold the request for hang_s (past the client's timeout), then drop it
+    hang_s: float = 2.0
     sticky_length: float = 0.0
     sticky_malformed: float = 0.0
     sticky_refusal: float = 0.0
     sticky_filter400: float = 0.0
+    sticky_missing: float = 0.0  # the last output field is left out
+    sticky_wrongtype: float = 0.0  # every structured (list, number, enum) field holds prose
+    sticky_empty: float = 0.0  # an empty message
     fail_all: bool = False
     seed: int = 0
     log_path: str | None = None
@@ -162,7 +169,8 @@ def output_names(messages: list[dict]) -> list[str]:
     return re.findall(r"^\d+\. `(\w+)`", out_part.split("All interactions")[0], re.M)
 
 
-def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mode: bool) -> str:
+def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mode: bool, drop_last: bool = False,
+            wrong_types: bool = False) -> str:
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
     user = messages[-1]["content"] if messages else ""
     if isinstance(user, list):
@@ -173,6 +181,10 @@ def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mo
     if not names:
         names = ["answer"]
     values = {name: _value(schemas.get(name), name, rng, cfg, inputs) for name in names}
+    if drop_last and len(values) > 1:
+        values.pop(names[-1])
+    if wrong_types:
+        values = {k: (v if isinstance(v, str) else "see the text above, " + _words(rng, 6)) for k, v in values.items()}
     if json_mode:
         return json.dumps(values)
     parts = []
@@ -260,10 +272,25 @@ class _Handler(BaseHTTPRequestHandler):
             return fail(500, "server_error", "the loopback server fails every request")
         if over_cap:
             return fail(429, "rate_limit_exceeded", "concurrency cap", {"Retry-After": str(cfg.retry_after_s)})
-        edges = [(cfg.rate_429, 429), (cfg.rate_500, 500), (cfg.rate_503, 503)]
+        edges = [(cfg.rate_429, 429), (cfg.rate_500, 500), (cfg.rate_503, 503), (cfg.rate_reset, "reset"),
+                 (cfg.rate_hang, "hang")]
         acc = 0.0
         for rate, status in edges:
             acc += rate
+            if draw < acc and status in ("reset", "hang"):
+                if status == "hang":
+                    time.sleep(cfg.hang_s)
+                entry.update(status=0, fault=status, delivered=False)
+                self.close_connection = True
+                try:  # a reset: RST instead of an answer
+                    import socket
+                    import struct
+
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                except OSError:
+                    pass
+                return None
             if draw < acc:
                 headers = {"Retry-After": str(cfg.retry_after_s)} if status == 429 else None
                 return fail(status, f"transient_{status}", f"injected {status}", headers)
@@ -281,6 +308,12 @@ class _Handler(BaseHTTPRequestHandler):
                 content, finish, fault = content[: len(content) // 3], "length", "length"
             elif _unit(key, "malformed") < cfg.sticky_malformed:
                 content, fault = "I'm not sure how to format this: " + _words(rng, 20), "malformed"
+            elif _unit(key, "missing") < cfg.sticky_missing:
+                content, fault = _answer(messages, rng, cfg, json_mode, drop_last=True), "missing"
+            elif _unit(key, "wrongtype") < cfg.sticky_wrongtype:
+                content, fault = _answer(messages, rng, cfg, json_mode, wrong_types=True), "wrongtype"
+            elif _unit(key, "empty") < cfg.sticky_empty:
+                content, fault = "", "empty"
 
         prompt_text = "\n".join(str(m.get("content", "")) for m in messages)
         prompt_tokens = _TOKEN.findall(prompt_text)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from refed_dspy.errors import RunAborted
+from refed_dspy.errors import RunDirError
 from refed_dspy.lm import CallInfo
 from refed_dspy.pricing import Price, default_price, resolve_price
 from refed_dspy.store import JsonlWriter, read_jsonl
@@ -59,7 +59,7 @@ def test_write_failure_is_a_clear_run_error(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "write", full)
-    with pytest.raises(RunAborted, match="No space left on device"):
+    with pytest.raises(RunDirError, match="No space left on device"):
         w.append({"a": 1})
 
 

@@ -1,0 +1,215 @@
+"""Reliability: transient faults are retried (Retry-After honoured, counted), a rate-limited run backs
+off (AIMD) instead of burning retries, bad replies become rejects, SIGKILL at many points is
+exactly-once, bad input is one line and exit 2, and concurrency 256 holds. See docs/reliability.md."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import time
+from collections import Counter
+
+import pytest
+from conftest import run_overrides
+from loopback_server import read_log
+from test_integration import refed, sets
+
+from refed_dspy.cli import main
+from refed_dspy.config import load_config
+from refed_dspy.errors import RunAborted
+from refed_dspy.records import RejectRecord, SampleRecord
+from refed_dspy.synthesis import synthesize
+
+
+def lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_transient_faults_are_retried_with_retry_after_and_counted(server_factory, tmp_path):
+    srv = server_factory(rate_429=0.08, retry_after_s=0.3, rate_500=0.03, rate_503=0.03, rate_reset=0.03,
+                         rate_hang=0.02, hang_s=0.8)
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 40, **{
+        "synthesis.concurrency": 16, "teacher.num_retries": 6, "teacher.timeout": 0.4})))
+    time.sleep(1.0)  # let hung requests reach the server's log
+    recs = lines(run / "samples.jsonl")
+    assert summary["status"] == "complete" and len(recs) == 40 == len({r["meta"]["id"] for r in recs})
+    assert not [r for r in lines(run / "rejects.jsonl") if r["reason"] in ("rate_limited", "api_error")]
+    log = read_log(srv.cfg.log_path)
+    faults = Counter(e.get("fault") for e in log if e.get("status") != 200)
+    assert {"transient_429", "transient_500", "transient_503", "reset", "hang"} <= set(faults), faults
+    # every failed request was retried once, and the summary counts each retry
+    assert summary["retries"]["total"] == sum(faults.values())
+    assert summary["retries"]["this_invocation"]["rate_limited"] == faults["transient_429"]
+    # a 429's retry (the same request body) waits at least its Retry-After
+    by_sha: dict[str, list[dict]] = {}
+    for e in sorted(log, key=lambda e: e["t"]):
+        by_sha.setdefault(e["sha"], []).append(e)
+    gaps = [nxt["t"] - e["t"] for seq in by_sha.values() for e, nxt in zip(seq, seq[1:], strict=False)
+            if e.get("fault") == "transient_429"]
+    assert gaps and min(gaps) >= 0.3 - 0.02
+    # the 5xx/reset retries back off too (0.25-0.75 s for the first retry)
+    other = [nxt["t"] - e["t"] for seq in by_sha.values() for e, nxt in zip(seq, seq[1:], strict=False)
+             if e.get("fault") in ("transient_500", "transient_503", "reset")]
+    assert other and min(other) >= 0.2
+
+
+def test_rate_limited_run_backs_off_instead_of_burning_retries(server_factory, tmp_path):
+    srv = server_factory(max_concurrency=6, retry_after_s=0.05, latency_s=0.03)
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 60, **{
+        "synthesis.concurrency": 48, "teacher.num_retries": 3})))
+    assert summary["samples"] == 60 and summary["status"] == "complete"
+    assert lines(run / "rejects.jsonl") == [] or all(r["reason"] == "dedup" or r["stage"] == "dedup"
+                                                       for r in lines(run / "rejects.jsonl"))
+    assert summary["retries"]["this_invocation"].get("rate_limited", 0) > 0
+    assert summary["concurrency"]["min_limit"] <= 12  # halved from 48 at least twice
+    log = read_log(srv.cfg.log_path)
+    limited = sum(1 for e in log if e.get("status") == 429)
+    assert limited < 0.5 * sum(1 for e in log if e.get("status") == 200)
+
+
+def test_dead_server_with_retries_stops_after_a_bounded_number_of_requests(server_factory, tmp_path):
+    dead = server_factory(fail_all=True)
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(dead, run, 10, **{"synthesis.max_consecutive_failures": 3, "teacher.num_retries": 2,
+                                                           "synthesis.concurrency": 2}))
+    with pytest.raises(RunAborted, match="3 consecutive LM failures"):
+        synthesize(cfg)
+    # (3 failed tasks + 1 in flight) x 3 attempts x 2 calls (a feedback task describes and critiques at once)
+    assert len(read_log(dead.cfg.log_path)) <= 4 * 3 * 2
+    assert json.loads((run / "summary.json").read_text())["status"] == "aborted"
+    assert synthesize(load_config(None, run_overrides(server_factory(), run, 10)), on_mismatch="resume")["samples"] == 10
+
+
+def test_bad_replies_become_rejects_with_reasons(server_factory, tmp_path):
+    srv = server_factory(sticky_missing=0.08, sticky_wrongtype=0.08, sticky_empty=0.06, sticky_refusal=0.04,
+                         sticky_filter400=0.04, sticky_length=0.04)
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 40, **{"synthesis.concurrency": 8})))
+    assert summary["samples"] == 40
+    rejects = lines(run / "rejects.jsonl")
+    reasons = Counter(r["reason"] for r in rejects)
+    assert {"unparseable", "refused", "content_filter", "truncated"} <= set(reasons), reasons
+    for r in rejects:
+        RejectRecord.model_validate(r)
+    for s in lines(run / "samples.jsonl"):
+        SampleRecord.model_validate(s)
+    faults = Counter(e.get("fault") for e in read_log(srv.cfg.log_path))
+    assert faults["missing"] and faults["wrongtype"] and faults["empty"]
+
+
+@pytest.mark.slow
+def test_sigkill_at_many_points_is_exactly_once(server_factory, tmp_path):
+    """Kill -9 when the server has seen 3, 12, 30, 60, 100 and 150 requests: inside the feedback stage
+    (20 references x 2 calls come first) and across synthesis; then finish. Count everything."""
+    srv = server_factory(latency_s=0.02, jitter=0.5)
+    run = tmp_path / "run"
+    size = 60
+    args = ("synthesize", "--quiet", *sets(run_overrides(srv, run, size, **{"synthesis.concurrency": 4})))
+    kills = 0
+    for point in (3, 12, 30, 60, 100, 150):
+        if (run / "samples.jsonl").exists() and len(lines(run / "samples.jsonl")) >= size:
+            break
+        proc = refed(*args)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if len(read_log(srv.cfg.log_path)) >= point:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.005)
+        proc.wait(timeout=60)
+    assert kills >= 5
+    proc = refed(*args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    recs = lines(run / "samples.jsonl")
+    assert len(recs) == size and len({r["meta"]["id"] for r in recs}) == size
+    feedback = lines(run / "feedback.jsonl")
+    assert len(feedback) == len({f["reference_id"] for f in feedback})
+    units = [j["unit"] for j in lines(run / "journal.jsonl") if j.get("kind") == "unit"]
+    assert len(units) == len(set(units))
+    # a paid request repeats only when a kill fell between its delivery and the record's write:
+    # at most the requests in flight (concurrency 4, 2 per feedback task) at each kill
+    log = read_log(srv.cfg.log_path)
+    delivered = Counter(e["sha"] for e in log if e.get("status") == 200 and e.get("delivered"))
+    repeats = sum(n - 1 for n in delivered.values())
+    assert repeats <= kills * 5
+    again = refed(*args)
+    again.communicate(timeout=120)
+    assert len(read_log(srv.cfg.log_path)) == len(log)  # a finished run sends nothing more
+
+
+@pytest.mark.parametrize("name,content,expect", [
+    ("truncated.toml", "[synthesis\nsize = 3", "not valid TOML"),
+    ("unknown.toml", "[synthesis]\nsise = 3\n", "did you mean 'size'"),
+    ("wrongtype.toml", "[synthesis]\nsize = 'many'\n", "synthesis.size: expected int"),
+])
+def test_bad_config_files_are_one_line_exit_2(tmp_path, capsys, name, content, expect):
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["synthesize", "--config", str(path), "--set", f"run.dir='{tmp_path / 'run'}'"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expect in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name,data,expect", [
+    ("latin1.jsonl", '{"instruction": "caf\xe9?", "response": "Oui."}\n'.encode("latin-1"), "UTF-8"),
+    ("empty.jsonl", b"", "no rows"),
+    ("shape.jsonl", b'[1, 2, 3]\n["a"]\n', "match no known shape"),
+    ("huge.jsonl", json.dumps({"instruction": "Q?", "response": "word " * 400_000}).encode() + b"\n", "no usable"),
+])
+def test_bad_seed_files_are_one_line_exit_2(tmp_path, capsys, name, data, expect):
+    path = tmp_path / name
+    path.write_bytes(data)
+    code = main(["synthesize", "--set", f"seeds.source='{path}'", "--set", f"run.dir='{tmp_path / 'run'}'",
+                 "--set", "teacher.api_key_env=''", "--set", "teacher.api_base='http://127.0.0.1:9/v1'"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and expect.lower() in err.lower() and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run" / "samples.jsonl").exists()
+
+
+def test_disk_full_stops_with_one_line_and_keeps_every_record(server_factory, tmp_path, monkeypatch, capsys):
+    """ENOSPC on the 6th sample write: exit 2, one line, the 5 samples already written intact; resumable."""
+    import refed_dspy.store as store
+
+    srv = server_factory()
+    run = tmp_path / "run"
+    real_write = os.write
+    writes = Counter()
+
+    def full_disk(fd, data):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.endswith("samples.jsonl"):
+            writes["samples"] += 1
+            if writes["samples"] > 5:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(store.os, "write", full_disk)
+    code = main(["synthesize", "--quiet", *sets(run_overrides(srv, run, 20))])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "No space left on device" in err and len(err.splitlines()) == 1, err
+    kept = lines(run / "samples.jsonl")
+    assert len(kept) == 5 and all(SampleRecord.model_validate(s) for s in kept)
+    monkeypatch.setattr(store.os, "write", real_write)
+    assert synthesize(load_config(None, run_overrides(srv, run, 20)))["samples"] == 20
+    ids = [s["meta"]["id"] for s in lines(run / "samples.jsonl")]
+    assert len(ids) == len(set(ids)) == 20
+
+
+@pytest.mark.slow
+def test_stress_concurrency_256(server_factory, tmp_path):
+    srv = server_factory(latency_s=1.0, jitter=0.5)  # long enough for one client process to fill 256 slots
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 400, **{"synthesis.concurrency": 256})))
+    recs = lines(run / "samples.jsonl")
+    assert summary["samples"] == 400 == len(recs) == len({r["meta"]["id"] for r in recs})
+    assert srv.state.max_in_flight <= 256
+    # the window was really used, up to DSPy 3.4's HTTP client, which holds at most 100 connections per LM
+    # (lm15 DEFAULT_MAX_CONNECTIONS); requests beyond that wait in its pool (docs/reliability.md)
+    assert srv.state.max_in_flight >= 90, srv.state.max_in_flight
+    assert summary["usage"]["calls"] == len(read_log(srv.cfg.log_path))
