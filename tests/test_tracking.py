@@ -111,3 +111,14 @@ def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, t
     leaks = [str(p) for p in files if PLANTED.encode() in p.read_bytes()]
     assert leaks == []
     assert json.loads((run / "summary.json").read_text())["samples"] == 6
+    # what the CLI shows: a complete run, and one that aborts on a dead server (with --debug tracebacks)
+    from test_integration import refed, sets
+
+    dead = server_factory(fail_all=True)
+    for server, extra in ((srv, []), (dead, ["--set", "synthesis.max_consecutive_failures=2"])):
+        for debug in ([], ["--debug"]):
+            proc = refed(*debug, "synthesize", *sets(run_overrides(server, tmp_path / f"cli-{server.port}", 3)),
+                         "--set", "teacher.api_key_env='REFED_PLANTED_KEY'", *extra, env_extra={"REFED_PLANTED_KEY": PLANTED})
+            out, err = proc.communicate(timeout=300)
+            assert PLANTED not in out and PLANTED not in err
+    assert proc.returncode != 0 and "consecutive LM failures" in err
