@@ -102,7 +102,7 @@ def test_cost_budget_needs_prices(server_factory, tmp_path):
 
 def _program_with_marker(tmp_path, srv) -> Path:
     """A compiled program (bootstrap on the stand-in) whose generate instructions carry MARKER."""
-    result = optimize(load_config(None, opt_overrides(srv, tmp_path)))
+    result = optimize(load_config(None, opt_overrides(srv, tmp_path, **{"optimize.out": f"'{tmp_path / 'opt-marked'}'"})))
     state = json.loads(result.program_path.read_text())
     state["generate"]["signature"]["instructions"] = MARKER
     path = tmp_path / "marked.json"

@@ -29,19 +29,21 @@ def lines(path):
 
 def test_transient_faults_are_retried_with_retry_after_and_counted(server_factory, tmp_path):
     srv = server_factory(rate_429=0.08, retry_after_s=0.3, rate_500=0.03, rate_503=0.03, rate_reset=0.03,
-                         rate_hang=0.02, hang_s=0.8)
+                         rate_hang=0.02, hang_s=1.5)
     run = tmp_path / "run"
     summary = synthesize(load_config(None, run_overrides(srv, run, 40, **{
-        "synthesis.concurrency": 16, "teacher.num_retries": 6, "teacher.timeout": 0.4})))
-    time.sleep(1.0)  # let hung requests reach the server's log
+        "synthesis.concurrency": 16, "teacher.num_retries": 6, "teacher.timeout": 0.7})))
+    time.sleep(1.6)  # let hung requests reach the server's log
     recs = lines(run / "samples.jsonl")
     assert summary["status"] == "complete" and len(recs) == 40 == len({r["meta"]["id"] for r in recs})
     assert not [r for r in lines(run / "rejects.jsonl") if r["reason"] in ("rate_limited", "api_error")]
     log = read_log(srv.cfg.log_path)
     faults = Counter(e.get("fault") for e in log if e.get("status") != 200)
     assert {"transient_429", "transient_500", "transient_503", "reset", "hang"} <= set(faults), faults
-    # every failed request was retried once, and the summary counts each retry
-    assert summary["retries"]["total"] == sum(faults.values())
+    # every failed request was retried once, and the summary counts each retry (on a loaded machine a slow
+    # answer can also time out on the client: the server logs it as a 200 it could not deliver)
+    undelivered = sum(1 for e in log if e.get("status") == 200 and not e.get("delivered"))
+    assert summary["retries"]["total"] == sum(faults.values()) + undelivered
     assert summary["retries"]["this_invocation"]["rate_limited"] == faults["transient_429"]
     # a 429's retry (the same request body) waits at least its Retry-After
     by_sha: dict[str, list[dict]] = {}
