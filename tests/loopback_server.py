@@ -351,6 +351,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__(addr, _Handler)
         self.state = _State(cfg)
 
+    def handle_error(self, request, client_address):  # a client that hung up is not a server error
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
 
 class LoopbackServer:
     """Context manager running the server on 127.0.0.1 in a background thread."""
