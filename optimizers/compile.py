@@ -8,7 +8,6 @@ program that was scored on refused calls.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import dspy
@@ -17,8 +16,6 @@ from refed_dspy.budget import CallBudget
 from refed_dspy.config import OPTIMIZERS
 from refed_dspy.errors import ConfigError, RunAborted
 from refed_dspy.optimizers.metrics import GEPAJudgeMetric, JudgeMetric
-
-log = logging.getLogger(__name__)
 
 
 class OptimizationStopped(RunAborted):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,11 +25,10 @@ from refed_dspy.budget import CallBudget
 from refed_dspy.config import Config, load_config, to_toml
 from refed_dspy.errors import ConfigError
 from refed_dspy.lm import build_lm, price_of
-from refed_dspy.records import Reference
+from refed_dspy.records import Reference, final_response
+from refed_dspy.rundir import RunDir
 from refed_dspy.seeds import read_references
 from refed_dspy.store import write_json_atomic, write_text_atomic
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,12 +77,6 @@ def _guard(lm: dspy.LM, budget: CallBudget, role: str, config_lm) -> None:
         lm.attach_budget(budget, role, price_of(config_lm))
 
 
-def _final(pred: Any) -> str:
-    if pred is None:
-        return ""
-    return ((pred.get("improved_response") or pred.get("response") or "") if hasattr(pred, "get") else "").strip()
-
-
 def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
     """The first `k` validation examples: instruction, final response and score, before and after."""
     def cut(text: str, n: int = 800) -> str:
@@ -93,8 +85,8 @@ def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
     parts = ["# Before and after optimization (validation examples)\n"]
     for i, ((ex, p0, s0), (_, p1, s1)) in enumerate(zip(before_rows[:k], after_rows[:k], strict=False), 1):
         parts.append(f"## Example {i}\n\n**Instruction:** {cut(ex.instruction, 400)}\n\n"
-                     f"**Before** (score {s0:.3f}):\n\n> {cut(_final(p0)).replace(chr(10), chr(10) + '> ')}\n\n"
-                     f"**After** (score {s1:.3f}):\n\n> {cut(_final(p1)).replace(chr(10), chr(10) + '> ')}\n")
+                     f"**Before** (score {s0:.3f}):\n\n> {cut(final_response(p0) if p0 is not None else '').replace(chr(10), chr(10) + '> ')}\n\n"
+                     f"**After** (score {s1:.3f}):\n\n> {cut(final_response(p1) if p1 is not None else '').replace(chr(10), chr(10) + '> ')}\n")
     return "\n".join(parts)
 
 
@@ -117,9 +109,9 @@ def _tracked(config: Config, out: Path):
         return
     import mlflow
 
-    from refed_dspy.tracking import KIND_TAG, RUN_DIR_TAG, _connect, config_params
+    from refed_dspy.tracking import KIND_TAG, RUN_DIR_TAG, config_params, connect
 
-    _connect(config)
+    connect(config)
     traces = config.tracking.log_traces
     mlflow.dspy.autolog(log_compiles=True, log_evals=True, log_traces=traces, log_traces_from_compile=traces,
                         log_traces_from_eval=traces, silent=True)
@@ -189,10 +181,7 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
     if not train or not val:
         raise ConfigError(f"{examples_dir} gives {len(train)} training and {len(val)} validation examples; both sides "
                           "need at least one (more samples, or more references)")
-    from refed_dspy.rundir import RunDir
-
-    cache_dir = RunDir(out)
-    use_run_cache(cache_dir)
+    use_run_cache(RunDir(out))
     budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
     _guard(teacher, budget, "teacher", config.teacher)
     _guard(judge, budget, "judge", config.judge)

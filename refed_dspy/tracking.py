@@ -23,7 +23,8 @@ _PARAM_MAX = 6000
 log = logging.getLogger(__name__)
 
 
-def _connect(config: Config):
+def connect(config: Config):
+    """Point MLflow at the config's tracking URI and experiment; returns the experiment."""
     import mlflow
 
     mlflow.set_tracking_uri(config.tracking.mlflow_uri)
@@ -35,7 +36,7 @@ def mlflow_run(config: Config, run_dir: str | Path) -> Iterator[object]:
     """The MLflow run of `run_dir` (created on first use), active for the block."""
     import mlflow
 
-    experiment = _connect(config)
+    experiment = connect(config)
     path = str(Path(run_dir).resolve())
     found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], output_format="list", max_results=1,
                                filter_string=f"tags.`{RUN_DIR_TAG}` = '{path}'")
