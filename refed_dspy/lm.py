@@ -184,11 +184,36 @@ def check_key(spec: LMSpec, role: str) -> str | None:
     return key
 
 
-def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None) -> RefedLM:
+def _wide_engines(lm: dspy.LM, max_connections: int) -> tuple[Any, Any] | None:
+    """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
+    `max_connections` (DSPy's is fixed at 100 per LM). None when DSPy would not use its native engine
+    for this model (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
+    try:
+        from dspy.clients.backend_selection import select_backend
+        from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
+        from dspy.lm15 import RouterConfig
+
+        sel = select_backend(lm, {})
+        if not sel.native or sel.resolution is None or getattr(sel.resolution, "declared", False):
+            return None
+        provider, clients = sel.resolution.provider, sel.clients
+        url = clients.get("api_base") or clients.get("base_url")
+        config = RouterConfig(api_keys={provider: clients["api_key"]} if "api_key" in clients else None,
+                              base_urls={provider: url} if url else None, timeouts=timeouts_for(clients.get("timeout")),
+                              max_connections=max_connections)
+        return LM15Engine(config, model_type=lm.model_type), AsyncLM15Engine(config, model_type=lm.model_type)
+    except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
+        return None
+
+
+def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None,
+             max_connections: int | None = None) -> RefedLM:
     """Build the LM for one role. Reads the key from the environment; never stores it elsewhere.
 
     `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
-    it retries itself, with an adaptive window).
+    it retries itself, with an adaptive window). `max_connections` (the synthesis runner passes its
+    concurrency) gives the LM its own engine with a pool that wide, where DSPy's native engine serves
+    the model; it also skips DSPy's per-call engine selection.
     """
     key = check_key(spec, role)
     kwargs: dict[str, Any] = dict(spec.extra)
@@ -202,16 +227,19 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
         kwargs["api_key"] = key
     elif spec.api_base:
         kwargs["api_key"] = "unused"  # OpenAI-compatible clients insist on some key
+    retries = spec.num_retries if num_retries is None else num_retries
     try:
-        return RefedLM(
-            spec.model,
-            temperature=spec.temperature,
-            max_tokens=spec.max_tokens,
-            num_retries=spec.num_retries if num_retries is None else num_retries,
-            **kwargs,
-        )
+        lm = RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries, **kwargs)
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
+    if max_connections is None:
+        return lm
+    engines = _wide_engines(lm, max_connections)
+    if engines is None:
+        return lm
+    rest = {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "base_url", "timeout", "api_version")}
+    return RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries,
+                   engine=engines[0], async_engine=engines[1], **rest)
 
 
 def price_of(spec: LMSpec) -> Price | None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.adapter import RefedChatAdapter
 from refed_dspy.config import Config, config_hash
 from refed_dspy.errors import RunAborted
 from refed_dspy.failures import Failure, classify
@@ -133,9 +134,17 @@ class SynthesisRun:
         self.respond = respond
         self.program_id = program_id or f"refed_dspy.programs.{type(self.respond).__name__}"
         self.show_progress = show_progress
+        self.adapter = RefedChatAdapter()
         self.chash = config_hash(config)
         self.stats = RunStats()
         self.running: dict[asyncio.Task, _Task] = {}
+        # running totals over self.running (and over self.delayed, for `pending`): O(1) per start
+        self.slots_used = 0
+        self.reserved_calls = 0
+        self.reserved_cost = 0.0
+        self.pending: Counter = Counter()  # tasks by kind, running or waiting to be retried
+        self._done: deque[asyncio.Task] = deque()
+        self._wake: asyncio.Future | None = None
         self.pool: deque[Item] = deque()
         self.feedback: dict[str, ReferenceFeedback] = {}
         self.feedback_failed: set[str] = set()
@@ -153,6 +162,9 @@ class SynthesisRun:
         per_pass = max(1, len(references) * n_features * self.syn.instructions_per_feature)
         self.max_passes = 2 * math.ceil(self.syn.size / per_pass) + 2
         self.units = unit_order(len(references), self.method.features, self.max_passes)
+        self.upcoming: deque[Unit] = deque()  # units taken from self.units but not started yet
+        self.parked: dict[str, list[Unit]] = {}  # units waiting for their reference's feedback, by reference id
+        self.n_parked = 0
         self.held_unit: Unit | None = None
         self.max_retries = config.teacher.num_retries
         self.limit = float(self.syn.concurrency)  # AIMD window of LM calls in flight
@@ -206,17 +218,15 @@ class SynthesisRun:
         """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
         calls = _WORST_CALLS[kind]
         cost = calls * self._call_cost_estimate()
-        reserved_calls = sum(t.reserved_calls for t in self.running.values())
-        reserved_cost = sum(t.reserved_cost for t in self.running.values())
-        if self.syn.max_calls is not None and self.totals.calls + reserved_calls + calls > self.syn.max_calls:
+        if self.syn.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.syn.max_calls:
             return None
-        if self.syn.max_cost_usd is not None and self.totals.cost + reserved_cost + cost > self.syn.max_cost_usd:
+        if self.syn.max_cost_usd is not None and self.totals.cost + self.reserved_cost + cost > self.syn.max_cost_usd:
             return None
         return calls, cost
 
     # ---- starting work ------------------------------------------------------------------------
     def _slots_free(self) -> int:
-        return int(self.limit) - sum(t.slots for t in self.running.values())
+        return int(self.limit) - self.slots_used
 
     def _start(self, kind: str, coro, slots: int, payload: Any = None) -> bool:
         reservation = self._reserve(kind)
@@ -226,15 +236,50 @@ class SynthesisRun:
             return False
         task = asyncio.ensure_future(coro)
         self.running[task] = _Task(kind, slots, reservation[0], reservation[1], payload)
+        self.slots_used += slots
+        self.reserved_calls += reservation[0]
+        self.reserved_cost += reservation[1]
+        self.pending[kind] += 1
+        task.add_done_callback(self._on_done)
         return True
+
+    def _finished(self, task: asyncio.Task) -> _Task:
+        """Take a finished task out of the running set and its totals."""
+        meta = self.running.pop(task)
+        self.slots_used -= meta.slots
+        self.reserved_calls -= meta.reserved_calls
+        self.reserved_cost -= meta.reserved_cost
+        self.pending[meta.kind] -= 1
+        return meta
+
+    def _on_done(self, task: asyncio.Task) -> None:
+        self._done.append(task)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _wait_done(self, timeout: float | None) -> list[asyncio.Task]:
+        """Tasks finished since the last call; waits up to `timeout` (None: until one finishes)."""
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            self._wake = wake = loop.create_future()
+            timer = loop.call_later(timeout, lambda: wake.done() or wake.set_result(None)) if timeout is not None else None
+            try:
+                await wake
+            finally:
+                self._wake = None
+                if timer is not None:
+                    timer.cancel()
+        done = list(self._done)
+        self._done.clear()
+        return done
 
     def _incoming(self) -> int:
         n = self.syn.instructions_per_feature
-        return len(self.pool) + n * self._pending("unit")
+        return len(self.pool) + n * (self._pending("unit") + self.n_parked)
 
     def _pending(self, kind: str) -> int:
         """Tasks of `kind` running or waiting to be retried."""
-        return sum(1 for t in self.running.values() if t.kind == kind) + sum(1 for d in self.delayed if d[2] == kind)
+        return self.pending[kind]
 
     def _samples_running(self) -> int:
         return self._pending("sample")
@@ -243,7 +288,10 @@ class SynthesisRun:
         if self.held_unit is not None:
             unit, self.held_unit = self.held_unit, None
             return unit
-        for unit in self.units:
+        while True:
+            unit = self.upcoming.popleft() if self.upcoming else next(self.units, None)
+            if unit is None:
+                return None
             ref = self.refs[unit.ref_index]
             if unit.id(ref) in self.done_units or ref.id in self.feedback_failed:
                 continue
@@ -251,7 +299,6 @@ class SynthesisRun:
             if fb is not None and self.method.describe and unit.feature not in dict(fb.features()):
                 continue
             return unit
-        return None
 
     def _start_due_retries(self) -> bool:
         """Start the retries whose time has come; False when one must wait for free slots."""
@@ -262,6 +309,7 @@ class SynthesisRun:
             if kind != "feedback" and self._slots_free() < slots and self.running:
                 return False
             heapq.heappop(self.delayed)
+            self.pending[kind] -= 1
             if not self._start(kind, runners[kind](payload), slots, payload):
                 return False
         return True
@@ -275,7 +323,9 @@ class SynthesisRun:
             need = self.syn.size - self.accepted - self._samples_running()
             if free <= 0 or need <= 0:
                 return
-            if self._incoming() < min(need, self.syn.concurrency + n):
+            incoming = self._incoming()
+            # keep concurrency + n instructions coming; with nothing to sample, a free slot takes a unit
+            if incoming < min(need, self.syn.concurrency + n) or (not self.pool and incoming < need):
                 unit = self._next_unit()
                 if unit is not None:
                     if not self._start_unit(unit):
@@ -287,24 +337,68 @@ class SynthesisRun:
                     self.pool.appendleft(item)
                     return
                 continue
+            self._prefetch_feedback(need)
             return
 
-    def _start_unit(self, unit: Unit) -> bool:
-        ref = self.refs[unit.ref_index]
-        if self.method.collects_feedback and ref.id not in self.feedback and ref.id not in self.feedback_waiters:
-            if self._slots_free() < 3 and self.running:
-                self.held_unit = unit
-                return False
-            waiter = asyncio.get_running_loop().create_future()
-            self.feedback_waiters[ref.id] = waiter
+    def _prefetch_feedback(self, need: int) -> None:
+        """Fill slots that would idle with the feedback of references that units still to be started
+        will need, so a unit never waits for its reference's feedback (that wait holds a slot with no
+        call in flight). Only as many units as the run still needs are looked at: no feedback is
+        collected that the run would not use."""
+        if not self.method.collects_feedback or self._slots_free() < 2:
+            return
+        if len(self.feedback) + len(self.feedback_waiters) + len(self.feedback_failed) >= len(self.refs):
+            return  # every reference has (or is getting) its feedback
+        n = self.syn.instructions_per_feature
+        # units cycle through the references, so the next len(refs) units name every reference they will
+        units_needed = min(len(self.refs), math.ceil(max(0, need - self._incoming()) / n))
+        looked = 0
+        for unit in itertools.chain(self.upcoming, self._more_units()):
+            if looked >= units_needed or self._slots_free() < 2 or self.stop_reason is not None:
+                return
+            looked += 1
+            ref = self.refs[unit.ref_index]
+            if ref.id in self.feedback or ref.id in self.feedback_waiters or ref.id in self.feedback_failed:
+                continue
+            self.feedback_waiters[ref.id] = asyncio.get_running_loop().create_future()
             if not self._start("feedback", self._run_feedback(ref), 2, ref):
                 self.feedback_waiters.pop(ref.id)
-                return False
+                return
+
+    def _more_units(self) -> Iterator[Unit]:
+        """Units after self.upcoming, kept in self.upcoming as they are looked at."""
+        for unit in self.units:
+            self.upcoming.append(unit)
+            yield unit
+
+    def _start_unit(self, unit: Unit) -> bool:
+        """Start `unit`, or, when its reference's feedback is not in yet, park it (holding no slot) and
+        make sure that feedback is coming; False when nothing could be done for lack of slots or budget."""
+        ref = self.refs[unit.ref_index]
+        if self.method.collects_feedback and ref.id not in self.feedback:
+            if ref.id not in self.feedback_waiters:
+                if self._slots_free() < 2 and self.running:
+                    self.held_unit = unit
+                    return False
+                self.feedback_waiters[ref.id] = asyncio.get_running_loop().create_future()
+                if not self._start("feedback", self._run_feedback(ref), 2, ref):
+                    self.feedback_waiters.pop(ref.id)
+                    self.held_unit = unit
+                    return False
+            self.parked.setdefault(ref.id, []).append(unit)
+            self.n_parked += 1
+            return True
         return self._start("unit", self._run_unit(unit), 1, unit)
+
+    def _unpark(self, ref_id: str) -> None:
+        """The reference's feedback is in (or failed): its parked units go first in line again."""
+        units = self.parked.pop(ref_id, [])
+        self.n_parked -= len(units)
+        self.upcoming.extendleft(reversed(units))
 
     # ---- the work items (no shared state: they return results) -------------------------------
     async def _run_feedback(self, ref: Reference):
-        with collect_calls() as calls, dspy.context(lm=self.teacher):
+        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter):
             try:
                 pred = await self.collect.acall(reference=ref)
                 return pred, None, calls
@@ -322,7 +416,7 @@ class SynthesisRun:
             description = dict(fb.features()).get(unit.feature, "")
         else:
             description = ""
-        with collect_calls() as calls, dspy.context(lm=self.teacher):
+        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter):
             try:
                 pred = await self.synthesizer.acall(
                     reference_instruction=ref.instruction, feature_name=unit.feature, feature_description=description,
@@ -334,7 +428,7 @@ class SynthesisRun:
     async def _run_sample(self, item: Item):
         ref = self.refs[item.ref_index]
         fb = self.feedback.get(ref.id)
-        with collect_calls() as calls, dspy.context(lm=self.teacher):
+        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter):
             try:
                 if self.method.recycle:
                     pred = await self.respond.acall(instruction=ref.instruction, response=ref.response)
@@ -427,6 +521,7 @@ class SynthesisRun:
         backoff = min(30.0, 0.5 * 2 ** (self.attempts[key] - 1)) * self.rng.uniform(0.5, 1.5)
         delay = failure.retry_after if failure.retry_after is not None else backoff
         heapq.heappush(self.delayed, (now + delay, next(self._seq), meta.kind, meta.payload, meta.slots))
+        self.pending[meta.kind] += 1
         return True
 
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
@@ -447,11 +542,13 @@ class SynthesisRun:
                 self.writers["feedback"].append(fb.model_dump(mode="json"))
                 self.feedback[ref.id] = fb
                 waiter.set_result(fb)
+                self._unpark(ref.id)
             else:
                 if failure.final:
                     self.feedback_failed.add(ref.id)
                 self._reject(failure, "feedback", ref.id, ref.id, usage)
                 waiter.set_result(None)
+                self._unpark(ref.id)  # a final failure: _next_unit skips them; else they ask again
         elif meta.kind == "unit":
             unit: Unit = meta.payload
             ref = self.refs[unit.ref_index]
@@ -502,9 +599,9 @@ class SynthesisRun:
                 if not self.running:
                     await asyncio.sleep(wait or 0)
                     continue
-                done, _ = await asyncio.wait(self.running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    self._handle(task, self.running.pop(task))
+                for task in await self._wait_done(wait):
+                    if task in self.running:
+                        self._handle(task, self._finished(task))
                 progress.update(self.accepted, self.totals, self.stats)
                 if self.abort is not None:
                     break

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections import Counter, defaultdict
+import sys
+from array import array
+from collections import Counter
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -46,49 +49,70 @@ class Deduper:
     """Keeps instructions that are neither exact (normalized) duplicates nor ROUGE-L near-duplicates
     (F1 >= threshold) of any kept one, as Self-Instruct filters its pool.
 
-    An inverted index bounds the LCS by the shared-token count (sum over tokens of the smaller count),
-    so only candidates that could reach the threshold get the quadratic LCS: F1 <= 2*shared/(len_a+len_b).
+    Candidates come from an inverted index over token occurrences ((token, k): the k-th occurrence of
+    a token), so that only a few kept instructions get the quadratic LCS. A kept x of length m is a
+    near-duplicate of a query of length n only if LCS >= t(n+m)/2, and LCS <= min(n, m), so they share
+    at least need = ceil(t*n/(2-t)) occurrences; any n-need+1 of the query's occurrences must then hit
+    x. The query probes the n-need+1 occurrences whose posting lists are shortest (its rarest words),
+    which keeps the cost per check near-constant on natural text instead of growing with the pool.
+    The result is exactly that of comparing against every kept instruction.
     """
 
     def __init__(self, threshold: float = 0.7):
         self.threshold = threshold
-        self._exact: set[str] = set()
-        self._toks: list[list[str]] = []
-        self._counts: list[Counter] = []
-        self._index: dict[str, list[int]] = defaultdict(list)
+        self._exact: set[int] = set()
+        self._toks: list[tuple[str, ...]] = []
+        self._index: dict[tuple[str, int], array] = {}
 
     def __len__(self) -> int:
         return len(self._toks)
 
+    @staticmethod
+    def _occurrences(toks: list[str] | tuple[str, ...]) -> list[tuple[str, int]]:
+        seen: Counter = Counter()
+        out = []
+        for tok in toks:
+            seen[tok] += 1
+            out.append((tok, seen[tok]))
+        return out
+
     def check(self, text: str) -> str | None:
         """The reason `text` would be dropped ('duplicate' or 'near_duplicate'), or None."""
         key = normalize(text)
-        if not key or key in self._exact:
+        if not key or hash(key) in self._exact:
             return "duplicate"
         toks = tokens(text)
-        mine = Counter(toks)
-        counts: dict[int, int] = defaultdict(int)
-        for tok, k in mine.items():
-            for idx in self._index.get(tok, ()):
-                counts[idx] += min(k, self._counts[idx][tok])
         n = len(toks)
-        for idx, shared in counts.items():
+        t = self.threshold
+        need = max(1, math.ceil(t * n / (2 - t) - 1e-9))
+        probes = sorted(self._occurrences(toks), key=lambda occ: len(self._index.get(occ, ())))[: n - need + 1]
+        candidates: set[int] = set()
+        for occ in probes:
+            candidates.update(self._index.get(occ, ()))
+        mine = Counter(toks)
+        for idx in sorted(candidates):
             other = self._toks[idx]
-            if 2 * shared / (n + len(other)) < self.threshold:
+            m = len(other)
+            if 2 * min(n, m) / (n + m) < t:  # the lengths alone rule it out
                 continue
-            if rouge_l(toks, other) >= self.threshold:
+            shared = sum(min(k, mine[tok]) for tok, k in Counter(other).items())
+            if 2 * shared / (n + m) < t:
+                continue
+            if rouge_l(toks, list(other)) >= t:
                 return "near_duplicate"
         return None
 
     def add(self, text: str) -> None:
         """Keep `text` (call after `check` returned None)."""
-        self._exact.add(normalize(text))
-        toks = tokens(text)
+        self._exact.add(hash(normalize(text)))
+        toks = tuple(sys.intern(tok) for tok in tokens(text))
         idx = len(self._toks)
         self._toks.append(toks)
-        self._counts.append(Counter(toks))
-        for tok in set(toks):
-            self._index[tok].append(idx)
+        for occ in self._occurrences(toks):
+            postings = self._index.get(occ)
+            if postings is None:
+                postings = self._index[occ] = array("I")
+            postings.append(idx)
 
     def offer(self, text: str) -> str | None:
         """Check and, when it passes, keep `text`. Returns the drop reason or None."""

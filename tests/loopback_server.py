@@ -66,6 +66,7 @@ class ServerConfig:
     latency_s: float = 0.0
     latency_per_token_s: float = 0.0
     jitter: float = 0.0
+    vocab_size: int = 0  # 0: words drawn uniformly from VOCAB; N: Zipf-distributed over N words, like real text
     max_concurrency: int = 0  # 0: no cap; above the cap the server answers 429
     retry_after_s: float = 0.05
     rate_429: float = 0.0
@@ -84,7 +85,7 @@ class ServerConfig:
     fail_all: bool = False
     seed: int = 0
     log_path: str | None = None
-    log_prompts: bool = False  # also log each request's system prompt (tests that check instructions)
+    log_prompts: bool = False  # also log each request's system prompt and messages (tests, the token bench)
     cache_min_tokens: int = 1024
     cache_step: int = 128
     extra: dict = field(default_factory=dict)
@@ -135,7 +136,34 @@ class _State:
         return best
 
 
-def _words(rng: random.Random, n: int) -> str:
+_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fu", "go", "hi", "ja", "po", "ze"]
+_ZIPF: dict[int, tuple[list[str], list[float]]] = {}
+
+
+def _zipf_vocab(size: int) -> tuple[list[str], list[float]]:
+    """VOCAB followed by made-up words up to `size`, with cumulative Zipf (1/rank) weights."""
+    if size not in _ZIPF:
+        words = list(dict.fromkeys(VOCAB))
+        i = 0
+        while len(words) < size:
+            n, word = i, ""
+            for _ in range(3):
+                n, r = divmod(n, len(_SYLLABLES))
+                word += _SYLLABLES[r]
+            words.append(word + str(i // len(_SYLLABLES) ** 3 or ""))
+            i += 1
+        cum, total = [], 0.0
+        for rank in range(1, len(words) + 1):
+            total += 1.0 / rank
+            cum.append(total)
+        _ZIPF[size] = (words, cum)
+    return _ZIPF[size]
+
+
+def _words(rng: random.Random, n: int, cfg: ServerConfig | None = None) -> str:
+    if cfg is not None and cfg.vocab_size:
+        words, cum = _zipf_vocab(cfg.vocab_size)
+        return " ".join(rng.choices(words, cum_weights=cum, k=n))
     return " ".join(rng.choice(VOCAB) for _ in range(n))
 
 
@@ -144,7 +172,7 @@ def _value(schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig
         if name in ("n", "count") or name.endswith("_count"):
             return rng.randint(1, 5)
         words = cfg.words_per_text if "response" in name or name in ("text", "answer") else cfg.words_per_item
-        return _words(rng, words).capitalize() + "."
+        return _words(rng, words, cfg).capitalize() + "."
     kind = schema.get("type")
     if kind == "array":
         n = inputs.get("n")
@@ -159,7 +187,7 @@ def _value(schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig
         return rng.random() < 0.5
     if "enum" in schema:
         return rng.choice(schema["enum"])
-    return _words(rng, cfg.words_per_item)
+    return _words(rng, cfg.words_per_item, cfg)
 
 
 def output_names(messages: list[dict]) -> list[str]:
@@ -197,6 +225,9 @@ def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mo
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: with Nagle on, the body waits for the client's delayed
+    # ACK (40 ms on Linux), which added 40 ms to every call; real providers do not do that
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, *args):  # quiet
@@ -244,9 +275,11 @@ class _Handler(BaseHTTPRequestHandler):
             draw = st.rng.random()
             rng = random.Random(st.rng.random())
         entry = {"seq": seq, "t": time.time(), "sha": sha, "path": self.path}
+        t0 = time.perf_counter()
         try:
             self._serve(req, raw, rng, draw, bool(over_cap), entry)
         finally:
+            entry["service_s"] = round(time.perf_counter() - t0, 6)  # request read -> answer sent
             with st.lock:
                 st.in_flight -= 1
             st.record(entry)
@@ -263,6 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
         entry["outputs"] = output_names(messages)
         if cfg.log_prompts:
             entry["system"] = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
+            entry["messages"] = messages
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)
@@ -339,7 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "prompt_tokens_details": {"cached_tokens": cached},
             },
         }
-        entry.update(status=200, fault=fault, prompt_tokens=len(prompt_tokens), completion_tokens=completion_tokens)
+        entry.update(status=200, fault=fault, prompt_tokens=len(prompt_tokens), completion_tokens=completion_tokens,
+                     cached_tokens=cached)
         entry["delivered"] = self._send(200, payload)
 
 

@@ -33,6 +33,48 @@ def test_deduper_exact_near_and_bound_with_repeats():
     assert len(d) == 2
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.9])
+def test_deduper_indexed_search_equals_comparing_against_every_kept_text(threshold):
+    """The probe of the rarest occurrences must never miss a near-duplicate that a full scan finds."""
+    import random
+
+    rng = random.Random(threshold)
+    vocab = [f"w{i}" for i in range(12)] + ["the", "a", "of"]
+    texts = []
+    for _ in range(600):
+        if texts and rng.random() < 0.5:  # an edit of an earlier text: drop, swap or insert words
+            words = rng.choice(texts).split()
+            for _ in range(rng.randint(0, 3)):
+                op = rng.random()
+                if op < 0.4 and len(words) > 1:
+                    words.pop(rng.randrange(len(words)))
+                elif op < 0.7:
+                    words[rng.randrange(len(words))] = rng.choice(vocab)
+                else:
+                    words.insert(rng.randrange(len(words) + 1), rng.choice(vocab))
+            texts.append(" ".join(words))
+        else:
+            texts.append(" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 16))))
+    d = Deduper(threshold)
+    kept: list[list[str]] = []
+    exact: set[str] = set()
+    reasons = []
+    for text in texts:
+        got = d.offer(text)
+        key = normalize(text)
+        if not key or key in exact:
+            want = "duplicate"
+        elif any(rouge_l(tokens(text), other) >= threshold for other in kept):
+            want = "near_duplicate"
+        else:
+            want = None
+            kept.append(tokens(text))
+            exact.add(key)
+        assert got == want, text
+        reasons.append(got)
+    assert reasons.count("near_duplicate") > 50 and reasons.count(None) > 50
+
+
 def test_torn_line_dropped_and_repaired(tmp_path):
     p = tmp_path / "x.jsonl"
     w = JsonlWriter(p)
