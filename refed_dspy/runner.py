@@ -398,7 +398,7 @@ class SynthesisRun:
 
     # ---- the work items (no shared state: they return results) -------------------------------
     async def _run_feedback(self, ref: Reference):
-        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter):
+        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 pred = await self.collect.acall(reference=ref)
                 return pred, None, calls
@@ -416,7 +416,7 @@ class SynthesisRun:
             description = dict(fb.features()).get(unit.feature, "")
         else:
             description = ""
-        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter):
+        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 pred = await self.synthesizer.acall(
                     reference_instruction=ref.instruction, feature_name=unit.feature, feature_description=description,
@@ -428,7 +428,7 @@ class SynthesisRun:
     async def _run_sample(self, item: Item):
         ref = self.refs[item.ref_index]
         fb = self.feedback.get(ref.id)
-        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter):
+        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 if self.method.recycle:
                     pred = await self.respond.acall(instruction=ref.instruction, response=ref.response)

@@ -211,7 +211,7 @@ def test_stress_concurrency_256(server_factory, tmp_path):
     recs = lines(run / "samples.jsonl")
     assert summary["samples"] == 400 == len(recs) == len({r["meta"]["id"] for r in recs})
     assert srv.state.max_in_flight <= 256
-    # the window was really used, up to DSPy 3.4's HTTP client, which holds at most 100 connections per LM
-    # (lm15 DEFAULT_MAX_CONNECTIONS); requests beyond that wait in its pool (docs/reliability.md)
-    assert srv.state.max_in_flight >= 90, srv.state.max_in_flight
+    # the window was really used: the teacher has its own pool as wide as the concurrency (DSPy 3.4's
+    # client would hold at most 100 connections per LM; docs/benchmarks.md)
+    assert srv.state.max_in_flight >= 200, srv.state.max_in_flight
     assert summary["usage"]["calls"] == len(read_log(srv.cfg.log_path))

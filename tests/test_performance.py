@@ -1,0 +1,83 @@
+"""What the performance work (issue 8, bench/) changed, checked for behaviour (never for timings):
+the memoized system message, the teacher's own wide connection pool, feedback prefetch paying for nothing
+the run does not use. Efficiency itself is measured by bench/efficiency.py."""
+
+from __future__ import annotations
+
+import json
+
+import dspy
+import pytest
+from conftest import run_overrides
+from loopback_server import read_log
+
+from refed_dspy.adapter import RefedChatAdapter
+from refed_dspy.config import LMSpec, load_config
+from refed_dspy.lm import build_lm
+from refed_dspy.signatures import GenerateResponse, ImproveResponse
+from refed_dspy.synthesis import synthesize
+
+
+@pytest.mark.parametrize("signature", [GenerateResponse, ImproveResponse])
+def test_memoized_system_message_is_dspys_own_and_follows_new_instructions(signature):
+    ours, theirs = RefedChatAdapter(), dspy.ChatAdapter()
+    inputs = {name: f"value of {name}" for name in signature.input_fields}
+    assert ours.format(signature, [], inputs) == theirs.format(signature, [], inputs)
+    assert ours.format(signature, [], inputs) == theirs.format(signature, [], inputs)  # from the memo
+    rewritten = signature.with_instructions("A MARKER INSTRUCTION written by an optimizer.")
+    system = ours.format(rewritten, [], inputs)[0]["content"]
+    assert "A MARKER INSTRUCTION" in system
+    assert system == theirs.format(rewritten, [], inputs)[0]["content"]
+
+
+def test_teacher_gets_a_pool_as_wide_as_the_concurrency_and_keeps_the_key_out_of_kwargs(monkeypatch):
+    monkeypatch.setenv("REFED_TEST_KEY", "sk-planted-0000")
+    spec = LMSpec(model="openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1", api_key_env="REFED_TEST_KEY")
+    lm = build_lm(spec, "teacher", num_retries=0, max_connections=300)
+    assert not isinstance(lm._engine_spec, str)
+    assert lm._async_engine_spec.config.max_connections == 300
+    assert "sk-planted-0000" not in json.dumps(lm.kwargs, default=str)
+    plain = build_lm(spec, "teacher")  # no max_connections: DSPy picks its engine per call, as before
+    assert plain._engine_spec == "auto"
+
+
+@pytest.mark.slow
+def test_concurrency_above_100_reaches_the_server(server_factory, tmp_path):
+    srv = server_factory(latency_s=0.5)
+    config = load_config(None, run_overrides(srv, tmp_path / "run", 300, **{"synthesis.concurrency": 160}))
+    summary = synthesize(config)
+    assert summary["samples"] == 300
+    # DSPy's own client would have held this at 100; the pool is as wide as the concurrency
+    assert 120 < srv.state.max_in_flight <= 160, srv.state.max_in_flight
+
+
+def test_feedback_is_collected_only_for_references_the_run_uses(server_factory, tmp_path):
+    srv = server_factory()
+    # 40 references, 10 instructions per feature: 12 samples need units of 2 references at most
+    summary = synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 12, **{"synthesis.concurrency": 64})))
+    assert summary["samples"] == 12
+    assert summary["feedback_collected"] <= 2
+    feedback_calls = [e for e in read_log(srv.cfg.log_path) if e["outputs"] in (["subject_areas", "relevant_skills"],
+                                                                             ["response_feedback"])]
+    assert len(feedback_calls) == 2 * summary["feedback_collected"]
+
+
+def test_bench_harness_runs_a_child_and_the_plain_client_replays_its_requests(tmp_path):
+    """The benchmarks' plumbing (bench/harness.py, bench/child.py) on a tiny run, so it cannot rot unseen."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from harness import Server, efficiency, run_child, synth_overrides
+    from tokens import shared_prefixes
+
+    with Server(log_path=tmp_path / "server.jsonl", log_prompts=True, vocab_size=2000) as srv:
+        ours = run_child(synth_overrides(srv.api_base, tmp_path / "run", 20, 8))
+        plain = run_child([f"log={tmp_path / 'server.jsonl'}", f"api_base={srv.api_base}", "concurrency=8"], mode="plain")
+        log = srv.log()
+    assert ours["status"] == "complete" and ours["samples"] == 20
+    assert ours["cpu_s"] > 0 and ours["peak_rss_mib"] > 0
+    assert plain["calls"] == ours["usage"]["calls"] == len(log) // 2  # the replay doubled the log
+    eff = efficiency(ours["samples"], ours["wall_s"], 8, log[: len(log) // 2])
+    assert eff["calls_per_sample"] == round(ours["usage"]["calls"] / 20, 3)
+    assert shared_prefixes([["a", "b", "c"], ["a", "b", "d"], ["x"]]) == [2, 2, 0]
