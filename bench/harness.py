@@ -83,7 +83,7 @@ def make_seeds(path: Path, n: int, seed: int = 0, response_words: int = 180) -> 
         for i in range(n):
             instruction = f"{rng.choice(_ASKS)} {rng.choice(_TOPICS)} (case {i})."
             body = " ".join(rng.choice(words) for _ in range(response_words))
-            fh.write(json.dumps({"instruction": instruction, "response": body.capitalize() + "."}) + "\n")
+            fh.write(json.dumps({"instruction": instruction, "input": "", "output": body.capitalize() + "."}) + "\n")
     return path
 
 
