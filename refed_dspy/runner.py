@@ -3,7 +3,9 @@
 One coroutine owns all run state. Work items run as asyncio tasks that return results (they
 never touch shared state); the owner writes records, updates totals and starts more work so that
 up to `limit` LM calls are in flight at all times. Samples are started only while
-accepted + running + waiting to retry < size, so a run ends with exactly `size` samples.
+accepted + running + waiting to retry < size, so a run ends with exactly `size` samples. A unit whose
+reference's feedback is not in yet is parked (it holds no slot) until it is; slots that would idle
+collect the feedback of references that the units still to start will need.
 
 The owner also retries: a task that failed with a 429, a 5xx, a timeout or a connection error is
 started again after the provider's Retry-After (else exponential backoff with jitter), up to
@@ -148,7 +150,7 @@ class SynthesisRun:
         self.pool: deque[Item] = deque()
         self.feedback: dict[str, ReferenceFeedback] = {}
         self.feedback_failed: set[str] = set()
-        self.feedback_waiters: dict[str, asyncio.Future] = {}
+        self.feedback_pending: set[str] = set()  # references whose feedback is being collected
         self.done_units: set[str] = set()
         self.dedup = Deduper(self.syn.dedup_rouge_threshold)
         self.accepted = 0
@@ -305,8 +307,7 @@ class SynthesisRun:
         runners = {"feedback": self._run_feedback, "unit": self._run_unit, "sample": self._run_sample}
         while self.delayed and self.delayed[0][0] <= time.monotonic() and self.abort is None:
             _, _, kind, payload, slots = self.delayed[0]
-            # units waiting for a reference's feedback hold slots: its retry must not wait for them
-            if kind != "feedback" and self._slots_free() < slots and self.running:
+            if self._slots_free() < slots and self.running:
                 return False
             heapq.heappop(self.delayed)
             self.pending[kind] -= 1
@@ -347,7 +348,7 @@ class SynthesisRun:
         collected that the run would not use."""
         if not self.method.collects_feedback or self._slots_free() < 2:
             return
-        if len(self.feedback) + len(self.feedback_waiters) + len(self.feedback_failed) >= len(self.refs):
+        if len(self.feedback) + len(self.feedback_pending) + len(self.feedback_failed) >= len(self.refs):
             return  # every reference has (or is getting) its feedback
         n = self.syn.instructions_per_feature
         # units cycle through the references, so the next len(refs) units name every reference they will
@@ -358,11 +359,9 @@ class SynthesisRun:
                 return
             looked += 1
             ref = self.refs[unit.ref_index]
-            if ref.id in self.feedback or ref.id in self.feedback_waiters or ref.id in self.feedback_failed:
+            if ref.id in self.feedback or ref.id in self.feedback_pending or ref.id in self.feedback_failed:
                 continue
-            self.feedback_waiters[ref.id] = asyncio.get_running_loop().create_future()
-            if not self._start("feedback", self._run_feedback(ref), 2, ref):
-                self.feedback_waiters.pop(ref.id)
+            if not self._start_feedback(ref):
                 return
 
     def _more_units(self) -> Iterator[Unit]:
@@ -376,19 +375,20 @@ class SynthesisRun:
         make sure that feedback is coming; False when nothing could be done for lack of slots or budget."""
         ref = self.refs[unit.ref_index]
         if self.method.collects_feedback and ref.id not in self.feedback:
-            if ref.id not in self.feedback_waiters:
-                if self._slots_free() < 2 and self.running:
-                    self.held_unit = unit
-                    return False
-                self.feedback_waiters[ref.id] = asyncio.get_running_loop().create_future()
-                if not self._start("feedback", self._run_feedback(ref), 2, ref):
-                    self.feedback_waiters.pop(ref.id)
-                    self.held_unit = unit
-                    return False
+            starts_feedback = ref.id not in self.feedback_pending
+            if starts_feedback and ((self._slots_free() < 2 and self.running) or not self._start_feedback(ref)):
+                self.held_unit = unit
+                return False
             self.parked.setdefault(ref.id, []).append(unit)
             self.n_parked += 1
             return True
         return self._start("unit", self._run_unit(unit), 1, unit)
+
+    def _start_feedback(self, ref: Reference) -> bool:
+        if not self._start("feedback", self._run_feedback(ref), 2, ref):
+            return False
+        self.feedback_pending.add(ref.id)
+        return True
 
     def _unpark(self, ref_id: str) -> None:
         """The reference's feedback is in (or failed): its parked units go first in line again."""
@@ -407,15 +407,9 @@ class SynthesisRun:
 
     async def _run_unit(self, unit: Unit):
         ref = self.refs[unit.ref_index]
-        if self.method.collects_feedback:
-            fb = self.feedback.get(ref.id)
-            if fb is None:
-                fb = await self.feedback_waiters[ref.id]
-            if fb is None:
-                return None, Failure("feedback_failed", "the reference's feedback failed"), []
-            description = dict(fb.features()).get(unit.feature, "")
-        else:
-            description = ""
+        # a unit starts only once its reference's feedback is in (until then it is parked)
+        fb = self.feedback.get(ref.id) if self.method.collects_feedback else None
+        description = dict(fb.features()).get(unit.feature, "") if fb is not None else ""
         with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 pred = await self.synthesizer.acall(
@@ -531,31 +525,27 @@ class SynthesisRun:
             return
         if failure is None:
             self.limit = min(float(self.syn.concurrency), self.limit + meta.slots / self.limit)
-        if not (failure is not None and failure.reason == "feedback_failed"):
-            self._failure_streak(failure)
+        self._failure_streak(failure)
         if meta.kind == "feedback":
             ref: Reference = meta.payload
-            waiter = self.feedback_waiters.pop(ref.id)
+            self.feedback_pending.discard(ref.id)
             if failure is None:
                 fb = ReferenceFeedback(reference_id=ref.id, subject_areas=result.subject_areas, relevant_skills=result.relevant_skills,
                                        response_feedback=result.response_feedback, usage=usage)
                 self.writers["feedback"].append(fb.model_dump(mode="json"))
                 self.feedback[ref.id] = fb
-                waiter.set_result(fb)
                 self._unpark(ref.id)
             else:
                 if failure.final:
                     self.feedback_failed.add(ref.id)
                 self._reject(failure, "feedback", ref.id, ref.id, usage)
-                waiter.set_result(None)
                 self._unpark(ref.id)  # a final failure: _next_unit skips them; else they ask again
         elif meta.kind == "unit":
             unit: Unit = meta.payload
             ref = self.refs[unit.ref_index]
             uid = unit.id(ref)
             if failure is not None:
-                if failure.reason != "feedback_failed":
-                    self._reject(failure, "synthesize", uid, ref.id, usage)
+                self._reject(failure, "synthesize", uid, ref.id, usage)
                 if failure.final:
                     self.done_units.add(uid)
                 return
