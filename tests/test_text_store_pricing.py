@@ -33,6 +33,23 @@ def test_deduper_exact_near_and_bound_with_repeats():
     assert len(d) == 2
 
 
+def test_deduper_prunes_no_tie():
+    """A pair whose ROUGE-L F1 equals the threshold exactly is a near-duplicate: the hit-count and length
+    bounds must not prune it through float rounding (every length pair up to 20, every LCS)."""
+    for n in range(1, 21):
+        for m in range(1, 21):
+            for lcs in range(1, min(n, m) + 1):
+                a = [f"a{i}" for i in range(n)]
+                b = a[:lcs] + [f"b{i}" for i in range(m - lcs)]
+                if a == b:
+                    continue
+                score = rouge_l(a, b)
+                for t in (0.5, 0.7, 0.9, score):
+                    d = Deduper(t)
+                    d.add(" ".join(a))
+                    assert d.check(" ".join(b)) == ("near_duplicate" if score >= t else None), (n, m, lcs, t)
+
+
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.9])
 def test_deduper_indexed_search_equals_comparing_against_every_kept_text(threshold):
     """The probe of the rarest occurrences must never miss a near-duplicate that a full scan finds."""
