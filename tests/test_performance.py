@@ -81,3 +81,21 @@ def test_bench_harness_runs_a_child_and_the_plain_client_replays_its_requests(tm
     eff = efficiency(ours["samples"], ours["wall_s"], 8, log[: len(log) // 2])
     assert eff["calls_per_sample"] == round(ours["usage"]["calls"] / 20, 3)
     assert shared_prefixes([["a", "b", "c"], ["a", "b", "d"], ["x"]]) == [2, 2, 0]
+
+
+def test_dedup_bench_data_gives_brute_force_answers():
+    """bench/dedup.py's Zipf instructions with edits: the indexed dedup answers as brute force does (and the
+    benchmark's own pieces keep working)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from dedup import brute, instructions
+
+    from refed_dspy.text import Deduper
+
+    items = instructions(400, 14, 2000, edits=0.3)
+    d = Deduper(0.7)
+    got = [d.offer(it) for it in items]
+    assert got == brute(items, 0.7)
+    assert got.count("near_duplicate") > 40
