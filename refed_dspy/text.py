@@ -57,7 +57,7 @@ class Deduper:
     and counts, in C, how many of them each kept instruction has (its hits h). The need-1 occurrences
     not probed can add at most need-1 more, so x survives only if h + need - 1 >= t(n+m)/2; on Zipf
     text this leaves about one kept instruction in a thousand of those hit for the exact checks. The
-    probed posting lists still grow with the pool, so a check stays linear in it, at about 0.05 us
+    probed posting lists still grow with the pool, so a check stays linear in it, at about 0.15 us
     per posting (bench/dedup.py). The result is exactly that of comparing against every kept one.
     """
 
