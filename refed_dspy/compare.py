@@ -131,14 +131,14 @@ async def acompare(config: Config, methods: list[str], *, teacher=None, referenc
                    show_progress: bool = False, judge: bool = False, judge_lm=None) -> dict[str, Any]:
     """Run (or resume) each method in turn into `<run.dir>/<method>/`; with `judge`, judge each run too (the
     judge LM of config.judge). Returns {rows, json, markdown, ...}."""
-    from refed_dspy.lm import build_lm
+    from refed_dspy.judging import build_judge
     from refed_dspy.seeds import read_references
-    from refed_dspy.synthesis import arun_synthesis
+    from refed_dspy.synthesis import arun_synthesis, build_teacher
 
     if teacher is None:
-        teacher = build_lm(config.teacher, "teacher", num_retries=0)  # the runner retries
+        teacher = build_teacher(config)
     if judge and judge_lm is None:
-        judge_lm = build_lm(config.judge, "judge")
+        judge_lm = build_judge(config)
     if references is None:
         references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
     rows = []

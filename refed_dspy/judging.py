@@ -18,6 +18,7 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.adapter import RefedChatAdapter
 from refed_dspy.config import Config, config_from_dict
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
 from refed_dspy.failures import Failure, classify
@@ -51,6 +52,11 @@ def run_config(rundir: RunDir) -> Config:
         raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
 
 
+def build_judge(config: Config) -> dspy.LM:
+    """The judge LM, with a connection pool as wide as `judging.concurrency`."""
+    return build_lm(config.judge, "judge", max_connections=config.judging.concurrency)
+
+
 class JudgeRun:
     """Judges every sample of one run dir once. Use `judge_run`."""
 
@@ -61,6 +67,7 @@ class JudgeRun:
         self.cfg = config.judging
         self.rundir = rundir
         self.lm = judge_lm
+        self.adapter = RefedChatAdapter()
         self.price = price_of(config.judge)
         self.pointwise = PointwiseJudge(self.cfg.criteria) if self.cfg.pointwise else None
         self.pairwise = PairwiseJudge() if self.cfg.pairwise else None
@@ -118,7 +125,7 @@ class JudgeRun:
     # ---- one sample -------------------------------------------------------------------------------
     async def _judge(self, sample: dict[str, Any]):
         instruction, sample_id = sample["instruction"], sample["meta"]["id"]
-        with collect_calls() as calls, dspy.context(lm=self.lm):
+        with collect_calls() as calls, dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
             try:
                 out: dict[str, Any] = {"sample_id": sample_id}
                 parts = []
@@ -267,7 +274,7 @@ async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge
         raise ConfigError(f"judging.max_cost_usd needs a price for '{config.judge.model}': set judge.input_usd_per_mtok "
                           "and judge.output_usd_per_mtok")
     if judge_lm is None:
-        judge_lm = build_lm(config.judge, "judge")
+        judge_lm = build_judge(config)
     samples = list(read_jsonl(rundir.samples, repair=False))
     use_run_cache(rundir)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -20,6 +21,11 @@ import dspy
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import ConfigError, MissingKeyError
 from refed_dspy.pricing import Price, resolve_price
+
+log = logging.getLogger(__name__)
+# dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
+# cannot give its own wider engine (models DSPy serves through LiteLLM)
+CLIENT_MAX_CONNECTIONS = 100
 
 _PROVIDER_KEYS = {
     "openai": "OPENAI_API_KEY",
@@ -211,9 +217,10 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
     """Build the LM for one role. Reads the key from the environment; never stores it elsewhere.
 
     `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
-    it retries itself, with an adaptive window). `max_connections` (the synthesis runner passes its
+    it retries itself, with an adaptive window). `max_connections` (synthesis and judging pass their
     concurrency) gives the LM its own engine with a pool that wide, where DSPy's native engine serves
-    the model; it also skips DSPy's per-call engine selection.
+    the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
+    is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait.
     """
     key = check_key(spec, role)
     kwargs: dict[str, Any] = dict(spec.extra)
@@ -236,6 +243,9 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
         return lm
     engines = _wide_engines(lm, max_connections)
     if engines is None:
+        if max_connections > CLIENT_MAX_CONNECTIONS:
+            log.warning("%s: %d calls in flight, but DSPy's HTTP client holds at most %d connections for '%s'; "
+                        "the calls beyond that wait in its pool", role, max_connections, CLIENT_MAX_CONNECTIONS, spec.model)
         return lm
     rest = {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "base_url", "timeout", "api_version")}
     return RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries,

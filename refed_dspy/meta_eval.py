@@ -118,12 +118,13 @@ def meta_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def _judge_item(item: dict[str, Any], pointwise, pairwise, lm, sem: asyncio.Semaphore, calls_out: list):
+async def _judge_item(item: dict[str, Any], pointwise, pairwise, lm, sem: asyncio.Semaphore, calls_out: list,
+                      adapter: dspy.Adapter | None = None):
     from refed_dspy.failures import classify
     from refed_dspy.lm import collect_calls
 
     async with sem:
-        with collect_calls() as calls, dspy.context(lm=lm):
+        with collect_calls() as calls, dspy.context(lm=lm, adapter=adapter, trace=None):
             try:
                 if item["kind"] == "pairwise":
                     pred = await pairwise.acall(instruction=item["instruction"], first=item["response_a"], second=item["response_b"])
@@ -144,17 +145,21 @@ async def _judge_item(item: dict[str, Any], pointwise, pairwise, lm, sem: asynci
 
 async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
     """Run the judge of `config` over a labels file; returns {metrics, items, usage, failed}."""
-    from refed_dspy.lm import build_lm, price_of
+    from refed_dspy.judging import build_judge
+    from refed_dspy.lm import price_of
     from refed_dspy.programs import PairwiseJudge, PointwiseJudge
     from refed_dspy.usage import usage_of
 
     items = read_labels(labels_path)
     if judge_lm is None:
-        judge_lm = build_lm(config.judge, "judge")
+        judge_lm = build_judge(config)
     pointwise, pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
     sem = asyncio.Semaphore(max(1, config.judging.concurrency // 2))
     calls: list = []
-    results = await asyncio.gather(*[_judge_item(i, pointwise, pairwise, judge_lm, sem, calls) for i in items])
+    from refed_dspy.adapter import RefedChatAdapter
+
+    adapter = RefedChatAdapter()
+    results = await asyncio.gather(*[_judge_item(i, pointwise, pairwise, judge_lm, sem, calls, adapter) for i in items])
     ok = [r for r in results if "error" not in r]
     failed = [r for r in results if "error" in r]
     if not ok:

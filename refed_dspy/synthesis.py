@@ -18,8 +18,12 @@ from refed_dspy.rundir import RunDir
 from refed_dspy.seeds import read_references
 
 log = logging.getLogger(__name__)
-CLIENT_MAX_CONNECTIONS = 100  # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS) when
-# build_lm cannot give the model its own wider engine (models DSPy serves through LiteLLM)
+
+
+def build_teacher(config: Config) -> dspy.LM:
+    """The teacher LM of a synthesis run: no DSPy retries (the runner retries, with an adaptive window),
+    and a connection pool as wide as the run's concurrency."""
+    return build_lm(config.teacher, "teacher", num_retries=0, max_connections=config.synthesis.concurrency)
 
 
 def use_run_cache(rundir: RunDir) -> None:
@@ -67,11 +71,7 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
         respond, program_id = load_program(config.synthesis.program, method,
                                            config.tracking.mlflow_uri if config.tracking.enabled else None)
     if teacher is None:
-        # the runner retries; the pool is as wide as the run's concurrency
-        teacher = build_lm(config.teacher, "teacher", num_retries=0, max_connections=config.synthesis.concurrency)
-        if config.synthesis.concurrency > CLIENT_MAX_CONNECTIONS and isinstance(teacher._engine_spec, str):
-            log.warning("synthesis.concurrency %d: DSPy's HTTP client holds at most %d connections per LM; "
-                        "the calls beyond that wait in its pool", config.synthesis.concurrency, CLIENT_MAX_CONNECTIONS)
+        teacher = build_teacher(config)
     if references is None:
         references, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
         log.info(report.line())

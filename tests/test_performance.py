@@ -41,6 +41,24 @@ def test_teacher_gets_a_pool_as_wide_as_the_concurrency_and_keeps_the_key_out_of
     assert plain._engine_spec == "auto"
 
 
+def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
+    from refed_dspy import lm as lm_module
+    from refed_dspy.judging import build_judge
+    from refed_dspy.synthesis import build_teacher
+
+    config = load_config(None, ["teacher.api_base='http://127.0.0.1:9/v1'", "teacher.api_key_env=''",
+                                "judge.api_base='http://127.0.0.1:9/v1'", "judge.api_key_env=''",
+                                "synthesis.concurrency=300", "judging.concurrency=200"])
+    assert build_teacher(config)._async_engine_spec.config.max_connections == 300
+    assert build_judge(config)._async_engine_spec.config.max_connections == 200
+    # a model DSPy serves some other way keeps DSPy's engine, and a pool wider than DSPy's is warned about
+    monkeypatch.setattr(lm_module, "_wide_engines", lambda lm, n: None)
+    with caplog.at_level("WARNING", logger="refed_dspy.lm"):
+        judge = build_judge(config)
+    assert judge._engine_spec == "auto"
+    assert "judge: 200 calls in flight" in caplog.text and "at most 100 connections" in caplog.text
+
+
 @pytest.mark.slow
 def test_concurrency_above_100_reaches_the_server(server_factory, tmp_path):
     srv = server_factory(latency_s=0.5)
