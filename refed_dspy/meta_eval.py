@@ -145,6 +145,7 @@ async def _judge_item(item: dict[str, Any], pointwise, pairwise, lm, sem: asynci
 
 async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
     """Run the judge of `config` over a labels file; returns {metrics, items, usage, failed}."""
+    from refed_dspy.adapter import RefedChatAdapter
     from refed_dspy.judging import build_judge
     from refed_dspy.lm import price_of
     from refed_dspy.programs import PairwiseJudge, PointwiseJudge
@@ -156,8 +157,6 @@ async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None =
     pointwise, pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
     sem = asyncio.Semaphore(max(1, config.judging.concurrency // 2))
     calls: list = []
-    from refed_dspy.adapter import RefedChatAdapter
-
     adapter = RefedChatAdapter()
     results = await asyncio.gather(*[_judge_item(i, pointwise, pairwise, judge_lm, sem, calls, adapter) for i in items])
     ok = [r for r in results if "error" not in r]
