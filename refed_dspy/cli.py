@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "on one side.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", "-f", required=True, choices=["messages", "sharegpt", "alpaca", "parquet", "hf", "hub"])
-    p.add_argument("--out", "-o", metavar="PATH", help="output directory (optional for --format hub)")
+    p.add_argument("--out", "-o", metavar="DIR", help="output directory: it gets train.*, validation.* and README.md "
+                   "(optional for --format hub)")
     p.add_argument("--response", choices=["improved", "draft"], default="improved",
                    help="which response to export (improved falls back to the draft when a method has none)")
     p.add_argument("--system-prompt", metavar="TEXT", help="a system message to put before each pair")

@@ -21,6 +21,7 @@ from refed_dspy.errors import ConfigError
 
 METHODS = ("refed", "sample_feedback", "instruction_feedback", "no_feedback", "reflection")
 SEED_FORMATS = ("auto", "lima", "alpaca", "sharegpt", "openai", "plain")
+JUDGE_TEMPERATURE = 0.0
 _SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)token$)", re.I)
 
 
@@ -184,7 +185,7 @@ class Config(_Section):
     """A whole run's configuration."""
 
     teacher: LMSpec = Field(default_factory=LMSpec, description="The LM that writes instructions, responses and feedback.")
-    judge: LMSpec = Field(default_factory=lambda: LMSpec(temperature=0.0), description="The LM that scores samples; never the teacher object.")
+    judge: LMSpec = Field(default_factory=lambda: LMSpec(temperature=JUDGE_TEMPERATURE), description="The LM that scores samples; never the teacher object. Its temperature defaults to 0.")
     seeds: SeedsConfig = Field(default_factory=SeedsConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     run: RunConfig = Field(default_factory=RunConfig)
@@ -193,6 +194,14 @@ class Config(_Section):
     filters: list[FilterSpec] = Field(default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables).")
     report: ReportConfig = Field(default_factory=ReportConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _judge_temperature(cls, value: Any) -> Any:
+        # a [judge] table that leaves temperature out means the judge's default (0), not the teacher's (1)
+        if isinstance(value, dict) and "temperature" not in value:
+            return {**value, "temperature": JUDGE_TEMPERATURE}
+        return value
 
 
 # Fields that change what a run produces. Resuming a run dir with other values here is refused.
@@ -339,8 +348,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def _drop_none(obj: Any) -> Any:
+    """TOML has no null: drop None values, in tables and in arrays of tables alike."""
     if isinstance(obj, dict):
         return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj if v is not None]
     return obj
 
 

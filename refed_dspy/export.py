@@ -88,6 +88,20 @@ def dataset_card(splits: dict[str, list[dict]], fmt: str, which: str, system: st
     return "\n".join(header + lines)
 
 
+# names that say "a file": --out is the directory that will hold train.*, validation.* and README.md
+_FILE_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".txt", ".arrow", ".md", ".gz", ".zip"}
+
+
+def check_out_is_dir(out: Path) -> None:
+    """Refuse an --out that names a file (`--out data.jsonl` would make a directory called data.jsonl)."""
+    if out.is_file():
+        raise ConfigError(f"--out {out} is a file; --out is the directory that will hold train/validation files "
+                          "and README.md")
+    if not out.is_dir() and out.suffix.lower() in _FILE_SUFFIXES:
+        raise ConfigError(f"--out {out} looks like a file name; --out is the directory that will hold train/validation "
+                          f"files and README.md (e.g. --out {out.with_suffix('')})")
+
+
 def _prepare_out(out: Path, overwrite: bool) -> None:
     taken = any(out.iterdir()) if out.is_dir() else out.exists()
     if taken:
@@ -131,7 +145,9 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None, *, 
         if not token:
             raise MissingKeyError(f"pushing to the hub needs a token in ${HF_TOKEN_ENV}")
     elif out is None:
-        raise ConfigError(f"--format {fmt} needs --out PATH")
+        raise ConfigError(f"--format {fmt} needs --out DIR")
+    if out is not None:
+        check_out_is_dir(Path(out))
     samples = list(read_jsonl(rundir.samples))
     if not samples:
         raise RunDirError(f"{rundir.samples} is empty; nothing to export")

@@ -99,3 +99,28 @@ def test_config_show_cli(tmp_path, capsys):
     assert main(["config", "show", "--set", "synthesis.bogus=1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown key 'bogus'" in err
+
+
+def test_filters_tables_roundtrip_through_toml(tmp_path):
+    """[[filters]] tables (as the README shows them) have None fields; the run's config.toml must still write."""
+    import tomllib
+
+    path = tmp_path / "run.toml"
+    path.write_text('[[filters]]\nname = "judge_prefers_improved"\n[[filters]]\nname = "rouge_diversity"\nthreshold = 0.7\n')
+    cfg = load_config(path)
+    text = to_toml(cfg)
+    assert "rouge_diversity" in text and "null" not in text
+    assert config_from_dict(tomllib.loads(text)) == cfg
+
+
+@pytest.mark.parametrize("toml_text, expected", [
+    ("", 0.0),
+    ('[judge]\nmodel = "openai/gpt-4o"\n', 0.0),
+    ('[judge]\nmodel = "openai/gpt-4o"\ntemperature = 0.3\n', 0.3),
+    ('[teacher]\ntemperature = 0.9\n', 0.0),
+])
+def test_judge_temperature_defaults_to_zero(tmp_path, toml_text, expected):
+    path = tmp_path / "c.toml"
+    path.write_text(toml_text)
+    assert load_config(path).judge.temperature == expected
+    assert load_config(None, ["judge.model='openai/gpt-4o'"]).judge.temperature == 0.0

@@ -142,11 +142,13 @@ def test_cli_export_and_bad_input(run, tmp_path, monkeypatch):
     assert "exported" in out and (tmp_path / "m" / "validation.jsonl").exists()
     for args, msg in ((["--format", "hub", "--repo-id", "me/x"], "HF_TOKEN"),
                       (["--format", "messages"], "needs --out"),
+                      (["--format", "messages", "--out", str(tmp_path / "data.jsonl")], "looks like a file name"),
                       (["--format", "messages", "--out", str(tmp_path / "m")], "already exists"),
                       (["--format", "alpaca", "--out", str(tmp_path / "q"), "--val-fraction", "1.5"], "val-fraction")):
         p = refed("export", str(run), *args)
         _, err = p.communicate(timeout=120)
         assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "data.jsonl").exists()
 
 
 def test_export_logs_input_datasets_to_mlflow(run, tmp_path):
