@@ -18,7 +18,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.adapter import RefedChatAdapter
+from refed_dspy.adapters import RefedChatAdapter
 from refed_dspy.config import Config, config_from_dict
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
 from refed_dspy.failures import Failure, classify

@@ -145,7 +145,7 @@ async def _judge_item(item: dict[str, Any], pointwise, pairwise, lm, sem: asynci
 
 async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
     """Run the judge of `config` over a labels file; returns {metrics, items, usage, failed}."""
-    from refed_dspy.adapter import RefedChatAdapter
+    from refed_dspy.adapters import RefedChatAdapter
     from refed_dspy.judging import build_judge
     from refed_dspy.lm import price_of
     from refed_dspy.programs import PairwiseJudge, PointwiseJudge

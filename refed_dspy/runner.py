@@ -32,7 +32,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.adapter import RefedChatAdapter
+from refed_dspy.adapters import RefedChatAdapter
 from refed_dspy.config import Config, config_hash
 from refed_dspy.errors import RunAborted
 from refed_dspy.failures import Failure, classify

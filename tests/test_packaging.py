@@ -18,7 +18,7 @@ def test_wheel_layout(tmp_path):
     tops = {n.split("/")[0] for n in code}
     assert tops == {"refed_dspy"}, tops
     for expected in ("refed_dspy/signatures/improve_response.py", "refed_dspy/programs/respond_and_improve.py",
-                     "refed_dspy/optimizers/__init__.py", "refed_dspy/data/seeds.jsonl", "refed_dspy/cli.py"):
+                     "refed_dspy/optimizers/__init__.py", "refed_dspy/adapters/chat.py", "refed_dspy/data/seeds.jsonl", "refed_dspy/cli.py"):
         assert expected in names
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "refed = refed_dspy.cli:main" in zipfile.ZipFile(wheel).read(meta).decode()

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_overrides
 from loopback_server import read_log
 
-from refed_dspy.adapter import RefedChatAdapter
+from refed_dspy.adapters import RefedChatAdapter
 from refed_dspy.config import LMSpec, load_config
 from refed_dspy.lm import build_lm
 from refed_dspy.signatures import GenerateResponse, ImproveResponse
