@@ -23,21 +23,23 @@ class OptimizationStopped(RunAborted):
 
 
 def evaluate_detailed(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM,
-                      num_threads: int = 1) -> tuple[float, list[tuple[dspy.Example, Any, float]]]:
+                      num_threads: int = 1, adapter: dspy.Adapter | None = None
+                      ) -> tuple[float, list[tuple[dspy.Example, Any, float]]]:
     """Mean metric value over `devset` (0.0 when empty) and the (example, prediction, score) rows."""
     if not devset:
         return 0.0, []
     evaluator = dspy.Evaluate(devset=devset, metric=metric, num_threads=num_threads, display_progress=False,
                               max_errors=len(devset) + 1, provide_traceback=False)
-    with dspy.context(lm=lm):
+    with dspy.context(lm=lm, adapter=adapter):
         result = evaluator(program)
     rows = [(ex, pred, float(score or 0.0)) for ex, pred, score in result.results]
     return round(sum(s for _, _, s in rows) / len(devset), 4), rows
 
 
-def evaluate(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM, num_threads: int = 1) -> float:
+def evaluate(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM, num_threads: int = 1,
+             adapter: dspy.Adapter | None = None) -> float:
     """Mean metric value of `program` (run on `lm`) over `devset` (0.0 for an empty set)."""
-    return evaluate_detailed(program, devset, metric, lm, num_threads)[0]
+    return evaluate_detailed(program, devset, metric, lm, num_threads, adapter)[0]
 
 
 def step_scores(compiled: dspy.Module, optimizer: str) -> list[float]:
@@ -88,12 +90,13 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
              lm: dspy.LM, optimizer: str = "bootstrap", auto: str | None = "light", max_demos: int = 2,
              num_candidates: int = 4, num_trials: int | None = None, max_metric_calls: int | None = None,
              max_steps: int = 4, bsize: int = 8, num_threads: int = 1, seed: int = 0,
-             proposer_lm: dspy.LM | None = None, budget: CallBudget | None = None) -> dict[str, Any]:
-    """Compile `program` on `lm` against `metric`.
+             proposer_lm: dspy.LM | None = None, budget: CallBudget | None = None,
+             adapter: dspy.Adapter | None = None) -> dict[str, Any]:
+    """Compile `program` on `lm` (with `adapter`, the teacher's) against `metric`.
 
-    Returns {program, optimizer, score_before, score_after, steps, before_rows, after_rows}.
+    Returns {program, optimizer, score_before, score_after, steps, before_rows, after_rows, metric_failures}.
     `proposer_lm` writes instructions (MIPROv2, GEPA, SIMBA); it defaults to `lm`. When `budget`
-    (attached to the LMs) refuses a call, raises OptimizationStopped.
+    (attached to the LMs) refuses a call, or when every judging so far failed, raises OptimizationStopped.
     """
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
@@ -110,11 +113,17 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
         if budget is not None and budget.tripped:
             raise OptimizationStopped(f"optimization stopped {when}: {budget.tripped}; no program was saved "
                                       "(raise optimize.max_calls / max_cost_usd, or shrink the optimizer's settings)")
+        failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
+        if failures and failures["calls"] and failures["failed"] == failures["calls"]:
+            raise OptimizationStopped(
+                f"optimization stopped {when}: every judging failed ({failures['failed']} of {failures['calls']}: "
+                f"{', '.join(f'{n} {r}' for r, n in failures['by_reason'].items())}), the last: {failures['last']}; "
+                "no program was saved (check the judge: judge.model, judge.adapter, judge.max_tokens)")
 
-    before, before_rows = evaluate_detailed(program, valset, metric, lm, num_threads)
+    before, before_rows = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
     check_budget("while scoring the program before optimization")
     student = program.deepcopy()
-    with dspy.context(lm=lm):
+    with dspy.context(lm=lm, adapter=adapter):
         try:
             if optimizer == "bootstrap":
                 compiled = tp.compile(student, trainset=trainset)
@@ -133,7 +142,9 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
                 check_budget("while compiling")
             raise
     check_budget("while compiling")
-    after, after_rows = evaluate_detailed(compiled, valset, metric, lm, num_threads)
+    after, after_rows = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
     check_budget("while scoring the compiled program")
+    failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
     return {"program": compiled, "optimizer": optimizer, "score_before": before, "score_after": after,
-            "steps": step_scores(compiled, optimizer), "before_rows": before_rows, "after_rows": after_rows}
+            "steps": step_scores(compiled, optimizer), "before_rows": before_rows, "after_rows": after_rows,
+            "metric_failures": failures}

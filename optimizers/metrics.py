@@ -1,41 +1,56 @@
 """The optimization metric: the judge scores what the per-instruction program produced.
 
-The judge runs on its own LM (never the LM being optimized). The value is
+The judge runs on its own LM (never the LM being optimized) with its own adapter. The value is
 (1 - win_weight) * normalized pointwise score (1-10 -> 0-1) + win_weight * improvement win
 (improved beats draft in both orders: 1, tie: 0.5, loses: 0; 0.5 when there is no improvement step).
+A judge call that fails (an output that breaks its contract after repairs, an API error) scores the
+example 0 and is counted; the optimization goes on. A refused call (the budget) is not a failure:
+it stops the optimization.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from typing import Any
 
 import dspy
 
+from refed_dspy.budget import BudgetExceeded
+from refed_dspy.failures import classify
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 
 _WIN = {"first": 1.0, "tie": 0.5, "second": 0.0}
 
 
 class JudgeMetric:
-    """A DSPy metric: `metric(gold, pred, trace=None)` -> float in [0, 1], or a bool (>= threshold) when tracing."""
+    """A DSPy metric: `metric(gold, pred, trace=None)` -> float in [0, 1], or a bool (>= threshold) when tracing.
 
-    def __init__(self, judge_lm: dspy.LM, criteria: list[str], threshold: float = 0.7, win_weight: float = 0.3):
+    `calls` counts the examples scored, `failures` those whose judging failed (scored 0), by reason.
+    """
+
+    def __init__(self, judge_lm: dspy.LM, criteria: list[str], threshold: float = 0.7, win_weight: float = 0.3,
+                 adapter: dspy.Adapter | None = None):
         if not 0 <= win_weight <= 1:
             raise ValueError("win_weight must be in [0, 1]")
         self.lm = judge_lm
+        self.adapter = adapter
         self.pointwise = PointwiseJudge(criteria)
         self.pairwise = PairwiseJudge()
         self.threshold = threshold
         self.win_weight = win_weight
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.failures: Counter = Counter()
+        self.last_failure: str | None = None
 
-    def judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
-        """Score parts and rationale of one prediction."""
+    def _judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
         improved = (pred.get("improved_response") or "").strip()
         draft = (pred.get("response") or "").strip()
         final = improved or draft
         if not final:
             return {"score": 0.0, "pointwise": 0.0, "win": 0.0, "rationale": "the program produced no response"}
-        with dspy.context(lm=self.lm):
+        with dspy.context(lm=self.lm, adapter=self.adapter):
             point = self.pointwise(instruction=gold.instruction, response=final)
             win, why = 0.5, ""
             if improved and draft:
@@ -47,6 +62,30 @@ class JudgeMetric:
         return {"score": round(score, 4), "pointwise": round(normalized, 4), "win": win,
                 "rationale": f"Scores {point.scores}. {point.rationale}{why}"}
 
+    def judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
+        """Score parts and rationale of one prediction; a failed judging scores 0 and says why."""
+        try:
+            result = self._judge(gold, pred)
+        except BudgetExceeded:
+            raise
+        except Exception as err:  # noqa: BLE001 - a judge failure scores 0 and is counted
+            failure = classify(err)
+            with self._lock:
+                self.calls += 1
+                self.failures[failure.reason] += 1
+                self.last_failure = failure.detail
+            return {"score": 0.0, "pointwise": 0.0, "win": 0.0, "failed": failure.reason,
+                    "rationale": f"The judge could not score this example ({failure.reason}: {failure.detail})."}
+        with self._lock:
+            self.calls += 1
+        return result
+
+    def failure_summary(self) -> dict[str, Any]:
+        """Examples scored, judge failures by reason, and the last failure's detail."""
+        with self._lock:
+            return {"calls": self.calls, "failed": sum(self.failures.values()), "by_reason": dict(self.failures),
+                    "last": self.last_failure}
+
     def __call__(self, gold: dspy.Example, pred: dspy.Prediction, trace=None) -> float | bool:
         score = self.judge(gold, pred)["score"]
         return score >= self.threshold if trace is not None else score
@@ -57,9 +96,9 @@ class GEPAJudgeMetric(JudgeMetric):
 
     @classmethod
     def like(cls, metric: JudgeMetric) -> GEPAJudgeMetric:
-        """The GEPA form of `metric` (same judge LM, rubric, threshold and weight)."""
+        """The GEPA form of `metric` (same judge LM, adapter, rubric, threshold, weight and failure counts)."""
         new = cls.__new__(cls)
-        new.__dict__.update(metric.__dict__)
+        new.__dict__ = metric.__dict__  # shared: failures counted through either form add up
         return new
 
     def __call__(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> dspy.Prediction:  # type: ignore[override]

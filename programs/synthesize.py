@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import dspy
 
 from refed_dspy.lm import stage
 from refed_dspy.signatures import SynthesizeInstructions
+from refed_dspy.signatures.bounds import exactly
+from refed_dspy.signatures.synthesize_instructions import Instruction
+
+
+@functools.lru_cache(maxsize=256)
+def asking_for(signature: type[dspy.Signature], n: int) -> type[dspy.Signature]:
+    """`signature` (as it is now: optimizers rewrite its instructions) with `new_instructions` bound to exactly n
+    items, so the schema a provider sees and the parse check both hold the count."""
+    return signature.with_updated_fields("new_instructions", type_=exactly(n, Instruction))
 
 
 def clean_instructions(items: list[str], n: int) -> list[str]:
@@ -34,12 +45,14 @@ class InstructionSynthesizer(dspy.Module):
                        rollout_id: int | None = None) -> dspy.Prediction:
         config = {"rollout_id": rollout_id} if rollout_id else {}
         with stage("synthesize"):
-            pred = await self.synthesize.acall(**self._args(reference_instruction, feature_name, feature_description, n), config=config)
+            pred = await self.synthesize.acall(**self._args(reference_instruction, feature_name, feature_description, n),
+                                               signature=asking_for(self.synthesize.signature, n), config=config)
         return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))
 
     def forward(self, reference_instruction: str, feature_name: str, feature_description: str, n: int,
                 rollout_id: int | None = None) -> dspy.Prediction:
         config = {"rollout_id": rollout_id} if rollout_id else {}
         with stage("synthesize"):
-            pred = self.synthesize(**self._args(reference_instruction, feature_name, feature_description, n), config=config)
+            pred = self.synthesize(**self._args(reference_instruction, feature_name, feature_description, n),
+                                   signature=asking_for(self.synthesize.signature, n), config=config)
         return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))

@@ -107,9 +107,13 @@ def _cmd_filter(args: argparse.Namespace) -> int:
 
     config = _config_for_run(args, args.run_dir)
     specs = [parse_filter(t) for t in args.apply] if args.apply else list(config.filters)
-    s = filter_run(args.run_dir, args.out, specs, overwrite=args.overwrite)
+    s = filter_run(args.run_dir, args.out, specs, overwrite=args.overwrite, unjudged=args.unjudged)
     for step in s["steps"]:
         print(f"  {step['step']}. {step['filter']:<24} {step['in']:>7} in  {step['kept']:>7} kept  {step['removed']:>7} removed")
+    if s["unjudged"]["samples"]:
+        u = s["unjudged"]
+        print(f"  {u['samples']} samples had no judgment ({u['why']}): {'kept' if u['policy'] == 'keep' else 'dropped'} "
+              "by the judge-based filters")
     print(f"kept {s['kept']} of {s['input']} samples -> {s['out']} (removed ones in its rejects.jsonl)")
     return 0
 
@@ -170,6 +174,10 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
           f"({result.n_train} train / {result.n_val} val examples, {len(result.steps)} steps)")
     print(f"LM calls {usage['calls']} (" + ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
           + f"), cost ${usage['cost_usd']:.4f}")
+    failures = result.extra.get("metric_failures") or {}
+    if failures.get("failed"):
+        print(f"judge failures: {failures['failed']} of {failures['calls']} judgings scored 0 ("
+              + ", ".join(f"{n} {r}" for r, n in failures["by_reason"].items()) + f"); the last: {failures['last']}")
     print(f"wrote {result.program_path} (use it: refed synthesize --program {result.program_path})")
     if result.model_uri:
         print(f"MLflow run {result.mlflow_run_id}, model {result.model_uri}")
@@ -231,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apply", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
                    help="a filter step instead of the config's, e.g. rouge_diversity:threshold=0.7 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
+    p.add_argument("--unjudged", choices=["keep", "drop"], help="what judge-based filters do with samples that have "
+                   "no judgment (required when there are any: a filter never drops them silently)")
     p.set_defaults(func=_cmd_filter)
 
     p = sub.add_parser("report", help="write RUN_DIR/report.html and print a text summary",

@@ -22,6 +22,8 @@ from refed_dspy.errors import ConfigError
 METHODS = ("refed", "sample_feedback", "instruction_feedback", "no_feedback", "reflection")
 SEED_FORMATS = ("auto", "lima", "alpaca", "sharegpt", "openai", "plain")
 JUDGE_TEMPERATURE = 0.0
+ADAPTERS = ("auto", "chat", "json", "json_schema")
+SCHEMA_DIALECTS = ("auto", "full", "openai", "anthropic", "gemini", "minimal")
 _SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)token$)", re.I)
 
 
@@ -43,6 +45,9 @@ class LMSpec(_Section):
     input_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M uncached prompt tokens in USD. Unset: the built-in table for common models.")
     cached_input_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M cached prompt tokens in USD. Unset: the built-in table, else the input price.")
     output_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M completion tokens in USD. Unset: the built-in table.")
+    adapter: Literal[ADAPTERS] = Field("auto", description="How outputs are asked for and read: chat (DSPy's [[ ## field ## ]] markers), json (a JSON object), json_schema (the signature's JSON schema as response_format, enforced by the provider), auto (json_schema where the provider enforces schemas, else chat; the summary says which).")
+    schema_dialect: Literal[SCHEMA_DIALECTS] = Field("auto", description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.")
+    max_repairs: int = Field(1, ge=0, le=5, description="Times an output that does not parse or breaks its contract is asked again, with the error shown, before it is rejected.")
     extra: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments passed to dspy.LM (provider-specific). Never put a key here.")
 
     @field_validator("extra")
@@ -73,7 +78,7 @@ class SynthesisConfig(_Section):
     dedup_rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="Drop a new instruction whose ROUGE-L F1 against a kept one is at least this (Self-Instruct uses 0.7).")
     max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before the run's estimated cost would exceed this.")
     max_calls: int | None = Field(None, gt=0, description="Stop cleanly before the run's LM calls would exceed this.")
-    max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many API errors in a row (the rest of the run is resumable).")
+    max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many failed items in a row: API errors after retries, or outputs rejected as truncated, unparseable or refused (the rest of the run is resumable).")
     seed: int = Field(0, description="Seed for every random choice the run makes.")
     reflection: Literal["instruction", "response", "both"] = Field("both", description="For method 'reflection': which Reflection-Tuning steps recycle each seed pair (instruction, response, or both).")
     program: str | None = Field(None, description="A compiled per-instruction program to respond and improve with: a program.json written by `refed optimize`, or an MLflow model URI (models:/..., runs:/...). Unset: the built-in prompts.")
@@ -93,7 +98,7 @@ class JudgingConfig(_Section):
     concurrency: int = Field(32, gt=0, le=4096, description="Judge calls kept in flight.")
     max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this cost.")
     max_calls: int | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this many LM calls.")
-    max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many API errors in a row (resumable).")
+    max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many failed judgments in a row: API errors after retries, or judge outputs that break their contract (resumable).")
 
     @field_validator("criteria")
     @classmethod
@@ -169,7 +174,8 @@ class RunConfig(_Section):
     """Where the run lives on disk."""
 
     dir: str = Field("runs/quickstart", description="Run directory: records, journal, cache and summary. Re-running the same command resumes it.")
-    progress: bool = Field(True, description="Show a progress bar on a terminal.")
+    progress: bool = Field(True, description="Show progress on stderr: a bar on a terminal, else a status line every progress_every_s seconds.")
+    progress_every_s: float = Field(30.0, gt=0, description="Seconds between progress lines when stderr is not a terminal (logs, CI).")
 
 
 class TrackingConfig(_Section):
@@ -206,7 +212,7 @@ class Config(_Section):
 
 # Fields that change what a run produces. Resuming a run dir with other values here is refused.
 _OUTPUT_FIELDS = {
-    "teacher": ("model", "api_base", "temperature", "max_tokens"),
+    "teacher": ("model", "api_base", "temperature", "max_tokens", "adapter", "schema_dialect"),
     "seeds": ("source", "format", "split", "limit"),
     "synthesis": ("method", "instructions_per_feature", "dedup_rouge_threshold", "seed", "reflection", "program"),
 }

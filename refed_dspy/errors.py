@@ -23,6 +23,12 @@ class RunDirError(RefedError):
     """The run directory cannot be used (other config, unwritable, corrupt)."""
 
 
+class FinishedShort(RefedError):
+    """A command finished without the result it was asked for (the LM's outputs were unusable, a budget ran out)."""
+
+    exit_code = 1
+
+
 class RunAborted(RefedError):
     """The run stopped before finishing (too many consecutive failures, auth error, disk error).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dspy.utils.exceptions import (
     AdapterParseError,
@@ -18,14 +19,18 @@ from dspy.utils.exceptions import (
 )
 from pydantic import ValidationError
 
-from refed_dspy.lm import OutputRefused, OutputTruncated
+from refed_dspy.adapters import describe_parse_error
+from refed_dspy.lm import LMOutputError, OutputRefused, OutputTruncated
+
+RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
 
 
 @dataclass(frozen=True)
 class Failure:
     """How an item failed. `final` rejects are not retried on resume; `fatal` ones stop the run;
     `retryable` ones (429, 5xx, timeouts, connection errors) the runner retries after `retry_after`
-    seconds when given (the provider's Retry-After), else with backoff."""
+    seconds when given (the provider's Retry-After), else with backoff. `raw` is the start of what the
+    LM returned, when it returned something unusable."""
 
     reason: str
     detail: str
@@ -33,6 +38,14 @@ class Failure:
     fatal: bool = False
     retryable: bool = False
     retry_after: float | None = None
+    raw: str | None = None
+
+    def record_fields(self) -> dict[str, Any]:
+        """The fields a reject record keeps of this failure."""
+        out: dict[str, Any] = {"reason": self.reason, "detail": self.detail, "final": self.final}
+        if self.raw is not None:
+            out["raw"] = self.raw
+        return out
 
 
 def _first_line(err: BaseException, limit: int = 300) -> str:
@@ -48,15 +61,23 @@ def _retry_after(err: BaseException) -> float | None:
         return None
 
 
+def _raw(text: Any) -> str | None:
+    if text is None:
+        return None
+    return (text if isinstance(text, str) else str(text))[:RAW_CHARS]
+
+
 def classify(err: BaseException) -> Failure:
     """Map an exception raised while processing one item to a Failure."""
     detail = _first_line(err)
     if isinstance(err, OutputTruncated):
-        return Failure("truncated", detail)
+        return Failure("truncated", detail, raw=_raw(err.raw))
     if isinstance(err, OutputRefused):
-        return Failure("refused", detail)
+        return Failure("refused", detail, raw=_raw(err.raw))
+    if isinstance(err, LMOutputError):
+        return Failure("invalid_output", detail, raw=_raw(err.raw))
     if isinstance(err, AdapterParseError):
-        return Failure("unparseable", detail)
+        return Failure("unparseable", describe_parse_error(err)[:500], raw=_raw(err.lm_response))
     if isinstance(err, ContextWindowExceededError):
         return Failure("context_window", detail)
     if isinstance(err, (LMAuthError, LMNotConfiguredError)):
@@ -77,3 +98,43 @@ def classify(err: BaseException) -> Failure:
     if isinstance(err, (ValidationError, ValueError)):
         return Failure("invalid_output", detail)
     return Failure("internal_error", f"{type(err).__name__}: {detail}", final=False)
+
+
+# what to try when a run keeps failing for one reason
+_HINTS = {
+    "truncated": "raise {role}.max_tokens, or ask for shorter outputs",
+    "unparseable": "try {role}.adapter = \"json_schema\" (a server that enforces schemas), more {role}.max_repairs, "
+                   "or a stronger model",
+    "invalid_output": "try a stronger model",
+    "refused": "the provider refuses this content; check the seeds",
+    "content_filter": "the provider filters this content; check the seeds",
+    "context_window": "the prompts do not fit the model's context: use a model with a longer context or shorter seeds",
+}
+
+
+class FailureStreak:
+    """Consecutive failed items, of any kind (API errors after retries, and final rejects of the LM's output
+    alike); a success resets it. At `limit` in a row, or at once for a fatal failure, `note` returns the
+    Failure that aborts the run (resumable): its detail names the count, the last reason and what to try."""
+
+    def __init__(self, limit: int, what: str = "LM", role: str = "teacher"):
+        self.limit, self.what, self.role = limit, what, role
+        self.count = 0
+        self.reasons: dict[str, int] = {}
+
+    def note(self, failure: Failure | None) -> Failure | None:
+        """Count one finished item (None: it succeeded); the abort Failure when the run must stop."""
+        if failure is None:
+            self.count, self.reasons = 0, {}
+            return None
+        if failure.fatal:
+            return failure
+        self.count += 1
+        self.reasons[failure.reason] = self.reasons.get(failure.reason, 0) + 1
+        if self.count < self.limit:
+            return None
+        kinds = ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
+        hint = _HINTS.get(failure.reason, "")
+        hint = f"; {hint.format(role=self.role)}" if hint else ""
+        return Failure("too_many_failures", f"{self.count} consecutive {self.what} failures ({kinds}), the last: "
+                       f"{failure.detail}{hint}", final=False, fatal=True)

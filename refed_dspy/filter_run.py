@@ -14,14 +14,36 @@ from typing import Any
 
 from refed_dspy.config import FilterSpec
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.filters import apply_chain, reject_counts
-from refed_dspy.judging import load_judgments
+from refed_dspy.filters import JUDGE_PARTS, UNJUDGED, apply_chain, reject_counts, unjudged_ids
+from refed_dspy.judging import load_judgments, unjudged_reasons
 from refed_dspy.rundir import RunDir
 from refed_dspy.store import read_jsonl, write_json_atomic, write_jsonl_atomic
 
 
-def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec], overwrite: bool = False) -> dict[str, Any]:
-    """Filter `run_dir`'s samples into `out_dir`; returns the filter summary."""
+def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[FilterSpec], src: RunDir) -> tuple[int, str]:
+    """How many samples a judge-based filter of the chain has no judgment for, and a phrase saying why."""
+    missing: set[str] = set()
+    for spec in specs:
+        if spec.name in JUDGE_PARTS:
+            missing.update(unjudged_ids(samples, judgments, JUDGE_PARTS[spec.name]))
+    if not missing:
+        return 0, ""
+    reasons = unjudged_reasons(set(judgments), list(read_jsonl(src.judge_rejects)))
+    failed = sum(reasons.values())
+    why = (f"{failed} judge failures ({', '.join(f'{n} {r}' for r, n in reasons.most_common())})" if failed
+           else "not judged yet")
+    return len(missing), why
+
+
+def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec], overwrite: bool = False,
+               unjudged: str | None = None) -> dict[str, Any]:
+    """Filter `run_dir`'s samples into `out_dir`; returns the filter summary.
+
+    A judge-based filter never drops a sample silently for want of a judgment: when some samples have none,
+    `unjudged` must say whether such samples are kept or dropped, else ConfigError (nothing is written).
+    """
+    if unjudged is not None and unjudged not in UNJUDGED:
+        raise ConfigError(f"--unjudged must be keep or drop, not '{unjudged}'")
     src, out = RunDir(run_dir), RunDir(out_dir)
     if not src.samples.exists():
         raise RunDirError(f"{src.path} has no samples.jsonl; run `refed synthesize` first")
@@ -31,13 +53,17 @@ def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec]
         raise RunDirError("--out must be a different directory: filtering never modifies its input run")
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
+    samples = list(read_jsonl(src.samples))
+    judgments = load_judgments(src)
+    n_unjudged, why = _unjudged(samples, judgments, specs, src)
+    if n_unjudged and unjudged is None:
+        raise ConfigError(f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters "
+                          f"({why}); finish with `refed judge {src.path}`, or pass --unjudged keep or --unjudged drop")
     try:
         out.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"cannot create {out.path}: {err.strerror or err}") from None
-    samples = list(read_jsonl(src.samples))
-    judgments = load_judgments(src)
-    kept, rejects, steps = apply_chain(specs, samples, judgments)
+    kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
     write_jsonl_atomic(out.samples, kept)
     write_jsonl_atomic(out.rejects, rejects)
     kept_ids = {s["meta"]["id"] for s in kept}
@@ -46,6 +72,7 @@ def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec]
         shutil.copyfile(src.config, out.config)
     summary = {"source_run": str(src.path), "out": str(out.path), "input": len(samples), "kept": len(kept),
                "removed": len(rejects), "removed_by_filter": reject_counts(rejects), "steps": steps,
+               "unjudged": {"samples": n_unjudged, "policy": unjudged if n_unjudged else None, "why": why or None},
                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(out.path / "filter_summary.json", summary)
     return summary

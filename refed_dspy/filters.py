@@ -45,14 +45,26 @@ def text_of(sample: Sample, which: str) -> str:
     return final_response(sample)
 
 
-def judge_prefers_improved(samples: list[Sample], judgments: dict[str, dict[str, Any]]) -> FilterResult:
+# the judge-based filters and the part of a judgment each one reads
+JUDGE_PARTS = {"judge_prefers_improved": "pairwise", "min_score": "pointwise"}
+UNJUDGED = ("keep", "drop")
+
+
+def unjudged_ids(samples: list[Sample], judgments: dict[str, dict[str, Any]], part: str) -> list[str]:
+    """Ids of the samples whose judgment lacks `part` ('pairwise' or 'pointwise'), in input order."""
+    return [_sid(s) for s in samples if (judgments.get(_sid(s)) or {}).get(part) is None]
+
+
+def judge_prefers_improved(samples: list[Sample], judgments: dict[str, dict[str, Any]],
+                           unjudged: str = "drop") -> FilterResult:
     """The paper's LLM-judge filter: keep a sample only when the judge (both orders) prefers its improved response
-    to the draft. A sample with no pairwise judgment is removed, saying so."""
+    to the draft. A sample with no pairwise judgment is removed, saying so (`unjudged="keep"`: kept)."""
     reasons = {}
     for s in samples:
         pair = (judgments.get(_sid(s)) or {}).get("pairwise")
         if pair is None:
-            reasons[_sid(s)] = "no pairwise judgment (run `refed judge` with judging.pairwise = true)"
+            if unjudged == "drop":
+                reasons[_sid(s)] = "no pairwise judgment (run `refed judge` with judging.pairwise = true)"
         elif pair["winner"] != "improved":
             reasons[_sid(s)] = f"judge verdict: {pair['winner']} (verdicts {'/'.join(pair.get('verdicts', []))})"
     return _split(samples, reasons)
@@ -75,13 +87,16 @@ def rouge_diversity(samples: list[Sample], threshold: float, seed: int = 0) -> F
     return _split(samples, reasons)
 
 
-def min_score(samples: list[Sample], judgments: dict[str, dict[str, Any]], threshold: float) -> FilterResult:
-    """Keep samples whose mean pointwise judge score is at least `threshold`."""
+def min_score(samples: list[Sample], judgments: dict[str, dict[str, Any]], threshold: float,
+              unjudged: str = "drop") -> FilterResult:
+    """Keep samples whose mean pointwise judge score is at least `threshold` (and, with `unjudged="keep"`, those
+    with no pointwise judgment)."""
     reasons = {}
     for s in samples:
         point = (judgments.get(_sid(s)) or {}).get("pointwise")
         if point is None:
-            reasons[_sid(s)] = "no pointwise judgment (run `refed judge` with judging.pointwise = true)"
+            if unjudged == "drop":
+                reasons[_sid(s)] = "no pointwise judgment (run `refed judge` with judging.pointwise = true)"
         elif point["overall"] < threshold:
             reasons[_sid(s)] = f"mean judge score {point['overall']} < {threshold}"
     return _split(samples, reasons)
@@ -121,14 +136,15 @@ def random_subset(samples: list[Sample], k: int, seed: int = 0) -> FilterResult:
     return _split(samples, reasons)
 
 
-def apply_filter(spec: FilterSpec, samples: list[Sample], judgments: dict[str, dict[str, Any]]) -> FilterResult:
-    """Run one configured filter."""
+def apply_filter(spec: FilterSpec, samples: list[Sample], judgments: dict[str, dict[str, Any]],
+                 unjudged: str = "drop") -> FilterResult:
+    """Run one configured filter (`unjudged`: what a judge-based filter does with a sample it has no judgment of)."""
     if spec.name == "judge_prefers_improved":
-        return judge_prefers_improved(samples, judgments)
+        return judge_prefers_improved(samples, judgments, unjudged)
     if spec.name == "rouge_diversity":
         return rouge_diversity(samples, spec.threshold, spec.seed)
     if spec.name == "min_score":
-        return min_score(samples, judgments, spec.min_score)
+        return min_score(samples, judgments, spec.min_score, unjudged)
     if spec.name == "length":
         return length(samples, spec.field, spec.min_words, spec.max_words)
     if spec.name == "dedup":
@@ -138,13 +154,14 @@ def apply_filter(spec: FilterSpec, samples: list[Sample], judgments: dict[str, d
     raise ConfigError(f"unknown filter '{spec.name}'")
 
 
-def apply_chain(specs: list[FilterSpec], samples: list[Sample], judgments: dict[str, dict[str, Any]]):
+def apply_chain(specs: list[FilterSpec], samples: list[Sample], judgments: dict[str, dict[str, Any]],
+                unjudged: str = "drop"):
     """Run filters in order, each on what the previous kept. Returns (kept, reject rows, per-step counts)."""
     kept = list(samples)
     rejects: list[dict[str, Any]] = []
     steps = []
     for i, spec in enumerate(specs):
-        result = apply_filter(spec, kept, judgments)
+        result = apply_filter(spec, kept, judgments, unjudged)
         for sample, reason in result.removed:
             rejects.append({"stage": "filter", "filter": spec.name, "step": i, "reason": reason,
                             "item_id": _sid(sample), "reference_id": sample["meta"].get("reference_id"),

@@ -18,18 +18,18 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.adapters import RefedChatAdapter
+from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, config_from_dict
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
-from refed_dspy.failures import Failure, classify
+from refed_dspy.failures import Failure, FailureStreak, classify
 from refed_dspy.gather import gather_settled
 from refed_dspy.lm import build_lm, collect_calls, price_of
+from refed_dspy.progress import Progress
 from refed_dspy.records import final_response
 from refed_dspy.rundir import RunDir
 from refed_dspy.store import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.usage import Totals, usage_of
 
-_WORST_CALLS_PER_JUDGE_CALL = 2  # a JSONAdapter fallback may double a call
 _PRIOR_PROMPT_TOKENS = 1500
 
 
@@ -37,7 +37,18 @@ def judge_fingerprint(config: Config) -> dict[str, Any]:
     """The config values that determine the judgments (changing them makes old judgments stale)."""
     j, g = config.judge, config.judging
     return {"model": j.model, "api_base": j.api_base, "temperature": j.temperature, "max_tokens": j.max_tokens,
+            "adapter": j.adapter, "schema_dialect": j.schema_dialect,
             "criteria": list(g.criteria), "pointwise": g.pointwise, "pairwise": g.pairwise}
+
+
+_DEFAULT_JUDGE_FINGERPRINT = judge_fingerprint(Config())
+
+
+def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`key: old -> new` for the judge settings that differ (a key added after `old` was written, at its default,
+    does not count)."""
+    return [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items()
+            if old.get(k) != v and not (k not in old and v == _DEFAULT_JUDGE_FINGERPRINT.get(k))]
 
 
 def run_config(rundir: RunDir) -> Config:
@@ -67,17 +78,19 @@ class JudgeRun:
         self.cfg = config.judging
         self.rundir = rundir
         self.lm = judge_lm
-        self.adapter = RefedChatAdapter()
+        self.adapter = build_adapter(config.judge)
         self.price = price_of(config.judge)
         self.pointwise = PointwiseJudge(self.cfg.criteria) if self.cfg.pointwise else None
         self.pairwise = PairwiseJudge() if self.cfg.pairwise else None
         if self.pointwise is None and self.pairwise is None:
             raise ConfigError("judging.pointwise and judging.pairwise are both false: nothing to judge")
         self.calls_per_sample = (1 if self.pointwise else 0) + (2 if self.pairwise else 0)
+        self.worst_calls = self.calls_per_sample * (1 + config.judge.max_repairs)
         self.show_progress = show_progress
         self.totals = Totals()
         self.max_call_cost = 0.0
-        self.consecutive = 0
+        self.streak = FailureStreak(self.cfg.max_consecutive_failures, "judge", "judge")
+        self.rejected_now = 0
         self.abort: Failure | None = None
         self.stop_reason: str | None = None
         self.new = 0
@@ -96,7 +109,7 @@ class JudgeRun:
                 old = json.loads(rd.judge_fingerprint.read_text())
             except (OSError, ValueError) as err:
                 raise RunDirError(f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again") from None
-            diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
+            diff = judge_fingerprint_diff(old, new)
             if diff and on_mismatch != "resume":
                 raise RunDirError(f"{rd.path} was judged with a different judge config ({'; '.join(diff)}); "
                                   "use --fresh to judge again from scratch")
@@ -113,7 +126,7 @@ class JudgeRun:
 
     # ---- budget -----------------------------------------------------------------------------------
     def _reserve(self, running: dict) -> tuple[int, float] | None:
-        calls = self.calls_per_sample * _WORST_CALLS_PER_JUDGE_CALL
+        calls = self.worst_calls
         per_call = self.max_call_cost or (self.price.cost(_PRIOR_PROMPT_TOKENS, self.config.judge.max_tokens) if self.price else 0.0)
         cost = calls * per_call
         if self.cfg.max_calls is not None and self.totals.calls + sum(c for c, _ in running.values()) + calls > self.cfg.max_calls:
@@ -157,6 +170,8 @@ class JudgeRun:
         running: dict[asyncio.Task, tuple[int, float]] = {}
         queue = iter(todo)
         status = "complete"
+        progress = Progress(len(samples), len(samples) - len(todo), enabled=self.show_progress, desc="judged",
+                            unit="sample", every_s=self.config.run.progress_every_s, label="judge")
         try:
             while True:
                 while len(running) < max_tasks and self.abort is None and self.stop_reason is None:
@@ -174,6 +189,7 @@ class JudgeRun:
                 for task in done:
                     running.pop(task)
                     self._handle(task.result(), writers)
+                progress.update(progress.initial + self.new, self.totals, self.rejected_now)
                 if self.abort is not None:
                     break
         finally:
@@ -183,12 +199,14 @@ class JudgeRun:
                 await asyncio.gather(*running, return_exceptions=True)
             for w in writers.values():
                 w.close()
+            progress.close()
             if self.abort is not None:
                 status = "aborted"
             elif self.stop_reason:
                 status = self.stop_reason
             summary = judge_summary(self.rundir, samples, self.config, self.totals, status,
-                                    time.monotonic() - self.started, self.new, self.price is not None)
+                                    time.monotonic() - self.started, self.new, self.price is not None,
+                                    self.adapter.choice.as_dict())
             write_json_atomic(self.rundir.judge_summary, summary)
         if self.abort is not None:
             raise RunAborted(f"judging stopped: {self.abort.detail} ({summary['judged']} judged in {self.rundir.path}; "
@@ -207,31 +225,38 @@ class JudgeRun:
                        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             writers["judgments"].append(out)
             self.new += 1
-            self.consecutive = 0
+            self.streak.note(None)
             return
-        writers["rejects"].append({"stage": "judge", "reason": failure.reason, "detail": failure.detail,
-                                   "sample_id": sample_id, "final": failure.final, "usage": usage})
-        if failure.fatal:
-            self.abort = failure
-        elif not failure.final:
-            self.consecutive += 1
-            if self.consecutive >= self.cfg.max_consecutive_failures:
-                self.abort = Failure("too_many_failures", f"{self.consecutive} consecutive judge failures, the last: {failure.detail}")
-        else:
-            self.consecutive = 0
+        writers["rejects"].append({"stage": "judge", **failure.record_fields(), "sample_id": sample_id, "usage": usage})
+        self.rejected_now += 1
+        self.abort = self.abort or self.streak.note(failure)
+
+
+def unjudged_reasons(judged: set[str], reject_rows: list[dict[str, Any]]) -> Counter:
+    """Why the samples without a judgment have none: the reason of each one's last judge reject (pure)."""
+    last = {r.get("sample_id"): r.get("reason", "unknown") for r in reject_rows if r.get("sample_id") not in judged}
+    return Counter(last.values())
 
 
 def judge_summary(rundir: RunDir, samples: list[dict[str, Any]], config: Config, totals: Totals, status: str,
-                  wall: float, new: int, price_known: bool) -> dict[str, Any]:
-    """Figures of all judgments in the run dir (read back from the files)."""
+                  wall: float, new: int, price_known: bool, adapter: dict[str, str] | None = None) -> dict[str, Any]:
+    """Figures of all judgments in the run dir (read back from the files).
+
+    `status` 'complete' becomes 'partial' unless every sample has a judgment; `rejects` counts the samples
+    still without one by the reason of their last failure.
+    """
     rows = list(read_jsonl(rundir.judgments))
     stats = judgment_stats(rows)
-    rejects = Counter(r.get("reason", "unknown") for r in read_jsonl(rundir.judge_rejects))
+    judged = {r["sample_id"] for r in rows}
+    rejects = unjudged_reasons(judged, list(read_jsonl(rundir.judge_rejects)))
+    unjudged = sum(1 for s in samples if s["meta"]["id"] not in judged)
+    if status == "complete" and unjudged:
+        status = "partial"
     usage = totals.as_dict()
     return {"status": status, "run_dir": str(rundir.path), "judge": config.judge.model, "criteria": list(config.judging.criteria),
-            "samples": len(samples), "judged": len(rows), "new": new, **stats, "rejects": dict(rejects),
-            "usage": usage, "cost_usd": usage["cost_usd"] if price_known else None, "wall_s": round(wall, 3),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "adapter": adapter, "samples": len(samples), "judged": len(rows), "unjudged": unjudged, "new": new, **stats,
+            "rejects": dict(rejects), "usage": usage, "cost_usd": usage["cost_usd"] if price_known else None,
+            "wall_s": round(wall, 3), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def judgment_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:

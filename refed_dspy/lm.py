@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -42,11 +43,19 @@ _PROVIDER_KEYS = {
 _KEYLESS = ("ollama", "ollama_chat", "lm_studio", "hosted_vllm")
 
 
-class OutputTruncated(Exception):
+class LMOutputError(Exception):
+    """The provider ended a reply in a way that makes it unusable; `raw` is the text it did return."""
+
+    def __init__(self, message: str, raw: str | None = None):
+        super().__init__(message)
+        self.raw = raw
+
+
+class OutputTruncated(LMOutputError):
     """The provider stopped the reply at max_tokens (finish_reason 'length')."""
 
 
-class OutputRefused(Exception):
+class OutputRefused(LMOutputError):
     """The provider refused or filtered the reply (finish_reason 'content_filter')."""
 
 
@@ -61,13 +70,26 @@ class CallInfo:
     cached_tokens: int = 0
     cache_hit: bool = False
     finish_reason: str | None = None
+    seconds: float = 0.0  # from the request to the parsed-out reply (a cache hit: the cache read)
+    repair: bool = False  # a repair call: the same ask again, with the last reply's error shown
+    parse_error: bool = False  # the reply broke its format or contract (the adapter says so after parsing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass
+class CallTag:
+    """What an adapter knows about the call it is about to make, and the CallInfo the LM made of it."""
+
+    repair: bool = False
+    info: CallInfo | None = None
+
+
 _calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_calls", default=None)
 _stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
+_tag: contextvars.ContextVar[CallTag | None] = contextvars.ContextVar("refed_call_tag", default=None)
+_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("refed_call_started", default=None)
 
 
 @contextlib.contextmanager
@@ -89,6 +111,24 @@ def collect_calls() -> Iterator[list[CallInfo]]:
         yield calls
     finally:
         _calls.reset(token)
+
+
+@contextlib.contextmanager
+def tag_call(repair: bool = False) -> Iterator[CallTag]:
+    """Tag the one LM call made inside this block (an adapter's call); the tag then holds its CallInfo."""
+    tag = CallTag(repair=repair)
+    token = _tag.set(tag)
+    try:
+        yield tag
+    finally:
+        _tag.reset(token)
+
+
+def _first_text(outputs: Any) -> str | None:
+    first = outputs[0] if isinstance(outputs, list) and outputs else None
+    if isinstance(first, dict):
+        first = first.get("text")
+    return first if isinstance(first, str) else None
 
 
 def _finish_reason(response: Any) -> str | None:
@@ -121,22 +161,30 @@ class RefedLM(dspy.LM):
         return self
 
     def __call__(self, *args: Any, **kwargs: Any):
-        if self.budget is None:
-            return super().__call__(*args, **kwargs)
-        self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
+        started = _started.set(time.monotonic())
         try:
-            return super().__call__(*args, **kwargs)
+            if self.budget is None:
+                return super().__call__(*args, **kwargs)
+            self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                self.budget.release()
         finally:
-            self.budget.release()
+            _started.reset(started)
 
     async def acall(self, *args: Any, **kwargs: Any):
-        if self.budget is None:
-            return await super().acall(*args, **kwargs)
-        self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
+        started = _started.set(time.monotonic())
         try:
-            return await super().acall(*args, **kwargs)
+            if self.budget is None:
+                return await super().acall(*args, **kwargs)
+            self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
+            try:
+                return await super().acall(*args, **kwargs)
+            finally:
+                self.budget.release()
         finally:
-            self.budget.release()
+            _started.reset(started)
 
     def update_history(self, entry: dict[str, Any]) -> None:
         usage = entry.get("usage") or {}
@@ -145,6 +193,8 @@ class RefedLM(dspy.LM):
         if isinstance(response, tuple):
             response = response[0] if response else None
         finish = _finish_reason(response)
+        started = _started.get()
+        tag = _tag.get()
         info = CallInfo(
             stage=_stage.get(),
             model=self.model,
@@ -153,7 +203,11 @@ class RefedLM(dspy.LM):
             cached_tokens=int((details or {}).get("cached_tokens") or 0),
             cache_hit=not usage,
             finish_reason=finish,
+            seconds=round(time.monotonic() - started, 4) if started is not None else 0.0,
+            repair=tag is not None and tag.repair,
         )
+        if tag is not None:
+            tag.info = info
         calls = _calls.get()
         if calls is not None:
             calls.append(info)
@@ -161,9 +215,10 @@ class RefedLM(dspy.LM):
             self.budget.record(self.role, self.price, info.prompt_tokens, info.completion_tokens, info.cached_tokens,
                                info.cache_hit)
         if finish == "length":
-            raise OutputTruncated(f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)")
+            raise OutputTruncated(f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)",
+                                  _first_text(entry.get("outputs")))
         if finish == "content_filter":
-            raise OutputRefused("reply stopped by the provider's content filter")
+            raise OutputRefused("reply stopped by the provider's content filter", _first_text(entry.get("outputs")))
 
 
 def api_key_env(spec: LMSpec) -> str | None:

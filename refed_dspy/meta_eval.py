@@ -22,7 +22,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.errors import ConfigError, SeedError
+from refed_dspy.errors import SeedError
 
 PREFERENCES = ("a", "b", "tie")
 
@@ -145,7 +145,8 @@ async def _judge_item(item: dict[str, Any], pointwise, pairwise, lm, sem: asynci
 
 async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
     """Run the judge of `config` over a labels file; returns {metrics, items, usage, failed}."""
-    from refed_dspy.adapters import RefedChatAdapter
+    from refed_dspy.adapters import build_adapter
+    from refed_dspy.errors import FinishedShort
     from refed_dspy.judging import build_judge
     from refed_dspy.lm import price_of
     from refed_dspy.programs import PairwiseJudge, PointwiseJudge
@@ -157,13 +158,15 @@ async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None =
     pointwise, pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
     sem = asyncio.Semaphore(max(1, config.judging.concurrency // 2))
     calls: list = []
-    adapter = RefedChatAdapter()
+    adapter = build_adapter(config.judge)
     results = await asyncio.gather(*[_judge_item(i, pointwise, pairwise, judge_lm, sem, calls, adapter) for i in items])
     ok = [r for r in results if "error" not in r]
     failed = [r for r in results if "error" in r]
     if not ok:
-        raise ConfigError(f"the judge answered none of the {len(items)} label items (first error: {failed[0]['detail']})")
-    return {"labels": str(labels_path), "judge": config.judge.model, "metrics": meta_metrics(ok), "failed": len(failed),
+        raise FinishedShort(f"the judge answered none of the {len(items)} label items (first error: "
+                            f"{failed[0]['error']}: {failed[0]['detail']})")
+    return {"labels": str(labels_path), "judge": config.judge.model, "adapter": adapter.choice.as_dict(),
+            "metrics": meta_metrics(ok), "failed": len(failed),
             "items": results, "usage": usage_of(calls, price_of(config.judge))}
 
 

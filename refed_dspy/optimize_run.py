@@ -21,10 +21,12 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.adapters import build_adapter
 from refed_dspy.budget import CallBudget
 from refed_dspy.config import Config, load_config, to_toml
-from refed_dspy.errors import ConfigError
+from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.lm import build_lm, price_of
+from refed_dspy.progress import Heartbeat
 from refed_dspy.records import Reference, final_response
 from refed_dspy.rundir import RunDir
 from refed_dspy.seeds import read_references
@@ -141,14 +143,43 @@ def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Pat
 
 async def _examples(config: Config, out: Path, teacher: dspy.LM, references: list[Reference],
                     on_mismatch: str) -> tuple[Path, dict[str, Any]]:
+    """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
     from refed_dspy.synthesis import arun_synthesis
 
     if config.optimize.examples_run:
-        path = Path(config.optimize.examples_run)
-        return path, {}
+        return Path(config.optimize.examples_run), {}
     ex_config = examples_config(config, out)
-    summary = await arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch=on_mismatch)
-    return Path(ex_config.run.dir), summary.get("usage", {})
+    summary = await arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch=on_mismatch,
+                                   show_progress=config.run.progress)
+    return Path(ex_config.run.dir), summary
+
+
+def _what_happened(examples_dir: Path, summary: dict[str, Any]) -> str:
+    """For an error message: what the examples synthesis made and why it made no more."""
+    if not summary:
+        return f"{examples_dir} (optimize.examples_run)"
+    rejects = ", ".join(f"{n} {r}" for r, n in sorted((summary.get("rejects") or {}).items(), key=lambda kv: -kv[1]))
+    return (f"the examples synthesis into {examples_dir} made {summary.get('samples', 0)} samples from "
+            f"{(summary.get('usage') or {}).get('calls', 0)} LM calls ({summary.get('status')}; rejects: {rejects or 'none'}; "
+            f"see its rejects.jsonl)")
+
+
+def _budget_line(budget: CallBudget, metric: Any, started: float) -> str:
+    """The optimize progress line: calls and cost by role, judge failures, elapsed time."""
+    usage = budget.as_dict()
+    roles = ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
+    failed = metric.failure_summary()["failed"]
+    return (f"{usage['calls']} LM calls ({roles or 'none yet'}), ${usage['cost_usd']:.4f}, {failed} judge failures, "
+            f"{int(time.monotonic() - started)}s elapsed")
+
+
+@contextlib.contextmanager
+def _maybe(heartbeat: Heartbeat, enabled: bool):
+    if not enabled:
+        yield
+        return
+    with heartbeat:
+        yield
 
 
 def optimize(config: Config | str | None = None, overrides: list[str] | None = None, *, teacher: dspy.LM | None = None,
@@ -171,28 +202,35 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
                               f"{role}.input_usd_per_mtok and {role}.output_usd_per_mtok")
     teacher = teacher or build_lm(config.teacher, "teacher")
     judge = judge or build_lm(config.judge, "judge")
+    teacher_adapter, judge_adapter = build_adapter(config.teacher), build_adapter(config.judge)
     if references is None:
         references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
     out = out_dir(config)
     started = time.monotonic()
-    examples_dir, examples_usage = asyncio.run(_examples(config, out, teacher, references, on_mismatch))
+    examples_dir, examples_summary = asyncio.run(_examples(config, out, teacher, references, on_mismatch))
+    examples_usage = examples_summary.get("usage", {})
+    if examples_summary and not examples_summary.get("samples"):
+        raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, examples_summary)}")
     exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
     train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
     if not train or not val:
-        raise ConfigError(f"{examples_dir} gives {len(train)} training and {len(val)} validation examples; both sides "
-                          "need at least one (more samples, or more references)")
+        error = FinishedShort if examples_summary else ConfigError
+        raise error(f"{_what_happened(examples_dir, examples_summary)}: that gives {len(train)} training and {len(val)} "
+                    "validation examples, and both sides need at least one (more samples, or more references)")
     use_run_cache(RunDir(out))
     budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
     _guard(teacher, budget, "teacher", config.teacher)
     _guard(judge, budget, "judge", config.judge)
-    metric = JudgeMetric(judge, config.judging.criteria, threshold=cfg.threshold, win_weight=cfg.win_weight)
+    metric = JudgeMetric(judge, config.judging.criteria, threshold=cfg.threshold, win_weight=cfg.win_weight,
+                         adapter=judge_adapter)
+    heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, metric, started), config.run.progress_every_s)
     try:
-        with _tracked(config, out) as run:
+        with _tracked(config, out) as run, _maybe(heartbeat, config.run.progress):
             result = compile_program(
                 RespondAndImprove(), train, val, metric=metric, lm=teacher, optimizer=cfg.optimizer, auto=cfg.auto,
                 max_demos=cfg.max_demos, num_candidates=cfg.num_candidates, num_trials=cfg.num_trials,
                 max_metric_calls=cfg.max_metric_calls, max_steps=cfg.max_steps, bsize=cfg.bsize,
-                num_threads=cfg.num_threads, seed=cfg.seed, budget=budget)
+                num_threads=cfg.num_threads, seed=cfg.seed, budget=budget, adapter=teacher_adapter)
             scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
             info = {"optimizer": cfg.optimizer, "settings": cfg.model_dump(mode="json"), **scores,
                     "steps": result["steps"], "n_train": len(train), "n_val": len(val),
@@ -202,6 +240,9 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
             res = OptimizeResult(program=result["program"], optimizer=cfg.optimizer, steps=result["steps"], out_dir=out,
                                  program_path=program_path, usage=budget.as_dict(), n_train=len(train), n_val=len(val),
                                  extra={"examples_run": str(examples_dir), "examples_usage": examples_usage,
+                                        "metric_failures": result["metric_failures"],
+                                        "adapters": {"teacher": teacher_adapter.choice.as_dict(),
+                                                     "judge": judge_adapter.choice.as_dict()},
                                         "wall_s": round(time.monotonic() - started, 3),
                                         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
                                  **scores)

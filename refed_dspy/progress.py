@@ -1,38 +1,112 @@
-"""A progress bar for runs: samples, samples/s, calls, tokens, cost and ETA (tqdm, on a terminal)."""
+"""Progress of long commands on stderr: a tqdm bar on a terminal, else a status line at a fixed interval.
+
+A run writing to a log file, a CI job or `nohup` sees no bar, so it gets one line at least every
+`every_s` seconds (default 30) from a background thread: a call that takes minutes, or an
+optimizer deep inside DSPy, still shows that the command is alive and what it has spent.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TextIO
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _money(cost: float | None) -> str:
+    return "cost unknown" if cost is None else f"${cost:.4f}"
+
+
+class Heartbeat:
+    """Prints `label: status()` to `stream` every `every_s` seconds until stopped (a daemon thread)."""
+
+    def __init__(self, label: str, status: Callable[[], str], every_s: float = 30.0, stream: TextIO | None = None):
+        self.label, self.status, self.every_s = label, status, every_s
+        self.stream = stream or sys.stderr
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"refed-{label}-progress", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_s):
+            with contextlib.suppress(Exception):  # a progress line must never break the command
+                print(f"{self.label}: {self.status()}", file=self.stream, flush=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
 class Progress:
-    """Shows progress on stderr when enabled and stderr is a terminal; otherwise does nothing."""
+    """Counted progress (samples, judgments): done/total, LM calls, rejects, cost, rate and ETA.
 
-    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "samples"):
+    On a terminal: a tqdm bar. Elsewhere: a Heartbeat line every `every_s` seconds. Disabled: nothing.
+    """
+
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "samples",
+                 unit: str = "sample", every_s: float = 30.0, label: str = "refed"):
+        self.total, self.initial, self.unit = total, initial, unit
+        self.done, self.calls, self.rejects, self.cost = initial, 0, 0, None
+        self.started = time.monotonic()
         self._bar = None
+        self._beat: Heartbeat | None = None
         self._last = 0.0
-        if enabled and sys.stderr.isatty():
+        if not enabled:
+            return
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, desc=desc, unit="sample", dynamic_ncols=True, file=sys.stderr)
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+        else:
+            self._beat = Heartbeat(label, self.line, every_s).start()
 
-    def update(self, done: int, totals: Any, stats: Any) -> None:
+    def line(self) -> str:
+        """The status line: done/total, rate, ETA, calls, rejects, cost."""
+        elapsed = time.monotonic() - self.started
+        made = self.done - self.initial
+        rate = made / elapsed if elapsed > 0 else 0.0
+        left = self.total - self.done
+        eta = _duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
+        return (f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
+                f"{self.rejects} rejects, {_money(self.cost)} ({_duration(elapsed)} elapsed)")
+
+    def update(self, done: int, totals: Any, rejects: int) -> None:
+        """Record the latest figures (`totals`: a usage.Totals); redraws the bar at most 5 times a second."""
+        self.done, self.rejects = done, rejects
+        usage = totals.as_dict()
+        self.calls, self.cost = usage["calls"], usage["cost_usd"]
         if self._bar is None:
             return
         self._bar.n = done
         now = time.monotonic()
         if now - self._last >= 0.2:
             self._last = now
-            cost = totals.as_dict()["cost_usd"]
             self._bar.set_postfix_str(
-                f"calls={totals.calls} tok={totals.total['prompt_tokens'] + totals.total['completion_tokens']:,} "
-                f"cost={'?' if cost is None else f'${cost:.4f}'} rejects={sum(stats.rejects.values())}",
-                refresh=False,
-            )
+                f"calls={self.calls} tok={usage['prompt_tokens'] + usage['completion_tokens']:,} "
+                f"cost={'?' if self.cost is None else f'${self.cost:.4f}'} rejects={rejects}", refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+        if self._beat is not None:
+            self._beat.stop()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 def content_id(*parts: str, length: int = 16) -> str:
@@ -48,19 +48,25 @@ class ReferenceFeedback(BaseModel):
         return out
 
 
+# The improver's analysis and plan are LM output: their bounds are part of the output contract (and of the
+# JSON schema the provider sees). Generous: they stop runaway lists, not a thorough analysis.
+Point = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+_POINTS = 20
+
+
 class Analysis(BaseModel):
     """What the improver found in the draft (field descriptions are part of the prompt)."""
 
-    original_strengths: list[str] = Field(default_factory=list, description="What the draft already does well and should keep.")
-    improvement_opportunities: list[str] = Field(default_factory=list, description="Where the draft falls short.")
-    relevant_feedback: list[str] = Field(default_factory=list, description="The points of the given feedback that apply to this draft.")
+    original_strengths: list[Point] = Field(default_factory=list, max_length=_POINTS, description="What the draft already does well and should keep.")
+    improvement_opportunities: list[Point] = Field(default_factory=list, max_length=_POINTS, description="Where the draft falls short.")
+    relevant_feedback: list[Point] = Field(default_factory=list, max_length=_POINTS, description="The points of the given feedback that apply to this draft.")
 
 
 class ImplementationStrategy(BaseModel):
     """The improver's plan (field descriptions are part of the prompt)."""
 
-    planned_changes: list[str] = Field(default_factory=list, description="Concrete edits to make.")
-    rationale: str = Field("", description="Why these changes make the response better.")
+    planned_changes: list[Point] = Field(default_factory=list, max_length=_POINTS, description="Concrete edits to make.")
+    rationale: str = Field("", max_length=4000, description="Why these changes make the response better.")
 
 
 class SampleMeta(BaseModel):

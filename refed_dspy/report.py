@@ -12,7 +12,7 @@ from typing import Any
 
 from refed_dspy.config import Config
 from refed_dspy.errors import RunDirError
-from refed_dspy.judging import judgment_stats, run_config
+from refed_dspy.judging import judgment_stats, run_config, unjudged_reasons
 from refed_dspy.report_stats import (
     cost_by_stage,
     describe,
@@ -34,6 +34,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
     rejects = list(read_jsonl(rundir.rejects))
     units = [u for u in read_jsonl(rundir.journal) if u.get("kind") == "unit"]
     judgments = list(read_jsonl(rundir.judgments))
+    judge_failures = unjudged_reasons({j["sample_id"] for j in judgments}, list(read_jsonl(rundir.judge_rejects)))
     summary = read_json(rundir.summary)
     judge_summary = read_json(rundir.judge_summary)
     instructions = [s["instruction"] for s in samples]
@@ -67,14 +68,16 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "method": summary.get("method", config.synthesis.method),
         "teacher": summary.get("teacher", config.teacher.model),
         "counts": {"samples": len(samples), "rejects": len(rejects), "references_used": len({s["meta"]["reference_id"] for s in samples}),
-                   "synthesis_units": len(units), "judged": len(judgments), "status": summary.get("status")},
+                   "synthesis_units": len(units), "judged": len(judgments), "judge_failed": sum(judge_failures.values()),
+                   "status": summary.get("status")},
         "rejects": dict(Counter(r.get("reason", "unknown") for r in rejects).most_common()),
         "rejects_by_stage": dict(Counter(r.get("stage", "unknown") for r in rejects).most_common()),
         "yield": yields(samples, units, rejects),
         "lengths": {k: describe(v) for k, v in lens.items()},
         "_lengths_raw": lens,
         "judge": {**judgment_stats(judgments), "judge": judge_summary.get("judge"),
-                  "score_summary": describe(scores)},
+                  "score_summary": describe(scores), "status": judge_summary.get("status"),
+                  "failures": dict(judge_failures.most_common())},
         "_scores_raw": {"overall": scores, **by_criterion},
         "diversity": diversity,
         "cost_by_stage": cost_by_stage(summary.get("usage"), judge_summary.get("usage")),
@@ -177,8 +180,12 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
               _table([{"text": k, **v} for k, v in stats["lengths"].items()], ["text", "n", "mean", "median", "p10", "p90", "min", "max"]),
               _img(images, "lengths")]
     parts += ['<h2 id="judge-scores">Judge scores</h2>']
+    if j.get("failures"):
+        parts += [f"<p class='failed'>the judge failed on {sum(j['failures'].values())} samples (see judge_rejects.jsonl):</p>",
+                  _kv(j["failures"])]
     if j.get("mean_score") is None:
-        parts.append("<p>no pointwise judgments yet: run <code>refed judge RUN_DIR</code></p>")
+        parts.append("<p>no pointwise judgments" + ("" if j.get("failures") else " yet: run <code>refed judge RUN_DIR</code>")
+                     + "</p>")
     else:
         parts += [_kv({"judge": j.get("judge"), "mean score": j["mean_score"], **j["mean_by_criterion"]}), _img(images, "scores")]
     parts += ['<h2 id="improvement">Improvement</h2>']
@@ -193,7 +200,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
               _img(images, "cost")]
     style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;"
-             "font-size:13px}th{background:#f3f3f3}img{max-width:100%;display:block;margin:.5em 0}")
+             "font-size:13px}th{background:#f3f3f3}img{max-width:100%;display:block;margin:.5em 0}.failed{color:#b00}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>refed report</title><style>{style}</style></head>"
             f"<body>{''.join(parts)}</body></html>")
 
@@ -205,8 +212,10 @@ def format_text(stats: dict[str, Any]) -> str:
     cost = stats["cost_usd"]
     lines = [
         f"report {stats['run_dir']} ({stats['method']}, teacher {stats['teacher']})",
-        f"  samples      {c['samples']} from {c['references_used']} references, {c['rejects']} rejects, {c['judged']} judged",
+        f"  samples      {c['samples']} from {c['references_used']} references, {c['rejects']} rejects, {c['judged']} judged"
+        + (f", {c['judge_failed']} failed to be judged" if c["judge_failed"] else ""),
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),
+        "  judge fails  " + (", ".join(f"{n} {r}" for r, n in j["failures"].items()) or "none"),
         "  lengths      " + ", ".join(f"{k} mean {v['mean']} median {v['median']}" for k, v in lens.items() if v["n"]),
         f"  judge        mean score {_fmt(j.get('mean_score'))}, improvement win rate {_fmt(j.get('improvement_win_rate'))}, "
         f"position bias {_fmt(j.get('position_bias_rate'))}",

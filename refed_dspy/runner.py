@@ -32,10 +32,10 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.adapters import RefedChatAdapter
+from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.config import Config, config_hash
 from refed_dspy.errors import RunAborted
-from refed_dspy.failures import Failure, classify
+from refed_dspy.failures import Failure, FailureStreak, classify
 from refed_dspy.lm import collect_calls, price_of
 from refed_dspy.methods import Method, get_method
 from refed_dspy.pricing import Price
@@ -57,8 +57,8 @@ from refed_dspy.usage import Totals, usage_of
 
 log = logging.getLogger(__name__)
 
-# Worst-case LM calls per task (each predictor may cost a JSONAdapter fallback call).
-_WORST_CALLS = {"feedback": 4, "unit": 2, "sample": 6}
+# Predictors a task may call at most (each call may be repaired up to teacher.max_repairs times).
+_PREDICTORS = {"feedback": 2, "unit": 1, "sample": 3}
 _PRIOR_PROMPT_TOKENS = 2000
 
 
@@ -110,7 +110,6 @@ class RunStats:
     started: float = field(default_factory=time.monotonic)
     new_samples: int = 0
     rejects: Counter = field(default_factory=Counter)
-    consecutive_failures: int = 0
     retries: Counter = field(default_factory=Counter)
 
 
@@ -118,7 +117,8 @@ class SynthesisRun:
     """Runs one synthesis config to completion against a teacher LM. Use `run_synthesis`."""
 
     def __init__(self, config: Config, references: list[Reference], teacher: dspy.LM, rundir: RunDir,
-                 respond: dspy.Module | None = None, program_id: str | None = None, show_progress: bool = False):
+                 respond: dspy.Module | None = None, program_id: str | None = None, show_progress: bool = False,
+                 adapter: RepairingAdapter | None = None):
         from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReflectPair, RespondAndImprove
 
         self.config = config
@@ -136,9 +136,11 @@ class SynthesisRun:
         self.respond = respond
         self.program_id = program_id or f"refed_dspy.programs.{type(self.respond).__name__}"
         self.show_progress = show_progress
-        self.adapter = RefedChatAdapter()
+        self.adapter = adapter or build_adapter(config.teacher)
+        self.worst_calls = {kind: n * (1 + config.teacher.max_repairs) for kind, n in _PREDICTORS.items()}
         self.chash = config_hash(config)
         self.stats = RunStats()
+        self.streak = FailureStreak(self.syn.max_consecutive_failures, "teacher", "teacher")
         self.running: dict[asyncio.Task, _Task] = {}
         # running totals over self.running (and over self.delayed, for `pending`): O(1) per start
         self.slots_used = 0
@@ -218,7 +220,7 @@ class SynthesisRun:
 
     def _reserve(self, kind: str) -> tuple[int, float] | None:
         """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
-        calls = _WORST_CALLS[kind]
+        calls = self.worst_calls[kind]
         cost = calls * self._call_cost_estimate()
         if self.syn.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.syn.max_calls:
             return None
@@ -474,22 +476,12 @@ class SynthesisRun:
         if key in self.reject_keys and failure.final:
             return
         self.reject_keys.add(key)
-        rec = RejectRecord(stage=stage, reason=failure.reason, detail=failure.detail, reference_id=ref_id,
-                           item_id=item_id, final=failure.final, usage=usage, **extra)
+        rec = RejectRecord(stage=stage, **failure.record_fields(), reference_id=ref_id, item_id=item_id, usage=usage,
+                           **extra)
         self.writers["rejects"].append(rec.model_dump(mode="json"))
 
     def _failure_streak(self, failure: Failure | None) -> None:
-        if failure is None or failure.final:
-            self.stats.consecutive_failures = 0
-            return
-        if failure.fatal:
-            self.abort = failure
-            return
-        self.stats.consecutive_failures += 1
-        if self.stats.consecutive_failures >= self.syn.max_consecutive_failures:
-            self.abort = Failure("too_many_failures",
-                                 f"{self.stats.consecutive_failures} consecutive LM failures, the last: {failure.detail}",
-                                 final=False, fatal=True)
+        self.abort = self.abort or self.streak.note(failure)
 
     # ---- retries and the adaptive window --------------------------------------------------------
     def _task_key(self, meta: _Task) -> str:
@@ -578,7 +570,8 @@ class SynthesisRun:
         self._restore(state)
         self.earlier_wall_s, self.earlier_retries = self._earlier_figures() if resumed else (0.0, 0)
         self.writers = self.rundir.writers()
-        progress = Progress(self.syn.size, self.accepted, enabled=self.show_progress)
+        progress = Progress(self.syn.size, self.accepted, enabled=self.show_progress,
+                            every_s=self.config.run.progress_every_s, label="synthesize")
         status = "complete"
         try:
             while True:
@@ -592,7 +585,7 @@ class SynthesisRun:
                 for task in await self._wait_done(wait):
                     if task in self.running:
                         self._handle(task, self._finished(task))
-                progress.update(self.accepted, self.totals, self.stats)
+                progress.update(self.accepted, self.totals, sum(self.stats.rejects.values()))
                 if self.abort is not None:
                     break
         except (asyncio.CancelledError, KeyboardInterrupt):
@@ -658,6 +651,7 @@ class SynthesisRun:
             "method": self.method.name,
             "teacher": self.config.teacher.model,
             "program": self.program_id,
+            "adapter": getattr(self.adapter, "choice", None) and self.adapter.choice.as_dict(),
             "config_hash": self.chash,
             "size": self.syn.size,
             "samples": samples,

@@ -21,8 +21,15 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion",
         f"  cost         {_money(s['cost_usd'])}",
     ]
+    adapter = s.get("adapter")
+    if adapter:
+        lines.insert(1, f"  outputs      {adapter['mode']} (schema dialect {adapter['dialect']}): {adapter['reason']}")
     for stage, part in sorted((u.get("by_stage") or {}).items()):
-        lines.append(f"    {stage:<16}{part['calls']:>7} calls {part['prompt_tokens']:>11,} in {part['completion_tokens']:>10,} out  {_money(part.get('cost_usd'))}")
+        fixes = ""
+        if part.get("parse_failures") or part.get("repairs"):
+            fixes = f"  {part.get('parse_failures', 0)} unparseable, {part.get('repairs', 0)} repairs"
+        lines.append(f"    {stage:<16}{part['calls']:>7} calls {part['prompt_tokens']:>11,} in {part['completion_tokens']:>10,} out  "
+                     f"{_money(part.get('cost_usd'))}{fixes}")
     if s["per_sample"]:
         p = s["per_sample"]
         lines.append(f"  per sample   {p['calls']} calls, {p['prompt_tokens']} prompt + {p['completion_tokens']} completion tokens, {_money(p['cost_usd'])}")

@@ -9,14 +9,16 @@ from typing import Any
 from refed_dspy.lm import CallInfo
 from refed_dspy.pricing import Price
 
-_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "cached_tokens")
+_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "cached_tokens", "parse_failures", "repairs")
 
 
 def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     """Usage of a group of calls: counts and tokens of paid calls, cache hits apart, cost, per stage.
 
     Cache hits (answers replayed from the run's cache) are counted in `cached_calls` and cost nothing.
-    `cost_usd` is None when the model's price is unknown.
+    Of the paid calls, `parse_failures` counts replies that broke their format or contract and `repairs`
+    the calls that asked again; `lm_seconds` sums their latencies. `cost_usd` is None when the model's
+    price is unknown.
     """
     total: dict[str, Any] = dict.fromkeys(_FIELDS, 0)
     by_stage: dict[str, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
@@ -29,6 +31,9 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
             bucket["prompt_tokens"] += call.prompt_tokens
             bucket["completion_tokens"] += call.completion_tokens
             bucket["cached_tokens"] += call.cached_tokens
+            bucket["parse_failures"] += call.parse_error
+            bucket["repairs"] += call.repair
+            bucket["lm_seconds"] = round(bucket.get("lm_seconds", 0.0) + call.seconds, 3)
     for bucket in (total, *by_stage.values()):
         bucket["cost_usd"] = (
             price.cost(bucket["prompt_tokens"], bucket["completion_tokens"], bucket["cached_tokens"]) if price else None
@@ -57,6 +62,8 @@ class Totals:
     def _merge(self, bucket: dict[str, Any], usage: dict[str, Any]) -> None:
         for key in _FIELDS:
             bucket[key] += int(usage.get(key) or 0)
+        if usage.get("lm_seconds"):
+            bucket["lm_seconds"] = round(bucket.get("lm_seconds", 0.0) + float(usage["lm_seconds"]), 3)
         cost = usage.get("cost_usd")
         if cost is None and usage.get("calls"):
             self.cost_known = False

@@ -2,6 +2,8 @@
 
 import dspy
 
+from refed_dspy.signatures.bounds import CRITIQUE_CHARS, text_output
+
 
 class CritiqueResponse(dspy.Signature):
     """Review a response to an instruction as a demanding editor would. Say what makes it effective
@@ -11,4 +13,4 @@ class CritiqueResponse(dspy.Signature):
 
     instruction: str = dspy.InputField()
     response: str = dspy.InputField()
-    response_feedback: str = dspy.OutputField(desc="Strengths first, then specific, actionable improvements.")
+    response_feedback: str = text_output(CRITIQUE_CHARS, "Strengths first, then specific, actionable improvements.")

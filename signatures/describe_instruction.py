@@ -2,6 +2,8 @@
 
 import dspy
 
+from refed_dspy.signatures.bounds import DESCRIPTION_CHARS, text_output
+
 
 class DescribeInstruction(dspy.Signature):
     """Study a high-quality instruction and the response written for it, then characterize the
@@ -11,5 +13,5 @@ class DescribeInstruction(dspy.Signature):
 
     reference_instruction: str = dspy.InputField()
     reference_response: str = dspy.InputField(desc="A response judged to be of high quality.")
-    subject_areas: str = dspy.OutputField(desc="The domains, topics and kinds of knowledge the instruction involves.")
-    relevant_skills: str = dspy.OutputField(desc="The abilities a response must show: reasoning, writing, coding, planning, and so on.")
+    subject_areas: str = text_output(DESCRIPTION_CHARS, "The domains, topics and kinds of knowledge the instruction involves.")
+    relevant_skills: str = text_output(DESCRIPTION_CHARS, "The abilities a response must show: reasoning, writing, coding, planning, and so on.")

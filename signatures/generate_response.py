@@ -2,6 +2,8 @@
 
 import dspy
 
+from refed_dspy.signatures.bounds import RESPONSE_CHARS, text_output
+
 
 class GenerateResponse(dspy.Signature):
     """Answer the instruction as a helpful, knowledgeable assistant. An example pair shows the
@@ -10,4 +12,4 @@ class GenerateResponse(dspy.Signature):
     example_instruction: str = dspy.InputField()
     example_response: str = dspy.InputField()
     instruction: str = dspy.InputField()
-    response: str = dspy.OutputField()
+    response: str = text_output(RESPONSE_CHARS)

@@ -3,6 +3,7 @@
 import dspy
 
 from refed_dspy.records import Analysis, ImplementationStrategy
+from refed_dspy.signatures.bounds import RESPONSE_CHARS, text_output
 
 __all__ = ["Analysis", "ImplementationStrategy", "ImproveResponse"]
 
@@ -18,4 +19,4 @@ class ImproveResponse(dspy.Signature):
     draft_response: str = dspy.InputField()
     analysis: Analysis = dspy.OutputField()
     implementation_strategy: ImplementationStrategy = dspy.OutputField()
-    improved_response: str = dspy.OutputField(desc="The full improved response.")
+    improved_response: str = text_output(RESPONSE_CHARS, "The full improved response.")

@@ -6,6 +6,8 @@ from typing import Literal
 
 import dspy
 
+from refed_dspy.signatures.bounds import RATIONALE_CHARS, Score, text_output
+
 # What each default criterion means; a custom criterion is described by its name.
 CRITERIA = {
     "helpfulness": "how well the response meets the user's actual need",
@@ -25,7 +27,7 @@ class ScoreResponse(dspy.Signature):
     instruction: str = dspy.InputField()
     response: str = dspy.InputField()
     rubric: str = dspy.InputField(desc="The criteria to score, one per line.")
-    rationale: str = dspy.OutputField(desc="Two to four sentences naming the main strengths and faults.")
+    rationale: str = text_output(RATIONALE_CHARS, "Two to four sentences naming the main strengths and faults.")
 
 
 def rubric_text(criteria: list[str]) -> str:
@@ -37,7 +39,7 @@ def pointwise_signature(criteria: list[str]) -> type[dspy.Signature]:
     """ScoreResponse with one integer output field per criterion, in rubric order."""
     sig = ScoreResponse
     for name in criteria:
-        sig = sig.append(name, dspy.OutputField(desc=f"Score for {name.replace('_', ' ')}, an integer from 1 to 10."), type_=int)
+        sig = sig.append(name, dspy.OutputField(desc=f"Score for {name.replace('_', ' ')}, an integer from 1 to 10."), type_=Score)
     return sig
 
 
@@ -50,5 +52,5 @@ class CompareResponses(dspy.Signature):
     instruction: str = dspy.InputField()
     response_a: str = dspy.InputField()
     response_b: str = dspy.InputField()
-    rationale: str = dspy.OutputField(desc="Two to four sentences comparing the two.")
+    rationale: str = text_output(RATIONALE_CHARS, "Two to four sentences comparing the two.")
     verdict: Literal["A", "B", "tie"] = dspy.OutputField(desc="A, B, or tie.")

@@ -2,6 +2,8 @@
 
 import dspy
 
+from refed_dspy.signatures.bounds import CRITIQUE_CHARS, INSTRUCTION_CHARS, RESPONSE_CHARS, text_output
+
 
 class ReflectInstruction(dspy.Signature):
     """You are recycling an existing instruction-tuning example into a better one. First assess the
@@ -13,6 +15,6 @@ class ReflectInstruction(dspy.Signature):
 
     instruction: str = dspy.InputField(desc="The instruction of the existing example.")
     response: str = dspy.InputField(desc="The answer the existing example gives.")
-    instruction_critique: str = dspy.OutputField(desc="The assessment on the five points, one short paragraph each.")
-    new_instruction: str = dspy.OutputField(desc="The rewritten, self-contained instruction.")
-    new_response: str = dspy.OutputField(desc="A complete answer to the new instruction.")
+    instruction_critique: str = text_output(CRITIQUE_CHARS, "The assessment on the five points, one short paragraph each.")
+    new_instruction: str = text_output(INSTRUCTION_CHARS, "The rewritten, self-contained instruction.")
+    new_response: str = text_output(RESPONSE_CHARS, "A complete answer to the new instruction.")

@@ -2,6 +2,8 @@
 
 import dspy
 
+from refed_dspy.signatures.bounds import CRITIQUE_CHARS, RESPONSE_CHARS, text_output
+
 
 class ReflectResponse(dspy.Signature):
     """You are recycling an existing instruction-tuning example by improving its answer. First
@@ -12,5 +14,5 @@ class ReflectResponse(dspy.Signature):
 
     instruction: str = dspy.InputField()
     response: str = dspy.InputField(desc="The answer to assess and improve.")
-    response_critique: str = dspy.OutputField(desc="The assessment on the four points, one short paragraph each.")
-    better_response: str = dspy.OutputField(desc="The complete improved answer.")
+    response_critique: str = text_output(CRITIQUE_CHARS, "The assessment on the four points, one short paragraph each.")
+    better_response: str = text_output(RESPONSE_CHARS, "The complete improved answer.")

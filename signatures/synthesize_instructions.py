@@ -2,6 +2,10 @@
 
 import dspy
 
+from refed_dspy.signatures.bounds import INSTRUCTION_CHARS, bounded_item
+
+Instruction = bounded_item(INSTRUCTION_CHARS)
+
 
 class SynthesizeInstructions(dspy.Signature):
     """Write new instructions that a user might give an AI assistant, inspired by a reference
@@ -14,4 +18,4 @@ class SynthesizeInstructions(dspy.Signature):
     feature_name: str = dspy.InputField(desc="Which feature guides this batch, e.g. subject_areas or relevant_skills.")
     feature_description: str = dspy.InputField()
     n: int = dspy.InputField(desc="How many new instructions to write.")
-    new_instructions: list[str] = dspy.OutputField(desc="Exactly n distinct instructions.")
+    new_instructions: list[Instruction] = dspy.OutputField(desc="Exactly n distinct instructions.")

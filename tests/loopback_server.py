@@ -167,7 +167,20 @@ def _words(rng: random.Random, n: int, cfg: ServerConfig | None = None) -> str:
     return " ".join(rng.choice(VOCAB) for _ in range(n))
 
 
-def _value(schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig, inputs: dict):
+def _resolve(schema: dict | None, defs: dict) -> dict | None:
+    if isinstance(schema, dict) and "$ref" in schema:
+        return defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    return schema
+
+
+def _value(schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig, inputs: dict, defs: dict | None = None):
+    """A value for one field: from its JSON schema (bounds honoured, as a grammar-constrained server does) or, with
+    no schema, made-up text."""
+    defs = defs or {}
+    schema = _resolve(schema, defs)
+    if schema is not None and schema.get("type") == "string" and "enum" not in schema:
+        text = _value(None, name, rng, cfg, inputs)
+        return text[: schema["maxLength"]] if "maxLength" in schema else text
     if schema is None:
         if name in ("n", "count") or name.endswith("_count"):
             return rng.randint(1, 5)
@@ -177,12 +190,13 @@ def _value(schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig
     if kind == "array":
         n = inputs.get("n")
         count = int(n) if isinstance(n, str) and n.strip().isdigit() else 3
+        count = max(schema.get("minItems", 0), min(count, schema.get("maxItems", count)))
         item = schema.get("items", {})
-        return [_value(item if item.get("type") != "string" else None, "item", rng, cfg, {}) for _ in range(count)]
+        return [_value(item, "item", rng, cfg, {}, defs) for _ in range(count)]
     if kind == "object":
-        return {k: _value(v if v.get("type") != "string" else None, k, rng, cfg, {}) for k, v in schema.get("properties", {}).items()}
+        return {k: _value(v, k, rng, cfg, {}, defs) for k, v in schema.get("properties", {}).items()}
     if kind in ("integer", "number"):
-        return rng.randint(1, 10)
+        return rng.randint(max(1, schema.get("minimum", 1)), min(10, schema.get("maximum", 10)))
     if kind == "boolean":
         return rng.random() < 0.5
     if "enum" in schema:
@@ -197,18 +211,38 @@ def output_names(messages: list[dict]) -> list[str]:
     return re.findall(r"^\d+\. `(\w+)`", out_part.split("All interactions")[0], re.M)
 
 
+def _json_notes(system: str) -> dict[str, dict | None]:
+    """Output schemas from a JSONAdapter system prompt (its structure block is a JSON object of notes)."""
+    block = system.split("Outputs will be a JSON object with the following fields.", 1)
+    if len(block) < 2:
+        return {}
+    try:
+        fields = json.loads(block[1].split("\nIn adhering to this structure", 1)[0].strip())
+    except json.JSONDecodeError:
+        return {}
+    out = {}
+    for name, text in fields.items():
+        note = str(text).split("# note: the value you produce ", 1)
+        out[name] = _note_schema(note[1]) if len(note) == 2 else None
+    return out
+
+
 def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mode: bool, drop_last: bool = False,
-            wrong_types: bool = False) -> str:
+            wrong_types: bool = False, response_schema: dict | None = None) -> str:
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
-    user = messages[-1]["content"] if messages else ""
-    if isinstance(user, list):
-        user = " ".join(part.get("text", "") for part in user)
+    first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
+    if isinstance(first_user, list):
+        first_user = " ".join(part.get("text", "") for part in first_user)
     names = output_names(messages)
-    schemas = {m.group(1): _note_schema(m.group(2)) for m in _FIELD_RE.finditer(system)}
-    inputs = {m.group(1): m.group(2).strip() for m in _INPUT_RE.finditer(user)}
+    schemas = {m.group(1): _note_schema(m.group(2)) for m in _FIELD_RE.finditer(system)} or _json_notes(system)
+    defs = {}
+    if response_schema is not None:  # a json_schema response_format: the server follows it, bounds and all
+        schemas, defs = response_schema.get("properties", {}), response_schema.get("$defs", {})
+        names = list(schemas)
+    inputs = {m.group(1): m.group(2).strip() for m in _INPUT_RE.finditer(first_user)}
     if not names:
         names = ["answer"]
-    values = {name: _value(schemas.get(name), name, rng, cfg, inputs) for name in names}
+    values = {name: _value(schemas.get(name), name, rng, cfg, inputs, defs) for name in names}
     if drop_last and len(values) > 1:
         values.pop(names[-1])
     if wrong_types:
@@ -291,8 +325,16 @@ class _Handler(BaseHTTPRequestHandler):
         user = messages[-1].get("content", "") if messages else ""
         if isinstance(user, list):
             user = " ".join(part.get("text", "") for part in user)
-        key = user.split("\n\nRespond with")[0]
+        # the inputs (the first user turn without the format reminder, the same in every adapter's prompt), then any
+        # later turns (a repair: the bad reply and what was wrong), so a repair is a new draw of the sticky faults
+        turns = [m for m in messages if m.get("role") != "system"]
+        texts = [" ".join(p.get("text", "") for p in t["content"]) if isinstance(t.get("content"), list)
+                 else str(t.get("content") or "") for t in turns]
+        base = texts[0].split("\n\nRespond with")[0] if texts else ""
+        key = "\x1e".join([base, *texts[1:]])
         entry["key"] = hashlib.sha256(key.encode()).hexdigest()[:16]
+        entry["base"] = hashlib.sha256(base.encode()).hexdigest()[:16]
+        entry["turns"] = len(turns)
         entry["outputs"] = output_names(messages)
         if cfg.log_prompts:
             entry["system"] = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
@@ -332,20 +374,22 @@ class _Handler(BaseHTTPRequestHandler):
             return fail(400, "content_filter", "The response was filtered due to the prompt triggering content management policy.")
 
         json_mode = "response_format" in req or "Respond with a JSON object" in user
+        fmt = req.get("response_format") or {}
+        response_schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
         finish = "stop"
         fault = None
         if _unit(key, "refusal") < cfg.sticky_refusal:
             content, finish, fault = None, "content_filter", "refusal"
         else:
-            content = _answer(messages, rng, cfg, json_mode)
+            content = _answer(messages, rng, cfg, json_mode, response_schema=response_schema)
             if _unit(key, "length") < cfg.sticky_length:
                 content, finish, fault = content[: len(content) // 3], "length", "length"
             elif _unit(key, "malformed") < cfg.sticky_malformed:
                 content, fault = "I'm not sure how to format this: " + _words(rng, 20), "malformed"
             elif _unit(key, "missing") < cfg.sticky_missing:
-                content, fault = _answer(messages, rng, cfg, json_mode, drop_last=True), "missing"
+                content, fault = _answer(messages, rng, cfg, json_mode, drop_last=True, response_schema=response_schema), "missing"
             elif _unit(key, "wrongtype") < cfg.sticky_wrongtype:
-                content, fault = _answer(messages, rng, cfg, json_mode, wrong_types=True), "wrongtype"
+                content, fault = _answer(messages, rng, cfg, json_mode, wrong_types=True, response_schema=response_schema), "wrongtype"
             elif _unit(key, "empty") < cfg.sticky_empty:
                 content, fault = "", "empty"
 

@@ -63,7 +63,8 @@ def dummy_answers() -> dict:
 def test_each_method_on_dummy_lm(method, tmp_path):
     size = 2 if method == "reflection" else 4
     cfg = load_config(None, [f"run.dir='{tmp_path / 'run'}'", f"synthesis.size={size}", f"synthesis.method='{method}'",
-                             "synthesis.instructions_per_feature=2", "synthesis.concurrency=4", "run.progress=false"])
+                             "synthesis.instructions_per_feature=2", "synthesis.concurrency=4", "run.progress=false",
+                             "teacher.adapter='chat'"])  # DummyLM answers in the chat format
     summary = asyncio.run(arun_synthesis(cfg, teacher=DummyLM(dummy_answers()), references=REFS))
     assert summary["status"] == "complete" and summary["samples"] == size
     recs = [SampleRecord.model_validate_json(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]

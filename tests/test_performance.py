@@ -22,12 +22,16 @@ from refed_dspy.synthesis import synthesize
 def test_memoized_system_message_is_dspys_own_and_follows_new_instructions(signature):
     ours, theirs = RefedChatAdapter(), dspy.ChatAdapter()
     inputs = {name: f"value of {name}" for name in signature.input_fields}
-    assert ours.format(signature, [], inputs) == theirs.format(signature, [], inputs)
-    assert ours.format(signature, [], inputs) == theirs.format(signature, [], inputs)  # from the memo
+    first = ours.format(signature, [], inputs)
+    assert first == RefedChatAdapter().format(signature, [], inputs) == ours.format(signature, [], inputs)  # memo hit
+    # DSPy's own structure and task; only the field list differs: plain type names and each output's bounds
+    structure = "All interactions will be structured"
+    assert first[0]["content"].split(structure)[1] == theirs.format(signature, [], inputs)[0]["content"].split(structure)[1]
+    assert "Constraints: 1 to 24000 characters" in first[0]["content"]
+    assert first[1:] == theirs.format(signature, [], inputs)[1:]
     rewritten = signature.with_instructions("A MARKER INSTRUCTION written by an optimizer.")
     system = ours.format(rewritten, [], inputs)[0]["content"]
-    assert "A MARKER INSTRUCTION" in system
-    assert system == theirs.format(rewritten, [], inputs)[0]["content"]
+    assert "A MARKER INSTRUCTION" in system and "A MARKER INSTRUCTION" not in first[0]["content"]
 
 
 def test_teacher_gets_a_pool_as_wide_as_the_concurrency_and_keeps_the_key_out_of_kwargs(monkeypatch):

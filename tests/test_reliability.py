@@ -78,7 +78,7 @@ def test_dead_server_with_retries_stops_after_a_bounded_number_of_requests(serve
     run = tmp_path / "run"
     cfg = load_config(None, run_overrides(dead, run, 10, **{"synthesis.max_consecutive_failures": 3, "teacher.num_retries": 2,
                                                            "synthesis.concurrency": 2}))
-    with pytest.raises(RunAborted, match="3 consecutive LM failures"):
+    with pytest.raises(RunAborted, match="3 consecutive teacher failures"):
         synthesize(cfg)
     # (3 failed tasks + 1 in flight) x 3 attempts x 2 calls (a feedback task describes and critiques at once)
     assert len(read_log(dead.cfg.log_path)) <= 4 * 3 * 2

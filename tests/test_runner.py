@@ -74,7 +74,8 @@ def test_cost_budget_needs_a_price(server_factory, tmp_path):
 
 
 def test_failures_become_rejects_and_the_run_still_fills(server_factory, tmp_path):
-    srv = server_factory(sticky_length=0.08, sticky_malformed=0.08, sticky_refusal=0.05, sticky_filter400=0.05, rate_500=0.05)
+    # malformed is drawn again for a repair, so it needs a higher rate than the others to end in unparseable rejects
+    srv = server_factory(sticky_length=0.08, sticky_malformed=0.25, sticky_refusal=0.05, sticky_filter400=0.05, rate_500=0.05)
     run = tmp_path / "run"
     cfg = load_config(None, run_overrides(srv, run, 80, **{"synthesis.concurrency": 8}))
     summary = synthesize(cfg)
@@ -87,14 +88,24 @@ def test_failures_become_rejects_and_the_run_still_fills(server_factory, tmp_pat
         RejectRecord.model_validate(r)
         assert r["stage"] in ("feedback", "synthesize", "sample", "dedup") and r["reference_id"]
     assert summary["rejects"] == dict(reasons)
-    # a truncated reply is rejected at once: no JSONAdapter retry of the same inputs is paid for
+    # a truncated reply is rejected at once: neither a repair nor a retry of the same request is paid for
     log = read_log(srv.cfg.log_path)
     per_key = Counter(e["key"] for e in log if e.get("status") == 200)
     truncated = [e for e in log if e.get("fault") == "length"]
     assert truncated and all(per_key[e["key"]] == 1 for e in truncated)
-    # while a malformed reply does get DSPy's fallback call before it is rejected
-    malformed = [e for e in log if e.get("fault") == "malformed"]
-    assert malformed and all(per_key[e["key"]] == 2 for e in malformed)
+    # repair requests, and those the server answered (one that got a 5xx is retried with the task)
+    repairs = Counter(e["base"] for e in log if e["turns"] > 1)
+    answered = Counter(e["base"] for e in log if e["turns"] > 1 and e.get("status") in (200, 400))
+    assert not any(repairs[e["base"]] for e in truncated if e["turns"] == 1)
+    # while a malformed first reply is asked again once (teacher.max_repairs = 1), with the error shown
+    malformed = [e for e in log if e.get("fault") == "malformed" and e["turns"] == 1]
+    assert malformed and all(per_key[e["key"]] == 1 and repairs[e["base"]] >= 1 and answered[e["base"]] <= 1
+                             for e in malformed)
+    paid = sum(1 for e in log if e["turns"] > 1 and e.get("status") == 200)
+    assert summary["usage"]["repairs"] == paid and summary["usage"]["parse_failures"] >= len(malformed)
+    raw = [r for r in rejects if r["reason"] in ("unparseable", "truncated")]
+    assert raw and all(r["raw"] and len(r["raw"]) <= 2000 for r in raw)
+    assert all("after 1 repair" in r["detail"] for r in rejects if r["reason"] == "unparseable")
     for s in lines(run / "samples.jsonl"):
         SampleRecord.model_validate(s)
 
@@ -123,7 +134,7 @@ def test_dead_server_aborts_after_bounded_failures_then_resumes(server_factory, 
     run = tmp_path / "run"
     cfg = load_config(None, run_overrides(dead, run, 10, **{"synthesis.max_consecutive_failures": 3, "teacher.num_retries": 0,
                                                            "synthesis.concurrency": 2}))
-    with pytest.raises(RunAborted, match="consecutive LM failures"):
+    with pytest.raises(RunAborted, match="3 consecutive teacher failures"):
         synthesize(cfg)
     assert json.loads((run / "summary.json").read_text())["status"] == "aborted"
     assert len(read_log(dead.cfg.log_path)) < 20

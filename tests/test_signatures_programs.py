@@ -5,8 +5,10 @@ import asyncio
 import dspy
 from dspy.utils import DummyLM
 
+from refed_dspy.adapters import RefedChatAdapter, output_schema
 from refed_dspy.lm import collect_calls
 from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReferenceSynthesis, RespondAndImprove
+from refed_dspy.programs.synthesize import asking_for
 from refed_dspy.records import Analysis, Reference
 from refed_dspy.signatures import (
     CritiqueResponse,
@@ -27,7 +29,8 @@ IMPROVED = {
 def test_signature_fields_and_order():
     assert list(DescribeInstruction.output_fields) == ["subject_areas", "relevant_skills"]
     assert list(CritiqueResponse.output_fields) == ["response_feedback"]
-    assert SynthesizeInstructions.output_fields["new_instructions"].annotation == list[str]
+    items = output_schema(asking_for(SynthesizeInstructions, 3))["properties"]["new_instructions"]
+    assert (items["type"], items["minItems"], items["maxItems"], items["items"]["minLength"]) == ("array", 3, 3, 1)
     # what many calls share comes first in the prompt
     assert list(GenerateResponse.input_fields) == ["example_instruction", "example_response", "instruction"]
     assert list(ImproveResponse.input_fields)[0] == "feedback"
@@ -47,12 +50,16 @@ def test_collect_reference_feedback():
     assert pred.response_feedback is None and pred.subject_areas == "biology"
 
 
-def test_instruction_synthesizer_cleans_and_caps():
-    lm = DummyLM([{"new_instructions": ["1. Explain osmosis.", "  ", "- Explain diffusion.", "Explain respiration.", "extra"]}])
-    with dspy.context(lm=lm):
+def test_instruction_synthesizer_holds_the_count_and_cleans():
+    # five items (one blank) for n=3 break the contract: repaired once, then list markers are stripped
+    lm = DummyLM([{"new_instructions": ["1. Explain osmosis.", "  ", "- Explain diffusion.", "Explain respiration.", "extra"]},
+                  {"new_instructions": ["1. Explain osmosis.", "- Explain diffusion.", "Explain respiration."]}])
+    with dspy.context(lm=lm, adapter=RefedChatAdapter(max_repairs=1)):
         pred = InstructionSynthesizer()(reference_instruction=REF.instruction, feature_name="subject_areas",
                                         feature_description="biology", n=3)
     assert pred.new_instructions == ["Explain osmosis.", "Explain diffusion.", "Explain respiration."]
+    repair = lm.history[-1]["messages"][-1]["content"]
+    assert "That reply cannot be used: new_instructions" in repair and "3 items" in lm.history[0]["messages"][0]["content"]
 
 
 def test_respond_and_improve_and_stage_accounting():

@@ -121,4 +121,4 @@ def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, t
                          "--set", "teacher.api_key_env='REFED_PLANTED_KEY'", *extra, env_extra={"REFED_PLANTED_KEY": PLANTED})
             out, err = proc.communicate(timeout=300)
             assert PLANTED not in out and PLANTED not in err
-    assert proc.returncode != 0 and "consecutive LM failures" in err
+    assert proc.returncode != 0 and "consecutive teacher failures" in err

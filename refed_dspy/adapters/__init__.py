@@ -1,5 +1,77 @@
-"""How our calls talk to an LM: DSPy adapters with memoized system messages."""
+"""How our calls talk to an LM: the output format per role, contract checks, and repairs.
 
+`build_adapter(spec)` makes the adapter a role's config asks for (`adapter` = chat | json |
+json_schema | auto); `choose_adapter(spec)` says what `auto` resolves to, and why.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+
+from refed_dspy.adapters.base import RepairingAdapter, describe_parse_error
 from refed_dspy.adapters.chat import RefedChatAdapter
+from refed_dspy.adapters.contract import ContractError, check_outputs, output_schema
+from refed_dspy.adapters.dialects import DIALECTS, dialect_for, provider_of, schema_for
+from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
+from refed_dspy.config import LMSpec
 
-__all__ = ["RefedChatAdapter"]
+__all__ = [
+    "DIALECTS", "AdapterChoice", "ContractError", "RefedChatAdapter", "RefedJSONAdapter", "RepairingAdapter",
+    "build_adapter", "check_outputs", "choose_adapter", "describe_parse_error", "dialect_for", "output_schema",
+    "response_format", "schema_for",
+]
+
+
+@dataclass(frozen=True)
+class AdapterChoice:
+    """The output format a role uses: mode (chat | json | json_schema), schema dialect, and why."""
+
+    mode: str
+    dialect: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@functools.lru_cache(maxsize=64)
+def _provider_enforces_schema(model: str) -> bool:
+    """Whether LiteLLM's (local) model table says the provider enforces a response schema for `model`."""
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    try:
+        import litellm
+
+        litellm.suppress_debug_info = True
+        return bool(litellm.supports_response_schema(model=model))
+    except Exception:  # noqa: BLE001 - an unknown model: no schema
+        return False
+
+
+def choose_adapter(spec: LMSpec) -> AdapterChoice:
+    """What `spec.adapter` means for this model and server (`auto` resolved)."""
+    dialect, why = dialect_for(spec.model, spec.api_base)
+    if spec.schema_dialect != "auto":
+        dialect, why = spec.schema_dialect, "set in the config"
+    if spec.adapter != "auto":
+        return AdapterChoice(spec.adapter, dialect, f"set in the config; schema dialect {dialect}: {why}")
+    if dialect == "full":
+        return AdapterChoice("json_schema", dialect, f"auto: {why}")
+    if provider_of(spec.model) in ("openai", "azure", "anthropic", "gemini", "vertex_ai") and \
+            _provider_enforces_schema(spec.model):
+        return AdapterChoice("json_schema", dialect, f"auto: the provider enforces JSON schemas for this model; {why}")
+    return AdapterChoice("chat", dialect, "auto: no schema enforcement known for this model, so DSPy's chat format")
+
+
+def build_adapter(spec: LMSpec, choice: AdapterChoice | None = None) -> RepairingAdapter:
+    """The adapter for one role; its `choice` attribute says which format and why."""
+    choice = choice or choose_adapter(spec)
+    if choice.mode == "chat":
+        adapter: RepairingAdapter = RefedChatAdapter(max_repairs=spec.max_repairs)
+    else:
+        adapter = RefedJSONAdapter(schema=choice.mode == "json_schema", dialect=choice.dialect,
+                                   max_repairs=spec.max_repairs)
+    adapter.choice = choice
+    return adapter

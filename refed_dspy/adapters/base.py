@@ -1,0 +1,158 @@
+"""What our adapters add to DSPy's: memoized system messages, contract checks, and repair before reject.
+
+- The system message depends only on the signature, so it is built once per signature (DSPy rebuilds
+  it on every call: about a quarter of the client's CPU per call in bench/overhead.py).
+- Every parsed reply is checked against the signature's output contract (contract.py), in every
+  mode, so a score of 63 on a 1-10 scale is a parse failure, not a value.
+- A reply that does not parse or breaks its contract is asked again, up to `max_repairs` times: the
+  conversation goes on with the bad reply and a user turn naming what was wrong. DSPy's own
+  ChatAdapter -> JSONAdapter fallback is off; the repair is the one second chance, in every mode.
+  Each call's CallInfo says whether it was a repair and whether its reply failed to parse.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from typing import Any
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+from pydantic import ValidationError
+
+from refed_dspy.adapters.contract import ContractError, check_outputs, describe_validation_error, display_signature
+from refed_dspy.lm import CallTag, tag_call
+
+_MAX_ENTRIES = 256
+_ECHO_CHARS = 8000  # of a bad reply, shown back to the LM in a repair turn
+
+try:  # DSPy marks adapter-made message calls so that its messages= deprecation warning stays quiet
+    from dspy.clients._deprecation import adapter_message_call
+except ImportError:  # pragma: no cover - a DSPy without the marker has no warning either
+    import contextlib
+
+    def adapter_message_call(lm, messages):  # noqa: ARG001
+        return contextlib.nullcontext()
+
+
+def describe_parse_error(err: AdapterParseError) -> str:
+    """One line saying what was wrong with a reply, from DSPy's parse error or ours."""
+    text = str(err)
+    cause = err.__cause__ or err.__context__
+    field = re.match(r"(?:\[[^\]]*\] )?Failed to parse field (\w+)", text)
+    if field and isinstance(cause, ValidationError):
+        return f"{field.group(1)}: {describe_validation_error(cause)}"
+    if field and cause is not None:
+        return f"{field.group(1)}: {str(cause).strip().splitlines()[0][:200]}"
+    first = text.split("\n\n")[0].strip()
+    first = re.sub(r"^\[[^\]]*\] ", "", first)
+    if first.startswith("Adapter ") and err.signature is not None:
+        got = set(err.parsed_result or ())
+        missing = [f"`{name}`" for name in err.signature.output_fields if name not in got]
+        if missing:
+            return f"the reply has no {', '.join(missing)} field{'s' if len(missing) > 1 else ''}"
+        return "the reply is empty or not in the required format"
+    if first.startswith("LM response cannot be serialized"):
+        return "the reply is not a JSON object"
+    return first.splitlines()[0][:300] if first else type(err).__name__
+
+
+class RepairingAdapter:
+    """Mixin for a DSPy ChatAdapter subclass: see the module docstring."""
+
+    mode = "chat"
+
+    def __init__(self, *args: Any, max_repairs: int = 1, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.max_repairs = max_repairs
+        self._system: dict[tuple[Any, str], str] = {}
+
+    def __deepcopy__(self, memo: dict) -> RepairingAdapter:
+        return self  # stateless but for the memo, which is safe to share
+
+    # ---- the system message, once per signature ----------------------------------------------------
+    def format_system_message(self, signature: type[dspy.Signature]) -> str:
+        key = (signature, signature.instructions)
+        text = self._system.get(key)
+        if text is None:
+            text = super().format_system_message(signature)
+            if len(self._system) >= _MAX_ENTRIES:
+                self._system.clear()
+            self._system[key] = text  # a race only computes the same text twice
+        return text
+
+    # ---- the prompt names plain types and states each output's bounds in words ----------------------
+    def format_field_description(self, signature: type[dspy.Signature]) -> str:
+        return super().format_field_description(display_signature(signature))
+
+    def user_message_output_requirements(self, signature: type[dspy.Signature]) -> str:
+        return super().user_message_output_requirements(display_signature(signature))
+
+    # ---- parsing checks the contract ----------------------------------------------------------------
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        fields = super().parse(signature, completion)
+        try:
+            return check_outputs(signature, fields)
+        except ContractError as err:
+            raise AdapterParseError(adapter_name=type(self).__name__, signature=signature, lm_response=completion,
+                                    message=f"breaks its contract: {err}") from err
+
+    # ---- what each mode adds to the request ---------------------------------------------------------
+    def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
+        """Extra LM kwargs for this mode (response_format); none for the chat format."""
+        return {}
+
+    # ---- the exchange: ask, parse, repair -----------------------------------------------------------
+    def _exchange(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[dspy.Signature], demos: list[dict],
+                  inputs: dict[str, Any]) -> Generator[tuple[list[dict], dict, bool], tuple[Any, CallTag], list[dict]]:
+        """Yields (messages, lm kwargs, is_repair) for each call; is sent (outputs, tag) back; returns the values."""
+        lm_kwargs = {**lm_kwargs, **self.request_options(signature)}
+        processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
+        messages = self.format(processed, demos, inputs)
+        for attempt in range(self.max_repairs + 1):
+            outputs, tag = yield messages, lm_kwargs, attempt > 0
+            try:
+                return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+            except AdapterParseError as err:
+                if tag.info is not None:
+                    tag.info.parse_error = True
+                problem = describe_parse_error(err)
+                if attempt >= self.max_repairs:
+                    after = f" (after {attempt} repair{'s' if attempt > 1 else ''})" if attempt else ""
+                    raise AdapterParseError(adapter_name=type(self).__name__, signature=signature,
+                                            lm_response=err.lm_response, message=f"{problem}{after}") from None
+                messages = [*messages, *self.repair_turn(processed, err.lm_response, problem)]
+        raise AssertionError("unreachable")
+
+    def repair_turn(self, signature: type[dspy.Signature], reply: Any, problem: str) -> list[dict[str, str]]:
+        """The two messages that ask again: the bad reply, and what was wrong with it."""
+        text = reply if isinstance(reply, str) else str(reply)
+        if len(text) > _ECHO_CHARS:
+            text = text[:_ECHO_CHARS] + " [...]"
+        ask = (f"That reply cannot be used: {problem}. Reply again to the request above, in full. "
+               f"{self.user_message_output_requirements(signature)}")
+        return [{"role": "assistant", "content": text or "(empty)"}, {"role": "user", "content": ask}]
+
+    def __call__(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[dspy.Signature], demos: list[dict],
+                 inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        exchange = self._exchange(lm, lm_kwargs, signature, demos, inputs)
+        messages, kwargs, repair = next(exchange)
+        while True:
+            with tag_call(repair) as tag, adapter_message_call(lm, messages):
+                outputs = lm(messages=messages, **kwargs)
+            try:
+                messages, kwargs, repair = exchange.send((outputs, tag))
+            except StopIteration as done:
+                return done.value
+
+    async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[dspy.Signature], demos: list[dict],
+                    inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        exchange = self._exchange(lm, lm_kwargs, signature, demos, inputs)
+        messages, kwargs, repair = next(exchange)
+        while True:
+            with tag_call(repair) as tag, adapter_message_call(lm, messages):
+                outputs = await lm.acall(messages=messages, **kwargs)
+            try:
+                messages, kwargs, repair = exchange.send((outputs, tag))
+            except StopIteration as done:
+                return done.value
