@@ -92,7 +92,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
 
     config = _config_for_run(args, args.target)
     on_mismatch = _on_mismatch(args)
-    s = judge_run(args.target, config, on_mismatch=on_mismatch)
+    s = judge_run(args.target, config, on_mismatch=on_mismatch, show_progress=config.run.progress)
     cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
     print(f"judged {s['judged']}/{s['samples']} samples of {s['run_dir']} with {s['judge']}: {s['status']}")
     print(f"  mean score {s['mean_score']}  improvement win/tie/loss {s['improvement_win_rate']}/{s['improvement_tie_rate']}/"
@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr)
+    if getattr(args, "func", None):
+        import dspy  # noqa: F401 - DSPy sets its loggers to INFO on import: import it first, then quiet them
     for noisy in ("httpx", "LiteLLM", "dspy", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     # truncated replies are recorded as rejects; DSPy's per-call warning would only repeat that

@@ -152,7 +152,8 @@ async def acompare(config: Config, methods: list[str], *, teacher=None, referenc
             if judge:
                 from refed_dspy.judging import ajudge_run
 
-                await ajudge_run(mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch)
+                await ajudge_run(mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch,
+                                 show_progress=show_progress)
             rows.append({**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)})
     finally:  # a stopped comparison still leaves the table of the methods that finished
         json_path, md_path = write_comparison(config.run.dir, rows, header)

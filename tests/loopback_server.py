@@ -82,6 +82,7 @@ class ServerConfig:
     sticky_missing: float = 0.0  # the last output field is left out
     sticky_wrongtype: float = 0.0  # every structured (list, number, enum) field holds prose
     sticky_empty: float = 0.0  # an empty message
+    sticky_bad_scores: float = 0.0  # integer fields get 11-99, whatever the schema says (a provider ignoring bounds)
     fail_all: bool = False
     seed: int = 0
     log_path: str | None = None
@@ -228,7 +229,7 @@ def _json_notes(system: str) -> dict[str, dict | None]:
 
 
 def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mode: bool, drop_last: bool = False,
-            wrong_types: bool = False, response_schema: dict | None = None) -> str:
+            wrong_types: bool = False, response_schema: dict | None = None, bad_scores: bool = False) -> str:
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
     first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
     if isinstance(first_user, list):
@@ -243,6 +244,8 @@ def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mo
     if not names:
         names = ["answer"]
     values = {name: _value(schemas.get(name), name, rng, cfg, inputs, defs) for name in names}
+    if bad_scores:
+        values = {k: rng.randint(11, 99) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in values.items()}
     if drop_last and len(values) > 1:
         values.pop(names[-1])
     if wrong_types:
@@ -339,6 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
         if cfg.log_prompts:
             entry["system"] = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
             entry["messages"] = messages
+            entry["response_format"] = req.get("response_format")
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)
@@ -381,7 +385,9 @@ class _Handler(BaseHTTPRequestHandler):
         if _unit(key, "refusal") < cfg.sticky_refusal:
             content, finish, fault = None, "content_filter", "refusal"
         else:
-            content = _answer(messages, rng, cfg, json_mode, response_schema=response_schema)
+            bad_scores = _unit(key, "scores") < cfg.sticky_bad_scores
+            content = _answer(messages, rng, cfg, json_mode, response_schema=response_schema, bad_scores=bad_scores)
+            fault = "bad_scores" if bad_scores else None
             if _unit(key, "length") < cfg.sticky_length:
                 content, finish, fault = content[: len(content) // 3], "length", "length"
             elif _unit(key, "malformed") < cfg.sticky_malformed:

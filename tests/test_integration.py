@@ -86,3 +86,19 @@ def test_sigkill_midway_then_resume_is_exactly_once(server_factory, tmp_path):
     assert all(e["sha"] in recent for e in resent)
     # the resumed run did the remaining work, not the whole run again
     assert len(second) < len(first) + 2 * (size - at_kill) + 20
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(server_factory, tmp_path):
+    srv = server_factory(latency_s=0.05)
+    run = tmp_path / "run"
+    proc = refed("synthesize", *sets(run_overrides(srv, run, 12, **{"synthesis.concurrency": 2})),
+                 "--set", "run.progress=true", "--set", "run.progress_every_s=0.2")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    lines = [x for x in err.splitlines() if x.startswith("synthesize: ")]
+    assert len(lines) >= 2 and all("/12 samples" in x and "LM calls" in x and "rejects" in x and "ETA" in x for x in lines)
+    proc = refed("judge", str(run), "--set", f"judge.api_base='{srv.api_base}'", "--set", "judge.api_key_env=''",
+                 "--set", "run.progress=true", "--set", "run.progress_every_s=0.2", "--set", "judging.concurrency=3")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert any(x.startswith("judge: ") and "/12 samples" in x for x in err.splitlines())

@@ -95,7 +95,7 @@ class RepairingAdapter:
             return check_outputs(signature, fields)
         except ContractError as err:
             raise AdapterParseError(adapter_name=type(self).__name__, signature=signature, lm_response=completion,
-                                    message=f"breaks its contract: {err}") from err
+                                    message=str(err)) from err
 
     # ---- what each mode adds to the request ---------------------------------------------------------
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:

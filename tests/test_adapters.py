@@ -1,0 +1,178 @@
+"""Output contracts, schema dialects, the adapter per role, and repair before reject (unit and loopback)."""
+
+from __future__ import annotations
+
+import json
+
+import dspy
+import pytest
+from conftest import run_overrides
+from dspy.utils import DummyLM
+from loopback_server import read_log
+
+from refed_dspy.adapters import (
+    ContractError,
+    RefedChatAdapter,
+    RefedJSONAdapter,
+    build_adapter,
+    check_outputs,
+    choose_adapter,
+    output_schema,
+    response_format,
+    schema_for,
+)
+from refed_dspy.adapters.contract import field_bounds
+from refed_dspy.config import LMSpec, load_config
+from refed_dspy.lm import collect_calls
+from refed_dspy.programs import PointwiseJudge
+from refed_dspy.programs.synthesize import asking_for
+from refed_dspy.signatures import ImproveResponse, SynthesizeInstructions, pointwise_signature
+from refed_dspy.synthesis import synthesize
+from refed_dspy.usage import usage_of
+
+SCORES = pointwise_signature(["helpfulness", "accuracy"])
+
+
+def test_schema_carries_every_bound():
+    props = output_schema(SCORES)["properties"]
+    assert props["accuracy"] == {"type": "integer", "minimum": 1, "maximum": 10}
+    assert props["rationale"]["maxLength"] == 2000 and props["rationale"]["minLength"] == 1
+    items = output_schema(asking_for(SynthesizeInstructions, 4))["properties"]["new_instructions"]
+    assert (items["minItems"], items["maxItems"], items["items"]["maxLength"]) == (4, 4, 4000)
+    improve = output_schema(ImproveResponse)
+    analysis = improve["$defs"]["Analysis"]
+    assert analysis["additionalProperties"] is False and analysis["required"] == list(analysis["properties"])
+    assert analysis["properties"]["original_strengths"]["maxItems"] == 20
+    assert "title" not in json.dumps(improve) and "default" not in json.dumps(improve)
+    assert improve["required"] == ["analysis", "implementation_strategy", "improved_response"]
+    assert field_bounds(items) == "exactly 4 items, each 1 to 4000 characters"
+
+
+def test_check_outputs_names_the_broken_bound():
+    ok = check_outputs(SCORES, {"rationale": "  fine  ", "helpfulness": 7, "accuracy": 3})
+    assert ok == {"rationale": "fine", "helpfulness": 7, "accuracy": 3}
+    with pytest.raises(ContractError) as err:
+        check_outputs(SCORES, {"rationale": "x", "helpfulness": 7, "accuracy": 63})
+    assert str(err.value) == "accuracy: input should be less than or equal to 10 (got 63)"
+    with pytest.raises(ContractError, match="rationale: string should have at least 1 character"):
+        check_outputs(SCORES, {"rationale": "   ", "helpfulness": 7, "accuracy": 3})
+    with pytest.raises(ContractError, match="new_instructions: list should have at most 2 items"):
+        check_outputs(asking_for(SynthesizeInstructions, 2), {"new_instructions": ["a", "b", "c"]})
+
+
+def test_dialects_move_what_a_provider_rejects_into_descriptions():
+    schema = output_schema(asking_for(SynthesizeInstructions, 3))
+    assert schema_for(schema, "full") == schema
+    openai = schema_for(schema, "openai")["properties"]["new_instructions"]
+    assert (openai["minItems"], openai["maxItems"]) == (3, 3)  # strict mode takes item counts
+    assert "maxLength" not in openai["items"] and openai["items"]["description"] == "Must be 1 to 4000 characters."
+    anthropic = schema_for(schema, "anthropic")["properties"]["new_instructions"]
+    assert not {"minItems", "maxItems"} & set(anthropic) and "exactly 3 items" in anthropic["description"]
+    scores = schema_for(output_schema(SCORES), "anthropic")["properties"]["accuracy"]
+    assert scores == {"type": "integer", "description": "Must be from 1 to 10."}
+    gemini = schema_for(output_schema(SCORES), "gemini")["properties"]
+    assert gemini["accuracy"]["maximum"] == 10 and "maxLength" not in gemini["rationale"]
+    minimal = json.dumps(schema_for(output_schema(ImproveResponse), "minimal"))
+    for keyword in ("maxLength", "minLength", "maxItems", "minimum", "maximum"):
+        assert f'"{keyword}"' not in minimal
+    assert schema == output_schema(asking_for(SynthesizeInstructions, 3))  # translation never changes its input
+    with pytest.raises(ValueError, match="unknown schema dialect"):
+        schema_for(schema, "cobol")
+
+
+@pytest.mark.parametrize("spec, mode, dialect", [
+    (dict(model="openai/local", api_base="http://127.0.0.1:8080/v1"), "json_schema", "full"),
+    (dict(model="hosted_vllm/qwen", api_base="http://10.0.0.2:8000/v1"), "json_schema", "full"),
+    (dict(model="ollama_chat/llama3.1"), "json_schema", "full"),
+    (dict(model="openai/gpt-4o-mini"), "json_schema", "openai"),
+    (dict(model="openai/gpt-3.5-turbo"), "chat", "openai"),
+    (dict(model="openai/gpt-4o-mini", api_base="https://api.openai.com/v1"), "json_schema", "openai"),
+    (dict(model="anthropic/claude-3-5-haiku-latest"), "chat", "anthropic"),
+    (dict(model="anthropic/claude-sonnet-4-5"), "json_schema", "anthropic"),
+    (dict(model="groq/llama-3.1-8b-instant"), "chat", "minimal"),
+    (dict(model="groq/llama-3.1-8b-instant", adapter="json", schema_dialect="openai"), "json", "openai"),
+    (dict(model="openai/local", api_base="http://127.0.0.1:8080/v1", adapter="chat"), "chat", "full"),
+])
+def test_auto_picks_what_fits_the_provider(spec, mode, dialect):
+    choice = choose_adapter(LMSpec(**spec))
+    assert (choice.mode, choice.dialect) == (mode, dialect) and choice.reason
+    adapter = build_adapter(LMSpec(**spec))
+    assert adapter.mode == mode and adapter.choice == choice
+
+
+def test_json_schema_adapter_sends_the_dialects_schema_and_json_sends_json_object():
+    fmt = RefedJSONAdapter(dialect="openai").request_options(SCORES)["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert fmt["json_schema"]["schema"] == schema_for(output_schema(SCORES), "openai") == response_format(SCORES, "openai")["json_schema"]["schema"]
+    assert RefedJSONAdapter(schema=False).request_options(SCORES) == {"response_format": {"type": "json_object"}}
+    assert RefedJSONAdapter(schema=False, dialect="anthropic").request_options(SCORES) == {}  # no JSON mode there
+    assert RefedChatAdapter().request_options(SCORES) == {}
+
+
+def test_out_of_range_score_is_repaired_with_the_error_shown():
+    lm = DummyLM([{"rationale": "solid", "helpfulness": 63, "accuracy": 5},
+                  {"rationale": "solid", "helpfulness": 6, "accuracy": 5}])
+    with dspy.context(lm=lm, adapter=RefedChatAdapter(max_repairs=1)):
+        pred = PointwiseJudge(["helpfulness", "accuracy"])(instruction="q", response="r")
+    assert pred.scores == {"helpfulness": 6, "accuracy": 5}
+    repair = lm.history[1]["messages"]
+    assert repair[-2]["role"] == "assistant" and "63" in repair[-2]["content"]
+    assert repair[-1]["content"].startswith("That reply cannot be used: helpfulness: input should be less than or equal to 10 (got 63)")
+
+
+def test_without_repairs_left_the_error_is_one_line_and_keeps_the_reply():
+    from dspy.utils.exceptions import AdapterParseError
+
+    from refed_dspy.failures import classify
+
+    lm = DummyLM([{"rationale": "solid", "helpfulness": 63, "accuracy": 5}] * 2)
+    with dspy.context(lm=lm, adapter=RefedChatAdapter(max_repairs=1)), pytest.raises(AdapterParseError) as err:
+        PointwiseJudge(["helpfulness", "accuracy"])(instruction="q", response="r")
+    failure = classify(err.value)
+    assert failure.reason == "unparseable" and failure.final
+    assert failure.detail == "helpfulness: input should be less than or equal to 10 (got 63) (after 1 repair)"
+    assert "63" in failure.raw and len(lm.history) == 2
+
+
+def test_json_schema_over_http_repairs_counts_and_keeps_raw_text(server_factory, tmp_path):
+    srv = server_factory(log_prompts=True, sticky_malformed=0.3)
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 12, **{"seeds.limit": 4})))
+    assert summary["status"] == "complete" and summary["samples"] == 12
+    assert summary["adapter"]["mode"] == "json_schema" and summary["adapter"]["dialect"] == "full"
+    log = read_log(srv.cfg.log_path)
+    assert all(e["response_format"]["type"] == "json_schema" for e in log)
+    synth = [e for e in log if e["outputs"] == ["new_instructions"] and e["turns"] == 1]
+    schema = synth[0]["response_format"]["json_schema"]["schema"]["properties"]["new_instructions"]
+    assert schema["minItems"] == schema["maxItems"] == 10 and schema["items"]["maxLength"] == 4000
+    repairs = [e for e in log if e["turns"] == 3]
+    assert repairs and all(e["messages"][-1]["content"].startswith("That reply cannot be used") for e in repairs)
+    by_stage = summary["usage"]["by_stage"]
+    assert sum(s["repairs"] for s in by_stage.values()) == summary["usage"]["repairs"] == len(repairs)
+    assert summary["usage"]["parse_failures"] >= len(repairs) and summary["usage"]["lm_seconds"] > 0
+    for line in (run / "rejects.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["reason"] == "unparseable":
+            assert rec["raw"].startswith("I'm not sure how to format this") and rec["detail"].endswith("(after 1 repair)")
+
+
+def test_openai_dialect_reaches_the_wire_without_string_lengths(server_factory, tmp_path):
+    srv = server_factory(log_prompts=True)
+    synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 2, **{
+        "seeds.limit": 1, "teacher.schema_dialect": "'openai'", "synthesis.instructions_per_feature": 2})))
+    formats = [e["response_format"]["json_schema"]["schema"] for e in read_log(srv.cfg.log_path)]
+    text = json.dumps(formats)
+    assert formats and '"maxLength"' not in text and "characters." in text and '"maxItems": 2' in text
+
+
+def test_usage_counts_repairs_and_parse_failures_of_paid_calls_only():
+    from refed_dspy.lm import CallInfo
+
+    calls = [CallInfo("judge_pointwise", "m", 10, 5, parse_error=True, seconds=1.0),
+             CallInfo("judge_pointwise", "m", 12, 5, repair=True, seconds=2.0),
+             CallInfo("judge_pointwise", "m", cache_hit=True, repair=True, parse_error=True)]
+    usage = usage_of(calls, None)
+    assert (usage["calls"], usage["cached_calls"], usage["parse_failures"], usage["repairs"], usage["lm_seconds"]) == (2, 1, 1, 1, 3.0)
+    with collect_calls() as got:
+        pass
+    assert got == []
