@@ -235,7 +235,8 @@ def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mo
     if isinstance(first_user, list):
         first_user = " ".join(part.get("text", "") for part in first_user)
     names = output_names(messages)
-    schemas = {m.group(1): _note_schema(m.group(2)) for m in _FIELD_RE.finditer(system)} or _json_notes(system)
+    # the chat format's notes; a JSON prompt states its outputs' notes in a JSON block (its inputs match _FIELD_RE too)
+    schemas = {m.group(1): _note_schema(m.group(2)) for m in _FIELD_RE.finditer(system)} | _json_notes(system)
     defs = {}
     if response_schema is not None:  # a json_schema response_format: the server follows it, bounds and all
         schemas, defs = response_schema.get("properties", {}), response_schema.get("$defs", {})

@@ -176,3 +176,14 @@ def test_usage_counts_repairs_and_parse_failures_of_paid_calls_only():
     with collect_calls() as got:
         pass
     assert got == []
+
+
+def test_json_mode_asks_for_a_json_object_and_parses_it(server_factory, tmp_path):
+    srv = server_factory(log_prompts=True)
+    summary = synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 6, **{
+        "seeds.limit": 2, "teacher.adapter": "'json'", "synthesis.instructions_per_feature": 3})))
+    assert summary["status"] == "complete" and summary["adapter"]["mode"] == "json"
+    log = read_log(srv.cfg.log_path)
+    assert log and all(e["response_format"] == {"type": "json_object"} for e in log)
+    assert all("Respond with a JSON object" in e["messages"][-1]["content"] for e in log)
+    assert summary["usage"]["parse_failures"] == 0

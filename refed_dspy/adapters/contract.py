@@ -75,9 +75,10 @@ def describe_validation_error(err: ValidationError, limit: int = 4) -> str:
     """One line naming each broken bound: `field.sub: what was expected (got ...)`."""
     parts = []
     for e in err.errors()[:limit]:
-        where = ".".join(str(p) for p in e["loc"]) or "reply"
+        where = ".".join(str(p) for p in e["loc"])
         got = "" if e["type"] == "missing" else f" (got {_short(e.get('input'))})"
-        parts.append(f"{where}: {e['msg'][:1].lower()}{e['msg'][1:]}{got}")
+        what = f"{e['msg'][:1].lower()}{e['msg'][1:]}{got}"
+        parts.append(f"{where}: {what}" if where else what)
     more = len(err.errors()) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
