@@ -13,6 +13,19 @@ from refed_dspy.adapters.base import RepairingAdapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.adapters.dialects import schema_for
 
+# Providers that put a response_format schema in front of the model (it is billed as input); a grammar server
+# (llama.cpp, vLLM, SGLang) only constrains decoding with it, so there the prompt keeps the types and bounds.
+SCHEMA_IN_CONTEXT = ("openai", "anthropic", "gemini")
+
+
+@functools.lru_cache(maxsize=512)
+def _placeholders(signature: type[dspy.Signature]) -> type[dspy.Signature]:
+    """`signature` with every output typed `str`: its structure block then shows bare `{field}` placeholders."""
+    shown = signature
+    for name in signature.output_fields:
+        shown = shown.with_updated_fields(name, type_=str)
+    return shown
+
 
 @functools.lru_cache(maxsize=512)
 def response_format(signature: type[dspy.Signature], dialect: str) -> dict[str, Any]:
@@ -34,6 +47,12 @@ class RefedJSONAdapter(RepairingAdapter, dspy.JSONAdapter):
     @property
     def mode(self) -> str:  # type: ignore[override]
         return "json_schema" if self.schema else "json"
+
+    def format_field_structure(self, signature: type[dspy.Signature]) -> str:
+        # where the provider shows the model the schema itself, repeating it in the prompt is paid for twice
+        if self.schema and self.dialect in SCHEMA_IN_CONTEXT:
+            return super().format_field_structure(_placeholders(signature))
+        return super().format_field_structure(signature)
 
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
         if self.schema:
