@@ -209,3 +209,14 @@ def test_judge_budget_stops_before_exceeding(server_factory, tmp_path):
     s = judge_run(run, _synth_and_judge_config(teacher, judge, run, 10))
     assert s["status"] == "complete" and s["judged"] == 10
     assert len(read_log(judge.cfg.log_path)) == 30 == s["usage"]["calls"]
+
+
+def test_judge_fingerprint_of_an_older_run_without_the_adapter_keys_still_matches():
+    from refed_dspy.judging import judge_fingerprint, judge_fingerprint_diff
+
+    new = judge_fingerprint(load_config(None, []))
+    old = {k: v for k, v in new.items() if k not in ("adapter", "schema_dialect")}
+    assert judge_fingerprint_diff(old, new) == []
+    changed = judge_fingerprint(load_config(None, ["judge.adapter='chat'"]))
+    assert judge_fingerprint_diff(old, changed) == ["adapter: None -> 'chat'"]
+    assert judge_fingerprint_diff(new, changed) == ["adapter: 'auto' -> 'chat'"]
