@@ -44,6 +44,18 @@ def server_factory(tmp_path):
         srv.__exit__(None, None, None)
 
 
+@pytest.fixture
+def run(server_factory, tmp_path):
+    """A finished refed run dir of 30 samples (8 references, 2 instructions per feature) from a well-behaved teacher."""
+    from refed_dspy.config import load_config
+    from refed_dspy.synthesis import synthesize
+
+    srv = server_factory()
+    path = tmp_path / "run"
+    synthesize(load_config(None, run_overrides(srv, path, 30, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2})))
+    return path
+
+
 def run_overrides(server, run_dir, size: int, **extra) -> list[str]:
     """--set overrides pointing the teacher at a loopback server."""
     out = [f"teacher.api_base='{server.api_base}'", "teacher.api_key_env=''", f"run.dir='{run_dir}'",

@@ -39,14 +39,6 @@ def test_split_keeps_each_reference_on_one_side():
     assert split_by_reference(one_ref, 0.5)[1] == []  # never empties train
 
 
-@pytest.fixture
-def run(server_factory, tmp_path):
-    srv = server_factory()
-    path = tmp_path / "run"
-    synthesize(load_config(None, run_overrides(srv, path, 30, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2})))
-    return path
-
-
 def test_every_format_loads_back(run, tmp_path):
     samples = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     for fmt in ("messages", "sharegpt", "alpaca", "parquet", "hf"):

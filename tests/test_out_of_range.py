@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from conftest import run_overrides
 from loopback_server import read_log
 from test_integration import refed, sets
 
 from refed_dspy.config import load_config
 from refed_dspy.optimize_run import optimize
-from refed_dspy.synthesis import synthesize
 
 CRITERIA = "judging.criteria=['helpfulness','accuracy']"
 
@@ -26,15 +24,6 @@ def run_cli(*args, timeout=300):
     proc = refed(*args)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
-
-
-@pytest.fixture
-def run(server_factory, tmp_path):
-    """A finished refed run of 30 samples from a well-behaved teacher."""
-    srv = server_factory()
-    path = tmp_path / "run"
-    synthesize(load_config(None, run_overrides(srv, path, 30, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2})))
-    return path
 
 
 def test_judge_rejects_out_of_range_scores_and_aborts_the_streak(run, server_factory):
