@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from refed_dspy.errors import RefedError
@@ -332,8 +333,20 @@ def _version() -> str:
     return __version__
 
 
+_signals: list[int] = []
+
+
+def _stop_like_sigint(signum: int, frame) -> None:  # noqa: ARG001
+    """SIGTERM (timeout, Docker, systemd, Slurm) and SIGHUP stop a command the way Ctrl-C does: asyncio cancels
+    the run, which writes its summary; the exit code then says which signal it was (128 + its number)."""
+    _signals.append(signum)
+    signal.raise_signal(signal.SIGINT)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `refed` console script."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_like_sigint)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -349,13 +362,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except RefedError as err:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback, and still the documented exit code
+            import traceback
+
+            traceback.print_exc()
         print(f"refed: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print("refed: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        signum = _signals[-1] if _signals else signal.SIGINT
+        print(f"refed: stopped by {signal.Signals(signum).name}; what was written is kept, run the same command "
+              "again to resume", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ _SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)toke
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: a boolean is not a number (size = true must not mean 1); ints still fill float fields
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class LMSpec(_Section):

@@ -124,3 +124,21 @@ def test_judge_temperature_defaults_to_zero(tmp_path, toml_text, expected):
     path.write_text(toml_text)
     assert load_config(path).judge.temperature == expected
     assert load_config(None, ["judge.model='openai/gpt-4o'"]).judge.temperature == 0.0
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("synthesis.size=true", "synthesis.size: expected int, got True"),
+    ("synthesis.max_cost_usd=true", "synthesis.max_cost_usd: expected float | None, got True"),
+    ("judging.concurrency=false", "judging.concurrency: expected int, got False"),
+])
+def test_booleans_are_not_numbers(override, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert expected in str(err.value)
+    assert load_config(None, ["synthesis.max_cost_usd=2"]).synthesis.max_cost_usd == 2.0  # an int still fills a float
+
+
+def test_debug_keeps_the_exit_code(capsys):
+    assert main(["--debug", "config", "show", "--set", "synthesis.size=true"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("refed: error: invalid config")

@@ -102,3 +102,26 @@ def test_progress_lines_when_stderr_is_not_a_terminal(server_factory, tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert any(x.startswith("judge: ") and "/12 samples" in x for x in err.splitlines())
+
+
+def test_sigint_sigterm_sighup_stop_cleanly_and_resume(server_factory, tmp_path):
+    for name, code in (("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)):
+        srv = server_factory(latency_s=0.2)
+        run = tmp_path / name
+        proc = refed("synthesize", *sets(run_overrides(srv, run, 40, **{"synthesis.concurrency": 4})))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ((run / "samples.jsonl").exists() and samples(run)):
+            time.sleep(0.1)
+        sent = time.monotonic()
+        proc.send_signal(getattr(signal, name))
+        out, err = proc.communicate(timeout=60)
+        assert time.monotonic() - sent < 10
+        assert proc.returncode == code, (name, err)
+        assert err.strip().splitlines()[-1].startswith(f"refed: stopped by {name}") and "Traceback" not in err
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and 0 < summary["samples"] < 40
+        proc = refed("synthesize", *sets(run_overrides(srv, run, 40, **{"synthesis.concurrency": 4})))
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        ids = [s["meta"]["id"] for s in samples(run)]
+        assert len(ids) == len(set(ids)) == 40
