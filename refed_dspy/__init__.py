@@ -4,10 +4,14 @@ The core (config, records, seeds, store, lm) imports no signatures, programs or 
 `synthesize`, `compare` and `optimize` are loaded on first use.
 """
 
-from refed_dspy.config import Config, load_config
-from refed_dspy.errors import ConfigError, MissingKeyError, RefedError, RunAborted, RunDirError, SeedError
-from refed_dspy.records import Reference, ReferenceFeedback, SampleRecord
-from refed_dspy.seeds import load_references, read_references
+from refed_dspy.telemetry import set_telemetry
+
+set_telemetry()  # before anything imports MLflow or the Hub: no usage reports unless tracking.telemetry = true
+
+from refed_dspy.config import Config, load_config  # noqa: E402
+from refed_dspy.errors import ConfigError, MissingKeyError, RefedError, RunAborted, RunDirError, SeedError  # noqa: E402
+from refed_dspy.records import Reference, ReferenceFeedback, SampleRecord  # noqa: E402
+from refed_dspy.seeds import load_references, read_references  # noqa: E402
 
 __version__ = "0.1.0"
 

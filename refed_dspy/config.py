@@ -186,6 +186,7 @@ class TrackingConfig(_Section):
     mlflow_uri: str = Field("sqlite:///mlflow.db", description="Tracking URI: the embedded sqlite store, or a server URL.")
     experiment: str = Field("refed", description="MLflow experiment name.")
     log_traces: bool = Field(False, description="Optimization: also log an MLflow trace of every DSPy call (large).")
+    telemetry: bool = Field(False, description="Let MLflow and Hugging Face send their usage telemetry to their servers. Off by default: nothing leaves the machine but calls to the configured endpoints.")
 
 
 class Config(_Section):

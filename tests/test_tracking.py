@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -122,3 +123,49 @@ def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, t
             out, err = proc.communicate(timeout=300)
             assert PLANTED not in out and PLANTED not in err
     assert proc.returncode != 0 and "consecutive teacher failures" in err
+
+
+def test_nothing_leaves_the_machine_with_tracking_on(server_factory, tmp_path):
+    """With tracking on, synthesize, judge, export and optimize open sockets to the configured endpoints only
+    (here all on loopback): no telemetry to MLflow's or Hugging Face's servers. The commands run as on a user's
+    machine, without the test and CI markers that make MLflow keep quiet by itself, and linger at exit so that
+    background senders get their chance."""
+    import os
+    import subprocess
+    import sys
+
+    from test_integration import sets
+
+    srv = server_factory()
+    run = tmp_path / "run"
+    log = tmp_path / "sockets.log"
+    over = tracked(srv, tmp_path, run, 4) + ["optimize.n_train=2", "optimize.n_val=1", "optimize.optimizer='bootstrap'",
+                                             f"optimize.out='{tmp_path / 'opt'}'"]
+    quiet = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+             "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "HF_HUB_DISABLE_TELEMETRY")
+    env = {k: v for k, v in os.environ.items() if k not in quiet}
+    env.update(PYTHONPATH=str(Path(__file__).parent / "socket_spy"), REFED_SOCKET_LOG=str(log), REFED_SOCKET_LINGER="2",
+               LITELLM_LOCAL_MODEL_COST_MAP="true")
+    commands = [["synthesize", *sets(over)], ["judge", str(run), *sets(over)],
+                ["export", str(run), "--format", "parquet", "--out", str(tmp_path / "pq"), *sets(over)],
+                ["optimize", *sets(over)]]
+    for args in commands:
+        proc = subprocess.run([sys.executable, "-m", "refed_dspy.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, (args[0], proc.stderr[-2000:])
+    seen = {line.split(" ", 1)[1] for line in log.read_text().splitlines()}
+    assert seen and seen <= {"127.0.0.1", "localhost", "::1"}, seen
+
+
+def test_telemetry_opt_out_never_overrides_the_user(monkeypatch):
+    from refed_dspy import telemetry
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.setenv("DO_NOT_TRACK", "false")  # the user's own choice stays
+    monkeypatch.setattr(telemetry, "_ours", set())
+    telemetry.set_telemetry()
+    import os
+
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and os.environ["DO_NOT_TRACK"] == "false"
+    telemetry.set_telemetry(opt_in=True)
+    assert "MLFLOW_DISABLE_TELEMETRY" not in os.environ and os.environ["DO_NOT_TRACK"] == "false"
