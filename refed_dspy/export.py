@@ -11,6 +11,7 @@ from typing import Any
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export_formats import CONVERTERS, FORMATS, RESPONSES, split_by_reference, to_flat
+from refed_dspy.outputs import check_output_dir
 from refed_dspy.rundir import RunDir
 from refed_dspy.store import read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 
@@ -102,15 +103,28 @@ def check_out_is_dir(out: Path) -> None:
                           f"files and README.md (e.g. --out {out.with_suffix('')})")
 
 
+# what an export writes into --out, for any format: --overwrite removes these and nothing else
+_OUR_FILES = ("README.md", "train.jsonl", "validation.jsonl", "train.parquet", "validation.parquet", "dataset_dict.json")
+_OUR_DIRS = ("train", "validation")  # save_to_disk's split dirs
+
+
+def _ours(out: Path) -> list[Path]:
+    """The entries of `out` that an export wrote (split dirs only when they hold a saved dataset)."""
+    found = [out / name for name in _OUR_FILES if (out / name).is_file()]
+    found += [out / name for name in _OUR_DIRS if (out / name / "dataset_info.json").is_file()]
+    return found
+
+
 def _prepare_out(out: Path, overwrite: bool) -> None:
     taken = any(out.iterdir()) if out.is_dir() else out.exists()
     if taken:
         if not overwrite:
             raise RunDirError(f"{out} already exists; choose another --out or pass --overwrite")
-        if out.is_dir():
-            shutil.rmtree(out)
-        else:
-            out.unlink()
+        for path in _ours(out):  # an earlier export's files go; anything else in the dir stays
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -148,6 +162,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None, *, 
         raise ConfigError(f"--format {fmt} needs --out DIR")
     if out is not None:
         check_out_is_dir(Path(out))
+        check_output_dir(out, [run_dir])
     samples = list(read_jsonl(rundir.samples))
     if not samples:
         raise RunDirError(f"{rundir.samples} is empty; nothing to export")

@@ -16,6 +16,7 @@ from refed_dspy.config import FilterSpec
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import JUDGE_PARTS, UNJUDGED, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.judging import load_judgments, unjudged_reasons
+from refed_dspy.outputs import check_output_dir
 from refed_dspy.rundir import RunDir
 from refed_dspy.store import read_jsonl, write_json_atomic, write_jsonl_atomic
 
@@ -49,8 +50,7 @@ def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec]
         raise RunDirError(f"{src.path} has no samples.jsonl; run `refed synthesize` first")
     if not specs:
         raise ConfigError("no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,...")
-    if out.path.resolve() == src.path.resolve():
-        raise RunDirError("--out must be a different directory: filtering never modifies its input run")
+    check_output_dir(out.path, [src.path])
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
     samples = list(read_jsonl(src.samples))

@@ -1,6 +1,7 @@
 """`refed export`: every format loads back with `datasets`, the grouped split, the card, the hub path, seeding a new run."""
 
 import json
+import shutil
 from collections import Counter
 
 import datasets
@@ -155,3 +156,38 @@ def test_export_logs_input_datasets_to_mlflow(run, tmp_path):
     inputs = runs[0].inputs.dataset_inputs
     assert sorted(i.dataset.name for i in inputs) == ["run-train", "run-validation"]
     assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} == {"export/train", "export/validation"}
+
+
+def _tree(path):
+    """Every file under `path` with its bytes."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_export_never_writes_onto_into_or_around_its_input(run, tmp_path):
+    beside = tmp_path / "notes.txt"
+    beside.write_text("unrelated, keep me")
+    before = _tree(tmp_path)
+    for out, msg in ((run, "is the input"), (tmp_path, "contains the input"), (run / "export", "lies inside the input")):
+        p = refed("export", str(run), "--format", "messages", "--out", str(out), "--overwrite")
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, (out, err)
+    assert _tree(tmp_path) == before
+    # another run dir, or a folder holding one, is no output either
+    other = tmp_path / "runs" / "other"
+    shutil.copytree(run, other)
+    before = _tree(tmp_path)
+    for out, msg in ((other, "holds the run dir"), (tmp_path / "runs", "holds the run dir"),
+                     (other / "x", "lies inside the run dir")):
+        with pytest.raises(RunDirError, match=msg):
+            export_run(run, "messages", out, overwrite=True)
+    assert _tree(tmp_path) == before  # every byte of every input and of the file beside it
+
+
+def test_overwrite_removes_only_what_an_export_wrote(run, tmp_path):
+    out = tmp_path / "exp"
+    export_run(run, "hf", out, val_fraction=0.2)
+    (out / "my-notes.md").write_text("mine")
+    export_run(run, "messages", out, overwrite=True, val_fraction=0.2)
+    assert (out / "my-notes.md").read_text() == "mine"
+    assert not (out / "dataset_dict.json").exists() and not (out / "train").exists()
+    assert (out / "train.jsonl").exists() and (out / "README.md").exists()

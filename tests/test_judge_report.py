@@ -121,7 +121,7 @@ def test_cli_judge_filter_report_and_bad_inputs(server_factory, tmp_path):
     assert (run / "samples.jsonl").read_bytes() == samples_before  # input untouched
     for bad_args, msg in (
         (["filter", str(run), "--out", str(out), "--apply", "dedup"], "already exists"),
-        (["filter", str(run), "--out", str(run), "--apply", "dedup"], "different directory"),
+        (["filter", str(run), "--out", str(run), "--apply", "dedup"], "is the input"),
         (["filter", str(run), "--out", str(tmp_path / "x")], "no filters to apply"),
         (["judge", str(tmp_path / "nowhere")], "not a run directory"),
         (["report", str(tmp_path)], "not a run directory"),
