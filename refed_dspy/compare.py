@@ -127,10 +127,17 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
     return json_path, md_path
 
 
-async def acompare(config: Config, methods: list[str], *, teacher=None, references=None, on_mismatch: str = "error",
-                   show_progress: bool = False, judge: bool = False, judge_lm=None) -> dict[str, Any]:
+async def acompare(config: Config, methods: list[str], **kwargs: Any) -> dict[str, Any]:
     """Run (or resume) each method in turn into `<run.dir>/<method>/`; with `judge`, judge each run too (the
-    judge LM of config.judge). Returns {rows, json, markdown, ...}."""
+    judge LM of config.judge). Returns {rows, json, markdown, ...}. `<run.dir>` is locked for the whole comparison."""
+    from refed_dspy.lock import DirLock
+
+    with DirLock(config.run.dir, "refed compare", "comparison directory"):
+        return await _compare(config, methods, **kwargs)
+
+
+async def _compare(config: Config, methods: list[str], *, teacher=None, references=None, on_mismatch: str = "error",
+                   show_progress: bool = False, judge: bool = False, judge_lm=None) -> dict[str, Any]:
     from refed_dspy.judging import build_judge
     from refed_dspy.seeds import read_references
     from refed_dspy.synthesis import arun_synthesis, build_teacher

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -11,11 +13,13 @@ from typing import Any
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export_formats import CONVERTERS, FORMATS, RESPONSES, split_by_reference, to_flat
+from refed_dspy.lock import LOCK_NAME, DirLock
 from refed_dspy.outputs import check_output_dir
-from refed_dspy.rundir import RunDir
+from refed_dspy.rundir import RunDir, incomplete_note
 from refed_dspy.store import read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 
 HF_TOKEN_ENV = "HF_TOKEN"
+log = logging.getLogger(__name__)
 CITATION = """@inproceedings{mehri2026reflevel,
   title     = {Beyond Sample-Level Feedback: Using Reference-Level Feedback to Guide Data Synthesis},
   author    = {Mehri, Shuhaib and others},
@@ -38,7 +42,7 @@ def provenance(rundir: RunDir) -> dict[str, Any]:
         except (tomllib.TOMLDecodeError, OSError):
             seeds = None
     return {"summary": summary, "filters": filt.get("steps", []), "seeds": seeds or "refed-dspy embedded seed set",
-            "judge": read_json(origin.judge_summary)}
+            "judge": read_json(origin.judge_summary), "incomplete": incomplete_note(rundir.path)}
 
 
 def dataset_card(splits: dict[str, list[dict]], fmt: str, which: str, system: str | None, prov: dict[str, Any],
@@ -64,6 +68,10 @@ def dataset_card(splits: dict[str, list[dict]], fmt: str, which: str, system: st
         "", "# Synthetic instruction-tuning data (refed-dspy)", "",
         f"Made with refed-dspy, method **{', '.join(methods)}** "
         "(Reference-Level Feedback, Mehri et al., EACL 2026, and its baselines).", "",
+    ]
+    if prov.get("incomplete"):
+        lines += [f"> **Incomplete data:** the run behind this export {prov['incomplete'].removeprefix('it ')}.", ""]
+    lines += [
         "| | |", "|---|---|",
         f"| method | {', '.join(methods)} |",
         f"| teacher | {', '.join(teachers)} |",
@@ -116,7 +124,7 @@ def _ours(out: Path) -> list[Path]:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    taken = any(out.iterdir()) if out.is_dir() else out.exists()
+    taken = any(p.name != LOCK_NAME for p in out.iterdir()) if out.is_dir() else out.exists()
     if taken:
         if not overwrite:
             raise RunDirError(f"{out} already exists; choose another --out or pass --overwrite")
@@ -129,6 +137,30 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"cannot create {out}: {err.strerror or err}") from None
+
+
+def _write(out: Path | None, fmt: str, splits: dict[str, list[dict]], which: str, system: str | None,
+           prov: dict[str, Any]) -> tuple[Any, dict[str, str], str]:
+    """Write the splits in `fmt` and the card into `out` (nothing for the hub without --out);
+    returns (the DatasetDict when one was built, {split: file}, the card)."""
+    dd, files = None, {}
+    if fmt in CONVERTERS:
+        for name, rows in splits.items():
+            write_jsonl_atomic(out / f"{name}.jsonl", [CONVERTERS[fmt](s, which, system) for s in rows])
+            files[name] = f"{name}.jsonl"
+    elif fmt == "parquet":
+        dd = _dataset_dict(splits, which, system)
+        for name, ds in dd.items():
+            ds.to_parquet(str(out / f"{name}.parquet"))
+            files[name] = f"{name}.parquet"
+    else:
+        dd = _dataset_dict(splits, which, system)
+        if out is not None:
+            dd.save_to_disk(str(out))
+    card = dataset_card(splits, fmt, which, system, prov, files or None)
+    if out is not None:
+        write_text_atomic(out / "README.md", card)
+    return dd, files, card
 
 
 def _dataset_dict(splits: dict[str, list[dict]], which: str, system: str | None):
@@ -169,26 +201,13 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None, *, 
     train, val = split_by_reference(samples, val_fraction, seed)
     splits = {"train": train, "validation": val} if val else {"train": train}
     prov = provenance(rundir)
-    files: dict[str, str] = {}
+    if prov["incomplete"]:
+        log.warning("warning: %s: %s; the dataset card says so", rundir.path, prov["incomplete"])
     out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        _prepare_out(out_path, overwrite)
-    if fmt in CONVERTERS:
-        for name, rows in splits.items():
-            write_jsonl_atomic(out_path / f"{name}.jsonl", [CONVERTERS[fmt](s, which, system) for s in rows])
-            files[name] = f"{name}.jsonl"
-    elif fmt == "parquet":
-        dd = _dataset_dict(splits, which, system)
-        for name, ds in dd.items():
-            ds.to_parquet(str(out_path / f"{name}.parquet"))
-            files[name] = f"{name}.parquet"
-    else:
-        dd = _dataset_dict(splits, which, system)
+    with DirLock(out_path, "refed export", "output directory") if out_path is not None else contextlib.nullcontext():
         if out_path is not None:
-            dd.save_to_disk(str(out_path))
-    card = dataset_card(splits, fmt, which, system, prov, files or None)
-    if out_path is not None:
-        write_text_atomic(out_path / "README.md", card)
+            _prepare_out(out_path, overwrite)
+        dd, files, card = _write(out_path, fmt, splits, which, system, prov)
     if fmt == "hub":
         from huggingface_hub import DatasetCard
 

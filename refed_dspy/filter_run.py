@@ -7,6 +7,7 @@ The input run is only read.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,9 +17,12 @@ from refed_dspy.config import FilterSpec
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import JUDGE_PARTS, UNJUDGED, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.judging import load_judgments, unjudged_reasons
+from refed_dspy.lock import DirLock
 from refed_dspy.outputs import check_output_dir
-from refed_dspy.rundir import RunDir
+from refed_dspy.rundir import RunDir, incomplete_note
 from refed_dspy.store import read_jsonl, write_json_atomic, write_jsonl_atomic
+
+log = logging.getLogger(__name__)
 
 
 def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[FilterSpec], src: RunDir) -> tuple[int, str]:
@@ -53,26 +57,28 @@ def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec]
     check_output_dir(out.path, [src.path])
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
+    note = incomplete_note(src.path)
+    if note:
+        log.warning("warning: %s: %s; filtering what is there", src.path, note)
     samples = list(read_jsonl(src.samples))
     judgments = load_judgments(src)
     n_unjudged, why = _unjudged(samples, judgments, specs, src)
     if n_unjudged and unjudged is None:
         raise ConfigError(f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters "
                           f"({why}); finish with `refed judge {src.path}`, or pass --unjudged keep or --unjudged drop")
-    try:
-        out.path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunDirError(f"cannot create {out.path}: {err.strerror or err}") from None
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
-    write_jsonl_atomic(out.samples, kept)
-    write_jsonl_atomic(out.rejects, rejects)
-    kept_ids = {s["meta"]["id"] for s in kept}
-    write_jsonl_atomic(out.judgments, [j for sid, j in judgments.items() if sid in kept_ids])
-    if src.config.exists():
-        shutil.copyfile(src.config, out.config)
-    summary = {"source_run": str(src.path), "out": str(out.path), "input": len(samples), "kept": len(kept),
-               "removed": len(rejects), "removed_by_filter": reject_counts(rejects), "steps": steps,
-               "unjudged": {"samples": n_unjudged, "policy": unjudged if n_unjudged else None, "why": why or None},
-               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_json_atomic(out.path / "filter_summary.json", summary)
+    with DirLock(out.path, "refed filter", "output directory"):
+        if out.samples.exists() and not overwrite:  # again under the lock: another filter may just have written it
+            raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
+        write_jsonl_atomic(out.samples, kept)
+        write_jsonl_atomic(out.rejects, rejects)
+        kept_ids = {s["meta"]["id"] for s in kept}
+        write_jsonl_atomic(out.judgments, [j for sid, j in judgments.items() if sid in kept_ids])
+        if src.config.exists():
+            shutil.copyfile(src.config, out.config)
+        summary = {"source_run": str(src.path), "out": str(out.path), "input": len(samples), "kept": len(kept),
+                   "removed": len(rejects), "removed_by_filter": reject_counts(rejects), "steps": steps,
+                   "unjudged": {"samples": n_unjudged, "policy": unjudged if n_unjudged else None, "why": why or None},
+                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        write_json_atomic(out.path / "filter_summary.json", summary)
     return summary

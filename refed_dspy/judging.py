@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -24,13 +25,15 @@ from refed_dspy.errors import ConfigError, RunAborted, RunDirError
 from refed_dspy.failures import Failure, FailureStreak, classify
 from refed_dspy.gather import gather_settled
 from refed_dspy.lm import build_lm, collect_calls, price_of
+from refed_dspy.lock import DirLock
 from refed_dspy.progress import Progress
 from refed_dspy.records import final_response
-from refed_dspy.rundir import RunDir
+from refed_dspy.rundir import RunDir, incomplete_note
 from refed_dspy.store import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.usage import Totals, usage_of
 
 _PRIOR_PROMPT_TOKENS = 1500
+log = logging.getLogger(__name__)
 
 
 def judge_fingerprint(config: Config) -> dict[str, Any]:
@@ -300,16 +303,20 @@ async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge
                           "and judge.output_usd_per_mtok")
     if judge_lm is None:
         judge_lm = build_judge(config)
-    samples = list(read_jsonl(rundir.samples, repair=False))
-    use_run_cache(rundir)
-    try:
-        return await JudgeRun(config, rundir, judge_lm, show_progress).run(samples, on_mismatch)
-    finally:
-        if config.tracking.enabled and rundir.judge_summary.exists():
-            from refed_dspy.tracking import track_run_dir
+    with DirLock(rundir.path, "refed judge", "run directory"):
+        note = incomplete_note(rundir.path)
+        if note:
+            log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)
+        samples = list(read_jsonl(rundir.samples, repair=False))
+        use_run_cache(rundir)
+        try:
+            return await JudgeRun(config, rundir, judge_lm, show_progress).run(samples, on_mismatch)
+        finally:
+            if config.tracking.enabled and rundir.judge_summary.exists():
+                from refed_dspy.tracking import track_run_dir
 
-            track_run_dir(config, rundir.path, "judge", read_json(rundir.judge_summary),
-                          [rundir.judge_summary, rundir.judge_fingerprint], metric_prefix="judge.")
+                track_run_dir(config, rundir.path, "judge", read_json(rundir.judge_summary),
+                              [rundir.judge_summary, rundir.judge_fingerprint], metric_prefix="judge.")
 
 
 def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from refed_dspy.budget import CallBudget
 from refed_dspy.config import Config, load_config, to_toml
 from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.lm import build_lm, price_of
+from refed_dspy.lock import DirLock
 from refed_dspy.progress import Heartbeat
 from refed_dspy.records import Reference, final_response
 from refed_dspy.rundir import RunDir
@@ -206,56 +207,57 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
     if references is None:
         references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
     out = out_dir(config)
-    started = time.monotonic()
-    examples_dir, examples_summary = asyncio.run(_examples(config, out, teacher, references, on_mismatch))
-    examples_usage = examples_summary.get("usage", {})
-    if examples_summary and not examples_summary.get("samples"):
-        raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, examples_summary)}")
-    exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
-    train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
-    if not train or not val:
-        error = FinishedShort if examples_summary else ConfigError
-        raise error(f"{_what_happened(examples_dir, examples_summary)}: that gives {len(train)} training and {len(val)} "
-                    "validation examples, and both sides need at least one (more samples, or more references)")
-    use_run_cache(RunDir(out))
-    budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
-    _guard(teacher, budget, "teacher", config.teacher)
-    _guard(judge, budget, "judge", config.judge)
-    metric = JudgeMetric(judge, config.judging.criteria, threshold=cfg.threshold, win_weight=cfg.win_weight,
-                         adapter=judge_adapter)
-    heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, metric, started), config.run.progress_every_s)
-    try:
-        with _tracked(config, out) as run, _maybe(heartbeat, config.run.progress):
-            result = compile_program(
-                RespondAndImprove(), train, val, metric=metric, lm=teacher, optimizer=cfg.optimizer, auto=cfg.auto,
-                max_demos=cfg.max_demos, num_candidates=cfg.num_candidates, num_trials=cfg.num_trials,
-                max_metric_calls=cfg.max_metric_calls, max_steps=cfg.max_steps, bsize=cfg.bsize,
-                num_threads=cfg.num_threads, seed=cfg.seed, budget=budget, adapter=teacher_adapter)
-            scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
-            info = {"optimizer": cfg.optimizer, "settings": cfg.model_dump(mode="json"), **scores,
-                    "steps": result["steps"], "n_train": len(train), "n_val": len(val),
-                    "teacher": config.teacher.model, "judge": config.judge.model}
-            program_path = save_program(result["program"], out / "program.json", config, info)
-            files = _write_outputs(out, config, result, program_path)
-            res = OptimizeResult(program=result["program"], optimizer=cfg.optimizer, steps=result["steps"], out_dir=out,
-                                 program_path=program_path, usage=budget.as_dict(), n_train=len(train), n_val=len(val),
-                                 extra={"examples_run": str(examples_dir), "examples_usage": examples_usage,
-                                        "metric_failures": result["metric_failures"],
-                                        "adapters": {"teacher": teacher_adapter.choice.as_dict(),
-                                                     "judge": judge_adapter.choice.as_dict()},
-                                        "wall_s": round(time.monotonic() - started, 3),
-                                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-                                 **scores)
-            if run is not None:
-                res.mlflow_run_id = run.info.run_id
-                res.model_uri = _log_result(result, res.summary(), files)
-            write_json_atomic(out / "optimize_summary.json", res.summary())
-            if run is not None:
-                import mlflow
+    with DirLock(out, "refed optimize", "output directory"):
+        started = time.monotonic()
+        examples_dir, examples_summary = asyncio.run(_examples(config, out, teacher, references, on_mismatch))
+        examples_usage = examples_summary.get("usage", {})
+        if examples_summary and not examples_summary.get("samples"):
+            raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, examples_summary)}")
+        exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
+        train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
+        if not train or not val:
+            error = FinishedShort if examples_summary else ConfigError
+            raise error(f"{_what_happened(examples_dir, examples_summary)}: that gives {len(train)} training and {len(val)} "
+                        "validation examples, and both sides need at least one (more samples, or more references)")
+        use_run_cache(RunDir(out))
+        budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
+        _guard(teacher, budget, "teacher", config.teacher)
+        _guard(judge, budget, "judge", config.judge)
+        metric = JudgeMetric(judge, config.judging.criteria, threshold=cfg.threshold, win_weight=cfg.win_weight,
+                             adapter=judge_adapter)
+        heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, metric, started), config.run.progress_every_s)
+        try:
+            with _tracked(config, out) as run, _maybe(heartbeat, config.run.progress):
+                result = compile_program(
+                    RespondAndImprove(), train, val, metric=metric, lm=teacher, optimizer=cfg.optimizer, auto=cfg.auto,
+                    max_demos=cfg.max_demos, num_candidates=cfg.num_candidates, num_trials=cfg.num_trials,
+                    max_metric_calls=cfg.max_metric_calls, max_steps=cfg.max_steps, bsize=cfg.bsize,
+                    num_threads=cfg.num_threads, seed=cfg.seed, budget=budget, adapter=teacher_adapter)
+                scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
+                info = {"optimizer": cfg.optimizer, "settings": cfg.model_dump(mode="json"), **scores,
+                        "steps": result["steps"], "n_train": len(train), "n_val": len(val),
+                        "teacher": config.teacher.model, "judge": config.judge.model}
+                program_path = save_program(result["program"], out / "program.json", config, info)
+                files = _write_outputs(out, config, result, program_path)
+                res = OptimizeResult(program=result["program"], optimizer=cfg.optimizer, steps=result["steps"], out_dir=out,
+                                     program_path=program_path, usage=budget.as_dict(), n_train=len(train), n_val=len(val),
+                                     extra={"examples_run": str(examples_dir), "examples_usage": examples_usage,
+                                            "metric_failures": result["metric_failures"],
+                                            "adapters": {"teacher": teacher_adapter.choice.as_dict(),
+                                                         "judge": judge_adapter.choice.as_dict()},
+                                            "wall_s": round(time.monotonic() - started, 3),
+                                            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                                     **scores)
+                if run is not None:
+                    res.mlflow_run_id = run.info.run_id
+                    res.model_uri = _log_result(result, res.summary(), files)
+                write_json_atomic(out / "optimize_summary.json", res.summary())
+                if run is not None:
+                    import mlflow
 
-                mlflow.log_artifact(str(out / "optimize_summary.json"))
-    finally:
-        for lm in (teacher, judge):
-            if hasattr(lm, "attach_budget"):
-                lm.attach_budget(None, "lm", None)
-    return res
+                    mlflow.log_artifact(str(out / "optimize_summary.json"))
+        finally:
+            for lm in (teacher, judge):
+                if hasattr(lm, "attach_budget"):
+                    lm.attach_budget(None, "lm", None)
+        return res

@@ -23,14 +23,11 @@ def is_run_dir(path: Path) -> bool:
 
 
 def _run_dir_below(path: Path) -> Path | None:
-    looked = 0
-    for root, dirs, _ in os.walk(path):
+    for looked, (root, dirs, _) in enumerate(os.walk(path)):
         dirs[:] = [d for d in dirs if d not in ("cache", ".git")]
-        here = Path(root)
-        if is_run_dir(here):
-            return here
-        looked += 1
-        if looked > _SCAN_LIMIT:
+        if is_run_dir(Path(root)):
+            return Path(root)
+        if looked >= _SCAN_LIMIT:
             return None
     return None
 

@@ -22,7 +22,7 @@ from refed_dspy.report_stats import (
     mean_pairwise_rouge,
     yields,
 )
-from refed_dspy.rundir import RunDir
+from refed_dspy.rundir import RunDir, incomplete_note
 from refed_dspy.store import read_json, read_jsonl, write_text_atomic
 
 SECTIONS = ("Counts", "Rejects", "Yield", "Lengths", "Judge scores", "Improvement", "Diversity", "Cost by stage")
@@ -65,6 +65,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
             by_criterion.setdefault(k, []).append(v)
     return {
         "run_dir": str(rundir.path),
+        "incomplete": incomplete_note(rundir.path),
         "method": summary.get("method", config.synthesis.method),
         "teacher": summary.get("teacher", config.teacher.model),
         "counts": {"samples": len(samples), "rejects": len(rejects), "references_used": len({s["meta"]["reference_id"] for s in samples}),
@@ -169,6 +170,8 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
     y = stats["yield"]
     parts = [f"<h1>Dataset report: {html.escape(stats['run_dir'])}</h1>",
              f"<p>method <b>{html.escape(str(stats['method']))}</b>, teacher <b>{html.escape(str(stats['teacher']))}</b></p>"]
+    if stats.get("incomplete"):
+        parts.append(f"<p class='failed'><b>Incomplete data:</b> {html.escape(stats['incomplete'])}.</p>")
     parts += ['<h2 id="counts">Counts</h2>', _kv(stats["counts"])]
     parts += ['<h2 id="rejects">Rejects</h2>', _kv(stats["rejects"]) if stats["rejects"] else "<p>none</p>",
               _kv(stats["rejects_by_stage"]) if stats["rejects_by_stage"] else "", _img(images, "rejects")]
@@ -211,7 +214,8 @@ def format_text(stats: dict[str, Any]) -> str:
     lens = stats["lengths"]
     cost = stats["cost_usd"]
     lines = [
-        f"report {stats['run_dir']} ({stats['method']}, teacher {stats['teacher']})",
+        f"report {stats['run_dir']} ({stats['method']}, teacher {stats['teacher']})"
+        + (f"\n  WARNING      {stats['incomplete']}" if stats.get("incomplete") else ""),
         f"  samples      {c['samples']} from {c['references_used']} references, {c['rejects']} rejects, {c['judged']} judged"
         + (f", {c['judge_failed']} failed to be judged" if c["judge_failed"] else ""),
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),

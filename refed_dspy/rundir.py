@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,3 +115,26 @@ class RunDir:
 
     def writers(self) -> dict[str, JsonlWriter]:
         return {name: JsonlWriter(getattr(self, name)) for name in ("feedback", "samples", "rejects", "journal")}
+
+
+def incomplete_note(path: str | Path) -> str | None:
+    """Why the data of a run dir (or of the run behind a filtered dir) may not be final, or None when its run
+    finished: still being written by another process, stopped without a summary, or finished short."""
+    from refed_dspy.lock import holder
+    from refed_dspy.store import read_json
+
+    rundir = RunDir(path)
+    source = read_json(rundir.path / "filter_summary.json").get("source_run")
+    if source:
+        note = incomplete_note(source)
+        return f"its source run {source} is {note.removeprefix('it is ')}" if note else None
+    who = holder(rundir.path)
+    if who is not None and who.get("pid") != os.getpid():
+        return f"it is still being written by PID {who.get('pid')} ({who.get('command', 'refed')})"
+    summary = read_json(rundir.summary)
+    if not summary:
+        return "it is incomplete: it has no summary.json (it was stopped before it finished)" if rundir.samples.exists() else None
+    if summary.get("status") != "complete":
+        return (f"it is incomplete: status {summary.get('status')}, {summary.get('samples')} of {summary.get('size')} "
+                "samples (run `refed synthesize` again to finish it)")
+    return None

@@ -12,6 +12,7 @@ import dspy
 from refed_dspy.config import Config, load_config
 from refed_dspy.errors import ConfigError
 from refed_dspy.lm import build_lm, price_of
+from refed_dspy.lock import DirLock
 from refed_dspy.methods import get_method
 from refed_dspy.records import Reference
 from refed_dspy.rundir import RunDir
@@ -76,18 +77,20 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
         references, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
         log.info(report.line())
     rundir = RunDir(config.run.dir)
-    resumed = rundir.prepare(config, on_mismatch)
-    use_run_cache(rundir)
-    run = SynthesisRun(config, references, teacher, rundir, respond=respond, program_id=program_id, show_progress=show_progress)
-    try:
-        return await run.run(resumed)
-    finally:
-        if config.tracking.enabled and rundir.summary.exists():
-            from refed_dspy.store import read_json
-            from refed_dspy.tracking import track_run_dir
+    with DirLock(rundir.path, "refed synthesize", "run directory"):
+        resumed = rundir.prepare(config, on_mismatch)
+        use_run_cache(rundir)
+        run = SynthesisRun(config, references, teacher, rundir, respond=respond, program_id=program_id,
+                           show_progress=show_progress)
+        try:
+            return await run.run(resumed)
+        finally:
+            if config.tracking.enabled and rundir.summary.exists():
+                from refed_dspy.store import read_json
+                from refed_dspy.tracking import track_run_dir
 
-            track_run_dir(config, rundir.path, "synthesize", read_json(rundir.summary),
-                          [rundir.summary, rundir.fingerprint])
+                track_run_dir(config, rundir.path, "synthesize", read_json(rundir.summary),
+                              [rundir.summary, rundir.fingerprint])
 
 
 def synthesize(config: Config | str | None = None, overrides: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -125,3 +125,35 @@ def test_sigint_sigterm_sighup_stop_cleanly_and_resume(server_factory, tmp_path)
         assert proc.returncode == 0, err
         ids = [s["meta"]["id"] for s in samples(run)]
         assert len(ids) == len(set(ids)) == 40
+
+
+def test_one_writer_per_run_dir_readers_warned_and_a_dead_holder_taken_over(server_factory, tmp_path):
+    srv = server_factory(latency_s=0.3)
+    run = tmp_path / "run"
+    args = ("synthesize", *sets(run_overrides(srv, run, 24, **{"synthesis.concurrency": 4})))
+    first = refed(*args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run / "samples.jsonl").exists():
+        time.sleep(0.05)
+    second = refed(*args)
+    out2, err2 = second.communicate(timeout=120)
+    assert second.returncode == 2 and f"is in use by PID {first.pid} (refed synthesize" in err2, err2
+    assert len(err2.strip().splitlines()) == 2  # the seed-loading line, then the one error line
+    # a reader during the run works, and says the run is still being written
+    report = refed("report", str(run))
+    out, err = report.communicate(timeout=120)
+    assert report.returncode == 0 and f"still being written by PID {first.pid}" in out, err
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    assert json.loads((run / ".refed.lock").read_text())["pid"] == first.pid  # left behind by the dead holder
+    # a half-written run: export says so, on stderr and in its dataset card
+    exp = refed("export", str(run), "--format", "messages", "--out", str(tmp_path / "exp"))
+    out, err = exp.communicate(timeout=120)
+    assert exp.returncode == 0 and "no summary.json" in err, err
+    assert "Incomplete data" in (tmp_path / "exp" / "README.md").read_text()
+    # the dead holder's lock is taken over, and the run finishes with every sample once
+    again = refed(*args)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    ids = [s["meta"]["id"] for s in samples(run)]
+    assert len(ids) == len(set(ids)) == 24
