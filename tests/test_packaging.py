@@ -28,7 +28,8 @@ def test_wheel_layout(tmp_path):
 def test_cli_help_of_every_command():
     run = subprocess.run([sys.executable, "-m", "refed_dspy.cli", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "synthesize" in run.stdout and "Reference-Level Feedback" in run.stdout
-    for cmd in ("synthesize", "config", "seeds", "compare", "judge", "filter", "report", "export", "optimize", "serve-local"):
+    for cmd in ("synthesize", "config", "seeds", "compare", "judge", "filter", "report", "export", "optimize", "serve-local",
+                "repair"):
         h = subprocess.run([sys.executable, "-m", "refed_dspy.cli", cmd, "--help"], capture_output=True, text=True)
         assert h.returncode == 0 and "usage: refed" in h.stdout
     missing = subprocess.run([sys.executable, "-m", "refed_dspy.cli", "optimize", "--config", "no-such.toml"],

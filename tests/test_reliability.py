@@ -87,7 +87,8 @@ def test_dead_server_with_retries_stops_after_a_bounded_number_of_requests(serve
 
 
 def test_bad_replies_become_rejects_with_reasons(server_factory, tmp_path):
-    srv = server_factory(sticky_missing=0.08, sticky_wrongtype=0.08, sticky_empty=0.06, sticky_refusal=0.04,
+    # a repair is a new draw of these faults, so their rates are high enough for some to fail twice
+    srv = server_factory(sticky_missing=0.2, sticky_wrongtype=0.2, sticky_empty=0.15, sticky_refusal=0.04,
                          sticky_filter400=0.04, sticky_length=0.04)
     run = tmp_path / "run"
     summary = synthesize(load_config(None, run_overrides(srv, run, 40, **{"synthesis.concurrency": 8})))
@@ -101,6 +102,7 @@ def test_bad_replies_become_rejects_with_reasons(server_factory, tmp_path):
         SampleRecord.model_validate(s)
     faults = Counter(e.get("fault") for e in read_log(srv.cfg.log_path))
     assert faults["missing"] and faults["wrongtype"] and faults["empty"]
+    assert summary["usage"]["repairs"] > 0 and summary["usage"]["parse_failures"] > reasons["unparseable"]
 
 
 @pytest.mark.slow
