@@ -95,6 +95,16 @@ class Item:
     instruction: str
 
 
+def default_call_budget(syn: Any, n_refs: int) -> int | None:
+    """The run's call cap: synthesis.max_calls when set, else max_calls_per_sample x size + 2 per reference
+    (their feedback); None when both are off. A run that keeps failing stops here instead of paying on."""
+    if syn.max_calls is not None:
+        return syn.max_calls
+    if not syn.max_calls_per_sample:
+        return None
+    return math.ceil(syn.max_calls_per_sample * syn.size) + 2 * n_refs
+
+
 def unit_order(n_refs: int, features: tuple[str, ...], max_passes: int) -> Iterator[Unit]:
     """Units in the order a run uses them: every reference once per feature before any twice."""
     for pass_no in range(max_passes):
@@ -138,6 +148,7 @@ class SynthesisRun:
         self.show_progress = show_progress
         self.adapter = adapter or build_adapter(config.teacher)
         self.worst_calls = {kind: n * (1 + config.teacher.max_repairs) for kind, n in _PREDICTORS.items()}
+        self.max_calls = default_call_budget(self.syn, len(references))
         self.chash = config_hash(config)
         self.stats = RunStats()
         self.streak = FailureStreak(self.syn.max_consecutive_failures, "teacher", "teacher")
@@ -222,7 +233,7 @@ class SynthesisRun:
         """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
         calls = self.worst_calls[kind]
         cost = calls * self._call_cost_estimate()
-        if self.syn.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.syn.max_calls:
+        if self.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.max_calls:
             return None
         if self.syn.max_cost_usd is not None and self.totals.cost + self.reserved_cost + cost > self.syn.max_cost_usd:
             return None
@@ -664,6 +675,7 @@ class SynthesisRun:
             "rejects_by_stage": dict(by_stage),
             "retries": {"total": self.earlier_retries + sum(self.stats.retries.values()),
                         "this_invocation": dict(self.stats.retries)},
+            "max_calls": self.max_calls,
             "concurrency": {"configured": self.syn.concurrency, "final_limit": round(self.limit, 2),
                             "min_limit": round(self.min_limit, 2)},
             "usage": usage,

@@ -33,6 +33,9 @@ def format_summary(s: dict[str, Any]) -> str:
     if s["per_sample"]:
         p = s["per_sample"]
         lines.append(f"  per sample   {p['calls']} calls, {p['prompt_tokens']} prompt + {p['completion_tokens']} completion tokens, {_money(p['cost_usd'])}")
+    if s["status"] == "budget":
+        lines.append(f"  budget       stopped before going past the call budget ({s.get('max_calls')} LM calls) or "
+                     "synthesis.max_cost_usd: raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd")
     rejects = s.get("rejects") or {}
     lines.append("  rejects      " + (", ".join(f"{n} {r}" for r, n in sorted(rejects.items())) if rejects else "none"))
     return "\n".join(lines)

@@ -217,3 +217,27 @@ def test_stress_concurrency_256(server_factory, tmp_path):
     # client would hold at most 100 connections per LM; docs/benchmarks.md)
     assert srv.state.max_in_flight >= 200, srv.state.max_in_flight
     assert summary["usage"]["calls"] == len(read_log(srv.cfg.log_path))
+
+
+def test_a_provider_that_always_truncates_is_stopped_within_the_streak(server_factory, tmp_path):
+    srv = server_factory(sticky_length=1.0)
+    run = tmp_path / "run"
+    proc = refed("synthesize", *sets(run_overrides(srv, run, 2, **{"synthesis.concurrency": 4})))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "25 consecutive teacher failures (25 truncated)" in last and "raise teacher.max_tokens" in last
+    requests = len(read_log(srv.cfg.log_path))
+    assert requests <= 2 * (25 + 4)  # the streak's tasks (2 feedback calls each) and those in flight
+    assert json.loads((run / "summary.json").read_text())["status"] == "aborted"
+
+
+def test_the_default_call_budget_stops_a_wasteful_run(server_factory, tmp_path):
+    srv = server_factory(sticky_malformed=0.6)
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(srv, run, 30, **{"synthesis.max_calls_per_sample": 1.5, "seeds.limit": 6,
+                                                           "synthesis.max_consecutive_failures": 1000}))
+    summary = synthesize(cfg)
+    assert summary["status"] == "budget" and summary["max_calls"] == 45 + 12
+    assert summary["usage"]["calls"] <= 57 and len(read_log(srv.cfg.log_path)) <= 57
+    assert summary["samples"] < 30
