@@ -178,6 +178,7 @@ class RunConfig(_Section):
     dir: str = Field("runs/quickstart", description="Run directory: records, journal, cache and summary. Re-running the same command resumes it.")
     progress: bool = Field(True, description="Show progress on stderr: a bar on a terminal, else a status line every progress_every_s seconds.")
     progress_every_s: float = Field(30.0, gt=0, description="Seconds between progress lines when stderr is not a terminal (logs, CI).")
+    stop_grace_s: float = Field(10.0, ge=0, description="On Ctrl-C, SIGTERM or SIGHUP: seconds to let the calls in flight finish (their answers are recorded) before the rest are cancelled (counted as paid).")
 
 
 class TrackingConfig(_Section):

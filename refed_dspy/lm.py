@@ -8,6 +8,7 @@ exception right away, so DSPy does not pay for a JSONAdapter retry of a reply th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import dspy
+from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import ConfigError, MissingKeyError
@@ -73,6 +75,8 @@ class CallInfo:
     seconds: float = 0.0  # from the request to the parsed-out reply (a cache hit: the cache read)
     repair: bool = False  # a repair call: the same ask again, with the last reply's error shown
     parse_error: bool = False  # the reply broke its format or contract (the adapter says so after parsing)
+    error: str | None = None  # the request failed (429, 5xx, timeout, reset): no reply, no tokens
+    interrupted: bool = False  # in flight when its work was cancelled: perhaps answered and billed, never read
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,9 +107,10 @@ def stage(name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def collect_calls() -> Iterator[list[CallInfo]]:
-    """Collect the CallInfo of every LM call made in this block (in this task/context)."""
-    calls: list[CallInfo] = []
+def collect_calls(into: list[CallInfo] | None = None) -> Iterator[list[CallInfo]]:
+    """Collect the CallInfo of every LM call made in this block (in this task/context), into `into` when given
+    (the owner of a piece of work keeps that list, so what a cancelled piece of work paid is not lost)."""
+    calls = into if into is not None else []
     token = _calls.set(calls)
     try:
         yield calls
@@ -170,6 +175,9 @@ class RefedLM(dspy.LM):
                 return super().__call__(*args, **kwargs)
             finally:
                 self.budget.release()
+        except LMError as err:
+            self._note_failure(err)
+            raise
         finally:
             _started.reset(started)
 
@@ -183,8 +191,25 @@ class RefedLM(dspy.LM):
                 return await super().acall(*args, **kwargs)
             finally:
                 self.budget.release()
+        except asyncio.CancelledError:
+            calls = _calls.get()
+            if calls is not None:
+                calls.append(CallInfo(stage=_stage.get(), model=self.model, interrupted=True))
+            raise
+        except LMError as err:
+            self._note_failure(err)
+            raise
         finally:
             _started.reset(started)
+
+    def _note_failure(self, err: LMError) -> None:
+        """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
+        what the provider saw; one that never left the client (a setting it cannot send) does not."""
+        calls = _calls.get()
+        if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
+            started = _started.get()
+            calls.append(CallInfo(stage=_stage.get(), model=self.model, error=type(err).__name__,
+                                  seconds=round(time.monotonic() - started, 4) if started is not None else 0.0))
 
     def update_history(self, entry: dict[str, Any]) -> None:
         usage = entry.get("usage") or {}

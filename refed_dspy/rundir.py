@@ -99,6 +99,8 @@ class RunDir:
             if row.get("kind") == "unit":
                 state.units[row["unit"]] = row
                 state.totals.add(row.get("usage"))
+            elif row.get("kind") == "attempt":  # an attempt retried or cut off: its calls were paid all the same
+                state.totals.add(row.get("usage"))
         for row in read_jsonl(self.samples, repair=True):
             state.sample_ids.add(row["meta"]["id"])
             state.totals.add(row["meta"].get("usage"))

@@ -18,6 +18,7 @@ calls started after the previous decrease) and grows by 1/limit per completed ta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -34,7 +35,7 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.config import Config, config_hash
-from refed_dspy.errors import RunAborted
+from refed_dspy.errors import RunAborted, RunDirError
 from refed_dspy.failures import Failure, FailureStreak, classify
 from refed_dspy.lm import collect_calls, price_of
 from refed_dspy.methods import Method, get_method
@@ -82,6 +83,7 @@ class _Task:
     reserved_cost: float
     payload: Any = None
     started: float = field(default_factory=time.monotonic)
+    calls: list = field(default_factory=list)  # the task's CallInfo, kept by the owner: a cancelled task's calls still count
 
 
 @dataclass
@@ -152,6 +154,7 @@ class SynthesisRun:
         self.chash = config_hash(config)
         self.stats = RunStats()
         self.streak = FailureStreak(self.syn.max_consecutive_failures, "teacher", "teacher")
+        self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.running: dict[asyncio.Task, _Task] = {}
         # running totals over self.running (and over self.delayed, for `pending`): O(1) per start
         self.slots_used = 0
@@ -243,14 +246,15 @@ class SynthesisRun:
     def _slots_free(self) -> int:
         return int(self.limit) - self.slots_used
 
-    def _start(self, kind: str, coro, slots: int, payload: Any = None) -> bool:
+    def _start(self, kind: str, payload: Any, slots: int) -> bool:
         reservation = self._reserve(kind)
         if reservation is None:
-            coro.close()
             self.stop_reason = self.stop_reason or "budget"
             return False
-        task = asyncio.ensure_future(coro)
-        self.running[task] = _Task(kind, slots, reservation[0], reservation[1], payload)
+        meta = _Task(kind, slots, reservation[0], reservation[1], payload)
+        runner = {"feedback": self._run_feedback, "unit": self._run_unit, "sample": self._run_sample}[kind]
+        task = asyncio.ensure_future(runner(payload, meta.calls))
+        self.running[task] = meta
         self.slots_used += slots
         self.reserved_calls += reservation[0]
         self.reserved_cost += reservation[1]
@@ -317,18 +321,19 @@ class SynthesisRun:
 
     def _start_due_retries(self) -> bool:
         """Start the retries whose time has come; False when one must wait for free slots."""
-        runners = {"feedback": self._run_feedback, "unit": self._run_unit, "sample": self._run_sample}
         while self.delayed and self.delayed[0][0] <= time.monotonic() and self.abort is None:
             _, _, kind, payload, slots = self.delayed[0]
             if self._slots_free() < slots and self.running:
                 return False
             heapq.heappop(self.delayed)
             self.pending[kind] -= 1
-            if not self._start(kind, runners[kind](payload), slots, payload):
+            if not self._start(kind, payload, slots):
                 return False
         return True
 
     def _fill(self) -> None:
+        if self.stopping:
+            return
         n = self.syn.instructions_per_feature
         if not self._start_due_retries():
             return
@@ -347,7 +352,7 @@ class SynthesisRun:
                     continue
             if self.pool:
                 item = self.pool.popleft()
-                if not self._start("sample", self._run_sample(item), 1, item):
+                if not self._start("sample", item, 1):
                     self.pool.appendleft(item)
                     return
                 continue
@@ -395,10 +400,10 @@ class SynthesisRun:
             self.parked.setdefault(ref.id, []).append(unit)
             self.n_parked += 1
             return True
-        return self._start("unit", self._run_unit(unit), 1, unit)
+        return self._start("unit", unit, 1)
 
     def _start_feedback(self, ref: Reference) -> bool:
-        if not self._start("feedback", self._run_feedback(ref), 2, ref):
+        if not self._start("feedback", ref, 2):
             return False
         self.feedback_pending.add(ref.id)
         return True
@@ -410,20 +415,20 @@ class SynthesisRun:
         self.upcoming.extendleft(reversed(units))
 
     # ---- the work items (no shared state: they return results) -------------------------------
-    async def _run_feedback(self, ref: Reference):
-        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
+    async def _run_feedback(self, ref: Reference, calls: list):
+        with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 pred = await self.collect.acall(reference=ref)
                 return pred, None, calls
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
                 return None, classify(err), calls
 
-    async def _run_unit(self, unit: Unit):
+    async def _run_unit(self, unit: Unit, calls: list):
         ref = self.refs[unit.ref_index]
         # a unit starts only once its reference's feedback is in (until then it is parked)
         fb = self.feedback.get(ref.id) if self.method.collects_feedback else None
         description = dict(fb.features()).get(unit.feature, "") if fb is not None else ""
-        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
+        with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 pred = await self.synthesizer.acall(
                     reference_instruction=ref.instruction, feature_name=unit.feature, feature_description=description,
@@ -432,10 +437,10 @@ class SynthesisRun:
             except Exception as err:  # noqa: BLE001
                 return None, classify(err), calls
 
-    async def _run_sample(self, item: Item):
+    async def _run_sample(self, item: Item, calls: list):
         ref = self.refs[item.ref_index]
         fb = self.feedback.get(ref.id)
-        with collect_calls() as calls, dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
+        with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 if self.method.recycle:
                     pred = await self.respond.acall(instruction=ref.instruction, response=ref.response)
@@ -494,6 +499,13 @@ class SynthesisRun:
     def _failure_streak(self, failure: Failure | None) -> None:
         self.abort = self.abort or self.streak.note(failure)
 
+    def _note_attempt(self, meta: _Task, outcome: str, usage: dict) -> None:
+        """Journal the usage of an attempt that leaves no record (retried, or cut off by an interruption), so the
+        totals read back on resume hold every call that was paid for."""
+        if usage.get("calls") or usage.get("failed_calls") or usage.get("cached_calls"):
+            self.writers["journal"].append({"kind": "attempt", "task": self._task_key(meta), "outcome": outcome,
+                                            "usage": usage})
+
     # ---- retries and the adaptive window --------------------------------------------------------
     def _task_key(self, meta: _Task) -> str:
         payload = meta.payload
@@ -524,7 +536,9 @@ class SynthesisRun:
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
         result, failure, calls = task.result()
         usage = self._account(calls)
-        if failure is not None and failure.retryable and self.abort is None and self._retry(meta, failure):
+        if (failure is not None and failure.retryable and self.abort is None and not self.stopping
+                and self._retry(meta, failure)):
+            self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
             return
         if failure is None:
             self.limit = min(float(self.syn.concurrency), self.limit + meta.slots / self.limit)
@@ -585,29 +599,19 @@ class SynthesisRun:
                             every_s=self.config.run.progress_every_s, label="synthesize")
         status = "complete"
         try:
-            while True:
-                self._fill()
-                if not self.running and not (self.delayed and self.abort is None and self.stop_reason is None):
-                    break
-                wait = max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
-                if not self.running:
-                    await asyncio.sleep(wait or 0)
-                    continue
-                for task in await self._wait_done(wait):
-                    if task in self.running:
-                        self._handle(task, self._finished(task))
-                progress.update(self.accepted, self.totals, sum(self.stats.rejects.values()))
-                if self.abort is not None:
-                    break
-        except (asyncio.CancelledError, KeyboardInterrupt):
+            try:
+                await self._loop(progress)
+            except asyncio.CancelledError:
+                # Ctrl-C, SIGTERM or SIGHUP: start nothing more, and let what is in flight finish (up to
+                # run.stop_grace_s), so its answers are recorded instead of paid for and dropped
+                status = "interrupted"
+                self.stopping = True
+                await self._drain(progress)
+        except (asyncio.CancelledError, KeyboardInterrupt):  # a second signal: stop now
             status = "interrupted"
             raise
         finally:
-            for task in self.running:
-                task.cancel()
-            if self.running:
-                await asyncio.gather(*self.running, return_exceptions=True)
-            self.running.clear()
+            await self._cancel_the_rest()
             for w in self.writers.values():
                 w.close()
             progress.close()
@@ -623,7 +627,50 @@ class SynthesisRun:
         if self.abort is not None:
             raise RunAborted(f"run stopped: {self.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
                              "run the same command again to resume)")
+        if status == "interrupted":
+            raise KeyboardInterrupt  # the summary is written; the caller learns that the run was stopped
         return summary
+
+    async def _loop(self, progress: Progress) -> None:
+        """Keep work in flight until the run is done, stopped or aborted."""
+        while True:
+            self._fill()
+            if not self.running and not (self.delayed and self.abort is None and self.stop_reason is None):
+                return
+            wait = max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
+            if not self.running:
+                await asyncio.sleep(wait or 0)
+                continue
+            for task in await self._wait_done(wait):
+                if task in self.running:
+                    self._handle(task, self._finished(task))
+            progress.update(self.accepted, self.totals, sum(self.stats.rejects.values()))
+            if self.abort is not None:
+                return
+
+    async def _drain(self, progress: Progress) -> None:
+        """Handle the tasks in flight as they finish, starting nothing new, until none is left or the grace is up."""
+        deadline = time.monotonic() + self.config.run.stop_grace_s
+        while self.running and time.monotonic() < deadline:
+            for task in await self._wait_done(max(0.0, deadline - time.monotonic())):
+                if task in self.running:
+                    self._handle(task, self._finished(task))
+            progress.update(self.accepted, self.totals, sum(self.stats.rejects.values()))
+
+    async def _cancel_the_rest(self) -> None:
+        """Cancel what still runs, and account what those tasks paid: the calls they finished, and the calls
+        they had in flight (sent, perhaps answered and billed, never read), journaled for the totals."""
+        if not self.running:
+            return
+        for task in self.running:
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
+        for task in list(self.running):
+            meta = self._finished(task)
+            usage = self._account(meta.calls)
+            with contextlib.suppress(RunDirError):  # a full disk: the summary still says what it can
+                self._note_attempt(meta, "interrupted", usage)
+        self.running.clear()
 
     def _earlier_figures(self) -> tuple[float, int]:
         """Wall time and retries of earlier invocations, from the summary they left (0 when there is none)."""

@@ -17,7 +17,9 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  samples      {s['samples']}/{s['size']}  (+{s['new_samples']} this time, {s['samples_per_s'] or 0:.2f}/s over {s['wall_s']:.1f}s)",
         f"  references   {s['references']} loaded, feedback on {s['feedback_collected']}, {s['units']} synthesis units, "
         f"{s['instructions_kept']} instructions kept",
-        f"  LM calls     {u['calls']} paid, {u['cached_calls']} from the run cache",
+        f"  LM calls     {u['calls']} paid, {u['cached_calls']} from the run cache"
+        + (f", {u['failed_calls']} failed requests (no reply)" if u.get("failed_calls") else "")
+        + (f"; {u['interrupted_calls']} cut off by a stop (counted as paid)" if u.get("interrupted_calls") else ""),
         f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion",
         f"  cost         {_money(s['cost_usd'])}",
     ]

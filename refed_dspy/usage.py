@@ -9,7 +9,8 @@ from typing import Any
 from refed_dspy.lm import CallInfo
 from refed_dspy.pricing import Price
 
-_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "cached_tokens", "parse_failures", "repairs")
+_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "cached_tokens", "parse_failures", "repairs",
+           "failed_calls", "interrupted_calls")
 
 
 def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
@@ -17,13 +18,22 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
 
     Cache hits (answers replayed from the run's cache) are counted in `cached_calls` and cost nothing.
     Of the paid calls, `parse_failures` counts replies that broke their format or contract and `repairs`
-    the calls that asked again; `lm_seconds` sums their latencies. `cost_usd` is None when the model's
+    the calls that asked again; `lm_seconds` sums their latencies. `failed_calls` are requests that got no
+    reply (429, 5xx, timeouts, resets; not in `calls`). `interrupted_calls` were in flight when their work
+    was cancelled: counted in `calls` as paid, their tokens unknown. `cost_usd` is None when the model's
     price is unknown.
     """
     total: dict[str, Any] = dict.fromkeys(_FIELDS, 0)
     by_stage: dict[str, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
     for call in calls:
         for bucket in (total, by_stage[call.stage]):
+            if call.error is not None:
+                bucket["failed_calls"] += 1
+                continue
+            if call.interrupted:
+                bucket["calls"] += 1
+                bucket["interrupted_calls"] += 1
+                continue
             if call.cache_hit:
                 bucket["cached_calls"] += 1
                 continue

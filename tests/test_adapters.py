@@ -150,7 +150,8 @@ def test_json_schema_over_http_repairs_counts_and_keeps_raw_text(server_factory,
     by_stage = summary["usage"]["by_stage"]
     assert sum(s["repairs"] for s in by_stage.values()) == summary["usage"]["repairs"] == len(repairs)
     assert summary["usage"]["parse_failures"] >= len(repairs) and summary["usage"]["lm_seconds"] > 0
-    for line in (run / "rejects.jsonl").read_text().splitlines():
+    rejects = (run / "rejects.jsonl").read_text().splitlines() if (run / "rejects.jsonl").exists() else []
+    for line in rejects:  # a repair fails too at times (a new draw of the fault): then the reject keeps the reply
         rec = json.loads(line)
         if rec["reason"] == "unparseable":
             assert rec["raw"].startswith("I'm not sure how to format this") and rec["detail"].endswith("(after 1 repair)")

@@ -241,3 +241,53 @@ def test_the_default_call_budget_stops_a_wasteful_run(server_factory, tmp_path):
     assert summary["status"] == "budget" and summary["max_calls"] == 45 + 12
     assert summary["usage"]["calls"] <= 57 and len(read_log(srv.cfg.log_path)) <= 57
     assert summary["samples"] < 30
+
+
+def test_every_request_is_accounted_when_many_requests_fail(server_factory, tmp_path):
+    """40 % of the requests fail with a 500. The summary's paid calls are the server's answered requests and its
+    failed calls the server's failed requests, exactly, feedback's paired calls included; a resume of the
+    finished run reads the same totals back from the files."""
+    srv = server_factory(rate_500=0.4)
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(srv, run, 12, **{"synthesis.concurrency": 8, "teacher.num_retries": 8,
+                                                           "synthesis.max_consecutive_failures": 100}))
+    summary = synthesize(cfg)
+    log = read_log(srv.cfg.log_path)
+    answered = sum(1 for e in log if e.get("status") == 200)
+    failed = sum(1 for e in log if e.get("status") == 500)
+    assert summary["samples"] == 12 and failed > 5
+    assert summary["usage"]["calls"] == answered and summary["usage"]["failed_calls"] == failed
+    assert sum(st["failed_calls"] for st in summary["usage"]["by_stage"].values()) == failed
+    again = synthesize(cfg)
+    assert again["usage"]["calls"] == answered and again["usage"]["failed_calls"] == failed
+    assert len(read_log(srv.cfg.log_path)) == len(log)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stopped_run_pays_for_nothing_twice(server_factory, tmp_path, sig):
+    """Stopped mid-run and resumed: every answer the server sent was read and recorded (the calls in flight
+    finish within run.stop_grace_s), so no request body is answered twice, and the summary's paid calls are
+    the server's answered requests exactly."""
+    srv = server_factory(latency_s=0.25, jitter=0.5)
+    run = tmp_path / "run"
+    args = ("synthesize", *sets(run_overrides(srv, run, 30, **{"synthesis.concurrency": 6})))
+    proc = refed(*args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(lines(run / "samples.jsonl")) < 8:
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + getattr(signal, sig), err
+    stopped = json.loads((run / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["usage"]["interrupted_calls"] == 0
+    log = read_log(srv.cfg.log_path)
+    assert stopped["usage"]["calls"] == sum(1 for e in log if e.get("status") == 200)
+    proc = refed(*args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    log = read_log(srv.cfg.log_path)
+    answered = [e for e in log if e.get("status") == 200]
+    assert all(e["delivered"] for e in answered)
+    assert len({e["sha"] for e in answered}) == len(answered)  # no request paid for twice
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["samples"] == 30 and summary["usage"]["calls"] == len(answered)
