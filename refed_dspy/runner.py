@@ -419,9 +419,9 @@ class SynthesisRun:
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 pred = await self.collect.acall(reference=ref)
-                return pred, None, calls
+                return pred, None
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
-                return None, classify(err), calls
+                return None, classify(err)
 
     async def _run_unit(self, unit: Unit, calls: list):
         ref = self.refs[unit.ref_index]
@@ -433,9 +433,9 @@ class SynthesisRun:
                 pred = await self.synthesizer.acall(
                     reference_instruction=ref.instruction, feature_name=unit.feature, feature_description=description,
                     n=self.syn.instructions_per_feature, rollout_id=unit.pass_no or None)
-                return pred.new_instructions, None, calls
+                return pred.new_instructions, None
             except Exception as err:  # noqa: BLE001
-                return None, classify(err), calls
+                return None, classify(err)
 
     async def _run_sample(self, item: Item, calls: list):
         ref = self.refs[item.ref_index]
@@ -449,9 +449,9 @@ class SynthesisRun:
                         reference_instruction=ref.instruction, reference_response=ref.response,
                         instruction=item.instruction, feedback=fb.response_feedback if fb else None)
                 record = self._record(item, ref, pred, calls)
-                return record, None, calls
+                return record, None
             except Exception as err:  # noqa: BLE001
-                return None, classify(err), calls
+                return None, classify(err)
 
     def _record(self, item: Item, ref: Reference, pred: dspy.Prediction, calls) -> SampleRecord:
         def dump(value):
@@ -534,8 +534,8 @@ class SynthesisRun:
         return True
 
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
-        result, failure, calls = task.result()
-        usage = self._account(calls)
+        result, failure = task.result()
+        usage = self._account(meta.calls)
         if (failure is not None and failure.retryable and self.abort is None and not self.stopping
                 and self._retry(meta, failure)):
             self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
