@@ -107,3 +107,23 @@ def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
             cost = part.get("cost_usd")
             row["cost_usd"] = None if cost is None or row["cost_usd"] is None else row["cost_usd"] + cost
     return dict(out)
+
+
+def sample_cards(samples: list[dict], judgments: dict[str, dict], k: int = 2) -> dict[str, list[dict[str, Any]]]:
+    """A few samples worth reading: the `k` best and worst by mean judge score, and the `k` the improvement step
+    changed most (share of words deleted or inserted). Each card: id, instruction, final response, score, changed."""
+    from refed_dspy.records import final_response
+    from refed_dspy.view.diff import changed_share
+
+    def card(s: dict, score: float | None = None, changed: float | None = None) -> dict[str, Any]:
+        return {"id": s["meta"]["id"], "instruction": s.get("instruction") or "", "response": final_response(s),
+                "score": score, "changed": changed}
+
+    scored = [(j["pointwise"]["overall"], s) for s in samples
+              if (j := judgments.get(s["meta"]["id"])) and j.get("pointwise")]
+    scored.sort(key=lambda pair: (pair[0], pair[1]["meta"]["id"]))
+    changed = sorted(((changed_share(s.get("response") or "", s["improved_response"]), s) for s in samples
+                      if s.get("improved_response")), key=lambda pair: (-pair[0], pair[1]["meta"]["id"]))
+    return {"best": [card(s, score) for score, s in reversed(scored[-k:])] if scored else [],
+            "worst": [card(s, score) for score, s in scored[:k]],
+            "most_changed": [card(s, changed=share) for share, s in changed[:k]]}

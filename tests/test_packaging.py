@@ -29,7 +29,7 @@ def test_cli_help_of_every_command():
     run = subprocess.run([sys.executable, "-m", "refed_dspy.cli", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "synthesize" in run.stdout and "Reference-Level Feedback" in run.stdout
     for cmd in ("synthesize", "config", "seeds", "compare", "judge", "filter", "report", "export", "optimize", "serve-local",
-                "repair"):
+                "repair", "view"):
         h = subprocess.run([sys.executable, "-m", "refed_dspy.cli", cmd, "--help"], capture_output=True, text=True)
         assert h.returncode == 0 and "usage: refed" in h.stdout
     missing = subprocess.run([sys.executable, "-m", "refed_dspy.cli", "optimize", "--config", "no-such.toml"],

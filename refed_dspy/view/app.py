@@ -1,0 +1,129 @@
+"""`refed view`: the viewer's web app (Flask, which MLflow already installs) over a View of one directory.
+
+Pages: the sample list (search, filters, pages), one sample (draft and improved side by side with a
+word-level diff, analysis and plan, the judge's scores and reasons, the reference pair and feedback,
+provenance), rejects by stage and reason with what the model returned, and, for a `refed compare` dir,
+one reference's samples from each method side by side. Every page is rendered from the files as they
+are when it is loaded; nothing is written.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from refed_dspy.errors import RefedError
+from refed_dspy.view.diff import changed_share, word_diff
+from refed_dspy.view.index import VERDICTS, Filters, View
+from refed_dspy.view.templates import SCRIPT, STYLE, TEMPLATES
+
+PER_PAGE = 50
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def filters_from(args: Any) -> Filters:
+    """The list's filters from a query string."""
+    return Filters(q=args.get("q", ""), reference=args.get("reference", ""), feature=args.get("feature", ""),
+                   method=args.get("method", ""), verdict=args.get("verdict", ""), outcome=args.get("outcome", ""),
+                   score_min=_number(args.get("score_min")), score_max=_number(args.get("score_max")))
+
+
+def create_app(view: View):
+    """The Flask app serving `view`."""
+    import jinja2
+    from flask import Flask, abort, request, send_file
+
+    app = Flask("refed_view")
+    env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True)
+
+    def render(name: str, status: int = 200, **ctx: Any):
+        report = view.path / "report.html"
+        body = env.get_template(name).render(style=STYLE, script=SCRIPT, status=view.status(),
+                                             has_report=report.is_file(), **ctx)
+        return body, status, {"Content-Type": "text/html; charset=utf-8"}
+
+    @app.errorhandler(RefedError)
+    def refed_error(err: RefedError):
+        return render("error", 500, title="error", page="", heading="The run dir cannot be read", message=str(err))
+
+    @app.before_request
+    def follow_the_files():
+        view.refresh()
+
+    @app.get("/")
+    def samples():
+        f = filters_from(request.args)
+        rows = [r for r in view.rows if f.keep(r)]
+        per = min(500, max(1, int(_number(request.args.get("per")) or PER_PAGE)))
+        pages = max(1, math.ceil(len(rows) / per))
+        page_no = min(pages, max(1, int(_number(request.args.get("page")) or 1)))
+        query = {k: v for k, v in request.args.items() if k != "page" and v != ""}
+
+        def url(n: int) -> str:
+            return "/?" + urlencode({**query, "page": n})
+
+        return render("samples", title="samples", page="samples", f=f, rows=rows[(page_no - 1) * per: page_no * per],
+                      total=len(rows), choices=view.choices(), page_no=page_no, pages=pages,
+                      prev_url=url(page_no - 1) if page_no > 1 else None,
+                      next_url=url(page_no + 1) if page_no < pages else None)
+
+    @app.get("/sample/<sid>")
+    def sample(sid: str):
+        found = view.find(sid)
+        if found is None:
+            abort(404)
+        run, s = found
+        j = run.judgments.get(sid)
+        failure = next((r for r in reversed(run.judge_rejects) if r.get("sample_id") == sid), None)
+        draft, improved = s.get("response") or "", s.get("improved_response") or ""
+        return render("sample", title=(s.get("instruction") or "")[:60], page="", s=s, j=j,
+                      verdict=VERDICTS.get(((j or {}).get("pairwise") or {}).get("winner")),
+                      judge_failure=f"the judge failed: {failure['reason']} ({failure.get('detail', '')})" if failure else None,
+                      diff=word_diff(draft, improved) if improved else [], changed=changed_share(draft, improved),
+                      ref=run.references().get(s["meta"].get("reference_id")), fb=run.feedback.get(s["meta"].get("reference_id")),
+                      u=s["meta"].get("usage") or {}, outcome=view.outcomes.get(sid) if view.filtered else None)
+
+    @app.get("/rejects")
+    def rejects():
+        groups = view.reject_groups()
+        stage, reason = request.args.get("stage"), request.args.get("reason")
+        shown = [g for g in groups if g["stage"] == stage and g["reason"] == reason] if stage else groups
+        limit = 10**9 if request.args.get("all") else (200 if stage else 20)
+        return render("rejects", title="rejects", page="rejects", groups=groups, shown=shown, limit=limit,
+                      total=sum(g["count"] for g in groups))
+
+    @app.get("/compare")
+    def compare():
+        refs = view.reference_counts().most_common()
+        reference = request.args.get("reference") or (refs[0][0] if refs else "")
+        return render("compare", title="compare", page="compare", refs=refs, reference=reference,
+                      by_run=view.by_reference(reference) if reference else {})
+
+    @app.get("/report")
+    def report():
+        path = view.path / "report.html"
+        if not path.is_file():
+            abort(404)
+        return send_file(Path(path).resolve(), mimetype="text/html")
+
+    @app.errorhandler(404)
+    def not_found(_err):
+        return render("error", 404, title="not found", page="", heading="Not found",
+                      message="no such page or sample in this directory")
+
+    return app
+
+
+def serve(view: View, port: int = 8765, host: str = "127.0.0.1"):
+    """A threaded HTTP server for `view` on `host:port` (0: any free port); returns it (call serve_forever)."""
+    from werkzeug.serving import make_server
+
+    return make_server(host, port, create_app(view), threaded=True)

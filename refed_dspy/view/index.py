@@ -1,0 +1,233 @@
+"""What `refed view` shows, read from disk and kept up to date: one run dir, a filtered dir (with the run it
+came from), or a `refed compare` dir (one run per method). Read-only: nothing here writes a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.rundir import RunDir, incomplete_note
+from refed_dspy.store import read_json
+from refed_dspy.view.follow import Follower
+
+log = logging.getLogger(__name__)
+VERDICTS = {"improved": "win", "draft": "loss", "tie": "tie"}
+
+
+@dataclass
+class Row:
+    """One sample as the list shows and filters it."""
+
+    id: str
+    run: str
+    method: str
+    reference_id: str
+    feature: str
+    instruction: str
+    score: float | None = None
+    verdict: str | None = None  # win | tie | loss (improved vs draft), None when not judged pairwise
+    outcome: str | None = None  # kept | removed (a filtered view), None otherwise
+    text: str = field(default="", repr=False)  # lower-cased instruction and responses, for search
+
+
+class RunIndex:
+    """The records of one run dir, followed as they grow."""
+
+    FILES = ("samples", "judgments", "feedback", "rejects", "judge_rejects")
+
+    def __init__(self, path: Path, label: str = ""):
+        self.rundir = RunDir(path)
+        self.label = label
+        self.followers = {name: Follower(getattr(self.rundir, name)) for name in self.FILES}
+        self.samples: dict[str, dict[str, Any]] = {}
+        self.judgments: dict[str, dict[str, Any]] = {}
+        self.feedback: dict[str, dict[str, Any]] = {}
+        self.rejects: list[dict[str, Any]] = []
+        self.judge_rejects: list[dict[str, Any]] = []
+        self._references: dict[str, tuple[str, str]] | None = None
+
+    def refresh(self) -> bool:
+        """Read what was appended; True when anything changed."""
+        changed = False
+        for name, follower in self.followers.items():
+            rows, restarted = follower.poll()
+            if restarted:
+                self._clear(name)
+            if rows or restarted:
+                changed = True
+                self._add(name, rows)
+        return changed
+
+    def _clear(self, name: str) -> None:
+        if name in ("rejects", "judge_rejects"):
+            setattr(self, name, [])
+        else:
+            getattr(self, name).clear()
+
+    def _add(self, name: str, rows: list[dict[str, Any]]) -> None:
+        if name == "samples":
+            self.samples.update((r["meta"]["id"], r) for r in rows if isinstance(r.get("meta"), dict))
+        elif name == "judgments":
+            self.judgments.update((r["sample_id"], r) for r in rows if "sample_id" in r)
+        elif name == "feedback":
+            self.feedback.update((r["reference_id"], r) for r in rows if "reference_id" in r)
+        else:
+            getattr(self, name).extend(rows)
+
+    def references(self) -> dict[str, tuple[str, str]]:
+        """Reference id -> (instruction, response), from the run's seeds ({} when they cannot be read here)."""
+        if self._references is None:
+            self._references = {}
+            try:
+                from refed_dspy.judging import run_config
+                from refed_dspy.seeds import read_references
+
+                cfg = run_config(self.rundir)
+                refs, _ = read_references(cfg.seeds.source, cfg.seeds.format, cfg.seeds.split, cfg.seeds.limit)
+                self._references = {r.id: (r.instruction, r.response) for r in refs}
+            except Exception as err:  # noqa: BLE001 - the viewer shows the samples without the reference text
+                log.warning("reference texts of %s not available: %s", self.rundir.path, err)
+        return self._references
+
+    def summary(self) -> dict[str, Any]:
+        return read_json(self.rundir.summary)
+
+    def row(self, sid: str, sample: dict[str, Any]) -> Row:
+        meta = sample["meta"]
+        judgment = self.judgments.get(sid) or {}
+        point, pair = judgment.get("pointwise") or {}, judgment.get("pairwise") or {}
+        text = "\n".join((sample.get("instruction") or "", sample.get("response") or "", sample.get("improved_response") or ""))
+        return Row(id=sid, run=self.label, method=meta.get("method", ""), reference_id=meta.get("reference_id", ""),
+                   feature=meta.get("feature", ""), instruction=sample.get("instruction") or "",
+                   score=point.get("overall"), verdict=VERDICTS.get(pair.get("winner")), text=text.lower())
+
+
+@dataclass
+class Filters:
+    """The list's filters, all optional."""
+
+    q: str = ""
+    reference: str = ""
+    feature: str = ""
+    method: str = ""
+    verdict: str = ""
+    outcome: str = ""
+    score_min: float | None = None
+    score_max: float | None = None
+
+    def keep(self, row: Row) -> bool:
+        if self.reference and row.reference_id != self.reference:
+            return False
+        if self.feature and row.feature != self.feature:
+            return False
+        if self.method and row.method != self.method:
+            return False
+        if self.verdict and (row.verdict or "unjudged") != self.verdict:
+            return False
+        if self.outcome and row.outcome != self.outcome:
+            return False
+        if self.score_min is not None and (row.score is None or row.score < self.score_min):
+            return False
+        if self.score_max is not None and (row.score is None or row.score > self.score_max):
+            return False
+        return all(term in row.text for term in self.q.lower().split())
+
+
+class View:
+    """The directory `refed view` was pointed at, as runs and rows; safe to use from the server's threads."""
+
+    def __init__(self, path: str | Path, filtered: str | Path | None = None):
+        self.path = Path(path)
+        self.filtered: Path | None = Path(filtered) if filtered else None
+        if (self.path / "filter_summary.json").is_file() and self.filtered is None:
+            self.filtered = self.path
+            source = read_json(self.path / "filter_summary.json").get("source_run")
+            self.path = Path(source) if source else self.path
+        self.kind = "compare" if (self.path / "compare.json").is_file() else "run"
+        if self.kind == "compare":
+            self.runs = [RunIndex(d, d.name) for d in sorted(self.path.iterdir())
+                         if d.is_dir() and (d / "samples.jsonl").exists()]
+        else:
+            self.runs = [RunIndex(self.path)]
+        self.outcomes: dict[str, tuple[str, str]] = {}
+        self._filter_followers = ({"kept": Follower(self.filtered / "samples.jsonl"),
+                                   "removed": Follower(self.filtered / "rejects.jsonl")} if self.filtered else {})
+        self._rows: list[Row] = []
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take in what was written since the last look (a run in progress grows between two page loads)."""
+        with self._lock:
+            changed = False
+            for run in self.runs:
+                changed |= run.refresh()
+            for outcome, follower in self._filter_followers.items():
+                rows, restarted = follower.poll()
+                if restarted:
+                    self.outcomes = {k: v for k, v in self.outcomes.items() if v[0] != outcome}
+                for r in rows:
+                    sid = r["meta"]["id"] if outcome == "kept" else r.get("item_id")
+                    if sid:
+                        self.outcomes[sid] = (outcome, "" if outcome == "kept" else r.get("reason", ""))
+                changed |= bool(rows) or restarted
+            if changed or not self._rows:
+                rows = []
+                for run in self.runs:
+                    for sid, sample in run.samples.items():
+                        row = run.row(sid, sample)
+                        row.outcome = self.outcomes.get(sid, (None, ""))[0] if self.filtered else None
+                        rows.append(row)
+                self._rows = rows
+
+    @property
+    def rows(self) -> list[Row]:
+        return self._rows
+
+    def choices(self) -> dict[str, list[str]]:
+        """The values each filter can take, for the filter menus."""
+        rows = self._rows
+        return {"reference": sorted({r.reference_id for r in rows}), "feature": sorted({r.feature for r in rows}),
+                "method": sorted({r.method for r in rows}), "verdict": ["win", "tie", "loss", "unjudged"],
+                "outcome": ["kept", "removed"] if self.filtered else []}
+
+    def find(self, sid: str) -> tuple[RunIndex, dict[str, Any]] | None:
+        for run in self.runs:
+            if sid in run.samples:
+                return run, run.samples[sid]
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """Header figures: what the directory is, how far its runs got, and whether they are still written."""
+        notes = [f"{run.label + ': ' if run.label else ''}{note}" for run in self.runs
+                 if (note := incomplete_note(run.rundir.path))]
+        first = self.runs[0].summary() if self.runs else {}
+        return {"path": str(self.filtered or self.path), "kind": "filtered" if self.filtered else self.kind,
+                "source": str(self.path), "runs": [run.label or run.rundir.path.name for run in self.runs],
+                "samples": len(self._rows), "judged": sum(len(run.judgments) for run in self.runs),
+                "method": first.get("method"), "teacher": first.get("teacher"), "notes": notes}
+
+    def reject_groups(self) -> list[dict[str, Any]]:
+        """Synthesis and judge rejects grouped by stage and reason, largest group first."""
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for run in self.runs:
+            for r in run.rejects:
+                groups.setdefault((r.get("stage", "?"), r.get("reason", "?")), []).append({**r, "run": run.label})
+            for r in run.judge_rejects:
+                groups.setdefault(("judge", r.get("reason", "?")), []).append({**r, "run": run.label,
+                                                                               "item_id": r.get("sample_id")})
+        return [{"stage": stage, "reason": reason, "count": len(items), "items": items}
+                for (stage, reason), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+
+    def by_reference(self, reference_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Compare view: each run's samples of one reference."""
+        return {run.label: [s for s in run.samples.values() if s["meta"].get("reference_id") == reference_id]
+                for run in self.runs}
+
+    def reference_counts(self) -> Counter:
+        return Counter(r.reference_id for r in self._rows)

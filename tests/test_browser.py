@@ -1,0 +1,252 @@
+"""`refed view` and the report in a real browser: Debian's headless Chromium driven by Selenium.
+
+Every page is loaded, its content checked, and the browser's console read: a JavaScript error (or any
+SEVERE console entry) fails the test. Skipped without chromium/chromedriver unless REFED_REQUIRE_BROWSER
+is set (CI sets it and installs them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_overrides
+
+from refed_dspy.config import load_config
+from refed_dspy.filter_run import filter_run
+from refed_dspy.filters import parse_filter
+from refed_dspy.judging import judge_run
+from refed_dspy.report import build_report
+from refed_dspy.synthesis import synthesize
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def _need_a_browser() -> None:
+    missing = [p for p in (CHROMIUM, DRIVER) if not shutil.which(p)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium")
+    if missing:
+        why = f"browser tests need {', '.join(missing)} (apt-get install chromium chromium-driver; pip install selenium)"
+        if os.environ.get("REFED_REQUIRE_BROWSER"):
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need_a_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-default-apps", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+def visit(driver, url: str, missing: bool = False):
+    """Load `url` and fail on any JavaScript error or SEVERE console entry (`missing`: the page itself is a 404,
+    which the browser logs as a failed load)."""
+    driver.get(url)
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
+              and not (missing and e["source"] == "network" and e["message"].startswith(url))]
+    assert not errors, errors
+    return driver
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).digest() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A judged run (with rejects that kept the model's text), a filtered copy, and a report."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from loopback_server import LoopbackServer, ServerConfig
+
+    tmp = tmp_path_factory.mktemp("browser")
+    with LoopbackServer(ServerConfig(sticky_malformed=0.35, sticky_length=0.05, log_path=str(tmp / "log.jsonl"))) as srv:
+        run = tmp / "run"
+        cfg = load_config(None, run_overrides(srv, run, 30, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2,
+                                                                "judge.api_base": f"'{srv.api_base}'",
+                                                                "judge.api_key_env": "''"}))
+        synthesize(cfg)
+        judge_run(run, cfg)
+    filtered = tmp / "filtered"
+    filter_run(run, filtered, [parse_filter("judge_prefers_improved")], unjudged="drop")
+    build_report(run, cfg)
+    return {"run": run, "filtered": filtered, "tmp": tmp}
+
+
+def serve(path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", "view", str(path), "--port", "0", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+    if not found:
+        proc.kill()
+        pytest.fail(f"refed view did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc, found.group(1)
+
+
+@pytest.fixture(scope="module")
+def viewer(data):
+    before = tree(data["run"])
+    proc, url = serve(data["run"])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert tree(data["run"]) == before  # the viewer never wrote a byte
+
+
+def rows(driver) -> list:
+    return driver.find_elements("css selector", "table#samples tr.row")
+
+
+def test_list_search_and_filters(browser, viewer, data):
+    visit(browser, viewer + "/")
+    assert browser.find_element("tag name", "body").get_attribute("data-ready") == "1"
+    samples = [json.loads(x) for x in (data["run"] / "samples.jsonl").read_text().splitlines()]
+    assert len(rows(browser)) == 30 and "30 of 30 samples match" in browser.page_source
+    # search narrows the list to samples holding every term
+    word = samples[3]["instruction"].split()[1].lower()
+    box = browser.find_element("id", "q")
+    box.send_keys(word)
+    box.submit()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda d: "q=" in d.current_url and d.find_element("tag name", "body")
+                                     .get_attribute("data-ready") == "1")
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    found = rows(browser)
+    expected = [s for s in samples if word in "\n".join((s["instruction"], s["response"], s.get("improved_response") or "")).lower()]
+    assert 0 < len(found) == len(expected) < 30
+    # a filter: only the samples the judge says the improvement won
+    judgments = {j["sample_id"]: j for j in map(json.loads, (data["run"] / "judgments.jsonl").read_text().splitlines())}
+    wins = sum(1 for j in judgments.values() if j.get("pairwise", {}).get("winner") == "improved")
+    visit(browser, viewer + "/?verdict=win")
+    assert len(rows(browser)) == wins and all(b.text == "win" for b in browser.find_elements("css selector", "td .badge"))
+    visit(browser, viewer + "/?score_min=6&score_max=10")
+    expected = sum(1 for j in judgments.values() if j.get("pointwise") and j["pointwise"]["overall"] >= 6)
+    assert len(rows(browser)) == expected
+    # pages: 7 a page, and the pager's links walk through all 30
+    visit(browser, viewer + "/?per=7")
+    seen = len(rows(browser))
+    while browser.find_elements("css selector", "a[rel=next]"):
+        visit(browser, browser.find_element("css selector", "a[rel=next]").get_attribute("href"))
+        seen += len(rows(browser))
+    assert seen == 30
+
+
+def test_sample_page_shows_the_diff_scores_reference_and_provenance(browser, viewer, data):
+    samples = [json.loads(x) for x in (data["run"] / "samples.jsonl").read_text().splitlines()]
+    judgments = {j["sample_id"]: j for j in map(json.loads, (data["run"] / "judgments.jsonl").read_text().splitlines())}
+    s = next(s for s in samples if s["meta"]["id"] in judgments and judgments[s["meta"]["id"]].get("pairwise"))
+    visit(browser, f"{viewer}/sample/{s['meta']['id']}")
+    assert browser.find_element("id", "instruction").text == s["instruction"].strip()
+    assert browser.find_elements("css selector", "#improved ins") and browser.find_elements("css selector", "#draft del")
+    # the improved side, read back without the highlights, is the improved response
+    assert browser.find_element("id", "improved").text.split() == s["improved_response"].split()
+    scores = [int(td.text) for td in browser.find_elements("css selector", "#judge td.score")]
+    assert scores == list(judgments[s["meta"]["id"]]["pointwise"]["scores"].values())
+    assert len(browser.find_elements("css selector", "#judge .pairwise")) == 2
+    assert "Reference pair" in browser.page_source and browser.find_element("id", "reference").text.count("\n") > 2
+    assert s["meta"]["teacher"] in browser.page_source
+    browser.find_element("id", "diff-toggle").click()  # the script that turns the highlights off runs cleanly
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    visit(browser, f"{viewer}/sample/no-such-id", missing=True)
+    assert "Not found" in browser.page_source
+
+
+def test_rejects_page_shows_what_the_model_returned(browser, viewer, data):
+    rejects = [json.loads(x) for x in (data["run"] / "rejects.jsonl").read_text().splitlines()]
+    with_raw = [r for r in rejects if r.get("raw")]
+    assert with_raw
+    visit(browser, viewer + "/rejects")
+    groups = browser.find_elements("css selector", "table#groups tr")[1:]
+    judge_rejects = (data["run"] / "judge_rejects.jsonl").read_text().splitlines() if (data["run"] / "judge_rejects.jsonl").exists() else []
+    assert sum(int(g.find_elements("tag name", "td")[2].text) for g in groups) == len(rejects) + len(judge_rejects)
+    reason = with_raw[0]["reason"]
+    visit(browser, f"{viewer}/rejects?stage={with_raw[0]['stage']}&reason={reason}")
+    shown = [p.text for p in browser.find_elements("css selector", "pre.raw")]
+    assert with_raw[0]["raw"].strip() in shown
+
+
+def test_filtered_view_and_new_samples_on_reload(browser, data):
+    proc, url = serve(data["run"], "--filtered", str(data["filtered"]))
+    try:
+        visit(browser, url + "/?outcome=removed")
+        summary = json.loads((data["filtered"] / "filter_summary.json").read_text())
+        assert len(rows(browser)) == summary["removed"]
+        visit(browser, url + "/?outcome=kept")
+        assert len(rows(browser)) == summary["kept"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # a run still being written: what is appended shows on the next load
+    growing = data["tmp"] / "growing"
+    shutil.copytree(data["run"], growing)
+    lines = (growing / "samples.jsonl").read_text().splitlines(keepends=True)
+    (growing / "samples.jsonl").write_text("".join(lines[:20]))
+    proc, url = serve(growing)
+    try:
+        visit(browser, url + "/")
+        assert "20 of 20 samples match" in browser.page_source
+        with open(growing / "samples.jsonl", "a") as fh:
+            fh.write("".join(lines[20:]) + '{"instruction": "half a li')  # the last line is still being written
+        visit(browser, url + "/")
+        assert "30 of 30 samples match" in browser.page_source
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_compare_dir_shows_one_reference_from_each_method(browser, server_factory, tmp_path):
+    from refed_dspy.compare import compare
+
+    srv = server_factory()
+    cfg = load_config(None, run_overrides(srv, tmp_path / "cmp", 8, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 2}))
+    compare(cfg, ["refed", "no_feedback"])
+    proc, url = serve(tmp_path / "cmp")
+    try:
+        visit(browser, url + "/compare")
+        columns = browser.find_elements("css selector", ".method")
+        assert [c.find_element("tag name", "h3").text.split(" (")[0] for c in columns] == ["no_feedback", "refed"]
+        reference = browser.find_element("id", "reference-pick").get_attribute("value")
+        for method, col in zip(["no_feedback", "refed"], columns, strict=True):
+            rows_ = [json.loads(x) for x in (tmp_path / "cmp" / method / "samples.jsonl").read_text().splitlines()]
+            assert len(col.find_elements("css selector", ".card")) == sum(r["meta"]["reference_id"] == reference for r in rows_)
+        visit(browser, url + "/?method=refed")
+        assert len(rows(browser)) == 8
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_report_renders_every_figure(browser, data):
+    visit(browser, (data["run"] / "report.html").resolve().as_uri())
+    images = browser.execute_script("return Array.from(document.images).map(i => [i.alt, i.naturalWidth])")
+    assert {"scores", "verdicts", "yield_feature", "yield_reference", "lengths", "rejects", "cost"} <= {a for a, _ in images}
+    assert all(width > 100 for _, width in images), images
+    text = browser.find_element("tag name", "body").text
+    assert "Samples to read" in text and "Best by judge score" in text and "Most changed by the improvement step" in text
+    assert "improved beats draft" in text
