@@ -76,7 +76,7 @@ def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec]
         write_jsonl_atomic(out.judgments, [j for sid, j in judgments.items() if sid in kept_ids])
         if src.config.exists():
             shutil.copyfile(src.config, out.config)
-        summary = {"source_run": str(src.path), "out": str(out.path), "input": len(samples), "kept": len(kept),
+        summary = {"source_run": str(src.path.resolve()), "out": str(out.path), "input": len(samples), "kept": len(kept),
                    "removed": len(rejects), "removed_by_filter": reject_counts(rejects), "steps": steps,
                    "unjudged": {"samples": n_unjudged, "policy": unjudged if n_unjudged else None, "why": why or None},
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -128,9 +128,9 @@ def test_sigint_sigterm_sighup_stop_cleanly_and_resume(server_factory, tmp_path)
 
 
 def test_one_writer_per_run_dir_readers_warned_and_a_dead_holder_taken_over(server_factory, tmp_path):
-    srv = server_factory(latency_s=0.3)
+    srv = server_factory(latency_s=0.5)  # slow enough that the first writer is still at work when it is killed
     run = tmp_path / "run"
-    args = ("synthesize", *sets(run_overrides(srv, run, 24, **{"synthesis.concurrency": 4})))
+    args = ("synthesize", *sets(run_overrides(srv, run, 40, **{"synthesis.concurrency": 2})))
     first = refed(*args)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (run / "samples.jsonl").exists():
@@ -145,6 +145,8 @@ def test_one_writer_per_run_dir_readers_warned_and_a_dead_holder_taken_over(serv
     assert report.returncode == 0 and f"still being written by PID {first.pid}" in out, err
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=60)
+    assert not (run / "summary.json").exists()  # it died mid-run
+    srv.cfg.latency_s = 0.0
     assert json.loads((run / ".refed.lock").read_text())["pid"] == first.pid  # left behind by the dead holder
     # a half-written run: export says so, on stderr and in its dataset card
     exp = refed("export", str(run), "--format", "messages", "--out", str(tmp_path / "exp"))
@@ -156,7 +158,7 @@ def test_one_writer_per_run_dir_readers_warned_and_a_dead_holder_taken_over(serv
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     ids = [s["meta"]["id"] for s in samples(run)]
-    assert len(ids) == len(set(ids)) == 24
+    assert len(ids) == len(set(ids)) == 40
 
 
 def test_a_corrupt_middle_line_stops_every_reader_until_repaired(server_factory, tmp_path):

@@ -73,7 +73,7 @@ def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
     assert code == 0, err
     assert f"{30 - summary['judged']} failed to be judged" in out and f"{30 - summary['judged']} unparseable" in out
     html = (run / "report.html").read_text()
-    assert "the judge failed on" in html
+    assert "The judge failed on" in html
 
 
 def test_optimize_scores_a_failed_judging_zero_and_goes_on(server_factory, tmp_path):
