@@ -71,8 +71,10 @@ def visit(driver, url: str, missing: bool = False):
 
 
 def tree(path: Path) -> dict[str, bytes]:
+    """Every file of a run but its DSPy cache (this test process's own DSPy closes that cache when a later test
+    configures another run, and SQLite writes the file on close; the viewer never opens it)."""
     return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).digest() for p in sorted(path.rglob("*"))
-            if p.is_file()}
+            if p.is_file() and p.relative_to(path).parts[0] != "cache"}
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +128,15 @@ def test_list_search_and_filters(browser, viewer, data):
     visit(browser, viewer + "/")
     assert browser.find_element("tag name", "body").get_attribute("data-ready") == "1"
     samples = [json.loads(x) for x in (data["run"] / "samples.jsonl").read_text().splitlines()]
-    assert len(rows(browser)) == 30 and "30 of 30 samples match" in browser.page_source
+    n = len(samples)  # 30 asked for; under a 35% sticky-malformed server a few may run out of their call budget
+    assert n >= 20 and len(rows(browser)) == n and f"{n} of {n} samples match" in browser.page_source
     # search narrows the list to samples holding every term
-    word = samples[3]["instruction"].split()[1].lower()
+    def text(s):
+        return "\n".join((s["instruction"], s["response"], s.get("improved_response") or "")).lower()
+
+    # a word some samples hold and others do not (the loopback's text is random, so pick it from the data)
+    word = next(w for w in sorted({w.lower().strip(".,;:!?") for s in samples for w in s["instruction"].split()})
+                if len(w) > 4 and 0 < sum(w in text(s) for s in samples) < n)
     box = browser.find_element("id", "q")
     box.send_keys(word)
     box.submit()
@@ -138,8 +146,8 @@ def test_list_search_and_filters(browser, viewer, data):
                                      .get_attribute("data-ready") == "1")
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     found = rows(browser)
-    expected = [s for s in samples if word in "\n".join((s["instruction"], s["response"], s.get("improved_response") or "")).lower()]
-    assert 0 < len(found) == len(expected) < 30
+    expected = [s for s in samples if word in text(s)]
+    assert 0 < len(found) == len(expected) < n
     # a filter: only the samples the judge says the improvement won
     judgments = {j["sample_id"]: j for j in map(json.loads, (data["run"] / "judgments.jsonl").read_text().splitlines())}
     wins = sum(1 for j in judgments.values() if j.get("pairwise", {}).get("winner") == "improved")
@@ -148,13 +156,13 @@ def test_list_search_and_filters(browser, viewer, data):
     visit(browser, viewer + "/?score_min=6&score_max=10")
     expected = sum(1 for j in judgments.values() if j.get("pointwise") and j["pointwise"]["overall"] >= 6)
     assert len(rows(browser)) == expected
-    # pages: 7 a page, and the pager's links walk through all 30
+    # pages: 7 a page, and the pager's links walk through all of them
     visit(browser, viewer + "/?per=7")
     seen = len(rows(browser))
     while browser.find_elements("css selector", "a[rel=next]"):
         visit(browser, browser.find_element("css selector", "a[rel=next]").get_attribute("href"))
         seen += len(rows(browser))
-    assert seen == 30
+    assert seen == n
 
 
 def test_sample_page_shows_the_diff_scores_reference_and_provenance(browser, viewer, data):
@@ -206,6 +214,7 @@ def test_filtered_view_and_new_samples_on_reload(browser, data):
     growing = data["tmp"] / "growing"
     shutil.copytree(data["run"], growing)
     lines = (growing / "samples.jsonl").read_text().splitlines(keepends=True)
+    n = len(lines)
     (growing / "samples.jsonl").write_text("".join(lines[:20]))
     proc, url = serve(growing)
     try:
@@ -214,7 +223,7 @@ def test_filtered_view_and_new_samples_on_reload(browser, data):
         with open(growing / "samples.jsonl", "a") as fh:
             fh.write("".join(lines[20:]) + '{"instruction": "half a li')  # the last line is still being written
         visit(browser, url + "/")
-        assert "30 of 30 samples match" in browser.page_source
+        assert f"{n} of {n} samples match" in browser.page_source
     finally:
         proc.terminate()
         proc.wait(timeout=30)
