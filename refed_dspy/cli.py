@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from refed_dspy.errors import RefedError
+from refed_dspy.errors import ConfigError, RefedError
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -38,9 +38,46 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         overrides.append(f"synthesis.program={json.dumps(args.program)}")
     config = load_config(args.config, overrides)
     on_mismatch = _on_mismatch(args)
-    summary = synthesize(config, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet)
+    if args.detach and config.synthesis.mode != "batch":
+        raise ConfigError("--detach needs synthesis.mode = \"batch\" (online calls cannot outlive the process)")
+    summary = synthesize(config, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet,
+                         detach=args.detach)
     print(format_summary(summary))
+    if summary["status"] == "submitted":
+        print(f"batches submitted; `refed status {config.run.dir}` shows them; run the same command to collect the "
+              "results and go on")
+        return 0
     return 0 if summary["status"] == "complete" else 1
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from refed_dspy.config import load_config
+    from refed_dspy.estimate import estimate, format_estimate
+    from refed_dspy.store import write_json_atomic
+
+    config = load_config(args.config, args.overrides)
+    e = estimate(config)
+    print(format_estimate(e))
+    if args.json:
+        print(json.dumps(e, indent=2))
+    run_dir = Path(config.run.dir)
+    if not args.no_save:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(run_dir / "estimate.json", e)
+            print(f"wrote {run_dir / 'estimate.json'} (the run's summary will state the estimate's error)")
+        except OSError as err:
+            print(f"cannot write {run_dir / 'estimate.json'}: {err.strerror or err}", file=sys.stderr)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from refed_dspy.batch_status import status_report
+
+    print(status_report(args.run_dir))
+    return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -93,7 +130,12 @@ def _cmd_judge(args: argparse.Namespace) -> int:
 
     config = _config_for_run(args, args.target)
     on_mismatch = _on_mismatch(args)
-    s = judge_run(args.target, config, on_mismatch=on_mismatch, show_progress=config.run.progress)
+    if args.detach and config.judging.mode != "batch":
+        raise ConfigError("--detach needs judging.mode = \"batch\"")
+    s = judge_run(args.target, config, on_mismatch=on_mismatch, show_progress=config.run.progress, detach=args.detach)
+    if s["status"] == "submitted":
+        print(f"judge batches submitted; `refed status {args.target}` shows them; run the same command to collect")
+        return 0
     cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
     print(f"judged {s['judged']}/{s['samples']} samples of {s['run_dir']} with {s['judge']}: {s['status']}")
     print(f"  mean score {s['mean_score']}  improvement win/tie/loss {s['improvement_win_rate']}/{s['improvement_tie_rate']}/"
@@ -261,7 +303,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "`refed optimize`, or an MLflow model URI (models:/NAME/VERSION, runs:/RUN_ID/program); "
                    "same as --set synthesis.program=P")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--detach", action="store_true", help="batch mode: submit the batches the run can make now and exit "
+                   "(status 'submitted'); run the same command again to collect and go on")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser("estimate", help="calls, tokens and cost of a synthesis config per stage, online and batch, "
+                       "before spending", description="Walks the first references through the real prompts (no LM "
+                       "call is made), counts their tokens with the model's tokenizer and scales to synthesis.size. "
+                       "Writes <run.dir>/estimate.json, against which the run's summary states the estimate's error.")
+    _add_config_args(p)
+    p.add_argument("--json", action="store_true", help="also print the estimate as JSON")
+    p.add_argument("--no-save", action="store_true", help="do not write <run.dir>/estimate.json")
+    p.set_defaults(func=_cmd_estimate)
+
+    p = sub.add_parser("status", help="a run's provider batches (state, counts, age) and its cost so far and projected",
+                       description="Read-only: what the run dir's batch journals and summaries say (batch mode); "
+                       "asks no provider anything.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("compare", help="run several methods on the same references and size, and compare them",
                        description="Run each method into <run.dir>/<method>/ (resumable like any run) and print one "
@@ -284,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="FILE", help="meta-eval: JSONL of labelled items (see README)")
     p.add_argument("--out", metavar="FILE", help="meta-eval: also write the results as JSON")
     _add_mismatch_args(p, "keep judgments made with a different judge config", "delete earlier judgments and judge again")
+    p.add_argument("--detach", action="store_true", help="batch mode: submit the judge batches and exit; run the same "
+                   "command again to collect")
     p.set_defaults(func=_cmd_judge)
 
     p = sub.add_parser("filter", help="apply the filter chain to a run, writing the result to another dir",

@@ -142,9 +142,9 @@ async def _compare(config: Config, methods: list[str], *, teacher=None, referenc
     from refed_dspy.seeds import read_references
     from refed_dspy.synthesis import arun_synthesis, build_teacher
 
-    if teacher is None:
+    if teacher is None and config.synthesis.mode != "batch":  # batch mode builds each run's own
         teacher = build_teacher(config)
-    if judge and judge_lm is None:
+    if judge and judge_lm is None and config.judging.mode != "batch":
         judge_lm = build_judge(config)
     if references is None:
         references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)

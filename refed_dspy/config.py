@@ -36,7 +36,7 @@ class LMSpec(_Section):
     """How to reach one LM role (teacher or judge)."""
 
     model: str = Field("openai/gpt-4o-mini", description="Model string DSPy/LiteLLM accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest', 'azure/<deployment>', 'ollama_chat/llama3.1'.")
-    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted server (vLLM, Ollama, a proxy). Unset: the provider's default.")
+    api_base: str | list[str] | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted server (vLLM, Ollama, a proxy), or a list of several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key. Unset: inferred from the provider prefix (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...). Empty string: the server needs no key.")
     api_version: str | None = Field(None, description="API version, needed by Azure OpenAI.")
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="Sampling temperature. Must be > 0 for distinct samples from one prompt.")
@@ -48,8 +48,32 @@ class LMSpec(_Section):
     output_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M completion tokens in USD. Unset: the built-in table.")
     adapter: Literal[ADAPTERS] = Field("auto", description="How outputs are asked for and read: chat (DSPy's [[ ## field ## ]] markers), json (a JSON object), json_schema (the signature's JSON schema as response_format, enforced by the provider), auto (json_schema where the provider enforces schemas, else chat; the summary says which).")
     schema_dialect: Literal[SCHEMA_DIALECTS] = Field("auto", description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.")
+    batch_price_factor: float = Field(0.5, ge=0.0, le=1.0, description="What a call sent through the provider's batch API costs, as a share of the online price (OpenAI and Anthropic: 0.5).")
     max_repairs: int = Field(1, ge=0, le=5, description="Times an output that does not parse or breaks its contract is asked again, with the error shown, before it is rejected.")
     extra: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments passed to dspy.LM (provider-specific). Never put a key here.")
+
+    @field_validator("api_base")
+    @classmethod
+    def _endpoints(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value or not all(v.strip() for v in value):
+                raise ValueError("needs at least one URL, none of them empty")
+            if len(set(value)) != len(value):
+                raise ValueError("names an endpoint twice")
+            return value[0] if len(value) == 1 else value
+        return value
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Every api_base given (empty: the provider's default)."""
+        if self.api_base is None:
+            return []
+        return [self.api_base] if isinstance(self.api_base, str) else list(self.api_base)
+
+    @property
+    def primary_api_base(self) -> str | None:
+        """The first api_base: the URL the LM is built with (the others are reached through the same requests)."""
+        return self.endpoints[0] if self.endpoints else None
 
     @field_validator("extra")
     @classmethod
@@ -75,7 +99,8 @@ class SynthesisConfig(_Section):
     method: Literal[METHODS] = Field("refed", description="refed | sample_feedback | instruction_feedback | no_feedback | reflection.")
     size: int = Field(1000, gt=0, description="Number of samples to produce; the run stops at exactly this many.")
     instructions_per_feature: int = Field(10, gt=0, le=50, description="New instructions per reference feature per pass (the paper: 10).")
-    concurrency: int = Field(64, gt=0, le=4096, description="LM calls kept in flight at all times.")
+    mode: Literal["online", "batch"] = Field("online", description="online: calls over HTTP as they are needed. batch: the calls go to the provider's batch API (OpenAI, Azure OpenAI, Anthropic) at its batch price, stage by stage in waves ([batch] says how); results take minutes to hours.")
+    concurrency: int = Field(64, gt=0, le=4096, description="LM calls kept in flight at all times (online mode).")
     dedup_rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="Drop a new instruction whose ROUGE-L F1 against a kept one is at least this (Self-Instruct uses 0.7).")
     max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before the run's estimated cost would exceed this.")
     max_calls: int | None = Field(None, gt=0, description="Stop cleanly before the run's LM calls would exceed this. Unset: max_calls_per_sample x size + 2 per reference.")
@@ -97,7 +122,8 @@ class JudgingConfig(_Section):
                                 description="Pointwise rubric: each criterion is scored 1-10 (snake_case names).")
     pointwise: bool = Field(True, description="Score each sample's final response on every criterion.")
     pairwise: bool = Field(True, description="Compare improved_response with the draft, in both orders (position bias cancels; disagreement is a tie).")
-    concurrency: int = Field(32, gt=0, le=4096, description="Judge calls kept in flight.")
+    mode: Literal["online", "batch"] = Field("online", description="online, or batch: the judge's calls go to its provider's batch API ([batch]).")
+    concurrency: int = Field(32, gt=0, le=4096, description="Judge calls kept in flight (online mode).")
     max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this cost.")
     max_calls: int | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this many LM calls.")
     max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many failed judgments in a row: API errors after retries, or judge outputs that break their contract (resumable).")
@@ -172,6 +198,17 @@ class OptimizeConfig(_Section):
     before_after_examples: int = Field(3, ge=0, description="Validation examples shown before and after in before_after.md.")
 
 
+class BatchConfig(_Section):
+    """How batch mode (synthesis.mode or judging.mode = "batch") makes and watches provider batches."""
+
+    poll_s: float = Field(30.0, gt=0, description="Seconds between status checks of an open batch.")
+    linger_s: float = Field(5.0, ge=0, description="Submit the requests waiting for a batch once no new one came for this long (or sooner, when every piece of work waits on a batch).")
+    max_requests: int | None = Field(None, gt=0, description="Requests per batch at most. Unset: the provider's limit (OpenAI 50,000; Anthropic 100,000).")
+    max_bytes: int | None = Field(None, gt=0, description="Bytes per batch file at most. Unset: the provider's limit (OpenAI 200 MB).")
+    max_resubmits: int = Field(3, ge=0, le=10, description="Times a request that came back unanswered (its batch expired, was cancelled or failed) is sent again in a later batch.")
+    max_in_flight: int = Field(20000, gt=0, description="Pieces of work waiting on batches at once.")
+
+
 class RunConfig(_Section):
     """Where the run lives on disk."""
 
@@ -201,6 +238,7 @@ class Config(_Section):
     run: RunConfig = Field(default_factory=RunConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
     filters: list[FilterSpec] = Field(default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables).")
     report: ReportConfig = Field(default_factory=ReportConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)

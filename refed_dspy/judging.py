@@ -21,8 +21,10 @@ import dspy
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, config_from_dict
+from refed_dspy.engine import Engine, Limits
+from refed_dspy.engine.batch import batch_figures
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
-from refed_dspy.failures import Failure, FailureStreak, classify
+from refed_dspy.failures import Failure, classify
 from refed_dspy.gather import gather_settled
 from refed_dspy.lm import build_lm, collect_calls, price_of
 from refed_dspy.lock import DirLock
@@ -30,7 +32,7 @@ from refed_dspy.progress import Progress
 from refed_dspy.records import final_response
 from refed_dspy.rundir import RunDir, incomplete_note
 from refed_dspy.store import JsonlWriter, read_json, read_jsonl, write_json_atomic
-from refed_dspy.usage import Totals, usage_of
+from refed_dspy.usage import Totals
 
 _PRIOR_PROMPT_TOKENS = 1500
 log = logging.getLogger(__name__)
@@ -67,14 +69,17 @@ def run_config(rundir: RunDir) -> Config:
 
 
 def build_judge(config: Config) -> dspy.LM:
-    """The judge LM, with a connection pool as wide as `judging.concurrency`."""
-    return build_lm(config.judge, "judge", max_connections=config.judging.concurrency)
+    """The judge LM: no DSPy retries (the engine retries, with its adaptive window), and a connection pool as wide
+    as `judging.concurrency`."""
+    return build_lm(config.judge, "judge", num_retries=0, max_connections=config.judging.concurrency)
 
 
 class JudgeRun:
-    """Judges every sample of one run dir once. Use `judge_run`."""
+    """Judges every sample of one run dir once, on the execution engine (a stage: see refed_dspy.engine). Use
+    `judge_run`."""
 
-    def __init__(self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False):
+    def __init__(self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False,
+                 broker: Any = None):
         from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 
         self.config = config
@@ -83,20 +88,27 @@ class JudgeRun:
         self.lm = judge_lm
         self.adapter = build_adapter(config.judge)
         self.price = price_of(config.judge)
+        if broker is not None and self.price is not None:
+            self.price = self.price.scaled(config.judge.batch_price_factor)
         self.pointwise = PointwiseJudge(self.cfg.criteria) if self.cfg.pointwise else None
         self.pairwise = PairwiseJudge() if self.cfg.pairwise else None
         if self.pointwise is None and self.pairwise is None:
             raise ConfigError("judging.pointwise and judging.pairwise are both false: nothing to judge")
         self.calls_per_sample = (1 if self.pointwise else 0) + (2 if self.pairwise else 0)
-        self.worst_calls = self.calls_per_sample * (1 + config.judge.max_repairs)
+        self.slots = min(self.calls_per_sample, self.cfg.concurrency)
+        self.engine = Engine(self, Limits(
+            concurrency=config.batch.max_in_flight if broker is not None else self.cfg.concurrency,
+            max_retries=config.judge.num_retries,
+            worst_calls={"judge": self.calls_per_sample * (1 + config.judge.max_repairs)},
+            max_calls=self.cfg.max_calls, max_cost_usd=self.cfg.max_cost_usd, price=self.price,
+            max_tokens=config.judge.max_tokens, prior_prompt_tokens=_PRIOR_PROMPT_TOKENS,
+            max_consecutive_failures=self.cfg.max_consecutive_failures, role="judge",
+            stop_grace_s=config.run.stop_grace_s), broker=broker)
         self.show_progress = show_progress
-        self.totals = Totals()
-        self.max_call_cost = 0.0
-        self.streak = FailureStreak(self.cfg.max_consecutive_failures, "judge", "judge")
         self.rejected_now = 0
-        self.abort: Failure | None = None
-        self.stop_reason: str | None = None
         self.new = 0
+        self.queue: Any = iter(())
+        self.writers: dict[str, JsonlWriter] = {}
         self.started = time.monotonic()
 
     # ---- state on disk --------------------------------------------------------------------------
@@ -118,30 +130,32 @@ class JudgeRun:
                                   "use --fresh to judge again from scratch")
         write_json_atomic(rd.judge_fingerprint, new)
         judged, rejected = set(), set()
+        totals = self.engine.totals
         for row in read_jsonl(rd.judgments, repair=True):
             judged.add(row["sample_id"])
-            self.totals.add(row.get("usage"))
+            totals.add(row.get("usage"))
         for row in read_jsonl(rd.judge_rejects, repair=True):
-            self.totals.add(row.get("usage"))
+            totals.add(row.get("usage"))
             if row.get("final", True):
                 rejected.add(row["sample_id"])
         return judged, rejected
 
-    # ---- budget -----------------------------------------------------------------------------------
-    def _reserve(self, running: dict) -> tuple[int, float] | None:
-        calls = self.worst_calls
-        per_call = self.max_call_cost or (self.price.cost(_PRIOR_PROMPT_TOKENS, self.config.judge.max_tokens) if self.price else 0.0)
-        cost = calls * per_call
-        if self.cfg.max_calls is not None and self.totals.calls + sum(c for c, _ in running.values()) + calls > self.cfg.max_calls:
-            return None
-        if self.cfg.max_cost_usd is not None and self.totals.cost + sum(c for _, c in running.values()) + cost > self.cfg.max_cost_usd:
-            return None
-        return calls, cost
+    # ---- the stage: what to start, one sample, what came back --------------------------------------
+    def fill(self, engine: Engine) -> None:
+        while engine.slots_free() >= self.slots or not engine.running:
+            sample = next(self.queue, None)
+            if sample is None or not engine.start("judge", sample, self.slots):
+                return
 
-    # ---- one sample -------------------------------------------------------------------------------
-    async def _judge(self, sample: dict[str, Any]):
+    def key(self, kind: str, payload: Any) -> str:
+        return payload["meta"]["id"]
+
+    def work(self, kind: str, payload: Any, calls: list):
+        return self._judge(payload, calls)
+
+    async def _judge(self, sample: dict[str, Any], calls: list):
         instruction, sample_id = sample["instruction"], sample["meta"]["id"]
-        with collect_calls() as calls, dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
+        with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
             try:
                 out: dict[str, Any] = {"sample_id": sample_id}
                 parts = []
@@ -159,90 +173,71 @@ class JudgeRun:
                     q = results[-1]
                     out["pairwise"] = {"winner": {"first": "improved", "second": "draft"}.get(q.winner, "tie"),
                                        "verdicts": q.verdicts, "flipped": q.flipped, "rationales": q.rationales}
-                return sample_id, out, None, calls
+                return out, None
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
-                return sample_id, None, classify(err), calls
+                return None, classify(err)
 
-    # ---- the loop -----------------------------------------------------------------------------------
+    def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
+        sample_id = payload["meta"]["id"]
+        if failure is None:
+            result.update(judge=self.config.judge.model, usage=usage,
+                          created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            self.writers["judgments"].append(result)
+            self.new += 1
+            return
+        self.writers["rejects"].append({"stage": "judge", **failure.record_fields(), "sample_id": sample_id, "usage": usage})
+        self.rejected_now += 1
+
+    def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:
+        """An attempt that leaves no judgment (retried, or cut off by a stop): its usage, as a non-final reject."""
+        self.writers["rejects"].append({"stage": "judge", "reason": outcome, "detail": "attempt retried or cut off",
+                                        "sample_id": key, "final": False, "attempt": True, "usage": usage})
+
+    # ---- the run ------------------------------------------------------------------------------------
     async def run(self, samples: list[dict[str, Any]], on_mismatch: str = "error") -> dict[str, Any]:
+        """Judge what is not judged yet; returns the summary (raises KeyboardInterrupt after writing it when stopped
+        by a signal, RunAborted when the failure streak or the provider stopped it)."""
         judged, rejected = self.prepare(on_mismatch)
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
-        writers = {"judgments": JsonlWriter(self.rundir.judgments), "rejects": JsonlWriter(self.rundir.judge_rejects)}
-        per_task = max(1, self.calls_per_sample)
-        max_tasks = max(1, self.cfg.concurrency // per_task)
-        running: dict[asyncio.Task, tuple[int, float]] = {}
-        queue = iter(todo)
-        status = "complete"
+        self.queue = iter(todo)
+        self.writers = {"judgments": JsonlWriter(self.rundir.judgments), "rejects": JsonlWriter(self.rundir.judge_rejects)}
+        engine = self.engine
         progress = Progress(len(samples), len(samples) - len(todo), enabled=self.show_progress, desc="judged",
                             unit="sample", every_s=self.config.run.progress_every_s, label="judge")
+        engine.on_progress = lambda: progress.update(progress.initial + self.new, engine.totals, self.rejected_now)
         try:
-            while True:
-                while len(running) < max_tasks and self.abort is None and self.stop_reason is None:
-                    reservation = self._reserve(running)
-                    if reservation is None:
-                        self.stop_reason = "budget"
-                        break
-                    sample = next(queue, None)
-                    if sample is None:
-                        break
-                    running[asyncio.ensure_future(self._judge(sample))] = reservation
-                if not running:
-                    break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    running.pop(task)
-                    self._handle(task.result(), writers)
-                progress.update(progress.initial + self.new, self.totals, self.rejected_now)
-                if self.abort is not None:
-                    break
+            await engine.run_closing(progress, self.writers.values())
         finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-            for w in writers.values():
-                w.close()
-            progress.close()
-            if self.abort is not None:
-                status = "aborted"
-            elif self.stop_reason:
-                status = self.stop_reason
-            summary = judge_summary(self.rundir, samples, self.config, self.totals, status,
+            status = engine.status(done=engine.stop_reason is None)
+            figures = engine.figures()
+            if engine.broker is not None:
+                figures["batch"] = batch_figures(engine, engine.totals.as_dict(), self.config.judge.batch_price_factor)
+            summary = judge_summary(self.rundir, samples, self.config, engine.totals, status,
                                     time.monotonic() - self.started, self.new, self.price is not None,
-                                    self.adapter.choice.as_dict())
+                                    self.adapter.choice.as_dict(), figures)
+            summary["mode"] = "batch" if engine.broker is not None else "online"
+            if getattr(self.lm, "endpoint_spread", None) is not None:
+                summary["endpoints"] = self.lm.endpoint_spread.figures()
             write_json_atomic(self.rundir.judge_summary, summary)
-        if self.abort is not None:
-            raise RunAborted(f"judging stopped: {self.abort.detail} ({summary['judged']} judged in {self.rundir.path}; "
+        if engine.abort is not None:
+            raise RunAborted(f"judging stopped: {engine.abort.detail} ({summary['judged']} judged in {self.rundir.path}; "
                              "run the same command again to resume)")
+        if status == "interrupted":
+            raise KeyboardInterrupt
         return summary
-
-    def _handle(self, result, writers) -> None:
-        sample_id, out, failure, calls = result
-        usage = usage_of(calls, self.price)
-        self.totals.add(usage)
-        for call in calls:
-            if not call.cache_hit and self.price is not None:
-                self.max_call_cost = max(self.max_call_cost, self.price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens))
-        if failure is None:
-            out.update(judge=self.config.judge.model, usage=usage,
-                       created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-            writers["judgments"].append(out)
-            self.new += 1
-            self.streak.note(None)
-            return
-        writers["rejects"].append({"stage": "judge", **failure.record_fields(), "sample_id": sample_id, "usage": usage})
-        self.rejected_now += 1
-        self.abort = self.abort or self.streak.note(failure)
 
 
 def unjudged_reasons(judged: set[str], reject_rows: list[dict[str, Any]]) -> Counter:
-    """Why the samples without a judgment have none: the reason of each one's last judge reject (pure)."""
-    last = {r.get("sample_id"): r.get("reason", "unknown") for r in reject_rows if r.get("sample_id") not in judged}
+    """Why the samples without a judgment have none: the reason of each one's last judge reject (pure; the usage rows
+    of attempts that were retried do not count)."""
+    last = {r.get("sample_id"): r.get("reason", "unknown") for r in reject_rows
+            if r.get("sample_id") not in judged and not r.get("attempt")}
     return Counter(last.values())
 
 
 def judge_summary(rundir: RunDir, samples: list[dict[str, Any]], config: Config, totals: Totals, status: str,
-                  wall: float, new: int, price_known: bool, adapter: dict[str, str] | None = None) -> dict[str, Any]:
+                  wall: float, new: int, price_known: bool, adapter: dict[str, str] | None = None,
+                  engine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Figures of all judgments in the run dir (read back from the files).
 
     `status` 'complete' becomes 'partial' unless every sample has a judgment; `rejects` counts the samples
@@ -258,7 +253,8 @@ def judge_summary(rundir: RunDir, samples: list[dict[str, Any]], config: Config,
     usage = totals.as_dict()
     return {"status": status, "run_dir": str(rundir.path), "judge": config.judge.model, "criteria": list(config.judging.criteria),
             "adapter": adapter, "samples": len(samples), "judged": len(rows), "unjudged": unjudged, "new": new, **stats,
-            "rejects": dict(rejects), "usage": usage, "cost_usd": usage["cost_usd"] if price_known else None,
+            "rejects": dict(rejects), **(engine or {}), "usage": usage,
+            "cost_usd": usage["cost_usd"] if price_known else None,
             "wall_s": round(wall, 3), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -289,8 +285,9 @@ def load_judgments(rundir: RunDir) -> dict[str, dict[str, Any]]:
 
 
 async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge_lm: dspy.LM | None = None,
-                     on_mismatch: str = "error", show_progress: bool = False) -> dict[str, Any]:
-    """Judge (or finish judging) the samples of `run_dir`; returns judge_summary.json's content."""
+                     on_mismatch: str = "error", show_progress: bool = False, detach: bool = False) -> dict[str, Any]:
+    """Judge (or finish judging) the samples of `run_dir`; returns judge_summary.json's content (judging.mode =
+    "batch": through the judge provider's batch API; `detach` returns once the batches are submitted)."""
     from refed_dspy.synthesis import use_run_cache
 
     rundir = RunDir(run_dir)
@@ -301,7 +298,14 @@ async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge
     if config.judging.max_cost_usd is not None and price_of(config.judge) is None:
         raise ConfigError(f"judging.max_cost_usd needs a price for '{config.judge.model}': set judge.input_usd_per_mtok "
                           "and judge.output_usd_per_mtok")
-    if judge_lm is None:
+    batch = config.judging.mode == "batch"
+    if batch:
+        from refed_dspy.engine.batch_api import batch_provider
+        from refed_dspy.lm import check_key
+
+        batch_provider(config.judge, "judge")
+        check_key(config.judge, "judge")
+    if judge_lm is None and not batch:
         judge_lm = build_judge(config)
     with DirLock(rundir.path, "refed judge", "run directory"):
         note = incomplete_note(rundir.path)
@@ -309,8 +313,14 @@ async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge
             log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)
         samples = list(read_jsonl(rundir.samples, repair=False))
         use_run_cache(rundir)
+        broker = None
+        if batch:
+            from refed_dspy.engine.batch import batch_lm
+
+            judge_lm, broker = batch_lm(config.judge, "judge", rundir.path, config.batch, detach=detach,
+                                        store_name="judge_batches")
         try:
-            return await JudgeRun(config, rundir, judge_lm, show_progress).run(samples, on_mismatch)
+            return await JudgeRun(config, rundir, judge_lm, show_progress, broker).run(samples, on_mismatch)
         finally:
             if config.tracking.enabled and rundir.judge_summary.exists():
                 from refed_dspy.tracking import track_run_dir

@@ -14,7 +14,7 @@ import contextvars
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -159,6 +159,7 @@ class RefedLM(dspy.LM):
     budget: Any = None
     role: str = "lm"
     price: Price | None = None
+    endpoint_spread: Any = None  # several endpoints: their EndpointSpread (calls and failures per endpoint)
 
     def attach_budget(self, budget: Any, role: str, price: Price | None) -> RefedLM:
         """Guard this LM (and its copies) with `budget`; returns self."""
@@ -191,9 +192,9 @@ class RefedLM(dspy.LM):
                 return await super().acall(*args, **kwargs)
             finally:
                 self.budget.release()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as err:
             calls = _calls.get()
-            if calls is not None:
+            if calls is not None and not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
                 calls.append(CallInfo(stage=_stage.get(), model=self.model, interrupted=True))
             raise
         except LMError as err:
@@ -270,10 +271,11 @@ def check_key(spec: LMSpec, role: str) -> str | None:
     return key
 
 
-def _wide_engines(lm: dspy.LM, max_connections: int) -> tuple[Any, Any] | None:
+def _wide_engines(lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None) -> tuple[Any, Any] | None:
     """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
-    `max_connections` (DSPy's is fixed at 100 per LM). None when DSPy would not use its native engine
-    for this model (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
+    `max_connections` (DSPy's is fixed at 100 per LM); `wrap` turns the async engine's HTTP transport into the
+    one it uses (batch mode, several endpoints). None when DSPy would not use its native engine for this model
+    (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
     try:
         from dspy.clients.backend_selection import select_backend
         from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
@@ -284,28 +286,42 @@ def _wide_engines(lm: dspy.LM, max_connections: int) -> tuple[Any, Any] | None:
             return None
         provider, clients = sel.resolution.provider, sel.clients
         url = clients.get("api_base") or clients.get("base_url")
-        config = RouterConfig(api_keys={provider: clients["api_key"]} if "api_key" in clients else None,
-                              base_urls={provider: url} if url else None, timeouts=timeouts_for(clients.get("timeout")),
-                              max_connections=max_connections)
-        return LM15Engine(config, model_type=lm.model_type), AsyncLM15Engine(config, model_type=lm.model_type)
+        common = dict(api_keys={provider: clients["api_key"]} if "api_key" in clients else None,
+                      base_urls={provider: url} if url else None)
+        config = RouterConfig(**common, timeouts=timeouts_for(clients.get("timeout")), max_connections=max_connections)
+        async_config = config
+        if wrap is not None:
+            from dspy._vendor.lm15.transports import StdlibAsyncTransport
+
+            async_config = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
+        return LM15Engine(config, model_type=lm.model_type), AsyncLM15Engine(async_config, model_type=lm.model_type)
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
         return None
 
 
 def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None,
-             max_connections: int | None = None) -> RefedLM:
+             max_connections: int | None = None, wrap: Callable[[Any], Any] | None = None) -> RefedLM:
     """Build the LM for one role. Reads the key from the environment; never stores it elsewhere.
 
     `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
     it retries itself, with an adaptive window). `max_connections` (synthesis and judging pass their
     concurrency) gives the LM its own engine with a pool that wide, where DSPy's native engine serves
     the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
-    is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait.
+    is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait. `wrap` (batch mode: a
+    function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the LM's async calls
+    another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.endpoints),
+    kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
     """
     key = check_key(spec, role)
     kwargs: dict[str, Any] = dict(spec.extra)
+    spread = None
+    if len(spec.endpoints) > 1 and wrap is None:
+        from refed_dspy.endpoints import EndpointSpread
+
+        spread = EndpointSpread(spec.endpoints)
+        wrap = spread.wrap
     if spec.api_base:
-        kwargs["api_base"] = spec.api_base
+        kwargs["api_base"] = spec.primary_api_base
     if spec.api_version:
         kwargs["api_version"] = spec.api_version
     if spec.timeout:
@@ -319,17 +335,24 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
         lm = RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries, **kwargs)
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
-    if max_connections is None:
+    if max_connections is None and wrap is None:
         return lm
-    engines = _wide_engines(lm, max_connections)
+    engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
+    if engines is None and wrap is not None:
+        what = "several api_base endpoints" if spread is not None else "batch mode"
+        raise ConfigError(f"{role}: {what} cannot carry the calls of '{spec.model}' (DSPy does not serve it with its "
+                          "own client); give one api_base and use mode = \"online\"")
     if engines is None:
         if max_connections > CLIENT_MAX_CONNECTIONS:
             log.warning("%s: %d calls in flight, but DSPy's HTTP client holds at most %d connections for '%s'; "
                         "the calls beyond that wait in its pool", role, max_connections, CLIENT_MAX_CONNECTIONS, spec.model)
         return lm
+    assert engines is not None
     rest = {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "base_url", "timeout", "api_version")}
-    return RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries,
+    wide = RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries,
                    engine=engines[0], async_engine=engines[1], **rest)
+    wide.endpoint_spread = spread
+    return wide
 
 
 def price_of(spec: LMSpec) -> Price | None:

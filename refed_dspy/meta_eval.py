@@ -118,56 +118,84 @@ def meta_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def _judge_item(item: dict[str, Any], pointwise, pairwise, lm, sem: asyncio.Semaphore, calls_out: list,
-                      adapter: dspy.Adapter | None = None):
-    from refed_dspy.failures import classify
-    from refed_dspy.lm import collect_calls
+class _MetaEval:
+    """The judge over labelled items, as a stage of the execution engine (retries, window, budget, streak)."""
 
-    async with sem:
-        with collect_calls() as calls, dspy.context(lm=lm, adapter=adapter, trace=None):
+    def __init__(self, config, items: list[dict[str, Any]], lm: dspy.LM, adapter: dspy.Adapter):
+        from refed_dspy.engine import Engine, Limits
+        from refed_dspy.lm import price_of
+        from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+
+        self.pointwise, self.pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
+        self.lm, self.adapter = lm, adapter
+        self.queue = iter(items)
+        self.results: dict[str, dict[str, Any]] = {}
+        j, g = config.judge, config.judging
+        self.engine = Engine(self, Limits(
+            concurrency=g.concurrency, max_retries=j.num_retries, worst_calls={"item": 2 * (1 + j.max_repairs)},
+            max_calls=g.max_calls, max_cost_usd=g.max_cost_usd, price=price_of(j), max_tokens=j.max_tokens,
+            prior_prompt_tokens=1500, max_consecutive_failures=g.max_consecutive_failures, role="judge",
+            stop_grace_s=config.run.stop_grace_s))
+
+    def fill(self, engine) -> None:
+        while engine.slots_free() >= 2 or not engine.running:
+            item = next(self.queue, None)
+            if item is None or not engine.start("item", item, 2):
+                return
+
+    def key(self, kind: str, item: dict[str, Any]) -> str:
+        return str(item["id"])
+
+    def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:
+        pass  # nothing is written: the usage is in the engine's totals, reported with the results
+
+    async def work(self, kind: str, item: dict[str, Any], calls: list):
+        from refed_dspy.failures import classify
+        from refed_dspy.lm import collect_calls
+
+        with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
             try:
                 if item["kind"] == "pairwise":
-                    pred = await pairwise.acall(instruction=item["instruction"], first=item["response_a"], second=item["response_b"])
+                    pred = await self.pairwise.acall(instruction=item["instruction"], first=item["response_a"],
+                                                     second=item["response_b"])
                     out = {"judge": {"first": "a", "second": "b"}.get(pred.winner, "tie"), "verdicts": pred.verdicts,
                            "flipped": pred.flipped, "preference": str(item["preference"]).lower()}
                 else:
-                    pred = await pointwise.acall(instruction=item["instruction"], response=item["response"])
+                    pred = await self.pointwise.acall(instruction=item["instruction"], response=item["response"])
                     out = {"judge_score": pred.overall, "scores": pred.scores, "score": item["score"]}
-                result = {"id": item["id"], "kind": item["kind"], **out}
+                return {"id": item["id"], "kind": item["kind"], **out}, None
             except Exception as err:  # noqa: BLE001 - an item the judge could not answer is reported, not fatal
-                failure = classify(err)
-                if failure.fatal:
-                    raise
-                result = {"id": item["id"], "kind": item["kind"], "error": failure.reason, "detail": failure.detail}
-        calls_out.extend(calls)
-        return result
+                return None, classify(err)
+
+    def handle(self, kind: str, item: dict[str, Any], result: Any, failure, usage: dict[str, Any]) -> None:
+        self.results[str(item["id"])] = result if failure is None else {
+            "id": item["id"], "kind": item["kind"], "error": failure.reason, "detail": failure.detail}
 
 
 async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
     """Run the judge of `config` over a labels file; returns {metrics, items, usage, failed}."""
     from refed_dspy.adapters import build_adapter
-    from refed_dspy.errors import FinishedShort
+    from refed_dspy.errors import FinishedShort, RunAborted
     from refed_dspy.judging import build_judge
-    from refed_dspy.lm import price_of
-    from refed_dspy.programs import PairwiseJudge, PointwiseJudge
-    from refed_dspy.usage import usage_of
 
     items = read_labels(labels_path)
     if judge_lm is None:
         judge_lm = build_judge(config)
-    pointwise, pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
-    sem = asyncio.Semaphore(max(1, config.judging.concurrency // 2))
-    calls: list = []
     adapter = build_adapter(config.judge)
-    results = await asyncio.gather(*[_judge_item(i, pointwise, pairwise, judge_lm, sem, calls, adapter) for i in items])
+    stage = _MetaEval(config, items, judge_lm, adapter)
+    await stage.engine.run()
+    if stage.engine.abort is not None:
+        raise RunAborted(f"meta-evaluation stopped: {stage.engine.abort.detail}")
+    results = [stage.results[str(i["id"])] for i in items if str(i["id"]) in stage.results]
     ok = [r for r in results if "error" not in r]
     failed = [r for r in results if "error" in r]
     if not ok:
+        first = failed[0] if failed else {"error": "budget", "detail": "no item was judged within the budget"}
         raise FinishedShort(f"the judge answered none of the {len(items)} label items (first error: "
-                            f"{failed[0]['error']}: {failed[0]['detail']})")
+                            f"{first['error']}: {first['detail']})")
     return {"labels": str(labels_path), "judge": config.judge.model, "adapter": adapter.choice.as_dict(),
-            "metrics": meta_metrics(ok), "failed": len(failed),
-            "items": results, "usage": usage_of(calls, price_of(config.judge))}
+            "metrics": meta_metrics(ok), "failed": len(failed), "items": results,
+            "usage": stage.engine.totals.as_dict()}
 
 
 def meta_eval(config, labels_path: str | Path, **kwargs: Any) -> dict[str, Any]:

@@ -19,6 +19,10 @@ class Price:
         cached = min(cached_tokens, prompt_tokens)
         return ((prompt_tokens - cached) * self.input + cached * self.cached_input + completion_tokens * self.output) / 1e6
 
+    def scaled(self, factor: float) -> Price:
+        """This price times `factor` (a batch API's discount)."""
+        return Price(self.input * factor, self.cached_input * factor, self.output * factor)
+
 
 # List prices of common models (USD / 1M tokens), as published by the providers.
 DEFAULT_PRICES: dict[str, Price] = {

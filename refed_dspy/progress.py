@@ -86,8 +86,16 @@ class Progress:
         rate = made / elapsed if elapsed > 0 else 0.0
         left = self.total - self.done
         eta = _duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
+        projected = self.projected()
+        cost = _money(self.cost) + (f", projected {_money(projected)} in all" if projected is not None else "")
         return (f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
-                f"{self.rejects} rejects, {_money(self.cost)} ({_duration(elapsed)} elapsed)")
+                f"{self.rejects} rejects, {cost} ({_duration(elapsed)} elapsed)")
+
+    def projected(self) -> float | None:
+        """The total cost at the cost per item so far (None before the first item, or without a price)."""
+        if self.cost is None or self.done <= 0:
+            return None
+        return self.cost / self.done * max(self.total, self.done)
 
     def update(self, done: int, totals: Any, rejects: int) -> None:
         """Record the latest figures (`totals`: a usage.Totals); redraws the bar at most 5 times a second."""
@@ -102,7 +110,9 @@ class Progress:
             self._last = now
             self._bar.set_postfix_str(
                 f"calls={self.calls} tok={usage['prompt_tokens'] + usage['completion_tokens']:,} "
-                f"cost={'?' if self.cost is None else f'${self.cost:.4f}'} rejects={rejects}", refresh=False)
+                f"cost={'?' if self.cost is None else f'${self.cost:.4f}'} "
+                f"projected={'?' if self.projected() is None else f'${self.projected():.4f}'} rejects={rejects}",
+                refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:

@@ -87,6 +87,8 @@ class RunDir:
                   self.judgments, self.judge_rejects, self.judge_fingerprint, self.judge_summary):
             p.unlink(missing_ok=True)
         shutil.rmtree(self.cache, ignore_errors=True)
+        for name in ("batches", "judge_batches"):  # batch mode's records (a batch still open is left to expire)
+            shutil.rmtree(self.path / name, ignore_errors=True)
 
     def load(self) -> ResumeState:
         """Read what is done, repairing any line torn by a kill."""

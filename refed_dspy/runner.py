@@ -1,29 +1,18 @@
-"""The synthesis run: feedback, work units, samples; concurrent, budgeted and resumable.
+"""The synthesis stage: feedback, work units, samples; budgeted and resumable, on the execution engine.
 
-One coroutine owns all run state. Work items run as asyncio tasks that return results (they
-never touch shared state); the owner writes records, updates totals and starts more work so that
-up to `limit` LM calls are in flight at all times. Samples are started only while
-accepted + running + waiting to retry < size, so a run ends with exactly `size` samples. A unit whose
-reference's feedback is not in yet is parked (it holds no slot) until it is; slots that would idle
-collect the feedback of references that the units still to start will need.
-
-The owner also retries: a task that failed with a 429, a 5xx, a timeout or a connection error is
-started again after the provider's Retry-After (else exponential backoff with jitter), up to
-`teacher.num_retries` times; completed LM calls of the task are disk-cache hits then, so a retry
-pays only for the call that failed. `limit` adapts (AIMD): it halves on a 429 (once per window of
-calls started after the previous decrease) and grows by 1/limit per completed task, up to
-`synthesis.concurrency`, so a rate-limited run slows down instead of burning its retries.
+The engine (refed_dspy.engine) runs the calls: the window of calls in flight, budget reservations,
+retries, AIMD, the failure streak, accounting and the stop on a signal. This stage says what to start
+next and writes what finished. Samples are started only while accepted + running + waiting to retry <
+size, so a run ends with exactly `size` samples. A unit whose reference's feedback is not in yet is
+parked (it holds no slot) until it is; slots that would idle collect the feedback of references that
+the units still to start will need.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import heapq
 import itertools
 import logging
 import math
-import random
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -35,8 +24,10 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.config import Config, config_hash
-from refed_dspy.errors import RunAborted, RunDirError
-from refed_dspy.failures import Failure, FailureStreak, classify
+from refed_dspy.engine import Engine, Limits
+from refed_dspy.engine.batch import batch_figures
+from refed_dspy.errors import RunAborted
+from refed_dspy.failures import Failure, classify
 from refed_dspy.lm import collect_calls, price_of
 from refed_dspy.methods import Method, get_method
 from refed_dspy.pricing import Price
@@ -54,7 +45,7 @@ from refed_dspy.records import (
 from refed_dspy.rundir import ResumeState, RunDir
 from refed_dspy.store import read_json, read_jsonl, write_json_atomic
 from refed_dspy.text import Deduper
-from refed_dspy.usage import Totals, usage_of
+from refed_dspy.usage import usage_of
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +64,6 @@ class Unit:
 
     def id(self, ref: Reference) -> str:
         return f"p{self.pass_no}:{ref.id}:{self.feature}"
-
-
-@dataclass
-class _Task:
-    kind: str
-    slots: int
-    reserved_calls: int
-    reserved_cost: float
-    payload: Any = None
-    started: float = field(default_factory=time.monotonic)
-    calls: list = field(default_factory=list)  # the task's CallInfo, kept by the owner: a cancelled task's calls still count
 
 
 @dataclass
@@ -122,7 +102,26 @@ class RunStats:
     started: float = field(default_factory=time.monotonic)
     new_samples: int = 0
     rejects: Counter = field(default_factory=Counter)
-    retries: Counter = field(default_factory=Counter)
+
+
+def estimate_error(path: Any, usage: dict[str, Any], samples: int, size: int, batch: bool) -> dict[str, Any]:
+    """{"estimate": ...}: what `refed estimate` said (its estimate.json in the run dir) and how far off the run is,
+    in cost (at the mode's price) and calls, once the run has all its samples; {} without an estimate."""
+    e = read_json(path)
+    total = e.get("total") if isinstance(e, dict) else None
+    if not isinstance(total, dict) or e.get("size") != size:
+        return {}
+    key = "batch_cost_usd" if batch else "cost_usd"
+    out: dict[str, Any] = {"cost_usd": total.get(key), "calls": total.get("calls"),
+                           "cost_range_usd": [total.get(key.replace("cost_usd", "cost_low_usd")),
+                                              total.get(key.replace("cost_usd", "cost_high_usd"))]}
+    if samples >= size:
+        cost = usage.get("cost_usd")
+        if cost is not None and out["cost_usd"]:
+            out["cost_error"] = round((cost - out["cost_usd"]) / out["cost_usd"], 4)
+        if out["calls"]:
+            out["calls_error"] = round((usage["calls"] - out["calls"]) / out["calls"], 4)
+    return {"estimate": out}
 
 
 class SynthesisRun:
@@ -130,7 +129,7 @@ class SynthesisRun:
 
     def __init__(self, config: Config, references: list[Reference], teacher: dspy.LM, rundir: RunDir,
                  respond: dspy.Module | None = None, program_id: str | None = None, show_progress: bool = False,
-                 adapter: RepairingAdapter | None = None):
+                 adapter: RepairingAdapter | None = None, broker: Any = None):
         from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReflectPair, RespondAndImprove
 
         self.config = config
@@ -140,6 +139,9 @@ class SynthesisRun:
         self.teacher = teacher
         self.rundir = rundir
         self.price: Price | None = price_of(config.teacher)
+        self.online_price = self.price
+        if broker is not None and self.price is not None:
+            self.price = self.price.scaled(config.teacher.batch_price_factor)
         self.collect = CollectReferenceFeedback(describe=self.method.describe, critique=self.method.critique_reference)
         self.synthesizer = InstructionSynthesizer()
         if respond is None:
@@ -149,20 +151,17 @@ class SynthesisRun:
         self.program_id = program_id or f"refed_dspy.programs.{type(self.respond).__name__}"
         self.show_progress = show_progress
         self.adapter = adapter or build_adapter(config.teacher)
-        self.worst_calls = {kind: n * (1 + config.teacher.max_repairs) for kind, n in _PREDICTORS.items()}
         self.max_calls = default_call_budget(self.syn, len(references))
+        self.engine = Engine(self, Limits(
+            concurrency=config.batch.max_in_flight if broker is not None else self.syn.concurrency,
+            max_retries=config.teacher.num_retries,
+            worst_calls={kind: n * (1 + config.teacher.max_repairs) for kind, n in _PREDICTORS.items()},
+            max_calls=self.max_calls, max_cost_usd=self.syn.max_cost_usd, price=self.price,
+            max_tokens=config.teacher.max_tokens, prior_prompt_tokens=_PRIOR_PROMPT_TOKENS,
+            max_consecutive_failures=self.syn.max_consecutive_failures, role="teacher",
+            stop_grace_s=config.run.stop_grace_s, seed=self.syn.seed), broker=broker)
         self.chash = config_hash(config)
         self.stats = RunStats()
-        self.streak = FailureStreak(self.syn.max_consecutive_failures, "teacher", "teacher")
-        self.stopping = False  # interrupted: finish what is in flight, start nothing
-        self.running: dict[asyncio.Task, _Task] = {}
-        # running totals over self.running (and over self.delayed, for `pending`): O(1) per start
-        self.slots_used = 0
-        self.reserved_calls = 0
-        self.reserved_cost = 0.0
-        self.pending: Counter = Counter()  # tasks by kind, running or waiting to be retried
-        self._done: deque[asyncio.Task] = deque()
-        self._wake: asyncio.Future | None = None
         self.pool: deque[Item] = deque()
         self.feedback: dict[str, ReferenceFeedback] = {}
         self.feedback_failed: set[str] = set()
@@ -171,11 +170,7 @@ class SynthesisRun:
         self.dedup = Deduper(self.syn.dedup_rouge_threshold)
         self.accepted = 0
         self.reject_keys: set[str] = set()
-        self.totals = Totals()
-        self.max_call_cost = 0.0
-        self.stop_reason: str | None = None
         self.earlier_wall_s = 0.0
-        self.abort: Failure | None = None
         n_features = len(self.method.features)
         per_pass = max(1, len(references) * n_features * self.syn.instructions_per_feature)
         self.max_passes = 2 * math.ceil(self.syn.size / per_pass) + 2
@@ -184,14 +179,6 @@ class SynthesisRun:
         self.parked: dict[str, list[Unit]] = {}  # units waiting for their reference's feedback, by reference id
         self.n_parked = 0
         self.held_unit: Unit | None = None
-        self.max_retries = config.teacher.num_retries
-        self.limit = float(self.syn.concurrency)  # AIMD window of LM calls in flight
-        self.min_limit = self.limit
-        self.last_decrease = 0.0
-        self.delayed: list[tuple[float, int, str, Any, int]] = []  # (ready at, seq, kind, payload, slots)
-        self.attempts: Counter = Counter()
-        self.rng = random.Random(self.syn.seed)
-        self._seq = itertools.count()
         self.earlier_retries = 0
 
     # ---- resume -------------------------------------------------------------------------------
@@ -213,7 +200,7 @@ class SynthesisRun:
                 item_id = content_id(unit_id, text)
                 if item_id not in done_items:
                     self.pool.append(Item(item_id, unit_id, ref_index, row["feature"], text))
-        self.totals = state.totals
+        self.engine.totals = state.totals
         if self.method.recycle:
             for i, ref in enumerate(self.refs):
                 item = self._recycle_item(i, ref)
@@ -225,83 +212,10 @@ class SynthesisRun:
         mode = self.syn.reflection
         return Item(content_id("reflection", mode, ref.id), f"reflect:{mode}", ref_index, mode, ref.instruction)
 
-    # ---- budget -------------------------------------------------------------------------------
-    def _call_cost_estimate(self) -> float:
-        if self.price is None:
-            return 0.0
-        # the dearest call seen so far; before any, a call that fills max_tokens
-        return self.max_call_cost or self.price.cost(_PRIOR_PROMPT_TOKENS, self.config.teacher.max_tokens)
-
-    def _reserve(self, kind: str) -> tuple[int, float] | None:
-        """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
-        calls = self.worst_calls[kind]
-        cost = calls * self._call_cost_estimate()
-        if self.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.max_calls:
-            return None
-        if self.syn.max_cost_usd is not None and self.totals.cost + self.reserved_cost + cost > self.syn.max_cost_usd:
-            return None
-        return calls, cost
-
-    # ---- starting work ------------------------------------------------------------------------
-    def _slots_free(self) -> int:
-        return int(self.limit) - self.slots_used
-
-    def _start(self, kind: str, payload: Any, slots: int) -> bool:
-        reservation = self._reserve(kind)
-        if reservation is None:
-            self.stop_reason = self.stop_reason or "budget"
-            return False
-        meta = _Task(kind, slots, reservation[0], reservation[1], payload)
-        runner = {"feedback": self._run_feedback, "unit": self._run_unit, "sample": self._run_sample}[kind]
-        task = asyncio.ensure_future(runner(payload, meta.calls))
-        self.running[task] = meta
-        self.slots_used += slots
-        self.reserved_calls += reservation[0]
-        self.reserved_cost += reservation[1]
-        self.pending[kind] += 1
-        task.add_done_callback(self._on_done)
-        return True
-
-    def _finished(self, task: asyncio.Task) -> _Task:
-        """Take a finished task out of the running set and its totals."""
-        meta = self.running.pop(task)
-        self.slots_used -= meta.slots
-        self.reserved_calls -= meta.reserved_calls
-        self.reserved_cost -= meta.reserved_cost
-        self.pending[meta.kind] -= 1
-        return meta
-
-    def _on_done(self, task: asyncio.Task) -> None:
-        self._done.append(task)
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
-    async def _wait_done(self, timeout: float | None) -> list[asyncio.Task]:
-        """Tasks finished since the last call; waits up to `timeout` (None: until one finishes)."""
-        if not self._done:
-            loop = asyncio.get_running_loop()
-            self._wake = wake = loop.create_future()
-            timer = loop.call_later(timeout, lambda: wake.done() or wake.set_result(None)) if timeout is not None else None
-            try:
-                await wake
-            finally:
-                self._wake = None
-                if timer is not None:
-                    timer.cancel()
-        done = list(self._done)
-        self._done.clear()
-        return done
-
+    # ---- what to start next (the engine calls fill) ---------------------------------------------
     def _incoming(self) -> int:
         n = self.syn.instructions_per_feature
-        return len(self.pool) + n * (self._pending("unit") + self.n_parked)
-
-    def _pending(self, kind: str) -> int:
-        """Tasks of `kind` running or waiting to be retried."""
-        return self.pending[kind]
-
-    def _samples_running(self) -> int:
-        return self._pending("sample")
+        return len(self.pool) + n * (self.engine.pending["unit"] + self.n_parked)
 
     def _next_unit(self) -> Unit | None:
         if self.held_unit is not None:
@@ -319,27 +233,12 @@ class SynthesisRun:
                 continue
             return unit
 
-    def _start_due_retries(self) -> bool:
-        """Start the retries whose time has come; False when one must wait for free slots."""
-        while self.delayed and self.delayed[0][0] <= time.monotonic() and self.abort is None:
-            _, _, kind, payload, slots = self.delayed[0]
-            if self._slots_free() < slots and self.running:
-                return False
-            heapq.heappop(self.delayed)
-            self.pending[kind] -= 1
-            if not self._start(kind, payload, slots):
-                return False
-        return True
-
-    def _fill(self) -> None:
-        if self.stopping:
-            return
+    def fill(self, engine: Engine) -> None:
+        """Start units, samples and feedback while the engine has slots and the run needs samples."""
         n = self.syn.instructions_per_feature
-        if not self._start_due_retries():
-            return
-        while self.stop_reason is None and self.abort is None:
-            free = self._slots_free()
-            need = self.syn.size - self.accepted - self._samples_running()
+        while engine.stop_reason is None and engine.abort is None:
+            free = engine.slots_free()
+            need = self.syn.size - self.accepted - engine.pending["sample"]
             if free <= 0 or need <= 0:
                 return
             incoming = self._incoming()
@@ -352,7 +251,7 @@ class SynthesisRun:
                     continue
             if self.pool:
                 item = self.pool.popleft()
-                if not self._start("sample", item, 1):
+                if not engine.start("sample", item, 1):
                     self.pool.appendleft(item)
                     return
                 continue
@@ -364,7 +263,7 @@ class SynthesisRun:
         will need, so a unit never waits for its reference's feedback (that wait holds a slot with no
         call in flight). Only as many units as the run still needs are looked at: no feedback is
         collected that the run would not use."""
-        if not self.method.collects_feedback or self._slots_free() < 2:
+        if not self.method.collects_feedback or self.engine.slots_free() < 2:
             return
         if len(self.feedback) + len(self.feedback_pending) + len(self.feedback_failed) >= len(self.refs):
             return  # every reference has (or is getting) its feedback
@@ -373,7 +272,7 @@ class SynthesisRun:
         units_needed = min(len(self.refs), math.ceil(max(0, need - self._incoming()) / n))
         looked = 0
         for unit in itertools.chain(self.upcoming, self._more_units()):
-            if looked >= units_needed or self._slots_free() < 2 or self.stop_reason is not None:
+            if looked >= units_needed or self.engine.slots_free() < 2 or self.engine.stop_reason is not None:
                 return
             looked += 1
             ref = self.refs[unit.ref_index]
@@ -394,16 +293,16 @@ class SynthesisRun:
         ref = self.refs[unit.ref_index]
         if self.method.collects_feedback and ref.id not in self.feedback:
             starts_feedback = ref.id not in self.feedback_pending
-            if starts_feedback and ((self._slots_free() < 2 and self.running) or not self._start_feedback(ref)):
+            if starts_feedback and ((self.engine.slots_free() < 2 and self.engine.running) or not self._start_feedback(ref)):
                 self.held_unit = unit
                 return False
             self.parked.setdefault(ref.id, []).append(unit)
             self.n_parked += 1
             return True
-        return self._start("unit", unit, 1)
+        return self.engine.start("unit", unit, 1)
 
     def _start_feedback(self, ref: Reference) -> bool:
-        if not self._start("feedback", ref, 2):
+        if not self.engine.start("feedback", ref, 2):
             return False
         self.feedback_pending.add(ref.id)
         return True
@@ -415,6 +314,10 @@ class SynthesisRun:
         self.upcoming.extendleft(reversed(units))
 
     # ---- the work items (no shared state: they return results) -------------------------------
+    def work(self, kind: str, payload: Any, calls: list):
+        """The coroutine of one piece of work (the engine runs it as a task)."""
+        return {"feedback": self._run_feedback, "unit": self._run_unit, "sample": self._run_sample}[kind](payload, calls)
+
     async def _run_feedback(self, ref: Reference, calls: list):
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
@@ -477,15 +380,7 @@ class SynthesisRun:
                             analysis=dump(pred.get("analysis")), implementation_strategy=dump(pred.get("implementation_strategy")),
                             improved_response=improved, meta=meta, **extra)
 
-    # ---- handling results (the owner) ---------------------------------------------------------
-    def _account(self, calls) -> dict:
-        usage = usage_of(calls, self.price)
-        self.totals.add(usage)
-        for call in calls:
-            if not call.cache_hit and self.price is not None:
-                self.max_call_cost = max(self.max_call_cost, self.price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens))
-        return usage
-
+    # ---- handling results (the engine calls handle and note_attempt) ---------------------------------
     def _reject(self, failure: Failure, stage: str, item_id: str | None, ref_id: str | None, usage: dict, **extra) -> None:
         key = f"{stage}:{item_id}"
         self.stats.rejects[failure.reason] += 1
@@ -496,55 +391,23 @@ class SynthesisRun:
                            **extra)
         self.writers["rejects"].append(rec.model_dump(mode="json"))
 
-    def _failure_streak(self, failure: Failure | None) -> None:
-        self.abort = self.abort or self.streak.note(failure)
-
-    def _note_attempt(self, meta: _Task, outcome: str, usage: dict) -> None:
+    def note_attempt(self, key: str, outcome: str, usage: dict) -> None:
         """Journal the usage of an attempt that leaves no record (retried, or cut off by an interruption), so the
         totals read back on resume hold every call that was paid for."""
-        if usage.get("calls") or usage.get("failed_calls") or usage.get("cached_calls"):
-            self.writers["journal"].append({"kind": "attempt", "task": self._task_key(meta), "outcome": outcome,
-                                            "usage": usage})
+        self.writers["journal"].append({"kind": "attempt", "task": key, "outcome": outcome, "usage": usage})
 
-    # ---- retries and the adaptive window --------------------------------------------------------
-    def _task_key(self, meta: _Task) -> str:
-        payload = meta.payload
-        if meta.kind == "feedback":
+    def key(self, kind: str, payload: Any) -> str:
+        """What identifies one piece of work across its retries."""
+        if kind == "feedback":
             return f"feedback:{payload.id}"
-        if meta.kind == "unit":
+        if kind == "unit":
             return f"unit:{payload.id(self.refs[payload.ref_index])}"
         return f"sample:{payload.id}"
 
-    def _retry(self, meta: _Task, failure: Failure) -> bool:
-        """Schedule `meta` again after a retryable failure; False when its retries are used up."""
-        key = self._task_key(meta)
-        if self.attempts[key] >= self.max_retries:
-            return False
-        self.attempts[key] += 1
-        self.stats.retries[failure.reason] += 1
-        now = time.monotonic()
-        if failure.reason == "rate_limited" and meta.started >= self.last_decrease:
-            self.limit = max(1.0, self.limit / 2)
-            self.min_limit = min(self.min_limit, self.limit)
-            self.last_decrease = now
-        backoff = min(30.0, 0.5 * 2 ** (self.attempts[key] - 1)) * self.rng.uniform(0.5, 1.5)
-        delay = failure.retry_after if failure.retry_after is not None else backoff
-        heapq.heappush(self.delayed, (now + delay, next(self._seq), meta.kind, meta.payload, meta.slots))
-        self.pending[meta.kind] += 1
-        return True
-
-    def _handle(self, task: asyncio.Task, meta: _Task) -> None:
-        result, failure = task.result()
-        usage = self._account(meta.calls)
-        if (failure is not None and failure.retryable and self.abort is None and not self.stopping
-                and self._retry(meta, failure)):
-            self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
-            return
-        if failure is None:
-            self.limit = min(float(self.syn.concurrency), self.limit + meta.slots / self.limit)
-        self._failure_streak(failure)
-        if meta.kind == "feedback":
-            ref: Reference = meta.payload
+    def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict) -> None:
+        """Write what one piece of work produced (a record, or a reject) and queue what it makes possible."""
+        if kind == "feedback":
+            ref: Reference = payload
             self.feedback_pending.discard(ref.id)
             if failure is None:
                 fb = ReferenceFeedback(reference_id=ref.id, subject_areas=result.subject_areas, relevant_skills=result.relevant_skills,
@@ -557,8 +420,8 @@ class SynthesisRun:
                     self.feedback_failed.add(ref.id)
                 self._reject(failure, "feedback", ref.id, ref.id, usage)
                 self._unpark(ref.id)  # a final failure: _next_unit skips them; else they ask again
-        elif meta.kind == "unit":
-            unit: Unit = meta.payload
+        elif kind == "unit":
+            unit: Unit = payload
             ref = self.refs[unit.ref_index]
             uid = unit.id(ref)
             if failure is not None:
@@ -578,7 +441,7 @@ class SynthesisRun:
             for text, _ in kept:
                 self.pool.append(Item(content_id(uid, text), uid, unit.ref_index, unit.feature, text))
         else:
-            item: Item = meta.payload
+            item: Item = payload
             if failure is not None:
                 self._reject(failure, "sample", item.id, self.refs[item.ref_index].id, usage, instruction=item.instruction)
                 return
@@ -588,89 +451,35 @@ class SynthesisRun:
             self.accepted += 1
             self.stats.new_samples += 1
 
-    # ---- the loop -----------------------------------------------------------------------------
+    # ---- the run ------------------------------------------------------------------------------
     async def run(self, resumed: bool) -> dict[str, Any]:
-        """Run to completion in a prepared run dir (`resumed`: it holds earlier work); returns the summary."""
+        """Run to completion in a prepared run dir (`resumed`: it holds earlier work); returns the summary.
+
+        Stopped by Ctrl-C, SIGTERM or SIGHUP, it writes the summary (status interrupted) and raises KeyboardInterrupt.
+        """
         state = self.rundir.load() if resumed else ResumeState()
         self._restore(state)
         self.earlier_wall_s, self.earlier_retries = self._earlier_figures() if resumed else (0.0, 0)
         self.writers = self.rundir.writers()
         progress = Progress(self.syn.size, self.accepted, enabled=self.show_progress,
                             every_s=self.config.run.progress_every_s, label="synthesize")
-        status = "complete"
+        engine = self.engine
+        engine.on_progress = lambda: progress.update(self.accepted, engine.totals, sum(self.stats.rejects.values()))
         try:
-            try:
-                await self._loop(progress)
-            except asyncio.CancelledError:
-                # Ctrl-C, SIGTERM or SIGHUP: start nothing more, and let what is in flight finish (up to
-                # run.stop_grace_s), so its answers are recorded instead of paid for and dropped
-                status = "interrupted"
-                self.stopping = True
-                await self._drain(progress)
-        except (asyncio.CancelledError, KeyboardInterrupt):  # a second signal: stop now
-            status = "interrupted"
-            raise
+            await engine.run_closing(progress, self.writers.values())
         finally:
-            await self._cancel_the_rest()
-            for w in self.writers.values():
-                w.close()
-            progress.close()
-            if self.abort is not None:
-                status = "aborted"
-            elif status != "interrupted":
-                status = "complete" if self.accepted >= self.syn.size else (self.stop_reason or "exhausted")
+            status = engine.status(done=self.accepted >= self.syn.size)
             summary = self.summary(status)
             try:
                 write_json_atomic(self.rundir.summary, summary)
             except OSError as err:  # the records are complete; the summary is rebuilt on resume
                 log.warning("cannot write %s: %s", self.rundir.summary, err.strerror or err)
-        if self.abort is not None:
-            raise RunAborted(f"run stopped: {self.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
+        if engine.abort is not None:
+            raise RunAborted(f"run stopped: {engine.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
                              "run the same command again to resume)")
         if status == "interrupted":
             raise KeyboardInterrupt  # the summary is written; the caller learns that the run was stopped
         return summary
-
-    async def _loop(self, progress: Progress) -> None:
-        """Keep work in flight until the run is done, stopped or aborted."""
-        while True:
-            self._fill()
-            if not self.running and not (self.delayed and self.abort is None and self.stop_reason is None):
-                return
-            wait = max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
-            if not self.running:
-                await asyncio.sleep(wait or 0)
-                continue
-            for task in await self._wait_done(wait):
-                if task in self.running:
-                    self._handle(task, self._finished(task))
-            progress.update(self.accepted, self.totals, sum(self.stats.rejects.values()))
-            if self.abort is not None:
-                return
-
-    async def _drain(self, progress: Progress) -> None:
-        """Handle the tasks in flight as they finish, starting nothing new, until none is left or the grace is up."""
-        deadline = time.monotonic() + self.config.run.stop_grace_s
-        while self.running and time.monotonic() < deadline:
-            for task in await self._wait_done(max(0.0, deadline - time.monotonic())):
-                if task in self.running:
-                    self._handle(task, self._finished(task))
-            progress.update(self.accepted, self.totals, sum(self.stats.rejects.values()))
-
-    async def _cancel_the_rest(self) -> None:
-        """Cancel what still runs, and account what those tasks paid: the calls they finished, and the calls
-        they had in flight (sent, perhaps answered and billed, never read), journaled for the totals."""
-        if not self.running:
-            return
-        for task in self.running:
-            task.cancel()
-        await asyncio.gather(*self.running, return_exceptions=True)
-        for task in list(self.running):
-            meta = self._finished(task)
-            usage = self._account(meta.calls)
-            with contextlib.suppress(RunDirError):  # a full disk: the summary still says what it can
-                self._note_attempt(meta, "interrupted", usage)
-        self.running.clear()
 
     def _earlier_figures(self) -> tuple[float, int]:
         """Wall time and retries of earlier invocations, from the summary they left (0 when there is none)."""
@@ -693,7 +502,7 @@ class SynthesisRun:
             rejects[row.get("reason", "unknown")] += 1
             by_stage[row.get("stage", "unknown")] += 1
         wall = time.monotonic() - self.stats.started
-        usage = self.totals.as_dict()
+        usage = self.engine.totals.as_dict()
         samples = self.accepted
         per_sample = {}
         if samples:
@@ -720,14 +529,20 @@ class SynthesisRun:
             "instructions_kept": len(self.dedup),
             "rejects": dict(rejects),
             "rejects_by_stage": dict(by_stage),
-            "retries": {"total": self.earlier_retries + sum(self.stats.retries.values()),
-                        "this_invocation": dict(self.stats.retries)},
+            "retries": {"total": self.earlier_retries + sum(self.engine.retries.values()),
+                        "this_invocation": dict(self.engine.retries)},
             "max_calls": self.max_calls,
-            "concurrency": {"configured": self.syn.concurrency, "final_limit": round(self.limit, 2),
-                            "min_limit": round(self.min_limit, 2)},
+            "concurrency": self.engine.figures()["concurrency"],
+            "mode": "batch" if self.engine.broker is not None else "online",
+            **({"endpoints": self.teacher.endpoint_spread.figures()}
+               if getattr(self.teacher, "endpoint_spread", None) is not None else {}),
+            **({"batch": batch_figures(self.engine, usage, self.config.teacher.batch_price_factor)}
+               if self.engine.broker is not None else {}),
             "usage": usage,
             "per_sample": per_sample,
             "cost_usd": usage["cost_usd"],
+            **estimate_error(self.rundir.path / "estimate.json", usage, samples, self.syn.size,
+                             self.engine.broker is not None),
             "price_known": self.price is not None,
             "wall_s": round(wall, 3),
             "wall_s_total": round(self.earlier_wall_s + wall, 3),

@@ -35,6 +35,16 @@ def format_summary(s: dict[str, Any]) -> str:
     if s["per_sample"]:
         p = s["per_sample"]
         lines.append(f"  per sample   {p['calls']} calls, {p['prompt_tokens']} prompt + {p['completion_tokens']} completion tokens, {_money(p['cost_usd'])}")
+    batch = s.get("batch")
+    if batch:
+        saved = f", {_money(batch.get('saved_usd'))} saved against online prices" if batch.get("saved_usd") is not None else ""
+        lines.append(f"  batch mode   {batch['batches']} batches ({batch['open']} open), "
+                     f"{batch['submitted_calls_this_invocation']} requests submitted this time, "
+                     f"{batch['resubmitted']} sent again after an expired/cancelled/failed batch{saved}")
+    est = s.get("estimate")
+    if est and est.get("cost_usd") is not None:
+        err = f", the run cost {est['cost_error']:+.1%} against it" if est.get("cost_error") is not None else ""
+        lines.append(f"  estimate     {_money(est['cost_usd'])} for {est.get('calls')} calls (refed estimate){err}")
     if s["status"] == "budget":
         lines.append(f"  budget       stopped before going past the call budget ({s.get('max_calls')} LM calls) or "
                      "synthesis.max_cost_usd: raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd")

@@ -60,8 +60,11 @@ def check_budget_prices(config: Config) -> None:
 
 async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, references: list[Reference] | None = None,
                          respond: dspy.Module | None = None, program_id: str | None = None,
-                         on_mismatch: str = "error", show_progress: bool = False) -> dict[str, Any]:
-    """Run (or resume) a synthesis run inside an existing event loop; returns the summary dict."""
+                         on_mismatch: str = "error", show_progress: bool = False, detach: bool = False) -> dict[str, Any]:
+    """Run (or resume) a synthesis run inside an existing event loop; returns the summary dict.
+
+    In batch mode (synthesis.mode = "batch"), `detach` returns once every request the run can make so far is
+    submitted (summary status 'submitted'); the same call again collects and goes on."""
     from refed_dspy.runner import SynthesisRun
 
     method = get_method(config.synthesis.method)
@@ -71,7 +74,14 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
 
         respond, program_id = load_program(config.synthesis.program, method,
                                            config.tracking.mlflow_uri if config.tracking.enabled else None)
-    if teacher is None:
+    batch = config.synthesis.mode == "batch"
+    if batch:
+        from refed_dspy.engine.batch_api import batch_provider
+        from refed_dspy.lm import check_key
+
+        batch_provider(config.teacher, "teacher")  # refused before the run dir is touched
+        check_key(config.teacher, "teacher")
+    if teacher is None and not batch:
         teacher = build_teacher(config)
     if references is None:
         references, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
@@ -80,8 +90,14 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
     with DirLock(rundir.path, "refed synthesize", "run directory"):
         resumed = rundir.prepare(config, on_mismatch)
         use_run_cache(rundir)
+        broker = None
+        if batch:
+            from refed_dspy.engine.batch import batch_lm
+
+            batch_teacher, broker = batch_lm(config.teacher, "teacher", rundir.path, config.batch, detach=detach)
+            teacher = batch_teacher  # its calls must go through the broker
         run = SynthesisRun(config, references, teacher, rundir, respond=respond, program_id=program_id,
-                           show_progress=show_progress)
+                           show_progress=show_progress, broker=broker)
         try:
             return await run.run(resumed)
         finally:

@@ -57,6 +57,26 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
 
 
+_ENCODINGS: dict = {}
+
+
+def tokens_of(text: str, tokenizer: str) -> list:
+    """The tokens of `text` as the server counts them (tiktoken's files come with LiteLLM: no download)."""
+    if tokenizer == "words":
+        return _TOKEN.findall(text)
+    if tokenizer not in _ENCODINGS:
+        import importlib.util
+        import os
+
+        spec = importlib.util.find_spec("litellm")
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(spec.submodule_search_locations[0], "litellm_core_utils",
+                                                                 "tokenizers"))
+        import tiktoken
+
+        _ENCODINGS[tokenizer] = tiktoken.get_encoding(tokenizer)
+    return [str(t) for t in _ENCODINGS[tokenizer].encode(text, disallowed_special=())]
+
+
 @dataclass
 class ServerConfig:
     """Behaviour of the loopback server; every rate is a probability in [0, 1]."""
@@ -87,6 +107,7 @@ class ServerConfig:
     seed: int = 0
     log_path: str | None = None
     log_prompts: bool = False  # also log each request's system prompt and messages (tests, the token bench)
+    tokenizer: str = "words"  # usage counted in words and punctuation marks, or with tiktoken: "o200k_base", "cl100k_base"
     cache_min_tokens: int = 1024
     cache_step: int = 128
     extra: dict = field(default_factory=dict)
@@ -286,8 +307,27 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             return False
 
+    def _send_raw(self, status: int, payload) -> None:
+        if isinstance(payload, str):  # a JSONL file's content
+            body = payload.encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/binary")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        else:
+            self._send(status, payload)
+
     def do_GET(self):  # noqa: N802
         st = self.server.state
+        if st.batches.handles(self.path):
+            from urllib.parse import parse_qsl, urlsplit
+
+            self._send_raw(*st.batches.get(self.path, dict(parse_qsl(urlsplit(self.path).query))))
+            return
         if self.path.endswith("/stats"):
             self._send(200, {"count": st.count, "max_in_flight": st.max_in_flight})
         else:
@@ -298,6 +338,11 @@ class _Handler(BaseHTTPRequestHandler):
         cfg = st.cfg
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if st.batches.handles(self.path):
+            st.record({"batch_api": "POST", "path": self.path, "auth": self.headers.get("api-key")
+                       or self.headers.get("x-api-key") or self.headers.get("Authorization")})
+            self._send_raw(*st.batches.post(self.path, self.headers, raw))
+            return
         sha = hashlib.sha256(raw).hexdigest()[:16]
         try:
             req = json.loads(raw)
@@ -313,6 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
             draw = st.rng.random()
             rng = random.Random(st.rng.random())
         entry = {"seq": seq, "t": time.time(), "sha": sha, "path": self.path}
+        if self.headers.get("X-Custom-Id"):  # a batch line, answered for the batch API
+            entry.update(custom_id=self.headers["X-Custom-Id"], batch=self.headers.get("X-Batch-Id"))
         t0 = time.perf_counter()
         try:
             self._serve(req, raw, rng, draw, bool(over_cap), entry)
@@ -401,8 +448,10 @@ class _Handler(BaseHTTPRequestHandler):
                 content, fault = "", "empty"
 
         prompt_text = "\n".join(str(m.get("content", "")) for m in messages)
-        prompt_tokens = _TOKEN.findall(prompt_text)
-        completion_tokens = count_tokens(content or "")
+        if cfg.tokenizer != "words" and req.get("response_format"):  # a provider bills the schema it was sent as input
+            prompt_text += json.dumps(req["response_format"])
+        prompt_tokens = tokens_of(prompt_text, cfg.tokenizer)
+        completion_tokens = len(tokens_of(content or "", cfg.tokenizer))
         cached = st.cached_prefix(prompt_tokens)
         delay = cfg.latency_s + cfg.latency_per_token_s * completion_tokens
         if cfg.jitter:
@@ -436,6 +485,9 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, addr, cfg: ServerConfig):
         super().__init__(addr, _Handler)
         self.state = _State(cfg)
+        from loopback_batches import BatchAPI
+
+        self.state.batches = BatchAPI(self.state, lambda: self.server_address[1])
 
     def handle_error(self, request, client_address):  # a client that hung up is not a server error
         import sys

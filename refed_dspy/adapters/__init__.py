@@ -52,7 +52,7 @@ def _provider_enforces_schema(model: str) -> bool:
 
 def choose_adapter(spec: LMSpec) -> AdapterChoice:
     """What `spec.adapter` means for this model and server (`auto` resolved)."""
-    dialect, why = dialect_for(spec.model, spec.api_base)
+    dialect, why = dialect_for(spec.model, spec.primary_api_base)
     if spec.schema_dialect != "auto":
         dialect, why = spec.schema_dialect, "set in the config"
     if spec.adapter != "auto":

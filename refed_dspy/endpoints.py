@@ -1,0 +1,126 @@
+"""Several OpenAI-compatible endpoints of one model (vLLM or llama.cpp replicas) behind one LM.
+
+`EndpointSpread` wraps the LM's HTTP transport: each request, built for the first endpoint, goes to the
+healthy endpoint with the fewest requests in flight (ties: the fewest sent). An endpoint whose request fails
+(no answer: a refused or reset connection, a timeout; or a 5xx) twice in a row is taken out for a cool-down
+that doubles with each further failure (up to 60 s); after it, one request probes it, and an answer puts it
+back. When every endpoint is out, the one due back first is used. A 429 is the server's way to say "slower",
+not a failure: the engine's window handles it. Calls and failures are counted per endpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+_FAILS_TO_TAKE_OUT = 2
+_COOLDOWN_S = 2.0
+_MAX_COOLDOWN_S = 60.0
+
+
+@dataclasses.dataclass
+class EndpointState:
+    """One endpoint's figures."""
+
+    url: str
+    in_flight: int = 0
+    calls: int = 0
+    failures: int = 0
+    fails_in_row: int = 0
+    down_until: float = 0.0
+    taken_out: int = 0  # times it was taken out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "failures": self.failures, "taken_out": self.taken_out}
+
+
+class EndpointSpread:
+    """Spreads an LM's requests over `urls` (see the module docstring). Use `wrap` as build_lm's transport wrapper."""
+
+    def __init__(self, urls: list[str], clock: Any = time.monotonic):
+        self.states = [EndpointState(u.rstrip("/")) for u in urls]
+        self.primary = self.states[0].url
+        self.inner: Any = None
+        self.clock = clock
+
+    def wrap(self, inner: Any) -> EndpointSpread:
+        """Take `inner` (the HTTP transport lm15 would use) as the transport to send through; returns self."""
+        self.inner = inner
+        return self
+
+    # ---- choosing ---------------------------------------------------------------------------------
+    def pick(self) -> EndpointState:
+        """The endpoint for the next request."""
+        now = self.clock()
+        healthy = [s for s in self.states if s.down_until <= now]
+        if not healthy:
+            return min(self.states, key=lambda s: s.down_until)
+        return min(healthy, key=lambda s: (s.in_flight, s.calls))
+
+    def succeeded(self, state: EndpointState) -> None:
+        state.fails_in_row = 0
+        state.down_until = 0.0
+
+    def failed(self, state: EndpointState) -> None:
+        state.failures += 1
+        state.fails_in_row += 1
+        if state.fails_in_row >= _FAILS_TO_TAKE_OUT:
+            cooldown = min(_MAX_COOLDOWN_S, _COOLDOWN_S * 2 ** (state.fails_in_row - _FAILS_TO_TAKE_OUT))
+            if state.down_until <= self.clock():
+                state.taken_out += 1
+            state.down_until = self.clock() + cooldown
+
+    def route(self, url: str, state: EndpointState) -> str:
+        """`url` (built for the primary endpoint) sent to `state`'s endpoint instead."""
+        if url.startswith(self.primary):
+            return state.url + url[len(self.primary):]
+        return url
+
+    # ---- the transport ----------------------------------------------------------------------------
+    def stream(self, request: Any) -> _Routed:
+        return _Routed(self, request)
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
+    def figures(self) -> dict[str, dict[str, Any]]:
+        """Calls, failures and times taken out, by endpoint URL."""
+        return {s.url: s.as_dict() for s in self.states}
+
+
+class _Routed:
+    def __init__(self, spread: EndpointSpread, request: Any):
+        self.spread = spread
+        self.request = request
+        self.state: EndpointState | None = None
+        self.inner_cm: Any = None
+
+    async def __aenter__(self) -> Any:
+        spread = self.spread
+        state = self.state = spread.pick()
+        state.in_flight += 1
+        state.calls += 1
+        request = dataclasses.replace(self.request, url=spread.route(self.request.url, state))
+        self.inner_cm = spread.inner.stream(request)
+        try:
+            resp = await self.inner_cm.__aenter__()
+        except Exception:
+            state.in_flight -= 1
+            spread.failed(state)
+            raise
+        except BaseException:  # cancelled: not the endpoint's fault
+            state.in_flight -= 1
+            raise
+        if resp.status >= 500:
+            spread.failed(state)
+        else:
+            spread.succeeded(state)
+        return resp
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        assert self.state is not None
+        self.state.in_flight -= 1
+        return await self.inner_cm.__aexit__(*exc)

@@ -1,0 +1,417 @@
+"""The execution engine's batch mode: LM calls go to a provider's batch API instead of one HTTP call each.
+
+A stage's work runs exactly as online (same DSPy modules, adapter, messages and cache key); only the LM's
+transport differs. `BatchTransport` is an lm15 transport: the request lm15 built for the online endpoint is
+handed to the `BatchBroker`, which gives it a `custom_id` (a hash of the piece of work, its attempt, the call's
+ordinal in it and the request itself: the same request after a restart gets the same id), collects the
+requests of every stage that waits, submits them as batches (write-ahead: `BatchStore`), polls, downloads,
+and answers each waiting call with its own result, matched by custom_id. lm15 then parses that body as it
+would an online reply. Dependent stages flow as waves: a task whose call is answered goes on to its next
+call, which joins the next batch.
+
+A request the provider did not answer (its batch expired, was cancelled or failed) is sent again under the
+next custom_id of its family (`<id>-1`, `<id>-2`: no custom_id is ever sent twice) up to `max_resubmits`
+times; its finished siblings are kept. An answer that is an error (a 500 inside the batch) is returned as
+that error: the engine retries it like an online failure, as a new attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from refed_dspy.engine.batch_api import BatchAPIError, BatchView, _Client
+from refed_dspy.engine.batch_store import BatchEntry, BatchStore, StoredResult
+
+log = logging.getLogger(__name__)
+
+
+class BatchWaitCancelled(asyncio.CancelledError):
+    """A call waiting for its batch was cancelled (detach, Ctrl-C): nothing was paid for it in this process;
+    its answer, if the provider gives one, is stored and read by the run that resumes."""
+
+    unpaid = True
+
+
+@dataclass
+class CallSlot:
+    """Which piece of work (and which attempt of it) the LM calls of the current task belong to."""
+
+    key: str
+    attempt: int
+    n: int = 0
+
+
+_slot: contextvars.ContextVar[CallSlot | None] = contextvars.ContextVar("refed_batch_slot", default=None)
+
+
+async def in_slot(coro, key: str, attempt: int):
+    """Run `coro` (a task's work) with its calls numbered under `key` and `attempt`."""
+    _slot.set(CallSlot(key, attempt))
+    return await coro
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the kill tests: REFED_CRASH_AT=<name>[:<nth>] kills this process there with SIGKILL."""
+    want = os.environ.get("REFED_CRASH_AT")
+    if not want:
+        return
+    point, _, nth = want.partition(":")
+    if point != name:
+        return
+    count = _crash_counts.get(name, 0) + 1
+    _crash_counts[name] = count
+    if count >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_crash_counts: dict[str, int] = {}
+
+
+def base_id(key: str, attempt: int, n: int, url: str, body: bytes) -> str:
+    """The custom_id family of one call: the same piece of work, attempt, ordinal and request give the same id."""
+    h = hashlib.sha256()
+    for part in (key, str(attempt), str(n), url.split("?")[0].rsplit("/", 2)[-1]):
+        h.update(part.encode())
+        h.update(b"\x1f")
+    h.update(body)
+    return "r" + h.hexdigest()[:40]
+
+
+def family(base: str, k: int) -> str:
+    return f"{base}-{k}"
+
+
+@dataclass
+class BatchSettings:
+    """How batches are made and watched."""
+
+    poll_s: float = 30.0
+    linger_s: float = 5.0  # submit what is pending once no new request came for this long (or every task waits)
+    max_requests: int | None = None  # per batch; None: the provider's limit
+    max_bytes: int | None = None
+    max_resubmits: int = 3
+    detach: bool = False
+
+
+class _Reply:
+    reason = "OK"
+    http_version = "HTTP/1.1"
+
+    def __init__(self, status: int, body: bytes):
+        self.status = status
+        self.body = body
+        self.headers = [("content-type", "application/json")]
+
+    async def read(self) -> bytes:
+        return self.body
+
+
+class _Exchange:
+    def __init__(self, broker: BatchBroker, request: Any):
+        self.broker = broker
+        self.request = request
+
+    async def __aenter__(self) -> _Reply:
+        status, body = await self.broker.ask(self.request)
+        return _Reply(status, body)
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        return False
+
+
+class BatchTransport:
+    """An lm15 async transport that hands each request to the broker and returns its batch result."""
+
+    def __init__(self, broker: BatchBroker):
+        self.broker = broker
+
+    def stream(self, request: Any) -> _Exchange:
+        return _Exchange(self.broker, request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class BatchBroker:
+    """Collects calls into provider batches, submits, polls and answers them (see the module docstring)."""
+
+    def __init__(self, store: BatchStore, client: _Client, settings: BatchSettings):
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.pending: dict[str, tuple[str, dict[str, Any], int]] = {}  # custom_id -> (stage, line, bytes)
+        self.waiting: dict[str, asyncio.Future] = {}  # base id -> the call waiting for it
+        self.last_new = time.monotonic()
+        self.last_poll: dict[str, float] = {}
+        self.tasks_running: Callable[[], int] = lambda: 0
+        self.on_wake: Callable[[], None] = lambda: None
+        self.detached = False
+        self.submitted_calls = 0
+        self.answered_calls = 0
+        self.error: BatchAPIError | None = None
+        self._task: asyncio.Task | None = None
+        self._recovered = False
+        self._fresh: set[str] = set()  # batches planned here and not yet sent: nothing of them can be at the provider
+
+    # ---- the transport's side ------------------------------------------------------------------
+    async def ask(self, request: Any) -> tuple[int, bytes]:
+        """The result of one LM call: its stored answer, or the answer of the batch it joins."""
+        slot = _slot.get()
+        if slot is None:
+            raise RuntimeError("a batch-mode LM call outside the engine's work")
+        base = base_id(slot.key, slot.attempt, slot.n, request.url, request.body)
+        slot.n += 1
+        answered = self._answer_of(base)
+        if answered is not None:
+            return answered
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[base] = fut
+        in_open = self.store.in_open_batch()
+        if not any(family(base, k) in in_open or family(base, k) in self.pending
+                   for k in range(self.settings.max_resubmits + 1)):
+            cid = self._next(base)
+            if cid is None:
+                self.waiting.pop(base, None)
+                return self._gave_up(base)
+            self.pending[cid] = (slot.key.split(":", 1)[0], self.client.line(cid, json.loads(request.body)),
+                                 len(request.body))
+            self.last_new = time.monotonic()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self.waiting.pop(base, None)
+            raise BatchWaitCancelled() from None
+
+    def _next(self, base: str) -> str | None:
+        """The next custom_id of a family whose last request was not answered; None when resubmits are used up."""
+        for k in range(self.settings.max_resubmits + 1):
+            cid = family(base, k)
+            if cid not in self.store.results and cid not in self.store.in_open_batch():
+                return cid
+        return None
+
+    def _answer_of(self, base: str) -> tuple[int, bytes] | None:
+        for k in range(self.settings.max_resubmits + 1):
+            r = self.store.results.get(family(base, k))
+            if r is not None and not r.lost:
+                self.answered_calls += 1
+                return r.status, json.dumps(r.body).encode()
+        return None
+
+    def _gave_up(self, base: str) -> tuple[int, bytes]:
+        n = self.settings.max_resubmits + 1
+        return 503, json.dumps({"error": {"message": f"the batch request went unanswered {n} times (expired, cancelled "
+                                          "or failed batches)", "type": "batch_unanswered"}}).encode()
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self.store.close()
+        await self.client.aclose()
+
+    async def _run(self) -> None:
+        tick = max(0.01, min(self.settings.poll_s, self.settings.linger_s) / 4)
+        while True:
+            try:
+                if not self._recovered:
+                    await self._recover()
+                    self._recovered = True
+                if self._due():
+                    await self._submit()
+                await self._send_unsent()
+                await self._poll()
+                if self.settings.detach and not self.pending and self.waiting and \
+                        len(self.waiting) >= self.tasks_running() and self._recovered:
+                    self.detached = True
+                    self.on_wake()
+                    return
+            except BatchAPIError as err:
+                if not err.retryable:
+                    self.error = err
+                    self.on_wake()
+                    return
+                log.warning("%s (trying again in %.0f s)", err, self.settings.poll_s)
+                await asyncio.sleep(self.settings.poll_s)
+            await asyncio.sleep(tick)
+
+    def _due(self) -> bool:
+        if not self.pending:
+            return False
+        if len(self.pending) >= self._max_requests():
+            return True
+        everyone_waits = len(self.waiting) >= self.tasks_running()
+        return everyone_waits or time.monotonic() - self.last_new >= self.settings.linger_s
+
+    def _max_requests(self) -> int:
+        return min(self.settings.max_requests or self.client.max_requests, self.client.max_requests)
+
+    def _chunks(self) -> list[list[tuple[str, str, dict[str, Any]]]]:
+        """Pending requests in batches within the provider's request and byte limits, one stage per batch."""
+        max_n = self._max_requests()
+        max_b = min(self.settings.max_bytes or self.client.max_bytes, self.client.max_bytes)
+        chunks, cur, size, stage = [], [], 0, None
+        for cid, (st, line, nbytes) in sorted(self.pending.items(), key=lambda kv: kv[1][0]):
+            if cur and (len(cur) >= max_n or size + nbytes > max_b or st != stage):
+                chunks.append(cur)
+                cur, size = [], 0
+            cur.append((cid, st, line))
+            size += nbytes + 200
+            stage = st
+        if cur:
+            chunks.append(cur)
+        return chunks
+
+    async def _submit(self) -> None:
+        for chunk in self._chunks():
+            entry = self.store.plan(self.client.api, chunk[0][1], [line for _, _, line in chunk])
+            self._fresh.add(entry.local_id)
+            for cid, _, _ in chunk:
+                self.pending.pop(cid, None)
+            self.submitted_calls += len(chunk)
+            await self._send(entry)
+
+    async def _send_unsent(self) -> None:
+        """Planned batches whose upload or create failed (a provider error, a timeout): send them again, looking at
+        the provider first for what the failed attempt may have made."""
+        for entry in self.store.open_batches():
+            if entry.provider_id is None:
+                await self._send(entry)
+
+    def _tag(self, entry: BatchEntry) -> str:
+        return f"{entry.local_id}-{entry.custom_ids[0][1:13]}"
+
+    async def _send(self, entry: BatchEntry) -> None:
+        """Upload and create a planned batch, finding at the provider first what a killed run may have sent."""
+        crash_point("before_upload")
+        tag = self._tag(entry)
+        attempted = entry.local_id not in self._fresh  # by a killed run, or by a call here that failed
+        self._fresh.discard(entry.local_id)
+        if attempted:  # the provider may have created it without our noting the id
+            known = {b.provider_id for b in self.store.batches.values() if b.provider_id}
+            found = await self.client.find_batch(tag, entry.planned_at, len(entry.custom_ids), known)
+            if found is not None:
+                self.store.created(entry.local_id, found.id, found.status)
+                return
+        lines = self.store.requests_of(entry.local_id)
+        file_id = entry.file_id
+        if self.client.api == "openai" and file_id is None:
+            name = f"refed-{tag}.jsonl"
+            file_id = await self.client.find_file(name) if attempted else None
+            if file_id is None:
+                content = b"".join((json.dumps(x, ensure_ascii=False) + "\n").encode() for x in lines)
+                file_id = await self.client.upload(name, content)
+                crash_point("after_upload")
+            self.store.file_uploaded(entry.local_id, file_id)
+        view = await self.client.create(tag, file_id, lines)
+        crash_point("after_create")
+        self.store.created(entry.local_id, view.id, view.status)
+        self.last_poll[entry.local_id] = time.monotonic()
+
+    async def _recover(self) -> None:
+        """Batches a killed run left open: send what was planned but not created, poll the rest at once."""
+        for entry in self.store.open_batches():
+            if entry.provider_id is None:
+                await self._send(entry)
+            self.last_poll[entry.local_id] = 0.0
+
+    async def _poll(self) -> None:
+        now = time.monotonic()
+        for entry in self.store.open_batches():
+            if entry.provider_id is None or now - self.last_poll.get(entry.local_id, 0.0) < self.settings.poll_s:
+                continue
+            self.last_poll[entry.local_id] = now
+            view = await self.client.status(entry.provider_id)
+            self.store.state(entry.local_id, view.status, view.counts)
+            crash_point("while_polling")
+            if view.final is not None:
+                await self._collect(entry, view)
+
+    async def _collect(self, entry: BatchEntry, view: BatchView) -> None:
+        results = await self.client.results(view, entry.local_id, entry.custom_ids)
+        half = len(results) // 2
+        self.store.add_results(results[:half])
+        crash_point("while_writing_results")
+        self.store.add_results(results[half:])
+        self.store.collected(entry.local_id, view.final or view.status)
+        for r in results:
+            self._deliver(r)
+
+    def _deliver(self, r: StoredResult) -> None:
+        base = r.custom_id.rsplit("-", 1)[0]
+        fut = self.waiting.get(base)
+        if fut is None or fut.done():
+            return
+        if not r.lost:
+            self.waiting.pop(base)
+            self.answered_calls += 1
+            fut.set_result((r.status, json.dumps(r.body).encode()))
+            return
+        nxt = self._next(base)
+        if nxt is None:
+            self.waiting.pop(base)
+            fut.set_result(self._gave_up(base))
+            return
+        stage = next((b.stage for b in self.store.batches.values() if r.custom_id in b.custom_ids), "")
+        line = next(x for x in self.store.requests_of(r.batch) if x["custom_id"] == r.custom_id)
+        body = line.get("body") if "body" in line else line.get("params")
+        self.pending[nxt] = (stage, self.client.line(nxt, body), len(json.dumps(body)))
+        self.last_new = time.monotonic()
+
+    def figures(self) -> dict[str, Any]:
+        """Batch figures for a summary."""
+        entries = list(self.store.batches.values())
+        return {"batches": len(entries), "open": sum(1 for b in entries if b.open),
+                "requests": sum(len(b.custom_ids) for b in entries),
+                "answered": sum(1 for r in self.store.results.values() if not r.lost),
+                "submitted_calls_this_invocation": self.submitted_calls,
+                "answered_calls_this_invocation": self.answered_calls,
+                "resubmitted": sum(self.store.lost_count.values())}
+
+
+def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = False, store_name: str = "batches"):
+    """The LM of `role` in batch mode and the broker its calls go through (its store in `run_dir/store_name`).
+
+    `spec` is an LMSpec, `settings` the config's [batch] section. ConfigError for a provider without a batch API.
+    """
+    from refed_dspy.engine.batch_api import client_for_spec
+    from refed_dspy.lm import build_lm, check_key
+
+    client = client_for_spec(spec, check_key(spec, role), role)
+    body_spec = spec
+    if client.api == "openai" and spec.model.startswith("azure/"):
+        # DSPy reaches Azure through LiteLLM, whose requests a transport cannot carry; an Azure deployment takes the
+        # OpenAI chat body as it is, so the body is built as for OpenAI (model = the deployment), never sent online
+        body_spec = spec.model_copy(update={"model": "openai/" + spec.model.split("/", 1)[1],
+                                            "api_base": "https://api.openai.com/v1", "api_version": None})
+    broker = BatchBroker(BatchStore(run_dir, store_name), client, BatchSettings(
+        poll_s=settings.poll_s, linger_s=settings.linger_s, max_requests=settings.max_requests,
+        max_bytes=settings.max_bytes, max_resubmits=settings.max_resubmits, detach=detach))
+    return build_lm(body_spec, role, num_retries=0, wrap=lambda _http: BatchTransport(broker)), broker
+
+
+def batch_figures(engine: Any, usage: dict[str, Any], price_factor: float) -> dict[str, Any]:
+    """What a summary says about batch mode: the batches, the calls, and what the batch price saved."""
+    out = dict(engine.broker.figures())
+    cost = usage.get("cost_usd")
+    out["price_factor"] = price_factor
+    if cost is not None and 0 < price_factor < 1:
+        out["online_cost_usd"] = round(cost / price_factor, 6)
+        out["saved_usd"] = round(cost / price_factor - cost, 6)
+    return out

@@ -1,0 +1,271 @@
+"""Provider batch APIs: OpenAI (and Azure OpenAI) Files + Batches, Anthropic Message Batches.
+
+Each client knows its provider's endpoints, limits, status names and result shapes, and turns them into
+one vocabulary: a batch's `status` (open while the provider works on it, else completed | expired |
+cancelled | failed) and per-request `StoredResult`s (an HTTP status and body, or `lost`: not answered).
+The URL and auth headers are those of the online call the request was built for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from refed_dspy.engine.batch_store import StoredResult
+
+_OPENAI_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
+_ANTHROPIC_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+                           "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429,
+                           "api_error": 500, "overloaded_error": 529}
+
+
+class BatchAPIError(Exception):
+    """The provider's batch endpoint answered with an error (or could not be reached)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+@dataclass
+class BatchView:
+    """A provider batch as last seen."""
+
+    id: str
+    status: str  # the provider's own word
+    final: str | None  # completed | expired | cancelled | failed, once the provider is done with it
+    counts: dict[str, int]
+    created_at: float | None = None
+    metadata: dict[str, Any] | None = None
+    raw: dict[str, Any] | None = None
+
+
+class _Client:
+    api = ""
+    max_requests = 0
+    max_bytes = 0
+    endpoint_suffix = ""
+
+    def __init__(self, base_url: str, headers: dict[str, str], query: str = "", timeout: float = 120.0):
+        self.base = base_url.rstrip("/")
+        self.headers = headers
+        self.query = query  # Azure: ?api-version=...
+        self.http = httpx.AsyncClient(timeout=timeout)
+
+    def url(self, path: str) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"{self.base}{path}" + (f"{sep}{self.query}" if self.query else "")
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = await self.http.request(method, self.url(path), headers=self.headers, **kwargs)
+        except httpx.HTTPError as err:
+            raise BatchAPIError(f"{self.api} batch API unreachable: {type(err).__name__}: {err}") from None
+        if resp.status_code >= 400:
+            detail = resp.text[:300].replace("\n", " ")
+            raise BatchAPIError(f"{self.api} batch API: HTTP {resp.status_code} on {method} {path}: {detail}",
+                                resp.status_code)
+        return resp
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class OpenAIBatches(_Client):
+    """OpenAI's (and Azure OpenAI's) Files + Batches: a JSONL file of {custom_id, method, url, body} lines."""
+
+    api = "openai"
+    max_requests = 50_000
+    max_bytes = 190 * 1024 * 1024  # the limit is 200 MB; some room for multipart framing
+    endpoint_suffix = "/chat/completions"
+
+    def __init__(self, base_url: str, headers: dict[str, str], query: str = "", line_url: str = "/v1/chat/completions",
+                 timeout: float = 120.0):
+        super().__init__(base_url, headers, query, timeout)
+        self.line_url = line_url
+
+    def line(self, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"custom_id": custom_id, "method": "POST", "url": self.line_url, "body": body}
+
+    async def find_file(self, filename: str) -> str | None:
+        data = (await self._call("GET", "/files", params={"purpose": "batch"})).json().get("data") or []
+        return next((f["id"] for f in data if f.get("filename") == filename), None)
+
+    async def upload(self, filename: str, content: bytes) -> str:
+        files = {"file": (filename, content, "application/jsonl")}
+        return (await self._call("POST", "/files", data={"purpose": "batch"}, files=files)).json()["id"]
+
+    async def create(self, local_tag: str, file_id: str | None, lines: list[dict[str, Any]]) -> BatchView:
+        body = {"input_file_id": file_id, "endpoint": self.line_url,
+                "completion_window": "24h", "metadata": {"refed_batch": local_tag}}
+        return self._view((await self._call("POST", "/batches", json=body)).json())
+
+    async def find_batch(self, local_tag: str, planned_at: float, n: int, known: set[str]) -> BatchView | None:
+        """The batch created for `local_tag` (its metadata says so), if a killed run created it."""
+        data = (await self._call("GET", "/batches", params={"limit": 100})).json().get("data") or []
+        for b in data:
+            if (b.get("metadata") or {}).get("refed_batch") == local_tag:
+                return self._view(b)
+        return None
+
+    async def status(self, batch_id: str) -> BatchView:
+        return self._view((await self._call("GET", f"/batches/{batch_id}")).json())
+
+    async def cancel(self, batch_id: str) -> None:
+        await self._call("POST", f"/batches/{batch_id}/cancel")
+
+    def _view(self, b: dict[str, Any]) -> BatchView:
+        counts = b.get("request_counts") or {}
+        return BatchView(b["id"], b.get("status", "?"), _OPENAI_FINAL.get(b.get("status")),
+                         {k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")},
+                         b.get("created_at"), b.get("metadata"), b)
+
+    async def results(self, view: BatchView, local_id: str, custom_ids: list[str]) -> list[StoredResult]:
+        """Every request's outcome: the output and error files (lines in any order, matched by custom_id); a request
+        in neither file (a failed batch) is lost."""
+        out: dict[str, StoredResult] = {}
+        for key in ("output_file_id", "error_file_id"):
+            file_id = (view.raw or {}).get(key)
+            if not file_id:
+                continue
+            text = (await self._call("GET", f"/files/{file_id}/content")).text
+            for raw in text.splitlines():
+                if not raw.strip():
+                    continue
+                row = json.loads(raw)
+                cid = row.get("custom_id")
+                if cid not in custom_ids and cid not in out:
+                    continue
+                out[cid] = self._result(row, local_id)
+        wanted = set(custom_ids)
+        missing = [StoredResult(cid, local_id, 0, None, view.final or "missing") for cid in custom_ids if cid not in out]
+        return [r for cid, r in out.items() if cid in wanted] + missing
+
+    @staticmethod
+    def _result(row: dict[str, Any], local_id: str) -> StoredResult:
+        resp = row.get("response")
+        err = row.get("error") or {}
+        if resp and resp.get("status_code"):
+            return StoredResult(row["custom_id"], local_id, int(resp["status_code"]), resp.get("body"))
+        code = str(err.get("code") or "")
+        lost = "expired" if "expired" in code else "cancelled" if "cancel" in code else "failed"
+        return StoredResult(row["custom_id"], local_id, 0, err or None, lost)
+
+
+class AnthropicBatches(_Client):
+    """Anthropic's Message Batches: the requests go inline, {custom_id, params}."""
+
+    api = "anthropic"
+    max_requests = 100_000
+    max_bytes = 250 * 1024 * 1024
+    endpoint_suffix = "/messages"
+
+    def line(self, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"custom_id": custom_id, "params": body}
+
+    async def find_file(self, filename: str) -> str | None:
+        return None
+
+    async def upload(self, filename: str, content: bytes) -> str | None:
+        return None  # no file step: create carries the requests
+
+    async def create(self, local_tag: str, file_id: str | None, lines: list[dict[str, Any]]) -> BatchView:
+        return self._view((await self._call("POST", "/messages/batches", json={"requests": lines})).json())
+
+    async def find_batch(self, local_tag: str, planned_at: float, n: int, known: set[str]) -> BatchView | None:
+        """Message batches carry no metadata: a batch created after this one was planned with as many requests
+        is taken to be it (one run dir has one writer). Its results are matched by custom_id all the same."""
+        data = (await self._call("GET", "/messages/batches", params={"limit": 100})).json().get("data") or []
+        for b in data:
+            view = self._view(b)
+            if (view.id not in known and view.created_at is not None and view.created_at >= planned_at - 5
+                    and sum(view.counts.values()) == n):
+                return view
+        return None
+
+    async def status(self, batch_id: str) -> BatchView:
+        return self._view((await self._call("GET", f"/messages/batches/{batch_id}")).json())
+
+    async def cancel(self, batch_id: str) -> None:
+        await self._call("POST", f"/messages/batches/{batch_id}/cancel")
+
+    def _view(self, b: dict[str, Any]) -> BatchView:
+        counts = {k: int(v or 0) for k, v in (b.get("request_counts") or {}).items()}
+        final = None
+        if b.get("processing_status") == "ended":
+            final = "completed" if not (counts.get("expired") or counts.get("canceled")) else (
+                "expired" if counts.get("expired") else "cancelled")
+        created = b.get("created_at")
+        try:
+            created_ts = datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp() if created else None
+        except ValueError:
+            created_ts = None
+        return BatchView(b["id"], b.get("processing_status", "?"), final, counts, created_ts, None, b)
+
+    async def results(self, view: BatchView, local_id: str, custom_ids: list[str]) -> list[StoredResult]:
+        url = (view.raw or {}).get("results_url")
+        path = f"/messages/batches/{view.id}/results"
+        if url and url.startswith(self.base):
+            path = url[len(self.base):]
+        text = (await self._call("GET", path)).text
+        out: dict[str, StoredResult] = {}
+        for raw in text.splitlines():
+            if raw.strip():
+                row = json.loads(raw)
+                out[row.get("custom_id")] = self._result(row, local_id)
+        return [out.get(cid) or StoredResult(cid, local_id, 0, None, "missing") for cid in custom_ids]
+
+    @staticmethod
+    def _result(row: dict[str, Any], local_id: str) -> StoredResult:
+        res = row.get("result") or {}
+        kind = res.get("type")
+        if kind == "succeeded":
+            return StoredResult(row["custom_id"], local_id, 200, res.get("message"))
+        if kind == "errored":
+            error = res.get("error") or {}
+            inner = error.get("error") or error
+            return StoredResult(row["custom_id"], local_id, _ANTHROPIC_ERROR_STATUS.get(inner.get("type"), 500),
+                                {"type": "error", "error": inner})
+        return StoredResult(row["custom_id"], local_id, 0, None, "expired" if kind == "expired" else "cancelled")
+
+
+def batch_provider(spec: Any, role: str) -> str:
+    """openai | azure | anthropic: the batch API an LM spec's calls would go to; ConfigError for any other provider."""
+    from refed_dspy.errors import ConfigError
+
+    provider = spec.model.split("/", 1)[0] if "/" in spec.model else "openai"
+    if provider not in ("openai", "azure", "anthropic"):
+        raise ConfigError(f"{role}: batch mode needs an OpenAI, Azure OpenAI or Anthropic model; '{spec.model}' "
+                          f"({provider}) has no batch API refed can use: set mode = \"online\"")
+    if len(spec.endpoints) > 1:
+        raise ConfigError(f"{role}.api_base lists {len(spec.endpoints)} endpoints; batch mode sends to one provider "
+                          "endpoint: give one, or use mode = \"online\"")
+    if provider == "azure" and not spec.api_base:
+        raise ConfigError(f"{role}.api_base must name the Azure OpenAI resource (https://<name>.openai.azure.com) "
+                          "for batch mode")
+    return provider
+
+
+def client_for_spec(spec: Any, key: str | None, role: str) -> _Client:
+    """The batch client of an LM spec (refed_dspy.config.LMSpec); ConfigError for a provider without a batch API."""
+    provider = batch_provider(spec, role)
+    timeout = spec.timeout or 120.0
+    if provider == "openai":
+        base = spec.primary_api_base or "https://api.openai.com/v1"
+        return OpenAIBatches(base, {"Authorization": f"Bearer {key or 'unused'}"}, timeout=timeout)
+    if provider == "anthropic":
+        base = spec.primary_api_base or "https://api.anthropic.com/v1"
+        return AnthropicBatches(base, {"x-api-key": key or "", "anthropic-version": "2023-06-01"}, timeout=timeout)
+    if provider == "azure":
+        return OpenAIBatches(str(spec.primary_api_base).rstrip("/").removesuffix("/openai") + "/openai", {"api-key": key or ""},
+                             f"api-version={spec.api_version or '2024-10-21'}", line_url="/chat/completions",
+                             timeout=timeout)
+    raise AssertionError(provider)

@@ -1,0 +1,191 @@
+"""The write-ahead record of a run's provider batches: `<run dir>/batches/`.
+
+- `<local id>.jsonl`: a batch's request lines, written (and fsynced) before anything is sent;
+- `journal.jsonl`: what happened to each batch, each event appended before the step it enables:
+  `plan` (its custom_ids; before the upload), `file` (the uploaded file's id), `create` (the provider's
+  batch id, right after the create call returns), `state` (last status seen: for `refed status`), `collected`
+  (every result line is in results.jsonl);
+- `results.jsonl`: one line per result, by custom_id, appended as downloaded (before the batch is collected).
+
+A kill between two steps leaves a batch whose next step is known from its last event; the steps that may
+have reached the provider without being journaled (an upload, a create) are found again at the provider
+(by file name and by the batch's metadata) before anything is sent again. Nothing here talks to a provider.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.store import JsonlWriter, read_jsonl
+
+FINAL_STATES = ("completed", "expired", "cancelled", "failed")
+
+
+@dataclass
+class BatchEntry:
+    """One local batch, as the journal tells it."""
+
+    local_id: str
+    api: str
+    custom_ids: list[str]
+    planned_at: float
+    stage: str = ""
+    file_id: str | None = None
+    provider_id: str | None = None
+    status: str = "planned"  # planned | the provider's last status | collected
+    counts: dict[str, int] = field(default_factory=dict)
+    last_seen: float | None = None
+    collected: bool = False
+    final: str | None = None  # the provider's final status, once collected
+
+    @property
+    def open(self) -> bool:
+        return not self.collected
+
+
+@dataclass
+class StoredResult:
+    """One request's outcome: an HTTP status and body (ok or error), or `lost` (expired, cancelled, failed:
+    the request was not answered and may be sent again in a later batch)."""
+
+    custom_id: str
+    batch: str
+    status: int
+    body: Any = None
+    lost: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"custom_id": self.custom_id, "batch": self.batch, "status": self.status, "body": self.body,
+                "lost": self.lost}
+
+
+class BatchStore:
+    """Reads and appends the batch record of one run dir (one writer: the run's lock holder)."""
+
+    def __init__(self, run_dir: str | Path, name: str = "batches", readonly: bool = False):
+        self.dir = Path(run_dir) / name
+        self.journal_path = self.dir / "journal.jsonl"
+        self.results_path = self.dir / "results.jsonl"
+        self.batches: dict[str, BatchEntry] = {}
+        self.results: dict[str, StoredResult] = {}  # the latest outcome per custom_id
+        self.lost_count: dict[str, int] = {}  # times each custom_id came back unanswered
+        self._journal: JsonlWriter | None = None
+        self._results: JsonlWriter | None = None
+        self.readonly = readonly  # a reader (refed status): a torn last line is skipped, not cut off
+        self.load()
+
+    # ---- reading ------------------------------------------------------------------------------
+    def load(self) -> None:
+        self.batches.clear()
+        self.results.clear()
+        self.lost_count.clear()
+        for ev in read_jsonl(self.journal_path, repair=not self.readonly):
+            self._apply(ev)
+        for row in read_jsonl(self.results_path, repair=not self.readonly):
+            self._note_result(StoredResult(row["custom_id"], row.get("batch", ""), int(row.get("status") or 0),
+                                           row.get("body"), row.get("lost")))
+
+    def _apply(self, ev: dict[str, Any]) -> None:
+        kind, local = ev.get("e"), ev.get("batch")
+        if kind == "plan":
+            self.batches[local] = BatchEntry(local, ev["api"], list(ev["custom_ids"]), ev.get("t", 0.0), ev.get("stage", ""))
+            return
+        entry = self.batches.get(local)
+        if entry is None:
+            return
+        if kind == "file":
+            entry.file_id = ev["file_id"]
+        elif kind == "create":
+            entry.provider_id = ev["id"]
+            entry.status = ev.get("status") or "submitted"
+        elif kind == "state":
+            entry.status, entry.counts, entry.last_seen = ev["status"], ev.get("counts") or {}, ev.get("t")
+        elif kind == "collected":
+            entry.collected, entry.final, entry.status = True, ev.get("status"), ev.get("status") or entry.status
+
+    def _note_result(self, result: StoredResult) -> None:
+        if result.lost:
+            self.lost_count[result.custom_id] = self.lost_count.get(result.custom_id, 0) + 1
+            if result.custom_id in self.results and not self.results[result.custom_id].lost:
+                return  # an answer already in beats a later 'lost' for the same request
+        self.results[result.custom_id] = result
+
+    def requests_of(self, local_id: str) -> list[dict[str, Any]]:
+        """The request lines written for a batch."""
+        return list(read_jsonl(self.dir / f"{local_id}.jsonl"))
+
+    def open_batches(self) -> list[BatchEntry]:
+        return [b for b in self.batches.values() if b.open]
+
+    def in_open_batch(self) -> dict[str, str]:
+        """custom_id -> local id, for the requests of batches not yet collected."""
+        return {cid: b.local_id for b in self.open_batches() for cid in b.custom_ids}
+
+    # ---- writing ------------------------------------------------------------------------------
+    def _event(self, ev: dict[str, Any]) -> None:
+        if self._journal is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._journal = JsonlWriter(self.journal_path, fsync=True)
+        ev = {**ev, "t": round(ev.get("t") or time.time(), 3)}
+        self._journal.append(ev)
+        self._apply(ev)
+
+    def next_local_id(self) -> str:
+        return f"b{len(self.batches) + 1:05d}"
+
+    def plan(self, api: str, stage: str, lines: list[dict[str, Any]]) -> BatchEntry:
+        """Write a new batch's request lines, then journal it: from here on it is never lost nor sent twice."""
+        local = self.next_local_id()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"{local}.jsonl"
+        tmp = path.with_suffix(".jsonl.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(b"".join((json.dumps(x, ensure_ascii=False) + "\n").encode() for x in lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self._event({"e": "plan", "batch": local, "api": api, "stage": stage,
+                     "custom_ids": [x["custom_id"] for x in lines]})
+        return self.batches[local]
+
+    def file_uploaded(self, local_id: str, file_id: str) -> None:
+        self._event({"e": "file", "batch": local_id, "file_id": file_id})
+
+    def created(self, local_id: str, provider_id: str, status: str | None = None) -> None:
+        self._event({"e": "create", "batch": local_id, "id": provider_id, "status": status})
+
+    def state(self, local_id: str, status: str, counts: dict[str, int]) -> None:
+        entry = self.batches[local_id]
+        if entry.status == status and entry.counts == counts:
+            entry.last_seen = time.time()
+            return
+        self._event({"e": "state", "batch": local_id, "status": status, "counts": counts})
+
+    def add_results(self, results: list[StoredResult]) -> None:
+        """Append the results of a batch not yet collected (a result already stored for this batch is skipped, so
+        a download repeated after a kill adds nothing twice)."""
+        if self._results is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._results = JsonlWriter(self.results_path, fsync=False)
+        for r in results:
+            old = self.results.get(r.custom_id)
+            if old is not None and old.batch == r.batch and bool(old.lost) == bool(r.lost):
+                continue
+            self._results.append(r.to_dict())
+            self._note_result(r)
+        if results:
+            os.fsync(self._results._open())
+
+    def collected(self, local_id: str, status: str) -> None:
+        self._event({"e": "collected", "batch": local_id, "status": status})
+
+    def close(self) -> None:
+        for w in (self._journal, self._results):
+            if w is not None:
+                w.close()
+        self._journal = self._results = None

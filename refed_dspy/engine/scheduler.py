@@ -1,0 +1,365 @@
+"""The execution engine: how every LM-bound command runs its calls, online or in provider batches.
+
+A stage (synthesis, judging) says what to call: it starts work with `engine.start(kind, payload, slots)`
+from its `fill`, runs one piece of work in `work(kind, payload, calls)` (a coroutine returning
+`(result, failure)` that touches no shared state), and records what finished in `handle`. The engine says
+how: it keeps up to `limit` LM calls in flight (asyncio tasks; a slow call never holds back the others),
+reserves each task's worst case against the call and cost budget before starting it, retries 429, 5xx,
+timeouts and resets after Retry-After or a jittered backoff (the task's finished calls are cache hits
+then), halves the window on a 429 and grows it back (AIMD), stops the run on a streak of failures,
+accounts every call (attempts that leave no record are journaled through the stage), and on Ctrl-C,
+SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period.
+
+One coroutine owns all state; tasks only return results.
+
+Batch mode (`broker`: a refed_dspy.engine.batch.BatchBroker, whose transport the stage's LM uses) changes
+only where calls go: tasks wait on their batch results instead of on HTTP, so the window is the number of
+tasks waiting (`limits.concurrency` is then large); each task's calls are numbered under its key and
+attempt, which makes their custom_ids. With `detach`, the engine stops once every task waits on a batch
+that is submitted; the waits are cancelled unpaid and the next invocation picks them up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from refed_dspy.errors import RunDirError
+from refed_dspy.failures import Failure, FailureStreak
+from refed_dspy.pricing import Price
+from refed_dspy.usage import Totals, usage_of
+
+
+class Stage(Protocol):
+    """What a command gives the engine (see the module docstring)."""
+
+    def fill(self, engine: Engine) -> None: ...
+
+    def work(self, kind: str, payload: Any, calls: list) -> Coroutine[Any, Any, tuple[Any, Failure | None]]: ...
+
+    def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None: ...
+
+    def key(self, kind: str, payload: Any) -> str: ...
+
+    def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Limits:
+    """How hard the engine may push: calls in flight, retries, budget, the failure streak, the stop grace."""
+
+    concurrency: int
+    max_retries: int
+    worst_calls: dict[str, int]  # per kind of work: LM calls it may make at most (repairs included)
+    max_calls: int | None = None
+    max_cost_usd: float | None = None
+    price: Price | None = None
+    max_tokens: int = 4096
+    prior_prompt_tokens: int = 2000  # before any call has been seen, a call is assumed this long and to fill max_tokens
+    max_consecutive_failures: int = 25
+    role: str = "teacher"
+    stop_grace_s: float = 10.0
+    seed: int = 0
+
+
+@dataclass
+class _Task:
+    kind: str
+    slots: int
+    reserved_calls: int
+    reserved_cost: float
+    payload: Any = None
+    started: float = field(default_factory=time.monotonic)
+    calls: list = field(default_factory=list)  # the task's CallInfo, kept here: a cancelled task's calls still count
+
+
+class Engine:
+    """Runs a stage's work with up to `limits.concurrency` LM calls in flight. See the module docstring."""
+
+    def __init__(self, stage: Stage, limits: Limits, totals: Totals | None = None, broker: Any = None):
+        self.stage = stage
+        self.broker = broker
+        self.detached = False
+        self.limits = limits
+        self.totals = totals or Totals()  # of the whole run: the stage seeds it with what earlier invocations paid
+        self.max_call_cost = 0.0
+        self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
+        self.running: dict[asyncio.Task, _Task] = {}
+        self.slots_used = 0  # running totals over self.running: O(1) per start
+        self.reserved_calls = 0
+        self.reserved_cost = 0.0
+        self.pending: Counter = Counter()  # tasks by kind, running or waiting to be retried
+        self.limit = float(limits.concurrency)  # the AIMD window of calls in flight
+        self.min_limit = self.limit
+        self.last_decrease = 0.0
+        self.delayed: list[tuple[float, int, str, Any, int]] = []  # (ready at, seq, kind, payload, slots)
+        self.attempts: Counter = Counter()
+        self.retries: Counter = Counter()
+        self.stop_reason: str | None = None
+        self.abort: Failure | None = None
+        self.stopping = False  # interrupted: finish what is in flight, start nothing
+        self.interrupted = False
+        self.on_progress: Callable[[], None] | None = None
+        self._done: deque[asyncio.Task] = deque()
+        self._wake: asyncio.Future | None = None
+        self._rng = random.Random(limits.seed)
+        self._seq = itertools.count()
+
+    # ---- budget -------------------------------------------------------------------------------
+    def _call_cost(self) -> float:
+        price = self.limits.price
+        if price is None:
+            return 0.0
+        return self.max_call_cost or price.cost(self.limits.prior_prompt_tokens, self.limits.max_tokens)
+
+    def _reserve(self, kind: str) -> tuple[int, float] | None:
+        """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
+        calls = self.limits.worst_calls[kind]
+        cost = calls * self._call_cost()
+        if self.limits.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.limits.max_calls:
+            return None
+        if (self.limits.max_cost_usd is not None
+                and self.totals.cost + self.reserved_cost + cost > self.limits.max_cost_usd):
+            return None
+        return calls, cost
+
+    def account(self, calls: list) -> dict[str, Any]:
+        """Usage of `calls`, added to the run's totals (and the dearest call seen, for budget estimates)."""
+        price = self.limits.price
+        usage = usage_of(calls, price)
+        self.totals.add(usage)
+        if price is not None:
+            for call in calls:
+                if not call.cache_hit and call.error is None:
+                    self.max_call_cost = max(self.max_call_cost, price.cost(call.prompt_tokens, call.completion_tokens,
+                                                                             call.cached_tokens))
+        return usage
+
+    # ---- starting work ------------------------------------------------------------------------
+    def slots_free(self) -> int:
+        return int(self.limit) - self.slots_used
+
+    def start(self, kind: str, payload: Any, slots: int) -> bool:
+        """Start one piece of work, or False (the run's stop reason becomes 'budget') when it could break the budget."""
+        reservation = self._reserve(kind)
+        if reservation is None:
+            self.stop_reason = self.stop_reason or "budget"
+            return False
+        meta = _Task(kind, slots, reservation[0], reservation[1], payload)
+        coro = self.stage.work(kind, payload, meta.calls)
+        if self.broker is not None:
+            from refed_dspy.engine.batch import in_slot
+
+            key = self.stage.key(kind, payload)
+            coro = in_slot(coro, key, self.attempts[key])
+        task = asyncio.ensure_future(coro)
+        self.running[task] = meta
+        self.slots_used += slots
+        self.reserved_calls += reservation[0]
+        self.reserved_cost += reservation[1]
+        self.pending[kind] += 1
+        task.add_done_callback(self._on_done)
+        return True
+
+    def _finished(self, task: asyncio.Task) -> _Task:
+        meta = self.running.pop(task)
+        self.slots_used -= meta.slots
+        self.reserved_calls -= meta.reserved_calls
+        self.reserved_cost -= meta.reserved_cost
+        self.pending[meta.kind] -= 1
+        return meta
+
+    def _on_done(self, task: asyncio.Task) -> None:
+        self._done.append(task)
+        self.wake()
+
+    def wake(self) -> None:
+        """Let the loop look again (a task finished, or the batch broker has news)."""
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _wait_done(self, timeout: float | None) -> list[asyncio.Task]:
+        """Tasks finished since the last call; waits up to `timeout` (None: until one finishes)."""
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            self._wake = wake = loop.create_future()
+            timer = loop.call_later(timeout, lambda: wake.done() or wake.set_result(None)) if timeout is not None else None
+            try:
+                await wake
+            finally:
+                self._wake = None
+                if timer is not None:
+                    timer.cancel()
+        done = list(self._done)
+        self._done.clear()
+        return done
+
+    def start_due_retries(self) -> bool:
+        """Start the retries whose time has come; False when one must wait for free slots (or the budget)."""
+        while self.delayed and self.delayed[0][0] <= time.monotonic() and self.abort is None:
+            _, _, kind, payload, slots = self.delayed[0]
+            if self.slots_free() < slots and self.running:
+                return False
+            heapq.heappop(self.delayed)
+            self.pending[kind] -= 1
+            if not self.start(kind, payload, slots):
+                return False
+        return True
+
+    # ---- finished work ------------------------------------------------------------------------
+    def _retry(self, meta: _Task, failure: Failure) -> bool:
+        """Schedule `meta` again after a retryable failure; False when its retries are used up."""
+        key = self.stage.key(meta.kind, meta.payload)
+        if self.attempts[key] >= self.limits.max_retries:
+            return False
+        self.attempts[key] += 1
+        self.retries[failure.reason] += 1
+        now = time.monotonic()
+        if failure.reason == "rate_limited" and meta.started >= self.last_decrease:
+            self.limit = max(1.0, self.limit / 2)
+            self.min_limit = min(self.min_limit, self.limit)
+            self.last_decrease = now
+        backoff = min(30.0, 0.5 * 2 ** (self.attempts[key] - 1)) * self._rng.uniform(0.5, 1.5)
+        delay = failure.retry_after if failure.retry_after is not None else backoff
+        heapq.heappush(self.delayed, (now + delay, next(self._seq), meta.kind, meta.payload, meta.slots))
+        self.pending[meta.kind] += 1
+        return True
+
+    def _handle(self, task: asyncio.Task, meta: _Task) -> None:
+        result, failure = task.result()
+        usage = self.account(meta.calls)
+        if (failure is not None and failure.retryable and self.abort is None and not self.stopping
+                and self._retry(meta, failure)):
+            self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
+            return
+        if failure is None:
+            self.limit = min(float(self.limits.concurrency), self.limit + meta.slots / self.limit)
+        self.abort = self.abort or self.streak.note(failure)
+        self.stage.handle(meta.kind, meta.payload, result, failure, usage)
+
+    def _note_attempt(self, meta: _Task, outcome: str, usage: dict[str, Any]) -> None:
+        if usage.get("calls") or usage.get("failed_calls") or usage.get("cached_calls"):
+            self.stage.note_attempt(self.stage.key(meta.kind, meta.payload), outcome, usage)
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def _fill(self) -> None:
+        if self.stopping or not self.start_due_retries():
+            return
+        if self.stop_reason is None and self.abort is None:
+            self.stage.fill(self)
+
+    async def run(self) -> None:
+        """Run until the stage has nothing more to start and nothing runs, or the run stops or aborts.
+
+        Interrupted (the task cancelled by Ctrl-C, SIGTERM or SIGHUP): starts nothing more, handles what
+        finishes within `limits.stop_grace_s`, then cancels the rest; `interrupted` is then set.
+        """
+        if self.broker is not None:
+            self.broker.tasks_running = lambda: len(self.running)
+            self.broker.on_wake = self.wake
+            self.broker.start()
+        try:
+            try:
+                await self._loop()
+            except asyncio.CancelledError:
+                self.interrupted = self.stopping = True
+                await self._drain()
+        except (asyncio.CancelledError, KeyboardInterrupt):  # a second signal: stop now
+            self.interrupted = True
+            raise
+        finally:
+            await self._cancel_the_rest()
+            if self.broker is not None:
+                await self.broker.close()
+
+    def _batch_news(self) -> bool:
+        """The broker detached (every task waits on a submitted batch) or its provider refused: stop. True then."""
+        broker = self.broker
+        if broker is None:
+            return False
+        if broker.error is not None:
+            self.abort = self.abort or Failure("batch_api", str(broker.error))
+            return True
+        if broker.detached:
+            self.detached = self.stopping = True
+            self.stop_reason = "detached"
+            return True
+        return False
+
+    async def run_closing(self, progress: Any, writers: Any) -> None:
+        """`run`, then close the stage's record writers and its progress display, whatever happened."""
+        try:
+            await self.run()
+        finally:
+            for writer in writers:
+                writer.close()
+            progress.close()
+
+    async def _loop(self) -> None:
+        while True:
+            self._fill()
+            if not self.running and not (self.delayed and self.abort is None and self.stop_reason is None):
+                return
+            wait = max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
+            if not self.running:
+                await asyncio.sleep(wait or 0)
+                continue
+            for task in await self._wait_done(wait):
+                if task in self.running:
+                    self._handle(task, self._finished(task))
+            if self.on_progress is not None:
+                self.on_progress()
+            if self.abort is not None or self._batch_news():
+                return
+
+    async def _drain(self) -> None:
+        # batch mode: the work waits on batches that outlive this process (nothing to let finish)
+        deadline = time.monotonic() + (0.0 if self.broker is not None else self.limits.stop_grace_s)
+        while self.running and time.monotonic() < deadline:
+            for task in await self._wait_done(max(0.0, deadline - time.monotonic())):
+                if task in self.running:
+                    self._handle(task, self._finished(task))
+            if self.on_progress is not None:
+                self.on_progress()
+
+    async def _cancel_the_rest(self) -> None:
+        """Cancel what still runs, and account what those tasks paid: their finished calls, and the calls they had
+        in flight (sent, perhaps answered and billed, never read), journaled through the stage."""
+        if not self.running:
+            return
+        for task in self.running:
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
+        for task in list(self.running):
+            meta = self._finished(task)
+            usage = self.account(meta.calls)
+            with contextlib.suppress(RunDirError):  # a full disk: the summary still says what it can
+                self._note_attempt(meta, "interrupted", usage)
+        self.running.clear()
+
+    def status(self, done: bool) -> str:
+        """How the run ended: aborted, interrupted, complete (the stage says `done`), else why it stopped short."""
+        if self.abort is not None:
+            return "aborted"
+        if self.detached:
+            return "submitted"
+        if self.interrupted:
+            return "interrupted"
+        return "complete" if done else (self.stop_reason or "exhausted")
+
+    def figures(self) -> dict[str, Any]:
+        """Retries and the window (and the batches, in batch mode), for a summary."""
+        out = {"retries": dict(self.retries), "concurrency": {"configured": self.limits.concurrency,
+                                                              "final_limit": round(self.limit, 2),
+                                                              "min_limit": round(self.min_limit, 2)}}
+        if self.broker is not None:
+            out["batch"] = self.broker.figures()
+        return out

@@ -1,0 +1,318 @@
+"""`refed estimate`: what a synthesis config will cost, before any call is made.
+
+The first units of the run are walked through the real programs with the real adapter, which formats
+every prompt as the run would (system message, fields, response_format); no LM is called: each reply is
+made up from the output's JSON schema, its text as long as the references suggest (a response as long as
+the references' responses, an instruction as long as theirs, other text a fixed prior), and read back by
+the adapter's own parser so that the next step gets inputs of the right shape. Prompt tokens are counted
+with the model's tokenizer (LiteLLM's, offline); completion tokens are those of the made-up replies.
+
+Per stage, calls per reference (feedback), per unit (instruction synthesis) and per sample (respond,
+improve, critique) are scaled to the run's size. Where the provider caches prompt prefixes by itself (OpenAI,
+Azure), the prefix the walked prompts of one step share is counted as cached after the first call. The range
+covers replies half as long to 1.6x as long, 10% of calls repaired, and (at the top) no cache hit at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from statistics import fmean
+from typing import Any
+
+import dspy
+
+from refed_dspy.adapters import RepairingAdapter, build_adapter
+from refed_dspy.adapters.contract import output_schema
+from refed_dspy.config import Config
+from refed_dspy.lm import CallTag, price_of
+from refed_dspy.lm import _stage as current_stage
+from refed_dspy.methods import get_method
+from refed_dspy.records import Reference
+
+_OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
+_ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
+_ITEMS = 3
+_CACHE_MIN, _CACHE_STEP = 1024, 128
+_CACHING_PROVIDERS = ("openai", "azure")  # cache prompt prefixes without being asked (Anthropic needs cache_control)
+_KEEP_RATE = 0.9  # instructions kept by dedup (a prior; a run's own rate shows in its summary)
+_LOW, _HIGH, _REPAIRS = 0.5, 1.6, 0.10
+_WORDS = ("plan", "data", "model", "step", "river", "value", "check", "table", "light", "order", "point", "field")
+
+
+def count_tokens(model: str, text: str) -> int:
+    """Tokens of `text` for `model` (LiteLLM's tokenizers: tiktoken's files ship with it; unknown models: cl100k)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    import litellm
+
+    try:
+        return int(litellm.token_counter(model=model, text=text))
+    except Exception:  # noqa: BLE001 - a model LiteLLM cannot map: GPT-4's tokenizer
+        return int(litellm.token_counter(model="gpt-4o-mini", text=text))
+
+
+_variant = itertools.count()
+
+
+def made_up_text(tokens: int, start: int | None = None) -> str:
+    """About `tokens` tokens of filler text (one token a word); each call's text differs from the last one's from its
+    first word, as two real replies would (so that walked prompts share no made-up prefix)."""
+    start = next(_variant) if start is None else start
+    return " ".join(_WORDS[(start + i * (1 + start % 5)) % len(_WORDS)] for i in range(max(1, tokens)))
+
+
+@dataclass
+class Lengths:
+    """Typical token lengths the made-up replies follow."""
+
+    response: int
+    instruction: int
+
+
+def made_up_value(schema: dict[str, Any], name: str, lengths: Lengths, defs: dict[str, Any]) -> Any:
+    """A value that fits `schema`, text as long as `lengths` says for a field called `name` (pure)."""
+    if "$ref" in schema:
+        return made_up_value(defs[schema["$ref"].split("/")[-1]], name, lengths, defs)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
+            return made_up_value(options[0], name, lengths, defs)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {k: made_up_value(v, k, lengths, defs) for k, v in props.items()}
+    if kind == "array":
+        n = schema.get("minItems") or min(_ITEMS, schema.get("maxItems") or _ITEMS)
+        item = schema.get("items") or {"type": "string"}
+        return [made_up_value(item, name, lengths, defs) for _ in range(n)]
+    if kind == "integer":
+        low, high = schema.get("minimum", 1), schema.get("maximum", 10)
+        return (low + high) // 2
+    if kind == "number":
+        return 0.5
+    if kind == "boolean":
+        return True
+    lowered = name.lower()
+    if "response" in lowered and "feedback" not in lowered:
+        tokens = lengths.response
+    elif "instruction" in lowered and "critique" not in lowered:
+        tokens = lengths.instruction
+    elif schema.get("maxLength") and schema["maxLength"] <= 2000:
+        tokens = _ITEM_TOKENS
+    else:
+        tokens = _OTHER_TEXT_TOKENS
+    return made_up_text(tokens)
+
+
+@dataclass
+class Tally:
+    """Calls and tokens seen in the walk-through, by stage and by the kind of work that made them."""
+
+    calls: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    prompts: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, work: str, stage: str, prompt: int, completion: int, text: str = "") -> None:
+        self.calls[(work, stage)].append((prompt, completion))
+        self.prompts[(work, stage)].append(text)
+
+
+def common_prefix(texts: list[str]) -> str:
+    """The longest prefix every text starts with (pure)."""
+    if not texts:
+        return ""
+    first, last = min(texts), max(texts)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+def cacheable_tokens(prefix_tokens: int, min_tokens: int = _CACHE_MIN, step: int = _CACHE_STEP) -> int:
+    """Prompt tokens a provider that caches prompt prefixes automatically (OpenAI: from 1,024 tokens, in steps of
+    128) serves from its cache when a call shares `prefix_tokens` with an earlier one (pure)."""
+    return 0 if prefix_tokens < min_tokens else prefix_tokens // step * step
+
+
+class _Walk:
+    """Makes any RepairingAdapter answer itself: see the module docstring."""
+
+    def __init__(self, adapter: RepairingAdapter, model: str, lengths: Lengths, tally: Tally):
+        self.adapter, self.model, self.lengths, self.tally = adapter, model, lengths, tally
+        self.work = "sample"
+
+    def answer(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list, inputs: dict[str, Any]):
+        exchange = self.adapter._exchange(lm, lm_kwargs, signature, demos, inputs)
+        messages, kwargs, _ = next(exchange)
+        prompt_text = "\n".join(str(m.get("content", "")) for m in messages)
+        if kwargs.get("response_format") is not None:
+            fmt = kwargs["response_format"]
+            prompt_text += json.dumps(fmt if isinstance(fmt, dict) else getattr(fmt, "model_json_schema", dict)())
+        schema = output_schema(signature)
+        values = {name: made_up_value(sub, name, self.lengths, schema.get("$defs") or {})
+                  for name, sub in (schema.get("properties") or {}).items()}
+        if self.adapter.mode == "chat":
+            reply = "\n\n".join(f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items())
+            reply += "\n\n[[ ## completed ## ]]"
+        else:
+            reply = json.dumps(values)
+        self.tally.add(self.work, current_stage.get(), count_tokens(self.model, prompt_text),
+                       count_tokens(self.model, reply), prompt_text)
+        try:
+            exchange.send(([reply], CallTag()))
+        except StopIteration as done:
+            return done.value
+        raise RuntimeError(f"the adapter could not read a reply made from {signature.__name__}'s own schema")
+
+
+def _walking_adapter(adapter: RepairingAdapter, walk: _Walk) -> RepairingAdapter:
+    class Walking(type(adapter)):  # type: ignore[misc, valid-type]
+        def __call__(self, lm, lm_kwargs, signature, demos, inputs):
+            return walk.answer(lm, lm_kwargs, signature, demos, inputs)
+
+        async def acall(self, lm, lm_kwargs, signature, demos, inputs):
+            return walk.answer(lm, lm_kwargs, signature, demos, inputs)
+
+    copy = Walking.__new__(Walking)
+    copy.__dict__.update(adapter.__dict__)
+    return copy
+
+
+def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally, k: int) -> None:
+    """Run the first `k` references' feedback, units and samples through the programs (no LM is called)."""
+    from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReflectPair, RespondAndImprove
+
+    method = get_method(config.synthesis.method)
+    syn = config.synthesis
+    walk = _Walk(build_adapter(config.teacher), config.teacher.model, lengths, tally)
+    adapter = _walking_adapter(walk.adapter, walk)
+    collect = CollectReferenceFeedback(describe=method.describe, critique=method.critique_reference)
+    synthesizer = InstructionSynthesizer()
+    respond = (ReflectPair(syn.reflection) if method.recycle
+               else RespondAndImprove(improve=method.improve, sample_feedback=method.sample_feedback))
+
+    async def run() -> None:
+        with dspy.context(lm=dspy.utils.DummyLM([]), adapter=adapter, trace=None):
+            for ref in refs[:k]:
+                if method.recycle:
+                    walk.work = "sample"
+                    await respond.acall(instruction=ref.instruction, response=ref.response)
+                    continue
+                fb = None
+                if method.collects_feedback:
+                    walk.work = "feedback"
+                    fb = await collect.acall(reference=ref)
+                features = dict(fb.features()) if fb is not None and hasattr(fb, "features") else {}
+                feature = method.features[0]
+                walk.work = "unit"
+                pred = await synthesizer.acall(reference_instruction=ref.instruction, feature_name=feature,
+                                               feature_description=features.get(feature, ""),
+                                               n=syn.instructions_per_feature)
+                walk.work = "sample"
+                feedback = getattr(fb, "response_feedback", None) if fb is not None else None
+                await respond.acall(reference_instruction=ref.instruction, reference_response=ref.response,
+                                    instruction=pred.new_instructions[0], feedback=feedback)
+
+    asyncio.run(run())
+
+
+def work_counts(config: Config, n_refs: int) -> dict[str, int]:
+    """How many references, units and samples a run of this size does (pure): `units` assume 90% of new
+    instructions survive dedup."""
+    method = get_method(config.synthesis.method)
+    syn = config.synthesis
+    if method.recycle:
+        return {"feedback": 0, "unit": 0, "sample": min(syn.size, n_refs)}
+    units = math.ceil(syn.size / (syn.instructions_per_feature * _KEEP_RATE))
+    return {"feedback": min(n_refs, units) if method.collects_feedback else 0, "unit": units, "sample": syn.size}
+
+
+def estimate(config: Config, references: list[Reference] | None = None, walk_refs: int = 4) -> dict[str, Any]:
+    """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called."""
+    from refed_dspy.seeds import read_references
+
+    if references is None:
+        references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+    model = config.teacher.model
+    sample_refs = references[: max(walk_refs, 1) * 4]
+    lengths = Lengths(response=round(fmean(count_tokens(model, r.response) for r in sample_refs)),
+                      instruction=round(fmean(count_tokens(model, r.instruction) for r in sample_refs)))
+    tally = Tally()
+    _walk(config, references, lengths, tally, min(walk_refs, len(references)))
+    counts = work_counts(config, len(references))
+    walked = {"feedback": min(walk_refs, len(references)), "unit": min(walk_refs, len(references)),
+              "sample": min(walk_refs, len(references))}
+    price = price_of(config.teacher)
+    factor = config.teacher.batch_price_factor
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    stages: dict[str, dict[str, Any]] = {}
+    for (work, stage), calls in tally.calls.items():
+        per = len(calls) / walked[work]
+        n = per * counts[work]
+        prompt = fmean(c[0] for c in calls) * n
+        completion = fmean(c[1] for c in calls) * n
+        cached = 0.0
+        if provider in _CACHING_PROVIDERS and len(calls) > 1:
+            shared = count_tokens(model, common_prefix(tally.prompts[(work, stage)]))
+            cached = cacheable_tokens(shared) * max(0.0, n - 1)
+        row = stages.setdefault(stage, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0,
+                                        "completion_tokens": 0.0})
+        row["calls"] += n
+        row["prompt_tokens"] += prompt
+        row["cached_tokens"] += cached
+        row["completion_tokens"] += completion
+    total = {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
+    for row in stages.values():
+        for key in total:
+            total[key] += row[key]
+    for row in [*stages.values(), total]:
+        _cost(row, price, factor)
+    return {"model": model, "method": config.synthesis.method, "size": config.synthesis.size,
+            "references": len(references), "work": counts, "lengths": {"response": lengths.response,
+                                                                        "instruction": lengths.instruction},
+            "price_known": price is not None, "batch_price_factor": factor,
+            "stages": {k: _rounded(v) for k, v in stages.items()}, "total": _rounded(total)}
+
+
+def _cost(row: dict[str, Any], price: Any, factor: float) -> None:
+    if price is None:
+        row.update(cost_usd=None, cost_low_usd=None, cost_high_usd=None, batch_cost_usd=None)
+        return
+    prompt, cached, completion = int(row["prompt_tokens"]), int(row["cached_tokens"]), int(row["completion_tokens"])
+    point = price.cost(prompt, completion, cached)
+    low = price.cost(prompt, int(completion * _LOW), cached)
+    high = price.cost(int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)))  # no cache hit at all
+    row.update(cost_usd=point, cost_low_usd=low, cost_high_usd=high, batch_cost_usd=point * factor,
+               batch_cost_low_usd=low * factor, batch_cost_high_usd=high * factor)
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 6) if isinstance(v, float) and "cost" in k else round(v) if isinstance(v, float) else v)
+            for k, v in row.items()}
+
+
+def format_estimate(e: dict[str, Any]) -> str:
+    """The table `refed estimate` prints."""
+    def money(v: float | None) -> str:
+        return "unknown" if v is None else f"${v:,.4f}"
+
+    lines = [f"estimate for {e['size']} samples ({e['method']}, teacher {e['model']}, {e['references']} references; "
+             f"references average {e['lengths']['instruction']} instruction and {e['lengths']['response']} response tokens)",
+             f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}{'online':>12}{'batch':>12}"]
+    for name, row in [*e["stages"].items(), ("total", e["total"])]:
+        lines.append(f"  {name:<16}{row['calls']:>8,}{row['prompt_tokens']:>13,}{row['completion_tokens']:>16,}"
+                     f"{money(row['cost_usd']):>12}{money(row.get('batch_cost_usd')):>12}")
+    t = e["total"]
+    if t["cost_usd"] is not None:
+        lines.append(f"  range: online {money(t['cost_low_usd'])} to {money(t['cost_high_usd'])}, batch "
+                     f"{money(t['batch_cost_low_usd'])} to {money(t['batch_cost_high_usd'])} (replies 0.5x to 1.6x as "
+                     "long, 10% repaired, top: no prompt-cache hit)")
+    else:
+        lines.append("  no price known for this model: set teacher.input_usd_per_mtok and output_usd_per_mtok")
+    return "\n".join(lines)

@@ -1,0 +1,282 @@
+"""Batch mode against the loopback's OpenAI Files + Batches and Anthropic Message Batches.
+
+What the server saw is the referee: its log lists every batch created with its custom_ids, and every batch line
+it answered."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import run_overrides
+from loopback_server import LoopbackServer, ServerConfig, read_log
+
+from refed_dspy.config import load_config
+from refed_dspy.engine.batch_store import BatchStore
+from refed_dspy.synthesis import synthesize
+
+FAST = {"batch_validating_s": 0.01, "batch_finalizing_s": 0.01}
+
+
+def batch_overrides(srv, run: Path, size: int, **extra) -> list[str]:
+    return run_overrides(srv, run, size, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 2,
+                                            "synthesis.mode": "'batch'", "batch.poll_s": 0.05, "batch.linger_s": 0.2,
+                                            **extra})
+
+
+def created(log: list[dict]) -> list[dict]:
+    return [e for e in log if "batch_create" in e]
+
+
+def assert_no_custom_id_twice(log: list[dict]) -> Counter:
+    ids = Counter(cid for e in created(log) for cid in e["custom_ids"])
+    assert ids and max(ids.values()) == 1, [cid for cid, n in ids.items() if n > 1][:5]
+    return ids
+
+
+def assert_none_lost(run: Path, log: list[dict], name: str = "batches") -> None:
+    """Every custom_id the run planned reached the provider, and every one has an outcome on disk."""
+    store = BatchStore(run, name, readonly=True)
+    planned = {cid for b in store.batches.values() for cid in b.custom_ids}
+    sent = {cid for e in created(log) for cid in e["custom_ids"]}
+    assert planned == sent
+    assert not store.open_batches()
+    assert planned <= set(store.results)
+
+
+def samples_of(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+
+
+def test_openai_batch_run_has_exactly_n_samples_in_waves(tmp_path):
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        s = synthesize(load_config(None, batch_overrides(srv, run, 12)))
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["samples"] == 12 and len(samples_of(run)) == 12
+    assert s["mode"] == "batch"
+    # the dependent stages went out as waves: feedback first, then instructions, then responses, then improvements
+    stages = [b.stage for b in BatchStore(run, readonly=True).batches.values()]
+    firsts = [stages.index(st) for st in ("feedback", "unit", "sample")]
+    assert firsts == sorted(firsts) and firsts[0] == 0 and len(stages) >= 4
+    ids = assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+    # every call went by batch: the server answered no chat request that was not a batch line
+    chat = [e for e in log if e.get("path", "").endswith("/chat/completions")]
+    assert chat and all(e.get("custom_id") for e in chat)
+    assert s["usage"]["calls"] == len(ids) == s["batch"]["submitted_calls_this_invocation"]
+    assert s["batch"]["saved_usd"] == pytest.approx(s["cost_usd"], abs=1e-6)  # half price: saved as much as paid
+
+
+def test_batch_costs_half_of_online_for_the_same_work(tmp_path):
+    costs = {}
+    for mode in ("online", "batch"):
+        with LoopbackServer(ServerConfig(extra=FAST)) as srv:
+            run = tmp_path / mode
+            s = synthesize(load_config(None, batch_overrides(srv, run, 12, **{"synthesis.mode": f"'{mode}'"})))
+        assert s["status"] == "complete" and s["samples"] == 12
+        costs[mode] = s["per_sample"]["cost_usd"]
+    assert costs["batch"] <= 0.52 * costs["online"]
+
+
+def test_anthropic_message_batches(tmp_path):
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        over = batch_overrides(srv, run, 8, **{"teacher.model": "'anthropic/claude-3-5-haiku-latest'"})
+        s = synthesize(load_config(None, over))
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["samples"] == 8
+    assert {e["api"] for e in created(log)} == {"anthropic"}
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+    assert s["cost_usd"] and s["batch"]["price_factor"] == 0.5
+
+
+def test_failed_expired_and_erroring_batches_still_give_exactly_n(tmp_path):
+    """Every 3rd batch fails validation, every 2nd expires halfway (its finished half is kept), 10% of lines come back
+    as 500s, 10% of replies are malformed: the run still ends with exactly N valid samples, and the requests that came
+    back unanswered went out again under new custom_ids."""
+    extra = {**FAST, "batch_fail_every": 3, "batch_expire_every": 2, "batch_line_error_rate": 0.1}
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), sticky_malformed=0.1, extra=extra)) as srv:
+        run = tmp_path / "run"
+        s = synthesize(load_config(None, batch_overrides(srv, run, 16)))
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["samples"] == 16 and len(samples_of(run)) == 16
+    assert all(x["response"] and x["improved_response"] for x in samples_of(run))
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+    store = BatchStore(run, readonly=True)
+    finals = Counter(b.final for b in store.batches.values())
+    assert finals["failed"] and finals["expired"] and finals["completed"]
+    assert s["batch"]["resubmitted"] > 0
+    # a request sent again is the same request: the custom_ids of one family carry the same body
+    lines = {x["custom_id"]: x["body"] for b in store.batches.values() for x in store.requests_of(b.local_id)}
+    families: dict[str, list] = {}
+    for cid, body in lines.items():
+        families.setdefault(cid.rsplit("-", 1)[0], []).append(json.dumps(body, sort_keys=True))
+    assert any(len(v) > 1 for v in families.values()) and all(len(set(v)) == 1 for v in families.values())
+
+
+def test_cancelled_batch_keeps_its_finished_lines(tmp_path):
+    import threading
+    import urllib.request
+
+    extra = {**FAST, "batch_line_s": 0.05}
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=extra)) as srv:
+        run = tmp_path / "run"
+        cancelled = []
+
+        def cancel_first():  # someone cancels the first batch at the provider while it runs
+            import time
+
+            while not cancelled:
+                time.sleep(0.02)
+                with srv.state.batches.lock:
+                    first = next(iter(srv.state.batches.batches.values()), None)
+                if first is not None and first.done >= 2:
+                    req = urllib.request.Request(f"{srv.api_base}/batches/{first.id}/cancel", method="POST", data=b"{}")
+                    urllib.request.urlopen(req).read()
+                    cancelled.append(first.id)
+
+        t = threading.Thread(target=cancel_first, daemon=True)
+        t.start()
+        s = synthesize(load_config(None, batch_overrides(srv, run, 8)))
+        t.join(timeout=5)
+    log = read_log(tmp_path / "log.jsonl")
+    assert cancelled and s["status"] == "complete" and s["samples"] == 8
+    store = BatchStore(run, readonly=True)
+    first = next(iter(store.batches.values()))
+    assert first.final == "cancelled"
+    kept = [cid for cid in first.custom_ids if not store.results[cid].lost]
+    assert 2 <= len(kept) < len(first.custom_ids)  # its finished lines were used, the rest sent again
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+
+
+def _cli(run_args: list[str], env_extra: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "refed_dspy.cli", *run_args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def _set(over: list[str]) -> list[str]:
+    out = []
+    for o in over:
+        out += ["--set", o]
+    return out
+
+
+@pytest.mark.parametrize("point", ["before_upload", "after_upload", "after_create", "while_polling",
+                                   "while_writing_results"])
+def test_sigkill_then_resume_sends_nothing_twice_and_loses_nothing(tmp_path, point):
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        args = ["synthesize", *_set(batch_overrides(srv, run, 8))]
+        nth = "2" if point in ("before_upload", "after_upload", "after_create") else "3"
+        killed = _cli(args, {"REFED_CRASH_AT": f"{point}:{nth}"})
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        done = _cli(args)
+        assert done.returncode == 0, done.stderr[-2000:]
+    log = read_log(tmp_path / "log.jsonl")
+    assert len(samples_of(run)) == 8
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+    # the provider answered each request once: no line was run twice either
+    answered = Counter(e["custom_id"] for e in log if e.get("custom_id"))
+    assert max(answered.values()) == 1
+
+
+def test_detach_then_status_then_resume(tmp_path):
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra={**FAST, "batch_line_s": 0.02})) as srv:
+        run = tmp_path / "run"
+        args = ["synthesize", *_set(batch_overrides(srv, run, 8))]
+        first = _cli([*args, "--detach"])
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert "batches submitted" in first.stdout
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "submitted" and summary["samples"] == 0
+        status = _cli(["status", str(run)])
+        assert status.returncode == 0 and "b00001" in status.stdout and "feedback" in status.stdout
+        assert "synthesis: batch mode, status submitted" in status.stdout
+        rounds = 0
+        while json.loads((run / "summary.json").read_text())["status"] != "complete":
+            rounds += 1
+            assert rounds < 12
+            again = _cli([*args, "--detach"])
+            assert again.returncode == 0, again.stderr[-2000:]
+        final = _cli(["status", str(run)])
+    log = read_log(tmp_path / "log.jsonl")
+    assert rounds >= 2  # each detached round submitted the next wave
+    assert len(samples_of(run)) == 8
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+    assert "status complete, 8/8 done" in final.stdout and "0 open" in final.stdout
+
+
+def test_judging_in_batch_mode(tmp_path):
+    from refed_dspy.judging import judge_run
+
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        over = batch_overrides(srv, run, 6, **{"synthesis.mode": "'online'", "judging.mode": "'batch'",
+                                                "judge.api_base": f"'{srv.api_base}'", "judge.api_key_env": "''"})
+        cfg = load_config(None, over)
+        synthesize(cfg)
+        s = judge_run(run, cfg)
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["judged"] == 6 and s["mode"] == "batch"
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log, "judge_batches")
+    assert len([e for e in log if e.get("custom_id")]) == s["usage"]["calls"]
+
+
+@pytest.mark.parametrize("model", ["gemini/gemini-2.0-flash", "ollama_chat/llama3.1"])
+def test_providers_without_a_batch_api_are_refused_in_one_line(tmp_path, model):
+    out = _cli(["synthesize", "--set", f"teacher.model='{model}'", "--set", "teacher.api_key_env=''",
+                "--set", "synthesis.mode='batch'", "--set", f"run.dir='{tmp_path / 'run'}'"], timeout=60)
+    assert out.returncode == 2
+    lines = [x for x in out.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "batch" in lines[0] and "online" in lines[0] and "Traceback" not in out.stderr
+    assert not (tmp_path / "run" / "samples.jsonl").exists()
+
+
+def test_detach_needs_batch_mode(tmp_path):
+    out = _cli(["synthesize", "--detach", "--set", f"run.dir='{tmp_path / 'run'}'"], timeout=60)
+    assert out.returncode == 2 and "--detach needs" in out.stderr
+
+
+def test_azure_openai_batches_use_the_resource_endpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("AZURE_API_KEY", "azure-key")
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        over = batch_overrides(srv, run, 6, **{"teacher.model": "'azure/my-deployment'",
+                                                "teacher.api_base": f"'{srv.api_base.removesuffix('/v1')}'",
+                                                "teacher.api_version": "'2024-10-21'",
+                                                "teacher.api_key_env": "'AZURE_API_KEY'"})
+        s = synthesize(load_config(None, over))
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["samples"] == 6
+    posts = [e for e in log if e.get("batch_api") == "POST"]
+    assert posts and all(e["path"].startswith("/openai/") and "api-version=2024-10-21" in e["path"] for e in posts)
+    assert all(e["auth"] == "azure-key" for e in posts)
+    lines = BatchStore(run, readonly=True)
+    first = lines.requests_of(next(iter(lines.batches)))[0]
+    assert first["url"] == "/chat/completions" and first["body"]["model"] == "my-deployment"
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+
+
+def test_upload_and_create_errors_are_retried_without_sending_twice(tmp_path):
+    extra = {**FAST, "batch_api_errors": 3}
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=extra)) as srv:
+        run = tmp_path / "run"
+        s = synthesize(load_config(None, batch_overrides(srv, run, 8, **{"batch.poll_s": 0.02})))
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["samples"] == 8
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)

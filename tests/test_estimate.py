@@ -1,0 +1,78 @@
+"""`refed estimate`: no call made; the walk-through uses the real prompts; the run's summary states the error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import run_overrides
+from loopback_server import LoopbackServer, ServerConfig
+
+from refed_dspy.config import load_config
+from refed_dspy.estimate import (
+    Lengths,
+    cacheable_tokens,
+    common_prefix,
+    estimate,
+    made_up_value,
+    work_counts,
+)
+from refed_dspy.synthesis import synthesize
+
+
+def test_pure_parts():
+    assert common_prefix(["abcd", "abxy", "abzz"]) == "ab" and common_prefix([]) == ""
+    assert cacheable_tokens(1023) == 0 and cacheable_tokens(1100) == 1024 and cacheable_tokens(1300) == 1280
+    schema = {"type": "object", "properties": {
+        "items": {"type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "string"}},
+        "score": {"type": "integer", "minimum": 1, "maximum": 10}, "verdict": {"enum": ["A", "B", "tie"]},
+        "improved_response": {"type": "string"}}}
+    value = made_up_value(schema, "out", Lengths(response=50, instruction=10), {})
+    assert len(value["items"]) == 5 and value["score"] == 5 and value["verdict"] == "A"
+    assert len(value["improved_response"].split()) == 50
+    cfg = load_config(None, ["synthesis.size=100", "synthesis.instructions_per_feature=10"])
+    assert work_counts(cfg, 40) == {"feedback": 12, "unit": 12, "sample": 100}
+    cfg = load_config(None, ["synthesis.size=10", "synthesis.method='reflection'"])
+    assert work_counts(cfg, 40) == {"feedback": 0, "unit": 0, "sample": 10}
+
+
+def test_estimate_makes_no_call_and_covers_every_stage(tmp_path):
+    with LoopbackServer(ServerConfig()) as srv:
+        over = run_overrides(srv, tmp_path / "run", 500)
+        e = estimate(load_config(None, over))
+        assert srv.state.count == 0  # not one request
+    assert set(e["stages"]) == {"feedback", "synthesize", "generate", "improve"}
+    assert e["stages"]["generate"]["calls"] == 500 == e["stages"]["improve"]["calls"]
+    t = e["total"]
+    assert t["calls"] == sum(s["calls"] for s in e["stages"].values())
+    assert t["cost_low_usd"] < t["cost_usd"] < t["cost_high_usd"]
+    assert abs(t["batch_cost_usd"] - 0.5 * t["cost_usd"]) < 1e-6
+    # the prompts are the real ones: the improve step's carry the draft, so they are longer than generate's
+    assert e["stages"]["improve"]["prompt_tokens"] > e["stages"]["generate"]["prompt_tokens"]
+
+
+def test_cli_writes_the_estimate_and_the_run_states_its_error(tmp_path):
+    with LoopbackServer(ServerConfig()) as srv:
+        run = tmp_path / "run"
+        over = run_overrides(srv, run, 12, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 3})
+        args = [sys.executable, "-m", "refed_dspy.cli", "estimate"]
+        for o in over:
+            args += ["--set", o]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "improve" in out.stdout and "total" in out.stdout and "range: online" in out.stdout
+        assert srv.state.count == 0 and (run / "estimate.json").exists()
+        s = synthesize(load_config(None, over))
+    est = s["estimate"]
+    assert est["cost_usd"] == json.loads((run / "estimate.json").read_text())["total"]["cost_usd"]
+    assert "cost_error" in est and abs(est["calls_error"]) < 0.35
+
+
+def test_progress_line_projects_the_total_cost():
+    from refed_dspy.progress import Progress
+
+    p = Progress(100, 0, enabled=False)
+    assert "projected" not in p.line()  # nothing to go by yet
+    p.done, p.cost = 25, 0.5
+    assert p.projected() == 2.0 and "$0.5000, projected $2.0000 in all" in p.line()
