@@ -280,3 +280,20 @@ def test_upload_and_create_errors_are_retried_without_sending_twice(tmp_path):
     assert s["status"] == "complete" and s["samples"] == 8
     assert_no_custom_id_twice(log)
     assert_none_lost(run, log)
+
+
+def test_resume_with_another_api_key_finds_its_batches(tmp_path):
+    """The key is no part of a custom_id: a run killed while polling and resumed with a rotated key sends nothing twice."""
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        args = ["synthesize", *_set(batch_overrides(srv, run, 6, **{"teacher.api_key_env": "'REFED_TEST_KEY'"}))]
+        killed = _cli(args, {"REFED_CRASH_AT": "while_polling:2", "REFED_TEST_KEY": "key-one"})
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        done = _cli(args, {"REFED_TEST_KEY": "key-two"})
+        assert done.returncode == 0, done.stderr[-2000:]
+    log = read_log(tmp_path / "log.jsonl")
+    auths = [e["auth"] for e in log if e.get("batch_api") == "POST"]
+    assert "Bearer key-one" in auths and auths[-1] == "Bearer key-two"
+    assert len(samples_of(run)) == 6
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)

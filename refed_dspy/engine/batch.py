@@ -350,10 +350,13 @@ class BatchBroker:
         crash_point("while_writing_results")
         self.store.add_results(results[half:])
         self.store.collected(entry.local_id, view.final or view.status)
+        lines = None
         for r in results:
-            self._deliver(r)
+            if r.lost and lines is None:  # a lost request goes out again: its line, read once per batch
+                lines = {x["custom_id"]: x for x in self.store.requests_of(entry.local_id)}
+            self._deliver(r, entry.stage, lines)
 
-    def _deliver(self, r: StoredResult) -> None:
+    def _deliver(self, r: StoredResult, stage: str, lines: dict[str, dict[str, Any]] | None) -> None:
         base = r.custom_id.rsplit("-", 1)[0]
         fut = self.waiting.get(base)
         if fut is None or fut.done():
@@ -368,8 +371,7 @@ class BatchBroker:
             self.waiting.pop(base)
             fut.set_result(self._gave_up(base))
             return
-        stage = next((b.stage for b in self.store.batches.values() if r.custom_id in b.custom_ids), "")
-        line = next(x for x in self.store.requests_of(r.batch) if x["custom_id"] == r.custom_id)
+        line = (lines or {})[r.custom_id]
         body = line.get("body") if "body" in line else line.get("params")
         self.pending[nxt] = (stage, self.client.line(nxt, body), len(json.dumps(body)))
         self.last_new = time.monotonic()

@@ -74,6 +74,7 @@ class BatchStore:
         self.batches: dict[str, BatchEntry] = {}
         self.results: dict[str, StoredResult] = {}  # the latest outcome per custom_id
         self.lost_count: dict[str, int] = {}  # times each custom_id came back unanswered
+        self.open_index: dict[str, str] = {}  # custom_id -> local id, for the batches not yet collected
         self._journal: JsonlWriter | None = None
         self._results: JsonlWriter | None = None
         self.readonly = readonly  # a reader (refed status): a torn last line is skipped, not cut off
@@ -84,6 +85,7 @@ class BatchStore:
         self.batches.clear()
         self.results.clear()
         self.lost_count.clear()
+        self.open_index.clear()
         for ev in read_jsonl(self.journal_path, repair=not self.readonly):
             self._apply(ev)
         for row in read_jsonl(self.results_path, repair=not self.readonly):
@@ -94,6 +96,7 @@ class BatchStore:
         kind, local = ev.get("e"), ev.get("batch")
         if kind == "plan":
             self.batches[local] = BatchEntry(local, ev["api"], list(ev["custom_ids"]), ev.get("t", 0.0), ev.get("stage", ""))
+            self.open_index.update(dict.fromkeys(ev["custom_ids"], local))
             return
         entry = self.batches.get(local)
         if entry is None:
@@ -107,6 +110,9 @@ class BatchStore:
             entry.status, entry.counts, entry.last_seen = ev["status"], ev.get("counts") or {}, ev.get("t")
         elif kind == "collected":
             entry.collected, entry.final, entry.status = True, ev.get("status"), ev.get("status") or entry.status
+            for cid in entry.custom_ids:
+                if self.open_index.get(cid) == local:
+                    del self.open_index[cid]
 
     def _note_result(self, result: StoredResult) -> None:
         if result.lost:
@@ -123,8 +129,8 @@ class BatchStore:
         return [b for b in self.batches.values() if b.open]
 
     def in_open_batch(self) -> dict[str, str]:
-        """custom_id -> local id, for the requests of batches not yet collected."""
-        return {cid: b.local_id for b in self.open_batches() for cid in b.custom_ids}
+        """custom_id -> local id, for the requests of batches not yet collected (kept up to date, not rebuilt)."""
+        return self.open_index
 
     # ---- writing ------------------------------------------------------------------------------
     def _event(self, ev: dict[str, Any]) -> None:
