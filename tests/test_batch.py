@@ -297,3 +297,36 @@ def test_resume_with_another_api_key_finds_its_batches(tmp_path):
     assert len(samples_of(run)) == 6
     assert_no_custom_id_twice(log)
     assert_none_lost(run, log)
+
+
+def test_provider_limits_split_a_stage_into_several_batches(tmp_path):
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        s = synthesize(load_config(None, batch_overrides(srv, run, 12, **{"batch.max_requests": 5,
+                                                                          "batch.max_bytes": 60000})))
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["samples"] == 12
+    store = BatchStore(run, readonly=True)
+    sizes = [len(b.custom_ids) for b in store.batches.values()]
+    assert max(sizes) <= 5 and sum(1 for b in store.batches.values() if b.stage == "sample") >= 3
+    for b in store.batches.values():  # and each batch's file stays under the byte cap
+        assert len("".join(json.dumps(x) + "\n" for x in store.requests_of(b.local_id)).encode()) <= 60000
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+
+
+@pytest.mark.parametrize("point", ["after_create", "while_writing_results"])
+def test_anthropic_sigkill_then_resume(tmp_path, point):
+    """Message batches carry no metadata: a batch created by a killed run is found by its time and request count."""
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        over = batch_overrides(srv, run, 6, **{"teacher.model": "'anthropic/claude-3-5-haiku-latest'"})
+        args = ["synthesize", *_set(over)]
+        killed = _cli(args, {"REFED_CRASH_AT": f"{point}:2"})
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        done = _cli(args)
+        assert done.returncode == 0, done.stderr[-2000:]
+    log = read_log(tmp_path / "log.jsonl")
+    assert len(samples_of(run)) == 6
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
