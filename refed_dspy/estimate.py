@@ -30,8 +30,7 @@ import dspy
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.config import Config
-from refed_dspy.lm import CallTag, price_of
-from refed_dspy.lm import _stage as current_stage
+from refed_dspy.lm import CallTag, current_stage, price_of
 from refed_dspy.methods import get_method
 from refed_dspy.records import Reference
 
@@ -162,7 +161,7 @@ class _Walk:
             reply += "\n\n[[ ## completed ## ]]"
         else:
             reply = json.dumps(values)
-        self.tally.add(self.work, current_stage.get(), count_tokens(self.model, prompt_text),
+        self.tally.add(self.work, current_stage(), count_tokens(self.model, prompt_text),
                        count_tokens(self.model, reply), prompt_text)
         try:
             exchange.send(([reply], CallTag()))

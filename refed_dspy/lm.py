@@ -106,6 +106,11 @@ def stage(name: str) -> Iterator[None]:
         _stage.reset(token)
 
 
+def current_stage() -> str:
+    """The stage name the LM calls made here are tagged with (see `stage`)."""
+    return _stage.get()
+
+
 @contextlib.contextmanager
 def collect_calls(into: list[CallInfo] | None = None) -> Iterator[list[CallInfo]]:
     """Collect the CallInfo of every LM call made in this block (in this task/context), into `into` when given

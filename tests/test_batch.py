@@ -62,7 +62,7 @@ def test_openai_batch_run_has_exactly_n_samples_in_waves(tmp_path):
     assert s["mode"] == "batch"
     # the dependent stages went out as waves: feedback first, then instructions, then responses, then improvements
     stages = [b.stage for b in BatchStore(run, readonly=True).batches.values()]
-    firsts = [stages.index(st) for st in ("feedback", "unit", "sample")]
+    firsts = [stages.index(st) for st in ("feedback", "synthesize", "generate", "improve")]
     assert firsts == sorted(firsts) and firsts[0] == 0 and len(stages) >= 4
     ids = assert_no_custom_id_twice(log)
     assert_none_lost(run, log)
@@ -308,7 +308,7 @@ def test_provider_limits_split_a_stage_into_several_batches(tmp_path):
     assert s["status"] == "complete" and s["samples"] == 12
     store = BatchStore(run, readonly=True)
     sizes = [len(b.custom_ids) for b in store.batches.values()]
-    assert max(sizes) <= 5 and sum(1 for b in store.batches.values() if b.stage == "sample") >= 3
+    assert max(sizes) <= 5 and sum(1 for b in store.batches.values() if b.stage == "generate") >= 3
     for b in store.batches.values():  # and each batch's file stays under the byte cap
         assert len("".join(json.dumps(x) + "\n" for x in store.requests_of(b.local_id)).encode()) <= 60000
     assert_no_custom_id_twice(log)

@@ -32,6 +32,7 @@ from typing import Any
 
 from refed_dspy.engine.batch_api import BatchAPIError, BatchView, _Client
 from refed_dspy.engine.batch_store import BatchEntry, BatchStore, StoredResult
+from refed_dspy.lm import current_stage
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,9 @@ class BatchBroker:
             if cid is None:
                 self.waiting.pop(base, None)
                 return self._gave_up(base)
-            self.pending[cid] = (slot.key.split(":", 1)[0], self.client.line(cid, json.loads(request.body)),
-                                 len(request.body))
+            stage = current_stage()
+            self.pending[cid] = (stage if stage != "unknown" else slot.key.split(":", 1)[0],
+                                 self.client.line(cid, json.loads(request.body)), len(request.body))
             self.last_new = time.monotonic()
         try:
             return await fut
