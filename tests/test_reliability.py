@@ -263,6 +263,28 @@ def test_every_request_is_accounted_when_many_requests_fail(server_factory, tmp_
     assert len(read_log(srv.cfg.log_path)) == len(log)
 
 
+def test_judge_accounts_every_request_when_many_fail(server_factory, tmp_path):
+    """The judge runs on the same engine: under 40 % HTTP 500s its paid and failed calls are the server's answered and
+    failed judge requests, exactly."""
+    from refed_dspy.judging import judge_run
+
+    good = server_factory()
+    run = tmp_path / "run"
+    cfg = load_config(None, run_overrides(good, run, 6, **{"seeds.limit": 3, "synthesis.instructions_per_feature": 2}))
+    synthesize(cfg)
+    bad = server_factory(rate_500=0.4)
+    cfg = load_config(None, run_overrides(good, run, 6, **{
+        "seeds.limit": 3, "synthesis.instructions_per_feature": 2, "judge.api_base": f"'{bad.api_base}'",
+        "judge.api_key_env": "''", "judge.num_retries": 8, "judging.concurrency": 4,
+        "judging.max_consecutive_failures": 100}))
+    s = judge_run(run, cfg)
+    log = read_log(bad.cfg.log_path)
+    answered = sum(1 for e in log if e.get("status") == 200)
+    failed = sum(1 for e in log if e.get("status") == 500)
+    assert s["judged"] == 6 and failed > 3
+    assert s["usage"]["calls"] == answered and s["usage"]["failed_calls"] == failed
+
+
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_stopped_run_pays_for_nothing_twice(server_factory, tmp_path, sig):
     """Stopped mid-run and resumed: every answer the server sent was read and recorded (the calls in flight
