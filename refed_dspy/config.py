@@ -266,7 +266,10 @@ _DEFAULTS = Config().model_dump(mode="json")
 def fingerprint(config: Config) -> dict[str, Any]:
     """The config values that determine a run's outputs (size, budgets and concurrency excluded)."""
     data = config.model_dump(mode="json")
-    return {section: {k: data[section][k] for k in keys} for section, keys in _OUTPUT_FIELDS.items()}
+    out = {section: {k: data[section][k] for k in keys} for section, keys in _OUTPUT_FIELDS.items()}
+    # replicas of one model: adding or removing one is the same config, so only the first endpoint counts
+    out["teacher"]["api_base"] = config.teacher.primary_api_base
+    return out
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

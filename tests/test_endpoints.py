@@ -65,3 +65,12 @@ def test_batch_mode_takes_one_endpoint(tmp_path):
                              "teacher.api_key_env=''", f"run.dir='{tmp_path}'"])
     with pytest.raises(ConfigError, match="batch mode sends to one provider endpoint"):
         synthesize(cfg)
+
+
+def test_adding_a_replica_is_the_same_config():
+    from refed_dspy.config import fingerprint
+
+    one = load_config(None, ["teacher.api_base='http://a/v1'"])
+    two = load_config(None, ["teacher.api_base=['http://a/v1', 'http://b/v1']"])
+    other = load_config(None, ["teacher.api_base=['http://c/v1', 'http://a/v1']"])
+    assert fingerprint(one) == fingerprint(two) != fingerprint(other)
