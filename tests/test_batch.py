@@ -330,3 +330,29 @@ def test_anthropic_sigkill_then_resume(tmp_path, point):
     assert len(samples_of(run)) == 6
     assert_no_custom_id_twice(log)
     assert_none_lost(run, log)
+
+
+def test_an_unreadable_provider_answer_stops_the_run_resumably(tmp_path, monkeypatch):
+    from refed_dspy.engine import batch_api
+    from refed_dspy.errors import RunAborted
+
+    real = batch_api.OpenAIBatches._view
+    broken = {"on": True}
+
+    def view(self, b):
+        if broken["on"] and b.get("status") == "completed":
+            raise KeyError("request_counts")  # a provider that changed its format
+        return real(self, b)
+
+    monkeypatch.setattr(batch_api.OpenAIBatches, "_view", view)
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        cfg = load_config(None, batch_overrides(srv, run, 6))
+        with pytest.raises(RunAborted, match="unreadable"):
+            synthesize(cfg)
+        broken["on"] = False
+        s = synthesize(cfg)
+    assert s["status"] == "complete" and s["samples"] == 6
+    log = read_log(tmp_path / "log.jsonl")
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)

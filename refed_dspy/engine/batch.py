@@ -251,6 +251,11 @@ class BatchBroker:
                     return
                 log.warning("%s (trying again in %.0f s)", err, self.settings.poll_s)
                 await asyncio.sleep(self.settings.poll_s)
+            except Exception as err:  # noqa: BLE001 - a provider answer we cannot read: stop the run, resumably
+                self.error = BatchAPIError(f"{self.client.api} batch API answered something unreadable: "
+                                           f"{type(err).__name__}: {err}")
+                self.on_wake()
+                return
             await asyncio.sleep(tick)
 
     def _due(self) -> bool:
