@@ -171,17 +171,22 @@ def _set(over: list[str]) -> list[str]:
     return out
 
 
+def kill_then_resume(over: list[str], crash: str, kill_env: dict | None = None, resume_env: dict | None = None) -> None:
+    """`refed synthesize` killed by SIGKILL at `crash` (REFED_CRASH_AT), then the same command run to the end."""
+    args = ["synthesize", *_set(over)]
+    killed = _cli(args, {"REFED_CRASH_AT": crash, **(kill_env or {})})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    done = _cli(args, resume_env)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("point", ["before_upload", "after_upload", "after_create", "while_polling",
                                    "while_writing_results"])
 def test_sigkill_then_resume_sends_nothing_twice_and_loses_nothing(tmp_path, point):
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
-        args = ["synthesize", *_set(batch_overrides(srv, run, 8))]
         nth = "2" if point in ("before_upload", "after_upload", "after_create") else "3"
-        killed = _cli(args, {"REFED_CRASH_AT": f"{point}:{nth}"})
-        assert killed.returncode == -9, killed.stderr[-2000:]
-        done = _cli(args)
-        assert done.returncode == 0, done.stderr[-2000:]
+        kill_then_resume(batch_overrides(srv, run, 8), f"{point}:{nth}")
     log = read_log(tmp_path / "log.jsonl")
     assert len(samples_of(run)) == 8
     assert_no_custom_id_twice(log)
@@ -286,11 +291,8 @@ def test_resume_with_another_api_key_finds_its_batches(tmp_path):
     """The key is no part of a custom_id: a run killed while polling and resumed with a rotated key sends nothing twice."""
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
-        args = ["synthesize", *_set(batch_overrides(srv, run, 6, **{"teacher.api_key_env": "'REFED_TEST_KEY'"}))]
-        killed = _cli(args, {"REFED_CRASH_AT": "while_polling:2", "REFED_TEST_KEY": "key-one"})
-        assert killed.returncode == -9, killed.stderr[-2000:]
-        done = _cli(args, {"REFED_TEST_KEY": "key-two"})
-        assert done.returncode == 0, done.stderr[-2000:]
+        kill_then_resume(batch_overrides(srv, run, 6, **{"teacher.api_key_env": "'REFED_TEST_KEY'"}), "while_polling:2",
+                         {"REFED_TEST_KEY": "key-one"}, {"REFED_TEST_KEY": "key-two"})
     log = read_log(tmp_path / "log.jsonl")
     auths = [e["auth"] for e in log if e.get("batch_api") == "POST"]
     assert "Bearer key-one" in auths and auths[-1] == "Bearer key-two"
@@ -321,11 +323,7 @@ def test_anthropic_sigkill_then_resume(tmp_path, point):
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
         over = batch_overrides(srv, run, 6, **{"teacher.model": "'anthropic/claude-3-5-haiku-latest'"})
-        args = ["synthesize", *_set(over)]
-        killed = _cli(args, {"REFED_CRASH_AT": f"{point}:2"})
-        assert killed.returncode == -9, killed.stderr[-2000:]
-        done = _cli(args)
-        assert done.returncode == 0, done.stderr[-2000:]
+        kill_then_resume(over, f"{point}:2")
     log = read_log(tmp_path / "log.jsonl")
     assert len(samples_of(run)) == 6
     assert_no_custom_id_twice(log)
