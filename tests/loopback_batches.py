@@ -13,7 +13,7 @@ the server's log shows each line it answered. A batch walks the providers' statu
 Knobs (ServerConfig): batch_validating_s, batch_line_s, batch_finalizing_s; batch_fail_every (every k-th batch
 fails validation); batch_expire_every (every k-th batch expires halfway); batch_line_error_rate (a line's
 answer is a 500 in the error file / an errored result, chosen by its custom_id); batch_api_errors (the first k
-uploads or creates answer 500).
+uploads or creates answer 500); batch_line_error_first (the first k lines answered are 500s).
 Every batch created is logged as {"batch_create": id, "api": ..., "custom_ids": [...]}.
 """
 
@@ -230,7 +230,10 @@ class BatchAPI:
 
     def _answer(self, b: _Batch, line: dict) -> tuple[int, dict]:
         cid = line["custom_id"]
-        if _unit(cid, "batch_line_error") < self.knob("batch_line_error_rate", 0.0):
+        with self.lock:
+            self.lines_answered = getattr(self, "lines_answered", 0) + 1
+            first = self.lines_answered <= self.knob("batch_line_error_first", 0)
+        if first or _unit(cid, "batch_line_error") < self.knob("batch_line_error_rate", 0.0):
             return 500, _err("injected batch line error", "server_error")
         body = line["body"] if b.api == "openai" else _anthropic_to_openai(line["params"])
         req = urllib.request.Request(f"http://127.0.0.1:{self.port_of()}/v1/chat/completions",

@@ -354,3 +354,19 @@ def test_an_unreadable_provider_answer_stops_the_run_resumably(tmp_path, monkeyp
     log = read_log(tmp_path / "log.jsonl")
     assert_no_custom_id_twice(log)
     assert_none_lost(run, log)
+
+
+def test_work_asked_for_again_gets_new_requests_not_the_stored_error(tmp_path):
+    """A reference whose feedback failed (a 500 inside the batch, no retries left) is asked for again when a unit needs
+    it: that is a new attempt with new custom_ids, not the stored error handed back (which looped until the failure
+    streak stopped the run)."""
+    extra = {**FAST, "batch_line_error_first": 3}  # the first batch is the feedback one: 3 of its lines fail
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=extra)) as srv:
+        run = tmp_path / "run"
+        s = synthesize(load_config(None, batch_overrides(srv, run, 8, **{"teacher.num_retries": 0})))
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["samples"] == 8
+    rejects = [json.loads(x) for x in (run / "rejects.jsonl").read_text().splitlines()]
+    assert any(r["stage"] == "feedback" for r in rejects)  # some feedback did fail, and was asked for again
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)

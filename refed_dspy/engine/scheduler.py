@@ -102,6 +102,7 @@ class Engine:
         self.last_decrease = 0.0
         self.delayed: list[tuple[float, int, str, Any, int]] = []  # (ready at, seq, kind, payload, slots)
         self.attempts: Counter = Counter()
+        self.starts: Counter = Counter()  # batch mode: times each piece of work was started (its custom_ids' attempt)
         self.retries: Counter = Counter()
         self.stop_reason: str | None = None
         self.abort: Failure | None = None
@@ -158,8 +159,11 @@ class Engine:
         if self.broker is not None:
             from refed_dspy.engine.batch import in_slot
 
+            # every start of a piece of work is a new attempt with its own custom_ids (a retry, or the same work asked
+            # for again later): a stored error answer is never handed back to the attempt that follows it
             key = self.stage.key(kind, payload)
-            coro = in_slot(coro, key, self.attempts[key])
+            coro = in_slot(coro, key, self.starts[key])
+            self.starts[key] += 1
         task = asyncio.ensure_future(coro)
         self.running[task] = meta
         self.slots_used += slots
