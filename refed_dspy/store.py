@@ -36,18 +36,29 @@ def read_jsonl(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any
         return
     with open(p, "rb") as fh:
         data = fh.read()
-    end = data.rfind(b"\n") + 1
+    records, end, _ = complete_records(data, p)
     if repair and end < len(data):
         with open(p, "r+b") as fh:
             fh.truncate(end)
-    for lineno, raw in enumerate(data[:end].split(b"\n")[:-1], 1):
+    yield from records
+
+
+def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[list[dict[str, Any]], int, int]:
+    """The records of the complete lines of `data` (read from `path` after `lines_before` lines), the bytes those lines
+    take, and how many lines they are. A last line without its newline is left out (still being written, or torn
+    by a kill); any other line that is not a JSON object raises CorruptRecordError with its file and line."""
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].split(b"\n")[:-1]
+    records = []
+    for lineno, raw in enumerate(lines, lines_before + 1):
         if not raw.strip():
             continue
         obj = parse_record(raw)
         if obj is None:
-            raise CorruptRecordError(f"{p}:{lineno} is not a JSON record (the file was damaged); run `refed repair "
-                                     f"{p.parent}` to move the bad lines to {p.name}.quarantine and keep the rest")
-        yield obj
+            raise CorruptRecordError(f"{path}:{lineno} is not a JSON record (the file was damaged); run `refed repair "
+                                     f"{path.parent}` to move the bad lines to {path.name}.quarantine and keep the rest")
+        records.append(obj)
+    return records, end, len(lines)
 
 
 class JsonlWriter:
@@ -77,6 +88,11 @@ class JsonlWriter:
             raise RunDirError(f"cannot write {self.path}: {err.strerror or err}; the records written so far are kept "
                               "(fix the disk, then run the same command to resume)") from None
 
+    def sync(self) -> None:
+        """Make what was appended so far durable (fsync), for a writer that does not sync each line."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -91,17 +107,21 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     os.replace(tmp, p)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text to a temp file and rename it into place."""
+def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> None:
+    """Write text to a temp file and rename it into place (`durable`: fsynced before the rename)."""
     p = Path(path)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, p)
 
 
-def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]]) -> None:
+def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]], durable: bool = False) -> None:
     """Write a whole JSONL file to a temp file and rename it into place."""
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), durable)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

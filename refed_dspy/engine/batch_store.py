@@ -14,14 +14,12 @@ have reached the provider without being journaled (an upload, a create) are foun
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.store import JsonlWriter, read_jsonl
+from refed_dspy.store import JsonlWriter, read_jsonl, write_jsonl_atomic
 
 FINAL_STATES = ("completed", "expired", "cancelled", "failed")
 
@@ -148,13 +146,7 @@ class BatchStore:
         """Write a new batch's request lines, then journal it: from here on it is never lost nor sent twice."""
         local = self.next_local_id()
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"{local}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(b"".join((json.dumps(x, ensure_ascii=False) + "\n").encode() for x in lines))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_jsonl_atomic(self.dir / f"{local}.jsonl", lines, durable=True)
         self._event({"e": "plan", "batch": local, "api": api, "stage": stage,
                      "custom_ids": [x["custom_id"] for x in lines]})
         return self.batches[local]
@@ -185,7 +177,7 @@ class BatchStore:
             self._results.append(r.to_dict())
             self._note_result(r)
         if results:
-            os.fsync(self._results._open())
+            self._results.sync()
 
     def collected(self, local_id: str, status: str) -> None:
         self._event({"e": "collected", "batch": local_id, "status": status})

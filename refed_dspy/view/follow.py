@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.store import CorruptRecordError, parse_record
+from refed_dspy.store import complete_records
 
 
 class Follower:
@@ -40,16 +40,8 @@ class Follower:
         with open(self.path, "rb") as fh:
             fh.seek(self.offset)
             data = fh.read(st.st_size - self.offset)
-        end = data.rfind(b"\n") + 1  # a line still being written waits for the next look
-        records = []
-        for raw in data[:end].split(b"\n")[:-1]:
-            self.lines += 1
-            if not raw.strip():
-                continue
-            row = parse_record(raw)
-            if row is None:
-                raise CorruptRecordError(f"{self.path}:{self.lines} is not a JSON record (the file was damaged); "
-                                         f"run `refed repair {self.path.parent}` to move the bad lines aside")
-            records.append(row)
+        # a line still being written waits for the next look
+        records, end, lines = complete_records(data, self.path, self.lines)
+        self.lines += lines
         self.offset += end
         return records, restarted
