@@ -22,7 +22,6 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, config_from_dict
 from refed_dspy.engine import Engine, Limits
-from refed_dspy.engine.batch import batch_figures
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
 from refed_dspy.failures import Failure, classify
 from refed_dspy.gather import gather_settled
@@ -87,9 +86,7 @@ class JudgeRun:
         self.rundir = rundir
         self.lm = judge_lm
         self.adapter = build_adapter(config.judge)
-        self.price = price_of(config.judge)
-        if broker is not None and self.price is not None:
-            self.price = self.price.scaled(config.judge.batch_price_factor)
+        self.price = price_of(config.judge, batch=broker is not None)
         self.pointwise = PointwiseJudge(self.cfg.criteria) if self.cfg.pointwise else None
         self.pairwise = PairwiseJudge() if self.cfg.pairwise else None
         if self.pointwise is None and self.pairwise is None:
@@ -209,15 +206,11 @@ class JudgeRun:
             await engine.run_closing(progress, self.writers.values())
         finally:
             status = engine.status(done=engine.stop_reason is None)
-            figures = engine.figures()
-            if engine.broker is not None:
-                figures["batch"] = batch_figures(engine, engine.totals.as_dict(), self.config.judge.batch_price_factor)
+            figures = {**engine.figures(),
+                       **engine.mode_figures(engine.totals.as_dict(), self.config.judge.batch_price_factor, self.lm)}
             summary = judge_summary(self.rundir, samples, self.config, engine.totals, status,
                                     time.monotonic() - self.started, self.new, self.price is not None,
                                     self.adapter.choice.as_dict(), figures)
-            summary["mode"] = "batch" if engine.broker is not None else "online"
-            if getattr(self.lm, "endpoint_spread", None) is not None:
-                summary["endpoints"] = self.lm.endpoint_spread.figures()
             write_json_atomic(self.rundir.judge_summary, summary)
         if engine.abort is not None:
             raise RunAborted(f"judging stopped: {engine.abort.detail} ({summary['judged']} judged in {self.rundir.path}; "

@@ -360,6 +360,7 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
     return wide
 
 
-def price_of(spec: LMSpec) -> Price | None:
-    """Price for this spec from config, else the built-in table."""
-    return resolve_price(spec.model, spec.input_usd_per_mtok, spec.cached_input_usd_per_mtok, spec.output_usd_per_mtok)
+def price_of(spec: LMSpec, batch: bool = False) -> Price | None:
+    """Price for this spec from config, else the built-in table; `batch`: at the spec's batch_price_factor."""
+    price = resolve_price(spec.model, spec.input_usd_per_mtok, spec.cached_input_usd_per_mtok, spec.output_usd_per_mtok)
+    return price.scaled(spec.batch_price_factor) if batch and price is not None else price

@@ -25,7 +25,6 @@ import dspy
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.config import Config, config_hash
 from refed_dspy.engine import Engine, Limits
-from refed_dspy.engine.batch import batch_figures
 from refed_dspy.errors import RunAborted
 from refed_dspy.failures import Failure, classify
 from refed_dspy.lm import collect_calls, price_of
@@ -138,10 +137,7 @@ class SynthesisRun:
         self.refs = references
         self.teacher = teacher
         self.rundir = rundir
-        self.price: Price | None = price_of(config.teacher)
-        self.online_price = self.price
-        if broker is not None and self.price is not None:
-            self.price = self.price.scaled(config.teacher.batch_price_factor)
+        self.price: Price | None = price_of(config.teacher, batch=broker is not None)
         self.collect = CollectReferenceFeedback(describe=self.method.describe, critique=self.method.critique_reference)
         self.synthesizer = InstructionSynthesizer()
         if respond is None:
@@ -533,11 +529,7 @@ class SynthesisRun:
                         "this_invocation": dict(self.engine.retries)},
             "max_calls": self.max_calls,
             "concurrency": self.engine.figures()["concurrency"],
-            "mode": "batch" if self.engine.broker is not None else "online",
-            **({"endpoints": self.teacher.endpoint_spread.figures()}
-               if getattr(self.teacher, "endpoint_spread", None) is not None else {}),
-            **({"batch": batch_figures(self.engine, usage, self.config.teacher.batch_price_factor)}
-               if self.engine.broker is not None else {}),
+            **self.engine.mode_figures(usage, self.config.teacher.batch_price_factor, self.teacher),
             "usage": usage,
             "per_sample": per_sample,
             "cost_usd": usage["cost_usd"],

@@ -370,3 +370,21 @@ def test_work_asked_for_again_gets_new_requests_not_the_stored_error(tmp_path):
     assert any(r["stage"] == "feedback" for r in rejects)  # some feedback did fail, and was asked for again
     assert_no_custom_id_twice(log)
     assert_none_lost(run, log)
+
+
+def test_an_unreachable_batch_api_stops_with_one_line(tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    s.close()  # nothing listens there
+    run = tmp_path / "run"
+    out = _cli(["synthesize", "--set", f"teacher.api_base='{dead}'", "--set", "teacher.api_key_env=''",
+                "--set", "synthesis.mode='batch'", "--set", "batch.poll_s=0.02", "--set", "synthesis.size=4",
+                "--set", f"run.dir='{run}'", "--set", "run.progress=false"], timeout=120)
+    assert out.returncode == 3, out.stderr[-2000:]
+    last = [x for x in out.stderr.strip().splitlines() if x.strip()][-1]
+    assert "batch API unreachable" in last and "10 times in a row" in last and "Traceback" not in out.stderr
+    journal = BatchStore(run, readonly=True)
+    assert journal.batches and all(b.provider_id is None for b in journal.batches.values())  # planned, kept for the resume

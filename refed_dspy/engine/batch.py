@@ -79,6 +79,9 @@ def crash_point(name: str) -> None:
 _crash_counts: dict[str, int] = {}
 
 
+_MAX_API_FAILURES = 10  # batch API errors in a row (every poll_s) before the run stops, resumably
+
+
 def base_id(key: str, attempt: int, n: int, url: str, body: bytes) -> str:
     """The custom_id family of one call: the same piece of work, attempt, ordinal and request give the same id."""
     h = hashlib.sha256()
@@ -230,6 +233,7 @@ class BatchBroker:
 
     async def _run(self) -> None:
         tick = max(0.01, min(self.settings.poll_s, self.settings.linger_s) / 4)
+        failures = 0  # batch API errors in a row (an unreachable or failing provider)
         while True:
             try:
                 if not self._recovered:
@@ -239,14 +243,17 @@ class BatchBroker:
                     await self._submit()
                 await self._send_unsent()
                 await self._poll()
+                failures = 0
                 if self.settings.detach and not self.pending and self.waiting and \
                         len(self.waiting) >= self.tasks_running() and self._recovered:
                     self.detached = True
                     self.on_wake()
                     return
             except BatchAPIError as err:
-                if not err.retryable:
-                    self.error = err
+                failures += 1
+                if not err.retryable or failures >= _MAX_API_FAILURES:
+                    self.error = err if not err.retryable else BatchAPIError(
+                        f"{err} ({failures} times in a row; the batches sent so far are kept)")
                     self.on_wake()
                     return
                 log.warning("%s (trying again in %.0f s)", err, self.settings.poll_s)
@@ -415,9 +422,9 @@ def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = F
     return build_lm(body_spec, role, num_retries=0, wrap=lambda _http: BatchTransport(broker)), broker
 
 
-def batch_figures(engine: Any, usage: dict[str, Any], price_factor: float) -> dict[str, Any]:
+def batch_figures(broker: BatchBroker, usage: dict[str, Any], price_factor: float) -> dict[str, Any]:
     """What a summary says about batch mode: the batches, the calls, and what the batch price saved."""
-    out = dict(engine.broker.figures())
+    out = dict(broker.figures())
     cost = usage.get("cost_usd")
     out["price_factor"] = price_factor
     if cost is not None and 0 < price_factor < 1:

@@ -360,10 +360,20 @@ class Engine:
         return "complete" if done else (self.stop_reason or "exhausted")
 
     def figures(self) -> dict[str, Any]:
-        """Retries and the window (and the batches, in batch mode), for a summary."""
-        out = {"retries": dict(self.retries), "concurrency": {"configured": self.limits.concurrency,
-                                                              "final_limit": round(self.limit, 2),
-                                                              "min_limit": round(self.min_limit, 2)}}
+        """Retries and the window, for a summary."""
+        return {"retries": dict(self.retries), "concurrency": {"configured": self.limits.concurrency,
+                                                               "final_limit": round(self.limit, 2),
+                                                               "min_limit": round(self.min_limit, 2)}}
+
+    def mode_figures(self, usage: dict[str, Any], price_factor: float, lm: Any) -> dict[str, Any]:
+        """How the calls went, for a summary: `mode`, and `batch` (batches, requests, what the batch price saved) or
+        `endpoints` (calls per endpoint of the stage's LM, when it has several)."""
+        out: dict[str, Any] = {"mode": "batch" if self.broker is not None else "online"}
         if self.broker is not None:
-            out["batch"] = self.broker.figures()
+            from refed_dspy.engine.batch import batch_figures
+
+            out["batch"] = batch_figures(self.broker, usage, price_factor)
+        spread = getattr(lm, "endpoint_spread", None)
+        if spread is not None:
+            out["endpoints"] = spread.figures()
         return out
