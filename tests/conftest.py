@@ -56,6 +56,22 @@ def run(server_factory, tmp_path):
     return path
 
 
+def start_refed_server(args: list[str], url_pattern: str) -> tuple:
+    """Start `refed <args>` (a command that serves: view, serve-local) and read its URL from its first stdout line;
+    returns (process, URL). The test fails with the command's stderr when it does not start."""
+    import re
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    found = re.search(url_pattern, line)
+    if not found:
+        proc.kill()
+        pytest.fail(f"refed {args[0]} did not start: {line!r} {proc.stderr.read()[-2000:]!r}")
+    return proc, found.group(1)
+
+
 def run_overrides(server, run_dir, size: int, **extra) -> list[str]:
     """--set overrides pointing the teacher at a loopback server."""
     out = [f"teacher.api_base='{server.api_base}'", "teacher.api_key_env=''", f"run.dir='{run_dir}'",

@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_overrides
+from conftest import run_overrides, start_refed_server
 
 from refed_dspy.config import load_config
 from refed_dspy.filter_run import filter_run
@@ -100,14 +98,7 @@ def data(tmp_path_factory):
 
 
 def serve(path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", "view", str(path), "--port", "0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-    if not found:
-        proc.kill()
-        pytest.fail(f"refed view did not start: {line!r} {proc.stderr.read()[-2000:]}")
-    return proc, found.group(1)
+    return start_refed_server(["view", str(path), "--port", "0", *extra], r"(http://127\.0\.0\.1:\d+)/")
 
 
 @pytest.fixture(scope="module")

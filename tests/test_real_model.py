@@ -14,12 +14,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import dspy
 import pytest
+from conftest import start_refed_server
 from test_integration import refed, sets
 
 from refed_dspy.adapters import build_adapter, check_outputs
@@ -69,14 +69,8 @@ class Smol:
 @pytest.fixture(scope="module")
 def smol():
     _need_the_model()
-    proc = subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", "serve-local", "--port", "0", "--threads", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    found = re.search(r"at (http://127\.0\.0\.1:\d+/v1)", line)
-    if not found:
-        proc.kill()
-        pytest.fail(f"refed serve-local did not start: {line!r} {proc.stderr.read()[-2000:]!r}")
-    yield Smol(proc, found.group(1))
+    proc, url = start_refed_server(["serve-local", "--port", "0", "--threads", "2"], r"at (http://127\.0\.0\.1:\d+/v1)")
+    yield Smol(proc, url)
     proc.terminate()
     proc.wait(timeout=30)
 
