@@ -103,6 +103,7 @@ class ServerConfig:
     sticky_wrongtype: float = 0.0  # every structured (list, number, enum) field holds prose
     sticky_empty: float = 0.0  # an empty message
     sticky_bad_scores: float = 0.0  # integer fields get 11-99, whatever the schema says (a provider ignoring bounds)
+    bad_scores_every: int = 0  # N: the N-th, 2N-th, ... request gets such scores (a count, not a draw: tests that need some)
     fail_all: bool = False
     seed: int = 0
     log_path: str | None = None
@@ -433,7 +434,8 @@ class _Handler(BaseHTTPRequestHandler):
         if _unit(key, "refusal") < cfg.sticky_refusal:
             content, finish, fault = None, "content_filter", "refusal"
         else:
-            bad_scores = _unit(key, "scores") < cfg.sticky_bad_scores
+            bad_scores = _unit(key, "scores") < cfg.sticky_bad_scores or bool(
+                cfg.bad_scores_every and entry["seq"] % cfg.bad_scores_every == 0)
             content = _answer(messages, rng, cfg, json_mode, response_schema=response_schema, bad_scores=bad_scores)
             fault = "bad_scores" if bad_scores else None
             if _unit(key, "length") < cfg.sticky_length:
