@@ -207,7 +207,7 @@ def test_disk_full_stops_with_one_line_and_keeps_every_record(server_factory, tm
 
 @pytest.mark.slow
 def test_stress_concurrency_256(server_factory, tmp_path):
-    srv = server_factory(latency_s=1.0, jitter=0.5)  # long enough for one client process to fill 256 slots
+    srv = server_factory(latency_s=2.0, jitter=0.5)  # long enough, on a loaded 2-core machine too, for one client process to fill 256 slots
     run = tmp_path / "run"
     summary = synthesize(load_config(None, run_overrides(srv, run, 400, **{"synthesis.concurrency": 256})))
     recs = lines(run / "samples.jsonl")
