@@ -17,6 +17,8 @@ from refed_dspy.report_stats import (
     cost_by_stage,
     describe,
     distinct_n,
+    execution,
+    execution_text,
     lengths,
     mean_pairwise_cosine_distance,
     mean_pairwise_rouge,
@@ -84,6 +86,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "diversity": diversity,
         "cost_by_stage": cost_by_stage(summary.get("usage"), judge_summary.get("usage")),
         "cost_usd": {"synthesis": summary.get("cost_usd"), "judge": judge_summary.get("cost_usd")},
+        "execution": {"synthesis": execution(summary), "judge": execution(judge_summary)},
         "cards": sample_cards(samples, {j["sample_id"]: j for j in judgments if "sample_id" in j}),
     }
 
@@ -253,6 +256,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
                    [_img(images, "verdicts"), _kv({k: j[k] for k in ("pairs", "improvement_win_rate", "improvement_tie_rate",
                                                                       "improvement_loss_rate", "position_bias_rate")})])
     cost_rows = [{"stage": k, **v} for k, v in sorted(stats["cost_by_stage"].items())]
+    modes = {f"{part} calls": execution_text(ex) for part, ex in stats["execution"].items() if ex}
     grid = [
         _section("judge-scores", "Judge scores", *judge_body),
         _section("improvement", "Improvement", *improvement),
@@ -268,7 +272,8 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
                  _kv(stats["rejects_by_stage"]) if stats["rejects_by_stage"] else ""),
         _section("diversity", "Diversity of instructions", _kv(stats["diversity"])),
         _section("cost", "Cost by stage", _img(images, "cost"),
-                 _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"])),
+                 _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"]),
+                 _kv(modes) if modes else ""),
         _section("counts", "Counts", _kv(stats["counts"])),
     ]
     cards = stats.get("cards") or {}
@@ -310,6 +315,9 @@ def format_text(stats: dict[str, Any]) -> str:
         + (f", embedding {_fmt(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         f"  cost         synthesis {_fmt(cost['synthesis'])}, judge {_fmt(cost['judge'])} USD",
     ]
+    modes = [f"{part} {execution_text(ex)}" for part, ex in stats["execution"].items() if ex]
+    if modes:
+        lines.append("  calls        " + "; ".join(modes))
     return "\n".join(lines)
 
 

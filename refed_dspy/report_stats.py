@@ -127,3 +127,42 @@ def sample_cards(samples: list[dict], judgments: dict[str, dict], k: int = 2) ->
     return {"best": [card(s, score) for score, s in reversed(scored[-k:])] if scored else [],
             "worst": [card(s, score) for score, s in scored[:k]],
             "most_changed": [card(s, changed=share) for share, s in changed[:k]]}
+
+
+def execution(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """How a summary's calls went: online or batch, what the batch price saved, calls per endpoint, and how far the
+    run landed from `refed estimate`. {} for a summary that predates these figures."""
+    s = summary or {}
+    if not s.get("mode"):
+        return {}
+    out: dict[str, Any] = {"mode": s["mode"]}
+    batch = s.get("batch") or {}
+    for key in ("batches", "requests", "resubmitted", "online_cost_usd", "saved_usd"):
+        if batch.get(key) is not None:
+            out[key] = batch[key]
+    if s.get("endpoints"):
+        out["calls_by_endpoint"] = {url: e.get("calls", 0) for url, e in s["endpoints"].items()}
+    estimate = s.get("estimate") or {}
+    if estimate.get("cost_usd") is not None:
+        out["estimate_usd"] = estimate["cost_usd"]
+        if estimate.get("cost_error") is not None:
+            out["estimate_error"] = estimate["cost_error"]
+    return out
+
+
+def execution_text(ex: dict[str, Any]) -> str:
+    """One phrase for `execution`'s figures: "batch, 4 batches, saved $0.5692 of $1.1366 online; estimate $0.61 (-7.5 %)"."""
+    if not ex:
+        return "unknown"
+    parts = [ex["mode"]]
+    if "batches" in ex:
+        parts.append(f"{ex['batches']} batches of {ex.get('requests', 0)} requests"
+                     + (f" ({ex['resubmitted']} sent again)" if ex.get("resubmitted") else ""))
+    if ex.get("saved_usd") is not None:
+        parts.append(f"saved ${ex['saved_usd']:.4f} of ${ex['online_cost_usd']:.4f} at online prices")
+    if ex.get("calls_by_endpoint"):
+        parts.append("calls by endpoint " + ", ".join(f"{u} {n}" for u, n in ex["calls_by_endpoint"].items()))
+    if ex.get("estimate_usd") is not None:
+        parts.append(f"estimate ${ex['estimate_usd']:.4f}"
+                     + (f" (run cost {ex['estimate_error']:+.1%} off it)" if "estimate_error" in ex else ""))
+    return ", ".join(parts)

@@ -238,6 +238,16 @@ def test_judging_in_batch_mode(tmp_path):
     assert_no_custom_id_twice(log)
     assert_none_lost(run, log, "judge_batches")
     assert len([e for e in log if e.get("custom_id")]) == s["usage"]["calls"]
+    # the report says how each part's calls went, and what the batch price saved
+    from refed_dspy.report import build_report, format_text
+
+    stats = build_report(run, cfg)
+    ex = stats["execution"]
+    assert ex["synthesis"]["mode"] == "online" and ex["judge"]["mode"] == "batch"
+    assert ex["judge"]["batches"] == s["batch"]["batches"] and ex["judge"]["saved_usd"] == s["batch"]["saved_usd"] > 0
+    text = format_text(stats)
+    assert "calls        synthesis online; judge batch, " in text and f"saved ${s['batch']['saved_usd']:.4f}" in text
+    assert "judge calls" in (run / "report.html").read_text()
 
 
 @pytest.mark.parametrize("model", ["gemini/gemini-2.0-flash", "ollama_chat/llama3.1"])

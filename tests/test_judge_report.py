@@ -220,3 +220,20 @@ def test_judge_fingerprint_of_an_older_run_without_the_adapter_keys_still_matche
     changed = judge_fingerprint(load_config(None, ["judge.adapter='chat'"]))
     assert judge_fingerprint_diff(old, changed) == ["adapter: None -> 'chat'"]
     assert judge_fingerprint_diff(new, changed) == ["adapter: 'auto' -> 'chat'"]
+
+
+def test_execution_figures_of_a_summary():
+    from refed_dspy.report_stats import execution, execution_text
+
+    assert execution({}) == {} and execution_text({}) == "unknown"  # a summary from before these figures
+    online = execution({"mode": "online", "endpoints": {"http://a/v1": {"calls": 7, "failures": 1, "taken_out": 0},
+                                                        "http://b/v1": {"calls": 5, "failures": 0, "taken_out": 0}},
+                        "estimate": {"cost_usd": 1.2286, "calls": 2192, "cost_error": -0.0749}})
+    assert online == {"mode": "online", "calls_by_endpoint": {"http://a/v1": 7, "http://b/v1": 5},
+                      "estimate_usd": 1.2286, "estimate_error": -0.0749}
+    assert execution_text(online) == ("online, calls by endpoint http://a/v1 7, http://b/v1 5, "
+                                      "estimate $1.2286 (run cost -7.5% off it)")
+    batch = execution({"mode": "batch", "batch": {"batches": 4, "requests": 2180, "resubmitted": 3, "open": 0,
+                                                  "online_cost_usd": 1.1348, "saved_usd": 0.5674}})
+    assert execution_text(batch) == ("batch, 4 batches of 2180 requests (3 sent again), "
+                                     "saved $0.5674 of $1.1348 at online prices")
