@@ -151,7 +151,8 @@ def execution(summary: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def execution_text(ex: dict[str, Any]) -> str:
-    """One phrase for `execution`'s figures: "batch, 4 batches, saved $0.5692 of $1.1366 online; estimate $0.61 (-7.5 %)"."""
+    """One phrase for `execution`'s figures, such as "batch, 4 batches of 2180 requests, saved $0.5674 of $1.1348 at
+    online prices, estimate $0.6138 (run cost -7.5% off it)"."""
     if not ex:
         return "unknown"
     parts = [ex["mode"]]
