@@ -1,4 +1,4 @@
-"""Saving and loading compiled per-instruction programs.
+"""Saving and loading compiled programs (a whole pipeline, or its per-instruction part).
 
 A saved program is DSPy's own state JSON (`Module.save`) with one more top-level key, `refed`:
 the resolved config (secrets masked), the optimizer and its settings, the scores and the
@@ -8,7 +8,6 @@ A program is loaded from such a file or from an MLflow model URI (`models:/...`,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from refed_dspy.store import write_json_atomic
 
 FORMAT = 1
 MLFLOW_SCHEMES = ("models:/", "runs:/")
+PYTHON_SCHEME = "python:"  # config.toml's synthesis.program for a program passed as an object
 
 
 def save_program(program: dspy.Module, path: str | Path, config: Config, info: dict[str, Any]) -> Path:
@@ -50,6 +50,9 @@ def instructions_text(program: dspy.Module) -> str:
 
 
 def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], str]:
+    if spec.startswith(PYTHON_SCHEME):
+        raise ConfigError(f"program {spec}: was passed from Python (program= or respond=) when the run was made; "
+                          "pass the same program object again, or save it and give its file")
     if spec.startswith(MLFLOW_SCHEMES):
         import mlflow
 
@@ -58,8 +61,13 @@ def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], st
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
         try:
+            # through pyfunc, not mlflow.dspy.load_model: that one calls dspy.configure with the saved settings,
+            # which only the first configuring thread/task may do (a second run in one process would fail)
             with keep_active_model():
-                loaded = mlflow.dspy.load_model(spec)
+                wrapper = getattr(mlflow.pyfunc.load_model(spec), "_model_impl", None)
+            loaded = getattr(wrapper, "model", None)
+            if not isinstance(loaded, dspy.Module):
+                raise ValueError(f"it is not a DSPy program (its pyfunc holds a {type(loaded).__name__})")
         except Exception as err:  # noqa: BLE001 - any MLflow failure is a bad --program
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ConfigError(f"program {spec}: cannot load it from MLflow at {tracking_uri or mlflow.get_tracking_uri()}: {first}") from None
@@ -75,27 +83,50 @@ def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], st
         raise ConfigError(f"program {spec}: not a readable program state JSON: {err}") from None
     if not isinstance(state, dict):
         raise ConfigError(f"program {spec}: not a program state (a JSON object is expected)")
-    return state, f"{path.resolve()}#sha256:{hashlib.sha256(raw).hexdigest()[:12]}"
+    return state, str(path.resolve())
 
 
-def load_program(spec: str, method: Method, tracking_uri: str | None = None) -> tuple[dspy.Module, str]:
-    """The per-instruction program for `method` with the saved state of `spec` applied, and its identity
-    (the file's path and content hash, or the MLflow URI)."""
-    from refed_dspy.programs import RespondAndImprove
+def _is_predictor_state(value: Any) -> bool:
+    return isinstance(value, dict) and ("signature" in value or "demos" in value)
 
-    if method.recycle:
-        raise ConfigError(f"a compiled program applies to the per-instruction methods; method '{method.name}' has none")
-    state, identity = _read_state(spec, tracking_uri)
-    program = RespondAndImprove(improve=method.improve, sample_feedback=method.sample_feedback)
+
+def load_state_into(program: dspy.Module, state: dict[str, Any], spec: str) -> list[str]:
+    """Apply a saved state to `program`'s predictors; returns the names loaded.
+
+    The state may be of the whole pipeline (`collect.describe`, `synthesizer.synthesize`, `respond.generate`, ...)
+    or of its per-instruction part alone (`generate`, `improve`, ... as RespondAndImprove or ReflectPair save it),
+    which is applied to `respond`. A predictor in the state that the program does not have is refused: its
+    tuning would be dropped without a word.
+    """
+    mine = dict(program.named_parameters())
+    saved = {name for name, value in state.items() if _is_predictor_state(value)}
+    prefix = "" if any(name in mine for name in saved) or not any(f"respond.{n}" in mine for n in saved) else "respond."
+    foreign = [name for name in sorted(saved) if prefix + name not in mine]
+    if foreign:
+        raise ConfigError(f"program {spec}: holds predictor {', '.join(repr(n) for n in foreign)}, which "
+                          f"{type(program).__name__} for this method does not have (it has {', '.join(mine) or 'none'}); "
+                          "was it compiled for another method?")
     loaded = []
-    for name, param in program.named_parameters():
-        if isinstance(state.get(name), dict):
-            try:
-                param.load_state(state[name])
-            except Exception as err:  # noqa: BLE001
-                raise ConfigError(f"program {spec}: predictor '{name}' state does not load: {err}") from None
-            loaded.append(name)
+    for name in sorted(saved):
+        target = prefix + name
+        try:
+            mine[target].load_state(state[name])
+        except Exception as err:  # noqa: BLE001
+            raise ConfigError(f"program {spec}: predictor '{name}' state does not load: {err}") from None
+        loaded.append(target)
     if not loaded:
-        names = ", ".join(n for n, _ in program.named_parameters())
-        raise ConfigError(f"program {spec}: holds no state for the predictors of RespondAndImprove ({names})")
+        raise ConfigError(f"program {spec}: holds no state for the predictors of {type(program).__name__} "
+                          f"({', '.join(mine)})")
+    return loaded
+
+
+def load_program(spec: str, method: Method, tracking_uri: str | None = None, n: int = 10,
+                 reflection: str = "both") -> tuple[dspy.Module, str]:
+    """The pipeline program of `method` with the saved state of `spec` applied (a whole pipeline's, or its
+    per-instruction part's), and its identity (the file's absolute path, or the MLflow URI)."""
+    from refed_dspy.programs.pipeline import build_pipeline
+
+    state, identity = _read_state(spec, tracking_uri)
+    program = build_pipeline(method, n, reflection)
+    load_state_into(program, state, spec)
     return program, identity

@@ -1,51 +1,64 @@
-"""One reference in, its synthesized samples out: the method as a single composable module.
+"""One reference in, its synthesized samples out: a whole per-instruction method as one DSPy module.
 
-The runner schedules the same three parts across many references at once; this module is the
-plain composition, for library use and for reading what the method does.
+This is the program `refed synthesize` runs. Its three parts are `collect` (reference feedback),
+`synthesizer` (new instructions) and `respond` (a response for each, improved or not): the runner
+schedules them across many references at once and takes each from here, so a compiled pipeline drives
+every stage. Its forward is the plain composition, for library use and for optimizing the whole method.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import dspy
 
 from refed_dspy.gather import gather_settled
+from refed_dspy.programs.parts import acall_part
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer
 from refed_dspy.records import Reference, ReferenceFeedback
+from refed_dspy.sync import run_sync
 
 
 class ReferenceSynthesis(dspy.Module):
-    """Reference -> Prediction(feedback, samples=[Prediction(instruction, feature, response, ...)])."""
+    """Reference -> Prediction(feedback, samples=[Prediction(instruction, feature, response, ...)]).
 
-    def __init__(self, n: int = 10, respond: RespondAndImprove | None = None):
+    Args:
+        n: new instructions per feature.
+        respond: the per-instruction part (default: RespondAndImprove for the flags below).
+        describe: collect the reference's instruction features (else the one feature 'reference').
+        critique: collect the reference's response feedback, which the improver applies.
+        improve: improve each draft response.
+        sample_feedback: critique each new pair itself instead (the sample-level baseline).
+    """
+
+    def __init__(self, n: int = 10, respond: dspy.Module | None = None, *, describe: bool = True,
+                 critique: bool = True, improve: bool = True, sample_feedback: bool = False):
         super().__init__()
         self.n = n
-        self.collect = CollectReferenceFeedback()
+        self.collect = CollectReferenceFeedback(describe=describe, critique=critique)
         self.synthesizer = InstructionSynthesizer()
-        self.respond = respond or RespondAndImprove()
+        self.respond = respond or RespondAndImprove(improve=improve, sample_feedback=sample_feedback)
 
     async def aforward(self, reference: Reference, feedback: ReferenceFeedback | None = None) -> dspy.Prediction:
         if feedback is None:
             fb = await self.collect.acall(reference=reference)
             feedback = ReferenceFeedback(reference_id=reference.id, subject_areas=fb.subject_areas,
                                          relevant_skills=fb.relevant_skills, response_feedback=fb.response_feedback)
+        features = feedback.features() or [("reference", "")]
         batches = await gather_settled(*[
             self.synthesizer.acall(reference_instruction=reference.instruction, feature_name=name,
                                    feature_description=desc, n=self.n)
-            for name, desc in feedback.features()
+            for name, desc in features
         ])
-        pairs = [(name, text) for (name, _), batch in zip(feedback.features(), batches, strict=True)
+        pairs = [(name, text) for (name, _), batch in zip(features, batches, strict=True)
                  for text in batch.new_instructions]
         outs = await gather_settled(*[
-            self.respond.acall(reference_instruction=reference.instruction, reference_response=reference.response,
-                               instruction=text, feedback=feedback.response_feedback)
+            acall_part(self.respond, reference_instruction=reference.instruction, reference_response=reference.response,
+                       instruction=text, feedback=feedback.response_feedback)
             for _, text in pairs
         ])
         samples = [dspy.Prediction(instruction=text, feature=name, **out.toDict()) for (name, text), out in zip(pairs, outs, strict=True)]
         return dspy.Prediction(feedback=feedback, samples=samples)
 
     def forward(self, reference: Reference, feedback: ReferenceFeedback | None = None) -> dspy.Prediction:
-        return asyncio.run(self.aforward(reference=reference, feedback=feedback))
+        return run_sync(self.aforward(reference=reference, feedback=feedback))

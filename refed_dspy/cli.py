@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"refed: error: {err}", file=sys.stderr)
+        print(f"refed: error: {err.cli_message()}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         signum = _signals[-1] if _signals else signal.SIGINT

@@ -263,12 +263,15 @@ _OUTPUT_FIELDS = {
 _DEFAULTS = Config().model_dump(mode="json")
 
 
-def fingerprint(config: Config) -> dict[str, Any]:
-    """The config values that determine a run's outputs (size, budgets and concurrency excluded)."""
+def fingerprint(config: Config, program_hash: str | None = None) -> dict[str, Any]:
+    """The config values that determine a run's outputs (size, budgets and concurrency excluded), and the content
+    hash of the program the run executes when it is not the built-in one."""
     data = config.model_dump(mode="json")
     out = {section: {k: data[section][k] for k in keys} for section, keys in _OUTPUT_FIELDS.items()}
     # replicas of one model: adding or removing one is the same config, so only the first endpoint counts
     out["teacher"]["api_base"] = config.teacher.primary_api_base
+    if program_hash is not None:
+        out["program_hash"] = program_hash
     return out
 
 
@@ -282,6 +285,8 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 continue  # a field added after the run was made, at its default: same output
             if a != b:
                 out.append(f"{section}.{key}: {a!r} -> {b!r}")
+    if old.get("program_hash") != new.get("program_hash"):  # a program's content, wherever it came from
+        out.append(f"program content: {old.get('program_hash') or 'built-in'} -> {new.get('program_hash') or 'built-in'}")
     return out
 
 

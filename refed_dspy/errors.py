@@ -6,6 +6,14 @@ class RefedError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: str = "", *, cli: str | None = None):
+        super().__init__(message)
+        self.cli = cli
+
+    def cli_message(self) -> str:
+        """The message in the command line's terms (flags instead of Python arguments), where they differ."""
+        return self.cli or str(self)
+
 
 class ConfigError(RefedError):
     """The config file or an override is invalid."""

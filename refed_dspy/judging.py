@@ -29,7 +29,7 @@ from refed_dspy.lm import build_lm, collect_calls, price_of
 from refed_dspy.lock import DirLock
 from refed_dspy.progress import Progress
 from refed_dspy.records import final_response
-from refed_dspy.rundir import RunDir, incomplete_note
+from refed_dspy.rundir import RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.store import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.usage import Totals
 
@@ -111,6 +111,7 @@ class JudgeRun:
     # ---- state on disk --------------------------------------------------------------------------
     def prepare(self, on_mismatch: str) -> tuple[set[str], set[str]]:
         """Check the judge fingerprint; return (judged ids, finally rejected ids); wipe on 'fresh'."""
+        check_on_mismatch(on_mismatch)
         rd = self.rundir
         new = judge_fingerprint(self.config)
         if on_mismatch == "fresh":
@@ -120,11 +121,13 @@ class JudgeRun:
             try:
                 old = json.loads(rd.judge_fingerprint.read_text())
             except (OSError, ValueError) as err:
-                raise RunDirError(f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again") from None
+                raise RunDirError(f"{rd.judge_fingerprint} is unreadable ({err}); use on_mismatch=\"fresh\" to judge again",
+                                  cli=f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again") from None
             diff = judge_fingerprint_diff(old, new)
             if diff and on_mismatch != "resume":
-                raise RunDirError(f"{rd.path} was judged with a different judge config ({'; '.join(diff)}); "
-                                  "use --fresh to judge again from scratch")
+                what = f"{rd.path} was judged with a different judge config ({'; '.join(diff)})"
+                raise RunDirError(f"{what}; use on_mismatch=\"fresh\" to judge again from scratch",
+                                  cli=f"{what}; use --fresh to judge again from scratch")
         write_json_atomic(rd.judge_fingerprint, new)
         judged, rejected = set(), set()
         totals = self.engine.totals

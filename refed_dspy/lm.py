@@ -340,6 +340,7 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
         lm = RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries, **kwargs)
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
+    lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.provenance)
     if max_connections is None and wrap is None:
         return lm
     engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
@@ -357,6 +358,7 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
     wide = RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries,
                    engine=engines[0], async_engine=engines[1], **rest)
     wide.endpoint_spread = spread
+    wide.refed_spec = spec
     return wide
 
 

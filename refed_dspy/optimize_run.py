@@ -70,7 +70,8 @@ def examples_config(config: Config, out: Path) -> Config:
     data = config.model_dump(mode="json")
     cfg = config.optimize
     data["run"]["dir"] = str(out / "examples")
-    data["synthesis"].update(method="refed", size=cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None)
+    data["synthesis"].update(method="refed", size=cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None,
+                             mode="online")
     data["tracking"]["enabled"] = False
     return Config.model_validate(data)
 

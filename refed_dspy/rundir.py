@@ -7,13 +7,24 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, to_toml
-from refed_dspy.errors import RunDirError
+from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.records import ReferenceFeedback
 from refed_dspy.store import JsonlWriter, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.usage import Totals
+
+ON_MISMATCH = ("error", "resume", "fresh")
+OnMismatch = Literal["error", "resume", "fresh"]
+
+
+def check_on_mismatch(value: str) -> str:
+    """`value` when it is one of ON_MISMATCH; ConfigError (naming the Python values) otherwise."""
+    if value not in ON_MISMATCH:
+        raise ConfigError(f"on_mismatch={value!r} is not one of {', '.join(repr(v) for v in ON_MISMATCH)} "
+                          "(refuse a run dir made by another config, continue it anyway, or start it over)")
+    return value
 
 
 @dataclass
@@ -48,12 +59,14 @@ class RunDir:
         self.judge_fingerprint = self.path / "judge_fingerprint.json"
         self.judge_summary = self.path / "judge_summary.json"
 
-    def prepare(self, config: Config, on_mismatch: str = "error") -> bool:
+    def prepare(self, config: Config, on_mismatch: str = "error", program_hash: str | None = None) -> bool:
         """Create or reuse the run dir. Returns True when earlier work exists (a resume).
 
-        on_mismatch: "error" refuses a dir made by a config that would produce different data,
+        on_mismatch: "error" refuses a dir made by a config (or program) that would produce different data,
         "resume" continues it anyway, "fresh" deletes its records and starts over.
+        program_hash: the content hash of the program the run executes, when it is not the built-in one.
         """
+        check_on_mismatch(on_mismatch)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
@@ -61,7 +74,7 @@ class RunDir:
             probe.unlink()
         except OSError as err:
             raise RunDirError(f"cannot write to run directory {self.path}: {err.strerror or err}") from None
-        new = fingerprint(config)
+        new = fingerprint(config, program_hash)
         existing = self.fingerprint.exists() or self.samples.exists() or self.feedback.exists()
         if existing and on_mismatch == "fresh":
             self.wipe()
@@ -70,13 +83,14 @@ class RunDir:
             try:
                 old = json.loads(self.fingerprint.read_text())
             except (OSError, json.JSONDecodeError) as err:
-                raise RunDirError(f"{self.fingerprint} is unreadable ({err}); use --fresh to start over") from None
+                raise RunDirError(f"{self.fingerprint} is unreadable ({err}); use on_mismatch=\"fresh\" to start over",
+                                  cli=f"{self.fingerprint} is unreadable ({err}); use --fresh to start over") from None
             diff = fingerprint_diff(old, new)
             if diff and on_mismatch != "resume":
-                raise RunDirError(
-                    f"{self.path} was made by a different config ({'; '.join(diff)}); "
-                    "use another run.dir, --resume-anyway to continue it, or --fresh to start over"
-                )
+                what = f"{self.path} was made by a different config ({'; '.join(diff)})"
+                raise RunDirError(f"{what}; use another run.dir, on_mismatch=\"resume\" to continue it, or "
+                                  "on_mismatch=\"fresh\" to start over",
+                                  cli=f"{what}; use another run.dir, --resume-anyway to continue it, or --fresh to start over")
         write_json_atomic(self.fingerprint, new)
         write_text_atomic(self.config, to_toml(config))
         return existing

@@ -16,6 +16,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -30,6 +31,7 @@ from refed_dspy.failures import Failure, classify
 from refed_dspy.lm import collect_calls, price_of
 from refed_dspy.methods import Method, get_method
 from refed_dspy.pricing import Price
+from refed_dspy.programs.parts import acall_part
 from refed_dspy.progress import Progress
 from refed_dspy.records import (
     OriginalPair,
@@ -41,6 +43,7 @@ from refed_dspy.records import (
     SampleRecord,
     content_id,
 )
+from refed_dspy.run_program import RunProgram, resolve_program
 from refed_dspy.rundir import ResumeState, RunDir
 from refed_dspy.store import read_json, read_jsonl, write_json_atomic
 from refed_dspy.text import Deduper
@@ -127,10 +130,8 @@ class SynthesisRun:
     """Runs one synthesis config to completion against a teacher LM. Use `run_synthesis`."""
 
     def __init__(self, config: Config, references: list[Reference], teacher: dspy.LM, rundir: RunDir,
-                 respond: dspy.Module | None = None, program_id: str | None = None, show_progress: bool = False,
+                 program: RunProgram | None = None, show_progress: bool = False,
                  adapter: RepairingAdapter | None = None, broker: Any = None):
-        from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReflectPair, RespondAndImprove
-
         self.config = config
         self.syn = config.synthesis
         self.method: Method = get_method(self.syn.method)
@@ -138,13 +139,16 @@ class SynthesisRun:
         self.teacher = teacher
         self.rundir = rundir
         self.price: Price | None = price_of(config.teacher, batch=broker is not None)
-        self.collect = CollectReferenceFeedback(describe=self.method.describe, critique=self.method.critique_reference)
-        self.synthesizer = InstructionSynthesizer()
-        if respond is None:
-            respond = (ReflectPair(self.syn.reflection) if self.method.recycle
-                       else RespondAndImprove(improve=self.method.improve, sample_feedback=self.method.sample_feedback))
-        self.respond = respond
-        self.program_id = program_id or f"refed_dspy.programs.{type(self.respond).__name__}"
+        if program is None:
+            program, _ = resolve_program(config, self.method)
+        self.program = program
+        # the runner schedules the pipeline's parts itself; each comes from the program, compiled or not
+        self.collect = getattr(program.program, "collect", None)
+        self.synthesizer = getattr(program.program, "synthesizer", None)
+        self.respond = program.program.respond
+        self.program_id = program.identity
+        self.executor = (ThreadPoolExecutor(max_workers=max(1, self.syn.concurrency), thread_name_prefix="refed-part")
+                         if program.threaded else None)
         self.show_progress = show_progress
         self.adapter = adapter or build_adapter(config.teacher)
         self.max_calls = default_call_budget(self.syn, len(references))
@@ -317,7 +321,7 @@ class SynthesisRun:
     async def _run_feedback(self, ref: Reference, calls: list):
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
-                pred = await self.collect.acall(reference=ref)
+                pred = await acall_part(self.collect, self.executor, reference=ref)
                 return pred, None
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
                 return None, classify(err)
@@ -329,8 +333,8 @@ class SynthesisRun:
         description = dict(fb.features()).get(unit.feature, "") if fb is not None else ""
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
-                pred = await self.synthesizer.acall(
-                    reference_instruction=ref.instruction, feature_name=unit.feature, feature_description=description,
+                pred = await acall_part(
+                    self.synthesizer, self.executor, reference_instruction=ref.instruction, feature_name=unit.feature, feature_description=description,
                     n=self.syn.instructions_per_feature, rollout_id=unit.pass_no or None)
                 return pred.new_instructions, None
             except Exception as err:  # noqa: BLE001
@@ -342,10 +346,10 @@ class SynthesisRun:
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 if self.method.recycle:
-                    pred = await self.respond.acall(instruction=ref.instruction, response=ref.response)
+                    pred = await acall_part(self.respond, self.executor, instruction=ref.instruction, response=ref.response)
                 else:
-                    pred = await self.respond.acall(
-                        reference_instruction=ref.instruction, reference_response=ref.response,
+                    pred = await acall_part(
+                        self.respond, self.executor, reference_instruction=ref.instruction, reference_response=ref.response,
                         instruction=item.instruction, feedback=fb.response_feedback if fb else None)
                 record = self._record(item, ref, pred, calls)
                 return record, None
@@ -369,7 +373,8 @@ class SynthesisRun:
                                                response_critique=pred.get("response_critique")))
         meta = SampleMeta(
             id=item.id, method=self.method.name, reference_id=ref.id, feature=item.feature,
-            teacher=self.config.teacher.model, program=self.program_id, usage=usage_of(calls, self.price),
+            teacher=self.config.teacher.model, program=self.program_id, program_hash=self.program.hash,
+            usage=usage_of(calls, self.price),
             unit=item.unit, config_hash=self.chash, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         return SampleRecord(instruction=instruction, response=(pred.response or "").strip(),
@@ -464,6 +469,8 @@ class SynthesisRun:
         try:
             await engine.run_closing(progress, self.writers.values())
         finally:
+            if self.executor is not None:
+                self.executor.shutdown(wait=False)
             status = engine.status(done=self.accepted >= self.syn.size)
             summary = self.summary(status)
             try:
@@ -514,6 +521,7 @@ class SynthesisRun:
             "method": self.method.name,
             "teacher": self.config.teacher.model,
             "program": self.program_id,
+            "program_hash": self.program.hash,
             "adapter": getattr(self.adapter, "choice", None) and self.adapter.choice.as_dict(),
             "config_hash": self.chash,
             "size": self.syn.size,

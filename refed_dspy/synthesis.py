@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -14,9 +14,11 @@ from refed_dspy.errors import ConfigError
 from refed_dspy.lm import build_lm, price_of
 from refed_dspy.lock import DirLock
 from refed_dspy.methods import get_method
+from refed_dspy.provenance import with_teacher_of
 from refed_dspy.records import Reference
-from refed_dspy.rundir import RunDir
+from refed_dspy.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.seeds import read_references
+from refed_dspy.sync import run_sync
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +61,31 @@ def check_budget_prices(config: Config) -> None:
 
 
 async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, references: list[Reference] | None = None,
-                         respond: dspy.Module | None = None, program_id: str | None = None,
-                         on_mismatch: str = "error", show_progress: bool = False, detach: bool = False) -> dict[str, Any]:
+                         program: dspy.Module | None = None, respond: dspy.Module | None = None,
+                         on_mismatch: OnMismatch = "error", show_progress: bool = False,
+                         detach: bool = False) -> dict[str, Any]:
     """Run (or resume) a synthesis run inside an existing event loop; returns the summary dict.
 
-    In batch mode (synthesis.mode = "batch"), `detach` returns once every request the run can make so far is
-    submitted (summary status 'submitted'); the same call again collects and goes on."""
+    See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
+    request the run can make so far is submitted (summary status 'submitted'); the same call again collects
+    and goes on."""
+    from refed_dspy.run_program import resolve_program
     from refed_dspy.runner import SynthesisRun
 
+    check_on_mismatch(on_mismatch)
     method = get_method(config.synthesis.method)
+    if teacher is not None:
+        config = with_teacher_of(config, teacher)  # the LM that runs is the one the run records
+    run_program, config = resolve_program(config, method, program=program, respond=respond)
     check_budget_prices(config)
-    if respond is None and config.synthesis.program:
-        from refed_dspy.optimizers.program_io import load_program
-
-        respond, program_id = load_program(config.synthesis.program, method,
-                                           config.tracking.mlflow_uri if config.tracking.enabled else None)
     batch = config.synthesis.mode == "batch"
     if batch:
         from refed_dspy.engine.batch_api import batch_provider
         from refed_dspy.lm import check_key
 
+        if teacher is not None:
+            raise ConfigError("batch mode builds its teacher from the config (its calls go to the provider's batch API): "
+                              "leave teacher= out, or set synthesis.mode = \"online\"")
         batch_provider(config.teacher, "teacher")  # refused before the run dir is touched
         check_key(config.teacher, "teacher")
     if teacher is None and not batch:
@@ -88,7 +95,7 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
         log.info(report.line())
     rundir = RunDir(config.run.dir)
     with DirLock(rundir.path, "refed synthesize", "run directory"):
-        resumed = rundir.prepare(config, on_mismatch)
+        resumed = rundir.prepare(config, on_mismatch, program_hash=run_program.fingerprint_hash)
         use_run_cache(rundir)
         broker = None
         if batch:
@@ -96,7 +103,7 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
 
             batch_teacher, broker = batch_lm(config.teacher, "teacher", rundir.path, config.batch, detach=detach)
             teacher = batch_teacher  # its calls must go through the broker
-        run = SynthesisRun(config, references, teacher, rundir, respond=respond, program_id=program_id,
+        run = SynthesisRun(config, references, teacher, rundir, program=run_program,
                            show_progress=show_progress, broker=broker)
         try:
             return await run.run(resumed)
@@ -109,11 +116,34 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
                               [rundir.summary, rundir.fingerprint])
 
 
-def synthesize(config: Config | str | None = None, overrides: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Run (or resume) synthesis for `config` (a Config, or a TOML path) and return its summary.
+def synthesize(config: Config | str | Path | None = None, overrides: list[str] | None = None, *,
+               teacher: dspy.LM | None = None, references: list[Reference] | None = None,
+               program: dspy.Module | None = None, respond: dspy.Module | None = None,
+               on_mismatch: OnMismatch = "error", show_progress: bool = False, detach: bool = False) -> dict[str, Any]:
+    """Run (or resume) synthesis and return its summary; works in scripts and inside a running event loop (Jupyter).
 
-    Keyword arguments are passed to `arun_synthesis` (teacher, references, respond, on_mismatch, ...).
+    Args:
+        config: a Config, a TOML path, or None for the defaults.
+        overrides: `section.key=value` strings, as `--set` takes them (only with a path or None).
+        teacher: a dspy.LM to use instead of building one from [teacher]; its model, api_base, temperature and
+            max_tokens replace the config's in the run's fingerprint, config.toml and every record.
+        references: the references to use instead of reading [seeds].
+        program: a whole pipeline (ReferenceSynthesis, ReflectionTuning, a compiled one, or your own module with
+            parts `collect`, `synthesizer`, `respond`) to run instead of the method's built-in one.
+        respond: only the per-instruction part (e.g. a compiled RespondAndImprove); the rest is built in.
+        on_mismatch: for a run dir made by another config or program: "error" (refuse), "resume" (continue it
+            anyway) or "fresh" (delete its records and start over).
+        show_progress: print progress lines on stderr.
+        detach: batch mode only: return once the requests are submitted.
+
+    Raises:
+        ConfigError, SeedError, MissingKeyError, RunDirError: the input is unusable (nothing is paid).
+        RunAborted: the provider or the machine stopped the run (resumable).
     """
     if not isinstance(config, Config):
         config = load_config(config, overrides)
-    return asyncio.run(arun_synthesis(config, **kwargs))
+    elif overrides:
+        raise ConfigError("overrides apply to a config file or the defaults; apply them to a Config yourself "
+                          "(load_config(path, overrides))")
+    return run_sync(arun_synthesis(config, teacher=teacher, references=references, program=program, respond=respond,
+                                   on_mismatch=on_mismatch, show_progress=show_progress, detach=detach))

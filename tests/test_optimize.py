@@ -114,6 +114,7 @@ def test_synthesize_with_program_uses_its_instructions(server_factory, tmp_path)
     srv = server_factory(log_prompts=True)
     mipro = optimize(load_config(None, opt_overrides(srv, tmp_path, "miprov2")))
     marked = _program_with_marker(tmp_path, srv)
+    hashes = {}
     for name, program, expect in (("mipro", mipro.program_path, mipro.program.generate.signature.instructions),
                                   ("marked", marked, MARKER)):
         syn = server_factory(log_prompts=True)
@@ -126,8 +127,12 @@ def test_synthesize_with_program_uses_its_instructions(server_factory, tmp_path)
         assert len(generate) >= 6 and all(" ".join(expect.split()) in " ".join(e["system"].split()) for e in generate)
         samples = [json.loads(x) for x in (tmp_path / f"syn-{name}" / "samples.jsonl").read_text().splitlines()]
         assert len(samples) == 6
-        programs = {s["meta"]["program"] for s in samples}
-        assert len(programs) == 1 and programs.pop().startswith(f"{Path(program).resolve()}#sha256:")
+        assert {s["meta"]["program"] for s in samples} == {str(Path(program).resolve())}
+        hashes[name] = {s["meta"]["program_hash"] for s in samples}
+        assert len(hashes[name]) == 1 and next(iter(hashes[name])).startswith("sha256:")
+        summary = json.loads((tmp_path / f"syn-{name}" / "summary.json").read_text())
+        assert {summary["program_hash"]} == hashes[name]
+    assert hashes["mipro"] != hashes["marked"]  # the content decides, not the file name
     # a run made with another program is another run: resuming it with the built-in prompts is refused
     code, _, err = refed("synthesize", *sets(run_overrides(syn, tmp_path / "syn-marked", 6)))
     assert code == 2 and "synthesis.program" in err
@@ -147,7 +152,17 @@ def test_program_errors_are_one_line(server_factory, tmp_path):
     code, _, err = refed("synthesize", "--program", str(other), *args)
     assert code == 2 and "holds no state" in err
     code, _, err = refed("synthesize", "--program", str(other), *args, "--set", "synthesis.method='reflection'")
-    assert code == 2 and "method 'reflection' has none" in err
+    assert code == 2 and "holds no state for the predictors of ReflectionTuning" in err
+    # a per-instruction program given to a method that has no such predictor: its tuning would be lost, so refused
+    respond_only = tmp_path / "respond.json"
+    from refed_dspy.programs import RespondAndImprove
+
+    respond_only.write_text(json.dumps(RespondAndImprove().dump_state(), default=str))
+    for method in ("reflection", "no_feedback"):
+        code, _, err = refed("synthesize", "--program", str(respond_only), *args, "--set", f"synthesis.method='{method}'")
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "holds predictor" in err and "compiled for another method" in err
+    assert not (tmp_path / "r" / "samples.jsonl").exists()
     code, _, err = refed("optimize", "--set", "optimize.optimizer='sgd'")
     assert code == 2 and "optimize.optimizer" in err
     assert not (tmp_path / "r" / "samples.jsonl").exists()
@@ -178,7 +193,7 @@ def _mlflow_checks(uri: str, result, srv, tmp_path, planted: str | None = None) 
                           feedback="Be concrete.")
         assert pred.improved_response
         program, identity = load_program(model_uri, get_method("refed"), uri)
-        assert identity == model_uri and program.improve.signature.instructions
+        assert identity == model_uri and program.respond.improve.signature.instructions == result.program.improve.signature.instructions
 
 
 def test_mlflow_round_trip_on_a_sqlite_store(server_factory, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.errors import RunAborted, RunDirError
+from refed_dspy.errors import ConfigError, RunAborted, RunDirError
 from refed_dspy.records import RejectRecord, SampleRecord
 from refed_dspy.synthesis import synthesize
 
@@ -123,8 +123,12 @@ def test_extend_resume_and_config_mismatch(server_factory, tmp_path):
     ids = [s["meta"]["id"] for s in lines(run / "samples.jsonl")]
     assert more["samples"] == 35 and len(ids) == len(set(ids)) == 35
     other = load_config(None, run_overrides(srv, run, 35, **{"teacher.temperature": 0.3}))
-    with pytest.raises(RunDirError, match=r"teacher.temperature: 1.0 -> 0.3.*--resume-anyway.*--fresh"):
+    # from Python, the remedy is named in Python's terms (the CLI's own message names its flags)
+    with pytest.raises(RunDirError, match=r"teacher.temperature: 1.0 -> 0.3.*on_mismatch=\"resume\".*on_mismatch=\"fresh\"") as err:
         synthesize(other)
+    assert "--resume-anyway" in err.value.cli_message() and "--fresh" in err.value.cli_message()
+    with pytest.raises(ConfigError, match=r"on_mismatch='continue' is not one of 'error', 'resume', 'fresh'"):
+        synthesize(other, on_mismatch="continue")
     fresh = synthesize(other, on_mismatch="fresh")
     assert fresh["samples"] == 35 and fresh["new_samples"] == 35
 

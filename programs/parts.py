@@ -1,0 +1,95 @@
+"""The parts of a pipeline program, how the runner calls them, and the check made before any call is paid.
+
+A pipeline (ReferenceSynthesis, ReflectionTuning, or a user's own module) exposes its parts as attributes:
+`collect` (reference -> feedback), `synthesizer` (reference instruction + feature -> new instructions) and
+`respond` (one instruction -> its sample). The runner schedules each part on its own and calls it with the
+keyword inputs below, so a part may be any DSPy module that takes them: one with `aforward` is awaited, one
+with only `forward` runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+from concurrent.futures import Executor
+from typing import Any
+
+import dspy
+
+from refed_dspy.errors import ConfigError
+from refed_dspy.methods import Method
+
+# The keyword inputs the runner passes to each part (values are placeholders for the signature check).
+PART_INPUTS: dict[str, dict[str, Any]] = {
+    "collect": {"reference": None},
+    "synthesizer": {"reference_instruction": "", "feature_name": "", "feature_description": "", "n": 1, "rollout_id": None},
+    "respond": {"reference_instruction": "", "reference_response": "", "instruction": "", "feedback": None},
+    "recycle": {"instruction": "", "response": ""},
+}
+
+
+def has_aforward(module: Any) -> bool:
+    """True when `module` has its own async entry point (DSPy's Module defines none)."""
+    return callable(getattr(module, "aforward", None))
+
+
+async def acall_part(module: dspy.Module, executor: Executor | None = None, **kwargs: Any) -> dspy.Prediction:
+    """Await one part: its `acall`, or, for a module with only `forward`, that forward in a worker thread
+    (with this task's context variables: the LM, adapter, stage and call collection all carry over)."""
+    if has_aforward(module):
+        return await module.acall(**kwargs)
+    ctx = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(ctx.run, module, **kwargs))
+
+
+def parts_of(method: Method) -> dict[str, str]:
+    """{attribute: inputs key} of the parts `method` runs."""
+    if method.recycle:
+        return {"respond": "recycle"}
+    parts = {"synthesizer": "synthesizer", "respond": "respond"}
+    if method.collects_feedback:
+        parts = {"collect": "collect", **parts}
+    return parts
+
+
+def _takes(fn: Any, inputs: dict[str, Any]) -> str | None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # a builtin or C callable: let the call decide
+    try:
+        sig.bind(**inputs)
+    except TypeError as err:
+        return str(err)
+    return None
+
+
+def check_pipeline(program: Any, method: Method, what: str = "program") -> list[str]:
+    """Refuse (ConfigError, one line) a program that cannot run `method`: a missing part, a part that is not
+    a DSPy module, one with no forward/aforward, or one whose entry point does not take the runner's inputs.
+    Returns the names of the parts that will run in worker threads (they have no `aforward`)."""
+    if not isinstance(program, dspy.Module):
+        raise ConfigError(f"{what}: a {type(program).__name__} is not a DSPy module (give a dspy.Module whose parts "
+                          f"are {', '.join(parts_of(method))})")
+    threaded = []
+    for name, key in parts_of(method).items():
+        part = getattr(program, name, None)
+        if not isinstance(part, dspy.Module):
+            found = "nothing" if part is None else f"a {type(part).__name__}"
+            raise ConfigError(f"{what} ({type(program).__name__}): method '{method.name}' needs its part '{name}' "
+                              f"(a DSPy module), found {found}")
+        entry = getattr(part, "aforward", None) if has_aforward(part) else getattr(part, "forward", None)
+        if not callable(entry):
+            raise ConfigError(f"{what}: part '{name}' ({type(part).__name__}) has neither aforward nor forward")
+        wrong = _takes(entry, PART_INPUTS[key])
+        if wrong:
+            keys = ", ".join(k for k in PART_INPUTS[key] if k != "rollout_id")
+            raise ConfigError(f"{what}: part '{name}' ({type(part).__name__}) does not take the runner's inputs "
+                              f"({keys}): {wrong}")
+        if not has_aforward(part):
+            threaded.append(name)
+    if not program.named_predictors():
+        raise ConfigError(f"{what} ({type(program).__name__}) has no predictors: nothing in it calls an LM")
+    return threaded

@@ -1,0 +1,27 @@
+"""Reflection-Tuning as a pipeline program: every seed pair is recycled by one ReflectPair part."""
+
+from __future__ import annotations
+
+import dspy
+
+from refed_dspy.programs.parts import acall_part
+from refed_dspy.programs.reflect_pair import ReflectPair
+from refed_dspy.records import Reference
+from refed_dspy.sync import run_sync
+
+
+class ReflectionTuning(dspy.Module):
+    """Reference -> Prediction(instruction, response, improved_response, ...): its pair, recycled.
+
+    The runner calls `respond` (a ReflectPair, or a module taking `instruction` and `response`) once per seed pair.
+    """
+
+    def __init__(self, mode: str = "both", respond: dspy.Module | None = None):
+        super().__init__()
+        self.respond = respond or ReflectPair(mode)
+
+    async def aforward(self, reference: Reference) -> dspy.Prediction:
+        return await acall_part(self.respond, instruction=reference.instruction, response=reference.response)
+
+    def forward(self, reference: Reference) -> dspy.Prediction:
+        return run_sync(self.aforward(reference=reference))
