@@ -28,7 +28,7 @@ from refed_dspy.config import Config, config_hash
 from refed_dspy.engine import Engine, Limits
 from refed_dspy.errors import RunAborted
 from refed_dspy.failures import Failure, classify
-from refed_dspy.lm import collect_calls, price_of
+from refed_dspy.lm import collect_calls, price_of, stage
 from refed_dspy.methods import Method, get_method
 from refed_dspy.pricing import Price
 from refed_dspy.programs.parts import acall_part
@@ -321,7 +321,8 @@ class SynthesisRun:
     async def _run_feedback(self, ref: Reference, calls: list):
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
-                pred = await acall_part(self.collect, self.executor, reference=ref)
+                with stage("feedback"):  # a part that tags its own calls overrides these defaults
+                    pred = await acall_part(self.collect, self.executor, reference=ref)
                 return pred, None
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
                 return None, classify(err)
@@ -333,9 +334,11 @@ class SynthesisRun:
         description = dict(fb.features()).get(unit.feature, "") if fb is not None else ""
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
-                pred = await acall_part(
-                    self.synthesizer, self.executor, reference_instruction=ref.instruction, feature_name=unit.feature, feature_description=description,
-                    n=self.syn.instructions_per_feature, rollout_id=unit.pass_no or None)
+                with stage("synthesize"):
+                    pred = await acall_part(
+                        self.synthesizer, self.executor, reference_instruction=ref.instruction, feature_name=unit.feature,
+                        feature_description=description, n=self.syn.instructions_per_feature,
+                        rollout_id=unit.pass_no or None)
                 return pred.new_instructions, None
             except Exception as err:  # noqa: BLE001
                 return None, classify(err)
@@ -346,11 +349,12 @@ class SynthesisRun:
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
                 if self.method.recycle:
-                    pred = await acall_part(self.respond, self.executor, instruction=ref.instruction, response=ref.response)
+                    inputs = dict(instruction=ref.instruction, response=ref.response)
                 else:
-                    pred = await acall_part(
-                        self.respond, self.executor, reference_instruction=ref.instruction, reference_response=ref.response,
-                        instruction=item.instruction, feedback=fb.response_feedback if fb else None)
+                    inputs = dict(reference_instruction=ref.instruction, reference_response=ref.response,
+                                  instruction=item.instruction, feedback=fb.response_feedback if fb else None)
+                with stage("respond"):
+                    pred = await acall_part(self.respond, self.executor, **inputs)
                 record = self._record(item, ref, pred, calls)
                 return record, None
             except Exception as err:  # noqa: BLE001
