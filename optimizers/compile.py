@@ -8,6 +8,7 @@ program that was scored on refused calls.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import dspy
@@ -62,7 +63,7 @@ def step_scores(compiled: dspy.Module, optimizer: str) -> list[float]:
             if c.get("score") is not None]
 
 
-def _teleprompter(optimizer: str, metric: JudgeMetric, *, lm: dspy.LM, proposer_lm: dspy.LM, auto: str | None,
+def _teleprompter(optimizer: str, metric: Any, *, lm: dspy.LM, proposer_lm: dspy.LM, auto: str | None,
                   max_demos: int, num_candidates: int, max_metric_calls: int | None, max_steps: int, bsize: int,
                   num_threads: int, seed: int, n_train: int):
     if optimizer == "bootstrap":
@@ -74,11 +75,14 @@ def _teleprompter(optimizer: str, metric: JudgeMetric, *, lm: dspy.LM, proposer_
         return dspy.MIPROv2(metric=metric, prompt_model=proposer_lm, task_model=lm, auto=auto,
                             num_candidates=None if auto else num_candidates, max_bootstrapped_demos=max_demos,
                             max_labeled_demos=0, num_threads=num_threads, seed=seed, verbose=False,
-                            metric_threshold=metric.threshold)
+                            metric_threshold=getattr(metric, "threshold", None))
     if optimizer == "gepa":
         if auto is None and max_metric_calls is None:
             raise ConfigError("GEPA needs optimize.auto or optimize.max_metric_calls")
-        gepa_metric = metric if isinstance(metric, GEPAJudgeMetric) else GEPAJudgeMetric.like(metric)
+        if isinstance(metric, JudgeMetric):
+            gepa_metric = metric if isinstance(metric, GEPAJudgeMetric) else GEPAJudgeMetric.like(metric)
+        else:
+            gepa_metric = metric.for_gepa() if hasattr(metric, "for_gepa") else metric
         return dspy.GEPA(metric=gepa_metric, auto=None if max_metric_calls else auto, max_metric_calls=max_metric_calls,
                          reflection_lm=proposer_lm, num_threads=num_threads, seed=seed, track_stats=True,
                          reflection_minibatch_size=min(3, n_train))
@@ -86,30 +90,47 @@ def _teleprompter(optimizer: str, metric: JudgeMetric, *, lm: dspy.LM, proposer_
                       max_demos=max_demos, prompt_model=proposer_lm, num_threads=num_threads)
 
 
-def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example], *, metric: JudgeMetric,
-             lm: dspy.LM, optimizer: str = "bootstrap", auto: str | None = "light", max_demos: int = 2,
+def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -> dspy.Module:
+    """A user's teleprompter instance: `compile(student, trainset=..., valset=...)` when it takes a valset."""
+    try:
+        takes_valset = "valset" in inspect.signature(tp.compile).parameters
+    except (TypeError, ValueError):
+        takes_valset = False
+    if takes_valset and valset:
+        return tp.compile(student, trainset=trainset, valset=valset)
+    return tp.compile(student, trainset=trainset)
+
+
+def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example], *, metric: Any,
+             lm: dspy.LM, optimizer: str | Any = "bootstrap", auto: str | None = "light", max_demos: int = 2,
              num_candidates: int = 4, num_trials: int | None = None, max_metric_calls: int | None = None,
              max_steps: int = 4, bsize: int = 8, num_threads: int = 1, seed: int = 0,
              proposer_lm: dspy.LM | None = None, budget: CallBudget | None = None,
              adapter: dspy.Adapter | None = None) -> dict[str, Any]:
     """Compile `program` on `lm` (with `adapter`, the teacher's) against `metric`.
 
+    `optimizer` is one of OPTIMIZERS, or a teleprompter instance (anything with `compile`) built by the caller.
     Returns {program, optimizer, score_before, score_after, steps, before_rows, after_rows, metric_failures}.
-    `proposer_lm` writes instructions (MIPROv2, GEPA, SIMBA); it defaults to `lm`. When `budget`
-    (attached to the LMs) refuses a call, or when every judging so far failed, raises OptimizationStopped.
+    `proposer_lm` writes instructions (MIPROv2, GEPA, SIMBA); it defaults to `lm`. Raises OptimizationStopped
+    when `budget` (attached to the LMs) refuses a call, when every judging of the baseline failed, or when the
+    metric failed on more than half of its calls in all: no program is worth saving then.
     """
-    if optimizer not in OPTIMIZERS:
+    instance = None if isinstance(optimizer, str) else optimizer
+    if instance is not None and not callable(getattr(instance, "compile", None)):
+        raise ConfigError(f"optimizer: a {type(instance).__name__} has no compile method (give a DSPy teleprompter "
+                          f"or one of {', '.join(OPTIMIZERS)})")
+    if instance is None and optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
     if not trainset:
         raise ConfigError("the optimization trainset is empty")
     if optimizer in ("gepa", "miprov2", "bootstrap_random_search") and not valset:
         raise ConfigError(f"optimizer '{optimizer}' needs a non-empty valset")
     proposer_lm = proposer_lm or lm
-    tp = _teleprompter(optimizer, metric, lm=lm, proposer_lm=proposer_lm, auto=auto, max_demos=max_demos,
+    tp = instance or _teleprompter(optimizer, metric, lm=lm, proposer_lm=proposer_lm, auto=auto, max_demos=max_demos,
                        num_candidates=num_candidates, max_metric_calls=max_metric_calls, max_steps=max_steps,
                        bsize=bsize, num_threads=num_threads, seed=seed, n_train=len(trainset))
 
-    def check_budget(when: str) -> None:
+    def check_budget(when: str, most: bool = False) -> None:
         if budget is not None and budget.tripped:
             raise OptimizationStopped(f"optimization stopped {when}: {budget.tripped}; no program was saved "
                                       "(raise optimize.max_calls / max_cost_usd, or shrink the optimizer's settings)")
@@ -119,13 +140,21 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
                 f"optimization stopped {when}: every judging failed ({failures['failed']} of {failures['calls']}: "
                 f"{', '.join(f'{n} {r}' for r, n in failures['by_reason'].items())}), the last: {failures['last']}; "
                 "no program was saved (check the judge: judge.model, judge.adapter, judge.max_tokens)")
+        if most and failures and failures["failed"] * 2 > failures["calls"]:
+            raise OptimizationStopped(
+                f"optimization stopped {when}: the metric failed on {failures['failed']} of its {failures['calls']} "
+                f"calls ({', '.join(f'{n} {r}' for r, n in failures['by_reason'].items())}), the last: "
+                f"{failures['last']}; scores made mostly of failures mean nothing, so no program was saved "
+                "(check the judge: judge.model, judge.adapter, judge.max_tokens)")
 
     before, before_rows = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
     check_budget("while scoring the program before optimization")
     student = program.deepcopy()
     with dspy.context(lm=lm, adapter=adapter):
         try:
-            if optimizer == "bootstrap":
+            if instance is not None:
+                compiled = _compile_with(instance, student, trainset, valset)
+            elif optimizer == "bootstrap":
                 compiled = tp.compile(student, trainset=trainset)
             elif optimizer == "bootstrap_random_search":
                 compiled = tp.compile(student, trainset=trainset, valset=valset)
@@ -141,10 +170,11 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
             if budget is not None and budget.tripped:
                 check_budget("while compiling")
             raise
-    check_budget("while compiling")
+    check_budget("while compiling", most=True)
     after, after_rows = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
-    check_budget("while scoring the compiled program")
+    check_budget("while scoring the compiled program", most=True)
     failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
-    return {"program": compiled, "optimizer": optimizer, "score_before": before, "score_after": after,
-            "steps": step_scores(compiled, optimizer), "before_rows": before_rows, "after_rows": after_rows,
+    name = optimizer if instance is None else type(instance).__name__
+    return {"program": compiled, "optimizer": name, "score_before": before, "score_after": after,
+            "steps": step_scores(compiled, name), "before_rows": before_rows, "after_rows": after_rows,
             "metric_failures": failures}

@@ -10,6 +10,7 @@ it stops the optimization.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import Counter
 from typing import Any
@@ -104,3 +105,77 @@ class GEPAJudgeMetric(JudgeMetric):
     def __call__(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> dspy.Prediction:  # type: ignore[override]
         result = self.judge(gold, pred)
         return dspy.Prediction(score=result["score"], feedback=result["rationale"])
+
+
+class CountingMetric:
+    """A user's metric, made safe to optimize against: a call that raises scores 0 and is counted (by reason), as
+    JudgeMetric does, so a metric that fails on most calls stops the optimization instead of deciding it.
+
+    The metric is called as DSPy calls metrics: `(gold, pred, trace)`, and by GEPA with `pred_name, pred_trace`
+    too when it takes them. It may return a number, a bool, or `dspy.Prediction(score=..., feedback=...)`.
+    """
+
+    def __init__(self, metric: Any, threshold: float | None = None):
+        self.metric = metric
+        self.threshold = threshold
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.failures: Counter = Counter()
+        self.last_failure: str | None = None
+        try:
+            params = inspect.signature(metric).parameters
+            self._gepa_args = len(params) >= 5 or any(p.kind is p.VAR_POSITIONAL for p in params.values())
+        except (TypeError, ValueError):
+            self._gepa_args = False
+
+    def raw(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> Any:
+        """What the metric returned (0.0 after a failure, which is counted)."""
+        try:
+            if self._gepa_args:
+                out = self.metric(gold, pred, trace, pred_name, pred_trace)
+            else:
+                out = self.metric(gold, pred, trace)
+        except BudgetExceeded:
+            raise
+        except Exception as err:  # noqa: BLE001 - a failing metric call scores 0 and is counted
+            failure = classify(err)
+            with self._lock:
+                self.calls += 1
+                self.failures[failure.reason] += 1
+                self.last_failure = f"{type(err).__name__}: {failure.detail}"
+            return 0.0
+        with self._lock:
+            self.calls += 1
+        return out
+
+    failure_summary = JudgeMetric.failure_summary
+
+    def __call__(self, gold, pred, trace=None) -> float | bool:
+        out = self.raw(gold, pred, trace)
+        return float(out.score) if isinstance(out, dspy.Prediction) else out
+
+    def for_gepa(self) -> Any:
+        """The GEPA form: its 5 arguments, and a Prediction(score, feedback) back."""
+        def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+            out = self.raw(gold, pred, trace, pred_name, pred_trace)
+            if isinstance(out, dspy.Prediction):
+                return out
+            return dspy.Prediction(score=float(out), feedback="")
+        return gepa_metric
+
+
+TARGETS = ("respond",)
+
+
+def make_metric(config: Any, target: str = "respond", judge: dspy.LM | None = None) -> JudgeMetric:
+    """The metric `refed optimize` uses for `target`, built from a Config: the judge LM ([judge], or `judge`), its
+    adapter, the judging criteria, optimize.threshold and optimize.win_weight."""
+    from refed_dspy.adapters import build_adapter
+    from refed_dspy.errors import ConfigError
+    from refed_dspy.lm import build_lm
+
+    if target not in TARGETS:
+        raise ConfigError(f"optimize target {target!r} is not built yet; available: {', '.join(TARGETS)}")
+    return JudgeMetric(judge or build_lm(config.judge, "judge"), config.judging.criteria,
+                       threshold=config.optimize.threshold, win_weight=config.optimize.win_weight,
+                       adapter=build_adapter(config.judge))

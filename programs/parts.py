@@ -30,6 +30,28 @@ PART_INPUTS: dict[str, dict[str, Any]] = {
 }
 
 
+def unfrozen(module: Any) -> Any:
+    """`module`, or for a compiled one (`_compiled`, which DSPy sets on an optimizer's result) a copy that is not
+    frozen: DSPy hides a frozen child's predictors from its parent, so a pipeline holding it would neither save
+    nor hash its demos and instructions."""
+    if not getattr(module, "_compiled", False):
+        return module
+    copy = module.deepcopy()
+    copy._compiled = False
+    return copy
+
+
+def with_open_parts(program: Any, names: tuple[str, ...] = ("collect", "synthesizer", "respond")) -> Any:
+    """`program` with every frozen part replaced by an unfrozen copy (on a copy of the program, when one is)."""
+    frozen = [n for n in names if getattr(getattr(program, n, None), "_compiled", False)]
+    if not frozen:
+        return program
+    program = program.deepcopy()
+    for name in frozen:
+        setattr(program, name, unfrozen(getattr(program, name)))
+    return program
+
+
 def has_aforward(module: Any) -> bool:
     """True when `module` has its own async entry point (DSPy's Module defines none)."""
     return callable(getattr(module, "aforward", None))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dspy
 
 from refed_dspy.gather import gather_settled
-from refed_dspy.programs.parts import acall_part
+from refed_dspy.programs.parts import acall_part, unfrozen
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer
@@ -37,7 +37,7 @@ class ReferenceSynthesis(dspy.Module):
         self.n = n
         self.collect = CollectReferenceFeedback(describe=describe, critique=critique)
         self.synthesizer = InstructionSynthesizer()
-        self.respond = respond or RespondAndImprove(improve=improve, sample_feedback=sample_feedback)
+        self.respond = unfrozen(respond) if respond is not None else RespondAndImprove(improve=improve, sample_feedback=sample_feedback)
 
     async def aforward(self, reference: Reference, feedback: ReferenceFeedback | None = None) -> dspy.Prediction:
         if feedback is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.programs.parts import acall_part
+from refed_dspy.programs.parts import acall_part, unfrozen
 from refed_dspy.programs.reflect_pair import ReflectPair
 from refed_dspy.records import Reference
 from refed_dspy.sync import run_sync
@@ -18,7 +18,7 @@ class ReflectionTuning(dspy.Module):
 
     def __init__(self, mode: str = "both", respond: dspy.Module | None = None):
         super().__init__()
-        self.respond = respond or ReflectPair(mode)
+        self.respond = unfrozen(respond) if respond is not None else ReflectPair(mode)
 
     async def aforward(self, reference: Reference) -> dspy.Prediction:
         return await acall_part(self.respond, instruction=reference.instruction, response=reference.response)

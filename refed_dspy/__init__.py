@@ -1,7 +1,7 @@
 """refed-dspy: instruction-tuning data synthesis with Reference-Level Feedback, as a DSPy program.
 
 The core (config, records, seeds, store, lm) imports no signatures, programs or optimizers;
-`synthesize`, `compare` and `optimize` are loaded on first use.
+`synthesize`, `compare`, `optimize`, `build_lm` and `make_metric` are loaded on first use (and listed by `dir`).
 """
 
 from refed_dspy.telemetry import set_telemetry
@@ -26,9 +26,11 @@ __all__ = [
     "RunDirError",
     "SampleRecord",
     "SeedError",
+    "build_lm",
     "compare",
     "load_config",
     "load_references",
+    "make_metric",
     "optimize",
     "read_references",
     "synthesize",
@@ -48,4 +50,16 @@ def __getattr__(name: str):
         from refed_dspy.optimize_run import optimize
 
         return optimize
+    if name == "build_lm":
+        from refed_dspy.lm import build_lm
+
+        return build_lm
+    if name == "make_metric":
+        from refed_dspy.optimizers.metrics import make_metric
+
+        return make_metric
     raise AttributeError(f"module 'refed_dspy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

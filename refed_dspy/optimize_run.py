@@ -11,7 +11,6 @@ through `mlflow.dspy.log_model` (compile and eval runs through `mlflow.dspy.auto
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -29,9 +28,10 @@ from refed_dspy.lm import build_lm, price_of
 from refed_dspy.lock import DirLock
 from refed_dspy.progress import Heartbeat
 from refed_dspy.records import Reference, final_response
-from refed_dspy.rundir import RunDir
+from refed_dspy.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.seeds import read_references
 from refed_dspy.store import write_json_atomic, write_text_atomic
+from refed_dspy.sync import run_sync
 
 
 @dataclass
@@ -106,29 +106,31 @@ def _write_outputs(out: Path, config: Config, result: dict[str, Any], program_pa
 
 
 @contextlib.contextmanager
-def _tracked(config: Config, out: Path):
-    """An MLflow run for this optimization with DSPy autologging on (or nothing when tracking is off)."""
+def _tracked(config: Config, out: Path, optimizer: str):
+    """An MLflow run for this optimization (or nothing when tracking is off). DSPy autologging records traces only
+    when tracking.log_traces is on; its compile and eval logging stay off: they log a model per candidate and
+    scores in percent, where this run logs one model and every score on the metric's 0-1 scale."""
     if not config.tracking.enabled:
         yield None
         return
     import mlflow
 
-    from refed_dspy.tracking import KIND_TAG, RUN_DIR_TAG, config_params, connect
+    from refed_dspy.tracking import KIND_TAG, RUN_DIR_TAG, STEPS_TAG, config_params, connect
 
     connect(config)
     traces = config.tracking.log_traces
-    mlflow.dspy.autolog(log_compiles=True, log_evals=True, log_traces=traces, log_traces_from_compile=traces,
+    mlflow.dspy.autolog(log_compiles=False, log_evals=False, log_traces=traces, log_traces_from_compile=traces,
                         log_traces_from_eval=traces, silent=True)
     try:
-        with mlflow.start_run(run_name=f"optimize-{config.optimize.optimizer}",
-                              tags={KIND_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())}) as run:
+        with mlflow.start_run(run_name=f"optimize-{optimizer}",
+                              tags={KIND_TAG: "optimize", STEPS_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())}) as run:
             mlflow.log_params(config_params(config))
             yield run
     finally:
         mlflow.dspy.autolog(disable=True, silent=True)
 
 
-def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path]) -> str:
+def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], config: Config) -> str:
     import mlflow
 
     from refed_dspy.tracking import log_program, summary_metrics
@@ -140,7 +142,8 @@ def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Pat
         mlflow.log_metric("step_score", score, step=step)
     for p in files:
         mlflow.log_artifact(str(p))
-    return log_program(result["program"])
+    example = next(((ex, pred) for ex, pred, _ in result["before_rows"] if pred is not None), None)
+    return log_program(result["program"], config.teacher, example=example)
 
 
 async def _examples(config: Config, out: Path, teacher: dspy.LM, references: list[Reference],
@@ -184,74 +187,146 @@ def _maybe(heartbeat: Heartbeat, enabled: bool):
         yield
 
 
+def _given_sets(trainset: list, valset: list | None, cfg: Any) -> tuple[list, list]:
+    """A caller's examples: checked, and split (by reference when they carry reference_id) when no valset is given."""
+    import random
+
+    from refed_dspy.optimizers.examples import split_examples
+
+    for name, items in (("trainset", trainset), ("valset", valset or [])):
+        if not isinstance(items, list) or not all(isinstance(e, dspy.Example) for e in items):
+            raise ConfigError(f"{name} takes a list of dspy.Example (with .with_inputs(...) set)")
+    if valset:
+        return list(trainset), list(valset)
+    fraction = cfg.n_val / (cfg.n_train + cfg.n_val)
+    if all(e.get("reference_id") for e in trainset):
+        return split_examples(trainset, len(trainset), len(trainset), cfg.seed, val_fraction=fraction)
+    order = list(trainset)
+    random.Random(cfg.seed).shuffle(order)
+    n_val = max(1, round(len(order) * fraction)) if len(order) > 1 else 0
+    return order[n_val:], order[:n_val]
+
+
 def optimize(config: Config | str | None = None, overrides: list[str] | None = None, *, teacher: dspy.LM | None = None,
              judge: dspy.LM | None = None, references: list[Reference] | None = None,
-             on_mismatch: str = "error") -> OptimizeResult:
-    """Optimize the per-instruction program for `config` (a Config or a TOML path) and save it."""
+             on_mismatch: OnMismatch = "error", program: dspy.Module | None = None,
+             trainset: list[dspy.Example] | None = None, valset: list[dspy.Example] | None = None,
+             metric: Any = None, optimizer: Any = None) -> OptimizeResult:
+    """Optimize a program against a metric, save it (program.json and the files beside it) and track it.
+
+    Args:
+        config: a Config, a TOML path, or None for the defaults; `overrides` as `--set` takes them.
+        teacher, judge: dspy.LMs to use instead of building them from [teacher] and [judge].
+        references: the references the examples come from, instead of reading [seeds].
+        on_mismatch: for an examples run dir made by another config: "error", "resume" or "fresh".
+        program: the DSPy module to compile (default: RespondAndImprove).
+        trainset, valset: your own dspy.Examples (inputs set), instead of synthesized ones; without a valset, the
+            trainset is split (by reference when the examples carry `reference_id`).
+        metric: your own metric `(gold, pred, trace=None)` (GEPA: also `pred_name, pred_trace`; it may return
+            `dspy.Prediction(score=, feedback=)`), instead of `make_metric(config)`. A call that raises scores 0
+            and is counted.
+        optimizer: one of OPTIMIZERS, or a teleprompter instance you built, instead of optimize.optimizer.
+
+    When the metric failed on more than half its calls, nothing is saved (OptimizationStopped). When the
+    compiled program scores below the one it started from, the starting program is the result (program.json)
+    and the compiled one is kept beside it as program.candidate.json; the summary says so (`kept`).
+    """
+    from refed_dspy.config import OPTIMIZERS
     from refed_dspy.optimizers.compile import optimize as compile_program
     from refed_dspy.optimizers.examples import examples_from_run, split_examples
-    from refed_dspy.optimizers.metrics import JudgeMetric
+    from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
     from refed_dspy.optimizers.program_io import save_program
     from refed_dspy.programs import RespondAndImprove
     from refed_dspy.synthesis import use_run_cache
 
     if not isinstance(config, Config):
         config = load_config(config, overrides)
+    check_on_mismatch(on_mismatch)
     cfg = config.optimize
-    for role, spec in (("teacher", config.teacher), ("judge", config.judge)):
+    optimizer = cfg.optimizer if optimizer is None else optimizer
+    if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer={optimizer!r} is not one of {', '.join(OPTIMIZERS)} (or pass a teleprompter instance)")
+    optimizer_name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
+    if program is not None and not isinstance(program, dspy.Module):
+        raise ConfigError(f"program= takes a DSPy module, not a {type(program).__name__}")
+    if metric is not None and not callable(metric):
+        raise ConfigError(f"metric= takes a callable (gold, pred, trace=None), not a {type(metric).__name__}")
+    roles = [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else [])
+    for role, spec in roles:
         if cfg.max_cost_usd is not None and price_of(spec) is None:
             raise ConfigError(f"optimize.max_cost_usd needs a price for the {role} '{spec.model}': set "
                               f"{role}.input_usd_per_mtok and {role}.output_usd_per_mtok")
     teacher = teacher or build_lm(config.teacher, "teacher")
-    judge = judge or build_lm(config.judge, "judge")
-    teacher_adapter, judge_adapter = build_adapter(config.teacher), build_adapter(config.judge)
-    if references is None:
+    if metric is None:
+        judge = judge or build_lm(config.judge, "judge")
+        metric = make_metric(config, judge=judge)
+    elif not isinstance(metric, (JudgeMetric, CountingMetric)):
+        metric = CountingMetric(metric, threshold=cfg.threshold)
+    teacher_adapter = build_adapter(config.teacher)
+    if references is None and trainset is None:
         references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
     out = out_dir(config)
     with DirLock(out, "refed optimize", "output directory"):
         started = time.monotonic()
-        examples_dir, examples_summary = asyncio.run(_examples(config, out, teacher, references, on_mismatch))
-        examples_usage = examples_summary.get("usage", {})
-        if examples_summary and not examples_summary.get("samples"):
-            raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, examples_summary)}")
-        exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
-        train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
-        if not train or not val:
-            error = FinishedShort if examples_summary else ConfigError
-            raise error(f"{_what_happened(examples_dir, examples_summary)}: that gives {len(train)} training and {len(val)} "
-                        "validation examples, and both sides need at least one (more samples, or more references)")
+        if trainset is not None:
+            examples_dir, examples_summary, examples_usage = None, {}, {}
+            train, val = _given_sets(trainset, valset, cfg)
+            if not train or not val:
+                raise ConfigError(f"{len(train)} training and {len(val)} validation examples: both sides need at "
+                                  "least one (give a valset, or more examples)")
+        else:
+            examples_dir, examples_summary = run_sync(_examples(config, out, teacher, references, on_mismatch))
+            examples_usage = examples_summary.get("usage", {})
+            if examples_summary and not examples_summary.get("samples"):
+                raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, examples_summary)}")
+            exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
+            train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
+            if not train or not val:
+                error = FinishedShort if examples_summary else ConfigError
+                raise error(f"{_what_happened(examples_dir, examples_summary)}: that gives {len(train)} training and {len(val)} "
+                            "validation examples, and both sides need at least one (more samples, or more references)")
         use_run_cache(RunDir(out))
         budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
         _guard(teacher, budget, "teacher", config.teacher)
-        _guard(judge, budget, "judge", config.judge)
-        metric = JudgeMetric(judge, config.judging.criteria, threshold=cfg.threshold, win_weight=cfg.win_weight,
-                             adapter=judge_adapter)
+        if judge is not None:
+            _guard(judge, budget, "judge", config.judge)
         heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, metric, started), config.run.progress_every_s)
+        baseline = program if program is not None else RespondAndImprove()
         try:
-            with _tracked(config, out) as run, _maybe(heartbeat, config.run.progress):
+            with _tracked(config, out, optimizer_name) as run, _maybe(heartbeat, config.run.progress):
                 result = compile_program(
-                    RespondAndImprove(), train, val, metric=metric, lm=teacher, optimizer=cfg.optimizer, auto=cfg.auto,
+                    baseline, train, val, metric=metric, lm=teacher, optimizer=optimizer, auto=cfg.auto,
                     max_demos=cfg.max_demos, num_candidates=cfg.num_candidates, num_trials=cfg.num_trials,
                     max_metric_calls=cfg.max_metric_calls, max_steps=cfg.max_steps, bsize=cfg.bsize,
                     num_threads=cfg.num_threads, seed=cfg.seed, budget=budget, adapter=teacher_adapter)
                 scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
-                info = {"optimizer": cfg.optimizer, "settings": cfg.model_dump(mode="json"), **scores,
+                info = {"optimizer": optimizer_name, "settings": cfg.model_dump(mode="json"), **scores,
                         "steps": result["steps"], "n_train": len(train), "n_val": len(val),
-                        "teacher": config.teacher.model, "judge": config.judge.model}
-                program_path = save_program(result["program"], out / "program.json", config, info)
-                files = _write_outputs(out, config, result, program_path)
-                res = OptimizeResult(program=result["program"], optimizer=cfg.optimizer, steps=result["steps"], out_dir=out,
+                        "teacher": config.teacher.model, "judge": config.judge.model if judge is not None else None}
+                kept, candidate_path = "compiled", None
+                if result["score_after"] < result["score_before"]:
+                    # the compiled program is worse on the validation set: the result is the one we started from
+                    kept = "baseline"
+                    candidate_path = save_program(result["program"], out / "program.candidate.json", config,
+                                                  {**info, "kept": "candidate (scored below the baseline)"})
+                    result = {**result, "program": baseline, "after_rows": result["before_rows"]}
+                program_path = save_program(result["program"], out / "program.json", config, {**info, "kept": kept})
+                files = _write_outputs(out, config, result, program_path) + ([candidate_path] if candidate_path else [])
+                res = OptimizeResult(program=result["program"], optimizer=optimizer_name, steps=result["steps"], out_dir=out,
                                      program_path=program_path, usage=budget.as_dict(), n_train=len(train), n_val=len(val),
-                                     extra={"examples_run": str(examples_dir), "examples_usage": examples_usage,
-                                            "metric_failures": result["metric_failures"],
+                                     extra={"examples_run": str(examples_dir) if examples_dir else None,
+                                            "examples_usage": examples_usage,
+                                            "metric_failures": result["metric_failures"], "kept": kept,
+                                            "candidate_program": str(candidate_path) if candidate_path else None,
                                             "adapters": {"teacher": teacher_adapter.choice.as_dict(),
-                                                         "judge": judge_adapter.choice.as_dict()},
+                                                         "judge": getattr(getattr(metric, "adapter", None), "choice", None)
+                                                         and metric.adapter.choice.as_dict()},
                                             "wall_s": round(time.monotonic() - started, 3),
                                             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
                                      **scores)
                 if run is not None:
                     res.mlflow_run_id = run.info.run_id
-                    res.model_uri = _log_result(result, res.summary(), files)
+                    res.model_uri = _log_result(result, res.summary(), files, config)
                 write_json_atomic(out / "optimize_summary.json", res.summary())
                 if run is not None:
                     import mlflow
@@ -259,6 +334,6 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
                     mlflow.log_artifact(str(out / "optimize_summary.json"))
         finally:
             for lm in (teacher, judge):
-                if hasattr(lm, "attach_budget"):
+                if lm is not None and hasattr(lm, "attach_budget"):
                     lm.attach_budget(None, "lm", None)
         return res

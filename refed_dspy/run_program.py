@@ -42,7 +42,7 @@ def resolve_program(config: Config, method: Method, program: dspy.Module | None 
     """The program of this run, checked before any call, and `config` with `synthesis.program` naming it
     (`python:<Class>` for an object from Python, which config.toml then records)."""
     from refed_dspy.optimizers.program_io import PYTHON_SCHEME, load_program
-    from refed_dspy.programs.parts import check_pipeline
+    from refed_dspy.programs.parts import check_pipeline, with_open_parts
     from refed_dspy.programs.pipeline import build_pipeline
 
     syn = config.synthesis
@@ -56,7 +56,7 @@ def resolve_program(config: Config, method: Method, program: dspy.Module | None 
         obj = program if program is not None else respond
         if not isinstance(obj, dspy.Module):
             raise ConfigError(f"{given[0]} takes a DSPy module, not a {type(obj).__name__}")
-        pipeline = program if program is not None else build_pipeline(method, syn.instructions_per_feature,
+        pipeline = with_open_parts(program) if program is not None else build_pipeline(method, syn.instructions_per_feature,
                                                                        syn.reflection, respond=respond)
         identity = f"{PYTHON_SCHEME}{type(obj).__module__}.{type(obj).__qualname__}"
         builtin = False

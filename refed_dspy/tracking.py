@@ -10,6 +10,7 @@ logged, and `track_*` helpers warn instead of raising.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 from refed_dspy.config import Config, mask_secrets, to_toml
 
 RUN_DIR_TAG = "refed.run_dir"
-KIND_TAG = "refed.kind"
+KIND_TAG = "refed.kind"  # what made the MLflow run: synthesize | compare | optimize (or the first step logged)
+STEPS_TAG = "refed.steps"  # every step logged into it, in order: synthesize,judge,report,export
 _PARAM_MAX = 6000
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,12 @@ def track_run_dir(config: Config, run_dir: str | Path, kind: str, summary: dict[
         import mlflow
 
         with mlflow_run(config, run_dir) as run:
-            mlflow.set_tag(f"{KIND_TAG}.{kind}", "true")
+            tags = run.data.tags if hasattr(run, "data") else {}
+            steps = [x for x in (tags.get(STEPS_TAG) or "").split(",") if x]
+            if KIND_TAG not in tags:
+                mlflow.set_tag(KIND_TAG, kind)
+            if kind not in steps:
+                mlflow.set_tag(STEPS_TAG, ",".join([*steps, kind]))
             log_params_once(config_params(config))
             mlflow.log_metrics(summary_metrics(summary, metric_prefix))
             mlflow.log_text(to_toml(config), f"{kind}/config.toml")
@@ -130,17 +137,52 @@ def track_run_dir(config: Config, run_dir: str | Path, kind: str, summary: dict[
         return None
 
 
-def log_program(program: Any, name: str = "program") -> str:
+def keyless_lm(spec: Any) -> Any:
+    """A plain dspy.LM for `spec` (model, api_base, temperature, max_tokens) holding no API key: pickled with a
+    logged program, it reads its key from the environment of whoever loads the model."""
+    import dspy
+
+    kwargs: dict[str, Any] = {}
+    if spec.primary_api_base:
+        kwargs["api_base"] = spec.primary_api_base
+    if spec.api_version:
+        kwargs["api_version"] = spec.api_version
+    return dspy.LM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **kwargs)
+
+
+def _example_io(example: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(inputs, outputs) of one (dspy.Example, Prediction) as JSON-able dicts, for the model's signature."""
+    if example is None:
+        return None
+    ex, pred = example
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "model_dump"):
+            return json.dumps(value.model_dump())
+        return value if isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
+
+    inputs = {k: plain(v) for k, v in ex.inputs().toDict().items() if v is not None}
+    outputs = {k: plain(v) for k, v in pred.toDict().items() if v is not None}
+    return inputs, outputs
+
+
+def log_program(program: Any, teacher: Any, name: str = "program", example: Any = None) -> str:
     """`mlflow.dspy.log_model` of a compiled program into the active run; returns its model URI.
 
-    MLflow pickles `dspy.settings` next to the program, which would carry the configured LM and
-    its API key; the program is logged with the LM and callbacks cleared.
+    The model carries a signature and an input example (from one validation example and its prediction, so no
+    LM is called to infer them) and, as its DSPy settings, a key-less LM for `teacher` (an LMSpec): loaded as a
+    pyfunc it predicts once the provider's key is in the environment. No key is ever logged.
     """
     import dspy
     import mlflow
+    from mlflow.models import infer_signature
 
-    with keep_active_model(), dspy.context(lm=None, adapter=None, callbacks=[]):
-        info = mlflow.dspy.log_model(program, name=name, use_dspy_model_save=True)
+    io = _example_io(example)
+    extra: dict[str, Any] = {}
+    if io is not None:
+        extra = {"signature": infer_signature(io[0], io[1]), "input_example": io[0]}
+    with keep_active_model(), dspy.context(lm=keyless_lm(teacher), adapter=None, callbacks=[]):
+        info = mlflow.dspy.log_model(program, name=name, use_dspy_model_save=True, **extra)
     return info.model_uri
 
 

@@ -3,6 +3,7 @@ the call budget, program files, `--program`, and MLflow (sqlite store and a real
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -24,6 +25,7 @@ from refed_dspy.methods import get_method
 from refed_dspy.optimize_run import optimize
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.program_io import load_program
+from refed_dspy.synthesis import synthesize
 
 
 def refed(*args, cwd=None) -> tuple[int, str, str]:
@@ -168,7 +170,18 @@ def test_program_errors_are_one_line(server_factory, tmp_path):
     assert not (tmp_path / "r" / "samples.jsonl").exists()
 
 
-def _mlflow_checks(uri: str, result, srv, tmp_path, planted: str | None = None) -> None:
+@contextlib.contextmanager
+def keep_active_model_env(monkeypatch):
+    """An API key in the environment (the loopback ignores it) and MLflow's active model restored afterwards."""
+    from refed_dspy.tracking import keep_active_model
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    with keep_active_model():
+        yield
+    monkeypatch.delenv("OPENAI_API_KEY")
+
+
+def _mlflow_checks(uri: str, result, srv, tmp_path, monkeypatch, planted: str | None = None) -> None:
     import mlflow
 
     client = mlflow.MlflowClient(uri)
@@ -180,7 +193,23 @@ def _mlflow_checks(uri: str, result, srv, tmp_path, planted: str | None = None) 
     assert run.data.metrics["usage.calls"] == result.usage["calls"]
     names = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"program.json", "instructions.txt", "before_after.md", "config.toml", "optimize_summary.json"} <= names
+    # one logged model (autolog's per-candidate models off), scores on one 0-1 scale, one tag scheme
+    models = [m for m in client.search_logged_models(experiment_ids=[run.info.experiment_id])
+              if m.source_run_id == result.mlflow_run_id]
+    assert [m.name for m in models] == ["program"]
+    assert not {k for k in run.data.metrics if k.startswith("eval")}
+    assert all(0 <= v <= 1 for k, v in run.data.metrics.items() if "score" in k)
+    assert run.data.tags["refed.kind"] == "optimize"
     mlflow.set_tracking_uri(uri)
+    info = mlflow.models.get_model_info(result.model_uri)
+    assert info.signature is not None and {i.name for i in info.signature.inputs} >= {"instruction", "reference_instruction"}
+    assert info.saved_input_example_info is not None
+    # loaded as a pyfunc it predicts with the key from the environment (none was logged)
+    with keep_active_model_env(monkeypatch):
+        pyfunc = mlflow.pyfunc.load_model(result.model_uri)
+        pred = pyfunc.predict({"reference_instruction": "Ref?", "reference_response": "Ref.",
+                               "instruction": "Explain tides.", "feedback": "Be concrete."})
+    assert pred["improved_response"]
     from refed_dspy.tracking import keep_active_model
 
     for model_uri in (result.model_uri, f"runs:/{result.mlflow_run_id}/program"):
@@ -203,7 +232,7 @@ def test_mlflow_round_trip_on_a_sqlite_store(server_factory, tmp_path, monkeypat
     result = optimize(load_config(None, opt_overrides(srv, tmp_path, **{"tracking.enabled": "true",
                                                                          "tracking.mlflow_uri": f"'{uri}'"})))
     assert result.mlflow_run_id and result.model_uri
-    _mlflow_checks(uri, result, srv, tmp_path)
+    _mlflow_checks(uri, result, srv, tmp_path, monkeypatch)
     # synthesis with the logged program, from its runs:/ URI
     syn = tmp_path / "syn"
     code, _, err = refed("synthesize", "--program", f"runs:/{result.mlflow_run_id}/program",
@@ -212,6 +241,12 @@ def test_mlflow_round_trip_on_a_sqlite_store(server_factory, tmp_path, monkeypat
     assert code == 0, err
     samples = [json.loads(x) for x in (syn / "samples.jsonl").read_text().splitlines()]
     assert {s["meta"]["program"] for s in samples} == {f"runs:/{result.mlflow_run_id}/program"}
+    # twice from Python in one process, by URI (loading it used to dspy.configure from the first run's task)
+    for name in ("py1", "py2"):
+        summary = synthesize(load_config(None, run_overrides(srv, tmp_path / name, 2, **{
+            "synthesis.program": f"'runs:/{result.mlflow_run_id}/program'", "tracking.enabled": "true",
+            "tracking.mlflow_uri": f"'{uri}'"})))
+        assert summary["samples"] == 2 and summary["program_hash"] == samples[0]["meta"]["program_hash"]
 
 
 def _free_port() -> int:
@@ -253,4 +288,4 @@ def test_mlflow_round_trip_against_a_real_mlflow_server(server_factory, tmp_path
     result = optimize(load_config(None, opt_overrides(srv, tmp_path, **{"tracking.enabled": "true",
                                                                          "tracking.mlflow_uri": f"'{mlflow_server}'"})))
     assert not (tmp_path / "mlruns").exists()  # everything went to the server
-    _mlflow_checks(mlflow_server, result, srv, tmp_path)
+    _mlflow_checks(mlflow_server, result, srv, tmp_path, monkeypatch)

@@ -202,3 +202,15 @@ def test_sync_entry_points_work_inside_a_running_event_loop(server_factory, tmp_
     first, second, pred = asyncio.run(notebook_cell())
     assert first["samples"] == second["samples"] == 3
     assert pred.samples and all(s.improved_response for s in pred.samples)
+
+
+def test_a_compiled_part_is_saved_and_hashed_with_its_pipeline():
+    # DSPy hides a compiled (frozen) module's predictors from its parent; the pipeline must not
+    part = RespondAndImprove()
+    part.generate.demos = [dspy.Example(example_instruction="Q?", example_response="A.", instruction="Hi?", response="Hi.")]
+    part._compiled = True
+    plain = build_pipeline(get_method("refed"))
+    holding = build_pipeline(get_method("refed"), respond=part)
+    assert "respond.generate" in holding.dump_state() and holding.respond.generate.demos
+    assert program_hash(holding) != program_hash(plain)
+    assert part._compiled  # the caller's object is left as it was

@@ -1,0 +1,166 @@
+"""`refed_dspy.optimize` from Python: a user's program, examples, metric and teleprompter; the rules that decide
+what is saved (a metric failing on most calls saves nothing; a worse program keeps the baseline); the public
+surface; and the call inside a running event loop."""
+
+import asyncio
+import inspect
+import json
+
+import dspy
+import pytest
+from conftest import run_overrides
+from loopback_server import read_log
+
+import refed_dspy
+from refed_dspy.config import load_config
+from refed_dspy.errors import ConfigError
+from refed_dspy.optimizers import CountingMetric, JudgeMetric, OptimizationStopped, make_metric
+from refed_dspy.programs import RespondAndImprove
+
+INPUTS = ("reference_instruction", "reference_response", "instruction", "feedback")
+TOPICS = ["tides", "rainbows", "volcanoes", "eclipses", "glaciers", "earthquakes", "auroras", "monsoons"]
+
+
+def examples(n: int = 8) -> list[dspy.Example]:
+    return [dspy.Example(reference_instruction="Explain photosynthesis.", reference_response="Plants turn light into sugar.",
+                         instruction=f"Explain {TOPICS[i % len(TOPICS)]} to a child.", feedback="Be concrete.",
+                         reference_id=f"r{i % 4}").with_inputs(*INPUTS) for i in range(n)]
+
+
+def cfg(srv, tmp_path, **extra):
+    # the judge points at a closed port: a test that passes its own metric must never reach it
+    over = run_overrides(srv, tmp_path / "run", 4, **{
+        "judge.api_base": "'http://127.0.0.1:9/v1'", "judge.api_key_env": "''", "optimize.out": f"'{tmp_path / 'opt'}'",
+        "optimize.num_threads": 1, **extra})
+    return load_config(None, over)
+
+
+def length_metric(gold, pred, trace=None):
+    score = min(1.0, len(pred.response or "") / 200)
+    return score >= 0.5 if trace is not None else score
+
+
+def test_bring_your_own_program_examples_metric_and_teleprompter(server_factory, tmp_path):
+    srv = server_factory()
+    tp = dspy.BootstrapFewShot(metric=length_metric, max_bootstrapped_demos=1, max_labeled_demos=0)
+    result = refed_dspy.optimize(cfg(srv, tmp_path), program=RespondAndImprove(improve=False), trainset=examples(),
+                                 metric=length_metric, optimizer=tp)
+    assert result.optimizer == "BootstrapFewShot" and result.n_train + result.n_val == 8 and result.n_val >= 1
+    assert isinstance(result.program, RespondAndImprove) and result.program.improve is None
+    summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
+    assert summary["examples_run"] is None and summary["metric_failures"]["failed"] == 0
+    assert summary["usage"]["by_role"].keys() == {"teacher"}  # no judge call was made
+    assert not (tmp_path / "opt" / "examples").exists()  # no examples were synthesized
+    assert summary["usage"]["calls"] == len(read_log(srv.cfg.log_path))
+    state = json.loads((tmp_path / "opt" / "program.json").read_text())
+    assert state["refed"]["optimizer"] == "BootstrapFewShot" and state["refed"]["kept"] in ("compiled", "baseline")
+    # the same optimizer by name, and the metric factories from a config
+    again = refed_dspy.optimize(cfg(srv, tmp_path, **{"optimize.out": f"'{tmp_path / 'opt2'}'"}),
+                                program=RespondAndImprove(improve=False), trainset=examples(), metric=length_metric,
+                                optimizer="bootstrap")
+    assert again.optimizer == "bootstrap"
+    metric = make_metric(cfg(srv, tmp_path))
+    assert isinstance(metric, JudgeMetric) and metric.win_weight == 0.3
+    with pytest.raises(ConfigError, match="'pipeline' is not built yet"):
+        make_metric(cfg(srv, tmp_path), target="pipeline")
+
+
+def test_bad_arguments_are_refused_before_any_call(server_factory, tmp_path):
+    srv = server_factory()
+    c = cfg(srv, tmp_path)
+    cases = [({"optimizer": "sgd"}, "is not one of"), ({"optimizer": object()}, "has no compile method"),
+             ({"program": "program.json"}, "takes a DSPy module"), ({"metric": 0.5}, "takes a callable"),
+             ({"trainset": ["not an example"]}, "list of dspy.Example"), ({"on_mismatch": "keep"}, "on_mismatch='keep'")]
+    for kwargs, message in cases:
+        args = {"trainset": examples(), "program": RespondAndImprove(improve=False), "metric": length_metric, **kwargs}
+        with pytest.raises(ConfigError, match=message):
+            refed_dspy.optimize(c, **args)
+    assert read_log(srv.cfg.log_path) == []
+
+
+def test_a_metric_failing_on_most_calls_saves_nothing(server_factory, tmp_path):
+    srv = server_factory()
+    seen = []
+
+    def flaky(gold, pred, trace=None):
+        seen.append(1)
+        if len(seen) % 3:  # 2 calls of every 3 raise
+            raise ValueError("the scorer broke")
+        return 1.0
+
+    with pytest.raises(OptimizationStopped, match=r"the metric failed on \d+ of its \d+ calls.*ValueError: the scorer broke"):
+        refed_dspy.optimize(cfg(srv, tmp_path), program=RespondAndImprove(improve=False), trainset=examples(),
+                            metric=flaky, optimizer="bootstrap")
+    assert not (tmp_path / "opt" / "program.json").exists()
+    counted = CountingMetric(flaky)
+    assert [counted(None, None) for _ in range(3)].count(0.0) == 2 and counted.failure_summary()["failed"] == 2
+
+
+def test_a_program_that_got_worse_keeps_the_baseline(server_factory, tmp_path):
+    srv = server_factory()
+    n_val = []
+
+    def souring(gold, pred, trace=None):
+        # the first validation pass (the baseline) scores 1; everything after it scores 0.2
+        if trace is not None:
+            return True
+        n_val.append(1)
+        return 1.0 if len(n_val) <= baseline_calls[0] else 0.2
+
+    baseline_calls = [0]
+    train_val = examples()
+    from refed_dspy.optimize_run import _given_sets
+
+    _, val = _given_sets(train_val, None, cfg(srv, tmp_path).optimize)
+    baseline_calls[0] = len(val)
+    start = RespondAndImprove(improve=False)
+    result = refed_dspy.optimize(cfg(srv, tmp_path), program=start, trainset=train_val, metric=souring,
+                                 optimizer="bootstrap")
+    assert result.score_before == 1.0 and result.score_after == 0.2
+    assert result.program is start and result.extra["kept"] == "baseline"
+    out = tmp_path / "opt"
+    assert json.loads((out / "program.json").read_text())["refed"]["kept"] == "baseline"
+    candidate = json.loads((out / "program.candidate.json").read_text())
+    assert candidate["generate"]["demos"]  # the compiled program is kept beside, with its demos
+    assert json.loads((out / "optimize_summary.json").read_text())["candidate_program"] == str(out / "program.candidate.json")
+
+
+def test_public_surface():
+    assert {"synthesize", "optimize", "compare", "build_lm", "make_metric"} <= set(dir(refed_dspy))
+    params = inspect.signature(refed_dspy.synthesize).parameters
+    assert {"teacher", "program", "respond", "references", "on_mismatch"} <= params.keys()
+    params = inspect.signature(refed_dspy.optimize).parameters
+    assert {"program", "trainset", "valset", "metric", "optimizer"} <= params.keys()
+    import refed_dspy.optimizers as opt
+
+    assert {"make_metric", "JudgeMetric", "compile_program", "load_program", "save_program"} <= set(opt.__all__)
+
+
+def test_optimize_inside_a_running_event_loop(server_factory, tmp_path):
+    srv = server_factory()
+
+    async def cell():
+        return refed_dspy.optimize(cfg(srv, tmp_path), program=RespondAndImprove(improve=False), trainset=examples(),
+                                   metric=length_metric, optimizer="bootstrap")
+
+    assert asyncio.run(cell()).program_path.exists()
+
+
+def test_the_readme_guide_runs(server_factory, tmp_path, monkeypatch):
+    """The README's "Compile and run from Python" example, as written, against the loopback server."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Compile and run from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    srv = server_factory()
+    loopback = run_overrides(srv, tmp_path / "unused", 4) + ["judge.api_key_env=''"]
+    code = code.replace('refed_dspy.load_config("configs/local.toml", [', f"refed_dspy.load_config(None, [*{loopback!r}, ", 1)
+    assert "*[" in code  # the example still loads its config the way this test expects
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    samples = [json.loads(x) for x in (tmp_path / "runs" / "guide" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4 and samples[0]["meta"]["program"].startswith("python:")
+    assert (tmp_path / "runs" / "guide-pipeline.json").exists()
+    state = json.loads((tmp_path / "runs" / "guide-pipeline.json").read_text())
+    assert {"collect.describe", "synthesizer.synthesize", "respond.generate", "respond.improve"} <= state.keys()
