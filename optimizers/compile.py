@@ -16,7 +16,7 @@ import dspy
 from refed_dspy.budget import CallBudget
 from refed_dspy.config import OPTIMIZERS
 from refed_dspy.errors import ConfigError, RunAborted
-from refed_dspy.optimizers.metrics import GEPAJudgeMetric, JudgeMetric
+from refed_dspy.optimizers.metrics import GEPAJudgeMetric
 
 
 class OptimizationStopped(RunAborted):
@@ -79,8 +79,8 @@ def _teleprompter(optimizer: str, metric: Any, *, lm: dspy.LM, proposer_lm: dspy
     if optimizer == "gepa":
         if auto is None and max_metric_calls is None:
             raise ConfigError("GEPA needs optimize.auto or optimize.max_metric_calls")
-        if isinstance(metric, JudgeMetric):
-            gepa_metric = metric if isinstance(metric, GEPAJudgeMetric) else GEPAJudgeMetric.like(metric)
+        if isinstance(metric, GEPAJudgeMetric):
+            gepa_metric = metric
         else:
             gepa_metric = metric.for_gepa() if hasattr(metric, "for_gepa") else metric
         return dspy.GEPA(metric=gepa_metric, auto=None if max_metric_calls else auto, max_metric_calls=max_metric_calls,

@@ -1,4 +1,5 @@
-"""Train and validation examples for the per-instruction program, from a finished run dir.
+"""Train and validation examples: for the per-instruction program, from a finished run dir; for the
+instructions and pipeline targets, the references themselves.
 
 Each example is one synthesized instruction with its reference pair and the reference's response
 feedback as inputs (what RespondAndImprove receives); the reference response stays available to the
@@ -8,6 +9,7 @@ judge as a point of comparison. The split is by reference and uses a fixed seed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dspy
 
@@ -41,3 +43,9 @@ def split_examples(examples: list[dspy.Example], n_train: int, n_val: int, seed:
     """Train and validation sets with disjoint references (fixed seed), at most n_train and n_val long."""
     train, val = split_by_reference(examples, val_fraction, seed, key=lambda e: e.reference_id)
     return train[:n_train], val[:n_val]
+
+
+def reference_examples(references: list[Any]) -> list[dspy.Example]:
+    """One Example per reference (input `reference`), for the instructions and pipeline targets: their programs
+    start from a reference, as a synthesis run does."""
+    return [dspy.Example(reference=ref, reference_id=ref.id).with_inputs("reference") for ref in references]

@@ -20,6 +20,9 @@ import dspy
 from refed_dspy.budget import BudgetExceeded
 from refed_dspy.failures import classify
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+from refed_dspy.records import Reference
+from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
+from refed_dspy.text import rouge_l, tokens
 
 _WIN = {"first": 1.0, "tie": 0.5, "second": 0.0}
 
@@ -46,16 +49,20 @@ class JudgeMetric:
         self.last_failure: str | None = None
 
     def _judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
+        return self.score_response(gold.instruction, pred)
+
+    def score_response(self, instruction: str, pred: Any) -> dict[str, Any]:
+        """The judged value of one response (and its improvement over the draft) to `instruction`."""
         improved = (pred.get("improved_response") or "").strip()
         draft = (pred.get("response") or "").strip()
         final = improved or draft
         if not final:
             return {"score": 0.0, "pointwise": 0.0, "win": 0.0, "rationale": "the program produced no response"}
         with dspy.context(lm=self.lm, adapter=self.adapter):
-            point = self.pointwise(instruction=gold.instruction, response=final)
+            point = self.pointwise(instruction=instruction, response=final)
             win, why = 0.5, ""
             if improved and draft:
-                pair = self.pairwise(instruction=gold.instruction, first=improved, second=draft)
+                pair = self.pairwise(instruction=instruction, first=improved, second=draft)
                 win = _WIN[pair.winner]
                 why = f" Improved vs draft: {pair.winner}. {pair.rationales[0]}"
         normalized = (point.overall - 1) / 9
@@ -90,6 +97,13 @@ class JudgeMetric:
     def __call__(self, gold: dspy.Example, pred: dspy.Prediction, trace=None) -> float | bool:
         score = self.judge(gold, pred)["score"]
         return score >= self.threshold if trace is not None else score
+
+    def for_gepa(self) -> Any:
+        """GEPA's form of this metric: its 5 arguments, and Prediction(score, feedback=the judge's reasons)."""
+        def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+            result = self.judge(gold, pred)
+            return dspy.Prediction(score=result["score"], feedback=result["rationale"])
+        return gepa_metric
 
 
 class GEPAJudgeMetric(JudgeMetric):
@@ -164,18 +178,123 @@ class CountingMetric:
         return gepa_metric
 
 
-TARGETS = ("respond",)
+def novelty(text: str, others: list[str]) -> tuple[float, str]:
+    """1 - the highest ROUGE-L F1 of `text` against `others`, and the most similar of them ('' when none)."""
+    mine = tokens(text)
+    best, closest = 0.0, ""
+    for other in others:
+        value = rouge_l(mine, tokens(other))
+        if value > best:
+            best, closest = value, other
+    return round(1 - best, 4), closest
 
 
-def make_metric(config: Any, target: str = "respond", judge: dspy.LM | None = None) -> JudgeMetric:
-    """The metric `refed optimize` uses for `target`, built from a Config: the judge LM ([judge], or `judge`), its
-    adapter, the judging criteria, optimize.threshold and optimize.win_weight."""
+def diversity(texts: list[str]) -> float:
+    """1 - the mean pairwise ROUGE-L F1 of `texts` (1.0 for fewer than two)."""
+    toks = [tokens(t) for t in texts]
+    pairs = [(a, b) for i, a in enumerate(toks) for b in toks[i + 1:]]
+    if not pairs:
+        return 1.0
+    return round(1 - sum(rouge_l(a, b) for a, b in pairs) / len(pairs), 4)
+
+
+class InstructionMetric(JudgeMetric):
+    """The instructions target's metric: each synthesized instruction rated by the judge on RateInstruction's
+    criteria (clear, self-contained, answerable, close to the reference's complexity, grounded in its feature),
+    combined with its novelty against the reference and its siblings (1 - ROUGE-L), so that copying the
+    reference cannot win: (1 - novelty_weight) * mean quality + novelty_weight * mean novelty.
+
+    Examples hold `reference` (a Reference); predictions `features` and `instructions` (ProposeInstructions).
+    """
+
+    def __init__(self, judge_lm: dspy.LM, criteria: list[str], threshold: float = 0.7, novelty_weight: float = 0.3,
+                 adapter: dspy.Adapter | None = None):
+        super().__init__(judge_lm, criteria, threshold=threshold, win_weight=0.0, adapter=adapter)
+        if not 0 <= novelty_weight <= 1:
+            raise ValueError("novelty_weight must be in [0, 1]")
+        self.novelty_weight = novelty_weight
+        self.rate = dspy.Predict(RateInstruction)
+
+    def _judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
+        reference = Reference.coerce(gold.reference)
+        items = [(f, t) for f, t in (pred.get("instructions") or []) if str(t).strip()]
+        if not items:
+            return {"score": 0.0, "rationale": "the program proposed no instruction"}
+        described = dict(pred.get("features") or [])
+        texts = [t for _, t in items]
+        rated = []
+        with dspy.context(lm=self.lm, adapter=self.adapter):
+            for i, (feature, text) in enumerate(items):
+                out = self.rate(reference_instruction=reference.instruction, instruction=text,
+                                feature=f"{feature}: {described.get(feature, '')}".strip(": "))
+                scores = [out.get(name) for name in INSTRUCTION_CRITERIA]
+                if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10 for v in scores):
+                    raise ValueError(f"instruction rating out of contract: {scores}")
+                quality = (sum(scores) / len(scores) - 1) / 9
+                new, closest = novelty(text, [reference.instruction] + texts[:i] + texts[i + 1:])
+                rated.append((quality, new, closest, text, out.rationale))
+        quality = sum(r[0] for r in rated) / len(rated)
+        new = sum(r[1] for r in rated) / len(rated)
+        score = (1 - self.novelty_weight) * quality + self.novelty_weight * new
+        weakest = min(rated, key=lambda r: (1 - self.novelty_weight) * r[0] + self.novelty_weight * r[1])
+        return {"score": round(score, 4), "quality": round(quality, 4), "novelty": round(new, 4),
+                "rationale": (f"{len(rated)} instructions: mean quality {quality:.2f}, novelty {new:.2f} (1 - ROUGE-L "
+                              f"against the reference and siblings). Weakest: {weakest[3][:300]!r}: {weakest[4]} "
+                              f"Its novelty {weakest[1]:.2f}" + (f", closest to {weakest[2][:200]!r}." if weakest[2] else "."))}
+
+
+class PipelineMetric(JudgeMetric):
+    """The pipeline target's metric: the judged value of every sample the whole pipeline made from a reference (as
+    JudgeMetric scores one), combined with the diversity of their instructions (1 - mean pairwise ROUGE-L):
+    (1 - diversity_weight) * mean sample value + diversity_weight * diversity.
+
+    Examples hold `reference`; predictions `samples` (ReferenceSynthesis).
+    """
+
+    def __init__(self, judge_lm: dspy.LM, criteria: list[str], threshold: float = 0.7, win_weight: float = 0.3,
+                 diversity_weight: float = 0.2, adapter: dspy.Adapter | None = None):
+        super().__init__(judge_lm, criteria, threshold=threshold, win_weight=win_weight, adapter=adapter)
+        if not 0 <= diversity_weight <= 1:
+            raise ValueError("diversity_weight must be in [0, 1]")
+        self.diversity_weight = diversity_weight
+
+    def _judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
+        made = pred.get("samples")
+        made = made if made is not None else [pred]  # a recycling pipeline (ReflectionTuning) makes one pair
+        samples = [s for s in made if (s.get("instruction") or "").strip()]
+        if not samples:
+            return {"score": 0.0, "rationale": "the pipeline made no sample from this reference"}
+        judged = [self.score_response(s.instruction, s) for s in samples]
+        quality = sum(j["score"] for j in judged) / len(judged)
+        spread = diversity([s.instruction for s in samples])
+        score = (1 - self.diversity_weight) * quality + self.diversity_weight * spread
+        worst = min(range(len(judged)), key=lambda i: judged[i]["score"])
+        return {"score": round(score, 4), "quality": round(quality, 4), "diversity": spread,
+                "rationale": (f"{len(samples)} samples: mean judged value {quality:.2f}, instruction diversity "
+                              f"{spread:.2f} (1 - mean pairwise ROUGE-L). Weakest sample, instruction "
+                              f"{samples[worst].instruction[:300]!r}: {judged[worst]['rationale']}")}
+
+
+TARGETS = ("respond", "instructions", "pipeline")
+
+
+def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = None) -> JudgeMetric:
+    """The metric `refed optimize` uses for `target` (default: optimize.target), built from a Config: the judge LM
+    ([judge], or `judge`), its adapter, the judging criteria and the optimize section's weights and threshold."""
     from refed_dspy.adapters import build_adapter
     from refed_dspy.errors import ConfigError
     from refed_dspy.lm import build_lm
 
+    target = target or config.optimize.target
     if target not in TARGETS:
-        raise ConfigError(f"optimize target {target!r} is not built yet; available: {', '.join(TARGETS)}")
-    return JudgeMetric(judge or build_lm(config.judge, "judge"), config.judging.criteria,
-                       threshold=config.optimize.threshold, win_weight=config.optimize.win_weight,
-                       adapter=build_adapter(config.judge))
+        raise ConfigError(f"optimize target {target!r} is not one of {', '.join(TARGETS)}")
+    opt = config.optimize
+    judge = judge or build_lm(config.judge, "judge")
+    adapter = build_adapter(config.judge)
+    if target == "instructions":
+        return InstructionMetric(judge, config.judging.criteria, threshold=opt.threshold,
+                                 novelty_weight=opt.novelty_weight, adapter=adapter)
+    if target == "pipeline":
+        return PipelineMetric(judge, config.judging.criteria, threshold=opt.threshold, win_weight=opt.win_weight,
+                              diversity_weight=opt.diversity_weight, adapter=adapter)
+    return JudgeMetric(judge, config.judging.criteria, threshold=opt.threshold, win_weight=opt.win_weight, adapter=adapter)

@@ -40,6 +40,7 @@ class ReferenceSynthesis(dspy.Module):
         self.respond = unfrozen(respond) if respond is not None else RespondAndImprove(improve=improve, sample_feedback=sample_feedback)
 
     async def aforward(self, reference: Reference, feedback: ReferenceFeedback | None = None) -> dspy.Prediction:
+        reference = Reference.coerce(reference)
         if feedback is None:
             fb = await self.collect.acall(reference=reference)
             feedback = ReferenceFeedback(reference_id=reference.id, subject_areas=fb.subject_areas,

@@ -21,6 +21,7 @@ class ReflectionTuning(dspy.Module):
         self.respond = unfrozen(respond) if respond is not None else ReflectPair(mode)
 
     async def aforward(self, reference: Reference) -> dspy.Prediction:
+        reference = Reference.coerce(reference)
         return await acall_part(self.respond, instruction=reference.instruction, response=reference.response)
 
     def forward(self, reference: Reference) -> dspy.Prediction:

@@ -213,7 +213,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     result = optimize(config, on_mismatch=_on_mismatch(args))
     usage = result.usage
-    print(f"optimizer {result.optimizer}: valset score {result.score_before:.4f} -> {result.score_after:.4f} "
+    print(f"optimizer {result.optimizer} (target {result.extra.get('target', 'respond')}): valset score {result.score_before:.4f} -> {result.score_after:.4f} "
           f"({result.n_train} train / {result.n_val} val examples, {len(result.steps)} steps)")
     print(f"LM calls {usage['calls']} (" + ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
           + f"), cost ${usage['cost_usd']:.4f}")
@@ -221,6 +221,9 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     if failures.get("failed"):
         print(f"judge failures: {failures['failed']} of {failures['calls']} judgings scored 0 ("
               + ", ".join(f"{n} {r}" for r, n in failures["by_reason"].items()) + f"); the last: {failures['last']}")
+    if result.extra.get("kept") == "baseline":
+        print(f"the compiled program scored below the starting one: {result.program_path} holds the starting program, "
+              f"the compiled one is kept in {result.extra['candidate_program']}")
     print(f"wrote {result.program_path} (use it: refed synthesize --program {result.program_path})")
     if result.model_uri:
         print(f"MLflow run {result.mlflow_run_id}, model {result.model_uri}")

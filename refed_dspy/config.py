@@ -177,6 +177,7 @@ OPTIMIZERS = ("bootstrap", "bootstrap_random_search", "miprov2", "gepa", "simba"
 class OptimizeConfig(_Section):
     """What `refed optimize` tunes, on which examples, and how much it may spend."""
 
+    target: Literal["respond", "instructions", "pipeline"] = Field("respond", description="What is tuned: respond (the per-instruction program: generate and improve; examples are synthesized instructions), instructions (describe and synthesize: what the dataset is about; examples are references, judged on instruction quality and novelty), or pipeline (every predictor of the method; examples are references, judged on the samples' value and diversity).")
     optimizer: Literal[OPTIMIZERS] = Field("miprov2", description="bootstrap | bootstrap_random_search | miprov2 | gepa | simba.")
     auto: Literal["light", "medium", "heavy"] | None = Field("light", description="MIPROv2 and GEPA preset. Unset: num_candidates/num_trials (MIPROv2) or max_metric_calls (GEPA) decide.")
     examples_run: str | None = Field(None, description="A finished run dir (method refed) whose samples give the examples. Unset: synthesize n_train + n_val samples into <out>/examples first.")
@@ -191,6 +192,9 @@ class OptimizeConfig(_Section):
     bsize: int = Field(8, gt=0, description="SIMBA: mini-batch size (at most the trainset size).")
     threshold: float = Field(0.7, ge=0, le=1, description="Metric value at or above which a bootstrapped trace counts as a success.")
     win_weight: float = Field(0.3, ge=0, le=1, description="Weight of the improvement's win over the draft in the metric (the rest is the normalized rubric score).")
+    novelty_weight: float = Field(0.3, ge=0, le=1, description="instructions target: weight of the instructions' novelty (1 - ROUGE-L against the reference and their siblings) in the metric (the rest is their judged quality).")
+    diversity_weight: float = Field(0.2, ge=0, le=1, description="pipeline target: weight of the diversity of the samples' instructions (1 - mean pairwise ROUGE-L) in the metric (the rest is the samples' judged value).")
+    instructions_per_feature: int = Field(2, gt=0, le=20, description="instructions and pipeline targets: new instructions per feature the program makes from each example reference.")
     num_threads: int = Field(4, gt=0, le=256, description="Threads the optimizer evaluates with.")
     max_calls: int | None = Field(None, gt=0, description="Stop before teacher + judge LM calls would exceed this (cache hits are free).")
     max_cost_usd: float | None = Field(None, gt=0, description="Stop before teacher + judge cost would exceed this.")

@@ -1,12 +1,14 @@
-"""`refed optimize`: tune the per-instruction program against the judge, save it, track it.
+"""`refed optimize`: tune a program (optimize.target: respond, instructions or pipeline) against the judge, save
+it, track it.
 
-Steps: (1) examples: the samples of `optimize.examples_run`, or a small refed synthesis into
-`<out>/examples` (one instruction per reference feature, so the examples spread over references);
-(2) a split by reference with a fixed seed; (3) the optimizer, with teacher and judge behind one
-CallBudget; (4) program.json (DSPy state plus the resolved config), instructions.txt,
-before_after.md, optimize_summary.json and config.toml in `<out>`; (5) with tracking on, one MLflow
-run with params, before/after and per-step metrics, those files as artifacts, and the program
-through `mlflow.dspy.log_model` (compile and eval runs through `mlflow.dspy.autolog`).
+Steps: (1) examples: the caller's; for target respond the samples of `optimize.examples_run`, or a small
+refed synthesis into `<out>/examples` (one instruction per reference feature, so the examples spread over
+references); for instructions and pipeline the references; (2) a split by reference with a fixed seed;
+(3) the optimizer, with teacher and judge behind one CallBudget; (4) program.json (DSPy state plus the
+resolved config; the baseline when the compiled program scored lower, which goes to program.candidate.json),
+instructions.txt, before_after.md, optimize_summary.json and config.toml in `<out>`; (5) with tracking on,
+one MLflow run with params, before/after and per-step metrics, those files as artifacts, and one logged
+model (`mlflow.dspy.log_model`, with a signature and an input example).
 """
 
 from __future__ import annotations
@@ -81,16 +83,37 @@ def _guard(lm: dspy.LM, budget: CallBudget, role: str, config_lm) -> None:
         lm.attach_budget(budget, role, price_of(config_lm))
 
 
+def _example_text(ex: Any) -> str:
+    if ex.get("instruction"):
+        return f"**Instruction:** {ex.instruction}"
+    return f"**Reference:** {Reference.coerce(ex.reference).instruction}"
+
+
+def prediction_text(pred: Any) -> str:
+    """What a prediction of any target produced, as text: the final response; the proposed instructions; or the
+    first samples of a pipeline."""
+    if pred is None:
+        return ""
+    if pred.get("instructions") is not None:
+        return "\n".join(f"- ({feature}) {text}" for feature, text in pred.instructions) or "(no instruction)"
+    if pred.get("samples") is not None:
+        return "\n\n".join(f"{s.instruction}\n-> {final_response(s)}" for s in pred.samples[:3]) or "(no sample)"
+    return final_response(pred)
+
+
 def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
-    """The first `k` validation examples: instruction, final response and score, before and after."""
+    """The first `k` validation examples: their input, what the program made and its score, before and after."""
     def cut(text: str, n: int = 800) -> str:
         return text if len(text) <= n else text[:n] + " [...]"
 
+    def quoted(pred: Any) -> str:
+        return cut(prediction_text(pred)).replace("\n", "\n> ")
+
     parts = ["# Before and after optimization (validation examples)\n"]
     for i, ((ex, p0, s0), (_, p1, s1)) in enumerate(zip(before_rows[:k], after_rows[:k], strict=False), 1):
-        parts.append(f"## Example {i}\n\n**Instruction:** {cut(ex.instruction, 400)}\n\n"
-                     f"**Before** (score {s0:.3f}):\n\n> {cut(final_response(p0) if p0 is not None else '').replace(chr(10), chr(10) + '> ')}\n\n"
-                     f"**After** (score {s1:.3f}):\n\n> {cut(final_response(p1) if p1 is not None else '').replace(chr(10), chr(10) + '> ')}\n")
+        parts.append(f"## Example {i}\n\n{cut(_example_text(ex), 420)}\n\n"
+                     f"**Before** (score {s0:.3f}):\n\n> {quoted(p0)}\n\n"
+                     f"**After** (score {s1:.3f}):\n\n> {quoted(p1)}\n")
     return "\n".join(parts)
 
 
@@ -187,6 +210,22 @@ def _maybe(heartbeat: Heartbeat, enabled: bool):
         yield
 
 
+def target_program(config: Config) -> dspy.Module:
+    """The program optimize.target tunes, at its built-in prompts: RespondAndImprove; ProposeInstructions (describe +
+    synthesize); or the whole pipeline of synthesis.method."""
+    from refed_dspy.methods import get_method
+    from refed_dspy.programs import ProposeInstructions, RespondAndImprove
+    from refed_dspy.programs.pipeline import build_pipeline
+
+    target = config.optimize.target
+    if target == "instructions":
+        return ProposeInstructions(config.optimize.instructions_per_feature)
+    if target == "pipeline":
+        return build_pipeline(get_method(config.synthesis.method), config.optimize.instructions_per_feature,
+                              config.synthesis.reflection)
+    return RespondAndImprove()
+
+
 def _given_sets(trainset: list, valset: list | None, cfg: Any) -> tuple[list, list]:
     """A caller's examples: checked, and split (by reference when they carry reference_id) when no valset is given."""
     import random
@@ -219,7 +258,7 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
         teacher, judge: dspy.LMs to use instead of building them from [teacher] and [judge].
         references: the references the examples come from, instead of reading [seeds].
         on_mismatch: for an examples run dir made by another config: "error", "resume" or "fresh".
-        program: the DSPy module to compile (default: RespondAndImprove).
+        program: the DSPy module to compile (default: the program of optimize.target; `target_program`).
         trainset, valset: your own dspy.Examples (inputs set), instead of synthesized ones; without a valset, the
             trainset is split (by reference when the examples carry `reference_id`).
         metric: your own metric `(gold, pred, trace=None)` (GEPA: also `pred_name, pred_trace`; it may return
@@ -233,10 +272,9 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
     """
     from refed_dspy.config import OPTIMIZERS
     from refed_dspy.optimizers.compile import optimize as compile_program
-    from refed_dspy.optimizers.examples import examples_from_run, split_examples
+    from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
     from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
     from refed_dspy.optimizers.program_io import save_program
-    from refed_dspy.programs import RespondAndImprove
     from refed_dspy.synthesis import use_run_cache
 
     if not isinstance(config, Config):
@@ -256,10 +294,13 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
         if cfg.max_cost_usd is not None and price_of(spec) is None:
             raise ConfigError(f"optimize.max_cost_usd needs a price for the {role} '{spec.model}': set "
                               f"{role}.input_usd_per_mtok and {role}.output_usd_per_mtok")
+    if cfg.target != "respond" and cfg.examples_run and trainset is None:
+        raise ConfigError(f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "
+                          "references as its examples ([seeds])")
     teacher = teacher or build_lm(config.teacher, "teacher")
     if metric is None:
         judge = judge or build_lm(config.judge, "judge")
-        metric = make_metric(config, judge=judge)
+        metric = make_metric(config, cfg.target, judge=judge)
     elif not isinstance(metric, (JudgeMetric, CountingMetric)):
         metric = CountingMetric(metric, threshold=cfg.threshold)
     teacher_adapter = build_adapter(config.teacher)
@@ -274,6 +315,13 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
             if not train or not val:
                 raise ConfigError(f"{len(train)} training and {len(val)} validation examples: both sides need at "
                                   "least one (give a valset, or more examples)")
+        elif cfg.target != "respond":  # the instructions and pipeline programs start from references
+            examples_dir, examples_summary, examples_usage = None, {}, {}
+            train, val = split_examples(reference_examples(references), cfg.n_train, cfg.n_val, cfg.seed,
+                                        val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
+            if not train or not val:
+                raise ConfigError(f"{len(references)} references give {len(train)} training and {len(val)} validation "
+                                  f"examples for target {cfg.target!r}; both sides need at least one (more references)")
         else:
             examples_dir, examples_summary = run_sync(_examples(config, out, teacher, references, on_mismatch))
             examples_usage = examples_summary.get("usage", {})
@@ -291,7 +339,7 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
         if judge is not None:
             _guard(judge, budget, "judge", config.judge)
         heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, metric, started), config.run.progress_every_s)
-        baseline = program if program is not None else RespondAndImprove()
+        baseline = program if program is not None else target_program(config)
         try:
             with _tracked(config, out, optimizer_name) as run, _maybe(heartbeat, config.run.progress):
                 result = compile_program(
@@ -300,7 +348,7 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
                     max_metric_calls=cfg.max_metric_calls, max_steps=cfg.max_steps, bsize=cfg.bsize,
                     num_threads=cfg.num_threads, seed=cfg.seed, budget=budget, adapter=teacher_adapter)
                 scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
-                info = {"optimizer": optimizer_name, "settings": cfg.model_dump(mode="json"), **scores,
+                info = {"optimizer": optimizer_name, "target": cfg.target, "settings": cfg.model_dump(mode="json"), **scores,
                         "steps": result["steps"], "n_train": len(train), "n_val": len(val),
                         "teacher": config.teacher.model, "judge": config.judge.model if judge is not None else None}
                 kept, candidate_path = "compiled", None
@@ -314,7 +362,8 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
                 files = _write_outputs(out, config, result, program_path) + ([candidate_path] if candidate_path else [])
                 res = OptimizeResult(program=result["program"], optimizer=optimizer_name, steps=result["steps"], out_dir=out,
                                      program_path=program_path, usage=budget.as_dict(), n_train=len(train), n_val=len(val),
-                                     extra={"examples_run": str(examples_dir) if examples_dir else None,
+                                     extra={"target": cfg.target,
+                                            "examples_run": str(examples_dir) if examples_dir else None,
                                             "examples_usage": examples_usage,
                                             "metric_failures": result["metric_failures"], "kept": kept,
                                             "candidate_program": str(candidate_path) if candidate_path else None,

@@ -24,6 +24,15 @@ class Reference(BaseModel):
     source: str
 
     @classmethod
+    def coerce(cls, value: Any) -> Reference:
+        """A Reference from itself, a dict of its fields, or its JSON (as an MLflow pyfunc passes inputs)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls.model_validate_json(value)
+        return cls.model_validate(value)
+
+    @classmethod
     def make(cls, instruction: str, response: str, source: str) -> Reference:
         instruction, response = instruction.strip(), response.strip()
         return cls(id=content_id(instruction, response), instruction=instruction, response=response, source=source)

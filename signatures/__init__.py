@@ -5,6 +5,7 @@ from refed_dspy.signatures.describe_instruction import DescribeInstruction
 from refed_dspy.signatures.generate_response import GenerateResponse
 from refed_dspy.signatures.improve_response import Analysis, ImplementationStrategy, ImproveResponse
 from refed_dspy.signatures.judge import CompareResponses, ScoreResponse, pointwise_signature, rubric_text
+from refed_dspy.signatures.rate_instruction import INSTRUCTION_CRITERIA, RateInstruction
 from refed_dspy.signatures.reflect_instruction import ReflectInstruction
 from refed_dspy.signatures.reflect_response import ReflectResponse
 from refed_dspy.signatures.synthesize_instructions import SynthesizeInstructions
@@ -16,7 +17,9 @@ __all__ = [
     "DescribeInstruction",
     "GenerateResponse",
     "ImplementationStrategy",
+    "INSTRUCTION_CRITERIA",
     "ImproveResponse",
+    "RateInstruction",
     "ReflectInstruction",
     "ReflectResponse",
     "ScoreResponse",

@@ -1,0 +1,43 @@
+"""The front half of the method, as the instructions target optimizes it: describe a reference, then
+synthesize new instructions for each of its features.
+
+Its parts carry the pipeline's names (`collect`, `synthesizer`), so a compiled ProposeInstructions saves
+`collect.describe` and `synthesizer.synthesize`, which load into a whole pipeline (`refed synthesize --program`).
+"""
+
+from __future__ import annotations
+
+import dspy
+
+from refed_dspy.gather import gather_settled
+from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
+from refed_dspy.programs.synthesize import InstructionSynthesizer
+from refed_dspy.records import Reference, ReferenceFeedback
+from refed_dspy.sync import run_sync
+
+
+class ProposeInstructions(dspy.Module):
+    """Reference -> Prediction(features=[(name, description)], instructions=[(feature name, instruction)])."""
+
+    def __init__(self, n: int = 2):
+        super().__init__()
+        self.n = n
+        self.collect = CollectReferenceFeedback(describe=True, critique=False)
+        self.synthesizer = InstructionSynthesizer()
+
+    async def aforward(self, reference: Reference) -> dspy.Prediction:
+        reference = Reference.coerce(reference)
+        fb = await self.collect.acall(reference=reference)
+        features = ReferenceFeedback(reference_id=reference.id, subject_areas=fb.subject_areas,
+                                     relevant_skills=fb.relevant_skills).features()
+        batches = await gather_settled(*[
+            self.synthesizer.acall(reference_instruction=reference.instruction, feature_name=name,
+                                   feature_description=desc, n=self.n)
+            for name, desc in features
+        ])
+        instructions = [(name, text) for (name, _), batch in zip(features, batches, strict=True)
+                        for text in batch.new_instructions]
+        return dspy.Prediction(features=features, instructions=instructions)
+
+    def forward(self, reference: Reference) -> dspy.Prediction:
+        return run_sync(self.aforward(reference=reference))
