@@ -240,3 +240,25 @@ def test_tiny_bootstrap_optimize(smol, tmp_path):
     assert summary["adapters"]["teacher"]["mode"] == summary["adapters"]["judge"]["mode"] == "json_schema"
     state = json.loads((run / "optimize" / "program.json").read_text())
     assert {"generate", "improve", "refed"} <= set(state)
+
+
+def test_tiny_pipeline_optimize_then_synthesize_with_it(smol, tmp_path):
+    """optimize.target = pipeline end to end on a real model, then a run driven by the compiled pipeline."""
+    run = tmp_path / "pipe"
+    code, out, err = cli("optimize", *local_sets(smol, run, **{
+        "optimize.target": "'pipeline'", "optimize.optimizer": "'bootstrap'", "optimize.n_train": 1, "optimize.n_val": 1,
+        "optimize.instructions_per_feature": 1, "optimize.max_demos": 1, "optimize.max_calls": 150}))
+    assert code == 0, err
+    assert "(target pipeline)" in out
+    summary = json.loads((run / "optimize" / "optimize_summary.json").read_text())
+    assert summary["target"] == "pipeline" and 0 <= summary["score_before"] <= 1 and 0 <= summary["score_after"] <= 1
+    assert summary["usage"]["calls"] <= 150 and summary["usage"]["by_role"]["judge"]["calls"] > 0
+    program = run / "optimize" / "program.json"
+    state = json.loads(program.read_text())
+    assert {"collect.describe", "collect.critique", "synthesizer.synthesize", "respond.generate", "respond.improve"} <= set(state)
+    syn = tmp_path / "syn"
+    code, _, err = cli("synthesize", "--program", str(program), *local_sets(smol, syn, **{"synthesis.size": 2}))
+    assert code == 0, err
+    samples = [json.loads(x) for x in (syn / "samples.jsonl").read_text().splitlines()]
+    hashes = {s["meta"]["program_hash"] for s in samples}
+    assert len(samples) == 2 and len(hashes) == 1 and hashes == {json.loads((syn / "summary.json").read_text())["program_hash"]}
