@@ -404,12 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=5, metavar="N", help="list the first N references (default 5)")
     p.set_defaults(func=_cmd_seeds)
 
-    p = sub.add_parser("optimize", help="tune the per-instruction program with a DSPy optimizer against the judge",
-                       description="Compile the respond-and-improve program with [optimize].optimizer (MIPROv2, GEPA, "
-                       "bootstrap, bootstrap_random_search, SIMBA) against the judge metric, on examples from "
-                       "optimize.examples_run or a small refed synthesis. Writes program.json, instructions.txt, "
-                       "before_after.md and optimize_summary.json to optimize.out (default <run.dir>/optimize); "
-                       "with tracking on, logs all of it and the program to MLflow.")
+    p = sub.add_parser("optimize", help="tune a program (optimize.target) with a DSPy optimizer against the judge",
+                       description="Compile the program of optimize.target (respond: generate + improve; instructions: "
+                       "describe + synthesize; pipeline: every predictor of the method) with [optimize].optimizer "
+                       "(MIPROv2, GEPA, bootstrap, bootstrap_random_search, SIMBA) against its judge metric, on "
+                       "examples from optimize.examples_run or a small refed synthesis (respond), or on the references "
+                       "(instructions, pipeline). Writes program.json, instructions.txt, before_after.md and "
+                       "optimize_summary.json to optimize.out (default <run.dir>/optimize); with tracking on, logs all "
+                       "of it and the program to MLflow.")
     _add_config_args(p)
     _add_mismatch_args(p, "reuse an examples run dir made by a different config", "synthesize the examples again")
     p.set_defaults(func=_cmd_optimize)
