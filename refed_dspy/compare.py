@@ -6,7 +6,6 @@ resumes like any run. The table is built from the runs' files (summary, samples,
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import METHODS
 from refed_dspy.store import write_json_atomic, write_text_atomic
+from refed_dspy.sync import run_sync
 
 # Stages whose calls collect feedback (the quantity the paper's methods differ in).
 FEEDBACK_STAGES = ("feedback", "sample_feedback")
@@ -174,4 +174,4 @@ async def _compare(config: Config, methods: list[str], *, teacher=None, referenc
 
 def compare(config: Config, methods: list[str], **kwargs: Any) -> dict[str, Any]:
     """Synchronous `acompare`."""
-    return asyncio.run(acompare(config, methods, **kwargs))
+    return run_sync(acompare(config, methods, **kwargs))

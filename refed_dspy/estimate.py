@@ -15,7 +15,6 @@ covers replies half as long to 1.6x as long, 10% of calls repaired, and (at the 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import math
@@ -33,6 +32,7 @@ from refed_dspy.config import Config
 from refed_dspy.lm import CallTag, current_stage, price_of
 from refed_dspy.methods import get_method
 from refed_dspy.records import Reference
+from refed_dspy.sync import run_sync
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
 _ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
@@ -218,7 +218,7 @@ def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally,
                 await respond.acall(reference_instruction=ref.instruction, reference_response=ref.response,
                                     instruction=pred.new_instructions[0], feedback=feedback)
 
-    asyncio.run(run())
+    run_sync(run())
 
 
 def work_counts(config: Config, n_refs: int) -> dict[str, int]:

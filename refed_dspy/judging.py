@@ -7,7 +7,6 @@ owns all state; work items return results.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from refed_dspy.progress import Progress
 from refed_dspy.records import final_response
 from refed_dspy.rundir import RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.store import JsonlWriter, read_json, read_jsonl, write_json_atomic
+from refed_dspy.sync import run_sync
 from refed_dspy.usage import Totals
 
 _PRIOR_PROMPT_TOKENS = 1500
@@ -327,4 +327,4 @@ async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge
 
 def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> dict[str, Any]:
     """Synchronous `ajudge_run`."""
-    return asyncio.run(ajudge_run(run_dir, config, **kwargs))
+    return run_sync(ajudge_run(run_dir, config, **kwargs))

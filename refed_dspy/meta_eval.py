@@ -14,7 +14,6 @@ with the order), and Pearson and Spearman correlation between judge and human sc
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.errors import SeedError
+from refed_dspy.sync import run_sync
 
 PREFERENCES = ("a", "b", "tie")
 
@@ -200,7 +200,7 @@ async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None =
 
 def meta_eval(config, labels_path: str | Path, **kwargs: Any) -> dict[str, Any]:
     """Synchronous `ameta_eval`."""
-    return asyncio.run(ameta_eval(config, labels_path, **kwargs))
+    return run_sync(ameta_eval(config, labels_path, **kwargs))
 
 
 def format_meta_eval(result: dict[str, Any]) -> str:

@@ -191,6 +191,11 @@ def test_sync_entry_points_work_inside_a_running_event_loop(server_factory, tmp_
         # what Jupyter does: the cell's code runs while an event loop is running
         first = synthesize(load_config(None, run_overrides(srv, tmp_path / "a", 3)))
         second = synthesize(load_config(None, run_overrides(srv, tmp_path / "b", 3)))
+        from refed_dspy.judging import judge_run
+
+        judged = judge_run(tmp_path / "a", load_config(None, run_overrides(srv, tmp_path / "a", 3, **{
+            "judge.api_base": f"'{srv.api_base}'", "judge.api_key_env": "''"})))
+        assert judged["status"] == "complete"
         lm = dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", cache=False)
         from refed_dspy.seeds import read_references
 
