@@ -27,7 +27,30 @@ from refed_dspy.text import rouge_l, tokens
 _WIN = {"first": 1.0, "tie": 0.5, "second": 0.0}
 
 
-class JudgeMetric:
+class CountedCalls:
+    """Calls of a metric and its failures by reason (thread-safe: optimizers evaluate in threads)."""
+
+    def _start_counts(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.failures: Counter = Counter()
+        self.last_failure: str | None = None
+
+    def _count(self, reason: str | None = None, detail: str | None = None) -> None:
+        with self._lock:
+            self.calls += 1
+            if reason is not None:
+                self.failures[reason] += 1
+                self.last_failure = detail
+
+    def failure_summary(self) -> dict[str, Any]:
+        """Calls, failures by reason, and the last failure's detail."""
+        with self._lock:
+            return {"calls": self.calls, "failed": sum(self.failures.values()), "by_reason": dict(self.failures),
+                    "last": self.last_failure}
+
+
+class JudgeMetric(CountedCalls):
     """A DSPy metric: `metric(gold, pred, trace=None)` -> float in [0, 1], or a bool (>= threshold) when tracing.
 
     `calls` counts the examples scored, `failures` those whose judging failed (scored 0), by reason.
@@ -43,10 +66,7 @@ class JudgeMetric:
         self.pairwise = PairwiseJudge()
         self.threshold = threshold
         self.win_weight = win_weight
-        self._lock = threading.Lock()
-        self.calls = 0
-        self.failures: Counter = Counter()
-        self.last_failure: str | None = None
+        self._start_counts()
 
     def _judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
         return self.score_response(gold.instruction, pred)
@@ -78,21 +98,12 @@ class JudgeMetric:
             raise
         except Exception as err:  # noqa: BLE001 - a judge failure scores 0 and is counted
             failure = classify(err)
-            with self._lock:
-                self.calls += 1
-                self.failures[failure.reason] += 1
-                self.last_failure = failure.detail
+            self._count(failure.reason, failure.detail)
             return {"score": 0.0, "pointwise": 0.0, "win": 0.0, "failed": failure.reason,
                     "rationale": f"The judge could not score this example ({failure.reason}: {failure.detail})."}
-        with self._lock:
-            self.calls += 1
+        self._count()
         return result
 
-    def failure_summary(self) -> dict[str, Any]:
-        """Examples scored, judge failures by reason, and the last failure's detail."""
-        with self._lock:
-            return {"calls": self.calls, "failed": sum(self.failures.values()), "by_reason": dict(self.failures),
-                    "last": self.last_failure}
 
     def __call__(self, gold: dspy.Example, pred: dspy.Prediction, trace=None) -> float | bool:
         score = self.judge(gold, pred)["score"]
@@ -121,7 +132,7 @@ class GEPAJudgeMetric(JudgeMetric):
         return dspy.Prediction(score=result["score"], feedback=result["rationale"])
 
 
-class CountingMetric:
+class CountingMetric(CountedCalls):
     """A user's metric, made safe to optimize against: a call that raises scores 0 and is counted (by reason), as
     JudgeMetric does, so a metric that fails on most calls stops the optimization instead of deciding it.
 
@@ -132,10 +143,7 @@ class CountingMetric:
     def __init__(self, metric: Any, threshold: float | None = None):
         self.metric = metric
         self.threshold = threshold
-        self._lock = threading.Lock()
-        self.calls = 0
-        self.failures: Counter = Counter()
-        self.last_failure: str | None = None
+        self._start_counts()
         try:
             params = inspect.signature(metric).parameters
             self._gepa_args = len(params) >= 5 or any(p.kind is p.VAR_POSITIONAL for p in params.values())
@@ -153,16 +161,10 @@ class CountingMetric:
             raise
         except Exception as err:  # noqa: BLE001 - a failing metric call scores 0 and is counted
             failure = classify(err)
-            with self._lock:
-                self.calls += 1
-                self.failures[failure.reason] += 1
-                self.last_failure = f"{type(err).__name__}: {failure.detail}"
+            self._count(failure.reason, f"{type(err).__name__}: {failure.detail}")
             return 0.0
-        with self._lock:
-            self.calls += 1
+        self._count()
         return out
-
-    failure_summary = JudgeMetric.failure_summary
 
     def __call__(self, gold, pred, trace=None) -> float | bool:
         out = self.raw(gold, pred, trace)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.gather import gather_settled
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
-from refed_dspy.programs.synthesize import InstructionSynthesizer
+from refed_dspy.programs.synthesize import InstructionSynthesizer, synthesize_for_features
 from refed_dspy.records import Reference, ReferenceFeedback
 from refed_dspy.sync import run_sync
 
@@ -30,13 +29,7 @@ class ProposeInstructions(dspy.Module):
         fb = await self.collect.acall(reference=reference)
         features = ReferenceFeedback(reference_id=reference.id, subject_areas=fb.subject_areas,
                                      relevant_skills=fb.relevant_skills).features()
-        batches = await gather_settled(*[
-            self.synthesizer.acall(reference_instruction=reference.instruction, feature_name=name,
-                                   feature_description=desc, n=self.n)
-            for name, desc in features
-        ])
-        instructions = [(name, text) for (name, _), batch in zip(features, batches, strict=True)
-                        for text in batch.new_instructions]
+        instructions = await synthesize_for_features(self.synthesizer, reference.instruction, features, self.n)
         return dspy.Prediction(features=features, instructions=instructions)
 
     def forward(self, reference: Reference) -> dspy.Prediction:

@@ -14,7 +14,7 @@ from refed_dspy.gather import gather_settled
 from refed_dspy.programs.parts import acall_part, unfrozen
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
-from refed_dspy.programs.synthesize import InstructionSynthesizer
+from refed_dspy.programs.synthesize import InstructionSynthesizer, synthesize_for_features
 from refed_dspy.records import Reference, ReferenceFeedback
 from refed_dspy.sync import run_sync
 
@@ -46,13 +46,7 @@ class ReferenceSynthesis(dspy.Module):
             feedback = ReferenceFeedback(reference_id=reference.id, subject_areas=fb.subject_areas,
                                          relevant_skills=fb.relevant_skills, response_feedback=fb.response_feedback)
         features = feedback.features() or [("reference", "")]
-        batches = await gather_settled(*[
-            self.synthesizer.acall(reference_instruction=reference.instruction, feature_name=name,
-                                   feature_description=desc, n=self.n)
-            for name, desc in features
-        ])
-        pairs = [(name, text) for (name, _), batch in zip(features, batches, strict=True)
-                 for text in batch.new_instructions]
+        pairs = await synthesize_for_features(self.synthesizer, reference.instruction, features, self.n)
         outs = await gather_settled(*[
             acall_part(self.respond, reference_instruction=reference.instruction, reference_response=reference.response,
                        instruction=text, feedback=feedback.response_feedback)

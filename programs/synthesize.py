@@ -56,3 +56,16 @@ class InstructionSynthesizer(dspy.Module):
             pred = self.synthesize(**self._args(reference_instruction, feature_name, feature_description, n),
                                    signature=asking_for(self.synthesize.signature, n), config=config)
         return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))
+
+
+async def synthesize_for_features(synthesizer: dspy.Module, reference_instruction: str,
+                                  features: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """(feature name, new instruction) pairs: `n` from `synthesizer` for each (name, description) feature, the
+    features' calls made concurrently."""
+    from refed_dspy.gather import gather_settled
+
+    batches = await gather_settled(*[
+        synthesizer.acall(reference_instruction=reference_instruction, feature_name=name, feature_description=desc, n=n)
+        for name, desc in features
+    ])
+    return [(name, text) for (name, _), batch in zip(features, batches, strict=True) for text in batch.new_instructions]

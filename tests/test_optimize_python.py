@@ -61,8 +61,10 @@ def test_bring_your_own_program_examples_metric_and_teleprompter(server_factory,
     assert again.optimizer == "bootstrap"
     metric = make_metric(cfg(srv, tmp_path))
     assert isinstance(metric, JudgeMetric) and metric.win_weight == 0.3
-    with pytest.raises(ConfigError, match="'pipeline' is not built yet"):
-        make_metric(cfg(srv, tmp_path), target="pipeline")
+    assert type(make_metric(cfg(srv, tmp_path), target="pipeline")).__name__ == "PipelineMetric"
+    assert type(make_metric(cfg(srv, tmp_path, **{"optimize.target": "'instructions'"}))).__name__ == "InstructionMetric"
+    with pytest.raises(ConfigError, match="'everything' is not one of respond, instructions, pipeline"):
+        make_metric(cfg(srv, tmp_path), target="everything")
 
 
 def test_bad_arguments_are_refused_before_any_call(server_factory, tmp_path):
