@@ -102,10 +102,13 @@ def test_a_compiled_pipeline_drives_a_synthesis_run(server_factory, tmp_path, op
     assert proposals, "the optimizer proposed no instruction"
 
 
-def test_the_instructions_target_tunes_describe_and_synthesize(server_factory, tmp_path):
+def test_the_instructions_target_tunes_describe_and_synthesize(server_factory, tmp_path, monkeypatch):
     srv = server_factory()
+    monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts under ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = {"tracking.enabled": "true", "tracking.mlflow_uri": f"'{uri}'"}
     result = optimize(load_config(None, target_overrides(srv, tmp_path, "instructions", "bootstrap",
-                                                         **{"optimize.max_demos": 1})))
+                                                         **{"optimize.max_demos": 1, **tracking})))
     state = json.loads(result.program_path.read_text())
     assert {k for k, v in state.items() if isinstance(v, dict) and "signature" in v} == {
         "collect.describe", "synthesizer.synthesize"}
@@ -118,7 +121,23 @@ def test_the_instructions_target_tunes_describe_and_synthesize(server_factory, t
     code, _, err = refed("synthesize", "--program", str(result.program_path), *sets(run_overrides(srv, run, 3)))
     assert code == 0, err
     assert len(lines(run / "samples.jsonl")) == 3
+    # logged to MLflow, the compiled front half drives a run from its URI, and its pyfunc predicts from a reference
+    syn2 = tmp_path / "syn-mlflow"
+    code, _, err = refed("synthesize", "--program", result.model_uri,
+                         *sets(run_overrides(srv, syn2, 3, **tracking)))
+    assert code == 0, err
+    assert {s["meta"]["program"] for s in lines(syn2 / "samples.jsonl")} == {result.model_uri}
+    import mlflow
+
+    from refed_dspy.tracking import keep_active_model
+
+    mlflow.set_tracking_uri(uri)
+    with keep_active_model():
+        pyfunc = mlflow.pyfunc.load_model(result.model_uri)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    out = pyfunc.predict({"reference": REF.model_dump_json()})
+    assert out["instructions"] and out["features"]
     # examples_run belongs to the respond target
     code, _, err = refed("optimize", *sets(target_overrides(srv, tmp_path, "instructions", "bootstrap",
-                                                            **{"optimize.examples_run": f"'{run}'"})))
+                                                            **{"optimize.examples_run": f"'{run}'", **tracking})))
     assert code == 2 and "optimize.examples_run" in err
