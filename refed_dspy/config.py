@@ -289,7 +289,10 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 continue  # a field added after the run was made, at its default: same output
             if a != b:
                 out.append(f"{section}.{key}: {a!r} -> {b!r}")
-    if old.get("program_hash") != new.get("program_hash"):  # a program's content, wherever it came from
+    # a program's content, wherever it came from; a run made with a program before hashes were recorded is
+    # matched by its synthesis.program alone (compared above)
+    made_before_hashes = "program_hash" not in old and old.get("synthesis", {}).get("program") is not None
+    if not made_before_hashes and old.get("program_hash") != new.get("program_hash"):
         out.append(f"program content: {old.get('program_hash') or 'built-in'} -> {new.get('program_hash') or 'built-in'}")
     return out
 

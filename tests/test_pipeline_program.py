@@ -219,3 +219,16 @@ def test_a_compiled_part_is_saved_and_hashed_with_its_pipeline():
     assert "respond.generate" in holding.dump_state() and holding.respond.generate.demos
     assert program_hash(holding) != program_hash(plain)
     assert part._compiled  # the caller's object is left as it was
+
+
+def test_fingerprints_of_runs_made_before_program_hashes():
+    from refed_dspy.config import Config, fingerprint, fingerprint_diff
+
+    cfg = Config()
+    with_file = cfg.model_copy(update={"synthesis": cfg.synthesis.model_copy(update={"program": "/p/program.json"})})
+    old_builtin, old_file = fingerprint(cfg), fingerprint(with_file)  # no program_hash key: made before hashes
+    assert fingerprint_diff(old_builtin, fingerprint(cfg)) == []
+    assert fingerprint_diff(old_file, fingerprint(with_file, "sha256:abc")) == []  # same file: resumes
+    assert fingerprint_diff(fingerprint(with_file, "sha256:abc"), fingerprint(with_file, "sha256:def")) == [
+        "program content: sha256:abc -> sha256:def"]
+    assert fingerprint_diff(old_builtin, fingerprint(cfg, "sha256:abc")) == ["program content: built-in -> sha256:abc"]
