@@ -23,18 +23,46 @@ class OptimizationStopped(RunAborted):
     """The optimization hit its call or cost budget; no program is saved."""
 
 
+class _Recorded(dspy.Module):
+    """Runs a program and keeps why its calls failed (dspy.Evaluate only logs it and scores the example 0)."""
+
+    def __init__(self, program: dspy.Module):
+        super().__init__()
+        self.program = program
+        self.errors: list[str] = []
+
+    def forward(self, **kwargs: Any) -> Any:
+        try:
+            return self.program(**kwargs)
+        except Exception as err:
+            self.errors.append(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}")
+            raise
+
+
 def evaluate_detailed(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM,
                       num_threads: int = 1, adapter: dspy.Adapter | None = None
-                      ) -> tuple[float, list[tuple[dspy.Example, Any, float]]]:
-    """Mean metric value over `devset` (0.0 when empty) and the (example, prediction, score) rows."""
+                      ) -> tuple[float, list[tuple[dspy.Example, Any, float]], list[str]]:
+    """Mean metric value over `devset` (0.0 when empty), the (example, prediction, score) rows (prediction None
+    where the program itself failed, scored 0), and the errors the program raised."""
     if not devset:
-        return 0.0, []
+        return 0.0, [], []
+    recorded = _Recorded(program)
     evaluator = dspy.Evaluate(devset=devset, metric=metric, num_threads=num_threads, display_progress=False,
                               max_errors=len(devset) + 1, provide_traceback=False)
     with dspy.context(lm=lm, adapter=adapter):
-        result = evaluator(program)
-    rows = [(ex, pred, float(score or 0.0)) for ex, pred, score in result.results]
-    return round(sum(s for _, _, s in rows) / len(devset), 4), rows
+        result = evaluator(recorded)
+    rows = [(ex, pred if len(pred.keys()) else None, float(score or 0.0)) for ex, pred, score in result.results]
+    return round(sum(s for _, _, s in rows) / len(devset), 4), rows, recorded.errors
+
+
+def _check_program(rows: list, errors: list[str], when: str, most: bool) -> None:
+    """Stop when the program itself failed on every validation example (`most`: on more than half of them)."""
+    failed = sum(1 for _, pred, _ in rows if pred is None)
+    if rows and (failed * 2 > len(rows) if most else failed == len(rows)):
+        raise OptimizationStopped(
+            f"optimization stopped {when}: the program failed on {failed} of {len(rows)} validation examples "
+            f"(the last: {errors[-1] if errors else 'no detail'}); scores of failed runs mean nothing, so no program "
+            "was saved (check the teacher: teacher.max_tokens, teacher.adapter)")
 
 
 def evaluate(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM, num_threads: int = 1,
@@ -147,8 +175,9 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
                 f"{failures['last']}; scores made mostly of failures mean nothing, so no program was saved "
                 "(check the judge: judge.model, judge.adapter, judge.max_tokens)")
 
-    before, before_rows = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
+    before, before_rows, errors = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
     check_budget("while scoring the program before optimization")
+    _check_program(before_rows, errors, "while scoring the program before optimization", most=False)
     student = program.deepcopy()
     with dspy.context(lm=lm, adapter=adapter):
         try:
@@ -171,8 +200,9 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
                 check_budget("while compiling")
             raise
     check_budget("while compiling", most=True)
-    after, after_rows = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
+    after, after_rows, errors = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
     check_budget("while scoring the compiled program", most=True)
+    _check_program(after_rows, errors, "while scoring the compiled program", most=True)
     failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
     name = optimizer if instance is None else type(instance).__name__
     return {"program": compiled, "optimizer": name, "score_before": before, "score_after": after,

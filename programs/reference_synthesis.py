@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.gather import gather_settled
+from refed_dspy.budget import BudgetExceeded
+from refed_dspy.gather import gather_kept
 from refed_dspy.programs.parts import acall_part, unfrozen
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
@@ -20,7 +21,10 @@ from refed_dspy.sync import run_sync
 
 
 class ReferenceSynthesis(dspy.Module):
-    """Reference -> Prediction(feedback, samples=[Prediction(instruction, feature, response, ...)]).
+    """Reference -> Prediction(feedback, samples=[Prediction(instruction, feature, response, ...)], failed).
+
+    A sample whose calls failed is left out and counted in `failed`, and a feature whose synthesis failed gives no
+    instruction; when nothing came out, the first error is raised.
 
     Args:
         n: new instructions per feature.
@@ -47,13 +51,17 @@ class ReferenceSynthesis(dspy.Module):
                                          relevant_skills=fb.relevant_skills, response_feedback=fb.response_feedback)
         features = feedback.features() or [("reference", "")]
         pairs = await synthesize_for_features(self.synthesizer, reference.instruction, features, self.n)
-        outs = await gather_settled(*[
-            acall_part(self.respond, reference_instruction=reference.instruction, reference_response=reference.response,
-                       instruction=text, feedback=feedback.response_feedback)
-            for _, text in pairs
-        ])
-        samples = [dspy.Prediction(instruction=text, feature=name, **out.toDict()) for (name, text), out in zip(pairs, outs, strict=True)]
-        return dspy.Prediction(feedback=feedback, samples=samples)
+        async def sample(name: str, text: str) -> dspy.Prediction:
+            out = await acall_part(self.respond, reference_instruction=reference.instruction,
+                                   reference_response=reference.response, instruction=text,
+                                   feedback=feedback.response_feedback)
+            return dspy.Prediction(instruction=text, feature=name, **out.toDict())
+
+        # a sample whose calls failed is left out, as a run rejects it; its siblings stay
+        samples, errors = await gather_kept(*[sample(name, text) for name, text in pairs], fatal=(BudgetExceeded,))
+        if errors and not samples:
+            raise errors[0]
+        return dspy.Prediction(feedback=feedback, samples=samples, failed=len(errors))
 
     def forward(self, reference: Reference, feedback: ReferenceFeedback | None = None) -> dspy.Prediction:
         return run_sync(self.aforward(reference=reference, feedback=feedback))

@@ -61,11 +61,17 @@ class InstructionSynthesizer(dspy.Module):
 async def synthesize_for_features(synthesizer: dspy.Module, reference_instruction: str,
                                   features: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
     """(feature name, new instruction) pairs: `n` from `synthesizer` for each (name, description) feature, the
-    features' calls made concurrently."""
-    from refed_dspy.gather import gather_settled
+    features' calls made concurrently. A feature whose call failed gives none; when every one failed, the first
+    error is raised."""
+    from refed_dspy.budget import BudgetExceeded
+    from refed_dspy.gather import gather_kept
 
-    batches = await gather_settled(*[
-        synthesizer.acall(reference_instruction=reference_instruction, feature_name=name, feature_description=desc, n=n)
-        for name, desc in features
-    ])
-    return [(name, text) for (name, _), batch in zip(features, batches, strict=True) for text in batch.new_instructions]
+    async def one(name: str, desc: str) -> list[tuple[str, str]]:
+        batch = await synthesizer.acall(reference_instruction=reference_instruction, feature_name=name,
+                                        feature_description=desc, n=n)
+        return [(name, text) for text in batch.new_instructions]
+
+    kept, errors = await gather_kept(*[one(name, desc) for name, desc in features], fatal=(BudgetExceeded,))
+    if errors and not kept:
+        raise errors[0]
+    return [pair for pairs in kept for pair in pairs]

@@ -166,3 +166,20 @@ def test_the_readme_guide_runs(server_factory, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "guide-pipeline.json").exists()
     state = json.loads((tmp_path / "runs" / "guide-pipeline.json").read_text())
     assert {"collect.describe", "synthesizer.synthesize", "respond.generate", "respond.improve"} <= state.keys()
+
+
+class Broken(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.generate = RespondAndImprove(improve=False).generate
+
+    def forward(self, reference_instruction, reference_response, instruction, feedback=None):
+        raise RuntimeError("reply cut off at max_tokens")
+
+
+def test_a_program_that_fails_on_every_example_saves_nothing(server_factory, tmp_path):
+    srv = server_factory()
+    with pytest.raises(OptimizationStopped, match=r"the program failed on \d+ of \d+ validation examples.*cut off"):
+        refed_dspy.optimize(cfg(srv, tmp_path), program=Broken(), trainset=examples(), metric=length_metric,
+                            optimizer="bootstrap")
+    assert not (tmp_path / "opt" / "program.json").exists()

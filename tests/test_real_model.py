@@ -243,16 +243,17 @@ def test_tiny_bootstrap_optimize(smol, tmp_path):
 
 
 def test_tiny_pipeline_optimize_then_synthesize_with_it(smol, tmp_path):
-    """optimize.target = pipeline end to end on a real model, then a run driven by the compiled pipeline."""
+    """optimize.target = pipeline end to end on a real model (1 train, 2 validation references), then a run driven
+    by the compiled pipeline."""
     run = tmp_path / "pipe"
     code, out, err = cli("optimize", *local_sets(smol, run, **{
-        "optimize.target": "'pipeline'", "optimize.optimizer": "'bootstrap'", "optimize.n_train": 1, "optimize.n_val": 1,
-        "optimize.instructions_per_feature": 1, "optimize.max_demos": 1, "optimize.max_calls": 150}))
+        "optimize.target": "'pipeline'", "optimize.optimizer": "'bootstrap'", "optimize.n_train": 1, "optimize.n_val": 2,
+        "optimize.instructions_per_feature": 1, "optimize.max_demos": 1, "optimize.max_calls": 200}))
     assert code == 0, err
     assert "(target pipeline)" in out
     summary = json.loads((run / "optimize" / "optimize_summary.json").read_text())
     assert summary["target"] == "pipeline" and 0 <= summary["score_before"] <= 1 and 0 <= summary["score_after"] <= 1
-    assert summary["usage"]["calls"] <= 150 and summary["usage"]["by_role"]["judge"]["calls"] > 0
+    assert summary["usage"]["calls"] <= 200 and summary["usage"]["by_role"]["judge"]["calls"] > 0
     program = run / "optimize" / "program.json"
     state = json.loads(program.read_text())
     assert {"collect.describe", "collect.critique", "synthesizer.synthesize", "respond.generate", "respond.improve"} <= set(state)

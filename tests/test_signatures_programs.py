@@ -3,6 +3,7 @@
 import asyncio
 
 import dspy
+import pytest
 from dspy.utils import DummyLM
 
 from refed_dspy.adapters import RefedChatAdapter, output_schema
@@ -97,3 +98,30 @@ def test_reference_synthesis_async_composition():
     assert pred.feedback.response_feedback == "use examples"
     assert sorted(s.instruction for s in pred.samples) == ["Explain diffusion.", "Explain osmosis."]
     assert all(s.improved_response == IMPROVED["improved_response"] for s in pred.samples)
+
+
+class _FlakyRespond(dspy.Module):
+    """Fails on instructions that name `bad`."""
+
+    def __init__(self, bad):
+        super().__init__()
+        self.bad = bad
+
+    async def aforward(self, reference_instruction, reference_response, instruction, feedback=None):
+        if any(word in instruction for word in self.bad):
+            raise ValueError("reply cut off at max_tokens")
+        return dspy.Prediction(response="draft", improved_response="better")
+
+
+def test_reference_synthesis_keeps_the_samples_whose_calls_succeeded():
+    answers = {
+        "`[[ ## subject_areas ## ]]`": {"subject_areas": "biology", "relevant_skills": "simplifying"},
+        "`[[ ## response_feedback ## ]]`": {"response_feedback": "use examples"},
+        "[[ ## feature_description ## ]]\nbiology": {"new_instructions": ["Explain osmosis."]},
+        "[[ ## feature_description ## ]]\nsimplifying": {"new_instructions": ["Explain diffusion."]},
+    }
+    with dspy.context(lm=DummyLM(answers)):
+        pred = asyncio.run(ReferenceSynthesis(n=1, respond=_FlakyRespond(["osmosis"])).acall(reference=REF))
+        assert [s.instruction for s in pred.samples] == ["Explain diffusion."] and pred.failed == 1
+        with pytest.raises(ValueError, match="cut off"):  # nothing came out: the error, not an empty result
+            asyncio.run(ReferenceSynthesis(n=1, respond=_FlakyRespond(["osmosis", "diffusion"])).acall(reference=REF))
