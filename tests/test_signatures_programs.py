@@ -83,16 +83,18 @@ def test_respond_without_improve_and_with_sample_feedback():
     assert pred.feedback_used == "own feedback" and pred.improved_response
 
 
+# DummyLM answers for a reference's feedback and its two features' instructions, keyed by what each prompt
+# contains, so the concurrent calls may come in any order
+FRONT_HALF = {
+    "`[[ ## subject_areas ## ]]`": {"subject_areas": "biology", "relevant_skills": "simplifying"},
+    "`[[ ## response_feedback ## ]]`": {"response_feedback": "use examples"},
+    "[[ ## feature_description ## ]]\nbiology": {"new_instructions": ["Explain osmosis."]},
+    "[[ ## feature_description ## ]]\nsimplifying": {"new_instructions": ["Explain diffusion."]},
+}
+
+
 def test_reference_synthesis_async_composition():
-    # keyed by what each prompt contains, so the concurrent calls may come in any order
-    answers = {
-        "`[[ ## subject_areas ## ]]`": {"subject_areas": "biology", "relevant_skills": "simplifying"},
-        "`[[ ## response_feedback ## ]]`": {"response_feedback": "use examples"},
-        "[[ ## feature_description ## ]]\nbiology": {"new_instructions": ["Explain osmosis."]},
-        "[[ ## feature_description ## ]]\nsimplifying": {"new_instructions": ["Explain diffusion."]},
-        "`[[ ## response ## ]]`": {"response": "draft"},
-        "`[[ ## analysis ## ]]`": IMPROVED,
-    }
+    answers = {**FRONT_HALF, "`[[ ## response ## ]]`": {"response": "draft"}, "`[[ ## analysis ## ]]`": IMPROVED}
     with dspy.context(lm=DummyLM(answers)):
         pred = asyncio.run(ReferenceSynthesis(n=1).acall(reference=REF))
     assert pred.feedback.response_feedback == "use examples"
@@ -114,13 +116,7 @@ class _FlakyRespond(dspy.Module):
 
 
 def test_reference_synthesis_keeps_the_samples_whose_calls_succeeded():
-    answers = {
-        "`[[ ## subject_areas ## ]]`": {"subject_areas": "biology", "relevant_skills": "simplifying"},
-        "`[[ ## response_feedback ## ]]`": {"response_feedback": "use examples"},
-        "[[ ## feature_description ## ]]\nbiology": {"new_instructions": ["Explain osmosis."]},
-        "[[ ## feature_description ## ]]\nsimplifying": {"new_instructions": ["Explain diffusion."]},
-    }
-    with dspy.context(lm=DummyLM(answers)):
+    with dspy.context(lm=DummyLM(FRONT_HALF)):
         pred = asyncio.run(ReferenceSynthesis(n=1, respond=_FlakyRespond(["osmosis"])).acall(reference=REF))
         assert [s.instruction for s in pred.samples] == ["Explain diffusion."] and pred.failed == 1
         with pytest.raises(ValueError, match="cut off"):  # nothing came out: the error, not an empty result
