@@ -55,10 +55,11 @@ def evaluate_detailed(program: dspy.Module, devset: list[dspy.Example], metric, 
     return round(sum(s for _, _, s in rows) / len(devset), 4), rows, recorded.errors
 
 
-def _check_program(rows: list, errors: list[str], when: str, most: bool) -> None:
-    """Stop when the program itself failed on every validation example (`most`: on more than half of them)."""
+def _check_program(rows: list, errors: list[str], when: str) -> None:
+    """Stop when the program itself failed on every validation example: its score would say nothing. (A program
+    that failed on some scores lower for it; a compiled one that scores below the baseline is not the result.)"""
     failed = sum(1 for _, pred, _ in rows if pred is None)
-    if rows and (failed * 2 > len(rows) if most else failed == len(rows)):
+    if rows and failed == len(rows):
         raise OptimizationStopped(
             f"optimization stopped {when}: the program failed on {failed} of {len(rows)} validation examples "
             f"(the last: {errors[-1] if errors else 'no detail'}); scores of failed runs mean nothing, so no program "
@@ -177,7 +178,7 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
 
     before, before_rows, errors = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
     check_budget("while scoring the program before optimization")
-    _check_program(before_rows, errors, "while scoring the program before optimization", most=False)
+    _check_program(before_rows, errors, "while scoring the program before optimization")
     student = program.deepcopy()
     with dspy.context(lm=lm, adapter=adapter):
         try:
@@ -202,7 +203,7 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
     check_budget("while compiling", most=True)
     after, after_rows, errors = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
     check_budget("while scoring the compiled program", most=True)
-    _check_program(after_rows, errors, "while scoring the compiled program", most=True)
+    _check_program(after_rows, errors, "while scoring the compiled program")
     failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
     name = optimizer if instance is None else type(instance).__name__
     return {"program": compiled, "optimizer": name, "score_before": before, "score_after": after,
