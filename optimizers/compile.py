@@ -141,8 +141,9 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
     `optimizer` is one of OPTIMIZERS, or a teleprompter instance (anything with `compile`) built by the caller.
     Returns {program, optimizer, score_before, score_after, steps, before_rows, after_rows, metric_failures}.
     `proposer_lm` writes instructions (MIPROv2, GEPA, SIMBA); it defaults to `lm`. Raises OptimizationStopped
-    when `budget` (attached to the LMs) refuses a call, when every judging of the baseline failed, or when the
-    metric failed on more than half of its calls in all: no program is worth saving then.
+    when `budget` (attached to the LMs) refuses a call, when every judging of the baseline failed, when the
+    metric failed on more than half of its calls in all, or when the program itself failed on every validation
+    example (before or after compiling): no program is worth saving then.
     """
     instance = None if isinstance(optimizer, str) else optimizer
     if instance is not None and not callable(getattr(instance, "compile", None)):

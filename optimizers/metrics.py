@@ -20,7 +20,9 @@ import dspy
 from refed_dspy.budget import BudgetExceeded
 from refed_dspy.failures import classify
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+from refed_dspy.programs.judge import check_scores
 from refed_dspy.records import Reference
+from refed_dspy.report_stats import mean_pairwise_rouge
 from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
 from refed_dspy.text import rouge_l, tokens
 
@@ -120,16 +122,8 @@ class JudgeMetric(CountedCalls):
 class GEPAJudgeMetric(JudgeMetric):
     """GEPA's metric signature: (gold, pred, trace, pred_name, pred_trace) -> Prediction(score, feedback)."""
 
-    @classmethod
-    def like(cls, metric: JudgeMetric) -> GEPAJudgeMetric:
-        """The GEPA form of `metric` (same judge LM, adapter, rubric, threshold, weight and failure counts)."""
-        new = cls.__new__(cls)
-        new.__dict__ = metric.__dict__  # shared: failures counted through either form add up
-        return new
-
     def __call__(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> dspy.Prediction:  # type: ignore[override]
-        result = self.judge(gold, pred)
-        return dspy.Prediction(score=result["score"], feedback=result["rationale"])
+        return self.for_gepa()(gold, pred, trace, pred_name, pred_trace)
 
 
 class CountingMetric(CountedCalls):
@@ -192,12 +186,9 @@ def novelty(text: str, others: list[str]) -> tuple[float, str]:
 
 
 def diversity(texts: list[str]) -> float:
-    """1 - the mean pairwise ROUGE-L F1 of `texts` (1.0 for fewer than two)."""
-    toks = [tokens(t) for t in texts]
-    pairs = [(a, b) for i, a in enumerate(toks) for b in toks[i + 1:]]
-    if not pairs:
-        return 1.0
-    return round(1 - sum(rouge_l(a, b) for a, b in pairs) / len(pairs), 4)
+    """1 - the mean pairwise ROUGE-L F1 of `texts` (the report's figure, over all of them; 1.0 for fewer than two)."""
+    mean = mean_pairwise_rouge(texts, len(texts))
+    return 1.0 if mean is None else round(1 - mean, 4)
 
 
 class InstructionMetric(JudgeMetric):
@@ -229,9 +220,7 @@ class InstructionMetric(JudgeMetric):
             for i, (feature, text) in enumerate(items):
                 out = self.rate(reference_instruction=reference.instruction, instruction=text,
                                 feature=f"{feature}: {described.get(feature, '')}".strip(": "))
-                scores = [out.get(name) for name in INSTRUCTION_CRITERIA]
-                if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10 for v in scores):
-                    raise ValueError(f"instruction rating out of contract: {scores}")
+                scores = check_scores(out, list(INSTRUCTION_CRITERIA)).values()
                 quality = (sum(scores) / len(scores) - 1) / 9
                 new, closest = novelty(text, [reference.instruction] + texts[:i] + texts[i + 1:])
                 rated.append((quality, new, closest, text, out.rationale))

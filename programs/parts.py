@@ -46,9 +46,9 @@ def with_open_parts(program: Any, names: tuple[str, ...] = ("collect", "synthesi
     frozen = [n for n in names if getattr(getattr(program, n, None), "_compiled", False)]
     if not frozen:
         return program
-    program = program.deepcopy()
+    program = program.deepcopy()  # its parts are copies too: open them in place
     for name in frozen:
-        setattr(program, name, unfrozen(getattr(program, name)))
+        getattr(program, name)._compiled = False
     return program
 
 

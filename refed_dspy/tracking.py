@@ -118,7 +118,7 @@ def track_run_dir(config: Config, run_dir: str | Path, kind: str, summary: dict[
         import mlflow
 
         with mlflow_run(config, run_dir) as run:
-            tags = run.data.tags if hasattr(run, "data") else {}
+            tags = run.data.tags
             steps = [x for x in (tags.get(STEPS_TAG) or "").split(",") if x]
             if KIND_TAG not in tags:
                 mlflow.set_tag(KIND_TAG, kind)

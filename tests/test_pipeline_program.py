@@ -219,6 +219,15 @@ def test_a_compiled_part_is_saved_and_hashed_with_its_pipeline():
     assert "respond.generate" in holding.dump_state() and holding.respond.generate.demos
     assert program_hash(holding) != program_hash(plain)
     assert part._compiled  # the caller's object is left as it was
+    # a whole pipeline passed as program= whose part is compiled: opened on a copy
+    from refed_dspy.programs.parts import with_open_parts
+
+    given = build_pipeline(get_method("refed"))
+    given.respond = part
+    assert "respond.generate" not in given.dump_state()  # what DSPy does with a frozen child
+    opened = with_open_parts(given)
+    assert "respond.generate" in opened.dump_state() and program_hash(opened) == program_hash(holding)
+    assert given.respond is part and part._compiled
 
 
 def test_fingerprints_of_runs_made_before_program_hashes():
