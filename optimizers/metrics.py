@@ -18,6 +18,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.budget import BudgetExceeded
+from refed_dspy.config import TARGETS
 from refed_dspy.failures import classify
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores
@@ -264,9 +265,6 @@ class PipelineMetric(JudgeMetric):
                 "rationale": (f"{len(samples)} samples: mean judged value {quality:.2f}, instruction diversity "
                               f"{spread:.2f} (1 - mean pairwise ROUGE-L). Weakest sample, instruction "
                               f"{samples[worst].instruction[:300]!r}: {judged[worst]['rationale']}")}
-
-
-TARGETS = ("respond", "instructions", "pipeline")
 
 
 def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = None) -> JudgeMetric:

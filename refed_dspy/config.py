@@ -172,12 +172,13 @@ class ReportConfig(_Section):
 
 
 OPTIMIZERS = ("bootstrap", "bootstrap_random_search", "miprov2", "gepa", "simba")
+TARGETS = ("respond", "instructions", "pipeline")  # what optimize.target can tune
 
 
 class OptimizeConfig(_Section):
     """What `refed optimize` tunes, on which examples, and how much it may spend."""
 
-    target: Literal["respond", "instructions", "pipeline"] = Field("respond", description="What is tuned: respond (the per-instruction program: generate and improve; examples are synthesized instructions), instructions (describe and synthesize: what the dataset is about; examples are references, judged on instruction quality and novelty), or pipeline (every predictor of the method; examples are references, judged on the samples' value and diversity).")
+    target: Literal[TARGETS] = Field("respond", description="What is tuned: respond (the per-instruction program: generate and improve; examples are synthesized instructions), instructions (describe and synthesize: what the dataset is about; examples are references, judged on instruction quality and novelty), or pipeline (every predictor of the method; examples are references, judged on the samples' value and diversity).")
     optimizer: Literal[OPTIMIZERS] = Field("miprov2", description="bootstrap | bootstrap_random_search | miprov2 | gepa | simba.")
     auto: Literal["light", "medium", "heavy"] | None = Field("light", description="MIPROv2 and GEPA preset. Unset: num_candidates/num_trials (MIPROv2) or max_metric_calls (GEPA) decide.")
     examples_run: str | None = Field(None, description="A finished run dir (method refed) whose samples give the examples. Unset: synthesize n_train + n_val samples into <out>/examples first.")
@@ -200,6 +201,11 @@ class OptimizeConfig(_Section):
     max_cost_usd: float | None = Field(None, gt=0, description="Stop before teacher + judge cost would exceed this.")
     out: str | None = Field(None, description="Output directory (program.json, instructions.txt, before_after.md, optimize_summary.json). Unset: <run.dir>/optimize.")
     before_after_examples: int = Field(3, ge=0, description="Validation examples shown before and after in before_after.md.")
+
+    @property
+    def val_fraction(self) -> float:
+        """The share of examples (or references) that goes to validation: n_val / (n_train + n_val)."""
+        return self.n_val / (self.n_train + self.n_val)
 
 
 class BatchConfig(_Section):

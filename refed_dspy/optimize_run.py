@@ -237,12 +237,11 @@ def _given_sets(trainset: list, valset: list | None, cfg: Any) -> tuple[list, li
             raise ConfigError(f"{name} takes a list of dspy.Example (with .with_inputs(...) set)")
     if valset:
         return list(trainset), list(valset)
-    fraction = cfg.n_val / (cfg.n_train + cfg.n_val)
     if all(e.get("reference_id") for e in trainset):
-        return split_examples(trainset, len(trainset), len(trainset), cfg.seed, val_fraction=fraction)
+        return split_examples(trainset, len(trainset), len(trainset), cfg.seed, val_fraction=cfg.val_fraction)
     order = list(trainset)
     random.Random(cfg.seed).shuffle(order)
-    n_val = max(1, round(len(order) * fraction)) if len(order) > 1 else 0
+    n_val = max(1, round(len(order) * cfg.val_fraction)) if len(order) > 1 else 0
     return order[n_val:], order[:n_val]
 
 
@@ -318,7 +317,7 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
         elif cfg.target != "respond":  # the instructions and pipeline programs start from references
             examples_dir, examples_summary, examples_usage = None, {}, {}
             train, val = split_examples(reference_examples(references), cfg.n_train, cfg.n_val, cfg.seed,
-                                        val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
+                                        val_fraction=cfg.val_fraction)
             if not train or not val:
                 raise ConfigError(f"{len(references)} references give {len(train)} training and {len(val)} validation "
                                   f"examples for target {cfg.target!r}; both sides need at least one (more references)")
@@ -328,7 +327,7 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
             if examples_summary and not examples_summary.get("samples"):
                 raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, examples_summary)}")
             exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
-            train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.n_val / (cfg.n_train + cfg.n_val))
+            train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction)
             if not train or not val:
                 error = FinishedShort if examples_summary else ConfigError
                 raise error(f"{_what_happened(examples_dir, examples_summary)}: that gives {len(train)} training and {len(val)} "
