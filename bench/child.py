@@ -1,9 +1,9 @@
 """One measured run in its own process (started by harness.run_child); prints one JSON line.
 
-    --mode synthesize   refed synthesis with `--set` overrides (the same keys as `refed synthesize --set`)
-    --mode plain        the same requests, replayed with the plain `openai` async client (reads the
-                        server's prompt log given by --set log=PATH, api_base=URL, concurrency=N)
-    --profile           yappi CPU profile of every thread, self time bucketed by what the code does
+--mode synthesize   refed synthesis with `--set` overrides (the same keys as `refed synthesize --set`)
+--mode plain        the same requests, replayed with the plain `openai` async client (reads the
+                    server's prompt log given by --set log=PATH, api_base=URL, concurrency=N)
+--profile           yappi CPU profile of every thread, self time bucketed by what the code does
 """
 
 from __future__ import annotations
@@ -20,14 +20,58 @@ from pathlib import Path
 # Self CPU time of a function counts towards the first bucket whose path fragment its file contains.
 BUCKETS = [
     ("writing records", ("refed_dspy/store.py", "refed_dspy/records.py", "refed_dspy/usage.py", "json/encoder")),
-    ("scheduling (runner, asyncio, threads)", ("refed_dspy/runner.py", "refed_dspy/lm.py", "refed_dspy/budget.py",
-                                               "asyncio/", "selectors.py", "concurrent/futures", "threading.py",
-                                               "contextvars", "queue.py", "heapq", "select.epoll", "_queue.SimpleQueue")),
+    (
+        "scheduling (runner, asyncio, threads)",
+        (
+            "refed_dspy/runner.py",
+            "refed_dspy/lm.py",
+            "refed_dspy/budget.py",
+            "asyncio/",
+            "selectors.py",
+            "concurrent/futures",
+            "threading.py",
+            "contextvars",
+            "queue.py",
+            "heapq",
+            "select.epoll",
+            "_queue.SimpleQueue",
+        ),
+    ),
     ("DSPy disk cache", ("dspy/clients/cache.py", "diskcache", "sqlite3", "pickle", "cloudpickle", "hashlib")),
-    ("HTTP client", ("dspy/clients/_lm15", "lm15", "httpx", "httpcore", "h11", "anyio", "openai/", "ssl.py",
-                     "socket.py", "_socket.socket", "http/client", "urllib", "aiohttp", "dspy/clients/engines")),
-    ("prompt formatting and parsing (DSPy)", ("dspy/", "pydantic", "json_repair", "json/", "re/", "signatures/",
-                                              "programs/", "typing.py", "inspect.py", "copy.py")),
+    (
+        "HTTP client",
+        (
+            "dspy/clients/_lm15",
+            "lm15",
+            "httpx",
+            "httpcore",
+            "h11",
+            "anyio",
+            "openai/",
+            "ssl.py",
+            "socket.py",
+            "_socket.socket",
+            "http/client",
+            "urllib",
+            "aiohttp",
+            "dspy/clients/engines",
+        ),
+    ),
+    (
+        "prompt formatting and parsing (DSPy)",
+        (
+            "dspy/",
+            "pydantic",
+            "json_repair",
+            "json/",
+            "re/",
+            "signatures/",
+            "programs/",
+            "typing.py",
+            "inspect.py",
+            "copy.py",
+        ),
+    ),
 ]
 
 
@@ -50,8 +94,10 @@ def profile_split(stats) -> dict[str, float]:
 
 def top_functions(stats, n: int = 25, key: str = "tsub") -> list[str]:
     rows = sorted(stats, key=lambda s: -getattr(s, key))[:n]
-    return [f"{s.tsub:8.3f}s self {s.ttot:8.3f}s total {s.ncall:8d}x {s.module.split('site-packages/')[-1]}:{s.lineno} {s.name}"
-            for s in rows]
+    return [
+        f"{s.tsub:8.3f}s self {s.ttot:8.3f}s total {s.ncall:8d}x {s.module.split('site-packages/')[-1]}:{s.lineno} {s.name}"
+        for s in rows
+    ]
 
 
 def run_synthesize(sets: list[str]) -> dict:
@@ -60,8 +106,21 @@ def run_synthesize(sets: list[str]) -> dict:
 
     config = load_config(None, sets)
     summary = synthesize(config)
-    keep = ("status", "samples", "references", "feedback_collected", "units", "usage", "per_sample", "cost_usd",
-            "wall_s", "samples_per_s", "rejects", "retries", "concurrency")
+    keep = (
+        "status",
+        "samples",
+        "references",
+        "feedback_collected",
+        "units",
+        "usage",
+        "per_sample",
+        "cost_usd",
+        "wall_s",
+        "samples_per_s",
+        "rejects",
+        "retries",
+        "concurrency",
+    )
     return {k: summary.get(k) for k in keep}
 
 
@@ -78,14 +137,17 @@ def run_plain(sets: list[str]) -> dict:
     async def main() -> None:
         import httpx
 
-        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit), timeout=120)
+        http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit), timeout=120
+        )
         client = openai.AsyncOpenAI(base_url=opts["api_base"], api_key="unused", http_client=http, max_retries=0)
         sem = asyncio.Semaphore(limit)
 
         async def one(e: dict) -> None:
             async with sem:
-                resp = await client.chat.completions.create(model="gpt-4o-mini", messages=e["messages"],
-                                                            temperature=1.0, max_tokens=4096)
+                resp = await client.chat.completions.create(
+                    model="gpt-4o-mini", messages=e["messages"], temperature=1.0, max_tokens=4096
+                )
                 replies.append(resp.choices[0].message.content or "")
 
         await asyncio.gather(*(one(e) for e in entries))

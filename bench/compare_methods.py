@@ -33,16 +33,28 @@ def main() -> None:
     cfg = ServerConfig(latency_s=args.latency, jitter=0.5, log_path=str(work / "server.jsonl"))
     with LoopbackServer(cfg) as srv:
         base = srv.api_base
-        config = load_config(None, [f"teacher.api_base='{base}'", "teacher.api_key_env=''", f"judge.api_base='{base}'",
-                                    "judge.api_key_env=''", f"run.dir='{work / 'cmp'}'", f"synthesis.size={args.size}",
-                                    f"synthesis.concurrency={args.concurrency}", f"judging.concurrency={args.concurrency}",
-                                    "run.progress=false"])
+        config = load_config(
+            None,
+            [
+                f"teacher.api_base='{base}'",
+                "teacher.api_key_env=''",
+                f"judge.api_base='{base}'",
+                "judge.api_key_env=''",
+                f"run.dir='{work / 'cmp'}'",
+                f"synthesis.size={args.size}",
+                f"synthesis.concurrency={args.concurrency}",
+                f"judging.concurrency={args.concurrency}",
+                "run.progress=false",
+            ],
+        )
         t0 = time.perf_counter()
         result = compare(config, list(METHODS), judge=not args.no_judge)
         wall = time.perf_counter() - t0
     print(markdown_table(result["rows"], QUALITY_COLUMNS))
-    print(f"{len(METHODS)} methods x {args.size} samples, concurrency {args.concurrency}, latency {args.latency}s +-50%: "
-          f"{wall:.1f}s wall (judge included: {not args.no_judge})")
+    print(
+        f"{len(METHODS)} methods x {args.size} samples, concurrency {args.concurrency}, latency {args.latency}s +-50%: "
+        f"{wall:.1f}s wall (judge included: {not args.no_judge})"
+    )
     print("(judge scores and win rates from the loopback server are random: they test the plumbing, not quality)")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -59,6 +59,7 @@ class Counting:
         def counted(a, b):
             self.calls += 1
             return self._orig(a, b)
+
         text.rouge_l = counted
         return self
 
@@ -104,9 +105,16 @@ def main() -> None:
             answers.extend(dd.offer(it) for it in items[start:mark])
             dt = time.perf_counter() - t0
         n = mark - start
-        rows.append({"checked_up_to": mark, "checks": n, "us_per_check": round(dt / n * 1e6, 1),
-                     "rouge_per_check": round(c.calls / n, 2),
-                     "dropped": sum(a is not None for a in answers[start:mark]), "kept": len(dd)})
+        rows.append(
+            {
+                "checked_up_to": mark,
+                "checks": n,
+                "us_per_check": round(dt / n * 1e6, 1),
+                "rouge_per_check": round(c.calls / n, 2),
+                "dropped": sum(a is not None for a in answers[start:mark]),
+                "kept": len(dd),
+            }
+        )
         print(rows[-1], flush=True)
         start = mark
     if args.verify:

@@ -35,13 +35,29 @@ def main() -> None:
             report = run_child(synth_overrides(srv.api_base, work / "run", size, c))
             log = srv.log()
             peak = srv.stats()["max_in_flight"]
-        row = {"concurrency": c, "samples": report["samples"], "wall_s": report["wall_s"],
-               **efficiency(report["samples"], report["wall_s"], c, log), "server_max_in_flight": peak,
-               "client_cpu_s": report["cpu_s"], "retries": report["retries"]["total"]}
+        row = {
+            "concurrency": c,
+            "samples": report["samples"],
+            "wall_s": report["wall_s"],
+            **efficiency(report["samples"], report["wall_s"], c, log),
+            "server_max_in_flight": peak,
+            "client_cpu_s": report["cpu_s"],
+            "retries": report["retries"]["total"],
+        }
         print(row, flush=True)
         rows.append(row)
-    cols = ["concurrency", "samples", "wall_s", "calls_per_sample", "mean_latency_s", "samples_per_s",
-            "ideal_samples_per_s", "efficiency", "server_max_in_flight", "client_cpu_s"]
+    cols = [
+        "concurrency",
+        "samples",
+        "wall_s",
+        "calls_per_sample",
+        "mean_latency_s",
+        "samples_per_s",
+        "ideal_samples_per_s",
+        "efficiency",
+        "server_max_in_flight",
+        "client_cpu_s",
+    ]
     print(table(rows, cols))
     path = save("efficiency", {"latency_model": LATENCY, "rows": rows})
     print(f"wrote {path}")

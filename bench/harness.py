@@ -35,8 +35,9 @@ class Server:
         if log_path is not None:
             cfg["log_path"] = str(log_path)
         self.log_path = log_path
-        self.proc = subprocess.Popen([sys.executable, str(SERVER), "--config", json.dumps(cfg)],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER), "--config", json.dumps(cfg)], stdout=subprocess.PIPE, text=True
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("PORT "):
             self.proc.kill()
@@ -67,18 +68,65 @@ class Server:
         self.close()
 
 
-_TOPICS = ["a community garden", "a small bakery", "a rural clinic", "a city bus network", "a chess club",
-           "a school library", "a bicycle repair shop", "a wildlife survey", "a food bank", "a startup's payroll",
-           "a museum's archive", "a marathon training plan", "a home solar setup", "a volunteer fire station"]
-_ASKS = ["Explain how to plan the first month of", "Write a short guide for newcomers to",
-         "Compare two ways to fund", "Draft a checklist for auditing", "Describe the main risks in running",
-         "Outline a weekly schedule for", "Summarize what a new manager should learn about"]
+_TOPICS = [
+    "a community garden",
+    "a small bakery",
+    "a rural clinic",
+    "a city bus network",
+    "a chess club",
+    "a school library",
+    "a bicycle repair shop",
+    "a wildlife survey",
+    "a food bank",
+    "a startup's payroll",
+    "a museum's archive",
+    "a marathon training plan",
+    "a home solar setup",
+    "a volunteer fire station",
+]
+_ASKS = [
+    "Explain how to plan the first month of",
+    "Write a short guide for newcomers to",
+    "Compare two ways to fund",
+    "Draft a checklist for auditing",
+    "Describe the main risks in running",
+    "Outline a weekly schedule for",
+    "Summarize what a new manager should learn about",
+]
 
 
 def make_seeds(path: Path, n: int, seed: int = 0, response_words: int = 180) -> Path:
     """Write `n` synthetic reference pairs (our own template text) as JSONL; returns the path."""
     rng = random.Random(seed)
-    words = ["plan", "budget", "people", "schedule", "risk", "measure", "review", "improve", "document", "share", "team", "goal", "cost", "time", "quality", "safety", "training", "feedback", "weekly", "monthly", "simple", "clear", "first", "next", "then", "finally", "because"]
+    words = [
+        "plan",
+        "budget",
+        "people",
+        "schedule",
+        "risk",
+        "measure",
+        "review",
+        "improve",
+        "document",
+        "share",
+        "team",
+        "goal",
+        "cost",
+        "time",
+        "quality",
+        "safety",
+        "training",
+        "feedback",
+        "weekly",
+        "monthly",
+        "simple",
+        "clear",
+        "first",
+        "next",
+        "then",
+        "finally",
+        "because",
+    ]
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
             instruction = f"{rng.choice(_ASKS)} {rng.choice(_TOPICS)} (case {i})."
@@ -87,8 +135,9 @@ def make_seeds(path: Path, n: int, seed: int = 0, response_words: int = 180) -> 
     return path
 
 
-def run_child(overrides: list[str], *, profile: bool = False, mode: str = "synthesize",
-              timeout: float = 3600) -> dict[str, Any]:
+def run_child(
+    overrides: list[str], *, profile: bool = False, mode: str = "synthesize", timeout: float = 3600
+) -> dict[str, Any]:
     """Run one synthesis (or a plain-client replay) in a fresh Python process; returns its JSON report."""
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="true", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, str(BENCH / "child.py"), "--mode", mode, *(["--profile"] if profile else [])]
@@ -100,12 +149,26 @@ def run_child(overrides: list[str], *, profile: bool = False, mode: str = "synth
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def synth_overrides(api_base: str, run_dir: Path, size: int, concurrency: int, seeds: Path | None = None,
-                    method: str = "refed", extra: list[str] | None = None) -> list[str]:
+def synth_overrides(
+    api_base: str,
+    run_dir: Path,
+    size: int,
+    concurrency: int,
+    seeds: Path | None = None,
+    method: str = "refed",
+    extra: list[str] | None = None,
+) -> list[str]:
     """`--set` overrides for a run against the loopback server."""
-    ov = [f"teacher.api_base='{api_base}'", "teacher.api_key_env=''", f"run.dir='{run_dir}'",
-          f"synthesis.size={size}", f"synthesis.concurrency={concurrency}", f"synthesis.method='{method}'",
-          "run.progress=false", "teacher.timeout=120"]
+    ov = [
+        f"teacher.api_base='{api_base}'",
+        "teacher.api_key_env=''",
+        f"run.dir='{run_dir}'",
+        f"synthesis.size={size}",
+        f"synthesis.concurrency={concurrency}",
+        f"synthesis.method='{method}'",
+        "run.progress=false",
+        "teacher.timeout=120",
+    ]
     if seeds is not None:
         ov += [f"seeds.source='{seeds}'", "seeds.format='alpaca'"]
     return ov + list(extra or [])
@@ -123,9 +186,14 @@ def efficiency(samples: int, wall_s: float, concurrency: int, log: list[dict]) -
     per_sample = calls / max(1, samples)
     ideal = concurrency / (mean_latency * per_sample) if mean_latency > 0 else float("inf")
     achieved = samples / wall_s
-    return {"samples_per_s": round(achieved, 2), "ideal_samples_per_s": round(ideal, 2),
-            "efficiency": round(achieved / ideal, 3), "mean_latency_s": round(mean_latency, 4),
-            "calls_per_sample": round(per_sample, 3), "server_calls": calls}
+    return {
+        "samples_per_s": round(achieved, 2),
+        "ideal_samples_per_s": round(ideal, 2),
+        "efficiency": round(achieved / ideal, 3),
+        "mean_latency_s": round(mean_latency, 4),
+        "calls_per_sample": round(per_sample, 3),
+        "server_calls": calls,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -143,8 +211,15 @@ def machine() -> dict[str, Any]:
         mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
     import dspy
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": mem, "python": platform.python_version(),
-            "dspy": dspy.__version__, "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "mem_gib": mem,
+        "python": platform.python_version(),
+        "dspy": dspy.__version__,
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def table(rows: list[dict], cols: list[str]) -> str:

@@ -26,9 +26,17 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix="refed-mem-"))
         with Server(vocab_size=20000) as srv:
             r = run_child(synth_overrides(srv.api_base, work / "run", size, args.concurrency), timeout=7200)
-        rows.append({"size": size, "samples": r["samples"], "peak_rss_mib": r["peak_rss_mib"], "wall_s": r["wall_s"],
-                     "samples_per_s": round(r["samples"] / r["wall_s"], 1), "client_cpu_s": r["cpu_s"],
-                     "cpu_ms_per_sample": round(r["cpu_s"] / r["samples"] * 1000, 2)})
+        rows.append(
+            {
+                "size": size,
+                "samples": r["samples"],
+                "peak_rss_mib": r["peak_rss_mib"],
+                "wall_s": r["wall_s"],
+                "samples_per_s": round(r["samples"] / r["wall_s"], 1),
+                "client_cpu_s": r["cpu_s"],
+                "cpu_ms_per_sample": round(r["cpu_s"] / r["samples"] * 1000, 2),
+            }
+        )
         print(rows[-1], flush=True)
     print(table(rows, list(rows[0])))
     print(f"wrote {save('memory', {'concurrency': args.concurrency, 'rows': rows})}")

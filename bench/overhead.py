@@ -31,13 +31,16 @@ def measure(size: int, concurrency: int) -> dict:
     split_total = sum(prof["cpu_split_s"].values()) or 1.0
     split = {k: round(v / split_total * ours["cpu_s"] * per_k, 2) for k, v in prof["cpu_split_s"].items()}
     return {
-        "concurrency": concurrency, "samples": ours["samples"], "calls": ours["usage"]["calls"],
+        "concurrency": concurrency,
+        "samples": ours["samples"],
+        "calls": ours["usage"]["calls"],
         "cpu_s_per_1k_samples": round(ours["cpu_s"] * per_k, 2),
         "plain_openai_cpu_s_same_calls": round(plain["cpu_s"] * per_k, 2),
         "ratio": round(ours["cpu_s"] / plain["cpu_s"], 2),
         "cpu_ms_per_call": round(ours["cpu_s"] / ours["usage"]["calls"] * 1000, 2),
         "plain_cpu_ms_per_call": round(plain["cpu_s"] / plain["calls"] * 1000, 2),
-        "split_s_per_1k_samples": split, "top_functions_profiled": prof["top_functions"][:15],
+        "split_s_per_1k_samples": split,
+        "top_functions_profiled": prof["top_functions"][:15],
     }
 
 
@@ -51,8 +54,21 @@ def main() -> None:
         row = measure(args.size, c)
         print({k: v for k, v in row.items() if k != "top_functions_profiled"}, flush=True)
         rows.append(row)
-    print(table(rows, ["concurrency", "samples", "calls", "cpu_s_per_1k_samples", "plain_openai_cpu_s_same_calls",
-                       "ratio", "cpu_ms_per_call", "plain_cpu_ms_per_call"]))
+    print(
+        table(
+            rows,
+            [
+                "concurrency",
+                "samples",
+                "calls",
+                "cpu_s_per_1k_samples",
+                "plain_openai_cpu_s_same_calls",
+                "ratio",
+                "cpu_ms_per_call",
+                "plain_cpu_ms_per_call",
+            ],
+        )
+    )
     for row in rows:
         print(f"\nsplit at concurrency {row['concurrency']} (CPU s per 1,000 samples):")
         for stage, secs in row["split_s_per_1k_samples"].items():

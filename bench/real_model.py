@@ -25,13 +25,26 @@ from harness import ROOT, save, table
 
 CONFIG = ROOT / "configs" / "local.toml"
 # which stage a reject belongs to, by the runner's reject stage (feedback, synthesize, sample) and dedup
-COLS = ["adapter", "stage", "calls", "parse_failures", "repairs", "rejects", "prompt_tokens", "completion_tokens",
-        "lm_seconds"]
+COLS = [
+    "adapter",
+    "stage",
+    "calls",
+    "parse_failures",
+    "repairs",
+    "rejects",
+    "prompt_tokens",
+    "completion_tokens",
+    "lm_seconds",
+]
 
 
 def serve() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", "serve-local", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refed_dspy.cli", "serve-local", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     found = re.search(r"at (http://127\.0\.0\.1:\d+/v1)", line)
     if not found:
@@ -41,31 +54,71 @@ def serve() -> tuple[subprocess.Popen, str]:
 
 
 def run(api_base: str, adapter: str, size: int, run_dir: Path) -> dict:
-    sets = [f"teacher.api_base='{api_base}'", f"judge.api_base='{api_base}'", f"teacher.adapter='{adapter}'",
-            f"run.dir='{run_dir}'", f"synthesis.size={size}", "run.progress=false"]
+    sets = [
+        f"teacher.api_base='{api_base}'",
+        f"judge.api_base='{api_base}'",
+        f"teacher.adapter='{adapter}'",
+        f"run.dir='{run_dir}'",
+        f"synthesis.size={size}",
+        "run.progress=false",
+    ]
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "refed_dspy.cli", "synthesize", "--config", str(CONFIG),
-                           *[x for s in sets for x in ("--set", s)]], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "refed_dspy.cli",
+            "synthesize",
+            "--config",
+            str(CONFIG),
+            *[x for s in sets for x in ("--set", s)],
+        ],
+        capture_output=True,
+        text=True,
+    )
     wall = time.monotonic() - started
     summary = json.loads((run_dir / "summary.json").read_text())
-    rejects = [json.loads(x) for x in (run_dir / "rejects.jsonl").read_text().splitlines()] \
-        if (run_dir / "rejects.jsonl").exists() else []
+    rejects = (
+        [json.loads(x) for x in (run_dir / "rejects.jsonl").read_text().splitlines()]
+        if (run_dir / "rejects.jsonl").exists()
+        else []
+    )
     by_stage: dict[str, Counter] = {}
     for r in rejects:
-        stage = {"sample": "generate+improve", "synthesize": "synthesize", "feedback": "feedback"}.get(r["stage"], r["stage"])
+        stage = {"sample": "generate+improve", "synthesize": "synthesize", "feedback": "feedback"}.get(
+            r["stage"], r["stage"]
+        )
         by_stage.setdefault(stage, Counter())[r["reason"]] += 1
     rows = []
     for stage, u in sorted(summary["usage"]["by_stage"].items()):
-        rows.append({"adapter": adapter, "stage": stage, "calls": u["calls"], "parse_failures": u.get("parse_failures", 0),
-                     "repairs": u.get("repairs", 0), "prompt_tokens": u["prompt_tokens"],
-                     "completion_tokens": u["completion_tokens"], "lm_seconds": round(u.get("lm_seconds", 0.0), 1)})
+        rows.append(
+            {
+                "adapter": adapter,
+                "stage": stage,
+                "calls": u["calls"],
+                "parse_failures": u.get("parse_failures", 0),
+                "repairs": u.get("repairs", 0),
+                "prompt_tokens": u["prompt_tokens"],
+                "completion_tokens": u["completion_tokens"],
+                "lm_seconds": round(u.get("lm_seconds", 0.0), 1),
+            }
+        )
     for row in rows:  # rejects of the sample task are shown on the improve row (generate and improve share it)
         key = {"generate": None, "improve": "generate+improve"}.get(row["stage"], row["stage"])
         row["rejects"] = ", ".join(f"{n} {r}" for r, n in (by_stage.get(key) or Counter()).most_common()) or "-"
-    return {"adapter": adapter, "exit_code": proc.returncode, "status": summary["status"], "samples": summary["samples"],
-            "size": size, "wall_s": round(wall, 1), "calls": summary["usage"]["calls"],
-            "rejects": summary["rejects"], "stderr_tail": [x for x in proc.stderr.splitlines() if x.startswith("refed:")],
-            "stages": rows, "choice": summary.get("adapter")}
+    return {
+        "adapter": adapter,
+        "exit_code": proc.returncode,
+        "status": summary["status"],
+        "samples": summary["samples"],
+        "size": size,
+        "wall_s": round(wall, 1),
+        "calls": summary["usage"]["calls"],
+        "rejects": summary["rejects"],
+        "stderr_tail": [x for x in proc.stderr.splitlines() if x.startswith("refed:")],
+        "stages": rows,
+        "choice": summary.get("adapter"),
+    }
 
 
 def main() -> None:
@@ -87,8 +140,7 @@ def main() -> None:
     for r in results:
         if r["stderr_tail"]:
             print(f"{r['adapter']}: {r['stderr_tail'][0]}")
-    save("real_model", {"size": args.size, "config": str(CONFIG.relative_to(ROOT)),
-                        "results": results})
+    save("real_model", {"size": args.size, "config": str(CONFIG.relative_to(ROOT)), "results": results})
 
 
 if __name__ == "__main__":

@@ -35,20 +35,37 @@ def main() -> None:
     faults = dict(sticky_length=0.02, sticky_malformed=0.02, sticky_refusal=0.02, rate_500=0.02) if args.faults else {}
     cfg = ServerConfig(latency_s=args.latency, jitter=args.jitter, log_path=str(work / "server.jsonl"), **faults)
     with LoopbackServer(cfg) as srv:
-        config = load_config(None, [f"teacher.api_base='{srv.api_base}'", "teacher.api_key_env=''", f"run.dir='{work / 'run'}'",
-                                    f"synthesis.size={args.size}", f"synthesis.concurrency={args.concurrency}", "run.progress=false"])
+        config = load_config(
+            None,
+            [
+                f"teacher.api_base='{srv.api_base}'",
+                "teacher.api_key_env=''",
+                f"run.dir='{work / 'run'}'",
+                f"synthesis.size={args.size}",
+                f"synthesis.concurrency={args.concurrency}",
+                "run.progress=false",
+            ],
+        )
         t0 = time.perf_counter()
         s = synthesize(config)
         wall = time.perf_counter() - t0
         requests = len(read_log(cfg.log_path))
     u = s["usage"]
     figures = {
-        "size": args.size, "concurrency": args.concurrency, "latency_s": args.latency, "faults": args.faults,
-        "samples": s["samples"], "wall_s": round(wall, 2), "samples_per_s": round(s["samples"] / wall, 2),
-        "server_requests": requests, "paid_calls": u["calls"], "calls_per_sample": round(u["calls"] / s["samples"], 3),
+        "size": args.size,
+        "concurrency": args.concurrency,
+        "latency_s": args.latency,
+        "faults": args.faults,
+        "samples": s["samples"],
+        "wall_s": round(wall, 2),
+        "samples_per_s": round(s["samples"] / wall, 2),
+        "server_requests": requests,
+        "paid_calls": u["calls"],
+        "calls_per_sample": round(u["calls"] / s["samples"], 3),
         "prompt_tokens_per_sample": round(u["prompt_tokens"] / s["samples"], 1),
         "completion_tokens_per_sample": round(u["completion_tokens"] / s["samples"], 1),
-        "cost_usd_at_gpt4o_mini": round(s["cost_usd"], 4), "rejects": s["rejects"],
+        "cost_usd_at_gpt4o_mini": round(s["cost_usd"], 4),
+        "rejects": s["rejects"],
         "calls_by_stage": {k: v["calls"] for k, v in u["by_stage"].items()},
     }
     print(json.dumps(figures, indent=2))

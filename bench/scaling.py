@@ -23,11 +23,17 @@ def one(size: int, c: int, seeds: Path | None = None, extra: list[str] | None = 
         r = run_child(synth_overrides(srv.api_base, work / "run", size, c, seeds=seeds, extra=extra), timeout=7200)
         log = srv.log()
     eff = efficiency(r["samples"], r["wall_s"], c, log)
-    return {"samples": r["samples"], "references": r["references"], "feedback_collected": r["feedback_collected"],
-            "calls": eff["server_calls"], "wall_s": r["wall_s"],
-            "ms_per_sample": round(r["wall_s"] / r["samples"] * 1000, 2),
-            "ms_per_call": round(r["wall_s"] / eff["server_calls"] * 1000, 3), "efficiency": eff["efficiency"],
-            "client_cpu_ms_per_call": round(r["cpu_s"] / eff["server_calls"] * 1000, 2)}
+    return {
+        "samples": r["samples"],
+        "references": r["references"],
+        "feedback_collected": r["feedback_collected"],
+        "calls": eff["server_calls"],
+        "wall_s": r["wall_s"],
+        "ms_per_sample": round(r["wall_s"] / r["samples"] * 1000, 2),
+        "ms_per_call": round(r["wall_s"] / eff["server_calls"] * 1000, 3),
+        "efficiency": eff["efficiency"],
+        "client_cpu_ms_per_call": round(r["cpu_s"] / eff["server_calls"] * 1000, 2),
+    }
 
 
 def main() -> None:
@@ -45,13 +51,19 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="refed-seeds-"))
     for n in args.refs:
         seeds = make_seeds(tmp / f"seeds-{n}.jsonl", n)
-        by_refs.append({"seed_references": n, **one(args.ref_size, args.concurrency, seeds,
-                                                      ["synthesis.instructions_per_feature=1"])})
+        by_refs.append(
+            {
+                "seed_references": n,
+                **one(args.ref_size, args.concurrency, seeds, ["synthesis.instructions_per_feature=1"]),
+            }
+        )
         print(by_refs[-1], flush=True)
     print(table(by_size, list(by_size[0])))
     print()
     print(table(by_refs, list(by_refs[0])))
-    print(f"wrote {save('scaling', {'latency_model': LATENCY, 'concurrency': args.concurrency, 'by_size': by_size, 'by_references': by_refs})}")
+    print(
+        f"wrote {save('scaling', {'latency_model': LATENCY, 'concurrency': args.concurrency, 'by_size': by_size, 'by_references': by_refs})}"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,13 @@ from refed_dspy.pricing import default_price  # noqa: E402
 
 PRICE = default_price("openai/gpt-4o-mini")
 STAGE_OF_OUTPUTS = {  # the first output field names the signature, hence the stage
-    "subject_areas": "feedback", "new_instructions": "synthesize", "response": "generate", "analysis": "improve",
-    "response_feedback": "critique (reference or sample)", "instruction_critique": "reflect_instruction", "response_critique": "reflect_response",
+    "subject_areas": "feedback",
+    "new_instructions": "synthesize",
+    "response": "generate",
+    "analysis": "improve",
+    "response_feedback": "critique (reference or sample)",
+    "instruction_critique": "reflect_instruction",
+    "response_critique": "reflect_response",
 }
 
 
@@ -74,29 +79,44 @@ def method_row(method: str, size: int, seeds: Path | None = None) -> tuple[dict,
     eff_cost = PRICE.cost(u["prompt_tokens"], u["completion_tokens"], u["cached_tokens"])
     total_prompt = sum(map(len, seqs)) or 1
     row = {
-        "method": method, "samples": n, "calls_per_sample": round(u["calls"] / n, 2),
-        "prompt_tok_per_sample": round(u["prompt_tokens"] / n), "completion_tok_per_sample": round(u["completion_tokens"] / n),
-        "usd_per_1k_samples_list": round(list_cost / n * 1000, 3), "usd_per_1k_samples_effective": round(eff_cost / n * 1000, 3),
+        "method": method,
+        "samples": n,
+        "calls_per_sample": round(u["calls"] / n, 2),
+        "prompt_tok_per_sample": round(u["prompt_tokens"] / n),
+        "completion_tok_per_sample": round(u["completion_tokens"] / n),
+        "usd_per_1k_samples_list": round(list_cost / n * 1000, 3),
+        "usd_per_1k_samples_effective": round(eff_cost / n * 1000, 3),
         "shared_prefix_share": round(sum(shared) / total_prompt, 3),
-        "shared_beyond_system_share": round(sum(max(0, s - k) for s, k in zip(shared, system, strict=True)) / total_prompt, 3),
+        "shared_beyond_system_share": round(
+            sum(max(0, s - k) for s, k in zip(shared, system, strict=True)) / total_prompt, 3
+        ),
         "cacheable_share_openai_rule": round(u["cached_tokens"] / max(1, u["prompt_tokens"]), 3),
     }
     stages: dict[str, dict] = {}
     for e, seq, s, k in zip(log, seqs, shared, system, strict=True):
-        st = stages.setdefault(stage_of(e), {"calls": 0, "prompt": 0, "completion": 0, "cached": 0, "shared": 0,
-                                             "system": 0})
+        st = stages.setdefault(
+            stage_of(e), {"calls": 0, "prompt": 0, "completion": 0, "cached": 0, "shared": 0, "system": 0}
+        )
         st["calls"] += 1
         st["prompt"] += len(seq)
         st["completion"] += e.get("completion_tokens", 0)
         st["cached"] += e.get("cached_tokens", 0)
         st["shared"] += s
         st["system"] += k
-    stage_rows = [{"method": method, "stage": name, "calls_per_sample": round(st["calls"] / n, 3),
-                   "prompt_tok_per_call": round(st["prompt"] / st["calls"]), "system_tok_per_call": round(st["system"] / st["calls"]),
-                   "completion_tok_per_call": round(st["completion"] / st["calls"]),
-                   "usd_per_1k_samples": round(PRICE.cost(st["prompt"], st["completion"], st["cached"]) / n * 1000, 3),
-                   "shared_prefix_share": round(st["shared"] / max(1, st["prompt"]), 3),
-                   "cacheable_share": round(st["cached"] / max(1, st["prompt"]), 3)} for name, st in stages.items()]
+    stage_rows = [
+        {
+            "method": method,
+            "stage": name,
+            "calls_per_sample": round(st["calls"] / n, 3),
+            "prompt_tok_per_call": round(st["prompt"] / st["calls"]),
+            "system_tok_per_call": round(st["system"] / st["calls"]),
+            "completion_tok_per_call": round(st["completion"] / st["calls"]),
+            "usd_per_1k_samples": round(PRICE.cost(st["prompt"], st["completion"], st["cached"]) / n * 1000, 3),
+            "shared_prefix_share": round(st["shared"] / max(1, st["prompt"]), 3),
+            "cacheable_share": round(st["cached"] / max(1, st["prompt"]), 3),
+        }
+        for name, st in stages.items()
+    ]
     return row, stage_rows
 
 
@@ -104,13 +124,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=300)
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--reference-words", type=int, default=0,
-                    help="use 40 synthetic references with responses this long instead of the embedded set")
+    ap.add_argument(
+        "--reference-words",
+        type=int,
+        default=0,
+        help="use 40 synthetic references with responses this long instead of the embedded set",
+    )
     args = ap.parse_args()
     seeds = None
     if args.reference_words:
-        seeds = make_seeds(Path(tempfile.mkdtemp(prefix="refed-seeds-")) / "seeds.jsonl", 40,
-                           response_words=args.reference_words)
+        seeds = make_seeds(
+            Path(tempfile.mkdtemp(prefix="refed-seeds-")) / "seeds.jsonl", 40, response_words=args.reference_words
+        )
     rows, stage_rows = [], []
     for method in args.methods:
         row, stages = method_row(method, args.size, seeds)
@@ -121,7 +146,9 @@ def main() -> None:
     print()
     print(table(stage_rows, list(stage_rows[0])))
     name = f"tokens-ref{args.reference_words}w" if args.reference_words else "tokens"
-    print(f"wrote {save(name, {'price_usd_per_mtok': dataclasses.asdict(PRICE), 'reference_words': args.reference_words, 'rows': rows, 'stages': stage_rows})}")
+    print(
+        f"wrote {save(name, {'price_usd_per_mtok': dataclasses.asdict(PRICE), 'reference_words': args.reference_words, 'rows': rows, 'stages': stage_rows})}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,30 +39,74 @@ def write_run(path: Path, n: int, seed: int = 0) -> None:
     refs = [f"{i:016x}" for i in range(max(1, n // 25))]
     path.mkdir(parents=True)
     (path / "config.toml").write_text('[run]\ndir = "bench"\n')
-    (path / "summary.json").write_text(json.dumps({"status": "complete", "method": "refed", "teacher": "bench/model",
-                                                   "samples": n, "size": n}))
+    (path / "summary.json").write_text(
+        json.dumps({"status": "complete", "method": "refed", "teacher": "bench/model", "samples": n, "size": n})
+    )
     criteria = ["helpfulness", "accuracy", "depth", "clarity", "instruction_following"]
-    with open(path / "samples.jsonl", "w") as s, open(path / "judgments.jsonl", "w") as j, \
-            open(path / "rejects.jsonl", "w") as r:
+    with (
+        open(path / "samples.jsonl", "w") as s,
+        open(path / "judgments.jsonl", "w") as j,
+        open(path / "rejects.jsonl", "w") as r,
+    ):
         for i in range(n):
             sid = f"{i:016x}"
             ref = rng.choice(refs)
-            sample = {"instruction": text(rng, 25), "response": text(rng, 120),
-                      "analysis": {"original_strengths": [text(rng, 12)], "improvement_opportunities": [text(rng, 12)],
-                                   "relevant_feedback": [text(rng, 12)]},
-                      "implementation_strategy": {"planned_changes": [text(rng, 12)], "rationale": text(rng, 20)},
-                      "improved_response": text(rng, 150),
-                      "meta": {"id": sid, "method": "refed", "reference_id": ref, "feature": rng.choice(["subject_areas", "relevant_skills"]),
-                               "teacher": "bench/model", "program": "builtin", "usage": {"calls": 2, "cached_calls": 0}}}
+            sample = {
+                "instruction": text(rng, 25),
+                "response": text(rng, 120),
+                "analysis": {
+                    "original_strengths": [text(rng, 12)],
+                    "improvement_opportunities": [text(rng, 12)],
+                    "relevant_feedback": [text(rng, 12)],
+                },
+                "implementation_strategy": {"planned_changes": [text(rng, 12)], "rationale": text(rng, 20)},
+                "improved_response": text(rng, 150),
+                "meta": {
+                    "id": sid,
+                    "method": "refed",
+                    "reference_id": ref,
+                    "feature": rng.choice(["subject_areas", "relevant_skills"]),
+                    "teacher": "bench/model",
+                    "program": "builtin",
+                    "usage": {"calls": 2, "cached_calls": 0},
+                },
+            }
             s.write(json.dumps(sample) + "\n")
             scores = {c: rng.randint(1, 10) for c in criteria}
-            j.write(json.dumps({"sample_id": sid, "pointwise": {"scores": scores, "overall": statistics.fmean(scores.values()),
-                                                                 "rationale": text(rng, 30)},
-                                "pairwise": {"winner": rng.choice(["improved", "draft", "tie"]), "verdicts": ["A", "B"],
-                                             "flipped": False, "rationales": [text(rng, 30), text(rng, 30)]}}) + "\n")
+            j.write(
+                json.dumps(
+                    {
+                        "sample_id": sid,
+                        "pointwise": {
+                            "scores": scores,
+                            "overall": statistics.fmean(scores.values()),
+                            "rationale": text(rng, 30),
+                        },
+                        "pairwise": {
+                            "winner": rng.choice(["improved", "draft", "tie"]),
+                            "verdicts": ["A", "B"],
+                            "flipped": False,
+                            "rationales": [text(rng, 30), text(rng, 30)],
+                        },
+                    }
+                )
+                + "\n"
+            )
             if i % 20 == 0:
-                r.write(json.dumps({"stage": "sample", "reason": rng.choice(["truncated", "unparseable"]), "detail": "bench",
-                                    "reference_id": ref, "item_id": f"x{i}", "final": True, "raw": text(rng, 200)}) + "\n")
+                r.write(
+                    json.dumps(
+                        {
+                            "stage": "sample",
+                            "reason": rng.choice(["truncated", "unparseable"]),
+                            "detail": "bench",
+                            "reference_id": ref,
+                            "item_id": f"x{i}",
+                            "final": True,
+                            "raw": text(rng, 200),
+                        }
+                    )
+                    + "\n"
+                )
 
 
 def get(url: str) -> tuple[float, int]:
@@ -85,8 +129,12 @@ def main() -> None:
         write_run(run, args.samples)
         size_mb = sum(p.stat().st_size for p in run.iterdir()) / 2**20
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", "view", str(run), "--port", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "refed_dspy.cli", "view", str(run), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             line = proc.stdout.readline()
             base = re.search(r"(http://127\.0\.0\.1:\d+)/", line).group(1)
@@ -100,9 +148,15 @@ def main() -> None:
                 {"what": "  of which: the first page's request", "seconds": round(first, 3)},
                 {"what": f"search, a rare word ('{rare}')", "seconds": round(median_of(f"{base}/?q={rare}"), 3)},
                 {"what": f"search, a common word ('{common}')", "seconds": round(median_of(f"{base}/?q={common}"), 3)},
-                {"what": "filter: verdict win, score 6-10", "seconds": round(median_of(f"{base}/?verdict=win&score_min=6"), 3)},
+                {
+                    "what": "filter: verdict win, score 6-10",
+                    "seconds": round(median_of(f"{base}/?verdict=win&score_min=6"), 3),
+                },
                 {"what": "page 100 of the list", "seconds": round(median_of(f"{base}/?page=100"), 3)},
-                {"what": "one sample's page", "seconds": round(median_of(f"{base}/sample/{args.samples // 2:016x}"), 3)},
+                {
+                    "what": "one sample's page",
+                    "seconds": round(median_of(f"{base}/sample/{args.samples // 2:016x}"), 3),
+                },
                 {"what": "rejects page", "seconds": round(median_of(f"{base}/rejects"), 3)},
             ]
         finally:

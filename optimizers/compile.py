@@ -39,16 +39,27 @@ class _Recorded(dspy.Module):
             raise
 
 
-def evaluate_detailed(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM,
-                      num_threads: int = 1, adapter: dspy.Adapter | None = None
-                      ) -> tuple[float, list[tuple[dspy.Example, Any, float]], list[str]]:
+def evaluate_detailed(
+    program: dspy.Module,
+    devset: list[dspy.Example],
+    metric,
+    lm: dspy.LM,
+    num_threads: int = 1,
+    adapter: dspy.Adapter | None = None,
+) -> tuple[float, list[tuple[dspy.Example, Any, float]], list[str]]:
     """Mean metric value over `devset` (0.0 when empty), the (example, prediction, score) rows (prediction None
     where the program itself failed, scored 0), and the errors the program raised."""
     if not devset:
         return 0.0, [], []
     recorded = _Recorded(program)
-    evaluator = dspy.Evaluate(devset=devset, metric=metric, num_threads=num_threads, display_progress=False,
-                              max_errors=len(devset) + 1, provide_traceback=False)
+    evaluator = dspy.Evaluate(
+        devset=devset,
+        metric=metric,
+        num_threads=num_threads,
+        display_progress=False,
+        max_errors=len(devset) + 1,
+        provide_traceback=False,
+    )
     with dspy.context(lm=lm, adapter=adapter):
         result = evaluator(recorded)
     rows = [(ex, pred if len(pred.keys()) else None, float(score or 0.0)) for ex, pred, score in result.results]
@@ -63,11 +74,18 @@ def _check_program(rows: list, errors: list[str], when: str) -> None:
         raise OptimizationStopped(
             f"optimization stopped {when}: the program failed on {failed} of {len(rows)} validation examples "
             f"(the last: {errors[-1] if errors else 'no detail'}); scores of failed runs mean nothing, so no program "
-            "was saved (check the teacher: teacher.max_tokens, teacher.adapter)")
+            "was saved (check the teacher: teacher.max_tokens, teacher.adapter)"
+        )
 
 
-def evaluate(program: dspy.Module, devset: list[dspy.Example], metric, lm: dspy.LM, num_threads: int = 1,
-             adapter: dspy.Adapter | None = None) -> float:
+def evaluate(
+    program: dspy.Module,
+    devset: list[dspy.Example],
+    metric,
+    lm: dspy.LM,
+    num_threads: int = 1,
+    adapter: dspy.Adapter | None = None,
+) -> float:
     """Mean metric value of `program` (run on `lm`) over `devset` (0.0 for an empty set)."""
     return evaluate_detailed(program, devset, metric, lm, num_threads, adapter)[0]
 
@@ -88,23 +106,53 @@ def step_scores(compiled: dspy.Module, optimizer: str) -> list[float]:
         results = getattr(compiled, "detailed_results", None)
         return [float(s) for s in getattr(results, "val_aggregate_scores", None) or []]
     scale = 100 if optimizer == "bootstrap_random_search" else 1
-    return [round(float(c["score"]) / scale, 4) for c in getattr(compiled, "candidate_programs", None) or []
-            if c.get("score") is not None]
+    return [
+        round(float(c["score"]) / scale, 4)
+        for c in getattr(compiled, "candidate_programs", None) or []
+        if c.get("score") is not None
+    ]
 
 
-def _teleprompter(optimizer: str, metric: Any, *, lm: dspy.LM, proposer_lm: dspy.LM, auto: str | None,
-                  max_demos: int, num_candidates: int, max_metric_calls: int | None, max_steps: int, bsize: int,
-                  num_threads: int, seed: int, n_train: int):
+def _teleprompter(
+    optimizer: str,
+    metric: Any,
+    *,
+    lm: dspy.LM,
+    proposer_lm: dspy.LM,
+    auto: str | None,
+    max_demos: int,
+    num_candidates: int,
+    max_metric_calls: int | None,
+    max_steps: int,
+    bsize: int,
+    num_threads: int,
+    seed: int,
+    n_train: int,
+):
     if optimizer == "bootstrap":
         return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=0)
     if optimizer == "bootstrap_random_search":
-        return dspy.BootstrapFewShotWithRandomSearch(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=0,
-                                                     num_candidate_programs=num_candidates, num_threads=num_threads)
+        return dspy.BootstrapFewShotWithRandomSearch(
+            metric=metric,
+            max_bootstrapped_demos=max_demos,
+            max_labeled_demos=0,
+            num_candidate_programs=num_candidates,
+            num_threads=num_threads,
+        )
     if optimizer == "miprov2":
-        return dspy.MIPROv2(metric=metric, prompt_model=proposer_lm, task_model=lm, auto=auto,
-                            num_candidates=None if auto else num_candidates, max_bootstrapped_demos=max_demos,
-                            max_labeled_demos=0, num_threads=num_threads, seed=seed, verbose=False,
-                            metric_threshold=getattr(metric, "threshold", None))
+        return dspy.MIPROv2(
+            metric=metric,
+            prompt_model=proposer_lm,
+            task_model=lm,
+            auto=auto,
+            num_candidates=None if auto else num_candidates,
+            max_bootstrapped_demos=max_demos,
+            max_labeled_demos=0,
+            num_threads=num_threads,
+            seed=seed,
+            verbose=False,
+            metric_threshold=getattr(metric, "threshold", None),
+        )
     if optimizer == "gepa":
         if auto is None and max_metric_calls is None:
             raise ConfigError("GEPA needs optimize.auto or optimize.max_metric_calls")
@@ -112,11 +160,25 @@ def _teleprompter(optimizer: str, metric: Any, *, lm: dspy.LM, proposer_lm: dspy
             gepa_metric = metric
         else:
             gepa_metric = metric.for_gepa() if hasattr(metric, "for_gepa") else metric
-        return dspy.GEPA(metric=gepa_metric, auto=None if max_metric_calls else auto, max_metric_calls=max_metric_calls,
-                         reflection_lm=proposer_lm, num_threads=num_threads, seed=seed, track_stats=True,
-                         reflection_minibatch_size=min(3, n_train))
-    return dspy.SIMBA(metric=metric, bsize=min(bsize, n_train), num_candidates=num_candidates, max_steps=max_steps,
-                      max_demos=max_demos, prompt_model=proposer_lm, num_threads=num_threads)
+        return dspy.GEPA(
+            metric=gepa_metric,
+            auto=None if max_metric_calls else auto,
+            max_metric_calls=max_metric_calls,
+            reflection_lm=proposer_lm,
+            num_threads=num_threads,
+            seed=seed,
+            track_stats=True,
+            reflection_minibatch_size=min(3, n_train),
+        )
+    return dspy.SIMBA(
+        metric=metric,
+        bsize=min(bsize, n_train),
+        num_candidates=num_candidates,
+        max_steps=max_steps,
+        max_demos=max_demos,
+        prompt_model=proposer_lm,
+        num_threads=num_threads,
+    )
 
 
 def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -> dspy.Module:
@@ -130,12 +192,27 @@ def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -
     return tp.compile(student, trainset=trainset)
 
 
-def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example], *, metric: Any,
-             lm: dspy.LM, optimizer: str | Any = "bootstrap", auto: str | None = "light", max_demos: int = 2,
-             num_candidates: int = 4, num_trials: int | None = None, max_metric_calls: int | None = None,
-             max_steps: int = 4, bsize: int = 8, num_threads: int = 1, seed: int = 0,
-             proposer_lm: dspy.LM | None = None, budget: CallBudget | None = None,
-             adapter: dspy.Adapter | None = None) -> dict[str, Any]:
+def optimize(
+    program: dspy.Module,
+    trainset: list[dspy.Example],
+    valset: list[dspy.Example],
+    *,
+    metric: Any,
+    lm: dspy.LM,
+    optimizer: str | Any = "bootstrap",
+    auto: str | None = "light",
+    max_demos: int = 2,
+    num_candidates: int = 4,
+    num_trials: int | None = None,
+    max_metric_calls: int | None = None,
+    max_steps: int = 4,
+    bsize: int = 8,
+    num_threads: int = 1,
+    seed: int = 0,
+    proposer_lm: dspy.LM | None = None,
+    budget: CallBudget | None = None,
+    adapter: dspy.Adapter | None = None,
+) -> dict[str, Any]:
     """Compile `program` on `lm` (with `adapter`, the teacher's) against `metric`.
 
     `optimizer` is one of OPTIMIZERS, or a teleprompter instance (anything with `compile`) built by the caller.
@@ -147,8 +224,10 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
     """
     instance = None if isinstance(optimizer, str) else optimizer
     if instance is not None and not callable(getattr(instance, "compile", None)):
-        raise ConfigError(f"optimizer: a {type(instance).__name__} has no compile method (give a DSPy teleprompter "
-                          f"or one of {', '.join(OPTIMIZERS)})")
+        raise ConfigError(
+            f"optimizer: a {type(instance).__name__} has no compile method (give a DSPy teleprompter "
+            f"or one of {', '.join(OPTIMIZERS)})"
+        )
     if instance is None and optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
     if not trainset:
@@ -156,26 +235,42 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
     if optimizer in ("gepa", "miprov2", "bootstrap_random_search") and not valset:
         raise ConfigError(f"optimizer '{optimizer}' needs a non-empty valset")
     proposer_lm = proposer_lm or lm
-    tp = instance or _teleprompter(optimizer, metric, lm=lm, proposer_lm=proposer_lm, auto=auto, max_demos=max_demos,
-                       num_candidates=num_candidates, max_metric_calls=max_metric_calls, max_steps=max_steps,
-                       bsize=bsize, num_threads=num_threads, seed=seed, n_train=len(trainset))
+    tp = instance or _teleprompter(
+        optimizer,
+        metric,
+        lm=lm,
+        proposer_lm=proposer_lm,
+        auto=auto,
+        max_demos=max_demos,
+        num_candidates=num_candidates,
+        max_metric_calls=max_metric_calls,
+        max_steps=max_steps,
+        bsize=bsize,
+        num_threads=num_threads,
+        seed=seed,
+        n_train=len(trainset),
+    )
 
     def check_budget(when: str, most: bool = False) -> None:
         if budget is not None and budget.tripped:
-            raise OptimizationStopped(f"optimization stopped {when}: {budget.tripped}; no program was saved "
-                                      "(raise optimize.max_calls / max_cost_usd, or shrink the optimizer's settings)")
+            raise OptimizationStopped(
+                f"optimization stopped {when}: {budget.tripped}; no program was saved "
+                "(raise optimize.max_calls / max_cost_usd, or shrink the optimizer's settings)"
+            )
         failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
         if failures and failures["calls"] and failures["failed"] == failures["calls"]:
             raise OptimizationStopped(
                 f"optimization stopped {when}: every judging failed ({failures['failed']} of {failures['calls']}: "
                 f"{', '.join(f'{n} {r}' for r, n in failures['by_reason'].items())}), the last: {failures['last']}; "
-                "no program was saved (check the judge: judge.model, judge.adapter, judge.max_tokens)")
+                "no program was saved (check the judge: judge.model, judge.adapter, judge.max_tokens)"
+            )
         if most and failures and failures["failed"] * 2 > failures["calls"]:
             raise OptimizationStopped(
                 f"optimization stopped {when}: the metric failed on {failures['failed']} of its {failures['calls']} "
                 f"calls ({', '.join(f'{n} {r}' for r, n in failures['by_reason'].items())}), the last: "
                 f"{failures['last']}; scores made mostly of failures mean nothing, so no program was saved "
-                "(check the judge: judge.model, judge.adapter, judge.max_tokens)")
+                "(check the judge: judge.model, judge.adapter, judge.max_tokens)"
+            )
 
     before, before_rows, errors = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
     check_budget("while scoring the program before optimization")
@@ -190,9 +285,14 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
             elif optimizer == "bootstrap_random_search":
                 compiled = tp.compile(student, trainset=trainset, valset=valset)
             elif optimizer == "miprov2":
-                compiled = tp.compile(student, trainset=trainset, valset=valset, seed=seed,
-                                      num_trials=None if auto else (num_trials or 2 * num_candidates),
-                                      minibatch=len(valset) > 35)
+                compiled = tp.compile(
+                    student,
+                    trainset=trainset,
+                    valset=valset,
+                    seed=seed,
+                    num_trials=None if auto else (num_trials or 2 * num_candidates),
+                    minibatch=len(valset) > 35,
+                )
             elif optimizer == "gepa":
                 compiled = tp.compile(student, trainset=trainset, valset=valset)
             else:
@@ -207,6 +307,13 @@ def optimize(program: dspy.Module, trainset: list[dspy.Example], valset: list[ds
     _check_program(after_rows, errors, "while scoring the compiled program")
     failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
     name = optimizer if instance is None else type(instance).__name__
-    return {"program": compiled, "optimizer": name, "score_before": before, "score_after": after,
-            "steps": step_scores(compiled, name), "before_rows": before_rows, "after_rows": after_rows,
-            "metric_failures": failures}
+    return {
+        "program": compiled,
+        "optimizer": name,
+        "score_before": before,
+        "score_after": after,
+        "steps": step_scores(compiled, name),
+        "before_rows": before_rows,
+        "after_rows": after_rows,
+        "metric_failures": failures,
+    }

@@ -32,14 +32,21 @@ def examples_from_run(run_dir: str | Path, references: dict[str, tuple[str, str]
         ref = references.get(s["meta"]["reference_id"])
         if ref is None:
             continue
-        out.append(dspy.Example(reference_instruction=ref[0], reference_response=ref[1], instruction=s["instruction"],
-                                feedback=feedback.get(s["meta"]["reference_id"], ""), reference_id=s["meta"]["reference_id"])
-                   .with_inputs(*INPUTS))
+        out.append(
+            dspy.Example(
+                reference_instruction=ref[0],
+                reference_response=ref[1],
+                instruction=s["instruction"],
+                feedback=feedback.get(s["meta"]["reference_id"], ""),
+                reference_id=s["meta"]["reference_id"],
+            ).with_inputs(*INPUTS)
+        )
     return out
 
 
-def split_examples(examples: list[dspy.Example], n_train: int, n_val: int, seed: int = 0,
-                   val_fraction: float = 1 / 3) -> tuple[list, list]:
+def split_examples(
+    examples: list[dspy.Example], n_train: int, n_val: int, seed: int = 0, val_fraction: float = 1 / 3
+) -> tuple[list, list]:
     """Train and validation sets with disjoint references (fixed seed), at most n_train and n_val long."""
     train, val = split_by_reference(examples, val_fraction, seed, key=lambda e: e.reference_id)
     return train[:n_train], val[:n_val]

@@ -49,8 +49,12 @@ class CountedCalls:
     def failure_summary(self) -> dict[str, Any]:
         """Calls, failures by reason, and the last failure's detail."""
         with self._lock:
-            return {"calls": self.calls, "failed": sum(self.failures.values()), "by_reason": dict(self.failures),
-                    "last": self.last_failure}
+            return {
+                "calls": self.calls,
+                "failed": sum(self.failures.values()),
+                "by_reason": dict(self.failures),
+                "last": self.last_failure,
+            }
 
 
 class JudgeMetric(CountedCalls):
@@ -59,8 +63,14 @@ class JudgeMetric(CountedCalls):
     `calls` counts the examples scored, `failures` those whose judging failed (scored 0), by reason.
     """
 
-    def __init__(self, judge_lm: dspy.LM, criteria: list[str], threshold: float = 0.7, win_weight: float = 0.3,
-                 adapter: dspy.Adapter | None = None):
+    def __init__(
+        self,
+        judge_lm: dspy.LM,
+        criteria: list[str],
+        threshold: float = 0.7,
+        win_weight: float = 0.3,
+        adapter: dspy.Adapter | None = None,
+    ):
         if not 0 <= win_weight <= 1:
             raise ValueError("win_weight must be in [0, 1]")
         self.lm = judge_lm
@@ -90,8 +100,12 @@ class JudgeMetric(CountedCalls):
                 why = f" Improved vs draft: {pair.winner}. {pair.rationales[0]}"
         normalized = (point.overall - 1) / 9
         score = (1 - self.win_weight) * normalized + self.win_weight * win
-        return {"score": round(score, 4), "pointwise": round(normalized, 4), "win": win,
-                "rationale": f"Scores {point.scores}. {point.rationale}{why}"}
+        return {
+            "score": round(score, 4),
+            "pointwise": round(normalized, 4),
+            "win": win,
+            "rationale": f"Scores {point.scores}. {point.rationale}{why}",
+        }
 
     def judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
         """Score parts and rationale of one prediction; a failed judging scores 0 and says why."""
@@ -102,11 +116,15 @@ class JudgeMetric(CountedCalls):
         except Exception as err:  # noqa: BLE001 - a judge failure scores 0 and is counted
             failure = classify(err)
             self._count(failure.reason, failure.detail)
-            return {"score": 0.0, "pointwise": 0.0, "win": 0.0, "failed": failure.reason,
-                    "rationale": f"The judge could not score this example ({failure.reason}: {failure.detail})."}
+            return {
+                "score": 0.0,
+                "pointwise": 0.0,
+                "win": 0.0,
+                "failed": failure.reason,
+                "rationale": f"The judge could not score this example ({failure.reason}: {failure.detail}).",
+            }
         self._count()
         return result
-
 
     def __call__(self, gold: dspy.Example, pred: dspy.Prediction, trace=None) -> float | bool:
         score = self.judge(gold, pred)["score"]
@@ -114,9 +132,11 @@ class JudgeMetric(CountedCalls):
 
     def for_gepa(self) -> Any:
         """GEPA's form of this metric: its 5 arguments, and Prediction(score, feedback=the judge's reasons)."""
+
         def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
             result = self.judge(gold, pred)
             return dspy.Prediction(score=result["score"], feedback=result["rationale"])
+
         return gepa_metric
 
 
@@ -167,11 +187,13 @@ class CountingMetric(CountedCalls):
 
     def for_gepa(self) -> Any:
         """The GEPA form: its 5 arguments, and a Prediction(score, feedback) back."""
+
         def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
             out = self.raw(gold, pred, trace, pred_name, pred_trace)
             if isinstance(out, dspy.Prediction):
                 return out
             return dspy.Prediction(score=float(out), feedback="")
+
         return gepa_metric
 
 
@@ -201,8 +223,14 @@ class InstructionMetric(JudgeMetric):
     Examples hold `reference` (a Reference); predictions `features` and `instructions` (ProposeInstructions).
     """
 
-    def __init__(self, judge_lm: dspy.LM, criteria: list[str], threshold: float = 0.7, novelty_weight: float = 0.3,
-                 adapter: dspy.Adapter | None = None):
+    def __init__(
+        self,
+        judge_lm: dspy.LM,
+        criteria: list[str],
+        threshold: float = 0.7,
+        novelty_weight: float = 0.3,
+        adapter: dspy.Adapter | None = None,
+    ):
         super().__init__(judge_lm, criteria, threshold=threshold, win_weight=0.0, adapter=adapter)
         if not 0 <= novelty_weight <= 1:
             raise ValueError("novelty_weight must be in [0, 1]")
@@ -219,20 +247,29 @@ class InstructionMetric(JudgeMetric):
         rated = []
         with dspy.context(lm=self.lm, adapter=self.adapter):
             for i, (feature, text) in enumerate(items):
-                out = self.rate(reference_instruction=reference.instruction, instruction=text,
-                                feature=f"{feature}: {described.get(feature, '')}".strip(": "))
+                out = self.rate(
+                    reference_instruction=reference.instruction,
+                    instruction=text,
+                    feature=f"{feature}: {described.get(feature, '')}".strip(": "),
+                )
                 scores = check_scores(out, list(INSTRUCTION_CRITERIA)).values()
                 quality = (sum(scores) / len(scores) - 1) / 9
-                new, closest = novelty(text, [reference.instruction] + texts[:i] + texts[i + 1:])
+                new, closest = novelty(text, [reference.instruction] + texts[:i] + texts[i + 1 :])
                 rated.append((quality, new, closest, text, out.rationale))
         quality = sum(r[0] for r in rated) / len(rated)
         new = sum(r[1] for r in rated) / len(rated)
         score = (1 - self.novelty_weight) * quality + self.novelty_weight * new
         weakest = min(rated, key=lambda r: (1 - self.novelty_weight) * r[0] + self.novelty_weight * r[1])
-        return {"score": round(score, 4), "quality": round(quality, 4), "novelty": round(new, 4),
-                "rationale": (f"{len(rated)} instructions: mean quality {quality:.2f}, novelty {new:.2f} (1 - ROUGE-L "
-                              f"against the reference and siblings). Weakest: {weakest[3][:300]!r}: {weakest[4]} "
-                              f"Its novelty {weakest[1]:.2f}" + (f", closest to {weakest[2][:200]!r}." if weakest[2] else "."))}
+        return {
+            "score": round(score, 4),
+            "quality": round(quality, 4),
+            "novelty": round(new, 4),
+            "rationale": (
+                f"{len(rated)} instructions: mean quality {quality:.2f}, novelty {new:.2f} (1 - ROUGE-L "
+                f"against the reference and siblings). Weakest: {weakest[3][:300]!r}: {weakest[4]} "
+                f"Its novelty {weakest[1]:.2f}" + (f", closest to {weakest[2][:200]!r}." if weakest[2] else ".")
+            ),
+        }
 
 
 class PipelineMetric(JudgeMetric):
@@ -243,8 +280,15 @@ class PipelineMetric(JudgeMetric):
     Examples hold `reference`; predictions `samples` (ReferenceSynthesis).
     """
 
-    def __init__(self, judge_lm: dspy.LM, criteria: list[str], threshold: float = 0.7, win_weight: float = 0.3,
-                 diversity_weight: float = 0.2, adapter: dspy.Adapter | None = None):
+    def __init__(
+        self,
+        judge_lm: dspy.LM,
+        criteria: list[str],
+        threshold: float = 0.7,
+        win_weight: float = 0.3,
+        diversity_weight: float = 0.2,
+        adapter: dspy.Adapter | None = None,
+    ):
         super().__init__(judge_lm, criteria, threshold=threshold, win_weight=win_weight, adapter=adapter)
         if not 0 <= diversity_weight <= 1:
             raise ValueError("diversity_weight must be in [0, 1]")
@@ -261,10 +305,16 @@ class PipelineMetric(JudgeMetric):
         spread = diversity([s.instruction for s in samples])
         score = (1 - self.diversity_weight) * quality + self.diversity_weight * spread
         worst = min(range(len(judged)), key=lambda i: judged[i]["score"])
-        return {"score": round(score, 4), "quality": round(quality, 4), "diversity": spread,
-                "rationale": (f"{len(samples)} samples: mean judged value {quality:.2f}, instruction diversity "
-                              f"{spread:.2f} (1 - mean pairwise ROUGE-L). Weakest sample, instruction "
-                              f"{samples[worst].instruction[:300]!r}: {judged[worst]['rationale']}")}
+        return {
+            "score": round(score, 4),
+            "quality": round(quality, 4),
+            "diversity": spread,
+            "rationale": (
+                f"{len(samples)} samples: mean judged value {quality:.2f}, instruction diversity "
+                f"{spread:.2f} (1 - mean pairwise ROUGE-L). Weakest sample, instruction "
+                f"{samples[worst].instruction[:300]!r}: {judged[worst]['rationale']}"
+            ),
+        }
 
 
 def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = None) -> JudgeMetric:
@@ -281,9 +331,18 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
     judge = judge or build_lm(config.judge, "judge")
     adapter = build_adapter(config.judge)
     if target == "instructions":
-        return InstructionMetric(judge, config.judging.criteria, threshold=opt.threshold,
-                                 novelty_weight=opt.novelty_weight, adapter=adapter)
+        return InstructionMetric(
+            judge, config.judging.criteria, threshold=opt.threshold, novelty_weight=opt.novelty_weight, adapter=adapter
+        )
     if target == "pipeline":
-        return PipelineMetric(judge, config.judging.criteria, threshold=opt.threshold, win_weight=opt.win_weight,
-                              diversity_weight=opt.diversity_weight, adapter=adapter)
-    return JudgeMetric(judge, config.judging.criteria, threshold=opt.threshold, win_weight=opt.win_weight, adapter=adapter)
+        return PipelineMetric(
+            judge,
+            config.judging.criteria,
+            threshold=opt.threshold,
+            win_weight=opt.win_weight,
+            diversity_weight=opt.diversity_weight,
+            adapter=adapter,
+        )
+    return JudgeMetric(
+        judge, config.judging.criteria, threshold=opt.threshold, win_weight=opt.win_weight, adapter=adapter
+    )

@@ -34,9 +34,13 @@ def save_program(program: dspy.Module, path: str | Path, config: Config, info: d
         raw = Path(tmp) / "state.json"
         program.save(str(raw))
         state = json.loads(raw.read_text(encoding="utf-8"))
-    state["refed"] = {"format": FORMAT, "program": type(program).__name__,
-                      "config": mask_secrets(config.model_dump(mode="json")),
-                      "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info}
+    state["refed"] = {
+        "format": FORMAT,
+        "program": type(program).__name__,
+        "config": mask_secrets(config.model_dump(mode="json")),
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **info,
+    }
     write_json_atomic(path, state)
     return path
 
@@ -51,8 +55,10 @@ def instructions_text(program: dspy.Module) -> str:
 
 def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], str]:
     if spec.startswith(PYTHON_SCHEME):
-        raise ConfigError(f"program {spec}: was passed from Python (program= or respond=) when the run was made; "
-                          "pass the same program object again, or save it and give its file")
+        raise ConfigError(
+            f"program {spec}: was passed from Python (program= or respond=) when the run was made; "
+            "pass the same program object again, or save it and give its file"
+        )
     if spec.startswith(MLFLOW_SCHEMES):
         import mlflow
 
@@ -70,12 +76,16 @@ def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], st
                 raise ValueError(f"it is not a DSPy program (its pyfunc holds a {type(loaded).__name__})")
         except Exception as err:  # noqa: BLE001 - any MLflow failure is a bad --program
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise ConfigError(f"program {spec}: cannot load it from MLflow at {tracking_uri or mlflow.get_tracking_uri()}: {first}") from None
+            raise ConfigError(
+                f"program {spec}: cannot load it from MLflow at {tracking_uri or mlflow.get_tracking_uri()}: {first}"
+            ) from None
         return loaded.dump_state(), spec
     path = Path(spec)
     if not path.is_file():
-        raise ConfigError(f"program {spec}: no such file (give a program.json written by `refed optimize`, "
-                          "or an MLflow model URI models:/NAME/VERSION or runs:/RUN_ID/program)")
+        raise ConfigError(
+            f"program {spec}: no such file (give a program.json written by `refed optimize`, "
+            "or an MLflow model URI models:/NAME/VERSION or runs:/RUN_ID/program)"
+        )
     try:
         raw = path.read_bytes()
         state = json.loads(raw.decode("utf-8"))
@@ -103,9 +113,11 @@ def load_state_into(program: dspy.Module, state: dict[str, Any], spec: str) -> l
     prefix = "" if any(name in mine for name in saved) or not any(f"respond.{n}" in mine for n in saved) else "respond."
     foreign = [name for name in sorted(saved) if prefix + name not in mine]
     if foreign:
-        raise ConfigError(f"program {spec}: holds predictor {', '.join(repr(n) for n in foreign)}, which "
-                          f"{type(program).__name__} for this method does not have (it has {', '.join(mine) or 'none'}); "
-                          "was it compiled for another method?")
+        raise ConfigError(
+            f"program {spec}: holds predictor {', '.join(repr(n) for n in foreign)}, which "
+            f"{type(program).__name__} for this method does not have (it has {', '.join(mine) or 'none'}); "
+            "was it compiled for another method?"
+        )
     loaded = []
     for name in sorted(saved):
         target = prefix + name
@@ -115,13 +127,15 @@ def load_state_into(program: dspy.Module, state: dict[str, Any], spec: str) -> l
             raise ConfigError(f"program {spec}: predictor '{name}' state does not load: {err}") from None
         loaded.append(target)
     if not loaded:
-        raise ConfigError(f"program {spec}: holds no state for the predictors of {type(program).__name__} "
-                          f"({', '.join(mine)})")
+        raise ConfigError(
+            f"program {spec}: holds no state for the predictors of {type(program).__name__} ({', '.join(mine)})"
+        )
     return loaded
 
 
-def load_program(spec: str, method: Method, tracking_uri: str | None = None, n: int = 10,
-                 reflection: str = "both") -> tuple[dspy.Module, str]:
+def load_program(
+    spec: str, method: Method, tracking_uri: str | None = None, n: int = 10, reflection: str = "both"
+) -> tuple[dspy.Module, str]:
     """The pipeline program of `method` with the saved state of `spec` applied (a whole pipeline's, or its
     per-instruction part's), and its identity (the file's absolute path, or the MLflow URI)."""
     from refed_dspy.programs.pipeline import build_pipeline

@@ -72,14 +72,16 @@ class PairwiseJudge(dspy.Module):
 
     def _result(self, ab: dspy.Prediction, ba: dspy.Prediction) -> dspy.Prediction:
         winner, flipped = combine_verdicts(ab.verdict, ba.verdict)
-        return dspy.Prediction(winner=winner, verdicts=[ab.verdict, ba.verdict], flipped=flipped,
-                               rationales=[ab.rationale, ba.rationale])
+        return dspy.Prediction(
+            winner=winner, verdicts=[ab.verdict, ba.verdict], flipped=flipped, rationales=[ab.rationale, ba.rationale]
+        )
 
     async def aforward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
         with stage("judge_pairwise"):
             ab, ba = await gather_settled(
                 self.compare.acall(instruction=instruction, response_a=first, response_b=second),
-                self.compare.acall(instruction=instruction, response_a=second, response_b=first))
+                self.compare.acall(instruction=instruction, response_a=second, response_b=first),
+            )
         return self._result(ab, ba)
 
     def forward(self, instruction: str, first: str, second: str) -> dspy.Prediction:

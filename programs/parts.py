@@ -24,7 +24,13 @@ from refed_dspy.methods import Method
 # The keyword inputs the runner passes to each part (values are placeholders for the signature check).
 PART_INPUTS: dict[str, dict[str, Any]] = {
     "collect": {"reference": None},
-    "synthesizer": {"reference_instruction": "", "feature_name": "", "feature_description": "", "n": 1, "rollout_id": None},
+    "synthesizer": {
+        "reference_instruction": "",
+        "feature_name": "",
+        "feature_description": "",
+        "n": 1,
+        "rollout_id": None,
+    },
     "respond": {"reference_instruction": "", "reference_response": "", "instruction": "", "feedback": None},
     "recycle": {"instruction": "", "response": ""},
 }
@@ -93,23 +99,28 @@ def check_pipeline(program: Any, method: Method, what: str = "program") -> list[
     a DSPy module, one with no forward/aforward, or one whose entry point does not take the runner's inputs.
     Returns the names of the parts that will run in worker threads (they have no `aforward`)."""
     if not isinstance(program, dspy.Module):
-        raise ConfigError(f"{what}: a {type(program).__name__} is not a DSPy module (give a dspy.Module whose parts "
-                          f"are {', '.join(parts_of(method))})")
+        raise ConfigError(
+            f"{what}: a {type(program).__name__} is not a DSPy module (give a dspy.Module whose parts "
+            f"are {', '.join(parts_of(method))})"
+        )
     threaded = []
     for name, key in parts_of(method).items():
         part = getattr(program, name, None)
         if not isinstance(part, dspy.Module):
             found = "nothing" if part is None else f"a {type(part).__name__}"
-            raise ConfigError(f"{what} ({type(program).__name__}): method '{method.name}' needs its part '{name}' "
-                              f"(a DSPy module), found {found}")
+            raise ConfigError(
+                f"{what} ({type(program).__name__}): method '{method.name}' needs its part '{name}' "
+                f"(a DSPy module), found {found}"
+            )
         entry = getattr(part, "aforward", None) if has_aforward(part) else getattr(part, "forward", None)
         if not callable(entry):
             raise ConfigError(f"{what}: part '{name}' ({type(part).__name__}) has neither aforward nor forward")
         wrong = _takes(entry, PART_INPUTS[key])
         if wrong:
             keys = ", ".join(k for k in PART_INPUTS[key] if k != "rollout_id")
-            raise ConfigError(f"{what}: part '{name}' ({type(part).__name__}) does not take the runner's inputs "
-                              f"({keys}): {wrong}")
+            raise ConfigError(
+                f"{what}: part '{name}' ({type(part).__name__}) does not take the runner's inputs ({keys}): {wrong}"
+            )
         if not has_aforward(part):
             threaded.append(name)
     if not program.named_predictors():

@@ -27,8 +27,9 @@ class ProposeInstructions(dspy.Module):
     async def aforward(self, reference: Reference) -> dspy.Prediction:
         reference = Reference.coerce(reference)
         fb = await self.collect.acall(reference=reference)
-        features = ReferenceFeedback(reference_id=reference.id, subject_areas=fb.subject_areas,
-                                     relevant_skills=fb.relevant_skills).features()
+        features = ReferenceFeedback(
+            reference_id=reference.id, subject_areas=fb.subject_areas, relevant_skills=fb.relevant_skills
+        ).features()
         instructions = await synthesize_for_features(self.synthesizer, reference.instruction, features, self.n)
         return dspy.Prediction(features=features, instructions=instructions)
 

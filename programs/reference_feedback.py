@@ -25,7 +25,9 @@ class CollectReferenceFeedback(dspy.Module):
         if self.describe is None:
             return None
         with stage("feedback"):
-            return await self.describe.acall(reference_instruction=reference.instruction, reference_response=reference.response)
+            return await self.describe.acall(
+                reference_instruction=reference.instruction, reference_response=reference.response
+            )
 
     async def _critique(self, reference: Reference) -> dspy.Prediction | None:
         if self.critique is None:
@@ -45,7 +47,9 @@ class CollectReferenceFeedback(dspy.Module):
         described = critiqued = None
         with stage("feedback"):
             if self.describe is not None:
-                described = self.describe(reference_instruction=reference.instruction, reference_response=reference.response)
+                described = self.describe(
+                    reference_instruction=reference.instruction, reference_response=reference.response
+                )
             if self.critique is not None:
                 critiqued = self.critique(instruction=reference.instruction, response=reference.response)
         return dspy.Prediction(

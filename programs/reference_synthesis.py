@@ -35,26 +35,47 @@ class ReferenceSynthesis(dspy.Module):
         sample_feedback: critique each new pair itself instead (the sample-level baseline).
     """
 
-    def __init__(self, n: int = 10, respond: dspy.Module | None = None, *, describe: bool = True,
-                 critique: bool = True, improve: bool = True, sample_feedback: bool = False):
+    def __init__(
+        self,
+        n: int = 10,
+        respond: dspy.Module | None = None,
+        *,
+        describe: bool = True,
+        critique: bool = True,
+        improve: bool = True,
+        sample_feedback: bool = False,
+    ):
         super().__init__()
         self.n = n
         self.collect = CollectReferenceFeedback(describe=describe, critique=critique)
         self.synthesizer = InstructionSynthesizer()
-        self.respond = unfrozen(respond) if respond is not None else RespondAndImprove(improve=improve, sample_feedback=sample_feedback)
+        self.respond = (
+            unfrozen(respond)
+            if respond is not None
+            else RespondAndImprove(improve=improve, sample_feedback=sample_feedback)
+        )
 
     async def aforward(self, reference: Reference, feedback: ReferenceFeedback | None = None) -> dspy.Prediction:
         reference = Reference.coerce(reference)
         if feedback is None:
             fb = await self.collect.acall(reference=reference)
-            feedback = ReferenceFeedback(reference_id=reference.id, subject_areas=fb.subject_areas,
-                                         relevant_skills=fb.relevant_skills, response_feedback=fb.response_feedback)
+            feedback = ReferenceFeedback(
+                reference_id=reference.id,
+                subject_areas=fb.subject_areas,
+                relevant_skills=fb.relevant_skills,
+                response_feedback=fb.response_feedback,
+            )
         features = feedback.features() or [("reference", "")]
         pairs = await synthesize_for_features(self.synthesizer, reference.instruction, features, self.n)
+
         async def sample(name: str, text: str) -> dspy.Prediction:
-            out = await acall_part(self.respond, reference_instruction=reference.instruction,
-                                   reference_response=reference.response, instruction=text,
-                                   feedback=feedback.response_feedback)
+            out = await acall_part(
+                self.respond,
+                reference_instruction=reference.instruction,
+                reference_response=reference.response,
+                instruction=text,
+                feedback=feedback.response_feedback,
+            )
             return dspy.Prediction(instruction=text, feature=name, **out.toDict())
 
         # a sample whose calls failed is left out, as a run rejects it; its siblings stay

@@ -28,13 +28,21 @@ class ReflectPair(dspy.Module):
         self.reflect_response = dspy.Predict(ReflectResponse) if mode in ("response", "both") else None
 
     async def aforward(self, instruction: str, response: str) -> dspy.Prediction:
-        out = dict(instruction=instruction, response=response, improved_response=None,
-                   instruction_critique=None, response_critique=None)
+        out = dict(
+            instruction=instruction,
+            response=response,
+            improved_response=None,
+            instruction_critique=None,
+            response_critique=None,
+        )
         if self.reflect_instruction is not None:
             with stage("reflect_instruction"):
                 pred = await self.reflect_instruction.acall(instruction=instruction, response=response)
-            out.update(instruction=pred.new_instruction, response=pred.new_response,
-                       instruction_critique=pred.instruction_critique)
+            out.update(
+                instruction=pred.new_instruction,
+                response=pred.new_response,
+                instruction_critique=pred.instruction_critique,
+            )
         if self.reflect_response is not None:
             with stage("reflect_response"):
                 pred = await self.reflect_response.acall(instruction=out["instruction"], response=out["response"])
@@ -42,13 +50,21 @@ class ReflectPair(dspy.Module):
         return dspy.Prediction(**out)
 
     def forward(self, instruction: str, response: str) -> dspy.Prediction:
-        out = dict(instruction=instruction, response=response, improved_response=None,
-                   instruction_critique=None, response_critique=None)
+        out = dict(
+            instruction=instruction,
+            response=response,
+            improved_response=None,
+            instruction_critique=None,
+            response_critique=None,
+        )
         if self.reflect_instruction is not None:
             with stage("reflect_instruction"):
                 pred = self.reflect_instruction(instruction=instruction, response=response)
-            out.update(instruction=pred.new_instruction, response=pred.new_response,
-                       instruction_critique=pred.instruction_critique)
+            out.update(
+                instruction=pred.new_instruction,
+                response=pred.new_response,
+                instruction_critique=pred.instruction_critique,
+            )
         if self.reflect_response is not None:
             with stage("reflect_response"):
                 pred = self.reflect_response(instruction=out["instruction"], response=out["response"])

@@ -27,34 +27,54 @@ class RespondAndImprove(dspy.Module):
         self.improve = dspy.Predict(ImproveResponse) if improve else None
         self.critique = dspy.Predict(CritiqueResponse) if (improve and sample_feedback) else None
 
-    async def aforward(self, reference_instruction: str, reference_response: str, instruction: str,
-                       feedback: str | None = None) -> dspy.Prediction:
+    async def aforward(
+        self, reference_instruction: str, reference_response: str, instruction: str, feedback: str | None = None
+    ) -> dspy.Prediction:
         with stage("generate"):
-            draft = await self.generate.acall(example_instruction=reference_instruction,
-                                              example_response=reference_response, instruction=instruction)
+            draft = await self.generate.acall(
+                example_instruction=reference_instruction, example_response=reference_response, instruction=instruction
+            )
         if self.improve is None:
-            return dspy.Prediction(response=draft.response, analysis=None, implementation_strategy=None, improved_response=None)
+            return dspy.Prediction(
+                response=draft.response, analysis=None, implementation_strategy=None, improved_response=None
+            )
         if self.critique is not None:
             with stage("sample_feedback"):
-                feedback = (await self.critique.acall(instruction=instruction, response=draft.response)).response_feedback
+                feedback = (
+                    await self.critique.acall(instruction=instruction, response=draft.response)
+                ).response_feedback
         with stage("improve"):
-            better = await self.improve.acall(feedback=feedback or "", instruction=instruction, draft_response=draft.response)
-        return dspy.Prediction(response=draft.response, analysis=better.analysis,
-                               implementation_strategy=better.implementation_strategy,
-                               improved_response=better.improved_response, feedback_used=feedback)
+            better = await self.improve.acall(
+                feedback=feedback or "", instruction=instruction, draft_response=draft.response
+            )
+        return dspy.Prediction(
+            response=draft.response,
+            analysis=better.analysis,
+            implementation_strategy=better.implementation_strategy,
+            improved_response=better.improved_response,
+            feedback_used=feedback,
+        )
 
-    def forward(self, reference_instruction: str, reference_response: str, instruction: str,
-                feedback: str | None = None) -> dspy.Prediction:
+    def forward(
+        self, reference_instruction: str, reference_response: str, instruction: str, feedback: str | None = None
+    ) -> dspy.Prediction:
         with stage("generate"):
-            draft = self.generate(example_instruction=reference_instruction, example_response=reference_response,
-                                  instruction=instruction)
+            draft = self.generate(
+                example_instruction=reference_instruction, example_response=reference_response, instruction=instruction
+            )
         if self.improve is None:
-            return dspy.Prediction(response=draft.response, analysis=None, implementation_strategy=None, improved_response=None)
+            return dspy.Prediction(
+                response=draft.response, analysis=None, implementation_strategy=None, improved_response=None
+            )
         if self.critique is not None:
             with stage("sample_feedback"):
                 feedback = self.critique(instruction=instruction, response=draft.response).response_feedback
         with stage("improve"):
             better = self.improve(feedback=feedback or "", instruction=instruction, draft_response=draft.response)
-        return dspy.Prediction(response=draft.response, analysis=better.analysis,
-                               implementation_strategy=better.implementation_strategy,
-                               improved_response=better.improved_response, feedback_used=feedback)
+        return dspy.Prediction(
+            response=draft.response,
+            analysis=better.analysis,
+            implementation_strategy=better.implementation_strategy,
+            improved_response=better.improved_response,
+            feedback_used=feedback,
+        )

@@ -38,28 +38,51 @@ class InstructionSynthesizer(dspy.Module):
         self.synthesize = dspy.Predict(SynthesizeInstructions)
 
     def _args(self, reference_instruction: str, feature_name: str, feature_description: str, n: int) -> dict:
-        return dict(reference_instruction=reference_instruction, feature_name=feature_name,
-                    feature_description=feature_description or "(none given: draw on the reference instruction alone)", n=n)
+        return dict(
+            reference_instruction=reference_instruction,
+            feature_name=feature_name,
+            feature_description=feature_description or "(none given: draw on the reference instruction alone)",
+            n=n,
+        )
 
-    async def aforward(self, reference_instruction: str, feature_name: str, feature_description: str, n: int,
-                       rollout_id: int | None = None) -> dspy.Prediction:
+    async def aforward(
+        self,
+        reference_instruction: str,
+        feature_name: str,
+        feature_description: str,
+        n: int,
+        rollout_id: int | None = None,
+    ) -> dspy.Prediction:
         config = {"rollout_id": rollout_id} if rollout_id else {}
         with stage("synthesize"):
-            pred = await self.synthesize.acall(**self._args(reference_instruction, feature_name, feature_description, n),
-                                               signature=asking_for(self.synthesize.signature, n), config=config)
+            pred = await self.synthesize.acall(
+                **self._args(reference_instruction, feature_name, feature_description, n),
+                signature=asking_for(self.synthesize.signature, n),
+                config=config,
+            )
         return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))
 
-    def forward(self, reference_instruction: str, feature_name: str, feature_description: str, n: int,
-                rollout_id: int | None = None) -> dspy.Prediction:
+    def forward(
+        self,
+        reference_instruction: str,
+        feature_name: str,
+        feature_description: str,
+        n: int,
+        rollout_id: int | None = None,
+    ) -> dspy.Prediction:
         config = {"rollout_id": rollout_id} if rollout_id else {}
         with stage("synthesize"):
-            pred = self.synthesize(**self._args(reference_instruction, feature_name, feature_description, n),
-                                   signature=asking_for(self.synthesize.signature, n), config=config)
+            pred = self.synthesize(
+                **self._args(reference_instruction, feature_name, feature_description, n),
+                signature=asking_for(self.synthesize.signature, n),
+                config=config,
+            )
         return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))
 
 
-async def synthesize_for_features(synthesizer: dspy.Module, reference_instruction: str,
-                                  features: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+async def synthesize_for_features(
+    synthesizer: dspy.Module, reference_instruction: str, features: list[tuple[str, str]], n: int
+) -> list[tuple[str, str]]:
     """(feature name, new instruction) pairs: `n` from `synthesizer` for each (name, description) feature, the
     features' calls made concurrently. A feature whose call failed gives none; when every one failed, the first
     error is raised."""
@@ -67,8 +90,9 @@ async def synthesize_for_features(synthesizer: dspy.Module, reference_instructio
     from refed_dspy.gather import gather_kept
 
     async def one(name: str, desc: str) -> list[tuple[str, str]]:
-        batch = await synthesizer.acall(reference_instruction=reference_instruction, feature_name=name,
-                                        feature_description=desc, n=n)
+        batch = await synthesizer.acall(
+            reference_instruction=reference_instruction, feature_name=name, feature_description=desc, n=n
+        )
         return [(name, text) for text in batch.new_instructions]
 
     kept, errors = await gather_kept(*[one(name, desc) for name, desc in features], fatal=(BudgetExceeded,))

@@ -66,20 +66,26 @@ def status_report(run_dir: str | Path, now: float | None = None) -> str:
         if not (path / name).exists():
             continue
         store = BatchStore(path, name, readonly=True)
-        out.append(f"  {'batch':7} {'stage':10} {'provider id':22} {'state':12} {'requests':>8} {'answered':>8} "
-                   f"{'failed':>6} {'age':>6}")
+        out.append(
+            f"  {'batch':7} {'stage':10} {'provider id':22} {'state':12} {'requests':>8} {'answered':>8} "
+            f"{'failed':>6} {'age':>6}"
+        )
         for b in store.batches.values():
             answered, failed = _done(b.counts)
             if b.collected:
                 got = [store.results.get(cid) for cid in b.custom_ids]
                 answered = sum(1 for r in got if r is not None and not r.lost)
                 failed = sum(1 for r in got if r is not None and not r.lost and r.status >= 400)
-            out.append(f"  {b.local_id:7} {b.stage:10} {(b.provider_id or '(not created)'):22} {b.status:12} "
-                       f"{len(b.custom_ids):>8} {answered:>8} {failed:>6} {_age(now - b.planned_at):>6}")
+            out.append(
+                f"  {b.local_id:7} {b.stage:10} {(b.provider_id or '(not created)'):22} {b.status:12} "
+                f"{len(b.custom_ids):>8} {answered:>8} {failed:>6} {_age(now - b.planned_at):>6}"
+            )
         open_ = store.open_batches()
         waiting = sum(len(b.custom_ids) for b in open_)
-        out.append(f"  {len(store.batches)} batches, {len(open_)} open ({waiting} requests waiting); "
-                   f"{sum(store.lost_count.values())} requests came back unanswered and were sent again")
+        out.append(
+            f"  {len(store.batches)} batches, {len(open_)} open ({waiting} requests waiting); "
+            f"{sum(store.lost_count.values())} requests came back unanswered and were sent again"
+        )
     if len(out) == 1:
         out.append("no summary and no batches yet")
     return "\n".join(out)

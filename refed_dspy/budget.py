@@ -72,8 +72,15 @@ class CallBudget:
         with self._lock:
             self.in_flight -= 1
 
-    def record(self, role: str, price: Price | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int,
-               cache_hit: bool) -> None:
+    def record(
+        self,
+        role: str,
+        price: Price | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int,
+        cache_hit: bool,
+    ) -> None:
         """Count one completed call (a cache hit counts nothing)."""
         if cache_hit:
             return
@@ -92,6 +99,13 @@ class CallBudget:
             "calls": self.total_calls,
             "cost_usd": round(self.total_cost, 6),
             "refused": self.refused,
-            "by_role": {r: {"calls": self.calls[r], "prompt_tokens": self.prompt_tokens[r],
-                            "completion_tokens": self.completion_tokens[r], "cost_usd": round(self.cost[r], 6)} for r in roles},
+            "by_role": {
+                r: {
+                    "calls": self.calls[r],
+                    "prompt_tokens": self.prompt_tokens[r],
+                    "completion_tokens": self.completion_tokens[r],
+                    "cost_usd": round(self.cost[r], 6),
+                }
+                for r in roles
+            },
         }

@@ -58,7 +58,9 @@ def comparison_row(summary: dict[str, Any]) -> dict[str, Any]:
         "completion_tokens": usage["completion_tokens"],
         "cached_tokens": usage["cached_tokens"],
         "cost_usd": summary["cost_usd"],
-        "cost_per_sample_usd": round(summary["cost_usd"] / samples, 6) if samples and summary["cost_usd"] is not None else None,
+        "cost_per_sample_usd": round(summary["cost_usd"] / samples, 6)
+        if samples and summary["cost_usd"] is not None
+        else None,
         "rejects": dict(summary.get("rejects") or {}),
         "wall_s": summary.get("wall_s_total", summary.get("wall_s")),
         "run_dir": summary["run_dir"],
@@ -75,13 +77,21 @@ def quality_columns(run_dir: str | Path, config: Config) -> dict[str, Any]:
     rd = RunDir(run_dir)
     instructions = [s["instruction"] for s in read_jsonl(rd.samples)]
     judged = read_json(rd.judge_summary)
-    return {"mean_score": judged.get("mean_score"), "improvement_win_rate": judged.get("improvement_win_rate"),
-            "judge_cost_usd": judged.get("cost_usd"), "distinct_2": distinct_n(instructions, 2),
-            "mean_pairwise_rouge_l": mean_pairwise_rouge(instructions, config.report.rouge_sample, config.report.seed)}
+    return {
+        "mean_score": judged.get("mean_score"),
+        "improvement_win_rate": judged.get("improvement_win_rate"),
+        "judge_cost_usd": judged.get("cost_usd"),
+        "distinct_2": distinct_n(instructions, 2),
+        "mean_pairwise_rouge_l": mean_pairwise_rouge(instructions, config.report.rouge_sample, config.report.seed),
+    }
 
 
-QUALITY_COLUMNS = [("mean_score", "judge score"), ("improvement_win_rate", "improved wins"),
-                   ("distinct_2", "distinct-2"), ("mean_pairwise_rouge_l", "pairwise ROUGE-L")]
+QUALITY_COLUMNS = [
+    ("mean_score", "judge score"),
+    ("improvement_win_rate", "improved wins"),
+    ("distinct_2", "distinct-2"),
+    ("mean_pairwise_rouge_l", "pairwise ROUGE-L"),
+]
 
 
 def _cell(value: Any) -> str:
@@ -99,10 +109,18 @@ def _cell(value: Any) -> str:
 
 
 _COLUMNS = [
-    ("method", "method"), ("samples", "samples"), ("calls", "LM calls"), ("feedback_calls", "feedback calls"),
-    ("other_calls", "other calls"), ("calls_per_sample", "calls/sample"), ("prompt_tokens", "prompt tokens"),
-    ("completion_tokens", "completion tokens"), ("cost_usd", "cost $"), ("cost_per_sample_usd", "$/sample"),
-    ("rejects", "rejects"), ("wall_s", "wall s"),
+    ("method", "method"),
+    ("samples", "samples"),
+    ("calls", "LM calls"),
+    ("feedback_calls", "feedback calls"),
+    ("other_calls", "other calls"),
+    ("calls_per_sample", "calls/sample"),
+    ("prompt_tokens", "prompt tokens"),
+    ("completion_tokens", "completion tokens"),
+    ("cost_usd", "cost $"),
+    ("cost_per_sample_usd", "$/sample"),
+    ("rejects", "rejects"),
+    ("wall_s", "wall s"),
 ]
 
 
@@ -121,8 +139,10 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "compare.json", out / "compare.md"
     write_json_atomic(json_path, {**header, "rows": rows})
-    intro = (f"# Method comparison\n\nSeeds: {header['seeds']} ({header['references']} references), "
-             f"size {header['size']}, teacher {header['teacher']}.\n\n")
+    intro = (
+        f"# Method comparison\n\nSeeds: {header['seeds']} ({header['references']} references), "
+        f"size {header['size']}, teacher {header['teacher']}.\n\n"
+    )
     write_text_atomic(md_path, intro + markdown_table(rows, QUALITY_COLUMNS))
     return json_path, md_path
 
@@ -136,8 +156,17 @@ async def acompare(config: Config, methods: list[str], **kwargs: Any) -> dict[st
         return await _compare(config, methods, **kwargs)
 
 
-async def _compare(config: Config, methods: list[str], *, teacher=None, references=None, on_mismatch: str = "error",
-                   show_progress: bool = False, judge: bool = False, judge_lm=None) -> dict[str, Any]:
+async def _compare(
+    config: Config,
+    methods: list[str],
+    *,
+    teacher=None,
+    references=None,
+    on_mismatch: str = "error",
+    show_progress: bool = False,
+    judge: bool = False,
+    judge_lm=None,
+) -> dict[str, Any]:
     from refed_dspy.judging import build_judge
     from refed_dspy.seeds import read_references
     from refed_dspy.synthesis import arun_synthesis, build_teacher
@@ -147,20 +176,29 @@ async def _compare(config: Config, methods: list[str], *, teacher=None, referenc
     if judge and judge_lm is None and config.judging.mode != "batch":
         judge_lm = build_judge(config)
     if references is None:
-        references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+        references, _ = read_references(
+            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
+        )
     rows = []
-    header = {"seeds": config.seeds.source or "embedded", "references": len(references), "size": config.synthesis.size,
-              "teacher": config.teacher.model, "methods": methods}
+    header = {
+        "seeds": config.seeds.source or "embedded",
+        "references": len(references),
+        "size": config.synthesis.size,
+        "teacher": config.teacher.model,
+        "methods": methods,
+    }
     try:
         for method in methods:
             mconfig = method_config(config, method)
-            summary = await arun_synthesis(mconfig, teacher=teacher, references=references,
-                                           on_mismatch=on_mismatch, show_progress=show_progress)
+            summary = await arun_synthesis(
+                mconfig, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=show_progress
+            )
             if judge:
                 from refed_dspy.judging import ajudge_run
 
-                await ajudge_run(mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch,
-                                 show_progress=show_progress)
+                await ajudge_run(
+                    mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch, show_progress=show_progress
+                )
             rows.append({**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)})
     finally:  # a stopped comparison still leaves the table of the methods that finished
         json_path, md_path = write_comparison(config.run.dir, rows, header)

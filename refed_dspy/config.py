@@ -35,22 +35,68 @@ class _Section(BaseModel):
 class LMSpec(_Section):
     """How to reach one LM role (teacher or judge)."""
 
-    model: str = Field("openai/gpt-4o-mini", description="Model string DSPy/LiteLLM accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest', 'azure/<deployment>', 'ollama_chat/llama3.1'.")
-    api_base: str | list[str] | None = Field(None, description="Base URL of an OpenAI-compatible or self-hosted server (vLLM, Ollama, a proxy), or a list of several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.")
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key. Unset: inferred from the provider prefix (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...). Empty string: the server needs no key.")
+    model: str = Field(
+        "openai/gpt-4o-mini",
+        description="Model string DSPy/LiteLLM accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest', 'azure/<deployment>', 'ollama_chat/llama3.1'.",
+    )
+    api_base: str | list[str] | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible or self-hosted server (vLLM, Ollama, a proxy), or a list of several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.",
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="Environment variable holding the API key. Unset: inferred from the provider prefix (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...). Empty string: the server needs no key.",
+    )
     api_version: str | None = Field(None, description="API version, needed by Azure OpenAI.")
-    temperature: float = Field(1.0, ge=0.0, le=2.0, description="Sampling temperature. Must be > 0 for distinct samples from one prompt.")
-    max_tokens: int = Field(4096, gt=0, description="Maximum completion tokens per call; a reply cut off at this limit is rejected as 'truncated'.")
-    num_retries: int = Field(3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After).")
+    temperature: float = Field(
+        1.0, ge=0.0, le=2.0, description="Sampling temperature. Must be > 0 for distinct samples from one prompt."
+    )
+    max_tokens: int = Field(
+        4096,
+        gt=0,
+        description="Maximum completion tokens per call; a reply cut off at this limit is rejected as 'truncated'.",
+    )
+    num_retries: int = Field(
+        3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After)."
+    )
     timeout: float | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
-    input_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M uncached prompt tokens in USD. Unset: the built-in table for common models.")
-    cached_input_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M cached prompt tokens in USD. Unset: the built-in table, else the input price.")
-    output_usd_per_mtok: float | None = Field(None, ge=0, description="Price of 1M completion tokens in USD. Unset: the built-in table.")
-    adapter: Literal[ADAPTERS] = Field("auto", description="How outputs are asked for and read: chat (DSPy's [[ ## field ## ]] markers), json (a JSON object), json_schema (the signature's JSON schema as response_format, enforced by the provider), auto (json_schema where the provider enforces schemas, else chat; the summary says which).")
-    schema_dialect: Literal[SCHEMA_DIALECTS] = Field("auto", description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.")
-    batch_price_factor: float = Field(0.5, ge=0.0, le=1.0, description="What a call sent through the provider's batch API costs, as a share of the online price (OpenAI and Anthropic: 0.5).")
-    max_repairs: int = Field(1, ge=0, le=5, description="Times an output that does not parse or breaks its contract is asked again, with the error shown, before it is rejected.")
-    extra: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments passed to dspy.LM (provider-specific). Never put a key here.")
+    input_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        description="Price of 1M uncached prompt tokens in USD. Unset: the built-in table for common models.",
+    )
+    cached_input_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        description="Price of 1M cached prompt tokens in USD. Unset: the built-in table, else the input price.",
+    )
+    output_usd_per_mtok: float | None = Field(
+        None, ge=0, description="Price of 1M completion tokens in USD. Unset: the built-in table."
+    )
+    adapter: Literal[ADAPTERS] = Field(
+        "auto",
+        description="How outputs are asked for and read: chat (DSPy's [[ ## field ## ]] markers), json (a JSON object), json_schema (the signature's JSON schema as response_format, enforced by the provider), auto (json_schema where the provider enforces schemas, else chat; the summary says which).",
+    )
+    schema_dialect: Literal[SCHEMA_DIALECTS] = Field(
+        "auto",
+        description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.",
+    )
+    batch_price_factor: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="What a call sent through the provider's batch API costs, as a share of the online price (OpenAI and Anthropic: 0.5).",
+    )
+    max_repairs: int = Field(
+        1,
+        ge=0,
+        le=5,
+        description="Times an output that does not parse or breaks its contract is asked again, with the error shown, before it is rejected.",
+    )
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra keyword arguments passed to dspy.LM (provider-specific). Never put a key here.",
+    )
 
     @field_validator("api_base")
     @classmethod
@@ -80,14 +126,19 @@ class LMSpec(_Section):
     def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key in value:
             if _SECRET_NAME.search(key):
-                raise ValueError(f"'{key}' looks like a secret; put it in an environment variable and name it in api_key_env")
+                raise ValueError(
+                    f"'{key}' looks like a secret; put it in an environment variable and name it in api_key_env"
+                )
         return value
 
 
 class SeedsConfig(_Section):
     """Where the reference (seed) pairs come from."""
 
-    source: str | None = Field(None, description="Hugging Face dataset name (e.g. 'GAIR/lima'), a local .json/.jsonl/.parquet/.csv file, or a saved dataset directory. Unset: the embedded seed set.")
+    source: str | None = Field(
+        None,
+        description="Hugging Face dataset name (e.g. 'GAIR/lima'), a local .json/.jsonl/.parquet/.csv file, or a saved dataset directory. Unset: the embedded seed set.",
+    )
     format: Literal[SEED_FORMATS] = Field("auto", description="Row shape: auto, lima, alpaca, sharegpt, openai, plain.")
     split: str = Field("train", description="Dataset split to read from a hub dataset or saved DatasetDict.")
     limit: int | None = Field(None, gt=0, description="Use at most this many references (after skipping bad rows).")
@@ -96,19 +147,51 @@ class SeedsConfig(_Section):
 class SynthesisConfig(_Section):
     """What to synthesize and how hard to push the provider."""
 
-    method: Literal[METHODS] = Field("refed", description="refed | sample_feedback | instruction_feedback | no_feedback | reflection.")
+    method: Literal[METHODS] = Field(
+        "refed", description="refed | sample_feedback | instruction_feedback | no_feedback | reflection."
+    )
     size: int = Field(1000, gt=0, description="Number of samples to produce; the run stops at exactly this many.")
-    instructions_per_feature: int = Field(10, gt=0, le=50, description="New instructions per reference feature per pass (the paper: 10).")
-    mode: Literal["online", "batch"] = Field("online", description="online: calls over HTTP as they are needed. batch: the calls go to the provider's batch API (OpenAI, Azure OpenAI, Anthropic) at its batch price, stage by stage in waves ([batch] says how); results take minutes to hours.")
+    instructions_per_feature: int = Field(
+        10, gt=0, le=50, description="New instructions per reference feature per pass (the paper: 10)."
+    )
+    mode: Literal["online", "batch"] = Field(
+        "online",
+        description="online: calls over HTTP as they are needed. batch: the calls go to the provider's batch API (OpenAI, Azure OpenAI, Anthropic) at its batch price, stage by stage in waves ([batch] says how); results take minutes to hours.",
+    )
     concurrency: int = Field(64, gt=0, le=4096, description="LM calls kept in flight at all times (online mode).")
-    dedup_rouge_threshold: float = Field(0.7, gt=0.0, le=1.0, description="Drop a new instruction whose ROUGE-L F1 against a kept one is at least this (Self-Instruct uses 0.7).")
-    max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before the run's estimated cost would exceed this.")
-    max_calls: int | None = Field(None, gt=0, description="Stop cleanly before the run's LM calls would exceed this. Unset: max_calls_per_sample x size + 2 per reference.")
-    max_calls_per_sample: float = Field(10.0, ge=0, description="The default call budget when max_calls is unset: this many LM calls per sample of `size` (a run needs 1-4), plus 2 per reference for its feedback. 0: no default budget.")
-    max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many failed items in a row: API errors after retries, or outputs rejected as truncated, unparseable or refused (the rest of the run is resumable).")
+    dedup_rouge_threshold: float = Field(
+        0.7,
+        gt=0.0,
+        le=1.0,
+        description="Drop a new instruction whose ROUGE-L F1 against a kept one is at least this (Self-Instruct uses 0.7).",
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="Stop cleanly before the run's estimated cost would exceed this."
+    )
+    max_calls: int | None = Field(
+        None,
+        gt=0,
+        description="Stop cleanly before the run's LM calls would exceed this. Unset: max_calls_per_sample x size + 2 per reference.",
+    )
+    max_calls_per_sample: float = Field(
+        10.0,
+        ge=0,
+        description="The default call budget when max_calls is unset: this many LM calls per sample of `size` (a run needs 1-4), plus 2 per reference for its feedback. 0: no default budget.",
+    )
+    max_consecutive_failures: int = Field(
+        25,
+        gt=0,
+        description="Abort after this many failed items in a row: API errors after retries, or outputs rejected as truncated, unparseable or refused (the rest of the run is resumable).",
+    )
     seed: int = Field(0, description="Seed for every random choice the run makes.")
-    reflection: Literal["instruction", "response", "both"] = Field("both", description="For method 'reflection': which Reflection-Tuning steps recycle each seed pair (instruction, response, or both).")
-    program: str | None = Field(None, description="A compiled per-instruction program to respond and improve with: a program.json written by `refed optimize`, or an MLflow model URI (models:/..., runs:/...). Unset: the built-in prompts.")
+    reflection: Literal["instruction", "response", "both"] = Field(
+        "both",
+        description="For method 'reflection': which Reflection-Tuning steps recycle each seed pair (instruction, response, or both).",
+    )
+    program: str | None = Field(
+        None,
+        description="A compiled per-instruction program to respond and improve with: a program.json written by `refed optimize`, or an MLflow model URI (models:/..., runs:/...). Unset: the built-in prompts.",
+    )
 
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -118,15 +201,28 @@ FILTERS = ("judge_prefers_improved", "rouge_diversity", "min_score", "length", "
 class JudgingConfig(_Section):
     """How `refed judge` scores a run's samples (the judge's LM is [judge])."""
 
-    criteria: list[str] = Field(["helpfulness", "accuracy", "depth", "clarity", "instruction_following"],
-                                description="Pointwise rubric: each criterion is scored 1-10 (snake_case names).")
+    criteria: list[str] = Field(
+        ["helpfulness", "accuracy", "depth", "clarity", "instruction_following"],
+        description="Pointwise rubric: each criterion is scored 1-10 (snake_case names).",
+    )
     pointwise: bool = Field(True, description="Score each sample's final response on every criterion.")
-    pairwise: bool = Field(True, description="Compare improved_response with the draft, in both orders (position bias cancels; disagreement is a tie).")
-    mode: Literal["online", "batch"] = Field("online", description="online, or batch: the judge's calls go to its provider's batch API ([batch]).")
+    pairwise: bool = Field(
+        True,
+        description="Compare improved_response with the draft, in both orders (position bias cancels; disagreement is a tie).",
+    )
+    mode: Literal["online", "batch"] = Field(
+        "online", description="online, or batch: the judge's calls go to its provider's batch API ([batch])."
+    )
     concurrency: int = Field(32, gt=0, le=4096, description="Judge calls kept in flight (online mode).")
     max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this cost.")
-    max_calls: int | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this many LM calls.")
-    max_consecutive_failures: int = Field(25, gt=0, description="Abort after this many failed judgments in a row: API errors after retries, or judge outputs that break their contract (resumable).")
+    max_calls: int | None = Field(
+        None, gt=0, description="Stop cleanly before judging would exceed this many LM calls."
+    )
+    max_consecutive_failures: int = Field(
+        25,
+        gt=0,
+        description="Abort after this many failed judgments in a row: API errors after retries, or judge outputs that break their contract (resumable).",
+    )
 
     @field_validator("criteria")
     @classmethod
@@ -144,10 +240,21 @@ class JudgingConfig(_Section):
 class FilterSpec(_Section):
     """One step of the filter chain (applied in order by `refed filter`)."""
 
-    name: Literal[FILTERS] = Field(description="judge_prefers_improved | rouge_diversity | min_score | length | dedup | random_subset.")
-    threshold: float | None = Field(None, gt=0, le=1, description="rouge_diversity and dedup: ROUGE-L F1 at or above which a sample counts as a near-duplicate.")
-    min_score: float | None = Field(None, ge=1, le=10, description="min_score: keep samples whose mean pointwise score is at least this.")
-    field: Literal["instruction", "response", "draft"] = Field("response", description="length: which text to measure (response = the final response).")
+    name: Literal[FILTERS] = Field(
+        description="judge_prefers_improved | rouge_diversity | min_score | length | dedup | random_subset."
+    )
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="rouge_diversity and dedup: ROUGE-L F1 at or above which a sample counts as a near-duplicate.",
+    )
+    min_score: float | None = Field(
+        None, ge=1, le=10, description="min_score: keep samples whose mean pointwise score is at least this."
+    )
+    field: Literal["instruction", "response", "draft"] = Field(
+        "response", description="length: which text to measure (response = the final response)."
+    )
     min_words: int | None = Field(None, ge=0, description="length: minimum words.")
     max_words: int | None = Field(None, gt=0, description="length: maximum words.")
     k: int | None = Field(None, gt=0, description="random_subset: how many samples to keep.")
@@ -166,7 +273,10 @@ class FilterSpec(_Section):
 class ReportConfig(_Section):
     """What `refed report` computes."""
 
-    embedding_model: str | None = Field(None, description="Embedding model for embedding diversity, through dspy.Embedder (e.g. 'openai/text-embedding-3-small'). Unset: skipped.")
+    embedding_model: str | None = Field(
+        None,
+        description="Embedding model for embedding diversity, through dspy.Embedder (e.g. 'openai/text-embedding-3-small'). Unset: skipped.",
+    )
     rouge_sample: int = Field(200, gt=1, description="Instructions sampled for the mean pairwise ROUGE-L.")
     seed: int = Field(0, description="Seed for the report's samples.")
 
@@ -178,29 +288,77 @@ TARGETS = ("respond", "instructions", "pipeline")  # what optimize.target can tu
 class OptimizeConfig(_Section):
     """What `refed optimize` tunes, on which examples, and how much it may spend."""
 
-    target: Literal[TARGETS] = Field("respond", description="What is tuned: respond (the per-instruction program: generate and improve; examples are synthesized instructions), instructions (describe and synthesize: what the dataset is about; examples are references, judged on instruction quality and novelty), or pipeline (every predictor of the method; examples are references, judged on the samples' value and diversity).")
-    optimizer: Literal[OPTIMIZERS] = Field("miprov2", description="bootstrap | bootstrap_random_search | miprov2 | gepa | simba.")
-    auto: Literal["light", "medium", "heavy"] | None = Field("light", description="MIPROv2 and GEPA preset. Unset: num_candidates/num_trials (MIPROv2) or max_metric_calls (GEPA) decide.")
-    examples_run: str | None = Field(None, description="A finished run dir (method refed) whose samples give the examples. Unset: synthesize n_train + n_val samples into <out>/examples first.")
+    target: Literal[TARGETS] = Field(
+        "respond",
+        description="What is tuned: respond (the per-instruction program: generate and improve; examples are synthesized instructions), instructions (describe and synthesize: what the dataset is about; examples are references, judged on instruction quality and novelty), or pipeline (every predictor of the method; examples are references, judged on the samples' value and diversity).",
+    )
+    optimizer: Literal[OPTIMIZERS] = Field(
+        "miprov2", description="bootstrap | bootstrap_random_search | miprov2 | gepa | simba."
+    )
+    auto: Literal["light", "medium", "heavy"] | None = Field(
+        "light",
+        description="MIPROv2 and GEPA preset. Unset: num_candidates/num_trials (MIPROv2) or max_metric_calls (GEPA) decide.",
+    )
+    examples_run: str | None = Field(
+        None,
+        description="A finished run dir (method refed) whose samples give the examples. Unset: synthesize n_train + n_val samples into <out>/examples first.",
+    )
     n_train: int = Field(20, gt=0, description="Training examples at most.")
-    n_val: int = Field(10, gt=0, description="Validation examples at most (disjoint references from the training ones).")
+    n_val: int = Field(
+        10, gt=0, description="Validation examples at most (disjoint references from the training ones)."
+    )
     seed: int = Field(0, description="Seed of the split and of the optimizer.")
-    max_demos: int = Field(2, ge=0, description="Bootstrapped demos per predictor (bootstrap, random search, MIPROv2, SIMBA).")
-    num_candidates: int = Field(4, gt=0, description="Candidate programs (random search, SIMBA) or instruction candidates (MIPROv2 without auto).")
+    max_demos: int = Field(
+        2, ge=0, description="Bootstrapped demos per predictor (bootstrap, random search, MIPROv2, SIMBA)."
+    )
+    num_candidates: int = Field(
+        4,
+        gt=0,
+        description="Candidate programs (random search, SIMBA) or instruction candidates (MIPROv2 without auto).",
+    )
     num_trials: int | None = Field(None, gt=0, description="MIPROv2 without auto: optimization trials.")
     max_metric_calls: int | None = Field(None, gt=0, description="GEPA: metric calls in all (overrides auto).")
     max_steps: int = Field(4, gt=0, description="SIMBA: optimization steps.")
     bsize: int = Field(8, gt=0, description="SIMBA: mini-batch size (at most the trainset size).")
-    threshold: float = Field(0.7, ge=0, le=1, description="Metric value at or above which a bootstrapped trace counts as a success.")
-    win_weight: float = Field(0.3, ge=0, le=1, description="Weight of the improvement's win over the draft in the metric (the rest is the normalized rubric score).")
-    novelty_weight: float = Field(0.3, ge=0, le=1, description="instructions target: weight of the instructions' novelty (1 - ROUGE-L against the reference and their siblings) in the metric (the rest is their judged quality).")
-    diversity_weight: float = Field(0.2, ge=0, le=1, description="pipeline target: weight of the diversity of the samples' instructions (1 - mean pairwise ROUGE-L) in the metric (the rest is the samples' judged value).")
-    instructions_per_feature: int = Field(2, gt=0, le=20, description="instructions and pipeline targets: new instructions per feature the program makes from each example reference.")
+    threshold: float = Field(
+        0.7, ge=0, le=1, description="Metric value at or above which a bootstrapped trace counts as a success."
+    )
+    win_weight: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Weight of the improvement's win over the draft in the metric (the rest is the normalized rubric score).",
+    )
+    novelty_weight: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="instructions target: weight of the instructions' novelty (1 - ROUGE-L against the reference and their siblings) in the metric (the rest is their judged quality).",
+    )
+    diversity_weight: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="pipeline target: weight of the diversity of the samples' instructions (1 - mean pairwise ROUGE-L) in the metric (the rest is the samples' judged value).",
+    )
+    instructions_per_feature: int = Field(
+        2,
+        gt=0,
+        le=20,
+        description="instructions and pipeline targets: new instructions per feature the program makes from each example reference.",
+    )
     num_threads: int = Field(4, gt=0, le=256, description="Threads the optimizer evaluates with.")
-    max_calls: int | None = Field(None, gt=0, description="Stop before teacher + judge LM calls would exceed this (cache hits are free).")
+    max_calls: int | None = Field(
+        None, gt=0, description="Stop before teacher + judge LM calls would exceed this (cache hits are free)."
+    )
     max_cost_usd: float | None = Field(None, gt=0, description="Stop before teacher + judge cost would exceed this.")
-    out: str | None = Field(None, description="Output directory (program.json, instructions.txt, before_after.md, optimize_summary.json). Unset: <run.dir>/optimize.")
-    before_after_examples: int = Field(3, ge=0, description="Validation examples shown before and after in before_after.md.")
+    out: str | None = Field(
+        None,
+        description="Output directory (program.json, instructions.txt, before_after.md, optimize_summary.json). Unset: <run.dir>/optimize.",
+    )
+    before_after_examples: int = Field(
+        3, ge=0, description="Validation examples shown before and after in before_after.md."
+    )
 
     @property
     def val_fraction(self) -> float:
@@ -212,44 +370,83 @@ class BatchConfig(_Section):
     """How batch mode (synthesis.mode or judging.mode = "batch") makes and watches provider batches."""
 
     poll_s: float = Field(30.0, gt=0, description="Seconds between status checks of an open batch.")
-    linger_s: float = Field(5.0, ge=0, description="Submit the requests waiting for a batch once no new one came for this long (or sooner, when every piece of work waits on a batch).")
-    max_requests: int | None = Field(None, gt=0, description="Requests per batch at most. Unset: the provider's limit (OpenAI 50,000; Anthropic 100,000).")
-    max_bytes: int | None = Field(None, gt=0, description="Bytes per batch file at most. Unset: the provider's limit (OpenAI 200 MB).")
-    max_resubmits: int = Field(3, ge=0, le=10, description="Times a request that came back unanswered (its batch expired, was cancelled or failed) is sent again in a later batch.")
+    linger_s: float = Field(
+        5.0,
+        ge=0,
+        description="Submit the requests waiting for a batch once no new one came for this long (or sooner, when every piece of work waits on a batch).",
+    )
+    max_requests: int | None = Field(
+        None,
+        gt=0,
+        description="Requests per batch at most. Unset: the provider's limit (OpenAI 50,000; Anthropic 100,000).",
+    )
+    max_bytes: int | None = Field(
+        None, gt=0, description="Bytes per batch file at most. Unset: the provider's limit (OpenAI 200 MB)."
+    )
+    max_resubmits: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Times a request that came back unanswered (its batch expired, was cancelled or failed) is sent again in a later batch.",
+    )
     max_in_flight: int = Field(20000, gt=0, description="Pieces of work waiting on batches at once.")
 
 
 class RunConfig(_Section):
     """Where the run lives on disk."""
 
-    dir: str = Field("runs/quickstart", description="Run directory: records, journal, cache and summary. Re-running the same command resumes it.")
-    progress: bool = Field(True, description="Show progress on stderr: a bar on a terminal, else a status line every progress_every_s seconds.")
-    progress_every_s: float = Field(30.0, gt=0, description="Seconds between progress lines when stderr is not a terminal (logs, CI).")
-    stop_grace_s: float = Field(10.0, ge=0, description="On Ctrl-C, SIGTERM or SIGHUP: seconds to let the calls in flight finish (their answers are recorded) before the rest are cancelled (counted as paid).")
+    dir: str = Field(
+        "runs/quickstart",
+        description="Run directory: records, journal, cache and summary. Re-running the same command resumes it.",
+    )
+    progress: bool = Field(
+        True,
+        description="Show progress on stderr: a bar on a terminal, else a status line every progress_every_s seconds.",
+    )
+    progress_every_s: float = Field(
+        30.0, gt=0, description="Seconds between progress lines when stderr is not a terminal (logs, CI)."
+    )
+    stop_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="On Ctrl-C, SIGTERM or SIGHUP: seconds to let the calls in flight finish (their answers are recorded) before the rest are cancelled (counted as paid).",
+    )
 
 
 class TrackingConfig(_Section):
     """MLflow tracking."""
 
     enabled: bool = Field(False, description="Log runs to MLflow (params, metrics, artifacts).")
-    mlflow_uri: str = Field("sqlite:///mlflow.db", description="Tracking URI: the embedded sqlite store, or a server URL.")
+    mlflow_uri: str = Field(
+        "sqlite:///mlflow.db", description="Tracking URI: the embedded sqlite store, or a server URL."
+    )
     experiment: str = Field("refed", description="MLflow experiment name.")
     log_traces: bool = Field(False, description="Optimization: also log an MLflow trace of every DSPy call (large).")
-    telemetry: bool = Field(False, description="Let MLflow and Hugging Face send their usage telemetry to their servers. Off by default: nothing leaves the machine but calls to the configured endpoints.")
+    telemetry: bool = Field(
+        False,
+        description="Let MLflow and Hugging Face send their usage telemetry to their servers. Off by default: nothing leaves the machine but calls to the configured endpoints.",
+    )
 
 
 class Config(_Section):
     """A whole run's configuration."""
 
-    teacher: LMSpec = Field(default_factory=LMSpec, description="The LM that writes instructions, responses and feedback.")
-    judge: LMSpec = Field(default_factory=lambda: LMSpec(temperature=JUDGE_TEMPERATURE), description="The LM that scores samples; never the teacher object. Its temperature defaults to 0.")
+    teacher: LMSpec = Field(
+        default_factory=LMSpec, description="The LM that writes instructions, responses and feedback."
+    )
+    judge: LMSpec = Field(
+        default_factory=lambda: LMSpec(temperature=JUDGE_TEMPERATURE),
+        description="The LM that scores samples; never the teacher object. Its temperature defaults to 0.",
+    )
     seeds: SeedsConfig = Field(default_factory=SeedsConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
-    filters: list[FilterSpec] = Field(default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables).")
+    filters: list[FilterSpec] = Field(
+        default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables)."
+    )
     report: ReportConfig = Field(default_factory=ReportConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
 
@@ -299,7 +496,9 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     # matched by its synthesis.program alone (compared above)
     made_before_hashes = "program_hash" not in old and old.get("synthesis", {}).get("program") is not None
     if not made_before_hashes and old.get("program_hash") != new.get("program_hash"):
-        out.append(f"program content: {old.get('program_hash') or 'built-in'} -> {new.get('program_hash') or 'built-in'}")
+        out.append(
+            f"program content: {old.get('program_hash') or 'built-in'} -> {new.get('program_hash') or 'built-in'}"
+        )
     return out
 
 
@@ -428,7 +627,10 @@ def _drop_none(obj: Any) -> Any:
 def mask_secrets(obj: Any) -> Any:
     """Replace values of secret-looking keys with '***' (defence in depth; keys never belong here)."""
     if isinstance(obj, dict):
-        return {k: ("***" if _SECRET_NAME.search(k) and k != "api_key_env" and v else mask_secrets(v)) for k, v in obj.items()}
+        return {
+            k: ("***" if _SECRET_NAME.search(k) and k != "api_key_env" and v else mask_secrets(v))
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [mask_secrets(v) for v in obj]
     return obj

@@ -74,7 +74,7 @@ class EndpointSpread:
     def route(self, url: str, state: EndpointState) -> str:
         """`url` (built for the primary endpoint) sent to `state`'s endpoint instead."""
         if url.startswith(self.primary):
-            return state.url + url[len(self.primary):]
+            return state.url + url[len(self.primary) :]
         return url
 
     # ---- the transport ----------------------------------------------------------------------------

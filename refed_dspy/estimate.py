@@ -154,15 +154,24 @@ class _Walk:
             fmt = kwargs["response_format"]
             prompt_text += json.dumps(fmt if isinstance(fmt, dict) else getattr(fmt, "model_json_schema", dict)())
         schema = output_schema(signature)
-        values = {name: made_up_value(sub, name, self.lengths, schema.get("$defs") or {})
-                  for name, sub in (schema.get("properties") or {}).items()}
+        values = {
+            name: made_up_value(sub, name, self.lengths, schema.get("$defs") or {})
+            for name, sub in (schema.get("properties") or {}).items()
+        }
         if self.adapter.mode == "chat":
-            reply = "\n\n".join(f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items())
+            reply = "\n\n".join(
+                f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()
+            )
             reply += "\n\n[[ ## completed ## ]]"
         else:
             reply = json.dumps(values)
-        self.tally.add(self.work, current_stage(), count_tokens(self.model, prompt_text),
-                       count_tokens(self.model, reply), prompt_text)
+        self.tally.add(
+            self.work,
+            current_stage(),
+            count_tokens(self.model, prompt_text),
+            count_tokens(self.model, reply),
+            prompt_text,
+        )
         try:
             exchange.send(([reply], CallTag()))
         except StopIteration as done:
@@ -193,8 +202,11 @@ def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally,
     adapter = _walking_adapter(walk.adapter, walk)
     collect = CollectReferenceFeedback(describe=method.describe, critique=method.critique_reference)
     synthesizer = InstructionSynthesizer()
-    respond = (ReflectPair(syn.reflection) if method.recycle
-               else RespondAndImprove(improve=method.improve, sample_feedback=method.sample_feedback))
+    respond = (
+        ReflectPair(syn.reflection)
+        if method.recycle
+        else RespondAndImprove(improve=method.improve, sample_feedback=method.sample_feedback)
+    )
 
     async def run() -> None:
         with dspy.context(lm=dspy.utils.DummyLM([]), adapter=adapter, trace=None):
@@ -210,13 +222,20 @@ def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally,
                 features = dict(fb.features()) if fb is not None and hasattr(fb, "features") else {}
                 feature = method.features[0]
                 walk.work = "unit"
-                pred = await synthesizer.acall(reference_instruction=ref.instruction, feature_name=feature,
-                                               feature_description=features.get(feature, ""),
-                                               n=syn.instructions_per_feature)
+                pred = await synthesizer.acall(
+                    reference_instruction=ref.instruction,
+                    feature_name=feature,
+                    feature_description=features.get(feature, ""),
+                    n=syn.instructions_per_feature,
+                )
                 walk.work = "sample"
                 feedback = getattr(fb, "response_feedback", None) if fb is not None else None
-                await respond.acall(reference_instruction=ref.instruction, reference_response=ref.response,
-                                    instruction=pred.new_instructions[0], feedback=feedback)
+                await respond.acall(
+                    reference_instruction=ref.instruction,
+                    reference_response=ref.response,
+                    instruction=pred.new_instructions[0],
+                    feedback=feedback,
+                )
 
     run_sync(run())
 
@@ -237,16 +256,23 @@ def estimate(config: Config, references: list[Reference] | None = None, walk_ref
     from refed_dspy.seeds import read_references
 
     if references is None:
-        references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+        references, _ = read_references(
+            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
+        )
     model = config.teacher.model
     sample_refs = references[: max(walk_refs, 1) * 4]
-    lengths = Lengths(response=round(fmean(count_tokens(model, r.response) for r in sample_refs)),
-                      instruction=round(fmean(count_tokens(model, r.instruction) for r in sample_refs)))
+    lengths = Lengths(
+        response=round(fmean(count_tokens(model, r.response) for r in sample_refs)),
+        instruction=round(fmean(count_tokens(model, r.instruction) for r in sample_refs)),
+    )
     tally = Tally()
     _walk(config, references, lengths, tally, min(walk_refs, len(references)))
     counts = work_counts(config, len(references))
-    walked = {"feedback": min(walk_refs, len(references)), "unit": min(walk_refs, len(references)),
-              "sample": min(walk_refs, len(references))}
+    walked = {
+        "feedback": min(walk_refs, len(references)),
+        "unit": min(walk_refs, len(references)),
+        "sample": min(walk_refs, len(references)),
+    }
     price = price_of(config.teacher)
     factor = config.teacher.batch_price_factor
     provider = model.split("/", 1)[0] if "/" in model else "openai"
@@ -260,8 +286,9 @@ def estimate(config: Config, references: list[Reference] | None = None, walk_ref
         if provider in _CACHING_PROVIDERS and len(calls) > 1:
             shared = count_tokens(model, common_prefix(tally.prompts[(work, stage)]))
             cached = cacheable_tokens(shared) * max(0.0, n - 1)
-        row = stages.setdefault(stage, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0,
-                                        "completion_tokens": 0.0})
+        row = stages.setdefault(
+            stage, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
+        )
         row["calls"] += n
         row["prompt_tokens"] += prompt
         row["cached_tokens"] += cached
@@ -272,11 +299,18 @@ def estimate(config: Config, references: list[Reference] | None = None, walk_ref
             total[key] += row[key]
     for row in [*stages.values(), total]:
         _cost(row, price, factor)
-    return {"model": model, "method": config.synthesis.method, "size": config.synthesis.size,
-            "references": len(references), "work": counts, "lengths": {"response": lengths.response,
-                                                                        "instruction": lengths.instruction},
-            "price_known": price is not None, "batch_price_factor": factor,
-            "stages": {k: _rounded(v) for k, v in stages.items()}, "total": _rounded(total)}
+    return {
+        "model": model,
+        "method": config.synthesis.method,
+        "size": config.synthesis.size,
+        "references": len(references),
+        "work": counts,
+        "lengths": {"response": lengths.response, "instruction": lengths.instruction},
+        "price_known": price is not None,
+        "batch_price_factor": factor,
+        "stages": {k: _rounded(v) for k, v in stages.items()},
+        "total": _rounded(total),
+    }
 
 
 def _cost(row: dict[str, Any], price: Any, factor: float) -> None:
@@ -287,31 +321,46 @@ def _cost(row: dict[str, Any], price: Any, factor: float) -> None:
     point = price.cost(prompt, completion, cached)
     low = price.cost(prompt, int(completion * _LOW), cached)
     high = price.cost(int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)))  # no cache hit at all
-    row.update(cost_usd=point, cost_low_usd=low, cost_high_usd=high, batch_cost_usd=point * factor,
-               batch_cost_low_usd=low * factor, batch_cost_high_usd=high * factor)
+    row.update(
+        cost_usd=point,
+        cost_low_usd=low,
+        cost_high_usd=high,
+        batch_cost_usd=point * factor,
+        batch_cost_low_usd=low * factor,
+        batch_cost_high_usd=high * factor,
+    )
 
 
 def _rounded(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 6) if isinstance(v, float) and "cost" in k else round(v) if isinstance(v, float) else v)
-            for k, v in row.items()}
+    return {
+        k: (round(v, 6) if isinstance(v, float) and "cost" in k else round(v) if isinstance(v, float) else v)
+        for k, v in row.items()
+    }
 
 
 def format_estimate(e: dict[str, Any]) -> str:
     """The table `refed estimate` prints."""
+
     def money(v: float | None) -> str:
         return "unknown" if v is None else f"${v:,.4f}"
 
-    lines = [f"estimate for {e['size']} samples ({e['method']}, teacher {e['model']}, {e['references']} references; "
-             f"references average {e['lengths']['instruction']} instruction and {e['lengths']['response']} response tokens)",
-             f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}{'online':>12}{'batch':>12}"]
+    lines = [
+        f"estimate for {e['size']} samples ({e['method']}, teacher {e['model']}, {e['references']} references; "
+        f"references average {e['lengths']['instruction']} instruction and {e['lengths']['response']} response tokens)",
+        f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}{'online':>12}{'batch':>12}",
+    ]
     for name, row in [*e["stages"].items(), ("total", e["total"])]:
-        lines.append(f"  {name:<16}{row['calls']:>8,}{row['prompt_tokens']:>13,}{row['completion_tokens']:>16,}"
-                     f"{money(row['cost_usd']):>12}{money(row.get('batch_cost_usd')):>12}")
+        lines.append(
+            f"  {name:<16}{row['calls']:>8,}{row['prompt_tokens']:>13,}{row['completion_tokens']:>16,}"
+            f"{money(row['cost_usd']):>12}{money(row.get('batch_cost_usd')):>12}"
+        )
     t = e["total"]
     if t["cost_usd"] is not None:
-        lines.append(f"  range: online {money(t['cost_low_usd'])} to {money(t['cost_high_usd'])}, batch "
-                     f"{money(t['batch_cost_low_usd'])} to {money(t['batch_cost_high_usd'])} (replies 0.5x to 1.6x as "
-                     "long, 10% repaired, top: no prompt-cache hit)")
+        lines.append(
+            f"  range: online {money(t['cost_low_usd'])} to {money(t['cost_high_usd'])}, batch "
+            f"{money(t['batch_cost_low_usd'])} to {money(t['batch_cost_high_usd'])} (replies 0.5x to 1.6x as "
+            "long, 10% repaired, top: no prompt-cache hit)"
+        )
     else:
         lines.append("  no price known for this model: set teacher.input_usd_per_mtok and output_usd_per_mtok")
     return "\n".join(lines)

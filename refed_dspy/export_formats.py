@@ -23,14 +23,20 @@ def chosen_response(sample: dict[str, Any], which: str = "improved") -> str:
 def to_messages(sample: dict[str, Any], which: str = "improved", system: str | None = None) -> dict[str, Any]:
     """OpenAI chat fine-tuning row: {"messages": [system?, user, assistant]}."""
     msgs = [{"role": "system", "content": system}] if system else []
-    msgs += [{"role": "user", "content": sample["instruction"]}, {"role": "assistant", "content": chosen_response(sample, which)}]
+    msgs += [
+        {"role": "user", "content": sample["instruction"]},
+        {"role": "assistant", "content": chosen_response(sample, which)},
+    ]
     return {"messages": msgs}
 
 
 def to_sharegpt(sample: dict[str, Any], which: str = "improved", system: str | None = None) -> dict[str, Any]:
     """ShareGPT row: {"conversations": [{"from": "system"?|"human"|"gpt", "value": ...}]}."""
     conv = [{"from": "system", "value": system}] if system else []
-    conv += [{"from": "human", "value": sample["instruction"]}, {"from": "gpt", "value": chosen_response(sample, which)}]
+    conv += [
+        {"from": "human", "value": sample["instruction"]},
+        {"from": "gpt", "value": chosen_response(sample, which)},
+    ]
     return {"conversations": conv}
 
 
@@ -67,8 +73,9 @@ def sample_reference(sample: dict[str, Any]) -> str:
     return sample["meta"].get("reference_id") or sample["meta"]["id"]
 
 
-def split_by_reference(samples: list, val_fraction: float, seed: int = 0,
-                       key: Callable[[Any], str] = sample_reference) -> tuple[list, list]:
+def split_by_reference(
+    samples: list, val_fraction: float, seed: int = 0, key: Callable[[Any], str] = sample_reference
+) -> tuple[list, list]:
     """Train/validation split that keeps all items of one reference (`key`) on the same side.
 
     References are shuffled with `seed` and moved to validation until it holds at least `val_fraction`

@@ -86,8 +86,12 @@ def classify(err: BaseException) -> Failure:
     if isinstance(err, LMBillingError):
         return Failure("billing", f"the provider refused for billing or quota: {detail}", final=False, fatal=True)
     if isinstance(err, LMUnsupportedFeatureError):
-        return Failure("unsupported", f"the model's client cannot send this request (check the role's extra settings): "
-                       f"{detail}", final=False, fatal=True)
+        return Failure(
+            "unsupported",
+            f"the model's client cannot send this request (check the role's extra settings): {detail}",
+            final=False,
+            fatal=True,
+        )
     if isinstance(err, LMUnsupportedModelError):
         return Failure("unknown_model", f"the provider does not serve this model: {detail}", final=False, fatal=True)
     if isinstance(err, LMInvalidRequestError):
@@ -98,7 +102,9 @@ def classify(err: BaseException) -> Failure:
     if isinstance(err, LMRateLimitError):
         return Failure("rate_limited", detail, final=False, retryable=True, retry_after=_retry_after(err))
     if isinstance(err, LMError):
-        return Failure("api_error", detail, final=False, retryable=is_retryable_lm_error(err), retry_after=_retry_after(err))
+        return Failure(
+            "api_error", detail, final=False, retryable=is_retryable_lm_error(err), retry_after=_retry_after(err)
+        )
     if isinstance(err, (ValidationError, ValueError)):
         return Failure("invalid_output", detail)
     return Failure("internal_error", f"{type(err).__name__}: {detail}", final=False)
@@ -107,8 +113,8 @@ def classify(err: BaseException) -> Failure:
 # what to try when a run keeps failing for one reason
 _HINTS = {
     "truncated": "raise {role}.max_tokens, or ask for shorter outputs",
-    "unparseable": "try {role}.adapter = \"json_schema\" (a server that enforces schemas), more {role}.max_repairs, "
-                   "or a stronger model",
+    "unparseable": 'try {role}.adapter = "json_schema" (a server that enforces schemas), more {role}.max_repairs, '
+    "or a stronger model",
     "invalid_output": "try a stronger model",
     "refused": "the provider refuses this content; check the seeds",
     "content_filter": "the provider filters this content; check the seeds",
@@ -140,5 +146,9 @@ class FailureStreak:
         kinds = ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
         hint = _HINTS.get(failure.reason, "")
         hint = f"; {hint.format(role=self.role)}" if hint else ""
-        return Failure("too_many_failures", f"{self.count} consecutive {self.what} failures ({kinds}), the last: "
-                       f"{failure.detail}{hint}", final=False, fatal=True)
+        return Failure(
+            "too_many_failures",
+            f"{self.count} consecutive {self.what} failures ({kinds}), the last: {failure.detail}{hint}",
+            final=False,
+            fatal=True,
+        )

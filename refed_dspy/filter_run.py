@@ -35,13 +35,21 @@ def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[Filte
         return 0, ""
     reasons = unjudged_reasons(set(judgments), list(read_jsonl(src.judge_rejects)))
     failed = sum(reasons.values())
-    why = (f"{failed} judge failures ({', '.join(f'{n} {r}' for r, n in reasons.most_common())})" if failed
-           else "not judged yet")
+    why = (
+        f"{failed} judge failures ({', '.join(f'{n} {r}' for r, n in reasons.most_common())})"
+        if failed
+        else "not judged yet"
+    )
     return len(missing), why
 
 
-def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec], overwrite: bool = False,
-               unjudged: str | None = None) -> dict[str, Any]:
+def filter_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    specs: list[FilterSpec],
+    overwrite: bool = False,
+    unjudged: str | None = None,
+) -> dict[str, Any]:
     """Filter `run_dir`'s samples into `out_dir`; returns the filter summary.
 
     A judge-based filter never drops a sample silently for want of a judgment: when some samples have none,
@@ -53,7 +61,9 @@ def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec]
     if not src.samples.exists():
         raise RunDirError(f"{src.path} has no samples.jsonl; run `refed synthesize` first")
     if not specs:
-        raise ConfigError("no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,...")
+        raise ConfigError(
+            "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
+        )
     check_output_dir(out.path, [src.path])
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
@@ -64,8 +74,10 @@ def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec]
     judgments = load_judgments(src)
     n_unjudged, why = _unjudged(samples, judgments, specs, src)
     if n_unjudged and unjudged is None:
-        raise ConfigError(f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters "
-                          f"({why}); finish with `refed judge {src.path}`, or pass --unjudged keep or --unjudged drop")
+        raise ConfigError(
+            f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters "
+            f"({why}); finish with `refed judge {src.path}`, or pass --unjudged keep or --unjudged drop"
+        )
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
     with DirLock(out.path, "refed filter", "output directory"):
         if out.samples.exists() and not overwrite:  # again under the lock: another filter may just have written it
@@ -76,9 +88,16 @@ def filter_run(run_dir: str | Path, out_dir: str | Path, specs: list[FilterSpec]
         write_jsonl_atomic(out.judgments, [j for sid, j in judgments.items() if sid in kept_ids])
         if src.config.exists():
             shutil.copyfile(src.config, out.config)
-        summary = {"source_run": str(src.path.resolve()), "out": str(out.path), "input": len(samples), "kept": len(kept),
-                   "removed": len(rejects), "removed_by_filter": reject_counts(rejects), "steps": steps,
-                   "unjudged": {"samples": n_unjudged, "policy": unjudged if n_unjudged else None, "why": why or None},
-                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        summary = {
+            "source_run": str(src.path.resolve()),
+            "out": str(out.path),
+            "input": len(samples),
+            "kept": len(kept),
+            "removed": len(rejects),
+            "removed_by_filter": reject_counts(rejects),
+            "steps": steps,
+            "unjudged": {"samples": n_unjudged, "policy": unjudged if n_unjudged else None, "why": why or None},
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         write_json_atomic(out.path / "filter_summary.json", summary)
     return summary

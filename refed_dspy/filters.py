@@ -32,8 +32,9 @@ def _sid(sample: Sample) -> str:
 
 
 def _split(samples: list[Sample], reasons: dict[str, str]) -> FilterResult:
-    return FilterResult([s for s in samples if _sid(s) not in reasons],
-                        [(s, reasons[_sid(s)]) for s in samples if _sid(s) in reasons])
+    return FilterResult(
+        [s for s in samples if _sid(s) not in reasons], [(s, reasons[_sid(s)]) for s in samples if _sid(s) in reasons]
+    )
 
 
 def text_of(sample: Sample, which: str) -> str:
@@ -55,8 +56,9 @@ def unjudged_ids(samples: list[Sample], judgments: dict[str, dict[str, Any]], pa
     return [_sid(s) for s in samples if (judgments.get(_sid(s)) or {}).get(part) is None]
 
 
-def judge_prefers_improved(samples: list[Sample], judgments: dict[str, dict[str, Any]],
-                           unjudged: str = "drop") -> FilterResult:
+def judge_prefers_improved(
+    samples: list[Sample], judgments: dict[str, dict[str, Any]], unjudged: str = "drop"
+) -> FilterResult:
     """The paper's LLM-judge filter: keep a sample only when the judge (both orders) prefers its improved response
     to the draft. A sample with no pairwise judgment is removed, saying so (`unjudged="keep"`: kept)."""
     reasons = {}
@@ -82,13 +84,17 @@ def rouge_diversity(samples: list[Sample], threshold: float, seed: int = 0) -> F
     for s in samples[start:] + samples[:start]:
         why = dedup.offer(text_of(s, "instruction"))
         if why is not None:
-            reasons[_sid(s)] = f"{why}: instruction ROUGE-L >= {threshold} against a kept one" if why == "near_duplicate" \
+            reasons[_sid(s)] = (
+                f"{why}: instruction ROUGE-L >= {threshold} against a kept one"
+                if why == "near_duplicate"
                 else "duplicate instruction"
+            )
     return _split(samples, reasons)
 
 
-def min_score(samples: list[Sample], judgments: dict[str, dict[str, Any]], threshold: float,
-              unjudged: str = "drop") -> FilterResult:
+def min_score(
+    samples: list[Sample], judgments: dict[str, dict[str, Any]], threshold: float, unjudged: str = "drop"
+) -> FilterResult:
     """Keep samples whose mean pointwise judge score is at least `threshold` (and, with `unjudged="keep"`, those
     with no pointwise judgment)."""
     reasons = {}
@@ -102,8 +108,9 @@ def min_score(samples: list[Sample], judgments: dict[str, dict[str, Any]], thres
     return _split(samples, reasons)
 
 
-def length(samples: list[Sample], which: str = "response", min_words: int | None = None,
-           max_words: int | None = None) -> FilterResult:
+def length(
+    samples: list[Sample], which: str = "response", min_words: int | None = None, max_words: int | None = None
+) -> FilterResult:
     """Keep samples whose `which` text has between min_words and max_words words (inclusive)."""
     reasons = {}
     for s in samples:
@@ -123,7 +130,11 @@ def dedup(samples: list[Sample], threshold: float | None = None) -> FilterResult
     for s in samples:
         why = dd.offer(text_of(s, "instruction"))
         if why is not None:
-            reasons[_sid(s)] = "duplicate instruction" if why == "duplicate" else f"near-duplicate instruction (ROUGE-L >= {threshold})"
+            reasons[_sid(s)] = (
+                "duplicate instruction"
+                if why == "duplicate"
+                else f"near-duplicate instruction (ROUGE-L >= {threshold})"
+            )
     return _split(samples, reasons)
 
 
@@ -132,12 +143,15 @@ def random_subset(samples: list[Sample], k: int, seed: int = 0) -> FilterResult:
     if k >= len(samples):
         return FilterResult(list(samples))
     chosen = set(random.Random(seed).sample(range(len(samples)), k))
-    reasons = {_sid(s): f"not in the random subset of {k} (seed {seed})" for i, s in enumerate(samples) if i not in chosen}
+    reasons = {
+        _sid(s): f"not in the random subset of {k} (seed {seed})" for i, s in enumerate(samples) if i not in chosen
+    }
     return _split(samples, reasons)
 
 
-def apply_filter(spec: FilterSpec, samples: list[Sample], judgments: dict[str, dict[str, Any]],
-                 unjudged: str = "drop") -> FilterResult:
+def apply_filter(
+    spec: FilterSpec, samples: list[Sample], judgments: dict[str, dict[str, Any]], unjudged: str = "drop"
+) -> FilterResult:
     """Run one configured filter (`unjudged`: what a judge-based filter does with a sample it has no judgment of)."""
     if spec.name == "judge_prefers_improved":
         return judge_prefers_improved(samples, judgments, unjudged)
@@ -154,8 +168,9 @@ def apply_filter(spec: FilterSpec, samples: list[Sample], judgments: dict[str, d
     raise ConfigError(f"unknown filter '{spec.name}'")
 
 
-def apply_chain(specs: list[FilterSpec], samples: list[Sample], judgments: dict[str, dict[str, Any]],
-                unjudged: str = "drop"):
+def apply_chain(
+    specs: list[FilterSpec], samples: list[Sample], judgments: dict[str, dict[str, Any]], unjudged: str = "drop"
+):
     """Run filters in order, each on what the previous kept. Returns (kept, reject rows, per-step counts)."""
     kept = list(samples)
     rejects: list[dict[str, Any]] = []
@@ -163,11 +178,27 @@ def apply_chain(specs: list[FilterSpec], samples: list[Sample], judgments: dict[
     for i, spec in enumerate(specs):
         result = apply_filter(spec, kept, judgments, unjudged)
         for sample, reason in result.removed:
-            rejects.append({"stage": "filter", "filter": spec.name, "step": i, "reason": reason,
-                            "item_id": _sid(sample), "reference_id": sample["meta"].get("reference_id"),
-                            "instruction": sample.get("instruction")})
-        steps.append({"step": i, "filter": spec.name, "params": spec.model_dump(exclude_none=True),
-                      "in": len(kept), "kept": len(result.kept), "removed": len(result.removed)})
+            rejects.append(
+                {
+                    "stage": "filter",
+                    "filter": spec.name,
+                    "step": i,
+                    "reason": reason,
+                    "item_id": _sid(sample),
+                    "reference_id": sample["meta"].get("reference_id"),
+                    "instruction": sample.get("instruction"),
+                }
+            )
+        steps.append(
+            {
+                "step": i,
+                "filter": spec.name,
+                "params": spec.model_dump(exclude_none=True),
+                "in": len(kept),
+                "kept": len(result.kept),
+                "removed": len(result.removed),
+            }
+        )
         kept = result.kept
     return kept, rejects, steps
 

@@ -20,7 +20,9 @@ async def gather_settled(*aws: Awaitable[Any]) -> list[Any]:
     return list(results)
 
 
-async def gather_kept(*aws: Awaitable[Any], fatal: tuple[type[BaseException], ...] = ()) -> tuple[list[Any], list[Exception]]:
+async def gather_kept(
+    *aws: Awaitable[Any], fatal: tuple[type[BaseException], ...] = ()
+) -> tuple[list[Any], list[Exception]]:
     """Wait for every awaitable; return the results of those that succeeded (in order) and the errors of the rest.
 
     For a composition that can use part of its work (the samples that came out of a reference): one failed call

@@ -40,9 +40,17 @@ log = logging.getLogger(__name__)
 def judge_fingerprint(config: Config) -> dict[str, Any]:
     """The config values that determine the judgments (changing them makes old judgments stale)."""
     j, g = config.judge, config.judging
-    return {"model": j.model, "api_base": j.api_base, "temperature": j.temperature, "max_tokens": j.max_tokens,
-            "adapter": j.adapter, "schema_dialect": j.schema_dialect,
-            "criteria": list(g.criteria), "pointwise": g.pointwise, "pairwise": g.pairwise}
+    return {
+        "model": j.model,
+        "api_base": j.api_base,
+        "temperature": j.temperature,
+        "max_tokens": j.max_tokens,
+        "adapter": j.adapter,
+        "schema_dialect": j.schema_dialect,
+        "criteria": list(g.criteria),
+        "pointwise": g.pointwise,
+        "pairwise": g.pairwise,
+    }
 
 
 _DEFAULT_JUDGE_FINGERPRINT = judge_fingerprint(Config())
@@ -51,8 +59,11 @@ _DEFAULT_JUDGE_FINGERPRINT = judge_fingerprint(Config())
 def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """`key: old -> new` for the judge settings that differ (a key added after `old` was written, at its default,
     does not count)."""
-    return [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items()
-            if old.get(k) != v and not (k not in old and v == _DEFAULT_JUDGE_FINGERPRINT.get(k))]
+    return [
+        f"{k}: {old.get(k)!r} -> {v!r}"
+        for k, v in new.items()
+        if old.get(k) != v and not (k not in old and v == _DEFAULT_JUDGE_FINGERPRINT.get(k))
+    ]
 
 
 def run_config(rundir: RunDir) -> Config:
@@ -77,8 +88,9 @@ class JudgeRun:
     """Judges every sample of one run dir once, on the execution engine (a stage: see refed_dspy.engine). Use
     `judge_run`."""
 
-    def __init__(self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False,
-                 broker: Any = None):
+    def __init__(
+        self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False, broker: Any = None
+    ):
         from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 
         self.config = config
@@ -93,14 +105,23 @@ class JudgeRun:
             raise ConfigError("judging.pointwise and judging.pairwise are both false: nothing to judge")
         self.calls_per_sample = (1 if self.pointwise else 0) + (2 if self.pairwise else 0)
         self.slots = min(self.calls_per_sample, self.cfg.concurrency)
-        self.engine = Engine(self, Limits(
-            concurrency=config.batch.max_in_flight if broker is not None else self.cfg.concurrency,
-            max_retries=config.judge.num_retries,
-            worst_calls={"judge": self.calls_per_sample * (1 + config.judge.max_repairs)},
-            max_calls=self.cfg.max_calls, max_cost_usd=self.cfg.max_cost_usd, price=self.price,
-            max_tokens=config.judge.max_tokens, prior_prompt_tokens=_PRIOR_PROMPT_TOKENS,
-            max_consecutive_failures=self.cfg.max_consecutive_failures, role="judge",
-            stop_grace_s=config.run.stop_grace_s), broker=broker)
+        self.engine = Engine(
+            self,
+            Limits(
+                concurrency=config.batch.max_in_flight if broker is not None else self.cfg.concurrency,
+                max_retries=config.judge.num_retries,
+                worst_calls={"judge": self.calls_per_sample * (1 + config.judge.max_repairs)},
+                max_calls=self.cfg.max_calls,
+                max_cost_usd=self.cfg.max_cost_usd,
+                price=self.price,
+                max_tokens=config.judge.max_tokens,
+                prior_prompt_tokens=_PRIOR_PROMPT_TOKENS,
+                max_consecutive_failures=self.cfg.max_consecutive_failures,
+                role="judge",
+                stop_grace_s=config.run.stop_grace_s,
+            ),
+            broker=broker,
+        )
         self.show_progress = show_progress
         self.rejected_now = 0
         self.new = 0
@@ -121,13 +142,17 @@ class JudgeRun:
             try:
                 old = json.loads(rd.judge_fingerprint.read_text())
             except (OSError, ValueError) as err:
-                raise RunDirError(f"{rd.judge_fingerprint} is unreadable ({err}); use on_mismatch=\"fresh\" to judge again",
-                                  cli=f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again") from None
+                raise RunDirError(
+                    f'{rd.judge_fingerprint} is unreadable ({err}); use on_mismatch="fresh" to judge again',
+                    cli=f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again",
+                ) from None
             diff = judge_fingerprint_diff(old, new)
             if diff and on_mismatch != "resume":
                 what = f"{rd.path} was judged with a different judge config ({'; '.join(diff)})"
-                raise RunDirError(f"{what}; use on_mismatch=\"fresh\" to judge again from scratch",
-                                  cli=f"{what}; use --fresh to judge again from scratch")
+                raise RunDirError(
+                    f'{what}; use on_mismatch="fresh" to judge again from scratch',
+                    cli=f"{what}; use --fresh to judge again from scratch",
+                )
         write_json_atomic(rd.judge_fingerprint, new)
         judged, rejected = set(), set()
         totals = self.engine.totals
@@ -161,7 +186,10 @@ class JudgeRun:
                 parts = []
                 if self.pointwise is not None:
                     parts.append(self.pointwise.acall(instruction=instruction, response=final_response(sample)))
-                improved, draft = (sample.get("improved_response") or "").strip(), (sample.get("response") or "").strip()
+                improved, draft = (
+                    (sample.get("improved_response") or "").strip(),
+                    (sample.get("response") or "").strip(),
+                )
                 pairwise = self.pairwise is not None and bool(improved) and bool(draft)
                 if pairwise:
                     parts.append(self.pairwise.acall(instruction=instruction, first=improved, second=draft))
@@ -171,8 +199,12 @@ class JudgeRun:
                     out["pointwise"] = {"scores": p.scores, "overall": p.overall, "rationale": p.rationale}
                 if pairwise:
                     q = results[-1]
-                    out["pairwise"] = {"winner": {"first": "improved", "second": "draft"}.get(q.winner, "tie"),
-                                       "verdicts": q.verdicts, "flipped": q.flipped, "rationales": q.rationales}
+                    out["pairwise"] = {
+                        "winner": {"first": "improved", "second": "draft"}.get(q.winner, "tie"),
+                        "verdicts": q.verdicts,
+                        "flipped": q.flipped,
+                        "rationales": q.rationales,
+                    }
                 return out, None
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
                 return None, classify(err)
@@ -180,18 +212,32 @@ class JudgeRun:
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
         sample_id = payload["meta"]["id"]
         if failure is None:
-            result.update(judge=self.config.judge.model, usage=usage,
-                          created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            result.update(
+                judge=self.config.judge.model,
+                usage=usage,
+                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
             self.writers["judgments"].append(result)
             self.new += 1
             return
-        self.writers["rejects"].append({"stage": "judge", **failure.record_fields(), "sample_id": sample_id, "usage": usage})
+        self.writers["rejects"].append(
+            {"stage": "judge", **failure.record_fields(), "sample_id": sample_id, "usage": usage}
+        )
         self.rejected_now += 1
 
     def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:
         """An attempt that leaves no judgment (retried, or cut off by a stop): its usage, as a non-final reject."""
-        self.writers["rejects"].append({"stage": "judge", "reason": outcome, "detail": "attempt retried or cut off",
-                                        "sample_id": key, "final": False, "attempt": True, "usage": usage})
+        self.writers["rejects"].append(
+            {
+                "stage": "judge",
+                "reason": outcome,
+                "detail": "attempt retried or cut off",
+                "sample_id": key,
+                "final": False,
+                "attempt": True,
+                "usage": usage,
+            }
+        )
 
     # ---- the run ------------------------------------------------------------------------------------
     async def run(self, samples: list[dict[str, Any]], on_mismatch: str = "error") -> dict[str, Any]:
@@ -200,24 +246,47 @@ class JudgeRun:
         judged, rejected = self.prepare(on_mismatch)
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
         self.queue = iter(todo)
-        self.writers = {"judgments": JsonlWriter(self.rundir.judgments), "rejects": JsonlWriter(self.rundir.judge_rejects)}
+        self.writers = {
+            "judgments": JsonlWriter(self.rundir.judgments),
+            "rejects": JsonlWriter(self.rundir.judge_rejects),
+        }
         engine = self.engine
-        progress = Progress(len(samples), len(samples) - len(todo), enabled=self.show_progress, desc="judged",
-                            unit="sample", every_s=self.config.run.progress_every_s, label="judge")
+        progress = Progress(
+            len(samples),
+            len(samples) - len(todo),
+            enabled=self.show_progress,
+            desc="judged",
+            unit="sample",
+            every_s=self.config.run.progress_every_s,
+            label="judge",
+        )
         engine.on_progress = lambda: progress.update(progress.initial + self.new, engine.totals, self.rejected_now)
         try:
             await engine.run_closing(progress, self.writers.values())
         finally:
             status = engine.status(done=engine.stop_reason is None)
-            figures = {**engine.figures(),
-                       **engine.mode_figures(engine.totals.as_dict(), self.config.judge.batch_price_factor, self.lm)}
-            summary = judge_summary(self.rundir, samples, self.config, engine.totals, status,
-                                    time.monotonic() - self.started, self.new, self.price is not None,
-                                    self.adapter.choice.as_dict(), figures)
+            figures = {
+                **engine.figures(),
+                **engine.mode_figures(engine.totals.as_dict(), self.config.judge.batch_price_factor, self.lm),
+            }
+            summary = judge_summary(
+                self.rundir,
+                samples,
+                self.config,
+                engine.totals,
+                status,
+                time.monotonic() - self.started,
+                self.new,
+                self.price is not None,
+                self.adapter.choice.as_dict(),
+                figures,
+            )
             write_json_atomic(self.rundir.judge_summary, summary)
         if engine.abort is not None:
-            raise RunAborted(f"judging stopped: {engine.abort.detail} ({summary['judged']} judged in {self.rundir.path}; "
-                             "run the same command again to resume)")
+            raise RunAborted(
+                f"judging stopped: {engine.abort.detail} ({summary['judged']} judged in {self.rundir.path}; "
+                "run the same command again to resume)"
+            )
         if status == "interrupted":
             raise KeyboardInterrupt
         return summary
@@ -226,14 +295,26 @@ class JudgeRun:
 def unjudged_reasons(judged: set[str], reject_rows: list[dict[str, Any]]) -> Counter:
     """Why the samples without a judgment have none: the reason of each one's last judge reject (pure; the usage rows
     of attempts that were retried do not count)."""
-    last = {r.get("sample_id"): r.get("reason", "unknown") for r in reject_rows
-            if r.get("sample_id") not in judged and not r.get("attempt")}
+    last = {
+        r.get("sample_id"): r.get("reason", "unknown")
+        for r in reject_rows
+        if r.get("sample_id") not in judged and not r.get("attempt")
+    }
     return Counter(last.values())
 
 
-def judge_summary(rundir: RunDir, samples: list[dict[str, Any]], config: Config, totals: Totals, status: str,
-                  wall: float, new: int, price_known: bool, adapter: dict[str, str] | None = None,
-                  engine: dict[str, Any] | None = None) -> dict[str, Any]:
+def judge_summary(
+    rundir: RunDir,
+    samples: list[dict[str, Any]],
+    config: Config,
+    totals: Totals,
+    status: str,
+    wall: float,
+    new: int,
+    price_known: bool,
+    adapter: dict[str, str] | None = None,
+    engine: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Figures of all judgments in the run dir (read back from the files).
 
     `status` 'complete' becomes 'partial' unless every sample has a judgment; `rejects` counts the samples
@@ -247,11 +328,24 @@ def judge_summary(rundir: RunDir, samples: list[dict[str, Any]], config: Config,
     if status == "complete" and unjudged:
         status = "partial"
     usage = totals.as_dict()
-    return {"status": status, "run_dir": str(rundir.path), "judge": config.judge.model, "criteria": list(config.judging.criteria),
-            "adapter": adapter, "samples": len(samples), "judged": len(rows), "unjudged": unjudged, "new": new, **stats,
-            "rejects": dict(rejects), **(engine or {}), "usage": usage,
-            "cost_usd": usage["cost_usd"] if price_known else None,
-            "wall_s": round(wall, 3), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "status": status,
+        "run_dir": str(rundir.path),
+        "judge": config.judge.model,
+        "criteria": list(config.judging.criteria),
+        "adapter": adapter,
+        "samples": len(samples),
+        "judged": len(rows),
+        "unjudged": unjudged,
+        "new": new,
+        **stats,
+        "rejects": dict(rejects),
+        **(engine or {}),
+        "usage": usage,
+        "cost_usd": usage["cost_usd"] if price_known else None,
+        "wall_s": round(wall, 3),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def judgment_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -280,8 +374,15 @@ def load_judgments(rundir: RunDir) -> dict[str, dict[str, Any]]:
     return {row["sample_id"]: row for row in read_jsonl(rundir.judgments)}
 
 
-async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge_lm: dspy.LM | None = None,
-                     on_mismatch: str = "error", show_progress: bool = False, detach: bool = False) -> dict[str, Any]:
+async def ajudge_run(
+    run_dir: str | Path,
+    config: Config | None = None,
+    *,
+    judge_lm: dspy.LM | None = None,
+    on_mismatch: str = "error",
+    show_progress: bool = False,
+    detach: bool = False,
+) -> dict[str, Any]:
     """Judge (or finish judging) the samples of `run_dir`; returns judge_summary.json's content (judging.mode =
     "batch": through the judge provider's batch API; `detach` returns once the batches are submitted)."""
     from refed_dspy.synthesis import use_run_cache
@@ -292,8 +393,10 @@ async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
     if config.judging.max_cost_usd is not None and price_of(config.judge) is None:
-        raise ConfigError(f"judging.max_cost_usd needs a price for '{config.judge.model}': set judge.input_usd_per_mtok "
-                          "and judge.output_usd_per_mtok")
+        raise ConfigError(
+            f"judging.max_cost_usd needs a price for '{config.judge.model}': set judge.input_usd_per_mtok "
+            "and judge.output_usd_per_mtok"
+        )
     batch = config.judging.mode == "batch"
     if batch:
         from refed_dspy.engine.batch_api import batch_provider
@@ -313,16 +416,23 @@ async def ajudge_run(run_dir: str | Path, config: Config | None = None, *, judge
         if batch:
             from refed_dspy.engine.batch import batch_lm
 
-            judge_lm, broker = batch_lm(config.judge, "judge", rundir.path, config.batch, detach=detach,
-                                        store_name="judge_batches")
+            judge_lm, broker = batch_lm(
+                config.judge, "judge", rundir.path, config.batch, detach=detach, store_name="judge_batches"
+            )
         try:
             return await JudgeRun(config, rundir, judge_lm, show_progress, broker).run(samples, on_mismatch)
         finally:
             if config.tracking.enabled and rundir.judge_summary.exists():
                 from refed_dspy.tracking import track_run_dir
 
-                track_run_dir(config, rundir.path, "judge", read_json(rundir.judge_summary),
-                              [rundir.judge_summary, rundir.judge_fingerprint], metric_prefix="judge.")
+                track_run_dir(
+                    config,
+                    rundir.path,
+                    "judge",
+                    read_json(rundir.judge_summary),
+                    [rundir.judge_summary, rundir.judge_fingerprint],
+                    metric_prefix="judge.",
+                )
 
 
 def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -214,8 +214,14 @@ class RefedLM(dspy.LM):
         calls = _calls.get()
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
             started = _started.get()
-            calls.append(CallInfo(stage=_stage.get(), model=self.model, error=type(err).__name__,
-                                  seconds=round(time.monotonic() - started, 4) if started is not None else 0.0))
+            calls.append(
+                CallInfo(
+                    stage=_stage.get(),
+                    model=self.model,
+                    error=type(err).__name__,
+                    seconds=round(time.monotonic() - started, 4) if started is not None else 0.0,
+                )
+            )
 
     def update_history(self, entry: dict[str, Any]) -> None:
         usage = entry.get("usage") or {}
@@ -243,11 +249,14 @@ class RefedLM(dspy.LM):
         if calls is not None:
             calls.append(info)
         if self.budget is not None:
-            self.budget.record(self.role, self.price, info.prompt_tokens, info.completion_tokens, info.cached_tokens,
-                               info.cache_hit)
+            self.budget.record(
+                self.role, self.price, info.prompt_tokens, info.completion_tokens, info.cached_tokens, info.cache_hit
+            )
         if finish == "length":
-            raise OutputTruncated(f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)",
-                                  _first_text(entry.get("outputs")))
+            raise OutputTruncated(
+                f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)",
+                _first_text(entry.get("outputs")),
+            )
         if finish == "content_filter":
             raise OutputRefused("reply stopped by the provider's content filter", _first_text(entry.get("outputs")))
 
@@ -271,12 +280,14 @@ def check_key(spec: LMSpec, role: str) -> str | None:
     if not key:
         raise MissingKeyError(
             f"the {role} model '{spec.model}' needs an API key in ${env}, which is not set: "
-            f"run `export {env}=...` (or set {role}.api_key_env to another variable, or to \"\" for a server without keys)"
+            f'run `export {env}=...` (or set {role}.api_key_env to another variable, or to "" for a server without keys)'
         )
     return key
 
 
-def _wide_engines(lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None) -> tuple[Any, Any] | None:
+def _wide_engines(
+    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None
+) -> tuple[Any, Any] | None:
     """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
     `max_connections` (DSPy's is fixed at 100 per LM); `wrap` turns the async engine's HTTP transport into the
     one it uses (batch mode, several endpoints). None when DSPy would not use its native engine for this model
@@ -291,8 +302,10 @@ def _wide_engines(lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] 
             return None
         provider, clients = sel.resolution.provider, sel.clients
         url = clients.get("api_base") or clients.get("base_url")
-        common = dict(api_keys={provider: clients["api_key"]} if "api_key" in clients else None,
-                      base_urls={provider: url} if url else None)
+        common = dict(
+            api_keys={provider: clients["api_key"]} if "api_key" in clients else None,
+            base_urls={provider: url} if url else None,
+        )
         config = RouterConfig(**common, timeouts=timeouts_for(clients.get("timeout")), max_connections=max_connections)
         async_config = config
         if wrap is not None:
@@ -304,8 +317,13 @@ def _wide_engines(lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] 
         return None
 
 
-def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None,
-             max_connections: int | None = None, wrap: Callable[[Any], Any] | None = None) -> RefedLM:
+def build_lm(
+    spec: LMSpec,
+    role: str = "teacher",
+    num_retries: int | None = None,
+    max_connections: int | None = None,
+    wrap: Callable[[Any], Any] | None = None,
+) -> RefedLM:
     """Build the LM for one role. Reads the key from the environment; never stores it elsewhere.
 
     `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
@@ -337,7 +355,9 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
         kwargs["api_key"] = "unused"  # OpenAI-compatible clients insist on some key
     retries = spec.num_retries if num_retries is None else num_retries
     try:
-        lm = RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries, **kwargs)
+        lm = RefedLM(
+            spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries, **kwargs
+        )
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
     lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.provenance)
@@ -346,17 +366,32 @@ def build_lm(spec: LMSpec, role: str = "teacher", num_retries: int | None = None
     engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
     if engines is None and wrap is not None:
         what = "several api_base endpoints" if spread is not None else "batch mode"
-        raise ConfigError(f"{role}: {what} cannot carry the calls of '{spec.model}' (DSPy does not serve it with its "
-                          "own client); give one api_base and use mode = \"online\"")
+        raise ConfigError(
+            f"{role}: {what} cannot carry the calls of '{spec.model}' (DSPy does not serve it with its "
+            'own client); give one api_base and use mode = "online"'
+        )
     if engines is None:
         if max_connections > CLIENT_MAX_CONNECTIONS:
-            log.warning("%s: %d calls in flight, but DSPy's HTTP client holds at most %d connections for '%s'; "
-                        "the calls beyond that wait in its pool", role, max_connections, CLIENT_MAX_CONNECTIONS, spec.model)
+            log.warning(
+                "%s: %d calls in flight, but DSPy's HTTP client holds at most %d connections for '%s'; "
+                "the calls beyond that wait in its pool",
+                role,
+                max_connections,
+                CLIENT_MAX_CONNECTIONS,
+                spec.model,
+            )
         return lm
     assert engines is not None
     rest = {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "base_url", "timeout", "api_version")}
-    wide = RefedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries,
-                   engine=engines[0], async_engine=engines[1], **rest)
+    wide = RefedLM(
+        spec.model,
+        temperature=spec.temperature,
+        max_tokens=spec.max_tokens,
+        num_retries=retries,
+        engine=engines[0],
+        async_engine=engines[1],
+        **rest,
+    )
     wide.endpoint_spread = spread
     wide.refed_spec = spec
     return wide

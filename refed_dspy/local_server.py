@@ -52,8 +52,15 @@ class LocalServer:
         return f"{self.url}/v1"
 
 
-def start(model: str | Path | None = None, port: int = 8080, slots: int = 2, ctx_per_slot: int = 8192,
-          threads: int | None = None, host: str = "127.0.0.1", quiet: bool = True) -> LocalServer:
+def start(
+    model: str | Path | None = None,
+    port: int = 8080,
+    slots: int = 2,
+    ctx_per_slot: int = 8192,
+    threads: int | None = None,
+    host: str = "127.0.0.1",
+    quiet: bool = True,
+) -> LocalServer:
     """Start llama.cpp's server in this process on `host:port` (port 0: any free port) and wait until it answers."""
     try:
         import xllamacpp

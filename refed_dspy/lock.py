@@ -48,12 +48,24 @@ class DirLock:
         except BlockingIOError:
             info = _read(fd)
             os.close(fd)
-            who = f"PID {info.get('pid', '?')}" + (f" ({info['command']}, since {info['started']})" if info.get("command") else "")
-            raise RunDirError(f"{self.path} is in use by {who}; wait for it to finish or stop it, then run this again") from None
+            who = f"PID {info.get('pid', '?')}" + (
+                f" ({info['command']}, since {info['started']})" if info.get("command") else ""
+            )
+            raise RunDirError(
+                f"{self.path} is in use by {who}; wait for it to finish or stop it, then run this again"
+            ) from None
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps({"pid": os.getpid(), "command": self.command,
-                                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode())
+        os.write(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "command": self.command,
+                    "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+            ).encode(),
+        )
         self._fd = fd
         return self
 

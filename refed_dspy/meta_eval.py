@@ -45,8 +45,10 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as err:
             raise SeedError(f"{p}:{n}: not JSON ({err.msg})") from None
         kind = row.get("kind") or ("pairwise" if "preference" in row else "likert" if "score" in row else None)
-        need = {"pairwise": ("instruction", "response_a", "response_b", "preference"),
-                "likert": ("instruction", "response", "score")}.get(kind)
+        need = {
+            "pairwise": ("instruction", "response_a", "response_b", "preference"),
+            "likert": ("instruction", "response", "score"),
+        }.get(kind)
         if need is None:
             raise SeedError(f"{p}:{n}: cannot tell the kind: a pairwise item has 'preference', a likert item 'score'")
         missing = [k for k in need if row.get(k) in (None, "")]
@@ -131,11 +133,22 @@ class _MetaEval:
         self.queue = iter(items)
         self.results: dict[str, dict[str, Any]] = {}
         j, g = config.judge, config.judging
-        self.engine = Engine(self, Limits(
-            concurrency=g.concurrency, max_retries=j.num_retries, worst_calls={"item": 2 * (1 + j.max_repairs)},
-            max_calls=g.max_calls, max_cost_usd=g.max_cost_usd, price=price_of(j), max_tokens=j.max_tokens,
-            prior_prompt_tokens=1500, max_consecutive_failures=g.max_consecutive_failures, role="judge",
-            stop_grace_s=config.run.stop_grace_s))
+        self.engine = Engine(
+            self,
+            Limits(
+                concurrency=g.concurrency,
+                max_retries=j.num_retries,
+                worst_calls={"item": 2 * (1 + j.max_repairs)},
+                max_calls=g.max_calls,
+                max_cost_usd=g.max_cost_usd,
+                price=price_of(j),
+                max_tokens=j.max_tokens,
+                prior_prompt_tokens=1500,
+                max_consecutive_failures=g.max_consecutive_failures,
+                role="judge",
+                stop_grace_s=config.run.stop_grace_s,
+            ),
+        )
 
     def fill(self, engine) -> None:
         while engine.slots_free() >= 2 or not engine.running:
@@ -156,10 +169,15 @@ class _MetaEval:
         with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
             try:
                 if item["kind"] == "pairwise":
-                    pred = await self.pairwise.acall(instruction=item["instruction"], first=item["response_a"],
-                                                     second=item["response_b"])
-                    out = {"judge": {"first": "a", "second": "b"}.get(pred.winner, "tie"), "verdicts": pred.verdicts,
-                           "flipped": pred.flipped, "preference": str(item["preference"]).lower()}
+                    pred = await self.pairwise.acall(
+                        instruction=item["instruction"], first=item["response_a"], second=item["response_b"]
+                    )
+                    out = {
+                        "judge": {"first": "a", "second": "b"}.get(pred.winner, "tie"),
+                        "verdicts": pred.verdicts,
+                        "flipped": pred.flipped,
+                        "preference": str(item["preference"]).lower(),
+                    }
                 else:
                     pred = await self.pointwise.acall(instruction=item["instruction"], response=item["response"])
                     out = {"judge_score": pred.overall, "scores": pred.scores, "score": item["score"]}
@@ -168,8 +186,11 @@ class _MetaEval:
                 return None, classify(err)
 
     def handle(self, kind: str, item: dict[str, Any], result: Any, failure, usage: dict[str, Any]) -> None:
-        self.results[str(item["id"])] = result if failure is None else {
-            "id": item["id"], "kind": item["kind"], "error": failure.reason, "detail": failure.detail}
+        self.results[str(item["id"])] = (
+            result
+            if failure is None
+            else {"id": item["id"], "kind": item["kind"], "error": failure.reason, "detail": failure.detail}
+        )
 
 
 async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
@@ -191,11 +212,19 @@ async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None =
     failed = [r for r in results if "error" in r]
     if not ok:
         first = failed[0] if failed else {"error": "budget", "detail": "no item was judged within the budget"}
-        raise FinishedShort(f"the judge answered none of the {len(items)} label items (first error: "
-                            f"{first['error']}: {first['detail']})")
-    return {"labels": str(labels_path), "judge": config.judge.model, "adapter": adapter.choice.as_dict(),
-            "metrics": meta_metrics(ok), "failed": len(failed), "items": results,
-            "usage": stage.engine.totals.as_dict()}
+        raise FinishedShort(
+            f"the judge answered none of the {len(items)} label items (first error: "
+            f"{first['error']}: {first['detail']})"
+        )
+    return {
+        "labels": str(labels_path),
+        "judge": config.judge.model,
+        "adapter": adapter.choice.as_dict(),
+        "metrics": meta_metrics(ok),
+        "failed": len(failed),
+        "items": results,
+        "usage": stage.engine.totals.as_dict(),
+    }
 
 
 def meta_eval(config, labels_path: str | Path, **kwargs: Any) -> dict[str, Any]:
@@ -211,13 +240,15 @@ def format_meta_eval(result: dict[str, Any]) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
     cost = result["usage"].get("cost_usd")
-    return "\n".join([
-        f"judge {result['judge']} on {result['labels']}: {m['pairwise_items']} pairwise, {m['likert_items']} likert items"
-        + (f", {result['failed']} failed" if result["failed"] else ""),
-        f"  pairwise accuracy   {f(m['pairwise_accuracy'])}",
-        f"  tie rate            {f(m['tie_rate'])}",
-        f"  position-bias rate  {f(m['position_bias_rate'])}",
-        f"  Pearson r           {f(m['pearson'])}",
-        f"  Spearman rho        {f(m['spearman'])}",
-        f"  cost                {'unknown' if cost is None else f'${cost:.4f}'} ({result['usage']['calls']} calls)",
-    ])
+    return "\n".join(
+        [
+            f"judge {result['judge']} on {result['labels']}: {m['pairwise_items']} pairwise, {m['likert_items']} likert items"
+            + (f", {result['failed']} failed" if result["failed"] else ""),
+            f"  pairwise accuracy   {f(m['pairwise_accuracy'])}",
+            f"  tie rate            {f(m['tie_rate'])}",
+            f"  position-bias rate  {f(m['position_bias_rate'])}",
+            f"  Pearson r           {f(m['pearson'])}",
+            f"  Spearman rho        {f(m['spearman'])}",
+            f"  cost                {'unknown' if cost is None else f'${cost:.4f}'} ({result['usage']['calls']} calls)",
+        ]
+    )

@@ -34,11 +34,18 @@ class Method:
 
 METHODS = {
     "refed": Method("refed", describe=True, critique_reference=True, improve=True, sample_feedback=False),
-    "sample_feedback": Method("sample_feedback", describe=True, critique_reference=False, improve=True, sample_feedback=True),
-    "instruction_feedback": Method("instruction_feedback", describe=True, critique_reference=False, improve=False, sample_feedback=False),
-    "no_feedback": Method("no_feedback", describe=False, critique_reference=False, improve=False, sample_feedback=False),
-    "reflection": Method("reflection", describe=False, critique_reference=False, improve=False, sample_feedback=False,
-                         recycle=True),
+    "sample_feedback": Method(
+        "sample_feedback", describe=True, critique_reference=False, improve=True, sample_feedback=True
+    ),
+    "instruction_feedback": Method(
+        "instruction_feedback", describe=True, critique_reference=False, improve=False, sample_feedback=False
+    ),
+    "no_feedback": Method(
+        "no_feedback", describe=False, critique_reference=False, improve=False, sample_feedback=False
+    ),
+    "reflection": Method(
+        "reflection", describe=False, critique_reference=False, improve=False, sample_feedback=False, recycle=True
+    ),
 }
 
 

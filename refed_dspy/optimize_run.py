@@ -56,10 +56,20 @@ class OptimizeResult:
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able figures (optimize_summary.json)."""
-        return {"optimizer": self.optimizer, "score_before": self.score_before, "score_after": self.score_after,
-                "steps": self.steps, "n_train": self.n_train, "n_val": self.n_val, "out_dir": str(self.out_dir),
-                "program": str(self.program_path), "usage": self.usage, "mlflow_run_id": self.mlflow_run_id,
-                "model_uri": self.model_uri, **self.extra}
+        return {
+            "optimizer": self.optimizer,
+            "score_before": self.score_before,
+            "score_after": self.score_after,
+            "steps": self.steps,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "out_dir": str(self.out_dir),
+            "program": str(self.program_path),
+            "usage": self.usage,
+            "mlflow_run_id": self.mlflow_run_id,
+            "model_uri": self.model_uri,
+            **self.extra,
+        }
 
 
 def out_dir(config: Config) -> Path:
@@ -72,8 +82,9 @@ def examples_config(config: Config, out: Path) -> Config:
     data = config.model_dump(mode="json")
     cfg = config.optimize
     data["run"]["dir"] = str(out / "examples")
-    data["synthesis"].update(method="refed", size=cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None,
-                             mode="online")
+    data["synthesis"].update(
+        method="refed", size=cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
+    )
     data["tracking"]["enabled"] = False
     return Config.model_validate(data)
 
@@ -103,6 +114,7 @@ def prediction_text(pred: Any) -> str:
 
 def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
     """The first `k` validation examples: their input, what the program made and its score, before and after."""
+
     def cut(text: str, n: int = 800) -> str:
         return text if len(text) <= n else text[:n] + " [...]"
 
@@ -111,9 +123,11 @@ def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
 
     parts = ["# Before and after optimization (validation examples)\n"]
     for i, ((ex, p0, s0), (_, p1, s1)) in enumerate(zip(before_rows[:k], after_rows[:k], strict=False), 1):
-        parts.append(f"## Example {i}\n\n{cut(_example_text(ex), 420)}\n\n"
-                     f"**Before** (score {s0:.3f}):\n\n> {quoted(p0)}\n\n"
-                     f"**After** (score {s1:.3f}):\n\n> {quoted(p1)}\n")
+        parts.append(
+            f"## Example {i}\n\n{cut(_example_text(ex), 420)}\n\n"
+            f"**Before** (score {s0:.3f}):\n\n> {quoted(p0)}\n\n"
+            f"**After** (score {s1:.3f}):\n\n> {quoted(p1)}\n"
+        )
     return "\n".join(parts)
 
 
@@ -122,8 +136,10 @@ def _write_outputs(out: Path, config: Config, result: dict[str, Any], program_pa
 
     files = [program_path, out / "instructions.txt", out / "before_after.md", out / "config.toml"]
     write_text_atomic(files[1], instructions_text(result["program"]))
-    write_text_atomic(files[2], before_after_markdown(result["before_rows"], result["after_rows"],
-                                                      config.optimize.before_after_examples))
+    write_text_atomic(
+        files[2],
+        before_after_markdown(result["before_rows"], result["after_rows"], config.optimize.before_after_examples),
+    )
     write_text_atomic(files[3], to_toml(config))
     return files
 
@@ -142,11 +158,19 @@ def _tracked(config: Config, out: Path, optimizer: str):
 
     connect(config)
     traces = config.tracking.log_traces
-    mlflow.dspy.autolog(log_compiles=False, log_evals=False, log_traces=traces, log_traces_from_compile=traces,
-                        log_traces_from_eval=traces, silent=True)
+    mlflow.dspy.autolog(
+        log_compiles=False,
+        log_evals=False,
+        log_traces=traces,
+        log_traces_from_compile=traces,
+        log_traces_from_eval=traces,
+        silent=True,
+    )
     try:
-        with mlflow.start_run(run_name=f"optimize-{optimizer}",
-                              tags={KIND_TAG: "optimize", STEPS_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())}) as run:
+        with mlflow.start_run(
+            run_name=f"optimize-{optimizer}",
+            tags={KIND_TAG: "optimize", STEPS_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())},
+        ) as run:
             mlflow.log_params(config_params(config))
             yield run
     finally:
@@ -158,9 +182,14 @@ def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Pat
 
     from refed_dspy.tracking import log_program, summary_metrics
 
-    mlflow.log_metrics({"score_before": result["score_before"], "score_after": result["score_after"],
-                        **summary_metrics(summary["usage"], "usage."),
-                        "examples_calls": float(summary.get("examples_usage", {}).get("calls", 0))})
+    mlflow.log_metrics(
+        {
+            "score_before": result["score_before"],
+            "score_after": result["score_after"],
+            **summary_metrics(summary["usage"], "usage."),
+            "examples_calls": float(summary.get("examples_usage", {}).get("calls", 0)),
+        }
+    )
     for step, score in enumerate(result["steps"]):
         mlflow.log_metric("step_score", score, step=step)
     for p in files:
@@ -169,16 +198,18 @@ def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Pat
     return log_program(result["program"], config.teacher, example=example)
 
 
-async def _examples(config: Config, out: Path, teacher: dspy.LM, references: list[Reference],
-                    on_mismatch: str) -> tuple[Path, dict[str, Any]]:
+async def _examples(
+    config: Config, out: Path, teacher: dspy.LM, references: list[Reference], on_mismatch: str
+) -> tuple[Path, dict[str, Any]]:
     """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
     from refed_dspy.synthesis import arun_synthesis
 
     if config.optimize.examples_run:
         return Path(config.optimize.examples_run), {}
     ex_config = examples_config(config, out)
-    summary = await arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch=on_mismatch,
-                                   show_progress=config.run.progress)
+    summary = await arun_synthesis(
+        ex_config, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=config.run.progress
+    )
     return Path(ex_config.run.dir), summary
 
 
@@ -187,9 +218,11 @@ def _what_happened(examples_dir: Path, summary: dict[str, Any]) -> str:
     if not summary:
         return f"{examples_dir} (optimize.examples_run)"
     rejects = ", ".join(f"{n} {r}" for r, n in sorted((summary.get("rejects") or {}).items(), key=lambda kv: -kv[1]))
-    return (f"the examples synthesis into {examples_dir} made {summary.get('samples', 0)} samples from "
-            f"{(summary.get('usage') or {}).get('calls', 0)} LM calls ({summary.get('status')}; rejects: {rejects or 'none'}; "
-            f"see its rejects.jsonl)")
+    return (
+        f"the examples synthesis into {examples_dir} made {summary.get('samples', 0)} samples from "
+        f"{(summary.get('usage') or {}).get('calls', 0)} LM calls ({summary.get('status')}; rejects: {rejects or 'none'}; "
+        f"see its rejects.jsonl)"
+    )
 
 
 def _budget_line(budget: CallBudget, metric: Any, started: float) -> str:
@@ -197,8 +230,10 @@ def _budget_line(budget: CallBudget, metric: Any, started: float) -> str:
     usage = budget.as_dict()
     roles = ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
     failed = metric.failure_summary()["failed"]
-    return (f"{usage['calls']} LM calls ({roles or 'none yet'}), ${usage['cost_usd']:.4f}, {failed} judge failures, "
-            f"{int(time.monotonic() - started)}s elapsed")
+    return (
+        f"{usage['calls']} LM calls ({roles or 'none yet'}), ${usage['cost_usd']:.4f}, {failed} judge failures, "
+        f"{int(time.monotonic() - started)}s elapsed"
+    )
 
 
 @contextlib.contextmanager
@@ -221,8 +256,9 @@ def target_program(config: Config) -> dspy.Module:
     if target == "instructions":
         return ProposeInstructions(config.optimize.instructions_per_feature)
     if target == "pipeline":
-        return build_pipeline(get_method(config.synthesis.method), config.optimize.instructions_per_feature,
-                              config.synthesis.reflection)
+        return build_pipeline(
+            get_method(config.synthesis.method), config.optimize.instructions_per_feature, config.synthesis.reflection
+        )
     return RespondAndImprove()
 
 
@@ -245,11 +281,20 @@ def _given_sets(trainset: list, valset: list | None, cfg: Any) -> tuple[list, li
     return order[n_val:], order[:n_val]
 
 
-def optimize(config: Config | str | None = None, overrides: list[str] | None = None, *, teacher: dspy.LM | None = None,
-             judge: dspy.LM | None = None, references: list[Reference] | None = None,
-             on_mismatch: OnMismatch = "error", program: dspy.Module | None = None,
-             trainset: list[dspy.Example] | None = None, valset: list[dspy.Example] | None = None,
-             metric: Any = None, optimizer: Any = None) -> OptimizeResult:
+def optimize(
+    config: Config | str | None = None,
+    overrides: list[str] | None = None,
+    *,
+    teacher: dspy.LM | None = None,
+    judge: dspy.LM | None = None,
+    references: list[Reference] | None = None,
+    on_mismatch: OnMismatch = "error",
+    program: dspy.Module | None = None,
+    trainset: list[dspy.Example] | None = None,
+    valset: list[dspy.Example] | None = None,
+    metric: Any = None,
+    optimizer: Any = None,
+) -> OptimizeResult:
     """Optimize a program against a metric, save it (program.json and the files beside it) and track it.
 
     Args:
@@ -282,7 +327,9 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
     cfg = config.optimize
     optimizer = cfg.optimizer if optimizer is None else optimizer
     if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer={optimizer!r} is not one of {', '.join(OPTIMIZERS)} (or pass a teleprompter instance)")
+        raise ConfigError(
+            f"optimizer={optimizer!r} is not one of {', '.join(OPTIMIZERS)} (or pass a teleprompter instance)"
+        )
     optimizer_name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
     if program is not None and not isinstance(program, dspy.Module):
         raise ConfigError(f"program= takes a DSPy module, not a {type(program).__name__}")
@@ -291,11 +338,15 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
     roles = [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else [])
     for role, spec in roles:
         if cfg.max_cost_usd is not None and price_of(spec) is None:
-            raise ConfigError(f"optimize.max_cost_usd needs a price for the {role} '{spec.model}': set "
-                              f"{role}.input_usd_per_mtok and {role}.output_usd_per_mtok")
+            raise ConfigError(
+                f"optimize.max_cost_usd needs a price for the {role} '{spec.model}': set "
+                f"{role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
+            )
     if cfg.target != "respond" and cfg.examples_run and trainset is None:
-        raise ConfigError(f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "
-                          "references as its examples ([seeds])")
+        raise ConfigError(
+            f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "
+            "references as its examples ([seeds])"
+        )
     teacher = teacher or build_lm(config.teacher, "teacher")
     if metric is None:
         judge = judge or build_lm(config.judge, "judge")
@@ -304,7 +355,9 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
         metric = CountingMetric(metric, threshold=cfg.threshold)
     teacher_adapter = build_adapter(config.teacher)
     if references is None and trainset is None:
-        references, _ = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+        references, _ = read_references(
+            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
+        )
     out = out_dir(config)
     with DirLock(out, "refed optimize", "output directory"):
         started = time.monotonic()
@@ -312,15 +365,20 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
             examples_dir, examples_summary, examples_usage = None, {}, {}
             train, val = _given_sets(trainset, valset, cfg)
             if not train or not val:
-                raise ConfigError(f"{len(train)} training and {len(val)} validation examples: both sides need at "
-                                  "least one (give a valset, or more examples)")
+                raise ConfigError(
+                    f"{len(train)} training and {len(val)} validation examples: both sides need at "
+                    "least one (give a valset, or more examples)"
+                )
         elif cfg.target != "respond":  # the instructions and pipeline programs start from references
             examples_dir, examples_summary, examples_usage = None, {}, {}
-            train, val = split_examples(reference_examples(references), cfg.n_train, cfg.n_val, cfg.seed,
-                                        val_fraction=cfg.val_fraction)
+            train, val = split_examples(
+                reference_examples(references), cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction
+            )
             if not train or not val:
-                raise ConfigError(f"{len(references)} references give {len(train)} training and {len(val)} validation "
-                                  f"examples for target {cfg.target!r}; both sides need at least one (more references)")
+                raise ConfigError(
+                    f"{len(references)} references give {len(train)} training and {len(val)} validation "
+                    f"examples for target {cfg.target!r}; both sides need at least one (more references)"
+                )
         else:
             examples_dir, examples_summary = run_sync(_examples(config, out, teacher, references, on_mismatch))
             examples_usage = examples_summary.get("usage", {})
@@ -330,8 +388,10 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
             train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction)
             if not train or not val:
                 error = FinishedShort if examples_summary else ConfigError
-                raise error(f"{_what_happened(examples_dir, examples_summary)}: that gives {len(train)} training and {len(val)} "
-                            "validation examples, and both sides need at least one (more samples, or more references)")
+                raise error(
+                    f"{_what_happened(examples_dir, examples_summary)}: that gives {len(train)} training and {len(val)} "
+                    "validation examples, and both sides need at least one (more samples, or more references)"
+                )
         use_run_cache(RunDir(out))
         budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
         _guard(teacher, budget, "teacher", config.teacher)
@@ -342,36 +402,75 @@ def optimize(config: Config | str | None = None, overrides: list[str] | None = N
         try:
             with _tracked(config, out, optimizer_name) as run, _maybe(heartbeat, config.run.progress):
                 result = compile_program(
-                    baseline, train, val, metric=metric, lm=teacher, optimizer=optimizer, auto=cfg.auto,
-                    max_demos=cfg.max_demos, num_candidates=cfg.num_candidates, num_trials=cfg.num_trials,
-                    max_metric_calls=cfg.max_metric_calls, max_steps=cfg.max_steps, bsize=cfg.bsize,
-                    num_threads=cfg.num_threads, seed=cfg.seed, budget=budget, adapter=teacher_adapter)
+                    baseline,
+                    train,
+                    val,
+                    metric=metric,
+                    lm=teacher,
+                    optimizer=optimizer,
+                    auto=cfg.auto,
+                    max_demos=cfg.max_demos,
+                    num_candidates=cfg.num_candidates,
+                    num_trials=cfg.num_trials,
+                    max_metric_calls=cfg.max_metric_calls,
+                    max_steps=cfg.max_steps,
+                    bsize=cfg.bsize,
+                    num_threads=cfg.num_threads,
+                    seed=cfg.seed,
+                    budget=budget,
+                    adapter=teacher_adapter,
+                )
                 scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
-                info = {"optimizer": optimizer_name, "target": cfg.target, "settings": cfg.model_dump(mode="json"), **scores,
-                        "steps": result["steps"], "n_train": len(train), "n_val": len(val),
-                        "teacher": config.teacher.model, "judge": config.judge.model if judge is not None else None}
+                info = {
+                    "optimizer": optimizer_name,
+                    "target": cfg.target,
+                    "settings": cfg.model_dump(mode="json"),
+                    **scores,
+                    "steps": result["steps"],
+                    "n_train": len(train),
+                    "n_val": len(val),
+                    "teacher": config.teacher.model,
+                    "judge": config.judge.model if judge is not None else None,
+                }
                 kept, candidate_path = "compiled", None
                 if result["score_after"] < result["score_before"]:
                     # the compiled program is worse on the validation set: the result is the one we started from
                     kept = "baseline"
-                    candidate_path = save_program(result["program"], out / "program.candidate.json", config,
-                                                  {**info, "kept": "candidate (scored below the baseline)"})
+                    candidate_path = save_program(
+                        result["program"],
+                        out / "program.candidate.json",
+                        config,
+                        {**info, "kept": "candidate (scored below the baseline)"},
+                    )
                     result = {**result, "program": baseline, "after_rows": result["before_rows"]}
                 program_path = save_program(result["program"], out / "program.json", config, {**info, "kept": kept})
                 files = _write_outputs(out, config, result, program_path) + ([candidate_path] if candidate_path else [])
-                res = OptimizeResult(program=result["program"], optimizer=optimizer_name, steps=result["steps"], out_dir=out,
-                                     program_path=program_path, usage=budget.as_dict(), n_train=len(train), n_val=len(val),
-                                     extra={"target": cfg.target,
-                                            "examples_run": str(examples_dir) if examples_dir else None,
-                                            "examples_usage": examples_usage,
-                                            "metric_failures": result["metric_failures"], "kept": kept,
-                                            "candidate_program": str(candidate_path) if candidate_path else None,
-                                            "adapters": {"teacher": teacher_adapter.choice.as_dict(),
-                                                         "judge": getattr(getattr(metric, "adapter", None), "choice", None)
-                                                         and metric.adapter.choice.as_dict()},
-                                            "wall_s": round(time.monotonic() - started, 3),
-                                            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-                                     **scores)
+                res = OptimizeResult(
+                    program=result["program"],
+                    optimizer=optimizer_name,
+                    steps=result["steps"],
+                    out_dir=out,
+                    program_path=program_path,
+                    usage=budget.as_dict(),
+                    n_train=len(train),
+                    n_val=len(val),
+                    extra={
+                        "target": cfg.target,
+                        "examples_run": str(examples_dir) if examples_dir else None,
+                        "examples_usage": examples_usage,
+                        "metric_failures": result["metric_failures"],
+                        "kept": kept,
+                        "candidate_program": str(candidate_path) if candidate_path else None,
+                        "adapters": {
+                            "teacher": teacher_adapter.choice.as_dict(),
+                            "judge": getattr(getattr(metric, "adapter", None), "choice", None)
+                            and metric.adapter.choice.as_dict(),
+                        },
+                        "wall_s": round(time.monotonic() - started, 3),
+                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    },
+                    **scores,
+                )
                 if run is not None:
                     res.mlflow_run_id = run.info.run_id
                     res.model_uri = _log_result(result, res.summary(), files, config)

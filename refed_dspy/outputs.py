@@ -38,7 +38,9 @@ def check_output_dir(out: str | Path, inputs: list[str | Path], flag: str = "--o
     for given in inputs:
         source = Path(given).resolve()
         if target == source:
-            raise RunDirError(f"{flag} {out} is the input {given}: the input is never written to; choose another {flag}")
+            raise RunDirError(
+                f"{flag} {out} is the input {given}: the input is never written to; choose another {flag}"
+            )
         if source in target.parents:
             raise RunDirError(f"{flag} {out} lies inside the input {given}; choose a directory outside it")
         if target in source.parents:

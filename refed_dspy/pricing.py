@@ -17,7 +17,9 @@ class Price:
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
         """Cost of one call. `prompt_tokens` includes `cached_tokens`, as OpenAI reports it."""
         cached = min(cached_tokens, prompt_tokens)
-        return ((prompt_tokens - cached) * self.input + cached * self.cached_input + completion_tokens * self.output) / 1e6
+        return (
+            (prompt_tokens - cached) * self.input + cached * self.cached_input + completion_tokens * self.output
+        ) / 1e6
 
     def scaled(self, factor: float) -> Price:
         """This price times `factor` (a batch API's discount)."""
@@ -57,7 +59,9 @@ def default_price(model: str) -> Price | None:
     return None
 
 
-def resolve_price(model: str, input_usd: float | None, cached_usd: float | None, output_usd: float | None) -> Price | None:
+def resolve_price(
+    model: str, input_usd: float | None, cached_usd: float | None, output_usd: float | None
+) -> Price | None:
     """Config prices where given, else the built-in table; None when input or output price is unknown."""
     base = default_price(model)
     inp = input_usd if input_usd is not None else (base.input if base else None)

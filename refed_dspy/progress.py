@@ -62,8 +62,16 @@ class Progress:
     On a terminal: a tqdm bar. Elsewhere: a Heartbeat line every `every_s` seconds. Disabled: nothing.
     """
 
-    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "samples",
-                 unit: str = "sample", every_s: float = 30.0, label: str = "refed"):
+    def __init__(
+        self,
+        total: int,
+        initial: int = 0,
+        enabled: bool = True,
+        desc: str = "samples",
+        unit: str = "sample",
+        every_s: float = 30.0,
+        label: str = "refed",
+    ):
         self.total, self.initial, self.unit = total, initial, unit
         self.done, self.calls, self.rejects, self.cost = initial, 0, 0, None
         self.started = time.monotonic()
@@ -88,8 +96,10 @@ class Progress:
         eta = _duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
         projected = self.projected()
         cost = _money(self.cost) + (f", projected {_money(projected)} in all" if projected is not None else "")
-        return (f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
-                f"{self.rejects} rejects, {cost} ({_duration(elapsed)} elapsed)")
+        return (
+            f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
+            f"{self.rejects} rejects, {cost} ({_duration(elapsed)} elapsed)"
+        )
 
     def projected(self) -> float | None:
         """The total cost at the cost per item so far (None before the first item, or without a price)."""
@@ -112,7 +122,8 @@ class Progress:
                 f"calls={self.calls} tok={usage['prompt_tokens'] + usage['completion_tokens']:,} "
                 f"cost={'?' if self.cost is None else f'${self.cost:.4f}'} "
                 f"projected={'?' if self.projected() is None else f'${self.projected():.4f}'} rejects={rejects}",
-                refresh=False)
+                refresh=False,
+            )
         self._bar.refresh()
 
     def close(self) -> None:

@@ -33,7 +33,10 @@ def program_hash(program: Any) -> str:
 def lm_identity(lm: Any) -> dict[str, Any]:
     """{model, api_base, temperature, max_tokens} of a dspy.LM (what it will really call), None where unknown."""
     kwargs = getattr(lm, "kwargs", None) or {}
-    out: dict[str, Any] = {"model": getattr(lm, "model", None), "api_base": kwargs.get("api_base") or kwargs.get("base_url")}
+    out: dict[str, Any] = {
+        "model": getattr(lm, "model", None),
+        "api_base": kwargs.get("api_base") or kwargs.get("base_url"),
+    }
     for name in _LM_FIELDS:
         out[name] = kwargs.get(name)
     if out["max_tokens"] is None:

@@ -66,15 +66,25 @@ _POINTS = 20
 class Analysis(BaseModel):
     """What the improver found in the draft (field descriptions are part of the prompt)."""
 
-    original_strengths: list[Point] = Field(default_factory=list, max_length=_POINTS, description="What the draft already does well and should keep.")
-    improvement_opportunities: list[Point] = Field(default_factory=list, max_length=_POINTS, description="Where the draft falls short.")
-    relevant_feedback: list[Point] = Field(default_factory=list, max_length=_POINTS, description="The points of the given feedback that apply to this draft.")
+    original_strengths: list[Point] = Field(
+        default_factory=list, max_length=_POINTS, description="What the draft already does well and should keep."
+    )
+    improvement_opportunities: list[Point] = Field(
+        default_factory=list, max_length=_POINTS, description="Where the draft falls short."
+    )
+    relevant_feedback: list[Point] = Field(
+        default_factory=list,
+        max_length=_POINTS,
+        description="The points of the given feedback that apply to this draft.",
+    )
 
 
 class ImplementationStrategy(BaseModel):
     """The improver's plan (field descriptions are part of the prompt)."""
 
-    planned_changes: list[Point] = Field(default_factory=list, max_length=_POINTS, description="Concrete edits to make.")
+    planned_changes: list[Point] = Field(
+        default_factory=list, max_length=_POINTS, description="Concrete edits to make."
+    )
     rationale: str = Field("", max_length=4000, description="Why these changes make the response better.")
 
 

@@ -56,7 +56,9 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
     if embedder is not None and len(instructions) >= 2:
         import random
 
-        chosen = random.Random(config.report.seed).sample(instructions, min(config.report.rouge_sample, len(instructions)))
+        chosen = random.Random(config.report.seed).sample(
+            instructions, min(config.report.rouge_sample, len(instructions))
+        )
         model = config.report.embedding_model or getattr(embedder, "model", None)
         diversity["embedding_model"] = model if isinstance(model, str) else getattr(model, "__name__", "custom")
         diversity["embedding_diversity"] = mean_pairwise_cosine_distance(embedder(chosen))
@@ -71,17 +73,27 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "incomplete": incomplete_note(rundir.path),
         "method": summary.get("method", config.synthesis.method),
         "teacher": summary.get("teacher", config.teacher.model),
-        "counts": {"samples": len(samples), "rejects": len(rejects), "references_used": len({s["meta"]["reference_id"] for s in samples}),
-                   "synthesis_units": len(units), "judged": len(judgments), "judge_failed": sum(judge_failures.values()),
-                   "status": summary.get("status")},
+        "counts": {
+            "samples": len(samples),
+            "rejects": len(rejects),
+            "references_used": len({s["meta"]["reference_id"] for s in samples}),
+            "synthesis_units": len(units),
+            "judged": len(judgments),
+            "judge_failed": sum(judge_failures.values()),
+            "status": summary.get("status"),
+        },
         "rejects": dict(Counter(r.get("reason", "unknown") for r in rejects).most_common()),
         "rejects_by_stage": dict(Counter(r.get("stage", "unknown") for r in rejects).most_common()),
         "yield": yields(samples, units, rejects),
         "lengths": {k: describe(v) for k, v in lens.items()},
         "_lengths_raw": lens,
-        "judge": {**judgment_stats(judgments), "judge": judge_summary.get("judge"),
-                  "score_summary": describe(scores), "status": judge_summary.get("status"),
-                  "failures": dict(judge_failures.most_common())},
+        "judge": {
+            **judgment_stats(judgments),
+            "judge": judge_summary.get("judge"),
+            "score_summary": describe(scores),
+            "status": judge_summary.get("status"),
+            "failures": dict(judge_failures.most_common()),
+        },
         "_scores_raw": {"overall": scores, **by_criterion},
         "diversity": diversity,
         "cost_by_stage": cost_by_stage(summary.get("usage"), judge_summary.get("usage")),
@@ -126,7 +138,7 @@ def plots(stats: dict[str, Any]) -> dict[str, str]:
         cols = min(3, len(keys))
         rows = -(-len(keys) // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), squeeze=False)
-        for ax in axes.flat[len(keys):]:
+        for ax in axes.flat[len(keys) :]:
             ax.set_visible(False)
         for ax, key in zip(axes.flat, keys, strict=False):
             ax.hist(raw[key], bins=[x + 0.5 for x in range(0, 11)], color="#4c72b0")
@@ -146,13 +158,16 @@ def plots(stats: dict[str, Any]) -> dict[str, str]:
         shares = [j["improvement_win_rate"], j["improvement_tie_rate"], j["improvement_loss_rate"]]
         fig, ax = plt.subplots(figsize=(6, 1.9))
         left = 0.0
-        for share, label, color in zip(shares, ("improved wins", "tie", "draft wins"), ("#55a868", "#ccb974", "#c44e52"),
-                                       strict=True):
+        for share, label, color in zip(
+            shares, ("improved wins", "tie", "draft wins"), ("#55a868", "#ccb974", "#c44e52"), strict=True
+        ):
             ax.barh([0], [share], left=left, color=color, label=f"{label} {share:.0%}")
             left += share
         ax.set_xlim(0, 1)
         ax.set_yticks([])
-        ax.set_title(f"Improved vs draft ({j['pairs']} pairs, both orders); position bias {j['position_bias_rate']:.0%}")
+        ax.set_title(
+            f"Improved vs draft ({j['pairs']} pairs, both orders); position bias {j['position_bias_rate']:.0%}"
+        )
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
         out["verdicts"] = _png(fig)
     y = stats["yield"]
@@ -204,8 +219,11 @@ def _img(images: dict[str, str], key: str) -> str:
 
 
 def _tile(label: str, value: Any, note: str = "") -> str:
-    return (f"<div class='tile'><div class='v'>{_fmt(value)}</div><div class='l'>{html.escape(label)}</div>"
-            + (f"<div class='n'>{html.escape(note)}</div>" if note else "") + "</div>")
+    return (
+        f"<div class='tile'><div class='v'>{_fmt(value)}</div><div class='l'>{html.escape(label)}</div>"
+        + (f"<div class='n'>{html.escape(note)}</div>" if note else "")
+        + "</div>"
+    )
 
 
 def _cards(title: str, cards: list[dict[str, Any]]) -> str:
@@ -214,9 +232,11 @@ def _cards(title: str, cards: list[dict[str, Any]]) -> str:
     out = [f"<h3>{html.escape(title)}</h3>"]
     for c in cards:
         figure = f"score {c['score']}" if c["score"] is not None else f"{c['changed']:.0%} of words changed"
-        out.append(f"<div class='sample'><div class='muted'>{html.escape(c['id'])} · {figure}</div>"
-                   f"<b>{html.escape(c['instruction'][:400])}</b><div class='text'>{html.escape(c['response'][:1200])}"
-                   f"{' [...]' if len(c['response']) > 1200 else ''}</div></div>")
+        out.append(
+            f"<div class='sample'><div class='muted'>{html.escape(c['id'])} · {figure}</div>"
+            f"<b>{html.escape(c['instruction'][:400])}</b><div class='text'>{html.escape(c['response'][:1200])}"
+            f"{' [...]' if len(c['response']) > 1200 else ''}</div></div>"
+        )
     return "".join(out)
 
 
@@ -229,70 +249,127 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
     j, y, c = stats["judge"], stats["yield"], stats["counts"]
     cost = stats["cost_usd"]
     total_cost = None if cost["synthesis"] is None else cost["synthesis"] + (cost["judge"] or 0.0)
-    head = [f"<h1>Dataset report</h1><p class='muted'>{html.escape(stats['run_dir'])} · method "
-            f"<b>{html.escape(str(stats['method']))}</b> · teacher <b>{html.escape(str(stats['teacher']))}</b>"
-            f"{' · judge <b>' + html.escape(str(j.get('judge'))) + '</b>' if j.get('judge') else ''}</p>"]
+    head = [
+        f"<h1>Dataset report</h1><p class='muted'>{html.escape(stats['run_dir'])} · method "
+        f"<b>{html.escape(str(stats['method']))}</b> · teacher <b>{html.escape(str(stats['teacher']))}</b>"
+        f"{' · judge <b>' + html.escape(str(j.get('judge'))) + '</b>' if j.get('judge') else ''}</p>"
+    ]
     if stats.get("incomplete"):
         head.append(f"<p class='failed'><b>Incomplete data:</b> {html.escape(stats['incomplete'])}.</p>")
-    head.append("<div class='tiles'>" + "".join([
-        _tile("samples", c["samples"], f"from {c['references_used']} references"),
-        _tile("rejects", c["rejects"]),
-        _tile("judged", c["judged"], f"{c['judge_failed']} failed" if c["judge_failed"] else ""),
-        _tile("mean judge score", j.get("mean_score"), "1-10"),
-        _tile("improved beats draft", j.get("improvement_win_rate"), "share of pairs"),
-        _tile("cost (USD)", total_cost, "synthesis + judge"),
-    ]) + "</div>")
+    head.append(
+        "<div class='tiles'>"
+        + "".join(
+            [
+                _tile("samples", c["samples"], f"from {c['references_used']} references"),
+                _tile("rejects", c["rejects"]),
+                _tile("judged", c["judged"], f"{c['judge_failed']} failed" if c["judge_failed"] else ""),
+                _tile("mean judge score", j.get("mean_score"), "1-10"),
+                _tile("improved beats draft", j.get("improvement_win_rate"), "share of pairs"),
+                _tile("cost (USD)", total_cost, "synthesis + judge"),
+            ]
+        )
+        + "</div>"
+    )
     judge_body = []
     if j.get("failures"):
-        judge_body += [f"<p class='failed'>The judge failed on {sum(j['failures'].values())} samples "
-                       "(see judge_rejects.jsonl):</p>", _kv(j["failures"])]
+        judge_body += [
+            f"<p class='failed'>The judge failed on {sum(j['failures'].values())} samples "
+            "(see judge_rejects.jsonl):</p>",
+            _kv(j["failures"]),
+        ]
     if j.get("mean_score") is None:
-        judge_body.append("<p>No pointwise judgments" + ("." if j.get("failures") else
-                          " yet: run <code>refed judge RUN_DIR</code>.") + "</p>")
+        judge_body.append(
+            "<p>No pointwise judgments"
+            + ("." if j.get("failures") else " yet: run <code>refed judge RUN_DIR</code>.")
+            + "</p>"
+        )
     else:
         judge_body += [_img(images, "scores"), _kv({"mean score": j["mean_score"], **j["mean_by_criterion"]})]
-    improvement = (["<p>No pairwise judgments (improved vs draft)" + ("." if j.get("failures") else " yet.") + "</p>"]
-                   if not j.get("pairs") else
-                   [_img(images, "verdicts"), _kv({k: j[k] for k in ("pairs", "improvement_win_rate", "improvement_tie_rate",
-                                                                      "improvement_loss_rate", "position_bias_rate")})])
+    improvement = (
+        ["<p>No pairwise judgments (improved vs draft)" + ("." if j.get("failures") else " yet.") + "</p>"]
+        if not j.get("pairs")
+        else [
+            _img(images, "verdicts"),
+            _kv(
+                {
+                    k: j[k]
+                    for k in (
+                        "pairs",
+                        "improvement_win_rate",
+                        "improvement_tie_rate",
+                        "improvement_loss_rate",
+                        "position_bias_rate",
+                    )
+                }
+            ),
+        ]
+    )
     cost_rows = [{"stage": k, **v} for k, v in sorted(stats["cost_by_stage"].items())]
     modes = {f"{part} calls": execution_text(ex) for part, ex in stats["execution"].items() if ex}
     grid = [
         _section("judge-scores", "Judge scores", *judge_body),
         _section("improvement", "Improvement", *improvement),
-        _section("yield", "Yield", _img(images, "yield_feature"),
-                 _table(y["by_feature"], ["key", "instructions", "samples", "yield"]), _img(images, "yield_reference"),
-                 f"<details><summary>per reference ({len(y['by_reference'])})</summary>"
-                 + _table(y["by_reference"], ["key", "instructions", "samples", "rejects", "yield"]) + "</details>"),
-        _section("lengths", "Lengths (words)", _img(images, "lengths"),
-                 _table([{"text": k, **v} for k, v in stats["lengths"].items()],
-                        ["text", "n", "mean", "median", "p10", "p90", "min", "max"])),
-        _section("rejects", "Rejects", _img(images, "rejects"),
-                 _kv(stats["rejects"]) if stats["rejects"] else "<p>none</p>",
-                 _kv(stats["rejects_by_stage"]) if stats["rejects_by_stage"] else ""),
+        _section(
+            "yield",
+            "Yield",
+            _img(images, "yield_feature"),
+            _table(y["by_feature"], ["key", "instructions", "samples", "yield"]),
+            _img(images, "yield_reference"),
+            f"<details><summary>per reference ({len(y['by_reference'])})</summary>"
+            + _table(y["by_reference"], ["key", "instructions", "samples", "rejects", "yield"])
+            + "</details>",
+        ),
+        _section(
+            "lengths",
+            "Lengths (words)",
+            _img(images, "lengths"),
+            _table(
+                [{"text": k, **v} for k, v in stats["lengths"].items()],
+                ["text", "n", "mean", "median", "p10", "p90", "min", "max"],
+            ),
+        ),
+        _section(
+            "rejects",
+            "Rejects",
+            _img(images, "rejects"),
+            _kv(stats["rejects"]) if stats["rejects"] else "<p>none</p>",
+            _kv(stats["rejects_by_stage"]) if stats["rejects_by_stage"] else "",
+        ),
         _section("diversity", "Diversity of instructions", _kv(stats["diversity"])),
-        _section("cost", "Cost by stage", _img(images, "cost"),
-                 _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"]),
-                 _kv(modes) if modes else ""),
+        _section(
+            "cost",
+            "Cost by stage",
+            _img(images, "cost"),
+            _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"]),
+            _kv(modes) if modes else "",
+        ),
         _section("counts", "Counts", _kv(stats["counts"])),
     ]
     cards = stats.get("cards") or {}
-    samples = _section("samples", "Samples to read", _cards("Best by judge score", cards.get("best", [])),
-                       _cards("Worst by judge score", cards.get("worst", [])),
-                       _cards("Most changed by the improvement step", cards.get("most_changed", [])))
-    style = ("*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0;padding:1.5em 2em;color:#1d2330;"
-             "background:#f6f7f9}h1{margin:.2em 0}.muted{color:#6b7280}.failed{color:#b00}"
-             ".tiles{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}.tile{background:#fff;border:1px solid #e3e6ea;"
-             "border-radius:8px;padding:.6em 1em;min-width:10em}.tile .v{font-size:22px;font-weight:600}.tile .l{color:#555}"
-             ".tile .n{color:#888;font-size:12px}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));"
-             "gap:1em}section{background:#fff;border:1px solid #e3e6ea;border-radius:8px;padding:.6em 1.1em;"
-             "overflow-x:auto}section h2{font-size:18px}table{border-collapse:collapse;margin:.5em 0}"
-             "td,th{border:1px solid #e0e0e0;padding:3px 8px;text-align:left;font-size:13px}th{background:#f3f3f3}"
-             "img{max-width:100%;display:block;margin:.5em 0}.sample{border-top:1px solid #eee;padding:.5em 0}"
-             ".text{white-space:pre-wrap;font-size:13px}")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>refed report</title>"
-            f"<link rel='icon' href='data:,'><style>{style}</style></head><body>{''.join(head)}"
-            f"<div class='grid'>{''.join(grid)}</div>{samples}</body></html>")
+    samples = _section(
+        "samples",
+        "Samples to read",
+        _cards("Best by judge score", cards.get("best", [])),
+        _cards("Worst by judge score", cards.get("worst", [])),
+        _cards("Most changed by the improvement step", cards.get("most_changed", [])),
+    )
+    style = (
+        "*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0;padding:1.5em 2em;color:#1d2330;"
+        "background:#f6f7f9}h1{margin:.2em 0}.muted{color:#6b7280}.failed{color:#b00}"
+        ".tiles{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}.tile{background:#fff;border:1px solid #e3e6ea;"
+        "border-radius:8px;padding:.6em 1em;min-width:10em}.tile .v{font-size:22px;font-weight:600}.tile .l{color:#555}"
+        ".tile .n{color:#888;font-size:12px}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));"
+        "gap:1em}section{background:#fff;border:1px solid #e3e6ea;border-radius:8px;padding:.6em 1.1em;"
+        "overflow-x:auto}section h2{font-size:18px}table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{border:1px solid #e0e0e0;padding:3px 8px;text-align:left;font-size:13px}th{background:#f3f3f3}"
+        "img{max-width:100%;display:block;margin:.5em 0}.sample{border-top:1px solid #eee;padding:.5em 0}"
+        ".text{white-space:pre-wrap;font-size:13px}"
+    )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>refed report</title>"
+        f"<link rel='icon' href='data:,'><style>{style}</style></head><body>{''.join(head)}"
+        f"<div class='grid'>{''.join(grid)}</div>{samples}</body></html>"
+    )
 
 
 def format_text(stats: dict[str, Any]) -> str:

@@ -24,8 +24,15 @@ def describe(values: list[float]) -> dict[str, Any]:
     def pct(q: float) -> float:
         return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
 
-    return {"n": len(s), "mean": round(statistics.fmean(s), 2), "median": statistics.median(s), "p10": pct(0.1),
-            "p90": pct(0.9), "min": s[0], "max": s[-1]}
+    return {
+        "n": len(s),
+        "mean": round(statistics.fmean(s), 2),
+        "median": statistics.median(s),
+        "p10": pct(0.1),
+        "p90": pct(0.9),
+        "min": s[0],
+        "max": s[-1],
+    }
 
 
 def distinct_n(texts: list[str], n: int) -> float | None:
@@ -33,7 +40,7 @@ def distinct_n(texts: list[str], n: int) -> float | None:
     grams: Counter = Counter()
     for text in texts:
         toks = tokens(text)
-        grams.update(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
+        grams.update(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
     total = sum(grams.values())
     return round(len(grams) / total, 4) if total else None
 
@@ -78,13 +85,23 @@ def yields(samples: list[dict], units: list[dict], rejects: list[dict]) -> dict[
         out = []
         for key in sorted(keys, key=lambda k: (-made[k], str(k))):
             tried = kept[key] or (made[key] + rej[key])
-            out.append({"key": key, "instructions": kept[key], "samples": made[key], "rejects": rej[key],
-                        "yield": round(made[key] / tried, 4) if tried else None})
+            out.append(
+                {
+                    "key": key,
+                    "instructions": kept[key],
+                    "samples": made[key],
+                    "rejects": rej[key],
+                    "yield": round(made[key] / tried, 4) if tried else None,
+                }
+            )
         return out
 
     refs = set(kept_ref) | set(samp_ref)
     feats = set(kept_feat) | set(samp_feat)
-    return {"by_reference": rows(refs, kept_ref, samp_ref, rej_ref), "by_feature": rows(feats, kept_feat, samp_feat, Counter())}
+    return {
+        "by_reference": rows(refs, kept_ref, samp_ref, rej_ref),
+        "by_feature": rows(feats, kept_feat, samp_feat, Counter()),
+    }
 
 
 def lengths(samples: list[dict]) -> dict[str, list[int]]:
@@ -98,7 +115,9 @@ def lengths(samples: list[dict]) -> dict[str, list[int]]:
 
 def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Calls, tokens and cost per stage, summed over usage dicts (synthesis, judge, ...)."""
-    out: dict[str, dict[str, Any]] = defaultdict(lambda: {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+    out: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    )
     for usage in usages:
         for name, part in ((usage or {}).get("by_stage") or {}).items():
             row = out[name]
@@ -116,17 +135,31 @@ def sample_cards(samples: list[dict], judgments: dict[str, dict], k: int = 2) ->
     from refed_dspy.view.diff import changed_share
 
     def card(s: dict, score: float | None = None, changed: float | None = None) -> dict[str, Any]:
-        return {"id": s["meta"]["id"], "instruction": s.get("instruction") or "", "response": final_response(s),
-                "score": score, "changed": changed}
+        return {
+            "id": s["meta"]["id"],
+            "instruction": s.get("instruction") or "",
+            "response": final_response(s),
+            "score": score,
+            "changed": changed,
+        }
 
-    scored = [(j["pointwise"]["overall"], s) for s in samples
-              if (j := judgments.get(s["meta"]["id"])) and j.get("pointwise")]
+    scored = [
+        (j["pointwise"]["overall"], s) for s in samples if (j := judgments.get(s["meta"]["id"])) and j.get("pointwise")
+    ]
     scored.sort(key=lambda pair: (pair[0], pair[1]["meta"]["id"]))
-    changed = sorted(((changed_share(s.get("response") or "", s["improved_response"]), s) for s in samples
-                      if s.get("improved_response")), key=lambda pair: (-pair[0], pair[1]["meta"]["id"]))
-    return {"best": [card(s, score) for score, s in reversed(scored[-k:])] if scored else [],
-            "worst": [card(s, score) for score, s in scored[:k]],
-            "most_changed": [card(s, changed=share) for share, s in changed[:k]]}
+    changed = sorted(
+        (
+            (changed_share(s.get("response") or "", s["improved_response"]), s)
+            for s in samples
+            if s.get("improved_response")
+        ),
+        key=lambda pair: (-pair[0], pair[1]["meta"]["id"]),
+    )
+    return {
+        "best": [card(s, score) for score, s in reversed(scored[-k:])] if scored else [],
+        "worst": [card(s, score) for score, s in scored[:k]],
+        "most_changed": [card(s, changed=share) for share, s in changed[:k]],
+    }
 
 
 def execution(summary: dict[str, Any] | None) -> dict[str, Any]:
@@ -157,13 +190,17 @@ def execution_text(ex: dict[str, Any]) -> str:
         return "unknown"
     parts = [ex["mode"]]
     if "batches" in ex:
-        parts.append(f"{ex['batches']} batches of {ex.get('requests', 0)} requests"
-                     + (f" ({ex['resubmitted']} sent again)" if ex.get("resubmitted") else ""))
+        parts.append(
+            f"{ex['batches']} batches of {ex.get('requests', 0)} requests"
+            + (f" ({ex['resubmitted']} sent again)" if ex.get("resubmitted") else "")
+        )
     if ex.get("saved_usd") is not None:
         parts.append(f"saved ${ex['saved_usd']:.4f} of ${ex['online_cost_usd']:.4f} at online prices")
     if ex.get("calls_by_endpoint"):
         parts.append("calls by endpoint " + ", ".join(f"{u} {n}" for u, n in ex["calls_by_endpoint"].items()))
     if ex.get("estimate_usd") is not None:
-        parts.append(f"estimate ${ex['estimate_usd']:.4f}"
-                     + (f" (run cost {ex['estimate_error']:+.1%} off it)" if "estimate_error" in ex else ""))
+        parts.append(
+            f"estimate ${ex['estimate_usd']:.4f}"
+            + (f" (run cost {ex['estimate_error']:+.1%} off it)" if "estimate_error" in ex else "")
+        )
     return ", ".join(parts)

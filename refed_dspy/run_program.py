@@ -37,8 +37,9 @@ class RunProgram:
         return None if self.builtin else self.hash
 
 
-def resolve_program(config: Config, method: Method, program: dspy.Module | None = None,
-                    respond: dspy.Module | None = None) -> tuple[RunProgram, Config]:
+def resolve_program(
+    config: Config, method: Method, program: dspy.Module | None = None, respond: dspy.Module | None = None
+) -> tuple[RunProgram, Config]:
     """The program of this run, checked before any call, and `config` with `synthesis.program` naming it
     (`python:<Class>` for an object from Python, which config.toml then records)."""
     from refed_dspy.optimizers.program_io import PYTHON_SCHEME, load_program
@@ -50,20 +51,29 @@ def resolve_program(config: Config, method: Method, program: dspy.Module | None 
     if len(given) > 1:
         raise ConfigError("give either program= (a whole pipeline) or respond= (its per-instruction part), not both")
     if given and syn.program and not syn.program.startswith(PYTHON_SCHEME):
-        raise ConfigError(f"{given[0]} and synthesis.program = {syn.program!r} both name the program to run; "
-                          "give one of them")
+        raise ConfigError(
+            f"{given[0]} and synthesis.program = {syn.program!r} both name the program to run; give one of them"
+        )
     if program is not None or respond is not None:
         obj = program if program is not None else respond
         if not isinstance(obj, dspy.Module):
             raise ConfigError(f"{given[0]} takes a DSPy module, not a {type(obj).__name__}")
-        pipeline = with_open_parts(program) if program is not None else build_pipeline(method, syn.instructions_per_feature,
-                                                                       syn.reflection, respond=respond)
+        pipeline = (
+            with_open_parts(program)
+            if program is not None
+            else build_pipeline(method, syn.instructions_per_feature, syn.reflection, respond=respond)
+        )
         identity = f"{PYTHON_SCHEME}{type(obj).__module__}.{type(obj).__qualname__}"
         builtin = False
         config = config.model_copy(update={"synthesis": syn.model_copy(update={"program": identity})})
     elif syn.program:
-        pipeline, identity = load_program(syn.program, method, config.tracking.mlflow_uri if config.tracking.enabled else None,
-                                          n=syn.instructions_per_feature, reflection=syn.reflection)
+        pipeline, identity = load_program(
+            syn.program,
+            method,
+            config.tracking.mlflow_uri if config.tracking.enabled else None,
+            n=syn.instructions_per_feature,
+            reflection=syn.reflection,
+        )
         builtin = False
     else:
         pipeline = build_pipeline(method, syn.instructions_per_feature, syn.reflection)
@@ -71,6 +81,11 @@ def resolve_program(config: Config, method: Method, program: dspy.Module | None 
         builtin = True
     threaded = check_pipeline(pipeline, method, what=f"program {identity}")
     if threaded:
-        log.warning("program %s: %s %s no aforward; %s forward runs in worker threads", identity,
-                    " and ".join(threaded), "has" if len(threaded) == 1 else "have", "its" if len(threaded) == 1 else "their")
+        log.warning(
+            "program %s: %s %s no aforward; %s forward runs in worker threads",
+            identity,
+            " and ".join(threaded),
+            "has" if len(threaded) == 1 else "have",
+            "its" if len(threaded) == 1 else "their",
+        )
     return RunProgram(pipeline, identity, program_hash(pipeline), builtin, tuple(threaded)), config

@@ -22,8 +22,10 @@ OnMismatch = Literal["error", "resume", "fresh"]
 def check_on_mismatch(value: str) -> str:
     """`value` when it is one of ON_MISMATCH; ConfigError (naming the Python values) otherwise."""
     if value not in ON_MISMATCH:
-        raise ConfigError(f"on_mismatch={value!r} is not one of {', '.join(repr(v) for v in ON_MISMATCH)} "
-                          "(refuse a run dir made by another config, continue it anyway, or start it over)")
+        raise ConfigError(
+            f"on_mismatch={value!r} is not one of {', '.join(repr(v) for v in ON_MISMATCH)} "
+            "(refuse a run dir made by another config, continue it anyway, or start it over)"
+        )
     return value
 
 
@@ -83,22 +85,36 @@ class RunDir:
             try:
                 old = json.loads(self.fingerprint.read_text())
             except (OSError, json.JSONDecodeError) as err:
-                raise RunDirError(f"{self.fingerprint} is unreadable ({err}); use on_mismatch=\"fresh\" to start over",
-                                  cli=f"{self.fingerprint} is unreadable ({err}); use --fresh to start over") from None
+                raise RunDirError(
+                    f'{self.fingerprint} is unreadable ({err}); use on_mismatch="fresh" to start over',
+                    cli=f"{self.fingerprint} is unreadable ({err}); use --fresh to start over",
+                ) from None
             diff = fingerprint_diff(old, new)
             if diff and on_mismatch != "resume":
                 what = f"{self.path} was made by a different config ({'; '.join(diff)})"
-                raise RunDirError(f"{what}; use another run.dir, on_mismatch=\"resume\" to continue it, or "
-                                  "on_mismatch=\"fresh\" to start over",
-                                  cli=f"{what}; use another run.dir, --resume-anyway to continue it, or --fresh to start over")
+                raise RunDirError(
+                    f'{what}; use another run.dir, on_mismatch="resume" to continue it, or '
+                    'on_mismatch="fresh" to start over',
+                    cli=f"{what}; use another run.dir, --resume-anyway to continue it, or --fresh to start over",
+                )
         write_json_atomic(self.fingerprint, new)
         write_text_atomic(self.config, to_toml(config))
         return existing
 
     def wipe(self) -> None:
         """Delete the run's records, journal and cache (used by --fresh)."""
-        for p in (self.feedback, self.samples, self.rejects, self.journal, self.summary, self.fingerprint,
-                  self.judgments, self.judge_rejects, self.judge_fingerprint, self.judge_summary):
+        for p in (
+            self.feedback,
+            self.samples,
+            self.rejects,
+            self.journal,
+            self.summary,
+            self.fingerprint,
+            self.judgments,
+            self.judge_rejects,
+            self.judge_fingerprint,
+            self.judge_summary,
+        ):
             p.unlink(missing_ok=True)
         shutil.rmtree(self.cache, ignore_errors=True)
         for name in ("batches", "judge_batches"):  # batch mode's records (a batch still open is left to expire)
@@ -151,8 +167,14 @@ def incomplete_note(path: str | Path) -> str | None:
         return f"it is still being written by PID {who.get('pid')} ({who.get('command', 'refed')})"
     summary = read_json(rundir.summary)
     if not summary:
-        return "it is incomplete: it has no summary.json (it was stopped before it finished)" if rundir.samples.exists() else None
+        return (
+            "it is incomplete: it has no summary.json (it was stopped before it finished)"
+            if rundir.samples.exists()
+            else None
+        )
     if summary.get("status") != "complete":
-        return (f"it is incomplete: status {summary.get('status')}, {summary.get('samples')} of {summary.get('size')} "
-                "samples (run `refed synthesize` again to finish it)")
+        return (
+            f"it is incomplete: status {summary.get('status')}, {summary.get('samples')} of {summary.get('size')} "
+            "samples (run `refed synthesize` again to finish it)"
+        )
     return None

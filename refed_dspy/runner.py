@@ -114,9 +114,14 @@ def estimate_error(path: Any, usage: dict[str, Any], samples: int, size: int, ba
     if not isinstance(total, dict) or e.get("size") != size:
         return {}
     key = "batch_cost_usd" if batch else "cost_usd"
-    out: dict[str, Any] = {"cost_usd": total.get(key), "calls": total.get("calls"),
-                           "cost_range_usd": [total.get(key.replace("cost_usd", "cost_low_usd")),
-                                              total.get(key.replace("cost_usd", "cost_high_usd"))]}
+    out: dict[str, Any] = {
+        "cost_usd": total.get(key),
+        "calls": total.get("calls"),
+        "cost_range_usd": [
+            total.get(key.replace("cost_usd", "cost_low_usd")),
+            total.get(key.replace("cost_usd", "cost_high_usd")),
+        ],
+    }
     if samples >= size:
         cost = usage.get("cost_usd")
         if cost is not None and out["cost_usd"]:
@@ -129,9 +134,17 @@ def estimate_error(path: Any, usage: dict[str, Any], samples: int, size: int, ba
 class SynthesisRun:
     """Runs one synthesis config to completion against a teacher LM. Use `run_synthesis`."""
 
-    def __init__(self, config: Config, references: list[Reference], teacher: dspy.LM, rundir: RunDir,
-                 program: RunProgram | None = None, show_progress: bool = False,
-                 adapter: RepairingAdapter | None = None, broker: Any = None):
+    def __init__(
+        self,
+        config: Config,
+        references: list[Reference],
+        teacher: dspy.LM,
+        rundir: RunDir,
+        program: RunProgram | None = None,
+        show_progress: bool = False,
+        adapter: RepairingAdapter | None = None,
+        broker: Any = None,
+    ):
         self.config = config
         self.syn = config.synthesis
         self.method: Method = get_method(self.syn.method)
@@ -147,19 +160,32 @@ class SynthesisRun:
         self.synthesizer = getattr(program.program, "synthesizer", None)
         self.respond = program.program.respond
         self.program_id = program.identity
-        self.executor = (ThreadPoolExecutor(max_workers=max(1, self.syn.concurrency), thread_name_prefix="refed-part")
-                         if program.threaded else None)
+        self.executor = (
+            ThreadPoolExecutor(max_workers=max(1, self.syn.concurrency), thread_name_prefix="refed-part")
+            if program.threaded
+            else None
+        )
         self.show_progress = show_progress
         self.adapter = adapter or build_adapter(config.teacher)
         self.max_calls = default_call_budget(self.syn, len(references))
-        self.engine = Engine(self, Limits(
-            concurrency=config.batch.max_in_flight if broker is not None else self.syn.concurrency,
-            max_retries=config.teacher.num_retries,
-            worst_calls={kind: n * (1 + config.teacher.max_repairs) for kind, n in _PREDICTORS.items()},
-            max_calls=self.max_calls, max_cost_usd=self.syn.max_cost_usd, price=self.price,
-            max_tokens=config.teacher.max_tokens, prior_prompt_tokens=_PRIOR_PROMPT_TOKENS,
-            max_consecutive_failures=self.syn.max_consecutive_failures, role="teacher",
-            stop_grace_s=config.run.stop_grace_s, seed=self.syn.seed), broker=broker)
+        self.engine = Engine(
+            self,
+            Limits(
+                concurrency=config.batch.max_in_flight if broker is not None else self.syn.concurrency,
+                max_retries=config.teacher.num_retries,
+                worst_calls={kind: n * (1 + config.teacher.max_repairs) for kind, n in _PREDICTORS.items()},
+                max_calls=self.max_calls,
+                max_cost_usd=self.syn.max_cost_usd,
+                price=self.price,
+                max_tokens=config.teacher.max_tokens,
+                prior_prompt_tokens=_PRIOR_PROMPT_TOKENS,
+                max_consecutive_failures=self.syn.max_consecutive_failures,
+                role="teacher",
+                stop_grace_s=config.run.stop_grace_s,
+                seed=self.syn.seed,
+            ),
+            broker=broker,
+        )
         self.chash = config_hash(config)
         self.stats = RunStats()
         self.pool: deque[Item] = deque()
@@ -293,7 +319,9 @@ class SynthesisRun:
         ref = self.refs[unit.ref_index]
         if self.method.collects_feedback and ref.id not in self.feedback:
             starts_feedback = ref.id not in self.feedback_pending
-            if starts_feedback and ((self.engine.slots_free() < 2 and self.engine.running) or not self._start_feedback(ref)):
+            if starts_feedback and (
+                (self.engine.slots_free() < 2 and self.engine.running) or not self._start_feedback(ref)
+            ):
                 self.held_unit = unit
                 return False
             self.parked.setdefault(ref.id, []).append(unit)
@@ -316,7 +344,9 @@ class SynthesisRun:
     # ---- the work items (no shared state: they return results) -------------------------------
     def work(self, kind: str, payload: Any, calls: list):
         """The coroutine of one piece of work (the engine runs it as a task)."""
-        return {"feedback": self._run_feedback, "unit": self._run_unit, "sample": self._run_sample}[kind](payload, calls)
+        return {"feedback": self._run_feedback, "unit": self._run_unit, "sample": self._run_sample}[kind](
+            payload, calls
+        )
 
     async def _run_feedback(self, ref: Reference, calls: list):
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
@@ -336,9 +366,14 @@ class SynthesisRun:
             try:
                 with stage("synthesize"):
                     pred = await acall_part(
-                        self.synthesizer, self.executor, reference_instruction=ref.instruction, feature_name=unit.feature,
-                        feature_description=description, n=self.syn.instructions_per_feature,
-                        rollout_id=unit.pass_no or None)
+                        self.synthesizer,
+                        self.executor,
+                        reference_instruction=ref.instruction,
+                        feature_name=unit.feature,
+                        feature_description=description,
+                        n=self.syn.instructions_per_feature,
+                        rollout_id=unit.pass_no or None,
+                    )
                 return pred.new_instructions, None
             except Exception as err:  # noqa: BLE001
                 return None, classify(err)
@@ -351,8 +386,12 @@ class SynthesisRun:
                 if self.method.recycle:
                     inputs = dict(instruction=ref.instruction, response=ref.response)
                 else:
-                    inputs = dict(reference_instruction=ref.instruction, reference_response=ref.response,
-                                  instruction=item.instruction, feedback=fb.response_feedback if fb else None)
+                    inputs = dict(
+                        reference_instruction=ref.instruction,
+                        reference_response=ref.response,
+                        instruction=item.instruction,
+                        feedback=fb.response_feedback if fb else None,
+                    )
                 with stage("respond"):
                     pred = await acall_part(self.respond, self.executor, **inputs)
                 record = self._record(item, ref, pred, calls)
@@ -372,28 +411,48 @@ class SynthesisRun:
         extra = {}
         if self.method.recycle:
             instruction = (pred.instruction or "").strip()
-            extra = dict(original=OriginalPair(instruction=ref.instruction, response=ref.response),
-                         reflection=Reflection(instruction_critique=pred.get("instruction_critique"),
-                                               response_critique=pred.get("response_critique")))
+            extra = dict(
+                original=OriginalPair(instruction=ref.instruction, response=ref.response),
+                reflection=Reflection(
+                    instruction_critique=pred.get("instruction_critique"),
+                    response_critique=pred.get("response_critique"),
+                ),
+            )
         meta = SampleMeta(
-            id=item.id, method=self.method.name, reference_id=ref.id, feature=item.feature,
-            teacher=self.config.teacher.model, program=self.program_id, program_hash=self.program.hash,
+            id=item.id,
+            method=self.method.name,
+            reference_id=ref.id,
+            feature=item.feature,
+            teacher=self.config.teacher.model,
+            program=self.program_id,
+            program_hash=self.program.hash,
             usage=usage_of(calls, self.price),
-            unit=item.unit, config_hash=self.chash, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            unit=item.unit,
+            config_hash=self.chash,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        return SampleRecord(instruction=instruction, response=(pred.response or "").strip(),
-                            analysis=dump(pred.get("analysis")), implementation_strategy=dump(pred.get("implementation_strategy")),
-                            improved_response=improved, meta=meta, **extra)
+        return SampleRecord(
+            instruction=instruction,
+            response=(pred.response or "").strip(),
+            analysis=dump(pred.get("analysis")),
+            implementation_strategy=dump(pred.get("implementation_strategy")),
+            improved_response=improved,
+            meta=meta,
+            **extra,
+        )
 
     # ---- handling results (the engine calls handle and note_attempt) ---------------------------------
-    def _reject(self, failure: Failure, stage: str, item_id: str | None, ref_id: str | None, usage: dict, **extra) -> None:
+    def _reject(
+        self, failure: Failure, stage: str, item_id: str | None, ref_id: str | None, usage: dict, **extra
+    ) -> None:
         key = f"{stage}:{item_id}"
         self.stats.rejects[failure.reason] += 1
         if key in self.reject_keys and failure.final:
             return
         self.reject_keys.add(key)
-        rec = RejectRecord(stage=stage, **failure.record_fields(), reference_id=ref_id, item_id=item_id, usage=usage,
-                           **extra)
+        rec = RejectRecord(
+            stage=stage, **failure.record_fields(), reference_id=ref_id, item_id=item_id, usage=usage, **extra
+        )
         self.writers["rejects"].append(rec.model_dump(mode="json"))
 
     def note_attempt(self, key: str, outcome: str, usage: dict) -> None:
@@ -415,8 +474,13 @@ class SynthesisRun:
             ref: Reference = payload
             self.feedback_pending.discard(ref.id)
             if failure is None:
-                fb = ReferenceFeedback(reference_id=ref.id, subject_areas=result.subject_areas, relevant_skills=result.relevant_skills,
-                                       response_feedback=result.response_feedback, usage=usage)
+                fb = ReferenceFeedback(
+                    reference_id=ref.id,
+                    subject_areas=result.subject_areas,
+                    relevant_skills=result.relevant_skills,
+                    response_feedback=result.response_feedback,
+                    usage=usage,
+                )
                 self.writers["feedback"].append(fb.model_dump(mode="json"))
                 self.feedback[ref.id] = fb
                 self._unpark(ref.id)
@@ -439,16 +503,34 @@ class SynthesisRun:
                 reason = self.dedup.offer(text)
                 (kept if reason is None else dropped).append((text, reason))
             for text, reason in dropped:
-                self._reject(Failure(reason, "dropped by instruction dedup"), "dedup", content_id(uid, text), ref.id, {}, instruction=text)
-            self.writers["journal"].append({"kind": "unit", "unit": uid, "reference_id": ref.id, "feature": unit.feature,
-                                            "pass": unit.pass_no, "kept": [t for t, _ in kept], "usage": usage})
+                self._reject(
+                    Failure(reason, "dropped by instruction dedup"),
+                    "dedup",
+                    content_id(uid, text),
+                    ref.id,
+                    {},
+                    instruction=text,
+                )
+            self.writers["journal"].append(
+                {
+                    "kind": "unit",
+                    "unit": uid,
+                    "reference_id": ref.id,
+                    "feature": unit.feature,
+                    "pass": unit.pass_no,
+                    "kept": [t for t, _ in kept],
+                    "usage": usage,
+                }
+            )
             self.done_units.add(uid)
             for text, _ in kept:
                 self.pool.append(Item(content_id(uid, text), uid, unit.ref_index, unit.feature, text))
         else:
             item: Item = payload
             if failure is not None:
-                self._reject(failure, "sample", item.id, self.refs[item.ref_index].id, usage, instruction=item.instruction)
+                self._reject(
+                    failure, "sample", item.id, self.refs[item.ref_index].id, usage, instruction=item.instruction
+                )
                 return
             if self.accepted >= self.syn.size:  # cannot happen: samples start only below size
                 return
@@ -466,8 +548,13 @@ class SynthesisRun:
         self._restore(state)
         self.earlier_wall_s, self.earlier_retries = self._earlier_figures() if resumed else (0.0, 0)
         self.writers = self.rundir.writers()
-        progress = Progress(self.syn.size, self.accepted, enabled=self.show_progress,
-                            every_s=self.config.run.progress_every_s, label="synthesize")
+        progress = Progress(
+            self.syn.size,
+            self.accepted,
+            enabled=self.show_progress,
+            every_s=self.config.run.progress_every_s,
+            label="synthesize",
+        )
         engine = self.engine
         engine.on_progress = lambda: progress.update(self.accepted, engine.totals, sum(self.stats.rejects.values()))
         try:
@@ -482,8 +569,10 @@ class SynthesisRun:
             except OSError as err:  # the records are complete; the summary is rebuilt on resume
                 log.warning("cannot write %s: %s", self.rundir.summary, err.strerror or err)
         if engine.abort is not None:
-            raise RunAborted(f"run stopped: {engine.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
-                             "run the same command again to resume)")
+            raise RunAborted(
+                f"run stopped: {engine.abort.detail} ({self.accepted} samples kept in {self.rundir.path}; "
+                "run the same command again to resume)"
+            )
         if status == "interrupted":
             raise KeyboardInterrupt  # the summary is written; the caller learns that the run was stopped
         return summary
@@ -537,20 +626,22 @@ class SynthesisRun:
             "instructions_kept": len(self.dedup),
             "rejects": dict(rejects),
             "rejects_by_stage": dict(by_stage),
-            "retries": {"total": self.earlier_retries + sum(self.engine.retries.values()),
-                        "this_invocation": dict(self.engine.retries)},
+            "retries": {
+                "total": self.earlier_retries + sum(self.engine.retries.values()),
+                "this_invocation": dict(self.engine.retries),
+            },
             "max_calls": self.max_calls,
             "concurrency": self.engine.figures()["concurrency"],
             **self.engine.mode_figures(usage, self.config.teacher.batch_price_factor, self.teacher),
             "usage": usage,
             "per_sample": per_sample,
             "cost_usd": usage["cost_usd"],
-            **estimate_error(self.rundir.path / "estimate.json", usage, samples, self.syn.size,
-                             self.engine.broker is not None),
+            **estimate_error(
+                self.rundir.path / "estimate.json", usage, samples, self.syn.size, self.engine.broker is not None
+            ),
             "price_known": self.price is not None,
             "wall_s": round(wall, 3),
             "wall_s_total": round(self.earlier_wall_s + wall, 3),
             "samples_per_s": round(self.stats.new_samples / wall, 3) if wall > 0 else None,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-

@@ -90,8 +90,17 @@ def _two_turns(turns: list[tuple[str, str]]) -> tuple[str, str]:
     return turns[0][1], turns[1][1]
 
 
-_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-         "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
+_ROLE = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
 
 
 def row_to_pair(row: dict[str, Any], shape: str) -> tuple[str, str]:
@@ -107,7 +116,10 @@ def row_to_pair(row: dict[str, Any], shape: str) -> tuple[str, str]:
                 raise _Skip("empty")
             return _text(conv[0]), _text(conv[1])
         if shape == "sharegpt":
-            turns = [(_ROLE.get(str(t.get("from", "")).lower(), "other"), _text(t.get("value"))) for t in row["conversations"]]
+            turns = [
+                (_ROLE.get(str(t.get("from", "")).lower(), "other"), _text(t.get("value")))
+                for t in row["conversations"]
+            ]
             return _two_turns(turns)
         if shape == "openai":
             turns = [(str(m.get("role", "")).lower(), _text(m.get("content"))) for m in row["messages"]]
@@ -122,7 +134,9 @@ def row_to_pair(row: dict[str, Any], shape: str) -> tuple[str, str]:
 
 def _no_shape_error(source: str, columns: Iterable[str]) -> SeedError:
     accepted = "; ".join(f"{name}: {cols}" for name, cols in _SHAPE_COLUMNS.items())
-    return SeedError(f"{source}: rows match no known shape; columns found: {sorted(columns)}; shapes accepted: {accepted}")
+    return SeedError(
+        f"{source}: rows match no known shape; columns found: {sorted(columns)}; shapes accepted: {accepted}"
+    )
 
 
 def _json_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -235,10 +249,14 @@ def _rows(source: str | None, split: str) -> tuple[str, Iterator[dict[str, Any]]
             return str(path), _csv_rows(path)
         if suffix == ".parquet":
             return str(path), _parquet_rows(path)
-        raise SeedError(f"{path}: unsupported file type '{suffix}'; use .json, .jsonl, .parquet, .csv or a saved dataset directory")
+        raise SeedError(
+            f"{path}: unsupported file type '{suffix}'; use .json, .jsonl, .parquet, .csv or a saved dataset directory"
+        )
     if source.count("/") == 1 and not source.startswith((".", "/", "~")):
         return source, _hub_rows(source, split)
-    raise SeedError(f"seed source not found: {source} (a local file, a saved dataset directory, or a hub name like GAIR/lima)")
+    raise SeedError(
+        f"seed source not found: {source} (a local file, a saved dataset directory, or a hub name like GAIR/lima)"
+    )
 
 
 def read_references(
@@ -290,14 +308,18 @@ def read_references(
     if not refs:
         if report.skipped.get("malformed", 0) == report.rows:
             if format != "auto":
-                raise SeedError(f"{name}: rows do not have the '{format}' shape ({_SHAPE_COLUMNS[format]}); "
-                                f"columns found: {sorted(row.keys())} (set seeds.format = \"auto\" to detect it)")
+                raise SeedError(
+                    f"{name}: rows do not have the '{format}' shape ({_SHAPE_COLUMNS[format]}); "
+                    f'columns found: {sorted(row.keys())} (set seeds.format = "auto" to detect it)'
+                )
             raise _no_shape_error(name, row.keys())
         raise SeedError(f"{name}: no usable reference pairs ({report.line()})")
     return refs, report
 
 
-def load_references(source: str | None = None, format: str = "auto", split: str = "train", limit: int | None = None) -> list[Reference]:
+def load_references(
+    source: str | None = None, format: str = "auto", split: str = "train", limit: int | None = None
+) -> list[Reference]:
     """Load validated references (see `read_references`); logs a one-line summary."""
     refs, report = read_references(source, format, split, limit)
     log.info(report.line())

@@ -55,8 +55,10 @@ def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[li
             continue
         obj = parse_record(raw)
         if obj is None:
-            raise CorruptRecordError(f"{path}:{lineno} is not a JSON record (the file was damaged); run `refed repair "
-                                     f"{path.parent}` to move the bad lines to {path.name}.quarantine and keep the rest")
+            raise CorruptRecordError(
+                f"{path}:{lineno} is not a JSON record (the file was damaged); run `refed repair "
+                f"{path.parent}` to move the bad lines to {path.name}.quarantine and keep the rest"
+            )
         records.append(obj)
     return records, end, len(lines)
 
@@ -85,8 +87,10 @@ class JsonlWriter:
             if self.fsync:
                 os.fsync(fd)
         except OSError as err:
-            raise RunDirError(f"cannot write {self.path}: {err.strerror or err}; the records written so far are kept "
-                              "(fix the disk, then run the same command to resume)") from None
+            raise RunDirError(
+                f"cannot write {self.path}: {err.strerror or err}; the records written so far are kept "
+                "(fix the disk, then run the same command to resume)"
+            ) from None
 
     def sync(self) -> None:
         """Make what was appended so far durable (fsync), for a writer that does not sync each line."""

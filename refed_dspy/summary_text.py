@@ -30,24 +30,36 @@ def format_summary(s: dict[str, Any]) -> str:
         fixes = ""
         if part.get("parse_failures") or part.get("repairs"):
             fixes = f"  {part.get('parse_failures', 0)} unparseable, {part.get('repairs', 0)} repairs"
-        lines.append(f"    {stage:<16}{part['calls']:>7} calls {part['prompt_tokens']:>11,} in {part['completion_tokens']:>10,} out  "
-                     f"{_money(part.get('cost_usd'))}{fixes}")
+        lines.append(
+            f"    {stage:<16}{part['calls']:>7} calls {part['prompt_tokens']:>11,} in {part['completion_tokens']:>10,} out  "
+            f"{_money(part.get('cost_usd'))}{fixes}"
+        )
     if s["per_sample"]:
         p = s["per_sample"]
-        lines.append(f"  per sample   {p['calls']} calls, {p['prompt_tokens']} prompt + {p['completion_tokens']} completion tokens, {_money(p['cost_usd'])}")
+        lines.append(
+            f"  per sample   {p['calls']} calls, {p['prompt_tokens']} prompt + {p['completion_tokens']} completion tokens, {_money(p['cost_usd'])}"
+        )
     batch = s.get("batch")
     if batch:
-        saved = f", {_money(batch.get('saved_usd'))} saved against online prices" if batch.get("saved_usd") is not None else ""
-        lines.append(f"  batch mode   {batch['batches']} batches ({batch['open']} open), "
-                     f"{batch['submitted_calls_this_invocation']} requests submitted this time, "
-                     f"{batch['resubmitted']} sent again after an expired/cancelled/failed batch{saved}")
+        saved = (
+            f", {_money(batch.get('saved_usd'))} saved against online prices"
+            if batch.get("saved_usd") is not None
+            else ""
+        )
+        lines.append(
+            f"  batch mode   {batch['batches']} batches ({batch['open']} open), "
+            f"{batch['submitted_calls_this_invocation']} requests submitted this time, "
+            f"{batch['resubmitted']} sent again after an expired/cancelled/failed batch{saved}"
+        )
     est = s.get("estimate")
     if est and est.get("cost_usd") is not None:
         err = f", the run cost {est['cost_error']:+.1%} against it" if est.get("cost_error") is not None else ""
         lines.append(f"  estimate     {_money(est['cost_usd'])} for {est.get('calls')} calls (refed estimate){err}")
     if s["status"] == "budget":
-        lines.append(f"  budget       stopped before going past the call budget ({s.get('max_calls')} LM calls) or "
-                     "synthesis.max_cost_usd: raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd")
+        lines.append(
+            f"  budget       stopped before going past the call budget ({s.get('max_calls')} LM calls) or "
+            "synthesis.max_cost_usd: raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd"
+        )
     rejects = s.get("rejects") or {}
     lines.append("  rejects      " + (", ".join(f"{n} {r}" for r, n in sorted(rejects.items())) if rejects else "none"))
     return "\n".join(lines)

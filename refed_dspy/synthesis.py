@@ -60,10 +60,17 @@ def check_budget_prices(config: Config) -> None:
         )
 
 
-async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, references: list[Reference] | None = None,
-                         program: dspy.Module | None = None, respond: dspy.Module | None = None,
-                         on_mismatch: OnMismatch = "error", show_progress: bool = False,
-                         detach: bool = False) -> dict[str, Any]:
+async def arun_synthesis(
+    config: Config,
+    *,
+    teacher: dspy.LM | None = None,
+    references: list[Reference] | None = None,
+    program: dspy.Module | None = None,
+    respond: dspy.Module | None = None,
+    on_mismatch: OnMismatch = "error",
+    show_progress: bool = False,
+    detach: bool = False,
+) -> dict[str, Any]:
     """Run (or resume) a synthesis run inside an existing event loop; returns the summary dict.
 
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
@@ -84,14 +91,18 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
         from refed_dspy.lm import check_key
 
         if teacher is not None:
-            raise ConfigError("batch mode builds its teacher from the config (its calls go to the provider's batch API): "
-                              "leave teacher= out, or set synthesis.mode = \"online\"")
+            raise ConfigError(
+                "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
+                'leave teacher= out, or set synthesis.mode = "online"'
+            )
         batch_provider(config.teacher, "teacher")  # refused before the run dir is touched
         check_key(config.teacher, "teacher")
     if teacher is None and not batch:
         teacher = build_teacher(config)
     if references is None:
-        references, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+        references, report = read_references(
+            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
+        )
         log.info(report.line())
     rundir = RunDir(config.run.dir)
     with DirLock(rundir.path, "refed synthesize", "run directory"):
@@ -103,8 +114,9 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
 
             batch_teacher, broker = batch_lm(config.teacher, "teacher", rundir.path, config.batch, detach=detach)
             teacher = batch_teacher  # its calls must go through the broker
-        run = SynthesisRun(config, references, teacher, rundir, program=run_program,
-                           show_progress=show_progress, broker=broker)
+        run = SynthesisRun(
+            config, references, teacher, rundir, program=run_program, show_progress=show_progress, broker=broker
+        )
         try:
             return await run.run(resumed)
         finally:
@@ -112,14 +124,23 @@ async def arun_synthesis(config: Config, *, teacher: dspy.LM | None = None, refe
                 from refed_dspy.store import read_json
                 from refed_dspy.tracking import track_run_dir
 
-                track_run_dir(config, rundir.path, "synthesize", read_json(rundir.summary),
-                              [rundir.summary, rundir.fingerprint])
+                track_run_dir(
+                    config, rundir.path, "synthesize", read_json(rundir.summary), [rundir.summary, rundir.fingerprint]
+                )
 
 
-def synthesize(config: Config | str | Path | None = None, overrides: list[str] | None = None, *,
-               teacher: dspy.LM | None = None, references: list[Reference] | None = None,
-               program: dspy.Module | None = None, respond: dspy.Module | None = None,
-               on_mismatch: OnMismatch = "error", show_progress: bool = False, detach: bool = False) -> dict[str, Any]:
+def synthesize(
+    config: Config | str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    teacher: dspy.LM | None = None,
+    references: list[Reference] | None = None,
+    program: dspy.Module | None = None,
+    respond: dspy.Module | None = None,
+    on_mismatch: OnMismatch = "error",
+    show_progress: bool = False,
+    detach: bool = False,
+) -> dict[str, Any]:
     """Run (or resume) synthesis and return its summary; works in scripts and inside a running event loop (Jupyter).
 
     Args:
@@ -143,7 +164,19 @@ def synthesize(config: Config | str | Path | None = None, overrides: list[str] |
     if not isinstance(config, Config):
         config = load_config(config, overrides)
     elif overrides:
-        raise ConfigError("overrides apply to a config file or the defaults; apply them to a Config yourself "
-                          "(load_config(path, overrides))")
-    return run_sync(arun_synthesis(config, teacher=teacher, references=references, program=program, respond=respond,
-                                   on_mismatch=on_mismatch, show_progress=show_progress, detach=detach))
+        raise ConfigError(
+            "overrides apply to a config file or the defaults; apply them to a Config yourself "
+            "(load_config(path, overrides))"
+        )
+    return run_sync(
+        arun_synthesis(
+            config,
+            teacher=teacher,
+            references=references,
+            program=program,
+            respond=respond,
+            on_mismatch=on_mismatch,
+            show_progress=show_progress,
+            detach=detach,
+        )
+    )

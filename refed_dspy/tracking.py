@@ -43,11 +43,16 @@ def mlflow_run(config: Config, run_dir: str | Path) -> Iterator[object]:
 
     experiment = connect(config)
     path = str(Path(run_dir).resolve())
-    found = mlflow.search_runs(experiment_ids=[experiment.experiment_id], output_format="list", max_results=1,
-                               filter_string=f"tags.`{RUN_DIR_TAG}` = '{path}'")
+    found = mlflow.search_runs(
+        experiment_ids=[experiment.experiment_id],
+        output_format="list",
+        max_results=1,
+        filter_string=f"tags.`{RUN_DIR_TAG}` = '{path}'",
+    )
     run_id = found[0].info.run_id if found else None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else Path(path).name,
-                          tags=None if run_id else {RUN_DIR_TAG: path}) as run:
+    with mlflow.start_run(
+        run_id=run_id, run_name=None if run_id else Path(path).name, tags=None if run_id else {RUN_DIR_TAG: path}
+    ) as run:
         yield run
 
 
@@ -77,8 +82,9 @@ def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 def config_params(config: Config) -> dict[str, str]:
     """The resolved config as MLflow params, plus the model strings under short names."""
     params = flat_params(config.model_dump(mode="json"), "config.")
-    params.update({"teacher_model": config.teacher.model, "judge_model": config.judge.model,
-                   "method": config.synthesis.method})
+    params.update(
+        {"teacher_model": config.teacher.model, "judge_model": config.judge.model, "method": config.synthesis.method}
+    )
     return params
 
 
@@ -109,8 +115,14 @@ def summary_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, floa
     return {k.replace(":", "_"): v for k, v in out.items()}
 
 
-def track_run_dir(config: Config, run_dir: str | Path, kind: str, summary: dict[str, Any], artifacts: list[Path],
-                  metric_prefix: str = "") -> str | None:
+def track_run_dir(
+    config: Config,
+    run_dir: str | Path,
+    kind: str,
+    summary: dict[str, Any],
+    artifacts: list[Path],
+    metric_prefix: str = "",
+) -> str | None:
     """Log config params, summary metrics and artifacts of one step (`kind`: synthesize, judge,
     compare) into the run dir's MLflow run. Returns the run id, or None after a warning when MLflow
     cannot be reached (the run's own files are already written)."""
@@ -132,8 +144,12 @@ def track_run_dir(config: Config, run_dir: str | Path, kind: str, summary: dict[
                     mlflow.log_artifact(str(p), artifact_path=kind)
             return run.info.run_id
     except Exception as err:  # noqa: BLE001 - tracking must not lose a finished run
-        log.warning("MLflow tracking failed (%s: %s); the run's files are complete in %s",
-                    type(err).__name__, str(err).splitlines()[0] if str(err) else "", run_dir)
+        log.warning(
+            "MLflow tracking failed (%s: %s); the run's files are complete in %s",
+            type(err).__name__,
+            str(err).splitlines()[0] if str(err) else "",
+            run_dir,
+        )
         return None
 
 

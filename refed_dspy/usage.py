@@ -9,8 +9,17 @@ from typing import Any
 from refed_dspy.lm import CallInfo
 from refed_dspy.pricing import Price
 
-_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "cached_tokens", "parse_failures", "repairs",
-           "failed_calls", "interrupted_calls")
+_FIELDS = (
+    "calls",
+    "cached_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "parse_failures",
+    "repairs",
+    "failed_calls",
+    "interrupted_calls",
+)
 
 
 def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:

@@ -13,5 +13,9 @@ class DescribeInstruction(dspy.Signature):
 
     reference_instruction: str = dspy.InputField()
     reference_response: str = dspy.InputField(desc="A response judged to be of high quality.")
-    subject_areas: str = text_output(DESCRIPTION_CHARS, "The domains, topics and kinds of knowledge the instruction involves.")
-    relevant_skills: str = text_output(DESCRIPTION_CHARS, "The abilities a response must show: reasoning, writing, coding, planning, and so on.")
+    subject_areas: str = text_output(
+        DESCRIPTION_CHARS, "The domains, topics and kinds of knowledge the instruction involves."
+    )
+    relevant_skills: str = text_output(
+        DESCRIPTION_CHARS, "The abilities a response must show: reasoning, writing, coding, planning, and so on."
+    )

@@ -39,7 +39,9 @@ def pointwise_signature(criteria: list[str]) -> type[dspy.Signature]:
     """ScoreResponse with one integer output field per criterion, in rubric order."""
     sig = ScoreResponse
     for name in criteria:
-        sig = sig.append(name, dspy.OutputField(desc=f"Score for {name.replace('_', ' ')}, an integer from 1 to 10."), type_=Score)
+        sig = sig.append(
+            name, dspy.OutputField(desc=f"Score for {name.replace('_', ' ')}, an integer from 1 to 10."), type_=Score
+        )
     return sig
 
 

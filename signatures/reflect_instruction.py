@@ -15,6 +15,8 @@ class ReflectInstruction(dspy.Signature):
 
     instruction: str = dspy.InputField(desc="The instruction of the existing example.")
     response: str = dspy.InputField(desc="The answer the existing example gives.")
-    instruction_critique: str = text_output(CRITIQUE_CHARS, "The assessment on the five points, one short paragraph each.")
+    instruction_critique: str = text_output(
+        CRITIQUE_CHARS, "The assessment on the five points, one short paragraph each."
+    )
     new_instruction: str = text_output(INSTRUCTION_CHARS, "The rewritten, self-contained instruction.")
     new_response: str = text_output(RESPONSE_CHARS, "A complete answer to the new instruction.")

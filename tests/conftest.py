@@ -52,7 +52,9 @@ def run(server_factory, tmp_path):
 
     srv = server_factory()
     path = tmp_path / "run"
-    synthesize(load_config(None, run_overrides(srv, path, 30, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2})))
+    synthesize(
+        load_config(None, run_overrides(srv, path, 30, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2}))
+    )
     return path
 
 
@@ -62,8 +64,9 @@ def start_refed_server(args: list[str], url_pattern: str) -> tuple:
     import re
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refed_dspy.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     found = re.search(url_pattern, line)
     if not found:
@@ -74,7 +77,13 @@ def start_refed_server(args: list[str], url_pattern: str) -> tuple:
 
 def run_overrides(server, run_dir, size: int, **extra) -> list[str]:
     """--set overrides pointing the teacher at a loopback server."""
-    out = [f"teacher.api_base='{server.api_base}'", "teacher.api_key_env=''", f"run.dir='{run_dir}'",
-           f"synthesis.size={size}", "run.progress=false", "teacher.num_retries=2"]
+    out = [
+        f"teacher.api_base='{server.api_base}'",
+        "teacher.api_key_env=''",
+        f"run.dir='{run_dir}'",
+        f"synthesis.size={size}",
+        "run.progress=false",
+        "teacher.num_retries=2",
+    ]
     out += [f"{k}={v}" for k, v in extra.items()]
     return out

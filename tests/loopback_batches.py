@@ -100,8 +100,11 @@ class BatchAPI:
             data = [self._f_view(f) for f in self.files.values() if purpose in (None, f["purpose"])]
             return 200, {"object": "list", "data": data}
         if parts[-1] == "batches":
-            data = sorted((self._o_view(b) for b in self.batches.values() if b.api == "openai"),
-                          key=lambda v: v["created_at"], reverse=True)
+            data = sorted(
+                (self._o_view(b) for b in self.batches.values() if b.api == "openai"),
+                key=lambda v: v["created_at"],
+                reverse=True,
+            )
             return 200, {"object": "list", "data": data[: int(query.get("limit", 20))], "has_more": False}
         b = self.batches.get(parts[-1])
         return (200, self._o_view(b)) if b else (404, _err("batch not found"))
@@ -138,7 +141,8 @@ class BatchAPI:
     # ---- files ------------------------------------------------------------------------------
     def _upload(self, headers, raw: bytes) -> tuple[int, object]:
         msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + headers["Content-Type"].encode() + b"\r\n\r\n" + raw)
+            b"Content-Type: " + headers["Content-Type"].encode() + b"\r\n\r\n" + raw
+        )
         fields, filename, content = {}, None, b""
         for part in msg.iter_parts():
             name = part.get_param("name", header="content-disposition")
@@ -148,23 +152,41 @@ class BatchAPI:
             else:
                 fields[name] = part.get_content().strip()
         fid = f"file-{next(self.seq):06d}"
-        f = {"id": fid, "filename": filename, "purpose": fields.get("purpose"), "bytes": len(content),
-             "content": content.decode(), "created_at": int(time.time())}
+        f = {
+            "id": fid,
+            "filename": filename,
+            "purpose": fields.get("purpose"),
+            "bytes": len(content),
+            "content": content.decode(),
+            "created_at": int(time.time()),
+        }
         with self.lock:
             self.files[fid] = f
         self.state.record({"file_upload": fid, "filename": filename, "bytes": len(content)})
         return 200, self._f_view(f)
 
     def _f_view(self, f: dict) -> dict:
-        return {"id": f["id"], "object": "file", "bytes": f["bytes"], "created_at": f["created_at"],
-                "filename": f["filename"], "purpose": f["purpose"]}
+        return {
+            "id": f["id"],
+            "object": "file",
+            "bytes": f["bytes"],
+            "created_at": f["created_at"],
+            "filename": f["filename"],
+            "purpose": f["purpose"],
+        }
 
     def _new_file(self, lines: list[dict], purpose: str) -> str:
         fid = f"file-{next(self.seq):06d}"
         content = "".join(json.dumps(x) + "\n" for x in lines)
         with self.lock:
-            self.files[fid] = {"id": fid, "filename": f"{fid}.jsonl", "purpose": purpose, "bytes": len(content),
-                               "content": content, "created_at": int(time.time())}
+            self.files[fid] = {
+                "id": fid,
+                "filename": f"{fid}.jsonl",
+                "purpose": purpose,
+                "bytes": len(content),
+                "content": content,
+                "created_at": int(time.time()),
+            }
         return fid
 
     # ---- batches ----------------------------------------------------------------------------
@@ -174,8 +196,14 @@ class BatchAPI:
             return 400, _err("custom_id values must be present and unique within a batch")
         n = next(self.seq)
         bid = f"batch_{n:06d}" if api == "openai" else f"msgbatch_{n:06d}"
-        b = _Batch(bid, api, lines, metadata=metadata, input_file_id=input_file_id,
-                   status="validating" if api == "openai" else "in_progress")
+        b = _Batch(
+            bid,
+            api,
+            lines,
+            metadata=metadata,
+            input_file_id=input_file_id,
+            status="validating" if api == "openai" else "in_progress",
+        )
         with self.lock:
             self.batches[bid] = b
             ordinal = sum(1 for x in self.batches.values() if x.api == api)
@@ -236,10 +264,12 @@ class BatchAPI:
         if first or _unit(cid, "batch_line_error") < self.knob("batch_line_error_rate", 0.0):
             return 500, _err("injected batch line error", "server_error")
         body = line["body"] if b.api == "openai" else _anthropic_to_openai(line["params"])
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port_of()}/v1/chat/completions",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "X-Custom-Id": cid,
-                                              "X-Batch-Id": b.id})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port_of()}/v1/chat/completions",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "X-Custom-Id": cid, "X-Batch-Id": b.id},
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
                 status, payload = resp.status, json.loads(resp.read())
@@ -253,29 +283,55 @@ class BatchAPI:
         cid = line["custom_id"]
         if b.api == "openai":
             ok = status == 200
-            return {"id": f"batch_req_{hashlib.sha256(cid.encode()).hexdigest()[:12]}", "custom_id": cid,
-                    "response": {"status_code": status, "request_id": f"req_{cid[:8]}", "body": body},
-                    "error": None if ok else {"code": "server_error", "message": "line failed"}}
+            return {
+                "id": f"batch_req_{hashlib.sha256(cid.encode()).hexdigest()[:12]}",
+                "custom_id": cid,
+                "response": {"status_code": status, "request_id": f"req_{cid[:8]}", "body": body},
+                "error": None if ok else {"code": "server_error", "message": "line failed"},
+            }
         if status == 200:
             return {"custom_id": cid, "result": {"type": "succeeded", "message": body}}
-        return {"custom_id": cid, "result": {"type": "errored", "error": {"type": "error", "error": {
-            "type": "api_error", "message": (body.get("error") or {}).get("message", "error")}}}}
+        return {
+            "custom_id": cid,
+            "result": {
+                "type": "errored",
+                "error": {
+                    "type": "error",
+                    "error": {"type": "api_error", "message": (body.get("error") or {}).get("message", "error")},
+                },
+            },
+        }
 
     def _left_out(self, b: _Batch, line: dict, why: str) -> dict:
         cid = line["custom_id"]
         if b.api == "openai":
             code = "batch_cancelled" if why == "cancelled" else "batch_expired"
-            return {"id": f"batch_req_{hashlib.sha256(cid.encode()).hexdigest()[:12]}", "custom_id": cid,
-                    "response": None, "error": {"code": code, "message": f"This request was {why}."}}
+            return {
+                "id": f"batch_req_{hashlib.sha256(cid.encode()).hexdigest()[:12]}",
+                "custom_id": cid,
+                "response": None,
+                "error": {"code": code, "message": f"This request was {why}."},
+            }
         return {"custom_id": cid, "result": {"type": "canceled" if why == "cancelled" else "expired"}}
 
     # ---- views ------------------------------------------------------------------------------
     def _o_view(self, b: _Batch) -> dict:
-        return {"id": b.id, "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": b.input_file_id,
-                "completion_window": "24h", "status": b.status, "output_file_id": b.output_file_id,
-                "error_file_id": b.error_file_id, "created_at": int(b.created), "metadata": b.metadata,
-                "errors": {"data": [{"code": "invalid_request", "message": "validation failed"}]} if b.status == "failed" else None,
-                "request_counts": {"total": len(b.lines), "completed": b.done - b.failed, "failed": b.failed}}
+        return {
+            "id": b.id,
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "input_file_id": b.input_file_id,
+            "completion_window": "24h",
+            "status": b.status,
+            "output_file_id": b.output_file_id,
+            "error_file_id": b.error_file_id,
+            "created_at": int(b.created),
+            "metadata": b.metadata,
+            "errors": {"data": [{"code": "invalid_request", "message": "validation failed"}]}
+            if b.status == "failed"
+            else None,
+            "request_counts": {"total": len(b.lines), "completed": b.done - b.failed, "failed": b.failed},
+        }
 
     def _a_view(self, b: _Batch) -> dict:
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
@@ -287,13 +343,23 @@ class BatchAPI:
             counts["succeeded"] = b.done - b.failed
             counts["errored"] = b.failed
         base = f"http://127.0.0.1:{self.port_of()}/v1/messages/batches/{b.id}"
-        return {"id": b.id, "type": "message_batch", "processing_status": b.status, "request_counts": counts,
-                "created_at": _iso(b.created), "ended_at": _iso(b.ended) if b.ended else None,
-                "expires_at": _iso(b.created + 86400), "results_url": f"{base}/results" if b.status == "ended" else None}
+        return {
+            "id": b.id,
+            "type": "message_batch",
+            "processing_status": b.status,
+            "request_counts": counts,
+            "created_at": _iso(b.created),
+            "ended_at": _iso(b.ended) if b.ended else None,
+            "expires_at": _iso(b.created + 86400),
+            "results_url": f"{base}/results" if b.status == "ended" else None,
+        }
 
     def _a_list(self, query: dict) -> dict:
-        data = sorted((self._a_view(b) for b in self.batches.values() if b.api == "anthropic"),
-                      key=lambda v: v["created_at"], reverse=True)
+        data = sorted(
+            (self._a_view(b) for b in self.batches.values() if b.api == "anthropic"),
+            key=lambda v: v["created_at"],
+            reverse=True,
+        )
         return {"data": data[: int(query.get("limit", 20))], "has_more": False}
 
 
@@ -327,9 +393,20 @@ def _anthropic_to_openai(params: dict) -> dict:
 def _openai_to_anthropic(payload: dict) -> dict:
     choice = payload["choices"][0]
     usage = payload.get("usage") or {}
-    stop = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}.get(choice.get("finish_reason"), "end_turn")
-    return {"id": f"msg_{payload.get('id', '')}", "type": "message", "role": "assistant", "model": payload.get("model"),
-            "content": [{"type": "text", "text": choice["message"].get("content") or ""}], "stop_reason": stop,
-            "stop_sequence": None,
-            "usage": {"input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0),
-                      "cache_read_input_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)}}
+    stop = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}.get(
+        choice.get("finish_reason"), "end_turn"
+    )
+    return {
+        "id": f"msg_{payload.get('id', '')}",
+        "type": "message",
+        "role": "assistant",
+        "model": payload.get("model"),
+        "content": [{"type": "text", "text": choice["message"].get("content") or ""}],
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": usage.get("prompt_tokens", 0),
+            "output_tokens": usage.get("completion_tokens", 0),
+            "cache_read_input_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
+        },
+    }

@@ -47,9 +47,132 @@ def _note_schema(note: str | None) -> dict | None:
     if "one of: " in note:
         return {"enum": [x.strip() for x in note.split("one of: ", 1)[1].split(";")]}
     return None
+
+
 _INPUT_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
 
-VOCAB = ["analyze", "design", "explain", "compare", "outline", "draft", "evaluate", "summarize", "describe", "plan", "write", "build", "estimate", "derive", "prove", "critique", "translate", "refactor", "debug", "optimize", "teach", "model", "measure", "predict", "river", "budget", "protein", "compiler", "orchestra", "glacier", "contract", "dataset", "poem", "theorem", "recipe", "garden", "startup", "museum", "vaccine", "satellite", "harbor", "ledger", "algorithm", "novel", "clinic", "turbine", "lecture", "survey", "neighborhood", "festival", "bridge", "battery", "market", "archive", "syllabus", "pipeline", "canyon", "league", "reactor", "volcano", "interview", "manuscript", "workshop", "telescope", "courtroom", "warehouse", "pharmacy", "library", "marathon", "ethics", "inflation", "migration", "erosion", "photosynthesis", "recursion", "encryption", "negotiation", "grammar", "harmony", "gravity", "friction", "memory", "trust", "privacy", "fairness", "latency", "entropy", "symmetry", "sustainability", "for", "a", "team", "of", "beginners", "with", "concrete", "examples", "in", "under", "three", "paragraphs", "using", "a", "table", "step", "by", "step", "from", "first", "principles", "with", "trade-offs", "and", "a", "short", "checklist", "for", "a", "skeptical", "reader"]
+VOCAB = [
+    "analyze",
+    "design",
+    "explain",
+    "compare",
+    "outline",
+    "draft",
+    "evaluate",
+    "summarize",
+    "describe",
+    "plan",
+    "write",
+    "build",
+    "estimate",
+    "derive",
+    "prove",
+    "critique",
+    "translate",
+    "refactor",
+    "debug",
+    "optimize",
+    "teach",
+    "model",
+    "measure",
+    "predict",
+    "river",
+    "budget",
+    "protein",
+    "compiler",
+    "orchestra",
+    "glacier",
+    "contract",
+    "dataset",
+    "poem",
+    "theorem",
+    "recipe",
+    "garden",
+    "startup",
+    "museum",
+    "vaccine",
+    "satellite",
+    "harbor",
+    "ledger",
+    "algorithm",
+    "novel",
+    "clinic",
+    "turbine",
+    "lecture",
+    "survey",
+    "neighborhood",
+    "festival",
+    "bridge",
+    "battery",
+    "market",
+    "archive",
+    "syllabus",
+    "pipeline",
+    "canyon",
+    "league",
+    "reactor",
+    "volcano",
+    "interview",
+    "manuscript",
+    "workshop",
+    "telescope",
+    "courtroom",
+    "warehouse",
+    "pharmacy",
+    "library",
+    "marathon",
+    "ethics",
+    "inflation",
+    "migration",
+    "erosion",
+    "photosynthesis",
+    "recursion",
+    "encryption",
+    "negotiation",
+    "grammar",
+    "harmony",
+    "gravity",
+    "friction",
+    "memory",
+    "trust",
+    "privacy",
+    "fairness",
+    "latency",
+    "entropy",
+    "symmetry",
+    "sustainability",
+    "for",
+    "a",
+    "team",
+    "of",
+    "beginners",
+    "with",
+    "concrete",
+    "examples",
+    "in",
+    "under",
+    "three",
+    "paragraphs",
+    "using",
+    "a",
+    "table",
+    "step",
+    "by",
+    "step",
+    "from",
+    "first",
+    "principles",
+    "with",
+    "trade-offs",
+    "and",
+    "a",
+    "short",
+    "checklist",
+    "for",
+    "a",
+    "skeptical",
+    "reader",
+]
 
 
 def count_tokens(text: str) -> int:
@@ -69,8 +192,9 @@ def tokens_of(text: str, tokenizer: str) -> list:
         import os
 
         spec = importlib.util.find_spec("litellm")
-        os.environ.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(spec.submodule_search_locations[0], "litellm_core_utils",
-                                                                 "tokenizers"))
+        os.environ.setdefault(
+            "TIKTOKEN_CACHE_DIR", os.path.join(spec.submodule_search_locations[0], "litellm_core_utils", "tokenizers")
+        )
         import tiktoken
 
         _ENCODINGS[tokenizer] = tiktoken.get_encoding(tokenizer)
@@ -103,12 +227,16 @@ class ServerConfig:
     sticky_wrongtype: float = 0.0  # every structured (list, number, enum) field holds prose
     sticky_empty: float = 0.0  # an empty message
     sticky_bad_scores: float = 0.0  # integer fields get 11-99, whatever the schema says (a provider ignoring bounds)
-    bad_scores_every: int = 0  # N: the N-th, 2N-th, ... request gets such scores (a count, not a draw: tests that need some)
+    bad_scores_every: int = (
+        0  # N: the N-th, 2N-th, ... request gets such scores (a count, not a draw: tests that need some)
+    )
     fail_all: bool = False
     seed: int = 0
     log_path: str | None = None
     log_prompts: bool = False  # also log each request's system prompt and messages (tests, the token bench)
-    tokenizer: str = "words"  # usage counted in words and punctuation marks, or with tiktoken: "o200k_base", "cl100k_base"
+    tokenizer: str = (
+        "words"  # usage counted in words and punctuation marks, or with tiktoken: "o200k_base", "cl100k_base"
+    )
     cache_min_tokens: int = 1024
     cache_step: int = 128
     extra: dict = field(default_factory=dict)
@@ -196,7 +324,9 @@ def _resolve(schema: dict | None, defs: dict) -> dict | None:
     return schema
 
 
-def _value(schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig, inputs: dict, defs: dict | None = None):
+def _value(
+    schema: dict | None, name: str, rng: random.Random, cfg: ServerConfig, inputs: dict, defs: dict | None = None
+):
     """A value for one field: from its JSON schema (bounds honoured, as a grammar-constrained server does) or, with
     no schema, made-up text."""
     defs = defs or {}
@@ -250,8 +380,16 @@ def _json_notes(system: str) -> dict[str, dict | None]:
     return out
 
 
-def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mode: bool, drop_last: bool = False,
-            wrong_types: bool = False, response_schema: dict | None = None, bad_scores: bool = False) -> str:
+def _answer(
+    messages: list[dict],
+    rng: random.Random,
+    cfg: ServerConfig,
+    json_mode: bool,
+    drop_last: bool = False,
+    wrong_types: bool = False,
+    response_schema: dict | None = None,
+    bad_scores: bool = False,
+) -> str:
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
     first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
     if isinstance(first_user, list):
@@ -268,7 +406,9 @@ def _answer(messages: list[dict], rng: random.Random, cfg: ServerConfig, json_mo
         names = ["answer"]
     values = {name: _value(schemas.get(name), name, rng, cfg, inputs, defs) for name in names}
     if bad_scores:
-        values = {k: rng.randint(11, 99) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in values.items()}
+        values = {
+            k: rng.randint(11, 99) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in values.items()
+        }
     if drop_last and len(values) > 1:
         values.pop(names[-1])
     if wrong_types:
@@ -340,8 +480,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if st.batches.handles(self.path):
-            st.record({"batch_api": "POST", "path": self.path, "auth": self.headers.get("api-key")
-                       or self.headers.get("x-api-key") or self.headers.get("Authorization")})
+            st.record(
+                {
+                    "batch_api": "POST",
+                    "path": self.path,
+                    "auth": self.headers.get("api-key")
+                    or self.headers.get("x-api-key")
+                    or self.headers.get("Authorization"),
+                }
+            )
             self._send_raw(*st.batches.post(self.path, self.headers, raw))
             return
         sha = hashlib.sha256(raw).hexdigest()[:16]
@@ -380,8 +527,12 @@ class _Handler(BaseHTTPRequestHandler):
         # the inputs (the first user turn without the format reminder, the same in every adapter's prompt), then any
         # later turns (a repair: the bad reply and what was wrong), so a repair is a new draw of the sticky faults
         turns = [m for m in messages if m.get("role") != "system"]
-        texts = [" ".join(p.get("text", "") for p in t["content"]) if isinstance(t.get("content"), list)
-                 else str(t.get("content") or "") for t in turns]
+        texts = [
+            " ".join(p.get("text", "") for p in t["content"])
+            if isinstance(t.get("content"), list)
+            else str(t.get("content") or "")
+            for t in turns
+        ]
         base = texts[0].split("\n\nRespond with")[0] if texts else ""
         key = "\x1e".join([base, *texts[1:]])
         entry["key"] = hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -395,14 +546,21 @@ class _Handler(BaseHTTPRequestHandler):
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)
-            entry["delivered"] = self._send(status, {"error": {"message": message, "type": kind, "code": kind}}, headers)
+            entry["delivered"] = self._send(
+                status, {"error": {"message": message, "type": kind, "code": kind}}, headers
+            )
 
         if cfg.fail_all:
             return fail(500, "server_error", "the loopback server fails every request")
         if over_cap:
             return fail(429, "rate_limit_exceeded", "concurrency cap", {"Retry-After": str(cfg.retry_after_s)})
-        edges = [(cfg.rate_429, 429), (cfg.rate_500, 500), (cfg.rate_503, 503), (cfg.rate_reset, "reset"),
-                 (cfg.rate_hang, "hang")]
+        edges = [
+            (cfg.rate_429, 429),
+            (cfg.rate_500, 500),
+            (cfg.rate_503, 503),
+            (cfg.rate_reset, "reset"),
+            (cfg.rate_hang, "hang"),
+        ]
         acc = 0.0
         for rate, status in edges:
             acc += rate
@@ -424,7 +582,11 @@ class _Handler(BaseHTTPRequestHandler):
                 headers = {"Retry-After": str(cfg.retry_after_s)} if status == 429 else None
                 return fail(status, f"transient_{status}", f"injected {status}", headers)
         if _unit(key, "filter400") < cfg.sticky_filter400:
-            return fail(400, "content_filter", "The response was filtered due to the prompt triggering content management policy.")
+            return fail(
+                400,
+                "content_filter",
+                "The response was filtered due to the prompt triggering content management policy.",
+            )
 
         json_mode = "response_format" in req or "Respond with a JSON object" in user
         fmt = req.get("response_format") or {}
@@ -435,7 +597,8 @@ class _Handler(BaseHTTPRequestHandler):
             content, finish, fault = None, "content_filter", "refusal"
         else:
             bad_scores = _unit(key, "scores") < cfg.sticky_bad_scores or bool(
-                cfg.bad_scores_every and entry["seq"] % cfg.bad_scores_every == 0)
+                cfg.bad_scores_every and entry["seq"] % cfg.bad_scores_every == 0
+            )
             content = _answer(messages, rng, cfg, json_mode, response_schema=response_schema, bad_scores=bad_scores)
             fault = "bad_scores" if bad_scores else None
             if _unit(key, "length") < cfg.sticky_length:
@@ -443,9 +606,15 @@ class _Handler(BaseHTTPRequestHandler):
             elif _unit(key, "malformed") < cfg.sticky_malformed:
                 content, fault = "I'm not sure how to format this: " + _words(rng, 20), "malformed"
             elif _unit(key, "missing") < cfg.sticky_missing:
-                content, fault = _answer(messages, rng, cfg, json_mode, drop_last=True, response_schema=response_schema), "missing"
+                content, fault = (
+                    _answer(messages, rng, cfg, json_mode, drop_last=True, response_schema=response_schema),
+                    "missing",
+                )
             elif _unit(key, "wrongtype") < cfg.sticky_wrongtype:
-                content, fault = _answer(messages, rng, cfg, json_mode, wrong_types=True, response_schema=response_schema), "wrongtype"
+                content, fault = (
+                    _answer(messages, rng, cfg, json_mode, wrong_types=True, response_schema=response_schema),
+                    "wrongtype",
+                )
             elif _unit(key, "empty") < cfg.sticky_empty:
                 content, fault = "", "empty"
 
@@ -465,9 +634,7 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": req.get("model", "loopback"),
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
-            ],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
             "usage": {
                 "prompt_tokens": len(prompt_tokens),
                 "completion_tokens": completion_tokens,
@@ -475,8 +642,13 @@ class _Handler(BaseHTTPRequestHandler):
                 "prompt_tokens_details": {"cached_tokens": cached},
             },
         }
-        entry.update(status=200, fault=fault, prompt_tokens=len(prompt_tokens), completion_tokens=completion_tokens,
-                     cached_tokens=cached)
+        entry.update(
+            status=200,
+            fault=fault,
+            prompt_tokens=len(prompt_tokens),
+            completion_tokens=completion_tokens,
+            cached_tokens=cached,
+        )
         entry["delivered"] = self._send(200, payload)
 
 

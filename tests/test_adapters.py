@@ -80,19 +80,22 @@ def test_dialects_move_what_a_provider_rejects_into_descriptions():
         schema_for(schema, "cobol")
 
 
-@pytest.mark.parametrize("spec, mode, dialect", [
-    (dict(model="openai/local", api_base="http://127.0.0.1:8080/v1"), "json_schema", "full"),
-    (dict(model="hosted_vllm/qwen", api_base="http://10.0.0.2:8000/v1"), "json_schema", "full"),
-    (dict(model="ollama_chat/llama3.1"), "json_schema", "full"),
-    (dict(model="openai/gpt-4o-mini"), "json_schema", "openai"),
-    (dict(model="openai/gpt-3.5-turbo"), "chat", "openai"),
-    (dict(model="openai/gpt-4o-mini", api_base="https://api.openai.com/v1"), "json_schema", "openai"),
-    (dict(model="anthropic/claude-3-5-haiku-latest"), "chat", "anthropic"),
-    (dict(model="anthropic/claude-sonnet-4-5"), "json_schema", "anthropic"),
-    (dict(model="groq/llama-3.1-8b-instant"), "chat", "minimal"),
-    (dict(model="groq/llama-3.1-8b-instant", adapter="json", schema_dialect="openai"), "json", "openai"),
-    (dict(model="openai/local", api_base="http://127.0.0.1:8080/v1", adapter="chat"), "chat", "full"),
-])
+@pytest.mark.parametrize(
+    "spec, mode, dialect",
+    [
+        (dict(model="openai/local", api_base="http://127.0.0.1:8080/v1"), "json_schema", "full"),
+        (dict(model="hosted_vllm/qwen", api_base="http://10.0.0.2:8000/v1"), "json_schema", "full"),
+        (dict(model="ollama_chat/llama3.1"), "json_schema", "full"),
+        (dict(model="openai/gpt-4o-mini"), "json_schema", "openai"),
+        (dict(model="openai/gpt-3.5-turbo"), "chat", "openai"),
+        (dict(model="openai/gpt-4o-mini", api_base="https://api.openai.com/v1"), "json_schema", "openai"),
+        (dict(model="anthropic/claude-3-5-haiku-latest"), "chat", "anthropic"),
+        (dict(model="anthropic/claude-sonnet-4-5"), "json_schema", "anthropic"),
+        (dict(model="groq/llama-3.1-8b-instant"), "chat", "minimal"),
+        (dict(model="groq/llama-3.1-8b-instant", adapter="json", schema_dialect="openai"), "json", "openai"),
+        (dict(model="openai/local", api_base="http://127.0.0.1:8080/v1", adapter="chat"), "chat", "full"),
+    ],
+)
 def test_auto_picks_what_fits_the_provider(spec, mode, dialect):
     choice = choose_adapter(LMSpec(**spec))
     assert (choice.mode, choice.dialect) == (mode, dialect) and choice.reason
@@ -103,21 +106,31 @@ def test_auto_picks_what_fits_the_provider(spec, mode, dialect):
 def test_json_schema_adapter_sends_the_dialects_schema_and_json_sends_json_object():
     fmt = RefedJSONAdapter(dialect="openai").request_options(SCORES)["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
-    assert fmt["json_schema"]["schema"] == schema_for(output_schema(SCORES), "openai") == response_format(SCORES, "openai")["json_schema"]["schema"]
+    assert (
+        fmt["json_schema"]["schema"]
+        == schema_for(output_schema(SCORES), "openai")
+        == response_format(SCORES, "openai")["json_schema"]["schema"]
+    )
     assert RefedJSONAdapter(schema=False).request_options(SCORES) == {"response_format": {"type": "json_object"}}
     assert RefedJSONAdapter(schema=False, dialect="anthropic").request_options(SCORES) == {}  # no JSON mode there
     assert RefedChatAdapter().request_options(SCORES) == {}
 
 
 def test_out_of_range_score_is_repaired_with_the_error_shown():
-    lm = DummyLM([{"rationale": "solid", "helpfulness": 63, "accuracy": 5},
-                  {"rationale": "solid", "helpfulness": 6, "accuracy": 5}])
+    lm = DummyLM(
+        [
+            {"rationale": "solid", "helpfulness": 63, "accuracy": 5},
+            {"rationale": "solid", "helpfulness": 6, "accuracy": 5},
+        ]
+    )
     with dspy.context(lm=lm, adapter=RefedChatAdapter(max_repairs=1)):
         pred = PointwiseJudge(["helpfulness", "accuracy"])(instruction="q", response="r")
     assert pred.scores == {"helpfulness": 6, "accuracy": 5}
     repair = lm.history[1]["messages"]
     assert repair[-2]["role"] == "assistant" and "63" in repair[-2]["content"]
-    assert repair[-1]["content"].startswith("That reply cannot be used: helpfulness: input should be less than or equal to 10 (got 63)")
+    assert repair[-1]["content"].startswith(
+        "That reply cannot be used: helpfulness: input should be less than or equal to 10 (got 63)"
+    )
 
 
 def test_without_repairs_left_the_error_is_one_line_and_keeps_the_reply():
@@ -154,13 +167,24 @@ def test_json_schema_over_http_repairs_counts_and_keeps_raw_text(server_factory,
     for line in rejects:  # a repair fails too at times (a new draw of the fault): then the reject keeps the reply
         rec = json.loads(line)
         if rec["reason"] == "unparseable":
-            assert rec["raw"].startswith("I'm not sure how to format this") and rec["detail"].endswith("(after 1 repair)")
+            assert rec["raw"].startswith("I'm not sure how to format this") and rec["detail"].endswith(
+                "(after 1 repair)"
+            )
 
 
 def test_openai_dialect_reaches_the_wire_without_string_lengths(server_factory, tmp_path):
     srv = server_factory(log_prompts=True)
-    synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 2, **{
-        "seeds.limit": 1, "teacher.schema_dialect": "'openai'", "synthesis.instructions_per_feature": 2})))
+    synthesize(
+        load_config(
+            None,
+            run_overrides(
+                srv,
+                tmp_path / "run",
+                2,
+                **{"seeds.limit": 1, "teacher.schema_dialect": "'openai'", "synthesis.instructions_per_feature": 2},
+            ),
+        )
+    )
     formats = [e["response_format"]["json_schema"]["schema"] for e in read_log(srv.cfg.log_path)]
     text = json.dumps(formats)
     assert formats and '"maxLength"' not in text and "characters." in text and '"maxItems": 2' in text
@@ -169,11 +193,19 @@ def test_openai_dialect_reaches_the_wire_without_string_lengths(server_factory, 
 def test_usage_counts_repairs_and_parse_failures_of_paid_calls_only():
     from refed_dspy.lm import CallInfo
 
-    calls = [CallInfo("judge_pointwise", "m", 10, 5, parse_error=True, seconds=1.0),
-             CallInfo("judge_pointwise", "m", 12, 5, repair=True, seconds=2.0),
-             CallInfo("judge_pointwise", "m", cache_hit=True, repair=True, parse_error=True)]
+    calls = [
+        CallInfo("judge_pointwise", "m", 10, 5, parse_error=True, seconds=1.0),
+        CallInfo("judge_pointwise", "m", 12, 5, repair=True, seconds=2.0),
+        CallInfo("judge_pointwise", "m", cache_hit=True, repair=True, parse_error=True),
+    ]
     usage = usage_of(calls, None)
-    assert (usage["calls"], usage["cached_calls"], usage["parse_failures"], usage["repairs"], usage["lm_seconds"]) == (2, 1, 1, 1, 3.0)
+    assert (usage["calls"], usage["cached_calls"], usage["parse_failures"], usage["repairs"], usage["lm_seconds"]) == (
+        2,
+        1,
+        1,
+        1,
+        3.0,
+    )
     with collect_calls() as got:
         pass
     assert got == []
@@ -181,8 +213,17 @@ def test_usage_counts_repairs_and_parse_failures_of_paid_calls_only():
 
 def test_json_mode_asks_for_a_json_object_and_parses_it(server_factory, tmp_path):
     srv = server_factory(log_prompts=True)
-    summary = synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 6, **{
-        "seeds.limit": 2, "teacher.adapter": "'json'", "synthesis.instructions_per_feature": 3})))
+    summary = synthesize(
+        load_config(
+            None,
+            run_overrides(
+                srv,
+                tmp_path / "run",
+                6,
+                **{"seeds.limit": 2, "teacher.adapter": "'json'", "synthesis.instructions_per_feature": 3},
+            ),
+        )
+    )
     assert summary["status"] == "complete" and summary["adapter"]["mode"] == "json"
     log = read_log(srv.cfg.log_path)
     assert log and all(e["response_format"] == {"type": "json_object"} for e in log)

@@ -24,9 +24,19 @@ FAST = {"batch_validating_s": 0.01, "batch_finalizing_s": 0.01}
 
 
 def batch_overrides(srv, run: Path, size: int, **extra) -> list[str]:
-    return run_overrides(srv, run, size, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 2,
-                                            "synthesis.mode": "'batch'", "batch.poll_s": 0.05, "batch.linger_s": 0.2,
-                                            **extra})
+    return run_overrides(
+        srv,
+        run,
+        size,
+        **{
+            "seeds.limit": 4,
+            "synthesis.instructions_per_feature": 2,
+            "synthesis.mode": "'batch'",
+            "batch.poll_s": 0.05,
+            "batch.linger_s": 0.2,
+            **extra,
+        },
+    )
 
 
 def created(log: list[dict]) -> list[dict]:
@@ -158,10 +168,13 @@ def test_cancelled_batch_keeps_its_finished_lines(tmp_path):
     assert_none_lost(run, log)
 
 
-def _cli(run_args: list[str], env_extra: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+def _cli(
+    run_args: list[str], env_extra: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "refed_dspy.cli", *run_args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "refed_dspy.cli", *run_args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _set(over: list[str]) -> list[str]:
@@ -180,8 +193,9 @@ def kill_then_resume(over: list[str], crash: str, kill_env: dict | None = None, 
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("point", ["before_upload", "after_upload", "after_create", "while_polling",
-                                   "while_writing_results"])
+@pytest.mark.parametrize(
+    "point", ["before_upload", "after_upload", "after_create", "while_polling", "while_writing_results"]
+)
 def test_sigkill_then_resume_sends_nothing_twice_and_loses_nothing(tmp_path, point):
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
@@ -197,7 +211,9 @@ def test_sigkill_then_resume_sends_nothing_twice_and_loses_nothing(tmp_path, poi
 
 
 def test_detach_then_status_then_resume(tmp_path):
-    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra={**FAST, "batch_line_s": 0.02})) as srv:
+    with LoopbackServer(
+        ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra={**FAST, "batch_line_s": 0.02})
+    ) as srv:
         run = tmp_path / "run"
         args = ["synthesize", *_set(batch_overrides(srv, run, 8))]
         first = _cli([*args, "--detach"])
@@ -228,8 +244,17 @@ def test_judging_in_batch_mode(tmp_path):
 
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
-        over = batch_overrides(srv, run, 6, **{"synthesis.mode": "'online'", "judging.mode": "'batch'",
-                                                "judge.api_base": f"'{srv.api_base}'", "judge.api_key_env": "''"})
+        over = batch_overrides(
+            srv,
+            run,
+            6,
+            **{
+                "synthesis.mode": "'online'",
+                "judging.mode": "'batch'",
+                "judge.api_base": f"'{srv.api_base}'",
+                "judge.api_key_env": "''",
+            },
+        )
         cfg = load_config(None, over)
         synthesize(cfg)
         s = judge_run(run, cfg)
@@ -252,8 +277,20 @@ def test_judging_in_batch_mode(tmp_path):
 
 @pytest.mark.parametrize("model", ["gemini/gemini-2.0-flash", "ollama_chat/llama3.1"])
 def test_providers_without_a_batch_api_are_refused_in_one_line(tmp_path, model):
-    out = _cli(["synthesize", "--set", f"teacher.model='{model}'", "--set", "teacher.api_key_env=''",
-                "--set", "synthesis.mode='batch'", "--set", f"run.dir='{tmp_path / 'run'}'"], timeout=60)
+    out = _cli(
+        [
+            "synthesize",
+            "--set",
+            f"teacher.model='{model}'",
+            "--set",
+            "teacher.api_key_env=''",
+            "--set",
+            "synthesis.mode='batch'",
+            "--set",
+            f"run.dir='{tmp_path / 'run'}'",
+        ],
+        timeout=60,
+    )
     assert out.returncode == 2
     lines = [x for x in out.stderr.strip().splitlines() if x.strip()]
     assert len(lines) == 1 and "batch" in lines[0] and "online" in lines[0] and "Traceback" not in out.stderr
@@ -269,10 +306,17 @@ def test_azure_openai_batches_use_the_resource_endpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("AZURE_API_KEY", "azure-key")
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
-        over = batch_overrides(srv, run, 6, **{"teacher.model": "'azure/my-deployment'",
-                                                "teacher.api_base": f"'{srv.api_base.removesuffix('/v1')}'",
-                                                "teacher.api_version": "'2024-10-21'",
-                                                "teacher.api_key_env": "'AZURE_API_KEY'"})
+        over = batch_overrides(
+            srv,
+            run,
+            6,
+            **{
+                "teacher.model": "'azure/my-deployment'",
+                "teacher.api_base": f"'{srv.api_base.removesuffix('/v1')}'",
+                "teacher.api_version": "'2024-10-21'",
+                "teacher.api_key_env": "'AZURE_API_KEY'",
+            },
+        )
         s = synthesize(load_config(None, over))
     log = read_log(tmp_path / "log.jsonl")
     assert s["status"] == "complete" and s["samples"] == 6
@@ -301,8 +345,12 @@ def test_resume_with_another_api_key_finds_its_batches(tmp_path):
     """The key is no part of a custom_id: a run killed while polling and resumed with a rotated key sends nothing twice."""
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
-        kill_then_resume(batch_overrides(srv, run, 6, **{"teacher.api_key_env": "'REFED_TEST_KEY'"}), "while_polling:2",
-                         {"REFED_TEST_KEY": "key-one"}, {"REFED_TEST_KEY": "key-two"})
+        kill_then_resume(
+            batch_overrides(srv, run, 6, **{"teacher.api_key_env": "'REFED_TEST_KEY'"}),
+            "while_polling:2",
+            {"REFED_TEST_KEY": "key-one"},
+            {"REFED_TEST_KEY": "key-two"},
+        )
     log = read_log(tmp_path / "log.jsonl")
     auths = [e["auth"] for e in log if e.get("batch_api") == "POST"]
     assert "Bearer key-one" in auths and auths[-1] == "Bearer key-two"
@@ -314,8 +362,9 @@ def test_resume_with_another_api_key_finds_its_batches(tmp_path):
 def test_provider_limits_split_a_stage_into_several_batches(tmp_path):
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
-        s = synthesize(load_config(None, batch_overrides(srv, run, 12, **{"batch.max_requests": 5,
-                                                                          "batch.max_bytes": 60000})))
+        s = synthesize(
+            load_config(None, batch_overrides(srv, run, 12, **{"batch.max_requests": 5, "batch.max_bytes": 60000}))
+        )
     log = read_log(tmp_path / "log.jsonl")
     assert s["status"] == "complete" and s["samples"] == 12
     store = BatchStore(run, readonly=True)
@@ -390,11 +439,30 @@ def test_an_unreachable_batch_api_stops_with_one_line(tmp_path):
     dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
     s.close()  # nothing listens there
     run = tmp_path / "run"
-    out = _cli(["synthesize", "--set", f"teacher.api_base='{dead}'", "--set", "teacher.api_key_env=''",
-                "--set", "synthesis.mode='batch'", "--set", "batch.poll_s=0.02", "--set", "synthesis.size=4",
-                "--set", f"run.dir='{run}'", "--set", "run.progress=false"], timeout=120)
+    out = _cli(
+        [
+            "synthesize",
+            "--set",
+            f"teacher.api_base='{dead}'",
+            "--set",
+            "teacher.api_key_env=''",
+            "--set",
+            "synthesis.mode='batch'",
+            "--set",
+            "batch.poll_s=0.02",
+            "--set",
+            "synthesis.size=4",
+            "--set",
+            f"run.dir='{run}'",
+            "--set",
+            "run.progress=false",
+        ],
+        timeout=120,
+    )
     assert out.returncode == 3, out.stderr[-2000:]
     last = [x for x in out.stderr.strip().splitlines() if x.strip()][-1]
     assert "batch API unreachable" in last and "10 times in a row" in last and "Traceback" not in out.stderr
     journal = BatchStore(run, readonly=True)
-    assert journal.batches and all(b.provider_id is None for b in journal.batches.values())  # planned, kept for the resume
+    assert journal.batches and all(
+        b.provider_id is None for b in journal.batches.values()
+    )  # planned, kept for the resume

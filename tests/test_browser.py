@@ -34,7 +34,9 @@ def _need_a_browser() -> None:
     except ImportError:
         missing.append("selenium")
     if missing:
-        why = f"browser tests need {', '.join(missing)} (apt-get install chromium chromium-driver; pip install selenium)"
+        why = (
+            f"browser tests need {', '.join(missing)} (apt-get install chromium chromium-driver; pip install selenium)"
+        )
         if os.environ.get("REFED_REQUIRE_BROWSER"):
             pytest.fail(why)
         pytest.skip(why)
@@ -48,9 +50,18 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-default-apps", "--window-size=1400,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--window-size=1400,1000",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
@@ -62,8 +73,11 @@ def visit(driver, url: str, missing: bool = False):
     """Load `url` and fail on any JavaScript error or SEVERE console entry (`missing`: the page itself is a 404,
     which the browser logs as a failed load)."""
     driver.get(url)
-    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
-              and not (missing and e["source"] == "network" and e["message"].startswith(url))]
+    errors = [
+        e
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and not (missing and e["source"] == "network" and e["message"].startswith(url))
+    ]
     assert not errors, errors
     return driver
 
@@ -71,8 +85,11 @@ def visit(driver, url: str, missing: bool = False):
 def tree(path: Path) -> dict[str, bytes]:
     """Every file of a run but its DSPy cache (this test process's own DSPy closes that cache when a later test
     configures another run, and SQLite writes the file on close; the viewer never opens it)."""
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).digest() for p in sorted(path.rglob("*"))
-            if p.is_file() and p.relative_to(path).parts[0] != "cache"}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).digest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.relative_to(path).parts[0] != "cache"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +101,24 @@ def data(tmp_path_factory):
     from loopback_server import LoopbackServer, ServerConfig
 
     tmp = tmp_path_factory.mktemp("browser")
-    with LoopbackServer(ServerConfig(sticky_malformed=0.35, sticky_length=0.05, log_path=str(tmp / "log.jsonl"))) as srv:
+    with LoopbackServer(
+        ServerConfig(sticky_malformed=0.35, sticky_length=0.05, log_path=str(tmp / "log.jsonl"))
+    ) as srv:
         run = tmp / "run"
-        cfg = load_config(None, run_overrides(srv, run, 30, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2,
-                                                                "judge.api_base": f"'{srv.api_base}'",
-                                                                "judge.api_key_env": "''"}))
+        cfg = load_config(
+            None,
+            run_overrides(
+                srv,
+                run,
+                30,
+                **{
+                    "seeds.limit": 8,
+                    "synthesis.instructions_per_feature": 2,
+                    "judge.api_base": f"'{srv.api_base}'",
+                    "judge.api_key_env": "''",
+                },
+            ),
+        )
         synthesize(cfg)
         judge_run(run, cfg)
     filtered = tmp / "filtered"
@@ -121,20 +151,25 @@ def test_list_search_and_filters(browser, viewer, data):
     samples = [json.loads(x) for x in (data["run"] / "samples.jsonl").read_text().splitlines()]
     n = len(samples)  # 30 asked for; under a 35% sticky-malformed server a few may run out of their call budget
     assert n >= 20 and len(rows(browser)) == n and f"{n} of {n} samples match" in browser.page_source
+
     # search narrows the list to samples holding every term
     def text(s):
         return "\n".join((s["instruction"], s["response"], s.get("improved_response") or "")).lower()
 
     # a word some samples hold and others do not (the loopback's text is random, so pick it from the data)
-    word = next(w for w in sorted({w.lower().strip(".,;:!?") for s in samples for w in s["instruction"].split()})
-                if len(w) > 4 and 0 < sum(w in text(s) for s in samples) < n)
+    word = next(
+        w
+        for w in sorted({w.lower().strip(".,;:!?") for s in samples for w in s["instruction"].split()})
+        if len(w) > 4 and 0 < sum(w in text(s) for s in samples) < n
+    )
     box = browser.find_element("id", "q")
     box.send_keys(word)
     box.submit()
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, 10).until(lambda d: "q=" in d.current_url and d.find_element("tag name", "body")
-                                     .get_attribute("data-ready") == "1")
+    WebDriverWait(browser, 10).until(
+        lambda d: "q=" in d.current_url and d.find_element("tag name", "body").get_attribute("data-ready") == "1"
+    )
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     found = rows(browser)
     expected = [s for s in samples if word in text(s)]
@@ -143,7 +178,9 @@ def test_list_search_and_filters(browser, viewer, data):
     judgments = {j["sample_id"]: j for j in map(json.loads, (data["run"] / "judgments.jsonl").read_text().splitlines())}
     wins = sum(1 for j in judgments.values() if j.get("pairwise", {}).get("winner") == "improved")
     visit(browser, viewer + "/?verdict=win")
-    assert len(rows(browser)) == wins and all(b.text == "win" for b in browser.find_elements("css selector", "td .badge"))
+    assert len(rows(browser)) == wins and all(
+        b.text == "win" for b in browser.find_elements("css selector", "td .badge")
+    )
     visit(browser, viewer + "/?score_min=6&score_max=10")
     expected = sum(1 for j in judgments.values() if j.get("pointwise") and j["pointwise"]["overall"] >= 6)
     assert len(rows(browser)) == expected
@@ -162,7 +199,9 @@ def test_sample_page_shows_the_diff_scores_reference_and_provenance(browser, vie
     s = next(s for s in samples if s["meta"]["id"] in judgments and judgments[s["meta"]["id"]].get("pairwise"))
     visit(browser, f"{viewer}/sample/{s['meta']['id']}")
     assert browser.find_element("id", "instruction").text == s["instruction"].strip()
-    assert browser.find_elements("css selector", "#improved ins") and browser.find_elements("css selector", "#draft del")
+    assert browser.find_elements("css selector", "#improved ins") and browser.find_elements(
+        "css selector", "#draft del"
+    )
     # the improved side, read back without the highlights, is the improved response
     assert browser.find_element("id", "improved").text.split() == s["improved_response"].split()
     scores = [int(td.text) for td in browser.find_elements("css selector", "#judge td.score")]
@@ -182,7 +221,11 @@ def test_rejects_page_shows_what_the_model_returned(browser, viewer, data):
     assert with_raw
     visit(browser, viewer + "/rejects")
     groups = browser.find_elements("css selector", "table#groups tr")[1:]
-    judge_rejects = (data["run"] / "judge_rejects.jsonl").read_text().splitlines() if (data["run"] / "judge_rejects.jsonl").exists() else []
+    judge_rejects = (
+        (data["run"] / "judge_rejects.jsonl").read_text().splitlines()
+        if (data["run"] / "judge_rejects.jsonl").exists()
+        else []
+    )
     assert sum(int(g.find_elements("tag name", "td")[2].text) for g in groups) == len(rejects) + len(judge_rejects)
     reason = with_raw[0]["reason"]
     visit(browser, f"{viewer}/rejects?stage={with_raw[0]['stage']}&reason={reason}")
@@ -225,7 +268,9 @@ def test_compare_dir_shows_one_reference_from_each_method(browser, server_factor
     from refed_dspy.compare import compare
 
     srv = server_factory()
-    cfg = load_config(None, run_overrides(srv, tmp_path / "cmp", 8, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 2}))
+    cfg = load_config(
+        None, run_overrides(srv, tmp_path / "cmp", 8, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 2})
+    )
     compare(cfg, ["refed", "no_feedback"])
     proc, url = serve(tmp_path / "cmp")
     try:
@@ -235,7 +280,9 @@ def test_compare_dir_shows_one_reference_from_each_method(browser, server_factor
         reference = browser.find_element("id", "reference-pick").get_attribute("value")
         for method, col in zip(["no_feedback", "refed"], columns, strict=True):
             rows_ = [json.loads(x) for x in (tmp_path / "cmp" / method / "samples.jsonl").read_text().splitlines()]
-            assert len(col.find_elements("css selector", ".card")) == sum(r["meta"]["reference_id"] == reference for r in rows_)
+            assert len(col.find_elements("css selector", ".card")) == sum(
+                r["meta"]["reference_id"] == reference for r in rows_
+            )
         visit(browser, url + "/?method=refed")
         assert len(rows(browser)) == 8
     finally:
@@ -246,8 +293,12 @@ def test_compare_dir_shows_one_reference_from_each_method(browser, server_factor
 def test_report_renders_every_figure(browser, data):
     visit(browser, (data["run"] / "report.html").resolve().as_uri())
     images = browser.execute_script("return Array.from(document.images).map(i => [i.alt, i.naturalWidth])")
-    assert {"scores", "verdicts", "yield_feature", "yield_reference", "lengths", "rejects", "cost"} <= {a for a, _ in images}
+    assert {"scores", "verdicts", "yield_feature", "yield_reference", "lengths", "rejects", "cost"} <= {
+        a for a, _ in images
+    }
     assert all(width > 100 for _, width in images), images
     text = browser.find_element("tag name", "body").text
-    assert "Samples to read" in text and "Best by judge score" in text and "Most changed by the improvement step" in text
+    assert (
+        "Samples to read" in text and "Best by judge score" in text and "Most changed by the improvement step" in text
+    )
     assert "improved beats draft" in text

@@ -26,14 +26,17 @@ def test_defaults_are_valid_and_documented():
             assert field.description, f"{model.__name__}.{name} has no description"
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("synthesis.sizee=3", "unknown key 'sizee' in [synthesis]; did you mean 'size'?"),
-    ("teacher.temprature=1", "unknown key 'temprature' in [teacher]; did you mean 'temperature'?"),
-    ("teachr.model='x'", "unknown key 'teachr'; did you mean 'teacher'?"),
-    ("synthesis.size='many'", "synthesis.size: expected int, got 'many'"),
-    ("synthesis.concurrency=0", "synthesis.concurrency: input should be greater than 0, got 0"),
-    ("teacher.extra={api_key='sk-1'}", "teacher.extra: 'api_key' looks like a secret"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("synthesis.sizee=3", "unknown key 'sizee' in [synthesis]; did you mean 'size'?"),
+        ("teacher.temprature=1", "unknown key 'temprature' in [teacher]; did you mean 'temperature'?"),
+        ("teachr.model='x'", "unknown key 'teachr'; did you mean 'teacher'?"),
+        ("synthesis.size='many'", "synthesis.size: expected int, got 'many'"),
+        ("synthesis.concurrency=0", "synthesis.concurrency: input should be greater than 0, got 0"),
+        ("teacher.extra={api_key='sk-1'}", "teacher.extra: 'api_key' looks like a secret"),
+    ],
+)
 def test_validation_messages(override, expected):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
@@ -51,8 +54,14 @@ def test_file_errors(tmp_path):
 
 
 def test_overrides_parse_toml_values_and_strings():
-    data = apply_overrides({}, ["synthesis.size=12", "teacher.model=openai/gpt-4o", "teacher.temperature=0.5", "run.progress=false"])
-    assert data == {"synthesis": {"size": 12}, "teacher": {"model": "openai/gpt-4o", "temperature": 0.5}, "run": {"progress": False}}
+    data = apply_overrides(
+        {}, ["synthesis.size=12", "teacher.model=openai/gpt-4o", "teacher.temperature=0.5", "run.progress=false"]
+    )
+    assert data == {
+        "synthesis": {"size": 12},
+        "teacher": {"model": "openai/gpt-4o", "temperature": 0.5},
+        "run": {"progress": False},
+    }
     with pytest.raises(ConfigError, match="section.key=value"):
         apply_overrides({}, ["size12"])
 
@@ -74,7 +83,9 @@ def test_fingerprint_ignores_size_and_concurrency():
     b = load_config(None, ["synthesis.size=99", "synthesis.concurrency=64"])
     c = load_config(None, ["teacher.model=openai/gpt-4o"])
     assert fingerprint(a) == fingerprint(b)
-    assert fingerprint_diff(fingerprint(a), fingerprint(c)) == ["teacher.model: 'openai/gpt-4o-mini' -> 'openai/gpt-4o'"]
+    assert fingerprint_diff(fingerprint(a), fingerprint(c)) == [
+        "teacher.model: 'openai/gpt-4o-mini' -> 'openai/gpt-4o'"
+    ]
     # a run dir made before a field existed matches while that field keeps its default
     older = fingerprint(a)
     del older["synthesis"]["reflection"]
@@ -85,7 +96,10 @@ def test_fingerprint_ignores_size_and_concurrency():
 
 def test_mask_and_toml_roundtrip():
     assert mask_secrets({"hf_token": "x", "max_tokens": 3, "api_key_env": "OPENAI_API_KEY"}) == {
-        "hf_token": "***", "max_tokens": 3, "api_key_env": "OPENAI_API_KEY"}
+        "hf_token": "***",
+        "max_tokens": 3,
+        "api_key_env": "OPENAI_API_KEY",
+    }
     import tomllib
 
     cfg = load_config(None, ["synthesis.size=7"])
@@ -106,19 +120,24 @@ def test_filters_tables_roundtrip_through_toml(tmp_path):
     import tomllib
 
     path = tmp_path / "run.toml"
-    path.write_text('[[filters]]\nname = "judge_prefers_improved"\n[[filters]]\nname = "rouge_diversity"\nthreshold = 0.7\n')
+    path.write_text(
+        '[[filters]]\nname = "judge_prefers_improved"\n[[filters]]\nname = "rouge_diversity"\nthreshold = 0.7\n'
+    )
     cfg = load_config(path)
     text = to_toml(cfg)
     assert "rouge_diversity" in text and "null" not in text
     assert config_from_dict(tomllib.loads(text)) == cfg
 
 
-@pytest.mark.parametrize("toml_text, expected", [
-    ("", 0.0),
-    ('[judge]\nmodel = "openai/gpt-4o"\n', 0.0),
-    ('[judge]\nmodel = "openai/gpt-4o"\ntemperature = 0.3\n', 0.3),
-    ('[teacher]\ntemperature = 0.9\n', 0.0),
-])
+@pytest.mark.parametrize(
+    "toml_text, expected",
+    [
+        ("", 0.0),
+        ('[judge]\nmodel = "openai/gpt-4o"\n', 0.0),
+        ('[judge]\nmodel = "openai/gpt-4o"\ntemperature = 0.3\n', 0.3),
+        ("[teacher]\ntemperature = 0.9\n", 0.0),
+    ],
+)
 def test_judge_temperature_defaults_to_zero(tmp_path, toml_text, expected):
     path = tmp_path / "c.toml"
     path.write_text(toml_text)
@@ -126,11 +145,14 @@ def test_judge_temperature_defaults_to_zero(tmp_path, toml_text, expected):
     assert load_config(None, ["judge.model='openai/gpt-4o'"]).judge.temperature == 0.0
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("synthesis.size=true", "synthesis.size: expected int, got True"),
-    ("synthesis.max_cost_usd=true", "synthesis.max_cost_usd: expected float | None, got True"),
-    ("judging.concurrency=false", "judging.concurrency: expected int, got False"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("synthesis.size=true", "synthesis.size: expected int, got True"),
+        ("synthesis.max_cost_usd=true", "synthesis.max_cost_usd: expected float | None, got True"),
+        ("judging.concurrency=false", "judging.concurrency: expected int, got False"),
+    ],
+)
 def test_booleans_are_not_numbers(override, expected):
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])

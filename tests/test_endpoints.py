@@ -24,9 +24,17 @@ def test_calls_spread_over_replicas_and_a_dead_one_is_taken_out(tmp_path):
     dead = _dead_url()
     with LoopbackServer(ServerConfig(latency_s=0.01)) as a, LoopbackServer(ServerConfig(latency_s=0.01)) as b:
         urls = [a.api_base, dead, b.api_base]
-        over = run_overrides(a, tmp_path / "run", 24, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 3,
-                                                          "synthesis.concurrency": 8,
-                                                          "teacher.api_base": str(urls).replace('"', "'")})
+        over = run_overrides(
+            a,
+            tmp_path / "run",
+            24,
+            **{
+                "seeds.limit": 4,
+                "synthesis.instructions_per_feature": 3,
+                "synthesis.concurrency": 8,
+                "teacher.api_base": str(urls).replace('"', "'"),
+            },
+        )
         s = synthesize(load_config(None, over))
         served = {a.api_base: a.state.count, b.api_base: b.state.count}
     assert s["status"] == "complete" and s["samples"] == 24
@@ -61,8 +69,15 @@ def test_batch_mode_takes_one_endpoint(tmp_path):
 
     from refed_dspy.errors import ConfigError
 
-    cfg = load_config(None, ["teacher.api_base=['http://a/v1', 'http://b/v1']", "synthesis.mode='batch'",
-                             "teacher.api_key_env=''", f"run.dir='{tmp_path}'"])
+    cfg = load_config(
+        None,
+        [
+            "teacher.api_base=['http://a/v1', 'http://b/v1']",
+            "synthesis.mode='batch'",
+            "teacher.api_key_env=''",
+            f"run.dir='{tmp_path}'",
+        ],
+    )
     with pytest.raises(ConfigError, match="batch mode sends to one provider endpoint"):
         synthesize(cfg)
 

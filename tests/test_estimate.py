@@ -24,10 +24,15 @@ from refed_dspy.synthesis import synthesize
 def test_pure_parts():
     assert common_prefix(["abcd", "abxy", "abzz"]) == "ab" and common_prefix([]) == ""
     assert cacheable_tokens(1023) == 0 and cacheable_tokens(1100) == 1024 and cacheable_tokens(1300) == 1280
-    schema = {"type": "object", "properties": {
-        "items": {"type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "string"}},
-        "score": {"type": "integer", "minimum": 1, "maximum": 10}, "verdict": {"enum": ["A", "B", "tie"]},
-        "improved_response": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "minItems": 5, "maxItems": 5, "items": {"type": "string"}},
+            "score": {"type": "integer", "minimum": 1, "maximum": 10},
+            "verdict": {"enum": ["A", "B", "tie"]},
+            "improved_response": {"type": "string"},
+        },
+    }
     value = made_up_value(schema, "out", Lengths(response=50, instruction=10), {})
     assert len(value["items"]) == 5 and value["score"] == 5 and value["verdict"] == "A"
     assert len(value["improved_response"].split()) == 50

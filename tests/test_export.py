@@ -21,11 +21,16 @@ S = {"instruction": "Q?", "response": "draft", "improved_response": "better", "m
 
 
 def test_shapes():
-    assert to_messages(S) == {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "better"}]}
+    assert to_messages(S) == {
+        "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "better"}]
+    }
     assert to_messages(S, "draft", "Be kind.")["messages"][0] == {"role": "system", "content": "Be kind."}
     assert to_messages(S, "draft")["messages"][-1]["content"] == "draft"
-    assert to_sharegpt(S, system="Sys")["conversations"] == [{"from": "system", "value": "Sys"}, {"from": "human", "value": "Q?"},
-                                                             {"from": "gpt", "value": "better"}]
+    assert to_sharegpt(S, system="Sys")["conversations"] == [
+        {"from": "system", "value": "Sys"},
+        {"from": "human", "value": "Q?"},
+        {"from": "gpt", "value": "better"},
+    ]
     assert to_alpaca({**S, "improved_response": None}) == {"instruction": "Q?", "input": "", "output": "draft"}
 
 
@@ -50,8 +55,9 @@ def test_every_format_loads_back(run, tmp_path):
             dd = datasets.load_from_disk(str(out))
         else:
             kind = "parquet" if fmt == "parquet" else "json"
-            dd = datasets.load_dataset(kind, data_files={k: str(out / v) for k, v in r["files"].items()},
-                                       cache_dir=str(tmp_path / "hfcache"))
+            dd = datasets.load_dataset(
+                kind, data_files={k: str(out / v) for k, v in r["files"].items()}, cache_dir=str(tmp_path / "hfcache")
+            )
         assert {k: len(v) for k, v in dd.items()} == r["splits"]
         row = dd["train"][0]
         if fmt == "messages":
@@ -63,8 +69,16 @@ def test_every_format_loads_back(run, tmp_path):
         else:
             assert row["response"] == row["improved_response"] and row["reference_id"] and row["messages"]
         card = (out / "README.md").read_text()
-        for needle in ("method **refed**", "openai/gpt-4o-mini", "refed-dspy embedded seed set", "| samples | 30",
-                       "synthesis cost | $", "## License", "@inproceedings", "Reference-Level Feedback"):
+        for needle in (
+            "method **refed**",
+            "openai/gpt-4o-mini",
+            "refed-dspy embedded seed set",
+            "| samples | 30",
+            "synthesis cost | $",
+            "## License",
+            "@inproceedings",
+            "Reference-Level Feedback",
+        ):
             assert needle in card, (fmt, needle)
     ids = Counter(s["meta"]["reference_id"] for s in samples)
     assert sum(ids.values()) == 30
@@ -76,11 +90,17 @@ def test_draft_system_prompt_filters_in_card_and_overwrite(run, tmp_path):
     out = tmp_path / "out"
     r = export_run(filtered, "messages", out, which="draft", system="You are terse.", val_fraction=0)
     rows = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
-    drafts = {json.loads(x)["instruction"]: json.loads(x)["response"] for x in (filtered / "samples.jsonl").read_text().splitlines()}
+    drafts = {
+        json.loads(x)["instruction"]: json.loads(x)["response"]
+        for x in (filtered / "samples.jsonl").read_text().splitlines()
+    }
     assert r["splits"] == {"train": 10} and len(rows) == 10
     for row in rows:
         sys_msg, user, assistant = row["messages"]
-        assert sys_msg == {"role": "system", "content": "You are terse."} and assistant["content"] == drafts[user["content"]]
+        assert (
+            sys_msg == {"role": "system", "content": "You are terse."}
+            and assistant["content"] == drafts[user["content"]]
+        )
     card = (out / "README.md").read_text()
     assert "`random_subset`" in card and "30 in, 10 kept" in card and "response exported | draft" in card
     assert "synthesis cost | $" in card  # read from the source run behind the filtered dir
@@ -133,11 +153,13 @@ def test_cli_export_and_bad_input(run, tmp_path, monkeypatch):
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert "exported" in out and (tmp_path / "m" / "validation.jsonl").exists()
-    for args, msg in ((["--format", "hub", "--repo-id", "me/x"], "HF_TOKEN"),
-                      (["--format", "messages"], "needs --out"),
-                      (["--format", "messages", "--out", str(tmp_path / "data.jsonl")], "looks like a file name"),
-                      (["--format", "messages", "--out", str(tmp_path / "m")], "already exists"),
-                      (["--format", "alpaca", "--out", str(tmp_path / "q"), "--val-fraction", "1.5"], "val-fraction")):
+    for args, msg in (
+        (["--format", "hub", "--repo-id", "me/x"], "HF_TOKEN"),
+        (["--format", "messages"], "needs --out"),
+        (["--format", "messages", "--out", str(tmp_path / "data.jsonl")], "looks like a file name"),
+        (["--format", "messages", "--out", str(tmp_path / "m")], "already exists"),
+        (["--format", "alpaca", "--out", str(tmp_path / "q"), "--val-fraction", "1.5"], "val-fraction"),
+    ):
         p = refed("export", str(run), *args)
         _, err = p.communicate(timeout=120)
         assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)
@@ -155,7 +177,10 @@ def test_export_logs_input_datasets_to_mlflow(run, tmp_path):
     assert len(runs) == 1
     inputs = runs[0].inputs.dataset_inputs
     assert sorted(i.dataset.name for i in inputs) == ["run-train", "run-validation"]
-    assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} == {"export/train", "export/validation"}
+    assert {t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context"} == {
+        "export/train",
+        "export/validation",
+    }
 
 
 def _tree(path):
@@ -167,7 +192,11 @@ def test_export_never_writes_onto_into_or_around_its_input(run, tmp_path):
     beside = tmp_path / "notes.txt"
     beside.write_text("unrelated, keep me")
     before = _tree(tmp_path)
-    for out, msg in ((run, "is the input"), (tmp_path, "contains the input"), (run / "export", "lies inside the input")):
+    for out, msg in (
+        (run, "is the input"),
+        (tmp_path, "contains the input"),
+        (run / "export", "lies inside the input"),
+    ):
         p = refed("export", str(run), "--format", "messages", "--out", str(out), "--overwrite")
         _, err = p.communicate(timeout=120)
         assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, (out, err)
@@ -176,8 +205,11 @@ def test_export_never_writes_onto_into_or_around_its_input(run, tmp_path):
     other = tmp_path / "runs" / "other"
     shutil.copytree(run, other)
     before = _tree(tmp_path)
-    for out, msg in ((other, "holds the run dir"), (tmp_path / "runs", "holds the run dir"),
-                     (other / "x", "lies inside the run dir")):
+    for out, msg in (
+        (other, "holds the run dir"),
+        (tmp_path / "runs", "holds the run dir"),
+        (other / "x", "lies inside the run dir"),
+    ):
         with pytest.raises(RunDirError, match=msg):
             export_run(run, "messages", out, overwrite=True)
     assert _tree(tmp_path) == before  # every byte of every input and of the file beside it

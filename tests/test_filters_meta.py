@@ -20,8 +20,12 @@ from refed_dspy.meta_eval import meta_metrics, pearson, ranks, read_labels, spea
 
 
 def sample(i, instruction, draft="a b c", improved="a b c d e"):
-    return {"instruction": instruction, "response": draft, "improved_response": improved,
-            "meta": {"id": f"s{i}", "reference_id": f"r{i % 2}", "feature": "subject_areas"}}
+    return {
+        "instruction": instruction,
+        "response": draft,
+        "improved_response": improved,
+        "meta": {"id": f"s{i}", "reference_id": f"r{i % 2}", "feature": "subject_areas"},
+    }
 
 
 SAMPLES = [
@@ -76,14 +80,20 @@ def test_chain_records_each_removal_with_filter_and_reason():
     specs = [FilterSpec(name="judge_prefers_improved"), FilterSpec(name="length", field="response", min_words=10)]
     kept, rejects, steps = apply_chain(specs, SAMPLES, JUDGMENTS)
     assert [s["meta"]["id"] for s in kept] == ["s5"]
-    assert [(r["item_id"], r["filter"]) for r in rejects] == [("s2", "judge_prefers_improved"), ("s3", "judge_prefers_improved"),
-                                                               ("s4", "judge_prefers_improved"), ("s1", "length")]
+    assert [(r["item_id"], r["filter"]) for r in rejects] == [
+        ("s2", "judge_prefers_improved"),
+        ("s3", "judge_prefers_improved"),
+        ("s4", "judge_prefers_improved"),
+        ("s1", "length"),
+    ]
     assert [(s["in"], s["kept"], s["removed"]) for s in steps] == [(5, 2, 3), (2, 1, 1)]
     assert SAMPLES[0]["instruction"] == "explain how tides work"  # inputs untouched
 
 
 def test_filter_specs_from_config_and_command_line():
-    cfg = load_config(None, ['filters=[{name="rouge_diversity", threshold=0.7}, {name="random_subset", k=100, seed=3}]'])
+    cfg = load_config(
+        None, ['filters=[{name="rouge_diversity", threshold=0.7}, {name="random_subset", k=100, seed=3}]']
+    )
     assert [f.name for f in cfg.filters] == ["rouge_diversity", "random_subset"]
     assert parse_filter("length:field=instruction,min_words=3").min_words == 3
     with pytest.raises(ConfigError, match="needs 'k'"):
@@ -105,8 +115,15 @@ def test_meta_eval_figures_match_hand_computation():
     ]
     m = meta_metrics(results)
     # accuracy 2/4; judge ties 2/4; one flip in 4; r = 11.5 / sqrt(5 * 26.75); rho = 1 (same order)
-    assert m == {"pairwise_items": 4, "pairwise_accuracy": 0.5, "tie_rate": 0.5, "position_bias_rate": 0.25,
-                 "likert_items": 4, "pearson": 0.9944, "spearman": 1.0}
+    assert m == {
+        "pairwise_items": 4,
+        "pairwise_accuracy": 0.5,
+        "tie_rate": 0.5,
+        "position_bias_rate": 0.25,
+        "likert_items": 4,
+        "pearson": 0.9944,
+        "spearman": 1.0,
+    }
     assert ranks([3, 1, 1, 2]) == [4.0, 1.5, 1.5, 3.0]
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert pearson([1, 1], [2, 3]) is None and pearson([1], [1]) is None
@@ -119,10 +136,13 @@ def test_read_labels_shipped_file_and_errors(tmp_path):
     kinds = [i["kind"] for i in items]
     assert kinds.count("pairwise") >= 6 and kinds.count("likert") >= 5
     bad = tmp_path / "bad.jsonl"
-    for text, msg in (('{"instruction": "q", "response_a": "x", "response_b": "y", "preference": "c"}', "preference must be"),
-                      ('{"instruction": "q", "response": "x"}', "cannot tell the kind"),
-                      ('{"instruction": "q", "score": 3}', "lacks response"),
-                      ("not json", "not JSON"), ("", "no label items")):
+    for text, msg in (
+        ('{"instruction": "q", "response_a": "x", "response_b": "y", "preference": "c"}', "preference must be"),
+        ('{"instruction": "q", "response": "x"}', "cannot tell the kind"),
+        ('{"instruction": "q", "score": 3}', "lacks response"),
+        ("not json", "not JSON"),
+        ("", "no label items"),
+    ):
         bad.write_text(text + "\n")
         with pytest.raises(SeedError, match=msg):
             read_labels(bad)

@@ -16,8 +16,14 @@ from refed_dspy.records import SampleRecord
 
 def refed(*args, env_extra=None, **kw):
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "refed_dspy.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "refed_dspy.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def sets(overrides):
@@ -75,7 +81,7 @@ def test_sigkill_midway_then_resume_is_exactly_once(server_factory, tmp_path):
     assert len({r["instruction"] for r in recs}) == size
 
     log = read_log(srv.cfg.log_path)
-    second = log[len(first):]
+    second = log[len(first) :]
     delivered_before = Counter(e["sha"] for e in first if e.get("delivered"))
     assert all(n == 1 for n in delivered_before.values())
     resent = [e for e in second if e["sha"] in delivered_before]
@@ -91,14 +97,34 @@ def test_sigkill_midway_then_resume_is_exactly_once(server_factory, tmp_path):
 def test_progress_lines_when_stderr_is_not_a_terminal(server_factory, tmp_path):
     srv = server_factory(latency_s=0.05)
     run = tmp_path / "run"
-    proc = refed("synthesize", *sets(run_overrides(srv, run, 12, **{"synthesis.concurrency": 2})),
-                 "--set", "run.progress=true", "--set", "run.progress_every_s=0.2")
+    proc = refed(
+        "synthesize",
+        *sets(run_overrides(srv, run, 12, **{"synthesis.concurrency": 2})),
+        "--set",
+        "run.progress=true",
+        "--set",
+        "run.progress_every_s=0.2",
+    )
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     lines = [x for x in err.splitlines() if x.startswith("synthesize: ")]
-    assert len(lines) >= 2 and all("/12 samples" in x and "LM calls" in x and "rejects" in x and "ETA" in x for x in lines)
-    proc = refed("judge", str(run), "--set", f"judge.api_base='{srv.api_base}'", "--set", "judge.api_key_env=''",
-                 "--set", "run.progress=true", "--set", "run.progress_every_s=0.2", "--set", "judging.concurrency=3")
+    assert len(lines) >= 2 and all(
+        "/12 samples" in x and "LM calls" in x and "rejects" in x and "ETA" in x for x in lines
+    )
+    proc = refed(
+        "judge",
+        str(run),
+        "--set",
+        f"judge.api_base='{srv.api_base}'",
+        "--set",
+        "judge.api_key_env=''",
+        "--set",
+        "run.progress=true",
+        "--set",
+        "run.progress_every_s=0.2",
+        "--set",
+        "judging.concurrency=3",
+    )
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert any(x.startswith("judge: ") and "/12 samples" in x for x in err.splitlines())
@@ -169,12 +195,18 @@ def test_a_corrupt_middle_line_stops_every_reader_until_repaired(server_factory,
     lines = (run / "samples.jsonl").read_text().splitlines(keepends=True)
     lines[7] = '{"instruction": "half a reco\n'
     (run / "samples.jsonl").write_text("".join(lines))
-    for cmd in (args, ("report", str(run)), ("judge", str(run), "--set", f"judge.api_base='{srv.api_base}'",
-                                             "--set", "judge.api_key_env=''"),
-                ("export", str(run), "--format", "messages", "--out", str(tmp_path / "e"))):
+    for cmd in (
+        args,
+        ("report", str(run)),
+        ("judge", str(run), "--set", f"judge.api_base='{srv.api_base}'", "--set", "judge.api_key_env=''"),
+        ("export", str(run), "--format", "messages", "--out", str(tmp_path / "e")),
+    ):
         p = refed(*cmd)
         _, err = p.communicate(timeout=300)
-        assert p.returncode == 2 and "samples.jsonl:8 is not a JSON record" in err and "refed repair" in err, (cmd[0], err)
+        assert p.returncode == 2 and "samples.jsonl:8 is not a JSON record" in err and "refed repair" in err, (
+            cmd[0],
+            err,
+        )
         assert "Traceback" not in err
     p = refed("repair", str(run))
     out, err = p.communicate(timeout=60)
@@ -192,6 +224,10 @@ def test_repair_moves_duplicates_and_a_torn_line_aside():
 
     a, b = b'{"meta": {"id": "a"}}', b'{"meta": {"id": "b"}}'
     kept, bad, counts = split_lines(a + b"\n" + b + b"\n" + a + b"\nnot json\n" + b'{"meta": {"id": "c"', None)
-    assert kept == [a, b, a] and bad == [b"not json", b'{"meta": {"id": "c"'] and counts == {"corrupt": 1, "duplicate": 0, "torn": 1}
+    assert (
+        kept == [a, b, a]
+        and bad == [b"not json", b'{"meta": {"id": "c"']
+        and counts == {"corrupt": 1, "duplicate": 0, "torn": 1}
+    )
     kept, bad, counts = split_lines(a + b"\n" + b + b"\n" + a + b"\n", lambda r: r["meta"]["id"])
     assert kept == [a, b] and bad == [a] and counts["duplicate"] == 1

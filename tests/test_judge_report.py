@@ -26,8 +26,10 @@ def test_pointwise_judge_parses_and_checks_scores():
     with dspy.context(lm=DummyLM([{"rationale": "solid", "helpfulness": 8, "accuracy": 5}])):
         pred = PointwiseJudge(CRITERIA)(instruction="q", response="r")
     assert pred.scores == {"helpfulness": 8, "accuracy": 5} and pred.overall == 6.5 and pred.rationale == "solid"
-    with dspy.context(lm=DummyLM([{"rationale": "x", "helpfulness": 11, "accuracy": 5}])), \
-            pytest.raises(ValueError, match="outside 1-10"):
+    with (
+        dspy.context(lm=DummyLM([{"rationale": "x", "helpfulness": 11, "accuracy": 5}])),
+        pytest.raises(ValueError, match="outside 1-10"),
+    ):
         PointwiseJudge(CRITERIA)(instruction="q", response="r")
 
 
@@ -37,14 +39,17 @@ def test_rubric_and_signature_follow_the_criteria():
     assert "helpfulness: how well" in judge.rubric and "humour: humour" in judge.rubric
 
 
-@pytest.mark.parametrize("ab,ba,winner,flipped", [
-    ("A", "B", "first", False),    # first wins in both orders
-    ("B", "A", "second", False),   # second wins in both orders
-    ("A", "A", "tie", True),       # always position A: position bias, verdicts disagree -> tie
-    ("B", "B", "tie", True),
-    ("A", "tie", "tie", False),    # one decisive, one tie -> tie, not a flip
-    ("tie", "tie", "tie", False),
-])
+@pytest.mark.parametrize(
+    "ab,ba,winner,flipped",
+    [
+        ("A", "B", "first", False),  # first wins in both orders
+        ("B", "A", "second", False),  # second wins in both orders
+        ("A", "A", "tie", True),  # always position A: position bias, verdicts disagree -> tie
+        ("B", "B", "tie", True),
+        ("A", "tie", "tie", False),  # one decisive, one tie -> tie, not a flip
+        ("tie", "tie", "tie", False),
+    ],
+)
 def test_both_orders_cancel_position_bias(ab, ba, winner, flipped):
     assert combine_verdicts(ab, ba) == (winner, flipped)
 
@@ -60,8 +65,11 @@ def test_pairwise_judge_asks_in_both_orders():
 
 
 def _synth_and_judge_config(teacher, judge, run, size, **extra):
-    return load_config(None, run_overrides(teacher, run, size, **extra) + [
-        f"judge.api_base='{judge.api_base}'", "judge.api_key_env=''", "judge.num_retries=2"])
+    return load_config(
+        None,
+        run_overrides(teacher, run, size, **extra)
+        + [f"judge.api_base='{judge.api_base}'", "judge.api_key_env=''", "judge.num_retries=2"],
+    )
 
 
 def test_judge_run_uses_its_own_lm_counts_calls_and_resumes(server_factory, tmp_path):
@@ -75,7 +83,11 @@ def test_judge_run_uses_its_own_lm_counts_calls_and_resumes(server_factory, tmp_
     log = read_log(judge.cfg.log_path)
     kinds = Counter(e["outputs"][-1] for e in log)
     judged = [json.loads(x) for x in (run / "judgments.jsonl").read_text().splitlines()]
-    rejects = [json.loads(x) for x in (run / "judge_rejects.jsonl").read_text().splitlines()] if (run / "judge_rejects.jsonl").exists() else []
+    rejects = (
+        [json.loads(x) for x in (run / "judge_rejects.jsonl").read_text().splitlines()]
+        if (run / "judge_rejects.jsonl").exists()
+        else []
+    )
     assert len(judged) + len(rejects) == 20 == s["samples"] and s["judged"] == len(judged)
     assert len({j["sample_id"] for j in judged}) == len(judged)
     assert all(r["sample_id"] and r["reason"] == "unparseable" for r in rejects)
@@ -85,7 +97,9 @@ def test_judge_run_uses_its_own_lm_counts_calls_and_resumes(server_factory, tmp_
     for j in judged:
         assert set(j["pointwise"]["scores"]) == {"helpfulness", "accuracy", "depth", "clarity", "instruction_following"}
         assert j["pairwise"]["winner"] in ("improved", "draft", "tie") and len(j["pairwise"]["verdicts"]) == 2
-    assert s["improvement_win_rate"] + s["improvement_tie_rate"] + s["improvement_loss_rate"] == pytest.approx(1.0, abs=1e-3)
+    assert s["improvement_win_rate"] + s["improvement_tie_rate"] + s["improvement_loss_rate"] == pytest.approx(
+        1.0, abs=1e-3
+    )
     # resume: nothing more to do, no request
     again = judge_run(run, cfg)
     assert again["judged"] == len(judged) and len(read_log(judge.cfg.log_path)) == len(log)
@@ -111,7 +125,9 @@ def test_cli_judge_filter_report_and_bad_inputs(server_factory, tmp_path):
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert "judged 16/16" in stdout
-    p = refed("filter", str(run), "--out", str(out), "--apply", "judge_prefers_improved", "--apply", "random_subset:k=3")
+    p = refed(
+        "filter", str(run), "--out", str(out), "--apply", "judge_prefers_improved", "--apply", "random_subset:k=3"
+    )
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     kept = (out / "samples.jsonl").read_text().splitlines()
@@ -163,7 +179,9 @@ def test_report_with_embedding_diversity_and_mlflow_artifact(server_factory, tmp
     srv = server_factory()
     run = tmp_path / "run"
     synthesize(load_config(None, run_overrides(srv, run, 12)))
-    cfg = load_config(run / "config.toml", ["tracking.enabled=true", f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'"])
+    cfg = load_config(
+        run / "config.toml", ["tracking.enabled=true", f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'"]
+    )
 
     def embed(texts):  # a stand-in embedder: bag of letters
         return np.array([[t.lower().count(c) for c in "abcdefghijklmnopqrstuvwxyz"] for t in texts], dtype=float)
@@ -185,8 +203,13 @@ def test_report_with_embedding_diversity_and_mlflow_artifact(server_factory, tmp
 def test_cli_compare_with_judge_columns(server_factory, tmp_path):
     srv = server_factory()
     run = tmp_path / "cmp"
-    args = ["compare", "--judge", "--methods", "refed,no_feedback",
-            *sets(run_overrides(srv, run, 5) + [f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''"])]
+    args = [
+        "compare",
+        "--judge",
+        "--methods",
+        "refed,no_feedback",
+        *sets(run_overrides(srv, run, 5) + [f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''"]),
+    ]
     p = refed(*args)
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
@@ -226,14 +249,38 @@ def test_execution_figures_of_a_summary():
     from refed_dspy.report_stats import execution, execution_text
 
     assert execution({}) == {} and execution_text({}) == "unknown"  # a summary from before these figures
-    online = execution({"mode": "online", "endpoints": {"http://a/v1": {"calls": 7, "failures": 1, "taken_out": 0},
-                                                        "http://b/v1": {"calls": 5, "failures": 0, "taken_out": 0}},
-                        "estimate": {"cost_usd": 1.2286, "calls": 2192, "cost_error": -0.0749}})
-    assert online == {"mode": "online", "calls_by_endpoint": {"http://a/v1": 7, "http://b/v1": 5},
-                      "estimate_usd": 1.2286, "estimate_error": -0.0749}
-    assert execution_text(online) == ("online, calls by endpoint http://a/v1 7, http://b/v1 5, "
-                                      "estimate $1.2286 (run cost -7.5% off it)")
-    batch = execution({"mode": "batch", "batch": {"batches": 4, "requests": 2180, "resubmitted": 3, "open": 0,
-                                                  "online_cost_usd": 1.1348, "saved_usd": 0.5674}})
-    assert execution_text(batch) == ("batch, 4 batches of 2180 requests (3 sent again), "
-                                     "saved $0.5674 of $1.1348 at online prices")
+    online = execution(
+        {
+            "mode": "online",
+            "endpoints": {
+                "http://a/v1": {"calls": 7, "failures": 1, "taken_out": 0},
+                "http://b/v1": {"calls": 5, "failures": 0, "taken_out": 0},
+            },
+            "estimate": {"cost_usd": 1.2286, "calls": 2192, "cost_error": -0.0749},
+        }
+    )
+    assert online == {
+        "mode": "online",
+        "calls_by_endpoint": {"http://a/v1": 7, "http://b/v1": 5},
+        "estimate_usd": 1.2286,
+        "estimate_error": -0.0749,
+    }
+    assert execution_text(online) == (
+        "online, calls by endpoint http://a/v1 7, http://b/v1 5, estimate $1.2286 (run cost -7.5% off it)"
+    )
+    batch = execution(
+        {
+            "mode": "batch",
+            "batch": {
+                "batches": 4,
+                "requests": 2180,
+                "resubmitted": 3,
+                "open": 0,
+                "online_cost_usd": 1.1348,
+                "saved_usd": 0.5674,
+            },
+        }
+    )
+    assert execution_text(batch) == (
+        "batch, 4 batches of 2180 requests (3 sent again), saved $0.5674 of $1.1348 at online prices"
+    )

@@ -32,6 +32,8 @@ def test_missing_key_cli_exit_2_before_any_work(tmp_path, capsys):
 
 def test_lm_gets_api_base_and_key_from_env(monkeypatch):
     monkeypatch.setenv("REFED_TEST_KEY", "sk-abc")
-    lm = build_lm(LMSpec(model="openai/local", api_base="http://127.0.0.1:9/v1", api_key_env="REFED_TEST_KEY", max_tokens=77))
+    lm = build_lm(
+        LMSpec(model="openai/local", api_base="http://127.0.0.1:9/v1", api_key_env="REFED_TEST_KEY", max_tokens=77)
+    )
     assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1" and lm.kwargs["api_key"] == "sk-abc"
     assert lm.kwargs["max_tokens"] == 77

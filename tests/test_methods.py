@@ -20,10 +20,18 @@ from refed_dspy.synthesis import arun_synthesis, synthesize
 
 REFS = [
     Reference.make("Explain photosynthesis simply.", "Plants turn light, water and CO2 into sugar and oxygen.", "test"),
-    Reference.make("Write a haiku about autumn rain.", "Cold rain on red leaves / the gutter hums its one note / night comes early now", "test"),
+    Reference.make(
+        "Write a haiku about autumn rain.",
+        "Cold rain on red leaves / the gutter hums its one note / night comes early now",
+        "test",
+    ),
 ]
 IMPROVED = {
-    "analysis": {"original_strengths": ["clear"], "improvement_opportunities": ["example"], "relevant_feedback": ["be concrete"]},
+    "analysis": {
+        "original_strengths": ["clear"],
+        "improvement_opportunities": ["example"],
+        "relevant_feedback": ["be concrete"],
+    },
     "implementation_strategy": {"planned_changes": ["add an example"], "rationale": "examples help"},
     "improved_response": "A better answer.",
 }
@@ -31,8 +39,12 @@ IMPROVED = {
 # (method, outputs named in the request -> calls per reference that got feedback, per sample)
 # The output field names identify the signature of each request in the server's log.
 SIGNATURE = {
-    "subject_areas": "describe", "response_feedback": "critique", "new_instructions": "synthesize",
-    "response": "generate", "analysis": "improve", "instruction_critique": "reflect_instruction",
+    "subject_areas": "describe",
+    "response_feedback": "critique",
+    "new_instructions": "synthesize",
+    "response": "generate",
+    "analysis": "improve",
+    "instruction_critique": "reflect_instruction",
     "response_critique": "reflect_response",
 }
 
@@ -42,16 +54,31 @@ def dummy_answers() -> dict:
     answers = {
         "`[[ ## subject_areas ## ]]`": {"subject_areas": "biology", "relevant_skills": "plain writing"},
         "`[[ ## response_feedback ## ]]`": {"response_feedback": "be concrete"},
-        "`[[ ## instruction_critique ## ]]`": {"instruction_critique": "too easy", "new_instruction": "Harder: {i}",
-                                               "new_response": "Full answer."},
+        "`[[ ## instruction_critique ## ]]`": {
+            "instruction_critique": "too easy",
+            "new_instruction": "Harder: {i}",
+            "new_response": "Full answer.",
+        },
         "`[[ ## response_critique ## ]]`": {"response_critique": "thin", "better_response": "A better answer."},
         "`[[ ## analysis ## ]]`": IMPROVED,
         "`[[ ## response ## ]]`": {"response": "A draft."},
     }
-    topics = iter(["Compare tides and currents.", "Plan a garden budget.", "Debug a null pointer crash.",
-                   "Summarize the French revolution.", "Write a limerick on cats.", "Estimate pizza slices sold.",
-                   "Teach fractions with cake.", "Critique a resume headline.", "Translate idioms into plain English.",
-                   "Design a chess puzzle.", "Explain compound interest.", "Outline a podcast episode."])
+    topics = iter(
+        [
+            "Compare tides and currents.",
+            "Plan a garden budget.",
+            "Debug a null pointer crash.",
+            "Summarize the French revolution.",
+            "Write a limerick on cats.",
+            "Estimate pizza slices sold.",
+            "Teach fractions with cake.",
+            "Critique a resume headline.",
+            "Translate idioms into plain English.",
+            "Design a chess puzzle.",
+            "Explain compound interest.",
+            "Outline a podcast episode.",
+        ]
+    )
     for ref in REFS:
         for feature in ("subject_areas", "relevant_skills", "reference"):
             key = f"[[ ## reference_instruction ## ]]\n{ref.instruction}\n\n[[ ## feature_name ## ]]\n{feature}"
@@ -62,9 +89,18 @@ def dummy_answers() -> dict:
 @pytest.mark.parametrize("method", ["refed", "sample_feedback", "instruction_feedback", "no_feedback", "reflection"])
 def test_each_method_on_dummy_lm(method, tmp_path):
     size = 2 if method == "reflection" else 4
-    cfg = load_config(None, [f"run.dir='{tmp_path / 'run'}'", f"synthesis.size={size}", f"synthesis.method='{method}'",
-                             "synthesis.instructions_per_feature=2", "synthesis.concurrency=4", "run.progress=false",
-                             "teacher.adapter='chat'"])  # DummyLM answers in the chat format
+    cfg = load_config(
+        None,
+        [
+            f"run.dir='{tmp_path / 'run'}'",
+            f"synthesis.size={size}",
+            f"synthesis.method='{method}'",
+            "synthesis.instructions_per_feature=2",
+            "synthesis.concurrency=4",
+            "run.progress=false",
+            "teacher.adapter='chat'",
+        ],
+    )  # DummyLM answers in the chat format
     summary = asyncio.run(arun_synthesis(cfg, teacher=DummyLM(dummy_answers()), references=REFS))
     assert summary["status"] == "complete" and summary["samples"] == size
     recs = [SampleRecord.model_validate_json(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
@@ -76,17 +112,29 @@ def test_each_method_on_dummy_lm(method, tmp_path):
             assert r.response == "A draft." and r.improved_response is None and r.analysis is None
         else:
             assert r.original is not None and r.original.instruction in {ref.instruction for ref in REFS}
-            assert r.instruction == "Harder: {i}" and r.response == "Full answer." and r.improved_response == "A better answer."
+            assert (
+                r.instruction == "Harder: {i}"
+                and r.response == "Full answer."
+                and r.improved_response == "A better answer."
+            )
             assert r.reflection.instruction_critique == "too easy" and r.reflection.response_critique == "thin"
     features = {r.meta.feature for r in recs}
     expected = {"refed": {"subject_areas", "relevant_skills"}, "no_feedback": {"reference"}, "reflection": {"both"}}
     if method in expected:
         assert features <= expected[method]
-    assert summary["feedback_collected"] == (0 if method in ("no_feedback", "reflection") else len({r.meta.reference_id for r in recs}))
+    assert summary["feedback_collected"] == (
+        0 if method in ("no_feedback", "reflection") else len({r.meta.reference_id for r in recs})
+    )
 
 
-@pytest.mark.parametrize("mode,stages", [("instruction", ["reflect_instruction"]), ("response", ["reflect_response"]),
-                                         ("both", ["reflect_instruction", "reflect_response"])])
+@pytest.mark.parametrize(
+    "mode,stages",
+    [
+        ("instruction", ["reflect_instruction"]),
+        ("response", ["reflect_response"]),
+        ("both", ["reflect_instruction", "reflect_response"]),
+    ],
+)
 def test_reflect_pair_modes(mode, stages):
     answers = dummy_answers()
     with dspy.context(lm=DummyLM(answers)):
@@ -96,7 +144,11 @@ def test_reflect_pair_modes(mode, stages):
     elif mode == "instruction":
         assert (pred.instruction, pred.response, pred.improved_response) == ("Harder: {i}", "Full answer.", None)
     else:
-        assert (pred.instruction, pred.response, pred.improved_response) == ("Harder: {i}", "Full answer.", "A better answer.")
+        assert (pred.instruction, pred.response, pred.improved_response) == (
+            "Harder: {i}",
+            "Full answer.",
+            "A better answer.",
+        )
     with pytest.raises(ValueError, match="reflection mode"):
         ReflectPair("sideways")
 
@@ -110,8 +162,17 @@ def test_method_call_counts_against_the_server_log(server_factory, tmp_path):
     n = 12
     for method in ("refed", "sample_feedback", "instruction_feedback", "no_feedback"):
         srv = server_factory()
-        s = synthesize(load_config(None, run_overrides(srv, tmp_path / method, n, **{
-            "synthesis.method": f"'{method}'", "synthesis.instructions_per_feature": 3})))
+        s = synthesize(
+            load_config(
+                None,
+                run_overrides(
+                    srv,
+                    tmp_path / method,
+                    n,
+                    **{"synthesis.method": f"'{method}'", "synthesis.instructions_per_feature": 3},
+                ),
+            )
+        )
         calls = server_calls(read_log(srv.cfg.log_path))
         refs = s["feedback_collected"]
         assert s["samples"] == n and calls["synthesize"] == s["units"] and calls["generate"] == n, (method, calls)
@@ -124,15 +185,26 @@ def test_method_call_counts_against_the_server_log(server_factory, tmp_path):
         else:  # no feedback of any kind
             assert refs == 0 and calls["describe"] == calls["critique"] == calls["improve"] == 0
         assert sum(calls.values()) == s["usage"]["calls"]
-        assert s["usage"]["by_stage"].get("feedback", {}).get("calls", 0) == calls["describe"] + (calls["critique"] if method == "refed" else 0)
+        assert s["usage"]["by_stage"].get("feedback", {}).get("calls", 0) == calls["describe"] + (
+            calls["critique"] if method == "refed" else 0
+        )
 
 
 @pytest.mark.parametrize("mode", ["instruction", "response", "both"])
 def test_reflection_recycles_every_seed_pair_once(server_factory, tmp_path, mode):
     srv = server_factory()
     run = tmp_path / "run"
-    s = synthesize(load_config(None, run_overrides(srv, run, 100, **{
-        "synthesis.method": "'reflection'", "synthesis.reflection": f"'{mode}'", "seeds.limit": 7})))
+    s = synthesize(
+        load_config(
+            None,
+            run_overrides(
+                srv,
+                run,
+                100,
+                **{"synthesis.method": "'reflection'", "synthesis.reflection": f"'{mode}'", "seeds.limit": 7},
+            ),
+        )
+    )
     assert s["status"] == "exhausted" and s["samples"] == 7  # size 100, but only 7 seed pairs to recycle
     calls = server_calls(read_log(srv.cfg.log_path))
     assert calls["reflect_instruction"] == (7 if mode != "response" else 0)
@@ -146,8 +218,20 @@ def test_reflection_recycles_every_seed_pair_once(server_factory, tmp_path, mode
         assert (r.improved_response is None) == (mode == "instruction")
     # resuming a finished reflection run makes no call
     before = len(read_log(srv.cfg.log_path))
-    assert synthesize(load_config(None, run_overrides(srv, run, 100, **{
-        "synthesis.method": "'reflection'", "synthesis.reflection": f"'{mode}'", "seeds.limit": 7})))["samples"] == 7
+    assert (
+        synthesize(
+            load_config(
+                None,
+                run_overrides(
+                    srv,
+                    run,
+                    100,
+                    **{"synthesis.method": "'reflection'", "synthesis.reflection": f"'{mode}'", "seeds.limit": 7},
+                ),
+            )
+        )["samples"]
+        == 7
+    )
     assert len(read_log(srv.cfg.log_path)) == before
 
 
@@ -161,11 +245,27 @@ def test_parse_methods_and_method_config():
 
 
 def test_comparison_row_and_table():
-    summary = {"method": "refed", "status": "complete", "samples": 10, "cost_usd": 0.02, "wall_s_total": 3.5,
-               "run_dir": "r", "rejects": {"truncated": 2},
-               "usage": {"calls": 26, "prompt_tokens": 1000, "completion_tokens": 500, "cached_tokens": 0,
-                         "by_stage": {"feedback": {"calls": 2}, "synthesize": {"calls": 4}, "generate": {"calls": 10},
-                                      "improve": {"calls": 10}}}}
+    summary = {
+        "method": "refed",
+        "status": "complete",
+        "samples": 10,
+        "cost_usd": 0.02,
+        "wall_s_total": 3.5,
+        "run_dir": "r",
+        "rejects": {"truncated": 2},
+        "usage": {
+            "calls": 26,
+            "prompt_tokens": 1000,
+            "completion_tokens": 500,
+            "cached_tokens": 0,
+            "by_stage": {
+                "feedback": {"calls": 2},
+                "synthesize": {"calls": 4},
+                "generate": {"calls": 10},
+                "improve": {"calls": 10},
+            },
+        },
+    }
     row = comparison_row(summary)
     assert row["feedback_calls"] == 2 and row["other_calls"] == 24 and row["calls_per_sample"] == 2.6
     assert row["cost_per_sample_usd"] == 0.002 and row["wall_s"] == 3.5
@@ -177,8 +277,12 @@ def test_comparison_row_and_table():
 def test_cli_compare_runs_siblings_and_resumes(server_factory, tmp_path):
     srv = server_factory()
     run = tmp_path / "cmp"
-    args = ["compare", "--methods", "refed,sample_feedback,no_feedback,reflection",
-            *sets(run_overrides(srv, run, 6, **{"synthesis.instructions_per_feature": 3, "seeds.limit": 6}))]
+    args = [
+        "compare",
+        "--methods",
+        "refed,sample_feedback,no_feedback,reflection",
+        *sets(run_overrides(srv, run, 6, **{"synthesis.instructions_per_feature": 3, "seeds.limit": 6})),
+    ]
     proc = refed(*args)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err

@@ -40,17 +40,26 @@ MARKER = "ZEBRA-7 rule: answer in exactly three numbered steps."
 
 def opt_overrides(srv, tmp_path, optimizer="bootstrap", **extra) -> list[str]:
     out = run_overrides(srv, tmp_path / "run", 10) + [
-        f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''", f"optimize.optimizer='{optimizer}'",
-        "optimize.n_train=4", "optimize.n_val=3", "optimize.num_threads=2", "judging.criteria=['helpfulness','accuracy']"]
+        f"judge.api_base='{srv.api_base}'",
+        "judge.api_key_env=''",
+        f"optimize.optimizer='{optimizer}'",
+        "optimize.n_train=4",
+        "optimize.n_val=3",
+        "optimize.num_threads=2",
+        "judging.criteria=['helpfulness','accuracy']",
+    ]
     return out + [f"{k}={v}" for k, v in extra.items()]
 
 
-@pytest.mark.parametrize("optimizer,extra", [
-    ("miprov2", {"optimize.auto": "'light'"}),
-    ("gepa", {"optimize.max_metric_calls": 24}),
-    ("simba", {"optimize.bsize": 4, "optimize.max_steps": 1, "optimize.num_candidates": 2}),
-    ("bootstrap_random_search", {"optimize.num_candidates": 1}),
-])
+@pytest.mark.parametrize(
+    "optimizer,extra",
+    [
+        ("miprov2", {"optimize.auto": "'light'"}),
+        ("gepa", {"optimize.max_metric_calls": 24}),
+        ("simba", {"optimize.bsize": 4, "optimize.max_steps": 1, "optimize.num_candidates": 2}),
+        ("bootstrap_random_search", {"optimize.num_candidates": 1}),
+    ],
+)
 def test_each_optimizer_end_to_end_on_the_stand_in(server_factory, tmp_path, optimizer, extra):
     srv = server_factory()
     result = optimize(load_config(None, opt_overrides(srv, tmp_path, optimizer, **extra)))
@@ -90,21 +99,28 @@ def test_call_budget_stops_the_optimization_without_saving(server_factory, tmp_p
     examples_calls = json.loads((out / "examples" / "summary.json").read_text())["usage"]["calls"]
     assert len(read_log(srv.cfg.log_path)) - examples_calls <= 40
     assert not (out / "program.json").exists()
-    code, _, err = refed("optimize", *sets(opt_overrides(srv, tmp_path, "miprov2")),
-                         "--set", "optimize.max_calls=40")
+    code, _, err = refed("optimize", *sets(opt_overrides(srv, tmp_path, "miprov2")), "--set", "optimize.max_calls=40")
     assert code == 3 and "LM-call budget of 40" in err and "Traceback" not in err
 
 
 def test_cost_budget_needs_prices(server_factory, tmp_path):
     srv = server_factory()
-    code, _, err = refed("optimize", *sets(opt_overrides(srv, tmp_path)),
-                         "--set", "judge.model='openai/unpriced-x'", "--set", "optimize.max_cost_usd=1")
+    code, _, err = refed(
+        "optimize",
+        *sets(opt_overrides(srv, tmp_path)),
+        "--set",
+        "judge.model='openai/unpriced-x'",
+        "--set",
+        "optimize.max_cost_usd=1",
+    )
     assert code == 2 and "needs a price for the judge" in err
 
 
 def _program_with_marker(tmp_path, srv) -> Path:
     """A compiled program (bootstrap on the stand-in) whose generate instructions carry MARKER."""
-    result = optimize(load_config(None, opt_overrides(srv, tmp_path, **{"optimize.out": f"'{tmp_path / 'opt-marked'}'"})))
+    result = optimize(
+        load_config(None, opt_overrides(srv, tmp_path, **{"optimize.out": f"'{tmp_path / 'opt-marked'}'"}))
+    )
     state = json.loads(result.program_path.read_text())
     state["generate"]["signature"]["instructions"] = MARKER
     path = tmp_path / "marked.json"
@@ -117,11 +133,14 @@ def test_synthesize_with_program_uses_its_instructions(server_factory, tmp_path)
     mipro = optimize(load_config(None, opt_overrides(srv, tmp_path, "miprov2")))
     marked = _program_with_marker(tmp_path, srv)
     hashes = {}
-    for name, program, expect in (("mipro", mipro.program_path, mipro.program.generate.signature.instructions),
-                                  ("marked", marked, MARKER)):
+    for name, program, expect in (
+        ("mipro", mipro.program_path, mipro.program.generate.signature.instructions),
+        ("marked", marked, MARKER),
+    ):
         syn = server_factory(log_prompts=True)
-        code, out, err = refed("synthesize", "--program", str(program),
-                               *sets(run_overrides(syn, tmp_path / f"syn-{name}", 6)))
+        code, out, err = refed(
+            "synthesize", "--program", str(program), *sets(run_overrides(syn, tmp_path / f"syn-{name}", 6))
+        )
         assert code == 0, err
         log = read_log(syn.cfg.log_path)
         generate = [e for e in log if e["outputs"] == ["response"]]
@@ -161,7 +180,9 @@ def test_program_errors_are_one_line(server_factory, tmp_path):
 
     respond_only.write_text(json.dumps(RespondAndImprove().dump_state(), default=str))
     for method in ("reflection", "no_feedback"):
-        code, _, err = refed("synthesize", "--program", str(respond_only), *args, "--set", f"synthesis.method='{method}'")
+        code, _, err = refed(
+            "synthesize", "--program", str(respond_only), *args, "--set", f"synthesis.method='{method}'"
+        )
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert "holds predictor" in err and "compiled for another method" in err
     assert not (tmp_path / "r" / "samples.jsonl").exists()
@@ -194,21 +215,33 @@ def _mlflow_checks(uri: str, result, srv, tmp_path, monkeypatch, planted: str | 
     names = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"program.json", "instructions.txt", "before_after.md", "config.toml", "optimize_summary.json"} <= names
     # one logged model (autolog's per-candidate models off), scores on one 0-1 scale, one tag scheme
-    models = [m for m in client.search_logged_models(experiment_ids=[run.info.experiment_id])
-              if m.source_run_id == result.mlflow_run_id]
+    models = [
+        m
+        for m in client.search_logged_models(experiment_ids=[run.info.experiment_id])
+        if m.source_run_id == result.mlflow_run_id
+    ]
     assert [m.name for m in models] == ["program"]
     assert not {k for k in run.data.metrics if k.startswith("eval")}
     assert all(0 <= v <= 1 for k, v in run.data.metrics.items() if "score" in k)
     assert run.data.tags["refed.kind"] == "optimize"
     mlflow.set_tracking_uri(uri)
     info = mlflow.models.get_model_info(result.model_uri)
-    assert info.signature is not None and {i.name for i in info.signature.inputs} >= {"instruction", "reference_instruction"}
+    assert info.signature is not None and {i.name for i in info.signature.inputs} >= {
+        "instruction",
+        "reference_instruction",
+    }
     assert info.saved_input_example_info is not None
     # loaded as a pyfunc it predicts with the key from the environment (none was logged)
     with keep_active_model_env(monkeypatch):
         pyfunc = mlflow.pyfunc.load_model(result.model_uri)
-        pred = pyfunc.predict({"reference_instruction": "Ref?", "reference_response": "Ref.",
-                               "instruction": "Explain tides.", "feedback": "Be concrete."})
+        pred = pyfunc.predict(
+            {
+                "reference_instruction": "Ref?",
+                "reference_response": "Ref.",
+                "instruction": "Explain tides.",
+                "feedback": "Be concrete.",
+            }
+        )
     assert pred["improved_response"]
     from refed_dspy.tracking import keep_active_model
 
@@ -218,34 +251,64 @@ def _mlflow_checks(uri: str, result, srv, tmp_path, monkeypatch, planted: str | 
         assert loaded.generate.signature.instructions == result.program.generate.signature.instructions
         teacher = dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", cache=False)
         with dspy.context(lm=teacher):
-            pred = loaded(reference_instruction="Ref?", reference_response="Ref.", instruction="Explain tides.",
-                          feedback="Be concrete.")
+            pred = loaded(
+                reference_instruction="Ref?",
+                reference_response="Ref.",
+                instruction="Explain tides.",
+                feedback="Be concrete.",
+            )
         assert pred.improved_response
         program, identity = load_program(model_uri, get_method("refed"), uri)
-        assert identity == model_uri and program.respond.improve.signature.instructions == result.program.improve.signature.instructions
+        assert (
+            identity == model_uri
+            and program.respond.improve.signature.instructions == result.program.improve.signature.instructions
+        )
 
 
 def test_mlflow_round_trip_on_a_sqlite_store(server_factory, tmp_path, monkeypatch):
     srv = server_factory()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts under ./mlruns
-    result = optimize(load_config(None, opt_overrides(srv, tmp_path, **{"tracking.enabled": "true",
-                                                                         "tracking.mlflow_uri": f"'{uri}'"})))
+    result = optimize(
+        load_config(
+            None, opt_overrides(srv, tmp_path, **{"tracking.enabled": "true", "tracking.mlflow_uri": f"'{uri}'"})
+        )
+    )
     assert result.mlflow_run_id and result.model_uri
     _mlflow_checks(uri, result, srv, tmp_path, monkeypatch)
     # synthesis with the logged program, from its runs:/ URI
     syn = tmp_path / "syn"
-    code, _, err = refed("synthesize", "--program", f"runs:/{result.mlflow_run_id}/program",
-                         *sets(run_overrides(srv, syn, 4)),
-                         "--set", "tracking.enabled=true", "--set", f"tracking.mlflow_uri='{uri}'", cwd=tmp_path)
+    code, _, err = refed(
+        "synthesize",
+        "--program",
+        f"runs:/{result.mlflow_run_id}/program",
+        *sets(run_overrides(srv, syn, 4)),
+        "--set",
+        "tracking.enabled=true",
+        "--set",
+        f"tracking.mlflow_uri='{uri}'",
+        cwd=tmp_path,
+    )
     assert code == 0, err
     samples = [json.loads(x) for x in (syn / "samples.jsonl").read_text().splitlines()]
     assert {s["meta"]["program"] for s in samples} == {f"runs:/{result.mlflow_run_id}/program"}
     # twice from Python in one process, by URI (loading it used to dspy.configure from the first run's task)
     for name in ("py1", "py2"):
-        summary = synthesize(load_config(None, run_overrides(srv, tmp_path / name, 2, **{
-            "synthesis.program": f"'runs:/{result.mlflow_run_id}/program'", "tracking.enabled": "true",
-            "tracking.mlflow_uri": f"'{uri}'"})))
+        summary = synthesize(
+            load_config(
+                None,
+                run_overrides(
+                    srv,
+                    tmp_path / name,
+                    2,
+                    **{
+                        "synthesis.program": f"'runs:/{result.mlflow_run_id}/program'",
+                        "tracking.enabled": "true",
+                        "tracking.mlflow_uri": f"'{uri}'",
+                    },
+                ),
+            )
+        )
         assert summary["samples"] == 2 and summary["program_hash"] == samples[0]["meta"]["program_hash"]
 
 
@@ -261,10 +324,27 @@ def mlflow_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # its job runner is not needed here
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'm.db'}",
-                             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(root / "server.log", "w"))  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'm.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "server.log", "w"),  # noqa: SIM115
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -285,7 +365,11 @@ def mlflow_server(tmp_path_factory):
 def test_mlflow_round_trip_against_a_real_mlflow_server(server_factory, tmp_path, mlflow_server, monkeypatch):
     srv = server_factory()
     monkeypatch.chdir(tmp_path)
-    result = optimize(load_config(None, opt_overrides(srv, tmp_path, **{"tracking.enabled": "true",
-                                                                         "tracking.mlflow_uri": f"'{mlflow_server}'"})))
+    result = optimize(
+        load_config(
+            None,
+            opt_overrides(srv, tmp_path, **{"tracking.enabled": "true", "tracking.mlflow_uri": f"'{mlflow_server}'"}),
+        )
+    )
     assert not (tmp_path / "mlruns").exists()  # everything went to the server
     _mlflow_checks(mlflow_server, result, srv, tmp_path, monkeypatch)

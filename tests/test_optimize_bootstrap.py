@@ -18,11 +18,13 @@ IMPROVED = {
 
 
 def judge_lm(score=9, verdicts=("A", "B")):
-    return DummyLM({
-        "`[[ ## helpfulness ## ]]`": {"rationale": "good", "helpfulness": score, "accuracy": score},
-        "[[ ## response_a ## ]]\nImproved": {"rationale": "first better", "verdict": verdicts[0]},
-        "[[ ## response_a ## ]]\nDraft": {"rationale": "second better", "verdict": verdicts[1]},
-    })
+    return DummyLM(
+        {
+            "`[[ ## helpfulness ## ]]`": {"rationale": "good", "helpfulness": score, "accuracy": score},
+            "[[ ## response_a ## ]]\nImproved": {"rationale": "first better", "verdict": verdicts[0]},
+            "[[ ## response_a ## ]]\nDraft": {"rationale": "second better", "verdict": verdicts[1]},
+        }
+    )
 
 
 def teacher_lm():
@@ -30,8 +32,16 @@ def teacher_lm():
 
 
 def examples(n):
-    return [dspy.Example(reference_instruction="Ref?", reference_response="Ref answer.", instruction=f"Task {i}?",
-                         feedback="Be concrete.", reference_id=f"r{i}").with_inputs(*INPUTS) for i in range(n)]
+    return [
+        dspy.Example(
+            reference_instruction="Ref?",
+            reference_response="Ref answer.",
+            instruction=f"Task {i}?",
+            feedback="Be concrete.",
+            reference_id=f"r{i}",
+        ).with_inputs(*INPUTS)
+        for i in range(n)
+    ]
 
 
 def test_metric_values_and_trace_convention():
@@ -42,7 +52,10 @@ def test_metric_values_and_trace_convention():
     assert metric(gold, pred, trace=[]) is True
     low = JudgeMetric(judge_lm(score=1, verdicts=("B", "A")), ["helpfulness", "accuracy"])
     assert low(gold, pred) == 0.0 and low(gold, pred, trace=[]) is False
-    assert JudgeMetric(judge_lm(), ["helpfulness", "accuracy"])(gold, dspy.Prediction(response="", improved_response="")) == 0.0
+    assert (
+        JudgeMetric(judge_lm(), ["helpfulness", "accuracy"])(gold, dspy.Prediction(response="", improved_response=""))
+        == 0.0
+    )
     gepa = GEPAJudgeMetric(judge_lm(score=7), ["helpfulness", "accuracy"])(gold, pred, None, "improve", None)
     assert gepa.score == pytest.approx(0.7 * 6 / 9 + 0.3, abs=1e-4) and "good" in gepa.feedback
 

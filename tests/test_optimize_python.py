@@ -22,16 +22,32 @@ TOPICS = ["tides", "rainbows", "volcanoes", "eclipses", "glaciers", "earthquakes
 
 
 def examples(n: int = 8) -> list[dspy.Example]:
-    return [dspy.Example(reference_instruction="Explain photosynthesis.", reference_response="Plants turn light into sugar.",
-                         instruction=f"Explain {TOPICS[i % len(TOPICS)]} to a child.", feedback="Be concrete.",
-                         reference_id=f"r{i % 4}").with_inputs(*INPUTS) for i in range(n)]
+    return [
+        dspy.Example(
+            reference_instruction="Explain photosynthesis.",
+            reference_response="Plants turn light into sugar.",
+            instruction=f"Explain {TOPICS[i % len(TOPICS)]} to a child.",
+            feedback="Be concrete.",
+            reference_id=f"r{i % 4}",
+        ).with_inputs(*INPUTS)
+        for i in range(n)
+    ]
 
 
 def cfg(srv, tmp_path, **extra):
     # the judge points at a closed port: a test that passes its own metric must never reach it
-    over = run_overrides(srv, tmp_path / "run", 4, **{
-        "judge.api_base": "'http://127.0.0.1:9/v1'", "judge.api_key_env": "''", "optimize.out": f"'{tmp_path / 'opt'}'",
-        "optimize.num_threads": 1, **extra})
+    over = run_overrides(
+        srv,
+        tmp_path / "run",
+        4,
+        **{
+            "judge.api_base": "'http://127.0.0.1:9/v1'",
+            "judge.api_key_env": "''",
+            "optimize.out": f"'{tmp_path / 'opt'}'",
+            "optimize.num_threads": 1,
+            **extra,
+        },
+    )
     return load_config(None, over)
 
 
@@ -43,8 +59,13 @@ def length_metric(gold, pred, trace=None):
 def test_bring_your_own_program_examples_metric_and_teleprompter(server_factory, tmp_path):
     srv = server_factory()
     tp = dspy.BootstrapFewShot(metric=length_metric, max_bootstrapped_demos=1, max_labeled_demos=0)
-    result = refed_dspy.optimize(cfg(srv, tmp_path), program=RespondAndImprove(improve=False), trainset=examples(),
-                                 metric=length_metric, optimizer=tp)
+    result = refed_dspy.optimize(
+        cfg(srv, tmp_path),
+        program=RespondAndImprove(improve=False),
+        trainset=examples(),
+        metric=length_metric,
+        optimizer=tp,
+    )
     assert result.optimizer == "BootstrapFewShot" and result.n_train + result.n_val == 8 and result.n_val >= 1
     assert isinstance(result.program, RespondAndImprove) and result.program.improve is None
     summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
@@ -55,14 +76,20 @@ def test_bring_your_own_program_examples_metric_and_teleprompter(server_factory,
     state = json.loads((tmp_path / "opt" / "program.json").read_text())
     assert state["refed"]["optimizer"] == "BootstrapFewShot" and state["refed"]["kept"] in ("compiled", "baseline")
     # the same optimizer by name, and the metric factories from a config
-    again = refed_dspy.optimize(cfg(srv, tmp_path, **{"optimize.out": f"'{tmp_path / 'opt2'}'"}),
-                                program=RespondAndImprove(improve=False), trainset=examples(), metric=length_metric,
-                                optimizer="bootstrap")
+    again = refed_dspy.optimize(
+        cfg(srv, tmp_path, **{"optimize.out": f"'{tmp_path / 'opt2'}'"}),
+        program=RespondAndImprove(improve=False),
+        trainset=examples(),
+        metric=length_metric,
+        optimizer="bootstrap",
+    )
     assert again.optimizer == "bootstrap"
     metric = make_metric(cfg(srv, tmp_path))
     assert isinstance(metric, JudgeMetric) and metric.win_weight == 0.3
     assert type(make_metric(cfg(srv, tmp_path), target="pipeline")).__name__ == "PipelineMetric"
-    assert type(make_metric(cfg(srv, tmp_path, **{"optimize.target": "'instructions'"}))).__name__ == "InstructionMetric"
+    assert (
+        type(make_metric(cfg(srv, tmp_path, **{"optimize.target": "'instructions'"}))).__name__ == "InstructionMetric"
+    )
     with pytest.raises(ConfigError, match="'everything' is not one of respond, instructions, pipeline"):
         make_metric(cfg(srv, tmp_path), target="everything")
 
@@ -70,9 +97,14 @@ def test_bring_your_own_program_examples_metric_and_teleprompter(server_factory,
 def test_bad_arguments_are_refused_before_any_call(server_factory, tmp_path):
     srv = server_factory()
     c = cfg(srv, tmp_path)
-    cases = [({"optimizer": "sgd"}, "is not one of"), ({"optimizer": object()}, "has no compile method"),
-             ({"program": "program.json"}, "takes a DSPy module"), ({"metric": 0.5}, "takes a callable"),
-             ({"trainset": ["not an example"]}, "list of dspy.Example"), ({"on_mismatch": "keep"}, "on_mismatch='keep'")]
+    cases = [
+        ({"optimizer": "sgd"}, "is not one of"),
+        ({"optimizer": object()}, "has no compile method"),
+        ({"program": "program.json"}, "takes a DSPy module"),
+        ({"metric": 0.5}, "takes a callable"),
+        ({"trainset": ["not an example"]}, "list of dspy.Example"),
+        ({"on_mismatch": "keep"}, "on_mismatch='keep'"),
+    ]
     for kwargs, message in cases:
         args = {"trainset": examples(), "program": RespondAndImprove(improve=False), "metric": length_metric, **kwargs}
         with pytest.raises(ConfigError, match=message):
@@ -90,9 +122,16 @@ def test_a_metric_failing_on_most_calls_saves_nothing(server_factory, tmp_path):
             raise ValueError("the scorer broke")
         return 1.0
 
-    with pytest.raises(OptimizationStopped, match=r"the metric failed on \d+ of its \d+ calls.*ValueError: the scorer broke"):
-        refed_dspy.optimize(cfg(srv, tmp_path), program=RespondAndImprove(improve=False), trainset=examples(),
-                            metric=flaky, optimizer="bootstrap")
+    with pytest.raises(
+        OptimizationStopped, match=r"the metric failed on \d+ of its \d+ calls.*ValueError: the scorer broke"
+    ):
+        refed_dspy.optimize(
+            cfg(srv, tmp_path),
+            program=RespondAndImprove(improve=False),
+            trainset=examples(),
+            metric=flaky,
+            optimizer="bootstrap",
+        )
     assert not (tmp_path / "opt" / "program.json").exists()
     counted = CountingMetric(flaky)
     assert [counted(None, None) for _ in range(3)].count(0.0) == 2 and counted.failure_summary()["failed"] == 2
@@ -116,15 +155,18 @@ def test_a_program_that_got_worse_keeps_the_baseline(server_factory, tmp_path):
     _, val = _given_sets(train_val, None, cfg(srv, tmp_path).optimize)
     baseline_calls[0] = len(val)
     start = RespondAndImprove(improve=False)
-    result = refed_dspy.optimize(cfg(srv, tmp_path), program=start, trainset=train_val, metric=souring,
-                                 optimizer="bootstrap")
+    result = refed_dspy.optimize(
+        cfg(srv, tmp_path), program=start, trainset=train_val, metric=souring, optimizer="bootstrap"
+    )
     assert result.score_before == 1.0 and result.score_after == 0.2
     assert result.program is start and result.extra["kept"] == "baseline"
     out = tmp_path / "opt"
     assert json.loads((out / "program.json").read_text())["refed"]["kept"] == "baseline"
     candidate = json.loads((out / "program.candidate.json").read_text())
     assert candidate["generate"]["demos"]  # the compiled program is kept beside, with its demos
-    assert json.loads((out / "optimize_summary.json").read_text())["candidate_program"] == str(out / "program.candidate.json")
+    assert json.loads((out / "optimize_summary.json").read_text())["candidate_program"] == str(
+        out / "program.candidate.json"
+    )
 
 
 def test_public_surface():
@@ -142,8 +184,13 @@ def test_optimize_inside_a_running_event_loop(server_factory, tmp_path):
     srv = server_factory()
 
     async def cell():
-        return refed_dspy.optimize(cfg(srv, tmp_path), program=RespondAndImprove(improve=False), trainset=examples(),
-                                   metric=length_metric, optimizer="bootstrap")
+        return refed_dspy.optimize(
+            cfg(srv, tmp_path),
+            program=RespondAndImprove(improve=False),
+            trainset=examples(),
+            metric=length_metric,
+            optimizer="bootstrap",
+        )
 
     assert asyncio.run(cell()).program_path.exists()
 
@@ -157,7 +204,9 @@ def test_the_readme_guide_runs(server_factory, tmp_path, monkeypatch):
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     srv = server_factory()
     loopback = run_overrides(srv, tmp_path / "unused", 4) + ["judge.api_key_env=''"]
-    code = code.replace('refed_dspy.load_config("configs/local.toml", [', f"refed_dspy.load_config(None, [*{loopback!r}, ", 1)
+    code = code.replace(
+        'refed_dspy.load_config("configs/local.toml", [', f"refed_dspy.load_config(None, [*{loopback!r}, ", 1
+    )
     assert "*[" in code  # the example still loads its config the way this test expects
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
@@ -180,6 +229,7 @@ class Broken(dspy.Module):
 def test_a_program_that_fails_on_every_example_saves_nothing(server_factory, tmp_path):
     srv = server_factory()
     with pytest.raises(OptimizationStopped, match=r"the program failed on \d+ of \d+ validation examples.*cut off"):
-        refed_dspy.optimize(cfg(srv, tmp_path), program=Broken(), trainset=examples(), metric=length_metric,
-                            optimizer="bootstrap")
+        refed_dspy.optimize(
+            cfg(srv, tmp_path), program=Broken(), trainset=examples(), metric=length_metric, optimizer="bootstrap"
+        )
     assert not (tmp_path / "opt" / "program.json").exists()

@@ -22,10 +22,18 @@ REF = Reference.make("Explain how vaccines train the immune system.", "They show
 
 def target_overrides(srv, tmp_path, target, optimizer, **extra):
     return run_overrides(srv, tmp_path / "run", 10) + [
-        f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''", f"optimize.target='{target}'",
-        f"optimize.optimizer='{optimizer}'", "optimize.n_train=3", "optimize.n_val=2", "optimize.num_threads=2",
-        "optimize.instructions_per_feature=1", "seeds.limit=5", "judging.criteria=['helpfulness','accuracy']",
-        *[f"{k}={v}" for k, v in extra.items()]]
+        f"judge.api_base='{srv.api_base}'",
+        "judge.api_key_env=''",
+        f"optimize.target='{target}'",
+        f"optimize.optimizer='{optimizer}'",
+        "optimize.n_train=3",
+        "optimize.n_val=2",
+        "optimize.num_threads=2",
+        "optimize.instructions_per_feature=1",
+        "seeds.limit=5",
+        "judging.criteria=['helpfulness','accuracy']",
+        *[f"{k}={v}" for k, v in extra.items()],
+    ]
 
 
 def test_novelty_and_diversity():
@@ -35,14 +43,20 @@ def test_novelty_and_diversity():
 
 
 def rating(n):
-    return [{"rationale": "Fine.", "clear": 8, "self_contained": 8, "answerable": 8, "complexity": 8, "grounded": 8}] * n
+    return [
+        {"rationale": "Fine.", "clear": 8, "self_contained": 8, "answerable": 8, "complexity": 8, "grounded": 8}
+    ] * n
 
 
 def test_the_instruction_metric_cannot_be_won_by_copying():
     gold = dspy.Example(reference=REF, reference_id=REF.id).with_inputs("reference")
-    copied = dspy.Prediction(features=[("subject_areas", "immunology")], instructions=[("subject_areas", REF.instruction)])
-    novel = dspy.Prediction(features=[("subject_areas", "immunology")],
-                            instructions=[("subject_areas", "Why do some vaccines need booster shots?")])
+    copied = dspy.Prediction(
+        features=[("subject_areas", "immunology")], instructions=[("subject_areas", REF.instruction)]
+    )
+    novel = dspy.Prediction(
+        features=[("subject_areas", "immunology")],
+        instructions=[("subject_areas", "Why do some vaccines need booster shots?")],
+    )
     metric = InstructionMetric(dspy.utils.DummyLM(rating(5)), ["helpfulness"], novelty_weight=0.3)
     low, high = metric.judge(gold, copied), metric.judge(gold, novel)
     assert low["quality"] == high["quality"] == pytest.approx(7 / 9, abs=1e-4)  # the judge rates both alike
@@ -58,17 +72,26 @@ def test_the_pipeline_metric_weighs_value_and_diversity():
     gold = dspy.Example(reference=REF, reference_id=REF.id).with_inputs("reference")
     point = [{"rationale": "Good.", "helpfulness": 10}]
     metric = PipelineMetric(dspy.utils.DummyLM(point * 4), ["helpfulness"], win_weight=0.0, diversity_weight=0.5)
-    same = dspy.Prediction(samples=[dspy.Prediction(instruction="Explain tides.", response="r", improved_response=None)] * 2)
-    apart = dspy.Prediction(samples=[dspy.Prediction(instruction="Explain tides.", response="r", improved_response=None),
-                                     dspy.Prediction(instruction="Write a poem on rain.", response="r", improved_response=None)])
+    same = dspy.Prediction(
+        samples=[dspy.Prediction(instruction="Explain tides.", response="r", improved_response=None)] * 2
+    )
+    apart = dspy.Prediction(
+        samples=[
+            dspy.Prediction(instruction="Explain tides.", response="r", improved_response=None),
+            dspy.Prediction(instruction="Write a poem on rain.", response="r", improved_response=None),
+        ]
+    )
     assert metric(gold, same) == pytest.approx(0.5) and metric(gold, apart) == pytest.approx(1.0)
     assert metric(gold, dspy.Prediction(samples=[])) == 0.0
 
 
-@pytest.mark.parametrize("optimizer,extra", [
-    ("gepa", {"optimize.max_metric_calls": 30}),
-    ("miprov2", {"optimize.num_candidates": 2, "optimize.num_trials": 3, "optimize.max_demos": 1}),
-])
+@pytest.mark.parametrize(
+    "optimizer,extra",
+    [
+        ("gepa", {"optimize.max_metric_calls": 30}),
+        ("miprov2", {"optimize.num_candidates": 2, "optimize.num_trials": 3, "optimize.max_demos": 1}),
+    ],
+)
 def test_a_compiled_pipeline_drives_a_synthesis_run(server_factory, tmp_path, optimizer, extra):
     srv = server_factory(log_prompts=True)
     cfg = load_config(None, target_overrides(srv, tmp_path, "pipeline", optimizer, **extra))
@@ -78,15 +101,24 @@ def test_a_compiled_pipeline_drives_a_synthesis_run(server_factory, tmp_path, op
     state = json.loads(result.program_path.read_text())
     assert state["refed"]["target"] == "pipeline" and result.extra["target"] == "pipeline"
     predictors = {k for k, v in state.items() if isinstance(v, dict) and "signature" in v}
-    assert predictors == {"collect.describe", "collect.critique", "synthesizer.synthesize", "respond.generate",
-                          "respond.improve"}
+    assert predictors == {
+        "collect.describe",
+        "collect.critique",
+        "synthesizer.synthesize",
+        "respond.generate",
+        "respond.improve",
+    }
     compiled, _ = load_program(str(result.program_path), get_method("refed"))
     assert program_hash(compiled) == program_hash(result.program)
     # the compiled pipeline drives every stage of a run: each request carries its predictor's compiled instructions
     syn = server_factory(log_prompts=True)
     run = tmp_path / "syn"
-    code, _, err = refed("synthesize", "--program", str(result.program_path),
-                         *sets(run_overrides(syn, run, 4, **{"synthesis.instructions_per_feature": 2})))
+    code, _, err = refed(
+        "synthesize",
+        "--program",
+        str(result.program_path),
+        *sets(run_overrides(syn, run, 4, **{"synthesis.instructions_per_feature": 2})),
+    )
     assert code == 0, err
     wanted = {name: " ".join(pred.signature.instructions.split()) for name, pred in compiled.named_predictors()}
     for entry in read_log(syn.cfg.log_path):
@@ -97,8 +129,9 @@ def test_a_compiled_pipeline_drives_a_synthesis_run(server_factory, tmp_path, op
     # the optimizer really worked on the pipeline: its proposer wrote new instructions (GEPA: its reflection, for one
     # predictor after another; MIPROv2: its grounded proposer). Which candidate won is the random stand-in judge's
     # draw; the requests above carry the winner's instructions either way.
-    proposals = [e for e in read_log(srv.cfg.log_path)
-                 if tuple(e["outputs"]) not in STAGE_OF and "rationale" not in e["outputs"]]
+    proposals = [
+        e for e in read_log(srv.cfg.log_path) if tuple(e["outputs"]) not in STAGE_OF and "rationale" not in e["outputs"]
+    ]
     assert proposals, "the optimizer proposed no instruction"
 
 
@@ -107,11 +140,16 @@ def test_the_instructions_target_tunes_describe_and_synthesize(server_factory, t
     monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts under ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking = {"tracking.enabled": "true", "tracking.mlflow_uri": f"'{uri}'"}
-    result = optimize(load_config(None, target_overrides(srv, tmp_path, "instructions", "bootstrap",
-                                                         **{"optimize.max_demos": 1, **tracking})))
+    result = optimize(
+        load_config(
+            None, target_overrides(srv, tmp_path, "instructions", "bootstrap", **{"optimize.max_demos": 1, **tracking})
+        )
+    )
     state = json.loads(result.program_path.read_text())
     assert {k for k, v in state.items() if isinstance(v, dict) and "signature" in v} == {
-        "collect.describe", "synthesizer.synthesize"}
+        "collect.describe",
+        "synthesizer.synthesize",
+    }
     summary = json.loads((result.out_dir / "optimize_summary.json").read_text())
     assert summary["target"] == "instructions" and summary["examples_run"] is None  # references are the examples
     assert summary["usage"]["by_role"]["judge"]["calls"] > 0
@@ -123,8 +161,7 @@ def test_the_instructions_target_tunes_describe_and_synthesize(server_factory, t
     assert len(lines(run / "samples.jsonl")) == 3
     # logged to MLflow, the compiled front half drives a run from its URI, and its pyfunc predicts from a reference
     syn2 = tmp_path / "syn-mlflow"
-    code, _, err = refed("synthesize", "--program", result.model_uri,
-                         *sets(run_overrides(srv, syn2, 3, **tracking)))
+    code, _, err = refed("synthesize", "--program", result.model_uri, *sets(run_overrides(srv, syn2, 3, **tracking)))
     assert code == 0, err
     assert {s["meta"]["program"] for s in lines(syn2 / "samples.jsonl")} == {result.model_uri}
     import mlflow
@@ -138,6 +175,12 @@ def test_the_instructions_target_tunes_describe_and_synthesize(server_factory, t
     out = pyfunc.predict({"reference": REF.model_dump_json()})
     assert out["instructions"] and out["features"]
     # examples_run belongs to the respond target
-    code, _, err = refed("optimize", *sets(target_overrides(srv, tmp_path, "instructions", "bootstrap",
-                                                            **{"optimize.examples_run": f"'{run}'", **tracking})))
+    code, _, err = refed(
+        "optimize",
+        *sets(
+            target_overrides(
+                srv, tmp_path, "instructions", "bootstrap", **{"optimize.examples_run": f"'{run}'", **tracking}
+            )
+        ),
+    )
     assert code == 2 and "optimize.examples_run" in err

@@ -28,8 +28,9 @@ def run_cli(*args, timeout=300):
 
 def test_judge_rejects_out_of_range_scores_and_aborts_the_streak(run, server_factory):
     bad = server_factory(sticky_bad_scores=1.0)
-    code, out, err = run_cli("judge", str(run), *judge_sets(bad, **{"judging.max_consecutive_failures": 5,
-                                                                     "judging.concurrency": 3}))
+    code, out, err = run_cli(
+        "judge", str(run), *judge_sets(bad, **{"judging.max_consecutive_failures": 5, "judging.concurrency": 3})
+    )
     assert code == 3 and "Traceback" not in err and len(err.strip().splitlines()[-1:]) == 1
     assert "consecutive judge failures" in err and "unparseable" in err and "less than or equal to 10" in err
     summary = json.loads((run / "judge_summary.json").read_text())
@@ -45,12 +46,17 @@ def test_judge_rejects_out_of_range_scores_and_aborts_the_streak(run, server_fac
 
 def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
     half = server_factory(sticky_bad_scores=0.5)
-    code, out, err = run_cli("judge", str(run), *judge_sets(half, **{"judge.max_repairs": 0, "judging.pairwise": "false"}))
+    code, out, err = run_cli(
+        "judge", str(run), *judge_sets(half, **{"judge.max_repairs": 0, "judging.pairwise": "false"})
+    )
     summary = json.loads((run / "judge_summary.json").read_text())
     assert 0 < summary["judged"] < 30 and summary["unjudged"] == 30 - summary["judged"]
     assert code == 1 and summary["status"] == "partial" and f"judged {summary['judged']}/30" in out and "partial" in out
-    assert all(1 <= v <= 10 for row in (run / "judgments.jsonl").read_text().splitlines()
-               for v in json.loads(row)["pointwise"]["scores"].values())
+    assert all(
+        1 <= v <= 10
+        for row in (run / "judgments.jsonl").read_text().splitlines()
+        for v in json.loads(row)["pointwise"]["scores"].values()
+    )
     assert summary["rejects"] == {"unparseable": 30 - summary["judged"]}
 
     # a judge-based filter refuses to drop the unjudged samples silently
@@ -60,8 +66,9 @@ def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
     assert not (run.parent / "f").exists()
     for policy, kept in (("keep", 30), ("drop", summary["judged"])):
         out_dir = run.parent / f"f-{policy}"
-        code, out, err = run_cli("filter", str(run), "--out", str(out_dir), "--apply", "min_score:min_score=1",
-                                 "--unjudged", policy)
+        code, out, err = run_cli(
+            "filter", str(run), "--out", str(out_dir), "--apply", "min_score:min_score=1", "--unjudged", policy
+        )
         assert code == 0, err
         fs = json.loads((out_dir / "filter_summary.json").read_text())
         assert fs["kept"] == kept and fs["unjudged"]["samples"] == 30 - summary["judged"]
@@ -80,8 +87,15 @@ def test_optimize_scores_a_failed_judging_zero_and_goes_on(server_factory, tmp_p
     # every other judge call breaks the bounds: a count, so some judgings fail and some pass whatever the text
     good, flaky = server_factory(), server_factory(bad_scores_every=2)
     overrides = run_overrides(good, tmp_path / "run", 10) + [
-        f"judge.api_base='{flaky.api_base}'", "judge.api_key_env=''", "judge.max_repairs=0", "optimize.optimizer='bootstrap'",
-        "optimize.n_train=4", "optimize.n_val=3", "optimize.num_threads=2", CRITERIA]
+        f"judge.api_base='{flaky.api_base}'",
+        "judge.api_key_env=''",
+        "judge.max_repairs=0",
+        "optimize.optimizer='bootstrap'",
+        "optimize.n_train=4",
+        "optimize.n_val=3",
+        "optimize.num_threads=2",
+        CRITERIA,
+    ]
     result = optimize(load_config(None, overrides))
     failures = result.extra["metric_failures"]
     assert failures["failed"] > 0 and failures["by_reason"] == {"unparseable": failures["failed"]}
@@ -93,8 +107,13 @@ def test_optimize_scores_a_failed_judging_zero_and_goes_on(server_factory, tmp_p
 def test_optimize_stops_without_a_program_when_every_judging_fails(server_factory, tmp_path):
     good, bad = server_factory(), server_factory(sticky_bad_scores=1.0)
     overrides = run_overrides(good, tmp_path / "run", 10) + [
-        f"judge.api_base='{bad.api_base}'", "judge.api_key_env=''", "optimize.optimizer='bootstrap'",
-        "optimize.n_train=4", "optimize.n_val=3", CRITERIA]
+        f"judge.api_base='{bad.api_base}'",
+        "judge.api_key_env=''",
+        "optimize.optimizer='bootstrap'",
+        "optimize.n_train=4",
+        "optimize.n_val=3",
+        CRITERIA,
+    ]
     code, out, err = run_cli("optimize", *sets(overrides))
     assert code == 3 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "every judging failed" in err and "unparseable" in err
@@ -104,8 +123,12 @@ def test_optimize_stops_without_a_program_when_every_judging_fails(server_factor
 def test_optimize_says_what_happened_when_every_example_was_rejected(server_factory, tmp_path):
     broken = server_factory(sticky_malformed=1.0)
     overrides = run_overrides(broken, tmp_path / "run", 10) + [
-        f"judge.api_base='{broken.api_base}'", "judge.api_key_env=''", "optimize.optimizer='bootstrap'", CRITERIA,
-        "seeds.limit=3"]
+        f"judge.api_base='{broken.api_base}'",
+        "judge.api_key_env=''",
+        "optimize.optimizer='bootstrap'",
+        CRITERIA,
+        "seeds.limit=3",
+    ]
     code, out, err = run_cli("optimize", *sets(overrides))
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "synthesize first" not in err and "made 0 samples" in err and "3 unparseable" in err

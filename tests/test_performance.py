@@ -26,7 +26,10 @@ def test_memoized_system_message_is_dspys_own_and_follows_new_instructions(signa
     assert first == RefedChatAdapter().format(signature, [], inputs) == ours.format(signature, [], inputs)  # memo hit
     # DSPy's own structure and task; only the field list differs: plain type names and each output's bounds
     structure = "All interactions will be structured"
-    assert first[0]["content"].split(structure)[1] == theirs.format(signature, [], inputs)[0]["content"].split(structure)[1]
+    assert (
+        first[0]["content"].split(structure)[1]
+        == theirs.format(signature, [], inputs)[0]["content"].split(structure)[1]
+    )
     assert "Constraints: 1 to 24000 characters" in first[0]["content"]
     assert first[1:] == theirs.format(signature, [], inputs)[1:]
     rewritten = signature.with_instructions("A MARKER INSTRUCTION written by an optimizer.")
@@ -50,9 +53,17 @@ def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
     from refed_dspy.judging import build_judge
     from refed_dspy.synthesis import build_teacher
 
-    config = load_config(None, ["teacher.api_base='http://127.0.0.1:9/v1'", "teacher.api_key_env=''",
-                                "judge.api_base='http://127.0.0.1:9/v1'", "judge.api_key_env=''",
-                                "synthesis.concurrency=300", "judging.concurrency=200"])
+    config = load_config(
+        None,
+        [
+            "teacher.api_base='http://127.0.0.1:9/v1'",
+            "teacher.api_key_env=''",
+            "judge.api_base='http://127.0.0.1:9/v1'",
+            "judge.api_key_env=''",
+            "synthesis.concurrency=300",
+            "judging.concurrency=200",
+        ],
+    )
     assert build_teacher(config)._async_engine_spec.config.max_connections == 300
     assert build_judge(config)._async_engine_spec.config.max_connections == 200
     # a model DSPy serves some other way keeps DSPy's engine, and a pool wider than DSPy's is warned about
@@ -79,8 +90,11 @@ def test_feedback_is_collected_only_for_references_the_run_uses(server_factory, 
     summary = synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 12, **{"synthesis.concurrency": 64})))
     assert summary["samples"] == 12
     assert summary["feedback_collected"] <= 2
-    feedback_calls = [e for e in read_log(srv.cfg.log_path) if e["outputs"] in (["subject_areas", "relevant_skills"],
-                                                                             ["response_feedback"])]
+    feedback_calls = [
+        e
+        for e in read_log(srv.cfg.log_path)
+        if e["outputs"] in (["subject_areas", "relevant_skills"], ["response_feedback"])
+    ]
     assert len(feedback_calls) == 2 * summary["feedback_collected"]
 
 
@@ -95,7 +109,9 @@ def test_bench_harness_runs_a_child_and_the_plain_client_replays_its_requests(tm
 
     with Server(log_path=tmp_path / "server.jsonl", log_prompts=True, vocab_size=2000) as srv:
         ours = run_child(synth_overrides(srv.api_base, tmp_path / "run", 20, 8))
-        plain = run_child([f"log={tmp_path / 'server.jsonl'}", f"api_base={srv.api_base}", "concurrency=8"], mode="plain")
+        plain = run_child(
+            [f"log={tmp_path / 'server.jsonl'}", f"api_base={srv.api_base}", "concurrency=8"], mode="plain"
+        )
         log = srv.log()
     assert ours["status"] == "complete" and ours["samples"] == 20
     assert ours["cpu_s"] > 0 and ours["peak_rss_mib"] > 0

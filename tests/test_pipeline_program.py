@@ -21,9 +21,13 @@ from refed_dspy.provenance import program_hash
 from refed_dspy.synthesis import synthesize
 
 # which signature a logged request asked for, by its output fields
-STAGE_OF = {("subject_areas", "relevant_skills"): "collect.describe", ("response_feedback",): "collect.critique",
-            ("new_instructions",): "synthesizer.synthesize", ("response",): "respond.generate",
-            ("analysis", "implementation_strategy", "improved_response"): "respond.improve"}
+STAGE_OF = {
+    ("subject_areas", "relevant_skills"): "collect.describe",
+    ("response_feedback",): "collect.critique",
+    ("new_instructions",): "synthesizer.synthesize",
+    ("response",): "respond.generate",
+    ("analysis", "implementation_strategy", "improved_response"): "respond.improve",
+}
 
 
 def lines(path):
@@ -45,8 +49,9 @@ def marked_pipeline(tag: str, method: str = "refed") -> dspy.Module:
     program = build_pipeline(get_method(method), n=2)
     for name, pred in program.named_predictors():
         pred.signature = pred.signature.with_instructions(f"MARK-{tag}-{name}: do the task well.")
-    program.respond.generate.demos = [dspy.Example(example_instruction="Ex?", example_response="Ex.",
-                                                   instruction="Say hi.", response="Hi.")]
+    program.respond.generate.demos = [
+        dspy.Example(example_instruction="Ex?", example_response="Ex.", instruction="Say hi.", response="Hi.")
+    ]
     return program
 
 
@@ -56,8 +61,12 @@ def test_a_saved_pipeline_drives_every_stage(server_factory, tmp_path):
     path = tmp_path / "pipeline.json"
     program.save(str(path))  # plain DSPy's own save of the whole pipeline
     run = tmp_path / "run"
-    code, _, err = refed("synthesize", "--program", str(path),
-                         *sets(run_overrides(srv, run, 6, **{"synthesis.instructions_per_feature": 2})))
+    code, _, err = refed(
+        "synthesize",
+        "--program",
+        str(path),
+        *sets(run_overrides(srv, run, 6, **{"synthesis.instructions_per_feature": 2})),
+    )
     assert code == 0, err
     log = read_log(srv.cfg.log_path)
     seen = set()
@@ -80,12 +89,22 @@ def test_a_saved_pipeline_drives_every_stage(server_factory, tmp_path):
     assert again["program"] == "python:refed_dspy.programs.reference_synthesis.ReferenceSynthesis"
     assert tomllib.loads((run2 / "config.toml").read_text())["synthesis"]["program"] == again["program"]
     # a run made by another program is not continued by this one without being told
-    code, _, err = refed("synthesize", "--program", str(path), *sets(run_overrides(srv, tmp_path / "run", 8, **{"synthesis.instructions_per_feature": 2})))
+    code, _, err = refed(
+        "synthesize",
+        "--program",
+        str(path),
+        *sets(run_overrides(srv, tmp_path / "run", 8, **{"synthesis.instructions_per_feature": 2})),
+    )
     assert code == 0, err
     other = tmp_path / "other.json"
     marked_pipeline("B").save(str(other))
     before = len(read_log(srv.cfg.log_path))
-    code, _, err = refed("synthesize", "--program", str(other), *sets(run_overrides(srv, tmp_path / "run", 10, **{"synthesis.instructions_per_feature": 2})))
+    code, _, err = refed(
+        "synthesize",
+        "--program",
+        str(other),
+        *sets(run_overrides(srv, tmp_path / "run", 10, **{"synthesis.instructions_per_feature": 2})),
+    )
     assert code == 2 and "synthesis.program" in err and "--resume-anyway" in err
     # a Python program's run cannot be resumed from the CLI, which cannot build that object
     code, _, err = refed("synthesize", "--config", str(run2 / "config.toml"), "--set", "synthesis.size=3")
@@ -96,21 +115,27 @@ def test_a_saved_pipeline_drives_every_stage(server_factory, tmp_path):
 def test_python_objects_are_part_of_provenance(server_factory, tmp_path):
     srv = server_factory()
     run = tmp_path / "run"
-    other_model = dspy.LM("openai/another-model", api_base=srv.api_base, api_key="unused", temperature=0.7, max_tokens=2000)
+    other_model = dspy.LM(
+        "openai/another-model", api_base=srv.api_base, api_key="unused", temperature=0.7, max_tokens=2000
+    )
     summary = synthesize(load_config(None, run_overrides(srv, run, 4)), teacher=other_model)
     assert summary["teacher"] == "openai/another-model"
     assert {s["meta"]["teacher"] for s in lines(run / "samples.jsonl")} == {"openai/another-model"}
     recorded = tomllib.loads((run / "config.toml").read_text())["teacher"]
     assert (recorded["model"], recorded["temperature"], recorded["max_tokens"]) == ("openai/another-model", 0.7, 2000)
     # extended by the config's own teacher (another model): refused, the error names the Python value to override it
-    with pytest.raises(RunDirError, match=r"teacher.model: 'openai/another-model' -> 'openai/gpt-4o-mini'.*on_mismatch=\"resume\""):
+    with pytest.raises(
+        RunDirError, match=r"teacher.model: 'openai/another-model' -> 'openai/gpt-4o-mini'.*on_mismatch=\"resume\""
+    ):
         synthesize(load_config(None, run_overrides(srv, run, 6)))
     # a respond part passed from Python is fingerprinted by its content
     run2 = tmp_path / "run2"
     mine = RespondAndImprove()
     mine.generate.signature = mine.generate.signature.with_instructions("Answer like a patient tutor.")
     first = synthesize(load_config(None, run_overrides(srv, run2, 3)), respond=mine)
-    assert first["program"].endswith("RespondAndImprove") and first["program_hash"] != program_hash(build_pipeline(get_method("refed")))
+    assert first["program"].endswith("RespondAndImprove") and first["program_hash"] != program_hash(
+        build_pipeline(get_method("refed"))
+    )
     n_calls = len(read_log(srv.cfg.log_path))
     assert synthesize(load_config(None, run_overrides(srv, run2, 3)), respond=mine)["new_samples"] == 0
     assert len(read_log(srv.cfg.log_path)) == n_calls
@@ -152,8 +177,9 @@ class ForwardOnly(dspy.Module):
         self.generate = RespondAndImprove(improve=False).generate
 
     def forward(self, reference_instruction, reference_response, instruction, feedback=None):
-        draft = self.generate(example_instruction=reference_instruction, example_response=reference_response,
-                              instruction=instruction)
+        draft = self.generate(
+            example_instruction=reference_instruction, example_response=reference_response, instruction=instruction
+        )
         return dspy.Prediction(response=draft.response)
 
 
@@ -177,8 +203,10 @@ def test_a_program_is_checked_before_the_first_call(server_factory, tmp_path):
         synthesize(cfg, program=pipeline)
     assert len(read_log(srv.cfg.log_path)) == 0 and not (tmp_path / "run" / "samples.jsonl").exists()
     # a part with only `forward` runs in worker threads: every sample is made and accounted
-    summary = synthesize(load_config(None, run_overrides(srv, tmp_path / "sync", 5, **{"synthesis.method": "'no_feedback'"})),
-                         respond=ForwardOnly())
+    summary = synthesize(
+        load_config(None, run_overrides(srv, tmp_path / "sync", 5, **{"synthesis.method": "'no_feedback'"})),
+        respond=ForwardOnly(),
+    )
     assert summary["status"] == "complete" and summary["samples"] == 5
     assert summary["usage"]["by_stage"]["respond"]["calls"] == 5  # its untagged calls: the part's own stage
     assert summary["usage"]["calls"] == len(read_log(srv.cfg.log_path))
@@ -193,8 +221,15 @@ def test_sync_entry_points_work_inside_a_running_event_loop(server_factory, tmp_
         second = synthesize(load_config(None, run_overrides(srv, tmp_path / "b", 3)))
         from refed_dspy.judging import judge_run
 
-        judged = judge_run(tmp_path / "a", load_config(None, run_overrides(srv, tmp_path / "a", 3, **{
-            "judge.api_base": f"'{srv.api_base}'", "judge.api_key_env": "''"})))
+        judged = judge_run(
+            tmp_path / "a",
+            load_config(
+                None,
+                run_overrides(
+                    srv, tmp_path / "a", 3, **{"judge.api_base": f"'{srv.api_base}'", "judge.api_key_env": "''"}
+                ),
+            ),
+        )
         assert judged["status"] == "complete"
         lm = dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", cache=False)
         from refed_dspy.seeds import read_references
@@ -212,7 +247,9 @@ def test_sync_entry_points_work_inside_a_running_event_loop(server_factory, tmp_
 def test_a_compiled_part_is_saved_and_hashed_with_its_pipeline():
     # DSPy hides a compiled (frozen) module's predictors from its parent; the pipeline must not
     part = RespondAndImprove()
-    part.generate.demos = [dspy.Example(example_instruction="Q?", example_response="A.", instruction="Hi?", response="Hi.")]
+    part.generate.demos = [
+        dspy.Example(example_instruction="Q?", example_response="A.", instruction="Hi?", response="Hi.")
+    ]
     part._compiled = True
     plain = build_pipeline(get_method("refed"))
     holding = build_pipeline(get_method("refed"), respond=part)
@@ -239,5 +276,6 @@ def test_fingerprints_of_runs_made_before_program_hashes():
     assert fingerprint_diff(old_builtin, fingerprint(cfg)) == []
     assert fingerprint_diff(old_file, fingerprint(with_file, "sha256:abc")) == []  # same file: resumes
     assert fingerprint_diff(fingerprint(with_file, "sha256:abc"), fingerprint(with_file, "sha256:def")) == [
-        "program content: sha256:abc -> sha256:def"]
+        "program content: sha256:abc -> sha256:def"
+    ]
     assert fingerprint_diff(old_builtin, fingerprint(cfg, "sha256:abc")) == ["program content: built-in -> sha256:abc"]

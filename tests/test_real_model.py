@@ -77,8 +77,14 @@ def smol():
 
 def local_sets(smol: Smol, run_dir: Path, **extra) -> list[str]:
     """--config configs/local.toml, pointed at this test's server and run dir."""
-    overrides = [f"teacher.api_base='{smol.api_base}'", f"judge.api_base='{smol.api_base}'", f"run.dir='{run_dir}'",
-                 "run.progress=false", f"judging.criteria={CRITERIA!r}", "seeds.limit=3"]
+    overrides = [
+        f"teacher.api_base='{smol.api_base}'",
+        f"judge.api_base='{smol.api_base}'",
+        f"run.dir='{run_dir}'",
+        "run.progress=false",
+        f"judging.criteria={CRITERIA!r}",
+        "seeds.limit=3",
+    ]
     return ["--config", str(LOCAL), *sets(overrides + [f"{k}={v}" for k, v in extra.items()])]
 
 
@@ -94,20 +100,36 @@ def lines(path: Path) -> list[dict]:
 
 def served(before: dict[str, float], after: dict[str, float]) -> tuple[int, int]:
     """(prompt tokens, completion tokens) the server processed between two counter readings."""
-    prompt = (after["prompt_tokens_total"] - before["prompt_tokens_total"]
-              + after["prompt_tokens_cached_total"] - before["prompt_tokens_cached_total"])
+    prompt = (
+        after["prompt_tokens_total"]
+        - before["prompt_tokens_total"]
+        + after["prompt_tokens_cached_total"]
+        - before["prompt_tokens_cached_total"]
+    )
     return int(prompt), int(after["tokens_predicted_total"] - before["tokens_predicted_total"])
 
 
 INSTR = "Explain why the sky is blue in two short paragraphs."
-RESP = ("Sunlight holds every color. Air molecules scatter short blue wavelengths far more than red ones "
-     "(Rayleigh scattering), so blue light reaches the eye from every part of the sky.")
+RESP = (
+    "Sunlight holds every color. Air molecules scatter short blue wavelengths far more than red ones "
+    "(Rayleigh scattering), so blue light reaches the eye from every part of the sky."
+)
 CASES = [
     (DescribeInstruction, dict(reference_instruction=INSTR, reference_response=RESP)),
     (CritiqueResponse, dict(instruction=INSTR, response=RESP)),
-    (asking_for(SynthesizeInstructions, 2), dict(reference_instruction=INSTR, feature_name="subject_areas",
-                                                  feature_description="physics of light and the atmosphere", n=2)),
-    (GenerateResponse, dict(example_instruction=INSTR, example_response=RESP, instruction="Explain why leaves are green.")),
+    (
+        asking_for(SynthesizeInstructions, 2),
+        dict(
+            reference_instruction=INSTR,
+            feature_name="subject_areas",
+            feature_description="physics of light and the atmosphere",
+            n=2,
+        ),
+    ),
+    (
+        GenerateResponse,
+        dict(example_instruction=INSTR, example_response=RESP, instruction="Explain why leaves are green."),
+    ),
     (ImproveResponse, dict(feedback="Add one concrete example.", instruction=INSTR, draft_response=RESP)),
     (ReflectInstruction, dict(instruction=INSTR, response=RESP)),
     (ReflectResponse, dict(instruction=INSTR, response=RESP)),
@@ -189,8 +211,16 @@ def test_refed_synthesize_judge_filter_report_export(smol, tmp_path):
         assert row["pairwise"]["winner"] in ("improved", "draft", "tie")
     assert served(before, smol.counters()) == (judge["usage"]["prompt_tokens"], judge["usage"]["completion_tokens"])
 
-    code, out, err = cli("filter", str(run), "--out", str(tmp_path / "filtered"), "--apply", "judge_prefers_improved",
-                         "--unjudged", "drop")
+    code, out, err = cli(
+        "filter",
+        str(run),
+        "--out",
+        str(tmp_path / "filtered"),
+        "--apply",
+        "judge_prefers_improved",
+        "--unjudged",
+        "drop",
+    )
     assert code == 0, err
     fs = json.loads((tmp_path / "filtered" / "filter_summary.json").read_text())
     assert fs["input"] == 6 and fs["kept"] + fs["removed"] == 6 and fs["unjudged"]["samples"] == judge["unjudged"]
@@ -211,8 +241,10 @@ def test_baselines_reach_their_size(smol, tmp_path, method, size):
     run = tmp_path / method
     before = smol.counters()
     # reflection recycles each seed once: a few seeds more than the size leave room for truncated replies
-    code, out, err = cli("synthesize", *local_sets(smol, run, **{"synthesis.size": size, "seeds.limit": size + 3,
-                                                                  "synthesis.method": f"'{method}'"}))
+    code, out, err = cli(
+        "synthesize",
+        *local_sets(smol, run, **{"synthesis.size": size, "seeds.limit": size + 3, "synthesis.method": f"'{method}'"}),
+    )
     assert code == 0, err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["samples"] == size
@@ -222,7 +254,9 @@ def test_baselines_reach_their_size(smol, tmp_path, method, size):
     if method == "sample_feedback":
         assert "sample_feedback" in stages and all(s.improved_response for s in samples)
     else:
-        assert {"reflect_instruction", "reflect_response"} <= stages and all(s.original and s.reflection for s in samples)
+        assert {"reflect_instruction", "reflect_response"} <= stages and all(
+            s.original and s.reflection for s in samples
+        )
     usage = summary["usage"]
     assert served(before, smol.counters()) == (usage["prompt_tokens"], usage["completion_tokens"])
 
@@ -231,8 +265,14 @@ def test_tiny_bootstrap_optimize(smol, tmp_path):
     run = tmp_path / "opt"
     # 4 validation examples: the tiny model runs to max_tokens on some replies, and an optimization whose program
     # failed on every validation example stops (exit 3) by design
-    code, out, err = cli("optimize", *local_sets(smol, run, **{"optimize.n_train": 3, "optimize.n_val": 4,
-                                                                "optimize.max_calls": 120, "optimize.max_demos": 1}))
+    code, out, err = cli(
+        "optimize",
+        *local_sets(
+            smol,
+            run,
+            **{"optimize.n_train": 3, "optimize.n_val": 4, "optimize.max_calls": 120, "optimize.max_demos": 1},
+        ),
+    )
     assert code == 0, err
     summary = json.loads((run / "optimize" / "optimize_summary.json").read_text())
     assert 0 <= summary["score_before"] <= 1 and 0 <= summary["score_after"] <= 1
@@ -248,9 +288,22 @@ def test_tiny_pipeline_optimize_then_synthesize_with_it(smol, tmp_path):
     """optimize.target = pipeline end to end on a real model (1 train, 2 validation references), then a run driven
     by the compiled pipeline."""
     run = tmp_path / "pipe"
-    code, out, err = cli("optimize", *local_sets(smol, run, **{
-        "optimize.target": "'pipeline'", "optimize.optimizer": "'bootstrap'", "optimize.n_train": 1, "optimize.n_val": 2,
-        "optimize.instructions_per_feature": 1, "optimize.max_demos": 1, "optimize.max_calls": 200}))
+    code, out, err = cli(
+        "optimize",
+        *local_sets(
+            smol,
+            run,
+            **{
+                "optimize.target": "'pipeline'",
+                "optimize.optimizer": "'bootstrap'",
+                "optimize.n_train": 1,
+                "optimize.n_val": 2,
+                "optimize.instructions_per_feature": 1,
+                "optimize.max_demos": 1,
+                "optimize.max_calls": 200,
+            },
+        ),
+    )
     assert code == 0, err
     assert "(target pipeline)" in out
     summary = json.loads((run / "optimize" / "optimize_summary.json").read_text())
@@ -258,10 +311,20 @@ def test_tiny_pipeline_optimize_then_synthesize_with_it(smol, tmp_path):
     assert summary["usage"]["calls"] <= 200 and summary["usage"]["by_role"]["judge"]["calls"] > 0
     program = run / "optimize" / "program.json"
     state = json.loads(program.read_text())
-    assert {"collect.describe", "collect.critique", "synthesizer.synthesize", "respond.generate", "respond.improve"} <= set(state)
+    assert {
+        "collect.describe",
+        "collect.critique",
+        "synthesizer.synthesize",
+        "respond.generate",
+        "respond.improve",
+    } <= set(state)
     syn = tmp_path / "syn"
     code, _, err = cli("synthesize", "--program", str(program), *local_sets(smol, syn, **{"synthesis.size": 2}))
     assert code == 0, err
     samples = [json.loads(x) for x in (syn / "samples.jsonl").read_text().splitlines()]
     hashes = {s["meta"]["program_hash"] for s in samples}
-    assert len(samples) == 2 and len(hashes) == 1 and hashes == {json.loads((syn / "summary.json").read_text())["program_hash"]}
+    assert (
+        len(samples) == 2
+        and len(hashes) == 1
+        and hashes == {json.loads((syn / "summary.json").read_text())["program_hash"]}
+    )

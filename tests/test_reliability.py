@@ -28,11 +28,18 @@ def lines(path):
 
 
 def test_transient_faults_are_retried_with_retry_after_and_counted(server_factory, tmp_path):
-    srv = server_factory(rate_429=0.08, retry_after_s=0.3, rate_500=0.03, rate_503=0.03, rate_reset=0.03,
-                         rate_hang=0.02, hang_s=1.5)
+    srv = server_factory(
+        rate_429=0.08, retry_after_s=0.3, rate_500=0.03, rate_503=0.03, rate_reset=0.03, rate_hang=0.02, hang_s=1.5
+    )
     run = tmp_path / "run"
-    summary = synthesize(load_config(None, run_overrides(srv, run, 40, **{
-        "synthesis.concurrency": 16, "teacher.num_retries": 6, "teacher.timeout": 0.7})))
+    summary = synthesize(
+        load_config(
+            None,
+            run_overrides(
+                srv, run, 40, **{"synthesis.concurrency": 16, "teacher.num_retries": 6, "teacher.timeout": 0.7}
+            ),
+        )
+    )
     time.sleep(1.6)  # let hung requests reach the server's log
     recs = lines(run / "samples.jsonl")
     assert summary["status"] == "complete" and len(recs) == 40 == len({r["meta"]["id"] for r in recs})
@@ -49,23 +56,33 @@ def test_transient_faults_are_retried_with_retry_after_and_counted(server_factor
     by_sha: dict[str, list[dict]] = {}
     for e in sorted(log, key=lambda e: e["t"]):
         by_sha.setdefault(e["sha"], []).append(e)
-    gaps = [nxt["t"] - e["t"] for seq in by_sha.values() for e, nxt in zip(seq, seq[1:], strict=False)
-            if e.get("fault") == "transient_429"]
+    gaps = [
+        nxt["t"] - e["t"]
+        for seq in by_sha.values()
+        for e, nxt in zip(seq, seq[1:], strict=False)
+        if e.get("fault") == "transient_429"
+    ]
     assert gaps and min(gaps) >= 0.3 - 0.02
     # the 5xx/reset retries back off too (0.25-0.75 s for the first retry)
-    other = [nxt["t"] - e["t"] for seq in by_sha.values() for e, nxt in zip(seq, seq[1:], strict=False)
-             if e.get("fault") in ("transient_500", "transient_503", "reset")]
+    other = [
+        nxt["t"] - e["t"]
+        for seq in by_sha.values()
+        for e, nxt in zip(seq, seq[1:], strict=False)
+        if e.get("fault") in ("transient_500", "transient_503", "reset")
+    ]
     assert other and min(other) >= 0.2
 
 
 def test_rate_limited_run_backs_off_instead_of_burning_retries(server_factory, tmp_path):
     srv = server_factory(max_concurrency=6, retry_after_s=0.05, latency_s=0.03)
     run = tmp_path / "run"
-    summary = synthesize(load_config(None, run_overrides(srv, run, 60, **{
-        "synthesis.concurrency": 48, "teacher.num_retries": 3})))
+    summary = synthesize(
+        load_config(None, run_overrides(srv, run, 60, **{"synthesis.concurrency": 48, "teacher.num_retries": 3}))
+    )
     assert summary["samples"] == 60 and summary["status"] == "complete"
-    assert lines(run / "rejects.jsonl") == [] or all(r["reason"] == "dedup" or r["stage"] == "dedup"
-                                                       for r in lines(run / "rejects.jsonl"))
+    assert lines(run / "rejects.jsonl") == [] or all(
+        r["reason"] == "dedup" or r["stage"] == "dedup" for r in lines(run / "rejects.jsonl")
+    )
     assert summary["retries"]["this_invocation"].get("rate_limited", 0) > 0
     assert summary["concurrency"]["min_limit"] <= 12  # halved from 48 at least twice
     log = read_log(srv.cfg.log_path)
@@ -76,20 +93,35 @@ def test_rate_limited_run_backs_off_instead_of_burning_retries(server_factory, t
 def test_dead_server_with_retries_stops_after_a_bounded_number_of_requests(server_factory, tmp_path):
     dead = server_factory(fail_all=True)
     run = tmp_path / "run"
-    cfg = load_config(None, run_overrides(dead, run, 10, **{"synthesis.max_consecutive_failures": 3, "teacher.num_retries": 2,
-                                                           "synthesis.concurrency": 2}))
+    cfg = load_config(
+        None,
+        run_overrides(
+            dead,
+            run,
+            10,
+            **{"synthesis.max_consecutive_failures": 3, "teacher.num_retries": 2, "synthesis.concurrency": 2},
+        ),
+    )
     with pytest.raises(RunAborted, match="3 consecutive teacher failures"):
         synthesize(cfg)
     # (3 failed tasks + 1 in flight) x 3 attempts x 2 calls (a feedback task describes and critiques at once)
     assert len(read_log(dead.cfg.log_path)) <= 4 * 3 * 2
     assert json.loads((run / "summary.json").read_text())["status"] == "aborted"
-    assert synthesize(load_config(None, run_overrides(server_factory(), run, 10)), on_mismatch="resume")["samples"] == 10
+    assert (
+        synthesize(load_config(None, run_overrides(server_factory(), run, 10)), on_mismatch="resume")["samples"] == 10
+    )
 
 
 def test_bad_replies_become_rejects_with_reasons(server_factory, tmp_path):
     # a repair is a new draw of these faults, so their rates are high enough for some to fail twice
-    srv = server_factory(sticky_missing=0.2, sticky_wrongtype=0.2, sticky_empty=0.15, sticky_refusal=0.04,
-                         sticky_filter400=0.04, sticky_length=0.04)
+    srv = server_factory(
+        sticky_missing=0.2,
+        sticky_wrongtype=0.2,
+        sticky_empty=0.15,
+        sticky_refusal=0.04,
+        sticky_filter400=0.04,
+        sticky_length=0.04,
+    )
     run = tmp_path / "run"
     summary = synthesize(load_config(None, run_overrides(srv, run, 40, **{"synthesis.concurrency": 8})))
     assert summary["samples"] == 40
@@ -147,11 +179,14 @@ def test_sigkill_at_many_points_is_exactly_once(server_factory, tmp_path):
     assert len(read_log(srv.cfg.log_path)) == len(log)  # a finished run sends nothing more
 
 
-@pytest.mark.parametrize("name,content,expect", [
-    ("truncated.toml", "[synthesis\nsize = 3", "not valid TOML"),
-    ("unknown.toml", "[synthesis]\nsise = 3\n", "did you mean 'size'"),
-    ("wrongtype.toml", "[synthesis]\nsize = 'many'\n", "synthesis.size: expected int"),
-])
+@pytest.mark.parametrize(
+    "name,content,expect",
+    [
+        ("truncated.toml", "[synthesis\nsize = 3", "not valid TOML"),
+        ("unknown.toml", "[synthesis]\nsise = 3\n", "did you mean 'size'"),
+        ("wrongtype.toml", "[synthesis]\nsize = 'many'\n", "synthesis.size: expected int"),
+    ],
+)
 def test_bad_config_files_are_one_line_exit_2(tmp_path, capsys, name, content, expect):
     path = tmp_path / name
     path.write_text(content)
@@ -160,17 +195,31 @@ def test_bad_config_files_are_one_line_exit_2(tmp_path, capsys, name, content, e
     assert expect in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name,data,expect", [
-    ("latin1.jsonl", '{"instruction": "caf\xe9?", "response": "Oui."}\n'.encode("latin-1"), "UTF-8"),
-    ("empty.jsonl", b"", "no rows"),
-    ("shape.jsonl", b'[1, 2, 3]\n["a"]\n', "match no known shape"),
-    ("huge.jsonl", json.dumps({"instruction": "Q?", "response": "word " * 400_000}).encode() + b"\n", "no usable"),
-])
+@pytest.mark.parametrize(
+    "name,data,expect",
+    [
+        ("latin1.jsonl", '{"instruction": "caf\xe9?", "response": "Oui."}\n'.encode("latin-1"), "UTF-8"),
+        ("empty.jsonl", b"", "no rows"),
+        ("shape.jsonl", b'[1, 2, 3]\n["a"]\n', "match no known shape"),
+        ("huge.jsonl", json.dumps({"instruction": "Q?", "response": "word " * 400_000}).encode() + b"\n", "no usable"),
+    ],
+)
 def test_bad_seed_files_are_one_line_exit_2(tmp_path, capsys, name, data, expect):
     path = tmp_path / name
     path.write_bytes(data)
-    code = main(["synthesize", "--set", f"seeds.source='{path}'", "--set", f"run.dir='{tmp_path / 'run'}'",
-                 "--set", "teacher.api_key_env=''", "--set", "teacher.api_base='http://127.0.0.1:9/v1'"])
+    code = main(
+        [
+            "synthesize",
+            "--set",
+            f"seeds.source='{path}'",
+            "--set",
+            f"run.dir='{tmp_path / 'run'}'",
+            "--set",
+            "teacher.api_key_env=''",
+            "--set",
+            "teacher.api_base='http://127.0.0.1:9/v1'",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and expect.lower() in err.lower() and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run" / "samples.jsonl").exists()
@@ -207,7 +256,9 @@ def test_disk_full_stops_with_one_line_and_keeps_every_record(server_factory, tm
 
 @pytest.mark.slow
 def test_stress_concurrency_256(server_factory, tmp_path):
-    srv = server_factory(latency_s=2.0, jitter=0.5)  # long enough, on a loaded 2-core machine too, for one client process to fill 256 slots
+    srv = server_factory(
+        latency_s=2.0, jitter=0.5
+    )  # long enough, on a loaded 2-core machine too, for one client process to fill 256 slots
     run = tmp_path / "run"
     summary = synthesize(load_config(None, run_overrides(srv, run, 400, **{"synthesis.concurrency": 256})))
     recs = lines(run / "samples.jsonl")
@@ -235,8 +286,15 @@ def test_a_provider_that_always_truncates_is_stopped_within_the_streak(server_fa
 def test_the_default_call_budget_stops_a_wasteful_run(server_factory, tmp_path):
     srv = server_factory(sticky_malformed=0.6)
     run = tmp_path / "run"
-    cfg = load_config(None, run_overrides(srv, run, 30, **{"synthesis.max_calls_per_sample": 1.5, "seeds.limit": 6,
-                                                           "synthesis.max_consecutive_failures": 1000}))
+    cfg = load_config(
+        None,
+        run_overrides(
+            srv,
+            run,
+            30,
+            **{"synthesis.max_calls_per_sample": 1.5, "seeds.limit": 6, "synthesis.max_consecutive_failures": 1000},
+        ),
+    )
     summary = synthesize(cfg)
     assert summary["status"] == "budget" and summary["max_calls"] == 45 + 12
     assert summary["usage"]["calls"] <= 57 and len(read_log(srv.cfg.log_path)) <= 57
@@ -249,8 +307,15 @@ def test_every_request_is_accounted_when_many_requests_fail(server_factory, tmp_
     finished run reads the same totals back from the files."""
     srv = server_factory(rate_500=0.4)
     run = tmp_path / "run"
-    cfg = load_config(None, run_overrides(srv, run, 12, **{"synthesis.concurrency": 8, "teacher.num_retries": 8,
-                                                           "synthesis.max_consecutive_failures": 100}))
+    cfg = load_config(
+        None,
+        run_overrides(
+            srv,
+            run,
+            12,
+            **{"synthesis.concurrency": 8, "teacher.num_retries": 8, "synthesis.max_consecutive_failures": 100},
+        ),
+    )
     summary = synthesize(cfg)
     log = read_log(srv.cfg.log_path)
     answered = sum(1 for e in log if e.get("status") == 200)
@@ -273,10 +338,23 @@ def test_judge_accounts_every_request_when_many_fail(server_factory, tmp_path):
     cfg = load_config(None, run_overrides(good, run, 6, **{"seeds.limit": 3, "synthesis.instructions_per_feature": 2}))
     synthesize(cfg)
     bad = server_factory(rate_500=0.4)
-    cfg = load_config(None, run_overrides(good, run, 6, **{
-        "seeds.limit": 3, "synthesis.instructions_per_feature": 2, "judge.api_base": f"'{bad.api_base}'",
-        "judge.api_key_env": "''", "judge.num_retries": 8, "judging.concurrency": 4,
-        "judging.max_consecutive_failures": 100}))
+    cfg = load_config(
+        None,
+        run_overrides(
+            good,
+            run,
+            6,
+            **{
+                "seeds.limit": 3,
+                "synthesis.instructions_per_feature": 2,
+                "judge.api_base": f"'{bad.api_base}'",
+                "judge.api_key_env": "''",
+                "judge.num_retries": 8,
+                "judging.concurrency": 4,
+                "judging.max_consecutive_failures": 100,
+            },
+        ),
+    )
     s = judge_run(run, cfg)
     log = read_log(bad.cfg.log_path)
     answered = sum(1 for e in log if e.get("status") == 200)

@@ -20,7 +20,9 @@ def lines(path):
 def test_exact_size_records_and_provenance(server_factory, tmp_path):
     srv = server_factory()
     run = tmp_path / "run"
-    cfg = load_config(None, run_overrides(srv, run, 37, **{"synthesis.concurrency": 8, "synthesis.instructions_per_feature": 5}))
+    cfg = load_config(
+        None, run_overrides(srv, run, 37, **{"synthesis.concurrency": 8, "synthesis.instructions_per_feature": 5})
+    )
     summary = synthesize(cfg)
     samples = lines(run / "samples.jsonl")
     assert summary["status"] == "complete" and summary["samples"] == 37 and len(samples) == 37
@@ -68,14 +70,21 @@ def test_cost_budget_needs_a_price(server_factory, tmp_path):
     srv = server_factory()
     from refed_dspy.errors import ConfigError
 
-    cfg = load_config(None, run_overrides(srv, tmp_path / "r", 5, **{"teacher.model": "'openai/unknown-model'", "synthesis.max_cost_usd": 1.0}))
+    cfg = load_config(
+        None,
+        run_overrides(
+            srv, tmp_path / "r", 5, **{"teacher.model": "'openai/unknown-model'", "synthesis.max_cost_usd": 1.0}
+        ),
+    )
     with pytest.raises(ConfigError, match="needs a price"):
         synthesize(cfg)
 
 
 def test_failures_become_rejects_and_the_run_still_fills(server_factory, tmp_path):
     # malformed is drawn again for a repair, so it needs a higher rate than the others to end in unparseable rejects
-    srv = server_factory(sticky_length=0.08, sticky_malformed=0.25, sticky_refusal=0.05, sticky_filter400=0.05, rate_500=0.05)
+    srv = server_factory(
+        sticky_length=0.08, sticky_malformed=0.25, sticky_refusal=0.05, sticky_filter400=0.05, rate_500=0.05
+    )
     run = tmp_path / "run"
     cfg = load_config(None, run_overrides(srv, run, 80, **{"synthesis.concurrency": 8}))
     summary = synthesize(cfg)
@@ -99,8 +108,9 @@ def test_failures_become_rejects_and_the_run_still_fills(server_factory, tmp_pat
     assert not any(repairs[e["base"]] for e in truncated if e["turns"] == 1)
     # while a malformed first reply is asked again once (teacher.max_repairs = 1), with the error shown
     malformed = [e for e in log if e.get("fault") == "malformed" and e["turns"] == 1]
-    assert malformed and all(per_key[e["key"]] == 1 and repairs[e["base"]] >= 1 and answered[e["base"]] <= 1
-                             for e in malformed)
+    assert malformed and all(
+        per_key[e["key"]] == 1 and repairs[e["base"]] >= 1 and answered[e["base"]] <= 1 for e in malformed
+    )
     paid = sum(1 for e in log if e["turns"] > 1 and e.get("status") == 200)
     assert summary["usage"]["repairs"] == paid and summary["usage"]["parse_failures"] >= len(malformed)
     raw = [r for r in rejects if r["reason"] in ("unparseable", "truncated")]
@@ -124,7 +134,9 @@ def test_extend_resume_and_config_mismatch(server_factory, tmp_path):
     assert more["samples"] == 35 and len(ids) == len(set(ids)) == 35
     other = load_config(None, run_overrides(srv, run, 35, **{"teacher.temperature": 0.3}))
     # from Python, the remedy is named in Python's terms (the CLI's own message names its flags)
-    with pytest.raises(RunDirError, match=r"teacher.temperature: 1.0 -> 0.3.*on_mismatch=\"resume\".*on_mismatch=\"fresh\"") as err:
+    with pytest.raises(
+        RunDirError, match=r"teacher.temperature: 1.0 -> 0.3.*on_mismatch=\"resume\".*on_mismatch=\"fresh\""
+    ) as err:
         synthesize(other)
     assert "--resume-anyway" in err.value.cli_message() and "--fresh" in err.value.cli_message()
     with pytest.raises(ConfigError, match=r"on_mismatch='continue' is not one of 'error', 'resume', 'fresh'"):
@@ -136,8 +148,15 @@ def test_extend_resume_and_config_mismatch(server_factory, tmp_path):
 def test_dead_server_aborts_after_bounded_failures_then_resumes(server_factory, tmp_path):
     dead = server_factory(fail_all=True)
     run = tmp_path / "run"
-    cfg = load_config(None, run_overrides(dead, run, 10, **{"synthesis.max_consecutive_failures": 3, "teacher.num_retries": 0,
-                                                           "synthesis.concurrency": 2}))
+    cfg = load_config(
+        None,
+        run_overrides(
+            dead,
+            run,
+            10,
+            **{"synthesis.max_consecutive_failures": 3, "teacher.num_retries": 0, "synthesis.concurrency": 2},
+        ),
+    )
     with pytest.raises(RunAborted, match="3 consecutive teacher failures"):
         synthesize(cfg)
     assert json.loads((run / "summary.json").read_text())["status"] == "aborted"

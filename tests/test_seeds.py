@@ -16,7 +16,15 @@ def shaped(shape):
         if shape == "lima":
             rows.append({"conversations": [q, a], "source": "x"})
         elif shape == "sharegpt":
-            rows.append({"conversations": [{"from": "system", "value": "be nice"}, {"from": "human", "value": q}, {"from": "gpt", "value": a}]})
+            rows.append(
+                {
+                    "conversations": [
+                        {"from": "system", "value": "be nice"},
+                        {"from": "human", "value": q},
+                        {"from": "gpt", "value": a},
+                    ]
+                }
+            )
         elif shape == "openai":
             rows.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
         elif shape == "alpaca":
@@ -32,11 +40,31 @@ def bad_rows(shape):
     if shape == "lima":
         return [{"conversations": ["a", "b", "c", "d"]}, {"conversations": ["", "x"]}, dup]
     if shape == "sharegpt":
-        return [{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}, {"from": "gpt", "value": "d"}]},
-                {"conversations": [{"from": "human", "value": ""}, {"from": "gpt", "value": "x"}]}, dup]
+        return [
+            {
+                "conversations": [
+                    {"from": "human", "value": "a"},
+                    {"from": "gpt", "value": "b"},
+                    {"from": "human", "value": "c"},
+                    {"from": "gpt", "value": "d"},
+                ]
+            },
+            {"conversations": [{"from": "human", "value": ""}, {"from": "gpt", "value": "x"}]},
+            dup,
+        ]
     if shape == "openai":
-        return [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]},
-                {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}, dup]
+        return [
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                    {"role": "user", "content": "c"},
+                    {"role": "assistant", "content": "d"},
+                ]
+            },
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]},
+            dup,
+        ]
     if shape == "alpaca":
         return [{"instruction": "", "input": "", "output": "x"}, dup]
     return [{"instruction": "q", "response": "  "}, dup]
@@ -84,7 +112,9 @@ def test_multi_turn_and_empty_are_counted(tmp_path):
 def test_saved_dataset_directory_and_split(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    DatasetDict({"train": Dataset.from_list(shaped("openai")), "test": Dataset.from_list(shaped("plain")[:1])}).save_to_disk(tmp_path / "ds")
+    DatasetDict(
+        {"train": Dataset.from_list(shaped("openai")), "test": Dataset.from_list(shaped("plain")[:1])}
+    ).save_to_disk(tmp_path / "ds")
     refs, report = read_references(str(tmp_path / "ds"))
     assert len(refs) == 2 and report.shape == "openai"
     refs, _ = read_references(str(tmp_path / "ds"), split="test")
@@ -150,7 +180,9 @@ def test_bad_inputs(tmp_path):
 def test_limit_and_explicit_format(tmp_path):
     path = write(tmp_path / "s.jsonl", shaped("plain"))
     assert len(read_references(str(path), limit=1)[0]) == 1
-    with pytest.raises(SeedError, match=r"rows do not have the 'lima' shape .*columns found: \['instruction', 'response'\]"):
+    with pytest.raises(
+        SeedError, match=r"rows do not have the 'lima' shape .*columns found: \['instruction', 'response'\]"
+    ):
         read_references(str(path), format="lima")
     (tmp_path / "blank.jsonl").write_text('{"instruction": " ", "response": "x"}\n')
     with pytest.raises(SeedError, match="no usable reference pairs"):

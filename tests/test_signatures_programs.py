@@ -19,9 +19,15 @@ from refed_dspy.signatures import (
     SynthesizeInstructions,
 )
 
-REF = Reference.make("Explain photosynthesis simply.", "Plants turn light, water and CO2 into sugar and oxygen.", "test")
+REF = Reference.make(
+    "Explain photosynthesis simply.", "Plants turn light, water and CO2 into sugar and oxygen.", "test"
+)
 IMPROVED = {
-    "analysis": {"original_strengths": ["clear"], "improvement_opportunities": ["add an example"], "relevant_feedback": ["use examples"]},
+    "analysis": {
+        "original_strengths": ["clear"],
+        "improvement_opportunities": ["add an example"],
+        "relevant_feedback": ["use examples"],
+    },
     "implementation_strategy": {"planned_changes": ["add a leaf example"], "rationale": "examples help"},
     "improved_response": "Better answer with an example.",
 }
@@ -41,10 +47,16 @@ def test_signature_fields_and_order():
 
 
 def test_collect_reference_feedback():
-    lm = DummyLM([{"subject_areas": "biology", "relevant_skills": "simplifying"}, {"response_feedback": "add an example"}])
+    lm = DummyLM(
+        [{"subject_areas": "biology", "relevant_skills": "simplifying"}, {"response_feedback": "add an example"}]
+    )
     with dspy.context(lm=lm):
         pred = CollectReferenceFeedback().forward(reference=REF)
-    assert (pred.subject_areas, pred.relevant_skills, pred.response_feedback) == ("biology", "simplifying", "add an example")
+    assert (pred.subject_areas, pred.relevant_skills, pred.response_feedback) == (
+        "biology",
+        "simplifying",
+        "add an example",
+    )
     lm = DummyLM([{"subject_areas": "biology", "relevant_skills": "simplifying"}])
     with dspy.context(lm=lm):
         pred = CollectReferenceFeedback(critique=False).forward(reference=REF)
@@ -53,21 +65,40 @@ def test_collect_reference_feedback():
 
 def test_instruction_synthesizer_holds_the_count_and_cleans():
     # five items (one blank) for n=3 break the contract: repaired once, then list markers are stripped
-    lm = DummyLM([{"new_instructions": ["1. Explain osmosis.", "  ", "- Explain diffusion.", "Explain respiration.", "extra"]},
-                  {"new_instructions": ["1. Explain osmosis.", "- Explain diffusion.", "Explain respiration."]}])
+    lm = DummyLM(
+        [
+            {
+                "new_instructions": [
+                    "1. Explain osmosis.",
+                    "  ",
+                    "- Explain diffusion.",
+                    "Explain respiration.",
+                    "extra",
+                ]
+            },
+            {"new_instructions": ["1. Explain osmosis.", "- Explain diffusion.", "Explain respiration."]},
+        ]
+    )
     with dspy.context(lm=lm, adapter=RefedChatAdapter(max_repairs=1)):
-        pred = InstructionSynthesizer()(reference_instruction=REF.instruction, feature_name="subject_areas",
-                                        feature_description="biology", n=3)
+        pred = InstructionSynthesizer()(
+            reference_instruction=REF.instruction, feature_name="subject_areas", feature_description="biology", n=3
+        )
     assert pred.new_instructions == ["Explain osmosis.", "Explain diffusion.", "Explain respiration."]
     repair = lm.history[-1]["messages"][-1]["content"]
-    assert "That reply cannot be used: new_instructions" in repair and "3 items" in lm.history[0]["messages"][0]["content"]
+    assert (
+        "That reply cannot be used: new_instructions" in repair and "3 items" in lm.history[0]["messages"][0]["content"]
+    )
 
 
 def test_respond_and_improve_and_stage_accounting():
     lm = DummyLM([{"response": "draft"}, IMPROVED])
     with dspy.context(lm=lm), collect_calls() as calls:
-        pred = RespondAndImprove()(reference_instruction=REF.instruction, reference_response=REF.response,
-                                   instruction="Explain osmosis.", feedback="use examples")
+        pred = RespondAndImprove()(
+            reference_instruction=REF.instruction,
+            reference_response=REF.response,
+            instruction="Explain osmosis.",
+            feedback="use examples",
+        )
     assert pred.response == "draft" and pred.improved_response == "Better answer with an example."
     assert pred.analysis.relevant_feedback == ["use examples"]
     assert calls == []  # DummyLM is not a RefedLM: it reports nothing, and nothing breaks
@@ -79,7 +110,9 @@ def test_respond_without_improve_and_with_sample_feedback():
     assert pred.response == "draft" and pred.improved_response is None
     lm = DummyLM([{"response": "draft"}, {"response_feedback": "own feedback"}, IMPROVED])
     with dspy.context(lm=lm):
-        pred = RespondAndImprove(sample_feedback=True)(reference_instruction="a", reference_response="b", instruction="c")
+        pred = RespondAndImprove(sample_feedback=True)(
+            reference_instruction="a", reference_response="b", instruction="c"
+        )
     assert pred.feedback_used == "own feedback" and pred.improved_response
 
 

@@ -133,9 +133,19 @@ def test_prices_and_cost():
 
 
 def test_usage_counts_cache_hits_apart():
-    calls = [CallInfo("generate", "m", 100, 10, 50), CallInfo("improve", "m", 200, 20, 0), CallInfo("improve", "m", cache_hit=True)]
+    calls = [
+        CallInfo("generate", "m", 100, 10, 50),
+        CallInfo("improve", "m", 200, 20, 0),
+        CallInfo("improve", "m", cache_hit=True),
+    ]
     u = usage_of(calls, Price(1.0, 0.5, 2.0))
-    assert (u["calls"], u["cached_calls"], u["prompt_tokens"], u["completion_tokens"], u["cached_tokens"]) == (2, 1, 300, 30, 50)
+    assert (u["calls"], u["cached_calls"], u["prompt_tokens"], u["completion_tokens"], u["cached_tokens"]) == (
+        2,
+        1,
+        300,
+        30,
+        50,
+    )
     assert u["cost_usd"] == pytest.approx((250 * 1.0 + 50 * 0.5 + 30 * 2.0) / 1e6)
     assert u["by_stage"]["improve"]["calls"] == 1 and u["by_stage"]["improve"]["cached_calls"] == 1
     t = Totals()

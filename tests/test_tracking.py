@@ -21,8 +21,12 @@ PLANTED = "sk-planted-9f8e7d6c5b4a39281706"
 
 def tracked(srv, tmp_path, run, size, **extra) -> list[str]:
     return run_overrides(srv, run, size, **extra) + [
-        f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''", "tracking.enabled=true",
-        f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'", "judging.criteria=['helpfulness','accuracy']"]
+        f"judge.api_base='{srv.api_base}'",
+        "judge.api_key_env=''",
+        "tracking.enabled=true",
+        f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'",
+        "judging.criteria=['helpfulness','accuracy']",
+    ]
 
 
 def run_of(tmp_path, run_dir):
@@ -35,9 +39,13 @@ def run_of(tmp_path, run_dir):
 
 def test_flat_params_and_metrics_are_pure():
     assert flat_params({"a": {"b": 1, "c": None, "api_key": "x"}, "d": "y" * 7000}) == {
-        "a.b": "1", "a.api_key": "***", "d": "y" * 5997 + "..."}
-    assert summary_metrics({"usage": {"calls": 3, "by_stage": {"p1:x": {"calls": 1}}}, "status": "complete", "ok": True}) == {
-        "usage.calls": 3.0, "usage.by_stage.p1_x.calls": 1.0, "ok": 1.0}
+        "a.b": "1",
+        "a.api_key": "***",
+        "d": "y" * 5997 + "...",
+    }
+    assert summary_metrics(
+        {"usage": {"calls": 3, "by_stage": {"p1:x": {"calls": 1}}}, "status": "complete", "ok": True}
+    ) == {"usage.calls": 3.0, "usage.by_stage.p1_x.calls": 1.0, "ok": 1.0}
 
 
 def test_synthesize_judge_and_compare_are_tracked(server_factory, tmp_path, monkeypatch):
@@ -69,7 +77,9 @@ def test_synthesize_judge_and_compare_are_tracked(server_factory, tmp_path, monk
     client, c = run_of(tmp_path, base)
     assert c.data.metrics["refed.samples"] == 4 and "no_feedback.calls" in c.data.metrics
     assert c.data.tags["refed.kind"] == "compare"
-    assert {"compare/compare.json", "compare/compare.md"} <= {a.path for a in client.list_artifacts(c.info.run_id, "compare")}
+    assert {"compare/compare.json", "compare/compare.md"} <= {
+        a.path for a in client.list_artifacts(c.info.run_id, "compare")
+    }
 
 
 def test_tracking_off_writes_no_store(server_factory, tmp_path, monkeypatch):
@@ -81,7 +91,10 @@ def test_tracking_off_writes_no_store(server_factory, tmp_path, monkeypatch):
 
 def test_unreachable_tracking_server_keeps_the_run(server_factory, tmp_path, caplog):
     srv = server_factory()
-    over = run_overrides(srv, tmp_path / "run", 3) + ["tracking.enabled=true", "tracking.mlflow_uri='http://127.0.0.1:9'"]
+    over = run_overrides(srv, tmp_path / "run", 3) + [
+        "tracking.enabled=true",
+        "tracking.mlflow_uri='http://127.0.0.1:9'",
+    ]
     import os
 
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
@@ -101,8 +114,13 @@ def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, t
     monkeypatch.setenv("REFED_PLANTED_KEY", PLANTED)
     srv = server_factory()
     run = tmp_path / "run"
-    over = tracked(srv, tmp_path, run, 6) + ["teacher.api_key_env='REFED_PLANTED_KEY'", "judge.api_key_env='REFED_PLANTED_KEY'",
-                                             "optimize.n_train=3", "optimize.n_val=2", "optimize.optimizer='bootstrap'"]
+    over = tracked(srv, tmp_path, run, 6) + [
+        "teacher.api_key_env='REFED_PLANTED_KEY'",
+        "judge.api_key_env='REFED_PLANTED_KEY'",
+        "optimize.n_train=3",
+        "optimize.n_val=2",
+        "optimize.optimizer='bootstrap'",
+    ]
     cfg = load_config(None, over)
     synthesize(cfg)
     judge_run(run, cfg)
@@ -120,8 +138,15 @@ def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, t
     dead = server_factory(fail_all=True)
     for server, extra in ((srv, []), (dead, ["--set", "synthesis.max_consecutive_failures=2"])):
         for debug in ([], ["--debug"]):
-            proc = refed(*debug, "synthesize", *sets(run_overrides(server, tmp_path / f"cli-{server.port}", 3)),
-                         "--set", "teacher.api_key_env='REFED_PLANTED_KEY'", *extra, env_extra={"REFED_PLANTED_KEY": PLANTED})
+            proc = refed(
+                *debug,
+                "synthesize",
+                *sets(run_overrides(server, tmp_path / f"cli-{server.port}", 3)),
+                "--set",
+                "teacher.api_key_env='REFED_PLANTED_KEY'",
+                *extra,
+                env_extra={"REFED_PLANTED_KEY": PLANTED},
+            )
             out, err = proc.communicate(timeout=300)
             assert PLANTED not in out and PLANTED not in err
     assert proc.returncode != 0 and "consecutive teacher failures" in err
@@ -141,19 +166,39 @@ def test_nothing_leaves_the_machine_with_tracking_on(server_factory, tmp_path):
     srv = server_factory()
     run = tmp_path / "run"
     log = tmp_path / "sockets.log"
-    over = tracked(srv, tmp_path, run, 4) + ["optimize.n_train=2", "optimize.n_val=1", "optimize.optimizer='bootstrap'",
-                                             f"optimize.out='{tmp_path / 'opt'}'"]
-    quiet = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
-             "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "HF_HUB_DISABLE_TELEMETRY")
+    over = tracked(srv, tmp_path, run, 4) + [
+        "optimize.n_train=2",
+        "optimize.n_val=1",
+        "optimize.optimizer='bootstrap'",
+        f"optimize.out='{tmp_path / 'opt'}'",
+    ]
+    quiet = (
+        "PYTEST_CURRENT_TEST",
+        "CI",
+        "GITHUB_ACTIONS",
+        "HF_HUB_OFFLINE",
+        "HF_DATASETS_OFFLINE",
+        "MLFLOW_DISABLE_TELEMETRY",
+        "DO_NOT_TRACK",
+        "HF_HUB_DISABLE_TELEMETRY",
+    )
     env = {k: v for k, v in os.environ.items() if k not in quiet}
-    env.update(PYTHONPATH=str(Path(__file__).parent / "socket_spy"), REFED_SOCKET_LOG=str(log), REFED_SOCKET_LINGER="2",
-               LITELLM_LOCAL_MODEL_COST_MAP="true")
-    commands = [["synthesize", *sets(over)], ["judge", str(run), *sets(over)],
-                ["export", str(run), "--format", "parquet", "--out", str(tmp_path / "pq"), *sets(over)],
-                ["optimize", *sets(over)]]
+    env.update(
+        PYTHONPATH=str(Path(__file__).parent / "socket_spy"),
+        REFED_SOCKET_LOG=str(log),
+        REFED_SOCKET_LINGER="2",
+        LITELLM_LOCAL_MODEL_COST_MAP="true",
+    )
+    commands = [
+        ["synthesize", *sets(over)],
+        ["judge", str(run), *sets(over)],
+        ["export", str(run), "--format", "parquet", "--out", str(tmp_path / "pq"), *sets(over)],
+        ["optimize", *sets(over)],
+    ]
     for args in commands:
-        proc = subprocess.run([sys.executable, "-m", "refed_dspy.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "refed_dspy.cli", *args], env=env, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, (args[0], proc.stderr[-2000:])
     seen = {line.split(" ", 1)[1] for line in log.read_text().splitlines()}
     assert seen and seen <= {"127.0.0.1", "localhost", "::1"}, seen

@@ -20,12 +20,23 @@ def test_word_diff_rebuilds_both_texts():
 
 
 def test_filters_combine_and_search_needs_every_term():
-    row = Row(id="1", run="", method="refed", reference_id="r1", feature="subject_areas", instruction="x", score=7.5,
-              verdict="win", text="explain tides to a child")
+    row = Row(
+        id="1",
+        run="",
+        method="refed",
+        reference_id="r1",
+        feature="subject_areas",
+        instruction="x",
+        score=7.5,
+        verdict="win",
+        text="explain tides to a child",
+    )
     assert Filters(q="TIDES child").keep(row) and not Filters(q="tides moon").keep(row)
     assert Filters(verdict="win", score_min=7, score_max=8, reference="r1").keep(row)
     assert not Filters(score_min=8).keep(row) and not Filters(verdict="unjudged").keep(row)
-    assert Filters(verdict="unjudged").keep(Row(id="2", run="", method="m", reference_id="r", feature="f", instruction=""))
+    assert Filters(verdict="unjudged").keep(
+        Row(id="2", run="", method="m", reference_id="r", feature="f", instruction="")
+    )
 
 
 def test_follower_reads_appends_waits_for_a_torn_line_and_restarts_on_rewrite(tmp_path):
@@ -35,7 +46,7 @@ def test_follower_reads_appends_waits_for_a_torn_line_and_restarts_on_rewrite(tm
     path.write_text('{"a": 1}\n{"a": 2}\n{"a": ')
     assert f.poll() == ([{"a": 1}, {"a": 2}], False)
     with open(path, "a") as fh:
-        fh.write('3}\n')
+        fh.write("3}\n")
     assert f.poll() == ([{"a": 3}], False)
     path.write_text(json.dumps({"a": 9}) + "\n")  # rewritten shorter (a repair): read again from the start
     assert f.poll() == ([{"a": 9}], True)

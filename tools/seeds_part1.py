@@ -1,6 +1,8 @@
 SEEDS = [
-("writing", "Write a short, friendly email to my team announcing that our weekly sync is moving from Monday to Wednesday afternoons, and explain why.",
-"""Subject: Weekly sync moves to Wednesdays at 2 pm
+    (
+        "writing",
+        "Write a short, friendly email to my team announcing that our weekly sync is moving from Monday to Wednesday afternoons, and explain why.",
+        """Subject: Weekly sync moves to Wednesdays at 2 pm
 
 Hi team,
 
@@ -21,9 +23,12 @@ If Wednesday afternoons clash with something recurring on your calendar, reply t
 Thanks, everyone. See you Wednesday!
 
 Best,
-[Your name]"""),
-("writing", "Rewrite this sentence to be clearer and more concise: 'Due to the fact that the results of the survey were not received in a timely manner by the research team, the publication of the final report has been subject to a delay.'",
-"""**Rewritten:** "The final report is delayed because the research team received the survey results late."
+[Your name]""",
+    ),
+    (
+        "writing",
+        "Rewrite this sentence to be clearer and more concise: 'Due to the fact that the results of the survey were not received in a timely manner by the research team, the publication of the final report has been subject to a delay.'",
+        """**Rewritten:** "The final report is delayed because the research team received the survey results late."
 
 **What changed and why:**
 
@@ -39,9 +44,12 @@ Best,
 
 The result is 13 words instead of 38, with no loss of meaning.
 
-If you want to keep the cause first, for example to stress that the delay was not the writers' fault, this also works: "Because the survey results arrived late, the final report is delayed." """),
-("writing", "Write a product description for a reusable insulated water bottle aimed at hikers.",
-"""**TrailKeep 750 Insulated Bottle**
+If you want to keep the cause first, for example to stress that the delay was not the writers' fault, this also works: "Because the survey results arrived late, the final report is delayed." """,
+    ),
+    (
+        "writing",
+        "Write a product description for a reusable insulated water bottle aimed at hikers.",
+        """**TrailKeep 750 Insulated Bottle**
 
 *Cold water at the summit. Hot tea at the trailhead.*
 
@@ -59,9 +67,12 @@ The TrailKeep 750 is built for the long days: the ones that start before sunrise
 
 **Good for the trails you love.** One TrailKeep replaces hundreds of single-use bottles. Every part is replaceable, and the lid and gasket are sold separately, so a worn seal never means a new bottle.
 
-*Dishwasher-safe lid. Hand-wash the body to protect the finish.*"""),
-("writing", "Write a cover letter opening paragraph for a junior data analyst position at a public health nonprofit. I have a statistics degree and volunteered at a food bank.",
-"""Here is an opening paragraph you can adapt:
+*Dishwasher-safe lid. Hand-wash the body to protect the finish.*""",
+    ),
+    (
+        "writing",
+        "Write a cover letter opening paragraph for a junior data analyst position at a public health nonprofit. I have a statistics degree and volunteered at a food bank.",
+        """Here is an opening paragraph you can adapt:
 
 "Dear Hiring Committee,
 
@@ -74,9 +85,12 @@ When I volunteered at the Eastside Community Food Bank, I noticed that our weekl
 - **It links your values to their mission.** A public health nonprofit wants analysts who care about access and equity, and the food bank story signals that naturally.
 - **It names the role and your degree** by the end of the paragraph, so the reader knows exactly why you are writing.
 
-**Before you send it:** replace the details with your real ones. If your volunteer work did not involve data, lead with a statistics project that touched health or community outcomes instead, and keep the food bank as evidence of your commitment."""),
-("writing", "Explain the difference between 'affect' and 'effect' with examples I can remember.",
-"""The short version: **affect is usually a verb (an action), effect is usually a noun (a result).**
+**Before you send it:** replace the details with your real ones. If your volunteer work did not involve data, lead with a statistics project that touched health or community outcomes instead, and keep the food bank as evidence of your commitment.""",
+    ),
+    (
+        "writing",
+        "Explain the difference between 'affect' and 'effect' with examples I can remember.",
+        """The short version: **affect is usually a verb (an action), effect is usually a noun (a result).**
 
 **The everyday rule**
 
@@ -105,9 +119,12 @@ A quick test: if you can put "the" or "an" in front of it, you want *effect*. "T
 - Lack of sleep can ___ your concentration. (*affect*)
 - The reforms ___ a shift in how schools are funded. (*effected*: they brought the shift about)
 
-If you are ever unsure, "influence" (verb) and "result" (noun) are safe substitutes."""),
-("coding", "Write a Python function that checks whether a string is a palindrome, ignoring case, spaces and punctuation.",
-"""Here is a clear, efficient solution:
+If you are ever unsure, "influence" (verb) and "result" (noun) are safe substitutes.""",
+    ),
+    (
+        "coding",
+        "Write a Python function that checks whether a string is a palindrome, ignoring case, spaces and punctuation.",
+        """Here is a clear, efficient solution:
 
 ```python
 def is_palindrome(text: str) -> bool:
@@ -154,9 +171,12 @@ def is_palindrome_two_pointer(text: str) -> bool:
 
 Both run in O(n) time. The second uses O(1) extra space and stops as soon as it finds a mismatch.
 
-**Note on Unicode:** `str.isalnum()` and `str.lower()` handle most languages, but for inputs like the German "ß", use `casefold()` instead of `lower()` for a more thorough case-insensitive comparison."""),
-("coding", "What is the difference between a list and a tuple in Python, and when should I use each?",
-"""Both lists and tuples are ordered sequences that can hold items of any type, but they differ in one key way: **lists are mutable, tuples are immutable.**
+**Note on Unicode:** `str.isalnum()` and `str.lower()` handle most languages, but for inputs like the German "ß", use `casefold()` instead of `lower()` for a more thorough case-insensitive comparison.""",
+    ),
+    (
+        "coding",
+        "What is the difference between a list and a tuple in Python, and when should I use each?",
+        """Both lists and tuples are ordered sequences that can hold items of any type, but they differ in one key way: **lists are mutable, tuples are immutable.**
 
 | | List | Tuple |
 |---|---|---|
@@ -200,9 +220,12 @@ t[0].append(99)   # allowed: the list inside changed
 t[0] = [5]        # TypeError: the tuple itself cannot change
 ```
 
-**Rule of thumb:** if you would describe it as "a bunch of X" (a list of users, a list of scores), use a list. If you would describe it as "an X made of these parts" (a coordinate, a date, a database row), use a tuple. For records with many fields, consider `namedtuple` or a `dataclass` so fields have names."""),
-("coding", "Explain what a SQL JOIN is and show the difference between INNER JOIN and LEFT JOIN with an example.",
-"""A **JOIN** combines rows from two tables based on a related column, usually a key that one table shares with another.
+**Rule of thumb:** if you would describe it as "a bunch of X" (a list of users, a list of scores), use a list. If you would describe it as "an X made of these parts" (a coordinate, a date, a database row), use a tuple. For records with many fields, consider `namedtuple` or a `dataclass` so fields have names.""",
+    ),
+    (
+        "coding",
+        "Explain what a SQL JOIN is and show the difference between INNER JOIN and LEFT JOIN with an example.",
+        """A **JOIN** combines rows from two tables based on a related column, usually a key that one table shares with another.
 
 **Example tables**
 
@@ -271,9 +294,12 @@ LEFT JOIN orders o ON o.customer_id = c.id
 WHERE o.id IS NULL;   -- customers who never ordered: Ben
 ```
 
-One thing to watch: joins can multiply rows. Ana appears twice because she has two orders, so aggregate (`SUM`, `COUNT`) carefully after a join."""),
-("coding", "My JavaScript code prints 'undefined' instead of the data from my API call. Here's the code:\n\nfunction getUser() {\n  let user;\n  fetch('/api/user').then(r => r.json()).then(data => { user = data; });\n  return user;\n}\nconsole.log(getUser());",
-"""The problem is timing. `fetch` is **asynchronous**: it starts the request and returns immediately, and the `.then` callbacks run later, once the response arrives. Your function reaches `return user;` before `user = data` has ever run, so it returns `undefined`.
+One thing to watch: joins can multiply rows. Ana appears twice because she has two orders, so aggregate (`SUM`, `COUNT`) carefully after a join.""",
+    ),
+    (
+        "coding",
+        "My JavaScript code prints 'undefined' instead of the data from my API call. Here's the code:\n\nfunction getUser() {\n  let user;\n  fetch('/api/user').then(r => r.json()).then(data => { user = data; });\n  return user;\n}\nconsole.log(getUser());",
+        """The problem is timing. `fetch` is **asynchronous**: it starts the request and returns immediately, and the `.then` callbacks run later, once the response arrives. Your function reaches `return user;` before `user = data` has ever run, so it returns `undefined`.
 
 Here is the order in which things actually happen:
 
@@ -322,9 +348,12 @@ getUser().then(user => console.log(user));
 
 - An asynchronous result can't be returned as a plain value from a synchronous function. Return the **promise**, and let the caller `await` it or use `.then`.
 - `async` functions always return a promise, so everything that uses the result must wait for it as well. This "spreads" up the call chain, which is normal.
-- Check `response.ok`: `fetch` only rejects on network failure, not on HTTP errors like 404 or 500, so without the check a failed request quietly tries to parse an error page."""),
-("coding", "Write a bash one-liner that finds the 10 largest files under the current directory.",
-"""```bash
+- Check `response.ok`: `fetch` only rejects on network failure, not on HTTP errors like 404 or 500, so without the check a failed request quietly tries to parse an error page.""",
+    ),
+    (
+        "coding",
+        "Write a bash one-liner that finds the 10 largest files under the current directory.",
+        """```bash
 find . -type f -exec du -h {} + | sort -rh | head -n 10
 ```
 
@@ -367,9 +396,12 @@ find . -xdev -type f -exec du -h {} + | sort -rh | head -n 10
 
 - On macOS, the default `sort` supports `-h` on recent versions; `-printf` is GNU-only, so use the `du` version there.
 - `du` reports space used on disk, which can differ slightly from the file's logical size (for example, for sparse files). The `-printf '%s'` version gives the logical size.
-- If you are looking for what is filling a disk, `du -h --max-depth=1 | sort -rh` shows the largest *directories* first, which is often a faster way to find the culprit."""),
-("coding", "Explain Big-O notation to someone who just started learning programming.",
-"""Big-O notation describes **how the work an algorithm does grows as its input gets bigger.** It doesn't measure seconds. It measures the *shape* of the growth.
+- If you are looking for what is filling a disk, `du -h --max-depth=1 | sort -rh` shows the largest *directories* first, which is often a faster way to find the culprit.""",
+    ),
+    (
+        "coding",
+        "Explain Big-O notation to someone who just started learning programming.",
+        """Big-O notation describes **how the work an algorithm does grows as its input gets bigger.** It doesn't measure seconds. It measures the *shape* of the growth.
 
 **An analogy**
 
@@ -421,9 +453,12 @@ def has_duplicate_fast(items):
     return False
 ```
 
-Spotting the nested loop and replacing it with a smarter data structure is the most common way Big-O thinking makes your code faster."""),
-("math", "A shirt is on sale for 20% off, and then an additional 10% is taken off the sale price at checkout. Is that the same as 30% off? Explain.",
-"""No, it's **28% off**, not 30%. The second discount is applied to a price that has already been reduced, so it takes off less money than 10% of the original would.
+Spotting the nested loop and replacing it with a smarter data structure is the most common way Big-O thinking makes your code faster.""",
+    ),
+    (
+        "math",
+        "A shirt is on sale for 20% off, and then an additional 10% is taken off the sale price at checkout. Is that the same as 30% off? Explain.",
+        """No, it's **28% off**, not 30%. The second discount is applied to a price that has already been reduced, so it takes off less money than 10% of the original would.
 
 **Work it through with a $50 shirt**
 
@@ -448,9 +483,12 @@ A quick shortcut for two discounts: total discount = d₁ + d₂ − (d₁ × d�
 
 **Does the order matter?** No. 10% off and then 20% off gives 0.90 × 0.80 = 0.72 as well, because multiplication is commutative.
 
-**Why stores do this:** "20% + an extra 10%" sounds like 30%, but it costs the store less. When you compare offers, convert every deal to the final price you would pay."""),
-("math", "Solve for x: 3(x − 4) + 2 = 2x + 5. Show each step.",
-"""**Solve 3(x − 4) + 2 = 2x + 5**
+**Why stores do this:** "20% + an extra 10%" sounds like 30%, but it costs the store less. When you compare offers, convert every deal to the final price you would pay.""",
+    ),
+    (
+        "math",
+        "Solve for x: 3(x − 4) + 2 = 2x + 5. Show each step.",
+        """**Solve 3(x − 4) + 2 = 2x + 5**
 
 **Step 1: Distribute the 3 on the left side.**
 
@@ -486,9 +524,12 @@ Both sides equal 35, so **x = 15** is correct.
 - Clear parentheses first, then simplify each side before moving terms across.
 - Whatever you do to one side, do to the other. That is what keeps the equation balanced.
 - Moving x terms to the side with the larger coefficient (here, the left, since 3 > 2) keeps the x coefficient positive and avoids sign mistakes.
-- Always check by substitution. It takes thirty seconds and catches most arithmetic slips."""),
-("math", "What is the probability of rolling at least one six in four rolls of a fair die?",
-"""The probability is about **51.8%**.
+- Always check by substitution. It takes thirty seconds and catches most arithmetic slips.""",
+    ),
+    (
+        "math",
+        "What is the probability of rolling at least one six in four rolls of a fair die?",
+        """The probability is about **51.8%**.
 
 **The trick: use the complement**
 
@@ -516,9 +557,12 @@ It's tempting to reason "each roll has a 1/6 chance, so four rolls give 4/6 ≈ 
 
 This exact question made history. In the 1650s, the gambler Chevalier de Méré knew this bet was slightly favorable, but he lost money on a similar one: at least one double six in 24 rolls of two dice. That probability is 1 − (35/36)²⁴ ≈ 49.1%, just under even odds. He asked Blaise Pascal about it, and Pascal's letters with Pierre de Fermat helped found probability theory.
 
-**General formula:** the chance of at least one success in n independent tries, each with probability p, is 1 − (1 − p)ⁿ."""),
-("math", "Explain what a derivative is in calculus, intuitively, without heavy notation.",
-"""A derivative measures **how fast something is changing at a single instant.**
+**General formula:** the chance of at least one success in n independent tries, each with probability p, is 1 − (1 − p)ⁿ.""",
+    ),
+    (
+        "math",
+        "Explain what a derivative is in calculus, intuitively, without heavy notation.",
+        """A derivative measures **how fast something is changing at a single instant.**
 
 **Start with speed**
 
@@ -549,9 +593,12 @@ Draw a curved graph. Between two points on the curve, a straight line (a *secant
 - Economics: marginal cost is how much the total cost changes for one more unit produced.
 - Machine learning: training a model means following derivatives "downhill" to reduce error.
 
-**One example:** for the curve y = x², the derivative is 2x. At x = 3 the curve rises with slope 6; at x = 0 it's flat; at x = −1 it falls with slope −2."""),
-("math", "How do I calculate compound interest? If I invest $5,000 at 6% per year compounded monthly, how much will I have after 10 years?",
-"""**The compound interest formula**
+**One example:** for the curve y = x², the derivative is 2x. At x = 3 the curve rises with slope 6; at x = 0 it's flat; at x = −1 it falls with slope −2.""",
+    ),
+    (
+        "math",
+        "How do I calculate compound interest? If I invest $5,000 at 6% per year compounded monthly, how much will I have after 10 years?",
+        """**The compound interest formula**
 
 A = P (1 + r/n)^(n·t)
 
@@ -590,9 +637,12 @@ Divide 72 by the annual percentage rate to estimate how many years it takes to d
 - Spreadsheet: `=5000*(1+0.06/12)^(12*10)`, or `=FV(0.06/12, 120, 0, -5000)`
 - Python: `5000 * (1 + 0.06/12) ** 120`
 
-**Caveats:** real returns on investments such as stock funds vary year to year, so 6% is best treated as an average. Taxes and fees reduce the effective rate, and inflation reduces what the final amount will buy."""),
-("science", "Why is the sky blue?",
-"""The sky is blue because of how sunlight **scatters** off the molecules in the air, a process called **Rayleigh scattering**.
+**Caveats:** real returns on investments such as stock funds vary year to year, so 6% is best treated as an average. Taxes and fees reduce the effective rate, and inflation reduces what the final amount will buy.""",
+    ),
+    (
+        "science",
+        "Why is the sky blue?",
+        """The sky is blue because of how sunlight **scatters** off the molecules in the air, a process called **Rayleigh scattering**.
 
 **Sunlight contains every color**
 
@@ -620,9 +670,12 @@ At sunrise and sunset, sunlight travels through much more atmosphere to reach yo
 
 **Clouds are white** because their water droplets are much larger than the wavelength of light. Large particles scatter all colors about equally (Mie scattering), so the light stays white.
 
-**On Mars** the daytime sky looks butterscotch because of fine reddish dust, and its sunsets look bluish, the opposite of ours."""),
-("science", "How do vaccines train the immune system?",
-"""Vaccines work by giving your immune system a **safe preview** of a germ, so it can prepare its defenses before you ever meet the real thing.
+**On Mars** the daytime sky looks butterscotch because of fine reddish dust, and its sunsets look bluish, the opposite of ours.""",
+    ),
+    (
+        "science",
+        "How do vaccines train the immune system?",
+        """Vaccines work by giving your immune system a **safe preview** of a germ, so it can prepare its defenses before you ever meet the real thing.
 
 **1. Showing the immune system a "wanted poster"**
 
@@ -650,9 +703,12 @@ After the response fades, long-lived **memory B cells and memory T cells** stay 
 
 Memory can weaken over time, and some germs (like influenza) change their antigens. Boosters refresh the memory or update the "wanted poster."
 
-**Community protection:** when enough people are immune, a germ struggles to spread, which protects people who cannot be vaccinated, such as newborns or people with certain medical conditions."""),
-("science", "What causes the seasons on Earth?",
-"""The seasons are caused by the **tilt of Earth's axis**, not by changes in our distance from the Sun.
+**Community protection:** when enough people are immune, a germ struggles to spread, which protects people who cannot be vaccinated, such as newborns or people with certain medical conditions.""",
+    ),
+    (
+        "science",
+        "What causes the seasons on Earth?",
+        """The seasons are caused by the **tilt of Earth's axis**, not by changes in our distance from the Sun.
 
 **The tilt**
 
@@ -677,9 +733,12 @@ Many people assume summer happens when Earth is closest to the Sun. But Earth's 
 - **Solstices** (around June 21 and December 21): the most extreme tilt toward or away from the Sun; the longest and shortest days.
 - **Equinoxes** (around March 20 and September 22): neither hemisphere leans toward the Sun, and day and night are roughly equal everywhere.
 
-**Near the equator**, the Sun is high all year, so there are no strong temperature seasons; seasons there are often defined by rainfall instead."""),
-("science", "Explain how a refrigerator keeps food cold.",
-"""A refrigerator doesn't create cold. It **moves heat** from inside the box to the room outside. It does this by circulating a special fluid, the **refrigerant**, that absorbs heat when it evaporates and releases heat when it condenses.
+**Near the equator**, the Sun is high all year, so there are no strong temperature seasons; seasons there are often defined by rainfall instead.""",
+    ),
+    (
+        "science",
+        "Explain how a refrigerator keeps food cold.",
+        """A refrigerator doesn't create cold. It **moves heat** from inside the box to the room outside. It does this by circulating a special fluid, the **refrigerant**, that absorbs heat when it evaporates and releases heat when it condenses.
 
 **The key physics**
 
@@ -701,5 +760,6 @@ Then the cycle repeats. A **thermostat** switches the compressor on and off to h
 
 - Keep the condenser coils dusted and leave space behind the fridge. The heat has to escape somewhere, and blocked coils make the compressor work harder.
 - Don't put hot food straight in when you can let it cool a little first; every bit of heat inside has to be pumped out.
-- Your kitchen actually gets slightly **warmer** overall, because the fridge releases the heat from inside plus the energy the compressor uses."""),
+- Your kitchen actually gets slightly **warmer** overall, because the fridge releases the heat from inside plus the energy the compressor uses.""",
+    ),
 ]

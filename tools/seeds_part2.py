@@ -1,6 +1,8 @@
 SEEDS = [
-("science", "What is the difference between weather and climate?",
-"""**Weather** is what the atmosphere is doing at a particular place and time. **Climate** is the pattern of weather over a long period, typically 30 years or more.
+    (
+        "science",
+        "What is the difference between weather and climate?",
+        """**Weather** is what the atmosphere is doing at a particular place and time. **Climate** is the pattern of weather over a long period, typically 30 years or more.
 
 A common way to put it: *climate is what you expect; weather is what you get.*
 
@@ -20,9 +22,12 @@ A common way to put it: *climate is what you expect; weather is what you get.*
 
 **How climate is measured**
 
-Scientists combine long records from weather stations, ocean buoys, satellites and weather balloons, and for the distant past they use "proxies" such as tree rings, ice cores and ocean sediments. Averaging over 30 years filters out the noise of individual seasons and reveals the underlying trend."""),
-("advice", "I have a job interview next week and I get very nervous. How can I prepare so I feel more confident?",
-"""Feeling nervous before an interview is normal; it usually means you care about the outcome. The most reliable way to turn nerves into confidence is **preparation you can lean on** when adrenaline kicks in.
+Scientists combine long records from weather stations, ocean buoys, satellites and weather balloons, and for the distant past they use "proxies" such as tree rings, ice cores and ocean sediments. Averaging over 30 years filters out the noise of individual seasons and reveals the underlying trend.""",
+    ),
+    (
+        "advice",
+        "I have a job interview next week and I get very nervous. How can I prepare so I feel more confident?",
+        """Feeling nervous before an interview is normal; it usually means you care about the outcome. The most reliable way to turn nerves into confidence is **preparation you can lean on** when adrenaline kicks in.
 
 **1. Prepare your stories, not a script**
 
@@ -46,9 +51,12 @@ Thinking through answers is not the same as saying them. Rehearse with a friend,
 
 Lay out your clothes, check the route or test your video setup, and plan to arrive 10 minutes early. Fewer small worries leave more attention for the conversation.
 
-**Finally, remember the interview goes both ways.** You are also finding out whether this job is right for you. Going in curious rather than on trial takes a lot of the pressure off."""),
-("advice", "How can I save money on groceries without eating poorly?",
-"""You can cut grocery costs considerably while still eating well. The biggest savings come from **planning and reducing waste**, not from buying the cheapest food.
+**Finally, remember the interview goes both ways.** You are also finding out whether this job is right for you. Going in curious rather than on trial takes a lot of the pressure off.""",
+    ),
+    (
+        "advice",
+        "How can I save money on groceries without eating poorly?",
+        """You can cut grocery costs considerably while still eating well. The biggest savings come from **planning and reducing waste**, not from buying the cheapest food.
 
 **1. Plan before you shop**
 
@@ -83,9 +91,12 @@ An average household throws away a large fraction of the food it buys, so this i
 
 Pre-cut vegetables, single-serve snacks, bottled drinks and ready meals carry large markups. Spending 15 minutes cutting vegetables on Sunday can save a noticeable amount each month.
 
-**Start small:** pick two of these this week, such as a meal plan and a meatless night, and see what your receipt says before adding more."""),
-("advice", "My roommate keeps leaving dirty dishes in the sink for days. How do I bring it up without starting a fight?",
-"""This is one of the most common roommate conflicts, and the good news is that it's usually solvable with one calm, direct conversation. Here's how to set it up well.
+**Start small:** pick two of these this week, such as a meal plan and a meatless night, and see what your receipt says before adding more.""",
+    ),
+    (
+        "advice",
+        "My roommate keeps leaving dirty dishes in the sink for days. How do I bring it up without starting a fight?",
+        """This is one of the most common roommate conflicts, and the good news is that it's usually solvable with one calm, direct conversation. Here's how to set it up well.
 
 **1. Pick the right moment**
 
@@ -117,9 +128,12 @@ Vague promises ("I'll be better") fade in a week. Aim for a specific rule you bo
 
 If it slips, a friendly, low-key reminder the same day works better than saving it up: "Hey, a few of your dishes are still in the sink." If the agreement isn't working after a few weeks, have a second conversation about adjusting it rather than giving up.
 
-**What to avoid:** passive-aggressive notes, piling their dishes on their bed, or complaining to other roommates first. These tend to escalate the conflict and make the actual problem harder to fix."""),
-("advice", "I want to start running but I've never exercised regularly. How should I begin?",
-"""Great goal. The most important thing for a new runner is to **start slower than you think you need to**. Most beginners quit because they do too much too soon and end up sore, exhausted or injured.
+**What to avoid:** passive-aggressive notes, piling their dishes on their bed, or complaining to other roommates first. These tend to escalate the conflict and make the actual problem harder to fix.""",
+    ),
+    (
+        "advice",
+        "I want to start running but I've never exercised regularly. How should I begin?",
+        """Great goal. The most important thing for a new runner is to **start slower than you think you need to**. Most beginners quit because they do too much too soon and end up sore, exhausted or injured.
 
 **1. Start with run–walk intervals**
 
@@ -153,9 +167,12 @@ Your muscles, tendons and bones adapt during recovery. Running every other day g
 
 Schedule runs like appointments, track them in an app or notebook, and celebrate small wins, like your first 10 minutes without stopping.
 
-**A note on health:** if you have heart or joint conditions, are pregnant, or have been inactive for a long time and have health concerns, check with your doctor before starting."""),
-("advice", "How do I say no to extra work from my manager when I'm already overloaded?",
-"""Saying no to a manager feels risky, but a well-framed "no" usually comes across as responsible, not uncooperative. The trick is to turn the conversation from **yes or no** into **what matters most**.
+**A note on health:** if you have heart or joint conditions, are pregnant, or have been inactive for a long time and have health concerns, check with your doctor before starting.""",
+    ),
+    (
+        "advice",
+        "How do I say no to extra work from my manager when I'm already overloaded?",
+        """Saying no to a manager feels risky, but a well-framed "no" usually comes across as responsible, not uncooperative. The trick is to turn the conversation from **yes or no** into **what matters most**.
 
 **1. Know your current load**
 
@@ -191,9 +208,12 @@ Calm and factual, with no over-apologizing or long justifications.
 
 Chronic overload is a conversation for your next one-on-one, not just a series of individual refusals. Bring a list of your recurring responsibilities and ask how your manager sees your priorities and workload.
 
-**Remember:** agreeing to everything and then delivering late or poorly harms your reputation far more than a thoughtful, early "not right now." """),
-("how-to", "How do I change a flat tire on a car?",
-"""Here's a step-by-step guide. Check your car's owner's manual too, since jack points and tools vary by model.
+**Remember:** agreeing to everything and then delivering late or poorly harms your reputation far more than a thoughtful, early "not right now." """,
+    ),
+    (
+        "how-to",
+        "How do I change a flat tire on a car?",
+        """Here's a step-by-step guide. Check your car's owner's manual too, since jack points and tools vary by model.
 
 **Before you start: get safe**
 
@@ -222,9 +242,12 @@ Chronic overload is a conversation for your next one-on-one, not just a series o
 - If it's a compact "donut" spare, don't exceed about **80 km/h (50 mph)** and don't drive far on it. Get the flat repaired or replaced soon.
 - Have the lug nuts checked with a torque wrench after driving a short distance.
 
-If you're on a highway shoulder or feel unsafe at any point, stay in the car with your seatbelt on and call roadside assistance."""),
-("how-to", "How do I make a basic sourdough starter from scratch?",
-"""A sourdough starter is just flour and water fermented by the wild yeast and bacteria that live naturally on grain and in your kitchen. It takes about **7–10 days** to become strong enough for bread.
+If you're on a highway shoulder or feel unsafe at any point, stay in the car with your seatbelt on and call roadside assistance.""",
+    ),
+    (
+        "how-to",
+        "How do I make a basic sourdough starter from scratch?",
+        """A sourdough starter is just flour and water fermented by the wild yeast and bacteria that live naturally on grain and in your kitchen. It takes about **7–10 days** to become strong enough for bread.
 
 **What you need**
 
@@ -258,9 +281,12 @@ Keep feeding once a day (discard down to 50 g, add 50 g flour + 50 g water). You
 - **Gray liquid on top ("hooch"):** the starter is hungry. Pour it off or stir it in, then feed.
 - **Pink, orange or fuzzy mold:** throw it out and start again with a clean jar.
 
-**Ongoing care:** once it's established, you can keep it in the fridge and feed it once a week. Take it out and feed it once or twice before baking."""),
-("how-to", "How do I set up a monthly budget for the first time?",
-"""Setting up your first budget is mostly about **seeing where your money actually goes**, then deciding where you want it to go. Here's a simple process.
+**Ongoing care:** once it's established, you can keep it in the fridge and feed it once a week. Take it out and feed it once or twice before baking.""",
+    ),
+    (
+        "how-to",
+        "How do I set up a monthly budget for the first time?",
+        """Setting up your first budget is mostly about **seeing where your money actually goes**, then deciding where you want it to go. Here's a simple process.
 
 **Step 1: Find your monthly take-home income**
 
@@ -303,9 +329,12 @@ Use a spreadsheet, a budgeting app, or even a notebook. Check in weekly for 10 m
 
 - Budget a little "fun money" so the plan doesn't feel like punishment.
 - If you overspend in one category, move money from another rather than abandoning the budget.
-- Cancel one unused subscription today. Quick wins build momentum."""),
-("how-to", "How do I write a good README for my open-source project?",
-"""A good README answers, in order, the questions a newcomer has: **What is this? Is it for me? How do I try it? How do I get help or contribute?**
+- Cancel one unused subscription today. Quick wins build momentum.""",
+    ),
+    (
+        "how-to",
+        "How do I write a good README for my open-source project?",
+        """A good README answers, in order, the questions a newcomer has: **What is this? Is it for me? How do I try it? How do I get help or contribute?**
 
 **1. Name and one-line description**
 
@@ -359,9 +388,12 @@ State it clearly, for example "MIT License, see LICENSE." Without a license, oth
 - **Test your own instructions** in a fresh environment. Broken install steps are the most common README failure.
 - Add **badges** (build status, version, license) sparingly; a few are informative, a wall of them is noise.
 - Use headings so readers can skim, and keep paragraphs short.
-- Update the README whenever behavior changes. An outdated README is worse than a short one."""),
-("how-to", "How do I get rid of fruit flies in my kitchen?",
-"""Fruit flies breed quickly (a female can lay hundreds of eggs), so the fix has two parts: **remove where they breed** and **trap the adults**.
+- Update the README whenever behavior changes. An outdated README is worse than a short one.""",
+    ),
+    (
+        "how-to",
+        "How do I get rid of fruit flies in my kitchen?",
+        """Fruit flies breed quickly (a female can lay hundreds of eggs), so the fix has two parts: **remove where they breed** and **trap the adults**.
 
 **1. Find and remove the breeding sources**
 
@@ -394,9 +426,12 @@ A small amount of wine or a piece of overripe banana also works as bait. Empty a
 - Wipe counters and rinse dishes promptly.
 - Check new produce as you bring it home; flies often arrive as eggs on fruit.
 
-**How long it takes:** once breeding sites are gone, the adult population usually collapses within about a week, since adults live only a few weeks. If flies persist, there's still a hidden source, so keep looking."""),
-("analysis", "What are the pros and cons of remote work for companies?",
-"""Remote work brings real advantages and real challenges for companies. Which side wins depends heavily on the kind of work, the company's culture, and how deliberately remote work is managed.
+**How long it takes:** once breeding sites are gone, the adult population usually collapses within about a week, since adults live only a few weeks. If flies persist, there's still a hidden source, so keep looking.""",
+    ),
+    (
+        "analysis",
+        "What are the pros and cons of remote work for companies?",
+        """Remote work brings real advantages and real challenges for companies. Which side wins depends heavily on the kind of work, the company's culture, and how deliberately remote work is managed.
 
 **Advantages**
 
@@ -421,9 +456,12 @@ A small amount of wine or a piece of overripe banana also works as bait. Empty a
 - **Intentional practices:** good documentation, clear goals, regular check-ins, and periodic in-person gatherings reduce most of the downsides.
 - **Hybrid models:** many companies settle on a mix, such as in-office days for collaboration and remote days for focus, trying to capture the benefits of both.
 
-**Bottom line:** remote work isn't inherently better or worse. It works well when a company redesigns how it communicates and manages, and poorly when office habits are simply moved onto video calls."""),
-("analysis", "Compare electric cars and gasoline cars in terms of total cost of ownership.",
-"""Total cost of ownership (TCO) counts everything you pay over the years you own a car, not just the sticker price. Electric vehicles (EVs) usually cost more up front but less to run. Whether they come out ahead depends on your driving, local energy prices and incentives.
+**Bottom line:** remote work isn't inherently better or worse. It works well when a company redesigns how it communicates and manages, and poorly when office habits are simply moved onto video calls.""",
+    ),
+    (
+        "analysis",
+        "Compare electric cars and gasoline cars in terms of total cost of ownership.",
+        """Total cost of ownership (TCO) counts everything you pay over the years you own a car, not just the sticker price. Electric vehicles (EVs) usually cost more up front but less to run. Whether they come out ahead depends on your driving, local energy prices and incentives.
 
 **Purchase price**
 
@@ -459,9 +497,12 @@ A small amount of wine or a piece of overripe banana also works as bait. Empty a
 - **EVs** tend to win on TCO for people who drive a lot, can charge at home, live where electricity is cheap relative to gasoline, and keep their cars for many years.
 - **Gasoline cars** may still win for low-mileage drivers, those who depend on fast charging, or where incentives are small and electricity is expensive.
 
-**Tip:** run the numbers for your own situation with an online TCO calculator, using your annual distance, local energy prices and the specific models you are considering."""),
-("analysis", "Why did the Roman Empire fall? Give a balanced overview of the main explanations.",
-"""Historians don't agree on a single cause. Most now see the fall of the **Western** Roman Empire (traditionally dated to 476 CE) as the result of several pressures interacting over more than a century. The **Eastern** Empire, based in Constantinople, survived until 1453, which is itself an important clue.
+**Tip:** run the numbers for your own situation with an online TCO calculator, using your annual distance, local energy prices and the specific models you are considering.""",
+    ),
+    (
+        "analysis",
+        "Why did the Roman Empire fall? Give a balanced overview of the main explanations.",
+        """Historians don't agree on a single cause. Most now see the fall of the **Western** Roman Empire (traditionally dated to 476 CE) as the result of several pressures interacting over more than a century. The **Eastern** Empire, based in Constantinople, survived until 1453, which is itself an important clue.
 
 **Main explanations**
 
@@ -491,9 +532,12 @@ Splitting the empire administratively into East and West left the West with the 
 
 Some historians argue that "fall" is misleading. In this view, Roman institutions, law, language and Christianity continued under the new kingdoms, and the period is better described as a transformation. Others reply that the collapse in living standards, trade and urban life in the West was very real.
 
-**Balanced takeaway:** external pressure exploited internal weaknesses (political, fiscal and military) that had built up over generations, and the West collapsed where the richer and more defensible East did not."""),
-("analysis", "Is it better to rent or buy a home? What factors should I consider?",
-"""There's no universal answer. Whether renting or buying is better depends on **how long you'll stay, local prices, your finances and your priorities**. The common saying that "renting is throwing money away" is an oversimplification, because buying has its own unrecoverable costs.
+**Balanced takeaway:** external pressure exploited internal weaknesses (political, fiscal and military) that had built up over generations, and the West collapsed where the richer and more defensible East did not.""",
+    ),
+    (
+        "analysis",
+        "Is it better to rent or buy a home? What factors should I consider?",
+        """There's no universal answer. Whether renting or buying is better depends on **how long you'll stay, local prices, your finances and your priorities**. The common saying that "renting is throwing money away" is an oversimplification, because buying has its own unrecoverable costs.
 
 **Key factors**
 
@@ -527,9 +571,12 @@ Higher mortgage rates raise the cost of owning considerably, while rent isn't di
 - **Buying:** stability, control (renovate, own pets, no landlord), and a form of forced savings.
 - **Renting:** flexibility to move for a job or relationship, no maintenance responsibility, and less financial risk if local prices fall.
 
-**How to decide:** estimate how long you'll stay, run a rent-vs-buy calculator with local numbers, and be honest about whether you value flexibility or stability more. Either can be the right financial choice."""),
-("creative", "Write a short poem about autumn in a city.",
-"""**October, Downtown**
+**How to decide:** estimate how long you'll stay, run a rent-vs-buy calculator with local numbers, and be honest about whether you value flexibility or stability more. Either can be the right financial choice.""",
+    ),
+    (
+        "creative",
+        "Write a short poem about autumn in a city.",
+        """**October, Downtown**
 
 The maples on Fifth Street are burning slow,
 a quiet fire no one thinks to fight;
@@ -557,9 +604,12 @@ beneath my shoes, and find I'm glad I'm here.
 - **Imagery:** it contrasts natural autumn (maples, wind, falling leaves) with city details (taxis, coffee carts, fire escapes, office windows), since autumn in a city happens in the spaces between buildings.
 - **Arc:** it moves from morning scenes to evening light to the walk home, ending on a personal, warmer note.
 
-If you'd like, I can write a version in free verse, make it more melancholy, or set it in a specific city."""),
-("creative", "Write the opening paragraph of a mystery novel set in a lighthouse.",
-"""The lamp at Gull Point had not failed in one hundred and twelve years, which is why, on the night of the third of November, the fishing boats coming home around the headland slowed, and then stopped, and sat rocking in the black water as though the sea itself had lost its nerve. Mara Quell saw it from her kitchen window across the bay: not a flicker, not the long, patient sweep she had counted herself to sleep by since childhood, but darkness, complete and deliberate, where the light should have been. She told herself it was the generator. She told herself old Tobias had fallen asleep over his crossword again. But Tobias Venn had kept that light for forty years without missing a single turn, and when Mara finally climbed the hundred and eight iron steps at dawn, with the harbormaster wheezing behind her, the keeper's chair was empty, his tea was still faintly warm, and the great lens had been carefully, precisely turned to face the land.
+If you'd like, I can write a version in free verse, make it more melancholy, or set it in a specific city.""",
+    ),
+    (
+        "creative",
+        "Write the opening paragraph of a mystery novel set in a lighthouse.",
+        """The lamp at Gull Point had not failed in one hundred and twelve years, which is why, on the night of the third of November, the fishing boats coming home around the headland slowed, and then stopped, and sat rocking in the black water as though the sea itself had lost its nerve. Mara Quell saw it from her kitchen window across the bay: not a flicker, not the long, patient sweep she had counted herself to sleep by since childhood, but darkness, complete and deliberate, where the light should have been. She told herself it was the generator. She told herself old Tobias had fallen asleep over his crossword again. But Tobias Venn had kept that light for forty years without missing a single turn, and when Mara finally climbed the hundred and eight iron steps at dawn, with the harbormaster wheezing behind her, the keeper's chair was empty, his tea was still faintly warm, and the great lens had been carefully, precisely turned to face the land.
 
 ---
 
@@ -568,9 +618,12 @@ If you'd like, I can write a version in free verse, make it more melancholy, or 
 - **An unbroken tradition broken:** a century of reliability makes the failure feel significant right away.
 - **A vivid ripple effect:** the boats stopping shows the stakes before any explanation.
 - **Grounded point of view:** Mara's long familiarity with the light makes her a natural investigator.
-- **Escalating clues:** empty chair, warm tea, and finally a deliberate, unsettling detail, the lens turned toward the land, which raises the central question: who would want to shine the light *inland*, and why?"""),
-("creative", "Give me five creative prompts for a children's story about friendship.",
-"""Here are five friendship story prompts for children of roughly 4–9, each with a hook, a gentle conflict and the lesson it can carry.
+- **Escalating clues:** empty chair, warm tea, and finally a deliberate, unsettling detail, the lens turned toward the land, which raises the central question: who would want to shine the light *inland*, and why?""",
+    ),
+    (
+        "creative",
+        "Give me five creative prompts for a children's story about friendship.",
+        """Here are five friendship story prompts for children of roughly 4–9, each with a hook, a gentle conflict and the lesson it can carry.
 
 **1. The Cloud Who Couldn't Rain**
 A small cloud named Puff can't make rain like the other clouds and feels useless, until a thirsty little flower on a hill tells Puff that its shade is what keeps her from wilting in the afternoon sun.
@@ -596,9 +649,12 @@ A lonely lighthouse guides every ship but never gets to talk to any of them, unt
 
 - Keep the conflict small and emotionally clear; feeling left out or misunderstood resonates with children.
 - Let the characters solve the problem themselves, rather than an adult doing it.
-- Repetition and a satisfying refrain, such as the rowboat saying "Tell you tomorrow!", work beautifully for read-aloud stories."""),
-("creative", "Write a six-word story about starting over.",
-"""Here are a few options, each taking "starting over" in a different direction:
+- Repetition and a satisfying refrain, such as the rowboat saying "Tell you tomorrow!", work beautifully for read-aloud stories.""",
+    ),
+    (
+        "creative",
+        "Write a six-word story about starting over.",
+        """Here are a few options, each taking "starting over" in a different direction:
 
 1. **"Sold the house. Kept the garden."**
    Letting go of what's big while carrying forward what you nurtured.
@@ -617,9 +673,12 @@ A lonely lighthouse guides every ship but never gets to talk to any of them, unt
 
 **My pick:** *"Sold the house. Kept the garden."* It suggests a whole story of loss, choice and hope in six words, without stating any emotion directly.
 
-**Why six-word stories work:** like the famous example often attributed to Hemingway ("For sale: baby shoes, never worn."), they rely on implication. The best ones hint at what happened before and after, and let the reader fill in the rest. Concrete objects (a house, a garden, a manuscript) usually carry more emotional weight than abstract words like "hope" or "change." """),
-("analysis", "A small bakery's sales dropped 15% this quarter compared with last quarter. What questions would you ask to figure out why?",
-"""A 15% drop can come from very different causes, so the goal is to narrow things down before acting. I'd work through the questions below roughly in this order, starting with the cheapest to answer.
+**Why six-word stories work:** like the famous example often attributed to Hemingway ("For sale: baby shoes, never worn."), they rely on implication. The best ones hint at what happened before and after, and let the reader fill in the rest. Concrete objects (a house, a garden, a manuscript) usually carry more emotional weight than abstract words like "hope" or "change." """,
+    ),
+    (
+        "analysis",
+        "A small bakery's sales dropped 15% this quarter compared with last quarter. What questions would you ask to figure out why?",
+        """A 15% drop can come from very different causes, so the goal is to narrow things down before acting. I'd work through the questions below roughly in this order, starting with the cheapest to answer.
 
 **1. Is the drop real, and is it unusual?**
 
@@ -655,5 +714,5 @@ Break the 15% down:
 **Turning questions into action**
 
 Start with the data you already have (sales by product, day, channel, transactions and average spend), since it usually points to one or two likely causes within an hour. Then test the leading hypothesis cheaply: for example, if weekday mornings fell after a price rise on coffee and pastry deals, try restoring the morning combo for a month and measure the change.""",
-),
+    ),
 ]

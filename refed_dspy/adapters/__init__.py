@@ -17,9 +17,20 @@ from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
 from refed_dspy.config import LMSpec
 
 __all__ = [
-    "DIALECTS", "AdapterChoice", "ContractError", "RefedChatAdapter", "RefedJSONAdapter", "RepairingAdapter",
-    "build_adapter", "check_outputs", "choose_adapter", "describe_parse_error", "dialect_for", "output_schema",
-    "response_format", "schema_for",
+    "DIALECTS",
+    "AdapterChoice",
+    "ContractError",
+    "RefedChatAdapter",
+    "RefedJSONAdapter",
+    "RepairingAdapter",
+    "build_adapter",
+    "check_outputs",
+    "choose_adapter",
+    "describe_parse_error",
+    "dialect_for",
+    "output_schema",
+    "response_format",
+    "schema_for",
 ]
 
 
@@ -59,8 +70,9 @@ def choose_adapter(spec: LMSpec) -> AdapterChoice:
         return AdapterChoice(spec.adapter, dialect, f"set in the config; schema dialect {dialect}: {why}")
     if dialect == "full":
         return AdapterChoice("json_schema", dialect, f"auto: {why}")
-    if provider_of(spec.model) in ("openai", "azure", "anthropic", "gemini", "vertex_ai") and \
-            _provider_enforces_schema(spec.model):
+    if provider_of(spec.model) in ("openai", "azure", "anthropic", "gemini", "vertex_ai") and _provider_enforces_schema(
+        spec.model
+    ):
         return AdapterChoice("json_schema", dialect, f"auto: the provider enforces JSON schemas for this model; {why}")
     return AdapterChoice("chat", dialect, "auto: no schema enforcement known for this model, so DSPy's chat format")
 
@@ -71,7 +83,8 @@ def build_adapter(spec: LMSpec, choice: AdapterChoice | None = None) -> Repairin
     if choice.mode == "chat":
         adapter: RepairingAdapter = RefedChatAdapter(max_repairs=spec.max_repairs)
     else:
-        adapter = RefedJSONAdapter(schema=choice.mode == "json_schema", dialect=choice.dialect,
-                                   max_repairs=spec.max_repairs)
+        adapter = RefedJSONAdapter(
+            schema=choice.mode == "json_schema", dialect=choice.dialect, max_repairs=spec.max_repairs
+        )
     adapter.choice = choice
     return adapter

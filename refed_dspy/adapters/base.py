@@ -94,8 +94,9 @@ class RepairingAdapter:
         try:
             return check_outputs(signature, fields)
         except ContractError as err:
-            raise AdapterParseError(adapter_name=type(self).__name__, signature=signature, lm_response=completion,
-                                    message=str(err)) from err
+            raise AdapterParseError(
+                adapter_name=type(self).__name__, signature=signature, lm_response=completion, message=str(err)
+            ) from err
 
     # ---- what each mode adds to the request ---------------------------------------------------------
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
@@ -103,8 +104,14 @@ class RepairingAdapter:
         return {}
 
     # ---- the exchange: ask, parse, repair -----------------------------------------------------------
-    def _exchange(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[dspy.Signature], demos: list[dict],
-                  inputs: dict[str, Any]) -> Generator[tuple[list[dict], dict, bool], tuple[Any, CallTag], list[dict]]:
+    def _exchange(
+        self,
+        lm: Any,
+        lm_kwargs: dict[str, Any],
+        signature: type[dspy.Signature],
+        demos: list[dict],
+        inputs: dict[str, Any],
+    ) -> Generator[tuple[list[dict], dict, bool], tuple[Any, CallTag], list[dict]]:
         """Yields (messages, lm kwargs, is_repair) for each call; is sent (outputs, tag) back; returns the values."""
         lm_kwargs = {**lm_kwargs, **self.request_options(signature)}
         processed = self._call_preprocess(lm, lm_kwargs, signature, inputs)
@@ -119,8 +126,12 @@ class RepairingAdapter:
                 problem = describe_parse_error(err)
                 if attempt >= self.max_repairs:
                     after = f" (after {attempt} repair{'s' if attempt > 1 else ''})" if attempt else ""
-                    raise AdapterParseError(adapter_name=type(self).__name__, signature=signature,
-                                            lm_response=err.lm_response, message=f"{problem}{after}") from None
+                    raise AdapterParseError(
+                        adapter_name=type(self).__name__,
+                        signature=signature,
+                        lm_response=err.lm_response,
+                        message=f"{problem}{after}",
+                    ) from None
                 messages = [*messages, *self.repair_turn(processed, err.lm_response, problem)]
         raise AssertionError("unreachable")
 
@@ -129,12 +140,20 @@ class RepairingAdapter:
         text = reply if isinstance(reply, str) else str(reply)
         if len(text) > _ECHO_CHARS:
             text = text[:_ECHO_CHARS] + " [...]"
-        ask = (f"That reply cannot be used: {problem}. Reply again to the request above, in full. "
-               f"{self.user_message_output_requirements(signature)}")
+        ask = (
+            f"That reply cannot be used: {problem}. Reply again to the request above, in full. "
+            f"{self.user_message_output_requirements(signature)}"
+        )
         return [{"role": "assistant", "content": text or "(empty)"}, {"role": "user", "content": ask}]
 
-    def __call__(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[dspy.Signature], demos: list[dict],
-                 inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    def __call__(
+        self,
+        lm: Any,
+        lm_kwargs: dict[str, Any],
+        signature: type[dspy.Signature],
+        demos: list[dict],
+        inputs: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         exchange = self._exchange(lm, lm_kwargs, signature, demos, inputs)
         messages, kwargs, repair = next(exchange)
         while True:
@@ -145,8 +164,14 @@ class RepairingAdapter:
             except StopIteration as done:
                 return done.value
 
-    async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[dspy.Signature], demos: list[dict],
-                    inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    async def acall(
+        self,
+        lm: Any,
+        lm_kwargs: dict[str, Any],
+        signature: type[dspy.Signature],
+        demos: list[dict],
+        inputs: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         exchange = self._exchange(lm, lm_kwargs, signature, demos, inputs)
         messages, kwargs, repair = next(exchange)
         while True:

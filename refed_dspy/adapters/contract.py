@@ -109,18 +109,27 @@ def _range(low: Any, high: Any, unit: str) -> str | None:
 
 def bound_words(schema: dict[str, Any]) -> list[str]:
     """The bounds one schema node states, in words ("1 to 4000 characters", "at most 10")."""
-    out = [_range(schema.get("minLength"), schema.get("maxLength"), "character"),
-           _range(schema.get("minItems"), schema.get("maxItems"), "item")]
+    out = [
+        _range(schema.get("minLength"), schema.get("maxLength"), "character"),
+        _range(schema.get("minItems"), schema.get("maxItems"), "item"),
+    ]
     low, high = schema.get("minimum"), schema.get("maximum")
     if low is not None or high is not None:
-        out.append(f"from {low} to {high}" if low is not None and high is not None
-                   else f"at least {low}" if low is not None else f"at most {high}")
-    out += [f"more than {schema['exclusiveMinimum']}" if "exclusiveMinimum" in schema else None,
-            f"less than {schema['exclusiveMaximum']}" if "exclusiveMaximum" in schema else None,
-            f"a multiple of {schema['multipleOf']}" if "multipleOf" in schema else None,
-            f"matching /{schema['pattern']}/" if "pattern" in schema else None,
-            f"in {schema['format']} format" if "format" in schema else None,
-            "no repeated items" if schema.get("uniqueItems") else None]
+        out.append(
+            f"from {low} to {high}"
+            if low is not None and high is not None
+            else f"at least {low}"
+            if low is not None
+            else f"at most {high}"
+        )
+    out += [
+        f"more than {schema['exclusiveMinimum']}" if "exclusiveMinimum" in schema else None,
+        f"less than {schema['exclusiveMaximum']}" if "exclusiveMaximum" in schema else None,
+        f"a multiple of {schema['multipleOf']}" if "multipleOf" in schema else None,
+        f"matching /{schema['pattern']}/" if "pattern" in schema else None,
+        f"in {schema['format']} format" if "format" in schema else None,
+        "no repeated items" if schema.get("uniqueItems") else None,
+    ]
     return [w for w in out if w]
 
 
@@ -139,7 +148,11 @@ def _plain(annotation: Any) -> Any:
     if origin is Annotated:
         return _plain(get_args(annotation)[0])
     if origin in (list, tuple, set, frozenset) and get_args(annotation):
-        return origin[tuple(_plain(a) for a in get_args(annotation))] if origin is tuple else origin[_plain(get_args(annotation)[0])]
+        return (
+            origin[tuple(_plain(a) for a in get_args(annotation))]
+            if origin is tuple
+            else origin[_plain(get_args(annotation)[0])]
+        )
     return annotation
 
 

@@ -19,14 +19,27 @@ from refed_dspy.adapters.contract import bound_words
 
 DIALECTS = ("full", "openai", "anthropic", "gemini", "minimal")
 
-_BOUNDS = ("minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
-           "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "uniqueItems")
+_BOUNDS = (
+    "minLength",
+    "maxLength",
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+)
 UNSUPPORTED: dict[str, frozenset[str]] = {
     "full": frozenset(),
     "openai": frozenset({"minLength", "maxLength", "uniqueItems"}),
     "anthropic": frozenset(_BOUNDS),  # minItems of 0 or 1 excepted, below
-    "gemini": frozenset({"minLength", "maxLength", "pattern", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-                         "uniqueItems"}),
+    "gemini": frozenset(
+        {"minLength", "maxLength", "pattern", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems"}
+    ),
     "minimal": frozenset(_BOUNDS),
 }
 
@@ -82,7 +95,10 @@ def dialect_for(model: str, api_base: str | None) -> tuple[str, str]:
     if provider in _GEMINI_PROVIDERS:
         return "gemini", "Gemini takes no string-length bounds"
     if provider in _OPENAI_PROVIDERS and api_base and provider == "openai" and not host.endswith("openai.com"):
-        return "full", f"an OpenAI-compatible server at {host or api_base} (llama.cpp, vLLM, SGLang enforce every bound)"
+        return (
+            "full",
+            f"an OpenAI-compatible server at {host or api_base} (llama.cpp, vLLM, SGLang enforce every bound)",
+        )
     if provider in _OPENAI_PROVIDERS:
         return "openai", "OpenAI's strict mode takes no string-length bounds"
     return "minimal", f"provider '{provider}': which bounds it takes is unknown, so none are sent"

@@ -31,8 +31,10 @@ def _placeholders(signature: type[dspy.Signature]) -> type[dspy.Signature]:
 def response_format(signature: type[dspy.Signature], dialect: str) -> dict[str, Any]:
     """The `response_format` that asks for `signature`'s outputs as a JSON schema in `dialect`."""
     name = re.sub(r"[^A-Za-z0-9_-]", "_", signature.__name__)[:64] or "outputs"
-    return {"type": "json_schema",
-            "json_schema": {"name": name, "strict": True, "schema": schema_for(output_schema(signature), dialect)}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "strict": True, "schema": schema_for(output_schema(signature), dialect)},
+    }
 
 
 class RefedJSONAdapter(RepairingAdapter, dspy.JSONAdapter):

@@ -182,15 +182,20 @@ class BatchBroker:
         fut = asyncio.get_running_loop().create_future()
         self.waiting[base] = fut
         in_open = self.store.in_open_batch()
-        if not any(family(base, k) in in_open or family(base, k) in self.pending
-                   for k in range(self.settings.max_resubmits + 1)):
+        if not any(
+            family(base, k) in in_open or family(base, k) in self.pending
+            for k in range(self.settings.max_resubmits + 1)
+        ):
             cid = self._next(base)
             if cid is None:
                 self.waiting.pop(base, None)
                 return self._gave_up(base)
             stage = current_stage()
-            self.pending[cid] = (stage if stage != "unknown" else slot.key.split(":", 1)[0],
-                                 self.client.line(cid, json.loads(request.body)), len(request.body))
+            self.pending[cid] = (
+                stage if stage != "unknown" else slot.key.split(":", 1)[0],
+                self.client.line(cid, json.loads(request.body)),
+                len(request.body),
+            )
             self.last_new = time.monotonic()
         try:
             return await fut
@@ -216,8 +221,14 @@ class BatchBroker:
 
     def _gave_up(self, base: str) -> tuple[int, bytes]:
         n = self.settings.max_resubmits + 1
-        return 503, json.dumps({"error": {"message": f"the batch request went unanswered {n} times (expired, cancelled "
-                                          "or failed batches)", "type": "batch_unanswered"}}).encode()
+        return 503, json.dumps(
+            {
+                "error": {
+                    "message": f"the batch request went unanswered {n} times (expired, cancelled or failed batches)",
+                    "type": "batch_unanswered",
+                }
+            }
+        ).encode()
 
     # ---- the loop ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -244,23 +255,32 @@ class BatchBroker:
                 await self._send_unsent()
                 await self._poll()
                 failures = 0
-                if self.settings.detach and not self.pending and self.waiting and \
-                        len(self.waiting) >= self.tasks_running() and self._recovered:
+                if (
+                    self.settings.detach
+                    and not self.pending
+                    and self.waiting
+                    and len(self.waiting) >= self.tasks_running()
+                    and self._recovered
+                ):
                     self.detached = True
                     self.on_wake()
                     return
             except BatchAPIError as err:
                 failures += 1
                 if not err.retryable or failures >= _MAX_API_FAILURES:
-                    self.error = err if not err.retryable else BatchAPIError(
-                        f"{err} ({failures} times in a row; the batches sent so far are kept)")
+                    self.error = (
+                        err
+                        if not err.retryable
+                        else BatchAPIError(f"{err} ({failures} times in a row; the batches sent so far are kept)")
+                    )
                     self.on_wake()
                     return
                 log.warning("%s (trying again in %.0f s)", err, self.settings.poll_s)
                 await asyncio.sleep(self.settings.poll_s)
             except Exception as err:  # noqa: BLE001 - a provider answer we cannot read: stop the run, resumably
-                self.error = BatchAPIError(f"{self.client.api} batch API answered something unreadable: "
-                                           f"{type(err).__name__}: {err}")
+                self.error = BatchAPIError(
+                    f"{self.client.api} batch API answered something unreadable: {type(err).__name__}: {err}"
+                )
                 self.on_wake()
                 return
             await asyncio.sleep(tick)
@@ -393,12 +413,15 @@ class BatchBroker:
     def figures(self) -> dict[str, Any]:
         """Batch figures for a summary."""
         entries = list(self.store.batches.values())
-        return {"batches": len(entries), "open": sum(1 for b in entries if b.open),
-                "requests": sum(len(b.custom_ids) for b in entries),
-                "answered": sum(1 for r in self.store.results.values() if not r.lost),
-                "submitted_calls_this_invocation": self.submitted_calls,
-                "answered_calls_this_invocation": self.answered_calls,
-                "resubmitted": sum(self.store.lost_count.values())}
+        return {
+            "batches": len(entries),
+            "open": sum(1 for b in entries if b.open),
+            "requests": sum(len(b.custom_ids) for b in entries),
+            "answered": sum(1 for r in self.store.results.values() if not r.lost),
+            "submitted_calls_this_invocation": self.submitted_calls,
+            "answered_calls_this_invocation": self.answered_calls,
+            "resubmitted": sum(self.store.lost_count.values()),
+        }
 
 
 def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = False, store_name: str = "batches"):
@@ -414,11 +437,25 @@ def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = F
     if client.api == "openai" and spec.model.startswith("azure/"):
         # DSPy reaches Azure through LiteLLM, whose requests a transport cannot carry; an Azure deployment takes the
         # OpenAI chat body as it is, so the body is built as for OpenAI (model = the deployment), never sent online
-        body_spec = spec.model_copy(update={"model": "openai/" + spec.model.split("/", 1)[1],
-                                            "api_base": "https://api.openai.com/v1", "api_version": None})
-    broker = BatchBroker(BatchStore(run_dir, store_name), client, BatchSettings(
-        poll_s=settings.poll_s, linger_s=settings.linger_s, max_requests=settings.max_requests,
-        max_bytes=settings.max_bytes, max_resubmits=settings.max_resubmits, detach=detach))
+        body_spec = spec.model_copy(
+            update={
+                "model": "openai/" + spec.model.split("/", 1)[1],
+                "api_base": "https://api.openai.com/v1",
+                "api_version": None,
+            }
+        )
+    broker = BatchBroker(
+        BatchStore(run_dir, store_name),
+        client,
+        BatchSettings(
+            poll_s=settings.poll_s,
+            linger_s=settings.linger_s,
+            max_requests=settings.max_requests,
+            max_bytes=settings.max_bytes,
+            max_resubmits=settings.max_resubmits,
+            detach=detach,
+        ),
+    )
     return build_lm(body_spec, role, num_retries=0, wrap=lambda _http: BatchTransport(broker)), broker
 
 

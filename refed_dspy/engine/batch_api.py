@@ -18,9 +18,16 @@ import httpx
 from refed_dspy.engine.batch_store import StoredResult
 
 _OPENAI_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
-_ANTHROPIC_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
-                           "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429,
-                           "api_error": 500, "overloaded_error": 529}
+_ANTHROPIC_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
 
 
 class BatchAPIError(Exception):
@@ -71,8 +78,9 @@ class _Client:
             raise BatchAPIError(f"{self.api} batch API unreachable: {type(err).__name__}: {err}") from None
         if resp.status_code >= 400:
             detail = resp.text[:300].replace("\n", " ")
-            raise BatchAPIError(f"{self.api} batch API: HTTP {resp.status_code} on {method} {path}: {detail}",
-                                resp.status_code)
+            raise BatchAPIError(
+                f"{self.api} batch API: HTTP {resp.status_code} on {method} {path}: {detail}", resp.status_code
+            )
         return resp
 
     async def aclose(self) -> None:
@@ -87,8 +95,14 @@ class OpenAIBatches(_Client):
     max_bytes = 190 * 1024 * 1024  # the limit is 200 MB; some room for multipart framing
     endpoint_suffix = "/chat/completions"
 
-    def __init__(self, base_url: str, headers: dict[str, str], query: str = "", line_url: str = "/v1/chat/completions",
-                 timeout: float = 120.0):
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        query: str = "",
+        line_url: str = "/v1/chat/completions",
+        timeout: float = 120.0,
+    ):
         super().__init__(base_url, headers, query, timeout)
         self.line_url = line_url
 
@@ -104,8 +118,12 @@ class OpenAIBatches(_Client):
         return (await self._call("POST", "/files", data={"purpose": "batch"}, files=files)).json()["id"]
 
     async def create(self, local_tag: str, file_id: str | None, lines: list[dict[str, Any]]) -> BatchView:
-        body = {"input_file_id": file_id, "endpoint": self.line_url,
-                "completion_window": "24h", "metadata": {"refed_batch": local_tag}}
+        body = {
+            "input_file_id": file_id,
+            "endpoint": self.line_url,
+            "completion_window": "24h",
+            "metadata": {"refed_batch": local_tag},
+        }
         return self._view((await self._call("POST", "/batches", json=body)).json())
 
     async def find_batch(self, local_tag: str, planned_at: float, n: int, known: set[str]) -> BatchView | None:
@@ -124,9 +142,15 @@ class OpenAIBatches(_Client):
 
     def _view(self, b: dict[str, Any]) -> BatchView:
         counts = b.get("request_counts") or {}
-        return BatchView(b["id"], b.get("status", "?"), _OPENAI_FINAL.get(b.get("status")),
-                         {k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")},
-                         b.get("created_at"), b.get("metadata"), b)
+        return BatchView(
+            b["id"],
+            b.get("status", "?"),
+            _OPENAI_FINAL.get(b.get("status")),
+            {k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")},
+            b.get("created_at"),
+            b.get("metadata"),
+            b,
+        )
 
     async def results(self, view: BatchView, local_id: str, custom_ids: list[str]) -> list[StoredResult]:
         """Every request's outcome: the output and error files (lines in any order, matched by custom_id); a request
@@ -146,7 +170,9 @@ class OpenAIBatches(_Client):
                     continue
                 out[cid] = self._result(row, local_id)
         wanted = set(custom_ids)
-        missing = [StoredResult(cid, local_id, 0, None, view.final or "missing") for cid in custom_ids if cid not in out]
+        missing = [
+            StoredResult(cid, local_id, 0, None, view.final or "missing") for cid in custom_ids if cid not in out
+        ]
         return [r for cid, r in out.items() if cid in wanted] + missing
 
     @staticmethod
@@ -186,8 +212,12 @@ class AnthropicBatches(_Client):
         data = (await self._call("GET", "/messages/batches", params={"limit": 100})).json().get("data") or []
         for b in data:
             view = self._view(b)
-            if (view.id not in known and view.created_at is not None and view.created_at >= planned_at - 5
-                    and sum(view.counts.values()) == n):
+            if (
+                view.id not in known
+                and view.created_at is not None
+                and view.created_at >= planned_at - 5
+                and sum(view.counts.values()) == n
+            ):
                 return view
         return None
 
@@ -201,8 +231,11 @@ class AnthropicBatches(_Client):
         counts = {k: int(v or 0) for k, v in (b.get("request_counts") or {}).items()}
         final = None
         if b.get("processing_status") == "ended":
-            final = "completed" if not (counts.get("expired") or counts.get("canceled")) else (
-                "expired" if counts.get("expired") else "cancelled")
+            final = (
+                "completed"
+                if not (counts.get("expired") or counts.get("canceled"))
+                else ("expired" if counts.get("expired") else "cancelled")
+            )
         created = b.get("created_at")
         try:
             created_ts = datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp() if created else None
@@ -214,7 +247,7 @@ class AnthropicBatches(_Client):
         url = (view.raw or {}).get("results_url")
         path = f"/messages/batches/{view.id}/results"
         if url and url.startswith(self.base):
-            path = url[len(self.base):]
+            path = url[len(self.base) :]
         text = (await self._call("GET", path)).text
         out: dict[str, StoredResult] = {}
         for raw in text.splitlines():
@@ -232,8 +265,12 @@ class AnthropicBatches(_Client):
         if kind == "errored":
             error = res.get("error") or {}
             inner = error.get("error") or error
-            return StoredResult(row["custom_id"], local_id, _ANTHROPIC_ERROR_STATUS.get(inner.get("type"), 500),
-                                {"type": "error", "error": inner})
+            return StoredResult(
+                row["custom_id"],
+                local_id,
+                _ANTHROPIC_ERROR_STATUS.get(inner.get("type"), 500),
+                {"type": "error", "error": inner},
+            )
         return StoredResult(row["custom_id"], local_id, 0, None, "expired" if kind == "expired" else "cancelled")
 
 
@@ -243,14 +280,19 @@ def batch_provider(spec: Any, role: str) -> str:
 
     provider = spec.model.split("/", 1)[0] if "/" in spec.model else "openai"
     if provider not in ("openai", "azure", "anthropic"):
-        raise ConfigError(f"{role}: batch mode needs an OpenAI, Azure OpenAI or Anthropic model; '{spec.model}' "
-                          f"({provider}) has no batch API refed can use: set mode = \"online\"")
+        raise ConfigError(
+            f"{role}: batch mode needs an OpenAI, Azure OpenAI or Anthropic model; '{spec.model}' "
+            f'({provider}) has no batch API refed can use: set mode = "online"'
+        )
     if len(spec.endpoints) > 1:
-        raise ConfigError(f"{role}.api_base lists {len(spec.endpoints)} endpoints; batch mode sends to one provider "
-                          "endpoint: give one, or use mode = \"online\"")
+        raise ConfigError(
+            f"{role}.api_base lists {len(spec.endpoints)} endpoints; batch mode sends to one provider "
+            'endpoint: give one, or use mode = "online"'
+        )
     if provider == "azure" and not spec.api_base:
-        raise ConfigError(f"{role}.api_base must name the Azure OpenAI resource (https://<name>.openai.azure.com) "
-                          "for batch mode")
+        raise ConfigError(
+            f"{role}.api_base must name the Azure OpenAI resource (https://<name>.openai.azure.com) for batch mode"
+        )
     return provider
 
 
@@ -265,7 +307,11 @@ def client_for_spec(spec: Any, key: str | None, role: str) -> _Client:
         base = spec.primary_api_base or "https://api.anthropic.com/v1"
         return AnthropicBatches(base, {"x-api-key": key or "", "anthropic-version": "2023-06-01"}, timeout=timeout)
     if provider == "azure":
-        return OpenAIBatches(str(spec.primary_api_base).rstrip("/").removesuffix("/openai") + "/openai", {"api-key": key or ""},
-                             f"api-version={spec.api_version or '2024-10-21'}", line_url="/chat/completions",
-                             timeout=timeout)
+        return OpenAIBatches(
+            str(spec.primary_api_base).rstrip("/").removesuffix("/openai") + "/openai",
+            {"api-key": key or ""},
+            f"api-version={spec.api_version or '2024-10-21'}",
+            line_url="/chat/completions",
+            timeout=timeout,
+        )
     raise AssertionError(provider)

@@ -58,8 +58,13 @@ class StoredResult:
     lost: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"custom_id": self.custom_id, "batch": self.batch, "status": self.status, "body": self.body,
-                "lost": self.lost}
+        return {
+            "custom_id": self.custom_id,
+            "batch": self.batch,
+            "status": self.status,
+            "body": self.body,
+            "lost": self.lost,
+        }
 
 
 class BatchStore:
@@ -87,13 +92,22 @@ class BatchStore:
         for ev in read_jsonl(self.journal_path, repair=not self.readonly):
             self._apply(ev)
         for row in read_jsonl(self.results_path, repair=not self.readonly):
-            self._note_result(StoredResult(row["custom_id"], row.get("batch", ""), int(row.get("status") or 0),
-                                           row.get("body"), row.get("lost")))
+            self._note_result(
+                StoredResult(
+                    row["custom_id"],
+                    row.get("batch", ""),
+                    int(row.get("status") or 0),
+                    row.get("body"),
+                    row.get("lost"),
+                )
+            )
 
     def _apply(self, ev: dict[str, Any]) -> None:
         kind, local = ev.get("e"), ev.get("batch")
         if kind == "plan":
-            self.batches[local] = BatchEntry(local, ev["api"], list(ev["custom_ids"]), ev.get("t", 0.0), ev.get("stage", ""))
+            self.batches[local] = BatchEntry(
+                local, ev["api"], list(ev["custom_ids"]), ev.get("t", 0.0), ev.get("stage", "")
+            )
             self.open_index.update(dict.fromkeys(ev["custom_ids"], local))
             return
         entry = self.batches.get(local)
@@ -147,8 +161,9 @@ class BatchStore:
         local = self.next_local_id()
         self.dir.mkdir(parents=True, exist_ok=True)
         write_jsonl_atomic(self.dir / f"{local}.jsonl", lines, durable=True)
-        self._event({"e": "plan", "batch": local, "api": api, "stage": stage,
-                     "custom_ids": [x["custom_id"] for x in lines]})
+        self._event(
+            {"e": "plan", "batch": local, "api": api, "stage": stage, "custom_ids": [x["custom_id"] for x in lines]}
+        )
         return self.batches[local]
 
     def file_uploaded(self, local_id: str, file_id: str) -> None:

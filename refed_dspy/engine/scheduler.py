@@ -125,10 +125,15 @@ class Engine:
         """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
         calls = self.limits.worst_calls[kind]
         cost = calls * self._call_cost()
-        if self.limits.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.limits.max_calls:
+        if (
+            self.limits.max_calls is not None
+            and self.totals.calls + self.reserved_calls + calls > self.limits.max_calls
+        ):
             return None
-        if (self.limits.max_cost_usd is not None
-                and self.totals.cost + self.reserved_cost + cost > self.limits.max_cost_usd):
+        if (
+            self.limits.max_cost_usd is not None
+            and self.totals.cost + self.reserved_cost + cost > self.limits.max_cost_usd
+        ):
             return None
         return calls, cost
 
@@ -140,8 +145,9 @@ class Engine:
         if price is not None:
             for call in calls:
                 if not call.cache_hit and call.error is None:
-                    self.max_call_cost = max(self.max_call_cost, price.cost(call.prompt_tokens, call.completion_tokens,
-                                                                             call.cached_tokens))
+                    self.max_call_cost = max(
+                        self.max_call_cost, price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
+                    )
         return usage
 
     # ---- starting work ------------------------------------------------------------------------
@@ -195,7 +201,9 @@ class Engine:
         if not self._done:
             loop = asyncio.get_running_loop()
             self._wake = wake = loop.create_future()
-            timer = loop.call_later(timeout, lambda: wake.done() or wake.set_result(None)) if timeout is not None else None
+            timer = (
+                loop.call_later(timeout, lambda: wake.done() or wake.set_result(None)) if timeout is not None else None
+            )
             try:
                 await wake
             finally:
@@ -240,8 +248,13 @@ class Engine:
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
         result, failure = task.result()
         usage = self.account(meta.calls)
-        if (failure is not None and failure.retryable and self.abort is None and not self.stopping
-                and self._retry(meta, failure)):
+        if (
+            failure is not None
+            and failure.retryable
+            and self.abort is None
+            and not self.stopping
+            and self._retry(meta, failure)
+        ):
             self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
             return
         if failure is None:
@@ -361,9 +374,14 @@ class Engine:
 
     def figures(self) -> dict[str, Any]:
         """Retries and the window, for a summary."""
-        return {"retries": dict(self.retries), "concurrency": {"configured": self.limits.concurrency,
-                                                               "final_limit": round(self.limit, 2),
-                                                               "min_limit": round(self.min_limit, 2)}}
+        return {
+            "retries": dict(self.retries),
+            "concurrency": {
+                "configured": self.limits.concurrency,
+                "final_limit": round(self.limit, 2),
+                "min_limit": round(self.min_limit, 2),
+            },
+        }
 
     def mode_figures(self, usage: dict[str, Any], price_factor: float, lm: Any) -> dict[str, Any]:
         """How the calls went, for a summary: `mode`, and `batch` (batches, requests, what the batch price saved) or

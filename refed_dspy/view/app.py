@@ -31,9 +31,16 @@ def _number(value: str | None) -> float | None:
 
 def filters_from(args: Any) -> Filters:
     """The list's filters from a query string."""
-    return Filters(q=args.get("q", ""), reference=args.get("reference", ""), feature=args.get("feature", ""),
-                   method=args.get("method", ""), verdict=args.get("verdict", ""), outcome=args.get("outcome", ""),
-                   score_min=_number(args.get("score_min")), score_max=_number(args.get("score_max")))
+    return Filters(
+        q=args.get("q", ""),
+        reference=args.get("reference", ""),
+        feature=args.get("feature", ""),
+        method=args.get("method", ""),
+        verdict=args.get("verdict", ""),
+        outcome=args.get("outcome", ""),
+        score_min=_number(args.get("score_min")),
+        score_max=_number(args.get("score_max")),
+    )
 
 
 def create_app(view: View):
@@ -46,8 +53,9 @@ def create_app(view: View):
 
     def render(name: str, status: int = 200, **ctx: Any):
         report = view.path / "report.html"
-        body = env.get_template(name).render(style=STYLE, script=SCRIPT, status=view.status(),
-                                             has_report=report.is_file(), **ctx)
+        body = env.get_template(name).render(
+            style=STYLE, script=SCRIPT, status=view.status(), has_report=report.is_file(), **ctx
+        )
         return body, status, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.errorhandler(RefedError)
@@ -70,10 +78,19 @@ def create_app(view: View):
         def url(n: int) -> str:
             return "/?" + urlencode({**query, "page": n})
 
-        return render("samples", title="samples", page="samples", f=f, rows=rows[(page_no - 1) * per: page_no * per],
-                      total=len(rows), choices=view.choices(), page_no=page_no, pages=pages,
-                      prev_url=url(page_no - 1) if page_no > 1 else None,
-                      next_url=url(page_no + 1) if page_no < pages else None)
+        return render(
+            "samples",
+            title="samples",
+            page="samples",
+            f=f,
+            rows=rows[(page_no - 1) * per : page_no * per],
+            total=len(rows),
+            choices=view.choices(),
+            page_no=page_no,
+            pages=pages,
+            prev_url=url(page_no - 1) if page_no > 1 else None,
+            next_url=url(page_no + 1) if page_no < pages else None,
+        )
 
     @app.get("/sample/<sid>")
     def sample(sid: str):
@@ -84,12 +101,21 @@ def create_app(view: View):
         j = run.judgments.get(sid)
         failure = next((r for r in reversed(run.judge_rejects) if r.get("sample_id") == sid), None)
         draft, improved = s.get("response") or "", s.get("improved_response") or ""
-        return render("sample", title=(s.get("instruction") or "")[:60], page="", s=s, j=j,
-                      verdict=VERDICTS.get(((j or {}).get("pairwise") or {}).get("winner")),
-                      judge_failure=f"the judge failed: {failure['reason']} ({failure.get('detail', '')})" if failure else None,
-                      diff=word_diff(draft, improved) if improved else [], changed=changed_share(draft, improved),
-                      ref=run.references().get(s["meta"].get("reference_id")), fb=run.feedback.get(s["meta"].get("reference_id")),
-                      u=s["meta"].get("usage") or {}, outcome=view.outcomes.get(sid) if view.filtered else None)
+        return render(
+            "sample",
+            title=(s.get("instruction") or "")[:60],
+            page="",
+            s=s,
+            j=j,
+            verdict=VERDICTS.get(((j or {}).get("pairwise") or {}).get("winner")),
+            judge_failure=f"the judge failed: {failure['reason']} ({failure.get('detail', '')})" if failure else None,
+            diff=word_diff(draft, improved) if improved else [],
+            changed=changed_share(draft, improved),
+            ref=run.references().get(s["meta"].get("reference_id")),
+            fb=run.feedback.get(s["meta"].get("reference_id")),
+            u=s["meta"].get("usage") or {},
+            outcome=view.outcomes.get(sid) if view.filtered else None,
+        )
 
     @app.get("/rejects")
     def rejects():
@@ -97,15 +123,28 @@ def create_app(view: View):
         stage, reason = request.args.get("stage"), request.args.get("reason")
         shown = [g for g in groups if g["stage"] == stage and g["reason"] == reason] if stage else groups
         limit = 10**9 if request.args.get("all") else (200 if stage else 20)
-        return render("rejects", title="rejects", page="rejects", groups=groups, shown=shown, limit=limit,
-                      total=sum(g["count"] for g in groups))
+        return render(
+            "rejects",
+            title="rejects",
+            page="rejects",
+            groups=groups,
+            shown=shown,
+            limit=limit,
+            total=sum(g["count"] for g in groups),
+        )
 
     @app.get("/compare")
     def compare():
         refs = view.reference_counts().most_common()
         reference = request.args.get("reference") or (refs[0][0] if refs else "")
-        return render("compare", title="compare", page="compare", refs=refs, reference=reference,
-                      by_run=view.by_reference(reference) if reference else {})
+        return render(
+            "compare",
+            title="compare",
+            page="compare",
+            refs=refs,
+            reference=reference,
+            by_run=view.by_reference(reference) if reference else {},
+        )
 
     @app.get("/report")
     def report():
@@ -116,8 +155,14 @@ def create_app(view: View):
 
     @app.errorhandler(404)
     def not_found(_err):
-        return render("error", 404, title="not found", page="", heading="Not found",
-                      message="no such page or sample in this directory")
+        return render(
+            "error",
+            404,
+            title="not found",
+            page="",
+            heading="Not found",
+            message="no such page or sample in this directory",
+        )
 
     return app
 

@@ -101,10 +101,20 @@ class RunIndex:
         meta = sample["meta"]
         judgment = self.judgments.get(sid) or {}
         point, pair = judgment.get("pointwise") or {}, judgment.get("pairwise") or {}
-        text = "\n".join((sample.get("instruction") or "", sample.get("response") or "", sample.get("improved_response") or ""))
-        return Row(id=sid, run=self.label, method=meta.get("method", ""), reference_id=meta.get("reference_id", ""),
-                   feature=meta.get("feature", ""), instruction=sample.get("instruction") or "",
-                   score=point.get("overall"), verdict=VERDICTS.get(pair.get("winner")), text=text.lower())
+        text = "\n".join(
+            (sample.get("instruction") or "", sample.get("response") or "", sample.get("improved_response") or "")
+        )
+        return Row(
+            id=sid,
+            run=self.label,
+            method=meta.get("method", ""),
+            reference_id=meta.get("reference_id", ""),
+            feature=meta.get("feature", ""),
+            instruction=sample.get("instruction") or "",
+            score=point.get("overall"),
+            verdict=VERDICTS.get(pair.get("winner")),
+            text=text.lower(),
+        )
 
 
 @dataclass
@@ -150,13 +160,19 @@ class View:
             self.path = Path(source) if source else self.path
         self.kind = "compare" if (self.path / "compare.json").is_file() else "run"
         if self.kind == "compare":
-            self.runs = [RunIndex(d, d.name) for d in sorted(self.path.iterdir())
-                         if d.is_dir() and (d / "samples.jsonl").exists()]
+            self.runs = [
+                RunIndex(d, d.name)
+                for d in sorted(self.path.iterdir())
+                if d.is_dir() and (d / "samples.jsonl").exists()
+            ]
         else:
             self.runs = [RunIndex(self.path)]
         self.outcomes: dict[str, tuple[str, str]] = {}
-        self._filter_followers = ({"kept": Follower(self.filtered / "samples.jsonl"),
-                                   "removed": Follower(self.filtered / "rejects.jsonl")} if self.filtered else {})
+        self._filter_followers = (
+            {"kept": Follower(self.filtered / "samples.jsonl"), "removed": Follower(self.filtered / "rejects.jsonl")}
+            if self.filtered
+            else {}
+        )
         self._rows: list[Row] = []
         self._lock = threading.Lock()
         self.refresh()
@@ -192,9 +208,13 @@ class View:
     def choices(self) -> dict[str, list[str]]:
         """The values each filter can take, for the filter menus."""
         rows = self._rows
-        return {"reference": sorted({r.reference_id for r in rows}), "feature": sorted({r.feature for r in rows}),
-                "method": sorted({r.method for r in rows}), "verdict": ["win", "tie", "loss", "unjudged"],
-                "outcome": ["kept", "removed"] if self.filtered else []}
+        return {
+            "reference": sorted({r.reference_id for r in rows}),
+            "feature": sorted({r.feature for r in rows}),
+            "method": sorted({r.method for r in rows}),
+            "verdict": ["win", "tie", "loss", "unjudged"],
+            "outcome": ["kept", "removed"] if self.filtered else [],
+        }
 
     def find(self, sid: str) -> tuple[RunIndex, dict[str, Any]] | None:
         for run in self.runs:
@@ -204,13 +224,23 @@ class View:
 
     def status(self) -> dict[str, Any]:
         """Header figures: what the directory is, how far its runs got, and whether they are still written."""
-        notes = [f"{run.label + ': ' if run.label else ''}{note}" for run in self.runs
-                 if (note := incomplete_note(run.rundir.path))]
+        notes = [
+            f"{run.label + ': ' if run.label else ''}{note}"
+            for run in self.runs
+            if (note := incomplete_note(run.rundir.path))
+        ]
         first = self.runs[0].summary() if self.runs else {}
-        return {"path": str(self.filtered or self.path), "kind": "filtered" if self.filtered else self.kind,
-                "source": str(self.path), "runs": [run.label or run.rundir.path.name for run in self.runs],
-                "samples": len(self._rows), "judged": sum(len(run.judgments) for run in self.runs),
-                "method": first.get("method"), "teacher": first.get("teacher"), "notes": notes}
+        return {
+            "path": str(self.filtered or self.path),
+            "kind": "filtered" if self.filtered else self.kind,
+            "source": str(self.path),
+            "runs": [run.label or run.rundir.path.name for run in self.runs],
+            "samples": len(self._rows),
+            "judged": sum(len(run.judgments) for run in self.runs),
+            "method": first.get("method"),
+            "teacher": first.get("teacher"),
+            "notes": notes,
+        }
 
     def reject_groups(self) -> list[dict[str, Any]]:
         """Synthesis and judge rejects grouped by stage and reason, largest group first."""
@@ -219,15 +249,20 @@ class View:
             for r in run.rejects:
                 groups.setdefault((r.get("stage", "?"), r.get("reason", "?")), []).append({**r, "run": run.label})
             for r in run.judge_rejects:
-                groups.setdefault(("judge", r.get("reason", "?")), []).append({**r, "run": run.label,
-                                                                               "item_id": r.get("sample_id")})
-        return [{"stage": stage, "reason": reason, "count": len(items), "items": items}
-                for (stage, reason), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+                groups.setdefault(("judge", r.get("reason", "?")), []).append(
+                    {**r, "run": run.label, "item_id": r.get("sample_id")}
+                )
+        return [
+            {"stage": stage, "reason": reason, "count": len(items), "items": items}
+            for (stage, reason), items in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+        ]
 
     def by_reference(self, reference_id: str) -> dict[str, list[dict[str, Any]]]:
         """Compare view: each run's samples of one reference."""
-        return {run.label: [s for s in run.samples.values() if s["meta"].get("reference_id") == reference_id]
-                for run in self.runs}
+        return {
+            run.label: [s for s in run.samples.values() if s["meta"].get("reference_id") == reference_id]
+            for run in self.runs
+        }
 
     def reference_counts(self) -> Counter:
         return Counter(r.reference_id for r in self._rows)
