@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--item-words", type=int, default=25)
     a = ap.parse_args()
     from refed_dspy.config import load_config
-    from refed_dspy.estimate import estimate
+    from refed_dspy.synthesis.estimate import estimate
 
     work = Path(tempfile.mkdtemp(prefix="refed-batch-"))
     extra = {"batch_validating_s": 0.2, "batch_finalizing_s": 0.2}

@@ -102,7 +102,7 @@ def top_functions(stats, n: int = 25, key: str = "tsub") -> list[str]:
 
 def run_synthesize(sets: list[str]) -> dict:
     from refed_dspy.config import load_config
-    from refed_dspy.synthesis import synthesize
+    from refed_dspy.synthesis.api import synthesize
 
     config = load_config(None, sets)
     summary = synthesize(config)
@@ -171,8 +171,8 @@ def main() -> None:
     import openai  # noqa: F401 - imports are not part of the measured CPU
 
     import refed_dspy.programs  # noqa: F401
-    import refed_dspy.runner  # noqa: F401
-    import refed_dspy.synthesis  # noqa: F401
+    import refed_dspy.synthesis.api  # noqa: F401
+    import refed_dspy.synthesis.run  # noqa: F401
 
     if args.profile:
         import yappi

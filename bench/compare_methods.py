@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from loopback_server import LoopbackServer, ServerConfig  # noqa: E402
 
-from refed_dspy.compare import QUALITY_COLUMNS, compare, markdown_table  # noqa: E402
 from refed_dspy.config import load_config  # noqa: E402
+from refed_dspy.experiments.compare import QUALITY_COLUMNS, compare, markdown_table  # noqa: E402
 from refed_dspy.methods import METHODS  # noqa: E402
 
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from loopback_server import LoopbackServer, ServerConfig, read_log  # noqa: E402
 
 from refed_dspy.config import load_config  # noqa: E402
-from refed_dspy.synthesis import synthesize  # noqa: E402
+from refed_dspy.synthesis.api import synthesize  # noqa: E402
 
 
 def main() -> None:

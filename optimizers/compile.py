@@ -13,8 +13,8 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.budget import CallBudget
 from refed_dspy.config import OPTIMIZERS
+from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, RunAborted
 from refed_dspy.optimizers.metrics import GEPAJudgeMetric
 

@@ -17,14 +17,14 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.budget import BudgetExceeded
 from refed_dspy.config import TARGETS
-from refed_dspy.failures import classify
+from refed_dspy.engine.budget import BudgetExceeded
+from refed_dspy.engine.failures import classify
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores
-from refed_dspy.records import Reference
-from refed_dspy.report_stats import mean_pairwise_rouge
+from refed_dspy.quality.report_stats import mean_pairwise_rouge
 from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
+from refed_dspy.store.records import Reference
 from refed_dspy.text import rouge_l, tokens
 
 _WIN = {"first": 1.0, "tie": 0.5, "second": 0.0}
@@ -321,8 +321,8 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
     """The metric `refed optimize` uses for `target` (default: optimize.target), built from a Config: the judge LM
     ([judge], or `judge`), its adapter, the judging criteria and the optimize section's weights and threshold."""
     from refed_dspy.adapters import build_adapter
+    from refed_dspy.clients.lm import build_lm
     from refed_dspy.errors import ConfigError
-    from refed_dspy.lm import build_lm
 
     target = target or config.optimize.target
     if target not in TARGETS:

@@ -19,7 +19,7 @@ import dspy
 from refed_dspy.config import Config, mask_secrets
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import Method
-from refed_dspy.store import write_json_atomic
+from refed_dspy.store.jsonl import write_json_atomic
 
 FORMAT = 1
 MLFLOW_SCHEMES = ("models:/", "runs:/")
@@ -62,7 +62,7 @@ def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], st
     if spec.startswith(MLFLOW_SCHEMES):
         import mlflow
 
-        from refed_dspy.tracking import keep_active_model
+        from refed_dspy.tracking.mlflow_runs import keep_active_model
 
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)

@@ -11,7 +11,7 @@ import dspy
 
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.synthesize import InstructionSynthesizer, synthesize_for_features
-from refed_dspy.records import Reference, ReferenceFeedback
+from refed_dspy.store.records import Reference, ReferenceFeedback
 from refed_dspy.sync import run_sync
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dspy
 
+from refed_dspy.clients.lm import stage
 from refed_dspy.gather import gather_settled
-from refed_dspy.lm import stage
-from refed_dspy.records import Reference
 from refed_dspy.signatures import CritiqueResponse, DescribeInstruction
+from refed_dspy.store.records import Reference
 
 
 class CollectReferenceFeedback(dspy.Module):

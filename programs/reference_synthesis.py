@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.budget import BudgetExceeded
+from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.gather import gather_kept
 from refed_dspy.programs.parts import acall_part, unfrozen
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer, synthesize_for_features
-from refed_dspy.records import Reference, ReferenceFeedback
+from refed_dspy.store.records import Reference, ReferenceFeedback
 from refed_dspy.sync import run_sync
 
 

@@ -6,7 +6,7 @@ import dspy
 
 from refed_dspy.programs.parts import acall_part, unfrozen
 from refed_dspy.programs.reflect_pair import ReflectPair
-from refed_dspy.records import Reference
+from refed_dspy.store.records import Reference
 from refed_dspy.sync import run_sync
 
 

@@ -36,8 +36,8 @@ def _on_mismatch(args: argparse.Namespace) -> str:
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.summary_text import format_summary
-    from refed_dspy.synthesis import synthesize
+    from refed_dspy.synthesis.api import synthesize
+    from refed_dspy.synthesis.summary_text import format_summary
 
     overrides = list(args.overrides)
     if args.program:
@@ -63,8 +63,8 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from refed_dspy.config import load_config
-    from refed_dspy.estimate import estimate, format_estimate
-    from refed_dspy.store import write_json_atomic
+    from refed_dspy.store.jsonl import write_json_atomic
+    from refed_dspy.synthesis.estimate import estimate, format_estimate
 
     config = load_config(args.config, args.overrides)
     e = estimate(config)
@@ -83,15 +83,15 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from refed_dspy.batch_status import status_report
+    from refed_dspy.engine.batch_status import status_report
 
     print(status_report(args.run_dir))
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from refed_dspy.compare import QUALITY_COLUMNS, compare, markdown_table, parse_methods
     from refed_dspy.config import load_config
+    from refed_dspy.experiments.compare import QUALITY_COLUMNS, compare, markdown_table, parse_methods
 
     config = load_config(args.config, args.overrides)
     methods = parse_methods(args.methods)
@@ -107,7 +107,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _config_for_run(args: argparse.Namespace, run_dir: str):
     """--config when given, else the run dir's own config.toml; --set applies to either."""
     from refed_dspy.config import load_config
-    from refed_dspy.rundir import RunDir
+    from refed_dspy.store.rundir import RunDir
 
     if args.config:
         return load_config(args.config, args.overrides)
@@ -124,7 +124,7 @@ def _config_for_run(args: argparse.Namespace, run_dir: str):
 def _cmd_judge(args: argparse.Namespace) -> int:
     if args.target == "meta-eval":
         from refed_dspy.config import load_config
-        from refed_dspy.meta_eval import format_meta_eval, meta_eval
+        from refed_dspy.quality.meta_eval import format_meta_eval, meta_eval
 
         if not args.labels:
             from refed_dspy.errors import ConfigError
@@ -133,12 +133,12 @@ def _cmd_judge(args: argparse.Namespace) -> int:
         result = meta_eval(load_config(args.config, args.overrides), args.labels)
         print(format_meta_eval(result))
         if args.out:
-            from refed_dspy.store import write_json_atomic
+            from refed_dspy.store.jsonl import write_json_atomic
 
             write_json_atomic(args.out, result)
             print(f"wrote {args.out}")
         return 0
-    from refed_dspy.judging import judge_run
+    from refed_dspy.quality.judge import judge_run
 
     config = _config_for_run(args, args.target)
     on_mismatch = _on_mismatch(args)
@@ -159,8 +159,8 @@ def _cmd_judge(args: argparse.Namespace) -> int:
 
 
 def _cmd_filter(args: argparse.Namespace) -> int:
-    from refed_dspy.filter_run import filter_run
     from refed_dspy.filters import parse_filter
+    from refed_dspy.quality.filter_run import filter_run
 
     config = _config_for_run(args, args.run_dir)
     specs = [parse_filter(t) for t in args.apply] if args.apply else list(config.filters)
@@ -180,7 +180,7 @@ def _cmd_filter(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from refed_dspy.report import build_report
+    from refed_dspy.quality.report import build_report
 
     result = build_report(args.run_dir, _config_for_run(args, args.run_dir))
     print(result["text"])
@@ -189,7 +189,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from refed_dspy.export import export_run
+    from refed_dspy.export.run import export_run
 
     config = _config_for_run(args, args.run_dir) if (args.config or args.overrides) else None
     r = export_run(
@@ -226,7 +226,7 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 
 def _cmd_seeds(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.seeds import read_references
+    from refed_dspy.store.seeds import read_references
 
     config = load_config(args.config, args.overrides)
     refs, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
@@ -238,7 +238,7 @@ def _cmd_seeds(args: argparse.Namespace) -> int:
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.optimize_run import optimize
+    from refed_dspy.experiments.optimize import optimize
 
     config = load_config(args.config, args.overrides)
     result = optimize(config, on_mismatch=_on_mismatch(args))
@@ -301,7 +301,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    from refed_dspy.repair import repair_run
+    from refed_dspy.store.repair import repair_run
 
     changed = repair_run(args.run_dir)
     if not changed:
@@ -315,7 +315,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_serve_local(args: argparse.Namespace) -> int:
     import time
 
-    from refed_dspy import local_server
+    from refed_dspy.clients import local_server
 
     srv = local_server.start(args.model, port=args.port, slots=args.slots, ctx_per_slot=args.ctx, threads=args.threads)
     name = local_server.MODEL_NAME if args.model is None else srv.model_path.stem

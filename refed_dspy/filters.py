@@ -13,7 +13,7 @@ from typing import Any
 
 from refed_dspy.config import FilterSpec
 from refed_dspy.errors import ConfigError
-from refed_dspy.records import final_response
+from refed_dspy.store.records import final_response
 from refed_dspy.text import Deduper
 
 Sample = dict[str, Any]

@@ -2,8 +2,8 @@
 
 import dspy
 
-from refed_dspy.records import Analysis, ImplementationStrategy
 from refed_dspy.signatures.bounds import RESPONSE_CHARS, text_output
+from refed_dspy.store.records import Analysis, ImplementationStrategy
 
 __all__ = ["Analysis", "ImplementationStrategy", "ImproveResponse"]
 

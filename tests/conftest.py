@@ -48,7 +48,7 @@ def server_factory(tmp_path):
 def run(server_factory, tmp_path):
     """A finished refed run dir of 30 samples (8 references, 2 instructions per feature) from a well-behaved teacher."""
     from refed_dspy.config import load_config
-    from refed_dspy.synthesis import synthesize
+    from refed_dspy.synthesis.api import synthesize
 
     srv = server_factory()
     path = tmp_path / "run"

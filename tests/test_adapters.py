@@ -22,13 +22,13 @@ from refed_dspy.adapters import (
     schema_for,
 )
 from refed_dspy.adapters.contract import field_bounds
+from refed_dspy.clients.lm import collect_calls
+from refed_dspy.clients.usage import usage_of
 from refed_dspy.config import LMSpec, load_config
-from refed_dspy.lm import collect_calls
 from refed_dspy.programs import PointwiseJudge
 from refed_dspy.programs.synthesize import asking_for
 from refed_dspy.signatures import ImproveResponse, SynthesizeInstructions, pointwise_signature
-from refed_dspy.synthesis import synthesize
-from refed_dspy.usage import usage_of
+from refed_dspy.synthesis.api import synthesize
 
 SCORES = pointwise_signature(["helpfulness", "accuracy"])
 
@@ -136,7 +136,7 @@ def test_out_of_range_score_is_repaired_with_the_error_shown():
 def test_without_repairs_left_the_error_is_one_line_and_keeps_the_reply():
     from dspy.utils.exceptions import AdapterParseError
 
-    from refed_dspy.failures import classify
+    from refed_dspy.engine.failures import classify
 
     lm = DummyLM([{"rationale": "solid", "helpfulness": 63, "accuracy": 5}] * 2)
     with dspy.context(lm=lm, adapter=RefedChatAdapter(max_repairs=1)), pytest.raises(AdapterParseError) as err:
@@ -191,7 +191,7 @@ def test_openai_dialect_reaches_the_wire_without_string_lengths(server_factory, 
 
 
 def test_usage_counts_repairs_and_parse_failures_of_paid_calls_only():
-    from refed_dspy.lm import CallInfo
+    from refed_dspy.clients.lm import CallInfo
 
     calls = [
         CallInfo("judge_pointwise", "m", 10, 5, parse_error=True, seconds=1.0),

@@ -18,7 +18,7 @@ from loopback_server import LoopbackServer, ServerConfig, read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.engine.batch_store import BatchStore
-from refed_dspy.synthesis import synthesize
+from refed_dspy.synthesis.api import synthesize
 
 FAST = {"batch_validating_s": 0.01, "batch_finalizing_s": 0.01}
 
@@ -240,7 +240,7 @@ def test_detach_then_status_then_resume(tmp_path):
 
 
 def test_judging_in_batch_mode(tmp_path):
-    from refed_dspy.judging import judge_run
+    from refed_dspy.quality.judge import judge_run
 
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
@@ -264,7 +264,7 @@ def test_judging_in_batch_mode(tmp_path):
     assert_none_lost(run, log, "judge_batches")
     assert len([e for e in log if e.get("custom_id")]) == s["usage"]["calls"]
     # the report says how each part's calls went, and what the batch price saved
-    from refed_dspy.report import build_report, format_text
+    from refed_dspy.quality.report import build_report, format_text
 
     stats = build_report(run, cfg)
     ex = stats["execution"]

@@ -18,11 +18,11 @@ import pytest
 from conftest import run_overrides, start_refed_server
 
 from refed_dspy.config import load_config
-from refed_dspy.filter_run import filter_run
 from refed_dspy.filters import parse_filter
-from refed_dspy.judging import judge_run
-from refed_dspy.report import build_report
-from refed_dspy.synthesis import synthesize
+from refed_dspy.quality.filter_run import filter_run
+from refed_dspy.quality.judge import judge_run
+from refed_dspy.quality.report import build_report
+from refed_dspy.synthesis.api import synthesize
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -265,7 +265,7 @@ def test_filtered_view_and_new_samples_on_reload(browser, data):
 
 
 def test_compare_dir_shows_one_reference_from_each_method(browser, server_factory, tmp_path):
-    from refed_dspy.compare import compare
+    from refed_dspy.experiments.compare import compare
 
     srv = server_factory()
     cfg = load_config(

@@ -1,6 +1,7 @@
 import pytest
 
 from refed_dspy.cli import main
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import (
     apply_overrides,
     config_from_dict,
@@ -11,7 +12,6 @@ from refed_dspy.config import (
     to_toml,
 )
 from refed_dspy.errors import ConfigError
-from refed_dspy.lm import build_lm
 
 
 def test_defaults_are_valid_and_documented():

@@ -10,7 +10,8 @@ from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig
 
 from refed_dspy.config import load_config
-from refed_dspy.estimate import (
+from refed_dspy.synthesis.api import synthesize
+from refed_dspy.synthesis.estimate import (
     Lengths,
     cacheable_tokens,
     common_prefix,
@@ -18,7 +19,6 @@ from refed_dspy.estimate import (
     made_up_value,
     work_counts,
 )
-from refed_dspy.synthesis import synthesize
 
 
 def test_pure_parts():
@@ -75,7 +75,7 @@ def test_cli_writes_the_estimate_and_the_run_states_its_error(tmp_path):
 
 
 def test_progress_line_projects_the_total_cost():
-    from refed_dspy.progress import Progress
+    from refed_dspy.engine.progress import Progress
 
     p = Progress(100, 0, enabled=False)
     assert "projected" not in p.line()  # nothing to go by yet

@@ -11,11 +11,11 @@ from test_integration import refed
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
-from refed_dspy.export import export_run
-from refed_dspy.export_formats import split_by_reference, to_alpaca, to_messages, to_sharegpt
-from refed_dspy.filter_run import filter_run
+from refed_dspy.export.formats import split_by_reference, to_alpaca, to_messages, to_sharegpt
+from refed_dspy.export.run import export_run
 from refed_dspy.filters import parse_filter
-from refed_dspy.synthesis import synthesize
+from refed_dspy.quality.filter_run import filter_run
+from refed_dspy.synthesis.api import synthesize
 
 S = {"instruction": "Q?", "response": "draft", "improved_response": "better", "meta": {"id": "x", "reference_id": "r"}}
 

@@ -16,7 +16,7 @@ from refed_dspy.filters import (
     random_subset,
     rouge_diversity,
 )
-from refed_dspy.meta_eval import meta_metrics, pearson, ranks, read_labels, spearman
+from refed_dspy.quality.meta_eval import meta_metrics, pearson, ranks, read_labels, spearman
 
 
 def sample(i, instruction, draft="a b c", improved="a b c d e"):

@@ -11,7 +11,7 @@ from collections import Counter
 from conftest import run_overrides
 from loopback_server import read_log
 
-from refed_dspy.records import SampleRecord
+from refed_dspy.store.records import SampleRecord
 
 
 def refed(*args, env_extra=None, **kw):
@@ -220,7 +220,7 @@ def test_a_corrupt_middle_line_stops_every_reader_until_repaired(server_factory,
 
 
 def test_repair_moves_duplicates_and_a_torn_line_aside():
-    from refed_dspy.repair import split_lines
+    from refed_dspy.store.repair import split_lines
 
     a, b = b'{"meta": {"id": "a"}}', b'{"meta": {"id": "b"}}'
     kept, bad, counts = split_lines(a + b"\n" + b + b"\n" + a + b"\nnot json\n" + b'{"meta": {"id": "c"', None)

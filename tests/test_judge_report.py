@@ -15,9 +15,9 @@ from test_integration import refed, sets
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import RunDirError
-from refed_dspy.judging import judge_run
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge, combine_verdicts
-from refed_dspy.synthesis import synthesize
+from refed_dspy.quality.judge import judge_run
+from refed_dspy.synthesis.api import synthesize
 
 CRITERIA = ["helpfulness", "accuracy"]
 
@@ -155,7 +155,7 @@ def test_cli_judge_filter_report_and_bad_inputs(server_factory, tmp_path):
 
 
 def check_report_html(text, judged):
-    from refed_dspy.report import SECTIONS
+    from refed_dspy.quality.report import SECTIONS
 
     for title in SECTIONS:
         assert f">{title}" in text, title
@@ -174,7 +174,7 @@ def check_report_html(text, judged):
 def test_report_with_embedding_diversity_and_mlflow_artifact(server_factory, tmp_path):
     import numpy as np
 
-    from refed_dspy.report import build_report
+    from refed_dspy.quality.report import build_report
 
     srv = server_factory()
     run = tmp_path / "run"
@@ -235,7 +235,7 @@ def test_judge_budget_stops_before_exceeding(server_factory, tmp_path):
 
 
 def test_judge_fingerprint_of_an_older_run_without_the_adapter_keys_still_matches():
-    from refed_dspy.judging import judge_fingerprint, judge_fingerprint_diff
+    from refed_dspy.quality.judge import judge_fingerprint, judge_fingerprint_diff
 
     new = judge_fingerprint(load_config(None, []))
     old = {k: v for k, v in new.items() if k not in ("adapter", "schema_dialect")}
@@ -246,7 +246,7 @@ def test_judge_fingerprint_of_an_older_run_without_the_adapter_keys_still_matche
 
 
 def test_execution_figures_of_a_summary():
-    from refed_dspy.report_stats import execution, execution_text
+    from refed_dspy.quality.report_stats import execution, execution_text
 
     assert execution({}) == {} and execution_text({}) == "unknown"  # a summary from before these figures
     online = execution(

@@ -1,9 +1,9 @@
 import pytest
 
 from refed_dspy.cli import main
+from refed_dspy.clients.lm import api_key_env, build_lm
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import MissingKeyError
-from refed_dspy.lm import api_key_env, build_lm
 
 
 def test_key_variable_inferred_from_provider():

@@ -11,12 +11,12 @@ from dspy.utils import DummyLM
 from loopback_server import read_log
 from test_integration import refed, sets
 
-from refed_dspy.compare import comparison_row, markdown_table, method_config, parse_methods
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError
+from refed_dspy.experiments.compare import comparison_row, markdown_table, method_config, parse_methods
 from refed_dspy.programs import ReflectPair
-from refed_dspy.records import Reference, SampleRecord
-from refed_dspy.synthesis import arun_synthesis, synthesize
+from refed_dspy.store.records import Reference, SampleRecord
+from refed_dspy.synthesis.api import arun_synthesis, synthesize
 
 REFS = [
     Reference.make("Explain photosynthesis simply.", "Plants turn light, water and CO2 into sugar and oxygen.", "test"),

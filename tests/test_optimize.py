@@ -21,11 +21,11 @@ from test_integration import refed as _popen
 from test_integration import sets
 
 from refed_dspy.config import load_config
+from refed_dspy.experiments.optimize import optimize
 from refed_dspy.methods import get_method
-from refed_dspy.optimize_run import optimize
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.program_io import load_program
-from refed_dspy.synthesis import synthesize
+from refed_dspy.synthesis.api import synthesize
 
 
 def refed(*args, cwd=None) -> tuple[int, str, str]:
@@ -194,7 +194,7 @@ def test_program_errors_are_one_line(server_factory, tmp_path):
 @contextlib.contextmanager
 def keep_active_model_env(monkeypatch):
     """An API key in the environment (the loopback ignores it) and MLflow's active model restored afterwards."""
-    from refed_dspy.tracking import keep_active_model
+    from refed_dspy.tracking.mlflow_runs import keep_active_model
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
     with keep_active_model():
@@ -243,7 +243,7 @@ def _mlflow_checks(uri: str, result, srv, tmp_path, monkeypatch, planted: str | 
             }
         )
     assert pred["improved_response"]
-    from refed_dspy.tracking import keep_active_model
+    from refed_dspy.tracking.mlflow_runs import keep_active_model
 
     for model_uri in (result.model_uri, f"runs:/{result.mlflow_run_id}/program"):
         with keep_active_model():

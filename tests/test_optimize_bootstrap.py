@@ -79,8 +79,8 @@ def test_examples_from_a_run_split_by_reference(server_factory, tmp_path):
 
     from refed_dspy.config import load_config
     from refed_dspy.optimizers.examples import examples_from_run, split_examples
-    from refed_dspy.seeds import load_references
-    from refed_dspy.synthesis import synthesize
+    from refed_dspy.store.seeds import load_references
+    from refed_dspy.synthesis.api import synthesize
 
     srv = server_factory()
     synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 24, **{"synthesis.instructions_per_feature": 2})))

@@ -10,12 +10,12 @@ from loopback_server import read_log
 from test_pipeline_program import STAGE_OF, lines, refed, sets
 
 from refed_dspy.config import load_config
+from refed_dspy.experiments.optimize import optimize
 from refed_dspy.methods import get_method
-from refed_dspy.optimize_run import optimize
 from refed_dspy.optimizers.metrics import InstructionMetric, PipelineMetric, diversity, novelty
 from refed_dspy.optimizers.program_io import load_program
-from refed_dspy.provenance import program_hash
-from refed_dspy.records import Reference
+from refed_dspy.store.records import Reference
+from refed_dspy.synthesis.provenance import program_hash
 
 REF = Reference.make("Explain how vaccines train the immune system.", "They show it a harmless look-alike...", "t")
 
@@ -166,7 +166,7 @@ def test_the_instructions_target_tunes_describe_and_synthesize(server_factory, t
     assert {s["meta"]["program"] for s in lines(syn2 / "samples.jsonl")} == {result.model_uri}
     import mlflow
 
-    from refed_dspy.tracking import keep_active_model
+    from refed_dspy.tracking.mlflow_runs import keep_active_model
 
     mlflow.set_tracking_uri(uri)
     with keep_active_model():

@@ -10,7 +10,7 @@ from loopback_server import read_log
 from test_integration import refed, sets
 
 from refed_dspy.config import load_config
-from refed_dspy.optimize_run import optimize
+from refed_dspy.experiments.optimize import optimize
 
 CRITERIA = "judging.criteria=['helpfulness','accuracy']"
 

@@ -12,10 +12,10 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.adapters import RefedChatAdapter
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec, load_config
-from refed_dspy.lm import build_lm
 from refed_dspy.signatures import GenerateResponse, ImproveResponse
-from refed_dspy.synthesis import synthesize
+from refed_dspy.synthesis.api import synthesize
 
 
 @pytest.mark.parametrize("signature", [GenerateResponse, ImproveResponse])
@@ -49,9 +49,9 @@ def test_teacher_gets_a_pool_as_wide_as_the_concurrency_and_keeps_the_key_out_of
 
 
 def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
-    from refed_dspy import lm as lm_module
-    from refed_dspy.judging import build_judge
-    from refed_dspy.synthesis import build_teacher
+    from refed_dspy.clients import lm as lm_module
+    from refed_dspy.quality.judge import build_judge
+    from refed_dspy.synthesis.api import build_teacher
 
     config = load_config(
         None,
@@ -68,7 +68,7 @@ def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
     assert build_judge(config)._async_engine_spec.config.max_connections == 200
     # a model DSPy serves some other way keeps DSPy's engine, and a pool wider than DSPy's is warned about
     monkeypatch.setattr(lm_module, "_wide_engines", lambda lm, n, wrap=None: None)
-    with caplog.at_level("WARNING", logger="refed_dspy.lm"):
+    with caplog.at_level("WARNING", logger="refed_dspy.clients.lm"):
         judge = build_judge(config)
     assert judge._engine_spec == "auto"
     assert "judge: 200 calls in flight" in caplog.text and "at most 100 connections" in caplog.text

@@ -17,8 +17,8 @@ from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.methods import get_method
 from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
 from refed_dspy.programs.pipeline import build_pipeline
-from refed_dspy.provenance import program_hash
-from refed_dspy.synthesis import synthesize
+from refed_dspy.synthesis.api import synthesize
+from refed_dspy.synthesis.provenance import program_hash
 
 # which signature a logged request asked for, by its output fields
 STAGE_OF = {
@@ -219,7 +219,7 @@ def test_sync_entry_points_work_inside_a_running_event_loop(server_factory, tmp_
         # what Jupyter does: the cell's code runs while an event loop is running
         first = synthesize(load_config(None, run_overrides(srv, tmp_path / "a", 3)))
         second = synthesize(load_config(None, run_overrides(srv, tmp_path / "b", 3)))
-        from refed_dspy.judging import judge_run
+        from refed_dspy.quality.judge import judge_run
 
         judged = judge_run(
             tmp_path / "a",
@@ -232,7 +232,7 @@ def test_sync_entry_points_work_inside_a_running_event_loop(server_factory, tmp_
         )
         assert judged["status"] == "complete"
         lm = dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", cache=False)
-        from refed_dspy.seeds import read_references
+        from refed_dspy.store.seeds import read_references
 
         refs, _ = read_references(None, limit=1)
         with dspy.context(lm=lm):

@@ -23,10 +23,9 @@ from conftest import start_refed_server
 from test_integration import refed, sets
 
 from refed_dspy.adapters import build_adapter, check_outputs
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import load_config
-from refed_dspy.lm import build_lm
 from refed_dspy.programs.synthesize import asking_for
-from refed_dspy.records import RejectRecord, SampleRecord
 from refed_dspy.signatures import (
     CompareResponses,
     CritiqueResponse,
@@ -39,6 +38,7 @@ from refed_dspy.signatures import (
     pointwise_signature,
     rubric_text,
 )
+from refed_dspy.store.records import RejectRecord, SampleRecord
 
 pytestmark = pytest.mark.real_model
 LOCAL = Path(__file__).resolve().parent.parent / "configs" / "local.toml"

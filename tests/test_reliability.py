@@ -19,8 +19,8 @@ from test_integration import refed, sets
 from refed_dspy.cli import main
 from refed_dspy.config import load_config
 from refed_dspy.errors import RunAborted
-from refed_dspy.records import RejectRecord, SampleRecord
-from refed_dspy.synthesis import synthesize
+from refed_dspy.store.records import RejectRecord, SampleRecord
+from refed_dspy.synthesis.api import synthesize
 
 
 def lines(path):
@@ -227,7 +227,7 @@ def test_bad_seed_files_are_one_line_exit_2(tmp_path, capsys, name, data, expect
 
 def test_disk_full_stops_with_one_line_and_keeps_every_record(server_factory, tmp_path, monkeypatch, capsys):
     """ENOSPC on the 6th sample write: exit 2, one line, the 5 samples already written intact; resumable."""
-    import refed_dspy.store as store
+    import refed_dspy.store.jsonl as store
 
     srv = server_factory()
     run = tmp_path / "run"
@@ -331,7 +331,7 @@ def test_every_request_is_accounted_when_many_requests_fail(server_factory, tmp_
 def test_judge_accounts_every_request_when_many_fail(server_factory, tmp_path):
     """The judge runs on the same engine: under 40 % HTTP 500s its paid and failed calls are the server's answered and
     failed judge requests, exactly."""
-    from refed_dspy.judging import judge_run
+    from refed_dspy.quality.judge import judge_run
 
     good = server_factory()
     run = tmp_path / "run"

@@ -9,8 +9,8 @@ from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
-from refed_dspy.records import RejectRecord, SampleRecord
-from refed_dspy.synthesis import synthesize
+from refed_dspy.store.records import RejectRecord, SampleRecord
+from refed_dspy.synthesis.api import synthesize
 
 
 def lines(path):

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from refed_dspy.errors import SeedError
-from refed_dspy.seeds import read_references
+from refed_dspy.store.seeds import read_references
 
 PAIRS = [("What is 2+2?", "It is 4."), ("Name a prime.", "Seven is prime.")]
 

@@ -7,10 +7,9 @@ import pytest
 from dspy.utils import DummyLM
 
 from refed_dspy.adapters import RefedChatAdapter, output_schema
-from refed_dspy.lm import collect_calls
+from refed_dspy.clients.lm import collect_calls
 from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReferenceSynthesis, RespondAndImprove
 from refed_dspy.programs.synthesize import asking_for
-from refed_dspy.records import Analysis, Reference
 from refed_dspy.signatures import (
     CritiqueResponse,
     DescribeInstruction,
@@ -18,6 +17,7 @@ from refed_dspy.signatures import (
     ImproveResponse,
     SynthesizeInstructions,
 )
+from refed_dspy.store.records import Analysis, Reference
 
 REF = Reference.make(
     "Explain photosynthesis simply.", "Plants turn light, water and CO2 into sugar and oxygen.", "test"

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
+from refed_dspy.clients.lm import CallInfo
+from refed_dspy.clients.pricing import Price, default_price, resolve_price
+from refed_dspy.clients.usage import Totals, usage_of
 from refed_dspy.errors import RunDirError
-from refed_dspy.lm import CallInfo
-from refed_dspy.pricing import Price, default_price, resolve_price
-from refed_dspy.store import JsonlWriter, read_jsonl
+from refed_dspy.store.jsonl import JsonlWriter, read_jsonl
 from refed_dspy.text import Deduper, lcs_length, normalize, rouge_l, tokens
-from refed_dspy.usage import Totals, usage_of
 
 
 def test_rouge_l_hand_computed():

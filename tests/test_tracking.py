@@ -9,12 +9,12 @@ import mlflow
 import pytest
 from conftest import run_overrides
 
-from refed_dspy.compare import compare
 from refed_dspy.config import load_config
-from refed_dspy.judging import judge_run
-from refed_dspy.optimize_run import optimize
-from refed_dspy.synthesis import synthesize
-from refed_dspy.tracking import RUN_DIR_TAG, flat_params, summary_metrics
+from refed_dspy.experiments.compare import compare
+from refed_dspy.experiments.optimize import optimize
+from refed_dspy.quality.judge import judge_run
+from refed_dspy.synthesis.api import synthesize
+from refed_dspy.tracking.mlflow_runs import RUN_DIR_TAG, flat_params, summary_metrics
 
 PLANTED = "sk-planted-9f8e7d6c5b4a39281706"
 
@@ -205,7 +205,7 @@ def test_nothing_leaves_the_machine_with_tracking_on(server_factory, tmp_path):
 
 
 def test_telemetry_opt_out_never_overrides_the_user(monkeypatch):
-    from refed_dspy import telemetry
+    from refed_dspy.tracking import telemetry
 
     monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
     monkeypatch.setenv("DO_NOT_TRACK", "false")  # the user's own choice stays

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.store import JsonlWriter, read_jsonl, write_jsonl_atomic
+from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
 
 FINAL_STATES = ("completed", "expired", "cancelled", "failed")
 

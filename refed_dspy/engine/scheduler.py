@@ -32,10 +32,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from refed_dspy.clients.pricing import Price
+from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.errors import RunDirError
-from refed_dspy.failures import Failure, FailureStreak
-from refed_dspy.pricing import Price
-from refed_dspy.usage import Totals, usage_of
 
 
 class Stage(Protocol):

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.store import complete_records
+from refed_dspy.store.jsonl import complete_records
 
 
 class Follower:

@@ -23,16 +23,16 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.budget import CallBudget
+from refed_dspy.clients.lm import build_lm, price_of
 from refed_dspy.config import Config, load_config, to_toml
+from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError, FinishedShort
-from refed_dspy.lm import build_lm, price_of
-from refed_dspy.lock import DirLock
-from refed_dspy.progress import Heartbeat
-from refed_dspy.records import Reference, final_response
-from refed_dspy.rundir import OnMismatch, RunDir, check_on_mismatch
-from refed_dspy.seeds import read_references
-from refed_dspy.store import write_json_atomic, write_text_atomic
+from refed_dspy.store.jsonl import write_json_atomic, write_text_atomic
+from refed_dspy.store.lock import DirLock
+from refed_dspy.store.records import Reference, final_response
+from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
+from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
 
 
@@ -154,7 +154,7 @@ def _tracked(config: Config, out: Path, optimizer: str):
         return
     import mlflow
 
-    from refed_dspy.tracking import KIND_TAG, RUN_DIR_TAG, STEPS_TAG, config_params, connect
+    from refed_dspy.tracking.mlflow_runs import KIND_TAG, RUN_DIR_TAG, STEPS_TAG, config_params, connect
 
     connect(config)
     traces = config.tracking.log_traces
@@ -180,7 +180,7 @@ def _tracked(config: Config, out: Path, optimizer: str):
 def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], config: Config) -> str:
     import mlflow
 
-    from refed_dspy.tracking import log_program, summary_metrics
+    from refed_dspy.tracking.mlflow_runs import log_program, summary_metrics
 
     mlflow.log_metrics(
         {
@@ -202,7 +202,7 @@ async def _examples(
     config: Config, out: Path, teacher: dspy.LM, references: list[Reference], on_mismatch: str
 ) -> tuple[Path, dict[str, Any]]:
     """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
-    from refed_dspy.synthesis import arun_synthesis
+    from refed_dspy.synthesis.api import arun_synthesis
 
     if config.optimize.examples_run:
         return Path(config.optimize.examples_run), {}
@@ -319,7 +319,7 @@ def optimize(
     from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
     from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
     from refed_dspy.optimizers.program_io import save_program
-    from refed_dspy.synthesis import use_run_cache
+    from refed_dspy.synthesis.api import use_run_cache
 
     if not isinstance(config, Config):
         config = load_config(config, overrides)

@@ -21,9 +21,9 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
+from refed_dspy.clients.pricing import Price, resolve_price
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import ConfigError, MissingKeyError
-from refed_dspy.pricing import Price, resolve_price
 
 log = logging.getLogger(__name__)
 # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
@@ -332,14 +332,14 @@ def build_lm(
     the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
     is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait. `wrap` (batch mode: a
     function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the LM's async calls
-    another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.endpoints),
+    another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
     """
     key = check_key(spec, role)
     kwargs: dict[str, Any] = dict(spec.extra)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
-        from refed_dspy.endpoints import EndpointSpread
+        from refed_dspy.clients.endpoints import EndpointSpread
 
         spread = EndpointSpread(spec.endpoints)
         wrap = spread.wrap
@@ -360,7 +360,7 @@ def build_lm(
         )
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
-    lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.provenance)
+    lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.provenance)
     if max_connections is None and wrap is None:
         return lm
     engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)

@@ -99,7 +99,7 @@ class SampleMeta(BaseModel):
     feature: str
     teacher: str
     program: str
-    program_hash: str | None = None  # content hash of the program that made it (refed_dspy.provenance)
+    program_hash: str | None = None  # content hash of the program that made it (refed_dspy.synthesis.provenance)
     usage: dict[str, Any] = Field(default_factory=dict)
 
 

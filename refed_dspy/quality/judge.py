@@ -19,19 +19,19 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
+from refed_dspy.clients.lm import build_lm, collect_calls, price_of
+from refed_dspy.clients.usage import Totals
 from refed_dspy.config import Config, config_from_dict
 from refed_dspy.engine import Engine, Limits
+from refed_dspy.engine.failures import Failure, classify
+from refed_dspy.engine.progress import Progress
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
-from refed_dspy.failures import Failure, classify
 from refed_dspy.gather import gather_settled
-from refed_dspy.lm import build_lm, collect_calls, price_of
-from refed_dspy.lock import DirLock
-from refed_dspy.progress import Progress
-from refed_dspy.records import final_response
-from refed_dspy.rundir import RunDir, check_on_mismatch, incomplete_note
-from refed_dspy.store import JsonlWriter, read_json, read_jsonl, write_json_atomic
+from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
+from refed_dspy.store.lock import DirLock
+from refed_dspy.store.records import final_response
+from refed_dspy.store.rundir import RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.sync import run_sync
-from refed_dspy.usage import Totals
 
 _PRIOR_PROMPT_TOKENS = 1500
 log = logging.getLogger(__name__)
@@ -385,7 +385,7 @@ async def ajudge_run(
 ) -> dict[str, Any]:
     """Judge (or finish judging) the samples of `run_dir`; returns judge_summary.json's content (judging.mode =
     "batch": through the judge provider's batch API; `detach` returns once the batches are submitted)."""
-    from refed_dspy.synthesis import use_run_cache
+    from refed_dspy.synthesis.api import use_run_cache
 
     rundir = RunDir(run_dir)
     if config is None:
@@ -399,8 +399,8 @@ async def ajudge_run(
         )
     batch = config.judging.mode == "batch"
     if batch:
+        from refed_dspy.clients.lm import check_key
         from refed_dspy.engine.batch_api import batch_provider
-        from refed_dspy.lm import check_key
 
         batch_provider(config.judge, "judge")
         check_key(config.judge, "judge")
@@ -423,7 +423,7 @@ async def ajudge_run(
             return await JudgeRun(config, rundir, judge_lm, show_progress, broker).run(samples, on_mismatch)
         finally:
             if config.tracking.enabled and rundir.judge_summary.exists():
-                from refed_dspy.tracking import track_run_dir
+                from refed_dspy.tracking.mlflow_runs import track_run_dir
 
                 track_run_dir(
                     config,

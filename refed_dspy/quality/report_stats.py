@@ -131,7 +131,7 @@ def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 def sample_cards(samples: list[dict], judgments: dict[str, dict], k: int = 2) -> dict[str, list[dict[str, Any]]]:
     """A few samples worth reading: the `k` best and worst by mean judge score, and the `k` the improvement step
     changed most (share of words deleted or inserted). Each card: id, instruction, final response, score, changed."""
-    from refed_dspy.records import final_response
+    from refed_dspy.store.records import final_response
     from refed_dspy.view.diff import changed_share
 
     def card(s: dict, score: float | None = None, changed: float | None = None) -> dict[str, Any]:

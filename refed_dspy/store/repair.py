@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.errors import RunDirError
-from refed_dspy.lock import DirLock
-from refed_dspy.store import parse_record
+from refed_dspy.store.jsonl import parse_record
+from refed_dspy.store.lock import DirLock
 
 Key = Callable[[dict[str, Any]], Any]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.errors import SeedError
-from refed_dspy.records import Reference
+from refed_dspy.store.records import Reference
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from refed_dspy.lm import CallInfo
-from refed_dspy.pricing import Price
+from refed_dspy.clients.lm import CallInfo
+from refed_dspy.clients.pricing import Price
 
 _FIELDS = (
     "calls",

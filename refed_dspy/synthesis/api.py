@@ -9,16 +9,16 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.clients.lm import build_lm, price_of
 from refed_dspy.config import Config, load_config
 from refed_dspy.errors import ConfigError
-from refed_dspy.lm import build_lm, price_of
-from refed_dspy.lock import DirLock
 from refed_dspy.methods import get_method
-from refed_dspy.provenance import with_teacher_of
-from refed_dspy.records import Reference
-from refed_dspy.rundir import OnMismatch, RunDir, check_on_mismatch
-from refed_dspy.seeds import read_references
+from refed_dspy.store.lock import DirLock
+from refed_dspy.store.records import Reference
+from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
+from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.provenance import with_teacher_of
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ async def arun_synthesis(
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
     request the run can make so far is submitted (summary status 'submitted'); the same call again collects
     and goes on."""
-    from refed_dspy.run_program import resolve_program
-    from refed_dspy.runner import SynthesisRun
+    from refed_dspy.synthesis.program import resolve_program
+    from refed_dspy.synthesis.run import SynthesisRun
 
     check_on_mismatch(on_mismatch)
     method = get_method(config.synthesis.method)
@@ -87,8 +87,8 @@ async def arun_synthesis(
     check_budget_prices(config)
     batch = config.synthesis.mode == "batch"
     if batch:
+        from refed_dspy.clients.lm import check_key
         from refed_dspy.engine.batch_api import batch_provider
-        from refed_dspy.lm import check_key
 
         if teacher is not None:
             raise ConfigError(
@@ -121,8 +121,8 @@ async def arun_synthesis(
             return await run.run(resumed)
         finally:
             if config.tracking.enabled and rundir.summary.exists():
-                from refed_dspy.store import read_json
-                from refed_dspy.tracking import track_run_dir
+                from refed_dspy.store.jsonl import read_json
+                from refed_dspy.tracking.mlflow_runs import track_run_dir
 
                 track_run_dir(
                     config, rundir.path, "synthesize", read_json(rundir.summary), [rundir.summary, rundir.fingerprint]

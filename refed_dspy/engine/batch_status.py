@@ -11,7 +11,7 @@ from typing import Any
 
 from refed_dspy.engine.batch_store import BatchStore
 from refed_dspy.errors import RunDirError
-from refed_dspy.store import read_json
+from refed_dspy.store.jsonl import read_json
 
 _STORES = (("synthesis", "batches", "summary.json"), ("judging", "judge_batches", "judge_summary.json"))
 

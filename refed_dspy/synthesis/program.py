@@ -16,7 +16,7 @@ import dspy
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import Method
-from refed_dspy.provenance import program_hash
+from refed_dspy.synthesis.provenance import program_hash
 
 log = logging.getLogger(__name__)
 

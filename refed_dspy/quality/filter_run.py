@@ -16,11 +16,11 @@ from typing import Any
 from refed_dspy.config import FilterSpec
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import JUDGE_PARTS, UNJUDGED, apply_chain, reject_counts, unjudged_ids
-from refed_dspy.judging import load_judgments, unjudged_reasons
-from refed_dspy.lock import DirLock
-from refed_dspy.outputs import check_output_dir
-from refed_dspy.rundir import RunDir, incomplete_note
-from refed_dspy.store import read_jsonl, write_json_atomic, write_jsonl_atomic
+from refed_dspy.quality.judge import load_judgments, unjudged_reasons
+from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
+from refed_dspy.store.lock import DirLock
+from refed_dspy.store.outputs import check_output_dir
+from refed_dspy.store.rundir import RunDir, incomplete_note
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from refed_dspy.records import final_response
+from refed_dspy.store.records import final_response
 
 FORMATS = ("messages", "sharegpt", "alpaca", "parquet", "hf", "hub")
 RESPONSES = ("improved", "draft")

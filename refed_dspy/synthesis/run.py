@@ -24,16 +24,18 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
+from refed_dspy.clients.lm import collect_calls, price_of, stage
+from refed_dspy.clients.pricing import Price
+from refed_dspy.clients.usage import usage_of
 from refed_dspy.config import Config, config_hash
 from refed_dspy.engine import Engine, Limits
+from refed_dspy.engine.failures import Failure, classify
+from refed_dspy.engine.progress import Progress
 from refed_dspy.errors import RunAborted
-from refed_dspy.failures import Failure, classify
-from refed_dspy.lm import collect_calls, price_of, stage
 from refed_dspy.methods import Method, get_method
-from refed_dspy.pricing import Price
 from refed_dspy.programs.parts import acall_part
-from refed_dspy.progress import Progress
-from refed_dspy.records import (
+from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic
+from refed_dspy.store.records import (
     OriginalPair,
     Reference,
     ReferenceFeedback,
@@ -43,11 +45,9 @@ from refed_dspy.records import (
     SampleRecord,
     content_id,
 )
-from refed_dspy.run_program import RunProgram, resolve_program
-from refed_dspy.rundir import ResumeState, RunDir
-from refed_dspy.store import read_json, read_jsonl, write_json_atomic
+from refed_dspy.store.rundir import ResumeState, RunDir
+from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.text import Deduper
-from refed_dspy.usage import usage_of
 
 log = logging.getLogger(__name__)
 

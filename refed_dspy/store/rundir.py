@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from refed_dspy.clients.usage import Totals
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, to_toml
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.records import ReferenceFeedback
-from refed_dspy.store import JsonlWriter, read_jsonl, write_json_atomic, write_text_atomic
-from refed_dspy.usage import Totals
+from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_json_atomic, write_text_atomic
+from refed_dspy.store.records import ReferenceFeedback
 
 ON_MISMATCH = ("error", "resume", "fresh")
 OnMismatch = Literal["error", "resume", "fresh"]
@@ -154,8 +154,8 @@ class RunDir:
 def incomplete_note(path: str | Path) -> str | None:
     """Why the data of a run dir (or of the run behind a filtered dir) may not be final, or None when its run
     finished: still being written by another process, stopped without a summary, or finished short."""
-    from refed_dspy.lock import holder
-    from refed_dspy.store import read_json
+    from refed_dspy.store.jsonl import read_json
+    from refed_dspy.store.lock import holder
 
     rundir = RunDir(path)
     source = read_json(rundir.path / "filter_summary.json").get("source_run")

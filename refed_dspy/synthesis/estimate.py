@@ -28,10 +28,10 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
+from refed_dspy.clients.lm import CallTag, current_stage, price_of
 from refed_dspy.config import Config
-from refed_dspy.lm import CallTag, current_stage, price_of
 from refed_dspy.methods import get_method
-from refed_dspy.records import Reference
+from refed_dspy.store.records import Reference
 from refed_dspy.sync import run_sync
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
@@ -253,7 +253,7 @@ def work_counts(config: Config, n_refs: int) -> dict[str, int]:
 
 def estimate(config: Config, references: list[Reference] | None = None, walk_refs: int = 4) -> dict[str, Any]:
     """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called."""
-    from refed_dspy.seeds import read_references
+    from refed_dspy.store.seeds import read_references
 
     if references is None:
         references, _ = read_references(

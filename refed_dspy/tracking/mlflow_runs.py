@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def connect(config: Config):
     """Point MLflow at the config's tracking URI and experiment; returns the experiment."""
-    from refed_dspy.telemetry import set_telemetry
+    from refed_dspy.tracking.telemetry import set_telemetry
 
     set_telemetry(config.tracking.telemetry)
     import mlflow

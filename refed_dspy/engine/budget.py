@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from refed_dspy.pricing import Price
+from refed_dspy.clients.pricing import Price
 
 _PRIOR_PROMPT_TOKENS = 2000
 
