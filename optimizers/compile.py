@@ -13,10 +13,9 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.config import OPTIMIZERS
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, RunAborted
-from refed_dspy.optimizers.metrics import GEPAJudgeMetric
+from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
 
 
 class OptimizationStopped(RunAborted):
@@ -91,94 +90,11 @@ def evaluate(
 
 
 def step_scores(compiled: dspy.Module, optimizer: str) -> list[float]:
-    """The per-step (trial, candidate) scores the optimizer left on its result, in order, on the metric's
-    0-1 scale (MIPROv2 and random search keep dspy.Evaluate's percentages; they are divided by 100)."""
-    if optimizer == "miprov2":
-        logs = getattr(compiled, "trial_logs", None) or {}
-        out = []
-        for n in sorted(logs):
-            entry = logs[n]
-            score = entry.get("full_eval_score", entry.get("mb_score"))
-            if score is not None:
-                out.append(round(float(score) / 100, 4))
-        return out
-    if optimizer == "gepa":
-        results = getattr(compiled, "detailed_results", None)
-        return [float(s) for s in getattr(results, "val_aggregate_scores", None) or []]
-    scale = 100 if optimizer == "bootstrap_random_search" else 1
-    return [
-        round(float(c["score"]) / scale, 4)
-        for c in getattr(compiled, "candidate_programs", None) or []
-        if c.get("score") is not None
-    ]
-
-
-def _teleprompter(
-    optimizer: str,
-    metric: Any,
-    *,
-    lm: dspy.LM,
-    proposer_lm: dspy.LM,
-    auto: str | None,
-    max_demos: int,
-    num_candidates: int,
-    max_metric_calls: int | None,
-    max_steps: int,
-    bsize: int,
-    num_threads: int,
-    seed: int,
-    n_train: int,
-):
-    if optimizer == "bootstrap":
-        return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=0)
-    if optimizer == "bootstrap_random_search":
-        return dspy.BootstrapFewShotWithRandomSearch(
-            metric=metric,
-            max_bootstrapped_demos=max_demos,
-            max_labeled_demos=0,
-            num_candidate_programs=num_candidates,
-            num_threads=num_threads,
-        )
-    if optimizer == "miprov2":
-        return dspy.MIPROv2(
-            metric=metric,
-            prompt_model=proposer_lm,
-            task_model=lm,
-            auto=auto,
-            num_candidates=None if auto else num_candidates,
-            max_bootstrapped_demos=max_demos,
-            max_labeled_demos=0,
-            num_threads=num_threads,
-            seed=seed,
-            verbose=False,
-            metric_threshold=getattr(metric, "threshold", None),
-        )
-    if optimizer == "gepa":
-        if auto is None and max_metric_calls is None:
-            raise ConfigError("GEPA needs optimize.auto or optimize.max_metric_calls")
-        if isinstance(metric, GEPAJudgeMetric):
-            gepa_metric = metric
-        else:
-            gepa_metric = metric.for_gepa() if hasattr(metric, "for_gepa") else metric
-        return dspy.GEPA(
-            metric=gepa_metric,
-            auto=None if max_metric_calls else auto,
-            max_metric_calls=max_metric_calls,
-            reflection_lm=proposer_lm,
-            num_threads=num_threads,
-            seed=seed,
-            track_stats=True,
-            reflection_minibatch_size=min(3, n_train),
-        )
-    return dspy.SIMBA(
-        metric=metric,
-        bsize=min(bsize, n_train),
-        num_candidates=num_candidates,
-        max_steps=max_steps,
-        max_demos=max_demos,
-        prompt_model=proposer_lm,
-        num_threads=num_threads,
-    )
+    """The per-step (trial, candidate) scores the optimizer left on its result, in order, on the metric's 0-1 scale
+    (a teleprompter of the caller's: the scores of the candidate programs it kept, if any)."""
+    if optimizer in OPTIMIZERS:
+        return OPTIMIZERS.get(optimizer).step_scores(compiled)
+    return candidate_scores(compiled)
 
 
 def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -> dspy.Module:
@@ -230,26 +146,28 @@ def optimize(
         )
     if instance is None and optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
+    choice = OPTIMIZERS.get(optimizer) if instance is None else None
     if not trainset:
         raise ConfigError("the optimization trainset is empty")
-    if optimizer in ("gepa", "miprov2", "bootstrap_random_search") and not valset:
+    if choice is not None and choice.needs_valset and not valset:
         raise ConfigError(f"optimizer '{optimizer}' needs a non-empty valset")
     proposer_lm = proposer_lm or lm
-    tp = instance or _teleprompter(
-        optimizer,
-        metric,
+    settings = CompileSettings(
         lm=lm,
         proposer_lm=proposer_lm,
         auto=auto,
         max_demos=max_demos,
         num_candidates=num_candidates,
+        num_trials=num_trials,
         max_metric_calls=max_metric_calls,
         max_steps=max_steps,
         bsize=bsize,
         num_threads=num_threads,
         seed=seed,
         n_train=len(trainset),
+        n_val=len(valset),
     )
+    tp = instance or choice.build(metric, settings)
 
     def check_budget(when: str, most: bool = False) -> None:
         if budget is not None and budget.tripped:
@@ -280,23 +198,8 @@ def optimize(
         try:
             if instance is not None:
                 compiled = _compile_with(instance, student, trainset, valset)
-            elif optimizer == "bootstrap":
-                compiled = tp.compile(student, trainset=trainset)
-            elif optimizer == "bootstrap_random_search":
-                compiled = tp.compile(student, trainset=trainset, valset=valset)
-            elif optimizer == "miprov2":
-                compiled = tp.compile(
-                    student,
-                    trainset=trainset,
-                    valset=valset,
-                    seed=seed,
-                    num_trials=None if auto else (num_trials or 2 * num_candidates),
-                    minibatch=len(valset) > 35,
-                )
-            elif optimizer == "gepa":
-                compiled = tp.compile(student, trainset=trainset, valset=valset)
             else:
-                compiled = tp.compile(student, trainset=trainset, seed=seed)
+                compiled = choice.compile(tp, student, trainset, valset, settings)
         except Exception:
             if budget is not None and budget.tripped:
                 check_budget("while compiling")

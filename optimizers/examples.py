@@ -14,9 +14,9 @@ from typing import Any
 import dspy
 
 from refed_dspy.errors import RunDirError
-from refed_dspy.export.formats import split_by_reference
 from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.rundir import RunDir
+from refed_dspy.store.split import split_by_reference
 
 INPUTS = ("reference_instruction", "reference_response", "instruction", "feedback")
 

@@ -17,17 +17,19 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.config import TARGETS
+from refed_dspy.adapters import build_adapter
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.failures import classify
+from refed_dspy.errors import ConfigError
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores
-from refed_dspy.quality.report_stats import mean_pairwise_rouge
 from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
 from refed_dspy.store.records import Reference
-from refed_dspy.text import rouge_l, tokens
+from refed_dspy.text import mean_pairwise_rouge, rouge_l, tokens
 
 _WIN = {"first": 1.0, "tie": 0.5, "second": 0.0}
+TARGETS = ("respond", "instructions", "pipeline")  # what optimize.target can tune, each with its metric
 
 
 class CountedCalls:
@@ -320,9 +322,6 @@ class PipelineMetric(JudgeMetric):
 def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = None) -> JudgeMetric:
     """The metric `refed optimize` uses for `target` (default: optimize.target), built from a Config: the judge LM
     ([judge], or `judge`), its adapter, the judging criteria and the optimize section's weights and threshold."""
-    from refed_dspy.adapters import build_adapter
-    from refed_dspy.clients.lm import build_lm
-    from refed_dspy.errors import ConfigError
 
     target = target or config.optimize.target
     if target not in TARGETS:

@@ -8,17 +8,20 @@ A program is loaded from such a file or from an MLflow model URI (`models:/...`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import dspy
+from pydantic import BaseModel
 
-from refed_dspy.config import Config, mask_secrets
 from refed_dspy.errors import ConfigError
-from refed_dspy.methods import Method
+from refed_dspy.methods import Method, SynthesisSettings
+from refed_dspy.settings import mask_secrets
 from refed_dspy.store.jsonl import write_json_atomic
 
 FORMAT = 1
@@ -26,7 +29,26 @@ MLFLOW_SCHEMES = ("models:/", "runs:/")
 PYTHON_SCHEME = "python:"  # config.toml's synthesis.program for a program passed as an object
 
 
-def save_program(program: dspy.Module, path: str | Path, config: Config, info: dict[str, Any]) -> Path:
+@contextlib.contextmanager
+def keep_active_model() -> Iterator[None]:
+    """Restore MLflow's active-model context after the block.
+
+    `log_model` and `load_model` make their model the process's "active model", to which MLflow
+    then links every later metric, even of other runs in other stores (a foreign-key error on a
+    server that does not hold that model).
+    """
+    from mlflow.tracking import fluent
+
+    active = getattr(fluent, "_ACTIVE_MODEL_CONTEXT", None)
+    before = active.get() if active is not None else None
+    try:
+        yield
+    finally:
+        if active is not None:
+            active.set(before)
+
+
+def save_program(program: dspy.Module, path: str | Path, config: BaseModel, info: dict[str, Any]) -> Path:
     """Write `program`'s state with the `refed` block (config, `info` such as optimizer and scores)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +83,6 @@ def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], st
         )
     if spec.startswith(MLFLOW_SCHEMES):
         import mlflow
-
-        from refed_dspy.tracking.mlflow_runs import keep_active_model
 
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
@@ -134,13 +154,12 @@ def load_state_into(program: dspy.Module, state: dict[str, Any], spec: str) -> l
 
 
 def load_program(
-    spec: str, method: Method, tracking_uri: str | None = None, n: int = 10, reflection: str = "both"
+    spec: str, method: Method, tracking_uri: str | None = None, syn: SynthesisSettings | None = None
 ) -> tuple[dspy.Module, str]:
-    """The pipeline program of `method` with the saved state of `spec` applied (a whole pipeline's, or its
-    per-instruction part's), and its identity (the file's absolute path, or the MLflow URI)."""
-    from refed_dspy.programs.pipeline import build_pipeline
-
+    """The pipeline program of `method` (built with `syn`, the synthesis settings) with the saved state of `spec`
+    applied (a whole pipeline's, or its per-instruction part's), and its identity (the file's absolute path, or the
+    MLflow URI)."""
     state, identity = _read_state(spec, tracking_uri)
-    program = build_pipeline(method, n, reflection)
+    program = method.build_pipeline(syn)
     load_state_into(program, state, spec)
     return program, identity

@@ -14,12 +14,11 @@ import contextvars
 import functools
 import inspect
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
 import dspy
 
 from refed_dspy.errors import ConfigError
-from refed_dspy.methods import Method
 
 # The keyword inputs the runner passes to each part (values are placeholders for the signature check).
 PART_INPUTS: dict[str, dict[str, Any]] = {
@@ -34,6 +33,13 @@ PART_INPUTS: dict[str, dict[str, Any]] = {
     "respond": {"reference_instruction": "", "reference_response": "", "instruction": "", "feedback": None},
     "recycle": {"instruction": "", "response": ""},
 }
+
+
+class PartsOf(Protocol):
+    """What `check_pipeline` needs of a method: its name and the parts it runs ({attribute: PART_INPUTS key})."""
+
+    name: str
+    parts: dict[str, str]
 
 
 def unfrozen(module: Any) -> Any:
@@ -72,16 +78,6 @@ async def acall_part(module: dspy.Module, executor: Executor | None = None, **kw
     return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(ctx.run, module, **kwargs))
 
 
-def parts_of(method: Method) -> dict[str, str]:
-    """{attribute: inputs key} of the parts `method` runs."""
-    if method.recycle:
-        return {"respond": "recycle"}
-    parts = {"synthesizer": "synthesizer", "respond": "respond"}
-    if method.collects_feedback:
-        parts = {"collect": "collect", **parts}
-    return parts
-
-
 def _takes(fn: Any, inputs: dict[str, Any]) -> str | None:
     try:
         sig = inspect.signature(fn)
@@ -94,17 +90,17 @@ def _takes(fn: Any, inputs: dict[str, Any]) -> str | None:
     return None
 
 
-def check_pipeline(program: Any, method: Method, what: str = "program") -> list[str]:
+def check_pipeline(program: Any, method: PartsOf, what: str = "program") -> list[str]:
     """Refuse (ConfigError, one line) a program that cannot run `method`: a missing part, a part that is not
     a DSPy module, one with no forward/aforward, or one whose entry point does not take the runner's inputs.
     Returns the names of the parts that will run in worker threads (they have no `aforward`)."""
     if not isinstance(program, dspy.Module):
         raise ConfigError(
             f"{what}: a {type(program).__name__} is not a DSPy module (give a dspy.Module whose parts "
-            f"are {', '.join(parts_of(method))})"
+            f"are {', '.join(method.parts)})"
         )
     threaded = []
-    for name, key in parts_of(method).items():
+    for name, key in method.parts.items():
         part = getattr(program, name, None)
         if not isinstance(part, dspy.Module):
             found = "nothing" if part is None else f"a {type(part).__name__}"

@@ -7,6 +7,8 @@ import functools
 import dspy
 
 from refed_dspy.clients.lm import stage
+from refed_dspy.engine.budget import BudgetExceeded
+from refed_dspy.gather import gather_kept
 from refed_dspy.signatures import SynthesizeInstructions
 from refed_dspy.signatures.bounds import exactly
 from refed_dspy.signatures.synthesize_instructions import Instruction
@@ -86,8 +88,6 @@ async def synthesize_for_features(
     """(feature name, new instruction) pairs: `n` from `synthesizer` for each (name, description) feature, the
     features' calls made concurrently. A feature whose call failed gives none; when every one failed, the first
     error is raised."""
-    from refed_dspy.engine.budget import BudgetExceeded
-    from refed_dspy.gather import gather_kept
 
     async def one(name: str, desc: str) -> list[tuple[str, str]]:
         batch = await synthesizer.acall(

@@ -1,19 +1,32 @@
 """refed-dspy: instruction-tuning data synthesis with Reference-Level Feedback, as a DSPy program.
 
-The core (config, records, seeds, store, lm) imports no signatures, programs or optimizers;
-`synthesize`, `compare`, `optimize`, `build_lm` and `make_metric` are loaded on first use (and listed by `dir`).
+The public names below are the package's facade. The light ones (errors, records, seed reading) load with the
+package; the rest load on first use, so `import refed_dspy` and `refed --help` do not import DSPy (`dir` lists
+them all).
 """
+
+import importlib
 
 from refed_dspy.tracking.telemetry import set_telemetry
 
 set_telemetry()  # before anything imports MLflow or the Hub: no usage reports unless tracking.telemetry = true
 
-from refed_dspy.config import Config, load_config  # noqa: E402
 from refed_dspy.errors import ConfigError, MissingKeyError, RefedError, RunAborted, RunDirError, SeedError  # noqa: E402
 from refed_dspy.store.records import Reference, ReferenceFeedback, SampleRecord  # noqa: E402
 from refed_dspy.store.seeds import load_references, read_references  # noqa: E402
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (loaded on first use)
+_LAZY = {
+    "Config": "refed_dspy.config",
+    "load_config": "refed_dspy.config",
+    "synthesize": "refed_dspy.synthesis.api",
+    "compare": "refed_dspy.experiments.compare",
+    "optimize": "refed_dspy.experiments.optimize",
+    "build_lm": "refed_dspy.clients.lm",
+    "make_metric": "refed_dspy.optimizers.metrics",
+}
 
 __all__ = [
     "Config",
@@ -38,27 +51,12 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "synthesize":
-        from refed_dspy.synthesis.api import synthesize
-
-        return synthesize
-    if name == "compare":
-        from refed_dspy.experiments.compare import compare
-
-        return compare
-    if name == "optimize":
-        from refed_dspy.experiments.optimize import optimize
-
-        return optimize
-    if name == "build_lm":
-        from refed_dspy.clients.lm import build_lm
-
-        return build_lm
-    if name == "make_metric":
-        from refed_dspy.optimizers.metrics import make_metric
-
-        return make_metric
-    raise AttributeError(f"module 'refed_dspy' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'refed_dspy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

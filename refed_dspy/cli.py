@@ -159,8 +159,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
 
 
 def _cmd_filter(args: argparse.Namespace) -> int:
-    from refed_dspy.filters import parse_filter
-    from refed_dspy.quality.filter_run import filter_run
+    from refed_dspy.quality.filter_run import filter_run, parse_filter
 
     config = _config_for_run(args, args.run_dir)
     specs = [parse_filter(t) for t in args.apply] if args.apply else list(config.filters)

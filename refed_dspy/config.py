@@ -12,127 +12,41 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from refed_dspy.errors import ConfigError
+from refed_dspy.clients.spec import LMSpec
+from refed_dspy.errors import ConfigError, RunDirError
+from refed_dspy.filters import FILTERS, filter_spec
+from refed_dspy.methods import METHODS
+from refed_dspy.optimizers.metrics import TARGETS
+from refed_dspy.optimizers.teleprompters import OPTIMIZERS
+from refed_dspy.registry import Registry
+from refed_dspy.settings import Section, mask_secrets
+from refed_dspy.store.rundir import RunDir
 
-METHODS = ("refed", "sample_feedback", "instruction_feedback", "no_feedback", "reflection")
 SEED_FORMATS = ("auto", "lima", "alpaca", "sharegpt", "openai", "plain")
 JUDGE_TEMPERATURE = 0.0
-ADAPTERS = ("auto", "chat", "json", "json_schema")
-SCHEMA_DIALECTS = ("auto", "full", "openai", "anthropic", "gemini", "minimal")
-_SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)token$)", re.I)
 
 
-class _Section(BaseModel):
-    # strict: a boolean is not a number (size = true must not mean 1); ints still fill float fields
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+def registered(registry: Registry) -> Any:
+    """A validator that accepts the names `registry` holds when the value is validated (so an entry registered after
+    this module was imported counts), refusing others as a Literal would."""
 
-
-class LMSpec(_Section):
-    """How to reach one LM role (teacher or judge)."""
-
-    model: str = Field(
-        "openai/gpt-4o-mini",
-        description="Model string DSPy/LiteLLM accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest', 'azure/<deployment>', 'ollama_chat/llama3.1'.",
-    )
-    api_base: str | list[str] | None = Field(
-        None,
-        description="Base URL of an OpenAI-compatible or self-hosted server (vLLM, Ollama, a proxy), or a list of several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.",
-    )
-    api_key_env: str | None = Field(
-        None,
-        description="Environment variable holding the API key. Unset: inferred from the provider prefix (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...). Empty string: the server needs no key.",
-    )
-    api_version: str | None = Field(None, description="API version, needed by Azure OpenAI.")
-    temperature: float = Field(
-        1.0, ge=0.0, le=2.0, description="Sampling temperature. Must be > 0 for distinct samples from one prompt."
-    )
-    max_tokens: int = Field(
-        4096,
-        gt=0,
-        description="Maximum completion tokens per call; a reply cut off at this limit is rejected as 'truncated'.",
-    )
-    num_retries: int = Field(
-        3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After)."
-    )
-    timeout: float | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
-    input_usd_per_mtok: float | None = Field(
-        None,
-        ge=0,
-        description="Price of 1M uncached prompt tokens in USD. Unset: the built-in table for common models.",
-    )
-    cached_input_usd_per_mtok: float | None = Field(
-        None,
-        ge=0,
-        description="Price of 1M cached prompt tokens in USD. Unset: the built-in table, else the input price.",
-    )
-    output_usd_per_mtok: float | None = Field(
-        None, ge=0, description="Price of 1M completion tokens in USD. Unset: the built-in table."
-    )
-    adapter: Literal[ADAPTERS] = Field(
-        "auto",
-        description="How outputs are asked for and read: chat (DSPy's [[ ## field ## ]] markers), json (a JSON object), json_schema (the signature's JSON schema as response_format, enforced by the provider), auto (json_schema where the provider enforces schemas, else chat; the summary says which).",
-    )
-    schema_dialect: Literal[SCHEMA_DIALECTS] = Field(
-        "auto",
-        description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.",
-    )
-    batch_price_factor: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="What a call sent through the provider's batch API costs, as a share of the online price (OpenAI and Anthropic: 0.5).",
-    )
-    max_repairs: int = Field(
-        1,
-        ge=0,
-        le=5,
-        description="Times an output that does not parse or breaks its contract is asked again, with the error shown, before it is rejected.",
-    )
-    extra: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra keyword arguments passed to dspy.LM (provider-specific). Never put a key here.",
-    )
-
-    @field_validator("api_base")
-    @classmethod
-    def _endpoints(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list):
-            if not value or not all(v.strip() for v in value):
-                raise ValueError("needs at least one URL, none of them empty")
-            if len(set(value)) != len(value):
-                raise ValueError("names an endpoint twice")
-            return value[0] if len(value) == 1 else value
+    def check(value: str) -> str:
+        if value not in registry:
+            names = [repr(n) for n in registry.names()]
+            expected = " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
         return value
 
-    @property
-    def endpoints(self) -> list[str]:
-        """Every api_base given (empty: the provider's default)."""
-        if self.api_base is None:
-            return []
-        return [self.api_base] if isinstance(self.api_base, str) else list(self.api_base)
-
-    @property
-    def primary_api_base(self) -> str | None:
-        """The first api_base: the URL the LM is built with (the others are reached through the same requests)."""
-        return self.endpoints[0] if self.endpoints else None
-
-    @field_validator("extra")
-    @classmethod
-    def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if _SECRET_NAME.search(key):
-                raise ValueError(
-                    f"'{key}' looks like a secret; put it in an environment variable and name it in api_key_env"
-                )
-        return value
+    return check
 
 
-class SeedsConfig(_Section):
+class SeedsConfig(Section):
     """Where the reference (seed) pairs come from."""
 
     source: str | None = Field(
@@ -144,11 +58,11 @@ class SeedsConfig(_Section):
     limit: int | None = Field(None, gt=0, description="Use at most this many references (after skipping bad rows).")
 
 
-class SynthesisConfig(_Section):
+class SynthesisConfig(Section):
     """What to synthesize and how hard to push the provider."""
 
-    method: Literal[METHODS] = Field(
-        "refed", description="refed | sample_feedback | instruction_feedback | no_feedback | reflection."
+    method: Annotated[str, AfterValidator(registered(METHODS))] = Field(
+        "refed", description=f"{' | '.join(METHODS)} (refed_dspy.methods; a method you register is accepted too)."
     )
     size: int = Field(1000, gt=0, description="Number of samples to produce; the run stops at exactly this many.")
     instructions_per_feature: int = Field(
@@ -195,10 +109,9 @@ class SynthesisConfig(_Section):
 
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-FILTERS = ("judge_prefers_improved", "rouge_diversity", "min_score", "length", "dedup", "random_subset")
 
 
-class JudgingConfig(_Section):
+class JudgingConfig(Section):
     """How `refed judge` scores a run's samples (the judge's LM is [judge])."""
 
     criteria: list[str] = Field(
@@ -237,40 +150,10 @@ class JudgingConfig(_Section):
         return value
 
 
-class FilterSpec(_Section):
-    """One step of the filter chain (applied in order by `refed filter`)."""
-
-    name: Literal[FILTERS] = Field(
-        description="judge_prefers_improved | rouge_diversity | min_score | length | dedup | random_subset."
-    )
-    threshold: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="rouge_diversity and dedup: ROUGE-L F1 at or above which a sample counts as a near-duplicate.",
-    )
-    min_score: float | None = Field(
-        None, ge=1, le=10, description="min_score: keep samples whose mean pointwise score is at least this."
-    )
-    field: Literal["instruction", "response", "draft"] = Field(
-        "response", description="length: which text to measure (response = the final response)."
-    )
-    min_words: int | None = Field(None, ge=0, description="length: minimum words.")
-    max_words: int | None = Field(None, gt=0, description="length: maximum words.")
-    k: int | None = Field(None, gt=0, description="random_subset: how many samples to keep.")
-    seed: int = Field(0, description="rouge_diversity and random_subset: random seed.")
-
-    @model_validator(mode="after")
-    def _needs(self) -> FilterSpec:
-        need = {"rouge_diversity": "threshold", "min_score": "min_score", "random_subset": "k"}.get(self.name)
-        if need and getattr(self, need) is None:
-            raise ValueError(f"filter '{self.name}' needs '{need}'")
-        if self.name == "length" and self.min_words is None and self.max_words is None:
-            raise ValueError("filter 'length' needs min_words or max_words")
-        return self
+FilterSpec = filter_spec()  # one [[filters]] table: a registered filter's model, chosen by its `name`
 
 
-class ReportConfig(_Section):
+class ReportConfig(Section):
     """What `refed report` computes."""
 
     embedding_model: str | None = Field(
@@ -281,19 +164,15 @@ class ReportConfig(_Section):
     seed: int = Field(0, description="Seed for the report's samples.")
 
 
-OPTIMIZERS = ("bootstrap", "bootstrap_random_search", "miprov2", "gepa", "simba")
-TARGETS = ("respond", "instructions", "pipeline")  # what optimize.target can tune
-
-
-class OptimizeConfig(_Section):
+class OptimizeConfig(Section):
     """What `refed optimize` tunes, on which examples, and how much it may spend."""
 
     target: Literal[TARGETS] = Field(
         "respond",
         description="What is tuned: respond (the per-instruction program: generate and improve; examples are synthesized instructions), instructions (describe and synthesize: what the dataset is about; examples are references, judged on instruction quality and novelty), or pipeline (every predictor of the method; examples are references, judged on the samples' value and diversity).",
     )
-    optimizer: Literal[OPTIMIZERS] = Field(
-        "miprov2", description="bootstrap | bootstrap_random_search | miprov2 | gepa | simba."
+    optimizer: Annotated[str, AfterValidator(registered(OPTIMIZERS))] = Field(
+        "miprov2", description=f"{' | '.join(OPTIMIZERS)} (refed_dspy.optimizers.teleprompters)."
     )
     auto: Literal["light", "medium", "heavy"] | None = Field(
         "light",
@@ -366,7 +245,7 @@ class OptimizeConfig(_Section):
         return self.n_val / (self.n_train + self.n_val)
 
 
-class BatchConfig(_Section):
+class BatchConfig(Section):
     """How batch mode (synthesis.mode or judging.mode = "batch") makes and watches provider batches."""
 
     poll_s: float = Field(30.0, gt=0, description="Seconds between status checks of an open batch.")
@@ -392,7 +271,7 @@ class BatchConfig(_Section):
     max_in_flight: int = Field(20000, gt=0, description="Pieces of work waiting on batches at once.")
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     """Where the run lives on disk."""
 
     dir: str = Field(
@@ -413,7 +292,7 @@ class RunConfig(_Section):
     )
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     """MLflow tracking."""
 
     enabled: bool = Field(False, description="Log runs to MLflow (params, metrics, artifacts).")
@@ -428,7 +307,7 @@ class TrackingConfig(_Section):
     )
 
 
-class Config(_Section):
+class Config(Section):
     """A whole run's configuration."""
 
     teacher: LMSpec = Field(
@@ -512,8 +391,27 @@ def _nearest(name: str, options: list[str]) -> str:
     return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(options)}"
 
 
+def _filter_loc(loc: tuple) -> tuple[type[BaseModel] | None, tuple]:
+    """For a location inside a [[filters]] table (pydantic puts the filter's name after its index): the filter's model
+    and the location below it."""
+    if len(loc) >= 3 and isinstance(loc[1], int) and loc[2] in FILTERS:
+        return FILTERS.get(loc[2]), tuple(loc[3:])
+    return None, ()
+
+
+def _where(loc: tuple) -> str:
+    """A location as the user wrote it (`filters.0.k`, without pydantic's filter-name step)."""
+    if loc[:1] == ("filters",) and _filter_loc(loc)[0] is not None:
+        loc = loc[:2] + loc[3:]
+    return ".".join(str(p) for p in loc)
+
+
 def _model_at(loc: tuple) -> type[BaseModel] | None:
-    model: type[BaseModel] = Config
+    model: type[BaseModel] | None = Config
+    if loc[:1] == ("filters",):
+        model, loc = _filter_loc(loc)
+        if model is None:
+            return None
     for part in loc:
         field = model.model_fields.get(str(part))
         if field is None:
@@ -541,15 +439,24 @@ def format_validation_error(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         loc = tuple(e["loc"])
-        where = ".".join(str(p) for p in loc)
+        where = _where(loc)
         if e["type"] == "extra_forbidden":
             parent = _model_at(loc[:-1])
             options = list(parent.model_fields) if parent else []
-            section = ".".join(str(p) for p in loc[:-1])
+            section = _where(loc[:-1])
             place = f" in [{section}]" if section else ""
             parts.append(f"unknown key '{loc[-1]}'{place}{_nearest(str(loc[-1]), options)}")
         elif e["type"] in ("literal_error",):
             parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
+        elif e["type"] == "union_tag_invalid":  # a [[filters]] table naming no registered filter
+            expected = e.get("ctx", {}).get("expected_tags", "")
+            parts.append(f"{where}.name: input should be {expected}, got {e.get('ctx', {}).get('tag')!r}")
+        elif e["type"] == "union_tag_not_found":
+            parts.append(f"{where}: needs a name, one of {', '.join(repr(n) for n in FILTERS.names())}")
+        elif e["type"] == "missing" and loc[:1] == ("filters",) and _filter_loc(loc)[0] is not None:
+            parts.append(f"filter '{loc[2]}' needs '{loc[-1]}'")
+        elif e["type"] == "missing":
+            parts.append(f"{where}: needs a value")
         elif e["type"] == "value_error":
             parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
         elif "greater" in e["type"] or "less" in e["type"]:
@@ -624,16 +531,14 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
-def mask_secrets(obj: Any) -> Any:
-    """Replace values of secret-looking keys with '***' (defence in depth; keys never belong here)."""
-    if isinstance(obj, dict):
-        return {
-            k: ("***" if _SECRET_NAME.search(k) and k != "api_key_env" and v else mask_secrets(v))
-            for k, v in obj.items()
-        }
-    if isinstance(obj, list):
-        return [mask_secrets(v) for v in obj]
-    return obj
+def run_config(rundir: RunDir) -> Config:
+    """The config a run dir was made with (its config.toml)."""
+    if not rundir.config.exists():
+        raise RunDirError(f"{rundir.path} is not a run directory (no config.toml); run `refed synthesize` first")
+    try:
+        return config_from_dict(tomllib.loads(rundir.config.read_text(encoding="utf-8")))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
 
 
 def to_toml(config: Config) -> str:

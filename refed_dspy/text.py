@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import random
 import re
+import statistics
 import sys
 from array import array
 from collections import Counter
+from itertools import combinations
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -131,3 +134,13 @@ class Deduper:
         if reason is None:
             self.add(text)
         return reason
+
+
+def mean_pairwise_rouge(texts: list[str], sample: int, seed: int = 0) -> float | None:
+    """Mean ROUGE-L F1 over all pairs of a random sample of `sample` texts."""
+    if len(texts) < 2:
+        return None
+    chosen = random.Random(seed).sample(texts, min(sample, len(texts)))
+    toks = [tokens(t) for t in chosen]
+    scores = [rouge_l(a, b) for a, b in combinations(toks, 2)]
+    return round(statistics.fmean(scores), 4)

@@ -18,8 +18,7 @@ import pytest
 from conftest import run_overrides, start_refed_server
 
 from refed_dspy.config import load_config
-from refed_dspy.filters import parse_filter
-from refed_dspy.quality.filter_run import filter_run
+from refed_dspy.quality.filter_run import filter_run, parse_filter
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.quality.report import build_report
 from refed_dspy.synthesis.api import synthesize

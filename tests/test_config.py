@@ -17,11 +17,11 @@ from refed_dspy.errors import ConfigError
 def test_defaults_are_valid_and_documented():
     cfg = load_config()
     assert cfg.synthesis.method == "refed" and cfg.synthesis.instructions_per_feature == 10
-    from refed_dspy.config import FilterSpec
+    from refed_dspy.filters import FILTERS
 
     models = [f.annotation for f in type(cfg).model_fields.values() if hasattr(f.annotation, "model_fields")]
     assert len(models) >= 8 and type(cfg).model_fields["filters"].description
-    for model in [*models, FilterSpec]:
+    for model in [*models, *FILTERS.values()]:
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
 

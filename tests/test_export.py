@@ -11,10 +11,10 @@ from test_integration import refed
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
-from refed_dspy.export.formats import split_by_reference, to_alpaca, to_messages, to_sharegpt
+from refed_dspy.export.formats import to_alpaca, to_messages, to_sharegpt
 from refed_dspy.export.run import export_run
-from refed_dspy.filters import parse_filter
-from refed_dspy.quality.filter_run import filter_run
+from refed_dspy.quality.filter_run import filter_run, parse_filter
+from refed_dspy.store.split import split_by_reference
 from refed_dspy.synthesis.api import synthesize
 
 S = {"instruction": "Q?", "response": "draft", "improved_response": "better", "meta": {"id": "x", "reference_id": "r"}}

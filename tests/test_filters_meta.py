@@ -4,18 +4,19 @@ import json
 
 import pytest
 
-from refed_dspy.config import FilterSpec, load_config
+from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError, SeedError
 from refed_dspy.filters import (
     apply_chain,
     dedup,
     judge_prefers_improved,
     length,
+    make_filter,
     min_score,
-    parse_filter,
     random_subset,
     rouge_diversity,
 )
+from refed_dspy.quality.filter_run import parse_filter
 from refed_dspy.quality.meta_eval import meta_metrics, pearson, ranks, read_labels, spearman
 
 
@@ -77,7 +78,7 @@ def test_min_score_length_dedup_and_subset():
 
 
 def test_chain_records_each_removal_with_filter_and_reason():
-    specs = [FilterSpec(name="judge_prefers_improved"), FilterSpec(name="length", field="response", min_words=10)]
+    specs = [make_filter("judge_prefers_improved"), make_filter("length", field="response", min_words=10)]
     kept, rejects, steps = apply_chain(specs, SAMPLES, JUDGMENTS)
     assert [s["meta"]["id"] for s in kept] == ["s5"]
     assert [(r["item_id"], r["filter"]) for r in rejects] == [

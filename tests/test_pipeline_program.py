@@ -14,9 +14,8 @@ from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.methods import get_method
+from refed_dspy.methods import Defaults, get_method
 from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
-from refed_dspy.programs.pipeline import build_pipeline
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.provenance import program_hash
 
@@ -46,7 +45,7 @@ def sets(overrides):
 def marked_pipeline(tag: str, method: str = "refed") -> dspy.Module:
     """The method's pipeline with every predictor's instructions replaced by a marker naming it (as a compiled
     pipeline would differ from the built-in one), and one demo on the generator."""
-    program = build_pipeline(get_method(method), n=2)
+    program = get_method(method).build_pipeline(Defaults(instructions_per_feature=2))
     for name, pred in program.named_predictors():
         pred.signature = pred.signature.with_instructions(f"MARK-{tag}-{name}: do the task well.")
     program.respond.generate.demos = [
@@ -134,7 +133,7 @@ def test_python_objects_are_part_of_provenance(server_factory, tmp_path):
     mine.generate.signature = mine.generate.signature.with_instructions("Answer like a patient tutor.")
     first = synthesize(load_config(None, run_overrides(srv, run2, 3)), respond=mine)
     assert first["program"].endswith("RespondAndImprove") and first["program_hash"] != program_hash(
-        build_pipeline(get_method("refed"))
+        get_method("refed").build_pipeline()
     )
     n_calls = len(read_log(srv.cfg.log_path))
     assert synthesize(load_config(None, run_overrides(srv, run2, 3)), respond=mine)["new_samples"] == 0
@@ -251,15 +250,15 @@ def test_a_compiled_part_is_saved_and_hashed_with_its_pipeline():
         dspy.Example(example_instruction="Q?", example_response="A.", instruction="Hi?", response="Hi.")
     ]
     part._compiled = True
-    plain = build_pipeline(get_method("refed"))
-    holding = build_pipeline(get_method("refed"), respond=part)
+    plain = get_method("refed").build_pipeline()
+    holding = get_method("refed").build_pipeline(respond=part)
     assert "respond.generate" in holding.dump_state() and holding.respond.generate.demos
     assert program_hash(holding) != program_hash(plain)
     assert part._compiled  # the caller's object is left as it was
     # a whole pipeline passed as program= whose part is compiled: opened on a copy
     from refed_dspy.programs.parts import with_open_parts
 
-    given = build_pipeline(get_method("refed"))
+    given = get_method("refed").build_pipeline()
     given.respond = part
     assert "respond.generate" not in given.dump_state()  # what DSPy does with a frozen child
     opened = with_open_parts(given)

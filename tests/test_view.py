@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from refed_dspy.view.diff import changed_share, word_diff
+from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.view.follow import Follower
 from refed_dspy.view.index import Filters, Row
 

@@ -14,7 +14,7 @@ from refed_dspy.adapters.chat import RefedChatAdapter
 from refed_dspy.adapters.contract import ContractError, check_outputs, output_schema
 from refed_dspy.adapters.dialects import DIALECTS, dialect_for, provider_of, schema_for
 from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
-from refed_dspy.config import LMSpec
+from refed_dspy.clients.spec import LMSpec
 
 __all__ = [
     "DIALECTS",

@@ -21,8 +21,9 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
+from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.pricing import Price, resolve_price
-from refed_dspy.config import LMSpec
+from refed_dspy.clients.spec import LMSpec
 from refed_dspy.errors import ConfigError, MissingKeyError
 
 log = logging.getLogger(__name__)
@@ -339,8 +340,6 @@ def build_lm(
     kwargs: dict[str, Any] = dict(spec.extra)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
-        from refed_dspy.clients.endpoints import EndpointSpread
-
         spread = EndpointSpread(spec.endpoints)
         wrap = spread.wrap
     if spec.api_base:

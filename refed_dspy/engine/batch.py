@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.clients.lm import current_stage
-from refed_dspy.engine.batch_api import BatchAPIError, BatchView, _Client
+from refed_dspy.clients.lm import build_lm, check_key, current_stage
+from refed_dspy.engine.batch_api import BatchAPIError, BatchView, _Client, client_for_spec
 from refed_dspy.engine.batch_store import BatchEntry, BatchStore, StoredResult
 
 log = logging.getLogger(__name__)
@@ -429,8 +429,6 @@ def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = F
 
     `spec` is an LMSpec, `settings` the config's [batch] section. ConfigError for a provider without a batch API.
     """
-    from refed_dspy.clients.lm import build_lm, check_key
-    from refed_dspy.engine.batch_api import client_for_spec
 
     client = client_for_spec(spec, check_key(spec, role), role)
     body_spec = spec

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from refed_dspy.engine.batch_store import StoredResult
+from refed_dspy.errors import ConfigError
 
 _OPENAI_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
 _ANTHROPIC_ERROR_STATUS = {
@@ -276,7 +277,6 @@ class AnthropicBatches(_Client):
 
 def batch_provider(spec: Any, role: str) -> str:
     """openai | azure | anthropic: the batch API an LM spec's calls would go to; ConfigError for any other provider."""
-    from refed_dspy.errors import ConfigError
 
     provider = spec.model.split("/", 1)[0] if "/" in spec.model else "openai"
     if provider not in ("openai", "azure", "anthropic"):

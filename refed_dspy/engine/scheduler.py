@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.engine.batch import batch_figures, in_slot
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.errors import RunDirError
 
@@ -163,8 +164,6 @@ class Engine:
         meta = _Task(kind, slots, reservation[0], reservation[1], payload)
         coro = self.stage.work(kind, payload, meta.calls)
         if self.broker is not None:
-            from refed_dspy.engine.batch import in_slot
-
             # every start of a piece of work is a new attempt with its own custom_ids (a retry, or the same work asked
             # for again later): a stored error answer is never handed back to the attempt that follows it
             key = self.stage.key(kind, payload)
@@ -388,8 +387,6 @@ class Engine:
         `endpoints` (calls per endpoint of the stage's LM, when it has several)."""
         out: dict[str, Any] = {"mode": "batch" if self.broker is not None else "online"}
         if self.broker is not None:
-            from refed_dspy.engine.batch import batch_figures
-
             out["batch"] = batch_figures(self.broker, usage, price_factor)
         spread = getattr(lm, "endpoint_spread", None)
         if spread is not None:

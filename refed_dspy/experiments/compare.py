@@ -12,8 +12,16 @@ from typing import Any
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import METHODS
-from refed_dspy.store.jsonl import write_json_atomic, write_text_atomic
+from refed_dspy.quality.judge import ajudge_run, build_judge
+from refed_dspy.quality.report_stats import distinct_n
+from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
+from refed_dspy.store.lock import DirLock
+from refed_dspy.store.rundir import RunDir
+from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.api import arun_synthesis, build_teacher
+from refed_dspy.text import mean_pairwise_rouge
+from refed_dspy.tracking.mlflow_runs import track_run_dir
 
 # Stages whose calls collect feedback (the quantity the paper's methods differ in).
 FEEDBACK_STAGES = ("feedback", "sample_feedback")
@@ -70,9 +78,6 @@ def comparison_row(summary: dict[str, Any]) -> dict[str, Any]:
 def quality_columns(run_dir: str | Path, config: Config) -> dict[str, Any]:
     """Judge and diversity figures of one run dir: mean judge score and improvement win rate (when judged),
     distinct-2 and mean pairwise ROUGE-L of its instructions."""
-    from refed_dspy.quality.report_stats import distinct_n, mean_pairwise_rouge
-    from refed_dspy.store.jsonl import read_json, read_jsonl
-    from refed_dspy.store.rundir import RunDir
 
     rd = RunDir(run_dir)
     instructions = [s["instruction"] for s in read_jsonl(rd.samples)]
@@ -150,7 +155,6 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
 async def acompare(config: Config, methods: list[str], **kwargs: Any) -> dict[str, Any]:
     """Run (or resume) each method in turn into `<run.dir>/<method>/`; with `judge`, judge each run too (the
     judge LM of config.judge). Returns {rows, json, markdown, ...}. `<run.dir>` is locked for the whole comparison."""
-    from refed_dspy.store.lock import DirLock
 
     with DirLock(config.run.dir, "refed compare", "comparison directory"):
         return await _compare(config, methods, **kwargs)
@@ -167,9 +171,6 @@ async def _compare(
     judge: bool = False,
     judge_lm=None,
 ) -> dict[str, Any]:
-    from refed_dspy.quality.judge import build_judge
-    from refed_dspy.store.seeds import read_references
-    from refed_dspy.synthesis.api import arun_synthesis, build_teacher
 
     if teacher is None and config.synthesis.mode != "batch":  # batch mode builds each run's own
         teacher = build_teacher(config)
@@ -194,8 +195,6 @@ async def _compare(
                 mconfig, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=show_progress
             )
             if judge:
-                from refed_dspy.quality.judge import ajudge_run
-
                 await ajudge_run(
                     mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch, show_progress=show_progress
                 )
@@ -203,8 +202,6 @@ async def _compare(
     finally:  # a stopped comparison still leaves the table of the methods that finished
         json_path, md_path = write_comparison(config.run.dir, rows, header)
         if config.tracking.enabled:
-            from refed_dspy.tracking.mlflow_runs import track_run_dir
-
             metrics = {row["method"]: {k: v for k, v in row.items() if k != "method"} for row in rows}
             track_run_dir(config, config.run.dir, "compare", metrics, [json_path, md_path])
     return {**header, "rows": rows, "json": str(json_path), "markdown": str(md_path)}

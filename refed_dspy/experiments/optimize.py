@@ -24,16 +24,33 @@ import dspy
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.lm import build_lm, price_of
-from refed_dspy.config import Config, load_config, to_toml
+from refed_dspy.config import OPTIMIZERS, Config, load_config, to_toml
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError, FinishedShort
+from refed_dspy.methods import get_method
+from refed_dspy.optimizers.compile import optimize as compile_program
+from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
+from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
+from refed_dspy.optimizers.program_io import instructions_text, save_program
+from refed_dspy.programs import ProposeInstructions, RespondAndImprove
+from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import write_json_atomic, write_text_atomic
 from refed_dspy.store.lock import DirLock
 from refed_dspy.store.records import Reference, final_response
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.api import arun_synthesis
+from refed_dspy.tracking.mlflow_runs import (
+    KIND_TAG,
+    RUN_DIR_TAG,
+    STEPS_TAG,
+    config_params,
+    connect,
+    log_program,
+    summary_metrics,
+)
 
 
 @dataclass
@@ -132,7 +149,6 @@ def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
 
 
 def _write_outputs(out: Path, config: Config, result: dict[str, Any], program_path: Path) -> list[Path]:
-    from refed_dspy.optimizers.program_io import instructions_text
 
     files = [program_path, out / "instructions.txt", out / "before_after.md", out / "config.toml"]
     write_text_atomic(files[1], instructions_text(result["program"]))
@@ -153,8 +169,6 @@ def _tracked(config: Config, out: Path, optimizer: str):
         yield None
         return
     import mlflow
-
-    from refed_dspy.tracking.mlflow_runs import KIND_TAG, RUN_DIR_TAG, STEPS_TAG, config_params, connect
 
     connect(config)
     traces = config.tracking.log_traces
@@ -180,8 +194,6 @@ def _tracked(config: Config, out: Path, optimizer: str):
 def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], config: Config) -> str:
     import mlflow
 
-    from refed_dspy.tracking.mlflow_runs import log_program, summary_metrics
-
     mlflow.log_metrics(
         {
             "score_before": result["score_before"],
@@ -202,7 +214,6 @@ async def _examples(
     config: Config, out: Path, teacher: dspy.LM, references: list[Reference], on_mismatch: str
 ) -> tuple[Path, dict[str, Any]]:
     """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
-    from refed_dspy.synthesis.api import arun_synthesis
 
     if config.optimize.examples_run:
         return Path(config.optimize.examples_run), {}
@@ -248,25 +259,19 @@ def _maybe(heartbeat: Heartbeat, enabled: bool):
 def target_program(config: Config) -> dspy.Module:
     """The program optimize.target tunes, at its built-in prompts: RespondAndImprove; ProposeInstructions (describe +
     synthesize); or the whole pipeline of synthesis.method."""
-    from refed_dspy.methods import get_method
-    from refed_dspy.programs import ProposeInstructions, RespondAndImprove
-    from refed_dspy.programs.pipeline import build_pipeline
 
     target = config.optimize.target
     if target == "instructions":
         return ProposeInstructions(config.optimize.instructions_per_feature)
     if target == "pipeline":
-        return build_pipeline(
-            get_method(config.synthesis.method), config.optimize.instructions_per_feature, config.synthesis.reflection
-        )
+        syn = config.synthesis.model_copy(update={"instructions_per_feature": config.optimize.instructions_per_feature})
+        return get_method(syn.method).build_pipeline(syn)
     return RespondAndImprove()
 
 
 def _given_sets(trainset: list, valset: list | None, cfg: Any) -> tuple[list, list]:
     """A caller's examples: checked, and split (by reference when they carry reference_id) when no valset is given."""
     import random
-
-    from refed_dspy.optimizers.examples import split_examples
 
     for name, items in (("trainset", trainset), ("valset", valset or [])):
         if not isinstance(items, list) or not all(isinstance(e, dspy.Example) for e in items):
@@ -314,12 +319,6 @@ def optimize(
     compiled program scores below the one it started from, the starting program is the result (program.json)
     and the compiled one is kept beside it as program.candidate.json; the summary says so (`kept`).
     """
-    from refed_dspy.config import OPTIMIZERS
-    from refed_dspy.optimizers.compile import optimize as compile_program
-    from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
-    from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
-    from refed_dspy.optimizers.program_io import save_program
-    from refed_dspy.synthesis.api import use_run_cache
 
     if not isinstance(config, Config):
         config = load_config(config, overrides)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from refed_dspy.store.records import final_response
@@ -66,35 +63,3 @@ def to_flat(sample: dict[str, Any], which: str = "improved", system: str | None 
 
 
 CONVERTERS = {"messages": to_messages, "sharegpt": to_sharegpt, "alpaca": to_alpaca}
-
-
-def sample_reference(sample: dict[str, Any]) -> str:
-    """The group a sample belongs to in a split: its reference (its own id when it has none)."""
-    return sample["meta"].get("reference_id") or sample["meta"]["id"]
-
-
-def split_by_reference(
-    samples: list, val_fraction: float, seed: int = 0, key: Callable[[Any], str] = sample_reference
-) -> tuple[list, list]:
-    """Train/validation split that keeps all items of one reference (`key`) on the same side.
-
-    References are shuffled with `seed` and moved to validation until it holds at least `val_fraction`
-    of the items (so the fraction is met or exceeded by less than one reference's items), never all
-    of them. Both sides keep the input order.
-    """
-    if not samples or val_fraction <= 0:
-        return list(samples), []
-    groups: dict[str, int] = defaultdict(int)
-    for s in samples:
-        groups[key(s)] += 1
-    refs = sorted(groups)
-    random.Random(seed).shuffle(refs)
-    target = val_fraction * len(samples)
-    val_refs: set[str] = set()
-    count = 0
-    for ref in refs:
-        if count >= target or len(val_refs) == len(refs) - 1:
-            break
-        val_refs.add(ref)
-        count += groups[ref]
-    return [s for s in samples if key(s) not in val_refs], [s for s in samples if key(s) in val_refs]

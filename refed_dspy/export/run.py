@@ -10,13 +10,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.config import Config
+from refed_dspy.config import Config, run_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
-from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, split_by_reference, to_flat
+from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, to_flat
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 from refed_dspy.store.lock import LOCK_NAME, DirLock
 from refed_dspy.store.outputs import check_output_dir
 from refed_dspy.store.rundir import RunDir, incomplete_note
+from refed_dspy.store.split import split_by_reference
+from refed_dspy.tracking.mlflow_runs import mlflow_run
 
 HF_TOKEN_ENV = "HF_TOKEN"
 log = logging.getLogger(__name__)
@@ -292,8 +294,6 @@ def export_run(
     }
     cfg = config
     if cfg is None and rundir.config.exists():
-        from refed_dspy.quality.judge import run_config
-
         cfg = run_config(rundir)
     if cfg is not None and cfg.tracking.enabled:
         log_export(cfg, rundir, splits, which, system, result)
@@ -311,8 +311,6 @@ def log_export(
     """Log each exported split to the run dir's MLflow run as an input dataset (mlflow.data)."""
     import mlflow
     import pandas as pd
-
-    from refed_dspy.tracking.mlflow_runs import mlflow_run
 
     with mlflow_run(config, rundir.path):
         for name, rows in splits.items():

@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.config import FilterSpec
+from refed_dspy.config import config_from_dict
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.filters import JUDGE_PARTS, UNJUDGED, apply_chain, reject_counts, unjudged_ids
+from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.judge import load_judgments, unjudged_reasons
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
 from refed_dspy.store.lock import DirLock
@@ -25,12 +25,12 @@ from refed_dspy.store.rundir import RunDir, incomplete_note
 log = logging.getLogger(__name__)
 
 
-def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[FilterSpec], src: RunDir) -> tuple[int, str]:
+def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[Filter], src: RunDir) -> tuple[int, str]:
     """How many samples a judge-based filter of the chain has no judgment for, and a phrase saying why."""
     missing: set[str] = set()
     for spec in specs:
-        if spec.name in JUDGE_PARTS:
-            missing.update(unjudged_ids(samples, judgments, JUDGE_PARTS[spec.name]))
+        if spec.judge_part is not None:
+            missing.update(unjudged_ids(samples, judgments, spec.judge_part))
     if not missing:
         return 0, ""
     reasons = unjudged_reasons(set(judgments), list(read_jsonl(src.judge_rejects)))
@@ -43,10 +43,29 @@ def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[Filte
     return len(missing), why
 
 
+def parse_filter(text: str) -> Filter:
+    """'rouge_diversity:threshold=0.7,seed=1' -> that filter (values read as numbers when they are); ConfigError
+    in the config's words when it is not a valid filter."""
+    name, _, rest = text.partition(":")
+    params: dict[str, Any] = {"name": name.strip()}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        if "=" not in part:
+            raise ConfigError(f"--apply {text!r}: expected name:key=value,...")
+        key, value = (x.strip() for x in part.split("=", 1))
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        params[key] = value
+    return config_from_dict({"filters": [params]}).filters[0]
+
+
 def filter_run(
     run_dir: str | Path,
     out_dir: str | Path,
-    specs: list[FilterSpec],
+    specs: list[Filter],
     overwrite: bool = False,
     unjudged: str | None = None,
 ) -> dict[str, Any]:

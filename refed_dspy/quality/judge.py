@@ -19,19 +19,24 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.lm import build_lm, collect_calls, price_of
+from refed_dspy.clients.lm import build_lm, check_key, collect_calls, price_of
 from refed_dspy.clients.usage import Totals
-from refed_dspy.config import Config, config_from_dict
+from refed_dspy.config import Config, run_config
 from refed_dspy.engine import Engine, Limits
+from refed_dspy.engine.batch import batch_lm
+from refed_dspy.engine.batch_api import batch_provider
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
 from refed_dspy.errors import ConfigError, RunAborted, RunDirError
 from refed_dspy.gather import gather_settled
+from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.lock import DirLock
 from refed_dspy.store.records import final_response
 from refed_dspy.store.rundir import RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.sync import run_sync
+from refed_dspy.tracking.mlflow_runs import track_run_dir
 
 _PRIOR_PROMPT_TOKENS = 1500
 log = logging.getLogger(__name__)
@@ -66,18 +71,6 @@ def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str
     ]
 
 
-def run_config(rundir: RunDir) -> Config:
-    """The config a run dir was made with (its config.toml)."""
-    import tomllib
-
-    if not rundir.config.exists():
-        raise RunDirError(f"{rundir.path} is not a run directory (no config.toml); run `refed synthesize` first")
-    try:
-        return config_from_dict(tomllib.loads(rundir.config.read_text(encoding="utf-8")))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
-
-
 def build_judge(config: Config) -> dspy.LM:
     """The judge LM: no DSPy retries (the engine retries, with its adaptive window), and a connection pool as wide
     as `judging.concurrency`."""
@@ -91,7 +84,6 @@ class JudgeRun:
     def __init__(
         self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False, broker: Any = None
     ):
-        from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 
         self.config = config
         self.cfg = config.judging
@@ -385,7 +377,6 @@ async def ajudge_run(
 ) -> dict[str, Any]:
     """Judge (or finish judging) the samples of `run_dir`; returns judge_summary.json's content (judging.mode =
     "batch": through the judge provider's batch API; `detach` returns once the batches are submitted)."""
-    from refed_dspy.synthesis.api import use_run_cache
 
     rundir = RunDir(run_dir)
     if config is None:
@@ -399,9 +390,6 @@ async def ajudge_run(
         )
     batch = config.judging.mode == "batch"
     if batch:
-        from refed_dspy.clients.lm import check_key
-        from refed_dspy.engine.batch_api import batch_provider
-
         batch_provider(config.judge, "judge")
         check_key(config.judge, "judge")
     if judge_lm is None and not batch:
@@ -414,8 +402,6 @@ async def ajudge_run(
         use_run_cache(rundir)
         broker = None
         if batch:
-            from refed_dspy.engine.batch import batch_lm
-
             judge_lm, broker = batch_lm(
                 config.judge, "judge", rundir.path, config.batch, detach=detach, store_name="judge_batches"
             )
@@ -423,8 +409,6 @@ async def ajudge_run(
             return await JudgeRun(config, rundir, judge_lm, show_progress, broker).run(samples, on_mismatch)
         finally:
             if config.tracking.enabled and rundir.judge_summary.exists():
-                from refed_dspy.tracking.mlflow_runs import track_run_dir
-
                 track_run_dir(
                     config,
                     rundir.path,

@@ -21,7 +21,13 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.errors import SeedError
+from refed_dspy.adapters import build_adapter
+from refed_dspy.clients.lm import collect_calls, price_of
+from refed_dspy.engine import Engine, Limits
+from refed_dspy.engine.failures import classify
+from refed_dspy.errors import FinishedShort, RunAborted, SeedError
+from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+from refed_dspy.quality.judge import build_judge
 from refed_dspy.sync import run_sync
 
 PREFERENCES = ("a", "b", "tie")
@@ -124,9 +130,6 @@ class _MetaEval:
     """The judge over labelled items, as a stage of the execution engine (retries, window, budget, streak)."""
 
     def __init__(self, config, items: list[dict[str, Any]], lm: dspy.LM, adapter: dspy.Adapter):
-        from refed_dspy.clients.lm import price_of
-        from refed_dspy.engine import Engine, Limits
-        from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 
         self.pointwise, self.pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
         self.lm, self.adapter = lm, adapter
@@ -163,8 +166,6 @@ class _MetaEval:
         pass  # nothing is written: the usage is in the engine's totals, reported with the results
 
     async def work(self, kind: str, item: dict[str, Any], calls: list):
-        from refed_dspy.clients.lm import collect_calls
-        from refed_dspy.engine.failures import classify
 
         with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
             try:
@@ -195,9 +196,6 @@ class _MetaEval:
 
 async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
     """Run the judge of `config` over a labels file; returns {metrics, items, usage, failed}."""
-    from refed_dspy.adapters import build_adapter
-    from refed_dspy.errors import FinishedShort, RunAborted
-    from refed_dspy.quality.judge import build_judge
 
     items = read_labels(labels_path)
     if judge_lm is None:

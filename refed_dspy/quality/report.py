@@ -10,9 +10,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.config import Config
+from refed_dspy.config import Config, run_config
 from refed_dspy.errors import RunDirError
-from refed_dspy.quality.judge import judgment_stats, run_config, unjudged_reasons
+from refed_dspy.quality.judge import judgment_stats, unjudged_reasons
 from refed_dspy.quality.report_stats import (
     cost_by_stage,
     describe,
@@ -21,12 +21,13 @@ from refed_dspy.quality.report_stats import (
     execution_text,
     lengths,
     mean_pairwise_cosine_distance,
-    mean_pairwise_rouge,
     sample_cards,
     yields,
 )
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_text_atomic
 from refed_dspy.store.rundir import RunDir, incomplete_note
+from refed_dspy.text import mean_pairwise_rouge
+from refed_dspy.tracking.mlflow_runs import log_artifacts
 
 SECTIONS = ("Counts", "Rejects", "Yield", "Lengths", "Judge scores", "Improvement", "Diversity", "Cost by stage")
 
@@ -412,7 +413,5 @@ def build_report(run_dir: str | Path, config: Config | None = None, embedder=Non
     public = {k: v for k, v in stats.items() if not k.startswith("_")}
     write_text_atomic(rundir.path / "report.json", json.dumps(public, indent=2) + "\n")
     if config.tracking.enabled:
-        from refed_dspy.tracking.mlflow_runs import log_artifacts
-
         log_artifacts(config, rundir.path, [path, rundir.path / "report.json"], kind="report")
     return {**public, "html": str(path), "images": sorted(images), "text": format_text(stats)}

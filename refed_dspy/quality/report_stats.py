@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
 import statistics
 from collections import Counter, defaultdict
-from itertools import combinations
 from typing import Any
 
-from refed_dspy.text import rouge_l, tokens
+from refed_dspy.diff import changed_share
+from refed_dspy.store.records import final_response
+from refed_dspy.text import tokens
 
 
 def words(text: str | None) -> int:
@@ -43,16 +43,6 @@ def distinct_n(texts: list[str], n: int) -> float | None:
         grams.update(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
     total = sum(grams.values())
     return round(len(grams) / total, 4) if total else None
-
-
-def mean_pairwise_rouge(texts: list[str], sample: int, seed: int = 0) -> float | None:
-    """Mean ROUGE-L F1 over all pairs of a random sample of `sample` texts."""
-    if len(texts) < 2:
-        return None
-    chosen = random.Random(seed).sample(texts, min(sample, len(texts)))
-    toks = [tokens(t) for t in chosen]
-    scores = [rouge_l(a, b) for a, b in combinations(toks, 2)]
-    return round(statistics.fmean(scores), 4)
 
 
 def mean_pairwise_cosine_distance(vectors) -> float | None:
@@ -131,8 +121,6 @@ def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 def sample_cards(samples: list[dict], judgments: dict[str, dict], k: int = 2) -> dict[str, list[dict[str, Any]]]:
     """A few samples worth reading: the `k` best and worst by mean judge score, and the `k` the improvement step
     changed most (share of words deleted or inserted). Each card: id, instruction, final response, score, changed."""
-    from refed_dspy.store.records import final_response
-    from refed_dspy.view.diff import changed_share
 
     def card(s: dict, score: float | None = None, changed: float | None = None) -> dict[str, Any]:
         return {

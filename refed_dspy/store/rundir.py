@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from refed_dspy.clients.usage import Totals
-from refed_dspy.config import Config, fingerprint, fingerprint_diff, to_toml
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_json_atomic, write_text_atomic
+from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic, write_text_atomic
+from refed_dspy.store.lock import holder
 from refed_dspy.store.records import ReferenceFeedback
 
 ON_MISMATCH = ("error", "resume", "fresh")
@@ -61,12 +62,19 @@ class RunDir:
         self.judge_fingerprint = self.path / "judge_fingerprint.json"
         self.judge_summary = self.path / "judge_summary.json"
 
-    def prepare(self, config: Config, on_mismatch: str = "error", program_hash: str | None = None) -> bool:
+    def prepare(
+        self,
+        fingerprint: dict[str, Any],
+        config_toml: str,
+        on_mismatch: str = "error",
+        diff: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None,
+    ) -> bool:
         """Create or reuse the run dir. Returns True when earlier work exists (a resume).
 
-        on_mismatch: "error" refuses a dir made by a config (or program) that would produce different data,
-        "resume" continues it anyway, "fresh" deletes its records and starts over.
-        program_hash: the content hash of the program the run executes, when it is not the built-in one.
+        fingerprint: the values that decide what the run produces (refed_dspy.config.fingerprint); config_toml: the
+        resolved config, written as config.toml. on_mismatch: "error" refuses a dir whose fingerprint differs
+        (`diff(old, new)` names the differences; without it, any difference is one), "resume" continues it anyway,
+        "fresh" deletes its records and starts over.
         """
         check_on_mismatch(on_mismatch)
         try:
@@ -76,7 +84,6 @@ class RunDir:
             probe.unlink()
         except OSError as err:
             raise RunDirError(f"cannot write to run directory {self.path}: {err.strerror or err}") from None
-        new = fingerprint(config, program_hash)
         existing = self.fingerprint.exists() or self.samples.exists() or self.feedback.exists()
         if existing and on_mismatch == "fresh":
             self.wipe()
@@ -89,16 +96,16 @@ class RunDir:
                     f'{self.fingerprint} is unreadable ({err}); use on_mismatch="fresh" to start over',
                     cli=f"{self.fingerprint} is unreadable ({err}); use --fresh to start over",
                 ) from None
-            diff = fingerprint_diff(old, new)
-            if diff and on_mismatch != "resume":
-                what = f"{self.path} was made by a different config ({'; '.join(diff)})"
+            found = diff(old, fingerprint) if diff is not None else (["fingerprint"] if old != fingerprint else [])
+            if found and on_mismatch != "resume":
+                what = f"{self.path} was made by a different config ({'; '.join(found)})"
                 raise RunDirError(
                     f'{what}; use another run.dir, on_mismatch="resume" to continue it, or '
                     'on_mismatch="fresh" to start over',
                     cli=f"{what}; use another run.dir, --resume-anyway to continue it, or --fresh to start over",
                 )
-        write_json_atomic(self.fingerprint, new)
-        write_text_atomic(self.config, to_toml(config))
+        write_json_atomic(self.fingerprint, fingerprint)
+        write_text_atomic(self.config, config_toml)
         return existing
 
     def wipe(self) -> None:
@@ -154,9 +161,6 @@ class RunDir:
 def incomplete_note(path: str | Path) -> str | None:
     """Why the data of a run dir (or of the run behind a filtered dir) may not be final, or None when its run
     finished: still being written by another process, stopped without a summary, or finished short."""
-    from refed_dspy.store.jsonl import read_json
-    from refed_dspy.store.lock import holder
-
     rundir = RunDir(path)
     source = read_json(rundir.path / "filter_summary.json").get("source_run")
     if source:

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import dspy
 
-from refed_dspy.clients.lm import build_lm, price_of
-from refed_dspy.config import Config, load_config
+from refed_dspy.clients.lm import build_lm, check_key, price_of
+from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
+from refed_dspy.engine.batch import batch_lm
+from refed_dspy.engine.batch_api import batch_provider
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import get_method
+from refed_dspy.store.cache import use_run_cache
+from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.lock import DirLock
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.provenance import with_teacher_of
+from refed_dspy.synthesis.run import SynthesisRun
+from refed_dspy.tracking.mlflow_runs import track_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +33,6 @@ def build_teacher(config: Config) -> dspy.LM:
     """The teacher LM of a synthesis run: no DSPy retries (the runner retries, with an adaptive window),
     and a connection pool as wide as the run's concurrency."""
     return build_lm(config.teacher, "teacher", num_retries=0, max_connections=config.synthesis.concurrency)
-
-
-def use_run_cache(rundir: RunDir) -> None:
-    """Point DSPy's disk cache at the run's own directory (its key ignores api_base)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-    rundir.cache.mkdir(parents=True, exist_ok=True)
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(rundir.cache))
-    _bound_cache_memory(dspy.cache)
-
-
-def _bound_cache_memory(cache) -> None:
-    """Keep the disk cache's memory flat: diskcache maps up to 64 MiB of each of its 16 SQLite shards into
-    memory and keeps a 32 MiB page cache per shard, so a long run's RSS grew with its cache file
-    (bench/memory.py). Calls are read back only on a retry or a resume, so neither is worth memory."""
-    disk = getattr(cache, "disk_cache", None)
-    for shard in getattr(disk, "_shards", ()):
-        try:
-            shard.reset("sqlite_mmap_size", 0)
-            shard.reset("sqlite_cache_size", 256)  # pages of 4 KiB: 1 MiB per shard
-        except Exception as err:  # noqa: BLE001 - an unexpected cache type keeps its settings
-            log.debug("cannot bound the disk cache's memory: %s", err)
-            return
 
 
 def check_budget_prices(config: Config) -> None:
@@ -76,8 +60,6 @@ async def arun_synthesis(
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
     request the run can make so far is submitted (summary status 'submitted'); the same call again collects
     and goes on."""
-    from refed_dspy.synthesis.program import resolve_program
-    from refed_dspy.synthesis.run import SynthesisRun
 
     check_on_mismatch(on_mismatch)
     method = get_method(config.synthesis.method)
@@ -87,9 +69,6 @@ async def arun_synthesis(
     check_budget_prices(config)
     batch = config.synthesis.mode == "batch"
     if batch:
-        from refed_dspy.clients.lm import check_key
-        from refed_dspy.engine.batch_api import batch_provider
-
         if teacher is not None:
             raise ConfigError(
                 "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
@@ -106,12 +85,12 @@ async def arun_synthesis(
         log.info(report.line())
     rundir = RunDir(config.run.dir)
     with DirLock(rundir.path, "refed synthesize", "run directory"):
-        resumed = rundir.prepare(config, on_mismatch, program_hash=run_program.fingerprint_hash)
+        resumed = rundir.prepare(
+            fingerprint(config, run_program.fingerprint_hash), to_toml(config), on_mismatch, diff=fingerprint_diff
+        )
         use_run_cache(rundir)
         broker = None
         if batch:
-            from refed_dspy.engine.batch import batch_lm
-
             batch_teacher, broker = batch_lm(config.teacher, "teacher", rundir.path, config.batch, detach=detach)
             teacher = batch_teacher  # its calls must go through the broker
         run = SynthesisRun(
@@ -121,9 +100,6 @@ async def arun_synthesis(
             return await run.run(resumed)
         finally:
             if config.tracking.enabled and rundir.summary.exists():
-                from refed_dspy.store.jsonl import read_json
-                from refed_dspy.tracking.mlflow_runs import track_run_dir
-
                 track_run_dir(
                     config, rundir.path, "synthesize", read_json(rundir.summary), [rundir.summary, rundir.fingerprint]
                 )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,18 +27,21 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
-from refed_dspy.clients.lm import CallTag, current_stage, price_of
+from refed_dspy.clients.lm import CallTag, current_stage, price_of, stage
 from refed_dspy.config import Config
 from refed_dspy.methods import get_method
+from refed_dspy.programs.parts import acall_part
 from refed_dspy.store.records import Reference
+from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.program import resolve_program
+from refed_dspy.synthesis.units import TASK_STAGES, feedback_record
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
 _ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
 _ITEMS = 3
 _CACHE_MIN, _CACHE_STEP = 1024, 128
 _CACHING_PROVIDERS = ("openai", "azure")  # cache prompt prefixes without being asked (Anthropic needs cache_control)
-_KEEP_RATE = 0.9  # instructions kept by dedup (a prior; a run's own rate shows in its summary)
 _LOW, _HIGH, _REPAIRS = 0.5, 1.6, 0.10
 _WORDS = ("plan", "data", "model", "step", "river", "value", "check", "table", "light", "order", "point", "field")
 
@@ -193,49 +195,40 @@ def _walking_adapter(adapter: RepairingAdapter, walk: _Walk) -> RepairingAdapter
 
 
 def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally, k: int) -> None:
-    """Run the first `k` references' feedback, units and samples through the programs (no LM is called)."""
-    from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReflectPair, RespondAndImprove
-
+    """Run the first `k` references' feedback, units and samples through the parts of the program the run would
+    execute (its compiled `synthesis.program` included), as the runner calls them; no LM is called."""
     method = get_method(config.synthesis.method)
+    program = resolve_program(config, method)[0].program
     syn = config.synthesis
     walk = _Walk(build_adapter(config.teacher), config.teacher.model, lengths, tally)
     adapter = _walking_adapter(walk.adapter, walk)
-    collect = CollectReferenceFeedback(describe=method.describe, critique=method.critique_reference)
-    synthesizer = InstructionSynthesizer()
-    respond = (
-        ReflectPair(syn.reflection)
-        if method.recycle
-        else RespondAndImprove(improve=method.improve, sample_feedback=method.sample_feedback)
-    )
+
+    async def task(kind: str, part: dspy.Module, **inputs: Any) -> dspy.Prediction:
+        walk.work = kind
+        with stage(TASK_STAGES[kind]):
+            return await acall_part(part, **inputs)
 
     async def run() -> None:
         with dspy.context(lm=dspy.utils.DummyLM([]), adapter=adapter, trace=None):
             for ref in refs[:k]:
-                if method.recycle:
-                    walk.work = "sample"
-                    await respond.acall(instruction=ref.instruction, response=ref.response)
+                seed = method.seed_item(ref, syn)
+                if seed is not None:
+                    await task("sample", program.respond, **method.sample_inputs(ref, seed.instruction, None))
                     continue
                 fb = None
                 if method.collects_feedback:
-                    walk.work = "feedback"
-                    fb = await collect.acall(reference=ref)
-                features = dict(fb.features()) if fb is not None and hasattr(fb, "features") else {}
+                    fb = feedback_record(ref, await task("feedback", program.collect, reference=ref))
                 feature = method.features[0]
-                walk.work = "unit"
-                pred = await synthesizer.acall(
+                pred = await task(
+                    "unit",
+                    program.synthesizer,
                     reference_instruction=ref.instruction,
                     feature_name=feature,
-                    feature_description=features.get(feature, ""),
+                    feature_description=method.feature_description(feature, fb) or "",
                     n=syn.instructions_per_feature,
+                    rollout_id=None,
                 )
-                walk.work = "sample"
-                feedback = getattr(fb, "response_feedback", None) if fb is not None else None
-                await respond.acall(
-                    reference_instruction=ref.instruction,
-                    reference_response=ref.response,
-                    instruction=pred.new_instructions[0],
-                    feedback=feedback,
-                )
+                await task("sample", program.respond, **method.sample_inputs(ref, pred.new_instructions[0], fb))
 
     run_sync(run())
 
@@ -243,17 +236,11 @@ def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally,
 def work_counts(config: Config, n_refs: int) -> dict[str, int]:
     """How many references, units and samples a run of this size does (pure): `units` assume 90% of new
     instructions survive dedup."""
-    method = get_method(config.synthesis.method)
-    syn = config.synthesis
-    if method.recycle:
-        return {"feedback": 0, "unit": 0, "sample": min(syn.size, n_refs)}
-    units = math.ceil(syn.size / (syn.instructions_per_feature * _KEEP_RATE))
-    return {"feedback": min(n_refs, units) if method.collects_feedback else 0, "unit": units, "sample": syn.size}
+    return get_method(config.synthesis.method).work_counts(config.synthesis, n_refs)
 
 
 def estimate(config: Config, references: list[Reference] | None = None, walk_refs: int = 4) -> dict[str, Any]:
     """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called."""
-    from refed_dspy.store.seeds import read_references
 
     if references is None:
         references, _ = read_references(
@@ -277,17 +264,17 @@ def estimate(config: Config, references: list[Reference] | None = None, walk_ref
     factor = config.teacher.batch_price_factor
     provider = model.split("/", 1)[0] if "/" in model else "openai"
     stages: dict[str, dict[str, Any]] = {}
-    for (work, stage), calls in tally.calls.items():
+    for (work, stage_name), calls in tally.calls.items():
         per = len(calls) / walked[work]
         n = per * counts[work]
         prompt = fmean(c[0] for c in calls) * n
         completion = fmean(c[1] for c in calls) * n
         cached = 0.0
         if provider in _CACHING_PROVIDERS and len(calls) > 1:
-            shared = count_tokens(model, common_prefix(tally.prompts[(work, stage)]))
+            shared = count_tokens(model, common_prefix(tally.prompts[(work, stage_name)]))
             cached = cacheable_tokens(shared) * max(0.0, n - 1)
         row = stages.setdefault(
-            stage, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
+            stage_name, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
         )
         row["calls"] += n
         row["prompt_tokens"] += prompt

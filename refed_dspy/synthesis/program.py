@@ -16,6 +16,8 @@ import dspy
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import Method
+from refed_dspy.optimizers.program_io import PYTHON_SCHEME, load_program
+from refed_dspy.programs.parts import check_pipeline, with_open_parts
 from refed_dspy.synthesis.provenance import program_hash
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,6 @@ def resolve_program(
 ) -> tuple[RunProgram, Config]:
     """The program of this run, checked before any call, and `config` with `synthesis.program` naming it
     (`python:<Class>` for an object from Python, which config.toml then records)."""
-    from refed_dspy.optimizers.program_io import PYTHON_SCHEME, load_program
-    from refed_dspy.programs.parts import check_pipeline, with_open_parts
-    from refed_dspy.programs.pipeline import build_pipeline
 
     syn = config.synthesis
     given = [name for name, value in (("program=", program), ("respond=", respond)) if value is not None]
@@ -58,11 +57,7 @@ def resolve_program(
         obj = program if program is not None else respond
         if not isinstance(obj, dspy.Module):
             raise ConfigError(f"{given[0]} takes a DSPy module, not a {type(obj).__name__}")
-        pipeline = (
-            with_open_parts(program)
-            if program is not None
-            else build_pipeline(method, syn.instructions_per_feature, syn.reflection, respond=respond)
-        )
+        pipeline = with_open_parts(program) if program is not None else method.build_pipeline(syn, respond=respond)
         identity = f"{PYTHON_SCHEME}{type(obj).__module__}.{type(obj).__qualname__}"
         builtin = False
         config = config.model_copy(update={"synthesis": syn.model_copy(update={"program": identity})})
@@ -71,12 +66,11 @@ def resolve_program(
             syn.program,
             method,
             config.tracking.mlflow_uri if config.tracking.enabled else None,
-            n=syn.instructions_per_feature,
-            reflection=syn.reflection,
+            syn,
         )
         builtin = False
     else:
-        pipeline = build_pipeline(method, syn.instructions_per_feature, syn.reflection)
+        pipeline = method.build_pipeline(syn)
         identity = f"refed_dspy.programs.{type(pipeline).__name__}"
         builtin = True
     threaded = check_pipeline(pipeline, method, what=f"program {identity}")

@@ -36,10 +36,8 @@ from refed_dspy.methods import Method, get_method
 from refed_dspy.programs.parts import acall_part
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.records import (
-    OriginalPair,
     Reference,
     ReferenceFeedback,
-    Reflection,
     RejectRecord,
     SampleMeta,
     SampleRecord,
@@ -47,54 +45,12 @@ from refed_dspy.store.records import (
 )
 from refed_dspy.store.rundir import ResumeState, RunDir
 from refed_dspy.synthesis.program import RunProgram, resolve_program
+from refed_dspy.synthesis.units import TASK_STAGES, Item, Unit, default_call_budget, feedback_record, unit_order
 from refed_dspy.text import Deduper
 
 log = logging.getLogger(__name__)
 
-# Predictors a task may call at most (each call may be repaired up to teacher.max_repairs times).
-_PREDICTORS = {"feedback": 2, "unit": 1, "sample": 3}
 _PRIOR_PROMPT_TOKENS = 2000
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One synthesis call: a reference, one of its features, and the pass number."""
-
-    pass_no: int
-    ref_index: int
-    feature: str
-
-    def id(self, ref: Reference) -> str:
-        return f"p{self.pass_no}:{ref.id}:{self.feature}"
-
-
-@dataclass
-class Item:
-    """An instruction waiting for (or getting) its response."""
-
-    id: str
-    unit: str
-    ref_index: int
-    feature: str
-    instruction: str
-
-
-def default_call_budget(syn: Any, n_refs: int) -> int | None:
-    """The run's call cap: synthesis.max_calls when set, else max_calls_per_sample x size + 2 per reference
-    (their feedback); None when both are off. A run that keeps failing stops here instead of paying on."""
-    if syn.max_calls is not None:
-        return syn.max_calls
-    if not syn.max_calls_per_sample:
-        return None
-    return math.ceil(syn.max_calls_per_sample * syn.size) + 2 * n_refs
-
-
-def unit_order(n_refs: int, features: tuple[str, ...], max_passes: int) -> Iterator[Unit]:
-    """Units in the order a run uses them: every reference once per feature before any twice."""
-    for pass_no in range(max_passes):
-        for feature in features:
-            for ref_index in range(n_refs):
-                yield Unit(pass_no, ref_index, feature)
 
 
 @dataclass
@@ -173,7 +129,7 @@ class SynthesisRun:
             Limits(
                 concurrency=config.batch.max_in_flight if broker is not None else self.syn.concurrency,
                 max_retries=config.teacher.num_retries,
-                worst_calls={kind: n * (1 + config.teacher.max_repairs) for kind, n in _PREDICTORS.items()},
+                worst_calls={kind: n * (1 + config.teacher.max_repairs) for kind, n in self._worst_calls().items()},
                 max_calls=self.max_calls,
                 max_cost_usd=self.syn.max_cost_usd,
                 price=self.price,
@@ -207,6 +163,16 @@ class SynthesisRun:
         self.held_unit: Unit | None = None
         self.earlier_retries = 0
 
+    def _worst_calls(self) -> dict[str, int]:
+        """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that
+        runs it when a program of the user's has more."""
+        parts = {"feedback": self.collect, "unit": self.synthesizer, "sample": self.respond}
+        declared = self.method.worst_calls(self.syn)
+        return {
+            kind: max(declared.get(kind, 0), len(part.named_predictors()) if part is not None else 0)
+            for kind, part in parts.items()
+        }
+
     # ---- resume -------------------------------------------------------------------------------
     def _restore(self, state: ResumeState) -> None:
         self.feedback = dict(state.feedback)
@@ -227,16 +193,10 @@ class SynthesisRun:
                 if item_id not in done_items:
                     self.pool.append(Item(item_id, unit_id, ref_index, row["feature"], text))
         self.engine.totals = state.totals
-        if self.method.recycle:
-            for i, ref in enumerate(self.refs):
-                item = self._recycle_item(i, ref)
-                if item.id not in done_items:
-                    self.pool.append(item)
-
-    def _recycle_item(self, ref_index: int, ref: Reference) -> Item:
-        """Reflection recycles every seed pair once: one item per reference, no synthesized instructions."""
-        mode = self.syn.reflection
-        return Item(content_id("reflection", mode, ref.id), f"reflect:{mode}", ref_index, mode, ref.instruction)
+        for i, ref in enumerate(self.refs):  # the samples a method makes straight from the references
+            seed = self.method.seed_item(ref, self.syn)
+            if seed is not None and seed.id not in done_items:
+                self.pool.append(Item(seed.id, seed.unit, i, seed.feature, seed.instruction))
 
     # ---- what to start next (the engine calls fill) ---------------------------------------------
     def _incoming(self) -> int:
@@ -255,7 +215,7 @@ class SynthesisRun:
             if unit.id(ref) in self.done_units or ref.id in self.feedback_failed:
                 continue
             fb = self.feedback.get(ref.id)
-            if fb is not None and self.method.describe and unit.feature not in dict(fb.features()):
+            if fb is not None and self.method.feature_description(unit.feature, fb) is None:
                 continue
             return unit
 
@@ -351,7 +311,7 @@ class SynthesisRun:
     async def _run_feedback(self, ref: Reference, calls: list):
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
-                with stage("feedback"):  # a part that tags its own calls overrides these defaults
+                with stage(TASK_STAGES["feedback"]):  # a part that tags its own calls overrides these defaults
                     pred = await acall_part(self.collect, self.executor, reference=ref)
                 return pred, None
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
@@ -361,10 +321,10 @@ class SynthesisRun:
         ref = self.refs[unit.ref_index]
         # a unit starts only once its reference's feedback is in (until then it is parked)
         fb = self.feedback.get(ref.id) if self.method.collects_feedback else None
-        description = dict(fb.features()).get(unit.feature, "") if fb is not None else ""
+        description = self.method.feature_description(unit.feature, fb) or ""
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
-                with stage("synthesize"):
+                with stage(TASK_STAGES["unit"]):
                     pred = await acall_part(
                         self.synthesizer,
                         self.executor,
@@ -383,16 +343,8 @@ class SynthesisRun:
         fb = self.feedback.get(ref.id)
         with collect_calls(calls), dspy.context(lm=self.teacher, adapter=self.adapter, trace=None):
             try:
-                if self.method.recycle:
-                    inputs = dict(instruction=ref.instruction, response=ref.response)
-                else:
-                    inputs = dict(
-                        reference_instruction=ref.instruction,
-                        reference_response=ref.response,
-                        instruction=item.instruction,
-                        feedback=fb.response_feedback if fb else None,
-                    )
-                with stage("respond"):
+                inputs = self.method.sample_inputs(ref, item.instruction, fb)
+                with stage(TASK_STAGES["sample"]):
                     pred = await acall_part(self.respond, self.executor, **inputs)
                 record = self._record(item, ref, pred, calls)
                 return record, None
@@ -400,24 +352,6 @@ class SynthesisRun:
                 return None, classify(err)
 
     def _record(self, item: Item, ref: Reference, pred: dspy.Prediction, calls) -> SampleRecord:
-        def dump(value):
-            return value.model_dump() if hasattr(value, "model_dump") else value
-
-        improved = pred.get("improved_response")
-        needs_improved = self.method.improve or (self.method.recycle and self.syn.reflection != "instruction")
-        if needs_improved and not (improved or "").strip():
-            raise ValueError("the improver returned an empty improved_response")
-        instruction = item.instruction
-        extra = {}
-        if self.method.recycle:
-            instruction = (pred.instruction or "").strip()
-            extra = dict(
-                original=OriginalPair(instruction=ref.instruction, response=ref.response),
-                reflection=Reflection(
-                    instruction_critique=pred.get("instruction_critique"),
-                    response_critique=pred.get("response_critique"),
-                ),
-            )
         meta = SampleMeta(
             id=item.id,
             method=self.method.name,
@@ -431,15 +365,7 @@ class SynthesisRun:
             config_hash=self.chash,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        return SampleRecord(
-            instruction=instruction,
-            response=(pred.response or "").strip(),
-            analysis=dump(pred.get("analysis")),
-            implementation_strategy=dump(pred.get("implementation_strategy")),
-            improved_response=improved,
-            meta=meta,
-            **extra,
-        )
+        return SampleRecord(**self.method.record_fields(item.instruction, ref, pred, self.syn), meta=meta)
 
     # ---- handling results (the engine calls handle and note_attempt) ---------------------------------
     def _reject(
@@ -474,13 +400,7 @@ class SynthesisRun:
             ref: Reference = payload
             self.feedback_pending.discard(ref.id)
             if failure is None:
-                fb = ReferenceFeedback(
-                    reference_id=ref.id,
-                    subject_areas=result.subject_areas,
-                    relevant_skills=result.relevant_skills,
-                    response_feedback=result.response_feedback,
-                    usage=usage,
-                )
+                fb = feedback_record(ref, result, usage)
                 self.writers["feedback"].append(fb.model_dump(mode="json"))
                 self.feedback[ref.id] = fb
                 self._unpark(ref.id)

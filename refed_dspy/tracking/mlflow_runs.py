@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.config import Config, mask_secrets, to_toml
+from refed_dspy.config import Config, to_toml
+from refed_dspy.optimizers.program_io import keep_active_model
+from refed_dspy.settings import mask_secrets
+from refed_dspy.tracking.telemetry import set_telemetry
 
 RUN_DIR_TAG = "refed.run_dir"
 KIND_TAG = "refed.kind"  # what made the MLflow run: synthesize | compare | optimize (or the first step logged)
@@ -27,7 +30,6 @@ log = logging.getLogger(__name__)
 
 def connect(config: Config):
     """Point MLflow at the config's tracking URI and experiment; returns the experiment."""
-    from refed_dspy.tracking.telemetry import set_telemetry
 
     set_telemetry(config.tracking.telemetry)
     import mlflow
@@ -200,22 +202,3 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     with keep_active_model(), dspy.context(lm=keyless_lm(teacher), adapter=None, callbacks=[]):
         info = mlflow.dspy.log_model(program, name=name, use_dspy_model_save=True, **extra)
     return info.model_uri
-
-
-@contextlib.contextmanager
-def keep_active_model() -> Iterator[None]:
-    """Restore MLflow's active-model context after the block.
-
-    `log_model` and `load_model` make their model the process's "active model", to which MLflow
-    then links every later metric, even of other runs in other stores (a foreign-key error on a
-    server that does not hold that model).
-    """
-    from mlflow.tracking import fluent
-
-    active = getattr(fluent, "_ACTIVE_MODEL_CONTEXT", None)
-    before = active.get() if active is not None else None
-    try:
-        yield
-    finally:
-        if active is not None:
-            active.set(before)

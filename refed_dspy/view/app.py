@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.errors import RefedError
-from refed_dspy.view.diff import changed_share, word_diff
 from refed_dspy.view.index import VERDICTS, Filters, View
 from refed_dspy.view.templates import SCRIPT, STYLE, TEMPLATES
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.config import run_config
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
+from refed_dspy.store.seeds import read_references
 from refed_dspy.view.follow import Follower
 
 log = logging.getLogger(__name__)
@@ -84,9 +86,6 @@ class RunIndex:
         if self._references is None:
             self._references = {}
             try:
-                from refed_dspy.quality.judge import run_config
-                from refed_dspy.store.seeds import read_references
-
                 cfg = run_config(self.rundir)
                 refs, _ = read_references(cfg.seeds.source, cfg.seeds.format, cfg.seeds.split, cfg.seeds.limit)
                 self._references = {r.id: (r.instruction, r.response) for r in refs}

@@ -1,0 +1,10 @@
+"""The optimizers `optimize.optimizer` can name, one module each (see base.py); importing this package imports every
+module in it, and each registers its optimizer in OPTIMIZERS."""
+
+from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer, candidate_scores
+from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
+from refed_dspy.registry import load_package
+
+load_package(__name__, __path__, skip=("base", "registry"))
+
+__all__ = ["OPTIMIZERS", "CompileSettings", "Optimizer", "candidate_scores"]

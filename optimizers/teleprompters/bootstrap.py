@@ -1,0 +1,20 @@
+"""bootstrap: DSPy's BootstrapFewShot, demos from the program's own traces that pass the metric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+
+from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer
+from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
+
+
+@OPTIMIZERS.register
+class Bootstrap(Optimizer):
+    name = "bootstrap"
+    summary = "BootstrapFewShot: demos from traces that pass the metric"
+    rank = 0
+
+    def build(self, metric: Any, s: CompileSettings) -> Any:
+        return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=s.max_demos, max_labeled_demos=0)

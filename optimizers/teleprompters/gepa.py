@@ -1,0 +1,46 @@
+"""gepa: DSPy's GEPA, instructions evolved by reflecting on the metric's textual feedback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+
+from refed_dspy.errors import ConfigError
+from refed_dspy.optimizers.metrics import GEPAJudgeMetric
+from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer
+from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
+
+
+@OPTIMIZERS.register
+class GEPA(Optimizer):
+    name = "gepa"
+    summary = "GEPA: instructions evolved from the metric's feedback"
+    rank = 3
+    needs_valset = True
+
+    def build(self, metric: Any, s: CompileSettings) -> Any:
+        if s.auto is None and s.max_metric_calls is None:
+            raise ConfigError("GEPA needs optimize.auto or optimize.max_metric_calls")
+        # a metric of ours gives GEPA its reasons as text (for_gepa); a user's metric is taken as it is
+        if isinstance(metric, GEPAJudgeMetric):
+            gepa_metric = metric
+        else:
+            gepa_metric = metric.for_gepa() if hasattr(metric, "for_gepa") else metric
+        return dspy.GEPA(
+            metric=gepa_metric,
+            auto=None if s.max_metric_calls else s.auto,
+            max_metric_calls=s.max_metric_calls,
+            reflection_lm=s.proposer_lm,
+            num_threads=s.num_threads,
+            seed=s.seed,
+            track_stats=True,
+            reflection_minibatch_size=min(3, s.n_train),
+        )
+
+    def compile(self, tp: Any, student: dspy.Module, trainset: list, valset: list, s: CompileSettings) -> dspy.Module:
+        return tp.compile(student, trainset=trainset, valset=valset)
+
+    def step_scores(self, compiled: dspy.Module) -> list[float]:
+        results = getattr(compiled, "detailed_results", None)
+        return [float(x) for x in getattr(results, "val_aggregate_scores", None) or []]

@@ -1,0 +1,31 @@
+"""simba: DSPy's SIMBA, stochastic mini-batch ascent over rules and demos."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+
+from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer
+from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
+
+
+@OPTIMIZERS.register
+class SIMBA(Optimizer):
+    name = "simba"
+    summary = "SIMBA: mini-batch ascent over rules and demos"
+    rank = 4
+
+    def build(self, metric: Any, s: CompileSettings) -> Any:
+        return dspy.SIMBA(
+            metric=metric,
+            bsize=min(s.bsize, s.n_train),
+            num_candidates=s.num_candidates,
+            max_steps=s.max_steps,
+            max_demos=s.max_demos,
+            prompt_model=s.proposer_lm,
+            num_threads=s.num_threads,
+        )
+
+    def compile(self, tp: Any, student: dspy.Module, trainset: list, valset: list, s: CompileSettings) -> dspy.Module:
+        return tp.compile(student, trainset=trainset, seed=s.seed)

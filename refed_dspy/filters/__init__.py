@@ -1,0 +1,55 @@
+"""The paper's data filters and the usual hygiene filters, one module each (see base.py for what a filter is).
+
+Importing this package imports every module in it, and each registers its filter model in FILTERS; the config's
+`[[filters]]` tables are validated against them (`FilterSpec`, a union discriminated by `name`).
+"""
+
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter
+
+from refed_dspy.filters.base import UNJUDGED, Filter, FilterResult, text_of
+from refed_dspy.filters.chain import apply_chain, reject_counts, unjudged_ids
+from refed_dspy.filters.registry import FILTERS
+from refed_dspy.registry import load_package
+
+load_package(__name__, __path__, skip=("base", "chain", "registry"))
+
+# the filters' own functions, for use on samples in Python (bound after their modules are imported)
+from refed_dspy.filters.dedup import dedup  # noqa: E402
+from refed_dspy.filters.judge_prefers_improved import judge_prefers_improved  # noqa: E402
+from refed_dspy.filters.length import length  # noqa: E402
+from refed_dspy.filters.min_score import min_score  # noqa: E402
+from refed_dspy.filters.random_subset import random_subset  # noqa: E402
+from refed_dspy.filters.rouge_diversity import rouge_diversity  # noqa: E402
+
+
+def filter_spec() -> Any:
+    """The type of one `[[filters]]` table: the registered filter models, told apart by `name`."""
+    models = tuple(FILTERS.values())
+    return Annotated[Union[models], Field(discriminator="name")]  # noqa: UP007 - a runtime tuple of types
+
+
+def make_filter(name: str, **params: Any) -> Filter:
+    """The filter called `name` with `params` (pydantic's ValidationError when they do not fit it)."""
+    return TypeAdapter(filter_spec()).validate_python({"name": name, **params})
+
+
+__all__ = [
+    "FILTERS",
+    "UNJUDGED",
+    "Filter",
+    "FilterResult",
+    "apply_chain",
+    "dedup",
+    "filter_spec",
+    "judge_prefers_improved",
+    "length",
+    "make_filter",
+    "min_score",
+    "random_subset",
+    "reject_counts",
+    "rouge_diversity",
+    "text_of",
+    "unjudged_ids",
+]

@@ -1,0 +1,59 @@
+"""What a filter is: one pydantic model per filter (its settings), whose `apply` keeps some samples and says why it
+removed the others. Filters are pure: samples are dicts as in samples.jsonl, judgments as in judgments.jsonl, and
+nothing is modified; the kept samples keep their input order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from refed_dspy.settings import Section
+from refed_dspy.store.records import final_response
+
+Sample = dict[str, Any]
+Judgments = dict[str, dict[str, Any]]
+UNJUDGED = ("keep", "drop")  # what a judge-based filter does with a sample that has no judgment
+
+
+@dataclass
+class FilterResult:
+    """What one filter kept and removed (with the reason for each removal)."""
+
+    kept: list[Sample]
+    removed: list[tuple[Sample, str]] = field(default_factory=list)
+
+
+def sample_id(sample: Sample) -> str:
+    return sample["meta"]["id"]
+
+
+def split(samples: list[Sample], reasons: dict[str, str]) -> FilterResult:
+    """Samples with a removal reason are removed (with it); the rest are kept, in input order."""
+    return FilterResult(
+        [s for s in samples if sample_id(s) not in reasons],
+        [(s, reasons[sample_id(s)]) for s in samples if sample_id(s) in reasons],
+    )
+
+
+def text_of(sample: Sample, which: str) -> str:
+    """'instruction', 'draft' (the generated response) or 'response' (the final one: improved when present)."""
+    if which == "instruction":
+        return sample.get("instruction") or ""
+    if which == "draft":
+        return sample.get("response") or ""
+    return final_response(sample)
+
+
+class Filter(Section):
+    """One step of the filter chain. Subclass it in one module of refed_dspy.filters with a `name: Literal[...]`
+    field and register it with `@FILTERS.register`; `[[filters]] name = "<name>"` then applies it.
+
+    `judge_part`: the part of a judgment the filter reads ("pairwise", "pointwise"), None when it reads none.
+    """
+
+    judge_part: ClassVar[str | None] = None
+    rank: ClassVar[int] = 100
+
+    def apply(self, samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:
+        """Keep some of `samples` (`unjudged`: what a judge-based filter does with a sample it has no judgment of)."""
+        raise NotImplementedError

@@ -1,0 +1,14 @@
+"""The synthesis methods, one module each (see base.py for what a method is).
+
+Importing this package imports every module in it, and each registers its method in METHODS; a method of
+your own registers the same way (`@METHODS.register` on a `Method` subclass) and `synthesis.method` accepts it.
+"""
+
+from refed_dspy.methods.base import Defaults, Method, SeedItem, SynthesisSettings
+from refed_dspy.methods.reference_synthesis import ReferenceSynthesisMethod
+from refed_dspy.methods.registry import METHODS, get_method
+from refed_dspy.registry import load_package
+
+load_package(__name__, __path__, skip=("base", "reference_synthesis", "registry"))
+
+__all__ = ["METHODS", "Defaults", "Method", "ReferenceSynthesisMethod", "SeedItem", "SynthesisSettings", "get_method"]

@@ -1,0 +1,84 @@
+"""The family of the paper's methods: new instructions from a reference's features, a response to each, and
+optionally an improvement of it with feedback. Each method of the family is this class with its switches set."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import dspy
+
+from refed_dspy.methods.base import Defaults, Method, SynthesisSettings, dumped
+from refed_dspy.programs import ReferenceSynthesis
+from refed_dspy.store.records import Reference, ReferenceFeedback
+
+DESCRIBED_FEATURES = ("subject_areas", "relevant_skills")
+
+
+class ReferenceSynthesisMethod(Method):
+    """A method run by the ReferenceSynthesis pipeline (collect, synthesizer, respond).
+
+    Switches (class attributes):
+        describe: the reference's described subject areas and skills drive synthesis (else the reference instruction
+            alone, as the one feature "reference").
+        critique_reference: the reference's response is critiqued once, and the improver applies that feedback.
+        improve: each draft response is improved.
+        sample_feedback: each new pair is critiqued itself and improved with that critique (sample-level feedback).
+    """
+
+    describe: ClassVar[bool] = True
+    critique_reference: ClassVar[bool] = True
+    improve: ClassVar[bool] = True
+    sample_feedback: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.features = DESCRIBED_FEATURES if cls.describe else ("reference",)
+        cls.collects_feedback = cls.describe or cls.critique_reference
+        parts = {"synthesizer": "synthesizer", "respond": "respond"}
+        cls.parts = {"collect": "collect", **parts} if cls.collects_feedback else parts
+
+    def build_pipeline(self, syn: SynthesisSettings | None = None, respond: dspy.Module | None = None) -> dspy.Module:
+        syn = syn or Defaults()
+        return ReferenceSynthesis(
+            syn.instructions_per_feature,
+            respond=respond,
+            describe=self.describe,
+            critique=self.critique_reference,
+            improve=self.improve,
+            sample_feedback=self.sample_feedback,
+        )
+
+    def worst_calls(self, syn: SynthesisSettings) -> dict[str, int]:
+        critique = self.improve and self.sample_feedback
+        return {
+            "feedback": int(self.describe) + int(self.critique_reference),
+            "unit": 1,
+            "sample": 1 + int(self.improve) + int(critique),
+        }
+
+    def feature_description(self, feature: str, feedback: ReferenceFeedback | None) -> str | None:
+        if not self.describe or feedback is None:
+            return ""
+        return dict(feedback.features()).get(feature)
+
+    def sample_inputs(self, ref: Reference, instruction: str, feedback: ReferenceFeedback | None) -> dict[str, Any]:
+        return dict(
+            reference_instruction=ref.instruction,
+            reference_response=ref.response,
+            instruction=instruction,
+            feedback=feedback.response_feedback if feedback else None,
+        )
+
+    def record_fields(
+        self, instruction: str, ref: Reference, pred: dspy.Prediction, syn: SynthesisSettings
+    ) -> dict[str, Any]:
+        improved = pred.get("improved_response")
+        if self.improve and not (improved or "").strip():
+            raise ValueError("the improver returned an empty improved_response")
+        return dict(
+            instruction=instruction,
+            response=(pred.response or "").strip(),
+            analysis=dumped(pred.get("analysis")),
+            implementation_strategy=dumped(pred.get("implementation_strategy")),
+            improved_response=improved,
+        )

@@ -1,0 +1,68 @@
+"""The work of a synthesis run: units (a reference and one of its features), the items they make, and what
+each kind of task hands its part of the pipeline. The runner schedules them; `refed estimate` walks them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dspy
+
+from refed_dspy.store.records import Reference, ReferenceFeedback
+
+# the stage a task's LM calls are accounted under, unless its part tags them itself
+TASK_STAGES = {"feedback": "feedback", "unit": "synthesize", "sample": "respond"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One synthesis call: a reference, one of its features, and the pass number."""
+
+    pass_no: int
+    ref_index: int
+    feature: str
+
+    def id(self, ref: Reference) -> str:
+        return f"p{self.pass_no}:{ref.id}:{self.feature}"
+
+
+@dataclass
+class Item:
+    """An instruction waiting for (or getting) its response."""
+
+    id: str
+    unit: str
+    ref_index: int
+    feature: str
+    instruction: str
+
+
+def default_call_budget(syn: Any, n_refs: int) -> int | None:
+    """The run's call cap: synthesis.max_calls when set, else max_calls_per_sample x size + 2 per reference
+    (their feedback); None when both are off. A run that keeps failing stops here instead of paying on."""
+    if syn.max_calls is not None:
+        return syn.max_calls
+    if not syn.max_calls_per_sample:
+        return None
+    return math.ceil(syn.max_calls_per_sample * syn.size) + 2 * n_refs
+
+
+def unit_order(n_refs: int, features: tuple[str, ...], max_passes: int) -> Iterator[Unit]:
+    """Units in the order a run uses them: every reference once per feature before any twice."""
+    for pass_no in range(max_passes):
+        for feature in features:
+            for ref_index in range(n_refs):
+                yield Unit(pass_no, ref_index, feature)
+
+
+def feedback_record(ref: Reference, pred: dspy.Prediction, usage: dict[str, Any] | None = None) -> ReferenceFeedback:
+    """The feedback record of `ref` from what the `collect` part returned."""
+    return ReferenceFeedback(
+        reference_id=ref.id,
+        subject_areas=pred.subject_areas,
+        relevant_skills=pred.relevant_skills,
+        response_feedback=pred.response_feedback,
+        usage=usage or {},
+    )

@@ -1,0 +1,102 @@
+"""The layering of DESIGN.md, checked on the source: imports run downward only, and none is deferred into a function
+(the CLI and the package's facade may defer, for start-up speed)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = {
+    "refed_dspy": "refed_dspy",
+    "refed_dspy.signatures": "signatures",
+    "refed_dspy.programs": "programs",
+    "refed_dspy.optimizers": "optimizers",
+}
+# floor by floor, bottom first: a module may import from its own floor's package and from the floors below
+FLOORS = [
+    {"errors", "text", "diff", "sync", "gather", "settings", "registry"},
+    {"clients"},
+    {"store"},
+    {"adapters"},
+    {"engine"},
+    {"signatures"},
+    {"programs"},
+    {"methods"},
+    {"optimizers"},
+    {"filters"},
+    {"config"},
+    {"tracking"},
+    {"synthesis"},
+    {"quality"},
+    {"experiments", "export"},
+    {"view"},
+    {"cli"},
+]
+FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
+MAY_DEFER = {"<facade>", "cli"}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for package, folder in SOURCES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = [p for p in path.relative_to(ROOT / folder).with_suffix("").parts if p != "__init__"]
+            out[".".join([package, *parts])] = path
+    return out
+
+
+def part_of(module: str) -> str:
+    """The layer a module belongs to: its first name below refed_dspy (the package itself is the facade)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "<facade>"
+
+
+def internal_imports(path: Path) -> list[tuple[str, bool, int]]:
+    """(module, deferred into a function, line) of each refed_dspy import; TYPE_CHECKING blocks are left out."""
+    found = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend(
+                    (a.name, in_function, child.lineno) for a in child.names if a.name.startswith("refed_dspy")
+                )
+            elif isinstance(child, ast.ImportFrom) and (child.module or "").startswith("refed_dspy"):
+                found.append((child.module, in_function, child.lineno))
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    return found
+
+
+def test_every_module_has_a_floor():
+    unplaced = sorted({part_of(m) for m in modules()} - set(FLOOR) - {"<facade>"})
+    assert not unplaced, f"add these to a floor in DESIGN.md and here: {unplaced}"
+
+
+def test_imports_run_downward_and_are_not_deferred():
+    wrong = []
+    for module, path in sorted(modules().items()):
+        mine = part_of(module)
+        for target, deferred, line in internal_imports(path):
+            theirs = part_of(target)
+            where = f"{path.relative_to(ROOT)}:{line}: {module} -> {target}"
+            if deferred and mine not in MAY_DEFER:
+                wrong.append(f"{where} (deferred into a function)")
+            elif mine != "<facade>" and theirs != "<facade>" and FLOOR[theirs] > FLOOR[mine]:
+                wrong.append(f"{where} (upward: {mine} is below {theirs})")
+            elif mine not in MAY_DEFER and theirs == "<facade>":
+                wrong.append(f"{where} (the facade re-exports; import from the module)")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_guard_catches_a_violation(tmp_path):
+    """The check itself can fail: an upward import and a deferred one are both found."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from refed_dspy.config import Config\n\ndef f():\n    from refed_dspy.errors import ConfigError\n")
+    found = internal_imports(bad)
+    assert ("refed_dspy.config", False, 1) in found and ("refed_dspy.errors", True, 4) in found
+    assert FLOOR[part_of("refed_dspy.config")] > FLOOR[part_of("refed_dspy.clients.lm")]
