@@ -400,3 +400,12 @@ def price_of(spec: LMSpec, batch: bool = False) -> Price | None:
     """Price for this spec from config, else the built-in table; `batch`: at the spec's batch_price_factor."""
     price = resolve_price(spec.model, spec.input_usd_per_mtok, spec.cached_input_usd_per_mtok, spec.output_usd_per_mtok)
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price
+
+
+def require_price(spec: LMSpec, role: str, budget_field: str) -> None:
+    """A cost budget needs a price: ConfigError (naming the fields to set) when `spec`'s model has none."""
+    if price_of(spec) is None:
+        raise ConfigError(
+            f"{budget_field} needs a price for the {role} '{spec.model}', which is not in the price table: "
+            f"set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
+        )

@@ -14,7 +14,14 @@ from typing import Any
 
 from refed_dspy.clients.pricing import Price
 
-_PRIOR_PROMPT_TOKENS = 2000
+# Before any call has been seen, a call is assumed this long (prompt tokens) and to fill max_tokens: a budget
+# reserves that. The teacher's prompts carry references and demos; the judge's a sample and a rubric.
+PRIOR_PROMPT_TOKENS = {"teacher": 2000, "judge": 1500}
+
+
+def prior_prompt_tokens(role: str) -> int:
+    """The prompt length a budget assumes for a call of `role` before it has seen one."""
+    return PRIOR_PROMPT_TOKENS.get(role, PRIOR_PROMPT_TOKENS["teacher"])
 
 
 class BudgetExceeded(Exception):
@@ -51,7 +58,7 @@ class CallBudget:
     def _estimate(self, price: Price | None, max_tokens: int) -> float:
         if price is None:
             return 0.0
-        return self.max_call_cost or price.cost(_PRIOR_PROMPT_TOKENS, max_tokens)
+        return self.max_call_cost or price.cost(PRIOR_PROMPT_TOKENS["teacher"], max_tokens)
 
     def reserve(self, price: Price | None, max_tokens: int) -> None:
         """Reserve one call, or raise BudgetExceeded when it could exceed the budget."""

@@ -35,12 +35,17 @@ from typing import Any, Protocol
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals, usage_of
 from refed_dspy.engine.batch import batch_figures, in_slot
+from refed_dspy.engine.budget import PRIOR_PROMPT_TOKENS
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.errors import RunDirError
 
 
 class Stage(Protocol):
-    """What a command gives the engine (see the module docstring)."""
+    """What the engine calls on a stage (refed_dspy.engine.stage.StageBase implements the shared parts).
+
+    In return a stage uses of the engine only: `start(kind, payload, slots)`, `slots_free()`, `pending[kind]`,
+    `busy`, `stopped` and `totals` (the base also reads how the run ended: `status`, `figures`, `mode_figures`).
+    """
 
     def fill(self, engine: Engine) -> None: ...
 
@@ -64,7 +69,9 @@ class Limits:
     max_cost_usd: float | None = None
     price: Price | None = None
     max_tokens: int = 4096
-    prior_prompt_tokens: int = 2000  # before any call has been seen, a call is assumed this long and to fill max_tokens
+    prior_prompt_tokens: int = PRIOR_PROMPT_TOKENS[
+        "teacher"
+    ]  # before any call is seen, one is assumed this long (and to fill max_tokens)
     max_consecutive_failures: int = 25
     role: str = "teacher"
     stop_grace_s: float = 10.0
@@ -150,6 +157,17 @@ class Engine:
                         self.max_call_cost, price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
                     )
         return usage
+
+    # ---- what a stage reads ---------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Some work is running."""
+        return bool(self.running)
+
+    @property
+    def stopped(self) -> bool:
+        """The run stops starting work: the budget is reached (`stop_reason`) or the run aborts."""
+        return self.stop_reason is not None or self.abort is not None
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:

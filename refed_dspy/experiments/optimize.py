@@ -23,7 +23,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.lm import build_lm, price_of
+from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.config import OPTIMIZERS, Config, load_config, to_toml
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.progress import Heartbeat
@@ -336,11 +336,8 @@ def optimize(
         raise ConfigError(f"metric= takes a callable (gold, pred, trace=None), not a {type(metric).__name__}")
     roles = [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else [])
     for role, spec in roles:
-        if cfg.max_cost_usd is not None and price_of(spec) is None:
-            raise ConfigError(
-                f"optimize.max_cost_usd needs a price for the {role} '{spec.model}': set "
-                f"{role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
-            )
+        if cfg.max_cost_usd is not None:
+            require_price(spec, role, "optimize.max_cost_usd")
     if cfg.target != "respond" and cfg.examples_run and trainset is None:
         raise ConfigError(
             f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "

@@ -16,7 +16,7 @@ from typing import Any
 from refed_dspy.config import config_from_dict
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
-from refed_dspy.quality.judge import load_judgments, unjudged_reasons
+from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
 from refed_dspy.store.lock import DirLock
 from refed_dspy.store.outputs import check_output_dir

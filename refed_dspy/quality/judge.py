@@ -10,26 +10,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from statistics import fmean
 from typing import Any
 
 import dspy
 
-from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.lm import build_lm, check_key, collect_calls, price_of
-from refed_dspy.clients.usage import Totals
+from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.config import Config, run_config
-from refed_dspy.engine import Engine, Limits
-from refed_dspy.engine.batch import batch_lm
-from refed_dspy.engine.batch_api import batch_provider
-from refed_dspy.engine.failures import Failure, classify
+from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.engine.progress import Progress
-from refed_dspy.errors import ConfigError, RunAborted, RunDirError
+from refed_dspy.engine.scheduler import Engine
+from refed_dspy.engine.stage import StageBase
+from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.gather import gather_settled
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+from refed_dspy.quality.judgments import judge_summary
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.lock import DirLock
@@ -38,7 +35,6 @@ from refed_dspy.store.rundir import RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.sync import run_sync
 from refed_dspy.tracking.mlflow_runs import track_run_dir
 
-_PRIOR_PROMPT_TOKENS = 1500
 log = logging.getLogger(__name__)
 
 
@@ -77,42 +73,32 @@ def build_judge(config: Config) -> dspy.LM:
     return build_lm(config.judge, "judge", num_retries=0, max_connections=config.judging.concurrency)
 
 
-class JudgeRun:
-    """Judges every sample of one run dir once, on the execution engine (a stage: see refed_dspy.engine). Use
-    `judge_run`."""
+class JudgeRun(StageBase):
+    """Judges every sample of one run dir once, on the execution engine. Use `judge_run`."""
+
+    what = "judging"
 
     def __init__(
         self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False, broker: Any = None
     ):
-
+        super().__init__(config.judge, "judge", judge_lm, broker=broker)
         self.config = config
         self.cfg = config.judging
         self.rundir = rundir
-        self.lm = judge_lm
-        self.adapter = build_adapter(config.judge)
-        self.price = price_of(config.judge, batch=broker is not None)
         self.pointwise = PointwiseJudge(self.cfg.criteria) if self.cfg.pointwise else None
         self.pairwise = PairwiseJudge() if self.cfg.pairwise else None
         if self.pointwise is None and self.pairwise is None:
             raise ConfigError("judging.pointwise and judging.pairwise are both false: nothing to judge")
         self.calls_per_sample = (1 if self.pointwise else 0) + (2 if self.pairwise else 0)
         self.slots = min(self.calls_per_sample, self.cfg.concurrency)
-        self.engine = Engine(
-            self,
-            Limits(
-                concurrency=config.batch.max_in_flight if broker is not None else self.cfg.concurrency,
-                max_retries=config.judge.num_retries,
-                worst_calls={"judge": self.calls_per_sample * (1 + config.judge.max_repairs)},
-                max_calls=self.cfg.max_calls,
-                max_cost_usd=self.cfg.max_cost_usd,
-                price=self.price,
-                max_tokens=config.judge.max_tokens,
-                prior_prompt_tokens=_PRIOR_PROMPT_TOKENS,
-                max_consecutive_failures=self.cfg.max_consecutive_failures,
-                role="judge",
-                stop_grace_s=config.run.stop_grace_s,
-            ),
-            broker=broker,
+        self.make_engine(
+            concurrency=self.cfg.concurrency,
+            max_in_flight=config.batch.max_in_flight,
+            worst_calls={"judge": self.calls_per_sample},
+            max_calls=self.cfg.max_calls,
+            max_cost_usd=self.cfg.max_cost_usd,
+            max_consecutive_failures=self.cfg.max_consecutive_failures,
+            stop_grace_s=config.run.stop_grace_s,
         )
         self.show_progress = show_progress
         self.rejected_now = 0
@@ -159,7 +145,7 @@ class JudgeRun:
 
     # ---- the stage: what to start, one sample, what came back --------------------------------------
     def fill(self, engine: Engine) -> None:
-        while engine.slots_free() >= self.slots or not engine.running:
+        while engine.slots_free() >= self.slots or not engine.busy:
             sample = next(self.queue, None)
             if sample is None or not engine.start("judge", sample, self.slots):
                 return
@@ -168,41 +154,33 @@ class JudgeRun:
         return payload["meta"]["id"]
 
     def work(self, kind: str, payload: Any, calls: list):
-        return self._judge(payload, calls)
+        return self.guarded(calls, lambda: self._judge(payload))
 
-    async def _judge(self, sample: dict[str, Any], calls: list):
-        instruction, sample_id = sample["instruction"], sample["meta"]["id"]
-        with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
-            try:
-                out: dict[str, Any] = {"sample_id": sample_id}
-                parts = []
-                if self.pointwise is not None:
-                    parts.append(self.pointwise.acall(instruction=instruction, response=final_response(sample)))
-                improved, draft = (
-                    (sample.get("improved_response") or "").strip(),
-                    (sample.get("response") or "").strip(),
-                )
-                pairwise = self.pairwise is not None and bool(improved) and bool(draft)
-                if pairwise:
-                    parts.append(self.pairwise.acall(instruction=instruction, first=improved, second=draft))
-                results = await gather_settled(*parts)
-                if self.pointwise is not None:
-                    p = results[0]
-                    out["pointwise"] = {"scores": p.scores, "overall": p.overall, "rationale": p.rationale}
-                if pairwise:
-                    q = results[-1]
-                    out["pairwise"] = {
-                        "winner": {"first": "improved", "second": "draft"}.get(q.winner, "tie"),
-                        "verdicts": q.verdicts,
-                        "flipped": q.flipped,
-                        "rationales": q.rationales,
-                    }
-                return out, None
-            except Exception as err:  # noqa: BLE001 - every failure becomes a reject
-                return None, classify(err)
+    async def _judge(self, sample: dict[str, Any]) -> dict[str, Any]:
+        instruction = sample["instruction"]
+        out: dict[str, Any] = {"sample_id": sample["meta"]["id"]}
+        parts = []
+        if self.pointwise is not None:
+            parts.append(self.pointwise.acall(instruction=instruction, response=final_response(sample)))
+        improved, draft = (sample.get("improved_response") or "").strip(), (sample.get("response") or "").strip()
+        pairwise = self.pairwise is not None and bool(improved) and bool(draft)
+        if pairwise:
+            parts.append(self.pairwise.acall(instruction=instruction, first=improved, second=draft))
+        results = await gather_settled(*parts)
+        if self.pointwise is not None:
+            p = results[0]
+            out["pointwise"] = {"scores": p.scores, "overall": p.overall, "rationale": p.rationale}
+        if pairwise:
+            q = results[-1]
+            out["pairwise"] = {
+                "winner": {"first": "improved", "second": "draft"}.get(q.winner, "tie"),
+                "verdicts": q.verdicts,
+                "flipped": q.flipped,
+                "rationales": q.rationales,
+            }
+        return out
 
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
-        sample_id = payload["meta"]["id"]
         if failure is None:
             result.update(
                 judge=self.config.judge.model,
@@ -213,7 +191,7 @@ class JudgeRun:
             self.new += 1
             return
         self.writers["rejects"].append(
-            {"stage": "judge", **failure.record_fields(), "sample_id": sample_id, "usage": usage}
+            {"stage": "judge", **failure.record_fields(), "sample_id": payload["meta"]["id"], "usage": usage}
         )
         self.rejected_now += 1
 
@@ -253,14 +231,9 @@ class JudgeRun:
             label="judge",
         )
         engine.on_progress = lambda: progress.update(progress.initial + self.new, engine.totals, self.rejected_now)
-        try:
-            await engine.run_closing(progress, self.writers.values())
-        finally:
-            status = engine.status(done=engine.stop_reason is None)
-            figures = {
-                **engine.figures(),
-                **engine.mode_figures(engine.totals.as_dict(), self.config.judge.batch_price_factor, self.lm),
-            }
+
+        def write_summary(status: str) -> dict[str, Any]:
+            figures = {**engine.figures(), **self.mode_figures(engine.totals.as_dict())}
             summary = judge_summary(
                 self.rundir,
                 samples,
@@ -274,96 +247,15 @@ class JudgeRun:
                 figures,
             )
             write_json_atomic(self.rundir.judge_summary, summary)
-        if engine.abort is not None:
-            raise RunAborted(
-                f"judging stopped: {engine.abort.detail} ({summary['judged']} judged in {self.rundir.path}; "
-                "run the same command again to resume)"
-            )
-        if status == "interrupted":
-            raise KeyboardInterrupt
-        return summary
+            return summary
 
-
-def unjudged_reasons(judged: set[str], reject_rows: list[dict[str, Any]]) -> Counter:
-    """Why the samples without a judgment have none: the reason of each one's last judge reject (pure; the usage rows
-    of attempts that were retried do not count)."""
-    last = {
-        r.get("sample_id"): r.get("reason", "unknown")
-        for r in reject_rows
-        if r.get("sample_id") not in judged and not r.get("attempt")
-    }
-    return Counter(last.values())
-
-
-def judge_summary(
-    rundir: RunDir,
-    samples: list[dict[str, Any]],
-    config: Config,
-    totals: Totals,
-    status: str,
-    wall: float,
-    new: int,
-    price_known: bool,
-    adapter: dict[str, str] | None = None,
-    engine: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Figures of all judgments in the run dir (read back from the files).
-
-    `status` 'complete' becomes 'partial' unless every sample has a judgment; `rejects` counts the samples
-    still without one by the reason of their last failure.
-    """
-    rows = list(read_jsonl(rundir.judgments))
-    stats = judgment_stats(rows)
-    judged = {r["sample_id"] for r in rows}
-    rejects = unjudged_reasons(judged, list(read_jsonl(rundir.judge_rejects)))
-    unjudged = sum(1 for s in samples if s["meta"]["id"] not in judged)
-    if status == "complete" and unjudged:
-        status = "partial"
-    usage = totals.as_dict()
-    return {
-        "status": status,
-        "run_dir": str(rundir.path),
-        "judge": config.judge.model,
-        "criteria": list(config.judging.criteria),
-        "adapter": adapter,
-        "samples": len(samples),
-        "judged": len(rows),
-        "unjudged": unjudged,
-        "new": new,
-        **stats,
-        "rejects": dict(rejects),
-        **(engine or {}),
-        "usage": usage,
-        "cost_usd": usage["cost_usd"] if price_known else None,
-        "wall_s": round(wall, 3),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def judgment_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean scores, improvement win/tie/loss rates and position-bias rate of judgment rows (pure)."""
-    overall = [r["pointwise"]["overall"] for r in rows if r.get("pointwise")]
-    by_criterion: dict[str, list[int]] = {}
-    for r in rows:
-        for name, value in ((r.get("pointwise") or {}).get("scores") or {}).items():
-            by_criterion.setdefault(name, []).append(value)
-    pairs = [r["pairwise"] for r in rows if r.get("pairwise")]
-    winners = Counter(p["winner"] for p in pairs)
-    n = len(pairs)
-    return {
-        "mean_score": round(fmean(overall), 4) if overall else None,
-        "mean_by_criterion": {k: round(fmean(v), 4) for k, v in by_criterion.items()},
-        "pairs": n,
-        "improvement_win_rate": round(winners["improved"] / n, 4) if n else None,
-        "improvement_tie_rate": round(winners["tie"] / n, 4) if n else None,
-        "improvement_loss_rate": round(winners["draft"] / n, 4) if n else None,
-        "position_bias_rate": round(sum(1 for p in pairs if p.get("flipped")) / n, 4) if n else None,
-    }
-
-
-def load_judgments(rundir: RunDir) -> dict[str, dict[str, Any]]:
-    """sample id -> judgment row."""
-    return {row["sample_id"]: row for row in read_jsonl(rundir.judgments)}
+        return await self.run_to_end(
+            progress,
+            self.writers.values(),
+            lambda: engine.stop_reason is None,
+            write_summary,
+            lambda s: f"{s['judged']} judged in {self.rundir.path}",
+        )
 
 
 async def ajudge_run(
@@ -383,28 +275,19 @@ async def ajudge_run(
         config = run_config(rundir)
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
-    if config.judging.max_cost_usd is not None and price_of(config.judge) is None:
-        raise ConfigError(
-            f"judging.max_cost_usd needs a price for '{config.judge.model}': set judge.input_usd_per_mtok "
-            "and judge.output_usd_per_mtok"
-        )
-    batch = config.judging.mode == "batch"
-    if batch:
-        batch_provider(config.judge, "judge")
-        check_key(config.judge, "judge")
-    if judge_lm is None and not batch:
-        judge_lm = build_judge(config)
+    if config.judging.max_cost_usd is not None:
+        require_price(config.judge, "judge", "judging.max_cost_usd")
+    mode = config.judging.mode
+    judge_lm = lm_before_run(config.judge, "judge", mode, judge_lm, lambda: build_judge(config))
     with DirLock(rundir.path, "refed judge", "run directory"):
         note = incomplete_note(rundir.path)
         if note:
             log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)
         samples = list(read_jsonl(rundir.samples, repair=False))
         use_run_cache(rundir)
-        broker = None
-        if batch:
-            judge_lm, broker = batch_lm(
-                config.judge, "judge", rundir.path, config.batch, detach=detach, store_name="judge_batches"
-            )
+        judge_lm, broker = lm_in_run(
+            config.judge, "judge", mode, judge_lm, rundir.path, config.batch, detach=detach, store_name="judge_batches"
+        )
         try:
             return await JudgeRun(config, rundir, judge_lm, show_progress, broker).run(samples, on_mismatch)
         finally:

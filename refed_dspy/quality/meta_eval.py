@@ -21,10 +21,9 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.lm import collect_calls, price_of
-from refed_dspy.engine import Engine, Limits
-from refed_dspy.engine.failures import classify
+from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.scheduler import Engine
+from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import FinishedShort, RunAborted, SeedError
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judge import build_judge
@@ -126,35 +125,29 @@ def meta_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class _MetaEval:
+class MetaEval(StageBase):
     """The judge over labelled items, as a stage of the execution engine (retries, window, budget, streak)."""
 
-    def __init__(self, config, items: list[dict[str, Any]], lm: dspy.LM, adapter: dspy.Adapter):
+    what = "meta-evaluation"
 
+    def __init__(self, config: Any, items: list[dict[str, Any]], lm: dspy.LM):
+        super().__init__(config.judge, "judge", lm)
         self.pointwise, self.pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
-        self.lm, self.adapter = lm, adapter
         self.queue = iter(items)
         self.results: dict[str, dict[str, Any]] = {}
-        j, g = config.judge, config.judging
-        self.engine = Engine(
-            self,
-            Limits(
-                concurrency=g.concurrency,
-                max_retries=j.num_retries,
-                worst_calls={"item": 2 * (1 + j.max_repairs)},
-                max_calls=g.max_calls,
-                max_cost_usd=g.max_cost_usd,
-                price=price_of(j),
-                max_tokens=j.max_tokens,
-                prior_prompt_tokens=1500,
-                max_consecutive_failures=g.max_consecutive_failures,
-                role="judge",
-                stop_grace_s=config.run.stop_grace_s,
-            ),
+        g = config.judging
+        self.make_engine(
+            concurrency=g.concurrency,
+            max_in_flight=g.concurrency,
+            worst_calls={"item": 2},
+            max_calls=g.max_calls,
+            max_cost_usd=g.max_cost_usd,
+            max_consecutive_failures=g.max_consecutive_failures,
+            stop_grace_s=config.run.stop_grace_s,
         )
 
-    def fill(self, engine) -> None:
-        while engine.slots_free() >= 2 or not engine.running:
+    def fill(self, engine: Engine) -> None:
+        while engine.slots_free() >= 2 or not engine.busy:
             item = next(self.queue, None)
             if item is None or not engine.start("item", item, 2):
                 return
@@ -162,31 +155,29 @@ class _MetaEval:
     def key(self, kind: str, item: dict[str, Any]) -> str:
         return str(item["id"])
 
-    def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:
-        pass  # nothing is written: the usage is in the engine's totals, reported with the results
+    def work(self, kind: str, item: dict[str, Any], calls: list):
+        return self.guarded(calls, lambda: self._judge(item))
 
-    async def work(self, kind: str, item: dict[str, Any], calls: list):
+    async def _judge(self, item: dict[str, Any]) -> dict[str, Any]:
+        if item["kind"] == "pairwise":
+            pred = await self.pairwise.acall(
+                instruction=item["instruction"], first=item["response_a"], second=item["response_b"]
+            )
+            out = {
+                "judge": {"first": "a", "second": "b"}.get(pred.winner, "tie"),
+                "verdicts": pred.verdicts,
+                "flipped": pred.flipped,
+                "preference": str(item["preference"]).lower(),
+            }
+        else:
+            pred = await self.pointwise.acall(instruction=item["instruction"], response=item["response"])
+            out = {"judge_score": pred.overall, "scores": pred.scores, "score": item["score"]}
+        return {"id": item["id"], "kind": item["kind"], **out}
 
-        with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
-            try:
-                if item["kind"] == "pairwise":
-                    pred = await self.pairwise.acall(
-                        instruction=item["instruction"], first=item["response_a"], second=item["response_b"]
-                    )
-                    out = {
-                        "judge": {"first": "a", "second": "b"}.get(pred.winner, "tie"),
-                        "verdicts": pred.verdicts,
-                        "flipped": pred.flipped,
-                        "preference": str(item["preference"]).lower(),
-                    }
-                else:
-                    pred = await self.pointwise.acall(instruction=item["instruction"], response=item["response"])
-                    out = {"judge_score": pred.overall, "scores": pred.scores, "score": item["score"]}
-                return {"id": item["id"], "kind": item["kind"], **out}, None
-            except Exception as err:  # noqa: BLE001 - an item the judge could not answer is reported, not fatal
-                return None, classify(err)
-
-    def handle(self, kind: str, item: dict[str, Any], result: Any, failure, usage: dict[str, Any]) -> None:
+    def handle(
+        self, kind: str, item: dict[str, Any], result: Any, failure: Failure | None, usage: dict[str, Any]
+    ) -> None:
+        # an item the judge could not answer is reported with the results, not fatal
         self.results[str(item["id"])] = (
             result
             if failure is None
@@ -200,8 +191,7 @@ async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None =
     items = read_labels(labels_path)
     if judge_lm is None:
         judge_lm = build_judge(config)
-    adapter = build_adapter(config.judge)
-    stage = _MetaEval(config, items, judge_lm, adapter)
+    stage = MetaEval(config, items, judge_lm)
     await stage.engine.run()
     if stage.engine.abort is not None:
         raise RunAborted(f"meta-evaluation stopped: {stage.engine.abort.detail}")
@@ -217,7 +207,7 @@ async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None =
     return {
         "labels": str(labels_path),
         "judge": config.judge.model,
-        "adapter": adapter.choice.as_dict(),
+        "adapter": stage.adapter.choice.as_dict(),
         "metrics": meta_metrics(ok),
         "failed": len(failed),
         "items": results,

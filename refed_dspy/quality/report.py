@@ -12,7 +12,7 @@ from typing import Any
 
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import RunDirError
-from refed_dspy.quality.judge import judgment_stats, unjudged_reasons
+from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
 from refed_dspy.quality.report_stats import (
     cost_by_stage,
     describe,

@@ -8,10 +8,9 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.lm import build_lm, check_key, price_of
+from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
-from refed_dspy.engine.batch import batch_lm
-from refed_dspy.engine.batch_api import batch_provider
+from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import get_method
 from refed_dspy.store.cache import use_run_cache
@@ -37,11 +36,8 @@ def build_teacher(config: Config) -> dspy.LM:
 
 def check_budget_prices(config: Config) -> None:
     """A cost budget needs a price: refuse to start a budgeted run whose model has none."""
-    if config.synthesis.max_cost_usd is not None and price_of(config.teacher) is None:
-        raise ConfigError(
-            f"synthesis.max_cost_usd needs a price for '{config.teacher.model}', which is not in the built-in table: "
-            "set teacher.input_usd_per_mtok and teacher.output_usd_per_mtok"
-        )
+    if config.synthesis.max_cost_usd is not None:
+        require_price(config.teacher, "teacher", "synthesis.max_cost_usd")
 
 
 async def arun_synthesis(
@@ -67,17 +63,13 @@ async def arun_synthesis(
         config = with_teacher_of(config, teacher)  # the LM that runs is the one the run records
     run_program, config = resolve_program(config, method, program=program, respond=respond)
     check_budget_prices(config)
-    batch = config.synthesis.mode == "batch"
-    if batch:
-        if teacher is not None:
-            raise ConfigError(
-                "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
-                'leave teacher= out, or set synthesis.mode = "online"'
-            )
-        batch_provider(config.teacher, "teacher")  # refused before the run dir is touched
-        check_key(config.teacher, "teacher")
-    if teacher is None and not batch:
-        teacher = build_teacher(config)
+    mode = config.synthesis.mode
+    if mode == "batch" and teacher is not None:
+        raise ConfigError(
+            "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
+            'leave teacher= out, or set synthesis.mode = "online"'
+        )
+    teacher = lm_before_run(config.teacher, "teacher", mode, teacher, lambda: build_teacher(config))
     if references is None:
         references, report = read_references(
             config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
@@ -89,10 +81,7 @@ async def arun_synthesis(
             fingerprint(config, run_program.fingerprint_hash), to_toml(config), on_mismatch, diff=fingerprint_diff
         )
         use_run_cache(rundir)
-        broker = None
-        if batch:
-            batch_teacher, broker = batch_lm(config.teacher, "teacher", rundir.path, config.batch, detach=detach)
-            teacher = batch_teacher  # its calls must go through the broker
+        teacher, broker = lm_in_run(config.teacher, "teacher", mode, teacher, rundir.path, config.batch, detach=detach)
         run = SynthesisRun(
             config, references, teacher, rundir, program=run_program, show_progress=show_progress, broker=broker
         )

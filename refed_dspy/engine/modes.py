@@ -1,0 +1,45 @@
+"""Online or batch: what a stage's LM is, checked before a run dir is touched.
+
+Online, a stage calls its role's LM (one given from Python, else one built from the config). In batch mode the
+LM is built from the config and its calls go to the provider's batch API through a broker whose records live in
+the run dir, so it can only be made once the run dir is held; before that, the provider and its key are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.clients.lm import check_key
+from refed_dspy.clients.spec import LMSpec
+from refed_dspy.engine.batch import batch_lm
+from refed_dspy.engine.batch_api import batch_provider
+
+
+def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, build: Callable[[], Any]) -> Any:
+    """Before the run dir is touched: online, the LM to call (`lm`, else `build()`); batch, None once the provider
+    is known to have a batch API and its key is set (ConfigError, MissingKeyError otherwise)."""
+    if mode == "batch":
+        batch_provider(spec, role)
+        check_key(spec, role)
+        return None
+    return lm if lm is not None else build()
+
+
+def lm_in_run(
+    spec: LMSpec,
+    role: str,
+    mode: str,
+    lm: Any,
+    run_dir: Path,
+    settings: Any,
+    *,
+    detach: bool = False,
+    store_name: str = "batches",
+) -> tuple[Any, Any]:
+    """Once the run dir is held: (the LM the stage calls, its batch broker or None). Batch mode builds the LM whose
+    calls go through the broker (its store in `run_dir/store_name`; `settings`: the config's [batch] section)."""
+    if mode == "batch":
+        return batch_lm(spec, role, run_dir, settings, detach=detach, store_name=store_name)
+    return lm, None

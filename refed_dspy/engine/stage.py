@@ -1,0 +1,169 @@
+"""The base of every LM-bound stage (synthesis, judging, meta-evaluation): what they share, written once.
+
+A stage is the part that differs: what to start next (`fill`), one piece of work (`work`, usually `guarded` around
+its part's call), what to write when it finishes (`handle`), what identifies it across retries (`key`) and, when a
+retried or cut-off attempt leaves no record, where its usage goes (`note_attempt`). The base owns the rest: the LM
+and adapter of its role and their price, the engine's limits from the role's spec, the guarded call (calls
+collected, the LM and adapter in context, a failure classified), and the end of a run (the status, the summary
+written whatever happened, an abort raised as RunAborted, an interrupt as KeyboardInterrupt).
+
+What a stage may use of its engine: `start`, `slots_free()`, `pending[kind]`, `busy`, `stopped` and `totals`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
+
+import dspy
+
+from refed_dspy.adapters import RepairingAdapter, build_adapter
+from refed_dspy.clients.lm import collect_calls, price_of, stage
+from refed_dspy.clients.pricing import Price
+from refed_dspy.clients.spec import LMSpec
+from refed_dspy.engine.budget import prior_prompt_tokens
+from refed_dspy.engine.failures import Failure, classify
+from refed_dspy.engine.progress import Progress
+from refed_dspy.engine.scheduler import Engine, Limits
+from refed_dspy.errors import RunAborted
+
+
+def role_limits(
+    spec: LMSpec,
+    role: str,
+    *,
+    concurrency: int,
+    worst_calls: dict[str, int],
+    price: Price | None,
+    max_calls: int | None,
+    max_cost_usd: float | None,
+    max_consecutive_failures: int,
+    stop_grace_s: float,
+    seed: int = 0,
+) -> Limits:
+    """The engine's limits for a stage of `role` (teacher or judge) run with `spec`: `worst_calls` are the LM calls
+    each kind of task makes at most before repairs (each may be repaired spec.max_repairs times)."""
+    return Limits(
+        concurrency=concurrency,
+        max_retries=spec.num_retries,
+        worst_calls={kind: n * (1 + spec.max_repairs) for kind, n in worst_calls.items()},
+        max_calls=max_calls,
+        max_cost_usd=max_cost_usd,
+        price=price,
+        max_tokens=spec.max_tokens,
+        prior_prompt_tokens=prior_prompt_tokens(role),
+        max_consecutive_failures=max_consecutive_failures,
+        role=role,
+        stop_grace_s=stop_grace_s,
+        seed=seed,
+    )
+
+
+class StageBase(ABC):
+    """An LM-bound stage on the execution engine (see the module docstring). A subclass sets `self.engine` with
+    `make_engine` in its __init__ and implements fill, work, handle and key."""
+
+    what = "run"  # how messages name it: "run", "judging", "meta-evaluation"
+
+    def __init__(self, spec: LMSpec, role: str, lm: Any, adapter: RepairingAdapter | None = None, broker: Any = None):
+        self.spec = spec
+        self.role = role
+        self.lm = lm
+        self.adapter = adapter or build_adapter(spec)
+        self.broker = broker  # batch mode: the calls of `lm` go to the provider's batch API through it
+        self.price = price_of(spec, batch=broker is not None)
+        self.engine: Engine
+
+    def make_engine(
+        self,
+        *,
+        concurrency: int,
+        max_in_flight: int,
+        worst_calls: dict[str, int],
+        max_calls: int | None,
+        max_cost_usd: float | None,
+        max_consecutive_failures: int,
+        stop_grace_s: float,
+        seed: int = 0,
+    ) -> Engine:
+        """The stage's engine: `concurrency` calls in flight online, `max_in_flight` tasks waiting on batches."""
+        limits = role_limits(
+            self.spec,
+            self.role,
+            concurrency=max_in_flight if self.broker is not None else concurrency,
+            worst_calls=worst_calls,
+            price=self.price,
+            max_calls=max_calls,
+            max_cost_usd=max_cost_usd,
+            max_consecutive_failures=max_consecutive_failures,
+            stop_grace_s=stop_grace_s,
+            seed=seed,
+        )
+        self.engine = Engine(self, limits, broker=self.broker)
+        return self.engine
+
+    # ---- what the engine calls ------------------------------------------------------------------
+    @abstractmethod
+    def fill(self, engine: Engine) -> None:
+        """Start work (`engine.start`) while there are slots and something to do."""
+
+    @abstractmethod
+    def work(self, kind: str, payload: Any, calls: list) -> Coroutine[Any, Any, tuple[Any, Failure | None]]:
+        """The coroutine of one piece of work: (result, None) or (None, failure); it touches no shared state."""
+
+    @abstractmethod
+    def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
+        """Write what one piece of work produced (a record, or a reject)."""
+
+    @abstractmethod
+    def key(self, kind: str, payload: Any) -> str:
+        """What identifies one piece of work across its retries."""
+
+    def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:  # noqa: B027 - a default
+        """The usage of an attempt that leaves no record (retried, or cut off by a stop); nothing kept by default
+        (it is in the engine's totals)."""
+
+    # ---- the shared parts -----------------------------------------------------------------------
+    async def guarded(
+        self, calls: list, call: Callable[[], Awaitable[Any]], stage_name: str | None = None
+    ) -> tuple[Any, Failure | None]:
+        """Await `call()` with this stage's LM and adapter, its LM calls collected into `calls` (and tagged
+        `stage_name` unless its part tags them itself); any exception becomes a classified Failure."""
+        with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
+            try:
+                if stage_name is None:
+                    return await call(), None
+                with stage(stage_name):
+                    return await call(), None
+            except Exception as err:  # noqa: BLE001 - every failure becomes a reject
+                return None, classify(err)
+
+    def mode_figures(self, usage: dict[str, Any]) -> dict[str, Any]:
+        """How the calls went (online or batch; per endpoint), for a summary."""
+        return self.engine.mode_figures(usage, self.spec.batch_price_factor, self.lm)
+
+    async def run_to_end(
+        self,
+        progress: Progress,
+        writers: Iterable[Any],
+        done: Callable[[], bool],
+        summarize: Callable[[str], dict[str, Any]],
+        kept: Callable[[dict[str, Any]], str],
+    ) -> dict[str, Any]:
+        """Run the engine to its end, then write the summary whatever happened (`summarize(status)` writes it and
+        returns it). Raises RunAborted when the provider or the failure streak stopped it (`kept(summary)` says what
+        is kept, and where), KeyboardInterrupt when a signal did."""
+        engine = self.engine
+        try:
+            await engine.run_closing(progress, writers)
+        finally:
+            status = engine.status(done=done())
+            summary = summarize(status)
+        if engine.abort is not None:
+            raise RunAborted(
+                f"{self.what} stopped: {engine.abort.detail} ({kept(summary)}; run the same command again to resume)"
+            )
+        if status == "interrupted":
+            raise KeyboardInterrupt  # the summary is written; the caller learns that the run was stopped
+        return summary

@@ -1,0 +1,197 @@
+"""What a synthesis run starts next: the policy behind its `fill`, and the state it keeps to decide.
+
+Samples are started only while accepted + running + waiting to retry < size, so a run ends with exactly `size`
+samples. Enough units run to keep concurrency + n instructions coming. A unit whose reference's feedback is not in
+yet is parked (it holds no slot) until it is; slots that would idle collect the feedback of references that the
+units still to start will need, and only of those: no feedback is collected that the run would not use.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterator
+
+from refed_dspy.engine.scheduler import Engine
+from refed_dspy.methods import Method, SynthesisSettings
+from refed_dspy.store.records import Reference, ReferenceFeedback, content_id
+from refed_dspy.store.rundir import ResumeState
+from refed_dspy.synthesis.units import Item, Unit, unit_order
+from refed_dspy.text import Deduper
+
+FEEDBACK_SLOTS = 2  # a feedback task holds two slots: describe and critique run at once
+
+
+class Schedule:
+    """The work of one run still to start, and the feedback and units it depends on."""
+
+    def __init__(
+        self, method: Method, syn: SynthesisSettings, refs: list[Reference], concurrency: int, dedup_threshold: float
+    ):
+        self.method, self.syn, self.refs, self.concurrency = method, syn, refs, concurrency
+        self.pool: deque[Item] = deque()  # instructions waiting for their sample
+        self.feedback: dict[str, ReferenceFeedback] = {}
+        self.feedback_failed: set[str] = set()
+        self.feedback_pending: set[str] = set()  # references whose feedback is being collected
+        self.done_units: set[str] = set()
+        self.dedup = Deduper(dedup_threshold)
+        per_pass = max(1, len(refs) * len(method.features) * syn.instructions_per_feature)
+        self.units = unit_order(len(refs), method.features, 2 * math.ceil(syn.size / per_pass) + 2)
+        self.upcoming: deque[Unit] = deque()  # units taken from self.units but not started yet
+        self.parked: dict[str, list[Unit]] = {}  # units waiting for their reference's feedback, by reference id
+        self.n_parked = 0
+        self.held_unit: Unit | None = None
+        self.engine: Engine | None = None
+
+    def restore(self, state: ResumeState) -> None:
+        """Take up what earlier invocations did: feedback, units done (their instructions seen by dedup), and the
+        instructions still without a sample."""
+        self.feedback = dict(state.feedback)
+        self.feedback_failed = set(state.feedback_failed)
+        index = {ref.id: i for i, ref in enumerate(self.refs)}
+        done_items = state.sample_ids | state.final_reject_ids
+        for unit_id, row in state.units.items():
+            self.done_units.add(unit_id)
+            for text in row.get("kept", []):
+                self.dedup.add(text)
+            ref_index = index.get(row["reference_id"])
+            if ref_index is None:
+                continue
+            for text in row.get("kept", []):
+                item_id = content_id(unit_id, text)
+                if item_id not in done_items:
+                    self.pool.append(Item(item_id, unit_id, ref_index, row["feature"], text))
+        for i, ref in enumerate(self.refs):  # the samples a method makes straight from the references
+            seed = self.method.seed_item(ref, self.syn)
+            if seed is not None and seed.id not in done_items:
+                self.pool.append(Item(seed.id, seed.unit, i, seed.feature, seed.instruction))
+
+    # ---- what to start next ------------------------------------------------------------------------
+    def fill(self, engine: Engine, accepted: int) -> None:
+        """Start units, samples and feedback while the engine has slots and the run needs samples."""
+        self.engine = engine
+        n = self.syn.instructions_per_feature
+        while not engine.stopped:
+            need = self.syn.size - accepted - engine.pending["sample"]
+            if engine.slots_free() <= 0 or need <= 0:
+                return
+            incoming = self._incoming()
+            # keep concurrency + n instructions coming; with nothing to sample, a free slot takes a unit
+            if incoming < min(need, self.concurrency + n) or (not self.pool and incoming < need):
+                unit = self._next_unit()
+                if unit is not None:
+                    if not self._start_unit(unit):
+                        return
+                    continue
+            if self.pool:
+                item = self.pool.popleft()
+                if not engine.start("sample", item, 1):
+                    self.pool.appendleft(item)
+                    return
+                continue
+            self._prefetch_feedback(need)
+            return
+
+    def _incoming(self) -> int:
+        assert self.engine is not None
+        return len(self.pool) + self.syn.instructions_per_feature * (self.engine.pending["unit"] + self.n_parked)
+
+    def _next_unit(self) -> Unit | None:
+        if self.held_unit is not None:
+            unit, self.held_unit = self.held_unit, None
+            return unit
+        while True:
+            unit = self.upcoming.popleft() if self.upcoming else next(self.units, None)
+            if unit is None:
+                return None
+            ref = self.refs[unit.ref_index]
+            if unit.id(ref) in self.done_units or ref.id in self.feedback_failed:
+                continue
+            fb = self.feedback.get(ref.id)
+            if fb is not None and self.method.feature_description(unit.feature, fb) is None:
+                continue  # the reference has no such feature
+            return unit
+
+    def _prefetch_feedback(self, need: int) -> None:
+        """Fill slots that would idle with the feedback of references that units still to be started will need, so
+        a unit never waits for its reference's feedback (that wait holds a slot with no call in flight). Only as
+        many units as the run still needs are looked at."""
+        engine = self.engine
+        assert engine is not None
+        if not self.method.collects_feedback or engine.slots_free() < FEEDBACK_SLOTS:
+            return
+        if len(self.feedback) + len(self.feedback_pending) + len(self.feedback_failed) >= len(self.refs):
+            return  # every reference has (or is getting) its feedback
+        # units cycle through the references, so the next len(refs) units name every reference they will
+        units_needed = min(
+            len(self.refs), math.ceil(max(0, need - self._incoming()) / self.syn.instructions_per_feature)
+        )
+        looked = 0
+        for unit in itertools.chain(self.upcoming, self._more_units()):
+            if looked >= units_needed or engine.slots_free() < FEEDBACK_SLOTS or engine.stopped:
+                return
+            looked += 1
+            ref = self.refs[unit.ref_index]
+            if ref.id in self.feedback or ref.id in self.feedback_pending or ref.id in self.feedback_failed:
+                continue
+            if not self._start_feedback(ref):
+                return
+
+    def _more_units(self) -> Iterator[Unit]:
+        """Units after self.upcoming, kept in self.upcoming as they are looked at."""
+        for unit in self.units:
+            self.upcoming.append(unit)
+            yield unit
+
+    def _start_unit(self, unit: Unit) -> bool:
+        """Start `unit`, or, when its reference's feedback is not in yet, park it (holding no slot) and make sure
+        that feedback is coming; False when nothing could be done for lack of slots or budget."""
+        engine = self.engine
+        assert engine is not None
+        ref = self.refs[unit.ref_index]
+        if self.method.collects_feedback and ref.id not in self.feedback:
+            starts_feedback = ref.id not in self.feedback_pending
+            if starts_feedback and (
+                (engine.slots_free() < FEEDBACK_SLOTS and engine.busy) or not self._start_feedback(ref)
+            ):
+                self.held_unit = unit
+                return False
+            self.parked.setdefault(ref.id, []).append(unit)
+            self.n_parked += 1
+            return True
+        return engine.start("unit", unit, 1)
+
+    def _start_feedback(self, ref: Reference) -> bool:
+        assert self.engine is not None
+        if not self.engine.start("feedback", ref, FEEDBACK_SLOTS):
+            return False
+        self.feedback_pending.add(ref.id)
+        return True
+
+    # ---- what came back ----------------------------------------------------------------------------
+    def feedback_in(self, ref: Reference, feedback: ReferenceFeedback | None, final: bool = True) -> None:
+        """The reference's feedback came (None: it failed; `final`: for good): its parked units go first in line
+        again (after a final failure they are skipped; after another one they ask for it again)."""
+        self.feedback_pending.discard(ref.id)
+        if feedback is not None:
+            self.feedback[ref.id] = feedback
+        elif final:
+            self.feedback_failed.add(ref.id)
+        units = self.parked.pop(ref.id, [])
+        self.n_parked -= len(units)
+        self.upcoming.extendleft(reversed(units))
+
+    def unit_in(self, unit: Unit, texts: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        """A unit's new instructions: those dedup keeps join the pool; returns (kept, [(dropped, reason)])."""
+        uid = unit.id(self.refs[unit.ref_index])
+        kept, dropped = [], []
+        for text in texts:
+            reason = self.dedup.offer(text)
+            if reason is None:
+                kept.append(text)
+                self.pool.append(Item(content_id(uid, text), uid, unit.ref_index, unit.feature, text))
+            else:
+                dropped.append((text, reason))
+        self.done_units.add(uid)
+        return kept, dropped

@@ -1,0 +1,93 @@
+"""The figures of a synthesis run (summary.json): counts read back from its files, usage of all its invocations."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.store.jsonl import read_json, read_jsonl
+
+
+@dataclass
+class RunStats:
+    """Figures of this invocation (the summary adds those of earlier invocations from the files)."""
+
+    started: float = field(default_factory=time.monotonic)
+    new_samples: int = 0
+    rejects: Counter = field(default_factory=Counter)
+
+
+def earlier_figures(summary_path: Path) -> tuple[float, int]:
+    """Wall time and retries of earlier invocations, from the summary they left (0 when there is none)."""
+    old = read_json(summary_path)
+    try:
+        wall = float(old.get("wall_s_total", old.get("wall_s", 0.0)))
+    except (TypeError, ValueError):
+        wall = 0.0
+    try:
+        retries = int((old.get("retries") or {}).get("total", 0))
+    except (TypeError, ValueError, AttributeError):
+        retries = 0
+    return wall, retries
+
+
+def estimate_error(path: Any, usage: dict[str, Any], samples: int, size: int, batch: bool) -> dict[str, Any]:
+    """{"estimate": ...}: what `refed estimate` said (its estimate.json in the run dir) and how far off the run is,
+    in cost (at the mode's price) and calls, once the run has all its samples; {} without an estimate."""
+    e = read_json(path)
+    total = e.get("total") if isinstance(e, dict) else None
+    if not isinstance(total, dict) or e.get("size") != size:
+        return {}
+    key = "batch_cost_usd" if batch else "cost_usd"
+    out: dict[str, Any] = {
+        "cost_usd": total.get(key),
+        "calls": total.get("calls"),
+        "cost_range_usd": [
+            total.get(key.replace("cost_usd", "cost_low_usd")),
+            total.get(key.replace("cost_usd", "cost_high_usd")),
+        ],
+    }
+    if samples >= size:
+        cost = usage.get("cost_usd")
+        if cost is not None and out["cost_usd"]:
+            out["cost_error"] = round((cost - out["cost_usd"]) / out["cost_usd"], 4)
+        if out["calls"]:
+            out["calls_error"] = round((usage["calls"] - out["calls"]) / out["calls"], 4)
+    return {"estimate": out}
+
+
+def reject_counts(rejects_path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Reject records by reason and by stage."""
+    by_reason: Counter = Counter()
+    by_stage: Counter = Counter()
+    for row in read_jsonl(rejects_path):
+        by_reason[row.get("reason", "unknown")] += 1
+        by_stage[row.get("stage", "unknown")] += 1
+    return dict(by_reason), dict(by_stage)
+
+
+def per_sample(usage: dict[str, Any], samples: int) -> dict[str, Any]:
+    """Calls, tokens and cost per sample ({} before the first)."""
+    if not samples:
+        return {}
+    return {
+        "calls": round(usage["calls"] / samples, 3),
+        "prompt_tokens": round(usage["prompt_tokens"] / samples, 1),
+        "completion_tokens": round(usage["completion_tokens"] / samples, 1),
+        "cost_usd": round(usage["cost_usd"] / samples, 6) if usage["cost_usd"] is not None else None,
+    }
+
+
+def timing(stats: RunStats, earlier_wall_s: float) -> dict[str, Any]:
+    """Wall time of this invocation and of all, samples per second, and when it finished."""
+    wall = time.monotonic() - stats.started
+    return {
+        "wall_s": round(wall, 3),
+        "wall_s_total": round(earlier_wall_s + wall, 3),
+        "samples_per_s": round(stats.new_samples / wall, 3) if wall > 0 else None,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
