@@ -70,12 +70,12 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     e = estimate(config)
     print(format_estimate(e))
     if args.json:
-        print(json.dumps(e, indent=2))
+        print(json.dumps(e.to_json(), indent=2))
     run_dir = Path(config.run.dir)
     if not args.no_save:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(run_dir / "estimate.json", e)
+            write_json_atomic(run_dir / "estimate.json", e.to_json())
             print(f"wrote {run_dir / 'estimate.json'} (the run's summary will state the estimate's error)")
         except OSError as err:
             print(f"cannot write {run_dir / 'estimate.json'}: {err.strerror or err}", file=sys.stderr)
@@ -100,7 +100,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         config, methods, on_mismatch=on_mismatch, show_progress=config.run.progress and not args.quiet, judge=args.judge
     )
     print(markdown_table(result["rows"], QUALITY_COLUMNS), end="")
-    print(f"wrote {result['json']} and {result['markdown']}")
+    print(f"wrote {result.json_file} and {result.markdown_file}")
     return 0 if all(r["status"] == "complete" for r in result["rows"]) else 1
 
 
@@ -135,7 +135,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
         if args.out:
             from refed_dspy.store.jsonl import write_json_atomic
 
-            write_json_atomic(args.out, result)
+            write_json_atomic(args.out, result.to_json())
             print(f"wrote {args.out}")
         return 0
     from refed_dspy.quality.judge import judge_run

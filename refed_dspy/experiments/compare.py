@@ -9,11 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import METHODS
 from refed_dspy.quality.judge import ajudge_run, build_judge
 from refed_dspy.quality.report_stats import distinct_n
+from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.lock import DirLock
 from refed_dspy.store.rundir import RunDir
@@ -138,6 +141,22 @@ def markdown_table(rows: list[dict[str, Any]], extra_columns: list[tuple[str, st
     return "\n".join(lines) + "\n"
 
 
+class Comparison(Result):
+    """`refed compare`'s result: one row per method (compare.json holds all but the paths of the two files)."""
+
+    seeds: str
+    references: int
+    size: int
+    teacher: str
+    methods: list[str]
+    rows: list[dict[str, Any]] = Field(
+        description="Per method: samples, calls (feedback apart), tokens, cost, "
+        "rejects, wall time, and the quality columns."
+    )
+    json_file: str | None = Optional("Where compare.json was written.")
+    markdown_file: str | None = Optional("Where compare.md was written.")
+
+
 def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: dict[str, Any]) -> tuple[Path, Path]:
     """Write compare.json and compare.md into `out_dir`; returns their paths."""
     out = Path(out_dir)
@@ -152,9 +171,9 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
     return json_path, md_path
 
 
-async def acompare(config: Config, methods: list[str], **kwargs: Any) -> dict[str, Any]:
+async def acompare(config: Config, methods: list[str], **kwargs: Any) -> Comparison:
     """Run (or resume) each method in turn into `<run.dir>/<method>/`; with `judge`, judge each run too (the
-    judge LM of config.judge). Returns {rows, json, markdown, ...}. `<run.dir>` is locked for the whole comparison."""
+    judge LM of config.judge). `<run.dir>` is locked for the whole comparison."""
 
     with DirLock(config.run.dir, "refed compare", "comparison directory"):
         return await _compare(config, methods, **kwargs)
@@ -170,7 +189,7 @@ async def _compare(
     show_progress: bool = False,
     judge: bool = False,
     judge_lm=None,
-) -> dict[str, Any]:
+) -> Comparison:
 
     if teacher is None and config.synthesis.mode != "batch":  # batch mode builds each run's own
         teacher = build_teacher(config)
@@ -204,9 +223,9 @@ async def _compare(
         if config.tracking.enabled:
             metrics = {row["method"]: {k: v for k, v in row.items() if k != "method"} for row in rows}
             track_run_dir(config, config.run.dir, "compare", metrics, [json_path, md_path])
-    return {**header, "rows": rows, "json": str(json_path), "markdown": str(md_path)}
+    return Comparison(**header, rows=rows, json_file=str(json_path), markdown_file=str(md_path))
 
 
-def compare(config: Config, methods: list[str], **kwargs: Any) -> dict[str, Any]:
+def compare(config: Config, methods: list[str], **kwargs: Any) -> Comparison:
     """Synchronous `acompare`."""
     return run_sync(acompare(config, methods, **kwargs))

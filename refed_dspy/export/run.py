@@ -10,9 +10,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, to_flat
+from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 from refed_dspy.store.lock import LOCK_NAME, DirLock
 from refed_dspy.store.outputs import check_output_dir
@@ -230,6 +233,17 @@ def _dataset_dict(splits: dict[str, list[dict]], which: str, system: str | None)
     )
 
 
+class ExportResult(Result):
+    """What `refed export` wrote: the format, where, how many samples per split, the files."""
+
+    format: str
+    out: str | None = Field(description="The output directory (None: pushed to the hub only).")
+    repo_id: str | None
+    splits: dict[str, int]
+    files: dict[str, str] = Field(description="Split (and card) -> the file written.")
+    response: str = Field(description="Which response the records carry: improved or draft.")
+
+
 def export_run(
     run_dir: str | Path,
     fmt: str,
@@ -243,8 +257,8 @@ def export_run(
     private: bool = True,
     overwrite: bool = False,
     config: Config | None = None,
-) -> dict[str, Any]:
-    """Export a run dir's samples; returns {format, out, splits: {name: count}, files, card}."""
+) -> ExportResult:
+    """Export a run dir's samples in `fmt` to `out` (or the hub)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'; available: {', '.join(FORMATS)}")
     if which not in RESPONSES:
@@ -284,14 +298,14 @@ def export_run(
 
         dd.push_to_hub(repo_id, private=private, token=token)
         DatasetCard(card).push_to_hub(repo_id, token=token, repo_type="dataset")
-    result = {
-        "format": fmt,
-        "out": str(out_path) if out_path else None,
-        "repo_id": repo_id,
-        "splits": {k: len(v) for k, v in splits.items()},
-        "files": files,
-        "response": which,
-    }
+    result = ExportResult(
+        format=fmt,
+        out=str(out_path) if out_path else None,
+        repo_id=repo_id,
+        splits={k: len(v) for k, v in splits.items()},
+        files=files,
+        response=which,
+    )
     cfg = config
     if cfg is None and rundir.config.exists():
         cfg = run_config(rundir)
@@ -306,7 +320,7 @@ def log_export(
     splits: dict[str, list[dict]],
     which: str,
     system: str | None,
-    result: dict[str, Any],
+    result: ExportResult,
 ) -> None:
     """Log each exported split to the run dir's MLflow run as an input dataset (mlflow.data)."""
     import mlflow

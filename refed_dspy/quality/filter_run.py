@@ -13,10 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from refed_dspy.config import config_from_dict
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
+from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
 from refed_dspy.store.lock import DirLock
 from refed_dspy.store.outputs import check_output_dir
@@ -41,6 +44,24 @@ def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[Filte
         else "not judged yet"
     )
     return len(missing), why
+
+
+class FilterSummary(Result):
+    """What `refed filter` kept and removed (filter_summary.json in the output dir)."""
+
+    source_run: str
+    out: str
+    input: int
+    kept: int
+    removed: int
+    removed_by_filter: dict[str, int]
+    steps: list[dict[str, Any]] = Field(
+        description="Each filter in order: its parameters, and samples in, kept, removed."
+    )
+    unjudged: dict[str, Any] = Field(
+        description="Samples a judge-based filter had no judgment of, the policy, and why."
+    )
+    finished_at: str
 
 
 def parse_filter(text: str) -> Filter:
@@ -68,7 +89,7 @@ def filter_run(
     specs: list[Filter],
     overwrite: bool = False,
     unjudged: str | None = None,
-) -> dict[str, Any]:
+) -> FilterSummary:
     """Filter `run_dir`'s samples into `out_dir`; returns the filter summary.
 
     A judge-based filter never drops a sample silently for want of a judgment: when some samples have none,
@@ -107,16 +128,18 @@ def filter_run(
         write_jsonl_atomic(out.judgments, [j for sid, j in judgments.items() if sid in kept_ids])
         if src.config.exists():
             shutil.copyfile(src.config, out.config)
-        summary = {
-            "source_run": str(src.path.resolve()),
-            "out": str(out.path),
-            "input": len(samples),
-            "kept": len(kept),
-            "removed": len(rejects),
-            "removed_by_filter": reject_counts(rejects),
-            "steps": steps,
-            "unjudged": {"samples": n_unjudged, "policy": unjudged if n_unjudged else None, "why": why or None},
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_json_atomic(out.path / "filter_summary.json", summary)
+        summary = FilterSummary(
+            **{
+                "source_run": str(src.path.resolve()),
+                "out": str(out.path),
+                "input": len(samples),
+                "kept": len(kept),
+                "removed": len(rejects),
+                "removed_by_filter": reject_counts(rejects),
+                "steps": steps,
+                "unjudged": {"samples": n_unjudged, "policy": unjudged if n_unjudged else None, "why": why or None},
+                "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        write_json_atomic(out.path / "filter_summary.json", summary.to_json())
     return summary

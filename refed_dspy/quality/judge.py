@@ -26,7 +26,7 @@ from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.gather import gather_settled
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
-from refed_dspy.quality.judgments import judge_summary
+from refed_dspy.quality.judgments import JudgeSummary, judge_summary
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.lock import DirLock
@@ -210,7 +210,7 @@ class JudgeRun(StageBase):
         )
 
     # ---- the run ------------------------------------------------------------------------------------
-    async def run(self, samples: list[dict[str, Any]], on_mismatch: str = "error") -> dict[str, Any]:
+    async def run(self, samples: list[dict[str, Any]], on_mismatch: str = "error") -> JudgeSummary:
         """Judge what is not judged yet; returns the summary (raises KeyboardInterrupt after writing it when stopped
         by a signal, RunAborted when the failure streak or the provider stopped it)."""
         judged, rejected = self.prepare(on_mismatch)
@@ -232,7 +232,7 @@ class JudgeRun(StageBase):
         )
         engine.on_progress = lambda: progress.update(progress.initial + self.new, engine.totals, self.rejected_now)
 
-        def write_summary(status: str) -> dict[str, Any]:
+        def write_summary(status: str) -> JudgeSummary:
             figures = {**engine.figures(), **self.mode_figures(engine.totals.as_dict())}
             summary = judge_summary(
                 self.rundir,
@@ -246,7 +246,7 @@ class JudgeRun(StageBase):
                 self.adapter.choice.as_dict(),
                 figures,
             )
-            write_json_atomic(self.rundir.judge_summary, summary)
+            write_json_atomic(self.rundir.judge_summary, summary.to_json())
             return summary
 
         return await self.run_to_end(
@@ -266,7 +266,7 @@ async def ajudge_run(
     on_mismatch: str = "error",
     show_progress: bool = False,
     detach: bool = False,
-) -> dict[str, Any]:
+) -> JudgeSummary:
     """Judge (or finish judging) the samples of `run_dir`; returns judge_summary.json's content (judging.mode =
     "batch": through the judge provider's batch API; `detach` returns once the batches are submitted)."""
 
@@ -302,6 +302,6 @@ async def ajudge_run(
                 )
 
 
-def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> dict[str, Any]:
+def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> JudgeSummary:
     """Synchronous `ajudge_run`."""
     return run_sync(ajudge_run(run_dir, config, **kwargs))

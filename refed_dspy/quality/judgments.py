@@ -8,8 +8,11 @@ from datetime import datetime, timezone
 from statistics import fmean
 from typing import Any
 
+from pydantic import Field
+
 from refed_dspy.clients.usage import Totals
 from refed_dspy.config import Config
+from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.rundir import RunDir
 
@@ -25,6 +28,39 @@ def unjudged_reasons(judged: set[str], reject_rows: list[dict[str, Any]]) -> Cou
     return Counter(last.values())
 
 
+class JudgeSummary(Result):
+    """The figures of all judgments of a run dir (judge_summary.json)."""
+
+    status: str = Field(description="complete | partial | budget | interrupted | aborted | submitted")
+    run_dir: str
+    judge: str
+    criteria: list[str]
+    adapter: dict[str, Any] | None
+    samples: int
+    judged: int
+    unjudged: int
+    new: int = Field(description="Judgments this invocation added.")
+    mean_score: float | None
+    mean_by_criterion: dict[str, float]
+    pairs: int
+    improvement_win_rate: float | None
+    improvement_tie_rate: float | None
+    improvement_loss_rate: float | None
+    position_bias_rate: float | None
+    rejects: dict[str, int] = Field(
+        description="Samples still without a judgment, by the reason of their last failure."
+    )
+    retries: dict[str, Any] | None = Optional("Retries by reason.")
+    concurrency: dict[str, Any] | None = Optional("The configured window of calls in flight and how AIMD moved it.")
+    mode: str | None = Optional("online | batch")
+    batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")
+    endpoints: dict[str, Any] | None = Optional("Several api_base endpoints: calls and failures per endpoint.")
+    usage: dict[str, Any]
+    cost_usd: float | None
+    wall_s: float
+    finished_at: str
+
+
 def judge_summary(
     rundir: RunDir,
     samples: list[dict[str, Any]],
@@ -36,7 +72,7 @@ def judge_summary(
     price_known: bool,
     adapter: dict[str, str] | None = None,
     engine: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> JudgeSummary:
     """Figures of all judgments in the run dir (read back from the files).
 
     `status` 'complete' becomes 'partial' unless every sample has a judgment; `rejects` counts the samples
@@ -50,24 +86,26 @@ def judge_summary(
     if status == "complete" and unjudged:
         status = "partial"
     usage = totals.as_dict()
-    return {
-        "status": status,
-        "run_dir": str(rundir.path),
-        "judge": config.judge.model,
-        "criteria": list(config.judging.criteria),
-        "adapter": adapter,
-        "samples": len(samples),
-        "judged": len(rows),
-        "unjudged": unjudged,
-        "new": new,
-        **stats,
-        "rejects": dict(rejects),
-        **(engine or {}),
-        "usage": usage,
-        "cost_usd": usage["cost_usd"] if price_known else None,
-        "wall_s": round(wall, 3),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return JudgeSummary(
+        **{
+            "status": status,
+            "run_dir": str(rundir.path),
+            "judge": config.judge.model,
+            "criteria": list(config.judging.criteria),
+            "adapter": adapter,
+            "samples": len(samples),
+            "judged": len(rows),
+            "unjudged": unjudged,
+            "new": new,
+            **stats,
+            "rejects": dict(rejects),
+            **(engine or {}),
+            "usage": usage,
+            "cost_usd": usage["cost_usd"] if price_known else None,
+            "wall_s": round(wall, 3),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
 
 
 def judgment_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:

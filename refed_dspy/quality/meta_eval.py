@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+from pydantic import Field
 
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.scheduler import Engine
@@ -27,6 +28,7 @@ from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import FinishedShort, RunAborted, SeedError
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judge import build_judge
+from refed_dspy.results import Result
 from refed_dspy.sync import run_sync
 
 PREFERENCES = ("a", "b", "tie")
@@ -185,8 +187,20 @@ class MetaEval(StageBase):
         )
 
 
-async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> dict[str, Any]:
-    """Run the judge of `config` over a labels file; returns {metrics, items, usage, failed}."""
+class MetaEvalResult(Result):
+    """How the judge agrees with human labels: the figures, each item's verdict, the judge's usage."""
+
+    labels: str
+    judge: str
+    adapter: dict[str, Any] | None
+    metrics: dict[str, Any] = Field(description="Pairwise accuracy, tie and position-bias rates, Pearson, Spearman.")
+    failed: int = Field(description="Items the judge could not answer.")
+    item_results: list[dict[str, Any]] = Field(alias="items", description="Each label item with the judge's verdict.")
+    usage: dict[str, Any]
+
+
+async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> MetaEvalResult:
+    """Run the judge of `config` over a labels file."""
 
     items = read_labels(labels_path)
     if judge_lm is None:
@@ -204,23 +218,25 @@ async def ameta_eval(config, labels_path: str | Path, judge_lm: dspy.LM | None =
             f"the judge answered none of the {len(items)} label items (first error: "
             f"{first['error']}: {first['detail']})"
         )
-    return {
-        "labels": str(labels_path),
-        "judge": config.judge.model,
-        "adapter": stage.adapter.choice.as_dict(),
-        "metrics": meta_metrics(ok),
-        "failed": len(failed),
-        "items": results,
-        "usage": stage.engine.totals.as_dict(),
-    }
+    return MetaEvalResult(
+        **{
+            "labels": str(labels_path),
+            "judge": config.judge.model,
+            "adapter": stage.adapter.choice.as_dict(),
+            "metrics": meta_metrics(ok),
+            "failed": len(failed),
+            "items": results,
+            "usage": stage.engine.totals.as_dict(),
+        }
+    )
 
 
-def meta_eval(config, labels_path: str | Path, **kwargs: Any) -> dict[str, Any]:
+def meta_eval(config: Any, labels_path: str | Path, **kwargs: Any) -> MetaEvalResult:
     """Synchronous `ameta_eval`."""
     return run_sync(ameta_eval(config, labels_path, **kwargs))
 
 
-def format_meta_eval(result: dict[str, Any]) -> str:
+def format_meta_eval(result: MetaEvalResult) -> str:
     """A short text report."""
     m = result["metrics"]
 

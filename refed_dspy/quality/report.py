@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import RunDirError
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
@@ -24,6 +26,7 @@ from refed_dspy.quality.report_stats import (
     sample_cards,
     yields,
 )
+from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_text_atomic
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.text import mean_pairwise_rouge
@@ -399,7 +402,30 @@ def format_text(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_report(run_dir: str | Path, config: Config | None = None, embedder=None) -> dict[str, Any]:
+class Report(Result):
+    """A run's report: what report.json holds, and where report.html went, its figures and its text summary."""
+
+    run_dir: str
+    incomplete: str | None = Field(description="Why the run's data may not be final (None: it finished).")
+    method: str
+    teacher: str
+    counts: dict[str, Any]
+    rejects: dict[str, int]
+    rejects_by_stage: dict[str, int]
+    yield_: dict[str, Any] = Field(alias="yield", description="Samples per reference, per unit, per feature.")
+    lengths: dict[str, Any]
+    judge: dict[str, Any]
+    diversity: dict[str, Any]
+    cost_by_stage: dict[str, Any]
+    cost_usd: dict[str, Any]
+    execution: dict[str, Any]
+    cards: dict[str, Any] = Field(description="A few samples to read: the best and worst judged, the most changed.")
+    html: str = Field("", exclude=True, description="Where report.html was written.")
+    images: list[str] = Field(default_factory=list, exclude=True, description="The figures drawn in it.")
+    text: str = Field("", exclude=True, description="The summary `refed report` prints.")
+
+
+def build_report(run_dir: str | Path, config: Config | None = None, embedder=None) -> Report:
     """Compute the report for `run_dir`, write report.html and report.json there; returns the figures."""
     rundir = RunDir(run_dir)
     if not rundir.samples.exists():
@@ -410,8 +436,13 @@ def build_report(run_dir: str | Path, config: Config | None = None, embedder=Non
     images = plots(stats)
     path = rundir.path / "report.html"
     write_text_atomic(path, render_html(stats, images))
-    public = {k: v for k, v in stats.items() if not k.startswith("_")}
-    write_text_atomic(rundir.path / "report.json", json.dumps(public, indent=2) + "\n")
+    report = Report(
+        **{k: v for k, v in stats.items() if not k.startswith("_")},
+        html=str(path),
+        images=sorted(images),
+        text=format_text(stats),
+    )
+    write_text_atomic(rundir.path / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
     if config.tracking.enabled:
         log_artifacts(config, rundir.path, [path, rundir.path / "report.json"], kind="report")
-    return {**public, "html": str(path), "images": sorted(images), "text": format_text(stats)}
+    return report

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import dspy
 
@@ -23,6 +22,7 @@ from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.provenance import with_teacher_of
 from refed_dspy.synthesis.run import SynthesisRun
+from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.tracking.mlflow_runs import track_run_dir
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ async def arun_synthesis(
     on_mismatch: OnMismatch = "error",
     show_progress: bool = False,
     detach: bool = False,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Run (or resume) a synthesis run inside an existing event loop; returns the summary dict.
 
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
@@ -105,7 +105,7 @@ def synthesize(
     on_mismatch: OnMismatch = "error",
     show_progress: bool = False,
     detach: bool = False,
-) -> dict[str, Any]:
+) -> RunSummary:
     """Run (or resume) synthesis and return its summary; works in scripts and inside a running event loop (Jupyter).
 
     Args:

@@ -24,6 +24,7 @@ from statistics import fmean
 from typing import Any
 
 import dspy
+from pydantic import Field
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
@@ -31,6 +32,7 @@ from refed_dspy.clients.lm import CallTag, current_stage, price_of, stage
 from refed_dspy.config import Config
 from refed_dspy.methods import get_method
 from refed_dspy.programs.parts import acall_part
+from refed_dspy.results import Result
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
@@ -239,7 +241,23 @@ def work_counts(config: Config, n_refs: int) -> dict[str, int]:
     return get_method(config.synthesis.method).work_counts(config.synthesis, n_refs)
 
 
-def estimate(config: Config, references: list[Reference] | None = None, walk_refs: int = 4) -> dict[str, Any]:
+class Estimate(Result):
+    """What a synthesis config will cost before it runs (estimate.json): calls, tokens and cost per stage and in
+    total, online and at the batch price, with a range."""
+
+    model: str
+    method: str
+    size: int
+    references: int
+    work: dict[str, int] = Field(description="Tasks of each kind the run will do: feedback, unit, sample.")
+    lengths: dict[str, int] = Field(description="Mean tokens of the references' instructions and responses.")
+    price_known: bool
+    batch_price_factor: float
+    stages: dict[str, dict[str, Any]]
+    total: dict[str, Any]
+
+
+def estimate(config: Config, references: list[Reference] | None = None, walk_refs: int = 4) -> Estimate:
     """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called."""
 
     if references is None:
@@ -286,18 +304,20 @@ def estimate(config: Config, references: list[Reference] | None = None, walk_ref
             total[key] += row[key]
     for row in [*stages.values(), total]:
         _cost(row, price, factor)
-    return {
-        "model": model,
-        "method": config.synthesis.method,
-        "size": config.synthesis.size,
-        "references": len(references),
-        "work": counts,
-        "lengths": {"response": lengths.response, "instruction": lengths.instruction},
-        "price_known": price is not None,
-        "batch_price_factor": factor,
-        "stages": {k: _rounded(v) for k, v in stages.items()},
-        "total": _rounded(total),
-    }
+    return Estimate(
+        **{
+            "model": model,
+            "method": config.synthesis.method,
+            "size": config.synthesis.size,
+            "references": len(references),
+            "work": counts,
+            "lengths": {"response": lengths.response, "instruction": lengths.instruction},
+            "price_known": price is not None,
+            "batch_price_factor": factor,
+            "stages": {k: _rounded(v) for k, v in stages.items()},
+            "total": _rounded(total),
+        }
+    )
 
 
 def _cost(row: dict[str, Any], price: Any, factor: float) -> None:
@@ -325,7 +345,7 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def format_estimate(e: dict[str, Any]) -> str:
+def format_estimate(e: Estimate) -> str:
     """The table `refed estimate` prints."""
 
     def money(v: float | None) -> str:

@@ -29,7 +29,15 @@ from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, Sample
 from refed_dspy.store.rundir import ResumeState, RunDir
 from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.schedule import Schedule
-from refed_dspy.synthesis.summary import RunStats, earlier_figures, estimate_error, per_sample, reject_counts, timing
+from refed_dspy.synthesis.summary import (
+    RunStats,
+    RunSummary,
+    earlier_figures,
+    estimate_error,
+    per_sample,
+    reject_counts,
+    timing,
+)
 from refed_dspy.synthesis.units import TASK_STAGES, Item, Unit, default_call_budget, feedback_record
 
 log = logging.getLogger(__name__)
@@ -223,7 +231,7 @@ class SynthesisRun(StageBase):
         self.writers["journal"].append({"kind": "attempt", "task": key, "outcome": outcome, "usage": usage})
 
     # ---- the run ------------------------------------------------------------------------------
-    async def run(self, resumed: bool) -> dict[str, Any]:
+    async def run(self, resumed: bool) -> RunSummary:
         """Run to completion in a prepared run dir (`resumed`: it holds earlier work); returns the summary.
 
         Stopped by Ctrl-C, SIGTERM or SIGHUP, it writes the summary (status interrupted) and raises KeyboardInterrupt.
@@ -257,47 +265,49 @@ class SynthesisRun(StageBase):
             if self.executor is not None:
                 self.executor.shutdown(wait=False)
 
-    def _write_summary(self, status: str) -> dict[str, Any]:
+    def _write_summary(self, status: str) -> RunSummary:
         summary = self.summary(status)
         try:
-            write_json_atomic(self.rundir.summary, summary)
+            write_json_atomic(self.rundir.summary, summary.to_json())
         except OSError as err:  # the records are complete; the summary is rebuilt on resume
             log.warning("cannot write %s: %s", self.rundir.summary, err.strerror or err)
         return summary
 
-    def summary(self, status: str) -> dict[str, Any]:
+    def summary(self, status: str) -> RunSummary:
         """Figures of the whole run (all invocations), read back from its files."""
         rejects, by_stage = reject_counts(self.rundir.rejects)
         usage = self.engine.totals.as_dict()
         retries = self.engine.retries
-        return {
-            "status": status,
-            "run_dir": str(self.rundir.path),
-            "method": self.method.name,
-            "teacher": self.config.teacher.model,
-            "program": self.program.identity,
-            "program_hash": self.program.hash,
-            "adapter": getattr(self.adapter, "choice", None) and self.adapter.choice.as_dict(),
-            "config_hash": self.chash,
-            "size": self.syn.size,
-            "samples": self.accepted,
-            "new_samples": self.stats.new_samples,
-            "references": len(self.refs),
-            "feedback_collected": len(self.schedule.feedback),
-            "units": len(self.schedule.done_units),
-            "instructions_kept": len(self.schedule.dedup),
-            "rejects": rejects,
-            "rejects_by_stage": by_stage,
-            "retries": {"total": self.earlier_retries + sum(retries.values()), "this_invocation": dict(retries)},
-            "max_calls": self.max_calls,
-            "concurrency": self.engine.figures()["concurrency"],
-            **self.mode_figures(usage),
-            "usage": usage,
-            "per_sample": per_sample(usage, self.accepted),
-            "cost_usd": usage["cost_usd"],
-            **estimate_error(
-                self.rundir.path / "estimate.json", usage, self.accepted, self.syn.size, self.broker is not None
-            ),
-            "price_known": self.price is not None,
-            **timing(self.stats, self.earlier_wall_s),
-        }
+        return RunSummary(
+            **{
+                "status": status,
+                "run_dir": str(self.rundir.path),
+                "method": self.method.name,
+                "teacher": self.config.teacher.model,
+                "program": self.program.identity,
+                "program_hash": self.program.hash,
+                "adapter": getattr(self.adapter, "choice", None) and self.adapter.choice.as_dict(),
+                "config_hash": self.chash,
+                "size": self.syn.size,
+                "samples": self.accepted,
+                "new_samples": self.stats.new_samples,
+                "references": len(self.refs),
+                "feedback_collected": len(self.schedule.feedback),
+                "units": len(self.schedule.done_units),
+                "instructions_kept": len(self.schedule.dedup),
+                "rejects": rejects,
+                "rejects_by_stage": by_stage,
+                "retries": {"total": self.earlier_retries + sum(retries.values()), "this_invocation": dict(retries)},
+                "max_calls": self.max_calls,
+                "concurrency": self.engine.figures()["concurrency"],
+                **self.mode_figures(usage),
+                "usage": usage,
+                "per_sample": per_sample(usage, self.accepted),
+                "cost_usd": usage["cost_usd"],
+                **estimate_error(
+                    self.rundir.path / "estimate.json", usage, self.accepted, self.syn.size, self.broker is not None
+                ),
+                "price_known": self.price is not None,
+                **timing(self.stats, self.earlier_wall_s),
+            }
+        )

@@ -1,4 +1,5 @@
-"""The figures of a synthesis run (summary.json): counts read back from its files, usage of all its invocations."""
+"""The figures of a synthesis run (summary.json, a RunSummary): counts read back from its files, usage of all its
+invocations."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl
 
 
@@ -91,3 +95,40 @@ def timing(stats: RunStats, earlier_wall_s: float) -> dict[str, Any]:
         "samples_per_s": round(stats.new_samples / wall, 3) if wall > 0 else None,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+class RunSummary(Result):
+    """A synthesis run's figures (summary.json), of all its invocations."""
+
+    status: str = Field(description="complete | budget | exhausted | interrupted | aborted | submitted")
+    run_dir: str
+    method: str
+    teacher: str
+    program: str = Field(description="The program the run executed: built-in, a file, an MLflow URI or python:...")
+    program_hash: str
+    adapter: dict[str, Any] | None = Field(description="The output format the teacher was asked for, and why.")
+    config_hash: str
+    size: int
+    samples: int
+    new_samples: int = Field(description="Samples this invocation added.")
+    references: int
+    feedback_collected: int
+    units: int
+    instructions_kept: int
+    rejects: dict[str, int] = Field(description="Reject records by reason.")
+    rejects_by_stage: dict[str, int]
+    retries: dict[str, Any]
+    max_calls: int | None = Field(description="The call budget the run stopped at (None: none).")
+    concurrency: dict[str, Any]
+    mode: str
+    batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")
+    endpoints: dict[str, Any] | None = Optional("Several api_base endpoints: calls and failures per endpoint.")
+    usage: dict[str, Any] = Field(description="Calls, tokens and cost, in total and by stage.")
+    per_sample: dict[str, Any]
+    cost_usd: float | None
+    estimate: dict[str, Any] | None = Optional("What `refed estimate` said, and how far off the run came out.")
+    price_known: bool
+    wall_s: float
+    wall_s_total: float
+    samples_per_s: float | None
+    finished_at: str
