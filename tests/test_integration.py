@@ -113,6 +113,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(server_factory, tmp_path):
     )
     proc = refed(
         "judge",
+        "run",
         str(run),
         "--set",
         f"judge.api_base='{srv.api_base}'",
@@ -198,7 +199,7 @@ def test_a_corrupt_middle_line_stops_every_reader_until_repaired(server_factory,
     for cmd in (
         args,
         ("report", str(run)),
-        ("judge", str(run), "--set", f"judge.api_base='{srv.api_base}'", "--set", "judge.api_key_env=''"),
+        ("judge", "run", str(run), "--set", f"judge.api_base='{srv.api_base}'", "--set", "judge.api_key_env=''"),
         ("export", str(run), "--format", "messages", "--out", str(tmp_path / "e")),
     ):
         p = refed(*cmd)

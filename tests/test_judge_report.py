@@ -121,7 +121,7 @@ def test_cli_judge_filter_report_and_bad_inputs(server_factory, tmp_path):
     args = sets(run_overrides(srv, run, 16) + [f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''"])
     assert refed("synthesize", *args, "-q").wait(timeout=300) == 0
     samples_before = (run / "samples.jsonl").read_bytes()
-    p = refed("judge", str(run), "--set", f"judge.api_base='{srv.api_base}'", "--set", "judge.api_key_env=''")
+    p = refed("judge", "run", str(run), "--set", f"judge.api_base='{srv.api_base}'", "--set", "judge.api_key_env=''")
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert "judged 16/16" in stdout
@@ -139,7 +139,7 @@ def test_cli_judge_filter_report_and_bad_inputs(server_factory, tmp_path):
         (["filter", str(run), "--out", str(out), "--apply", "dedup"], "already exists"),
         (["filter", str(run), "--out", str(run), "--apply", "dedup"], "is the input"),
         (["filter", str(run), "--out", str(tmp_path / "x")], "no filters to apply"),
-        (["judge", str(tmp_path / "nowhere")], "not a run directory"),
+        (["judge", "run", str(tmp_path / "nowhere")], "not a run directory"),
         (["report", str(tmp_path)], "not a run directory"),
         (["judge", "meta-eval"], "needs --labels"),
     ):

@@ -29,7 +29,7 @@ def run_cli(*args, timeout=300):
 def test_judge_rejects_out_of_range_scores_and_aborts_the_streak(run, server_factory):
     bad = server_factory(sticky_bad_scores=1.0)
     code, out, err = run_cli(
-        "judge", str(run), *judge_sets(bad, **{"judging.max_consecutive_failures": 5, "judging.concurrency": 3})
+        "judge", "run", str(run), *judge_sets(bad, **{"judging.max_consecutive_failures": 5, "judging.concurrency": 3})
     )
     assert code == 3 and "Traceback" not in err and len(err.strip().splitlines()[-1:]) == 1
     assert "consecutive judge failures" in err and "unparseable" in err and "less than or equal to 10" in err
@@ -47,7 +47,7 @@ def test_judge_rejects_out_of_range_scores_and_aborts_the_streak(run, server_fac
 def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
     half = server_factory(sticky_bad_scores=0.5)
     code, out, err = run_cli(
-        "judge", str(run), *judge_sets(half, **{"judge.max_repairs": 0, "judging.pairwise": "false"})
+        "judge", "run", str(run), *judge_sets(half, **{"judge.max_repairs": 0, "judging.pairwise": "false"})
     )
     summary = json.loads((run / "judge_summary.json").read_text())
     assert 0 < summary["judged"] < 30 and summary["unjudged"] == 30 - summary["judged"]

@@ -26,7 +26,7 @@ def test_wheel_layout(tmp_path):
         "refed_dspy/optimizers/__init__.py",
         "refed_dspy/adapters/chat.py",
         "refed_dspy/data/seeds.jsonl",
-        "refed_dspy/cli.py",
+        "refed_dspy/cli/__init__.py",
     ):
         assert expected in names
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -57,3 +57,44 @@ def test_cli_help_of_every_command():
         [sys.executable, "-m", "refed_dspy.cli", "optimize", "--config", "no-such.toml"], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "config file not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_help_states_the_exit_codes_and_judge_has_its_actions():
+    run = subprocess.run([sys.executable, "-m", "refed_dspy.cli", "--help"], capture_output=True, text=True)
+    for code in ("0    done", "1    finished short", "2    your input", "3    stopped by the provider", "128+N"):
+        assert code in run.stdout, code
+    for args in (
+        ["judge", "run", "--help"],
+        ["judge", "meta-eval", "--help"],
+        ["estimate", "--help"],
+        ["status", "--help"],
+    ):
+        h = subprocess.run([sys.executable, "-m", "refed_dspy.cli", *args], capture_output=True, text=True)
+        assert h.returncode == 0 and f"usage: refed {' '.join(args[:-1])}" in h.stdout, args
+
+
+def test_the_old_judge_form_still_works_with_a_note(tmp_path):
+    """`refed judge RUN_DIR` (before `run` was a subcommand) is read as `refed judge run RUN_DIR`."""
+    from refed_dspy.cli.judge import with_action
+
+    assert with_action(["judge", "runs/a"]) == ["judge", "run", "runs/a"]
+    assert with_action(["--debug", "judge", "--config", "c.toml", "runs/a"]) == [
+        "--debug",
+        "judge",
+        "run",
+        "--config",
+        "c.toml",
+        "runs/a",
+    ]
+    for unchanged in (
+        ["judge", "run", "runs/a"],
+        ["judge", "meta-eval", "--labels", "l.jsonl"],
+        ["judge", "--help"],
+        ["synthesize", "--set", "x=judge"],
+    ):
+        assert with_action(unchanged) == unchanged
+    old = subprocess.run(
+        [sys.executable, "-m", "refed_dspy.cli", "judge", str(tmp_path / "no-run")], capture_output=True, text=True
+    )
+    assert old.returncode == 2 and "is now `refed judge run RUN_DIR`" in old.stderr
+    assert "is not a run directory" in old.stderr and "Traceback" not in old.stderr

@@ -201,7 +201,7 @@ def test_refed_synthesize_judge_filter_report_export(smol, tmp_path):
     assert served(before, smol.counters()) == (0, 0)
 
     before = smol.counters()
-    code, out, err = cli("judge", str(run), *local_sets(smol, run))
+    code, out, err = cli("judge", "run", str(run), *local_sets(smol, run))
     judge = json.loads((run / "judge_summary.json").read_text())
     assert judge["judged"] + judge["unjudged"] == 6 and judge["judged"] > 0, err
     assert (code, judge["status"]) in ((0, "complete"), (1, "partial")), (code, judge["status"], err)

@@ -191,7 +191,7 @@ def test_nothing_leaves_the_machine_with_tracking_on(server_factory, tmp_path):
     )
     commands = [
         ["synthesize", *sets(over)],
-        ["judge", str(run), *sets(over)],
+        ["judge", "run", str(run), *sets(over)],
         ["export", str(run), "--format", "parquet", "--out", str(tmp_path / "pq"), *sets(over)],
         ["optimize", *sets(over)],
     ]

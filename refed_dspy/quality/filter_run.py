@@ -116,7 +116,7 @@ def filter_run(
     if n_unjudged and unjudged is None:
         raise ConfigError(
             f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters "
-            f"({why}); finish with `refed judge {src.path}`, or pass --unjudged keep or --unjudged drop"
+            f"({why}); finish with `refed judge run {src.path}`, or pass --unjudged keep or --unjudged drop"
         )
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
     with DirLock(out.path, "refed filter", "output directory"):

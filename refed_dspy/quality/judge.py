@@ -1,4 +1,4 @@
-"""`refed judge RUN_DIR`: score a run's samples with the judge LM; concurrent, budgeted, resumable.
+"""`refed judge run RUN_DIR`: score a run's samples with the judge LM; concurrent, budgeted, resumable.
 
 Writes `judgments.jsonl` (one line per judged sample), `judge_rejects.jsonl` and `judge_summary.json`
 into the run dir, next to the synthesis files, which it only reads. Like the runner, one coroutine

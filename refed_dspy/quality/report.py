@@ -284,7 +284,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
     if j.get("mean_score") is None:
         judge_body.append(
             "<p>No pointwise judgments"
-            + ("." if j.get("failures") else " yet: run <code>refed judge RUN_DIR</code>.")
+            + ("." if j.get("failures") else " yet: run <code>refed judge run RUN_DIR</code>.")
             + "</p>"
         )
     else:

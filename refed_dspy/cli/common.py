@@ -1,0 +1,46 @@
+"""What several commands share: the config options, the choice for a run dir made by another config, and the
+config of an existing run dir."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (default: built-in defaults)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config field, e.g. --set synthesis.size=200 (repeatable)",
+    )
+
+
+def add_mismatch_args(p: argparse.ArgumentParser, resume_help: str, fresh_help: str) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume-anyway", action="store_true", help=resume_help)
+    group.add_argument("--fresh", action="store_true", help=fresh_help)
+
+
+def on_mismatch(args: argparse.Namespace) -> str:
+    """What to do with a run dir (or judgments) made by another config: error, resume, or fresh."""
+    return "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")
+
+
+def config_for_run(args: argparse.Namespace, run_dir: str) -> Any:
+    """--config when given, else the run dir's own config.toml; --set applies to either."""
+    from refed_dspy.config import load_config
+    from refed_dspy.errors import RunDirError
+    from refed_dspy.store.rundir import RunDir
+
+    if args.config:
+        return load_config(args.config, args.overrides)
+    path = RunDir(run_dir).config
+    if not path.exists():
+        raise RunDirError(
+            f"{run_dir} is not a run directory (no config.toml); pass --config or run `refed synthesize` first"
+        )
+    return load_config(path, args.overrides)

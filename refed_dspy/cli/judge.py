@@ -1,0 +1,107 @@
+"""`refed judge run RUN_DIR` and `refed judge meta-eval --labels FILE`: score a run's samples; check the judge
+against human labels. The form before these subcommands, `refed judge RUN_DIR`, still works (with a note)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from refed_dspy.cli.common import add_config_args, add_mismatch_args, config_for_run, on_mismatch
+from refed_dspy.errors import ConfigError
+
+ACTIONS = ("run", "meta-eval")
+
+
+def _cmd_judge_run(args: argparse.Namespace) -> int:
+    from refed_dspy.quality.judge import judge_run
+
+    config = config_for_run(args, args.run_dir)
+    if args.detach and config.judging.mode != "batch":
+        raise ConfigError('--detach needs judging.mode = "batch"')
+    s = judge_run(
+        args.run_dir, config, on_mismatch=on_mismatch(args), show_progress=config.run.progress, detach=args.detach
+    )
+    if s.status == "submitted":
+        print(f"judge batches submitted; `refed status {args.run_dir}` shows them; run the same command to collect")
+        return 0
+    cost = "unknown" if s.cost_usd is None else f"${s.cost_usd:.4f}"
+    print(f"judged {s.judged}/{s.samples} samples of {s.run_dir} with {s.judge}: {s.status}")
+    print(
+        f"  mean score {s.mean_score}  improvement win/tie/loss {s.improvement_win_rate}/{s.improvement_tie_rate}/"
+        f"{s.improvement_loss_rate}  position bias {s.position_bias_rate}"
+    )
+    print(f"  {s.usage['calls']} judge calls, {cost}; rejects: {s.rejects or 'none'}")
+    return 0 if s.status == "complete" else 1
+
+
+def _cmd_meta_eval(args: argparse.Namespace) -> int:
+    from refed_dspy.config import load_config
+    from refed_dspy.quality.meta_eval import format_meta_eval, meta_eval
+    from refed_dspy.store.jsonl import write_json_atomic
+
+    if not args.labels:
+        raise ConfigError("refed judge meta-eval needs --labels FILE (JSONL of pairwise or likert items)")
+    result = meta_eval(load_config(args.config, args.overrides), args.labels)
+    print(format_meta_eval(result))
+    if args.out:
+        write_json_atomic(args.out, result.to_json())
+        print(f"wrote {args.out}")
+    return 0
+
+
+def with_action(argv: list[str]) -> list[str]:
+    """`refed judge RUN_DIR ...` (the form before `run` and `meta-eval` were subcommands) as `refed judge run
+    RUN_DIR ...`, with a note on stderr; any other command line as it is."""
+    words = [i for i, a in enumerate(argv) if not a.startswith("-")]
+    if not words or argv[words[0]] != "judge":
+        return argv
+    at = words[0] + 1
+    rest = argv[at:]
+    if not rest or rest[0] in ACTIONS or rest[0] in ("-h", "--help"):
+        return argv
+    print(
+        "refed: note: `refed judge RUN_DIR` is now `refed judge run RUN_DIR` (the old form still works)",
+        file=sys.stderr,
+    )
+    return [*argv[:at], "run", *rest]
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands to the `refed` parser."""
+    p = sub.add_parser(
+        "judge",
+        help="score a run's samples with the LLM judge, or meta-evaluate the judge",
+        description="`refed judge run RUN_DIR` scores every sample (pointwise rubric on the final "
+        "response; improved vs draft in both orders) into RUN_DIR/judgments.jsonl; resumable, "
+        "concurrent, costed. `refed judge meta-eval --labels FILE` checks the judge against human "
+        "labels.",
+    )
+    actions = p.add_subparsers(dest="judge_command", metavar="ACTION", required=True)
+    run = actions.add_parser(
+        "run",
+        help="judge the samples of RUN_DIR (resumable)",
+        description="Judge every sample of RUN_DIR not judged yet, with [judge] and "
+        "[judging] of --config, else of RUN_DIR/config.toml.",
+    )
+    run.add_argument("run_dir", metavar="RUN_DIR")
+    add_config_args(run)
+    add_mismatch_args(
+        run, "keep judgments made with a different judge config", "delete earlier judgments and judge again"
+    )
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="batch mode: submit the judge batches and exit; run the same command again to collect",
+    )
+    run.set_defaults(func=_cmd_judge_run)
+    meta = actions.add_parser(
+        "meta-eval",
+        help="check the judge against human labels",
+        description="Judge labelled items (pairwise preferences, likert scores) and report "
+        "agreement: pairwise accuracy, tie and position-bias rates, Pearson and Spearman.",
+    )
+    add_config_args(meta)
+    meta.add_argument("--labels", metavar="FILE", help="JSONL of labelled items (see README)")
+    meta.add_argument("--out", metavar="FILE", help="also write the results as JSON")
+    meta.set_defaults(func=_cmd_meta_eval)

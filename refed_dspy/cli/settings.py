@@ -1,0 +1,55 @@
+"""`refed config show` and `refed seeds`: the resolved config, and the references it reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from refed_dspy.cli.common import add_config_args
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from refed_dspy.config import load_config, mask_secrets, to_toml
+
+    config = load_config(args.config, args.overrides)
+    if args.json:
+        print(json.dumps(mask_secrets(config.model_dump(mode="json")), indent=2))
+    else:
+        print(to_toml(config), end="")
+    return 0
+
+
+def _cmd_seeds(args: argparse.Namespace) -> int:
+    from refed_dspy.config import load_config
+    from refed_dspy.store.seeds import read_references
+
+    config = load_config(args.config, args.overrides)
+    refs, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+    print(report.line())
+    for ref in refs[: args.show]:
+        print(f"- {ref.id}  {ref.instruction[:90]!r}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands to the `refed` parser."""
+    p = sub.add_parser("config", help="inspect configuration", description="Inspect configuration.")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = csub.add_parser(
+        "show",
+        help="print the resolved config (secrets masked)",
+        description="Print the resolved config: defaults, file and --set overrides, secrets masked.",
+    )
+    add_config_args(show)
+    show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    show.set_defaults(func=_cmd_config_show)
+
+    p = sub.add_parser(
+        "seeds",
+        help="load the seed references and report what was kept",
+        description="Load the references named by seeds.source and print what was kept and skipped.",
+    )
+    add_config_args(p)
+    p.add_argument("--show", type=int, default=5, metavar="N", help="list the first N references (default 5)")
+    p.set_defaults(func=_cmd_seeds)

@@ -1,0 +1,116 @@
+"""`refed synthesize`, `refed estimate` and `refed status`: make a dataset, price it first, watch its batches."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from refed_dspy.cli.common import add_config_args, add_mismatch_args, on_mismatch
+from refed_dspy.errors import ConfigError
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from refed_dspy.config import load_config
+    from refed_dspy.synthesis.api import synthesize
+    from refed_dspy.synthesis.summary_text import format_summary
+
+    overrides = list(args.overrides)
+    if args.program:
+        overrides.append(f"synthesis.program={json.dumps(args.program)}")
+    config = load_config(args.config, overrides)
+    mismatch = on_mismatch(args)
+    if args.detach and config.synthesis.mode != "batch":
+        raise ConfigError('--detach needs synthesis.mode = "batch" (online calls cannot outlive the process)')
+    summary = synthesize(
+        config, on_mismatch=mismatch, show_progress=config.run.progress and not args.quiet, detach=args.detach
+    )
+    print(format_summary(summary))
+    if summary["status"] == "submitted":
+        print(
+            f"batches submitted; `refed status {config.run.dir}` shows them; run the same command to collect the "
+            "results and go on"
+        )
+        return 0
+    return 0 if summary["status"] == "complete" else 1
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from refed_dspy.config import load_config
+    from refed_dspy.store.jsonl import write_json_atomic
+    from refed_dspy.synthesis.estimate import estimate, format_estimate
+
+    config = load_config(args.config, args.overrides)
+    e = estimate(config)
+    print(format_estimate(e))
+    if args.json:
+        print(json.dumps(e.to_json(), indent=2))
+    run_dir = Path(config.run.dir)
+    if not args.no_save:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(run_dir / "estimate.json", e.to_json())
+            print(f"wrote {run_dir / 'estimate.json'} (the run's summary will state the estimate's error)")
+        except OSError as err:
+            print(f"cannot write {run_dir / 'estimate.json'}: {err.strerror or err}", file=sys.stderr)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from refed_dspy.engine.batch_status import status_report
+
+    print(status_report(args.run_dir))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands to the `refed` parser."""
+    p = sub.add_parser(
+        "synthesize",
+        help="run (or resume) a synthesis run",
+        description="Run a synthesis run into run.dir. Running the same command again resumes it: "
+        "no sample lost or duplicated, no paid LM call repeated.",
+    )
+    add_config_args(p)
+    add_mismatch_args(
+        p, "continue a run dir made by a different config", "delete the run dir's records and cache and start over"
+    )
+    p.add_argument(
+        "--program",
+        metavar="P",
+        help="respond and improve with a compiled program: a program.json from "
+        "`refed optimize`, or an MLflow model URI (models:/NAME/VERSION, runs:/RUN_ID/program); "
+        "same as --set synthesis.program=P",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="batch mode: submit the batches the run can make now and exit "
+        "(status 'submitted'); run the same command again to collect and go on",
+    )
+    p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser(
+        "estimate",
+        help="calls, tokens and cost of a synthesis config per stage, online and batch, before spending",
+        description="Walks the first references through the real prompts (no LM "
+        "call is made), counts their tokens with the model's tokenizer and scales to synthesis.size. "
+        "Writes <run.dir>/estimate.json, against which the run's summary states the estimate's error.",
+    )
+    add_config_args(p)
+    p.add_argument("--json", action="store_true", help="also print the estimate as JSON")
+    p.add_argument("--no-save", action="store_true", help="do not write <run.dir>/estimate.json")
+    p.set_defaults(func=_cmd_estimate)
+
+    p = sub.add_parser(
+        "status",
+        help="a run's provider batches (state, counts, age) and its cost so far and projected",
+        description="Read-only: what the run dir's batch journals and summaries say (batch mode); "
+        "asks no provider anything.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=_cmd_status)

@@ -1,0 +1,53 @@
+"""`refed view`: the local, read-only viewer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from refed_dspy.errors import RunDirError
+    from refed_dspy.view import View, serve
+
+    path = Path(args.run_dir)
+    marks = ("samples.jsonl", "compare.json", "filter_summary.json")
+    if not path.is_dir() or not any((path / m).exists() for m in marks):
+        raise RunDirError(
+            f"{path} is not a run dir, a filtered dir or a compare dir (it has none of {', '.join(marks)})"
+        )
+    if args.filtered and not (Path(args.filtered) / "filter_summary.json").is_file():
+        raise RunDirError(f"--filtered {args.filtered} is not the output of `refed filter` (no filter_summary.json)")
+    view = View(path, args.filtered)
+    server = serve(view, args.port)
+    print(
+        f"serving {view.status()['path']} ({len(view.rows)} samples) at http://127.0.0.1:{server.server_port}/ "
+        "(read-only; Ctrl-C stops)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands to the `refed` parser."""
+    p = sub.add_parser(
+        "view",
+        help="browse a run's samples, judgments and rejects in a local web page",
+        description="Serve a read-only viewer of RUN_DIR (a run dir, a `refed filter` output dir, or a "
+        "`refed compare` dir) on 127.0.0.1: the samples with search and filters, one sample with the "
+        "draft and the improved response side by side, the judge's scores and reasons, the reference, "
+        "the rejects with what the model returned. A run still being written shows new samples on reload.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 = any free port)")
+    p.add_argument("--filtered", metavar="DIR", help="a `refed filter` output of RUN_DIR: show which samples it kept")
+    p.set_defaults(func=_cmd_view)
