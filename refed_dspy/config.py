@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import tomllib
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -25,7 +24,7 @@ from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.metrics import TARGETS
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.registry import Registry
-from refed_dspy.settings import Section, mask_secrets
+from refed_dspy.settings import Section, mask_secrets, tomllib
 from refed_dspy.store.rundir import RunDir
 
 SEED_FORMATS = ("auto", "lima", "alpaca", "sharegpt", "openai", "plain")

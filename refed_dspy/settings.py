@@ -7,9 +7,17 @@ refed_dspy.config composes them into the run's `Config`.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
+__all__ = ["SECRET_NAME", "Section", "mask_secrets", "tomllib"]
 
 # a key name that holds a secret: such a value never belongs in a config, a record or a log line
 SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)token$)", re.I)

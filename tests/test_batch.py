@@ -97,7 +97,7 @@ def test_batch_costs_half_of_online_for_the_same_work(tmp_path):
 def test_anthropic_message_batches(tmp_path):
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
-        over = batch_overrides(srv, run, 8, **{"teacher.model": "'anthropic/claude-3-5-haiku-latest'"})
+        over = batch_overrides(srv, run, 8, **{"teacher.model": "'anthropic/claude-haiku-4-5'"})
         s = synthesize(load_config(None, over))
     log = read_log(tmp_path / "log.jsonl")
     assert s["status"] == "complete" and s["samples"] == 8
@@ -172,6 +172,10 @@ def _cli(
     run_args: list[str], env_extra: dict[str, str] | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {})}
+    if env.get("REFED_CRASH_AT"):  # the crash seam: tests/crash_at/sitecustomize.py
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(Path(__file__).parent / "crash_at"), env.get("PYTHONPATH")])
+        )
     return subprocess.run(
         [sys.executable, "-m", "refed_dspy.cli", *run_args], capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -381,7 +385,7 @@ def test_anthropic_sigkill_then_resume(tmp_path, point):
     """Message batches carry no metadata: a batch created by a killed run is found by its time and request count."""
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
-        over = batch_overrides(srv, run, 6, **{"teacher.model": "'anthropic/claude-3-5-haiku-latest'"})
+        over = batch_overrides(srv, run, 6, **{"teacher.model": "'anthropic/claude-haiku-4-5'"})
         kill_then_resume(over, f"{point}:2")
     log = read_log(tmp_path / "log.jsonl")
     assert len(samples_of(run)) == 6

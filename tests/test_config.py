@@ -100,7 +100,7 @@ def test_mask_and_toml_roundtrip():
         "max_tokens": 3,
         "api_key_env": "OPENAI_API_KEY",
     }
-    import tomllib
+    from refed_dspy.settings import tomllib
 
     cfg = load_config(None, ["synthesis.size=7"])
     assert config_from_dict(tomllib.loads(to_toml(cfg))) == cfg
@@ -117,7 +117,7 @@ def test_config_show_cli(tmp_path, capsys):
 
 def test_filters_tables_roundtrip_through_toml(tmp_path):
     """[[filters]] tables (as the README shows them) have None fields; the run's config.toml must still write."""
-    import tomllib
+    from refed_dspy.settings import tomllib
 
     path = tmp_path / "run.toml"
     path.write_text(

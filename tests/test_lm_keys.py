@@ -1,7 +1,8 @@
 import pytest
 
 from refed_dspy.cli import main
-from refed_dspy.clients.lm import api_key_env, build_lm
+from refed_dspy.clients.keys import api_key_env
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import MissingKeyError
 
@@ -37,3 +38,20 @@ def test_lm_gets_api_base_and_key_from_env(monkeypatch):
     )
     assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1" and lm.kwargs["api_key"] == "sk-abc"
     assert lm.kwargs["max_tokens"] == 77
+
+
+def test_key_variables_come_from_litellm_without_touching_the_environment(monkeypatch):
+    import os
+
+    from refed_dspy.clients.keys import provider_key_names
+
+    before = dict(os.environ)
+    assert api_key_env(LMSpec(model="together_ai/meta-llama/Llama-3-8b")) == "TOGETHERAI_API_KEY"  # not TOGETHER_AI_
+    assert api_key_env(LMSpec(model="gemini/gemini-2.5-flash")) == "GEMINI_API_KEY"
+    assert "GOOGLE_API_KEY" in provider_key_names("gemini/gemini-2.5-flash")  # LiteLLM reads either
+    monkeypatch.setenv("GOOGLE_API_KEY", "g")
+    assert api_key_env(LMSpec(model="gemini/gemini-2.5-flash")) == "GOOGLE_API_KEY"  # the one that is set
+    assert api_key_env(LMSpec(model="xai/grok-4")) == "XAI_API_KEY"
+    assert api_key_env(LMSpec(model="somecloud/model")) == "SOMECLOUD_API_KEY"  # a provider LiteLLM does not know
+    monkeypatch.delenv("GOOGLE_API_KEY")
+    assert dict(os.environ) == before

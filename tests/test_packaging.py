@@ -27,6 +27,8 @@ def test_wheel_layout(tmp_path):
         "refed_dspy/adapters/chat.py",
         "refed_dspy/data/seeds.jsonl",
         "refed_dspy/cli/__init__.py",
+        "refed_dspy/view/templates/base.html",
+        "refed_dspy/view/templates/style.css",
     ):
         assert expected in names
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))

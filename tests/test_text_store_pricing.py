@@ -153,3 +153,12 @@ def test_usage_counts_cache_hits_apart():
     t.add(u)
     assert t.calls == 4 and t.as_dict()["by_stage"]["generate"]["prompt_tokens"] == 200
     assert usage_of(calls, None)["cost_usd"] is None
+
+
+def test_default_prices_come_from_litellms_map():
+    """Hundreds of models priced without a table of ours; the config's prices win; an unknown model has none."""
+    assert default_price("gemini/gemini-2.5-flash") is not None and default_price("deepseek/deepseek-chat") is not None
+    haiku = default_price("anthropic/claude-haiku-4-5")
+    assert haiku == default_price("anthropic/claude-haiku-4-5-20251001") and haiku.cached_input < haiku.input
+    assert resolve_price("anthropic/claude-haiku-4-5", 2.0, None, None) == Price(2.0, 2.0, haiku.output)
+    assert default_price("ollama_chat/llama3.1") is None

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -22,28 +21,15 @@ import dspy
 from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
 from refed_dspy.clients.endpoints import EndpointSpread
+from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.pricing import Price, resolve_price
 from refed_dspy.clients.spec import LMSpec
-from refed_dspy.errors import ConfigError, MissingKeyError
+from refed_dspy.errors import ConfigError
 
 log = logging.getLogger(__name__)
 # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
 # cannot give its own wider engine (models DSPy serves through LiteLLM)
 CLIENT_MAX_CONNECTIONS = 100
-
-_PROVIDER_KEYS = {
-    "openai": "OPENAI_API_KEY",
-    "azure": "AZURE_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "together_ai": "TOGETHERAI_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "fireworks_ai": "FIREWORKS_AI_API_KEY",
-}
-_KEYLESS = ("ollama", "ollama_chat", "lm_studio", "hosted_vllm")
 
 
 class LMOutputError(Exception):
@@ -262,30 +248,6 @@ class RefedLM(dspy.LM):
             raise OutputRefused("reply stopped by the provider's content filter", _first_text(entry.get("outputs")))
 
 
-def api_key_env(spec: LMSpec) -> str | None:
-    """The environment variable that must hold this spec's key, or None when no key is needed."""
-    if spec.api_key_env is not None:
-        return spec.api_key_env or None
-    provider = spec.model.split("/", 1)[0] if "/" in spec.model else "openai"
-    if provider in _KEYLESS:
-        return None
-    return _PROVIDER_KEYS.get(provider, f"{provider.upper()}_API_KEY")
-
-
-def check_key(spec: LMSpec, role: str) -> str | None:
-    """Return the API key for `spec`, raising MissingKeyError when its variable is unset."""
-    env = api_key_env(spec)
-    if env is None:
-        return None
-    key = os.environ.get(env)
-    if not key:
-        raise MissingKeyError(
-            f"the {role} model '{spec.model}' needs an API key in ${env}, which is not set: "
-            f'run `export {env}=...` (or set {role}.api_key_env to another variable, or to "" for a server without keys)'
-        )
-    return key
-
-
 def _wide_engines(
     lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None
 ) -> tuple[Any, Any] | None:
@@ -397,7 +359,7 @@ def build_lm(
 
 
 def price_of(spec: LMSpec, batch: bool = False) -> Price | None:
-    """Price for this spec from config, else the built-in table; `batch`: at the spec's batch_price_factor."""
+    """Price for this spec from config, else LiteLLM's price map; `batch`: at the spec's batch_price_factor."""
     price = resolve_price(spec.model, spec.input_usd_per_mtok, spec.cached_input_usd_per_mtok, spec.output_usd_per_mtok)
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price
 

@@ -1,9 +1,12 @@
-"""Token prices and cost arithmetic. Prices are USD per 1M tokens; the config can override them."""
+"""Token prices and cost arithmetic. Prices are USD per 1M tokens: LiteLLM's price map by default (hundreds of
+models, read offline), the config's prices over it."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,43 +29,45 @@ class Price:
         return Price(self.input * factor, self.cached_input * factor, self.output * factor)
 
 
-# List prices of common models (USD / 1M tokens), as published by the providers.
-DEFAULT_PRICES: dict[str, Price] = {
-    "gpt-4o-mini": Price(0.15, 0.075, 0.60),
-    "gpt-4o": Price(2.50, 1.25, 10.00),
-    "gpt-4.1": Price(2.00, 0.50, 8.00),
-    "gpt-4.1-mini": Price(0.40, 0.10, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.025, 0.40),
-    "gpt-3.5-turbo": Price(0.50, 0.50, 1.50),
-    "claude-3-5-haiku": Price(0.80, 0.08, 4.00),
-    "claude-3-5-sonnet": Price(3.00, 0.30, 15.00),
-    "claude-sonnet-4": Price(3.00, 0.30, 15.00),
-    "claude-3-haiku": Price(0.25, 0.03, 1.25),
-}
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
-def _base_name(model: str) -> str:
-    name = model.split("/")[-1].lower()
-    name = re.sub(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$", "", name)
-    return name
+def _price_map() -> dict[str, Any]:
+    """LiteLLM's price map, read from the copy it ships (never downloaded: LITELLM_LOCAL_MODEL_COST_MAP)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    import litellm
+
+    return litellm.model_cost
+
+
+def _names(model: str) -> list[str]:
+    """The names a model may have in the price map: as given, without its provider prefix, without a date suffix."""
+    bare = model.split("/", 1)[1] if "/" in model else model
+    names = [model, bare, _DATED.sub("", model), _DATED.sub("", bare)]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def default_price(model: str) -> Price | None:
-    """The built-in price of `model` (provider prefix and date suffix ignored), or None."""
-    name = _base_name(model)
-    if name in DEFAULT_PRICES:
-        return DEFAULT_PRICES[name]
-    # longest known prefix, so "gpt-4o-mini-search" does not match "gpt-4o"
-    for known in sorted(DEFAULT_PRICES, key=len, reverse=True):
-        if name.startswith(known + "-"):
-            return DEFAULT_PRICES[known]
+    """The list price of `model` in LiteLLM's price map (provider prefix and date suffix ignored when the map has no
+    entry under the full name), or None when the map does not know it (or prices it at nothing)."""
+    table = _price_map()
+    for name in _names(model):
+        entry = table.get(name)
+        if not isinstance(entry, dict):
+            continue
+        inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+        if not inp and not out:
+            continue
+        cached = entry.get("cache_read_input_token_cost")
+        per_m = [round(float(v or 0) * 1e6, 6) for v in (inp, cached if cached is not None else inp, out)]
+        return Price(*per_m)
     return None
 
 
 def resolve_price(
     model: str, input_usd: float | None, cached_usd: float | None, output_usd: float | None
 ) -> Price | None:
-    """Config prices where given, else the built-in table; None when input or output price is unknown."""
+    """Config prices where given, else LiteLLM's price map; None when input or output price is unknown."""
     base = default_price(model)
     inp = input_usd if input_usd is not None else (base.input if base else None)
     out = output_usd if output_usd is not None else (base.output if base else None)

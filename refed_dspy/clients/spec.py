@@ -43,15 +43,15 @@ class LMSpec(Section):
     input_usd_per_mtok: float | None = Field(
         None,
         ge=0,
-        description="Price of 1M uncached prompt tokens in USD. Unset: the built-in table for common models.",
+        description="Price of 1M uncached prompt tokens in USD. Unset: LiteLLM's price map (hundreds of models).",
     )
     cached_input_usd_per_mtok: float | None = Field(
         None,
         ge=0,
-        description="Price of 1M cached prompt tokens in USD. Unset: the built-in table, else the input price.",
+        description="Price of 1M cached prompt tokens in USD. Unset: LiteLLM's price map, else the input price.",
     )
     output_usd_per_mtok: float | None = Field(
-        None, ge=0, description="Price of 1M completion tokens in USD. Unset: the built-in table."
+        None, ge=0, description="Price of 1M completion tokens in USD. Unset: LiteLLM's price map."
     )
     adapter: Literal[ADAPTERS] = Field(
         "auto",

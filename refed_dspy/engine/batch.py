@@ -23,14 +23,13 @@ import contextvars
 import hashlib
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.clients.lm import build_lm, check_key, current_stage
+from refed_dspy.clients.keys import check_key
+from refed_dspy.clients.lm import build_lm, current_stage
 from refed_dspy.engine.batch_api import BatchAPIError, BatchView, _Client, client_for_spec
 from refed_dspy.engine.batch_store import BatchEntry, BatchStore, StoredResult
 
@@ -62,21 +61,13 @@ async def in_slot(coro, key: str, attempt: int):
     return await coro
 
 
-def crash_point(name: str) -> None:
-    """Fault injection for the kill tests: REFED_CRASH_AT=<name>[:<nth>] kills this process there with SIGKILL."""
-    want = os.environ.get("REFED_CRASH_AT")
-    if not want:
-        return
-    point, _, nth = want.partition(":")
-    if point != name:
-        return
-    count = _crash_counts.get(name, 0) + 1
-    _crash_counts[name] = count
-    if count >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+# The points of a batch's life where the process may die and a resume must still send nothing twice and lose
+# nothing. `checkpoint` marks them; it does nothing here (the kill tests stop the process at one: tests/crash_at).
+CHECKPOINTS = ("before_upload", "after_upload", "after_create", "while_polling", "while_writing_results")
 
 
-_crash_counts: dict[str, int] = {}
+def checkpoint(name: str) -> None:
+    """The batch broker passed the point `name` (one of CHECKPOINTS)."""
 
 
 _MAX_API_FAILURES = 10  # batch API errors in a row (every poll_s) before the run stops, resumably
@@ -333,7 +324,7 @@ class BatchBroker:
 
     async def _send(self, entry: BatchEntry) -> None:
         """Upload and create a planned batch, finding at the provider first what a killed run may have sent."""
-        crash_point("before_upload")
+        checkpoint("before_upload")
         tag = self._tag(entry)
         attempted = entry.local_id not in self._fresh  # by a killed run, or by a call here that failed
         self._fresh.discard(entry.local_id)
@@ -351,10 +342,10 @@ class BatchBroker:
             if file_id is None:
                 content = b"".join((json.dumps(x, ensure_ascii=False) + "\n").encode() for x in lines)
                 file_id = await self.client.upload(name, content)
-                crash_point("after_upload")
+                checkpoint("after_upload")
             self.store.file_uploaded(entry.local_id, file_id)
         view = await self.client.create(tag, file_id, lines)
-        crash_point("after_create")
+        checkpoint("after_create")
         self.store.created(entry.local_id, view.id, view.status)
         self.last_poll[entry.local_id] = time.monotonic()
 
@@ -373,7 +364,7 @@ class BatchBroker:
             self.last_poll[entry.local_id] = now
             view = await self.client.status(entry.provider_id)
             self.store.state(entry.local_id, view.status, view.counts)
-            crash_point("while_polling")
+            checkpoint("while_polling")
             if view.final is not None:
                 await self._collect(entry, view)
 
@@ -381,7 +372,7 @@ class BatchBroker:
         results = await self.client.results(view, entry.local_id, entry.custom_ids)
         half = len(results) // 2
         self.store.add_results(results[:half])
-        crash_point("while_writing_results")
+        checkpoint("while_writing_results")
         self.store.add_results(results[half:])
         self.store.collected(entry.local_id, view.final or view.status)
         lines = None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.lm import check_key
+from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.batch_api import batch_provider

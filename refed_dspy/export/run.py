@@ -16,6 +16,7 @@ from refed_dspy.config import Config, run_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, to_flat
 from refed_dspy.results import Result
+from refed_dspy.settings import tomllib
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 from refed_dspy.store.lock import LOCK_NAME, DirLock
 from refed_dspy.store.outputs import check_output_dir
@@ -40,8 +41,6 @@ def provenance(rundir: RunDir) -> dict[str, Any]:
     summary = read_json(origin.summary)
     seeds = None
     if origin.config.exists():
-        import tomllib
-
         try:
             seeds = tomllib.loads(origin.config.read_text()).get("seeds", {}).get("source")
         except (tomllib.TOMLDecodeError, OSError):

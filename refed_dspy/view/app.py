@@ -10,6 +10,7 @@ are when it is loaded; nothing is written.
 from __future__ import annotations
 
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,7 +18,6 @@ from urllib.parse import urlencode
 from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.errors import RefedError
 from refed_dspy.view.index import VERDICTS, Filters, View
-from refed_dspy.view.templates import SCRIPT, STYLE, TEMPLATES
 
 PER_PAGE = 50
 
@@ -49,12 +49,16 @@ def create_app(view: View):
     from flask import Flask, abort, request, send_file
 
     app = Flask("refed_view")
-    env = jinja2.Environment(loader=jinja2.DictLoader(TEMPLATES), autoescape=True)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("refed_dspy.view", "templates"), autoescape=True)
+    style, script = (
+        resources.files("refed_dspy.view").joinpath("templates", name).read_text(encoding="utf-8")
+        for name in ("style.css", "script.js")
+    )
 
     def render(name: str, status: int = 200, **ctx: Any):
         report = view.path / "report.html"
-        body = env.get_template(name).render(
-            style=STYLE, script=SCRIPT, status=view.status(), has_report=report.is_file(), **ctx
+        body = env.get_template(f"{name}.html").render(
+            style=style, script=script, status=view.status(), has_report=report.is_file(), **ctx
         )
         return body, status, {"Content-Type": "text/html; charset=utf-8"}
 
