@@ -19,8 +19,8 @@ from pathlib import Path
 
 import dspy
 import pytest
+from cli_helpers import refed, sets
 from conftest import start_refed_server
-from test_integration import refed, sets
 
 from refed_dspy.adapters import build_adapter, check_outputs
 from refed_dspy.clients.lm import build_lm

@@ -12,9 +12,9 @@ import time
 from collections import Counter
 
 import pytest
+from cli_helpers import refed, sets
 from conftest import run_overrides
 from loopback_server import read_log
-from test_integration import refed, sets
 
 from refed_dspy.cli import main
 from refed_dspy.config import load_config

@@ -1,33 +1,15 @@
 """`refed synthesize` as a subprocess through the real HTTP path, and SIGKILL + resume exactly-once."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
+from cli_helpers import refed, sets
 from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.store.records import SampleRecord
-
-
-def refed(*args, env_extra=None, **kw):
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true", **(env_extra or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "refed_dspy.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kw,
-    )
-
-
-def sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
 
 
 def samples(run):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from cli_helpers import refed, sets
 from conftest import run_overrides
 from loopback_server import read_log
-from test_integration import refed, sets
 
 from refed_dspy.config import load_config
 from refed_dspy.experiments.optimize import optimize

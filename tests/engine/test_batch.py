@@ -174,7 +174,7 @@ def _cli(
     env = {**os.environ, **(env_extra or {})}
     if env.get("REFED_CRASH_AT"):  # the crash seam: tests/crash_at/sitecustomize.py
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(Path(__file__).parent / "crash_at"), env.get("PYTHONPATH")])
+            filter(None, [str(Path(__file__).parents[1] / "crash_at"), env.get("PYTHONPATH")])
         )
     return subprocess.run(
         [sys.executable, "-m", "refed_dspy.cli", *run_args], capture_output=True, text=True, timeout=timeout, env=env

@@ -96,7 +96,7 @@ def data(tmp_path_factory):
     """A judged run (with rejects that kept the model's text), a filtered copy, and a report."""
     import sys as _sys
 
-    _sys.path.insert(0, str(Path(__file__).parent))
+    _sys.path.insert(0, str(Path(__file__).parents[1]))
     from loopback_server import LoopbackServer, ServerConfig
 
     tmp = tmp_path_factory.mktemp("browser")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import dspy
 import pytest
+from cli_helpers import refed as _popen
+from cli_helpers import sets
 from conftest import run_overrides
 from loopback_server import read_log
-from test_integration import refed as _popen
-from test_integration import sets
 
 from refed_dspy.config import load_config
 from refed_dspy.experiments.optimize import optimize

@@ -133,7 +133,7 @@ def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, t
     assert leaks == []
     assert json.loads((run / "summary.json").read_text())["samples"] == 6
     # what the CLI shows: a complete run, and one that aborts on a dead server (with --debug tracebacks)
-    from test_integration import refed, sets
+    from cli_helpers import refed, sets
 
     dead = server_factory(fail_all=True)
     for server, extra in ((srv, []), (dead, ["--set", "synthesis.max_consecutive_failures=2"])):
@@ -161,7 +161,7 @@ def test_nothing_leaves_the_machine_with_tracking_on(server_factory, tmp_path):
     import subprocess
     import sys
 
-    from test_integration import sets
+    from cli_helpers import sets
 
     srv = server_factory()
     run = tmp_path / "run"
@@ -184,7 +184,7 @@ def test_nothing_leaves_the_machine_with_tracking_on(server_factory, tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k not in quiet}
     env.update(
-        PYTHONPATH=str(Path(__file__).parent / "socket_spy"),
+        PYTHONPATH=str(Path(__file__).parents[1] / "socket_spy"),
         REFED_SOCKET_LOG=str(log),
         REFED_SOCKET_LINGER="2",
         LITELLM_LOCAL_MODEL_COST_MAP="true",

@@ -3,11 +3,11 @@ passed in from Python, checks made before the first paid call, and sync entry po
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import dspy
 import pytest
+from cli_helpers import STAGE_OF, lines, sets
+from cli_helpers import run_refed as refed
 from conftest import run_overrides
 from loopback_server import read_log
 
@@ -18,28 +18,6 @@ from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
 from refed_dspy.settings import tomllib
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.provenance import program_hash
-
-# which signature a logged request asked for, by its output fields
-STAGE_OF = {
-    ("subject_areas", "relevant_skills"): "collect.describe",
-    ("response_feedback",): "collect.critique",
-    ("new_instructions",): "synthesizer.synthesize",
-    ("response",): "respond.generate",
-    ("analysis", "implementation_strategy", "improved_response"): "respond.improve",
-}
-
-
-def lines(path):
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
-def refed(*args) -> tuple[int, str, str]:
-    proc = subprocess.run([sys.executable, "-m", "refed_dspy.cli", *args], capture_output=True, text=True, timeout=600)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
 
 
 def marked_pipeline(tag: str, method: str = "refed") -> dspy.Module:

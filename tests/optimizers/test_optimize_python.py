@@ -199,7 +199,7 @@ def test_the_readme_guide_runs(server_factory, tmp_path, monkeypatch):
     """The README's "Compile and run from Python" example, as written, against the loopback server."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("## Compile and run from Python", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     srv = server_factory()

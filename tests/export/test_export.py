@@ -6,8 +6,8 @@ from collections import Counter
 
 import datasets
 import pytest
+from cli_helpers import refed
 from conftest import run_overrides
-from test_integration import refed
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError

@@ -103,7 +103,7 @@ def test_bench_harness_runs_a_child_and_the_plain_client_replays_its_requests(tm
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     from harness import Server, efficiency, run_child, synth_overrides
     from tokens import shared_prefixes
 
@@ -127,7 +127,7 @@ def test_dedup_bench_data_gives_brute_force_answers():
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     from dedup import brute, instructions
 
     from refed_dspy.text import Deduper

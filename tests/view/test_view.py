@@ -53,7 +53,7 @@ def test_follower_reads_appends_waits_for_a_torn_line_and_restarts_on_rewrite(tm
 
 
 def test_view_refuses_what_is_not_a_run_dir(tmp_path):
-    from test_integration import refed
+    from cli_helpers import refed
 
     for args, msg in (([str(tmp_path)], "is not a run dir"), ([str(tmp_path / "nope")], "is not a run dir")):
         p = refed("view", *args, "--port", "0")

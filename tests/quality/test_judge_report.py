@@ -8,10 +8,10 @@ from collections import Counter
 
 import dspy
 import pytest
+from cli_helpers import refed, sets
 from conftest import run_overrides
 from dspy.utils import DummyLM
 from loopback_server import read_log
-from test_integration import refed, sets
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import RunDirError

@@ -5,9 +5,10 @@ import json
 
 import dspy
 import pytest
+from cli_helpers import STAGE_OF, lines, sets
+from cli_helpers import run_refed as refed
 from conftest import run_overrides
 from loopback_server import read_log
-from test_pipeline_program import STAGE_OF, lines, refed, sets
 
 from refed_dspy.config import load_config
 from refed_dspy.experiments.optimize import optimize

@@ -1,0 +1,49 @@
+"""Running `refed` as a subprocess, the way a user does, for the tests of every folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# which signature a request logged by the loopback server asked for, by its output fields
+STAGE_OF = {
+    ("subject_areas", "relevant_skills"): "collect.describe",
+    ("response_feedback",): "collect.critique",
+    ("new_instructions",): "synthesizer.synthesize",
+    ("response",): "respond.generate",
+    ("analysis", "implementation_strategy", "improved_response"): "respond.improve",
+}
+
+
+def refed(*args: str, env_extra: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    """`refed ARGS` started in the background (stdout and stderr piped, text)."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true", **(env_extra or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "refed_dspy.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def run_refed(*args: str, timeout: float = 600) -> tuple[int, str, str]:
+    """`refed ARGS` run to its end: (exit code, stdout, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "refed_dspy.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def sets(overrides: list[str]) -> list[str]:
+    """--set options for each `section.key=value`."""
+    return [x for o in overrides for x in ("--set", o)]
+
+
+def lines(path: Path) -> list[dict]:
+    """The records of a JSONL file ([] when it does not exist)."""
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []

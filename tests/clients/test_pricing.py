@@ -1,0 +1,49 @@
+"""Prices (LiteLLM's map, the config's over it) and the usage arithmetic over calls."""
+
+import pytest
+
+from refed_dspy.clients.lm import CallInfo
+from refed_dspy.clients.pricing import Price, default_price, resolve_price
+from refed_dspy.clients.usage import Totals, usage_of
+
+
+def test_prices_and_cost():
+    assert default_price("openai/gpt-4o-mini-2024-07-18") == Price(0.15, 0.075, 0.60)
+    assert default_price("azure/gpt-4o") == Price(2.50, 1.25, 10.00)
+    assert default_price("openai/my-finetune") is None
+    assert resolve_price("openai/my-finetune", 1.0, None, 2.0) == Price(1.0, 1.0, 2.0)
+    assert resolve_price("openai/gpt-4o-mini", None, None, 1.0) == Price(0.15, 0.075, 1.0)
+    # 1000 prompt tokens (400 cached) + 100 completion at gpt-4o-mini prices
+    assert Price(0.15, 0.075, 0.60).cost(1000, 100, 400) == pytest.approx((600 * 0.15 + 400 * 0.075 + 100 * 0.6) / 1e6)
+
+
+def test_usage_counts_cache_hits_apart():
+    calls = [
+        CallInfo("generate", "m", 100, 10, 50),
+        CallInfo("improve", "m", 200, 20, 0),
+        CallInfo("improve", "m", cache_hit=True),
+    ]
+    u = usage_of(calls, Price(1.0, 0.5, 2.0))
+    assert (u["calls"], u["cached_calls"], u["prompt_tokens"], u["completion_tokens"], u["cached_tokens"]) == (
+        2,
+        1,
+        300,
+        30,
+        50,
+    )
+    assert u["cost_usd"] == pytest.approx((250 * 1.0 + 50 * 0.5 + 30 * 2.0) / 1e6)
+    assert u["by_stage"]["improve"]["calls"] == 1 and u["by_stage"]["improve"]["cached_calls"] == 1
+    t = Totals()
+    t.add(u)
+    t.add(u)
+    assert t.calls == 4 and t.as_dict()["by_stage"]["generate"]["prompt_tokens"] == 200
+    assert usage_of(calls, None)["cost_usd"] is None
+
+
+def test_default_prices_come_from_litellms_map():
+    """Hundreds of models priced without a table of ours; the config's prices win; an unknown model has none."""
+    assert default_price("gemini/gemini-2.5-flash") is not None and default_price("deepseek/deepseek-chat") is not None
+    haiku = default_price("anthropic/claude-haiku-4-5")
+    assert haiku == default_price("anthropic/claude-haiku-4-5-20251001") and haiku.cached_input < haiku.input
+    assert resolve_price("anthropic/claude-haiku-4-5", 2.0, None, None) == Price(2.0, 2.0, haiku.output)
+    assert default_price("ollama_chat/llama3.1") is None
