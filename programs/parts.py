@@ -36,10 +36,11 @@ PART_INPUTS: dict[str, dict[str, Any]] = {
 
 
 class PartsOf(Protocol):
-    """What `check_pipeline` needs of a method: its name and the parts it runs ({attribute: PART_INPUTS key})."""
+    """What `check_pipeline` needs of a method: its name, and the parts it runs with the keyword inputs each takes
+    ({attribute: inputs}; PART_INPUTS holds those of the built-in parts)."""
 
     name: str
-    parts: dict[str, str]
+    parts: dict[str, dict[str, Any]]
 
 
 def unfrozen(module: Any) -> Any:
@@ -100,7 +101,7 @@ def check_pipeline(program: Any, method: PartsOf, what: str = "program") -> list
             f"are {', '.join(method.parts)})"
         )
     threaded = []
-    for name, key in method.parts.items():
+    for name, inputs in method.parts.items():
         part = getattr(program, name, None)
         if not isinstance(part, dspy.Module):
             found = "nothing" if part is None else f"a {type(part).__name__}"
@@ -111,9 +112,9 @@ def check_pipeline(program: Any, method: PartsOf, what: str = "program") -> list
         entry = getattr(part, "aforward", None) if has_aforward(part) else getattr(part, "forward", None)
         if not callable(entry):
             raise ConfigError(f"{what}: part '{name}' ({type(part).__name__}) has neither aforward nor forward")
-        wrong = _takes(entry, PART_INPUTS[key])
+        wrong = _takes(entry, inputs)
         if wrong:
-            keys = ", ".join(k for k in PART_INPUTS[key] if k != "rollout_id")
+            keys = ", ".join(k for k in inputs if k != "rollout_id")
             raise ConfigError(
                 f"{what}: part '{name}' ({type(part).__name__}) does not take the runner's inputs ({keys}): {wrong}"
             )

@@ -69,7 +69,8 @@ class Method(ABC):
         rank: where it is listed (lower first).
         features: the instruction features a reference's units synthesize from (empty: no units).
         collects_feedback: a `feedback` task runs once per reference before its units.
-        parts: the pipeline's parts the runner calls, each with the inputs it takes (`programs.parts.PART_INPUTS`).
+        parts: the pipeline's parts the runner calls, each with the keyword inputs it takes (placeholders, for the
+            check made before any call; `programs.parts.PART_INPUTS` has those of the built-in parts).
     """
 
     name: ClassVar[str]
@@ -77,7 +78,7 @@ class Method(ABC):
     rank: ClassVar[int] = 100
     features: ClassVar[tuple[str, ...]] = ()
     collects_feedback: ClassVar[bool] = False
-    parts: ClassVar[dict[str, str]] = {}
+    parts: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @abstractmethod
     def build_pipeline(self, syn: SynthesisSettings | None = None, respond: dspy.Module | None = None) -> dspy.Module:

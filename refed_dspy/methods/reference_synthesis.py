@@ -9,6 +9,7 @@ import dspy
 
 from refed_dspy.methods.base import Defaults, Method, SynthesisSettings, dumped
 from refed_dspy.programs import ReferenceSynthesis
+from refed_dspy.programs.parts import PART_INPUTS
 from refed_dspy.store.records import Reference, ReferenceFeedback
 
 DESCRIBED_FEATURES = ("subject_areas", "relevant_skills")
@@ -34,8 +35,8 @@ class ReferenceSynthesisMethod(Method):
         super().__init_subclass__(**kwargs)
         cls.features = DESCRIBED_FEATURES if cls.describe else ("reference",)
         cls.collects_feedback = cls.describe or cls.critique_reference
-        parts = {"synthesizer": "synthesizer", "respond": "respond"}
-        cls.parts = {"collect": "collect", **parts} if cls.collects_feedback else parts
+        parts = {"synthesizer": PART_INPUTS["synthesizer"], "respond": PART_INPUTS["respond"]}
+        cls.parts = {"collect": PART_INPUTS["collect"], **parts} if cls.collects_feedback else parts
 
     def build_pipeline(self, syn: SynthesisSettings | None = None, respond: dspy.Module | None = None) -> dspy.Module:
         syn = syn or Defaults()

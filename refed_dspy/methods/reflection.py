@@ -9,6 +9,7 @@ import dspy
 from refed_dspy.methods.base import Defaults, Method, SeedItem, SynthesisSettings
 from refed_dspy.methods.registry import METHODS
 from refed_dspy.programs import ReflectionTuning
+from refed_dspy.programs.parts import PART_INPUTS
 from refed_dspy.store.records import OriginalPair, Reference, ReferenceFeedback, Reflection, content_id
 
 
@@ -22,7 +23,7 @@ class ReflectionMethod(Method):
     rank = 4
     features = ()
     collects_feedback = False
-    parts = {"respond": "recycle"}
+    parts = {"respond": PART_INPUTS["recycle"]}
 
     def build_pipeline(self, syn: SynthesisSettings | None = None, respond: dspy.Module | None = None) -> dspy.Module:
         return ReflectionTuning((syn or Defaults()).reflection, respond=respond)
