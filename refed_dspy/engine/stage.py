@@ -139,26 +139,39 @@ class StageBase(ABC):
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
                 return None, classify(err)
 
-    def mode_figures(self, usage: dict[str, Any]) -> dict[str, Any]:
-        """How the calls went (online or batch; per endpoint), for a summary."""
-        return self.engine.mode_figures(usage, self.spec.batch_price_factor, self.lm)
+    def execution(self) -> dict[str, Any]:
+        """How this invocation's calls went, for a summary: retries by reason, the window of calls in flight, online
+        or batch (batches, requests, what the batch price saved), calls per endpoint."""
+        engine = self.engine
+        return {
+            **engine.figures(),
+            **engine.mode_figures(engine.totals.as_dict(), self.spec.batch_price_factor, self.lm),
+        }
 
     async def run_to_end(
         self,
         progress: Progress,
         writers: Iterable[Any],
-        done: Callable[[], bool],
-        summarize: Callable[[str], dict[str, Any]],
-        kept: Callable[[dict[str, Any]], str],
-    ) -> dict[str, Any]:
-        """Run the engine to its end, then write the summary whatever happened (`summarize(status)` writes it and
-        returns it). Raises RunAborted when the provider or the failure streak stopped it (`kept(summary)` says what
-        is kept, and where), KeyboardInterrupt when a signal did."""
+        progress_of: Callable[[], tuple[int, int]],
+        summarize: Callable[[str], Any],
+        kept: Callable[[Any], str],
+        done: Callable[[], bool] | None = None,
+    ) -> Any:
+        """Run the engine to its end, showing `progress_of()` (items done, items rejected) as it goes, then write the
+        summary whatever happened (`summarize(status)` writes it and returns it; `done()` says whether the stage got
+        all it wanted, by default: nothing stopped it). Raises RunAborted when the provider or the failure streak
+        stopped it (`kept(summary)` says what is kept, and where), KeyboardInterrupt when a signal did."""
         engine = self.engine
+
+        def show() -> None:
+            done_items, rejected = progress_of()
+            progress.update(done_items, engine.totals, rejected)
+
+        engine.on_progress = show
         try:
             await engine.run_closing(progress, writers)
         finally:
-            status = engine.status(done=done())
+            status = engine.status(done=done() if done is not None else not engine.stopped)
             summary = summarize(status)
         if engine.abort is not None:
             raise RunAborted(
@@ -167,3 +180,10 @@ class StageBase(ABC):
         if status == "interrupted":
             raise KeyboardInterrupt  # the summary is written; the caller learns that the run was stopped
         return summary
+
+    async def run_plain(self) -> None:
+        """Run the engine to its end, with nothing written (meta-evaluation keeps its results in memory); RunAborted
+        when the provider or the failure streak stopped it."""
+        await self.engine.run()
+        if self.engine.abort is not None:
+            raise RunAborted(f"{self.what} stopped: {self.engine.abort.detail}")

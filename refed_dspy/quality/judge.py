@@ -230,10 +230,8 @@ class JudgeRun(StageBase):
             every_s=self.config.run.progress_every_s,
             label="judge",
         )
-        engine.on_progress = lambda: progress.update(progress.initial + self.new, engine.totals, self.rejected_now)
 
         def write_summary(status: str) -> JudgeSummary:
-            figures = {**engine.figures(), **self.mode_figures(engine.totals.as_dict())}
             summary = judge_summary(
                 self.rundir,
                 samples,
@@ -244,7 +242,7 @@ class JudgeRun(StageBase):
                 self.new,
                 self.price is not None,
                 self.adapter.choice.as_dict(),
-                figures,
+                self.execution(),
             )
             write_json_atomic(self.rundir.judge_summary, summary.to_json())
             return summary
@@ -252,9 +250,9 @@ class JudgeRun(StageBase):
         return await self.run_to_end(
             progress,
             self.writers.values(),
-            lambda: engine.stop_reason is None,
+            lambda: (progress.initial + self.new, self.rejected_now),
             write_summary,
-            lambda s: f"{s['judged']} judged in {self.rundir.path}",
+            lambda s: f"{s.judged} judged in {self.rundir.path}",
         )
 
 

@@ -25,7 +25,7 @@ from pydantic import Field
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
-from refed_dspy.errors import FinishedShort, RunAborted, SeedError
+from refed_dspy.errors import FinishedShort, SeedError
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judge import build_judge
 from refed_dspy.results import Result
@@ -206,9 +206,7 @@ async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | N
     if judge_lm is None:
         judge_lm = build_judge(config)
     stage = MetaEval(config, items, judge_lm)
-    await stage.engine.run()
-    if stage.engine.abort is not None:
-        raise RunAborted(f"meta-evaluation stopped: {stage.engine.abort.detail}")
+    await stage.run_plain()
     results = [stage.results[str(i["id"])] for i in items if str(i["id"]) in stage.results]
     ok = [r for r in results if "error" not in r]
     failed = [r for r in results if "error" in r]

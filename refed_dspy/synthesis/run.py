@@ -251,15 +251,14 @@ class SynthesisRun(StageBase):
             every_s=self.config.run.progress_every_s,
             label="synthesize",
         )
-        engine = self.engine
-        engine.on_progress = lambda: progress.update(self.accepted, engine.totals, sum(self.stats.rejects.values()))
         try:
             return await self.run_to_end(
                 progress,
                 self.writers.values(),
-                lambda: self.accepted >= self.syn.size,
+                lambda: (self.accepted, sum(self.stats.rejects.values())),
                 self._write_summary,
                 lambda s: f"{self.accepted} samples kept in {self.rundir.path}",
+                done=lambda: self.accepted >= self.syn.size,
             )
         finally:
             if self.executor is not None:
@@ -277,7 +276,8 @@ class SynthesisRun(StageBase):
         """Figures of the whole run (all invocations), read back from its files."""
         rejects, by_stage = reject_counts(self.rundir.rejects)
         usage = self.engine.totals.as_dict()
-        retries = self.engine.retries
+        execution = self.execution()
+        retries = execution.pop("retries")
         return RunSummary(
             **{
                 "status": status,
@@ -299,8 +299,8 @@ class SynthesisRun(StageBase):
                 "rejects_by_stage": by_stage,
                 "retries": {"total": self.earlier_retries + sum(retries.values()), "this_invocation": dict(retries)},
                 "max_calls": self.max_calls,
-                "concurrency": self.engine.figures()["concurrency"],
-                **self.mode_figures(usage),
+                "concurrency": execution.pop("concurrency"),
+                **execution,
                 "usage": usage,
                 "per_sample": per_sample(usage, self.accepted),
                 "cost_usd": usage["cost_usd"],
