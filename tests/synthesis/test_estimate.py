@@ -81,3 +81,26 @@ def test_progress_line_projects_the_total_cost():
     assert "projected" not in p.line()  # nothing to go by yet
     p.done, p.cost = 25, 0.5
     assert p.projected() == 2.0 and "$0.5000, projected $2.0000 in all" in p.line()
+
+
+def test_the_estimate_prices_the_program_the_run_would_use(tmp_path):
+    """synthesis.program names a compiled pipeline whose improver carries long instructions and a demo: the estimate
+    walks that program, so its improve prompts are longer than the built-in ones (and nothing else changes)."""
+    from refed_dspy.methods import get_method
+
+    program = get_method("refed").build_pipeline()
+    improve = program.respond.improve
+    improve.signature = improve.signature.with_instructions("Improve the draft. " + "Keep every fact; " * 300)
+    saved = tmp_path / "program.json"
+    program.save(str(saved))
+    with LoopbackServer(ServerConfig()) as srv:
+        over = run_overrides(srv, tmp_path / "run", 200)
+        built_in = estimate(load_config(None, over))
+        compiled = estimate(load_config(None, [*over, f"synthesis.program='{saved}'"]))
+        assert srv.state.count == 0
+    grew = compiled.stages["improve"]["prompt_tokens"] - built_in.stages["improve"]["prompt_tokens"]
+    assert grew > 200 * 600  # ~900 more prompt tokens on each of 200 improve calls
+    # generate is the same prompt (the made-up replies it carries differ by a few tokens from walk to walk)
+    same = built_in.stages["generate"]["prompt_tokens"]
+    assert abs(compiled.stages["generate"]["prompt_tokens"] - same) < 0.01 * same
+    assert compiled.total["cost_usd"] > built_in.total["cost_usd"]
