@@ -1,5 +1,6 @@
-"""Which environment variable holds an LM's key: the config's `api_key_env`, else the one LiteLLM names for the
-model's provider (its own table of providers, read without touching the environment), else `<PROVIDER>_API_KEY`."""
+"""Which environment variable holds an LM's key: the config's `api_key_env`; else `<PROVIDER>_API_KEY` when it is set;
+else the one LiteLLM names for the model's provider (its own table, read without touching the environment), which
+also names the variable to set when none is."""
 
 from __future__ import annotations
 
@@ -50,10 +51,12 @@ def api_key_env(spec: LMSpec) -> str | None:
     if provider in KEYLESS_PROVIDERS:
         return None
     own = f"{provider.upper()}_API_KEY"
+    if os.environ.get(own):
+        return own  # the usual name is set: no need to ask LiteLLM (importing it takes seconds)
     names = provider_key_names(spec.model)
     set_names = [n for n in names if os.environ.get(n)]
     if set_names:
-        return own if own in set_names else set_names[0]
+        return set_names[0]
     return own if own in names or not names else names[-1]
 
 

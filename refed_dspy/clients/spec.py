@@ -17,7 +17,7 @@ class LMSpec(Section):
 
     model: str = Field(
         "openai/gpt-4o-mini",
-        description="Model string DSPy/LiteLLM accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest', 'azure/<deployment>', 'ollama_chat/llama3.1'.",
+        description="Model string DSPy/LiteLLM accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-haiku-4-5', 'azure/<deployment>', 'ollama_chat/llama3.1'.",
     )
     api_base: str | list[str] | None = Field(
         None,

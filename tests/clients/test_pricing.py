@@ -47,3 +47,23 @@ def test_default_prices_come_from_litellms_map():
     assert haiku == default_price("anthropic/claude-haiku-4-5-20251001") and haiku.cached_input < haiku.input
     assert resolve_price("anthropic/claude-haiku-4-5", 2.0, None, None) == Price(2.0, 2.0, haiku.output)
     assert default_price("ollama_chat/llama3.1") is None
+
+
+def test_prices_are_read_without_importing_litellm():
+    """Importing LiteLLM takes seconds and over 100 MiB: a run that only needs prices (and keys under their usual
+    names) must not pay that."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; os.environ['OPENAI_API_KEY'] = 'k'\n"
+        "from refed_dspy.clients.keys import api_key_env\n"
+        "from refed_dspy.clients.pricing import default_price\n"
+        "from refed_dspy.clients.spec import LMSpec\n"
+        "assert default_price('openai/gpt-4o-mini').input == 0.15\n"
+        "assert api_key_env(LMSpec(model='openai/gpt-4o-mini')) == 'OPENAI_API_KEY'\n"
+        "print('litellm' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
