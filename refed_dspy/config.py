@@ -37,12 +37,18 @@ def registered(registry: Registry) -> Any:
 
     def check(value: str) -> str:
         if value not in registry:
-            names = [repr(n) for n in registry.names()]
-            expected = " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
-            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}", {"expected": one_of(registry.names())}
+            )
         return value
 
     return check
+
+
+def one_of(names: tuple[str, ...]) -> str:
+    """'a', 'b' or 'c': the choices, as pydantic names a Literal's."""
+    quoted = [repr(n) for n in names]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]]) if len(quoted) > 1 else "".join(quoted)
 
 
 class SeedsConfig(Section):
@@ -448,12 +454,13 @@ def format_validation_error(err: ValidationError) -> str:
         elif e["type"] in ("literal_error",):
             parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
         elif e["type"] == "union_tag_invalid":  # a [[filters]] table naming no registered filter
-            expected = e.get("ctx", {}).get("expected_tags", "")
-            parts.append(f"{where}.name: input should be {expected}, got {e.get('ctx', {}).get('tag')!r}")
+            parts.append(
+                f"{where}.name: input should be {one_of(FILTERS.names())}, got {e.get('ctx', {}).get('tag')!r}"
+            )
         elif e["type"] == "union_tag_not_found":
             parts.append(f"{where}: needs a name, one of {', '.join(repr(n) for n in FILTERS.names())}")
         elif e["type"] == "missing" and loc[:1] == ("filters",) and _filter_loc(loc)[0] is not None:
-            parts.append(f"filter '{loc[2]}' needs '{loc[-1]}'")
+            parts.append(f"{_where(loc[:2])}: filter '{loc[2]}' needs '{loc[-1]}'")
         elif e["type"] == "missing":
             parts.append(f"{where}: needs a value")
         elif e["type"] == "value_error":

@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-def Optional(description: str = "") -> Any:  # noqa: N802 - reads as a type in a field declaration
+def Optional(description: str = "", alias: str | None = None) -> Any:  # noqa: N802 - reads as a type in a declaration
     """A field that is None, and then absent from the JSON, unless the run had it (batch figures, an estimate)."""
-    return Field(None, description=description, exclude_if=lambda value: value is None)
+    return Field(None, description=description, alias=alias, exclude_if=lambda value: value is None)
 
 
 class Result(BaseModel):
@@ -27,6 +27,13 @@ class Result(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The JSON object the command writes."""
         return self.model_dump(mode="json", by_alias=True)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping) and not isinstance(other, Result):
+            return dict(self.items()) == dict(other)  # equal to the dict it reads as
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment] - mutable, like the dict it reads as
 
     # ---- read like the JSON file ---------------------------------------------------------------
     @classmethod

@@ -88,6 +88,21 @@ def test_the_old_judge_form_still_works_with_a_note(tmp_path):
         "c.toml",
         "runs/a",
     ]
+    assert with_action(["judge", "-c", "c.toml", "meta-eval", "--labels", "l.jsonl"]) == [
+        "judge",
+        "meta-eval",
+        "-c",
+        "c.toml",
+        "--labels",
+        "l.jsonl",
+    ]
+    assert with_action(["judge", "--set", "judging.pairwise=false", "runs/a"]) == [
+        "judge",
+        "run",
+        "--set",
+        "judging.pairwise=false",
+        "runs/a",
+    ]
     for unchanged in (
         ["judge", "run", "runs/a"],
         ["judge", "meta-eval", "--labels", "l.jsonl"],

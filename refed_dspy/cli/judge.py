@@ -50,21 +50,42 @@ def _cmd_meta_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+_TAKES_VALUE = ("--config", "-c", "--set", "--labels", "--out")  # options of `refed judge` followed by a value
+
+
 def with_action(argv: list[str]) -> list[str]:
-    """`refed judge RUN_DIR ...` (the form before `run` and `meta-eval` were subcommands) as `refed judge run
-    RUN_DIR ...`, with a note on stderr; any other command line as it is."""
+    """The form before `run` and `meta-eval` were subcommands, where the first word after `refed judge` (options may
+    come before it) was a run dir or `meta-eval`: `refed judge [OPTIONS] RUN_DIR ...` becomes `refed judge run
+    [OPTIONS] RUN_DIR ...` (with a note on stderr), and `refed judge [OPTIONS] meta-eval ...` becomes `refed judge
+    meta-eval [OPTIONS] ...`. Any other command line is returned as it is."""
     words = [i for i, a in enumerate(argv) if not a.startswith("-")]
     if not words or argv[words[0]] != "judge":
         return argv
     at = words[0] + 1
     rest = argv[at:]
-    if not rest or rest[0] in ACTIONS or rest[0] in ("-h", "--help"):
+    first = _first_word(rest)
+    if first is None or rest[0] in ("-h", "--help"):
         return argv
+    if rest[first] in ACTIONS:  # the action, perhaps after options: put it first
+        return [*argv[:at], rest[first], *rest[:first], *rest[first + 1 :]]
     print(
         "refed: note: `refed judge RUN_DIR` is now `refed judge run RUN_DIR` (the old form still works)",
         file=sys.stderr,
     )
     return [*argv[:at], "run", *rest]
+
+
+def _first_word(args: list[str]) -> int | None:
+    """The index of the first argument that is neither an option nor an option's value."""
+    i = 0
+    while i < len(args):
+        if args[i] in _TAKES_VALUE:
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
 
 
 def register(sub: Any) -> None:

@@ -61,9 +61,11 @@ def _price_map() -> dict[str, tuple[float | None, float | None, float | None]]:
 
 
 def _names(model: str) -> list[str]:
-    """The names a model may have in the price map: as given, without its provider prefix, without a date suffix."""
+    """The names a model may have in the price map: as given, without its provider prefix, its last part (a router's
+    `openrouter/openai/gpt-4o-mini`), and each without a date suffix."""
     bare = model.split("/", 1)[1] if "/" in model else model
-    names = [model, bare, _DATED.sub("", model), _DATED.sub("", bare)]
+    last = model.rsplit("/", 1)[-1]
+    names = [model, bare, last, _DATED.sub("", model), _DATED.sub("", bare), _DATED.sub("", last)]
     return list(dict.fromkeys(n for n in names if n))
 
 

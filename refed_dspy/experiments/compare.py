@@ -153,8 +153,8 @@ class Comparison(Result):
         description="Per method: samples, calls (feedback apart), tokens, cost, "
         "rejects, wall time, and the quality columns."
     )
-    json_file: str | None = Optional("Where compare.json was written.")
-    markdown_file: str | None = Optional("Where compare.md was written.")
+    json_file: str | None = Optional("Where compare.json was written.", alias="json")
+    markdown_file: str | None = Optional("Where compare.md was written.", alias="markdown")
 
 
 def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: dict[str, Any]) -> tuple[Path, Path]:

@@ -22,7 +22,6 @@ import dspy
 
 from refed_dspy.store.records import Reference, ReferenceFeedback
 
-TASKS = ("feedback", "unit", "sample")  # the kinds of task a run schedules
 KEEP_RATE = 0.9  # the share of new instructions the dedup keeps, before a run has shown its own (estimate)
 
 

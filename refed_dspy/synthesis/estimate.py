@@ -37,7 +37,7 @@ from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.program import resolve_program
-from refed_dspy.synthesis.units import TASK_STAGES, feedback_record
+from refed_dspy.synthesis.units import TASK_STAGES, feedback_record, parts_of
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
 _ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
@@ -200,37 +200,36 @@ def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally,
     """Run the first `k` references' feedback, units and samples through the parts of the program the run would
     execute (its compiled `synthesis.program` included), as the runner calls them; no LM is called."""
     method = get_method(config.synthesis.method)
-    program = resolve_program(config, method)[0].program
+    parts = parts_of(resolve_program(config, method)[0].program)
     syn = config.synthesis
     walk = _Walk(build_adapter(config.teacher), config.teacher.model, lengths, tally)
     adapter = _walking_adapter(walk.adapter, walk)
 
-    async def task(kind: str, part: dspy.Module, **inputs: Any) -> dspy.Prediction:
+    async def task(kind: str, **inputs: Any) -> dspy.Prediction:
         walk.work = kind
         with stage(TASK_STAGES[kind]):
-            return await acall_part(part, **inputs)
+            return await acall_part(parts[kind], **inputs)
 
     async def run() -> None:
         with dspy.context(lm=dspy.utils.DummyLM([]), adapter=adapter, trace=None):
             for ref in refs[:k]:
                 seed = method.seed_item(ref, syn)
                 if seed is not None:
-                    await task("sample", program.respond, **method.sample_inputs(ref, seed.instruction, None))
+                    await task("sample", **method.sample_inputs(ref, seed.instruction, None))
                     continue
                 fb = None
                 if method.collects_feedback:
-                    fb = feedback_record(ref, await task("feedback", program.collect, reference=ref))
+                    fb = feedback_record(ref, await task("feedback", reference=ref))
                 feature = method.features[0]
                 pred = await task(
                     "unit",
-                    program.synthesizer,
                     reference_instruction=ref.instruction,
                     feature_name=feature,
                     feature_description=method.feature_description(feature, fb) or "",
                     n=syn.instructions_per_feature,
                     rollout_id=None,
                 )
-                await task("sample", program.respond, **method.sample_inputs(ref, pred.new_instructions[0], fb))
+                await task("sample", **method.sample_inputs(ref, pred.new_instructions[0], fb))
 
     run_sync(run())
 

@@ -38,7 +38,15 @@ from refed_dspy.synthesis.summary import (
     reject_counts,
     timing,
 )
-from refed_dspy.synthesis.units import TASK_STAGES, Item, Unit, default_call_budget, feedback_record
+from refed_dspy.synthesis.units import (
+    TASK_STAGES,
+    UNKNOWN_PART_CALLS,
+    Item,
+    Unit,
+    default_call_budget,
+    feedback_record,
+    parts_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +73,7 @@ class SynthesisRun(StageBase):
         self.rundir = rundir
         self.program = program if program is not None else resolve_program(config, self.method)[0]
         # the runner schedules the pipeline's parts itself; each comes from the program, compiled or not
-        self.parts = {
-            "feedback": getattr(self.program.program, "collect", None),
-            "unit": getattr(self.program.program, "synthesizer", None),
-            "sample": self.program.program.respond,
-        }
+        self.parts = parts_of(self.program.program)  # a compiled program drives every stage
         self.executor = (
             ThreadPoolExecutor(max_workers=max(1, self.syn.concurrency), thread_name_prefix="refed-part")
             if self.program.threaded
@@ -98,11 +102,16 @@ class SynthesisRun(StageBase):
         self.earlier_wall_s, self.earlier_retries = 0.0, 0
 
     def _worst_calls(self) -> dict[str, int]:
-        """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that
-        runs it when a program of the user's has more."""
+        """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that runs
+        it when a program of the user's has more (and for such a program, no less than UNKNOWN_PART_CALLS)."""
         declared = self.method.worst_calls(self.syn)
+        floor = {} if self.program.builtin else UNKNOWN_PART_CALLS
         return {
-            kind: max(declared.get(kind, 0), len(part.named_predictors()) if part is not None else 0)
+            kind: max(
+                declared.get(kind, 0),
+                floor.get(kind, 0) if part is not None else 0,
+                len(part.named_predictors()) if part is not None else 0,
+            )
             for kind, part in self.parts.items()
         }
 

@@ -12,8 +12,18 @@ import dspy
 
 from refed_dspy.store.records import Reference, ReferenceFeedback
 
-# the stage a task's LM calls are accounted under, unless its part tags them itself
+# the part of the pipeline program each kind of task runs, and the stage its LM calls are accounted under (unless
+# the part tags them itself)
+TASK_PARTS = {"feedback": "collect", "unit": "synthesizer", "sample": "respond"}
 TASK_STAGES = {"feedback": "feedback", "unit": "synthesize", "sample": "respond"}
+# A program of the user's may call a predictor more than once (dspy.BestOfN, a loop): its tasks reserve at least
+# what any program's did before methods stated their own counts.
+UNKNOWN_PART_CALLS = {"feedback": 2, "unit": 1, "sample": 3}
+
+
+def parts_of(program: dspy.Module) -> dict[str, dspy.Module | None]:
+    """{task kind: the part of `program` that runs it} (None: the program has no such part)."""
+    return {kind: getattr(program, attribute, None) for kind, attribute in TASK_PARTS.items()}
 
 
 @dataclass(frozen=True)

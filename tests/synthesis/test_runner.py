@@ -173,3 +173,27 @@ def test_unwritable_run_dir(tmp_path, server_factory):
     with pytest.raises(RunDirError, match="cannot write to run directory"):
         synthesize(load_config(None, run_overrides(srv, blocker / "run", 3)))
     assert blocker.read_text() == "not a directory"
+
+
+def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(tmp_path):
+    """A built-in program reserves what its method makes at most per task; a program passed in may call a predictor
+    more than once (dspy.BestOfN), so its tasks reserve no less than any program's did before."""
+    from dspy.utils import DummyLM
+
+    from refed_dspy.programs import RespondAndImprove
+    from refed_dspy.store.rundir import RunDir
+    from refed_dspy.synthesis.program import resolve_program
+    from refed_dspy.synthesis.run import SynthesisRun
+
+    def worst(method: str, respond=None) -> dict:
+        config = load_config(None, [f"synthesis.method={method}", "teacher.api_key_env=''"])
+        from refed_dspy.methods import get_method
+
+        program, config = resolve_program(config, get_method(method), respond=respond)
+        run = SynthesisRun(config, [], DummyLM([]), RunDir(tmp_path / method), program=program)
+        return run._worst_calls()
+
+    assert worst("refed") == {"feedback": 2, "unit": 1, "sample": 2}
+    assert worst("no_feedback") == {"feedback": 0, "unit": 1, "sample": 1}
+    assert worst("sample_feedback")["sample"] == 3 and worst("reflection")["sample"] == 2
+    assert worst("no_feedback", respond=RespondAndImprove(improve=False))["sample"] == 3
