@@ -14,18 +14,28 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.filters import FILTERS, filter_spec
+from refed_dspy.filters import FILTERS, Filter
 from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.metrics import TARGETS
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
-from refed_dspy.registry import Registry
+from refed_dspy.registry import Registry, load_plugins
 from refed_dspy.settings import Section, mask_secrets, tomllib
 from refed_dspy.store.rundir import RunDir
+
+load_plugins()  # methods, filters and optimizers of installed packages register themselves before any name is checked
 
 SEED_FORMATS = ("auto", "lima", "alpaca", "sharegpt", "openai", "plain")
 JUDGE_TEMPERATURE = 0.0
@@ -33,14 +43,16 @@ JUDGE_TEMPERATURE = 0.0
 
 def registered(registry: Registry) -> Any:
     """A validator that accepts the names `registry` holds when the value is validated (so an entry registered after
-    this module was imported counts), refusing others as a Literal would."""
+    this module was imported counts), refusing others as a Literal would, with the nearest name. A run dir's own
+    config.toml (validated with context {"record": True}) is a record of what ran: any name reads there."""
 
-    def check(value: str) -> str:
-        if value not in registry:
-            raise PydanticCustomError(
-                "literal_error", "Input should be {expected}", {"expected": one_of(registry.names())}
-            )
-        return value
+    def check(value: str, info: ValidationInfo) -> str:
+        if value in registry or (info.context or {}).get("record"):
+            return value
+        near = difflib.get_close_matches(value, registry.names(), n=1, cutoff=0.6)
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": one_of(registry.names()), "nearest": near}
+        )
 
     return check
 
@@ -153,9 +165,6 @@ class JudgingConfig(Section):
         if len(set(value)) != len(value):
             raise ValueError("names a criterion twice")
         return value
-
-
-FilterSpec = filter_spec()  # one [[filters]] table: a registered filter's model, chosen by its `name`
 
 
 class ReportConfig(Section):
@@ -328,11 +337,38 @@ class Config(Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
-    filters: list[FilterSpec] = Field(
+    filters: list[SerializeAsAny[Filter]] = Field(
         default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables)."
     )
     report: ReportConfig = Field(default_factory=ReportConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _registered_filters(cls, value: Any) -> Any:
+        # each table is validated by the filter its name picks from the registry as it is now (a filter registered
+        # from the user's own module counts); the errors keep their place in the chain
+        if not isinstance(value, list):
+            return value
+        tables, problems = [], []
+        for i, table in enumerate(value):
+            if isinstance(table, Filter):
+                tables.append(table)
+            elif not isinstance(table, dict):
+                problems.append(f"filters.{i}: expected a table, got {table!r}")
+            elif "name" not in table:
+                problems.append(f"filters.{i}: needs a name, one of {one_of(FILTERS.names())}")
+            elif table["name"] not in FILTERS:
+                problems.append(f"filters.{i}.name: input should be {one_of(FILTERS.names())}, got {table['name']!r}")
+            else:
+                model = FILTERS.get(table["name"])
+                try:
+                    tables.append(model.model_validate(table))
+                except ValidationError as err:
+                    problems += describe_errors(err.errors(), model, ("filters", i))
+        if problems:
+            raise PydanticCustomError("refed_config", "{message}", {"message": "; ".join(problems)})
+        return tables
 
     @field_validator("judge", mode="before")
     @classmethod
@@ -396,27 +432,8 @@ def _nearest(name: str, options: list[str]) -> str:
     return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(options)}"
 
 
-def _filter_loc(loc: tuple) -> tuple[type[BaseModel] | None, tuple]:
-    """For a location inside a [[filters]] table (pydantic puts the filter's name after its index): the filter's model
-    and the location below it."""
-    if len(loc) >= 3 and isinstance(loc[1], int) and loc[2] in FILTERS:
-        return FILTERS.get(loc[2]), tuple(loc[3:])
-    return None, ()
-
-
-def _where(loc: tuple) -> str:
-    """A location as the user wrote it (`filters.0.k`, without pydantic's filter-name step)."""
-    if loc[:1] == ("filters",) and _filter_loc(loc)[0] is not None:
-        loc = loc[:2] + loc[3:]
-    return ".".join(str(p) for p in loc)
-
-
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Config
-    if loc[:1] == ("filters",):
-        model, loc = _filter_loc(loc)
-        if model is None:
-            return None
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    model: type[BaseModel] = root
     for part in loc:
         field = model.model_fields.get(str(part))
         if field is None:
@@ -429,38 +446,40 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _type_name(loc: tuple) -> str:
-    if len(loc) < 2:
+def _type_name(loc: tuple, root: type[BaseModel]) -> str:
+    if len(loc) < 2 and root is Config:
         return "a table"
-    model = _model_at(loc[:-1])
+    model = _model_at(loc[:-1], root)
     field = model.model_fields.get(str(loc[-1])) if model else None
     if field is None:
         return "a valid value"
     return re.sub(r"typing\.|<class '([^']+)'>", r"\1", str(field.annotation)).replace("NoneType", "None")
 
 
-def format_validation_error(err: ValidationError) -> str:
-    """One line naming every bad field, what was expected, and the nearest valid key."""
+def describe_errors(errors: list[Any], root: type[BaseModel] = None, prefix: tuple = ()) -> list[str]:  # type: ignore[assignment]
+    """One phrase per pydantic error of `root` (default: Config) validated at `prefix` of the config: the field, what
+    was expected, and for an unknown key the nearest valid one."""
+    root = root or Config
     parts = []
-    for e in err.errors():
+    for e in errors:
         loc = tuple(e["loc"])
-        where = _where(loc)
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(loc[:-1])
+        where = ".".join(str(p) for p in (*prefix, *loc))
+        if e["type"] == "refed_config":  # already described (a [[filters]] table)
+            parts.append(e["ctx"]["message"])
+        elif e["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1], root)
             options = list(parent.model_fields) if parent else []
-            section = _where(loc[:-1])
+            section = ".".join(str(p) for p in (*prefix, *loc[:-1]))
             place = f" in [{section}]" if section else ""
             parts.append(f"unknown key '{loc[-1]}'{place}{_nearest(str(loc[-1]), options)}")
         elif e["type"] in ("literal_error",):
-            parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
-        elif e["type"] == "union_tag_invalid":  # a [[filters]] table naming no registered filter
+            near = (e.get("ctx") or {}).get("nearest")
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}{hint}")
+        elif e["type"] == "missing" and issubclass(root, Filter):
             parts.append(
-                f"{where}.name: input should be {one_of(FILTERS.names())}, got {e.get('ctx', {}).get('tag')!r}"
+                f"{'.'.join(map(str, prefix))}: filter '{root.model_fields['name'].default}' needs '{loc[-1]}'"
             )
-        elif e["type"] == "union_tag_not_found":
-            parts.append(f"{where}: needs a name, one of {', '.join(repr(n) for n in FILTERS.names())}")
-        elif e["type"] == "missing" and loc[:1] == ("filters",) and _filter_loc(loc)[0] is not None:
-            parts.append(f"{_where(loc[:2])}: filter '{loc[2]}' needs '{loc[-1]}'")
         elif e["type"] == "missing":
             parts.append(f"{where}: needs a value")
         elif e["type"] == "value_error":
@@ -468,8 +487,13 @@ def format_validation_error(err: ValidationError) -> str:
         elif "greater" in e["type"] or "less" in e["type"]:
             parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
         else:
-            parts.append(f"{where}: expected {_type_name(loc)}, got {e.get('input')!r}")
-    return "invalid config: " + "; ".join(parts)
+            parts.append(f"{where}: expected {_type_name(loc, root)}, got {e.get('input')!r}")
+    return parts
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming every bad field, what was expected, and the nearest valid key."""
+    return "invalid config: " + "; ".join(describe_errors(err.errors()))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -502,16 +526,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Validate a plain dict into a Config, raising ConfigError with a one-line message."""
+def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:
+    """Validate a plain dict into a Config, raising ConfigError with a one-line message (`record`: the config.toml
+    of a run dir, whose method and optimizer names need not be registered here)."""
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"record": record})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a TOML config (or the defaults when `path` is None) and apply `--set` overrides."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, record: bool = False) -> Config:
+    """Read a TOML config (or the defaults when `path` is None) and apply `--set` overrides (`record`: `path` is the
+    config.toml of a run dir, read by a command that does not run its method; see config_from_dict)."""
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -525,7 +551,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
-    return config_from_dict(apply_overrides(data, overrides or []))
+    return config_from_dict(apply_overrides(data, overrides or []), record=record)
 
 
 def _drop_none(obj: Any) -> Any:
@@ -538,11 +564,12 @@ def _drop_none(obj: Any) -> Any:
 
 
 def run_config(rundir: RunDir) -> Config:
-    """The config a run dir was made with (its config.toml)."""
+    """The config a run dir was made with (its config.toml), for a command that reads the run: the method and
+    optimizer it names need not be registered in this process."""
     if not rundir.config.exists():
         raise RunDirError(f"{rundir.path} is not a run directory (no config.toml); run `refed synthesize` first")
     try:
-        return config_from_dict(tomllib.loads(rundir.config.read_text(encoding="utf-8")))
+        return config_from_dict(tomllib.loads(rundir.config.read_text(encoding="utf-8")), record=True)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
 

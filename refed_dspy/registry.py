@@ -9,8 +9,9 @@ code (a method of yours) is accepted the same way.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -83,6 +84,26 @@ def load_package(package: str, path: Any, skip: tuple[str, ...] = ()) -> None:
     for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
         if not info.name.startswith("_") and info.name not in skip:
             importlib.import_module(f"{package}.{info.name}")
+
+
+PLUGIN_GROUP = "refed_dspy.plugins"
+
+
+def load_plugins(found: Iterable[Any] | None = None) -> list[str]:
+    """Import the modules that installed packages declare in the entry-point group `refed_dspy.plugins` (their
+    methods, filters and optimizers register themselves on import); returns their names. `found`: the entry points
+    to load instead of the installed ones. A plugin that does not import is a ConfigError naming it."""
+    loaded = []
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP) if found is None else found:
+        try:
+            entry.load()
+        except Exception as err:  # noqa: BLE001 - a broken plugin is the user's to fix: one line
+            raise ConfigError(
+                f"the refed plugin {entry.name!r} ({entry.value}, entry-point group {PLUGIN_GROUP}) does "
+                f"not load: {type(err).__name__}: {err}"
+            ) from None
+        loaded.append(entry.name)
+    return loaded
 
 
 def _name_of(entry: Any) -> Any:

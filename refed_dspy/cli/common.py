@@ -43,4 +43,4 @@ def config_for_run(args: argparse.Namespace, run_dir: str) -> Any:
         raise RunDirError(
             f"{run_dir} is not a run directory (no config.toml); pass --config or run `refed synthesize` first"
         )
-    return load_config(path, args.overrides)
+    return load_config(path, args.overrides, record=True)  # judge, filter, report, export: the method need not be here

@@ -33,6 +33,17 @@ class ReferenceSynthesisMethod(Method):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # switches whose feedback no step would use: the run would pay for it and throw it away
+        if cls.critique_reference and cls.sample_feedback:
+            raise TypeError(
+                f"{cls.__name__}: sample_feedback replaces the reference's critique in the improver; set "
+                "critique_reference or sample_feedback, not both"
+            )
+        if (cls.critique_reference or cls.sample_feedback) and not cls.improve:
+            raise TypeError(
+                f"{cls.__name__}: only the improver applies feedback; critique_reference and "
+                "sample_feedback need improve = True"
+            )
         cls.features = DESCRIBED_FEATURES if cls.describe else ("reference",)
         cls.collects_feedback = cls.describe or cls.critique_reference
         parts = {"synthesizer": PART_INPUTS["synthesizer"], "respond": PART_INPUTS["respond"]}

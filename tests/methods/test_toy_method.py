@@ -51,3 +51,47 @@ def test_a_method_in_one_module_runs_end_to_end_estimate_included(toy, server_fa
     # resuming the finished run makes no call
     n = srv.state.count
     assert synthesize(config).new_samples == 0 and srv.state.count == n
+
+
+def test_a_plugin_package_registers_its_method_and_a_run_dir_reads_without_it(tmp_path):
+    """A package declares its module in the entry-point group refed_dspy.plugins (here: toy_method); a broken one is
+    one ConfigError line. A run dir made with a method this process does not know still reads (judge, report and
+    export do not run the method)."""
+    from importlib.metadata import EntryPoint
+
+    from refed_dspy.config import run_config
+    from refed_dspy.registry import PLUGIN_GROUP, load_plugins
+    from refed_dspy.store.rundir import RunDir
+
+    sys.modules.pop("toy_method", None)
+    try:
+        assert load_plugins([EntryPoint(name="toy", value="toy_method", group=PLUGIN_GROUP)]) == ["toy"]
+        assert "toy" in METHODS and load_config(None, ["synthesis.method=toy"]).synthesis.method == "toy"
+    finally:
+        METHODS.unregister("toy")
+    with pytest.raises(ConfigError, match="the refed plugin 'broken' .* does not load: ModuleNotFoundError"):
+        load_plugins([EntryPoint(name="broken", value="no_such_module_here", group=PLUGIN_GROUP)])
+    (tmp_path / "config.toml").write_text('[synthesis]\nmethod = "toy"\n')
+    assert run_config(RunDir(tmp_path)).synthesis.method == "toy"  # a record of what ran
+    with pytest.raises(ConfigError, match="synthesis.method: input should be"):
+        load_config(tmp_path / "config.toml")  # to run it, the method must be known
+
+
+def test_switches_that_would_pay_for_unused_feedback_are_refused():
+    from refed_dspy.methods import ReferenceSynthesisMethod
+
+    with pytest.raises(TypeError, match="set critique_reference or sample_feedback, not both"):
+
+        class Both(ReferenceSynthesisMethod):
+            name = "both_feedbacks"
+            critique_reference = True
+            sample_feedback = True
+
+    with pytest.raises(TypeError, match="need improve = True"):
+
+        class NoImprover(ReferenceSynthesisMethod):
+            name = "no_improver"
+            critique_reference = True
+            improve = False
+
+    assert "both_feedbacks" not in METHODS and "no_improver" not in METHODS
