@@ -3,7 +3,8 @@
 Each kind has one package with one module per entry; importing the package imports every module in it,
 and each module registers its entry with `@REGISTRY.register`. So adding a method, a filter or an optimizer
 is adding one file, and the names a config accepts are the registry's. An entry registered from your own
-code (a method of yours) is accepted the same way.
+code (a method of yours) is accepted the same way; a package of yours that declares its modules in the entry-point
+group `refed_dspy.plugins` has them imported by refed_dspy.config (load_plugins), so the CLI knows its entries too.
 """
 
 from __future__ import annotations
