@@ -1,8 +1,8 @@
 """refed-dspy: instruction-tuning data synthesis with Reference-Level Feedback, as a DSPy program.
 
-The public names below are the package's facade. The light ones (errors, records, seed reading) load with the
-package; the rest load on first use, so `import refed_dspy` and `refed --help` do not import DSPy (`dir` lists
-them all).
+The public names below are the package's facade. The exceptions load with the package; the rest load on first use,
+so `import refed_dspy` takes milliseconds (the `refed` command installs its signal handlers right after it) and
+`refed --help` does not import DSPy (`dir` lists them all).
 """
 
 import importlib
@@ -12,13 +12,16 @@ from refed_dspy.tracking.telemetry import set_telemetry
 set_telemetry()  # before anything imports MLflow or the Hub: no usage reports unless tracking.telemetry = true
 
 from refed_dspy.errors import ConfigError, MissingKeyError, RefedError, RunAborted, RunDirError, SeedError  # noqa: E402
-from refed_dspy.store.records import Reference, ReferenceFeedback, SampleRecord  # noqa: E402
-from refed_dspy.store.seeds import load_references, read_references  # noqa: E402
 
 __version__ = "0.1.0"
 
 # public name -> the module that defines it (loaded on first use)
 _LAZY = {
+    "Reference": "refed_dspy.store.records",
+    "ReferenceFeedback": "refed_dspy.store.records",
+    "SampleRecord": "refed_dspy.store.records",
+    "load_references": "refed_dspy.store.seeds",
+    "read_references": "refed_dspy.store.seeds",
     "Config": "refed_dspy.config",
     "load_config": "refed_dspy.config",
     "synthesize": "refed_dspy.synthesis.api",

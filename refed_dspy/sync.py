@@ -3,7 +3,9 @@
 Jupyter and IPython run their cells inside an event loop, where `asyncio.run` refuses to start. There the
 coroutine runs on its own loop in a worker thread (with the caller's context variables), and the caller waits.
 An interrupt of the caller (the notebook's stop button) cancels the coroutine as Ctrl-C would, waits for it to
-wind down, and is raised again.
+wind down, and is raised again. `stop_running` does the same to the coroutine running in the main thread: the
+`refed` command calls it on SIGTERM and SIGHUP, which thereby stop a run the way Ctrl-C does, however the process
+was started.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -26,10 +29,44 @@ def in_running_loop() -> bool:
     return True
 
 
+@dataclass
+class _Running:
+    loop: asyncio.AbstractEventLoop
+    task: asyncio.Task
+    stopping: bool = False
+
+
+_running: list[_Running] = []  # the coroutines run_sync runs on this thread's own loop, innermost last
+
+
+async def _tracked(coro: Coroutine[Any, Any, T]) -> T:
+    running = _Running(asyncio.get_running_loop(), asyncio.current_task())  # type: ignore[arg-type]
+    _running.append(running)
+    try:
+        return await coro
+    finally:
+        _running.remove(running)
+
+
+def stop_running() -> bool:
+    """Stop the coroutine `run_sync` is running, as asyncio does on Ctrl-C: its task is cancelled (a run lets the
+    calls in flight finish, writes its summary and raises KeyboardInterrupt). False when none is running; a second
+    stop while it winds down raises KeyboardInterrupt at once. For a signal handler of the main thread."""
+    if not _running:
+        return False
+    running = _running[-1]
+    if running.stopping:
+        raise KeyboardInterrupt
+    running.stopping = True
+    running.task.cancel()
+    running.loop.call_soon_threadsafe(lambda: None)  # wake the loop if it waits in select
+    return True
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(coro)`, or, inside a running event loop, the same on a loop of its own in a worker thread."""
     if not in_running_loop():
-        return asyncio.run(coro)
+        return asyncio.run(_tracked(coro))
     box: dict[str, Any] = {}
     started = threading.Event()
 

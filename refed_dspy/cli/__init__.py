@@ -13,6 +13,7 @@ import sys
 
 from refed_dspy.cli import compare, data, judge, maintenance, optimize, settings, synthesize, view
 from refed_dspy.errors import RefedError
+from refed_dspy.sync import stop_running
 
 GROUPS = (synthesize, compare, judge, data, settings, optimize, view, maintenance)  # in `refed --help` order
 EXIT_CODES = """exit codes (every command):
@@ -47,35 +48,41 @@ def _version() -> str:
 
 
 _signals: list[int] = []
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _stop_like_sigint(signum: int, frame) -> None:  # noqa: ARG001
-    """SIGTERM (timeout, Docker, systemd, Slurm) and SIGHUP stop a command the way Ctrl-C does: asyncio cancels
-    the run, which writes its summary; the exit code then says which signal it was (128 + its number)."""
+    """SIGTERM (timeout, Docker, systemd, Slurm) and SIGHUP stop a command the way Ctrl-C does: the running coroutine
+    is cancelled (a run lets its calls in flight finish and writes its summary), or, when none runs yet or any more,
+    KeyboardInterrupt is raised. This does not go through SIGINT, which a process started in the background by a
+    shell ignores. The exit code then says which signal it was (128 + its number)."""
     _signals.append(signum)
-    signal.raise_signal(signal.SIGINT)
+    if not stop_running():
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `refed` console script."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, _stop_like_sigint)
-    parser = build_parser()
-    args = parser.parse_args(judge.with_action(sys.argv[1:] if argv is None else list(argv)))
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s", stream=sys.stderr)
-    if getattr(args, "func", None):
-        import dspy  # noqa: F401 - DSPy sets its loggers to INFO on import: import it first, then quiet them
-    for noisy in ("httpx", "LiteLLM", "dspy", "httpcore", "openai"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    # truncated replies are recorded as rejects; DSPy's per-call warning would only repeat that
-    logging.getLogger("dspy.clients.lm").setLevel(logging.DEBUG if args.debug else logging.ERROR)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(judge.with_action(sys.argv[1:] if argv is None else list(argv)))
+        level = logging.DEBUG if args.debug else logging.INFO
+        logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+        if getattr(args, "func", None):
+            import dspy  # noqa: F401 - DSPy sets its loggers to INFO on import: import it first, then quiet them
+        for noisy in ("httpx", "LiteLLM", "dspy", "httpcore", "openai"):
+            logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
+        # truncated replies are recorded as rejects; DSPy's per-call warning would only repeat that
+        logging.getLogger("dspy.clients.lm").setLevel(logging.DEBUG if args.debug else logging.ERROR)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return args.func(args)
     except RefedError as err:
-        if args.debug:  # the traceback, and still the documented exit code
+        if debug:  # the traceback, and still the documented exit code
             import traceback
 
             traceback.print_exc()

@@ -4,6 +4,7 @@ import json
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 from cli_helpers import refed, sets
 from conftest import run_overrides
@@ -214,3 +215,38 @@ def test_repair_moves_duplicates_and_a_torn_line_aside():
     )
     kept, bad, counts = split_lines(a + b"\n" + b + b"\n" + a + b"\n", lambda r: r["meta"]["id"])
     assert kept == [a, b] and bad == [a] and counts["duplicate"] == 1
+
+
+def test_sigterm_from_the_first_instant_stops_with_its_exit_code(tmp_path):
+    """A SIGTERM that arrives while the command is still starting (imports, config), to a process started with SIGINT
+    ignored, stops it with one line and exit 143, not a traceback and not a death by signal."""
+
+    def background() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    for _ in range(3):
+        proc = refed(
+            "synthesize",
+            "--set",
+            f"run.dir='{tmp_path / 'run'}'",
+            "--set",
+            "teacher.api_key_env=''",
+            preexec_fn=background,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _catches_sigterm(proc.pid):
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, err
+        assert "stopped by SIGTERM" in err and "Traceback" not in err
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM yet (Linux: /proc/PID/status, SigCgt)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(caught, 16) & (1 << (15 - 1)))

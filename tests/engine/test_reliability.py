@@ -363,15 +363,23 @@ def test_judge_accounts_every_request_when_many_fail(server_factory, tmp_path):
     assert s["usage"]["calls"] == answered and s["usage"]["failed_calls"] == failed
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_a_stopped_run_pays_for_nothing_twice(server_factory, tmp_path, sig):
+def _as_in_the_background() -> None:
+    """What a shell does to a command it starts with `&` in a script: SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    "sig, background", [("SIGINT", False), ("SIGTERM", False), ("SIGTERM", True), ("SIGHUP", True)]
+)
+def test_a_stopped_run_pays_for_nothing_twice(server_factory, tmp_path, sig, background):
     """Stopped mid-run and resumed: every answer the server sent was read and recorded (the calls in flight
     finish within run.stop_grace_s), so no request body is answered twice, and the summary's paid calls are
-    the server's answered requests exactly."""
+    the server's answered requests exactly. SIGTERM and SIGHUP do so also for a command started with SIGINT ignored
+    (as `cmd &` in a script, or nohup under some shells, starts it)."""
     srv = server_factory(latency_s=0.25, jitter=0.5)
     run = tmp_path / "run"
     args = ("synthesize", *sets(run_overrides(srv, run, 30, **{"synthesis.concurrency": 6})))
-    proc = refed(*args)
+    proc = refed(*args, preexec_fn=_as_in_the_background if background else None)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(lines(run / "samples.jsonl")) < 8:
         time.sleep(0.05)
