@@ -8,7 +8,11 @@ from typing import Any
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
+
+    # the viewer makes no network request: a run's references from the Hub are read from its local cache, or not shown
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
     from refed_dspy.errors import RunDirError
     from refed_dspy.view import View, serve

@@ -20,13 +20,43 @@ from refed_dspy.errors import RefedError
 from refed_dspy.view.index import VERDICTS, Filters, View
 
 PER_PAGE = 50
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # the only names a page may reach the viewer by
 
 
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
+class BadQuery(ValueError):
+    """A query value the viewer cannot use (answered 400)."""
+
+
+def _number(value: str | None, name: str = "value") -> float | None:
+    """A finite number from a query value ('' or absent: None); BadQuery otherwise (nan, inf, 1e400, words)."""
+    if value in (None, ""):
         return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadQuery(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise BadQuery(f"{name}={value!r} is not a finite number")
+    return number
+
+
+def _count(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """A whole number from a query value, held within [low, high] (absent: `default`)."""
+    number = _number(value, name)
+    return default if number is None else int(min(high, max(low, number)))
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether an HTTP Host header (or an Origin) names this machine's loopback interface: a page that reached the
+    viewer under another name (DNS rebinding) must not read the data."""
+    if not host:
+        return False
+    netloc = host.split("://", 1)[-1].split("/", 1)[0]  # an Origin is scheme://host[:port]
+    if netloc.startswith("["):  # [::1]:8765
+        name = netloc[1:].split("]", 1)[0]
+    else:
+        name = netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+    return name.lower() in LOOPBACK
 
 
 def filters_from(args: Any) -> Filters:
@@ -38,8 +68,8 @@ def filters_from(args: Any) -> Filters:
         method=args.get("method", ""),
         verdict=args.get("verdict", ""),
         outcome=args.get("outcome", ""),
-        score_min=_number(args.get("score_min")),
-        score_max=_number(args.get("score_max")),
+        score_min=_number(args.get("score_min"), "score_min"),
+        score_max=_number(args.get("score_max"), "score_max"),
     )
 
 
@@ -67,16 +97,31 @@ def create_app(view: View):
         return render("error", 500, title="error", page="", heading="The run dir cannot be read", message=str(err))
 
     @app.before_request
-    def follow_the_files():
+    def only_from_this_machine():
+        origin = request.headers.get("Origin")
+        if not loopback_host(request.host) or (origin is not None and not loopback_host(origin)):
+            return render(
+                "error",
+                403,
+                title="forbidden",
+                page="",
+                heading="Forbidden",
+                message="the viewer answers only pages of http://127.0.0.1 (or localhost) on this machine",
+            )
         view.refresh()
+        return None
+
+    @app.errorhandler(BadQuery)
+    def bad_query(err: BadQuery):
+        return render("error", 400, title="bad request", page="", heading="Bad request", message=str(err))
 
     @app.get("/")
     def samples():
         f = filters_from(request.args)
         rows = [r for r in view.rows if f.keep(r)]
-        per = min(500, max(1, int(_number(request.args.get("per")) or PER_PAGE)))
+        per = _count(request.args.get("per"), "per", PER_PAGE, 1, 500)
         pages = max(1, math.ceil(len(rows) / per))
-        page_no = min(pages, max(1, int(_number(request.args.get("page")) or 1)))
+        page_no = _count(request.args.get("page"), "page", 1, 1, pages)
         query = {k: v for k, v in request.args.items() if k != "page" and v != ""}
 
         def url(n: int) -> str:

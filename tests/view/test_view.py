@@ -59,3 +59,74 @@ def test_view_refuses_what_is_not_a_run_dir(tmp_path):
         p = refed("view", *args, "--port", "0")
         _, err = p.communicate(timeout=60)
         assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def _get(url: str, **headers: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_the_viewer_answers_only_pages_of_this_machine_and_bad_values_are_400(run):
+    """A page that reached the viewer under another name (DNS rebinding: Host evil.example.com) or from another
+    origin reads nothing; a query value that is not a finite number is a 400, never a 500."""
+    from conftest import start_refed_server
+
+    proc, url = start_refed_server(["view", str(run), "--port", "0"], r"(http://127\.0\.0\.1:\d+)/")
+    sid = json.loads((run / "samples.jsonl").read_text().splitlines()[0])["meta"]["id"]
+    try:
+        code, body = _get(url + "/")
+        assert code == 200 and f"/sample/{sid}" in body
+        code, body = _get(url + "/", Host="evil.example.com")
+        assert code == 403 and "/sample/" not in body
+        assert _get(url + "/", Origin="http://evil.example.com")[0] == 403
+        assert _get(url + "/", Origin=url)[0] == 200
+        assert _get(url + "/sample/x", Host="rebind.example.net:80")[0] == 403
+        for bad in ("page=1e400", "per=nan", "page=inf", "score_min=lots", "per=-1e999"):
+            code, body = _get(f"{url}/?{bad}")
+            assert code == 400 and "Bad request" in body, (bad, code)
+        assert _get(url + "/?page=99999&per=0")[0] == 200  # out of range: held to the nearest page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_viewer_makes_no_network_request(run, tmp_path):
+    """The sample page of a run whose seeds came from the Hub: the viewer reads them from the local cache or not at
+    all, and opens no socket but its own (the spy logs every lookup and connect of the process)."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hub = tmp_path / "hub-run"
+    shutil.copytree(run, hub)
+    config = (hub / "config.toml").read_text()
+    (hub / "config.toml").write_text(re.sub(r"\[seeds\]\n", '[seeds]\nsource = "GAIR/lima"\n', config, count=1))
+    sid = json.loads((hub / "samples.jsonl").read_text().splitlines()[0])["meta"]["id"]
+    log = tmp_path / "sockets.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(PYTHONPATH=str(Path(__file__).parents[1] / "socket_spy"), REFED_SOCKET_LOG=str(log))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refed_dspy.cli", "view", str(hub), "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/", proc.stdout.readline()).group(1)
+        code, body = _get(f"{url}/sample/{sid}")
+        assert code == 200 and "Reference" in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    seen = {line.split(" ", 1)[1] for line in log.read_text().splitlines()} if log.exists() else set()
+    assert seen <= {"127.0.0.1", "localhost", "::1"}, seen
