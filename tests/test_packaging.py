@@ -115,3 +115,38 @@ def test_the_old_judge_form_still_works_with_a_note(tmp_path):
     )
     assert old.returncode == 2 and "is now `refed judge run RUN_DIR`" in old.stderr
     assert "is not a run directory" in old.stderr and "Traceback" not in old.stderr
+
+
+def test_a_command_group_without_its_action_prints_its_help_and_estimate_json_is_json_alone(tmp_path):
+    import json
+
+    for group in ("config", "judge"):
+        h = subprocess.run([sys.executable, "-m", "refed_dspy.cli", group], capture_output=True, text=True)
+        assert h.returncode == 2 and f"usage: refed {group}" in h.stdout and "ACTION" in h.stdout, h.stderr
+        assert "error" not in h.stderr
+    est = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "refed_dspy.cli",
+            "estimate",
+            "--json",
+            "--set",
+            f"run.dir='{tmp_path / 'run'}'",
+            "--set",
+            "teacher.api_base='http://127.0.0.1:9/v1'",
+            "--set",
+            "teacher.api_key_env=''",
+            "--set",
+            "synthesis.size=20",
+            "--set",
+            "seeds.limit=4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert est.returncode == 0, est.stderr[-2000:]
+    e = json.loads(est.stdout)  # the whole of stdout
+    assert e["size"] == 20 and "total" in e and (tmp_path / "run" / "estimate.json").exists()
+    assert "wrote" in est.stderr

@@ -44,3 +44,13 @@ def config_for_run(args: argparse.Namespace, run_dir: str) -> Any:
             f"{run_dir} is not a run directory (no config.toml); pass --config or run `refed synthesize` first"
         )
     return load_config(path, args.overrides, record=True)  # judge, filter, report, export: the method need not be here
+
+
+def prints_help(parser: argparse.ArgumentParser) -> Any:
+    """A command function for a command group named without its action: its help, and exit 2."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return show

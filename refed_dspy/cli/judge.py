@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from refed_dspy.cli.common import add_config_args, add_mismatch_args, config_for_run, on_mismatch
+from refed_dspy.cli.common import add_config_args, add_mismatch_args, config_for_run, on_mismatch, prints_help
 from refed_dspy.errors import ConfigError
 
 ACTIONS = ("run", "meta-eval")
@@ -98,7 +98,8 @@ def register(sub: Any) -> None:
         "concurrent, costed. `refed judge meta-eval --labels FILE` checks the judge against human "
         "labels.",
     )
-    actions = p.add_subparsers(dest="judge_command", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="judge_command", metavar="ACTION")
+    p.set_defaults(func=prints_help(p))
     run = actions.add_parser(
         "run",
         help="judge the samples of RUN_DIR (resumable)",

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from refed_dspy.cli.common import add_config_args
+from refed_dspy.cli.common import add_config_args, prints_help
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
@@ -35,7 +35,8 @@ def _cmd_seeds(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add this group's commands to the `refed` parser."""
     p = sub.add_parser("config", help="inspect configuration", description="Inspect configuration.")
-    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    p.set_defaults(func=prints_help(p))
     show = csub.add_parser(
         "show",
         help="print the resolved config (secrets masked)",

@@ -45,15 +45,14 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     e = estimate(config)
-    print(format_estimate(e))
-    if args.json:
-        print(json.dumps(e.to_json(), indent=2))
+    print(json.dumps(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
+    said = sys.stderr if args.json else sys.stdout
     run_dir = Path(config.run.dir)
     if not args.no_save:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(run_dir / "estimate.json", e.to_json())
-            print(f"wrote {run_dir / 'estimate.json'} (the run's summary will state the estimate's error)")
+            print(f"wrote {run_dir / 'estimate.json'} (the run's summary will state the estimate's error)", file=said)
         except OSError as err:
             print(f"cannot write {run_dir / 'estimate.json'}: {err.strerror or err}", file=sys.stderr)
     return 0
@@ -102,7 +101,7 @@ def register(sub: Any) -> None:
         "Writes <run.dir>/estimate.json, against which the run's summary states the estimate's error.",
     )
     add_config_args(p)
-    p.add_argument("--json", action="store_true", help="also print the estimate as JSON")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON alone, instead of the table")
     p.add_argument("--no-save", action="store_true", help="do not write <run.dir>/estimate.json")
     p.set_defaults(func=_cmd_estimate)
 
