@@ -456,7 +456,7 @@ def _type_name(loc: tuple, root: type[BaseModel]) -> str:
     return re.sub(r"typing\.|<class '([^']+)'>", r"\1", str(field.annotation)).replace("NoneType", "None")
 
 
-def describe_errors(errors: list[Any], root: type[BaseModel] = None, prefix: tuple = ()) -> list[str]:  # type: ignore[assignment]
+def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, prefix: tuple = ()) -> list[str]:
     """One phrase per pydantic error of `root` (default: Config) validated at `prefix` of the config: the field, what
     was expected, and for an unknown key the nearest valid one."""
     root = root or Config
