@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from refed_dspy.adapters.contract import bound_words
+from refed_dspy.clients.spec import provider_of
 
 DIALECTS = ("full", "openai", "anthropic", "gemini", "minimal")
 
@@ -77,11 +78,6 @@ def schema_for(schema: dict[str, Any], dialect: str) -> dict[str, Any]:
     if not UNSUPPORTED[dialect]:
         return copy.deepcopy(schema)
     return _translate(schema, UNSUPPORTED[dialect], dialect)
-
-
-def provider_of(model: str) -> str:
-    """The provider prefix of a DSPy/LiteLLM model string ('openai' when there is none)."""
-    return model.split("/", 1)[0] if "/" in model else "openai"
 
 
 def dialect_for(model: str, api_base: str | None) -> tuple[str, str]:

@@ -8,16 +8,11 @@ import functools
 import os
 import types
 
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.spec import LMSpec, provider_of
 from refed_dspy.errors import MissingKeyError
 
 # local servers: no key (LiteLLM asks them for an address, OLLAMA_API_BASE, which api_base gives)
 KEYLESS_PROVIDERS = ("ollama", "ollama_chat", "lm_studio", "hosted_vllm")
-
-
-def provider_of(model: str) -> str:
-    """The provider prefix of a model string ('openai' when it has none, as LiteLLM assumes)."""
-    return model.split("/", 1)[0] if "/" in model else "openai"
 
 
 @functools.lru_cache(maxsize=512)

@@ -8,6 +8,12 @@ from pydantic import Field, field_validator
 
 from refed_dspy.settings import SECRET_NAME, Section
 
+
+def provider_of(model: str) -> str:
+    """The provider prefix of a DSPy/LiteLLM model string ('openai' when it has none, as LiteLLM assumes)."""
+    return model.split("/", 1)[0] if "/" in model else "openai"
+
+
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 SCHEMA_DIALECTS = ("auto", "full", "openai", "anthropic", "gemini", "minimal")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from refed_dspy.clients.spec import provider_of
 from refed_dspy.engine.batch_store import StoredResult
 from refed_dspy.errors import ConfigError
 
@@ -278,7 +279,7 @@ class AnthropicBatches(_Client):
 def batch_provider(spec: Any, role: str) -> str:
     """openai | azure | anthropic: the batch API an LM spec's calls would go to; ConfigError for any other provider."""
 
-    provider = spec.model.split("/", 1)[0] if "/" in spec.model else "openai"
+    provider = provider_of(spec.model)
     if provider not in ("openai", "azure", "anthropic"):
         raise ConfigError(
             f"{role}: batch mode needs an OpenAI, Azure OpenAI or Anthropic model; '{spec.model}' "

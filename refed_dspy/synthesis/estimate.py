@@ -29,6 +29,7 @@ from pydantic import Field
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.clients.lm import CallTag, current_stage, price_of, stage
+from refed_dspy.clients.spec import provider_of
 from refed_dspy.config import Config
 from refed_dspy.methods import get_method
 from refed_dspy.programs.parts import acall_part
@@ -279,7 +280,7 @@ def estimate(config: Config, references: list[Reference] | None = None, walk_ref
     }
     price = price_of(config.teacher)
     factor = config.teacher.batch_price_factor
-    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    provider = provider_of(model)
     stages: dict[str, dict[str, Any]] = {}
     for (work, stage_name), calls in tally.calls.items():
         per = len(calls) / walked[work]
