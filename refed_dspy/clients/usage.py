@@ -102,3 +102,36 @@ class Totals:
             out["cost_usd"] = None
         out["by_stage"] = self.by_stage
         return out
+
+
+_BILLED = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens")
+
+
+def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], price: Price | None) -> dict[str, Any]:
+    """`usage` (what a run's records hold, as `Totals.as_dict` gives it) raised, stage by stage, to what the provider
+    answered (`answered`: stage -> calls and tokens it billed). The difference is the paid calls no record holds
+    (their work was cut off by a kill; a resume replays their answers from the cache): it is added to the stage and
+    the total, and said apart under `unrecorded`. `usage` itself is not changed."""
+    out = {**usage, "by_stage": {name: dict(bucket) for name, bucket in (usage.get("by_stage") or {}).items()}}
+    gap_total = dict.fromkeys(_BILLED, 0)
+    for name, billed in answered.items():
+        bucket = out["by_stage"].setdefault(name, {**dict.fromkeys(_FIELDS, 0), "cost_usd": 0.0})
+        gap = {f: max(0, int(billed.get(f, 0)) - int(bucket.get(f) or 0)) for f in _BILLED}
+        if not any(gap.values()):
+            continue
+        cost = price.cost(gap["prompt_tokens"], gap["completion_tokens"], gap["cached_tokens"]) if price else None
+        for target in (bucket, out):
+            for f in _BILLED:
+                target[f] = int(target.get(f) or 0) + gap[f]
+            if target.get("cost_usd") is not None:
+                target["cost_usd"] = target["cost_usd"] + cost if cost is not None else None
+        for f in _BILLED:
+            gap_total[f] += gap[f]
+    if any(gap_total.values()):
+        cost = (
+            price.cost(gap_total["prompt_tokens"], gap_total["completion_tokens"], gap_total["cached_tokens"])
+            if price
+            else None
+        )
+        out["unrecorded"] = {**gap_total, "cost_usd": cost}
+    return out

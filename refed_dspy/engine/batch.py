@@ -2,8 +2,9 @@
 
 A stage's work runs exactly as online (same DSPy modules, adapter, messages and cache key); only the LM's
 transport differs. `BatchTransport` is an lm15 transport: the request lm15 built for the online endpoint is
-handed to the `BatchBroker`, which gives it a `custom_id` (a hash of the piece of work, its attempt, the call's
-ordinal in it and the request itself: the same request after a restart gets the same id), collects the
+handed to the `BatchBroker`, which gives it a `custom_id` (a hash of the piece of work, its attempt and the request
+itself, with how many times that same request was asked before in the task: the same request after a restart gets the
+same id, whichever earlier calls of its task the resumed run finds in its cache), collects the
 requests of every stage that waits, submits them as batches (write-ahead: `BatchStore`), polls, downloads,
 and answers each waiting call with its own result, matched by custom_id. lm15 then parses that body as it
 would an online reply. Dependent stages flow as waves: a task whose call is answered goes on to its next
@@ -25,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from refed_dspy.clients.keys import check_key
@@ -45,11 +46,19 @@ class BatchWaitCancelled(asyncio.CancelledError):
 
 @dataclass
 class CallSlot:
-    """Which piece of work (and which attempt of it) the LM calls of the current task belong to."""
+    """Which piece of work (and which attempt of it) the LM calls of the current task belong to, and how many times
+    each request was asked in it (by its hash). Never an ordinal of calls: a call a resumed run's cache answers does
+    not reach the transport, and must not change the identity of the calls after it."""
 
     key: str
     attempt: int
-    n: int = 0
+    asked: dict[str, int] = field(default_factory=dict)
+
+    def occurrence(self, request_hash: str) -> int:
+        """How many times this request was asked before in this task (0 the first time), counting this one."""
+        n = self.asked.get(request_hash, 0)
+        self.asked[request_hash] = n + 1
+        return n
 
 
 _slot: contextvars.ContextVar[CallSlot | None] = contextvars.ContextVar("refed_batch_slot", default=None)
@@ -66,20 +75,25 @@ async def in_slot(coro, key: str, attempt: int):
 CHECKPOINTS = ("before_upload", "after_upload", "after_create", "while_polling", "while_writing_results")
 
 
-def checkpoint(name: str) -> None:
-    """The batch broker passed the point `name` (one of CHECKPOINTS)."""
+def checkpoint(name: str, stage: str = "") -> None:
+    """The batch broker passed the point `name` (one of CHECKPOINTS) with a batch of `stage`."""
 
 
 _MAX_API_FAILURES = 10  # batch API errors in a row (every poll_s) before the run stops, resumably
 
 
-def base_id(key: str, attempt: int, n: int, url: str, body: bytes) -> str:
-    """The custom_id family of one call: the same piece of work, attempt, ordinal and request give the same id."""
-    h = hashlib.sha256()
-    for part in (key, str(attempt), str(n), url.split("?")[0].rsplit("/", 2)[-1]):
-        h.update(part.encode())
-        h.update(b"\x1f")
+def request_hash(url: str, body: bytes) -> str:
+    """What a request asks: its endpoint's last path parts (not the host or the key) and its body."""
+    h = hashlib.sha256(url.split("?")[0].rsplit("/", 2)[-1].encode())
+    h.update(b"\x1f")
     h.update(body)
+    return h.hexdigest()
+
+
+def base_id(key: str, attempt: int, request: str, occurrence: int) -> str:
+    """The custom_id family of one call: the same piece of work, attempt, request (its `request_hash`) and occurrence
+    of that request in the work give the same id."""
+    h = hashlib.sha256("\x1f".join((key, str(attempt), request, str(occurrence))).encode())
     return "r" + h.hexdigest()[:40]
 
 
@@ -165,8 +179,8 @@ class BatchBroker:
         slot = _slot.get()
         if slot is None:
             raise RuntimeError("a batch-mode LM call outside the engine's work")
-        base = base_id(slot.key, slot.attempt, slot.n, request.url, request.body)
-        slot.n += 1
+        asked = request_hash(request.url, request.body)
+        base = base_id(slot.key, slot.attempt, asked, slot.occurrence(asked))
         answered = self._answer_of(base)
         if answered is not None:
             return answered
@@ -324,7 +338,7 @@ class BatchBroker:
 
     async def _send(self, entry: BatchEntry) -> None:
         """Upload and create a planned batch, finding at the provider first what a killed run may have sent."""
-        checkpoint("before_upload")
+        checkpoint("before_upload", entry.stage)
         tag = self._tag(entry)
         attempted = entry.local_id not in self._fresh  # by a killed run, or by a call here that failed
         self._fresh.discard(entry.local_id)
@@ -342,10 +356,10 @@ class BatchBroker:
             if file_id is None:
                 content = b"".join((json.dumps(x, ensure_ascii=False) + "\n").encode() for x in lines)
                 file_id = await self.client.upload(name, content)
-                checkpoint("after_upload")
+                checkpoint("after_upload", entry.stage)
             self.store.file_uploaded(entry.local_id, file_id)
         view = await self.client.create(tag, file_id, lines)
-        checkpoint("after_create")
+        checkpoint("after_create", entry.stage)
         self.store.created(entry.local_id, view.id, view.status)
         self.last_poll[entry.local_id] = time.monotonic()
 
@@ -364,7 +378,7 @@ class BatchBroker:
             self.last_poll[entry.local_id] = now
             view = await self.client.status(entry.provider_id)
             self.store.state(entry.local_id, view.status, view.counts)
-            checkpoint("while_polling")
+            checkpoint("while_polling", entry.stage)
             if view.final is not None:
                 await self._collect(entry, view)
 
@@ -372,7 +386,7 @@ class BatchBroker:
         results = await self.client.results(view, entry.local_id, entry.custom_ids)
         half = len(results) // 2
         self.store.add_results(results[:half])
-        checkpoint("while_writing_results")
+        checkpoint("while_writing_results", entry.stage)
         self.store.add_results(results[half:])
         self.store.collected(entry.local_id, view.final or view.status)
         lines = None

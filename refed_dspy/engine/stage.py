@@ -22,6 +22,8 @@ from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm import collect_calls, price_of, stage
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.usage import with_unrecorded
+from refed_dspy.engine.batch_usage import answered_usage
 from refed_dspy.engine.budget import prior_prompt_tokens
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
@@ -139,13 +141,21 @@ class StageBase(ABC):
             except Exception as err:  # noqa: BLE001 - every failure becomes a reject
                 return None, classify(err)
 
+    def usage(self) -> dict[str, Any]:
+        """The usage of the whole run: what its records hold and, in batch mode, the provider's answers no record
+        holds (calls whose work a kill cut off: billed, though a resume replays them from the cache)."""
+        usage = self.engine.totals.as_dict()
+        if self.broker is None:
+            return usage
+        return with_unrecorded(usage, answered_usage(self.broker.store), self.price)
+
     def execution(self) -> dict[str, Any]:
         """How this invocation's calls went, for a summary: retries by reason, the window of calls in flight, online
         or batch (batches, requests, what the batch price saved), calls per endpoint."""
         engine = self.engine
         return {
             **engine.figures(),
-            **engine.mode_figures(engine.totals.as_dict(), self.spec.batch_price_factor, self.lm),
+            **engine.mode_figures(self.usage(), self.spec.batch_price_factor, self.lm),
         }
 
     async def run_to_end(

@@ -220,7 +220,6 @@ class JudgeRun(StageBase):
             "judgments": JsonlWriter(self.rundir.judgments),
             "rejects": JsonlWriter(self.rundir.judge_rejects),
         }
-        engine = self.engine
         progress = Progress(
             len(samples),
             len(samples) - len(todo),
@@ -236,7 +235,7 @@ class JudgeRun(StageBase):
                 self.rundir,
                 samples,
                 self.config,
-                engine.totals,
+                self.usage(),
                 status,
                 time.monotonic() - self.started,
                 self.new,

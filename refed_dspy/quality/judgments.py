@@ -10,7 +10,6 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.clients.usage import Totals
 from refed_dspy.config import Config
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_jsonl
@@ -65,7 +64,7 @@ def judge_summary(
     rundir: RunDir,
     samples: list[dict[str, Any]],
     config: Config,
-    totals: Totals,
+    usage: dict[str, Any],
     status: str,
     wall: float,
     new: int,
@@ -85,7 +84,6 @@ def judge_summary(
     unjudged = sum(1 for s in samples if s["meta"]["id"] not in judged)
     if status == "complete" and unjudged:
         status = "partial"
-    usage = totals.as_dict()
     return JudgeSummary(
         **{
             "status": status,

@@ -284,7 +284,7 @@ class SynthesisRun(StageBase):
     def summary(self, status: str) -> RunSummary:
         """Figures of the whole run (all invocations), read back from its files."""
         rejects, by_stage = reject_counts(self.rundir.rejects)
-        usage = self.engine.totals.as_dict()
+        usage = self.usage()
         execution = self.execution()
         retries = execution.pop("retries")
         return RunSummary(
