@@ -109,6 +109,12 @@ class SynthesisConfig(Section):
         ge=0,
         description="The default call budget when max_calls is unset: this many LM calls per sample of `size` (a run needs 1-4), plus 2 per reference for its feedback. 0: no default budget.",
     )
+    min_yield: float = Field(
+        0.05,
+        ge=0.0,
+        lt=1.0,
+        description="Stop as exhausted when fewer than this share of the last 100 instructions became samples (the rest dropped as duplicates or rejected): more calls would make nothing. 0: never.",
+    )
     max_consecutive_failures: int = Field(
         25,
         gt=0,

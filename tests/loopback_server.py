@@ -345,6 +345,8 @@ def _value(
         count = int(n) if isinstance(n, str) and n.strip().isdigit() else 3
         count = max(schema.get("minItems", 0), min(count, schema.get("maxItems", count)))
         item = schema.get("items", {})
+        if cfg.extra.get("same_items"):  # a teacher that keeps saying the same things: every list, the same items
+            rng = random.Random(0)
         return [_value(item, "item", rng, cfg, {}, defs) for _ in range(count)]
     if kind == "object":
         return {k: _value(v, k, rng, cfg, {}, defs) for k, v in schema.get("properties", {}).items()}

@@ -33,6 +33,11 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
             "results and go on"
         )
         return 0
+    if summary["status"] == "exhausted":
+        print(
+            f"stopped short at {summary['samples']}/{summary['size']} samples: {summary.get('exhausted')}",
+            file=sys.stderr,
+        )
     return 0 if summary["status"] == "complete" else 1
 
 

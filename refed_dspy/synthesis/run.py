@@ -92,7 +92,12 @@ class SynthesisRun(StageBase):
             seed=self.syn.seed,
         )
         self.schedule = Schedule(
-            self.method, self.syn, references, self.syn.concurrency, self.syn.dedup_rouge_threshold
+            self.method,
+            self.syn,
+            references,
+            self.syn.concurrency,
+            self.syn.dedup_rouge_threshold,
+            self.syn.min_yield,
         )
         self.chash = config_hash(config)
         self.stats = RunStats()
@@ -177,9 +182,12 @@ class SynthesisRun(StageBase):
         elif failure is not None:
             ref_id = self.refs[payload.ref_index].id
             self._reject(failure, "sample", payload.id, ref_id, usage, instruction=payload.instruction)
+            if failure.final:
+                self.schedule.watch.note(False)
         elif self.accepted < self.syn.size:  # always: samples start only below size
             self.writers["samples"].append(result.model_dump(mode="json"))
             self.accepted += 1
+            self.schedule.watch.note(True)
             self.stats.new_samples += 1
 
     def _feedback_done(self, ref: Reference, result: Any, failure: Failure | None, usage: dict) -> None:
@@ -281,6 +289,14 @@ class SynthesisRun(StageBase):
             log.warning("cannot write %s: %s", self.rundir.summary, err.strerror or err)
         return summary
 
+    def _exhausted_because(self) -> str:
+        if self.schedule.watch.reason is not None:
+            return self.schedule.watch.reason
+        return (
+            "nothing was left to try: every unit the references offer was used, or their feedback failed "
+            f"({len(self.schedule.done_units)} units)"
+        )
+
     def summary(self, status: str) -> RunSummary:
         """Figures of the whole run (all invocations), read back from its files."""
         rejects, by_stage = reject_counts(self.rundir.rejects)
@@ -290,6 +306,7 @@ class SynthesisRun(StageBase):
         return RunSummary(
             **{
                 "status": status,
+                "exhausted": self._exhausted_because() if status == "exhausted" else None,
                 "run_dir": str(self.rundir.path),
                 "method": self.method.name,
                 "teacher": self.config.teacher.model,

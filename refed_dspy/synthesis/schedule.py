@@ -17,6 +17,7 @@ from refed_dspy.engine.scheduler import Engine
 from refed_dspy.methods import Method, SynthesisSettings
 from refed_dspy.store.records import Reference, ReferenceFeedback, content_id
 from refed_dspy.store.rundir import ResumeState
+from refed_dspy.synthesis.exhaustion import YieldWatch
 from refed_dspy.synthesis.units import Item, Unit, unit_order
 from refed_dspy.text import Deduper
 
@@ -27,7 +28,13 @@ class Schedule:
     """The work of one run still to start, and the feedback and units it depends on."""
 
     def __init__(
-        self, method: Method, syn: SynthesisSettings, refs: list[Reference], concurrency: int, dedup_threshold: float
+        self,
+        method: Method,
+        syn: SynthesisSettings,
+        refs: list[Reference],
+        concurrency: int,
+        dedup_threshold: float,
+        min_yield: float = 0.0,
     ):
         self.method, self.syn, self.refs, self.concurrency = method, syn, refs, concurrency
         self.pool: deque[Item] = deque()  # instructions waiting for their sample
@@ -36,6 +43,7 @@ class Schedule:
         self.feedback_pending: set[str] = set()  # references whose feedback is being collected
         self.done_units: set[str] = set()
         self.dedup = Deduper(dedup_threshold)
+        self.watch = YieldWatch(min_yield)  # no new unit starts once it says the run is exhausted
         per_pass = max(1, len(refs) * len(method.features) * syn.instructions_per_feature)
         self.units = unit_order(len(refs), method.features, 2 * math.ceil(syn.size / per_pass) + 2)
         self.upcoming: deque[Unit] = deque()  # units taken from self.units but not started yet
@@ -77,8 +85,11 @@ class Schedule:
             if engine.slots_free() <= 0 or need <= 0:
                 return
             incoming = self._incoming()
-            # keep concurrency + n instructions coming; with nothing to sample, a free slot takes a unit
-            if incoming < min(need, self.concurrency + n) or (not self.pool and incoming < need):
+            # keep concurrency + n instructions coming; with nothing to sample, a free slot takes a unit (a unit parked
+            # for its feedback takes no slot, so no more are parked than that many instructions: a huge size would
+            # otherwise park units without end)
+            ahead = min(need, self.concurrency + n)
+            if incoming < ahead or (not self.pool and incoming < need and self.n_parked * n < ahead):
                 unit = self._next_unit()
                 if unit is not None:
                     if not self._start_unit(unit):
@@ -98,20 +109,28 @@ class Schedule:
         return len(self.pool) + self.syn.instructions_per_feature * (self.engine.pending["unit"] + self.n_parked)
 
     def _next_unit(self) -> Unit | None:
+        if self.watch.exhausted:
+            return None
         if self.held_unit is not None:
             unit, self.held_unit = self.held_unit, None
             return unit
-        while True:
+        unusable = 0  # units in a row skipped because their reference cannot give them (not because they are done)
+        per_pass = len(self.refs) * len(self.method.features)
+        while unusable <= per_pass:  # a whole pass of them: no reference can give any unit, whatever the size
             unit = self.upcoming.popleft() if self.upcoming else next(self.units, None)
             if unit is None:
                 return None
             ref = self.refs[unit.ref_index]
-            if unit.id(ref) in self.done_units or ref.id in self.feedback_failed:
+            if unit.id(ref) in self.done_units:
                 continue
             fb = self.feedback.get(ref.id)
-            if fb is not None and self.method.feature_description(unit.feature, fb) is None:
-                continue  # the reference has no such feature
+            if ref.id in self.feedback_failed or (
+                fb is not None and self.method.feature_description(unit.feature, fb) is None
+            ):
+                unusable += 1  # its feedback failed, or the reference has no such feature
+                continue
             return unit
+        return None
 
     def _prefetch_feedback(self, need: int) -> None:
         """Fill slots that would idle with the feedback of references that units still to be started will need, so
@@ -193,5 +212,6 @@ class Schedule:
                 self.pool.append(Item(content_id(uid, text), uid, unit.ref_index, unit.feature, text))
             else:
                 dropped.append((text, reason))
+                self.watch.note(False)
         self.done_units.add(uid)
         return kept, dropped

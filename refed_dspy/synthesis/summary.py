@@ -101,6 +101,7 @@ class RunSummary(Result):
     """A synthesis run's figures (summary.json), of all its invocations."""
 
     status: str = Field(description="complete | budget | exhausted | interrupted | aborted | submitted")
+    exhausted: str | None = Optional("Why the run stopped short with nothing left worth asking for (status exhausted).")
     run_dir: str
     method: str
     teacher: str

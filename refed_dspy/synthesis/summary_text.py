@@ -60,6 +60,8 @@ def format_summary(s: dict[str, Any]) -> str:
             f"  budget       stopped before going past the call budget ({s.get('max_calls')} LM calls) or "
             "synthesis.max_cost_usd: raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd"
         )
+    if s["status"] == "exhausted" and s.get("exhausted"):
+        lines.append(f"  exhausted    {s['exhausted']}")
     rejects = s.get("rejects") or {}
     lines.append("  rejects      " + (", ".join(f"{n} {r}" for r, n in sorted(rejects.items())) if rejects else "none"))
     return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""A size the references cannot give ends as `exhausted` after a bounded number of calls, said in one line."""
+
+from __future__ import annotations
+
+import json
+
+from cli_helpers import run_refed, sets
+from conftest import run_overrides
+from loopback_server import LoopbackServer, ServerConfig, read_log
+
+from refed_dspy.synthesis.exhaustion import YieldWatch
+
+
+def test_the_watch_trips_on_a_full_window_of_discards_only():
+    watch = YieldWatch(0.05, window=20)
+    for _ in range(19):
+        watch.note(False)
+    assert not watch.exhausted  # the window is not full yet
+    watch.note(False)
+    assert watch.exhausted and "20 of the last 20" in watch.reason
+
+
+def test_a_normal_share_of_duplicates_never_trips_it():
+    watch = YieldWatch(0.05, window=20)
+    for i in range(1000):
+        watch.note(i % 3 == 0)  # two of three discarded, one kept
+    assert not watch.exhausted
+
+
+def test_min_yield_zero_never_stops():
+    watch = YieldWatch(0.0, window=5)
+    for _ in range(50):
+        watch.note(False)
+    assert not watch.exhausted
+
+
+def test_an_impossible_size_stops_as_exhausted_under_a_call_bound(tmp_path):
+    """4 references and a teacher that keeps saying the same things (every list it gives holds the same items): every
+    instruction after the first is dropped by dedup. Without the stop, size 10^12 ran until killed."""
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra={"same_items": True})) as srv:
+        run = tmp_path / "run"
+        over = run_overrides(srv, run, 10**12, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 2})
+        code, out, err = run_refed("synthesize", *sets(over), timeout=300)
+    calls = [e for e in read_log(tmp_path / "log.jsonl") if e.get("path", "").endswith("/chat/completions")]
+    summary = json.loads((run / "summary.json").read_text())
+    assert code == 1, err[-2000:]
+    assert summary["status"] == "exhausted" and "duplicates or rejected" in summary["exhausted"]
+    said = [x for x in err.splitlines() if x.strip() and not x.startswith("loaded ")]
+    assert len(said) == 1 and said[0].startswith("stopped short at") and "min_yield" in said[0], err
+    assert "Traceback" not in err
+    # the bound: the first pass, then at most a window of discards (100, at 2 per unit) and the calls in flight
+    assert len(calls) < 400, len(calls)
+    print(f"stopped after {len(calls)} calls, {summary['samples']} samples")
+    assert summary["rejects"].get("duplicate", 0) + summary["rejects"].get("near_duplicate", 0) >= 100
