@@ -6,7 +6,7 @@ from refed_dspy.engine.batch_status import batch_lines
 from refed_dspy.quality.run_status import Holder, JudgeStatus, RunStatus
 
 NEXT = {
-    "stopped": "stopped before it finished; run the same command to resume",
+    "stopped": "run the same command to resume",
     "failed": "aborted by the provider or a streak of failures (its summary says why); run the same command to resume",
     "submitted": "its batches wait at the provider; run the same command to collect them and go on",
     "exhausted": "finished short: the seeds ran out before its size",
