@@ -221,8 +221,8 @@ def test_refed_synthesize_judge_filter_report_export(smol, tmp_path):
         "--unjudged",
         "drop",
     )
-    assert code == 0, err
     fs = json.loads((tmp_path / "filtered" / "filter_summary.json").read_text())
+    assert code == (0 if fs["kept"] * 10 >= 6 else 1), err  # a tiny judge may keep none: exit 1, files kept
     assert fs["input"] == 6 and fs["kept"] + fs["removed"] == 6 and fs["unjudged"]["samples"] == judge["unjudged"]
 
     code, out, err = cli("report", str(run))

@@ -18,7 +18,8 @@ from refed_dspy.sync import stop_running
 GROUPS = (synthesize, compare, judge, data, settings, optimize, view, maintenance)  # in `refed --help` order
 EXIT_CODES = """exit codes (every command):
   0    done
-  1    finished short: partial, exhausted, or stopped by a budget (what was made is kept)
+  1    finished short: partial, exhausted, stopped by a budget, or a filter that kept less than a tenth
+       of its input (what was made is kept)
   2    your input: a config, seed file, model, key or run dir it cannot use (one line on stderr; nothing
        written is damaged)
   3    stopped by the provider or the machine (resumable: run the same command again)

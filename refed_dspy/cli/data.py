@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from refed_dspy.cli.common import add_config_args, config_for_run
 
+FILTER_EXIT_CODES = """exit codes:
+  0    done: the chain kept at least a tenth of its input
+  1    the chain kept nothing, or less than a tenth of its input (one line on stderr says which filter removed
+       the most; what it wrote is kept in --out)
+  2    your input: a run dir, filter or --out it cannot use (one line on stderr; nothing is written)"""
+
 
 def _cmd_filter(args: argparse.Namespace) -> int:
-    from refed_dspy.quality.filter_run import filter_run, parse_filter
+    from refed_dspy.quality.filter_run import filter_run, parse_filter, shortfall
 
     config = config_for_run(args, args.run_dir)
     specs = [parse_filter(t) for t in args.apply] if args.apply else list(config.filters)
@@ -25,6 +32,10 @@ def _cmd_filter(args: argparse.Namespace) -> int:
             "by the judge-based filters"
         )
     print(f"kept {s['kept']} of {s['input']} samples -> {s['out']} (removed ones in its rejects.jsonl)")
+    short = shortfall(s)
+    if short:
+        print(f"refed: {short}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -67,9 +78,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "filter",
         help="apply the filter chain to a run, writing the result to another dir",
-        description="Apply [[filters]] from the config (or --apply ones, in order) to RUN_DIR's samples. "
-        "Kept samples go to OUT/samples.jsonl, removed ones to OUT/rejects.jsonl with the filter and "
+        description="Apply [[filters]] from the config (or --apply ones, in order) to RUN_DIR's samples.\n"
+        "Kept samples go to OUT/samples.jsonl, removed ones to OUT/rejects.jsonl with the filter and\n"
         "reason; the input run is never modified.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=FILTER_EXIT_CODES,
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", required=True, metavar="DIR")

@@ -1,4 +1,4 @@
-"""`refed synthesize`, `refed estimate` and `refed status`: make a dataset, price it first, watch its batches."""
+"""`refed synthesize`, `refed estimate` and `refed status`: make a dataset, price it first, see where it stands."""
 
 from __future__ import annotations
 
@@ -64,9 +64,11 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from refed_dspy.engine.batch_status import status_report
+    from refed_dspy.quality.run_status import run_status
+    from refed_dspy.quality.status_text import format_status
 
-    print(status_report(args.run_dir))
+    status = run_status(args.run_dir)
+    print(json.dumps(status.to_json(), indent=2) if args.json else format_status(status))
     return 0
 
 
@@ -112,9 +114,17 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "status",
-        help="a run's provider batches (state, counts, age) and its cost so far and projected",
-        description="Read-only: what the run dir's batch journals and summaries say (batch mode); "
-        "asks no provider anything.",
+        help="the state of any run dir: running (and by whom), complete, stopped, ...; samples, rejects, cost",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read-only: what RUN_DIR's records, summaries, lock and batch journals say now, whether a\n"
+        "process is writing it or not. It takes no lock, writes nothing and asks no provider anything.\n\n"
+        "states: running (a process holds the dir's lock: its PID, host and command are shown), complete,\n"
+        "exhausted or budget (finished short), submitted (batch mode: batches wait at the provider),\n"
+        "stopped (by a signal, or killed: run the same command to resume), failed (aborted by the\n"
+        "provider or a streak of failures: the same command resumes)",
+        epilog="exit codes: 0 the status was read (whatever the run's state); 2 RUN_DIR is not a run directory\n"
+        "(one line on stderr)",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print the status as JSON alone (a RunStatus)")
     p.set_defaults(func=_cmd_status)

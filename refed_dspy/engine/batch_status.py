@@ -1,27 +1,49 @@
-"""`refed status RUN_DIR`: a run's provider batches (state, counts, age) and its cost, projected to the end.
+"""A run's provider batches as `refed status` shows them: their counts, and a table (state, requests, age).
 
-Read-only: it reads the run dir's batch journals and summaries and asks no provider anything.
+Read-only: it reads the run dir's batch journal (a torn last line is skipped, not cut off) and asks no provider
+anything.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
+
+from pydantic import Field
 
 from refed_dspy.engine.batch_store import BatchStore
-from refed_dspy.errors import RunDirError
-from refed_dspy.store.jsonl import read_json
+from refed_dspy.results import Result
 
-_STORES = (("synthesis", "batches", "summary.json"), ("judging", "judge_batches", "judge_summary.json"))
+BATCH_DIRS = {"synthesis": "batches", "judging": "judge_batches"}
 
 
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+class OpenBatch(Result):
+    """A batch not yet collected: at the provider, or planned and not yet created there."""
+
+    id: str
+    stage: str
+    provider_id: str | None
+    state: str = Field(description="planned, or the provider's last status seen")
+    requests: int
+    answered: int
+    failed: int
+    age_s: float
+
+
+class BatchCounts(Result):
+    """The batches of one stage of a run (synthesis or judging)."""
+
+    batches: int
+    open: int
+    waiting_requests: int = Field(description="Requests in the open batches.")
+    resent_requests: int = Field(description="Requests that came back unanswered and were sent again.")
+    open_batches: list[OpenBatch]
+
+
+def read_batches(run_dir: str | Path, name: str) -> BatchStore | None:
+    """The batch record `name` of `run_dir`, read-only (None when the run has none)."""
+    if not (Path(run_dir) / name).is_dir():
+        return None
+    return BatchStore(run_dir, name, readonly=True)
 
 
 def _done(counts: dict[str, int]) -> tuple[int, int]:
@@ -31,61 +53,54 @@ def _done(counts: dict[str, int]) -> tuple[int, int]:
     return counts.get("completed", 0) + counts.get("failed", 0), counts.get("failed", 0)
 
 
-def projected_cost(summary: dict[str, Any], total: int | None) -> float | None:
-    """The run's cost when it has all `total` items, at its cost per item so far (None: nothing to go by)."""
-    cost = summary.get("cost_usd")
-    have = summary.get("samples") if "samples" in summary else summary.get("judged")
-    if cost is None or not have or not total:
-        return None
-    return cost / have * max(total, have)
+def batch_counts(store: BatchStore, now: float) -> BatchCounts:
+    """How many batches, which are still open (with the provider's last counts) and their requests, how many
+    requests went out again."""
+    open_ = store.open_batches()
+    return BatchCounts(
+        batches=len(store.batches),
+        open=len(open_),
+        waiting_requests=sum(len(b.custom_ids) for b in open_),
+        resent_requests=sum(store.lost_count.values()),
+        open_batches=[
+            OpenBatch(
+                id=b.local_id,
+                stage=b.stage,
+                provider_id=b.provider_id,
+                state=b.status,
+                requests=len(b.custom_ids),
+                answered=_done(b.counts)[0],
+                failed=_done(b.counts)[1],
+                age_s=round(max(0.0, now - b.planned_at), 1),
+            )
+            for b in open_
+        ],
+    )
 
 
-def status_report(run_dir: str | Path, now: float | None = None) -> str:
-    """What `refed status` prints."""
-    path = Path(run_dir)
-    if not (path / "config.toml").exists() and not (path / "batches").exists():
-        raise RunDirError(f"{path} is not a run directory (no config.toml)")
-    now = time.time() if now is None else now
-    out = [f"run dir: {path}"]
-    for label, name, summary_name in _STORES:
-        summary = read_json(path / summary_name)
-        if summary:
-            size = summary.get("size") if label == "synthesis" else summary.get("samples")
-            have = summary.get("samples") if label == "synthesis" else summary.get("judged")
-            cost = summary.get("cost_usd")
-            line = f"{label}: {summary.get('mode', 'online')} mode, status {summary.get('status')}, {have}/{size} done"
-            if cost is not None:
-                line += f", ${cost:.4f} so far"
-                projected = projected_cost(summary, size)
-                if projected is not None:
-                    line += f", projected ${projected:.4f} in all"
-                saved = (summary.get("batch") or {}).get("saved_usd")
-                if saved is not None:
-                    line += f" (batch price saved ${saved:.4f})"
-            out.append(line)
-        if not (path / name).exists():
-            continue
-        store = BatchStore(path, name, readonly=True)
+def age(seconds: float) -> str:
+    """A duration as `refed status` shows an age: 45s, 12m, 3.5h."""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def batch_lines(counts: BatchCounts) -> list[str]:
+    """What `refed status` prints of one stage's batches: a line of counts, then a table of the open ones."""
+    out = [
+        f"{counts.batches} batches, {counts.open} open ({counts.waiting_requests} requests waiting); "
+        f"{counts.resent_requests} requests came back unanswered and were sent again"
+    ]
+    if counts.open_batches:
         out.append(
             f"  {'batch':7} {'stage':10} {'provider id':22} {'state':12} {'requests':>8} {'answered':>8} "
             f"{'failed':>6} {'age':>6}"
         )
-        for b in store.batches.values():
-            answered, failed = _done(b.counts)
-            if b.collected:
-                got = [store.results.get(cid) for cid in b.custom_ids]
-                answered = sum(1 for r in got if r is not None and not r.lost)
-                failed = sum(1 for r in got if r is not None and not r.lost and r.status >= 400)
-            out.append(
-                f"  {b.local_id:7} {b.stage:10} {(b.provider_id or '(not created)'):22} {b.status:12} "
-                f"{len(b.custom_ids):>8} {answered:>8} {failed:>6} {_age(now - b.planned_at):>6}"
-            )
-        open_ = store.open_batches()
-        waiting = sum(len(b.custom_ids) for b in open_)
+    for b in counts.open_batches:
         out.append(
-            f"  {len(store.batches)} batches, {len(open_)} open ({waiting} requests waiting); "
-            f"{sum(store.lost_count.values())} requests came back unanswered and were sent again"
+            f"  {b.id:7} {b.stage:10} {(b.provider_id or '(not created)'):22} {b.state:12} "
+            f"{b.requests:>8} {b.answered:>8} {b.failed:>6} {age(b.age_s):>6}"
         )
-    if len(out) == 1:
-        out.append("no summary and no batches yet")
-    return "\n".join(out)
+    return out

@@ -57,9 +57,11 @@ class Heartbeat:
 
 
 class Progress:
-    """Counted progress (samples, judgments): done/total, LM calls, rejects, cost, rate and ETA.
+    """Counted progress (samples, judgments): the stage it is in, done/total, LM calls, rejects, cost, rate and ETA.
 
-    On a terminal: a tqdm bar. Elsewhere: a Heartbeat line every `every_s` seconds. Disabled: nothing.
+    On a terminal: a tqdm bar. Elsewhere: a Heartbeat line every `every_s` seconds. Disabled: nothing. `stage_of`
+    (set by the stage that runs) says what is being done now, asked each time a line is made, so a long stage
+    that finishes no item (collecting feedback before the first sample) still names itself.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Progress:
         self.total, self.initial, self.unit = total, initial, unit
         self.done, self.calls, self.rejects, self.cost = initial, 0, 0, None
         self.started = time.monotonic()
+        self.stage_of: Callable[[], str] | None = None
         self._bar = None
         self._beat: Heartbeat | None = None
         self._last = 0.0
@@ -87,8 +90,12 @@ class Progress:
         else:
             self._beat = Heartbeat(label, self.line, every_s).start()
 
+    def stage(self) -> str | None:
+        """What is being done now ('collecting feedback (8 running)'), or None when nobody said."""
+        return self.stage_of() if self.stage_of is not None else None
+
     def line(self) -> str:
-        """The status line: done/total, rate, ETA, calls, rejects, cost."""
+        """The status line: the stage, done/total, rate, ETA, calls, rejects, cost."""
         elapsed = time.monotonic() - self.started
         made = self.done - self.initial
         rate = made / elapsed if elapsed > 0 else 0.0
@@ -96,8 +103,10 @@ class Progress:
         eta = _duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
         projected = self.projected()
         cost = _money(self.cost) + (f", projected {_money(projected)} in all" if projected is not None else "")
+        stage = self.stage()
         return (
-            f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
+            (f"{stage}; " if stage else "")
+            + f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
             f"{self.rejects} rejects, {cost} ({_duration(elapsed)} elapsed)"
         )
 
@@ -118,6 +127,9 @@ class Progress:
         now = time.monotonic()
         if now - self._last >= 0.2:
             self._last = now
+            stage = self.stage()
+            if stage:
+                self._bar.set_description_str(stage, refresh=False)
             self._bar.set_postfix_str(
                 f"calls={self.calls} tok={usage['prompt_tokens'] + usage['completion_tokens']:,} "
                 f"cost={'?' if self.cost is None else f'${self.cost:.4f}'} "

@@ -67,6 +67,7 @@ class StageBase(ABC):
     `make_engine` in its __init__ and implements fill, work, handle and key."""
 
     what = "run"  # how messages name it: "run", "judging", "meta-evaluation"
+    doing: dict[str, str] = {}  # kind of work -> what the progress line calls it ("feedback": "collecting feedback")
 
     def __init__(self, spec: LMSpec, role: str, lm: Any, adapter: RepairingAdapter | None = None, broker: Any = None):
         self.spec = spec
@@ -158,6 +159,14 @@ class StageBase(ABC):
             **engine.mode_figures(self.usage(), self.spec.batch_price_factor, self.lm),
         }
 
+    def stage_now(self) -> str:
+        """What the stage is doing now, for the progress line: each kind of work under way and how many pieces
+        ('collecting feedback (8 running)'; in batch mode 'waiting on batches'), or 'nothing in flight'."""
+        pending = self.engine.pending  # read from the progress thread: per-key reads, never an iteration
+        how = "waiting on batches" if self.broker is not None else "running"
+        parts = [f"{name} ({n} {how})" for kind, name in self.doing.items() if (n := pending.get(kind, 0)) > 0]
+        return ", ".join(parts) or "nothing in flight"
+
     async def run_to_end(
         self,
         progress: Progress,
@@ -178,6 +187,8 @@ class StageBase(ABC):
             progress.update(done_items, engine.totals, rejected)
 
         engine.on_progress = show
+        progress.stage_of = self.stage_now
+        show()  # from the first line on, the figures of earlier invocations (rejects, calls, cost) are counted
         try:
             await engine.run_closing(progress, writers)
         finally:

@@ -64,6 +64,20 @@ class FilterSummary(Result):
     finished_at: str
 
 
+def shortfall(summary: FilterSummary) -> str | None:
+    """One line saying that the chain kept nothing, or less than a tenth of its input, and which step removed the
+    most; None when it kept more. `refed filter` then exits 1 (what it wrote is kept)."""
+    kept, given = summary.kept, summary.input
+    if kept and kept * 10 >= given:
+        return None
+    if not given:
+        return f"filter kept nothing: {summary.source_run} has no samples; the result is in {summary.out}"
+    amount = f"0 of {given} samples" if not kept else f"less than a tenth: {kept} of {given} samples"
+    worst = max(summary.steps, key=lambda step: step.get("removed", 0), default=None)
+    by = f" ({worst['filter']} removed {worst['removed']} of {worst['in']})" if worst and worst.get("removed") else ""
+    return f"filter kept {amount}{by}; the result is in {summary.out} (its rejects.jsonl says why)"
+
+
 def parse_filter(text: str) -> Filter:
     """'rouge_diversity:threshold=0.7,seed=1' -> that filter (values read as numbers when they are); ConfigError
     in the config's words when it is not a valid filter."""

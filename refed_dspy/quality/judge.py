@@ -77,6 +77,7 @@ class JudgeRun(StageBase):
     """Judges every sample of one run dir once, on the execution engine. Use `judge_run`."""
 
     what = "judging"
+    doing = {"judge": "judging"}
 
     def __init__(
         self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False, broker: Any = None
@@ -214,6 +215,7 @@ class JudgeRun(StageBase):
         """Judge what is not judged yet; returns the summary (raises KeyboardInterrupt after writing it when stopped
         by a signal, RunAborted when the failure streak or the provider stopped it)."""
         judged, rejected = self.prepare(on_mismatch)
+        rejected_before = len(rejected - judged)  # samples earlier invocations gave up on
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
         self.queue = iter(todo)
         self.writers = {
@@ -249,7 +251,7 @@ class JudgeRun(StageBase):
         return await self.run_to_end(
             progress,
             self.writers.values(),
-            lambda: (progress.initial + self.new, self.rejected_now),
+            lambda: (progress.initial + self.new, rejected_before + self.rejected_now),
             write_summary,
             lambda s: f"{s.judged} judged in {self.rundir.path}",
         )

@@ -1,10 +1,12 @@
 """One writer per directory: an exclusive lock for the whole life of a command that writes there.
 
-The lock is `fcntl.flock` on `DIR/.refed.lock`, which also names the holder (PID, command, start time).
+The lock is `fcntl.flock` on `DIR/.refed.lock`, which also names the holder (PID, host, command, start time).
 The kernel drops it when the holder's process ends, however it ends, so a lock left by a dead process
 is simply taken over; a live holder makes a second writer stop at once with one line naming it.
-Readers (`refed report`, `refed export` of a run) never take it; they ask `holder()` to say that the
-run is still being written.
+Readers (`refed status`, `refed report`, `refed export` of a run) never take it; they ask `holder()` to say
+that the run is still being written. `holder()` reads the kernel's table of locks (/proc/locks) and only
+probes the lock itself when that cannot tell (no such table, a holder on another host, a live PID the table
+does not show), so a reader polling a run never makes a writer starting at that moment find the lock taken.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,7 @@ class DirLock:
             json.dumps(
                 {
                     "pid": os.getpid(),
+                    "host": socket.gethostname(),
                     "command": self.command,
                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 }
@@ -81,9 +85,42 @@ class DirLock:
         self.release()
 
 
-def holder(path: str | Path) -> dict[str, Any] | None:
-    """Who holds the lock on `path` now ({pid, command, started}), or None when nobody does."""
-    lock = Path(path) / LOCK_NAME
+def _in_lock_table(lock: Path) -> bool | None:
+    """Whether the kernel's lock table lists an flock on `lock` (None: no table to read, or no such file)."""
+    try:
+        st = os.stat(lock)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            table = fh.read()
+    except OSError:
+        return None
+    # "1: FLOCK  ADVISORY  WRITE 5827 fe:00:2148782 0 EOF" (a waiter's line has "->" before its type)
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return True
+    return False
+
+
+def _alive_here(info: dict[str, Any]) -> bool:
+    """The lock file names a process of this host that is still running (or may be: a PID we may not signal)."""
+    if info.get("host", socket.gethostname()) != socket.gethostname():
+        return True  # another host's process: only the lock itself can say
+    try:
+        pid = int(info.get("pid"))
+    except (TypeError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _probe(lock: Path) -> bool | None:
+    """Whether someone holds the flock on `lock`, found by asking for a shared lock for an instant (None: no file)."""
     try:
         fd = os.open(lock, os.O_RDONLY)
     except OSError:
@@ -92,8 +129,33 @@ def holder(path: str | Path) -> dict[str, Any] | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read(fd) or {"pid": "?"}
+            return True
         fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        return False
     finally:
         os.close(fd)
+
+
+def _read_info(lock: Path) -> dict[str, Any] | None:
+    """What the lock file says of its last holder ({} when unreadable; None when there is no lock file)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return _read(fd)
+    finally:
+        os.close(fd)
+
+
+def holder(path: str | Path) -> dict[str, Any] | None:
+    """Who holds the lock on `path` now ({pid, host, command, started}; {"pid": "?"} when the file does not say), or
+    None when nobody does. Takes no lock when the kernel's lock table can tell (see the module docstring)."""
+    lock = Path(path) / LOCK_NAME
+    info = _read_info(lock)
+    if info is None:
+        return None
+    held = _in_lock_table(lock)
+    if not held and (held is None or _alive_here(info)):
+        held = _probe(lock)
+    return (info or {"pid": "?"}) if held else None

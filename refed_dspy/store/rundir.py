@@ -41,6 +41,7 @@ class ResumeState:
     final_reject_ids: set[str] = field(default_factory=set)
     reject_keys: set[str] = field(default_factory=set)
     samples: int = 0
+    rejects: int = 0  # reject records on file (a summary counts them all)
     totals: Totals = field(default_factory=Totals)  # usage of every call recorded in the files
 
 
@@ -127,24 +128,26 @@ class RunDir:
         for name in ("batches", "judge_batches"):  # batch mode's records (a batch still open is left to expire)
             shutil.rmtree(self.path / name, ignore_errors=True)
 
-    def load(self) -> ResumeState:
-        """Read what is done, repairing any line torn by a kill."""
+    def load(self, repair: bool = True) -> ResumeState:
+        """Read what is done, repairing any line torn by a kill (`repair=False`: a reader's view, which skips such a
+        line and writes nothing)."""
         state = ResumeState()
-        for row in read_jsonl(self.feedback, repair=True):
+        for row in read_jsonl(self.feedback, repair=repair):
             fb = ReferenceFeedback.model_validate(row)
             state.feedback[fb.reference_id] = fb
             state.totals.add(fb.usage)
-        for row in read_jsonl(self.journal, repair=True):
+        for row in read_jsonl(self.journal, repair=repair):
             if row.get("kind") == "unit":
                 state.units[row["unit"]] = row
                 state.totals.add(row.get("usage"))
             elif row.get("kind") == "attempt":  # an attempt retried or cut off: its calls were paid all the same
                 state.totals.add(row.get("usage"))
-        for row in read_jsonl(self.samples, repair=True):
+        for row in read_jsonl(self.samples, repair=repair):
             state.sample_ids.add(row["meta"]["id"])
             state.totals.add(row["meta"].get("usage"))
         state.samples = len(state.sample_ids)
-        for row in read_jsonl(self.rejects, repair=True):
+        for row in read_jsonl(self.rejects, repair=repair):
+            state.rejects += 1
             state.totals.add(row.get("usage"))
             key = f"{row.get('stage')}:{row.get('item_id')}"
             state.reject_keys.add(key)

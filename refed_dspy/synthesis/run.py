@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 class SynthesisRun(StageBase):
     """Runs one synthesis config to completion against a teacher LM (see refed_dspy.synthesis.api)."""
 
+    doing = {"feedback": "collecting feedback", "unit": "synthesizing instructions", "sample": "writing responses"}
+
     def __init__(
         self,
         config: Config,
@@ -103,6 +105,7 @@ class SynthesisRun(StageBase):
         self.stats = RunStats()
         self.accepted = 0
         self.reject_keys: set[str] = set()
+        self.rejects_on_file = 0  # reject records of all invocations, as the summary counts them
         self.writers: dict[str, Any] = {}
         self.earlier_wall_s, self.earlier_retries = 0.0, 0
 
@@ -241,6 +244,7 @@ class SynthesisRun(StageBase):
             stage=stage, **failure.record_fields(), reference_id=ref_id, item_id=item_id, usage=usage, **extra
         )
         self.writers["rejects"].append(rec.model_dump(mode="json"))
+        self.rejects_on_file += 1
 
     def note_attempt(self, key: str, outcome: str, usage: dict) -> None:
         """Journal the usage of an attempt that leaves no record (retried, or cut off by an interruption), so the
@@ -257,6 +261,7 @@ class SynthesisRun(StageBase):
         self.schedule.restore(state)
         self.accepted = state.samples
         self.reject_keys = set(state.reject_keys)
+        self.rejects_on_file = state.rejects
         self.engine.totals = state.totals
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
@@ -272,7 +277,7 @@ class SynthesisRun(StageBase):
             return await self.run_to_end(
                 progress,
                 self.writers.values(),
-                lambda: (self.accepted, sum(self.stats.rejects.values())),
+                lambda: (self.accepted, self.rejects_on_file),
                 self._write_summary,
                 lambda s: f"{self.accepted} samples kept in {self.rundir.path}",
                 done=lambda: self.accepted >= self.syn.size,

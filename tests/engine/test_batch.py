@@ -227,7 +227,12 @@ def test_detach_then_status_then_resume(tmp_path):
         assert summary["status"] == "submitted" and summary["samples"] == 0
         status = _cli(["status", str(run)])
         assert status.returncode == 0 and "b00001" in status.stdout and "feedback" in status.stdout
-        assert "synthesis: batch mode, status submitted" in status.stdout
+        assert "state: submitted; its batches wait at the provider" in status.stdout
+        typed = json.loads(_cli(["status", str(run), "--json"]).stdout)
+        open_ = typed["batches"]["synthesis"]["open_batches"]
+        assert typed["state"] == "submitted" and typed["mode"] == "batch" and typed["samples"] == 0
+        assert open_ and typed["batches"]["synthesis"]["open"] == len(open_) and open_[0]["stage"] == "feedback"
+        assert typed["batches"]["synthesis"]["waiting_requests"] == sum(b["requests"] for b in open_)
         rounds = 0
         while json.loads((run / "summary.json").read_text())["status"] != "complete":
             rounds += 1
@@ -240,7 +245,7 @@ def test_detach_then_status_then_resume(tmp_path):
     assert len(samples_of(run)) == 8
     assert_no_custom_id_twice(log)
     assert_none_lost(run, log)
-    assert "status complete, 8/8 done" in final.stdout and "0 open" in final.stdout
+    assert "state: complete" in final.stdout and "samples: 8/8" in final.stdout and "0 open" in final.stdout
 
 
 def test_judging_in_batch_mode(tmp_path):

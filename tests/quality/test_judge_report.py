@@ -129,8 +129,8 @@ def test_cli_judge_filter_report_and_bad_inputs(server_factory, tmp_path):
         "filter", str(run), "--out", str(out), "--apply", "judge_prefers_improved", "--apply", "random_subset:k=3"
     )
     stdout, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err
     kept = (out / "samples.jsonl").read_text().splitlines()
+    assert p.returncode == (0 if len(kept) * 10 >= 16 else 1), err  # under a tenth kept: exit 1, files kept
     removed = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
     assert len(kept) + len(removed) == 16 and len(kept) <= 3
     assert all(r["filter"] in ("judge_prefers_improved", "random_subset") and r["reason"] for r in removed)

@@ -69,8 +69,8 @@ def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
         code, out, err = run_cli(
             "filter", str(run), "--out", str(out_dir), "--apply", "min_score:min_score=1", "--unjudged", policy
         )
-        assert code == 0, err
         fs = json.loads((out_dir / "filter_summary.json").read_text())
+        assert code == (0 if kept * 10 >= 30 else 1), err
         assert fs["kept"] == kept and fs["unjudged"]["samples"] == 30 - summary["judged"]
         assert fs["unjudged"]["policy"] == policy and "judge failures" in fs["unjudged"]["why"]
         assert "had no judgment" in out

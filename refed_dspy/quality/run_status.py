@@ -1,0 +1,255 @@
+"""`refed status DIR`: the state of any run dir (a synthesis run, online or batch, with its judgments; a filtered
+dir; a comparison; an optimization), read without taking its lock and without writing anything.
+
+The state says what a user does next:
+
+- running: a process holds the dir's lock (`holder` names it: PID, host, command, since when);
+- complete: the run has all its samples;
+- exhausted, budget: it finished short (the seeds ran out; a call or cost budget stopped it);
+- submitted: batch mode, detached: its batches wait at the provider (run the same command to collect them);
+- stopped: stopped by a signal, or killed before it wrote a summary (run the same command to resume);
+- failed: aborted by the provider or a streak of failures (see its summary; the same command resumes).
+
+Figures are read from the records on disk, so a run that is being written or was killed shows what it has now:
+samples, rejects (by stage), paid LM calls and cost.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from refed_dspy.config import load_config
+from refed_dspy.engine.batch_status import BATCH_DIRS, BatchCounts, batch_counts, read_batches
+from refed_dspy.errors import RefedError, RunDirError
+from refed_dspy.results import Optional, Result
+from refed_dspy.store.jsonl import read_json, read_jsonl
+from refed_dspy.store.lock import LOCK_NAME, holder
+from refed_dspy.store.rundir import RunDir
+
+# summary.json / judge_summary.json status -> state
+STATE_OF = {"interrupted": "stopped", "aborted": "failed"}
+# files and folders only a run dir (of any kind) has
+_MARKERS = (
+    "config.toml",
+    "summary.json",
+    "samples.jsonl",
+    "feedback.jsonl",
+    "journal.jsonl",
+    "rejects.jsonl",
+    "batches",
+    "judgments.jsonl",
+    "judge_summary.json",
+    "filter_summary.json",
+    "optimize_summary.json",
+    "compare.json",
+)
+
+
+class Holder(Result):
+    """The process holding a dir's lock."""
+
+    pid: int | str
+    host: str | None = None
+    command: str | None = None
+    started: str | None = None
+
+
+class JudgeStatus(Result):
+    """The judgments of a run dir."""
+
+    state: str = Field(description="running | complete | partial | budget | submitted | stopped | failed")
+    judged: int = Field(description="Judgment records on disk.")
+    samples: int | None
+    mean_score: float | None
+    improvement_win_rate: float | None
+    rejects: dict[str, int] = Field(description="Samples still without a judgment, by the reason of the last failure.")
+    calls: int | None = Field(description="Paid judge calls (as of the last judge summary).")
+    cost_usd: float | None
+
+
+class RunStatus(Result):
+    """What `refed status` reports of one dir (see the module docstring for the states)."""
+
+    run_dir: str
+    kind: str = Field(description="synthesis | filtered | comparison | optimization")
+    state: str
+    summary_status: str | None = Field(description="The status its summary file states (None: no summary).")
+    holder: Holder | None = Field(description="Who holds the dir's lock now (None: nobody).")
+    method: str | None = None
+    teacher: str | None = None
+    mode: str | None = None
+    size: int | None = None
+    samples: int
+    rejects: int = Field(description="Reject records on disk.")
+    rejects_by_stage: dict[str, int]
+    calls: int | None = Field(description="Paid LM calls (answers from the run's cache are apart; None: none made).")
+    cached_calls: int | None = None
+    cost_usd: float | None = Field(description="What the paid calls cost (None: unknown price, or none made).")
+    projected_cost_usd: float | None = Optional("The cost at the run's size, at its cost per sample so far.")
+    batches: dict[str, BatchCounts] | None = Optional("Batch mode: the batches of synthesis and judging.")
+    judge: JudgeStatus | None = Optional("Its judgments, when it has some.")
+    source_run: str | None = Optional("A filtered dir: the run it was filtered from.")
+    runs: list[RunStatus] | None = Optional("A comparison: each method's run.")
+
+
+def is_run_dir(path: Path) -> bool:
+    """`path` is a dir that some refed command wrote (or is writing: a fresh one may have only its lock)."""
+    return path.is_dir() and any((path / name).exists() for name in (*_MARKERS, LOCK_NAME))
+
+
+def _state(status: str | None, who: Holder | None) -> str:
+    if who is not None:
+        return "running"
+    return "stopped" if status is None else STATE_OF.get(status, status)
+
+
+def _holder(path: Path) -> Holder | None:
+    who = holder(path)
+    if who is None:
+        return None
+    fields = {k: who.get(k) for k in ("host", "command", "started") if isinstance(who.get(k), str)}
+    pid = who.get("pid", "?")
+    return Holder(pid=pid if isinstance(pid, int) else str(pid), **fields)
+
+
+def _by_stage(rows: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for row in rows:
+        stage = row.get("stage") or ("filter" if row.get("filter") else "unknown")
+        out[stage] = out.get(stage, 0) + 1
+    return out
+
+
+def _judge(rundir: RunDir, who: Holder | None) -> JudgeStatus | None:
+    summary = read_json(rundir.judge_summary)
+    judged = sum(1 for _ in read_jsonl(rundir.judgments))
+    if not summary and not judged:
+        return None
+    judging = who is not None and "judge" in (who.command or "")
+    usage = summary.get("usage") or {}
+    return JudgeStatus(
+        state="running" if judging else _state(summary.get("status"), None),
+        judged=judged,
+        samples=summary.get("samples"),
+        mean_score=summary.get("mean_score"),
+        improvement_win_rate=summary.get("improvement_win_rate"),
+        rejects=summary.get("rejects") or {},
+        calls=usage.get("calls"),
+        cost_usd=summary.get("cost_usd"),
+    )
+
+
+def _batches(path: Path, now: float) -> dict[str, BatchCounts] | None:
+    found = {stage: read_batches(path, name) for stage, name in BATCH_DIRS.items()}
+    counts = {stage: batch_counts(store, now) for stage, store in found.items() if store is not None}
+    return counts or None
+
+
+def _configured(rundir: RunDir) -> dict[str, Any]:
+    """Method, teacher, size and mode from the dir's config.toml, for a run that has no summary yet ({}: none)."""
+    if not rundir.config.exists():
+        return {}
+    try:
+        config = load_config(rundir.config, [], record=True)
+    except RefedError:
+        return {}
+    syn = config.synthesis
+    return {"method": syn.method, "teacher": config.teacher.model, "size": syn.size, "mode": syn.mode}
+
+
+def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
+    summary = read_json(rundir.summary)
+    try:
+        state = rundir.load(repair=False)  # a reader: a torn last line is skipped, never cut off
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # a record that is not one of ours
+        raise RunDirError(
+            f"{rundir.path} has a record refed cannot read ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"`refed repair {rundir.path}` moves damaged lines aside"
+        ) from None
+    usage = state.totals.as_dict()
+    known = {k: summary.get(k) for k in ("method", "teacher", "size", "mode")} if summary else _configured(rundir)
+    calls = usage["calls"]
+    cost = usage["cost_usd"] if calls or usage["cached_calls"] else None
+    size = known.get("size")
+    projected = None
+    if cost and state.samples and size and state.samples < size:
+        projected = round(cost / state.samples * size, 6)
+    return RunStatus(
+        run_dir=str(rundir.path),
+        kind="synthesis",
+        state=_state(summary.get("status"), who),
+        summary_status=summary.get("status"),
+        holder=who,
+        **known,
+        samples=state.samples,
+        rejects=state.rejects,
+        rejects_by_stage=_by_stage(list(read_jsonl(rundir.rejects))),
+        calls=calls,
+        cached_calls=usage["cached_calls"],
+        cost_usd=None if cost is None else round(cost, 6),
+        projected_cost_usd=projected,
+        batches=_batches(rundir.path, now),
+        judge=_judge(rundir, who),
+    )
+
+
+def _filtered(rundir: RunDir, who: Holder | None) -> RunStatus:
+    summary = read_json(rundir.path / "filter_summary.json")
+    rejects = list(read_jsonl(rundir.rejects))
+    return RunStatus(
+        run_dir=str(rundir.path),
+        kind="filtered",
+        state="running" if who is not None else "complete",
+        summary_status=None,
+        holder=who,
+        samples=sum(1 for _ in read_jsonl(rundir.samples)),
+        rejects=len(rejects),
+        rejects_by_stage=_by_stage(rejects),
+        calls=None,
+        cost_usd=None,
+        judge=_judge(rundir, who),
+        source_run=summary.get("source_run"),
+    )
+
+
+def _container(path: Path, kind: str, who: Holder | None, now: float) -> RunStatus:
+    """A comparison (one run dir per method) or an optimization's output dir."""
+    runs = [run_status(sub, now) for sub in sorted(path.iterdir()) if sub.is_dir() and is_run_dir(sub)]
+    done = (path / ("compare.json" if kind == "comparison" else "optimize_summary.json")).exists()
+    return RunStatus(
+        run_dir=str(path),
+        kind=kind,
+        state="running" if who is not None else ("complete" if done else "stopped"),
+        summary_status=None,
+        holder=who,
+        samples=sum(r.samples for r in runs),
+        rejects=sum(r.rejects for r in runs),
+        rejects_by_stage={},
+        calls=sum(r.calls or 0 for r in runs) if runs else None,
+        cost_usd=sum(r.cost_usd or 0.0 for r in runs) if any(r.cost_usd is not None for r in runs) else None,
+        runs=runs if kind == "comparison" else None,
+    )
+
+
+def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
+    """The status of `run_dir` (see the module docstring); RunDirError when it is not a dir refed wrote."""
+    path = Path(run_dir)
+    now = time.time() if now is None else now
+    if not path.is_dir():
+        raise RunDirError(f"{path} is not a run directory ({'not a directory' if path.exists() else 'no such path'})")
+    own = any((path / name).exists() for name in _MARKERS)
+    subruns = not own and any(is_run_dir(sub) for sub in path.iterdir())  # a comparison not yet summed up
+    if not is_run_dir(path) and not subruns:
+        raise RunDirError(f"{path} is not a run directory (no config.toml, summary or records)")
+    rundir, who = RunDir(path), _holder(path)
+    if (path / "filter_summary.json").exists():
+        return _filtered(rundir, who)
+    if (path / "optimize_summary.json").exists():
+        return _container(path, "optimization", who, now)
+    if (path / "compare.json").exists() or subruns:
+        return _container(path, "comparison", who, now)
+    return _synthesis(rundir, who, now)

@@ -1,0 +1,82 @@
+"""What `refed status` prints of a RunStatus: a few lines a person reads."""
+
+from __future__ import annotations
+
+from refed_dspy.engine.batch_status import batch_lines
+from refed_dspy.quality.run_status import Holder, JudgeStatus, RunStatus
+
+NEXT = {
+    "stopped": "run the same command to resume",
+    "failed": "aborted by the provider or a streak of failures (its summary says why); run the same command to resume",
+    "submitted": "its batches wait at the provider; run the same command to collect them and go on",
+    "exhausted": "finished short: the seeds ran out before its size",
+    "budget": "finished short: a budget stopped it (raise it and run the same command to go on)",
+    "partial": "finished short: some samples have no judgment",
+}
+
+
+def _money(cost: float | None) -> str:
+    return "cost unknown" if cost is None else f"${cost:.4f}"
+
+
+def holder_text(who: Holder) -> str:
+    """'PID 123 on host h (refed synthesize, since ...)'."""
+    text = f"PID {who.pid}" + (f" on host {who.host}" if who.host else "")
+    details = [d for d in (who.command, f"since {who.started}" if who.started else None) if d]
+    return text + (f" ({', '.join(details)})" if details else "")
+
+
+def _state_line(s: RunStatus) -> str:
+    if s.holder is not None:
+        return f"state: running: {holder_text(s.holder)}"
+    line = f"state: {s.state}"
+    if s.summary_status and s.summary_status != s.state:
+        line += f" (summary status {s.summary_status})"
+    if s.kind == "synthesis" and s.summary_status is None and s.state == "stopped":
+        line += " (no summary.json: stopped or killed before it wrote one)"
+    return line + (f"; {NEXT[s.state]}" if s.state in NEXT else "")
+
+
+def _judge_line(j: JudgeStatus) -> str:
+    parts = [j.state, f"{j.judged}/{j.samples if j.samples is not None else '?'} judged"]
+    if j.mean_score is not None:
+        parts.append(f"mean score {j.mean_score:.2f}")
+    if j.improvement_win_rate is not None:
+        parts.append(f"improvement win rate {j.improvement_win_rate:.2f}")
+    if j.rejects:
+        parts.append("unjudged: " + ", ".join(f"{n} {reason}" for reason, n in sorted(j.rejects.items())))
+    if j.calls is not None:
+        parts.append(f"{j.calls} paid calls, {_money(j.cost_usd)}")
+    return "judge: " + ", ".join(parts)
+
+
+def format_status(s: RunStatus) -> str:
+    """The human text of `refed status`."""
+    what = [x for x in (s.method, f"teacher {s.teacher}" if s.teacher else None, s.mode) if x]
+    out = [f"{s.run_dir}: {s.kind}" + (f" ({', '.join(what)})" if what else ""), _state_line(s)]
+    if s.source_run:
+        out.append(f"filtered from {s.source_run}")
+    out.append(f"samples: {s.samples}" + (f"/{s.size}" if s.size is not None else ""))
+    stages = ", ".join(f"{stage} {n}" for stage, n in sorted(s.rejects_by_stage.items()))
+    out.append(f"rejects: {s.rejects}" + (f" ({stages})" if stages else ""))
+    if s.calls is None:
+        out.append("paid LM calls: none")
+    else:
+        cached = f" (+{s.cached_calls} answered from the run's cache)" if s.cached_calls else ""
+        projected = (
+            f", projected {_money(s.projected_cost_usd)} at {s.size} samples"
+            if s.projected_cost_usd is not None
+            else ""
+        )
+        out.append(f"paid LM calls: {s.calls}{cached}, {_money(s.cost_usd)}{projected}")
+    for stage, counts in (s.batches or {}).items():
+        first, *table = batch_lines(counts)
+        out.append(f"{stage} batches: {first}")
+        out.extend(table)
+    if s.judge is not None:
+        out.append(_judge_line(s.judge))
+    for run in s.runs or []:
+        out.append(
+            f"  {run.run_dir}: {run.state}, {run.samples}/{run.size}, {run.rejects} rejects, {_money(run.cost_usd)}"
+        )
+    return "\n".join(out)

@@ -1,0 +1,110 @@
+"""`refed status DIR` on any run dir: finished and judged, being written (by whom), killed, filtered, or not a run
+dir at all; read without the lock and without writing anything."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from cli_helpers import lines, refed, run_refed
+
+from refed_dspy.quality.filter_run import filter_run, parse_filter
+
+HOLD = (
+    "import sys, time\n"
+    "from refed_dspy.store.lock import DirLock\n"
+    "with DirLock(sys.argv[1], 'refed synthesize'):\n"
+    "    print('held', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def status_json(path: Path) -> dict:
+    code, out, err = run_refed("status", str(path), "--json", timeout=120)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_status_of_a_finished_judged_run_and_of_its_filtered_dir(run, server_factory):
+    srv = server_factory()
+    judge = refed(
+        "judge", "run", str(run), "--set", f"judge.api_base='{srv.api_base}'", "--set", "judge.api_key_env=''"
+    )
+    _, err = judge.communicate(timeout=300)
+    assert judge.returncode == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    rejects = lines(run / "rejects.jsonl")
+
+    s = status_json(run)
+    assert s["kind"] == "synthesis" and s["state"] == "complete" and s["holder"] is None
+    assert s["samples"] == s["size"] == 30 and s["method"] == "refed" and s["mode"] == "online"
+    assert s["rejects"] == len(rejects) and s["rejects_by_stage"] == dict(Counter(r["stage"] for r in rejects))
+    assert s["calls"] == summary["usage"]["calls"] and s["cost_usd"] == round(summary["cost_usd"], 6)
+    judge_summary = json.loads((run / "judge_summary.json").read_text())
+    assert s["judge"]["state"] == "complete" and s["judge"]["judged"] == 30 and s["judge"]["samples"] == 30
+    assert s["judge"]["calls"] == judge_summary["usage"]["calls"] > 0
+    assert "batches" not in s
+
+    code, out, err = run_refed("status", str(run))
+    assert code == 0 and err == ""
+    assert "state: complete" in out and "samples: 30/30" in out and f"rejects: {len(rejects)}" in out
+    assert f"paid LM calls: {summary['usage']['calls']}" in out and "judge: complete, 30/30 judged" in out
+
+    filtered = run.parent / "filtered"
+    filter_run(run, filtered, [parse_filter("random_subset:k=10,seed=1")])
+    f = status_json(filtered)
+    assert f["kind"] == "filtered" and f["state"] == "complete" and f["samples"] == 10
+    assert f["rejects"] == 20 and f["rejects_by_stage"] == {"filter": 20} and f["calls"] is None
+    assert f["source_run"] == str(run.resolve())
+
+
+def test_status_of_a_run_being_written_names_its_holder_and_changes_nothing(run):
+    summary = json.loads((run / "summary.json").read_text())
+    with open(run / "samples.jsonl", "ab") as fh:
+        fh.write(b'{"instruction": "torn by a ki')  # a record being written: skipped by a reader, never cut off
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        before = snapshot(run)
+        s = status_json(run)
+        code, out, err = run_refed("status", str(run))
+        assert snapshot(run) == before  # no lock taken, no torn line repaired, nothing written
+    finally:
+        proc.kill()
+        proc.wait()
+    assert s["state"] == "running" and s["summary_status"] == "complete" and s["samples"] == 30
+    assert s["holder"]["pid"] == proc.pid and s["holder"]["host"] == socket.gethostname()
+    assert s["holder"]["command"] == "refed synthesize"
+    assert code == 0 and f"state: running: PID {proc.pid} on host {socket.gethostname()} (refed synthesize" in out
+
+    # killed before it wrote its summary: stopped, and the figures still come from the records
+    (run / "summary.json").unlink()
+    s = status_json(run)
+    assert s["state"] == "stopped" and s["summary_status"] is None and s["holder"] is None
+    assert s["samples"] == 30 and s["size"] == 30 and s["calls"] == summary["usage"]["calls"]
+    code, out, _ = run_refed("status", str(run))
+    assert "state: stopped (no summary.json" in out and "run the same command to resume" in out
+
+
+def test_status_of_what_is_not_a_run_dir_is_one_line_and_exit_2(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "a-file").write_text("x")
+    for path, why in (
+        (empty, "no config.toml"),
+        (tmp_path / "nowhere", "no such path"),
+        (tmp_path / "a-file", "not a directory"),
+    ):
+        code, out, err = run_refed("status", str(path), timeout=120)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"refed: error: {path} is not a run directory") and why in err
+    code, out, _ = run_refed("status", "--help", timeout=120)
+    assert "exit codes: 0 the status was read" in out and "2 RUN_DIR is not a run directory" in out
