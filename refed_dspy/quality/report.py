@@ -28,6 +28,7 @@ from refed_dspy.quality.report_stats import (
 )
 from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_text_atomic
+from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.text import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
@@ -426,23 +427,27 @@ class Report(Result):
 
 
 def build_report(run_dir: str | Path, config: Config | None = None, embedder=None) -> Report:
-    """Compute the report for `run_dir`, write report.html and report.json there; returns the figures."""
+    """Compute the report for `run_dir`, write report.html and report.json there; returns the figures.
+
+    The run dir's lock is held while the report is made, so it never writes into a run another process is
+    writing (RunDirError naming that process), and a directory refed did not make is refused."""
     rundir = RunDir(run_dir)
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; nothing to report")
     if config is None:
         config = run_config(rundir)
-    stats = compute(rundir, config, embedder)
-    images = plots(stats)
     path = rundir.path / "report.html"
-    write_text_atomic(path, render_html(stats, images))
-    report = Report(
-        **{k: v for k, v in stats.items() if not k.startswith("_")},
-        html=str(path),
-        images=sorted(images),
-        text=format_text(stats),
-    )
-    write_text_atomic(rundir.path / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
+    with owned(run_dir, "run", "refed report", also=("filter",), existing=True, flag="RUN_DIR"):
+        stats = compute(rundir, config, embedder)
+        images = plots(stats)
+        write_text_atomic(path, render_html(stats, images))
+        report = Report(
+            **{k: v for k, v in stats.items() if not k.startswith("_")},
+            html=str(path),
+            images=sorted(images),
+            text=format_text(stats),
+        )
+        write_text_atomic(rundir.path / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
     if config.tracking.enabled:
         log_artifacts(config, rundir.path, [path, rundir.path / "report.json"], kind="report")
     return report
