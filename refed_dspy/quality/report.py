@@ -17,6 +17,7 @@ from refed_dspy.errors import RunDirError
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
 from refed_dspy.quality.report_stats import (
     cost_by_stage,
+    cost_note,
     describe,
     distinct_n,
     execution,
@@ -191,7 +192,7 @@ def plots(stats: dict[str, Any]) -> dict[str, str]:
         ax.set_title(f"Samples by reference (top {len(top)} of {len(y['by_reference'])})")
         out["yield_reference"] = _png(fig)
     costs = {k: v["cost_usd"] for k, v in stats["cost_by_stage"].items() if v.get("cost_usd") is not None}
-    if costs:
+    if any(costs.values()):  # all zero: the report says so in words (cost_note) instead of drawing no bars
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(costs) + 1))
         ax.barh(list(costs), list(costs.values()), color="#55a868")
         ax.set_xlabel("USD")
@@ -345,6 +346,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
             "cost",
             "Cost by stage",
             _img(images, "cost"),
+            f"<p>{html.escape(note)}</p>" if (note := cost_note(stats["cost_by_stage"])) else "",
             _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"]),
             _kv(modes) if modes else "",
         ),
@@ -397,6 +399,8 @@ def format_text(stats: dict[str, Any]) -> str:
         + (f", embedding {_fmt(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         f"  cost         synthesis {_fmt(cost['synthesis'])}, judge {_fmt(cost['judge'])} USD",
     ]
+    if note := cost_note(stats["cost_by_stage"]):
+        lines.append(f"               {note}")
     modes = [f"{part} {execution_text(ex)}" for part, ex in stats["execution"].items() if ex]
     if modes:
         lines.append("  calls        " + "; ".join(modes))
