@@ -104,7 +104,7 @@ def filter_run(
         raise ConfigError(
             "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
         )
-    check_output_dir(out.path, [src.path])
+    check_output_dir(out_dir, [src.path])
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
     note = incomplete_note(src.path)
