@@ -45,19 +45,29 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from refed_dspy.config import load_config
+    from refed_dspy.errors import RunDirError
     from refed_dspy.store.jsonl import write_json_atomic
+    from refed_dspy.store.ownership import check, claim
     from refed_dspy.synthesis.estimate import estimate, format_estimate
 
     config = load_config(args.config, args.overrides)
+    ours = {"kind": "run", "also": ("compare",), "flag": "run.dir"}  # a comparison's dir may hold one too
+    if not args.no_save:
+        try:
+            check(config.run.dir, **ours)
+        except RunDirError as err:
+            raise RunDirError(f"{err} (or pass --no-save)") from None
     e = estimate(config)
     print(json.dumps(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
     said = sys.stderr if args.json else sys.stdout
     run_dir = Path(config.run.dir)
     if not args.no_save:
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            claim(config.run.dir, **ours)
             write_json_atomic(run_dir / "estimate.json", e.to_json())
             print(f"wrote {run_dir / 'estimate.json'} (the run's summary will state the estimate's error)", file=said)
+        except RunDirError as err:
+            print(err, file=sys.stderr)
         except OSError as err:
             print(f"cannot write {run_dir / 'estimate.json'}: {err.strerror or err}", file=sys.stderr)
     return 0

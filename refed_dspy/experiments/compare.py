@@ -18,7 +18,7 @@ from refed_dspy.quality.judge import ajudge_run, build_judge
 from refed_dspy.quality.report_stats import distinct_n
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
-from refed_dspy.store.lock import DirLock
+from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
@@ -175,7 +175,7 @@ async def acompare(config: Config, methods: list[str], **kwargs: Any) -> Compari
     """Run (or resume) each method in turn into `<run.dir>/<method>/`; with `judge`, judge each run too (the
     judge LM of config.judge). `<run.dir>` is locked for the whole comparison."""
 
-    with DirLock(config.run.dir, "refed compare", "comparison directory"):
+    with owned(config.run.dir, "compare", "refed compare", flag="run.dir"):
         return await _compare(config, methods, **kwargs)
 
 

@@ -36,7 +36,7 @@ from refed_dspy.optimizers.program_io import instructions_text, save_program
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import write_json_atomic, write_text_atomic
-from refed_dspy.store.lock import DirLock
+from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference, final_response
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
@@ -334,6 +334,8 @@ def optimize(
         raise ConfigError(f"program= takes a DSPy module, not a {type(program).__name__}")
     if metric is not None and not callable(metric):
         raise ConfigError(f"metric= takes a callable (gold, pred, trace=None), not a {type(metric).__name__}")
+    out = out_dir(config)
+    check(out, "optimize", flag="optimize.out")  # before any LM is built: a directory not refed's is refused first
     roles = [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else [])
     for role, spec in roles:
         if cfg.max_cost_usd is not None:
@@ -354,8 +356,7 @@ def optimize(
         references, _ = read_references(
             config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
         )
-    out = out_dir(config)
-    with DirLock(out, "refed optimize", "output directory"):
+    with owned(out, "optimize", "refed optimize", flag="optimize.out"):
         started = time.monotonic()
         if trainset is not None:
             examples_dir, examples_summary, examples_usage = None, {}, {}

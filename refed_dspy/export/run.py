@@ -18,8 +18,8 @@ from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, to_flat
 from refed_dspy.results import Result
 from refed_dspy.settings import tomllib
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
-from refed_dspy.store.lock import LOCK_NAME, DirLock
 from refed_dspy.store.outputs import check_output_dir
+from refed_dspy.store.ownership import is_empty, owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.split import split_by_reference
 from refed_dspy.tracking.mlflow_runs import mlflow_run
@@ -180,7 +180,7 @@ def _ours(out: Path) -> list[Path]:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    taken = any(p.name != LOCK_NAME for p in out.iterdir()) if out.is_dir() else out.exists()
+    taken = not is_empty(out) if out.is_dir() else out.exists()
     if taken:
         if not overwrite:
             raise RunDirError(f"{out} already exists; choose another --out or pass --overwrite")
@@ -288,7 +288,12 @@ def export_run(
     if prov["incomplete"]:
         log.warning("warning: %s: %s; the dataset card says so", rundir.path, prov["incomplete"])
     out_path = Path(out) if out is not None else None
-    with DirLock(out_path, "refed export", "output directory") if out_path is not None else contextlib.nullcontext():
+    exporting = (
+        owned(out, "export", "refed export", flag="--out", keep_lock=False)
+        if out_path is not None
+        else contextlib.nullcontext()
+    )
+    with exporting:
         if out_path is not None:
             _prepare_out(out_path, overwrite)
         dd, files, card = _write(out_path, fmt, splits, which, system, prov)

@@ -21,8 +21,8 @@ from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unj
 from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
 from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
-from refed_dspy.store.lock import DirLock
 from refed_dspy.store.outputs import check_output_dir
+from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def filter_run(
         raise ConfigError(
             "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
         )
-    check_output_dir(out.path, [src.path])
+    check_output_dir(out_dir, [src.path])
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
     note = incomplete_note(src.path)
@@ -133,7 +133,7 @@ def filter_run(
             f"({why}); finish with `refed judge run {src.path}`, or pass --unjudged keep or --unjudged drop"
         )
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
-    with DirLock(out.path, "refed filter", "output directory"):
+    with owned(out_dir, "filter", "refed filter", flag="--out"):
         if out.samples.exists() and not overwrite:  # again under the lock: another filter may just have written it
             raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
         write_jsonl_atomic(out.samples, kept)

@@ -29,7 +29,7 @@ from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judgments import JudgeSummary, judge_summary
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
-from refed_dspy.store.lock import DirLock
+from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import final_response
 from refed_dspy.store.rundir import RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.sync import run_sync
@@ -274,11 +274,13 @@ async def ajudge_run(
         config = run_config(rundir)
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
+    ours = {"kind": "run", "also": ("filter",), "existing": True, "flag": "RUN_DIR"}
+    check(run_dir, **ours)  # before the judge is built: a directory not refed's is refused first
     if config.judging.max_cost_usd is not None:
         require_price(config.judge, "judge", "judging.max_cost_usd")
     mode = config.judging.mode
     judge_lm = lm_before_run(config.judge, "judge", mode, judge_lm, lambda: build_judge(config))
-    with DirLock(rundir.path, "refed judge", "run directory"):
+    with owned(run_dir, command="refed judge", **ours):
         note = incomplete_note(rundir.path)
         if note:
             log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)

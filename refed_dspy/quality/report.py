@@ -17,6 +17,7 @@ from refed_dspy.errors import RunDirError
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
 from refed_dspy.quality.report_stats import (
     cost_by_stage,
+    cost_note,
     describe,
     distinct_n,
     execution,
@@ -28,6 +29,7 @@ from refed_dspy.quality.report_stats import (
 )
 from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_text_atomic
+from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.text import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
@@ -190,7 +192,7 @@ def plots(stats: dict[str, Any]) -> dict[str, str]:
         ax.set_title(f"Samples by reference (top {len(top)} of {len(y['by_reference'])})")
         out["yield_reference"] = _png(fig)
     costs = {k: v["cost_usd"] for k, v in stats["cost_by_stage"].items() if v.get("cost_usd") is not None}
-    if costs:
+    if any(costs.values()):  # all zero: the report says so in words (cost_note) instead of drawing no bars
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(costs) + 1))
         ax.barh(list(costs), list(costs.values()), color="#55a868")
         ax.set_xlabel("USD")
@@ -344,6 +346,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
             "cost",
             "Cost by stage",
             _img(images, "cost"),
+            f"<p>{html.escape(note)}</p>" if (note := cost_note(stats["cost_by_stage"])) else "",
             _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"]),
             _kv(modes) if modes else "",
         ),
@@ -396,6 +399,8 @@ def format_text(stats: dict[str, Any]) -> str:
         + (f", embedding {_fmt(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         f"  cost         synthesis {_fmt(cost['synthesis'])}, judge {_fmt(cost['judge'])} USD",
     ]
+    if note := cost_note(stats["cost_by_stage"]):
+        lines.append(f"               {note}")
     modes = [f"{part} {execution_text(ex)}" for part, ex in stats["execution"].items() if ex]
     if modes:
         lines.append("  calls        " + "; ".join(modes))
@@ -426,23 +431,27 @@ class Report(Result):
 
 
 def build_report(run_dir: str | Path, config: Config | None = None, embedder=None) -> Report:
-    """Compute the report for `run_dir`, write report.html and report.json there; returns the figures."""
+    """Compute the report for `run_dir`, write report.html and report.json there; returns the figures.
+
+    The run dir's lock is held while the report is made, so it never writes into a run another process is
+    writing (RunDirError naming that process), and a directory refed did not make is refused."""
     rundir = RunDir(run_dir)
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; nothing to report")
     if config is None:
         config = run_config(rundir)
-    stats = compute(rundir, config, embedder)
-    images = plots(stats)
     path = rundir.path / "report.html"
-    write_text_atomic(path, render_html(stats, images))
-    report = Report(
-        **{k: v for k, v in stats.items() if not k.startswith("_")},
-        html=str(path),
-        images=sorted(images),
-        text=format_text(stats),
-    )
-    write_text_atomic(rundir.path / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
+    with owned(run_dir, "run", "refed report", also=("filter",), existing=True, flag="RUN_DIR"):
+        stats = compute(rundir, config, embedder)
+        images = plots(stats)
+        write_text_atomic(path, render_html(stats, images))
+        report = Report(
+            **{k: v for k, v in stats.items() if not k.startswith("_")},
+            html=str(path),
+            images=sorted(images),
+            text=format_text(stats),
+        )
+        write_text_atomic(rundir.path / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
     if config.tracking.enabled:
         log_artifacts(config, rundir.path, [path, rundir.path / "report.json"], kind="report")
     return report

@@ -118,6 +118,21 @@ def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     return dict(out)
 
 
+def cost_note(by_stage: dict[str, dict[str, Any]]) -> str | None:
+    """What a cost-by-stage chart cannot show, in words: nothing was paid (every call priced at 0, as for a local
+    model), or no price is known. None when there is a cost to draw (or no calls)."""
+    rows = [row for row in by_stage.values() if row.get("calls")]
+    if not rows:
+        return None
+    costs = [row.get("cost_usd") for row in rows]
+    if all(cost is None for cost in costs):
+        return "Cost unknown: the models have no price (set the *_usd_per_mtok prices in the config)."
+    if all(not cost for cost in costs):
+        calls = sum(row["calls"] for row in rows)
+        return f"Nothing was paid: all {calls} calls were priced at $0 (a local model, or prices set to 0)."
+    return None
+
+
 def sample_cards(samples: list[dict], judgments: dict[str, dict], k: int = 2) -> dict[str, list[dict[str, Any]]]:
     """A few samples worth reading: the `k` best and worst by mean judge score, and the `k` the improvement step
     changed most (share of words deleted or inserted). Each card: id, instruction, final response, score, changed."""

@@ -3,10 +3,14 @@
 The lock is `fcntl.flock` on `DIR/.refed.lock`, which also names the holder (PID, host, command, start time).
 The kernel drops it when the holder's process ends, however it ends, so a lock left by a dead process
 is simply taken over; a live holder makes a second writer stop at once with one line naming it.
-Readers (`refed status`, `refed report`, `refed export` of a run) never take it; they ask `holder()` to say
+`refed report` takes it too (it writes report.html into the run dir). Readers that write elsewhere
+(`refed export`, `refed filter` of a run) and `refed status` never take the run's; they ask `holder()` to say
 that the run is still being written. `holder()` reads the kernel's table of locks (/proc/locks) and only
 probes the lock itself when that cannot tell (no such table, a holder on another host, a live PID the table
 does not show), so a reader polling a run never makes a writer starting at that moment find the lock taken.
+A lock whose file must not outlive the command (an export's folder) is removed by its holder while it still
+holds it; whoever then gets the lock of the removed file sees that the path names another file now, and locks
+that one instead.
 """
 
 from __future__ import annotations
@@ -33,30 +37,46 @@ def _read(fd: int) -> dict[str, Any]:
 
 
 class DirLock:
-    """Exclusive lock on `path` (created if needed) for `command`; a context manager."""
+    """Exclusive lock on `path` (created if needed) for `command`; a context manager.
 
-    def __init__(self, path: str | Path, command: str, what: str = "directory"):
+    keep_file=False removes the lock file on release (while still holding the lock).
+    """
+
+    def __init__(self, path: str | Path, command: str, what: str = "directory", *, keep_file: bool = True):
         self.path = Path(path)
-        self.command, self.what = command, what
+        self.command, self.what, self.keep_file = command, what, keep_file
         self._fd: int | None = None
 
+    def _open_locked(self) -> int:
+        """A descriptor of the lock file, locked: the file the path names now (a holder may remove it)."""
+        while True:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise RunDirError(f"cannot write to {self.what} {self.path}: {err.strerror or err}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                info = _read(fd)
+                os.close(fd)
+                who = f"PID {info.get('pid', '?')}" + (
+                    f" ({info['command']}, since {info['started']})" if info.get("command") else ""
+                )
+                raise RunDirError(
+                    f"{self.path} is in use by {who}; wait for it to finish or stop it, then run this again"
+                ) from None
+            try:
+                now = os.stat(self.path / LOCK_NAME)
+            except FileNotFoundError:
+                now = None
+            held = os.fstat(fd)
+            if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                return fd
+            os.close(fd)  # its holder removed that file as it let go: lock the one the path names now
+
     def acquire(self) -> DirLock:
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise RunDirError(f"cannot write to {self.what} {self.path}: {err.strerror or err}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            info = _read(fd)
-            os.close(fd)
-            who = f"PID {info.get('pid', '?')}" + (
-                f" ({info['command']}, since {info['started']})" if info.get("command") else ""
-            )
-            raise RunDirError(
-                f"{self.path} is in use by {who}; wait for it to finish or stop it, then run this again"
-            ) from None
+        fd = self._open_locked()
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(
@@ -75,7 +95,9 @@ class DirLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock; the file stays (unlinking it would race a new holder)
+            if not self.keep_file:  # removed while held, so nobody can lock it in between (see _open_locked)
+                (self.path / LOCK_NAME).unlink(missing_ok=True)
+            os.close(self._fd)  # closing drops the flock
             self._fd = None
 
     def __enter__(self) -> DirLock:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from refed_dspy.errors import RunDirError
+from refed_dspy.store.ownership import marked_kind, refuse_special
 
 # what `refed synthesize` leaves in every run dir, and nothing else writes
 RUN_DIR_MARKERS = ("fingerprint.json", "journal.jsonl")
@@ -18,8 +19,8 @@ _SCAN_LIMIT = 20_000  # directories looked at below an output path before giving
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether `path` is a synthesis run dir (it holds what only `refed synthesize` writes)."""
-    return any((path / marker).is_file() for marker in RUN_DIR_MARKERS)
+    """Whether `path` is a synthesis run dir (its marker says so, or it holds what only `refed synthesize` writes)."""
+    return marked_kind(path) == "run" or any((path / marker).is_file() for marker in RUN_DIR_MARKERS)
 
 
 def _run_dir_below(path: Path) -> Path | None:
@@ -33,8 +34,9 @@ def _run_dir_below(path: Path) -> Path | None:
 
 
 def check_output_dir(out: str | Path, inputs: list[str | Path], flag: str = "--out") -> Path:
-    """`out` resolved, or RunDirError when it is, holds or lies inside an input or any run dir."""
-    target = Path(out).resolve()
+    """`out` resolved, or RunDirError when it is, holds or lies inside an input or any run dir (or is empty, a
+    filesystem root or the home directory: see store/ownership.py)."""
+    target = refuse_special(out, flag)
     for given in inputs:
         source = Path(given).resolve()
         if target == source:

@@ -15,7 +15,7 @@ from typing import Any
 
 from refed_dspy.errors import RunDirError
 from refed_dspy.store.jsonl import parse_record
-from refed_dspy.store.lock import DirLock
+from refed_dspy.store.ownership import owned
 
 Key = Callable[[dict[str, Any]], Any]
 
@@ -69,7 +69,7 @@ def repair_run(run_dir: str | Path) -> dict[str, dict[str, int]]:
     if not path.is_dir():
         raise RunDirError(f"{path} is not a directory")
     changed: dict[str, dict[str, int]] = {}
-    with DirLock(path, "refed repair", "run directory"):
+    with owned(run_dir, "run", "refed repair", also=("filter",), existing=True, flag="RUN_DIR"):
         for name, key in RECORD_FILES.items():
             file = path / name
             if not file.is_file():

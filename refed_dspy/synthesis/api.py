@@ -14,7 +14,7 @@ from refed_dspy.errors import ConfigError
 from refed_dspy.methods import get_method
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_json
-from refed_dspy.store.lock import DirLock
+from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
@@ -58,6 +58,7 @@ async def arun_synthesis(
     and goes on."""
 
     check_on_mismatch(on_mismatch)
+    check(config.run.dir, "run", flag="run.dir")  # before anything else: a directory not ours is refused at once
     method = get_method(config.synthesis.method)
     if teacher is not None:
         config = with_teacher_of(config, teacher)  # the LM that runs is the one the run records
@@ -76,7 +77,7 @@ async def arun_synthesis(
         )
         log.info(report.line())
     rundir = RunDir(config.run.dir)
-    with DirLock(rundir.path, "refed synthesize", "run directory"):
+    with owned(config.run.dir, "run", "refed synthesize", flag="run.dir"):
         resumed = rundir.prepare(
             fingerprint(config, run_program.fingerprint_hash), to_toml(config), on_mismatch, diff=fingerprint_diff
         )

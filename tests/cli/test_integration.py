@@ -149,10 +149,15 @@ def test_one_writer_per_run_dir_readers_warned_and_a_dead_holder_taken_over(serv
     out2, err2 = second.communicate(timeout=120)
     assert second.returncode == 2 and f"is in use by PID {first.pid} (refed synthesize" in err2, err2
     assert len(err2.strip().splitlines()) == 2  # the seed-loading line, then the one error line
-    # a reader during the run works, and says the run is still being written
+    # a reader during the run works, and says the run is still being written; `refed report`, which writes
+    # report.html into the run dir, waits its turn like any writer
+    exp = refed("export", str(run), "--format", "messages", "--out", str(tmp_path / "during"))
+    out, err = exp.communicate(timeout=120)
+    assert exp.returncode == 0 and f"still being written by PID {first.pid}" in err, err
     report = refed("report", str(run))
     out, err = report.communicate(timeout=120)
-    assert report.returncode == 0 and f"still being written by PID {first.pid}" in out, err
+    assert report.returncode == 2 and f"is in use by PID {first.pid} (refed synthesize" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (run / "report.html").exists()
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=60)
     assert not (run / "summary.json").exists()  # it died mid-run

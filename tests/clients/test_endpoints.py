@@ -75,7 +75,7 @@ def test_batch_mode_takes_one_endpoint(tmp_path):
             "teacher.api_base=['http://a/v1', 'http://b/v1']",
             "synthesis.mode='batch'",
             "teacher.api_key_env=''",
-            f"run.dir='{tmp_path}'",
+            f"run.dir='{tmp_path / 'run'}'",
         ],
     )
     with pytest.raises(ConfigError, match="batch mode sends to one provider endpoint"):

@@ -14,6 +14,8 @@ from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export.formats import to_alpaca, to_messages, to_sharegpt
 from refed_dspy.export.run import export_run
 from refed_dspy.quality.filter_run import filter_run, parse_filter
+from refed_dspy.store.lock import LOCK_NAME
+from refed_dspy.store.ownership import MARKER
 from refed_dspy.store.split import split_by_reference
 from refed_dspy.synthesis.api import synthesize
 
@@ -223,3 +225,11 @@ def test_overwrite_removes_only_what_an_export_wrote(run, tmp_path):
     assert (out / "my-notes.md").read_text() == "mine"
     assert not (out / "dataset_dict.json").exists() and not (out / "train").exists()
     assert (out / "train.jsonl").exists() and (out / "README.md").exists()
+
+
+def test_an_export_folder_keeps_no_lock_file(run, tmp_path):
+    out = tmp_path / "exp"
+    export_run(run, "messages", out)
+    assert not (out / LOCK_NAME).exists() and (out / MARKER).read_text() == "export\n"
+    export_run(run, "parquet", out, overwrite=True)  # its own folder: taken again
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "README.md", "train.parquet", "validation.parquet"]

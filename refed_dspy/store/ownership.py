@@ -1,0 +1,220 @@
+"""Only our own directories: a command writes, replaces or deletes only inside a directory refed may take.
+
+A directory refed may take for a kind of output (run, filter, export, compare, optimize) is one that does not
+exist yet, one that is empty (but for a lock file), or one refed made for that kind. Refed says so in the
+directory itself: `claim` writes `.refed-dir`, holding the kind, as the first thing it puts there. Anything else
+is the user's: it is refused before any write, with one line. The filesystem root and the home directory are
+never taken, nor an empty path (which would be the current directory).
+
+Directories made before the marker existed are recognised by what only refed writes there (`legacy_kind`): a run
+dir by its config.toml (with refed's `[teacher]` and `[run]` tables) beside its fingerprint.json, or by an
+estimate.json alone; a filtered dir by its filter_summary.json; an export by its dataset card; a comparison by its
+compare.json; an optimization by its optimize_summary.json or its examples run. Such a directory gets its marker
+when a command first claims it, and goes on as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.errors import RunDirError
+from refed_dspy.settings import tomllib
+from refed_dspy.store.lock import LOCK_NAME, DirLock
+
+MARKER = ".refed-dir"
+KINDS = {
+    "run": "run directory",
+    "filter": "filtered run directory",
+    "export": "export directory",
+    "compare": "comparison directory",
+    "optimize": "optimization directory",
+}
+_OURS = {LOCK_NAME, MARKER}  # entries that still leave a directory empty
+_CARD_TITLE = "# Synthetic instruction-tuning data (refed-dspy)"  # export/run.py's dataset card
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_legacy_run(path: Path) -> bool:
+    try:
+        config = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = None
+    if config is not None:
+        teacher, run = config.get("teacher"), config.get("run")
+        fingerprint = _json_object(path / "fingerprint.json")
+        return (
+            isinstance(teacher, dict)
+            and isinstance(teacher.get("model"), str)
+            and isinstance(run, dict)
+            and isinstance(run.get("dir"), str)
+            and fingerprint is not None
+            and isinstance(fingerprint.get("teacher"), dict)
+        )
+    # `refed estimate` alone, before the run started
+    estimate = _json_object(path / "estimate.json")
+    return _entries(path) == {"estimate.json"} and estimate is not None and {"stages", "total"} <= set(estimate)
+
+
+def _is_legacy_filter(path: Path) -> bool:
+    summary = _json_object(path / "filter_summary.json")
+    return summary is not None and "source_run" in summary and "steps" in summary
+
+
+def _is_legacy_export(path: Path) -> bool:
+    try:
+        card = (path / "README.md").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return False
+    return card.startswith("---") and _CARD_TITLE in card
+
+
+def _is_legacy_compare(path: Path) -> bool:
+    table = _json_object(path / "compare.json")
+    return table is not None and "rows" in table and "methods" in table
+
+
+def _is_legacy_optimize(path: Path) -> bool:
+    return _json_object(path / "optimize_summary.json") is not None or _is_legacy_run(path / "examples")
+
+
+_LEGACY = {
+    "run": _is_legacy_run,
+    "filter": _is_legacy_filter,
+    "export": _is_legacy_export,
+    "compare": _is_legacy_compare,
+    "optimize": _is_legacy_optimize,
+}
+
+
+def _entries(path: Path) -> set[str]:
+    try:
+        return {p.name for p in path.iterdir()} - _OURS
+    except OSError:
+        return set()
+
+
+def is_empty(path: str | Path) -> bool:
+    """Whether `path` holds nothing but refed's lock file and marker (a missing directory is empty)."""
+    return not _entries(Path(path))
+
+
+def marked_kind(path: str | Path) -> str | None:
+    """The kind `.refed-dir` in `path` names, or None when there is no marker."""
+    try:
+        return (Path(path) / MARKER).read_text(encoding="utf-8").strip() or "?"
+    except (OSError, ValueError):
+        return None
+
+
+def legacy_kind(path: str | Path) -> str | None:
+    """The kind of a directory an earlier refed made without a marker, or None when it is none of refed's."""
+    path = Path(path)
+    return next((kind for kind, made in _LEGACY.items() if made(path)), None)
+
+
+def kind_of(path: str | Path) -> str | None:
+    """The kind of refed directory `path` is (by its marker, else by what an earlier refed wrote there), or None."""
+    return marked_kind(path) or legacy_kind(path)
+
+
+def _describe(kind: str) -> str:
+    return f"a refed {KINDS.get(kind, f'directory of kind {kind!r}')}"
+
+
+def refuse_special(given: str | Path, flag: str) -> Path:
+    """`given` resolved, or RunDirError when it is empty (the current directory), a filesystem root or the home
+    directory: no command makes those its own, whatever they hold."""
+    if not str(given).strip():
+        raise RunDirError(f"{flag} is empty, which would be the current directory; name a directory for it")
+    target = Path(given).resolve()
+    if target == Path(target.anchor) or target.parent == target:
+        raise RunDirError(f"{flag} {given} is a filesystem root; choose a new directory below it")
+    if target == Path.home().resolve():
+        raise RunDirError(f"{flag} {given} is your home directory; choose a new directory below it")
+    return target
+
+
+def check(
+    path: str | Path, kind: str, *, also: tuple[str, ...] = (), existing: bool = False, flag: str = "directory"
+) -> Path:
+    """Refuse (RunDirError, one line) a directory a command of `kind` may not write in; returns it, resolved.
+
+    Taken: a new or empty directory (unless `existing`: the command only adds to one refed made), or one refed made
+    for `kind` or one of `also`. `flag` names the setting in the message (run.dir, --out, RUN_DIR). Reads only.
+    """
+    target = refuse_special(path, flag)
+    if target.exists() and not target.is_dir():
+        raise RunDirError(f"{flag} {path} is a file, not a directory; choose a directory")
+    accepted = (kind, *also)
+    found = kind_of(target) if target.is_dir() else None
+    if found in accepted:
+        return target
+    if found is not None:
+        raise RunDirError(f"{flag} {path} is {_describe(found)}, not {_describe(kind)}; choose another directory")
+    if existing:
+        raise RunDirError(f"{path} is not {_describe(kind)} (it has no {MARKER} and was not made by refed)")
+    entries = _entries(target)
+    if entries:
+        shown = ", ".join(sorted(entries)[:4]) + (", ..." if len(entries) > 4 else "")
+        raise RunDirError(
+            f"{flag} {path} is not empty and not refed's ({shown}); refed writes only into a new or empty "
+            "directory or one it made: choose another directory"
+        )
+    return target
+
+
+def claim(
+    path: str | Path, kind: str, *, also: tuple[str, ...] = (), existing: bool = False, flag: str = "directory"
+) -> Path:
+    """`check`, then make the directory refed's: create it and write its marker (kept when there is one).
+
+    Returns the directory as given (a Path). RunDirError when it is refused or cannot be written.
+    """
+    check(path, kind, also=also, existing=existing, flag=flag)
+    given = Path(path)
+    adopted = marked_kind(given) is None and kind_of(given)
+    try:
+        given.mkdir(parents=True, exist_ok=True)
+        fd = os.open(given / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        found = marked_kind(given)  # another command took it between the check and now
+        if found not in (kind, *also):
+            raise RunDirError(f"{flag} {path} is {_describe(found or '?')}, not {_describe(kind)}") from None
+        return given
+    except OSError as err:
+        raise RunDirError(f"cannot write to {KINDS.get(kind, 'directory')} {path}: {err.strerror or err}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"{adopted or kind}\n")
+    return given
+
+
+@contextmanager
+def owned(
+    path: str | Path,
+    kind: str,
+    command: str,
+    *,
+    also: tuple[str, ...] = (),
+    existing: bool = False,
+    flag: str = "directory",
+    keep_lock: bool = True,
+) -> Iterator[Path]:
+    """`claim` the directory, then hold its lock (store/lock.py) for the block; yields the directory.
+
+    keep_lock=False removes the lock file when the block ends (an export's folder keeps only the export).
+    """
+    given = claim(path, kind, also=also, existing=existing, flag=flag)
+    with DirLock(given, command, KINDS.get(kind, "directory"), keep_file=keep_lock):
+        yield given
