@@ -1,6 +1,11 @@
 """Load reference pairs from the hub, local files, saved datasets, or the embedded seed set.
 
-Shapes (detected from the columns, or named in config):
+Rows that cannot be a reference are skipped and counted by reason (the report's line says how many):
+a row that is not an object, a JSONL line nested too deeply to read, an instruction or response that
+is not text (a number, bool, list, object or NaN, as wrong-typed Parquet or JSON columns give), empty,
+multi-turn or oversized rows, duplicates. A file that yields no usable row is refused in one line.
+
+Shapes (detected from the first object row's columns, or named in config):
   lima      {"conversations": [user, assistant]}           (2-turn rows only, as the paper did)
   sharegpt  {"conversations": [{"from", "value"}, ...]}
   openai    {"messages": [{"role", "content"}, ...]}
@@ -13,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +46,16 @@ _SHAPE_COLUMNS = {
 class _Skip(Exception):
     def __init__(self, reason: str):
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Junk:
+    """A row the file holds that cannot be a reference at all (skipped and counted by `reason`)."""
+
+    reason: str
+
+
+Row = dict[str, Any] | _Junk
 
 
 @dataclass
@@ -73,12 +89,18 @@ def detect_shape(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, parts: bool = False) -> str:
+    """`value` as stripped text: None is empty; with `parts`, a list of OpenAI content parts is joined; anything
+    else that is not a string (a number, bool, NaN, list, object) raises _Skip("not text")."""
     if value is None:
         return ""
-    if isinstance(value, list):  # OpenAI content parts
-        value = " ".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in value)
-    return str(value).strip()
+    if parts and isinstance(value, list):
+        texts = [p.get("text") if isinstance(p, dict) else p for p in value]
+        if all(isinstance(t, str) for t in texts):
+            return " ".join(texts).strip()
+    if not isinstance(value, str):
+        raise _Skip("not text")
+    return value.strip()
 
 
 def _two_turns(turns: list[tuple[str, str]]) -> tuple[str, str]:
@@ -122,10 +144,13 @@ def row_to_pair(row: dict[str, Any], shape: str) -> tuple[str, str]:
             ]
             return _two_turns(turns)
         if shape == "openai":
-            turns = [(str(m.get("role", "")).lower(), _text(m.get("content"))) for m in row["messages"]]
+            turns = [(str(m.get("role", "")).lower(), _text(m.get("content"), parts=True)) for m in row["messages"]]
             return _two_turns(turns)
         if shape == "alpaca":
-            instruction, extra = _text(row.get("instruction")), _text(row.get("input"))
+            extra = row.get("input")
+            if isinstance(extra, float) and math.isnan(extra):  # an optional column that pandas filled with NaN
+                extra = None
+            instruction, extra = _text(row.get("instruction")), _text(extra)
             return (f"{instruction}\n\n{extra}" if extra else instruction), _text(row.get("output"))
         return _text(row.get("instruction")), _text(row.get("response"))
     except (KeyError, TypeError, AttributeError):
@@ -139,7 +164,11 @@ def _no_shape_error(source: str, columns: Iterable[str]) -> SeedError:
     )
 
 
-def _json_rows(path: Path) -> Iterator[dict[str, Any]]:
+def _as_row(obj: Any) -> Row:
+    return obj if isinstance(obj, dict) else _Junk("not an object")
+
+
+def _json_rows(path: Path) -> Iterator[Row]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -151,27 +180,41 @@ def _json_rows(path: Path) -> Iterator[dict[str, Any]]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise SeedError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-                yield obj if isinstance(obj, dict) else {"_value": obj}
+                except RecursionError:  # a line of 100,000 "[": this row is junk, the others may be fine
+                    yield _Junk("nested too deeply")
+                    continue
+                except ValueError as err:  # an integer of more digits than Python converts
+                    raise SeedError(f"{path}:{n}: not valid JSON ({err})") from None
+                yield _as_row(obj)
         return
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise SeedError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise SeedError(
+            f"{path}: JSON nested too deeply to read; a seed file is a list of rows of text (or JSONL, one row a line)"
+        ) from None
+    except ValueError as err:
+        raise SeedError(f"{path}: not valid JSON ({err})") from None
     if isinstance(data, dict):  # {"train": [...]} or {"data": [...]}
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else [data]
     if not isinstance(data, list):
         raise SeedError(f"{path}: expected a list of rows")
     for obj in data:
-        yield obj if isinstance(obj, dict) else {"_value": obj}
+        yield _as_row(obj)
 
 
-def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
+_LIST_COLUMNS = ("conversations", "messages")  # a CSV cell can only hold these as JSON text
+
+
+def _csv_rows(path: Path) -> Iterator[Row]:
     csv.field_size_limit(MAX_ROW_CHARS * 4)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             for row in csv.DictReader(fh):
-                yield {k: _maybe_json(v) for k, v in row.items() if k is not None}
+                yield {k: _maybe_json(v) if k in _LIST_COLUMNS else v for k, v in row.items() if k is not None}
     except UnicodeDecodeError as err:
         raise SeedError(f"{path}: not UTF-8 text (bad byte at position {err.start}); re-encode it as UTF-8") from None
     except csv.Error as err:
@@ -182,12 +225,12 @@ def _maybe_json(value: str | None) -> Any:
     if value and value[:1] == "[":
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply: the row is then malformed
             return value
     return value
 
 
-def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+def _parquet_rows(path: Path) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
     try:
@@ -198,7 +241,7 @@ def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def _dataset_rows(ds: Any, split: str, source: str) -> Iterator[dict[str, Any]]:
+def _dataset_rows(ds: Any, split: str, source: str) -> Iterator[Row]:
     from datasets import DatasetDict
 
     if isinstance(ds, DatasetDict):
@@ -208,7 +251,7 @@ def _dataset_rows(ds: Any, split: str, source: str) -> Iterator[dict[str, Any]]:
     yield from ds
 
 
-def _hub_rows(name: str, split: str) -> Iterator[dict[str, Any]]:
+def _hub_rows(name: str, split: str) -> Iterator[Row]:
     import datasets
 
     try:
@@ -222,14 +265,14 @@ def _hub_rows(name: str, split: str) -> Iterator[dict[str, Any]]:
     yield from ds
 
 
-def _embedded_rows() -> Iterator[dict[str, Any]]:
+def _embedded_rows() -> Iterator[Row]:
     text = resources.files("refed_dspy").joinpath("data/seeds.jsonl").read_text(encoding="utf-8")
     for line in text.splitlines():
         if line.strip():
             yield json.loads(line)
 
 
-def _rows(source: str | None, split: str) -> tuple[str, Iterator[dict[str, Any]]]:
+def _rows(source: str | None, split: str) -> tuple[str, Iterator[Row]]:
     if source is None or source == EMBEDDED:
         return EMBEDDED, _embedded_rows()
     path = Path(source).expanduser()
@@ -278,12 +321,17 @@ def read_references(
     report = SeedReport(source=name, shape=shape or "auto")
     refs: list[Reference] = []
     seen: set[str] = set()
+    columns: list[str] = []  # of the last object row, for the messages below
     for row in rows:
         report.rows += 1
+        if isinstance(row, _Junk):
+            report.skipped[row.reason] += 1
+            continue
+        columns = list(row.keys())
         if shape is None:
             shape = detect_shape(row)
             if shape is None:
-                raise _no_shape_error(name, row.keys())
+                raise _no_shape_error(name, columns)
             report.shape = shape
         try:
             instruction, response = row_to_pair(row, shape)
@@ -310,9 +358,9 @@ def read_references(
             if format != "auto":
                 raise SeedError(
                     f"{name}: rows do not have the '{format}' shape ({_SHAPE_COLUMNS[format]}); "
-                    f'columns found: {sorted(row.keys())} (set seeds.format = "auto" to detect it)'
+                    f'columns found: {sorted(columns)} (set seeds.format = "auto" to detect it)'
                 )
-            raise _no_shape_error(name, row.keys())
+            raise _no_shape_error(name, columns)
         raise SeedError(f"{name}: no usable reference pairs ({report.line()})")
     return refs, report
 

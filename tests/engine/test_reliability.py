@@ -200,7 +200,9 @@ def test_bad_config_files_are_one_line_exit_2(tmp_path, capsys, name, content, e
     [
         ("latin1.jsonl", '{"instruction": "caf\xe9?", "response": "Oui."}\n'.encode("latin-1"), "UTF-8"),
         ("empty.jsonl", b"", "no rows"),
-        ("shape.jsonl", b'[1, 2, 3]\n["a"]\n', "match no known shape"),
+        ("shape.jsonl", b'{"question": "Q?", "answer": "A."}\n', "match no known shape"),
+        # rows that are not objects are counted, and a file of nothing else is refused
+        ("lists.jsonl", b'[1, 2, 3]\n["a"]\n', "skipped: 2 not an object"),
         ("huge.jsonl", json.dumps({"instruction": "Q?", "response": "word " * 400_000}).encode() + b"\n", "no usable"),
     ],
 )
