@@ -49,6 +49,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from refed_dspy.store.jsonl import write_json_atomic
     from refed_dspy.store.ownership import check, claim
     from refed_dspy.synthesis.estimate import estimate, format_estimate
+    from refed_dspy.synthesis.pilot import pilot_estimate
 
     config = load_config(args.config, args.overrides)
     ours = {"kind": "run", "also": ("compare",), "flag": "run.dir"}  # a comparison's dir may hold one too
@@ -57,7 +58,12 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             check(config.run.dir, **ours)
         except RunDirError as err:
             raise RunDirError(f"{err} (or pass --no-save)") from None
-    e = estimate(config)
+    if args.pilot is not None:
+        if args.no_save:
+            raise ConfigError("--pilot writes its run into <run.dir>/pilot: it cannot go with --no-save")
+        e = pilot_estimate(config, args.pilot, show_progress=config.run.progress)
+    else:
+        e = estimate(config, say=lambda line: print(f"estimate: {line}", file=sys.stderr, flush=True))
     print(json.dumps(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
     said = sys.stderr if args.json else sys.stdout
     run_dir = Path(config.run.dir)
@@ -114,12 +120,21 @@ def register(sub: Any) -> None:
         "estimate",
         help="calls, tokens and cost of a synthesis config per stage, online and batch, before spending",
         description="Walks the first references through the real prompts (no LM "
-        "call is made), counts their tokens with the model's tokenizer and scales to synthesis.size. "
-        "Writes <run.dir>/estimate.json, against which the run's summary states the estimate's error.",
+        "call is made), counts their tokens with the model's tokenizer and scales to synthesis.size; it says "
+        "which output format and tokenizer it assumed. With --pilot N it pays for N real samples instead and "
+        "projects from what they cost. Writes <run.dir>/estimate.json, against which the run's summary states "
+        "the estimate's error.",
     )
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print the estimate as JSON alone, instead of the table")
     p.add_argument("--no-save", action="store_true", help="do not write <run.dir>/estimate.json")
+    p.add_argument(
+        "--pilot",
+        type=int,
+        metavar="N",
+        help="pay for N real samples (a run in <run.dir>/pilot, kept and resumable) and project the whole run from "
+        "what they measured, instead of walking the prompts",
+    )
     p.set_defaults(func=_cmd_estimate)
 
     p = sub.add_parser(

@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
@@ -33,7 +34,7 @@ from refed_dspy.clients.spec import provider_of
 from refed_dspy.config import Config
 from refed_dspy.methods import get_method
 from refed_dspy.programs.parts import acall_part
-from refed_dspy.results import Result
+from refed_dspy.results import Optional, Result
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
@@ -47,6 +48,25 @@ _CACHE_MIN, _CACHE_STEP = 1024, 128
 _CACHING_PROVIDERS = ("openai", "azure")  # cache prompt prefixes without being asked (Anthropic needs cache_control)
 _LOW, _HIGH, _REPAIRS = 0.5, 1.6, 0.10
 _WORDS = ("plan", "data", "model", "step", "river", "value", "check", "table", "light", "order", "point", "field")
+
+
+def tokenizer_of(model: str) -> str:
+    """Which tokenizer `count_tokens` uses for `model`, in words (LiteLLM's choice: a Hugging Face tokenizer for some
+    families, else tiktoken's encoding for the model, else cl100k_base as an approximation)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    import litellm
+    import tiktoken
+
+    try:
+        kind = litellm.utils.huggingface_tokenizer_kind(model)
+        if kind is not None:
+            return f"the {kind} tokenizer (Hugging Face, through LiteLLM)"
+        name = model.split("/", 1)[-1]
+        if "gpt-4o" in name:
+            return "tiktoken o200k_base"
+        return f"tiktoken {tiktoken.encoding_name_for_model(name)}"
+    except Exception:  # noqa: BLE001 - no tokenizer known for this model
+        return f"tiktoken cl100k_base, an approximation (no tokenizer is known for {model})"
 
 
 def count_tokens(model: str, text: str) -> int:
@@ -255,22 +275,41 @@ class Estimate(Result):
     batch_price_factor: float
     stages: dict[str, dict[str, Any]]
     total: dict[str, Any]
+    adapter: dict[str, str] | None = Optional("The output format the prompts were built with, and why.")
+    tokenizer: str | None = Optional("What counted the prompts' tokens.")
+    pilot: dict[str, Any] | None = Optional(
+        "`--pilot N`: the real run the figures are projected from (its dir, samples, calls and cost)."
+    )
 
 
-def estimate(config: Config, references: list[Reference] | None = None, walk_refs: int = 4) -> Estimate:
-    """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called."""
-
+def estimate(
+    config: Config,
+    references: list[Reference] | None = None,
+    walk_refs: int = 4,
+    say: Callable[[str], None] | None = None,
+) -> Estimate:
+    """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called. `say`
+    hears what it is doing, step by step (the CLI prints it on stderr)."""
+    say = say or (lambda _line: None)
     if references is None:
+        say(f"reading the seeds ({config.seeds.source})")
         references, _ = read_references(
             config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
         )
     model = config.teacher.model
+    tokenizer = tokenizer_of(model)
+    adapter = build_adapter(config.teacher).choice.as_dict()
     sample_refs = references[: max(walk_refs, 1) * 4]
+    say(f"counting the tokens of {len(sample_refs)} references with {tokenizer}")
     lengths = Lengths(
         response=round(fmean(count_tokens(model, r.response) for r in sample_refs)),
         instruction=round(fmean(count_tokens(model, r.instruction) for r in sample_refs)),
     )
     tally = Tally()
+    say(
+        f"walking {min(walk_refs, len(references))} references through the {config.synthesis.method} prompts "
+        f"({adapter['mode']} outputs; no LM is called)"
+    )
     _walk(config, references, lengths, tally, min(walk_refs, len(references)))
     counts = work_counts(config, len(references))
     walked = {
@@ -316,8 +355,17 @@ def estimate(config: Config, references: list[Reference] | None = None, walk_ref
             "batch_price_factor": factor,
             "stages": {k: _rounded(v) for k, v in stages.items()},
             "total": _rounded(total),
+            "adapter": adapter,
+            "tokenizer": tokenizer,
         }
     )
+
+
+def priced(row: dict[str, Any], price: Any, factor: float) -> dict[str, Any]:
+    """A stage's (or the total's) calls and tokens with their cost, online and batch, and its range; rounded."""
+    out = dict(row)
+    _cost(out, price, factor)
+    return _rounded(out)
 
 
 def _cost(row: dict[str, Any], price: Any, factor: float) -> None:
@@ -351,9 +399,22 @@ def format_estimate(e: Estimate) -> str:
     def money(v: float | None) -> str:
         return "unknown" if v is None else f"${v:,.4f}"
 
+    pilot = e.get("pilot")
+    basis = (
+        f"projected from a pilot run of {pilot['samples']} samples ({pilot['calls']} calls, "
+        f"{money(pilot['cost_usd'])}, in {pilot['dir']})"
+        if pilot
+        else f"references average {e['lengths']['instruction']} instruction and {e['lengths']['response']} "
+        "response tokens"
+    )
     lines = [
-        f"estimate for {e['size']} samples ({e['method']}, teacher {e['model']}, {e['references']} references; "
-        f"references average {e['lengths']['instruction']} instruction and {e['lengths']['response']} response tokens)",
+        f"estimate for {e['size']} samples ({e['method']}, teacher {e['model']}, {e['references']} references; {basis})",
+    ]
+    if e.get("adapter"):
+        a = e["adapter"]
+        counted = f"; tokens counted with {e['tokenizer']}" if e.get("tokenizer") and not pilot else ""
+        lines.append(f"  assumed: {a['mode']} outputs (schema dialect {a['dialect']}: {a['reason']}){counted}")
+    lines += [
         f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}{'online':>12}{'batch':>12}",
     ]
     for name, row in [*e["stages"].items(), ("total", e["total"])]:
@@ -362,7 +423,9 @@ def format_estimate(e: Estimate) -> str:
             f"{money(row['cost_usd']):>12}{money(row.get('batch_cost_usd')):>12}"
         )
     t = e["total"]
-    if t["cost_usd"] is not None:
+    if t["cost_usd"] is not None and pilot:
+        lines.append(f"  (measured on {pilot['samples']} samples: a larger pilot narrows the projection's error)")
+    elif t["cost_usd"] is not None:
         lines.append(
             f"  range: online {money(t['cost_low_usd'])} to {money(t['cost_high_usd'])}, batch "
             f"{money(t['batch_cost_low_usd'])} to {money(t['batch_cost_high_usd'])} (replies 0.5x to 1.6x as "

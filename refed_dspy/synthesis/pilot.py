@@ -1,0 +1,115 @@
+"""`refed estimate --pilot N`: pay for N real samples, then project the whole run from what they measured.
+
+The pilot is a real run of the config with `synthesis.size = N`, in `<run.dir>/pilot` (resumable like any run,
+and kept: its samples were paid for), on the references nearest the mean length first (`typical_first`). Per stage, its calls and tokens are scaled: the feedback stage by the
+references the full run will collect feedback from (one per unit it needs, at most every reference), every
+other stage by samples (the pilot's calls per kept sample already include its rejects, repairs and dedup drops).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.clients.lm import price_of
+from refed_dspy.config import Config
+from refed_dspy.errors import ConfigError, FinishedShort
+from refed_dspy.methods import get_method
+from refed_dspy.store.ownership import claim
+from refed_dspy.store.records import Reference
+from refed_dspy.store.seeds import read_references
+from refed_dspy.synthesis.api import synthesize
+from refed_dspy.synthesis.estimate import Estimate, priced, tokenizer_of
+from refed_dspy.synthesis.summary import RunSummary
+from refed_dspy.synthesis.units import TASK_STAGES
+
+_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "completion_tokens")
+
+
+def pilot_dir(config: Config) -> Path:
+    return Path(config.run.dir) / "pilot"
+
+
+def pilot_config(config: Config, n: int) -> Config:
+    """The config of the pilot: the same, with size `n`, in `<run.dir>/pilot`."""
+    return config.model_copy(
+        update={
+            "synthesis": config.synthesis.model_copy(update={"size": n}),
+            "run": config.run.model_copy(update={"dir": str(pilot_dir(config))}),
+        }
+    )
+
+
+def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
+    """The full run's calls, tokens and cost, scaled from a pilot's summary (pure)."""
+    samples = int(pilot["samples"])
+    if samples <= 0:
+        raise FinishedShort(f"the pilot kept no sample ({pilot['status']}): there is nothing to project from")
+    size = config.synthesis.size
+    units_per_sample = int(pilot["units"]) / samples
+    full_units = math.ceil(units_per_sample * size)
+    feedback_done = int(pilot["feedback_collected"])
+    full_feedback = min(n_refs, full_units) if feedback_done else 0
+    stages: dict[str, dict[str, Any]] = {}
+    for name, used in (pilot["usage"].get("by_stage") or {}).items():
+        scale = full_feedback / feedback_done if name == TASK_STAGES["feedback"] and feedback_done else size / samples
+        stages[name] = {f: float(used.get(f) or 0) * scale for f in _FIELDS}
+    total = {f: sum(row[f] for row in stages.values()) for f in _FIELDS}
+    price = price_of(config.teacher)
+    factor = config.teacher.batch_price_factor
+    work = get_method(config.synthesis.method).work_counts(config.synthesis, n_refs)
+    work.update(unit=full_units, feedback=full_feedback)
+    return Estimate(
+        **{
+            "model": config.teacher.model,
+            "method": config.synthesis.method,
+            "size": size,
+            "references": n_refs,
+            "work": work,
+            "lengths": {},
+            "price_known": price is not None,
+            "batch_price_factor": factor,
+            "stages": {name: priced(row, price, factor) for name, row in stages.items()},
+            "total": priced(total, price, factor),
+            "adapter": pilot.get("adapter"),
+            "tokenizer": tokenizer_of(config.teacher.model),
+            "pilot": {
+                "dir": pilot["run_dir"],
+                "samples": samples,
+                "status": pilot["status"],
+                "calls": pilot["usage"]["calls"],
+                "cost_usd": pilot["cost_usd"],
+            },
+        }
+    )
+
+
+def pilot_estimate(
+    config: Config, n: int, references: list[Reference] | None = None, show_progress: bool = False
+) -> Estimate:
+    """Run (or resume) a pilot of `n` samples in `<run.dir>/pilot`, then project the config's whole run from it."""
+    if n <= 0:
+        raise ConfigError(f"--pilot {n}: the pilot needs at least 1 sample")
+    if n >= config.synthesis.size:
+        raise ConfigError(
+            f"--pilot {n}: a pilot as large as the run (synthesis.size = {config.synthesis.size}) is the run; "
+            "run `refed synthesize` instead"
+        )
+    if references is None:
+        references, _ = read_references(
+            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
+        )
+    # the pilot's dir is inside the run dir, which must be ours first (a run dir, or a comparison's)
+    claim(config.run.dir, "run", also=("compare",), flag="run.dir")
+    summary = synthesize(pilot_config(config, n), references=typical_first(references), show_progress=show_progress)
+    return project(config, summary, len(references))
+
+
+def typical_first(references: list[Reference]) -> list[Reference]:
+    """The references, those whose length is nearest the mean first: a pilot's few units take the first ones, and
+    a sample's prompts carry its reference, so a pilot that drew long ones would project a dearer run (pure)."""
+    sizes = [len(r.instruction) + len(r.response) for r in references]
+    mean = sum(sizes) / len(sizes) if sizes else 0.0
+    order = sorted(range(len(references)), key=lambda i: (abs(sizes[i] - mean), i))
+    return [references[i] for i in order]

@@ -1,0 +1,52 @@
+"""`refed estimate --pilot N`: a real run of N samples, projected to the config's size, against the full run."""
+
+from __future__ import annotations
+
+import json
+
+from cli_helpers import run_refed, sets
+from conftest import run_overrides
+from loopback_server import LoopbackServer, ServerConfig
+
+from refed_dspy.config import load_config
+from refed_dspy.synthesis.api import synthesize
+from refed_dspy.synthesis.pilot import pilot_estimate
+
+
+def test_a_pilot_projects_the_full_run_within_15_percent(tmp_path):
+    with LoopbackServer(ServerConfig(vocab_size=5000)) as srv:
+        over = run_overrides(srv, tmp_path / "run", 60, **{"seeds.limit": 12, "synthesis.instructions_per_feature": 3})
+        e = pilot_estimate(load_config(None, over), 12)
+        full = synthesize(load_config(None, over))
+    assert e["pilot"]["samples"] == 12 and e["pilot"]["dir"].endswith("pilot")
+    assert full["status"] == "complete" and full["samples"] == 60
+    for key in ("calls", "prompt_tokens", "completion_tokens"):
+        error = abs(e["total"][key] - full["usage"][key]) / full["usage"][key]
+        assert error <= 0.15, (key, e["total"][key], full["usage"][key])
+    cost_error = abs(e["total"]["cost_usd"] - full["cost_usd"]) / full["cost_usd"]
+    assert cost_error <= 0.15, (e["total"]["cost_usd"], full["cost_usd"])
+    # the pilot's samples are kept beside the run, which does not count them
+    assert len((tmp_path / "run" / "pilot" / "samples.jsonl").read_text().splitlines()) == 12
+
+
+def test_estimate_says_what_it_assumed_and_json_is_alone(tmp_path):
+    over = [f"run.dir='{tmp_path / 'run'}'", "synthesis.size=50"]
+    code, out, err = run_refed("estimate", *sets(over))
+    assert code == 0, err
+    assert "assumed: json_schema outputs" in out and "tokens counted with tiktoken o200k_base" in out
+    assert "estimate: walking 4 references" in err  # progress, step by step, on stderr
+    code, out, err = run_refed("estimate", "--json", "--no-save", *sets(over))
+    body = json.loads(out)  # stdout is the JSON alone
+    assert body["adapter"]["mode"] == "json_schema" and body["tokenizer"] == "tiktoken o200k_base"
+
+
+def test_pilot_errors_are_one_line(tmp_path):
+    over = [f"run.dir='{tmp_path / 'run'}'", "synthesis.size=10"]
+    for args, said in (
+        (["--pilot", "10"], "is the run"),
+        (["--pilot", "0"], "at least 1"),
+        (["--pilot", "2", "--no-save"], "--no-save"),
+    ):
+        code, out, err = run_refed("estimate", *args, *sets(over))
+        assert code == 2 and said in err and "Traceback" not in err, err
+        assert not (tmp_path / "run" / "pilot").exists()
