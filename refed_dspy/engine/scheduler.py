@@ -38,6 +38,7 @@ from refed_dspy.engine.batch import batch_figures, in_slot
 from refed_dspy.engine.budget import PRIOR_PROMPT_TOKENS
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.errors import RunDirError
+from refed_dspy.store.jsonl import DiskFull
 
 
 class Stage(Protocol):
@@ -277,7 +278,14 @@ class Engine:
         if failure is None:
             self.limit = min(float(self.limits.concurrency), self.limit + meta.slots / self.limit)
         self.abort = self.abort or self.streak.note(failure)
-        self.stage.handle(meta.kind, meta.payload, result, failure, usage)
+        try:
+            self.stage.handle(meta.kind, meta.payload, result, failure, usage)
+        except DiskFull:
+            raise  # the record is written (into the room the run dir's reserve left): the run stops
+        except RunDirError:
+            with contextlib.suppress(RunDirError):  # the record is not: what its calls paid goes to the journal
+                self._note_attempt(meta, "unwritten", usage)
+            raise
 
     def _note_attempt(self, meta: _Task, outcome: str, usage: dict[str, Any]) -> None:
         if usage.get("calls") or usage.get("failed_calls") or usage.get("cached_calls"):
@@ -306,6 +314,11 @@ class Engine:
             except asyncio.CancelledError:
                 self.interrupted = self.stopping = True
                 await self._drain()
+            except DiskFull:  # the reserve's room is there: let what is in flight finish and be written, then stop
+                self.stopping = True
+                with contextlib.suppress(RunDirError):
+                    await self._drain()
+                raise
         except (asyncio.CancelledError, KeyboardInterrupt):  # a second signal: stop now
             self.interrupted = True
             raise

@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.errors import RunDirError
+from refed_dspy.store.reserve import give_back, is_full
+
+
+class DiskFull(RunDirError):
+    """The disk filled up: the line being appended was written into the room the run dir's reserve left, and the
+    run must stop (what it still writes on the way out fits there too)."""
 
 
 class CorruptRecordError(RunDirError):
@@ -78,19 +84,34 @@ class JsonlWriter:
         return self._fd
 
     def append(self, obj: dict[str, Any]) -> None:
+        """Append one line. A full disk frees the run dir's reserve and writes the line there, then stops the run
+        (DiskFull, after the line is written); any other failure stops it with the line unwritten."""
         line = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            fd = self._open()
-            written = os.write(fd, line)
-            if written != len(line):
-                raise OSError(f"short write to {self.path}")
-            if self.fsync:
-                os.fsync(fd)
+            self._write(line)
         except OSError as err:
-            raise RunDirError(
-                f"cannot write {self.path}: {err.strerror or err}; the records written so far are kept "
-                "(fix the disk, then run the same command to resume)"
-            ) from None
+            if is_full(err) and give_back(self.path):
+                try:
+                    self._write(line)
+                except OSError:
+                    pass
+                else:
+                    raise DiskFull(self._failed(err)) from None
+            raise RunDirError(self._failed(err)) from None
+
+    def _write(self, line: bytes) -> None:
+        fd = self._open()
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write to {self.path}")
+        if self.fsync:
+            os.fsync(fd)
+
+    def _failed(self, err: OSError) -> str:
+        return (
+            f"cannot write {self.path}: {err.strerror or err}; the records written so far are kept "
+            "(fix the disk, then run the same command to resume)"
+        )
 
     def sync(self) -> None:
         """Make what was appended so far durable (fsync), for a writer that does not sync each line."""

@@ -15,6 +15,7 @@ from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.lock import holder
 from refed_dspy.store.records import ReferenceFeedback
+from refed_dspy.store.reserve import RESERVE_NAME, set_aside
 
 ON_MISMATCH = ("error", "resume", "fresh")
 OnMismatch = Literal["error", "resume", "fresh"]
@@ -107,6 +108,7 @@ class RunDir:
                 )
         write_json_atomic(self.fingerprint, fingerprint)
         write_text_atomic(self.config, config_toml)
+        set_aside(self.path)  # room for the last lines when the disk fills up (store/reserve.py)
         return existing
 
     def wipe(self) -> None:
@@ -122,6 +124,7 @@ class RunDir:
             self.judge_rejects,
             self.judge_fingerprint,
             self.judge_summary,
+            self.path / RESERVE_NAME,
         ):
             p.unlink(missing_ok=True)
         shutil.rmtree(self.cache, ignore_errors=True)

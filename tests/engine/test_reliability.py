@@ -256,6 +256,43 @@ def test_disk_full_stops_with_one_line_and_keeps_every_record(server_factory, tm
     assert len(ids) == len(set(ids)) == 20
 
 
+def test_a_full_disk_then_resume_counts_every_paid_call(server_factory, tmp_path, monkeypatch, capsys):
+    """A disk that fills up after 5 samples (every write into the run dir fails until room is made; the reserve
+    the run set aside is that room), with 16 calls in flight, then resumed: the summary's paid calls are the calls
+    the provider answered. Before the reserve, the record whose write failed and the calls cut off were in no file
+    (328 counted against 334 answered); cut off at once, calls not yet sent counted as paid (81 against 76)."""
+    import refed_dspy.store.jsonl as store
+    from refed_dspy.store.reserve import RESERVE_NAME
+
+    srv = server_factory(latency_s=0.05)
+    run = tmp_path / "run"
+    real_write = os.write
+    writes = Counter()
+
+    def full_disk(fd, data):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.endswith("samples.jsonl"):
+            writes["samples"] += 1
+        if writes["samples"] > 5 and path.startswith(str(run)) and (run / RESERVE_NAME).exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    over = run_overrides(srv, run, 30, **{"synthesis.concurrency": 16})
+    monkeypatch.setattr(store.os, "write", full_disk)
+    code = main(["synthesize", "--quiet", *sets(over)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "No space left on device" in err and len(err.splitlines()) == 1, err
+    assert not (run / RESERVE_NAME).exists()  # given back, and the lines that say what was paid went there
+    # the sample whose write hit the full disk is kept, and the work in flight finished and was written in the room
+    assert len(lines(run / "samples.jsonl")) >= 6
+    monkeypatch.setattr(store.os, "write", real_write)
+    summary = synthesize(load_config(None, over))
+    assert summary["samples"] == 30 and (run / RESERVE_NAME).exists()
+    answered = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+    u = summary["usage"]
+    assert u["calls"] == len(answered), (u["calls"], u["interrupted_calls"], len(answered))
+
+
 @pytest.mark.slow
 def test_stress_concurrency_256(server_factory, tmp_path):
     srv = server_factory(
