@@ -104,7 +104,7 @@ class Totals:
         return out
 
 
-_BILLED = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens")
+BILLED_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens")  # what a provider bills: counts
 
 
 def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], price: Price | None) -> dict[str, Any]:
@@ -113,19 +113,19 @@ def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], 
     (their work was cut off by a kill; a resume replays their answers from the cache): it is added to the stage and
     the total, and said apart under `unrecorded`. `usage` itself is not changed."""
     out = {**usage, "by_stage": {name: dict(bucket) for name, bucket in (usage.get("by_stage") or {}).items()}}
-    gap_total = dict.fromkeys(_BILLED, 0)
+    gap_total = dict.fromkeys(BILLED_FIELDS, 0)
     for name, billed in answered.items():
         bucket = out["by_stage"].setdefault(name, {**dict.fromkeys(_FIELDS, 0), "cost_usd": 0.0})
-        gap = {f: max(0, int(billed.get(f, 0)) - int(bucket.get(f) or 0)) for f in _BILLED}
+        gap = {f: max(0, int(billed.get(f, 0)) - int(bucket.get(f) or 0)) for f in BILLED_FIELDS}
         if not any(gap.values()):
             continue
         cost = price.cost(gap["prompt_tokens"], gap["completion_tokens"], gap["cached_tokens"]) if price else None
         for target in (bucket, out):
-            for f in _BILLED:
+            for f in BILLED_FIELDS:
                 target[f] = int(target.get(f) or 0) + gap[f]
             if target.get("cost_usd") is not None:
                 target["cost_usd"] = target["cost_usd"] + cost if cost is not None else None
-        for f in _BILLED:
+        for f in BILLED_FIELDS:
             gap_total[f] += gap[f]
     if any(gap_total.values()):
         cost = (

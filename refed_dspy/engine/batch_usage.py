@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from refed_dspy.clients.usage import BILLED_FIELDS
 from refed_dspy.engine.batch_store import BatchStore
-
-BILLED_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens")
 
 
 def tokens_of(api: str, body: Any) -> tuple[int, int, int]:

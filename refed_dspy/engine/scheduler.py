@@ -114,6 +114,7 @@ class Engine:
         self.starts: Counter = Counter()  # batch mode: times each piece of work was started (its custom_ids' attempt)
         self.retries: Counter = Counter()
         self.stop_reason: str | None = None
+        self.writers: list[Any] = []  # the stage's record writers (run_closing): one that finds the disk full stops it
         self.abort: Failure | None = None
         self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.interrupted = False
@@ -280,8 +281,6 @@ class Engine:
         self.abort = self.abort or self.streak.note(failure)
         try:
             self.stage.handle(meta.kind, meta.payload, result, failure, usage)
-        except DiskFull:
-            raise  # the record is written (into the room the run dir's reserve left): the run stops
         except RunDirError:
             with contextlib.suppress(RunDirError):  # the record is not: what its calls paid goes to the journal
                 self._note_attempt(meta, "unwritten", usage)
@@ -327,6 +326,13 @@ class Engine:
             if self.broker is not None:
                 await self.broker.close()
 
+    def _check_disk(self) -> None:
+        """A record writer found the disk full (and wrote into the run dir's reserve): stop, by DiskFull, once the
+        results at hand are all handled."""
+        full = next((w.full for w in self.writers if getattr(w, "full", None)), None)
+        if full is not None:
+            raise DiskFull(full)
+
     def _batch_news(self) -> bool:
         """The broker detached (every task waits on a submitted batch) or its provider refused: stop. True then."""
         broker = self.broker
@@ -343,6 +349,8 @@ class Engine:
 
     async def run_closing(self, progress: Any, writers: Any) -> None:
         """`run`, then close the stage's record writers and its progress display, whatever happened."""
+        writers = list(writers)
+        self.writers = writers
         try:
             await self.run()
         finally:
@@ -364,6 +372,7 @@ class Engine:
                     self._handle(task, self._finished(task))
             if self.on_progress is not None:
                 self.on_progress()
+            self._check_disk()
             if self.abort is not None or self._batch_news():
                 return
 

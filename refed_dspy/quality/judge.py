@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,6 +118,8 @@ class JudgeRun(StageBase):
         if on_mismatch == "fresh":
             for p in (rd.judgments, rd.judge_rejects, rd.judge_summary):
                 p.unlink(missing_ok=True)
+            # batch mode's record of the judging deleted with it: its answers would be billed to the new judging
+            shutil.rmtree(rd.path / "judge_batches", ignore_errors=True)
         elif rd.judge_fingerprint.exists():
             try:
                 old = json.loads(rd.judge_fingerprint.read_text())

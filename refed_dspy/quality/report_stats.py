@@ -127,7 +127,9 @@ def cost_note(by_stage: dict[str, dict[str, Any]]) -> str | None:
     costs = [row.get("cost_usd") for row in rows]
     if all(cost is None for cost in costs):
         return "Cost unknown: the models have no price (set the *_usd_per_mtok prices in the config)."
-    if all(not cost for cost in costs):
+    if any(cost is None for cost in costs) and all(not cost for cost in costs):
+        return "Cost unknown for some stages (a model with no price), and nothing paid for the rest."
+    if all(cost == 0 for cost in costs):
         calls = sum(row["calls"] for row in rows)
         return f"Nothing was paid: all {calls} calls were priced at $0 (a local model, or prices set to 0)."
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -13,8 +14,8 @@ from refed_dspy.store.reserve import give_back, is_full
 
 
 class DiskFull(RunDirError):
-    """The disk filled up: the line being appended was written into the room the run dir's reserve left, and the
-    run must stop (what it still writes on the way out fits there too)."""
+    """The disk filled up: the lines were written into the room the run dir's reserve left, and the run stops
+    (what it still writes on the way out fits there too)."""
 
 
 class CorruptRecordError(RunDirError):
@@ -76,6 +77,7 @@ class JsonlWriter:
     def __init__(self, path: str | Path, fsync: bool = False):
         self.path = Path(path)
         self.fsync = fsync
+        self.full: str | None = None  # set when the disk filled up (what to say); the line was written all the same
         self._fd: int | None = None
 
     def _open(self) -> int:
@@ -84,8 +86,9 @@ class JsonlWriter:
         return self._fd
 
     def append(self, obj: dict[str, Any]) -> None:
-        """Append one line. A full disk frees the run dir's reserve and writes the line there, then stops the run
-        (DiskFull, after the line is written); any other failure stops it with the line unwritten."""
+        """Append one line. A full disk frees the run dir's reserve and writes the line there, then marks this
+        writer `full` (the engine stops the run once the work at hand is written); any other failure raises
+        RunDirError with the line unwritten."""
         line = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             self._write(line)
@@ -96,16 +99,28 @@ class JsonlWriter:
                 except OSError:
                     pass
                 else:
-                    raise DiskFull(self._failed(err)) from None
+                    self.full = self.full or self._failed(err)
+                    return
             raise RunDirError(self._failed(err)) from None
 
     def _write(self, line: bytes) -> None:
+        """Write `line` whole (a short write goes on with the rest, so a full disk shows as ENOSPC); on any failure
+        the file is cut back to where the line began, so a retry never leaves half a line or the line twice."""
         fd = self._open()
-        written = os.write(fd, line)
-        if written != len(line):
-            raise OSError(f"short write to {self.path}")
-        if self.fsync:
-            os.fsync(fd)
+        start = os.fstat(fd).st_size  # one writer per run dir: the end of the file is where this line goes
+        try:
+            done = 0
+            while done < len(line):
+                n = os.write(fd, line[done:])
+                if n <= 0:
+                    raise OSError(f"short write to {self.path}")
+                done += n
+            if self.fsync:
+                os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
 
     def _failed(self, err: OSError) -> str:
         return (

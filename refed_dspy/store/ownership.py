@@ -111,9 +111,10 @@ def is_empty(path: str | Path) -> bool:
 
 
 def marked_kind(path: str | Path) -> str | None:
-    """The kind `.refed-dir` in `path` names, or None when there is no marker."""
+    """The kind `.refed-dir` in `path` names, or None when there is no marker (or an empty one: a kill or a full
+    disk between its creation and its write; the directory is then judged as one without a marker)."""
     try:
-        return (Path(path) / MARKER).read_text(encoding="utf-8").strip() or "?"
+        return (Path(path) / MARKER).read_text(encoding="utf-8").strip() or None
     except (OSError, ValueError):
         return None
 
@@ -189,7 +190,10 @@ def claim(
         given.mkdir(parents=True, exist_ok=True)
         fd = os.open(given / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        found = marked_kind(given)  # another command took it between the check and now
+        found = marked_kind(given)  # another command took it between the check and now, or an empty marker
+        if found is None:  # empty (cut off between its creation and its write): what `check` allowed, now said
+            (given / MARKER).write_text(f"{adopted or kind}\n", encoding="utf-8")
+            return given
         if found not in (kind, *also):
             raise RunDirError(f"{flag} {path} is {_describe(found or '?')}, not {_describe(kind)}") from None
         return given

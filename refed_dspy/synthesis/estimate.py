@@ -15,6 +15,7 @@ covers replies half as long to 1.6x as long, 10% of calls repaired, and (at the 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -50,34 +51,43 @@ _LOW, _HIGH, _REPAIRS = 0.5, 1.6, 0.10
 _WORDS = ("plan", "data", "model", "step", "river", "value", "check", "table", "light", "order", "point", "field")
 
 
-def tokenizer_of(model: str) -> str:
-    """Which tokenizer `count_tokens` uses for `model`, in words (LiteLLM's choice: a Hugging Face tokenizer for some
-    families, else tiktoken's encoding for the model, else cl100k_base as an approximation)."""
+@functools.lru_cache(maxsize=32)
+def _tokenizer(model: str) -> tuple[str, Callable[[str], int]]:
+    """What counts `model`'s tokens, in words, and the count: LiteLLM's Hugging Face tokenizer for the families it
+    has one for, else tiktoken's encoding for the model (o200k_base for GPT-4o), else cl100k_base as an
+    approximation. The provider prefix ("openai/") is not part of the model's name here."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
     import litellm
+    import litellm.litellm_core_utils.default_encoding  # noqa: F401 - tiktoken reads the files LiteLLM ships
     import tiktoken
 
+    bare = model.split("/", 1)[-1]
+    kind = litellm.utils.huggingface_tokenizer_kind(bare)
+    if kind is not None:
+        return (
+            f"the {kind} tokenizer (Hugging Face, through LiteLLM)",
+            lambda text: int(litellm.token_counter(model=bare, text=text)),
+        )
     try:
-        kind = litellm.utils.huggingface_tokenizer_kind(model)
-        if kind is not None:
-            return f"the {kind} tokenizer (Hugging Face, through LiteLLM)"
-        name = model.split("/", 1)[-1]
-        if "gpt-4o" in name:
-            return "tiktoken o200k_base"
-        return f"tiktoken {tiktoken.encoding_name_for_model(name)}"
-    except Exception:  # noqa: BLE001 - no tokenizer known for this model
-        return f"tiktoken cl100k_base, an approximation (no tokenizer is known for {model})"
+        name, label = ("o200k_base" if "gpt-4o" in bare else tiktoken.encoding_name_for_model(bare)), ""
+    except KeyError:
+        name, label = "cl100k_base", f", an approximation (no tokenizer is known for {model})"
+    try:
+        encoding = tiktoken.get_encoding(name)
+    except Exception:  # noqa: BLE001 - an encoding LiteLLM does not ship, and no network to fetch it
+        name, label = "cl100k_base", f", an approximation ({name} is not on this machine)"
+        encoding = tiktoken.get_encoding(name)
+    return f"tiktoken {name}{label}", lambda text: len(encoding.encode(text, disallowed_special=()))
+
+
+def tokenizer_of(model: str) -> str:
+    """Which tokenizer `count_tokens` uses for `model`, in words."""
+    return _tokenizer(model)[0]
 
 
 def count_tokens(model: str, text: str) -> int:
-    """Tokens of `text` for `model` (LiteLLM's tokenizers: tiktoken's files ship with it; unknown models: cl100k)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-    import litellm
-
-    try:
-        return int(litellm.token_counter(model=model, text=text))
-    except Exception:  # noqa: BLE001 - a model LiteLLM cannot map: GPT-4's tokenizer
-        return int(litellm.token_counter(model="gpt-4o-mini", text=text))
+    """Tokens of `text` for `model`, counted as `tokenizer_of` says."""
+    return _tokenizer(model)[1](text)
 
 
 _variant = itertools.count()

@@ -14,7 +14,7 @@ from typing import Any
 
 from refed_dspy.clients.lm import price_of
 from refed_dspy.config import Config
-from refed_dspy.errors import ConfigError, FinishedShort
+from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
 from refed_dspy.methods import get_method
 from refed_dspy.store.ownership import claim
 from refed_dspy.store.records import Reference
@@ -102,7 +102,16 @@ def pilot_estimate(
         )
     # the pilot's dir is inside the run dir, which must be ours first (a run dir, or a comparison's)
     claim(config.run.dir, "run", also=("compare",), flag="run.dir")
-    summary = synthesize(pilot_config(config, n), references=typical_first(references), show_progress=show_progress)
+    pilot = pilot_config(config, n)
+    try:
+        summary = synthesize(pilot, references=typical_first(references), show_progress=show_progress)
+    except RunDirError as err:
+        if "different config" not in str(err):
+            raise
+        raise RunDirError(
+            f"the pilot in {pilot.run.dir} was made by a different config; delete that folder to pay for a new "
+            f"pilot ({str(err).split('(', 1)[-1].split(')', 1)[0]})"
+        ) from None
     return project(config, summary, len(references))
 
 

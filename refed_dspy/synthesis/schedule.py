@@ -50,6 +50,7 @@ class Schedule:
         self.parked: dict[str, list[Unit]] = {}  # units waiting for their reference's feedback, by reference id
         self.n_parked = 0
         self.held_unit: Unit | None = None
+        self.unusable: set[tuple[int, str]] = set()  # (reference, feature) pairs no pass can give a unit for
         self.engine: Engine | None = None
 
     def restore(self, state: ResumeState) -> None:
@@ -114,20 +115,19 @@ class Schedule:
         if self.held_unit is not None:
             unit, self.held_unit = self.held_unit, None
             return unit
-        unusable = 0  # units in a row skipped because their reference cannot give them (not because they are done)
         per_pass = len(self.refs) * len(self.method.features)
-        while unusable <= per_pass:  # a whole pass of them: no reference can give any unit, whatever the size
+        while len(self.unusable) < per_pass:  # some reference can still give some unit
             unit = self.upcoming.popleft() if self.upcoming else next(self.units, None)
             if unit is None:
                 return None
             ref = self.refs[unit.ref_index]
-            if unit.id(ref) in self.done_units:
+            if (unit.ref_index, unit.feature) in self.unusable or unit.id(ref) in self.done_units:
                 continue
             fb = self.feedback.get(ref.id)
             if ref.id in self.feedback_failed or (
                 fb is not None and self.method.feature_description(unit.feature, fb) is None
             ):
-                unusable += 1  # its feedback failed, or the reference has no such feature
+                self.unusable.add((unit.ref_index, unit.feature))  # for good: its feedback failed, or no such feature
                 continue
             return unit
         return None

@@ -32,3 +32,10 @@ def test_cost_note_says_free_unknown_or_nothing():
     assert cost_note({"generate": {"calls": 3, "cost_usd": None}}).startswith("Cost unknown")
     assert cost_note({"generate": {"calls": 3, "cost_usd": 0.01}, "improve": {"calls": 1, "cost_usd": 0.0}}) is None
     assert cost_note({}) is None
+
+
+def test_a_free_stage_beside_an_unpriced_one_is_not_called_free():
+    from refed_dspy.quality.report_stats import cost_note
+
+    note = cost_note({"generate": {"calls": 4, "cost_usd": 0.0}, "judge": {"calls": 4, "cost_usd": None}})
+    assert note is not None and "unknown for some stages" in note and "Nothing was paid" not in note

@@ -134,3 +134,16 @@ def test_an_export_lock_leaves_no_file_and_the_next_holder_locks_the_file_there_
             DirLock(out, "third").acquire()
     finally:
         second.release()
+
+
+def test_an_empty_marker_left_by_a_kill_does_not_lock_the_directory_out(tmp_path):
+    """A kill (or a full disk) between the marker's creation and its write leaves it empty: the directory is judged
+    by what it holds, and the next claim writes the marker."""
+    from refed_dspy.store.ownership import MARKER, claim, marked_kind
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / MARKER).write_text("")
+    assert marked_kind(d) is None
+    claim(d, "run", flag="run.dir")
+    assert marked_kind(d) == "run"

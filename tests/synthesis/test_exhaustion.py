@@ -52,3 +52,23 @@ def test_an_impossible_size_stops_as_exhausted_under_a_call_bound(tmp_path):
     assert len(calls) < 400, len(calls)
     print(f"stopped after {len(calls)} calls, {summary['samples']} samples")
     assert summary["rejects"].get("duplicate", 0) + summary["rejects"].get("near_duplicate", 0) >= 100
+
+
+def test_a_resumed_run_with_a_failed_reference_still_finds_the_units_left():
+    """Units done in earlier passes say nothing of later ones: with one reference's feedback failed and the other's
+    first 3 passes done, the next unit is the other's 4th pass, not the end of the run."""
+    from types import SimpleNamespace
+
+    from refed_dspy.methods import get_method
+    from refed_dspy.store.records import Reference
+    from refed_dspy.synthesis.schedule import Schedule
+    from refed_dspy.synthesis.units import unit_order
+
+    method = get_method("no_feedback")
+    refs = [Reference(id=f"r{i}", instruction=f"task {i}", response=f"answer {i}", source="t") for i in range(2)]
+    syn = SimpleNamespace(size=100, instructions_per_feature=2, reflection="both")
+    schedule = Schedule(method, syn, refs, concurrency=2, dedup_threshold=0.7)
+    schedule.feedback_failed.add("r1")
+    schedule.done_units = {u.id(refs[0]) for u in unit_order(2, method.features, 3) if u.ref_index == 0}
+    nxt = schedule._next_unit()
+    assert nxt is not None and (nxt.ref_index, nxt.pass_no) == (0, 3)

@@ -50,3 +50,11 @@ def test_pilot_errors_are_one_line(tmp_path):
         code, out, err = run_refed("estimate", *args, *sets(over))
         assert code == 2 and said in err and "Traceback" not in err, err
         assert not (tmp_path / "run" / "pilot").exists()
+
+
+def test_a_pilot_of_another_config_says_what_to_do(tmp_path):
+    with LoopbackServer(ServerConfig()) as srv:
+        over = run_overrides(srv, tmp_path / "run", 40, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 2})
+        pilot_estimate(load_config(None, over), 4)
+        code, out, err = run_refed("estimate", "--pilot", "4", *sets([*over, "teacher.temperature=0.3"]))
+    assert code == 2 and "delete that folder" in err and "teacher.temperature" in err and "--fresh" not in err, err
