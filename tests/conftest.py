@@ -36,7 +36,7 @@ def server_factory(tmp_path):
     def start(**kwargs) -> LoopbackServer:
         kwargs.setdefault("log_path", str(tmp_path / f"server{len(started)}.jsonl"))
         # two providers never answer with the same words: with one seed, a judge server's rationale could be the
-        # very text a teacher server wrote, a copy of the judge's input that the degenerate check rejects
+        # very text a teacher server wrote (a copy of the judge's input, which no real judge would answer)
         kwargs.setdefault("seed", len(started))
         srv = LoopbackServer(ServerConfig(**kwargs)).__enter__()
         started.append(srv)
