@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import ROOT, Server, save, table
+from harness import ROOT, Server, save, synth_overrides, table
 
 sys.path.insert(0, str(ROOT))
 
@@ -27,15 +27,7 @@ KEYS = ("calls", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
 def overrides(api_base: str, run: Path, size: int, method: str) -> list[str]:
-    return [
-        f"teacher.api_base='{api_base}'",
-        "teacher.api_key_env=''",
-        f"run.dir='{run}'",
-        f"synthesis.size={size}",
-        f"synthesis.method='{method}'",
-        "synthesis.concurrency=32",
-        "run.progress=false",
-    ]
+    return synth_overrides(api_base, run, size, 32, method=method)
 
 
 def errors(projected: dict, measured: dict) -> dict[str, str]:

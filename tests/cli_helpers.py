@@ -47,3 +47,20 @@ def sets(overrides: list[str]) -> list[str]:
 def lines(path: Path) -> list[dict]:
     """The records of a JSONL file ([] when it does not exist)."""
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+_HOLD = (
+    "import sys, time\n"
+    "from refed_dspy.store.lock import DirLock\n"
+    "with DirLock(sys.argv[1], 'refed synthesize'):\n"
+    "    print('held', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def lock_holder(path: Path | str) -> subprocess.Popen:
+    """Another process holding `path`'s lock as `refed synthesize` would (it says `held` once it has it); the
+    caller kills it."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from cli_helpers import refed, sets
@@ -227,6 +228,23 @@ def test_bad_seed_files_are_one_line_exit_2(tmp_path, capsys, name, data, expect
     assert not (tmp_path / "run" / "samples.jsonl").exists()
 
 
+def full_disk_after(samples: int, full: Callable[[str], bool]):
+    """An os.write for a disk that fills up once `samples` sample lines are written: from then on a write to a path
+    for which `full(path)` holds fails with ENOSPC."""
+    real_write = os.write
+    written = Counter()
+
+    def write(fd, data):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.endswith("samples.jsonl"):
+            written["samples"] += 1
+        if written["samples"] > samples and full(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    return write
+
+
 def test_disk_full_stops_with_one_line_and_keeps_every_record(server_factory, tmp_path, monkeypatch, capsys):
     """ENOSPC on the 6th sample write: exit 2, one line, the 5 samples already written intact; resumable."""
     import refed_dspy.store.jsonl as store
@@ -234,17 +252,7 @@ def test_disk_full_stops_with_one_line_and_keeps_every_record(server_factory, tm
     srv = server_factory()
     run = tmp_path / "run"
     real_write = os.write
-    writes = Counter()
-
-    def full_disk(fd, data):
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if path.endswith("samples.jsonl"):
-            writes["samples"] += 1
-            if writes["samples"] > 5:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(store.os, "write", full_disk)
+    monkeypatch.setattr(store.os, "write", full_disk_after(5, lambda path: path.endswith("samples.jsonl")))
     code = main(["synthesize", "--quiet", *sets(run_overrides(srv, run, 20))])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "No space left on device" in err and len(err.splitlines()) == 1, err
@@ -267,15 +275,7 @@ def test_a_full_disk_then_resume_counts_every_paid_call(server_factory, tmp_path
     srv = server_factory(latency_s=0.05)
     run = tmp_path / "run"
     real_write = os.write
-    writes = Counter()
-
-    def full_disk(fd, data):
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if path.endswith("samples.jsonl"):
-            writes["samples"] += 1
-        if writes["samples"] > 5 and path.startswith(str(run)) and (run / RESERVE_NAME).exists():
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
+    full_disk = full_disk_after(5, lambda path: path.startswith(str(run)) and (run / RESERVE_NAME).exists())
 
     over = run_overrides(srv, run, 30, **{"synthesis.concurrency": 16})
     monkeypatch.setattr(store.os, "write", full_disk)

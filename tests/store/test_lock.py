@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import lock_holder
 
 from refed_dspy.store import lock
 from refed_dspy.store.lock import LOCK_NAME, holder
-
-HOLD = (
-    "import sys, time\n"
-    "from refed_dspy.store.lock import DirLock\n"
-    "with DirLock(sys.argv[1], 'refed synthesize'):\n"
-    "    print('held', flush=True)\n"
-    "    time.sleep(120)\n"
-)
 
 
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the kernel's lock table is Linux's")
@@ -27,9 +18,8 @@ def test_holder_names_pid_and_host_without_taking_the_lock(tmp_path, monkeypatch
     def no_flock(*args):
         raise AssertionError("a reader took the lock")
 
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    proc = lock_holder(tmp_path)
     try:
-        assert proc.stdout.readline().strip() == "held"
         monkeypatch.setattr(lock.fcntl, "flock", no_flock)
         who = holder(tmp_path)
         assert who is not None and who["pid"] == proc.pid and who["host"] == socket.gethostname()
