@@ -6,7 +6,7 @@ from statistics import fmean
 
 import dspy
 
-from refed_dspy.clients.lm import stage
+from refed_dspy.clients.calls import stage
 from refed_dspy.gather import gather_settled
 from refed_dspy.signatures.judge import CompareResponses, pointwise_signature, rubric_text
 

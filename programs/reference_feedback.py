@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.clients.lm import stage
+from refed_dspy.clients.calls import stage
 from refed_dspy.gather import gather_settled
 from refed_dspy.signatures import CritiqueResponse, DescribeInstruction
 from refed_dspy.store.records import Reference

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.clients.lm import stage
+from refed_dspy.clients.calls import stage
 from refed_dspy.signatures import ReflectInstruction, ReflectResponse
 
 REFLECTIONS = ("instruction", "response", "both")

@@ -6,7 +6,7 @@ import functools
 
 import dspy
 
-from refed_dspy.clients.lm import stage
+from refed_dspy.clients.calls import stage
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.gather import gather_kept
 from refed_dspy.signatures import SynthesizeInstructions

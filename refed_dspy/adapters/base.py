@@ -21,7 +21,7 @@ from dspy.utils.exceptions import AdapterParseError
 from pydantic import ValidationError
 
 from refed_dspy.adapters.contract import ContractError, check_outputs, describe_validation_error, display_signature
-from refed_dspy.clients.lm import CallTag, tag_call
+from refed_dspy.clients.calls import CallTag, tag_call
 
 _MAX_ENTRIES = 256
 _ECHO_CHARS = 8000  # of a bad reply, shown back to the LM in a repair turn

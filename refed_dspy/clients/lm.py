@@ -1,25 +1,17 @@
-"""LMs by role, built from config, and per-call accounting.
+"""LMs by role, built from config (`build_lm`), and their prices.
 
-`RefedLM` is a `dspy.LM` that, instead of growing an in-memory history, hands one compact
-`CallInfo` per completed call (cache hits included) to the collector of the current asyncio
-task. It also turns a reply cut off by max_tokens, or stopped by a content filter, into an
-exception right away, so DSPy does not pay for a JSONAdapter retry of a reply that cannot parse.
+`RefedLM` is DSPy's LM behind refed's call boundary (refed_dspy.clients.boundary).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import contextvars
 import logging
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from typing import Any
 
 import dspy
-from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
+from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.pricing import Price, resolve_price
@@ -32,220 +24,8 @@ log = logging.getLogger(__name__)
 CLIENT_MAX_CONNECTIONS = 100
 
 
-class LMOutputError(Exception):
-    """The provider ended a reply in a way that makes it unusable; `raw` is the text it did return."""
-
-    def __init__(self, message: str, raw: str | None = None):
-        super().__init__(message)
-        self.raw = raw
-
-
-class OutputTruncated(LMOutputError):
-    """The provider stopped the reply at max_tokens (finish_reason 'length')."""
-
-
-class OutputRefused(LMOutputError):
-    """The provider refused or filtered the reply (finish_reason 'content_filter')."""
-
-
-@dataclass
-class CallInfo:
-    """One completed LM call, as the accounting sees it."""
-
-    stage: str
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cache_hit: bool = False
-    finish_reason: str | None = None
-    seconds: float = 0.0  # from the request to the parsed-out reply (a cache hit: the cache read)
-    repair: bool = False  # a repair call: the same ask again, with the last reply's error shown
-    parse_error: bool = False  # the reply broke its format or contract (the adapter says so after parsing)
-    error: str | None = None  # the request failed (429, 5xx, timeout, reset): no reply, no tokens
-    interrupted: bool = False  # in flight when its work was cancelled: perhaps answered and billed, never read
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class CallTag:
-    """What an adapter knows about the call it is about to make, and the CallInfo the LM made of it."""
-
-    repair: bool = False
-    info: CallInfo | None = None
-
-
-_calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_calls", default=None)
-_stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
-_tag: contextvars.ContextVar[CallTag | None] = contextvars.ContextVar("refed_call_tag", default=None)
-_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("refed_call_started", default=None)
-
-
-@contextlib.contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Tag the LM calls made inside this block with a stage name (feedback, synthesize, ...)."""
-    token = _stage.set(name)
-    try:
-        yield
-    finally:
-        _stage.reset(token)
-
-
-def current_stage() -> str:
-    """The stage name the LM calls made here are tagged with (see `stage`)."""
-    return _stage.get()
-
-
-@contextlib.contextmanager
-def collect_calls(into: list[CallInfo] | None = None) -> Iterator[list[CallInfo]]:
-    """Collect the CallInfo of every LM call made in this block (in this task/context), into `into` when given
-    (the owner of a piece of work keeps that list, so what a cancelled piece of work paid is not lost)."""
-    calls = into if into is not None else []
-    token = _calls.set(calls)
-    try:
-        yield calls
-    finally:
-        _calls.reset(token)
-
-
-@contextlib.contextmanager
-def tag_call(repair: bool = False) -> Iterator[CallTag]:
-    """Tag the one LM call made inside this block (an adapter's call); the tag then holds its CallInfo."""
-    tag = CallTag(repair=repair)
-    token = _tag.set(tag)
-    try:
-        yield tag
-    finally:
-        _tag.reset(token)
-
-
-def _first_text(outputs: Any) -> str | None:
-    first = outputs[0] if isinstance(outputs, list) and outputs else None
-    if isinstance(first, dict):
-        first = first.get("text")
-    return first if isinstance(first, str) else None
-
-
-def _finish_reason(response: Any) -> str | None:
-    if response is None:
-        return None
-    reason = getattr(response, "finish_reason", None)
-    if reason is not None:
-        return str(reason)
-    choices = getattr(response, "choices", None) or (response.get("choices") if isinstance(response, dict) else None)
-    if choices:
-        first = choices[0]
-        return first.get("finish_reason") if isinstance(first, dict) else getattr(first, "finish_reason", None)
-    return None
-
-
-class RefedLM(dspy.LM):
-    """dspy.LM that reports each call to the current collector and keeps no history.
-
-    With a `budget` (a CallBudget) attached, every call is reserved first and recorded after, under
-    `role` at `price`; the budget refuses a call that could break it. Copies share the budget.
-    """
-
-    budget: Any = None
-    role: str = "lm"
-    price: Price | None = None
-    endpoint_spread: Any = None  # several endpoints: their EndpointSpread (calls and failures per endpoint)
-
-    def attach_budget(self, budget: Any, role: str, price: Price | None) -> RefedLM:
-        """Guard this LM (and its copies) with `budget`; returns self."""
-        self.budget, self.role, self.price = budget, role, price
-        return self
-
-    def __call__(self, *args: Any, **kwargs: Any):
-        started = _started.set(time.monotonic())
-        try:
-            if self.budget is None:
-                return super().__call__(*args, **kwargs)
-            self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
-            try:
-                return super().__call__(*args, **kwargs)
-            finally:
-                self.budget.release()
-        except LMError as err:
-            self._note_failure(err)
-            raise
-        finally:
-            _started.reset(started)
-
-    async def acall(self, *args: Any, **kwargs: Any):
-        started = _started.set(time.monotonic())
-        try:
-            if self.budget is None:
-                return await super().acall(*args, **kwargs)
-            self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
-            try:
-                return await super().acall(*args, **kwargs)
-            finally:
-                self.budget.release()
-        except asyncio.CancelledError as err:
-            calls = _calls.get()
-            if calls is not None and not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
-                calls.append(CallInfo(stage=_stage.get(), model=self.model, interrupted=True))
-            raise
-        except LMError as err:
-            self._note_failure(err)
-            raise
-        finally:
-            _started.reset(started)
-
-    def _note_failure(self, err: LMError) -> None:
-        """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
-        what the provider saw; one that never left the client (a setting it cannot send) does not."""
-        calls = _calls.get()
-        if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
-            started = _started.get()
-            calls.append(
-                CallInfo(
-                    stage=_stage.get(),
-                    model=self.model,
-                    error=type(err).__name__,
-                    seconds=round(time.monotonic() - started, 4) if started is not None else 0.0,
-                )
-            )
-
-    def update_history(self, entry: dict[str, Any]) -> None:
-        usage = entry.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
-        response = entry.get("response")
-        if isinstance(response, tuple):
-            response = response[0] if response else None
-        finish = _finish_reason(response)
-        started = _started.get()
-        tag = _tag.get()
-        info = CallInfo(
-            stage=_stage.get(),
-            model=self.model,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int((details or {}).get("cached_tokens") or 0),
-            cache_hit=not usage,
-            finish_reason=finish,
-            seconds=round(time.monotonic() - started, 4) if started is not None else 0.0,
-            repair=tag is not None and tag.repair,
-        )
-        if tag is not None:
-            tag.info = info
-        calls = _calls.get()
-        if calls is not None:
-            calls.append(info)
-        if self.budget is not None:
-            self.budget.record(
-                self.role, self.price, info.prompt_tokens, info.completion_tokens, info.cached_tokens, info.cache_hit
-            )
-        if finish == "length":
-            raise OutputTruncated(
-                f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)",
-                _first_text(entry.get("outputs")),
-            )
-        if finish == "content_filter":
-            raise OutputRefused("reply stopped by the provider's content filter", _first_text(entry.get("outputs")))
+class RefedLM(CallBoundary, dspy.LM):
+    """The dspy.LM that build_lm makes: DSPy's LM behind refed's call boundary."""
 
 
 def _wide_engines(

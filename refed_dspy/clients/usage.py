@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from refed_dspy.clients.lm import CallInfo
+from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.pricing import Price
 
 _FIELDS = (

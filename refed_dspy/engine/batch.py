@@ -29,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from refed_dspy.clients.calls import current_stage
 from refed_dspy.clients.keys import check_key
-from refed_dspy.clients.lm import build_lm, current_stage
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.engine.batch_api import BatchAPIError, BatchView, _Client, client_for_spec
 from refed_dspy.engine.batch_store import BatchEntry, BatchStore, StoredResult
 

@@ -21,7 +21,7 @@ from dspy.utils.exceptions import (
 from pydantic import ValidationError
 
 from refed_dspy.adapters import describe_parse_error
-from refed_dspy.clients.lm import LMOutputError, OutputRefused, OutputTruncated
+from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
 

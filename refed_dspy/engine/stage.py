@@ -19,7 +19,8 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
-from refed_dspy.clients.lm import collect_calls, price_of, stage
+from refed_dspy.clients.calls import collect_calls, stage
+from refed_dspy.clients.lm import price_of
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.usage import with_unrecorded

@@ -30,7 +30,8 @@ from pydantic import Field
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
-from refed_dspy.clients.lm import CallTag, current_stage, price_of, stage
+from refed_dspy.clients.calls import CallTag, current_stage, stage
+from refed_dspy.clients.lm import price_of
 from refed_dspy.clients.spec import provider_of
 from refed_dspy.config import Config
 from refed_dspy.methods import get_method

@@ -22,7 +22,7 @@ from refed_dspy.adapters import (
     schema_for,
 )
 from refed_dspy.adapters.contract import field_bounds
-from refed_dspy.clients.lm import collect_calls
+from refed_dspy.clients.calls import collect_calls
 from refed_dspy.clients.usage import usage_of
 from refed_dspy.config import LMSpec, load_config
 from refed_dspy.programs import PointwiseJudge
@@ -191,7 +191,7 @@ def test_openai_dialect_reaches_the_wire_without_string_lengths(server_factory, 
 
 
 def test_usage_counts_repairs_and_parse_failures_of_paid_calls_only():
-    from refed_dspy.clients.lm import CallInfo
+    from refed_dspy.clients.calls import CallInfo
 
     calls = [
         CallInfo("judge_pointwise", "m", 10, 5, parse_error=True, seconds=1.0),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from refed_dspy.clients.lm import CallInfo
+from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.pricing import Price, default_price, resolve_price
 from refed_dspy.clients.usage import Totals, usage_of
 

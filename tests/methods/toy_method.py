@@ -7,7 +7,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.lm import stage
+from refed_dspy.clients.calls import stage
 from refed_dspy.methods import METHODS, Method, SynthesisSettings
 from refed_dspy.methods.base import Defaults
 from refed_dspy.programs import ReferenceSynthesis

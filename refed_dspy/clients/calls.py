@@ -1,0 +1,120 @@
+"""The accounting of LM calls: one `CallInfo` per completed call, handed to the collector of the current asyncio
+task or thread (`collect_calls`), tagged with the stage it was made in (`stage`) and, for an adapter's call, its
+`CallTag`; and the errors a reply that cannot be used turns into."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class LMOutputError(Exception):
+    """The provider ended a reply in a way that makes it unusable; `raw` is the text it did return."""
+
+    def __init__(self, message: str, raw: str | None = None):
+        super().__init__(message)
+        self.raw = raw
+
+
+class OutputTruncated(LMOutputError):
+    """The provider stopped the reply at max_tokens (finish_reason 'length')."""
+
+
+class OutputRefused(LMOutputError):
+    """The provider refused or filtered the reply (finish_reason 'content_filter')."""
+
+
+@dataclass
+class CallInfo:
+    """One completed LM call, as the accounting sees it."""
+
+    stage: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_hit: bool = False
+    finish_reason: str | None = None
+    seconds: float = 0.0  # from the request to the parsed-out reply (a cache hit: the cache read)
+    repair: bool = False  # a repair call: the same ask again, with the last reply's error shown
+    parse_error: bool = False  # the reply broke its format or contract (the adapter says so after parsing)
+    error: str | None = None  # the request failed (429, 5xx, timeout, reset): no reply, no tokens
+    interrupted: bool = False  # in flight when its work was cancelled: perhaps answered and billed, never read
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CallTag:
+    """What an adapter knows about the call it is about to make, and the CallInfo the LM made of it."""
+
+    repair: bool = False
+    info: CallInfo | None = None
+
+
+_calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_calls", default=None)
+_stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
+_tag: contextvars.ContextVar[CallTag | None] = contextvars.ContextVar("refed_call_tag", default=None)
+_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("refed_call_started", default=None)
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Tag the LM calls made inside this block with a stage name (feedback, synthesize, ...)."""
+    token = _stage.set(name)
+    try:
+        yield
+    finally:
+        _stage.reset(token)
+
+
+def current_stage() -> str:
+    """The stage name the LM calls made here are tagged with (see `stage`)."""
+    return _stage.get()
+
+
+@contextlib.contextmanager
+def collect_calls(into: list[CallInfo] | None = None) -> Iterator[list[CallInfo]]:
+    """Collect the CallInfo of every LM call made in this block (in this task/context), into `into` when given
+    (the owner of a piece of work keeps that list, so what a cancelled piece of work paid is not lost)."""
+    calls = into if into is not None else []
+    token = _calls.set(calls)
+    try:
+        yield calls
+    finally:
+        _calls.reset(token)
+
+
+@contextlib.contextmanager
+def tag_call(repair: bool = False) -> Iterator[CallTag]:
+    """Tag the one LM call made inside this block (an adapter's call); the tag then holds its CallInfo."""
+    tag = CallTag(repair=repair)
+    token = _tag.set(tag)
+    try:
+        yield tag
+    finally:
+        _tag.reset(token)
+
+
+def _first_text(outputs: Any) -> str | None:
+    first = outputs[0] if isinstance(outputs, list) and outputs else None
+    if isinstance(first, dict):
+        first = first.get("text")
+    return first if isinstance(first, str) else None
+
+
+def _finish_reason(response: Any) -> str | None:
+    if response is None:
+        return None
+    reason = getattr(response, "finish_reason", None)
+    if reason is not None:
+        return str(reason)
+    choices = getattr(response, "choices", None) or (response.get("choices") if isinstance(response, dict) else None)
+    if choices:
+        first = choices[0]
+        return first.get("finish_reason") if isinstance(first, dict) else getattr(first, "finish_reason", None)
+    return None
