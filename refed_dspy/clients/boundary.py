@@ -9,9 +9,15 @@ not pay for a JSONAdapter retry of a reply that cannot parse.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import copy
+import logging
+import threading
 import time
 from typing import Any
 
+import dspy
+from dspy.clients.base_lm import LM_CLASS_STATE_KEY
 from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
 from refed_dspy.clients.calls import (
@@ -26,6 +32,12 @@ from refed_dspy.clients.calls import (
     _tag,
 )
 from refed_dspy.clients.pricing import Price
+from refed_dspy.errors import ConfigError
+
+log = logging.getLogger(__name__)
+# the calls of the current LM call that reached update_history (where the boundary reads a reply): none means the
+# LM answered without handing DSPy its reply (its own __call__, or dspy.settings.disable_history)
+_reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
 
 
 class CallBoundary:
@@ -46,13 +58,13 @@ class CallBoundary:
         return self
 
     def __call__(self, *args: Any, **kwargs: Any):
-        started = _started.set(time.monotonic())
+        started, reported = _started.set(time.monotonic()), _reported.set([])
         try:
             if self.budget is None:
-                return super().__call__(*args, **kwargs)
+                return self._unreported_check(super().__call__(*args, **kwargs))
             self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
             try:
-                return super().__call__(*args, **kwargs)
+                return self._unreported_check(super().__call__(*args, **kwargs))
             finally:
                 self.budget.release()
         except LMError as err:
@@ -60,15 +72,16 @@ class CallBoundary:
             raise
         finally:
             _started.reset(started)
+            _reported.reset(reported)
 
     async def acall(self, *args: Any, **kwargs: Any):
-        started = _started.set(time.monotonic())
+        started, reported = _started.set(time.monotonic()), _reported.set([])
         try:
             if self.budget is None:
-                return await super().acall(*args, **kwargs)
+                return self._unreported_check(await super().acall(*args, **kwargs))
             self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
             try:
-                return await super().acall(*args, **kwargs)
+                return self._unreported_check(await super().acall(*args, **kwargs))
             finally:
                 self.budget.release()
         except asyncio.CancelledError as err:
@@ -81,19 +94,51 @@ class CallBoundary:
             raise
         finally:
             _started.reset(started)
+            _reported.reset(reported)
+
+    def _unreported_check(self, outputs: Any) -> Any:
+        """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call
+        is counted, with no tokens (they are unknown), and said once per LM."""
+        if _reported.get():
+            return outputs
+        self._record(CallInfo(stage=_stage.get(), model=self.model, seconds=_elapsed()))
+        if not getattr(self, "_warned_unreported", False):
+            self._warned_unreported = True
+            log.warning(
+                "warning: %s: the LM '%s' answers without reporting its replies to DSPy (BaseLM.update_history): "
+                "its calls are counted, their tokens, cost and finish reasons are not",
+                self.role,
+                self.model,
+            )
+        return outputs
+
+    def _record(self, info: CallInfo) -> None:
+        """One completed call: to the current collector, the call's tag and the budget."""
+        reported = _reported.get()
+        if reported is not None:
+            reported.append(info)
+        tag = _tag.get()
+        if tag is not None:
+            tag.info = info
+        calls = _calls.get()
+        if calls is not None:
+            calls.append(info)
+        if self.budget is not None:
+            self.budget.record(
+                self.role, self.price, info.prompt_tokens, info.completion_tokens, info.cached_tokens, info.cache_hit
+            )
 
     def _note_failure(self, err: LMError) -> None:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
         what the provider saw; one that never left the client (a setting it cannot send) does not."""
         calls = _calls.get()
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
-            started = _started.get()
             calls.append(
                 CallInfo(
                     stage=_stage.get(),
                     model=self.model,
                     error=type(err).__name__,
-                    seconds=round(time.monotonic() - started, 4) if started is not None else 0.0,
+                    seconds=_elapsed(),
                 )
             )
 
@@ -104,7 +149,6 @@ class CallBoundary:
         if isinstance(response, tuple):
             response = response[0] if response else None
         finish = _finish_reason(response)
-        started = _started.get()
         tag = _tag.get()
         info = CallInfo(
             stage=_stage.get(),
@@ -114,18 +158,10 @@ class CallBoundary:
             cached_tokens=int((details or {}).get("cached_tokens") or 0),
             cache_hit=not usage,
             finish_reason=finish,
-            seconds=round(time.monotonic() - started, 4) if started is not None else 0.0,
+            seconds=_elapsed(),
             repair=tag is not None and tag.repair,
         )
-        if tag is not None:
-            tag.info = info
-        calls = _calls.get()
-        if calls is not None:
-            calls.append(info)
-        if self.budget is not None:
-            self.budget.record(
-                self.role, self.price, info.prompt_tokens, info.completion_tokens, info.cached_tokens, info.cache_hit
-            )
+        self._record(info)
         if finish == "length":
             raise OutputTruncated(
                 f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)",
@@ -133,3 +169,56 @@ class CallBoundary:
             )
         if finish == "content_filter":
             raise OutputRefused("reply stopped by the provider's content filter", _first_text(entry.get("outputs")))
+
+    def dump_state(self) -> dict[str, Any]:
+        """The state of the LM behind the boundary: a saved program loads it as that LM's own class."""
+        state = super().dump_state()
+        base = lm_class_of(self)
+        if isinstance(state, dict) and LM_CLASS_STATE_KEY in state:
+            state[LM_CLASS_STATE_KEY] = f"{base.__module__}.{base.__qualname__}"
+        return state
+
+
+def _elapsed() -> float:
+    started = _started.get()
+    return round(time.monotonic() - started, 4) if started is not None else 0.0
+
+
+def lm_class_of(lm: Any) -> type:
+    """The LM class behind the boundary (dspy.LM for the LMs build_lm makes; the user's class for theirs)."""
+    for cls in type(lm).__mro__:
+        if issubclass(cls, dspy.BaseLM) and not issubclass(cls, CallBoundary):
+            return cls
+    return type(lm)
+
+
+_classes: dict[type, type] = {}
+_classes_lock = threading.Lock()
+
+
+def _boundary_class(cls: type) -> type:
+    """`cls` with the call boundary in front of it: one subclass per LM class."""
+    with _classes_lock:
+        sub = _classes.get(cls)
+        if sub is None:
+            sub = type(f"Bounded{cls.__name__}", (CallBoundary, cls), {"__module__": __name__})
+            _classes[cls] = sub
+        return sub
+
+
+def bounded(lm: Any, role: str) -> Any:
+    """`lm` behind the call boundary, so that its calls are counted, budgeted and checked like those of an LM built
+    from config: `lm` itself when it already is (build_lm made it), else a copy of it (sharing its client; the object
+    handed in is left as it was) whose class puts CallBoundary in front of the LM's own.
+
+    Any dspy.BaseLM works: a dspy.LM, a subclass, or a user's own BaseLM. DSPy hands each reply of a BaseLM to its
+    `update_history`, where the boundary reads the usage and how the reply ended. ConfigError for what is not one.
+    """
+    if isinstance(lm, CallBoundary):
+        return lm
+    if not isinstance(lm, dspy.BaseLM):
+        raise ConfigError(f"{role}: expected a dspy.BaseLM (for example dspy.LM(...)), got {type(lm).__name__}")
+    twin = lm.copy() if callable(getattr(lm, "copy", None)) else copy.copy(lm)
+    twin.__class__ = _boundary_class(type(lm))
+    twin.role = role
+    return twin

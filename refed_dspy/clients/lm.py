@@ -101,6 +101,7 @@ def build_lm(
         )
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
+    lm.role = role
     lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.provenance)
     if max_connections is None and wrap is None:
         return lm
@@ -134,6 +135,7 @@ def build_lm(
         **rest,
     )
     wide.endpoint_spread = spread
+    wide.role = role
     wide.refed_spec = spec
     return wide
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.engine.batch import batch_lm
@@ -18,13 +19,14 @@ from refed_dspy.engine.batch_api import batch_provider
 
 
 def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, build: Callable[[], Any]) -> Any:
-    """Before the run dir is touched: online, the LM to call (`lm`, else `build()`); batch, None once the provider
-    is known to have a batch API and its key is set (ConfigError, MissingKeyError otherwise)."""
+    """Before the run dir is touched: online, the LM to call (`lm` behind the call boundary, so that a user's LM is
+    counted, budgeted and checked like a built one; else `build()`); batch, None once the provider is known to have
+    a batch API and its key is set (ConfigError, MissingKeyError otherwise)."""
     if mode == "batch":
         batch_provider(spec, role)
         check_key(spec, role)
         return None
-    return lm if lm is not None else build()
+    return bounded(lm, role) if lm is not None else build()
 
 
 def lm_in_run(

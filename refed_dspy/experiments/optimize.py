@@ -23,6 +23,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
+from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.config import OPTIMIZERS, Config, load_config, to_toml
 from refed_dspy.engine.budget import CallBudget
@@ -42,6 +43,7 @@ from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
+from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.tracking.mlflow_runs import (
     KIND_TAG,
     RUN_DIR_TAG,
@@ -106,9 +108,8 @@ def examples_config(config: Config, out: Path) -> Config:
     return Config.model_validate(data)
 
 
-def _guard(lm: dspy.LM, budget: CallBudget, role: str, config_lm) -> None:
-    if hasattr(lm, "attach_budget"):
-        lm.attach_budget(budget, role, price_of(config_lm))
+def _guard(lm: Any, budget: CallBudget, role: str, config_lm) -> None:
+    lm.attach_budget(budget, role, price_of(config_lm))
 
 
 def _example_text(ex: Any) -> str:
@@ -336,6 +337,12 @@ def optimize(
         raise ConfigError(f"metric= takes a callable (gold, pred, trace=None), not a {type(metric).__name__}")
     out = out_dir(config)
     check(out, "optimize", flag="optimize.out")  # before any LM is built: a directory not refed's is refused first
+    if teacher is not None:  # the user's LM, behind the call boundary; the run records and prices it
+        teacher = bounded(teacher, "teacher")
+        config = with_lm_of(config, "teacher", teacher)
+    if judge is not None and metric is None:
+        judge = bounded(judge, "judge")
+        config = with_lm_of(config, "judge", judge)
     roles = [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else [])
     for role, spec in roles:
         if cfg.max_cost_usd is not None:
@@ -478,6 +485,6 @@ def optimize(
                     mlflow.log_artifact(str(out / "optimize_summary.json"))
         finally:
             for lm in (teacher, judge):
-                if lm is not None and hasattr(lm, "attach_budget"):
+                if lm is not None:
                     lm.attach_budget(None, "lm", None)
         return res

@@ -34,6 +34,7 @@ from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import final_response
 from refed_dspy.store.rundir import RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.tracking.mlflow_runs import track_run_dir
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,8 @@ async def ajudge_run(
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
     ours = {"kind": "run", "also": ("filter",), "existing": True, "flag": "RUN_DIR"}
     check(run_dir, **ours)  # before the judge is built: a directory not refed's is refused first
+    if judge_lm is not None:  # the LM that judges is the one the judging records and prices
+        config = with_lm_of(config, "judge", judge_lm)
     if config.judging.max_cost_usd is not None:
         require_price(config.judge, "judge", "judging.max_cost_usd")
     mode = config.judging.mode

@@ -22,6 +22,7 @@ from typing import Any
 import dspy
 from pydantic import Field
 
+from refed_dspy.clients.boundary import bounded
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
@@ -30,6 +31,7 @@ from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judge import build_judge
 from refed_dspy.results import Result
 from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.provenance import with_lm_of
 
 PREFERENCES = ("a", "b", "tie")
 
@@ -205,6 +207,9 @@ async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | N
     items = read_labels(labels_path)
     if judge_lm is None:
         judge_lm = build_judge(config)
+    else:  # the user's LM, behind the call boundary; the result names and prices it
+        judge_lm = bounded(judge_lm, "judge")
+        config = with_lm_of(config, "judge", judge_lm)
     stage = MetaEval(config, items, judge_lm)
     await stage.run_plain()
     results = [stage.results[str(i["id"])] for i in items if str(i["id"]) in stage.results]

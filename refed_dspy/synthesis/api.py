@@ -20,7 +20,7 @@ from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.program import resolve_program
-from refed_dspy.synthesis.provenance import with_teacher_of
+from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.synthesis.run import SynthesisRun
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.tracking.mlflow_runs import track_run_dir
@@ -61,7 +61,7 @@ async def arun_synthesis(
     check(config.run.dir, "run", flag="run.dir")  # before anything else: a directory not ours is refused at once
     method = get_method(config.synthesis.method)
     if teacher is not None:
-        config = with_teacher_of(config, teacher)  # the LM that runs is the one the run records
+        config = with_lm_of(config, "teacher", teacher)  # the LM that runs is the one the run records
     run_program, config = resolve_program(config, method, program=program, respond=respond)
     check_budget_prices(config)
     mode = config.synthesis.mode

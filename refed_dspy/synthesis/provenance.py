@@ -44,10 +44,11 @@ def lm_identity(lm: Any) -> dict[str, Any]:
     return out
 
 
-def with_teacher_of(config: Config, lm: Any) -> Config:
-    """`config` with its teacher's model, api_base, temperature and max_tokens taken from the LM object that will
-    really run, so that the fingerprint, config.toml and records name that LM and not the config's."""
-    spec = config.teacher
+def with_lm_of(config: Config, role: str, lm: Any) -> Config:
+    """`config` with its `role`'s ("teacher", "judge") model, api_base, temperature and max_tokens taken from the LM
+    object that will really run, so that the fingerprint, config.toml, the price and the records name that LM and
+    not the config's."""
+    spec = getattr(config, role)
     built = getattr(lm, "refed_spec", None)
     if built is not None and built.model_dump() == spec.model_dump():
         return config  # built from this very config (build_lm): the config already says what it is
@@ -62,4 +63,4 @@ def with_teacher_of(config: Config, lm: Any) -> Config:
             update[name] = who[name]
     if not update:
         return config
-    return config.model_copy(update={"teacher": spec.model_copy(update=update)})
+    return config.model_copy(update={role: spec.model_copy(update=update)})

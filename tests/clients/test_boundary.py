@@ -1,0 +1,247 @@
+"""One call boundary for every LM: an LM built from config, a user's `dspy.LM`, a subclass of it and a user's own
+`dspy.BaseLM` are counted, priced, budgeted and checked alike, in synthesis, judging, meta-evaluation and
+optimization, and what they report equals what the provider (the loopback server) answered."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import dspy
+import httpx
+import pytest
+from conftest import run_overrides
+from loopback_server import read_log
+
+import refed_dspy
+from refed_dspy.clients.boundary import CallBoundary, bounded, lm_class_of
+from refed_dspy.clients.calls import collect_calls, stage
+from refed_dspy.clients.lm import price_of
+from refed_dspy.config import load_config
+from refed_dspy.errors import ConfigError
+from refed_dspy.quality.judge import judge_run
+from refed_dspy.synthesis.api import synthesize
+
+# DSPy 3.4 deprecates BaseLM.forward for custom LMs, and still supports it: users' LMs are written that way
+pytestmark = pytest.mark.filterwarnings("ignore:Implementing custom LMs through BaseLM.forward:DeprecationWarning")
+MODEL = "openai/gpt-4o-mini"  # in LiteLLM's price map: every kind of LM is priced from it
+
+
+class SubclassedLM(dspy.LM):
+    """A user's subclass of dspy.LM, as people write them (here: one that counts its calls)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.my_calls = 0
+
+    def forward(self, *args, **kwargs):
+        self.my_calls += 1
+        return super().forward(*args, **kwargs)
+
+    async def aforward(self, *args, **kwargs):
+        self.my_calls += 1
+        return await super().aforward(*args, **kwargs)
+
+
+class OwnClientLM(dspy.BaseLM):
+    """A user's own BaseLM: its own HTTP client, an OpenAI-shaped response (the BaseLM contract of DSPy 3.4)."""
+
+    def __init__(self, model: str, api_base: str, **kwargs):
+        super().__init__(model, **kwargs)
+        self.api_base = api_base
+
+    def _body(self, prompt=None, messages=None, **kwargs) -> dict:
+        settings = {**self.kwargs, **kwargs}
+        messages = messages or [{"role": "user", "content": prompt}]
+        body = {"model": self.model.split("/", 1)[-1], "messages": messages}
+        for name in ("temperature", "max_tokens", "response_format"):
+            if settings.get(name) is not None:
+                body[name] = settings[name]
+        return body
+
+    @staticmethod
+    def _response(data: dict):
+        choices = [
+            SimpleNamespace(
+                index=c["index"],
+                finish_reason=c["finish_reason"],
+                message=SimpleNamespace(content=c["message"]["content"], tool_calls=None),
+            )
+            for c in data["choices"]
+        ]
+        return SimpleNamespace(choices=choices, usage=data["usage"], model=data["model"])
+
+    def forward(self, prompt=None, messages=None, **kwargs):
+        reply = httpx.post(f"{self.api_base}/chat/completions", json=self._body(prompt, messages, **kwargs), timeout=30)
+        reply.raise_for_status()
+        return self._response(reply.json())
+
+    async def aforward(self, prompt=None, messages=None, **kwargs):
+        async with httpx.AsyncClient(timeout=30) as client:
+            reply = await client.post(f"{self.api_base}/chat/completions", json=self._body(prompt, messages, **kwargs))
+        reply.raise_for_status()
+        return self._response(reply.json())
+
+
+def user_lm(kind: str, srv, **settings):
+    """The teacher or judge a user hands in, of each kind; None: the one the config builds."""
+    settings = {"temperature": 0.7, "max_tokens": 4000, **settings}
+    if kind == "config":
+        return None
+    if kind == "dspy.LM":
+        return dspy.LM(MODEL, api_base=srv.api_base, api_key="unused", num_retries=2, **settings)
+    if kind == "subclass":
+        return SubclassedLM(MODEL, api_base=srv.api_base, api_key="unused", num_retries=2, **settings)
+    return OwnClientLM(MODEL, srv.api_base, num_retries=0, **settings)
+
+
+def answered(srv) -> dict[str, int]:
+    """What the server answered and bills: its 200 replies and their tokens."""
+    ok = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+    return {
+        "calls": len(ok),
+        "prompt_tokens": sum(e["prompt_tokens"] for e in ok),
+        "completion_tokens": sum(e["completion_tokens"] for e in ok),
+        "cached_tokens": sum(e["cached_tokens"] for e in ok),
+    }
+
+
+def billed_part(usage: dict) -> dict[str, int]:
+    return {k: usage[k] for k in ("calls", "prompt_tokens", "completion_tokens", "cached_tokens")}
+
+
+KINDS = ["config", "dspy.LM", "subclass", "own BaseLM"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_synthesis_and_judging_count_every_kind_of_lm_as_the_server_does(server_factory, tmp_path, kind):
+    teacher_srv, judge_srv = server_factory(), server_factory()
+    run = tmp_path / "run"
+    over = run_overrides(
+        teacher_srv,
+        run,
+        6,
+        **{
+            "teacher.model": f"'{MODEL}'",
+            "teacher.temperature": 0.7,
+            "judge.model": f"'{MODEL}'",
+            "judge.api_base": f"'{judge_srv.api_base}'",
+            "judge.api_key_env": "''",
+            "judge.num_retries": 2,
+        },
+    )
+    config = load_config(None, over)
+    summary = synthesize(config, teacher=user_lm(kind, teacher_srv))
+    assert summary["samples"] == 6
+    truth = answered(teacher_srv)
+    assert truth["calls"] > 0
+    assert billed_part(summary["usage"]) == truth
+    price = price_of(config.teacher)
+    assert summary["usage"]["cost_usd"] == pytest.approx(
+        price.cost(truth["prompt_tokens"], truth["completion_tokens"], truth["cached_tokens"]), rel=1e-9
+    )
+    judged = judge_run(run, config, judge_lm=user_lm(kind, judge_srv, temperature=0.0))
+    truth = answered(judge_srv)
+    assert judged["judged"] == 6 and truth["calls"] > 0
+    assert billed_part(judged["usage"]) == truth
+    assert judged["usage"]["cost_usd"] == pytest.approx(
+        price.cost(truth["prompt_tokens"], truth["completion_tokens"], truth["cached_tokens"]), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_optimize_counts_every_kind_of_lm_as_the_server_does(server_factory, tmp_path, kind):
+    teacher_srv, judge_srv = server_factory(), server_factory()
+    over = run_overrides(
+        teacher_srv,
+        tmp_path / "run",
+        4,
+        **{
+            "teacher.model": f"'{MODEL}'",
+            "judge.model": f"'{MODEL}'",
+            "judge.api_base": f"'{judge_srv.api_base}'",
+            "judge.api_key_env": "''",
+            "optimize.out": f"'{tmp_path / 'opt'}'",
+            "optimize.optimizer": "'bootstrap'",
+            "optimize.n_train": 2,
+            "optimize.n_val": 2,
+            "optimize.num_threads": 1,
+        },
+    )
+    result = refed_dspy.optimize(
+        load_config(None, over), teacher=user_lm(kind, teacher_srv), judge=user_lm(kind, judge_srv, temperature=0.0)
+    )
+    summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
+    examples = summary["examples_usage"]
+    teacher_truth, judge_truth = answered(teacher_srv), answered(judge_srv)
+    assert teacher_truth["calls"] > examples["calls"] > 0 and judge_truth["calls"] > 0
+    by_role = result.usage["by_role"]
+    # the examples synthesis (counted by the engine) and the optimization (by the budget) make up what was answered
+    assert examples["calls"] + by_role["teacher"]["calls"] == teacher_truth["calls"]
+    assert examples["prompt_tokens"] + by_role["teacher"]["prompt_tokens"] == teacher_truth["prompt_tokens"]
+    assert by_role["judge"]["calls"] == judge_truth["calls"]
+    assert by_role["judge"]["completion_tokens"] == judge_truth["completion_tokens"]
+    assert result.usage["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("kind", ["config", "dspy.LM", "own BaseLM"])
+def test_a_call_budget_stops_a_user_lm_as_it_stops_a_built_one(server_factory, tmp_path, kind):
+    srv = server_factory()
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 40, **{"teacher.model": f"'{MODEL}'", "synthesis.max_calls": 12})
+    summary = synthesize(load_config(None, over), teacher=user_lm(kind, srv))
+    assert summary["status"] == "budget"
+    assert summary["usage"]["calls"] == answered(srv)["calls"] <= 12
+
+
+@pytest.mark.parametrize("kind", ["dspy.LM", "own BaseLM"])
+def test_a_cost_budget_needs_a_price_for_a_user_lm_too(server_factory, tmp_path, kind):
+    srv = server_factory()
+    over = run_overrides(srv, tmp_path / "run", 4, **{"synthesis.max_cost_usd": 0.01})
+    lm = user_lm(kind, srv)
+    lm.model = "openai/a-model-with-no-price"
+    with pytest.raises(ConfigError, match="synthesis.max_cost_usd needs a price for the teacher"):
+        synthesize(load_config(None, over), teacher=lm)
+    assert read_log(srv.cfg.log_path) == []
+
+
+@pytest.mark.parametrize("kind", ["dspy.LM", "own BaseLM"])
+def test_a_truncated_reply_from_a_user_lm_is_rejected_as_truncated(server_factory, tmp_path, kind):
+    srv = server_factory(sticky_length=1.0)
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 3, **{"teacher.model": f"'{MODEL}'", "synthesis.max_calls": 30})
+    summary = synthesize(load_config(None, over), teacher=user_lm(kind, srv))
+    assert summary["samples"] == 0
+    assert summary["rejects"].get("truncated", 0) > 0
+    assert summary["usage"]["calls"] == answered(srv)["calls"]
+
+
+def test_the_lm_handed_in_is_left_as_it_was():
+    mine = dspy.LM(MODEL, api_base="http://127.0.0.1:9/v1", api_key="unused")
+    guarded = bounded(mine, "teacher")
+    assert guarded is not mine and type(mine) is dspy.LM and isinstance(guarded, CallBoundary)
+    assert isinstance(guarded, dspy.LM) and lm_class_of(guarded) is dspy.LM
+    assert bounded(guarded, "teacher") is guarded  # once is enough
+    assert type(bounded(dspy.LM(MODEL), "judge")) is type(guarded)  # one class per LM class
+    # saved with a program, it loads as the user's own class
+    assert guarded.dump_state()["_dspy_lm_class"] == "dspy.clients.lm.LM"
+    with pytest.raises(ConfigError, match="teacher: expected a dspy.BaseLM"):
+        bounded("openai/gpt-4o-mini", "teacher")
+
+
+class SaysNothingLM(dspy.BaseLM):
+    """A legacy LM with its own __call__: it never hands DSPy its reply, so no usage reaches update_history."""
+
+    def __call__(self, prompt=None, messages=None, **kwargs):
+        return ["hello"]
+
+
+def test_a_call_that_reports_nothing_is_still_counted_and_said(caplog):
+    lm = bounded(SaysNothingLM("my/model"), "teacher")
+    with collect_calls() as calls, stage("synthesize"):
+        assert lm("hi") == ["hello"] and lm("again") == ["hello"]
+    assert [(c.stage, c.model, c.cache_hit, c.prompt_tokens) for c in calls] == [
+        ("synthesize", "my/model", False, 0)
+    ] * 2
+    said = [r.getMessage() for r in caplog.records if "without reporting" in r.getMessage()]
+    assert len(said) == 1 and "teacher" in said[0] and "my/model" in said[0]
