@@ -75,6 +75,20 @@ def instructions_text(program: dspy.Module) -> str:
     return "\n".join(parts)
 
 
+def missing_store(uri: str) -> str | None:
+    """The local MLflow store (a sqlite file, or a file store's folder) that `uri` names, when it does not exist;
+    None when it exists or is remote. A look-up in a missing local store would create an empty one."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    elif uri.startswith("file:"):
+        path = Path(uri.removeprefix("file://").removeprefix("file:"))
+    elif "://" not in uri:
+        path = Path(uri)
+    else:
+        return None
+    return None if path.exists() else str(path)
+
+
 def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], str]:
     if spec.startswith(PYTHON_SCHEME):
         raise ConfigError(
@@ -84,9 +98,13 @@ def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], st
     if spec.startswith(MLFLOW_SCHEMES):
         import mlflow
 
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
+        where = tracking_uri or mlflow.get_tracking_uri()
+        missing = missing_store(where)
+        if missing:  # MLflow would create an empty store there to look in it
+            raise ConfigError(f"program {spec}: no MLflow store at {missing} (tracking.mlflow_uri = {where!r})")
+        before = mlflow.get_tracking_uri()
         try:
+            mlflow.set_tracking_uri(where)
             # through pyfunc, not mlflow.dspy.load_model: that one calls dspy.configure with the saved settings,
             # which only the first configuring thread/task may do (a second run in one process would fail)
             with keep_active_model():
@@ -96,9 +114,9 @@ def _read_state(spec: str, tracking_uri: str | None) -> tuple[dict[str, Any], st
                 raise ValueError(f"it is not a DSPy program (its pyfunc holds a {type(loaded).__name__})")
         except Exception as err:  # noqa: BLE001 - any MLflow failure is a bad --program
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise ConfigError(
-                f"program {spec}: cannot load it from MLflow at {tracking_uri or mlflow.get_tracking_uri()}: {first}"
-            ) from None
+            raise ConfigError(f"program {spec}: cannot load it from MLflow at {where}: {first}") from None
+        finally:
+            mlflow.set_tracking_uri(before)
         return loaded.dump_state(), spec
     path = Path(spec)
     if not path.is_file():

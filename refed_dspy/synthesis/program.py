@@ -62,12 +62,8 @@ def resolve_program(
         builtin = False
         config = config.model_copy(update={"synthesis": syn.model_copy(update={"program": identity})})
     elif syn.program:
-        pipeline, identity = load_program(
-            syn.program,
-            method,
-            config.tracking.mlflow_uri if config.tracking.enabled else None,
-            syn,
-        )
+        # an MLflow URI resolves against tracking.mlflow_uri whether or not this run is tracked
+        pipeline, identity = load_program(syn.program, method, config.tracking.mlflow_uri, syn)
         builtin = False
     else:
         pipeline = method.build_pipeline(syn)

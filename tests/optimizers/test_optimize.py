@@ -292,6 +292,35 @@ def test_mlflow_round_trip_on_a_sqlite_store(server_factory, tmp_path, monkeypat
     assert code == 0, err
     samples = [json.loads(x) for x in (syn / "samples.jsonl").read_text().splitlines()]
     assert {s["meta"]["program"] for s in samples} == {f"runs:/{result.mlflow_run_id}/program"}
+    # tracking off: the URI still resolves against tracking.mlflow_uri (from another directory; nothing made there)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    program_sets = ["--program", f"runs:/{result.mlflow_run_id}/program", "--set", "tracking.enabled=false"]
+    code, _, err = refed(
+        "synthesize",
+        *program_sets,
+        *sets(run_overrides(srv, tmp_path / "untracked", 2)),
+        "--set",
+        f"tracking.mlflow_uri='{uri}'",
+        cwd=elsewhere,
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "untracked" / "summary.json").read_text())["program_hash"] == (
+        samples[0]["meta"]["program_hash"]
+    )
+    # a store that is not there: one line, exit 2, and the look-up creates no store
+    missing = tmp_path / "no-such" / "mlflow.db"
+    for store in (f"sqlite:///{missing}", "sqlite:///mlflow.db"):
+        code, _, err = refed(
+            "synthesize",
+            *program_sets,
+            *sets(run_overrides(srv, tmp_path / "never", 2)),
+            "--set",
+            f"tracking.mlflow_uri='{store}'",
+            cwd=elsewhere,
+        )
+        assert code == 2 and "no MLflow store at" in err and len(err.strip().splitlines()) == 1, err
+    assert not missing.parent.exists() and list(elsewhere.iterdir()) == []
     # twice from Python in one process, by URI (loading it used to dspy.configure from the first run's task)
     for name in ("py1", "py2"):
         summary = synthesize(
