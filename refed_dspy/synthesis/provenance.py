@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 from refed_dspy.config import Config
@@ -44,10 +45,27 @@ def lm_identity(lm: Any) -> dict[str, Any]:
     return out
 
 
+# an inline key this short is a placeholder for a server that checks none ("unused", "EMPTY", "none"), not a secret
+_PLACEHOLDER_KEY_LEN = 16
+
+
+def key_env_of(lm: Any) -> str | None:
+    """Where the key of an LM object comes from, as a config's api_key_env says it: the environment variable whose
+    value it holds; "" for a placeholder (a server that needs no key); None when unknown (no inline key: the
+    provider's variable; an inline secret held in no variable)."""
+    key = (getattr(lm, "kwargs", None) or {}).get("api_key")
+    if not isinstance(key, str) or not key:
+        return None
+    for name, value in os.environ.items():
+        if value == key and name.endswith(("_KEY", "_TOKEN")):
+            return name
+    return "" if len(key) < _PLACEHOLDER_KEY_LEN else None
+
+
 def with_lm_of(config: Config, role: str, lm: Any) -> Config:
-    """`config` with its `role`'s ("teacher", "judge") model, api_base, temperature and max_tokens taken from the LM
-    object that will really run, so that the fingerprint, config.toml, the price and the records name that LM and
-    not the config's."""
+    """`config` with its `role`'s ("teacher", "judge") model, api_base, temperature, max_tokens and key variable
+    taken from the LM object that will really run, so that the fingerprint, config.toml, the price, the records and
+    a logged program name that LM and not the config's."""
     spec = getattr(config, role)
     built = getattr(lm, "refed_spec", None)
     if built is not None and built.model_dump() == spec.model_dump():
@@ -61,6 +79,9 @@ def with_lm_of(config: Config, role: str, lm: Any) -> Config:
     for name in _LM_FIELDS:
         if who[name] is not None and who[name] != getattr(spec, name):
             update[name] = who[name]
+    key_env = key_env_of(lm)
+    if key_env is not None and key_env != spec.api_key_env:
+        update["api_key_env"] = key_env
     if not update:
         return config
     return config.model_copy(update={role: spec.model_copy(update=update)})

@@ -19,6 +19,7 @@ from typing import Any
 from refed_dspy.config import Config, to_toml
 from refed_dspy.optimizers.program_io import keep_active_model
 from refed_dspy.settings import mask_secrets
+from refed_dspy.tracking.logged_lm import logged_lm
 from refed_dspy.tracking.telemetry import set_telemetry
 
 RUN_DIR_TAG = "refed.run_dir"
@@ -155,19 +156,6 @@ def track_run_dir(
         return None
 
 
-def keyless_lm(spec: Any) -> Any:
-    """A plain dspy.LM for `spec` (model, api_base, temperature, max_tokens) holding no API key: pickled with a
-    logged program, it reads its key from the environment of whoever loads the model."""
-    import dspy
-
-    kwargs: dict[str, Any] = {}
-    if spec.primary_api_base:
-        kwargs["api_base"] = spec.primary_api_base
-    if spec.api_version:
-        kwargs["api_version"] = spec.api_version
-    return dspy.LM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **kwargs)
-
-
 def _example_io(example: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(inputs, outputs) of one (dspy.Example, Prediction) as JSON-able dicts, for the model's signature."""
     if example is None:
@@ -188,8 +176,10 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     """`mlflow.dspy.log_model` of a compiled program into the active run; returns its model URI.
 
     The model carries a signature and an input example (from one validation example and its prediction, so no
-    LM is called to infer them) and, as its DSPy settings, a key-less LM for `teacher` (an LMSpec): loaded as a
-    pyfunc it predicts once the provider's key is in the environment. No key is ever logged.
+    LM is called to infer them) and, as its DSPy settings, the LM of `teacher` (an LMSpec) as a LoggedLM: its model,
+    endpoint and key variable, no key. Loaded anywhere, it calls that endpoint with the key of that environment.
+    MLflow's check of the input example is skipped on purpose: it would call the teacher (a paid call no budget
+    sees) and print a traceback wherever the key is not at hand.
     """
     import dspy
     import mlflow
@@ -199,6 +189,52 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     extra: dict[str, Any] = {}
     if io is not None:
         extra = {"signature": infer_signature(io[0], io[1]), "input_example": io[0]}
-    with keep_active_model(), dspy.context(lm=keyless_lm(teacher), adapter=None, callbacks=[]):
+    with (
+        keep_active_model(),
+        _no_example_check(),
+        _quiet_about_our_own_pickles(),
+        dspy.context(lm=logged_lm(teacher), adapter=None, callbacks=[]),
+    ):
         info = mlflow.dspy.log_model(program, name=name, use_dspy_model_save=True, **extra)
     return info.model_uri
+
+
+class _DropPickleNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return "cloudpickle" not in text and "untrusted .pkl" not in text
+
+
+# DSPy warns when it pickles settings and when MLflow loads the pickle back (to infer requirements): about the files
+# log_program itself has just written, nothing the user can act on
+_PICKLE_LOGGERS = ("dspy.dsp.utils.settings", "dspy.primitives.base_module")
+
+
+@contextlib.contextmanager
+def _quiet_about_our_own_pickles() -> Iterator[None]:
+    drop = _DropPickleNotes()
+    loggers = [logging.getLogger(name) for name in _PICKLE_LOGGERS]
+    for one in loggers:
+        one.addFilter(drop)
+    try:
+        yield
+    finally:
+        for one in loggers:
+            one.removeFilter(drop)
+
+
+@contextlib.contextmanager
+def _no_example_check() -> Iterator[None]:
+    """MLflow's log_model runs the model on its input example to check it can be served; for a DSPy program that is
+    an LM call. Within this block the check is a no-op (the example is still saved with the model)."""
+    import mlflow.models.utils as model_utils
+
+    check = getattr(model_utils, "_validate_serving_input", None)
+    if check is None:  # MLflow moved it: its own check runs
+        yield
+        return
+    model_utils._validate_serving_input = lambda model_uri, serving_input: None
+    try:
+        yield
+    finally:
+        model_utils._validate_serving_input = check

@@ -305,8 +305,9 @@ def test_mlflow_round_trip_on_a_sqlite_store(server_factory, tmp_path, monkeypat
         cwd=elsewhere,
     )
     assert code == 0, err
-    assert json.loads((tmp_path / "untracked" / "summary.json").read_text())["program_hash"] == (
-        samples[0]["meta"]["program_hash"]
+    assert (
+        json.loads((tmp_path / "untracked" / "summary.json").read_text())["program_hash"]
+        == (samples[0]["meta"]["program_hash"])
     )
     # a store that is not there: one line, exit 2, and the look-up creates no store
     missing = tmp_path / "no-such" / "mlflow.db"

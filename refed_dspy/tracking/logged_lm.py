@@ -1,0 +1,67 @@
+"""The LM a logged program carries: everything needed to reach the teacher from wherever the model is loaded, and no key.
+
+MLflow's DSPy flavor pickles `dspy.settings` (the LM among them) beside the program. `LoggedLM` is a `dspy.LM` that
+keeps the model, the endpoint (`api_base`, `api_version`), the sampling settings and the *name* of the environment
+variable holding its key. It never pickles a key: when it is loaded (unpickled: `mlflow.pyfunc.load_model`,
+`mlflow.dspy.load_model`, `mlflow models serve`) it reads the key from that variable, and a server that needs none
+(`api_key_env = ""`) gets a placeholder. `REFED_API_BASE`, set where it is loaded, points it at another endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dspy
+
+from refed_dspy.clients.keys import api_key_env
+from refed_dspy.clients.spec import LMSpec
+
+API_BASE_VAR = "REFED_API_BASE"  # set where a logged program is loaded: the endpoint its LM calls instead
+NO_KEY = ""  # key_env of a server that needs no key
+_SECRETS = ("api_key",)
+
+
+class LoggedLM(dspy.LM):
+    """A dspy.LM that reads its key (and, with REFED_API_BASE, its endpoint) from the environment it is loaded in."""
+
+    key_env: str | None = None  # the variable holding the key; NO_KEY: none needed; None: the provider's default
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["kwargs"] = {k: v for k, v in state.get("kwargs", {}).items() if k not in _SECRETS}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.bind_environment()
+
+    def bind_environment(self) -> LoggedLM:
+        """Take the key (and REFED_API_BASE) from this process's environment; returns self."""
+        base = os.environ.get(API_BASE_VAR)
+        if base:
+            self.kwargs["api_base"] = base
+        if self.key_env == NO_KEY:
+            self.kwargs["api_key"] = "unused"  # OpenAI-compatible clients insist on some key
+        elif self.key_env and os.environ.get(self.key_env):
+            self.kwargs["api_key"] = os.environ[self.key_env]
+        return self
+
+    def dump_state(self) -> dict[str, Any]:
+        state = super().dump_state()
+        state.pop("api_key", None)
+        return state
+
+
+def logged_lm(spec: LMSpec) -> LoggedLM:
+    """The LM to log with a program compiled for `spec`: its model, endpoint, settings and key variable, no key."""
+    kwargs: dict[str, Any] = {}
+    if spec.primary_api_base:
+        kwargs["api_base"] = spec.primary_api_base
+    if spec.api_version:
+        kwargs["api_version"] = spec.api_version
+    if spec.timeout:
+        kwargs["timeout"] = spec.timeout
+    lm = LoggedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **kwargs)
+    lm.key_env = NO_KEY if spec.api_key_env == NO_KEY else api_key_env(spec)
+    return lm

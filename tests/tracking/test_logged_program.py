@@ -1,0 +1,189 @@
+"""A logged program runs wherever it is loaded (issue 25, item 2): optimized with a user's `dspy.LM` pointed at a
+key-less server, logged to MLflow, it predicts through `mlflow.pyfunc.load_model` in a fresh process with no key in
+its environment, and `mlflow models serve` answers with it; `refed optimize` that logs one prints no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import dspy
+import pytest
+from cli_helpers import sets
+from conftest import run_overrides
+from loopback_server import read_log
+
+import refed_dspy
+from refed_dspy.config import load_config
+from refed_dspy.tracking.logged_lm import API_BASE_VAR, LoggedLM, logged_lm
+
+INPUTS = {
+    "reference_instruction": "Explain photosynthesis.",
+    "reference_response": "Plants turn light into sugar.",
+    "instruction": "Explain tides to a child.",
+    "feedback": "Be concrete.",
+}
+KEY_VARS = ("OPENAI_API_KEY", "REFED_TEST_KEY", API_BASE_VAR)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any key or endpoint override, with a DSPy cache of its own (DSPy's cache
+    key ignores api_base: a shared one would answer for another endpoint), plus `extra`."""
+    cache = tempfile.mkdtemp(prefix="dspy-cache-")
+    return {**{k: v for k, v in os.environ.items() if k not in KEY_VARS}, "DSPY_CACHEDIR": cache, **extra}
+
+
+def predicted_in_a_fresh_process(uri: str, tracking: str, env: dict[str, str]) -> dict:
+    script = (
+        "import json, sys, mlflow\n"
+        f"mlflow.set_tracking_uri({tracking!r})\n"
+        f"model = mlflow.pyfunc.load_model({uri!r})\n"
+        f"print(json.dumps(model.predict({INPUTS!r}), default=str))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_program_optimized_with_a_user_lm_predicts_where_it_is_loaded(server_factory, tmp_path):
+    srv = server_factory()
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    over = run_overrides(srv, tmp_path / "run", 6) + [
+        f"judge.api_base='{srv.api_base}'",
+        "judge.api_key_env=''",
+        "optimize.optimizer='bootstrap'",
+        "optimize.n_train=3",
+        "optimize.n_val=2",
+        "optimize.num_threads=1",
+        "tracking.enabled=true",
+        f"tracking.mlflow_uri='{tracking}'",
+        f"optimize.out='{tmp_path / 'opt'}'",
+        # the config names another endpoint and a key variable: what runs, and is logged, is the user's LM
+        "teacher.api_base='http://127.0.0.1:9/v1'",
+        "teacher.api_key_env='NOT_SET_ANYWHERE'",
+    ]
+    mine = dspy.LM("openai/gpt-4o-mini", api_base=srv.api_base, api_key="unused", temperature=0.9, max_tokens=3000)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # the sqlite store keeps artifacts under ./mlruns
+    try:
+        result = refed_dspy.optimize(load_config(None, over), teacher=mine)
+    finally:
+        os.chdir(cwd)
+    assert result.model_uri
+    before = len(read_log(srv.cfg.log_path))
+    pred = predicted_in_a_fresh_process(result.model_uri, tracking, clean_env())
+    assert pred["improved_response"] and len(read_log(srv.cfg.log_path)) > before  # it called the user's server
+    # REFED_API_BASE points it at another endpoint where it is loaded
+    other = server_factory()
+    predicted_in_a_fresh_process(result.model_uri, tracking, clean_env(**{API_BASE_VAR: other.api_base}))
+    assert len(read_log(other.cfg.log_path)) >= 1
+    # a real MLflow scoring server, started and stopped here
+    port = _free_port()
+    env = clean_env(MLFLOW_TRACKING_URI=tracking)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", result.model_uri, "--env-manager", "local"]
+        + ["-p", str(port), "-h", "127.0.0.1"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.time() < deadline, "mlflow models serve did not start in 180 s"
+            time.sleep(1)
+        before = len(read_log(srv.cfg.log_path))
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"dataframe_records": [INPUTS]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            answer = json.loads(resp.read())
+        assert "improved_response" in json.dumps(answer) and len(read_log(srv.cfg.log_path)) > before
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_the_logged_lm_carries_no_key_and_reads_its_own_variable(monkeypatch):
+    from refed_dspy.clients.spec import LMSpec
+
+    monkeypatch.setenv("REFED_TEST_KEY", "sk-secret-from-the-environment-123")
+    lm = logged_lm(LMSpec(model="openai/gpt-4o-mini", api_base="http://h/v1", api_key_env="REFED_TEST_KEY"))
+    lm.bind_environment()
+    assert lm.kwargs["api_key"] == "sk-secret-from-the-environment-123"
+    blob = pickle.dumps(lm)
+    assert b"sk-secret" not in blob and "sk-secret" not in json.dumps(lm.dump_state(), default=str)
+    monkeypatch.setenv("REFED_TEST_KEY", "sk-another-key-where-it-is-loaded")
+    loaded = pickle.loads(blob)
+    assert isinstance(loaded, LoggedLM) and loaded.kwargs["api_key"] == "sk-another-key-where-it-is-loaded"
+    assert loaded.kwargs["api_base"] == "http://h/v1"
+    keyless = pickle.loads(pickle.dumps(logged_lm(LMSpec(model="openai/m", api_base="http://h/v1", api_key_env=""))))
+    assert keyless.kwargs["api_key"] == "unused"
+
+
+def test_refed_optimize_that_logs_a_program_prints_no_traceback(server_factory, tmp_path):
+    srv = server_factory()
+    over = run_overrides(srv, tmp_path / "run", 6) + [
+        f"judge.api_base='{srv.api_base}'",
+        "judge.api_key_env=''",
+        "optimize.optimizer='bootstrap'",
+        "optimize.n_train=3",
+        "optimize.n_val=2",
+        "tracking.enabled=true",
+        f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "refed_dspy.cli", "optimize", *sets(over)],
+        cwd=tmp_path,
+        env=clean_env(LITELLM_LOCAL_MODEL_COST_MAP="true"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    code, out, err = done.returncode, done.stdout, done.stderr
+    assert code == 0, err
+    both = out + err
+    assert "Traceback" not in both and "Error" not in both, both[-3000:]
+    assert not [line for line in both.splitlines() if "warning" in line.lower()], both[-3000:]
+
+
+@pytest.mark.parametrize(
+    "key,env,expected",
+    [("unused", {}, ""), ("EMPTY", {}, ""), (None, {}, None), ("sk-abc-0123456789abcdef", {}, None)]
+    + [("sk-abc-0123456789abcdef", {"MY_PROVIDER_KEY": "sk-abc-0123456789abcdef"}, "MY_PROVIDER_KEY")],
+)
+def test_where_a_user_lm_key_comes_from(monkeypatch, key, env, expected):
+    from refed_dspy.synthesis.provenance import key_env_of
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    lm = dspy.LM("openai/m", api_base="http://h/v1", **({"api_key": key} if key else {}))
+    assert key_env_of(lm) == expected
