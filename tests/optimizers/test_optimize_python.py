@@ -213,6 +213,11 @@ def test_the_readme_guide_runs(server_factory, tmp_path, monkeypatch):
     samples = [json.loads(x) for x in (tmp_path / "runs" / "guide" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4 and samples[0]["meta"]["program"].startswith("python:")
     assert (tmp_path / "runs" / "guide-pipeline.json").exists()
+    # 16 training and 8 validation examples, and the MIPROv2 case ran with its own LMs counted
+    opt = json.loads((tmp_path / "runs" / "guide-opt" / "optimize_summary.json").read_text())
+    assert (opt["n_train"], opt["n_val"]) == (16, 8)
+    mipro = json.loads((tmp_path / "runs" / "guide-mipro" / "optimize_summary.json").read_text())
+    assert mipro["optimizer"] == "MIPROv2" and mipro["usage"]["calls"] > 0
     state = json.loads((tmp_path / "runs" / "guide-pipeline.json").read_text())
     assert {"collect.describe", "synthesizer.synthesize", "respond.generate", "respond.improve"} <= state.keys()
 
@@ -233,3 +238,25 @@ def test_a_program_that_fails_on_every_example_saves_nothing(server_factory, tmp
             cfg(srv, tmp_path), program=Broken(), trainset=examples(), metric=length_metric, optimizer="bootstrap"
         )
     assert not (tmp_path / "opt" / "program.json").exists()
+
+
+def test_the_lms_of_a_user_teleprompter_are_counted_and_given_back(server_factory, tmp_path):
+    """MIPROv2 built by the user with its own prompt and task models: the task model is the teacher handed to
+    optimize, the prompt model another server. Every call either makes is counted, by the server's own count, and
+    the teleprompter holds the user's LMs again afterwards."""
+    srv, proposer_srv = server_factory(), server_factory()
+    mine = dspy.LM("openai/gpt-4o-mini", api_base=srv.api_base, api_key="unused", num_retries=0)
+    proposer = dspy.LM("openai/gpt-4o-mini", api_base=proposer_srv.api_base, api_key="unused", num_retries=0)
+    tp = dspy.MIPROv2(metric=length_metric, auto="light", prompt_model=proposer, task_model=mine, num_threads=1)
+    result = refed_dspy.optimize(
+        cfg(srv, tmp_path),
+        teacher=mine,
+        program=RespondAndImprove(improve=False),
+        trainset=examples(8),
+        metric=length_metric,
+        optimizer=tp,
+    )
+    by_role = result.usage["by_role"]
+    assert by_role["optimizer"]["calls"] == len(read_log(proposer_srv.cfg.log_path)) > 0
+    assert by_role["teacher"]["calls"] == len(read_log(srv.cfg.log_path)) > 0
+    assert tp.prompt_model is proposer and tp.task_model is mine
