@@ -22,6 +22,7 @@ from refed_dspy.store.outputs import check_output_dir
 from refed_dspy.store.ownership import is_empty, owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.split import split_by_reference
+from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows
 from refed_dspy.tracking.mlflow_runs import mlflow_run
 
 HF_TOKEN_ENV = "HF_TOKEN"
@@ -67,7 +68,11 @@ def dataset_card(
     s = prov["summary"]
     metas = [r["meta"] for r in rows]
     methods = sorted({m.get("method", "?") for m in metas})
-    teachers = sorted({m.get("teacher", "?") for m in metas})
+    teachers = teacher_rows(count_teachers(metas))
+    if len(teachers) > 1:  # a run resumed onto another teacher: each with its samples
+        teacher_cell = "; ".join(f"{teacher_label(t)} ({t['samples']} samples)" for t in teachers)
+    else:  # one teacher: its model (a card is often published; a private endpoint has no place in it)
+        teacher_cell = ", ".join(t["model"] for t in teachers)
     n = sum(len(v) for v in splits.values())
     size_cat = "n<1K" if n < 1000 else "1K<n<10K" if n < 10000 else "10K<n<100K" if n < 100000 else "100K<n<1M"
     header = [
@@ -104,7 +109,7 @@ def dataset_card(
         "| | |",
         "|---|---|",
         f"| method | {', '.join(methods)} |",
-        f"| teacher | {', '.join(teachers)} |",
+        f"| teacher | {teacher_cell} |",
         f"| seed references | {prov['seeds']} |",
         f"| samples | {n} ({', '.join(f'{k}: {len(v)}' for k, v in splits.items())}) |",
         f"| response exported | {which} |",

@@ -31,6 +31,7 @@ from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
+from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.text import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
 
@@ -79,6 +80,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "incomplete": incomplete_note(rundir.path),
         "method": summary.get("method", config.synthesis.method),
         "teacher": summary.get("teacher", config.teacher.model),
+        "teachers": teacher_rows(count_teachers(s["meta"] for s in samples)),
         "counts": {
             "samples": len(samples),
             "rejects": len(rejects),
@@ -262,6 +264,9 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
     ]
     if stats.get("incomplete"):
         head.append(f"<p class='failed'><b>Incomplete data:</b> {html.escape(stats['incomplete'])}.</p>")
+    mixed = mixed_line(stats.get("teachers"))
+    if mixed:
+        head.append(f"<p class='failed'><b>Mixed teachers:</b> {html.escape(mixed)}.</p>")
     head.append(
         "<div class='tiles'>"
         + "".join(
@@ -386,7 +391,8 @@ def format_text(stats: dict[str, Any]) -> str:
     cost = stats["cost_usd"]
     lines = [
         f"report {stats['run_dir']} ({stats['method']}, teacher {stats['teacher']})"
-        + (f"\n  WARNING      {stats['incomplete']}" if stats.get("incomplete") else ""),
+        + (f"\n  WARNING      {stats['incomplete']}" if stats.get("incomplete") else "")
+        + (f"\n  teachers     {mixed_line(stats.get('teachers'))}" if mixed_line(stats.get("teachers")) else ""),
         f"  samples      {c['samples']} from {c['references_used']} references, {c['rejects']} rejects, {c['judged']} judged"
         + (f", {c['judge_failed']} failed to be judged" if c["judge_failed"] else ""),
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),
@@ -414,6 +420,9 @@ class Report(Result):
     incomplete: str | None = Field(description="Why the run's data may not be final (None: it finished).")
     method: str
     teacher: str
+    teachers: list[dict[str, Any]] = Field(
+        default_factory=list, description="The samples' teachers (model, endpoint) with their sample counts."
+    )
     counts: dict[str, Any]
     rejects: dict[str, int]
     rejects_by_stage: dict[str, int]

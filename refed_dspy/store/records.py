@@ -98,6 +98,7 @@ class SampleMeta(BaseModel):
     reference_id: str
     feature: str
     teacher: str
+    endpoint: str | None = None  # the teacher's api_base (None: the provider's default)
     program: str
     program_hash: str | None = None  # content hash of the program that made it (refed_dspy.synthesis.provenance)
     usage: dict[str, Any] = Field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_jso
 from refed_dspy.store.lock import holder
 from refed_dspy.store.records import ReferenceFeedback
 from refed_dspy.store.reserve import RESERVE_NAME, set_aside
+from refed_dspy.store.teachers import teacher_key
 
 ON_MISMATCH = ("error", "resume", "fresh")
 OnMismatch = Literal["error", "resume", "fresh"]
@@ -42,6 +44,7 @@ class ResumeState:
     final_reject_ids: set[str] = field(default_factory=set)
     reject_keys: set[str] = field(default_factory=set)
     samples: int = 0
+    teachers: Counter = field(default_factory=Counter)  # samples by (teacher model, endpoint)
     rejects: int = 0  # reject records on file (a summary counts them all)
     totals: Totals = field(default_factory=Totals)  # usage of every call recorded in the files
 
@@ -147,6 +150,7 @@ class RunDir:
                 state.totals.add(row.get("usage"))
         for row in read_jsonl(self.samples, repair=repair):
             state.sample_ids.add(row["meta"]["id"])
+            state.teachers[teacher_key(row["meta"])] += 1
             state.totals.add(row["meta"].get("usage"))
         state.samples = len(state.sample_ids)
         for row in read_jsonl(self.rejects, repair=repair):

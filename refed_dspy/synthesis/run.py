@@ -9,6 +9,7 @@ reject, or the journal line of a unit.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
@@ -27,6 +28,7 @@ from refed_dspy.programs.parts import acall_part
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id
 from refed_dspy.store.rundir import ResumeState, RunDir
+from refed_dspy.store.teachers import teacher_key, teacher_rows
 from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.schedule import Schedule
 from refed_dspy.synthesis.summary import (
@@ -104,6 +106,7 @@ class SynthesisRun(StageBase):
         self.chash = config_hash(config)
         self.stats = RunStats()
         self.accepted = 0
+        self.teachers: Counter = Counter()  # samples by (teacher model, endpoint), of all invocations
         self.reject_keys: set[str] = set()
         self.rejects_on_file = 0  # reject records of all invocations, as the summary counts them
         self.writers: dict[str, Any] = {}
@@ -167,6 +170,7 @@ class SynthesisRun(StageBase):
             reference_id=ref.id,
             feature=item.feature,
             teacher=self.config.teacher.model,
+            endpoint=self.config.teacher.primary_api_base,
             program=self.program.identity,
             program_hash=self.program.hash,
             usage=usage_of(calls, self.price),
@@ -190,6 +194,7 @@ class SynthesisRun(StageBase):
         elif self.accepted < self.syn.size:  # always: samples start only below size
             self.writers["samples"].append(result.model_dump(mode="json"))
             self.accepted += 1
+            self.teachers[teacher_key(result.meta.model_dump())] += 1
             self.schedule.watch.note(True)
             self.stats.new_samples += 1
 
@@ -260,6 +265,7 @@ class SynthesisRun(StageBase):
         state = self.rundir.load() if resumed else ResumeState()
         self.schedule.restore(state)
         self.accepted = state.samples
+        self.teachers = state.teachers
         self.reject_keys = set(state.reject_keys)
         self.rejects_on_file = state.rejects
         self.engine.totals = state.totals
@@ -315,6 +321,7 @@ class SynthesisRun(StageBase):
                 "run_dir": str(self.rundir.path),
                 "method": self.method.name,
                 "teacher": self.config.teacher.model,
+                "teachers": teacher_rows(self.teachers),
                 "program": self.program.identity,
                 "program_hash": self.program.hash,
                 "adapter": getattr(self.adapter, "choice", None) and self.adapter.choice.as_dict(),

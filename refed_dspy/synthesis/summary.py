@@ -105,6 +105,11 @@ class RunSummary(Result):
     run_dir: str
     method: str
     teacher: str
+    teachers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The samples' teachers (model, endpoint) with their sample counts; more than one after a resume "
+        "onto another teacher.",
+    )
     program: str = Field(description="The program the run executed: built-in, a file, an MLflow URI or python:...")
     program_hash: str
     adapter: dict[str, Any] | None = Field(description="The output format the teacher was asked for, and why.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from refed_dspy.store.teachers import mixed_line
+
 
 def _money(value: float | None) -> str:
     return "unknown (no price for this model)" if value is None else f"${value:.4f}"
@@ -23,6 +25,9 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion",
         f"  cost         {_money(s['cost_usd'])}",
     ]
+    mixed = mixed_line(s.get("teachers"))
+    if mixed:
+        lines.insert(1, f"  teachers     {mixed}")
     adapter = s.get("adapter")
     if adapter:
         lines.insert(1, f"  outputs      {adapter['mode']} (schema dialect {adapter['dialect']}): {adapter['reason']}")

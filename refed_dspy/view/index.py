@@ -15,6 +15,7 @@ from refed_dspy.config import run_config
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.seeds import read_references
+from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.view.follow import Follower
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,11 @@ class View:
             f"{run.label + ': ' if run.label else ''}{note}"
             for run in self.runs
             if (note := incomplete_note(run.rundir.path))
+        ]
+        notes += [  # a run resumed onto another teacher holds samples of each
+            f"{run.label + ': ' if run.label else ''}{mixed}"
+            for run in self.runs
+            if (mixed := mixed_line(teacher_rows(count_teachers(row["meta"] for row in run.samples.values()))))
         ]
         first = self.runs[0].summary() if self.runs else {}
         return {
