@@ -704,12 +704,10 @@ class LoopbackServer:
 
 
 def read_log(path: str | Path) -> list[dict]:
-    """The server's request log, one dict per request."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            out.append(json.loads(line))
-    return out
+    """The server's request log, one dict per request. The server may be writing a line while a test
+    reads: a last line without its newline is not in the log yet."""
+    complete, _, _partial = Path(path).read_text().rpartition("\n")
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def main() -> None:
