@@ -89,12 +89,16 @@ def evaluate(
     return evaluate_detailed(program, devset, metric, lm, num_threads, adapter)[0]
 
 
-def step_scores(compiled: dspy.Module, optimizer: str) -> list[float]:
-    """The per-step (trial, candidate) scores the optimizer left on its result, in order, on the metric's 0-1 scale
-    (a teleprompter of the caller's: the scores of the candidate programs it kept, if any)."""
-    if optimizer in OPTIMIZERS:
-        return OPTIMIZERS.get(optimizer).step_scores(compiled)
-    return candidate_scores(compiled)
+def step_scores(compiled: dspy.Module, optimizer: str | Any) -> list[float]:
+    """The per-step (trial, candidate) scores the optimizer (a name, or a teleprompter instance of the caller's) left
+    on its result, in order, on the metric's 0-1 scale. An instance of a class an optimizer of the registry builds
+    is read as that optimizer's results are; any other: the scores of the candidate programs it kept, if any."""
+    if isinstance(optimizer, str):
+        return (
+            OPTIMIZERS.get(optimizer).step_scores(compiled) if optimizer in OPTIMIZERS else candidate_scores(compiled)
+        )
+    same = [o for o in OPTIMIZERS.values() if o.teleprompter is type(optimizer)]
+    return same[0].step_scores(compiled) if same else candidate_scores(compiled)
 
 
 def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -> dspy.Module:
@@ -215,7 +219,7 @@ def optimize(
         "optimizer": name,
         "score_before": before,
         "score_after": after,
-        "steps": step_scores(compiled, name),
+        "steps": step_scores(compiled, optimizer if instance is None else instance),
         "before_rows": before_rows,
         "after_rows": after_rows,
         "metric_failures": failures,

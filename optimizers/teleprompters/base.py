@@ -44,13 +44,15 @@ class Optimizer(ABC):
     `@OPTIMIZERS.register`.
 
     Class attributes: `name` (what the config says), `summary`, `rank` (listing order), `needs_valset` (it selects
-    on a validation set, which must not be empty).
+    on a validation set, which must not be empty), `teleprompter` (the DSPy class `build` makes).
     """
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
     rank: ClassVar[int] = 100
     needs_valset: ClassVar[bool] = False
+    # the DSPy teleprompter class it builds: a user's own instance of that class has its scores read the same way
+    teleprompter: ClassVar[type | None] = None
 
     @abstractmethod
     def build(self, metric: Any, s: CompileSettings) -> Any:

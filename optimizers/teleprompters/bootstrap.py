@@ -13,6 +13,7 @@ from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 @OPTIMIZERS.register
 class Bootstrap(Optimizer):
     name = "bootstrap"
+    teleprompter = dspy.BootstrapFewShot
     summary = "BootstrapFewShot: demos from traces that pass the metric"
     rank = 0
 

@@ -13,6 +13,7 @@ from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 @OPTIMIZERS.register
 class BootstrapRandomSearch(Optimizer):
     name = "bootstrap_random_search"
+    teleprompter = dspy.BootstrapFewShotWithRandomSearch
     summary = "BootstrapFewShotWithRandomSearch: candidate demo sets, the best on the valset"
     rank = 1
     needs_valset = True

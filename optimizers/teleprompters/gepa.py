@@ -15,6 +15,7 @@ from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 @OPTIMIZERS.register
 class GEPA(Optimizer):
     name = "gepa"
+    teleprompter = dspy.GEPA
     summary = "GEPA: instructions evolved from the metric's feedback"
     rank = 3
     needs_valset = True

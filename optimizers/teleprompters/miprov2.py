@@ -13,6 +13,7 @@ from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 @OPTIMIZERS.register
 class MIPROv2(Optimizer):
     name = "miprov2"
+    teleprompter = dspy.MIPROv2
     summary = "MIPROv2: proposed instructions and demos, searched on the valset"
     rank = 2
     needs_valset = True

@@ -13,6 +13,7 @@ from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 @OPTIMIZERS.register
 class SIMBA(Optimizer):
     name = "simba"
+    teleprompter = dspy.SIMBA
     summary = "SIMBA: mini-batch ascent over rules and demos"
     rank = 4
 

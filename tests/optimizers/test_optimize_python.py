@@ -260,3 +260,5 @@ def test_the_lms_of_a_user_teleprompter_are_counted_and_given_back(server_factor
     assert by_role["optimizer"]["calls"] == len(read_log(proposer_srv.cfg.log_path)) > 0
     assert by_role["teacher"]["calls"] == len(read_log(srv.cfg.log_path)) > 0
     assert tp.prompt_model is proposer and tp.task_model is mine
+    # its trials' scores are read as those of optimizer="miprov2": on the metric's 0-1 scale, like the scores
+    assert result.steps and all(0 <= s <= 1 for s in result.steps)
