@@ -64,3 +64,17 @@ def lock_holder(path: Path | str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     return proc
+
+
+def predicted_in_a_fresh_process(model_uri: str, tracking_uri: str, inputs: dict, env: dict[str, str]) -> dict:
+    """`mlflow.pyfunc.load_model(model_uri).predict(inputs)` in a new Python process with environment `env`: what a
+    user who loads a logged program elsewhere gets (the test fails with that process's stderr)."""
+    script = (
+        "import json, mlflow\n"
+        f"mlflow.set_tracking_uri({tracking_uri!r})\n"
+        f"model = mlflow.pyfunc.load_model({model_uri!r})\n"
+        f"print(json.dumps(model.predict({inputs!r}), default=str))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -17,6 +17,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 from loopback_server import LoopbackServer, ServerConfig  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """The real-model tier first: it is the longest file, and with `pytest -n 2 --dist loadfile` (the README's
+    command) one worker runs it from the start while the other runs every other file."""
+    items.sort(key=lambda item: item.get_closest_marker("real_model") is None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Each test gets its own DSPy cache dir: DSPy's cache key ignores api_base."""

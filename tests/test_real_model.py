@@ -19,7 +19,7 @@ from pathlib import Path
 
 import dspy
 import pytest
-from cli_helpers import refed, sets
+from cli_helpers import predicted_in_a_fresh_process, refed, sets
 from conftest import start_refed_server
 
 from refed_dspy.adapters import build_adapter, check_outputs
@@ -88,8 +88,8 @@ def local_sets(smol: Smol, run_dir: Path, **extra) -> list[str]:
     return ["--config", str(LOCAL), *sets(overrides + [f"{k}={v}" for k, v in extra.items()])]
 
 
-def cli(*args, timeout=900) -> tuple[int, str, str]:
-    proc = refed(*args)
+def cli(*args, timeout=900, cwd=None) -> tuple[int, str, str]:
+    proc = refed(*args, cwd=cwd)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
 
@@ -236,7 +236,7 @@ def test_refed_synthesize_judge_filter_report_export(smol, tmp_path):
     assert exported == 6
 
 
-@pytest.mark.parametrize("method, size", [("sample_feedback", 4), ("reflection", 3)])
+@pytest.mark.parametrize("method, size", [("sample_feedback", 3), ("reflection", 3)])
 def test_baselines_reach_their_size(smol, tmp_path, method, size):
     run = tmp_path / method
     before = smol.counters()
@@ -261,19 +261,29 @@ def test_baselines_reach_their_size(smol, tmp_path, method, size):
     assert served(before, smol.counters()) == (usage["prompt_tokens"], usage["completion_tokens"])
 
 
-def test_tiny_bootstrap_optimize(smol, tmp_path):
+def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
     run = tmp_path / "opt"
-    # 4 validation examples: the tiny model runs to max_tokens on some replies, and an optimization whose program
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # 3 validation examples: the tiny model runs to max_tokens on some replies, and an optimization whose program
     # failed on every validation example stops (exit 3) by design
     code, out, err = cli(
         "optimize",
         *local_sets(
             smol,
             run,
-            **{"optimize.n_train": 3, "optimize.n_val": 4, "optimize.max_calls": 120, "optimize.max_demos": 1},
+            **{
+                "optimize.n_train": 1,
+                "optimize.n_val": 3,
+                "optimize.max_calls": 120,
+                "optimize.max_demos": 1,
+                "tracking.enabled": "true",
+                "tracking.mlflow_uri": f"'{tracking}'",
+            },
         ),
+        cwd=tmp_path,  # the sqlite store keeps its artifacts under ./mlruns
     )
     assert code == 0, err
+    assert "Traceback" not in out + err
     summary = json.loads((run / "optimize" / "optimize_summary.json").read_text())
     assert 0 <= summary["score_before"] <= 1 and 0 <= summary["score_after"] <= 1
     assert summary["usage"]["calls"] <= 120 and set(summary["usage"]["by_role"]) <= {"teacher", "judge"}
@@ -282,6 +292,18 @@ def test_tiny_bootstrap_optimize(smol, tmp_path):
     assert summary["adapters"]["teacher"]["mode"] == summary["adapters"]["judge"]["mode"] == "json_schema"
     state = json.loads((run / "optimize" / "program.json").read_text())
     assert {"generate", "improve", "refed"} <= set(state)
+    # the logged program, loaded in a fresh process with no key in its environment, predicts against llama.cpp
+    before = smol.counters()
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env["DSPY_CACHEDIR"] = str(tmp_path / "loader-cache")
+    inputs = {
+        "reference_instruction": INSTR,
+        "reference_response": RESP,
+        "instruction": "Explain why leaves are green.",
+    }
+    pred = predicted_in_a_fresh_process(summary["model_uri"], tracking, {**inputs, "feedback": "Be concrete."}, env)
+    assert pred.get("improved_response") or pred.get("response")
+    assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
 
 
 def test_tiny_pipeline_optimize_then_synthesize_with_it(smol, tmp_path):

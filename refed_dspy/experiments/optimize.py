@@ -120,7 +120,7 @@ def _bound_teleprompter_lms(tp: Any, given: Any, teacher: Any) -> dict[str, tupl
     LM it held, its replacement)} to put back afterwards."""
     swapped: dict[str, tuple[Any, Any, Any]] = {}
     twins: dict[int, Any] = {id(given): teacher} if given is not None else {}
-    for name, value in list(vars(tp).items()):
+    for name, value in list(getattr(tp, "__dict__", {}).items()):
         if not isinstance(value, dspy.BaseLM) or value is teacher:
             continue
         twin = twins.get(id(value))

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, to_toml
 from refed_dspy.optimizers.program_io import keep_active_model
 from refed_dspy.settings import mask_secrets
@@ -176,8 +177,9 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     """`mlflow.dspy.log_model` of a compiled program into the active run; returns its model URI.
 
     The model carries a signature and an input example (from one validation example and its prediction, so no
-    LM is called to infer them) and, as its DSPy settings, the LM of `teacher` (an LMSpec) as a LoggedLM: its model,
-    endpoint and key variable, no key. Loaded anywhere, it calls that endpoint with the key of that environment.
+    LM is called to infer them) and, as its DSPy settings, the LM of `teacher` (an LMSpec) as a LoggedLM (its model,
+    endpoint and key variable, no key) and the output adapter the teacher was compiled with. Loaded anywhere, it
+    calls that endpoint, with the key of that environment, asking for the same output format.
     MLflow's check of the input example is skipped on purpose: it would call the teacher (a paid call no budget
     sees) and print a traceback wherever the key is not at hand.
     """
@@ -193,7 +195,7 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
         keep_active_model(),
         _no_example_check(),
         _quiet_about_our_own_pickles(),
-        dspy.context(lm=logged_lm(teacher), adapter=None, callbacks=[]),
+        dspy.context(lm=logged_lm(teacher), adapter=build_adapter(teacher), callbacks=[]),
     ):
         info = mlflow.dspy.log_model(program, name=name, use_dspy_model_save=True, **extra)
     return info.model_uri

@@ -76,7 +76,8 @@ def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
 
 @pytest.mark.slow
 def test_concurrency_above_100_reaches_the_server(server_factory, tmp_path):
-    srv = server_factory(latency_s=0.5)
+    # each reply takes 1.5 s: time enough for the client to have 160 requests out even on a busy machine (pytest -n 2)
+    srv = server_factory(latency_s=1.5)
     config = load_config(None, run_overrides(srv, tmp_path / "run", 300, **{"synthesis.concurrency": 160}))
     summary = synthesize(config)
     assert summary["samples"] == 300

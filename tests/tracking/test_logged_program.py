@@ -17,7 +17,7 @@ import urllib.request
 
 import dspy
 import pytest
-from cli_helpers import sets
+from cli_helpers import predicted_in_a_fresh_process, sets
 from conftest import run_overrides
 from loopback_server import read_log
 
@@ -39,18 +39,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     key ignores api_base: a shared one would answer for another endpoint), plus `extra`."""
     cache = tempfile.mkdtemp(prefix="dspy-cache-")
     return {**{k: v for k, v in os.environ.items() if k not in KEY_VARS}, "DSPY_CACHEDIR": cache, **extra}
-
-
-def predicted_in_a_fresh_process(uri: str, tracking: str, env: dict[str, str]) -> dict:
-    script = (
-        "import json, sys, mlflow\n"
-        f"mlflow.set_tracking_uri({tracking!r})\n"
-        f"model = mlflow.pyfunc.load_model({uri!r})\n"
-        f"print(json.dumps(model.predict({INPUTS!r}), default=str))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _free_port() -> int:
@@ -85,11 +73,11 @@ def test_a_program_optimized_with_a_user_lm_predicts_where_it_is_loaded(server_f
         os.chdir(cwd)
     assert result.model_uri
     before = len(read_log(srv.cfg.log_path))
-    pred = predicted_in_a_fresh_process(result.model_uri, tracking, clean_env())
+    pred = predicted_in_a_fresh_process(result.model_uri, tracking, INPUTS, clean_env())
     assert pred["improved_response"] and len(read_log(srv.cfg.log_path)) > before  # it called the user's server
     # REFED_API_BASE points it at another endpoint where it is loaded
     other = server_factory()
-    predicted_in_a_fresh_process(result.model_uri, tracking, clean_env(**{API_BASE_VAR: other.api_base}))
+    predicted_in_a_fresh_process(result.model_uri, tracking, INPUTS, clean_env(**{API_BASE_VAR: other.api_base}))
     assert len(read_log(other.cfg.log_path)) >= 1
     # a real MLflow scoring server, started and stopped here
     port = _free_port()
