@@ -97,7 +97,8 @@ def step_scores(compiled: dspy.Module, optimizer: str | Any) -> list[float]:
         return (
             OPTIMIZERS.get(optimizer).step_scores(compiled) if optimizer in OPTIMIZERS else candidate_scores(compiled)
         )
-    same = [o for o in OPTIMIZERS.values() if o.teleprompter is type(optimizer)]
+    same = [o for o in OPTIMIZERS.values() if o.teleprompter is not None and isinstance(optimizer, o.teleprompter)]
+    same.sort(key=lambda o: type(optimizer).__mro__.index(o.teleprompter))  # the nearest class first
     return same[0].step_scores(compiled) if same else candidate_scores(compiled)
 
 

@@ -82,10 +82,10 @@ def missing_store(uri: str) -> str | None:
         path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
     elif uri.startswith("file:"):
         path = Path(uri.removeprefix("file://").removeprefix("file:"))
-    elif "://" not in uri:
-        path = Path(uri)
+    elif "://" not in uri and (uri.startswith((".", "/", "~")) or "/" in uri or "\\" in uri):
+        path = Path(uri).expanduser()  # a file store's folder
     else:
-        return None
+        return None  # a server, or a scheme MLflow resolves itself ("databricks", ...)
     return None if path.exists() else str(path)
 
 

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # the calls of the current LM call that reached update_history (where the boundary reads a reply): none means the
 # LM answered without handing DSPy its reply (its own __call__, or dspy.settings.disable_history)
 _reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
+# the LM whose call is under way here: a call it makes to itself inside that call is the same call
+_inside: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_inside", default=None)
 
 
 class CallBoundary:
@@ -58,11 +60,13 @@ class CallBoundary:
         return self
 
     def __call__(self, *args: Any, **kwargs: Any):
-        started, reported = _started.set(time.monotonic()), _reported.set([])
+        if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
+            return super().__call__(*args, **kwargs)
+        started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
         try:
             if self.budget is None:
                 return self._unreported_check(super().__call__(*args, **kwargs))
-            self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
+            self.budget.reserve(self.price, self._max_tokens())
             try:
                 return self._unreported_check(super().__call__(*args, **kwargs))
             finally:
@@ -73,13 +77,16 @@ class CallBoundary:
         finally:
             _started.reset(started)
             _reported.reset(reported)
+            _inside.reset(inside)
 
     async def acall(self, *args: Any, **kwargs: Any):
-        started, reported = _started.set(time.monotonic()), _reported.set([])
+        if _inside.get() is self:
+            return await super().acall(*args, **kwargs)
+        started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
         try:
             if self.budget is None:
                 return self._unreported_check(await super().acall(*args, **kwargs))
-            self.budget.reserve(self.price, int(self.kwargs.get("max_tokens") or 0))
+            self.budget.reserve(self.price, self._max_tokens())
             try:
                 return self._unreported_check(await super().acall(*args, **kwargs))
             finally:
@@ -95,6 +102,10 @@ class CallBoundary:
         finally:
             _started.reset(started)
             _reported.reset(reported)
+            _inside.reset(inside)
+
+    def _max_tokens(self) -> int:
+        return int((getattr(self, "kwargs", None) or {}).get("max_tokens") or 0)
 
     def _unreported_check(self, outputs: Any) -> Any:
         """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call
@@ -206,16 +217,22 @@ def _boundary_class(cls: type) -> type:
         return sub
 
 
-def bounded(lm: Any, role: str) -> Any:
+def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
     """`lm` behind the call boundary, so that its calls are counted, budgeted and checked like those of an LM built
     from config: `lm` itself when it already is (build_lm made it), else a copy of it (sharing its client; the object
     handed in is left as it was) whose class puts CallBoundary in front of the LM's own.
 
     Any dspy.BaseLM works: a dspy.LM, a subclass, or a user's own BaseLM. DSPy hands each reply of a BaseLM to its
     `update_history`, where the boundary reads the usage and how the reply ended. ConfigError for what is not one.
+    `fresh`: a copy even of an LM already behind the boundary (one a user made with build_lm), for a caller that
+    attaches a budget to it; the user's object stays as it was.
     """
     if isinstance(lm, CallBoundary):
-        return lm
+        if not fresh:
+            return lm
+        twin = lm.copy()
+        twin.role = role
+        return twin
     if not isinstance(lm, dspy.BaseLM):
         raise ConfigError(f"{role}: expected a dspy.BaseLM (for example dspy.LM(...)), got {type(lm).__name__}")
     twin = lm.copy() if callable(getattr(lm, "copy", None)) else copy.copy(lm)

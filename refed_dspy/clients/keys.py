@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import types
+from typing import Any
 
 from refed_dspy.clients.spec import LMSpec, provider_of
 from refed_dspy.errors import MissingKeyError
@@ -67,3 +68,20 @@ def check_key(spec: LMSpec, role: str) -> str | None:
             f'run `export {env}=...` (or set {role}.api_key_env to another variable, or to "" for a server without keys)'
         )
     return key
+
+
+# an inline key this short is a placeholder for a server that checks none ("unused", "EMPTY", "none"), not a secret
+_PLACEHOLDER_KEY_LEN = 16
+
+
+def key_env_of(lm: Any) -> str | None:
+    """Where the key of an LM object comes from, as a config's api_key_env says it: the environment variable whose
+    value it holds; "" for a placeholder (a server that needs no key); None when unknown (no inline key: the
+    provider's variable; an inline secret held in no variable)."""
+    key = (getattr(lm, "kwargs", None) or {}).get("api_key")
+    if not isinstance(key, str) or not key:
+        return None
+    for name, value in os.environ.items():
+        if value == key and name.endswith(("_KEY", "_TOKEN")):
+            return name
+    return "" if len(key) < _PLACEHOLDER_KEY_LEN else None

@@ -25,11 +25,11 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
-from refed_dspy.clients.pricing import resolve_price
 from refed_dspy.config import OPTIMIZERS, Config, load_config, to_toml
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError, FinishedShort
+from refed_dspy.experiments.teleprompter_lms import bounded_teleprompter, check_prices
 from refed_dspy.methods import get_method
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
@@ -111,24 +111,6 @@ def examples_config(config: Config, out: Path) -> Config:
 
 def _guard(lm: Any, budget: CallBudget, role: str, config_lm) -> None:
     lm.attach_budget(budget, role, price_of(config_lm))
-
-
-def _bound_teleprompter_lms(tp: Any, given: Any, teacher: Any) -> dict[str, tuple[Any, Any, Any]]:
-    """Put the LMs a user's teleprompter holds (MIPROv2's prompt_model and task_model, GEPA's reflection_lm, ...)
-    behind the call boundary, so that the budget and the counts see their calls: the teacher handed to optimize is
-    replaced by the teacher the run uses, any other LM by a bounded copy. Returns {attribute: (teleprompter, the
-    LM it held, its replacement)} to put back afterwards."""
-    swapped: dict[str, tuple[Any, Any, Any]] = {}
-    twins: dict[int, Any] = {id(given): teacher} if given is not None else {}
-    for name, value in list(getattr(tp, "__dict__", {}).items()):
-        if not isinstance(value, dspy.BaseLM) or value is teacher:
-            continue
-        twin = twins.get(id(value))
-        if twin is None:
-            twin = twins[id(value)] = bounded(value, "optimizer")
-        setattr(tp, name, twin)
-        swapped[name] = (tp, value, twin)
-    return swapped
 
 
 def _example_text(ex: Any) -> str:
@@ -357,16 +339,20 @@ def optimize(
     out = out_dir(config)
     check(out, "optimize", flag="optimize.out")  # before any LM is built: a directory not refed's is refused first
     given_teacher = teacher
-    if teacher is not None:  # the user's LM, behind the call boundary; the run records and prices it
-        teacher = bounded(teacher, "teacher")
+    if teacher is not None:  # a copy of the user's LM behind the call boundary; the run records and prices it
+        teacher = bounded(teacher, "teacher", fresh=True)
         config = with_lm_of(config, "teacher", teacher)
-    if judge is not None and metric is None:
-        judge = bounded(judge, "judge")
+    if metric is not None:
+        judge = None  # only the built-in metric calls the judge; a metric of yours calls what it calls
+    elif judge is not None:
+        judge = bounded(judge, "judge", fresh=True)
         config = with_lm_of(config, "judge", judge)
     roles = [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else [])
     for role, spec in roles:
         if cfg.max_cost_usd is not None:
             require_price(spec, role, "optimize.max_cost_usd")
+    if not isinstance(optimizer, str):
+        check_prices(optimizer, given_teacher, cfg.max_cost_usd)
     if cfg.target != "respond" and cfg.examples_run and trainset is None:
         raise ConfigError(
             f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "
@@ -419,14 +405,14 @@ def optimize(
         use_run_cache(RunDir(out))
         budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
         _guard(teacher, budget, "teacher", config.teacher)
-        swapped = {} if isinstance(optimizer, str) else _bound_teleprompter_lms(optimizer, given_teacher, teacher)
-        for lm in {id(twin): twin for _, _, twin in swapped.values() if twin is not teacher}.values():
-            lm.attach_budget(budget, "optimizer", resolve_price(lm.model, None, None, None))
         if judge is not None:
             _guard(judge, budget, "judge", config.judge)
         heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, metric, started), config.run.progress_every_s)
         baseline = program if program is not None else target_program(config)
+        lms_of_tp = contextlib.ExitStack()
         try:
+            if not isinstance(optimizer, str):  # the LMs of the user's teleprompter, counted and budgeted
+                lms_of_tp.enter_context(bounded_teleprompter(optimizer, given_teacher, teacher, budget))
             with _tracked(config, out, optimizer_name) as run, _maybe(heartbeat, config.run.progress):
                 result = compile_program(
                     baseline,
@@ -507,8 +493,7 @@ def optimize(
 
                     mlflow.log_artifact(str(out / "optimize_summary.json"))
         finally:
-            for name, (obj, original, _) in swapped.items():  # the user's teleprompter, as it was handed in
-                setattr(obj, name, original)
+            lms_of_tp.close()  # the user's teleprompter holds its own LMs again
             for lm in (teacher, judge):
                 if lm is not None:
                     lm.attach_budget(None, "lm", None)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any
 
+from refed_dspy.clients.keys import key_env_of
 from refed_dspy.config import Config
 
 # The LM settings that change what a teacher writes, as dspy.LM keeps them (lm.kwargs), and their config fields.
@@ -43,23 +43,6 @@ def lm_identity(lm: Any) -> dict[str, Any]:
     if out["max_tokens"] is None:
         out["max_tokens"] = kwargs.get("max_completion_tokens")
     return out
-
-
-# an inline key this short is a placeholder for a server that checks none ("unused", "EMPTY", "none"), not a secret
-_PLACEHOLDER_KEY_LEN = 16
-
-
-def key_env_of(lm: Any) -> str | None:
-    """Where the key of an LM object comes from, as a config's api_key_env says it: the environment variable whose
-    value it holds; "" for a placeholder (a server that needs no key); None when unknown (no inline key: the
-    provider's variable; an inline secret held in no variable)."""
-    key = (getattr(lm, "kwargs", None) or {}).get("api_key")
-    if not isinstance(key, str) or not key:
-        return None
-    for name, value in os.environ.items():
-        if value == key and name.endswith(("_KEY", "_TOKEN")):
-            return name
-    return "" if len(key) < _PLACEHOLDER_KEY_LEN else None
 
 
 def with_lm_of(config: Config, role: str, lm: Any) -> Config:

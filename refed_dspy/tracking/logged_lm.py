@@ -14,7 +14,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.keys import api_key_env
+from refed_dspy.clients.keys import api_key_env, key_env_of
 from refed_dspy.clients.spec import LMSpec
 
 API_BASE_VAR = "REFED_API_BASE"  # set where a logged program is loaded: the endpoint its LM calls instead
@@ -65,3 +65,12 @@ def logged_lm(spec: LMSpec) -> LoggedLM:
     lm = LoggedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **kwargs)
     lm.key_env = NO_KEY if spec.api_key_env == NO_KEY else api_key_env(spec)
     return lm
+
+
+def logged_lm_like(lm: Any) -> LoggedLM:
+    """A LoggedLM standing in for an LM object (one a user pinned to a predictor with `set_lm`): its model, endpoint
+    and settings, the variable its key comes from (clients.keys.key_env_of; the provider's own when unknown), no key."""
+    kwargs = {k: v for k, v in (getattr(lm, "kwargs", None) or {}).items() if k not in _SECRETS}
+    out = LoggedLM(str(lm.model), model_type=getattr(lm, "model_type", "chat"), **kwargs)
+    out.key_env = key_env_of(lm)
+    return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, to_toml
 from refed_dspy.optimizers.program_io import keep_active_model
 from refed_dspy.settings import mask_secrets
-from refed_dspy.tracking.logged_lm import logged_lm
+from refed_dspy.tracking.logged_lm import logged_lm, logged_lm_like
 from refed_dspy.tracking.telemetry import set_telemetry
 
 RUN_DIR_TAG = "refed.run_dir"
@@ -191,7 +192,9 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     extra: dict[str, Any] = {}
     if io is not None:
         extra = {"signature": infer_signature(io[0], io[1]), "input_example": io[0]}
+    program = without_pinned_keys(program)
     with (
+        _LOGGING,  # one log at a time: the example check is switched off for the process while a model is logged
         keep_active_model(),
         _no_example_check(),
         _quiet_about_our_own_pickles(),
@@ -199,6 +202,21 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     ):
         info = mlflow.dspy.log_model(program, name=name, use_dspy_model_save=True, **extra)
     return info.model_uri
+
+
+_LOGGING = threading.Lock()
+
+
+def without_pinned_keys(program: Any) -> Any:
+    """`program`, or a copy of it whose predictors' pinned LMs (`set_lm`) are LoggedLMs: DSPy pickles a pinned LM
+    with the program, and a dspy.LM pickles its API key."""
+    if not any(getattr(p, "lm", None) is not None for _, p in program.named_predictors()):
+        return program
+    twin = program.deepcopy()
+    for _, predictor in twin.named_predictors():
+        if getattr(predictor, "lm", None) is not None:
+            predictor.lm = logged_lm_like(predictor.lm)
+    return twin
 
 
 class _DropPickleNotes(logging.Filter):

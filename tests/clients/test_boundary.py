@@ -4,6 +4,7 @@ optimization, and what they report equals what the provider (the loopback server
 
 from __future__ import annotations
 
+import asyncio
 import json
 from types import SimpleNamespace
 
@@ -245,3 +246,29 @@ def test_a_call_that_reports_nothing_is_still_counted_and_said(caplog):
     ] * 2
     said = [r.getMessage() for r in caplog.records if "without reporting" in r.getMessage()]
     assert len(said) == 1 and "teacher" in said[0] and "my/model" in said[0]
+
+
+class ThreadedLM(OwnClientLM):
+    """A user's LM whose acall runs its own __call__ in a thread: the boundary is entered twice for one call."""
+
+    async def acall(self, *args, **kwargs):
+        return await asyncio.to_thread(self, *args, **kwargs)
+
+
+def test_an_lm_calling_itself_is_one_call(server_factory, caplog):
+    srv = server_factory()
+    lm = bounded(ThreadedLM(MODEL, srv.api_base, cache=False), "teacher")
+    with collect_calls() as calls, stage("generate"):
+        asyncio.run(lm.acall("hello"))
+    assert len(calls) == 1 and calls[0].prompt_tokens > 0 and len(read_log(srv.cfg.log_path)) == 1
+    assert not [r for r in caplog.records if "without reporting" in r.getMessage()]
+
+
+def test_a_fresh_copy_leaves_a_built_lm_as_it_was():
+    from refed_dspy.clients.lm import build_lm
+    from refed_dspy.clients.spec import LMSpec
+
+    built = build_lm(LMSpec(model=MODEL, api_base="http://127.0.0.1:9/v1", api_key_env=""), "teacher")
+    twin = bounded(built, "judge", fresh=True)
+    twin.attach_budget(object(), "judge", None)
+    assert twin is not built and built.budget is None and built.role == "teacher" and twin.role == "judge"

@@ -262,3 +262,53 @@ def test_the_lms_of_a_user_teleprompter_are_counted_and_given_back(server_factor
     assert tp.prompt_model is proposer and tp.task_model is mine
     # its trials' scores are read as those of optimizer="miprov2": on the metric's 0-1 scale, like the scores
     assert result.steps and all(0 <= s <= 1 for s in result.steps)
+
+
+def test_a_teleprompter_gets_its_lms_back_when_optimize_fails_and_an_unpriced_one_is_refused(server_factory, tmp_path):
+    srv, proposer_srv = server_factory(), server_factory()
+    proposer = dspy.LM("openai/gpt-4o-mini", api_base=proposer_srv.api_base, api_key="unused", num_retries=0)
+    teacher = refed_dspy.build_lm(cfg(srv, tmp_path).teacher, "teacher")
+    tp = dspy.MIPROv2(metric=length_metric, auto="light", prompt_model=proposer, task_model=teacher, num_threads=1)
+    tp.teacher_settings = {"lm": proposer}
+
+    def broken(gold, pred, trace=None):
+        raise RuntimeError("this metric always fails")
+
+    with pytest.raises(OptimizationStopped):
+        refed_dspy.optimize(
+            cfg(srv, tmp_path),
+            teacher=teacher,
+            program=RespondAndImprove(improve=False),
+            trainset=examples(8),
+            metric=broken,
+            optimizer=tp,
+        )
+    assert tp.prompt_model is proposer and tp.task_model is teacher and tp.teacher_settings["lm"] is proposer
+    assert teacher.budget is None and teacher.role == "teacher"  # the user's own LM was never the one budgeted
+    # a cost budget and an LM with no price in the teleprompter: refused before any call
+    unpriced = dspy.LM("openai/no-such-priced-model", api_base=proposer_srv.api_base, api_key="unused")
+    tp.prompt_model = unpriced
+    before = len(read_log(srv.cfg.log_path)) + len(read_log(proposer_srv.cfg.log_path))
+    with pytest.raises(ConfigError, match="needs a price for the LM 'openai/no-such-priced-model'"):
+        refed_dspy.optimize(
+            cfg(srv, tmp_path, **{"optimize.max_cost_usd": 1.0, "teacher.model": "'openai/gpt-4o-mini'"}),
+            program=RespondAndImprove(improve=False),
+            trainset=examples(8),
+            metric=length_metric,
+            optimizer=tp,
+        )
+    assert len(read_log(srv.cfg.log_path)) + len(read_log(proposer_srv.cfg.log_path)) == before
+
+
+def test_a_judge_with_a_metric_of_your_own_is_not_called(server_factory, tmp_path):
+    srv, judge_srv = server_factory(), server_factory()
+    judge = dspy.LM("openai/gpt-4o-mini", api_base=judge_srv.api_base, api_key="unused")
+    result = refed_dspy.optimize(
+        cfg(srv, tmp_path),
+        judge=judge,
+        program=RespondAndImprove(improve=False),
+        trainset=examples(),
+        metric=length_metric,
+        optimizer="bootstrap",
+    )
+    assert result.usage["by_role"].keys() == {"teacher"} and read_log(judge_srv.cfg.log_path) == []
