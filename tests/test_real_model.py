@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -61,9 +62,17 @@ class Smol:
         self.proc, self.api_base = proc, api_base
 
     def counters(self) -> dict[str, float]:
-        with urllib.request.urlopen(self.api_base.removesuffix("/v1") + "/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^llamacpp:(\w+) ([0-9.e+]+)$", text, re.M)}
+        """The server's counters once it is idle: a request another test left behind (one its client gave up on)
+        is still decoded, and would be counted in the next test's window."""
+        deadline = time.monotonic() + 600
+        while True:
+            with urllib.request.urlopen(self.api_base.removesuffix("/v1") + "/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+            found = {m.group(1): float(m.group(2)) for m in re.finditer(r"^llamacpp:(\w+) ([0-9.e+]+)$", text, re.M)}
+            busy = found.get("requests_processing", 0) + found.get("requests_deferred", 0)
+            if not busy or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +166,16 @@ def test_every_signature_round_trips_its_contract(smol):
                     errors.append(f"{type(err).__name__}: {str(err)[:200]}")
         return None, errors
 
+    slots = asyncio.Semaphore(
+        2
+    )  # the server's slots: more would queue there, past the client's timeout on a busy machine
+
+    async def one(signature, inputs):
+        async with slots:
+            return await ask(signature, inputs)
+
     async def main():
-        return await asyncio.gather(*[ask(s, i) for s, i in CASES])
+        return await asyncio.gather(*[one(s, i) for s, i in CASES])
 
     results = asyncio.run(main())
     for (signature, _), (values, errors) in zip(CASES, results, strict=True):
@@ -173,14 +190,15 @@ def test_every_signature_round_trips_its_contract(smol):
 
 def test_refed_synthesize_judge_filter_report_export(smol, tmp_path):
     run = tmp_path / "refed"
+    SIZE = 4  # noqa: N806 - a run small enough for CI, large enough for a split, a filter and a report
     before = smol.counters()
-    code, out, err = cli("synthesize", *local_sets(smol, run, **{"synthesis.size": 6}))
+    code, out, err = cli("synthesize", *local_sets(smol, run, **{"synthesis.size": SIZE}))
     assert code == 0, err
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "complete" and summary["samples"] == 6 and "6/6" in out
+    assert summary["status"] == "complete" and summary["samples"] == SIZE and f"{SIZE}/{SIZE}" in out
     assert summary["adapter"]["mode"] == "json_schema" and "outputs      json_schema" in out
     samples = lines(run / "samples.jsonl")
-    assert len(samples) == 6 and len({s["meta"]["id"] for s in samples}) == 6
+    assert len(samples) == SIZE and len({s["meta"]["id"] for s in samples}) == SIZE
     for s in samples:
         rec = SampleRecord.model_validate(s)
         assert rec.improved_response and rec.analysis is not None and rec.meta.teacher == "openai/smollm2"
@@ -196,14 +214,14 @@ def test_refed_synthesize_judge_filter_report_export(smol, tmp_path):
 
     # resuming a finished run pays for nothing
     before = smol.counters()
-    code, out, err = cli("synthesize", *local_sets(smol, run, **{"synthesis.size": 6}))
+    code, out, err = cli("synthesize", *local_sets(smol, run, **{"synthesis.size": SIZE}))
     assert code == 0 and "+0 this time" in out, err
     assert served(before, smol.counters()) == (0, 0)
 
     before = smol.counters()
     code, out, err = cli("judge", "run", str(run), *local_sets(smol, run))
     judge = json.loads((run / "judge_summary.json").read_text())
-    assert judge["judged"] + judge["unjudged"] == 6 and judge["judged"] > 0, err
+    assert judge["judged"] + judge["unjudged"] == SIZE and judge["judged"] > 0, err
     assert (code, judge["status"]) in ((0, "complete"), (1, "partial")), (code, judge["status"], err)
     assert judge["adapter"]["mode"] == "json_schema"
     for row in lines(run / "judgments.jsonl"):
@@ -222,21 +240,22 @@ def test_refed_synthesize_judge_filter_report_export(smol, tmp_path):
         "drop",
     )
     fs = json.loads((tmp_path / "filtered" / "filter_summary.json").read_text())
-    assert code == (0 if fs["kept"] * 10 >= 6 else 1), err  # a tiny judge may keep none: exit 1, files kept
-    assert fs["input"] == 6 and fs["kept"] + fs["removed"] == 6 and fs["unjudged"]["samples"] == judge["unjudged"]
+    assert code == (0 if fs["kept"] * 10 >= SIZE else 1), err  # a tiny judge may keep none: exit 1, files kept
+    assert fs["input"] == SIZE and fs["kept"] + fs["removed"] == SIZE and fs["unjudged"]["samples"] == judge["unjudged"]
 
     code, out, err = cli("report", str(run))
-    assert code == 0 and "samples      6 from" in out, err
+    assert code == 0 and f"samples      {SIZE} from" in out, err
     report = json.loads((run / "report.json").read_text())
     assert report["counts"]["judged"] == judge["judged"] and (run / "report.html").exists()
 
     code, out, err = cli("export", str(run), "--format", "messages", "--out", str(tmp_path / "export"))
     assert code == 0, err
     exported = sum(len(lines(tmp_path / "export" / f"{split}.jsonl")) for split in ("train", "validation"))
-    assert exported == 6
+    assert exported == SIZE
 
 
-@pytest.mark.parametrize("method, size", [("sample_feedback", 3), ("reflection", 3)])
+# sample_feedback's path is the refed pipeline's but for the feedback stage: the loopback tier covers it (CI time)
+@pytest.mark.parametrize("method, size", [("reflection", 3)])
 def test_baselines_reach_their_size(smol, tmp_path, method, size):
     run = tmp_path / method
     before = smol.counters()
@@ -264,7 +283,7 @@ def test_baselines_reach_their_size(smol, tmp_path, method, size):
 def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
     run = tmp_path / "opt"
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # 3 validation examples: the tiny model runs to max_tokens on some replies, and an optimization whose program
+    # 4 validation examples: the tiny model runs to max_tokens on some replies, and an optimization whose program
     # failed on every validation example stops (exit 3) by design
     code, out, err = cli(
         "optimize",
@@ -272,8 +291,8 @@ def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
             smol,
             run,
             **{
-                "optimize.n_train": 1,
-                "optimize.n_val": 3,
+                "optimize.n_train": 3,
+                "optimize.n_val": 4,
                 "optimize.max_calls": 120,
                 "optimize.max_demos": 1,
                 "tracking.enabled": "true",
@@ -296,13 +315,21 @@ def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
     before = smol.counters()
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     env["DSPY_CACHEDIR"] = str(tmp_path / "loader-cache")
-    inputs = {
-        "reference_instruction": INSTR,
-        "reference_response": RESP,
-        "instruction": "Explain why leaves are green.",
-    }
-    pred = predicted_in_a_fresh_process(summary["model_uri"], tracking, {**inputs, "feedback": "Be concrete."}, env)
-    assert pred.get("improved_response") or pred.get("response")
+    inputs = {"reference_instruction": INSTR, "reference_response": RESP, "feedback": "Be concrete."}
+    # the tiny model runs to max_tokens on some replies (an answer that cannot parse): up to 3 instructions, each new
+    failures = []
+    for topic in ("leaves are green", "ice floats", "bread rises"):
+        try:
+            pred = predicted_in_a_fresh_process(
+                summary["model_uri"], tracking, {**inputs, "instruction": f"Explain why {topic}."}, env
+            )
+        except AssertionError as err:  # the loading process failed: its stderr
+            failures.append(str(err)[-500:])
+            continue
+        assert pred.get("improved_response") or pred.get("response")
+        break
+    else:
+        pytest.fail(f"the logged program predicted nothing in 3 tries: {failures}")
     assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
 
 
