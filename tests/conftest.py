@@ -24,6 +24,22 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _dspy_settings_restored():
+    """DSPy's global LM and adapter as they were before the test: `mlflow.dspy.load_model` configures them from the
+    logged model (a LoggedLM, refed's JSON adapter), and a later test in the same process (an xdist worker runs many
+    files) would otherwise run under them."""
+    import dspy
+
+    before = {k: dspy.settings.config.get(k) for k in ("lm", "adapter")}
+    yield
+    if any(dspy.settings.config.get(k) is not v for k, v in before.items()):
+        try:
+            dspy.configure(**before)
+        except RuntimeError:  # configured first by another thread: put the values back as they were
+            dspy.settings.config.update(before)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Each test gets its own DSPy cache dir: DSPy's cache key ignores api_base."""
     import dspy
