@@ -84,12 +84,7 @@ def build_lm(
     if len(spec.endpoints) > 1 and wrap is None:
         spread = EndpointSpread(spec.endpoints)
         wrap = spread.wrap
-    if spec.api_base:
-        kwargs["api_base"] = spec.primary_api_base
-    if spec.api_version:
-        kwargs["api_version"] = spec.api_version
-    if spec.timeout:
-        kwargs["timeout"] = spec.timeout
+    kwargs.update(spec.endpoint_kwargs())
     if key is not None:
         kwargs["api_key"] = key
     elif spec.api_base:

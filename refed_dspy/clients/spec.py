@@ -107,6 +107,17 @@ class LMSpec(Section):
         """The first api_base: the URL the LM is built with (the others are reached through the same requests)."""
         return self.endpoints[0] if self.endpoints else None
 
+    def endpoint_kwargs(self) -> dict[str, Any]:
+        """How a dspy.LM reaches this spec's endpoint: api_base (the first), api_version and timeout, where set."""
+        out: dict[str, Any] = {}
+        if self.primary_api_base:
+            out["api_base"] = self.primary_api_base
+        if self.api_version:
+            out["api_version"] = self.api_version
+        if self.timeout:
+            out["timeout"] = self.timeout
+        return out
+
     @field_validator("extra")
     @classmethod
     def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:

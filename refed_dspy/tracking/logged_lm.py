@@ -54,14 +54,9 @@ class LoggedLM(dspy.LM):
 
 
 def logged_lm(spec: LMSpec) -> LoggedLM:
-    """The LM to log with a program compiled for `spec`: its model, endpoint, settings and key variable, no key."""
-    kwargs: dict[str, Any] = {}
-    if spec.primary_api_base:
-        kwargs["api_base"] = spec.primary_api_base
-    if spec.api_version:
-        kwargs["api_version"] = spec.api_version
-    if spec.timeout:
-        kwargs["timeout"] = spec.timeout
+    """The LM to log with a program compiled for `spec`: its model, endpoint, settings (`extra` included; it holds no
+    secret) and key variable, no key."""
+    kwargs = {**spec.extra, **spec.endpoint_kwargs()}
     lm = LoggedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **kwargs)
     lm.key_env = NO_KEY if spec.api_key_env == NO_KEY else api_key_env(spec)
     return lm

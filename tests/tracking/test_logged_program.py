@@ -47,18 +47,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_program_optimized_with_a_user_lm_predicts_where_it_is_loaded(server_factory, tmp_path):
-    srv = server_factory()
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    over = run_overrides(srv, tmp_path / "run", 6) + [
+def optimize_overrides(srv, tmp_path) -> list[str]:
+    """A small bootstrap optimization on the loopback server, tracked in a sqlite store under tmp_path."""
+    return run_overrides(srv, tmp_path / "run", 6) + [
         f"judge.api_base='{srv.api_base}'",
         "judge.api_key_env=''",
         "optimize.optimizer='bootstrap'",
         "optimize.n_train=3",
         "optimize.n_val=2",
-        "optimize.num_threads=1",
         "tracking.enabled=true",
-        f"tracking.mlflow_uri='{tracking}'",
+        f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'",
+    ]
+
+
+def test_a_program_optimized_with_a_user_lm_predicts_where_it_is_loaded(server_factory, tmp_path):
+    srv = server_factory()
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    over = optimize_overrides(srv, tmp_path) + [
+        "optimize.num_threads=1",
         f"optimize.out='{tmp_path / 'opt'}'",
         # the config names another endpoint and a key variable: what runs, and is logged, is the user's LM
         "teacher.api_base='http://127.0.0.1:9/v1'",
@@ -139,15 +145,7 @@ def test_the_logged_lm_carries_no_key_and_reads_its_own_variable(monkeypatch):
 
 def test_refed_optimize_that_logs_a_program_prints_no_traceback(server_factory, tmp_path):
     srv = server_factory()
-    over = run_overrides(srv, tmp_path / "run", 6) + [
-        f"judge.api_base='{srv.api_base}'",
-        "judge.api_key_env=''",
-        "optimize.optimizer='bootstrap'",
-        "optimize.n_train=3",
-        "optimize.n_val=2",
-        "tracking.enabled=true",
-        f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'",
-    ]
+    over = optimize_overrides(srv, tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "refed_dspy.cli", "optimize", *sets(over)],
         cwd=tmp_path,
