@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from refed_dspy.cli.common import add_config_args, add_mismatch_args, on_mismatch
+from refed_dspy.money import usd
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
@@ -22,7 +23,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     print(
         f"LM calls {usage['calls']} ("
         + ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
-        + f"), cost ${usage['cost_usd']:.4f}"
+        + f"), cost {usd(usage['cost_usd'])}"
     )
     failures = result.extra.get("metric_failures") or {}
     if failures.get("failed"):

@@ -27,6 +27,7 @@ from refed_dspy.clients.calls import (
     _calls,
     _finish_reason,
     _first_text,
+    _replayed,
     _stage,
     _started,
     _tag,
@@ -63,18 +64,15 @@ class CallBoundary:
         if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
+        cost = None
         try:
-            if self.budget is None:
-                return self._unreported_check(super().__call__(*args, **kwargs))
-            self.budget.reserve(self.price, self._max_tokens())
-            try:
-                return self._unreported_check(super().__call__(*args, **kwargs))
-            finally:
-                self.budget.release()
+            cost = self._reserve()
+            return self._unreported_check(super().__call__(*args, **kwargs))
         except LMError as err:
             self._note_failure(err)
             raise
         finally:
+            self._release(cost)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
@@ -83,26 +81,34 @@ class CallBoundary:
         if _inside.get() is self:
             return await super().acall(*args, **kwargs)
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
+        cost = None
         try:
-            if self.budget is None:
-                return self._unreported_check(await super().acall(*args, **kwargs))
-            self.budget.reserve(self.price, self._max_tokens())
-            try:
-                return self._unreported_check(await super().acall(*args, **kwargs))
-            finally:
-                self.budget.release()
+            cost = self._reserve()
+            return self._unreported_check(await super().acall(*args, **kwargs))
         except asyncio.CancelledError as err:
-            calls = _calls.get()
-            if calls is not None and not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
-                calls.append(CallInfo(stage=_stage.get(), model=self.model, interrupted=True))
+            if not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
+                self._record(CallInfo(stage=_stage.get(), model=self.model, interrupted=True), reported=False)
             raise
         except LMError as err:
             self._note_failure(err)
             raise
         finally:
+            self._release(cost)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
+
+    def _reserve(self) -> float | None:
+        """One call reserved on the attached ledger (BudgetExceeded when it could break the budget); its cost."""
+        if self.budget is None:
+            return None
+        cost = self.budget.call_cost(self.price, self._max_tokens(), self.role)
+        self.budget.reserve(1, cost)
+        return cost
+
+    def _release(self, cost: float | None) -> None:
+        if cost is not None and self.budget is not None:
+            self.budget.release(1, cost)
 
     def _max_tokens(self) -> int:
         return int((getattr(self, "kwargs", None) or {}).get("max_tokens") or 0)
@@ -112,32 +118,35 @@ class CallBoundary:
         is counted, with no tokens (they are unknown), and said once per LM."""
         if _reported.get():
             return outputs
-        self._record(CallInfo(stage=_stage.get(), model=self.model, seconds=_elapsed()))
-        if not getattr(self, "_warned_unreported", False):
-            self._warned_unreported = True
-            log.warning(
-                "warning: %s: the LM '%s' answers without reporting its replies to DSPy (BaseLM.update_history): "
-                "its calls are counted, their tokens, cost and finish reasons are not",
-                self.role,
-                self.model,
-            )
+        self._record(CallInfo(stage=_stage.get(), model=self.model, seconds=_elapsed(), tokens_unknown=True))
+        self._say_once(
+            "unreported",
+            "answers without reporting its replies to DSPy (BaseLM.update_history): its calls are counted, their "
+            "tokens, cost and finish reasons are not",
+        )
         return outputs
 
-    def _record(self, info: CallInfo) -> None:
-        """One completed call: to the current collector, the call's tag and the budget."""
-        reported = _reported.get()
-        if reported is not None:
-            reported.append(info)
+    def _say_once(self, what: str, text: str) -> None:
+        """Warn once per LM about a kind of thing it does not report."""
+        said = self.__dict__.setdefault("_refed_said", set())
+        if what not in said:
+            said.add(what)
+            log.warning("warning: %s: the LM '%s' %s", self.role, self.model, text)
+
+    def _record(self, info: CallInfo, reported: bool = True) -> None:
+        """One call that was paid (or replayed from the cache): to the current collector, the call's tag and the
+        attached ledger. `reported`: its reply reached the boundary (not so for a call cut off in flight)."""
+        answered = _reported.get()
+        if reported and answered is not None:
+            answered.append(info)
         tag = _tag.get()
-        if tag is not None:
+        if reported and tag is not None:
             tag.info = info
         calls = _calls.get()
         if calls is not None:
             calls.append(info)
         if self.budget is not None:
-            self.budget.record(
-                self.role, self.price, info.prompt_tokens, info.completion_tokens, info.cached_tokens, info.cache_hit
-            )
+            self.budget.record([info], self.price, self.role)
 
     def _note_failure(self, err: LMError) -> None:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
@@ -161,13 +170,21 @@ class CallBoundary:
             response = response[0] if response else None
         finish = _finish_reason(response)
         tag = _tag.get()
+        cache_hit = not usage and _replayed(response)
+        if not usage and not cache_hit:
+            self._say_once(
+                "usage",
+                "reports no token usage with its replies: its calls are counted, their tokens and cost are not "
+                "(a cost budget cannot be kept with it)",
+            )
         info = CallInfo(
             stage=_stage.get(),
             model=self.model,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             cached_tokens=int((details or {}).get("cached_tokens") or 0),
-            cache_hit=not usage,
+            cache_hit=cache_hit,
+            tokens_unknown=not usage and not cache_hit,
             finish_reason=finish,
             seconds=_elapsed(),
             repair=tag is not None and tag.repair,
@@ -180,6 +197,12 @@ class CallBoundary:
             )
         if finish == "content_filter":
             raise OutputRefused("reply stopped by the provider's content filter", _first_text(entry.get("outputs")))
+
+    def __reduce_ex__(self, protocol: Any) -> tuple:
+        """Copied or pickled as the LM's own class behind the boundary: the boundary class is made at run time, so a
+        pickle names the LM's class and the copy is put behind the boundary again where it is loaded."""
+        state = self.__getstate__() if hasattr(self, "__getstate__") else self.__dict__
+        return (_behind_boundary, (lm_class_of(self),), state)
 
     def dump_state(self) -> dict[str, Any]:
         """The state of the LM behind the boundary: a saved program loads it as that LM's own class."""
@@ -215,6 +238,11 @@ def _boundary_class(cls: type) -> type:
             sub = type(f"Bounded{cls.__name__}", (CallBoundary, cls), {"__module__": __name__})
             _classes[cls] = sub
         return sub
+
+
+def _behind_boundary(cls: type) -> Any:
+    """An empty instance of `cls` behind the boundary (its state is set after): how a bounded LM is rebuilt."""
+    return _boundary_class(cls).__new__(_boundary_class(cls))
 
 
 def bounded(lm: Any, role: str, fresh: bool = False) -> Any:

@@ -43,6 +43,7 @@ class CallInfo:
     parse_error: bool = False  # the reply broke its format or contract (the adapter says so after parsing)
     error: str | None = None  # the request failed (429, 5xx, timeout, reset): no reply, no tokens
     interrupted: bool = False  # in flight when its work was cancelled: perhaps answered and billed, never read
+    tokens_unknown: bool = False  # answered, but the LM reported no token usage (nor that it replayed a cached reply)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +106,25 @@ def _first_text(outputs: Any) -> str | None:
     if isinstance(first, dict):
         first = first.get("text")
     return first if isinstance(first, str) else None
+
+
+_TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens", "total_tokens")
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _replayed(response: Any) -> bool:
+    """The reply was handed back from DSPy's cache: DSPy reports no usage for it (nothing was paid), but the reply
+    itself is marked `cache_hit` or still carries the tokens it was billed for when first answered. A reply that
+    carries no tokens at all came from an LM that does not report usage: it was paid, its tokens are unknown."""
+    if response is None:
+        return False
+    if _field(response, "cache_hit") is True:
+        return True
+    usage = _field(response, "usage")
+    return bool(usage) and any(isinstance(v, int | float) and v > 0 for v in (_field(usage, f) for f in _TOKEN_FIELDS))
 
 
 def _finish_reason(response: Any) -> str | None:

@@ -19,6 +19,7 @@ _FIELDS = (
     "repairs",
     "failed_calls",
     "interrupted_calls",
+    "unmetered_calls",
 )
 
 
@@ -29,8 +30,9 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     Of the paid calls, `parse_failures` counts replies that broke their format or contract and `repairs`
     the calls that asked again; `lm_seconds` sums their latencies. `failed_calls` are requests that got no
     reply (429, 5xx, timeouts, resets; not in `calls`). `interrupted_calls` were in flight when their work
-    was cancelled: counted in `calls` as paid, their tokens unknown. `cost_usd` is None when the model's
-    price is unknown.
+    was cancelled: counted in `calls` as paid, their tokens unknown. `unmetered_calls` were answered by an LM
+    that reported no token usage: counted in `calls`, their tokens unknown. `cost_usd` is None when the
+    model's price is unknown, or when some call's tokens are.
     """
     total: dict[str, Any] = dict.fromkeys(_FIELDS, 0)
     by_stage: dict[str, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
@@ -47,6 +49,7 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
                 bucket["cached_calls"] += 1
                 continue
             bucket["calls"] += 1
+            bucket["unmetered_calls"] += call.tokens_unknown
             bucket["prompt_tokens"] += call.prompt_tokens
             bucket["completion_tokens"] += call.completion_tokens
             bucket["cached_tokens"] += call.cached_tokens
@@ -55,7 +58,9 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
             bucket["lm_seconds"] = round(bucket.get("lm_seconds", 0.0) + call.seconds, 3)
     for bucket in (total, *by_stage.values()):
         bucket["cost_usd"] = (
-            price.cost(bucket["prompt_tokens"], bucket["completion_tokens"], bucket["cached_tokens"]) if price else None
+            price.cost(bucket["prompt_tokens"], bucket["completion_tokens"], bucket["cached_tokens"])
+            if price and not bucket["unmetered_calls"]
+            else None
         )
     total["by_stage"] = dict(by_stage)
     return total

@@ -1,18 +1,24 @@
-"""A call and cost guard shared by every LM of an optimization (teacher and judge).
+"""The one ledger of a run's LM calls against its call and cost budget: the engine's and optimize's alike.
 
-Before each LM call the guard reserves the call (and its estimated cost); a call that would take
-the total past `max_calls` or `max_cost_usd` is refused with `BudgetExceeded` instead of being sent.
-Completed calls are recorded with their real tokens; cache hits cost nothing and count as no call.
-Thread-safe: DSPy optimizers call LMs from worker threads.
+Work is reserved before it starts, at its worst case: the engine reserves a piece of work's most calls (repairs
+included) when it starts it, and the call boundary (refed_dspy.clients.boundary) reserves one call when an LM
+attached to the ledger is called from anywhere else, an optimizer's threads included. A reservation that could
+take the total past `max_calls` or `max_cost_usd` is refused. A call's cost is estimated at the dearest call seen
+so far, or before any, at a prompt of `prior_prompt_tokens(role)` that fills `max_tokens`. What finished is
+recorded from its CallInfo (refed_dspy.clients.usage.usage_of, the same arithmetic as every summary), in total and
+by role; a cache hit costs nothing and counts as no call. A call whose LM reported no token usage is counted, and
+when a cost budget is set it stops the run: its cost is unknown, so the budget could not be kept.
+Thread-safe.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from typing import Any
 
+from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.pricing import Price
+from refed_dspy.clients.usage import Totals, usage_of
 
 # Before any call has been seen, a call is assumed this long (prompt tokens) and to fill max_tokens: a budget
 # reserves that. The teacher's prompts carry references and demos; the judge's a sample and a rubric.
@@ -29,90 +35,121 @@ class BudgetExceeded(Exception):
 
 
 class CallBudget:
-    """Counts calls, tokens and cost by role and refuses calls that could break the budget."""
+    """Reserves and records LM calls against a call and cost budget; totals in all and by role.
 
-    def __init__(self, max_calls: int | None = None, max_cost_usd: float | None = None):
+    `totals`: what the run paid before (a resumed run's records); the ledger adds to it.
+    """
+
+    def __init__(self, max_calls: int | None = None, max_cost_usd: float | None = None, totals: Totals | None = None):
         self.max_calls = max_calls
         self.max_cost_usd = max_cost_usd
-        self._lock = threading.Lock()
-        self.calls: Counter = Counter()
-        self.prompt_tokens: Counter = Counter()
-        self.completion_tokens: Counter = Counter()
-        self.cost: Counter = Counter()
-        self.in_flight = 0
+        self.totals = totals or Totals()
+        self.by_role: dict[str, Totals] = {}
+        self.reserved_calls = 0
+        self.reserved_cost = 0.0
         self.max_call_cost = 0.0
         self.refused = 0
-        self.tripped: str | None = None
+        self.tripped: str | None = None  # why the budget refused its first reservation
+        self.blind: str | None = None  # a cost budget met a call of unknown cost: nothing more may be spent
+        self._lock = threading.Lock()
 
     def __deepcopy__(self, memo: dict) -> CallBudget:
-        return self  # optimizers deep-copy programs and LMs; the budget stays one
+        return self  # optimizers deep-copy programs and LMs; the ledger stays one
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}  # pickled (with an LM): a ledger of its own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     @property
     def total_calls(self) -> int:
-        return sum(self.calls.values())
+        return self.totals.calls
 
     @property
     def total_cost(self) -> float:
-        return sum(self.cost.values())
+        return self.totals.cost
 
-    def _estimate(self, price: Price | None, max_tokens: int) -> float:
+    def call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
+        """The cost one call of `role` is reserved at: the dearest call seen, or before any, a prompt of
+        `prior_prompt_tokens(role)` that fills `max_tokens`; 0 for an LM without a price."""
         if price is None:
             return 0.0
-        return self.max_call_cost or price.cost(PRIOR_PROMPT_TOKENS["teacher"], max_tokens)
+        return self.max_call_cost or price.cost(prior_prompt_tokens(role), max_tokens)
 
-    def reserve(self, price: Price | None, max_tokens: int) -> None:
-        """Reserve one call, or raise BudgetExceeded when it could exceed the budget."""
+    def _why_not(self, calls: int, cost: float) -> str | None:
+        if self.blind is not None:
+            return self.blind
+        if self.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.max_calls:
+            return (
+                f"the LM-call budget of {self.max_calls} is reached ({self.totals.calls} calls made{self._under_way()})"
+            )
+        if self.max_cost_usd is not None and self.totals.cost + self.reserved_cost + cost > self.max_cost_usd:
+            return f"the cost budget of ${self.max_cost_usd:g} is reached (${self.totals.cost:.4f} spent{self._under_way()})"
+        return None
+
+    def _under_way(self) -> str:
+        if not self.reserved_calls:
+            return ""
+        return (
+            f", {self.reserved_calls} more reserved"
+            + (f" at up to ${self.reserved_cost:.4f}" if self.reserved_cost else "")
+            + " by work under way"
+        )
+
+    def try_reserve(self, calls: int, cost: float) -> bool:
+        """Reserve `calls` calls costing at most `cost` in all; False (nothing reserved) when that could break the
+        budget."""
         with self._lock:
-            if self.max_calls is not None and self.total_calls + self.in_flight + 1 > self.max_calls:
-                self._refuse(f"the LM-call budget of {self.max_calls} is reached ({self.total_calls} calls made)")
-            estimate = self._estimate(price, max_tokens)
-            if self.max_cost_usd is not None and self.total_cost + (self.in_flight + 1) * estimate > self.max_cost_usd:
-                self._refuse(f"the cost budget of ${self.max_cost_usd:g} is reached (${self.total_cost:.4f} spent)")
-            self.in_flight += 1
+            why = self._why_not(calls, cost)
+            if why is not None:
+                self.refused += 1
+                self.tripped = self.tripped or why
+                return False
+            self.reserved_calls += calls
+            self.reserved_cost += cost
+            return True
 
-    def _refuse(self, why: str) -> None:
-        self.refused += 1
-        self.tripped = self.tripped or why
-        raise BudgetExceeded(why)
+    def reserve(self, calls: int, cost: float) -> None:
+        """As try_reserve, raising BudgetExceeded (with the reason) instead of returning False."""
+        if not self.try_reserve(calls, cost):
+            raise BudgetExceeded(self.tripped)
 
-    def release(self) -> None:
+    def release(self, calls: int, cost: float) -> None:
+        """Give back a reservation once its work has finished (what it spent is recorded apart)."""
         with self._lock:
-            self.in_flight -= 1
+            self.reserved_calls -= calls
+            self.reserved_cost -= cost
 
-    def record(
-        self,
-        role: str,
-        price: Price | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cached_tokens: int,
-        cache_hit: bool,
-    ) -> None:
-        """Count one completed call (a cache hit counts nothing)."""
-        if cache_hit:
-            return
-        cost = price.cost(prompt_tokens, completion_tokens, cached_tokens) if price is not None else 0.0
+    def record(self, calls: list[CallInfo], price: Price | None, role: str) -> dict[str, Any]:
+        """Add finished calls (of one LM, at `price`, in `role`) to the totals; returns their usage."""
+        usage = usage_of(calls, price)
         with self._lock:
-            self.calls[role] += 1
-            self.prompt_tokens[role] += prompt_tokens
-            self.completion_tokens[role] += completion_tokens
-            self.cost[role] += cost
-            self.max_call_cost = max(self.max_call_cost, cost)
+            self.totals.add(usage)
+            self.by_role.setdefault(role, Totals()).add(usage)
+            if price is not None:
+                for call in calls:
+                    if not call.cache_hit and call.error is None and not call.interrupted:
+                        cost = price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
+                        self.max_call_cost = max(self.max_call_cost, cost)
+            if self.max_cost_usd is not None and usage.get("unmetered_calls"):
+                model = next((c.model for c in calls if c.tokens_unknown), "?")
+                self.blind = (
+                    f"the LM '{model}' ({role}) reports no token usage, so the cost budget of "
+                    f"${self.max_cost_usd:g} cannot be kept"
+                )
+        return usage
 
     def as_dict(self) -> dict[str, Any]:
-        """Calls, tokens and cost by role and in total."""
-        roles = sorted(self.calls)
-        return {
-            "calls": self.total_calls,
-            "cost_usd": round(self.total_cost, 6),
-            "refused": self.refused,
-            "by_role": {
-                r: {
-                    "calls": self.calls[r],
-                    "prompt_tokens": self.prompt_tokens[r],
-                    "completion_tokens": self.completion_tokens[r],
-                    "cost_usd": round(self.cost[r], 6),
-                }
-                for r in roles
-            },
-        }
+        """Calls, tokens and cost in total and by role (each as a run summary's usage), and refused reservations."""
+        with self._lock:
+            return {
+                **self.totals.as_dict(),
+                "refused": self.refused,
+                "by_role": {role: _without_stages(t.as_dict()) for role, t in sorted(self.by_role.items())},
+            }
+
+
+def _without_stages(usage: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in usage.items() if k != "by_stage"}

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from refed_dspy.money import usd
+
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
@@ -22,10 +24,6 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _money(cost: float | None) -> str:
-    return "cost unknown" if cost is None else f"${cost:.4f}"
 
 
 class Heartbeat:
@@ -102,7 +100,7 @@ class Progress:
         left = self.total - self.done
         eta = _duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
         projected = self.projected()
-        cost = _money(self.cost) + (f", projected {_money(projected)} in all" if projected is not None else "")
+        cost = usd(self.cost) + (f", projected {usd(projected)} in all" if projected is not None else "")
         stage = self.stage()
         return (
             (f"{stage}; " if stage else "")

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from refed_dspy.clients.pricing import Price
-from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch import batch_figures, in_slot
-from refed_dspy.engine.budget import PRIOR_PROMPT_TOKENS
+from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.errors import RunDirError
 from refed_dspy.store.jsonl import DiskFull
@@ -70,9 +70,6 @@ class Limits:
     max_cost_usd: float | None = None
     price: Price | None = None
     max_tokens: int = 4096
-    prior_prompt_tokens: int = PRIOR_PROMPT_TOKENS[
-        "teacher"
-    ]  # before any call is seen, one is assumed this long (and to fill max_tokens)
     max_consecutive_failures: int = 25
     role: str = "teacher"
     stop_grace_s: float = 10.0
@@ -98,13 +95,12 @@ class Engine:
         self.broker = broker
         self.detached = False
         self.limits = limits
-        self.totals = totals or Totals()  # of the whole run: the stage seeds it with what earlier invocations paid
-        self.max_call_cost = 0.0
+        # the run's ledger of calls against its budget; its totals are of the whole run (the stage seeds them with
+        # what earlier invocations paid)
+        self.budget = CallBudget(limits.max_calls, limits.max_cost_usd, totals)
         self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
         self.running: dict[asyncio.Task, _Task] = {}
-        self.slots_used = 0  # running totals over self.running: O(1) per start
-        self.reserved_calls = 0
-        self.reserved_cost = 0.0
+        self.slots_used = 0  # running total over self.running: O(1) per start
         self.pending: Counter = Counter()  # tasks by kind, running or waiting to be retried
         self.limit = float(limits.concurrency)  # the AIMD window of calls in flight
         self.min_limit = self.limit
@@ -125,40 +121,24 @@ class Engine:
         self._seq = itertools.count()
 
     # ---- budget -------------------------------------------------------------------------------
-    def _call_cost(self) -> float:
-        price = self.limits.price
-        if price is None:
-            return 0.0
-        return self.max_call_cost or price.cost(self.limits.prior_prompt_tokens, self.limits.max_tokens)
+    @property
+    def totals(self) -> Totals:
+        """What the run has paid, this invocation and (seeded by the stage) the earlier ones."""
+        return self.budget.totals
+
+    @totals.setter
+    def totals(self, totals: Totals) -> None:
+        self.budget.totals = totals
 
     def _reserve(self, kind: str) -> tuple[int, float] | None:
-        """Worst-case calls and cost of a new task, or None when starting it could break the budget."""
+        """Worst-case calls and cost of a new task, reserved; None when starting it could break the budget."""
         calls = self.limits.worst_calls[kind]
-        cost = calls * self._call_cost()
-        if (
-            self.limits.max_calls is not None
-            and self.totals.calls + self.reserved_calls + calls > self.limits.max_calls
-        ):
-            return None
-        if (
-            self.limits.max_cost_usd is not None
-            and self.totals.cost + self.reserved_cost + cost > self.limits.max_cost_usd
-        ):
-            return None
-        return calls, cost
+        cost = calls * self.budget.call_cost(self.limits.price, self.limits.max_tokens, self.limits.role)
+        return (calls, cost) if self.budget.try_reserve(calls, cost) else None
 
     def account(self, calls: list) -> dict[str, Any]:
-        """Usage of `calls`, added to the run's totals (and the dearest call seen, for budget estimates)."""
-        price = self.limits.price
-        usage = usage_of(calls, price)
-        self.totals.add(usage)
-        if price is not None:
-            for call in calls:
-                if not call.cache_hit and call.error is None:
-                    self.max_call_cost = max(
-                        self.max_call_cost, price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
-                    )
-        return usage
+        """Usage of `calls`, added to the run's totals (the ledger also keeps the dearest call, for estimates)."""
+        return self.budget.record(calls, self.limits.price, self.limits.role)
 
     # ---- what a stage reads ---------------------------------------------------------------------
     @property
@@ -192,8 +172,6 @@ class Engine:
         task = asyncio.ensure_future(coro)
         self.running[task] = meta
         self.slots_used += slots
-        self.reserved_calls += reservation[0]
-        self.reserved_cost += reservation[1]
         self.pending[kind] += 1
         task.add_done_callback(self._on_done)
         return True
@@ -201,8 +179,7 @@ class Engine:
     def _finished(self, task: asyncio.Task) -> _Task:
         meta = self.running.pop(task)
         self.slots_used -= meta.slots
-        self.reserved_calls -= meta.reserved_calls
-        self.reserved_cost -= meta.reserved_cost
+        self.budget.release(meta.reserved_calls, meta.reserved_cost)
         self.pending[meta.kind] -= 1
         return meta
 
@@ -412,8 +389,9 @@ class Engine:
         return "complete" if done else (self.stop_reason or "exhausted")
 
     def figures(self) -> dict[str, Any]:
-        """Retries and the window, for a summary."""
+        """Retries, the window and (stopped by the budget) why, for a summary."""
         return {
+            **({"budget_stop": self.budget.tripped} if self.stop_reason == "budget" and self.budget.tripped else {}),
             "retries": dict(self.retries),
             "concurrency": {
                 "configured": self.limits.concurrency,

@@ -25,7 +25,6 @@ from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.usage import with_unrecorded
 from refed_dspy.engine.batch_usage import answered_usage
-from refed_dspy.engine.budget import prior_prompt_tokens
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine, Limits
@@ -55,7 +54,6 @@ def role_limits(
         max_cost_usd=max_cost_usd,
         price=price,
         max_tokens=spec.max_tokens,
-        prior_prompt_tokens=prior_prompt_tokens(role),
         max_consecutive_failures=max_consecutive_failures,
         role=role,
         stop_grace_s=stop_grace_s,

@@ -31,6 +31,7 @@ from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.teleprompter_lms import bounded_teleprompter, check_prices
 from refed_dspy.methods import get_method
+from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
@@ -244,7 +245,7 @@ def _budget_line(budget: CallBudget, metric: Any, started: float) -> str:
     roles = ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
     failed = metric.failure_summary()["failed"]
     return (
-        f"{usage['calls']} LM calls ({roles or 'none yet'}), ${usage['cost_usd']:.4f}, {failed} judge failures, "
+        f"{usage['calls']} LM calls ({roles or 'none yet'}), {usd(usage['cost_usd'])}, {failed} judge failures, "
         f"{int(time.monotonic() - started)}s elapsed"
     )
 

@@ -50,6 +50,7 @@ class JudgeSummary(Result):
         description="Samples still without a judgment, by the reason of their last failure."
     )
     retries: dict[str, Any] | None = Optional("Retries by reason.")
+    budget_stop: str | None = Optional("Stopped by the budget: which limit, and what had been spent.")
     concurrency: dict[str, Any] | None = Optional("The configured window of calls in flight and how AIMD moved it.")
     mode: str | None = Optional("online | batch")
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from refed_dspy.engine.batch_status import batch_lines
+from refed_dspy.money import usd
 from refed_dspy.quality.run_status import Holder, JudgeStatus, RunStatus
 
 NEXT = {
@@ -13,10 +14,6 @@ NEXT = {
     "budget": "finished short: a budget stopped it (raise it and run the same command to go on)",
     "partial": "finished short: some samples have no judgment",
 }
-
-
-def _money(cost: float | None) -> str:
-    return "cost unknown" if cost is None else f"${cost:.4f}"
 
 
 def holder_text(who: Holder) -> str:
@@ -46,7 +43,7 @@ def _judge_line(j: JudgeStatus) -> str:
     if j.rejects:
         parts.append("unjudged: " + ", ".join(f"{n} {reason}" for reason, n in sorted(j.rejects.items())))
     if j.calls is not None:
-        parts.append(f"{j.calls} paid calls, {_money(j.cost_usd)}")
+        parts.append(f"{j.calls} paid calls, {usd(j.cost_usd)}")
     return "judge: " + ", ".join(parts)
 
 
@@ -64,11 +61,9 @@ def format_status(s: RunStatus) -> str:
     else:
         cached = f" (+{s.cached_calls} answered from the run's cache)" if s.cached_calls else ""
         projected = (
-            f", projected {_money(s.projected_cost_usd)} at {s.size} samples"
-            if s.projected_cost_usd is not None
-            else ""
+            f", projected {usd(s.projected_cost_usd)} at {s.size} samples" if s.projected_cost_usd is not None else ""
         )
-        out.append(f"paid LM calls: {s.calls}{cached}, {_money(s.cost_usd)}{projected}")
+        out.append(f"paid LM calls: {s.calls}{cached}, {usd(s.cost_usd)}{projected}")
     for stage, counts in (s.batches or {}).items():
         first, *table = batch_lines(counts)
         out.append(f"{stage} batches: {first}")
@@ -77,6 +72,6 @@ def format_status(s: RunStatus) -> str:
         out.append(_judge_line(s.judge))
     for run in s.runs or []:
         out.append(
-            f"  {run.run_dir}: {run.state}, {run.samples}/{run.size}, {run.rejects} rejects, {_money(run.cost_usd)}"
+            f"  {run.run_dir}: {run.state}, {run.samples}/{run.size}, {run.rejects} rejects, {usd(run.cost_usd)}"
         )
     return "\n".join(out)

@@ -125,6 +125,7 @@ class RunSummary(Result):
     rejects_by_stage: dict[str, int]
     retries: dict[str, Any]
     max_calls: int | None = Field(description="The call budget the run stopped at (None: none).")
+    budget_stop: str | None = Optional("Stopped by the budget: which limit, and what had been spent.")
     concurrency: dict[str, Any]
     mode: str
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")

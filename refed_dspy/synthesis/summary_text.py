@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from refed_dspy.money import usd
 from refed_dspy.store.teachers import mixed_line
 
 
-def _money(value: float | None) -> str:
-    return "unknown (no price for this model)" if value is None else f"${value:.4f}"
+def _money(value: float | None, unmetered: int = 0) -> str:
+    why = "the LM reported no token usage" if unmetered else "no price for this model"
+    return usd(value, f"unknown ({why})")
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -21,9 +23,10 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['instructions_kept']} instructions kept",
         f"  LM calls     {u['calls']} paid, {u['cached_calls']} from the run cache"
         + (f", {u['failed_calls']} failed requests (no reply)" if u.get("failed_calls") else "")
-        + (f"; {u['interrupted_calls']} cut off by a stop (counted as paid)" if u.get("interrupted_calls") else ""),
+        + (f"; {u['interrupted_calls']} cut off by a stop (counted as paid)" if u.get("interrupted_calls") else "")
+        + (f"; {u['unmetered_calls']} whose LM reported no token usage" if u.get("unmetered_calls") else ""),
         f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion",
-        f"  cost         {_money(s['cost_usd'])}",
+        f"  cost         {_money(s['cost_usd'], u.get('unmetered_calls') or 0)}",
     ]
     mixed = mixed_line(s.get("teachers"))
     if mixed:
@@ -61,9 +64,11 @@ def format_summary(s: dict[str, Any]) -> str:
         err = f", the run cost {est['cost_error']:+.1%} against it" if est.get("cost_error") is not None else ""
         lines.append(f"  estimate     {_money(est['cost_usd'])} for {est.get('calls')} calls (refed estimate){err}")
     if s["status"] == "budget":
+        why = s.get("budget_stop") or (
+            f"the call budget ({s.get('max_calls')} LM calls) or synthesis.max_cost_usd would have been passed"
+        )
         lines.append(
-            f"  budget       stopped before going past the call budget ({s.get('max_calls')} LM calls) or "
-            "synthesis.max_cost_usd: raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd"
+            f"  budget       stopped: {why}; raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd"
         )
     if s["status"] == "exhausted" and s.get("exhausted"):
         lines.append(f"  exhausted    {s['exhausted']}")

@@ -22,6 +22,7 @@ from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize
+from refed_dspy.synthesis.summary_text import format_summary
 
 # DSPy 3.4 deprecates BaseLM.forward for custom LMs, and still supports it: users' LMs are written that way
 pytestmark = pytest.mark.filterwarnings("ignore:Implementing custom LMs through BaseLM.forward:DeprecationWarning")
@@ -272,3 +273,91 @@ def test_a_fresh_copy_leaves_a_built_lm_as_it_was():
     twin = bounded(built, "judge", fresh=True)
     twin.attach_budget(object(), "judge", None)
     assert twin is not built and built.budget is None and built.role == "teacher" and twin.role == "judge"
+
+
+class NoUsageLM(OwnClientLM):
+    """A user's LM in front of a server that reports no token usage (some local servers, some proxies)."""
+
+    @staticmethod
+    def _response(data: dict):
+        return OwnClientLM._response({**data, "usage": None})
+
+
+def test_an_lm_that_reports_no_usage_is_counted_as_paid_and_stopped_by_a_call_budget(server_factory, tmp_path, caplog):
+    srv = server_factory()
+    over = run_overrides(srv, tmp_path / "run", 40, **{"teacher.model": f"'{MODEL}'", "synthesis.max_calls": 12})
+    summary = synthesize(load_config(None, over), teacher=NoUsageLM(MODEL, srv.api_base, num_retries=0))
+    assert summary["status"] == "budget"
+    # not cache hits: every reply was paid, and the budget saw each one
+    assert summary["usage"]["calls"] == summary["usage"]["unmetered_calls"] == answered(srv)["calls"] <= 12
+    assert summary["usage"]["cached_calls"] == 0 and summary["usage"]["cost_usd"] is None
+    said = [r.getMessage() for r in caplog.records if "reports no token usage" in r.getMessage()]
+    assert len(said) == 1 and "teacher" in said[0]
+
+
+def test_a_cost_budget_stops_at_the_first_reply_whose_cost_is_unknown(server_factory, tmp_path):
+    srv = server_factory()
+    over = run_overrides(
+        srv,
+        tmp_path / "run",
+        40,
+        **{"teacher.model": f"'{MODEL}'", "synthesis.max_cost_usd": 5, "synthesis.concurrency": 1},
+    )
+    summary = synthesize(load_config(None, over), teacher=NoUsageLM(MODEL, srv.api_base, num_retries=0))
+    # the first piece of work is paid (its cost unknown); nothing is started after it
+    assert summary["status"] == "budget" and summary["usage"]["calls"] == answered(srv)["calls"] <= 2
+    assert "reports no token usage" in summary["budget_stop"] and summary["samples"] == 0
+    assert "reports no token usage" in format_summary(summary)
+
+
+def test_a_dspy_cache_hit_is_still_a_cache_hit(server_factory, tmp_path):
+    srv = server_factory()
+    lm = bounded(dspy.LM(MODEL, api_base=srv.api_base, api_key="unused"), "teacher")
+    with collect_calls() as calls, stage("generate"):
+        lm("the same question")
+        lm("the same question")
+    assert [(c.cache_hit, c.tokens_unknown) for c in calls] == [(False, False), (True, False)]
+    assert len(read_log(srv.cfg.log_path)) == 1
+
+
+def test_a_refused_call_leaves_the_boundary_in_force():
+    from refed_dspy.engine.budget import BudgetExceeded, CallBudget
+
+    budget = CallBudget(max_calls=1)
+    lm = bounded(SaysNothingLM("my/model"), "teacher", fresh=True).attach_budget(budget, "teacher", None)
+    lm("one")
+    for _ in range(3):  # each refusal is a refusal: none lets a call through unguarded
+        with pytest.raises(BudgetExceeded, match="LM-call budget of 1"):
+            lm("more")
+    assert budget.total_calls == 1 and budget.refused == 3 and budget.reserved_calls == 0
+
+
+def test_the_engine_and_optimize_keep_one_kind_of_ledger():
+    """Optimize guards its LMs with the very class the engine reserves and records through."""
+    from refed_dspy.engine.budget import CallBudget
+    from refed_dspy.engine.scheduler import Engine, Limits
+
+    engine = Engine(stage=None, limits=Limits(concurrency=1, max_retries=0, worst_calls={"x": 2}, max_calls=3))
+    assert type(engine.budget) is CallBudget
+    assert engine._reserve("x") == (2, 0.0) and engine._reserve("x") is None  # 2 reserved + 2 more > 3
+    assert engine.budget.reserved_calls == 2 and engine.budget.refused == 1
+
+
+@pytest.mark.parametrize("kind", ["dspy.LM", "own BaseLM"])
+def test_a_bounded_lm_pickles_and_copies_as_itself(server_factory, kind):
+    import copy
+    import pickle
+
+    from refed_dspy.engine.budget import CallBudget
+
+    srv = server_factory()
+    budget = CallBudget(max_calls=5)
+    lm = bounded(user_lm(kind, srv), "judge").attach_budget(budget, "judge", None)
+    for twin in (copy.copy(lm), copy.deepcopy(lm), lm.copy()):
+        assert type(twin) is type(lm) and twin.budget is budget and twin.role == "judge"
+    loaded = pickle.loads(pickle.dumps(lm))
+    assert type(loaded) is type(lm) and lm_class_of(loaded) is lm_class_of(lm) and loaded.role == "judge"
+    assert loaded.budget.max_calls == 5 and loaded.budget is not budget
+    with collect_calls() as calls, stage("judge"):
+        loaded("hello")
+    assert len(calls) == 1 and calls[0].prompt_tokens > 0 and loaded.budget.total_calls == 1
