@@ -228,7 +228,7 @@ class ServerConfig:
     sticky_empty: float = 0.0  # an empty message
     sticky_bad_scores: float = 0.0  # integer fields get 11-99, whatever the schema says (a provider ignoring bounds)
     bad_scores_every: int = (
-        0  # N: the N-th, 2N-th, ... request gets such scores (a count, not a draw: tests that need some)
+        0  # N: the N-th, 2N-th, ... request that asks for scores gets such scores (a count, whatever the order)
     )
     fail_all: bool = False
     seed: int = 0
@@ -239,6 +239,11 @@ class ServerConfig:
     )
     cache_min_tokens: int = 1024
     cache_step: int = 128
+    # a real signal for optimizers: a prompt that carries few-shot demonstrations gets answers with SIGNAL_PHRASE in
+    # their response fields, and a judge scoring a response scores it `signal_bonus` higher when the phrase is in it
+    # (capped at 10; its scores are otherwise drawn as ever). Off, every score is noise: no prompt beats another.
+    signal: bool = False
+    signal_bonus: int = 4
     extra: dict = field(default_factory=dict)
 
 
@@ -255,8 +260,15 @@ class _State:
         self.in_flight = 0
         self.max_in_flight = 0
         self.count = 0
+        self.score_requests = 0
         self.prefixes: set[str] = set()
         self.log = open(cfg.log_path, "a", encoding="utf-8") if cfg.log_path else None  # noqa: SIM115
+
+    def next_score_request(self) -> int:
+        """Number this request among those that ask for scores (1, 2, ...)."""
+        with self.lock:
+            self.score_requests += 1
+            return self.score_requests
 
     def record(self, entry: dict) -> None:
         if self.log:
@@ -316,6 +328,21 @@ def _words(rng: random.Random, n: int, cfg: ServerConfig | None = None) -> str:
         words, cum = _zipf_vocab(cfg.vocab_size)
         return " ".join(rng.choices(words, cum_weights=cum, k=n))
     return " ".join(rng.choice(VOCAB) for _ in range(n))
+
+
+SIGNAL_PHRASE = "A worked example makes this concrete."
+
+
+def demonstrations(messages: list[dict]) -> int:
+    """How many few-shot demonstrations a prompt carries: user/assistant pairs before the last user turn."""
+    turns = [m.get("role") for m in messages if m.get("role") != "system"]
+    return sum(1 for a, b in zip(turns, turns[1:], strict=False) if (a, b) == ("user", "assistant"))
+
+
+def _text_of(content) -> str:
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content)
+    return str(content or "")
 
 
 def _resolve(schema: dict | None, defs: dict) -> dict | None:
@@ -382,6 +409,25 @@ def _json_notes(system: str) -> dict[str, dict | None]:
     return out
 
 
+def _outputs(messages: list[dict], response_schema: dict | None) -> tuple[list[str], dict, dict]:
+    """The output fields a prompt asks for, their schemas (where the prompt states them) and the schemas' $defs."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    names = output_names(messages)
+    # the chat format's notes; a JSON prompt states its outputs' notes in a JSON block (its inputs match _FIELD_RE too)
+    schemas = {m.group(1): _note_schema(m.group(2)) for m in _FIELD_RE.finditer(system)} | _json_notes(system)
+    defs = {}
+    if response_schema is not None:  # a json_schema response_format: the server follows it, bounds and all
+        schemas, defs = response_schema.get("properties", {}), response_schema.get("$defs", {})
+        names = list(schemas)
+    return names, schemas, defs
+
+
+def asks_for_scores(messages: list[dict], response_schema: dict | None) -> bool:
+    """The prompt asks for at least one integer field (a judge's scores)."""
+    names, schemas, defs = _outputs(messages, response_schema)
+    return any((_resolve(schemas.get(n), defs) or {}).get("type") == "integer" for n in names)
+
+
 def _answer(
     messages: list[dict],
     rng: random.Random,
@@ -392,21 +438,16 @@ def _answer(
     response_schema: dict | None = None,
     bad_scores: bool = False,
 ) -> str:
-    system = next((m["content"] for m in messages if m["role"] == "system"), "")
     first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
     if isinstance(first_user, list):
         first_user = " ".join(part.get("text", "") for part in first_user)
-    names = output_names(messages)
-    # the chat format's notes; a JSON prompt states its outputs' notes in a JSON block (its inputs match _FIELD_RE too)
-    schemas = {m.group(1): _note_schema(m.group(2)) for m in _FIELD_RE.finditer(system)} | _json_notes(system)
-    defs = {}
-    if response_schema is not None:  # a json_schema response_format: the server follows it, bounds and all
-        schemas, defs = response_schema.get("properties", {}), response_schema.get("$defs", {})
-        names = list(schemas)
+    names, schemas, defs = _outputs(messages, response_schema)
     inputs = {m.group(1): m.group(2).strip() for m in _INPUT_RE.finditer(first_user)}
     if not names:
         names = ["answer"]
     values = {name: _value(schemas.get(name), name, rng, cfg, inputs, defs) for name in names}
+    if cfg.signal:
+        values = _with_signal(values, messages, cfg)
     if bad_scores:
         values = {
             k: rng.randint(11, 99) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in values.items()
@@ -423,6 +464,21 @@ def _answer(
         parts.append(f"[[ ## {name} ## ]]\n{text}")
     parts.append("[[ ## completed ## ]]")
     return "\n\n".join(parts)
+
+
+def _with_signal(values: dict, messages: list[dict], cfg: ServerConfig) -> dict:
+    """Signal mode: demonstrations in the prompt make better answers, and the judge sees it (ServerConfig.signal)."""
+    last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    judged = {m.group(1): m.group(2) for m in _INPUT_RE.finditer(last_user)}.get("response")
+    out = dict(values)
+    for name, value in values.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and judged is not None and SIGNAL_PHRASE in judged:  # a judge's score
+            out[name] = min(10, value + cfg.signal_bonus)
+        elif isinstance(value, str) and "response" in name and demonstrations(messages):
+            out[name] = f"{value} {SIGNAL_PHRASE}"
+    return out
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -599,7 +655,9 @@ class _Handler(BaseHTTPRequestHandler):
             content, finish, fault = None, "content_filter", "refusal"
         else:
             bad_scores = _unit(key, "scores") < cfg.sticky_bad_scores or bool(
-                cfg.bad_scores_every and entry["seq"] % cfg.bad_scores_every == 0
+                cfg.bad_scores_every
+                and asks_for_scores(messages, response_schema)
+                and st.next_score_request() % cfg.bad_scores_every == 0
             )
             content = _answer(messages, rng, cfg, json_mode, response_schema=response_schema, bad_scores=bad_scores)
             fault = "bad_scores" if bad_scores else None
