@@ -11,11 +11,21 @@ import logging
 import signal
 import sys
 
-from refed_dspy.cli import compare, data, judge, maintenance, optimize, settings, synthesize, view
+from refed_dspy.cli import compare, data, experiment, judge, maintenance, optimize, settings, synthesize, view
 from refed_dspy.errors import RefedError
 from refed_dspy.sync import stop_running
 
-GROUPS = (synthesize, compare, judge, data, settings, optimize, view, maintenance)  # in `refed --help` order
+GROUPS = (
+    synthesize,
+    compare,
+    judge,
+    data,
+    settings,
+    optimize,
+    experiment,
+    view,
+    maintenance,
+)  # in `refed --help` order
 EXIT_CODES = """exit codes (every command):
   0    done
   1    finished short: partial, exhausted, stopped by a budget, or a filter that kept less than a tenth

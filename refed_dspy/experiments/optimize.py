@@ -98,13 +98,14 @@ def out_dir(config: Config) -> Path:
     return Path(config.optimize.out or Path(config.run.dir) / "optimize")
 
 
-def examples_config(config: Config, out: Path) -> Config:
-    """The small refed synthesis that provides examples when no examples_run is given."""
+def examples_config(config: Config, out: Path, size: int | None = None) -> Config:
+    """The small refed synthesis into `out/examples` that provides examples when no examples_run is given: `size`
+    samples (default: optimize.n_train + n_val)."""
     data = config.model_dump(mode="json")
     cfg = config.optimize
     data["run"]["dir"] = str(out / "examples")
     data["synthesis"].update(
-        method="refed", size=cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
+        method="refed", size=size or cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
     )
     data["tracking"]["enabled"] = False
     return Config.model_validate(data)

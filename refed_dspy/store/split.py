@@ -38,3 +38,13 @@ def split_by_reference(
         val_refs.add(ref)
         count += groups[ref]
     return [s for s in samples if key(s) not in val_refs], [s for s in samples if key(s) in val_refs]
+
+
+def split_three(
+    items: list, test_fraction: float, val_fraction: float, seed: int = 0, key: Callable[[Any], str] = sample_reference
+) -> tuple[list, list, list]:
+    """Train / validation / test with every reference (`key`) on one side: `test_fraction` of the items held out
+    first, then `val_fraction` of the rest for validation (split_by_reference's rules, seeds `seed` and `seed + 1`)."""
+    rest, test = split_by_reference(items, test_fraction, seed, key)
+    train, val = split_by_reference(rest, val_fraction, seed + 1, key)
+    return train, val, test

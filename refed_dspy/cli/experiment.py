@@ -1,0 +1,47 @@
+"""`refed experiment`: a grid of optimizations judged on held-out references."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from refed_dspy.experiments.experiment import HEADER, experiment, leaderboard_rows
+    from refed_dspy.money import usd
+
+    result = experiment(args.config, args.overrides)
+    rows = [HEADER, *leaderboard_rows(result)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(
+        f"test examples {result.examples['test']} (detects {result.detectable:.3f} with 80% power"
+        + (", underpowered" if result.underpowered else "")
+        + f"); champion: {result.champion or 'none'}; {result.usage['calls']} LM calls, {usd(result.usage['cost_usd'])}"
+    )
+    print(f"wrote {result.json_file} and {result.markdown_file}")
+    return 0 if all(c.get("status") == "done" for c in result.cells) else 1
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands to the `refed` parser."""
+    p = sub.add_parser(
+        "experiment",
+        help="run a grid of optimizations and judge each on held-out references against the uncompiled program",
+        description="Read an experiment file (a run config plus an [experiment] table: grid, repeats, split), split "
+        "the references into train / validation / test, run `optimize` for every cell of the grid, and judge each "
+        "compiled program and the uncompiled one on the same test examples: test score, paired difference with a "
+        "bootstrap interval, calls and cost. Finished cells are not run again. Writes experiment.json and "
+        "experiment.md to experiment.out.",
+    )
+    p.add_argument("--config", "-c", metavar="FILE", required=True, help="the experiment file (TOML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one field of the file, e.g. --set experiment.repeats=3 (repeatable)",
+    )
+    p.set_defaults(func=_cmd_experiment)

@@ -1,0 +1,461 @@
+"""`refed experiment`: a grid of optimization runs judged on held-out references, against the uncompiled program.
+
+1. The references are split once, by reference and seeded, into train / validation / test (split.json); the test
+   references are never shown to an optimizer. Examples of the respond target come from one refed synthesis over
+   all references (`<out>/examples`) and follow their reference's side; the other targets' examples are the
+   references themselves.
+2. Before any call, the power check: the smallest difference the test set detects (at the cells' simultaneous
+   level, 80% power, `assumed_sd`) against `min_effect`.
+3. Each cell (grid values x repeats, optimize.seed + repeat) runs `optimize` on train / validation into
+   `<out>/cells/<id>/optimize`, then its program and the uncompiled program of the same target, teacher and judge
+   (the baseline, scored once per such combination) are judged on the same test examples. The paired difference
+   gets a bootstrap interval at level 1 - (1 - level) / cells (Bonferroni: no cell is called better by chance
+   because the grid is large). A finished cell is written to `<out>/cells/<id>/cell.json` and not run again.
+4. experiment.json and experiment.md hold the leaderboard (best test score first); the champion is the best cell
+   whose difference is significant.
+
+Baseline and cells of one teacher and judge share one DSPy cache (`<out>/evals/<key>/`): a cell whose program is
+the baseline's (its compiled program scored below the baseline on validation) gets the same answers, a difference
+of exactly 0. Cells whose teachers differ only in api_base are kept apart (the cache key ignores api_base).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import Field
+
+from refed_dspy.adapters import build_adapter
+from refed_dspy.clients.boundary import bounded
+from refed_dspy.clients.lm import build_lm, price_of
+from refed_dspy.config import Config
+from refed_dspy.engine.budget import CallBudget
+from refed_dspy.errors import ConfigError, RefedError
+from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config, load_experiment
+from refed_dspy.experiments.grid import Cell, cells
+from refed_dspy.experiments.optimize import examples_config, optimize, target_program
+from refed_dspy.experiments.stats import detectable_difference, paired_difference
+from refed_dspy.money import usd
+from refed_dspy.optimizers.compile import evaluate_detailed
+from refed_dspy.optimizers.examples import examples_from_run, reference_examples
+from refed_dspy.optimizers.metrics import make_metric
+from refed_dspy.results import Optional, Result
+from refed_dspy.store.cache import use_run_cache
+from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
+from refed_dspy.store.ownership import owned
+from refed_dspy.store.records import Reference
+from refed_dspy.store.rundir import RunDir
+from refed_dspy.store.seeds import read_references
+from refed_dspy.store.split import split_three
+from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.api import arun_synthesis
+from refed_dspy.synthesis.provenance import with_lm_of
+
+log = logging.getLogger(__name__)
+POWER = 0.8
+
+
+class ExperimentResult(Result):
+    """`refed experiment`'s result (experiment.json holds the same)."""
+
+    name: str
+    out: str
+    split: dict[str, int] = Field(description="References on each side: train, val, test.")
+    examples: dict[str, int] = Field(description="Examples on each side.")
+    level: float = Field(description="The experiment's confidence level (each cell's interval is Bonferroni's).")
+    cell_level: float
+    detectable: float = Field(description="The smallest difference the test set detects with 80% power.")
+    underpowered: bool = Field(description="detectable > min_effect: smaller effects cannot be told from noise.")
+    cells: list[dict[str, Any]] = Field(description="One row per cell, best test score first.")
+    baselines: list[dict[str, Any]]
+    champion: str | None = Field(description="The best cell whose difference to its baseline is significant.")
+    usage: dict[str, Any] = Field(description="Calls and cost of the whole experiment: examples, cells, baselines.")
+    wall_s: float
+    finished_at: str
+    json_file: str | None = Optional("Where experiment.json was written.", alias="json")
+    markdown_file: str | None = Optional("Where experiment.md was written.", alias="markdown")
+
+
+def experiment(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    teacher: dspy.BaseLM | None = None,
+    judge: dspy.BaseLM | None = None,
+    references: list[Reference] | None = None,
+) -> ExperimentResult:
+    """Run (or resume) the experiment of the file `path` (a run config with an `[experiment]` table); `teacher` and
+    `judge` replace the LMs the config builds, in every cell (the grid may not vary them then)."""
+    settings, base = load_experiment(path, overrides)
+    base_config = cell_config(base, {})
+    grid = cells(settings.grid, settings.repeats)
+    for role, lm in (("teacher", teacher), ("judge", judge)):
+        varied = [p for p in settings.grid if p == role or p.startswith(f"{role}.")]
+        if lm is not None and varied:
+            raise ConfigError(f"{role}= is given, so the grid cannot vary {', '.join(varied)}")
+    out = Path(settings.out)
+    with owned(out, "experiment", "refed experiment", flag="experiment.out"):
+        return _run(settings, base, base_config, grid, out, teacher, judge, references)
+
+
+def _run(
+    settings: ExperimentSettings,
+    base: dict[str, Any],
+    base_config: Config,
+    grid: list[Cell],
+    out: Path,
+    teacher: Any,
+    judge: Any,
+    references: list[Reference] | None,
+) -> ExperimentResult:
+    started = time.monotonic()
+    if references is None:
+        seeds = base_config.seeds
+        references, _ = read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
+    train_refs, val_refs, test_refs = split_three(
+        references, settings.test_fraction, settings.val_fraction, settings.seed, key=lambda r: r.id
+    )
+    sides = {"train": train_refs, "val": val_refs, "test": test_refs}
+    if not all(sides.values()):
+        raise ConfigError(
+            f"{len(references)} references split into {len(train_refs)} train, {len(val_refs)} validation and "
+            f"{len(test_refs)} test: every side needs at least one (more references, or other fractions)"
+        )
+    _check_split(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
+    cell_level = 1 - (1 - settings.level) / max(1, len(grid))
+    targets = {cell_config(base, c.overrides(0)).optimize.target for c in grid}
+    expected_test = _expected_test(settings, targets, references, test_refs)
+    detectable = detectable_difference(expected_test, settings.assumed_sd, cell_level, POWER)
+    if detectable > settings.min_effect:
+        log.warning(
+            "warning: experiment: about %d test examples detect differences of %.3f or more (%d cells, level %.4f "
+            "each, %d%% power, spread %.2f); experiment.min_effect %.3f cannot be told from noise: add references, or "
+            "raise experiment.test_fraction or experiment.examples",
+            expected_test,
+            detectable,
+            len(grid),
+            cell_level,
+            int(POWER * 100),
+            settings.assumed_sd,
+            settings.min_effect,
+        )
+    spent: list[dict[str, Any]] = []
+    examples = {}
+    for target in sorted(targets):
+        exs, usage = _examples(target, settings, base_config, out, teacher, references)
+        spent.append(usage)
+        examples[target] = {
+            side: [e for e in exs if e.reference_id in {r.id for r in refs}] for side, refs in sides.items()
+        }
+        if not examples[target]["test"] or not examples[target]["train"] or not examples[target]["val"]:
+            raise ConfigError(
+                f"target {target}: the examples split into "
+                + ", ".join(f"{len(v)} {k}" for k, v in examples[target].items())
+                + ": every side needs at least one (raise experiment.examples)"
+            )
+    rows, baselines = [], {}
+    for i, cell in enumerate(grid, 1):
+        cfg = cell_config(base, cell.overrides(base_config.optimize.seed))
+        sets = examples[cfg.optimize.target]
+        bkey = _baseline_key(cfg)
+        if bkey not in baselines:
+            baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge)
+        row = read_json(out / "cells" / cell.id / "cell.json")
+        if row.get("status") != "done":
+            log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
+            row = _run_cell(cell, cfg, sets, out, teacher, judge, bkey)
+        row.update(_compare(row, baselines[bkey], cell_level, settings))
+        rows.append(row)
+    rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
+    champion = next(
+        (r["id"] for r in rows if (r.get("difference") or {}).get("significant") and r["difference"]["mean"] > 0), None
+    )
+    usage = _sum_usage(
+        spent + [r.get("usage") or {} for r in rows] + [b.get("usage") or {} for b in baselines.values()]
+    )
+    result = ExperimentResult(
+        name=settings.name,
+        out=str(out),
+        split={side: len(refs) for side, refs in sides.items()},
+        examples={side: len(v) for side, v in next(iter(examples.values())).items()},
+        level=settings.level,
+        cell_level=round(cell_level, 6),
+        detectable=round(detectable, 4),
+        underpowered=detectable > settings.min_effect,
+        cells=rows,
+        baselines=[{k: v for k, v in b.items() if k != "scores"} for b in baselines.values()],
+        champion=champion,
+        usage=usage,
+        wall_s=round(time.monotonic() - started, 3),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    json_path, md_path = out / "experiment.json", out / "experiment.md"
+    result.json_file, result.markdown_file = str(json_path), str(md_path)
+    write_json_atomic(json_path, result.model_dump(mode="json", by_alias=True))
+    write_text_atomic(md_path, experiment_markdown(result))
+    return result
+
+
+def _check_split(path: Path, split: dict[str, list[str]]) -> None:
+    """The split is fixed for the life of the experiment: a resumed one whose references split otherwise is refused."""
+    before = read_json(path)
+    if before and before != split:
+        raise ConfigError(
+            f"{path}: the references now split differently (other seeds, fractions or references) than when this "
+            "experiment began; its cells would not compare: give experiment.out a new directory"
+        )
+    if not before:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, split)
+
+
+def _expected_test(settings: ExperimentSettings, targets: set[str], refs: list, test_refs: list) -> int:
+    """Test examples expected before any is made: the respond target's follow their references' share."""
+    if "respond" in targets:
+        return max(1, round(settings.examples * len(test_refs) / len(refs)))
+    return len(test_refs)
+
+
+def _examples(
+    target: str, settings: ExperimentSettings, config: Config, out: Path, teacher: Any, references: list[Reference]
+) -> tuple[list[dspy.Example], dict[str, Any]]:
+    """The examples of `target`, each with its reference_id, and what making them cost."""
+    if target != "respond":
+        return reference_examples(references), {}
+    ex_config = examples_config(config, out, size=settings.examples)
+    summary = run_sync(
+        arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
+    )
+    refs = {r.id: (r.instruction, r.response) for r in references}
+    return examples_from_run(ex_config.run.dir, refs), summary.get("usage") or {}
+
+
+def _baseline_key(cfg: Config) -> str:
+    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores."""
+    what = {
+        "target": cfg.optimize.target,
+        "method": cfg.synthesis.method,
+        "teacher": cfg.teacher.model_dump(mode="json"),
+        "judge": cfg.judge.model_dump(mode="json"),
+        "criteria": cfg.judging.criteria,
+        "weights": [cfg.optimize.win_weight, cfg.optimize.novelty_weight, cfg.optimize.threshold],
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _example_key(ex: dspy.Example) -> str:
+    inputs = {k: str(ex[k]) for k in sorted(ex.inputs().keys())}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _score(
+    program: dspy.Module, test: list[dspy.Example], cfg: Config, teacher: Any, judge: Any, eval_dir: Path
+) -> dict[str, Any]:
+    """Judge `program` on the test examples: per-example scores (by example key), their mean, and the calls paid."""
+    use_run_cache(RunDir(eval_dir))
+    budget = CallBudget()
+    t = bounded(teacher if teacher is not None else build_lm(cfg.teacher, "teacher"), "teacher", fresh=True)
+    j = bounded(judge if judge is not None else build_lm(cfg.judge, "judge"), "judge", fresh=True)
+    cfg = with_lm_of(with_lm_of(cfg, "teacher", t), "judge", j) if teacher is not None or judge is not None else cfg
+    t.attach_budget(budget, "teacher", price_of(cfg.teacher))
+    j.attach_budget(budget, "judge", price_of(cfg.judge))
+    metric = make_metric(cfg, cfg.optimize.target, judge=j)
+    mean, rows, errors = evaluate_detailed(
+        program, test, metric, t, cfg.optimize.num_threads, adapter=build_adapter(cfg.teacher)
+    )
+    return {
+        "mean": mean,
+        "n": len(rows),
+        "scores": {_example_key(ex): score for ex, _, score in rows},
+        "program_failures": sum(1 for _, pred, _ in rows if pred is None),
+        "judge_failures": metric.failure_summary()["failed"],
+        "last_error": errors[-1] if errors else None,
+        "usage": budget.as_dict(),
+    }
+
+
+def _baseline(cfg: Config, key: str, test: list, out: Path, teacher: Any, judge: Any) -> dict[str, Any]:
+    """The uncompiled program of the cell's target, judged on the test examples once per baseline key."""
+    path = out / "baselines" / f"{key}.json"
+    done = read_json(path)
+    if done:
+        return done
+    started = time.monotonic()
+    scored = _score(target_program(cfg), test, cfg, teacher, judge, out / "evals" / key)
+    row = {
+        "key": key,
+        "target": cfg.optimize.target,
+        "teacher": cfg.teacher.model,
+        "judge": cfg.judge.model,
+        "test_mean": scored["mean"],
+        **{k: v for k, v in scored.items() if k != "mean"},
+        "wall_s": round(time.monotonic() - started, 3),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, row)
+    return row
+
+
+def _run_cell(cell: Cell, cfg: Config, sets: dict[str, list], out: Path, teacher: Any, judge: Any, bkey: str):
+    """Optimize on train / validation, then judge the result on the test examples; the cell's row (written)."""
+    cell_dir = out / "cells" / cell.id
+    data = cfg.model_dump(mode="json")
+    data["optimize"]["out"] = str(cell_dir / "optimize")
+    data["run"]["dir"] = str(cell_dir)
+    data["tracking"]["enabled"] = False
+    cfg = Config.model_validate(data)
+    started = time.monotonic()
+    row: dict[str, Any] = {
+        "id": cell.id,
+        "label": cell.label,
+        "values": cell.values,
+        "repeat": cell.repeat,
+        "seed": cfg.optimize.seed,
+        "optimizer": cfg.optimize.optimizer,
+        "target": cfg.optimize.target,
+        "teacher": cfg.teacher.model,
+        "baseline": bkey,
+    }
+    try:
+        res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"])
+        scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey)
+    except RefedError as err:
+        row.update(status="failed", error=f"{type(err).__name__}: {err}", wall_s=round(time.monotonic() - started, 3))
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cell_dir / "cell.json", row)
+        log.warning("warning: experiment: cell %s failed: %s", cell.id, err)
+        return row
+    row.update(
+        status="done",
+        val_before=res.score_before,
+        val_after=res.score_after,
+        kept=res.extra.get("kept"),
+        program=str(res.program_path),
+        test_mean=scored["mean"],
+        test_n=scored["n"],
+        scores=scored["scores"],
+        program_failures=scored["program_failures"],
+        judge_failures=scored["judge_failures"],
+        usage=_sum_usage([res.extra.get("examples_usage") or {}, res.usage, scored["usage"]]),
+        optimize_usage=res.usage,
+        eval_usage=scored["usage"],
+        wall_s=round(time.monotonic() - started, 3),
+    )
+    write_json_atomic(cell_dir / "cell.json", row)
+    return row
+
+
+def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settings: ExperimentSettings) -> dict:
+    """The cell's paired difference to its baseline on the test examples both were scored on."""
+    if row.get("status") != "done":
+        return {"difference": None}
+    keys = [k for k in row["scores"] if k in baseline["scores"]]
+    if not keys:
+        return {"difference": None}
+    diff = paired_difference(
+        [row["scores"][k] for k in keys],
+        [baseline["scores"][k] for k in keys],
+        level=level,
+        resamples=settings.resamples,
+        seed=settings.seed,
+    )
+    return {"baseline_mean": baseline["test_mean"], "difference": diff.as_dict()}
+
+
+def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Calls and cost added up (cost None when any part's is unknown)."""
+    calls = sum(int(u.get("calls") or 0) for u in usages)
+    costs = [u.get("cost_usd") for u in usages if u]
+    cost = None if any(c is None for c in costs) else round(sum(costs), 6)
+    return {"calls": calls, "cost_usd": cost}
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
+    """The leaderboard as text cells: one row per cell, then one per baseline."""
+    rows = []
+    for r in result.cells:
+        d = r.get("difference") or {}
+        interval = f"{d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" if d else "n/a"
+        opt, ev = r.get("optimize_usage") or {}, r.get("eval_usage") or {}
+        rows.append(
+            [
+                r["label"] if r.get("status") == "done" else f"{r['label']} (failed)",
+                _num(r.get("test_mean")),
+                interval,
+                "yes" if d.get("significant") else "no",
+                f"{_num(r.get('val_before'))} -> {_num(r.get('val_after'))}",
+                _by_role(opt),
+                usd(opt.get("cost_usd")) if opt else "n/a",
+                _by_role(ev),
+                usd(ev.get("cost_usd")) if ev else "n/a",
+                f"{r.get('wall_s', 0):.0f}",
+            ]
+        )
+    for b in result.baselines:
+        ev = b.get("usage") or {}
+        rows.append(
+            [
+                f"baseline ({b['target']}, {b['teacher']})",
+                _num(b["test_mean"]),
+                "",
+                "",
+                "",
+                "",
+                "",
+                _by_role(ev),
+                usd(ev.get("cost_usd")),
+                f"{b.get('wall_s', 0):.0f}",
+            ]
+        )
+    return rows
+
+
+HEADER = [
+    "cell",
+    "test score",
+    "vs baseline [CI]",
+    "significant",
+    "val before -> after",
+    "optimize calls",
+    "optimize cost",
+    "test calls",
+    "test cost",
+    "wall s",
+]
+
+
+def _by_role(usage: dict[str, Any]) -> str:
+    roles = usage.get("by_role") or {}
+    return ", ".join(f"{r} {v.get('calls', 0)}" for r, v in roles.items()) or str(usage.get("calls", 0))
+
+
+def experiment_markdown(result: ExperimentResult) -> str:
+    """experiment.md: what was compared, how, and the leaderboard."""
+    lines = [
+        f"# Experiment {result.name}",
+        "",
+        f"References: {result.split['train']} train, {result.split['val']} validation, {result.split['test']} test "
+        f"(held out from every optimizer); examples: {result.examples['train']} / {result.examples['val']} / "
+        f"{result.examples['test']}.",
+        f"Intervals: paired bootstrap, {result.level:.0%} simultaneous over {len(result.cells)} cells "
+        f"({result.cell_level:.4f} each). The test set detects differences of {result.detectable:.3f} or more "
+        f"with 80% power" + (" (underpowered for experiment.min_effect)." if result.underpowered else "."),
+        f"Champion: {result.champion or 'none (no cell beat its baseline significantly)'}. "
+        f"Total: {result.usage['calls']} LM calls, {usd(result.usage['cost_usd'])}.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join("---" for _ in HEADER) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in leaderboard_rows(result)]
+    return "\n".join(lines) + "\n"

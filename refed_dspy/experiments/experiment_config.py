@@ -1,0 +1,127 @@
+"""An experiment's file: a run config (every section `refed optimize` reads) plus an `[experiment]` table that says
+which config values to vary, how often, and how to split and judge. `base` in that table names another config file
+to start from (relative to the experiment file); the experiment file's own sections are laid over it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from refed_dspy.config import Config, apply_overrides, config_from_dict, describe_errors
+from refed_dspy.errors import ConfigError
+from refed_dspy.settings import Section, tomllib
+
+
+class ExperimentSettings(Section):
+    """The `[experiment]` table."""
+
+    name: str = Field("experiment", description="A name for the experiment (its MLflow parent run, its page).")
+    out: str = Field("experiments/experiment", description="The experiment's directory: examples, cells, results.")
+    base: str | None = Field(None, description="A config file to start from, relative to the experiment file.")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description='Config paths and the values each takes, e.g. "optimize.optimizer" = ["bootstrap", '
+        '"miprov2"]; a table value sets the keys under its path (teacher = [{model = ..., api_base = ...}]). '
+        "Every combination is a cell.",
+    )
+    repeats: int = Field(1, ge=1, le=20, description="Runs of each combination, with optimize.seed + 0, 1, ...")
+    examples: int = Field(
+        36, ge=3, description="Examples synthesized for the respond target (split with the references)."
+    )
+    test_fraction: float = Field(
+        0.34, gt=0, lt=1, description="Share of the references (and their examples) held out for the test score."
+    )
+    val_fraction: float = Field(
+        0.4, gt=0, lt=1, description="Share of the other references the optimizers validate on (the rest: training)."
+    )
+    seed: int = Field(0, description="Seeds the split by reference, the same for every cell.")
+    level: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1,
+        description="Confidence of the intervals, simultaneous over the cells (each interval at 1 - (1 - level) / "
+        "cells, Bonferroni).",
+    )
+    min_effect: float = Field(
+        0.05, gt=0, le=1, description="The smallest test-score difference (0-1 scale) the test set should detect."
+    )
+    assumed_sd: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Spread of per-example score differences assumed before any is measured (for the power check).",
+    )
+    resamples: int = Field(10_000, ge=1000, description="Bootstrap resamples per interval.")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_paths(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid {path!r} must be a non-empty list of values")
+            if path == "optimize.seed":
+                raise ValueError("the grid cannot set optimize.seed: repeats set it")
+        return grid
+
+
+def set_values(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the config dict `data` with each `path -> value` set (paths as `--set` takes them)."""
+    out = json.loads(json.dumps(data))
+    for path, value in values.items():
+        node = out
+        keys = path.split(".")
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"experiment.grid: {path!r}: '{key}' is not a table")
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tuple[ExperimentSettings, dict[str, Any]]:
+    """The experiment's settings and its base config (a plain dict, validated as a Config) from `path`; `overrides`
+    (`--set`) apply to both (`experiment.repeats=3`, `teacher.model=...`). ConfigError, one line, for what is wrong."""
+    data = _read_toml(Path(path))
+    data = apply_overrides(data, overrides or [])
+    table = data.pop("experiment", None)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path} has no [experiment] table (see the README: Run a prompt-optimization experiment)")
+    try:
+        settings = ExperimentSettings.model_validate(table)
+    except ValidationError as err:
+        raise ConfigError("[experiment]: " + "; ".join(describe_errors(err.errors()))) from None
+    if settings.base:
+        base_path = (Path(path).parent / settings.base).resolve()
+        data = _merge(_read_toml(base_path), data)
+    config_from_dict(data)  # the base must be a valid run config
+    return settings, data
+
+
+def cell_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
+    """The run config of one cell: the base with the cell's values set."""
+    try:
+        return config_from_dict(set_values(base, values))
+    except ConfigError as err:
+        raise ConfigError(f"experiment cell {values}: {err}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"experiment file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

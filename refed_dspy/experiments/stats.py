@@ -1,0 +1,72 @@
+"""Paired comparisons of two programs scored on the same examples: the mean difference, a bootstrap confidence
+interval, and the smallest difference a test set of a given size can tell from noise. Pure functions."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from statistics import NormalDist, fmean, stdev
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """`mean` of the per-example differences (candidate minus baseline), with its `level` bootstrap interval."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    level: float
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes 0: the difference is not noise at this level."""
+        return self.n > 1 and (self.low > 0 or self.high < 0)
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return {
+            "n": self.n,
+            "mean": round(self.mean, 4),
+            "ci_low": round(self.low, 4),
+            "ci_high": round(self.high, 4),
+            "level": self.level,
+            "significant": self.significant,
+        }
+
+
+def paired_difference(
+    candidate: list[float], baseline: list[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> PairedDifference:
+    """The mean of `candidate[i] - baseline[i]` and its percentile bootstrap interval (examples resampled with
+    replacement, `resamples` times, seeded). ValueError when the lists differ in length or are empty."""
+    if len(candidate) != len(baseline):
+        raise ValueError(f"paired scores need equal lengths ({len(candidate)} vs {len(baseline)})")
+    if not candidate:
+        raise ValueError("no paired scores")
+    diffs = [c - b for c, b in zip(candidate, baseline, strict=True)]
+    n = len(diffs)
+    mean = fmean(diffs)
+    if n == 1:
+        return PairedDifference(1, mean, mean, mean, level)
+    rng = random.Random(seed)
+    means = sorted(fmean(rng.choices(diffs, k=n)) for _ in range(resamples))
+    tail = (1 - level) / 2
+    low = means[max(0, math.floor(tail * resamples))]
+    high = means[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]
+    return PairedDifference(n, mean, low, high, level)
+
+
+def detectable_difference(n: int, sd: float, level: float = 0.95, power: float = 0.8) -> float:
+    """The smallest true mean difference that `n` paired examples detect with probability `power` at `level`
+    (two-sided), when per-example differences spread with standard deviation `sd`: (z_level + z_power) * sd / sqrt(n).
+    """
+    if n < 1:
+        return math.inf
+    z = NormalDist()
+    return (z.inv_cdf(1 - (1 - level) / 2) + z.inv_cdf(power)) * sd / math.sqrt(n)
+
+
+def spread(diffs: list[float]) -> float | None:
+    """Standard deviation of per-example differences (None under two)."""
+    return stdev(diffs) if len(diffs) > 1 else None

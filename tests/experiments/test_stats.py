@@ -1,0 +1,53 @@
+"""Paired differences with bootstrap intervals, and the smallest difference a test set can see."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from refed_dspy.experiments.stats import detectable_difference, paired_difference
+
+
+def test_a_real_difference_is_significant_and_noise_is_not():
+    rng = random.Random(1)
+    base = [rng.random() for _ in range(40)]
+    better = [b + 0.2 + rng.gauss(0, 0.1) for b in base]
+    d = paired_difference(better, base)
+    assert d.significant and 0.15 < d.mean < 0.25 and d.low > 0 and d.low < d.mean < d.high
+    same = [b + rng.gauss(0, 0.1) for b in base]
+    assert not paired_difference(same, base).significant
+
+
+def test_noise_is_rarely_called_significant():
+    """At 95%, about 5 in 100 null comparisons come out significant; a broken interval would call many."""
+    rng = random.Random(7)
+    calls = 0
+    for trial in range(100):
+        a = [rng.random() for _ in range(20)]
+        b = [rng.random() for _ in range(20)]
+        calls += paired_difference(a, b, resamples=2000, seed=trial).significant
+    assert calls <= 12
+
+
+def test_the_interval_narrows_with_more_examples_and_is_reproducible():
+    rng = random.Random(3)
+    diffs = [rng.gauss(0.1, 0.3) for _ in range(400)]
+    small = paired_difference(diffs[:25], [0.0] * 25)
+    large = paired_difference(diffs, [0.0] * 400)
+    assert (large.high - large.low) < (small.high - small.low) / 2
+    assert paired_difference(diffs[:25], [0.0] * 25) == small  # seeded
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_difference([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="no paired scores"):
+        paired_difference([], [])
+    assert not paired_difference([0.5], [0.1]).significant  # one example proves nothing
+
+
+def test_detectable_difference_shrinks_with_the_square_root_of_n():
+    assert detectable_difference(16, 0.3) == pytest.approx(2.8016 * 0.3 / 4, rel=1e-3)
+    assert detectable_difference(64, 0.3) == pytest.approx(detectable_difference(16, 0.3) / 2)
+    assert detectable_difference(0, 0.3) == float("inf")
