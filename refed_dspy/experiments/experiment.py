@@ -57,6 +57,7 @@ from refed_dspy.store.split import split_three
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.tracking.experiment_runs import experiment_run, log_cell, register_champion, registered_name
 
 log = logging.getLogger(__name__)
 POWER = 0.8
@@ -76,6 +77,8 @@ class ExperimentResult(Result):
     cells: list[dict[str, Any]] = Field(description="One row per cell, best test score first.")
     baselines: list[dict[str, Any]]
     champion: str | None = Field(description="The best cell whose difference to its baseline is significant.")
+    champion_uri: str | None = Optional("With tracking on: the champion's program in the Model Registry.")
+    mlflow_run_id: str | None = Optional("With tracking on: the experiment's parent run.")
     usage: dict[str, Any] = Field(description="Calls and cost of the whole experiment: examples, cells, baselines.")
     wall_s: float
     finished_at: str
@@ -160,47 +163,84 @@ def _run(
                 + ", ".join(f"{len(v)} {k}" for k, v in examples[target].items())
                 + ": every side needs at least one (raise experiment.examples)"
             )
-    rows, baselines = [], {}
-    for i, cell in enumerate(grid, 1):
-        cfg = cell_config(base, cell.overrides(base_config.optimize.seed))
-        sets = examples[cfg.optimize.target]
-        bkey = _baseline_key(cfg)
-        if bkey not in baselines:
-            baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge)
-        row = read_json(out / "cells" / cell.id / "cell.json")
-        if row.get("status") != "done":
-            log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
-            row = _run_cell(cell, cfg, sets, out, teacher, judge, bkey)
-        row.update(_compare(row, baselines[bkey], cell_level, settings))
-        rows.append(row)
-    rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
-    champion = next(
-        (r["id"] for r in rows if (r.get("difference") or {}).get("significant") and r["difference"]["mean"] > 0), None
-    )
-    usage = _sum_usage(
-        spent + [r.get("usage") or {} for r in rows] + [b.get("usage") or {} for b in baselines.values()]
-    )
-    result = ExperimentResult(
-        name=settings.name,
-        out=str(out),
-        split={side: len(refs) for side, refs in sides.items()},
-        examples={side: len(v) for side, v in next(iter(examples.values())).items()},
-        level=settings.level,
-        cell_level=round(cell_level, 6),
-        detectable=round(detectable, 4),
-        underpowered=detectable > settings.min_effect,
-        cells=rows,
-        baselines=[{k: v for k, v in b.items() if k != "scores"} for b in baselines.values()],
-        champion=champion,
-        usage=usage,
-        wall_s=round(time.monotonic() - started, 3),
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
+    params = {"experiment": settings.model_dump(mode="json"), "split": {k: len(v) for k, v in sides.items()}}
+    with experiment_run(base_config, out, params) as parent:
+        rows, baselines = [], {}
+        for i, cell in enumerate(grid, 1):
+            cfg = cell_config(base, cell.overrides(base_config.optimize.seed))
+            sets = examples[cfg.optimize.target]
+            bkey = _baseline_key(cfg)
+            if bkey not in baselines:
+                baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge)
+            row = read_json(out / "cells" / cell.id / "cell.json")
+            if row.get("status") != "done":
+                log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
+                row = _run_cell(cell, cfg, sets, out, teacher, judge, bkey)
+            row.update(_compare(row, baselines[bkey], cell_level, settings))
+            rows.append(row)
+        rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
+        champion = next(
+            (r for r in rows if (r.get("difference") or {}).get("significant") and r["difference"]["mean"] > 0), None
+        )
+        usage = _sum_usage(
+            spent + [r.get("usage") or {} for r in rows] + [b.get("usage") or {} for b in baselines.values()]
+        )
+        result = ExperimentResult(
+            name=settings.name,
+            out=str(out),
+            split={side: len(refs) for side, refs in sides.items()},
+            examples={side: len(v) for side, v in next(iter(examples.values())).items()},
+            level=settings.level,
+            cell_level=round(cell_level, 6),
+            detectable=round(detectable, 4),
+            underpowered=detectable > settings.min_effect,
+            cells=rows,
+            baselines=[{k: v for k, v in b.items() if k != "scores"} for b in baselines.values()],
+            champion=champion["id"] if champion else None,
+            usage=usage,
+            wall_s=round(time.monotonic() - started, 3),
+            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        if parent is not None:
+            _track(result, champion, settings, parent)
     json_path, md_path = out / "experiment.json", out / "experiment.md"
     result.json_file, result.markdown_file = str(json_path), str(md_path)
     write_json_atomic(json_path, result.model_dump(mode="json", by_alias=True))
     write_text_atomic(md_path, experiment_markdown(result))
+    if result.mlflow_run_id:
+        _log_leaderboard(result.mlflow_run_id, [json_path, md_path])
     return result
+
+
+def _track(result: ExperimentResult, champion: dict | None, settings: ExperimentSettings, parent: Any) -> None:
+    """Cells' figures into their child runs, the champion into the Model Registry; a tracking failure is a warning
+    (every figure is in experiment.json)."""
+    result.mlflow_run_id = parent.info.run_id
+    try:
+        for row in result.cells:
+            if row.get("status") == "done":
+                log_cell(row.get("mlflow_run_id"), row)
+        if champion is not None and champion.get("model_uri"):
+            name = settings.registered_model or registered_name(settings.name)
+            result.champion_uri = register_champion(
+                champion["model_uri"], champion.get("mlflow_run_id"), name, settings.alias
+            )
+    except Exception as err:  # noqa: BLE001 - tracking must not lose a finished experiment
+        log.warning("warning: MLflow tracking of the experiment failed (%s: %s)", type(err).__name__, _first_line(err))
+
+
+def _log_leaderboard(run_id: str, paths: list[Path]) -> None:
+    try:
+        from mlflow import MlflowClient
+
+        for path in paths:
+            MlflowClient().log_artifact(run_id, str(path))
+    except Exception as err:  # noqa: BLE001 - the files are written
+        log.warning("warning: MLflow: the leaderboard was not logged (%s: %s)", type(err).__name__, _first_line(err))
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [""])[0]
 
 
 def _check_split(path: Path, split: dict[str, list[str]]) -> None:
@@ -309,7 +349,6 @@ def _run_cell(cell: Cell, cfg: Config, sets: dict[str, list], out: Path, teacher
     data = cfg.model_dump(mode="json")
     data["optimize"]["out"] = str(cell_dir / "optimize")
     data["run"]["dir"] = str(cell_dir)
-    data["tracking"]["enabled"] = False
     cfg = Config.model_validate(data)
     started = time.monotonic()
     row: dict[str, Any] = {
@@ -338,6 +377,8 @@ def _run_cell(cell: Cell, cfg: Config, sets: dict[str, list], out: Path, teacher
         val_after=res.score_after,
         kept=res.extra.get("kept"),
         program=str(res.program_path),
+        mlflow_run_id=res.mlflow_run_id,
+        model_uri=res.model_uri,
         test_mean=scored["mean"],
         test_n=scored["n"],
         scores=scored["scores"],

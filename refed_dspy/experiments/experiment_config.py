@@ -55,6 +55,10 @@ class ExperimentSettings(Section):
         description="Spread of per-example score differences assumed before any is measured (for the power check).",
     )
     resamples: int = Field(10_000, ge=1000, description="Bootstrap resamples per interval.")
+    registered_model: str | None = Field(
+        None, description="Model Registry name of the champion's program (default: the experiment's name)."
+    )
+    alias: str = Field("champion", description="The registry alias that points at the champion's program.")
 
     @field_validator("grid")
     @classmethod

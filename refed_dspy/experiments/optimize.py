@@ -188,6 +188,7 @@ def _tracked(config: Config, out: Path, optimizer: str):
         with mlflow.start_run(
             run_name=f"optimize-{optimizer}",
             tags={KIND_TAG: "optimize", STEPS_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())},
+            nested=mlflow.active_run() is not None,  # a cell of an experiment: a child of its run
         ) as run:
             mlflow.log_params(config_params(config))
             yield run

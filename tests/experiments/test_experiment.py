@@ -15,8 +15,9 @@ from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.experiment import experiment
 
 
-def write_experiment(tmp_path: Path, teacher, judge, grid: dict, **settings) -> Path:
-    """An experiment file: a run config on the two loopback servers plus an [experiment] table."""
+def write_experiment(tmp_path: Path, teacher, judge, grid: dict, sections: dict | None = None, **settings) -> Path:
+    """An experiment file: a run config on the two loopback servers (plus `sections`: table -> key -> value) and an
+    [experiment] table."""
     table = {"out": str(tmp_path / "exp"), "repeats": 1, "examples": 48, "test_fraction": 0.4, **settings}
     lines = [
         "[teacher]",
@@ -36,6 +37,7 @@ def write_experiment(tmp_path: Path, teacher, judge, grid: dict, **settings) -> 
         "num_threads = 1",
         "auto = 'light'",
         "max_demos = 2",
+        *[line for name, keys in (sections or {}).items() for line in (f"[{name}]", *_assignments(keys))],
         "[experiment]",
         *[f"{k} = {json.dumps(v)}" for k, v in table.items()],
         "[experiment.grid]",
@@ -44,6 +46,10 @@ def write_experiment(tmp_path: Path, teacher, judge, grid: dict, **settings) -> 
     path = tmp_path / "exp.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _assignments(keys: dict) -> list[str]:
+    return [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
 
 
 def test_optimizers_that_add_demonstrations_beat_the_baseline_on_held_out_references(server_factory, tmp_path):
@@ -88,3 +94,54 @@ def test_a_bad_experiment_file_is_one_line(server_factory, tmp_path):
     code, _, err = refed("experiment", "--config", str(path))
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert read_log(srv.cfg.log_path) == []
+
+
+def test_mlflow_holds_the_experiment_and_the_champion_drives_a_better_synthesis(server_factory, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from refed_dspy.config import load_config
+    from refed_dspy.quality.judge import judge_run
+
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts under ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = {"tracking": {"enabled": True, "mlflow_uri": uri, "experiment": "exp-test"}}
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, tracking, name="respond")
+    result = experiment(path)
+    assert result.champion_uri == "models:/respond@champion" and result.mlflow_run_id
+    client = MlflowClient(uri)
+    parent = client.get_run(result.mlflow_run_id)
+    assert parent.data.tags["refed.kind"] == "experiment" and parent.data.params["experiment.repeats"] == "1"
+    assert {a.path for a in client.list_artifacts(result.mlflow_run_id)} >= {"experiment.json", "experiment.md"}
+    cell = result.cells[0]
+    child = client.get_run(cell["mlflow_run_id"])
+    assert child.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
+    assert child.data.params["cell.values.optimize.optimizer"] == "bootstrap"
+    assert child.data.metrics["test_score"] == pytest.approx(cell["test_mean"])
+    assert client.get_model_version_by_alias("respond", "champion").run_id == cell["mlflow_run_id"]
+    # the same command again registers nothing new
+    assert experiment(path).champion_uri == result.champion_uri
+    assert len(client.search_model_versions("name='respond'")) == 1
+    # the champion, loaded from the registry in a fresh process, drives a synthesis the judge scores above the
+    # built-in program's on the same references
+    means = {}
+    for name, program in (("built-in", None), ("champion", result.champion_uri)):
+        run = tmp_path / name
+        over = [
+            f"teacher.api_base='{teacher.api_base}'",
+            "teacher.api_key_env=''",
+            f"judge.api_base='{judge.api_base}'",
+            "judge.api_key_env=''",
+            f"run.dir='{run}'",
+            "run.progress=false",
+            "synthesis.size=12",
+            "seeds.limit=12",
+            f"tracking.mlflow_uri='{uri}'",
+            "judging.criteria=['helpfulness','accuracy']",
+        ]
+        code, _, err = refed(
+            "synthesize", *(["--program", program] if program else []), *[x for o in over for x in ("--set", o)]
+        )
+        assert code == 0, err
+        means[name] = judge_run(run, load_config(None, over))["mean_score"]
+    assert means["champion"] > means["built-in"] + 1, means
