@@ -19,7 +19,12 @@ from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, can
 
 
 class OptimizationStopped(RunAborted):
-    """The optimization hit its call or cost budget; no program is saved."""
+    """The optimization stopped (its call or cost budget, or a metric or program that failed too often); no program
+    is saved. `usage` and `budget_stop` (the budget's reason, None for another stop) are set by experiments.optimize.
+    """
+
+    usage: dict | None = None
+    budget_stop: str | None = None
 
 
 class _Recorded(dspy.Module):

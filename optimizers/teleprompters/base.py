@@ -9,6 +9,10 @@ from typing import Any, ClassVar
 
 import dspy
 
+# DSPy's auto modes (MIPROv2 and GEPA): the candidates each proposes; MIPROv2 scores trials on minibatches this large
+AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
+MINIBATCH = 35
+
 
 @dataclass(frozen=True)
 class CompileSettings:
@@ -65,3 +69,8 @@ class Optimizer(ABC):
     def step_scores(self, compiled: dspy.Module) -> list[float]:
         """The per-step (trial, candidate) scores the teleprompter left on its result, on the metric's 0-1 scale."""
         return candidate_scores(compiled)
+
+    def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
+        """About how many times compiling runs a program of `predictors` predictors (each run judged once; proposal
+        calls counted as runs), from the settings alone: what a budget can be estimated from before any call."""
+        return s.n_train + s.n_val

@@ -19,3 +19,6 @@ class Bootstrap(Optimizer):
 
     def build(self, metric: Any, s: CompileSettings) -> Any:
         return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=s.max_demos, max_labeled_demos=0)
+
+    def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
+        return s.n_train  # one round: each training example is tried at most once

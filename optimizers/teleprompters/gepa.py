@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dspy
 
 from refed_dspy.errors import ConfigError
 from refed_dspy.optimizers.metrics import GEPAJudgeMetric
-from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer
+from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, CompileSettings, Optimizer
 from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 
 
@@ -45,3 +46,10 @@ class GEPA(Optimizer):
     def step_scores(self, compiled: dspy.Module) -> list[float]:
         results = getattr(compiled, "detailed_results", None)
         return [float(x) for x in getattr(results, "val_aggregate_scores", None) or []]
+
+    def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
+        if s.max_metric_calls:
+            return s.max_metric_calls
+        n = AUTO_CANDIDATES.get(s.auto or "", 6)
+        trials = int(max(2 * predictors * 2 * math.log2(n), 1.5 * n))
+        return s.n_val + n * 5 + trials * 35 + ((trials + 1) // 5 + 1) * s.n_val  # GEPA's own auto budget

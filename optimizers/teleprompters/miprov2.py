@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dspy
 
-from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer
+from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, MINIBATCH, CompileSettings, Optimizer
 from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 
 
@@ -52,3 +53,12 @@ class MIPROv2(Optimizer):
             if score is not None:
                 out.append(round(float(score) / 100, 4))  # dspy.Evaluate's percentages
         return out
+
+    def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
+        n = AUTO_CANDIDATES.get(s.auto or "", s.num_candidates)
+        if s.auto:
+            trials = int(max(2 * predictors * 2 * math.log2(max(n, 2)), 1.5 * n))
+        else:
+            trials = s.num_trials or 2 * s.num_candidates
+        evals = trials * MINIBATCH + (trials // 5 + 1) * s.n_val if s.n_val > MINIBATCH else trials * s.n_val
+        return n * s.n_train + n * predictors + evals  # demo sets bootstrapped, instructions proposed, trials

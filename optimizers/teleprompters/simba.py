@@ -30,3 +30,7 @@ class SIMBA(Optimizer):
 
     def compile(self, tp: Any, student: dspy.Module, trainset: list, valset: list, s: CompileSettings) -> dspy.Module:
         return tp.compile(student, trainset=trainset, seed=s.seed)
+
+    def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
+        bsize = min(s.bsize, s.n_train)
+        return s.max_steps * bsize * (2 * s.num_candidates + 1)  # trajectories sampled, then candidates scored

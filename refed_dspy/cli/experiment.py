@@ -21,7 +21,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         + f"); champion: {result.champion or 'none'}; {result.usage['calls']} LM calls, {usd(result.usage['cost_usd'])}"
     )
     print(f"wrote {result.json_file} and {result.markdown_file}")
-    return 0 if all(c.get("status") == "done" for c in result.cells) else 1
+    if result.status != "complete":
+        print(f"experiment {result.status}: run the same command again to go on (finished cells are kept)")
+    return 0 if result.status == "complete" else 1
 
 
 def register(sub: Any) -> None:

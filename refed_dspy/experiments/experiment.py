@@ -37,7 +37,7 @@ from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
-from refed_dspy.errors import ConfigError, RefedError
+from refed_dspy.errors import ConfigError, FinishedShort, RefedError
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config, load_experiment
 from refed_dspy.experiments.grid import Cell, cells
 from refed_dspy.experiments.optimize import examples_config, optimize, target_program
@@ -46,6 +46,8 @@ from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.metrics import make_metric
+from refed_dspy.optimizers.teleprompters import OPTIMIZERS
+from refed_dspy.optimizers.teleprompters.base import CompileSettings
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
@@ -61,12 +63,22 @@ from refed_dspy.tracking.experiment_runs import experiment_run, log_cell, regist
 
 log = logging.getLogger(__name__)
 POWER = 0.8
+JUDGE_CALLS_RESPOND = 3  # the respond target's metric: the final response scored, and compared with the draft
+
+
+class BudgetStop(FinishedShort):
+    """The experiment's budget stopped a piece of it; `usage` says what that piece had spent."""
+
+    def __init__(self, message: str, usage: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.usage = usage or {}
 
 
 class ExperimentResult(Result):
     """`refed experiment`'s result (experiment.json holds the same)."""
 
     name: str
+    status: str = Field(description="complete | budget (a cell did not fit) | failed (a cell failed)")
     out: str
     split: dict[str, int] = Field(description="References on each side: train, val, test.")
     examples: dict[str, int] = Field(description="Examples on each side.")
@@ -79,6 +91,7 @@ class ExperimentResult(Result):
     champion: str | None = Field(description="The best cell whose difference to its baseline is significant.")
     champion_uri: str | None = Optional("With tracking on: the champion's program in the Model Registry.")
     mlflow_run_id: str | None = Optional("With tracking on: the experiment's parent run.")
+    estimate: dict[str, Any] = Field(description="LM calls estimated before any call: examples, baselines, each cell.")
     usage: dict[str, Any] = Field(description="Calls and cost of the whole experiment: examples, cells, baselines.")
     wall_s: float
     finished_at: str
@@ -149,11 +162,27 @@ def _run(
             settings.assumed_sd,
             settings.min_effect,
         )
-    spent: list[dict[str, Any]] = []
+    ledger = CallBudget(settings.max_calls, settings.max_cost_usd)  # the whole experiment's calls and cost
+    estimate = _estimate(grid, base, settings, references, sides)
+    log.info(
+        "experiment: %d cells; about %d LM calls in all before any is made (examples %d, baselines %d, cells %s)",
+        len(grid),
+        estimate["total"],
+        estimate["examples"],
+        estimate["baselines"],
+        ", ".join(f"{n}" for n in estimate["cells"].values()),
+    )
+    if settings.max_calls is not None and estimate["total"] > settings.max_calls:
+        log.warning(
+            "warning: experiment: about %d LM calls are needed and experiment.max_calls is %d: cells that no longer "
+            "fit are not started (raise it and run the same command to go on)",
+            estimate["total"],
+            settings.max_calls,
+        )
     examples = {}
-    for target in sorted(targets):
-        exs, usage = _examples(target, settings, base_config, out, teacher, references)
-        spent.append(usage)
+    for target in sorted({cell_config(base, c.overrides(0)).optimize.target for c in grid}):
+        exs, usage = _examples(target, settings, base_config, out, teacher, references, ledger)
+        ledger.totals.add(usage)
         examples[target] = {
             side: [e for e in exs if e.reference_id in {r.id for r in refs}] for side, refs in sides.items()
         }
@@ -171,22 +200,26 @@ def _run(
             sets = examples[cfg.optimize.target]
             bkey = _baseline_key(cfg)
             if bkey not in baselines:
-                baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge)
+                baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, ledger)
+                ledger.totals.add(baselines[bkey].get("usage"))
             row = read_json(out / "cells" / cell.id / "cell.json")
-            if row.get("status") != "done":
+            if row.get("status") != "done" and baselines[bkey].get("status") == "done":
                 log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
-                row = _run_cell(cell, cfg, sets, out, teacher, judge, bkey)
+                row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], ledger)
+            elif row.get("status") != "done":
+                row = _unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
+            else:
+                ledger.totals.add(row.get("usage"))
             row.update(_compare(row, baselines[bkey], cell_level, settings))
             rows.append(row)
         rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
         champion = next(
             (r for r in rows if (r.get("difference") or {}).get("significant") and r["difference"]["mean"] > 0), None
         )
-        usage = _sum_usage(
-            spent + [r.get("usage") or {} for r in rows] + [b.get("usage") or {} for b in baselines.values()]
-        )
+        statuses = {r.get("status") for r in rows} | {b.get("status") for b in baselines.values()}
         result = ExperimentResult(
             name=settings.name,
+            status="complete" if statuses == {"done"} else ("budget" if "budget" in statuses else "failed"),
             out=str(out),
             split={side: len(refs) for side, refs in sides.items()},
             examples={side: len(v) for side, v in next(iter(examples.values())).items()},
@@ -197,7 +230,8 @@ def _run(
             cells=rows,
             baselines=[{k: v for k, v in b.items() if k != "scores"} for b in baselines.values()],
             champion=champion["id"] if champion else None,
-            usage=usage,
+            estimate=estimate,
+            usage=_sum_usage([ledger.totals.as_dict()]),
             wall_s=round(time.monotonic() - started, 3),
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
@@ -264,12 +298,29 @@ def _expected_test(settings: ExperimentSettings, targets: set[str], refs: list, 
 
 
 def _examples(
-    target: str, settings: ExperimentSettings, config: Config, out: Path, teacher: Any, references: list[Reference]
+    target: str,
+    settings: ExperimentSettings,
+    config: Config,
+    out: Path,
+    teacher: Any,
+    references: list[Reference],
+    ledger: CallBudget,
 ) -> tuple[list[dspy.Example], dict[str, Any]]:
-    """The examples of `target`, each with its reference_id, and what making them cost."""
+    """The examples of `target`, each with its reference_id, and what making them cost (within what the experiment's
+    budget leaves)."""
     if target != "respond":
         return reference_examples(references), {}
     ex_config = examples_config(config, out, size=settings.examples)
+    calls, cost = _left(ledger)
+    if calls is not None or cost is not None:
+        syn = ex_config.synthesis
+        ex_config = ex_config.model_copy(
+            update={
+                "synthesis": syn.model_copy(
+                    update={"max_calls": _least(syn.max_calls, calls), "max_cost_usd": _least(syn.max_cost_usd, cost)}
+                )
+            }
+        )
     summary = run_sync(
         arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
     )
@@ -296,11 +347,18 @@ def _example_key(ex: dspy.Example) -> str:
 
 
 def _score(
-    program: dspy.Module, test: list[dspy.Example], cfg: Config, teacher: Any, judge: Any, eval_dir: Path
+    program: dspy.Module,
+    test: list[dspy.Example],
+    cfg: Config,
+    teacher: Any,
+    judge: Any,
+    eval_dir: Path,
+    left: tuple[int | None, float | None],
 ) -> dict[str, Any]:
-    """Judge `program` on the test examples: per-example scores (by example key), their mean, and the calls paid."""
+    """Judge `program` on the test examples: per-example scores (by example key), their mean, and the calls paid;
+    `left`: the calls and cost the experiment may still spend (BudgetStop when judging them all would pass it)."""
     use_run_cache(RunDir(eval_dir))
-    budget = CallBudget()
+    budget = CallBudget(*left)
     t = bounded(teacher if teacher is not None else build_lm(cfg.teacher, "teacher"), "teacher", fresh=True)
     j = bounded(judge if judge is not None else build_lm(cfg.judge, "judge"), "judge", fresh=True)
     cfg = with_lm_of(with_lm_of(cfg, "teacher", t), "judge", j) if teacher is not None or judge is not None else cfg
@@ -310,6 +368,8 @@ def _score(
     mean, rows, errors = evaluate_detailed(
         program, test, metric, t, cfg.optimize.num_threads, adapter=build_adapter(cfg.teacher)
     )
+    if budget.tripped:  # a refused call scored its example 0: the mean would be wrong, so there is none
+        raise BudgetStop(f"judging the test examples stopped: {budget.tripped}", budget.as_dict())
     return {
         "mean": mean,
         "n": len(rows),
@@ -321,37 +381,42 @@ def _score(
     }
 
 
-def _baseline(cfg: Config, key: str, test: list, out: Path, teacher: Any, judge: Any) -> dict[str, Any]:
+def _left(ledger: CallBudget) -> tuple[int | None, float | None]:
+    """The calls and cost the experiment may still spend (None: no such limit)."""
+    calls = None if ledger.max_calls is None else max(0, ledger.max_calls - ledger.total_calls)
+    cost = None if ledger.max_cost_usd is None else max(0.0, ledger.max_cost_usd - ledger.total_cost)
+    return calls, cost
+
+
+def _least(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _baseline(
+    cfg: Config, key: str, test: list, out: Path, teacher: Any, judge: Any, ledger: CallBudget
+) -> dict[str, Any]:
     """The uncompiled program of the cell's target, judged on the test examples once per baseline key."""
     path = out / "baselines" / f"{key}.json"
     done = read_json(path)
-    if done:
+    if done.get("status") == "done":
         return done
     started = time.monotonic()
-    scored = _score(target_program(cfg), test, cfg, teacher, judge, out / "evals" / key)
-    row = {
-        "key": key,
-        "target": cfg.optimize.target,
-        "teacher": cfg.teacher.model,
-        "judge": cfg.judge.model,
-        "test_mean": scored["mean"],
-        **{k: v for k, v in scored.items() if k != "mean"},
-        "wall_s": round(time.monotonic() - started, 3),
-    }
+    row: dict[str, Any] = {"key": key, "target": cfg.optimize.target, "teacher": cfg.teacher.model}
+    row["judge"] = cfg.judge.model
+    try:
+        scored = _score(target_program(cfg), test, cfg, teacher, judge, out / "evals" / key, _left(ledger))
+    except BudgetStop as err:
+        log.warning("warning: experiment: baseline %s: %s", key, err)
+        return {**row, "status": "budget", "error": str(err), "test_mean": None, "scores": {}, "usage": err.usage}
+    row.update(status="done", test_mean=scored["mean"], **{k: v for k, v in scored.items() if k != "mean"})
+    row["wall_s"] = round(time.monotonic() - started, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, row)
     return row
 
 
-def _run_cell(cell: Cell, cfg: Config, sets: dict[str, list], out: Path, teacher: Any, judge: Any, bkey: str):
-    """Optimize on train / validation, then judge the result on the test examples; the cell's row (written)."""
-    cell_dir = out / "cells" / cell.id
-    data = cfg.model_dump(mode="json")
-    data["optimize"]["out"] = str(cell_dir / "optimize")
-    data["run"]["dir"] = str(cell_dir)
-    cfg = Config.model_validate(data)
-    started = time.monotonic()
-    row: dict[str, Any] = {
+def _cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
+    return {
         "id": cell.id,
         "label": cell.label,
         "values": cell.values,
@@ -362,15 +427,71 @@ def _run_cell(cell: Cell, cfg: Config, sets: dict[str, list], out: Path, teacher
         "teacher": cfg.teacher.model,
         "baseline": bkey,
     }
+
+
+def _unstarted(cell: Cell, cfg: Config, bkey: str, why: str) -> dict[str, Any]:
+    """The row of a cell the budget left unstarted (run again with a larger budget, it starts)."""
+    return {**_cell_row(cell, cfg, bkey), "status": "budget", "error": f"not started: {why}", "usage": {}}
+
+
+def _run_cell(
+    cell: Cell,
+    cfg: Config,
+    sets: dict[str, list],
+    out: Path,
+    teacher: Any,
+    judge: Any,
+    baseline: dict[str, Any],
+    ledger: CallBudget,
+) -> dict[str, Any]:
+    """Optimize on train / validation within what the experiment's budget leaves after judging the test examples
+    (as many calls as the baseline's judging took), then judge the result on them; the cell's row (written)."""
+    cell_dir = out / "cells" / cell.id
+    bkey = baseline["key"]
+    row = _cell_row(cell, cfg, bkey)
+    calls, cost = _left(ledger)
+    judging = baseline.get("usage") or {}
+    opt_calls = None if calls is None else calls - int(judging.get("calls") or 0)
+    opt_cost = None if cost is None else cost - float(judging.get("cost_usd") or 0.0)
+    if (opt_calls is not None and opt_calls < 1) or (opt_cost is not None and opt_cost <= 0):
+        left = [f"{calls} calls" if calls is not None else "", usd(cost) if cost is not None else ""]
+        row = _unstarted(
+            cell,
+            cfg,
+            bkey,
+            f"the experiment's budget leaves {' and '.join(x for x in left if x)}, and judging the "
+            f"test examples takes about {judging.get('calls', 0)} calls",
+        )
+        log.warning("warning: experiment: cell %s %s", cell.id, row["error"])
+        return row
+    data = cfg.model_dump(mode="json")
+    data["optimize"]["out"] = str(cell_dir / "optimize")
+    data["optimize"]["max_calls"] = _least(cfg.optimize.max_calls, opt_calls)
+    data["optimize"]["max_cost_usd"] = _least(cfg.optimize.max_cost_usd, opt_cost)
+    data["run"]["dir"] = str(cell_dir)
+    cfg = Config.model_validate(data)
+    started = time.monotonic()
+    paid: list[dict[str, Any]] = []
     try:
         res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"])
-        scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey)
+        paid.append(res.usage)
+        ledger.totals.add(res.usage)
+        scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey, _left(ledger))
     except RefedError as err:
-        row.update(status="failed", error=f"{type(err).__name__}: {err}", wall_s=round(time.monotonic() - started, 3))
+        budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
+        spent = getattr(err, "usage", None) or {}
+        ledger.totals.add(spent)
+        row.update(
+            status="budget" if budget else "failed",
+            error=f"{type(err).__name__}: {err}",
+            usage=_sum_usage([*paid, spent]),
+        )
+        row["wall_s"] = round(time.monotonic() - started, 3)
         cell_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cell_dir / "cell.json", row)
-        log.warning("warning: experiment: cell %s failed: %s", cell.id, err)
+        log.warning("warning: experiment: cell %s stopped: %s", cell.id, err)
         return row
+    ledger.totals.add(scored["usage"])
     row.update(
         status="done",
         val_before=res.score_before,
@@ -384,13 +505,55 @@ def _run_cell(cell: Cell, cfg: Config, sets: dict[str, list], out: Path, teacher
         scores=scored["scores"],
         program_failures=scored["program_failures"],
         judge_failures=scored["judge_failures"],
-        usage=_sum_usage([res.extra.get("examples_usage") or {}, res.usage, scored["usage"]]),
+        usage=_sum_usage([res.usage, scored["usage"]]),
         optimize_usage=res.usage,
         eval_usage=scored["usage"],
         wall_s=round(time.monotonic() - started, 3),
     )
     write_json_atomic(cell_dir / "cell.json", row)
     return row
+
+
+def _estimate(
+    grid: list[Cell], base: dict[str, Any], settings: ExperimentSettings, references: list, sides: dict[str, list]
+) -> dict[str, Any]:
+    """LM calls the experiment should take, from its settings alone (before any call): the examples synthesis, each
+    baseline's and each cell's (its optimizer's estimated program runs, each scored, plus scoring before and after
+    on validation and the test examples), a program run costing one call per predictor plus the judge's calls."""
+    out: dict[str, Any] = {"examples": 0, "baselines": 0, "cells": {}}
+    seen: set[str] = set()
+    for cell in grid:
+        cfg = cell_config(base, cell.overrides(0))
+        opt = cfg.optimize
+        if opt.target == "respond":
+            n = {k: max(1, round(settings.examples * len(v) / len(references))) for k, v in sides.items()}
+            if "respond" not in seen:
+                syn = cfg.synthesis
+                out["examples"] = int(syn.max_calls_per_sample * settings.examples + 2 * len(references))
+        else:
+            n = {k: len(v) for k, v in sides.items()}
+        per_run = len(target_program(cfg).predictors()) + (JUDGE_CALLS_RESPOND if opt.target == "respond" else 2)
+        bkey = _baseline_key(cfg)
+        if bkey not in seen:
+            out["baselines"] += n["test"] * per_run
+        seen |= {bkey, opt.target}
+        s = CompileSettings(
+            lm=None,
+            proposer_lm=None,
+            auto=opt.auto,
+            max_demos=opt.max_demos,
+            num_candidates=opt.num_candidates,
+            num_trials=opt.num_trials,
+            max_metric_calls=opt.max_metric_calls,
+            max_steps=opt.max_steps,
+            bsize=opt.bsize,
+            n_train=n["train"],
+            n_val=n["val"],
+        )
+        runs = OPTIMIZERS.get(opt.optimizer).estimated_runs(s, len(target_program(cfg).predictors()))
+        out["cells"][cell.id] = (runs + 2 * n["val"] + n["test"]) * per_run
+    out["total"] = out["examples"] + out["baselines"] + sum(out["cells"].values())
+    return out
 
 
 def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settings: ExperimentSettings) -> dict:
@@ -431,7 +594,7 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
         opt, ev = r.get("optimize_usage") or {}, r.get("eval_usage") or {}
         rows.append(
             [
-                r["label"] if r.get("status") == "done" else f"{r['label']} (failed)",
+                r["label"] if r.get("status") == "done" else f"{r['label']} ({r.get('status')}: {r.get('error', '')})",
                 _num(r.get("test_mean")),
                 interval,
                 "yes" if d.get("significant") else "no",

@@ -55,6 +55,13 @@ class ExperimentSettings(Section):
         description="Spread of per-example score differences assumed before any is measured (for the power check).",
     )
     resamples: int = Field(10_000, ge=1000, description="Bootstrap resamples per interval.")
+    max_calls: int | None = Field(
+        None,
+        gt=0,
+        description="LM calls the whole experiment may make: examples, baselines, every cell's optimizing "
+        "and judging. A cell that does not fit is not started.",
+    )
+    max_cost_usd: float | None = Field(None, gt=0, description="The same, in US dollars (needs every LM's price).")
     registered_model: str | None = Field(
         None, description="Model Registry name of the champion's program (default: the experiment's name)."
     )

@@ -32,6 +32,7 @@ from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.teleprompter_lms import bounded_teleprompter, check_prices
 from refed_dspy.methods import get_method
 from refed_dspy.money import usd
+from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
@@ -495,6 +496,9 @@ def optimize(
                     import mlflow
 
                     mlflow.log_artifact(str(out / "optimize_summary.json"))
+        except OptimizationStopped as err:  # what was spent before the stop, for a caller that keeps a ledger
+            err.usage, err.budget_stop = budget.as_dict(), budget.tripped
+            raise
         finally:
             lms_of_tp.close()  # the user's teleprompter holds its own LMs again
             for lm in (teacher, judge):

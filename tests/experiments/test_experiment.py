@@ -145,3 +145,71 @@ def test_mlflow_holds_the_experiment_and_the_champion_drives_a_better_synthesis(
         assert code == 0, err
         means[name] = judge_run(run, load_config(None, over))["mean_score"]
     assert means["champion"] > means["built-in"] + 1, means
+
+
+def _served(*servers) -> int:
+    return sum(len([e for e in read_log(s.cfg.log_path) if e.get("status") == 200]) for s in servers)
+
+
+def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(server_factory, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    grid = {"optimize.optimizer": ["bootstrap"]}
+    # uninterrupted, for the count
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    t0, j0 = server_factory(signal=True), server_factory(signal=True)
+    code, _, err = refed("experiment", "--config", str(write_experiment(whole, t0, j0, grid, repeats=3)))
+    assert code == 0, err
+    uninterrupted = _served(t0, j0)
+    cells = [json.loads(p.read_text()) for p in (whole / "exp" / "cells").glob("*/cell.json")]
+    slack = max(c["usage"]["calls"] for c in cells)
+    # killed once the first cell is written
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    t1, j1 = server_factory(signal=True), server_factory(signal=True)
+    path = write_experiment(killed, t1, j1, grid, repeats=3)
+    with open(killed / "out.txt", "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "refed_dspy.cli", "experiment", "--config", str(path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true"},
+        )
+        deadline = time.monotonic() + 300
+        while not list((killed / "exp" / "cells").glob("*/cell.json")):
+            assert proc.poll() is None and time.monotonic() < deadline, (killed / "out.txt").read_text()[-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    first = next((killed / "exp" / "cells").glob("*/cell.json"))
+    written = first.read_text()
+    code, _, err = refed("experiment", "--config", str(path))
+    assert code == 0, err
+    assert first.read_text() == written  # the finished cell was not run again
+    result = json.loads((killed / "exp" / "experiment.json").read_text())
+    assert len(result["cells"]) == 3 and all(c["status"] == "done" for c in result["cells"])
+    assert _served(t1, j1) <= uninterrupted + slack, (_served(t1, j1), uninterrupted, slack)
+
+
+def test_one_budget_covers_the_whole_experiment_and_a_larger_one_goes_on(server_factory, tmp_path):
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    grid = {"optimize.optimizer": ["bootstrap"]}
+    path = write_experiment(tmp_path, teacher, judge, grid, repeats=3, max_calls=700)
+    code, out, err = refed("experiment", "--config", str(path))
+    assert code == 1, err
+    assert "about" in err and "experiment.max_calls is 700" in err  # the estimate, before any call
+    served = _served(teacher, judge)
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert served == result["usage"]["calls"] <= 700
+    statuses = [c["status"] for c in result["cells"]]
+    assert result["status"] == "budget" and "done" in statuses and "budget" in statuses, statuses
+    assert result["estimate"]["total"] > 700 and len(result["estimate"]["cells"]) == 3
+    code, out, err = refed("experiment", "--config", str(path), "--set", "experiment.max_calls=5000")
+    assert code == 0, err
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert result["status"] == "complete" and _served(teacher, judge) == result["usage"]["calls"]
