@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from typing import Any
 
 
@@ -10,7 +12,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from refed_dspy.experiments.experiment import HEADER, experiment, leaderboard_rows
     from refed_dspy.money import usd
 
-    result = experiment(args.config, args.overrides)
+    # what DSPy's optimizers print (traces bootstrapped, proposed programs) goes to stderr: stdout holds the table
+    with contextlib.redirect_stdout(sys.stderr):
+        result = experiment(args.config, args.overrides)
     rows = [HEADER, *leaderboard_rows(result)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     for row in rows:
@@ -20,7 +24,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         + (", underpowered" if result.underpowered else "")
         + f"); champion: {result.champion or 'none'}; {result.usage['calls']} LM calls, {usd(result.usage['cost_usd'])}"
     )
-    print(f"wrote {result.json_file} and {result.markdown_file}")
+    print(f"wrote {result.json_file}, {result.markdown_file} and {result.page_file}")
     if result.status != "complete":
         print(f"experiment {result.status}: run the same command again to go on (finished cells are kept)")
     return 0 if result.status == "complete" else 1

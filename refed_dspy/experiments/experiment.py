@@ -39,6 +39,7 @@ from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, FinishedShort, RefedError
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config, load_experiment
+from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.grid import Cell, cells
 from refed_dspy.experiments.optimize import examples_config, optimize, target_program
 from refed_dspy.experiments.stats import detectable_difference, paired_difference
@@ -97,6 +98,7 @@ class ExperimentResult(Result):
     finished_at: str
     json_file: str | None = Optional("Where experiment.json was written.", alias="json")
     markdown_file: str | None = Optional("Where experiment.md was written.", alias="markdown")
+    page_file: str | None = Optional("Where experiment.html was written.", alias="page")
 
 
 def experiment(
@@ -237,13 +239,26 @@ def _run(
         )
         if parent is not None:
             _track(result, champion, settings, parent)
-    json_path, md_path = out / "experiment.json", out / "experiment.md"
-    result.json_file, result.markdown_file = str(json_path), str(md_path)
+    json_path, md_path, page_path = out / "experiment.json", out / "experiment.md", out / "experiment.html"
+    result.json_file, result.markdown_file, result.page_file = str(json_path), str(md_path), str(page_path)
     write_json_atomic(json_path, result.model_dump(mode="json", by_alias=True))
     write_text_atomic(md_path, experiment_markdown(result))
+    write_text_atomic(page_path, render_page(result, HEADER, leaderboard_rows(result), _programs(result, base)))
     if result.mlflow_run_id:
-        _log_leaderboard(result.mlflow_run_id, [json_path, md_path])
+        _log_leaderboard(result.mlflow_run_id, [json_path, md_path, page_path])
     return result
+
+
+def _programs(result: ExperimentResult, base: dict[str, Any]) -> dict[str, tuple[dict, dict]]:
+    """For each finished cell: its baseline's program and its own, as predictor views (instructions, demos)."""
+    out = {}
+    for row in result.cells:
+        state = read_json(row.get("program") or "")
+        if row.get("status") != "done" or not state:
+            continue
+        baseline = target_program(cell_config(base, Cell(row["values"], row["repeat"]).overrides(0))).dump_state()
+        out[row["id"]] = (program_view(baseline), program_view(state))
+    return out
 
 
 def _track(result: ExperimentResult, champion: dict | None, settings: ExperimentSettings, parent: Any) -> None:

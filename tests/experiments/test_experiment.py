@@ -71,6 +71,10 @@ def test_optimizers_that_add_demonstrations_beat_the_baseline_on_held_out_refere
     assert result.usage["calls"] == answered
     md = (tmp_path / "exp" / "experiment.md").read_text()
     assert "| cell | test score | vs baseline [CI] |" in md and "Champion: " in md
+    # the page: a point and an interval per cell, and each program's demos against the baseline's none
+    page = (tmp_path / "exp" / "experiment.html").read_text()
+    assert page.count("<circle") == 4 and page.count("stroke='#1a7f37'") == 4 and page.count("<details") == 4
+    assert "2 demos (baseline 0)" in page and "baseline openai/gpt-4o-mini" in page
 
 
 def test_without_a_signal_no_cell_is_significant_and_a_second_run_pays_nothing(server_factory, tmp_path):
@@ -83,7 +87,7 @@ def test_without_a_signal_no_cell_is_significant_and_a_second_run_pays_nothing(s
     code, out, err = refed("experiment", "--config", str(path))
     assert code == 0, err
     assert len(read_log(teacher.cfg.log_path)) + len(read_log(judge.cfg.log_path)) == calls  # all cells were done
-    assert "test score" in out and "champion: none" in out and "Traceback" not in err
+    assert out.splitlines()[0].startswith("cell ") and "champion: none" in out and "Traceback" not in err
 
 
 def test_a_bad_experiment_file_is_one_line(server_factory, tmp_path):
