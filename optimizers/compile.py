@@ -8,7 +8,11 @@ program that was scored on refused calls.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import inspect
+import json
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -107,6 +111,17 @@ def step_scores(compiled: dspy.Module, optimizer: str | Any) -> list[float]:
     return same[0].step_scores(compiled) if same else candidate_scores(compiled)
 
 
+def _log_dir(root: str | None, optimizer: str | None, s: CompileSettings, trainset: list, valset: list) -> str | None:
+    """`root/<optimizer>-<digest of the settings and examples>`, or None (no root, or a user's teleprompter)."""
+    if root is None or optimizer is None:
+        return None
+    what = {k: v for k, v in s.__dict__.items() if k not in ("lm", "proposer_lm", "num_threads")}
+    what["lm"] = str(getattr(s.lm, "model", "")), str(getattr(s.proposer_lm, "model", ""))
+    what["examples"] = [sorted(e.toDict().items()) for e in (*trainset, *valset)]
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return str(Path(root) / f"{optimizer}-{digest}")
+
+
 def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -> dspy.Module:
     """A user's teleprompter instance: `compile(student, trainset=..., valset=...)` when it takes a valset."""
     try:
@@ -138,6 +153,7 @@ def optimize(
     proposer_lm: dspy.LM | None = None,
     budget: CallBudget | None = None,
     adapter: dspy.Adapter | None = None,
+    log_root: str | None = None,
 ) -> dict[str, Any]:
     """Compile `program` on `lm` (with `adapter`, the teacher's) against `metric`.
 
@@ -146,7 +162,9 @@ def optimize(
     `proposer_lm` writes instructions (MIPROv2, GEPA, SIMBA); it defaults to `lm`. Raises OptimizationStopped
     when `budget` (attached to the LMs) refuses a call, when every judging of the baseline failed, when the
     metric failed on more than half of its calls in all, or when the program itself failed on every validation
-    example (before or after compiling): no program is worth saving then.
+    example (before or after compiling): no program is worth saving then. `log_root`: where an optimizer that can
+    resume keeps its state (GEPA), under a folder named for its settings and examples, so that the same compile run
+    again (after a kill) continues and another one starts afresh.
     """
     instance = None if isinstance(optimizer, str) else optimizer
     if instance is not None and not callable(getattr(instance, "compile", None)):
@@ -177,6 +195,8 @@ def optimize(
         n_train=len(trainset),
         n_val=len(valset),
     )
+    log_dir = _log_dir(log_root, optimizer if instance is None else None, settings, trainset, valset)
+    settings = dataclasses.replace(settings, log_dir=log_dir)
     tp = instance or choice.build(metric, settings)
 
     def check_budget(when: str, most: bool = False) -> None:

@@ -31,6 +31,7 @@ class CompileSettings:
     seed: int = 0
     n_train: int = 1
     n_val: int = 0
+    log_dir: str | None = None  # where an optimizer that can resume keeps its state (GEPA)
 
 
 def candidate_scores(compiled: dspy.Module, scale: float = 1.0) -> list[float]:

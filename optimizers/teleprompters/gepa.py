@@ -38,6 +38,7 @@ class GEPA(Optimizer):
             seed=s.seed,
             track_stats=True,
             reflection_minibatch_size=min(3, s.n_train),
+            log_dir=s.log_dir,  # the same compile run again continues from its saved state
         )
 
     def compile(self, tp: Any, student: dspy.Module, trainset: list, valset: list, s: CompileSettings) -> dspy.Module:

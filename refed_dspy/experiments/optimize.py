@@ -436,6 +436,7 @@ def optimize(
                     seed=cfg.seed,
                     budget=budget,
                     adapter=teacher_adapter,
+                    log_root=str(out / "state"),
                 )
                 scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
                 info = {

@@ -75,6 +75,9 @@ def test_each_optimizer_end_to_end_on_the_stand_in(server_factory, tmp_path, opt
     assert all(0 <= s <= 1 for s in result.steps)
     if optimizer in ("miprov2", "gepa", "bootstrap_random_search"):
         assert result.steps  # per-step scores the optimizer reports
+    if optimizer == "gepa":  # its state, kept to continue from after a kill, in a folder named for this compile
+        (state_dir,) = (out / "state").iterdir()
+        assert state_dir.name.startswith("gepa-") and (state_dir / "gepa_state.bin").exists()
     summary = json.loads((out / "optimize_summary.json").read_text())
     examples_calls = summary["examples_usage"]["calls"]
     # every request the server saw is accounted: the examples run, then teacher + judge under the budget
