@@ -5,12 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import dspy
@@ -343,56 +337,6 @@ def test_mlflow_round_trip_on_a_sqlite_store(server_factory, tmp_path, monkeypat
             )
         )
         assert summary["samples"] == 2 and summary["program_hash"] == samples[0]["meta"]["program_hash"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` process on loopback (sqlite backend, proxied artifacts)."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # its job runner is not needed here
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'm.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(root / "server.log", "w"),  # noqa: SIM115
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
 
 
 def test_mlflow_round_trip_against_a_real_mlflow_server(server_factory, tmp_path, mlflow_server, monkeypatch):
