@@ -9,7 +9,7 @@ from typing import Any
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from refed_dspy.experiments.experiment import HEADER, experiment, leaderboard_rows
+    from refed_dspy.experiments.experiment import HEADER, experiment, leaderboard_rows, synthesis_lines
     from refed_dspy.money import usd
 
     # what DSPy's optimizers print (traces bootstrapped, proposed programs) goes to stderr: stdout holds the table
@@ -24,6 +24,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         + (", underpowered" if result.underpowered else "")
         + f"); champion: {result.champion or 'none'}; {result.usage['calls']} LM calls, {usd(result.usage['cost_usd'])}"
     )
+    for line in synthesis_lines(result):
+        print(f"synthesis check {line[2:]}")
     print(f"wrote {result.json_file}, {result.markdown_file} and {result.page_file}")
     if result.status != "complete":
         print(f"experiment {result.status}: run the same command again to go on (finished cells are kept)")

@@ -4,15 +4,20 @@
    references are never shown to an optimizer. Examples of the respond target come from one refed synthesis over
    all references (`<out>/examples`) and follow their reference's side; the other targets' examples are the
    references themselves.
-2. Before any call, the power check: the smallest difference the test set detects (at the cells' simultaneous
-   level, 80% power, `assumed_sd`) against `min_effect`.
+2. Before any call: the power check (the smallest difference the test set detects at the cells' simultaneous level
+   with 80% power, against `min_effect`) and the estimate of every part's LM calls.
 3. Each cell (grid values x repeats, optimize.seed + repeat) runs `optimize` on train / validation into
    `<out>/cells/<id>/optimize`, then its program and the uncompiled program of the same target, teacher and judge
    (the baseline, scored once per such combination) are judged on the same test examples. The paired difference
    gets a bootstrap interval at level 1 - (1 - level) / cells (Bonferroni: no cell is called better by chance
-   because the grid is large). A finished cell is written to `<out>/cells/<id>/cell.json` and not run again.
-4. experiment.json and experiment.md hold the leaderboard (best test score first); the champion is the best cell
-   whose difference is significant.
+   because the grid is large). With `synthesize = N`, each program (and each baseline) also drives a synthesis run
+   of N samples on the test references, judged; the two runs' means are compared with an unpaired interval. A
+   finished cell is written to `<out>/cells/<id>/cell.json` and not run again.
+4. One ledger (a CallBudget) holds what the experiment spent: a cell that no longer fits `max_calls` /
+   `max_cost_usd` (its optimization plus what its baseline's judging cost) is not started.
+5. experiment.json, experiment.md and experiment.html hold the leaderboard (best test score first); the champion is
+   the best cell whose difference is significant. With tracking on: a parent MLflow run, the cells' optimize runs
+   nested under it, and the champion's program registered under an alias (refed_dspy.tracking.experiment_runs).
 
 Baseline and cells of one teacher and judge share one DSPy cache (`<out>/evals/<key>/`): a cell whose program is
 the baseline's (its compiled program scored below the baseline on validation) gets the same answers, a difference
@@ -42,16 +47,17 @@ from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_co
 from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.grid import Cell, cells
 from refed_dspy.experiments.optimize import examples_config, optimize, target_program
-from refed_dspy.experiments.stats import detectable_difference, paired_difference
+from refed_dspy.experiments.stats import detectable_difference, paired_difference, unpaired_difference
 from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.metrics import make_metric
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.optimizers.teleprompters.base import CompileSettings
+from refed_dspy.quality.judge import judge_run
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.cache import use_run_cache
-from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
+from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import RunDir
@@ -194,6 +200,7 @@ def _run(
                 + ", ".join(f"{len(v)} {k}" for k, v in examples[target].items())
                 + ": every side needs at least one (raise experiment.examples)"
             )
+    check = (test_refs, settings.synthesize) if settings.synthesize else None
     params = {"experiment": settings.model_dump(mode="json"), "split": {k: len(v) for k, v in sides.items()}}
     with experiment_run(base_config, out, params) as parent:
         rows, baselines = [], {}
@@ -202,12 +209,11 @@ def _run(
             sets = examples[cfg.optimize.target]
             bkey = _baseline_key(cfg)
             if bkey not in baselines:
-                baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, ledger)
-                ledger.totals.add(baselines[bkey].get("usage"))
+                baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, ledger, check)
             row = read_json(out / "cells" / cell.id / "cell.json")
             if row.get("status") != "done" and baselines[bkey].get("status") == "done":
                 log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
-                row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], ledger)
+                row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], ledger, check)
             elif row.get("status") != "done":
                 row = _unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
             else:
@@ -408,26 +414,88 @@ def _least(a: Any, b: Any) -> Any:
 
 
 def _baseline(
-    cfg: Config, key: str, test: list, out: Path, teacher: Any, judge: Any, ledger: CallBudget
+    cfg: Config,
+    key: str,
+    test: list,
+    out: Path,
+    teacher: Any,
+    judge: Any,
+    ledger: CallBudget,
+    check: tuple[list[Reference], int] | None,
 ) -> dict[str, Any]:
-    """The uncompiled program of the cell's target, judged on the test examples once per baseline key."""
+    """The uncompiled program of the cell's target, judged on the test examples once per baseline key (and, with
+    `check` = (test references, size), driving a synthesis run on them); what it spends goes into `ledger`."""
     path = out / "baselines" / f"{key}.json"
     done = read_json(path)
     if done.get("status") == "done":
+        ledger.totals.add(done.get("usage"))
         return done
     started = time.monotonic()
     row: dict[str, Any] = {"key": key, "target": cfg.optimize.target, "teacher": cfg.teacher.model}
     row["judge"] = cfg.judge.model
+    paid: list[dict[str, Any]] = []
     try:
         scored = _score(target_program(cfg), test, cfg, teacher, judge, out / "evals" / key, _left(ledger))
+        paid.append(scored["usage"])
+        ledger.totals.add(scored["usage"])
+        if check is not None:
+            syn = _synthesis_check(
+                cfg, None, *check, out / "baselines" / f"{key}-synthesis", teacher, judge, _left(ledger)
+            )
+            paid.append(syn["usage"])
+            ledger.totals.add(syn["usage"])
+            row["synthesis"] = syn
     except BudgetStop as err:
+        ledger.totals.add(err.usage)
         log.warning("warning: experiment: baseline %s: %s", key, err)
-        return {**row, "status": "budget", "error": str(err), "test_mean": None, "scores": {}, "usage": err.usage}
-    row.update(status="done", test_mean=scored["mean"], **{k: v for k, v in scored.items() if k != "mean"})
+        usage = _sum_usage([*paid, err.usage])
+        return {**row, "status": "budget", "error": str(err), "test_mean": None, "scores": {}, "usage": usage}
+    row.update(
+        status="done", test_mean=scored["mean"], **{k: v for k, v in scored.items() if k not in ("mean", "usage")}
+    )
+    row["usage"], row["eval_usage"] = _sum_usage(paid), scored["usage"]
     row["wall_s"] = round(time.monotonic() - started, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, row)
     return row
+
+
+def _synthesis_check(
+    cfg: Config,
+    program: str | None,
+    references: list[Reference],
+    size: int,
+    run_dir: Path,
+    teacher: Any,
+    judge: Any,
+    left: tuple[int | None, float | None],
+) -> dict[str, Any]:
+    """A synthesis run of `size` samples on the test references driven by `program` (a program.json; None: the
+    built-in one), judged: its judged mean, each sample's judged score, and what it cost (BudgetStop past `left`)."""
+    data = cfg.model_dump(mode="json")
+    data["run"]["dir"] = str(run_dir)
+    data["synthesis"].update(size=size, program=program, mode="online")
+    data["judging"]["mode"] = "online"
+    data["tracking"]["enabled"] = False
+    calls, cost = left
+    data["synthesis"]["max_calls"] = _least(cfg.synthesis.max_calls, calls)
+    data["synthesis"]["max_cost_usd"] = _least(cfg.synthesis.max_cost_usd, cost)
+    syn_config = Config.model_validate(data)
+    summary = run_sync(arun_synthesis(syn_config, teacher=teacher, references=references, on_mismatch="error"))
+    spent = summary.get("usage") or {}
+    if summary.get("status") == "budget":
+        raise BudgetStop(f"the synthesis check into {run_dir} stopped at the experiment's budget", spent)
+    if calls is not None or cost is not None:
+        data["judging"]["max_calls"] = _least(cfg.judging.max_calls, None if calls is None else calls - spent["calls"])
+        judge_cost = None if cost is None else cost - float(spent.get("cost_usd") or 0.0)
+        data["judging"]["max_cost_usd"] = _least(cfg.judging.max_cost_usd, judge_cost)
+    judged = judge_run(run_dir, Config.model_validate(data), judge_lm=judge)
+    usage = _sum_usage([spent, judged.get("usage") or {}])
+    if judged.get("status") == "budget":
+        raise BudgetStop(f"judging the synthesis check in {run_dir} stopped at the experiment's budget", usage)
+    rd = RunDir(run_dir)
+    scores = [float(row["pointwise"]["overall"]) for row in read_jsonl(rd.judgments) if row.get("pointwise")]
+    return {"mean": judged.get("mean_score"), "samples": summary.get("samples"), "scores": scores, "usage": usage}
 
 
 def _cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
@@ -458,6 +526,7 @@ def _run_cell(
     judge: Any,
     baseline: dict[str, Any],
     ledger: CallBudget,
+    check: tuple[list[Reference], int] | None = None,
 ) -> dict[str, Any]:
     """Optimize on train / validation within what the experiment's budget leaves after judging the test examples
     (as many calls as the baseline's judging took), then judge the result on them; the cell's row (written)."""
@@ -492,6 +561,14 @@ def _run_cell(
         paid.append(res.usage)
         ledger.totals.add(res.usage)
         scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey, _left(ledger))
+        paid.append(scored["usage"])
+        ledger.totals.add(scored["usage"])
+        if check is not None:
+            program = str(res.program_path)
+            syn = _synthesis_check(cfg, program, *check, cell_dir / "synthesis", teacher, judge, _left(ledger))
+            paid.append(syn["usage"])
+            ledger.totals.add(syn["usage"])
+            row["synthesis"] = syn
     except RefedError as err:
         budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
         spent = getattr(err, "usage", None) or {}
@@ -506,7 +583,6 @@ def _run_cell(
         write_json_atomic(cell_dir / "cell.json", row)
         log.warning("warning: experiment: cell %s stopped: %s", cell.id, err)
         return row
-    ledger.totals.add(scored["usage"])
     row.update(
         status="done",
         val_before=res.score_before,
@@ -520,7 +596,7 @@ def _run_cell(
         scores=scored["scores"],
         program_failures=scored["program_failures"],
         judge_failures=scored["judge_failures"],
-        usage=_sum_usage([res.usage, scored["usage"]]),
+        usage=_sum_usage(paid),
         optimize_usage=res.usage,
         eval_usage=scored["usage"],
         wall_s=round(time.monotonic() - started, 3),
@@ -585,7 +661,12 @@ def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settin
         resamples=settings.resamples,
         seed=settings.seed,
     )
-    return {"baseline_mean": baseline["test_mean"], "difference": diff.as_dict()}
+    out = {"baseline_mean": baseline["test_mean"], "difference": diff.as_dict()}
+    mine, theirs = (row.get("synthesis") or {}).get("scores"), (baseline.get("synthesis") or {}).get("scores")
+    if mine and theirs:  # different samples on each side: the two runs' means, each resampled on its own
+        syn = unpaired_difference(mine, theirs, level=level, resamples=settings.resamples, seed=settings.seed)
+        out["synthesis_difference"] = syn.as_dict()
+    return out
 
 
 def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -622,7 +703,7 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
             ]
         )
     for b in result.baselines:
-        ev = b.get("usage") or {}
+        ev = b.get("eval_usage") or b.get("usage") or {}
         rows.append(
             [
                 f"baseline ({b['target']}, {b['teacher']})",
@@ -677,4 +758,28 @@ def experiment_markdown(result: ExperimentResult) -> str:
         "|" + "|".join("---" for _ in HEADER) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in leaderboard_rows(result)]
+    checks = synthesis_lines(result)
+    if checks:
+        lines += ["", "## Synthesis check", "", *checks]
     return "\n".join(lines) + "\n"
+
+
+def synthesis_lines(result: ExperimentResult) -> list[str]:
+    """With `synthesize = N`: each program's synthesis run on the test references, judged (1-10), against its
+    baseline's (two groups of samples, each resampled on its own)."""
+    out = []
+    for b in result.baselines:
+        syn = b.get("synthesis")
+        if syn:
+            out.append(
+                f"- baseline ({b['target']}, {b['teacher']}): judged mean {_num(syn['mean'], 3)} ({syn['samples']} samples)"
+            )
+    for r in result.cells:
+        syn, d = r.get("synthesis"), r.get("synthesis_difference")
+        if syn and d:
+            out.append(
+                f"- {r['label']}: judged mean {_num(syn['mean'], 3)} ({syn['samples']} samples), {d['mean']:+.3f} "
+                f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] against the baseline's samples, "
+                + ("significant" if d["significant"] else "not significant")
+            )
+    return out

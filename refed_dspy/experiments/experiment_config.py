@@ -55,6 +55,12 @@ class ExperimentSettings(Section):
         description="Spread of per-example score differences assumed before any is measured (for the power check).",
     )
     resamples: int = Field(10_000, ge=1000, description="Bootstrap resamples per interval.")
+    synthesize: int = Field(
+        0,
+        ge=0,
+        description="When > 0: each cell's program, and its baseline, also drive a synthesis run of this many samples "
+        "on the test references, judged, and the two runs' judged means are compared with a bootstrap interval.",
+    )
     max_calls: int | None = Field(
         None,
         gt=0,

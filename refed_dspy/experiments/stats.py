@@ -11,7 +11,8 @@ from statistics import NormalDist, fmean, stdev
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """`mean` of the per-example differences (candidate minus baseline), with its `level` bootstrap interval."""
+    """`mean` difference (candidate minus baseline: of per-example differences, or of two groups' means), with its
+    `level` bootstrap interval."""
 
     n: int
     mean: float
@@ -51,6 +52,28 @@ def paired_difference(
         return PairedDifference(1, mean, mean, mean, level)
     rng = random.Random(seed)
     means = sorted(fmean(rng.choices(diffs, k=n)) for _ in range(resamples))
+    tail = (1 - level) / 2
+    low = means[max(0, math.floor(tail * resamples))]
+    high = means[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]
+    return PairedDifference(n, mean, low, high, level)
+
+
+def unpaired_difference(
+    candidate: list[float], baseline: list[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> PairedDifference:
+    """The difference of the two means and its percentile bootstrap interval, each group resampled on its own: for
+    scores of different items (two synthesis runs' samples). `n` is the smaller group. ValueError for an empty one."""
+    if not candidate or not baseline:
+        raise ValueError("both groups need scores")
+    mean = fmean(candidate) - fmean(baseline)
+    n = min(len(candidate), len(baseline))
+    if n == 1:
+        return PairedDifference(1, mean, mean, mean, level)
+    rng = random.Random(seed)
+    means = sorted(
+        fmean(rng.choices(candidate, k=len(candidate))) - fmean(rng.choices(baseline, k=len(baseline)))
+        for _ in range(resamples)
+    )
     tail = (1 - level) / 2
     low = means[max(0, math.floor(tail * resamples))]
     high = means[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]

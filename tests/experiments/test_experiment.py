@@ -222,3 +222,25 @@ def test_one_budget_covers_the_whole_experiment_and_a_larger_one_goes_on(server_
     assert code == 0, err
     result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     assert result["status"] == "complete" and _served(teacher, judge) == result["usage"]["calls"]
+
+
+def test_the_synthesis_check_compares_each_program_s_synthesis_with_the_baseline_s(server_factory, tmp_path):
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, synthesize=10)
+    code, out, err = refed("experiment", "--config", str(path))
+    assert code == 0, err
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    cell, base = result["cells"][0], result["baselines"][0]
+    d = cell["synthesis_difference"]
+    assert cell["synthesis"]["samples"] == base["synthesis"]["samples"] == 10
+    assert cell["synthesis"]["mean"] > base["synthesis"]["mean"] and d["significant"] and d["ci_low"] > 0
+    # the synthesis runs used only test references
+    split = json.loads((tmp_path / "exp" / "split.json").read_text())
+    for run in (
+        tmp_path / "exp" / "cells" / cell["id"] / "synthesis",
+        tmp_path / "exp" / "baselines" / f"{base['key']}-synthesis",
+    ):
+        refs = {json.loads(line)["meta"]["reference_id"] for line in (run / "samples.jsonl").read_text().splitlines()}
+        assert refs <= set(split["test"])
+    assert "synthesis check optimizer=bootstrap" in out
+    assert _served(teacher, judge) == result["usage"]["calls"]

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from refed_dspy.experiments.stats import detectable_difference, paired_difference
+from refed_dspy.experiments.stats import detectable_difference, paired_difference, unpaired_difference
 
 
 def test_a_real_difference_is_significant_and_noise_is_not():
@@ -51,3 +51,15 @@ def test_detectable_difference_shrinks_with_the_square_root_of_n():
     assert detectable_difference(16, 0.3) == pytest.approx(2.8016 * 0.3 / 4, rel=1e-3)
     assert detectable_difference(64, 0.3) == pytest.approx(detectable_difference(16, 0.3) / 2)
     assert detectable_difference(0, 0.3) == float("inf")
+
+
+def test_two_groups_of_different_items_are_compared_each_resampled_on_its_own():
+    rng = random.Random(5)
+    better = [rng.gauss(7.0, 1.5) for _ in range(30)]
+    worse = [rng.gauss(5.5, 1.5) for _ in range(25)]
+    d = unpaired_difference(better, worse)
+    assert d.significant and d.low > 0 and d.n == 25 and 1.0 < d.mean < 2.0
+    same = [rng.gauss(5.5, 1.5) for _ in range(30)]
+    assert not unpaired_difference(same, worse).significant
+    with pytest.raises(ValueError, match="both groups"):
+        unpaired_difference([], [1.0])
