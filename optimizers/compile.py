@@ -111,15 +111,37 @@ def step_scores(compiled: dspy.Module, optimizer: str | Any) -> list[float]:
     return same[0].step_scores(compiled) if same else candidate_scores(compiled)
 
 
-def _log_dir(root: str | None, optimizer: str | None, s: CompileSettings, trainset: list, valset: list) -> str | None:
-    """`root/<optimizer>-<digest of the settings and examples>`, or None (no root, or a user's teleprompter)."""
+def _log_dir(
+    root: str | None,
+    optimizer: str | None,
+    s: CompileSettings,
+    trainset: list,
+    valset: list,
+    student_state: Any = None,
+    metric_state: Any = None,
+) -> str | None:
+    """`root/<optimizer>-<digest of the settings, LMs, examples, starting program and metric>`, or None (no root, or
+    a user's teleprompter)."""
     if root is None or optimizer is None:
         return None
     what = {k: v for k, v in s.__dict__.items() if k not in ("lm", "proposer_lm", "num_threads")}
-    what["lm"] = str(getattr(s.lm, "model", "")), str(getattr(s.proposer_lm, "model", ""))
+    what["lms"] = [(getattr(lm, "model", ""), getattr(lm, "kwargs", {})) for lm in (s.lm, s.proposer_lm)]
     what["examples"] = [sorted(e.toDict().items()) for e in (*trainset, *valset)]
+    what["student"], what["metric"] = student_state, metric_state
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return str(Path(root) / f"{optimizer}-{digest}")
+
+
+def _metric_state(metric: Any) -> dict[str, Any]:
+    """What a metric scores by, for naming an optimizer's saved state: its class, its judge's model and settings, and
+    its plain settings (threshold, weights)."""
+    lm = getattr(metric, "lm", None)
+    plain = (
+        {k: v for k, v in vars(metric).items() if isinstance(v, (int, float, str, bool))}
+        if hasattr(metric, "__dict__")
+        else {}
+    )
+    return {"class": type(metric).__name__, "judge": (getattr(lm, "model", ""), getattr(lm, "kwargs", {})), **plain}
 
 
 def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -> dspy.Module:
@@ -195,7 +217,15 @@ def optimize(
         n_train=len(trainset),
         n_val=len(valset),
     )
-    log_dir = _log_dir(log_root, optimizer if instance is None else None, settings, trainset, valset)
+    log_dir = _log_dir(
+        log_root,
+        optimizer if instance is None else None,
+        settings,
+        trainset,
+        valset,
+        program.dump_state() if log_root else None,
+        _metric_state(metric) if log_root else None,
+    )
     settings = dataclasses.replace(settings, log_dir=log_dir)
     tp = instance or choice.build(metric, settings)
 

@@ -56,9 +56,11 @@ class MIPROv2(Optimizer):
 
     def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
         n = AUTO_CANDIDATES.get(s.auto or "", s.num_candidates)
+        variables = predictors * (2 if s.max_demos else 1)  # instructions, and demo sets unless zero-shot
         if s.auto:
-            trials = int(max(2 * predictors * 2 * math.log2(max(n, 2)), 1.5 * n))
+            trials = int(max(2 * variables * math.log2(max(n, 2)), 1.5 * n))
         else:
             trials = s.num_trials or 2 * s.num_candidates
         evals = trials * MINIBATCH + (trials // 5 + 1) * s.n_val if s.n_val > MINIBATCH else trials * s.n_val
-        return n * s.n_train + n * predictors + evals  # demo sets bootstrapped, instructions proposed, trials
+        # demo sets bootstrapped, instructions proposed, trials, and the best program's final full evaluation
+        return n * s.n_train + n * predictors + evals + s.n_val

@@ -33,4 +33,5 @@ class SIMBA(Optimizer):
 
     def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
         bsize = min(s.bsize, s.n_train)
-        return s.max_steps * bsize * (2 * s.num_candidates + 1)  # trajectories sampled, then candidates scored
+        # per step: trajectories sampled, then candidates scored; at the end the candidates on the training examples
+        return s.max_steps * bsize * (2 * s.num_candidates + 1) + (s.num_candidates + 1) * s.n_train

@@ -64,15 +64,15 @@ class CallBoundary:
         if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        cost = None
+        reservation = None
         try:
-            cost = self._reserve()
+            reservation = self._reserve()
             return self._unreported_check(super().__call__(*args, **kwargs))
         except LMError as err:
             self._note_failure(err)
             raise
         finally:
-            self._release(cost)
+            self._release(reservation)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
@@ -81,9 +81,9 @@ class CallBoundary:
         if _inside.get() is self:
             return await super().acall(*args, **kwargs)
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        cost = None
+        reservation = None
         try:
-            cost = self._reserve()
+            reservation = self._reserve()
             return self._unreported_check(await super().acall(*args, **kwargs))
         except asyncio.CancelledError as err:
             if not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
@@ -93,22 +93,24 @@ class CallBoundary:
             self._note_failure(err)
             raise
         finally:
-            self._release(cost)
+            self._release(reservation)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
 
-    def _reserve(self) -> float | None:
-        """One call reserved on the attached ledger (BudgetExceeded when it could break the budget); its cost."""
-        if self.budget is None:
+    def _reserve(self) -> tuple[Any, float] | None:
+        """One call reserved on the attached ledger (BudgetExceeded when it could break the budget): the ledger and
+        the cost reserved, given back to that ledger even if another is attached meanwhile."""
+        budget = self.budget
+        if budget is None:
             return None
-        cost = self.budget.call_cost(self.price, self._max_tokens(), self.role)
-        self.budget.reserve(1, cost)
-        return cost
+        cost = budget.call_cost(self.price, self._max_tokens(), self.role)
+        budget.reserve(1, cost)
+        return budget, cost
 
-    def _release(self, cost: float | None) -> None:
-        if cost is not None and self.budget is not None:
-            self.budget.release(1, cost)
+    def _release(self, reservation: tuple[Any, float] | None) -> None:
+        if reservation is not None:
+            reservation[0].release(1, reservation[1])
 
     def _max_tokens(self) -> int:
         return int((getattr(self, "kwargs", None) or {}).get("max_tokens") or 0)

@@ -42,14 +42,15 @@ from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
-from refed_dspy.errors import ConfigError, FinishedShort, RefedError
+from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config, load_experiment
 from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.grid import Cell, cells
 from refed_dspy.experiments.optimize import examples_config, optimize, target_program
+from refed_dspy.experiments.spend import Spend
 from refed_dspy.experiments.stats import detectable_difference, paired_difference, unpaired_difference
 from refed_dspy.money import usd
-from refed_dspy.optimizers.compile import evaluate_detailed
+from refed_dspy.optimizers.compile import OptimizationStopped, evaluate_detailed
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.metrics import make_metric
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
@@ -91,11 +92,13 @@ class ExperimentResult(Result):
     examples: dict[str, int] = Field(description="Examples on each side.")
     level: float = Field(description="The experiment's confidence level (each cell's interval is Bonferroni's).")
     cell_level: float
-    detectable: float = Field(description="The smallest difference the test set detects with 80% power.")
+    detectable: float = Field(description="The smallest difference the test examples detect with 80% power.")
     underpowered: bool = Field(description="detectable > min_effect: smaller effects cannot be told from noise.")
     cells: list[dict[str, Any]] = Field(description="One row per cell, best test score first.")
     baselines: list[dict[str, Any]]
-    champion: str | None = Field(description="The best cell whose difference to its baseline is significant.")
+    champion: str | None = Field(
+        description="Of the cells whose test score beats their baseline's significantly, the best on validation."
+    )
     champion_uri: str | None = Optional("With tracking on: the champion's program in the Model Registry.")
     mlflow_run_id: str | None = Optional("With tracking on: the experiment's parent run.")
     estimate: dict[str, Any] = Field(description="LM calls estimated before any call: examples, baselines, each cell.")
@@ -152,7 +155,8 @@ def _run(
             f"{len(references)} references split into {len(train_refs)} train, {len(val_refs)} validation and "
             f"{len(test_refs)} test: every side needs at least one (more references, or other fractions)"
         )
-    _check_split(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
+    _check_pinned(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
+    _check_finished_cells(grid, base, out)
     cell_level = 1 - (1 - settings.level) / max(1, len(grid))
     targets = {cell_config(base, c.overrides(0)).optimize.target for c in grid}
     expected_test = _expected_test(settings, targets, references, test_refs)
@@ -171,6 +175,7 @@ def _run(
             settings.min_effect,
         )
     ledger = CallBudget(settings.max_calls, settings.max_cost_usd)  # the whole experiment's calls and cost
+    spend = Spend(out / "spent.json", ledger)  # what earlier invocations spent, by part
     estimate = _estimate(grid, base, settings, references, sides)
     log.info(
         "experiment: %d cells; about %d LM calls in all before any is made (examples %d, baselines %d, cells %s)",
@@ -189,11 +194,14 @@ def _run(
         )
     examples = {}
     for target in sorted({cell_config(base, c.overrides(0)).optimize.target for c in grid}):
-        exs, usage = _examples(target, settings, base_config, out, teacher, references, ledger)
-        ledger.totals.add(usage)
+        exs = _examples(target, settings, base_config, out, teacher, references, spend)
         examples[target] = {
             side: [e for e in exs if e.reference_id in {r.id for r in refs}] for side, refs in sides.items()
         }
+        _check_pinned(
+            out / f"examples-{target}.json",
+            {side: sorted(_example_key(e) for e in v) for side, v in examples[target].items()},
+        )
         if not examples[target]["test"] or not examples[target]["train"] or not examples[target]["val"]:
             raise ConfigError(
                 f"target {target}: the examples split into "
@@ -209,21 +217,22 @@ def _run(
             sets = examples[cfg.optimize.target]
             bkey = _baseline_key(cfg)
             if bkey not in baselines:
-                baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, ledger, check)
+                baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, spend, check)
             row = read_json(out / "cells" / cell.id / "cell.json")
             if row.get("status") != "done" and baselines[bkey].get("status") == "done":
                 log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
-                row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], ledger, check)
+                row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], spend, check)
             elif row.get("status") != "done":
                 row = _unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
-            else:
-                ledger.totals.add(row.get("usage"))
             row.update(_compare(row, baselines[bkey], cell_level, settings))
             rows.append(row)
         rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
-        champion = next(
-            (r for r in rows if (r.get("difference") or {}).get("significant") and r["difference"]["mean"] > 0), None
-        )
+        # the champion is chosen on validation among the cells that beat their baseline on the test set, so that its
+        # test score is not the maximum of several noisy ones
+        winners = [r for r in rows if (r.get("difference") or {}).get("significant") and r["difference"]["mean"] > 0]
+        champion = max(winners, key=lambda r: (r.get("val_after") or 0.0, r["test_mean"]), default=None)
+        n_test = len(next(iter(examples.values()))["test"])
+        detectable = detectable_difference(n_test, settings.assumed_sd, cell_level, POWER)
         statuses = {r.get("status") for r in rows} | {b.get("status") for b in baselines.values()}
         result = ExperimentResult(
             name=settings.name,
@@ -298,17 +307,32 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [""])[0]
 
 
-def _check_split(path: Path, split: dict[str, list[str]]) -> None:
-    """The split is fixed for the life of the experiment: a resumed one whose references split otherwise is refused."""
+def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> None:
+    """Before any call: a finished cell whose config has changed since (judge, teacher, optimizer settings) is refused,
+    since its scores would be compared with another baseline's."""
+    for cell in grid:
+        row = read_json(out / "cells" / cell.id / "cell.json")
+        cfg = cell_config(base, cell.overrides(cell_config(base, {}).optimize.seed))
+        if row.get("status") == "done" and row.get("config_hash") != _config_hash(cfg):
+            raise ConfigError(
+                f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings changed "
+                "since): its scores would be compared with another baseline's; give experiment.out a new directory"
+            )
+
+
+def _check_pinned(path: Path, sides: dict[str, list[str]]) -> None:
+    """The split (of references, `split.json`; of each target's examples, `examples-<target>.json`) is fixed for the
+    life of the experiment: a resumed one whose sides would hold other items is refused."""
     before = read_json(path)
-    if before and before != split:
+    if before and before != sides:
         raise ConfigError(
-            f"{path}: the references now split differently (other seeds, fractions or references) than when this "
-            "experiment began; its cells would not compare: give experiment.out a new directory"
+            f"{path}: the references or examples now split differently (other seeds, fractions, references or "
+            "experiment.examples) than when this experiment began; its cells would not compare: give experiment.out "
+            "a new directory"
         )
     if not before:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, split)
+        write_json_atomic(path, sides)
 
 
 def _expected_test(settings: ExperimentSettings, targets: set[str], refs: list, test_refs: list) -> int:
@@ -325,28 +349,32 @@ def _examples(
     out: Path,
     teacher: Any,
     references: list[Reference],
-    ledger: CallBudget,
-) -> tuple[list[dspy.Example], dict[str, Any]]:
-    """The examples of `target`, each with its reference_id, and what making them cost (within what the experiment's
-    budget leaves)."""
+    spend: Spend,
+) -> list[dspy.Example]:
+    """The examples of `target`, each with its reference_id (the respond target's from a complete synthesis run, within
+    what the experiment's budget leaves: a run it cut short stops the experiment, which the same command resumes)."""
     if target != "respond":
-        return reference_examples(references), {}
+        return reference_examples(references)
     ex_config = examples_config(config, out, size=settings.examples)
-    calls, cost = _left(ledger)
-    if calls is not None or cost is not None:
+    rd = RunDir(ex_config.run.dir)
+    finished = read_json(rd.summary).get("status") == "complete"
+    if not finished:
+        calls, cost = _left(spend.ledger, "the examples synthesis")
         syn = ex_config.synthesis
-        ex_config = ex_config.model_copy(
-            update={
-                "synthesis": syn.model_copy(
-                    update={"max_calls": _least(syn.max_calls, calls), "max_cost_usd": _least(syn.max_cost_usd, cost)}
-                )
-            }
+        update = {"max_calls": _least(syn.max_calls, calls), "max_cost_usd": _least(syn.max_cost_usd, cost)}
+        ex_config = ex_config.model_copy(update={"synthesis": syn.model_copy(update=update)})
+        summary = run_sync(
+            arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
         )
-    summary = run_sync(
-        arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
-    )
+        spend.set_total("examples", summary.get("usage"))
+        if summary.get("status") != "complete":
+            raise FinishedShort(
+                f"the examples synthesis into {rd.path} ended {summary.get('status')} with {summary.get('samples')} of "
+                f"{settings.examples} samples; every cell must see the same examples, so none started (raise "
+                "experiment.max_calls, or see its rejects.jsonl; the same command goes on)"
+            )
     refs = {r.id: (r.instruction, r.response) for r in references}
-    return examples_from_run(ex_config.run.dir, refs), summary.get("usage") or {}
+    return examples_from_run(rd.path, refs)
 
 
 def _baseline_key(cfg: Config) -> str:
@@ -374,12 +402,14 @@ def _score(
     teacher: Any,
     judge: Any,
     eval_dir: Path,
-    left: tuple[int | None, float | None],
+    spend: Spend,
+    part: str,
 ) -> dict[str, Any]:
-    """Judge `program` on the test examples: per-example scores (by example key), their mean, and the calls paid;
-    `left`: the calls and cost the experiment may still spend (BudgetStop when judging them all would pass it)."""
+    """Judge `program` on the test examples: per-example scores (by example key), with each example's reference,
+    their mean, and the calls paid (recorded as `part` of `spend`; BudgetStop when judging them all would pass what
+    the experiment may still spend)."""
     use_run_cache(RunDir(eval_dir))
-    budget = CallBudget(*left)
+    budget = CallBudget(*_left(spend.ledger, part))
     t = bounded(teacher if teacher is not None else build_lm(cfg.teacher, "teacher"), "teacher", fresh=True)
     j = bounded(judge if judge is not None else build_lm(cfg.judge, "judge"), "judge", fresh=True)
     cfg = with_lm_of(with_lm_of(cfg, "teacher", t), "judge", j) if teacher is not None or judge is not None else cfg
@@ -389,12 +419,14 @@ def _score(
     mean, rows, errors = evaluate_detailed(
         program, test, metric, t, cfg.optimize.num_threads, adapter=build_adapter(cfg.teacher)
     )
+    spend.add(part, budget.as_dict())
     if budget.tripped:  # a refused call scored its example 0: the mean would be wrong, so there is none
         raise BudgetStop(f"judging the test examples stopped: {budget.tripped}", budget.as_dict())
     return {
         "mean": mean,
         "n": len(rows),
         "scores": {_example_key(ex): score for ex, _, score in rows},
+        "groups": {_example_key(ex): str(ex.get("reference_id") or _example_key(ex)) for ex, _, _ in rows},
         "program_failures": sum(1 for _, pred, _ in rows if pred is None),
         "judge_failures": metric.failure_summary()["failed"],
         "last_error": errors[-1] if errors else None,
@@ -402,10 +434,13 @@ def _score(
     }
 
 
-def _left(ledger: CallBudget) -> tuple[int | None, float | None]:
-    """The calls and cost the experiment may still spend (None: no such limit)."""
-    calls = None if ledger.max_calls is None else max(0, ledger.max_calls - ledger.total_calls)
-    cost = None if ledger.max_cost_usd is None else max(0.0, ledger.max_cost_usd - ledger.total_cost)
+def _left(ledger: CallBudget, what: str = "") -> tuple[int | None, float | None]:
+    """The calls and cost the experiment may still spend (None: no such limit); BudgetStop when nothing is left
+    (`what`: the part that was about to start)."""
+    calls = None if ledger.max_calls is None else ledger.max_calls - ledger.total_calls
+    cost = None if ledger.max_cost_usd is None else ledger.max_cost_usd - ledger.total_cost
+    if (calls is not None and calls < 1) or (cost is not None and cost <= 0):
+        raise BudgetStop(f"{what or 'the next part'} was not started: the experiment's budget is spent")
     return calls, cost
 
 
@@ -420,40 +455,31 @@ def _baseline(
     out: Path,
     teacher: Any,
     judge: Any,
-    ledger: CallBudget,
+    spend: Spend,
     check: tuple[list[Reference], int] | None,
 ) -> dict[str, Any]:
     """The uncompiled program of the cell's target, judged on the test examples once per baseline key (and, with
-    `check` = (test references, size), driving a synthesis run on them); what it spends goes into `ledger`."""
+    `check` = (test references, size), driving a synthesis run on them); what it spends goes into `spend`."""
     path = out / "baselines" / f"{key}.json"
     done = read_json(path)
     if done.get("status") == "done":
-        ledger.totals.add(done.get("usage"))
         return done
     started = time.monotonic()
     row: dict[str, Any] = {"key": key, "target": cfg.optimize.target, "teacher": cfg.teacher.model}
     row["judge"] = cfg.judge.model
-    paid: list[dict[str, Any]] = []
+    part = f"baseline:{key}"
     try:
-        scored = _score(target_program(cfg), test, cfg, teacher, judge, out / "evals" / key, _left(ledger))
-        paid.append(scored["usage"])
-        ledger.totals.add(scored["usage"])
+        scored = _score(target_program(cfg), test, cfg, teacher, judge, out / "evals" / key, spend, f"{part}:test")
         if check is not None:
-            syn = _synthesis_check(
-                cfg, None, *check, out / "baselines" / f"{key}-synthesis", teacher, judge, _left(ledger)
-            )
-            paid.append(syn["usage"])
-            ledger.totals.add(syn["usage"])
-            row["synthesis"] = syn
+            run_dir = out / "baselines" / f"{key}-synthesis"
+            row["synthesis"] = _synthesis_check(cfg, None, *check, run_dir, teacher, judge, spend, f"{part}:synthesis")
     except BudgetStop as err:
-        ledger.totals.add(err.usage)
         log.warning("warning: experiment: baseline %s: %s", key, err)
-        usage = _sum_usage([*paid, err.usage])
-        return {**row, "status": "budget", "error": str(err), "test_mean": None, "scores": {}, "usage": usage}
+        return {**row, "status": "budget", "error": str(err), "test_mean": None, "scores": {}, "usage": spend.of(part)}
     row.update(
         status="done", test_mean=scored["mean"], **{k: v for k, v in scored.items() if k not in ("mean", "usage")}
     )
-    row["usage"], row["eval_usage"] = _sum_usage(paid), scored["usage"]
+    row["usage"], row["eval_usage"] = spend.of(part), scored["usage"]
     row["wall_s"] = round(time.monotonic() - started, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, row)
@@ -468,7 +494,8 @@ def _synthesis_check(
     run_dir: Path,
     teacher: Any,
     judge: Any,
-    left: tuple[int | None, float | None],
+    spend: Spend,
+    part: str,
 ) -> dict[str, Any]:
     """A synthesis run of `size` samples on the test references driven by `program` (a program.json; None: the
     built-in one), judged: its judged mean, each sample's judged score, and what it cost (BudgetStop past `left`)."""
@@ -477,19 +504,20 @@ def _synthesis_check(
     data["synthesis"].update(size=size, program=program, mode="online")
     data["judging"]["mode"] = "online"
     data["tracking"]["enabled"] = False
-    calls, cost = left
+    calls, cost = _left(spend.ledger, part)
     data["synthesis"]["max_calls"] = _least(cfg.synthesis.max_calls, calls)
     data["synthesis"]["max_cost_usd"] = _least(cfg.synthesis.max_cost_usd, cost)
     syn_config = Config.model_validate(data)
     summary = run_sync(arun_synthesis(syn_config, teacher=teacher, references=references, on_mismatch="error"))
     spent = summary.get("usage") or {}
+    spend.set_total(f"{part}:synthesize", spent)
     if summary.get("status") == "budget":
         raise BudgetStop(f"the synthesis check into {run_dir} stopped at the experiment's budget", spent)
-    if calls is not None or cost is not None:
-        data["judging"]["max_calls"] = _least(cfg.judging.max_calls, None if calls is None else calls - spent["calls"])
-        judge_cost = None if cost is None else cost - float(spent.get("cost_usd") or 0.0)
-        data["judging"]["max_cost_usd"] = _least(cfg.judging.max_cost_usd, judge_cost)
+    calls, cost = _left(spend.ledger, part)
+    data["judging"]["max_calls"] = _least(cfg.judging.max_calls, calls)
+    data["judging"]["max_cost_usd"] = _least(cfg.judging.max_cost_usd, cost)
     judged = judge_run(run_dir, Config.model_validate(data), judge_lm=judge)
+    spend.set_total(f"{part}:judge", judged.get("usage"))
     usage = _sum_usage([spent, judged.get("usage") or {}])
     if judged.get("status") == "budget":
         raise BudgetStop(f"judging the synthesis check in {run_dir} stopped at the experiment's budget", usage)
@@ -498,8 +526,14 @@ def _synthesis_check(
     return {"mean": judged.get("mean_score"), "samples": summary.get("samples"), "scores": scores, "usage": usage}
 
 
+def _config_hash(cfg: Config) -> str:
+    """What a finished cell's figures depend on: its whole config (before the experiment points it at its dirs)."""
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
     return {
+        "config_hash": _config_hash(cfg),
         "id": cell.id,
         "label": cell.label,
         "values": cell.values,
@@ -525,16 +559,21 @@ def _run_cell(
     teacher: Any,
     judge: Any,
     baseline: dict[str, Any],
-    ledger: CallBudget,
+    spend: Spend,
     check: tuple[list[Reference], int] | None = None,
 ) -> dict[str, Any]:
     """Optimize on train / validation within what the experiment's budget leaves after judging the test examples
-    (as many calls as the baseline's judging took), then judge the result on them; the cell's row (written)."""
+    (as many calls as the baseline's judging took), then judge the result on them; the cell's row (written). A
+    user's mistake (ConfigError) stops the experiment; any other failure is this cell's, and the grid goes on."""
     cell_dir = out / "cells" / cell.id
     bkey = baseline["key"]
     row = _cell_row(cell, cfg, bkey)
-    calls, cost = _left(ledger)
+    part = f"cell:{cell.id}"
     judging = baseline.get("usage") or {}
+    try:
+        calls, cost = _left(spend.ledger, f"cell {cell.id}")
+    except BudgetStop as err:
+        return _unstarted(cell, cfg, bkey, str(err))
     opt_calls = None if calls is None else calls - int(judging.get("calls") or 0)
     opt_cost = None if cost is None else cost - float(judging.get("cost_usd") or 0.0)
     if (opt_calls is not None and opt_calls < 1) or (opt_cost is not None and opt_cost <= 0):
@@ -544,7 +583,7 @@ def _run_cell(
             cfg,
             bkey,
             f"the experiment's budget leaves {' and '.join(x for x in left if x)}, and judging the "
-            f"test examples takes about {judging.get('calls', 0)} calls",
+            f"test examples (and the synthesis check) took {judging.get('calls', 0)} calls for the baseline",
         )
         log.warning("warning: experiment: cell %s %s", cell.id, row["error"])
         return row
@@ -555,33 +594,31 @@ def _run_cell(
     data["run"]["dir"] = str(cell_dir)
     cfg = Config.model_validate(data)
     started = time.monotonic()
-    paid: list[dict[str, Any]] = []
     try:
-        res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"])
-        paid.append(res.usage)
-        ledger.totals.add(res.usage)
-        scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey, _left(ledger))
-        paid.append(scored["usage"])
-        ledger.totals.add(scored["usage"])
+        try:
+            res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"])
+        except OptimizationStopped as err:
+            spend.add(f"{part}:optimize", err.usage)
+            raise
+        spend.add(f"{part}:optimize", res.usage)
+        scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey, spend, f"{part}:test")
         if check is not None:
             program = str(res.program_path)
-            syn = _synthesis_check(cfg, program, *check, cell_dir / "synthesis", teacher, judge, _left(ledger))
-            paid.append(syn["usage"])
-            ledger.totals.add(syn["usage"])
+            syn = _synthesis_check(
+                cfg, program, *check, cell_dir / "synthesis", teacher, judge, spend, f"{part}:synthesis"
+            )
             row["synthesis"] = syn
-    except RefedError as err:
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - one cell's failure (a budget, a provider, MLflow) leaves the grid going
         budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
-        spent = getattr(err, "usage", None) or {}
-        ledger.totals.add(spent)
-        row.update(
-            status="budget" if budget else "failed",
-            error=f"{type(err).__name__}: {err}",
-            usage=_sum_usage([*paid, spent]),
-        )
+        row.update(status="budget" if budget else "failed", error=f"{type(err).__name__}: {_first_line(err)}")
+        row["usage"] = spend.of(part)
         row["wall_s"] = round(time.monotonic() - started, 3)
         cell_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cell_dir / "cell.json", row)
-        log.warning("warning: experiment: cell %s stopped: %s", cell.id, err)
+        log.warning("warning: experiment: cell %s stopped: %s", cell.id, row["error"])
+        log.debug("the cell's failure", exc_info=True)
         return row
     row.update(
         status="done",
@@ -594,9 +631,10 @@ def _run_cell(
         test_mean=scored["mean"],
         test_n=scored["n"],
         scores=scored["scores"],
+        groups=scored["groups"],
         program_failures=scored["program_failures"],
         judge_failures=scored["judge_failures"],
-        usage=_sum_usage(paid),
+        usage=spend.of(part),
         optimize_usage=res.usage,
         eval_usage=scored["usage"],
         wall_s=round(time.monotonic() - started, 3),
@@ -610,7 +648,8 @@ def _estimate(
 ) -> dict[str, Any]:
     """LM calls the experiment should take, from its settings alone (before any call): the examples synthesis, each
     baseline's and each cell's (its optimizer's estimated program runs, each scored, plus scoring before and after
-    on validation and the test examples), a program run costing one call per predictor plus the judge's calls."""
+    on validation and the test examples, and the synthesis check at the config's calls per sample plus judging), a
+    program run costing one call per predictor plus the judge's calls."""
     out: dict[str, Any] = {"examples": 0, "baselines": 0, "cells": {}}
     seen: set[str] = set()
     for cell in grid:
@@ -624,9 +663,10 @@ def _estimate(
         else:
             n = {k: len(v) for k, v in sides.items()}
         per_run = len(target_program(cfg).predictors()) + (JUDGE_CALLS_RESPOND if opt.target == "respond" else 2)
+        check = int(settings.synthesize * (cfg.synthesis.max_calls_per_sample + JUDGE_CALLS_RESPOND))
         bkey = _baseline_key(cfg)
         if bkey not in seen:
-            out["baselines"] += n["test"] * per_run
+            out["baselines"] += n["test"] * per_run + check
         seen |= {bkey, opt.target}
         s = CompileSettings(
             lm=None,
@@ -642,7 +682,7 @@ def _estimate(
             n_val=n["val"],
         )
         runs = OPTIMIZERS.get(opt.optimizer).estimated_runs(s, len(target_program(cfg).predictors()))
-        out["cells"][cell.id] = (runs + 2 * n["val"] + n["test"]) * per_run
+        out["cells"][cell.id] = (runs + 2 * n["val"] + n["test"]) * per_run + check
     out["total"] = out["examples"] + out["baselines"] + sum(out["cells"].values())
     return out
 
@@ -654,12 +694,14 @@ def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settin
     keys = [k for k in row["scores"] if k in baseline["scores"]]
     if not keys:
         return {"difference": None}
+    groups = row.get("groups") or {}
     diff = paired_difference(
         [row["scores"][k] for k in keys],
         [baseline["scores"][k] for k in keys],
         level=level,
         resamples=settings.resamples,
         seed=settings.seed,
+        groups=[groups.get(k, k) for k in keys],  # examples of one reference are resampled together
     )
     out = {"baseline_mean": baseline["test_mean"], "difference": diff.as_dict()}
     mine, theirs = (row.get("synthesis") or {}).get("scores"), (baseline.get("synthesis") or {}).get("scores")
@@ -693,8 +735,9 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
                 r["label"] if r.get("status") == "done" else f"{r['label']} ({r.get('status')}: {r.get('error', '')})",
                 _num(r.get("test_mean")),
                 interval,
-                "yes" if d.get("significant") else "no",
-                f"{_num(r.get('val_before'))} -> {_num(r.get('val_after'))}",
+                ("yes" if d.get("significant") else "no") if d else "",
+                f"{_num(r.get('val_before'))} -> {_num(r.get('val_after'))}"
+                + (" (kept the baseline)" if r.get("kept") == "baseline" else ""),
                 _by_role(opt),
                 usd(opt.get("cost_usd")) if opt else "n/a",
                 _by_role(ev),

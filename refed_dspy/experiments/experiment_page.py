@@ -58,7 +58,8 @@ def chart(cells: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
     parts.append(f"<line x1='{PAD}' y1='{PAD}' x2='{PAD}' y2='{H - PAD}' stroke='#999'/>")
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         parts.append(f"<text x='{PAD - 8}' y='{py(tick) + 4:.1f}' font-size='11' text-anchor='end'>{tick:.2f}</text>")
-    unit = "USD (optimizing + judging the test set)" if by_cost else "LM calls (optimizing + judging the test set)"
+    what = "optimizing, judging the test set and any synthesis check"
+    unit = f"USD ({what})" if by_cost else f"LM calls ({what})"
     parts.append(f"<text x='{W / 2}' y='{H - 14}' font-size='12' text-anchor='middle'>{unit}</text>")
     parts.append(f"<text x='{PAD}' y='{H - PAD + 16}' font-size='11' text-anchor='middle'>0</text>")
     parts.append(f"<text x='{W - PAD}' y='{H - PAD + 16}' font-size='11' text-anchor='end'>{top:.4g}</text>")

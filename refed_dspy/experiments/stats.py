@@ -37,21 +37,36 @@ class PairedDifference:
 
 
 def paired_difference(
-    candidate: list[float], baseline: list[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
+    candidate: list[float],
+    baseline: list[float],
+    level: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+    groups: list[str] | None = None,
 ) -> PairedDifference:
-    """The mean of `candidate[i] - baseline[i]` and its percentile bootstrap interval (examples resampled with
-    replacement, `resamples` times, seeded). ValueError when the lists differ in length or are empty."""
-    if len(candidate) != len(baseline):
+    """The mean of `candidate[i] - baseline[i]` and its percentile bootstrap interval (resampled with replacement,
+    `resamples` times, seeded). With `groups` (one key per pair: several examples made from one reference are not
+    independent), whole groups are resampled, so the interval is not narrowed by examples that share a source; `n`
+    is then the number of groups. ValueError when the lists differ in length or are empty."""
+    if len(candidate) != len(baseline) or (groups is not None and len(groups) != len(candidate)):
         raise ValueError(f"paired scores need equal lengths ({len(candidate)} vs {len(baseline)})")
     if not candidate:
         raise ValueError("no paired scores")
     diffs = [c - b for c, b in zip(candidate, baseline, strict=True)]
-    n = len(diffs)
     mean = fmean(diffs)
+    clusters: dict[str, list[float]] = {}
+    for i, d in enumerate(diffs):
+        clusters.setdefault(groups[i] if groups is not None else str(i), []).append(d)
+    parts = [(sum(v), len(v)) for v in clusters.values()]
+    n = len(parts)
     if n == 1:
         return PairedDifference(1, mean, mean, mean, level)
     rng = random.Random(seed)
-    means = sorted(fmean(rng.choices(diffs, k=n)) for _ in range(resamples))
+    means = []
+    for _ in range(resamples):
+        drawn = rng.choices(parts, k=n)
+        means.append(sum(t for t, _ in drawn) / sum(k for _, k in drawn))
+    means.sort()
     tail = (1 - level) / 2
     low = means[max(0, math.floor(tail * resamples))]
     high = means[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]

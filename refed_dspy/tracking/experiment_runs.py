@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def log_cell(run_id: str | None, row: dict[str, Any]) -> None:
     }
     client.log_batch(
         run_id,
-        metrics=[Metric(k, float(v), 0, 0) for k, v in figures.items() if v is not None],
+        metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in figures.items() if v is not None],
         params=[Param(k, v) for k, v in params.items() if k not in existing],
         tags=[RunTag(CELL_TAG, row["id"])],
     )
