@@ -39,7 +39,7 @@ from pydantic import Field
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.lm import build_lm, price_of
+from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, FinishedShort
@@ -127,6 +127,12 @@ def experiment(
         varied = [p for p in settings.grid if p == role or p.startswith(f"{role}.")]
         if lm is not None and varied:
             raise ConfigError(f"{role}= is given, so the grid cannot vary {', '.join(varied)}")
+    if settings.max_cost_usd is not None:  # before any call: every LM that will spend the budget needs a price
+        for cell in grid:
+            cfg = cell_config(base, cell.overrides(0))
+            for role, spec, given in (("teacher", cfg.teacher, teacher), ("judge", cfg.judge, judge)):
+                used = spec if given is None else getattr(with_lm_of(cfg, role, given), role)
+                require_price(used, role, "experiment.max_cost_usd")
     out = Path(settings.out)
     with owned(out, "experiment", "refed experiment", flag="experiment.out"):
         return _run(settings, base, base_config, grid, out, teacher, judge, references)

@@ -98,6 +98,10 @@ def test_a_bad_experiment_file_is_one_line(server_factory, tmp_path):
         experiment(path)
     code, _, err = refed("experiment", "--config", str(path))
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # a cost budget needs every LM's price, before any call
+    path = write_experiment(tmp_path, srv, srv, {"optimize.optimizer": ["bootstrap"]}, max_cost_usd=1.0)
+    code, _, err = refed("experiment", "--config", str(path), "--set", "judge.model='openai/unpriced-x'")
+    assert code == 2 and "experiment.max_cost_usd needs a price for the judge" in err and "Traceback" not in err
     assert read_log(srv.cfg.log_path) == []
 
 
