@@ -118,7 +118,12 @@ def test_sigint_sigterm_sighup_stop_cleanly_and_resume(server_factory, tmp_path)
     for name, code in (("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)):
         srv = server_factory(latency_s=0.2)
         run = tmp_path / name
-        proc = refed("synthesize", *sets(run_overrides(srv, run, 40, **{"synthesis.concurrency": 4})))
+        # in the foreground: SIGINT at its default even when the test runner was started in the background
+        proc = refed(
+            "synthesize",
+            *sets(run_overrides(srv, run, 40, **{"synthesis.concurrency": 4})),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not ((run / "samples.jsonl").exists() and samples(run)):
             time.sleep(0.1)

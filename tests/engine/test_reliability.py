@@ -407,6 +407,12 @@ def _as_in_the_background() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _as_in_the_foreground() -> None:
+    """A command started in the foreground: SIGINT at its default, whatever the test runner inherited (pytest itself
+    started in the background ignores SIGINT, and its children would too)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     "sig, background", [("SIGINT", False), ("SIGTERM", False), ("SIGTERM", True), ("SIGHUP", True)]
 )
@@ -418,7 +424,7 @@ def test_a_stopped_run_pays_for_nothing_twice(server_factory, tmp_path, sig, bac
     srv = server_factory(latency_s=0.25, jitter=0.5)
     run = tmp_path / "run"
     args = ("synthesize", *sets(run_overrides(srv, run, 30, **{"synthesis.concurrency": 6})))
-    proc = refed(*args, preexec_fn=_as_in_the_background if background else None)
+    proc = refed(*args, preexec_fn=_as_in_the_background if background else _as_in_the_foreground)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(lines(run / "samples.jsonl")) < 8:
         time.sleep(0.05)

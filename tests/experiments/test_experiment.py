@@ -39,17 +39,26 @@ def write_experiment(tmp_path: Path, teacher, judge, grid: dict, sections: dict 
         "max_demos = 2",
         *[line for name, keys in (sections or {}).items() for line in (f"[{name}]", *_assignments(keys))],
         "[experiment]",
-        *[f"{k} = {json.dumps(v)}" for k, v in table.items()],
+        *[f"{k} = {_toml(v)}" for k, v in table.items()],
         "[experiment.grid]",
-        *[f'"{k}" = {json.dumps(v)}' for k, v in grid.items()],
+        *[f'"{k}" = {_toml(v)}' for k, v in grid.items()],
     ]
     path = tmp_path / "exp.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
+def _toml(value) -> str:
+    """A TOML value: JSON's scalars and lists, and inline tables for dicts."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def _assignments(keys: dict) -> list[str]:
-    return [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+    return [f"{k} = {_toml(v)}" for k, v in keys.items()]
 
 
 def test_optimizers_that_add_demonstrations_beat_the_baseline_on_held_out_references(server_factory, tmp_path):
@@ -253,3 +262,19 @@ def test_the_synthesis_check_compares_each_program_s_synthesis_with_the_baseline
         assert refs <= set(split["test"])
     assert "synthesis check optimizer=bootstrap" in out
     assert _served(teacher, judge) == result["usage"]["calls"]
+
+
+def test_a_grid_over_teachers_on_their_own_endpoints_scores_each_against_its_own_baseline(server_factory, tmp_path):
+    """A table value sets several keys of one path: two teachers on two servers, each cell compared with the baseline
+    of its own teacher, and each server answering only its own teacher's calls."""
+    first, second, judge = server_factory(signal=True), server_factory(signal=False), server_factory(signal=True)
+    teachers = [{"api_base": first.api_base, "temperature": 0.7}, {"api_base": second.api_base, "temperature": 0.7}]
+    path = write_experiment(tmp_path, first, judge, {"teacher": teachers, "optimize.optimizer": ["bootstrap"]})
+    result = experiment(path)
+    assert len(result.cells) == 2 and len(result.baselines) == 2
+    by_server = {c["values"]["teacher"]["api_base"]: c for c in result.cells}
+    assert by_server[first.api_base]["baseline"] != by_server[second.api_base]["baseline"]
+    # the signal lives on the first teacher's server only: only its cell beats its baseline
+    assert by_server[first.api_base]["difference"]["significant"]
+    assert not by_server[second.api_base]["difference"]["significant"]
+    assert read_log(second.cfg.log_path)  # the second teacher's cell really called its own server
