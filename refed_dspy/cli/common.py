@@ -9,13 +9,18 @@ from typing import Any
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (default: built-in defaults)")
+    add_set_arg(p, "synthesis.size=200")
+
+
+def add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
+    """`--set SECTION.KEY=VALUE` (repeatable) into `args.overrides`."""
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one config field, e.g. --set synthesis.size=200 (repeatable)",
+        help=f"override one config field, e.g. --set {example} (repeatable)",
     )
 
 

@@ -7,6 +7,8 @@ import contextlib
 import sys
 from typing import Any
 
+from refed_dspy.cli.common import add_set_arg
+
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from refed_dspy.experiments.experiment import HEADER, experiment, leaderboard_rows, synthesis_lines
@@ -40,16 +42,9 @@ def register(sub: Any) -> None:
         description="Read an experiment file (a run config plus an [experiment] table: grid, repeats, split), split "
         "the references into train / validation / test, run `optimize` for every cell of the grid, and judge each "
         "compiled program and the uncompiled one on the same test examples: test score, paired difference with a "
-        "bootstrap interval, calls and cost. Finished cells are not run again. Writes experiment.json and "
-        "experiment.md to experiment.out.",
+        "bootstrap interval, calls and cost. Finished cells are not run again. Writes experiment.json, "
+        "experiment.md and experiment.html to experiment.out.",
     )
     p.add_argument("--config", "-c", metavar="FILE", required=True, help="the experiment file (TOML)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one field of the file, e.g. --set experiment.repeats=3 (repeatable)",
-    )
+    add_set_arg(p, "experiment.repeats=3")
     p.set_defaults(func=_cmd_experiment)

@@ -47,7 +47,7 @@ from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_co
 from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.grid import Cell, cells
 from refed_dspy.experiments.optimize import examples_config, optimize, target_program
-from refed_dspy.experiments.spend import Spend
+from refed_dspy.experiments.spend import Spend, total_of
 from refed_dspy.experiments.stats import detectable_difference, paired_difference, unpaired_difference
 from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import OptimizationStopped, evaluate_detailed
@@ -254,7 +254,7 @@ def _run(
             baselines=[{k: v for k, v in b.items() if k != "scores"} for b in baselines.values()],
             champion=champion["id"] if champion else None,
             estimate=estimate,
-            usage=_sum_usage([ledger.totals.as_dict()]),
+            usage=total_of([ledger.totals.as_dict()]),
             wall_s=round(time.monotonic() - started, 3),
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
@@ -524,7 +524,7 @@ def _synthesis_check(
     data["judging"]["max_cost_usd"] = _least(cfg.judging.max_cost_usd, cost)
     judged = judge_run(run_dir, Config.model_validate(data), judge_lm=judge)
     spend.set_total(f"{part}:judge", judged.get("usage"))
-    usage = _sum_usage([spent, judged.get("usage") or {}])
+    usage = total_of([spent, judged.get("usage") or {}])
     if judged.get("status") == "budget":
         raise BudgetStop(f"judging the synthesis check in {run_dir} stopped at the experiment's budget", usage)
     rd = RunDir(run_dir)
@@ -668,7 +668,8 @@ def _estimate(
                 out["examples"] = int(syn.max_calls_per_sample * settings.examples + 2 * len(references))
         else:
             n = {k: len(v) for k, v in sides.items()}
-        per_run = len(target_program(cfg).predictors()) + (JUDGE_CALLS_RESPOND if opt.target == "respond" else 2)
+        predictors = len(target_program(cfg).predictors())
+        per_run = predictors + (JUDGE_CALLS_RESPOND if opt.target == "respond" else 2)
         check = int(settings.synthesize * (cfg.synthesis.max_calls_per_sample + JUDGE_CALLS_RESPOND))
         bkey = _baseline_key(cfg)
         if bkey not in seen:
@@ -687,7 +688,7 @@ def _estimate(
             n_train=n["train"],
             n_val=n["val"],
         )
-        runs = OPTIMIZERS.get(opt.optimizer).estimated_runs(s, len(target_program(cfg).predictors()))
+        runs = OPTIMIZERS.get(opt.optimizer).estimated_runs(s, predictors)
         out["cells"][cell.id] = (runs + 2 * n["val"] + n["test"]) * per_run + check
     out["total"] = out["examples"] + out["baselines"] + sum(out["cells"].values())
     return out
@@ -715,14 +716,6 @@ def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settin
         syn = unpaired_difference(mine, theirs, level=level, resamples=settings.resamples, seed=settings.seed)
         out["synthesis_difference"] = syn.as_dict()
     return out
-
-
-def _sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Calls and cost added up (cost None when any part's is unknown)."""
-    calls = sum(int(u.get("calls") or 0) for u in usages)
-    costs = [u.get("cost_usd") for u in usages if u]
-    cost = None if any(c is None for c in costs) else round(sum(costs), 6)
-    return {"calls": calls, "cost_usd": cost}
 
 
 def _num(value: Any, digits: int = 4) -> str:

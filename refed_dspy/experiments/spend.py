@@ -22,6 +22,13 @@ def _figures(usage: dict[str, Any] | None) -> dict[str, Any]:
     return {"calls": int(usage.get("calls") or 0), "cost_usd": usage.get("cost_usd") if usage else 0.0}
 
 
+def total_of(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Calls and cost added up (cost None when any non-empty part's is unknown)."""
+    costs = [u.get("cost_usd") for u in usages if u]
+    cost = None if any(c is None for c in costs) else round(sum(costs), 6)
+    return {"calls": sum(int(u.get("calls") or 0) for u in usages), "cost_usd": cost}
+
+
 class Spend:
     """The experiment's spending by part, kept in `path`, added into `ledger` (whose totals are the experiment's)."""
 
@@ -56,10 +63,7 @@ class Spend:
 
     def of(self, prefix: str) -> dict[str, Any]:
         """Calls and cost of the parts whose name starts with `prefix` (one cell's, one baseline's)."""
-        chosen = [v for k, v in self.parts.items() if k.startswith(prefix)]
-        costs = [v["cost_usd"] for v in chosen]
-        cost = None if any(c is None for c in costs) else round(sum(costs), 6)
-        return {"calls": sum(v["calls"] for v in chosen), "cost_usd": cost}
+        return total_of([v for k, v in self.parts.items() if k.startswith(prefix)])
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
