@@ -1,7 +1,10 @@
 """Response improvement with feedback written for a similar but different pair."""
 
+from typing import Annotated
+
 import dspy
 
+from refed_dspy.adapters.degenerate import Revises
 from refed_dspy.signatures.bounds import RESPONSE_CHARS, text_output
 from refed_dspy.store.records import Analysis, ImplementationStrategy
 
@@ -19,4 +22,7 @@ class ImproveResponse(dspy.Signature):
     draft_response: str = dspy.InputField()
     analysis: Analysis = dspy.OutputField()
     implementation_strategy: ImplementationStrategy = dspy.OutputField()
-    improved_response: str = text_output(RESPONSE_CHARS, "The full improved response.")
+    # a draft that needs no change may come back whole: that is keeping what is good, not a copy
+    improved_response: Annotated[str, Revises("draft_response")] = text_output(
+        RESPONSE_CHARS, "The full improved response."
+    )

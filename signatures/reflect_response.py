@@ -1,7 +1,10 @@
 """Response reflection (Reflection-Tuning): critique an answer, then write a better one."""
 
+from typing import Annotated
+
 import dspy
 
+from refed_dspy.adapters.degenerate import Revises
 from refed_dspy.signatures.bounds import CRITIQUE_CHARS, RESPONSE_CHARS, text_output
 
 
@@ -15,4 +18,5 @@ class ReflectResponse(dspy.Signature):
     instruction: str = dspy.InputField()
     response: str = dspy.InputField(desc="The answer to assess and improve.")
     response_critique: str = text_output(CRITIQUE_CHARS, "The assessment on the four points, one short paragraph each.")
-    better_response: str = text_output(RESPONSE_CHARS, "The complete improved answer.")
+    # an answer with no weakness may come back whole ("keeps what was already right"), not a copy
+    better_response: Annotated[str, Revises("response")] = text_output(RESPONSE_CHARS, "The complete improved answer.")

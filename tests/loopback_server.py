@@ -226,6 +226,7 @@ class ServerConfig:
     sticky_missing: float = 0.0  # the last output field is left out
     sticky_wrongtype: float = 0.0  # every structured (list, number, enum) field holds prose
     sticky_empty: float = 0.0  # an empty message
+    sticky_placeholder: float = 0.0  # every text field holds its own placeholder, `{name}` (a tiny model's echo)
     sticky_bad_scores: float = 0.0  # integer fields get 11-99, whatever the schema says (a provider ignoring bounds)
     bad_scores_every: int = (
         0  # N: the N-th, 2N-th, ... request that asks for scores gets such scores (a count, whatever the order)
@@ -437,6 +438,7 @@ def _answer(
     wrong_types: bool = False,
     response_schema: dict | None = None,
     bad_scores: bool = False,
+    placeholders: bool = False,
 ) -> str:
     first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
     if isinstance(first_user, list):
@@ -452,6 +454,8 @@ def _answer(
         values = {
             k: rng.randint(11, 99) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in values.items()
         }
+    if placeholders:
+        values = {k: (f"{{{k}}}" if isinstance(v, str) else v) for k, v in values.items()}
     if drop_last and len(values) > 1:
         values.pop(names[-1])
     if wrong_types:
@@ -677,6 +681,11 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             elif _unit(key, "empty") < cfg.sticky_empty:
                 content, fault = "", "empty"
+            elif _unit(key, "placeholder") < cfg.sticky_placeholder:
+                content, fault = (
+                    _answer(messages, rng, cfg, json_mode, response_schema=response_schema, placeholders=True),
+                    "placeholder",
+                )
 
         prompt_text = "\n".join(str(m.get("content", "")) for m in messages)
         if cfg.tokenizer != "words" and req.get("response_format"):  # a provider bills the schema it was sent as input

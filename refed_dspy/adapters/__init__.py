@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass
 
-from refed_dspy.adapters.base import RepairingAdapter, describe_parse_error
+from refed_dspy.adapters.base import DegenerateOutputError, RepairingAdapter, describe_parse_error
 from refed_dspy.adapters.chat import RefedChatAdapter
 from refed_dspy.adapters.contract import ContractError, check_outputs, output_schema
+from refed_dspy.adapters.degenerate import Revises, degenerate_outputs, degenerate_reason
 from refed_dspy.adapters.dialects import DIALECTS, dialect_for, provider_of, schema_for
 from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
 from refed_dspy.clients.spec import LMSpec
@@ -20,12 +21,16 @@ __all__ = [
     "DIALECTS",
     "AdapterChoice",
     "ContractError",
+    "DegenerateOutputError",
     "RefedChatAdapter",
     "RefedJSONAdapter",
     "RepairingAdapter",
+    "Revises",
     "build_adapter",
     "check_outputs",
     "choose_adapter",
+    "degenerate_outputs",
+    "degenerate_reason",
     "describe_parse_error",
     "dialect_for",
     "output_schema",

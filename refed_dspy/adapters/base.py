@@ -8,6 +8,9 @@
   conversation goes on with the bad reply and a user turn naming what was wrong. DSPy's own
   ChatAdapter -> JSONAdapter fallback is off; the repair is the one second chance, in every mode.
   Each call's CallInfo says whether it was a repair and whether its reply failed to parse.
+- A reply that parses but whose text says nothing of its own (empty, the format's placeholder, the
+  prompt's template, a copy of an input: degenerate.py) breaks its contract too: it is repaired the same
+  way, and raised as DegenerateOutputError (reject kind `degenerate`) when the repairs run out.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dspy.utils.exceptions import AdapterParseError
 from pydantic import ValidationError
 
 from refed_dspy.adapters.contract import ContractError, check_outputs, describe_validation_error, display_signature
+from refed_dspy.adapters.degenerate import degenerate_outputs, template_lines
 from refed_dspy.clients.calls import CallTag, tag_call
 
 _MAX_ENTRIES = 256
@@ -57,6 +61,16 @@ def describe_parse_error(err: AdapterParseError) -> str:
     return first.splitlines()[0][:300] if first else type(err).__name__
 
 
+class DegenerateOutputError(AdapterParseError):
+    """A reply that parsed and met its bounds, but a text output is degenerate; `lm_response` is the reply."""
+
+
+def _reply_text(output: Any) -> str:
+    """The text of one LM output (a string, or a dict with "text")."""
+    text = output.get("text") if isinstance(output, dict) else output
+    return text if isinstance(text, str) else str(text)
+
+
 class RepairingAdapter:
     """Mixin for a DSPy ChatAdapter subclass: see the module docstring."""
 
@@ -66,6 +80,7 @@ class RepairingAdapter:
         super().__init__(*args, **kwargs)
         self.max_repairs = max_repairs
         self._system: dict[tuple[Any, str], str] = {}
+        self._template: dict[tuple[Any, str], frozenset[str]] = {}
 
     def __deepcopy__(self, memo: dict) -> RepairingAdapter:
         return self  # stateless but for the memo, which is safe to share
@@ -91,12 +106,52 @@ class RepairingAdapter:
     # ---- parsing checks the contract ----------------------------------------------------------------
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
         fields = super().parse(signature, completion)
+        # an empty text or a bare placeholder is named as such, not as a length bound; copies of inputs are
+        # found in _exchange, which has the inputs
+        reason = degenerate_outputs(signature, fields, {}, self.template(signature))
+        if reason:
+            raise DegenerateOutputError(
+                adapter_name=type(self).__name__, signature=signature, lm_response=completion, message=reason
+            )
         try:
             return check_outputs(signature, fields)
         except ContractError as err:
             raise AdapterParseError(
                 adapter_name=type(self).__name__, signature=signature, lm_response=completion, message=str(err)
             ) from err
+
+    # ---- degenerate text breaks the contract too ------------------------------------------------------
+    def template(self, signature: type[dspy.Signature]) -> frozenset[str]:
+        """The lines of this adapter's fixed prompt text for `signature` (no input values), normalized."""
+        key = (signature, signature.instructions)
+        lines = self._template.get(key)
+        if lines is None:
+            lines = template_lines(
+                self.format_system_message(signature), self.user_message_output_requirements(signature)
+            )
+            if len(self._template) >= _MAX_ENTRIES:
+                self._template.clear()
+            self._template[key] = lines
+        return lines
+
+    def check_degenerate(
+        self,
+        signature: type[dspy.Signature],
+        shown: type[dspy.Signature],
+        values: list[dict[str, Any]],
+        inputs: dict[str, Any],
+        outputs: list[Any],
+    ) -> None:
+        """Raise DegenerateOutputError for the first parsed reply with a degenerate text output."""
+        for value, output in zip(values, outputs, strict=False):
+            reason = degenerate_outputs(signature, value, inputs, self.template(shown))
+            if reason:
+                raise DegenerateOutputError(
+                    adapter_name=type(self).__name__,
+                    signature=signature,
+                    lm_response=_reply_text(output),
+                    message=reason,
+                )
 
     # ---- what each mode adds to the request ---------------------------------------------------------
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
@@ -119,14 +174,17 @@ class RepairingAdapter:
         for attempt in range(self.max_repairs + 1):
             outputs, tag = yield messages, lm_kwargs, attempt > 0
             try:
-                return self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+                values = self._call_postprocess(processed, signature, outputs, lm, lm_kwargs)
+                self.check_degenerate(signature, processed, values, inputs, outputs)
+                return values
             except AdapterParseError as err:
                 if tag.info is not None:
                     tag.info.parse_error = True
                 problem = describe_parse_error(err)
                 if attempt >= self.max_repairs:
                     after = f" (after {attempt} repair{'s' if attempt > 1 else ''})" if attempt else ""
-                    raise AdapterParseError(
+                    kind = DegenerateOutputError if isinstance(err, DegenerateOutputError) else AdapterParseError
+                    raise kind(
                         adapter_name=type(self).__name__,
                         signature=signature,
                         lm_response=err.lm_response,

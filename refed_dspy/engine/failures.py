@@ -20,7 +20,7 @@ from dspy.utils.exceptions import (
 )
 from pydantic import ValidationError
 
-from refed_dspy.adapters import describe_parse_error
+from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
@@ -77,6 +77,8 @@ def classify(err: BaseException) -> Failure:
         return Failure("refused", detail, raw=_raw(err.raw))
     if isinstance(err, LMOutputError):
         return Failure("invalid_output", detail, raw=_raw(err.raw))
+    if isinstance(err, DegenerateOutputError):
+        return Failure("degenerate", describe_parse_error(err)[:500], raw=_raw(err.lm_response))
     if isinstance(err, AdapterParseError):
         return Failure("unparseable", describe_parse_error(err)[:500], raw=_raw(err.lm_response))
     if isinstance(err, ContextWindowExceededError):
@@ -116,6 +118,8 @@ _HINTS = {
     "unparseable": 'try {role}.adapter = "json_schema" (a server that enforces schemas), more {role}.max_repairs, '
     "or a stronger model",
     "invalid_output": "try a stronger model",
+    "degenerate": "the model echoes the format or its inputs instead of answering: try a stronger model, "
+    'or {role}.adapter = "json_schema"',
     "refused": "the provider refuses this content; check the seeds",
     "content_filter": "the provider filters this content; check the seeds",
     "context_window": "the prompts do not fit the model's context: use a model with a longer context or shorter seeds",

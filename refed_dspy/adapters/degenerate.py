@@ -1,0 +1,136 @@
+"""Degenerate outputs: text that parses and meets its bounds but carries nothing of its own.
+
+A small model asked for `response` often answers with the format itself: `{response}`, the marker
+`[[ ## response ## ]]`, `<response>`, a line of the prompt's template, or a copy of an input (the
+instruction handed back). Such a reply parses in every adapter, so the check is made on the parsed
+values, the same way for every format: a text output is degenerate when it is
+
+- empty: nothing but whitespace and quotes;
+- a placeholder: nothing but field markers of any format we or DSPy write (`{name}`, `[[ ## name ## ]]`,
+  `<name>`, `</name>`, `"name":`) for a field of the signature (or `completed`), with punctuation;
+- template text: the task description, a field's description, or a whole line of the adapter's fixed
+  prompt text (its system message and output requirements), which hold no input values;
+- a copy of an input field, verbatim after whitespace is collapsed and surrounding quotes dropped.
+
+An output that revises an input says so in its type, `Annotated[str, Revises("draft_response")]`: it may
+come back equal to that input, since "keep what is already good" can mean keeping all of it. Only text
+outputs (`str` fields) are checked; lists, numbers and literals carry their contract in their type.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dspy
+
+_SPACE = re.compile(r"\s+")
+_QUOTES = "\"'`"
+_LEFTOVER = re.compile(r"[\s\"'`:,;.{}\[\]()<>/#|=-]*")  # what may surround markers in an echoed template
+_EXTRA_NAMES = ("completed",)  # DSPy's closing marker
+
+
+@dataclass(frozen=True)
+class Revises:
+    """Type metadata of a text output that rewrites the input `field`: equal to it is allowed, not a copy."""
+
+    field: str
+
+
+def normalized(text: str) -> str:
+    """`text` with runs of whitespace collapsed to one space, trimmed, and surrounding quotes dropped."""
+    text = _SPACE.sub(" ", text).strip()
+    while len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:
+        text = text[1:-1].strip()
+    return text
+
+
+@functools.lru_cache(maxsize=512)
+def _marker(names: tuple[str, ...]) -> re.Pattern[str]:
+    alt = "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
+    return re.compile(
+        rf"\{{+\s*(?:{alt})\s*\}}+"  # {name}, {{name}}
+        rf"|\[\[\s*#+\s*(?:{alt})\s*#+\s*\]\]"  # [[ ## name ## ]]
+        rf"|<\s*/?\s*(?:{alt})\s*/?\s*>"  # <name>, </name>, <name/>
+        rf"|[\"'`](?:{alt})[\"'`]\s*:",  # "name": (a JSON key)
+        re.IGNORECASE,
+    )
+
+
+def revised_inputs(signature: type[dspy.Signature], name: str) -> frozenset[str]:
+    """The input fields output `name` of `signature` revises (declared with `Revises`), so may equal."""
+    field = signature.output_fields[name]
+    return frozenset(m.field for m in field.metadata if isinstance(m, Revises))
+
+
+def template_lines(*texts: str) -> frozenset[str]:
+    """Every non-empty line of the adapter's fixed prompt texts, normalized: what an echo of them looks like."""
+    return frozenset(line for text in texts for line in (normalized(x) for x in text.splitlines()) if line)
+
+
+def degenerate_reason(
+    signature: type[dspy.Signature],
+    name: str,
+    value: Any,
+    inputs: Mapping[str, Any],
+    template: frozenset[str] = frozenset(),
+) -> str | None:
+    """Why output `name` of `signature` is degenerate, in a phrase naming the field, or None when it is not.
+
+    Args:
+        signature: the signature asked; its field names make the markers, its `Revises` marks are honoured.
+        name: the output field; only `str` values are judged.
+        value: the parsed value of that field.
+        inputs: the call's input values by field name.
+        template: the adapter's fixed prompt lines for this signature (see `template_lines`).
+    """
+    if not isinstance(value, str):
+        return None
+    text = normalized(value)
+    if not text.strip(_QUOTES):
+        return f"`{name}` is empty"
+    names = (*signature.input_fields, *signature.output_fields, *_EXTRA_NAMES)
+    stripped, found = _marker(names).subn(" ", text)
+    if found and _LEFTOVER.fullmatch(stripped):
+        return f"`{name}` is the output format's placeholder ({_short(text)}), not a value"
+    if text in template or text == normalized(signature.instructions) or text in _descriptions(signature):
+        return f"`{name}` repeats the prompt's own text ({_short(text)}), not a value"
+    allowed = revised_inputs(signature, name)
+    for field, given in inputs.items():
+        if field in allowed or field not in signature.input_fields or not isinstance(given, str):
+            continue
+        if normalized(given) == text:
+            return f"`{name}` is a copy of the input `{field}`"
+    return None
+
+
+def degenerate_outputs(
+    signature: type[dspy.Signature],
+    values: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    template: frozenset[str] = frozenset(),
+) -> str | None:
+    """The first reason any text output in `values` is degenerate (see `degenerate_reason`), or None."""
+    for name in signature.output_fields:
+        reason = degenerate_reason(signature, name, values.get(name), inputs, template)
+        if reason:
+            return reason
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _descriptions(signature: type[dspy.Signature]) -> frozenset[str]:
+    """Each field's description, normalized."""
+    out = set()
+    for field in signature.fields.values():
+        desc = (field.json_schema_extra or {}).get("desc") if isinstance(field.json_schema_extra, dict) else None
+        if isinstance(desc, str) and normalized(desc):
+            out.add(normalized(desc))
+    return frozenset(out)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")

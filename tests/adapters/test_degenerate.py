@@ -1,0 +1,169 @@
+"""Degenerate outputs (issue 27, item 6): empty text, the format's placeholder, the prompt's template or a copy
+of an input is repaired once, then rejected as `degenerate` with the reply kept, in every adapter."""
+
+from __future__ import annotations
+
+import json
+
+import dspy
+import pytest
+from conftest import run_overrides
+from dspy.utils import DummyLM
+from loopback_server import read_log
+
+from refed_dspy.adapters import (
+    DegenerateOutputError,
+    RefedChatAdapter,
+    RefedJSONAdapter,
+    degenerate_reason,
+)
+from refed_dspy.config import load_config
+from refed_dspy.engine.failures import classify
+from refed_dspy.programs import PointwiseJudge
+from refed_dspy.signatures import GenerateResponse, ImproveResponse, ReflectResponse, pointwise_signature
+from refed_dspy.store.records import RejectRecord
+from refed_dspy.synthesis.api import synthesize
+
+INPUTS = dict(
+    example_instruction="Explain why the sky is blue.",
+    example_response="Air scatters blue light more than red light.",
+    instruction="What is 2 + 2?",
+)
+ADAPTERS = {
+    "chat": lambda: RefedChatAdapter(max_repairs=1),
+    "json": lambda: RefedJSONAdapter(schema=False, max_repairs=1),
+    "json_schema": lambda: RefedJSONAdapter(schema=True, max_repairs=1),
+}
+DEGENERATE = {
+    "empty": ("  \n ", "is empty"),
+    "empty quotes": ('""', "is empty"),
+    "placeholder": ("{response}", "placeholder"),
+    "chat marker": ("[[ ## response ## ]]", None),  # the chat parser may read it as an empty field: degenerate either way
+    "xml tag": ("<response></response>", "placeholder"),
+    "json template": ('{"response": "{response}"}', "placeholder"),
+    "template line": (
+        "Answer the instruction as a helpful, knowledgeable assistant. An example pair shows the standard expected: "
+        "match its quality, structure and care, not its topic.",
+        "repeats the prompt's own text",
+    ),
+    "copy of the instruction": ("  What is  2 + 2? ", "copy of the input `instruction`"),
+    "copy of the example": ("Air scatters blue light\nmore than red light.", "copy of the input `example_response`"),
+}
+
+
+class Replies:
+    """An LM stand-in: answers each call with the next reply, and keeps the messages it was sent."""
+
+    def __init__(self, replies: list[str]):
+        self.replies, self.sent = list(replies), []
+
+    def __call__(self, messages: list[dict], **kwargs) -> list[str]:
+        self.sent.append(messages)
+        return [self.replies.pop(0)]
+
+
+def reply(mode: str, values: dict) -> str:
+    """A reply carrying `values` in `mode`'s format."""
+    if mode == "chat":
+        return "\n\n".join([*(f"[[ ## {k} ## ]]\n{v}" for k, v in values.items()), "[[ ## completed ## ]]"])
+    return json.dumps(values)
+
+
+@pytest.mark.parametrize("mode", list(ADAPTERS))
+@pytest.mark.parametrize("kind", list(DEGENERATE))
+def test_each_kind_of_degenerate_text_is_repaired_once_then_rejected_with_its_reply(mode, kind):
+    text, says = DEGENERATE[kind]
+    first, second = reply(mode, {"response": text}), reply(mode, {"response": text + " "})
+    lm = Replies([first, second])
+    with pytest.raises(DegenerateOutputError) as err:
+        ADAPTERS[mode]()(lm, {}, GenerateResponse, [], INPUTS)
+    assert len(lm.sent) == 2  # the ask and one repair
+    repair = lm.sent[1]
+    assert repair[-2] == {"role": "assistant", "content": first}
+    assert repair[-1]["content"].startswith("That reply cannot be used: `response` ")
+    failure = classify(err.value)
+    assert failure.reason == "degenerate" and failure.final
+    assert failure.detail.startswith("`response` ") and failure.detail.endswith("(after 1 repair)")
+    assert says is None or says in failure.detail, failure.detail
+    assert failure.raw == second  # the reply that was rejected, kept whole
+    RejectRecord.model_validate({"id": "x", "stage": "generate", **failure.record_fields()})
+
+
+@pytest.mark.parametrize("mode", list(ADAPTERS))
+def test_a_degenerate_reply_repaired_well_is_accepted(mode):
+    lm = Replies([reply(mode, {"response": "{response}"}), reply(mode, {"response": "4"})])
+    values = ADAPTERS[mode]()(lm, {}, GenerateResponse, [], INPUTS)
+    assert values == [{"response": "4"}] and len(lm.sent) == 2
+
+
+@pytest.mark.parametrize("mode", list(ADAPTERS))
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4",
+        "Yes.",
+        "You asked: What is 2 + 2? The answer is 4.",  # quotes the instruction inside a longer text
+        'Write `{"response": ...}` in JSON, or {name} in a Python f-string.',  # talks about braces, says something
+        "<b>4</b>",
+    ],
+)
+def test_short_answers_and_quotes_are_not_degenerate(mode, text):
+    lm = Replies([reply(mode, {"response": text})])
+    assert ADAPTERS[mode]()(lm, {}, GenerateResponse, [], INPUTS) == [{"response": text}]
+    assert len(lm.sent) == 1
+
+
+def test_a_revision_may_keep_its_draft_but_not_copy_another_input():
+    """ImproveResponse says to keep what is already good, so an unchanged draft is a legitimate answer (the
+    field is declared `Revises("draft_response")`); the same text copied from the instruction is not."""
+    inputs = dict(feedback="Add an example.", instruction="Name a prime.", draft_response="Seven is prime.")
+    assert degenerate_reason(ImproveResponse, "improved_response", " Seven is  prime. ", inputs) is None
+    assert degenerate_reason(ImproveResponse, "improved_response", "Name a prime.", inputs) == (
+        "`improved_response` is a copy of the input `instruction`"
+    )
+    reflect = dict(instruction="Name a prime.", response="Seven is prime.")
+    assert degenerate_reason(ReflectResponse, "better_response", "Seven is prime.", reflect) is None
+    assert degenerate_reason(ReflectResponse, "response_critique", "Seven is prime.", reflect) is not None
+
+
+def test_the_judges_text_is_checked_too_and_its_scores_are_not():
+    sig = pointwise_signature(["helpfulness"])
+    lm = DummyLM(
+        [
+            {"rationale": "{rationale}", "helpfulness": 4},
+            {"rationale": "The answer is right but bare.", "helpfulness": 4},
+        ]
+    )
+    with dspy.context(lm=lm, adapter=RefedChatAdapter(max_repairs=1)):
+        pred = PointwiseJudge(["helpfulness"])(instruction="q?", response="4")
+    assert pred.scores == {"helpfulness": 4} and len(lm.history) == 2
+    assert "`rationale` is the output format's placeholder" in lm.history[1]["messages"][-1]["content"]
+    assert degenerate_reason(sig, "rationale", "4", {"instruction": "q?", "response": "4"}) == (
+        "`rationale` is a copy of the input `response`"
+    )
+    assert degenerate_reason(sig, "helpfulness", 4, {"response": "4"}) is None
+
+
+@pytest.mark.parametrize("adapter", ["chat", "json", "json_schema"])
+def test_placeholder_replies_over_http_become_degenerate_rejects_never_samples(server_factory, tmp_path, adapter):
+    """A server that answers some asks with `{field}` in every text field: each such reply is repaired once
+    (a repair draws the fault again), an item whose repair is degenerate too is a `degenerate` reject keeping
+    the reply, and no accepted sample holds a placeholder."""
+    srv = server_factory(log_prompts=True, sticky_placeholder=0.3)
+    run = tmp_path / "run"
+    extra = {"seeds.limit": 3, "teacher.adapter": f"'{adapter}'", "synthesis.instructions_per_feature": 4}
+    summary = synthesize(load_config(None, run_overrides(srv, run, 10, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == 10
+    log = read_log(srv.cfg.log_path)
+    faulted = [e for e in log if e.get("fault") == "placeholder"]
+    assert faulted and summary["usage"]["repairs"] >= 1
+    samples = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+    for s in samples:
+        for key in ("instruction", "response", "improved_response"):
+            assert not s[key].startswith("{") and s[key].strip(), s
+    rejects = [json.loads(x) for x in (run / "rejects.jsonl").read_text().splitlines()]
+    degenerate = [r for r in rejects if r["reason"] == "degenerate"]
+    assert degenerate, rejects
+    for r in degenerate:
+        assert "placeholder" in r["detail"] and r["detail"].endswith("(after 1 repair)")
+        assert "{" in r["raw"] and r["final"]
