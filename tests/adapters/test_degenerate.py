@@ -38,7 +38,8 @@ DEGENERATE = {
     "empty": ("  \n ", "is empty"),
     "empty quotes": ('""', "is empty"),
     "placeholder": ("{response}", "placeholder"),
-    "chat marker": ("[[ ## response ## ]]", None),  # the chat parser may read it as an empty field: degenerate either way
+    # the chat parser may read a bare marker as an empty field: degenerate either way
+    "chat marker": ("[[ ## response ## ]]", None),
     "xml tag": ("<response></response>", "placeholder"),
     "json template": ('{"response": "{response}"}', "placeholder"),
     "template line": (
