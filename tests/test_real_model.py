@@ -23,7 +23,7 @@ import pytest
 from cli_helpers import predicted_in_a_fresh_process, refed, sets
 from conftest import start_refed_server
 
-from refed_dspy.adapters import build_adapter, check_outputs
+from refed_dspy.adapters import build_adapter, check_outputs, degenerate_reason
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import load_config
 from refed_dspy.programs.synthesize import asking_for
@@ -40,6 +40,10 @@ from refed_dspy.signatures import (
     rubric_text,
 )
 from refed_dspy.store.records import RejectRecord, SampleRecord
+
+DEGENERATE_DETAIL = re.compile(
+    r"^`\w+` (is empty|is the output format's placeholder|repeats the prompt's own text|is a copy of the input `\w+`)"
+)
 
 pytestmark = pytest.mark.real_model
 LOCAL = Path(__file__).resolve().parent.parent / "configs" / "local.toml"
@@ -417,3 +421,41 @@ def test_tiny_experiment_of_two_cells_within_a_budget(smol, tmp_path):
     assert len(result["cells"]) == 2 and any(c["status"] == "done" for c in result["cells"])
     assert 0 < result["usage"]["calls"] <= 200
     assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
+
+
+def test_degenerate_drafts_are_rejected_never_samples(smol, tmp_path):
+    """Issue 27, item 6: SmolLM2 often fills the JSON template's `{"response": "{response}"}` literally. Such a
+    draft (or any empty, placeholder, template or copied text) is repaired once, then rejected as `degenerate`
+    with the reply kept; no accepted sample holds one. The model echoes often, so the run is held to a call budget
+    (it may end `budget`, exit 1); what is asserted holds either way. Prints the run's figures."""
+    run = tmp_path / "degenerate"
+    extra = {
+        "synthesis.method": "'no_feedback'",  # straight to the drafts: no feedback stage to lose a reference in
+        "synthesis.size": 3,
+        "seeds.limit": 2,
+        "synthesis.max_calls": 20,
+    }
+    code, out, err = cli("synthesize", *local_sets(smol, run, **extra))
+    summary = json.loads((run / "summary.json").read_text())
+    samples = [SampleRecord.model_validate(s) for s in lines(run / "samples.jsonl")]
+    rejects = [RejectRecord.model_validate(r).model_dump() for r in lines(run / "rejects.jsonl")]
+    degenerate = [r for r in rejects if r["reason"] == "degenerate"]
+    generate = summary["usage"]["by_stage"].get("generate", {})
+    print(
+        f"\n{summary['status']}: {len(samples)} samples; rejects {summary['rejects']}; generate calls "
+        f"{generate.get('calls')}, of which repairs {generate.get('repairs')} and replies that broke their contract "
+        f"{generate.get('parse_failures')}"
+    )
+    for r in degenerate:
+        print(f"  degenerate {r['stage']}: {r['detail']} | raw {r['raw'][:80]!r}")
+    assert (code, summary["status"]) in ((0, "complete"), (1, "budget")), (code, summary["status"], err)
+    assert generate.get("calls", 0) > 0 and len(samples) + len(degenerate) > 0, summary
+    for s in samples:
+        assert degenerate_reason(GenerateResponse, "response", s.response, {"instruction": s.instruction}) is None, s
+        assert s.response.strip() and "{response}" not in s.response
+    assert summary["rejects"].get("degenerate", 0) == len(degenerate)
+    for r in degenerate:
+        assert DEGENERATE_DETAIL.match(r["detail"]) and r["detail"].endswith("(after 1 repair)"), r
+        assert r["raw"] and len(r["raw"]) <= 2000 and r["final"], r
+    # a degenerate reject paid for its repair: the ask and the repair both broke the contract
+    assert generate.get("repairs", 0) >= sum(r["stage"] == "sample" for r in degenerate)
