@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 import dspy
+from dspy.adapters.utils import translate_field_type
+from pydantic.fields import FieldInfo
 
 from refed_dspy.adapters.base import RepairingAdapter
 from refed_dspy.adapters.contract import output_schema
@@ -18,13 +20,17 @@ from refed_dspy.adapters.dialects import schema_for
 SCHEMA_IN_CONTEXT = ("openai", "anthropic", "gemini")
 
 
-@functools.lru_cache(maxsize=512)
-def _placeholders(signature: type[dspy.Signature]) -> type[dspy.Signature]:
-    """`signature` with every output typed `str`: its structure block then shows bare `{field}` placeholders."""
-    shown = signature
-    for name in signature.output_fields:
-        shown = shown.with_updated_fields(name, type_=str)
-    return shown
+def _key_line(name: str, field: FieldInfo, schema_shown: bool) -> str:
+    """One output key as the prompt lists it: its name, and what its type requires (unless the model is shown the
+    schema itself)."""
+    note = translate_field_type(name, field).removeprefix(f"{{{name}}}").strip()
+    if not note:
+        need = "text"
+    elif schema_shown:
+        need = "see the response schema"
+    else:
+        need = note.removeprefix("# note: the value you produce ")
+    return f'- "{name}" ({need})'
 
 
 @functools.lru_cache(maxsize=512)
@@ -51,10 +57,18 @@ class RefedJSONAdapter(RepairingAdapter, dspy.JSONAdapter):
         return "json_schema" if self.schema else "json"
 
     def format_field_structure(self, signature: type[dspy.Signature]) -> str:
-        # where the provider shows the model the schema itself, repeating it in the prompt is paid for twice
-        if self.schema and self.dialect in SCHEMA_IN_CONTEXT:
-            return super().format_field_structure(_placeholders(signature))
-        return super().format_field_structure(signature)
+        if not self.schema:  # nothing constrains the reply: DSPy's filled-in JSON template shows its shape
+            return super().format_field_structure(signature)
+        # The schema fixes the reply's shape, so the prompt names the keys without a template to fill in: a small
+        # model shown `{"response": "{response}"}` hands the placeholder back as its answer. Where the provider
+        # shows the model the schema itself, the types are not repeated (they would be paid for twice).
+        schema_shown = self.dialect in SCHEMA_IN_CONTEXT
+        markers = ", ".join(f"[[ ## {name} ## ]]" for name in signature.input_fields)
+        keys = "\n".join(_key_line(name, field, schema_shown) for name, field in signature.output_fields.items())
+        return (
+            f"The user's message gives each input after its marker line: {markers}.\n\n"
+            f"Reply with one JSON object holding these keys, in this order:\n{keys}"
+        )
 
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
         if self.schema:
