@@ -44,3 +44,10 @@ class RunAborted(RefedError):
     """
 
     exit_code = 3
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (its type's name when it has none), cut to `limit` characters: what a
+    one-line report of it shows."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:limit]

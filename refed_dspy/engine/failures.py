@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated
+from refed_dspy.errors import first_line
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
 
@@ -49,11 +50,6 @@ class Failure:
         return out
 
 
-def _first_line(err: BaseException, limit: int = 300) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:limit]
-
-
 def _retry_after(err: BaseException) -> float | None:
     value = getattr(err, "retry_after", None)
     try:
@@ -70,7 +66,7 @@ def _raw(text: Any) -> str | None:
 
 def classify(err: BaseException) -> Failure:
     """Map an exception raised while processing one item to a Failure."""
-    detail = _first_line(err)
+    detail = first_line(err)
     if isinstance(err, OutputTruncated):
         return Failure("truncated", detail, raw=_raw(err.raw))
     if isinstance(err, OutputRefused):

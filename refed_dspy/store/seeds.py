@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.errors import SeedError
+from refed_dspy.errors import SeedError, first_line
 from refed_dspy.store.records import Reference
 
 log = logging.getLogger(__name__)
@@ -257,9 +257,8 @@ def _hub_rows(name: str, split: str) -> Iterator[Row]:
     try:
         ds = datasets.load_dataset(name, split=split)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SeedError(
-            f"cannot load '{name}' from the Hugging Face hub: {first} "
+            f"cannot load '{name}' from the Hugging Face hub: {first_line(err)} "
             "(check the name and your network; gated sets such as GAIR/lima need HF_TOKEN and accepted terms)"
         ) from None
     yield from ds
