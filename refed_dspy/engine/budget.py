@@ -14,6 +14,7 @@ Thread-safe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
@@ -52,16 +53,26 @@ class CallBudget:
         self.tripped: str | None = None  # why the budget refused its first reservation
         self.blind: str | None = None  # a cost budget met a call of unknown cost: nothing more may be spent
         self._lock = threading.Lock()
+        self._watchers: list[Callable[[], None]] = []
 
     def __deepcopy__(self, memo: dict) -> CallBudget:
         return self  # optimizers deep-copy programs and LMs; the ledger stays one
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}  # pickled (with an LM): a ledger of its own
+        # pickled (with an LM): a ledger of its own, watched by no one
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_watchers")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._watchers = []
+
+    def watch(self, fn: Callable[[], None]) -> None:
+        """Call `fn()` after every record (outside the ledger's lock, on the recording thread)."""
+        self._watchers.append(fn)
+
+    def unwatch(self, fn: Callable[[], None]) -> None:
+        self._watchers.remove(fn)
 
     @property
     def total_calls(self) -> int:
@@ -139,6 +150,8 @@ class CallBudget:
                     f"the LM '{model}' ({role}) reports no token usage, so the cost budget of "
                     f"${self.max_cost_usd:g} cannot be kept"
                 )
+        for fn in list(self._watchers):
+            fn()
         return usage
 
     def as_dict(self) -> dict[str, Any]:

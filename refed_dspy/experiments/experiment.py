@@ -42,7 +42,7 @@ from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
-from refed_dspy.errors import ConfigError, FinishedShort
+from refed_dspy.errors import ConfigError, FinishedShort, first_line
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config, load_experiment
 from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.grid import Cell, cells
@@ -50,7 +50,7 @@ from refed_dspy.experiments.optimize import examples_config, optimize, target_pr
 from refed_dspy.experiments.spend import Spend, total_of
 from refed_dspy.experiments.stats import detectable_difference, paired_difference, unpaired_difference
 from refed_dspy.money import usd
-from refed_dspy.optimizers.compile import OptimizationStopped, evaluate_detailed
+from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.metrics import make_metric
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
@@ -296,7 +296,7 @@ def _track(result: ExperimentResult, champion: dict | None, settings: Experiment
                 champion["model_uri"], champion.get("mlflow_run_id"), name, settings.alias
             )
     except Exception as err:  # noqa: BLE001 - tracking must not lose a finished experiment
-        log.warning("warning: MLflow tracking of the experiment failed (%s: %s)", type(err).__name__, _first_line(err))
+        log.warning("warning: MLflow tracking of the experiment failed (%s: %s)", type(err).__name__, first_line(err))
 
 
 def _log_leaderboard(run_id: str, paths: list[Path]) -> None:
@@ -306,11 +306,7 @@ def _log_leaderboard(run_id: str, paths: list[Path]) -> None:
         for path in paths:
             MlflowClient().log_artifact(run_id, str(path))
     except Exception as err:  # noqa: BLE001 - the files are written
-        log.warning("warning: MLflow: the leaderboard was not logged (%s: %s)", type(err).__name__, _first_line(err))
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [""])[0]
+        log.warning("warning: MLflow: the leaderboard was not logged (%s: %s)", type(err).__name__, first_line(err))
 
 
 def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> None:
@@ -422,10 +418,10 @@ def _score(
     t.attach_budget(budget, "teacher", price_of(cfg.teacher))
     j.attach_budget(budget, "judge", price_of(cfg.judge))
     metric = make_metric(cfg, cfg.optimize.target, judge=j)
-    mean, rows, errors = evaluate_detailed(
-        program, test, metric, t, cfg.optimize.num_threads, adapter=build_adapter(cfg.teacher)
-    )
-    spend.add(part, budget.as_dict())
+    with spend.live(part, budget):
+        mean, rows, errors = evaluate_detailed(
+            program, test, metric, t, cfg.optimize.num_threads, adapter=build_adapter(cfg.teacher)
+        )
     if budget.tripped:  # a refused call scored its example 0: the mean would be wrong, so there is none
         raise BudgetStop(f"judging the test examples stopped: {budget.tripped}", budget.as_dict())
     return {
@@ -601,12 +597,8 @@ def _run_cell(
     cfg = Config.model_validate(data)
     started = time.monotonic()
     try:
-        try:
-            res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"])
-        except OptimizationStopped as err:
-            spend.add(f"{part}:optimize", err.usage)
-            raise
-        spend.add(f"{part}:optimize", res.usage)
+        with spend.live(f"{part}:optimize", CallBudget(opt_calls, opt_cost)) as budget:
+            res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"], budget=budget)
         scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey, spend, f"{part}:test")
         if check is not None:
             program = str(res.program_path)
@@ -618,7 +610,7 @@ def _run_cell(
         raise
     except Exception as err:  # noqa: BLE001 - one cell's failure (a budget, a provider, MLflow) leaves the grid going
         budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
-        row.update(status="budget" if budget else "failed", error=f"{type(err).__name__}: {_first_line(err)}")
+        row.update(status="budget" if budget else "failed", error=f"{type(err).__name__}: {first_line(err)}")
         row["usage"] = spend.of(part)
         row["wall_s"] = round(time.monotonic() - started, 3)
         cell_dir.mkdir(parents=True, exist_ok=True)

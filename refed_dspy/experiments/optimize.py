@@ -305,6 +305,7 @@ def optimize(
     valset: list[dspy.Example] | None = None,
     metric: Any = None,
     optimizer: Any = None,
+    budget: CallBudget | None = None,
 ) -> OptimizeResult:
     """Optimize a program against a metric, save it (program.json and the files beside it) and track it.
 
@@ -320,6 +321,8 @@ def optimize(
             `dspy.Prediction(score=, feedback=)`), instead of `make_metric(config)`. A call that raises scores 0
             and is counted.
         optimizer: one of OPTIMIZERS, or a teleprompter instance you built, instead of optimize.optimizer.
+        budget: a CallBudget of your own to count every call against (one shared by several optimizations, or one you
+            watch), instead of a new one of optimize.max_calls and optimize.max_cost_usd.
 
     When the metric failed on more than half its calls, nothing is saved (OptimizationStopped). When the
     compiled program scores below the one it started from, the starting program is the result (program.json)
@@ -352,11 +355,12 @@ def optimize(
         judge = bounded(judge, "judge", fresh=True)
         config = with_lm_of(config, "judge", judge)
     roles = [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else [])
+    max_cost = budget.max_cost_usd if budget is not None else cfg.max_cost_usd
     for role, spec in roles:
-        if cfg.max_cost_usd is not None:
-            require_price(spec, role, "optimize.max_cost_usd")
+        if max_cost is not None:
+            require_price(spec, role, "optimize.max_cost_usd" if budget is None else "the budget's max_cost_usd")
     if not isinstance(optimizer, str):
-        check_prices(optimizer, given_teacher, cfg.max_cost_usd)
+        check_prices(optimizer, given_teacher, max_cost)
     if cfg.target != "respond" and cfg.examples_run and trainset is None:
         raise ConfigError(
             f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "
@@ -407,7 +411,7 @@ def optimize(
                     "validation examples, and both sides need at least one (more samples, or more references)"
                 )
         use_run_cache(RunDir(out))
-        budget = CallBudget(cfg.max_calls, cfg.max_cost_usd)
+        budget = budget if budget is not None else CallBudget(cfg.max_calls, cfg.max_cost_usd)
         _guard(teacher, budget, "teacher", config.teacher)
         if judge is not None:
             _guard(judge, budget, "judge", config.judge)

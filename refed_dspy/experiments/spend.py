@@ -4,22 +4,34 @@ A part that pays call by call (a cell's optimization, the judging of the test ex
 a part that is a run directory (the examples synthesis, a synthesis check) reports its whole run's usage every time,
 so its entry is replaced by the latest figure and only the difference reaches the ledger. A resumed experiment starts
 its ledger from the file: a cell that failed or hit the budget has its earlier spending counted, though its re-run
-is answered from its cache. What a killed part paid before the kill is not in the file (it is not paid again either:
-the part's cache answers it).
+is answered from its cache. A part that pays call by call is watched while it runs (`live`): the file holds its
+figure as of its last recorded call, so what a killed part paid is counted when the experiment resumes (and not
+paid again: the part's cache answers it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 
+log = logging.getLogger("refed_dspy")
+
 
 def _figures(usage: dict[str, Any] | None) -> dict[str, Any]:
     usage = usage or {}
     return {"calls": int(usage.get("calls") or 0), "cost_usd": usage.get("cost_usd") if usage else 0.0}
+
+
+def _plus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    cost = None if a["cost_usd"] is None or b["cost_usd"] is None else a["cost_usd"] + b["cost_usd"]
+    return {"calls": a["calls"] + b["calls"], "cost_usd": cost}
 
 
 def total_of(usages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -29,6 +41,9 @@ def total_of(usages: list[dict[str, Any]]) -> dict[str, Any]:
     return {"calls": sum(int(u.get("calls") or 0) for u in usages), "cost_usd": cost}
 
 
+_ZERO = {"calls": 0, "cost_usd": 0.0}
+
+
 class Spend:
     """The experiment's spending by part, kept in `path`, added into `ledger` (whose totals are the experiment's)."""
 
@@ -36,6 +51,8 @@ class Spend:
         self.path = path
         self.ledger = ledger
         self.parts: dict[str, dict[str, Any]] = read_json(path).get("parts", {})
+        self._lock = threading.Lock()
+        self._unsaved: str | None = None
         for figures in self.parts.values():
             ledger.totals.add(figures)
 
@@ -44,27 +61,61 @@ class Spend:
         new = _figures(usage)
         if not new["calls"] and not new["cost_usd"]:
             return
-        old = self.parts.get(part, {"calls": 0, "cost_usd": 0.0})
-        cost = None if old["cost_usd"] is None or new["cost_usd"] is None else old["cost_usd"] + new["cost_usd"]
-        self.parts[part] = {"calls": old["calls"] + new["calls"], "cost_usd": cost}
-        self.ledger.totals.add(new)
-        self._save()
+        with self._lock:
+            self.parts[part] = _plus(self.parts.get(part, _ZERO), new)
+            self.ledger.totals.add(new)
+            self._save()
+
+    @contextlib.contextmanager
+    def live(self, part: str, budget: CallBudget) -> Iterator[CallBudget]:
+        """An attempt of `part` paying through `budget`: after each call the file holds what earlier attempts and this
+        one paid; at the end, what this one paid is added (as `add`)."""
+        before = self.parts.get(part)
+
+        def saw() -> None:
+            with self._lock:
+                self.parts[part] = _plus(before or _ZERO, _figures(budget.as_dict()))
+                self._save()
+
+        budget.watch(saw)
+        try:
+            yield budget
+        finally:
+            budget.unwatch(saw)
+            with self._lock:
+                if before is None:
+                    self.parts.pop(part, None)
+                else:
+                    self.parts[part] = before
+            self.add(part, budget.as_dict())
 
     def set_total(self, part: str, usage: dict[str, Any] | None) -> None:
         """`part` (a run directory) has paid `usage` in all, over all its invocations."""
         new = _figures(usage)
-        old = self.parts.get(part, {"calls": 0, "cost_usd": 0.0})
-        if new == old:
-            return
-        delta_cost = None if new["cost_usd"] is None or old["cost_usd"] is None else new["cost_usd"] - old["cost_usd"]
-        self.ledger.totals.add({"calls": new["calls"] - old["calls"], "cost_usd": delta_cost})
-        self.parts[part] = new
-        self._save()
+        with self._lock:
+            old = self.parts.get(part, _ZERO)
+            if new == old:
+                return
+            delta = None if new["cost_usd"] is None or old["cost_usd"] is None else new["cost_usd"] - old["cost_usd"]
+            self.ledger.totals.add({"calls": new["calls"] - old["calls"], "cost_usd": delta})
+            self.parts[part] = new
+            self._save()
 
     def of(self, prefix: str) -> dict[str, Any]:
         """Calls and cost of the parts whose name starts with `prefix` (one cell's, one baseline's)."""
-        return total_of([v for k, v in self.parts.items() if k.startswith(prefix)])
+        with self._lock:
+            return total_of([v for k, v in self.parts.items() if k.startswith(prefix)])
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, {"parts": self.parts})
+        """Write the file (under the lock); a failed write is said once and retried at the next save."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, {"parts": self.parts})
+        except OSError as err:
+            if self._unsaved is None:
+                log.warning(
+                    "warning: experiment: %s could not be written (%s); spending is kept in memory", self.path, err
+                )
+            self._unsaved = str(err)
+        else:
+            self._unsaved = None

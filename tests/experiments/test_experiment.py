@@ -191,11 +191,21 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     uninterrupted = _served(t0, j0)
     cells = [json.loads(p.read_text()) for p in (whole / "exp" / "cells").glob("*/cell.json")]
     slack = max(c["usage"]["calls"] for c in cells)
-    # killed once the first cell is written
+    # killed in the middle of the second cell's optimization, once it has paid for a few calls
     killed = tmp_path / "killed"
     killed.mkdir()
     t1, j1 = server_factory(signal=True), server_factory(signal=True)
     path = write_experiment(killed, t1, j1, grid, repeats=3)
+    spent = killed / "exp" / "spent.json"
+
+    def second_cell_paid() -> int:
+        done = {p.parent.name for p in (killed / "exp" / "cells").glob("*/cell.json")}
+        parts = json.loads(spent.read_text())["parts"] if spent.exists() else {}
+        return max(
+            (v["calls"] for k, v in parts.items() if k.endswith(":optimize") and k.split(":")[1] not in done),
+            default=0,
+        ) * bool(done)
+
     with open(killed / "out.txt", "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "refed_dspy.cli", "experiment", "--config", str(path)],
@@ -204,9 +214,9 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true"},
         )
         deadline = time.monotonic() + 300
-        while not list((killed / "exp" / "cells").glob("*/cell.json")):
+        while second_cell_paid() < 10:
             assert proc.poll() is None and time.monotonic() < deadline, (killed / "out.txt").read_text()[-2000:]
-            time.sleep(0.05)
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     first = next((killed / "exp" / "cells").glob("*/cell.json"))
@@ -216,7 +226,11 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     assert first.read_text() == written  # the finished cell was not run again
     result = json.loads((killed / "exp" / "experiment.json").read_text())
     assert len(result["cells"]) == 3 and all(c["status"] == "done" for c in result["cells"])
-    assert _served(t1, j1) <= uninterrupted + slack, (_served(t1, j1), uninterrupted, slack)
+    served = _served(t1, j1)
+    assert served <= uninterrupted + slack, (served, uninterrupted, slack)
+    # what the killed cell paid before the kill is counted: the experiment's figure is the servers', but for the one
+    # call (optimize.num_threads = 1) that may have been answered as the process died
+    assert 0 <= served - result["usage"]["calls"] <= 1, (served, result["usage"])
 
 
 def test_one_budget_covers_the_whole_experiment_and_a_larger_one_goes_on(server_factory, tmp_path):

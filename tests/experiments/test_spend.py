@@ -1,0 +1,58 @@
+"""An experiment's spending by part (`spent.json`): what a part paid is on file after each call, so a kill loses
+nothing of it, and a resumed experiment starts its ledger from the file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.pricing import Price
+from refed_dspy.engine.budget import CallBudget
+from refed_dspy.experiments.spend import Spend
+
+PRICE = Price(input=1.0, cached_input=0.5, output=2.0)  # USD per 1M tokens: 2e-4 a call below
+
+
+def _call(n: int = 1) -> list[CallInfo]:
+    return [CallInfo(stage="s", model="m", prompt_tokens=100, completion_tokens=50) for _ in range(n)]
+
+
+def _on_file(path) -> dict:
+    return json.loads(path.read_text())["parts"]
+
+
+def test_a_live_part_is_on_file_after_every_call_and_added_once_at_the_end(tmp_path):
+    path = tmp_path / "spent.json"
+    spend = Spend(path, CallBudget())
+    spend.add("cell:a:optimize", {"calls": 4, "cost_usd": 0.001})
+    with spend.live("cell:a:optimize", CallBudget(max_calls=100)) as budget:
+        budget.record(_call(), PRICE, "teacher")
+        assert _on_file(path)["cell:a:optimize"]["calls"] == 5  # an earlier attempt's 4, and this one's call
+        budget.record(_call(2), PRICE, "judge")
+        assert _on_file(path)["cell:a:optimize"]["calls"] == 7
+        assert spend.ledger.total_calls == 4  # the experiment's ledger takes the attempt's figure once, at its end
+    assert _on_file(path)["cell:a:optimize"] == {"calls": 7, "cost_usd": pytest.approx(0.001 + 3 * 2e-4)}
+    assert spend.ledger.total_calls == 7
+    budget.record(_call(), PRICE, "teacher")  # no longer watched
+    assert _on_file(path)["cell:a:optimize"]["calls"] == 7
+
+
+def test_what_a_killed_part_paid_is_counted_when_the_experiment_resumes(tmp_path):
+    path = tmp_path / "spent.json"
+    spend = Spend(path, CallBudget())
+    watched = spend.live("cell:b:test", CallBudget())
+    budget = watched.__enter__()
+    budget.record(_call(3), PRICE, "judge")
+    # the process dies here: the context never exits; the next invocation reads the file
+    resumed = Spend(path, CallBudget(max_calls=10))
+    assert resumed.ledger.total_calls == 3 and resumed.of("cell:b") == {"calls": 3, "cost_usd": pytest.approx(6e-4)}
+
+
+def test_a_failing_attempt_still_adds_what_it_paid(tmp_path):
+    spend = Spend(tmp_path / "spent.json", CallBudget())
+    with pytest.raises(RuntimeError), spend.live("cell:c:optimize", CallBudget()) as budget:
+        budget.record(_call(2), PRICE, "teacher")
+        raise RuntimeError("the provider went away")
+    assert spend.of("cell:c")["calls"] == 2 and spend.ledger.total_calls == 2
