@@ -20,6 +20,14 @@ import dspy
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, RunAborted
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
+from refed_dspy.quiet import dropping
+
+# DSPy's instruction proposer (MIPROv2's) passes its own predictors inputs they do not declare, and each such call
+# warns; nothing in the user's program or config causes it
+_PROPOSER_NOTES = (
+    "These fields will be ignored: ['max_depth']",
+    "These fields will be ignored: ['previous_instructions']",
+)
 
 
 class OptimizationStopped(RunAborted):
@@ -254,7 +262,7 @@ def optimize(
     check_budget("while scoring the program before optimization")
     _check_program(before_rows, errors, "while scoring the program before optimization")
     student = program.deepcopy()
-    with dspy.context(lm=lm, adapter=adapter):
+    with dspy.context(lm=lm, adapter=adapter), dropping(("dspy.predict.predict",), _PROPOSER_NOTES):
         try:
             if instance is not None:
                 compiled = _compile_with(instance, student, trainset, valset)

@@ -724,7 +724,7 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
         rows.append(
             [
                 r["label"] if r.get("status") == "done" else f"{r['label']} ({r.get('status')}: {r.get('error', '')})",
-                _num(r.get("test_mean")),
+                _score_text(r),
                 interval,
                 ("yes" if d.get("significant") else "no") if d else "",
                 f"{_num(r.get('val_before'))} -> {_num(r.get('val_after'))}"
@@ -741,7 +741,7 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
         rows.append(
             [
                 f"baseline ({b['target']}, {b['teacher']})",
-                _num(b["test_mean"]),
+                _score_text(b),
                 "",
                 "",
                 "",
@@ -753,6 +753,14 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _score_text(row: dict[str, Any]) -> str:
+    """A test score, with how many of its examples the program or the judge failed on (each scored 0)."""
+    text, n = _num(row.get("test_mean")), row.get("test_n") or row.get("n")
+    failed = [(row.get("program_failures"), "program"), (row.get("judge_failures"), "judge")]
+    notes = [f"{who} failed on {k} of {n}" if n else f"{who} failed on {k}" for k, who in failed if k]
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 HEADER = [

@@ -20,6 +20,7 @@ from typing import Any
 from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, to_toml
 from refed_dspy.optimizers.program_io import keep_active_model
+from refed_dspy.quiet import dropping
 from refed_dspy.settings import mask_secrets
 from refed_dspy.tracking.logged_lm import logged_lm, logged_lm_like
 from refed_dspy.tracking.telemetry import set_telemetry
@@ -219,28 +220,13 @@ def without_pinned_keys(program: Any) -> Any:
     return twin
 
 
-class _DropPickleNotes(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        return "cloudpickle" not in text and "untrusted .pkl" not in text
-
-
 # DSPy warns when it pickles settings and when MLflow loads the pickle back (to infer requirements): about the files
 # log_program itself has just written, nothing the user can act on
 _PICKLE_LOGGERS = ("dspy.dsp.utils.settings", "dspy.primitives.base_module")
 
 
-@contextlib.contextmanager
-def _quiet_about_our_own_pickles() -> Iterator[None]:
-    drop = _DropPickleNotes()
-    loggers = [logging.getLogger(name) for name in _PICKLE_LOGGERS]
-    for one in loggers:
-        one.addFilter(drop)
-    try:
-        yield
-    finally:
-        for one in loggers:
-            one.removeFilter(drop)
+def _quiet_about_our_own_pickles() -> contextlib.AbstractContextManager[None]:
+    return dropping(_PICKLE_LOGGERS, ("cloudpickle", "untrusted .pkl"))
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ interval above 0; with the signal off, no cell may be called significant."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,15 @@ from loopback_server import read_log
 
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.experiment import experiment
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def write_experiment(tmp_path: Path, teacher, judge, grid: dict, sections: dict | None = None, **settings) -> Path:
@@ -64,7 +74,14 @@ def _assignments(keys: dict) -> list[str]:
 def test_optimizers_that_add_demonstrations_beat_the_baseline_on_held_out_references(server_factory, tmp_path):
     teacher, judge = server_factory(signal=True), server_factory(signal=True)
     path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap", "miprov2"]}, repeats=2)
-    result = experiment(path)
+    seen = _Records()
+    logging.getLogger("dspy.predict.predict").addHandler(seen)
+    try:
+        result = experiment(path)
+    finally:
+        logging.getLogger("dspy.predict.predict").removeHandler(seen)
+    # MIPROv2's proposer passes its own predictors undeclared inputs: DSPy's warning about it is not the user's to read
+    assert not [m for m in seen.messages if "fields will be ignored" in m], seen.messages[:3]
     assert len(result.cells) == 4 and all(c["status"] == "done" for c in result.cells)
     assert result.examples["test"] >= 12 and result.split["test"] >= 10
     for cell in result.cells:
@@ -90,7 +107,14 @@ def test_optimizers_that_add_demonstrations_beat_the_baseline_on_held_out_refere
 def test_without_a_signal_no_cell_is_significant_and_a_second_run_pays_nothing(server_factory, tmp_path):
     teacher, judge = server_factory(), server_factory()
     path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap", "miprov2"]}, repeats=2)
-    result = experiment(path)
+    seen = _Records()
+    logging.getLogger("dspy.predict.predict").addHandler(seen)
+    try:
+        result = experiment(path)
+    finally:
+        logging.getLogger("dspy.predict.predict").removeHandler(seen)
+    # MIPROv2's proposer passes its own predictors undeclared inputs: DSPy's warning about it is not the user's to read
+    assert not [m for m in seen.messages if "fields will be ignored" in m], seen.messages[:3]
     assert all(c["status"] == "done" for c in result.cells)
     assert not any(c["difference"]["significant"] for c in result.cells) and result.champion is None
     calls = len(read_log(teacher.cfg.log_path)) + len(read_log(judge.cfg.log_path))
@@ -292,3 +316,13 @@ def test_a_grid_over_teachers_on_their_own_endpoints_scores_each_against_its_own
     assert by_server[first.api_base]["difference"]["significant"]
     assert not by_server[second.api_base]["difference"]["significant"]
     assert read_log(second.cfg.log_path)  # the second teacher's cell really called its own server
+
+
+def test_the_table_says_when_a_program_or_the_judge_failed_on_test_examples():
+    from refed_dspy.experiments.experiment import _score_text
+
+    assert _score_text({"test_mean": 0.5, "test_n": 6, "program_failures": 0, "judge_failures": 0}) == "0.5000"
+    failed_all = _score_text({"test_mean": 0.0, "test_n": 6, "program_failures": 6, "judge_failures": 0})
+    assert failed_all == "0.0000 (program failed on 6 of 6)"
+    baseline = _score_text({"test_mean": 0.25, "n": 4, "program_failures": 1, "judge_failures": 2})
+    assert baseline == "0.2500 (program failed on 1 of 4; judge failed on 2 of 4)"
