@@ -16,6 +16,7 @@ import re
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import dspy
@@ -23,7 +24,13 @@ import pytest
 from cli_helpers import predicted_in_a_fresh_process, refed, sets
 from conftest import start_refed_server
 
-from refed_dspy.adapters import build_adapter, check_outputs, degenerate_reason
+from refed_dspy.adapters import (
+    DegenerateOutputError,
+    RefedJSONAdapter,
+    build_adapter,
+    check_outputs,
+    degenerate_reason,
+)
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import load_config
 from refed_dspy.programs.synthesize import asking_for
@@ -284,59 +291,6 @@ def test_baselines_reach_their_size(smol, tmp_path, method, size):
     assert served(before, smol.counters()) == (usage["prompt_tokens"], usage["completion_tokens"])
 
 
-def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
-    run = tmp_path / "opt"
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # 4 validation examples: the tiny model runs to max_tokens on some replies, and an optimization whose program
-    # failed on every validation example stops (exit 3) by design
-    code, out, err = cli(
-        "optimize",
-        *local_sets(
-            smol,
-            run,
-            **{
-                "optimize.n_train": 3,
-                "optimize.n_val": 4,
-                "optimize.max_calls": 120,
-                "optimize.max_demos": 1,
-                "tracking.enabled": "true",
-                "tracking.mlflow_uri": f"'{tracking}'",
-            },
-        ),
-        cwd=tmp_path,  # the sqlite store keeps its artifacts under ./mlruns
-    )
-    assert code == 0, err
-    assert "Traceback" not in out + err
-    summary = json.loads((run / "optimize" / "optimize_summary.json").read_text())
-    assert 0 <= summary["score_before"] <= 1 and 0 <= summary["score_after"] <= 1
-    assert summary["usage"]["calls"] <= 120 and set(summary["usage"]["by_role"]) <= {"teacher", "judge"}
-    failures = summary["metric_failures"]
-    assert failures["calls"] > 0 and failures["failed"] < failures["calls"]
-    assert summary["adapters"]["teacher"]["mode"] == summary["adapters"]["judge"]["mode"] == "json_schema"
-    state = json.loads((run / "optimize" / "program.json").read_text())
-    assert {"generate", "improve", "refed"} <= set(state)
-    # the logged program, loaded in a fresh process with no key in its environment, predicts against llama.cpp
-    before = smol.counters()
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    env["DSPY_CACHEDIR"] = str(tmp_path / "loader-cache")
-    inputs = {"reference_instruction": INSTR, "reference_response": RESP, "feedback": "Be concrete."}
-    # the tiny model runs to max_tokens on some replies (an answer that cannot parse): up to 3 instructions, each new
-    failures = []
-    for topic in ("leaves are green", "ice floats", "bread rises"):
-        try:
-            pred = predicted_in_a_fresh_process(
-                summary["model_uri"], tracking, {**inputs, "instruction": f"Explain why {topic}."}, env
-            )
-        except AssertionError as err:  # the loading process failed: its stderr
-            failures.append(str(err)[-500:])
-            continue
-        assert pred.get("improved_response") or pred.get("response")
-        break
-    else:
-        pytest.fail(f"the logged program predicted nothing in 3 tries: {failures}")
-    assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
-
-
 @pytest.mark.skipif(
     not os.environ.get("REFED_REAL_MODEL_LONG"),
     reason="about 3 min alone, 5 beside the other tests: CI's 30 minutes; REFED_REAL_MODEL_LONG=1 runs it",
@@ -387,47 +341,78 @@ def test_tiny_pipeline_optimize_then_synthesize_with_it(smol, tmp_path):
     )
 
 
-@pytest.mark.skipif(
-    not os.environ.get("REFED_REAL_MODEL_LONG"),
-    reason="several minutes on 2 cores: CI's 30 minutes; REFED_REAL_MODEL_LONG=1 runs it",
-)
-def test_tiny_experiment_of_two_cells_within_a_budget(smol, tmp_path):
-    """configs/experiment.toml (on configs/local.toml) against llama.cpp: 2 bootstrap cells, a tiny budget; every
-    part is accounted, within the budget."""
-    out = tmp_path / "exp"
+def test_tiny_experiment_of_two_cells_logged_and_a_cell_s_program_loaded_elsewhere(smol, tmp_path):
+    """configs/experiment.toml (on configs/local.toml) against llama.cpp: 2 bootstrap cells within a tiny budget, every
+    part accounted; each finished cell's optimization is a run in MLflow (sqlite), and its logged program, loaded in
+    a fresh process with no key in its environment, predicts against llama.cpp."""
+    out, tracking = tmp_path / "exp", f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [
         f"teacher.api_base='{smol.api_base}'",
         f"judge.api_base='{smol.api_base}'",
         f"run.dir='{tmp_path / 'run'}'",
         "run.progress=false",
-        f"judging.criteria={CRITERIA!r}",
-        "seeds.limit=6",
+        "judging.criteria=['helpfulness']",
+        "seeds.limit=3",  # one reference to each side
         "teacher.max_tokens=256",
         "judge.max_tokens=256",
+        "optimize.max_demos=1",
+        "tracking.enabled=true",
+        f"tracking.mlflow_uri='{tracking}'",
         f"experiment.out='{out}'",
-        "experiment.examples=12",
-        "experiment.test_fraction=0.34",
-        "experiment.max_calls=200",
+        "experiment.examples=6",
+        "experiment.test_fraction=0.25",
+        "experiment.max_calls=150",
         "experiment.repeats=2",
         "experiment.grid={'optimize.optimizer' = ['bootstrap']}",
     ]
     before = smol.counters()
     code, stdout, err = cli(
-        "experiment", "--config", str(LOCAL.parent / "experiment.toml"), *sets(overrides), timeout=1800
+        "experiment", "--config", str(LOCAL.parent / "experiment.toml"), *sets(overrides), timeout=1800, cwd=tmp_path
     )
-    assert code in (0, 1), err  # 1: the budget left a cell unstarted
-    assert "Traceback" not in err and stdout.splitlines()[0].startswith("cell ")
+    assert code in (0, 1), err  # 1: the budget left a cell unstarted, or a cell's optimization stopped
+    assert "Traceback" not in err and stdout.splitlines()[0].startswith("cell "), err
     result = json.loads((out / "experiment.json").read_text())
-    assert len(result["cells"]) == 2 and any(c["status"] == "done" for c in result["cells"])
-    assert 0 < result["usage"]["calls"] <= 200
+    assert len(result["cells"]) == 2 and 0 < result["usage"]["calls"] <= 150
+    assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
+    done = [c for c in result["cells"] if c["status"] == "done"]
+    assert done, [c.get("error") for c in result["cells"]]
+    cell = done[0]
+    summary = json.loads((out / "cells" / cell["id"] / "optimize" / "optimize_summary.json").read_text())
+    assert 0 <= summary["score_before"] <= 1 and 0 <= summary["score_after"] <= 1
+    assert set(summary["usage"]["by_role"]) <= {"teacher", "judge"}
+    failures = summary["metric_failures"]
+    assert failures["calls"] > 0 and failures["failed"] < failures["calls"]
+    assert summary["adapters"]["teacher"]["mode"] == summary["adapters"]["judge"]["mode"] == "json_schema"
+    assert {"generate", "improve", "refed"} <= set(
+        json.loads((out / "cells" / cell["id"] / "optimize" / "program.json").read_text())
+    )
+    assert result["mlflow_run_id"] and cell["model_uri"]
+    # the cell's logged program, loaded in a fresh process with no key in its environment, predicts against llama.cpp
+    before = smol.counters()
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env["DSPY_CACHEDIR"] = str(tmp_path / "loader-cache")
+    inputs = {"reference_instruction": INSTR, "reference_response": RESP, "feedback": "Be concrete."}
+    # the tiny model runs to max_tokens on some replies (an answer that cannot parse): up to 3 instructions, each new
+    failures = []
+    for topic in ("leaves are green", "ice floats", "bread rises"):
+        try:
+            pred = predicted_in_a_fresh_process(
+                cell["model_uri"], tracking, {**inputs, "instruction": f"Explain why {topic}."}, env
+            )
+        except AssertionError as err:  # the loading process failed: its stderr
+            failures.append(str(err)[-500:])
+            continue
+        assert pred.get("improved_response") or pred.get("response")
+        break
+    else:
+        pytest.fail(f"the logged program predicted nothing in 3 tries: {failures}")
     assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
 
 
 def test_degenerate_drafts_are_rejected_never_samples(smol, tmp_path):
-    """Issue 27, item 6: SmolLM2 often fills the JSON template's `{"response": "{response}"}` literally. Such a
-    draft (or any empty, placeholder, template or copied text) is repaired once, then rejected as `degenerate`
-    with the reply kept; no accepted sample holds one. The model echoes often, so the run is held to a call budget
-    (it may end `budget`, exit 1); what is asserted holds either way. Prints the run's figures."""
+    """Issue 27, item 6: a draft that is empty, a placeholder, template text or a copy of an input is repaired once,
+    then rejected as `degenerate` with the reply kept; no accepted sample holds one. Held to a call budget (it may
+    end `budget`, exit 1); what is asserted holds either way. Prints the run's figures."""
     run = tmp_path / "degenerate"
     extra = {
         "synthesis.method": "'no_feedback'",  # straight to the drafts: no feedback stage to lose a reference in
@@ -459,3 +444,48 @@ def test_degenerate_drafts_are_rejected_never_samples(smol, tmp_path):
         assert r["raw"] and len(r["raw"]) <= 2000 and r["final"], r
     # a degenerate reject paid for its repair: the ask and the repair both broke the contract
     assert generate.get("repairs", 0) >= sum(r["stage"] == "sample" for r in degenerate)
+
+
+class _StockTemplate(RefedJSONAdapter):
+    """Our json_schema adapter, but showing DSPy's stock output template (`{"response": "{response}"}`)."""
+
+    def format_field_structure(self, signature):
+        return dspy.JSONAdapter.format_field_structure(self, signature)
+
+
+def test_a_template_echoed_back_is_rejected_as_degenerate(smol):
+    """Shown DSPy's stock JSON template, SmolLM2 often hands back its placeholder (`{"response": "{response}"}`),
+    which parses and meets the schema: the check raises DegenerateOutputError with the raw reply. Our prompt names
+    the keys without a template to fill in; the same asks through it are counted and printed."""
+    spec = load_config(LOCAL, [f"teacher.api_base='{smol.api_base}'", "teacher.max_tokens=256"]).teacher
+    lm = build_lm(spec, max_connections=2)
+    topics = ["leaves are green", "ice floats", "bread rises", "the sea is salty", "magnets attract", "cats purr"]
+
+    async def ask(adapter, topic):
+        inputs = dict(example_instruction=INSTR, example_response=RESP, instruction=f"Explain why {topic}.")
+        with dspy.context(lm=lm, adapter=adapter, trace=None):
+            try:
+                await dspy.Predict(GenerateResponse).acall(**inputs)
+                return "ok", None
+            except DegenerateOutputError as err:
+                return "degenerate", err
+            except Exception as err:  # noqa: BLE001 - a truncated reply: counted apart
+                return type(err).__name__, err
+
+    async def main(adapter):
+        slots = asyncio.Semaphore(2)
+
+        async def one(topic):
+            async with slots:
+                return await ask(adapter, topic)
+
+        return await asyncio.gather(*[one(t) for t in topics])
+
+    stock = asyncio.run(main(_StockTemplate(max_repairs=0)))
+    ours = asyncio.run(main(RefedJSONAdapter(max_repairs=0)))
+    print(f"\nstock template: {Counter(k for k, _ in stock)}; our prompt: {Counter(k for k, _ in ours)}")
+    caught = [err for kind, err in stock + ours if kind == "degenerate"]
+    assert any(kind == "degenerate" for kind, _ in stock), stock  # the echo happens, and is caught
+    for err in caught:
+        assert any(DEGENERATE_DETAIL.search(line.strip()) for line in str(err).splitlines()), str(err)
+        assert err.lm_response and len(err.lm_response) < 4000

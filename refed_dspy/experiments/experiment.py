@@ -63,7 +63,7 @@ from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.seeds import read_references
-from refed_dspy.store.split import split_three
+from refed_dspy.store.split import interleaved, split_three
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
@@ -199,8 +199,10 @@ def _run(
             settings.max_calls,
         )
     examples = {}
+    # the examples synthesis takes references side by side: should it reach its size early, every side has some
+    ordered = interleaved([test_refs, val_refs, train_refs])
     for target in sorted({cell_config(base, c.overrides(0)).optimize.target for c in grid}):
-        exs = _examples(target, settings, base_config, out, teacher, references, spend)
+        exs = _examples(target, settings, base_config, out, teacher, ordered, spend)
         examples[target] = {
             side: [e for e in exs if e.reference_id in {r.id for r in refs}] for side, refs in sides.items()
         }
@@ -632,6 +634,7 @@ def _run_cell(
         groups=scored["groups"],
         program_failures=scored["program_failures"],
         judge_failures=scored["judge_failures"],
+        last_error=scored["last_error"],
         usage=spend.of(part),
         optimize_usage=res.usage,
         eval_usage=scored["usage"],

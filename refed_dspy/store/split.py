@@ -48,3 +48,19 @@ def split_three(
     rest, test = split_by_reference(items, test_fraction, seed, key)
     train, val = split_by_reference(rest, val_fraction, seed + 1, key)
     return train, val, test
+
+
+def interleaved(sides: list[list]) -> list:
+    """The items of `sides` in one list, taken side by side: the side with the smallest part of it taken goes next
+    (ties to the larger side, then the earlier), so each side comes once before any comes twice, and from then on any prefix holds
+    each side's share to within one item. A synthesis that reaches its size before its last references still draws from every side."""
+    taken = [0] * len(sides)
+    out = []
+    for _ in range(sum(len(s) for s in sides)):
+        i = min(
+            (i for i, s in enumerate(sides) if taken[i] < len(s)),
+            key=lambda i: (taken[i] / len(sides[i]), -len(sides[i]), i),
+        )
+        out.append(sides[i][taken[i]])
+        taken[i] += 1
+    return out
