@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,30 @@ from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, can
 from refed_dspy.quiet import dropping
 
 # DSPy's instruction proposer (MIPROv2's) passes its own predictors inputs they do not declare, and each such call
-# warns; nothing in the user's program or config causes it
-_PROPOSER_NOTES = (
-    "These fields will be ignored: ['max_depth']",
-    "These fields will be ignored: ['previous_instructions']",
+# warns; nothing in the user's program or config causes it. Only warnings naming nothing but the proposer's inputs go.
+_PROPOSER_INPUTS = frozenset(
+    {
+        "max_depth",
+        "previous_instructions",
+        "dataset_description",
+        "program_code",
+        "program_description",
+        "program_example",
+        "module",
+        "module_description",
+        "task_demos",
+        "basic_instruction",
+        "tip",
+    }
 )
+_IGNORED = re.compile(r"These fields will be ignored: \[([^\]]*)\]")
+
+
+def _proposer_note(text: str) -> bool:
+    """A DSPy warning that only the proposer's own inputs were left out of its predictors' signatures."""
+    found = _IGNORED.search(text)
+    names = set(re.findall(r"'(\w+)'", found.group(1))) if found else set()
+    return bool(names) and names <= _PROPOSER_INPUTS
 
 
 class OptimizationStopped(RunAborted):
@@ -262,7 +282,7 @@ def optimize(
     check_budget("while scoring the program before optimization")
     _check_program(before_rows, errors, "while scoring the program before optimization")
     student = program.deepcopy()
-    with dspy.context(lm=lm, adapter=adapter), dropping(("dspy.predict.predict",), _PROPOSER_NOTES):
+    with dspy.context(lm=lm, adapter=adapter), dropping(("dspy.predict.predict",), _proposer_note):
         try:
             if instance is not None:
                 compiled = _compile_with(instance, student, trainset, valset)

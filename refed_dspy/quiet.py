@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 
 class _Drop(logging.Filter):
-    def __init__(self, phrases: tuple[str, ...]):
+    def __init__(self, matches: Callable[[str], bool]):
         super().__init__()
-        self.phrases = phrases
+        self.matches = matches
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        return not any(phrase in text for phrase in self.phrases)
+        return not self.matches(record.getMessage())
 
 
 @contextlib.contextmanager
-def dropping(loggers: Iterable[str], phrases: Iterable[str]) -> Iterator[None]:
-    """Within the block, records of the named loggers whose message holds any of `phrases` are not emitted."""
-    drop = _Drop(tuple(phrases))
+def dropping(loggers: Iterable[str], what: Iterable[str] | Callable[[str], bool]) -> Iterator[None]:
+    """Within the block, records of the named loggers are not emitted when their message holds any of the phrases
+    `what` (or, a function, when `what(message)` is true)."""
+    if callable(what):
+        drop = _Drop(what)
+    else:
+        phrases = tuple(what)
+        drop = _Drop(lambda text: any(phrase in text for phrase in phrases))
     found = [logging.getLogger(name) for name in loggers]
     for one in found:
         one.addFilter(drop)

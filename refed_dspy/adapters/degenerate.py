@@ -10,11 +10,13 @@ values, the same way for every format: a text output is degenerate when it is
   `<name>`, `</name>`, `"name":`) for a field of the signature (or `completed`), with punctuation;
 - template text: the task description, a field's description, or a whole line of the adapter's fixed
   prompt text (its system message and output requirements), which hold no input values;
-- a copy of an input field, verbatim after whitespace is collapsed and surrounding quotes dropped.
+- a copy of an input field of at least COPY_WORDS words, verbatim after whitespace is collapsed and surrounding
+  quotes dropped.
 
 An output that revises an input says so in its type, `Annotated[str, Revises("draft_response")]`: it may
-come back equal to that input, since "keep what is already good" can mean keeping all of it. Only text
-outputs (`str` fields) are checked; lists, numbers and literals carry their contract in their type.
+come back equal to that input, since "keep what is already good" can mean keeping all of it. Only top-level text
+outputs (`str` fields) are checked; lists, objects, numbers and literals carry their contract in their type. The
+signatures DSPy's optimizers ask (its instruction proposer's) are not checked.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ _SPACE = re.compile(r"\s+")
 _QUOTES = "\"'`"
 _LEFTOVER = re.compile(r"[\s\"'`:,;.{}\[\]()<>/#|=-]*")  # what may surround markers in an echoed template
 _EXTRA_NAMES = ("completed",)  # DSPy's closing marker
+_DSPY_OWN = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers define the signatures they ask
+# a copy of an input counts when it is at least this many words: a short answer ("Yes.", "Paris", "4") may well equal a
+# short input, such as an example pair's response
+COPY_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,8 @@ def degenerate_reason(
         inputs: the call's input values by field name.
         template: the adapter's fixed prompt lines for this signature (see `template_lines`).
     """
-    if not isinstance(value, str):
-        return None
+    if not isinstance(value, str) or signature.output_fields[name].annotation is not str:
+        return None  # a Literal or an enum carries its contract in its type: "A" may well equal an input
     text = normalized(value)
     if not text.strip(_QUOTES):
         return f"`{name}` is empty"
@@ -102,7 +108,7 @@ def degenerate_reason(
     for field, given in inputs.items():
         if field in allowed or field not in signature.input_fields or not isinstance(given, str):
             continue
-        if normalized(given) == text:
+        if normalized(given) == text and len(text.split()) >= COPY_WORDS:
             return f"`{name}` is a copy of the input `{field}`"
     return None
 
@@ -113,7 +119,10 @@ def degenerate_outputs(
     inputs: Mapping[str, Any],
     template: frozenset[str] = frozenset(),
 ) -> str | None:
-    """The first reason any text output in `values` is degenerate (see `degenerate_reason`), or None."""
+    """The first reason any text output in `values` is degenerate (see `degenerate_reason`), or None. The asks DSPy's
+    optimizers make of their own signatures are theirs to judge (a proposed instruction may repeat the current one)."""
+    if signature.__module__.startswith(_DSPY_OWN):
+        return None
     for name in signature.output_fields:
         reason = degenerate_reason(signature, name, values.get(name), inputs, template)
         if reason:

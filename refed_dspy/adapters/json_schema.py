@@ -65,10 +65,8 @@ class RefedJSONAdapter(RepairingAdapter, dspy.JSONAdapter):
         schema_shown = self.dialect in SCHEMA_IN_CONTEXT
         markers = ", ".join(f"[[ ## {name} ## ]]" for name in signature.input_fields)
         keys = "\n".join(_key_line(name, field, schema_shown) for name, field in signature.output_fields.items())
-        return (
-            f"The user's message gives each input after its marker line: {markers}.\n\n"
-            f"Reply with one JSON object holding these keys, in this order:\n{keys}"
-        )
+        inputs = f"The user's message gives each input after its marker line: {markers}.\n\n" if markers else ""
+        return f"{inputs}Reply with one JSON object holding these keys, in this order:\n{keys}"
 
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
         if self.schema:

@@ -13,6 +13,7 @@ Thread-safe.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from refed_dspy.clients.usage import Totals, usage_of
 # Before any call has been seen, a call is assumed this long (prompt tokens) and to fill max_tokens: a budget
 # reserves that. The teacher's prompts carry references and demos; the judge's a sample and a rubric.
 PRIOR_PROMPT_TOKENS = {"teacher": 2000, "judge": 1500}
+
+log = logging.getLogger("refed_dspy")
 
 
 def prior_prompt_tokens(role: str) -> int:
@@ -68,7 +71,8 @@ class CallBudget:
         self._watchers = []
 
     def watch(self, fn: Callable[[], None]) -> None:
-        """Call `fn()` after every record (outside the ledger's lock, on the recording thread)."""
+        """Call `fn()` after every record (outside the ledger's lock, on the recording thread; what it raises is
+        logged, never passed to the call)."""
         self._watchers.append(fn)
 
     def unwatch(self, fn: Callable[[], None]) -> None:
@@ -151,7 +155,10 @@ class CallBudget:
                     f"${self.max_cost_usd:g} cannot be kept"
                 )
         for fn in list(self._watchers):
-            fn()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - the call is paid and recorded: a watcher's failure must not undo that
+                log.warning("warning: a budget watcher failed after a recorded call", exc_info=True)
         return usage
 
     def as_dict(self) -> dict[str, Any]:

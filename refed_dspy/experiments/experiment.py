@@ -361,7 +361,7 @@ def _examples(
         return reference_examples(references)
     ex_config = examples_config(config, out, size=settings.examples)
     rd = RunDir(ex_config.run.dir)
-    finished = read_json(rd.summary).get("status") == "complete"
+    finished = read_json(rd.summary).get("status") in ("complete", "exhausted")
     if not finished:
         calls, cost = _left(spend.ledger, "the examples synthesis")
         syn = ex_config.synthesis
@@ -371,7 +371,16 @@ def _examples(
             arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
         )
         spend.set_total("examples", summary.get("usage"))
-        if summary.get("status") != "complete":
+        if summary.get("status") == "exhausted" and summary.get("samples"):
+            # the references gave all they will (what was rejected is final): these are the examples, if every side
+            # has some (checked by the caller)
+            log.warning(
+                "warning: experiment: the examples synthesis gave %s of %d samples: its references yield no more (%s)",
+                summary.get("samples"),
+                settings.examples,
+                summary.get("exhausted") or "see its rejects.jsonl",
+            )
+        elif summary.get("status") != "complete":
             raise FinishedShort(
                 f"the examples synthesis into {rd.path} ended {summary.get('status')} with {summary.get('samples')} of "
                 f"{settings.examples} samples; every cell must see the same examples, so none started (raise "
@@ -599,7 +608,9 @@ def _run_cell(
     cfg = Config.model_validate(data)
     started = time.monotonic()
     try:
-        with spend.live(f"{part}:optimize", CallBudget(opt_calls, opt_cost)) as budget:
+        # the cell's own optimize limits and what the experiment leaves, whichever is less (folded in above)
+        ledger = CallBudget(cfg.optimize.max_calls, cfg.optimize.max_cost_usd)
+        with spend.live(f"{part}:optimize", ledger) as budget:
             res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"], budget=budget)
         scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey, spend, f"{part}:test")
         if check is not None:

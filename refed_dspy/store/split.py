@@ -52,8 +52,9 @@ def split_three(
 
 def interleaved(sides: list[list]) -> list:
     """The items of `sides` in one list, taken side by side: the side with the smallest part of it taken goes next
-    (ties to the larger side, then the earlier), so each side comes once before any comes twice, and from then on any prefix holds
-    each side's share to within one item. A synthesis that reaches its size before its last references still draws from every side."""
+    (ties to the larger side, then the earlier), so each side comes once before any comes twice, and after that each
+    side keeps pace with its share. A synthesis that reaches its size before its last references still draws from
+    every side."""
     taken = [0] * len(sides)
     out = []
     for _ in range(sum(len(s) for s in sides)):

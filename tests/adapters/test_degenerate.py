@@ -15,19 +15,26 @@ from refed_dspy.adapters import (
     DegenerateOutputError,
     RefedChatAdapter,
     RefedJSONAdapter,
+    degenerate_outputs,
     degenerate_reason,
 )
 from refed_dspy.config import load_config
 from refed_dspy.engine.failures import classify
 from refed_dspy.programs import PointwiseJudge
-from refed_dspy.signatures import GenerateResponse, ImproveResponse, ReflectResponse, pointwise_signature
+from refed_dspy.signatures import (
+    CompareResponses,
+    GenerateResponse,
+    ImproveResponse,
+    ReflectResponse,
+    pointwise_signature,
+)
 from refed_dspy.store.records import RejectRecord
 from refed_dspy.synthesis.api import synthesize
 
 INPUTS = dict(
     example_instruction="Explain why the sky is blue.",
     example_response="Air scatters blue light more than red light.",
-    instruction="What is 2 + 2?",
+    instruction="What is two plus two, written as a single digit?",
 )
 ADAPTERS = {
     "chat": lambda: RefedChatAdapter(max_repairs=1),
@@ -47,7 +54,10 @@ DEGENERATE = {
         "match its quality, structure and care, not its topic.",
         "repeats the prompt's own text",
     ),
-    "copy of the instruction": ("  What is  2 + 2? ", "copy of the input `instruction`"),
+    "copy of the instruction": (
+        "  What is two plus  two, written as a single digit? ",
+        "copy of the input `instruction`",
+    ),
     "copy of the example": ("Air scatters blue light\nmore than red light.", "copy of the input `example_response`"),
 }
 
@@ -103,7 +113,7 @@ def test_a_degenerate_reply_repaired_well_is_accepted(mode):
     [
         "4",
         "Yes.",
-        "You asked: What is 2 + 2? The answer is 4.",  # quotes the instruction inside a longer text
+        "You asked: what is two plus two, written as a single digit? It is 4.",  # quotes the instruction in a longer text
         'Write `{"response": ...}` in JSON, or {name} in a Python f-string.',  # talks about braces, says something
         "<b>4</b>",
     ],
@@ -117,14 +127,18 @@ def test_short_answers_and_quotes_are_not_degenerate(mode, text):
 def test_a_revision_may_keep_its_draft_but_not_copy_another_input():
     """ImproveResponse says to keep what is already good, so an unchanged draft is a legitimate answer (the
     field is declared `Revises("draft_response")`); the same text copied from the instruction is not."""
-    inputs = dict(feedback="Add an example.", instruction="Name a prime.", draft_response="Seven is prime.")
-    assert degenerate_reason(ImproveResponse, "improved_response", " Seven is  prime. ", inputs) is None
-    assert degenerate_reason(ImproveResponse, "improved_response", "Name a prime.", inputs) == (
+    ask, draft = (
+        "Name one prime number between five and ten, in words.",
+        "Seven is a prime number between five and ten.",
+    )
+    inputs = dict(feedback="Add an example.", instruction=ask, draft_response=draft)
+    assert degenerate_reason(ImproveResponse, "improved_response", f" {draft.replace(' ', '  ')} ", inputs) is None
+    assert degenerate_reason(ImproveResponse, "improved_response", ask, inputs) == (
         "`improved_response` is a copy of the input `instruction`"
     )
-    reflect = dict(instruction="Name a prime.", response="Seven is prime.")
-    assert degenerate_reason(ReflectResponse, "better_response", "Seven is prime.", reflect) is None
-    assert degenerate_reason(ReflectResponse, "response_critique", "Seven is prime.", reflect) is not None
+    reflect = dict(instruction=ask, response=draft)
+    assert degenerate_reason(ReflectResponse, "better_response", draft, reflect) is None
+    assert degenerate_reason(ReflectResponse, "response_critique", draft, reflect) is not None
 
 
 def test_the_judges_text_is_checked_too_and_its_scores_are_not():
@@ -139,10 +153,28 @@ def test_the_judges_text_is_checked_too_and_its_scores_are_not():
         pred = PointwiseJudge(["helpfulness"])(instruction="q?", response="4")
     assert pred.scores == {"helpfulness": 4} and len(lm.history) == 2
     assert "`rationale` is the output format's placeholder" in lm.history[1]["messages"][-1]["content"]
-    assert degenerate_reason(sig, "rationale", "4", {"instruction": "q?", "response": "4"}) == (
+    answer = "The answer is four, because two and two make four."
+    assert degenerate_reason(sig, "rationale", answer, {"instruction": "q?", "response": answer}) == (
         "`rationale` is a copy of the input `response`"
     )
     assert degenerate_reason(sig, "helpfulness", 4, {"response": "4"}) is None
+
+
+def test_short_copies_literals_and_dspy_s_own_asks_are_not_degenerate():
+    """A short answer may equal a short input (an example pair answered "Yes."); a Literal carries its contract in its
+    type (a verdict "A" beside a response "A"); DSPy's instruction proposer may propose the instruction it was given."""
+    from dspy.propose.grounded_proposer import generate_instruction_class
+
+    short = dict(example_instruction="Is water wet?", example_response="Yes.", instruction="Is ice cold?")
+    assert degenerate_reason(GenerateResponse, "response", "Yes.", short) is None
+    long = "Air scatters blue light more than red light."  # 8 words: a copy of it is degenerate
+    assert degenerate_reason(GenerateResponse, "response", long, {**short, "example_response": long}) is not None
+    verdict = dict(instruction="Pick one.", response_a="A", response_b="B")
+    assert degenerate_reason(CompareResponses, "verdict", "A", verdict) is None
+    proposer = generate_instruction_class().signature
+    basic = "Answer the question with care, citing the passage it comes from, in two sentences."
+    values = {"proposed_instruction": basic}
+    assert degenerate_outputs(proposer, values, {"basic_instruction": basic}) is None
 
 
 @pytest.mark.parametrize("adapter", ["chat", "json", "json_schema"])

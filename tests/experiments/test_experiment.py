@@ -326,3 +326,19 @@ def test_the_table_says_when_a_program_or_the_judge_failed_on_test_examples():
     assert failed_all == "0.0000 (program failed on 6 of 6)"
     baseline = _score_text({"test_mean": 0.25, "n": 4, "program_failures": 1, "judge_failures": 2})
     assert baseline == "0.2500 (program failed on 1 of 4; judge failed on 2 of 4)"
+
+
+def test_an_exhausted_examples_synthesis_is_used_as_it_is(server_factory, tmp_path):
+    """A teacher that runs on to max_tokens on a tenth of its asks (always the same ones) and a synthesis that calls
+    itself exhausted below a 99% yield: asked for 400 examples, it ends exhausted, and the experiment goes on with
+    what it gave (every side has some), saying so."""
+    teacher, judge = server_factory(signal=True, sticky_length=0.1), server_factory(signal=True)
+    sections = {"seeds": {"limit": 12}, "synthesis": {"min_yield": 0.99, "max_consecutive_failures": 1000}}
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, sections, examples=400)
+    code, out, err = refed("experiment", "--config", str(path))
+    assert code == 0, err
+    assert "the examples synthesis gave" in err and "of 400 samples" in err
+    assert json.loads((tmp_path / "exp" / "examples" / "summary.json").read_text())["status"] == "exhausted"
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert 0 < sum(result["examples"].values()) < 400 and all(result["examples"].values())
+    assert result["cells"][0]["status"] == "done"
