@@ -342,3 +342,15 @@ def test_an_exhausted_examples_synthesis_is_used_as_it_is(server_factory, tmp_pa
     result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     assert 0 < sum(result["examples"].values()) < 400 and all(result["examples"].values())
     assert result["cells"][0]["status"] == "done"
+
+
+def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_factory, tmp_path):
+    """optimize.max_calls = 40 in the experiment file, and a larger experiment budget: the cell's optimization stops at
+    its own 40 calls (status budget), not at what the experiment has left."""
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, max_calls=5000)
+    code, out, err = refed("experiment", "--config", str(path), "--set", "optimize.max_calls=40")
+    assert code == 1, err
+    cell = json.loads((tmp_path / "exp" / "experiment.json").read_text())["cells"][0]
+    spent = json.loads((tmp_path / "exp" / "spent.json").read_text())["parts"]
+    assert cell["status"] == "budget" and 0 < spent[f"cell:{cell['id']}:optimize"]["calls"] <= 40, (cell, spent)
