@@ -60,6 +60,7 @@ def _marker(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(
         rf"\{{+\s*(?:{alt})\s*\}}+"  # {name}, {{name}}
         rf"|\[\[\s*#+\s*(?:{alt})\s*#+\s*\]\]"  # [[ ## name ## ]]
+        rf"|\[*\s*#+\s*(?:{alt})\s*#+\s*\]*"  # a marker half echoed: "# name ## ]"
         rf"|<\s*/?\s*(?:{alt})\s*/?\s*>"  # <name>, </name>, <name/>
         rf"|[\"'`](?:{alt})[\"'`]\s*:",  # "name": (a JSON key)
         re.IGNORECASE,

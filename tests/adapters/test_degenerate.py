@@ -48,6 +48,7 @@ DEGENERATE = {
     # the chat parser may read a bare marker as an empty field: degenerate either way
     "chat marker": ("[[ ## response ## ]]", None),
     "xml tag": ("<response></response>", "placeholder"),
+    "half a marker": (",# example_response## ],", "placeholder"),  # SmolLM2, shown our json_schema prompt
     "json template": ('{"response": "{response}"}', "placeholder"),
     "template line": (
         "Answer the instruction as a helpful, knowledgeable assistant. An example pair shows the standard expected: "
