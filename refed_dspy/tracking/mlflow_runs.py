@@ -182,8 +182,9 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     LM is called to infer them) and, as its DSPy settings, the LM of `teacher` (an LMSpec) as a LoggedLM (its model,
     endpoint and key variable, no key) and the output adapter the teacher was compiled with. Loaded anywhere, it
     calls that endpoint, with the key of that environment, asking for the same output format.
-    MLflow's check of the input example is skipped on purpose: it would call the teacher (a paid call no budget
-    sees) and print a traceback wherever the key is not at hand.
+    MLflow's check of the input example, and its inference of the requirements by predicting it, are skipped on
+    purpose: they would call the teacher (a paid call no budget sees) and print a traceback wherever the key is not at
+    hand or the reply fails; the requirements are `program_requirements()`.
     """
     import dspy
     import mlflow
@@ -193,6 +194,9 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     extra: dict[str, Any] = {}
     if io is not None:
         extra = {"signature": infer_signature(io[0], io[1]), "input_example": io[0]}
+    # given requirements, MLflow does not infer them, which loads the model and predicts its input example in a
+    # subprocess: a teacher call no budget sees, and its traceback on stderr when the reply fails
+    extra["pip_requirements"] = program_requirements()
     program = without_pinned_keys(program)
     with (
         _LOGGING,  # one log at a time: the example check is switched off for the process while a model is logged
@@ -206,6 +210,21 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
 
 
 _LOGGING = threading.Lock()
+# what loading a logged program imports: MLflow's own inference of them found these
+_REQUIRED = ("dspy", "mlflow", "refed-dspy", "numpy", "pandas")
+
+
+def program_requirements() -> list[str]:
+    """The pip requirements of a logged program: the installed versions of what loading it imports."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in _REQUIRED:
+        try:
+            found.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:  # run from a source tree: no distribution to name
+            continue
+    return found
 
 
 def without_pinned_keys(program: Any) -> Any:

@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import dspy
 import pytest
@@ -60,7 +61,14 @@ def optimize_overrides(srv, tmp_path) -> list[str]:
     ]
 
 
-def test_a_program_optimized_with_a_user_lm_predicts_where_it_is_loaded(server_factory, tmp_path):
+def test_a_program_optimized_with_a_user_lm_predicts_where_it_is_loaded(server_factory, tmp_path, monkeypatch):
+    import mlflow.dspy.save
+    import mlflow.pyfunc
+
+    def inferred(*args, **kwargs):  # MLflow infers them by loading the model and predicting: a teacher call
+        raise AssertionError("MLflow inferred the logged program's requirements")
+
+    monkeypatch.setattr(mlflow.dspy.save, "infer_pip_requirements", inferred)
     srv = server_factory()
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     over = optimize_overrides(srv, tmp_path) + [
@@ -78,6 +86,15 @@ def test_a_program_optimized_with_a_user_lm_predicts_where_it_is_loaded(server_f
     finally:
         os.chdir(cwd)
     assert result.model_uri
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking)
+    os.chdir(tmp_path)
+    try:  # the requirements were given, not inferred
+        requirements = Path(mlflow.pyfunc.get_model_dependencies(result.model_uri)).read_text()
+    finally:
+        os.chdir(cwd)
+        mlflow.set_tracking_uri(previous)
+    assert "dspy==" in requirements and "mlflow==" in requirements, requirements
     before = len(read_log(srv.cfg.log_path))
     pred = predicted_in_a_fresh_process(result.model_uri, tracking, INPUTS, clean_env())
     assert pred["improved_response"] and len(read_log(srv.cfg.log_path)) > before  # it called the user's server
