@@ -158,6 +158,30 @@ CASES = [
 ]
 
 
+def predicts_in_a_fresh_process(smol: Smol, model_uri: str, tracking: str, tmp_path: Path) -> None:
+    """The logged program at `model_uri`, loaded in a fresh process with no key in its environment, predicts against
+    llama.cpp. The tiny model runs to max_tokens on some replies (an answer that cannot parse): up to 3 instructions,
+    each new."""
+    before = smol.counters()
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env["DSPY_CACHEDIR"] = str(tmp_path / "loader-cache")
+    inputs = {"reference_instruction": INSTR, "reference_response": RESP, "feedback": "Be concrete."}
+    failures = []
+    for topic in ("leaves are green", "ice floats", "bread rises"):
+        try:
+            pred = predicted_in_a_fresh_process(
+                model_uri, tracking, {**inputs, "instruction": f"Explain why {topic}."}, env
+            )
+        except AssertionError as err:  # the loading process failed: its stderr
+            failures.append(str(err)[-500:])
+            continue
+        assert pred.get("improved_response") or pred.get("response")
+        break
+    else:
+        pytest.fail(f"the logged program predicted nothing in 3 tries: {failures}")
+    assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
+
+
 def test_every_signature_round_trips_its_contract(smol):
     """Each signature, asked through the json_schema adapter, comes back as values that meet its contract.
     A tiny model sometimes runs on to max_tokens (a truncated reply, rejected as such by the runner); each
@@ -373,25 +397,7 @@ def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
     state = json.loads((run / "optimize" / "program.json").read_text())
     assert {"generate", "improve", "refed"} <= set(state)
     # the logged program, loaded in a fresh process with no key in its environment, predicts against llama.cpp
-    before = smol.counters()
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    env["DSPY_CACHEDIR"] = str(tmp_path / "loader-cache")
-    inputs = {"reference_instruction": INSTR, "reference_response": RESP, "feedback": "Be concrete."}
-    # the tiny model runs to max_tokens on some replies (an answer that cannot parse): up to 3 instructions, each new
-    failures = []
-    for topic in ("leaves are green", "ice floats", "bread rises"):
-        try:
-            pred = predicted_in_a_fresh_process(
-                summary["model_uri"], tracking, {**inputs, "instruction": f"Explain why {topic}."}, env
-            )
-        except AssertionError as err:  # the loading process failed: its stderr
-            failures.append(str(err)[-500:])
-            continue
-        assert pred.get("improved_response") or pred.get("response")
-        break
-    else:
-        pytest.fail(f"the logged program predicted nothing in 3 tries: {failures}")
-    assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
+    predicts_in_a_fresh_process(smol, summary["model_uri"], tracking, tmp_path)
 
 
 @pytest.mark.skipif(
@@ -446,25 +452,7 @@ def test_tiny_experiment_of_two_cells_logged_and_a_cell_s_program_loaded_elsewhe
     )
     assert result["mlflow_run_id"] and cell["model_uri"]
     # the cell's logged program, loaded in a fresh process with no key in its environment, predicts against llama.cpp
-    before = smol.counters()
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    env["DSPY_CACHEDIR"] = str(tmp_path / "loader-cache")
-    inputs = {"reference_instruction": INSTR, "reference_response": RESP, "feedback": "Be concrete."}
-    # the tiny model runs to max_tokens on some replies (an answer that cannot parse): up to 3 instructions, each new
-    failures = []
-    for topic in ("leaves are green", "ice floats", "bread rises"):
-        try:
-            pred = predicted_in_a_fresh_process(
-                cell["model_uri"], tracking, {**inputs, "instruction": f"Explain why {topic}."}, env
-            )
-        except AssertionError as err:  # the loading process failed: its stderr
-            failures.append(str(err)[-500:])
-            continue
-        assert pred.get("improved_response") or pred.get("response")
-        break
-    else:
-        pytest.fail(f"the logged program predicted nothing in 3 tries: {failures}")
-    assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
+    predicts_in_a_fresh_process(smol, cell["model_uri"], tracking, tmp_path)
 
 
 def test_degenerate_drafts_are_rejected_never_samples(smol, tmp_path):

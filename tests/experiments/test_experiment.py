@@ -25,6 +25,19 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _experiment_without_proposer_notes(path: Path):
+    """`experiment(path)`, asserting that DSPy's warnings about MIPROv2's proposer passing its own predictors undeclared
+    inputs did not reach the user (they are not the user's to read)."""
+    seen = _Records()
+    logging.getLogger("dspy.predict.predict").addHandler(seen)
+    try:
+        result = experiment(path)
+    finally:
+        logging.getLogger("dspy.predict.predict").removeHandler(seen)
+    assert not [m for m in seen.messages if "fields will be ignored" in m], seen.messages[:3]
+    return result
+
+
 def write_experiment(tmp_path: Path, teacher, judge, grid: dict, sections: dict | None = None, **settings) -> Path:
     """An experiment file: a run config on the two loopback servers (plus `sections`: table -> key -> value) and an
     [experiment] table."""
@@ -74,14 +87,7 @@ def _assignments(keys: dict) -> list[str]:
 def test_optimizers_that_add_demonstrations_beat_the_baseline_on_held_out_references(server_factory, tmp_path):
     teacher, judge = server_factory(signal=True), server_factory(signal=True)
     path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap", "miprov2"]}, repeats=2)
-    seen = _Records()
-    logging.getLogger("dspy.predict.predict").addHandler(seen)
-    try:
-        result = experiment(path)
-    finally:
-        logging.getLogger("dspy.predict.predict").removeHandler(seen)
-    # MIPROv2's proposer passes its own predictors undeclared inputs: DSPy's warning about it is not the user's to read
-    assert not [m for m in seen.messages if "fields will be ignored" in m], seen.messages[:3]
+    result = _experiment_without_proposer_notes(path)
     assert len(result.cells) == 4 and all(c["status"] == "done" for c in result.cells)
     assert result.examples["test"] >= 12 and result.split["test"] >= 10
     # every program with demonstrations is better judged; bootstrap always keeps some on both predictors, while a
@@ -118,14 +124,7 @@ def test_without_a_signal_no_cell_is_significant_and_a_second_run_pays_nothing(s
     path = write_experiment(
         tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap", "miprov2"]}, repeats=2, examples=64
     )
-    seen = _Records()
-    logging.getLogger("dspy.predict.predict").addHandler(seen)
-    try:
-        result = experiment(path)
-    finally:
-        logging.getLogger("dspy.predict.predict").removeHandler(seen)
-    # MIPROv2's proposer passes its own predictors undeclared inputs: DSPy's warning about it is not the user's to read
-    assert not [m for m in seen.messages if "fields will be ignored" in m], seen.messages[:3]
+    result = _experiment_without_proposer_notes(path)
     assert all(c["status"] == "done" for c in result.cells)
     assert not any(c["difference"]["significant"] for c in result.cells) and result.champion is None
     calls = len(read_log(teacher.cfg.log_path)) + len(read_log(judge.cfg.log_path))
