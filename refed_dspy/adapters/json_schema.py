@@ -61,12 +61,13 @@ class RefedJSONAdapter(RepairingAdapter, dspy.JSONAdapter):
             return super().format_field_structure(signature)
         # The schema fixes the reply's shape, so the prompt names the keys without a template to fill in: a small
         # model shown `{"response": "{response}"}` hands the placeholder back as its answer. Where the provider
-        # shows the model the schema itself, the types are not repeated (they would be paid for twice).
+        # shows the model the schema itself, the types are not repeated (they would be paid for twice). The input
+        # markers are not listed here either: the user's message shows them, and a small model that reads them twice
+        # echoes them as its answer (SmolLM2, bench/echo_rate.py: 10 of 160 replies degenerate with a sentence naming
+        # them, 2 of 160 without).
         schema_shown = self.dialect in SCHEMA_IN_CONTEXT
-        markers = ", ".join(f"[[ ## {name} ## ]]" for name in signature.input_fields)
         keys = "\n".join(_key_line(name, field, schema_shown) for name, field in signature.output_fields.items())
-        inputs = f"The user's message gives each input after its marker line: {markers}.\n\n" if markers else ""
-        return f"{inputs}Reply with one JSON object holding these keys, in this order:\n{keys}"
+        return f"Reply with one JSON object holding these keys, in this order:\n{keys}"
 
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
         if self.schema:
