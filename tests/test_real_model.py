@@ -29,8 +29,10 @@ from refed_dspy.adapters import (
     RefedJSONAdapter,
     build_adapter,
     check_outputs,
+    degenerate_outputs,
     degenerate_reason,
 )
+from refed_dspy.clients.calls import OutputTruncated
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import load_config
 from refed_dspy.programs.synthesize import asking_for
@@ -184,8 +186,9 @@ def predicts_in_a_fresh_process(smol: Smol, model_uri: str, tracking: str, tmp_p
 
 def test_every_signature_round_trips_its_contract(smol):
     """Each signature, asked through the json_schema adapter, comes back as values that meet its contract.
-    A tiny model sometimes runs on to max_tokens (a truncated reply, rejected as such by the runner); each
-    signature gets three rollouts to produce one valid reply."""
+    A tiny model sometimes runs on to max_tokens (a truncated reply, rejected as such by the runner) or hands back an
+    input's marker as its answer (refused by the contract check as degenerate); each signature gets three rollouts
+    to produce one valid reply, and no reply may fail to parse."""
     spec = load_config(LOCAL, [f"teacher.api_base='{smol.api_base}'"]).teacher
     lm, adapter = build_lm(spec, max_connections=2), build_adapter(spec)
     assert adapter.mode == "json_schema" and adapter.choice.dialect == "full"
@@ -213,10 +216,12 @@ def test_every_signature_round_trips_its_contract(smol):
         return await asyncio.gather(*[one(s, i) for s, i in CASES])
 
     results = asyncio.run(main())
-    for (signature, _), (values, errors) in zip(CASES, results, strict=True):
+    refused = (f"{OutputTruncated.__name__}:", f"{DegenerateOutputError.__name__}:")
+    for (signature, inputs), (values, errors) in zip(CASES, results, strict=True):
         assert values is not None, (signature.__name__, errors)
         assert check_outputs(signature, values) == values  # parsed values already meet the contract
-        assert all("OutputTruncated" in e for e in errors), errors  # only runaway decoding, never a parse failure
+        assert degenerate_outputs(signature, values, inputs) is None
+        assert all(e.startswith(refused) for e in errors), errors  # runaway decoding or an echo, never a parse failure
     scores = results[7][0]
     assert all(1 <= scores[c] <= 10 for c in CRITERIA)
     assert results[8][0]["verdict"] in ("A", "B", "tie")
@@ -369,13 +374,15 @@ def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
     run = tmp_path / "opt"
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # 4 validation examples: the tiny model runs to max_tokens on some replies, and an optimization whose program
-    # failed on every validation example stops (exit 3) by design
+    # failed on every validation example stops (exit 3) by design. 6 references for 7 examples (2 each): SmolLM2's
+    # feedback fails on some (a CI run lost all 3 of 3 to degenerate critiques and had no examples)
     code, out, err = cli(
         "optimize",
         *local_sets(
             smol,
             run,
             **{
+                "seeds.limit": 6,
                 "optimize.n_train": 3,
                 "optimize.n_val": 4,
                 "optimize.max_calls": 120,
@@ -400,15 +407,11 @@ def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
     predicts_in_a_fresh_process(smol, summary["model_uri"], tracking, tmp_path)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("REFED_REAL_MODEL_LONG"),
-    reason="7 min alone on 2 cores, and SmolLM2's feedback failing on a reference can leave a side without examples: "
-    "CI's 30 minutes; REFED_REAL_MODEL_LONG=1 runs it",
-)
 def test_tiny_experiment_of_two_cells_logged_and_a_cell_s_program_loaded_elsewhere(smol, tmp_path):
     """configs/experiment.toml (on configs/local.toml) against llama.cpp: 2 bootstrap cells within a tiny budget, every
     part accounted; each finished cell's optimization is a run in MLflow (sqlite), and its logged program, loaded in
-    a fresh process with no key in its environment, predicts against llama.cpp."""
+    a fresh process with no key in its environment, predicts against llama.cpp. About 5 min on 2 cores (3 runs: 308,
+    364 and 350 s, each with a finished cell; the other was stopped by its budget or by SmolLM2's replies)."""
     out, tracking = tmp_path / "exp", f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [
         f"teacher.api_base='{smol.api_base}'",
@@ -416,16 +419,18 @@ def test_tiny_experiment_of_two_cells_logged_and_a_cell_s_program_loaded_elsewhe
         f"run.dir='{tmp_path / 'run'}'",
         "run.progress=false",
         "judging.criteria=['helpfulness']",
-        "seeds.limit=6",  # two references to each side: a reference whose feedback fails leaves the side some
-        "teacher.max_tokens=256",
+        # three references to each side: a reference whose feedback fails leaves the side some. At 256 tokens SmolLM2
+        # ran out on every test example and on the one validation example of 6 (each cell stopped before compiling)
+        "seeds.limit=9",
+        "teacher.max_tokens=512",
         "judge.max_tokens=256",
         "optimize.max_demos=1",
         "tracking.enabled=true",
         f"tracking.mlflow_uri='{tracking}'",
         f"experiment.out='{out}'",
-        "experiment.examples=6",
+        "experiment.examples=12",
         "experiment.test_fraction=0.34",
-        "experiment.max_calls=150",
+        "experiment.max_calls=200",
         "experiment.repeats=2",
         "experiment.grid={'optimize.optimizer' = ['bootstrap']}",
     ]
@@ -433,10 +438,11 @@ def test_tiny_experiment_of_two_cells_logged_and_a_cell_s_program_loaded_elsewhe
     code, stdout, err = cli(
         "experiment", "--config", str(LOCAL.parent / "experiment.toml"), *sets(overrides), timeout=1800, cwd=tmp_path
     )
+    print(f"\n{stdout}")  # the leaderboard, for -s
     assert code in (0, 1), err  # 1: the budget left a cell unstarted, or a cell's optimization stopped
     assert "Traceback" not in err and stdout.strip() and stdout.splitlines()[0].startswith("cell "), (code, err)
     result = json.loads((out / "experiment.json").read_text())
-    assert len(result["cells"]) == 2 and 0 < result["usage"]["calls"] <= 150
+    assert len(result["cells"]) == 2 and 0 < result["usage"]["calls"] <= 200
     assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
     done = [c for c in result["cells"] if c["status"] == "done"]
     assert done, [c.get("error") for c in result["cells"]]
