@@ -11,7 +11,13 @@ from refed_dspy.cli.common import add_set_arg
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from refed_dspy.experiments.experiment import HEADER, experiment, leaderboard_rows, synthesis_lines
+    from refed_dspy.experiments.experiment import (
+        HEADER,
+        experiment,
+        leaderboard_rows,
+        synthesis_lines,
+        unfinished_lines,
+    )
     from refed_dspy.money import usd
 
     # what DSPy's optimizers print (traces bootstrapped, proposed programs) goes to stderr: stdout holds the table
@@ -21,6 +27,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for line in unfinished_lines(result):
+        print(line[2:])
     print(
         f"test examples {result.examples['test']} (detects {result.detectable:.3f} with 80% power"
         + (", underpowered" if result.underpowered else "")

@@ -737,7 +737,7 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
         opt, ev = r.get("optimize_usage") or {}, r.get("eval_usage") or {}
         rows.append(
             [
-                r["label"] if r.get("status") == "done" else f"{r['label']} ({r.get('status')}: {r.get('error', '')})",
+                r["label"] if r.get("status") == "done" else f"{r['label']} ({r.get('status')}, see below)",
                 _score_text(r),
                 interval,
                 ("yes" if d.get("significant") else "no") if d else "",
@@ -767,6 +767,16 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def unfinished_lines(result: ExperimentResult) -> list[str]:
+    """Why each cell that did not finish stopped, one line each: said below the table, so that an error's length does
+    not widen the table's first column."""
+    return [
+        f"- {r['label']}: {r.get('status')}: {r.get('error') or 'no detail'}"
+        for r in result.cells
+        if r.get("status") != "done"
+    ]
 
 
 def _score_text(row: dict[str, Any]) -> str:
@@ -814,6 +824,9 @@ def experiment_markdown(result: ExperimentResult) -> str:
         "|" + "|".join("---" for _ in HEADER) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in leaderboard_rows(result)]
+    unfinished = unfinished_lines(result)
+    if unfinished:
+        lines += ["", "## Cells that did not finish", "", *unfinished]
     checks = synthesis_lines(result)
     if checks:
         lines += ["", "## Synthesis check", "", *checks]

@@ -364,3 +364,11 @@ def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_facto
     cell = json.loads((tmp_path / "exp" / "experiment.json").read_text())["cells"][0]
     spent = json.loads((tmp_path / "exp" / "spent.json").read_text())["parts"]
     assert cell["status"] == "budget" and 0 < spent[f"cell:{cell['id']}:optimize"]["calls"] <= 40, (cell, spent)
+    # the reason is said under the table, not inside it: a long error would widen the table's first column
+    table = out.split("\ntest examples ")[0].splitlines()
+    row = next(line for line in table if line.startswith(cell["label"]))
+    assert row.startswith(f"{cell['label']} (budget, see below)") and cell["error"] not in row
+    assert f"{cell['label']}: budget: {cell['error']}" in table
+    assert all(len(line) <= len(table[0]) for line in table[:3])  # the header is as wide as the rows
+    md = (tmp_path / "exp" / "experiment.md").read_text()
+    assert f"## Cells that did not finish\n\n- {cell['label']}: budget: {cell['error']}" in md
