@@ -3,6 +3,7 @@ interval, and the smallest difference a test set of a given size can tell from n
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class PairedDifference:
         }
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(p: float, df: int) -> float:
     """Student's t quantile (0.5 < p < 1) for `df` degrees of freedom: bisection on its CDF, the density integrated by
     Simpson's rule (exact enough for an interval's width)."""
@@ -72,6 +74,22 @@ def _interval(means: list[float], tail: float) -> tuple[float, float]:
     return means[max(0, math.floor(tail * k))], means[min(k - 1, math.ceil((1 - tail) * k) - 1)]
 
 
+def _widest(boot: tuple[float, float], mean: float, se: float, level: float, df: float) -> tuple[float, float]:
+    """The bootstrap interval `boot`, widened to the t interval `mean` +- t * `se` where that is wider. Resampling a
+    handful of units cannot reach past their smallest and largest value, however far out the tail is read: with 3 test
+    references the expanded interval was their range, and called noise significant in 26% of null draws at a 97.5%
+    level. The t interval is the floor a small sample needs."""
+    half = t_quantile(1 - (1 - level) / 2, max(1, round(df))) * se
+    return min(boot[0], mean - half), max(boot[1], mean + half)
+
+
+def _ratio_se(parts: list[tuple[float, int]], mean: float) -> float:
+    """Standard error of a mean over clusters (sum, count) of unequal sizes (the ratio estimator, linearized)."""
+    n, total = len(parts), sum(k for _, k in parts)
+    residuals = sum((t - mean * k) ** 2 for t, k in parts)
+    return math.sqrt(n / (n - 1) * residuals) / total
+
+
 def paired_difference(
     candidate: list[float],
     baseline: list[float],
@@ -81,7 +99,7 @@ def paired_difference(
     groups: list[str] | None = None,
 ) -> PairedDifference:
     """The mean of `candidate[i] - baseline[i]` and its expanded percentile bootstrap interval (resampled with replacement,
-    `resamples` times, seeded). With `groups` (one key per pair: several examples made from one reference are not
+    `resamples` times, seeded), never narrower than the t interval over the same units. With `groups` (one key per pair: several examples made from one reference are not
     independent), whole groups are resampled, so the interval is not narrowed by examples that share a source; `n`
     is then the number of groups. ValueError when the lists differ in length or are empty."""
     if len(candidate) != len(baseline) or (groups is not None and len(groups) != len(candidate)):
@@ -102,15 +120,16 @@ def paired_difference(
     for _ in range(resamples):
         drawn = rng.choices(parts, k=n)
         means.append(sum(t for t, _ in drawn) / sum(k for _, k in drawn))
-    low, high = _interval(means, expanded_tail(level, n))
+    low, high = _widest(_interval(means, expanded_tail(level, n)), mean, _ratio_se(parts, mean), level, n - 1)
     return PairedDifference(n, mean, low, high, level)
 
 
 def unpaired_difference(
     candidate: list[float], baseline: list[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
 ) -> PairedDifference:
-    """The difference of the two means and its expanded percentile bootstrap interval, each group resampled on its own: for
-    scores of different items (two synthesis runs' samples). `n` is the smaller group. ValueError for an empty one."""
+    """The difference of the two means and its expanded percentile bootstrap interval, each group resampled on its own
+    and never narrower than Welch's t interval: for scores of different items (two synthesis runs' samples). `n` is
+    the smaller group. ValueError for an empty one."""
     if not candidate or not baseline:
         raise ValueError("both groups need scores")
     mean = fmean(candidate) - fmean(baseline)
@@ -122,7 +141,11 @@ def unpaired_difference(
         fmean(rng.choices(candidate, k=len(candidate))) - fmean(rng.choices(baseline, k=len(baseline)))
         for _ in range(resamples)
     ]
-    low, high = _interval(means, expanded_tail(level, n))
+    va, vb = stdev(candidate) ** 2 / len(candidate), stdev(baseline) ** 2 / len(baseline)
+    se = math.sqrt(va + vb)
+    # Welch-Satterthwaite degrees of freedom (two equal-variance groups of one value each: nothing to go on)
+    df = (va + vb) ** 2 / (va**2 / (len(candidate) - 1) + vb**2 / (len(baseline) - 1)) if va + vb else n - 1
+    low, high = _widest(_interval(means, expanded_tail(level, n)), mean, se, level, df)
     return PairedDifference(n, mean, low, high, level)
 
 
