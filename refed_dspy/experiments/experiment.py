@@ -724,6 +724,15 @@ def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settin
     return out
 
 
+def _verdict(d: dict[str, Any]) -> str:
+    """Whether a difference is significant, and on which side: a cell that is significantly worse is not a winner."""
+    if not d:
+        return ""
+    if not d.get("significant"):
+        return "no"
+    return "yes, better" if d["mean"] > 0 else "yes, worse"
+
+
 def _num(value: Any, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -740,7 +749,7 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
                 r["label"] if r.get("status") == "done" else f"{r['label']} ({r.get('status')}, see below)",
                 _score_text(r),
                 interval,
-                ("yes" if d.get("significant") else "no") if d else "",
+                _verdict(d),
                 f"{_num(r.get('val_before'))} -> {_num(r.get('val_after'))}"
                 + (" (kept the baseline)" if r.get("kept") == "baseline" else ""),
                 _by_role(opt),
@@ -849,6 +858,6 @@ def synthesis_lines(result: ExperimentResult) -> list[str]:
             out.append(
                 f"- {r['label']}: judged mean {_num(syn['mean'], 3)} ({syn['samples']} samples), {d['mean']:+.3f} "
                 f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] against the baseline's samples, "
-                + ("significant" if d["significant"] else "not significant")
+                + (f"significantly {'better' if d['mean'] > 0 else 'worse'}" if d["significant"] else "not significant")
             )
     return out

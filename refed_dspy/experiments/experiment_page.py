@@ -38,12 +38,14 @@ def _x_of(row: dict[str, Any]) -> float | None:
 
 
 def chart(cells: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
-    """An SVG of test score (y, 0-1) against what each cell cost (x: USD, or LM calls when a cost is unknown), each
-    cell's interval drawn around its score (the baseline's score plus the interval of the difference)."""
+    """An SVG of test score (y, 0-1) against what each cell cost (x: USD, or LM calls when a cost is unknown or every
+    cell cost nothing, as on a local model), each cell's interval drawn around its score (the baseline's score plus the
+    interval of the difference)."""
     done = [c for c in cells if c.get("status") == "done"]
     if not done:
         return "<p class='muted'>No cell finished.</p>"
-    by_cost = all(_x_of(c) is not None for c in done)
+    costs = [_x_of(c) for c in done]
+    by_cost = all(x is not None for x in costs) and any(costs)
     xs = [(_x_of(c) if by_cost else float((c.get("usage") or {}).get("calls") or 0)) for c in done]
     top = max(xs) * 1.15 or 1.0
 
@@ -75,7 +77,8 @@ def chart(cells: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
     number = {c["id"]: i for i, c in enumerate(cells, 1)}  # the leaderboard's numbers: labels never overlap
     for cell, x in zip(done, xs, strict=True):
         d = cell.get("difference") or {}
-        color = "#1a7f37" if d.get("significant") else "#555"
+        # green: significantly better than the baseline; red: significantly worse; grey: not told apart from it
+        color = ("#1a7f37" if d["mean"] > 0 else "#cf222e") if d.get("significant") else "#555"
         cx, cy = px(x), py(cell["test_mean"])
         if d and cell.get("baseline_mean") is not None:
             lo, hi = py(cell["baseline_mean"] + d["ci_low"]), py(cell["baseline_mean"] + d["ci_high"])

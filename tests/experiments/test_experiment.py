@@ -372,3 +372,32 @@ def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_facto
     assert all(len(line) <= len(table[0]) for line in table[:3])  # the header is as wide as the rows
     md = (tmp_path / "exp" / "experiment.md").read_text()
     assert f"## Cells that did not finish\n\n- {cell['label']}: budget: {cell['error']}" in md
+
+
+def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
+    from refed_dspy.experiments.experiment import _verdict
+    from refed_dspy.experiments.experiment_page import chart
+
+    worse = {"mean": -0.2, "ci_low": -0.3, "ci_high": -0.05, "significant": True}
+    better = {"mean": 0.2, "ci_low": 0.05, "ci_high": 0.3, "significant": True}
+    noise = {"mean": 0.1, "ci_low": -0.1, "ci_high": 0.3, "significant": False}
+    assert [_verdict(d) for d in (worse, better, noise, {})] == ["yes, worse", "yes, better", "no", ""]
+    cells = [
+        {
+            "id": str(i),
+            "label": f"c{i}",
+            "status": "done",
+            "test_mean": 0.5 + d["mean"],
+            "baseline_mean": 0.5,
+            "difference": d,
+            "usage": {"cost_usd": 0.0, "calls": 10 * (i + 1)},
+        }
+        for i, d in enumerate((worse, better, noise))
+    ]
+    svg = chart(cells, [{"test_mean": 0.5, "teacher": "t"}])
+    assert svg.count("stroke='#cf222e'") == 1 and svg.count("stroke='#1a7f37'") == 1 and svg.count("stroke='#555'") == 1
+    # every cell cost $0 (a local model): the x axis counts LM calls, so the points do not all sit at 0
+    assert "LM calls (" in svg and "USD (" not in svg
+    assert len({c.split("cx='")[1].split("'")[0] for c in svg.split("<circle")[1:]}) == 3
+    cells[0]["usage"]["cost_usd"] = 0.01
+    assert "USD (" in chart(cells, [])
