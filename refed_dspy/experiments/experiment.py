@@ -492,7 +492,7 @@ def _baseline(
     row.update(
         status="done", test_mean=scored["mean"], **{k: v for k, v in scored.items() if k not in ("mean", "usage")}
     )
-    row["usage"], row["eval_usage"] = spend.of(part), scored["usage"]
+    row["usage"], row["eval_usage"] = spend.of(part), spend.part(f"{part}:test")
     row["wall_s"] = round(time.monotonic() - started, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, row)
@@ -625,6 +625,7 @@ def _run_cell(
         budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
         row.update(status="budget" if budget else "failed", error=f"{type(err).__name__}: {first_line(err)}")
         row["usage"] = spend.of(part)
+        row["optimize_usage"], row["eval_usage"] = spend.part(f"{part}:optimize"), spend.part(f"{part}:test")
         row["wall_s"] = round(time.monotonic() - started, 3)
         cell_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cell_dir / "cell.json", row)
@@ -647,8 +648,9 @@ def _run_cell(
         judge_failures=scored["judge_failures"],
         last_error=scored["last_error"],
         usage=spend.of(part),
-        optimize_usage=res.usage,
-        eval_usage=scored["usage"],
+        # over every invocation (a cell finished on a resume paid part of it before): this one's alone is in res.usage
+        optimize_usage=spend.part(f"{part}:optimize"),
+        eval_usage=spend.part(f"{part}:test"),
         wall_s=round(time.monotonic() - started, 3),
     )
     write_json_atomic(cell_dir / "cell.json", row)
@@ -811,8 +813,12 @@ HEADER = [
 
 
 def _by_role(usage: dict[str, Any]) -> str:
-    roles = usage.get("by_role") or {}
-    return ", ".join(f"{r} {v.get('calls', 0)}" for r, v in roles.items()) or str(usage.get("calls", 0))
+    """Calls by role ("judge 12, teacher 8"), with any calls of no known role as "other"; the total when none is."""
+    roles = {r: int(v.get("calls") or 0) for r, v in (usage.get("by_role") or {}).items()}
+    other = int(usage.get("calls") or 0) - sum(roles.values())
+    if not roles:
+        return str(usage.get("calls", 0))
+    return ", ".join([f"{r} {n}" for r, n in roles.items()] + ([f"other {other}"] if other > 0 else []))
 
 
 def experiment_markdown(result: ExperimentResult) -> str:

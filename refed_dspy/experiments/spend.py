@@ -25,13 +25,26 @@ log = logging.getLogger("refed_dspy")
 
 
 def _figures(usage: dict[str, Any] | None) -> dict[str, Any]:
+    """Calls and cost of `usage`, and its calls by role when it says them (a CallBudget's usage does)."""
     usage = usage or {}
-    return {"calls": int(usage.get("calls") or 0), "cost_usd": usage.get("cost_usd") if usage else 0.0}
+    out = {"calls": int(usage.get("calls") or 0), "cost_usd": usage.get("cost_usd") if usage else 0.0}
+    return _with_roles(out, [usage])
+
+
+def _with_roles(figures: dict[str, Any], usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """`figures` with the calls by role of `usages` added up, as {role: {"calls": n}} (none: no by_role)."""
+    roles: dict[str, int] = {}
+    for usage in usages:
+        for role, part in (usage.get("by_role") or {}).items():
+            roles[role] = roles.get(role, 0) + int((part or {}).get("calls") or 0)
+    if any(roles.values()):
+        figures["by_role"] = {role: {"calls": n} for role, n in sorted(roles.items()) if n}
+    return figures
 
 
 def _plus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     cost = None if a["cost_usd"] is None or b["cost_usd"] is None else a["cost_usd"] + b["cost_usd"]
-    return {"calls": a["calls"] + b["calls"], "cost_usd": cost}
+    return _with_roles({"calls": a["calls"] + b["calls"], "cost_usd": cost}, [a, b])
 
 
 def total_of(usages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -100,6 +113,11 @@ class Spend:
             self.ledger.totals.add({"calls": new["calls"] - old["calls"], "cost_usd": delta})
             self.parts[part] = new
             self._save()
+
+    def part(self, name: str) -> dict[str, Any]:
+        """What part `name` has paid over every invocation: calls, cost and, where known, calls by role."""
+        with self._lock:
+            return dict(self.parts.get(name, _ZERO))
 
     def of(self, prefix: str) -> dict[str, Any]:
         """Calls and cost of the parts whose name starts with `prefix` (one cell's, one baseline's)."""

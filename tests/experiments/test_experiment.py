@@ -265,6 +265,14 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     # what the killed cell paid before the kill is counted: the experiment's figure is the servers', but for the one
     # call (optimize.num_threads = 1) that may have been answered as the process died
     assert 0 <= served - result["usage"]["calls"] <= 1, (served, result["usage"])
+    # the table's calls are over both invocations: the killed cell's row holds what it paid before the kill, and the
+    # rows, the baseline and the examples add up to the experiment's total
+    parts = json.loads(spent.read_text())["parts"]
+    rows = [(c["optimize_usage"], c["eval_usage"]) for c in result["cells"]]
+    assert all(c["optimize_usage"]["calls"] == parts[f"cell:{c['id']}:optimize"]["calls"] for c in result["cells"])
+    assert all(sum(v["calls"] for v in o["by_role"].values()) == o["calls"] for o, _ in rows)
+    shown = sum(o["calls"] + e["calls"] for o, e in rows) + sum(b["eval_usage"]["calls"] for b in result["baselines"])
+    assert shown + parts["examples"]["calls"] == result["usage"]["calls"], (shown, parts, result["usage"])
 
 
 def test_one_budget_covers_the_whole_experiment_and_a_larger_one_goes_on(server_factory, tmp_path):
@@ -401,3 +409,13 @@ def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
     assert len({c.split("cx='")[1].split("'")[0] for c in svg.split("<circle")[1:]}) == 3
     cells[0]["usage"]["cost_usd"] = 0.01
     assert "USD (" in chart(cells, [])
+
+
+def test_calls_by_role_name_what_no_role_accounts_for():
+    from refed_dspy.experiments.experiment import _by_role
+
+    assert _by_role({"calls": 7, "by_role": {"judge": {"calls": 2}, "teacher": {"calls": 1}}}) == (
+        "judge 2, teacher 1, other 4"
+    )
+    assert _by_role({"calls": 3, "by_role": {"judge": {"calls": 2}, "teacher": {"calls": 1}}}) == "judge 2, teacher 1"
+    assert _by_role({"calls": 5}) == "5" and _by_role({}) == "0"

@@ -33,7 +33,13 @@ def test_a_live_part_is_on_file_after_every_call_and_added_once_at_the_end(tmp_p
         budget.record(_call(2), PRICE, "judge")
         assert _on_file(path)["cell:a:optimize"]["calls"] == 7
         assert spend.ledger.total_calls == 4  # the experiment's ledger takes the attempt's figure once, at its end
-    assert _on_file(path)["cell:a:optimize"] == {"calls": 7, "cost_usd": pytest.approx(0.001 + 3 * 2e-4)}
+    # by role where the attempt said (the earlier attempt's 4 calls did not)
+    assert _on_file(path)["cell:a:optimize"] == {
+        "calls": 7,
+        "cost_usd": pytest.approx(0.001 + 3 * 2e-4),
+        "by_role": {"judge": {"calls": 2}, "teacher": {"calls": 1}},
+    }
+    assert spend.part("cell:a:optimize")["by_role"] == {"judge": {"calls": 2}, "teacher": {"calls": 1}}
     assert spend.ledger.total_calls == 7
     budget.record(_call(), PRICE, "teacher")  # no longer watched
     assert _on_file(path)["cell:a:optimize"]["calls"] == 7
