@@ -38,7 +38,13 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         print(f"synthesis check {line[2:]}")
     print(f"wrote {result.json_file}, {result.markdown_file} and {result.page_file}")
     if result.status != "complete":
-        print(f"experiment {result.status}: run the same command again to go on (finished cells are kept)")
+        if result.status != "budget":
+            hint = "run"  # a failed cell is tried again
+        elif any(r.get("stopped_by") for r in result.cells):
+            hint = "raise the limit named above and run"
+        else:
+            hint = "raise experiment.max_calls / max_cost_usd and run"
+        print(f"experiment {result.status}: {hint} the same command again to go on (finished cells are kept)")
     return 0 if result.status == "complete" else 1
 
 

@@ -198,6 +198,18 @@ def _run(
             estimate["total"],
             settings.max_calls,
         )
+    for cell in grid:
+        own = cell_config(base, cell.overrides(0)).optimize.max_calls
+        need = estimate["optimize"][cell.id]
+        if own is not None and need > own:
+            log.warning(
+                "warning: experiment: cell %s (%s) optimizes in about %d LM calls and its optimize.max_calls is %d: it "
+                "may stop before its optimizer finishes (raise optimize.max_calls, or shrink the optimizer's settings)",
+                cell.id,
+                cell.label,
+                need,
+                own,
+            )
     examples = {}
     # the examples synthesis takes references side by side: should it reach its size early, every side has some
     ordered = interleaved([test_refs, val_refs, train_refs])
@@ -600,6 +612,11 @@ def _run_cell(
         )
         log.warning("warning: experiment: cell %s %s", cell.id, row["error"])
         return row
+    # the cell's own limit binds where it is below what the experiment leaves: a stop there is the cell's to lift
+    limits = (("max_calls", cfg.optimize.max_calls, opt_calls), ("max_cost_usd", cfg.optimize.max_cost_usd, opt_cost))
+    own_limit = [
+        f"optimize.{name} = {own}" for name, own, left in limits if own is not None and (left is None or own <= left)
+    ]
     data = cfg.model_dump(mode="json")
     data["optimize"]["out"] = str(cell_dir / "optimize")
     data["optimize"]["max_calls"] = _least(cfg.optimize.max_calls, opt_calls)
@@ -624,6 +641,8 @@ def _run_cell(
     except Exception as err:  # noqa: BLE001 - one cell's failure (a budget, a provider, MLflow) leaves the grid going
         budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
         row.update(status="budget" if budget else "failed", error=f"{type(err).__name__}: {first_line(err)}")
+        if budget and own_limit and not isinstance(err, BudgetStop):  # its optimization, not the test judging
+            row["stopped_by"] = " and ".join(own_limit)
         row["usage"] = spend.of(part)
         row["optimize_usage"], row["eval_usage"] = spend.part(f"{part}:optimize"), spend.part(f"{part}:test")
         row["wall_s"] = round(time.monotonic() - started, 3)
@@ -664,7 +683,7 @@ def _estimate(
     baseline's and each cell's (its optimizer's estimated program runs, each scored, plus scoring before and after
     on validation and the test examples, and the synthesis check at the config's calls per sample plus judging), a
     program run costing one call per predictor plus the judge's calls."""
-    out: dict[str, Any] = {"examples": 0, "baselines": 0, "cells": {}}
+    out: dict[str, Any] = {"examples": 0, "baselines": 0, "cells": {}, "optimize": {}}
     seen: set[str] = set()
     for cell in grid:
         cfg = cell_config(base, cell.overrides(0))
@@ -697,7 +716,8 @@ def _estimate(
             n_val=n["val"],
         )
         runs = OPTIMIZERS.get(opt.optimizer).estimated_runs(s, predictors)
-        out["cells"][cell.id] = (runs + 2 * n["val"] + n["test"]) * per_run + check
+        out["optimize"][cell.id] = (runs + 2 * n["val"]) * per_run  # what optimize.max_calls caps
+        out["cells"][cell.id] = out["optimize"][cell.id] + n["test"] * per_run + check
     out["total"] = out["examples"] + out["baselines"] + sum(out["cells"].values())
     return out
 
@@ -782,12 +802,19 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
 
 def unfinished_lines(result: ExperimentResult) -> list[str]:
     """Why each cell that did not finish stopped, one line each: said below the table, so that an error's length does
-    not widen the table's first column."""
-    return [
-        f"- {r['label']}: {r.get('status')}: {r.get('error') or 'no detail'}"
-        for r in result.cells
-        if r.get("status") != "done"
-    ]
+    not widen the table's first column. A cell its own optimize limit stopped says that the limit is its own."""
+    out = []
+    for r in result.cells:
+        if r.get("status") == "done":
+            continue
+        line = f"- {r['label']}: {r.get('status')}: {r.get('error') or 'no detail'}"
+        if r.get("stopped_by"):
+            line += (
+                f" [the cell's own {r['stopped_by']} stopped it, not the experiment's budget: raise it and run the "
+                "same command (what the cell paid is in its cache)]"
+            )
+        out.append(line)
+    return out
 
 
 def _score_text(row: dict[str, Any]) -> str:

@@ -282,6 +282,7 @@ def test_one_budget_covers_the_whole_experiment_and_a_larger_one_goes_on(server_
     code, out, err = refed("experiment", "--config", str(path))
     assert code == 1, err
     assert "about" in err and "experiment.max_calls is 700" in err  # the estimate, before any call
+    assert "experiment budget: raise experiment.max_calls / max_cost_usd and run the same command again" in out
     served = _served(teacher, judge)
     result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     assert served == result["usage"]["calls"] <= 700
@@ -376,10 +377,16 @@ def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_facto
     table = out.split("\ntest examples ")[0].splitlines()
     row = next(line for line in table if line.startswith(cell["label"]))
     assert row.startswith(f"{cell['label']} (budget, see below)") and cell["error"] not in row
-    assert f"{cell['label']}: budget: {cell['error']}" in table
+    assert any(line.startswith(f"{cell['label']}: budget: {cell['error']}") for line in table)
     assert all(len(line) <= len(table[0]) for line in table[:3])  # the header is as wide as the rows
     md = (tmp_path / "exp" / "experiment.md").read_text()
     assert f"## Cells that did not finish\n\n- {cell['label']}: budget: {cell['error']}" in md
+    # the limit that stopped it is the cell's own, said before any call and after: the same command alone would not
+    # finish it
+    assert cell["stopped_by"] == "optimize.max_calls = 40"
+    assert "its optimize.max_calls is 40: it may stop before its optimizer finishes" in err
+    assert "the cell's own optimize.max_calls = 40 stopped it, not the experiment's budget" in out
+    assert "experiment budget: raise the limit named above and run the same command again" in out
 
 
 def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
