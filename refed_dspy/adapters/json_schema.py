@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from typing import Any
 
@@ -33,10 +34,20 @@ def _key_line(name: str, field: FieldInfo, schema_shown: bool) -> str:
     return f'- "{name}" ({need})'
 
 
+def schema_name(signature: type[dspy.Signature]) -> str:
+    """The response_format's name: the output fields' names (OpenAI's pattern, at most 64 characters). Not the class
+    name: DSPy rebuilds a signature whose instructions are set (a loaded or an optimized program) as
+    `StringSignature`, so the same prompts would go out as different requests, and the cache would not know them."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", "_".join(signature.output_fields)) or "outputs"
+    if len(name) > 64:
+        name = f"{name[:55]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return name
+
+
 @functools.lru_cache(maxsize=512)
 def response_format(signature: type[dspy.Signature], dialect: str) -> dict[str, Any]:
     """The `response_format` that asks for `signature`'s outputs as a JSON schema in `dialect`."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", signature.__name__)[:64] or "outputs"
+    name = schema_name(signature)
     return {
         "type": "json_schema",
         "json_schema": {"name": name, "strict": True, "schema": schema_for(output_schema(signature), dialect)},

@@ -239,3 +239,32 @@ def test_the_schema_is_not_paid_for_twice_where_the_provider_shows_it_to_the_mod
     # both still list every output with its type and bounds
     for text in (shown, kept):
         assert "`analysis` (Analysis)" in text and "Constraints: 1 to 24000 characters" in text
+
+
+def test_a_loaded_program_asks_exactly_what_the_program_asked(server_factory):
+    """DSPy rebuilds a signature whose instructions are set (a loaded or an optimized program) as `StringSignature`.
+    The request must not carry the class name, or the same prompts go out as new requests that the cache does not
+    know: an experiment's GEPA cell that returned its program unchanged was judged anew (+0.02 against its own
+    baseline, where a kept program must differ by exactly 0)."""
+    from refed_dspy.adapters.json_schema import schema_name
+    from refed_dspy.clients.lm import build_lm
+    from refed_dspy.programs import RespondAndImprove
+    from refed_dspy.signatures import GenerateResponse
+
+    assert (
+        schema_name(GenerateResponse) == schema_name(GenerateResponse.with_instructions("Other words.")) == "response"
+    )
+    assert len(schema_name(pointwise_signature([f"criterion_number_{i}" for i in range(9)]))) == 64
+    srv = server_factory()
+    spec = LMSpec(model="openai/m", api_base=srv.api_base, api_key_env="", adapter="json_schema", temperature=1.0)
+    lm, adapter = build_lm(spec, "teacher"), build_adapter(spec)
+    program = RespondAndImprove()
+    loaded = RespondAndImprove()
+    loaded.load_state(program.dump_state())
+    assert [p.signature.__name__ for p in loaded.predictors()] == ["StringSignature"] * 2
+    inputs = {"reference_instruction": "Name a prime.", "reference_response": "7 is prime.", "instruction": "Why?"}
+    with dspy.context(lm=lm, adapter=adapter):
+        program(**inputs, feedback="Be brief.")
+        sent = len(read_log(srv.cfg.log_path))
+        loaded(**inputs, feedback="Be brief.")
+    assert sent == 2 and len(read_log(srv.cfg.log_path)) == sent  # the loaded program's asks came from the cache
