@@ -122,6 +122,14 @@ def _example_text(ex: Any) -> str:
     return f"**Reference:** {Reference.coerce(ex.reference).instruction}"
 
 
+def same_prompts(a: dspy.Module, b: dspy.Module) -> bool:
+    """Whether two programs ask their LMs the same things: the same predictors with the same signatures (instructions,
+    fields) and demos."""
+    return [(n, p.dump_state()) for n, p in a.named_predictors()] == [
+        (n, p.dump_state()) for n, p in b.named_predictors()
+    ]
+
+
 def prediction_text(pred: Any) -> str:
     """What a prediction of any target produced, as text: the final response; the proposed instructions; or the
     first samples of a pipeline."""
@@ -455,7 +463,11 @@ def optimize(
                     "judge": config.judge.model if judge is not None else None,
                 }
                 kept, candidate_path = "compiled", None
-                if result["score_after"] < result["score_before"]:
+                if same_prompts(result["program"], baseline):
+                    # the optimizer returned what it was given (GEPA may): the result is the program we started from
+                    kept = "baseline"
+                    result = {**result, "program": baseline}
+                elif result["score_after"] < result["score_before"]:
                     # the compiled program is worse on the validation set: the result is the one we started from
                     kept = "baseline"
                     candidate_path = save_program(

@@ -9,6 +9,7 @@ import json
 import dspy
 import pytest
 from conftest import run_overrides
+from dspy.teleprompt import Teleprompter
 from loopback_server import read_log
 
 import refed_dspy
@@ -167,6 +168,32 @@ def test_a_program_that_got_worse_keeps_the_baseline(server_factory, tmp_path):
     assert json.loads((out / "optimize_summary.json").read_text())["candidate_program"] == str(
         out / "program.candidate.json"
     )
+
+
+class RewritesNothing(Teleprompter):
+    """Gives the program back with every instruction set to what it was, as GEPA may: each signature is rebuilt (DSPy
+    names it StringSignature) and asks exactly what it asked before."""
+
+    def compile(self, student, *, trainset, valset=None, **kwargs):
+        program = student.deepcopy()
+        for predictor in program.predictors():
+            predictor.signature = predictor.signature.with_instructions(predictor.signature.instructions)
+        return program
+
+
+def test_a_program_given_back_unchanged_is_the_baseline_and_scores_as_it(server_factory, tmp_path):
+    """Its validation score after equals the one before (the same requests, answered from the run's cache), and the
+    result is the program we started from: an experiment scores it as its baseline, a difference of exactly 0."""
+    srv = server_factory()
+    start = RespondAndImprove()
+    result = refed_dspy.optimize(
+        cfg(srv, tmp_path), program=start, trainset=examples(), metric=length_metric, optimizer=RewritesNothing()
+    )
+    assert result.program is start and result.extra["kept"] == "baseline"
+    assert result.score_after == result.score_before
+    # every request of the scoring after was one of the scoring before: the server saw each body once
+    bodies = [e["sha"] for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+    assert bodies and len(bodies) == len(set(bodies))
 
 
 def test_public_surface():
