@@ -393,8 +393,11 @@ def _examples(
                 summary.get("exhausted") or "see its rejects.jsonl",
             )
         elif summary.get("status") != "complete":
+            how = {"budget": "was stopped by the experiment's budget"}.get(
+                summary.get("status"), f"ended {summary.get('status')}"
+            )
             raise FinishedShort(
-                f"the examples synthesis into {rd.path} ended {summary.get('status')} with {summary.get('samples')} of "
+                f"the examples synthesis into {rd.path} {how} with {summary.get('samples')} of "
                 f"{settings.examples} samples; every cell must see the same examples, so none started (raise "
                 "experiment.max_calls, or see its rejects.jsonl; the same command goes on)"
             )

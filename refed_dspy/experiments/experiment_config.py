@@ -21,7 +21,7 @@ class ExperimentSettings(Section):
     name: str = Field("experiment", description="A name for the experiment (its MLflow parent run, its page).")
     out: str = Field("experiments/experiment", description="The experiment's directory: examples, cells, results.")
     base: str | None = Field(None, description="A config file to start from, relative to the experiment file.")
-    grid: dict[str, list[Any]] = Field(
+    grid: dict[str, Any] = Field(  # a list per path, checked below with a message that says so
         default_factory=dict,
         description='Config paths and the values each takes, e.g. "optimize.optimizer" = ["bootstrap", '
         '"miprov2"]; a table value sets the keys under its path (teacher = [{model = ..., api_base = ...}]). '
@@ -75,10 +75,12 @@ class ExperimentSettings(Section):
 
     @field_validator("grid")
     @classmethod
-    def _grid_paths(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def _grid_paths(cls, grid: dict[str, Any]) -> dict[str, list[Any]]:
         for path, values in grid.items():
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"grid {path!r} must be a non-empty list of values")
+            if not isinstance(values, list):
+                raise ValueError(f"{path!r} must be a list of the values it takes: write [{json.dumps(values)}]")
+            if not values:
+                raise ValueError(f"{path!r} must be a non-empty list of values")
             if path == "optimize.seed":
                 raise ValueError("the grid cannot set optimize.seed: repeats set it")
         return grid
@@ -110,10 +112,10 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tup
     try:
         settings = ExperimentSettings.model_validate(table)
     except ValidationError as err:
-        raise ConfigError("[experiment]: " + "; ".join(describe_errors(err.errors()))) from None
+        raise ConfigError("[experiment]: " + "; ".join(describe_errors(err.errors(), ExperimentSettings))) from None
     if settings.base:
         base_path = (Path(path).parent / settings.base).resolve()
-        data = _merge(_read_toml(base_path), data)
+        data = _merge(_read_toml(base_path, "experiment.base: the config file"), data)
     config_from_dict(data)  # the base must be a valid run config
     return settings, data
 
@@ -126,11 +128,11 @@ def cell_config(base: dict[str, Any], values: dict[str, Any]) -> Config:
         raise ConfigError(f"experiment cell {values}: {err}") from None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path, what: str = "experiment file") -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"experiment file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read {path}: {err}") from None
     except tomllib.TOMLDecodeError as err:

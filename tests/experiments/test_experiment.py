@@ -141,6 +141,22 @@ def test_a_bad_experiment_file_is_one_line(server_factory, tmp_path):
         experiment(path)
     code, _, err = refed("experiment", "--config", str(path))
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # what a user gets wrong in the [experiment] table is named in its terms
+    for grid, settings, said in [
+        (
+            {"optimize.optimizer": "bootstrap"},
+            {},
+            """grid: 'optimize.optimizer' must be a list of the values it takes: write ["bootstrap"]""",
+        ),
+        (
+            {"optimize.optimizer": ["bootstrap"]},
+            {"repeat": 2},
+            "[experiment]: unknown key 'repeat'; did you mean 'repeats'?",
+        ),
+        ({"optimize.optimizer": ["bootstrap"]}, {"base": "nope.toml"}, "experiment.base: the config file not found:"),
+    ]:
+        code, _, err = refed("experiment", "--config", str(write_experiment(tmp_path, srv, srv, grid, **settings)))
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
     # a cost budget needs every LM's price, before any call
     path = write_experiment(tmp_path, srv, srv, {"optimize.optimizer": ["bootstrap"]}, max_cost_usd=1.0)
     code, _, err = refed("experiment", "--config", str(path), "--set", "judge.model='openai/unpriced-x'")
