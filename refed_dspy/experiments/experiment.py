@@ -49,6 +49,7 @@ from refed_dspy.experiments.grid import Cell, cells
 from refed_dspy.experiments.optimize import examples_config, optimize, target_program
 from refed_dspy.experiments.spend import Spend, total_of
 from refed_dspy.experiments.stats import detectable_difference, paired_difference, unpaired_difference
+from refed_dspy.methods import get_method
 from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
@@ -679,6 +680,16 @@ def _run_cell(
     return row
 
 
+def examples_calls(cfg: Config, size: int, n_refs: int) -> int:
+    """LM calls the examples synthesis should make (repairs and rejects aside): each kind of task the refed method runs
+    for `size` samples at one instruction per feature, times the calls it makes at most. (The run's own call cap,
+    synthesis.max_calls_per_sample x size, is a bound, not an estimate: 136 against 52 made in a trial.)"""
+    syn = examples_config(cfg, Path(cfg.run.dir), size).synthesis
+    method = get_method(syn.method)
+    counts, worst = method.work_counts(syn, n_refs), method.worst_calls(syn)
+    return sum(n * worst.get(kind, 0) for kind, n in counts.items())
+
+
 def _estimate(
     grid: list[Cell], base: dict[str, Any], settings: ExperimentSettings, references: list, sides: dict[str, list]
 ) -> dict[str, Any]:
@@ -694,8 +705,7 @@ def _estimate(
         if opt.target == "respond":
             n = {k: max(1, round(settings.examples * len(v) / len(references))) for k, v in sides.items()}
             if "respond" not in seen:
-                syn = cfg.synthesis
-                out["examples"] = int(syn.max_calls_per_sample * settings.examples + 2 * len(references))
+                out["examples"] = examples_calls(cfg, settings.examples, len(references))
         else:
             n = {k: len(v) for k, v in sides.items()}
         predictors = len(target_program(cfg).predictors())

@@ -305,6 +305,10 @@ def test_one_budget_covers_the_whole_experiment_and_a_larger_one_goes_on(server_
     statuses = [c["status"] for c in result["cells"]]
     assert result["status"] == "budget" and "done" in statuses and "budget" in statuses, statuses
     assert result["estimate"]["total"] > 700 and len(result["estimate"]["cells"]) == 3
+    # the examples synthesis is estimated from the method's tasks, not from the run's call cap (10 per sample: 3 times
+    # what it made)
+    made = json.loads((tmp_path / "exp" / "spent.json").read_text())["parts"]["examples"]["calls"]
+    assert 0.8 <= result["estimate"]["examples"] / made <= 1.25, (result["estimate"]["examples"], made)
     code, out, err = refed("experiment", "--config", str(path), "--set", "experiment.max_calls=5000")
     assert code == 0, err
     result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
