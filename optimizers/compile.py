@@ -50,6 +50,16 @@ def _proposer_note(text: str) -> bool:
     return bool(names) and names <= _PROPOSER_INPUTS
 
 
+# where DSPy logs each example a failed call left unscored: once our budget refuses calls, every example left says so
+_EXAMPLE_LOGGERS = ("dspy.utils.parallelizer", "dspy.teleprompt.bootstrap", "dspy.teleprompt.simba")
+
+
+def _budget_refusal(text: str) -> bool:
+    """DSPy's line for an example whose call our budget refused: the stop is said once, by the optimization's own
+    message (a trial user's MIPROv2 cell logged 1,919 such lines, each with the whole example)."""
+    return " budget of " in text and " is reached (" in text
+
+
 class OptimizationStopped(RunAborted):
     """The optimization stopped (its call or cost budget, or a metric or program that failed too often); no program
     is saved. `usage` and `budget_stop` (the budget's reason, None for another stop) are set by experiments.optimize.
@@ -278,24 +288,25 @@ def optimize(
                 "(check the judge: judge.model, judge.adapter, judge.max_tokens)"
             )
 
-    before, before_rows, errors = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
-    check_budget("while scoring the program before optimization")
-    _check_program(before_rows, errors, "while scoring the program before optimization")
-    student = program.deepcopy()
-    with dspy.context(lm=lm, adapter=adapter), dropping(("dspy.predict.predict",), _proposer_note):
-        try:
-            if instance is not None:
-                compiled = _compile_with(instance, student, trainset, valset)
-            else:
-                compiled = choice.compile(tp, student, trainset, valset, settings)
-        except Exception:
-            if budget is not None and budget.tripped:
-                check_budget("while compiling")
-            raise
-    check_budget("while compiling", most=True)
-    after, after_rows, errors = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
-    check_budget("while scoring the compiled program", most=True)
-    _check_program(after_rows, errors, "while scoring the compiled program")
+    with dropping(_EXAMPLE_LOGGERS, _budget_refusal):  # the budget's stop is said once, below
+        before, before_rows, errors = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
+        check_budget("while scoring the program before optimization")
+        _check_program(before_rows, errors, "while scoring the program before optimization")
+        student = program.deepcopy()
+        with dspy.context(lm=lm, adapter=adapter), dropping(("dspy.predict.predict",), _proposer_note):
+            try:
+                if instance is not None:
+                    compiled = _compile_with(instance, student, trainset, valset)
+                else:
+                    compiled = choice.compile(tp, student, trainset, valset, settings)
+            except Exception:
+                if budget is not None and budget.tripped:
+                    check_budget("while compiling")
+                raise
+        check_budget("while compiling", most=True)
+        after, after_rows, errors = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
+        check_budget("while scoring the compiled program", most=True)
+        _check_program(after_rows, errors, "while scoring the compiled program")
     failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
     name = optimizer if instance is None else type(instance).__name__
     return {
