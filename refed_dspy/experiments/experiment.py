@@ -68,7 +68,13 @@ from refed_dspy.store.split import interleaved, split_three
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
-from refed_dspy.tracking.experiment_runs import experiment_run, log_cell, register_champion, registered_name
+from refed_dspy.tracking.experiment_runs import (
+    experiment_run,
+    log_cell,
+    log_experiment,
+    register_champion,
+    registered_name,
+)
 
 log = logging.getLogger(__name__)
 POWER = 0.8
@@ -302,6 +308,24 @@ def _track(result: ExperimentResult, champion: dict | None, settings: Experiment
     (every figure is in experiment.json)."""
     result.mlflow_run_id = parent.info.run_id
     try:
+        diff = (champion or {}).get("difference") or {}
+        log_experiment(
+            result.mlflow_run_id,
+            {
+                "calls": result.usage["calls"],
+                "cost_usd": result.usage["cost_usd"],
+                "cells": len(result.cells),
+                "cells_done": sum(r.get("status") == "done" for r in result.cells),
+                "cells_significantly_better": sum(
+                    bool((r.get("difference") or {}).get("significant")) and r["difference"]["mean"] > 0
+                    for r in result.cells
+                ),
+                "test_examples": result.examples["test"],
+                "detectable_difference": result.detectable,
+                "champion_test_score": (champion or {}).get("test_mean"),
+                "champion_test_difference": diff.get("mean"),
+            },
+        )
         for row in result.cells:
             if row.get("status") == "done":
                 log_cell(row.get("mlflow_run_id"), row)

@@ -64,6 +64,16 @@ def log_cell(run_id: str | None, row: dict[str, Any]) -> None:
     )
 
 
+def log_experiment(run_id: str, figures: dict[str, float | None]) -> None:
+    """The experiment's own figures (calls, cost, cells finished, the champion's difference) as its parent run's
+    metrics, so that experiments compare in MLflow's run table; None values are left out."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items() if v is not None])
+
+
 def registered_name(name: str) -> str:
     """A Model Registry name from an experiment's name (letters, digits, '-', '_', '.')."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "refed-experiment"

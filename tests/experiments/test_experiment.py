@@ -185,6 +185,11 @@ def test_mlflow_holds_the_experiment_and_the_champion_drives_a_better_synthesis(
     assert parent.data.tags["refed.kind"] == "experiment" and parent.data.params["experiment.repeats"] == "1"
     assert {a.path for a in client.list_artifacts(result.mlflow_run_id)} >= {"experiment.json", "experiment.md"}
     cell = result.cells[0]
+    # the experiment's own figures are its parent run's metrics, so experiments compare in MLflow's run table
+    figures = parent.data.metrics
+    assert figures["calls"] == result.usage["calls"] and figures["cells_done"] == figures["cells"] == 1
+    assert figures["champion_test_difference"] == pytest.approx(cell["difference"]["mean"])
+    assert figures["cells_significantly_better"] == 1 and figures["test_examples"] == result.examples["test"]
     child = client.get_run(cell["mlflow_run_id"])
     assert child.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
     assert child.data.params["cell.values.optimize.optimizer"] == "bootstrap"
