@@ -8,6 +8,7 @@ import html
 from typing import Any
 
 from refed_dspy.diff import word_diff
+from refed_dspy.experiments.stats import significantly_better, significantly_worse
 from refed_dspy.money import usd
 
 W, H, PAD = 720, 360, 56
@@ -78,7 +79,7 @@ def chart(cells: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
     for cell, x in zip(done, xs, strict=True):
         d = cell.get("difference") or {}
         # green: significantly better than the baseline; red: significantly worse; grey: not told apart from it
-        color = ("#1a7f37" if d["mean"] > 0 else "#cf222e") if d.get("significant") else "#555"
+        color = "#1a7f37" if significantly_better(d) else "#cf222e" if significantly_worse(d) else "#555"
         cx, cy = px(x), py(cell["test_mean"])
         if d and cell.get("baseline_mean") is not None:
             lo, hi = py(cell["baseline_mean"] + d["ci_low"]), py(cell["baseline_mean"] + d["ci_high"])

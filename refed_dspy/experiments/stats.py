@@ -6,25 +6,30 @@ from __future__ import annotations
 import functools
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist, fmean, stdev
+from typing import Any
 
 
 @dataclass(frozen=True)
 class PairedDifference:
     """`mean` difference (candidate minus baseline: of per-example differences, or of two groups' means), with its
-    `level` bootstrap interval."""
+    `level` bootstrap interval. `least_p`: the smallest p-value any permutation test of these units could give (all
+    of one sign, or the groups wholly apart), so that ties cannot make a handful of units significant."""
 
     n: int
     mean: float
     low: float
     high: float
     level: float
+    least_p: float = 0.0
 
     @property
     def significant(self) -> bool:
-        """The interval excludes 0: the difference is not noise at this level."""
-        return self.n > 1 and (self.low > 0 or self.high < 0)
+        """The interval excludes 0, and there are enough units for any test to tell them from noise at this level
+        (judge scores are discrete: 2 references both +0.25 have an interval of width 0)."""
+        return self.n > 1 and self.least_p < 1 - self.level and (self.low > 0 or self.high < 0)
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return {
@@ -79,7 +84,7 @@ def _widest(boot: tuple[float, float], mean: float, se: float, level: float, df:
     handful of units cannot reach past their smallest and largest value, however far out the tail is read: with 3 test
     references the expanded interval was their range, and called noise significant in 26% of null draws at a 97.5%
     level. The t interval is the floor a small sample needs."""
-    half = t_quantile(1 - (1 - level) / 2, max(1, round(df))) * se
+    half = t_quantile(1 - (1 - level) / 2, max(1, math.floor(df))) * se  # fewer degrees of freedom: wider
     return min(boot[0], mean - half), max(boot[1], mean + half)
 
 
@@ -114,14 +119,14 @@ def paired_difference(
     parts = [(sum(v), len(v)) for v in clusters.values()]
     n = len(parts)
     if n == 1:
-        return PairedDifference(1, mean, mean, mean, level)
+        return PairedDifference(1, mean, mean, mean, level, 1.0)
     rng = random.Random(seed)
     means = []
     for _ in range(resamples):
         drawn = rng.choices(parts, k=n)
         means.append(sum(t for t, _ in drawn) / sum(k for _, k in drawn))
     low, high = _widest(_interval(means, expanded_tail(level, n)), mean, _ratio_se(parts, mean), level, n - 1)
-    return PairedDifference(n, mean, low, high, level)
+    return PairedDifference(n, mean, low, high, level, least_p=min(1.0, 2 * 0.5**n))  # a sign flip per unit
 
 
 def unpaired_difference(
@@ -135,7 +140,7 @@ def unpaired_difference(
     mean = fmean(candidate) - fmean(baseline)
     n = min(len(candidate), len(baseline))
     if n == 1:
-        return PairedDifference(1, mean, mean, mean, level)
+        return PairedDifference(1, mean, mean, mean, level, 1.0)
     rng = random.Random(seed)
     means = [
         fmean(rng.choices(candidate, k=len(candidate))) - fmean(rng.choices(baseline, k=len(baseline)))
@@ -143,10 +148,22 @@ def unpaired_difference(
     ]
     va, vb = stdev(candidate) ** 2 / len(candidate), stdev(baseline) ** 2 / len(baseline)
     se = math.sqrt(va + vb)
-    # Welch-Satterthwaite degrees of freedom (two equal-variance groups of one value each: nothing to go on)
-    df = (va + vb) ** 2 / (va**2 / (len(candidate) - 1) + vb**2 / (len(baseline) - 1)) if va + vb else n - 1
+    # Welch-Satterthwaite degrees of freedom; two groups each of one repeated value have none to go on
+    spread_of_spread = va**2 / (len(candidate) - 1) + vb**2 / (len(baseline) - 1)
+    df = (va + vb) ** 2 / spread_of_spread if spread_of_spread > 0 else n - 1
     low, high = _widest(_interval(means, expanded_tail(level, n)), mean, se, level, df)
-    return PairedDifference(n, mean, low, high, level)
+    least_p = min(1.0, 2 / math.comb(len(candidate) + len(baseline), len(candidate)))  # the groups wholly apart
+    return PairedDifference(n, mean, low, high, level, least_p)
+
+
+def significantly_better(d: Mapping[str, Any] | None) -> bool:
+    """Whether a difference (`PairedDifference.as_dict()`) is significant and in the candidate's favour."""
+    return bool(d) and bool(d.get("significant")) and d["mean"] > 0
+
+
+def significantly_worse(d: Mapping[str, Any] | None) -> bool:
+    """Whether a difference (`PairedDifference.as_dict()`) is significant and against the candidate."""
+    return bool(d) and bool(d.get("significant")) and d["mean"] < 0
 
 
 def detectable_difference(n: int, sd: float, level: float = 0.95, power: float = 0.8) -> float:

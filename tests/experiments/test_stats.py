@@ -115,3 +115,18 @@ def test_the_interval_is_never_narrower_than_the_t_interval():
     assert d.low < 0 and not d.significant
     many = paired_difference(diffs * 10, [0.0] * 30, 0.975)  # 30 units of the same: now it is significant
     assert many.significant and many.low > 0.1
+
+
+def test_tied_scores_of_a_handful_of_references_are_not_significant():
+    """Judge scores are discrete: 2 references both 0.25 better have a zero-width interval. Fewer units than any
+    permutation test needs to reject at the level (2 x 0.5^n paired, 2 / C(n1 + n2, n1) unpaired) are never
+    significant; enough of the same are."""
+    assert not paired_difference([0.5, 0.5], [0.25, 0.25], 0.975).significant
+    assert not paired_difference([0.5] * 6, [0.25] * 6, 0.975).significant  # 2 x 0.5^6 = 0.031 > 0.025
+    assert paired_difference([0.5] * 7, [0.25] * 7, 0.975).significant
+    groups = [str(i // 2) for i in range(10)]  # 5 references of 2 examples each: 5 units, too few
+    assert not paired_difference([0.5] * 10, [0.25] * 10, 0.975, groups=groups).significant
+    assert not unpaired_difference([7.0] * 3, [5.0] * 3, 0.95).significant  # 2 / C(6, 3) = 0.1
+    assert unpaired_difference([7.0] * 5, [5.0] * 5, 0.95).significant  # 2 / C(10, 5) = 0.008
+    # two groups of one repeated value each, at magnitudes where the variances underflow: no division by zero
+    assert unpaired_difference([1e-160, 2e-160], [1e-160, 1e-160]).n == 2
