@@ -38,9 +38,13 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         print(f"synthesis check {line[2:]}")
     print(f"wrote {result.json_file}, {result.markdown_file} and {result.page_file}")
     if result.status != "complete":
+        own = any(r.get("stopped_by") for r in result.cells)
+        experiments = any(r.get("status") == "budget" and not r.get("stopped_by") for r in result.cells)
         if result.status != "budget":
             hint = "run"  # a failed cell is tried again
-        elif any(r.get("stopped_by") for r in result.cells):
+        elif own and experiments:
+            hint = "raise the cells' own limits named above and experiment.max_calls / max_cost_usd, and run"
+        elif own:
             hint = "raise the limit named above and run"
         else:
             hint = "raise experiment.max_calls / max_cost_usd and run"

@@ -48,7 +48,13 @@ from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.grid import Cell, cells
 from refed_dspy.experiments.optimize import examples_config, optimize, target_program
 from refed_dspy.experiments.spend import Spend, total_of
-from refed_dspy.experiments.stats import detectable_difference, paired_difference, unpaired_difference
+from refed_dspy.experiments.stats import (
+    detectable_difference,
+    paired_difference,
+    significantly_better,
+    significantly_worse,
+    unpaired_difference,
+)
 from refed_dspy.methods import get_method
 from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import evaluate_detailed
@@ -256,7 +262,7 @@ def _run(
         rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
         # the champion is chosen on validation among the cells that beat their baseline on the test set, so that its
         # test score is not the maximum of several noisy ones
-        winners = [r for r in rows if (r.get("difference") or {}).get("significant") and r["difference"]["mean"] > 0]
+        winners = [r for r in rows if significantly_better(r.get("difference"))]
         champion = max(winners, key=lambda r: (r.get("val_after") or 0.0, r["test_mean"]), default=None)
         n_test = len(next(iter(examples.values()))["test"])
         detectable = detectable_difference(n_test, settings.assumed_sd, cell_level, POWER)
@@ -308,24 +314,6 @@ def _track(result: ExperimentResult, champion: dict | None, settings: Experiment
     (every figure is in experiment.json)."""
     result.mlflow_run_id = parent.info.run_id
     try:
-        diff = (champion or {}).get("difference") or {}
-        log_experiment(
-            result.mlflow_run_id,
-            {
-                "calls": result.usage["calls"],
-                "cost_usd": result.usage["cost_usd"],
-                "cells": len(result.cells),
-                "cells_done": sum(r.get("status") == "done" for r in result.cells),
-                "cells_significantly_better": sum(
-                    bool((r.get("difference") or {}).get("significant")) and r["difference"]["mean"] > 0
-                    for r in result.cells
-                ),
-                "test_examples": result.examples["test"],
-                "detectable_difference": result.detectable,
-                "champion_test_score": (champion or {}).get("test_mean"),
-                "champion_test_difference": diff.get("mean"),
-            },
-        )
         for row in result.cells:
             if row.get("status") == "done":
                 log_cell(row.get("mlflow_run_id"), row)
@@ -336,6 +324,24 @@ def _track(result: ExperimentResult, champion: dict | None, settings: Experiment
             )
     except Exception as err:  # noqa: BLE001 - tracking must not lose a finished experiment
         log.warning("warning: MLflow tracking of the experiment failed (%s: %s)", type(err).__name__, first_line(err))
+    diff = (champion or {}).get("difference") or {}
+    figures = {
+        "calls": result.usage["calls"],
+        "cost_usd": result.usage["cost_usd"],
+        "cells": len(result.cells),
+        "cells_done": sum(r.get("status") == "done" for r in result.cells),
+        "cells_significantly_better": sum(significantly_better(r.get("difference")) for r in result.cells),
+        "test_examples": result.examples["test"],
+        "detectable_difference": result.detectable,
+        "champion_test_score": (champion or {}).get("test_mean"),
+        "champion_test_difference": diff.get("mean"),
+    }
+    try:  # apart: a failure here must not keep the champion from the registry
+        log_experiment(result.mlflow_run_id, figures)
+    except Exception as err:  # noqa: BLE001 - every figure is in experiment.json
+        log.warning(
+            "warning: MLflow: the experiment's figures were not logged (%s: %s)", type(err).__name__, first_line(err)
+        )
 
 
 def _log_leaderboard(run_id: str, paths: list[Path]) -> None:
@@ -354,7 +360,7 @@ def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> 
     for cell in grid:
         row = read_json(out / "cells" / cell.id / "cell.json")
         cfg = cell_config(base, cell.overrides(cell_config(base, {}).optimize.seed))
-        if row.get("status") == "done" and row.get("config_hash") != _config_hash(cfg):
+        if row.get("status") == "done" and row.get("config_hash") not in (_config_hash(cfg), _config_hash(cfg, True)):
             raise ConfigError(
                 f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings changed "
                 "since): its scores would be compared with another baseline's; give experiment.out a new directory"
@@ -579,9 +585,25 @@ def _synthesis_check(
     return {"mean": judged.get("mean_score"), "samples": summary.get("samples"), "scores": scores, "usage": usage}
 
 
-def _config_hash(cfg: Config) -> str:
-    """What a finished cell's figures depend on: its whole config (before the experiment points it at its dirs)."""
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+# what may change after a cell finished without changing its figures: the limits on spending (raising the one that
+# stopped another cell must not refuse the finished ones) and how progress is shown
+_NOT_FIGURES = {
+    "optimize": ("max_calls", "max_cost_usd"),
+    "synthesis": ("max_calls", "max_cost_usd", "max_calls_per_sample"),
+    "judging": ("max_calls", "max_cost_usd"),
+    "run": ("progress", "progress_every_s", "stop_grace_s"),
+}
+
+
+def _config_hash(cfg: Config, whole: bool = False) -> str:
+    """What a finished cell's figures depend on: its config (before the experiment points it at its dirs) but for
+    its spending limits and progress display (`whole`: all of it, as cells finished by earlier versions hold)."""
+    data = cfg.model_dump(mode="json")
+    if not whole:
+        for section, keys in _NOT_FIGURES.items():
+            for key in keys:
+                data.get(section, {}).pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
@@ -597,6 +619,21 @@ def _cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
         "teacher": cfg.teacher.model,
         "baseline": bkey,
     }
+
+
+def own_limit_that_stopped(
+    tripped: str, max_calls: int | None, max_cost_usd: float | None, calls_left: int | None, cost_left: float | None
+) -> str | None:
+    """The cell's own optimize limit that stopped it, or None when what the experiment left was the tighter one (or
+    the stop was another): `tripped` is the ledger's reason (engine/budget.py words it), the limits the cell's own,
+    the lefts what the experiment's budget allowed when the cell started."""
+    for phrase, name, own, left in (
+        ("the LM-call budget of ", "max_calls", max_calls, calls_left),
+        ("the cost budget of ", "max_cost_usd", max_cost_usd, cost_left),
+    ):
+        if phrase in tripped and own is not None and (left is None or own < left):
+            return f"optimize.{name} = {own}"
+    return None
 
 
 def _unstarted(cell: Cell, cfg: Config, bkey: str, why: str) -> dict[str, Any]:
@@ -640,11 +677,7 @@ def _run_cell(
         )
         log.warning("warning: experiment: cell %s %s", cell.id, row["error"])
         return row
-    # the cell's own limit binds where it is below what the experiment leaves: a stop there is the cell's to lift
-    limits = (("max_calls", cfg.optimize.max_calls, opt_calls), ("max_cost_usd", cfg.optimize.max_cost_usd, opt_cost))
-    own_limit = [
-        f"optimize.{name} = {own}" for name, own, left in limits if own is not None and (left is None or own <= left)
-    ]
+    own = (cfg.optimize.max_calls, cfg.optimize.max_cost_usd)  # before the experiment's leftovers are folded in
     data = cfg.model_dump(mode="json")
     data["optimize"]["out"] = str(cell_dir / "optimize")
     data["optimize"]["max_calls"] = _least(cfg.optimize.max_calls, opt_calls)
@@ -669,8 +702,10 @@ def _run_cell(
     except Exception as err:  # noqa: BLE001 - one cell's failure (a budget, a provider, MLflow) leaves the grid going
         budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
         row.update(status="budget" if budget else "failed", error=f"{type(err).__name__}: {first_line(err)}")
-        if budget and own_limit and not isinstance(err, BudgetStop):  # its optimization, not the test judging
-            row["stopped_by"] = " and ".join(own_limit)
+        if budget and not isinstance(err, BudgetStop):  # its optimization's ledger, not the test judging's
+            mine = own_limit_that_stopped(getattr(err, "budget_stop", None) or "", *own, opt_calls, opt_cost)
+            if mine:
+                row["stopped_by"] = mine
         row["usage"] = spend.of(part)
         row["optimize_usage"], row["eval_usage"] = spend.part(f"{part}:optimize"), spend.part(f"{part}:test")
         row["wall_s"] = round(time.monotonic() - started, 3)
@@ -704,14 +739,18 @@ def _run_cell(
     return row
 
 
-def examples_calls(cfg: Config, size: int, n_refs: int) -> int:
-    """LM calls the examples synthesis should make (repairs and rejects aside): each kind of task the refed method runs
-    for `size` samples at one instruction per feature, times the calls it makes at most. (The run's own call cap,
-    synthesis.max_calls_per_sample x size, is a bound, not an estimate: 136 against 52 made in a trial.)"""
-    syn = examples_config(cfg, Path(cfg.run.dir), size).synthesis
+def synthesis_calls(syn: Any, n_refs: int) -> int:
+    """LM calls a synthesis run of `syn` (a [synthesis] section) on `n_refs` references should make, repairs and
+    rejects aside: each kind of task its method runs, times the calls that task makes at most. (The run's own call
+    cap, synthesis.max_calls_per_sample x size, is a bound, not an estimate: 136 against 52 made in a trial.)"""
     method = get_method(syn.method)
     counts, worst = method.work_counts(syn, n_refs), method.worst_calls(syn)
     return sum(n * worst.get(kind, 0) for kind, n in counts.items())
+
+
+def examples_calls(cfg: Config, size: int, n_refs: int) -> int:
+    """LM calls the examples synthesis should make: `size` refed samples at one instruction per feature."""
+    return synthesis_calls(examples_config(cfg, Path(cfg.run.dir), size).synthesis, n_refs)
 
 
 def _estimate(
@@ -734,7 +773,12 @@ def _estimate(
             n = {k: len(v) for k, v in sides.items()}
         predictors = len(target_program(cfg).predictors())
         per_run = predictors + (JUDGE_CALLS_RESPOND if opt.target == "respond" else 2)
-        check = int(settings.synthesize * (cfg.synthesis.max_calls_per_sample + JUDGE_CALLS_RESPOND))
+        check_run = cfg.synthesis.model_copy(update={"size": settings.synthesize})
+        check = (
+            synthesis_calls(check_run, len(sides["test"])) + settings.synthesize * JUDGE_CALLS_RESPOND
+            if settings.synthesize
+            else 0
+        )
         bkey = _baseline_key(cfg)
         if bkey not in seen:
             out["baselines"] += n["test"] * per_run + check
@@ -787,9 +831,7 @@ def _verdict(d: dict[str, Any]) -> str:
     """Whether a difference is significant, and on which side: a cell that is significantly worse is not a winner."""
     if not d:
         return ""
-    if not d.get("significant"):
-        return "no"
-    return "yes, better" if d["mean"] > 0 else "yes, worse"
+    return "yes, better" if significantly_better(d) else "yes, worse" if significantly_worse(d) else "no"
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -928,6 +970,12 @@ def synthesis_lines(result: ExperimentResult) -> list[str]:
             out.append(
                 f"- {r['label']}: judged mean {_num(syn['mean'], 3)} ({syn['samples']} samples), {d['mean']:+.3f} "
                 f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] against the baseline's samples, "
-                + (f"significantly {'better' if d['mean'] > 0 else 'worse'}" if d["significant"] else "not significant")
+                + (
+                    "significantly better"
+                    if significantly_better(d)
+                    else "significantly worse"
+                    if significantly_worse(d)
+                    else "not significant"
+                )
             )
     return out

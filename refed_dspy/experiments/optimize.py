@@ -123,8 +123,11 @@ def _example_text(ex: Any) -> str:
 
 
 def same_prompts(a: dspy.Module, b: dspy.Module) -> bool:
-    """Whether two programs ask their LMs the same things: the same predictors with the same signatures (instructions,
-    fields) and demos."""
+    """Whether two programs ask their LMs the same things: of one class, neither with a forward of its own (DSPy's
+    KNNFewShot returns the program with a new forward and its predictors as they were), and the same predictors
+    with the same signatures (instructions, fields) and demos."""
+    if type(a) is not type(b) or "forward" in vars(a) or "forward" in vars(b):
+        return False
     return [(n, p.dump_state()) for n, p in a.named_predictors()] == [
         (n, p.dump_state()) for n, p in b.named_predictors()
     ]
@@ -450,6 +453,10 @@ def optimize(
                     adapter=teacher_adapter,
                     log_root=str(out / "state"),
                 )
+                unchanged = same_prompts(result["program"], baseline)
+                if unchanged:  # the optimizer gave back what it was given (GEPA may): that program, as it scored
+                    unchanged_rows = {"after_rows": result["before_rows"], "score_after": result["score_before"]}
+                    result = {**result, "program": baseline, **unchanged_rows}
                 scores = {"score_before": result["score_before"], "score_after": result["score_after"]}
                 info = {
                     "optimizer": optimizer_name,
@@ -463,10 +470,8 @@ def optimize(
                     "judge": config.judge.model if judge is not None else None,
                 }
                 kept, candidate_path = "compiled", None
-                if same_prompts(result["program"], baseline):
-                    # the optimizer returned what it was given (GEPA may): the result is the program we started from
+                if unchanged:
                     kept = "baseline"
-                    result = {**result, "program": baseline}
                 elif result["score_after"] < result["score_before"]:
                     # the compiled program is worse on the validation set: the result is the one we started from
                     kept = "baseline"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import dspy
 import pytest
@@ -254,7 +255,8 @@ def test_a_loaded_program_asks_exactly_what_the_program_asked(server_factory):
     assert (
         schema_name(GenerateResponse) == schema_name(GenerateResponse.with_instructions("Other words.")) == "response"
     )
-    assert len(schema_name(pointwise_signature([f"criterion_number_{i}" for i in range(9)]))) == 64
+    long = schema_name(pointwise_signature([f"criterion_number_{i}" for i in range(9)]))
+    assert len(long) == 64 and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", long)  # OpenAI's rule for the name
     srv = server_factory()
     spec = LMSpec(model="openai/m", api_base=srv.api_base, api_key_env="", adapter="json_schema", temperature=1.0)
     lm, adapter = build_lm(spec, "teacher"), build_adapter(spec)

@@ -451,3 +451,42 @@ def test_calls_by_role_name_what_no_role_accounts_for():
     )
     assert _by_role({"calls": 3, "by_role": {"judge": {"calls": 2}, "teacher": {"calls": 1}}}) == "judge 2, teacher 1"
     assert _by_role({"calls": 5}) == "5" and _by_role({}) == "0"
+
+
+def test_raising_a_cell_s_own_limit_finishes_it_without_refusing_the_finished_cells(server_factory, tmp_path):
+    """optimize.max_calls = 300: the bootstrap cell finishes (about 200 calls), the MIPROv2 cell stops at its own
+    limit. Raised, the same command finishes the stopped cell and leaves the finished one as it was (a finished
+    cell's settings are checked without its spending limits, which do not change its figures)."""
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap", "miprov2"]}, max_calls=9000)
+    code, out, err = refed("experiment", "--config", str(path), "--set", "optimize.max_calls=300")
+    assert code == 1, err
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    by = {c["optimizer"]: c for c in result["cells"]}
+    assert by["bootstrap"]["status"] == "done" and by["miprov2"]["status"] == "budget", result["cells"]
+    assert by["miprov2"]["stopped_by"] == "optimize.max_calls = 300"
+    assert "experiment budget: raise the limit named above and run the same command again" in out
+    finished = (tmp_path / "exp" / "cells" / by["bootstrap"]["id"] / "cell.json").read_text()
+    code, out, err = refed("experiment", "--config", str(path), "--set", "optimize.max_calls=5000")
+    assert code == 0, err
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert all(c["status"] == "done" for c in result["cells"]) and result["status"] == "complete"
+    assert (tmp_path / "exp" / "cells" / by["bootstrap"]["id"] / "cell.json").read_text() == finished
+    # a change that does alter a finished cell's figures is still refused
+    code, _, err = refed("experiment", "--config", str(path), "--set", "optimize.max_demos=3")
+    assert code == 2 and "finished under other settings" in err
+
+
+def test_a_cell_stopped_by_the_experiment_s_budget_does_not_blame_its_own_limit():
+    from refed_dspy.experiments.experiment import own_limit_that_stopped
+
+    calls = "the LM-call budget of 40 is reached (40 calls made)"
+    cost = "the cost budget of $0.5 is reached ($0.5000 spent)"
+    assert own_limit_that_stopped(calls, 40, None, 900, None) == "optimize.max_calls = 40"
+    assert own_limit_that_stopped(calls, 40, None, None, None) == "optimize.max_calls = 40"
+    assert own_limit_that_stopped(calls, 40, None, 40, None) is None  # the experiment left no more than that
+    assert own_limit_that_stopped(calls, 400, None, 40, None) is None  # the experiment's was the tighter
+    # the experiment's cost budget stopped a cell whose own call limit was well within what was left
+    assert own_limit_that_stopped(cost, 100, None, 900, 0.5) is None
+    assert own_limit_that_stopped(cost, None, 0.5, None, 2.0) == "optimize.max_cost_usd = 0.5"
+    assert own_limit_that_stopped("the LM 'x' (judge) reports no token usage", 40, 0.5, 900, 2.0) is None

@@ -196,6 +196,18 @@ def test_a_program_given_back_unchanged_is_the_baseline_and_scores_as_it(server_
     assert bodies and len(bodies) == len(set(bodies))
 
 
+def test_a_program_with_a_forward_of_its_own_is_not_the_baseline():
+    """DSPy's KNNFewShot gives the program back with its predictors as they were and a new forward: not unchanged."""
+    from refed_dspy.experiments.optimize import same_prompts
+
+    start, loaded = RespondAndImprove(), RespondAndImprove()
+    loaded.load_state(start.dump_state())
+    assert same_prompts(start, loaded)
+    knn = start.deepcopy()
+    knn.forward = lambda **inputs: start(**inputs)
+    assert not same_prompts(start, knn) and not same_prompts(start, RespondAndImprove(improve=False))
+
+
 def test_public_surface():
     assert {"synthesize", "optimize", "compare", "build_lm", "make_metric"} <= set(dir(refed_dspy))
     params = inspect.signature(refed_dspy.synthesize).parameters
