@@ -50,6 +50,7 @@ from refed_dspy.experiments.optimize import examples_config, optimize, target_pr
 from refed_dspy.experiments.spend import Spend, total_of
 from refed_dspy.experiments.stats import (
     detectable_difference,
+    least_units,
     paired_difference,
     significantly_better,
     significantly_worse,
@@ -192,6 +193,16 @@ def _run(
             int(POWER * 100),
             settings.assumed_sd,
             settings.min_effect,
+        )
+    if len(test_refs) < least_units(cell_level):
+        log.warning(
+            "warning: experiment: %d test references cannot make any difference significant at level %.4f (each of "
+            "%d cells): that takes at least %d, a reference's examples being resampled together; add references or "
+            "raise experiment.test_fraction",
+            len(test_refs),
+            cell_level,
+            len(grid),
+            least_units(cell_level),
         )
     ledger = CallBudget(settings.max_calls, settings.max_cost_usd)  # the whole experiment's calls and cost
     spend = Spend(out / "spent.json", ledger)  # what earlier invocations spent, by part

@@ -156,6 +156,15 @@ def unpaired_difference(
     return PairedDifference(n, mean, low, high, level, least_p)
 
 
+def least_units(level: float) -> int:
+    """The fewest independent units (references) a paired difference needs to be significant at `level` at all: the
+    smallest n with 2 x 0.5^n below 1 - level."""
+    n = 1
+    while 2 * 0.5**n >= 1 - level:
+        n += 1
+    return n
+
+
 def significantly_better(d: Mapping[str, Any] | None) -> bool:
     """Whether a difference (`PairedDifference.as_dict()`) is significant and in the candidate's favour."""
     return bool(d) and bool(d.get("significant")) and d["mean"] > 0

@@ -382,6 +382,11 @@ def test_an_exhausted_examples_synthesis_is_used_as_it_is(server_factory, tmp_pa
     code, out, err = refed("experiment", "--config", str(path))
     assert code == 0, err
     assert "the examples synthesis gave" in err and "of 400 samples" in err
+    # 12 references, 5 of them held out: too few for any difference to be significant, said before any call
+    assert (
+        "5 test references cannot make any difference significant at level 0.9500 (each of 1 cells): that takes at least 6"
+        in err
+    )
     assert json.loads((tmp_path / "exp" / "examples" / "summary.json").read_text())["status"] == "exhausted"
     result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     assert 0 < sum(result["examples"].values()) < 400 and all(result["examples"].values())

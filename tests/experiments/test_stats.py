@@ -130,3 +130,13 @@ def test_tied_scores_of_a_handful_of_references_are_not_significant():
     assert unpaired_difference([7.0] * 5, [5.0] * 5, 0.95).significant  # 2 / C(10, 5) = 0.008
     # two groups of one repeated value each, at magnitudes where the variances underflow: no division by zero
     assert unpaired_difference([1e-160, 2e-160], [1e-160, 1e-160]).n == 2
+
+
+def test_the_fewest_references_a_significant_difference_needs():
+    from refed_dspy.experiments.stats import least_units
+
+    assert [least_units(level) for level in (0.95, 0.975, 0.9875)] == [6, 7, 8]
+    for level in (0.95, 0.975):
+        n = least_units(level)
+        assert not paired_difference([1.0] * (n - 1), [0.0] * (n - 1), level).significant
+        assert paired_difference([1.0] * n, [0.0] * n, level).significant
