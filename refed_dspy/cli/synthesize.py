@@ -104,7 +104,8 @@ def register(sub: Any) -> None:
         "--program",
         metavar="P",
         help="respond and improve with a compiled program: a program.json from "
-        "`refed optimize`, or an MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS such as an experiment's champion, runs:/RUN_ID/program); "
+        "`refed optimize`, or an MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS such as an "
+        "experiment's champion, runs:/RUN_ID/program); "
         "same as --set synthesis.program=P",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

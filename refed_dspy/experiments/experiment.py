@@ -769,8 +769,8 @@ def _estimate(
 ) -> dict[str, Any]:
     """LM calls the experiment should take, from its settings alone (before any call): the examples synthesis, each
     baseline's and each cell's (its optimizer's estimated program runs, each scored, plus scoring before and after
-    on validation and the test examples, and the synthesis check at the config's calls per sample plus judging), a
-    program run costing one call per predictor plus the judge's calls."""
+    on validation and the test examples, and the synthesis check from its method's tasks plus judging), a program run
+    costing one call per predictor plus the judge's calls."""
     out: dict[str, Any] = {"examples": 0, "baselines": 0, "cells": {}, "optimize": {}}
     seen: set[str] = set()
     for cell in grid:
