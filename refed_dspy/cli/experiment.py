@@ -11,13 +11,8 @@ from refed_dspy.cli.common import add_set_arg
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from refed_dspy.experiments.experiment import (
-        HEADER,
-        experiment,
-        leaderboard_rows,
-        synthesis_lines,
-        unfinished_lines,
-    )
+    from refed_dspy.experiments.experiment import experiment
+    from refed_dspy.experiments.leaderboard import HEADER, leaderboard_rows, synthesis_lines, unfinished_lines
     from refed_dspy.money import usd
 
     # what DSPy's optimizers print (traces bootstrapped, proposed programs) goes to stderr: stdout holds the table
