@@ -5,7 +5,8 @@
    all references (`<out>/examples`) and follow their reference's side; the other targets' examples are the
    references themselves.
 2. Before any call: the power check (the smallest difference the test set detects at the cells' simultaneous level
-   with 80% power, against `min_effect`) and the estimate of every part's LM calls.
+   with 80% power, against `min_effect`; whether there are test references enough for any difference to be
+   significant), the estimate of every part's LM calls, and the cells whose estimate passes their own limit.
 3. Each cell (grid values x repeats, optimize.seed + repeat) runs `optimize` on train / validation into
    `<out>/cells/<id>/optimize`, then its program and the uncompiled program of the same target, teacher and judge
    (the baseline, scored once per such combination) are judged on the same test examples. The paired difference
@@ -20,8 +21,8 @@
    nested under it, and the champion's program registered under an alias (refed_dspy.tracking.experiment_runs).
 
 Baseline and cells of one teacher and judge share one DSPy cache (`<out>/evals/<key>/`): a cell whose program is
-the baseline's (its compiled program scored below the baseline on validation) gets the same answers, a difference
-of exactly 0. Cells whose teachers differ only in api_base are kept apart (the cache key ignores api_base).
+the baseline's (its compiled program scored below the baseline on validation, or its optimizer gave it back
+unchanged) gets the same answers, a difference of exactly 0. Cells whose teachers differ only in api_base are kept apart (the cache key ignores api_base).
 """
 
 from __future__ import annotations
