@@ -34,10 +34,10 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     print(f"wrote {result.json_file}, {result.markdown_file} and {result.page_file}")
     if result.status != "complete":
         own = any(r.get("stopped_by") for r in result.cells)
-        experiments = any(r.get("status") == "budget" and not r.get("stopped_by") for r in result.cells)
+        by_experiment = any(r.get("status") == "budget" and not r.get("stopped_by") for r in result.cells)
         if result.status != "budget":
             hint = "run"  # a failed cell is tried again
-        elif own and experiments:
+        elif own and by_experiment:
             hint = "raise the cells' own limits named above and experiment.max_calls / max_cost_usd, and run"
         elif own:
             hint = "raise the limit named above and run"

@@ -103,10 +103,11 @@ def paired_difference(
     seed: int = 0,
     groups: list[str] | None = None,
 ) -> PairedDifference:
-    """The mean of `candidate[i] - baseline[i]` and its expanded percentile bootstrap interval (resampled with replacement,
-    `resamples` times, seeded), never narrower than the t interval over the same units. With `groups` (one key per pair: several examples made from one reference are not
-    independent), whole groups are resampled, so the interval is not narrowed by examples that share a source; `n`
-    is then the number of groups. ValueError when the lists differ in length or are empty."""
+    """The mean of `candidate[i] - baseline[i]` and its expanded percentile bootstrap interval (resampled with
+    replacement, `resamples` times, seeded), never narrower than the t interval over the same units. With `groups`
+    (one key per pair: several examples made from one reference are not independent), whole groups are resampled, so
+    the interval is not narrowed by examples that share a source; `n` is then the number of groups. ValueError when
+    the lists differ in length or are empty."""
     if len(candidate) != len(baseline) or (groups is not None and len(groups) != len(candidate)):
         raise ValueError(f"paired scores need equal lengths ({len(candidate)} vs {len(baseline)})")
     if not candidate:
@@ -126,7 +127,7 @@ def paired_difference(
         drawn = rng.choices(parts, k=n)
         means.append(sum(t for t, _ in drawn) / sum(k for _, k in drawn))
     low, high = _widest(_interval(means, expanded_tail(level, n)), mean, _ratio_se(parts, mean), level, n - 1)
-    return PairedDifference(n, mean, low, high, level, least_p=min(1.0, 2 * 0.5**n))  # a sign flip per unit
+    return PairedDifference(n, mean, low, high, level, least_p=_least_sign_p(n))
 
 
 def unpaired_difference(
@@ -156,11 +157,15 @@ def unpaired_difference(
     return PairedDifference(n, mean, low, high, level, least_p)
 
 
+def _least_sign_p(n: int) -> float:
+    """The smallest two-sided p-value a sign-flip test of `n` paired units can give: all of one sign."""
+    return min(1.0, 2 * 0.5**n)
+
+
 def least_units(level: float) -> int:
-    """The fewest independent units (references) a paired difference needs to be significant at `level` at all: the
-    smallest n with 2 x 0.5^n below 1 - level."""
+    """The fewest independent units (references) a paired difference needs to be significant at `level` at all."""
     n = 1
-    while 2 * 0.5**n >= 1 - level:
+    while _least_sign_p(n) >= 1 - level:
         n += 1
     return n
 

@@ -41,7 +41,7 @@ def log_cell(run_id: str | None, row: dict[str, Any]) -> None:
     if not run_id:
         return
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Param, RunTag
 
     client = MlflowClient()
     existing = client.get_run(run_id).data.params
@@ -58,7 +58,7 @@ def log_cell(run_id: str | None, row: dict[str, Any]) -> None:
     }
     client.log_batch(
         run_id,
-        metrics=[Metric(k, float(v), int(time.time() * 1000), 0) for k, v in figures.items() if v is not None],
+        metrics=_metrics(figures),
         params=[Param(k, v) for k, v in params.items() if k not in existing],
         tags=[RunTag(CELL_TAG, row["id"])],
     )
@@ -68,10 +68,16 @@ def log_experiment(run_id: str, figures: dict[str, float | None]) -> None:
     """The experiment's own figures (calls, cost, cells finished, the champion's difference) as its parent run's
     metrics, so that experiments compare in MLflow's run table; None values are left out."""
     from mlflow import MlflowClient
+
+    MlflowClient().log_batch(run_id, metrics=_metrics(figures))
+
+
+def _metrics(figures: dict[str, float | None]) -> list[Any]:
+    """MLflow metrics of `figures` at step 0, now; None values left out."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items() if v is not None])
+    return [Metric(k, float(v), now, 0) for k, v in figures.items() if v is not None]
 
 
 def registered_name(name: str) -> str:
