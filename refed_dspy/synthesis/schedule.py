@@ -44,8 +44,8 @@ class Schedule:
         self.done_units: set[str] = set()
         self.dedup = Deduper(dedup_threshold)
         self.watch = YieldWatch(min_yield)  # no new unit starts once it says the run is exhausted
-        per_pass = max(1, len(refs) * len(method.features) * syn.instructions_per_feature)
-        self.units = unit_order(len(refs), method.features, 2 * math.ceil(syn.size / per_pass) + 2)
+        self.index = {ref.id: i for i, ref in enumerate(refs)}
+        self.units = unit_order(len(refs), method.features)  # as many passes as `pass_limit` allows
         self.upcoming: deque[Unit] = deque()  # units taken from self.units but not started yet
         self.parked: dict[str, list[Unit]] = {}  # units waiting for their reference's feedback, by reference id
         self.n_parked = 0
@@ -58,7 +58,9 @@ class Schedule:
         instructions still without a sample."""
         self.feedback = dict(state.feedback)
         self.feedback_failed = set(state.feedback_failed)
-        index = {ref.id: i for i, ref in enumerate(self.refs)}
+        for ref_id in self.feedback_failed:
+            self._lose(ref_id)
+        index = self.index
         done_items = state.sample_ids | state.final_reject_ids
         for unit_id, row in state.units.items():
             self.done_units.add(unit_id)
@@ -109,6 +111,21 @@ class Schedule:
         assert self.engine is not None
         return len(self.pool) + self.syn.instructions_per_feature * (self.engine.pending["unit"] + self.n_parked)
 
+    def pass_limit(self) -> int:
+        """How many passes over the references the run may make: twice as many as the (reference, feature) pairs
+        that can still give units need to offer `size` instructions, plus 2. Pairs whose reference's feedback failed
+        are not counted, so a teacher that fails on some references does not end the run short of what the others
+        can give; a size no pass can reach still ends after a bounded number of units."""
+        usable = len(self.refs) * len(self.method.features) - len(self.unusable)
+        per_pass = max(1, usable * self.syn.instructions_per_feature)
+        return 2 * math.ceil(self.syn.size / per_pass) + 2
+
+    def _lose(self, ref_id: str) -> None:
+        """Every feature of reference `ref_id` gives no unit from now on (its feedback failed for good)."""
+        i = self.index.get(ref_id)
+        if i is not None:
+            self.unusable.update((i, feature) for feature in self.method.features)
+
     def _next_unit(self) -> Unit | None:
         if self.watch.exhausted:
             return None
@@ -119,6 +136,9 @@ class Schedule:
         while len(self.unusable) < per_pass:  # some reference can still give some unit
             unit = self.upcoming.popleft() if self.upcoming else next(self.units, None)
             if unit is None:
+                return None
+            if unit.pass_no >= self.pass_limit():
+                self.upcoming.appendleft(unit)  # the limit grows when references fail: it may be taken later
                 return None
             ref = self.refs[unit.ref_index]
             if (unit.ref_index, unit.feature) in self.unusable or unit.id(ref) in self.done_units:
@@ -197,6 +217,7 @@ class Schedule:
             self.feedback[ref.id] = feedback
         elif final:
             self.feedback_failed.add(ref.id)
+            self._lose(ref.id)
         units = self.parked.pop(ref.id, [])
         self.n_parked -= len(units)
         self.upcoming.extendleft(reversed(units))

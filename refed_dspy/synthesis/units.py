@@ -3,6 +3,7 @@ each kind of task hands its part of the pipeline. The runner schedules them; `re
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,9 +60,10 @@ def default_call_budget(syn: Any, n_refs: int) -> int | None:
     return math.ceil(syn.max_calls_per_sample * syn.size) + 2 * n_refs
 
 
-def unit_order(n_refs: int, features: tuple[str, ...], max_passes: int) -> Iterator[Unit]:
-    """Units in the order a run uses them: every reference once per feature before any twice."""
-    for pass_no in range(max_passes):
+def unit_order(n_refs: int, features: tuple[str, ...], max_passes: int | None = None) -> Iterator[Unit]:
+    """Units in the order a run uses them: every reference once per feature before any twice (without end when
+    `max_passes` is None: the run decides when to stop)."""
+    for pass_no in range(max_passes) if max_passes is not None else itertools.count():
         for feature in features:
             for ref_index in range(n_refs):
                 yield Unit(pass_no, ref_index, feature)

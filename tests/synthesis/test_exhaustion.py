@@ -72,3 +72,26 @@ def test_a_resumed_run_with_a_failed_reference_still_finds_the_units_left():
     schedule.done_units = {u.id(refs[0]) for u in unit_order(2, method.features, 3) if u.ref_index == 0}
     nxt = schedule._next_unit()
     assert nxt is not None and (nxt.ref_index, nxt.pass_no) == (0, 3)
+
+
+def test_references_whose_feedback_failed_do_not_cut_the_run_short():
+    """The passes a run may make count only the references that can still give units: with 5 of 8 references'
+    feedback failed, the other 3 give twice the units the size needs plus 2 passes (8 passes, 48 units), not the 4
+    passes 8 working references would get (a CI run under a fault-injecting server stopped `exhausted` at 18 of 30)."""
+    from types import SimpleNamespace
+
+    from refed_dspy.methods import get_method
+    from refed_dspy.store.records import Reference
+    from refed_dspy.synthesis.schedule import Schedule
+
+    method = get_method("refed")
+    refs = [Reference(id=f"r{i}", instruction=f"task {i}", response=f"answer {i}", source="t") for i in range(8)]
+    syn = SimpleNamespace(size=30, instructions_per_feature=2, reflection="both")
+    schedule = Schedule(method, syn, refs, concurrency=2, dedup_threshold=0.7)
+    assert len(method.features) == 2 and schedule.pass_limit() == 2 * 1 + 2  # 32 instructions a pass
+    for ref in refs[:5]:
+        schedule.feedback_in(ref, None)
+    assert schedule.pass_limit() == 2 * 3 + 2  # 12 instructions a pass
+    units = list(iter(schedule._next_unit, None))
+    assert {u.ref_index for u in units} == {5, 6, 7} and len(units) == 3 * 2 * 8
+    assert max(u.pass_no for u in units) == 7
