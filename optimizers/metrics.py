@@ -96,7 +96,7 @@ class JudgeMetric(CountedCalls):
         with dspy.context(lm=self.lm, adapter=self.adapter):
             point = self.pointwise(instruction=instruction, response=final)
             win, why = 0.5, ""
-            if improved and draft:
+            if improved and draft and self.win_weight > 0:  # a win that weighs nothing is not asked for
                 pair = self.pairwise(instruction=instruction, first=improved, second=draft)
                 win = _WIN[pair.winner]
                 why = f" Improved vs draft: {pair.winner}. {pair.rationales[0]}"

@@ -6,6 +6,7 @@ from statistics import fmean
 
 import dspy
 
+from refed_dspy.adapters.degenerate import normalized
 from refed_dspy.clients.calls import stage
 from refed_dspy.gather import gather_settled
 from refed_dspy.signatures.judge import CompareResponses, pointwise_signature, rubric_text
@@ -60,15 +61,25 @@ class PointwiseJudge(dspy.Module):
         return self._result(pred)
 
 
+SAME_TEXT = "The two responses are the same text (whitespace and surrounding quotes aside): a tie, not asked."
+
+
 class PairwiseJudge(dspy.Module):
     """(instruction, first, second) -> Prediction(winner='first'|'second'|'tie', verdicts, flipped, rationales).
 
-    Judged in both orders; the two calls run concurrently.
+    Judged in both orders; the two calls run concurrently. Two responses that are the same text are a tie without
+    a call: nothing tells them apart, and a judge asked to compare a text with itself tends to copy it back.
     """
 
     def __init__(self):
         super().__init__()
         self.compare = dspy.Predict(CompareResponses)
+
+    @staticmethod
+    def _same(first: str, second: str) -> dspy.Prediction | None:
+        if normalized(first) != normalized(second):
+            return None
+        return dspy.Prediction(winner="tie", verdicts=["tie", "tie"], flipped=False, rationales=[SAME_TEXT, SAME_TEXT])
 
     def _result(self, ab: dspy.Prediction, ba: dspy.Prediction) -> dspy.Prediction:
         winner, flipped = combine_verdicts(ab.verdict, ba.verdict)
@@ -77,6 +88,9 @@ class PairwiseJudge(dspy.Module):
         )
 
     async def aforward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
+        same = self._same(first, second)
+        if same is not None:
+            return same
         with stage("judge_pairwise"):
             ab, ba = await gather_settled(
                 self.compare.acall(instruction=instruction, response_a=first, response_b=second),
@@ -85,6 +99,9 @@ class PairwiseJudge(dspy.Module):
         return self._result(ab, ba)
 
     def forward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
+        same = self._same(first, second)
+        if same is not None:
+            return same
         with stage("judge_pairwise"):
             ab = self.compare(instruction=instruction, response_a=first, response_b=second)
             ba = self.compare(instruction=instruction, response_a=second, response_b=first)

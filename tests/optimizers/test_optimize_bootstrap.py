@@ -60,6 +60,20 @@ def test_metric_values_and_trace_convention():
     assert gepa.score == pytest.approx(0.7 * 6 / 9 + 0.3, abs=1e-4) and "good" in gepa.feedback
 
 
+def test_the_metric_asks_no_pairwise_judging_that_cannot_count():
+    """Two calls of the judge per example are saved where the win weighs nothing, or the improved response is the draft
+    (a tie that nothing could tell apart); the judgment still scores as the rubric says."""
+    gold = examples(1)[0]
+    for win_weight, pred, calls, score in [
+        (0.3, dspy.Prediction(response="Draft answer.", improved_response="Improved answer."), 3, 0.7 * 8 / 9 + 0.3),
+        (0.0, dspy.Prediction(response="Draft answer.", improved_response="Improved answer."), 1, 8 / 9),
+        (0.3, dspy.Prediction(response="Draft answer.", improved_response=" Draft   answer.\n"), 1, 0.7 * 8 / 9 + 0.15),
+    ]:
+        lm = judge_lm(score=9)
+        metric = JudgeMetric(lm, ["helpfulness", "accuracy"], win_weight=win_weight)
+        assert metric(gold, pred) == pytest.approx(score, abs=1e-4) and len(lm.history) == calls
+
+
 def test_bootstrap_few_shot_end_to_end_on_dummy_lm():
     metric = JudgeMetric(judge_lm(score=9), ["helpfulness", "accuracy"], threshold=0.5)
     result = optimize(RespondAndImprove(), examples(4), examples(2), metric=metric, lm=teacher_lm(), max_demos=2)

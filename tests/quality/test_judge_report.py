@@ -64,6 +64,13 @@ def test_pairwise_judge_asks_in_both_orders():
     assert users[0].index("IMPROVED") < users[0].index("DRAFT") and users[1].index("DRAFT") < users[1].index("IMPROVED")
 
 
+def test_the_same_text_twice_is_a_tie_without_a_call():
+    lm = DummyLM([])  # any call fails: it has no answer to give
+    with dspy.context(lm=lm):
+        pred = PairwiseJudge()(instruction="q", first="Keep it.\n", second='"Keep   it."')
+    assert (pred.winner, pred.verdicts, pred.flipped) == ("tie", ["tie", "tie"], False) and not lm.history
+
+
 def _synth_and_judge_config(teacher, judge, run, size, **extra):
     return load_config(
         None,
