@@ -55,9 +55,10 @@ _EXAMPLE_LOGGERS = ("dspy.utils.parallelizer", "dspy.teleprompt.bootstrap", "dsp
 
 
 def _budget_refusal(text: str) -> bool:
-    """DSPy's line for an example whose call our budget refused: the stop is said once, by the optimization's own
-    message (a trial user's MIPROv2 cell logged 1,919 such lines, each with the whole example)."""
-    return " budget of " in text and " is reached (" in text
+    """DSPy's line for an example whose call our budget refused (reached, or blind: an LM that reports no token usage
+    under a cost budget): the stop is said once, by the optimization's own message (a trial user's MIPROv2 cell
+    logged 1,919 such lines, each with the whole example)."""
+    return " budget of " in text and (" is reached (" in text or " cannot be kept" in text)
 
 
 class OptimizationStopped(RunAborted):

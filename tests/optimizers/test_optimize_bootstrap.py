@@ -74,6 +74,25 @@ def test_the_metric_asks_no_pairwise_judging_that_cannot_count():
         assert metric(gold, pred) == pytest.approx(score, abs=1e-4) and len(lm.history) == calls
 
 
+def test_dspy_s_line_for_each_example_a_budget_refused_is_recognized():
+    """The optimization says its budget's stop once; DSPy's line for each example left unscored is dropped, for a
+    budget that is reached and for a cost budget made blind by an LM that reports no token usage."""
+    from refed_dspy.clients.calls import CallInfo
+    from refed_dspy.engine.budget import BudgetExceeded, CallBudget
+    from refed_dspy.optimizers.compile import _budget_refusal
+
+    reached = CallBudget(max_calls=1)
+    reached.reserve(1, 0.0)
+    blind = CallBudget(max_cost_usd=1.0)
+    blind.record([CallInfo(stage="judge", model="openai/mine", tokens_unknown=True)], None, "judge")
+    for budget in (reached, blind):
+        with pytest.raises(BudgetExceeded) as err:
+            budget.reserve(1, 0.0)
+        line = f"Error for Example({{'instruction': 'Task 1?'}}) (input_keys={{'instruction'}}): {err.value}. Set x"
+        assert _budget_refusal(line), line
+    assert not _budget_refusal("Error for Example(...): reply cut off at max_tokens (512 completion tokens).")
+
+
 def test_bootstrap_few_shot_end_to_end_on_dummy_lm():
     metric = JudgeMetric(judge_lm(score=9), ["helpfulness", "accuracy"], threshold=0.5)
     result = optimize(RespondAndImprove(), examples(4), examples(2), metric=metric, lm=teacher_lm(), max_demos=2)
