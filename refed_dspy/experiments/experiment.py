@@ -85,7 +85,13 @@ from refed_dspy.tracking.experiment_runs import (
 
 log = logging.getLogger(__name__)
 POWER = 0.8
-JUDGE_CALLS_RESPOND = 3  # the respond target's metric: the final response scored, and compared with the draft
+JUDGE_CALLS_RESPOND = 3  # a judged sample: the final response scored, and compared with the draft in both orders
+
+
+def metric_judge_calls(opt: Any) -> int:
+    """Judge calls the respond target's metric makes per example under `opt` (an [optimize] section): the rubric score,
+    and the comparison with the draft in both orders unless its win weighs nothing (optimize.win_weight = 0)."""
+    return 1 + (2 if opt.win_weight > 0 else 0)
 
 
 class BudgetStop(FinishedShort):
@@ -755,7 +761,7 @@ def _estimate(
         else:
             n = {k: len(v) for k, v in sides.items()}
         predictors = len(target_program(cfg).predictors())
-        per_run = predictors + (JUDGE_CALLS_RESPOND if opt.target == "respond" else 2)
+        per_run = predictors + (metric_judge_calls(opt) if opt.target == "respond" else 2)
         check_run = cfg.synthesis.model_copy(update={"size": settings.synthesize})
         check = (
             synthesis_calls(check_run, len(sides["test"])) + settings.synthesize * JUDGE_CALLS_RESPOND

@@ -495,3 +495,24 @@ def test_a_cell_stopped_by_the_experiment_s_budget_does_not_blame_its_own_limit(
     assert own_limit_that_stopped(cost, 100, None, 900, 0.5) is None
     assert own_limit_that_stopped(cost, None, 0.5, None, 2.0) == "optimize.max_cost_usd = 0.5"
     assert own_limit_that_stopped("the LM 'x' (judge) reports no token usage", 40, 0.5, 900, 2.0) is None
+
+
+def test_the_estimate_counts_the_judge_calls_the_metric_makes():
+    """A cell whose win weighs nothing (optimize.win_weight = 0) is estimated at one judge call per program run, not
+    three: its metric asks no comparison with the draft."""
+    from refed_dspy.experiments.experiment import _estimate
+    from refed_dspy.experiments.experiment_config import load_experiment
+    from refed_dspy.experiments.grid import cells
+    from refed_dspy.store.seeds import read_references
+    from refed_dspy.store.split import split_three
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "experiment.toml"
+    settings, base = load_experiment(
+        config, ["experiment.synthesize=0", "experiment.grid={'optimize.win_weight' = [0.3, 0.0]}"]
+    )
+    references, _ = read_references(limit=12)
+    train, val, test = split_three(references, settings.test_fraction, settings.val_fraction, 0, key=lambda r: r.id)
+    grid = cells(settings.grid, settings.repeats)
+    found = _estimate(grid, base, settings, references, {"train": train, "val": val, "test": test})["cells"]
+    weighted, unweighted = (found[c.id] for c in grid)
+    assert unweighted * (2 + 3) == weighted * (2 + 1)  # generate and improve, plus 3 judge calls or 1
