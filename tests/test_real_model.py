@@ -416,8 +416,8 @@ def test_tiny_bootstrap_optimize_logged_then_loaded_elsewhere(smol, tmp_path):
 def test_tiny_experiment_of_two_cells_logged_and_a_cell_s_program_loaded_elsewhere(smol, tmp_path):
     """configs/experiment.toml (on configs/local.toml) against llama.cpp: 2 bootstrap cells within a tiny budget, every
     part accounted; each finished cell's optimization is a run in MLflow (sqlite), and its logged program, loaded in
-    a fresh process with no key in its environment, predicts against llama.cpp. About 5 min on 2 cores (3 runs: 308,
-    364 and 350 s, each with a finished cell; the other was stopped by its budget or by SmolLM2's replies)."""
+    a fresh process with no key in its environment, predicts against llama.cpp. About 6 min on 2 cores (2 runs with the
+    rubric score alone: 375 and 331 s, both cells finished in each, 176 and 164 calls)."""
     out, tracking = tmp_path / "exp", f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [
         f"teacher.api_base='{smol.api_base}'",
@@ -430,6 +430,11 @@ def test_tiny_experiment_of_two_cells_logged_and_a_cell_s_program_loaded_elsewhe
         "seeds.limit=9",
         "teacher.max_tokens=512",
         "judge.max_tokens=256",
+        # SmolLM2 as judge copies some of its own texts back, and a cell stops when most judgings fail (a trial lost
+        # both cells: 4 of 7 failed in one, the other ran out of its calls): the rubric score alone, one call per
+        # program run instead of three (the pairwise judge is tried on this model by `refed judge` above), two repairs
+        "optimize.win_weight=0",
+        "judge.max_repairs=2",
         "optimize.max_demos=1",
         "tracking.enabled=true",
         f"tracking.mlflow_uri='{tracking}'",
