@@ -8,9 +8,10 @@ new sample: DSPy's rollout_id), repairs included, and counts what came back: a v
 max_tokens, a degenerate one (a placeholder, an echoed marker, a copy of an input), or one that did not parse. The
 prompt is the one the adapter sends today; compare two versions of it by running this on each. `--judge N` asks the
 judge's signatures instead, with the judge of configs/local.toml (temperature 0: one ask per input) on the first N
-seed pairs of the packaged seed file: a rubric score of the reference response, and the reference against its own
-first half in both orders (as the optimize metric compares an improved response with its draft). Writes
-bench/results/echo_rate.json.
+seed pairs of the packaged seed file: a rubric score of the reference response, the reference against its own first
+half in both orders (as the optimize metric compares an improved response with its draft), and the reference against
+itself (which refed's judge no longer asks). Writes
+bench/results/echo_rate.json (echo_rate_judge.json with --judge).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def judge_cases(n: int) -> list[tuple[type[dspy.Signature], dict]]:
         out.append((score, {"instruction": ref.instruction, "response": ref.response, "rubric": rubric_text(CRITERIA)}))
         out.append((CompareResponses, {"instruction": ref.instruction, "response_a": ref.response, "response_b": half}))
         out.append((CompareResponses, {"instruction": ref.instruction, "response_a": half, "response_b": ref.response}))
+        same = {"instruction": ref.instruction, "response_a": ref.response, "response_b": ref.response}
+        out.append((CompareResponses, same))  # what refed's judge no longer asks: a tie without a call
     return out
 
 
@@ -108,10 +111,12 @@ async def ask_all(api_base: str, rollouts: int, judge: int = 0) -> list[dict]:
         cases = judge_cases(judge)
         found = await asyncio.gather(*[one(s, i, 1) for s, i in cases])
         by_name: dict[str, Counter] = {}
-        for (signature, _), got in zip(cases, found, strict=True):
+        for (signature, inputs), got in zip(cases, found, strict=True):
             name = (
                 "ScoreResponse" if "rubric" in signature.input_fields else signature.__name__
             )  # it has a criterion each
+            if inputs.get("response_a") is not None and inputs.get("response_a") == inputs.get("response_b"):
+                name += " (same text twice)"
             by_name.setdefault(name, Counter())[got] += 1
         return [
             {"signature": name, "rollouts": sum(c.values()), **{o: c.get(o, 0) for o in OUTCOMES}}
@@ -141,7 +146,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
     print(table(rows, ["signature", "rollouts", *OUTCOMES]))
-    print(f"wrote {save('echo_rate', {'rows': rows, 'config': str(CONFIG.relative_to(ROOT))})}")
+    name = "echo_rate_judge" if args.judge else "echo_rate"
+    print(f"wrote {save(name, {'rows': rows, 'config': str(CONFIG.relative_to(ROOT))})}")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class PairwiseJudge(dspy.Module):
     """(instruction, first, second) -> Prediction(winner='first'|'second'|'tie', verdicts, flipped, rationales).
 
     Judged in both orders; the two calls run concurrently. Two responses that are the same text are a tie without
-    a call: nothing tells them apart, and a judge asked to compare a text with itself tends to copy it back.
+    a call: nothing can tell them apart, so the two calls would buy nothing.
     """
 
     def __init__(self):
