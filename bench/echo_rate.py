@@ -112,10 +112,10 @@ async def ask_all(api_base: str, rollouts: int, judge: int = 0) -> list[dict]:
         found = await asyncio.gather(*[one(s, i, 1) for s, i in cases])
         by_name: dict[str, Counter] = {}
         for (signature, inputs), got in zip(cases, found, strict=True):
-            name = (
-                "ScoreResponse" if "rubric" in signature.input_fields else signature.__name__
-            )  # it has a criterion each
-            if inputs.get("response_a") is not None and inputs.get("response_a") == inputs.get("response_b"):
+            name = signature.__name__
+            if "rubric" in signature.input_fields:  # pointwise_signature's class is StringSignature: named for its base
+                name = "ScoreResponse"
+            elif inputs.get("response_a") == inputs.get("response_b"):
                 name += " (same text twice)"
             by_name.setdefault(name, Counter())[got] += 1
         return [

@@ -60,13 +60,12 @@ class Schedule:
         self.feedback_failed = set(state.feedback_failed)
         for ref_id in self.feedback_failed:
             self._lose(ref_id)
-        index = self.index
         done_items = state.sample_ids | state.final_reject_ids
         for unit_id, row in state.units.items():
             self.done_units.add(unit_id)
             for text in row.get("kept", []):
                 self.dedup.add(text)
-            ref_index = index.get(row["reference_id"])
+            ref_index = self.index.get(row["reference_id"])
             if ref_index is None:
                 continue
             for text in row.get("kept", []):
