@@ -1,5 +1,10 @@
 """The optimization metric: the judge scores what the per-instruction program produced.
 
+A metric here is called as every DSPy optimizer calls one: `(gold, pred)` returns the score; `(gold, pred, trace)`
+(bootstrapping a trace) a `Score`, the same value whose truth is whether it reaches the threshold (BootstrapFewShot
+keeps a trace that is true; GEPA reads the value of a traced call); and GEPA's five-argument call `(gold, pred, trace,
+pred_name, pred_trace)` returns `dspy.Prediction(score=, feedback=)` with the judge's reasons.
+
 The judge runs on its own LM (never the LM being optimized) with its own adapter. The value is
 (1 - win_weight) * normalized pointwise score (1-10 -> 0-1) + win_weight * improvement win
 (improved beats draft in both orders: 1, tie: 0.5, loses: 0; 0.5 when there is no improvement step).
@@ -18,7 +23,9 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
+from refed_dspy.clients.calls import stage
 from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.scope import METRIC_STAGE
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError
@@ -29,6 +36,28 @@ from refed_dspy.store.records import Reference
 from refed_dspy.text import mean_pairwise_rouge, rouge_l, tokens
 
 _WIN = {"first": 1.0, "tie": 0.5, "second": 0.0}
+_UNSET = object()
+
+
+class Score(float):
+    """A metric's value on a traced call that is also its verdict: a float (what GEPA compares), true when it reaches the
+    metric's threshold (what bootstrapping keeps a trace for). Only a traced call gets one: elsewhere a score of 0.3 is
+    a plain float, which code that writes `score or 0.0` reads as it is."""
+
+    threshold: float = 0.0
+
+    def __new__(cls, value: float, threshold: float | None) -> Score:
+        score = super().__new__(cls, value)
+        score.threshold = float(threshold) if threshold is not None else float("-inf")
+        return score
+
+    def __bool__(self) -> bool:
+        return float(self) >= self.threshold
+
+    def __reduce__(self) -> tuple:
+        return (Score, (float(self), self.threshold))
+
+
 TARGETS = ("respond", "instructions", "pipeline")  # what optimize.target can tune, each with its metric
 
 
@@ -128,25 +157,23 @@ class JudgeMetric(CountedCalls):
         self._count()
         return result
 
-    def __call__(self, gold: dspy.Example, pred: dspy.Prediction, trace=None) -> float | bool:
-        score = self.judge(gold, pred)["score"]
-        return score >= self.threshold if trace is not None else score
+    def __call__(
+        self, gold: dspy.Example, pred: dspy.Prediction, trace=None, pred_name=_UNSET, pred_trace=_UNSET
+    ) -> float | Score | dspy.Prediction:
+        """The judged value of `pred`: a float; a Score on a traced call; Prediction(score, feedback) for GEPA's
+        five-argument call."""
+        result = self.judge(gold, pred)
+        if pred_name is not _UNSET or pred_trace is not _UNSET:
+            return dspy.Prediction(score=result["score"], feedback=result["rationale"])
+        return Score(result["score"], self.threshold) if trace is not None else result["score"]
 
     def for_gepa(self) -> Any:
-        """GEPA's form of this metric: its 5 arguments, and Prediction(score, feedback=the judge's reasons)."""
-
-        def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
-            result = self.judge(gold, pred)
-            return dspy.Prediction(score=result["score"], feedback=result["rationale"])
-
-        return gepa_metric
+        """GEPA's form of this metric: this metric itself, which takes GEPA's five arguments (kept for older code)."""
+        return self
 
 
 class GEPAJudgeMetric(JudgeMetric):
-    """GEPA's metric signature: (gold, pred, trace, pred_name, pred_trace) -> Prediction(score, feedback)."""
-
-    def __call__(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> dspy.Prediction:  # type: ignore[override]
-        return self.for_gepa()(gold, pred, trace, pred_name, pred_trace)
+    """JudgeMetric, which takes GEPA's five-argument call itself (the name is kept for older code)."""
 
 
 class CountingMetric(CountedCalls):
@@ -168,12 +195,14 @@ class CountingMetric(CountedCalls):
             self._gepa_args = False
 
     def raw(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> Any:
-        """What the metric returned (0.0 after a failure, which is counted)."""
+        """What the metric returned (0.0 after a failure, which is counted). The LM calls it makes are tagged with the
+        stage `metric` (and an LM of its own is counted under the role `metric`: refed_dspy.clients.scope)."""
         try:
-            if self._gepa_args:
-                out = self.metric(gold, pred, trace, pred_name, pred_trace)
-            else:
-                out = self.metric(gold, pred, trace)
+            with stage(METRIC_STAGE):
+                if self._gepa_args:
+                    out = self.metric(gold, pred, trace, pred_name, pred_trace)
+                else:
+                    out = self.metric(gold, pred, trace)
         except BudgetExceeded:
             raise
         except Exception as err:  # noqa: BLE001 - a failing metric call scores 0 and is counted
@@ -183,20 +212,18 @@ class CountingMetric(CountedCalls):
         self._count()
         return out
 
-    def __call__(self, gold, pred, trace=None) -> float | bool:
+    def __call__(self, gold, pred, trace=None, pred_name=_UNSET, pred_trace=_UNSET) -> Any:
+        """What the metric says of `pred`, as the caller asks it: GEPA's five-argument call gets Prediction(score,
+        feedback); the others the score (a Prediction's score taken out)."""
+        if pred_name is not _UNSET or pred_trace is not _UNSET:
+            out = self.raw(gold, pred, trace, pred_name, pred_trace)
+            return out if isinstance(out, dspy.Prediction) else dspy.Prediction(score=float(out), feedback="")
         out = self.raw(gold, pred, trace)
         return float(out.score) if isinstance(out, dspy.Prediction) else out
 
     def for_gepa(self) -> Any:
-        """The GEPA form: its 5 arguments, and a Prediction(score, feedback) back."""
-
-        def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
-            out = self.raw(gold, pred, trace, pred_name, pred_trace)
-            if isinstance(out, dspy.Prediction):
-                return out
-            return dspy.Prediction(score=float(out), feedback="")
-
-        return gepa_metric
+        """The GEPA form: this metric itself, which takes GEPA's five arguments (kept for older code)."""
+        return self
 
 
 def novelty(text: str, others: list[str]) -> tuple[float, str]:

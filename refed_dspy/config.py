@@ -22,9 +22,11 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from refed_dspy.clients.pricing import ModelPrice, PriceBook
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import FILTERS, Filter
@@ -348,6 +350,38 @@ class Config(Section):
     )
     report: ReportConfig = Field(default_factory=ReportConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Prices by model, for any LM a run calls: a teacher or judge handed in from Python, a teleprompter's or a metric's own LM (`[prices.\"openai/my-finetune\"]` with input_usd_per_mtok, output_usd_per_mtok, cached_input_usd_per_mtok). A role's section prices its own model; a model in neither is priced from LiteLLM's map.",
+    )
+
+    @property
+    def price_book(self) -> PriceBook:
+        """How an LM of this run is priced by its own model ([prices], else LiteLLM's map)."""
+        return PriceBook(self.prices)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _roles_priced_from_the_table(cls, data: Any) -> Any:
+        # a role whose model the [prices] table names takes those prices where its own section sets none
+        if not isinstance(data, dict) or not isinstance(data.get("prices"), dict) or not data["prices"]:
+            return data
+        data = dict(data)
+        for role in ("teacher", "judge"):
+            spec = data.get(role)
+            spec = dict(spec) if isinstance(spec, dict) else ({} if spec is None else spec)
+            if not isinstance(spec, dict):
+                continue
+            entry = data["prices"].get(spec.get("model", LMSpec.model_fields["model"].default))
+            if isinstance(entry, ModelPrice):
+                entry = entry.model_dump()
+            if not isinstance(entry, dict):
+                continue
+            for name in ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok"):
+                if spec.get(name) is None and entry.get(name) is not None:
+                    spec[name] = entry[name]
+            data[role] = spec
+        return data
 
     @field_validator("filters", mode="before")
     @classmethod
@@ -506,8 +540,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse `section.key=value`; the value is read as TOML when it parses, else as a string."""
     if "=" not in text:
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
-    path, raw = text.split("=", 1)
-    keys = [k.strip() for k in path.strip().split(".") if k.strip()]
+    path, raw = _split_assignment(text)
+    keys = _key_path(path)
     if not keys or (len(keys) < 2 and keys[0] != "filters"):
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
     try:
@@ -515,6 +549,37 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except tomllib.TOMLDecodeError:
         value = raw.strip()
     return keys, value
+
+
+def _split_assignment(text: str) -> tuple[str, str]:
+    """`path=value` split at the first `=` outside a quoted key (`prices."a=b".x=1`)."""
+    quote = None
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "=":
+            return text[:i], text[i + 1 :]
+    return text, ""
+
+
+def _key_path(path: str) -> list[str]:
+    """The keys of a dotted TOML key: `section.key`, or with quoted parts, `prices."openai/gpt-4.1".input_usd_per_mtok`."""
+    path = path.strip()
+    if not path:
+        return []
+    if '"' not in path and "'" not in path:
+        return [k.strip() for k in path.split(".") if k.strip()]
+    try:
+        node: Any = tomllib.loads(f"{path} = 0")
+    except tomllib.TOMLDecodeError:
+        return []
+    keys = []
+    while isinstance(node, dict) and len(node) == 1:
+        key, node = next(iter(node.items()))
+        keys.append(key)
+    return keys
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

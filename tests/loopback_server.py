@@ -601,6 +601,10 @@ class _Handler(BaseHTTPRequestHandler):
         entry["base"] = hashlib.sha256(base.encode()).hexdigest()[:16]
         entry["turns"] = len(turns)
         entry["outputs"] = output_names(messages)
+        # the sampling and provider settings the request carried (what an LM was really called with)
+        entry["settings"] = {
+            k: v for k, v in req.items() if k not in ("messages", "model") and isinstance(v, (int, float, str, bool))
+        }
         if cfg.log_prompts:
             entry["system"] = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
             entry["messages"] = messages

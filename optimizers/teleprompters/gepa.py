@@ -8,7 +8,6 @@ from typing import Any
 import dspy
 
 from refed_dspy.errors import ConfigError
-from refed_dspy.optimizers.metrics import GEPAJudgeMetric
 from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, CompileSettings, Optimizer
 from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 
@@ -24,13 +23,10 @@ class GEPA(Optimizer):
     def build(self, metric: Any, s: CompileSettings) -> Any:
         if s.auto is None and s.max_metric_calls is None:
             raise ConfigError("GEPA needs optimize.auto or optimize.max_metric_calls")
-        # a metric of ours gives GEPA its reasons as text (for_gepa); a user's metric is taken as it is
-        if isinstance(metric, GEPAJudgeMetric):
-            gepa_metric = metric
-        else:
-            gepa_metric = metric.for_gepa() if hasattr(metric, "for_gepa") else metric
+        # a metric of ours takes GEPA's five-argument call (its reasons come back as feedback); so does a user's,
+        # wrapped by optimize in a CountingMetric
         return dspy.GEPA(
-            metric=gepa_metric,
+            metric=metric,
             auto=None if s.max_metric_calls else s.auto,
             max_metric_calls=s.max_metric_calls,
             reflection_lm=s.proposer_lm,

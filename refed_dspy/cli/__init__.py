@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
 from refed_dspy.cli import compare, data, experiment, judge, maintenance, optimize, settings, synthesize, view
 from refed_dspy.errors import RefedError
+from refed_dspy.stops import STOP_SIGNALS, note_stop
 from refed_dspy.sync import stop_running
 
 GROUPS = (
@@ -59,22 +61,36 @@ def _version() -> str:
 
 
 _signals: list[int] = []
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _stop_like_sigint(signum: int, frame) -> None:  # noqa: ARG001
-    """SIGTERM (timeout, Docker, systemd, Slurm) and SIGHUP stop a command the way Ctrl-C does: the running coroutine
-    is cancelled (a run lets its calls in flight finish and writes its summary), or, when none runs yet or any more,
-    KeyboardInterrupt is raised. This does not go through SIGINT, which a process started in the background by a
-    shell ignores. The exit code then says which signal it was (128 + its number)."""
+    """Ctrl-C, SIGTERM (timeout, Docker, systemd, Slurm) and SIGHUP stop a command the same way: the running coroutine
+    is cancelled (a run lets its calls in flight finish and writes its summary), or, when none runs yet or any more
+    (an optimization), KeyboardInterrupt is raised. The command sets this handler itself, so a SIGINT stops it even
+    where the shell that started it in the background made the process ignore SIGINT. The exit code then says which
+    signal it was (128 + its number)."""
     _signals.append(signum)
+    note_stop()
     if not stop_running():
         raise KeyboardInterrupt
 
 
+def _exit_now_if_threads_linger(code: int) -> int:
+    """After a stop, the threads an optimizer started may still wait on a call in flight (it is counted as paid
+    already): the process ends now instead of waiting for their replies. Returns `code` when none is left."""
+    import threading
+
+    if any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `refed` console script."""
-    for signum in STOP_SIGNALS:
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
         signal.signal(signum, _stop_like_sigint)
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
@@ -106,4 +122,5 @@ def main(argv: list[str] | None = None) -> int:
             "again to resume",
             file=sys.stderr,
         )
-        return 128 + signum
+        # the console script ends now; a caller of main() in its own process gets the code
+        return _exit_now_if_threads_linger(128 + signum) if argv is None else 128 + signum

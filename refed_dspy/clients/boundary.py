@@ -36,6 +36,7 @@ from refed_dspy.clients.pricing import Price
 from refed_dspy.errors import ConfigError
 
 log = logging.getLogger(__name__)
+_OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
 # the calls of the current LM call that reached update_history (where the boundary reads a reply): none means the
 # LM answered without handing DSPy its reply (its own __call__, or dspy.settings.disable_history)
 _reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
@@ -54,6 +55,8 @@ class CallBoundary:
     role: str = "lm"
     price: Price | None = None
     endpoint_spread: Any = None  # several endpoints: their EndpointSpread (calls and failures per endpoint)
+    default_stage: str = "unknown"  # the stage of a call made where no stage is set (a teleprompter's own: propose)
+    keeps_history: bool = False  # also keep DSPy's history of its calls (a user's LM the run routes here does)
 
     def attach_budget(self, budget: Any, role: str, price: Price | None) -> CallBoundary:
         """Guard this LM (and its copies) with `budget`; returns self."""
@@ -71,6 +74,10 @@ class CallBoundary:
         except LMError as err:
             self._note_failure(err)
             raise
+        except (KeyboardInterrupt, SystemExit):  # a stop cut the call off in flight: it reached the provider, paid
+            if reservation is not None and not _reported.get():
+                self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
+            raise
         finally:
             self._release(reservation)
             _started.reset(started)
@@ -87,7 +94,7 @@ class CallBoundary:
             return self._unreported_check(await super().acall(*args, **kwargs))
         except asyncio.CancelledError as err:
             if not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
-                self._record(CallInfo(stage=_stage.get(), model=self.model, interrupted=True), reported=False)
+                self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             raise
         except LMError as err:
             self._note_failure(err)
@@ -98,19 +105,36 @@ class CallBoundary:
             _reported.reset(reported)
             _inside.reset(inside)
 
-    def _reserve(self) -> tuple[Any, float] | None:
+    def _reserve(self) -> tuple[Any, float, str] | None:
         """One call reserved on the attached ledger (BudgetExceeded when it could break the budget): the ledger and
         the cost reserved, given back to that ledger even if another is attached meanwhile."""
         budget = self.budget
         if budget is None:
             return None
+        if self.price is None and budget.max_cost_usd is not None:
+            budget.refuse(
+                f"the {self.role} LM '{self.model}' has no price, so the cost budget of ${budget.max_cost_usd:g} cannot "
+                f'be kept (price it in the config: [prices."{self.model}"] input_usd_per_mtok, output_usd_per_mtok)'
+            )
         cost = budget.call_cost(self.price, self._max_tokens(), self.role)
-        budget.reserve(1, cost)
-        return budget, cost
+        budget.reserve(1, cost, self.role)
+        return budget, cost, self.role
 
-    def _release(self, reservation: tuple[Any, float] | None) -> None:
+    def _stage_now(self) -> str:
+        """The stage a call made now is tagged with: the one set where it is made; else `propose` when a module of
+        DSPy's optimizers makes it (MIPROv2's proposer, SIMBA's rules), whichever LM it calls; else this LM's default."""
+        current = _stage.get()
+        if current != "unknown":
+            return current
+        for module in reversed(dspy.settings.get("caller_modules") or ()):
+            signature = getattr(module, "signature", None)  # a Predict of theirs: its signature is defined there
+            if any(getattr(x, "__module__", "").startswith(_OPTIMIZER_PACKAGES) for x in (type(module), signature)):
+                return "propose"
+        return self.default_stage
+
+    def _release(self, reservation: tuple[Any, float, str] | None) -> None:
         if reservation is not None:
-            reservation[0].release(1, reservation[1])
+            reservation[0].release(1, reservation[1], reservation[2])
 
     def _max_tokens(self) -> int:
         return int((getattr(self, "kwargs", None) or {}).get("max_tokens") or 0)
@@ -120,7 +144,7 @@ class CallBoundary:
         is counted, with no tokens (they are unknown), and said once per LM."""
         if _reported.get():
             return outputs
-        self._record(CallInfo(stage=_stage.get(), model=self.model, seconds=_elapsed(), tokens_unknown=True))
+        self._record(CallInfo(stage=self._stage_now(), model=self.model, seconds=_elapsed(), tokens_unknown=True))
         self._say_once(
             "unreported",
             "answers without reporting its replies to DSPy (BaseLM.update_history): its calls are counted, their "
@@ -157,7 +181,7 @@ class CallBoundary:
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
             calls.append(
                 CallInfo(
-                    stage=_stage.get(),
+                    stage=self._stage_now(),
                     model=self.model,
                     error=type(err).__name__,
                     seconds=_elapsed(),
@@ -180,7 +204,7 @@ class CallBoundary:
                 "(a cost budget cannot be kept with it)",
             )
         info = CallInfo(
-            stage=_stage.get(),
+            stage=self._stage_now(),
             model=self.model,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
@@ -192,6 +216,8 @@ class CallBoundary:
             repair=tag is not None and tag.repair,
         )
         self._record(info)
+        if self.keeps_history:
+            super().update_history(entry)
         if finish == "length":
             raise OutputTruncated(
                 f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)",

@@ -14,7 +14,7 @@ import dspy
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
-from refed_dspy.clients.pricing import Price, resolve_price
+from refed_dspy.clients.pricing import Price, PriceBook, resolve_price
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.errors import ConfigError
 
@@ -139,6 +139,15 @@ def price_of(spec: LMSpec, batch: bool = False) -> Price | None:
     """Price for this spec from config, else LiteLLM's price map; `batch`: at the spec's batch_price_factor."""
     price = resolve_price(spec.model, spec.input_usd_per_mtok, spec.cached_input_usd_per_mtok, spec.output_usd_per_mtok)
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price
+
+
+def price_of_lm(lm: Any, prices: PriceBook | None = None) -> Price | None:
+    """An LM object's price, by its own model: the spec build_lm made it from, else `prices` ([prices], else
+    LiteLLM's map); None when unknown."""
+    spec = getattr(lm, "refed_spec", None)
+    if spec is not None:
+        return price_of(spec)
+    return (prices or PriceBook()).of(str(getattr(lm, "model", "")))
 
 
 def require_price(spec: LMSpec, role: str, budget_field: str) -> None:

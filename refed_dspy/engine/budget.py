@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,9 @@ from refed_dspy.clients.usage import Totals, usage_of
 PRIOR_PROMPT_TOKENS = {"teacher": 2000, "judge": 1500}
 
 log = logging.getLogger("refed_dspy")
+_NO_PRICE = Price(
+    0.0, 0.0, 0.0
+)  # a call cut off in flight: paid, of unknown tokens, counted at no cost (as the engine)
 
 
 def prior_prompt_tokens(role: str) -> int:
@@ -55,6 +59,8 @@ class CallBudget:
         self.refused = 0
         self.tripped: str | None = None  # why the budget refused its first reservation
         self.blind: str | None = None  # a cost budget met a call of unknown cost: nothing more may be spent
+        self.closed: str | None = None  # stopped (a signal): nothing more may be spent, nothing more is recorded
+        self.in_flight: Counter = Counter()  # single calls reserved by the call boundary and not yet over, by role
         self._lock = threading.Lock()
         self._watchers: list[Callable[[], None]] = []
 
@@ -94,6 +100,8 @@ class CallBudget:
         return self.max_call_cost or price.cost(prior_prompt_tokens(role), max_tokens)
 
     def _why_not(self, calls: int, cost: float) -> str | None:
+        if self.closed is not None:
+            return self.closed
         if self.blind is not None:
             return self.blind
         if self.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.max_calls:
@@ -113,34 +121,68 @@ class CallBudget:
             + " by work under way"
         )
 
-    def try_reserve(self, calls: int, cost: float) -> bool:
+    def try_reserve(self, calls: int, cost: float, role: str | None = None) -> bool:
         """Reserve `calls` calls costing at most `cost` in all; False (nothing reserved) when that could break the
-        budget."""
+        budget. `role`: a single call the call boundary is about to make (counted as paid if the run stops now)."""
         with self._lock:
             why = self._why_not(calls, cost)
             if why is not None:
                 self.refused += 1
-                self.tripped = self.tripped or why
+                if self.closed is None:
+                    self.tripped = self.tripped or why
                 return False
             self.reserved_calls += calls
             self.reserved_cost += cost
+            if role is not None:
+                self.in_flight[role] += calls
             return True
 
-    def reserve(self, calls: int, cost: float) -> None:
-        """As try_reserve, raising BudgetExceeded (with the reason) instead of returning False."""
-        if not self.try_reserve(calls, cost):
-            raise BudgetExceeded(self.tripped)
+    def refuse(self, why: str) -> None:
+        """Refuse a call for a reason of its own (an LM with no price under a cost budget): BudgetExceeded, and
+        `tripped` says why when nothing was refused before."""
+        with self._lock:
+            self.refused += 1
+            self.tripped = self.tripped or why
+        raise BudgetExceeded(why)
 
-    def release(self, calls: int, cost: float) -> None:
+    def reserve(self, calls: int, cost: float, role: str | None = None) -> None:
+        """As try_reserve, raising BudgetExceeded (with the reason) instead of returning False."""
+        if not self.try_reserve(calls, cost, role):
+            raise BudgetExceeded(self.closed or self.tripped)
+
+    def release(self, calls: int, cost: float, role: str | None = None) -> None:
         """Give back a reservation once its work has finished (what it spent is recorded apart)."""
         with self._lock:
+            if self.closed is not None:  # settled by close(): counted already
+                return
             self.reserved_calls -= calls
             self.reserved_cost -= cost
+            if role is not None:
+                self.in_flight[role] -= calls
+
+    def close(self, why: str) -> None:
+        """Stop spending (a signal stopped the run): every call the boundary has in flight is counted as paid (it
+        reached the provider; its tokens are unknown), nothing more is reserved, and a reply that arrives later is
+        not counted again. Idempotent."""
+        with self._lock:
+            if self.closed is not None:
+                return
+            self.closed = why
+            settled = {role: n for role, n in self.in_flight.items() if n > 0}
+            for role, n in settled.items():
+                usage = usage_of([CallInfo(stage="stopped", model="?", interrupted=True)] * n, _NO_PRICE)
+                self.totals.add(usage)
+                self.by_role.setdefault(role, Totals()).add(usage)
+            self.in_flight.clear()
+            self.reserved_calls, self.reserved_cost = 0, 0.0
+        self._notify()
 
     def record(self, calls: list[CallInfo], price: Price | None, role: str) -> dict[str, Any]:
         """Add finished calls (of one LM, at `price`, in `role`) to the totals; returns their usage."""
         usage = usage_of(calls, price)
         with self._lock:
+            if self.closed is not None:  # a reply that arrived after the stop: close() counted its call
+                return usage
             self.totals.add(usage)
             self.by_role.setdefault(role, Totals()).add(usage)
             if price is not None:
@@ -154,12 +196,15 @@ class CallBudget:
                     f"the LM '{model}' ({role}) reports no token usage, so the cost budget of "
                     f"${self.max_cost_usd:g} cannot be kept"
                 )
+        self._notify()
+        return usage
+
+    def _notify(self) -> None:
         for fn in list(self._watchers):
             try:
                 fn()
             except Exception:  # noqa: BLE001 - the call is paid and recorded: a watcher's failure must not undo that
                 log.warning("warning: a budget watcher failed after a recorded call", exc_info=True)
-        return usage
 
     def as_dict(self) -> dict[str, Any]:
         """Calls, tokens and cost in total and by role (each as a run summary's usage), and refused reservations."""

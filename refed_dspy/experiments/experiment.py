@@ -65,6 +65,7 @@ from refed_dspy.optimizers.metrics import make_metric
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.optimizers.teleprompters.base import CompileSettings
 from refed_dspy.quality.judge import judge_run
+from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
@@ -126,7 +127,7 @@ def experiment(
                 used = spec if given is None else getattr(with_lm_of(cfg, role, given), role)
                 require_price(used, role, "experiment.max_cost_usd")
     out = Path(settings.out)
-    with owned(out, "experiment", "refed experiment", flag="experiment.out"):
+    with stop_signals(), owned(out, "experiment", "refed experiment", flag="experiment.out"):
         return _run(settings, base, base_config, grid, out, teacher, judge, references)
 
 
@@ -465,9 +466,13 @@ def _score(
     j.attach_budget(budget, "judge", price_of(cfg.judge))
     metric = make_metric(cfg, cfg.optimize.target, judge=j)
     with spend.live(part, budget):
-        mean, rows, errors = evaluate_detailed(
-            program, test, metric, t, cfg.optimize.num_threads, adapter=build_adapter(cfg.teacher)
-        )
+        try:
+            mean, rows, errors = evaluate_detailed(
+                program, test, metric, t, cfg.optimize.num_threads, adapter=build_adapter(cfg.teacher)
+            )
+        except KeyboardInterrupt:  # a signal: the calls in flight reached the provider, and are paid
+            budget.close("the experiment was stopped by a signal")
+            raise
     if budget.tripped:  # a refused call scored its example 0: the mean would be wrong, so there is none
         raise BudgetStop(f"judging the test examples stopped: {budget.tripped}", budget.as_dict())
     return {

@@ -25,11 +25,12 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
+from refed_dspy.clients.scope import LedgerScope, ledger_scope
 from refed_dspy.config import OPTIMIZERS, Config, load_config, to_toml
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError, FinishedShort
-from refed_dspy.experiments.teleprompter_lms import bounded_teleprompter, check_prices
+from refed_dspy.experiments.held_lms import check_prices, metric_lms, program_lms, teleprompter_lms
 from refed_dspy.methods import get_method
 from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import OptimizationStopped
@@ -38,6 +39,7 @@ from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
 from refed_dspy.optimizers.program_io import instructions_text, save_program
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
+from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import check, owned
@@ -79,6 +81,7 @@ class OptimizeResult:
     def summary(self) -> dict[str, Any]:
         """The JSON-able figures (optimize_summary.json)."""
         return {
+            "status": "complete",
             "optimizer": self.optimizer,
             "score_before": self.score_before,
             "score_after": self.score_after,
@@ -253,6 +256,21 @@ def _what_happened(examples_dir: Path, summary: dict[str, Any]) -> str:
     )
 
 
+def _write_stopped(out: Path, optimizer: str, status: str, reason: str, budget: CallBudget, started: float) -> None:
+    """optimize_summary.json of an optimization that stopped before saving a program: why, and every call it paid."""
+    write_json_atomic(
+        out / "optimize_summary.json",
+        {
+            "status": status,
+            "reason": reason,
+            "optimizer": optimizer,
+            "usage": budget.as_dict(),
+            "wall_s": round(time.monotonic() - started, 3),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+
+
 def _budget_line(budget: CallBudget, metric: Any, started: float) -> str:
     """The optimize progress line: calls and cost by role, judge failures, elapsed time."""
     usage = budget.as_dict()
@@ -329,8 +347,9 @@ def optimize(
         trainset, valset: your own dspy.Examples (inputs set), instead of synthesized ones; without a valset, the
             trainset is split (by reference when the examples carry `reference_id`).
         metric: your own metric `(gold, pred, trace=None)` (GEPA: also `pred_name, pred_trace`; it may return
-            `dspy.Prediction(score=, feedback=)`), instead of `make_metric(config)`. A call that raises scores 0
-            and is counted.
+            `dspy.Prediction(score=, feedback=)`), instead of `make_metric(config)`; when not given, the metric of a
+            teleprompter instance you pass (`optimizer=dspy.MIPROv2(metric=...)`), else `make_metric(config)`. A call
+            that raises scores 0 and is counted.
         optimizer: one of OPTIMIZERS, or a teleprompter instance you built, instead of optimize.optimizer.
         budget: a CallBudget of your own to count every call against (one shared by several optimizations, or one you
             watch), instead of a new one of optimize.max_calls and optimize.max_cost_usd.
@@ -339,6 +358,26 @@ def optimize(
     compiled program scores below the one it started from, the starting program is the result (program.json)
     and the compiled one is kept beside it as program.candidate.json; the summary says so (`kept`).
     """
+    with stop_signals():
+        return _optimize(
+            config,
+            overrides,
+            teacher,
+            judge,
+            references,
+            on_mismatch,
+            program,
+            trainset,
+            valset,
+            metric,
+            optimizer,
+            budget,
+        )
+
+
+def _optimize(
+    config, overrides, teacher, judge, references, on_mismatch, program, trainset, valset, metric, optimizer, budget
+) -> OptimizeResult:
 
     if not isinstance(config, Config):
         config = load_config(config, overrides)
@@ -356,22 +395,35 @@ def optimize(
         raise ConfigError(f"metric= takes a callable (gold, pred, trace=None), not a {type(metric).__name__}")
     out = out_dir(config)
     check(out, "optimize", flag="optimize.out")  # before any LM is built: a directory not refed's is refused first
-    given_teacher = teacher
+    given_teacher, given_judge = teacher, judge
     if teacher is not None:  # a copy of the user's LM behind the call boundary; the run records and prices it
         teacher = bounded(teacher, "teacher", fresh=True)
         config = with_lm_of(config, "teacher", teacher)
-    if metric is not None:
-        judge = None  # only the built-in metric calls the judge; a metric of yours calls what it calls
-    elif judge is not None:
+    if judge is not None:
         judge = bounded(judge, "judge", fresh=True)
-        config = with_lm_of(config, "judge", judge)
-    roles = [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else [])
+    if metric is None and not isinstance(optimizer, str):  # a teleprompter built with a metric: the one it means
+        metric = next((m for m in (getattr(optimizer, a, None) for a in ("metric", "metric_fn")) if callable(m)), None)
+    if metric is not None and not isinstance(metric, (JudgeMetric, CountingMetric)):
+        metric = CountingMetric(metric, threshold=cfg.threshold)
+    # the judge of record: the one handed in, else the one a metric of ours holds, else the config's
+    judge_of_record = judge if judge is not None else (metric.lm if isinstance(metric, JudgeMetric) else None)
+    if judge_of_record is not None:
+        config = with_lm_of(config, "judge", judge_of_record)
     max_cost = budget.max_cost_usd if budget is not None else cfg.max_cost_usd
-    for role, spec in roles:
-        if max_cost is not None:
-            require_price(spec, role, "optimize.max_cost_usd" if budget is None else "the budget's max_cost_usd")
-    if not isinstance(optimizer, str):
-        check_prices(optimizer, given_teacher, max_cost)
+    budget_field = (
+        None if max_cost is None else ("optimize.max_cost_usd" if budget is None else "the budget's max_cost_usd")
+    )
+    for role, spec in [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else []):
+        if budget_field is not None:
+            require_price(spec, role, budget_field)
+    # every LM the teleprompter, the metric and the program hold, claimed for its role on the ledger below
+    held = (
+        (teleprompter_lms(optimizer) if not isinstance(optimizer, str) else [])
+        + metric_lms(metric)
+        + program_lms(program)
+    )
+    held = [h for h in held if h.lm is not given_teacher and h.lm is not given_judge]
+    check_prices(held, config.price_book, budget_field)
     if cfg.target != "respond" and cfg.examples_run and trainset is None:
         raise ConfigError(
             f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "
@@ -381,8 +433,6 @@ def optimize(
     if metric is None:
         judge = judge or build_lm(config.judge, "judge")
         metric = make_metric(config, cfg.target, judge=judge)
-    elif not isinstance(metric, (JudgeMetric, CountingMetric)):
-        metric = CountingMetric(metric, threshold=cfg.threshold)
     teacher_adapter = build_adapter(config.teacher)
     if references is None and trainset is None:
         references, _ = read_references(
@@ -428,11 +478,18 @@ def optimize(
             _guard(judge, budget, "judge", config.judge)
         heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, metric, started), config.run.progress_every_s)
         baseline = program if program is not None else target_program(config)
-        lms_of_tp = contextlib.ExitStack()
+        scope = LedgerScope(budget, config.price_book)
+        for given, twin, role in ((given_teacher, teacher, "teacher"), (given_judge, judge, "judge")):
+            if given is not None:
+                scope.claim(given, role, twin)
+        for one in held:
+            scope.claim(one.lm, one.role)
         try:
-            if not isinstance(optimizer, str):  # the LMs of the user's teleprompter, counted and budgeted
-                lms_of_tp.enter_context(bounded_teleprompter(optimizer, given_teacher, teacher, budget))
-            with _tracked(config, out, optimizer_name) as run, _maybe(heartbeat, config.run.progress):
+            with (
+                ledger_scope(scope),
+                _tracked(config, out, optimizer_name) as run,
+                _maybe(heartbeat, config.run.progress),
+            ):
                 result = compile_program(
                     baseline,
                     train,
@@ -467,7 +524,7 @@ def optimize(
                     "n_train": len(train),
                     "n_val": len(val),
                     "teacher": config.teacher.model,
-                    "judge": config.judge.model if judge is not None else None,
+                    "judge": config.judge.model if isinstance(metric, JudgeMetric) else None,
                 }
                 kept, candidate_path = "compiled", None
                 if unchanged:
@@ -520,9 +577,13 @@ def optimize(
                     mlflow.log_artifact(str(out / "optimize_summary.json"))
         except OptimizationStopped as err:  # what was spent before the stop, for a caller that keeps a ledger
             err.usage, err.budget_stop = budget.as_dict(), budget.tripped
+            _write_stopped(out, optimizer_name, "stopped", str(err), budget, started)
+            raise
+        except KeyboardInterrupt:  # a signal: the calls in flight reached the provider, and are paid
+            budget.close("the optimization was stopped by a signal")
+            _write_stopped(out, optimizer_name, "interrupted", "stopped by a signal", budget, started)
             raise
         finally:
-            lms_of_tp.close()  # the user's teleprompter holds its own LMs again
             for lm in (teacher, judge):
                 if lm is not None:
                     lm.attach_budget(None, "lm", None)

@@ -13,9 +13,15 @@ from typing import Any
 
 from refed_dspy.clients.keys import key_env_of
 from refed_dspy.config import Config
+from refed_dspy.settings import SECRET_NAME
 
 # The LM settings that change what a teacher writes, as dspy.LM keeps them (lm.kwargs), and their config fields.
 _LM_FIELDS = ("temperature", "max_tokens")
+# the kwargs of a dspy.LM that an LMSpec says in fields of its own (or that are secrets, or the client's own business)
+_SPEC_KWARGS = frozenset(
+    {"temperature", "max_tokens", "max_completion_tokens", "api_key", "api_base", "base_url", "api_version", "timeout"}
+)
+_PRICE_FIELDS = ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok")
 
 
 def program_hash(program: Any) -> str:
@@ -45,26 +51,46 @@ def lm_identity(lm: Any) -> dict[str, Any]:
     return out
 
 
+def lm_extra(lm: Any) -> dict[str, Any]:
+    """The LM's own provider settings beyond the ones an LMSpec names (frequency_penalty, top_p, ...): what `extra`
+    records for it. Keys, endpoints and client settings are left out, and so is anything that looks like a secret."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    return {k: v for k, v in kwargs.items() if k not in _SPEC_KWARGS and not SECRET_NAME.search(k)}
+
+
 def with_lm_of(config: Config, role: str, lm: Any) -> Config:
-    """`config` with its `role`'s ("teacher", "judge") model, api_base, temperature, max_tokens and key variable
-    taken from the LM object that will really run, so that the fingerprint, config.toml, the price, the records and
-    a logged program name that LM and not the config's."""
+    """`config` with its `role` ("teacher", "judge") described by the LM object that will really run, so that the
+    fingerprint, config.toml, the price, the records and a logged program name that LM and not the config's section:
+    its model, api_base, temperature, max_tokens, timeout, retries, key variable and extra settings (the LM's own: the
+    section's `extra` is not carried over to an LM that does not have it). Its price is that of its own model: the
+    section's prices hold only when the LM runs the model the section names; another model takes the `[prices]`
+    table's entry for it, else LiteLLM's map. How the run asks it (adapter, schema dialect, repairs) stays the
+    config's."""
     spec = getattr(config, role)
     built = getattr(lm, "refed_spec", None)
-    if built is not None and built.model_dump() == spec.model_dump():
-        return config  # built from this very config (build_lm): the config already says what it is
+    if (
+        built is not None
+    ):  # built by build_lm: its spec is what it is (this config's, or the one the user built it from)
+        return config if built.model_dump() == spec.model_dump() else config.model_copy(update={role: built})
     who = lm_identity(lm)
-    update: dict[str, Any] = {}
-    if who["model"] and who["model"] != spec.model:
-        update["model"] = who["model"]
-    if who["api_base"] != spec.primary_api_base:
-        update["api_base"] = who["api_base"]
+    kwargs = getattr(lm, "kwargs", None) or {}
+    model = who["model"] or spec.model
+    update: dict[str, Any] = {"model": model, "api_base": who["api_base"], "extra": lm_extra(lm)}
     for name in _LM_FIELDS:
-        if who[name] is not None and who[name] != getattr(spec, name):
+        if who[name] is not None:
             update[name] = who[name]
+    if kwargs.get("timeout") is not None:
+        update["timeout"] = float(kwargs["timeout"])
+    if kwargs.get("api_version") is not None:
+        update["api_version"] = kwargs["api_version"]
+    if isinstance(getattr(lm, "num_retries", None), int):
+        update["num_retries"] = lm.num_retries
     key_env = key_env_of(lm)
-    if key_env is not None and key_env != spec.api_key_env:
+    if key_env is not None:
         update["api_key_env"] = key_env
-    if not update:
-        return config
-    return config.model_copy(update={role: spec.model_copy(update=update)})
+    if model != spec.model:  # the section's prices are for its own model
+        entry = config.prices.get(model)
+        for name in _PRICE_FIELDS:
+            update[name] = getattr(entry, name) if entry is not None else None
+    new = spec.model_copy(update=update)
+    return config if new.model_dump() == spec.model_dump() else config.model_copy(update={role: new})

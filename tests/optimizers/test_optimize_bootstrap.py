@@ -49,9 +49,14 @@ def test_metric_values_and_trace_convention():
     gold = examples(1)[0]
     metric = JudgeMetric(judge_lm(score=10), ["helpfulness", "accuracy"], threshold=0.9)
     assert metric(gold, pred) == 1.0  # (10-1)/9 = 1, improved wins both orders
-    assert metric(gold, pred, trace=[]) is True
+    # with a trace (bootstrapping) the value is still the score, and its truth whether it passes the threshold (GEPA
+    # reads the score of a traced call, BootstrapFewShot its truth)
+    traced = metric(gold, pred, trace=[])
+    assert bool(traced) is True and traced == 1.0
     low = JudgeMetric(judge_lm(score=1, verdicts=("B", "A")), ["helpfulness", "accuracy"])
-    assert low(gold, pred) == 0.0 and low(gold, pred, trace=[]) is False
+    assert low(gold, pred) == 0.0 and bool(low(gold, pred, trace=[])) is False
+    middling = JudgeMetric(judge_lm(score=7), ["helpfulness", "accuracy"], threshold=0.9)(gold, pred, trace=[])
+    assert bool(middling) is False and middling == pytest.approx(0.7 * 6 / 9 + 0.3, abs=1e-4)
     assert (
         JudgeMetric(judge_lm(), ["helpfulness", "accuracy"])(gold, dspy.Prediction(response="", improved_response=""))
         == 0.0

@@ -1,0 +1,170 @@
+"""The call boundary's reach: inside one of our runs, every dspy.BaseLM that is called passes it, whoever holds it.
+
+The LMs a run builds or is handed (teacher, judge) are behind the boundary already (refed_dspy.clients.boundary).
+Others are called too: a teleprompter's prompt_model or reflection_lm, the judge of a metric a user built with
+`make_metric`, the LM a user's own metric calls, an LM pinned to a predictor. A `LedgerScope` sends each of their calls
+to a twin of that LM behind the boundary, on the scope's ledger:
+
+- an LM the run `claim`s goes to the twin it names (the teacher the user handed in: the run's teacher), or to a twin
+  of its own under the role it is claimed for (`optimizer`, `judge`, `metric`);
+- any other LM that is not behind the boundary goes to a twin of its own under the role `metric` when it is called
+  inside a metric (stage `metric`), else `other`; an LM already behind the boundary is left to its own accounting.
+
+A twin is priced by its own model (the `[prices]` table, else LiteLLM's map); under a cost budget an LM with no price is
+refused, naming it. It reserves before each call on the scope's ledger (or, in the engine, reports to the collector of
+the work that calls it) and keeps the LM's own history growing, as the LM would.
+
+How calls are caught: `dspy.BaseLM.__call__` and `acall` (which every DSPy LM, and a user's BaseLM, runs) consult the
+scope of the caller. The scope is found in DSPy's settings (copied into the threads DSPy starts for parallel work),
+else, in a thread DSPy did not start, the innermost scope open in the process. Outside every scope nothing changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import dspy
+
+from refed_dspy.clients.boundary import CallBoundary, bounded
+from refed_dspy.clients.calls import current_stage
+from refed_dspy.clients.lm import price_of_lm
+from refed_dspy.clients.pricing import PriceBook
+
+SETTINGS_KEY = "refed_ledger_scope"  # where DSPy's settings carry the scope into the threads DSPy starts
+METRIC_STAGE = "metric"  # the stage a metric's own calls are made in (refed_dspy.optimizers.metrics)
+# the stage a call is tagged with when nothing more precise is known, by the role of its LM
+DEFAULT_STAGES = {"optimizer": "propose", "metric": METRIC_STAGE, "other": "other", "judge": "judge"}
+
+_open: list[LedgerScope] = []  # the scopes open in this process, innermost last
+_open_lock = threading.Lock()
+
+
+class LedgerScope:
+    """Routes the calls of LMs a run does not hold behind the boundary to twins that are; see the module docstring.
+
+    `budget`: the CallBudget the twins reserve on (None: the engine's, whose work collects its calls itself).
+    `prices`: how a twin is priced by its own model.
+    """
+
+    def __init__(self, budget: Any = None, prices: PriceBook | None = None):
+        self.budget = budget
+        self.prices = prices or PriceBook()
+        self._routes: dict[int, tuple[Any, Any]] = {}  # id(lm) -> (lm, the twin its calls go to); lm kept alive
+        self._roles: dict[tuple, str] = {}  # what a copy of a claimed LM shares with it -> the role it was claimed for
+        self._lock = threading.Lock()
+
+    def claim(self, lm: Any, role: str, twin: Any = None) -> Any:
+        """Within the scope, calls of `lm` go to `twin` (its role's LM of the run), or to a twin of `lm`'s own under
+        `role`; returns the twin. A copy of `lm` made later (an optimizer deep-copies programs) takes the same role."""
+        with self._lock:
+            if id(lm) in self._routes and twin is None:
+                return self._routes[id(lm)][1]
+            twin = twin if twin is not None else self._twin(lm, role)
+            self._routes[id(lm)] = (lm, twin)
+            self._roles.setdefault(_settings_of(lm), role)
+            return twin
+
+    def route(self, lm: Any) -> Any | None:
+        """The LM to call instead of `lm` (None: `lm` itself)."""
+        found = self._routes.get(id(lm))
+        if found is not None and found[0] is lm:
+            return None if found[1] is lm else found[1]
+        if isinstance(lm, CallBoundary):
+            return None
+        with self._lock:
+            found = self._routes.get(id(lm))
+            if found is None or found[0] is not lm:
+                role = self._roles.get(_settings_of(lm)) or ("metric" if current_stage() == METRIC_STAGE else "other")
+                found = (lm, self._twin(lm, role))
+                self._routes[id(lm)] = found
+            return found[1]
+
+    def _twin(self, lm: Any, role: str) -> Any:
+        twin = bounded(lm, role, fresh=True)
+        twin.default_stage = DEFAULT_STAGES.get(role, twin.default_stage)
+        twin.history = getattr(lm, "history", twin.history)  # the LM's own history keeps growing, as it would
+        twin.keeps_history = True
+        price = price_of_lm(lm, self.prices)
+        if self.budget is not None:
+            twin.attach_budget(self.budget, role, price)
+        else:
+            twin.price = price
+        return twin
+
+    def __reduce__(self) -> tuple:
+        # DSPy's settings are pickled with a logged program (MLflow): the scope of this run does not travel with it
+        return (_no_scope, ())
+
+    def __deepcopy__(self, memo: dict) -> LedgerScope:
+        return self
+
+    def roles(self) -> dict[str, str]:
+        """The model of each LM routed so far, by role (what a message names)."""
+        return {twin.role: str(getattr(lm, "model", "?")) for lm, twin in self._routes.values() if twin is not lm}
+
+
+def _settings_of(lm: Any) -> tuple:
+    """What a copy of an LM shares with it (DSPy's optimizers copy LMs with another temperature or rollout_id): its
+    class, model and endpoint."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    return (type(lm).__qualname__, str(getattr(lm, "model", "")), kwargs.get("api_base") or kwargs.get("base_url"))
+
+
+def _no_scope() -> None:
+    return None
+
+
+def current_scope() -> LedgerScope | None:
+    """The scope of the caller: DSPy's settings' (this thread or one DSPy started), else the innermost open one."""
+    scope = dspy.settings.get(SETTINGS_KEY)
+    if scope is not None:
+        return scope
+    return _open[-1] if _open else None
+
+
+@contextlib.contextmanager
+def ledger_scope(scope: LedgerScope) -> Iterator[LedgerScope]:
+    """Open `scope` for the block: every LM called inside it (here, in tasks started here, and in the threads DSPy
+    starts) passes the call boundary; see the module docstring."""
+    _install()
+    with _open_lock:
+        _open.append(scope)
+    try:
+        with dspy.context(**{SETTINGS_KEY: scope}):
+            yield scope
+    finally:
+        with _open_lock:
+            _open.remove(scope)
+
+
+_installed = False
+_install_lock = threading.Lock()
+
+
+def _install() -> None:
+    """Put the scope's check in front of dspy.BaseLM's call methods, once per process (outside a scope it passes the
+    call on unchanged)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        base_call, base_acall = dspy.BaseLM.__call__, dspy.BaseLM.acall
+
+        @functools.wraps(base_call)
+        def __call__(self, *args, **kwargs):  # noqa: N807 - the method it replaces
+            scope = current_scope()
+            other = scope.route(self) if scope is not None else None
+            return base_call(self, *args, **kwargs) if other is None else other(*args, **kwargs)
+
+        @functools.wraps(base_acall)
+        async def acall(self, *args, **kwargs):
+            scope = current_scope()
+            other = scope.route(self) if scope is not None else None
+            return await (base_acall(self, *args, **kwargs) if other is None else other.acall(*args, **kwargs))
+
+        dspy.BaseLM.__call__, dspy.BaseLM.acall = __call__, acall
+        _installed = True

@@ -1,0 +1,158 @@
+"""A stop is prompt, clean and counted, however the process was started: Ctrl-C (SIGINT) or SIGTERM while
+BootstrapFewShot compiles ends the process within seconds, with one line and no library traceback or warning, and
+every call that reached the servers is in the ledger the optimization leaves (optimize_summary.json).
+
+A shell script's background job ignores SIGINT (bash sets SIG_IGN for it); the `refed` command stops on it anyway. From
+Python, a caller's SIGINT (Python's default: KeyboardInterrupt) stops the optimization, and SIGTERM, which would
+otherwise end the process with its ledger unwritten, stops it the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from cli_helpers import refed
+from conftest import run_overrides
+from loopback_server import read_log
+
+LATENCY = {"latency_s": 0.25}  # each call is in flight a while: a signal lands during one
+
+
+def served(*servers) -> int:
+    return sum(1 for srv in servers for e in read_log(srv.cfg.log_path) if e.get("status") == 200)
+
+
+def _wait_for_calls(proc, servers, n: int, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    while served(*servers) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the optimization did not reach its compile"
+        time.sleep(0.05)
+
+
+def _stopped(proc, signum) -> tuple[float, str, str]:
+    """Send `signum`; the seconds until the process ended, its stdout and its stderr."""
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    return took, out if isinstance(out, str) else out.decode(), err if isinstance(err, str) else err.decode()
+
+
+def _noise(lines: list[str]) -> list[str]:
+    """Lines that speak of the stop or of an error: anything but progress bars and INFO lines of the work."""
+    words = ("Traceback", "KeyboardInterrupt", "warning", "WARNING", "Error", "error", "failed", "SIGINT", "Cancel")
+    return [line for line in lines if any(w in line for w in words)]
+
+
+def _settled(servers) -> int:
+    """What the servers answered once the calls cut off at the stop have finished there."""
+    time.sleep(1.0)
+    return served(*servers)
+
+
+def _opt_sets(teacher, judge, tmp_path, examples_run, optimizer: str = "bootstrap", threads: int = 1) -> list[str]:
+    over = run_overrides(
+        teacher,
+        tmp_path / "r",
+        4,
+        **{
+            "judge.api_base": f"'{judge.api_base}'",
+            "judge.api_key_env": "''",
+            "optimize.out": f"'{tmp_path / 'opt'}'",
+            "optimize.examples_run": f"'{examples_run}'",
+            "optimize.optimizer": f"'{optimizer}'",
+            "optimize.n_train": 12,
+            "optimize.n_val": 2,
+            "optimize.num_threads": threads,
+            "optimize.win_weight": 0,
+        },
+    )
+    return [x for o in over for x in ("--set", o)]
+
+
+@pytest.mark.parametrize(
+    "signum, optimizer, threads",
+    [(signal.SIGINT, "bootstrap", 1), (signal.SIGTERM, "bootstrap", 1), (signal.SIGINT, "miprov2", 2)],
+    ids=["SIGINT bootstrap", "SIGTERM bootstrap", "SIGINT miprov2 in 2 threads"],
+)
+def test_refed_optimize_stops_at_once_on_a_signal_even_where_sigint_was_ignored(
+    server_factory, run, tmp_path, signum, optimizer, threads
+):
+    teacher, judge = server_factory(**LATENCY), server_factory(**LATENCY)
+    # started as a shell script's background job is: with SIGINT ignored
+    proc = refed(
+        "optimize",
+        *_opt_sets(teacher, judge, tmp_path, run, optimizer, threads),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    _wait_for_calls(proc, (teacher, judge), 10)  # past scoring the 2 validation examples (6 calls): compiling
+    took, _, err = _stopped(proc, signum)
+    assert proc.returncode == 128 + signum and took < 5, (took, err)
+    # the stop is said once, last; no library's traceback, warning or "trial failed" about it (DSPy's progress bars
+    # from before the stop are the log of the work, not of the stop)
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[-1] == (
+        f"refed: stopped by {signal.Signals(signum).name}; what was written is kept, run the same command again to "
+        "resume"
+    )
+    assert not _noise(lines[:-1]), err
+    summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["usage"]["calls"] == _settled((teacher, judge)) >= 10
+    by_role = summary["usage"]["by_role"]
+    assert by_role["teacher"]["calls"] == served(teacher) and by_role["judge"]["calls"] == served(judge)
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import refed_dspy
+    from refed_dspy.config import load_config
+    config = load_config(None, json.loads(sys.argv[1]))
+    print("started", flush=True)
+    try:
+        refed_dspy.optimize(config)
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_optimize_from_python_stops_on_a_signal_and_counts_what_it_paid(server_factory, run, tmp_path, signum):
+    teacher, judge = server_factory(**LATENCY), server_factory(**LATENCY)
+    overrides = _opt_sets(teacher, judge, tmp_path, run)[1::2]
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, json.dumps(overrides)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _wait_for_calls(proc, (teacher, judge), 10)
+    took, out, err = _stopped(proc, signum)
+    assert took < 5 and proc.returncode == 0, (took, err)
+    # the caller caught the KeyboardInterrupt; no library said anything about it
+    assert out.split() == ["started", "stopped"] and not _noise(err.replace("\r", "\n").splitlines()), err
+    summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["usage"]["calls"] == _settled((teacher, judge)) >= 10
+
+
+def test_a_caller_that_ignores_sigint_keeps_ignoring_it(server_factory, tmp_path):
+    """From Python, ignoring SIGINT is the caller's choice: optimize leaves it so (and puts SIGTERM back after)."""
+    code = textwrap.dedent(
+        """
+        import signal
+        from refed_dspy.stops import stop_signals
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with stop_signals():
+            inside = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+        print(inside[0] is signal.SIG_IGN, inside[1], signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "True"]
