@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,14 @@ def _metric_state(metric: Any) -> dict[str, Any]:
     return {"class": type(metric).__name__, "judge": (getattr(lm, "model", ""), getattr(lm, "kwargs", {})), **plain}
 
 
+def _forget_state(log_dir: str | None) -> None:
+    """A compile the budget stopped: the optimizer's saved state (GEPA's) holds the evaluations the budget refused,
+    scored as failures, and would resume as if it had spent its rollouts. It is removed: run again with a larger
+    budget, the compile starts afresh, and the calls it had paid are answered by the run's cache."""
+    if log_dir is not None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
 def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -> dspy.Module:
     """A user's teleprompter instance: `compile(student, trainset=..., valset=...)` when it takes a valset."""
     try:
@@ -270,9 +279,10 @@ def optimize(
 
     def check_budget(when: str, most: bool = False) -> None:
         if budget is not None and budget.tripped:
+            field = budget.field_of() or "the budget's max_calls / max_cost_usd"
             raise OptimizationStopped(
                 f"optimization stopped {when}: {budget.tripped}; no program was saved "
-                "(raise optimize.max_calls / max_cost_usd, or shrink the optimizer's settings)"
+                f"(raise {field}, or shrink the optimizer's settings)"
             )
         failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
         if failures and failures["calls"] and failures["failed"] == failures["calls"]:
@@ -302,8 +312,11 @@ def optimize(
                     compiled = choice.compile(tp, student, trainset, valset, settings)
             except Exception:
                 if budget is not None and budget.tripped:
+                    _forget_state(log_dir)
                     check_budget("while compiling")
                 raise
+        if budget is not None and budget.tripped:
+            _forget_state(log_dir)
         check_budget("while compiling", most=True)
         after, after_rows, errors = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
         check_budget("while scoring the compiled program", most=True)

@@ -75,3 +75,9 @@ class Optimizer(ABC):
         """About how many times compiling runs a program of `predictors` predictors (each run judged once; proposal
         calls counted as runs), from the settings alone: what a budget can be estimated from before any call."""
         return s.n_train + s.n_val
+
+    def least_runs(self, s: CompileSettings, predictors: int) -> int:
+        """The program runs compiling pays for at the least: below it the optimizer cannot finish, and an experiment
+        does not start it. Where the estimate is a bound the optimizer spends (a rollout budget, one round over the
+        training examples), the estimate itself."""
+        return self.estimated_runs(s, predictors)

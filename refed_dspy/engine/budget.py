@@ -17,6 +17,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
@@ -38,6 +39,15 @@ def prior_prompt_tokens(role: str) -> int:
     return PRIOR_PROMPT_TOKENS.get(role, PRIOR_PROMPT_TOKENS["teacher"])
 
 
+@dataclass(frozen=True)
+class Limit:
+    """Where one of a ledger's limits comes from, for its messages: the config field a user raises (`field`), and,
+    when the limit is what a larger budget leaves, how (`note`, read after the field: "= 400 leaves this cell 63 ...")."""
+
+    field: str
+    note: str = ""
+
+
 class BudgetExceeded(Exception):
     """An LM call was refused because it could take the run past its call or cost budget."""
 
@@ -48,9 +58,18 @@ class CallBudget:
     `totals`: what the run paid before (a resumed run's records); the ledger adds to it.
     """
 
-    def __init__(self, max_calls: int | None = None, max_cost_usd: float | None = None, totals: Totals | None = None):
+    def __init__(
+        self,
+        max_calls: int | None = None,
+        max_cost_usd: float | None = None,
+        totals: Totals | None = None,
+        calls_from: Limit | None = None,
+        cost_from: Limit | None = None,
+    ):
         self.max_calls = max_calls
         self.max_cost_usd = max_cost_usd
+        self.limits = {"calls": calls_from, "cost": cost_from}  # where each limit comes from (None: unnamed)
+        self.tripped_by: str | None = None  # "calls" or "cost": the limit that refused first
         self.totals = totals or Totals()
         self.by_role: dict[str, Totals] = {}
         self.reserved_calls = 0
@@ -105,12 +124,33 @@ class CallBudget:
         if self.blind is not None:
             return self.blind
         if self.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.max_calls:
-            return (
-                f"the LM-call budget of {self.max_calls} is reached ({self.totals.calls} calls made{self._under_way()})"
+            left = max(0, self.max_calls - self.totals.calls - self.reserved_calls)
+            return self._reached(
+                "calls",
+                f"the LM-call budget of {self.max_calls} is reached ({self.totals.calls} calls made"
+                f"{self._under_way()}, {left} left",
             )
         if self.max_cost_usd is not None and self.totals.cost + self.reserved_cost + cost > self.max_cost_usd:
-            return f"the cost budget of ${self.max_cost_usd:g} is reached (${self.totals.cost:.4f} spent{self._under_way()})"
+            left = max(0.0, self.max_cost_usd - self.totals.cost - self.reserved_cost)
+            return self._reached(
+                "cost",
+                f"the cost budget of ${self.max_cost_usd:g} is reached (${self.totals.cost:.4f} spent"
+                f"{self._under_way()}, ${left:.4f} left",
+            )
         return None
+
+    def _reached(self, kind: str, text: str) -> str:
+        """`text` closed with where the limit comes from; the first limit reached is remembered (`tripped_by`)."""
+        self.tripped_by = self.tripped_by or kind
+        limit = self.limits[kind]
+        if limit is None:
+            return text + ")"
+        return f"{text}; {limit.field} {limit.note})" if limit.note else f"{text}; set by {limit.field})"
+
+    def field_of(self, kind: str | None = None) -> str | None:
+        """The config field that sets the limit of `kind` (default: the one that refused first), where named."""
+        limit = self.limits.get(kind or self.tripped_by or "")
+        return limit.field if limit is not None else None
 
     def _under_way(self) -> str:
         if not self.reserved_calls:

@@ -20,9 +20,11 @@
    the best cell whose difference is significant. With tracking on: a parent MLflow run, the cells' optimize runs
    nested under it, and the champion's program registered under an alias (refed_dspy.tracking.experiment_runs).
 
-Baseline and cells of one teacher and judge share one DSPy cache (`<out>/evals/<key>/`): a cell whose program is
-the baseline's (its compiled program scored below the baseline on validation, or its optimizer gave it back
-unchanged) gets the same answers, a difference of exactly 0. Cells whose teachers differ only in api_base are kept apart (the cache key ignores api_base).
+Every part shares one DSPy cache (`<out>/cache/<endpoints>/`: the examples synthesis, the baselines, the cells'
+optimizations and test scoring, the synthesis checks, and a resume): no request is paid twice, and a cell whose
+program is the baseline's (its compiled program scored below the baseline on validation, or its optimizer gave it
+back unchanged) gets the same answers, a difference of exactly 0. Cells whose LMs differ only in api_base keep
+caches apart (DSPy's cache key ignores api_base).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.config import Config
-from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.errors import ConfigError, FinishedShort, first_line
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config, load_experiment
 from refed_dspy.experiments.experiment_page import program_view, render_page
@@ -66,7 +68,7 @@ from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.optimizers.teleprompters.base import CompileSettings
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.stops import stop_signals
-from refed_dspy.store.cache import use_run_cache
+from refed_dspy.store.cache import shared_cache, use_run_cache
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import Reference
@@ -204,7 +206,16 @@ def _run(
     for cell in grid:
         own = cell_config(base, cell.overrides(0)).optimize.max_calls
         need = estimate["optimize"][cell.id]
-        if own is not None and need > own:
+        if own is not None and estimate["least"][cell.id] > own:
+            log.warning(
+                "warning: experiment: cell %s (%s) needs %d LM calls at least to optimize and its optimize.max_calls is "
+                "%d: it is not started (raise optimize.max_calls, or shrink the optimizer's settings)",
+                cell.id,
+                cell.label,
+                estimate["least"][cell.id],
+                own,
+            )
+        elif own is not None and need > own:
             log.warning(
                 "warning: experiment: cell %s (%s) optimizes in about %d LM calls and its optimize.max_calls is %d: it "
                 "may stop before its optimizer finishes (raise optimize.max_calls, or shrink the optimizer's settings)",
@@ -217,7 +228,8 @@ def _run(
     # the examples synthesis takes references side by side: should it reach its size early, every side has some
     ordered = interleaved([test_refs, val_refs, train_refs])
     for target in sorted({cell_config(base, c.overrides(0)).optimize.target for c in grid}):
-        exs = _examples(target, settings, base_config, out, teacher, ordered, spend)
+        with shared_cache(cache_dir(out, base_config, teacher, judge)):
+            exs = _examples(target, settings, base_config, out, teacher, ordered, spend)
         examples[target] = {
             side: [e for e in exs if e.reference_id in {r.id for r in refs}] for side, refs in sides.items()
         }
@@ -239,14 +251,16 @@ def _run(
             cfg = cell_config(base, cell.overrides(base_config.optimize.seed))
             sets = examples[cfg.optimize.target]
             bkey = _baseline_key(cfg)
-            if bkey not in baselines:
-                baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, spend, check)
-            row = read_json(out / "cells" / cell.id / "cell.json")
-            if row.get("status") != "done" and baselines[bkey].get("status") == "done":
-                log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
-                row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], spend, check)
-            elif row.get("status") != "done":
-                row = _unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
+            with shared_cache(cache_dir(out, cfg, teacher, judge)):
+                if bkey not in baselines:
+                    baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, spend, check)
+                row = read_json(out / "cells" / cell.id / "cell.json")
+                if row.get("status") != "done" and baselines[bkey].get("status") == "done":
+                    log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
+                    least = estimate["least"][cell.id]
+                    row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], spend, check, least)
+                elif row.get("status") != "done":
+                    row = _unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
             row.update(_compare(row, baselines[bkey], cell_level, settings))
             rows.append(row)
         rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
@@ -426,6 +440,17 @@ def _examples(
     return examples_from_run(rd.path, refs)
 
 
+def cache_dir(out: Path, cfg: Config, teacher: Any = None, judge: Any = None) -> Path:
+    """The experiment's one DSPy cache for the endpoints `cfg` (or the LMs handed in) reach: every part (examples,
+    baselines, cells, synthesis checks, resumes) that asks the same thing of them is answered once. DSPy's cache key
+    ignores api_base, so cells whose LMs differ only in their endpoint keep apart."""
+    ends = {
+        role: (lm.kwargs.get("api_base") if lm is not None and hasattr(lm, "kwargs") else None) or spec.endpoints
+        for role, spec, lm in (("teacher", cfg.teacher, teacher), ("judge", cfg.judge, judge))
+    }
+    return out / "cache" / hashlib.sha256(json.dumps(ends, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def _baseline_key(cfg: Config) -> str:
     """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores."""
     what = {
@@ -458,7 +483,8 @@ def _score(
     their mean, and the calls paid (recorded as `part` of `spend`; BudgetStop when judging them all would pass what
     the experiment may still spend)."""
     use_run_cache(RunDir(eval_dir))
-    budget = CallBudget(*_left(spend.ledger, part))
+    calls_from, cost_from = _experiment_limits(spend.ledger, "the judging of the test examples")
+    budget = CallBudget(*_left(spend.ledger, part), calls_from=calls_from, cost_from=cost_from)
     t = bounded(teacher if teacher is not None else build_lm(cfg.teacher, "teacher"), "teacher", fresh=True)
     j = bounded(judge if judge is not None else build_lm(cfg.judge, "judge"), "judge", fresh=True)
     cfg = with_lm_of(with_lm_of(cfg, "teacher", t), "judge", j) if teacher is not None or judge is not None else cfg
@@ -492,8 +518,35 @@ def _left(ledger: CallBudget, what: str = "") -> tuple[int | None, float | None]
     (`what`: the part that was about to start)."""
     calls = None if ledger.max_calls is None else ledger.max_calls - ledger.total_calls
     cost = None if ledger.max_cost_usd is None else ledger.max_cost_usd - ledger.total_cost
-    if (calls is not None and calls < 1) or (cost is not None and cost <= 0):
-        raise BudgetStop(f"{what or 'the next part'} was not started: the experiment's budget is spent")
+    if calls is not None and calls < 1:
+        raise BudgetStop(
+            f"{what or 'the next part'} was not started: experiment.max_calls = {ledger.max_calls} is spent "
+            f"({ledger.total_calls} calls); raise it and run the same command"
+        )
+    if cost is not None and cost <= 0:
+        raise BudgetStop(
+            f"{what or 'the next part'} was not started: experiment.max_cost_usd = {usd(ledger.max_cost_usd)} is spent "
+            f"({usd(ledger.total_cost)}); raise it and run the same command"
+        )
+    return calls, cost
+
+
+def _experiment_limits(ledger: CallBudget, what: str) -> tuple[Limit | None, Limit | None]:
+    """Where the limits of a part of the experiment come from: what experiment.max_calls / max_cost_usd leave it."""
+    calls = cost = None
+    if ledger.max_calls is not None:
+        left = ledger.max_calls - ledger.total_calls
+        calls = Limit(
+            "experiment.max_calls",
+            f"= {ledger.max_calls} leaves {what} {left} ({ledger.total_calls} spent by the experiment before it)",
+        )
+    if ledger.max_cost_usd is not None:
+        left = ledger.max_cost_usd - ledger.total_cost
+        cost = Limit(
+            "experiment.max_cost_usd",
+            f"= {usd(ledger.max_cost_usd)} leaves {what} {usd(left)} ({usd(ledger.total_cost)} spent by the experiment "
+            "before it)",
+        )
     return calls, cost
 
 
@@ -630,6 +683,41 @@ def own_limit_that_stopped(
     return None
 
 
+def _amounts(calls: Any, cost: Any) -> str:
+    return " and ".join(x for x in (f"{calls} calls" if calls is not None else "", usd(cost) if cost else "") if x)
+
+
+def _cell_limits(
+    ledger: CallBudget, judging: dict[str, Any], cfg: Config, opt_calls: int | None, opt_cost: float | None
+) -> tuple[Limit | None, Limit | None]:
+    """Which limit binds a cell's optimization, calls and cost: its own optimize limit, or what the experiment's leaves
+    it (said with its numbers), whichever is less."""
+
+    def one(kind: str, own: Any, left: Any, total: Any, spent: Any, held: Any) -> Limit | None:
+        if own is not None and (left is None or own <= left):
+            return Limit(f"optimize.{kind}")
+        if left is None:
+            return None
+        show = usd if kind == "max_cost_usd" else str
+        return Limit(
+            f"experiment.{kind}",
+            f"= {show(total)} leaves this cell {show(left)} to optimize with ({show(spent)} spent by the experiment "
+            f"before it, {show(held or 0)} kept for judging its test examples)",
+        )
+
+    return (
+        one("max_calls", cfg.optimize.max_calls, opt_calls, ledger.max_calls, ledger.total_calls, judging.get("calls")),
+        one(
+            "max_cost_usd",
+            cfg.optimize.max_cost_usd,
+            opt_cost,
+            ledger.max_cost_usd,
+            ledger.total_cost,
+            judging.get("cost_usd"),
+        ),
+    )
+
+
 def _unstarted(cell: Cell, cfg: Config, bkey: str, why: str) -> dict[str, Any]:
     """The row of a cell the budget left unstarted (run again with a larger budget, it starts)."""
     return {**_cell_row(cell, cfg, bkey), "status": "budget", "error": f"not started: {why}", "usage": {}}
@@ -645,10 +733,12 @@ def _run_cell(
     baseline: dict[str, Any],
     spend: Spend,
     check: tuple[list[Reference], int] | None = None,
+    least: int | None = None,
 ) -> dict[str, Any]:
     """Optimize on train / validation within what the experiment's budget leaves after judging the test examples
-    (as many calls as the baseline's judging took), then judge the result on them; the cell's row (written). A
-    user's mistake (ConfigError) stops the experiment; any other failure is this cell's, and the grid goes on."""
+    (as many calls as the baseline's judging took), then judge the result on them; the cell's row (written). A cell
+    whose optimizer needs more than that (`least`: the calls it makes at the least) is not started. A user's mistake
+    (ConfigError) stops the experiment; any other failure is this cell's, and the grid goes on."""
     cell_dir = out / "cells" / cell.id
     bkey = baseline["key"]
     row = _cell_row(cell, cfg, bkey)
@@ -660,15 +750,24 @@ def _run_cell(
         return _unstarted(cell, cfg, bkey, str(err))
     opt_calls = None if calls is None else calls - int(judging.get("calls") or 0)
     opt_cost = None if cost is None else cost - float(judging.get("cost_usd") or 0.0)
+    calls_from, cost_from = _cell_limits(spend.ledger, judging, cfg, opt_calls, opt_cost)
+    usable = _least(cfg.optimize.max_calls, opt_calls)
+    why = None
     if (opt_calls is not None and opt_calls < 1) or (opt_cost is not None and opt_cost <= 0):
-        left = [f"{calls} calls" if calls is not None else "", usd(cost) if cost is not None else ""]
-        row = _unstarted(
-            cell,
-            cfg,
-            bkey,
-            f"the experiment's budget leaves {' and '.join(x for x in left if x)}, and judging the "
-            f"test examples (and the synthesis check) took {judging.get('calls', 0)} calls for the baseline",
+        why = (
+            f"experiment.max_calls / max_cost_usd leave {_amounts(calls, cost)}, and judging its test examples takes "
+            f"{_amounts(judging.get('calls', 0), judging.get('cost_usd'))} (what the baseline's took); raise "
+            "experiment.max_calls / max_cost_usd and run the same command"
         )
+    elif usable is not None and least is not None and least > usable:
+        why = (
+            f"its optimizer needs {least} calls at least, and {calls_from.field} {calls_from.note or f'= {usable}'} "
+            f"leaves it {usable}; raise {calls_from.field} and run the same command"
+        )
+    if why is not None:
+        row = _unstarted(cell, cfg, bkey, why)
+        if calls_from is not None and calls_from.field == "optimize.max_calls" and least is not None:
+            row["stopped_by"] = f"optimize.max_calls = {cfg.optimize.max_calls}"
         log.warning("warning: experiment: cell %s %s", cell.id, row["error"])
         return row
     own = (cfg.optimize.max_calls, cfg.optimize.max_cost_usd)  # before the experiment's leftovers are folded in
@@ -681,7 +780,9 @@ def _run_cell(
     started = time.monotonic()
     try:
         # the cell's own optimize limits and what the experiment leaves, whichever is less (folded in above)
-        ledger = CallBudget(cfg.optimize.max_calls, cfg.optimize.max_cost_usd)
+        ledger = CallBudget(
+            cfg.optimize.max_calls, cfg.optimize.max_cost_usd, calls_from=calls_from, cost_from=cost_from
+        )
         with spend.live(f"{part}:optimize", ledger) as budget:
             res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"], budget=budget)
         scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey, spend, f"{part}:test")
@@ -754,7 +855,7 @@ def _estimate(
     baseline's and each cell's (its optimizer's estimated program runs, each scored, plus scoring before and after
     on validation and the test examples, and the synthesis check from its method's tasks plus judging), a program run
     costing one call per predictor plus the judge's calls."""
-    out: dict[str, Any] = {"examples": 0, "baselines": 0, "cells": {}, "optimize": {}}
+    out: dict[str, Any] = {"examples": 0, "baselines": 0, "cells": {}, "optimize": {}, "least": {}}
     seen: set[str] = set()
     for cell in grid:
         cfg = cell_config(base, cell.overrides(0))
@@ -790,8 +891,10 @@ def _estimate(
             n_train=n["train"],
             n_val=n["val"],
         )
-        runs = OPTIMIZERS.get(opt.optimizer).estimated_runs(s, predictors)
+        chosen = OPTIMIZERS.get(opt.optimizer)
+        runs = chosen.estimated_runs(s, predictors)
         out["optimize"][cell.id] = (runs + 2 * n["val"]) * per_run  # what optimize.max_calls caps
+        out["least"][cell.id] = (chosen.least_runs(s, predictors) + 2 * n["val"]) * per_run
         out["cells"][cell.id] = out["optimize"][cell.id] + n["test"] * per_run + check
     out["total"] = out["examples"] + out["baselines"] + sum(out["cells"].values())
     return out

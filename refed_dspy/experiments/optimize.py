@@ -27,7 +27,7 @@ from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.clients.scope import LedgerScope, ledger_scope
 from refed_dspy.config import OPTIMIZERS, Config, load_config, to_toml
-from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.held_lms import check_prices, metric_lms, program_lms, teleprompter_lms
@@ -40,7 +40,7 @@ from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metr
 from refed_dspy.optimizers.program_io import instructions_text, save_program
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
 from refed_dspy.stops import stop_signals
-from refed_dspy.store.cache import use_run_cache
+from refed_dspy.store.cache import shared_cache, use_run_cache
 from refed_dspy.store.jsonl import write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference, final_response
@@ -438,7 +438,8 @@ def _optimize(
         references, _ = read_references(
             config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
         )
-    with owned(out, "optimize", "refed optimize", flag="optimize.out"):
+    # one cache for the examples synthesis and the optimization (an experiment's cell: the experiment's)
+    with owned(out, "optimize", "refed optimize", flag="optimize.out"), shared_cache(RunDir(out).cache):
         started = time.monotonic()
         if trainset is not None:
             examples_dir, examples_summary, examples_usage = None, {}, {}
@@ -472,7 +473,13 @@ def _optimize(
                     "validation examples, and both sides need at least one (more samples, or more references)"
                 )
         use_run_cache(RunDir(out))
-        budget = budget if budget is not None else CallBudget(cfg.max_calls, cfg.max_cost_usd)
+        if budget is None:
+            budget = CallBudget(
+                cfg.max_calls,
+                cfg.max_cost_usd,
+                calls_from=Limit("optimize.max_calls"),
+                cost_from=Limit("optimize.max_cost_usd"),
+            )
         _guard(teacher, budget, "teacher", config.teacher)
         if judge is not None:
             _guard(judge, budget, "judge", config.judge)

@@ -1,22 +1,98 @@
-"""A run's own DSPy disk cache: every paid answer is kept in the run dir, so a resumed run never pays twice."""
+"""A run's own DSPy disk cache: every paid answer is kept in the run dir, so a resumed run never pays twice.
+
+Work made of several run dirs (an optimization and the synthesis of its examples; an experiment's examples, baselines,
+cells and synthesis checks) shares one cache (`shared_cache`): a request any part has paid for is answered from it in
+every other part, and on a resume.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import dspy
+from dspy.clients.cache import Cache
 
 from refed_dspy.store.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 
+_shared: contextvars.ContextVar[Path | None] = contextvars.ContextVar("refed_shared_cache", default=None)
+
+
 def use_run_cache(rundir: RunDir) -> None:
-    """Point DSPy's disk cache at the run's own directory (its key ignores api_base)."""
+    """Point DSPy's disk cache at the run's own directory, or at the cache its caller shares (`shared_cache`). The
+    cache key ignores api_base: a shared cache must hold the answers of one set of endpoints."""
+    _use(_shared.get() or rundir.cache)
+
+
+@contextlib.contextmanager
+def shared_cache(path: str | Path) -> Iterator[Path]:
+    """Within the block, every run dir's cache is `path` (DSPy's cache is pointed there now and by every
+    `use_run_cache`). Inside the block of an outer caller (an optimization that is an experiment's cell), the outer
+    cache stays the one: the outermost work decides."""
+    path = _shared.get() or Path(path)
+    token = _shared.set(path)
+    try:
+        _use(path)
+        yield path
+    finally:
+        _shared.reset(token)
+
+
+# what a request carries that does not change its answer: how the client reaches the provider and how long it waits
+_CLIENT_KEYS = ["timeout", "num_retries", "max_retries", "api_version"]
+
+
+def _same_request(request: dict[str, Any]) -> dict[str, Any]:
+    """The request as the provider sees it: DSPy keys a sync and an async call of the same request apart
+    (`litellm_completion` / `alitellm_completion`), so a reply the synthesis engine paid for (async) was bought again
+    when an optimizer scored the same prompt (sync)."""
+    name = request.get("_fn_identifier")
+    if not isinstance(name, str):
+        return request
+    if name.endswith(".async"):
+        name = name[: -len(".async")]
+    head, _, last = name.rpartition(".")
+    if last.startswith("a") and last[1:].startswith(("litellm_", "lm15_")):
+        name = f"{head}.{last[1:]}"
+    return {**request, "_fn_identifier": name}
+
+
+class RunCache(Cache):
+    """DSPy's cache, keyed by the request as the provider sees it: the same request made synchronously or
+    asynchronously, or by LMs that differ only in client settings (timeout, retries), is one entry. An entry written
+    under DSPy's own key (a run dir made by an earlier version) is still found."""
+
+    def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
+        ignored = [*(ignored_args_for_cache_key or []), *_CLIENT_KEYS]
+        return super().cache_key(_same_request(request), ignored)
+
+    def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
+        found = super().get(request, ignored_args_for_cache_key)
+        if found is not None or not self.enable_disk_cache:
+            return found
+        try:  # the key DSPy itself would have used
+            response = self.disk_cache.get(Cache.cache_key(self, request, ignored_args_for_cache_key))
+        except Exception:  # noqa: BLE001 - an unreadable entry is a miss, as DSPy treats it
+            return None
+        return None if response is None else self._prepare_cached_response(response)
+
+
+def _use(path: Path) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-    rundir.cache.mkdir(parents=True, exist_ok=True)
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(rundir.cache))
+    path.mkdir(parents=True, exist_ok=True)
+    current = getattr(getattr(dspy.cache, "disk_cache", None), "directory", None)
+    if isinstance(dspy.cache, RunCache) and current is not None and Path(current) == path:
+        return  # already there: the open cache keeps its connections
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(path))
+    dspy.cache.__class__ = RunCache  # the same cache, keyed as the provider sees a request
     _bound_cache_memory(dspy.cache)
 
 

@@ -176,8 +176,11 @@ def test_optimize_counts_every_kind_of_lm_as_the_server_does(server_factory, tmp
     summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
     examples = summary["examples_usage"]
     teacher_truth, judge_truth = answered(teacher_srv), answered(judge_srv)
-    assert teacher_truth["calls"] > examples["calls"] > 0 and judge_truth["calls"] > 0
+    assert teacher_truth["calls"] >= examples["calls"] > 0 and judge_truth["calls"] > 0
     by_role = result.usage["by_role"]
+    # the optimization ran the teacher through the boundary: its requests that repeat the examples synthesis's are
+    # answered from the cache the two share (counted, not paid), the rest paid
+    assert by_role["teacher"]["calls"] + by_role["teacher"]["cached_calls"] > 0
     # the examples synthesis (counted by the engine) and the optimization (by the budget) make up what was answered
     assert examples["calls"] + by_role["teacher"]["calls"] == teacher_truth["calls"]
     assert examples["prompt_tokens"] + by_role["teacher"]["prompt_tokens"] == teacher_truth["prompt_tokens"]

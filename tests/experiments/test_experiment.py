@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -236,12 +237,14 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     import sys
     import time
 
-    grid = {"optimize.optimizer": ["bootstrap"]}
+    # three cells whose requests differ (repeats of one deterministic optimizer would ask the same things, answered
+    # from the experiment's one cache: nothing left to kill in the second)
+    grid = {"optimize.optimizer": ["bootstrap"], "teacher.temperature": [1.0, 0.9, 0.8]}
     # uninterrupted, for the count
     whole = tmp_path / "whole"
     whole.mkdir()
     t0, j0 = server_factory(signal=True), server_factory(signal=True)
-    code, _, err = refed("experiment", "--config", str(write_experiment(whole, t0, j0, grid, repeats=3)))
+    code, _, err = refed("experiment", "--config", str(write_experiment(whole, t0, j0, grid, repeats=1)))
     assert code == 0, err
     uninterrupted = _served(t0, j0)
     cells = [json.loads(p.read_text()) for p in (whole / "exp" / "cells").glob("*/cell.json")]
@@ -250,7 +253,7 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     killed = tmp_path / "killed"
     killed.mkdir()
     t1, j1 = server_factory(signal=True), server_factory(signal=True)
-    path = write_experiment(killed, t1, j1, grid, repeats=3)
+    path = write_experiment(killed, t1, j1, grid, repeats=1)
     spent = killed / "exp" / "spent.json"
 
     def second_cell_paid() -> int:
@@ -394,15 +397,22 @@ def test_an_exhausted_examples_synthesis_is_used_as_it_is(server_factory, tmp_pa
 
 
 def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_factory, tmp_path):
-    """optimize.max_calls = 40 in the experiment file, and a larger experiment budget: the cell's optimization stops at
-    its own 40 calls (status budget), not at what the experiment has left."""
+    """optimize.max_calls = 40 in the experiment file, and a larger experiment budget: the bootstrap cell needs about
+    200 calls to optimize, so it cannot finish in its own 40 and is not started (it used to start, spend its 40 calls
+    and save nothing), and the reason names its own limit, not what the experiment has left."""
     teacher, judge = server_factory(signal=True), server_factory(signal=True)
     path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, max_calls=5000)
     code, out, err = refed("experiment", "--config", str(path), "--set", "optimize.max_calls=40")
     assert code == 1, err
-    cell = json.loads((tmp_path / "exp" / "experiment.json").read_text())["cells"][0]
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    cell = result["cells"][0]
     spent = json.loads((tmp_path / "exp" / "spent.json").read_text())["parts"]
-    assert cell["status"] == "budget" and 0 < spent[f"cell:{cell['id']}:optimize"]["calls"] <= 40, (cell, spent)
+    assert cell["status"] == "budget" and f"cell:{cell['id']}:optimize" not in spent, (cell, spent)
+    least = result["estimate"]["least"][cell["id"]]
+    assert least > 40 and cell["error"] == (
+        f"not started: its optimizer needs {least} calls at least, and optimize.max_calls = 40 leaves it 40; raise "
+        "optimize.max_calls and run the same command"
+    )
     # the reason is said under the table, not inside it: a long error would widen the table's first column
     table = out.split("\ntest examples ")[0].splitlines()
     row = next(line for line in table if line.startswith(cell["label"]))
@@ -411,12 +421,46 @@ def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_facto
     assert all(len(line) <= len(table[0]) for line in table[:3])  # the header is as wide as the rows
     md = (tmp_path / "exp" / "experiment.md").read_text()
     assert f"## Cells that did not finish\n\n- {cell['label']}: budget: {cell['error']}" in md
-    # the limit that stopped it is the cell's own, said before any call and after: the same command alone would not
-    # finish it
+    # the limit is the cell's own, said before any call and after: the same command alone would not finish it
     assert cell["stopped_by"] == "optimize.max_calls = 40"
-    assert "its optimize.max_calls is 40: it may stop before its optimizer finishes" in err
+    assert f"needs {least} LM calls at least to optimize and its optimize.max_calls is 40: it is not started" in err
     assert "the cell's own optimize.max_calls = 40 stopped it, not the experiment's budget" in out
     assert "experiment budget: raise the limit named above and run the same command again" in out
+
+
+def test_a_cell_the_experiment_s_budget_cannot_fit_is_not_started_and_says_which_limit(server_factory, tmp_path):
+    """A GEPA cell in an experiment whose budget leaves less than GEPA's rollout budget needs: not started, no call
+    made for it, and the message names experiment.max_calls with what was spent and what is left (a trial's GEPA cell
+    started, spent the 63 calls left, saved nothing, and blamed optimize.max_calls)."""
+    teacher, judge = server_factory(), server_factory()
+    grid = {"optimize.optimizer": ["gepa"], "optimize.max_metric_calls": [60]}
+    path = write_experiment(tmp_path, teacher, judge, grid, max_calls=400)
+    code, out, err = refed("experiment", "--config", str(path))
+    assert code == 1, err
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    cell = result["cells"][0]
+    spent = json.loads((tmp_path / "exp" / "spent.json").read_text())["parts"]
+    assert cell["status"] == "budget" and not any(k.startswith("cell:") for k in spent), spent
+    assert "stopped_by" not in cell
+    before = result["usage"]["calls"]
+    assert _served(teacher, judge) == before
+    assert cell["error"].startswith(
+        f"not started: its optimizer needs {result['estimate']['least'][cell['id']]} calls at least, and "
+        f"experiment.max_calls = 400 leaves this cell {400 - before - cell_judging(result)} to optimize with "
+        f"({before} spent by the experiment before it, {cell_judging(result)} kept for judging its test examples)"
+    ), cell["error"]
+    assert cell["error"].endswith("raise experiment.max_calls and run the same command")
+    assert "experiment budget: raise experiment.max_calls / max_cost_usd and run the same command again" in out
+    # with the budget raised, the same command runs it to the end
+    code, out, err = refed("experiment", "--config", str(path), "--set", "experiment.max_calls=5000")
+    assert code == 0, err
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert result["cells"][0]["status"] == "done" and result["usage"]["calls"] == _served(teacher, judge)
+
+
+def cell_judging(result: dict) -> int:
+    """What the cell keeps for judging its test examples: what its baseline's judging took."""
+    return result["baselines"][0]["usage"]["calls"]
 
 
 def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
@@ -516,3 +560,26 @@ def test_the_estimate_counts_the_judge_calls_the_metric_makes():
     found = _estimate(grid, base, settings, references, {"train": train, "val": val, "test": test})["cells"]
     weighted, unweighted = (found[c.id] for c in grid)
     assert unweighted * (2 + 3) == weighted * (2 + 1)  # generate and improve, plus 3 judge calls or 1
+
+
+def test_no_request_is_paid_twice_across_the_parts_of_an_experiment(server_factory, tmp_path):
+    """The examples synthesis, the baseline's test scoring, each cell's scoring before and after and its optimization,
+    the synthesis checks and a second invocation share one cache, keyed as the provider sees a request (a trial found
+    12 to 37 generate-stage bodies paid again per experiment, 1.5% to 10% of its calls: DSPy keyed the synthesis
+    engine's async calls apart from an optimizer's sync calls of the same request).
+
+    The one request sent again on purpose is MIPROv2's: its proposer asks for a program description once per candidate
+    under a fresh `rollout_id` (DSPy's way to ask for another sample; the id is not sent), so those bodies may repeat."""
+    teacher, judge = server_factory(), server_factory()
+    path = write_experiment(
+        tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap", "miprov2"]}, examples=24, synthesize=4
+    )
+    assert experiment(path).status == "complete"
+    again = experiment(path, ["experiment.repeats=2"])  # grows the grid: the new cells run, the rest is answered
+    assert again.status == "complete"
+    for srv in (teacher, judge):
+        ok = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+        times = Counter(e["sha"] for e in ok)
+        repeated = {e["sha"]: e["outputs"] for e in ok if times[e["sha"]] > 1}
+        resampled = {sha for sha, outputs in repeated.items() if outputs == ["program_description"]}
+        assert ok and not set(repeated) - resampled, f"{len(repeated)} of {len(ok)} request bodies sent again"

@@ -300,3 +300,31 @@ def test_a_user_lm_is_recorded_and_logged_with_its_own_settings(server_factory, 
     )
     after = [e["settings"] for e in read_log(srv.cfg.log_path)[before:]]
     assert after and all("frequency_penalty" not in s and s.get("temperature") == 0.7 for s in after)
+
+
+def test_a_gepa_compile_stopped_by_its_budget_runs_again_when_the_budget_allows(server_factory, tmp_path):
+    """GEPA keeps its state to resume a killed compile. Stopped by the budget, that state held the evaluations the
+    budget refused, scored as failures: the same command with a larger budget made 0 new calls ("GEPA Optimization:
+    0/754 rollouts") and kept the baseline. Now the state goes with the stop, and the second run optimizes for real
+    (the calls the first paid are answered from the cache)."""
+    teacher_srv, judge_srv = server_factory(), server_factory()
+    sets = {"optimize.optimizer": "'gepa'", "optimize.max_metric_calls": 40, "optimize.auto": "'light'"}
+    stopped_cfg = config(teacher_srv, tmp_path, **sets, **{"optimize.max_calls": 30})
+    judge = user_lm(judge_srv)
+    with pytest.raises(OptimizationStopped, match=r"LM-call budget of 30 is reached .*set by optimize.max_calls") as e:
+        refed_dspy.optimize(stopped_cfg, judge=judge, program=RespondAndImprove(improve=False), trainset=examples())
+    assert "raise optimize.max_calls" in str(e.value)
+    assert not list((tmp_path / "opt" / "state").glob("gepa-*"))  # no saved state that would resume as spent
+    first = served(teacher_srv) + served(judge_srv)
+    assert first == e.value.usage["calls"] <= 30
+    summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["usage"]["calls"] == first
+    result = refed_dspy.optimize(
+        config(teacher_srv, tmp_path, **sets),
+        judge=judge,
+        program=RespondAndImprove(improve=False),
+        trainset=examples(),
+    )
+    assert served(teacher_srv) + served(judge_srv) - first == result.usage["calls"] > 30
+    assert result.usage["cached_calls"] >= first - 1  # what the stopped run paid is not paid again
+    assert len(result.steps) > 1
