@@ -57,6 +57,7 @@ class CallBoundary:
     endpoint_spread: Any = None  # several endpoints: their EndpointSpread (calls and failures per endpoint)
     default_stage: str = "unknown"  # the stage of a call made where no stage is set (a teleprompter's own: propose)
     keeps_history: bool = False  # also keep DSPy's history of its calls (a user's LM the run routes here does)
+    own_price: bool = False  # each call carries its cost at `price` (an LM of another model than its run's role)
 
     def attach_budget(self, budget: Any, role: str, price: Price | None) -> CallBoundary:
         """Guard this LM (and its copies) with `budget`; returns self."""
@@ -215,6 +216,8 @@ class CallBoundary:
             seconds=_elapsed(),
             repair=tag is not None and tag.repair,
         )
+        if self.own_price and self.price is not None and usage:
+            info.cost_usd = self.price.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
         self._record(info)
         if self.keeps_history:
             super().update_history(entry)

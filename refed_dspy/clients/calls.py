@@ -44,6 +44,7 @@ class CallInfo:
     error: str | None = None  # the request failed (429, 5xx, timeout, reset): no reply, no tokens
     interrupted: bool = False  # in flight when its work was cancelled: perhaps answered and billed, never read
     tokens_unknown: bool = False  # answered, but the LM reported no token usage (nor that it replayed a cached reply)
+    cost_usd: float | None = None  # priced by its own LM (another model than the run's role): not at the role's price
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -46,11 +46,13 @@ _open_lock = threading.Lock()
 class LedgerScope:
     """Routes the calls of LMs a run does not hold behind the boundary to twins that are; see the module docstring.
 
-    `budget`: the CallBudget the twins reserve on (None: the engine's, whose work collects its calls itself).
+    `budget`: the CallBudget the twins reserve on (None: the engine's, whose work collects its calls itself and
+    reserves their worst case; each call of a twin then carries its cost at its own model's price).
     `prices`: how a twin is priced by its own model.
     """
 
     def __init__(self, budget: Any = None, prices: PriceBook | None = None):
+        _install()  # the check in front of dspy.BaseLM's calls finds a scope wherever DSPy's settings carry it
         self.budget = budget
         self.prices = prices or PriceBook()
         self._routes: dict[int, tuple[Any, Any]] = {}  # id(lm) -> (lm, the twin its calls go to); lm kept alive
@@ -91,8 +93,8 @@ class LedgerScope:
         price = price_of_lm(lm, self.prices)
         if self.budget is not None:
             twin.attach_budget(self.budget, role, price)
-        else:
-            twin.price = price
+        else:  # the engine's work collects its calls and prices them at its role's price: this LM's carry their own
+            twin.price, twin.own_price = price, True
         return twin
 
     def __reduce__(self) -> tuple:

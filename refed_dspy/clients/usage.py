@@ -31,11 +31,15 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     the calls that asked again; `lm_seconds` sums their latencies. `failed_calls` are requests that got no
     reply (429, 5xx, timeouts, resets; not in `calls`). `interrupted_calls` were in flight when their work
     was cancelled: counted in `calls` as paid, their tokens unknown. `unmetered_calls` were answered by an LM
-    that reported no token usage: counted in `calls`, their tokens unknown. `cost_usd` is None when the
+    that reported no token usage: counted in `calls`, their tokens unknown. A call that carries its own
+    `cost_usd` (made by an LM of another model than `price` is for) costs that. `cost_usd` is None when the
     model's price is unknown, or when some call's tokens are.
     """
     total: dict[str, Any] = dict.fromkeys(_FIELDS, 0)
     by_stage: dict[str, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
+    own_of: dict[int, dict[str, float]] = defaultdict(
+        lambda: {"cost": 0.0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+    )
     for call in calls:
         for bucket in (total, by_stage[call.stage]):
             if call.error is not None:
@@ -56,12 +60,23 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
             bucket["parse_failures"] += call.parse_error
             bucket["repairs"] += call.repair
             bucket["lm_seconds"] = round(bucket.get("lm_seconds", 0.0) + call.seconds, 3)
+            if call.cost_usd is not None:  # priced apart, by its own LM: its tokens stay out of the role's price
+                own = own_of[id(bucket)]
+                own["cost"] += call.cost_usd
+                own["calls"] += 1
+                for f in ("prompt_tokens", "completion_tokens", "cached_tokens"):
+                    own[f] += getattr(call, f)
     for bucket in (total, *by_stage.values()):
-        bucket["cost_usd"] = (
-            price.cost(bucket["prompt_tokens"], bucket["completion_tokens"], bucket["cached_tokens"])
-            if price and not bucket["unmetered_calls"]
-            else None
-        )
+        own = own_of.get(id(bucket))
+        rest = {f: bucket[f] - (own[f] if own else 0) for f in ("prompt_tokens", "completion_tokens", "cached_tokens")}
+        rest_calls = bucket["calls"] - (own["calls"] if own else 0)
+        if bucket["unmetered_calls"] or (price is None and rest_calls):
+            bucket["cost_usd"] = None
+        else:
+            at_price = (
+                price.cost(rest["prompt_tokens"], rest["completion_tokens"], rest["cached_tokens"]) if price else 0.0
+            )
+            bucket["cost_usd"] = at_price + (own["cost"] if own else 0.0) if (price or own) else None
     total["by_stage"] = dict(by_stage)
     return total
 

@@ -21,7 +21,8 @@ import dspy
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.calls import collect_calls, stage
 from refed_dspy.clients.lm import price_of
-from refed_dspy.clients.pricing import Price
+from refed_dspy.clients.pricing import Price, PriceBook
+from refed_dspy.clients.scope import SETTINGS_KEY, LedgerScope
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.usage import with_unrecorded
 from refed_dspy.engine.batch_usage import answered_usage
@@ -68,13 +69,24 @@ class StageBase(ABC):
     what = "run"  # how messages name it: "run", "judging", "meta-evaluation"
     doing: dict[str, str] = {}  # kind of work -> what the progress line calls it ("feedback": "collecting feedback")
 
-    def __init__(self, spec: LMSpec, role: str, lm: Any, adapter: RepairingAdapter | None = None, broker: Any = None):
+    def __init__(
+        self,
+        spec: LMSpec,
+        role: str,
+        lm: Any,
+        adapter: RepairingAdapter | None = None,
+        broker: Any = None,
+        prices: PriceBook | None = None,
+    ):
         self.spec = spec
         self.role = role
         self.lm = lm
         self.adapter = adapter or build_adapter(spec)
         self.broker = broker  # batch mode: the calls of `lm` go to the provider's batch API through it
         self.price = price_of(spec, batch=broker is not None)
+        # an LM the work calls that the stage does not hold (one pinned to a predictor of the program) passes the
+        # call boundary too; `prices`: how it is priced ([prices], else LiteLLM's map)
+        self.scope = LedgerScope(None, prices)
         self.engine: Engine
 
     def make_engine(
@@ -132,7 +144,8 @@ class StageBase(ABC):
     ) -> tuple[Any, Failure | None]:
         """Await `call()` with this stage's LM and adapter, its LM calls collected into `calls` (and tagged
         `stage_name` unless its part tags them itself); any exception becomes a classified Failure."""
-        with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None):
+        scoped = {SETTINGS_KEY: self.scope}
+        with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None, **scoped):
             try:
                 if stage_name is None:
                     return await call(), None

@@ -84,7 +84,7 @@ class JudgeRun(StageBase):
     def __init__(
         self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False, broker: Any = None
     ):
-        super().__init__(config.judge, "judge", judge_lm, broker=broker)
+        super().__init__(config.judge, "judge", judge_lm, broker=broker, prices=config.price_book)
         self.config = config
         self.cfg = config.judging
         self.rundir = rundir

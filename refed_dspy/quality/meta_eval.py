@@ -135,7 +135,7 @@ class MetaEval(StageBase):
     what = "meta-evaluation"
 
     def __init__(self, config: Any, items: list[dict[str, Any]], lm: dspy.LM):
-        super().__init__(config.judge, "judge", lm)
+        super().__init__(config.judge, "judge", lm, prices=config.price_book)
         self.pointwise, self.pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
         self.queue = iter(items)
         self.results: dict[str, dict[str, Any]] = {}

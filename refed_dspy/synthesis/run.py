@@ -69,7 +69,7 @@ class SynthesisRun(StageBase):
         adapter: RepairingAdapter | None = None,
         broker: Any = None,
     ):
-        super().__init__(config.teacher, "teacher", teacher, adapter, broker)
+        super().__init__(config.teacher, "teacher", teacher, adapter, broker, prices=config.price_book)
         self.config = config
         self.syn = config.synthesis
         self.method: Method = get_method(self.syn.method)

@@ -328,3 +328,25 @@ def test_a_gepa_compile_stopped_by_its_budget_runs_again_when_the_budget_allows(
     assert served(teacher_srv) + served(judge_srv) - first == result.usage["calls"] > 30
     assert result.usage["cached_calls"] >= first - 1  # what the stopped run paid is not paid again
     assert len(result.steps) > 1
+
+
+def test_an_lm_pinned_to_a_predictor_is_counted_and_priced_in_a_synthesis(server_factory, tmp_path):
+    """The synthesis engine collects each piece of work's calls itself; an LM pinned to one predictor of the program
+    (another model, on another server) is called by no LM the run holds: its calls are counted with the work that
+    makes them and priced at its own model's price."""
+    from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
+
+    teacher_srv, pinned_srv = server_factory(), server_factory()
+    program = ReferenceSynthesis(respond=RespondAndImprove())
+    pinned = dspy.LM("openai/gpt-4o", api_base=pinned_srv.api_base, api_key="unused", num_retries=0, max_tokens=2000)
+    for name, predictor in program.named_predictors():
+        if name.endswith("generate"):
+            predictor.lm = pinned
+    cfg = load_config(None, run_overrides(teacher_srv, tmp_path / "run", 6, **{"seeds.limit": 4}))
+    summary = refed_dspy.synthesize(cfg, program=program)
+    assert summary["samples"] == 6 and served(pinned_srv) > 0
+    usage = summary["usage"]
+    assert usage["calls"] == served(teacher_srv) + served(pinned_srv)
+    assert usage["by_stage"]["generate"]["calls"] == served(pinned_srv)
+    expected = _list_price(teacher_srv, 0.15, 0.60) + _list_price(pinned_srv, 2.5, 10.0)  # gpt-4o-mini, gpt-4o
+    assert usage["cost_usd"] == pytest.approx(expected, rel=1e-6)
