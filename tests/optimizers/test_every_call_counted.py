@@ -111,6 +111,20 @@ def test_gepa_takes_our_metric_as_it_is_and_counts_its_reflection_lm(server_fact
         examples(1)[0], dspy.Prediction(response="Tides follow the moon."), None, "generate", None
     )
     assert isinstance(feedback, dspy.Prediction) and feedback.feedback.startswith("Scores {")
+    # a budget below the need: the three servers see at most max_calls in all, and the ledger says what they saw
+    servers = [server_factory() for _ in range(3)]
+    low = config(servers[0], tmp_path / "low", **{"optimize.max_calls": 20})
+    gepa = dspy.GEPA(
+        metric=make_metric(low, judge=user_lm(servers[1])),
+        reflection_lm=user_lm(servers[2], max_tokens=2000),
+        max_metric_calls=24,
+        num_threads=1,
+    )
+    with pytest.raises(OptimizationStopped, match="LM-call budget of 20") as stop:
+        refed_dspy.optimize(
+            low, optimizer=gepa, program=RespondAndImprove(improve=False), trainset=examples(), valset=examples(4)
+        )
+    assert sum(served(srv) for srv in servers) == stop.value.usage["calls"] <= 20
 
 
 def _own_lm_metric(judge_srv):
