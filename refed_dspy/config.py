@@ -91,7 +91,9 @@ class SynthesisConfig(Section):
         "online",
         description="online: calls over HTTP as they are needed. batch: the calls go to the provider's batch API (OpenAI, Azure OpenAI, Anthropic) at its batch price, stage by stage in waves ([batch] says how); results take minutes to hours.",
     )
-    concurrency: int = Field(64, gt=0, le=4096, description="LM calls kept in flight at all times (online mode).")
+    concurrency: int = Field(
+        64, gt=0, le=4096, description="LM calls kept in flight at all times (online mode); on Ray, per worker."
+    )
     dedup_rouge_threshold: float = Field(
         0.7,
         gt=0.0,
@@ -314,6 +316,25 @@ class RunConfig(Section):
     )
 
 
+class RayConfig(Section):
+    """Where a run executes on Ray (the optional [ray] extra): the driver here, the calls on the cluster's workers."""
+
+    enabled: bool = Field(
+        False,
+        description="Run the LM calls of `refed synthesize` on Ray workers (`--ray [ADDRESS]` sets it). The run dir stays on this machine, in the one format: a run resumes locally or on Ray alike.",
+    )
+    address: str | None = Field(
+        None,
+        description="What ray.init takes: 'auto' (the cluster this machine is part of), 'ray://host:10001', or unset to start a local Ray on this machine.",
+    )
+    workers: int = Field(
+        2,
+        gt=0,
+        le=1024,
+        description="Ray workers (actors), each loading the program once and keeping synthesis.concurrency calls in flight.",
+    )
+
+
 class TrackingConfig(Section):
     """MLflow tracking."""
 
@@ -345,6 +366,7 @@ class Config(Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
     filters: list[SerializeAsAny[Filter]] = Field(
         default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables)."
     )

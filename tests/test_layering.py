@@ -27,6 +27,7 @@ FLOORS = [
     {"filters"},
     {"config"},
     {"tracking"},
+    {"cluster"},
     {"synthesis"},
     {"quality"},
     {"experiments", "export"},

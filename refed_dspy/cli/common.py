@@ -4,6 +4,7 @@ config of an existing run dir."""
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 
@@ -22,6 +23,28 @@ def add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
         metavar="SECTION.KEY=VALUE",
         help=f"override one config field, e.g. --set {example} (repeatable)",
     )
+
+
+def add_ray_arg(p: argparse.ArgumentParser) -> None:
+    """`--ray [ADDRESS]`: run the LM calls on Ray (the [ray] extra); same as --set ray.enabled=true (ray.address)."""
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the LM calls on Ray workers (pip install 'refed-dspy[ray]'): ADDRESS is what ray.init takes "
+        "('auto', 'ray://host:10001'); none starts a local Ray. Same as --set ray.enabled=true "
+        "[--set ray.address=ADDRESS]; ray.workers sets the workers, synthesis.concurrency the calls each keeps in "
+        "flight",
+    )
+
+
+def ray_overrides(args: argparse.Namespace) -> list[str]:
+    """The --set overrides `--ray [ADDRESS]` stands for (none without it)."""
+    if getattr(args, "ray", None) is None:
+        return []
+    return ["ray.enabled=true"] + ([f"ray.address={json.dumps(args.ray)}"] if args.ray else [])
 
 
 def add_mismatch_args(p: argparse.ArgumentParser, resume_help: str, fresh_help: str) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from refed_dspy.cli.common import add_config_args, add_mismatch_args, on_mismatch
+from refed_dspy.cli.common import add_config_args, add_mismatch_args, add_ray_arg, on_mismatch, ray_overrides
 from refed_dspy.errors import ConfigError
 
 
@@ -16,7 +16,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     from refed_dspy.synthesis.api import synthesize
     from refed_dspy.synthesis.summary_text import format_summary
 
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + ray_overrides(args)
     if args.program:
         overrides.append(f"synthesis.program={json.dumps(args.program)}")
     config = load_config(args.config, overrides)
@@ -108,6 +108,7 @@ def register(sub: Any) -> None:
         "experiment's champion, runs:/RUN_ID/program); "
         "same as --set synthesis.program=P",
     )
+    add_ray_arg(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument(
         "--detach",

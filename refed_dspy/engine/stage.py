@@ -62,6 +62,27 @@ def role_limits(
     )
 
 
+async def guarded_call(
+    lm: Any,
+    adapter: Any,
+    scope: LedgerScope,
+    calls: list,
+    call: Callable[[], Awaitable[Any]],
+    stage_name: str | None = None,
+) -> tuple[Any, Failure | None]:
+    """Await `call()` with `lm` and `adapter` in DSPy's context and `scope` as its ledger scope, its LM calls collected
+    into `calls` (tagged `stage_name` unless its part tags them itself); any exception becomes a classified Failure.
+    What a stage does around each piece of work, here or on a Ray worker."""
+    with collect_calls(calls), dspy.context(lm=lm, adapter=adapter, trace=None, **{SETTINGS_KEY: scope}):
+        try:
+            if stage_name is None:
+                return await call(), None
+            with stage(stage_name):
+                return await call(), None
+        except Exception as err:  # noqa: BLE001 - every failure becomes a reject
+            return None, classify(err)
+
+
 class StageBase(ABC):
     """An LM-bound stage on the execution engine (see the module docstring). A subclass sets `self.engine` with
     `make_engine` in its __init__ and implements fill, work, handle and key."""
@@ -144,15 +165,7 @@ class StageBase(ABC):
     ) -> tuple[Any, Failure | None]:
         """Await `call()` with this stage's LM and adapter, its LM calls collected into `calls` (and tagged
         `stage_name` unless its part tags them itself); any exception becomes a classified Failure."""
-        scoped = {SETTINGS_KEY: self.scope}
-        with collect_calls(calls), dspy.context(lm=self.lm, adapter=self.adapter, trace=None, **scoped):
-            try:
-                if stage_name is None:
-                    return await call(), None
-                with stage(stage_name):
-                    return await call(), None
-            except Exception as err:  # noqa: BLE001 - every failure becomes a reject
-                return None, classify(err)
+        return await guarded_call(self.lm, self.adapter, self.scope, calls, call, stage_name)
 
     def usage(self) -> dict[str, Any]:
         """The usage of the whole run: what its records hold and, in batch mode, the provider's answers no record

@@ -26,10 +26,12 @@ log = logging.getLogger(__name__)
 _shared: contextvars.ContextVar[Path | None] = contextvars.ContextVar("refed_shared_cache", default=None)
 
 
-def use_run_cache(rundir: RunDir) -> None:
-    """Point DSPy's disk cache at the run's own directory, or at the cache its caller shares (`shared_cache`). The
-    cache key ignores api_base: a shared cache must hold the answers of one set of endpoints."""
-    _use(_shared.get() or rundir.cache)
+def use_run_cache(rundir: RunDir) -> Path:
+    """Point DSPy's disk cache at the run's own directory, or at the cache its caller shares (`shared_cache`), and
+    return it. The cache key ignores api_base: a shared cache must hold the answers of one set of endpoints."""
+    path = _shared.get() or rundir.cache
+    _use(path)
+    return path
 
 
 @contextlib.contextmanager
@@ -83,6 +85,12 @@ class RunCache(Cache):
         except Exception:  # noqa: BLE001 - an unreadable entry is a miss, as DSPy treats it
             return None
         return None if response is None else self._prepare_cached_response(response)
+
+
+def use_cache_dir(path: str | Path) -> None:
+    """Point DSPy's disk cache at `path` (a Ray worker's cache: the run's own where the worker sees the driver's
+    disk, else one on its node)."""
+    _use(Path(path))
 
 
 def _use(path: Path) -> None:

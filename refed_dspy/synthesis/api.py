@@ -8,7 +8,9 @@ from pathlib import Path
 import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
-from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
+from refed_dspy.cluster.connect import preflight
+from refed_dspy.cluster.pool import WorkerPool
+from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import get_method
@@ -19,10 +21,11 @@ from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
-from refed_dspy.synthesis.program import resolve_program
+from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.synthesis.run import SynthesisRun
 from refed_dspy.synthesis.summary import RunSummary
+from refed_dspy.synthesis.units import parts_of
 from refed_dspy.tracking.mlflow_runs import track_run_dir
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,34 @@ def check_budget_prices(config: Config) -> None:
     """A cost budget needs a price: refuse to start a budgeted run whose model has none."""
     if config.synthesis.max_cost_usd is not None:
         require_price(config.teacher, "teacher", "synthesis.max_cost_usd")
+
+
+def check_ray_run(config: Config, teacher: dspy.LM | None) -> None:
+    """What a run on Ray cannot take: an LM object (each worker builds its own from the config: the object would carry
+    its key to the cluster) and batch mode (its requests go from this machine to the provider's batch API)."""
+    if teacher is not None:
+        raise ConfigError(
+            "on Ray each worker builds the teacher from the config ([teacher]), with the key of its own node: leave "
+            "teacher= out (give its model and settings in [teacher]), or set ray.enabled = false"
+        )
+    if config.synthesis.mode == "batch":
+        raise ConfigError(
+            "batch mode sends its requests from this machine to the provider's batch API: set "
+            'synthesis.mode = "online" to run on Ray, or ray.enabled = false'
+        )
+    preflight(config.ray.address)
+
+
+def start_workers(config: Config, run_program: RunProgram) -> WorkerPool:
+    """The run's Ray workers, started and checked (see refed_dspy.cluster.pool.WorkerPool.start)."""
+    return WorkerPool.start(
+        config.ray,
+        config.teacher,
+        "teacher",
+        parts_of(run_program.program),
+        concurrency=config.synthesis.concurrency,
+        prices=config.price_book,
+    )
 
 
 async def arun_synthesis(
@@ -70,29 +101,50 @@ async def arun_synthesis(
             "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
             'leave teacher= out, or set synthesis.mode = "online"'
         )
-    teacher = lm_before_run(config.teacher, "teacher", mode, teacher, lambda: build_teacher(config))
+    if config.ray.enabled:
+        check_ray_run(config, teacher)
+    else:
+        teacher = lm_before_run(config.teacher, "teacher", mode, teacher, lambda: build_teacher(config))
     if references is None:
         references, report = read_references(
             config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
         )
         log.info(report.line())
     rundir = RunDir(config.run.dir)
-    with owned(config.run.dir, "run", "refed synthesize", flag="run.dir"):
-        resumed = rundir.prepare(
-            fingerprint(config, run_program.fingerprint_hash), to_toml(config), on_mismatch, diff=fingerprint_diff
-        )
-        use_run_cache(rundir)
-        teacher, broker = lm_in_run(config.teacher, "teacher", mode, teacher, rundir.path, config.batch, detach=detach)
-        run = SynthesisRun(
-            config, references, teacher, rundir, program=run_program, show_progress=show_progress, broker=broker
-        )
-        try:
-            return await run.run(resumed)
-        finally:
-            if config.tracking.enabled and rundir.summary.exists():
-                track_run_dir(
-                    config, rundir.path, "synthesize", read_json(rundir.summary), [rundir.summary, rundir.fingerprint]
+    # on Ray, the workers are started and their keys checked before the run dir is touched
+    pool = start_workers(config, run_program) if config.ray.enabled else None
+    broker = None
+    try:
+        with owned(config.run.dir, "run", "refed synthesize", flag="run.dir"):
+            resumed = rundir.prepare(
+                fingerprint(config, run_program.fingerprint_hash), to_toml(config), on_mismatch, diff=fingerprint_diff
+            )
+            cache = use_run_cache(rundir)
+            if pool is not None:
+                pool.load(str(cache), f"~/.cache/refed-dspy/ray/{config_hash(config)}-{rundir.path.name}")
+            else:
+                teacher, broker = lm_in_run(
+                    config.teacher, "teacher", mode, teacher, rundir.path, config.batch, detach=detach
                 )
+            run = SynthesisRun(
+                config,
+                references,
+                teacher,
+                rundir,
+                program=run_program,
+                show_progress=show_progress,
+                broker=broker,
+                remote=pool,
+            )
+            try:
+                return await run.run(resumed)
+            finally:
+                if config.tracking.enabled and rundir.summary.exists():
+                    summary = read_json(rundir.summary)
+                    track_run_dir(config, rundir.path, "synthesize", summary, [rundir.summary, rundir.fingerprint])
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def synthesize(

@@ -18,8 +18,9 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.usage import usage_of
+from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, config_hash
-from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
@@ -68,8 +69,10 @@ class SynthesisRun(StageBase):
         show_progress: bool = False,
         adapter: RepairingAdapter | None = None,
         broker: Any = None,
+        remote: WorkerPool | None = None,
     ):
         super().__init__(config.teacher, "teacher", teacher, adapter, broker, prices=config.price_book)
+        self.remote = remote  # on Ray: the workers that run the parts (the engine, the ledger and the writes stay here)
         self.config = config
         self.syn = config.synthesis
         self.method: Method = get_method(self.syn.method)
@@ -80,7 +83,7 @@ class SynthesisRun(StageBase):
         self.parts = parts_of(self.program.program)  # a compiled program drives every stage
         self.executor = (
             ThreadPoolExecutor(max_workers=max(1, self.syn.concurrency), thread_name_prefix="refed-part")
-            if self.program.threaded
+            if self.program.threaded and remote is None
             else None
         )
         self.show_progress = show_progress
@@ -112,6 +115,12 @@ class SynthesisRun(StageBase):
         self.writers: dict[str, Any] = {}
         self.earlier_wall_s, self.earlier_retries = 0.0, 0
 
+    def stage_now(self) -> str:
+        now = super().stage_now()
+        if self.remote is None:
+            return now
+        return f"{now}; Ray workers alive {self.remote.alive} of {len(self.remote.workers)}"
+
     def _worst_calls(self) -> dict[str, int]:
         """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that runs
         it when a program of the user's has more (and for such a program, no less than UNKNOWN_PART_CALLS)."""
@@ -138,30 +147,51 @@ class SynthesisRun(StageBase):
         return f"sample:{payload.id}"
 
     def work(self, kind: str, payload: Any, calls: list):
-        return self.guarded(calls, lambda: self._part_call(kind, payload, calls), TASK_STAGES[kind])
-
-    async def _part_call(self, kind: str, payload: Any, calls: list) -> Any:
-        """One task through its part of the program (a part that tags its own calls overrides the stage's tag)."""
+        if self.remote is not None:
+            return self._remote_work(kind, payload, calls)
         part = self.parts[kind]
+
+        async def local() -> Any:
+            return self._result(
+                kind, payload, await acall_part(part, self.executor, **self._inputs(kind, payload)), calls
+            )
+
+        return self.guarded(calls, local, TASK_STAGES[kind])
+
+    async def _remote_work(self, kind: str, payload: Any, calls: list) -> tuple[Any, Failure | None]:
+        """One task on a Ray worker: its inputs made here, its part run there, its result read here."""
+        pred, failure = await self.remote.run(kind, TASK_STAGES[kind], self._inputs(kind, payload), calls)
+        if failure is not None:
+            return None, failure
+        try:
+            return self._result(kind, payload, pred, calls), None
+        except Exception as err:  # noqa: BLE001 - as the local guard does: every failure becomes a reject
+            return None, classify(err)
+
+    def _inputs(self, kind: str, payload: Any) -> dict[str, Any]:
+        """The inputs of one task's part (a part that tags its own calls overrides the stage's tag)."""
         if kind == "feedback":
-            return await acall_part(part, self.executor, reference=payload)
+            return {"reference": payload}
+        ref = self.refs[payload.ref_index]
         if kind == "unit":
-            ref = self.refs[payload.ref_index]
             # a unit starts only once its reference's feedback is in (until then it is parked)
             fb = self.schedule.feedback.get(ref.id) if self.method.collects_feedback else None
-            pred = await acall_part(
-                part,
-                self.executor,
-                reference_instruction=ref.instruction,
-                feature_name=payload.feature,
-                feature_description=self.method.feature_description(payload.feature, fb) or "",
-                n=self.syn.instructions_per_feature,
-                rollout_id=payload.pass_no or None,
-            )
+            return {
+                "reference_instruction": ref.instruction,
+                "feature_name": payload.feature,
+                "feature_description": self.method.feature_description(payload.feature, fb) or "",
+                "n": self.syn.instructions_per_feature,
+                "rollout_id": payload.pass_no or None,
+            }
+        return self.method.sample_inputs(ref, payload.instruction, self.schedule.feedback.get(ref.id))
+
+    def _result(self, kind: str, payload: Any, pred: Any, calls: list) -> Any:
+        """What a finished part's prediction becomes: feedback as it is, a unit's instructions, a sample's record."""
+        if kind == "feedback":
+            return pred
+        if kind == "unit":
             return pred.new_instructions
-        ref = self.refs[payload.ref_index]
-        inputs = self.method.sample_inputs(ref, payload.instruction, self.schedule.feedback.get(ref.id))
-        return self._record(payload, ref, await acall_part(part, self.executor, **inputs), calls)
+        return self._record(payload, self.refs[payload.ref_index], pred, calls)
 
     def _record(self, item: Item, ref: Reference, pred: dspy.Prediction, calls: list) -> SampleRecord:
         meta = SampleMeta(
@@ -346,6 +376,7 @@ class SynthesisRun(StageBase):
                     self.rundir.path / "estimate.json", usage, self.accepted, self.syn.size, self.broker is not None
                 ),
                 "price_known": self.price is not None,
+                "ray": self.remote.figures() if self.remote is not None else None,
                 **timing(self.stats, self.earlier_wall_s),
             }
         )

@@ -135,6 +135,9 @@ class RunSummary(Result):
     cost_usd: float | None
     estimate: dict[str, Any] | None = Optional("What `refed estimate` said, and how far off the run came out.")
     price_known: bool
+    ray: dict[str, Any] | None = Optional(
+        "On Ray: the cluster's address and each worker's node, tasks, calls and state."
+    )
     wall_s: float
     wall_s_total: float
     samples_per_s: float | None

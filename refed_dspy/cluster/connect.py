@@ -1,0 +1,78 @@
+"""Ray itself: imported only here, when a run asks for it, and joined or started with errors a user can act on."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from refed_dspy.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+EXTRA = "pip install 'refed-dspy[ray]'"
+LOCAL_CPUS = 4  # logical CPUs of a local Ray: fewer deadlock small pools even on 2 cores
+
+
+def import_ray() -> Any:
+    """The `ray` module; ConfigError naming the extra when it is not installed."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"running on Ray needs the [ray] extra, which is not installed: {EXTRA}") from None
+    return ray
+
+
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A host:port address (a GCS, or ray://host:port) that takes no connection fails here in seconds, not after
+    Ray's own minutes of retries."""
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # 'auto', 'local': Ray finds the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address}: {err.strerror or err} (ray.address, --ray ADDRESS)"
+        ) from None
+
+
+def preflight(address: str | None) -> None:
+    """What can be checked of Ray in a moment, before anything else of a run: the extra is installed, and a host:port
+    address takes connections."""
+    import_ray()
+    if address is not None:
+        _reachable(address)
+
+
+def connect(address: str | None, workers: int) -> tuple[Any, bool]:
+    """Join the Ray cluster at `address` (what ray.init takes), or start a local one (None); a process already
+    connected stays as it is. Returns (ray, whether this call started it). ConfigError for an address that cannot
+    be reached."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    # a local Ray of ours needs no token (ray start --head turns one on for a cluster users start themselves)
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "configure_logging": False,
+    }
+    if address is None:
+        kwargs["num_cpus"] = max(LOCAL_CPUS, workers + 1)
+    else:
+        _reachable(address)
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+        where = address or "a local Ray"
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {where}: {text[:200]} (ray.address, --ray ADDRESS)"
+        ) from None
+    return ray, True

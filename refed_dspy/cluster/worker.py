@@ -1,0 +1,131 @@
+"""A Ray worker of a run: the program's parts loaded once, an LM built on its node, one task at a time streamed back.
+
+Plain Python (the pool makes it a Ray actor): what it is sent is the config (key variables by name, never a key), the
+parts of the program (modules with no LM of their own) and where its cache lives. Each task runs under the same
+guard as a local one (refed_dspy.engine.stage.guarded_call); its events are the calls as they start, finish and
+end, so that the driver counts a call a lost worker had in flight as paid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.adapters import build_adapter
+from refed_dspy.clients.boundary import bounded
+from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.keys import api_key_env
+from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.pricing import PriceBook
+from refed_dspy.clients.scope import LedgerScope
+from refed_dspy.clients.spec import LMSpec
+from refed_dspy.engine.stage import guarded_call
+from refed_dspy.programs.parts import acall_part, has_aforward
+from refed_dspy.store.cache import use_cache_dir
+
+# the events of one task, in order: ("start",) as a call is sent, ("call", CallInfo) as one is answered or fails,
+# ("end",) as a call is over (answered, failed or never sent), and last ("result", value, failure)
+_events: contextvars.ContextVar[asyncio.Queue | None] = contextvars.ContextVar("refed_worker_events", default=None)
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Where a worker runs, and the key variable it lacks (None: it has what the config names)."""
+
+    node: str
+    pid: int
+    missing_key: str | None
+
+
+class CallEvents:
+    """The ledger a worker's LM reports to: it grants every call (the driver reserved the task's worst case against
+    the run's one budget) and turns each call's start, record and end into events of the task making it."""
+
+    max_cost_usd = None
+
+    def call_cost(self, price: Any, max_tokens: int, role: str) -> float:
+        return 0.0
+
+    def reserve(self, calls: int, cost: float, role: str) -> None:
+        self._put(("start",))
+
+    def release(self, calls: int, cost: float, role: str) -> None:
+        self._put(("end",))
+
+    def record(self, infos: list[CallInfo], price: Any, role: str) -> dict[str, Any]:
+        for info in infos:
+            self._put(("call", info))
+        return {}
+
+    def refuse(self, message: str) -> None:  # pragma: no cover - the worker's ledger has no cost budget
+        raise AssertionError(message)
+
+    @staticmethod
+    def _put(event: tuple) -> None:
+        queue = _events.get()
+        if queue is not None:
+            queue.put_nowait(event)
+
+
+class PartWorker:
+    """One worker: `info()` says where it is and what it lacks, `load()` builds its LM (raising MissingKeyError when the
+    key is not set on its node), `run(kind, stage, inputs)` streams one task's events."""
+
+    def __init__(self, spec: LMSpec, role: str, parts: dict[str, Any], max_connections: int, prices: PriceBook | None):
+        self.spec, self.role, self.parts = spec, role, parts
+        self.max_connections = max_connections
+        self.prices = prices
+        self.lm: Any = None
+        self.executor: ThreadPoolExecutor | None = None
+
+    def info(self) -> WorkerInfo:
+        name = api_key_env(self.spec)
+        return WorkerInfo(socket.gethostname(), os.getpid(), name if name and not os.environ.get(name) else None)
+
+    def load(self, cache_dir: str, fallback_cache_dir: str) -> str:
+        """Build the LM and point DSPy's cache where this worker's answers are kept: the run's own cache when this
+        node sees the driver's run dir (a local Ray, a shared disk), else a directory of its own. Returns the cache."""
+        cache = cache_dir if Path(cache_dir).parent.is_dir() else str(Path(fallback_cache_dir).expanduser())
+        use_cache_dir(cache)
+        lm = build_lm(self.spec, self.role, num_retries=0, max_connections=self.max_connections)
+        self.lm = bounded(lm, self.role).attach_budget(CallEvents(), self.role, None)
+        self.adapter = build_adapter(self.spec)
+        self.scope = LedgerScope(None, self.prices)
+        if any(part is not None and not has_aforward(part) for part in self.parts.values()):
+            self.executor = ThreadPoolExecutor(max_workers=self.max_connections, thread_name_prefix="refed-part")
+        return cache
+
+    async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any]):
+        """One task through its part of the program: its events as they happen, then ("result", value, failure)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        token = _events.set(queue)
+        try:
+            task = asyncio.ensure_future(self._run(kind, stage_name, inputs, queue))
+        finally:
+            _events.reset(token)
+        try:
+            while (event := await queue.get()) is not _DONE:
+                yield event
+            yield ("result", *task.result())
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], queue: asyncio.Queue) -> tuple:
+        part = self.parts[kind]
+        try:
+            return await guarded_call(
+                self.lm, self.adapter, self.scope, [], lambda: acall_part(part, self.executor, **inputs), stage_name
+            )
+        finally:
+            queue.put_nowait(_DONE)
