@@ -1,6 +1,6 @@
 """How the asks compose: DSPy modules for each part of the method."""
 
-from refed_dspy.programs.judge import PairwiseJudge, PointwiseJudge, combine_verdicts
+from refed_dspy.programs.judge import JudgeSample, PairwiseJudge, PointwiseJudge, combine_verdicts
 from refed_dspy.programs.propose_instructions import ProposeInstructions
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.reference_synthesis import ReferenceSynthesis
@@ -12,6 +12,7 @@ from refed_dspy.programs.synthesize import InstructionSynthesizer
 __all__ = [
     "CollectReferenceFeedback",
     "InstructionSynthesizer",
+    "JudgeSample",
     "PairwiseJudge",
     "PointwiseJudge",
     "ProposeInstructions",

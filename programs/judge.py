@@ -106,3 +106,35 @@ class PairwiseJudge(dspy.Module):
             ab = self.compare(instruction=instruction, response_a=first, response_b=second)
             ba = self.compare(instruction=instruction, response_a=second, response_b=first)
         return self._result(ab, ba)
+
+
+class JudgeSample(dspy.Module):
+    """One sample judged: the rubric scores of its final response (pointwise) and its improved response against its
+    draft (pairwise, when it has both), concurrently -> the judgment's fields as a dict. What `refed judge run` runs
+    per sample, here or on a Ray worker."""
+
+    def __init__(self, pointwise: PointwiseJudge | None, pairwise: PairwiseJudge | None):
+        super().__init__()
+        self.pointwise, self.pairwise = pointwise, pairwise
+
+    async def aforward(self, instruction: str, response: str, improved: str, draft: str) -> dict:
+        out: dict = {}
+        parts = []
+        if self.pointwise is not None:
+            parts.append(self.pointwise.acall(instruction=instruction, response=response))
+        pairwise = self.pairwise is not None and bool(improved) and bool(draft)
+        if pairwise:
+            parts.append(self.pairwise.acall(instruction=instruction, first=improved, second=draft))
+        results = await gather_settled(*parts)
+        if self.pointwise is not None:
+            p = results[0]
+            out["pointwise"] = {"scores": p.scores, "overall": p.overall, "rationale": p.rationale}
+        if pairwise:
+            q = results[-1]
+            out["pairwise"] = {
+                "winner": {"first": "improved", "second": "draft"}.get(q.winner, "tie"),
+                "verdicts": q.verdicts,
+                "flipped": q.flipped,
+                "rationales": q.rationales,
+            }
+        return out

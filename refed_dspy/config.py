@@ -153,7 +153,9 @@ class JudgingConfig(Section):
     mode: Literal["online", "batch"] = Field(
         "online", description="online, or batch: the judge's calls go to its provider's batch API ([batch])."
     )
-    concurrency: int = Field(32, gt=0, le=4096, description="Judge calls kept in flight (online mode).")
+    concurrency: int = Field(
+        32, gt=0, le=4096, description="Judge calls kept in flight (online mode); on Ray, per worker."
+    )
     max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly before judging would exceed this cost.")
     max_calls: int | None = Field(
         None, gt=0, description="Stop cleanly before judging would exceed this many LM calls."
@@ -630,7 +632,8 @@ def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, record: bool = False) -> Config:
     """Read a TOML config (or the defaults when `path` is None) and apply `--set` overrides (`record`: `path` is the
-    config.toml of a run dir, read by a command that does not run its method; see config_from_dict)."""
+    config.toml of a run dir, read by a command that does not run its method; see config_from_dict). A run dir's
+    [ray] is left out: where a run was made does not say where a command on it runs (`--ray` does)."""
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -644,6 +647,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
+        if record:
+            data.pop("ray", None)
     return config_from_dict(apply_overrides(data, overrides or []), record=record)
 
 
@@ -662,7 +667,9 @@ def run_config(rundir: RunDir) -> Config:
     if not rundir.config.exists():
         raise RunDirError(f"{rundir.path} is not a run directory (no config.toml); run `refed synthesize` first")
     try:
-        return config_from_dict(tomllib.loads(rundir.config.read_text(encoding="utf-8")), record=True)
+        data = tomllib.loads(rundir.config.read_text(encoding="utf-8"))
+        data.pop("ray", None)  # where the run was made does not say where a command on it runs
+        return config_from_dict(data, record=True)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
 

@@ -7,7 +7,15 @@ import argparse
 import sys
 from typing import Any
 
-from refed_dspy.cli.common import add_config_args, add_mismatch_args, config_for_run, on_mismatch, prints_help
+from refed_dspy.cli.common import (
+    add_config_args,
+    add_mismatch_args,
+    add_ray_arg,
+    config_for_run,
+    on_mismatch,
+    prints_help,
+    ray_overrides,
+)
 from refed_dspy.errors import ConfigError
 
 ACTIONS = ("run", "meta-eval")
@@ -16,6 +24,7 @@ ACTIONS = ("run", "meta-eval")
 def _cmd_judge_run(args: argparse.Namespace) -> int:
     from refed_dspy.quality.judge import judge_run
 
+    args.overrides = list(args.overrides) + ray_overrides(args)
     config = config_for_run(args, args.run_dir)
     if args.detach and config.judging.mode != "batch":
         raise ConfigError('--detach needs judging.mode = "batch"')
@@ -116,6 +125,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="batch mode: submit the judge batches and exit; run the same command again to collect",
     )
+    add_ray_arg(run)
     run.set_defaults(func=_cmd_judge_run)
     meta = actions.add_parser(
         "meta-eval",

@@ -39,6 +39,23 @@ def _reachable(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def check_ray_run(lm: Any, mode: str, role: str, address: str | None, section: str) -> None:
+    """What a run on Ray cannot take, said before anything else: an LM object (each worker builds its own from the
+    config: the object would carry its key to the cluster) and batch mode (its requests go from this machine to the
+    provider's batch API); then `preflight`. `section`: the config section of `mode` (synthesis, judging)."""
+    if lm is not None:
+        raise ConfigError(
+            f"on Ray each worker builds the {role} from the config ([{role}]), with the key of its own node: leave "
+            f"{role}= out (give its model and settings in [{role}]), or set ray.enabled = false"
+        )
+    if mode == "batch":
+        raise ConfigError(
+            "batch mode sends its requests from this machine to the provider's batch API: set "
+            f'{section}.mode = "online" to run on Ray, or ray.enabled = false'
+        )
+    preflight(address)
+
+
 def preflight(address: str | None) -> None:
     """What can be checked of Ray in a moment, before anything else of a run: the extra is installed, and a host:port
     address takes connections."""

@@ -87,6 +87,7 @@ class StageBase(ABC):
     """An LM-bound stage on the execution engine (see the module docstring). A subclass sets `self.engine` with
     `make_engine` in its __init__ and implements fill, work, handle and key."""
 
+    remote: Any = None  # on Ray: the WorkerPool (refed_dspy.cluster.pool) whose workers run the parts
     what = "run"  # how messages name it: "run", "judging", "meta-evaluation"
     doing: dict[str, str] = {}  # kind of work -> what the progress line calls it ("feedback": "collecting feedback")
 
@@ -190,7 +191,10 @@ class StageBase(ABC):
         pending = self.engine.pending  # read from the progress thread: per-key reads, never an iteration
         how = "waiting on batches" if self.broker is not None else "running"
         parts = [f"{name} ({n} {how})" for kind, name in self.doing.items() if (n := pending.get(kind, 0)) > 0]
-        return ", ".join(parts) or "nothing in flight"
+        now = ", ".join(parts) or "nothing in flight"
+        if self.remote is not None:
+            now += f"; Ray workers alive {self.remote.alive} of {len(self.remote.workers)}"
+        return now
 
     async def run_to_end(
         self,

@@ -18,6 +18,8 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
+from refed_dspy.cluster.connect import check_ray_run
+from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, run_config
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
@@ -25,8 +27,7 @@ from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.gather import gather_settled
-from refed_dspy.programs import PairwiseJudge, PointwiseJudge
+from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judgments import JudgeSummary, judge_summary
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
@@ -75,6 +76,14 @@ def build_judge(config: Config) -> dspy.LM:
     return build_lm(config.judge, "judge", num_retries=0, max_connections=config.judging.concurrency)
 
 
+def judge_part(config: Config) -> JudgeSample:
+    """What judges one sample, as [judging] says (ConfigError when it asks for nothing)."""
+    g = config.judging
+    if not g.pointwise and not g.pairwise:
+        raise ConfigError("judging.pointwise and judging.pairwise are both false: nothing to judge")
+    return JudgeSample(PointwiseJudge(g.criteria) if g.pointwise else None, PairwiseJudge() if g.pairwise else None)
+
+
 class JudgeRun(StageBase):
     """Judges every sample of one run dir once, on the execution engine. Use `judge_run`."""
 
@@ -82,17 +91,21 @@ class JudgeRun(StageBase):
     doing = {"judge": "judging"}
 
     def __init__(
-        self, config: Config, rundir: RunDir, judge_lm: dspy.LM, show_progress: bool = False, broker: Any = None
+        self,
+        config: Config,
+        rundir: RunDir,
+        judge_lm: dspy.LM | None,
+        show_progress: bool = False,
+        broker: Any = None,
+        remote: WorkerPool | None = None,
     ):
         super().__init__(config.judge, "judge", judge_lm, broker=broker, prices=config.price_book)
+        self.remote = remote  # on Ray: the workers that judge (the engine, the ledger and the writes stay here)
         self.config = config
         self.cfg = config.judging
         self.rundir = rundir
-        self.pointwise = PointwiseJudge(self.cfg.criteria) if self.cfg.pointwise else None
-        self.pairwise = PairwiseJudge() if self.cfg.pairwise else None
-        if self.pointwise is None and self.pairwise is None:
-            raise ConfigError("judging.pointwise and judging.pairwise are both false: nothing to judge")
-        self.calls_per_sample = (1 if self.pointwise else 0) + (2 if self.pairwise else 0)
+        self.judge = judge_part(config)
+        self.calls_per_sample = (1 if self.judge.pointwise else 0) + (2 if self.judge.pairwise else 0)
         self.slots = min(self.calls_per_sample, self.cfg.concurrency)
         self.make_engine(
             concurrency=self.cfg.concurrency,
@@ -159,34 +172,19 @@ class JudgeRun(StageBase):
         return payload["meta"]["id"]
 
     def work(self, kind: str, payload: Any, calls: list):
-        return self.guarded(calls, lambda: self._judge(payload))
-
-    async def _judge(self, sample: dict[str, Any]) -> dict[str, Any]:
-        instruction = sample["instruction"]
-        out: dict[str, Any] = {"sample_id": sample["meta"]["id"]}
-        parts = []
-        if self.pointwise is not None:
-            parts.append(self.pointwise.acall(instruction=instruction, response=final_response(sample)))
-        improved, draft = (sample.get("improved_response") or "").strip(), (sample.get("response") or "").strip()
-        pairwise = self.pairwise is not None and bool(improved) and bool(draft)
-        if pairwise:
-            parts.append(self.pairwise.acall(instruction=instruction, first=improved, second=draft))
-        results = await gather_settled(*parts)
-        if self.pointwise is not None:
-            p = results[0]
-            out["pointwise"] = {"scores": p.scores, "overall": p.overall, "rationale": p.rationale}
-        if pairwise:
-            q = results[-1]
-            out["pairwise"] = {
-                "winner": {"first": "improved", "second": "draft"}.get(q.winner, "tie"),
-                "verdicts": q.verdicts,
-                "flipped": q.flipped,
-                "rationales": q.rationales,
-            }
-        return out
+        inputs = {
+            "instruction": payload["instruction"],
+            "response": final_response(payload),
+            "improved": (payload.get("improved_response") or "").strip(),
+            "draft": (payload.get("response") or "").strip(),
+        }
+        if self.remote is not None:
+            return self.remote.run("judge", None, inputs, calls)
+        return self.guarded(calls, lambda: self.judge.acall(**inputs))
 
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
         if failure is None:
+            result = {"sample_id": payload["meta"]["id"], **result}
             result.update(
                 judge=self.config.judge.model,
                 usage=usage,
@@ -285,28 +283,55 @@ async def ajudge_run(
     if config.judging.max_cost_usd is not None:
         require_price(config.judge, "judge", "judging.max_cost_usd")
     mode = config.judging.mode
-    judge_lm = lm_before_run(config.judge, "judge", mode, judge_lm, lambda: build_judge(config))
-    with owned(run_dir, command="refed judge", **ours):
-        note = incomplete_note(rundir.path)
-        if note:
-            log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)
-        samples = list(read_jsonl(rundir.samples, repair=False))
-        use_run_cache(rundir)
-        judge_lm, broker = lm_in_run(
-            config.judge, "judge", mode, judge_lm, rundir.path, config.batch, detach=detach, store_name="judge_batches"
+    if config.ray.enabled:
+        check_ray_run(judge_lm, mode, "judge", config.ray.address, "judging")
+        pool = WorkerPool.start(
+            config.ray,
+            config.judge,
+            "judge",
+            {"judge": judge_part(config)},
+            concurrency=config.judging.concurrency,
+            prices=config.price_book,
         )
-        try:
-            return await JudgeRun(config, rundir, judge_lm, show_progress, broker).run(samples, on_mismatch)
-        finally:
-            if config.tracking.enabled and rundir.judge_summary.exists():
-                track_run_dir(
-                    config,
-                    rundir.path,
+    else:
+        pool, judge_lm = None, lm_before_run(config.judge, "judge", mode, judge_lm, lambda: build_judge(config))
+    broker = None
+    try:
+        with owned(run_dir, command="refed judge", **ours):
+            note = incomplete_note(rundir.path)
+            if note:
+                log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)
+            samples = list(read_jsonl(rundir.samples, repair=False))
+            cache = use_run_cache(rundir)
+            if pool is not None:
+                pool.load(str(cache), f"~/.cache/refed-dspy/ray/judge-{rundir.path.name}")
+            else:
+                judge_lm, broker = lm_in_run(
+                    config.judge,
                     "judge",
-                    read_json(rundir.judge_summary),
-                    [rundir.judge_summary, rundir.judge_fingerprint],
-                    metric_prefix="judge.",
+                    mode,
+                    judge_lm,
+                    rundir.path,
+                    config.batch,
+                    detach=detach,
+                    store_name="judge_batches",
                 )
+            try:
+                stage = JudgeRun(config, rundir, judge_lm, show_progress, broker, remote=pool)
+                return await stage.run(samples, on_mismatch)
+            finally:
+                if config.tracking.enabled and rundir.judge_summary.exists():
+                    track_run_dir(
+                        config,
+                        rundir.path,
+                        "judge",
+                        read_json(rundir.judge_summary),
+                        [rundir.judge_summary, rundir.judge_fingerprint],
+                        metric_prefix="judge.",
+                    )
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> JudgeSummary:

@@ -28,7 +28,7 @@ from refed_dspy.errors import RefedError, RunDirError
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
-from refed_dspy.store.rundir import RunDir
+from refed_dspy.store.rundir import WORKERS_FILE, RunDir
 
 # summary.json / judge_summary.json status -> state
 STATE_OF = {"interrupted": "stopped", "aborted": "failed"}
@@ -92,6 +92,10 @@ class RunStatus(Result):
     projected_cost_usd: float | None = Optional("The cost at the run's size, at its cost per sample so far.")
     batches: dict[str, BatchCounts] | None = Optional("Batch mode: the batches of synthesis and judging.")
     judge: JudgeStatus | None = Optional("Its judgments, when it has some.")
+    ray: dict[str, Any] | None = Optional(
+        "Run on Ray: the cluster's address and each worker's node, pid, tasks, calls and whether it is alive, as the "
+        "driver last wrote them (workers.json)."
+    )
     source_run: str | None = Optional("A filtered dir: the run it was filtered from.")
     runs: list[RunStatus] | None = Optional("A comparison: each method's run.")
 
@@ -194,6 +198,7 @@ def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
         projected_cost_usd=projected,
         batches=_batches(rundir.path, now),
         judge=_judge(rundir, who),
+        ray=read_json(rundir.path / WORKERS_FILE) or None,
     )
 
 

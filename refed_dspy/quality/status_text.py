@@ -47,6 +47,17 @@ def _judge_line(j: JudgeStatus) -> str:
     return "judge: " + ", ".join(parts)
 
 
+def _ray_line(ray: dict, running: bool) -> str:
+    workers = ray.get("workers") or []
+    alive = [w for w in workers if w.get("alive")]
+    where = ", ".join(f"{w.get('node')} pid {w.get('pid')} ({w.get('tasks', 0)} tasks)" for w in alive) or "none"
+    lost = len(workers) - len(alive)
+    head = "Ray workers active" if running else "Ray workers at the end"
+    return f"{head}: {len(alive)} of {len(workers)} ({ray.get('address', '?')}): {where}" + (
+        f"; {lost} lost" if lost else ""
+    )
+
+
 def format_status(s: RunStatus) -> str:
     """The human text of `refed status`."""
     what = [x for x in (s.method, f"teacher {s.teacher}" if s.teacher else None, s.mode) if x]
@@ -70,6 +81,8 @@ def format_status(s: RunStatus) -> str:
         out.extend(table)
     if s.judge is not None:
         out.append(_judge_line(s.judge))
+    if s.ray:
+        out.append(_ray_line(s.ray, running=s.state == "running"))
     for run in s.runs or []:
         out.append(
             f"  {run.run_dir}: {run.state}, {run.samples}/{run.size}, {run.rejects} rejects, {usd(run.cost_usd)}"

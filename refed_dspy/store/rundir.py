@@ -33,6 +33,9 @@ def check_on_mismatch(value: str) -> str:
     return value
 
 
+WORKERS_FILE = "workers.json"  # a run on Ray: its workers as the driver last saw them (refed status reads it)
+
+
 @dataclass
 class ResumeState:
     """What earlier invocations of this run already did."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
-from refed_dspy.cluster.connect import preflight
+from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
@@ -41,22 +41,6 @@ def check_budget_prices(config: Config) -> None:
     """A cost budget needs a price: refuse to start a budgeted run whose model has none."""
     if config.synthesis.max_cost_usd is not None:
         require_price(config.teacher, "teacher", "synthesis.max_cost_usd")
-
-
-def check_ray_run(config: Config, teacher: dspy.LM | None) -> None:
-    """What a run on Ray cannot take: an LM object (each worker builds its own from the config: the object would carry
-    its key to the cluster) and batch mode (its requests go from this machine to the provider's batch API)."""
-    if teacher is not None:
-        raise ConfigError(
-            "on Ray each worker builds the teacher from the config ([teacher]), with the key of its own node: leave "
-            "teacher= out (give its model and settings in [teacher]), or set ray.enabled = false"
-        )
-    if config.synthesis.mode == "batch":
-        raise ConfigError(
-            "batch mode sends its requests from this machine to the provider's batch API: set "
-            'synthesis.mode = "online" to run on Ray, or ray.enabled = false'
-        )
-    preflight(config.ray.address)
 
 
 def start_workers(config: Config, run_program: RunProgram) -> WorkerPool:
@@ -102,7 +86,7 @@ async def arun_synthesis(
             'leave teacher= out, or set synthesis.mode = "online"'
         )
     if config.ray.enabled:
-        check_ray_run(config, teacher)
+        check_ray_run(teacher, mode, "teacher", config.ray.address, "synthesis")
     else:
         teacher = lm_before_run(config.teacher, "teacher", mode, teacher, lambda: build_teacher(config))
     if references is None:

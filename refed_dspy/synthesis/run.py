@@ -28,7 +28,7 @@ from refed_dspy.methods import Method, get_method
 from refed_dspy.programs.parts import acall_part
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id
-from refed_dspy.store.rundir import ResumeState, RunDir
+from refed_dspy.store.rundir import WORKERS_FILE, ResumeState, RunDir
 from refed_dspy.store.teachers import teacher_key, teacher_rows
 from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.schedule import Schedule
@@ -114,12 +114,20 @@ class SynthesisRun(StageBase):
         self.rejects_on_file = 0  # reject records of all invocations, as the summary counts them
         self.writers: dict[str, Any] = {}
         self.earlier_wall_s, self.earlier_retries = 0.0, 0
+        self._workers_noted: int | None = None
 
-    def stage_now(self) -> str:
-        now = super().stage_now()
+    def _note_workers(self) -> None:
+        """On Ray: the workers as they are now, in the run dir for `refed status` (when one was lost, or the run ends)."""
         if self.remote is None:
-            return now
-        return f"{now}; Ray workers alive {self.remote.alive} of {len(self.remote.workers)}"
+            (self.rundir.path / WORKERS_FILE).unlink(missing_ok=True)  # an earlier invocation's, on Ray: not this one's
+            return
+        if self.remote.alive == self._workers_noted:
+            return
+        self._workers_noted = self.remote.alive
+        try:
+            write_json_atomic(self.rundir.path / WORKERS_FILE, self.remote.figures())
+        except OSError as err:  # the summary says the same at the end
+            log.warning("cannot write %s: %s", self.rundir.path / WORKERS_FILE, err.strerror or err)
 
     def _worst_calls(self) -> dict[str, int]:
         """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that runs
@@ -137,6 +145,8 @@ class SynthesisRun(StageBase):
 
     # ---- the stage: what to start, one piece of work, what came back ---------------------------
     def fill(self, engine: Engine) -> None:
+        if self.remote is not None:
+            self._note_workers()  # a worker lost since: refed status says so
         self.schedule.fill(engine, self.accepted)
 
     def key(self, kind: str, payload: Any) -> str:
@@ -302,6 +312,7 @@ class SynthesisRun(StageBase):
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
         self.writers = self.rundir.writers()
+        self._note_workers()
         progress = Progress(
             self.syn.size,
             self.accepted,
@@ -323,6 +334,8 @@ class SynthesisRun(StageBase):
                 self.executor.shutdown(wait=False)
 
     def _write_summary(self, status: str) -> RunSummary:
+        self._workers_noted = None
+        self._note_workers()
         summary = self.summary(status)
         try:
             write_json_atomic(self.rundir.summary, summary.to_json())

@@ -24,7 +24,11 @@ from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import MissingKeyError
+from refed_dspy.export.run import export_run
+from refed_dspy.quality.filter_run import filter_run, parse_filter
+from refed_dspy.quality.judge import judge_run
 from refed_dspy.quality.run_status import run_status
+from refed_dspy.quality.status_text import format_status
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
 
@@ -100,6 +104,7 @@ def test_a_run_resumes_across_local_and_ray(local_ray, server_factory, tmp_path)
     assert last["usage"]["calls"] == _served(srv)
     status = run_status(path)
     assert status.to_json()["samples"] == 18
+    assert status.ray is None  # the last invocation ran locally
 
 
 def test_one_budget_for_the_cluster(local_ray, server_factory, tmp_path):
@@ -144,11 +149,58 @@ def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path):
     assert summary["status"] == "complete" and summary["samples"] == 24
     assert summary["ray"]["workers_alive"] == 1
     _exactly_once(path, 24)
+    said = format_status(run_status(path))
+    assert "Ray workers at the end: 1 of 2 (local)" in said and "1 lost" in said, said
     served = _served(srv)
     # calls the lost worker had in flight are counted as paid: never fewer than the server saw, at most the few it
     # had sent when it died and the server had not yet received
     assert served <= summary["usage"]["calls"] <= served + 4
     assert summary["usage"]["calls"] == read_json(path / "summary.json")["usage"]["calls"]
+
+
+def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_path):
+    """`refed synthesize --ray ADDRESS` killed with -9 mid-run, then run again: every reference and sample once, and
+    the server saw at most what the ledger holds plus the calls that were in flight at the kill (2 workers x 4)."""
+    srv, path = server_factory(latency_s=0.3), tmp_path / "run"
+    address = local_ray.get_runtime_context().gcs_address
+    sets = [
+        x for o in run_overrides(srv, path, 24, **{"seeds.limit": 6, "synthesis.concurrency": 4}) for x in ("--set", o)
+    ]
+    command = [sys.executable, "-m", "refed_dspy.cli", "synthesize", "--ray", address, *sets]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    samples = path / "samples.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and first.poll() is None:
+        if samples.exists() and len(samples.read_text().splitlines()) >= 6:
+            break
+        time.sleep(0.05)
+    assert first.poll() is None, f"the run ended before it could be killed: {first.stderr.read()[-2000:]!r}"
+    first.kill()
+    first.wait(30)
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    _exactly_once(path, 24)
+    ledger = read_json(path / "summary.json")["usage"]["calls"]
+    assert ledger <= _served(srv) <= ledger + 8
+
+
+def test_judge_on_ray_then_filter_and_export_read_it(local_ray, server_factory, tmp_path):
+    """A Ray-made run judged on Ray (the run's recorded [ray] is not what decides: the judging's own config is), then
+    filtered and exported as a local run is."""
+    teacher, judge, path = server_factory(), server_factory(), tmp_path / "run"
+    synthesize(load_config(None, _on_ray(teacher, path, 8, **{"seeds.limit": 4, "synthesis.concurrency": 4})))
+    judging = [f"judge.api_base='{judge.api_base}'", "judge.api_key_env=''", "judge.num_retries=2"]
+    assert not load_config(path / "config.toml", judging, record=True).ray.enabled  # recorded, but not inherited
+    summary = judge_run(path, load_config(path / "config.toml", [*judging, "ray.enabled=true"], record=True))
+    assert summary.status == "complete" and summary.judged == 8
+    assert summary.usage["calls"] == _served(judge) and _served(judge) > 0
+    judged = _jsonl(path / "judgments.jsonl")
+    assert sorted(j["sample_id"] for j in judged) == sorted(s["meta"]["id"] for s in _jsonl(path / "samples.jsonl"))
+    assert all("pointwise" in j and "pairwise" in j for j in judged)
+    kept = filter_run(path, tmp_path / "kept", [parse_filter("min_score:min_score=1")])
+    assert kept.kept == 8
+    out = export_run(tmp_path / "kept", "messages", tmp_path / "export", val_fraction=0)
+    assert sum(out.splits.values()) == 8
 
 
 def test_a_key_the_workers_lack(local_ray, server_factory, tmp_path, monkeypatch):
