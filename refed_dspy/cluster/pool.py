@@ -117,6 +117,11 @@ class WorkerPool:
     def alive(self) -> int:
         return sum(1 for w in self.workers if w.lost is None)
 
+    def in_flight_limit(self, per_worker: int) -> int:
+        """The calls the driver keeps in flight over the cluster: `per_worker` for each worker started (a lost
+        worker's share goes to the others, whose actors queue what they cannot start)."""
+        return per_worker * max(1, len(self.workers))
+
     async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], calls: list) -> tuple[Any, Any]:
         """One task on the least busy worker: (result, None) or (None, Failure). Each call it makes joins `calls` as
         it is answered; calls in flight when the worker is lost, or when this task is cancelled, join as paid."""

@@ -106,9 +106,11 @@ class JudgeRun(StageBase):
         self.rundir = rundir
         self.judge = judge_part(config)
         self.calls_per_sample = (1 if self.judge.pointwise else 0) + (2 if self.judge.pairwise else 0)
-        self.slots = min(self.calls_per_sample, self.cfg.concurrency)
+        # on Ray, judging.concurrency is per worker: the driver keeps that many in flight for each
+        concurrency = remote.in_flight_limit(self.cfg.concurrency) if remote is not None else self.cfg.concurrency
+        self.slots = min(self.calls_per_sample, concurrency)
         self.make_engine(
-            concurrency=self.cfg.concurrency,
+            concurrency=concurrency,
             max_in_flight=config.batch.max_in_flight,
             worst_calls={"judge": self.calls_per_sample},
             max_calls=self.cfg.max_calls,

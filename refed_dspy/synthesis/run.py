@@ -88,8 +88,10 @@ class SynthesisRun(StageBase):
         )
         self.show_progress = show_progress
         self.max_calls = default_call_budget(self.syn, len(references))
+        # on Ray, synthesis.concurrency is per worker: the driver keeps that many in flight for each
+        concurrency = remote.in_flight_limit(self.syn.concurrency) if remote is not None else self.syn.concurrency
         self.make_engine(
-            concurrency=self.syn.concurrency,
+            concurrency=concurrency,
             max_in_flight=config.batch.max_in_flight,
             worst_calls=self._worst_calls(),
             max_calls=self.max_calls,
@@ -102,7 +104,7 @@ class SynthesisRun(StageBase):
             self.method,
             self.syn,
             references,
-            self.syn.concurrency,
+            concurrency,
             self.syn.dedup_rouge_threshold,
             self.syn.min_yield,
         )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -120,6 +121,21 @@ def test_one_budget_for_the_cluster(local_ray, server_factory, tmp_path):
     assert summary["status"] == "budget"
     assert _served(srv) <= 10
     assert summary["usage"]["calls"] == _served(srv)
+
+
+def _max_in_flight(server) -> int:
+    with urllib.request.urlopen(f"{server.api_base}/stats", timeout=10) as resp:
+        return json.loads(resp.read())["max_in_flight"]
+
+
+def test_each_worker_keeps_its_own_concurrency_in_flight(local_ray, server_factory, tmp_path):
+    """synthesis.concurrency is per worker: 2 workers at 3 keep more than 3 calls in flight at the server (a driver
+    that kept 3 over the cluster made 2 and 4 workers exactly as fast as 1: bench/ray_scale.py)."""
+    srv = server_factory(latency_s=0.3)
+    extra = {"seeds.limit": 4, "synthesis.concurrency": 3}
+    summary = synthesize(load_config(None, _on_ray(srv, tmp_path / "run", 16, **extra)))
+    assert summary["samples"] == 16 and summary["usage"]["calls"] == _served(srv)
+    assert 3 < _max_in_flight(srv) <= 6
 
 
 def _ray_workers() -> list[int]:
