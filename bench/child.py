@@ -120,6 +120,7 @@ def run_synthesize(sets: list[str]) -> dict:
         "rejects",
         "retries",
         "concurrency",
+        "ray",
     )
     return {k: summary.get(k) for k in keep}
 
