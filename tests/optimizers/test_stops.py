@@ -139,8 +139,16 @@ def test_optimize_from_python_stops_on_a_signal_and_counts_what_it_paid(server_f
     teacher, judge = server_factory(**LATENCY), server_factory(**LATENCY)
     overrides = _opt_sets(teacher, judge, tmp_path, run)[1::2]
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true"}
+    # the child starts as a script run in the foreground does: SIGINT at its default. A test runner started in the
+    # background (as CI's is) ignores SIGINT and its children inherit that; such a child stops on SIGINT only while
+    # DSPy's parallel evaluator holds its own handler (a CI run: the signal landed in the sequential compile, ignored,
+    # and the optimization ran to its end 9.9 s later)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SCRIPT, json.dumps(overrides)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", _SCRIPT, json.dumps(overrides)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_for_calls(proc, (teacher, judge), 10)
     took, out, err = _stopped(proc, signum)
