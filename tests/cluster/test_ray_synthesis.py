@@ -26,6 +26,7 @@ from loopback_server import read_log
 from refed_dspy.config import load_config
 from refed_dspy.errors import MissingKeyError
 from refed_dspy.export.run import export_run
+from refed_dspy.methods import get_method
 from refed_dspy.quality.filter_run import filter_run, parse_filter
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.quality.run_status import run_status
@@ -176,7 +177,9 @@ def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path):
 
 def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_path):
     """`refed synthesize --ray ADDRESS` killed with -9 mid-run, then run again: every reference and sample once, and
-    the server saw at most what the ledger holds plus the calls that were in flight at the kill (2 workers x 4)."""
+    the server saw at most what the ledger holds plus what the units of work in flight at the kill had called: a
+    unit's calls are journaled when it ends, and a unit makes several (a sample: its response, then its improvement),
+    2 workers x 4 units. (A CI run saw 9 more than the ledger.)"""
     srv, path = server_factory(latency_s=0.3), tmp_path / "run"
     address = local_ray.get_runtime_context().gcs_address
     sets = [
@@ -197,7 +200,9 @@ def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_
     assert again.returncode == 0, again.stderr[-2000:]
     _exactly_once(path, 24)
     ledger = read_json(path / "summary.json")["usage"]["calls"]
-    assert ledger <= _served(srv) <= ledger + 8
+    # the loopback answers every call well formed: no repairs, a unit makes at most its method's calls
+    most = max(get_method("refed").worst_calls(load_config(None, run_overrides(srv, path, 24)).synthesis).values())
+    assert ledger <= _served(srv) <= ledger + 2 * 4 * most
 
 
 def test_judge_on_ray_then_filter_and_export_read_it(local_ray, server_factory, tmp_path):
