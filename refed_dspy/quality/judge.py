@@ -19,6 +19,7 @@ import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.cluster.connect import check_ray_run
+from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, run_config
 from refed_dspy.engine.failures import Failure
@@ -33,7 +34,7 @@ from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import final_response
-from refed_dspy.store.rundir import RunDir, check_on_mismatch, incomplete_note
+from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.tracking.mlflow_runs import track_run_dir
@@ -105,6 +106,7 @@ class JudgeRun(StageBase):
         self.cfg = config.judging
         self.rundir = rundir
         self.judge = judge_part(config)
+        self.workers_note = WorkersNote(rundir.path / JUDGE_WORKERS_FILE, remote)
         self.calls_per_sample = (1 if self.judge.pointwise else 0) + (2 if self.judge.pairwise else 0)
         # on Ray, judging.concurrency is per worker: the driver keeps that many in flight for each
         concurrency = remote.in_flight_limit(self.cfg.concurrency) if remote is not None else self.cfg.concurrency
@@ -165,6 +167,8 @@ class JudgeRun(StageBase):
 
     # ---- the stage: what to start, one sample, what came back --------------------------------------
     def fill(self, engine: Engine) -> None:
+        if self.remote is not None:
+            self.workers_note.note()  # a worker lost since: refed status says so
         while engine.slots_free() >= self.slots or not engine.busy:
             sample = next(self.queue, None)
             if sample is None or not engine.start("judge", sample, self.slots):
@@ -226,6 +230,7 @@ class JudgeRun(StageBase):
             "judgments": JsonlWriter(self.rundir.judgments),
             "rejects": JsonlWriter(self.rundir.judge_rejects),
         }
+        self.workers_note.note()
         progress = Progress(
             len(samples),
             len(samples) - len(todo),
@@ -237,6 +242,7 @@ class JudgeRun(StageBase):
         )
 
         def write_summary(status: str) -> JudgeSummary:
+            self.workers_note.note(final=True)
             summary = judge_summary(
                 self.rundir,
                 samples,
@@ -247,7 +253,7 @@ class JudgeRun(StageBase):
                 self.new,
                 self.price is not None,
                 self.adapter.choice.as_dict(),
-                self.execution(),
+                {**self.execution(), **({"ray": self.remote.figures()} if self.remote is not None else {})},
             )
             write_json_atomic(self.rundir.judge_summary, summary.to_json())
             return summary

@@ -55,6 +55,9 @@ class JudgeSummary(Result):
     mode: str | None = Optional("online | batch")
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")
     endpoints: dict[str, Any] | None = Optional("Several api_base endpoints: calls and failures per endpoint.")
+    ray: dict[str, Any] | None = Optional(
+        "Judged on Ray: the cluster's address and each worker's node, pid, tasks, calls and whether it is alive."
+    )
     usage: dict[str, Any]
     cost_usd: float | None
     wall_s: float

@@ -28,7 +28,7 @@ from refed_dspy.errors import RefedError, RunDirError
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
-from refed_dspy.store.rundir import WORKERS_FILE, RunDir
+from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir
 
 # summary.json / judge_summary.json status -> state
 STATE_OF = {"interrupted": "stopped", "aborted": "failed"}
@@ -69,6 +69,9 @@ class JudgeStatus(Result):
     rejects: dict[str, int] = Field(description="Samples still without a judgment, by the reason of the last failure.")
     calls: int | None = Field(description="Paid judge calls (as of the last judge summary).")
     cost_usd: float | None
+    ray: dict[str, Any] | None = Optional(
+        "Judged on Ray: its workers as the driver last wrote them (judge_workers.json)."
+    )
 
 
 class RunStatus(Result):
@@ -144,6 +147,7 @@ def _judge(rundir: RunDir, who: Holder | None) -> JudgeStatus | None:
         rejects=summary.get("rejects") or {},
         calls=usage.get("calls"),
         cost_usd=summary.get("cost_usd"),
+        ray=read_json(rundir.path / JUDGE_WORKERS_FILE) or None,
     )
 
 

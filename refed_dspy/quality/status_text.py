@@ -47,12 +47,12 @@ def _judge_line(j: JudgeStatus) -> str:
     return "judge: " + ", ".join(parts)
 
 
-def _ray_line(ray: dict, running: bool) -> str:
+def _ray_line(ray: dict, running: bool, what: str = "Ray workers") -> str:
     workers = ray.get("workers") or []
     alive = [w for w in workers if w.get("alive")]
     where = ", ".join(f"{w.get('node')} pid {w.get('pid')} ({w.get('tasks', 0)} tasks)" for w in alive) or "none"
     lost = len(workers) - len(alive)
-    head = "Ray workers active" if running else "Ray workers at the end"
+    head = f"{what} active" if running else f"{what} at the end"
     return f"{head}: {len(alive)} of {len(workers)} ({ray.get('address', '?')}): {where}" + (
         f"; {lost} lost" if lost else ""
     )
@@ -81,6 +81,8 @@ def format_status(s: RunStatus) -> str:
         out.extend(table)
     if s.judge is not None:
         out.append(_judge_line(s.judge))
+        if s.judge.ray:
+            out.append(_ray_line(s.judge.ray, running=s.judge.state == "running", what="judge's Ray workers"))
     if s.ray:
         out.append(_ray_line(s.ray, running=s.state == "running"))
     for run in s.runs or []:

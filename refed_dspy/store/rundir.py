@@ -33,7 +33,8 @@ def check_on_mismatch(value: str) -> str:
     return value
 
 
-WORKERS_FILE = "workers.json"  # a run on Ray: its workers as the driver last saw them (refed status reads it)
+WORKERS_FILE = "workers.json"  # a synthesis on Ray: its workers as the driver last saw them (refed status reads it)
+JUDGE_WORKERS_FILE = "judge_workers.json"  # the same of a judging on Ray
 
 
 @dataclass

@@ -18,6 +18,7 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.usage import usage_of
+from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, config_hash
 from refed_dspy.engine.failures import Failure, classify
@@ -116,20 +117,7 @@ class SynthesisRun(StageBase):
         self.rejects_on_file = 0  # reject records of all invocations, as the summary counts them
         self.writers: dict[str, Any] = {}
         self.earlier_wall_s, self.earlier_retries = 0.0, 0
-        self._workers_noted: int | None = None
-
-    def _note_workers(self) -> None:
-        """On Ray: the workers as they are now, in the run dir for `refed status` (when one was lost, or the run ends)."""
-        if self.remote is None:
-            (self.rundir.path / WORKERS_FILE).unlink(missing_ok=True)  # an earlier invocation's, on Ray: not this one's
-            return
-        if self.remote.alive == self._workers_noted:
-            return
-        self._workers_noted = self.remote.alive
-        try:
-            write_json_atomic(self.rundir.path / WORKERS_FILE, self.remote.figures())
-        except OSError as err:  # the summary says the same at the end
-            log.warning("cannot write %s: %s", self.rundir.path / WORKERS_FILE, err.strerror or err)
+        self.workers_note = WorkersNote(self.rundir.path / WORKERS_FILE, remote)
 
     def _worst_calls(self) -> dict[str, int]:
         """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that runs
@@ -148,7 +136,7 @@ class SynthesisRun(StageBase):
     # ---- the stage: what to start, one piece of work, what came back ---------------------------
     def fill(self, engine: Engine) -> None:
         if self.remote is not None:
-            self._note_workers()  # a worker lost since: refed status says so
+            self.workers_note.note()  # a worker lost since: refed status says so
         self.schedule.fill(engine, self.accepted)
 
     def key(self, kind: str, payload: Any) -> str:
@@ -314,7 +302,7 @@ class SynthesisRun(StageBase):
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
         self.writers = self.rundir.writers()
-        self._note_workers()
+        self.workers_note.note()
         progress = Progress(
             self.syn.size,
             self.accepted,
@@ -336,8 +324,7 @@ class SynthesisRun(StageBase):
                 self.executor.shutdown(wait=False)
 
     def _write_summary(self, status: str) -> RunSummary:
-        self._workers_noted = None
-        self._note_workers()
+        self.workers_note.note(final=True)
         summary = self.summary(status)
         try:
             write_json_atomic(self.rundir.summary, summary.to_json())

@@ -218,6 +218,14 @@ def test_judge_on_ray_then_filter_and_export_read_it(local_ray, server_factory, 
     judged = _jsonl(path / "judgments.jsonl")
     assert sorted(j["sample_id"] for j in judged) == sorted(s["meta"]["id"] for s in _jsonl(path / "samples.jsonl"))
     assert all("pointwise" in j and "pairwise" in j for j in judged)
+    # where it judged: in its summary and, for `refed status`, beside the synthesis's own workers
+    assert summary.ray["workers_alive"] == 2 and sum(w["tasks"] for w in summary.ray["workers"]) == 8
+    said = format_status(run_status(path))
+    assert "judge's Ray workers at the end: 2 of 2" in said and "\nRay workers at the end: 2 of 2" in said, said
+    again = judge_run(path, load_config(path / "config.toml", judging, record=True))  # locally: nothing left to judge
+    assert again.judged == 8 and again.ray is None
+    said = format_status(run_status(path))
+    assert "judge's Ray workers" not in said and "\nRay workers at the end: 2 of 2" in said, said
     kept = filter_run(path, tmp_path / "kept", [parse_filter("min_score:min_score=1")])
     assert kept.kept == 8
     out = export_run(tmp_path / "kept", "messages", tmp_path / "export", val_fraction=0)
