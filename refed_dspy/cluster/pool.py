@@ -134,16 +134,16 @@ class WorkerPool:
         stream = worker.actor.run.options(num_returns="streaming").remote(kind, stage_name, inputs)
         try:
             async for ref in stream:
-                event = await ref
-                if event[0] == "start":
-                    open_calls += 1
-                elif event[0] == "end":
-                    open_calls -= 1
-                elif event[0] == "call":
-                    calls.append(event[1])
-                    worker.calls += 1
-                else:
-                    return event[1], event[2]
+                for event in await ref:
+                    if event[0] == "start":
+                        open_calls += 1
+                    elif event[0] == "end":
+                        open_calls -= 1
+                    elif event[0] == "call":
+                        calls.append(event[1])
+                        worker.calls += 1
+                    else:
+                        return event[1], event[2]
             return None, Failure("worker_error", "the Ray worker ended the task without a result", final=False)
         except asyncio.CancelledError:
             self._paid_in_flight(calls, open_calls, stage_name)

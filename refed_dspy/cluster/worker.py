@@ -31,8 +31,11 @@ from refed_dspy.programs.parts import acall_part, has_aforward
 from refed_dspy.store.cache import use_cache_dir
 
 # the events of one task, in order: ("start",) as a call is sent, ("call", CallInfo) as one is answered or fails,
-# ("end",) as a call is over (answered, failed or never sent), and last ("result", value, failure)
-_events: contextvars.ContextVar[asyncio.Queue | None] = contextvars.ContextVar("refed_worker_events", default=None)
+# ("end",) as a call is over (answered, failed or never sent), and last ("result", value, failure); sent in batches
+# (the task's queue, the loop it lives on): a part with only `forward` calls its LM in a thread of the worker
+_events: contextvars.ContextVar[tuple[asyncio.Queue, asyncio.AbstractEventLoop] | None] = contextvars.ContextVar(
+    "refed_worker_events", default=None
+)
 _DONE = object()
 
 
@@ -70,9 +73,18 @@ class CallEvents:
 
     @staticmethod
     def _put(event: tuple) -> None:
-        queue = _events.get()
-        if queue is not None:
+        found = _events.get()
+        if found is None:
+            return
+        queue, loop = found
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:  # a thread of a part with only `forward`
+            here = False
+        if here:
             queue.put_nowait(event)
+        else:  # an asyncio queue is not thread-safe, and the loop must wake to send the event on at once
+            loop.call_soon_threadsafe(queue.put_nowait, event)
 
 
 class PartWorker:
@@ -104,17 +116,24 @@ class PartWorker:
         return cache
 
     async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any]):
-        """One task through its part of the program: its events as they happen, then ("result", value, failure)."""
+        """One task through its part of the program: its events as they happen, in batches (every event queued when
+        the stream wakes: one call's answer and end and the next call's start travel as one), the last batch ending
+        with ("result", value, failure). Each batch is one object the driver receives: fewer means less of its CPU."""
         queue: asyncio.Queue = asyncio.Queue()
-        token = _events.set(queue)
+        token = _events.set((queue, asyncio.get_running_loop()))
         try:
             task = asyncio.ensure_future(self._run(kind, stage_name, inputs, queue))
         finally:
             _events.reset(token)
         try:
-            while (event := await queue.get()) is not _DONE:
-                yield event
-            yield ("result", *task.result())
+            while True:
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                if batch[-1] is _DONE:
+                    yield [*batch[:-1], ("result", *task.result())]
+                    return
+                yield batch
         finally:
             if not task.done():
                 task.cancel()

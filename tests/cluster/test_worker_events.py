@@ -1,0 +1,55 @@
+"""A Ray worker's task events (refed_dspy.cluster.worker.PartWorker, plain Python: no Ray here): each call's start
+reaches the driver while the call is in flight (what counts a lost worker's calls as paid), and a task's events
+travel in a few batches, not one object each (the driver's CPU per sample; a part run in a thread wakes the worker's
+loop once per event, so its batches are smaller)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dspy
+import pytest
+from conftest import run_overrides
+
+from refed_dspy.cluster.worker import PartWorker
+from refed_dspy.config import load_config
+
+
+class TwoSteps(dspy.Module):
+    """A user's part with only `forward`: the worker runs it in a thread."""
+
+    def __init__(self):
+        super().__init__()
+        self.draft = dspy.Predict("question -> answer")
+        self.polish = dspy.Predict("question, answer -> better_answer")
+
+    def forward(self, question):
+        return self.polish(question=question, answer=self.draft(question=question).answer)
+
+
+class TwoStepsAsync(TwoSteps):
+    async def aforward(self, question):
+        draft = await self.draft.acall(question=question)
+        return await self.polish.acall(question=question, answer=draft.answer)
+
+
+@pytest.mark.parametrize("part", [TwoSteps, TwoStepsAsync], ids=["forward-in-a-thread", "aforward"])
+def test_a_call_s_start_is_sent_while_it_is_in_flight_and_events_go_in_batches(part, server_factory, tmp_path):
+    srv = server_factory(latency_s=0.5)
+    spec = load_config(None, run_overrides(srv, tmp_path / "run", 1)).teacher
+    worker = PartWorker(spec, "teacher", {"sample": part()}, max_connections=4, prices=None)
+    worker.load(str(tmp_path / "cache"), str(tmp_path / "own-cache"))
+
+    async def task() -> list[list[tuple]]:
+        return [batch async for batch in worker.run("sample", "respond", {"question": "Why is the sky blue?"})]
+
+    batches = asyncio.run(task())
+    events = [event[0] for batch in batches for event in batch]
+    assert events == ["start", "call", "end", "start", "call", "end", "result"], batches
+    # the first call's start alone, sent before its answer came (a thread's event that did not wake the loop would
+    # wait for the task's end, and a worker lost meanwhile would leave the call uncounted)
+    assert batches[0] == [("start",)], batches
+    if part is TwoStepsAsync:  # the built-in parts: a call's answer and end and the next call's start go as one
+        assert len(batches) == 3, [[e[0] for e in b] for b in batches]  # one object per event: 7
+    value, failure = batches[-1][-1][1:]
+    assert failure is None and value.better_answer
