@@ -1,4 +1,5 @@
-"""Running `refed` as a subprocess, the way a user does, for the tests of every folder."""
+"""Running `refed` as a subprocess, the way a user does, for the tests of every folder; and a compiled-looking
+pipeline whose requests say which predictor sent them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import dspy
+
+from refed_dspy.methods import Defaults, get_method
 
 # which signature a request logged by the loopback server asked for, by its output fields
 STAGE_OF = {
@@ -78,3 +83,15 @@ def predicted_in_a_fresh_process(model_uri: str, tracking_uri: str, inputs: dict
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def marked_pipeline(tag: str, method: str = "refed") -> dspy.Module:
+    """The method's pipeline with every predictor's instructions replaced by a marker naming it (as a compiled
+    pipeline would differ from the built-in one), and one demo on the generator."""
+    program = get_method(method).build_pipeline(Defaults(instructions_per_feature=2))
+    for name, pred in program.named_predictors():
+        pred.signature = pred.signature.with_instructions(f"MARK-{tag}-{name}: do the task well.")
+    program.respond.generate.demos = [
+        dspy.Example(example_instruction="Ex?", example_response="Ex.", instruction="Say hi.", response="Hi.")
+    ]
+    return program

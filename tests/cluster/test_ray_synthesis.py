@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from cli_helpers import STAGE_OF, marked_pipeline
 from conftest import run_overrides
 from loopback_server import read_log
 
@@ -33,6 +34,7 @@ from refed_dspy.quality.run_status import run_status
 from refed_dspy.quality.status_text import format_status
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
+from refed_dspy.synthesis.provenance import program_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,6 +93,27 @@ def test_same_config_locally_and_on_ray(local_ray, server_factory, tmp_path):
     assert len(workers) == 2 and all(w["alive"] and w["tasks"] > 0 for w in workers), workers
     assert sum(w["calls"] for w in workers) == remote["usage"]["calls"]
     _exactly_once(tmp_path / "ray", 12)
+
+
+def test_a_saved_program_drives_every_stage_on_the_workers(local_ray, server_factory, tmp_path):
+    """A compiled pipeline saved to a file (synthesis.program) runs on the workers: every request the server saw
+    carries its predictor's compiled instructions, every predictor ran, and every sample names the program."""
+    srv, path = server_factory(log_prompts=True), tmp_path / "run"
+    program = marked_pipeline("R")
+    saved = tmp_path / "pipeline.json"
+    program.save(str(saved))
+    extra = {"seeds.limit": 3, "synthesis.instructions_per_feature": 2, "synthesis.program": f"'{saved}'"}
+    summary = synthesize(load_config(None, _on_ray(srv, path, 6, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == 6
+    assert sum(w["calls"] for w in summary["ray"]["workers"]) == summary["usage"]["calls"] == _served(srv)
+    seen = set()
+    for entry in read_log(srv.cfg.log_path):
+        stage = STAGE_OF[tuple(entry["outputs"])]
+        assert f"MARK-R-{stage}:" in entry["system"], (stage, entry["system"][:300])
+        seen.add(stage)
+    assert seen == set(STAGE_OF.values())
+    samples = _jsonl(path / "samples.jsonl")
+    assert {s["meta"]["program_hash"] for s in samples} == {program_hash(program)}
 
 
 def test_a_run_resumes_across_local_and_ray(local_ray, server_factory, tmp_path):

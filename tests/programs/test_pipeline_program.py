@@ -6,30 +6,18 @@ import json
 
 import dspy
 import pytest
-from cli_helpers import STAGE_OF, lines, sets
+from cli_helpers import STAGE_OF, lines, marked_pipeline, sets
 from cli_helpers import run_refed as refed
 from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.methods import Defaults, get_method
+from refed_dspy.methods import get_method
 from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
 from refed_dspy.settings import tomllib
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.provenance import program_hash
-
-
-def marked_pipeline(tag: str, method: str = "refed") -> dspy.Module:
-    """The method's pipeline with every predictor's instructions replaced by a marker naming it (as a compiled
-    pipeline would differ from the built-in one), and one demo on the generator."""
-    program = get_method(method).build_pipeline(Defaults(instructions_per_feature=2))
-    for name, pred in program.named_predictors():
-        pred.signature = pred.signature.with_instructions(f"MARK-{tag}-{name}: do the task well.")
-    program.respond.generate.demos = [
-        dspy.Example(example_instruction="Ex?", example_response="Ex.", instruction="Say hi.", response="Hi.")
-    ]
-    return program
 
 
 def test_a_saved_pipeline_drives_every_stage(server_factory, tmp_path):
