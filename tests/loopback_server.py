@@ -253,6 +253,10 @@ def _unit(key: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+# the servers of this process by log path: read_log waits for the lines of answers already sent
+_LIVE_LOGS: dict[str, _State] = {}
+
+
 class _State:
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
@@ -264,6 +268,10 @@ class _State:
         self.score_requests = 0
         self.prefixes: set[str] = set()
         self.log = open(cfg.log_path, "a", encoding="utf-8") if cfg.log_path else None  # noqa: SIM115
+        # requests whose answer went out (the client may have acted on it) and whose log line is not written yet
+        self.unlogged = 0
+        if cfg.log_path:
+            _LIVE_LOGS[str(Path(cfg.log_path).resolve())] = self
 
     def next_score_request(self) -> int:
         """Number this request among those that ask for scores (1, 2, ...)."""
@@ -495,7 +503,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
+    _owes_a_line = False  # set on a chat request: its log line is written after its answer
+
+    def _answering(self) -> None:
+        """The answer (or the reset) goes out now: until its line is written, read_log waits for it."""
+        if self._owes_a_line and not getattr(self, "_counted", False):
+            self._counted = True
+            with self.server.state.lock:
+                self.server.state.unlogged += 1
+
     def _send(self, status: int, payload: dict, headers: dict | None = None) -> bool:
+        self._answering()
         body = json.dumps(payload).encode()
         try:
             self.send_response(status)
@@ -571,6 +589,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("X-Custom-Id"):  # a batch line, answered for the batch API
             entry.update(custom_id=self.headers["X-Custom-Id"], batch=self.headers.get("X-Batch-Id"))
         t0 = time.perf_counter()
+        self._owes_a_line, self._counted = True, False
         try:
             self._serve(req, raw, rng, draw, bool(over_cap), entry)
         finally:
@@ -578,6 +597,10 @@ class _Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.in_flight -= 1
             st.record(entry)
+            if self._counted:
+                with st.lock:
+                    st.unlogged -= 1
+            self._owes_a_line = False
 
     def _serve(self, req: dict, raw: bytes, rng: random.Random, draw: float, over_cap: bool, entry: dict) -> None:
         st = self.server.state
@@ -635,6 +658,7 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(cfg.hang_s)
                 entry.update(status=0, fault=status, delivered=False)
                 self.close_connection = True
+                self._answering()
                 try:  # a reset: RST instead of an answer
                     import socket
                     import struct
@@ -775,8 +799,14 @@ class LoopbackServer:
 
 
 def read_log(path: str | Path) -> list[dict]:
-    """The server's request log, one dict per request. The server may be writing a line while a test
-    reads: a last line without its newline is not in the log yet."""
+    """The server's request log, one dict per request. A server of this process writes a request's line just after
+    its answer, so a client may be done before the line is there: the read waits (up to 10 s) for the lines of
+    answers already sent (a CI run read 6 lines of 7 answered). From another process, a last line without its
+    newline is not in the log yet."""
+    state = _LIVE_LOGS.get(str(Path(path).resolve()))
+    deadline = time.monotonic() + 10
+    while state is not None and state.unlogged > 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
     complete, _, _partial = Path(path).read_text().rpartition("\n")
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
