@@ -10,7 +10,8 @@ latency, however many are in flight). Each run synthesizes enough samples to spa
 latencies at its concurrency. Two rates are reported: over the whole wall time of the run (the workers' start
 included) and over the window from the server's first call to its last (the steady rate a long run sees).
 `--memory-size` runs one more synthesis against a zero-latency server and reports the driver's peak RSS and
-the time from the last call to the run's end (the final merge and summary).
+the time from the last call to the run's end (the final merge and summary); `--references N` makes that run one
+over N synthetic references, one sample each (`--memory-only --references 100000`: the driver at 100K references).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import LATENCY, Server, run_child, save, synth_overrides, table
+from harness import LATENCY, Server, make_seeds, run_child, save, synth_overrides, table
 
 CALLS_PER_SAMPLE = 2.2  # refed with 40 references and 10 instructions per feature (measured)
 
@@ -32,9 +33,12 @@ def _window_rate(samples: int, log: list[dict]) -> float:
     return round(samples / span, 2) if span > 0 else 0.0
 
 
-def _run(address: str | None, workers: int, concurrency: int, size: int, server_cfg: dict, **extra: str) -> dict:
+def _run(
+    address: str | None, workers: int, concurrency: int, size: int, server_cfg: dict, extra: list[str] | None = None
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix="refed-ray-"))
     ray = [] if address is None else ["ray.enabled=true", f"ray.address='{address}'", f"ray.workers={workers}"]
+    ray += extra or []
     with Server(log_path=work / "server.jsonl", **server_cfg) as srv:
         t0 = time.time()
         report = run_child(synth_overrides(srv.api_base, work / "run", size, concurrency, extra=ray), timeout=14400)
@@ -64,6 +68,12 @@ def main() -> None:
     ap.add_argument("--latencies", type=float, default=40.0, help="ideal wall time, in mean call latencies")
     ap.add_argument("--memory-size", type=int, default=100000, help="0 skips the memory run")
     ap.add_argument("--memory-only", action="store_true", help="only the memory run (writes ray_memory.json)")
+    ap.add_argument(
+        "--references",
+        type=int,
+        default=0,
+        help="the memory run on N synthetic references, one sample each (instructions_per_feature=1, size N)",
+    )
     args = ap.parse_args()
 
     import ray
@@ -79,19 +89,24 @@ def main() -> None:
         for w in [] if args.memory_only else args.workers:
             rows.append(_run(address, w, args.concurrency, size * w, {"vocab_size": 20000, **LATENCY}))
             print(rows[-1], flush=True)
-        if args.memory_size:
+        if args.references:
+            seeds = make_seeds(Path(tempfile.mkdtemp(prefix="refed-seeds-")) / "seeds.jsonl", args.references)
+            extra = [f"seeds.source='{seeds}'", "seeds.format='alpaca'", "synthesis.instructions_per_feature=1"]
+            rows.append({"references": args.references, **_run(address, 2, 64, args.references, {}, extra)})
+            print(rows[-1], flush=True)
+        elif args.memory_size:
             rows.append(_run(address, 2, 64, args.memory_size, {"vocab_size": 20000}))
             print(rows[-1], flush=True)
     finally:
         ray.shutdown()
     base = next((r for r in rows if r["path"] == "ray" and r["workers"] == 1), None)
     local = rows[0]
-    for r in [] if args.memory_only else rows:
+    for r in [] if args.memory_only or args.references else rows:
         if base and r["path"] == "ray" and r["concurrency_per_worker"] == args.concurrency:
             r["speedup_vs_1_worker"] = round(r["steady_samples_per_s"] / base["steady_samples_per_s"], 2)
     if base:
         base["vs_local"] = round(base["steady_samples_per_s"] / local["steady_samples_per_s"], 3)
-    cols = [
+    cols = ["references"] * bool(args.references) + [
         "path",
         "workers",
         "concurrency_per_worker",
@@ -108,7 +123,7 @@ def main() -> None:
         "after_last_call_s",
     ]
     print(table(rows, cols))
-    name = "ray_memory" if args.memory_only else "ray_scale"
+    name = "ray_references" if args.references else "ray_memory" if args.memory_only else "ray_scale"
     print(f"wrote {save(name, {'latency_model': LATENCY, 'rows': rows})}")
 
 
