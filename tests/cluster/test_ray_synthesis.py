@@ -35,6 +35,8 @@ from refed_dspy.quality.status_text import format_status
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.provenance import program_hash
+from refed_dspy.tracking.experiment_runs import register_champion
+from refed_dspy.tracking.mlflow_runs import log_program
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,6 +116,40 @@ def test_a_saved_program_drives_every_stage_on_the_workers(local_ray, server_fac
     assert seen == set(STAGE_OF.values())
     samples = _jsonl(path / "samples.jsonl")
     assert {s["meta"]["program_hash"] for s in samples} == {program_hash(program)}
+
+
+def test_a_registered_program_runs_on_the_workers(local_ray, server_factory, tmp_path, monkeypatch):
+    """synthesis.program = models:/name@alias: the driver resolves it from MLflow (sqlite here) and the workers run
+    its compiled parts; nothing of MLflow is asked of them."""
+    import mlflow  # only this test needs it
+
+    srv, path = server_factory(log_prompts=True), tmp_path / "run"
+    monkeypatch.chdir(tmp_path)  # the sqlite store keeps its artifacts under ./mlruns
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)
+    try:
+        program = marked_pipeline("M")
+        with mlflow.start_run() as run:
+            logged = log_program(program, load_config(None, run_overrides(srv, path, 6)).teacher)
+        uri = register_champion(logged, run.info.run_id, "ray-program", "champion")
+    finally:
+        mlflow.set_tracking_uri(before)
+    extra = {
+        "seeds.limit": 3,
+        "synthesis.instructions_per_feature": 2,
+        "synthesis.program": f"'{uri}'",
+        "tracking.mlflow_uri": f"'{store}'",
+    }
+    summary = synthesize(load_config(None, _on_ray(srv, path, 6, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == 6 and summary["program"] == uri
+    assert summary["usage"]["calls"] == _served(srv)
+    stages = set()
+    for entry in read_log(srv.cfg.log_path):
+        stage = STAGE_OF[tuple(entry["outputs"])]
+        assert f"MARK-M-{stage}:" in entry["system"], (stage, entry["system"][:300])
+        stages.add(stage)
+    assert stages == set(STAGE_OF.values())
 
 
 def test_a_run_resumes_across_local_and_ray(local_ray, server_factory, tmp_path):
