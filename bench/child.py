@@ -184,6 +184,7 @@ def main() -> None:
     report = run_plain(args.sets) if args.mode == "plain" else run_synthesize(args.sets)
     report["cpu_s"] = round(time.process_time() - cpu0, 3)
     report["wall_total_s"] = round(time.perf_counter() - t0, 3)
+    report["ended_at"] = time.time()  # the run's end on the wall clock (a parent compares it with its server's log)
     if args.profile:
         yappi.stop()
         stats = yappi.get_func_stats()
