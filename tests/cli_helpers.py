@@ -95,3 +95,14 @@ def marked_pipeline(tag: str, method: str = "refed") -> dspy.Module:
         dspy.Example(example_instruction="Ex?", example_response="Ex.", instruction="Say hi.", response="Hi.")
     ]
     return program
+
+
+def marked_stages(log: list[dict], tag: str) -> set[str]:
+    """The predictors that sent the requests of a loopback log (logged with log_prompts), each request checked to
+    carry the instructions marked_pipeline(tag) compiled into its predictor."""
+    seen = set()
+    for entry in log:
+        stage = STAGE_OF[tuple(entry["outputs"])]
+        assert f"MARK-{tag}-{stage}:" in entry["system"], (stage, entry["system"][:300])
+        seen.add(stage)
+    return seen

@@ -504,10 +504,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     _owes_a_line = False  # set on a chat request: its log line is written after its answer
+    _counted = False  # that request's answer is counted in state.unlogged
 
     def _answering(self) -> None:
         """The answer (or the reset) goes out now: until its line is written, read_log waits for it."""
-        if self._owes_a_line and not getattr(self, "_counted", False):
+        if self._owes_a_line and not self._counted:
             self._counted = True
             with self.server.state.lock:
                 self.server.state.unlogged += 1

@@ -111,6 +111,10 @@ class StageBase(ABC):
         self.scope = LedgerScope(None, prices)
         self.engine: Engine
 
+    def window(self, concurrency: int) -> int:
+        """The calls in flight the stage keeps: `concurrency`, or on Ray that many for each worker."""
+        return self.remote.in_flight_limit(concurrency) if self.remote is not None else concurrency
+
     def make_engine(
         self,
         *,
@@ -178,11 +182,12 @@ class StageBase(ABC):
 
     def execution(self) -> dict[str, Any]:
         """How this invocation's calls went, for a summary: retries by reason, the window of calls in flight, online
-        or batch (batches, requests, what the batch price saved), calls per endpoint."""
+        or batch (batches, requests, what the batch price saved), calls per endpoint, and on Ray where they ran."""
         engine = self.engine
         return {
             **engine.figures(),
             **engine.mode_figures(self.usage(), self.spec.batch_price_factor, self.lm),
+            **({"ray": self.remote.figures()} if self.remote is not None else {}),
         }
 
     def stage_now(self) -> str:

@@ -108,8 +108,7 @@ class JudgeRun(StageBase):
         self.judge = judge_part(config)
         self.workers_note = WorkersNote(rundir.path / JUDGE_WORKERS_FILE, remote)
         self.calls_per_sample = (1 if self.judge.pointwise else 0) + (2 if self.judge.pairwise else 0)
-        # on Ray, judging.concurrency is per worker: the driver keeps that many in flight for each
-        concurrency = remote.in_flight_limit(self.cfg.concurrency) if remote is not None else self.cfg.concurrency
+        concurrency = self.window(self.cfg.concurrency)  # on Ray, judging.concurrency is per worker
         self.slots = min(self.calls_per_sample, concurrency)
         self.make_engine(
             concurrency=concurrency,
@@ -253,7 +252,7 @@ class JudgeRun(StageBase):
                 self.new,
                 self.price is not None,
                 self.adapter.choice.as_dict(),
-                {**self.execution(), **({"ray": self.remote.figures()} if self.remote is not None else {})},
+                self.execution(),
             )
             write_json_atomic(self.rundir.judge_summary, summary.to_json())
             return summary

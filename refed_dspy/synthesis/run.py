@@ -89,8 +89,7 @@ class SynthesisRun(StageBase):
         )
         self.show_progress = show_progress
         self.max_calls = default_call_budget(self.syn, len(references))
-        # on Ray, synthesis.concurrency is per worker: the driver keeps that many in flight for each
-        concurrency = remote.in_flight_limit(self.syn.concurrency) if remote is not None else self.syn.concurrency
+        concurrency = self.window(self.syn.concurrency)  # on Ray, synthesis.concurrency is per worker
         self.make_engine(
             concurrency=concurrency,
             max_in_flight=config.batch.max_in_flight,
@@ -378,7 +377,6 @@ class SynthesisRun(StageBase):
                     self.rundir.path / "estimate.json", usage, self.accepted, self.syn.size, self.broker is not None
                 ),
                 "price_known": self.price is not None,
-                "ray": self.remote.figures() if self.remote is not None else None,
                 **timing(self.stats, self.earlier_wall_s),
             }
         )
