@@ -319,7 +319,12 @@ def test_baselines_reach_their_size(smol, tmp_path, method, size):
             s.original and s.reflection for s in samples
         )
     usage = summary["usage"]
-    assert served(before, smol.counters()) == (usage["prompt_tokens"], usage["completion_tokens"])
+    tokens = served(before, smol.counters())
+    if not usage["failed_calls"]:
+        assert tokens == (usage["prompt_tokens"], usage["completion_tokens"])
+    else:  # a request the client gave up on (its timeout, on a loaded machine: a CI run had 3) was still processed by
+        # the server: counted as a call, its tokens unknown to the client
+        assert tokens[0] > usage["prompt_tokens"] and tokens[1] >= usage["completion_tokens"], (tokens, usage)
 
 
 @pytest.mark.skipif(

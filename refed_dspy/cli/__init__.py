@@ -90,10 +90,11 @@ def _exit_now_if_threads_linger(code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `refed` console script."""
-    for signum in (signal.SIGINT, *STOP_SIGNALS):
-        signal.signal(signum, _stop_like_sigint)
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        # inside the try: a signal caught while the next handler is being set stops the command as any other
+        for signum in (signal.SIGINT, *STOP_SIGNALS):
+            signal.signal(signum, _stop_like_sigint)
         parser = build_parser()
         args = parser.parse_args(judge.with_action(sys.argv[1:] if argv is None else list(argv)))
         level = logging.DEBUG if args.debug else logging.INFO
