@@ -8,6 +8,7 @@ program that was scored on refused calls.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -192,6 +193,31 @@ def _forget_state(log_dir: str | None) -> None:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def threshold_at(metric: Any, before: float):
+    """For the length of a compile, the threshold a bootstrapped trace must reach: the metric's own, or, when it has
+    none (optimize.threshold unset), `before`, the starting program's mean score on validation: a trace is kept when
+    it is at least as good as what the program makes on average, whatever the metric's scale. Yields the threshold
+    in force (None: a metric with no threshold attribute, whose value's truth decides)."""
+    if not hasattr(metric, "threshold"):
+        yield None
+        return
+    if metric.threshold is not None:
+        yield metric.threshold
+        return
+    metric.threshold = before
+    try:
+        yield before
+    finally:
+        metric.threshold = None
+
+
+def traced_counts(metric: Any) -> tuple[int, int]:
+    """The traced calls a metric has scored so far (bootstrapping a demo) and how many passed its threshold; (0, 0)
+    for a metric that does not count them."""
+    return getattr(metric, "traced", (0, 0))
+
+
 def _compile_with(tp: Any, student: dspy.Module, trainset: list, valset: list) -> dspy.Module:
     """A user's teleprompter instance: `compile(student, trainset=..., valset=...)` when it takes a valset."""
     try:
@@ -275,7 +301,6 @@ def optimize(
         _metric_state(metric) if log_root else None,
     )
     settings = dataclasses.replace(settings, log_dir=log_dir)
-    tp = instance or choice.build(metric, settings)
 
     def check_budget(when: str, most: bool = False) -> None:
         if budget is not None and budget.tripped:
@@ -304,7 +329,13 @@ def optimize(
         check_budget("while scoring the program before optimization")
         _check_program(before_rows, errors, "while scoring the program before optimization")
         student = program.deepcopy()
-        with dspy.context(lm=lm, adapter=adapter), dropping(("dspy.predict.predict",), _proposer_note):
+        with (
+            threshold_at(metric, before) as threshold,
+            dspy.context(lm=lm, adapter=adapter),
+            dropping(("dspy.predict.predict",), _proposer_note),
+        ):
+            tp = instance or choice.build(metric, settings)
+            traced_before = traced_counts(metric)
             try:
                 if instance is not None:
                     compiled = _compile_with(instance, student, trainset, valset)
@@ -315,6 +346,7 @@ def optimize(
                     _forget_state(log_dir)
                     check_budget("while compiling")
                 raise
+            traced = [n - m for n, m in zip(traced_counts(metric), traced_before, strict=True)]
         if budget is not None and budget.tripped:
             _forget_state(log_dir)
         check_budget("while compiling", most=True)
@@ -332,4 +364,6 @@ def optimize(
         "before_rows": before_rows,
         "after_rows": after_rows,
         "metric_failures": failures,
+        "threshold": threshold,
+        "traces": {"scored": traced[0], "passed": traced[1]},
     }

@@ -44,15 +44,17 @@ class Score(float):
     metric's threshold (what bootstrapping keeps a trace for). Only a traced call gets one: elsewhere a score of 0.3 is
     a plain float, which code that writes `score or 0.0` reads as it is."""
 
-    threshold: float = 0.0
+    threshold: float | None = None
 
     def __new__(cls, value: float, threshold: float | None) -> Score:
         score = super().__new__(cls, value)
-        score.threshold = float(threshold) if threshold is not None else float("-inf")
+        score.threshold = float(threshold) if threshold is not None else None
         return score
 
     def __bool__(self) -> bool:
-        return float(self) >= self.threshold
+        # no threshold (optimize.threshold unset, outside an optimization that sets one): a judging that failed or
+        # an empty response (0) never makes a demo
+        return float(self) > 0 if self.threshold is None else float(self) >= self.threshold
 
     def __reduce__(self) -> tuple:
         return (Score, (float(self), self.threshold))
@@ -69,6 +71,11 @@ class CountedCalls:
         self.calls = 0
         self.failures: Counter = Counter()
         self.last_failure: str | None = None
+        self.traced = (0, 0)  # traced calls (bootstrapping a demo) scored, and those that passed the threshold
+
+    def _count_traced(self, passed: bool) -> None:
+        with self._lock:
+            self.traced = (self.traced[0] + 1, self.traced[1] + int(passed))
 
     def _count(self, reason: str | None = None, detail: str | None = None) -> None:
         with self._lock:
@@ -89,16 +96,20 @@ class CountedCalls:
 
 
 class JudgeMetric(CountedCalls):
-    """A DSPy metric: `metric(gold, pred, trace=None)` -> float in [0, 1], or a bool (>= threshold) when tracing.
+    """A DSPy metric: `metric(gold, pred, trace=None)` -> float in [0, 1], or a Score (true when >= threshold) when
+    tracing. `threshold` None (optimize.threshold unset, as make_metric passes it): an optimization sets it to the
+    starting program's mean validation score for the length of its compile (optimizers.compile.threshold_at); used
+    outside one, a trace that scored above 0 passes.
 
-    `calls` counts the examples scored, `failures` those whose judging failed (scored 0), by reason.
+    `calls` counts the examples scored, `failures` those whose judging failed (scored 0), by reason; `traced` the
+    traced calls and those that passed.
     """
 
     def __init__(
         self,
         judge_lm: dspy.LM,
         criteria: list[str],
-        threshold: float = 0.7,
+        threshold: float | None = 0.7,
         win_weight: float = 0.3,
         adapter: dspy.Adapter | None = None,
     ):
@@ -165,7 +176,11 @@ class JudgeMetric(CountedCalls):
         result = self.judge(gold, pred)
         if pred_name is not _UNSET or pred_trace is not _UNSET:
             return dspy.Prediction(score=result["score"], feedback=result["rationale"])
-        return Score(result["score"], self.threshold) if trace is not None else result["score"]
+        if trace is None:
+            return result["score"]
+        score = Score(result["score"], self.threshold)
+        self._count_traced(bool(score))
+        return score
 
     def for_gepa(self) -> Any:
         """GEPA's form of this metric: this metric itself, which takes GEPA's five arguments (kept for older code)."""
@@ -219,7 +234,10 @@ class CountingMetric(CountedCalls):
             out = self.raw(gold, pred, trace, pred_name, pred_trace)
             return out if isinstance(out, dspy.Prediction) else dspy.Prediction(score=float(out), feedback="")
         out = self.raw(gold, pred, trace)
-        return float(out.score) if isinstance(out, dspy.Prediction) else out
+        out = float(out.score) if isinstance(out, dspy.Prediction) else out
+        if trace is not None:
+            self._count_traced(bool(out) if self.threshold is None else float(out or 0.0) >= self.threshold)
+        return out
 
     def for_gepa(self) -> Any:
         """The GEPA form: this metric itself, which takes GEPA's five arguments (kept for older code)."""
@@ -256,7 +274,7 @@ class InstructionMetric(JudgeMetric):
         self,
         judge_lm: dspy.LM,
         criteria: list[str],
-        threshold: float = 0.7,
+        threshold: float | None = 0.7,
         novelty_weight: float = 0.3,
         adapter: dspy.Adapter | None = None,
     ):
@@ -313,7 +331,7 @@ class PipelineMetric(JudgeMetric):
         self,
         judge_lm: dspy.LM,
         criteria: list[str],
-        threshold: float = 0.7,
+        threshold: float | None = 0.7,
         win_weight: float = 0.3,
         diversity_weight: float = 0.2,
         adapter: dspy.Adapter | None = None,

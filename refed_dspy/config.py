@@ -225,8 +225,13 @@ class OptimizeConfig(Section):
     max_metric_calls: int | None = Field(None, gt=0, description="GEPA: metric calls in all (overrides auto).")
     max_steps: int = Field(4, gt=0, description="SIMBA: optimization steps.")
     bsize: int = Field(8, gt=0, description="SIMBA: mini-batch size (at most the trainset size).")
-    threshold: float = Field(
-        0.7, ge=0, le=1, description="Metric value at or above which a bootstrapped trace counts as a success."
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Metric value at or above which a bootstrapped trace counts as a success (it becomes a demo); "
+        "unset: the starting program's mean score on validation, so a trace at least as good as the program's "
+        "typical output is kept whatever the metric's scale.",
     )
     win_weight: float = Field(
         0.3,

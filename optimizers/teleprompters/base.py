@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import dspy
 
+from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program
+
 # DSPy's auto modes (MIPROv2 and GEPA): the candidates each proposes; MIPROv2 scores trials on minibatches this large
 AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
 MINIBATCH = 35
@@ -75,6 +77,15 @@ class Optimizer(ABC):
         """About how many times compiling runs a program of `predictors` predictors (each run judged once; proposal
         calls counted as runs), from the settings alone: what a budget can be estimated from before any call."""
         return s.n_train + s.n_val
+
+    def simulate(self, m: CallModel, s: CompileSettings) -> Program:
+        """Replay compiling on the call model `m` (cost_model.py) and return the program it would give. By default:
+        `estimated_runs` runs of programs never run before (every call paid), on the training examples."""
+        program = m.baseline
+        for k in range(self.estimated_runs(s, m.predictors)):
+            program = ((("run", self.name, s.seed, k), 0),) * m.predictors
+            m.run(program, "train", k % max(1, s.n_train))
+        return program
 
     def least_runs(self, s: CompileSettings, predictors: int) -> int:
         """The program runs compiling pays for at the least: below it the optimizer cannot finish, and an experiment

@@ -7,6 +7,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer
+from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program, bootstrap_demos, with_demos
 from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 
 
@@ -22,3 +23,7 @@ class Bootstrap(Optimizer):
 
     def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
         return s.n_train  # one round: each training example is tried at most once
+
+    def simulate(self, m: CallModel, s: CompileSettings) -> Program:
+        # the training examples in order until max_demos traces pass: those are every predictor's demos
+        return with_demos(m, bootstrap_demos(m, list(range(s.n_train)), s.max_demos))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import dspy
 
 from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer, candidate_scores
+from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program, bootstrap_demos, with_demos
 from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 
 
@@ -37,3 +39,23 @@ class BootstrapRandomSearch(Optimizer):
         # zero-shot, labeled-only, unshuffled and num_candidates shuffled programs, each scored on the valset; the
         # bootstrapped ones also run on the training examples
         return (s.num_candidates + 1) * s.n_train + (s.num_candidates + 3) * s.n_val
+
+    def simulate(self, m: CallModel, s: CompileSettings) -> Program:
+        # zero-shot and labeled-only (no labels: the same program), the unshuffled bootstrap, then num_candidates
+        # bootstraps of the training examples shuffled by their seed, each keeping 1 to max_demos demos; every
+        # candidate is scored on the validation examples
+        candidates = [m.baseline, with_demos(m, bootstrap_demos(m, list(range(s.n_train)), s.max_demos))]
+        for seed in range(s.num_candidates):
+            order = list(range(s.n_train))
+            random.Random(seed).shuffle(order)
+            size = random.Random(seed).randint(1, max(1, s.max_demos))
+            kept = bootstrap_demos(m, order, size)
+            # another seed's candidate, even where the coins would make its demos another's: which traces really pass
+            # is not known, and two seeds rarely keep the same ones in the same order
+            candidates.append(
+                ((0, ("demos", "random search", seed, tuple(kept))),) * m.predictors if kept else m.baseline
+            )
+        for program in candidates:
+            for i in range(s.n_val):
+                m.run(program, "val", i)
+        return candidates[-1]  # the best on validation: one not scored on the test examples yet

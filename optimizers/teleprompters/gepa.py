@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import dspy
 
 from refed_dspy.errors import ConfigError
 from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, CompileSettings, Optimizer
+from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program
 from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
 
 
@@ -50,3 +52,35 @@ class GEPA(Optimizer):
         n = AUTO_CANDIDATES.get(s.auto or "", 6)
         trials = int(max(2 * predictors * 2 * math.log2(n), 1.5 * n))
         return s.n_val + n * 5 + trials * 35 + ((trials + 1) // 5 + 1) * s.n_val  # GEPA's own auto budget
+
+    def simulate(self, m: CallModel, s: CompileSettings) -> Program:
+        # the seed scored on validation; then, until the metric-call budget is spent: a parent picked among the
+        # accepted candidates, scored on the next minibatch of training examples (epoch-shuffled), one reflection
+        # call rewriting one predictor's instructions (in turn), the child scored on the same minibatch, and an
+        # accepted child scored on validation
+        budget, start = self.estimated_runs(s, m.predictors), m.evaluations
+        size = max(1, min(3, s.n_train))
+        rng = random.Random(s.seed)
+        for i in range(s.n_val):
+            m.run(m.baseline, "val", i)
+        accepted, queue, step = [m.baseline], [], 0
+        while m.evaluations - start < budget:
+            parent = rng.choice(accepted)
+            if len(queue) < size:
+                epoch = list(range(s.n_train))
+                rng.shuffle(epoch)
+                queue += epoch
+            batch, queue = queue[:size], queue[size:]
+            for i in batch:
+                m.run(parent, "train", i)
+            m.propose()
+            k = step % m.predictors
+            child = tuple(((("gepa", s.seed, step), d) if j == k else (c, d)) for j, (c, d) in enumerate(parent))
+            for i in batch:
+                m.run(child, "train", i)
+            if rng.random() < m.accept_rate:
+                accepted.append(child)
+                for i in range(s.n_val):
+                    m.run(child, "val", i)
+            step += 1
+        return accepted[-1]

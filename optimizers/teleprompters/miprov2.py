@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import dspy
 
 from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, MINIBATCH, CompileSettings, Optimizer
+from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program, bootstrap_demos, demo_key
 from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
+
+AUTO_VAL_SIZE = {"light": 100, "medium": 300, "heavy": 1000}  # DSPy's auto modes score trials on at most this many
+
+
+def instruction_key(seed: int, predictor: int, k: int) -> object:
+    """A proposed instruction of a predictor (candidate 0 is the one it was built with)."""
+    return 0 if k == 0 else ("mipro", seed, predictor, k)
 
 
 @OPTIMIZERS.register
@@ -70,3 +79,43 @@ class MIPROv2(Optimizer):
         # from the cache, and bootstrapping stops once its demo sets are full: on the loopback server's experiments
         # the estimate was 2.0x and 3.7x what two cells paid (1,950 against 982 and 526)
         return self.estimated_runs(s, predictors) // 4
+
+    def simulate(self, m: CallModel, s: CompileSettings) -> Program:
+        n = AUTO_CANDIDATES.get(s.auto or "", s.num_candidates)
+        demos = s.max_demos > 0
+        n_instructions = (n if not demos else int(n * 0.5)) if s.auto else s.num_candidates
+        rng = random.Random(s.seed)
+        # 1. demo sets: zero-shot, (labeled-only: none), the unshuffled bootstrap, then shuffled ones of 1..max_demos
+        sets: list = [0]
+        if demos:
+            sets.append(demo_key(bootstrap_demos(m, list(range(s.n_train)), s.max_demos)))
+            for j in range(max(0, n - 3)):
+                order = list(range(s.n_train))
+                rng.shuffle(order)
+                kept = bootstrap_demos(m, order, rng.randint(1, s.max_demos))
+                sets.append(("demos", "mipro", s.seed, j, tuple(kept)) if kept else 0)  # each its own (random search)
+        # 2. instructions: each candidate of each predictor asks for a program description, a module description
+        # and the proposal; the dataset is summarized first, 10 training examples a call (at most 11) and a summary
+        m.propose(m.predictors * n_instructions * 3 + 1 + min(10, max(0, math.ceil(s.n_train / 10) - 1)) + 1)
+        # 3. trials: the default program, then combinations on the validation set (minibatches of 35 past 50
+        # examples under auto, with a full evaluation of the best every 6th trial and at the end)
+        n_val = min(s.n_val, AUTO_VAL_SIZE.get(s.auto or "", s.n_val))
+        variables = m.predictors * (2 if demos else 1)
+        trials = int(max(2 * variables * math.log2(max(n, 2)), 1.5 * n)) if s.auto else s.num_trials or 2 * n
+        minibatch = n_val > (50 if s.auto else MINIBATCH)
+        for i in range(n_val):
+            m.run(m.baseline, "val", i)
+        best = m.baseline
+        for trial in range(2, trials + 1):
+            program = tuple(
+                (instruction_key(s.seed, k, rng.randrange(n_instructions)), rng.choice(sets))
+                for k in range(m.predictors)
+            )
+            batch = rng.sample(range(n_val), MINIBATCH) if minibatch else range(n_val)
+            for i in batch:
+                m.run(program, "val", i)
+            best = program
+            if minibatch and (trial % 6 == 0 or trial == trials):
+                for i in range(n_val):
+                    m.run(best, "val", i)
+        return best

@@ -82,3 +82,14 @@ def prints_help(parser: argparse.ArgumentParser) -> Any:
         return 2
 
     return show
+
+
+def add_verbose_arg(p: argparse.ArgumentParser, where: str) -> None:
+    """--verbose: what DSPy, its optimizers, optuna and MLflow print, on the terminal instead of <where>/dspy.log."""
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help=f"show what DSPy, its optimizers, optuna and MLflow print (progress bars, proposed programs) instead of "
+        f"keeping it in <{where}>/dspy.log",
+    )

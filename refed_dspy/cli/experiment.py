@@ -7,30 +7,38 @@ import contextlib
 import sys
 from typing import Any
 
-from refed_dspy.cli.common import add_set_arg
+from refed_dspy.cli.common import add_set_arg, add_verbose_arg
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from refed_dspy.experiments.experiment import experiment
-    from refed_dspy.experiments.leaderboard import HEADER, leaderboard_rows, synthesis_lines, unfinished_lines
+    from refed_dspy.experiments.leaderboard import (
+        HEADER,
+        kept_lines,
+        leaderboard_rows,
+        synthesis_lines,
+        unfinished_lines,
+    )
     from refed_dspy.money import usd
 
     # what DSPy's optimizers print (traces bootstrapped, proposed programs) goes to stderr: stdout holds the table
     with contextlib.redirect_stdout(sys.stderr):
-        result = experiment(args.config, args.overrides)
+        result = experiment(args.config, args.overrides, verbose=args.verbose or args.debug)
     rows = [HEADER, *leaderboard_rows(result)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    for line in unfinished_lines(result):
+    for line in kept_lines(result) + unfinished_lines(result):
         print(line[2:])
     print(
-        f"test examples {result.examples['test']} (detects {result.detectable:.3f} with 80% power"
+        f"test examples {result.examples['test']} (detect differences of {result.detectable:.3f} in the 0-1 score with 80% power"
         + (", underpowered" if result.underpowered else "")
         + f"); champion: {result.champion or 'none'}; {result.usage['calls']} LM calls, {usd(result.usage['cost_usd'])}"
     )
     for line in synthesis_lines(result):
         print(f"synthesis check {line[2:]}")
+    if result.champion_uri:
+        print(f"champion registered: {result.champion_uri} (refed synthesize --program {result.champion_uri})")
     print(f"wrote {result.json_file}, {result.markdown_file} and {result.page_file}")
     if result.status != "complete":
         own = any(r.get("stopped_by") for r in result.cells)
@@ -60,4 +68,5 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", "-c", metavar="FILE", required=True, help="the experiment file (TOML)")
     add_set_arg(p, "experiment.repeats=3")
+    add_verbose_arg(p, "experiment.out")
     p.set_defaults(func=_cmd_experiment)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from refed_dspy.cli.common import add_config_args, add_mismatch_args, on_mismatch
+from refed_dspy.cli.common import add_config_args, add_mismatch_args, add_verbose_arg, on_mismatch
 from refed_dspy.money import usd
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
+    from refed_dspy.experiments.kept import kept_line
     from refed_dspy.experiments.optimize import optimize
 
     config = load_config(args.config, args.overrides)
-    result = optimize(config, on_mismatch=on_mismatch(args))
+    result = optimize(config, on_mismatch=on_mismatch(args), verbose=args.verbose or args.debug)
     usage = result.usage
     print(
         f"optimizer {result.optimizer} (target {result.extra.get('target', 'respond')}): valset score {result.score_before:.4f} -> {result.score_after:.4f} "
@@ -32,11 +33,9 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
             + ", ".join(f"{n} {r}" for r, n in failures["by_reason"].items())
             + f"); the last: {failures['last']}"
         )
-    if result.extra.get("kept") == "baseline":
-        print(
-            f"the compiled program scored below the starting one: {result.program_path} holds the starting program, "
-            f"the compiled one is kept in {result.extra['candidate_program']}"
-        )
+    kept = kept_line(result.extra)
+    if kept:
+        print(kept)
     print(f"wrote {result.program_path} (use it: refed synthesize --program {result.program_path})")
     if result.model_uri:
         print(f"MLflow run {result.mlflow_run_id}, model {result.model_uri}")
@@ -58,4 +57,5 @@ def register(sub: Any) -> None:
     )
     add_config_args(p)
     add_mismatch_args(p, "reuse an examples run dir made by a different config", "synthesize the examples again")
+    add_verbose_arg(p, "optimize.out")
     p.set_defaults(func=_cmd_optimize)

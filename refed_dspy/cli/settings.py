@@ -11,12 +11,24 @@ from refed_dspy.cli.common import add_config_args, prints_help
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config, mask_secrets, to_toml
+    from refed_dspy.experiments.experiment_config import is_experiment_file, resolved_experiment
 
-    config = load_config(args.config, args.overrides)
-    if args.json:
-        print(json.dumps(mask_secrets(config.model_dump(mode="json")), indent=2))
+    if args.config and is_experiment_file(args.config):  # a run config with an [experiment] table: both resolved
+        config, table, grid = resolved_experiment(args.config, args.overrides)
     else:
-        print(to_toml(config), end="")
+        config, table, grid = load_config(args.config, args.overrides), None, []
+    if args.json:
+        data = mask_secrets(config.model_dump(mode="json"))
+        print(json.dumps(data if table is None else {**data, "experiment": table, "cells": grid}, indent=2))
+        return 0
+    print(to_toml(config), end="")
+    if table is not None:
+        import tomli_w
+
+        print("\n" + tomli_w.dumps({"experiment": table}), end="")
+        print(f"# {len(grid)} cells:")
+        for cell in grid:
+            print(f"#   {cell['id']}: {cell['label']}")
     return 0
 
 
@@ -40,7 +52,9 @@ def register(sub: Any) -> None:
     show = csub.add_parser(
         "show",
         help="print the resolved config (secrets masked)",
-        description="Print the resolved config: defaults, file and --set overrides, secrets masked.",
+        description="Print the resolved config: defaults, file and --set overrides, secrets masked. An experiment "
+        "file (an [experiment] table): its base merged, and its [experiment] settings with their defaults and the "
+        "cells of its grid.",
     )
     add_config_args(show)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")

@@ -80,11 +80,19 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from refed_dspy.experiments.experiment_status import (
+        experiment_status,
+        format_experiment_status,
+        is_experiment_dir,
+    )
     from refed_dspy.quality.run_status import run_status
     from refed_dspy.quality.status_text import format_status
 
-    status = run_status(args.run_dir)
-    print(json.dumps(status.to_json(), indent=2) if args.json else format_status(status))
+    if is_experiment_dir(args.run_dir):
+        status, text = experiment_status(args.run_dir), format_experiment_status
+    else:
+        status, text = run_status(args.run_dir), format_status
+    print(json.dumps(status.to_json(), indent=2) if args.json else text(status))
     return 0
 
 

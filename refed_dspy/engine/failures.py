@@ -122,6 +122,12 @@ _HINTS = {
 }
 
 
+def hint_for(reason: str, role: str = "teacher") -> str | None:
+    """What to try when `role`'s outputs keep failing for `reason` (None: nothing to name)."""
+    hint = _HINTS.get(reason)
+    return hint.format(role=role) if hint else None
+
+
 class FailureStreak:
     """Consecutive failed items, of any kind (API errors after retries, and final rejects of the LM's output
     alike); a success resets it. At `limit` in a row, or at once for a fatal failure, `note` returns the
@@ -144,8 +150,8 @@ class FailureStreak:
         if self.count < self.limit:
             return None
         kinds = ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
-        hint = _HINTS.get(failure.reason, "")
-        hint = f"; {hint.format(role=self.role)}" if hint else ""
+        hint = hint_for(failure.reason, self.role)
+        hint = f"; {hint}" if hint else ""
         return Failure(
             "too_many_failures",
             f"{self.count} consecutive {self.what} failures ({kinds}), the last: {failure.detail}{hint}",

@@ -8,13 +8,13 @@ optimizer deep inside DSPy, still shows that the command is alive and what it ha
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from refed_dspy.money import usd
+from refed_dspy.quiet import console
 
 
 def _duration(seconds: float) -> str:
@@ -31,7 +31,7 @@ class Heartbeat:
 
     def __init__(self, label: str, status: Callable[[], str], every_s: float = 30.0, stream: TextIO | None = None):
         self.label, self.status, self.every_s = label, status, every_s
-        self.stream = stream or sys.stderr
+        self.stream = stream or console()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"refed-{label}-progress", daemon=True)
 
@@ -81,10 +81,10 @@ class Progress:
         self._last = 0.0
         if not enabled:
             return
-        if sys.stderr.isatty():
+        if console().isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=console())
         else:
             self._beat = Heartbeat(label, self.line, every_s).start()
 

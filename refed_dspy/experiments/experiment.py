@@ -45,12 +45,14 @@ from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.errors import ConfigError, FinishedShort, first_line
+from refed_dspy.experiments.estimate import estimate_experiment
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config, load_experiment
 from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.experiment_result import ExperimentResult
 from refed_dspy.experiments.grid import Cell, cells
+from refed_dspy.experiments.keys import baseline_key, config_hash, example_key, finished_hashes
 from refed_dspy.experiments.leaderboard import HEADER, experiment_markdown, leaderboard_rows
-from refed_dspy.experiments.optimize import examples_config, optimize, target_program
+from refed_dspy.experiments.optimize import LIBRARY_LOG, examples_config, optimize, target_program
 from refed_dspy.experiments.spend import Spend, total_of
 from refed_dspy.experiments.stats import (
     detectable_difference,
@@ -59,14 +61,12 @@ from refed_dspy.experiments.stats import (
     significantly_better,
     unpaired_difference,
 )
-from refed_dspy.methods import get_method
 from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.metrics import make_metric
-from refed_dspy.optimizers.teleprompters import OPTIMIZERS
-from refed_dspy.optimizers.teleprompters.base import CompileSettings
 from refed_dspy.quality.judge import judge_run
+from refed_dspy.quiet import quieted
 from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
@@ -78,23 +78,19 @@ from refed_dspy.store.split import interleaved, split_three
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.synthesis.shortfall import shortfall_cause
 from refed_dspy.tracking.experiment_runs import (
+    champion_tags,
     experiment_run,
     log_cell,
     log_experiment,
     register_champion,
     registered_name,
 )
+from refed_dspy.tracking.figures import usage_figures
 
 log = logging.getLogger(__name__)
 POWER = 0.8
-JUDGE_CALLS_RESPOND = 3  # a judged sample: the final response scored, and compared with the draft in both orders
-
-
-def metric_judge_calls(opt: Any) -> int:
-    """Judge calls the respond target's metric makes per example under `opt` (an [optimize] section): the rubric score,
-    and the comparison with the draft in both orders unless its win weighs nothing (optimize.win_weight = 0)."""
-    return 1 + (2 if opt.win_weight > 0 else 0)
 
 
 class BudgetStop(FinishedShort):
@@ -112,9 +108,11 @@ def experiment(
     teacher: dspy.BaseLM | None = None,
     judge: dspy.BaseLM | None = None,
     references: list[Reference] | None = None,
+    verbose: bool = False,
 ) -> ExperimentResult:
     """Run (or resume) the experiment of the file `path` (a run config with an `[experiment]` table); `teacher` and
-    `judge` replace the LMs the config builds, in every cell (the grid may not vary them then)."""
+    `judge` replace the LMs the config builds, in every cell (the grid may not vary them then). What DSPy, its
+    optimizers and MLflow print goes to `<experiment.out>/dspy.log` unless `verbose`."""
     settings, base = load_experiment(path, overrides)
     base_config = cell_config(base, {})
     grid = cells(settings.grid, settings.repeats)
@@ -129,7 +127,11 @@ def experiment(
                 used = spec if given is None else getattr(with_lm_of(cfg, role, given), role)
                 require_price(used, role, "experiment.max_cost_usd")
     out = Path(settings.out)
-    with stop_signals(), owned(out, "experiment", "refed experiment", flag="experiment.out"):
+    with (
+        stop_signals(),
+        owned(out, "experiment", "refed experiment", flag="experiment.out"),
+        quieted(out / LIBRARY_LOG, verbose),
+    ):
         return _run(settings, base, base_config, grid, out, teacher, judge, references)
 
 
@@ -159,71 +161,22 @@ def _run(
     _check_pinned(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
     _check_finished_cells(grid, base, out)
     cell_level = 1 - (1 - settings.level) / max(1, len(grid))
-    targets = {cell_config(base, c.overrides(0)).optimize.target for c in grid}
-    expected_test = _expected_test(settings, targets, references, test_refs)
-    detectable = detectable_difference(expected_test, settings.assumed_sd, cell_level, POWER)
-    if detectable > settings.min_effect:
-        log.warning(
-            "warning: experiment: about %d test examples detect differences of %.3f or more (%d cells, level %.4f "
-            "each, %d%% power, spread %.2f); experiment.min_effect %.3f cannot be told from noise: add references, or "
-            "raise experiment.test_fraction or experiment.examples",
-            expected_test,
-            detectable,
-            len(grid),
-            cell_level,
-            int(POWER * 100),
-            settings.assumed_sd,
-            settings.min_effect,
-        )
-    if len(test_refs) < least_units(cell_level):
-        log.warning(
-            "warning: experiment: %d test references cannot make any difference significant at level %.4f (each of "
-            "%d cells): that takes at least %d, a reference's examples being resampled together; add references or "
-            "raise experiment.test_fraction",
-            len(test_refs),
-            cell_level,
-            len(grid),
-            least_units(cell_level),
-        )
+    refs = {side: len(v) for side, v in sides.items()}
+    estimate = estimate_experiment(grid, base, settings, refs)
+    expected_test = next(iter(estimate["sizes"].values()))["test"]
+    _power_warnings(settings, len(grid), cell_level, expected_test, len(test_refs))
     ledger = CallBudget(settings.max_calls, settings.max_cost_usd)  # the whole experiment's calls and cost
     spend = Spend(out / "spent.json", ledger)  # what earlier invocations spent, by part
-    estimate = _estimate(grid, base, settings, references, sides)
     log.info(
-        "experiment: %d cells; about %d LM calls in all before any is made (examples %d, baselines %d, cells %s)",
+        "experiment: %d %s; about %d LM calls in all before any is made (examples %d, baselines %d, cells: %s)",
         len(grid),
+        "cell" if len(grid) == 1 else "cells",
         estimate["total"],
         estimate["examples"],
         estimate["baselines"],
-        ", ".join(f"{n}" for n in estimate["cells"].values()),
+        _cells_text(grid, estimate),
     )
-    if settings.max_calls is not None and estimate["total"] > settings.max_calls:
-        log.warning(
-            "warning: experiment: about %d LM calls are needed and experiment.max_calls is %d: cells that no longer "
-            "fit are not started (raise it and run the same command to go on)",
-            estimate["total"],
-            settings.max_calls,
-        )
-    for cell in grid:
-        own = cell_config(base, cell.overrides(0)).optimize.max_calls
-        need = estimate["optimize"][cell.id]
-        if own is not None and estimate["least"][cell.id] > own:
-            log.warning(
-                "warning: experiment: cell %s (%s) needs %d LM calls at least to optimize and its optimize.max_calls is "
-                "%d: it is not started (raise optimize.max_calls, or shrink the optimizer's settings)",
-                cell.id,
-                cell.label,
-                estimate["least"][cell.id],
-                own,
-            )
-        elif own is not None and need > own:
-            log.warning(
-                "warning: experiment: cell %s (%s) optimizes in about %d LM calls and its optimize.max_calls is %d: it "
-                "may stop before its optimizer finishes (raise optimize.max_calls, or shrink the optimizer's settings)",
-                cell.id,
-                cell.label,
-                need,
-                own,
-            )
+    _budget_warnings(settings, grid, base, estimate)
     examples = {}
     # the examples synthesis takes references side by side: should it reach its size early, every side has some
     ordered = interleaved([test_refs, val_refs, train_refs])
@@ -235,7 +188,7 @@ def _run(
         }
         _check_pinned(
             out / f"examples-{target}.json",
-            {side: sorted(_example_key(e) for e in v) for side, v in examples[target].items()},
+            {side: sorted(example_key(e) for e in v) for side, v in examples[target].items()},
         )
         if not examples[target]["test"] or not examples[target]["train"] or not examples[target]["val"]:
             raise ConfigError(
@@ -243,6 +196,22 @@ def _run(
                 + ", ".join(f"{len(v)} {k}" for k, v in examples[target].items())
                 + ": every side needs at least one (raise experiment.examples)"
             )
+    made = {target: {side: len(v) for side, v in sets.items()} for target, sets in examples.items()}
+    if made != estimate["sizes"]:  # the cells are estimated again on the examples as they came out
+        assumed = estimate["sizes"]
+        estimate = {**estimate_experiment(grid, base, settings, refs, made), "examples": estimate["examples"]}
+        estimate["total"] = estimate["examples"] + estimate["baselines"] + sum(estimate["cells"].values())
+        n_test = next(iter(made.values()))["test"]
+        log.info(
+            "experiment: the examples came out %s (the estimate assumed %s): %d test examples detect differences of "
+            "%.3f or more; the cells now take about %s LM calls (%s)",
+            _sizes_text(made),
+            _sizes_text(assumed),
+            n_test,
+            detectable_difference(n_test, settings.assumed_sd, cell_level, POWER),
+            sum(estimate["cells"].values()),
+            _cells_text(grid, estimate),
+        )
     check = (test_refs, settings.synthesize) if settings.synthesize else None
     params = {"experiment": settings.model_dump(mode="json"), "split": {k: len(v) for k, v in sides.items()}}
     with experiment_run(base_config, out, params) as parent:
@@ -250,7 +219,7 @@ def _run(
         for i, cell in enumerate(grid, 1):
             cfg = cell_config(base, cell.overrides(base_config.optimize.seed))
             sets = examples[cfg.optimize.target]
-            bkey = _baseline_key(cfg)
+            bkey = baseline_key(cfg)
             with shared_cache(cache_dir(out, cfg, teacher, judge)):
                 if bkey not in baselines:
                     baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, spend, check)
@@ -301,6 +270,91 @@ def _run(
     return result
 
 
+def _cells_text(grid: list[Cell], estimate: dict[str, Any]) -> str:
+    """Each cell's estimate with its optimization's range: "bootstrap-r0-9da64c 75 (optimizing 41, 30-52)"."""
+    return ", ".join(
+        f"{c.id} {estimate['cells'][c.id]} (optimizing {estimate['optimize'][c.id]}, "
+        f"{estimate['least'][c.id]}-{estimate['most'][c.id]})"
+        for c in grid
+    )
+
+
+def _sizes_text(sizes: dict[str, dict[str, int]]) -> str:
+    return "; ".join(
+        f"{target}: {n['train']} train / {n['val']} validation / {n['test']} test" for target, n in sizes.items()
+    )
+
+
+def _power_warnings(settings: ExperimentSettings, cells: int, cell_level: float, n_test: int, test_refs: int) -> None:
+    """Before any call: whether about `n_test` test examples can detect experiment.min_effect, and whether
+    `test_refs` test references can make any difference significant at each cell's level."""
+    detectable = detectable_difference(n_test, settings.assumed_sd, cell_level, POWER)
+    if detectable > settings.min_effect:
+        log.warning(
+            "warning: experiment: about %d test examples detect differences of %.3f or more (%d %s, level %.4f "
+            "each, %d%% power, spread %.2f); experiment.min_effect %.3f cannot be told from noise: add references, or "
+            "raise experiment.test_fraction or experiment.examples",
+            n_test,
+            detectable,
+            cells,
+            "cell" if cells == 1 else "cells",
+            cell_level,
+            int(POWER * 100),
+            settings.assumed_sd,
+            settings.min_effect,
+        )
+    if test_refs < least_units(cell_level):
+        log.warning(
+            "warning: experiment: %d test references cannot make any difference significant at level %.4f (each of "
+            "%d %s): that takes at least %d, a reference's examples being resampled together; add references or "
+            "raise experiment.test_fraction",
+            test_refs,
+            cell_level,
+            cells,
+            "cell" if cells == 1 else "cells",
+            least_units(cell_level),
+        )
+
+
+def _budget_warnings(settings: ExperimentSettings, grid: list[Cell], base: dict[str, Any], estimate: dict) -> None:
+    """Before any call: the limits the estimate does not fit. A cell whose own optimize.max_calls is below the low end
+    of its range is not started; one below its estimate may stop before its optimizer finishes."""
+    if settings.max_calls is not None and estimate["total"] > settings.max_calls:
+        log.warning(
+            "warning: experiment: about %d LM calls are needed and experiment.max_calls is %d: cells that no longer "
+            "fit are not started (raise it and run the same command to go on)",
+            estimate["total"],
+            settings.max_calls,
+        )
+    for cell in grid:
+        own = cell_config(base, cell.overrides(0)).optimize.max_calls
+        need, least = estimate["optimize"][cell.id], estimate["least"][cell.id]
+        if own is not None and least > own:
+            log.warning(
+                "warning: experiment: cell %s (%s) needs %d LM calls at least to optimize (the low end of its range, "
+                "%d-%d) and its optimize.max_calls is %d: it is not started (raise optimize.max_calls, or shrink the "
+                "optimizer's settings)",
+                cell.id,
+                cell.label,
+                least,
+                least,
+                estimate["most"][cell.id],
+                own,
+            )
+        elif own is not None and need > own:
+            log.warning(
+                "warning: experiment: cell %s (%s) optimizes in about %d LM calls (range %d-%d) and its "
+                "optimize.max_calls is %d: it may stop before its optimizer finishes (raise optimize.max_calls, or "
+                "shrink the optimizer's settings)",
+                cell.id,
+                cell.label,
+                need,
+                least,
+                estimate["most"][cell.id],
+                own,
+            )
+
+
 def _programs(result: ExperimentResult, base: dict[str, Any]) -> dict[str, tuple[dict, dict]]:
     """For each finished cell: its baseline's program and its own, as predictor views (instructions, demos)."""
     out = {}
@@ -322,9 +376,10 @@ def _track(result: ExperimentResult, champion: dict | None, settings: Experiment
             if row.get("status") == "done":
                 log_cell(row.get("mlflow_run_id"), row)
         if champion is not None and champion.get("model_uri"):
-            name = settings.registered_model or registered_name(settings.name)
+            name = settings.registered_model or registered_name(settings.name, result.out)
+            tags, description = champion_tags(result, champion)
             result.champion_uri = register_champion(
-                champion["model_uri"], champion.get("mlflow_run_id"), name, settings.alias
+                champion["model_uri"], champion.get("mlflow_run_id"), name, settings.alias, tags, description
             )
     except Exception as err:  # noqa: BLE001 - tracking must not lose a finished experiment
         log.warning("warning: MLflow tracking of the experiment failed (%s: %s)", type(err).__name__, first_line(err))
@@ -339,6 +394,8 @@ def _track(result: ExperimentResult, champion: dict | None, settings: Experiment
         "detectable_difference": result.detectable,
         "champion_test_score": (champion or {}).get("test_mean"),
         "champion_test_difference": diff.get("mean"),
+        "wall_s": result.wall_s,
+        **usage_figures(result.usage),
     }
     try:  # apart: a failure here must not keep the champion from the registry
         log_experiment(result.mlflow_run_id, figures)
@@ -364,7 +421,7 @@ def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> 
     for cell in grid:
         row = read_json(out / "cells" / cell.id / "cell.json")
         cfg = cell_config(base, cell.overrides(cell_config(base, {}).optimize.seed))
-        if row.get("status") == "done" and row.get("config_hash") not in (_config_hash(cfg), _config_hash(cfg, True)):
+        if row.get("status") == "done" and row.get("config_hash") not in finished_hashes(cfg):
             raise ConfigError(
                 f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings changed "
                 "since): its scores would be compared with another baseline's; give experiment.out a new directory"
@@ -384,13 +441,6 @@ def _check_pinned(path: Path, sides: dict[str, list[str]]) -> None:
     if not before:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, sides)
-
-
-def _expected_test(settings: ExperimentSettings, targets: set[str], refs: list, test_refs: list) -> int:
-    """Test examples expected before any is made: the respond target's follow their references' share."""
-    if "respond" in targets:
-        return max(1, round(settings.examples * len(test_refs) / len(refs)))
-    return len(test_refs)
 
 
 def _examples(
@@ -418,6 +468,7 @@ def _examples(
             arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
         )
         spend.set_total("examples", summary.get("usage"))
+        cause = shortfall_cause(summary) or summary.get("exhausted") or "see its rejects.jsonl"
         if summary.get("status") == "exhausted" and summary.get("samples"):
             # the references gave all they will (what was rejected is final): these are the examples, if every side
             # has some (checked by the caller)
@@ -425,16 +476,19 @@ def _examples(
                 "warning: experiment: the examples synthesis gave %s of %d samples: its references yield no more (%s)",
                 summary.get("samples"),
                 settings.examples,
-                summary.get("exhausted") or "see its rejects.jsonl",
+                cause,
+            )
+        elif summary.get("status") == "budget":
+            raise FinishedShort(
+                f"the examples synthesis into {rd.path} was stopped by the experiment's budget with "
+                f"{summary.get('samples')} of {settings.examples} samples; every cell must see the same examples, so "
+                "none started (raise experiment.max_calls / max_cost_usd; the same command goes on)"
             )
         elif summary.get("status") != "complete":
-            how = {"budget": "was stopped by the experiment's budget"}.get(
-                summary.get("status"), f"ended {summary.get('status')}"
-            )
             raise FinishedShort(
-                f"the examples synthesis into {rd.path} {how} with {summary.get('samples')} of "
-                f"{settings.examples} samples; every cell must see the same examples, so none started (raise "
-                "experiment.max_calls, or see its rejects.jsonl; the same command goes on)"
+                f"the examples synthesis into {rd.path} ended {summary.get('status')} with {summary.get('samples')} of "
+                f"{settings.examples} samples; every cell must see the same examples, so none started ({cause}; the "
+                "same command goes on)"
             )
     refs = {r.id: (r.instruction, r.response) for r in references}
     return examples_from_run(rd.path, refs)
@@ -449,24 +503,6 @@ def cache_dir(out: Path, cfg: Config, teacher: Any = None, judge: Any = None) ->
         for role, spec, lm in (("teacher", cfg.teacher, teacher), ("judge", cfg.judge, judge))
     }
     return out / "cache" / hashlib.sha256(json.dumps(ends, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def _baseline_key(cfg: Config) -> str:
-    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores."""
-    what = {
-        "target": cfg.optimize.target,
-        "method": cfg.synthesis.method,
-        "teacher": cfg.teacher.model_dump(mode="json"),
-        "judge": cfg.judge.model_dump(mode="json"),
-        "criteria": cfg.judging.criteria,
-        "weights": [cfg.optimize.win_weight, cfg.optimize.novelty_weight, cfg.optimize.threshold],
-    }
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _example_key(ex: dspy.Example) -> str:
-    inputs = {k: str(ex[k]) for k in sorted(ex.inputs().keys())}
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _score(
@@ -504,8 +540,8 @@ def _score(
     return {
         "mean": mean,
         "n": len(rows),
-        "scores": {_example_key(ex): score for ex, _, score in rows},
-        "groups": {_example_key(ex): str(ex.get("reference_id") or _example_key(ex)) for ex, _, _ in rows},
+        "scores": {example_key(ex): score for ex, _, score in rows},
+        "groups": {example_key(ex): str(ex.get("reference_id") or example_key(ex)) for ex, _, _ in rows},
         "program_failures": sum(1 for _, pred, _ in rows if pred is None),
         "judge_failures": metric.failure_summary()["failed"],
         "last_error": errors[-1] if errors else None,
@@ -632,30 +668,9 @@ def _synthesis_check(
     return {"mean": judged.get("mean_score"), "samples": summary.get("samples"), "scores": scores, "usage": usage}
 
 
-# what may change after a cell finished without changing its figures: the limits on spending (raising the one that
-# stopped another cell must not refuse the finished ones) and how progress is shown
-_NOT_FIGURES = {
-    "optimize": ("max_calls", "max_cost_usd"),
-    "synthesis": ("max_calls", "max_cost_usd", "max_calls_per_sample"),
-    "judging": ("max_calls", "max_cost_usd"),
-    "run": ("progress", "progress_every_s", "stop_grace_s"),
-}
-
-
-def _config_hash(cfg: Config, whole: bool = False) -> str:
-    """What a finished cell's figures depend on: its config (before the experiment points it at its dirs) but for
-    its spending limits and progress display (`whole`: all of it, as cells finished by earlier versions hold)."""
-    data = cfg.model_dump(mode="json")
-    if not whole:
-        for section, keys in _NOT_FIGURES.items():
-            for key in keys:
-                data.get(section, {}).pop(key, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
     return {
-        "config_hash": _config_hash(cfg),
+        "config_hash": config_hash(cfg),
         "id": cell.id,
         "label": cell.label,
         "values": cell.values,
@@ -814,6 +829,7 @@ def _run_cell(
         val_before=res.score_before,
         val_after=res.score_after,
         kept=res.extra.get("kept"),
+        kept_reason=res.extra.get("kept_reason"),
         program=str(res.program_path),
         mlflow_run_id=res.mlflow_run_id,
         model_uri=res.model_uri,
@@ -832,72 +848,6 @@ def _run_cell(
     )
     write_json_atomic(cell_dir / "cell.json", row)
     return row
-
-
-def synthesis_calls(syn: Any, n_refs: int) -> int:
-    """LM calls a synthesis run of `syn` (a [synthesis] section) on `n_refs` references should make, repairs and
-    rejects aside: each kind of task its method runs, times the calls that task makes at most. (The run's own call
-    cap, synthesis.max_calls_per_sample x size, is a bound, not an estimate: 136 against 52 made in a trial.)"""
-    method = get_method(syn.method)
-    counts, worst = method.work_counts(syn, n_refs), method.worst_calls(syn)
-    return sum(n * worst.get(kind, 0) for kind, n in counts.items())
-
-
-def examples_calls(cfg: Config, size: int, n_refs: int) -> int:
-    """LM calls the examples synthesis should make: `size` refed samples at one instruction per feature."""
-    return synthesis_calls(examples_config(cfg, Path(cfg.run.dir), size).synthesis, n_refs)
-
-
-def _estimate(
-    grid: list[Cell], base: dict[str, Any], settings: ExperimentSettings, references: list, sides: dict[str, list]
-) -> dict[str, Any]:
-    """LM calls the experiment should take, from its settings alone (before any call): the examples synthesis, each
-    baseline's and each cell's (its optimizer's estimated program runs, each scored, plus scoring before and after
-    on validation and the test examples, and the synthesis check from its method's tasks plus judging), a program run
-    costing one call per predictor plus the judge's calls."""
-    out: dict[str, Any] = {"examples": 0, "baselines": 0, "cells": {}, "optimize": {}, "least": {}}
-    seen: set[str] = set()
-    for cell in grid:
-        cfg = cell_config(base, cell.overrides(0))
-        opt = cfg.optimize
-        if opt.target == "respond":
-            n = {k: max(1, round(settings.examples * len(v) / len(references))) for k, v in sides.items()}
-            if "respond" not in seen:
-                out["examples"] = examples_calls(cfg, settings.examples, len(references))
-        else:
-            n = {k: len(v) for k, v in sides.items()}
-        predictors = len(target_program(cfg).predictors())
-        per_run = predictors + (metric_judge_calls(opt) if opt.target == "respond" else 2)
-        check_run = cfg.synthesis.model_copy(update={"size": settings.synthesize})
-        check = (
-            synthesis_calls(check_run, len(sides["test"])) + settings.synthesize * JUDGE_CALLS_RESPOND
-            if settings.synthesize
-            else 0
-        )
-        bkey = _baseline_key(cfg)
-        if bkey not in seen:
-            out["baselines"] += n["test"] * per_run + check
-        seen |= {bkey, opt.target}
-        s = CompileSettings(
-            lm=None,
-            proposer_lm=None,
-            auto=opt.auto,
-            max_demos=opt.max_demos,
-            num_candidates=opt.num_candidates,
-            num_trials=opt.num_trials,
-            max_metric_calls=opt.max_metric_calls,
-            max_steps=opt.max_steps,
-            bsize=opt.bsize,
-            n_train=n["train"],
-            n_val=n["val"],
-        )
-        chosen = OPTIMIZERS.get(opt.optimizer)
-        runs = chosen.estimated_runs(s, predictors)
-        out["optimize"][cell.id] = (runs + 2 * n["val"]) * per_run  # what optimize.max_calls caps
-        out["least"][cell.id] = (chosen.least_runs(s, predictors) + 2 * n["val"]) * per_run
-        out["cells"][cell.id] = out["optimize"][cell.id] + n["test"] * per_run + check
-    out["total"] = out["examples"] + out["baselines"] + sum(out["cells"].values())
-    return out
 
 
 def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settings: ExperimentSettings) -> dict:

@@ -12,13 +12,18 @@ from pydantic import Field, ValidationError, field_validator
 
 from refed_dspy.config import Config, apply_overrides, config_from_dict, describe_errors
 from refed_dspy.errors import ConfigError
+from refed_dspy.experiments.grid import cells
 from refed_dspy.settings import Section, tomllib
 
 
 class ExperimentSettings(Section):
     """The `[experiment]` table."""
 
-    name: str = Field("experiment", description="A name for the experiment (its MLflow parent run, its page).")
+    name: str = Field(
+        "experiment",
+        description="A name for the experiment: its page's title, its MLflow experiment (unless "
+        "tracking.experiment is set) and its registered model's name.",
+    )
     out: str = Field("experiments/experiment", description="The experiment's directory: examples, cells, results.")
     base: str | None = Field(None, description="A config file to start from, relative to the experiment file.")
     grid: dict[str, Any] = Field(  # a list per path, checked below with a message that says so
@@ -69,7 +74,9 @@ class ExperimentSettings(Section):
     )
     max_cost_usd: float | None = Field(None, gt=0, description="The same, in US dollars (needs every LM's price).")
     registered_model: str | None = Field(
-        None, description="Model Registry name of the champion's program (default: the experiment's name)."
+        None,
+        description="Model Registry name of the champion's program (default: the experiment's name and a short hash "
+        "of its out directory, so that two experiment dirs of one name never share a model and its alias).",
     )
     alias: str = Field("champion", description="The registry alias that points at the champion's program.")
 
@@ -116,6 +123,8 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tup
     if settings.base:
         base_path = (Path(path).parent / settings.base).resolve()
         data = _merge(_read_toml(base_path, "experiment.base: the config file"), data)
+    if "experiment" not in (data.get("tracking") or {}):  # MLflow files the runs under the experiment's own name
+        data = _merge(data, {"tracking": {"experiment": settings.name}})
     config_from_dict(data)  # the base must be a valid run config
     return settings, data
 
@@ -144,3 +153,22 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for key, value in over.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def is_experiment_file(path: str | Path) -> bool:
+    """`path` is a TOML file with an [experiment] table (False when it cannot be read: the caller's load says why)."""
+    try:
+        return isinstance(_read_toml(Path(path)).get("experiment"), dict)
+    except ConfigError:
+        return False
+
+
+def resolved_experiment(
+    path: str | Path, overrides: list[str] | None = None
+) -> tuple[Config, dict[str, Any], list[dict[str, Any]]]:
+    """An experiment file resolved: the base run config (its `base` merged, defaults filled), the [experiment] table
+    with its defaults, and the cells of its grid (id, label, values)."""
+    settings, base = load_experiment(path, overrides)
+    table = settings.model_dump(mode="json", exclude_none=True)
+    grid = [{"id": c.id, "label": c.label, "values": c.values} for c in cells(settings.grid, settings.repeats)]
+    return cell_config(base, {}), table, grid

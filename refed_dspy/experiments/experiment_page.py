@@ -5,6 +5,7 @@ against its baseline's. Pure functions of the result and the programs' states.""
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from refed_dspy.diff import word_diff
@@ -38,6 +39,16 @@ def _x_of(row: dict[str, Any]) -> float | None:
     return usage.get("cost_usd")
 
 
+def axis_ticks(most: float) -> list[float]:
+    """0 and evenly spaced round values (1, 2 or 5 times a power of ten) up to the first at or past `most`."""
+    if most <= 0:
+        return [0.0, 1.0]
+    raw = most / 4
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(k * power for k in (1, 2, 5, 10) if k * power >= raw)
+    return [round(i * step, 10) for i in range(math.ceil(most / step - 1e-9) + 1)]
+
+
 def chart(cells: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
     """An SVG of test score (y, 0-1) against what each cell cost (x: USD, or LM calls when a cost is unknown or every
     cell cost nothing, as on a local model), each cell's interval drawn around its score (the baseline's score plus the
@@ -48,7 +59,8 @@ def chart(cells: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
     costs = [_x_of(c) for c in done]
     by_cost = all(x is not None for x in costs) and any(costs)
     xs = [(_x_of(c) if by_cost else float((c.get("usage") or {}).get("calls") or 0)) for c in done]
-    top = max(xs) * 1.15 or 1.0
+    ticks = axis_ticks(max(xs))
+    top = ticks[-1]
 
     def px(x: float) -> float:
         return PAD + (W - 2 * PAD) * x / top
@@ -64,8 +76,10 @@ def chart(cells: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
     what = "optimizing, judging the test set and any synthesis check"
     unit = f"USD ({what})" if by_cost else f"LM calls ({what})"
     parts.append(f"<text x='{W / 2}' y='{H - 14}' font-size='12' text-anchor='middle'>{unit}</text>")
-    parts.append(f"<text x='{PAD}' y='{H - PAD + 16}' font-size='11' text-anchor='middle'>0</text>")
-    parts.append(f"<text x='{W - PAD}' y='{H - PAD + 16}' font-size='11' text-anchor='end'>{top:.4g}</text>")
+    for tick in ticks:
+        parts.append(
+            f"<text x='{px(tick):.1f}' y='{H - PAD + 16}' font-size='11' text-anchor='middle'>{tick:.4g}</text>"
+        )
     parts.append(f"<text x='14' y='{PAD - 12}' font-size='12'>test score</text>")
     for b in baselines:
         if b.get("test_mean") is not None:
@@ -75,19 +89,31 @@ def chart(cells: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
                 f"<text x='{W - PAD}' y='{y - 4:.1f}' font-size='11' text-anchor='end'>baseline "
                 f"{html.escape(str(b.get('teacher')))} {b['test_mean']:.3f}</text>"
             )
-    number = {c["id"]: i for i, c in enumerate(cells, 1)}  # the leaderboard's numbers: labels never overlap
+    number = {c["id"]: i for i, c in enumerate(cells, 1)}  # the leaderboard's numbers
+    # cells drawn at one point (equal score and cost: a kept baseline, a repeat answered from the cache) share one
+    # label, "1, 3", instead of printing over each other
+    at: dict[tuple[int, int], list[int]] = {}
+    for cell, x in zip(done, xs, strict=True):
+        at.setdefault((round(px(x)), round(py(cell["test_mean"]))), []).append(number[cell["id"]])
+    for (lx, ly), numbers in at.items():
+        label = ", ".join(str(n) for n in sorted(numbers))
+        parts.append(f"<text x='{lx + 6}' y='{ly - 6}' font-size='11'>{label}</text>")
     for cell, x in zip(done, xs, strict=True):
         d = cell.get("difference") or {}
         # green: significantly better than the baseline; red: significantly worse; grey: not told apart from it
         color = "#1a7f37" if significantly_better(d) else "#cf222e" if significantly_worse(d) else "#555"
         cx, cy = px(x), py(cell["test_mean"])
-        if d and cell.get("baseline_mean") is not None:
+        kept = cell.get("kept") == "baseline"
+        if d and cell.get("baseline_mean") is not None and not kept:
             lo, hi = py(cell["baseline_mean"] + d["ci_low"]), py(cell["baseline_mean"] + d["ci_high"])
             parts.append(f"<line x1='{cx:.1f}' y1='{lo:.1f}' x2='{cx:.1f}' y2='{hi:.1f}' stroke='{color}'/>")
+            for y in (lo, hi):  # capped, so that an interval of width 0 still shows
+                parts.append(f"<line x1='{cx - 4:.1f}' y1='{y:.1f}' x2='{cx + 4:.1f}' y2='{y:.1f}' stroke='{color}'/>")
+        # a cell that kept its baseline is the baseline: a hollow point, no interval
+        fill = f"fill='white' stroke='{color}'" if kept else f"fill='{color}'"
         parts.append(
-            f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' fill='{color}'><title>{html.escape(cell['label'])}: "
-            f"{cell['test_mean']:.4f}</title></circle>"
-            f"<text x='{cx + 6:.1f}' y='{cy - 6:.1f}' font-size='11'>{number[cell['id']]}</text>"
+            f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='4' {fill}><title>{html.escape(cell['label'])}: "
+            f"{cell['test_mean']:.4f}{' (kept baseline)' if kept else ''}</title></circle>"
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -27,6 +27,8 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
     for r in result.cells:
         d = r.get("difference") or {}
         interval = f"{d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" if d else "n/a"
+        if d and r.get("kept") == "baseline":  # the baseline's own answers (one cache): a difference of 0 by design
+            interval = "kept baseline"
         opt, ev = r.get("optimize_usage") or {}, r.get("eval_usage") or {}
         rows.append(
             [
@@ -34,8 +36,7 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
                 _score_text(r),
                 interval,
                 _verdict(d),
-                f"{_num(r.get('val_before'))} -> {_num(r.get('val_after'))}"
-                + (" (kept the baseline)" if r.get("kept") == "baseline" else ""),
+                f"{_num(r.get('val_before'))} -> {_num(r.get('val_after'))}",
                 _by_role(opt),
                 usd(opt.get("cost_usd")) if opt else "n/a",
                 _by_role(ev),
@@ -79,6 +80,15 @@ def unfinished_lines(result: ExperimentResult) -> list[str]:
     return out
 
 
+def kept_lines(result: ExperimentResult) -> list[str]:
+    """Why each finished cell kept its baseline, one line each (said below the table, as unfinished_lines are)."""
+    return [
+        f"- {r['label']}: kept baseline: {r.get('kept_reason') or 'the optimizer changed nothing'}"
+        for r in result.cells
+        if r.get("status") == "done" and r.get("kept") == "baseline"
+    ]
+
+
 def _score_text(row: dict[str, Any]) -> str:
     """A test score, with how many of its examples the program or the judge failed on (each scored 0)."""
     text, n = _num(row.get("test_mean")), row.get("test_n") or row.get("n")
@@ -89,7 +99,7 @@ def _score_text(row: dict[str, Any]) -> str:
 
 HEADER = [
     "cell",
-    "test score",
+    "test score (0-1)",
     "vs baseline [CI]",
     "significant",
     "val before -> after",
@@ -128,6 +138,9 @@ def experiment_markdown(result: ExperimentResult) -> str:
         "|" + "|".join("---" for _ in HEADER) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in leaderboard_rows(result)]
+    kept = kept_lines(result)
+    if kept:
+        lines += ["", "## Cells that kept their baseline", "", *kept]
     unfinished = unfinished_lines(result)
     if unfinished:
         lines += ["", "## Cells that did not finish", "", *unfinished]
@@ -145,13 +158,13 @@ def synthesis_lines(result: ExperimentResult) -> list[str]:
         syn = b.get("synthesis")
         if syn:
             out.append(
-                f"- baseline ({b['target']}, {b['teacher']}): judged mean {_num(syn['mean'], 3)} ({syn['samples']} samples)"
+                f"- baseline ({b['target']}, {b['teacher']}): judged mean {_num(syn['mean'], 3)} (1-10, {syn['samples']} samples)"
             )
     for r in result.cells:
         syn, d = r.get("synthesis"), r.get("synthesis_difference")
         if syn and d:
             out.append(
-                f"- {r['label']}: judged mean {_num(syn['mean'], 3)} ({syn['samples']} samples), {d['mean']:+.3f} "
+                f"- {r['label']}: judged mean {_num(syn['mean'], 3)} (1-10, {syn['samples']} samples), {d['mean']:+.3f} "
                 f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] against the baseline's samples, "
                 + (
                     "significantly better"

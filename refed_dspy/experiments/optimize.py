@@ -31,6 +31,7 @@ from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.held_lms import check_prices, metric_lms, program_lms, teleprompter_lms
+from refed_dspy.experiments.kept import kept_reason
 from refed_dspy.methods import get_method
 from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import OptimizationStopped
@@ -39,6 +40,7 @@ from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
 from refed_dspy.optimizers.program_io import instructions_text, save_program
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
+from refed_dspy.quiet import quieted
 from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache
 from refed_dspy.store.jsonl import write_json_atomic, write_text_atomic
@@ -49,6 +51,7 @@ from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.tracking.figures import USAGE_TABLE, usage_figures, usage_table
 from refed_dspy.tracking.mlflow_runs import (
     KIND_TAG,
     RUN_DIR_TAG,
@@ -56,8 +59,9 @@ from refed_dspy.tracking.mlflow_runs import (
     config_params,
     connect,
     log_program,
-    summary_metrics,
 )
+
+LIBRARY_LOG = "dspy.log"  # in an optimization's (an experiment's) dir: what DSPy and the others printed meanwhile
 
 
 @dataclass
@@ -218,10 +222,13 @@ def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Pat
         {
             "score_before": result["score_before"],
             "score_after": result["score_after"],
-            **summary_metrics(summary["usage"], "usage."),
+            "kept_baseline": float(summary.get("kept") == "baseline"),
+            "wall_s": float(summary.get("wall_s") or 0.0),
+            **usage_figures(summary["usage"]),
             "examples_calls": float(summary.get("examples_usage", {}).get("calls", 0)),
         }
     )
+    mlflow.log_table(usage_table(summary["usage"]), USAGE_TABLE)
     for step, score in enumerate(result["steps"]):
         mlflow.log_metric("step_score", score, step=step)
     for p in files:
@@ -335,6 +342,7 @@ def optimize(
     metric: Any = None,
     optimizer: Any = None,
     budget: CallBudget | None = None,
+    verbose: bool = False,
 ) -> OptimizeResult:
     """Optimize a program against a metric, save it (program.json and the files beside it) and track it.
 
@@ -353,15 +361,19 @@ def optimize(
         optimizer: one of OPTIMIZERS, or a teleprompter instance you built, instead of optimize.optimizer.
         budget: a CallBudget of your own to count every call against (one shared by several optimizations, or one you
             watch), instead of a new one of optimize.max_calls and optimize.max_cost_usd.
+        verbose: show what DSPy, MIPROv2's proposer, optuna and MLflow print while optimizing (progress bars,
+            bootstrapping lines, proposed programs); by default it goes to `<optimize.out>/dspy.log` (bars dropped),
+            and only refed's own progress and messages reach the terminal.
 
     When the metric failed on more than half its calls, nothing is saved (OptimizationStopped). When the
     compiled program scores below the one it started from, the starting program is the result (program.json)
     and the compiled one is kept beside it as program.candidate.json; the summary says so (`kept`).
     """
-    with stop_signals():
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    with stop_signals(), quieted(out_dir(config) / LIBRARY_LOG, verbose):
         return _optimize(
             config,
-            overrides,
             teacher,
             judge,
             references,
@@ -376,11 +388,8 @@ def optimize(
 
 
 def _optimize(
-    config, overrides, teacher, judge, references, on_mismatch, program, trainset, valset, metric, optimizer, budget
+    config, teacher, judge, references, on_mismatch, program, trainset, valset, metric, optimizer, budget
 ) -> OptimizeResult:
-
-    if not isinstance(config, Config):
-        config = load_config(config, overrides)
     check_on_mismatch(on_mismatch)
     cfg = config.optimize
     optimizer = cfg.optimizer if optimizer is None else optimizer
@@ -518,6 +527,14 @@ def _optimize(
                     log_root=str(out / "state"),
                 )
                 unchanged = same_prompts(result["program"], baseline)
+                why_kept = kept_reason(
+                    unchanged,
+                    result["score_before"],
+                    result["score_after"],
+                    result["threshold"],
+                    result["traces"],
+                    len(val),
+                )
                 if unchanged:  # the optimizer gave back what it was given (GEPA may): that program, as it scored
                     unchanged_rows = {"after_rows": result["before_rows"], "score_after": result["score_before"]}
                     result = {**result, "program": baseline, **unchanged_rows}
@@ -563,6 +580,9 @@ def _optimize(
                         "examples_usage": examples_usage,
                         "metric_failures": result["metric_failures"],
                         "kept": kept,
+                        "kept_reason": why_kept if kept == "baseline" else None,
+                        "threshold": result["threshold"],
+                        "traces": result["traces"],
                         "candidate_program": str(candidate_path) if candidate_path else None,
                         "adapters": {
                             "teacher": teacher_adapter.choice.as_dict(),

@@ -114,7 +114,8 @@ def _state(status: str | None, who: Holder | None) -> str:
     return "stopped" if status is None else STATE_OF.get(status, status)
 
 
-def _holder(path: Path) -> Holder | None:
+def lock_holder(path: Path) -> Holder | None:
+    """Who holds the lock of the dir `path` now (None: nobody)."""
     who = holder(path)
     if who is None:
         return None
@@ -256,7 +257,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     subruns = not own and any(is_run_dir(sub) for sub in path.iterdir())  # a comparison not yet summed up
     if not is_run_dir(path) and not subruns:
         raise RunDirError(f"{path} is not a run directory (no config.toml, summary or records)")
-    rundir, who = RunDir(path), _holder(path)
+    rundir, who = RunDir(path), lock_holder(path)
     if (path / "filter_summary.json").exists():
         return _filtered(rundir, who)
     if (path / "optimize_summary.json").exists():

@@ -6,6 +6,8 @@ Registry under an alias (`models:/<name>@<alias>`)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import re
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import Config
+from refed_dspy.tracking.figures import usage_figures
 from refed_dspy.tracking.mlflow_runs import KIND_TAG, flat_params, log_params_once, mlflow_run
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ def log_cell(run_id: str | None, row: dict[str, Any]) -> None:
         "test_ci_low": diff.get("ci_low"),
         "test_ci_high": diff.get("ci_high"),
         "test_significant": float(bool(diff.get("significant"))) if diff else None,
+        "cell_wall_s": row.get("wall_s"),
+        **usage_figures(row.get("eval_usage") or {}, "test."),
     }
     client.log_batch(
         run_id,
@@ -80,23 +85,63 @@ def _metrics(figures: dict[str, float | None]) -> list[Any]:
     return [Metric(k, float(v), now, 0) for k, v in figures.items() if v is not None]
 
 
-def registered_name(name: str) -> str:
-    """A Model Registry name from an experiment's name (letters, digits, '-', '_', '.')."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "refed-experiment"
+def registered_name(name: str, out: str | Path) -> str:
+    """A Model Registry name from an experiment's name (letters, digits, '-', '_', '.') and its out directory: two
+    experiment dirs of one name register apart, and the same dir (resumed) finds its model again."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "refed-experiment"
+    return f"{safe}-{hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:6]}"
 
 
-def register_champion(model_uri: str, run_id: str | None, name: str, alias: str) -> str:
+def register_champion(
+    model_uri: str,
+    run_id: str | None,
+    name: str,
+    alias: str,
+    tags: dict[str, str] | None = None,
+    description: str | None = None,
+) -> str:
     """Register `model_uri` (logged by the run `run_id`) under `name` and point `alias` at it, unless the alias
-    already points at a version from that run; returns `models:/<name>@<alias>`."""
+    already points at a version from that run; the version gets `tags` and `description` (what made it: the
+    experiment, the cell, its scores). Returns `models:/<name>@<alias>`."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
+    version = None
     with contextlib.suppress(MlflowException):
         current = client.get_model_version_by_alias(name, alias)
         if current.source == model_uri or (run_id is not None and current.run_id == run_id):
-            return f"models:/{name}@{alias}"
-    version = mlflow.register_model(model_uri, name)
-    client.set_registered_model_alias(name, alias, version.version)
+            version = current
+    if version is None:
+        version = mlflow.register_model(model_uri, name)
+        client.set_registered_model_alias(name, alias, version.version)
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(name, version.version, key, value)
+    if description is not None:
+        client.update_model_version(name, version.version, description=description)
     return f"models:/{name}@{alias}"
+
+
+def champion_tags(result: Any, champion: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """The tags and description of the champion's model version: the experiment and its dir, the cell and its
+    values, its test score with its interval, and its baseline's."""
+    diff = champion.get("difference") or {}
+    tags = {
+        "refed.experiment": result.name,
+        "refed.experiment.dir": str(Path(result.out).resolve()),
+        CELL_TAG: champion["id"],
+        "refed.experiment.values": json.dumps(champion.get("values") or {}, sort_keys=True),
+        "refed.test_score": f"{champion.get('test_mean'):.4f}",
+        "refed.test_baseline": f"{champion.get('baseline_mean'):.4f}",
+        "refed.test_difference": f"{diff.get('mean', 0.0):+.4f} [{diff.get('ci_low', 0.0):+.4f}, "
+        f"{diff.get('ci_high', 0.0):+.4f}]",
+        "refed.test_examples": str(champion.get("test_n")),
+    }
+    description = (
+        f"Champion of experiment {result.name} ({tags['refed.experiment.dir']}): cell {champion['id']} "
+        f"({champion.get('label')}). Test score {tags['refed.test_score']} (0-1) on {champion.get('test_n')} held-out "
+        f"examples against the uncompiled program's {tags['refed.test_baseline']}: difference "
+        f"{tags['refed.test_difference']} at level {diff.get('level', result.cell_level):.4f}."
+    )
+    return tags, description

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_refed as refed
+from cli_helpers import sets
 from loopback_server import read_log
 
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.experiment import experiment
+from refed_dspy.tracking.experiment_runs import registered_name
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Records(logging.Handler):
@@ -110,11 +114,11 @@ def test_optimizers_that_add_demonstrations_beat_the_baseline_on_held_out_refere
     answered = sum(len([e for e in read_log(s.cfg.log_path) if e.get("status") == 200]) for s in (teacher, judge))
     assert result.usage["calls"] == answered
     md = (tmp_path / "exp" / "experiment.md").read_text()
-    assert "| cell | test score | vs baseline [CI] |" in md and "Champion: " in md
+    assert "| cell | test score (0-1) | vs baseline [CI] |" in md and "Champion: " in md
     # the page: a point and an interval per cell, and each program's demos against the baseline's none
     page = (tmp_path / "exp" / "experiment.html").read_text()
     significant = sum(c["difference"]["significant"] for c in result.cells)
-    assert page.count("<circle") == 4 and page.count("stroke='#1a7f37'") == significant and page.count("<details") == 4
+    assert page.count("<circle") == 4 and page.count("fill='#1a7f37'") == significant and page.count("<details") == 4
     assert "2 demos (baseline 0)" in page and "baseline openai/gpt-4o-mini" in page
 
 
@@ -186,12 +190,16 @@ def test_mlflow_holds_the_experiment_and_the_champion_drives_a_better_synthesis(
     teacher, judge = server_factory(signal=True), server_factory(signal=True)
     monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts under ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "sqlite" else request.getfixturevalue("mlflow_server")
-    tracking = {"tracking": {"enabled": True, "mlflow_uri": uri, "experiment": "exp-test"}}
+    tracking = {"tracking": {"enabled": True, "mlflow_uri": uri}}
     path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, tracking, name="respond")
     result = experiment(path)
-    assert result.champion_uri == "models:/respond@champion" and result.mlflow_run_id
+    model = registered_name("respond", tmp_path / "exp")  # the experiment dir's own: another dir named so has another
+    assert model.startswith("respond-") and model != registered_name("respond", tmp_path / "exp2")
+    assert result.champion_uri == f"models:/{model}@champion" and result.mlflow_run_id
     client = MlflowClient(uri)
     parent = client.get_run(result.mlflow_run_id)
+    # the runs are filed under the experiment's own name (tracking.experiment unset)
+    assert client.get_experiment(parent.info.experiment_id).name == "respond"
     assert parent.data.tags["refed.kind"] == "experiment" and parent.data.params["experiment.repeats"] == "1"
     assert {a.path for a in client.list_artifacts(result.mlflow_run_id)} >= {"experiment.json", "experiment.md"}
     cell = result.cells[0]
@@ -204,10 +212,21 @@ def test_mlflow_holds_the_experiment_and_the_champion_drives_a_better_synthesis(
     assert child.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
     assert child.data.params["cell.values.optimize.optimizer"] == "bootstrap"
     assert child.data.metrics["test_score"] == pytest.approx(cell["test_mean"])
-    assert client.get_model_version_by_alias("respond", "champion").run_id == cell["mlflow_run_id"]
+    # the figures people compare, not every leaf of the usage (it was 100+ metrics); the stages as a table
+    assert (
+        child.data.metrics["calls"] > 0 and child.data.metrics["calls.judge"] > 0 and "test.calls" in child.data.metrics
+    )
+    assert len(child.data.metrics) < 30 and not [m for m in child.data.metrics if "by_stage" in m]
+    assert "usage_by_stage.json" in {a.path for a in client.list_artifacts(cell["mlflow_run_id"])}
+    version = client.get_model_version_by_alias(model, "champion")
+    assert version.run_id == cell["mlflow_run_id"]
+    # the champion's version says what made it
+    assert version.tags["refed.experiment.cell"] == cell["id"] and version.tags["refed.experiment"] == "respond"
+    assert version.tags["refed.test_score"] == f"{cell['test_mean']:.4f}"
+    assert f"cell {cell['id']}" in version.description and "held-out examples" in version.description
     # the same command again registers nothing new
     assert experiment(path).champion_uri == result.champion_uri
-    assert len(client.search_model_versions("name='respond'")) == 1
+    assert len(client.search_model_versions(f"name='{model}'")) == 1
     if store != "sqlite":
         return  # registry and artifacts work on a real server too; the synthesis from the registry is checked on sqlite
     # the champion, loaded from the registry in a fresh process, drives a synthesis the judge scores above the
@@ -310,8 +329,9 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
 
 def test_one_budget_covers_the_whole_experiment_and_a_larger_one_goes_on(server_factory, tmp_path):
     teacher, judge = server_factory(signal=True), server_factory(signal=True)
-    grid = {"optimize.optimizer": ["bootstrap"]}
-    path = write_experiment(tmp_path, teacher, judge, grid, repeats=3, max_calls=700)
+    # (not bootstrap's repeats: they are the same cell again, answered from the cache and estimated so)
+    grid = {"optimize.optimizer": ["bootstrap", "bootstrap_random_search"]}
+    path = write_experiment(tmp_path, teacher, judge, grid, max_calls=700)
     code, out, err = refed("experiment", "--config", str(path))
     assert code == 1, err
     assert "about" in err and "experiment.max_calls is 700" in err  # the estimate, before any call
@@ -321,11 +341,26 @@ def test_one_budget_covers_the_whole_experiment_and_a_larger_one_goes_on(server_
     assert served == result["usage"]["calls"] <= 700
     statuses = [c["status"] for c in result["cells"]]
     assert result["status"] == "budget" and "done" in statuses and "budget" in statuses, statuses
-    assert result["estimate"]["total"] > 700 and len(result["estimate"]["cells"]) == 3
+    assert result["estimate"]["total"] > 700 and len(result["estimate"]["cells"]) == 2
     # the examples synthesis is estimated from the method's tasks, not from the run's call cap (10 per sample: 3 times
     # what it made)
     made = json.loads((tmp_path / "exp" / "spent.json").read_text())["parts"]["examples"]["calls"]
     assert 0.8 <= result["estimate"]["examples"] / made <= 1.25, (result["estimate"]["examples"], made)
+    # `refed status` knows an experiment dir: its cells, its state and the whole experiment's spend (it used to call it
+    # a stopped comparison and report the examples sub-run's calls)
+    code, said, err = refed("status", str(tmp_path / "exp"))
+    assert code == 0, err
+    assert said.startswith(f"{tmp_path / 'exp'}: experiment") and "state: budget" in said, said
+    assert f"cells: {statuses.count('done')} of 2 done" in said
+    assert f"paid LM calls: {served} (" in said and f"examples {made}" in said, said
+    code, said, _ = refed("status", "--json", str(tmp_path / "exp"))
+    status = json.loads(said)
+    assert status["kind"] == "experiment" and status["calls"] == served and len(status["cells"]) == 2
+    # and `refed config show` prints the experiment file resolved: the base's sections, [experiment] with its defaults
+    code, shown, err = refed("config", "show", "--config", str(path))
+    assert code == 0, err
+    assert "[teacher]" in shown and "[experiment]" in shown and "level = 0.95" in shown and "# 2 cells:" in shown
+    assert 'experiment = "' in shown  # the MLflow experiment defaults to the experiment's name
     code, out, err = refed("experiment", "--config", str(path), "--set", "experiment.max_calls=5000")
     assert code == 0, err
     result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
@@ -394,9 +429,11 @@ def test_an_exhausted_examples_synthesis_is_used_as_it_is(server_factory, tmp_pa
     code, out, err = refed("experiment", "--config", str(path))
     assert code == 0, err
     assert "the examples synthesis gave" in err and "of 400 samples" in err
+    # the cause that dominates, and the setting that would change it (not a budget that did not bind)
+    assert "rejects were truncated: raise teacher.max_tokens" in err
     # 12 references, 5 of them held out: too few for any difference to be significant, said before any call
     assert (
-        "5 test references cannot make any difference significant at level 0.9500 (each of 1 cells): that takes at least 6"
+        "5 test references cannot make any difference significant at level 0.9500 (each of 1 cell): that takes at least 6"
         in err
     )
     assert json.loads((tmp_path / "exp" / "examples" / "summary.json").read_text())["status"] == "exhausted"
@@ -432,7 +469,9 @@ def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_facto
     assert f"## Cells that did not finish\n\n- {cell['label']}: budget: {cell['error']}" in md
     # the limit is the cell's own, said before any call and after: the same command alone would not finish it
     assert cell["stopped_by"] == "optimize.max_calls = 40"
-    assert f"needs {least} LM calls at least to optimize and its optimize.max_calls is 40: it is not started" in err
+    # (before any call, on the examples it expects; the cell's row, on the examples as they came out)
+    assert "LM calls at least to optimize (the low end of its range, " in err
+    assert "and its optimize.max_calls is 40: it is not started" in err
     assert "the cell's own optimize.max_calls = 40 stopped it, not the experiment's budget" in out
     assert "experiment budget: raise the limit named above and run the same command again" in out
 
@@ -473,7 +512,7 @@ def cell_judging(result: dict) -> int:
 
 
 def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
-    from refed_dspy.experiments.experiment_page import chart
+    from refed_dspy.experiments.experiment_page import axis_ticks, chart
     from refed_dspy.experiments.leaderboard import _verdict
 
     worse = {"mean": -0.2, "ci_low": -0.3, "ci_high": -0.05, "significant": True}
@@ -493,12 +532,20 @@ def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
         for i, d in enumerate((worse, better, noise))
     ]
     svg = chart(cells, [{"test_mean": 0.5, "teacher": "t"}])
-    assert svg.count("stroke='#cf222e'") == 1 and svg.count("stroke='#1a7f37'") == 1 and svg.count("stroke='#555'") == 1
+    assert svg.count("fill='#cf222e'") == 1 and svg.count("fill='#1a7f37'") == 1 and svg.count("fill='#555'") == 1
+    # each interval is drawn with caps (one of width 0 still shows): a line and two caps of its colour
+    assert svg.count("stroke='#cf222e'") == 3 and svg.count("stroke='#1a7f37'") == 3
     # every cell cost $0 (a local model): the x axis counts LM calls, so the points do not all sit at 0
     assert "LM calls (" in svg and "USD (" not in svg
     assert len({c.split("cx='")[1].split("'")[0] for c in svg.split("<circle")[1:]}) == 3
     cells[0]["usage"]["cost_usd"] = 0.01
     assert "USD (" in chart(cells, [])
+    # two cells at one point (equal score and cost) share one label; a kept baseline is a hollow point, no interval
+    cells[2].update(test_mean=cells[1]["test_mean"], usage=dict(cells[1]["usage"]), kept="baseline")
+    svg = chart(cells, [])
+    assert ">2, 3</text>" in svg and "fill='white' stroke='#555'" in svg and "(kept baseline)" in svg
+    # the cost axis: round ticks up to the first at or past the largest cost, not a padded maximum
+    assert axis_ticks(0.0186) == [0.0, 0.005, 0.01, 0.015, 0.02] and axis_ticks(2674) == [0, 1000, 2000, 3000]
 
 
 def test_calls_by_role_name_what_no_role_accounts_for():
@@ -550,27 +597,6 @@ def test_a_cell_stopped_by_the_experiment_s_budget_does_not_blame_its_own_limit(
     assert own_limit_that_stopped("the LM 'x' (judge) reports no token usage", 40, 0.5, 900, 2.0) is None
 
 
-def test_the_estimate_counts_the_judge_calls_the_metric_makes():
-    """A cell whose win weighs nothing (optimize.win_weight = 0) is estimated at one judge call per program run, not
-    three: its metric asks no comparison with the draft."""
-    from refed_dspy.experiments.experiment import _estimate
-    from refed_dspy.experiments.experiment_config import load_experiment
-    from refed_dspy.experiments.grid import cells
-    from refed_dspy.store.seeds import read_references
-    from refed_dspy.store.split import split_three
-
-    config = Path(__file__).resolve().parents[2] / "configs" / "experiment.toml"
-    settings, base = load_experiment(
-        config, ["experiment.synthesize=0", "experiment.grid={'optimize.win_weight' = [0.3, 0.0]}"]
-    )
-    references, _ = read_references(limit=12)
-    train, val, test = split_three(references, settings.test_fraction, settings.val_fraction, 0, key=lambda r: r.id)
-    grid = cells(settings.grid, settings.repeats)
-    found = _estimate(grid, base, settings, references, {"train": train, "val": val, "test": test})["cells"]
-    weighted, unweighted = (found[c.id] for c in grid)
-    assert unweighted * (2 + 3) == weighted * (2 + 1)  # generate and improve, plus 3 judge calls or 1
-
-
 def test_no_request_is_paid_twice_across_the_parts_of_an_experiment(server_factory, tmp_path):
     """The examples synthesis, the baseline's test scoring, each cell's scoring before and after and its optimization,
     the synthesis checks and a second invocation share one cache, keyed as the provider sees a request (a trial found
@@ -592,3 +618,51 @@ def test_no_request_is_paid_twice_across_the_parts_of_an_experiment(server_facto
         repeated = {e["sha"]: e["outputs"] for e in ok if times[e["sha"]] > 1}
         resampled = {sha for sha, outputs in repeated.items() if outputs == ["program_description"]}
         assert ok and not set(repeated) - resampled, f"{len(repeated)} of {len(ok)} request bodies sent again"
+
+
+# what DSPy, its optimizers and MLflow print, none of which may reach a user's terminal by default
+LIBRARY_NOISE = ("it/s]", "Bootstrapped ", "Bootstrapping set", "(dspy.Signature)", "Average Metric", "INFO mlflow")
+
+
+def test_the_shipped_experiment_is_quiet_filed_under_its_name_and_estimated_within_a_quarter(
+    server_factory, tmp_path, monkeypatch
+):
+    """`refed experiment --config configs/experiment.toml` (with its base, local.toml) pointed at the loopback server
+    in signal mode, at a size where a difference can be significant (30 references, 40 examples), tracking on: its
+    stderr holds refed's lines only (DSPy's bars and bootstrapping lines, MIPROv2's signature sources and MLflow's
+    INFO lines are in dspy.log); the runs are filed under the experiment's name; the champion's model version says
+    which cell made it; and each cell's estimate, made once the examples exist, is within 25% of what it made."""
+    srv = server_factory(signal=True)
+    for name in ("experiment.toml", "local.toml"):
+        (tmp_path / name).write_text((ROOT / "configs" / name).read_text())
+    monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts under ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    over = [
+        f"teacher.api_base='{srv.api_base}'",
+        f"judge.api_base='{srv.api_base}'",
+        "seeds.limit=30",
+        "experiment.examples=40",
+        "experiment.max_calls=5000",
+        "optimize.max_calls=3000",
+        f"experiment.out='{tmp_path / 'exp'}'",
+        "tracking.enabled=true",
+        f"tracking.mlflow_uri='{uri}'",
+    ]
+    code, out, err = refed("experiment", "--config", str(tmp_path / "experiment.toml"), *sets(over))
+    assert code == 0, err
+    assert not [n for n in LIBRARY_NOISE if n in err], err[:3000]
+    assert all(line.startswith(("experiment:", "warning: experiment")) for line in err.splitlines()), err
+    assert "Bootstrapping set" in (tmp_path / "exp" / "dspy.log").read_text()
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    for cell in result["cells"]:
+        made = cell["optimize_usage"]["calls"] + cell["eval_usage"]["calls"]
+        estimate = result["estimate"]["cells"][cell["id"]]
+        assert abs(estimate - made) <= 0.25 * made, (cell["optimizer"], estimate, made)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    parent = client.get_run(result["mlflow_run_id"])
+    assert client.get_experiment(parent.info.experiment_id).name == "optimizers-on-respond"
+    assert result["champion"] and result["champion_uri"] and result["champion_uri"] in out
+    name, alias = result["champion_uri"].removeprefix("models:/").split("@")
+    assert client.get_model_version_by_alias(name, alias).tags["refed.experiment.cell"] == result["champion"]

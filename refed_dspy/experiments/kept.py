@@ -1,0 +1,41 @@
+"""Which program an optimization keeps, and the reason it can name when that is the one it started from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SMALL_VALSET = 10  # validation examples below which a score's difference says little (each example moves it 1/n)
+
+
+def kept_reason(
+    unchanged: bool, before: float, after: float, threshold: float | None, traces: dict[str, int], n_val: int
+) -> str | None:
+    """Why the starting program is the result (None: the compiled one is). `unchanged`: the optimizer gave back the
+    program it was given; `before` / `after`: the two programs' validation scores; `threshold` and `traces` (scored,
+    passed): what bootstrapping demos met."""
+    if unchanged:
+        scored, passed = traces.get("scored", 0), traces.get("passed", 0)
+        if scored and not passed and threshold is not None:
+            why = (
+                f"no bootstrapped trace passed the threshold: 0 of {scored} scored {threshold:.4f} or more "
+                "(optimize.threshold; unset, it is the starting program's mean on validation), so no demo was added"
+            )
+        else:
+            why = "the optimizer gave back the program it was given"
+    elif after < before:
+        why = f"the compiled program scored {after:.4f} on validation, below the starting program's {before:.4f}"
+    else:
+        return None
+    if n_val < SMALL_VALSET:
+        why += f" ({n_val} validation examples: too few to tell programs apart; raise optimize.n_val)"
+    return why
+
+
+def kept_line(extra: dict[str, Any]) -> str | None:
+    """The one line a command prints when the starting program was kept (None when the compiled one was)."""
+    if extra.get("kept") != "baseline":
+        return None
+    line = f"kept the starting program: {extra.get('kept_reason') or 'the optimizer changed nothing'}"
+    if extra.get("candidate_program"):
+        line += f"; the compiled one is in {extra['candidate_program']}"
+    return line

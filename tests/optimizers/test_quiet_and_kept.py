@@ -1,0 +1,185 @@
+"""What an optimization says and does not say: other libraries' output (DSPy's bars and bootstrapping lines,
+MIPROv2's proposed programs) kept off the terminal and in the run's dspy.log, refed's own lines still shown; a kept
+baseline named with the reason it can name; the trace threshold following the metric's scale."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from cli_helpers import run_refed as refed
+from conftest import run_overrides
+
+from refed_dspy.experiments.experiment_result import ExperimentResult
+from refed_dspy.experiments.kept import kept_line, kept_reason
+from refed_dspy.experiments.leaderboard import kept_lines, leaderboard_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# what DSPy and its optimizers print while MIPROv2 runs, none of which is the user's to read
+NOISE = ("Bootstrapped ", "Bootstrapping set", "it/s]", "Average Metric", "(dspy.Signature)", "PROPOSED INSTRUCTION")
+
+
+def _optimize_from_python(srv, judge, tmp_path: Path, verbose: bool) -> subprocess.CompletedProcess:
+    """MIPROv2 light from Python in a fresh interpreter with no logging set up (as a notebook or a script has it)."""
+    over = run_overrides(
+        srv,
+        tmp_path / "run",
+        8,
+        **{
+            "judge.api_base": f"'{judge.api_base}'",
+            "judge.api_key_env": "''",
+            "optimize.out": f"'{tmp_path / 'opt'}'",
+            "optimize.optimizer": "'miprov2'",
+            "optimize.n_train": 6,
+            "optimize.n_val": 4,
+            "optimize.num_threads": 2,
+            "seeds.limit": 6,
+        },
+    )
+    script = textwrap.dedent(
+        f"""
+        from refed_dspy.experiments.optimize import optimize
+        result = optimize(None, {over!r}, verbose={verbose})
+        print("score", result.score_before, result.score_after)
+        """
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def test_miprov2_from_python_prints_only_what_is_refed_s(server_factory, tmp_path):
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    quiet = _optimize_from_python(teacher, judge, tmp_path / "quiet", verbose=False)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert not [n for n in NOISE if n in quiet.stderr + quiet.stdout], quiet.stderr[:2000]
+    assert len(quiet.stderr.splitlines()) <= 3, quiet.stderr
+    kept = (tmp_path / "quiet" / "opt" / "dspy.log").read_text()
+    assert "Bootstrapping set" in kept and "(dspy.Signature)" in kept and "\r" not in kept
+    # verbose: the same run shows it all (the test above can fail)
+    loud = _optimize_from_python(teacher, judge, tmp_path / "loud", verbose=True)
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert "Bootstrapping set" in loud.stdout + loud.stderr and "it/s]" in loud.stderr
+    assert not (tmp_path / "loud" / "opt" / "dspy.log").exists()
+
+
+def test_quieted_keeps_refed_s_warnings_and_restores_the_streams(tmp_path):
+    """In a fresh interpreter (no logging set up: warnings go through logging's last resort), a refed warning and a
+    progress line on console() reach stderr inside the block; a print and a bar do not; after it, print is back."""
+    script = textwrap.dedent(
+        f"""
+        import logging
+        from pathlib import Path
+        from tqdm import tqdm
+        from refed_dspy.quiet import console, quieted
+        with quieted(Path({str(tmp_path / "lib.log")!r})):
+            print("a library's line")
+            for _ in tqdm(range(3)):
+                pass
+            print("refed: progress", file=console())
+            logging.getLogger("refed_dspy.x").warning("warning: refed's own")
+            logging.getLogger("optuna").info("Trial 0 finished")
+        print("after the block")
+        """
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "after the block\n"
+    assert "refed: progress" in p.stderr and "warning: refed's own" in p.stderr
+    assert "a library's line" not in p.stderr and "it/s" not in p.stderr and "Trial 0" not in p.stderr
+    assert (tmp_path / "lib.log").read_text() == "a library's line\n"
+
+
+def test_a_kept_baseline_names_its_reason():
+    no_trace = kept_reason(True, 0.39, 0.39, 0.39, {"scored": 3, "passed": 0}, 12)
+    assert no_trace.startswith("no bootstrapped trace passed the threshold: 0 of 3 scored 0.3900 or more")
+    assert "validation examples" not in no_trace
+    lower = kept_reason(False, 0.5, 0.42, 0.5, {"scored": 6, "passed": 2}, 4)
+    assert lower.startswith("the compiled program scored 0.4200 on validation, below the starting program's 0.5000")
+    assert lower.endswith("(4 validation examples: too few to tell programs apart; raise optimize.n_val)")
+    assert kept_reason(False, 0.5, 0.5, 0.5, {"scored": 6, "passed": 2}, 12) is None  # a tie keeps the compiled one
+    assert kept_line({"kept": "compiled"}) is None
+    line = kept_line({"kept": "baseline", "kept_reason": lower, "candidate_program": "opt/program.candidate.json"})
+    assert line.startswith("kept the starting program: the compiled program scored 0.4200")
+    assert line.endswith("; the compiled one is in opt/program.candidate.json")
+    # the optimizer changed nothing: nothing is "kept in None"
+    assert "None" not in kept_line({"kept": "baseline", "kept_reason": no_trace, "candidate_program": None})
+
+
+def test_a_cell_that_kept_its_baseline_reads_kept_baseline_not_a_zero_width_interval():
+    zero = {"mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "significant": False, "level": 0.95}
+    row = {
+        "id": "b",
+        "label": "optimizer=bootstrap, repeat 0",
+        "status": "done",
+        "test_mean": 0.5,
+        "test_n": 5,
+        "difference": zero,
+        "kept": "baseline",
+        "kept_reason": "no bootstrapped trace passed the threshold: 0 of 3 scored 0.7000 or more",
+        "val_before": 0.39,
+        "val_after": 0.39,
+    }
+    result = ExperimentResult.model_validate(
+        {
+            "name": "e",
+            "status": "complete",
+            "out": "x",
+            "split": {"train": 1, "val": 1, "test": 1},
+            "examples": {"train": 1, "val": 1, "test": 5},
+            "level": 0.95,
+            "cell_level": 0.95,
+            "detectable": 0.3,
+            "underpowered": True,
+            "cells": [row],
+            "baselines": [],
+            "champion": None,
+            "estimate": {},
+            "usage": {"calls": 1, "cost_usd": 0.0},
+            "wall_s": 1.0,
+            "finished_at": "now",
+        }
+    )
+    table = leaderboard_rows(result)[0]
+    assert table[2] == "kept baseline" and "+0.0000" not in " ".join(table)
+    assert kept_lines(result) == [f"- optimizer=bootstrap, repeat 0: kept baseline: {row['kept_reason']}"]
+
+
+def test_a_threshold_that_no_trace_reaches_keeps_the_baseline_and_says_why(server_factory, tmp_path):
+    """`refed optimize` with bootstrap and optimize.threshold = 1.0: no trace is kept, the program is given back, and
+    the one line says so (it used to say "the compiled one is kept in None"). Unset (the default), the threshold is
+    the starting program's validation mean, and on the signal mode the traces it keeps make a better program."""
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+
+    def run(out: Path, *extra: str) -> tuple[int, str, str]:
+        over = run_overrides(
+            teacher,
+            tmp_path / "run",
+            8,
+            **{
+                "judge.api_base": f"'{judge.api_base}'",
+                "judge.api_key_env": "''",
+                "optimize.out": f"'{out}'",
+                "optimize.optimizer": "'bootstrap'",
+                "optimize.n_train": 8,
+                "optimize.n_val": 8,
+                "optimize.num_threads": 1,
+                "seeds.limit": 8,
+            },
+        )
+        return refed("optimize", *[x for o in [*over, *extra] for x in ("--set", o)])
+
+    code, out, err = run(tmp_path / "strict", "optimize.threshold=1.0")
+    assert code == 0, err
+    assert "kept the starting program: no bootstrapped trace passed the threshold: 0 of" in out, out
+    assert "None" not in out
+    summary = json.loads((tmp_path / "strict" / "optimize_summary.json").read_text())
+    assert summary["kept"] == "baseline" and summary["traces"]["passed"] == 0 and summary["threshold"] == 1.0
+    code, out, err = run(tmp_path / "default")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "default" / "optimize_summary.json").read_text())
+    assert summary["threshold"] == summary["score_before"] and summary["traces"]["passed"] > 0
+    assert summary["kept"] == "compiled" and summary["score_after"] > summary["score_before"]
+    assert "kept the starting program" not in out
