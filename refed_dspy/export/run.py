@@ -23,6 +23,7 @@ from refed_dspy.store.ownership import is_empty, owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.split import split_by_reference
 from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows
+from refed_dspy.synthesis.program_origin import origin_text
 from refed_dspy.tracking.mlflow_runs import mlflow_run
 
 HF_TOKEN_ENV = "HF_TOKEN"
@@ -115,6 +116,7 @@ def dataset_card(
         f"| response exported | {which} |",
         f"| system prompt | {system!r} |" if system else "| system prompt | none |",
         f"| format | {fmt} |",
+        *_program_rows(s),
         f"| synthesis cost | {'unknown' if cost is None else f'${cost:.2f}'} ({s.get('usage', {}).get('calls', '?')} LM calls) |",
     ]
     if judge.get("mean_score") is not None:
@@ -146,6 +148,24 @@ def dataset_card(
         "",
     ]
     return "\n".join(header + lines)
+
+
+def _program_rows(summary: dict[str, Any]) -> list[str]:
+    """The card's rows on the program that made the data: its name (an MLflow URI as it is; a file by its name, a
+    local path having no place in a published card) and content hash, and the experiment and cell that made it."""
+    program = summary.get("program")
+    if not program:
+        return []
+    shown = (
+        program
+        if "://" in program or program.startswith(("models:/", "refed_dspy.", "python:"))
+        else Path(program).name
+    )
+    rows = [f"| program | `{shown}` (hash `{summary.get('program_hash')}`) |"]
+    origin = summary.get("program_origin")
+    if origin:
+        rows.append(f"| made by | {origin_text({**origin, 'experiment_dir': None})} |")
+    return rows
 
 
 # names that say "a file": --out is the directory that will hold train.*, validation.* and README.md

@@ -18,6 +18,7 @@ from refed_dspy.errors import ConfigError
 from refed_dspy.methods import Method
 from refed_dspy.optimizers.program_io import PYTHON_SCHEME, load_program
 from refed_dspy.programs.parts import check_pipeline, with_open_parts
+from refed_dspy.synthesis.program_origin import program_origin
 from refed_dspy.synthesis.provenance import program_hash
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class RunProgram:
     hash: str
     builtin: bool
     threaded: tuple[str, ...] = ()  # parts with no aforward, run in worker threads
+    origin: dict | None = None  # the experiment and cell that made it (synthesis.program_origin)
 
     @property
     def fingerprint_hash(self) -> str | None:
@@ -47,6 +49,7 @@ def resolve_program(
 
     syn = config.synthesis
     given = [name for name, value in (("program=", program), ("respond=", respond)) if value is not None]
+    origin = None
     if len(given) > 1:
         raise ConfigError("give either program= (a whole pipeline) or respond= (its per-instruction part), not both")
     if given and syn.program and not syn.program.startswith(PYTHON_SCHEME):
@@ -65,6 +68,7 @@ def resolve_program(
         # an MLflow URI resolves against tracking.mlflow_uri whether or not this run is tracked
         pipeline, identity = load_program(syn.program, method, config.tracking.mlflow_uri, syn)
         builtin = False
+        origin = program_origin(syn.program, config.tracking.mlflow_uri)
     else:
         pipeline = method.build_pipeline(syn)
         identity = f"refed_dspy.programs.{type(pipeline).__name__}"
@@ -78,4 +82,4 @@ def resolve_program(
             "has" if len(threaded) == 1 else "have",
             "its" if len(threaded) == 1 else "their",
         )
-    return RunProgram(pipeline, identity, program_hash(pipeline), builtin, tuple(threaded)), config
+    return RunProgram(pipeline, identity, program_hash(pipeline), builtin, tuple(threaded), origin), config

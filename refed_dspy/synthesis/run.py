@@ -355,6 +355,7 @@ class SynthesisRun(StageBase):
                 "teachers": teacher_rows(self.teachers),
                 "program": self.program.identity,
                 "program_hash": self.program.hash,
+                "program_origin": self.program.origin,
                 "adapter": getattr(self.adapter, "choice", None) and self.adapter.choice.as_dict(),
                 "config_hash": self.chash,
                 "size": self.syn.size,

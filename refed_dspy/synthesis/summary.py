@@ -112,6 +112,10 @@ class RunSummary(Result):
     )
     program: str = Field(description="The program the run executed: built-in, a file, an MLflow URI or python:...")
     program_hash: str
+    program_origin: dict[str, Any] | None = Optional(
+        "When an experiment made the program: the experiment, its dir, the cell, whether it was the champion, and "
+        "the cell's test score and difference."
+    )
     adapter: dict[str, Any] | None = Field(description="The output format the teacher was asked for, and why.")
     config_hash: str
     size: int

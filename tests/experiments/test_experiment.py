@@ -252,6 +252,15 @@ def test_mlflow_holds_the_experiment_and_the_champion_drives_a_better_synthesis(
         assert code == 0, err
         means[name] = judge_run(run, load_config(None, over))["mean_score"]
     assert means["champion"] > means["built-in"] + 1, means
+    # the data names the program that made it, and the experiment and cell it won: in the run's summary and in an
+    # export's dataset card
+    summary = json.loads((tmp_path / "champion" / "summary.json").read_text())
+    assert summary["program"] == result.champion_uri and summary["program_origin"]["cell"] == cell["id"]
+    code, _, err = refed("export", str(tmp_path / "champion"), "--format", "messages", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"`{result.champion_uri}` (hash `{summary['program_hash']}`)" in card
+    assert f"| made by | experiment respond, cell {cell['id']}, its champion: test score " in card
 
 
 def _served(*servers) -> int:
