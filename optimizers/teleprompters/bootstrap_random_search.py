@@ -49,12 +49,7 @@ class BootstrapRandomSearch(Optimizer):
             order = list(range(s.n_train))
             random.Random(seed).shuffle(order)
             size = random.Random(seed).randint(1, max(1, s.max_demos))
-            kept = bootstrap_demos(m, order, size)
-            # another seed's candidate, even where the coins would make its demos another's: which traces really pass
-            # is not known, and two seeds rarely keep the same ones in the same order
-            candidates.append(
-                ((0, ("demos", "random search", seed, tuple(kept))),) * m.predictors if kept else m.baseline
-            )
+            candidates.append(with_demos(m, bootstrap_demos(m, order, size)))
         for program in candidates:
             for i in range(s.n_val):
                 m.run(program, "val", i)

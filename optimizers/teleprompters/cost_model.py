@@ -27,14 +27,15 @@ class CallModel:
 
     `predictors`: of the program; `judge_calls`: per judged run (the metric's calls); `cached_baseline`: the
     uncompiled program's teacher answers are in the cache already (an experiment's respond examples were made by
-    it); `pass_rate` / `accept_rate`: the coins' odds (a range comes from other odds). `evaluations` counts every
-    run, cached or not (what GEPA's metric-call budget counts)."""
+    it); `pass_rate` / `accept_rate`: the coins' odds, `salt` which draw of them (an estimate averages several; a
+    range comes from other odds). `evaluations` counts every run, cached or not (what GEPA's budget counts)."""
 
     predictors: int
     judge_calls: int
     cached_baseline: bool = False
     pass_rate: float = PASS_RATE
     accept_rate: float = ACCEPT_RATE
+    salt: int = 0
     teacher: int = 0
     judge: int = 0
     proposer: int = 0
@@ -69,12 +70,12 @@ class CallModel:
 
 
 def passes(i: int, salt: str = "", rate: float = PASS_RATE) -> bool:
-    """Whether training example `i`'s trace passes the threshold: a coin fixed per example (the same example gives
-    the same answer and the same score wherever it is traced)."""
+    """Whether training example `i`'s trace passes the threshold: a coin fixed per example and draw (`salt`): the
+    same example gives the same answer and the same score wherever it is traced."""
     return random.Random(f"trace:{salt}:{i}").random() < rate
 
 
-def bootstrap_demos(m: CallModel, order: list[int], size: int, salt: str = "") -> list[int]:
+def bootstrap_demos(m: CallModel, order: list[int], size: int) -> list[int]:
     """BootstrapFewShot over the training examples in `order`: the uncompiled program traced on each (judged) until
     `size` traces passed; the examples whose traces became demos."""
     kept: list[int] = []
@@ -82,7 +83,7 @@ def bootstrap_demos(m: CallModel, order: list[int], size: int, salt: str = "") -
         if len(kept) >= size:
             break
         m.run(m.baseline, "train", i)
-        if passes(i, salt, m.pass_rate):
+        if passes(i, str(m.salt), m.pass_rate):
             kept.append(i)
     return kept
 

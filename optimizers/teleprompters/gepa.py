@@ -60,7 +60,7 @@ class GEPA(Optimizer):
         # accepted child scored on validation
         budget, start = self.estimated_runs(s, m.predictors), m.evaluations
         size = max(1, min(3, s.n_train))
-        rng = random.Random(s.seed)
+        rng = random.Random(f"{s.seed}:{m.salt}")
         for i in range(s.n_val):
             m.run(m.baseline, "val", i)
         accepted, queue, step = [m.baseline], [], 0

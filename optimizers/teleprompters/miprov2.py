@@ -84,16 +84,15 @@ class MIPROv2(Optimizer):
         n = AUTO_CANDIDATES.get(s.auto or "", s.num_candidates)
         demos = s.max_demos > 0
         n_instructions = (n if not demos else int(n * 0.5)) if s.auto else s.num_candidates
-        rng = random.Random(s.seed)
+        rng = random.Random(f"{s.seed}:{m.salt}")
         # 1. demo sets: zero-shot, (labeled-only: none), the unshuffled bootstrap, then shuffled ones of 1..max_demos
         sets: list = [0]
         if demos:
             sets.append(demo_key(bootstrap_demos(m, list(range(s.n_train)), s.max_demos)))
-            for j in range(max(0, n - 3)):
+            for _ in range(max(0, n - 3)):
                 order = list(range(s.n_train))
                 rng.shuffle(order)
-                kept = bootstrap_demos(m, order, rng.randint(1, s.max_demos))
-                sets.append(("demos", "mipro", s.seed, j, tuple(kept)) if kept else 0)  # each its own (random search)
+                sets.append(demo_key(bootstrap_demos(m, order, rng.randint(1, s.max_demos))))
         # 2. instructions: each candidate of each predictor asks for a program description, a module description
         # and the proposal; the dataset is summarized first, 10 training examples a call (at most 11) and a summary
         m.propose(m.predictors * n_instructions * 3 + 1 + min(10, max(0, math.ceil(s.n_train / 10) - 1)) + 1)

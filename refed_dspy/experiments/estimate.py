@@ -2,12 +2,11 @@
 and test scoring, replayed on one call model per cache (optimizers/teleprompters/cost_model.py) in the order the
 experiment runs them, so that what the cache answers (the uncompiled program's answers the examples synthesis paid
 for, the validation scoring every cell of one baseline shares, a program two optimizers both reach) is not counted
-twice. What only the LMs decide (which traces pass, which proposals are accepted) is a coin: the estimate uses even
-odds, and the range comes from odds of 1 in 4 and 3 in 4."""
+twice. What only the LMs decide (which traces pass, which proposals are accepted) is a coin: the estimate is the mean
+of 5 draws at even odds, and the range spans those draws and odds of 1 in 4 and 3 in 4."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from refed_dspy.experiments.optimize import examples_config, target_program
 from refed_dspy.methods import get_method
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.optimizers.teleprompters.base import CompileSettings
-from refed_dspy.optimizers.teleprompters.cost_model import CallModel
+from refed_dspy.optimizers.teleprompters.cost_model import PASS_RATE, CallModel
 
 JUDGE_CALLS_RESPOND = 3  # a judged sample: the final response scored, and compared with the draft in both orders
 ODDS = (0.25, 0.75)  # the coins' other odds, for the range
+DRAWS = 5  # draws of the coins at even odds whose mean is the estimate
 
 
 def metric_judge_calls(opt: Any) -> int:
@@ -85,6 +85,44 @@ def _cell_calls(m: CallModel, cfg: Config, n: dict[str, int]) -> tuple[int, int,
     return optimizing, m.calls - start - optimizing, by_role
 
 
+def _replay(
+    grid: list[Cell],
+    base: dict[str, Any],
+    settings: ExperimentSettings,
+    refs: dict[str, int],
+    sizes: dict[str, dict[str, int]] | None,
+    salt: int,
+    odds: float,
+) -> dict[str, Any]:
+    """The whole experiment replayed once, cell by cell in order, with one draw of the coins (`salt`, `odds`): the
+    cells of one baseline share one call model, as they share one cache. {"baselines", "sizes", "cells": {id:
+    (optimizing, testing, by role, synthesis check)}}."""
+    out: dict[str, Any] = {"baselines": 0, "sizes": {}, "cells": {}}
+    models: dict[str, CallModel] = {}
+    seed = cell_config(base, {}).optimize.seed
+    for cell in grid:
+        cfg = cell_config(base, cell.overrides(seed))
+        opt = cfg.optimize
+        n = (sizes or {}).get(opt.target) or side_sizes(settings, opt.target, refs)
+        out["sizes"][opt.target] = n
+        respond = opt.target == "respond"
+        check = 0
+        if settings.synthesize:
+            check_run = cfg.synthesis.model_copy(update={"size": settings.synthesize})
+            check = synthesis_calls(check_run, refs["test"]) + settings.synthesize * JUDGE_CALLS_RESPOND
+        key = baseline_key(cfg)
+        if key not in models:
+            judge_calls = metric_judge_calls(opt) if respond else 2
+            # the respond examples were made by the uncompiled program: its answers are in the experiment's cache
+            predictors = len(target_program(cfg).predictors())
+            m = models[key] = CallModel(predictors, judge_calls, respond, odds, odds, salt)
+            for i in range(n["test"]):
+                m.run(m.baseline, "test", i)
+            out["baselines"] += m.calls + check
+        out["cells"][cell.id] = (*_cell_calls(models[key], cfg, n), check)
+    return out
+
+
 def estimate_experiment(
     grid: list[Cell],
     base: dict[str, Any],
@@ -94,51 +132,24 @@ def estimate_experiment(
 ) -> dict[str, Any]:
     """The experiment's calls: `examples`, `baselines`, and by cell id its `cells` total (optimizing and test
     scoring, plus its synthesis check), `optimize` (what optimize.max_calls caps) with its range `least` to `most`,
-    and its `roles` (teacher, judge, proposer); `total`; `sizes`, the examples per side it assumed. `refs`: references per side; `sizes`: the examples per side
-    of each target once they exist (before: their share of experiment.examples)."""
-    out: dict[str, Any] = {
-        "examples": 0,
-        "baselines": 0,
-        "cells": {},
-        "optimize": {},
-        "least": {},
-        "most": {},
-        "roles": {},
-    }
-    models: dict[str, CallModel] = {}  # one per baseline: the cells that share it share a cache
-    seed = cell_config(base, {}).optimize.seed
-    n_refs = sum(refs.values())
+    and its `roles` (teacher, judge, proposer); `total`; `sizes`, the examples per side it assumed. `refs`:
+    references per side; `sizes`: the examples per side of each target once they exist (before: their share of
+    experiment.examples, and the examples synthesis is estimated too)."""
+    draws = [_replay(grid, base, settings, refs, sizes, salt, PASS_RATE) for salt in range(DRAWS)]
+    others = [_replay(grid, base, settings, refs, sizes, 0, odds) for odds in ODDS]
+    out: dict[str, Any] = {"examples": 0, "baselines": draws[0]["baselines"], "sizes": draws[0]["sizes"]}
+    if not sizes and "respond" in out["sizes"]:
+        respond = next(c for c in grid if cell_config(base, c.overrides(0)).optimize.target == "respond")
+        out["examples"] = examples_calls(cell_config(base, respond.overrides(0)), settings.examples, sum(refs.values()))
+    for name in ("cells", "optimize", "least", "most", "roles"):
+        out[name] = {}
     for cell in grid:
-        cfg = cell_config(base, cell.overrides(seed))
-        opt = cfg.optimize
-        n = (sizes or {}).get(opt.target) or side_sizes(settings, opt.target, refs)
-        out.setdefault("sizes", {})[opt.target] = n
-        respond = opt.target == "respond"
-        if respond and not out["examples"] and not sizes:
-            out["examples"] = examples_calls(cfg, settings.examples, n_refs)
-        check = 0
-        if settings.synthesize:
-            check_run = cfg.synthesis.model_copy(update={"size": settings.synthesize})
-            check = synthesis_calls(check_run, refs["test"]) + settings.synthesize * JUDGE_CALLS_RESPOND
-        key = baseline_key(cfg)
-        if key not in models:
-            judge_calls = metric_judge_calls(opt) if respond else 2
-            # the respond examples were made by the uncompiled program: its answers are in the experiment's cache
-            m = models[key] = CallModel(len(target_program(cfg).predictors()), judge_calls, cached_baseline=respond)
-            before = m.calls
-            for i in range(n["test"]):
-                m.run(m.baseline, "test", i)
-            out["baselines"] += m.calls - before + check
-        m = models[key]
-        ranges = []
-        for odds in ODDS:
-            other = copy.deepcopy(m)
-            other.pass_rate = other.accept_rate = odds
-            ranges.append(_cell_calls(other, cfg, n)[0])
-        optimizing, testing, out["roles"][cell.id] = _cell_calls(m, cfg, n)
+        mine = [d["cells"][cell.id] for d in draws]
+        optimizing = round(sum(c[0] for c in mine) / DRAWS)
         out["optimize"][cell.id] = optimizing
-        out["least"][cell.id] = min([optimizing, *ranges])
-        out["most"][cell.id] = max([optimizing, *ranges])
-        out["cells"][cell.id] = optimizing + testing + check
+        out["cells"][cell.id] = optimizing + round(sum(c[1] for c in mine) / DRAWS) + mine[0][3]
+        out["roles"][cell.id] = {r: round(sum(c[2][r] for c in mine) / DRAWS) for r in mine[0][2]}
+        spread = [c[0] for c in mine] + [d["cells"][cell.id][0] for d in others]
+        out["least"][cell.id], out["most"][cell.id] = min(spread), max(spread)
     out["total"] = out["examples"] + out["baselines"] + sum(out["cells"].values())
     return out

@@ -224,13 +224,22 @@ def _run(
                 if bkey not in baselines:
                     baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, spend, check)
                 row = read_json(out / "cells" / cell.id / "cell.json")
-                if row.get("status") != "done" and baselines[bkey].get("status") == "done":
-                    log.info("experiment: cell %d of %d: %s", i, len(grid), cell.label)
+                ran = row.get("status") != "done" and baselines[bkey].get("status") == "done"
+                if ran:
+                    log.info(
+                        "experiment: cell %d of %d: %s: optimizing (about %d LM calls)",
+                        i,
+                        len(grid),
+                        cell.label,
+                        estimate["optimize"][cell.id],
+                    )
                     least = estimate["least"][cell.id]
                     row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], spend, check, least)
                 elif row.get("status") != "done":
                     row = _unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
             row.update(_compare(row, baselines[bkey], cell_level, settings))
+            if ran and row.get("status") == "done":
+                log.info("experiment: cell %d of %d: %s: %s", i, len(grid), cell.label, _outcome(row))
             rows.append(row)
         rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
         # the champion is chosen on validation among the cells that beat their baseline on the test set, so that its
@@ -268,6 +277,16 @@ def _run(
     if result.mlflow_run_id:
         _log_leaderboard(result.mlflow_run_id, [json_path, md_path, page_path])
     return result
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    """A finished cell in a few words: its test score against its baseline, or that it kept it, and its calls."""
+    calls = (row.get("usage") or {}).get("calls", 0)
+    if row.get("kept") == "baseline":
+        return f"kept baseline ({row.get('kept_reason') or 'the optimizer changed nothing'}); {calls} LM calls"
+    d = row.get("difference") or {}
+    versus = f", {d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] against its baseline" if d else ""
+    return f"test score {row.get('test_mean', 0.0):.4f} (0-1){versus}; {calls} LM calls"
 
 
 def _cells_text(grid: list[Cell], estimate: dict[str, Any]) -> str:
@@ -800,6 +819,14 @@ def _run_cell(
         )
         with spend.live(f"{part}:optimize", ledger) as budget:
             res = optimize(cfg, teacher=teacher, judge=judge, trainset=sets["train"], valset=sets["val"], budget=budget)
+        log.info(
+            "experiment: cell %s: optimized (validation %.4f -> %.4f, %d LM calls); judging its %d test examples",
+            cell.id,
+            res.score_before,
+            res.score_after,
+            int(res.usage.get("calls") or 0),
+            len(sets["test"]),
+        )
         scored = _score(res.program, sets["test"], cfg, teacher, judge, out / "evals" / bkey, spend, f"{part}:test")
         if check is not None:
             program = str(res.program_path)

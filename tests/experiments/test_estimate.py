@@ -45,7 +45,9 @@ def test_the_estimate_counts_the_judge_calls_the_metric_makes():
     grid, found = _estimate("{'optimize.win_weight' = [0.3, 0.0]}")
     weighted, unweighted = (found["roles"][c.id] for c in grid)
     assert weighted["teacher"] == unweighted["teacher"] > 0
-    assert weighted["judge"] == 3 * unweighted["judge"] > 0
+    assert (
+        abs(weighted["judge"] - 3 * unweighted["judge"]) <= 3 and unweighted["judge"] > 0
+    )  # means of 5 draws, rounded
 
 
 def test_a_program_two_optimizers_reach_is_paid_once():
