@@ -205,9 +205,10 @@ def threshold_at(metric: Any, before: float):
     if metric.threshold is not None:
         yield metric.threshold
         return
-    metric.threshold = before
+    # a starting program that scored 0 (every judging failed, or no validation example): a trace must score above 0
+    metric.threshold = before if before > 0 else None
     try:
-        yield before
+        yield metric.threshold
     finally:
         metric.threshold = None
 

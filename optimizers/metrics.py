@@ -235,8 +235,11 @@ class CountingMetric(CountedCalls):
             return out if isinstance(out, dspy.Prediction) else dspy.Prediction(score=float(out), feedback="")
         out = self.raw(gold, pred, trace)
         out = float(out.score) if isinstance(out, dspy.Prediction) else out
-        if trace is not None:
-            self._count_traced(bool(out) if self.threshold is None else float(out or 0.0) >= self.threshold)
+        if trace is None:
+            return out
+        if self.threshold is not None and isinstance(out, (int, float)) and not isinstance(out, bool):
+            out = Score(out, self.threshold)  # a number's truth is whether it reaches the threshold, as ours
+        self._count_traced(bool(out))
         return out
 
     def for_gepa(self) -> Any:

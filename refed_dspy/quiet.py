@@ -41,11 +41,13 @@ def dropping(loggers: Iterable[str], what: Iterable[str] | Callable[[str], bool]
             one.removeFilter(drop)
 
 
-# libraries whose handlers hold the stderr they were made with (a redirect of sys.stderr does not reach them): their
-# records below WARNING are dropped for the length of a quieted block
+# libraries whose handlers hold the stderr they were made with (a redirect of sys.stderr does not reach them): they
+# are imported before the redirect (so that their handler holds the terminal, not the sink) and their records below
+# WARNING are dropped for the length of a quieted block
 _BOUND_LOGGERS = ("optuna",)
 _lock = threading.Lock()
 _console: TextIO | None = None
+_depth = 0  # quieted blocks open (a verbose one included): a nested block changes nothing
 
 
 def console() -> TextIO:
@@ -55,34 +57,49 @@ def console() -> TextIO:
 
 class _Sink(io.TextIOBase):
     """What other libraries print while quieted: appended to a log file (none: dropped), without progress bars' redraws
-    (text with a carriage return, and the newline that ends a bar)."""
+    (text with a carriage return, and the newline that ends a bar). Once closed, what still reaches it (a thread that
+    outlived the block, a handler made inside it) goes to the stream it replaced."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, after: TextIO):
         super().__init__()
-        self._path, self._file = path, None
+        self._path, self._file, self._after = path, None, after
+        self._closed = False
         self._after_bar = False
+        self._write_lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        bar = "\r" in text or (self._after_bar and text == "\n")
-        self._after_bar = "\r" in text
-        if self._path is not None and not bar:
-            if self._file is None:  # opened at the first line: a block that printed nothing leaves no file
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self._path.open("a", encoding="utf-8")
-            self._file.write(text)
+        if self._closed:
+            return self._after.write(text)
+        with self._write_lock:
+            bar = "\r" in text or (self._after_bar and text == "\n")
+            self._after_bar = "\r" in text
+            if self._path is not None and not bar:
+                if self._file is None:  # opened at the first line: a block that printed nothing leaves no file
+                    self._path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = self._path.open("a", encoding="utf-8")
+                self._file.write(text)
         return len(text)
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        with self._write_lock:
+            if self._file is not None:
+                self._file.flush()
 
     def isatty(self) -> bool:
         return False
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._write_lock:
+            self._closed = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def _import_bound_loggers() -> None:
+    for name in _BOUND_LOGGERS:
+        with contextlib.suppress(ImportError):
+            __import__(name)
 
 
 @contextlib.contextmanager
@@ -90,35 +107,71 @@ def quieted(log_path: Path | None = None, verbose: bool = False) -> Iterator[Non
     """Within the block, what other libraries print on stdout and stderr (DSPy's progress bars and bootstrapping
     lines, MIPROv2's proposed programs and signature sources, MLflow's INFO lines, warnings) goes to `log_path` instead
     (progress bars dropped), and optuna's INFO records are dropped; our own progress (`console()`) and log records
-    still reach the terminal. `verbose`: nothing changes. Nested blocks use the outermost one's file. Everything is
-    restored after, the user's streams, logger levels and last-resort handler included."""
-    global _console
+    still reach the terminal. `verbose`: nothing changes. A block inside another changes nothing (the outer one's
+    choice holds, verbose or not). Everything is restored after: the streams (unless someone replaced them
+    meanwhile), logger levels and the last-resort handler. A thread of the user's that prints meanwhile prints to the
+    log too (`verbose` keeps it on the terminal)."""
+    global _console, _depth
     with _lock:
-        if verbose or _console is not None:
-            owner = False
-        else:
-            owner, _console = True, sys.stderr
+        owner = _depth == 0 and not verbose
+        _depth += 1
     if not owner:
-        yield
+        try:
+            yield
+        finally:
+            with _lock:
+                _depth -= 1
         return
-    sink = _Sink(log_path)
+    _import_bound_loggers()
+    out, err = sys.stdout, sys.stderr
+    with _lock:
+        _console = err
+    sink_out = _Sink(log_path, out)
+    sink_err = _Shared(sink_out, err)
     levels = {name: logging.getLogger(name).level for name in _BOUND_LOGGERS}
     last_resort = logging.lastResort
     # a program with no logging set up shows warnings through the last-resort handler, which writes to sys.stderr as
     # it is at the time: ours must still reach the terminal
-    logging.lastResort = logging.StreamHandler(_console)
+    logging.lastResort = logging.StreamHandler(err)
     logging.lastResort.setLevel(logging.WARNING)
     for name in _BOUND_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.WARNING:
             logger.setLevel(logging.WARNING)
+    sys.stdout, sys.stderr = sink_out, sink_err
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            yield
+        yield
     finally:
+        if sys.stdout is sink_out:  # replaced meanwhile by someone else: theirs to restore
+            sys.stdout = out
+        if sys.stderr is sink_err:
+            sys.stderr = err
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
         logging.lastResort = last_resort
-        sink.close()
+        sink_out.close()
+        sink_err.close()
         with _lock:
             _console = None
+            _depth -= 1
+
+
+class _Shared(io.TextIOBase):
+    """stderr's face of the one sink stdout writes to (one file, one order of lines); once closed, stderr's own
+    stream gets what still arrives."""
+
+    def __init__(self, sink: _Sink, after: TextIO):
+        super().__init__()
+        self._sink, self._after, self._closed = sink, after, False
+
+    def write(self, text: str) -> int:
+        return self._after.write(text) if self._closed else self._sink.write(text)
+
+    def flush(self) -> None:
+        (self._after if self._closed else self._sink).flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._closed = True

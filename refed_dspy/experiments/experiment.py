@@ -50,7 +50,7 @@ from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_co
 from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.experiment_result import ExperimentResult
 from refed_dspy.experiments.grid import Cell, cells
-from refed_dspy.experiments.keys import baseline_key, config_hash, example_key, finished_hashes
+from refed_dspy.experiments.keys import LEGACY_THRESHOLD, baseline_key, config_hash, example_key, finished_hashes
 from refed_dspy.experiments.leaderboard import HEADER, experiment_markdown, leaderboard_rows
 from refed_dspy.experiments.optimize import LIBRARY_LOG, examples_config, optimize, target_program
 from refed_dspy.experiments.spend import Spend, total_of
@@ -80,12 +80,12 @@ from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.synthesis.shortfall import shortfall_cause
 from refed_dspy.tracking.experiment_runs import (
+    champion_model_name,
     champion_tags,
     experiment_run,
     log_cell,
     log_experiment,
     register_champion,
-    registered_name,
 )
 from refed_dspy.tracking.figures import usage_figures
 
@@ -395,7 +395,8 @@ def _track(result: ExperimentResult, champion: dict | None, settings: Experiment
             if row.get("status") == "done":
                 log_cell(row.get("mlflow_run_id"), row)
         if champion is not None and champion.get("model_uri"):
-            name = settings.registered_model or registered_name(settings.name, result.out)
+            runs = {r["mlflow_run_id"] for r in result.cells if r.get("mlflow_run_id")}
+            name = settings.registered_model or champion_model_name(settings.name, result.out, runs)
             tags, description = champion_tags(result, champion)
             result.champion_uri = register_champion(
                 champion["model_uri"], champion.get("mlflow_run_id"), name, settings.alias, tags, description
@@ -440,11 +441,22 @@ def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> 
     for cell in grid:
         row = read_json(out / "cells" / cell.id / "cell.json")
         cfg = cell_config(base, cell.overrides(cell_config(base, {}).optimize.seed))
-        if row.get("status") == "done" and row.get("config_hash") not in finished_hashes(cfg):
-            raise ConfigError(
-                f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings changed "
-                "since): its scores would be compared with another baseline's; give experiment.out a new directory"
+        if row.get("status") != "done" or row.get("config_hash") in finished_hashes(cfg):
+            continue
+        if cfg.optimize.threshold is None:
+            legacy = cfg.model_copy(
+                update={"optimize": cfg.optimize.model_copy(update={"threshold": LEGACY_THRESHOLD})}
             )
+            if row.get("config_hash") in finished_hashes(legacy):
+                raise ConfigError(
+                    f"cell {cell.id} finished with optimize.threshold = {LEGACY_THRESHOLD}, the default before it "
+                    "followed the starting program's score: set optimize.threshold = 0.7 in the experiment file to "
+                    "resume this experiment as it was, or give experiment.out a new directory"
+                )
+        raise ConfigError(
+            f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings changed "
+            "since): its scores would be compared with another baseline's; give experiment.out a new directory"
+        )
 
 
 def _check_pinned(path: Path, sides: dict[str, list[str]]) -> None:
@@ -786,6 +798,7 @@ def _run_cell(
     opt_cost = None if cost is None else cost - float(judging.get("cost_usd") or 0.0)
     calls_from, cost_from = _cell_limits(spend.ledger, judging, cfg, opt_calls, opt_cost)
     usable = _least(cfg.optimize.max_calls, opt_calls)
+    paid = int(spend.part(f"{part}:optimize").get("calls") or 0)
     why = None
     if (opt_calls is not None and opt_calls < 1) or (opt_cost is not None and opt_cost <= 0):
         why = (
@@ -793,10 +806,11 @@ def _run_cell(
             f"{_amounts(judging.get('calls', 0), judging.get('cost_usd'))} (what the baseline's took); raise "
             "experiment.max_calls / max_cost_usd and run the same command"
         )
-    elif usable is not None and least is not None and least > usable:
+    elif usable is not None and least is not None and least - paid > usable:
+        # (what an earlier invocation of the cell paid is in the cache: it is not paid again)
         why = (
-            f"its optimizer needs {least} calls at least, and {calls_from.field} {calls_from.note or f'= {usable}'} "
-            f"leaves it {usable}; raise {calls_from.field} and run the same command"
+            f"its optimizer needs {least - paid} calls at least, and {calls_from.field} "
+            f"{calls_from.note or f'= {usable}'} leaves it {usable}; raise {calls_from.field} and run the same command"
         )
     if why is not None:
         row = _unstarted(cell, cfg, bkey, why)

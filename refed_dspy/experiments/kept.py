@@ -8,11 +8,17 @@ SMALL_VALSET = 10  # validation examples below which a score's difference says l
 
 
 def kept_reason(
-    unchanged: bool, before: float, after: float, threshold: float | None, traces: dict[str, int], n_val: int
+    unchanged: bool,
+    before: float,
+    after: float,
+    threshold: float | None,
+    traces: dict[str, int],
+    n_val: int,
+    more_val: str = "raise optimize.n_val",
 ) -> str | None:
     """Why the starting program is the result (None: the compiled one is). `unchanged`: the optimizer gave back the
     program it was given; `before` / `after`: the two programs' validation scores; `threshold` and `traces` (scored,
-    passed): what bootstrapping demos met."""
+    passed): what bootstrapping demos met; `more_val`: how to get more validation examples."""
     if unchanged:
         scored, passed = traces.get("scored", 0), traces.get("passed", 0)
         if scored and not passed and threshold is not None:
@@ -27,7 +33,7 @@ def kept_reason(
     else:
         return None
     if n_val < SMALL_VALSET:
-        why += f" ({n_val} validation examples: too few to tell programs apart; raise optimize.n_val)"
+        why += f" ({n_val} validation examples: too few to tell programs apart; {more_val})"
     return why
 
 

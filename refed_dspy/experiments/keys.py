@@ -11,16 +11,21 @@ import dspy
 
 from refed_dspy.config import Config
 
+LEGACY_THRESHOLD = 0.7  # optimize.threshold's default before it followed the starting program's score
+
 
 def baseline_key(cfg: Config) -> str:
-    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores."""
+    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores. (Until the trace
+    threshold's default became the starting program's score, the threshold was in it too, which an untraced score
+    never depends on: an experiment of then keeps its key while the threshold is that default.)"""
+    weights = [cfg.optimize.win_weight, cfg.optimize.novelty_weight]
     what = {
         "target": cfg.optimize.target,
         "method": cfg.synthesis.method,
         "teacher": cfg.teacher.model_dump(mode="json"),
         "judge": cfg.judge.model_dump(mode="json"),
         "criteria": cfg.judging.criteria,
-        "weights": [cfg.optimize.win_weight, cfg.optimize.novelty_weight, cfg.optimize.threshold],
+        "weights": weights + [LEGACY_THRESHOLD if cfg.optimize.threshold is None else cfg.optimize.threshold],
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -534,6 +534,7 @@ def _optimize(
                     result["threshold"],
                     result["traces"],
                     len(val),
+                    "give more validation examples" if trainset is not None else "raise optimize.n_val",
                 )
                 if unchanged:  # the optimizer gave back what it was given (GEPA may): that program, as it scored
                     unchanged_rows = {"after_rows": result["before_rows"], "score_after": result["score_before"]}

@@ -59,9 +59,9 @@ def _from_experiment_dir(path: Path) -> dict[str, Any] | None:
     if len(path.parents) < 4 or path.parents[2].name != "cells":
         return None
     exp, cell_id = path.parents[3], path.parents[1].name
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, KeyError):  # not one of ours
         result = json.loads((exp / "experiment.json").read_text(encoding="utf-8"))
-        row = next((r for r in result.get("cells") or [] if r.get("id") == cell_id), {})
+        row = next((r for r in result.get("cells") or [] if isinstance(r, dict) and r.get("id") == cell_id), {})
         diff = row.get("difference") or {}
         return {
             "experiment": result.get("name"),

@@ -32,7 +32,7 @@ def experiment_run(config: Config, out: Path, params: dict[str, Any]) -> Iterato
         return
     import mlflow
 
-    with mlflow_run(config, out) as run:
+    with mlflow_run(config, out, anywhere=True) as run:  # an earlier version filed it under "refed"
         if KIND_TAG not in run.data.tags:
             mlflow.set_tag(KIND_TAG, "experiment")
         log_params_once(flat_params(params))
@@ -85,11 +85,28 @@ def _metrics(figures: dict[str, float | None]) -> list[Any]:
     return [Metric(k, float(v), now, 0) for k, v in figures.items() if v is not None]
 
 
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "refed-experiment"
+
+
 def registered_name(name: str, out: str | Path) -> str:
     """A Model Registry name from an experiment's name (letters, digits, '-', '_', '.') and its out directory: two
     experiment dirs of one name register apart, and the same dir (resumed) finds its model again."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "refed-experiment"
-    return f"{safe}-{hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:6]}"
+    return f"{_safe(name)}-{hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:6]}"
+
+
+def champion_model_name(name: str, out: str | Path, run_ids: set[str]) -> str:
+    """The registered model an experiment's champion goes to: `registered_name`, or the name alone when an earlier
+    version registered this experiment's champion there (a version logged by one of its cells' runs), so that the
+    `models:/<name>@<alias>` its users hold still follows it."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    legacy = _safe(name)
+    with contextlib.suppress(MlflowException):
+        if any(v.run_id in run_ids for v in MlflowClient().search_model_versions(f"name='{legacy}'")):
+            return legacy
+    return registered_name(name, out)
 
 
 def register_champion(

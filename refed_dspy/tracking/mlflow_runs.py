@@ -43,18 +43,21 @@ def connect(config: Config):
 
 
 @contextlib.contextmanager
-def mlflow_run(config: Config, run_dir: str | Path) -> Iterator[object]:
-    """The MLflow run of `run_dir` (created on first use), active for the block."""
+def mlflow_run(config: Config, run_dir: str | Path, anywhere: bool = False) -> Iterator[object]:
+    """The MLflow run of `run_dir` (created on first use), active for the block. `anywhere`: found in any MLflow
+    experiment, not only the config's (an experiment dir whose runs an earlier version filed under another)."""
     import mlflow
 
     experiment = connect(config)
     path = str(Path(run_dir).resolve())
+    where = f"tags.`{RUN_DIR_TAG}` = '{path}'"
     found = mlflow.search_runs(
-        experiment_ids=[experiment.experiment_id],
-        output_format="list",
-        max_results=1,
-        filter_string=f"tags.`{RUN_DIR_TAG}` = '{path}'",
+        experiment_ids=[experiment.experiment_id], output_format="list", max_results=1, filter_string=where
     )
+    if not found and anywhere:
+        found = mlflow.search_runs(
+            search_all_experiments=True, output_format="list", max_results=1, filter_string=where
+        )
     run_id = found[0].info.run_id if found else None
     with mlflow.start_run(
         run_id=run_id, run_name=None if run_id else Path(path).name, tags=None if run_id else {RUN_DIR_TAG: path}

@@ -183,3 +183,22 @@ def test_a_threshold_that_no_trace_reaches_keeps_the_baseline_and_says_why(serve
     assert summary["threshold"] == summary["score_before"] and summary["traces"]["passed"] > 0
     assert summary["kept"] == "compiled" and summary["score_after"] > summary["score_before"]
     assert "kept the starting program" not in out
+
+
+def test_a_block_inside_a_verbose_one_changes_nothing_and_a_late_write_is_not_lost(tmp_path, capsys):
+    """`refed experiment --verbose`: the cells' optimizations (quieted blocks inside it) show their output too; and
+    what reaches the sink after its block (a thread that outlived it, a handler made inside it) goes to the stream it
+    replaced, not to an old log file."""
+    import sys
+
+    from refed_dspy.quiet import quieted
+
+    with quieted(tmp_path / "outer.log", verbose=True), quieted(tmp_path / "inner.log"):
+        print("a library's line")
+    assert "a library's line" in capsys.readouterr().out and not (tmp_path / "inner.log").exists()
+    with quieted(tmp_path / "a.log"):
+        print("kept in the log")
+        late = sys.stdout
+    late.write("after the block\n")
+    assert "after the block" in capsys.readouterr().out
+    assert (tmp_path / "a.log").read_text() == "kept in the log\n"
