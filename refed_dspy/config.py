@@ -340,6 +340,10 @@ class RayConfig(Section):
         le=1024,
         description="Ray workers (actors), each loading the program once and keeping synthesis.concurrency calls in flight.",
     )
+    cache_server: Literal["auto", "always"] = Field(
+        "auto",
+        description="How workers reach the run's cache (every paid answer, so that a task run again or a resumed run pays nothing twice): 'auto' - workers on the driver's node open it, workers on other nodes go through a server beside it; 'always' - every worker goes through the server (what a multi-node cluster does, on one machine).",
+    )
 
 
 class TrackingConfig(Section):

@@ -6,13 +6,23 @@ healthy endpoint with the fewest requests in flight (ties: the fewest sent). An 
 that doubles with each further failure (up to 60 s); after it, one request probes it, and an answer puts it
 back. When every endpoint is out, the one due back first is used. A 429 is the server's way to say "slower",
 not a failure: the engine's window handles it. Calls and failures are counted per endpoint.
+
+On Ray, where each worker holds its own spread and sees only its own calls, the driver chooses the endpoint of each
+task from what is in flight over the whole cluster and sets it as `preferred_endpoint` around the task's calls: a
+spread takes it while that endpoint is healthy in its own view.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import time
 from typing import Any
+
+# the index of the endpoint the calls of the current task should go to (None: the spread's own choice)
+preferred_endpoint: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "refed_preferred_endpoint", default=None
+)
 
 _FAILS_TO_TAKE_OUT = 2
 _COOLDOWN_S = 2.0
@@ -51,8 +61,12 @@ class EndpointSpread:
 
     # ---- choosing ---------------------------------------------------------------------------------
     def pick(self) -> EndpointState:
-        """The endpoint for the next request."""
+        """The endpoint for the next request: the preferred one of the current task while it is healthy, else the
+        healthy one with the fewest requests in flight."""
         now = self.clock()
+        preferred = preferred_endpoint.get()
+        if preferred is not None and 0 <= preferred < len(self.states) and self.states[preferred].down_until <= now:
+            return self.states[preferred]
         healthy = [s for s in self.states if s.down_until <= now]
         if not healthy:
             return min(self.states, key=lambda s: s.down_until)

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
 from refed_dspy.clients.pricing import PriceBook
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
 from refed_dspy.cluster.connect import connect
 from refed_dspy.cluster.worker import PartWorker, WorkerInfo
 from refed_dspy.config import RayConfig
@@ -54,6 +56,11 @@ class WorkerPool:
     address: str | None
     started_ray: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    # several endpoints: each task's, chosen by what is in flight on each over the whole cluster (a spread used only
+    # to choose: its in_flight is the calls of the tasks it was chosen for, from their events)
+    spread: EndpointSpread | None = None
+    cache: CachePlan | None = None
+    cache_server: str = "auto"
 
     @classmethod
     def start(
@@ -78,7 +85,8 @@ class WorkerPool:
             ).remote(spec, role, parts, concurrency, prices)
             for _ in range(settings.workers)
         ]
-        pool = cls(ray, [], spec.model, settings.address, started)
+        spread = EndpointSpread(spec.endpoints) if len(spec.endpoints) > 1 else None
+        pool = cls(ray, [], spec.model, settings.address, started, spread=spread, cache_server=settings.cache_server)
         try:
             infos = _get(ray, [a.info.remote() for a in actors], "start its workers")
             pool.workers = [_Worker(a, info) for a, info in zip(actors, infos, strict=True)]
@@ -94,22 +102,29 @@ class WorkerPool:
             raise
         return pool
 
-    def load(self, cache_dir: str, fallback_cache_dir: str) -> None:
-        """Build each worker's LM and point its DSPy cache at `cache_dir` (the run's, where its node sees the driver's
-        disk) or `fallback_cache_dir` (a directory of its node, `~` its home)."""
+    def load(self, run_cache: str) -> None:
+        """Start the run's CacheServer (refed_dspy.cluster.cache_server), then build each worker's LM with the run's
+        cache: opened by the workers on the driver's node, reached through the server by the others (by every worker
+        with ray.cache_server = "always")."""
+        client = (self.address or "").startswith("ray://")
         try:
-            refs = [w.actor.load.remote(cache_dir, fallback_cache_dir) for w in self.workers]
-            caches = _get(self.ray, refs, "ready its workers (their LMs, their caches)")
+            server, node = start_cache_server(self.ray, run_cache, client)
+            self.cache = CachePlan(server, node, "", client)  # closed with the pool from here on
+            (directory,) = _get(self.ray, [server.where.remote()], "start the run's cache server")
+            self.cache = CachePlan(server, node, directory, client)
+            forced = self.cache_server == "always"
+            refs = [w.actor.load.remote(self.cache, self.cache.direct(w.info.node_id, forced)) for w in self.workers]
+            _get(self.ray, refs, "ready its workers (their LMs, their caches)")
         except BaseException:
             self.close()
             raise
-        shared = sum(1 for c in caches if c == cache_dir)
-        if shared < len(caches):
+        remote = sum(1 for w in self.workers if not self.cache.direct(w.info.node_id, forced))
+        if remote:
             log.info(
-                "%d of %d Ray workers cache on their own node (they do not see %s)",
-                len(caches) - shared,
-                len(caches),
-                cache_dir,
+                "%d of %d Ray workers reach the run's cache through its server (%s)",
+                remote,
+                len(self.workers),
+                self.cache.directory,
             )
 
     # ---- what the stage calls ---------------------------------------------------------------------
@@ -131,7 +146,8 @@ class WorkerPool:
         worker.in_flight += 1
         worker.tasks += 1
         open_calls = 0
-        stream = worker.actor.run.options(num_returns="streaming").remote(kind, stage_name, inputs)
+        endpoint = _Load(self.spread)
+        stream = worker.actor.run.options(num_returns="streaming").remote(kind, stage_name, inputs, endpoint.index)
         try:
             async for ref in stream:
                 for event in await ref:
@@ -144,6 +160,7 @@ class WorkerPool:
                         worker.calls += 1
                     else:
                         return event[1], event[2]
+                endpoint.follow(open_calls)
             return None, Failure("worker_error", "the Ray worker ended the task without a result", final=False)
         except asyncio.CancelledError:
             self._paid_in_flight(calls, open_calls, stage_name)
@@ -157,6 +174,7 @@ class WorkerPool:
             return None, Failure("worker_error", f"Ray worker on {worker.info.node}: {first_line(err)}", final=False)
         finally:
             worker.in_flight -= 1
+            endpoint.follow(0, done=True)
 
     def _paid_in_flight(self, calls: list, n: int, stage_name: str | None) -> None:
         """Calls sent and never answered to us: perhaps answered and billed; counted as paid."""
@@ -182,16 +200,56 @@ class WorkerPool:
             "address": self.address or "local",
             "workers_alive": self.alive,
             "workers": [w.figures() for w in self.workers],
+            **({"cache": self.cache.directory} if self.cache is not None else {}),
         }
 
+    def endpoint_figures(self) -> dict[str, dict[str, Any]] | None:
+        """With several endpoints: by URL, the tasks the driver sent to each and the calls, failures and times taken
+        out its live workers saw (a lost worker's are lost with it). None with one endpoint."""
+        if self.spread is None:
+            return None
+        out = {s.url: {"tasks": s.calls, "calls": 0, "failures": 0, "taken_out": 0} for s in self.spread.states}
+        live = [w.actor.endpoints.remote() for w in self.workers if w.lost is None]
+        try:
+            seen = self.ray.get(live, timeout=30)
+        except self.ray.exceptions.RayError as err:
+            log.debug("cannot read the workers' endpoint figures: %s", err)
+            seen = []
+        for figures in seen:
+            for url, row in figures.items():
+                for name in ("calls", "failures", "taken_out"):
+                    out.setdefault(url, {"tasks": 0, "calls": 0, "failures": 0, "taken_out": 0})[name] += row[name]
+        return out
+
     def close(self) -> None:
-        """End the workers (and the local Ray this pool started)."""
-        for w in self.workers:
+        """End the workers and the cache server (and the local Ray this pool started)."""
+        actors = [w.actor for w in self.workers] + ([self.cache.server] if self.cache is not None else [])
+        for actor in actors:
             with contextlib.suppress(Exception):
-                self.ray.kill(w.actor)
+                self.ray.kill(actor)
         if self.started_ray:
             with contextlib.suppress(Exception):
                 self.ray.shutdown()
+
+
+class _Load:
+    """What one task puts on the endpoint the driver chose for it: a call for each call it has open, one while it has
+    none (it is about to make one)."""
+
+    def __init__(self, spread: EndpointSpread | None):
+        self.state: EndpointState | None = spread.pick() if spread is not None else None
+        self.index = spread.states.index(self.state) if spread is not None else None
+        self.weight = 0
+        if self.state is not None:
+            self.state.calls += 1  # tasks sent: the tie-break
+            self.follow(0)
+
+    def follow(self, open_calls: int, done: bool = False) -> None:
+        if self.state is None:
+            return
+        weight = 0 if done else max(1, open_calls)
+        self.state.in_flight += weight - self.weight
+        self.weight = weight
 
 
 def _get(ray: Any, refs: list, doing: str) -> list:

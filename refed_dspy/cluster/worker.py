@@ -15,17 +15,21 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+import dspy
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.endpoints import preferred_endpoint
 from refed_dspy.clients.keys import api_key_env
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.pricing import PriceBook
 from refed_dspy.clients.scope import LedgerScope
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.cluster.cache_server import CachePlan, RemoteRunCache
+from refed_dspy.cluster.connect import import_ray
 from refed_dspy.engine.stage import guarded_call
 from refed_dspy.programs.parts import acall_part, has_aforward
 from refed_dspy.store.cache import use_cache_dir
@@ -41,11 +45,13 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """Where a worker runs, and the key variable it lacks (None: it has what the config names)."""
+    """Where a worker runs (its host, its Ray node, its process), and the key variable it lacks (None: it has what the
+    config names)."""
 
     node: str
     pid: int
     missing_key: str | None
+    node_id: str = ""
 
 
 class CallEvents:
@@ -100,30 +106,41 @@ class PartWorker:
 
     def info(self) -> WorkerInfo:
         name = api_key_env(self.spec)
-        return WorkerInfo(socket.gethostname(), os.getpid(), name if name and not os.environ.get(name) else None)
+        node_id = import_ray().get_runtime_context().get_node_id()
+        lacking = name if name and not os.environ.get(name) else None
+        return WorkerInfo(socket.gethostname(), os.getpid(), lacking, node_id)
 
-    def load(self, cache_dir: str, fallback_cache_dir: str) -> str:
-        """Build the LM and point DSPy's cache where this worker's answers are kept: the run's own cache when this
-        node sees the driver's run dir (a local Ray, a shared disk), else a directory of its own. Returns the cache."""
-        cache = cache_dir if Path(cache_dir).parent.is_dir() else str(Path(fallback_cache_dir).expanduser())
-        use_cache_dir(cache)
+    def load(self, cache: CachePlan, direct: bool) -> None:
+        """Build the LM and point DSPy's cache at the run's: opened here (`direct`: this worker is on the node whose
+        disk holds it) or reached through its CacheServer."""
+        if direct:
+            use_cache_dir(cache.directory)
+        else:
+            dspy.cache = RemoteRunCache(cache.server, import_ray())
         lm = build_lm(self.spec, self.role, num_retries=0, max_connections=self.max_connections)
         self.lm = bounded(lm, self.role).attach_budget(CallEvents(), self.role, None)
         self.adapter = build_adapter(self.spec)
         self.scope = LedgerScope(None, self.prices)
         if any(part is not None and not has_aforward(part) for part in self.parts.values()):
             self.executor = ThreadPoolExecutor(max_workers=self.max_connections, thread_name_prefix="refed-part")
-        return cache
 
-    async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any]):
+    def endpoints(self) -> dict[str, dict[str, Any]]:
+        """Calls, failures and times taken out by endpoint URL, of this worker's LM (empty with one endpoint)."""
+        spread = getattr(self.lm, "endpoint_spread", None)
+        return spread.figures() if spread is not None else {}
+
+    async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], endpoint: int | None = None):
         """One task through its part of the program: its events as they happen, in batches (every event queued when
         the stream wakes: one call's answer and end and the next call's start travel as one), the last batch ending
-        with ("result", value, failure). Each batch is one object the driver receives: fewer means less of its CPU."""
+        with ("result", value, failure). Each batch is one object the driver receives: fewer means less of its CPU.
+        `endpoint`: the index of the endpoint the driver chose for the task (several endpoints), while it is healthy."""
         queue: asyncio.Queue = asyncio.Queue()
         token = _events.set((queue, asyncio.get_running_loop()))
+        preferred = preferred_endpoint.set(endpoint)
         try:
             task = asyncio.ensure_future(self._run(kind, stage_name, inputs, queue))
         finally:
+            preferred_endpoint.reset(preferred)
             _events.reset(token)
         try:
             while True:

@@ -187,8 +187,13 @@ class StageBase(ABC):
         return {
             **engine.figures(),
             **engine.mode_figures(self.usage(), self.spec.batch_price_factor, self.lm),
-            **({"ray": self.remote.figures()} if self.remote is not None else {}),
+            **(self._ray_figures() if self.remote is not None else {}),
         }
+
+    def _ray_figures(self) -> dict[str, Any]:
+        """On Ray: where the calls ran, and with several endpoints the calls of each over the cluster."""
+        endpoints = self.remote.endpoint_figures()
+        return {"ray": self.remote.figures(), **({"endpoints": endpoints} if endpoints is not None else {})}
 
     def stage_now(self) -> str:
         """What the stage is doing now, for the progress line: each kind of work under way and how many pieces

@@ -311,7 +311,7 @@ async def ajudge_run(
             samples = list(read_jsonl(rundir.samples, repair=False))
             cache = use_run_cache(rundir)
             if pool is not None:
-                pool.load(str(cache), f"~/.cache/refed-dspy/ray/judge-{rundir.path.name}")
+                pool.load(str(cache))
             else:
                 judge_lm, broker = lm_in_run(
                     config.judge,

@@ -10,7 +10,7 @@ import dspy
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.pool import WorkerPool
-from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config, to_toml
+from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import get_method
@@ -105,7 +105,7 @@ async def arun_synthesis(
             )
             cache = use_run_cache(rundir)
             if pool is not None:
-                pool.load(str(cache), f"~/.cache/refed-dspy/ray/{config_hash(config)}-{rundir.path.name}")
+                pool.load(str(cache))
             else:
                 teacher, broker = lm_in_run(
                     config.teacher, "teacher", mode, teacher, rundir.path, config.batch, detach=detach

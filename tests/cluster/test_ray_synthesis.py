@@ -188,14 +188,78 @@ def test_each_worker_keeps_its_own_concurrency_in_flight(local_ray, server_facto
     assert 3 < _max_in_flight(srv) <= 6
 
 
+def _instruction_of(entry: dict) -> str:
+    """The new instruction a sample's request (its response, or its improvement) carries: the text of the user turn's
+    `instruction` field."""
+    user = next(m["content"] for m in reversed(entry["messages"]) if m["role"] == "user")
+    text = user if isinstance(user, str) else " ".join(p.get("text", "") for p in user)
+    after = text.split("[[ ## instruction ## ]]", 1)[1]
+    return after.split("[[ ##", 1)[0].split("\n\nRespond with", 1)[0].strip()
+
+
+def test_several_endpoints_are_shared_over_the_cluster(local_ray, server_factory, tmp_path):
+    """Two replicas behind the teacher, two workers: the driver sends each task to the replica with the fewest calls
+    in flight over the cluster, and every call of a task goes to it (a sample's response and its improvement meet
+    one replica's prefix cache); the summary counts each replica's calls as its server does."""
+    a, b = server_factory(latency_s=0.05, log_prompts=True), server_factory(latency_s=0.05, log_prompts=True)
+    urls = str([a.api_base, b.api_base]).replace('"', "'")
+    extra = {"seeds.limit": 4, "synthesis.concurrency": 4, "teacher.api_base": urls}
+    summary = synthesize(load_config(None, _on_ray(a, tmp_path / "run", 20, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == 20
+    served = {a.api_base: _served(a), b.api_base: _served(b)}
+    assert all(n > 0 for n in served.values()), served
+    assert {url: row["calls"] for url, row in summary["endpoints"].items()} == served
+    assert sum(row["tasks"] for row in summary["endpoints"].values()) >= summary["samples"]
+    assert sum(served.values()) == summary["usage"]["calls"]
+    replicas: dict[str, set[str]] = {}
+    for srv in (a, b):
+        for entry in read_log(srv.cfg.log_path):
+            if STAGE_OF[tuple(entry["outputs"])].startswith("respond."):
+                replicas.setdefault(_instruction_of(entry), set()).add(srv.api_base)
+    assert len(replicas) >= 20
+    split = {i[:40]: r for i, r in replicas.items() if len(r) > 1}
+    assert not split, f"a sample's calls went to two replicas: {split}"
+
+
+def test_workers_off_the_drivers_node_keep_every_answer_in_the_run_cache(local_ray, server_factory, tmp_path):
+    """ray.cache_server = "always": every worker reaches the run's cache through its server, as workers on other
+    nodes do. Every answer paid for lands in the run dir's own cache on the driver's disk, and the same run again from
+    an empty record (a task run again, a resume) is answered from it: the server sees no second call."""
+    from diskcache import FanoutCache  # DSPy's disk cache
+
+    srv, path = server_factory(), tmp_path / "run"
+    extra = {"seeds.limit": 2, "synthesis.instructions_per_feature": 2, "ray.cache_server": "always"}
+    first = synthesize(load_config(None, _on_ray(srv, path, 4, **extra)))
+    assert first["status"] == "complete" and first["ray"]["cache"] == str((path / "cache").resolve())
+    served = _served(srv)
+    assert served == first["usage"]["calls"] > 0
+    with FanoutCache(str(path / "cache"), shards=16) as cache:
+        assert len(cache) == served
+    for name in ("samples.jsonl", "feedback.jsonl", "journal.jsonl", "rejects.jsonl", "summary.json"):
+        (path / name).unlink(missing_ok=True)
+    again = synthesize(load_config(None, _on_ray(srv, path, 4, **extra)))
+    assert again["status"] == "complete" and again["samples"] == 4
+    assert _served(srv) == served, "a paid answer was not found in the run's cache"
+
+
 def _ray_workers() -> list[int]:
     out = subprocess.run(["pgrep", "-f", "ray::PartWorker"], capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]
 
 
-def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path):
+def _sent_again(server) -> int:
+    """Requests the server was sent more than once (the same turns)."""
+    counts = Counter(entry["key"] for entry in read_log(server.cfg.log_path))
+    return sum(n - 1 for n in counts.values())
+
+
+@pytest.mark.parametrize("cache_server", ["auto", "always"])
+def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path, cache_server):
     """One of two workers ended with SIGKILL once the run is under way: the run completes on the other, every
-    reference and sample once, and the ledger holds every call the server saw (those in flight at the kill too)."""
+    reference and sample once, and the ledger holds every call the server saw (those in flight at the kill too).
+    The tasks it had under way run again on the other worker and find the calls it had finished in the run's cache,
+    opened by the workers on this node ("auto") or reached through its server, as on other nodes ("always"): only a
+    call it had in flight is sent again."""
     srv, path = server_factory(latency_s=0.3), tmp_path / "run"
     killed: list[int] = []
 
@@ -209,7 +273,8 @@ def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path):
 
     killer = threading.Thread(target=kill_one, daemon=True)
     killer.start()
-    summary = synthesize(load_config(None, _on_ray(srv, path, 24, **{"seeds.limit": 6, "synthesis.concurrency": 4})))
+    extra = {"seeds.limit": 6, "synthesis.concurrency": 4, "ray.cache_server": cache_server}
+    summary = synthesize(load_config(None, _on_ray(srv, path, 24, **extra)))
     killer.join(5)
     assert killed, "no worker was killed"
     assert summary["status"] == "complete" and summary["samples"] == 24
@@ -222,18 +287,21 @@ def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path):
     # had sent when it died and the server had not yet received
     assert served <= summary["usage"]["calls"] <= served + 4
     assert summary["usage"]["calls"] == read_json(path / "summary.json")["usage"]["calls"]
+    assert _sent_again(srv) <= 4
 
 
-def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_path):
+@pytest.mark.parametrize("cache_server", ["auto", "always"])
+def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_path, cache_server):
     """`refed synthesize --ray ADDRESS` killed with -9 mid-run, then run again: every reference and sample once, and
     the server saw at most what the ledger holds plus what the units of work in flight at the kill had called: a
     unit's calls are journaled when it ends, and a unit makes several (a sample: its response, then its improvement),
-    2 workers x 4 units. (A CI run saw 9 more than the ledger.)"""
+    2 workers x 4 units. (A CI run saw 9 more than the ledger.) What the killed run had paid is in the run's cache,
+    wherever its workers were ("always": through the cache server): only the calls in flight at the kill are sent
+    again."""
     srv, path = server_factory(latency_s=0.3), tmp_path / "run"
     address = local_ray.get_runtime_context().gcs_address
-    sets = [
-        x for o in run_overrides(srv, path, 24, **{"seeds.limit": 6, "synthesis.concurrency": 4}) for x in ("--set", o)
-    ]
+    extra = {"seeds.limit": 6, "synthesis.concurrency": 4, "ray.cache_server": cache_server}
+    sets = [x for o in run_overrides(srv, path, 24, **extra) for x in ("--set", o)]
     command = [sys.executable, "-m", "refed_dspy.cli", "synthesize", "--ray", address, *sets]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     samples = path / "samples.jsonl"
@@ -252,6 +320,7 @@ def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_
     # the loopback answers every call well formed: no repairs, a unit makes at most its method's calls
     most = max(get_method("refed").worst_calls(load_config(None, run_overrides(srv, path, 24)).synthesis).values())
     assert ledger <= _served(srv) <= ledger + 2 * 4 * most
+    assert _sent_again(srv) <= 2 * 4
 
 
 def test_judge_on_ray_then_filter_and_export_read_it(local_ray, server_factory, tmp_path):

@@ -11,6 +11,7 @@ import dspy
 import pytest
 from conftest import run_overrides
 
+from refed_dspy.cluster.cache_server import CachePlan
 from refed_dspy.cluster.worker import PartWorker
 from refed_dspy.config import load_config
 
@@ -38,7 +39,7 @@ def test_a_call_s_start_is_sent_while_it_is_in_flight_and_events_go_in_batches(p
     srv = server_factory(latency_s=0.5)
     spec = load_config(None, run_overrides(srv, tmp_path / "run", 1)).teacher
     worker = PartWorker(spec, "teacher", {"sample": part()}, max_connections=4, prices=None)
-    worker.load(str(tmp_path / "cache"), str(tmp_path / "own-cache"))
+    worker.load(CachePlan(None, "", str(tmp_path / "cache"), client=False), direct=True)
 
     async def task() -> list[list[tuple]]:
         return [batch async for batch in worker.run("sample", "respond", {"question": "Why is the sky blue?"})]
