@@ -9,6 +9,8 @@ the jittered latency model of `harness.LATENCY`; it is not the bottleneck (it an
 latency, however many are in flight). Each run synthesizes enough samples to span about `--latencies` mean call
 latencies at its concurrency. Two rates are reported: over the whole wall time of the run (the workers' start
 included) and over the window from the server's first call to its last (the steady rate a long run sees).
+`--cache-server` runs each worker count twice, alternated: the workers opening the run's cache themselves, and
+reaching it through the cache server as workers on other nodes do (`ray.cache_server = "always"`).
 `--memory-size` runs one more synthesis against a zero-latency server and reports the driver's peak RSS and
 the time from the last call to the run's end (the final merge and summary); `--references N` makes that run one
 over N synthetic references, one sample each (`--memory-only --references 100000`: the driver at 100K references).
@@ -68,6 +70,7 @@ def main() -> None:
     ap.add_argument("--latencies", type=float, default=40.0, help="ideal wall time, in mean call latencies")
     ap.add_argument("--memory-size", type=int, default=100000, help="0 skips the memory run")
     ap.add_argument("--memory-only", action="store_true", help="only the memory run (writes ray_memory.json)")
+    ap.add_argument("--cache-server", action="store_true", help="each worker count also through the cache server")
     ap.add_argument(
         "--references",
         type=int,
@@ -87,8 +90,11 @@ def main() -> None:
             rows.append(_run(None, 1, args.concurrency, size, {"vocab_size": 20000, **LATENCY}))
             print(rows[-1], flush=True)
         for w in [] if args.memory_only else args.workers:
-            rows.append(_run(address, w, args.concurrency, size * w, {"vocab_size": 20000, **LATENCY}))
-            print(rows[-1], flush=True)
+            for cache in ["auto", "always"] if args.cache_server else ["auto"]:
+                extra = [f"ray.cache_server='{cache}'"]
+                rows.append(_run(address, w, args.concurrency, size * w, {"vocab_size": 20000, **LATENCY}, extra))
+                rows[-1]["cache"] = "direct" if cache == "auto" else "server"
+                print(rows[-1], flush=True)
         if args.references:
             seeds = make_seeds(Path(tempfile.mkdtemp(prefix="refed-seeds-")) / "seeds.jsonl", args.references)
             extra = [f"seeds.source='{seeds}'", "seeds.format='alpaca'", "synthesis.instructions_per_feature=1"]
@@ -99,7 +105,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     finally:
         ray.shutdown()
-    base = next((r for r in rows if r["path"] == "ray" and r["workers"] == 1), None)
+    base = next((r for r in rows if r["path"] == "ray" and r["workers"] == 1 and r.get("cache") != "server"), None)
     local = rows[0]
     for r in [] if args.memory_only or args.references else rows:
         if base and r["path"] == "ray" and r["concurrency_per_worker"] == args.concurrency:
@@ -109,6 +115,7 @@ def main() -> None:
     cols = ["references"] * bool(args.references) + [
         "path",
         "workers",
+        "cache",
         "concurrency_per_worker",
         "samples",
         "wall_s",
