@@ -20,7 +20,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from refed_dspy.sync import stop_running
+from refed_dspy.sync import StopSignal, stop_running
 
 _stopping = threading.Event()
 _QUIET_LOGGERS = ("optuna", "dspy", "mlflow")
@@ -47,7 +47,7 @@ def _stop_now(signum: int, frame) -> None:  # noqa: ARG001
     KeyboardInterrupt."""
     note_stop()
     if not stop_running():
-        raise KeyboardInterrupt
+        raise StopSignal
 
 
 class _QuietWhileStopping(logging.Filter):

@@ -150,3 +150,12 @@ def test_a_command_group_without_its_action_prints_its_help_and_estimate_json_is
     e = json.loads(est.stdout)  # the whole of stdout
     assert e["size"] == 20 and "total" in e and (tmp_path / "run" / "estimate.json").exists()
     assert "wrote" in est.stderr
+
+
+def test_test_files_have_unique_names():
+    """tests/ has no __init__.py: pytest imports each test file by its base name, so two files of one name in two
+    folders collide when one xdist worker collects both ('import file mismatch': a CI run lost a whole file so)."""
+    from collections import Counter
+
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert not [n for n, k in names.items() if k > 1], names

@@ -15,7 +15,7 @@ import sys
 from refed_dspy.cli import compare, data, experiment, judge, maintenance, optimize, settings, synthesize, view
 from refed_dspy.errors import RefedError
 from refed_dspy.stops import STOP_SIGNALS, note_stop
-from refed_dspy.sync import stop_running
+from refed_dspy.sync import StopSignal, stop_running
 
 GROUPS = (
     synthesize,
@@ -72,7 +72,7 @@ def _stop_like_sigint(signum: int, frame) -> None:  # noqa: ARG001
     _signals.append(signum)
     note_stop()
     if not stop_running():
-        raise KeyboardInterrupt
+        raise StopSignal
 
 
 def _exit_now_if_threads_linger(code: int) -> int:
