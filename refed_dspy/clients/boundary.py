@@ -18,7 +18,7 @@ from typing import Any
 
 import dspy
 from dspy.clients.base_lm import LM_CLASS_STATE_KEY
-from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
+from dspy.utils.exceptions import LMError, LMTimeoutError, LMUnsupportedFeatureError
 
 from refed_dspy.clients.calls import (
     CallInfo,
@@ -177,7 +177,12 @@ class CallBoundary:
 
     def _note_failure(self, err: LMError) -> None:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
-        what the provider saw; one that never left the client (a setting it cannot send) does not."""
+        what the provider saw; one that never left the client (a setting it cannot send) does not. One the client
+        gave up on at its timeout reached the provider, which may have answered and billed it: it is counted as
+        paid, as a call cut off in flight is (its tokens unknown)."""
+        if isinstance(err, LMTimeoutError):
+            self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
+            return
         calls = _calls.get()
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
             calls.append(

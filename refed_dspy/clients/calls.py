@@ -41,8 +41,9 @@ class CallInfo:
     seconds: float = 0.0  # from the request to the parsed-out reply (a cache hit: the cache read)
     repair: bool = False  # a repair call: the same ask again, with the last reply's error shown
     parse_error: bool = False  # the reply broke its format or contract (the adapter says so after parsing)
-    error: str | None = None  # the request failed (429, 5xx, timeout, reset): no reply, no tokens
-    interrupted: bool = False  # in flight when its work was cancelled: perhaps answered and billed, never read
+    error: str | None = None  # the request failed (429, 5xx, reset): no reply, no tokens
+    interrupted: bool = False  # in flight when its work was cancelled, or given up at the client's timeout: perhaps
+    # answered and billed, never read
     tokens_unknown: bool = False  # answered, but the LM reported no token usage (nor that it replayed a cached reply)
     cost_usd: float | None = None  # priced by its own LM (another model than the run's role): not at the role's price
 

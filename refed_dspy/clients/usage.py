@@ -29,8 +29,8 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     Cache hits (answers replayed from the run's cache) are counted in `cached_calls` and cost nothing.
     Of the paid calls, `parse_failures` counts replies that broke their format or contract and `repairs`
     the calls that asked again; `lm_seconds` sums their latencies. `failed_calls` are requests that got no
-    reply (429, 5xx, timeouts, resets; not in `calls`). `interrupted_calls` were in flight when their work
-    was cancelled: counted in `calls` as paid, their tokens unknown. `unmetered_calls` were answered by an LM
+    reply (429, 5xx, resets; not in `calls`). `interrupted_calls` were in flight when their work was cancelled, or
+    given up at the client's timeout: counted in `calls` as paid, their tokens unknown. `unmetered_calls` were answered by an LM
     that reported no token usage: counted in `calls`, their tokens unknown. A call that carries its own
     `cost_usd` (made by an LM of another model than `price` is for) costs that. `cost_usd` is None when the
     model's price is unknown, or when some call's tokens are.

@@ -12,6 +12,7 @@ import dspy
 import httpx
 import pytest
 from conftest import run_overrides
+from dspy.utils.exceptions import LMTimeoutError
 from loopback_server import read_log
 
 import refed_dspy
@@ -250,6 +251,29 @@ def test_a_call_that_reports_nothing_is_still_counted_and_said(caplog):
     ] * 2
     said = [r.getMessage() for r in caplog.records if "without reporting" in r.getMessage()]
     assert len(said) == 1 and "teacher" in said[0] and "my/model" in said[0]
+
+
+class TimesOutLM(dspy.BaseLM):
+    """An LM whose request goes out and is given up at the client's timeout (the provider may have answered it)."""
+
+    def __call__(self, prompt=None, messages=None, **kwargs):
+        raise LMTimeoutError("request timed out")
+
+
+def test_a_call_given_up_at_the_timeout_is_counted_as_paid():
+    """It reached the provider, which may have answered and billed it: a paid call of unknown tokens (as one cut off
+    by a stop), in the ledger too; a request the provider refused (a 500) is a failed call, not paid."""
+    from refed_dspy.clients.usage import usage_of
+    from refed_dspy.engine.budget import CallBudget
+
+    ledger = CallBudget(max_calls=10)
+    lm = bounded(TimesOutLM("my/model"), "teacher").attach_budget(ledger, "teacher", None)
+    with collect_calls() as calls, stage("generate"), pytest.raises(LMTimeoutError):
+        lm("hi")
+    assert [(c.stage, c.interrupted, c.error) for c in calls] == [("generate", True, None)]
+    usage = usage_of(calls, None)
+    assert (usage["calls"], usage["interrupted_calls"], usage["failed_calls"]) == (1, 1, 0)
+    assert ledger.total_calls == 1 and ledger.reserved_calls == 0
 
 
 class ThreadedLM(OwnClientLM):
