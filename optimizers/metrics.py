@@ -109,7 +109,7 @@ class JudgeMetric(CountedCalls):
         self,
         judge_lm: dspy.LM,
         criteria: list[str],
-        threshold: float | None = 0.7,
+        threshold: float | None = None,
         win_weight: float = 0.3,
         adapter: dspy.Adapter | None = None,
     ):
@@ -277,7 +277,7 @@ class InstructionMetric(JudgeMetric):
         self,
         judge_lm: dspy.LM,
         criteria: list[str],
-        threshold: float | None = 0.7,
+        threshold: float | None = None,
         novelty_weight: float = 0.3,
         adapter: dspy.Adapter | None = None,
     ):
@@ -334,7 +334,7 @@ class PipelineMetric(JudgeMetric):
         self,
         judge_lm: dspy.LM,
         criteria: list[str],
-        threshold: float | None = 0.7,
+        threshold: float | None = None,
         win_weight: float = 0.3,
         diversity_weight: float = 0.2,
         adapter: dspy.Adapter | None = None,

@@ -68,9 +68,9 @@ class _Sink(io.TextIOBase):
         self._write_lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        if self._closed:
-            return self._after.write(text)
-        with self._write_lock:
+        with self._write_lock:  # the check under the lock: a write racing close() must not reopen the closed file
+            if self._closed:
+                return self._after.write(text)
             bar = "\r" in text or (self._after_bar and text == "\n")
             self._after_bar = "\r" in text
             if self._path is not None and not bar:
@@ -82,7 +82,9 @@ class _Sink(io.TextIOBase):
 
     def flush(self) -> None:
         with self._write_lock:
-            if self._file is not None:
+            if self._closed:
+                self._after.flush()
+            elif self._file is not None:
                 self._file.flush()
 
     def isatty(self) -> bool:
@@ -110,7 +112,8 @@ def quieted(log_path: Path | None = None, verbose: bool = False) -> Iterator[Non
     still reach the terminal. `verbose`: nothing changes. A block inside another changes nothing (the outer one's
     choice holds, verbose or not). Everything is restored after: the streams (unless someone replaced them
     meanwhile), logger levels and the last-resort handler. A thread of the user's that prints meanwhile prints to the
-    log too (`verbose` keeps it on the terminal)."""
+    log too (`verbose` keeps it on the terminal). The streams are the process's: a block another thread opens while
+    one is open is inside it (its libraries' output goes to the first block's log)."""
     global _console, _depth
     with _lock:
         owner = _depth == 0 and not verbose

@@ -40,7 +40,9 @@ class MIPROv2(Optimizer):
             num_threads=s.num_threads,
             seed=s.seed,
             verbose=False,
-            metric_threshold=getattr(metric, "threshold", None),
+            # no metric_threshold: DSPy would compare the metric's value with it, and a user's metric that answers a
+            # traced call with a bool (True >= 6.2 is False) would keep no demo; the verdict is the value's truth (our
+            # Score is true at the threshold), as BootstrapFewShot reads it
         )
 
     def compile(self, tp: Any, student: dspy.Module, trainset: list, valset: list, s: CompileSettings) -> dspy.Module:

@@ -56,7 +56,9 @@ def _registered(uri: str, tracking_uri: str | None) -> dict[str, Any] | None:
 def _from_experiment_dir(path: Path) -> dict[str, Any] | None:
     """`<exp>/cells/<id>/optimize/program.json`, where `<exp>/experiment.json` exists: that experiment's cell."""
     path = path.resolve()
-    if len(path.parents) < 4 or path.parents[2].name != "cells":
+    # only the program the cell kept: its test score is that program's (program.candidate.json, a compiled program
+    # the cell did not keep, was never tested)
+    if path.name != "program.json" or len(path.parents) < 4 or path.parents[2].name != "cells":
         return None
     exp, cell_id = path.parents[3], path.parents[1].name
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, KeyError):  # not one of ours

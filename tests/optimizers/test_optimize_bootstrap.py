@@ -130,3 +130,19 @@ def test_examples_from_a_run_split_by_reference(server_factory, tmp_path):
     assert train and val and len(train) + len(val) == 24
     assert not {e.reference_id for e in train} & {e.reference_id for e in val}
     assert split_examples(exs, 100, 100, seed=1) == (train, val)
+
+
+def test_miprov2_leaves_a_traced_verdict_to_the_metric():
+    """MIPROv2 is built without DSPy's metric_threshold: DSPy would compare the metric's value with it, so a user's
+    metric that answers a traced call with a bool (DSPy's idiom) kept no demo at a threshold above 1 (True >= 6.2 is
+    False). The verdict is the value's truth, which our Score sets at the threshold."""
+    from refed_dspy.optimizers.teleprompters import OPTIMIZERS
+    from refed_dspy.optimizers.teleprompters.base import CompileSettings
+
+    def user_metric(example, pred, trace=None):
+        return True if trace is not None else 7.0
+
+    user_metric.threshold = 6.2  # what an optimization sets on the metric it wraps: the starting program's mean
+    lm = DummyLM([{"response": "x"}])
+    tp = OPTIMIZERS.get("miprov2").build(user_metric, CompileSettings(lm=lm, proposer_lm=lm))
+    assert tp.metric_threshold is None

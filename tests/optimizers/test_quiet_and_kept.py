@@ -202,3 +202,28 @@ def test_a_block_inside_a_verbose_one_changes_nothing_and_a_late_write_is_not_lo
     late.write("after the block\n")
     assert "after the block" in capsys.readouterr().out
     assert (tmp_path / "a.log").read_text() == "kept in the log\n"
+
+
+def test_a_write_racing_the_close_goes_to_the_terminal_and_reopens_no_log(tmp_path):
+    """A writer that found the sink open and then waited for its lock while the block closed it: its line goes to
+    the stream the sink replaced, and the closed log file is not opened again (a leaked handle, a line in a finished
+    block's log)."""
+    import io
+    import threading
+    import time
+
+    from refed_dspy.quiet import _Sink
+
+    after = io.StringIO()
+    sink = _Sink(tmp_path / "a.log", after)
+    sink.write("in the block\n")
+    with sink._write_lock:  # the block is closing: the writer waits here
+        writer = threading.Thread(target=sink.write, args=("late\n",))
+        writer.start()
+        time.sleep(0.2)
+        sink._closed = True
+        sink._file.close()
+        sink._file = None
+    writer.join(5)
+    assert after.getvalue() == "late\n" and sink._file is None
+    assert (tmp_path / "a.log").read_text() == "in the block\n"

@@ -20,7 +20,11 @@ def test_a_cell_s_program_file_names_its_experiment_and_cell(tmp_path):
         "experiment respond, cell miprov2-r0-abc, its champion: test score 0.8123 (0-1), +0.2000 [+0.0500, +0.3500] "
         "against the uncompiled program"
     )
-    # any other file, or a cell dir with no experiment.json beside it, has no origin
+    # any other file (the compiled program a cell did not keep, which was never tested), or a cell dir with no
+    # experiment.json beside it, has no origin
+    candidate = program.with_name("program.candidate.json")
+    candidate.write_text("{}")
+    assert program_origin(str(candidate)) is None
     assert program_origin(str(tmp_path / "program.json")) is None
     (exp / "experiment.json").unlink()
     assert program_origin(str(program)) is None
