@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import dspy
+
 SMALL_VALSET = 10  # validation examples below which a score's difference says little (each example moves it 1/n)
 
 
@@ -45,3 +47,14 @@ def kept_line(extra: dict[str, Any]) -> str | None:
     if extra.get("candidate_program"):
         line += f"; the compiled one is in {extra['candidate_program']}"
     return line
+
+
+def same_prompts(a: dspy.Module, b: dspy.Module) -> bool:
+    """Whether two programs ask their LMs the same things: of one class, neither with a forward of its own (DSPy's
+    KNNFewShot returns the program with a new forward and its predictors as they were), and the same predictors
+    with the same signatures (instructions, fields) and demos."""
+    if type(a) is not type(b) or "forward" in vars(a) or "forward" in vars(b):
+        return False
+    return [(n, p.dump_state()) for n, p in a.named_predictors()] == [
+        (n, p.dump_state()) for n, p in b.named_predictors()
+    ]

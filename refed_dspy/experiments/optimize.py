@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,241 +25,51 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.clients.scope import LedgerScope, ledger_scope
-from refed_dspy.config import OPTIMIZERS, Config, load_config, to_toml
+from refed_dspy.config import OPTIMIZERS, Config, load_config
 from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.held_lms import check_prices, metric_lms, program_lms, teleprompter_lms
-from refed_dspy.experiments.kept import kept_reason
-from refed_dspy.methods import get_method
+from refed_dspy.experiments.kept import kept_reason, same_prompts
+from refed_dspy.experiments.optimize_examples import _examples, _given_sets, _what_happened, examples_config
+from refed_dspy.experiments.optimize_files import _write_outputs, before_after_markdown, prediction_text
+from refed_dspy.experiments.optimize_plan import out_dir, target_program
+from refed_dspy.experiments.optimize_result import OptimizeResult
+from refed_dspy.experiments.optimize_tracking import _log_result, _tracked
 from refed_dspy.money import usd
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
-from refed_dspy.optimizers.program_io import instructions_text, save_program
-from refed_dspy.programs import ProposeInstructions, RespondAndImprove
+from refed_dspy.optimizers.program_io import save_program
 from refed_dspy.quiet import quieted
 from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache
-from refed_dspy.store.jsonl import write_json_atomic, write_text_atomic
+from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.ownership import check, owned
-from refed_dspy.store.records import Reference, final_response
+from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
-from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
-from refed_dspy.tracking.figures import USAGE_TABLE, usage_figures, usage_table
-from refed_dspy.tracking.mlflow_runs import (
-    KIND_TAG,
-    RUN_DIR_TAG,
-    STEPS_TAG,
-    config_params,
-    connect,
-    log_program,
-)
+
+__all__ = [
+    "LIBRARY_LOG",
+    "OptimizeResult",
+    "before_after_markdown",
+    "examples_config",
+    "optimize",
+    "out_dir",
+    "prediction_text",
+    "same_prompts",
+    "target_program",
+]
 
 LIBRARY_LOG = "dspy.log"  # in an optimization's (an experiment's) dir: what DSPy and the others printed meanwhile
 
 
-@dataclass
-class OptimizeResult:
-    """What `optimize` returns: the compiled program, its scores and where everything went."""
-
-    program: dspy.Module
-    optimizer: str
-    score_before: float
-    score_after: float
-    steps: list[float]
-    out_dir: Path
-    program_path: Path
-    usage: dict[str, Any]
-    n_train: int
-    n_val: int
-    mlflow_run_id: str | None = None
-    model_uri: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        """The JSON-able figures (optimize_summary.json)."""
-        return {
-            "status": "complete",
-            "optimizer": self.optimizer,
-            "score_before": self.score_before,
-            "score_after": self.score_after,
-            "steps": self.steps,
-            "n_train": self.n_train,
-            "n_val": self.n_val,
-            "out_dir": str(self.out_dir),
-            "program": str(self.program_path),
-            "usage": self.usage,
-            "mlflow_run_id": self.mlflow_run_id,
-            "model_uri": self.model_uri,
-            **self.extra,
-        }
-
-
-def out_dir(config: Config) -> Path:
-    """Where an optimization writes: optimize.out, else <run.dir>/optimize."""
-    return Path(config.optimize.out or Path(config.run.dir) / "optimize")
-
-
-def examples_config(config: Config, out: Path, size: int | None = None) -> Config:
-    """The small refed synthesis into `out/examples` that provides examples when no examples_run is given: `size`
-    samples (default: optimize.n_train + n_val)."""
-    data = config.model_dump(mode="json")
-    cfg = config.optimize
-    data["run"]["dir"] = str(out / "examples")
-    data["synthesis"].update(
-        method="refed", size=size or cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
-    )
-    data["tracking"]["enabled"] = False
-    return Config.model_validate(data)
-
-
 def _guard(lm: Any, budget: CallBudget, role: str, config_lm) -> None:
     lm.attach_budget(budget, role, price_of(config_lm))
-
-
-def _example_text(ex: Any) -> str:
-    if ex.get("instruction"):
-        return f"**Instruction:** {ex.instruction}"
-    return f"**Reference:** {Reference.coerce(ex.reference).instruction}"
-
-
-def same_prompts(a: dspy.Module, b: dspy.Module) -> bool:
-    """Whether two programs ask their LMs the same things: of one class, neither with a forward of its own (DSPy's
-    KNNFewShot returns the program with a new forward and its predictors as they were), and the same predictors
-    with the same signatures (instructions, fields) and demos."""
-    if type(a) is not type(b) or "forward" in vars(a) or "forward" in vars(b):
-        return False
-    return [(n, p.dump_state()) for n, p in a.named_predictors()] == [
-        (n, p.dump_state()) for n, p in b.named_predictors()
-    ]
-
-
-def prediction_text(pred: Any) -> str:
-    """What a prediction of any target produced, as text: the final response; the proposed instructions; or the
-    first samples of a pipeline."""
-    if pred is None:
-        return ""
-    if pred.get("instructions") is not None:
-        return "\n".join(f"- ({feature}) {text}" for feature, text in pred.instructions) or "(no instruction)"
-    if pred.get("samples") is not None:
-        return "\n\n".join(f"{s.instruction}\n-> {final_response(s)}" for s in pred.samples[:3]) or "(no sample)"
-    return final_response(pred)
-
-
-def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
-    """The first `k` validation examples: their input, what the program made and its score, before and after."""
-
-    def cut(text: str, n: int = 800) -> str:
-        return text if len(text) <= n else text[:n] + " [...]"
-
-    def quoted(pred: Any) -> str:
-        return cut(prediction_text(pred)).replace("\n", "\n> ")
-
-    parts = ["# Before and after optimization (validation examples)\n"]
-    for i, ((ex, p0, s0), (_, p1, s1)) in enumerate(zip(before_rows[:k], after_rows[:k], strict=False), 1):
-        parts.append(
-            f"## Example {i}\n\n{cut(_example_text(ex), 420)}\n\n"
-            f"**Before** (score {s0:.3f}):\n\n> {quoted(p0)}\n\n"
-            f"**After** (score {s1:.3f}):\n\n> {quoted(p1)}\n"
-        )
-    return "\n".join(parts)
-
-
-def _write_outputs(out: Path, config: Config, result: dict[str, Any], program_path: Path) -> list[Path]:
-
-    files = [program_path, out / "instructions.txt", out / "before_after.md", out / "config.toml"]
-    write_text_atomic(files[1], instructions_text(result["program"]))
-    write_text_atomic(
-        files[2],
-        before_after_markdown(result["before_rows"], result["after_rows"], config.optimize.before_after_examples),
-    )
-    write_text_atomic(files[3], to_toml(config))
-    return files
-
-
-@contextlib.contextmanager
-def _tracked(config: Config, out: Path, optimizer: str):
-    """An MLflow run for this optimization (or nothing when tracking is off). DSPy autologging records traces only
-    when tracking.log_traces is on; its compile and eval logging stay off: they log a model per candidate and
-    scores in percent, where this run logs one model and every score on the metric's 0-1 scale."""
-    if not config.tracking.enabled:
-        yield None
-        return
-    import mlflow
-
-    connect(config)
-    traces = config.tracking.log_traces
-    mlflow.dspy.autolog(
-        log_compiles=False,
-        log_evals=False,
-        log_traces=traces,
-        log_traces_from_compile=traces,
-        log_traces_from_eval=traces,
-        silent=True,
-    )
-    try:
-        with mlflow.start_run(
-            run_name=f"optimize-{optimizer}",
-            tags={KIND_TAG: "optimize", STEPS_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())},
-            nested=mlflow.active_run() is not None,  # a cell of an experiment: a child of its run
-        ) as run:
-            mlflow.log_params(config_params(config))
-            yield run
-    finally:
-        mlflow.dspy.autolog(disable=True, silent=True)
-
-
-def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], config: Config) -> str:
-    import mlflow
-
-    mlflow.log_metrics(
-        {
-            "score_before": result["score_before"],
-            "score_after": result["score_after"],
-            "kept_baseline": float(summary.get("kept") == "baseline"),
-            "wall_s": float(summary.get("wall_s") or 0.0),
-            **usage_figures(summary["usage"]),
-            "examples_calls": float(summary.get("examples_usage", {}).get("calls", 0)),
-        }
-    )
-    mlflow.log_table(usage_table(summary["usage"]), USAGE_TABLE)
-    for step, score in enumerate(result["steps"]):
-        mlflow.log_metric("step_score", score, step=step)
-    for p in files:
-        mlflow.log_artifact(str(p))
-    example = next(((ex, pred) for ex, pred, _ in result["before_rows"] if pred is not None), None)
-    return log_program(result["program"], config.teacher, example=example)
-
-
-async def _examples(
-    config: Config, out: Path, teacher: dspy.LM, references: list[Reference], on_mismatch: str
-) -> tuple[Path, dict[str, Any]]:
-    """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
-
-    if config.optimize.examples_run:
-        return Path(config.optimize.examples_run), {}
-    ex_config = examples_config(config, out)
-    summary = await arun_synthesis(
-        ex_config, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=config.run.progress
-    )
-    return Path(ex_config.run.dir), summary
-
-
-def _what_happened(examples_dir: Path, summary: dict[str, Any]) -> str:
-    """For an error message: what the examples synthesis made and why it made no more."""
-    if not summary:
-        return f"{examples_dir} (optimize.examples_run)"
-    rejects = ", ".join(f"{n} {r}" for r, n in sorted((summary.get("rejects") or {}).items(), key=lambda kv: -kv[1]))
-    return (
-        f"the examples synthesis into {examples_dir} made {summary.get('samples', 0)} samples from "
-        f"{(summary.get('usage') or {}).get('calls', 0)} LM calls ({summary.get('status')}; rejects: {rejects or 'none'}; "
-        f"see its rejects.jsonl)"
-    )
 
 
 def _write_stopped(out: Path, optimizer: str, status: str, reason: str, budget: CallBudget, started: float) -> None:
@@ -296,36 +105,6 @@ def _maybe(heartbeat: Heartbeat, enabled: bool):
         return
     with heartbeat:
         yield
-
-
-def target_program(config: Config) -> dspy.Module:
-    """The program optimize.target tunes, at its built-in prompts: RespondAndImprove; ProposeInstructions (describe +
-    synthesize); or the whole pipeline of synthesis.method."""
-
-    target = config.optimize.target
-    if target == "instructions":
-        return ProposeInstructions(config.optimize.instructions_per_feature)
-    if target == "pipeline":
-        syn = config.synthesis.model_copy(update={"instructions_per_feature": config.optimize.instructions_per_feature})
-        return get_method(syn.method).build_pipeline(syn)
-    return RespondAndImprove()
-
-
-def _given_sets(trainset: list, valset: list | None, cfg: Any) -> tuple[list, list]:
-    """A caller's examples: checked, and split (by reference when they carry reference_id) when no valset is given."""
-    import random
-
-    for name, items in (("trainset", trainset), ("valset", valset or [])):
-        if not isinstance(items, list) or not all(isinstance(e, dspy.Example) for e in items):
-            raise ConfigError(f"{name} takes a list of dspy.Example (with .with_inputs(...) set)")
-    if valset:
-        return list(trainset), list(valset)
-    if all(e.get("reference_id") for e in trainset):
-        return split_examples(trainset, len(trainset), len(trainset), cfg.seed, val_fraction=cfg.val_fraction)
-    order = list(trainset)
-    random.Random(cfg.seed).shuffle(order)
-    n_val = max(1, round(len(order) * cfg.val_fraction)) if len(order) > 1 else 0
-    return order[n_val:], order[:n_val]
 
 
 def optimize(
