@@ -58,3 +58,25 @@ def same_prompts(a: dspy.Module, b: dspy.Module) -> bool:
     return [(n, p.dump_state()) for n, p in a.named_predictors()] == [
         (n, p.dump_state()) for n, p in b.named_predictors()
     ]
+
+
+def given_back(
+    result: dict[str, Any], start: dspy.Module, n_val: int, more_val: str
+) -> tuple[dict[str, Any], bool, str | None]:
+    """A compile's `result` (see refed_dspy.optimizers.compile.optimize), whether the optimizer gave back the program
+    it was given (then `start` is the result, as it scored), and why the starting program is the result (None: the
+    compiled one is); `n_val` and `more_val` as kept_reason takes them."""
+    unchanged = same_prompts(result["program"], start)
+    why_kept = kept_reason(
+        unchanged,
+        result["score_before"],
+        result["score_after"],
+        result["threshold"],
+        result["traces"],
+        n_val,
+        more_val,
+    )
+    if unchanged:  # the optimizer gave back what it was given (GEPA may): that program, as it scored
+        unchanged_rows = {"after_rows": result["before_rows"], "score_after": result["score_before"]}
+        result = {**result, "program": start, **unchanged_rows}
+    return result, unchanged, why_kept

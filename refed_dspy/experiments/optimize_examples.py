@@ -4,16 +4,71 @@ synthesis into `<out>/examples`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dspy
 
 from refed_dspy.config import Config
-from refed_dspy.errors import ConfigError
-from refed_dspy.optimizers.examples import split_examples
-from refed_dspy.store.records import Reference
+from refed_dspy.errors import ConfigError, FinishedShort
+from refed_dspy.experiments.optimize_plan import OptimizePlan
+from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
+from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
+
+
+@dataclass(frozen=True)
+class OptimizeExamples:
+    """What an optimization trains and validates on, and where the examples came from."""
+
+    train: list[dspy.Example]
+    val: list[dspy.Example]
+    run_dir: Path | None = None  # the run they were read from (optimize.examples_run, or <out>/examples)
+    usage: dict[str, Any] = field(default_factory=dict)  # what the synthesis that made them spent ({}: none ran)
+
+
+def optimization_examples(plan: OptimizePlan) -> OptimizeExamples:
+    """The plan's examples: the caller's; for targets instructions and pipeline the references; for respond the
+    samples of optimize.examples_run or of a small synthesis (made here). ConfigError (FinishedShort when the
+    synthesis fell short) when either side would be empty."""
+    cfg = plan.config.optimize
+    if plan.given.trainset is not None:
+        train, val = _given_sets(plan.given.trainset, plan.given.valset, cfg)
+        if not train or not val:
+            raise ConfigError(
+                f"{len(train)} training and {len(val)} validation examples: both sides need at "
+                "least one (give a valset, or more examples)"
+            )
+        return OptimizeExamples(train, val)
+    if cfg.target != "respond":  # the instructions and pipeline programs start from references
+        train, val = split_examples(
+            reference_examples(plan.references), cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction
+        )
+        if not train or not val:
+            raise ConfigError(
+                f"{len(plan.references)} references give {len(train)} training and {len(val)} validation "
+                f"examples for target {cfg.target!r}; both sides need at least one (more references)"
+            )
+        return OptimizeExamples(train, val)
+    return _respond_examples(plan)
+
+
+def _respond_examples(plan: OptimizePlan) -> OptimizeExamples:
+    """The respond target's examples: the samples of optimize.examples_run, or of the synthesis made here."""
+    cfg, references = plan.config.optimize, plan.references
+    examples_dir, summary = run_sync(_examples_run(plan))
+    if summary and not summary.get("samples"):
+        raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, summary)}")
+    exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
+    train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction)
+    if not train or not val:
+        error = FinishedShort if summary else ConfigError
+        raise error(
+            f"{_what_happened(examples_dir, summary)}: that gives {len(train)} training and {len(val)} "
+            "validation examples, and both sides need at least one (more samples, or more references)"
+        )
+    return OptimizeExamples(train, val, examples_dir, summary.get("usage", {}))
 
 
 def examples_config(config: Config, out: Path, size: int | None = None) -> Config:
@@ -29,16 +84,18 @@ def examples_config(config: Config, out: Path, size: int | None = None) -> Confi
     return Config.model_validate(data)
 
 
-async def _examples(
-    config: Config, out: Path, teacher: dspy.LM, references: list[Reference], on_mismatch: str
-) -> tuple[Path, dict[str, Any]]:
+async def _examples_run(plan: OptimizePlan) -> tuple[Path, dict[str, Any]]:
     """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
-
+    config = plan.config
     if config.optimize.examples_run:
         return Path(config.optimize.examples_run), {}
-    ex_config = examples_config(config, out)
+    ex_config = examples_config(config, plan.out)
     summary = await arun_synthesis(
-        ex_config, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=config.run.progress
+        ex_config,
+        teacher=plan.teacher,
+        references=plan.references,
+        on_mismatch=plan.on_mismatch,
+        show_progress=config.run.progress,
     )
     return Path(ex_config.run.dir), summary
 

@@ -49,7 +49,7 @@ def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
     return "\n".join(parts)
 
 
-def _write_outputs(out: Path, config: Config, result: dict[str, Any], program_path: Path) -> list[Path]:
+def write_outputs(out: Path, config: Config, result: dict[str, Any], program_path: Path) -> list[Path]:
 
     files = [program_path, out / "instructions.txt", out / "before_after.md", out / "config.toml"]
     write_text_atomic(files[1], instructions_text(result["program"]))

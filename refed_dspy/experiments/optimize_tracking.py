@@ -20,7 +20,7 @@ from refed_dspy.tracking.mlflow_runs import (
 
 
 @contextlib.contextmanager
-def _tracked(config: Config, out: Path, optimizer: str):
+def tracked(config: Config, out: Path, optimizer: str):
     """An MLflow run for this optimization (or nothing when tracking is off). DSPy autologging records traces only
     when tracking.log_traces is on; its compile and eval logging stay off: they log a model per candidate and
     scores in percent, where this run logs one model and every score on the metric's 0-1 scale."""
@@ -51,7 +51,7 @@ def _tracked(config: Config, out: Path, optimizer: str):
         mlflow.dspy.autolog(disable=True, silent=True)
 
 
-def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], config: Config) -> str:
+def log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], config: Config) -> str:
     import mlflow
 
     mlflow.log_metrics(
@@ -71,3 +71,10 @@ def _log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Pat
         mlflow.log_artifact(str(p))
     example = next(((ex, pred) for ex, pred, _ in result["before_rows"] if pred is not None), None)
     return log_program(result["program"], config.teacher, example=example)
+
+
+def log_summary(path: Path) -> None:
+    """optimize_summary.json, written once the run's figures are logged, as an artifact of the active run."""
+    import mlflow
+
+    mlflow.log_artifact(str(path))
