@@ -19,7 +19,7 @@ class BudgetStop(FinishedShort):
         self.usage = usage or {}
 
 
-def _left(ledger: CallBudget, what: str = "") -> tuple[int | None, float | None]:
+def left_to_spend(ledger: CallBudget, what: str = "") -> tuple[int | None, float | None]:
     """The calls and cost the experiment may still spend (None: no such limit); BudgetStop when nothing is left
     (`what`: the part that was about to start)."""
     calls = None if ledger.max_calls is None else ledger.max_calls - ledger.total_calls
@@ -37,7 +37,7 @@ def _left(ledger: CallBudget, what: str = "") -> tuple[int | None, float | None]
     return calls, cost
 
 
-def _experiment_limits(ledger: CallBudget, what: str) -> tuple[Limit | None, Limit | None]:
+def experiment_limits(ledger: CallBudget, what: str) -> tuple[Limit | None, Limit | None]:
     """Where the limits of a part of the experiment come from: what experiment.max_calls / max_cost_usd leave it."""
     calls = cost = None
     if ledger.max_calls is not None:
@@ -56,7 +56,7 @@ def _experiment_limits(ledger: CallBudget, what: str) -> tuple[Limit | None, Lim
     return calls, cost
 
 
-def _least(a: Any, b: Any) -> Any:
+def lesser(a: Any, b: Any) -> Any:
     return b if a is None else a if b is None else min(a, b)
 
 
@@ -75,11 +75,11 @@ def own_limit_that_stopped(
     return None
 
 
-def _amounts(calls: Any, cost: Any) -> str:
+def amounts_text(calls: Any, cost: Any) -> str:
     return " and ".join(x for x in (f"{calls} calls" if calls is not None else "", usd(cost) if cost else "") if x)
 
 
-def _cell_limits(
+def cell_limits(
     ledger: CallBudget, judging: dict[str, Any], cfg: Config, opt_calls: int | None, opt_cost: float | None
 ) -> tuple[Limit | None, Limit | None]:
     """Which limit binds a cell's optimization, calls and cost: its own optimize limit, or what the experiment's leaves

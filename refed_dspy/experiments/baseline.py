@@ -5,33 +5,24 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import Config
 from refed_dspy.experiments.allowance import BudgetStop
-from refed_dspy.experiments.optimize import target_program
-from refed_dspy.experiments.scoring import _score, _synthesis_check
-from refed_dspy.experiments.spend import Spend
+from refed_dspy.experiments.experiment_plan import ExperimentPlan
+from refed_dspy.experiments.optimize_plan import target_program
+from refed_dspy.experiments.scoring import score, synthesis_check
 from refed_dspy.store.jsonl import read_json, write_json_atomic
-from refed_dspy.store.records import Reference
 
 log = logging.getLogger(__name__)
 
 
-def _baseline(
-    cfg: Config,
-    key: str,
-    test: list,
-    out: Path,
-    teacher: Any,
-    judge: Any,
-    spend: Spend,
-    check: tuple[list[Reference], int] | None,
-) -> dict[str, Any]:
-    """The uncompiled program of the cell's target, judged on the test examples once per baseline key (and, with
-    `check` = (test references, size), driving a synthesis run on them); what it spends goes into `spend`."""
-    path = out / "baselines" / f"{key}.json"
+def run_baseline(plan: ExperimentPlan, cfg: Config, key: str, test: list) -> dict[str, Any]:
+    """The uncompiled program of the cell's target (`cfg`'s), judged on the test examples once per baseline key (and,
+    with experiment.synthesize, driving a synthesis run on the test references); what it spends goes into the
+    experiment's spending. Its row (written when done; a baseline the budget stopped says so)."""
+    spend = plan.spend
+    path = plan.out / "baselines" / f"{key}.json"
     done = read_json(path)
     if done.get("status") == "done":
         return done
@@ -40,10 +31,10 @@ def _baseline(
     row["judge"] = cfg.judge.model
     part = f"baseline:{key}"
     try:
-        scored = _score(target_program(cfg), test, cfg, teacher, judge, out / "evals" / key, spend, f"{part}:test")
-        if check is not None:
-            run_dir = out / "baselines" / f"{key}-synthesis"
-            row["synthesis"] = _synthesis_check(cfg, None, *check, run_dir, teacher, judge, spend, f"{part}:synthesis")
+        scored = score(plan, cfg, target_program(cfg), test, key, f"{part}:test")
+        if plan.check is not None:
+            run_dir = plan.out / "baselines" / f"{key}-synthesis"
+            row["synthesis"] = synthesis_check(plan, cfg, None, run_dir, f"{part}:synthesis")
     except BudgetStop as err:
         log.warning("warning: experiment: baseline %s: %s", key, err)
         return {**row, "status": "budget", "error": str(err), "test_mean": None, "scores": {}, "usage": spend.of(part)}

@@ -1,15 +1,15 @@
 """A cell against its baseline: the paired difference on the test examples both were scored on (and the synthesis
-checks' unpaired one), and the cell's outcome in a few words."""
+checks' unpaired one), the cell's outcome in a few words, and the champion among the cells."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from refed_dspy.experiments.experiment_config import ExperimentSettings
-from refed_dspy.experiments.stats import paired_difference, unpaired_difference
+from refed_dspy.experiments.experiment_plan import ExperimentPlan
+from refed_dspy.experiments.stats import paired_difference, significantly_better, unpaired_difference
 
 
-def _outcome(row: dict[str, Any]) -> str:
+def outcome(row: dict[str, Any]) -> str:
     """A finished cell in a few words: its test score against its baseline, or that it kept it, and its calls."""
     calls = (row.get("usage") or {}).get("calls", 0)
     if row.get("kept") == "baseline":
@@ -19,8 +19,9 @@ def _outcome(row: dict[str, Any]) -> str:
     return f"test score {row.get('test_mean', 0.0):.4f} (0-1){versus}; {calls} LM calls"
 
 
-def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settings: ExperimentSettings) -> dict:
-    """The cell's paired difference to its baseline on the test examples both were scored on."""
+def against_baseline(row: dict[str, Any], baseline: dict[str, Any], plan: ExperimentPlan) -> dict:
+    """The cell's paired difference to its baseline on the test examples both were scored on, at each cell's level."""
+    level, settings = plan.cell_level, plan.settings
     if row.get("status") != "done":
         return {"difference": None}
     keys = [k for k in row["scores"] if k in baseline["scores"]]
@@ -41,3 +42,10 @@ def _compare(row: dict[str, Any], baseline: dict[str, Any], level: float, settin
         syn = unpaired_difference(mine, theirs, level=level, resamples=settings.resamples, seed=settings.seed)
         out["synthesis_difference"] = syn.as_dict()
     return out
+
+
+def champion_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The champion: the best on validation among the cells that beat their baseline on the test set, so that its test
+    score is not the maximum of several noisy ones (None: no cell did)."""
+    winners = [r for r in rows if significantly_better(r.get("difference"))]
+    return max(winners, key=lambda r: (r.get("val_after") or 0.0, r["test_mean"]), default=None)

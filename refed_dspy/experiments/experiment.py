@@ -25,6 +25,11 @@ optimizations and test scoring, the synthesis checks, and a resume): no request 
 program is the baseline's (its compiled program scored below the baseline on validation, or its optimizer gave it
 back unchanged) gets the same answers, a difference of exactly 0. Cells whose LMs differ only in api_base keep
 caches apart (DSPy's cache key ignores api_base).
+
+The experiment reads top-down: its plan (experiment_plan.py: resolved once, the split pinned), what it says before
+money is spent (preflight.py), its examples (experiment_examples.py), each baseline (baseline.py) and cell (cell.py,
+on allowance.py's leftovers of the budget, judged by scoring.py), each cell against its baseline (difference.py), and
+what it leaves (experiment_outputs.py: the files, MLflow).
 """
 
 from __future__ import annotations
@@ -37,37 +42,27 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.lm import require_price
-from refed_dspy.config import Config
-from refed_dspy.engine.budget import CallBudget
-from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.allowance import BudgetStop, own_limit_that_stopped
-from refed_dspy.experiments.baseline import _baseline
-from refed_dspy.experiments.cell import _run_cell, _unstarted
-from refed_dspy.experiments.difference import _compare, _outcome
-from refed_dspy.experiments.estimate import estimate_experiment
-from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config, load_experiment
-from refed_dspy.experiments.experiment_examples import _examples
-from refed_dspy.experiments.experiment_outputs import _log_leaderboard, _programs, _track
-from refed_dspy.experiments.experiment_page import render_page
-from refed_dspy.experiments.experiment_plan import _check_finished_cells, _check_pinned, cache_dir
+from refed_dspy.experiments.baseline import run_baseline
+from refed_dspy.experiments.cell import run_cell, unstarted
+from refed_dspy.experiments.difference import against_baseline, champion_of, outcome
+from refed_dspy.experiments.experiment_config import load_experiment
+from refed_dspy.experiments.experiment_examples import experiment_examples
+from refed_dspy.experiments.experiment_outputs import log_leaderboard, track, write_outputs
+from refed_dspy.experiments.experiment_plan import ExperimentPlan, cache_dir, check_given_lms, plan_experiment
 from refed_dspy.experiments.experiment_result import ExperimentResult
-from refed_dspy.experiments.grid import Cell, cells
-from refed_dspy.experiments.keys import baseline_key, example_key
-from refed_dspy.experiments.leaderboard import HEADER, experiment_markdown, leaderboard_rows
+from refed_dspy.experiments.grid import Cell
+from refed_dspy.experiments.keys import baseline_key
 from refed_dspy.experiments.optimize import LIBRARY_LOG
-from refed_dspy.experiments.preflight import POWER, _budget_warnings, _cells_text, _power_warnings, _sizes_text
-from refed_dspy.experiments.spend import Spend, total_of
-from refed_dspy.experiments.stats import detectable_difference, significantly_better
+from refed_dspy.experiments.preflight import POWER, preflight, reestimate
+from refed_dspy.experiments.spend import total_of
+from refed_dspy.experiments.stats import detectable_difference
 from refed_dspy.quiet import quieted
 from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import shared_cache
-from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
+from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import Reference
-from refed_dspy.store.seeds import read_references
-from refed_dspy.store.split import interleaved, split_three
-from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.tracking.experiment_runs import experiment_run
 
 __all__ = ["POWER", "BudgetStop", "cache_dir", "experiment", "own_limit_that_stopped"]
@@ -88,166 +83,98 @@ def experiment(
     `judge` replace the LMs the config builds, in every cell (the grid may not vary them then). What DSPy, its
     optimizers and MLflow print goes to `<experiment.out>/dspy.log` unless `verbose`."""
     settings, base = load_experiment(path, overrides)
-    base_config = cell_config(base, {})
-    grid = cells(settings.grid, settings.repeats)
-    for role, lm in (("teacher", teacher), ("judge", judge)):
-        varied = [p for p in settings.grid if p == role or p.startswith(f"{role}.")]
-        if lm is not None and varied:
-            raise ConfigError(f"{role}= is given, so the grid cannot vary {', '.join(varied)}")
-    if settings.max_cost_usd is not None:  # before any call: every LM that will spend the budget needs a price
-        for cell in grid:
-            cfg = cell_config(base, cell.overrides(0))
-            for role, spec, given in (("teacher", cfg.teacher, teacher), ("judge", cfg.judge, judge)):
-                used = spec if given is None else getattr(with_lm_of(cfg, role, given), role)
-                require_price(used, role, "experiment.max_cost_usd")
+    lms = {"teacher": teacher, "judge": judge}
+    check_given_lms(settings, base, lms)
     out = Path(settings.out)
     with (
         stop_signals(),
         owned(out, "experiment", "refed experiment", flag="experiment.out"),
         quieted(out / LIBRARY_LOG, verbose),
     ):
-        return _run(settings, base, base_config, grid, out, teacher, judge, references)
+        started = time.monotonic()
+        return _ExperimentRun(plan_experiment(settings, base, lms, references), started).run()
 
 
-def _run(
-    settings: ExperimentSettings,
-    base: dict[str, Any],
-    base_config: Config,
-    grid: list[Cell],
-    out: Path,
-    teacher: Any,
-    judge: Any,
-    references: list[Reference] | None,
-) -> ExperimentResult:
-    started = time.monotonic()
-    if references is None:
-        seeds = base_config.seeds
-        references, _ = read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
-    train_refs, val_refs, test_refs = split_three(
-        references, settings.test_fraction, settings.val_fraction, settings.seed, key=lambda r: r.id
-    )
-    sides = {"train": train_refs, "val": val_refs, "test": test_refs}
-    if not all(sides.values()):
-        raise ConfigError(
-            f"{len(references)} references split into {len(train_refs)} train, {len(val_refs)} validation and "
-            f"{len(test_refs)} test: every side needs at least one (more references, or other fractions)"
-        )
-    _check_pinned(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
-    _check_finished_cells(grid, base, out)
-    cell_level = 1 - (1 - settings.level) / max(1, len(grid))
-    refs = {side: len(v) for side, v in sides.items()}
-    estimate = estimate_experiment(grid, base, settings, refs)
-    expected_test = next(iter(estimate["sizes"].values()))["test"]
-    _power_warnings(settings, len(grid), cell_level, expected_test, len(test_refs))
-    ledger = CallBudget(settings.max_calls, settings.max_cost_usd)  # the whole experiment's calls and cost
-    spend = Spend(out / "spent.json", ledger)  # what earlier invocations spent, by part
-    log.info(
-        "experiment: %d %s; about %d LM calls in all before any is made (examples %d, baselines %d, cells: %s)",
-        len(grid),
-        "cell" if len(grid) == 1 else "cells",
-        estimate["total"],
-        estimate["examples"],
-        estimate["baselines"],
-        _cells_text(grid, estimate),
-    )
-    _budget_warnings(settings, grid, base, estimate)
-    examples = {}
-    # the examples synthesis takes references side by side: should it reach its size early, every side has some
-    ordered = interleaved([test_refs, val_refs, train_refs])
-    for target in sorted({cell_config(base, c.overrides(0)).optimize.target for c in grid}):
-        with shared_cache(cache_dir(out, base_config, teacher, judge)):
-            exs = _examples(target, settings, base_config, out, teacher, ordered, spend)
-        examples[target] = {
-            side: [e for e in exs if e.reference_id in {r.id for r in refs}] for side, refs in sides.items()
-        }
-        _check_pinned(
-            out / f"examples-{target}.json",
-            {side: sorted(example_key(e) for e in v) for side, v in examples[target].items()},
-        )
-        if not examples[target]["test"] or not examples[target]["train"] or not examples[target]["val"]:
-            raise ConfigError(
-                f"target {target}: the examples split into "
-                + ", ".join(f"{len(v)} {k}" for k, v in examples[target].items())
-                + ": every side needs at least one (raise experiment.examples)"
-            )
-    made = {target: {side: len(v) for side, v in sets.items()} for target, sets in examples.items()}
-    if made != estimate["sizes"]:  # the cells are estimated again on the examples as they came out
-        assumed = estimate["sizes"]
-        estimate = {**estimate_experiment(grid, base, settings, refs, made), "examples": estimate["examples"]}
-        estimate["total"] = estimate["examples"] + estimate["baselines"] + sum(estimate["cells"].values())
-        n_test = next(iter(made.values()))["test"]
-        log.info(
-            "experiment: the examples came out %s (the estimate assumed %s): %d test examples detect differences of "
-            "%.3f or more; the cells now take about %s LM calls (%s)",
-            _sizes_text(made),
-            _sizes_text(assumed),
-            n_test,
-            detectable_difference(n_test, settings.assumed_sd, cell_level, POWER),
-            sum(estimate["cells"].values()),
-            _cells_text(grid, estimate),
-        )
-    check = (test_refs, settings.synthesize) if settings.synthesize else None
-    params = {"experiment": settings.model_dump(mode="json"), "split": {k: len(v) for k, v in sides.items()}}
-    with experiment_run(base_config, out, params) as parent:
-        rows, baselines = [], {}
-        for i, cell in enumerate(grid, 1):
-            cfg = cell_config(base, cell.overrides(base_config.optimize.seed))
-            sets = examples[cfg.optimize.target]
-            bkey = baseline_key(cfg)
-            with shared_cache(cache_dir(out, cfg, teacher, judge)):
-                if bkey not in baselines:
-                    baselines[bkey] = _baseline(cfg, bkey, sets["test"], out, teacher, judge, spend, check)
-                row = read_json(out / "cells" / cell.id / "cell.json")
-                ran = row.get("status") != "done" and baselines[bkey].get("status") == "done"
-                if ran:
-                    log.info(
-                        "experiment: cell %d of %d: %s: optimizing (about %d LM calls)",
-                        i,
-                        len(grid),
-                        cell.label,
-                        estimate["optimize"][cell.id],
-                    )
-                    least = estimate["least"][cell.id]
-                    row = _run_cell(cell, cfg, sets, out, teacher, judge, baselines[bkey], spend, check, least)
-                elif row.get("status") != "done":
-                    row = _unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
-            row.update(_compare(row, baselines[bkey], cell_level, settings))
-            if ran and row.get("status") == "done":
-                log.info("experiment: cell %d of %d: %s: %s", i, len(grid), cell.label, _outcome(row))
-            rows.append(row)
-        rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
-        # the champion is chosen on validation among the cells that beat their baseline on the test set, so that its
-        # test score is not the maximum of several noisy ones
-        winners = [r for r in rows if significantly_better(r.get("difference"))]
-        champion = max(winners, key=lambda r: (r.get("val_after") or 0.0, r["test_mean"]), default=None)
-        n_test = len(next(iter(examples.values()))["test"])
-        detectable = detectable_difference(n_test, settings.assumed_sd, cell_level, POWER)
-        statuses = {r.get("status") for r in rows} | {b.get("status") for b in baselines.values()}
-        result = ExperimentResult(
+class _ExperimentRun:
+    """One invocation of a planned experiment: its estimate and examples, each baseline scored once, each cell run
+    (unless it finished before) and compared with its baseline, the result tracked and written."""
+
+    def __init__(self, plan: ExperimentPlan, started: float):
+        self.plan = plan
+        self.started = started
+        self.estimate: dict[str, Any] = {}
+        self.examples: dict[str, dict[str, list]] = {}  # target -> side -> examples
+        self.baselines: dict[str, dict[str, Any]] = {}  # baseline key -> its row
+
+    def run(self) -> ExperimentResult:
+        plan = self.plan
+        self.estimate = preflight(plan)
+        self.examples = experiment_examples(plan)
+        self.estimate = reestimate(plan, self.estimate, self.examples)
+        split = {k: len(v) for k, v in plan.sides.items()}
+        params = {"experiment": plan.settings.model_dump(mode="json"), "split": split}
+        with experiment_run(plan.base_config, plan.out, params) as parent:
+            rows = [self._cell(i, cell) for i, cell in enumerate(plan.grid, 1)]
+            rows.sort(key=lambda r: (r.get("test_mean") is None, -(r.get("test_mean") or 0.0)))
+            champion = champion_of(rows)
+            result = self._result(rows, champion)
+            if parent is not None:
+                track(result, champion, plan.settings, parent)
+        paths = write_outputs(result, plan.base)
+        if result.mlflow_run_id:
+            log_leaderboard(result.mlflow_run_id, paths)
+        return result
+
+    def _cell(self, i: int, cell: Cell) -> dict[str, Any]:
+        """The row of the `i`-th cell: its baseline scored first (once per key), then, unless it finished before, the
+        cell run; compared with its baseline."""
+        plan = self.plan
+        cfg = plan.configs[cell.id]
+        sets = self.examples[cfg.optimize.target]
+        bkey = baseline_key(cfg)
+        with shared_cache(plan.cache(cfg)):
+            if bkey not in self.baselines:
+                self.baselines[bkey] = run_baseline(plan, cfg, bkey, sets["test"])
+            row = read_json(plan.out / "cells" / cell.id / "cell.json")
+            ran = row.get("status") != "done" and self.baselines[bkey].get("status") == "done"
+            if ran:
+                log.info(
+                    "experiment: cell %d of %d: %s: optimizing (about %d LM calls)",
+                    i,
+                    len(plan.grid),
+                    cell.label,
+                    self.estimate["optimize"][cell.id],
+                )
+                row = run_cell(plan, cell, sets, self.baselines[bkey], self.estimate["least"][cell.id])
+            elif row.get("status") != "done":
+                row = unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
+        row.update(against_baseline(row, self.baselines[bkey], plan))
+        if ran and row.get("status") == "done":
+            log.info("experiment: cell %d of %d: %s: %s", i, len(plan.grid), cell.label, outcome(row))
+        return row
+
+    def _result(self, rows: list[dict[str, Any]], champion: dict[str, Any] | None) -> ExperimentResult:
+        """What the experiment returns and experiment.json holds: the leaderboard (`rows`, best test score first), the
+        baselines, the champion, the power figures, the estimate and what it spent."""
+        plan, settings = self.plan, self.plan.settings
+        sizes = {side: len(v) for side, v in next(iter(self.examples.values())).items()}
+        detectable = detectable_difference(sizes["test"], settings.assumed_sd, plan.cell_level, POWER)
+        statuses = {r.get("status") for r in rows} | {b.get("status") for b in self.baselines.values()}
+        return ExperimentResult(
             name=settings.name,
             status="complete" if statuses == {"done"} else ("budget" if "budget" in statuses else "failed"),
-            out=str(out),
-            split={side: len(refs) for side, refs in sides.items()},
-            examples={side: len(v) for side, v in next(iter(examples.values())).items()},
+            out=str(plan.out),
+            split={side: len(refs) for side, refs in plan.sides.items()},
+            examples=sizes,
             level=settings.level,
-            cell_level=round(cell_level, 6),
+            cell_level=round(plan.cell_level, 6),
             detectable=round(detectable, 4),
             underpowered=detectable > settings.min_effect,
             cells=rows,
-            baselines=[{k: v for k, v in b.items() if k != "scores"} for b in baselines.values()],
+            baselines=[{k: v for k, v in b.items() if k != "scores"} for b in self.baselines.values()],
             champion=champion["id"] if champion else None,
-            estimate=estimate,
-            usage=total_of([ledger.totals.as_dict()]),
-            wall_s=round(time.monotonic() - started, 3),
+            estimate=self.estimate,
+            usage=total_of([plan.spend.ledger.totals.as_dict()]),
+            wall_s=round(time.monotonic() - self.started, 3),
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        if parent is not None:
-            _track(result, champion, settings, parent)
-    json_path, md_path, page_path = out / "experiment.json", out / "experiment.md", out / "experiment.html"
-    result.json_file, result.markdown_file, result.page_file = str(json_path), str(md_path), str(page_path)
-    write_json_atomic(json_path, result.model_dump(mode="json", by_alias=True))
-    write_text_atomic(md_path, experiment_markdown(result))
-    write_text_atomic(page_path, render_page(result, HEADER, leaderboard_rows(result), _programs(result, base)))
-    if result.mlflow_run_id:
-        _log_leaderboard(result.mlflow_run_id, [json_path, md_path, page_path])
-    return result

@@ -1,5 +1,6 @@
-"""What a finished experiment leaves beside experiment.json: each cell's program against its baseline's for the page,
-and with tracking on, the cells' figures, the champion in the Model Registry and the leaderboard in MLflow."""
+"""What a finished experiment leaves: experiment.json, experiment.md and experiment.html (each cell's program against
+its baseline's), and with tracking on, the cells' figures, the champion in the Model Registry and those files in
+MLflow."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Any
 
 from refed_dspy.errors import first_line
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
-from refed_dspy.experiments.experiment_page import program_view
+from refed_dspy.experiments.experiment_page import program_view, render_page
 from refed_dspy.experiments.experiment_result import ExperimentResult
 from refed_dspy.experiments.grid import Cell
-from refed_dspy.experiments.optimize import target_program
+from refed_dspy.experiments.leaderboard import HEADER, experiment_markdown, leaderboard_rows
+from refed_dspy.experiments.optimize_plan import target_program
 from refed_dspy.experiments.stats import significantly_better
-from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
 from refed_dspy.tracking.experiment_runs import (
     champion_model_name,
     champion_tags,
@@ -25,6 +27,17 @@ from refed_dspy.tracking.experiment_runs import (
 from refed_dspy.tracking.figures import usage_figures
 
 log = logging.getLogger(__name__)
+
+
+def write_outputs(result: ExperimentResult, base: dict[str, Any]) -> list[Path]:
+    """experiment.json, .md and .html in the experiment's directory (their paths set on `result`); their paths."""
+    out = Path(result.out)
+    json_path, md_path, page_path = out / "experiment.json", out / "experiment.md", out / "experiment.html"
+    result.json_file, result.markdown_file, result.page_file = str(json_path), str(md_path), str(page_path)
+    write_json_atomic(json_path, result.model_dump(mode="json", by_alias=True))
+    write_text_atomic(md_path, experiment_markdown(result))
+    write_text_atomic(page_path, render_page(result, HEADER, leaderboard_rows(result), _programs(result, base)))
+    return [json_path, md_path, page_path]
 
 
 def _programs(result: ExperimentResult, base: dict[str, Any]) -> dict[str, tuple[dict, dict]]:
@@ -39,7 +52,7 @@ def _programs(result: ExperimentResult, base: dict[str, Any]) -> dict[str, tuple
     return out
 
 
-def _track(result: ExperimentResult, champion: dict | None, settings: ExperimentSettings, parent: Any) -> None:
+def track(result: ExperimentResult, champion: dict | None, settings: ExperimentSettings, parent: Any) -> None:
     """Cells' figures into their child runs, the champion into the Model Registry; a tracking failure is a warning
     (every figure is in experiment.json)."""
     result.mlflow_run_id = parent.info.run_id
@@ -78,7 +91,7 @@ def _track(result: ExperimentResult, champion: dict | None, settings: Experiment
         )
 
 
-def _log_leaderboard(run_id: str, paths: list[Path]) -> None:
+def log_leaderboard(run_id: str, paths: list[Path]) -> None:
     try:
         from mlflow import MlflowClient
 

@@ -13,37 +13,32 @@ from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
-from refed_dspy.experiments.allowance import BudgetStop, _experiment_limits, _least, _left
+from refed_dspy.experiments.allowance import BudgetStop, experiment_limits, left_to_spend, lesser
+from refed_dspy.experiments.experiment_plan import ExperimentPlan
 from refed_dspy.experiments.keys import example_key
-from refed_dspy.experiments.spend import Spend, total_of
+from refed_dspy.experiments.spend import total_of
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.metrics import make_metric
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_jsonl
-from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
 
 
-def _score(
-    program: dspy.Module,
-    test: list[dspy.Example],
-    cfg: Config,
-    teacher: Any,
-    judge: Any,
-    eval_dir: Path,
-    spend: Spend,
-    part: str,
+def score(
+    plan: ExperimentPlan, cfg: Config, program: dspy.Module, test: list[dspy.Example], key: str, part: str
 ) -> dict[str, Any]:
-    """Judge `program` on the test examples: per-example scores (by example key), with each example's reference,
-    their mean, and the calls paid (recorded as `part` of `spend`; BudgetStop when judging them all would pass what
-    the experiment may still spend)."""
-    use_run_cache(RunDir(eval_dir))
-    calls_from, cost_from = _experiment_limits(spend.ledger, "the judging of the test examples")
-    budget = CallBudget(*_left(spend.ledger, part), calls_from=calls_from, cost_from=cost_from)
+    """Judge `program` (run with `cfg`'s LMs, or those handed in) on the test examples: per-example scores (by example
+    key), with each example's reference, their mean, and the calls paid (recorded as `part` of the experiment's
+    spending; BudgetStop when judging them all would pass what the experiment may still spend). The judging of a
+    baseline and of its cells shares one run cache (`evals/<key>`, the baseline's key)."""
+    spend, teacher, judge = plan.spend, plan.teacher, plan.judge
+    use_run_cache(RunDir(plan.out / "evals" / key))
+    calls_from, cost_from = experiment_limits(spend.ledger, "the judging of the test examples")
+    budget = CallBudget(*left_to_spend(spend.ledger, part), calls_from=calls_from, cost_from=cost_from)
     t = bounded(teacher if teacher is not None else build_lm(cfg.teacher, "teacher"), "teacher", fresh=True)
     j = bounded(judge if judge is not None else build_lm(cfg.judge, "judge"), "judge", fresh=True)
     cfg = with_lm_of(with_lm_of(cfg, "teacher", t), "judge", j) if teacher is not None or judge is not None else cfg
@@ -63,7 +58,7 @@ def _score(
     return {
         "mean": mean,
         "n": len(rows),
-        "scores": {example_key(ex): score for ex, _, score in rows},
+        "scores": {example_key(ex): value for ex, _, value in rows},
         "groups": {example_key(ex): str(ex.get("reference_id") or example_key(ex)) for ex, _, _ in rows},
         "program_failures": sum(1 for _, pred, _ in rows if pred is None),
         "judge_failures": metric.failure_summary()["failed"],
@@ -72,36 +67,29 @@ def _score(
     }
 
 
-def _synthesis_check(
-    cfg: Config,
-    program: str | None,
-    references: list[Reference],
-    size: int,
-    run_dir: Path,
-    teacher: Any,
-    judge: Any,
-    spend: Spend,
-    part: str,
-) -> dict[str, Any]:
-    """A synthesis run of `size` samples on the test references driven by `program` (a program.json; None: the
-    built-in one), judged: its judged mean, each sample's judged score, and what it cost (BudgetStop past `left`)."""
+def synthesis_check(plan: ExperimentPlan, cfg: Config, program: str | None, run_dir: Path, part: str) -> dict[str, Any]:
+    """A synthesis run of experiment.synthesize samples on the test references driven by `program` (a program.json;
+    None: the built-in one), judged: its judged mean, each sample's judged score, and what it cost (recorded as `part`
+    of the experiment's spending; BudgetStop past what the experiment may still spend)."""
+    references, size = plan.check
+    spend, teacher, judge = plan.spend, plan.teacher, plan.judge
     data = cfg.model_dump(mode="json")
     data["run"]["dir"] = str(run_dir)
     data["synthesis"].update(size=size, program=program, mode="online")
     data["judging"]["mode"] = "online"
     data["tracking"]["enabled"] = False
-    calls, cost = _left(spend.ledger, part)
-    data["synthesis"]["max_calls"] = _least(cfg.synthesis.max_calls, calls)
-    data["synthesis"]["max_cost_usd"] = _least(cfg.synthesis.max_cost_usd, cost)
+    calls, cost = left_to_spend(spend.ledger, part)
+    data["synthesis"]["max_calls"] = lesser(cfg.synthesis.max_calls, calls)
+    data["synthesis"]["max_cost_usd"] = lesser(cfg.synthesis.max_cost_usd, cost)
     syn_config = Config.model_validate(data)
     summary = run_sync(arun_synthesis(syn_config, teacher=teacher, references=references, on_mismatch="error"))
     spent = summary.get("usage") or {}
     spend.set_total(f"{part}:synthesize", spent)
     if summary.get("status") == "budget":
         raise BudgetStop(f"the synthesis check into {run_dir} stopped at the experiment's budget", spent)
-    calls, cost = _left(spend.ledger, part)
-    data["judging"]["max_calls"] = _least(cfg.judging.max_calls, calls)
-    data["judging"]["max_cost_usd"] = _least(cfg.judging.max_cost_usd, cost)
+    calls, cost = left_to_spend(spend.ledger, part)
+    data["judging"]["max_calls"] = lesser(cfg.judging.max_calls, calls)
+    data["judging"]["max_cost_usd"] = lesser(cfg.judging.max_cost_usd, cost)
     judged = judge_run(run_dir, Config.model_validate(data), judge_lm=judge)
     spend.set_total(f"{part}:judge", judged.get("usage"))
     usage = total_of([spent, judged.get("usage") or {}])
