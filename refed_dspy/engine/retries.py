@@ -27,9 +27,6 @@ class Retries:
         self._rng = random.Random(seed)
         self._seq = itertools.count()
 
-    def __bool__(self) -> bool:
-        return bool(self.waiting)
-
     def schedule(self, key: str, failure: Failure, work: tuple[str, Any, int], now: float) -> bool:
         """Queue `work` (kind, payload, slots) to run again after `failure`; False when its retries are used up."""
         if self.attempts[key] >= self.max_retries:

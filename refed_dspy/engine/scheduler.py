@@ -205,7 +205,7 @@ class Engine:
 
     def start_due_retries(self) -> bool:
         """Start the retries whose time has come; False when one must wait for free slots (or the budget)."""
-        while self.abort is None and (due := self.retrying.due(time.monotonic())) is not None:
+        while self.retrying.waiting and self.abort is None and (due := self.retrying.due(time.monotonic())):
             kind, payload, slots = due
             if self.slots_free() < slots and self.running:
                 return False
@@ -324,9 +324,10 @@ class Engine:
     async def _loop(self) -> None:
         while True:
             self._fill()
-            if not self.running and not (self.retrying and self.abort is None and self.stop_reason is None):
+            waiting = self.retrying.waiting
+            if not self.running and not (waiting and self.abort is None and self.stop_reason is None):
                 return
-            wait = self.retrying.wait_s(time.monotonic())
+            wait = self.retrying.wait_s(time.monotonic()) if waiting else None
             if not self.running:
                 await asyncio.sleep(wait or 0)
                 continue
