@@ -264,22 +264,10 @@ def optimize(
     again (after a kill) continues and another one starts afresh.
     """
     instance = None if isinstance(optimizer, str) else optimizer
-    if instance is not None and not callable(getattr(instance, "compile", None)):
-        raise ConfigError(
-            f"optimizer: a {type(instance).__name__} has no compile method (give a DSPy teleprompter "
-            f"or one of {', '.join(OPTIMIZERS)})"
-        )
-    if instance is None and optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
-    choice = OPTIMIZERS.get(optimizer) if instance is None else None
-    if not trainset:
-        raise ConfigError("the optimization trainset is empty")
-    if choice is not None and choice.needs_valset and not valset:
-        raise ConfigError(f"optimizer '{optimizer}' needs a non-empty valset")
-    proposer_lm = proposer_lm or lm
+    choice = _choice(optimizer, trainset, valset)
     settings = CompileSettings(
         lm=lm,
-        proposer_lm=proposer_lm,
+        proposer_lm=proposer_lm or lm,
         auto=auto,
         max_demos=max_demos,
         num_candidates=num_candidates,
@@ -301,9 +289,100 @@ def optimize(
         program.dump_state() if log_root else None,
         _metric_state(metric) if log_root else None,
     )
-    settings = dataclasses.replace(settings, log_dir=log_dir)
+    run = _Compilation(instance, choice, dataclasses.replace(settings, log_dir=log_dir), metric, adapter, budget)
+    with dropping(_EXAMPLE_LOGGERS, _budget_refusal):  # the budget's stop is said once, by _Compilation.check
+        before, before_rows = run.score(program, valset, "while scoring the program before optimization")
+        compiled, threshold, traced = run.compile(program.deepcopy(), trainset, valset, before)
+        after, after_rows = run.score(compiled, valset, "while scoring the compiled program", most=True)
+    failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
+    name = optimizer if instance is None else type(instance).__name__
+    return {
+        "program": compiled,
+        "optimizer": name,
+        "score_before": before,
+        "score_after": after,
+        "steps": step_scores(compiled, optimizer if instance is None else instance),
+        "before_rows": before_rows,
+        "after_rows": after_rows,
+        "metric_failures": failures,
+        "threshold": threshold,
+        "traces": {"scored": traced[0], "passed": traced[1]},
+    }
 
-    def check_budget(when: str, most: bool = False) -> None:
+
+def _choice(optimizer: str | Any, trainset: list, valset: list) -> Any:
+    """The registry's optimizer `optimizer` names (None: a teleprompter instance of the caller's), once the optimizer
+    and the examples are checked (ConfigError)."""
+    instance = None if isinstance(optimizer, str) else optimizer
+    if instance is not None and not callable(getattr(instance, "compile", None)):
+        raise ConfigError(
+            f"optimizer: a {type(instance).__name__} has no compile method (give a DSPy teleprompter "
+            f"or one of {', '.join(OPTIMIZERS)})"
+        )
+    if instance is None and optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{optimizer}'; available: {', '.join(OPTIMIZERS)}")
+    choice = OPTIMIZERS.get(optimizer) if instance is None else None
+    if not trainset:
+        raise ConfigError("the optimization trainset is empty")
+    if choice is not None and choice.needs_valset and not valset:
+        raise ConfigError(f"optimizer '{optimizer}' needs a non-empty valset")
+    return choice
+
+
+@dataclasses.dataclass(frozen=True)
+class _Compilation:
+    """One optimization: the caller's teleprompter (`instance`) or the registry's optimizer (`choice`), its settings,
+    the metric, the teacher's adapter and the budget whose refusal stops it."""
+
+    instance: Any
+    choice: Any
+    settings: CompileSettings
+    metric: Any
+    adapter: dspy.Adapter | None
+    budget: CallBudget | None
+
+    def score(self, program: dspy.Module, valset: list, when: str, most: bool = False) -> tuple[float, list]:
+        """`program`'s mean score on the valset and its rows, or OptimizationStopped (see `check`; and when the program
+        itself failed on every example)."""
+        s = self.settings
+        mean, rows, errors = evaluate_detailed(program, valset, self.metric, s.lm, s.num_threads, self.adapter)
+        self.check(when, most)
+        _check_program(rows, errors, when)
+        return mean, rows
+
+    def compile(
+        self, student: dspy.Module, trainset: list, valset: list, before: float
+    ) -> tuple[dspy.Module, float | None, list[int]]:
+        """The compiled program, the trace threshold in force (`before`: the starting program's mean score) and the
+        traces scored and passed while compiling; OptimizationStopped when the budget or the metric stopped it."""
+        metric, settings, budget = self.metric, self.settings, self.budget
+        with (
+            threshold_at(metric, before) as threshold,
+            dspy.context(lm=settings.lm, adapter=self.adapter),
+            dropping(("dspy.predict.predict",), _proposer_note),
+        ):
+            tp = self.instance or self.choice.build(metric, settings)
+            traced_before = traced_counts(metric)
+            try:
+                if self.instance is not None:
+                    compiled = _compile_with(self.instance, student, trainset, valset)
+                else:
+                    compiled = self.choice.compile(tp, student, trainset, valset, settings)
+            except Exception:
+                if budget is not None and budget.tripped:
+                    _forget_state(settings.log_dir)
+                    self.check("while compiling")
+                raise
+            traced = [n - m for n, m in zip(traced_counts(metric), traced_before, strict=True)]
+        if budget is not None and budget.tripped:
+            _forget_state(settings.log_dir)
+        self.check("while compiling", most=True)
+        return compiled, threshold, traced
+
+    def check(self, when: str, most: bool = False) -> None:
+        """OptimizationStopped when the budget refused a call, when every judging failed, or (`most`) when the metric
+        failed on more than half of its calls: no program is worth saving then."""
+        budget, metric = self.budget, self.metric
         if budget is not None and budget.tripped:
             field = budget.field_of() or "the budget's max_calls / max_cost_usd"
             raise OptimizationStopped(
@@ -324,47 +403,3 @@ def optimize(
                 f"{failures['last']}; scores made mostly of failures mean nothing, so no program was saved "
                 "(check the judge: judge.model, judge.adapter, judge.max_tokens)"
             )
-
-    with dropping(_EXAMPLE_LOGGERS, _budget_refusal):  # the budget's stop is said once, below
-        before, before_rows, errors = evaluate_detailed(program, valset, metric, lm, num_threads, adapter)
-        check_budget("while scoring the program before optimization")
-        _check_program(before_rows, errors, "while scoring the program before optimization")
-        student = program.deepcopy()
-        with (
-            threshold_at(metric, before) as threshold,
-            dspy.context(lm=lm, adapter=adapter),
-            dropping(("dspy.predict.predict",), _proposer_note),
-        ):
-            tp = instance or choice.build(metric, settings)
-            traced_before = traced_counts(metric)
-            try:
-                if instance is not None:
-                    compiled = _compile_with(instance, student, trainset, valset)
-                else:
-                    compiled = choice.compile(tp, student, trainset, valset, settings)
-            except Exception:
-                if budget is not None and budget.tripped:
-                    _forget_state(log_dir)
-                    check_budget("while compiling")
-                raise
-            traced = [n - m for n, m in zip(traced_counts(metric), traced_before, strict=True)]
-        if budget is not None and budget.tripped:
-            _forget_state(log_dir)
-        check_budget("while compiling", most=True)
-        after, after_rows, errors = evaluate_detailed(compiled, valset, metric, lm, num_threads, adapter)
-        check_budget("while scoring the compiled program", most=True)
-        _check_program(after_rows, errors, "while scoring the compiled program")
-    failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
-    name = optimizer if instance is None else type(instance).__name__
-    return {
-        "program": compiled,
-        "optimizer": name,
-        "score_before": before,
-        "score_after": after,
-        "steps": step_scores(compiled, optimizer if instance is None else instance),
-        "before_rows": before_rows,
-        "after_rows": after_rows,
-        "metric_failures": failures,
-        "threshold": threshold,
-        "traces": {"scored": traced[0], "passed": traced[1]},
-    }

@@ -3,12 +3,12 @@
 A stage (synthesis, judging) says what to call: it starts work with `engine.start(kind, payload, slots)`
 from its `fill`, runs one piece of work in `work(kind, payload, calls)` (a coroutine returning
 `(result, failure)` that touches no shared state), and records what finished in `handle`. The engine says
-how: it keeps up to `limit` LM calls in flight (asyncio tasks; a slow call never holds back the others),
-reserves each task's worst case against the call and cost budget before starting it, retries 429, 5xx,
-timeouts and resets after Retry-After or a jittered backoff (the task's finished calls are cache hits
-then), halves the window on a 429 and grows it back (AIMD), stops the run on a streak of failures,
-accounts every call (attempts that leave no record are journaled through the stage), and on Ctrl-C,
-SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period.
+how: it keeps up to `window.limit` LM calls in flight (asyncio tasks; a slow call never holds back the
+others), reserves each task's worst case against the call and cost budget before starting it, retries 429,
+5xx, timeouts and resets after Retry-After or a jittered backoff (retries.py; the task's finished calls are
+cache hits then), halves the window on a 429 and grows it back (AIMD, window.py), stops the run on a streak
+of failures, accounts every call (attempts that leave no record are journaled through the stage), and on
+Ctrl-C, SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period.
 
 One coroutine owns all state; tasks only return results.
 
@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
-import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
@@ -34,9 +31,11 @@ from typing import Any, Protocol
 
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
-from refed_dspy.engine.batch import batch_figures, in_slot
+from refed_dspy.engine.batch import in_slot
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.failures import Failure, FailureStreak
+from refed_dspy.engine.retries import Retries
+from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
 from refed_dspy.store.jsonl import DiskFull
 
@@ -45,7 +44,7 @@ class Stage(Protocol):
     """What the engine calls on a stage (refed_dspy.engine.stage.StageBase implements the shared parts).
 
     In return a stage uses of the engine only: `start(kind, payload, slots)`, `slots_free()`, `pending[kind]`,
-    `busy`, `stopped` and `totals` (the base also reads how the run ended: `status`, `figures`, `mode_figures`).
+    `busy`, `stopped` and `totals` (the base also reads how the run ended: `status`, `figures`).
     """
 
     def fill(self, engine: Engine) -> None: ...
@@ -102,13 +101,9 @@ class Engine:
         self.running: dict[asyncio.Task, _Task] = {}
         self.slots_used = 0  # running total over self.running: O(1) per start
         self.pending: Counter = Counter()  # tasks by kind, running or waiting to be retried
-        self.limit = float(limits.concurrency)  # the AIMD window of calls in flight
-        self.min_limit = self.limit
-        self.last_decrease = 0.0
-        self.delayed: list[tuple[float, int, str, Any, int]] = []  # (ready at, seq, kind, payload, slots)
-        self.attempts: Counter = Counter()
+        self.window = Window(limits.concurrency)  # the AIMD window of calls in flight
+        self.retrying = Retries(limits.max_retries, limits.seed)  # failed work waiting to run again
         self.starts: Counter = Counter()  # batch mode: times each piece of work was started (its custom_ids' attempt)
-        self.retries: Counter = Counter()
         self.stop_reason: str | None = None
         self.writers: list[Any] = []  # the stage's record writers (run_closing): one that finds the disk full stops it
         self.abort: Failure | None = None
@@ -117,8 +112,6 @@ class Engine:
         self.on_progress: Callable[[], None] | None = None
         self._done: deque[asyncio.Task] = deque()
         self._wake: asyncio.Future | None = None
-        self._rng = random.Random(limits.seed)
-        self._seq = itertools.count()
 
     # ---- budget -------------------------------------------------------------------------------
     @property
@@ -153,7 +146,7 @@ class Engine:
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:
-        return int(self.limit) - self.slots_used
+        return int(self.window.limit) - self.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
         """Start one piece of work, or False (the run's stop reason becomes 'budget') when it could break the budget."""
@@ -212,11 +205,11 @@ class Engine:
 
     def start_due_retries(self) -> bool:
         """Start the retries whose time has come; False when one must wait for free slots (or the budget)."""
-        while self.delayed and self.delayed[0][0] <= time.monotonic() and self.abort is None:
-            _, _, kind, payload, slots = self.delayed[0]
+        while self.retrying.waiting and self.abort is None and (due := self.retrying.due(time.monotonic())):
+            kind, payload, slots = due
             if self.slots_free() < slots and self.running:
                 return False
-            heapq.heappop(self.delayed)
+            self.retrying.take()
             self.pending[kind] -= 1
             if not self.start(kind, payload, slots):
                 return False
@@ -225,19 +218,12 @@ class Engine:
     # ---- finished work ------------------------------------------------------------------------
     def _retry(self, meta: _Task, failure: Failure) -> bool:
         """Schedule `meta` again after a retryable failure; False when its retries are used up."""
-        key = self.stage.key(meta.kind, meta.payload)
-        if self.attempts[key] >= self.limits.max_retries:
-            return False
-        self.attempts[key] += 1
-        self.retries[failure.reason] += 1
         now = time.monotonic()
-        if failure.reason == "rate_limited" and meta.started >= self.last_decrease:
-            self.limit = max(1.0, self.limit / 2)
-            self.min_limit = min(self.min_limit, self.limit)
-            self.last_decrease = now
-        backoff = min(30.0, 0.5 * 2 ** (self.attempts[key] - 1)) * self._rng.uniform(0.5, 1.5)
-        delay = failure.retry_after if failure.retry_after is not None else backoff
-        heapq.heappush(self.delayed, (now + delay, next(self._seq), meta.kind, meta.payload, meta.slots))
+        key = self.stage.key(meta.kind, meta.payload)
+        if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now):
+            return False
+        if failure.reason == "rate_limited":
+            self.window.halve(meta.started, now)
         self.pending[meta.kind] += 1
         return True
 
@@ -254,7 +240,7 @@ class Engine:
             self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
             return
         if failure is None:
-            self.limit = min(float(self.limits.concurrency), self.limit + meta.slots / self.limit)
+            self.window.grow(meta.slots)
         self.abort = self.abort or self.streak.note(failure)
         try:
             self.stage.handle(meta.kind, meta.payload, result, failure, usage)
@@ -338,9 +324,10 @@ class Engine:
     async def _loop(self) -> None:
         while True:
             self._fill()
-            if not self.running and not (self.delayed and self.abort is None and self.stop_reason is None):
+            waiting = self.retrying.waiting
+            if not self.running and not (waiting and self.abort is None and self.stop_reason is None):
                 return
-            wait = max(0.0, self.delayed[0][0] - time.monotonic()) if self.delayed else None
+            wait = self.retrying.wait_s(time.monotonic()) if waiting else None
             if not self.running:
                 await asyncio.sleep(wait or 0)
                 continue
@@ -392,21 +379,6 @@ class Engine:
         """Retries, the window and (stopped by the budget) why, for a summary."""
         return {
             **({"budget_stop": self.budget.tripped} if self.stop_reason == "budget" and self.budget.tripped else {}),
-            "retries": dict(self.retries),
-            "concurrency": {
-                "configured": self.limits.concurrency,
-                "final_limit": round(self.limit, 2),
-                "min_limit": round(self.min_limit, 2),
-            },
+            "retries": dict(self.retrying.by_reason),
+            "concurrency": self.window.figures(),
         }
-
-    def mode_figures(self, usage: dict[str, Any], price_factor: float, lm: Any) -> dict[str, Any]:
-        """How the calls went, for a summary: `mode`, and `batch` (batches, requests, what the batch price saved) or
-        `endpoints` (calls per endpoint of the stage's LM, when it has several)."""
-        out: dict[str, Any] = {"mode": "batch" if self.broker is not None else "online"}
-        if self.broker is not None:
-            out["batch"] = batch_figures(self.broker, usage, price_factor)
-        spread = getattr(lm, "endpoint_spread", None)
-        if spread is not None:
-            out["endpoints"] = spread.figures()
-        return out

@@ -25,6 +25,7 @@ from refed_dspy.clients.pricing import Price, PriceBook
 from refed_dspy.clients.scope import SETTINGS_KEY, LedgerScope
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.usage import with_unrecorded
+from refed_dspy.engine.batch import batch_figures
 from refed_dspy.engine.batch_usage import answered_usage
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
@@ -60,6 +61,18 @@ def role_limits(
         stop_grace_s=stop_grace_s,
         seed=seed,
     )
+
+
+def mode_figures(broker: Any, usage: dict[str, Any], price_factor: float, lm: Any) -> dict[str, Any]:
+    """How a stage's calls went, for a summary: `mode`, and `batch` (batches, requests, what the batch price saved) or
+    `endpoints` (calls per endpoint of the stage's LM, when it has several)."""
+    out: dict[str, Any] = {"mode": "batch" if broker is not None else "online"}
+    if broker is not None:
+        out["batch"] = batch_figures(broker, usage, price_factor)
+    spread = getattr(lm, "endpoint_spread", None)
+    if spread is not None:
+        out["endpoints"] = spread.figures()
+    return out
 
 
 async def guarded_call(
@@ -186,7 +199,7 @@ class StageBase(ABC):
         engine = self.engine
         return {
             **engine.figures(),
-            **engine.mode_figures(self.usage(), self.spec.batch_price_factor, self.lm),
+            **mode_figures(self.broker, self.usage(), self.spec.batch_price_factor, self.lm),
             **(self._ray_figures() if self.remote is not None else {}),
         }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import dspy
+
 SMALL_VALSET = 10  # validation examples below which a score's difference says little (each example moves it 1/n)
 
 
@@ -45,3 +47,36 @@ def kept_line(extra: dict[str, Any]) -> str | None:
     if extra.get("candidate_program"):
         line += f"; the compiled one is in {extra['candidate_program']}"
     return line
+
+
+def same_prompts(a: dspy.Module, b: dspy.Module) -> bool:
+    """Whether two programs ask their LMs the same things: of one class, neither with a forward of its own (DSPy's
+    KNNFewShot returns the program with a new forward and its predictors as they were), and the same predictors
+    with the same signatures (instructions, fields) and demos."""
+    if type(a) is not type(b) or "forward" in vars(a) or "forward" in vars(b):
+        return False
+    return [(n, p.dump_state()) for n, p in a.named_predictors()] == [
+        (n, p.dump_state()) for n, p in b.named_predictors()
+    ]
+
+
+def given_back(
+    result: dict[str, Any], start: dspy.Module, n_val: int, more_val: str
+) -> tuple[dict[str, Any], bool, str | None]:
+    """A compile's `result` (see refed_dspy.optimizers.compile.optimize), whether the optimizer gave back the program
+    it was given (then `start` is the result, as it scored), and why the starting program is the result (None: the
+    compiled one is); `n_val` and `more_val` as kept_reason takes them."""
+    unchanged = same_prompts(result["program"], start)
+    why_kept = kept_reason(
+        unchanged,
+        result["score_before"],
+        result["score_after"],
+        result["threshold"],
+        result["traces"],
+        n_val,
+        more_val,
+    )
+    if unchanged:  # the optimizer gave back what it was given (GEPA may): that program, as it scored
+        unchanged_rows = {"after_rows": result["before_rows"], "score_after": result["score_before"]}
+        result = {**result, "program": start, **unchanged_rows}
+    return result, unchanged, why_kept

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from refed_dspy.errors import ConfigError
-from refed_dspy.experiments.experiment import _check_finished_cells
 from refed_dspy.experiments.experiment_config import cell_config, load_experiment
+from refed_dspy.experiments.experiment_plan import _check_finished_cells
 from refed_dspy.experiments.grid import cells
 from refed_dspy.experiments.keys import LEGACY_THRESHOLD, NOT_FIGURES, baseline_key, config_hash
 from refed_dspy.store.jsonl import write_json_atomic

@@ -1,0 +1,54 @@
+"""Work waiting to run again after a retryable failure (429, 5xx, a timeout, a reset), in the order it becomes due.
+
+A piece of work (known by its key across attempts) is retried at most `max_retries` times, after the failure's
+Retry-After when the provider sent one, else after a jittered exponential backoff: 0.5 s doubling with each retry, at
+most 30 s, times a uniform 0.5-1.5 (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import Counter
+from typing import Any
+
+from refed_dspy.engine.failures import Failure
+
+
+class Retries:
+    """The engine's queue of work to retry (see the module docstring)."""
+
+    def __init__(self, max_retries: int, seed: int = 0):
+        self.max_retries = max_retries
+        self.waiting: list[tuple[float, int, str, Any, int]] = []  # a heap of (due at, seq, kind, payload, slots)
+        self.attempts: Counter = Counter()  # retries so far, by key of work
+        self.by_reason: Counter = Counter()  # retries so far, by the failure's reason
+        self._rng = random.Random(seed)
+        self._seq = itertools.count()
+
+    def schedule(self, key: str, failure: Failure, work: tuple[str, Any, int], now: float) -> bool:
+        """Queue `work` (kind, payload, slots) to run again after `failure`; False when its retries are used up."""
+        if self.attempts[key] >= self.max_retries:
+            return False
+        self.attempts[key] += 1
+        self.by_reason[failure.reason] += 1
+        backoff = min(30.0, 0.5 * 2 ** (self.attempts[key] - 1)) * self._rng.uniform(0.5, 1.5)
+        delay = failure.retry_after if failure.retry_after is not None else backoff
+        heapq.heappush(self.waiting, (now + delay, next(self._seq), *work))
+        return True
+
+    def due(self, now: float) -> tuple[str, Any, int] | None:
+        """The first work whose time has come (kind, payload, slots), still queued (`take` removes it); None if none."""
+        if self.waiting and self.waiting[0][0] <= now:
+            _, _, kind, payload, slots = self.waiting[0]
+            return kind, payload, slots
+        return None
+
+    def take(self) -> None:
+        """Remove the first work (the one `due` returned)."""
+        heapq.heappop(self.waiting)
+
+    def wait_s(self, now: float) -> float | None:
+        """Seconds until the first work is due (0 when it is); None when nothing waits."""
+        return max(0.0, self.waiting[0][0] - now) if self.waiting else None

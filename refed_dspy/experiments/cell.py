@@ -1,0 +1,215 @@
+"""One cell of the grid: `optimize` on train / validation within what the experiment leaves it, then its program
+judged on the test examples (`cells/<id>/cell.json`); or the row of a cell the budget left unstarted."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from refed_dspy.config import Config
+from refed_dspy.engine.budget import CallBudget, Limit
+from refed_dspy.errors import ConfigError, first_line
+from refed_dspy.experiments.allowance import (
+    BudgetStop,
+    amounts_text,
+    cell_limits,
+    left_to_spend,
+    lesser,
+    own_limit_that_stopped,
+)
+from refed_dspy.experiments.experiment_plan import ExperimentPlan
+from refed_dspy.experiments.grid import Cell
+from refed_dspy.experiments.keys import config_hash
+from refed_dspy.experiments.optimize import OptimizeResult, optimize
+from refed_dspy.experiments.scoring import score, synthesis_check
+from refed_dspy.store.jsonl import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
+    """What a cell's row says of it whatever becomes of it: its config's hash, values, settings and baseline's key."""
+    return {
+        "config_hash": config_hash(cfg),
+        "id": cell.id,
+        "label": cell.label,
+        "values": cell.values,
+        "repeat": cell.repeat,
+        "seed": cfg.optimize.seed,
+        "optimizer": cfg.optimize.optimizer,
+        "target": cfg.optimize.target,
+        "teacher": cfg.teacher.model,
+        "baseline": bkey,
+    }
+
+
+def unstarted(cell: Cell, cfg: Config, bkey: str, why: str) -> dict[str, Any]:
+    """The row of a cell the budget left unstarted (run again with a larger budget, it starts)."""
+    return {**cell_row(cell, cfg, bkey), "status": "budget", "error": f"not started: {why}", "usage": {}}
+
+
+@dataclass(frozen=True)
+class _Allowance:
+    """What a cell may spend optimizing: what the experiment's budget leaves it once the judging of its test examples is
+    kept aside (None: no such limit), and where the limits that bind it come from (for the ledger's messages)."""
+
+    calls: int | None
+    cost: float | None
+    calls_from: Limit | None
+    cost_from: Limit | None
+
+
+def run_cell(
+    plan: ExperimentPlan, cell: Cell, sets: dict[str, list], baseline: dict[str, Any], least: int | None = None
+) -> dict[str, Any]:
+    """Optimize on train / validation within what the experiment's budget leaves after judging the test examples
+    (as many calls as the baseline's judging took), then judge the result on them; the cell's row (written). A cell
+    whose optimizer needs more than that (`least`: the calls it makes at the least) is not started. A user's mistake
+    (ConfigError) stops the experiment; any other failure is this cell's, and the grid goes on."""
+    allowance = _allowance(plan, cell, baseline, least)
+    if isinstance(allowance, dict):  # the row of a cell not started
+        return allowance
+    cell_dir = plan.out / "cells" / cell.id
+    row = cell_row(cell, plan.configs[cell.id], baseline["key"])
+    cfg = _run_config(plan, cell, allowance)
+    started = time.monotonic()
+    part = f"cell:{cell.id}"
+    try:
+        res = _optimize(plan, cell, cfg, sets, allowance)
+        scored = score(plan, cfg, res.program, sets["test"], baseline["key"], f"{part}:test")
+        if plan.check is not None:
+            program = str(res.program_path)
+            row["synthesis"] = synthesis_check(plan, cfg, program, cell_dir / "synthesis", f"{part}:synthesis")
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - one cell's failure (a budget, a provider, MLflow) leaves the grid going
+        row.update(_failure(plan, cell, err, allowance), **_spent(plan, cell, started))
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cell_dir / "cell.json", row)
+        log.warning("warning: experiment: cell %s stopped: %s", cell.id, row["error"])
+        log.debug("the cell's failure", exc_info=True)
+        return row
+    row.update(
+        status="done",
+        val_before=res.score_before,
+        val_after=res.score_after,
+        kept=res.extra.get("kept"),
+        kept_reason=res.extra.get("kept_reason"),
+        program=str(res.program_path),
+        mlflow_run_id=res.mlflow_run_id,
+        model_uri=res.model_uri,
+        test_mean=scored["mean"],
+        test_n=scored["n"],
+        scores=scored["scores"],
+        groups=scored["groups"],
+        program_failures=scored["program_failures"],
+        judge_failures=scored["judge_failures"],
+        last_error=scored["last_error"],
+        **_spent(plan, cell, started),
+    )
+    write_json_atomic(cell_dir / "cell.json", row)
+    return row
+
+
+def _allowance(
+    plan: ExperimentPlan, cell: Cell, baseline: dict[str, Any], least: int | None
+) -> _Allowance | dict[str, Any]:
+    """What the cell may spend optimizing, or the row of a cell that cannot start within it: nothing left once the
+    judging of its test examples is kept aside, or less than its optimizer needs at the least (`least`)."""
+    cfg, spend, bkey = plan.configs[cell.id], plan.spend, baseline["key"]
+    judging = baseline.get("usage") or {}
+    try:
+        calls, cost = left_to_spend(spend.ledger, f"cell {cell.id}")
+    except BudgetStop as err:
+        return unstarted(cell, cfg, bkey, str(err))
+    opt_calls = None if calls is None else calls - int(judging.get("calls") or 0)
+    opt_cost = None if cost is None else cost - float(judging.get("cost_usd") or 0.0)
+    calls_from, cost_from = cell_limits(spend.ledger, judging, cfg, opt_calls, opt_cost)
+    usable = lesser(cfg.optimize.max_calls, opt_calls)
+    paid = int(spend.part(f"cell:{cell.id}:optimize").get("calls") or 0)
+    why = None
+    if (opt_calls is not None and opt_calls < 1) or (opt_cost is not None and opt_cost <= 0):
+        why = (
+            f"experiment.max_calls / max_cost_usd leave {amounts_text(calls, cost)}, and judging its test examples "
+            f"takes {amounts_text(judging.get('calls', 0), judging.get('cost_usd'))} (what the baseline's took); raise "
+            "experiment.max_calls / max_cost_usd and run the same command"
+        )
+    elif usable is not None and least is not None and least - paid > usable:
+        # (what an earlier invocation of the cell paid is in the cache: it is not paid again)
+        why = (
+            f"its optimizer needs {least - paid} calls at least, and {calls_from.field} "
+            f"{calls_from.note or f'= {usable}'} leaves it {usable}; raise {calls_from.field} and run the same command"
+        )
+    if why is None:
+        return _Allowance(opt_calls, opt_cost, calls_from, cost_from)
+    row = unstarted(cell, cfg, bkey, why)
+    if calls_from is not None and calls_from.field == "optimize.max_calls" and least is not None:
+        row["stopped_by"] = f"optimize.max_calls = {cfg.optimize.max_calls}"
+    log.warning("warning: experiment: cell %s %s", cell.id, row["error"])
+    return row
+
+
+def _run_config(plan: ExperimentPlan, cell: Cell, allowance: _Allowance) -> Config:
+    """The cell's config as its optimization runs it: in its own dir, its optimize limits lowered to what the
+    experiment leaves it where that is less."""
+    cfg, cell_dir = plan.configs[cell.id], plan.out / "cells" / cell.id
+    data = cfg.model_dump(mode="json")
+    data["optimize"]["out"] = str(cell_dir / "optimize")
+    data["optimize"]["max_calls"] = lesser(cfg.optimize.max_calls, allowance.calls)
+    data["optimize"]["max_cost_usd"] = lesser(cfg.optimize.max_cost_usd, allowance.cost)
+    data["run"]["dir"] = str(cell_dir)
+    return Config.model_validate(data)
+
+
+def _optimize(
+    plan: ExperimentPlan, cell: Cell, cfg: Config, sets: dict[str, list], allowance: _Allowance
+) -> OptimizeResult:
+    """`optimize` (with `cfg`, the cell's run config) on train / validation, on a ledger of the cell's limits whose
+    spending the experiment's records as it goes."""
+    # the cell's own optimize limits and what the experiment leaves, whichever is less (folded into cfg)
+    ledger = CallBudget(
+        cfg.optimize.max_calls,
+        cfg.optimize.max_cost_usd,
+        calls_from=allowance.calls_from,
+        cost_from=allowance.cost_from,
+    )
+    with plan.spend.live(f"cell:{cell.id}:optimize", ledger) as budget:
+        res = optimize(
+            cfg, teacher=plan.teacher, judge=plan.judge, trainset=sets["train"], valset=sets["val"], budget=budget
+        )
+    log.info(
+        "experiment: cell %s: optimized (validation %.4f -> %.4f, %d LM calls); judging its %d test examples",
+        cell.id,
+        res.score_before,
+        res.score_after,
+        int(res.usage.get("calls") or 0),
+        len(sets["test"]),
+    )
+    return res
+
+
+def _failure(plan: ExperimentPlan, cell: Cell, err: Exception, allowance: _Allowance) -> dict[str, Any]:
+    """How a cell stopped: failed, or stopped by a budget (and by its own optimize limit, when that was the one)."""
+    budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
+    out = {"status": "budget" if budget else "failed", "error": f"{type(err).__name__}: {first_line(err)}"}
+    if budget and not isinstance(err, BudgetStop):  # its optimization's ledger, not the test judging's
+        own = plan.configs[cell.id].optimize  # its own limits, before the experiment's leftovers were folded in
+        tripped = getattr(err, "budget_stop", None) or ""
+        mine = own_limit_that_stopped(tripped, own.max_calls, own.max_cost_usd, allowance.calls, allowance.cost)
+        if mine:
+            out["stopped_by"] = mine
+    return out
+
+
+def _spent(plan: ExperimentPlan, cell: Cell, started: float) -> dict[str, Any]:
+    """What a cell spent over every invocation (a cell finished on a resume paid part of it before: this one's alone
+    is in its optimization's usage), in all, optimizing and judging its test examples, and its wall time."""
+    part = f"cell:{cell.id}"
+    return {
+        "usage": plan.spend.of(part),
+        "optimize_usage": plan.spend.part(f"{part}:optimize"),
+        "eval_usage": plan.spend.part(f"{part}:test"),
+        "wall_s": round(time.monotonic() - started, 3),
+    }

@@ -1,0 +1,94 @@
+"""An experiment's examples: the references themselves, or (the respond target) the samples of one refed synthesis
+over all references, made within what the experiment's budget leaves."""
+
+from __future__ import annotations
+
+import logging
+
+import dspy
+
+from refed_dspy.errors import ConfigError, FinishedShort
+from refed_dspy.experiments.allowance import left_to_spend, lesser
+from refed_dspy.experiments.experiment_plan import ExperimentPlan, check_pinned
+from refed_dspy.experiments.keys import example_key
+from refed_dspy.experiments.optimize import examples_config
+from refed_dspy.optimizers.examples import examples_from_run, reference_examples
+from refed_dspy.store.cache import shared_cache
+from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.records import Reference
+from refed_dspy.store.rundir import RunDir
+from refed_dspy.store.split import interleaved
+from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.api import arun_synthesis
+from refed_dspy.synthesis.shortfall import shortfall_cause
+
+log = logging.getLogger(__name__)
+
+
+def experiment_examples(plan: ExperimentPlan) -> dict[str, dict[str, list[dspy.Example]]]:
+    """Each target's examples (target -> side -> examples), split with their references; each target's split pinned
+    (`examples-<target>.json`). ConfigError when a side has none."""
+    sides, examples = plan.sides, {}
+    # the examples synthesis takes references side by side: should it reach its size early, every side has some
+    ordered = interleaved([sides["test"], sides["val"], sides["train"]])
+    for target in sorted({cfg.optimize.target for cfg in plan.configs.values()}):
+        with shared_cache(plan.cache(plan.base_config)):
+            exs = _examples(plan, target, ordered)
+        examples[target] = {
+            side: [e for e in exs if e.reference_id in {r.id for r in refs}] for side, refs in sides.items()
+        }
+        check_pinned(
+            plan.out / f"examples-{target}.json",
+            {side: sorted(example_key(e) for e in v) for side, v in examples[target].items()},
+        )
+        if not examples[target]["test"] or not examples[target]["train"] or not examples[target]["val"]:
+            raise ConfigError(
+                f"target {target}: the examples split into "
+                + ", ".join(f"{len(v)} {k}" for k, v in examples[target].items())
+                + ": every side needs at least one (raise experiment.examples)"
+            )
+    return examples
+
+
+def _examples(plan: ExperimentPlan, target: str, references: list[Reference]) -> list[dspy.Example]:
+    """The examples of `target`, each with its reference_id (the respond target's from a complete synthesis run, within
+    what the experiment's budget leaves: a run it cut short stops the experiment, which the same command resumes)."""
+    if target != "respond":
+        return reference_examples(references)
+    settings, spend, teacher = plan.settings, plan.spend, plan.teacher
+    ex_config = examples_config(plan.base_config, plan.out, size=settings.examples)
+    rd = RunDir(ex_config.run.dir)
+    finished = read_json(rd.summary).get("status") in ("complete", "exhausted")
+    if not finished:
+        calls, cost = left_to_spend(spend.ledger, "the examples synthesis")
+        syn = ex_config.synthesis
+        update = {"max_calls": lesser(syn.max_calls, calls), "max_cost_usd": lesser(syn.max_cost_usd, cost)}
+        ex_config = ex_config.model_copy(update={"synthesis": syn.model_copy(update=update)})
+        summary = run_sync(
+            arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
+        )
+        spend.set_total("examples", summary.get("usage"))
+        cause = shortfall_cause(summary) or summary.get("exhausted") or "see its rejects.jsonl"
+        if summary.get("status") == "exhausted" and summary.get("samples"):
+            # the references gave all they will (what was rejected is final): these are the examples, if every side
+            # has some (checked by the caller)
+            log.warning(
+                "warning: experiment: the examples synthesis gave %s of %d samples: its references yield no more (%s)",
+                summary.get("samples"),
+                settings.examples,
+                cause,
+            )
+        elif summary.get("status") == "budget":
+            raise FinishedShort(
+                f"the examples synthesis into {rd.path} was stopped by the experiment's budget with "
+                f"{summary.get('samples')} of {settings.examples} samples; every cell must see the same examples, so "
+                "none started (raise experiment.max_calls / max_cost_usd; the same command goes on)"
+            )
+        elif summary.get("status") != "complete":
+            raise FinishedShort(
+                f"the examples synthesis into {rd.path} ended {summary.get('status')} with {summary.get('samples')} of "
+                f"{settings.examples} samples; every cell must see the same examples, so none started ({cause}; the "
+                "same command goes on)"
+            )
+    refs = {r.id: (r.instruction, r.response) for r in references}
+    return examples_from_run(rd.path, refs)

@@ -1,0 +1,167 @@
+"""An experiment resolved once, before any call: `plan_experiment` turns its settings, its base config and the LMs
+handed in into an `ExperimentPlan` (each cell's config, the references split once, each cell's level, the ledger of
+what every invocation spent), which experiment.py then runs.
+
+Before the experiment's directory is taken, `check_given_lms` refuses what cannot run (a grid varying an LM handed
+in; under a cost budget, an LM with no price). Under its lock, the plan pins the split (`split.json`: a resumed
+experiment whose references would split otherwise is refused) and refuses a finished cell whose settings changed.
+The parts share one DSPy cache per set of endpoints (`cache_dir`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.clients.lm import require_price
+from refed_dspy.config import Config
+from refed_dspy.engine.budget import CallBudget
+from refed_dspy.errors import ConfigError
+from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
+from refed_dspy.experiments.grid import Cell, cells
+from refed_dspy.experiments.keys import LEGACY_THRESHOLD, finished_hashes
+from refed_dspy.experiments.spend import Spend
+from refed_dspy.store.jsonl import read_json, write_json_atomic
+from refed_dspy.store.records import Reference
+from refed_dspy.store.seeds import read_references
+from refed_dspy.store.split import split_three
+from refed_dspy.synthesis.provenance import with_lm_of
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """An experiment resolved before any call (see the module docstring)."""
+
+    settings: ExperimentSettings
+    base: dict[str, Any]  # the run config the cells' values are laid over
+    base_config: Config
+    grid: list[Cell]
+    configs: dict[str, Config]  # each cell's config by cell id: its values, optimize.seed + its repeat
+    out: Path
+    teacher: Any  # handed in (None: each cell's config builds its own); judge the same
+    judge: Any
+    sides: dict[str, list[Reference]]  # the references split once: train, val, test
+    cell_level: float  # each cell's interval's level: 1 - (1 - level) / cells (Bonferroni)
+    spend: Spend  # what the experiment spent, by part, over every invocation; its ledger holds the budget
+
+    @property
+    def check(self) -> tuple[list[Reference], int] | None:
+        """The synthesis check's test references and size (None: experiment.synthesize is 0)."""
+        return (self.sides["test"], self.settings.synthesize) if self.settings.synthesize else None
+
+    def cache(self, cfg: Config) -> Path:
+        """The DSPy cache of every part that runs `cfg` (see cache_dir)."""
+        return cache_dir(self.out, cfg, self.teacher, self.judge)
+
+
+def check_given_lms(settings: ExperimentSettings, base: dict[str, Any], lms: dict[str, Any]) -> None:
+    """Before the experiment's directory is taken: an LM handed in (`lms`: role -> LM or None) may not be varied by
+    the grid, and under experiment.max_cost_usd every LM that will spend it needs a price (ConfigError)."""
+    for role, lm in lms.items():
+        varied = [p for p in settings.grid if p == role or p.startswith(f"{role}.")]
+        if lm is not None and varied:
+            raise ConfigError(f"{role}= is given, so the grid cannot vary {', '.join(varied)}")
+    if settings.max_cost_usd is not None:  # before any call: every LM that will spend the budget needs a price
+        for cell in cells(settings.grid, settings.repeats):
+            cfg = cell_config(base, cell.overrides(0))
+            for role, spec, given in (("teacher", cfg.teacher, lms["teacher"]), ("judge", cfg.judge, lms["judge"])):
+                used = spec if given is None else getattr(with_lm_of(cfg, role, given), role)
+                require_price(used, role, "experiment.max_cost_usd")
+
+
+def plan_experiment(
+    settings: ExperimentSettings, base: dict[str, Any], lms: dict[str, Any], references: list[Reference] | None
+) -> ExperimentPlan:
+    """The experiment of `settings` over `base`, with the LMs handed in (`lms`: role -> LM or None) and `references`
+    (None: the base config's [seeds]), resolved; run under the experiment directory's lock (it pins the split)."""
+    base_config = cell_config(base, {})
+    grid = cells(settings.grid, settings.repeats)
+    out = Path(settings.out)
+    if references is None:
+        seeds = base_config.seeds
+        references, _ = read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
+    sides = _split(references, settings)
+    check_pinned(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
+    _check_finished_cells(grid, base, out)
+    seed = base_config.optimize.seed
+    return ExperimentPlan(
+        settings=settings,
+        base=base,
+        base_config=base_config,
+        grid=grid,
+        configs={cell.id: cell_config(base, cell.overrides(seed)) for cell in grid},
+        out=out,
+        teacher=lms["teacher"],
+        judge=lms["judge"],
+        sides=sides,
+        cell_level=1 - (1 - settings.level) / max(1, len(grid)),
+        # the whole experiment's calls and cost, started from what earlier invocations spent (spent.json)
+        spend=Spend(out / "spent.json", CallBudget(settings.max_calls, settings.max_cost_usd)),
+    )
+
+
+def _split(references: list[Reference], settings: ExperimentSettings) -> dict[str, list[Reference]]:
+    """The references split once, seeded and by reference, into train / val / test; ConfigError when a side is empty."""
+    train_refs, val_refs, test_refs = split_three(
+        references, settings.test_fraction, settings.val_fraction, settings.seed, key=lambda r: r.id
+    )
+    sides = {"train": train_refs, "val": val_refs, "test": test_refs}
+    if not all(sides.values()):
+        raise ConfigError(
+            f"{len(references)} references split into {len(train_refs)} train, {len(val_refs)} validation and "
+            f"{len(test_refs)} test: every side needs at least one (more references, or other fractions)"
+        )
+    return sides
+
+
+def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> None:
+    """Before any call: a finished cell whose config has changed since (judge, teacher, optimizer settings) is refused,
+    since its scores would be compared with another baseline's."""
+    for cell in grid:
+        row = read_json(out / "cells" / cell.id / "cell.json")
+        cfg = cell_config(base, cell.overrides(cell_config(base, {}).optimize.seed))
+        if row.get("status") != "done" or row.get("config_hash") in finished_hashes(cfg):
+            continue
+        if cfg.optimize.threshold is None:
+            legacy = cfg.model_copy(
+                update={"optimize": cfg.optimize.model_copy(update={"threshold": LEGACY_THRESHOLD})}
+            )
+            if row.get("config_hash") in finished_hashes(legacy):
+                raise ConfigError(
+                    f"cell {cell.id} finished with optimize.threshold = {LEGACY_THRESHOLD}, the default before it "
+                    "followed the starting program's score: set optimize.threshold = 0.7 in the experiment file to "
+                    "resume this experiment as it was, or give experiment.out a new directory"
+                )
+        raise ConfigError(
+            f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings changed "
+            "since): its scores would be compared with another baseline's; give experiment.out a new directory"
+        )
+
+
+def check_pinned(path: Path, sides: dict[str, list[str]]) -> None:
+    """The split (of references, `split.json`; of each target's examples, `examples-<target>.json`) is fixed for the
+    life of the experiment: a resumed one whose sides would hold other items is refused."""
+    before = read_json(path)
+    if before and before != sides:
+        raise ConfigError(
+            f"{path}: the references or examples now split differently (other seeds, fractions, references or "
+            "experiment.examples) than when this experiment began; its cells would not compare: give experiment.out "
+            "a new directory"
+        )
+    if not before:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, sides)
+
+
+def cache_dir(out: Path, cfg: Config, teacher: Any = None, judge: Any = None) -> Path:
+    """The experiment's one DSPy cache for the endpoints `cfg` (or the LMs handed in) reach: every part (examples,
+    baselines, cells, synthesis checks, resumes) that asks the same thing of them is answered once. DSPy's cache key
+    ignores api_base, so cells whose LMs differ only in their endpoint keep apart."""
+    ends = {
+        role: (lm.kwargs.get("api_base") if lm is not None and hasattr(lm, "kwargs") else None) or spec.endpoints
+        for role, spec, lm in (("teacher", cfg.teacher, teacher), ("judge", cfg.judge, judge))
+    }
+    return out / "cache" / hashlib.sha256(json.dumps(ends, sort_keys=True).encode()).hexdigest()[:10]

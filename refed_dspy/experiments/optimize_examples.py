@@ -1,0 +1,129 @@
+"""An optimization's examples: the caller's (split when no valset is given), the references themselves (targets
+instructions and pipeline), or for the respond target the samples of `optimize.examples_run` or of a small refed
+synthesis into `<out>/examples`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from refed_dspy.config import Config
+from refed_dspy.errors import ConfigError, FinishedShort
+from refed_dspy.experiments.optimize_plan import OptimizePlan
+from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
+from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.api import arun_synthesis
+
+
+@dataclass(frozen=True)
+class OptimizeExamples:
+    """What an optimization trains and validates on, and where the examples came from."""
+
+    train: list[dspy.Example]
+    val: list[dspy.Example]
+    run_dir: Path | None = None  # the run they were read from (optimize.examples_run, or <out>/examples)
+    usage: dict[str, Any] = field(default_factory=dict)  # what the synthesis that made them spent ({}: none ran)
+
+
+def optimization_examples(plan: OptimizePlan) -> OptimizeExamples:
+    """The plan's examples: the caller's; for targets instructions and pipeline the references; for respond the
+    samples of optimize.examples_run or of a small synthesis (made here). ConfigError (FinishedShort when the
+    synthesis fell short) when either side would be empty."""
+    cfg = plan.config.optimize
+    if plan.given.trainset is not None:
+        train, val = _given_sets(plan.given.trainset, plan.given.valset, cfg)
+        if not train or not val:
+            raise ConfigError(
+                f"{len(train)} training and {len(val)} validation examples: both sides need at "
+                "least one (give a valset, or more examples)"
+            )
+        return OptimizeExamples(train, val)
+    if cfg.target != "respond":  # the instructions and pipeline programs start from references
+        train, val = split_examples(
+            reference_examples(plan.references), cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction
+        )
+        if not train or not val:
+            raise ConfigError(
+                f"{len(plan.references)} references give {len(train)} training and {len(val)} validation "
+                f"examples for target {cfg.target!r}; both sides need at least one (more references)"
+            )
+        return OptimizeExamples(train, val)
+    return _respond_examples(plan)
+
+
+def _respond_examples(plan: OptimizePlan) -> OptimizeExamples:
+    """The respond target's examples: the samples of optimize.examples_run, or of the synthesis made here."""
+    cfg, references = plan.config.optimize, plan.references
+    examples_dir, summary = run_sync(_examples_run(plan))
+    if summary and not summary.get("samples"):
+        raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, summary)}")
+    exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
+    train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction)
+    if not train or not val:
+        error = FinishedShort if summary else ConfigError
+        raise error(
+            f"{_what_happened(examples_dir, summary)}: that gives {len(train)} training and {len(val)} "
+            "validation examples, and both sides need at least one (more samples, or more references)"
+        )
+    return OptimizeExamples(train, val, examples_dir, summary.get("usage", {}))
+
+
+def examples_config(config: Config, out: Path, size: int | None = None) -> Config:
+    """The small refed synthesis into `out/examples` that provides examples when no examples_run is given: `size`
+    samples (default: optimize.n_train + n_val)."""
+    data = config.model_dump(mode="json")
+    cfg = config.optimize
+    data["run"]["dir"] = str(out / "examples")
+    data["synthesis"].update(
+        method="refed", size=size or cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
+    )
+    data["tracking"]["enabled"] = False
+    return Config.model_validate(data)
+
+
+async def _examples_run(plan: OptimizePlan) -> tuple[Path, dict[str, Any]]:
+    """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
+    config = plan.config
+    if config.optimize.examples_run:
+        return Path(config.optimize.examples_run), {}
+    ex_config = examples_config(config, plan.out)
+    summary = await arun_synthesis(
+        ex_config,
+        teacher=plan.teacher,
+        references=plan.references,
+        on_mismatch=plan.on_mismatch,
+        show_progress=config.run.progress,
+    )
+    return Path(ex_config.run.dir), summary
+
+
+def _what_happened(examples_dir: Path, summary: dict[str, Any]) -> str:
+    """For an error message: what the examples synthesis made and why it made no more."""
+    if not summary:
+        return f"{examples_dir} (optimize.examples_run)"
+    rejects = ", ".join(f"{n} {r}" for r, n in sorted((summary.get("rejects") or {}).items(), key=lambda kv: -kv[1]))
+    return (
+        f"the examples synthesis into {examples_dir} made {summary.get('samples', 0)} samples from "
+        f"{(summary.get('usage') or {}).get('calls', 0)} LM calls ({summary.get('status')}; rejects: {rejects or 'none'}; "
+        f"see its rejects.jsonl)"
+    )
+
+
+def _given_sets(trainset: list, valset: list | None, cfg: Any) -> tuple[list, list]:
+    """A caller's examples: checked, and split (by reference when they carry reference_id) when no valset is given."""
+    import random
+
+    for name, items in (("trainset", trainset), ("valset", valset or [])):
+        if not isinstance(items, list) or not all(isinstance(e, dspy.Example) for e in items):
+            raise ConfigError(f"{name} takes a list of dspy.Example (with .with_inputs(...) set)")
+    if valset:
+        return list(trainset), list(valset)
+    if all(e.get("reference_id") for e in trainset):
+        return split_examples(trainset, len(trainset), len(trainset), cfg.seed, val_fraction=cfg.val_fraction)
+    order = list(trainset)
+    random.Random(cfg.seed).shuffle(order)
+    n_val = max(1, round(len(order) * cfg.val_fraction)) if len(order) > 1 else 0
+    return order[n_val:], order[:n_val]
