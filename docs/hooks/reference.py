@@ -87,7 +87,8 @@ def _option_row(action: argparse.Action) -> tuple[str, str]:
     if action.choices and not isinstance(action, argparse._SubParsersAction):
         text += f" (one of: {', '.join(map(str, action.choices))})"
     default = action.default
-    if action.option_strings and default not in (None, False, [], argparse.SUPPRESS, "") and action.nargs != 0:
+    said = "default" in text  # the help names its default itself
+    if action.option_strings and default not in (None, False, [], argparse.SUPPRESS, "") and not said:
         text += f" (default: {default})"
     return names, cell(text)
 
