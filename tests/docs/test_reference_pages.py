@@ -106,3 +106,20 @@ def test_a_public_name_on_no_page_is_named(hooks):
 def test_an_unknown_generated_section_fails(hooks):
     with pytest.raises(ValueError, match="unknown generated section 'clii'"):
         hooks.expand("# x\n\n<!-- generated: clii -->\n")
+
+
+@pytest.mark.parametrize(
+    "name", ["synthesize", "optimize", "experiment", "make_metric", "judge_run", "export_run", "compare", "meta_eval"]
+)
+def test_the_main_functions_document_every_parameter(name):
+    """The API page renders a parameters table from each docstring's Args section: every parameter is in it."""
+    import inspect
+
+    import refed_dspy
+
+    func = getattr(refed_dspy, name)
+    doc = inspect.getdoc(func) or ""
+    assert "\nArgs:\n" in doc, f"{name} has no Args section"
+    args = doc.split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]
+    documented = {line.split(":", 1)[0].strip() for line in args.splitlines() if not line.startswith("        ")}
+    assert set(inspect.signature(func).parameters) == documented, name
