@@ -378,7 +378,7 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
 
     Returns:
         A metric any DSPy optimizer takes, GEPA's five-argument call included (the score, and the judge's reasons
-        as feedback); its judge's calls are counted when it runs inside `optimize` or an experiment.
+            as feedback); its judge's calls are counted when it runs inside `optimize` or an experiment.
     """
 
     target = target or config.optimize.target

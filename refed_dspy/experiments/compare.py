@@ -250,8 +250,8 @@ def compare(
         judge_lm: a dspy.LM to judge with instead of building one from [judge].
 
     Returns:
-        The table (one row per method: samples, calls, feedback calls, tokens, cost, rejects, wall time, and the
-        judge's figures with `judge`), also written to `<run.dir>/compare.json` and `compare.md`.
+        The table, one row per method (samples, calls, feedback calls, tokens, cost, rejects, wall time, and the
+            judge's figures with `judge`), also written to `<run.dir>/compare.json` and `compare.md`.
     """
     return run_sync(
         acompare(

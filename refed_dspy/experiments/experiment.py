@@ -123,8 +123,8 @@ def experiment(
         verbose: show what DSPy, its optimizers and MLflow print; by default it goes to `<experiment.out>/dspy.log`.
 
     Returns:
-        The leaderboard (also experiment.json, .md and .html in `experiment.out`): each cell's test score and its
-        difference to the baseline with an interval, and the champion.
+        The leaderboard, also written to experiment.json, .md and .html in `experiment.out`, with each cell's test
+            score and its difference to the baseline with an interval, and the champion.
     """
     settings, base = load_experiment(path, overrides)
     base_config = cell_config(base, {})

@@ -362,8 +362,9 @@ def judge_run(
         detach: judging.mode = "batch" only: return once the batches are submitted.
 
     Returns:
-        judge_summary.json's content: status ("complete" when every sample has a judgment, else "partial", ...),
-        mean scores by criterion, the improvement's win/tie/loss rates and the position-bias rate, calls and cost.
+        What judge_summary.json holds, the status ("complete" when every sample has a judgment, else "partial",
+            ...), mean scores by criterion, the improvement's win, tie and loss rates, the position-bias rate, calls
+            and cost.
     """
     return run_sync(
         ajudge_run(

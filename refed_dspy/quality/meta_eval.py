@@ -245,7 +245,7 @@ def meta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | None = N
 
     Returns:
         Pairwise accuracy, tie and position-bias rates, and the Pearson and Spearman correlation of the judge's
-        mean rubric score with the likert scores.
+            mean rubric score with the likert scores.
     """
     return run_sync(ameta_eval(config, labels_path, judge_lm=judge_lm))
 
