@@ -368,8 +368,18 @@ class PipelineMetric(JudgeMetric):
 
 
 def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = None) -> JudgeMetric:
-    """The metric `refed optimize` uses for `target` (default: optimize.target), built from a Config: the judge LM
-    ([judge], or `judge`), its adapter, the judging criteria and the optimize section's weights and threshold."""
+    """The metric `refed optimize` uses for `target`, built from a Config: the judge LM, its adapter, the judging
+    criteria and the optimize section's weights and threshold.
+
+    Args:
+        config: the Config whose [judge], [judging] and [optimize] the metric follows.
+        target: respond, instructions or pipeline (see TARGETS); None: optimize.target.
+        judge: a dspy.LM to judge with instead of building one from [judge].
+
+    Returns:
+        A metric any DSPy optimizer takes, GEPA's five-argument call included (the score, and the judge's reasons
+            as feedback); its judge's calls are counted when it runs inside `optimize` or an experiment.
+    """
 
     target = target or config.optimize.target
     if target not in TARGETS:

@@ -134,6 +134,10 @@ def register(sub: Any) -> None:
         "agreement: pairwise accuracy, tie and position-bias rates, Pearson and Spearman.",
     )
     add_config_args(meta)
-    meta.add_argument("--labels", metavar="FILE", help="JSONL of labelled items (see README)")
+    meta.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="JSONL of labelled items: pairwise preferences and likert scores (see docs/guides/judge-and-filter.md)",
+    )
     meta.add_argument("--out", metavar="FILE", help="also write the results as JSON")
     meta.set_defaults(func=_cmd_meta_eval)

@@ -226,6 +226,42 @@ async def _compare(
     return Comparison(**header, rows=rows, json_file=str(json_path), markdown_file=str(md_path))
 
 
-def compare(config: Config, methods: list[str], **kwargs: Any) -> Comparison:
-    """Synchronous `acompare`."""
-    return run_sync(acompare(config, methods, **kwargs))
+def compare(
+    config: Config,
+    methods: list[str],
+    *,
+    teacher: Any = None,
+    references: list[Any] | None = None,
+    on_mismatch: str = "error",
+    show_progress: bool = False,
+    judge: bool = False,
+    judge_lm: Any = None,
+) -> Comparison:
+    """Run (or resume) each method on the same references and size, and compare them; `refed compare` from Python.
+
+    Args:
+        config: the run config; each method runs into `<run.dir>/<method>/`, a run dir of its own.
+        methods: names of registered methods (`refed_dspy.methods.METHODS`), e.g. ["refed", "no_feedback"].
+        teacher: a dspy.LM to use for every method instead of building one from [teacher].
+        references: the references to use instead of reading [seeds].
+        on_mismatch: for a method's run dir made by another config: "error", "resume" or "fresh".
+        show_progress: print progress lines on stderr.
+        judge: also judge each run (with [judge]) and add judge and diversity columns.
+        judge_lm: a dspy.LM to judge with instead of building one from [judge].
+
+    Returns:
+        The table, one row per method (samples, calls, feedback calls, tokens, cost, rejects, wall time, and the
+            judge's figures with `judge`), also written to `<run.dir>/compare.json` and `compare.md`.
+    """
+    return run_sync(
+        acompare(
+            config,
+            methods,
+            teacher=teacher,
+            references=references,
+            on_mismatch=on_mismatch,
+            show_progress=show_progress,
+            judge=judge,
+            judge_lm=judge_lm,
+        )
+    )

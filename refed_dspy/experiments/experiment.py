@@ -79,9 +79,22 @@ def experiment(
     references: list[Reference] | None = None,
     verbose: bool = False,
 ) -> ExperimentResult:
-    """Run (or resume) the experiment of the file `path` (a run config with an `[experiment]` table); `teacher` and
-    `judge` replace the LMs the config builds, in every cell (the grid may not vary them then). What DSPy, its
-    optimizers and MLflow print goes to `<experiment.out>/dspy.log` unless `verbose`."""
+    """Run (or resume) the experiment of the file `path`; `refed experiment` from Python.
+
+    Args:
+        path: a run config with an `[experiment]` table (its `base`, another config, is read relative to it).
+        overrides: `section.key=value` strings, as `--set` takes them; they apply to the experiment table too
+            (`experiment.repeats=3`).
+        teacher: a dspy.BaseLM to use in every cell instead of building one from [teacher] (the grid may not vary
+            the teacher then).
+        judge: the same for the judge.
+        references: the references to use instead of reading [seeds].
+        verbose: show what DSPy, its optimizers and MLflow print; by default it goes to `<experiment.out>/dspy.log`.
+
+    Returns:
+        The leaderboard, also written to experiment.json, .md and .html in `experiment.out`, with each cell's test
+            score and its difference to the baseline with an interval, and the champion.
+    """
     settings, base = load_experiment(path, overrides)
     lms = {"teacher": teacher, "judge": judge}
     check_given_lms(settings, base, lms)

@@ -115,7 +115,7 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tup
     data = apply_overrides(data, overrides or [])
     table = data.pop("experiment", None)
     if not isinstance(table, dict):
-        raise ConfigError(f"{path} has no [experiment] table (see the README: Run a prompt-optimization experiment)")
+        raise ConfigError(f"{path} has no [experiment] table (see docs/guides/experiments.md)")
     try:
         settings = ExperimentSettings.model_validate(table)
     except ValidationError as err:

@@ -82,13 +82,16 @@ def optimize(
     """Optimize a program against a metric, save it (program.json and the files beside it) and track it.
 
     Args:
-        config: a Config, a TOML path, or None for the defaults; `overrides` as `--set` takes them.
-        teacher, judge: dspy.LMs to use instead of building them from [teacher] and [judge].
+        config: a Config, a TOML path, or None for the defaults.
+        overrides: `section.key=value` strings, as `--set` takes them (with a path or None).
+        teacher: a dspy.LM to use instead of building one from [teacher].
+        judge: a dspy.LM to use instead of building one from [judge].
         references: the references the examples come from, instead of reading [seeds].
         on_mismatch: for an examples run dir made by another config: "error", "resume" or "fresh".
         program: the DSPy module to compile (default: the program of optimize.target; `target_program`).
-        trainset, valset: your own dspy.Examples (inputs set), instead of synthesized ones; without a valset, the
-            trainset is split (by reference when the examples carry `reference_id`).
+        trainset: your own dspy.Examples (inputs set), instead of synthesized ones.
+        valset: your own validation dspy.Examples; without one, the trainset is split (by reference when the
+            examples carry `reference_id`).
         metric: your own metric `(gold, pred, trace=None)` (GEPA: also `pred_name, pred_trace`; it may return
             `dspy.Prediction(score=, feedback=)`), instead of `make_metric(config)`; when not given, the metric of a
             teleprompter instance you pass (`optimizer=dspy.MIPROv2(metric=...)`), else `make_metric(config)`. A call

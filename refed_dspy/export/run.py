@@ -282,7 +282,24 @@ def export_run(
     overwrite: bool = False,
     config: Config | None = None,
 ) -> ExportResult:
-    """Export a run dir's samples in `fmt` to `out` (or the hub)."""
+    """Export a run dir's samples in `fmt` to `out` (or the hub), with a dataset card; `refed export` from Python.
+
+    Args:
+        run_dir: a run dir or a filtered dir.
+        fmt: one of FORMATS: messages (OpenAI chat JSONL), sharegpt, alpaca, parquet, hf (a saved DatasetDict) or
+            hub (pushed with the token in $HF_TOKEN).
+        out: the output directory: new, empty, or an earlier export (`overwrite` replaces its files). Optional for
+            hub.
+        which: "improved" (the improved response, falling back to the draft) or "draft".
+        system: a system prompt put at the start of each conversation.
+        val_fraction: share of the references whose samples make the validation split (whole references, so the
+            samples of one reference never straddle the split).
+        seed: seed of that split.
+        repo_id: OWNER/NAME on the Hub (hub only).
+        private: hub only: push a private dataset (the default) or a public one.
+        overwrite: replace an earlier export in `out`.
+        config: the run's Config, for tracking; None: the run dir's own config.toml.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}'; available: {', '.join(FORMATS)}")
     if which not in RESPONSES:

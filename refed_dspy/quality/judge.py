@@ -341,6 +341,33 @@ async def ajudge_run(
             pool.close()
 
 
-def judge_run(run_dir: str | Path, config: Config | None = None, **kwargs: Any) -> JudgeSummary:
-    """Synchronous `ajudge_run`."""
-    return run_sync(ajudge_run(run_dir, config, **kwargs))
+def judge_run(
+    run_dir: str | Path,
+    config: Config | None = None,
+    *,
+    judge_lm: dspy.LM | None = None,
+    on_mismatch: str = "error",
+    show_progress: bool = False,
+    detach: bool = False,
+) -> JudgeSummary:
+    """Judge (or finish judging) every sample of `run_dir` into its judgments.jsonl; `refed judge run` from Python.
+
+    Args:
+        run_dir: a run dir (or a filtered dir) with a samples.jsonl.
+        config: the [judge] and [judging] to use; None: the run dir's own config.toml.
+        judge_lm: a dspy.LM (or any dspy.BaseLM) to judge with instead of building one from [judge].
+        on_mismatch: for judgments made with another judge config: "error" (refuse), "resume" (keep them) or
+            "fresh" (delete them and judge again).
+        show_progress: print progress lines on stderr.
+        detach: judging.mode = "batch" only: return once the batches are submitted.
+
+    Returns:
+        What judge_summary.json holds, the status ("complete" when every sample has a judgment, else "partial",
+            ...), mean scores by criterion, the improvement's win, tie and loss rates, the position-bias rate, calls
+            and cost.
+    """
+    return run_sync(
+        ajudge_run(
+            run_dir, config, judge_lm=judge_lm, on_mismatch=on_mismatch, show_progress=show_progress, detach=detach
+        )
+    )

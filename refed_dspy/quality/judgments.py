@@ -31,21 +31,25 @@ class JudgeSummary(Result):
     """The figures of all judgments of a run dir (judge_summary.json)."""
 
     status: str = Field(description="complete | partial | budget | interrupted | aborted | submitted")
-    run_dir: str
-    judge: str
-    criteria: list[str]
-    adapter: dict[str, Any] | None
-    samples: int
-    judged: int
-    unjudged: int
+    run_dir: str = Field(description="The judged run dir.")
+    judge: str = Field(description="The judge's model string.")
+    criteria: list[str] = Field(description="judging.criteria: each scored 1-10.")
+    adapter: dict[str, Any] | None = Field(description="The output format the judge was asked for, and why.")
+    samples: int = Field(description="The samples in the run dir.")
+    judged: int = Field(description="The samples with a judgment.")
+    unjudged: int = Field(description="The samples without one.")
     new: int = Field(description="Judgments this invocation added.")
-    mean_score: float | None
-    mean_by_criterion: dict[str, float]
-    pairs: int
-    improvement_win_rate: float | None
-    improvement_tie_rate: float | None
-    improvement_loss_rate: float | None
-    position_bias_rate: float | None
+    mean_score: float | None = Field(description="The mean pointwise score (1-10) of the judged samples.")
+    mean_by_criterion: dict[str, float] = Field(description="The mean score of each criterion.")
+    pairs: int = Field(description="Samples judged pairwise: improved response against draft, in both orders.")
+    improvement_win_rate: float | None = Field(description="Share of pairs the improved response won in both orders.")
+    improvement_tie_rate: float | None = Field(
+        description="Share of pairs judged a tie (or that the orders disagreed on)."
+    )
+    improvement_loss_rate: float | None = Field(description="Share of pairs the draft won in both orders.")
+    position_bias_rate: float | None = Field(
+        description="Share of pairs decisive in both orders but for the same position (the verdict followed the order)."
+    )
     rejects: dict[str, int] = Field(
         description="Samples still without a judgment, by the reason of their last failure."
     )
@@ -58,10 +62,10 @@ class JudgeSummary(Result):
     ray: dict[str, Any] | None = Optional(
         "Judged on Ray: the cluster's address and each worker's node, pid, tasks, calls and whether it is alive."
     )
-    usage: dict[str, Any]
-    cost_usd: float | None
-    wall_s: float
-    finished_at: str
+    usage: dict[str, Any] = Field(description="Calls, tokens and cost of the judging, in total and by stage.")
+    cost_usd: float | None = Field(description="The judging's cost in USD (None: the judge's price is unknown).")
+    wall_s: float = Field(description="Wall time of this invocation, in seconds.")
+    finished_at: str = Field(description="When this invocation finished (UTC, ISO 8601).")
 
 
 def judge_summary(

@@ -234,9 +234,20 @@ async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | N
     )
 
 
-def meta_eval(config: Any, labels_path: str | Path, **kwargs: Any) -> MetaEvalResult:
-    """Synchronous `ameta_eval`."""
-    return run_sync(ameta_eval(config, labels_path, **kwargs))
+def meta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | None = None) -> MetaEvalResult:
+    """Check the judge against labels people wrote; `refed judge meta-eval` from Python.
+
+    Args:
+        config: the Config whose [judge] and [judging] are checked.
+        labels_path: a JSONL file of labelled items: pairwise preferences (`response_a`, `response_b`,
+            `preference` a | b | tie) and likert scores (`response`, `score`, `scale`).
+        judge_lm: a dspy.LM to judge with instead of building one from [judge].
+
+    Returns:
+        Pairwise accuracy, tie and position-bias rates, and the Pearson and Spearman correlation of the judge's
+            mean rubric score with the likert scores.
+    """
+    return run_sync(ameta_eval(config, labels_path, judge_lm=judge_lm))
 
 
 def format_meta_eval(result: MetaEvalResult) -> str:

@@ -18,10 +18,10 @@ class Reference(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    id: str
-    instruction: str
-    response: str
-    source: str
+    id: str = Field(description="A hash of the instruction and response (16 hex digits).")
+    instruction: str = Field(description="The reference instruction.")
+    response: str = Field(description="Its high-quality response.")
+    source: str = Field(description="Where it was read from: `embedded`, a hub name or a file path.")
 
     @classmethod
     def coerce(cls, value: Any) -> Reference:
@@ -41,11 +41,13 @@ class Reference(BaseModel):
 class ReferenceFeedback(BaseModel):
     """Feedback collected once per reference; what the method propagates to new samples."""
 
-    reference_id: str
-    subject_areas: str | None = None
-    relevant_skills: str | None = None
-    response_feedback: str | None = None
-    usage: dict[str, Any] = Field(default_factory=dict)
+    reference_id: str = Field(description="The reference's `id`.")
+    subject_areas: str | None = Field(None, description="The subject areas its instruction covers (a feature).")
+    relevant_skills: str | None = Field(None, description="The skills a good answer needs (a feature).")
+    response_feedback: str | None = Field(
+        None, description="What makes its response good and what could be better: the improver's guide."
+    )
+    usage: dict[str, Any] = Field(default_factory=dict, description="Calls, tokens and cost of collecting it.")
 
     def features(self) -> list[tuple[str, str]]:
         """(feature name, description) pairs that drive instruction synthesis."""
@@ -93,42 +95,44 @@ class SampleMeta(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str
-    method: str
-    reference_id: str
-    feature: str
-    teacher: str
-    endpoint: str | None = None  # the teacher's api_base (None: the provider's default)
-    program: str
-    program_hash: str | None = None  # content hash of the program that made it (refed_dspy.synthesis.provenance)
-    usage: dict[str, Any] = Field(default_factory=dict)
+    id: str = Field(description="The sample's stable id (a content hash).")
+    method: str = Field(description="The synthesis method that made it.")
+    reference_id: str = Field(description="The reference it was made from.")
+    feature: str = Field(description="The feature that drove its instruction: subject_areas, relevant_skills, ...")
+    teacher: str = Field(description="The teacher's model string.")
+    endpoint: str | None = Field(None, description="The teacher's api_base (unset: the provider's default).")
+    program: str = Field(description="The program: built-in, a file's absolute path, an MLflow URI or python:...")
+    program_hash: str | None = Field(None, description="Content hash of the program (refed_dspy.synthesis.provenance).")
+    usage: dict[str, Any] = Field(default_factory=dict, description="Calls, tokens and cost of this sample's calls.")
 
 
 class OriginalPair(BaseModel):
     """The seed pair a recycled sample was made from (method 'reflection')."""
 
-    instruction: str
-    response: str
+    instruction: str = Field(description="The seed's instruction.")
+    response: str = Field(description="The seed's response.")
 
 
 class Reflection(BaseModel):
     """What Reflection-Tuning's critiques said about the original pair."""
 
-    instruction_critique: str | None = None
-    response_critique: str | None = None
+    instruction_critique: str | None = Field(
+        None, description="The critique of the instruction (steps instruction, both)."
+    )
+    response_critique: str | None = Field(None, description="The critique of the response (steps response, both).")
 
 
 class SampleRecord(BaseModel):
     """One line of samples.jsonl: the paper's released format plus `meta` provenance."""
 
-    instruction: str = Field(min_length=1)
-    response: str = Field(min_length=1)
-    analysis: Analysis | None = None
-    implementation_strategy: ImplementationStrategy | None = None
-    improved_response: str | None = None
-    original: OriginalPair | None = None
-    reflection: Reflection | None = None
-    meta: SampleMeta
+    instruction: str = Field(min_length=1, description="The new instruction.")
+    response: str = Field(min_length=1, description="The teacher's first response to it: the draft.")
+    analysis: Analysis | None = Field(None, description="The improver's reading of the draft (methods that improve).")
+    implementation_strategy: ImplementationStrategy | None = Field(None, description="The improver's plan.")
+    improved_response: str | None = Field(None, description="The draft improved with the reference's feedback.")
+    original: OriginalPair | None = Field(None, description="Method reflection: the seed pair it was made from.")
+    reflection: Reflection | None = Field(None, description="Method reflection: the critiques.")
+    meta: SampleMeta = Field(description="Provenance.")
 
 
 def final_response(sample: dict[str, Any]) -> str:
@@ -141,9 +145,13 @@ class RejectRecord(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    stage: str
-    reason: str
-    detail: str = ""
-    reference_id: str | None = None
-    item_id: str | None = None
-    final: bool = True
+    stage: str = Field(description="The stage that failed or dropped it: feedback, synthesize, sample or dedup.")
+    reason: str = Field(
+        description="Why: truncated, unparseable, degenerate, refused, content_filter, api_error, a dedup reason, ..."
+    )
+    detail: str = Field(
+        "", description="The error, in words (a rejected reply's first 2,000 characters are kept as `raw`)."
+    )
+    reference_id: str | None = Field(None, description="The reference the item came from.")
+    item_id: str | None = Field(None, description="The item's id, where it has one.")
+    final: bool = Field(True, description="False for API errors: the next resume tries the item again.")

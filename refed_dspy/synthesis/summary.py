@@ -102,47 +102,47 @@ class RunSummary(Result):
 
     status: str = Field(description="complete | budget | exhausted | interrupted | aborted | submitted")
     exhausted: str | None = Optional("Why the run stopped short with nothing left worth asking for (status exhausted).")
-    run_dir: str
-    method: str
-    teacher: str
+    run_dir: str = Field(description="The run directory.")
+    method: str = Field(description="synthesis.method.")
+    teacher: str = Field(description="The teacher's model string.")
     teachers: list[dict[str, Any]] = Field(
         default_factory=list,
         description="The samples' teachers (model, endpoint) with their sample counts; more than one after a resume "
         "onto another teacher.",
     )
     program: str = Field(description="The program the run executed: built-in, a file, an MLflow URI or python:...")
-    program_hash: str
+    program_hash: str = Field(description="Content hash of that program.")
     program_origin: dict[str, Any] | None = Optional(
         "When an experiment made the program: the experiment, its dir, the cell, whether it was the champion, and "
         "the cell's test score and difference."
     )
     adapter: dict[str, Any] | None = Field(description="The output format the teacher was asked for, and why.")
-    config_hash: str
-    size: int
-    samples: int
+    config_hash: str = Field(description="A short hash of the config fields that decide the output (fingerprint.json).")
+    size: int = Field(description="synthesis.size: the samples asked for.")
+    samples: int = Field(description="The samples in samples.jsonl.")
     new_samples: int = Field(description="Samples this invocation added.")
-    references: int
-    feedback_collected: int
-    units: int
-    instructions_kept: int
+    references: int = Field(description="The references read.")
+    feedback_collected: int = Field(description="The references whose feedback was collected (feedback.jsonl).")
+    units: int = Field(description="Work units done: (reference, feature, pass) triples (journal.jsonl).")
+    instructions_kept: int = Field(description="New instructions kept after deduplication.")
     rejects: dict[str, int] = Field(description="Reject records by reason.")
-    rejects_by_stage: dict[str, int]
-    retries: dict[str, Any]
+    rejects_by_stage: dict[str, int] = Field(description="Reject records by stage.")
+    retries: dict[str, Any] = Field(description="Retries of all invocations (`total`) and of this one by reason.")
     max_calls: int | None = Field(description="The call budget the run stopped at (None: none).")
     budget_stop: str | None = Optional("Stopped by the budget: which limit, and what had been spent.")
-    concurrency: dict[str, Any]
-    mode: str
+    concurrency: dict[str, Any] = Field(description="The configured window of calls in flight and how AIMD moved it.")
+    mode: str = Field(description="online | batch")
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")
     endpoints: dict[str, Any] | None = Optional("Several api_base endpoints: calls and failures per endpoint.")
     usage: dict[str, Any] = Field(description="Calls, tokens and cost, in total and by stage.")
-    per_sample: dict[str, Any]
-    cost_usd: float | None
+    per_sample: dict[str, Any] = Field(description="Calls, tokens and cost per sample.")
+    cost_usd: float | None = Field(description="The cost of every invocation in USD (None: a price is unknown).")
     estimate: dict[str, Any] | None = Optional("What `refed estimate` said, and how far off the run came out.")
-    price_known: bool
+    price_known: bool = Field(description="Whether the teacher's price is known.")
     ray: dict[str, Any] | None = Optional(
         "On Ray: the cluster's address and each worker's node, tasks, calls and state."
     )
-    wall_s: float
-    wall_s_total: float
-    samples_per_s: float | None
-    finished_at: str
+    wall_s: float = Field(description="Wall time of this invocation, in seconds.")
+    wall_s_total: float = Field(description="Wall time of every invocation, in seconds.")
+    samples_per_s: float | None = Field(description="Samples this invocation added, per second.")
+    finished_at: str = Field(description="When this invocation finished (UTC, ISO 8601).")

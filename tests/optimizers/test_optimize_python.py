@@ -234,21 +234,16 @@ def test_optimize_inside_a_running_event_loop(server_factory, tmp_path):
     assert asyncio.run(cell()).program_path.exists()
 
 
-def test_the_readme_guide_runs(server_factory, tmp_path, monkeypatch):
-    """The README's "Compile and run from Python" example, as written, against the loopback server."""
-    from pathlib import Path
+def test_the_python_guide_runs(server_factory, tmp_path):
+    """The "Compile and run from Python" guide's example (docs/guides/python.md), as written, against loopback
+    servers standing in for configs/local.toml's server: it exits 0 and leaves what it says it makes."""
+    from doc_examples import checked_block, run, workspace
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Compile and run from Python", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    srv = server_factory()
-    loopback = run_overrides(srv, tmp_path / "unused", 4) + ["judge.api_key_env=''"]
-    code = code.replace(
-        'refed_dspy.load_config("configs/local.toml", [', f"refed_dspy.load_config(None, [*{loopback!r}, ", 1
-    )
-    assert "*[" in code  # the example still loads its config the way this test expects
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    block = checked_block("tests/optimizers/test_optimize_python.py::test_the_python_guide_runs")
+    assert 'refed_dspy.load_config("configs/local.toml", [' in block.code  # the config every user has
+    srv, judge = server_factory(), server_factory()
+    result = run(block, tmp_path, workspace(tmp_path, srv.api_base, judge.api_base))
+    assert result.returncode == 0, f"{block} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     samples = [json.loads(x) for x in (tmp_path / "runs" / "guide" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4 and samples[0]["meta"]["program"].startswith("python:")
     assert (tmp_path / "runs" / "guide-pipeline.json").exists()
@@ -257,6 +252,7 @@ def test_the_readme_guide_runs(server_factory, tmp_path, monkeypatch):
     assert (opt["n_train"], opt["n_val"]) == (16, 8)
     mipro = json.loads((tmp_path / "runs" / "guide-mipro" / "optimize_summary.json").read_text())
     assert mipro["optimizer"] == "MIPROv2" and mipro["usage"]["calls"] > 0
+    assert mipro["status"] == "complete"
     state = json.loads((tmp_path / "runs" / "guide-pipeline.json").read_text())
     assert {"collect.describe", "synthesizer.synthesize", "respond.generate", "respond.improve"} <= state.keys()
 

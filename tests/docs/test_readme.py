@@ -1,0 +1,80 @@
+"""The README is a front page: at most 200 lines, every link in it resolves, and its test command is CI's."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+from doc_examples import ROOT
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+MAX_LINES = 200
+
+
+def slugs(heading: str) -> set[str]:
+    """The anchors a heading gets: GitHub's and MkDocs' (Python-Markdown's toc) ways of making one."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "").replace("*", "")
+    github = re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    mkdocs = re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", ascii_text).strip().lower())
+    return {github, mkdocs}
+
+
+def anchors(path: Path) -> set[str]:
+    out: set[str] = set()
+    in_fence = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and re.match(r"#{1,6} ", line):
+            out |= slugs(line.lstrip("#").strip())
+    return out
+
+
+def broken_links(path: Path) -> list[str]:
+    """The relative links of the markdown file `path` whose file, or heading, does not exist."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    broken = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:", target):  # https:, mailto: ... : not ours to check offline
+            continue
+        file, _, anchor = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target}: no heading #{anchor} in {dest.name}")
+    return broken
+
+
+def test_the_readme_is_a_front_page_of_at_most_200_lines():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= MAX_LINES, f"README.md has {len(lines)} lines; move detail into docs/"
+
+
+def test_every_link_of_the_readme_resolves():
+    readme = ROOT / "README.md"
+    assert len(LINK.findall(readme.read_text())) >= 10  # it links into the site
+    assert broken_links(readme) == []
+
+
+def test_a_broken_link_or_heading_is_caught(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "page.md").write_text("# A page\n\n## Two words (`code`)\n")
+    page = tmp_path / "README.md"
+    page.write_text(
+        "[ok](docs/page.md) [ok](docs/page.md#two-words-code) [bad](docs/nope.md) [bad](docs/page.md#nope) "
+        "[ok](#the-top) [bad](#nowhere) [web](https://example.org/x)\n\n# The top\n"
+    )
+    assert [b.split(":")[0] for b in broken_links(page)] == ["docs/nope.md", "docs/page.md#nope", "#nowhere"]
+
+
+def test_the_readme_test_command_is_the_one_ci_runs():
+    """CI (.ci/run) runs the README's test command; the two must not drift apart."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    block = ci.split("# --- the README's test command (keep in sync with README.md) ---\n", 1)[1].split("\n# ---", 1)[0]
+    command = block.strip()
+    assert command.startswith("python3 -m venv .venv") and "pytest" in command
+    readme_lines = (ROOT / "README.md").read_text().splitlines()
+    assert command in readme_lines, "the README must show CI's test command on a line of its own, as written"

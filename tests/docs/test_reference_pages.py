@@ -1,0 +1,125 @@
+"""The generated reference pages cover the code: every command and option of the parser, every config field with
+its default, every public name on an API page (docs/hooks/reference.py makes them when the site is built)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+import pytest
+from doc_examples import ROOT
+
+
+@pytest.fixture(scope="module")
+def hooks():
+    spec = importlib.util.spec_from_file_location("docs_reference_hooks", ROOT / "docs" / "hooks" / "reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parsers(parser, path=()):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_the_cli_page_has_every_command_and_option_of_the_parser(hooks):
+    from refed_dspy.cli import build_parser
+
+    page = hooks.cli_markdown()
+    commands = [path for path, _ in _parsers(build_parser()) if path]
+    assert len(commands) >= 18
+    for path, parser in _parsers(build_parser()):
+        if path:
+            assert f"\n## refed {' '.join(path)}\n" in page
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help"):
+                    section = page.split(f"## refed {' '.join(path)}\n", 1)[1] if path else page
+                    assert f"`{option}" in section.split("\n## ", 1)[0], f"{option} of refed {' '.join(path)}"
+
+
+def test_a_new_option_shows_on_the_cli_page(hooks, monkeypatch):
+    import refed_dspy.cli as cli
+
+    build = cli.build_parser
+
+    def with_one_more():
+        parser = build()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices["report"].add_argument("--brand-new", metavar="X", help="a <new> option | with a pipe")
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", with_one_more)
+    page = hooks.cli_markdown()
+    assert "| `--brand-new X` | a &lt;new&gt; option \\| with a pipe |" in page
+
+
+def test_the_config_page_has_every_field_with_its_default(hooks):
+    from refed_dspy.config import Config
+
+    page = "\n" + hooks.config_markdown()
+    defaults = Config()
+    fields = hooks.config_fields()
+    assert "teacher.model" in fields and "optimize.optimizer" in fields and len(fields) > 80
+    for path in fields:
+        section, _, key = path.partition(".")
+        if not key:  # [[filters]] and [prices."MODEL"] are tables of their own
+            assert f"## [[{section}]]" in page or f"## [{section}." in page
+            continue
+        part = page.split(f"\n## [{section}]\n", 1)[1].split("\n## ", 1)[0]
+        row = next((line for line in part.splitlines() if line.startswith(f"| `{key}` |")), None)
+        assert row is not None, path
+        assert hooks.value_text(getattr(getattr(defaults, section), key)) in row, path
+    assert "| `temperature` | float (≥ 0.0, ≤ 2.0) | `0.0` |" in page.split("## [judge]")[1]  # the judge's own default
+    for name in ("rouge_diversity", "min_score", "length", "dedup", "random_subset", "judge_prefers_improved"):
+        assert f"\n### {name}\n" in page
+    assert "\n## [experiment]\n" in page and "| `test_fraction` |" in page
+
+
+def test_every_public_name_is_on_an_api_page(hooks):
+    pages = hooks.api_pages(ROOT / "docs")
+    names = hooks.public_names()
+    assert {"refed_dspy", "refed_dspy.programs", "refed_dspy.optimizers", "refed_dspy.filters"} <= names.keys()
+    assert hooks.missing_from_api(pages) == []
+    # the functions the issue names render with their parameters: they are there, each once
+    text = pages["reference/api/index.md"]
+    for name in ("synthesize", "optimize", "experiment", "judge_run", "export_run"):
+        assert len([line for line in text.splitlines() if line.startswith("::: ") and line.endswith(f".{name}")]) == 1
+    assert "::: refed_dspy.optimizers.metrics.make_metric" in text
+
+
+def test_a_public_name_on_no_page_is_named(hooks):
+    pages = hooks.api_pages(ROOT / "docs")
+    pages["reference/api/index.md"] = pages["reference/api/index.md"].replace(
+        "::: refed_dspy.synthesis.api.synthesize\n", ""
+    )
+    pages["reference/api/programs.md"] = pages["reference/api/programs.md"].replace(
+        "::: refed_dspy.programs.RespondAndImprove\n", ""
+    )
+    assert hooks.missing_from_api(pages) == ["refed_dspy.synthesize", "refed_dspy.programs.RespondAndImprove"]
+
+
+def test_an_unknown_generated_section_fails(hooks):
+    with pytest.raises(ValueError, match="unknown generated section 'clii'"):
+        hooks.expand("# x\n\n<!-- generated: clii -->\n")
+
+
+@pytest.mark.parametrize(
+    "name", ["synthesize", "optimize", "experiment", "make_metric", "judge_run", "export_run", "compare", "meta_eval"]
+)
+def test_the_main_functions_document_every_parameter(name):
+    """The API page renders a parameters table from each docstring's Args section: every parameter is in it."""
+    import inspect
+
+    import refed_dspy
+
+    func = getattr(refed_dspy, name)
+    doc = inspect.getdoc(func) or ""
+    assert "\nArgs:\n" in doc, f"{name} has no Args section"
+    args = doc.split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]
+    documented = {line.split(":", 1)[0].strip() for line in args.splitlines() if not line.startswith("        ")}
+    assert set(inspect.signature(func).parameters) == documented, name
