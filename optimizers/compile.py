@@ -289,7 +289,9 @@ def optimize(
         program.dump_state() if log_root else None,
         _metric_state(metric) if log_root else None,
     )
-    run = _Compilation(instance, choice, dataclasses.replace(settings, log_dir=log_dir), metric, adapter, budget)
+    settings = dataclasses.replace(settings, log_dir=log_dir)
+    tp = instance or _built(choice, metric, settings, adapter)
+    run = _Compilation(tp, choice, settings, metric, adapter, budget)
     with dropping(_EXAMPLE_LOGGERS, _budget_refusal):  # the budget's stop is said once, by _Compilation.check
         before, before_rows = run.score(program, valset, "while scoring the program before optimization")
         compiled, threshold, traced = run.compile(program.deepcopy(), trainset, valset, before)
@@ -308,6 +310,13 @@ def optimize(
         "threshold": threshold,
         "traces": {"scored": traced[0], "passed": traced[1]},
     }
+
+
+def _built(choice: Any, metric: Any, settings: CompileSettings, adapter: dspy.Adapter | None) -> Any:
+    """The registry optimizer's teleprompter, built before anything is paid: one that refuses its settings (GEPA with
+    no budget, MIPROv2's auto with num_candidates) says so before the starting program's validation scoring."""
+    with dspy.context(lm=settings.lm, adapter=adapter):
+        return choice.build(metric, settings)
 
 
 def _choice(optimizer: str | Any, trainset: list, valset: list) -> Any:
@@ -331,10 +340,11 @@ def _choice(optimizer: str | Any, trainset: list, valset: list) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class _Compilation:
-    """One optimization: the caller's teleprompter (`instance`) or the registry's optimizer (`choice`), its settings,
-    the metric, the teacher's adapter and the budget whose refusal stops it."""
+    """One optimization: its teleprompter (`tp`, built; `choice`: the registry's optimizer that built it, None for a
+    teleprompter of the caller's), its settings, the metric, the teacher's adapter and the budget whose refusal stops
+    it."""
 
-    instance: Any
+    tp: Any
     choice: Any
     settings: CompileSettings
     metric: Any
@@ -361,13 +371,12 @@ class _Compilation:
             dspy.context(lm=settings.lm, adapter=self.adapter),
             dropping(("dspy.predict.predict",), _proposer_note),
         ):
-            tp = self.instance or self.choice.build(metric, settings)
             traced_before = traced_counts(metric)
             try:
-                if self.instance is not None:
-                    compiled = _compile_with(self.instance, student, trainset, valset)
+                if self.choice is None:
+                    compiled = _compile_with(self.tp, student, trainset, valset)
                 else:
-                    compiled = self.choice.compile(tp, student, trainset, valset, settings)
+                    compiled = self.choice.compile(self.tp, student, trainset, valset, settings)
             except Exception:
                 if budget is not None and budget.tripped:
                     _forget_state(settings.log_dir)

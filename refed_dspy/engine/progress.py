@@ -8,9 +8,10 @@ optimizer deep inside DSPy, still shows that the command is alive and what it ha
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from refed_dspy.money import usd
@@ -26,11 +27,29 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+# what the work a command runs inside another is, for its progress lines: "experiment: cell 2 of 4 (optimizer=miprov2)"
+_within: contextvars.ContextVar[str | None] = contextvars.ContextVar("refed_progress_within", default=None)
+
+
+@contextlib.contextmanager
+def progress_within(label: str) -> Iterator[None]:
+    """Within the block, progress lines start with `label` and then say their own work ('experiment: cell 2 of 4
+    (optimizer=miprov2): optimize: 934 LM calls ...'): a command's lines name the part of the larger work they are."""
+    token = _within.set(label)
+    try:
+        yield
+    finally:
+        _within.reset(token)
+
+
 class Heartbeat:
-    """Prints `label: status()` to `stream` every `every_s` seconds until stopped (a daemon thread)."""
+    """Prints `label: status()` to `stream` every `every_s` seconds until stopped (a daemon thread); inside
+    `progress_within`, the label follows the larger work's."""
 
     def __init__(self, label: str, status: Callable[[], str], every_s: float = 30.0, stream: TextIO | None = None):
-        self.label, self.status, self.every_s = label, status, every_s
+        within = _within.get()
+        self.label = f"{within}: {label}" if within else label
+        self.status, self.every_s = status, every_s
         self.stream = stream or console()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"refed-{label}-progress", daemon=True)

@@ -42,6 +42,7 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.engine.progress import progress_within
 from refed_dspy.experiments.allowance import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.baseline import run_baseline
 from refed_dspy.experiments.cell import run_cell, unstarted
@@ -103,6 +104,7 @@ def experiment(
         stop_signals(),
         owned(out, "experiment", "refed experiment", flag="experiment.out"),
         quieted(out / LIBRARY_LOG, verbose),
+        progress_within("experiment"),  # the lines of its examples and baselines' runs say whose they are
     ):
         started = time.monotonic()
         return _ExperimentRun(plan_experiment(settings, base, lms, references), started).run()
@@ -158,7 +160,8 @@ class _ExperimentRun:
                     cell.label,
                     self.estimate["optimize"][cell.id],
                 )
-                row = run_cell(plan, cell, sets, self.baselines[bkey], self.estimate["least"][cell.id])
+                with progress_within(f"experiment: cell {i} of {len(plan.grid)} ({cell.label})"):
+                    row = run_cell(plan, cell, sets, self.baselines[bkey], self.estimate["least"][cell.id])
             elif row.get("status") != "done":
                 row = unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
         row.update(against_baseline(row, self.baselines[bkey], plan))

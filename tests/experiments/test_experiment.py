@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -656,11 +657,16 @@ def test_the_shipped_experiment_is_quiet_filed_under_its_name_and_estimated_with
         f"experiment.out='{tmp_path / 'exp'}'",
         "tracking.enabled=true",
         f"tracking.mlflow_uri='{uri}'",
+        "run.progress_every_s=0.5",  # progress lines while the cells optimize, whatever the machine's speed
     ]
     code, out, err = refed("experiment", "--config", str(tmp_path / "experiment.toml"), *sets(over))
     assert code == 0, err
     assert not [n for n in LIBRARY_NOISE if n in err], err[:3000]
     assert all(line.startswith(("experiment:", "warning: experiment")) for line in err.splitlines()), err
+    # a progress line names the cell and what it is doing (it said "optimize: ..." alone)
+    assert re.search(r"^experiment: cell \d of \d \(optimizer=\w+, repeat \d\): optimize: \d+ LM calls", err, re.M), (
+        err[-3000:]
+    )
     assert "Bootstrapping set" in (tmp_path / "exp" / "dspy.log").read_text()
     result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     for cell in result["cells"]:

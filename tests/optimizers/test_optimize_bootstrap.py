@@ -146,3 +146,13 @@ def test_miprov2_leaves_a_traced_verdict_to_the_metric():
     lm = DummyLM([{"response": "x"}])
     tp = OPTIMIZERS.get("miprov2").build(user_metric, CompileSettings(lm=lm, proposer_lm=lm))
     assert tp.metric_threshold is None
+
+
+def test_a_teleprompter_that_refuses_its_settings_says_so_before_anything_is_paid():
+    """GEPA with neither auto nor max_metric_calls: the one line comes before the starting program is scored on the
+    validation examples (the teacher and the judge are not called)."""
+    judge, teacher = judge_lm(score=9), teacher_lm()
+    metric = JudgeMetric(judge, ["helpfulness", "accuracy"])
+    with pytest.raises(ConfigError, match="GEPA needs optimize.auto or optimize.max_metric_calls"):
+        optimize(RespondAndImprove(), examples(2), examples(2), metric=metric, lm=teacher, optimizer="gepa", auto=None)
+    assert not judge.history and not teacher.history
