@@ -430,6 +430,11 @@ def lay_out_package(dest: Path = LAYOUT) -> Path:
 
 
 # ---- MkDocs events -----------------------------------------------------------------------------------------------
+# laid out as MkDocs loads this module, while it reads mkdocs.yml: mkdocstrings keeps only the `paths` that exist when
+# it reads its own options, so a layout made at on_config came too late for a first build (a fresh clone: CI)
+lay_out_package()
+
+
 def on_config(config: Any) -> Any:
     lay_out_package()
     return config
