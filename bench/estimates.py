@@ -68,6 +68,7 @@ def main() -> None:
                     "examples": f"{result.examples['train']}/{result.examples['val']}/{result.examples['test']}",
                     "optimizer": cell["optimizer"],
                     "estimate": est["cells"][cell["id"]],
+                    "optimizing": est["optimize"][cell["id"]],  # beside its own range (the estimate adds testing)
                     "optimizing range": f"{est['least'][cell['id']]}-{est['most'][cell['id']]}",
                     "made": made,
                     "estimate / made": round(est["cells"][cell["id"]] / made, 2) if made else None,

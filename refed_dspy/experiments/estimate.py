@@ -137,7 +137,9 @@ def estimate_experiment(
     references per side; `sizes`: the examples per side of each target once they exist (before: their share of
     experiment.examples, and the examples synthesis is estimated too)."""
     draws = [_replay(grid, base, settings, refs, sizes, salt, PASS_RATE) for salt in range(DRAWS)]
-    others = [_replay(grid, base, settings, refs, sizes, 0, odds) for odds in ODDS]
+    # each end of the range is the mean over as many draws at its odds as the estimate has: one draw alone made an
+    # end of 0 when no trace happened to pass in it
+    ends = [[_replay(grid, base, settings, refs, sizes, salt, odds) for salt in range(DRAWS)] for odds in ODDS]
     out: dict[str, Any] = {"examples": 0, "baselines": draws[0]["baselines"], "sizes": draws[0]["sizes"]}
     if not sizes and "respond" in out["sizes"]:
         respond = next(c for c in grid if cell_config(base, c.overrides(0)).optimize.target == "respond")
@@ -150,7 +152,7 @@ def estimate_experiment(
         out["optimize"][cell.id] = optimizing
         out["cells"][cell.id] = optimizing + round(sum(c[1] for c in mine) / DRAWS) + mine[0][3]
         out["roles"][cell.id] = {r: round(sum(c[2][r] for c in mine) / DRAWS) for r in mine[0][2]}
-        spread = [c[0] for c in mine] + [d["cells"][cell.id][0] for d in others]
+        spread = [optimizing] + [round(sum(d["cells"][cell.id][0] for d in end) / DRAWS) for end in ends]
         out["least"][cell.id], out["most"][cell.id] = min(spread), max(spread)
     out["total"] = out["examples"] + out["baselines"] + sum(out["cells"].values())
     return out
