@@ -86,9 +86,3 @@ class Optimizer(ABC):
             program = ((("run", self.name, s.seed, k), 0),) * m.predictors
             m.run(program, "train", k % max(1, s.n_train))
         return program
-
-    def least_runs(self, s: CompileSettings, predictors: int) -> int:
-        """The program runs compiling pays for at the least: below it the optimizer cannot finish, and an experiment
-        does not start it. Where the estimate is a bound the optimizer spends (a rollout budget, one round over the
-        training examples), the estimate itself."""
-        return self.estimated_runs(s, predictors)

@@ -21,9 +21,6 @@ class Bootstrap(Optimizer):
     def build(self, metric: Any, s: CompileSettings) -> Any:
         return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=s.max_demos, max_labeled_demos=0)
 
-    def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
-        return s.n_train  # one round: each training example is tried at most once
-
     def simulate(self, m: CallModel, s: CompileSettings) -> Program:
         # the training examples in order until max_demos traces pass: those are every predictor's demos
         return with_demos(m, bootstrap_demos(m, list(range(s.n_train)), s.max_demos))

@@ -35,11 +35,6 @@ class BootstrapRandomSearch(Optimizer):
     def step_scores(self, compiled: dspy.Module) -> list[float]:
         return candidate_scores(compiled, scale=100)  # dspy.Evaluate's percentages
 
-    def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
-        # zero-shot, labeled-only, unshuffled and num_candidates shuffled programs, each scored on the valset; the
-        # bootstrapped ones also run on the training examples
-        return (s.num_candidates + 1) * s.n_train + (s.num_candidates + 3) * s.n_val
-
     def simulate(self, m: CallModel, s: CompileSettings) -> Program:
         # zero-shot and labeled-only (no labels: the same program), the unshuffled bootstrap, then num_candidates
         # bootstraps of the training examples shuffled by their seed, each keeping 1 to max_demos demos; every

@@ -65,23 +65,6 @@ class MIPROv2(Optimizer):
                 out.append(round(float(score) / 100, 4))  # dspy.Evaluate's percentages
         return out
 
-    def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
-        n = AUTO_CANDIDATES.get(s.auto or "", s.num_candidates)
-        variables = predictors * (2 if s.max_demos else 1)  # instructions, and demo sets unless zero-shot
-        if s.auto:
-            trials = int(max(2 * variables * math.log2(max(n, 2)), 1.5 * n))
-        else:
-            trials = s.num_trials or 2 * s.num_candidates
-        evals = trials * MINIBATCH + (trials // 5 + 1) * s.n_val if s.n_val > MINIBATCH else trials * s.n_val
-        # demo sets bootstrapped, instructions proposed, trials, and the best program's final full evaluation
-        return n * s.n_train + n * predictors + evals + s.n_val
-
-    def least_runs(self, s: CompileSettings, predictors: int) -> int:
-        # the estimate counts every trial's evaluations, but trials that pick a combination already scored are answered
-        # from the cache, and bootstrapping stops once its demo sets are full: on the loopback server's experiments
-        # the estimate was 2.0x and 3.7x what two cells paid (1,950 against 982 and 526)
-        return self.estimated_runs(s, predictors) // 4
-
     def simulate(self, m: CallModel, s: CompileSettings) -> Program:
         n = AUTO_CANDIDATES.get(s.auto or "", s.num_candidates)
         demos = s.max_demos > 0

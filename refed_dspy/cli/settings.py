@@ -26,7 +26,7 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
         import tomli_w
 
         print("\n" + tomli_w.dumps({"experiment": table}), end="")
-        print(f"# {len(grid)} cells:")
+        print(f"# {len(grid)} cell{'s' if len(grid) != 1 else ''}:")
         for cell in grid:
             print(f"#   {cell['id']}: {cell['label']}")
     return 0

@@ -57,7 +57,7 @@ from refed_dspy.experiments.keys import baseline_key
 from refed_dspy.experiments.optimize import LIBRARY_LOG
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
 from refed_dspy.experiments.spend import total_of
-from refed_dspy.experiments.stats import detectable_difference
+from refed_dspy.experiments.stats import detectable_difference, smallest_test
 from refed_dspy.quiet import quieted
 from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import shared_cache
@@ -173,8 +173,9 @@ class _ExperimentRun:
         """What the experiment returns and experiment.json holds: the leaderboard (`rows`, best test score first), the
         baselines, the champion, the power figures, the estimate and what it spent."""
         plan, settings = self.plan, self.plan.settings
-        sizes = {side: len(v) for side, v in next(iter(self.examples.values())).items()}
-        detectable = detectable_difference(sizes["test"], settings.assumed_sd, plan.cell_level, POWER)
+        per_target = {target: {side: len(v) for side, v in sets.items()} for target, sets in self.examples.items()}
+        sizes = next(iter(per_target.values()))
+        detectable = detectable_difference(smallest_test(per_target), settings.assumed_sd, plan.cell_level, POWER)
         statuses = {r.get("status") for r in rows} | {b.get("status") for b in self.baselines.values()}
         return ExperimentResult(
             name=settings.name,

@@ -192,7 +192,11 @@ def _guard(lm: Any, budget: CallBudget, role: str, config_lm) -> None:
 
 def _compile_and_save(run: _Run, mlflow_run: Any) -> OptimizeResult:
     """Compile, keep the better program, save it and the files beside it, and log them to `mlflow_run` (None: off)."""
-    more_val = "give more validation examples" if run.plan.given.trainset is not None else "raise optimize.n_val"
+    more_val = (
+        "give more validation examples (an experiment's: raise experiment.examples or experiment.val_fraction)"
+        if run.plan.given.trainset is not None
+        else "raise optimize.n_val"
+    )
     result, unchanged, why = given_back(_compile(run), run.plan.program, len(run.examples.val), more_val)
     result, saved = _save(run, result, unchanged)
     res = _result(run, result, saved, why)

@@ -10,7 +10,7 @@ from typing import Any
 from refed_dspy.experiments.estimate import estimate_experiment
 from refed_dspy.experiments.experiment_plan import ExperimentPlan
 from refed_dspy.experiments.grid import Cell
-from refed_dspy.experiments.stats import detectable_difference, least_units
+from refed_dspy.experiments.stats import detectable_difference, least_units, smallest_test
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def preflight(plan: ExperimentPlan) -> dict[str, Any]:
     grid = plan.grid
     refs = {side: len(v) for side, v in plan.sides.items()}
     estimate = estimate_experiment(grid, plan.base, plan.settings, refs)
-    _power_warnings(plan, next(iter(estimate["sizes"].values()))["test"])
+    _power_warnings(plan, smallest_test(estimate["sizes"]))
     log.info(
         "experiment: %d %s; about %d LM calls in all before any is made (examples %d, baselines %d, cells: %s)",
         len(grid),
@@ -50,7 +50,7 @@ def reestimate(plan: ExperimentPlan, estimate: dict[str, Any], examples: dict[st
         "examples": estimate["examples"],
     }
     estimate["total"] = estimate["examples"] + estimate["baselines"] + sum(estimate["cells"].values())
-    n_test = next(iter(made.values()))["test"]
+    n_test = smallest_test(made)
     log.info(
         "experiment: the examples came out %s (the estimate assumed %s): %d test examples detect differences of "
         "%.3f or more; the cells now take about %s LM calls (%s)",

@@ -180,6 +180,12 @@ def significantly_worse(d: Mapping[str, Any] | None) -> bool:
     return bool(d) and bool(d.get("significant")) and d["mean"] < 0
 
 
+def smallest_test(sizes: Mapping[str, Mapping[str, int]]) -> int:
+    """The fewest test examples of any target ({target: {side: examples}}): the power every cell can count on, the
+    same in the pre-flight, once the examples exist and in the result."""
+    return min(per_side["test"] for per_side in sizes.values())
+
+
 def detectable_difference(n: int, sd: float, level: float = 0.95, power: float = 0.8) -> float:
     """The smallest true mean difference that `n` paired examples detect with probability `power` at `level`
     (two-sided), when per-example differences spread with standard deviation `sd`: (z_level + z_power) * sd / sqrt(n).
