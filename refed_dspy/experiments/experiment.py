@@ -56,7 +56,6 @@ from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.keys import baseline_key
 from refed_dspy.experiments.optimize import LIBRARY_LOG
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
-from refed_dspy.experiments.spend import total_of
 from refed_dspy.experiments.stats import detectable_difference, smallest_test
 from refed_dspy.quiet import quieted
 from refed_dspy.stops import stop_signals
@@ -191,7 +190,7 @@ class _ExperimentRun:
             baselines=[{k: v for k, v in b.items() if k != "scores"} for b in self.baselines.values()],
             champion=champion["id"] if champion else None,
             estimate=self.estimate,
-            usage=total_of([plan.spend.ledger.totals.as_dict()]),
+            usage=plan.spend.total(),
             wall_s=round(time.monotonic() - self.started, 3),
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )

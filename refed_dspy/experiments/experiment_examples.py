@@ -67,7 +67,7 @@ def _examples(plan: ExperimentPlan, target: str, references: list[Reference]) ->
         summary = run_sync(
             arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
         )
-        spend.set_total("examples", summary.get("usage"))
+        spend.set_total("examples", summary.get("usage"), "teacher")
         cause = shortfall_cause(summary) or summary.get("exhausted") or "see its rejects.jsonl"
         if summary.get("status") == "exhausted" and summary.get("samples"):
             # the references gave all they will (what was rejected is final): these are the examples, if every side

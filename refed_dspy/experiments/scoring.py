@@ -84,14 +84,14 @@ def synthesis_check(plan: ExperimentPlan, cfg: Config, program: str | None, run_
     syn_config = Config.model_validate(data)
     summary = run_sync(arun_synthesis(syn_config, teacher=teacher, references=references, on_mismatch="error"))
     spent = summary.get("usage") or {}
-    spend.set_total(f"{part}:synthesize", spent)
+    spend.set_total(f"{part}:synthesize", spent, "teacher")
     if summary.get("status") == "budget":
         raise BudgetStop(f"the synthesis check into {run_dir} stopped at the experiment's budget", spent)
     calls, cost = left_to_spend(spend.ledger, part)
     data["judging"]["max_calls"] = lesser(cfg.judging.max_calls, calls)
     data["judging"]["max_cost_usd"] = lesser(cfg.judging.max_cost_usd, cost)
     judged = judge_run(run_dir, Config.model_validate(data), judge_lm=judge)
-    spend.set_total(f"{part}:judge", judged.get("usage"))
+    spend.set_total(f"{part}:judge", judged.get("usage"), "judge")
     usage = total_of([spent, judged.get("usage") or {}])
     if judged.get("status") == "budget":
         raise BudgetStop(f"judging the synthesis check in {run_dir} stopped at the experiment's budget", usage)

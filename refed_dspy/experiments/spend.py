@@ -102,9 +102,11 @@ class Spend:
                     self.parts[part] = before
             self.add(part, budget.as_dict())
 
-    def set_total(self, part: str, usage: dict[str, Any] | None) -> None:
-        """`part` (a run directory) has paid `usage` in all, over all its invocations."""
-        new = _figures(usage)
+    def set_total(self, part: str, usage: dict[str, Any] | None, role: str) -> None:
+        """`part` (a run directory whose calls are all of `role`: a synthesis's teacher, a judging's judge) has paid
+        `usage` in all, over all its invocations."""
+        usage = usage or {}
+        new = _figures(usage if usage.get("by_role") else {**usage, "by_role": {role: {"calls": usage.get("calls")}}})
         with self._lock:
             old = self.parts.get(part, _ZERO)
             if new == old:
@@ -118,6 +120,12 @@ class Spend:
         """What part `name` has paid over every invocation: calls, cost and, where known, calls by role."""
         with self._lock:
             return dict(self.parts.get(name, _ZERO))
+
+    def total(self) -> dict[str, Any]:
+        """The whole experiment's calls and cost over every invocation (the ledger's), and its calls by role (what the
+        parts said of theirs)."""
+        with self._lock:
+            return _with_roles(total_of([self.ledger.totals.as_dict()]), list(self.parts.values()))
 
     def of(self, prefix: str) -> dict[str, Any]:
         """Calls and cost of the parts whose name starts with `prefix` (one cell's, one baseline's)."""

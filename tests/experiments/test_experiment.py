@@ -207,6 +207,9 @@ def test_mlflow_holds_the_experiment_and_the_champion_drives_a_better_synthesis(
     # the experiment's own figures are its parent run's metrics, so experiments compare in MLflow's run table
     figures = parent.data.metrics
     assert figures["calls"] == result.usage["calls"] and figures["cells_done"] == figures["cells"] == 1
+    # and by role, over every part (the examples' synthesis, the baseline, the cell)
+    assert figures["calls.judge"] > 0 and figures["calls.teacher"] > 0
+    assert sum(v for k, v in figures.items() if k.startswith("calls.")) == figures["calls"]
     assert figures["champion_test_difference"] == pytest.approx(cell["difference"]["mean"])
     assert figures["cells_significantly_better"] == 1 and figures["test_examples"] == result.examples["test"]
     child = client.get_run(cell["mlflow_run_id"])
