@@ -21,7 +21,7 @@ from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
-from refed_dspy.experiments.grid import Cell, cells
+from refed_dspy.experiments.grid import GRID_FILE, Cell, cells
 from refed_dspy.experiments.keys import LEGACY_THRESHOLD, finished_hashes
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.store.jsonl import read_json, write_json_atomic
@@ -86,6 +86,8 @@ def plan_experiment(
     sides = _split(references, settings)
     check_pinned(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
     _check_finished_cells(grid, base, out)
+    # the grid of this invocation, for `refed status`: a cell not yet started has no file of its own
+    write_json_atomic(out / GRID_FILE, {"cells": [{"id": c.id, "label": c.label} for c in grid]})
     seed = base_config.optimize.seed
     return ExperimentPlan(
         settings=settings,

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.errors import RunDirError
+from refed_dspy.experiments.grid import GRID_FILE
 from refed_dspy.money import usd
 from refed_dspy.quality.run_status import Holder, lock_holder
 from refed_dspy.quality.status_text import holder_text
@@ -92,7 +93,10 @@ def experiment_status(path: str | Path) -> ExperimentStatus:
     if not is_experiment_dir(path):
         raise RunDirError(f"{path} is not an experiment directory (refed experiment writes one: experiment.out)")
     result = read_json(path / "experiment.json")
-    rows = {r["id"]: r for r in result.get("cells") or [] if isinstance(r, dict) and r.get("id")}
+    # every cell of the grid, a cell not yet started too (it has no file), in the grid's order
+    planned = [c for c in read_json(path / GRID_FILE).get("cells") or [] if isinstance(c, dict) and c.get("id")]
+    rows: dict[str, dict[str, Any]] = {c["id"]: {**c, "status": "not started"} for c in planned}
+    rows.update({r["id"]: r for r in result.get("cells") or [] if isinstance(r, dict) and r.get("id")})
     newer = False
     for cell_file in sorted((path / "cells").glob("*/cell.json")):
         row = read_json(cell_file)

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+GRID_FILE = "grid.json"  # in an experiment dir: the cells of the latest invocation, in order (for refed status)
+
 
 @dataclass(frozen=True)
 class Cell:

@@ -320,6 +320,11 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
         proc.wait()
     first = next((killed / "exp" / "cells").glob("*/cell.json"))
     written = first.read_text()
+    # `refed status` of the killed experiment lists all three cells, the two with no file yet too
+    code, said, err = refed("status", "--json", str(killed / "exp"))
+    assert code == 0, err
+    states = [c["state"] for c in json.loads(said)["cells"]]
+    assert len(states) == 3 and states.count("done") == 1 and states.count("not started") == 2, states
     code, _, err = refed("experiment", "--config", str(path))
     assert code == 0, err
     assert first.read_text() == written  # the finished cell was not run again
