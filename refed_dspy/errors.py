@@ -19,6 +19,11 @@ class ConfigError(RefedError):
     """The config file or an override is invalid."""
 
 
+class EndpointError(ConfigError):
+    """The endpoint refused a run's first calls: no such URL, the key refused, or a reply in another format than the
+    model's client reads. The message names the URL, the format expected and the likely fix."""
+
+
 class SeedError(RefedError):
     """The seed source cannot be read or has no usable rows."""
 

@@ -8,7 +8,8 @@ reserves each task's worst case against the call and cost budget before starting
 timeouts and resets after Retry-After or a jittered backoff (the task's finished calls are cache hits
 then), halves the window on a 429 and grows it back (AIMD), stops the run on a streak of failures,
 accounts every call (attempts that leave no record are journaled through the stage), and on Ctrl-C,
-SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period.
+SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period. Until the endpoint
+has answered a call of this invocation, one piece of work runs at a time (refed_dspy.engine.endpoint_check).
 
 One coroutine owns all state; tasks only return results.
 
@@ -36,6 +37,7 @@ from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch import batch_figures, in_slot
 from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.endpoint_check import understood
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.errors import RunDirError
 from refed_dspy.store.jsonl import DiskFull
@@ -112,6 +114,10 @@ class Engine:
         self.stop_reason: str | None = None
         self.writers: list[Any] = []  # the stage's record writers (run_closing): one that finds the disk full stops it
         self.abort: Failure | None = None
+        # the endpoint took a call of this invocation (engine/endpoint_check.py): until then one piece of work at a
+        # time, and `first_calls` counts the requests sent meanwhile; batch mode has no such check
+        self.answered = broker is not None
+        self.first_calls = 0
         self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.interrupted = False
         self.on_progress: Callable[[], None] | None = None
@@ -153,6 +159,8 @@ class Engine:
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:
+        if not self.answered and self.running:
+            return 0  # the endpoint has not answered yet: one piece of work at a time
         return int(self.limit) - self.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
@@ -244,6 +252,9 @@ class Engine:
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
         result, failure = task.result()
         usage = self.account(meta.calls)
+        if not self.answered:
+            self.first_calls += sum(1 for c in meta.calls if not c.cache_hit)
+            self.answered = understood(meta.calls, failure)
         if (
             failure is not None
             and failure.retryable

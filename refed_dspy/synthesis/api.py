@@ -12,7 +12,7 @@ from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
-from refed_dspy.errors import ConfigError
+from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.methods import get_method
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_json
@@ -122,6 +122,10 @@ async def arun_synthesis(
             )
             try:
                 return await run.run(resumed)
+            except EndpointError:
+                if not resumed:  # nothing was made: the run dir is left as if never run, for the fixed config
+                    rundir.wipe()
+                raise
             finally:
                 if config.tracking.enabled and rundir.summary.exists():
                     summary = read_json(rundir.summary)
@@ -161,6 +165,8 @@ def synthesize(
 
     Raises:
         ConfigError, SeedError, MissingKeyError, RunDirError: the input is unusable (nothing is paid).
+        EndpointError (a ConfigError): the first calls found the endpoint wrong: not found, the key refused, a reply
+            in another format (a call or two is paid; a run dir that held nothing is left empty).
         RunAborted: the provider or the machine stopped the run (resumable).
     """
     if not isinstance(config, Config):
