@@ -32,9 +32,8 @@ def test_other_providers_keep_their_api_base_as_written():
 @pytest.mark.parametrize("base", SPELLINGS)
 def test_each_client_gets_the_form_it_expects(base):
     # DSPy's own client (lm15) appends /messages: it gets the host with /v1
-    assert build_lm(LMSpec(model="anthropic/claude-haiku-4-5", api_base=base, api_key_env="")).kwargs[
-        "api_base"
-    ] == ("http://h:8/v1")
+    built = build_lm(LMSpec(model="anthropic/claude-haiku-4-5", api_base=base, api_key_env=""))
+    assert built.kwargs["api_base"] == "http://h:8/v1"
     # headers send the call through LiteLLM, which appends /v1/messages: it gets the host
     lm = dspy.LM("anthropic/claude-haiku-4-5", api_base=base, api_key="k", headers={"x": "y"})
     assert fit_api_base(lm).kwargs["api_base"] == "http://h:8"
