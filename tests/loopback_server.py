@@ -560,6 +560,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         st = self.server.state
+        if st.batches.handles(self.path) and st.cfg.fail_status:
+            self._send(st.cfg.fail_status, {"error": {"message": f"the loopback server answers {st.cfg.fail_status}"}})
+            return
         if st.batches.handles(self.path):
             from urllib.parse import parse_qsl, urlsplit
 
@@ -586,7 +589,10 @@ class _Handler(BaseHTTPRequestHandler):
                     or self.headers.get("Authorization"),
                 }
             )
-            self._send_raw(*st.batches.post(self.path, self.headers, raw))
+            if cfg.fail_status:
+                self._send(cfg.fail_status, {"error": {"message": f"the loopback server answers {cfg.fail_status}"}})
+            else:
+                self._send_raw(*st.batches.post(self.path, self.headers, raw))
             return
         sha = hashlib.sha256(raw).hexdigest()[:16]
         try:

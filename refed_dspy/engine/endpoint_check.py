@@ -30,6 +30,13 @@ def understood(calls: Iterable[CallInfo], failure: Failure | None) -> bool:
     return any(c.error is None and not c.cache_hit and not c.interrupted for c in calls)
 
 
+def batch_api_failure(message: str, status: int | None) -> Failure:
+    """The Failure a provider's batch API error stops the run with: a refused key or no such endpoint are the
+    endpoint's (as online), anything else `batch_api`."""
+    reason = "auth" if status in (401, 403) else "not_found" if status in (404, 405) else "batch_api"
+    return Failure(reason, f"HTTP {status}: {message}" if reason != "batch_api" else message, final=False, fatal=True)
+
+
 def _example_name(model: str) -> str:
     return model.split("/", 1)[1] if "/" in model else model
 
@@ -78,7 +85,7 @@ def _what(reason: str, failure: Failure, spec: LMSpec) -> str:
 def explain(failure: Failure, spec: LMSpec, role: str, calls: int) -> str:
     """The one line an endpoint failure on the first calls ends the run with."""
     url = call_url(spec.model, spec.primary_api_base)
-    sent = f"stopped after {calls} request{'s' if calls != 1 else ''}"
+    sent = f"stopped after {calls} LM request{'s' if calls != 1 else ''}" if calls else "no LM call was made"
     return f"{role}: {url} {_what(failure.reason, failure, spec)}: {_fix(failure.reason, spec, role)} ({sent})"
 
 

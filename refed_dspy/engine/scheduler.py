@@ -37,7 +37,7 @@ from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch import batch_figures, in_slot
 from refed_dspy.engine.budget import CallBudget
-from refed_dspy.engine.endpoint_check import understood
+from refed_dspy.engine.endpoint_check import batch_api_failure, understood
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.errors import RunDirError
 from refed_dspy.store.jsonl import DiskFull
@@ -115,8 +115,8 @@ class Engine:
         self.writers: list[Any] = []  # the stage's record writers (run_closing): one that finds the disk full stops it
         self.abort: Failure | None = None
         # the endpoint took a call of this invocation (engine/endpoint_check.py): until then one piece of work at a
-        # time, and `first_calls` counts the requests sent meanwhile; batch mode has no such check
-        self.answered = broker is not None
+        # time online, and `first_calls` counts the requests sent meanwhile
+        self.answered = False
         self.first_calls = 0
         self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.interrupted = False
@@ -159,8 +159,8 @@ class Engine:
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:
-        if not self.answered and self.running:
-            return 0  # the endpoint has not answered yet: one piece of work at a time
+        if not self.answered and self.running and self.broker is None:
+            return 0  # the endpoint has not answered yet: one piece of work at a time (a batch waits for them all)
         return int(self.limit) - self.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
@@ -327,7 +327,7 @@ class Engine:
         if broker is None:
             return False
         if broker.error is not None:
-            self.abort = self.abort or Failure("batch_api", str(broker.error))
+            self.abort = self.abort or batch_api_failure(str(broker.error), broker.error.status)
             return True
         if broker.detached:
             self.detached = self.stopping = True

@@ -93,3 +93,13 @@ def test_a_judge_at_a_wrong_endpoint_stops_with_exit_2(server_factory, tmp_path,
     line = error_line(err)
     assert code == 2 and f"judge: {host(srv)}/v1/messages answered 404" in line
     assert 1 <= len(requests(srv)) <= 3
+
+
+def test_a_batch_api_that_refuses_the_key_stops_with_exit_2(server_factory, tmp_path):
+    srv = server_factory(fail_status=401)
+    run = tmp_path / "run"
+    extra = {"synthesis.mode": "'batch'", "batch.poll_s": 0.05, "batch.linger_s": 0.2}
+    code, _, err = run_refed("synthesize", *anthropic_sets(srv, run, host(srv), **extra))
+    line = error_line(err)
+    assert code == 2 and f"teacher: {host(srv)}/v1/messages refused the request: HTTP 401" in line
+    assert 1 <= len([e for e in read_log(srv.cfg.log_path) if e.get("batch_api")]) <= 3
