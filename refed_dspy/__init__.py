@@ -14,6 +14,7 @@ set_telemetry()  # before anything imports MLflow or the Hub: no usage reports u
 from refed_dspy.errors import (  # noqa: E402
     ConfigError,
     EndpointError,
+    KeyProviderError,
     MissingKeyError,
     RefedError,
     RunAborted,
@@ -50,6 +51,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "EndpointError",
+    "KeyProviderError",
     "MissingKeyError",
     "RefedError",
     "Reference",

@@ -32,6 +32,11 @@ class MissingKeyError(RefedError):
     """An API key environment variable named in the config is not set."""
 
 
+class KeyProviderError(RefedError):
+    """The config names another provider's key variable for a model whose calls go to its own provider's endpoint:
+    the key would be handed to a party it does not belong to."""
+
+
 class RunDirError(RefedError):
     """The run directory cannot be used (other config, unwritable, corrupt)."""
 
