@@ -31,7 +31,7 @@ class LMSpec(Section):
     )
     api_key_env: str | None = Field(
         None,
-        description="Environment variable holding the API key. Unset: inferred from the provider prefix (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...). Empty string: the server needs no key.",
+        description="Environment variable holding the API key. Unset: it follows the model's provider (OPENAI_API_KEY, ANTHROPIC_API_KEY, ..., as LiteLLM names them), so swapping the model swaps the key. Empty string: the server needs no key. Another provider's variable is refused for the model's own endpoint (a key goes only to its own provider); a custom api_base (a proxy) may take any.",
     )
     api_version: str | None = Field(None, description="API version, needed by Azure OpenAI.")
     temperature: float = Field(
