@@ -18,6 +18,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.pool import WorkerPool
@@ -285,6 +286,22 @@ async def ajudge_run(
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
     ours = {"kind": "run", "also": ("filter",), "existing": True, "flag": "RUN_DIR"}
     check(run_dir, **ours)  # before the judge is built: a directory not refed's is refused first
+    # [local] serve = true: the local model the judge needs is started when nothing serves it yet
+    with serving(config.local, {"judge": config.judge} if judge_lm is None else {}):
+        return await _judge(rundir, config, ours, judge_lm, on_mismatch, show_progress, detach)
+
+
+async def _judge(
+    rundir: RunDir,
+    config: Config,
+    ours: dict[str, Any],
+    judge_lm: dspy.LM | None,
+    on_mismatch: str,
+    show_progress: bool,
+    detach: bool,
+) -> JudgeSummary:
+    """ajudge_run, once its inputs are checked and the local model it needs is served."""
+    run_dir = rundir.path
     if judge_lm is not None:  # the LM that judges is the one the judging records and prices
         config = with_lm_of(config, "judge", judge_lm)
     if config.judging.max_cost_usd is not None:

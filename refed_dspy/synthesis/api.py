@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config, to_toml
@@ -21,6 +23,7 @@ from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
+from refed_dspy.synthesis.local_eta import eta_line
 from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.synthesis.run import SynthesisRun
@@ -70,10 +73,39 @@ async def arun_synthesis(
 
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
     request the run can make so far is submitted (summary status 'submitted'); the same call again collects
-    and goes on."""
-
+    and goes on. With `[local] serve = true`, the local model the teacher needs is started when nothing serves it
+    yet, and stopped when the run ends (refed_dspy.clients.local_serving)."""
     check_on_mismatch(on_mismatch)
     check(config.run.dir, "run", flag="run.dir")  # before anything else: a directory not ours is refused at once
+    with serving(config.local, {"teacher": config.teacher} if teacher is None else {}) as started:
+        if started:  # in a thread: a stop (Ctrl-C, SIGTERM) is not held up by the server's speed check
+            line = await asyncio.to_thread(eta_line, config, started[0])
+            if line:
+                log.info(line)
+        return await _run_synthesis(
+            config,
+            teacher=teacher,
+            references=references,
+            program=program,
+            respond=respond,
+            on_mismatch=on_mismatch,
+            show_progress=show_progress,
+            detach=detach,
+        )
+
+
+async def _run_synthesis(
+    config: Config,
+    *,
+    teacher: dspy.LM | None = None,
+    references: list[Reference] | None = None,
+    program: dspy.Module | None = None,
+    respond: dspy.Module | None = None,
+    on_mismatch: OnMismatch = "error",
+    show_progress: bool = False,
+    detach: bool = False,
+) -> RunSummary:
+    """arun_synthesis, once the local model it needs is served."""
     method = get_method(config.synthesis.method)
     if teacher is not None:
         config = with_lm_of(config, "teacher", teacher)  # the LM that runs is the one the run records
