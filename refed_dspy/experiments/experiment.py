@@ -42,6 +42,7 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.errors import ConfigError, FinishedShort, first_line
@@ -127,9 +128,12 @@ def experiment(
                 used = spec if given is None else getattr(with_lm_of(cfg, role, given), role)
                 require_price(used, role, "experiment.max_cost_usd")
     out = Path(settings.out)
+    # [local] serve = true: the local model the base config's LMs need is started when nothing serves it
+    local = {role: getattr(base_config, role) for role, lm in (("teacher", teacher), ("judge", judge)) if lm is None}
     with (
         stop_signals(),
         owned(out, "experiment", "refed experiment", flag="experiment.out"),
+        serving(base_config.local, local),
         quieted(out / LIBRARY_LOG, verbose),
     ):
         return _run(settings, base, base_config, grid, out, teacher, judge, references)

@@ -25,6 +25,7 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.clients.scope import LedgerScope, ledger_scope
 from refed_dspy.config import OPTIMIZERS, Config, load_config, to_toml
 from refed_dspy.engine.budget import CallBudget, Limit
@@ -371,7 +372,11 @@ def optimize(
     """
     if not isinstance(config, Config):
         config = load_config(config, overrides)
-    with stop_signals(), quieted(out_dir(config) / LIBRARY_LOG, verbose):
+    # [local] serve = true: the local model the LMs built from the config need is started when nothing serves it
+    local = {"teacher": config.teacher} if teacher is None else {}
+    if judge is None and metric is None:
+        local["judge"] = config.judge
+    with stop_signals(), serving(config.local, local), quieted(out_dir(config) / LIBRARY_LOG, verbose):
         return _optimize(
             config,
             teacher,

@@ -120,3 +120,14 @@ def test_another_model_starts_nothing(stand, server_factory, tmp_path):
     over = [*run_overrides(srv, tmp_path / "run", 4, **{"seeds.limit": 2}), "teacher.model='openai/gpt-4o-mini'"]
     assert synthesize(load_config(LOCAL, over))["samples"] == 4
     assert stand.started == []
+
+
+def test_optimize_starts_the_model_it_needs_and_stops_it(stand, tmp_path):
+    from refed_dspy.experiments.optimize import optimize
+
+    port = free_port()
+    over = local_config(tmp_path, port, size=10, **{"seeds.limit": 4, "judging.criteria": "['helpfulness']"})
+    over += ["optimize.n_train=4", "optimize.n_val=2", f"optimize.out='{tmp_path / 'opt'}'"]
+    result = optimize(load_config(LOCAL, over))
+    assert result.optimizer == "bootstrap" and result.program_path.exists()
+    assert stand.started == [port] and stand.stopped == [port]  # teacher and judge share the one server
