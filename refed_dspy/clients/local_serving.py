@@ -75,8 +75,8 @@ def serving(
     try:
         for url, roles in served_roles(local, specs).items():
             who = " and ".join(roles)
-            if local_server.listening(url):
-                say(f"local model: {url} is served already; the {who} uses it (nothing started)")
+            if local_server.listening(url):  # nothing to do, and nothing said but in debug logs
+                log.debug("local model: %s is served already: used there by the %s, nothing started", url, who)
                 continue
             say(f"local model: nothing listens at {url}; starting {local.model_name} there for the {who}")
             server = local_server.start(

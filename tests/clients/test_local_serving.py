@@ -108,10 +108,10 @@ def test_a_run_that_fails_still_stops_the_model(stand, tmp_path):
 
 def test_a_served_endpoint_is_used_and_nothing_started(stand, server_factory, tmp_path, caplog):
     srv = server_factory()
-    caplog.set_level("INFO")
+    caplog.set_level("DEBUG", logger="refed_dspy.clients.local_serving")
     over = [*run_overrides(srv, tmp_path / "run", 4, **{"seeds.limit": 2}), "teacher.model='openai/smollm2'"]
     assert synthesize(load_config(LOCAL, over))["samples"] == 4
-    assert stand.started == [] and "is served already; the teacher uses it (nothing started)" in caplog.text
+    assert stand.started == [] and "is served already: used there by the teacher, nothing started" in caplog.text
 
 
 def test_another_model_starts_nothing(stand, server_factory, tmp_path):
