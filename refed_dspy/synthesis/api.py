@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
-from refed_dspy.sync import run_sync
+from refed_dspy.sync import off_loop, run_sync
 from refed_dspy.synthesis.local_eta import eta_line
 from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.provenance import with_lm_of
@@ -78,8 +77,8 @@ async def arun_synthesis(
     check_on_mismatch(on_mismatch)
     check(config.run.dir, "run", flag="run.dir")  # before anything else: a directory not ours is refused at once
     with serving(config.local, {"teacher": config.teacher} if teacher is None else {}) as started:
-        if started:  # in a thread: a stop (Ctrl-C, SIGTERM) is not held up by the server's speed check
-            line = await asyncio.to_thread(eta_line, config, started[0])
+        if started:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
+            line = await off_loop(eta_line, config, started[0])
             if line:
                 log.info(line)
         return await _run_synthesis(
