@@ -639,15 +639,20 @@ def test_one_command_with_nothing_listening_serves_runs_and_leaves_nothing_behin
     _nothing_left(proc, port)
 
 
-def test_one_command_stopped_by_sigterm_stops_the_model_it_started(tmp_path):
+@pytest.mark.parametrize(
+    "when",
+    ["local model: serving smollm2", "loaded 3 references"],
+    ids=["while it measures the machine", "while it runs"],
+)
+def test_one_command_stopped_by_sigterm_stops_the_model_it_started(tmp_path, when):
     _need_the_model()
     port, run = free_port(), tmp_path / "stopped"
     proc = _one_command(run, port, size=20)
-    for line in proc.stderr:  # it serves, then runs
-        if "local model: serving smollm2" in line:
+    for line in proc.stderr:  # it serves, says how long the run takes, then runs
+        if when in line:
             break
     else:
-        pytest.fail(f"the local model never served: {proc.communicate(timeout=60)}")
+        pytest.fail(f"never got to {when!r}: {proc.communicate(timeout=60)}")
     assert listening(f"http://127.0.0.1:{port}")
     time.sleep(2)
     proc.terminate()
