@@ -28,7 +28,7 @@ from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
-from refed_dspy.errors import ConfigError, RunDirError
+from refed_dspy.errors import ConfigError, EndpointError, RunDirError
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judgments import JudgeSummary, judge_summary
 from refed_dspy.store.cache import use_run_cache
@@ -221,7 +221,9 @@ class JudgeRun(StageBase):
     # ---- the run ------------------------------------------------------------------------------------
     async def run(self, samples: list[dict[str, Any]], on_mismatch: str = "error") -> JudgeSummary:
         """Judge what is not judged yet; returns the summary (raises KeyboardInterrupt after writing it when stopped
-        by a signal, RunAborted when the failure streak or the provider stopped it)."""
+        by a signal, RunAborted when the failure streak or the provider stopped it, EndpointError when its first calls
+        found the judge's endpoint wrong: a first judging then leaves no judging files, for the fixed config)."""
+        first = not self.rundir.judge_fingerprint.exists()
         judged, rejected = self.prepare(on_mismatch)
         rejected_before = len(rejected - judged)  # samples earlier invocations gave up on
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
@@ -258,13 +260,19 @@ class JudgeRun(StageBase):
             write_json_atomic(self.rundir.judge_summary, summary.to_json())
             return summary
 
-        return await self.run_to_end(
-            progress,
-            self.writers.values(),
-            lambda: (progress.initial + self.new, rejected_before + self.rejected_now),
-            write_summary,
-            lambda s: f"{s.judged} judged in {self.rundir.path}",
-        )
+        try:
+            return await self.run_to_end(
+                progress,
+                self.writers.values(),
+                lambda: (progress.initial + self.new, rejected_before + self.rejected_now),
+                write_summary,
+                lambda s: f"{s.judged} judged in {self.rundir.path}",
+            )
+        except EndpointError:
+            if first:  # nothing was judged: as if never judged
+                for path in (self.rundir.judge_fingerprint, self.rundir.judge_rejects, self.rundir.judge_summary):
+                    path.unlink(missing_ok=True)
+            raise
 
 
 async def ajudge_run(

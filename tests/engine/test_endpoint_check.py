@@ -93,6 +93,11 @@ def test_a_judge_at_a_wrong_endpoint_stops_with_exit_2(server_factory, tmp_path,
     line = error_line(err)
     assert code == 2 and f"judge: {host(srv)}/v1/messages answered 404" in line
     assert 1 <= len(requests(srv)) <= 3
+    # nothing was judged: the fixed judge config judges the run, no "judged with a different judge config"
+    right = server_factory()
+    over = ["judge.model='anthropic/claude-haiku-4-5'", f"judge.api_base='{right.api_base}'", "judge.api_key_env=''"]
+    code, out, err = run_refed("judge", "run", str(run), *sets(over))
+    assert code == 0 and "judged 30/30" in out, err[-2000:]
 
 
 def test_a_batch_api_that_refuses_the_key_stops_with_exit_2(server_factory, tmp_path):
