@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from refed_dspy.clients.spec import LMSpec, provider_of
-from refed_dspy.clients.wire import wire_of
+from refed_dspy.clients.wire import default_base
 from refed_dspy.errors import KeyProviderError, MissingKeyError
 
 # local servers: no key (LiteLLM asks them for an address, OLLAMA_API_BASE, which api_base gives)
@@ -103,9 +103,9 @@ def key_provider(env: str) -> str | None:
 def _providers_endpoint(spec: LMSpec) -> str | None:
     """Where `spec`'s calls go when that is its provider's own endpoint (no api_base, or one at the provider's known
     host): the URL, or the provider's name; None for an endpoint of its own (a proxy, a local server)."""
-    provider, wire = provider_of(spec.model), wire_of(spec.model)
+    provider, base = provider_of(spec.model), default_base(spec.model)
     if not spec.endpoints:
-        return f"{provider}'s endpoint" + (f" ({wire.default_base})" if wire is not None else "")
+        return f"{provider}'s endpoint" + (f" ({base})" if base else "")
     hosts = PROVIDER_HOSTS.get(provider, ())
     for url in spec.endpoints:
         host = (urlsplit(url if "//" in url else f"//{url}").hostname or "").lower()

@@ -54,13 +54,19 @@ def host_form(model: str, api_base: str) -> str:
     return base
 
 
+def default_base(model: str) -> str | None:
+    """The provider's own `api_base`, where refed knows it (OpenAI's, Anthropic's)."""
+    wire = wire_of(model)
+    return wire.default_base if wire is not None and provider_of(model) in ("openai", "anthropic") else None
+
+
 def call_url(model: str, api_base: str | None) -> str:
     """The URL a chat call of `model` goes to with `api_base` (unset: the provider's own); for a provider whose
-    format refed does not know, `api_base` itself (or 'the provider's default endpoint')."""
-    wire = wire_of(model)
-    if wire is None:
+    format or default endpoint refed does not know, `api_base` itself (or 'the provider's default endpoint')."""
+    wire, base = wire_of(model), api_base or default_base(model)
+    if wire is None or base is None:
         return api_base or f"{provider_of(model)}'s default endpoint"
-    return host_form(model, api_base or wire.default_base) + wire.path
+    return host_form(model, base) + wire.path
 
 
 def native_base(model: str, api_base: str) -> str:

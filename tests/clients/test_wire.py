@@ -27,6 +27,7 @@ def test_other_providers_keep_their_api_base_as_written():
     assert call_url("openai/x", None) == "https://api.openai.com/v1/chat/completions"
     assert call_url("anthropic/x", None) == "https://api.anthropic.com/v1/messages"
     assert host_form("ollama_chat/llama3.1", "http://h:11434/v1") == "http://h:11434/v1"
+    assert call_url("groq/llama-3.1-8b", None) == "groq's default endpoint"  # not OpenAI's, though its format
 
 
 @pytest.mark.parametrize("base", SPELLINGS)
