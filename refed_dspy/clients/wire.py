@@ -43,15 +43,19 @@ def wire_of(model: str) -> Wire | None:
     return None
 
 
+def server_root(api_base: str) -> str:
+    """`api_base` without a trailing slash, `/v1` or `/v1/messages`: the server's host (and any path before those)."""
+    base = api_base.strip().rstrip("/")
+    for suffix in _ANTHROPIC_SUFFIXES:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
 def host_form(model: str, api_base: str) -> str:
     """`api_base` as LiteLLM takes it for `model`'s provider: for Anthropic the host (a trailing `/v1` or
     `/v1/messages` dropped, so either spelling works); for the others as written, without a trailing slash."""
-    base = api_base.strip().rstrip("/")
-    if wire_of(model) is ANTHROPIC:
-        for suffix in _ANTHROPIC_SUFFIXES:
-            if base.endswith(suffix):
-                return base[: -len(suffix)]
-    return base
+    return server_root(api_base) if wire_of(model) is ANTHROPIC else api_base.strip().rstrip("/")
 
 
 def default_base(model: str) -> str | None:

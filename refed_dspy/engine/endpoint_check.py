@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.keys import api_key_env
 from refed_dspy.clients.spec import LMSpec, provider_of
-from refed_dspy.clients.wire import ANTHROPIC, OPENAI, call_url, host_form, wire_of
+from refed_dspy.clients.wire import ANTHROPIC, OPENAI, call_url, server_root, wire_of
 from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import EndpointError
 
@@ -45,7 +45,7 @@ def _fix(reason: str, spec: LMSpec, role: str) -> str:
     """What to change, by what went wrong and the format the model's calls use."""
     wire, name = wire_of(spec.model), _example_name(spec.model)
     base = spec.primary_api_base
-    host = host_form("anthropic/x", base) if base else None  # the server's host, whatever was written
+    host = server_root(base) if base else None
     if reason == "auth":
         env = api_key_env(spec)
         if env is None:
@@ -60,7 +60,10 @@ def _fix(reason: str, spec: LMSpec, role: str) -> str:
             f"trailing /v1 is optional); a server that speaks only the OpenAI format takes {openai_instead}"
         )
     if wire is ANTHROPIC:
-        return f"the server likely speaks the OpenAI format: use {openai_instead}, or point api_base at the host of an Anthropic Messages server"
+        return (
+            f"the server likely speaks the OpenAI format: use {openai_instead}, or point api_base at the host of an "
+            "Anthropic Messages server"
+        )
     if wire is OPENAI:
         anthropic_instead = f'model = "anthropic/{name}" with api_base = "{host or "http://HOST:PORT"}"'
         return (
