@@ -11,7 +11,16 @@ from refed_dspy.tracking.telemetry import set_telemetry
 
 set_telemetry()  # before anything imports MLflow or the Hub: no usage reports unless tracking.telemetry = true
 
-from refed_dspy.errors import ConfigError, MissingKeyError, RefedError, RunAborted, RunDirError, SeedError  # noqa: E402
+from refed_dspy.errors import (  # noqa: E402
+    ConfigError,
+    EndpointError,
+    KeyProviderError,
+    MissingKeyError,
+    RefedError,
+    RunAborted,
+    RunDirError,
+    SeedError,
+)
 
 __version__ = "0.1.0"
 
@@ -41,6 +50,8 @@ _LAZY = {
 __all__ = [
     "Config",
     "ConfigError",
+    "EndpointError",
+    "KeyProviderError",
     "MissingKeyError",
     "RefedError",
     "Reference",

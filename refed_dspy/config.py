@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from refed_dspy.clients.local_serving import LocalServing
 from refed_dspy.clients.pricing import ModelPrice, PriceBook
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.errors import ConfigError, RunDirError
@@ -378,6 +379,10 @@ class Config(Section):
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    local: LocalServing = Field(
+        default_factory=LocalServing,
+        description="The embedded local model (llama.cpp + SmolLM2-135M): start it when the run needs it.",
+    )
     filters: list[SerializeAsAny[Filter]] = Field(
         default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables)."
     )

@@ -19,12 +19,22 @@ class ConfigError(RefedError):
     """The config file or an override is invalid."""
 
 
+class EndpointError(ConfigError):
+    """The endpoint refused a run's first calls: no such URL, the key refused, or a reply in another format than the
+    model's client reads. The message names the URL, the format expected and the likely fix."""
+
+
 class SeedError(RefedError):
     """The seed source cannot be read or has no usable rows."""
 
 
 class MissingKeyError(RefedError):
     """An API key environment variable named in the config is not set."""
+
+
+class KeyProviderError(RefedError):
+    """The config names another provider's key variable for a model whose calls go to its own provider's endpoint:
+    the key would be handed to a party it does not belong to."""
 
 
 class RunDirError(RefedError):

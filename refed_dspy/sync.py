@@ -11,9 +11,10 @@ was started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,10 +71,37 @@ def stop_running() -> bool:
     return True
 
 
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a daemon thread, awaited: the loop stays free, and a stop (the task cancelled) returns at once,
+    leaving the thread to end on its own (the process does not wait for it at exit, as it would for the loop's
+    default executor)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            (future.set_result if ok else future.set_exception)(value)
+
+    def target() -> None:
+        try:
+            value, ok = fn(*args), True
+        except BaseException as err:  # noqa: BLE001 - handed to the awaiting task
+            value, ok = err, False
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, ok, value)
+
+    threading.Thread(target=target, name="refed-off-loop", daemon=True).start()
+    return await future
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(coro)`, or, inside a running event loop, the same on a loop of its own in a worker thread."""
+    """`asyncio.run(coro)`, or, inside a running event loop, the same on a loop of its own in a worker thread. A stop
+    that cancelled the coroutine (`stop_running`) is raised as KeyboardInterrupt, whichever way it ran."""
     if not in_running_loop():
-        return asyncio.run(_tracked(coro))
+        try:
+            return asyncio.run(_tracked(coro))
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
     box: dict[str, Any] = {}
     started = threading.Event()
 

@@ -36,10 +36,11 @@ def refed(*args: str, env_extra: dict[str, str] | None = None, **kw) -> subproce
     )
 
 
-def run_refed(*args: str, timeout: float = 600) -> tuple[int, str, str]:
-    """`refed ARGS` run to its end: (exit code, stdout, stderr)."""
+def run_refed(*args: str, timeout: float = 600, env_extra: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`refed ARGS` run to its end (`env_extra` added to its environment): (exit code, stdout, stderr)."""
+    env = {**os.environ, **(env_extra or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "refed_dspy.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "refed_dspy.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
     return proc.returncode, proc.stdout, proc.stderr
 

@@ -1,6 +1,6 @@
 """Provider batch APIs for the loopback server: OpenAI Files + Batches and Anthropic Message Batches.
 
-Each request line of a batch is answered by the loopback's own chat endpoint (an HTTP call to itself, tagged
+Each request line of a batch is answered by the loopback's own chat or messages endpoint (an HTTP call to itself, tagged
 with the line's custom_id and batch id), so every chat fault the server injects applies to batch lines too, and
 the server's log shows each line it answered. A batch walks the providers' status timelines:
 
@@ -263,9 +263,9 @@ class BatchAPI:
             first = self.lines_answered <= self.knob("batch_line_error_first", 0)
         if first or _unit(cid, "batch_line_error") < self.knob("batch_line_error_rate", 0.0):
             return 500, _err("injected batch line error", "server_error")
-        body = line["body"] if b.api == "openai" else _anthropic_to_openai(line["params"])
+        body, path = (line["body"], "chat/completions") if b.api == "openai" else (line["params"], "messages")
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port_of()}/v1/chat/completions",
+            f"http://127.0.0.1:{self.port_of()}/v1/{path}",
             data=json.dumps(body).encode(),
             method="POST",
             headers={"Content-Type": "application/json", "X-Custom-Id": cid, "X-Batch-Id": b.id},
@@ -275,8 +275,6 @@ class BatchAPI:
                 status, payload = resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             status, payload = err.code, json.loads(err.read() or b"{}")
-        if b.api == "anthropic" and status == 200:
-            payload = _openai_to_anthropic(payload)
         return status, payload
 
     def _result(self, b: _Batch, line: dict, status: int, body: dict) -> dict:
@@ -369,44 +367,3 @@ def _iso(t: float) -> str:
 
 def _err(message: str, kind: str = "invalid_request_error") -> dict:
     return {"error": {"message": message, "type": kind}}
-
-
-def _text(content) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content or "")
-
-
-def _anthropic_to_openai(params: dict) -> dict:
-    """An Anthropic Messages request as the loopback's chat body (its JSON schema, if any, as response_format)."""
-    messages = []
-    if params.get("system"):
-        messages.append({"role": "system", "content": _text(params["system"])})
-    messages += [{"role": m["role"], "content": _text(m.get("content"))} for m in params.get("messages", [])]
-    body = {"model": params.get("model"), "messages": messages, "max_tokens": params.get("max_tokens")}
-    fmt = (params.get("output_config") or {}).get("format") or params.get("output_format")
-    if isinstance(fmt, dict) and fmt.get("schema"):
-        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "out", "schema": fmt["schema"]}}
-    return body
-
-
-def _openai_to_anthropic(payload: dict) -> dict:
-    choice = payload["choices"][0]
-    usage = payload.get("usage") or {}
-    stop = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}.get(
-        choice.get("finish_reason"), "end_turn"
-    )
-    return {
-        "id": f"msg_{payload.get('id', '')}",
-        "type": "message",
-        "role": "assistant",
-        "model": payload.get("model"),
-        "content": [{"type": "text", "text": choice["message"].get("content") or ""}],
-        "stop_reason": stop,
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": usage.get("prompt_tokens", 0),
-            "output_tokens": usage.get("completion_tokens", 0),
-            "cache_read_input_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
-        },
-    }

@@ -12,6 +12,11 @@ Faults come in two kinds:
 - transient faults are drawn per request (429 with Retry-After, 500, 503, a connection reset,
   a hang past the client's timeout).
 
+It speaks two formats: OpenAI chat completions (any POST) and Anthropic Messages (``POST .../v1/messages``: the
+request is read as the chat body it stands for, the answer and the errors go out as Anthropic words them; see
+loopback_anthropic.py). ``ServerConfig.anthropic`` makes it an OpenAI-only server instead: one that 404s that path, or
+one that answers it in the OpenAI format.
+
 Run standalone: ``python tests/loopback_server.py --port 0`` prints ``PORT <n>``.
 """
 
@@ -27,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from loopback_anthropic import as_anthropic, to_chat_body
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _FIELD_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n\{\1\}(?:\s+# note: the value you produce (.*))?")
@@ -232,6 +239,10 @@ class ServerConfig:
         0  # N: the N-th, 2N-th, ... request that asks for scores gets such scores (a count, whatever the order)
     )
     fail_all: bool = False
+    fail_status: int = 0  # N: every chat request is answered with HTTP N (401: a key the server refuses; 404)
+    # POST .../messages: "messages" (the Anthropic Messages format), "404" (not found: an OpenAI-only server), "openai"
+    # (answered in the OpenAI format, as a server that ignores the path would)
+    anthropic: str = "messages"
     seed: int = 0
     log_path: str | None = None
     log_prompts: bool = False  # also log each request's system prompt and messages (tests, the token bench)
@@ -513,8 +524,12 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.state.lock:
                 self.server.state.unlogged += 1
 
+    _wire = "openai"  # the format of the request being answered: its answer goes out in the same one
+
     def _send(self, status: int, payload: dict, headers: dict | None = None) -> bool:
         self._answering()
+        if self._wire == "anthropic":
+            payload = as_anthropic(status, payload)
         body = json.dumps(payload).encode()
         try:
             self.send_response(status)
@@ -545,6 +560,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         st = self.server.state
+        if st.batches.handles(self.path) and st.cfg.fail_status:
+            self._send(st.cfg.fail_status, {"error": {"message": f"the loopback server answers {st.cfg.fail_status}"}})
+            return
         if st.batches.handles(self.path):
             from urllib.parse import parse_qsl, urlsplit
 
@@ -560,6 +578,7 @@ class _Handler(BaseHTTPRequestHandler):
         cfg = st.cfg
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        self._wire = "openai"
         if st.batches.handles(self.path):
             st.record(
                 {
@@ -570,7 +589,10 @@ class _Handler(BaseHTTPRequestHandler):
                     or self.headers.get("Authorization"),
                 }
             )
-            self._send_raw(*st.batches.post(self.path, self.headers, raw))
+            if cfg.fail_status:
+                self._send(cfg.fail_status, {"error": {"message": f"the loopback server answers {cfg.fail_status}"}})
+            else:
+                self._send_raw(*st.batches.post(self.path, self.headers, raw))
             return
         sha = hashlib.sha256(raw).hexdigest()[:16]
         try:
@@ -586,13 +608,23 @@ class _Handler(BaseHTTPRequestHandler):
             over_cap = cfg.max_concurrency and st.in_flight > cfg.max_concurrency
             draw = st.rng.random()
             rng = random.Random(st.rng.random())
-        entry = {"seq": seq, "t": time.time(), "sha": sha, "path": self.path}
+        entry = {"seq": seq, "t": time.time(), "sha": sha, "path": self.path, "key_header": self._key_header()}
+        if self.path.split("?")[0].rstrip("/").endswith("/messages"):  # an Anthropic Messages request
+            entry["anthropic_version"] = self.headers.get("anthropic-version")
+            if cfg.anthropic == "404":
+                req = None
+            elif cfg.anthropic == "messages":
+                req, self._wire = to_chat_body(req), "anthropic"
         if self.headers.get("X-Custom-Id"):  # a batch line, answered for the batch API
             entry.update(custom_id=self.headers["X-Custom-Id"], batch=self.headers.get("X-Batch-Id"))
         t0 = time.perf_counter()
         self._owes_a_line, self._counted = True, False
         try:
-            self._serve(req, raw, rng, draw, bool(over_cap), entry)
+            if req is None:
+                entry.update(status=404, fault="not_found")
+                entry["delivered"] = self._send(404, {"detail": "Not Found"})
+            else:
+                self._serve(req, raw, rng, draw, bool(over_cap), entry)
         finally:
             entry["service_s"] = round(time.perf_counter() - t0, 6)  # request read -> answer sent
             with st.lock:
@@ -602,6 +634,10 @@ class _Handler(BaseHTTPRequestHandler):
                 with st.lock:
                     st.unlogged -= 1
             self._owes_a_line = False
+
+    def _key_header(self) -> str | None:
+        """The header that carried an API key, by name (the key itself is not logged)."""
+        return next((h for h in ("x-api-key", "api-key", "authorization") if self.headers.get(h)), None)
 
     def _serve(self, req: dict, raw: bytes, rng: random.Random, draw: float, over_cap: bool, entry: dict) -> None:
         st = self.server.state
@@ -642,6 +678,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if cfg.fail_all:
             return fail(500, "server_error", "the loopback server fails every request")
+        if cfg.fail_status:
+            return fail(cfg.fail_status, f"status_{cfg.fail_status}", f"the loopback server answers {cfg.fail_status}")
         if over_cap:
             return fail(429, "rate_limit_exceeded", "concurrency cap", {"Retry-After": str(cfg.retry_after_s)})
         edges = [

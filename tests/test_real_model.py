@@ -13,7 +13,10 @@ import importlib.util
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -34,6 +37,7 @@ from refed_dspy.adapters import (
 )
 from refed_dspy.clients.calls import OutputTruncated
 from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.local_server import listening
 from refed_dspy.config import load_config
 from refed_dspy.programs.synthesize import asking_for
 from refed_dspy.signatures import (
@@ -585,3 +589,80 @@ def test_a_template_echoed_back_is_rejected_as_degenerate(smol):
     for err in caught:
         assert any(DEGENERATE_DETAIL.search(line.strip()) for line in str(err).splitlines()), str(err)
         assert err.lm_response and len(err.lm_response) < 4000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _one_command(run: Path, port: int, size: int) -> subprocess.Popen:
+    """`refed synthesize --config configs/local.toml`, pointed at `port` (where nothing listens) and `run`, in its
+    own session: whatever it leaves running is in that session's process group."""
+    url = f"http://127.0.0.1:{port}/v1"
+    overrides = [
+        f"teacher.api_base='{url}'",
+        f"judge.api_base='{url}'",
+        f"run.dir='{run}'",
+        f"synthesis.size={size}",
+        "seeds.limit=3",
+        "run.progress=false",
+        "local.threads=2",
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "refed_dspy.cli", "synthesize", "--config", str(LOCAL), *sets(overrides)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true"},
+    )
+
+
+def _nothing_left(proc: subprocess.Popen, port: int) -> None:
+    """Nothing listens on `port` and no process of the command's session outlived it."""
+    assert not listening(f"http://127.0.0.1:{port}")
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+
+
+def test_one_command_with_nothing_listening_serves_runs_and_leaves_nothing_behind(tmp_path):
+    """The README's first command on a fresh machine: no server is running, and `refed synthesize --config
+    configs/local.toml` alone starts the local model, completes its run, says how long such a run takes here and
+    where its output is, and stops the model."""
+    _need_the_model()
+    port, run = free_port(), tmp_path / "one"
+    proc = _one_command(run, port, size=2)
+    out, err = proc.communicate(timeout=3600)
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["samples"] == 2 == len(lines(run / "samples.jsonl"))
+    assert f"nothing listens at http://127.0.0.1:{port}; starting smollm2 there for the teacher" in err
+    assert re.search(r"local model: a run of 2 samples takes about \d+ (s|min|h) here", err), err[-3000:]
+    assert f"output       {run / 'samples.jsonl'}" in out
+    assert f"local model: stopped the server at http://127.0.0.1:{port}/v1" in err
+    _nothing_left(proc, port)
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["local model: serving smollm2", "loaded 3 references"],
+    ids=["while it measures the machine", "while it runs"],
+)
+def test_one_command_stopped_by_sigterm_stops_the_model_it_started(tmp_path, when):
+    _need_the_model()
+    port, run = free_port(), tmp_path / "stopped"
+    proc = _one_command(run, port, size=20)
+    for line in proc.stderr:  # it serves, says how long the run takes, then runs
+        if when in line:
+            break
+    else:
+        pytest.fail(f"never got to {when!r}: {proc.communicate(timeout=60)}")
+    assert listening(f"http://127.0.0.1:{port}")
+    time.sleep(2)
+    proc.terminate()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "local model: stopped the server" in err and "stopped by SIGTERM" in err
+    _nothing_left(proc, port)

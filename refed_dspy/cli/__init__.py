@@ -33,7 +33,8 @@ EXIT_CODES = """exit codes (every command):
   1    finished short: partial, exhausted, stopped by a budget, or a filter that kept less than a tenth
        of its input (what was made is kept)
   2    your input: a config, seed file, model, key or run dir it cannot use (one line on stderr; nothing
-       written is damaged)
+       written is damaged), a key of another provider than the model's, or an endpoint whose first calls
+       answer 404, refuse the key or reply in another format (one or two calls made)
   3    stopped by the provider or the machine (resumable: run the same command again)
   128+N  stopped by signal N (Ctrl-C, SIGTERM, SIGHUP; resumable)"""
 

@@ -24,6 +24,7 @@ from refed_dspy.clients.calls import (
     CallInfo,
     OutputRefused,
     OutputTruncated,
+    ReplyFormatError,
     _calls,
     _finish_reason,
     _first_text,
@@ -203,6 +204,13 @@ class CallBoundary:
         finish = _finish_reason(response)
         tag = _tag.get()
         cache_hit = not usage and _replayed(response)
+        text = _first_text(entry.get("outputs"))
+        if usage or cache_hit or text:
+            self.__dict__["_refed_understood"] = True
+        elif not self.__dict__.get("_refed_understood"):
+            # the first replies carry neither text nor usage: the endpoint speaks another format than the client's
+            self._record(CallInfo(stage=self._stage_now(), model=self.model, seconds=_elapsed(), tokens_unknown=True))
+            raise ReplyFormatError("the endpoint's reply carries no text and no token usage")
         if not usage and not cache_hit:
             self._say_once(
                 "usage",
@@ -229,10 +237,10 @@ class CallBoundary:
         if finish == "length":
             raise OutputTruncated(
                 f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)",
-                _first_text(entry.get("outputs")),
+                text,
             )
         if finish == "content_filter":
-            raise OutputRefused("reply stopped by the provider's content filter", _first_text(entry.get("outputs")))
+            raise OutputRefused("reply stopped by the provider's content filter", text)
 
     def __reduce_ex__(self, protocol: Any) -> tuple:
         """Copied or pickled as the LM's own class behind the boundary: the boundary class is made at run time, so a

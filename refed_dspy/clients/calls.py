@@ -27,6 +27,11 @@ class OutputRefused(LMOutputError):
     """The provider refused or filtered the reply (finish_reason 'content_filter')."""
 
 
+class ReplyFormatError(LMOutputError):
+    """The endpoint answered, but not in the format the LM's client reads: no text and no token usage (an
+    `anthropic/` model at a server that answers in the OpenAI format reads so)."""
+
+
 @dataclass
 class CallInfo:
     """One completed LM call, as the accounting sees it."""

@@ -1,16 +1,23 @@
 """Which environment variable holds an LM's key: the config's `api_key_env`; else `<PROVIDER>_API_KEY` when it is set;
 else the one LiteLLM names for the model's provider (its own table, read without touching the environment), which
-also names the variable to set when none is."""
+also names the variable to set when none is.
+
+A key goes only to its own provider: a config whose `api_key_env` names another provider's variable (by LiteLLM's
+provider list: `OPENAI_API_KEY` is OpenAI's) for a model whose calls go to its own provider's endpoint (no `api_base`,
+or the provider's known host) is refused before the key is read (`check_key_goes_to_its_provider`)."""
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import types
 from typing import Any
+from urllib.parse import urlsplit
 
 from refed_dspy.clients.spec import LMSpec, provider_of
-from refed_dspy.errors import MissingKeyError
+from refed_dspy.clients.wire import default_base
+from refed_dspy.errors import KeyProviderError, MissingKeyError
 
 # local servers: no key (LiteLLM asks them for an address, OLLAMA_API_BASE, which api_base gives)
 KEYLESS_PROVIDERS = ("ollama", "ollama_chat", "lm_studio", "hosted_vllm")
@@ -56,8 +63,81 @@ def api_key_env(spec: LMSpec) -> str | None:
     return own if own in names or not names else names[-1]
 
 
+# the hosts of providers' own endpoints (a name starting with "." is a domain): an api_base there is the provider's
+PROVIDER_HOSTS = {
+    "openai": ("api.openai.com",),
+    "anthropic": ("api.anthropic.com",),
+    "azure": (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"),
+    "gemini": ("generativelanguage.googleapis.com",),
+    "mistral": ("api.mistral.ai",),
+    "groq": ("api.groq.com",),
+    "together_ai": ("api.together.xyz",),
+    "openrouter": ("openrouter.ai",),
+    "deepseek": ("api.deepseek.com",),
+    "xai": ("api.x.ai",),
+    "cohere": ("api.cohere.com", "api.cohere.ai"),
+    "fireworks_ai": ("api.fireworks.ai",),
+}
+_KEY_SUFFIX = re.compile(r"(_API)?_(KEY|TOKEN)$")
+
+
+@functools.lru_cache(maxsize=64)
+def key_provider(env: str) -> str | None:
+    """The provider whose key variable `env` is, by its name (`<PROVIDER>_API_KEY`, `_KEY` or `_TOKEN`, the provider
+    spelled as in LiteLLM's provider list, underscores aside: TOGETHERAI_API_KEY is together_ai's); None when it
+    names no provider LiteLLM knows (a name of your own, AZURE_OPENAI_API_KEY)."""
+    stem = _KEY_SUFFIX.sub("", env.upper())
+    if stem == env.upper():
+        return None
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    import litellm
+
+    compact = stem.replace("_", "")
+    for item in litellm.provider_list:
+        name = str(getattr(item, "value", item))
+        if name.replace("_", "").upper() == compact:
+            return name
+    return None
+
+
+def _providers_endpoint(spec: LMSpec) -> str | None:
+    """Where `spec`'s calls go when that is its provider's own endpoint (no api_base, or one at the provider's known
+    host): the URL, or the provider's name; None for an endpoint of its own (a proxy, a local server)."""
+    provider, base = provider_of(spec.model), default_base(spec.model)
+    if not spec.endpoints:
+        return f"{provider}'s endpoint" + (f" ({base})" if base else "")
+    hosts = PROVIDER_HOSTS.get(provider, ())
+    for url in spec.endpoints:
+        host = (urlsplit(url if "//" in url else f"//{url}").hostname or "").lower()
+        if any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts):
+            return url
+    return None
+
+
+def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> None:
+    """KeyProviderError when `spec.api_key_env` names another provider's key and the model's calls go to its own
+    provider's endpoint (see the module docstring); nothing otherwise."""
+    env, provider = spec.api_key_env, provider_of(spec.model)
+    if not env or env == f"{provider.upper()}_API_KEY" or provider in KEYLESS_PROVIDERS:
+        return  # no key, or the usual name (and no need to import LiteLLM for it)
+    owner = key_provider(env)
+    if owner is None or owner == provider or env in provider_key_names(spec.model):
+        return
+    endpoint = _providers_endpoint(spec)
+    if endpoint is None:
+        return
+    own = api_key_env(spec.model_copy(update={"api_key_env": None}))
+    instead = f"leave {role}.api_key_env unset to use ${own}, the key this model needs" if own else "unset it"
+    raise KeyProviderError(
+        f"{role}.api_key_env = {env!r} is {owner}'s key, but '{spec.model}' sends its key to {endpoint}: refused "
+        f"before any call; {instead}, or name a variable that holds {provider}'s key"
+    )
+
+
 def check_key(spec: LMSpec, role: str) -> str | None:
-    """Return the API key for `spec`, raising MissingKeyError when its variable is unset."""
+    """Return the API key for `spec`, raising KeyProviderError when it names another provider's key for this
+    provider's endpoint, MissingKeyError when its variable is unset."""
+    check_key_goes_to_its_provider(spec, role)
     env = api_key_env(spec)
     if env is None:
         return None

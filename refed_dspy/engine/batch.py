@@ -440,12 +440,14 @@ def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = F
     body_spec = spec
     if client.api == "openai" and spec.model.startswith("azure/"):
         # DSPy reaches Azure through LiteLLM, whose requests a transport cannot carry; an Azure deployment takes the
-        # OpenAI chat body as it is, so the body is built as for OpenAI (model = the deployment), never sent online
+        # OpenAI chat body as it is, so the body is built as for OpenAI (model = the deployment), never sent online;
+        # it holds no key (the Azure key goes to the batch client alone)
         body_spec = spec.model_copy(
             update={
                 "model": "openai/" + spec.model.split("/", 1)[1],
                 "api_base": "https://api.openai.com/v1",
                 "api_version": None,
+                "api_key_env": "",
             }
         )
     broker = BatchBroker(

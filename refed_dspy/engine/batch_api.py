@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from refed_dspy.clients.spec import provider_of
+from refed_dspy.clients.wire import ANTHROPIC, native_base
 from refed_dspy.engine.batch_store import StoredResult
 from refed_dspy.errors import ConfigError
 
@@ -305,7 +306,7 @@ def client_for_spec(spec: Any, key: str | None, role: str) -> _Client:
         base = spec.primary_api_base or "https://api.openai.com/v1"
         return OpenAIBatches(base, {"Authorization": f"Bearer {key or 'unused'}"}, timeout=timeout)
     if provider == "anthropic":
-        base = spec.primary_api_base or "https://api.anthropic.com/v1"
+        base = native_base(spec.model, spec.primary_api_base or ANTHROPIC.default_base)  # the host, then /v1
         return AnthropicBatches(base, {"x-api-key": key or "", "anthropic-version": "2023-06-01"}, timeout=timeout)
     if provider == "azure":
         return OpenAIBatches(

@@ -21,7 +21,7 @@ from dspy.utils.exceptions import (
 from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
-from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated
+from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
 from refed_dspy.errors import first_line
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
@@ -64,6 +64,10 @@ def _raw(text: Any) -> str | None:
     return (text if isinstance(text, str) else str(text))[:RAW_CHARS]
 
 
+# no such endpoint (or not for POST): every call will get the same answer
+_NOT_FOUND = (404, 405)
+
+
 def classify(err: BaseException) -> Failure:
     """Map an exception raised while processing one item to a Failure."""
     detail = first_line(err)
@@ -71,6 +75,8 @@ def classify(err: BaseException) -> Failure:
         return Failure("truncated", detail, raw=_raw(err.raw))
     if isinstance(err, OutputRefused):
         return Failure("refused", detail, raw=_raw(err.raw))
+    if isinstance(err, ReplyFormatError):
+        return Failure("wrong_format", detail, final=False, fatal=True)
     if isinstance(err, LMOutputError):
         return Failure("invalid_output", detail, raw=_raw(err.raw))
     if isinstance(err, DegenerateOutputError):
@@ -92,6 +98,8 @@ def classify(err: BaseException) -> Failure:
         )
     if isinstance(err, LMUnsupportedModelError):
         return Failure("unknown_model", f"the provider does not serve this model: {detail}", final=False, fatal=True)
+    if isinstance(err, LMInvalidRequestError) and getattr(err, "status", None) in _NOT_FOUND:
+        return Failure("not_found", f"HTTP {err.status}: {detail}", final=False, fatal=True)
     if isinstance(err, LMInvalidRequestError):
         low = detail.lower()
         if "content" in low and ("filter" in low or "policy" in low or "management" in low):

@@ -8,7 +8,8 @@ others), reserves each task's worst case against the call and cost budget before
 5xx, timeouts and resets after Retry-After or a jittered backoff (retries.py; the task's finished calls are
 cache hits then), halves the window on a 429 and grows it back (AIMD, window.py), stops the run on a streak
 of failures, accounts every call (attempts that leave no record are journaled through the stage), and on
-Ctrl-C, SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period.
+Ctrl-C, SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period. Until the
+endpoint has answered a call of this invocation, one piece of work runs at a time (refed_dspy.engine.endpoint_check).
 
 One coroutine owns all state; tasks only return results.
 
@@ -33,6 +34,7 @@ from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch import in_slot
 from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.endpoint_check import FirstCalls, batch_api_failure
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.engine.retries import Retries
 from refed_dspy.engine.window import Window
@@ -107,6 +109,7 @@ class Engine:
         self.stop_reason: str | None = None
         self.writers: list[Any] = []  # the stage's record writers (run_closing): one that finds the disk full stops it
         self.abort: Failure | None = None
+        self.first = FirstCalls()  # until the endpoint has answered: one piece of work at a time online
         self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.interrupted = False
         self.on_progress: Callable[[], None] | None = None
@@ -146,7 +149,7 @@ class Engine:
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:
-        return int(self.window.limit) - self.slots_used
+        return 0 if self.first.holds(self.busy, self.broker is not None) else int(self.window.limit) - self.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
         """Start one piece of work, or False (the run's stop reason becomes 'budget') when it could break the budget."""
@@ -230,6 +233,7 @@ class Engine:
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
         result, failure = task.result()
         usage = self.account(meta.calls)
+        self.first.note(meta.calls, failure)
         if (
             failure is not None
             and failure.retryable
@@ -302,7 +306,7 @@ class Engine:
         if broker is None:
             return False
         if broker.error is not None:
-            self.abort = self.abort or Failure("batch_api", str(broker.error))
+            self.abort = self.abort or batch_api_failure(str(broker.error), broker.error.status)
             return True
         if broker.detached:
             self.detached = self.stopping = True

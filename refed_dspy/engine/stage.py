@@ -27,6 +27,7 @@ from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.usage import with_unrecorded
 from refed_dspy.engine.batch import batch_figures
 from refed_dspy.engine.batch_usage import answered_usage
+from refed_dspy.engine.endpoint_check import endpoint_error
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine, Limits
@@ -219,6 +220,14 @@ class StageBase(ABC):
             now += f"; Ray workers alive {self.remote.alive} of {len(self.remote.workers)}"
         return now
 
+    def raise_endpoint_error(self) -> None:
+        """The run's first calls found its endpoint wrong (engine/endpoint_check.py): EndpointError, naming the URL,
+        the format expected and the likely fix."""
+        engine = self.engine
+        problem = endpoint_error(engine.abort, engine.first.answered, self.spec, self.role, engine.first.calls)
+        if problem is not None:
+            raise problem
+
     async def run_to_end(
         self,
         progress: Progress,
@@ -231,7 +240,8 @@ class StageBase(ABC):
         """Run the engine to its end, showing `progress_of()` (items done, items rejected) as it goes, then write the
         summary whatever happened (`summarize(status)` writes it and returns it; `done()` says whether the stage got
         all it wanted, by default: nothing stopped it). Raises RunAborted when the provider or the failure streak
-        stopped it (`kept(summary)` says what is kept, and where), KeyboardInterrupt when a signal did."""
+        stopped it (`kept(summary)` says what is kept, and where), EndpointError when its first calls found the endpoint
+        wrong, KeyboardInterrupt when a signal did."""
         engine = self.engine
 
         def show() -> None:
@@ -246,6 +256,7 @@ class StageBase(ABC):
         finally:
             status = engine.status(done=done() if done is not None else not engine.stopped)
             summary = summarize(status)
+        self.raise_endpoint_error()
         if engine.abort is not None:
             raise RunAborted(
                 f"{self.what} stopped: {engine.abort.detail} ({kept(summary)}; run the same command again to resume)"
@@ -258,5 +269,6 @@ class StageBase(ABC):
         """Run the engine to its end, with nothing written (meta-evaluation keeps its results in memory); RunAborted
         when the provider or the failure streak stopped it."""
         await self.engine.run()
+        self.raise_endpoint_error()
         if self.engine.abort is not None:
             raise RunAborted(f"{self.what} stopped: {self.engine.abort.detail}")

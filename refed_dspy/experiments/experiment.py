@@ -42,12 +42,13 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.engine.progress import progress_within
 from refed_dspy.experiments.allowance import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.baseline import run_baseline
 from refed_dspy.experiments.cell import run_cell, unstarted
 from refed_dspy.experiments.difference import against_baseline, champion_of, outcome
-from refed_dspy.experiments.experiment_config import load_experiment
+from refed_dspy.experiments.experiment_config import cell_config, load_experiment
 from refed_dspy.experiments.experiment_examples import experiment_examples
 from refed_dspy.experiments.experiment_outputs import log_leaderboard, track, write_outputs
 from refed_dspy.experiments.experiment_plan import ExperimentPlan, cache_dir, check_given_lms, plan_experiment
@@ -99,9 +100,13 @@ def experiment(
     lms = {"teacher": teacher, "judge": judge}
     check_given_lms(settings, base, lms)
     out = Path(settings.out)
+    # [local] serve = true: the local model the base config's LMs need is started when nothing serves it
+    base_config = cell_config(base, {})
+    local = {role: getattr(base_config, role) for role, lm in lms.items() if lm is None}
     with (
         stop_signals(),
         owned(out, "experiment", "refed experiment", flag="experiment.out"),
+        serving(base_config.local, local),
         quieted(out / LIBRARY_LOG, verbose),
         progress_within("experiment"),  # the lines of its examples and baselines' runs say whose they are
     ):

@@ -25,6 +25,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.lm import price_of
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.clients.scope import LedgerScope, ledger_scope
 from refed_dspy.config import Config, load_config
 from refed_dspy.engine.budget import CallBudget, Limit
@@ -110,7 +111,11 @@ def optimize(
     if not isinstance(config, Config):
         config = load_config(config, overrides)
     given = Given(teacher, judge, references, program, trainset, valset, metric, optimizer, budget)
-    with stop_signals(), quieted(out_dir(config) / LIBRARY_LOG, verbose):
+    # [local] serve = true: the local model the LMs built from the config need is started when nothing serves it
+    local = {"teacher": config.teacher} if teacher is None else {}
+    if judge is None and metric is None:
+        local["judge"] = config.judge
+    with stop_signals(), serving(config.local, local), quieted(out_dir(config) / LIBRARY_LOG, verbose):
         return run_plan(plan_optimization(config, given, on_mismatch))
 
 

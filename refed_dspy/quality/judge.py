@@ -18,6 +18,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.pool import WorkerPool
@@ -27,7 +28,7 @@ from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
-from refed_dspy.errors import ConfigError, RunDirError
+from refed_dspy.errors import ConfigError, EndpointError, RunDirError
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judgments import JudgeSummary, judge_summary
 from refed_dspy.store.cache import use_run_cache
@@ -220,7 +221,9 @@ class JudgeRun(StageBase):
     # ---- the run ------------------------------------------------------------------------------------
     async def run(self, samples: list[dict[str, Any]], on_mismatch: str = "error") -> JudgeSummary:
         """Judge what is not judged yet; returns the summary (raises KeyboardInterrupt after writing it when stopped
-        by a signal, RunAborted when the failure streak or the provider stopped it)."""
+        by a signal, RunAborted when the failure streak or the provider stopped it, EndpointError when its first calls
+        found the judge's endpoint wrong: a first judging then leaves no judging files, for the fixed config)."""
+        first = not self.rundir.judge_fingerprint.exists()
         judged, rejected = self.prepare(on_mismatch)
         rejected_before = len(rejected - judged)  # samples earlier invocations gave up on
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
@@ -257,13 +260,19 @@ class JudgeRun(StageBase):
             write_json_atomic(self.rundir.judge_summary, summary.to_json())
             return summary
 
-        return await self.run_to_end(
-            progress,
-            self.writers.values(),
-            lambda: (progress.initial + self.new, rejected_before + self.rejected_now),
-            write_summary,
-            lambda s: f"{s.judged} judged in {self.rundir.path}",
-        )
+        try:
+            return await self.run_to_end(
+                progress,
+                self.writers.values(),
+                lambda: (progress.initial + self.new, rejected_before + self.rejected_now),
+                write_summary,
+                lambda s: f"{s.judged} judged in {self.rundir.path}",
+            )
+        except EndpointError:
+            if first:  # nothing was judged: as if never judged
+                for path in (self.rundir.judge_fingerprint, self.rundir.judge_rejects, self.rundir.judge_summary):
+                    path.unlink(missing_ok=True)
+            raise
 
 
 async def ajudge_run(
@@ -285,6 +294,22 @@ async def ajudge_run(
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
     ours = {"kind": "run", "also": ("filter",), "existing": True, "flag": "RUN_DIR"}
     check(run_dir, **ours)  # before the judge is built: a directory not refed's is refused first
+    # [local] serve = true: the local model the judge needs is started when nothing serves it yet
+    with serving(config.local, {"judge": config.judge} if judge_lm is None else {}):
+        return await _judge(rundir, config, ours, judge_lm, on_mismatch, show_progress, detach)
+
+
+async def _judge(
+    rundir: RunDir,
+    config: Config,
+    ours: dict[str, Any],
+    judge_lm: dspy.LM | None,
+    on_mismatch: str,
+    show_progress: bool,
+    detach: bool,
+) -> JudgeSummary:
+    """ajudge_run, once its inputs are checked and the local model it needs is served."""
+    run_dir = rundir.path
     if judge_lm is not None:  # the LM that judges is the one the judging records and prices
         config = with_lm_of(config, "judge", judge_lm)
     if config.judging.max_cost_usd is not None:

@@ -8,11 +8,12 @@ from pathlib import Path
 import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
-from refed_dspy.errors import ConfigError
+from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.methods import get_method
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_json
@@ -20,7 +21,8 @@ from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
-from refed_dspy.sync import run_sync
+from refed_dspy.sync import off_loop, run_sync
+from refed_dspy.synthesis.local_eta import eta_line
 from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.synthesis.run import SynthesisRun
@@ -70,10 +72,39 @@ async def arun_synthesis(
 
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
     request the run can make so far is submitted (summary status 'submitted'); the same call again collects
-    and goes on."""
-
+    and goes on. With `[local] serve = true`, the local model the teacher needs is started when nothing serves it
+    yet, and stopped when the run ends (refed_dspy.clients.local_serving)."""
     check_on_mismatch(on_mismatch)
     check(config.run.dir, "run", flag="run.dir")  # before anything else: a directory not ours is refused at once
+    with serving(config.local, {"teacher": config.teacher} if teacher is None else {}) as started:
+        if started:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
+            line = await off_loop(eta_line, config, started[0])
+            if line:
+                log.info(line)
+        return await _run_synthesis(
+            config,
+            teacher=teacher,
+            references=references,
+            program=program,
+            respond=respond,
+            on_mismatch=on_mismatch,
+            show_progress=show_progress,
+            detach=detach,
+        )
+
+
+async def _run_synthesis(
+    config: Config,
+    *,
+    teacher: dspy.LM | None = None,
+    references: list[Reference] | None = None,
+    program: dspy.Module | None = None,
+    respond: dspy.Module | None = None,
+    on_mismatch: OnMismatch = "error",
+    show_progress: bool = False,
+    detach: bool = False,
+) -> RunSummary:
+    """arun_synthesis, once the local model it needs is served."""
     method = get_method(config.synthesis.method)
     if teacher is not None:
         config = with_lm_of(config, "teacher", teacher)  # the LM that runs is the one the run records
@@ -122,6 +153,10 @@ async def arun_synthesis(
             )
             try:
                 return await run.run(resumed)
+            except EndpointError:
+                if not resumed:  # nothing was made: the run dir is left as if never run, for the fixed config
+                    rundir.wipe()
+                raise
             finally:
                 if config.tracking.enabled and rundir.summary.exists():
                     summary = read_json(rundir.summary)
@@ -161,6 +196,8 @@ def synthesize(
 
     Raises:
         ConfigError, SeedError, MissingKeyError, RunDirError: the input is unusable (nothing is paid).
+        EndpointError (a ConfigError): the first calls found the endpoint wrong: not found, the key refused, a reply
+            in another format (a call or two is paid; a run dir that held nothing is left empty).
         RunAborted: the provider or the machine stopped the run (resumable).
     """
     if not isinstance(config, Config):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from refed_dspy.money import usd
@@ -18,6 +19,7 @@ def format_summary(s: dict[str, Any]) -> str:
     u = s["usage"]
     lines = [
         f"run {s['run_dir']}: {s['status']}  ({s['method']}, teacher {s['teacher']})",
+        f"  output       {Path(s['run_dir']) / 'samples.jsonl'}  (`refed view {s['run_dir']}` to read it)",
         f"  samples      {s['samples']}/{s['size']}  (+{s['new_samples']} this time, {s['samples_per_s'] or 0:.2f}/s over {s['wall_s']:.1f}s)",
         f"  references   {s['references']} loaded, feedback on {s['feedback_collected']}, {s['units']} synthesis units, "
         f"{s['instructions_kept']} instructions kept",

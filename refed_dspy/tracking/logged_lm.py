@@ -16,6 +16,7 @@ import dspy
 
 from refed_dspy.clients.keys import api_key_env, key_env_of
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.wire import fit_api_base
 
 API_BASE_VAR = "REFED_API_BASE"  # set where a logged program is loaded: the endpoint its LM calls instead
 NO_KEY = ""  # key_env of a server that needs no key
@@ -41,6 +42,7 @@ class LoggedLM(dspy.LM):
         base = os.environ.get(API_BASE_VAR)
         if base:
             self.kwargs["api_base"] = base
+        fit_api_base(self)  # in the form this environment's DSPy client takes
         if self.key_env == NO_KEY:
             self.kwargs["api_key"] = "unused"  # OpenAI-compatible clients insist on some key
         elif self.key_env and os.environ.get(self.key_env):
@@ -57,7 +59,7 @@ def logged_lm(spec: LMSpec) -> LoggedLM:
     """The LM to log with a program compiled for `spec`: its model, endpoint, settings (`extra` included; it holds no
     secret) and key variable, no key."""
     kwargs = {**spec.extra, **spec.endpoint_kwargs()}
-    lm = LoggedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **kwargs)
+    lm = fit_api_base(LoggedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **kwargs))
     lm.key_env = NO_KEY if spec.api_key_env == NO_KEY else api_key_env(spec)
     return lm
 

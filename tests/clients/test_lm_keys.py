@@ -1,10 +1,15 @@
+from pathlib import Path
+
 import pytest
+from cli_helpers import run_refed, sets
 
 from refed_dspy.cli import main
-from refed_dspy.clients.keys import api_key_env
+from refed_dspy.clients.keys import api_key_env, check_key, check_key_goes_to_its_provider, key_provider
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec
-from refed_dspy.errors import MissingKeyError
+from refed_dspy.errors import KeyProviderError, MissingKeyError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_key_variable_inferred_from_provider():
@@ -55,3 +60,75 @@ def test_key_variables_come_from_litellm_without_touching_the_environment(monkey
     assert api_key_env(LMSpec(model="somecloud/model")) == "SOMECLOUD_API_KEY"  # a provider LiteLLM does not know
     monkeypatch.delenv("GOOGLE_API_KEY")
     assert dict(os.environ) == before
+
+
+ANTHROPIC_WITH_OPENAI_KEY = ["teacher.model='anthropic/claude-haiku-4-5'", "teacher.api_key_env='OPENAI_API_KEY'"]
+
+
+@pytest.mark.parametrize("api_base", [None, "https://api.anthropic.com", "https://api.anthropic.com/v1"])
+def test_another_providers_key_for_the_providers_endpoint_is_refused_before_any_call(tmp_path, api_base):
+    """The OpenAI key is never sent to Anthropic: exit 2, one line naming both variables, no run dir, no call (the
+    machine has no network: a call would fail otherwise)."""
+    run_dir = tmp_path / "run"
+    over = [*ANTHROPIC_WITH_OPENAI_KEY, f"run.dir='{run_dir}'"] + (
+        [f"teacher.api_base='{api_base}'"] if api_base else []
+    )
+    code, _, err = run_refed(
+        "synthesize", "--config", str(CONFIGS / "quickstart.toml"), *sets(over), env_extra={"OPENAI_API_KEY": "sk-x"}
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "teacher.api_key_env = 'OPENAI_API_KEY' is openai's key" in err and "$ANTHROPIC_API_KEY" in err
+    assert "refused before any call" in err and "sk-x" not in err
+    assert not run_dir.exists()
+
+
+def test_which_variable_is_whose_key():
+    assert key_provider("OPENAI_API_KEY") == "openai" and key_provider("ANTHROPIC_API_KEY") == "anthropic"
+    assert key_provider("TOGETHERAI_API_KEY") == "together_ai"  # LiteLLM's spelling of the provider, underscores aside
+    assert key_provider("MY_TEAM_KEY") is None and key_provider("AZURE_OPENAI_API_KEY") is None
+    refused = [
+        LMSpec(model="openai/gpt-4o-mini", api_key_env="ANTHROPIC_API_KEY"),
+        LMSpec(model="azure/dep", api_key_env="OPENAI_API_KEY", api_base="https://res.openai.azure.com"),
+        LMSpec(model="openrouter/anthropic/claude-haiku-4-5", api_key_env="ANTHROPIC_API_KEY"),
+    ]
+    for spec in refused:
+        with pytest.raises(KeyProviderError):
+            check_key(spec, "teacher")
+    allowed = [
+        LMSpec(
+            model="anthropic/claude-haiku-4-5", api_key_env="OPENAI_API_KEY", api_base="http://127.0.0.1:9"
+        ),  # a proxy
+        LMSpec(model="openai/x", api_key_env="ANTHROPIC_API_KEY", api_base="http://gateway.internal/v1"),
+        LMSpec(model="gemini/gemini-2.5-flash", api_key_env="GOOGLE_API_KEY"),  # LiteLLM reads gemini's key there too
+        LMSpec(model="anthropic/claude-haiku-4-5", api_key_env="MY_TEAM_KEY"),  # a name of one's own
+        LMSpec(model="anthropic/claude-haiku-4-5", api_key_env=""),
+    ]
+    for spec in allowed:
+        check_key_goes_to_its_provider(spec, "teacher")
+
+
+def test_a_config_that_swaps_the_model_says_which_key_it_now_needs(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    code, _, err = run_refed(
+        "synthesize",
+        "--config",
+        str(CONFIGS / "quickstart.toml"),
+        *sets(["teacher.model='anthropic/claude-haiku-4-5'", f"run.dir='{tmp_path / 'run'}'"]),
+        env_extra={"OPENAI_API_KEY": "sk-x"},
+    )
+    assert code == 2 and "needs an API key in $ANTHROPIC_API_KEY" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_proxy_that_takes_the_pinned_key_still_runs(server_factory, tmp_path, monkeypatch):
+    """A custom api_base is an endpoint of its own: a pinned variable of another provider may go there."""
+    from conftest import run_overrides
+
+    from refed_dspy.config import load_config
+    from refed_dspy.synthesis.api import synthesize
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-proxy")
+    srv = server_factory()
+    host = srv.api_base.removesuffix("/v1")
+    over = run_overrides(srv, tmp_path / "run", 3, **{"teacher.model": "'anthropic/claude-haiku-4-5'"})
+    over += [f"teacher.api_base='{host}'", "teacher.api_key_env='OPENAI_API_KEY'", "seeds.limit=2"]
+    assert synthesize(load_config(None, over))["status"] == "complete"

@@ -1,0 +1,119 @@
+"""The first calls of a run check its endpoint.
+
+Until a call of this invocation gets a reply in the endpoint's format, the engine keeps one piece of work in flight
+(`Engine.slots_free`), so a wrong `api_base`, a refused key or a server of another format costs one or two calls, not
+a window of them and 25 failures. Such a failure (`ENDPOINT_REASONS`) before any reply stops the run as a config
+error (`EndpointError`, exit 2), in one line naming the URL called, the format it expected and the likely fix
+(`explain`). After a reply, the same failure is the provider's (RunAborted, exit 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.keys import api_key_env
+from refed_dspy.clients.spec import LMSpec, provider_of
+from refed_dspy.clients.wire import ANTHROPIC, OPENAI, call_url, server_root, wire_of
+from refed_dspy.engine.failures import Failure
+from refed_dspy.errors import EndpointError
+
+# failures that say the endpoint, the key or the format is wrong, whatever is asked
+ENDPOINT_REASONS = ("not_found", "auth", "wrong_format", "unknown_model")
+
+
+def understood(calls: Iterable[CallInfo], failure: Failure | None) -> bool:
+    """A piece of work shows that the endpoint takes this run's calls: one of its calls reached it and got a reply
+    (not replayed from the cache), and the work succeeded or failed only on what the reply said."""
+    if failure is not None and not failure.final:
+        return False
+    return any(c.error is None and not c.cache_hit and not c.interrupted for c in calls)
+
+
+class FirstCalls:
+    """The engine's watch on its endpoint: until a piece of work shows the endpoint takes the run's calls (`answered`),
+    one piece of work runs at a time online; `calls` counts the requests sent meanwhile."""
+
+    def __init__(self) -> None:
+        self.answered = False
+        self.calls = 0
+
+    def holds(self, running: bool, batch: bool) -> bool:
+        """No more work may start now: some is running and nothing has been answered yet (a batch waits for all)."""
+        return not self.answered and running and not batch
+
+    def note(self, calls: list[CallInfo], failure: Failure | None) -> None:
+        """A piece of work ended with `calls` and `failure`."""
+        if not self.answered:
+            self.calls += sum(1 for c in calls if not c.cache_hit)
+            self.answered = understood(calls, failure)
+
+
+def batch_api_failure(message: str, status: int | None) -> Failure:
+    """The Failure a provider's batch API error stops the run with: a refused key or no such endpoint are the
+    endpoint's (as online), anything else `batch_api`."""
+    reason = "auth" if status in (401, 403) else "not_found" if status in (404, 405) else "batch_api"
+    return Failure(reason, f"HTTP {status}: {message}" if reason != "batch_api" else message, final=False, fatal=True)
+
+
+def _example_name(model: str) -> str:
+    return model.split("/", 1)[1] if "/" in model else model
+
+
+def _fix(reason: str, spec: LMSpec, role: str) -> str:
+    """What to change, by what went wrong and the format the model's calls use."""
+    wire, name = wire_of(spec.model), _example_name(spec.model)
+    base = spec.primary_api_base
+    host = server_root(base) if base else None
+    if reason == "auth":
+        env = api_key_env(spec)
+        if env is None:
+            return f"the endpoint wants an API key: set {role}.api_key_env to the variable that holds it"
+        return f"the endpoint refused the key in ${env}: check that it holds a valid key of this provider"
+    if reason == "unknown_model":
+        return f"check {role}.model: the endpoint does not serve '{spec.model}'"
+    openai_instead = f'model = "openai/{name}" with api_base = "{host or "http://HOST:PORT"}/v1"'
+    if wire is ANTHROPIC and reason == "not_found":
+        return (
+            f"set {role}.api_base to the server's host (refed calls <host>{ANTHROPIC.path}, as LiteLLM does; a "
+            f"trailing /v1 is optional); a server that speaks only the OpenAI format takes {openai_instead}"
+        )
+    if wire is ANTHROPIC:
+        return (
+            f"the server likely speaks the OpenAI format: use {openai_instead}, or point api_base at the host of an "
+            "Anthropic Messages server"
+        )
+    if wire is OPENAI:
+        anthropic_instead = f'model = "anthropic/{name}" with api_base = "{host or "http://HOST:PORT"}"'
+        return (
+            f"set {role}.api_base to the server's OpenAI-compatible base, version path included (e.g. "
+            f"http://HOST:8000/v1; refed calls <api_base>{OPENAI.path}); an Anthropic Messages server takes "
+            f"{anthropic_instead}"
+        )
+    return f"check {role}.api_base and {role}.model against what the server serves"
+
+
+def _what(reason: str, failure: Failure, spec: LMSpec) -> str:
+    wire = wire_of(spec.model)
+    fmt = wire.name if wire is not None else f"{provider_of(spec.model)}'s"
+    if reason == "wrong_format":
+        return f"answered, but not in the {fmt} format (no text, no token usage)"
+    if reason == "not_found":
+        status = failure.detail.split(":", 1)[0].removeprefix("HTTP ")
+        return f"answered {status} (no such endpoint) to a request in the {fmt} format"
+    return f"refused the request: {failure.detail}"
+
+
+def explain(failure: Failure, spec: LMSpec, role: str, calls: int) -> str:
+    """The one line an endpoint failure on the first calls ends the run with."""
+    url = call_url(spec.model, spec.primary_api_base)
+    sent = f"stopped after {calls} LM request{'s' if calls != 1 else ''}" if calls else "no LM call was made"
+    return f"{role}: {url} {_what(failure.reason, failure, spec)}: {_fix(failure.reason, spec, role)} ({sent})"
+
+
+def endpoint_error(abort: Failure | None, answered: bool, spec: LMSpec, role: str, calls: int) -> EndpointError | None:
+    """The EndpointError a run stopped by `abort` after `calls` requests ends with, or None when it is not one
+    (another failure, or the endpoint had already answered this invocation)."""
+    if abort is None or answered or abort.reason not in ENDPOINT_REASONS:
+        return None
+    return EndpointError(explain(abort, spec, role, calls))

@@ -1,0 +1,133 @@
+"""`[local] serve = true`: a run starts the local model where its role needs it and nothing listens, uses a server
+that is there, starts nothing for a hosted model, and stops what it started however the run ends. llama.cpp is stood
+in for by the loopback server here (the real-model tier runs the real one: tests/test_real_model.py)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import run_overrides
+from loopback_server import LoopbackServer, ServerConfig
+
+from refed_dspy.clients import local_server
+from refed_dspy.clients.local_serving import LocalServing, served_roles
+from refed_dspy.clients.spec import LMSpec
+from refed_dspy.config import load_config
+from refed_dspy.errors import SeedError
+from refed_dspy.quality.judge import judge_run
+from refed_dspy.synthesis.api import synthesize
+
+LOCAL = Path(__file__).resolve().parents[2] / "configs" / "local.toml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_which_roles_the_local_model_serves():
+    on = LocalServing(serve=True)
+    smol = {"model": "openai/smollm2", "api_key_env": ""}
+    specs = {
+        "teacher": LMSpec(**smol, api_base="http://localhost:8080/v1"),
+        "judge": LMSpec(**smol, api_base="http://127.0.0.1:8080/v1"),
+    }
+    assert served_roles(on, specs) == {"http://127.0.0.1:8080": ["teacher", "judge"]}
+    assert served_roles(LocalServing(), specs) == {}  # serve is off by default
+    never = {
+        "hosted": LMSpec(model="openai/gpt-4o-mini"),
+        "elsewhere": LMSpec(**smol, api_base="http://gpu1:8080/v1"),
+        "another model": LMSpec(model="openai/llama-3.1-8b", api_base="http://127.0.0.1:8080/v1", api_key_env=""),
+        "no port": LMSpec(**smol, api_base="http://127.0.0.1/v1"),
+    }
+    assert served_roles(on, never) == {}
+    gguf = LocalServing(serve=True, gguf="/models/qwen2.5-0.5b.gguf")
+    assert served_roles(gguf, {"t": LMSpec(model="openai/qwen2.5-0.5b", api_base="http://127.0.0.1:9/v1")})
+
+
+class _Stand:
+    """What local_server.start did: the loopback server it started in llama.cpp's place, and whether it stopped."""
+
+    def __init__(self):
+        self.started: list[int] = []
+        self.stopped: list[int] = []
+
+    def start(self, model=None, port=8080, slots=2, ctx_per_slot=8192, threads=None, **_) -> local_server.LocalServer:
+        srv = LoopbackServer(ServerConfig(), port=port).__enter__()
+        self.started.append(port)
+        stand = self
+
+        class Stood(local_server.LocalServer):
+            def stop(self, timeout: float = 10.0) -> None:
+                srv.__exit__(None, None, None)
+                stand.stopped.append(port)
+
+        return Stood(srv, f"http://127.0.0.1:{port}", Path(local_server.GGUF), slots, ctx_per_slot)
+
+
+@pytest.fixture
+def stand(monkeypatch) -> _Stand:
+    s = _Stand()
+    monkeypatch.setattr(local_server, "start", s.start)
+    return s
+
+
+def local_config(tmp_path: Path, port: int, size: int = 4, **extra) -> list[str]:
+    url = f"http://127.0.0.1:{port}/v1"
+    over = run_overrides(_At(url), tmp_path / "run", size, **{"seeds.limit": 2, **extra})
+    return [*over, f"judge.api_base='{url}'"]
+
+
+class _At:
+    def __init__(self, api_base: str):
+        self.api_base = api_base
+
+
+def test_nothing_listening_starts_the_model_and_stops_it_when_the_run_ends(stand, tmp_path, caplog):
+    port = free_port()
+    caplog.set_level("INFO")
+    s = synthesize(load_config(LOCAL, local_config(tmp_path, port)))
+    assert s["status"] == "complete" and s["samples"] == 4
+    assert stand.started == [port] and stand.stopped == [port]
+    assert f"nothing listens at http://127.0.0.1:{port}; starting smollm2 there for the teacher" in caplog.text
+    assert not local_server.listening(f"http://127.0.0.1:{port}")
+    # judging the run (its config.toml says [local] serve = true) starts it for the judge, and stops it again
+    assert judge_run(tmp_path / "run")["judged"] == 4
+    assert stand.started == [port, port] and stand.stopped == [port, port]
+
+
+def test_a_run_that_fails_still_stops_the_model(stand, tmp_path):
+    port = free_port()
+    with pytest.raises(SeedError):
+        synthesize(load_config(LOCAL, local_config(tmp_path, port, **{"seeds.source": f"'{tmp_path / 'none.jsonl'}'"})))
+    assert stand.started == [port] and stand.stopped == [port]
+
+
+def test_a_served_endpoint_is_used_and_nothing_started(stand, server_factory, tmp_path, caplog):
+    srv = server_factory()
+    caplog.set_level("DEBUG", logger="refed_dspy.clients.local_serving")
+    over = [*run_overrides(srv, tmp_path / "run", 4, **{"seeds.limit": 2}), "teacher.model='openai/smollm2'"]
+    assert synthesize(load_config(LOCAL, over))["samples"] == 4
+    assert stand.started == [] and "is served already: used there by the teacher, nothing started" in caplog.text
+
+
+def test_another_model_starts_nothing(stand, server_factory, tmp_path):
+    """local.toml with another model swapped in: [local] serve stays on, and nothing is started for it."""
+    srv = server_factory()
+    over = [*run_overrides(srv, tmp_path / "run", 4, **{"seeds.limit": 2}), "teacher.model='openai/gpt-4o-mini'"]
+    assert synthesize(load_config(LOCAL, over))["samples"] == 4
+    assert stand.started == []
+
+
+def test_optimize_starts_the_model_it_needs_and_stops_it(stand, tmp_path):
+    from refed_dspy.experiments.optimize import optimize
+
+    port = free_port()
+    over = local_config(tmp_path, port, size=10, **{"seeds.limit": 4, "judging.criteria": "['helpfulness']"})
+    over += ["optimize.n_train=4", "optimize.n_val=2", f"optimize.out='{tmp_path / 'opt'}'"]
+    result = optimize(load_config(LOCAL, over))
+    assert result.optimizer == "bootstrap" and result.program_path.exists()
+    assert stand.started == [port] and stand.stopped == [port]  # teacher and judge share the one server

@@ -1,0 +1,49 @@
+"""`api_base` as LiteLLM takes it for each provider, given to each client in the form it expects."""
+
+from __future__ import annotations
+
+import dspy
+import pytest
+
+from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.wire import call_url, fit_api_base, host_form, native_base
+from refed_dspy.engine.batch_api import client_for_spec
+from refed_dspy.tracking.logged_lm import logged_lm
+
+SPELLINGS = ["http://h:8", "http://h:8/", "http://h:8/v1", "http://h:8/v1/", "http://h:8/v1/messages"]
+
+
+@pytest.mark.parametrize("base", SPELLINGS)
+def test_an_anthropic_api_base_is_the_host_however_written(base):
+    assert host_form("anthropic/claude-haiku-4-5", base) == "http://h:8"
+    assert native_base("anthropic/claude-haiku-4-5", base) == "http://h:8/v1"  # lm15 appends /messages
+    assert call_url("anthropic/claude-haiku-4-5", base) == "http://h:8/v1/messages"
+
+
+def test_other_providers_keep_their_api_base_as_written():
+    assert host_form("openai/x", "http://h:8/v1/") == "http://h:8/v1"
+    assert call_url("openai/x", "http://h:8/v1") == "http://h:8/v1/chat/completions"
+    assert call_url("openai/x", None) == "https://api.openai.com/v1/chat/completions"
+    assert call_url("anthropic/x", None) == "https://api.anthropic.com/v1/messages"
+    assert host_form("ollama_chat/llama3.1", "http://h:11434/v1") == "http://h:11434/v1"
+    assert call_url("groq/llama-3.1-8b", None) == "groq's default endpoint"  # not OpenAI's, though its format
+
+
+@pytest.mark.parametrize("base", SPELLINGS)
+def test_each_client_gets_the_form_it_expects(base):
+    # DSPy's own client (lm15) appends /messages: it gets the host with /v1
+    built = build_lm(LMSpec(model="anthropic/claude-haiku-4-5", api_base=base, api_key_env=""))
+    assert built.kwargs["api_base"] == "http://h:8/v1"
+    # headers send the call through LiteLLM, which appends /v1/messages: it gets the host
+    lm = dspy.LM("anthropic/claude-haiku-4-5", api_base=base, api_key="k", headers={"x": "y"})
+    assert fit_api_base(lm).kwargs["api_base"] == "http://h:8"
+    # a program logged with it, and the batch API
+    assert logged_lm(LMSpec(model="anthropic/claude-haiku-4-5", api_base=base)).kwargs["api_base"] == "http://h:8/v1"
+    batches = client_for_spec(LMSpec(model="anthropic/claude-haiku-4-5", api_base=base), "k", "teacher")
+    assert batches.url("/messages/batches") == "http://h:8/v1/messages/batches"
+
+
+def test_openai_compatible_api_base_is_passed_on():
+    lm = build_lm(LMSpec(model="openai/local", api_base="http://127.0.0.1:9/v1", api_key_env=""))
+    assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1"

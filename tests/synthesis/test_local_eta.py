@@ -1,0 +1,31 @@
+"""How long a run takes here: the estimate's tokens at the speed the local server measures now."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from refed_dspy.clients import local_server
+from refed_dspy.clients.local_server import LocalServer, Speed
+from refed_dspy.config import load_config
+from refed_dspy.synthesis import local_eta
+from refed_dspy.synthesis.local_eta import eta_line, seconds_for
+
+LOCAL = Path(__file__).resolve().parents[2] / "configs" / "local.toml"
+
+
+def test_seconds_are_the_uncached_prompt_read_and_the_completion_written():
+    total = {"prompt_tokens": 12_000.0, "cached_tokens": 2_000.0, "completion_tokens": 3_000.0}
+    assert seconds_for(total, Speed(prompt_per_s=100.0, completion_per_s=10.0)) == pytest.approx(100 + 300)
+
+
+def test_the_line_says_the_time_for_the_run_s_size(monkeypatch):
+    config = load_config(LOCAL, ["synthesis.size=20"])
+    monkeypatch.setattr(local_eta, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
+    server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
+    line = eta_line(config, server)
+    assert line is not None and line.startswith("local model: a run of 20 samples takes about ")
+    assert "write at 40.0/s" in line and "read at 400/s" in line
+    monkeypatch.setattr(local_eta, "measure_speed", lambda url, slots: None)  # a server that reports no timings
+    assert eta_line(config, server) is None
