@@ -15,13 +15,15 @@ def _cmd_view(args: argparse.Namespace) -> int:
     os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
     from refed_dspy.errors import RunDirError
+    from refed_dspy.experiments.experiment_status import is_experiment_dir
     from refed_dspy.view import View, serve
 
     path = Path(args.run_dir)
     marks = ("samples.jsonl", "compare.json", "filter_summary.json")
-    if not path.is_dir() or not any((path / m).exists() for m in marks):
+    if not path.is_dir() or not (any((path / m).exists() for m in marks) or is_experiment_dir(path)):
         raise RunDirError(
-            f"{path} is not a run dir, a filtered dir or a compare dir (it has none of {', '.join(marks)})"
+            f"{path} is not a run dir, a filtered dir, a compare dir or an experiment dir (it has none of "
+            f"{', '.join(marks)}, and no experiment made it)"
         )
     if args.filtered and not (Path(args.filtered) / "filter_summary.json").is_file():
         raise RunDirError(f"--filtered {args.filtered} is not the output of `refed filter` (no filter_summary.json)")
@@ -46,10 +48,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "view",
         help="browse a run's samples, judgments and rejects in a local web page",
-        description="Serve a read-only viewer of RUN_DIR (a run dir, a `refed filter` output dir, or a "
-        "`refed compare` dir) on 127.0.0.1: the samples with search and filters, one sample with the "
-        "draft and the improved response side by side, the judge's scores and reasons, the reference, "
-        "the rejects with what the model returned. A run still being written shows new samples on reload.",
+        description="Serve a read-only viewer of RUN_DIR (a run dir, a `refed filter` output dir, a "
+        "`refed compare` dir or a `refed experiment` dir) on 127.0.0.1: the samples with search and filters, one "
+        "sample with the draft and the improved response side by side, the judge's scores and reasons, the "
+        "reference, the rejects with what the model returned; an experiment's cells and each cell's program. A run "
+        "still being written shows new samples on reload.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 = any free port)")

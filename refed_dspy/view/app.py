@@ -2,8 +2,9 @@
 
 Pages: the sample list (search, filters, pages), one sample (draft and improved side by side with a
 word-level diff, analysis and plan, the judge's scores and reasons, the reference pair and feedback,
-provenance), rejects by stage and reason with what the model returned, and, for a `refed compare` dir,
-one reference's samples from each method side by side. Every page is rendered from the files as they
+provenance), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
+reference's samples from each method side by side, and for an experiment dir its cells, each cell's program and the
+experiment's own page (its samples are those of its synthesis checks and examples). Every page is rendered from the files as they
 are when it is loaded; nothing is written.
 """
 
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 
 from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.errors import RefedError
+from refed_dspy.view.experiment import cell_program, experiment_cells, program_predictors
 from refed_dspy.view.index import VERDICTS, Filters, View
 
 PER_PAGE = 50
@@ -117,6 +119,8 @@ def create_app(view: View):
 
     @app.get("/")
     def samples():
+        if view.kind == "experiment" and not view.rows and not request.args:
+            return experiment()  # an experiment's samples come with its synthesis checks: its cells first
         f = filters_from(request.args)
         rows = [r for r in view.rows if f.keep(r)]
         per = _count(request.args.get("per"), "per", PER_PAGE, 1, 500)
@@ -194,6 +198,28 @@ def create_app(view: View):
             reference=reference,
             by_run=view.by_reference(reference) if reference else {},
         )
+
+    @app.get("/experiment")
+    def experiment():
+        if view.kind != "experiment":
+            abort(404)
+        return render("experiment", title="experiment", page="experiment", exp=experiment_cells(view.path))
+
+    @app.get("/program/<cell_id>")
+    def program(cell_id: str):
+        path = cell_program(view.path, cell_id) if view.kind == "experiment" else None
+        if path is None:
+            abort(404)
+        return render(
+            "program", title=f"program of {cell_id}", page="", cell_id=cell_id, predictors=program_predictors(path)
+        )
+
+    @app.get("/experiment.html")
+    def experiment_page():
+        path = view.path / "experiment.html"
+        if view.kind != "experiment" or not path.is_file():
+            abort(404)
+        return send_file(Path(path).resolve(), mimetype="text/html")
 
     @app.get("/report")
     def report():

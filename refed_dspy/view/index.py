@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import run_config
+from refed_dspy.experiments.experiment_status import is_experiment_dir
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.seeds import read_references
@@ -158,14 +159,22 @@ class View:
             self.filtered = self.path
             source = read_json(self.path / "filter_summary.json").get("source_run")
             self.path = Path(source) if source else self.path
-        self.kind = "compare" if (self.path / "compare.json").is_file() else "run"
-        if self.kind == "compare":
+        if is_experiment_dir(self.path):
+            # the runs an experiment made: its examples, and each synthesis check (a cell's, a baseline's)
+            self.kind = "experiment"
+            found = sorted(
+                p.parent for p in self.path.glob("**/samples.jsonl") if len(p.relative_to(self.path).parts) <= 4
+            )
+            self.runs = [RunIndex(d, str(d.relative_to(self.path))) for d in found]
+        elif (self.path / "compare.json").is_file():
+            self.kind = "compare"
             self.runs = [
                 RunIndex(d, d.name)
                 for d in sorted(self.path.iterdir())
                 if d.is_dir() and (d / "samples.jsonl").exists()
             ]
         else:
+            self.kind = "run"
             self.runs = [RunIndex(self.path)]
         self.outcomes: dict[str, tuple[str, str]] = {}
         self._filter_followers = (

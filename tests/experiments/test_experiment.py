@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_refed as refed
 from cli_helpers import sets
+from conftest import start_refed_server
 from loopback_server import read_log
 
 from refed_dspy.errors import ConfigError
@@ -409,6 +410,45 @@ def test_the_synthesis_check_compares_each_program_s_synthesis_with_the_baseline
         assert refs <= set(split["test"])
     assert "synthesis check optimizer=bootstrap" in out
     assert _served(teacher, judge) == result["usage"]["calls"]
+    # `refed view` of the experiment dir: its cells with their scores, each cell's program, the experiment's page and
+    # the samples of its synthesis checks
+    proc, url = start_refed_server(["view", str(tmp_path / "exp"), "--port", "0"], r"(http://127\.0\.0\.1:\d+)/")
+    try:
+        assert 'href="/experiment"' in _page(url + "/")
+        page = _page(url + "/experiment")
+        assert "optimizer=bootstrap, repeat 0" in page and f'href="/program/{cell["id"]}"' in page
+        assert f"{cell['test_mean']:.4f}" in page and "/experiment.html" in page
+        program = _page(f"{url}/program/{cell['id']}")
+        saved = json.loads(Path(cell["program"]).read_text())
+        predictor = next(name for name, v in saved.items() if isinstance(v, dict) and "signature" in v)
+        assert predictor in program and f"{len(saved[predictor]['demos'])} demo" in program
+        assert "<svg" in _page(url + "/experiment.html")
+        listed = _page(url + "/?per=500")
+        made = sum(len(p.read_text().splitlines()) for p in (tmp_path / "exp").glob("**/samples.jsonl"))
+        assert listed.count('href="/sample/') == made > 20  # the examples, the cell's 10 and the baseline's 10
+        for bad in ("/program/..", "/program/nope", "/program/%2e%2e%2fsplit.json"):
+            assert _status(url + bad) == 404, bad
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _page(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.read().decode()
+
+
+def _status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
 
 
 def test_a_grid_over_teachers_on_their_own_endpoints_scores_each_against_its_own_baseline(server_factory, tmp_path):

@@ -301,3 +301,51 @@ def test_report_renders_every_figure(browser, data):
         "Samples to read" in text and "Best by judge score" in text and "Most changed by the improvement step" in text
     )
     assert "improved beats draft" in text
+
+
+def test_experiment_dir_shows_its_cells_and_each_program(browser, server_factory, tmp_path):
+    """`refed view EXPERIMENT_DIR`: the cells page (a kept baseline or a score, and a link to each program), a cell's
+    program page (each predictor's instructions and demos), and the experiment's own page, without a script error."""
+    from refed_dspy.experiments.experiment import experiment
+
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    conf = tmp_path / "exp.toml"
+    conf.write_text(
+        "\n".join(
+            [
+                "[teacher]",
+                f"api_base = '{teacher.api_base}'",
+                "api_key_env = ''",
+                "[judge]",
+                f"api_base = '{judge.api_base}'",
+                "api_key_env = ''",
+                "[run]",
+                "progress = false",
+                "[optimize]",
+                "num_threads = 1",
+                "max_demos = 2",
+                "[experiment]",
+                f"out = '{tmp_path / 'exp'}'",
+                "examples = 24",
+                "test_fraction = 0.4",
+                "[experiment.grid]",
+                '"optimize.optimizer" = ["bootstrap"]',
+            ]
+        )
+        + "\n"
+    )
+    result = experiment(conf)
+    cell = result.cells[0]
+    proc, url = serve(tmp_path / "exp")
+    try:
+        visit(browser, url + "/experiment")
+        row = browser.find_element("id", f"cell-{cell['id']}")
+        assert "optimizer=bootstrap" in row.text and "done" in row.text
+        row.find_element("link text", "program").click()
+        assert f"The program of cell {cell['id']}" in browser.find_element("tag name", "h2").text
+        assert len(browser.find_elements("css selector", ".card")) >= 2  # the draft's predictor and the improver's
+        visit(browser, f"{url}/program/{cell['id']}")
+        visit(browser, url + "/experiment.html")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
