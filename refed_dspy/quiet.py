@@ -71,8 +71,9 @@ class _Sink(io.TextIOBase):
         with self._write_lock:  # the check under the lock: a write racing close() must not reopen the closed file
             if self._closed:
                 return self._after.write(text)
-            bar = "\r" in text or (self._after_bar and text == "\n")
-            self._after_bar = "\r" in text
+            redraw = "\r" in text.replace("\r\n", "\n")  # a bar redraws with a bare carriage return; \r\n ends a line
+            bar = redraw or (self._after_bar and text == "\n")
+            self._after_bar = redraw
             if self._path is not None and not bar:
                 if self._file is None:  # opened at the first line: a block that printed nothing leaves no file
                     self._path.parent.mkdir(parents=True, exist_ok=True)

@@ -180,7 +180,7 @@ def _optimize(
             cfg, teacher=plan.teacher, judge=plan.judge, trainset=sets["train"], valset=sets["val"], budget=budget
         )
     log.info(
-        "experiment: cell %s: optimized (validation %.4f -> %.4f, %d LM calls); judging its %d test examples",
+        "experiment: cell %s: optimized (validation %.4f -> %.4f (0-1), %d LM calls); judging its %d test examples",
         cell.id,
         res.score_before,
         res.score_after,

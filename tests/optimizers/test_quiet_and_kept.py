@@ -227,3 +227,15 @@ def test_a_write_racing_the_close_goes_to_the_terminal_and_reopens_no_log(tmp_pa
     writer.join(5)
     assert after.getvalue() == "late\n" and sink._file is None
     assert (tmp_path / "a.log").read_text() == "in the block\n"
+
+
+def test_a_line_ending_in_crlf_is_kept_and_a_bar_redraw_is_dropped(tmp_path):
+    import io
+
+    from refed_dspy.quiet import _Sink
+
+    sink = _Sink(tmp_path / "a.log", io.StringIO())
+    for text in ("a line\r\n", "\r 10%|#    |", "\r 100%|#####|", "\n", "next\n"):
+        sink.write(text)
+    sink.close()
+    assert (tmp_path / "a.log").read_bytes() == b"a line\r\nnext\n"
