@@ -100,6 +100,17 @@ def key_provider(env: str) -> str | None:
     return None
 
 
+def _same_hosts(owner: str, provider: str, model: str) -> bool:
+    """The key's provider serves the model's provider's own endpoint: one family of model prefixes
+    (text-completion-openai/... is OpenAI's), or the host the model's calls go to by default is the key's provider's."""
+    if owner in provider.replace("-", "_").split("_"):
+        return True
+    base = default_base(f"{provider}/{model.split('/', 1)[-1]}")
+    host = (urlsplit(base).hostname or "").lower() if base else ""
+    hosts = PROVIDER_HOSTS.get(owner, ())
+    return bool(host) and any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts)
+
+
 def _providers_endpoint(spec: LMSpec) -> str | None:
     """Where `spec`'s calls go when that is its provider's own endpoint (no api_base, or one at the provider's known
     host): the URL, or the provider's name; None for an endpoint of its own (a proxy, a local server)."""
@@ -114,14 +125,36 @@ def _providers_endpoint(spec: LMSpec) -> str | None:
     return None
 
 
+def routed_provider(model: str) -> str | None:
+    """The provider LiteLLM sends `model`'s calls to: its prefix, or for a bare name LiteLLM's own placing of it
+    ('claude-3-5-haiku-20241022' is Anthropic's, not OpenAI's); None for a bare name it cannot place."""
+    if "/" in model:
+        return provider_of(model)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    import litellm
+
+    litellm.suppress_debug_info = True  # no "Provider List" banner for a name it cannot place
+    try:
+        return str(litellm.get_llm_provider(model)[1]) or None
+    except Exception:  # noqa: BLE001 - a name LiteLLM cannot place
+        return None
+
+
 def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> None:
     """KeyProviderError when `spec.api_key_env` names another provider's key and the model's calls go to its own
-    provider's endpoint (see the module docstring); nothing otherwise."""
-    env, provider = spec.api_key_env, provider_of(spec.model)
-    if not env or env == f"{provider.upper()}_API_KEY" or provider in KEYLESS_PROVIDERS:
-        return  # no key, or the usual name (and no need to import LiteLLM for it)
+    provider's endpoint (see the module docstring); nothing otherwise. Refused only when that is certain: the key's
+    provider is one whose hosts are known (PROVIDER_HOSTS) and the calls go elsewhere; a key of a provider of the same
+    hosts (OPENAI_API_KEY for text-completion-openai/...) or of one refed does not place passes."""
+    env = spec.api_key_env
+    if not env or (provider_of(spec.model) in KEYLESS_PROVIDERS):
+        return
+    provider = routed_provider(spec.model)
+    if provider is None or env == f"{provider.upper()}_API_KEY":
+        return  # the usual name (and no need to import LiteLLM for it)
     owner = key_provider(env)
-    if owner is None or owner == provider or env in provider_key_names(spec.model):
+    if owner is None or owner == provider or owner not in PROVIDER_HOSTS or env in provider_key_names(spec.model):
+        return
+    if _same_hosts(owner, provider, spec.model):
         return
     endpoint = _providers_endpoint(spec)
     if endpoint is None:

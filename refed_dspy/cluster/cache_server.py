@@ -3,7 +3,7 @@
 A worker on the node that holds the run dir opens the run's cache itself (DSPy's disk cache, SQLite). A worker on
 another node must not: it does not see the driver's disk, and SQLite in WAL mode does not work over a network
 filesystem. Its LM reads and writes the cache through `CacheServer`, an actor placed on the node whose disk holds it,
-so every answer any worker paid for lands in the one cache: a task run again after its worker was lost, or a run
+so every answer any worker paid for lands in the one cache (written before the worker goes on): a task run again after its worker was lost, or a run
 resumed after the driver was killed, finds it there and pays nothing twice.
 
 Where the driver is not a node of the cluster (a `ray://` client), no actor can reach its disk: the server keeps the
@@ -51,15 +51,18 @@ class CacheServer:
 
 class RemoteRunCache(Cache):
     """DSPy's cache in a worker that reaches the run's cache through its CacheServer: a lookup asks the server (a miss
-    when it does not answer), an answer is sent to it without waiting."""
+    when it does not answer), an answer is kept once the server has written it. DSPy makes both from a thread of its
+    own, never on the worker's event loop. What the cache key leaves out (the key, the endpoint) is not sent: a key
+    DSPy puts in a request (Azure's, through LiteLLM) never travels in a Ray object."""
 
     def __init__(self, server: Any, ray: Any):
         super().__init__(enable_disk_cache=False, enable_memory_cache=False, disk_cache_dir=None)
         self.server, self.ray = server, ray
 
     def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
+        ignored = ignored_args_for_cache_key
         try:
-            return self.ray.get(self.server.get.remote(request, ignored_args_for_cache_key), timeout=LOOKUP_TIMEOUT_S)
+            return self.ray.get(self.server.get.remote(_sent(request, ignored), ignored), timeout=LOOKUP_TIMEOUT_S)
         except Exception as err:  # noqa: BLE001 - the server lost or slow: the call is made (and paid) instead
             log.debug("run cache lookup failed: %s", err)
             return None
@@ -71,13 +74,20 @@ class RemoteRunCache(Cache):
         ignored_args_for_cache_key: list[str] | None = None,
         enable_memory_cache: bool = True,
     ) -> None:
+        ignored = ignored_args_for_cache_key
         try:
-            self.server.put.remote(request, value, ignored_args_for_cache_key)
+            self.ray.get(self.server.put.remote(_sent(request, ignored), value, ignored), timeout=LOOKUP_TIMEOUT_S)
         except Exception as err:  # noqa: BLE001 - as a full disk is to DSPy's own cache: the answer is not kept
             log.debug("run cache write failed: %s", err)
 
     def __contains__(self, key: str) -> bool:
         return False
+
+
+def _sent(request: dict[str, Any], ignored: list[str] | None) -> dict[str, Any]:
+    """The request without what its cache key leaves out (the same key on the server)."""
+    left_out = set(ignored or ())
+    return {k: v for k, v in request.items() if k not in left_out}
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,16 @@ from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
+from refed_dspy.clients.keys import check_key_goes_to_its_provider
 from refed_dspy.clients.pricing import PriceBook
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.wire import native_base
 from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
 from refed_dspy.cluster.connect import connect
 from refed_dspy.cluster.worker import PartWorker, WorkerInfo
 from refed_dspy.config import RayConfig
 from refed_dspy.engine.failures import Failure
-from refed_dspy.errors import ConfigError, MissingKeyError, first_line
+from refed_dspy.errors import ConfigError, KeyProviderError, MissingKeyError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class WorkerPool:
         missing, the address cannot be reached or the cluster cannot place them; MissingKeyError naming the variable
         and the node of a worker that lacks the key. `load` then readies them, once the run dir is there."""
         _no_lm_of_their_own(parts)
+        check_key_goes_to_its_provider(spec, role)  # reads no key: said here, before Ray starts, as a local run does
         ray, started = connect(settings.address, settings.workers)
         actor_class = ray.remote(PartWorker)
         actors = [
@@ -85,7 +88,10 @@ class WorkerPool:
             ).remote(spec, role, parts, concurrency, prices)
             for _ in range(settings.workers)
         ]
-        spread = EndpointSpread(spec.endpoints) if len(spec.endpoints) > 1 else None
+        # the endpoints as the workers' spreads hold them (an Anthropic host gets /v1), so their rows meet
+        spread = (
+            EndpointSpread([native_base(spec.model, u) for u in spec.endpoints]) if len(spec.endpoints) > 1 else None
+        )
         pool = cls(ray, [], spec.model, settings.address, started, spread=spread, cache_server=settings.cache_server)
         try:
             infos = _get(ray, [a.info.remote() for a in actors], "start its workers")
@@ -145,10 +151,10 @@ class WorkerPool:
             return None, Failure("workers_lost", "every Ray worker of the run is lost", fatal=True)
         worker.in_flight += 1
         worker.tasks += 1
-        open_calls = 0
+        open_calls, stream = 0, None
         endpoint = _Load(self.spread)
-        stream = worker.actor.run.options(num_returns="streaming").remote(kind, stage_name, inputs, endpoint.index)
         try:
+            stream = worker.actor.run.options(num_returns="streaming").remote(kind, stage_name, inputs, endpoint.index)
             async for ref in stream:
                 for event in await ref:
                     if event[0] == "start":
@@ -164,17 +170,23 @@ class WorkerPool:
             return None, Failure("worker_error", "the Ray worker ended the task without a result", final=False)
         except asyncio.CancelledError:
             self._paid_in_flight(calls, open_calls, stage_name)
-            with contextlib.suppress(Exception):
-                self.ray.cancel(stream)
+            self._cancel(stream)
             raise
         except self.ray.exceptions.RayActorError as err:
             self._paid_in_flight(calls, open_calls, stage_name)
             return None, self._lost(worker, err)
-        except self.ray.exceptions.RayError as err:
+        except self.ray.exceptions.RayError as err:  # the task failed on the worker: what it had sent may be billed
+            self._paid_in_flight(calls, open_calls, stage_name)
+            self._cancel(stream)
             return None, Failure("worker_error", f"Ray worker on {worker.info.node}: {first_line(err)}", final=False)
         finally:
             worker.in_flight -= 1
             endpoint.follow(0, done=True)
+
+    def _cancel(self, stream: Any) -> None:
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                self.ray.cancel(stream)
 
     def _paid_in_flight(self, calls: list, n: int, stage_name: str | None) -> None:
         """Calls sent and never answered to us: perhaps answered and billed; counted as paid."""
@@ -183,6 +195,9 @@ class WorkerPool:
     def _lost(self, worker: _Worker, err: BaseException) -> Failure:
         if worker.lost is None:
             worker.lost = first_line(err, 120)
+            # unreachable may not mean dead: ended for good, so that it makes no call the ledger would not see
+            with contextlib.suppress(Exception):
+                self.ray.kill(worker.actor, no_restart=True)
             log.warning(
                 "warning: the Ray worker on node %s (pid %s) is lost; the run goes on with %d of %d workers",
                 worker.info.node,
@@ -238,7 +253,7 @@ class _Load:
 
     def __init__(self, spread: EndpointSpread | None):
         self.state: EndpointState | None = spread.pick() if spread is not None else None
-        self.index = spread.states.index(self.state) if spread is not None else None
+        self.index = next(i for i, s in enumerate(spread.states) if s is self.state) if spread is not None else None
         self.weight = 0
         if self.state is not None:
             self.state.calls += 1  # tasks sent: the tie-break
@@ -263,7 +278,7 @@ def _get(ray: Any, refs: list, doing: str) -> list:
         ) from None
     except ray.exceptions.RayTaskError as err:
         cause = getattr(err, "cause", None)
-        if isinstance(cause, ConfigError | MissingKeyError):
+        if isinstance(cause, ConfigError | MissingKeyError | KeyProviderError):
             raise type(cause)(str(cause)) from None
         raise ConfigError(f"the Ray cluster could not {doing}: {first_line(cause or err)}") from None
 

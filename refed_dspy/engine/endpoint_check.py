@@ -9,6 +9,7 @@ error (`EndpointError`, exit 2), in one line naming the URL called, the format i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from refed_dspy.clients.calls import CallInfo
@@ -20,6 +21,8 @@ from refed_dspy.errors import EndpointError
 
 # failures that say the endpoint, the key or the format is wrong, whatever is asked
 ENDPOINT_REASONS = ("not_found", "auth", "wrong_format", "unknown_model")
+# of those, the ones one request can meet from an endpoint that has answered others
+ITEM_REASONS_ONCE_ANSWERED = ("not_found", "wrong_format")
 
 
 def understood(calls: Iterable[CallInfo], failure: Failure | None) -> bool:
@@ -42,11 +45,17 @@ class FirstCalls:
         """No more work may start now: some is running and nothing has been answered yet (a batch waits for all)."""
         return not self.answered and running and not batch
 
-    def note(self, calls: list[CallInfo], failure: Failure | None) -> None:
-        """A piece of work ended with `calls` and `failure`."""
-        if not self.answered:
-            self.calls += sum(1 for c in calls if not c.cache_hit)
-            self.answered = understood(calls, failure)
+    def note(self, calls: list[CallInfo], failure: Failure | None) -> Failure | None:
+        """A piece of work ended with `calls` and `failure`; returns the failure as the engine takes it: once the
+        endpoint has answered, a 404 or a reply without text is that piece of work's own (a gateway with no route for
+        one request, a model being swapped), a reject, not a stop of the run."""
+        if self.answered:
+            if failure is not None and failure.fatal and failure.reason in ITEM_REASONS_ONCE_ANSWERED:
+                return dataclasses.replace(failure, fatal=False, final=True)
+            return failure
+        self.calls += sum(1 for c in calls if not c.cache_hit)
+        self.answered = understood(calls, failure)
+        return failure
 
 
 def batch_api_failure(message: str, status: int | None) -> Failure:

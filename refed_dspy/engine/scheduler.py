@@ -233,7 +233,7 @@ class Engine:
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
         result, failure = task.result()
         usage = self.account(meta.calls)
-        self.first.note(meta.calls, failure)
+        failure = self.first.note(meta.calls, failure)
         if (
             failure is not None
             and failure.retryable

@@ -67,6 +67,21 @@ def _same_request(request: dict[str, Any]) -> dict[str, Any]:
     return {**request, "_fn_identifier": name}
 
 
+def _no_reply(record: Any) -> bool:
+    """A stored call that carries no text and no token usage: a server of another format answered (the endpoint check
+    stops the run on it). Kept, it would be replayed for the same request after the config was fixed (the cache key
+    leaves out api_base), and fail again without a call."""
+    if not isinstance(record, dict) or "_dspy_format" not in record:
+        return False
+    if any(v for v in (record.get("usage") or {}).values() if isinstance(v, (int, float))):
+        return False
+    texts = [
+        o if isinstance(o, str) else (o or {}).get("text") or (o or {}).get("tool_calls")
+        for o in record.get("outputs") or []
+    ]
+    return not any(texts)
+
+
 class RunCache(Cache):
     """DSPy's cache, keyed by the request as the provider sees it: the same request made synchronously or
     asynchronously, or by LMs that differ only in client settings (timeout, retries), is one entry. An entry written
@@ -76,8 +91,20 @@ class RunCache(Cache):
         ignored = [*(ignored_args_for_cache_key or []), *_CLIENT_KEYS]
         return super().cache_key(_same_request(request), ignored)
 
+    def put(
+        self,
+        request: dict[str, Any],
+        value: Any,
+        ignored_args_for_cache_key: list[str] | None = None,
+        enable_memory_cache: bool = True,
+    ) -> None:
+        if not _no_reply(value):
+            super().put(request, value, ignored_args_for_cache_key, enable_memory_cache)
+
     def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
         found = super().get(request, ignored_args_for_cache_key)
+        if found is not None and _no_reply(found):
+            return None  # written by an earlier version: a reply without text is never replayed
         if found is not None or not self.enable_disk_cache:
             return found
         try:  # the key DSPy itself would have used
@@ -96,9 +123,15 @@ def use_cache_dir(path: str | Path) -> None:
 def _use(path: Path) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
     path.mkdir(parents=True, exist_ok=True)
-    current = getattr(getattr(dspy.cache, "disk_cache", None), "directory", None)
+    disk = getattr(dspy.cache, "disk_cache", None)
+    current = getattr(disk, "directory", None)
     if isinstance(dspy.cache, RunCache) and current is not None and Path(current) == path:
-        return  # already there: the open cache keeps its connections
+        if any(path.glob("*/cache.db")):
+            return  # already there: the open cache keeps its connections
+        # its files were deleted under it (a run dir wiped and made again in this process): its connections write
+        # into deleted files, so it is opened afresh
+        with contextlib.suppress(Exception):
+            disk.close()
     dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(path))
     dspy.cache.__class__ = RunCache  # the same cache, keyed as the provider sees a request
     _bound_cache_memory(dspy.cache)

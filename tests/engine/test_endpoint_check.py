@@ -4,6 +4,8 @@ the run's concurrency. The loopback server's log is the referee of what was sent
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from cli_helpers import run_refed, sets
 from conftest import run_overrides
@@ -108,3 +110,82 @@ def test_a_batch_api_that_refuses_the_key_stops_with_exit_2(server_factory, tmp_
     line = error_line(err)
     assert code == 2 and f"teacher: {host(srv)}/v1/messages refused the request: HTTP 401" in line
     assert 1 <= len([e for e in read_log(srv.cfg.log_path) if e.get("batch_api")]) <= 3
+
+
+def test_a_404_once_the_endpoint_has_answered_is_that_request_s_reject(server_factory, tmp_path):
+    """An endpoint that answered the run's first calls and then 404s some requests (a gateway with no route for one,
+    a model being swapped) rejects those items; the run goes on and completes (it used to stop, exit 3, and again on
+    every resume)."""
+    import threading
+    import time
+
+    srv = server_factory(latency_s=0.05)
+
+    def flap() -> None:  # once the endpoint has answered, a 404 phase, then answers again
+        deadline = time.monotonic() + 60
+        while srv.state.count < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        srv.state.cfg.fail_status = 404
+        while srv.state.count < 14 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        srv.state.cfg.fail_status = 0
+
+    flapper = threading.Thread(target=flap, daemon=True)
+    flapper.start()
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 12, **{"seeds.limit": 6})))
+    flapper.join(5)
+    assert summary["status"] == "complete" and summary["samples"] == 12
+    statuses = [e.get("status") for e in requests(srv)]
+    assert statuses.count(404) >= 1, statuses
+    rejected = [json.loads(line)["reason"] for line in (run / "rejects.jsonl").read_text().splitlines()]
+    assert "not_found" in rejected, rejected
+
+
+def test_the_fixed_config_rerun_in_the_same_process_keeps_its_cache(server_factory, tmp_path):
+    """After an EndpointError wiped the empty run dir, the fixed run in the same Python process writes its cache to
+    the run dir again (DSPy's cache, still open on the deleted directory, took its writes into deleted files): a kill
+    and a resume would have paid every call again."""
+    from diskcache import FanoutCache
+
+    wrong, right = server_factory(anthropic="404"), server_factory()
+    run = tmp_path / "run"
+    with pytest.raises(EndpointError):
+        synthesize(
+            load_config(
+                None,
+                run_overrides(
+                    wrong,
+                    run,
+                    4,
+                    **{"teacher.model": ANTHROPIC, "teacher.api_base": f"'{host(wrong)}'", "seeds.limit": 2},
+                ),
+            )
+        )
+    done = synthesize(
+        load_config(
+            None,
+            run_overrides(
+                right, run, 4, **{"teacher.model": ANTHROPIC, "teacher.api_base": f"'{host(right)}'", "seeds.limit": 2}
+            ),
+        )
+    )
+    assert done["status"] == "complete"
+    with FanoutCache(str(run / "cache"), shards=16) as cache:
+        assert len(cache) == done["usage"]["calls"] > 0
+
+
+def test_a_reply_in_another_format_is_not_replayed_once_the_judge_is_fixed(server_factory, tmp_path, run):
+    """A judge pointed at a server of another format stops with exit 2; its replies (no text, no usage) are not kept
+    in the run's cache, whose key leaves out api_base: the fixed judge is asked, and judges the run."""
+    wrong, right = server_factory(anthropic="openai"), server_factory()
+    model = "judge.model='anthropic/claude-haiku-4-5'"
+    code, _, err = run_refed(
+        "judge", "run", str(run), *sets([model, f"judge.api_base='{host(wrong)}'", "judge.api_key_env=''"])
+    )
+    assert code == 2 and "not in the Anthropic Messages format" in error_line(err)
+    code, _, err = run_refed(
+        "judge", "run", str(run), *sets([model, f"judge.api_base='{host(right)}'", "judge.api_key_env=''"])
+    )
+    assert code == 0, err[-2000:]
+    assert requests(right), "the fixed judge was never asked: a cached reply of the wrong server was replayed"
