@@ -132,3 +132,26 @@ def test_a_proxy_that_takes_the_pinned_key_still_runs(server_factory, tmp_path, 
     over = run_overrides(srv, tmp_path / "run", 3, **{"teacher.model": "'anthropic/claude-haiku-4-5'"})
     over += [f"teacher.api_base='{host}'", "teacher.api_key_env='OPENAI_API_KEY'", "seeds.limit=2"]
     assert synthesize(load_config(None, over))["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    "model, env, refused",
+    [
+        ("anthropic/claude-haiku-4-5", "OPENAI_API_KEY", True),
+        ("openai/gpt-4o-mini", "ANTHROPIC_API_KEY", True),
+        ("gpt-4o-mini", "ANTHROPIC_API_KEY", True),  # a bare name LiteLLM places at OpenAI
+        ("claude-3-5-haiku-20241022", "ANTHROPIC_API_KEY", False),  # a bare name LiteLLM places at Anthropic
+        ("claude-3-5-haiku-latest", "ANTHROPIC_API_KEY", False),  # a bare name it cannot place: not refused
+        ("text-completion-openai/gpt-3.5-turbo-instruct", "OPENAI_API_KEY", False),  # OpenAI's family of prefixes
+        ("mistral/codestral-latest", "CODESTRAL_API_KEY", False),  # a key of a provider refed does not place
+    ],
+)
+def test_another_provider_s_key_is_refused_only_when_that_is_certain(model, env, refused):
+    """Refused: the key's provider is known and the calls go to another's own endpoint. Passed: a model LiteLLM routes
+    to the key's provider whatever its prefix says, one provider's family of prefixes, a key refed cannot place."""
+    spec = LMSpec(model=model, api_key_env=env)
+    if refused:
+        with pytest.raises(KeyProviderError):
+            check_key_goes_to_its_provider(spec, "teacher")
+    else:
+        check_key_goes_to_its_provider(spec, "teacher")
