@@ -154,7 +154,9 @@ async def _run_synthesis(
             try:
                 return await run.run(resumed)
             except EndpointError:
-                if not resumed:  # nothing was made: the run dir is left as if never run, for the fixed config
+                # nothing was made: the run dir is left as if never run, for the fixed config; unless a batch went
+                # out (it is billed when it ends: its record is what collects it)
+                if not resumed and not any((rundir.path / "batches").glob("*")):
                     rundir.wipe()
                 raise
             finally:

@@ -189,3 +189,28 @@ def test_a_reply_in_another_format_is_not_replayed_once_the_judge_is_fixed(serve
     )
     assert code == 0, err[-2000:]
     assert requests(right), "the fixed judge was never asked: a cached reply of the wrong server was replayed"
+
+
+def test_a_batch_sent_before_the_batch_api_fails_is_never_forgotten(server_factory, tmp_path):
+    """A batch went out, then the batch API answers 404 to the status checks (an expired or deleted batch): the run
+    stops, and its batch records stay in the run dir (a batch out there is billed when it ends; wiping the run dir as
+    if nothing was made would forget it and pay for it again)."""
+    import threading
+    import time
+
+    srv = server_factory(extra={"batch_line_s": 0.5})
+    run = tmp_path / "run"
+
+    def fail_once_sent() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any((run / "batches").glob("*")):
+            time.sleep(0.01)
+        srv.state.cfg.fail_status = 404
+
+    flipper = threading.Thread(target=fail_once_sent, daemon=True)
+    flipper.start()
+    extra = {"synthesis.mode": "'batch'", "batch.poll_s": 0.05, "batch.linger_s": 0.1}
+    code, _, err = run_refed("synthesize", *sets(run_overrides(srv, run, 4, **{"seeds.limit": 2, **extra})))
+    flipper.join(5)
+    assert code != 0, err[-2000:]
+    assert any((run / "batches").glob("*")), "the batch records were wiped"
