@@ -680,6 +680,9 @@ class _Handler(BaseHTTPRequestHandler):
             return fail(500, "server_error", "the loopback server fails every request")
         if cfg.fail_status:
             return fail(cfg.fail_status, f"status_{cfg.fail_status}", f"the loopback server answers {cfg.fail_status}")
+        window = cfg.extra.get("not_found_seq")  # [first, last]: those requests (by arrival) are answered 404
+        if window and window[0] <= entry["seq"] <= window[1]:
+            return fail(404, "not_found", f"the loopback server has no route for request {entry['seq']}")
         if over_cap:
             return fail(429, "rate_limit_exceeded", "concurrency cap", {"Retry-After": str(cfg.retry_after_s)})
         edges = [
