@@ -51,6 +51,8 @@ class CallInfo:
     # answered and billed, never read
     tokens_unknown: bool = False  # answered, but the LM reported no token usage (nor that it replayed a cached reply)
     cost_usd: float | None = None  # priced by its own LM (another model than the run's role): not at the role's price
+    cost_bound_usd: float | None = None  # an interrupted call: the most it can have cost (what the ledger reserves
+    # for one call), kept against the cost budget since its real cost is unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,6 +23,10 @@ _FIELDS = (
 )
 
 
+def _zero() -> dict[str, Any]:
+    return {**dict.fromkeys(_FIELDS, 0), "interrupted_cost_usd": 0.0}
+
+
 def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     """Usage of a group of calls: counts and tokens of paid calls, cache hits apart, cost, per stage.
 
@@ -30,13 +34,14 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     Of the paid calls, `parse_failures` counts replies that broke their format or contract and `repairs`
     the calls that asked again; `lm_seconds` sums their latencies. `failed_calls` are requests that got no
     reply (429, 5xx, resets; not in `calls`). `interrupted_calls` were in flight when their work was cancelled, or
-    given up at the client's timeout: counted in `calls` as paid, their tokens unknown. `unmetered_calls` were answered by an LM
+    given up at the client's timeout: counted in `calls` as paid, their tokens unknown; `interrupted_cost_usd` is the
+    most they can have cost (each at its `cost_bound_usd`), outside `cost_usd`. `unmetered_calls` were answered by an LM
     that reported no token usage: counted in `calls`, their tokens unknown. A call that carries its own
     `cost_usd` (made by an LM of another model than `price` is for) costs that. `cost_usd` is None when the
     model's price is unknown, or when some call's tokens are.
     """
-    total: dict[str, Any] = dict.fromkeys(_FIELDS, 0)
-    by_stage: dict[str, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
+    total: dict[str, Any] = _zero()
+    by_stage: dict[str, dict[str, Any]] = defaultdict(_zero)
     own_of: dict[int, dict[str, float]] = defaultdict(
         lambda: {"cost": 0.0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
     )
@@ -48,6 +53,7 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
             if call.interrupted:
                 bucket["calls"] += 1
                 bucket["interrupted_calls"] += 1
+                bucket["interrupted_cost_usd"] += call.cost_bound_usd or 0.0
                 continue
             if call.cache_hit:
                 bucket["cached_calls"] += 1
@@ -85,8 +91,7 @@ class Totals:
     """Running totals of usage dicts (as stored in records), by stage; owned by one task."""
 
     def __init__(self) -> None:
-        self.total: dict[str, Any] = dict.fromkeys(_FIELDS, 0)
-        self.total["cost_usd"] = 0.0
+        self.total: dict[str, Any] = {**_zero(), "cost_usd": 0.0}
         self.by_stage: dict[str, dict[str, Any]] = {}
         self.cost_known = True
 
@@ -95,7 +100,7 @@ class Totals:
             return
         self._merge(self.total, usage)
         for name, part in (usage.get("by_stage") or {}).items():
-            bucket = self.by_stage.setdefault(name, {**dict.fromkeys(_FIELDS, 0), "cost_usd": 0.0})
+            bucket = self.by_stage.setdefault(name, {**_zero(), "cost_usd": 0.0})
             self._merge(bucket, part)
 
     def _merge(self, bucket: dict[str, Any], usage: dict[str, Any]) -> None:
@@ -103,6 +108,9 @@ class Totals:
             bucket[key] += int(usage.get(key) or 0)
         if usage.get("lm_seconds"):
             bucket["lm_seconds"] = round(bucket.get("lm_seconds", 0.0) + float(usage["lm_seconds"]), 3)
+        bucket["interrupted_cost_usd"] = bucket.get("interrupted_cost_usd", 0.0) + float(
+            usage.get("interrupted_cost_usd") or 0.0
+        )
         cost = usage.get("cost_usd")
         if cost is None and usage.get("calls"):
             self.cost_known = False
@@ -115,6 +123,11 @@ class Totals:
     @property
     def cost(self) -> float:
         return self.total["cost_usd"]
+
+    @property
+    def cost_bound(self) -> float:
+        """The most the calls cut off (by a stop or the client's timeout) can have cost, on top of `cost`."""
+        return self.total["interrupted_cost_usd"]
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.total)
@@ -135,7 +148,7 @@ def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], 
     out = {**usage, "by_stage": {name: dict(bucket) for name, bucket in (usage.get("by_stage") or {}).items()}}
     gap_total = dict.fromkeys(BILLED_FIELDS, 0)
     for name, billed in answered.items():
-        bucket = out["by_stage"].setdefault(name, {**dict.fromkeys(_FIELDS, 0), "cost_usd": 0.0})
+        bucket = out["by_stage"].setdefault(name, {**_zero(), "cost_usd": 0.0})
         gap = {f: max(0, int(billed.get(f, 0)) - int(bucket.get(f) or 0)) for f in BILLED_FIELDS}
         if not any(gap.values()):
             continue

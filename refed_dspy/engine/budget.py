@@ -6,7 +6,9 @@ attached to the ledger is called from anywhere else, an optimizer's threads incl
 take the total past `max_calls` or `max_cost_usd` is refused. A call's cost is estimated at the dearest call seen
 so far, or before any, at a prompt of `prior_prompt_tokens(role)` that fills `max_tokens`. What finished is
 recorded from its CallInfo (refed_dspy.clients.usage.usage_of, the same arithmetic as every summary), in total and
-by role; a cache hit costs nothing and counts as no call. A call whose LM reported no token usage is counted, and
+by role; a cache hit costs nothing and counts as no call. A call cut off in flight (by a stop, or given up at the
+client's timeout) was perhaps billed, its tokens unknown: it is kept against the cost budget at what one call of its
+role is reserved at (`interrupted_cost_usd`), so that many such calls cannot take the total past the budget. A call whose LM reported no token usage is counted, and
 when a cost budget is set it stops the run: its cost is unknown, so the budget could not be kept.
 Thread-safe.
 """
@@ -29,9 +31,7 @@ from refed_dspy.clients.usage import Totals, usage_of
 PRIOR_PROMPT_TOKENS = {"teacher": 2000, "judge": 1500}
 
 log = logging.getLogger("refed_dspy")
-_NO_PRICE = Price(
-    0.0, 0.0, 0.0
-)  # a call cut off in flight: paid, of unknown tokens, counted at no cost (as the engine)
+_NO_PRICE = Price(0.0, 0.0, 0.0)  # calls cut off in flight: of unknown tokens, their cost only a bound
 
 
 def prior_prompt_tokens(role: str) -> int:
@@ -75,6 +75,10 @@ class CallBudget:
         self.reserved_calls = 0
         self.reserved_cost = 0.0
         self.max_call_cost = 0.0
+        self.call_cost_of: dict[
+            str, float
+        ] = {}  # role -> what one call was last reserved at (an interrupted call's bound)
+        self.in_flight_cost: Counter = Counter()  # the cost reserved for the calls in `in_flight`, by role
         self.refused = 0
         self.tripped: str | None = None  # why the budget refused its first reservation
         self.blind: str | None = None  # a cost budget met a call of unknown cost: nothing more may be spent
@@ -116,7 +120,14 @@ class CallBudget:
         `prior_prompt_tokens(role)` that fills `max_tokens`; 0 for an LM without a price."""
         if price is None:
             return 0.0
-        return self.max_call_cost or price.cost(prior_prompt_tokens(role), max_tokens)
+        cost = self.max_call_cost or price.cost(prior_prompt_tokens(role), max_tokens)
+        self.call_cost_of[role] = cost
+        return cost
+
+    @property
+    def spent(self) -> float:
+        """What the budget counts as spent: the cost of the calls answered, and the most the calls cut off can cost."""
+        return self.totals.cost + self.totals.cost_bound
 
     def _why_not(self, calls: int, cost: float) -> str | None:
         if self.closed is not None:
@@ -130,11 +141,13 @@ class CallBudget:
                 f"the LM-call budget of {self.max_calls} is reached ({self.totals.calls} calls made"
                 f"{self._under_way()}, {left} left",
             )
-        if self.max_cost_usd is not None and self.totals.cost + self.reserved_cost + cost > self.max_cost_usd:
-            left = max(0.0, self.max_cost_usd - self.totals.cost - self.reserved_cost)
+        if self.max_cost_usd is not None and self.spent + self.reserved_cost + cost > self.max_cost_usd:
+            left = max(0.0, self.max_cost_usd - self.spent - self.reserved_cost)
+            bound = self.totals.cost_bound
+            cut = f" and up to ${bound:.4f} in calls cut off" if bound else ""
             return self._reached(
                 "cost",
-                f"the cost budget of ${self.max_cost_usd:g} is reached (${self.totals.cost:.4f} spent"
+                f"the cost budget of ${self.max_cost_usd:g} is reached (${self.totals.cost:.4f} spent{cut}"
                 f"{self._under_way()}, ${left:.4f} left",
             )
         return None
@@ -175,6 +188,7 @@ class CallBudget:
             self.reserved_cost += cost
             if role is not None:
                 self.in_flight[role] += calls
+                self.in_flight_cost[role] += cost
             return True
 
     def refuse(self, why: str) -> None:
@@ -199,6 +213,7 @@ class CallBudget:
             self.reserved_cost -= cost
             if role is not None:
                 self.in_flight[role] -= calls
+                self.in_flight_cost[role] -= cost
 
     def close(self, why: str) -> None:
         """Stop spending (a signal stopped the run): every call the boundary has in flight is counted as paid (it
@@ -210,15 +225,23 @@ class CallBudget:
             self.closed = why
             settled = {role: n for role, n in self.in_flight.items() if n > 0}
             for role, n in settled.items():
-                usage = usage_of([CallInfo(stage="stopped", model="?", interrupted=True)] * n, _NO_PRICE)
+                bound = max(0.0, self.in_flight_cost[role]) / n
+                cut = [CallInfo(stage="stopped", model="?", interrupted=True, cost_bound_usd=bound) for _ in range(n)]
+                usage = usage_of(cut, _NO_PRICE)
                 self.totals.add(usage)
                 self.by_role.setdefault(role, Totals()).add(usage)
             self.in_flight.clear()
+            self.in_flight_cost.clear()
             self.reserved_calls, self.reserved_cost = 0, 0.0
         self._notify()
 
     def record(self, calls: list[CallInfo], price: Price | None, role: str) -> dict[str, Any]:
-        """Add finished calls (of one LM, at `price`, in `role`) to the totals; returns their usage."""
+        """Add finished calls (of one LM, at `price`, in `role`) to the totals; returns their usage. A call cut off in
+        flight is given its bound (`cost_bound_usd`) here when it has none: what one call of `role` is reserved at."""
+        if price is not None:
+            for call in calls:
+                if call.interrupted and call.cost_bound_usd is None:
+                    call.cost_bound_usd = self.call_cost_of.get(role) or self.max_call_cost
         usage = usage_of(calls, price)
         with self._lock:
             if self.closed is not None:  # a reply that arrived after the stop: close() counted its call

@@ -14,6 +14,11 @@ def _money(value: float | None, unmetered: int = 0) -> str:
     return usd(value, f"unknown ({why})")
 
 
+def _cut_off(u: dict[str, Any]) -> str:
+    bound = u.get("interrupted_cost_usd")
+    return f", and up to {usd(bound)} for the calls cut off (their tokens unknown)" if bound else ""
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """Render a summary dict (summary.json) as a short report."""
     u = s["usage"]
@@ -25,10 +30,14 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['instructions_kept']} instructions kept",
         f"  LM calls     {u['calls']} paid, {u['cached_calls']} from the run cache"
         + (f", {u['failed_calls']} failed requests (no reply)" if u.get("failed_calls") else "")
-        + (f"; {u['interrupted_calls']} cut off by a stop (counted as paid)" if u.get("interrupted_calls") else "")
+        + (
+            f"; {u['interrupted_calls']} cut off by a stop or the client's timeout (counted as paid)"
+            if u.get("interrupted_calls")
+            else ""
+        )
         + (f"; {u['unmetered_calls']} whose LM reported no token usage" if u.get("unmetered_calls") else ""),
         f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion",
-        f"  cost         {_money(s['cost_usd'], u.get('unmetered_calls') or 0)}",
+        f"  cost         {_money(s['cost_usd'], u.get('unmetered_calls') or 0)}{_cut_off(u)}",
     ]
     mixed = mixed_line(s.get("teachers"))
     if mixed:

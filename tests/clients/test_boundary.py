@@ -276,6 +276,42 @@ def test_a_call_given_up_at_the_timeout_is_counted_as_paid():
     assert ledger.total_calls == 1 and ledger.reserved_calls == 0
 
 
+def test_calls_cut_off_are_kept_against_the_cost_budget():
+    """Their tokens are unknown, so each is kept at what one call is reserved at: a teacher whose every request times
+    out stops at the cost budget (it once ran on, each given-up call priced at $0), and the summary says the bound."""
+    from refed_dspy.clients.calls import CallInfo
+    from refed_dspy.clients.pricing import Price
+    from refed_dspy.engine.budget import BudgetExceeded, CallBudget
+
+    price = Price(1.0, 0.5, 2.0)  # a call of 2,000 prompt tokens (the prior) filling 1,000: $0.004
+    ledger = CallBudget(max_cost_usd=0.01)
+    lm = bounded(TimesOutLM("my/model", max_tokens=1000), "teacher").attach_budget(ledger, "teacher", price)
+    refused = 0
+    with collect_calls() as calls, stage("generate"):
+        for _ in range(10):
+            try:
+                lm("hi")
+            except LMTimeoutError:
+                pass
+            except BudgetExceeded:
+                refused += 1
+    assert (len(calls), refused) == (2, 8)
+    assert ledger.totals.cost == 0 and ledger.totals.cost_bound == pytest.approx(0.008)
+    assert "up to $0.0080 in calls cut off" in ledger.tripped
+    assert ledger.as_dict()["by_role"]["teacher"]["interrupted_cost_usd"] == pytest.approx(0.008)
+
+    # the engine's calls reach the ledger without a bound: it gives them what it last reserved one call at
+    engine = CallBudget(max_cost_usd=1.0)
+    engine.try_reserve(3, 3 * engine.call_cost(price, 1000, "teacher"))
+    usage = engine.record([CallInfo(stage="synthesize", model="m", interrupted=True)], price, "teacher")
+    assert usage["interrupted_cost_usd"] == pytest.approx(0.004) and usage["cost_usd"] == 0
+    # and a stop settles the boundary's calls in flight at what they reserved
+    engine.try_reserve(2, 0.006, role="judge")
+    engine.close("stopped")
+    assert engine.totals.cost_bound == pytest.approx(0.004 + 0.006)
+    assert engine.by_role["judge"].as_dict()["interrupted_calls"] == 2
+
+
 class ThreadedLM(OwnClientLM):
     """A user's LM whose acall runs its own __call__ in a thread: the boundary is entered twice for one call."""
 
