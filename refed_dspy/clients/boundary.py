@@ -18,7 +18,7 @@ from typing import Any
 
 import dspy
 from dspy.clients.base_lm import LM_CLASS_STATE_KEY
-from dspy.utils.exceptions import LMError, LMTimeoutError, LMUnsupportedFeatureError
+from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
 from refed_dspy.clients.calls import (
     CallInfo,
@@ -33,6 +33,7 @@ from refed_dspy.clients.calls import (
     _started,
     _tag,
 )
+from refed_dspy.clients.gave_up import gave_up_waiting
 from refed_dspy.clients.pricing import Price
 from refed_dspy.errors import ConfigError
 
@@ -180,8 +181,8 @@ class CallBoundary:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
         what the provider saw; one that never left the client (a setting it cannot send) does not. One the client
         gave up on at its timeout reached the provider, which may have answered and billed it: it is counted as
-        paid, as a call cut off in flight is (its tokens unknown)."""
-        if isinstance(err, LMTimeoutError):
+        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.gave_up."""
+        if gave_up_waiting(err):
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return
         calls = _calls.get()

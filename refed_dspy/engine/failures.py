@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
+from refed_dspy.clients.gave_up import gave_up_waiting
 from refed_dspy.errors import first_line
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
@@ -68,6 +70,12 @@ def _raw(text: Any) -> str | None:
 _NOT_FOUND = (404, 405)
 
 
+def _seconds(detail: str) -> str:
+    """` of 1s` from DSPy's read-timeout message (its own advice names a client API a config does not set)."""
+    found = re.search(r"no bytes for ([0-9.]+)s", detail)
+    return f" of {found.group(1)}s" if found else ""
+
+
 def classify(err: BaseException) -> Failure:
     """Map an exception raised while processing one item to a Failure."""
     detail = first_line(err)
@@ -107,6 +115,14 @@ def classify(err: BaseException) -> Failure:
         return Failure("invalid_request", detail)
     if isinstance(err, LMRateLimitError):
         return Failure("rate_limited", detail, final=False, retryable=True, retry_after=_retry_after(err))
+    if isinstance(err, LMError) and gave_up_waiting(err):
+        return Failure(
+            "timeout",
+            f"no reply within the LM's timeout{_seconds(detail)}; counted as paid (the provider may have answered it)",
+            final=False,
+            retryable=True,
+            retry_after=_retry_after(err),
+        )
     if isinstance(err, LMError):
         return Failure(
             "api_error", detail, final=False, retryable=is_retryable_lm_error(err), retry_after=_retry_after(err)
@@ -126,6 +142,8 @@ _HINTS = {
     'or {role}.adapter = "json_schema"',
     "refused": "the provider refuses this content; check the seeds",
     "content_filter": "the provider filters this content; check the seeds",
+    "timeout": "the LM did not answer within its timeout: raise {role}.timeout if the model needs longer, or lower "
+    "the concurrency a slow server is given",
     "context_window": "the prompts do not fit the model's context: use a model with a longer context or shorter seeds",
 }
 
