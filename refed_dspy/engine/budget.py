@@ -70,6 +70,7 @@ class CallBudget:
         self.max_cost_usd = max_cost_usd
         self.limits = {"calls": calls_from, "cost": cost_from}  # where each limit comes from (None: unnamed)
         self.tripped_by: str | None = None  # "calls" or "cost": the limit that refused first
+        self._reached_kind: str | None = None  # the limit the last refusal met
         self.totals = totals or Totals()
         self.by_role: dict[str, Totals] = {}
         self.reserved_calls = 0
@@ -139,7 +140,8 @@ class CallBudget:
             return self._reached(
                 "calls",
                 f"the LM-call budget of {self.max_calls} is reached ({self.totals.calls} calls made"
-                f"{self._under_way()}, {left} left",
+                f"{self._under_way()}, {left} left"
+                + ("" if calls == 1 else f"; the next piece of work (repairs included) may make {calls} calls"),
             )
         if self.max_cost_usd is not None and self.spent + self.reserved_cost + cost > self.max_cost_usd:
             left = max(0.0, self.max_cost_usd - self.spent - self.reserved_cost)
@@ -148,13 +150,15 @@ class CallBudget:
             return self._reached(
                 "cost",
                 f"the cost budget of ${self.max_cost_usd:g} is reached (${self.totals.cost:.4f} spent{cut}"
-                f"{self._under_way()}, ${left:.4f} left",
+                f"{self._under_way()}, ${left:.4f} left; the next "
+                + ("call" if calls == 1 else "piece of work (repairs included)")
+                + f" may cost up to ${cost:.4f}",
             )
         return None
 
     def _reached(self, kind: str, text: str) -> str:
-        """`text` closed with where the limit comes from; the first limit reached is remembered (`tripped_by`)."""
-        self.tripped_by = self.tripped_by or kind
+        """`text` closed with where the limit comes from; the limit is remembered until a refusal counts it."""
+        self._reached_kind = kind
         limit = self.limits[kind]
         if limit is None:
             return text + ")"
@@ -174,15 +178,19 @@ class CallBudget:
             + " by work under way"
         )
 
-    def try_reserve(self, calls: int, cost: float, role: str | None = None) -> bool:
+    def try_reserve(self, calls: int, cost: float, role: str | None = None, final: bool = True) -> bool:
         """Reserve `calls` calls costing at most `cost` in all; False (nothing reserved) when that could break the
-        budget. `role`: a single call the call boundary is about to make (counted as paid if the run stops now)."""
+        budget. `role`: a single call the call boundary is about to make (counted as paid if the run stops now).
+        `final=False`: a refusal that only makes the caller wait (work under way may give back what it reserved) is
+        not counted, and does not become the reason the budget stopped the run (`tripped`)."""
         with self._lock:
             why = self._why_not(calls, cost)
             if why is not None:
-                self.refused += 1
-                if self.closed is None:
-                    self.tripped = self.tripped or why
+                if final:
+                    self.refused += 1
+                    if self.closed is None:
+                        self.tripped = self.tripped or why
+                        self.tripped_by = self.tripped_by or self._reached_kind
                 return False
             self.reserved_calls += calls
             self.reserved_cost += cost

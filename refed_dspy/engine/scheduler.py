@@ -127,10 +127,11 @@ class Engine:
         self.budget.totals = totals
 
     def _reserve(self, kind: str) -> tuple[int, float] | None:
-        """Worst-case calls and cost of a new task, reserved; None when starting it could break the budget."""
+        """Worst-case calls and cost of a new task, reserved; None when starting it could break the budget (with
+        work under way, only for now: what it reserved and does not spend comes back when it ends)."""
         calls = self.limits.worst_calls[kind]
         cost = calls * self.budget.call_cost(self.limits.price, self.limits.max_tokens, self.limits.role)
-        return (calls, cost) if self.budget.try_reserve(calls, cost) else None
+        return (calls, cost) if self.budget.try_reserve(calls, cost, final=not self.running) else None
 
     def account(self, calls: list) -> dict[str, Any]:
         """Usage of `calls`, added to the run's totals (the ledger also keeps the dearest call, for estimates)."""
@@ -152,10 +153,12 @@ class Engine:
         return 0 if self.first.holds(self.busy, self.broker is not None) else int(self.window.limit) - self.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
-        """Start one piece of work, or False (the run's stop reason becomes 'budget') when it could break the budget."""
+        """Start one piece of work, or False when it could break the budget: the stage keeps it and tries again when
+        work under way ends; with nothing under way, the run's stop reason becomes 'budget'."""
         reservation = self._reserve(kind)
         if reservation is None:
-            self.stop_reason = self.stop_reason or "budget"
+            if not self.running:
+                self.stop_reason = self.stop_reason or "budget"
             return False
         meta = _Task(kind, slots, reservation[0], reservation[1], payload)
         coro = self.stage.work(kind, payload, meta.calls)
@@ -212,10 +215,10 @@ class Engine:
             kind, payload, slots = due
             if self.slots_free() < slots and self.running:
                 return False
-            self.retrying.take()
-            self.pending[kind] -= 1
             if not self.start(kind, payload, slots):
                 return False
+            self.retrying.take()
+            self.pending[kind] -= 1
         return True
 
     # ---- finished work ------------------------------------------------------------------------

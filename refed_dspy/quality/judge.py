@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import time
+from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ class JudgeRun(StageBase):
         self.show_progress = show_progress
         self.rejected_now = 0
         self.new = 0
-        self.queue: Any = iter(())
+        self.queue: deque[dict[str, Any]] = deque()  # what is still to judge; a refused start puts it back
         self.writers: dict[str, JsonlWriter] = {}
         self.started = time.monotonic()
 
@@ -170,8 +171,11 @@ class JudgeRun(StageBase):
         if self.remote is not None:
             self.workers_note.note()  # a worker lost since: refed status says so
         while engine.slots_free() >= self.slots or not engine.busy:
-            sample = next(self.queue, None)
-            if sample is None or not engine.start("judge", sample, self.slots):
+            if not self.queue:
+                return
+            sample = self.queue.popleft()
+            if not engine.start("judge", sample, self.slots):
+                self.queue.appendleft(sample)
                 return
 
     def key(self, kind: str, payload: Any) -> str:
@@ -227,7 +231,7 @@ class JudgeRun(StageBase):
         judged, rejected = self.prepare(on_mismatch)
         rejected_before = len(rejected - judged)  # samples earlier invocations gave up on
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
-        self.queue = iter(todo)
+        self.queue = deque(todo)
         self.writers = {
             "judgments": JsonlWriter(self.rundir.judgments),
             "rejects": JsonlWriter(self.rundir.judge_rejects),

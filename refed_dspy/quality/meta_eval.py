@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ class MetaEval(StageBase):
     def __init__(self, config: Any, items: list[dict[str, Any]], lm: dspy.LM):
         super().__init__(config.judge, "judge", lm, prices=config.price_book)
         self.pointwise, self.pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
-        self.queue = iter(items)
+        self.queue = deque(items)  # what is still to judge; a refused start puts it back
         self.results: dict[str, dict[str, Any]] = {}
         g = config.judging
         self.make_engine(
@@ -152,8 +153,11 @@ class MetaEval(StageBase):
 
     def fill(self, engine: Engine) -> None:
         while engine.slots_free() >= 2 or not engine.busy:
-            item = next(self.queue, None)
-            if item is None or not engine.start("item", item, 2):
+            if not self.queue:
+                return
+            item = self.queue.popleft()
+            if not engine.start("item", item, 2):
+                self.queue.appendleft(item)
                 return
 
     def key(self, kind: str, item: dict[str, Any]) -> str:

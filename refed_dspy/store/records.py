@@ -147,7 +147,7 @@ class RejectRecord(BaseModel):
 
     stage: str = Field(description="The stage that failed or dropped it: feedback, synthesize, sample or dedup.")
     reason: str = Field(
-        description="Why: truncated, unparseable, degenerate, refused, content_filter, api_error, a dedup reason, ..."
+        description="Why: truncated, unparseable, degenerate, refused, content_filter, api_error, timeout, a dedup reason, ..."
     )
     detail: str = Field(
         "", description="The error, in words (a rejected reply's first 2,000 characters are kept as `raw`)."

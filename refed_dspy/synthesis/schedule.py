@@ -198,7 +198,10 @@ class Schedule:
             self.parked.setdefault(ref.id, []).append(unit)
             self.n_parked += 1
             return True
-        return engine.start("unit", unit, 1)
+        if engine.start("unit", unit, 1):
+            return True
+        self.held_unit = unit  # the budget must wait for work under way: this unit is next
+        return False
 
     def _start_feedback(self, ref: Reference) -> bool:
         assert self.engine is not None

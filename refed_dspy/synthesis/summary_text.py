@@ -19,6 +19,15 @@ def _cut_off(u: dict[str, Any]) -> str:
     return f", and up to {usd(bound)} for the calls cut off (their tokens unknown)" if bound else ""
 
 
+def _raise(why: str) -> str:
+    """What to raise for the limit that stopped the run (both when the reason does not say which)."""
+    if why.startswith("the cost budget"):
+        return "raise synthesis.max_cost_usd"
+    if why.startswith("the LM-call budget"):
+        return "raise synthesis.max_calls or max_calls_per_sample"
+    return "raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """Render a summary dict (summary.json) as a short report."""
     u = s["usage"]
@@ -78,9 +87,7 @@ def format_summary(s: dict[str, Any]) -> str:
         why = s.get("budget_stop") or (
             f"the call budget ({s.get('max_calls')} LM calls) or synthesis.max_cost_usd would have been passed"
         )
-        lines.append(
-            f"  budget       stopped: {why}; raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd"
-        )
+        lines.append(f"  budget       stopped: {why}; {_raise(why)}")
     if s["status"] == "exhausted" and s.get("exhausted"):
         lines.append(f"  exhausted    {s['exhausted']}")
     rejects = s.get("rejects") or {}

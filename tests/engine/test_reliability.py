@@ -444,3 +444,58 @@ def test_a_stopped_run_pays_for_nothing_twice(server_factory, tmp_path, sig, bac
     assert len({e["sha"] for e in answered}) == len(answered)  # no request paid for twice
     summary = json.loads((run / "summary.json").read_text())
     assert summary["samples"] == 30 and summary["usage"]["calls"] == len(answered)
+
+
+def test_requests_the_client_gave_up_on_are_paid_and_kept_against_the_cost_budget(server_factory, tmp_path, capsys):
+    """DSPy's own client, a teacher that never answers within the timeout: every request reached the server, so each
+    is a paid call of unknown tokens (once a failed one, priced at nothing: such a run never met its cost budget and
+    stopped only at 25 failures in a row), kept against max_cost_usd at what one call is reserved at."""
+    srv = server_factory(rate_hang=1.0, hang_s=1.0)
+    run = tmp_path / "run"
+    over = run_overrides(
+        srv,
+        run,
+        20,
+        **{
+            "teacher.timeout": 0.3,
+            "teacher.num_retries": 0,
+            "teacher.max_tokens": 1000,
+            "teacher.input_usd_per_mtok": 1.0,
+            "teacher.output_usd_per_mtok": 2.0,
+            "synthesis.max_cost_usd": 0.05,
+            "synthesis.concurrency": 4,
+        },
+    )
+    code = main(["synthesize", *sets(over)])
+    err = capsys.readouterr().out
+    time.sleep(1.2)  # let the hung requests reach the server's log
+    summary = json.loads((run / "summary.json").read_text())
+    u = summary["usage"]
+    sent = [e for e in read_log(srv.cfg.log_path) if e.get("fault") == "hang"]
+    assert code == 1 and summary["status"] == "budget", (code, err)
+    assert u["calls"] == u["interrupted_calls"] == len(sent) > 0 and u["failed_calls"] == 0, (u, len(sent))
+    assert u["interrupted_cost_usd"] <= 0.05 and u["cost_usd"] == 0
+    assert "cost budget" in err and "cut off" in err, err
+    reasons = Counter(r["reason"] for r in lines(run / "rejects.jsonl"))
+    assert set(reasons) <= {"timeout"}, reasons
+
+
+def test_a_call_budget_is_spent_up_to_what_the_next_piece_of_work_may_need(server_factory, tmp_path):
+    """Work is reserved at its worst case (repairs included); a reservation refused while work is under way waits
+    for that work to give back what it did not spend. The run stops only when, with nothing under way, the next piece
+    of work could still break the budget (it stopped at the first refusal: 11 calls of 20 at 8 in flight)."""
+    import re
+
+    srv = server_factory(latency_s=0.05)
+    run = tmp_path / "run"
+    summary = synthesize(
+        load_config(None, run_overrides(srv, run, 30, **{"synthesis.max_calls": 20, "synthesis.concurrency": 8}))
+    )
+    calls = summary["usage"]["calls"]
+    assert summary["status"] == "budget" and calls == len(read_log(srv.cfg.log_path)) <= 20
+    found = re.search(
+        r"\((\d+) calls made, (\d+) left; the next piece of work .* may make (\d+) calls", summary["budget_stop"]
+    )
+    assert found, summary["budget_stop"]
+    made, left, next_needs = map(int, found.groups())
+    assert (made, left) == (calls, 20 - calls) and next_needs > left, summary["budget_stop"]
