@@ -33,8 +33,8 @@ from refed_dspy.clients.calls import (
     _started,
     _tag,
 )
-from refed_dspy.clients.gave_up import gave_up_waiting
 from refed_dspy.clients.pricing import Price
+from refed_dspy.clients.reach import gave_up_waiting
 from refed_dspy.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class CallBoundary:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
         what the provider saw; one that never left the client (a setting it cannot send) does not. One the client
         gave up on at its timeout reached the provider, which may have answered and billed it: it is counted as
-        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.gave_up."""
+        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.reach."""
         if gave_up_waiting(err):
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return

@@ -14,7 +14,7 @@ import dspy
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
-from refed_dspy.clients.pricing import Price, PriceBook, resolve_price
+from refed_dspy.clients.pricing import Price, PriceBook, close_priced_names, resolve_price
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.wire import fit_api_base, native_base
 from refed_dspy.errors import ConfigError
@@ -157,7 +157,9 @@ def price_of_lm(lm: Any, prices: PriceBook | None = None) -> Price | None:
 def require_price(spec: LMSpec, role: str, budget_field: str) -> None:
     """A cost budget needs a price: ConfigError (naming the fields to set) when `spec`'s model has none."""
     if price_of(spec) is None:
+        close = close_priced_names(spec.model)
+        typo = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(
-            f"{budget_field} needs a price for the {role} '{spec.model}', which is not in the price table: "
+            f"{budget_field} needs a price for the {role} '{spec.model}', which is not in the price table{typo}: "
             f"set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
         )

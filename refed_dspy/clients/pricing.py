@@ -90,6 +90,19 @@ def default_price(model: str) -> Price | None:
     return None
 
 
+def close_priced_names(model: str, n: int = 1) -> list[str]:
+    """Names in LiteLLM's price map close to `model` (a typo's likely meaning), with `model`'s provider prefix where it
+    had one and the map's name has none; [] when none is close."""
+    import difflib
+
+    prefix, bare = model.split("/", 1) if "/" in model else ("", model)
+    table = _price_map()
+    plain = [name for name in table if "/" not in name]  # the map's own names of a provider's models
+    found = [f"{prefix}/{name}" if prefix else name for name in difflib.get_close_matches(bare, plain, n, 0.85)]
+    found = found or difflib.get_close_matches(model, [name for name in table if "/" in name], n=n, cutoff=0.85)
+    return [name for name in found if name != model]
+
+
 def resolve_price(
     model: str, input_usd: float | None, cached_usd: float | None, output_usd: float | None
 ) -> Price | None:

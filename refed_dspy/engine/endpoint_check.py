@@ -2,8 +2,8 @@
 
 Until a call of this invocation gets a reply in the endpoint's format, the engine keeps one piece of work in flight
 (`Engine.slots_free`), so a wrong `api_base`, a refused key or a server of another format costs one or two calls, not
-a window of them and 25 failures. Such a failure (`ENDPOINT_REASONS`) before any reply stops the run as a config
-error (`EndpointError`, exit 2), in one line naming the URL called, the format it expected and the likely fix
+a window of them and 25 failures. Such a failure (`ENDPOINT_REASONS`: a server that does not answer at all, after the
+client's own retries, included) before any reply stops the run as a config error (`EndpointError`, exit 2), in one line naming the URL called, the format it expected and the likely fix
 (`explain`). After a reply, the same failure is the provider's (RunAborted, exit 3).
 """
 
@@ -20,7 +20,7 @@ from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import EndpointError
 
 # failures that say the endpoint, the key or the format is wrong, whatever is asked
-ENDPOINT_REASONS = ("not_found", "auth", "wrong_format", "unknown_model")
+ENDPOINT_REASONS = ("not_found", "auth", "wrong_format", "unknown_model", "unreachable", "unknown_provider")
 # of those, the ones one request can meet from an endpoint that has answered others
 ITEM_REASONS_ONCE_ANSWERED = ("not_found", "wrong_format")
 
@@ -53,6 +53,9 @@ class FirstCalls:
             if failure is not None and failure.fatal and failure.reason in ITEM_REASONS_ONCE_ANSWERED:
                 return dataclasses.replace(failure, fatal=False, final=True)
             return failure
+        if failure is not None and failure.reason == "unreachable":
+            # never answered this invocation, after the client's own retries: the address, or a server not started
+            failure = dataclasses.replace(failure, fatal=True, retryable=False)
         self.calls += sum(1 for c in calls if not c.cache_hit)
         self.answered = understood(calls, failure)
         return failure
@@ -79,6 +82,11 @@ def _fix(reason: str, spec: LMSpec, role: str) -> str:
         if env is None:
             return f"the endpoint wants an API key: set {role}.api_key_env to the variable that holds it"
         return f"the endpoint refused the key in ${env}: check that it holds a valid key of this provider"
+    if reason == "unreachable":
+        return (
+            f"start the server it names, or fix {role}.api_base (host and port); a local model refed starts itself "
+            "takes [local] serve = true"
+        )
     if reason == "unknown_model":
         return f"check {role}.model: the endpoint does not serve '{spec.model}'"
     openai_instead = f'model = "openai/{name}" with api_base = "{host or "http://HOST:PORT"}/v1"'
@@ -107,6 +115,8 @@ def _what(reason: str, failure: Failure, spec: LMSpec) -> str:
     fmt = wire.name if wire is not None else f"{provider_of(spec.model)}'s"
     if reason == "wrong_format":
         return f"answered, but not in the {fmt} format (no text, no token usage)"
+    if reason == "unreachable":
+        return f"did not answer ({failure.detail.rsplit(': ', 1)[-1]})"
     if reason == "not_found":
         status = failure.detail.split(":", 1)[0].removeprefix("HTTP ")
         return f"answered {status} (no such endpoint) to a request in the {fmt} format"
@@ -115,6 +125,12 @@ def _what(reason: str, failure: Failure, spec: LMSpec) -> str:
 
 def explain(failure: Failure, spec: LMSpec, role: str, calls: int) -> str:
     """The one line an endpoint failure on the first calls ends the run with."""
+    if failure.reason == "unknown_provider":
+        return (
+            f"{role}.model = '{spec.model}' names no provider DSPy or LiteLLM knows: write it as provider/name "
+            "(openai/<name> for an OpenAI-compatible server such as vLLM, llama.cpp or SGLang; anthropic/<name>; "
+            "ollama_chat/<name>) (no LM call was made)"
+        )
     url = call_url(spec.model, spec.primary_api_base)
     sent = f"stopped after {calls} LM request{'s' if calls != 1 else ''}" if calls else "no LM call was made"
     return f"{role}: {url} {_what(failure.reason, failure, spec)}: {_fix(failure.reason, spec, role)} ({sent})"

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
-from refed_dspy.clients.gave_up import gave_up_waiting
+from refed_dspy.clients.reach import gave_up_waiting, never_connected
 from refed_dspy.errors import first_line
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
@@ -66,6 +66,8 @@ def _raw(text: Any) -> str | None:
     return (text if isinstance(text, str) else str(text))[:RAW_CHARS]
 
 
+# LiteLLM's words for a model whose provider it cannot place (DSPy hands it what its own client does not route)
+_NO_PROVIDER = "LLM Provider NOT provided"
 # no such endpoint (or not for POST): every call will get the same answer
 _NOT_FOUND = (404, 405)
 
@@ -108,6 +110,8 @@ def classify(err: BaseException) -> Failure:
         return Failure("unknown_model", f"the provider does not serve this model: {detail}", final=False, fatal=True)
     if isinstance(err, LMInvalidRequestError) and getattr(err, "status", None) in _NOT_FOUND:
         return Failure("not_found", f"HTTP {err.status}: {detail}", final=False, fatal=True)
+    if isinstance(err, LMInvalidRequestError) and _NO_PROVIDER in str(err):
+        return Failure("unknown_provider", detail, final=False, fatal=True)
     if isinstance(err, LMInvalidRequestError):
         low = detail.lower()
         if "content" in low and ("filter" in low or "policy" in low or "management" in low):
@@ -115,6 +119,8 @@ def classify(err: BaseException) -> Failure:
         return Failure("invalid_request", detail)
     if isinstance(err, LMRateLimitError):
         return Failure("rate_limited", detail, final=False, retryable=True, retry_after=_retry_after(err))
+    if isinstance(err, LMError) and never_connected(err):
+        return Failure("unreachable", f"nothing answered at the endpoint: {detail}", final=False, retryable=True)
     if isinstance(err, LMError) and gave_up_waiting(err):
         return Failure(
             "timeout",

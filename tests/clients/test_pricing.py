@@ -67,3 +67,15 @@ def test_prices_are_read_without_importing_litellm():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_a_cost_budget_for_a_misspelt_model_names_the_model_meant():
+    from refed_dspy.clients.lm import require_price
+    from refed_dspy.clients.spec import LMSpec
+    from refed_dspy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"did you mean 'openai/gpt-4o-mini'\?"):
+        require_price(LMSpec(model="openai/gpt-4o-minii"), "teacher", "synthesis.max_cost_usd")
+    with pytest.raises(ConfigError) as err:  # a model of the user's own: nothing close, no guess
+        require_price(LMSpec(model="openai/my-finetune-7"), "teacher", "synthesis.max_cost_usd")
+    assert "did you mean" not in str(err.value)

@@ -198,3 +198,43 @@ def test_a_batch_sent_before_the_batch_api_fails_is_never_forgotten(server_facto
     flipper.join(5)
     assert code != 0, err[-2000:]
     assert any((run / "batches").glob("*")), "the batch records were wiped"
+
+
+def test_an_endpoint_nothing_listens_on_or_a_model_of_no_provider_stops_with_exit_2(tmp_path):
+    """Connection refused on the first calls (after the client's own retries) is the config's error, as a 404 is: one
+    line naming the URL and the fix, exit 2 (it was 25 failures, exit 3, "run the same command again to resume").
+    A model whose provider DSPy and LiteLLM cannot place says so, with no call made (it was 25 failures too)."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/v1"
+    over = {"teacher.api_base": f"'{base}'", "teacher.api_key_env": "''", "teacher.num_retries": 1}
+    code, _, err = run_refed("synthesize", "--set", f"run.dir='{tmp_path / 'a'}'", *sets_of(over))
+    line = error_line(err)
+    assert code == 2 and f"teacher: {base}/chat/completions did not answer" in line, line
+    assert "start the server it names, or fix teacher.api_base" in line
+    assert not (tmp_path / "a" / "samples.jsonl").exists() and not (tmp_path / "a" / "rejects.jsonl").exists()
+
+    over["teacher.model"] = "'foo/bar'"
+    code, _, err = run_refed("synthesize", "--set", f"run.dir='{tmp_path / 'b'}'", *sets_of(over))
+    line = error_line(err)
+    assert code == 2 and "teacher.model = 'foo/bar' names no provider" in line and "no LM call was made" in line
+
+
+def sets_of(over: dict) -> list[str]:
+    return [x for k, v in {"synthesis.size": 4, "run.progress": "false", **over}.items() for x in ("--set", f"{k}={v}")]
+
+
+def test_once_the_endpoint_has_answered_a_refused_connection_is_retried_not_a_stop():
+    from refed_dspy.clients.calls import CallInfo
+    from refed_dspy.engine.endpoint_check import FirstCalls
+    from refed_dspy.engine.failures import Failure
+
+    refused = Failure("unreachable", "nothing answered", final=False, retryable=True)
+    first = FirstCalls()
+    assert first.note([CallInfo("feedback", "m", error="LMTransportError")], refused).fatal  # never answered
+    first.note([CallInfo("feedback", "m", prompt_tokens=5)], None)
+    later = first.note([CallInfo("feedback", "m", error="LMTransportError")], refused)
+    assert later.retryable and not later.fatal  # a server restarting under a long run
