@@ -281,6 +281,10 @@ def _get(ray: Any, refs: list, doing: str) -> list:
         if isinstance(cause, ConfigError | MissingKeyError | KeyProviderError):
             raise type(cause)(str(cause)) from None
         raise ConfigError(f"the Ray cluster could not {doing}: {first_line(cause or err)}") from None
+    except ray.exceptions.RayError as err:  # a worker that died, or never ran (a cluster that would not take it)
+        raise ConfigError(
+            f"the Ray cluster could not {doing}: {first_line(err)} (`ray status` and the cluster's logs say why)"
+        ) from None
 
 
 def _no_lm_of_their_own(parts: dict[str, Any]) -> None:

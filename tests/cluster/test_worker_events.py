@@ -54,3 +54,20 @@ def test_a_call_s_start_is_sent_while_it_is_in_flight_and_events_go_in_batches(p
         assert len(batches) == 3, [[e[0] for e in b] for b in batches]  # one object per event: 7
     value, failure = batches[-1][-1][1:]
     assert failure is None and value.better_answer
+
+
+def test_a_worker_that_dies_before_it_starts_is_one_line_not_a_traceback():
+    """A cluster that will not run our actor (it died, or was cancelled before it ran: another cluster's token
+    authentication) is the cluster's config, said in one line (ConfigError: exit 2); it was Ray's traceback, exit 1."""
+    import types
+
+    ray = pytest.importorskip("ray")
+    from refed_dspy.cluster.pool import _get
+    from refed_dspy.errors import ConfigError
+
+    def dies(refs, timeout):
+        raise ray.exceptions.ActorDiedError()
+
+    stub = types.SimpleNamespace(get=dies, exceptions=ray.exceptions)
+    with pytest.raises(ConfigError, match=r"could not start the workers: The actor died unexpectedly .*ray status"):
+        _get(stub, [], "start the workers")
