@@ -143,7 +143,7 @@ def test_synthesis_and_judging_count_every_kind_of_lm_as_the_server_does(server_
     assert summary["usage"]["cost_usd"] == pytest.approx(
         price.cost(truth["prompt_tokens"], truth["completion_tokens"], truth["cached_tokens"]), rel=1e-9
     )
-    judged = judge_run(run, config, judge_lm=user_lm(kind, judge_srv, temperature=0.0))
+    judged = judge_run(run, config, judge=user_lm(kind, judge_srv, temperature=0.0))
     truth = answered(judge_srv)
     assert judged["judged"] == 6 and truth["calls"] > 0
     assert billed_part(judged["usage"]) == truth
@@ -424,3 +424,12 @@ def test_a_bounded_lm_pickles_and_copies_as_itself(server_factory, kind):
     with collect_calls() as calls, stage("judge"):
         loaded("hello")
     assert len(calls) == 1 and calls[0].prompt_tokens > 0 and loaded.budget.total_calls == 1
+
+
+def test_the_judge_lm_is_passed_once_by_either_name():
+    from refed_dspy.quality.judge import one_judge
+
+    lm = object()
+    assert one_judge(lm, None) is lm and one_judge(None, lm) is lm and one_judge(None, None) is None
+    with pytest.raises(TypeError, match="pass the judge LM once"):
+        one_judge(lm, lm)
