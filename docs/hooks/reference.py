@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = ROOT / "build" / "docs-layout"
 MAPPED = {"signatures": "signatures", "programs": "programs", "optimizers": "optimizers"}  # package-dir of pyproject
 API_PAGES = "reference/api/"
-MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.M)
+# the marker, and the line after it that tells a reader of the raw page (a checkout, a repository's web view) where
+# the same text is found: both are replaced when the site is built
+MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$(?:\n_Filled in when the site is built[^\n]*_$)?", re.M)
 DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.M)
 
 
@@ -350,7 +352,8 @@ GENERATORS = {"cli": cli_markdown, "config": config_markdown, "records": records
 
 
 def expand(markdown: str) -> str:
-    """`markdown` with each `<!-- generated: NAME -->` line replaced by its generated text."""
+    """`markdown` with each `<!-- generated: NAME -->` line (and its note to a reader of the raw page) replaced by its
+    generated text."""
 
     def one(match: re.Match) -> str:
         name = match.group(1)

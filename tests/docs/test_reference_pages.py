@@ -123,3 +123,13 @@ def test_the_main_functions_document_every_parameter(name):
     args = doc.split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]
     documented = {line.split(":", 1)[0].strip() for line in args.splitlines() if not line.startswith("        ")}
     assert set(inspect.signature(func).parameters) == documented, name
+
+
+def test_a_generated_sections_note_to_a_raw_reader_is_replaced_with_it(hooks):
+    """A reader of the raw page (a checkout) is told where the text is; the built page has the text, not the note."""
+    raw = "# CLI\n\n<!-- generated: cli -->\n_Filled in when the site is built (`mkdocs build`); see `refed --help`._\n\nafter\n"
+    built = hooks.expand(raw)
+    assert "Filled in when" not in built and "refed synthesize" in built and built.endswith("\nafter\n")
+    for page in ("cli.md", "config.md", "run-dir.md"):
+        text = (ROOT / "docs" / "reference" / page).read_text()
+        assert "_Filled in when the site is built" in text and "Filled in when" not in hooks.expand(text)
