@@ -238,3 +238,5 @@ def test_once_the_endpoint_has_answered_a_refused_connection_is_retried_not_a_st
     first.note([CallInfo("feedback", "m", prompt_tokens=5)], None)
     later = first.note([CallInfo("feedback", "m", error="LMTransportError")], refused)
     assert later.retryable and not later.fatal  # a server restarting under a long run
+    # with several replicas, one that does not answer is taken out by the spread; the others carry the run
+    assert not FirstCalls(several_endpoints=True).note([CallInfo("feedback", "m", error="x")], refused).fatal
