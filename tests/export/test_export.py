@@ -168,6 +168,17 @@ def test_cli_export_and_bad_input(run, tmp_path, monkeypatch):
     assert not (tmp_path / "data.jsonl").exists()
 
 
+def test_cli_export_to_parquet_and_hf_prints_no_progress_bars(run, tmp_path):
+    for fmt in ("parquet", "hf"):
+        p = refed("export", str(run), "--format", fmt, "--out", str(tmp_path / fmt))
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and err == "", (fmt, err)
+        assert out.startswith("exported ") and len(out.strip().splitlines()) == 1, (fmt, out)
+    assert datasets.is_progress_bar_enabled()
+    export_run(run, "parquet", tmp_path / "in-process")
+    assert datasets.is_progress_bar_enabled()  # a Python caller's setting is given back
+
+
 def test_export_logs_input_datasets_to_mlflow(run, tmp_path):
     import mlflow
 
