@@ -21,7 +21,7 @@ from refed_dspy.store.jsonl import read_json, read_jsonl, write_jsonl_atomic, wr
 from refed_dspy.store.outputs import check_output_dir
 from refed_dspy.store.ownership import is_empty, owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
-from refed_dspy.store.split import split_by_reference
+from refed_dspy.store.split import share_note, split_by_reference
 from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows
 from refed_dspy.synthesis.program_origin import origin_text
 from refed_dspy.tracking.mlflow_runs import mlflow_run
@@ -344,6 +344,9 @@ def export_run(
     if not samples:
         raise RunDirError(f"{rundir.samples} is empty; nothing to export")
     train, val = split_by_reference(samples, val_fraction, seed)
+    note = share_note(samples, val, val_fraction)
+    if note:
+        log.warning("warning: %s", note)
     splits = {"train": train, "validation": val} if val else {"train": train}
     prov = provenance(rundir)
     if prov["incomplete"]:

@@ -47,6 +47,26 @@ def test_split_keeps_each_reference_on_one_side():
     assert split_by_reference(one_ref, 0.5)[1] == []  # never empties train
 
 
+def test_a_split_far_from_the_share_asked_says_why(tmp_path):
+    run = tmp_path / "run"  # 40 samples of 4 references: whole references make a split of 0%, 25%, 50% or 75%
+    run.mkdir()
+    rows = [{**S, "meta": {"id": f"s{i}", "reference_id": f"r{i % 4}"}} for i in range(40)]
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "summary.json").write_text(json.dumps({"status": "complete", "samples": 40, "size": 40}))
+    p = refed("export", str(run), "--format", "messages", "--out", str(tmp_path / "out"), "--val-fraction", "0.05")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and "30 train, 10 validation" in out, err
+    assert err.strip().splitlines() == [
+        "warning: validation holds 10 of 40 samples (25%), not the 5% asked: the split keeps each reference's "
+        "samples together, and with 4 references the smallest nonzero share is 25%"
+    ]
+    from refed_dspy.store.split import share_note
+
+    _, val = split_by_reference(rows, 0.25)
+    assert len(val) == 10 and share_note(rows, val, 0.25) is None and share_note(rows, [], 0.0) is None
+    assert "they all come from one reference" in share_note(rows[:1], [], 0.1)
+
+
 def test_every_format_loads_back(run, tmp_path):
     samples = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     for fmt in ("messages", "sharegpt", "alpaca", "parquet", "hf"):
