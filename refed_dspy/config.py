@@ -550,6 +550,8 @@ def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, pref
             section = ".".join(str(p) for p in (*prefix, *loc[:-1]))
             place = f" in [{section}]" if section else ""
             parts.append(f"unknown key '{loc[-1]}'{place}{_nearest(str(loc[-1]), options)}")
+        elif e.get("input", ...) is None:  # only `--set FIELD=none` makes a None: TOML has no null
+            parts.append(f"{where}: cannot be unset (none): expected {_type_name(loc, root)}")
         elif e["type"] in ("literal_error",):
             near = (e.get("ctx") or {}).get("nearest")
             hint = f"; did you mean {near[0]!r}?" if near else ""
@@ -574,14 +576,20 @@ def format_validation_error(err: ValidationError) -> str:
     return "invalid config: " + "; ".join(describe_errors(err.errors()))
 
 
+UNSET = ("none", "null")  # `--set FIELD=none`: the field unset (None); TOML itself has no null
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse `section.key=value`; the value is read as TOML when it parses, else as a string."""
+    """Parse `section.key=value`; the value is read as TOML when it parses, else as a string. A bare `none` or `null`
+    (any case) is None, which unsets an optional field (a quoted `'none'` stays a string)."""
     if "=" not in text:
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
     path, raw = _split_assignment(text)
     keys = _key_path(path)
     if not keys or (len(keys) < 2 and keys[0] != "filters"):
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    if raw.strip().lower() in UNSET:
+        return keys, None
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:

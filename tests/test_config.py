@@ -44,6 +44,17 @@ def test_validation_messages(override, expected):
     assert "\n" not in str(err.value)
 
 
+def test_set_none_unsets_an_optional_field_a_config_file_set(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[synthesis]\nmax_cost_usd = 5.0\nmax_calls = 100\n[seeds]\nsource = "x.jsonl"\n')
+    c = load_config(cfg, ["synthesis.max_cost_usd=none", "synthesis.max_calls=NULL", "seeds.source=None"])
+    assert c.synthesis.max_cost_usd is None and c.synthesis.max_calls is None and c.seeds.source is None
+    assert load_config(None, ["seeds.source='none'"]).seeds.source == "none"  # quoted: the string
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, ["synthesis.size=none"])
+    assert str(err.value) == "invalid config: synthesis.size: cannot be unset (none): expected int"
+
+
 def test_file_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[synthesis\nsize = 3")

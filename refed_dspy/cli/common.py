@@ -21,7 +21,7 @@ def add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help=f"override one config field, e.g. --set {example} (repeatable)",
+        help=f"override one config field, e.g. --set {example} (repeatable; VALUE none unsets an optional field)",
     )
 
 

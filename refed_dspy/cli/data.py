@@ -136,7 +136,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--system-prompt", metavar="TEXT", help="a system message to put before each pair")
     p.add_argument(
-        "--val-fraction", type=float, default=0.1, help="share of samples for validation (default 0.1; 0 = none)"
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of samples for validation, taken in whole references (default 0.1; 0 = none); a share far from "
+        "this, as few references make, is said on stderr",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--repo-id", metavar="OWNER/NAME", help="hub dataset repo for --format hub")

@@ -30,7 +30,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     view = View(path, args.filtered)
     server = serve(view, args.port)
     print(
-        f"serving {view.status()['path']} ({len(view.rows)} samples) at http://127.0.0.1:{server.server_port}/ "
+        f"serving {view.status()['path']} ({len(view.rows)} samples) at http://127.0.0.1:{server.port}/ "
         "(read-only; Ctrl-C stops)",
         flush=True,
     )
@@ -55,6 +55,11 @@ def register(sub: Any) -> None:
         "still being written shows new samples on reload.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 = any free port)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port on 127.0.0.1, 1-65535 (default 8765; 0 = any free port; one in use is refused)",
+    )
     p.add_argument("--filtered", metavar="DIR", help="a `refed filter` output of RUN_DIR: show which samples it kept")
     p.set_defaults(func=_cmd_view)

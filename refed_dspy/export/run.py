@@ -21,7 +21,7 @@ from refed_dspy.store.jsonl import read_json, read_jsonl, write_jsonl_atomic, wr
 from refed_dspy.store.outputs import check_output_dir
 from refed_dspy.store.ownership import is_empty, owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
-from refed_dspy.store.split import split_by_reference
+from refed_dspy.store.split import share_note, split_by_reference
 from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows
 from refed_dspy.synthesis.program_origin import origin_text
 from refed_dspy.tracking.mlflow_runs import mlflow_run
@@ -232,17 +232,36 @@ def _write(
             files[name] = f"{name}.jsonl"
     elif fmt == "parquet":
         dd = _dataset_dict(splits, which, system)
-        for name, ds in dd.items():
-            ds.to_parquet(str(out / f"{name}.parquet"))
-            files[name] = f"{name}.parquet"
+        with _no_progress_bars():
+            for name, ds in dd.items():
+                ds.to_parquet(str(out / f"{name}.parquet"))
+                files[name] = f"{name}.parquet"
     else:
         dd = _dataset_dict(splits, which, system)
         if out is not None:
-            dd.save_to_disk(str(out))
+            with _no_progress_bars():
+                dd.save_to_disk(str(out))
     card = dataset_card(splits, fmt, which, system, prov, files or None)
     if out is not None:
         write_text_atomic(out / "README.md", card)
     return dd, files, card
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """`datasets`' progress bars off for the block (an export of a few thousand rows takes a blink; its bars were the
+    only thing on stderr), and back as they were after it. A user who set HF_DATASETS_DISABLE_PROGRESS_BARS=0 keeps
+    them: `datasets` gives that variable priority and warns when it is overruled."""
+    import datasets
+
+    if not datasets.is_progress_bar_enabled() or datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False:
+        yield
+        return
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
 
 
 def _dataset_dict(splits: dict[str, list[dict]], which: str, system: str | None):
@@ -325,6 +344,9 @@ def export_run(
     if not samples:
         raise RunDirError(f"{rundir.samples} is empty; nothing to export")
     train, val = split_by_reference(samples, val_fraction, seed)
+    note = share_note(samples, val, val_fraction)
+    if note:
+        log.warning("warning: %s", note)
     splits = {"train": train, "validation": val} if val else {"train": train}
     prov = provenance(rundir)
     if prov["incomplete"]:

@@ -28,6 +28,7 @@ from refed_dspy.errors import RefedError, RunDirError
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
+from refed_dspy.store.ownership import marked_kind
 from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir
 
 # summary.json / judge_summary.json status -> state
@@ -253,15 +254,26 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     now = time.time() if now is None else now
     if not path.is_dir():
         raise RunDirError(f"{path} is not a run directory ({'not a directory' if path.exists() else 'no such path'})")
-    own = any((path / name).exists() for name in _MARKERS)
-    subruns = not own and any(is_run_dir(sub) for sub in path.iterdir())  # a comparison not yet summed up
-    if not is_run_dir(path) and not subruns:
+    # a comparison or an optimization not yet summed up is known by the marker its command wrote first
+    marked = marked_kind(path)
+    if not is_run_dir(path) and marked not in ("compare", "optimize"):
+        _refuse_folder(path)
         raise RunDirError(f"{path} is not a run directory (no config.toml, summary or records)")
     rundir, who = RunDir(path), lock_holder(path)
     if (path / "filter_summary.json").exists():
         return _filtered(rundir, who)
-    if (path / "optimize_summary.json").exists():
+    if (path / "optimize_summary.json").exists() or marked == "optimize":
         return _container(path, "optimization", who, now)
-    if (path / "compare.json").exists() or subruns:
+    if (path / "compare.json").exists() or marked == "compare":
         return _container(path, "comparison", who, now)
     return _synthesis(rundir, who, now)
+
+
+def _refuse_folder(path: Path, shown: int = 4) -> None:
+    """RunDirError naming the run dirs in `path` when it is a plain folder that holds some (`runs/` of a user)."""
+    inside = [sub for sub in sorted(path.iterdir()) if sub.is_dir() and is_run_dir(sub)]
+    if not inside:
+        return
+    names = ", ".join(str(sub) for sub in inside[:shown]) + (", ..." if len(inside) > shown else "")
+    count = f"{len(inside)} run dir" + ("s" if len(inside) > 1 else "")
+    raise RunDirError(f"{path} is not a run directory; it holds {count}: {names}; give one of them")

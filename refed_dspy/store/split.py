@@ -40,6 +40,33 @@ def split_by_reference(
     return [s for s in samples if key(s) not in val_refs], [s for s in samples if key(s) in val_refs]
 
 
+def _percent(share: float) -> str:
+    return f"{share * 100:.3g}%"
+
+
+def share_note(
+    samples: list, val: list, val_fraction: float, key: Callable[[Any], str] = sample_reference
+) -> str | None:
+    """Why the validation share `split_by_reference` gave is far from `val_fraction` (off by more than half of it), in
+    one line; None when it is near enough. Whole references move, so a few large ones make a coarse split."""
+    if not samples or val_fraction <= 0:
+        return None
+    got = len(val) / len(samples)
+    if abs(got - val_fraction) <= val_fraction / 2:
+        return None
+    groups: dict[str, int] = defaultdict(int)
+    for s in samples:
+        groups[key(s)] += 1
+    head = f"validation holds {len(val)} of {len(samples)} samples ({_percent(got)}), not the {_percent(val_fraction)} asked"
+    if len(groups) == 1:
+        return f"{head}: the split keeps each reference's samples together, and they all come from one reference"
+    smallest = min(groups.values()) / len(samples)
+    return (
+        f"{head}: the split keeps each reference's samples together, and with {len(groups)} references the smallest "
+        f"nonzero share is {_percent(smallest)}"
+    )
+
+
 def split_three(
     items: list, test_fraction: float, val_fraction: float, seed: int = 0, key: Callable[[Any], str] = sample_reference
 ) -> tuple[list, list, list]:

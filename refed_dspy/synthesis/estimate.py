@@ -303,7 +303,7 @@ def estimate(
     hears what it is doing, step by step (the CLI prints it on stderr)."""
     say = say or (lambda _line: None)
     if references is None:
-        say(f"reading the seeds ({config.seeds.source})")
+        say(f"reading the seeds ({config.seeds.source or 'the embedded seed set'})")
         references, _ = read_references(
             config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
         )

@@ -243,7 +243,35 @@ def create_app(view: View):
 
 
 def serve(view: View, port: int = 8765, host: str = "127.0.0.1"):
-    """A threaded HTTP server for `view` on `host:port` (0: any free port); returns it (call serve_forever)."""
+    """A threaded HTTP server for `view` on `host:port` (0: any free port); returns it (call serve_forever, and read
+    the port it listens on from its `port`). RefedError, one line, when the port is out of range or taken."""
+    import errno
+    import socket
+
     from werkzeug.serving import make_server
 
-    return make_server(host, port, create_app(view), threaded=True)
+    if not 0 <= port <= 65535:
+        raise RefedError(
+            f"port {port} is out of range; give one from 1 to 65535, or 0 for any free port",
+            cli=f"--port {port} is out of range; give one from 1 to 65535, or 0 for any free port",
+        )
+    # bound here, not by Werkzeug: on a taken port it prints its own lines and calls sys.exit(1)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise RefedError(
+                f"port {port} on {host} is in use by another program; stop it, or choose another port "
+                "(0: any free port)",
+                cli=f"port {port} on {host} is in use by another program; stop it, or give another --port "
+                "(--port 0: any free port)",
+            ) from None
+        raise RefedError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+    try:
+        return make_server(host, port, create_app(view), threaded=True, fd=sock.fileno())
+    finally:
+        sock.close()  # the server holds its own duplicate of the socket

@@ -78,3 +78,28 @@ def test_the_readme_test_command_is_the_one_ci_runs():
     assert command.startswith("python3 -m venv .venv") and "pytest" in command
     readme_lines = (ROOT / "README.md").read_text().splitlines()
     assert command in readme_lines, "the README must show CI's test command on a line of its own, as written"
+
+
+def test_the_readme_python_example_writes_a_run_dir_of_its_own():
+    """A reader who runs the README's Python example and then docs/getting-started/first-run.md's `refed synthesize
+    --config configs/quickstart.toml` must not meet "made by a different config": the example's program (a tuned
+    one) differs from the command's, so the two write different run dirs."""
+    import ast
+
+    from doc_examples import blocks
+
+    from refed_dspy.config import load_config
+
+    (block,) = [b for b in blocks("README.md") if b.lang == "python" and b.kind == "run"]
+    tree = ast.parse(block.code)
+    (call,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "refed_dspy.load_config"
+    ]
+    names = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
+    path, overrides = (ast.literal_eval(names.get(getattr(arg, "id", None), arg)) for arg in call.args)
+    example = load_config(ROOT / path, overrides)
+    first_run = [b for b in blocks("docs/getting-started/first-run.md") if b.kind == "run"]
+    assert any("refed synthesize --config configs/quickstart.toml\n" in b.code + "\n" for b in first_run)
+    assert example.run.dir != load_config(ROOT / "configs/quickstart.toml").run.dir

@@ -47,6 +47,26 @@ def test_split_keeps_each_reference_on_one_side():
     assert split_by_reference(one_ref, 0.5)[1] == []  # never empties train
 
 
+def test_a_split_far_from_the_share_asked_says_why(tmp_path):
+    run = tmp_path / "run"  # 40 samples of 4 references: whole references make a split of 0%, 25%, 50% or 75%
+    run.mkdir()
+    rows = [{**S, "meta": {"id": f"s{i}", "reference_id": f"r{i % 4}"}} for i in range(40)]
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "summary.json").write_text(json.dumps({"status": "complete", "samples": 40, "size": 40}))
+    p = refed("export", str(run), "--format", "messages", "--out", str(tmp_path / "out"), "--val-fraction", "0.05")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and "30 train, 10 validation" in out, err
+    assert err.strip().splitlines() == [
+        "warning: validation holds 10 of 40 samples (25%), not the 5% asked: the split keeps each reference's "
+        "samples together, and with 4 references the smallest nonzero share is 25%"
+    ]
+    from refed_dspy.store.split import share_note
+
+    _, val = split_by_reference(rows, 0.25)
+    assert len(val) == 10 and share_note(rows, val, 0.25) is None and share_note(rows, [], 0.0) is None
+    assert "they all come from one reference" in share_note(rows[:1], [], 0.1)
+
+
 def test_every_format_loads_back(run, tmp_path):
     samples = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
     for fmt in ("messages", "sharegpt", "alpaca", "parquet", "hf"):
@@ -166,6 +186,17 @@ def test_cli_export_and_bad_input(run, tmp_path, monkeypatch):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "data.jsonl").exists()
+
+
+def test_cli_export_to_parquet_and_hf_prints_no_progress_bars(run, tmp_path):
+    for fmt in ("parquet", "hf"):
+        p = refed("export", str(run), "--format", fmt, "--out", str(tmp_path / fmt))
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and err == "", (fmt, err)
+        assert out.startswith("exported ") and len(out.strip().splitlines()) == 1, (fmt, out)
+    assert datasets.is_progress_bar_enabled()
+    export_run(run, "parquet", tmp_path / "in-process")
+    assert datasets.is_progress_bar_enabled()  # a Python caller's setting is given back
 
 
 def test_export_logs_input_datasets_to_mlflow(run, tmp_path):

@@ -97,3 +97,22 @@ def test_status_of_what_is_not_a_run_dir_is_one_line_and_exit_2(tmp_path):
         assert err.startswith(f"refed: error: {path} is not a run directory") and why in err
     code, out, _ = run_refed("status", "--help", timeout=120)
     assert "exit codes: 0 the status was read" in out and "2 RUN_DIR is not a run directory" in out
+
+
+def test_status_of_a_plain_folder_of_runs_names_them_and_a_comparison_is_known_by_its_marker(tmp_path):
+    runs = tmp_path / "runs"
+    for name in ("a", "b", "c"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "samples.jsonl").write_text("")
+    code, out, err = run_refed("status", str(runs), timeout=120)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, (code, out, err)
+    assert err.startswith(f"refed: error: {runs} is not a run directory; it holds 3 run dirs: {runs / 'a'}, ")
+    assert str(runs / "c") in err and "give one of them" in err
+
+    # what `refed compare` made (its marker first, compare.json only at its end) is a comparison
+    compare = tmp_path / "compare"
+    (compare / "refed").mkdir(parents=True)
+    (compare / "refed" / "samples.jsonl").write_text("")
+    (compare / ".refed-dir").write_text("compare\n")
+    s = status_json(compare)
+    assert s["kind"] == "comparison" and [r["run_dir"] for r in s["runs"]] == [str(compare / "refed")]

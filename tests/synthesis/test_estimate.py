@@ -45,8 +45,10 @@ def test_pure_parts():
 def test_estimate_makes_no_call_and_covers_every_stage(tmp_path):
     with LoopbackServer(ServerConfig()) as srv:
         over = run_overrides(srv, tmp_path / "run", 500)
-        e = estimate(load_config(None, over))
+        heard: list[str] = []
+        e = estimate(load_config(None, over), say=heard.append)
         assert srv.state.count == 0  # not one request
+    assert heard[0] == "reading the seeds (the embedded seed set)" and not any("None" in line for line in heard)
     assert set(e["stages"]) == {"feedback", "synthesize", "generate", "improve"}
     assert e["stages"]["generate"]["calls"] == 500 == e["stages"]["improve"]["calls"]
     t = e["total"]

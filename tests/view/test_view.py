@@ -61,6 +61,30 @@ def test_view_refuses_what_is_not_a_run_dir(tmp_path):
         assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_view_on_a_taken_or_impossible_port_is_one_line_and_exit_2(tmp_path):
+    import socket
+
+    from cli_helpers import refed
+
+    (tmp_path / "samples.jsonl").write_text("")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        for given, msg in ((str(port), f"port {port} on 127.0.0.1 is in use"), ("99999", "--port 99999 is out of")):
+            p = refed("view", str(tmp_path), "--port", given)
+            try:
+                out, err = p.communicate(timeout=60)
+            finally:
+                p.kill()  # a viewer that served anyway
+                p.communicate()
+            assert p.returncode == 2 and out == "" and len(err.strip().splitlines()) == 1, (p.returncode, out, err)
+            assert err.startswith("refed: error: ") and msg in err and "--port" in err, err
+    finally:
+        taken.close()
+
+
 def _get(url: str, **headers: str) -> tuple[int, str]:
     import urllib.error
     import urllib.request
