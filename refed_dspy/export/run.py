@@ -344,13 +344,8 @@ def export_run(
     if not samples:
         raise RunDirError(f"{rundir.samples} is empty; nothing to export")
     train, val = split_by_reference(samples, val_fraction, seed)
-    note = share_note(samples, val, val_fraction)
-    if note:
-        log.warning("warning: %s", note)
     splits = {"train": train, "validation": val} if val else {"train": train}
     prov = provenance(rundir)
-    if prov["incomplete"]:
-        log.warning("warning: %s: %s; the dataset card says so", rundir.path, prov["incomplete"])
     out_path = Path(out) if out is not None else None
     exporting = (
         owned(out, "export", "refed export", flag="--out", keep_lock=False)
@@ -361,6 +356,12 @@ def export_run(
         if out_path is not None:
             _prepare_out(out_path, overwrite)
         dd, files, card = _write(out_path, fmt, splits, which, system, prov)
+    # said once the export is made (an output dir refused first is the one line of that error)
+    note = share_note(samples, val, val_fraction)
+    if note:
+        log.warning("warning: %s", note)
+    if prov["incomplete"]:
+        log.warning("warning: %s: %s; the dataset card says so", rundir.path, prov["incomplete"])
     if fmt == "hub":
         from huggingface_hub import DatasetCard
 
