@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
-from refed_dspy.clients.reach import gave_up_waiting, never_connected
+from refed_dspy.clients.reach import gave_up_waiting, never_connected, stopped_waiting
 from refed_dspy.errors import first_line
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
@@ -121,6 +121,15 @@ def classify(err: BaseException) -> Failure:
         return Failure("rate_limited", detail, final=False, retryable=True, retry_after=_retry_after(err))
     if isinstance(err, LMError) and never_connected(err):
         return Failure("unreachable", f"nothing answered at the endpoint: {detail}", final=False, retryable=True)
+    if isinstance(err, LMError) and gave_up_waiting(err) and not stopped_waiting(err):
+        status = getattr(err, "status", None)
+        return Failure(
+            "provider_timeout",
+            f"the provider timed out{f' (HTTP {status})' if status else ''}; counted as paid: {detail}",
+            final=False,
+            retryable=True,
+            retry_after=_retry_after(err),
+        )
     if isinstance(err, LMError) and gave_up_waiting(err):
         return Failure(
             "timeout",
