@@ -23,7 +23,7 @@ def left_to_spend(ledger: CallBudget, what: str = "") -> tuple[int | None, float
     """The calls and cost the experiment may still spend (None: no such limit); BudgetStop when nothing is left
     (`what`: the part that was about to start)."""
     calls = None if ledger.max_calls is None else ledger.max_calls - ledger.total_calls
-    cost = None if ledger.max_cost_usd is None else ledger.max_cost_usd - ledger.total_cost
+    cost = None if ledger.max_cost_usd is None else ledger.max_cost_usd - ledger.spent
     if calls is not None and calls < 1:
         raise BudgetStop(
             f"{what or 'the next part'} was not started: experiment.max_calls = {ledger.max_calls} is spent "
@@ -32,7 +32,7 @@ def left_to_spend(ledger: CallBudget, what: str = "") -> tuple[int | None, float
     if cost is not None and cost <= 0:
         raise BudgetStop(
             f"{what or 'the next part'} was not started: experiment.max_cost_usd = {usd(ledger.max_cost_usd)} is spent "
-            f"({usd(ledger.total_cost)}); raise it and run the same command"
+            f"({usd(ledger.spent)}{_cut_off(ledger)}); raise it and run the same command"
         )
     return calls, cost
 
@@ -47,13 +47,18 @@ def experiment_limits(ledger: CallBudget, what: str) -> tuple[Limit | None, Limi
             f"= {ledger.max_calls} leaves {what} {left} ({ledger.total_calls} spent by the experiment before it)",
         )
     if ledger.max_cost_usd is not None:
-        left = ledger.max_cost_usd - ledger.total_cost
+        left = ledger.max_cost_usd - ledger.spent
         cost = Limit(
             "experiment.max_cost_usd",
-            f"= {usd(ledger.max_cost_usd)} leaves {what} {usd(left)} ({usd(ledger.total_cost)} spent by the experiment "
-            "before it)",
+            f"= {usd(ledger.max_cost_usd)} leaves {what} {usd(left)} ({usd(ledger.spent)} spent by the experiment "
+            f"before it{_cut_off(ledger)})",
         )
     return calls, cost
+
+
+def _cut_off(ledger: CallBudget) -> str:
+    bound = ledger.totals.cost_bound
+    return f", up to {usd(bound)} of it in calls cut off, their tokens unknown" if bound else ""
 
 
 def lesser(a: Any, b: Any) -> Any:

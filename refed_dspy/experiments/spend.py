@@ -24,11 +24,23 @@ from refed_dspy.store.jsonl import read_json, write_json_atomic
 log = logging.getLogger("refed_dspy")
 
 
+_BOUND = "interrupted_cost_usd"  # the most the calls cut off in flight can have cost, kept against the budget too
+
+
+def _bound(figures: dict[str, Any], *usages: dict[str, Any]) -> dict[str, Any]:
+    """`figures` with the cut-off calls' bound of `usages` added up, where there is one."""
+    bound = sum(float(u.get(_BOUND) or 0.0) for u in usages if u)
+    if bound:
+        figures[_BOUND] = round(bound, 6)
+    return figures
+
+
 def _figures(usage: dict[str, Any] | None) -> dict[str, Any]:
-    """Calls and cost of `usage`, and its calls by role when it says them (a CallBudget's usage does)."""
+    """Calls and cost of `usage` (and the bound of its calls cut off), and its calls by role when it says them (a
+    CallBudget's usage does)."""
     usage = usage or {}
     out = {"calls": int(usage.get("calls") or 0), "cost_usd": usage.get("cost_usd") if usage else 0.0}
-    return _with_roles(out, [usage])
+    return _with_roles(_bound(out, usage), [usage])
 
 
 def _with_roles(figures: dict[str, Any], usages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -44,14 +56,14 @@ def _with_roles(figures: dict[str, Any], usages: list[dict[str, Any]]) -> dict[s
 
 def _plus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     cost = None if a["cost_usd"] is None or b["cost_usd"] is None else a["cost_usd"] + b["cost_usd"]
-    return _with_roles({"calls": a["calls"] + b["calls"], "cost_usd": cost}, [a, b])
+    return _with_roles(_bound({"calls": a["calls"] + b["calls"], "cost_usd": cost}, a, b), [a, b])
 
 
 def total_of(usages: list[dict[str, Any]]) -> dict[str, Any]:
     """Calls and cost added up (cost None when any non-empty part's is unknown)."""
     costs = [u.get("cost_usd") for u in usages if u]
     cost = None if any(c is None for c in costs) else round(sum(costs), 6)
-    return {"calls": sum(int(u.get("calls") or 0) for u in usages), "cost_usd": cost}
+    return _bound({"calls": sum(int(u.get("calls") or 0) for u in usages), "cost_usd": cost}, *usages)
 
 
 _ZERO = {"calls": 0, "cost_usd": 0.0}
@@ -72,7 +84,7 @@ class Spend:
     def add(self, part: str, usage: dict[str, Any] | None) -> None:
         """An attempt of `part` paid `usage` (added to what earlier attempts paid)."""
         new = _figures(usage)
-        if not new["calls"] and not new["cost_usd"]:
+        if not new["calls"] and not new["cost_usd"] and not new.get(_BOUND):
             return
         with self._lock:
             self.parts[part] = _plus(self.parts.get(part, _ZERO), new)
@@ -112,7 +124,8 @@ class Spend:
             if new == old:
                 return
             delta = None if new["cost_usd"] is None or old["cost_usd"] is None else new["cost_usd"] - old["cost_usd"]
-            self.ledger.totals.add({"calls": new["calls"] - old["calls"], "cost_usd": delta})
+            bound = float(new.get(_BOUND) or 0.0) - float(old.get(_BOUND) or 0.0)
+            self.ledger.totals.add({"calls": new["calls"] - old["calls"], "cost_usd": delta, _BOUND: bound})
             self.parts[part] = new
             self._save()
 

@@ -62,3 +62,25 @@ def test_a_failing_attempt_still_adds_what_it_paid(tmp_path):
         budget.record(_call(2), PRICE, "teacher")
         raise RuntimeError("the provider went away")
     assert spend.of("cell:c")["calls"] == 2 and spend.ledger.total_calls == 2
+
+
+def test_calls_cut_off_in_a_part_are_kept_against_the_experiments_cost_budget(tmp_path):
+    """A part whose calls all timed out paid $0 in known cost but up to a bound: the experiment keeps that bound (on
+    file, on resume, and in what the next part is left), so its cost budget cannot be handed out again."""
+    from refed_dspy.experiments.allowance import BudgetStop, left_to_spend
+
+    path = tmp_path / "spent.json"
+    spend = Spend(path, CallBudget(max_cost_usd=0.01))
+    part = CallBudget()
+    part.call_cost(PRICE, 1000, "teacher")  # one call reserved at 2000 x $1 + 1000 x $2 per 1M: $0.004
+    with spend.live("check:s", part) as budget:
+        budget.record([CallInfo(stage="s", model="m", interrupted=True)] * 2, PRICE, "teacher")
+    assert _on_file(path)["check:s"]["interrupted_cost_usd"] == pytest.approx(0.008)
+    assert left_to_spend(spend.ledger)[1] == pytest.approx(0.002)
+    resumed = Spend(path, CallBudget(max_cost_usd=0.008))
+    with pytest.raises(BudgetStop, match=r"up to \$0.0080 of it in calls cut off"):
+        left_to_spend(resumed.ledger, "the next cell")
+    # a run-dir part reporting its whole usage again moves the bound by the difference only
+    spend.set_total("synth:x", {"calls": 1, "cost_usd": 0.0, "interrupted_cost_usd": 0.001}, "teacher")
+    spend.set_total("synth:x", {"calls": 1, "cost_usd": 0.0, "interrupted_cost_usd": 0.001}, "teacher")
+    assert spend.ledger.totals.cost_bound == pytest.approx(0.009)
