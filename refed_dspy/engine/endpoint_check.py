@@ -37,10 +37,12 @@ class FirstCalls:
     """The engine's watch on its endpoint: until a piece of work shows the endpoint takes the run's calls (`answered`),
     one piece of work runs at a time online; `calls` counts the requests sent meanwhile."""
 
-    def __init__(self, several_endpoints: bool = False) -> None:
+    def __init__(self, unreachable_stops: bool = True) -> None:
         self.answered = False
         self.calls = 0
-        self.several_endpoints = several_endpoints  # a replica that does not answer is the spread's to take out
+        # a server that never answers stops the run as the config's error only at one api_base of the user's: among
+        # replicas the spread takes it out; a provider's own endpoint out of reach is this machine's network
+        self.unreachable_stops = unreachable_stops
 
     def holds(self, running: bool, batch: bool) -> bool:
         """No more work may start now: some is running and nothing has been answered yet (a batch waits for all)."""
@@ -54,7 +56,8 @@ class FirstCalls:
             if failure is not None and failure.fatal and failure.reason in ITEM_REASONS_ONCE_ANSWERED:
                 return dataclasses.replace(failure, fatal=False, final=True)
             return failure
-        if failure is not None and failure.reason == "unreachable" and not self.several_endpoints:
+        replied = any(c.error is None and not c.cache_hit and not c.interrupted for c in calls)
+        if failure is not None and failure.reason == "unreachable" and self.unreachable_stops and not replied:
             # never answered this invocation, after the client's own retries: the address, or a server not started
             failure = dataclasses.replace(failure, fatal=True, retryable=False)
         self.calls += sum(1 for c in calls if not c.cache_hit)

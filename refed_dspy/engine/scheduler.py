@@ -75,7 +75,7 @@ class Limits:
     role: str = "teacher"
     stop_grace_s: float = 10.0
     seed: int = 0
-    endpoints: int = 1  # the role's endpoints (several: a replica that does not answer is taken out, not a stop)
+    endpoints: int = 1  # the role's api_base endpoints (0: the provider's own; several: a replica taken out)
 
 
 @dataclass
@@ -110,9 +110,8 @@ class Engine:
         self.stop_reason: str | None = None
         self.writers: list[Any] = []  # the stage's record writers (run_closing): one that finds the disk full stops it
         self.abort: Failure | None = None
-        self.first = FirstCalls(
-            several_endpoints=limits.endpoints > 1
-        )  # until the endpoint has answered: one piece of work at a time online
+        # until the endpoint has answered: one piece of work at a time online
+        self.first = FirstCalls(unreachable_stops=limits.endpoints == 1)
         self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.interrupted = False
         self.on_progress: Callable[[], None] | None = None

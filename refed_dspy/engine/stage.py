@@ -61,7 +61,7 @@ def role_limits(
         role=role,
         stop_grace_s=stop_grace_s,
         seed=seed,
-        endpoints=max(1, len(spec.endpoints)),
+        endpoints=len(spec.endpoints),
     )
 
 

@@ -239,4 +239,7 @@ def test_once_the_endpoint_has_answered_a_refused_connection_is_retried_not_a_st
     later = first.note([CallInfo("feedback", "m", error="LMTransportError")], refused)
     assert later.retryable and not later.fatal  # a server restarting under a long run
     # with several replicas, one that does not answer is taken out by the spread; the others carry the run
-    assert not FirstCalls(several_endpoints=True).note([CallInfo("feedback", "m", error="x")], refused).fatal
+    assert not FirstCalls(unreachable_stops=False).note([CallInfo("feedback", "m", error="x")], refused).fatal
+    # nor when another call of that piece of work got a reply
+    answered_one = [CallInfo("feedback", "m", prompt_tokens=5), CallInfo("feedback", "m", error="x")]
+    assert not FirstCalls().note(answered_one, refused).fatal
