@@ -11,6 +11,8 @@ import difflib
 import hashlib
 import json
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -588,13 +590,37 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     keys = _key_path(path)
     if not keys or (len(keys) < 2 and keys[0] != "filters"):
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
-    if raw.strip().lower() in UNSET:
+    if raw.strip().lower() in UNSET and not _free_form(keys):
         return keys, None
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
     return keys, value
+
+
+def _free_form(keys: list[str]) -> bool:
+    """The path leads into a table of free-form values (a role's `extra`), where `none` is a value a provider takes
+    (reasoning_effort = "none"), not an unset field."""
+    node: Any = Config
+    rest = list(keys)
+    while rest:
+        if not (isinstance(node, type) and issubclass(node, BaseModel)) or rest[0] not in node.model_fields:
+            return False  # an unknown key: validation says so
+        annotation = node.model_fields[rest.pop(0)].annotation
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        target = (
+            next((a for a in typing.get_args(annotation) if a is not type(None)), annotation) if union else annotation
+        )
+        if typing.get_origin(target) is dict:
+            value = typing.get_args(target)[1] if typing.get_args(target) else Any
+            if not (isinstance(value, type) and issubclass(value, BaseModel)):
+                return bool(rest)  # into the table's values: free-form
+            rest = rest[1:]  # a table of sections ([prices."model"]): its key, then that section's fields
+            node = value
+            continue
+        node = target
+    return False
 
 
 def _split_assignment(text: str) -> tuple[str, str]:

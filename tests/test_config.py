@@ -53,6 +53,10 @@ def test_set_none_unsets_an_optional_field_a_config_file_set(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(cfg, ["synthesis.size=none"])
     assert str(err.value) == "invalid config: synthesis.size: cannot be unset (none): expected int"
+    # in a table of free-form values `none` is a value a provider takes (reasoning_effort), not an unset field
+    assert load_config(None, ["teacher.extra.reasoning_effort=none"]).teacher.extra == {"reasoning_effort": "none"}
+    priced = load_config(None, ['prices."openai/x".input_usd_per_mtok=none'])  # a table of sections: a field unset
+    assert priced.prices["openai/x"].input_usd_per_mtok is None
 
 
 def test_file_errors(tmp_path):
