@@ -21,7 +21,7 @@ from refed_dspy.cluster.connect import connect
 from refed_dspy.cluster.worker import PartWorker, WorkerInfo
 from refed_dspy.config import RayConfig
 from refed_dspy.engine.failures import Failure
-from refed_dspy.errors import ConfigError, KeyProviderError, MissingKeyError, first_line
+from refed_dspy.errors import ConfigError, KeyProviderError, MissingKeyError, RunAborted, first_line
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +281,13 @@ def _get(ray: Any, refs: list, doing: str) -> list:
         if isinstance(cause, ConfigError | MissingKeyError | KeyProviderError):
             raise type(cause)(str(cause)) from None
         raise ConfigError(f"the Ray cluster could not {doing}: {first_line(cause or err)}") from None
-    except ray.exceptions.RayError as err:  # a worker that died, or never ran (a cluster that would not take it)
-        raise ConfigError(
-            f"the Ray cluster could not {doing}: {first_line(err)} (`ray status` and the cluster's logs say why)"
+    except (ray.exceptions.ActorUnschedulableError, ray.exceptions.RuntimeEnvSetupError) as err:
+        # what the cluster cannot give the workers as asked: the config's (ray.workers, the runtime_env)
+        raise ConfigError(f"the Ray cluster could not {doing}: {first_line(err)}") from None
+    except ray.exceptions.RayError as err:  # a worker that died, or never ran: the cluster's state, not the config
+        raise RunAborted(
+            f"the Ray cluster could not {doing}: {first_line(err)} (`ray status` and the cluster's logs say why; "
+            "nothing was paid: run the same command again once the cluster is well)"
         ) from None
 
 

@@ -58,16 +58,23 @@ def test_a_call_s_start_is_sent_while_it_is_in_flight_and_events_go_in_batches(p
 
 def test_a_worker_that_dies_before_it_starts_is_one_line_not_a_traceback():
     """A cluster that will not run our actor (it died, or was cancelled before it ran: another cluster's token
-    authentication) is the cluster's config, said in one line (ConfigError: exit 2); it was Ray's traceback, exit 1."""
+    authentication) is the cluster's state, said in one line (RunAborted: exit 3); it was Ray's traceback, exit 1.
+    What the cluster cannot give as asked (no node fits a worker) is the config's (ConfigError: exit 2)."""
     import types
 
     ray = pytest.importorskip("ray")
     from refed_dspy.cluster.pool import _get
-    from refed_dspy.errors import ConfigError
+    from refed_dspy.errors import ConfigError, RunAborted
 
     def dies(refs, timeout):
         raise ray.exceptions.ActorDiedError()
 
     stub = types.SimpleNamespace(get=dies, exceptions=ray.exceptions)
-    with pytest.raises(ConfigError, match=r"could not start the workers: The actor died unexpectedly .*ray status"):
+    with pytest.raises(RunAborted, match=r"could not start the workers: The actor died unexpectedly .*ray status"):
         _get(stub, [], "start the workers")
+
+    def unschedulable(refs, timeout):
+        raise ray.exceptions.ActorUnschedulableError("no node has 4 CPUs")
+
+    with pytest.raises(ConfigError, match="could not start the workers"):
+        _get(types.SimpleNamespace(get=unschedulable, exceptions=ray.exceptions), [], "start the workers")
