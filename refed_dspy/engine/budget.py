@@ -131,6 +131,7 @@ class CallBudget:
         return self.totals.cost + self.totals.cost_bound
 
     def _why_not(self, calls: int, cost: float) -> str | None:
+        self._reached_kind = None  # set by _reached when a limit refuses (not by a closed or blind budget)
         if self.closed is not None:
             return self.closed
         if self.blind is not None:

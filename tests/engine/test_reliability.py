@@ -468,10 +468,13 @@ def test_requests_the_client_gave_up_on_are_paid_and_kept_against_the_cost_budge
     )
     code = main(["synthesize", *sets(over)])
     err = capsys.readouterr().out
-    time.sleep(1.2)  # let the hung requests reach the server's log
     summary = json.loads((run / "summary.json").read_text())
     u = summary["usage"]
-    sent = [e for e in read_log(srv.cfg.log_path) if e.get("fault") == "hang"]
+    deadline = time.monotonic() + 30  # a hung request reaches the server's log when its hang ends
+    while len(sent := [e for e in read_log(srv.cfg.log_path) if e.get("fault") == "hang"]) < u["calls"]:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert code == 1 and summary["status"] == "budget", (code, err)
     assert u["calls"] == u["interrupted_calls"] == len(sent) > 0 and u["failed_calls"] == 0, (u, len(sent))
     assert u["interrupted_cost_usd"] <= 0.05 and u["cost_usd"] == 0
