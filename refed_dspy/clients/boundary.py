@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
+import itertools
 import logging
+import random
 import threading
 import time
 from typing import Any
 
 import dspy
 from dspy.clients.base_lm import LM_CLASS_STATE_KEY
-from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
+from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError, is_retryable_lm_error
 
+from refed_dspy.clients.backoff import retry_delay_s
 from refed_dspy.clients.calls import (
     CallInfo,
     OutputRefused,
@@ -60,6 +63,23 @@ class CallBoundary:
     default_stage: str = "unknown"  # the stage of a call made where no stage is set (a teleprompter's own: propose)
     keeps_history: bool = False  # also keep DSPy's history of its calls (a user's LM the run routes here does)
     own_price: bool = False  # each call carries its cost at `price` (an LM of another model than its run's role)
+    # DSPy's retries of a failed request, made here instead (see take_retries): each request is counted and reserved
+    retries: int = 0
+
+    def take_retries(self, engine_retries: bool = False) -> CallBoundary:
+        """Take over DSPy's retries of a failed request (`num_retries`), which it makes inside one call where no
+        request of them is seen: the boundary retries instead, counting and reserving each (an LM with a `__call__`
+        or `acall` of its own makes no DSPy retries: nothing to take). `engine_retries`: the engine retries the work
+        itself, so neither does. Returns self."""
+        base = lm_class_of(self)
+        dspy_calls = base.__call__ is dspy.BaseLM.__call__ and base.acall is dspy.BaseLM.acall  # DSPy retries there
+        dspy_retries = getattr(self, "num_retries", None)
+        if dspy_calls and isinstance(dspy_retries, int) and not isinstance(dspy_retries, bool):
+            self.retries = 0 if engine_retries else self.retries + dspy_retries
+            self.num_retries = 0
+        elif engine_retries:
+            self.retries = 0
+        return self
 
     def attach_budget(self, budget: Any, role: str, price: Price | None) -> CallBoundary:
         """Guard this LM (and its copies) with `budget`; returns self."""
@@ -69,6 +89,30 @@ class CallBoundary:
     def __call__(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
+        for retry in itertools.count(1):
+            try:
+                return self._call_once(*args, **kwargs)
+            except LMError as err:
+                if not self._retries_left(err, retry):
+                    raise
+                time.sleep(retry_delay_s(retry, random.random(), _retry_after(err)))
+
+    async def acall(self, *args: Any, **kwargs: Any):
+        if _inside.get() is self:
+            return await super().acall(*args, **kwargs)
+        for retry in itertools.count(1):
+            try:
+                return await self._acall_once(*args, **kwargs)
+            except LMError as err:
+                if not self._retries_left(err, retry):
+                    raise
+                await asyncio.sleep(retry_delay_s(retry, random.random(), _retry_after(err)))
+
+    def _retries_left(self, err: LMError, retry: int) -> bool:
+        """Send the call again after `err` (DSPy's retries, made here so that each request is counted)."""
+        return retry <= self.retries and is_retryable_lm_error(err)
+
+    def _call_once(self, *args: Any, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
         reservation = None
         try:
@@ -87,9 +131,7 @@ class CallBoundary:
             _reported.reset(reported)
             _inside.reset(inside)
 
-    async def acall(self, *args: Any, **kwargs: Any):
-        if _inside.get() is self:
-            return await super().acall(*args, **kwargs)
+    async def _acall_once(self, *args: Any, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
         reservation = None
         try:
@@ -252,10 +294,20 @@ class CallBoundary:
     def dump_state(self) -> dict[str, Any]:
         """The state of the LM behind the boundary: a saved program loads it as that LM's own class."""
         state = super().dump_state()
+        if isinstance(state, dict) and isinstance(state.get("num_retries"), int):
+            state["num_retries"] += self.retries  # the retries the boundary makes for DSPy
         base = lm_class_of(self)
         if isinstance(state, dict) and LM_CLASS_STATE_KEY in state:
             state[LM_CLASS_STATE_KEY] = f"{base.__module__}.{base.__qualname__}"
         return state
+
+
+def _retry_after(err: LMError) -> float | None:
+    value = getattr(err, "retry_after", None)
+    try:
+        return max(0.0, min(float(value), 300.0)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _elapsed() -> float:
@@ -296,7 +348,8 @@ def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
     handed in is left as it was) whose class puts CallBoundary in front of the LM's own.
 
     Any dspy.BaseLM works: a dspy.LM, a subclass, or a user's own BaseLM. DSPy hands each reply of a BaseLM to its
-    `update_history`, where the boundary reads the usage and how the reply ended. ConfigError for what is not one.
+    `update_history`, where the boundary reads the usage and how the reply ended. The copy makes DSPy's retries of a
+    failed request itself (`take_retries`), so that each request is counted. ConfigError for what is not one.
     `fresh`: a copy even of an LM already behind the boundary (one a user made with build_lm), for a caller that
     attaches a budget to it; the user's object stays as it was.
     """
@@ -311,4 +364,4 @@ def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
     twin = lm.copy() if callable(getattr(lm, "copy", None)) else copy.copy(lm)
     twin.__class__ = _boundary_class(type(lm))
     twin.role = role
-    return twin
+    return twin.take_retries()

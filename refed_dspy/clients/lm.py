@@ -102,6 +102,7 @@ def build_lm(
     fit_api_base(lm)  # api_base as LiteLLM takes it, in the form the client DSPy picks expects
     lm.role = role
     lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.provenance)
+    lm.take_retries()  # DSPy's retries, made by the call boundary so that each request is counted
     if max_connections is None and wrap is None:
         return lm
     engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
@@ -136,6 +137,7 @@ def build_lm(
     wide.endpoint_spread = spread
     wide.role = role
     wide.refed_spec = spec
+    wide.take_retries()
     return wide
 
 

@@ -26,7 +26,8 @@ def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, build: Callable[[
         batch_provider(spec, role)
         check_key(spec, role)
         return None
-    return bounded(lm, role) if lm is not None else build()
+    # the engine retries a failed piece of work itself: the LM retries nothing (each retry is a piece of work's)
+    return bounded(lm, role, fresh=True).take_retries(engine_retries=True) if lm is not None else build()
 
 
 def lm_in_run(

@@ -1,8 +1,7 @@
 """Work waiting to run again after a retryable failure (429, 5xx, a timeout, a reset), in the order it becomes due.
 
-A piece of work (known by its key across attempts) is retried at most `max_retries` times, after the failure's
-Retry-After when the provider sent one, else after a jittered exponential backoff: 0.5 s doubling with each retry, at
-most 30 s, times a uniform 0.5-1.5 (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
+A piece of work (known by its key across attempts) is retried at most `max_retries` times, after
+refed_dspy.clients.backoff's delay (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import random
 from collections import Counter
 from typing import Any
 
+from refed_dspy.clients.backoff import retry_delay_s
 from refed_dspy.engine.failures import Failure
 
 
@@ -33,8 +33,7 @@ class Retries:
             return False
         self.attempts[key] += 1
         self.by_reason[failure.reason] += 1
-        backoff = min(30.0, 0.5 * 2 ** (self.attempts[key] - 1)) * self._rng.uniform(0.5, 1.5)
-        delay = failure.retry_after if failure.retry_after is not None else backoff
+        delay = retry_delay_s(self.attempts[key], self._rng.random(), failure.retry_after)
         heapq.heappush(self.waiting, (now + delay, next(self._seq), *work))
         return True
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from types import SimpleNamespace
 
 import dspy
@@ -433,3 +434,27 @@ def test_the_judge_lm_is_passed_once_by_either_name():
     assert one_judge(lm, None) is lm and one_judge(None, lm) is lm and one_judge(None, None) is None
     with pytest.raises(TypeError, match="pass the judge LM once"):
         one_judge(lm, lm)
+
+
+@pytest.mark.parametrize("fault", [{"fail_all": True}, {"rate_hang": 1.0, "hang_s": 0.6}])
+def test_dspys_retries_of_a_request_are_made_and_counted_at_the_boundary(server_factory, fault):
+    """A dspy.LM retries a failed request num_retries times inside one call, where no request of them was seen: the
+    ledger kept one failed (or cut-off) call while the server saw three requests. The boundary makes those retries
+    itself, so each request is counted (a 500 as a failed call, a timeout as a paid call cut off) and reserved."""
+    from refed_dspy.engine.budget import CallBudget
+
+    srv = server_factory(**fault)
+    mine = dspy.LM(MODEL, api_base=srv.api_base, api_key="unused", num_retries=2, timeout=0.3, cache=False)
+    ledger = CallBudget(max_calls=10)
+    lm = bounded(mine, "teacher").attach_budget(ledger, "teacher", None)
+    with collect_calls() as calls, stage("generate"), pytest.raises(dspy.utils.exceptions.LMError):
+        lm("hi")
+    deadline = time.monotonic() + 10  # a hung request reaches the server's log when its hang ends
+    while len(read_log(srv.cfg.log_path)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(calls) == len(read_log(srv.cfg.log_path)) == 3
+    if "fail_all" in fault:
+        assert all(c.error for c in calls) and ledger.total_calls == 0
+    else:
+        assert all(c.interrupted for c in calls) and ledger.total_calls == 3
+    assert mine.num_retries == 2 and lm.dump_state()["num_retries"] == 2  # the user's LM, and what a save records
