@@ -22,7 +22,7 @@ import dspy
 from dspy.clients.base_lm import LM_CLASS_STATE_KEY
 from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError, is_retryable_lm_error
 
-from refed_dspy.clients.backoff import retry_delay_s
+from refed_dspy.clients.backoff import retry_after_s, retry_delay_s
 from refed_dspy.clients.calls import (
     CallInfo,
     OutputRefused,
@@ -95,7 +95,7 @@ class CallBoundary:
             except LMError as err:
                 if not self._retries_left(err, retry):
                     raise
-                time.sleep(retry_delay_s(retry, random.random(), _retry_after(err)))
+                time.sleep(retry_delay_s(retry, random.random(), retry_after_s(err)))
 
     async def acall(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:
@@ -106,7 +106,7 @@ class CallBoundary:
             except LMError as err:
                 if not self._retries_left(err, retry):
                     raise
-                await asyncio.sleep(retry_delay_s(retry, random.random(), _retry_after(err)))
+                await asyncio.sleep(retry_delay_s(retry, random.random(), retry_after_s(err)))
 
     def _retries_left(self, err: LMError, retry: int) -> bool:
         """Send the call again after `err` (DSPy's retries, made here so that each request is counted)."""
@@ -300,14 +300,6 @@ class CallBoundary:
         if isinstance(state, dict) and LM_CLASS_STATE_KEY in state:
             state[LM_CLASS_STATE_KEY] = f"{base.__module__}.{base.__qualname__}"
         return state
-
-
-def _retry_after(err: LMError) -> float | None:
-    value = getattr(err, "retry_after", None)
-    try:
-        return max(0.0, min(float(value), 300.0)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _elapsed() -> float:

@@ -8,8 +8,9 @@ so far, or before any, at a prompt of `prior_prompt_tokens(role)` that fills `ma
 recorded from its CallInfo (refed_dspy.clients.usage.usage_of, the same arithmetic as every summary), in total and
 by role; a cache hit costs nothing and counts as no call. A call cut off in flight (by a stop, or given up at the
 client's timeout) was perhaps billed, its tokens unknown: it is kept against the cost budget at what one call of its
-role is reserved at (`interrupted_cost_usd`), so that many such calls cannot take the total past the budget. A call whose LM reported no token usage is counted, and
-when a cost budget is set it stops the run: its cost is unknown, so the budget could not be kept.
+role is reserved at (`interrupted_cost_usd`), so that many such calls cannot take the total past the budget. A call
+whose LM reported no token usage is counted, and when a cost budget is set it stops the run: its cost is unknown, so
+the budget could not be kept.
 Thread-safe.
 """
 
@@ -76,9 +77,8 @@ class CallBudget:
         self.reserved_calls = 0
         self.reserved_cost = 0.0
         self.max_call_cost = 0.0
-        self.call_cost_of: dict[
-            str, float
-        ] = {}  # role -> what one call was last reserved at (an interrupted call's bound)
+        # role -> what one call was last reserved at (the bound of a call of that role cut off in flight)
+        self.call_cost_of: dict[str, float] = {}
         self.in_flight_cost: Counter = Counter()  # the cost reserved for the calls in `in_flight`, by role
         self.refused = 0
         self.tripped: str | None = None  # why the budget refused its first reservation

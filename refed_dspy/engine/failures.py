@@ -22,6 +22,7 @@ from dspy.utils.exceptions import (
 from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
+from refed_dspy.clients.backoff import retry_after_s
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
 from refed_dspy.clients.reach import gave_up_waiting, never_connected, stopped_waiting
 from refed_dspy.errors import first_line
@@ -50,14 +51,6 @@ class Failure:
         if self.raw is not None:
             out["raw"] = self.raw
         return out
-
-
-def _retry_after(err: BaseException) -> float | None:
-    value = getattr(err, "retry_after", None)
-    try:
-        return max(0.0, min(float(value), 300.0)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _raw(text: Any) -> str | None:
@@ -118,7 +111,7 @@ def classify(err: BaseException) -> Failure:
             return Failure("content_filter", detail)
         return Failure("invalid_request", detail)
     if isinstance(err, LMRateLimitError):
-        return Failure("rate_limited", detail, final=False, retryable=True, retry_after=_retry_after(err))
+        return Failure("rate_limited", detail, final=False, retryable=True, retry_after=retry_after_s(err))
     if isinstance(err, LMError) and never_connected(err):
         return Failure("unreachable", f"nothing answered at the endpoint: {detail}", final=False, retryable=True)
     if isinstance(err, LMError) and gave_up_waiting(err) and not stopped_waiting(err):
@@ -128,7 +121,7 @@ def classify(err: BaseException) -> Failure:
             f"the provider timed out{f' (HTTP {status})' if status else ''}; counted as paid: {detail}",
             final=False,
             retryable=True,
-            retry_after=_retry_after(err),
+            retry_after=retry_after_s(err),
         )
     if isinstance(err, LMError) and gave_up_waiting(err):
         return Failure(
@@ -136,11 +129,11 @@ def classify(err: BaseException) -> Failure:
             f"no reply within the LM's timeout{_seconds(detail)}; counted as paid (the provider may have answered it)",
             final=False,
             retryable=True,
-            retry_after=_retry_after(err),
+            retry_after=retry_after_s(err),
         )
     if isinstance(err, LMError):
         return Failure(
-            "api_error", detail, final=False, retryable=is_retryable_lm_error(err), retry_after=_retry_after(err)
+            "api_error", detail, final=False, retryable=is_retryable_lm_error(err), retry_after=retry_after_s(err)
         )
     if isinstance(err, (ValidationError, ValueError)):
         return Failure("invalid_output", detail)
