@@ -2,8 +2,9 @@
 
 Until a call of this invocation gets a reply in the endpoint's format, the engine keeps one piece of work in flight
 (`Engine.slots_free`), so a wrong `api_base`, a refused key or a server of another format costs one or two calls, not
-a window of them and 25 failures. Such a failure (`ENDPOINT_REASONS`: a server that does not answer at all, after the
-client's own retries, included) before any reply stops the run as a config error (`EndpointError`, exit 2), in one line naming the URL called, the format it expected and the likely fix
+a window of them and 25 failures. Such a failure (`ENDPOINT_REASONS`; a server at the one `api_base` of the config
+that does not answer at all, after the client's own retries, included) before any reply stops the run as a config
+error (`EndpointError`, exit 2), in one line naming the URL called, the format it expected and the likely fix
 (`explain`). After a reply, the same failure is the provider's (RunAborted, exit 3).
 """
 
