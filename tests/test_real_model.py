@@ -639,7 +639,7 @@ def test_one_command_with_nothing_listening_serves_runs_and_leaves_nothing_behin
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["samples"] == 2 == len(lines(run / "samples.jsonl"))
     assert f"nothing listens at http://127.0.0.1:{port}; starting smollm2 there for the teacher" in err
-    assert re.search(r"local model: a run of 2 samples takes about \d+ (s|min|h) here", err), err[-3000:]
+    assert re.search(r"local model: a run of 2 samples takes about \d+(\.\d)?(s|m|h) here", err), err[-3000:]
     assert f"output       {run / 'samples.jsonl'}" in out
     assert f"local model: stopped the server at http://127.0.0.1:{port}/v1" in err
     _nothing_left(proc, port)

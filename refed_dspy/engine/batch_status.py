@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field
 
 from refed_dspy.engine.batch_store import BatchStore
+from refed_dspy.engine.progress import rough_duration
 from refed_dspy.results import Result
 
 BATCH_DIRS = {"synthesis": "batches", "judging": "judge_batches"}
@@ -78,15 +79,6 @@ def batch_counts(store: BatchStore, now: float) -> BatchCounts:
     )
 
 
-def age(seconds: float) -> str:
-    """A duration as `refed status` shows an age: 45s, 12m, 3.5h."""
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 def batch_lines(counts: BatchCounts) -> list[str]:
     """What `refed status` prints of one stage's batches: a line of counts, then a table of the open ones."""
     out = [
@@ -101,6 +93,6 @@ def batch_lines(counts: BatchCounts) -> list[str]:
     for b in counts.open_batches:
         out.append(
             f"  {b.id:7} {b.stage:10} {(b.provider_id or '(not created)'):22} {b.state:12} "
-            f"{b.requests:>8} {b.answered:>8} {b.failed:>6} {age(b.age_s):>6}"
+            f"{b.requests:>8} {b.answered:>8} {b.failed:>6} {rough_duration(b.age_s):>6}"
         )
     return out

@@ -27,6 +27,16 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def rough_duration(seconds: float) -> str:
+    """A duration to two figures at most, as `refed status` shows a batch's age and a local run its expected length:
+    45s, 12m, 3.5h."""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
 # what the work a command runs inside another is, for its progress lines: "experiment: cell 2 of 4 (optimizer=miprov2)"
 _within: contextvars.ContextVar[str | None] = contextvars.ContextVar("refed_progress_within", default=None)
 

@@ -12,6 +12,7 @@ import logging
 
 from refed_dspy.clients.local_server import LocalServer, Speed, measure_speed
 from refed_dspy.config import Config
+from refed_dspy.engine.progress import rough_duration
 from refed_dspy.errors import RefedError
 from refed_dspy.synthesis.estimate import Estimate, estimate
 
@@ -23,14 +24,6 @@ def seconds_for(total: dict[str, float], speed: Speed) -> float:
     row) at `speed`."""
     read = max(0.0, total["prompt_tokens"] - total.get("cached_tokens", 0.0))
     return read / speed.prompt_per_s + total["completion_tokens"] / speed.completion_per_s
-
-
-def _minutes(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def eta_line(config: Config, server: LocalServer, est: Estimate | None = None) -> str | None:
@@ -46,7 +39,7 @@ def eta_line(config: Config, server: LocalServer, est: Estimate | None = None) -
     total = est.total
     seconds = seconds_for(total, speed)
     return (
-        f"local model: a run of {config.synthesis.size} samples takes about {_minutes(seconds)} here "
+        f"local model: a run of {config.synthesis.size} samples takes about {rough_duration(seconds)} here "
         f"({total['calls']:.0f} LM calls, {total['completion_tokens']:,.0f} tokens to write at "
         f"{speed.completion_per_s:.1f}/s and {total['prompt_tokens'] - total['cached_tokens']:,.0f} to read at "
         f"{speed.prompt_per_s:.0f}/s, as fast as this machine is now)"
