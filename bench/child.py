@@ -175,6 +175,12 @@ def main() -> None:
     import refed_dspy.synthesis.api  # noqa: F401
     import refed_dspy.synthesis.run  # noqa: F401
 
+    if os.environ.get("REFED_BENCH_NO_CALL_LOG"):  # bench/ledger_log.py: the same run without writing the log
+        from refed_dspy.store.call_log import CallLog
+
+        CallLog.sent = lambda self, *a, **k: 0
+        CallLog.settled = CallLog.settled_task = CallLog.kept = lambda self, *a, **k: None
+
     if args.profile:
         import yappi
 

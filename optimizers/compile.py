@@ -20,6 +20,7 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.clients.scope import no_stragglers
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, RunAborted
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
@@ -109,7 +110,7 @@ def evaluate_detailed(
         max_errors=len(devset) + 1,
         provide_traceback=False,
     )
-    with dspy.context(lm=lm, adapter=adapter):
+    with dspy.context(lm=lm, adapter=adapter), no_stragglers():  # no item sent twice (both would be paid)
         result = evaluator(recorded)
     rows = [(ex, pred if len(pred.keys()) else None, float(score or 0.0)) for ex, pred, score in result.results]
     return round(sum(s for _, _, s in rows) / len(devset), 4), rows, recorded.errors
@@ -292,7 +293,8 @@ def optimize(
     settings = dataclasses.replace(settings, log_dir=log_dir)
     tp = instance or _built(choice, metric, settings, adapter)
     run = _Compilation(tp, choice, settings, metric, adapter, budget)
-    with dropping(_EXAMPLE_LOGGERS, _budget_refusal):  # the budget's stop is said once, by _Compilation.check
+    # the budget's stop is said once, by _Compilation.check; no example is sent twice by DSPy's evaluator
+    with dropping(_EXAMPLE_LOGGERS, _budget_refusal), no_stragglers():
         before, before_rows = run.score(program, valset, "while scoring the program before optimization")
         compiled, threshold, traced = run.compile(program.deepcopy(), trainset, valset, before)
         after, after_rows = run.score(compiled, valset, "while scoring the compiled program", most=True)

@@ -35,8 +35,10 @@ from refed_dspy.clients.calls import (
     _stage,
     _started,
     _tag,
+    _work_ledger,
 )
 from refed_dspy.clients.pricing import Price
+from refed_dspy.clients.prompt_tokens import count_prompt
 from refed_dspy.clients.reach import gave_up_waiting
 from refed_dspy.errors import ConfigError
 
@@ -47,6 +49,8 @@ _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimi
 _reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
 # the LM whose call is under way here: a call it makes to itself inside that call is the same call
 _inside: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_inside", default=None)
+# the request under way here, as its ledger opened it: (ledger, ticket), settled once when it is over
+_open: contextvars.ContextVar[list | None] = contextvars.ContextVar("refed_open_call", default=None)
 
 
 class CallBoundary:
@@ -114,28 +118,29 @@ class CallBoundary:
 
     def _call_once(self, *args: Any, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        reservation = None
+        opened = _open.set(None)
         try:
-            reservation = self._reserve()
+            _open.set(self._open_call(args, kwargs))
             return self._unreported_check(super().__call__(*args, **kwargs))
         except LMError as err:
             self._note_failure(err)
             raise
         except (KeyboardInterrupt, SystemExit):  # a stop cut the call off in flight: it reached the provider, paid
-            if reservation is not None and not _reported.get():
+            if _open.get() is not None and not _reported.get():
                 self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             raise
         finally:
-            self._release(reservation)
+            self._release(_open.get())
+            _open.reset(opened)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
 
     async def _acall_once(self, *args: Any, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        reservation = None
+        opened = _open.set(None)
         try:
-            reservation = self._reserve()
+            _open.set(self._open_call(args, kwargs))
             return self._unreported_check(await super().acall(*args, **kwargs))
         except asyncio.CancelledError as err:
             if not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
@@ -145,25 +150,31 @@ class CallBoundary:
             self._note_failure(err)
             raise
         finally:
-            self._release(reservation)
+            self._release(_open.get())
+            _open.reset(opened)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
 
-    def _reserve(self) -> tuple[Any, float, str] | None:
-        """One call reserved on the attached ledger (BudgetExceeded when it could break the budget): the ledger and
-        the cost reserved, given back to that ledger even if another is attached meanwhile."""
+    def _open_call(self, args: tuple, kwargs: dict[str, Any]) -> list | None:
+        """Open the request about to be sent on its ledger: the LM's own budget (one call reserved), else the ledger
+        of the engine's work that makes it; under a cost budget its prompt is counted first, so that it is reserved at
+        what it can really cost (BudgetExceeded when that could break the budget). Written to the run's log before it
+        is sent. Returns [ledger, ticket] (None: no ledger), the ledger given back to even if another is attached."""
         budget = self.budget
-        if budget is None:
+        ledger = budget if budget is not None else _work_ledger.get()
+        if ledger is None:
             return None
-        if self.price is None and budget.max_cost_usd is not None:
+        if budget is not None and self.price is None and budget.max_cost_usd is not None:
             budget.refuse(
                 f"the {self.role} LM '{self.model}' has no price, so the cost budget of ${budget.max_cost_usd:g} cannot "
                 f'be kept (price it in the config: [prices."{self.model}"] input_usd_per_mtok, output_usd_per_mtok)'
             )
-        cost = budget.call_cost(self.price, self._max_tokens(), self.role)
-        budget.reserve(1, cost, self.role)
-        return budget, cost, self.role
+        prompt = None
+        if ledger.counts_prompts:
+            prompt = count_prompt(args[0] if args else kwargs.get("prompt"), kwargs.get("messages"))
+        ticket = ledger.open_call(self.role, str(self.model), self._stage_now(), self.price, self._max_tokens(), prompt)
+        return [ledger, ticket]
 
     def _stage_now(self) -> str:
         """The stage a call made now is tagged with: the one set where it is made; else `propose` when a module of
@@ -177,9 +188,22 @@ class CallBoundary:
                 return "propose"
         return self.default_stage
 
-    def _release(self, reservation: tuple[Any, float, str] | None) -> None:
-        if reservation is not None:
-            reservation[0].release(1, reservation[1], reservation[2])
+    def _release(self, opened: list | None) -> None:
+        if opened is not None:
+            opened[0].release_call(opened[1])
+
+    def _settle(self, info: CallInfo) -> None:
+        """The request under way is over (`info`): its ticket's bound given to a call cut off, its log line settled.
+        Once per request."""
+        opened = _open.get()
+        if opened is None or opened[1].settled:
+            return
+        ledger, ticket = opened
+        ticket.settled = True
+        info.log_id = ticket.log_id
+        if info.interrupted and info.cost_bound_usd is None and ticket.cost:
+            info.cost_bound_usd = ticket.cost
+        ledger.settle(ticket, info, self.price)
 
     def _max_tokens(self) -> int:
         return int((getattr(self, "kwargs", None) or {}).get("max_tokens") or 0)
@@ -207,6 +231,7 @@ class CallBoundary:
     def _record(self, info: CallInfo, reported: bool = True) -> None:
         """One call that was paid (or replayed from the cache): to the current collector, the call's tag and the
         attached ledger. `reported`: its reply reached the boundary (not so for a call cut off in flight)."""
+        self._settle(info)
         answered = _reported.get()
         if reported and answered is not None:
             answered.append(info)
@@ -227,16 +252,11 @@ class CallBoundary:
         if gave_up_waiting(err):
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return
+        failed = CallInfo(stage=self._stage_now(), model=self.model, error=type(err).__name__, seconds=_elapsed())
+        self._settle(failed)
         calls = _calls.get()
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
-            calls.append(
-                CallInfo(
-                    stage=self._stage_now(),
-                    model=self.model,
-                    error=type(err).__name__,
-                    seconds=_elapsed(),
-                )
-            )
+            calls.append(failed)
 
     def update_history(self, entry: dict[str, Any]) -> None:
         usage = entry.get("usage") or {}

@@ -53,6 +53,7 @@ class CallInfo:
     cost_usd: float | None = None  # priced by its own LM (another model than the run's role): not at the role's price
     cost_bound_usd: float | None = None  # an interrupted call: the most it can have cost (what the ledger reserves
     # for one call), kept against the cost budget since its real cost is unknown
+    log_id: int | None = None  # its line in the write-ahead log of the run's calls (refed_dspy.store.call_log)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +71,9 @@ _calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("
 _stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
 _tag: contextvars.ContextVar[CallTag | None] = contextvars.ContextVar("refed_call_tag", default=None)
 _started: contextvars.ContextVar[float | None] = contextvars.ContextVar("refed_call_started", default=None)
+# the ledger the calls of one of the engine's tasks are opened on (refed_dspy.engine.budget.TaskLedger): each request
+# written to the run's log before it is sent, and reserved beyond its task's reservation when its prompt needs it
+_work_ledger: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_work_ledger", default=None)
 
 
 @contextlib.contextmanager
@@ -97,6 +101,17 @@ def collect_calls(into: list[CallInfo] | None = None) -> Iterator[list[CallInfo]
         yield calls
     finally:
         _calls.reset(token)
+
+
+@contextlib.contextmanager
+def opened_on(ledger: Any) -> Iterator[None]:
+    """The requests of LMs with no budget of their own made in this block, and in asyncio tasks created in it (they
+    copy its context), are opened on `ledger` at the call boundary (the engine's TaskLedger of one task)."""
+    token = _work_ledger.set(ledger)
+    try:
+        yield
+    finally:
+        _work_ledger.reset(token)
 
 
 @contextlib.contextmanager

@@ -111,6 +111,8 @@ class Totals:
         bucket["interrupted_cost_usd"] = bucket.get("interrupted_cost_usd", 0.0) + float(
             usage.get("interrupted_cost_usd") or 0.0
         )
+        if usage.get("lost_in_flight"):  # calls in flight when a process was killed (refed_dspy.store.call_log)
+            bucket["lost_in_flight"] = bucket.get("lost_in_flight", 0) + int(usage["lost_in_flight"])
         cost = usage.get("cost_usd")
         if cost is None and usage.get("calls"):
             self.cost_known = False

@@ -30,6 +30,7 @@ from refed_dspy.clients.scope import LedgerScope
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.cluster.cache_server import CachePlan, RemoteRunCache
 from refed_dspy.cluster.connect import import_ray
+from refed_dspy.engine.budget import Ticket
 from refed_dspy.engine.stage import guarded_call
 from refed_dspy.programs.parts import acall_part, has_aforward
 from refed_dspy.store.cache import use_cache_dir
@@ -59,14 +60,18 @@ class CallEvents:
     the run's one budget) and turns each call's start, record and end into events of the task making it."""
 
     max_cost_usd = None
+    counts_prompts = False  # the driver reserved the task's worst case; its write-ahead log holds the task, whole
 
-    def call_cost(self, price: Any, max_tokens: int, role: str) -> float:
-        return 0.0
-
-    def reserve(self, calls: int, cost: float, role: str) -> None:
+    def open_call(
+        self, role: str, model: str, stage: str, price: Any, max_tokens: int, prompt_tokens: int | None
+    ) -> Ticket:
         self._put(("start",))
+        return Ticket(role, 0.0, 1)
 
-    def release(self, calls: int, cost: float, role: str) -> None:
+    def settle(self, ticket: Ticket, info: CallInfo, price: Any) -> None:
+        """Nothing to write here: the call's record is its event."""
+
+    def release_call(self, ticket: Ticket) -> None:
         self._put(("end",))
 
     def record(self, infos: list[CallInfo], price: Any, role: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.store.call_log import CallLog
 
 # Before any call has been seen, a call is assumed this long (prompt tokens) and to fill max_tokens: a budget
 # reserves that. The teacher's prompts carry references and demos; the judge's a sample and a rubric.
@@ -47,6 +49,21 @@ class Limit:
 
     field: str
     note: str = ""
+
+
+@dataclass
+class Ticket:
+    """One request opened on a ledger (`open_call`): its line in the write-ahead log (None: no log), and what was
+    reserved for it: `calls` and `cost` (in the engine, only what its prompt needs beyond its task's reservation)."""
+
+    role: str
+    cost: float  # the most the request can cost: its bound as a call cut off in flight
+    reserved_calls: int = 0
+    reserved_cost: float = 0.0
+    log_id: int | None = None
+    prompt_tokens: int | None = None  # as counted before sending (None: not counted)
+    in_flight: bool = False  # reserved as a single call of the boundary's (counted as paid by `close`)
+    settled: bool = False  # its request is over and its log line settled
 
 
 class BudgetExceeded(Exception):
@@ -85,6 +102,9 @@ class CallBudget:
         self.blind: str | None = None  # a cost budget met a call of unknown cost: nothing more may be spent
         self.closed: str | None = None  # stopped (a signal): nothing more may be spent, nothing more is recorded
         self.in_flight: Counter = Counter()  # single calls reserved by the call boundary and not yet over, by role
+        self._cut: Counter = Counter()  # of those, counted as cut off by wait_idle while still running, by role
+        self.log: CallLog | None = None  # the write-ahead log each request is written to before it is sent
+        self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
         self._lock = threading.Lock()
         self._watchers: list[Callable[[], None]] = []
 
@@ -92,11 +112,12 @@ class CallBudget:
         return self  # optimizers deep-copy programs and LMs; the ledger stays one
 
     def __getstate__(self) -> dict[str, Any]:
-        # pickled (with an LM): a ledger of its own, watched by no one
-        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_watchers")}
+        # pickled (with an LM): a ledger of its own, watched by no one, writing no log
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_watchers", "log")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.log = None
         self._lock = threading.Lock()
         self._watchers = []
 
@@ -117,13 +138,52 @@ class CallBudget:
         return self.totals.cost
 
     def call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
-        """The cost one call of `role` is reserved at: the dearest call seen, or before any, a prompt of
-        `prior_prompt_tokens(role)` that fills `max_tokens`; 0 for an LM without a price."""
+        """The cost one call of `role` is reserved at before its prompt is known: the dearest call seen, or before
+        any, a prompt of `prior_prompt_tokens(role)` that fills `max_tokens`; 0 for an LM without a price."""
         if price is None:
             return 0.0
         cost = self.max_call_cost or price.cost(prior_prompt_tokens(role), max_tokens)
         self.call_cost_of[role] = cost
         return cost
+
+    def prompt_cost(self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int) -> float:
+        """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here): that prompt, raised
+        by the most a provider has counted over ours for `role` (tokenizers differ), that fills `max_tokens`."""
+        if price is None:
+            return 0.0
+        ratio = self.prompt_ratio.get(role, 1.0)
+        return price.cost(int(prompt_tokens * ratio) + 1, max_tokens)
+
+    @property
+    def counts_prompts(self) -> bool:
+        """A call's prompt is counted before it is sent: a cost budget is kept."""
+        return self.max_cost_usd is not None
+
+    def open_call(
+        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
+    ) -> Ticket:
+        """Reserve one call the call boundary is about to make (BudgetExceeded when it could break the budget) at the
+        most it can cost (its counted prompt, when counted, and `max_tokens` of output), and write it to the log."""
+        cost = self.call_cost(price, max_tokens, role)
+        if prompt_tokens is not None:
+            cost = self.prompt_cost(price, max_tokens, role, prompt_tokens)
+        self.reserve(1, cost, role)
+        log_id = self.log.sent(role, stage, model, cost) if self.log is not None else None
+        return Ticket(role, cost, 1, cost, log_id, prompt_tokens, in_flight=True)
+
+    def settle(self, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
+        """The request of `ticket` is over (`info`; recorded apart, by `record`): its line in the log settled."""
+        settle_call(self, ticket, info, price)
+
+    def release_call(self, ticket: Ticket) -> None:
+        """Give back what `ticket` reserved."""
+        self.release(ticket.reserved_calls, ticket.reserved_cost, ticket.role if ticket.in_flight else None)
+
+    def learn_prompt(self, role: str, counted: int, reported: int) -> None:
+        """A provider counted `reported` prompt tokens where we counted `counted`: later prompts are raised so."""
+        if counted > 0 and reported > counted:
+            with self._lock:
+                self.prompt_ratio[role] = max(self.prompt_ratio.get(role, 1.0), min(reported / counted, 8.0))
 
     @property
     def spent(self) -> float:
@@ -218,6 +278,9 @@ class CallBudget:
         with self._lock:
             if self.closed is not None:  # settled by close(): counted already
                 return
+            if role is not None and self._cut[role] > 0:  # counted as cut off by wait_idle: given back then
+                self._cut[role] -= 1
+                return
             self.reserved_calls -= calls
             self.reserved_cost -= cost
             if role is not None:
@@ -232,17 +295,40 @@ class CallBudget:
             if self.closed is not None:
                 return
             self.closed = why
-            settled = {role: n for role, n in self.in_flight.items() if n > 0}
-            for role, n in settled.items():
-                bound = max(0.0, self.in_flight_cost[role]) / n
-                cut = [CallInfo(stage="stopped", model="?", interrupted=True, cost_bound_usd=bound) for _ in range(n)]
-                usage = usage_of(cut, _NO_PRICE)
-                self.totals.add(usage)
-                self.by_role.setdefault(role, Totals()).add(usage)
-            self.in_flight.clear()
-            self.in_flight_cost.clear()
+            self._cut_in_flight()
             self.reserved_calls, self.reserved_cost = 0, 0.0
         self._notify()
+
+    def _cut_in_flight(self) -> int:
+        """Count every call the boundary has in flight as paid, cut off (under the lock); how many."""
+        settled = {role: n for role, n in self.in_flight.items() if n > 0}
+        for role, n in settled.items():
+            bound = max(0.0, self.in_flight_cost[role]) / n
+            cut = [CallInfo(stage="stopped", model="?", interrupted=True, cost_bound_usd=bound) for _ in range(n)]
+            usage = usage_of(cut, _NO_PRICE)
+            self.totals.add(usage)
+            self.by_role.setdefault(role, Totals()).add(usage)
+            self.reserved_calls -= n
+            self.reserved_cost -= self.in_flight_cost[role]
+            self._cut[role] += n  # their reservations are given back here, not when they end
+        self.in_flight.clear()
+        self.in_flight_cost.clear()
+        return sum(settled.values())
+
+    def wait_idle(self, timeout_s: float) -> int:
+        """Before a summary is written: wait up to `timeout_s` for the calls the boundary has in flight to end (threads
+        an executor left running); those still in flight then are counted as paid, cut off (a reply that comes later
+        is counted too: the ledger errs on the side of paid). Returns how many were cut off."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(n > 0 for n in self.in_flight.values()):
+                    return 0
+            time.sleep(0.05)
+        with self._lock:
+            cut = self._cut_in_flight()
+        self._notify()
+        return cut
 
     def record(self, calls: list[CallInfo], price: Price | None, role: str) -> dict[str, Any]:
         """Add finished calls (of one LM, at `price`, in `role`) to the totals; returns their usage. A call cut off in
@@ -271,6 +357,17 @@ class CallBudget:
         self._notify()
         return usage
 
+    def add_lost(self, usage: dict[str, Any]) -> None:
+        """What earlier invocations killed before they ended paid (refed_dspy.store.call_log): added to the totals, and
+        its calls to their roles."""
+        with self._lock:
+            self.totals.add(usage)
+            for role, part in (usage.get("by_role") or {}).items():
+                self.by_role.setdefault(role, Totals()).add(
+                    {"calls": int((part or {}).get("calls") or 0), "cost_usd": 0.0}
+                )
+        self._notify()
+
     def _notify(self) -> None:
         for fn in list(self._watchers):
             try:
@@ -290,3 +387,77 @@ class CallBudget:
 
 def _without_stages(usage: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in usage.items() if k != "by_stage"}
+
+
+def settle_call(ledger: CallBudget, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
+    """What a ledger does when the request of `ticket` is over: its log line settled with what it cost, and the
+    provider's count of its prompt learned."""
+    if ticket.prompt_tokens is not None and info.prompt_tokens and not info.cache_hit:
+        ledger.learn_prompt(ticket.role, ticket.prompt_tokens, info.prompt_tokens)
+    if ledger.log is None or ticket.log_id is None:
+        return
+    cost = info.cost_usd
+    if cost is None and price is not None and not info.tokens_unknown:
+        cost = price.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
+    ledger.log.settled(ticket.log_id, info, cost)
+
+
+class TaskLedger:
+    """The engine's ledger as the calls of one of its tasks meet it at the call boundary. The task reserved its worst
+    case before it started (its most calls, each at what a call is reserved at before its prompt is known): each of
+    its calls takes what it can cost (its counted prompt filling max_tokens) from that, and what the task's reservation
+    lacks is reserved beyond it (BudgetExceeded when that could break the budget), kept until the task ends, when its
+    calls are recorded. Each request is written to the run's log before it is sent."""
+
+    def __init__(
+        self,
+        budget: CallBudget,
+        price: Price | None,
+        max_tokens: int,
+        role: str,
+        log: CallLog | None,
+        reserved: float,
+    ):
+        self.budget, self.price, self.max_tokens, self.role = budget, price, max_tokens, role
+        self.log = log
+        self.left = reserved  # what the task's own reservation still covers
+        self.extra = 0.0  # reserved beyond it, given back with it when the task ends
+        self._lock = threading.Lock()
+
+    @property
+    def counts_prompts(self) -> bool:
+        return self.budget.counts_prompts and self.price is not None
+
+    def open_call(
+        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
+    ) -> Ticket:
+        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role)
+        need = per_call
+        if prompt_tokens is not None:
+            need = max(
+                need, self.budget.prompt_cost(price or self.price, max_tokens or self.max_tokens, role, prompt_tokens)
+            )
+        with self._lock:
+            taken = min(self.left, need)
+            self.left -= taken
+        extra = need - taken
+        if extra > 1e-12:
+            try:
+                self.budget.reserve(0, extra)
+            except BudgetExceeded:
+                with self._lock:
+                    self.left += taken
+                raise
+            with self._lock:
+                self.extra += extra
+        log_id = self.log.sent(role, stage, model, need) if self.log is not None else None
+        return Ticket(role, need, 0, 0.0, log_id, prompt_tokens)
+
+    def settle(self, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
+        settle_call(self, ticket, info, price or self.price)  # type: ignore[arg-type]
+
+    def learn_prompt(self, role: str, counted: int, reported: int) -> None:
+        self.budget.learn_prompt(role, counted, reported)
+
+    def release_call(self, ticket: Ticket) -> None:
+        """Nothing until the task ends: its calls are recorded then, and its reservation covers them until then."""

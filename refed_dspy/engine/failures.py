@@ -25,6 +25,7 @@ from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.backoff import retry_after_s
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
 from refed_dspy.clients.reach import gave_up_waiting, never_connected, stopped_waiting
+from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.errors import first_line
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
@@ -74,6 +75,8 @@ def _seconds(detail: str) -> str:
 def classify(err: BaseException) -> Failure:
     """Map an exception raised while processing one item to a Failure."""
     detail = first_line(err)
+    if isinstance(err, BudgetExceeded):  # a call's counted prompt needed more than the budget had left: kept for later
+        return Failure("budget", detail, final=False)
     if isinstance(err, OutputTruncated):
         return Failure("truncated", detail, raw=_raw(err.raw))
     if isinstance(err, OutputRefused):

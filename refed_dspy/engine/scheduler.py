@@ -30,15 +30,17 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from refed_dspy.clients.calls import opened_on
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch import in_slot
-from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.budget import CallBudget, TaskLedger
 from refed_dspy.engine.endpoint_check import FirstCalls, batch_api_failure
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.engine.retries import Retries
 from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
+from refed_dspy.store.call_log import CallLog
 from refed_dspy.store.jsonl import DiskFull
 
 
@@ -87,6 +89,8 @@ class _Task:
     payload: Any = None
     started: float = field(default_factory=time.monotonic)
     calls: list = field(default_factory=list)  # the task's CallInfo, kept here: a cancelled task's calls still count
+    log_id: int | None = None  # its line in the run's log, when the task is written there whole (sent to Ray)
+    ledger: TaskLedger | None = None  # what its calls are opened on at the call boundary (not on Ray, not in batch)
 
 
 class Engine:
@@ -115,6 +119,10 @@ class Engine:
         self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.interrupted = False
         self.on_progress: Callable[[], None] | None = None
+        # the write-ahead log of the run's calls (refed_dspy.store.call_log): each request is written there by the call
+        # boundary before it is sent; with `log_tasks` (the calls are made on Ray workers) each task is, whole
+        self.log: CallLog | None = None
+        self.log_tasks = False
         self._done: deque[asyncio.Task] = deque()
         self._wake: asyncio.Future | None = None
 
@@ -138,6 +146,24 @@ class Engine:
     def account(self, calls: list) -> dict[str, Any]:
         """Usage of `calls`, added to the run's totals (the ledger also keeps the dearest call, for estimates)."""
         return self.budget.record(calls, self.limits.price, self.limits.role)
+
+    def _task_ledger(self, reserved: float) -> TaskLedger | None:
+        """What the calls of a new task are opened on at the call boundary (None in batch mode, and where the calls
+        are made by Ray workers: there the task is written to the log, whole)."""
+        if self.broker is not None or self.log_tasks:
+            return None
+        return TaskLedger(self.budget, self.limits.price, self.limits.max_tokens, self.limits.role, self.log, reserved)
+
+    def _settle(self, meta: _Task, usage: dict[str, Any]) -> None:
+        """A task is over: a task written to the log whole is settled with what its calls paid."""
+        if self.log is not None and meta.log_id is not None:
+            self.log.settled_task(meta.log_id, usage)
+
+    def _kept(self, meta: _Task) -> None:
+        """What a task's calls paid is in the run's files now (its record, or its journal line): said in the log."""
+        if self.log is not None:
+            ids = [c.log_id for c in meta.calls if getattr(c, "log_id", None) is not None]
+            self.log.kept(ids + ([meta.log_id] if meta.log_id is not None else []))
 
     # ---- what a stage reads ---------------------------------------------------------------------
     @property
@@ -163,6 +189,10 @@ class Engine:
                 self.stop_reason = self.stop_reason or "budget"
             return False
         meta = _Task(kind, slots, reservation[0], reservation[1], payload)
+        if self.log is not None and self.log_tasks:  # its calls are made where no log is: written down whole, first
+            each = reservation[1] / reservation[0] if reservation[0] else 0.0
+            meta.log_id = self.log.sent(self.limits.role, kind, "?", each, calls=reservation[0])
+        meta.ledger = self._task_ledger(reservation[1])
         coro = self.stage.work(kind, payload, meta.calls)
         if self.broker is not None:
             # every start of a piece of work is a new attempt with its own custom_ids (a retry, or the same work asked
@@ -170,7 +200,8 @@ class Engine:
             key = self.stage.key(kind, payload)
             coro = in_slot(coro, key, self.starts[key])
             self.starts[key] += 1
-        task = asyncio.ensure_future(coro)
+        with opened_on(meta.ledger):  # the task's context (copied as it is created) carries its ledger
+            task = asyncio.ensure_future(coro)
         self.running[task] = meta
         self.slots_used += slots
         self.pending[kind] += 1
@@ -180,7 +211,7 @@ class Engine:
     def _finished(self, task: asyncio.Task) -> _Task:
         meta = self.running.pop(task)
         self.slots_used -= meta.slots
-        self.budget.release(meta.reserved_calls, meta.reserved_cost)
+        self.budget.release(meta.reserved_calls, meta.reserved_cost + (meta.ledger.extra if meta.ledger else 0.0))
         self.pending[meta.kind] -= 1
         return meta
 
@@ -238,7 +269,10 @@ class Engine:
     def _handle(self, task: asyncio.Task, meta: _Task) -> None:
         result, failure = task.result()
         usage = self.account(meta.calls)
+        self._settle(meta, usage)
         failure = self.first.note(meta.calls, failure)
+        if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left
+            self.stop_reason = self.stop_reason or "budget"
         if (
             failure is not None
             and failure.retryable
@@ -247,6 +281,7 @@ class Engine:
             and self._retry(meta, failure)
         ):
             self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
+            self._kept(meta)
             return
         if failure is None:
             self.window.grow(meta.slots)
@@ -256,7 +291,9 @@ class Engine:
         except RunDirError:
             with contextlib.suppress(RunDirError):  # the record is not: what its calls paid goes to the journal
                 self._note_attempt(meta, "unwritten", usage)
+                self._kept(meta)
             raise
+        self._kept(meta)
 
     def _note_attempt(self, meta: _Task, outcome: str, usage: dict[str, Any]) -> None:
         if usage.get("calls") or usage.get("failed_calls") or usage.get("cached_calls"):
@@ -370,8 +407,10 @@ class Engine:
         for task in list(self.running):
             meta = self._finished(task)
             usage = self.account(meta.calls)
+            self._settle(meta, usage)
             with contextlib.suppress(RunDirError):  # a full disk: the summary still says what it can
                 self._note_attempt(meta, "interrupted", usage)
+                self._kept(meta)
         self.running.clear()
 
     def status(self, done: bool) -> str:

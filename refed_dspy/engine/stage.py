@@ -12,6 +12,7 @@ What a stage may use of its engine: `start`, `slots_free()`, `pending[kind]`, `b
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
@@ -31,7 +32,11 @@ from refed_dspy.engine.endpoint_check import endpoint_error
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine, Limits
-from refed_dspy.errors import RunAborted
+from refed_dspy.errors import RunAborted, RunDirError
+from refed_dspy.money import usd
+from refed_dspy.store.call_log import CallLog
+
+logger = logging.getLogger("refed_dspy")
 
 
 def role_limits(
@@ -187,6 +192,29 @@ class StageBase(ABC):
         `stage_name` unless its part tags them itself); any exception becomes a classified Failure."""
         return await guarded_call(self.lm, self.adapter, self.scope, calls, call, stage_name)
 
+    def open_log(self, path: Any) -> None:
+        """Open the write-ahead log of this stage's calls at `path` (its directory's lock is held): what invocations
+        killed before left unaccounted is added to the run's totals, and said in one line when this opening found it;
+        each request of this invocation is written there before it is sent (on Ray, each task, whole)."""
+        log = CallLog.open(path)
+        engine = self.engine
+        engine.log, engine.log_tasks = log, self.remote is not None
+        if log.lost:
+            engine.totals.add(log.lost)
+        found = log.found_now
+        if found:
+            cost = found.get("cost_usd")
+            in_flight = int(found.get("lost_in_flight") or 0)
+            logger.info(
+                "%s: %d LM calls of an earlier invocation that was killed are counted as paid%s%s",
+                self.what,
+                found.get("calls", 0),
+                f" ({usd(cost)} and up to {usd(found.get('interrupted_cost_usd') or 0.0)} more)"
+                if cost is not None
+                else "",
+                f"; {in_flight} of them were in flight when it was killed" if in_flight else "",
+            )
+
     def usage(self) -> dict[str, Any]:
         """The usage of the whole run: what its records hold and, in batch mode, the provider's answers no record
         holds (calls whose work a kill cut off: billed, though a resume replays them from the cache)."""
@@ -252,11 +280,19 @@ class StageBase(ABC):
         engine.on_progress = show
         progress.stage_of = self.stage_now
         show()  # from the first line on, the figures of earlier invocations (rejects, calls, cost) are counted
+        written = True
         try:
             await engine.run_closing(progress, writers)
+        except RunDirError:
+            written = False  # some calls' usage never reached a file: the log keeps them for the next start
+            raise
         finally:
             status = engine.status(done=done() if done is not None else not engine.stopped)
             summary = summarize(status)
+            if engine.log is not None and written:
+                engine.log.end()
+            elif engine.log is not None:
+                engine.log.close()
         self.raise_endpoint_error()
         if engine.abort is not None:
             raise RunAborted(

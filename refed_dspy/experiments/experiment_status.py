@@ -105,12 +105,14 @@ def experiment_status(path: str | Path) -> ExperimentStatus:
             newer |= old.get("status") != row.get("status")
             # the comparison with the baseline is made after the cell's file: keep it from experiment.json
             rows[row["id"]] = {**row, **{k: old[k] for k in ("difference", "baseline_mean") if k in old}}
-    parts = read_json(path / "spent.json").get("parts") or {}
+    spent = read_json(path / "spent.json")
+    # what parts paid, and what the parts under way (or killed: counted when it starts again) paid so far
+    parts = [*(spent.get("parts") or {}).items(), *(spent.get("live") or {}).items()]
     by_part: dict[str, int] = {}
-    for part, figures in parts.items():
+    for part, figures in parts:
         group = _part_group(part)
         by_part[group] = by_part.get(group, 0) + int(figures.get("calls") or 0)
-    costs = [figures.get("cost_usd") for figures in parts.values()]
+    costs = [figures.get("cost_usd") for _, figures in parts]
     who = lock_holder(path)
     if who is not None:
         state = "running"

@@ -16,6 +16,7 @@ model (`mlflow.dspy.log_model`, with a signature and an input example).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,10 +45,14 @@ from refed_dspy.optimizers.program_io import save_program
 from refed_dspy.quiet import quieted
 from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache
+from refed_dspy.store.call_log import LOG_NAME, CallLog
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir
+
+logger = logging.getLogger("refed_dspy")
+IDLE_WAIT_S = 60.0  # how long a summary waits for calls an executor left running (then counted as paid, cut off)
 
 __all__ = [
     "LIBRARY_LOG",
@@ -148,6 +153,7 @@ def run_plan(plan: OptimizePlan) -> OptimizeResult:
         examples = optimization_examples(plan)
         use_run_cache(RunDir(plan.out))
         budget = plan.given.budget if plan.given.budget is not None else _own_budget(plan.config)
+        log = _open_log(plan.out, budget)  # None: the caller's budget writes its own (an experiment's part)
         run = _Run(plan, examples, budget, started)
         _guard(plan.teacher, run.budget, "teacher", plan.config.teacher)
         if plan.judge is not None:
@@ -177,7 +183,48 @@ def run_plan(plan: OptimizePlan) -> OptimizeResult:
             for lm in (plan.teacher, plan.judge):
                 if lm is not None:
                     lm.attach_budget(None, "lm", None)
+            _close_log(log, run)
         return res
+
+
+def _open_log(out: Path, budget: CallBudget) -> CallLog | None:
+    """The write-ahead log of the optimization's calls in `out`, attached to `budget` (None when the budget already
+    writes one: an experiment's part). What earlier invocations killed before their summary paid is counted on this
+    one's ledger (an optimization's summary is of its own invocation), and said in one line."""
+    if budget.log is not None:
+        return None
+    log = CallLog.open(out / LOG_NAME)
+    log.summary_stamp = _stamp(out)
+    budget.log = log
+    if log.lost:
+        budget.add_lost(log.lost)
+        logger.info(
+            "optimize: %d LM calls of an earlier invocation that was killed are counted as paid (%s)",
+            log.lost.get("calls", 0),
+            usd(log.lost.get("cost_usd")),
+        )
+    return log
+
+
+def _close_log(log: CallLog | None, run: _Run) -> None:
+    """Detach the log from the ledger; ended (and emptied) when this invocation's summary, which counts what it holds,
+    is written; else left for the next invocation to count."""
+    if log is None:
+        return
+    run.budget.log = None
+    if _stamp(run.plan.out) != log.summary_stamp:
+        log.end(reported_lost=True)
+    else:
+        log.close()
+
+
+def _stamp(out: Path) -> tuple[int, int] | None:
+    """Which optimize_summary.json `out` holds (inode and time written; None: none), to tell whether it was written."""
+    try:
+        st = (out / "optimize_summary.json").stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def _own_budget(config: Config) -> CallBudget:
@@ -204,6 +251,7 @@ def _compile_and_save(run: _Run, mlflow_run: Any) -> OptimizeResult:
     )
     result, unchanged, why = given_back(_compile(run), run.plan.program, len(run.examples.val), more_val)
     result, saved = _save(run, result, unchanged)
+    run.budget.wait_idle(IDLE_WAIT_S)  # the summary counts every call made: none is still running
     res = _result(run, result, saved, why)
     if mlflow_run is not None:
         res.mlflow_run_id = mlflow_run.info.run_id
@@ -315,6 +363,7 @@ def _result(run: _Run, result: dict[str, Any], saved: _Saved, why_kept: str | No
 
 def _write_stopped(run: _Run, status: str, reason: str) -> None:
     """optimize_summary.json of an optimization that stopped before saving a program: why, and every call it paid."""
+    run.budget.wait_idle(IDLE_WAIT_S)
     write_json_atomic(
         run.plan.out / "optimize_summary.json",
         {

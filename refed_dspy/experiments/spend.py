@@ -4,9 +4,10 @@ A part that pays call by call (a cell's optimization, the judging of the test ex
 a part that is a run directory (the examples synthesis, a synthesis check) reports its whole run's usage every time,
 so its entry is replaced by the latest figure and only the difference reaches the ledger. A resumed experiment starts
 its ledger from the file: a cell that failed or hit the budget has its earlier spending counted, though its re-run
-is answered from its cache. A part that pays call by call is watched while it runs (`live`): the file holds its
-figure as of its last recorded call, so what a killed part paid is counted when the experiment resumes (and not
-paid again: the part's cache answers it).
+is answered from its cache. A part that pays call by call writes each request to its own write-ahead log
+(`<out>/ledger/<part>.jsonl`, refed_dspy.store.call_log) before sending it: what a killed attempt paid, the calls in
+flight at the kill included, is added to the part when the experiment starts again (and not paid again: the part's
+cache answers it). While it runs, the file's `live` entry shows its figure as of its last call (`refed status`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from refed_dspy.engine.budget import CallBudget
+from refed_dspy.store.call_log import CallLog
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 
 log = logging.getLogger("refed_dspy")
@@ -76,10 +79,31 @@ class Spend:
         self.path = path
         self.ledger = ledger
         self.parts: dict[str, dict[str, Any]] = read_json(path).get("parts", {})
+        self.live_parts: dict[str, dict[str, Any]] = {}  # the parts under way, as of their last call (shown only)
         self._lock = threading.Lock()
         self._unsaved: str | None = None
         for figures in self.parts.values():
             ledger.totals.add(figures)
+        self._count_killed()
+
+    @property
+    def logs(self) -> Path:
+        """Where the parts that pay call by call write their requests before sending them."""
+        return self.path.parent / "ledger"
+
+    def _log_of(self, part: str) -> Path:
+        return self.logs / f"{quote(part, safe='')}.jsonl"
+
+    def _count_killed(self) -> None:
+        """Add to each part what its attempts killed before they ended paid (their logs say), then empty those logs."""
+        for path in sorted(self.logs.glob("*.jsonl")) if self.logs.is_dir() else ():
+            log = CallLog.open(path)
+            if log.lost:
+                self.add(unquote(path.stem), log.lost)
+            if self._unsaved is None:
+                log.end(reported_lost=True)  # counted in spent.json now
+            else:
+                log.close()
 
     def add(self, part: str, usage: dict[str, Any] | None) -> None:
         """An attempt of `part` paid `usage` (added to what earlier attempts paid)."""
@@ -93,13 +117,15 @@ class Spend:
 
     @contextlib.contextmanager
     def live(self, part: str, budget: CallBudget) -> Iterator[CallBudget]:
-        """An attempt of `part` paying through `budget`: after each call the file holds what earlier attempts and this
-        one paid; at the end, what this one paid is added (as `add`)."""
-        before = self.parts.get(part)
+        """An attempt of `part` paying through `budget`, each request written to the part's log before it is sent:
+        after each call the file's `live` entry holds what this attempt paid so far; at the end, what it paid is added
+        (as `add`) and the log is emptied."""
+        log = CallLog.open(self._log_of(part))
+        budget.log = log
 
         def saw() -> None:
             with self._lock:
-                self.parts[part] = _plus(before or _ZERO, _figures(budget.as_dict()))
+                self.live_parts[part] = _figures(budget.as_dict())
                 self._save()
 
         budget.watch(saw)
@@ -107,12 +133,14 @@ class Spend:
             yield budget
         finally:
             budget.unwatch(saw)
+            budget.log = None
             with self._lock:
-                if before is None:
-                    self.parts.pop(part, None)
-                else:
-                    self.parts[part] = before
+                self.live_parts.pop(part, None)
             self.add(part, budget.as_dict())
+            if self._unsaved is None:
+                log.end(reported_lost=True)
+            else:  # not on disk: the log keeps it for the next start
+                log.close()
 
     def set_total(self, part: str, usage: dict[str, Any] | None, role: str) -> None:
         """`part` (a run directory whose calls are all of `role`: a synthesis's teacher, a judging's judge) has paid
@@ -149,7 +177,9 @@ class Spend:
         """Write the file (under the lock); a failed write is said once and retried at the next save."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, {"parts": self.parts})
+            write_json_atomic(
+                self.path, {"parts": self.parts, **({"live": self.live_parts} if self.live_parts else {})}
+            )
         except OSError as err:
             if self._unsaved is None:
                 log.warning(

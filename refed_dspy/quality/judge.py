@@ -135,7 +135,7 @@ class JudgeRun(StageBase):
         rd = self.rundir
         new = judge_fingerprint(self.config)
         if on_mismatch == "fresh":
-            for p in (rd.judgments, rd.judge_rejects, rd.judge_summary):
+            for p in (rd.judgments, rd.judge_rejects, rd.judge_summary, rd.judge_ledger):
                 p.unlink(missing_ok=True)
             # batch mode's record of the judging deleted with it: its answers would be billed to the new judging
             shutil.rmtree(rd.path / "judge_batches", ignore_errors=True)
@@ -229,6 +229,7 @@ class JudgeRun(StageBase):
         found the judge's endpoint wrong: a first judging then leaves no judging files, for the fixed config)."""
         first = not self.rundir.judge_fingerprint.exists()
         judged, rejected = self.prepare(on_mismatch)
+        self.open_log(self.rundir.judge_ledger)
         rejected_before = len(rejected - judged)  # samples earlier invocations gave up on
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
         self.queue = deque(todo)

@@ -298,6 +298,7 @@ class SynthesisRun(StageBase):
         self.reject_keys = set(state.reject_keys)
         self.rejects_on_file = state.rejects
         self.engine.totals = state.totals
+        self.open_log(self.rundir.ledger)
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
         self.writers = self.rundir.writers()

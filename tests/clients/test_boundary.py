@@ -284,7 +284,9 @@ def test_calls_cut_off_are_kept_against_the_cost_budget():
     from refed_dspy.clients.pricing import Price
     from refed_dspy.engine.budget import BudgetExceeded, CallBudget
 
-    price = Price(1.0, 0.5, 2.0)  # a call of 2,000 prompt tokens (the prior) filling 1,000: $0.004
+    # under a cost budget a call is reserved at its counted prompt ('hi': 6 tokens with its message's format) filling
+    # max_tokens (1,000): $0.002006, so 4 fit in $0.01
+    price = Price(1.0, 0.5, 2.0)
     ledger = CallBudget(max_cost_usd=0.01)
     lm = bounded(TimesOutLM("my/model", max_tokens=1000), "teacher").attach_budget(ledger, "teacher", price)
     refused = 0
@@ -296,12 +298,13 @@ def test_calls_cut_off_are_kept_against_the_cost_budget():
                 pass
             except BudgetExceeded:
                 refused += 1
-    assert (len(calls), refused) == (2, 8)
-    assert ledger.totals.cost == 0 and ledger.totals.cost_bound == pytest.approx(0.008)
+    assert (len(calls), refused) == (4, 6)
+    assert ledger.totals.cost == 0 and ledger.totals.cost_bound == pytest.approx(4 * 0.002006)
     assert "up to $0.0080 in calls cut off" in ledger.tripped
-    assert ledger.as_dict()["by_role"]["teacher"]["interrupted_cost_usd"] == pytest.approx(0.008)
+    assert ledger.as_dict()["by_role"]["teacher"]["interrupted_cost_usd"] == pytest.approx(4 * 0.002006)
 
-    # the engine's calls reach the ledger without a bound: it gives them what it last reserved one call at
+    # the engine's calls reach the ledger without a bound: it gives them what it last reserved one call at (before any
+    # prompt is counted: 2,000 prompt tokens, the prior, filling 1,000: $0.004)
     engine = CallBudget(max_cost_usd=1.0)
     engine.try_reserve(3, 3 * engine.call_cost(price, 1000, "teacher"))
     usage = engine.record([CallInfo(stage="synthesize", model="m", interrupted=True)], price, "teacher")

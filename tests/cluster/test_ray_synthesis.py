@@ -293,11 +293,10 @@ def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path, cache_serv
 @pytest.mark.parametrize("cache_server", ["auto", "always"])
 def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_path, cache_server):
     """`refed synthesize --ray ADDRESS` killed with -9 mid-run, then run again: every reference and sample once, and
-    the server saw at most what the ledger holds plus what the units of work in flight at the kill had called: a
-    unit's calls are journaled when it ends, and a unit makes several (a sample: its response, then its improvement),
-    2 workers x 4 units. (A CI run saw 9 more than the ledger.) What the killed run had paid is in the run's cache,
-    wherever its workers were ("always": through the cache server): only the calls in flight at the kill are sent
-    again."""
+    the ledger is never below what the server saw: the driver writes each task to the run's write-ahead log before it
+    sends it to a worker, so a task in flight at the kill is counted at its worst case (2 workers x 4 units, each of at
+    most its method's calls). What the killed run had paid is in the run's cache, wherever its workers were ("always":
+    through the cache server): only the calls in flight at the kill are sent again."""
     srv, path = server_factory(latency_s=0.3), tmp_path / "run"
     address = local_ray.get_runtime_context().gcs_address
     extra = {"seeds.limit": 6, "synthesis.concurrency": 4, "ray.cache_server": cache_server}
@@ -317,9 +316,11 @@ def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_
     assert again.returncode == 0, again.stderr[-2000:]
     _exactly_once(path, 24)
     ledger = read_json(path / "summary.json")["usage"]["calls"]
-    # the loopback answers every call well formed: no repairs, a unit makes at most its method's calls
-    most = max(get_method("refed").worst_calls(load_config(None, run_overrides(srv, path, 24)).synthesis).values())
-    assert ledger <= _served(srv) <= ledger + 2 * 4 * most
+    # a task in flight at the kill is counted at what the driver reserved for it: its method's calls, each with its
+    # repairs (teacher.max_repairs), whether or not its worker had made them
+    config = load_config(None, run_overrides(srv, path, 24))
+    most = max(get_method("refed").worst_calls(config.synthesis).values()) * (1 + config.teacher.max_repairs)
+    assert _served(srv) <= ledger <= _served(srv) + 2 * 4 * most
     assert _sent_again(srv) <= 2 * 4
 
 
@@ -392,3 +393,35 @@ def test_the_core_does_not_import_ray():
         "sys.exit(1 if 'ray' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
+
+
+@pytest.mark.parametrize("first, second", [("local", "ray"), ("ray", "local")])
+def test_a_call_budget_holds_across_kills_on_either_transport(local_ray, server_factory, tmp_path, first, second):
+    """synthesis.max_calls = 100: killed with -9 on one transport (at about 30 requests), then on the other (at about
+    60), then finished on the first. The server serves at most 100 and the ledger is never below what it served: the
+    calls in flight at each kill (locally each request, on Ray each task sent to a worker, at its worst case) were
+    written down before they were sent."""
+    srv, path = server_factory(latency_s=0.4), tmp_path / "run"
+    address = local_ray.get_runtime_context().gcs_address
+    extra = {"synthesis.concurrency": 4, "synthesis.max_calls": 100}
+    sets = [x for o in run_overrides(srv, path, 60, **extra) for x in ("--set", o)]
+
+    def command(transport: str) -> list[str]:
+        ray = ["--ray", address] if transport == "ray" else []
+        return [sys.executable, "-m", "refed_dspy.cli", "synthesize", "--quiet", *ray, *sets]
+
+    for transport, point in ((first, 30), (second, 60)):
+        proc = subprocess.Popen(command(transport), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None and _served(srv) < point:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]!r}"
+        proc.kill()
+        proc.wait(30)
+    last = subprocess.run(command(first), capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert last.returncode in (0, 1), last.stderr[-2000:]  # 1: stopped by the call budget
+    ledger = read_json(path / "summary.json")["usage"]
+    assert _served(srv) <= 100
+    assert ledger["calls"] >= _served(srv) and ledger.get("lost_in_flight", 0) > 0
+    samples = _jsonl(path / "samples.jsonl")
+    assert len(samples) == len({s["meta"]["id"] for s in samples})

@@ -502,3 +502,77 @@ def test_a_call_budget_is_spent_up_to_what_the_next_piece_of_work_may_need(serve
     assert found, summary["budget_stop"]
     made, left, next_needs = map(int, found.groups())
     assert (made, left) == (calls, 20 - calls) and next_needs > left, summary["budget_stop"]
+
+
+def _kill_at(proc, srv, served: int, timeout: float = 120) -> bool:
+    """SIGKILL `proc` once the server has seen `served` requests; False when it ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if len(read_log(srv.cfg.log_path)) >= served:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            return True
+        time.sleep(0.005)
+    proc.wait(timeout=60)
+    return False
+
+
+def test_a_call_budget_holds_across_kills(server_factory, tmp_path):
+    """synthesis.max_calls = 100, a server answering in 0.4 s: killed with -9 twice mid-run (at about 30 and 60
+    requests), then run to its end. The calls in flight at each kill, and those answered whose records were not yet
+    written, were counted nowhere (the server served 105 under a ledger of 98): the write-ahead log counts them, so the
+    server serves at most 100, and the ledger is never below what it served."""
+    srv = server_factory(latency_s=0.4)
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 60, **{"synthesis.concurrency": 8, "synthesis.max_calls": 100})
+    args = ("synthesize", "--quiet", *sets(over))
+    for point in (30, 60):
+        assert _kill_at(refed(*args), srv, point), "the run ended before it could be killed"
+    proc = refed(*args)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode in (0, 1), err  # 1: stopped by the call budget
+    served = len(read_log(srv.cfg.log_path))
+    summary = json.loads((run / "summary.json").read_text())
+    assert served <= 100
+    assert summary["usage"]["calls"] >= served
+    assert summary["usage"].get("lost_in_flight", 0) > 0  # the kills left calls in flight, now counted as paid
+    recs = lines(run / "samples.jsonl")
+    assert len(recs) == len({r["meta"]["id"] for r in recs})
+
+
+def test_a_cost_budget_reserves_a_call_at_its_real_prompt(server_factory, tmp_path):
+    """References of 190,000 characters (made-up words: about 60,000 tokens), gpt-4o's prices, synthesis.max_cost_usd
+    = 0.40: the first calls were reserved at a prompt of 2,000 tokens whatever its length, so two such calls ran at
+    once ($0.48 spent). Each call's prompt is now counted before it is sent: what the server's own token counts cost at
+    gpt-4o's prices stays within the budget."""
+    import random
+
+    from refed_dspy.clients.pricing import default_price
+
+    rng = random.Random(7)
+    seeds = tmp_path / "long.jsonl"
+    with open(seeds, "w") as fh:
+        for _ in range(3):  # made-up words of 5 letters: about 2 tokens each, 95,000 characters a field
+            half = " ".join("".join(rng.choices("bcdfghjklmnpqrstvwxz", k=5)) for _ in range(15_800))
+            fh.write(json.dumps({"instruction": half, "response": half}) + "\n")
+    srv = server_factory(latency_s=0.2, tokenizer="o200k_base")
+    run = tmp_path / "run"
+    over = run_overrides(
+        srv,
+        run,
+        4,
+        **{
+            "teacher.model": "'openai/gpt-4o'",
+            "seeds.source": f"'{seeds}'",
+            "synthesis.concurrency": 4,
+            "synthesis.max_cost_usd": 0.40,
+        },
+    )
+    code = main(["synthesize", "--quiet", *sets(over)])
+    assert code == 1  # stopped by the cost budget
+    price = default_price("openai/gpt-4o")
+    served = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+    spent = sum(price.cost(e["prompt_tokens"], e["completion_tokens"], e.get("cached_tokens", 0)) for e in served)
+    assert served and spent <= 0.40
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["usage"]["cost_usd"] == pytest.approx(spent, rel=1e-6)

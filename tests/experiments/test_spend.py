@@ -1,5 +1,6 @@
-"""An experiment's spending by part (`spent.json`): what a part paid is on file after each call, so a kill loses
-nothing of it, and a resumed experiment starts its ledger from the file."""
+"""An experiment's spending by part (`spent.json`): a part that pays call by call writes each request to its log
+before it is sent, so a kill loses nothing of what it paid; a resumed experiment starts its ledger from the file and
+the logs of the parts it killed."""
 
 from __future__ import annotations
 
@@ -19,8 +20,19 @@ def _call(n: int = 1) -> list[CallInfo]:
     return [CallInfo(stage="s", model="m", prompt_tokens=100, completion_tokens=50) for _ in range(n)]
 
 
-def _on_file(path) -> dict:
-    return json.loads(path.read_text())["parts"]
+def _pay(budget: CallBudget, n: int, role: str, answered: bool = True) -> None:
+    """`n` calls through `budget` as the call boundary makes them: opened (written to the log), settled, recorded;
+    `answered=False`: still in flight."""
+    for info in _call(n):
+        ticket = budget.open_call(role, "m", "s", PRICE, 50, None)
+        if answered:
+            budget.settle(ticket, info, PRICE)
+            budget.record([info], PRICE, role)
+            budget.release_call(ticket)
+
+
+def _on_file(path, key: str = "parts") -> dict:
+    return json.loads(path.read_text()).get(key, {})
 
 
 def test_a_live_part_is_on_file_after_every_call_and_added_once_at_the_end(tmp_path):
@@ -28,10 +40,11 @@ def test_a_live_part_is_on_file_after_every_call_and_added_once_at_the_end(tmp_p
     spend = Spend(path, CallBudget())
     spend.add("cell:a:optimize", {"calls": 4, "cost_usd": 0.001})
     with spend.live("cell:a:optimize", CallBudget(max_calls=100)) as budget:
-        budget.record(_call(), PRICE, "teacher")
-        assert _on_file(path)["cell:a:optimize"]["calls"] == 5  # an earlier attempt's 4, and this one's call
-        budget.record(_call(2), PRICE, "judge")
-        assert _on_file(path)["cell:a:optimize"]["calls"] == 7
+        _pay(budget, 1, "teacher")
+        assert _on_file(path, "live")["cell:a:optimize"]["calls"] == 1  # this attempt's call, shown while it runs
+        _pay(budget, 2, "judge")
+        assert _on_file(path, "live")["cell:a:optimize"]["calls"] == 3
+        assert _on_file(path)["cell:a:optimize"]["calls"] == 4  # counted: an earlier attempt's 4
         assert spend.ledger.total_calls == 4  # the experiment's ledger takes the attempt's figure once, at its end
     # by role where the attempt said (the earlier attempt's 4 calls did not)
     assert _on_file(path)["cell:a:optimize"] == {
@@ -39,10 +52,12 @@ def test_a_live_part_is_on_file_after_every_call_and_added_once_at_the_end(tmp_p
         "cost_usd": pytest.approx(0.001 + 3 * 2e-4),
         "by_role": {"judge": {"calls": 2}, "teacher": {"calls": 1}},
     }
+    assert _on_file(path, "live") == {}
     assert spend.part("cell:a:optimize")["by_role"] == {"judge": {"calls": 2}, "teacher": {"calls": 1}}
     assert spend.ledger.total_calls == 7
     budget.record(_call(), PRICE, "teacher")  # no longer watched
     assert _on_file(path)["cell:a:optimize"]["calls"] == 7
+    assert Spend(path, CallBudget()).ledger.total_calls == 7  # a clean end leaves nothing more to count
 
 
 def test_what_a_killed_part_paid_is_counted_when_the_experiment_resumes(tmp_path):
@@ -50,10 +65,17 @@ def test_what_a_killed_part_paid_is_counted_when_the_experiment_resumes(tmp_path
     spend = Spend(path, CallBudget())
     watched = spend.live("cell:b:test", CallBudget())
     budget = watched.__enter__()
-    budget.record(_call(3), PRICE, "judge")
-    # the process dies here: the context never exits; the next invocation reads the file
+    _pay(budget, 3, "judge")
+    _pay(budget, 1, "judge", answered=False)  # in flight when the process dies
+    # the process dies here: the context never exits; the next invocation reads the file and the part's log
     resumed = Spend(path, CallBudget(max_calls=10))
-    assert resumed.ledger.total_calls == 3 and resumed.of("cell:b") == {"calls": 3, "cost_usd": pytest.approx(6e-4)}
+    assert resumed.ledger.total_calls == 4
+    assert resumed.of("cell:b") == {
+        "calls": 4,
+        "cost_usd": pytest.approx(6e-4),
+        "interrupted_cost_usd": pytest.approx(2e-4),  # the call in flight, at what it was reserved (the dearest seen)
+    }
+    assert Spend(path, CallBudget()).ledger.total_calls == 4  # counted once
 
 
 def test_a_failing_attempt_still_adds_what_it_paid(tmp_path):
