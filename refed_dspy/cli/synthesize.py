@@ -46,7 +46,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
     from refed_dspy.config import load_config
     from refed_dspy.errors import RunDirError
-    from refed_dspy.store.jsonl import write_json_atomic
+    from refed_dspy.store.jsonl import json_text, write_json_atomic
     from refed_dspy.store.ownership import check, claim
     from refed_dspy.synthesis.estimate import estimate, format_estimate
     from refed_dspy.synthesis.pilot import pilot_estimate
@@ -64,7 +64,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         e = pilot_estimate(config, args.pilot, show_progress=config.run.progress)
     else:
         e = estimate(config, say=lambda line: print(f"estimate: {line}", file=sys.stderr, flush=True))
-    print(json.dumps(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
+    print(json_text(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
     said = sys.stderr if args.json else sys.stdout
     run_dir = Path(config.run.dir)
     if not args.no_save:
@@ -87,12 +87,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     )
     from refed_dspy.quality.run_status import run_status
     from refed_dspy.quality.status_text import format_status
+    from refed_dspy.store.jsonl import json_text
 
     if is_experiment_dir(args.run_dir):
         status, text = experiment_status(args.run_dir), format_experiment_status
     else:
         status, text = run_status(args.run_dir), format_status
-    print(json.dumps(status.to_json(), indent=2) if args.json else text(status))
+    print(json_text(status.to_json(), indent=2) if args.json else text(status))
     return 0
 
 
