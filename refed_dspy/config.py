@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from refed_dspy.clients.local_serving import LocalServing
 from refed_dspy.clients.pricing import ModelPrice, PriceBook
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.spec import LMSpec, reserved_message
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import FILTERS, Filter
 from refed_dspy.methods import METHODS
@@ -566,6 +566,9 @@ def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, pref
             parts.append(f"{where}: needs a value")
         elif e["type"] == "value_error":
             parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+        elif e["type"] == "reserved_extra":  # a key of a role's extra table that the role sets itself
+            role = ".".join(str(p) for p in (*prefix, *loc[:-1]))
+            parts.append(f"{where}: {reserved_message(e['ctx']['key'], role)}")
         elif "greater" in e["type"] or "less" in e["type"]:
             parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
         else:
