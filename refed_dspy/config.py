@@ -37,7 +37,7 @@ from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.metrics import TARGETS
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.registry import Registry, load_plugins
-from refed_dspy.settings import Section, mask_secrets, tomllib
+from refed_dspy.settings import Seconds, Section, mask_secrets, tomllib
 from refed_dspy.store.rundir import RunDir
 
 load_plugins()  # methods, filters and optimizers of installed packages register themselves before any name is checked
@@ -282,8 +282,8 @@ class OptimizeConfig(Section):
 class BatchConfig(Section):
     """How batch mode (synthesis.mode or judging.mode = "batch") makes and watches provider batches."""
 
-    poll_s: float = Field(30.0, gt=0, description="Seconds between status checks of an open batch.")
-    linger_s: float = Field(
+    poll_s: Seconds = Field(30.0, gt=0, description="Seconds between status checks of an open batch.")
+    linger_s: Seconds = Field(
         5.0,
         ge=0,
         description="Submit the requests waiting for a batch once no new one came for this long (or sooner, when every piece of work waits on a batch).",
@@ -316,10 +316,10 @@ class RunConfig(Section):
         True,
         description="Show progress on stderr: a bar on a terminal, else a status line every progress_every_s seconds.",
     )
-    progress_every_s: float = Field(
+    progress_every_s: Seconds = Field(
         30.0, gt=0, description="Seconds between progress lines when stderr is not a terminal (logs, CI)."
     )
-    stop_grace_s: float = Field(
+    stop_grace_s: Seconds = Field(
         10.0,
         ge=0,
         description="On Ctrl-C, SIGTERM or SIGHUP: seconds to let the calls in flight finish (their answers are recorded) before the rest are cancelled (counted as paid).",
@@ -536,6 +536,11 @@ def _type_name(loc: tuple, root: type[BaseModel]) -> str:
     return re.sub(r"typing\.|<class '([^']+)'>", r"\1", str(field.annotation)).replace("NoneType", "None")
 
 
+def dotted(keys: tuple) -> str:
+    """A field's place as a TOML key: `teacher.timeout`, `prices."openai/gpt-4o".input_usd_per_mtok`."""
+    return ".".join(str(k) if re.fullmatch(r"[A-Za-z0-9_-]+", str(k)) else json.dumps(str(k)) for k in keys)
+
+
 def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, prefix: tuple = ()) -> list[str]:
     """One phrase per pydantic error of `root` (default: Config) validated at `prefix` of the config: the field, what
     was expected, and for an unknown key the nearest valid one."""
@@ -543,7 +548,7 @@ def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, pref
     parts = []
     for e in errors:
         loc = tuple(e["loc"])
-        where = ".".join(str(p) for p in (*prefix, *loc))
+        where = dotted((*prefix, *loc))
         if e["type"] == "refed_config":  # already described (a [[filters]] table)
             parts.append(e["ctx"]["message"])
         elif e["type"] == "extra_forbidden":
@@ -567,8 +572,9 @@ def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, pref
         elif e["type"] == "value_error":
             parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
         elif e["type"] == "reserved_extra":  # a key of a role's extra table that the role sets itself
-            role = ".".join(str(p) for p in (*prefix, *loc[:-1]))
-            parts.append(f"{where}: {reserved_message(e['ctx']['key'], role)}")
+            parts.append(f"{where}: {reserved_message(e['ctx']['key'], dotted((*prefix, *loc[:-1])))}")
+        elif e["type"] == "finite_number":
+            parts.append(f"{where}: must be a finite number, got {e.get('input')!r}")
         elif "greater" in e["type"] or "less" in e["type"]:
             parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
         else:

@@ -209,7 +209,9 @@ def type_name(annotation: Any) -> str:
 
 def _bounds(field: Any) -> str:
     out = []
-    for meta in field.metadata:
+    inner = [a for a in typing.get_args(field.annotation) if typing.get_origin(a) is typing.Annotated]
+    metadata = [*field.metadata, *(m for a in inner for m in a.__metadata__)]  # `Seconds | None` too
+    for meta in [m for item in metadata for m in getattr(item, "metadata", [item])]:  # a Field(le=...) holds its own
         for attr, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"), ("max_length", "at most")):
             value = getattr(meta, attr, None)
             if value is not None:

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.errors import ConfigError
-from refed_dspy.settings import SECRET_NAME, Section
+from refed_dspy.settings import SECRET_NAME, Seconds, Section
 
 
 def provider_of(model: str) -> str:
@@ -50,7 +50,7 @@ class LMSpec(Section):
     num_retries: int = Field(
         3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After)."
     )
-    timeout: float | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
+    timeout: Seconds | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
     input_usd_per_mtok: float | None = Field(
         None,
         ge=0,
