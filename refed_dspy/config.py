@@ -36,8 +36,9 @@ from refed_dspy.filters import FILTERS, Filter
 from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.metrics import TARGETS
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
+from refed_dspy.paths import expand_home
 from refed_dspy.registry import Registry, load_plugins
-from refed_dspy.settings import Seconds, Section, mask_secrets, tomllib
+from refed_dspy.settings import Seconds, Section, UserPath, is_path, mask_secrets, tomllib
 from refed_dspy.store.rundir import RunDir
 
 load_plugins()  # methods, filters and optimizers of installed packages register themselves before any name is checked
@@ -71,7 +72,7 @@ def one_of(names: tuple[str, ...]) -> str:
 class SeedsConfig(Section):
     """Where the reference (seed) pairs come from."""
 
-    source: str | None = Field(
+    source: UserPath | None = Field(
         None,
         description="Hugging Face dataset name (e.g. 'GAIR/lima'), a local .json/.jsonl/.parquet/.csv file, or a saved dataset directory. Unset: the embedded seed set.",
     )
@@ -132,7 +133,7 @@ class SynthesisConfig(Section):
         "both",
         description="For method 'reflection': which Reflection-Tuning steps recycle each seed pair (instruction, response, or both).",
     )
-    program: str | None = Field(
+    program: UserPath | None = Field(
         None,
         description="A compiled per-instruction program to respond and improve with: a program.json written by `refed optimize`, or an MLflow model URI (models:/..., runs:/...). Unset: the built-in prompts.",
     )
@@ -207,7 +208,7 @@ class OptimizeConfig(Section):
         "light",
         description="MIPROv2 and GEPA preset. Unset: num_candidates/num_trials (MIPROv2) or max_metric_calls (GEPA) decide.",
     )
-    examples_run: str | None = Field(
+    examples_run: UserPath | None = Field(
         None,
         description="A finished run dir (method refed) whose samples give the examples. Unset: synthesize n_train + n_val samples into <out>/examples first.",
     )
@@ -265,7 +266,7 @@ class OptimizeConfig(Section):
         None, gt=0, description="Stop before teacher + judge LM calls would exceed this (cache hits are free)."
     )
     max_cost_usd: float | None = Field(None, gt=0, description="Stop before teacher + judge cost would exceed this.")
-    out: str | None = Field(
+    out: UserPath | None = Field(
         None,
         description="Output directory (program.json, instructions.txt, before_after.md, optimize_summary.json). Unset: <run.dir>/optimize.",
     )
@@ -308,7 +309,7 @@ class BatchConfig(Section):
 class RunConfig(Section):
     """Where the run lives on disk."""
 
-    dir: str = Field(
+    dir: UserPath = Field(
         "runs/quickstart",
         description="Run directory: records, journal, cache and summary. Re-running the same command resumes it.",
     )
@@ -349,12 +350,22 @@ class RayConfig(Section):
     )
 
 
+def home_in_uri(uri: str) -> str:
+    """A tracking URI with the home directory in place of a leading `~` of its path: `~/mlruns`, and the embedded
+    store's `sqlite:///~/mlflow.db` (SQLite would otherwise open a file under a folder named `~`)."""
+    scheme = "sqlite:///"
+    if uri.startswith(scheme + "~"):
+        return scheme + expand_home(uri.removeprefix(scheme))
+    return expand_home(uri)
+
+
 class TrackingConfig(Section):
     """MLflow tracking."""
 
     enabled: bool = Field(False, description="Log runs to MLflow (params, metrics, artifacts).")
-    mlflow_uri: str = Field(
-        "sqlite:///mlflow.db", description="Tracking URI: the embedded sqlite store, or a server URL."
+    mlflow_uri: Annotated[str, AfterValidator(home_in_uri)] = Field(
+        "sqlite:///mlflow.db",
+        description="Tracking URI: the embedded sqlite store (sqlite:///~/mlflow.db is one in your home), a directory, or a server URL.",
     )
     experiment: str = Field("refed", description="MLflow experiment name.")
     log_traces: bool = Field(False, description="Optimization: also log an MLflow trace of every DSPy call (large).")
@@ -488,6 +499,8 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for section, keys in _OUTPUT_FIELDS.items():
         for key in keys:
             a, b = old.get(section, {}).get(key), new.get(section, {}).get(key)
+            if isinstance(a, str) and is_path(Config.model_fields[section].annotation.model_fields[key]):
+                a = expand_home(a)  # a run made before `~` was expanded in every path field recorded it as given
             if key not in old.get(section, {}) and b == _DEFAULTS[section][key]:
                 continue  # a field added after the run was made, at its default: same output
             if a != b:

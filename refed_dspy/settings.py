@@ -1,4 +1,5 @@
-"""The base of every config section, the type of its duration fields, and the pattern that tells a secret's name.
+"""The base of every config section, the types of its path and duration fields, and the pattern that tells a
+secret's name.
 
 Each layer defines the settings it reads as a `Section` (the LM roles' `LMSpec` in clients, for one);
 refed_dspy.config composes them into the run's `Config`.
@@ -8,9 +9,13 @@ from __future__ import annotations
 
 import re
 import sys
+import typing
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+from refed_dspy.paths import expand_home
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,6 +27,8 @@ __all__ = [
     "SECRET_NAME",
     "Seconds",
     "Section",
+    "UserPath",
+    "is_path",
     "mask_secrets",
     "tomllib",
 ]
@@ -37,6 +44,18 @@ class Section(BaseModel):
     overflow."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+
+# a config field that names a file or directory, a leading ~ expanded (refed_dspy.paths); it may also take a name or
+# URI that is not a path
+UserPath = Annotated[str, AfterValidator(expand_home)]
+
+
+def is_path(field: FieldInfo) -> bool:
+    """The config field is a UserPath (alone, or optional)."""
+    inner = [a for a in typing.get_args(field.annotation) if typing.get_origin(a) is Annotated]
+    metadata = [*field.metadata, *(m for a in inner for m in a.__metadata__)]
+    return any(isinstance(m, AfterValidator) and m.func is expand_home for m in metadata)
 
 
 MAX_SECONDS = 7 * 24 * 3600  # a week: the longest wait a duration field takes (a clock's wait overflows near 300 years)

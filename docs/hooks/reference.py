@@ -219,6 +219,14 @@ def _bounds(field: Any) -> str:
     return f" ({', '.join(out)})" if out else ""
 
 
+def _kind(field: Any) -> str:
+    """A field's type as type_name says it; a path field's string is a `path` (a leading ~ is the home directory)."""
+    from refed_dspy.settings import is_path
+
+    name = type_name(field.annotation)
+    return name.replace("string", "path (~ expands)", 1) if is_path(field) else name
+
+
 def value_text(value: Any) -> str:
     """A default as it is written in TOML (None: unset)."""
     from pydantic import BaseModel
@@ -251,7 +259,7 @@ def fields_table(model: type, instance: Any = None, skip: tuple[str, ...] = ()) 
         rows.append(
             (
                 f"`{key}`",
-                cell(type_name(field.annotation) + _bounds(field)),
+                cell(_kind(field) + _bounds(field)),
                 "required" if required else value_text(default),
                 cell(field.description or ""),
             )

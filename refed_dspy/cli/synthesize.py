@@ -9,6 +9,7 @@ from typing import Any
 
 from refed_dspy.cli.common import add_config_args, add_mismatch_args, add_ray_arg, on_mismatch, ray_overrides
 from refed_dspy.errors import ConfigError
+from refed_dspy.paths import expand_home
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
@@ -112,6 +113,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--program",
         metavar="P",
+        type=expand_home,
         help="respond and improve with a compiled program: a program.json from "
         "`refed optimize`, or an MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS such as an "
         "experiment's champion, runs:/RUN_ID/program); "
@@ -161,6 +163,6 @@ def register(sub: Any) -> None:
         epilog="exit codes: 0 the status was read (whatever the run's state); 2 RUN_DIR is not a run directory\n"
         "(one line on stderr)",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
     p.add_argument("--json", action="store_true", help="print the status as JSON alone (a RunStatus)")
     p.set_defaults(func=_cmd_status)
