@@ -30,14 +30,15 @@ from pydantic_core import PydanticCustomError
 
 from refed_dspy.clients.local_serving import LocalServing
 from refed_dspy.clients.pricing import ModelPrice, PriceBook
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.spec import LMSpec, reserved_message
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import FILTERS, Filter
 from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.metrics import TARGETS
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
+from refed_dspy.paths import expand_home
 from refed_dspy.registry import Registry, load_plugins
-from refed_dspy.settings import Section, mask_secrets, tomllib
+from refed_dspy.settings import Seconds, Section, UserPath, is_path, mask_secrets, tomllib
 from refed_dspy.store.rundir import RunDir
 
 load_plugins()  # methods, filters and optimizers of installed packages register themselves before any name is checked
@@ -71,7 +72,7 @@ def one_of(names: tuple[str, ...]) -> str:
 class SeedsConfig(Section):
     """Where the reference (seed) pairs come from."""
 
-    source: str | None = Field(
+    source: UserPath | None = Field(
         None,
         description="Hugging Face dataset name (e.g. 'GAIR/lima'), a local .json/.jsonl/.parquet/.csv file, or a saved dataset directory. Unset: the embedded seed set.",
     )
@@ -132,7 +133,7 @@ class SynthesisConfig(Section):
         "both",
         description="For method 'reflection': which Reflection-Tuning steps recycle each seed pair (instruction, response, or both).",
     )
-    program: str | None = Field(
+    program: UserPath | None = Field(
         None,
         description="A compiled per-instruction program to respond and improve with: a program.json written by `refed optimize`, or an MLflow model URI (models:/..., runs:/...). Unset: the built-in prompts.",
     )
@@ -207,7 +208,7 @@ class OptimizeConfig(Section):
         "light",
         description="MIPROv2 and GEPA preset. Unset: num_candidates/num_trials (MIPROv2) or max_metric_calls (GEPA) decide.",
     )
-    examples_run: str | None = Field(
+    examples_run: UserPath | None = Field(
         None,
         description="A finished run dir (method refed) whose samples give the examples. Unset: synthesize n_train + n_val samples into <out>/examples first.",
     )
@@ -265,7 +266,7 @@ class OptimizeConfig(Section):
         None, gt=0, description="Stop before teacher + judge LM calls would exceed this (cache hits are free)."
     )
     max_cost_usd: float | None = Field(None, gt=0, description="Stop before teacher + judge cost would exceed this.")
-    out: str | None = Field(
+    out: UserPath | None = Field(
         None,
         description="Output directory (program.json, instructions.txt, before_after.md, optimize_summary.json). Unset: <run.dir>/optimize.",
     )
@@ -282,8 +283,8 @@ class OptimizeConfig(Section):
 class BatchConfig(Section):
     """How batch mode (synthesis.mode or judging.mode = "batch") makes and watches provider batches."""
 
-    poll_s: float = Field(30.0, gt=0, description="Seconds between status checks of an open batch.")
-    linger_s: float = Field(
+    poll_s: Seconds = Field(30.0, gt=0, description="Seconds between status checks of an open batch.")
+    linger_s: Seconds = Field(
         5.0,
         ge=0,
         description="Submit the requests waiting for a batch once no new one came for this long (or sooner, when every piece of work waits on a batch).",
@@ -308,7 +309,7 @@ class BatchConfig(Section):
 class RunConfig(Section):
     """Where the run lives on disk."""
 
-    dir: str = Field(
+    dir: UserPath = Field(
         "runs/quickstart",
         description="Run directory: records, journal, cache and summary. Re-running the same command resumes it.",
     )
@@ -316,10 +317,10 @@ class RunConfig(Section):
         True,
         description="Show progress on stderr: a bar on a terminal, else a status line every progress_every_s seconds.",
     )
-    progress_every_s: float = Field(
+    progress_every_s: Seconds = Field(
         30.0, gt=0, description="Seconds between progress lines when stderr is not a terminal (logs, CI)."
     )
-    stop_grace_s: float = Field(
+    stop_grace_s: Seconds = Field(
         10.0,
         ge=0,
         description="On Ctrl-C, SIGTERM or SIGHUP: seconds to let the calls in flight finish (their answers are recorded) before the rest are cancelled (counted as paid).",
@@ -349,12 +350,22 @@ class RayConfig(Section):
     )
 
 
+def home_in_uri(uri: str) -> str:
+    """A tracking URI with the home directory in place of a leading `~` of its path: `~/mlruns`, and the embedded
+    store's `sqlite:///~/mlflow.db` (SQLite would otherwise open a file under a folder named `~`)."""
+    scheme = "sqlite:///"
+    if uri.startswith(scheme + "~"):
+        return scheme + expand_home(uri.removeprefix(scheme))
+    return expand_home(uri)
+
+
 class TrackingConfig(Section):
     """MLflow tracking."""
 
     enabled: bool = Field(False, description="Log runs to MLflow (params, metrics, artifacts).")
-    mlflow_uri: str = Field(
-        "sqlite:///mlflow.db", description="Tracking URI: the embedded sqlite store, or a server URL."
+    mlflow_uri: Annotated[str, AfterValidator(home_in_uri)] = Field(
+        "sqlite:///mlflow.db",
+        description="Tracking URI: the embedded sqlite store (sqlite:///~/mlflow.db is one in your home), a directory, or a server URL.",
     )
     experiment: str = Field("refed", description="MLflow experiment name.")
     log_traces: bool = Field(False, description="Optimization: also log an MLflow trace of every DSPy call (large).")
@@ -488,6 +499,8 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for section, keys in _OUTPUT_FIELDS.items():
         for key in keys:
             a, b = old.get(section, {}).get(key), new.get(section, {}).get(key)
+            if isinstance(a, str) and is_path(Config.model_fields[section].annotation.model_fields[key]):
+                a = expand_home(a)  # a run made before `~` was expanded in every path field recorded it as given
             if key not in old.get(section, {}) and b == _DEFAULTS[section][key]:
                 continue  # a field added after the run was made, at its default: same output
             if a != b:
@@ -536,6 +549,11 @@ def _type_name(loc: tuple, root: type[BaseModel]) -> str:
     return re.sub(r"typing\.|<class '([^']+)'>", r"\1", str(field.annotation)).replace("NoneType", "None")
 
 
+def dotted(keys: tuple) -> str:
+    """A field's place as a TOML key: `teacher.timeout`, `prices."openai/gpt-4o".input_usd_per_mtok`."""
+    return ".".join(str(k) if re.fullmatch(r"[A-Za-z0-9_-]+", str(k)) else json.dumps(str(k)) for k in keys)
+
+
 def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, prefix: tuple = ()) -> list[str]:
     """One phrase per pydantic error of `root` (default: Config) validated at `prefix` of the config: the field, what
     was expected, and for an unknown key the nearest valid one."""
@@ -543,7 +561,7 @@ def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, pref
     parts = []
     for e in errors:
         loc = tuple(e["loc"])
-        where = ".".join(str(p) for p in (*prefix, *loc))
+        where = dotted((*prefix, *loc))
         if e["type"] == "refed_config":  # already described (a [[filters]] table)
             parts.append(e["ctx"]["message"])
         elif e["type"] == "extra_forbidden":
@@ -566,6 +584,10 @@ def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, pref
             parts.append(f"{where}: needs a value")
         elif e["type"] == "value_error":
             parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+        elif e["type"] == "reserved_extra":  # a key of a role's extra table that the role sets itself
+            parts.append(f"{where}: {reserved_message(e['ctx']['key'], dotted((*prefix, *loc[:-1])))}")
+        elif e["type"] == "finite_number":
+            parts.append(f"{where}: must be a finite number, got {e.get('input')!r}")
         elif "greater" in e["type"] or "less" in e["type"]:
             parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}")
         else:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from refed_dspy.cli import main
@@ -199,3 +201,213 @@ def test_a_run_dir_config_written_before_filters_had_their_own_models_still_read
     ]
     with pytest.raises(ConfigError, match="unknown key 'seed' in \\[filters.0\\]"):  # a value the filter would not use
         load_config(None, ['filters=[{name="min_score", min_score=6, seed=1}]'])
+
+
+def _tables() -> dict[str, type]:
+    """Every table a config or experiment file has, by its place: Config's sections, a [prices."MODEL"] entry, each
+    filter's [[filters]] table, and [experiment]."""
+    from pydantic import BaseModel
+
+    from refed_dspy.clients.pricing import ModelPrice
+    from refed_dspy.config import Config
+    from refed_dspy.experiments.experiment_config import ExperimentSettings
+    from refed_dspy.filters import FILTERS
+
+    out = {}
+    for name, field in Config.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            out[name] = field.annotation
+    out["prices.MODEL"] = ModelPrice
+    out.update({f"filters.{name}": FILTERS.get(name) for name in FILTERS.names()})
+    out["experiment"] = ExperimentSettings
+    return out
+
+
+def _fields(kind: type) -> list[tuple[str, type, str, object]]:
+    """(place, table, field name, field) of every field whose type is `kind`, alone or optional."""
+    import typing
+
+    def holds(annotation) -> bool:
+        if annotation is kind:
+            return True
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            return holds(typing.get_args(annotation)[0])
+        return origin in (typing.Union, __import__("types").UnionType) and any(
+            holds(a) for a in typing.get_args(annotation)
+        )
+
+    return [
+        (f"{place}.{name}", table, name, field)
+        for place, table in _tables().items()
+        for name, field in table.model_fields.items()
+        if holds(field.annotation)
+    ]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_every_number_of_every_table_is_finite(value):
+    """Prices, budgets, durations, thresholds, weights: a value that is not a finite number is refused when the table
+    is read, naming the field (costs of an infinite price were NaN, and NaN passes every comparison of a budget)."""
+    from pydantic import ValidationError
+
+    floats = _fields(float)
+    places = {place for place, *_ in floats}
+    assert {  # the ones the issue tried, among all the others
+        "teacher.input_usd_per_mtok",
+        "teacher.cached_input_usd_per_mtok",
+        "teacher.output_usd_per_mtok",
+        "judge.output_usd_per_mtok",
+        "prices.MODEL.input_usd_per_mtok",
+        "synthesis.max_cost_usd",
+        "synthesis.max_calls_per_sample",
+        "judging.max_cost_usd",
+        "optimize.max_cost_usd",
+        "experiment.max_cost_usd",
+        "run.progress_every_s",
+        "teacher.timeout",
+        "batch.poll_s",
+    } <= places
+    for place, table, name, _ in floats:
+        data = {"name": table.model_fields["name"].default} if "name" in table.model_fields else {}
+        with pytest.raises(ValidationError) as err:
+            table.model_validate({**data, name: value})
+        assert any(e["type"] == "finite_number" and e["loc"] == (name,) for e in err.value.errors()), place
+    with pytest.raises(ConfigError, match=r"^invalid config: synthesis.dedup_rouge_threshold: must be a finite number"):
+        load_config(None, [f"synthesis.dedup_rouge_threshold={value}"])
+
+
+def test_every_duration_is_a_bounded_number_of_seconds():
+    """A field in seconds takes at most a week: a larger wait overflows the clock (`run.progress_every_s = 1e300`
+    was an OverflowError traceback from the progress thread)."""
+    from pydantic import ValidationError
+
+    from refed_dspy.settings import MAX_SECONDS
+
+    durations = [
+        (place, table, name)
+        for place, table, name, field in _fields(float)
+        if name.endswith("_s") or "second" in (field.description or "").lower()
+    ]
+    assert {place for place, *_ in durations} == {
+        "teacher.timeout",
+        "judge.timeout",
+        "batch.poll_s",
+        "batch.linger_s",
+        "run.progress_every_s",
+        "run.stop_grace_s",
+    }
+    for place, table, name in durations:
+        assert table.model_validate({name: float(MAX_SECONDS)}), place
+        with pytest.raises(ValidationError, match="less than or equal to 604800"):
+            table.model_validate({name: MAX_SECONDS + 1.0})
+    with pytest.raises(ConfigError, match="teacher.timeout: input should be greater than 0"):  # 0: no call could end
+        load_config(None, ["teacher.timeout=0"])
+    assert load_config(None, ["run.stop_grace_s=0", "batch.linger_s=0"]).run.stop_grace_s == 0  # 0 means: at once
+
+
+def test_prices_made_in_python_are_held_to_the_configs_rules():
+    from pydantic import ValidationError
+
+    from refed_dspy.clients.pricing import ModelPrice, PriceBook
+    from refed_dspy.clients.spec import LMSpec
+
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValidationError):
+            ModelPrice(input_usd_per_mtok=bad)
+        with pytest.raises(ValidationError):
+            LMSpec(output_usd_per_mtok=bad)
+        with pytest.raises(ValidationError):  # a table of plain dicts, or of entries made without validation
+            PriceBook({"openai/mine": {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": bad}})
+        with pytest.raises(ValidationError):
+            PriceBook({"openai/mine": ModelPrice.model_construct(cached_input_usd_per_mtok=bad)})
+        priced = ModelPrice(input_usd_per_mtok=1.0)
+        with pytest.raises(ValidationError):  # assigned later
+            priced.output_usd_per_mtok = bad
+    book = PriceBook({"openai/mine": {"input_usd_per_mtok": 2.0, "output_usd_per_mtok": 8.0}})
+    assert book.of("openai/mine").cost(1_000_000, 1_000_000) == 10.0
+
+
+def test_an_extra_key_the_lm_section_sets_itself_is_refused_naming_the_field(monkeypatch):
+    from refed_dspy.clients.spec import LMSpec, reserved_extra_keys
+    from refed_dspy.settings import SECRET_NAME
+
+    own = LMSpec.model_construct().lm_arguments()
+    for key in sorted((set(own) | set(LMSpec.model_fields)) - {"extra"}):
+        if SECRET_NAME.search(key):  # api_key, api_key_env: refused as a secret would be (test_validation_messages)
+            continue
+        with pytest.raises(ConfigError) as err:
+            load_config(None, [f"judge.extra.{key}=1"])
+        assert str(err.value).startswith(f"invalid config: judge.extra: '{key}' is "), key
+        if key in LMSpec.model_fields:
+            assert str(err.value).endswith(f"set judge.{key} instead"), err.value
+    with pytest.raises(ConfigError, match="'max_completion_tokens' is another name of teacher.max_tokens"):
+        load_config(None, ["teacher.extra.max_completion_tokens=5"])
+    # what build_lm really passes is what the list holds: every keyword of the built LM but extra's own is reserved
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    spec = LMSpec(api_base="http://127.0.0.1:9/v1", api_version="v", timeout=5.0, extra={"top_p": 0.5})
+    lm = build_lm(spec)
+    assert lm.kwargs["top_p"] == 0.5 and set(lm.kwargs) - {"top_p"} <= reserved_extra_keys()
+    # a section made without validation is refused all the same when its LM is built
+    with pytest.raises(ConfigError, match="judge.extra: 'temperature' is a setting of \\[judge\\] itself"):
+        build_lm(LMSpec.model_construct(extra={"temperature": 0.2}), "judge")
+
+
+def test_every_path_field_expands_a_leading_tilde(monkeypatch, tmp_path):
+    """`run.dir = "~/runs/x"` made a folder named ~ in the current directory (a later `rm -rf ~` takes the home)."""
+    from refed_dspy.settings import is_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    paths = [(place, table, name) for place, table, name, field in _fields(str) if is_path(field)]
+    assert {place for place, *_ in paths} >= {
+        "seeds.source",
+        "synthesis.program",
+        "optimize.examples_run",
+        "optimize.out",
+        "run.dir",
+        "local.gguf",
+        "experiment.out",
+        "experiment.base",
+    }
+    for place, table, name in paths:
+        assert getattr(table.model_validate({name: "~/x/y"}), name) == str(tmp_path / "x" / "y"), place
+        assert getattr(table.model_validate({name: "x/~"}), name) == "x/~"  # only a leading ~ is the home
+    # every field that names a file or a directory is a path field (the tracking URI expands its path itself)
+    naming = [
+        (place, field)
+        for place, _, _, field in _fields(str)
+        if re.search(r"\b(file|directory|dir)\b", field.description or "")
+    ]
+    not_paths = {"tracking.mlflow_uri": "a URI", "experiment.registered_model": "a model name"}
+    assert naming and all(is_path(field) for place, field in naming if place not in not_paths), naming
+    cfg = load_config(None, ["tracking.mlflow_uri='sqlite:///~/m.db'", "seeds.source='GAIR/lima'"])
+    assert cfg.tracking.mlflow_uri == f"sqlite:///{tmp_path}/m.db" and cfg.seeds.source == "GAIR/lima"
+    assert load_config(None, ["tracking.mlflow_uri='~/mlruns'"]).tracking.mlflow_uri == str(tmp_path / "mlruns")
+    # a run made when ~ was recorded as given resumes: its seeds.source is the same file
+    old = fingerprint(load_config(None, ["seeds.source='x.jsonl'"]))
+    old["seeds"]["source"] = "~/s.jsonl"
+    assert fingerprint_diff(old, fingerprint(load_config(None, ["seeds.source='~/s.jsonl'"]))) == []
+
+
+def test_every_path_argument_of_the_cli_expands_a_leading_tilde(monkeypatch, tmp_path):
+    """A shell leaves a quoted `'~/runs/x'` as it is: every argument naming a file or a directory expands it."""
+    import argparse
+
+    from refed_dspy.cli import build_parser
+    from refed_dspy.paths import expand_home
+
+    def actions(parser: argparse.ArgumentParser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from actions(sub)
+            else:
+                yield parser.prog, action
+
+    path_like = {"run_dir", "out", "config", "labels", "filtered", "model", "program"}
+    found = [(prog, a) for prog, a in actions(build_parser()) if a.dest in path_like or a.metavar in ("FILE", "DIR")]
+    assert len(found) >= 20
+    assert all(a.type is expand_home for _, a in found), [(p, a.dest) for p, a in found if a.type is not expand_home]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = build_parser().parse_args(["export", "~/r", "-f", "messages", "--out", "~/e", "--config", "~/c.toml"])
+    assert (args.run_dir, args.out, args.config) == tuple(str(tmp_path / n) for n in ("r", "e", "c.toml"))

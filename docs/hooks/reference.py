@@ -209,12 +209,22 @@ def type_name(annotation: Any) -> str:
 
 def _bounds(field: Any) -> str:
     out = []
-    for meta in field.metadata:
+    inner = [a for a in typing.get_args(field.annotation) if typing.get_origin(a) is typing.Annotated]
+    metadata = [*field.metadata, *(m for a in inner for m in a.__metadata__)]  # `Seconds | None` too
+    for meta in [m for item in metadata for m in getattr(item, "metadata", [item])]:  # a Field(le=...) holds its own
         for attr, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"), ("max_length", "at most")):
             value = getattr(meta, attr, None)
             if value is not None:
                 out.append(f"{sign} {value}")
     return f" ({', '.join(out)})" if out else ""
+
+
+def _kind(field: Any) -> str:
+    """A field's type as type_name says it; a path field's string is a `path` (a leading ~ is the home directory)."""
+    from refed_dspy.settings import is_path
+
+    name = type_name(field.annotation)
+    return name.replace("string", "path (~ expands)", 1) if is_path(field) else name
 
 
 def value_text(value: Any) -> str:
@@ -249,7 +259,7 @@ def fields_table(model: type, instance: Any = None, skip: tuple[str, ...] = ()) 
         rows.append(
             (
                 f"`{key}`",
-                cell(type_name(field.annotation) + _bounds(field)),
+                cell(_kind(field) + _bounds(field)),
                 "required" if required else value_text(default),
                 cell(field.description or ""),
             )

@@ -7,9 +7,13 @@ import argparse
 import json
 from typing import Any
 
+from refed_dspy.paths import expand_home
+
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (default: built-in defaults)")
+    p.add_argument(
+        "--config", "-c", metavar="FILE", type=expand_home, help="TOML config file (default: built-in defaults)"
+    )
     add_set_arg(p, "synthesis.size=200")
 
 

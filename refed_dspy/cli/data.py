@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from refed_dspy.cli.common import add_config_args, config_for_run
+from refed_dspy.paths import expand_home
 
 FILTER_EXIT_CODES = """exit codes:
   0    done: the chain kept at least a tenth of its input
@@ -84,8 +85,8 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=FILTER_EXIT_CODES,
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
+    p.add_argument("--out", required=True, metavar="DIR", type=expand_home)
     add_config_args(p)
     p.add_argument(
         "--apply",
@@ -108,7 +109,7 @@ def register(sub: Any) -> None:
         help="write RUN_DIR/report.html and print a text summary",
         description="Write a self-contained RUN_DIR/report.html (and report.json) and print a summary.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
     add_config_args(p)
     p.set_defaults(func=_cmd_report)
 
@@ -120,12 +121,13 @@ def register(sub: Any) -> None:
         "(push_to_hub; token in $HF_TOKEN). The train/validation split keeps each reference's samples "
         "on one side.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
     p.add_argument("--format", "-f", required=True, choices=["messages", "sharegpt", "alpaca", "parquet", "hf", "hub"])
     p.add_argument(
         "--out",
         "-o",
         metavar="DIR",
+        type=expand_home,
         help="output directory: it gets train.*, validation.* and README.md (optional for --format hub)",
     )
     p.add_argument(

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from refed_dspy.cli.common import add_set_arg, add_verbose_arg
+from refed_dspy.paths import expand_home
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -66,7 +67,7 @@ def register(sub: Any) -> None:
         "bootstrap interval, calls and cost. Finished cells are not run again. Writes experiment.json, "
         "experiment.md and experiment.html to experiment.out.",
     )
-    p.add_argument("--config", "-c", metavar="FILE", required=True, help="the experiment file (TOML)")
+    p.add_argument("--config", "-c", metavar="FILE", type=expand_home, required=True, help="the experiment file (TOML)")
     add_set_arg(p, "experiment.repeats=3")
     add_verbose_arg(p, "experiment.out")
     p.set_defaults(func=_cmd_experiment)

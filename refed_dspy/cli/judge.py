@@ -17,6 +17,7 @@ from refed_dspy.cli.common import (
     ray_overrides,
 )
 from refed_dspy.errors import ConfigError
+from refed_dspy.paths import expand_home
 
 ACTIONS = ("run", "meta-eval")
 
@@ -115,7 +116,7 @@ def register(sub: Any) -> None:
         description="Judge every sample of RUN_DIR not judged yet, with [judge] and "
         "[judging] of --config, else of RUN_DIR/config.toml.",
     )
-    run.add_argument("run_dir", metavar="RUN_DIR")
+    run.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
     add_config_args(run)
     add_mismatch_args(
         run, "keep judgments made with a different judge config", "delete earlier judgments and judge again"
@@ -137,7 +138,8 @@ def register(sub: Any) -> None:
     meta.add_argument(
         "--labels",
         metavar="FILE",
+        type=expand_home,
         help="JSONL of labelled items: pairwise preferences and likert scores (see docs/guides/judge-and-filter.md)",
     )
-    meta.add_argument("--out", metavar="FILE", help="also write the results as JSON")
+    meta.add_argument("--out", metavar="FILE", type=expand_home, help="also write the results as JSON")
     meta.set_defaults(func=_cmd_meta_eval)

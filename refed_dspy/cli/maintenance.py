@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from refed_dspy.paths import expand_home
+
 
 def _cmd_repair(args: argparse.Namespace) -> int:
     from refed_dspy.store.repair import repair_run
@@ -49,7 +51,7 @@ def register(sub: Any) -> None:
         "line, and every second record of the same item to <file>.quarantine (nothing is deleted), "
         "keeping the rest in order. Then run the same command again to resume.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
     p.set_defaults(func=_cmd_repair)
 
     p = sub.add_parser(
@@ -66,5 +68,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--ctx", type=int, default=8192, help="context tokens per slot (default 8192)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    p.add_argument("--model", metavar="GGUF", help="serve another GGUF file instead of the packaged SmolLM2")
+    p.add_argument(
+        "--model", metavar="GGUF", type=expand_home, help="serve another GGUF file instead of the packaged SmolLM2"
+    )
     p.set_defaults(func=_cmd_serve_local)

@@ -9,6 +9,7 @@ from typing import Any
 
 from refed_dspy.cli.common import add_config_args, add_mismatch_args, add_ray_arg, on_mismatch, ray_overrides
 from refed_dspy.errors import ConfigError
+from refed_dspy.paths import expand_home
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
@@ -46,7 +47,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
     from refed_dspy.config import load_config
     from refed_dspy.errors import RunDirError
-    from refed_dspy.store.jsonl import write_json_atomic
+    from refed_dspy.store.jsonl import json_text, write_json_atomic
     from refed_dspy.store.ownership import check, claim
     from refed_dspy.synthesis.estimate import estimate, format_estimate
     from refed_dspy.synthesis.pilot import pilot_estimate
@@ -64,7 +65,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         e = pilot_estimate(config, args.pilot, show_progress=config.run.progress)
     else:
         e = estimate(config, say=lambda line: print(f"estimate: {line}", file=sys.stderr, flush=True))
-    print(json.dumps(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
+    print(json_text(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
     said = sys.stderr if args.json else sys.stdout
     run_dir = Path(config.run.dir)
     if not args.no_save:
@@ -87,12 +88,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     )
     from refed_dspy.quality.run_status import run_status
     from refed_dspy.quality.status_text import format_status
+    from refed_dspy.store.jsonl import json_text
 
     if is_experiment_dir(args.run_dir):
         status, text = experiment_status(args.run_dir), format_experiment_status
     else:
         status, text = run_status(args.run_dir), format_status
-    print(json.dumps(status.to_json(), indent=2) if args.json else text(status))
+    print(json_text(status.to_json(), indent=2) if args.json else text(status))
     return 0
 
 
@@ -111,6 +113,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--program",
         metavar="P",
+        type=expand_home,
         help="respond and improve with a compiled program: a program.json from "
         "`refed optimize`, or an MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS such as an "
         "experiment's champion, runs:/RUN_ID/program); "
@@ -160,6 +163,6 @@ def register(sub: Any) -> None:
         epilog="exit codes: 0 the status was read (whatever the run's state); 2 RUN_DIR is not a run directory\n"
         "(one line on stderr)",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
     p.add_argument("--json", action="store_true", help="print the status as JSON alone (a RunStatus)")
     p.set_defaults(func=_cmd_status)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from refed_dspy.paths import expand_home
+
 
 def _cmd_view(args: argparse.Namespace) -> int:
     import os
@@ -54,12 +56,17 @@ def register(sub: Any) -> None:
         "reference, the rejects with what the model returned; an experiment's cells and each cell's program. A run "
         "still being written shows new samples on reload.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
     p.add_argument(
         "--port",
         type=int,
         default=8765,
         help="port on 127.0.0.1, 1-65535 (default 8765; 0 = any free port; one in use is refused)",
     )
-    p.add_argument("--filtered", metavar="DIR", help="a `refed filter` output of RUN_DIR: show which samples it kept")
+    p.add_argument(
+        "--filtered",
+        metavar="DIR",
+        type=expand_home,
+        help="a `refed filter` output of RUN_DIR: show which samples it kept",
+    )
     p.set_defaults(func=_cmd_view)

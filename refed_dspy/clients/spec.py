@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from refed_dspy.settings import SECRET_NAME, Section
+from refed_dspy.errors import ConfigError
+from refed_dspy.settings import SECRET_NAME, Seconds, Section
 
 
 def provider_of(model: str) -> str:
@@ -15,6 +18,8 @@ def provider_of(model: str) -> str:
 
 
 ADAPTERS = ("auto", "chat", "json", "json_schema")
+# the other names a provider's client takes for a setting of the section: `extra` may not name them either
+OTHER_NAMES = {"base_url": "api_base", "max_completion_tokens": "max_tokens"}
 SCHEMA_DIALECTS = ("auto", "full", "openai", "anthropic", "gemini", "minimal")
 
 
@@ -45,7 +50,7 @@ class LMSpec(Section):
     num_retries: int = Field(
         3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After)."
     )
-    timeout: float | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
+    timeout: Seconds | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
     input_usd_per_mtok: float | None = Field(
         None,
         ge=0,
@@ -81,7 +86,7 @@ class LMSpec(Section):
     )
     extra: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra keyword arguments passed to dspy.LM (provider-specific). Never put a key here.",
+        description="Extra keyword arguments passed to dspy.LM (provider-specific: top_p, reasoning_effort, ...). Never put a key here, nor a setting this section has a field for (max_tokens, temperature, api_base, timeout, ...): set the field instead.",
     )
 
     @field_validator("api_base")
@@ -107,23 +112,68 @@ class LMSpec(Section):
         """The first api_base: the URL the LM is built with (the others are reached through the same requests)."""
         return self.endpoints[0] if self.endpoints else None
 
-    def endpoint_kwargs(self) -> dict[str, Any]:
-        """How a dspy.LM reaches this spec's endpoint: api_base (the first), api_version and timeout, where set."""
-        out: dict[str, Any] = {}
-        if self.primary_api_base:
-            out["api_base"] = self.primary_api_base
-        if self.api_version:
-            out["api_version"] = self.api_version
-        if self.timeout:
-            out["timeout"] = self.timeout
-        return out
+    def lm_arguments(
+        self, api_key: str | None = None, num_retries: int | None = None, engines: tuple[Any, Any] | None = None
+    ) -> dict[str, Any]:
+        """Every keyword argument refed itself gives the dspy.LM of this section (the model among them), None where
+        DSPy's default holds; `extra` may name none of them (reserved_extra_keys). With `engines` (a client's sync
+        and async engines, which carry the endpoint, its timeout and the key) the LM takes those instead."""
+        reach = engines is None
+        return {
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "num_retries": self.num_retries if num_retries is None else num_retries,
+            "api_base": self.primary_api_base if reach else None,
+            "api_version": self.api_version if reach else None,
+            "timeout": self.timeout if reach else None,
+            "api_key": api_key if reach else None,
+            "engine": engines[0] if engines else None,
+            "async_engine": engines[1] if engines else None,
+        }
+
+    def lm_kwargs(
+        self,
+        api_key: str | None = None,
+        num_retries: int | None = None,
+        engines: tuple[Any, Any] | None = None,
+        role: str = "teacher",
+    ) -> dict[str, Any]:
+        """The keyword arguments of this section's dspy.LM: `extra`, and lm_arguments where set. ConfigError when
+        `extra` names one of refed's own (a section made without validation: model_construct, model_copy)."""
+        clash = next((key for key in self.extra if key in reserved_extra_keys()), None)
+        if clash is not None:
+            raise ConfigError(f"{role}.extra: {reserved_message(clash, role)}")
+        own = {k: v for k, v in self.lm_arguments(api_key, num_retries, engines).items() if v is not None}
+        return {**self.extra, **own}
 
     @field_validator("extra")
     @classmethod
-    def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _extra_adds_settings_only(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key in value:
             if SECRET_NAME.search(key):
                 raise ValueError(
                     f"'{key}' looks like a secret; put it in an environment variable and name it in api_key_env"
                 )
+            if key in reserved_extra_keys():
+                # the config's error message names the section (teacher.extra -> teacher.max_tokens)
+                raise PydanticCustomError("reserved_extra", "{message}", {"key": key})
         return value
+
+
+@functools.cache
+def reserved_extra_keys() -> frozenset[str]:
+    """What `extra` may not name: each keyword argument refed gives dspy.LM itself (LMSpec.lm_arguments), each field
+    of the section, and their other names (OTHER_NAMES). DSPy would take two values for one argument, or one would
+    silently win over the other."""
+    own = LMSpec.model_construct().lm_arguments()
+    return frozenset(own) | (frozenset(LMSpec.model_fields) - {"extra"}) | frozenset(OTHER_NAMES)
+
+
+def reserved_message(key: str, role: str) -> str:
+    """Why `key` of `<role>.extra` is refused, and what to set instead."""
+    field = OTHER_NAMES.get(key, key)
+    what = f"another name of {role}.{field}, " if field != key else ""
+    if field in LMSpec.model_fields:
+        return f"'{key}' is {what}a setting of [{role}] itself, not an extra argument: set {role}.{field} instead"
+    return f"'{key}' is an argument refed gives the LM itself (it builds the LM's client); leave it out of extra"

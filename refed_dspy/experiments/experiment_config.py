@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 from refed_dspy.config import Config, apply_overrides, config_from_dict, describe_errors
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.grid import cells
-from refed_dspy.settings import Section, tomllib
+from refed_dspy.settings import Section, UserPath, tomllib
 
 
 class ExperimentSettings(Section):
@@ -24,8 +24,11 @@ class ExperimentSettings(Section):
         description="A name for the experiment: its page's title, its MLflow experiment (unless "
         "tracking.experiment is set) and its registered model's name.",
     )
-    out: str = Field("experiments/experiment", description="The experiment's directory: examples, cells, results.")
-    base: str | None = Field(None, description="A config file to start from, relative to the experiment file.")
+    out: UserPath = Field(
+        "experiments/experiment",
+        description="The experiment's directory: examples, cells, results.",
+    )
+    base: UserPath | None = Field(None, description="A config file to start from, relative to the experiment file.")
     grid: dict[str, Any] = Field(  # a list per path, checked below with a message that says so
         default_factory=dict,
         description='Config paths and the values each takes, e.g. "optimize.optimizer" = ["bootstrap", '

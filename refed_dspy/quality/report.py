@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from refed_dspy.quality.report_stats import (
     yields,
 )
 from refed_dspy.results import Result
-from refed_dspy.store.jsonl import read_json, read_jsonl, write_text_atomic
+from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
@@ -460,7 +459,7 @@ def build_report(run_dir: str | Path, config: Config | None = None, embedder=Non
             images=sorted(images),
             text=format_text(stats),
         )
-        write_text_atomic(rundir.path / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
+        write_json_atomic(rundir.path / "report.json", report.to_json())
     if config.tracking.enabled:
         log_artifacts(config, rundir.path, [path, rundir.path / "report.json"], kind="report")
     return report

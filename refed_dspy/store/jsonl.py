@@ -1,9 +1,17 @@
-"""Append-only JSONL files with line-atomic writes and torn-line recovery."""
+"""Append-only JSONL files with line-atomic writes and torn-line recovery, and the JSON files written whole.
+
+Every JSON text refed writes goes through `json_text`, which any strict reader parses: a float that is not finite
+(NaN, an infinity) is written as `null`, the value a figure refed does not know has (a cost without a price), and
+is said in a warning; a document written whole (a summary) also lists such figures under `non_finite`, with what
+each was.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +19,9 @@ from typing import Any
 
 from refed_dspy.errors import RunDirError
 from refed_dspy.store.reserve import give_back, is_full
+
+log = logging.getLogger(__name__)
+NON_FINITE = "non_finite"  # the key of a document written whole that lists its figures that were not finite
 
 
 class DiskFull(RunDirError):
@@ -89,7 +100,7 @@ class JsonlWriter:
         """Append one line. A full disk frees the run dir's reserve and writes the line there, then marks this
         writer `full` (the engine stops the run once the work at hand is written); any other failure raises
         RunDirError with the line unwritten."""
-        line = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        line = (json_text(obj, where=self.path) + "\n").encode("utf-8")
         try:
             self._write(line)
         except OSError as err:
@@ -139,11 +150,57 @@ class JsonlWriter:
             self._fd = None
 
 
+def json_text(obj: Any, indent: int | None = None, where: str | Path = "", document: bool = False) -> str:
+    """`obj` as JSON text that a strict reader parses (see the module docstring): a float that is not finite becomes
+    null, and a warning names it and `where` it was written. `document` (a JSON object written as a whole file): the
+    object also gets a `non_finite` table, {"cost_usd": "NaN", "by_role.teacher.cost_usd": "Infinity"}."""
+    try:
+        return json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
+    except ValueError as err:
+        try:
+            clean, found = finite_only(obj)
+        except RecursionError:  # a circular reference: as json.dumps says
+            raise err from None
+        if not found:
+            raise
+    log.warning(
+        "%s: figures that are not finite numbers written as null: %s",
+        where or "JSON",
+        ", ".join(f"{name or 'the value'} was {what}" for name, what in found.items()),
+    )
+    if document and isinstance(clean, dict):
+        clean = {**clean, NON_FINITE: found}
+    return json.dumps(clean, indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def finite_only(obj: Any, at: str = "") -> tuple[Any, dict[str, str]]:
+    """`obj` with every float that is not finite replaced by None (in objects, arrays and tuples, at any depth), and
+    where each was (its dotted path: `by_role.teacher.cost_usd`, `costs.2`) with what it was (NaN, Infinity,
+    -Infinity, as JSON's non-standard extension spells them)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None, {at: "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")}
+    found: dict[str, str] = {}
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for key, value in obj.items():
+            out[key], inner = finite_only(value, f"{at}.{key}" if at else str(key))
+            found.update(inner)
+        return out, found
+    if isinstance(obj, (list, tuple)):
+        items = []
+        for i, value in enumerate(obj):
+            item, inner = finite_only(value, f"{at}.{i}" if at else str(i))
+            items.append(item)
+            found.update(inner)
+        return items, found
+    return obj, found
+
+
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to a temp file and rename it into place."""
+    """Write JSON to a temp file and rename it into place (a figure that is not finite as null: see json_text)."""
     p = Path(path)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json_text(obj, indent=2, where=p, document=True) + "\n", encoding="utf-8")
     os.replace(tmp, p)
 
 
@@ -161,7 +218,7 @@ def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> Non
 
 def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]], durable: bool = False) -> None:
     """Write a whole JSONL file to a temp file and rename it into place."""
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), durable)
+    write_text_atomic(path, "".join(json_text(r, where=path) + "\n" for r in rows), durable)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

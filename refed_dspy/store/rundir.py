@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections import Counter
@@ -19,6 +20,7 @@ from refed_dspy.store.records import ReferenceFeedback
 from refed_dspy.store.reserve import RESERVE_NAME, set_aside
 from refed_dspy.store.teachers import teacher_key
 
+log = logging.getLogger(__name__)
 ON_MISMATCH = ("error", "resume", "fresh")
 OnMismatch = Literal["error", "resume", "fresh"]
 
@@ -85,7 +87,8 @@ class RunDir:
         fingerprint: the values that decide what the run produces (refed_dspy.config.fingerprint); config_toml: the
         resolved config, written as config.toml. on_mismatch: "error" refuses a dir whose fingerprint differs
         (`diff(old, new)` names the differences; without it, any difference is one), "resume" continues it anyway,
-        "fresh" deletes its records and starts over.
+        "fresh" deletes its records and starts over; a folder of the run that is a symbolic link (a cache shared
+        between runs) is left as it is, and said in one line (see `wipe`).
         """
         check_on_mismatch(on_mismatch)
         try:
@@ -96,9 +99,12 @@ class RunDir:
         except OSError as err:
             raise RunDirError(f"cannot write to run directory {self.path}: {err.strerror or err}") from None
         existing = self.fingerprint.exists() or self.samples.exists() or self.feedback.exists()
-        if existing and on_mismatch == "fresh":
-            self.wipe()
-            existing = False
+        if on_mismatch == "fresh":
+            if existing:
+                self.wipe()
+                existing = False
+            for link in self.linked_folders():
+                log.warning(kept_link_line(link))
         elif existing and self.fingerprint.exists():
             try:
                 old = json.loads(self.fingerprint.read_text())
@@ -120,8 +126,15 @@ class RunDir:
         set_aside(self.path)  # room for the last lines when the disk fills up (store/reserve.py)
         return existing
 
+    def linked_folders(self) -> list[Path]:
+        """The run's own folders (cache/, batches/, judge_batches/) that are symbolic links: a user's deliberate
+        link, to a cache shared between runs for one."""
+        return [p for p in (self.cache, self.path / "batches", self.path / "judge_batches") if p.is_symlink()]
+
     def wipe(self) -> None:
-        """Delete the run's records, journal and cache (used by --fresh)."""
+        """Delete the run's records, journal, cache and batch records (used by --fresh). A folder of those that is
+        a symbolic link is left as it is, and so is what it points to: the link is the user's (a cache shared between
+        runs), and its target holds what other runs paid for."""
         for p in (
             self.feedback,
             self.samples,
@@ -138,9 +151,11 @@ class RunDir:
             self.path / RESERVE_NAME,
         ):
             p.unlink(missing_ok=True)
-        shutil.rmtree(self.cache, ignore_errors=True)
-        for name in ("batches", "judge_batches"):  # batch mode's records (a batch still open is left to expire)
-            shutil.rmtree(self.path / name, ignore_errors=True)
+        linked = self.linked_folders()
+        # batch mode's records go with the cache (a batch still open is left to expire)
+        for folder in (self.cache, self.path / "batches", self.path / "judge_batches"):
+            if folder not in linked:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def load(self, repair: bool = True) -> ResumeState:
         """Read what is done, repairing any line torn by a kill (`repair=False`: a reader's view, which skips such a
@@ -174,6 +189,17 @@ class RunDir:
 
     def writers(self) -> dict[str, JsonlWriter]:
         return {name: JsonlWriter(getattr(self, name)) for name in ("feedback", "samples", "rejects", "journal")}
+
+
+def kept_link_line(link: Path) -> str:
+    """The one line that says a run started over keeps `link`, a folder of the run that is a symbolic link, and what
+    the user does for a fresh one."""
+    target = os.path.realpath(link)
+    reuse = ": the answers already stored there are used again, free" if link.name == "cache" else ""
+    return (
+        f"starting over: {link} is a link to {target}, which is left as it is (it may be shared with other runs)"
+        f"{reuse}; to start with it empty as well, remove the link (rm {link}) and run again"
+    )
 
 
 def incomplete_note(path: str | Path) -> str | None:

@@ -12,15 +12,12 @@ import json
 from typing import Any
 
 from refed_dspy.clients.keys import key_env_of
+from refed_dspy.clients.spec import reserved_extra_keys
 from refed_dspy.config import Config
 from refed_dspy.settings import SECRET_NAME
 
 # The LM settings that change what a teacher writes, as dspy.LM keeps them (lm.kwargs), and their config fields.
 _LM_FIELDS = ("temperature", "max_tokens")
-# the kwargs of a dspy.LM that an LMSpec says in fields of its own (or that are secrets, or the client's own business)
-_SPEC_KWARGS = frozenset(
-    {"temperature", "max_tokens", "max_completion_tokens", "api_key", "api_base", "base_url", "api_version", "timeout"}
-)
 _PRICE_FIELDS = ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok")
 
 
@@ -55,7 +52,7 @@ def lm_extra(lm: Any) -> dict[str, Any]:
     """The LM's own provider settings beyond the ones an LMSpec names (frequency_penalty, top_p, ...): what `extra`
     records for it. Keys, endpoints and client settings are left out, and so is anything that looks like a secret."""
     kwargs = getattr(lm, "kwargs", None) or {}
-    return {k: v for k, v in kwargs.items() if k not in _SPEC_KWARGS and not SECRET_NAME.search(k)}
+    return {k: v for k, v in kwargs.items() if k not in reserved_extra_keys() and not SECRET_NAME.search(k)}
 
 
 def with_lm_of(config: Config, role: str, lm: Any) -> Config:

@@ -58,8 +58,8 @@ class LoggedLM(dspy.LM):
 def logged_lm(spec: LMSpec) -> LoggedLM:
     """The LM to log with a program compiled for `spec`: its model, endpoint, settings (`extra` included; it holds no
     secret) and key variable, no key."""
-    kwargs = {**spec.extra, **spec.endpoint_kwargs()}
-    lm = fit_api_base(LoggedLM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **kwargs))
+    kwargs = {k: v for k, v in spec.lm_kwargs().items() if k != "num_retries"}  # DSPy's retries where it is loaded
+    lm = fit_api_base(LoggedLM(**kwargs))
     lm.key_env = NO_KEY if spec.api_key_env == NO_KEY else api_key_env(spec)
     return lm
 

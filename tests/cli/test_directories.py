@@ -1,5 +1,5 @@
 """Only our own directories, as a user meets them: a command pointed at a folder refed did not make, at the current
-directory by an empty path, at the root or at the home directory is refused in one line (exit 2) before it writes a
+directory by an empty path, at the root or at the home directory (`~` included) is refused in one line (exit 2) before it writes a
 byte; `--fresh` removes only the run's files; a run dir of an earlier version still resumes; `refed report` does not
 write into a run another process holds."""
 
@@ -92,6 +92,10 @@ def test_an_empty_path_the_root_and_home_are_refused(server_factory, tmp_path):
     says = "is your home directory"
     _refused(("synthesize", *sets(run_overrides(srv, home, 4, **SMALL))), says, env_extra=env, cwd=str(cwd))
     _refused(("export", str(run), "-f", "messages", "--out", str(home)), says, env_extra=env, cwd=str(cwd))
+    # the home as a quoted ~ (in the config, or an argument the shell left as it is): a folder named ~ was made here
+    _refused(("synthesize", *sets(run_overrides(srv, "~", 4, **SMALL))), says, env_extra=env, cwd=str(cwd))
+    _refused(("estimate", "--set", "run.dir='~/'"), says, env_extra=env, cwd=str(cwd))
+    _refused(("export", str(run), "-f", "messages", "--out", "~"), says, env_extra=env, cwd=str(cwd))
     assert list(home.iterdir()) == [] and list(cwd.iterdir()) == []
 
 

@@ -186,6 +186,12 @@ def test_sigkill_at_many_points_is_exactly_once(server_factory, tmp_path):
         ("truncated.toml", "[synthesis\nsize = 3", "not valid TOML"),
         ("unknown.toml", "[synthesis]\nsise = 3\n", "did you mean 'size'"),
         ("wrongtype.toml", "[synthesis]\nsize = 'many'\n", "synthesis.size: expected int"),
+        # a price, budget or duration that is not a finite number, and an extra key the section sets itself
+        ("price.toml", "[teacher]\ninput_usd_per_mtok = inf\n", "teacher.input_usd_per_mtok: must be a finite"),
+        ("table.toml", '[prices."openai/x"]\noutput_usd_per_mtok = nan\n', 'prices."openai/x".output_usd_per_mtok'),
+        ("budget.toml", "[synthesis]\nmax_cost_usd = inf\n", "synthesis.max_cost_usd: must be a finite number"),
+        ("progress.toml", "[run]\nprogress_every_s = inf\n", "run.progress_every_s: must be a finite number"),
+        ("extra.toml", "[teacher]\nextra = {max_tokens = -5}\n", "set teacher.max_tokens instead"),
     ],
 )
 def test_bad_config_files_are_one_line_exit_2(tmp_path, capsys, name, content, expect):
