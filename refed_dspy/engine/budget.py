@@ -167,7 +167,7 @@ class CallBudget:
         cost = self.call_cost(price, max_tokens, role)
         if prompt_tokens is not None:
             cost = self.prompt_cost(price, max_tokens, role, prompt_tokens)
-        self.reserve(1, cost, role)
+        self.reserve(1, cost, role, what=_longer(prompt_tokens, cost) if prompt_tokens else None)
         log_id = self.log.sent(role, stage, model, cost) if self.log is not None else None
         return Ticket(role, cost, 1, cost, log_id, prompt_tokens, in_flight=True)
 
@@ -190,7 +190,7 @@ class CallBudget:
         """What the budget counts as spent: the cost of the calls answered, and the most the calls cut off can cost."""
         return self.totals.cost + self.totals.cost_bound
 
-    def _why_not(self, calls: int, cost: float) -> str | None:
+    def _why_not(self, calls: int, cost: float, what: str | None = None) -> str | None:
         self._reached_kind = None  # set by _reached when a limit refuses (not by a closed or blind budget)
         if self.closed is not None:
             return self.closed
@@ -211,9 +211,13 @@ class CallBudget:
             return self._reached(
                 "cost",
                 f"the cost budget of ${self.max_cost_usd:g} is reached (${self.totals.cost:.4f} spent{cut}"
-                f"{self._under_way()}, ${left:.4f} left; the next "
-                + ("call" if calls == 1 else "piece of work (repairs included)")
-                + f" may cost up to ${cost:.4f}",
+                f"{self._under_way()}, ${left:.4f} left; "
+                + (
+                    what
+                    or "the next "
+                    + ("call" if calls == 1 else "piece of work (repairs included)")
+                    + f" may cost up to ${cost:.4f}"
+                ),
             )
         return None
 
@@ -239,13 +243,15 @@ class CallBudget:
             + " by work under way"
         )
 
-    def try_reserve(self, calls: int, cost: float, role: str | None = None, final: bool = True) -> bool:
+    def try_reserve(
+        self, calls: int, cost: float, role: str | None = None, final: bool = True, what: str | None = None
+    ) -> bool:
         """Reserve `calls` calls costing at most `cost` in all; False (nothing reserved) when that could break the
         budget. `role`: a single call the call boundary is about to make (counted as paid if the run stops now).
         `final=False`: a refusal that only makes the caller wait (work under way may give back what it reserved) is
         not counted, and does not become the reason the budget stopped the run (`tripped`)."""
         with self._lock:
-            why = self._why_not(calls, cost)
+            why = self._why_not(calls, cost, what)
             if why is not None:
                 if final:
                     self.refused += 1
@@ -268,9 +274,10 @@ class CallBudget:
             self.tripped = self.tripped or why
         raise BudgetExceeded(why)
 
-    def reserve(self, calls: int, cost: float, role: str | None = None) -> None:
-        """As try_reserve, raising BudgetExceeded (with the reason) instead of returning False."""
-        if not self.try_reserve(calls, cost, role):
+    def reserve(self, calls: int, cost: float, role: str | None = None, what: str | None = None) -> None:
+        """As try_reserve, raising BudgetExceeded (with the reason) instead of returning False. `what`: what the
+        reservation is for, with its cost, as its refusal says it ("the next call may cost up to $X" by default)."""
+        if not self.try_reserve(calls, cost, role, what=what):
             raise BudgetExceeded(self.closed or self.tripped)
 
     def release(self, calls: int, cost: float, role: str | None = None) -> None:
@@ -443,7 +450,7 @@ class TaskLedger:
         extra = need - taken
         if extra > 1e-12:
             try:
-                self.budget.reserve(0, extra)
+                self.budget.reserve(0, extra, what=_longer(prompt_tokens, need))
             except BudgetExceeded:
                 with self._lock:
                     self.left += taken
@@ -461,3 +468,8 @@ class TaskLedger:
 
     def release_call(self, ticket: Ticket) -> None:
         """Nothing until the task ends: its calls are recorded then, and its reservation covers them until then."""
+
+
+def _longer(prompt_tokens: int | None, need: float) -> str:
+    """How a refusal names a call reserved at its counted prompt."""
+    return f"the next call, a prompt of about {prompt_tokens or 0:,} tokens, may cost up to ${need:.4f}"
