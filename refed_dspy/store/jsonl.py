@@ -1,4 +1,7 @@
-"""Append-only JSONL files with line-atomic writes and torn-line recovery."""
+"""Append-only JSONL files with line-atomic writes and torn-line recovery.
+
+Every line and file written here masks the keys the process holds (refed_dspy.secrets): a provider's error that
+quotes one never reaches a record, a summary or a page."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.errors import RunDirError
+from refed_dspy.secrets import mask
 from refed_dspy.store.reserve import give_back, is_full
 
 
@@ -89,7 +93,7 @@ class JsonlWriter:
         """Append one line. A full disk frees the run dir's reserve and writes the line there, then marks this
         writer `full` (the engine stops the run once the work at hand is written); any other failure raises
         RunDirError with the line unwritten."""
-        line = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        line = (mask(json.dumps(obj, ensure_ascii=False)) + "\n").encode("utf-8")
         try:
             self._write(line)
         except OSError as err:
@@ -141,10 +145,7 @@ class JsonlWriter:
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write JSON to a temp file and rename it into place."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> None:
@@ -152,7 +153,7 @@ def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> Non
     p = Path(path)
     tmp = p.with_suffix(p.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+        fh.write(mask(text))
         if durable:
             fh.flush()
             os.fsync(fh.fileno())
