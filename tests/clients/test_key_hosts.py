@@ -5,6 +5,7 @@ Python, logged programs and experiment cells; loopback and private hosts take an
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -221,3 +222,18 @@ def test_an_experiment_cell_on_another_providers_host_is_refused_before_any_cell
 def _requests(srv) -> list[dict]:
     """What the loopback server was sent ([] when its log was never written)."""
     return read_log(srv.cfg.log_path) if Path(srv.cfg.log_path).exists() else []
+
+
+def test_on_ray_the_driver_refuses_before_it_connects(tmp_path):
+    """`--ray`: the driver checks the key's host before it connects to (or starts) a cluster: here connecting ends the
+    process with CONNECTED, so reaching it would say so."""
+    pytest.importorskip("ray")
+    over = ["teacher.model='openai/llama-3.1-8b-instant'", f"teacher.api_base='{GROQ_BASE}'", f"run.dir='{tmp_path}/r'"]
+    code = (
+        "import sys; import refed_dspy.cluster.pool as pool; pool.connect = lambda *a: sys.exit('CONNECTED'); "
+        f"from refed_dspy.cli import main; sys.exit(main(['synthesize', '--ray', *{sets(over)!r}]))"
+    )
+    env = {**os.environ, "OPENAI_API_KEY": "sk-openai-for-openai-only-0123"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2 and "api.groq.com" in done.stderr and "$OPENAI_API_KEY" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
