@@ -237,3 +237,23 @@ def test_on_ray_the_driver_refuses_before_it_connects(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 2 and "api.groq.com" in done.stderr and "$OPENAI_API_KEY" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_an_lm_pinned_to_a_predictor_is_checked_before_the_run(server_factory, tmp_path, monkeypatch):
+    """A program whose predictor holds its own LM (from Python, a file or MLflow): that LM's key is checked with the
+    program, before the run dir or any endpoint is touched."""
+    from refed_dspy.config import load_config
+    from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
+    from refed_dspy.synthesis.api import synthesize
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-for-openai-only-0123")
+    srv = server_factory()
+    program = ReferenceSynthesis(respond=RespondAndImprove())
+    for name, predictor in program.named_predictors():
+        if name.endswith("generate"):
+            predictor.lm = dspy.LM("openai/llama-3.1-8b-instant", api_base=GROQ_BASE)
+    config = load_config(None, run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1}))
+    with pytest.raises(KeyProviderError) as err:
+        synthesize(config, program=program)
+    assert "generate.lm" in str(err.value) and "api.groq.com" in str(err.value)
+    assert _requests(srv) == [] and not (tmp_path / "run").exists()
