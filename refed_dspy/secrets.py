@@ -7,8 +7,9 @@ run dir (refed_dspy.store.jsonl), the log file of other libraries' output (refed
 (refed_dspy.tracking), the viewer's pages, and the one line an error is reported by (refed_dspy.errors.first_line).
 
 Held keys: the value of every environment variable whose name says it holds a credential (`is_credential_name`:
-`..._KEY`, `..._TOKEN`, `..._SECRET`, `..._PASSWORD`, ...) and that is long enough to be one (MIN_SECRET_LEN), and
-every key an LM was built with or handed in (`hold`: a variable of any name, an inline `api_key`).
+`..._KEY`, `..._TOKEN`, `..._SECRET`, `..._PASSWORD`, ...) and that is long enough to be one (MIN_SECRET_LEN) and not
+the path of a file (GOOGLE_APPLICATION_CREDENTIALS names one), and every key an LM was built with or handed in
+(`hold`: a variable of any name, an inline `api_key`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def _env_values() -> frozenset[str]:
     if size == len(os.environ) and now - read_at < _RESCAN_S:
         return values
     found = frozenset(
-        v for k, v in list(os.environ.items()) if len(v) >= MIN_SECRET_LEN and is_credential_name(k) and v.strip()
+        v
+        for k, v in list(os.environ.items())
+        if len(v) >= MIN_SECRET_LEN and is_credential_name(k) and v.strip() and not os.path.exists(v)
     )
     _env = (len(os.environ), now, found)
     return found

@@ -29,10 +29,12 @@ def test_a_credential_variable_is_masked_in_every_spelling(monkeypatch):
     assert mask("nothing secret here") == "nothing secret here"
 
 
-def test_short_values_and_other_variables_are_left_alone(monkeypatch):
+def test_short_values_paths_and_other_variables_are_left_alone(monkeypatch, tmp_path):
     monkeypatch.setenv("REFED_SHORT_KEY", "abc123")  # a placeholder, not a secret
     monkeypatch.setenv("REFED_UNIT_SETTING", "a-long-setting-value-0123456789")  # not a credential's name
-    assert mask("abc123 a-long-setting-value-0123456789") == "abc123 a-long-setting-value-0123456789"
+    monkeypatch.setenv("REFED_UNIT_CREDENTIALS", str(tmp_path))  # the path of a credentials file, not one
+    text = f"abc123 a-long-setting-value-0123456789 {tmp_path}"
+    assert mask(text) == text
 
 
 def test_a_held_inline_key_is_masked():
