@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from refed_dspy.secrets import MaskedStream, mask
+
 
 class _Drop(logging.Filter):
     def __init__(self, matches: Callable[[str], bool]):
@@ -78,7 +80,7 @@ class _Sink(io.TextIOBase):
                 if self._file is None:  # opened at the first line: a block that printed nothing leaves no file
                     self._path.parent.mkdir(parents=True, exist_ok=True)
                     self._file = self._path.open("a", encoding="utf-8")
-                self._file.write(text)
+                self._file.write(mask(text))
         return len(text)
 
     def flush(self) -> None:
@@ -136,7 +138,7 @@ def quieted(log_path: Path | None = None, verbose: bool = False) -> Iterator[Non
     last_resort = logging.lastResort
     # a program with no logging set up shows warnings through the last-resort handler, which writes to sys.stderr as
     # it is at the time: ours must still reach the terminal
-    logging.lastResort = logging.StreamHandler(err)
+    logging.lastResort = logging.StreamHandler(err if isinstance(err, MaskedStream) else MaskedStream(err))
     logging.lastResort.setLevel(logging.WARNING)
     for name in _BOUND_LOGGERS:
         logger = logging.getLogger(name)

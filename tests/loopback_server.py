@@ -240,6 +240,8 @@ class ServerConfig:
     )
     fail_all: bool = False
     fail_status: int = 0  # N: every chat request is answered with HTTP N (401: a key the server refuses; 404)
+    # an error's message quotes the request's key header, as a careless gateway does (a 500's or a 401's body)
+    echo_key: bool = False
     # POST .../messages: "messages" (the Anthropic Messages format), "404" (not found: an OpenAI-only server), "openai"
     # (answered in the OpenAI format, as a server that ignores the path would)
     anthropic: str = "messages"
@@ -672,6 +674,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)
+            if cfg.echo_key:
+                name = self._key_header()
+                message += f" (request header {name}: {self.headers.get(name)})" if name else " (no key header)"
             entry["delivered"] = self._send(
                 status, {"error": {"message": message, "type": kind, "code": kind}}, headers
             )

@@ -15,7 +15,21 @@ SOURCES = {
 }
 # floor by floor, bottom first: a module may import from its own floor's package and from the floors below
 FLOORS = [
-    {"errors", "text", "money", "diff", "sync", "gather", "settings", "registry", "results", "quiet", "stops", "paths"},
+    {
+        "errors",
+        "secrets",
+        "text",
+        "money",
+        "diff",
+        "sync",
+        "gather",
+        "settings",
+        "registry",
+        "results",
+        "quiet",
+        "stops",
+        "paths",
+    },
     {"clients"},
     {"store"},
     {"adapters"},

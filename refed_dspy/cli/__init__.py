@@ -1,7 +1,8 @@
 """The `refed` command: one module per command group, each adding its commands to the parser.
 
 A mistake of the user's prints one line on stderr and exits 2 (`--debug` shows the traceback). The command
-modules load what they run only when it runs, so `refed --help` starts fast.
+modules load what they run only when it runs, so `refed --help` starts fast. What a command prints, a traceback
+included, masks every key the process holds (refed_dspy.secrets).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from refed_dspy.cli import compare, data, experiment, judge, maintenance, optimize, settings, synthesize, view
 from refed_dspy.errors import RefedError
+from refed_dspy.secrets import masked_streams
 from refed_dspy.stops import STOP_SIGNALS, note_stop
 from refed_dspy.sync import StopSignal, stop_running
 
@@ -90,7 +92,19 @@ def _exit_now_if_threads_linger(code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `refed` console script."""
+    """Entry point of the `refed` console script. Its stdout and stderr mask every key the process holds, and so does
+    the traceback of an error nobody foresaw (printed here, exit 1, as Python itself would exit)."""
+    with masked_streams():
+        try:
+            return _main(argv)
+        except Exception:  # noqa: BLE001 - Python would print it on the stream it holds, unmasked
+            import traceback
+
+            traceback.print_exc()
+            return 1
+
+
+def _main(argv: list[str] | None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         # inside the try: a signal caught while the next handler is being set stops the command as any other

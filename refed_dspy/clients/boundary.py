@@ -37,6 +37,7 @@ from refed_dspy.clients.calls import (
     _tag,
     _work_ledger,
 )
+from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.prompt_tokens import count_prompt
 from refed_dspy.clients.reach import gave_up_waiting
@@ -361,7 +362,8 @@ def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
 
     Any dspy.BaseLM works: a dspy.LM, a subclass, or a user's own BaseLM. DSPy hands each reply of a BaseLM to its
     `update_history`, where the boundary reads the usage and how the reply ended. The copy makes DSPy's retries of a
-    failed request itself (`take_retries`), so that each request is counted. ConfigError for what is not one.
+    failed request itself (`take_retries`), so that each request is counted. ConfigError for what is not one;
+    KeyProviderError for one whose key would reach another provider's endpoint (clients.keys.check_lm_key).
     `fresh`: a copy even of an LM already behind the boundary (one a user made with build_lm), for a caller that
     attaches a budget to it; the user's object stays as it was.
     """
@@ -373,6 +375,7 @@ def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
         return twin
     if not isinstance(lm, dspy.BaseLM):
         raise ConfigError(f"{role}: expected a dspy.BaseLM (for example dspy.LM(...)), got {type(lm).__name__}")
+    check_lm_key(lm, role)
     twin = lm.copy() if callable(getattr(lm, "copy", None)) else copy.copy(lm)
     twin.__class__ = _boundary_class(type(lm))
     twin.role = role

@@ -1,133 +1,52 @@
-"""Which environment variable holds an LM's key: the config's `api_key_env`; else `<PROVIDER>_API_KEY` when it is set;
-else the one LiteLLM names for the model's provider (its own table, read without touching the environment), which
-also names the variable to set when none is.
+"""Which environment variable holds an LM's key, and where that key may go.
 
-A key goes only to its own provider: a config whose `api_key_env` names another provider's variable (by LiteLLM's
-provider list: `OPENAI_API_KEY` is OpenAI's) for a model whose calls go to its own provider's endpoint (no `api_base`,
-or the provider's known host) is refused before the key is read (`check_key_goes_to_its_provider`)."""
+The variable: the config's `api_key_env`; else `<PROVIDER>_API_KEY` when it is set; else the one LiteLLM reads for the
+model's provider (refed_dspy.clients.key_names, a table of LiteLLM's: no import of LiteLLM), which also names the
+variable to set when none is.
+
+Where the key goes: a key goes only to its own provider's hosts. The variable's provider (by its name: OPENAI_API_KEY
+is openai's; a name of one's own, MY_VLLM_KEY, is nobody's) is checked against every endpoint the key is sent to (each
+api_base, or the provider's own endpoint when none is given): a known provider's key to another known provider's
+endpoint is refused before any call (`key_refusal`, the one decision, for an LM built from a config
+(`check_key_goes_to_its_provider`, `check_key`) and for an LM object a user hands in or a logged program carries
+(`check_lm_key`). Loopback and private hosts, and hosts refed does not know (a proxy, a gateway), take any key.
+
+Every key read here is held for masking (refed_dspy.secrets): a provider that quotes it back never gets it printed.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import re
-import types
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+from refed_dspy.clients.key_hosts import (
+    default_host,
+    family,
+    host_of,
+    host_provider,
+    hosts_known,
+    is_private_host,
+    one_party,
+)
+from refed_dspy.clients.key_names import KEY_VARIABLES, PROVIDERS
 from refed_dspy.clients.spec import LMSpec, provider_of
-from refed_dspy.clients.wire import default_base
 from refed_dspy.errors import KeyProviderError, MissingKeyError
+from refed_dspy.secrets import hold, is_credential_name
 
 # local servers: no key (LiteLLM asks them for an address, OLLAMA_API_BASE, which api_base gives)
 KEYLESS_PROVIDERS = ("ollama", "ollama_chat", "lm_studio", "hosted_vllm")
-
-
-@functools.lru_cache(maxsize=512)
-def provider_key_names(model: str) -> tuple[str, ...]:
-    """The variables LiteLLM reads `model`'s key from, whether they are set here or not: its validate_environment,
-    run against an empty environment (a copy of its globals; the process's environment is not touched)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-    import litellm
-
-    litellm.suppress_debug_info = True  # no "Provider List" banner on stdout for a provider it does not know
-    check = litellm.validate_environment
-    try:
-        empty = types.ModuleType("os")
-        empty.__dict__.update(os.__dict__)
-        empty.environ = {}  # type: ignore[attr-defined]
-        unset = types.FunctionType(
-            check.__code__, {**check.__globals__, "os": empty}, check.__name__, check.__defaults__, check.__closure__
-        )
-        unset.__kwdefaults__ = check.__kwdefaults__
-        missing = unset(model).get("missing_keys") or []
-    except Exception:  # noqa: BLE001 - LiteLLM changed: the fallback name below
-        missing = []
-    return tuple(name for name in missing if name.endswith(("_KEY", "_TOKEN")))
-
-
-def api_key_env(spec: LMSpec) -> str | None:
-    """The environment variable that must hold this spec's key, or None when no key is needed."""
-    if spec.api_key_env is not None:
-        return spec.api_key_env or None
-    provider = provider_of(spec.model)
-    if provider in KEYLESS_PROVIDERS:
-        return None
-    own = f"{provider.upper()}_API_KEY"
-    if os.environ.get(own):
-        return own  # the usual name is set: no need to ask LiteLLM (importing it takes seconds)
-    names = provider_key_names(spec.model)
-    set_names = [n for n in names if os.environ.get(n)]
-    if set_names:
-        return set_names[0]
-    return own if own in names or not names else names[-1]
-
-
-# the hosts of providers' own endpoints (a name starting with "." is a domain): an api_base there is the provider's
-PROVIDER_HOSTS = {
-    "openai": ("api.openai.com",),
-    "anthropic": ("api.anthropic.com",),
-    "azure": (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"),
-    "gemini": ("generativelanguage.googleapis.com",),
-    "mistral": ("api.mistral.ai",),
-    "groq": ("api.groq.com",),
-    "together_ai": ("api.together.xyz",),
-    "openrouter": ("openrouter.ai",),
-    "deepseek": ("api.deepseek.com",),
-    "xai": ("api.x.ai",),
-    "cohere": ("api.cohere.com", "api.cohere.ai"),
-    "fireworks_ai": ("api.fireworks.ai",),
-}
 _KEY_SUFFIX = re.compile(r"(_API)?_(KEY|TOKEN)$")
-
-
-@functools.lru_cache(maxsize=64)
-def key_provider(env: str) -> str | None:
-    """The provider whose key variable `env` is, by its name (`<PROVIDER>_API_KEY`, `_KEY` or `_TOKEN`, the provider
-    spelled as in LiteLLM's provider list, underscores aside: TOGETHERAI_API_KEY is together_ai's); None when it
-    names no provider LiteLLM knows (a name of your own, AZURE_OPENAI_API_KEY)."""
-    stem = _KEY_SUFFIX.sub("", env.upper())
-    if stem == env.upper():
-        return None
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-    import litellm
-
-    compact = stem.replace("_", "")
-    for item in litellm.provider_list:
-        name = str(getattr(item, "value", item))
-        if name.replace("_", "").upper() == compact:
-            return name
-    return None
-
-
-def _same_hosts(owner: str, provider: str, model: str) -> bool:
-    """The key's provider serves the model's provider's own endpoint: one family of model prefixes
-    (text-completion-openai/... is OpenAI's), or the host the model's calls go to by default is the key's provider's."""
-    if owner in provider.replace("-", "_").split("_"):
-        return True
-    base = default_base(f"{provider}/{model.split('/', 1)[-1]}")
-    host = (urlsplit(base).hostname or "").lower() if base else ""
-    hosts = PROVIDER_HOSTS.get(owner, ())
-    return bool(host) and any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts)
-
-
-def _providers_endpoint(spec: LMSpec) -> str | None:
-    """Where `spec`'s calls go when that is its provider's own endpoint (no api_base, or one at the provider's known
-    host): the URL, or the provider's name; None for an endpoint of its own (a proxy, a local server)."""
-    provider, base = provider_of(spec.model), default_base(spec.model)
-    if not spec.endpoints:
-        return f"{provider}'s endpoint" + (f" ({base})" if base else "")
-    hosts = PROVIDER_HOSTS.get(provider, ())
-    for url in spec.endpoints:
-        host = (urlsplit(url if "//" in url else f"//{url}").hostname or "").lower()
-        if any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts):
-            return url
-    return None
+_BY_COMPACT = {name.replace("_", "").upper(): name for name in PROVIDERS}
 
 
 def routed_provider(model: str) -> str | None:
     """The provider LiteLLM sends `model`'s calls to: its prefix, or for a bare name LiteLLM's own placing of it
-    ('claude-3-5-haiku-20241022' is Anthropic's, not OpenAI's); None for a bare name it cannot place."""
+    ('claude-3-5-haiku-20241022' is Anthropic's, not OpenAI's; only a bare name imports LiteLLM); None for a bare name
+    it cannot place."""
     if "/" in model:
         return provider_of(model)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
@@ -140,35 +59,121 @@ def routed_provider(model: str) -> str | None:
         return None
 
 
-def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> None:
-    """KeyProviderError when `spec.api_key_env` names another provider's key and the model's calls go to its own
-    provider's endpoint (see the module docstring); nothing otherwise. Refused only when that is certain: the key's
-    provider is one whose hosts are known (PROVIDER_HOSTS) and the calls go elsewhere; a key of a provider of the same
-    hosts (OPENAI_API_KEY for text-completion-openai/...) or of one refed does not place passes."""
-    env = spec.api_key_env
-    if not env or (provider_of(spec.model) in KEYLESS_PROVIDERS):
-        return
-    provider = routed_provider(spec.model)
-    if provider is None or env == f"{provider.upper()}_API_KEY":
-        return  # the usual name (and no need to import LiteLLM for it)
+@functools.lru_cache(maxsize=512)
+def provider_key_names(model: str) -> tuple[str, ...]:
+    """The variables LiteLLM reads `model`'s key from, whether they are set here or not (its own table, copied in
+    refed_dspy.clients.key_names; () for a provider it reads no key variable for)."""
+    provider = routed_provider(model)
+    return KEY_VARIABLES.get(provider, ()) if provider else ()
+
+
+def _own_variable(provider: str, names: tuple[str, ...]) -> str:
+    own = f"{provider.upper()}_API_KEY"
+    return own if own in names or not names else names[-1]
+
+
+def api_key_env(spec: LMSpec) -> str | None:
+    """The environment variable that must hold this spec's key, or None when no key is needed."""
+    if spec.api_key_env is not None:
+        return spec.api_key_env or None
+    provider = provider_of(spec.model)
+    if provider in KEYLESS_PROVIDERS:
+        return None
+    own = f"{provider.upper()}_API_KEY"
+    if os.environ.get(own):
+        return own  # the usual name is set
+    names = provider_key_names(spec.model)
+    set_names = [n for n in names if os.environ.get(n)]
+    if set_names:
+        return set_names[0]
+    return _own_variable(provider, names)
+
+
+@functools.lru_cache(maxsize=256)
+def key_provider(env: str) -> str | None:
+    """The provider whose key variable `env` is: by its name (`<PROVIDER>_API_KEY`, `_KEY` or `_TOKEN`, the provider
+    spelled as in LiteLLM's provider list, underscores aside: TOGETHERAI_API_KEY is together_ai's), else the provider
+    LiteLLM reads it for (GOOGLE_API_KEY: gemini's); None when it names no provider LiteLLM knows (a name of your own,
+    MY_VLLM_KEY, AZURE_OPENAI_API_KEY)."""
+    upper = env.upper()
+    stem = _KEY_SUFFIX.sub("", upper)
+    if stem != upper and stem.replace("_", "") in _BY_COMPACT:
+        return _BY_COMPACT[stem.replace("_", "")]
+    return next((p for p, names in sorted(KEY_VARIABLES.items()) if upper in names), None)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A key that must not go where it would: whose key it is, where it would go, and whose endpoint that is."""
+
+    env: str
+    owner: str  # the provider whose key the variable is
+    where: str  # the host (or "<provider>'s endpoint") it would be sent to
+    endpoint_owner: str  # the provider whose own endpoint that is
+
+
+def _destinations(model: str, endpoints: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(where, whose endpoint) for each place a key of `model` is sent: each api_base's host (whose: None for a host
+    of the user's or one refed does not know), or, with none, the model's provider's own endpoint."""
+    if endpoints:
+        out: list[tuple[str, str | None]] = []
+        for url in endpoints:
+            host = host_of(url)
+            out.append((host or url, None if not host or is_private_host(host) else host_provider(host)))
+        return out
+    provider = routed_provider(model)
+    if provider is None:
+        return []  # a bare name LiteLLM cannot place: where it goes is not certain
+    return [(default_host(provider) or f"{provider}'s endpoint", provider)]
+
+
+def key_refusal(env: str | None, model: str, endpoints: Sequence[str]) -> Refusal | None:
+    """The one decision on where a key may go: a Refusal when the key in `env` would reach an endpoint of another
+    provider than its own, None otherwise. Refused only when that is certain: the variable is a provider's (not a
+    name of one's own), refed knows that provider's hosts, and the endpoint is another known provider's own (one
+    of its hosts, or the model's provider's default endpoint). Loopback and private hosts, and hosts refed does not
+    know, take any key; providers that are one party (text-completion-openai and openai) share keys."""
+    if not env:
+        return None
     owner = key_provider(env)
-    if owner is None or owner == provider or owner not in PROVIDER_HOSTS or env in provider_key_names(spec.model):
+    if owner is None or not hosts_known(owner):
+        return None
+    for where, endpoint_owner in _destinations(model, endpoints):
+        if endpoint_owner is not None and not one_party(owner, endpoint_owner):
+            return Refusal(env, owner, where, endpoint_owner)
+    return None
+
+
+def _variable_of(provider: str) -> str:
+    """The variable a provider's key is usually read from (GROQ_API_KEY, TOGETHERAI_API_KEY)."""
+    return _own_variable(family(provider), KEY_VARIABLES.get(family(provider), ()))
+
+
+def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> None:
+    """KeyProviderError, one line naming the variable, the host and the fix, when `spec`'s key (its api_key_env, or
+    the variable it follows from the model) would reach another provider's endpoint (`key_refusal`); nothing
+    otherwise. Reads no key."""
+    named = spec.api_key_env
+    env = api_key_env(spec)
+    refusal = key_refusal(env, spec.model, spec.endpoints)
+    if refusal is None:
         return
-    if _same_hosts(owner, provider, spec.model):
-        return
-    endpoint = _providers_endpoint(spec)
-    if endpoint is None:
-        return
-    own = api_key_env(spec.model_copy(update={"api_key_env": None}))
-    instead = f"leave {role}.api_key_env unset to use ${own}, the key this model needs" if own else "unset it"
-    raise KeyProviderError(
-        f"{role}.api_key_env = {env!r} is {owner}'s key, but '{spec.model}' sends its key to {endpoint}: refused "
-        f"before any call; {instead}, or name a variable that holds {provider}'s key"
-    )
+    theirs = refusal.endpoint_owner
+    if named and routed_provider(spec.model) == theirs:
+        own = api_key_env(spec.model_copy(update={"api_key_env": None}))
+        fix = f"leave {role}.api_key_env unset to use ${own}, the key this model needs, or name a variable that holds "
+        fix += f"{theirs}'s key"
+    else:
+        fix = f'set {role}.api_key_env = "{_variable_of(theirs)}" (or another variable that holds {theirs}\'s key)'
+    if named:
+        said = f"{role}.api_key_env = {named!r} is {refusal.owner}'s key, but '{spec.model}' sends its key to"
+    else:
+        said = f"{role}: '{spec.model}' sends its key, ${env} ({refusal.owner}'s), to"
+    raise KeyProviderError(f"{said} {refusal.where} ({theirs}'s endpoint): refused before any call; {fix}")
 
 
 def check_key(spec: LMSpec, role: str) -> str | None:
-    """Return the API key for `spec`, raising KeyProviderError when it names another provider's key for this
+    """Return the API key for `spec` (held for masking), raising KeyProviderError when it would reach another
     provider's endpoint, MissingKeyError when its variable is unset."""
     check_key_goes_to_its_provider(spec, role)
     env = api_key_env(spec)
@@ -180,7 +185,43 @@ def check_key(spec: LMSpec, role: str) -> str | None:
             f"the {role} model '{spec.model}' needs an API key in ${env}, which is not set: "
             f'run `export {env}=...` (or set {role}.api_key_env to another variable, or to "" for a server without keys)'
         )
+    hold(key)
     return key
+
+
+def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
+    """The check of `check_key_goes_to_its_provider` for an LM object (a user's dspy.LM, a logged program's LM): its
+    key's variable `env`, else found by value (`key_env_of`; with no inline key, the variable its provider's client
+    reads, when set), its endpoint its api_base (or the provider's own). KeyProviderError when refused; its key is held
+    for masking either way. An LM that carries no key, or one held in no variable, is not placed and passes."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    key = kwargs.get("api_key")
+    hold(key)
+    model = getattr(lm, "model", None)
+    if not isinstance(model, str) or not model:
+        return
+    if env is None:
+        env = key_env_of(lm) if isinstance(key, str) and key else _provider_variable_set(model)
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    refusal = key_refusal(env, model, [base] if isinstance(base, str) and base else [])
+    if refusal is None:
+        return
+    theirs = refusal.endpoint_owner
+    raise KeyProviderError(
+        f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s key) to {refusal.where} ({theirs}'s "
+        f'endpoint): refused before any call; give it {theirs}\'s key (api_key=os.environ["{_variable_of(theirs)}"]) '
+        f"or an api_base of {refusal.owner}'s"
+    )
+
+
+def _provider_variable_set(model: str) -> str | None:
+    """The variable an LM without an inline key takes its key from (its provider's client reads it), when it is set
+    here: the only case where a key is sent."""
+    provider = provider_of(model)
+    if provider in KEYLESS_PROVIDERS:
+        return None
+    names = (f"{provider.upper()}_API_KEY", *KEY_VARIABLES.get(provider, ()))
+    return next((name for name in names if os.environ.get(name)), None)
 
 
 # an inline key this short is a placeholder for a server that checks none ("unused", "EMPTY", "none"), not a secret
@@ -195,6 +236,6 @@ def key_env_of(lm: Any) -> str | None:
     if not isinstance(key, str) or not key:
         return None
     for name, value in os.environ.items():
-        if value == key and name.endswith(("_KEY", "_TOKEN")):
+        if value == key and is_credential_name(name):
             return name
     return "" if len(key) < _PLACEHOLDER_KEY_LEN else None

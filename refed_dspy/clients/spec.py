@@ -36,7 +36,7 @@ class LMSpec(Section):
     )
     api_key_env: str | None = Field(
         None,
-        description="Environment variable holding the API key. Unset: it follows the model's provider (OPENAI_API_KEY, ANTHROPIC_API_KEY, ..., as LiteLLM names them), so swapping the model swaps the key. Empty string: the server needs no key. Another provider's variable is refused for the model's own endpoint (a key goes only to its own provider); a custom api_base (a proxy) may take any.",
+        description="Environment variable holding the API key. Unset: it follows the model's provider (OPENAI_API_KEY, ANTHROPIC_API_KEY, ..., as LiteLLM names them), so swapping the model swaps the key. Empty string: the server needs no key. A key goes only to its own provider's hosts: a provider's variable (OPENAI_API_KEY) for another known provider's host (an api_base on api.groq.com, or the model's provider's own endpoint) is refused before any call; loopback and private hosts, a proxy at a host refed does not know, and a variable of your own naming (MY_VLLM_KEY) take any.",
     )
     api_version: str | None = Field(None, description="API version, needed by Azure OpenAI.")
     temperature: float = Field(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.keys import check_key_goes_to_its_provider
 from refed_dspy.clients.lm import require_price
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
@@ -59,11 +60,17 @@ class ExperimentPlan:
 
 def check_given_lms(settings: ExperimentSettings, base: dict[str, Any], lms: dict[str, Any]) -> None:
     """Before the experiment's directory is taken: an LM handed in (`lms`: role -> LM or None) may not be varied by
-    the grid, and under experiment.max_cost_usd every LM that will spend it needs a price (ConfigError)."""
+    the grid, every cell's LMs send their keys only to their providers' hosts (KeyProviderError: no cell has spent
+    yet), and under experiment.max_cost_usd every LM that will spend it needs a price (ConfigError)."""
     for role, lm in lms.items():
         varied = [p for p in settings.grid if p == role or p.startswith(f"{role}.")]
         if lm is not None and varied:
             raise ConfigError(f"{role}= is given, so the grid cannot vary {', '.join(varied)}")
+    for cell in cells(settings.grid, settings.repeats):
+        cfg = cell_config(base, cell.overrides(0))
+        for role, spec in (("teacher", cfg.teacher), ("judge", cfg.judge)):
+            if lms[role] is None:
+                check_key_goes_to_its_provider(spec, role)
     if settings.max_cost_usd is not None:  # before any call: every LM that will spend the budget needs a price
         for cell in cells(settings.grid, settings.repeats):
             cfg = cell_config(base, cell.overrides(0))

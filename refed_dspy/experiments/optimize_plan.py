@@ -18,6 +18,7 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.boundary import bounded
+from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.config import OPTIMIZERS, Config
 from refed_dspy.engine.budget import CallBudget
@@ -173,7 +174,8 @@ def _metric_of(metric: Any, optimizer: Any, threshold: float | None) -> Any:
 
 def _held_lms(config: Config, given: Given, metric: Any, optimizer: Any) -> list[HeldLM]:
     """Every LM the teleprompter, the metric and the program hold (but the teacher and judge handed in), to be claimed
-    for its role on the run's ledger. Under a cost budget each LM that will spend it needs a price (ConfigError)."""
+    for its role on the run's ledger. Under a cost budget each LM that will spend it needs a price (ConfigError); each
+    one's key must go to its own provider's hosts (KeyProviderError)."""
     budget = given.budget
     max_cost = budget.max_cost_usd if budget is not None else config.optimize.max_cost_usd
     budget_field = (
@@ -188,5 +190,7 @@ def _held_lms(config: Config, given: Given, metric: Any, optimizer: Any) -> list
         + program_lms(given.program)
     )
     held = [h for h in held if h.lm is not given.teacher and h.lm is not given.judge]
+    for one in held:  # before any call: a held LM's key goes only to its provider's hosts
+        check_lm_key(one.lm, one.where)
     check_prices(held, config.price_book, budget_field)
     return held

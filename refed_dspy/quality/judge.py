@@ -321,7 +321,7 @@ async def _judge(
         require_price(config.judge, "judge", "judging.max_cost_usd")
     mode = config.judging.mode
     if config.ray.enabled:
-        check_ray_run(judge_lm, mode, "judge", config.ray.address, "judging")
+        check_ray_run(judge_lm, config.judge, mode, "judge", config.ray.address, "judging")
         pool = WorkerPool.start(
             config.ray,
             config.judge,

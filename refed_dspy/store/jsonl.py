@@ -3,7 +3,8 @@
 Every JSON text refed writes goes through `json_text`, which any strict reader parses: a float that is not finite
 (NaN, an infinity) is written as `null`, the value a figure refed does not know has (a cost without a price), and
 is said in a warning; a document written whole (a summary) also lists such figures under `non_finite`, with what
-each was.
+each was. Every line and file written here masks the keys the process holds (refed_dspy.secrets): a provider's error
+that quotes one never reaches a record, a summary or a page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.errors import RunDirError
+from refed_dspy.secrets import mask
 from refed_dspy.store.reserve import give_back, is_full
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ class JsonlWriter:
         """Append one line. A full disk frees the run dir's reserve and writes the line there, then marks this
         writer `full` (the engine stops the run once the work at hand is written); any other failure raises
         RunDirError with the line unwritten."""
-        line = (json_text(obj, where=self.path) + "\n").encode("utf-8")
+        line = (mask(json_text(obj, where=self.path)) + "\n").encode("utf-8")
         try:
             self._write(line)
         except OSError as err:
@@ -198,10 +200,7 @@ def finite_only(obj: Any, at: str = "") -> tuple[Any, dict[str, str]]:
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write JSON to a temp file and rename it into place (a figure that is not finite as null: see json_text)."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json_text(obj, indent=2, where=p, document=True) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    write_text_atomic(path, json_text(obj, indent=2, where=path, document=True) + "\n")
 
 
 def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> None:
@@ -209,7 +208,7 @@ def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> Non
     p = Path(path)
     tmp = p.with_suffix(p.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+        fh.write(mask(text))
         if durable:
             fh.flush()
             os.fsync(fh.fileno())

@@ -117,7 +117,7 @@ async def _run_synthesis(
             'leave teacher= out, or set synthesis.mode = "online"'
         )
     if config.ray.enabled:
-        check_ray_run(teacher, mode, "teacher", config.ray.address, "synthesis")
+        check_ray_run(teacher, config.teacher, mode, "teacher", config.ray.address, "synthesis")
     else:
         teacher = lm_before_run(config.teacher, "teacher", mode, teacher, lambda: build_teacher(config))
     if references is None:

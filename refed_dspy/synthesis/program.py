@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import dspy
 
+from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import Method
@@ -44,8 +45,9 @@ class RunProgram:
 def resolve_program(
     config: Config, method: Method, program: dspy.Module | None = None, respond: dspy.Module | None = None
 ) -> tuple[RunProgram, Config]:
-    """The program of this run, checked before any call, and `config` with `synthesis.program` naming it
-    (`python:<Class>` for an object from Python, which config.toml then records)."""
+    """The program of this run, checked before any call (an LM pinned to one of its predictors sends its key only to
+    its provider's hosts: KeyProviderError), and `config` with `synthesis.program` naming it (`python:<Class>` for an
+    object from Python, which config.toml then records)."""
 
     syn = config.synthesis
     given = [name for name, value in (("program=", program), ("respond=", respond)) if value is not None]
@@ -74,6 +76,9 @@ def resolve_program(
         identity = f"refed_dspy.programs.{type(pipeline).__name__}"
         builtin = True
     threaded = check_pipeline(pipeline, method, what=f"program {identity}")
+    for name, predictor in pipeline.named_predictors():  # an LM pinned to a predictor: its key, to its own hosts only
+        if isinstance(getattr(predictor, "lm", None), dspy.BaseLM):
+            check_lm_key(predictor.lm, f"program {identity}: {name}.lm")
     if threaded:
         log.warning(
             "program %s: %s %s no aforward; %s forward runs in worker threads",

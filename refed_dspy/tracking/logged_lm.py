@@ -4,7 +4,8 @@ MLflow's DSPy flavor pickles `dspy.settings` (the LM among them) beside the prog
 keeps the model, the endpoint (`api_base`, `api_version`), the sampling settings and the *name* of the environment
 variable holding its key. It never pickles a key: when it is loaded (unpickled: `mlflow.pyfunc.load_model`,
 `mlflow.dspy.load_model`, `mlflow models serve`) it reads the key from that variable, and a server that needs none
-(`api_key_env = ""`) gets a placeholder. `REFED_API_BASE`, set where it is loaded, points it at another endpoint.
+(`api_key_env = ""`) gets a placeholder. `REFED_API_BASE`, set where it is loaded, points it at another endpoint. The key
+it reads goes only to its provider's hosts (refed_dspy.clients.keys.check_lm_key): loading refuses otherwise.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.keys import api_key_env, key_env_of
+from refed_dspy.clients.keys import api_key_env, check_lm_key, key_env_of
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.wire import fit_api_base
 
@@ -38,7 +39,8 @@ class LoggedLM(dspy.LM):
         self.bind_environment()
 
     def bind_environment(self) -> LoggedLM:
-        """Take the key (and REFED_API_BASE) from this process's environment; returns self."""
+        """Take the key (and REFED_API_BASE) from this process's environment; returns self. KeyProviderError when that
+        key would reach another provider's endpoint."""
         base = os.environ.get(API_BASE_VAR)
         if base:
             self.kwargs["api_base"] = base
@@ -47,6 +49,8 @@ class LoggedLM(dspy.LM):
             self.kwargs["api_key"] = "unused"  # OpenAI-compatible clients insist on some key
         elif self.key_env and os.environ.get(self.key_env):
             self.kwargs["api_key"] = os.environ[self.key_env]
+        if self.key_env != NO_KEY:
+            check_lm_key(self, "the logged program's LM", self.key_env)
         return self
 
     def dump_state(self) -> dict[str, Any]:

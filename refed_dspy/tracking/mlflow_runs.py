@@ -2,8 +2,8 @@
 
 Synthesis, judging, compare, report and export of one run dir all log into that run; each
 `refed optimize` is a run of its own. Params come from the resolved config with secrets masked
-(keys never live in the config anyway); metrics from the summaries; artifacts are the files the
-run wrote. A tracking failure never loses data: the run's files are written before anything is
+(keys never live in the config anyway, and the value of every key the process holds is masked in what MLflow is
+given: refed_dspy.secrets); metrics from the summaries; artifacts are the files the run wrote (masked when written). A tracking failure never loses data: the run's files are written before anything is
 logged, and `track_*` helpers warn instead of raising.
 """
 
@@ -21,6 +21,7 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, to_toml
 from refed_dspy.optimizers.program_io import keep_active_model
 from refed_dspy.quiet import dropping
+from refed_dspy.secrets import mask
 from refed_dspy.settings import mask_secrets
 from refed_dspy.tracking.logged_lm import logged_lm, logged_lm_like
 from refed_dspy.tracking.telemetry import set_telemetry
@@ -83,7 +84,7 @@ def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             out.update(flat_params(value, f"{name}."))
         elif value is not None:
-            text = str(value)
+            text = mask(str(value))
             out[name] = text if len(text) <= _PARAM_MAX else text[: _PARAM_MAX - 3] + "..."
     return out
 
@@ -147,7 +148,7 @@ def track_run_dir(
                 mlflow.set_tag(STEPS_TAG, ",".join([*steps, kind]))
             log_params_once(config_params(config))
             mlflow.log_metrics(summary_metrics(summary, metric_prefix))
-            mlflow.log_text(to_toml(config), f"{kind}/config.toml")
+            mlflow.log_text(mask(to_toml(config)), f"{kind}/config.toml")
             for p in artifacts:
                 if Path(p).exists():
                     mlflow.log_artifact(str(p), artifact_path=kind)

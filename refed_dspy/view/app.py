@@ -5,7 +5,8 @@ word-level diff, analysis and plan, the judge's scores and reasons, the referenc
 provenance), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
 reference's samples from each method side by side, and for an experiment dir its cells, each cell's program and the
 experiment's own page (its samples are those of its synthesis checks and examples). Every page is rendered from the files as they
-are when it is loaded; nothing is written.
+are when it is loaded; nothing is written. Every page masks the keys the viewer's process holds (refed_dspy.secrets):
+a file written before refed masked them may still quote one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlencode
 
 from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.errors import RefedError
+from refed_dspy.secrets import mask
 from refed_dspy.view.experiment import cell_program, experiment_cells, program_predictors
 from refed_dspy.view.index import VERDICTS, Filters, View
 
@@ -78,7 +80,7 @@ def filters_from(args: Any) -> Filters:
 def create_app(view: View):
     """The Flask app serving `view`."""
     import jinja2
-    from flask import Flask, abort, request, send_file
+    from flask import Flask, abort, request
 
     app = Flask("refed_view")
     env = jinja2.Environment(loader=jinja2.PackageLoader("refed_dspy.view", "templates"), autoescape=True)
@@ -92,7 +94,12 @@ def create_app(view: View):
         body = env.get_template(f"{name}.html").render(
             style=style, script=script, status=view.status(), has_report=report.is_file(), **ctx
         )
-        return body, status, {"Content-Type": "text/html; charset=utf-8"}
+        return mask(body), status, {"Content-Type": "text/html; charset=utf-8"}
+
+    def page_file(path: Path):
+        """A page the run wrote (the report, the experiment's page), as it is on disk but masked."""
+        body = mask(Path(path).read_text(encoding="utf-8", errors="replace"))
+        return body, 200, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.errorhandler(RefedError)
     def refed_error(err: RefedError):
@@ -219,14 +226,14 @@ def create_app(view: View):
         path = view.path / "experiment.html"
         if view.kind != "experiment" or not path.is_file():
             abort(404)
-        return send_file(Path(path).resolve(), mimetype="text/html")
+        return page_file(path)
 
     @app.get("/report")
     def report():
         path = view.path / "report.html"
         if not path.is_file():
             abort(404)
-        return send_file(Path(path).resolve(), mimetype="text/html")
+        return page_file(path)
 
     @app.errorhandler(404)
     def not_found(_err):

@@ -1,0 +1,84 @@
+"""A key the provider echoes is printed and saved nowhere: a gateway that quotes the request's Authorization header in
+its 500 and 401 bodies, a run with a distinctive key, and the key's value in no output (stdout, stderr, with and
+without --debug), no file (the run dir, the MLflow store: every file under the test's directory, read as bytes) and no
+page of `refed view` (its rejects, from this run and from a file an older version wrote unmasked)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_refed, sets
+from conftest import run_overrides, start_refed_server
+
+KEY = "sk-refed-fake-Q7XK2M9PZL4WBV8N"
+MASKED = "sk-...BV8N"
+VARIABLE = "REFED_GATEWAY_KEY"
+
+
+def _files_holding(root: Path, needle: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
+
+
+def _run(srv, tmp_path: Path, name: str, debug: bool) -> tuple[int, str, str]:
+    over = run_overrides(srv, tmp_path / name, 6, **{"seeds.limit": 2, "teacher.num_retries": 0})
+    over = [o for o in over if not o.startswith("teacher.api_key_env")] + [
+        f"teacher.api_key_env='{VARIABLE}'",
+        "tracking.enabled=true",
+        f"tracking.mlflow_uri='sqlite:///{tmp_path / 'mlflow.db'}'",
+    ]
+    return run_refed(*(["--debug"] if debug else []), "synthesize", *sets(over))
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_an_echoed_key_is_in_no_output_and_no_file(server_factory, tmp_path, monkeypatch, debug):
+    monkeypatch.chdir(tmp_path)  # MLflow's artifacts land beside its store
+    monkeypatch.setenv(VARIABLE, KEY)
+    flaky = server_factory(rate_500=0.5, echo_key=True)  # finishes, with rejects quoting the key
+    refusing = server_factory(fail_status=401, echo_key=True)  # exit 2 after its first requests
+    failing = server_factory(fail_all=True, echo_key=True)  # exit 3 after consecutive failures
+    results = {
+        name: _run(srv, tmp_path, name, debug)
+        for name, srv in (("flaky", flaky), ("refusing", refusing), ("failing", failing))
+    }
+    assert results["flaky"][0] in (0, 1) and results["refusing"][0] == 2 and results["failing"][0] == 3, results
+    for name, (_, out, err) in results.items():
+        assert KEY not in out and KEY not in err, (name, out[-2000:], err[-2000:])
+    # the key did come back from the servers: what quotes it says so, masked
+    assert MASKED in results["refusing"][2] and MASKED in results["failing"][2]
+    rejects = [json.loads(line) for line in (tmp_path / "flaky" / "rejects.jsonl").read_text().splitlines()]
+    assert any(MASKED in r.get("detail", "") for r in rejects), rejects[:3]
+    assert (tmp_path / "mlflow.db").exists()
+    assert _files_holding(tmp_path, KEY) == []
+    assert _files_holding(tmp_path, MASKED)  # (the search does find what is there)
+
+    proc, url = start_refed_server(["view", str(tmp_path / "flaky"), "--port", "0"], r"(http://127\.0\.0\.1:\d+)/")
+    try:
+        with urllib.request.urlopen(url + "/rejects", timeout=30) as reply:
+            page = reply.read().decode()
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert "api_error" in page and MASKED in page and KEY not in page
+
+
+def test_the_viewer_masks_a_key_an_older_version_wrote(run, monkeypatch):
+    """Rejects written before refed masked keys: the viewer's pages mask them (the viewer's process holds the key)."""
+    monkeypatch.setenv(VARIABLE, KEY)
+    with open(run / "rejects.jsonl", "a", encoding="utf-8") as fh:
+        detail = f"[openai/x] the gateway answers 401 (request header authorization: Bearer {KEY})"
+        fh.write(json.dumps({"stage": "sample", "reason": "auth", "detail": detail, "final": True}) + "\n")
+    (run / "report.html").write_text(f"<html><body>{KEY}</body></html>")
+    proc, url = start_refed_server(["view", str(run), "--port", "0"], r"(http://127\.0\.0\.1:\d+)/")
+    try:
+        pages = []
+        for path in ("/rejects", "/rejects?stage=sample&reason=auth", "/report"):
+            with urllib.request.urlopen(url + path, timeout=30) as reply:
+                pages.append(reply.read().decode())
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert all(KEY not in page for page in pages)
+    assert MASKED in pages[1] and MASKED in pages[2]

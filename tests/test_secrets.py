@@ -1,0 +1,91 @@
+"""The one masking mechanism: which values are keys, and the chokepoints that mask them (the run dir's writers, the
+CLI's streams, the log of other libraries' output, an error's one line, MLflow's params)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+from refed_dspy.errors import first_line
+from refed_dspy.secrets import MaskedStream, hold, is_credential_name, mask, masked_streams
+from refed_dspy.store.jsonl import JsonlWriter, write_json_atomic, write_jsonl_atomic, write_text_atomic
+
+KEY = "sk-unit-test-key-7Q2M9XKPL4WZ"  # long: masked to its first 3 and last 4 characters
+
+
+def test_credential_names():
+    for name in ("OPENAI_API_KEY", "MY_VLLM_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "APP_SECRET"):
+        assert is_credential_name(name), name
+    for name in ("PATH", "HOME", "OPENAI_API_BASE", "AWS_ACCESS_KEY_ID", "KEYBOARD_LAYOUT"):
+        assert not is_credential_name(name), name
+
+
+def test_a_credential_variable_is_masked_in_every_spelling(monkeypatch):
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    text = f"Bearer {KEY} {json.dumps({'k': KEY})} <b>{KEY}</b>"
+    out = mask(text)
+    assert KEY not in out and out.count("sk-...WZ") == 0 and out.count("sk-...L4WZ") == 3
+    assert mask("nothing secret here") == "nothing secret here"
+
+
+def test_short_values_paths_and_other_variables_are_left_alone(monkeypatch, tmp_path):
+    monkeypatch.setenv("REFED_SHORT_KEY", "abc123")  # a placeholder, not a secret
+    monkeypatch.setenv("REFED_UNIT_SETTING", "a-long-setting-value-0123456789")  # not a credential's name
+    monkeypatch.setenv("REFED_UNIT_CREDENTIALS", str(tmp_path))  # the path of a credentials file, not one
+    text = f"abc123 a-long-setting-value-0123456789 {tmp_path}"
+    assert mask(text) == text
+
+
+def test_a_held_inline_key_is_masked():
+    inline = "inline-key-of-no-variable-93LQ"
+    hold(inline)
+    assert inline not in mask(f"the server said {inline}")
+    assert mask(f"x {inline[:12]}") == f"x {inline[:12]}"  # a part of it is not it
+
+
+def test_the_run_dirs_writers_mask(monkeypatch, tmp_path):
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    tmp_path = tmp_path / "run"
+    tmp_path.mkdir()
+    writer = JsonlWriter(tmp_path / "rejects.jsonl")
+    writer.append({"detail": f"500: header authorization: Bearer {KEY}"})
+    writer.close()
+    write_json_atomic(tmp_path / "summary.json", {"last_error": KEY})
+    write_jsonl_atomic(tmp_path / "judgments.jsonl", [{"reason": KEY}])
+    write_text_atomic(tmp_path / "report.html", f"<p>{KEY}</p>")
+    for path in tmp_path.iterdir():
+        text = path.read_text()
+        assert KEY not in text and "sk-...L4WZ" in text, path
+    assert json.loads((tmp_path / "rejects.jsonl").read_text())["detail"].endswith("Bearer sk-...L4WZ")
+
+
+def test_streams_and_one_line_errors_mask(monkeypatch):
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    sink = io.StringIO()
+    stream = MaskedStream(sink)
+    stream.write(f"key {KEY}\n")
+    stream.writelines([KEY, "\n"])
+    assert KEY not in sink.getvalue() and sink.getvalue().count("sk-...L4WZ") == 2
+    before = sys.stderr
+    with masked_streams():
+        assert isinstance(sys.stderr, MaskedStream) and sys.stderr.wrapped is before
+    assert sys.stderr is before
+    assert KEY not in first_line(RuntimeError(f"401: {KEY} refused"))
+
+
+def test_mlflow_params_mask(monkeypatch):
+    from refed_dspy.tracking.mlflow_runs import flat_params
+
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    assert KEY not in json.dumps(flat_params({"teacher": {"extra": {"note": KEY}}}))
+
+
+def test_the_quiet_log_masks(monkeypatch, tmp_path):
+    from refed_dspy.quiet import quieted
+
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    with quieted(tmp_path / "libraries.log"):
+        print(f"a library says {KEY}")
+    text = (tmp_path / "libraries.log").read_text()
+    assert "a library says" in text and KEY not in text
