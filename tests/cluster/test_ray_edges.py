@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -189,14 +190,17 @@ def test_a_worker_killed_mid_run_leaves_our_stdout_ours(local_ray, server_factor
     assert sum(a["usage"].get("worker_lost_calls", 0) for a in lost_attempts) == lost, attempts
 
 
-def _short_tmp() -> str:
+@pytest.fixture
+def short_tmp():
     """A Ray temp dir of the test's own (a `ray start` cluster of someone else's is never joined) with a short path:
     Ray's sockets live under it, and a Unix socket path holds at most 107 bytes."""
-    return tempfile.mkdtemp(prefix="rl-", dir="/tmp")
+    path = tempfile.mkdtemp(prefix="rl-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_a_killed_drivers_ray_processes_are_ended_by_the_next_start(local_ray, server_factory, tmp_path):
+def test_a_killed_drivers_ray_processes_are_ended_by_the_next_start(local_ray, server_factory, tmp_path, short_tmp):
     """The CLI starting its own local Ray (no ray.address), killed with -9 mid-run: some of that Ray's processes stay
     behind (its agents). The same command again ends them, by their ids, after checking each is still the same
     process; the Ray this test process runs (another cluster on the machine) is untouched."""
@@ -206,7 +210,7 @@ def test_a_killed_drivers_ray_processes_are_ended_by_the_next_start(local_ray, s
     sets = _sets(_on_ray(srv, path, 12, **{"seeds.limit": 4, "synthesis.concurrency": 2}))
     command = [sys.executable, "-m", "refed_dspy.cli", "synthesize", "--ray", *sets]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_TMPDIR"] = _short_tmp()
+    env["RAY_TMPDIR"] = short_tmp
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     written = path / leftovers.FILE
     assert _wait_for(lambda: first.poll() is not None or (written.exists() and srv.state.count >= 4), 300)
