@@ -1,6 +1,6 @@
 """The workers of one run on Ray: started and checked before the first paid call, each task sent to the least busy
-one, every call it makes counted on the driver as it happens, a lost worker said in one line and worked around, while
-the run starts as after."""
+one, every call it makes counted on the driver as it happens, a worker lost (as it starts, as it loads, or later) said
+in one line and worked around."""
 
 from __future__ import annotations
 
