@@ -49,6 +49,8 @@ class CallInfo:
     error: str | None = None  # the request failed (429, 5xx, reset): no reply, no tokens
     interrupted: bool = False  # in flight when its work was cancelled, or given up at the client's timeout: perhaps
     # answered and billed, never read
+    lost_with: str | None = None  # an interrupted call that was in flight on a Ray worker when it was lost: which one
+    # ("its Ray worker on node X (pid P)"); not cut off by a stop or a timeout
     tokens_unknown: bool = False  # answered, but the LM reported no token usage (nor that it replayed a cached reply)
     cost_usd: float | None = None  # priced by its own LM (another model than the run's role): not at the role's price
     cost_bound_usd: float | None = None  # an interrupted call: the most it can have cost (what the ledger reserves

@@ -35,8 +35,9 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     the calls that asked again; `lm_seconds` sums their latencies. `failed_calls` are requests that got no
     reply (429, 5xx, resets; not in `calls`). `interrupted_calls` were in flight when their work was cancelled, or
     given up at the client's timeout: counted in `calls` as paid, their tokens unknown; `interrupted_cost_usd` is the
-    most they can have cost (each at its `cost_bound_usd`), outside `cost_usd`. `unmetered_calls` were answered by an LM
-    that reported no token usage: counted in `calls`, their tokens unknown. A call that carries its own
+    most they can have cost (each at its `cost_bound_usd`), outside `cost_usd`; `worker_lost_calls` (present only when
+    there are some) are those of them that were in flight on a Ray worker when it was lost. `unmetered_calls` were
+    answered by an LM that reported no token usage: counted in `calls`, their tokens unknown. A call that carries its own
     `cost_usd` (made by an LM of another model than `price` is for) costs that. `cost_usd` is None when the
     model's price is unknown, or when some call's tokens are.
     """
@@ -53,6 +54,8 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
             if call.interrupted:
                 bucket["calls"] += 1
                 bucket["interrupted_calls"] += 1
+                if call.lost_with:  # in flight on a Ray worker that was lost: said apart (only when there are some)
+                    bucket["worker_lost_calls"] = bucket.get("worker_lost_calls", 0) + 1
                 bucket["interrupted_cost_usd"] += call.cost_bound_usd or 0.0
                 continue
             if call.cache_hit:
@@ -106,6 +109,8 @@ class Totals:
     def _merge(self, bucket: dict[str, Any], usage: dict[str, Any]) -> None:
         for key in _FIELDS:
             bucket[key] += int(usage.get(key) or 0)
+        if usage.get("worker_lost_calls"):
+            bucket["worker_lost_calls"] = bucket.get("worker_lost_calls", 0) + int(usage["worker_lost_calls"])
         if usage.get("lm_seconds"):
             bucket["lm_seconds"] = round(bucket.get("lm_seconds", 0.0) + float(usage["lm_seconds"]), 3)
         bucket["interrupted_cost_usd"] = bucket.get("interrupted_cost_usd", 0.0) + float(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -68,6 +69,14 @@ def preflight(address: str | None) -> None:
         _reachable(address)
 
 
+def joins(address: str | None) -> str:
+    """What `connect(address)` joins, for a line: the Ray this process is connected to already, the cluster at
+    `address`, or a local Ray it starts."""
+    if import_ray().is_initialized():
+        return "the Ray this process is connected to"
+    return f"the Ray cluster at {address}" if address else "a local Ray"
+
+
 def connect(address: str | None, workers: int) -> tuple[Any, bool]:
     """Join the Ray cluster at `address` (what ray.init takes), or start a local one (None); a process already
     connected stays as it is. Returns (ray, whether this call started it). ConfigError for an address that cannot
@@ -90,6 +99,7 @@ def connect(address: str | None, workers: int) -> tuple[Any, bool]:
         _reachable(address)
     try:
         ray.init(address=address, **kwargs)
+        _ray_notes_to_log(ray)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
         where = address or "a local Ray"
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -97,3 +107,38 @@ def connect(address: str | None, workers: int) -> tuple[Any, bool]:
             f"cannot reach the Ray cluster at {where}: {text[:200]} (ray.address, --ray ADDRESS)"
         ) from None
     return ray, True
+
+
+def disconnect(ray: Any) -> None:
+    """Leave the cluster `connect` joined (and end the local Ray it started); Ray's notes print as they did before."""
+    with contextlib.suppress(Exception):
+        ray.shutdown()
+    worker = _ray_worker_module(ray)
+    original = getattr(getattr(worker, "print_to_stdstream", None), "refed_replaced", None)
+    if original is not None:
+        worker.print_to_stdstream = original
+
+
+def _ray_worker_module(ray: Any) -> Any:
+    return getattr(getattr(ray, "_private", None), "worker", None)
+
+
+def _ray_notes_to_log(ray: Any) -> None:
+    """What the cluster reports to the driver ('(raylet) A worker died or was killed ...', several lines) goes to this
+    module's log at debug level (`--debug` shows it on stderr), never to stdout: Ray's driver prints those notes to
+    sys.stdout from a thread of its own, log_to_driver or not, into the middle of a command's output. The pool says a
+    lost worker in one line of its own. Undone by `disconnect`."""
+    worker = _ray_worker_module(ray)
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None or hasattr(printer, "refed_replaced"):
+        if printer is None:  # another Ray than the range we test: its notes go where it prints them
+            log.debug("cannot route Ray's own notes to the log: ray._private.worker.print_to_stdstream is gone")
+        return
+
+    def to_log(data: dict, *args: Any, **kwargs: Any) -> None:
+        source = data.get("pid") or "ray"
+        for line in data.get("lines") or ():
+            log.debug("(%s) %s", source, line)
+
+    to_log.refed_replaced = printer  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_log

@@ -1,5 +1,6 @@
 """The workers of one run on Ray: started and checked before the first paid call, each task sent to the least busy
-one, every call it makes counted on the driver as it happens, a lost worker said in one line and worked around."""
+one, every call it makes counted on the driver as it happens, a worker lost (as it starts, as it loads, or later) said
+in one line and worked around."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
@@ -17,15 +19,15 @@ from refed_dspy.clients.pricing import PriceBook
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.wire import native_base
 from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
-from refed_dspy.cluster.connect import connect
+from refed_dspy.cluster.connect import connect, disconnect, joins
+from refed_dspy.cluster.leftovers import forget, record
+from refed_dspy.cluster.ready import Waiting, answers, get, where_lost
 from refed_dspy.cluster.worker import PartWorker, WorkerInfo
 from refed_dspy.config import RayConfig
 from refed_dspy.engine.failures import Failure
-from refed_dspy.errors import ConfigError, KeyProviderError, MissingKeyError, RunAborted, first_line
+from refed_dspy.errors import ConfigError, MissingKeyError, RunAborted, first_line
 
 log = logging.getLogger(__name__)
-
-START_TIMEOUT_S = 300.0  # a cluster that cannot place the workers in this long will not
 
 
 @dataclass
@@ -36,6 +38,9 @@ class _Worker:
     tasks: int = 0
     calls: int = 0
     lost: str | None = None  # why it is gone
+
+    def where(self) -> str:
+        return f"node {self.info.node} (pid {self.info.pid})"
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -63,6 +68,10 @@ class WorkerPool:
     spread: EndpointSpread | None = None
     cache: CachePlan | None = None
     cache_server: str = "auto"
+    waiting: Waiting | None = None  # how long the workers took to start and load, said while it lasts
+    ready: int = 0  # the workers that loaded: the run's parallelism
+    run_dir: Path | None = None  # where the processes of a local Ray it starts are written down (cluster.leftovers)
+    recorded_in: Path | None = None  # ... once they are
 
     @classmethod
     def start(
@@ -74,64 +83,123 @@ class WorkerPool:
         *,
         concurrency: int,
         prices: PriceBook | None = None,
+        progress_every_s: float | None = None,
+        run_dir: Path | None = None,
     ) -> WorkerPool:
         """Connect, start the workers and check them before anything is paid or written: ConfigError when the extra is
         missing, the address cannot be reached or the cluster cannot place them; MissingKeyError naming the variable
-        and the node of a worker that lacks the key. `load` then readies them, once the run dir is there."""
+        and the node of a worker that lacks the key. A worker lost while it starts is left out (one warning line);
+        RunAborted when every one is. `load` then readies them, once the run dir is there. One line says the start
+        begins, and one every `progress_every_s` seconds while it waits (None: none). With a local Ray this pool
+        starts, its processes are written down in `run_dir` (once it exists: here for a run resumed, at `load` for a
+        new one), so that the next command there ends those a kill of this one leaves behind (cluster.leftovers)."""
         _no_lm_of_their_own(parts)
         check_key_goes_to_its_provider(spec, role)  # reads no key: said here, before Ray starts, as a local run does
-        ray, started = connect(settings.address, settings.workers)
-        actor_class = ray.remote(PartWorker)
-        actors = [
-            actor_class.options(
-                max_concurrency=concurrency + 8, max_restarts=0, num_cpus=1, scheduling_strategy="SPREAD"
-            ).remote(spec, role, parts, concurrency, prices)
-            for _ in range(settings.workers)
-        ]
-        # the endpoints as the workers' spreads hold them (an Anthropic host gets /v1), so their rows meet
-        spread = (
-            EndpointSpread([native_base(spec.model, u) for u in spec.endpoints]) if len(spec.endpoints) > 1 else None
-        )
-        pool = cls(ray, [], spec.model, settings.address, started, spread=spread, cache_server=settings.cache_server)
-        try:
-            infos = _get(ray, [a.info.remote() for a in actors], "start its workers")
-            pool.workers = [_Worker(a, info) for a, info in zip(actors, infos, strict=True)]
-            lacking = next((w.info for w in pool.workers if w.info.missing_key), None)
-            if lacking is not None:
-                raise MissingKeyError(
-                    f"{lacking.missing_key} is not set on the Ray worker on node {lacking.node}: set it in that node's "
-                    "environment or in a Ray runtime_env (its value never goes into the run dir or a log)"
-                )
-        except BaseException:
-            pool.workers = [_Worker(a, WorkerInfo("?", 0, None)) for a in actors]
-            pool.close()
-            raise
+        log.info("starting %d Ray workers on %s", settings.workers, joins(settings.address))
+        waiting = Waiting(settings.workers, progress_every_s)
+        with waiting:
+            ray, started = connect(settings.address, settings.workers)
+            actor_class = ray.remote(PartWorker)
+            actors = [
+                actor_class.options(
+                    max_concurrency=concurrency + 8, max_restarts=0, num_cpus=1, scheduling_strategy="SPREAD"
+                ).remote(spec, role, parts, concurrency, prices)
+                for _ in range(settings.workers)
+            ]
+            # the endpoints as the workers' spreads hold them (an Anthropic host gets /v1), so their rows meet
+            spread = (
+                EndpointSpread([native_base(spec.model, u) for u in spec.endpoints])
+                if len(spec.endpoints) > 1
+                else None
+            )
+            pool = cls(
+                ray, [], spec.model, settings.address, started, spread=spread, cache_server=settings.cache_server
+            )
+            pool.waiting, pool.run_dir = waiting, run_dir
+            try:
+                waiting.now("started")
+                infos = answers(ray, [a.info.remote() for a in actors], "start its workers", waiting)
+                pool._write_down()  # Ray's agents are up once a worker has answered
+                pool._check_started(actors, infos)
+            except BaseException:
+                pool.workers = pool.workers or [_Worker(a, WorkerInfo("?", 0, None)) for a in actors]
+                pool.close()
+                raise
         return pool
+
+    def _check_started(self, actors: list, infos: list) -> None:
+        """The workers as they answered (one lost while starting is left out, named by what Ray says of it); then
+        MissingKeyError for the first that lacks the key."""
+        lost = self.ray.exceptions.RayActorError
+        self.workers = [
+            _Worker(a, WorkerInfo(*where_lost(info), None) if isinstance(info, lost) else info)
+            for a, info in zip(actors, infos, strict=True)
+        ]
+        gone = [(w, info) for w, info in zip(self.workers, infos, strict=True) if isinstance(info, lost)]
+        self._leave_out(gone, "start its workers", "while it started")
+        lacking = next((w.info for w in self.workers if w.lost is None and w.info.missing_key), None)
+        if lacking is not None:
+            raise MissingKeyError(
+                f"{lacking.missing_key} is not set on the Ray worker on node {lacking.node}: set it in that node's "
+                "environment or in a Ray runtime_env (its value never goes into the run dir or a log)"
+            )
 
     def load(self, run_cache: str) -> None:
         """Start the run's CacheServer (refed_dspy.cluster.cache_server), then build each worker's LM with the run's
         cache: opened by the workers on the driver's node, reached through the server by the others (by every worker
-        with ray.cache_server = "always")."""
+        with ray.cache_server = "always"). A worker lost while it loads is left out (one warning line); RunAborted
+        when every one is."""
         client = (self.address or "").startswith("ray://")
+        waiting = self.waiting or Waiting(len(self.workers), None)
         try:
             server, node = start_cache_server(self.ray, run_cache, client)
             self.cache = CachePlan(server, node, "", client)  # closed with the pool from here on
-            (directory,) = _get(self.ray, [server.where.remote()], "start the run's cache server")
+            (directory,) = get(self.ray, [server.where.remote()], "start the run's cache server")
             self.cache = CachePlan(server, node, directory, client)
             forced = self.cache_server == "always"
-            refs = [w.actor.load.remote(self.cache, self.cache.direct(w.info.node_id, forced)) for w in self.workers]
-            _get(self.ray, refs, "ready its workers (their LMs, their caches)")
+            live = [w for w in self.workers if w.lost is None]
+            doing = "ready its workers (their LMs, their caches)"
+            waiting.now("loaded (their LMs, their caches)")
+            with waiting:
+                refs = [w.actor.load.remote(self.cache, self.cache.direct(w.info.node_id, forced)) for w in live]
+                done = answers(self.ray, refs, doing, waiting)
+            lost = self.ray.exceptions.RayActorError
+            gone = [(w, d) for w, d in zip(live, done, strict=True) if isinstance(d, lost)]
+            self._leave_out(gone, doing, "while it loaded")
         except BaseException:
             self.close()
             raise
-        remote = sum(1 for w in self.workers if not self.cache.direct(w.info.node_id, forced))
+        self.ready = self.alive
+        log.info("%d of %d Ray workers ready after %s", self.ready, len(self.workers), waiting.waited())
+        remote = sum(1 for w in self.workers if w.lost is None and not self.cache.direct(w.info.node_id, forced))
         if remote:
             log.info(
                 "%d of %d Ray workers reach the run's cache through its server (%s)",
                 remote,
-                len(self.workers),
+                self.ready,
                 self.cache.directory,
             )
+        self._write_down()
+
+    def _write_down(self) -> None:
+        """The processes of the local Ray this pool started, written down in the run dir once it exists."""
+        if self.started_ray and self.address is None and self.run_dir is not None and self.run_dir.is_dir():
+            record(self.run_dir, _ray_dir(self.ray))
+            self.recorded_in = self.run_dir
+
+    def _leave_out(self, lost: list[tuple[_Worker, BaseException]], doing: str, when: str) -> None:
+        """The workers lost before the run began, left out, each said in one line; RunAborted (exit 3, nothing paid,
+        its one line alone) when no worker is left."""
+        for worker, err in lost:
+            self._mark_lost(worker, err)
+        if not self.alive:
+            raise RunAborted(
+                f"the Ray cluster could not {doing}: every worker was lost {when} ({self.workers[0].lost}); `ray "
+                "status` and the cluster's logs say why; nothing was paid: run the same command again once the cluster "
+                "is well"
+            )
+        for worker, _ in lost:
+            self._say_lost(worker, when)
 
     # ---- what the stage calls ---------------------------------------------------------------------
     @property
@@ -139,9 +207,9 @@ class WorkerPool:
         return sum(1 for w in self.workers if w.lost is None)
 
     def in_flight_limit(self, per_worker: int) -> int:
-        """The calls the driver keeps in flight over the cluster: `per_worker` for each worker started (a lost
-        worker's share goes to the others, whose actors queue what they cannot start)."""
-        return per_worker * max(1, len(self.workers))
+        """The calls the driver keeps in flight over the cluster: `per_worker` for each worker that loaded (the share of
+        one lost later goes to the others, whose actors queue what they cannot start)."""
+        return per_worker * max(1, self.ready or len(self.workers))
 
     async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], calls: list) -> tuple[Any, Any]:
         """One task on the least busy worker: (result, None) or (None, Failure). Each call it makes joins `calls` as
@@ -173,7 +241,7 @@ class WorkerPool:
             self._cancel(stream)
             raise
         except self.ray.exceptions.RayActorError as err:
-            self._paid_in_flight(calls, open_calls, stage_name)
+            self._paid_in_flight(calls, open_calls, stage_name, f"its Ray worker on {worker.where()}")
             return None, self._lost(worker, err)
         except self.ray.exceptions.RayError as err:  # the task failed on the worker: what it had sent may be billed
             self._paid_in_flight(calls, open_calls, stage_name)
@@ -188,26 +256,38 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 self.ray.cancel(stream)
 
-    def _paid_in_flight(self, calls: list, n: int, stage_name: str | None) -> None:
-        """Calls sent and never answered to us: perhaps answered and billed; counted as paid."""
-        calls.extend(CallInfo(stage=stage_name or "unknown", model=self.model, interrupted=True) for _ in range(n))
+    def _paid_in_flight(self, calls: list, n: int, stage_name: str | None, lost_with: str | None = None) -> None:
+        """Calls sent and never answered to us: perhaps answered and billed; counted as paid (`lost_with`: the worker
+        they were lost with, when that is why)."""
+        calls.extend(
+            CallInfo(stage=stage_name or "unknown", model=self.model, interrupted=True, lost_with=lost_with)
+            for _ in range(n)
+        )
 
     def _lost(self, worker: _Worker, err: BaseException) -> Failure:
         if worker.lost is None:
-            worker.lost = first_line(err, 120)
-            # unreachable may not mean dead: ended for good, so that it makes no call the ledger would not see
-            with contextlib.suppress(Exception):
-                self.ray.kill(worker.actor, no_restart=True)
-            log.warning(
-                "warning: the Ray worker on node %s (pid %s) is lost; the run goes on with %d of %d workers",
-                worker.info.node,
-                worker.info.pid,
-                self.alive,
-                len(self.workers),
-            )
+            self._mark_lost(worker, err)
+            self._say_lost(worker)
         if not self.alive:
             return Failure("workers_lost", "every Ray worker of the run is lost", fatal=True)
-        return Failure("worker_lost", f"its Ray worker on {worker.info.node} was lost", final=False, retryable=True)
+        return Failure("worker_lost", f"lost with its Ray worker on {worker.where()}", final=False, retryable=True)
+
+    def _mark_lost(self, worker: _Worker, err: BaseException) -> None:
+        """`worker` is gone for good."""
+        worker.lost = first_line(err, 120)
+        # unreachable may not mean dead: ended for good, so that it makes no call the ledger would not see
+        with contextlib.suppress(Exception):
+            self.ray.kill(worker.actor, no_restart=True)
+
+    def _say_lost(self, worker: _Worker, when: str = "") -> None:
+        """One line for a worker lost (`when`: 'while it loaded', ...) and how many go on."""
+        log.warning(
+            "warning: the Ray worker on %s was lost%s; the run goes on with %d of %d workers",
+            worker.where(),
+            f" {when}" if when else "",
+            self.alive,
+            len(self.workers),
+        )
 
     def figures(self) -> dict[str, Any]:
         """For the summary: where the run's calls ran."""
@@ -243,8 +323,9 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 self.ray.kill(actor)
         if self.started_ray:
-            with contextlib.suppress(Exception):
-                self.ray.shutdown()
+            disconnect(self.ray)
+        if self.recorded_in is not None:  # its local Ray is gone with it: nothing is left for the next start to end
+            forget(self.recorded_in)
 
 
 class _Load:
@@ -267,28 +348,9 @@ class _Load:
         self.weight = weight
 
 
-def _get(ray: Any, refs: list, doing: str) -> list:
-    """ray.get, with a worker's own error (a key it lacks, a program it cannot load) as the one line it is."""
-    try:
-        return ray.get(refs, timeout=START_TIMEOUT_S)
-    except ray.exceptions.GetTimeoutError:
-        raise ConfigError(
-            f"the Ray cluster could not {doing} in {START_TIMEOUT_S:.0f} s: does it have a CPU free for each of "
-            "ray.workers?"
-        ) from None
-    except ray.exceptions.RayTaskError as err:
-        cause = getattr(err, "cause", None)
-        if isinstance(cause, ConfigError | MissingKeyError | KeyProviderError):
-            raise type(cause)(str(cause)) from None
-        raise ConfigError(f"the Ray cluster could not {doing}: {first_line(cause or err)}") from None
-    except (ray.exceptions.ActorUnschedulableError, ray.exceptions.RuntimeEnvSetupError) as err:
-        # what the cluster cannot give the workers as asked: the config's (ray.workers, the runtime_env)
-        raise ConfigError(f"the Ray cluster could not {doing}: {first_line(err)}") from None
-    except ray.exceptions.RayError as err:  # a worker that died, or never ran: the cluster's state, not the config
-        raise RunAborted(
-            f"the Ray cluster could not {doing}: {first_line(err)} (`ray status` and the cluster's logs say why; "
-            "nothing was paid: run the same command again once the cluster is well)"
-        ) from None
+def _ray_dir(ray: Any) -> str:
+    """Where Ray is installed: its programs and scripts run from there (refed_dspy.cluster.leftovers)."""
+    return str(Path(ray.__file__).resolve().parent)
 
 
 def _no_lm_of_their_own(parts: dict[str, Any]) -> None:

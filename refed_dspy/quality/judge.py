@@ -21,6 +21,7 @@ import dspy
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.clients.local_serving import serving
 from refed_dspy.cluster.connect import check_ray_run
+from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, run_config
@@ -320,6 +321,7 @@ async def _judge(
     if config.judging.max_cost_usd is not None:
         require_price(config.judge, "judge", "judging.max_cost_usd")
     mode = config.judging.mode
+    end_left_behind(run_dir)  # the Ray processes a killed invocation here left behind, if any
     if config.ray.enabled:
         check_ray_run(judge_lm, config.judge, mode, "judge", config.ray.address, "judging")
         pool = WorkerPool.start(
@@ -329,6 +331,8 @@ async def _judge(
             {"judge": judge_part(config)},
             concurrency=config.judging.concurrency,
             prices=config.price_book,
+            progress_every_s=config.run.progress_every_s if show_progress else None,
+            run_dir=run_dir,
         )
     else:
         pool, judge_lm = None, lm_before_run(config.judge, "judge", mode, judge_lm, lambda: build_judge(config))

@@ -10,6 +10,7 @@ import dspy
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.clients.local_serving import serving
 from refed_dspy.cluster.connect import check_ray_run
+from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
@@ -45,8 +46,11 @@ def check_budget_prices(config: Config) -> None:
         require_price(config.teacher, "teacher", "synthesis.max_cost_usd")
 
 
-def start_workers(config: Config, run_program: RunProgram) -> WorkerPool:
-    """The run's Ray workers, started and checked (see refed_dspy.cluster.pool.WorkerPool.start)."""
+def start_workers(
+    config: Config, run_program: RunProgram, run_dir: Path | None = None, show_progress: bool = False
+) -> WorkerPool:
+    """The run's Ray workers, started and checked (see refed_dspy.cluster.pool.WorkerPool.start); the processes of a
+    local Ray they start are written down in `run_dir`."""
     return WorkerPool.start(
         config.ray,
         config.teacher,
@@ -54,6 +58,8 @@ def start_workers(config: Config, run_program: RunProgram) -> WorkerPool:
         parts_of(run_program.program),
         concurrency=config.synthesis.concurrency,
         prices=config.price_book,
+        progress_every_s=config.run.progress_every_s if show_progress else None,
+        run_dir=run_dir,
     )
 
 
@@ -126,8 +132,9 @@ async def _run_synthesis(
         )
         log.info(report.line())
     rundir = RunDir(config.run.dir)
+    end_left_behind(rundir.path)  # the Ray processes a killed invocation here left behind, if any
     # on Ray, the workers are started and their keys checked before the run dir is touched
-    pool = start_workers(config, run_program) if config.ray.enabled else None
+    pool = start_workers(config, run_program, rundir.path, show_progress) if config.ray.enabled else None
     broker = None
     try:
         with owned(config.run.dir, "run", "refed synthesize", flag="run.dir"):

@@ -19,6 +19,15 @@ def _cut_off(u: dict[str, Any]) -> str:
     return f", and up to {usd(bound)} for the calls cut off (their tokens unknown)" if bound else ""
 
 
+def _unanswered(u: dict[str, Any]) -> str:
+    """The paid calls never answered to us, by why: cut off (a stop, the client's timeout) or lost with a Ray worker."""
+    lost = u.get("worker_lost_calls") or 0
+    cut = (u.get("interrupted_calls") or 0) - lost
+    said = [f"{cut} cut off by a stop or the client's timeout"] if cut else []
+    said += [f"{lost} lost with their Ray worker"] if lost else []
+    return f"; {', '.join(said)} (counted as paid)" if said else ""
+
+
 def _raise(why: str) -> str:
     """What to raise for the limit that stopped the run (both when the reason does not say which)."""
     if why.startswith("the cost budget"):
@@ -39,11 +48,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['instructions_kept']} instructions kept",
         f"  LM calls     {u['calls']} paid, {u['cached_calls']} from the run cache"
         + (f", {u['failed_calls']} failed requests (no reply)" if u.get("failed_calls") else "")
-        + (
-            f"; {u['interrupted_calls']} cut off by a stop or the client's timeout (counted as paid)"
-            if u.get("interrupted_calls")
-            else ""
-        )
+        + _unanswered(u)
         + (f"; {u['unmetered_calls']} whose LM reported no token usage" if u.get("unmetered_calls") else ""),
         f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion",
         f"  cost         {_money(s['cost_usd'], u.get('unmetered_calls') or 0)}{_cut_off(u)}",

@@ -7,7 +7,6 @@ the workers lack)."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import ray_helpers
 from cli_helpers import STAGE_OF, marked_pipeline, marked_stages
 from conftest import run_overrides
 from loopback_server import read_log
@@ -39,23 +39,7 @@ from refed_dspy.tracking.experiment_runs import register_champion
 from refed_dspy.tracking.mlflow_runs import log_program
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray for the whole file (it takes seconds to start): runs find it connected and join it."""
-    try:
-        import ray
-    except ImportError:
-        if os.environ.get("REFED_REQUIRE_RAY"):
-            pytest.fail("the [ray] extra is not installed: pip install -e '.[ray]'")
-        pytest.skip("the [ray] extra is not installed")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False, logging_level=logging.WARNING
-    )
-    yield ray
-    ray.shutdown()
+local_ray = ray_helpers.local_ray  # one local Ray for the file
 
 
 def _on_ray(server, run_dir, size: int, workers: int = 2, **extra) -> list[str]:
@@ -243,8 +227,7 @@ def test_workers_off_the_drivers_node_keep_every_answer_in_the_run_cache(local_r
 
 
 def _ray_workers() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "ray::PartWorker"], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
+    return ray_helpers.our_ray_workers()  # this test's own: never a worker of another Ray on the machine
 
 
 def _sent_again(server) -> int:

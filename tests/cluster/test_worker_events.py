@@ -63,7 +63,7 @@ def test_a_worker_that_dies_before_it_starts_is_one_line_not_a_traceback():
     import types
 
     ray = pytest.importorskip("ray")
-    from refed_dspy.cluster.pool import _get
+    from refed_dspy.cluster.ready import get as _get
     from refed_dspy.errors import ConfigError, RunAborted
 
     def dies(refs, timeout):
@@ -78,3 +78,39 @@ def test_a_worker_that_dies_before_it_starts_is_one_line_not_a_traceback():
 
     with pytest.raises(ConfigError, match="could not start the workers"):
         _get(types.SimpleNamespace(get=unschedulable, exceptions=ray.exceptions), [], "start the workers")
+
+
+def test_each_worker_answers_on_its_own():
+    """While workers start or load, one lost (its process died) is handed back in its place for the pool to leave out;
+    one that never ran (its creation failed: the same for every worker) and a worker's own error still stop the wait,
+    each as its one line."""
+    import types
+
+    ray = pytest.importorskip("ray")
+    from refed_dspy.cluster.ready import Waiting, answers
+    from refed_dspy.errors import MissingKeyError, RunAborted
+
+    lost = ray.exceptions.ActorDiedError()
+    never_ran = ray.exceptions.RayActorError(error_msg="its creation failed", actor_init_failed=True)
+    no_key = ray.exceptions.RayTaskError("info", "", MissingKeyError("MY_KEY is not set"))
+
+    def stub(outcomes: dict) -> types.SimpleNamespace:
+        def wait(refs, num_returns, timeout):
+            return refs[:num_returns], refs[num_returns:]
+
+        def get(ref):
+            if isinstance(outcomes[ref], BaseException):
+                raise outcomes[ref]
+            return outcomes[ref]
+
+        return types.SimpleNamespace(wait=wait, get=get, exceptions=ray.exceptions)
+
+    waiting = Waiting(3, None)
+    waiting.now("started")
+    out = answers(stub({"a": 1, "b": lost, "c": 3}), ["a", "b", "c"], "start its workers", waiting)
+    assert out == [1, lost, 3] and (waiting.done, waiting.lost) == (2, 1)
+    assert "2 of 3 workers started, 1 lost, waiting" in waiting.line()
+    with pytest.raises(RunAborted, match="could not start its workers: its creation failed"):
+        answers(stub({"a": 1, "b": never_ran}), ["a", "b"], "start its workers")
+    with pytest.raises(MissingKeyError, match="MY_KEY is not set"):
+        answers(stub({"a": no_key, "b": 2}), ["a", "b"], "start its workers")
