@@ -35,7 +35,7 @@ _LAZY = {
     "load_config": "refed_dspy.config",
     "synthesize": "refed_dspy.synthesis.api",
     "compare": "refed_dspy.experiments.compare",
-    "optimize": "refed_dspy.experiments.optimize",
+    "optimize": "refed_dspy.optimization.run",
     "experiment": "refed_dspy.experiments.experiment",
     "build_lm": "refed_dspy.clients.lm",
     "make_metric": "refed_dspy.optimizers.metrics",

@@ -44,6 +44,7 @@ FLOORS = [
     {"cluster"},
     {"synthesis"},
     {"quality"},
+    {"optimization"},
     {"experiments", "export"},
     {"view"},
     {"cli"},
