@@ -46,6 +46,7 @@ FLOORS = [
     {"quality"},
     {"optimization"},
     {"experiments", "export"},
+    {"status"},
     {"view"},
     {"cli"},
 ]

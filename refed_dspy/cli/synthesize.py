@@ -81,13 +81,13 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from refed_dspy.experiments.experiment_status import (
+    from refed_dspy.status.experiment import (
         experiment_status,
         format_experiment_status,
         is_experiment_dir,
     )
-    from refed_dspy.quality.run_status import run_status
-    from refed_dspy.quality.status_text import format_status
+    from refed_dspy.status.run import run_status
+    from refed_dspy.status.text import format_status
     from refed_dspy.store.jsonl import json_text
 
     if is_experiment_dir(args.run_dir):

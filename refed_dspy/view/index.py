@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import run_config
-from refed_dspy.experiments.experiment_status import is_experiment_dir
+from refed_dspy.status.experiment import is_experiment_dir
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.seeds import read_references
