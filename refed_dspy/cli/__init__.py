@@ -13,7 +13,18 @@ import os
 import signal
 import sys
 
-from refed_dspy.cli import compare, data, experiment, judge, maintenance, optimize, settings, synthesize, view
+from refed_dspy.cli import (
+    compare,
+    data,
+    experiment,
+    judge,
+    maintenance,
+    optimize,
+    settings,
+    status,
+    synthesize,
+    view,
+)
 from refed_dspy.errors import RefedError
 from refed_dspy.secrets import masked_streams
 from refed_dspy.stops import STOP_SIGNALS, note_stop
@@ -21,6 +32,7 @@ from refed_dspy.sync import StopSignal, stop_running
 
 GROUPS = (
     synthesize,
+    status,
     compare,
     judge,
     data,
