@@ -123,7 +123,7 @@ def _main(argv: list[str] | None) -> int:
         for signum in (signal.SIGINT, *STOP_SIGNALS):
             signal.signal(signum, _stop_like_sigint)
         parser = build_parser()
-        args = parser.parse_args(judge.with_action(sys.argv[1:] if argv is None else list(argv)))
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
         level = logging.DEBUG if args.debug else logging.INFO
         logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
         if getattr(args, "func", None):

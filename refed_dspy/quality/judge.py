@@ -380,7 +380,6 @@ def judge_run(
     config: Config | None = None,
     *,
     judge: dspy.BaseLM | None = None,
-    judge_lm: dspy.BaseLM | None = None,
     on_mismatch: str = "error",
     show_progress: bool = False,
     detach: bool = False,
@@ -392,7 +391,6 @@ def judge_run(
         config: the [judge] and [judging] to use; None: the run dir's own config.toml.
         judge: a dspy.LM (or any dspy.BaseLM) to judge with instead of building one from [judge], as optimize and
             experiment take it.
-        judge_lm: the same, by its older name.
         on_mismatch: for judgments made with another judge config: "error" (refuse), "resume" (keep them) or
             "fresh" (delete them and judge again).
         show_progress: print progress lines on stderr.
@@ -403,14 +401,6 @@ def judge_run(
             ...), mean scores by criterion, the improvement's win, tie and loss rates, the position-bias rate, calls
             and cost.
     """
-    lm = one_judge(judge, judge_lm)
     return run_sync(
-        ajudge_run(run_dir, config, judge_lm=lm, on_mismatch=on_mismatch, show_progress=show_progress, detach=detach)
+        ajudge_run(run_dir, config, judge_lm=judge, on_mismatch=on_mismatch, show_progress=show_progress, detach=detach)
     )
-
-
-def one_judge(judge: dspy.BaseLM | None, judge_lm: dspy.BaseLM | None) -> dspy.BaseLM | None:
-    """The judge LM handed in as `judge=` or by its older name `judge_lm=` (TypeError for both)."""
-    if judge is not None and judge_lm is not None:
-        raise TypeError("pass the judge LM once: judge= (judge_lm= is its older name)")
-    return judge if judge is not None else judge_lm
