@@ -29,6 +29,7 @@ from refed_dspy.quality.report_stats import (
     execution_text,
     lengths,
     mean_pairwise_cosine_distance,
+    reject_reasons,
     sample_cards,
     yields,
 )
@@ -105,7 +106,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
             "judge_failed": sum(judge_failures.values()),
             "status": summary.get("status"),
         },
-        "rejects": dict(Counter(r.get("reason", "unknown") for r in rejects).most_common()),
+        "rejects": reject_reasons(rejects),
         "rejects_by_stage": dict(Counter(r.get("stage", "unknown") for r in rejects).most_common()),
         "yield": yields(samples, units, rejects),
         "lengths": {k: describe(v) for k, v in lens.items()},

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from refed_dspy.filters import FILTERS, make_filter, near_duplicates
 from refed_dspy.filters.near_duplicates import near_duplicate_matches
+from refed_dspy.quality.report_stats import reject_reasons
 
 WORDS, CUM = _zipf_vocab(20000)
 OPENING = "Here is a clear answer to your question, with the main points first and details after."
@@ -175,3 +176,20 @@ def test_settings_are_checked():
     for bad in ({"field": "draft"}, {"threshold": 0.99}, {"threshold": 0.2}, {"num_perm": 8}, {"shingle_words": 0}):
         with pytest.raises(ValidationError):
             make_filter("near_duplicates", **bad)
+
+
+def test_a_filter_with_a_reason_per_sample_is_one_line_of_the_reports_rejects():
+    rows = [{"stage": "sample", "reason": "truncated"}] * 3
+    rows += [{"stage": "filter", "filter": "min_score", "reason": "mean judge score 4.0 < 5"}] * 2
+    few = [{"stage": "filter", "filter": "near_duplicates", "reason": f"near-duplicate of s{i}"} for i in range(10)]
+    assert reject_reasons(rows + few) == {
+        "truncated": 3,
+        "mean judge score 4.0 < 5": 2,
+        **{f"near-duplicate of s{i}": 1 for i in range(10)},
+    }
+    many = few + [{"stage": "filter", "filter": "near_duplicates", "reason": "near-duplicate of s10"}] * 2
+    assert reject_reasons(rows + many) == {
+        "near_duplicates (11 different reasons: see rejects.jsonl)": 12,
+        "truncated": 3,
+        "mean judge score 4.0 < 5": 2,
+    }

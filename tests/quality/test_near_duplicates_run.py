@@ -5,6 +5,7 @@ the summary), and a setting it cannot use is one line on stderr."""
 from __future__ import annotations
 
 import json
+import re
 
 from cli_helpers import lines, run_refed
 
@@ -33,7 +34,7 @@ def add_near_copies(run, originals: dict[int, int]) -> dict[str, str]:
 
 
 def test_filter_and_report_on_a_run_dir(run, tmp_path):
-    copies = add_near_copies(run, {0: 1, 3: 2, 7: 1, 12: 3})
+    copies = add_near_copies(run, {0: 1, 3: 2, 7: 1, 12: 3, **dict.fromkeys(range(14, 22), 1)})
     out = tmp_path / "kept"
     rc, stdout, err = run_refed(
         "filter", str(run), "--out", str(out), "--apply", "near_duplicates:field=response,threshold=0.8,seed=3"
@@ -58,20 +59,24 @@ def test_filter_and_report_on_a_run_dir(run, tmp_path):
     rc, stdout, err = run_refed("report", str(run))
     assert rc == 0, err
     block = json.loads((run / "report.json").read_text())["near_duplicates"]
-    assert block["samples"] == 37 and block["clusters"] == 4 and block["near_duplicates"] == 7
-    assert block["in_clusters"] == 11 and block["sizes"] == {"2": 2, "3": 1, "4": 1}
+    assert block["samples"] == 45 and block["clusters"] == 12 and block["near_duplicates"] == 15
+    assert block["in_clusters"] == 27 and block["sizes"] == {"2": 10, "3": 1, "4": 1}
     assert block["field"] == "response" and block["threshold"] == 0.7  # the filter's defaults: no [[filters]] here
     largest = block["largest"][0]
     assert largest["size"] == 4 and {m["id"] for m in largest["members"]} == {
         c for c, o in copies.items() if o == largest["kept"]
     }
-    assert "near-dups    7 samples repeat another (18.9%), in 4 clusters, the largest of 4" in stdout
+    assert "near-dups    15 samples repeat another (33.3%), in 12 clusters, the largest of 4" in stdout
     html = (run / "report.html").read_text()
-    assert ">Near-duplicates</h2>" in html and "4 clusters hold 11 of 37 samples" in html
+    assert ">Near-duplicates</h2>" in html and "12 clusters hold 27 of 45 samples" in html
 
     rc, stdout, err = run_refed("report", str(out))  # the filtered dir: none left
     assert rc == 0, err
-    assert json.loads((out / "report.json").read_text())["near_duplicates"]["clusters"] == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["near_duplicates"]["clusters"] == 0
+    # a reason per removed sample: the report counts them under the filter's name, not one line (and bar) each
+    ((line, count),) = report["rejects"].items()
+    assert count == 15 and re.fullmatch(r"near_duplicates \(1[2-5] different reasons: see rejects.jsonl\)", line)
     assert "near-dups    none (response, 5-word shingles" in stdout
 
 
