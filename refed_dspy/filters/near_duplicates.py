@@ -1,14 +1,17 @@
 """near_duplicates: remove samples whose instruction, response or both nearly repeat an earlier sample's, by MinHash
 with locality-sensitive hashing (datasketch), at the scale of 100,000 samples and more.
 
-A text is the set of its word shingles (`shingle_words` consecutive words, lowercased; a text shorter than that is
-one shingle). Two samples are near-duplicates when MinHash estimates the Jaccard similarity of their sets at
+A text is the set of its word shingles (`shingle_words` consecutive words, lowercased, punctuation dropped; a text
+shorter than that is one shingle). Two samples are near-duplicates when MinHash estimates the Jaccard similarity of their sets at
 `threshold` or above. In file order, a sample is compared with the samples kept before it: the LSH index proposes the
 candidates, their MinHash signatures decide, and a sample that matches one is removed, naming the most similar (the
 earliest among equals). So each cluster is a kept sample and the later ones removed as its near-duplicates.
 
 Deterministic: word hashes are BLAKE2b (not Python's salted `hash`) and the MinHash permutations come from `seed`, so
 the same samples and settings give the same result in any process. No LM call.
+
+numpy and datasketch (with SciPy, half a second) are imported when the filter runs, not when the config imports every
+filter.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ from refed_dspy.filters.registry import FILTERS
 if TYPE_CHECKING:
     import numpy as np
 
-FIELDS = ("instruction", "response", "both")
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"\w+")  # Unicode words: text.tokens keeps ASCII ones, which would leave other scripts no shingles
 _MULTIPLIER = 0x9E3779B97F4A7C15  # odd: the rolling hash that joins a shingle's word hashes is a bijection per step
 _WEIGHTS = (0.2, 0.8)  # of a false candidate and of a missed pair, in choosing the LSH bands
 _SALTS = (0x243F6A8885A308D3, 0x13198A2E03707344)  # instruction and response shingles stay apart under "both"
@@ -56,9 +58,6 @@ class Shingler:
     """32-bit hashes of a text's word shingles, the same in every process (word hashes are cached per instance)."""
 
     def __init__(self, shingle_words: int):
-        import numpy as np
-
-        self.np = np
         self.k = shingle_words
         self._words: dict[str, int] = {}
 
@@ -69,7 +68,8 @@ class Shingler:
 
     def __call__(self, parts: tuple[str, ...]) -> np.ndarray:
         """The shingle hashes of `parts` (uint32; a part's shingles are salted by its position); empty: no words."""
-        np = self.np
+        import numpy as np
+
         out = []
         for salt, text in zip(_SALTS, parts, strict=False):
             words = _WORD.findall(text.lower())
@@ -173,11 +173,11 @@ def near_duplicate_matches(
     b, r = bands(threshold, num_perm)
     sigs = signatures(texts, shingle_words, num_perm, seed)
     prev = previous_in_bucket(band_keys(sigs, b, r))
-    words = ~np.all(sigs == np.iinfo(np.uint32).max, axis=1)  # an empty set's signature: every value at its maximum
-    kept = bytearray(words.astype(np.uint8).tobytes())  # a text that shares no bucket with an earlier one is kept
+    has_words = ~np.all(sigs == np.iinfo(np.uint32).max, axis=1)  # an empty set's signature: all values at their max
+    kept = bytearray(has_words.astype(np.uint8).tobytes())  # a text that shares no bucket with an earlier one is kept
     kept_before = np.full(prev.shape, -1, dtype=np.int32)
     matches = []
-    for i in np.flatnonzero(words & (prev >= 0).any(axis=1)).tolist():
+    for i in np.flatnonzero(has_words & (prev >= 0).any(axis=1)).tolist():  # in input order: earlier rows are settled
         nearest = [p if p < 0 or kept[p] else int(kept_before[p, band]) for band, p in enumerate(prev[i].tolist())]
         kept_before[i] = nearest
         candidates = set()
@@ -209,13 +209,12 @@ def near_duplicates(
     response (the final one) or both); the others are removed, each naming the sample it repeats and the estimated
     Jaccard similarity."""
     matches = near_duplicate_matches([parts_of(s, field) for s in samples], threshold, shingle_words, num_perm, seed)
+    how = f"(MinHash, {shingle_words}-word shingles, threshold {threshold})"
     return split(
         samples,
         {
-            sample_id(
-                samples[m.index]
-            ): f"near-duplicate of {sample_id(samples[m.of])}: {field} Jaccard ~{m.similarity:.2f}"
-            f" (MinHash, {shingle_words}-word shingles, threshold {threshold})"
+            sample_id(samples[m.index]): f"near-duplicate of {sample_id(samples[m.of])}: "
+            f"{field} Jaccard ~{m.similarity:.2f} {how}"
             for m in matches
         },
     )

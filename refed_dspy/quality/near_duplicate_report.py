@@ -62,8 +62,8 @@ def near_duplicate_block(samples: list[dict[str, Any]], spec: NearDuplicates) ->
 
 def _settings_phrase(block: dict[str, Any]) -> str:
     return (
-        f"{block['field']}, {block['shingle_words']}-word shingles, estimated Jaccard >= {block['threshold']} "
-        f"(MinHash, {block['num_perm']} permutations)"
+        f"{block['field']}, {block['shingle_words']}-word shingles, estimated Jaccard >= {block['threshold']}, "
+        f"{block['num_perm']} MinHash permutations"
     )
 
 
