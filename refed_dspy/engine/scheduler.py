@@ -25,19 +25,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from refed_dspy.clients.calls import opened_on
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
-from refed_dspy.engine.batch import in_slot
-from refed_dspy.engine.budget import CallBudget, TaskLedger
-from refed_dspy.engine.endpoint_check import FirstCalls, batch_api_failure
+from refed_dspy.engine.batch_link import BatchLink
+from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.done_queue import DoneQueue
+from refed_dspy.engine.endpoint_check import FirstCalls
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.engine.retries import Retries
+from refed_dspy.engine.task_accounts import Task, TaskAccounts
 from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
 from refed_dspy.store.call_log import CallLog
@@ -80,19 +82,6 @@ class Limits:
     endpoints: int = 1  # the role's api_base endpoints (0: the provider's own; several: a replica taken out)
 
 
-@dataclass
-class _Task:
-    kind: str
-    slots: int
-    reserved_calls: int
-    reserved_cost: float
-    payload: Any = None
-    started: float = field(default_factory=time.monotonic)
-    calls: list = field(default_factory=list)  # the task's CallInfo, kept here: a cancelled task's calls still count
-    log_id: int | None = None  # its line in the run's log, when the task is written there whole (sent to Ray)
-    ledger: TaskLedger | None = None  # what its calls are opened on at the call boundary (not on Ray, not in batch)
-
-
 class Engine:
     """Runs a stage's work with up to `limits.concurrency` LM calls in flight. See the module docstring."""
 
@@ -104,13 +93,17 @@ class Engine:
         # the run's ledger of calls against its budget; its totals are of the whole run (the stage seeds them with
         # what earlier invocations paid)
         self.budget = CallBudget(limits.max_calls, limits.max_cost_usd, totals)
+        # how its tasks meet the ledger and the run's write-ahead log (refed_dspy.engine.task_accounts)
+        self.accounts = TaskAccounts(
+            limits.worst_calls, limits.price, limits.max_tokens, limits.role, self.budget, batch=broker is not None
+        )
         self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
-        self.running: dict[asyncio.Task, _Task] = {}
+        self.running: dict[asyncio.Task, Task] = {}
         self.slots_used = 0  # running total over self.running: O(1) per start
         self.pending: Counter = Counter()  # tasks by kind, running or waiting to be retried
         self.window = Window(limits.concurrency)  # the AIMD window of calls in flight
         self.retrying = Retries(limits.max_retries, limits.seed)  # failed work waiting to run again
-        self.starts: Counter = Counter()  # batch mode: times each piece of work was started (its custom_ids' attempt)
+        self.batch = BatchLink(broker) if broker is not None else None  # batch mode: the broker's side of it
         self.stop_reason: str | None = None
         self.writers: list[Any] = []  # the stage's record writers (run_closing): one that finds the disk full stops it
         self.abort: Failure | None = None
@@ -119,14 +112,8 @@ class Engine:
         self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.interrupted = False
         self.on_progress: Callable[[], None] | None = None
-        # the write-ahead log of the run's calls (refed_dspy.store.call_log): each request is written there by the call
-        # boundary before it is sent; with `log_tasks` (the calls are made on Ray workers) each task is, whole
-        self.log: CallLog | None = None
-        self.log_tasks = False
-        self._done: deque[asyncio.Task] = deque()
-        self._wake: asyncio.Future | None = None
+        self.done = DoneQueue()
 
-    # ---- budget -------------------------------------------------------------------------------
     @property
     def totals(self) -> Totals:
         """What the run has paid, this invocation and (seeded by the stage) the earlier ones."""
@@ -136,34 +123,14 @@ class Engine:
     def totals(self, totals: Totals) -> None:
         self.budget.totals = totals
 
-    def _reserve(self, kind: str) -> tuple[int, float] | None:
-        """Worst-case calls and cost of a new task, reserved; None when starting it could break the budget (with
-        work under way, only for now: what it reserved and does not spend comes back when it ends)."""
-        calls = self.limits.worst_calls[kind]
-        cost = calls * self.budget.call_cost(self.limits.price, self.limits.max_tokens, self.limits.role)
-        return (calls, cost) if self.budget.try_reserve(calls, cost, final=not self.running) else None
+    def use_log(self, log: CallLog, whole_tasks: bool) -> None:
+        """Write the run's calls to `log` before they are sent (`whole_tasks`: each task whole, its calls being made
+        where the log is not)."""
+        self.accounts.log, self.accounts.log_tasks = log, whole_tasks
 
-    def account(self, calls: list) -> dict[str, Any]:
-        """Usage of `calls`, added to the run's totals (the ledger also keeps the dearest call, for estimates)."""
-        return self.budget.record(calls, self.limits.price, self.limits.role)
-
-    def _task_ledger(self, reserved: float) -> TaskLedger | None:
-        """What the calls of a new task are opened on at the call boundary (None in batch mode, and where the calls
-        are made by Ray workers: there the task is written to the log, whole)."""
-        if self.broker is not None or self.log_tasks:
-            return None
-        return TaskLedger(self.budget, self.limits.price, self.limits.max_tokens, self.limits.role, self.log, reserved)
-
-    def _settle(self, meta: _Task, usage: dict[str, Any]) -> None:
-        """A task is over: a task written to the log whole is settled with what its calls paid."""
-        if self.log is not None and meta.log_id is not None:
-            self.log.settled_task(meta.log_id, usage)
-
-    def _kept(self, meta: _Task) -> None:
-        """What a task's calls paid is in the run's files now (its record, or its journal line): said in the log."""
-        if self.log is not None:
-            ids = [c.log_id for c in meta.calls if getattr(c, "log_id", None) is not None]
-            self.log.kept(ids + ([meta.log_id] if meta.log_id is not None else []))
+    @property
+    def log(self) -> CallLog | None:
+        return self.accounts.log
 
     # ---- what a stage reads ---------------------------------------------------------------------
     @property
@@ -183,64 +150,32 @@ class Engine:
     def start(self, kind: str, payload: Any, slots: int) -> bool:
         """Start one piece of work, or False when it could break the budget: the stage keeps it and tries again when
         work under way ends; with nothing under way, the run's stop reason becomes 'budget'."""
-        reservation = self._reserve(kind)
-        if reservation is None:
+        meta = self.accounts.reserve(kind, slots, payload, final=not self.running)
+        if meta is None:
             if not self.running:
                 self.stop_reason = self.stop_reason or "budget"
             return False
-        meta = _Task(kind, slots, reservation[0], reservation[1], payload)
-        if self.log is not None and self.log_tasks:  # its calls are made where no log is: written down whole, first
-            each = reservation[1] / reservation[0] if reservation[0] else 0.0
-            meta.log_id = self.log.sent(self.limits.role, kind, "?", each, calls=reservation[0])
-        meta.ledger = self._task_ledger(reservation[1])
         coro = self.stage.work(kind, payload, meta.calls)
-        if self.broker is not None:
-            # every start of a piece of work is a new attempt with its own custom_ids (a retry, or the same work asked
-            # for again later): a stored error answer is never handed back to the attempt that follows it
-            key = self.stage.key(kind, payload)
-            coro = in_slot(coro, key, self.starts[key])
-            self.starts[key] += 1
+        if self.batch is not None:  # each start an attempt of its own (refed_dspy.engine.batch_link)
+            coro = self.batch.attempt(self.stage.key(kind, payload), coro)
         with opened_on(meta.ledger):  # the task's context (copied as it is created) carries its ledger
             task = asyncio.ensure_future(coro)
         self.running[task] = meta
         self.slots_used += slots
         self.pending[kind] += 1
-        task.add_done_callback(self._on_done)
+        task.add_done_callback(self.done.add)
         return True
 
-    def _finished(self, task: asyncio.Task) -> _Task:
+    def _finished(self, task: asyncio.Task) -> Task:
         meta = self.running.pop(task)
         self.slots_used -= meta.slots
-        self.budget.release(meta.reserved_calls, meta.reserved_cost + (meta.ledger.extra if meta.ledger else 0.0))
+        self.accounts.release(meta)
         self.pending[meta.kind] -= 1
         return meta
 
-    def _on_done(self, task: asyncio.Task) -> None:
-        self._done.append(task)
-        self.wake()
-
     def wake(self) -> None:
         """Let the loop look again (a task finished, or the batch broker has news)."""
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
-    async def _wait_done(self, timeout: float | None) -> list[asyncio.Task]:
-        """Tasks finished since the last call; waits up to `timeout` (None: until one finishes)."""
-        if not self._done:
-            loop = asyncio.get_running_loop()
-            self._wake = wake = loop.create_future()
-            timer = (
-                loop.call_later(timeout, lambda: wake.done() or wake.set_result(None)) if timeout is not None else None
-            )
-            try:
-                await wake
-            finally:
-                self._wake = None
-                if timer is not None:
-                    timer.cancel()
-        done = list(self._done)
-        self._done.clear()
-        return done
+        self.done.wake()
 
     def start_due_retries(self) -> bool:
         """Start the retries whose time has come; False when one must wait for free slots (or the budget)."""
@@ -255,7 +190,7 @@ class Engine:
         return True
 
     # ---- finished work ------------------------------------------------------------------------
-    def _retry(self, meta: _Task, failure: Failure) -> bool:
+    def _retry(self, meta: Task, failure: Failure) -> bool:
         """Schedule `meta` again after a retryable failure; False when its retries are used up."""
         now = time.monotonic()
         key = self.stage.key(meta.kind, meta.payload)
@@ -266,10 +201,9 @@ class Engine:
         self.pending[meta.kind] += 1
         return True
 
-    def _handle(self, task: asyncio.Task, meta: _Task) -> None:
+    def _handle(self, task: asyncio.Task, meta: Task) -> None:
         result, failure = task.result()
-        usage = self.account(meta.calls)
-        self._settle(meta, usage)
+        usage = self.accounts.account(meta)
         failure = self.first.note(meta.calls, failure)
         if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left
             self.stop_reason = self.stop_reason or "budget"
@@ -281,7 +215,7 @@ class Engine:
             and self._retry(meta, failure)
         ):
             self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
-            self._kept(meta)
+            self.accounts.kept(meta)
             return
         if failure is None:
             self.window.grow(meta.slots)
@@ -291,11 +225,11 @@ class Engine:
         except RunDirError:
             with contextlib.suppress(RunDirError):  # the record is not: what its calls paid goes to the journal
                 self._note_attempt(meta, "unwritten", usage)
-                self._kept(meta)
+                self.accounts.kept(meta)
             raise
-        self._kept(meta)
+        self.accounts.kept(meta)
 
-    def _note_attempt(self, meta: _Task, outcome: str, usage: dict[str, Any]) -> None:
+    def _note_attempt(self, meta: Task, outcome: str, usage: dict[str, Any]) -> None:
         if usage.get("calls") or usage.get("failed_calls") or usage.get("cached_calls"):
             self.stage.note_attempt(self.stage.key(meta.kind, meta.payload), outcome, usage)
 
@@ -312,10 +246,8 @@ class Engine:
         Interrupted (the task cancelled by Ctrl-C, SIGTERM or SIGHUP): starts nothing more, handles what
         finishes within `limits.stop_grace_s`, then cancels the rest; `interrupted` is then set.
         """
-        if self.broker is not None:
-            self.broker.tasks_running = lambda: len(self.running)
-            self.broker.on_wake = self.wake
-            self.broker.start()
+        if self.batch is not None:
+            self.batch.begin(lambda: len(self.running), self.wake)
         try:
             try:
                 await self._loop()
@@ -332,8 +264,8 @@ class Engine:
             raise
         finally:
             await self._cancel_the_rest()
-            if self.broker is not None:
-                await self.broker.close()
+            if self.batch is not None:
+                await self.batch.close()
 
     def _check_disk(self) -> None:
         """A record writer found the disk full (and wrote into the run dir's reserve): stop, by DiskFull, once the
@@ -344,17 +276,13 @@ class Engine:
 
     def _batch_news(self) -> bool:
         """The broker detached (every task waits on a submitted batch) or its provider refused: stop. True then."""
-        broker = self.broker
-        if broker is None:
-            return False
-        if broker.error is not None:
-            self.abort = self.abort or batch_api_failure(str(broker.error), broker.error.status)
-            return True
-        if broker.detached:
+        news = self.batch.news() if self.batch is not None else None
+        if isinstance(news, Failure):
+            self.abort = self.abort or news
+        elif news == "detached":
             self.detached = self.stopping = True
             self.stop_reason = "detached"
-            return True
-        return False
+        return news is not None
 
     async def run_closing(self, progress: Any, writers: Any) -> None:
         """`run`, then close the stage's record writers and its progress display, whatever happened."""
@@ -377,7 +305,7 @@ class Engine:
             if not self.running:
                 await asyncio.sleep(wait or 0)
                 continue
-            for task in await self._wait_done(wait):
+            for task in await self.done.wait(wait):
                 if task in self.running:
                     self._handle(task, self._finished(task))
             if self.on_progress is not None:
@@ -390,7 +318,7 @@ class Engine:
         # batch mode: the work waits on batches that outlive this process (nothing to let finish)
         deadline = time.monotonic() + (0.0 if self.broker is not None else self.limits.stop_grace_s)
         while self.running and time.monotonic() < deadline:
-            for task in await self._wait_done(max(0.0, deadline - time.monotonic())):
+            for task in await self.done.wait(max(0.0, deadline - time.monotonic())):
                 if task in self.running:
                     self._handle(task, self._finished(task))
             if self.on_progress is not None:
@@ -406,11 +334,10 @@ class Engine:
         await asyncio.gather(*self.running, return_exceptions=True)
         for task in list(self.running):
             meta = self._finished(task)
-            usage = self.account(meta.calls)
-            self._settle(meta, usage)
+            usage = self.accounts.account(meta)
             with contextlib.suppress(RunDirError):  # a full disk: the summary still says what it can
                 self._note_attempt(meta, "interrupted", usage)
-                self._kept(meta)
+                self.accounts.kept(meta)
         self.running.clear()
 
     def status(self, done: bool) -> str:

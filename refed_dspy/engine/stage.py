@@ -178,7 +178,7 @@ class StageBase(ABC):
         each request of this invocation is written there before it is sent (on Ray, each task, whole)."""
         log = CallLog.open(path)
         engine = self.engine
-        engine.log, engine.log_tasks = log, self.transport.logs_tasks
+        engine.use_log(log, whole_tasks=self.transport.logs_tasks)
         if log.lost:
             engine.totals.add(log.lost)
         found = log.found_now

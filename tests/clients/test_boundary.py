@@ -406,7 +406,9 @@ def test_the_engine_and_optimize_keep_one_kind_of_ledger():
 
     engine = Engine(stage=None, limits=Limits(concurrency=1, max_retries=0, worst_calls={"x": 2}, max_calls=3))
     assert type(engine.budget) is CallBudget
-    assert engine._reserve("x") == (2, 0.0) and engine._reserve("x") is None  # 2 reserved + 2 more > 3
+    first = engine.accounts.reserve("x", 1, None, final=True)
+    assert (first.reserved_calls, first.reserved_cost) == (2, 0.0)
+    assert engine.accounts.reserve("x", 1, None, final=True) is None  # 2 reserved + 2 more > 3
     assert engine.budget.reserved_calls == 2 and engine.budget.refused == 1
 
 

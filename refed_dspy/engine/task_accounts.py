@@ -1,0 +1,92 @@
+"""How the engine's tasks meet the run's ledger and its write-ahead log of calls.
+
+A task's worst case (its most calls, repairs included, each at what a call is reserved at before its prompt is
+known) is reserved before it starts; written to the log whole when its calls are made where the log is not (Ray
+workers: `log_tasks`), else its calls are opened one by one on a TaskLedger of its own at the call boundary. When
+it ends, what its calls paid is recorded, its reservation given back, and, once its usage is in one of the run's
+files (a record, a journal line), the log is told so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from refed_dspy.clients.pricing import Price
+from refed_dspy.clients.usage import Totals
+from refed_dspy.engine.budget import CallBudget, TaskLedger
+from refed_dspy.store.call_log import CallLog
+
+
+@dataclass
+class Task:
+    """One piece of work the engine runs: its kind, the slots (calls in flight) it takes, what it reserved, and the
+    CallInfo of its calls (kept here: a cancelled task's calls still count)."""
+
+    kind: str
+    slots: int
+    reserved_calls: int
+    reserved_cost: float
+    payload: Any = None
+    started: float = field(default_factory=time.monotonic)
+    calls: list = field(default_factory=list)
+    log_id: int | None = None  # its line in the run's log, when the task is written there whole (sent to Ray)
+    ledger: TaskLedger | None = None  # what its calls are opened on at the call boundary (not on Ray, not in batch)
+
+
+class TaskAccounts:
+    """The ledger of an engine's tasks (see the module docstring). `batch`: its calls wait on provider batches (the
+    batch store is their record: no call is opened at the boundary)."""
+
+    def __init__(
+        self,
+        worst_calls: dict[str, int],
+        price: Price | None,
+        max_tokens: int,
+        role: str,
+        budget: CallBudget,
+        batch: bool = False,
+    ):
+        self.worst_calls, self.price, self.max_tokens, self.role = worst_calls, price, max_tokens, role
+        self.budget = budget
+        self.batch = batch
+        # the write-ahead log of the run's calls (refed_dspy.store.call_log): each request is written there by the call
+        # boundary before it is sent; with `log_tasks` (the calls are made on Ray workers) each task is, whole
+        self.log: CallLog | None = None
+        self.log_tasks = False
+
+    @property
+    def totals(self) -> Totals:
+        return self.budget.totals
+
+    def reserve(self, kind: str, slots: int, payload: Any, final: bool) -> Task | None:
+        """A new task of `kind` with its worst case reserved (and, with `log_tasks`, written to the log); None when
+        starting it could break the budget (`final=False`: only for now, work under way may give back)."""
+        calls = self.worst_calls[kind]
+        cost = calls * self.budget.call_cost(self.price, self.max_tokens, self.role)
+        if not self.budget.try_reserve(calls, cost, final=final):
+            return None
+        task = Task(kind, slots, calls, cost, payload)
+        if self.log is not None and self.log_tasks:  # its calls are made where no log is: written down whole, first
+            task.log_id = self.log.sent(self.role, kind, "?", cost / calls if calls else 0.0, calls=calls)
+        if not self.batch and not self.log_tasks:
+            task.ledger = TaskLedger(self.budget, self.price, self.max_tokens, self.role, self.log, cost)
+        return task
+
+    def release(self, task: Task) -> None:
+        """Give back what `task` reserved, and what its calls' prompts reserved beyond it."""
+        self.budget.release(task.reserved_calls, task.reserved_cost + (task.ledger.extra if task.ledger else 0.0))
+
+    def account(self, task: Task) -> dict[str, Any]:
+        """What `task`'s calls paid, added to the run's totals (a task written to the log whole is settled with it)."""
+        usage = self.budget.record(task.calls, self.price, self.role)
+        if self.log is not None and task.log_id is not None:
+            self.log.settled_task(task.log_id, usage)
+        return usage
+
+    def kept(self, task: Task) -> None:
+        """What `task`'s calls paid is in the run's files now (its record, or its journal line): said in the log."""
+        if self.log is not None:
+            ids = [c.log_id for c in task.calls if getattr(c, "log_id", None) is not None]
+            self.log.kept(ids + ([task.log_id] if task.log_id is not None else []))
