@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError
 from refed_dspy.store.benchmarks import PRESETS, Benchmark, load_benchmark, load_benchmarks, resolve
 
@@ -145,33 +144,3 @@ def test_bad_entries_are_one_line_naming_the_benchmark(tmp_path, monkeypatch):
         assert str(err.value).startswith(message) and "\n" not in str(err.value), (entry, str(err.value))
     with pytest.raises(ConfigError, match="two benchmarks are named 'q.jsonl'"):
         load_benchmarks([Benchmark(source="q.jsonl", field="question"), Benchmark(source="q.jsonl", field="question")])
-
-
-def test_the_quality_section_takes_presets_paths_and_tables():
-    cfg = load_config(
-        None,
-        [
-            'quality.benchmarks=["evals/alpaca_eval.jsonl", "arena_hard", {source="me/evals", split="test", '
-            'field="question", name="mine"}]',
-            "quality.ngram=6",
-        ],
-    )
-    q = cfg.quality
-    assert q.benchmarks[:2] == ["evals/alpaca_eval.jsonl", "arena_hard"] and q.benchmarks[2].name == "mine"
-    assert (q.ngram, q.share, q.check_responses) == (6, 0.5, False)
-    assert load_config(None, ['quality.benchmarks="ifeval"']).quality.benchmarks == ["ifeval"]
-    assert load_config().quality.benchmarks == []
-    for override, message in (
-        ("quality.benchmarks=[3]", "quality.benchmarks: entry 1: expected a preset's name, a path or a table, got 3"),
-        (
-            'quality.benchmarks=[{path="x"}]',
-            "quality.benchmarks: entry 1 (a table): needs 'source'; unknown key 'path'",
-        ),
-        ('quality.benchmarks=[""]', "quality.benchmarks: entry 1 is empty"),
-        ("quality.share=1.5", "quality.share: input should be less than or equal to 1"),
-        ("quality.ngram=0", "quality.ngram: input should be greater than or equal to 1"),
-        ("quality.sharee=0.4", "unknown key 'sharee' in [quality]; did you mean 'share'?"),
-    ):
-        with pytest.raises(ConfigError) as err:
-            load_config(None, [override])
-        assert message in str(err.value), (override, str(err.value))
