@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import config_from_dict
+from refed_dspy.config import Config, config_from_dict, run_config
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
@@ -103,11 +103,14 @@ def filter_run(
     specs: list[Filter],
     overwrite: bool = False,
     unjudged: str | None = None,
+    config: Config | None = None,
 ) -> FilterSummary:
     """Filter `run_dir`'s samples into `out_dir`; returns the filter summary.
 
     A judge-based filter never drops a sample silently for want of a judgment: when some samples have none,
-    `unjudged` must say whether such samples are kept or dropped, else ConfigError (nothing is written).
+    `unjudged` must say whether such samples are kept or dropped, else ConfigError (nothing is written). A filter's
+    settings left to the config (decontaminate's benchmarks: [quality]) come from `config`, by default the run's own
+    config.toml.
     """
     if unjudged is not None and unjudged not in UNJUDGED:
         raise ConfigError(f"--unjudged must be keep or drop, not '{unjudged}'")
@@ -119,6 +122,9 @@ def filter_run(
             "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
         )
     check_output_dir(out_dir, [src.path])
+    if config is None:
+        config = run_config(src) if src.config.exists() else Config()
+    specs = [spec.configured(config) for spec in specs]
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
     note = incomplete_note(src.path)
