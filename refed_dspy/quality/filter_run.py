@@ -79,14 +79,17 @@ def shortfall(summary: FilterSummary) -> str | None:
 
 
 def parse_filter(text: str) -> Filter:
-    """'rouge_diversity:threshold=0.7,seed=1' -> that filter (values read as numbers when they are); ConfigError
-    in the config's words when it is not a valid filter."""
+    """'rouge_diversity:threshold=0.7,seed=1' -> that filter (values read as numbers and booleans when they are);
+    ConfigError in the config's words when it is not a valid filter."""
     name, _, rest = text.partition(":")
     params: dict[str, Any] = {"name": name.strip()}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         if "=" not in part:
             raise ConfigError(f"--apply {text!r}: expected name:key=value,...")
         key, value = (x.strip() for x in part.split("=", 1))
+        if value in ("true", "false"):  # decontaminate:check_responses=true
+            params[key] = value == "true"
+            continue
         for cast in (int, float):
             try:
                 value = cast(value)

@@ -255,7 +255,7 @@ def _hub_rows(name: str, split: str, subset: str | None = None) -> Iterator[Row]
     import datasets
 
     try:
-        ds = datasets.load_dataset(name, subset, split=split)
+        ds = datasets.load_dataset(name, split=split, **({"name": subset} if subset else {}))
     except Exception as err:
         raise SeedError(
             f"cannot load '{name}' from the Hugging Face hub: {first_line(err)} "

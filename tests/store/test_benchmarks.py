@@ -101,9 +101,9 @@ def test_presets_load_through_the_hub_readers(tmp_path, monkeypatch):
     }
     calls = []
 
-    def load_dataset(name, subset=None, split=None):
-        calls.append((name, subset, split))
-        return datasets.Dataset.from_list(hub[name])
+    def load_dataset(path, split=None, name=None):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list(hub[path])
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     loaded = load_benchmarks(["arena_hard", "MT-Bench"])
@@ -115,6 +115,9 @@ def test_presets_load_through_the_hub_readers(tmp_path, monkeypatch):
         ("lmarena-ai/arena-hard-auto-v0.1", None, "train"),
         ("HuggingFaceH4/mt_bench_prompts", None, "train"),
     ]
+    hub["me/evals"] = [{"question": PROMPTS[0]}]
+    assert load_benchmark(Benchmark(source="me/evals", config="hard", split="test", field="question")).local is False
+    assert calls[-1] == ("me/evals", "hard", "test")  # a table's configuration and split reach the hub
 
 
 def test_bad_entries_are_one_line_naming_the_benchmark(tmp_path, monkeypatch):
