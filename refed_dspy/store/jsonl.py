@@ -68,9 +68,11 @@ def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[li
     take, and how many lines they are. A last line without its newline is left out (still being written, or torn
     by a kill); any other line that is not a JSON object raises CorruptRecordError with its file and line."""
     end = data.rfind(b"\n") + 1
-    lines = data[:end].split(b"\n")[:-1]
     records = []
-    for lineno, raw in enumerate(lines, lines_before + 1):
+    start, lineno = 0, lines_before
+    while start < end:  # line by line: a list of every line would hold the file's bytes a second time
+        stop = data.index(b"\n", start)
+        raw, start, lineno = data[start:stop], stop + 1, lineno + 1
         if not raw.strip():
             continue
         obj = parse_record(raw)
@@ -80,7 +82,7 @@ def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[li
                 f"{path.parent}` to move the bad lines to {path.name}.quarantine and keep the rest"
             )
         records.append(obj)
-    return records, end, len(lines)
+    return records, end, lineno - lines_before
 
 
 class JsonlWriter:
@@ -216,8 +218,17 @@ def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> Non
 
 
 def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]], durable: bool = False) -> None:
-    """Write a whole JSONL file to a temp file and rename it into place."""
-    write_text_atomic(path, "".join(json_text(r, where=path) + "\n" for r in rows), durable)
+    """Write a whole JSONL file to a temp file and rename it into place (`durable`: fsynced before the rename). It is
+    written a thousand lines at a time, so a large file (100,000 samples) is never one string in memory."""
+    p = Path(path)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for start in range(0, len(rows), 1000):
+            fh.write(mask("".join(json_text(r, where=path) + "\n" for r in rows[start : start + 1000])))
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, p)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
