@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.clients.local_serving import LocalServing
 from refed_dspy.clients.pricing import ModelPrice, PriceBook
 from refed_dspy.clients.spec import LMSpec, reserved_message
+from refed_dspy.contamination import NGRAM, SHARE
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import FILTERS, Filter
 from refed_dspy.methods import METHODS
@@ -39,6 +40,7 @@ from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.paths import expand_home
 from refed_dspy.registry import Registry, load_plugins
 from refed_dspy.settings import Seconds, Section, UserPath, is_path, mask_secrets, tomllib
+from refed_dspy.store.benchmarks import BenchmarkEntry, benchmark_entries
 from refed_dspy.store.rundir import RunDir
 
 load_plugins()  # methods, filters and optimizers of installed packages register themselves before any name is checked
@@ -192,6 +194,35 @@ class ReportConfig(Section):
     )
     rouge_sample: int = Field(200, gt=1, description="Instructions sampled for the mean pairwise ROUGE-L.")
     seed: int = Field(0, description="Seed for the report's samples.")
+
+
+class QualityConfig(Section):
+    """The data checks of `refed filter`, `refed report` and `refed export`, made without an LM call: decontamination
+    against the evaluation benchmarks the data's users will report."""
+
+    benchmarks: list[BenchmarkEntry] = Field(
+        default_factory=list,
+        description="Evaluation prompt sets to check the samples against: a preset (alpaca_eval, arena_hard, "
+        "mt_bench, ifeval: the Hugging Face dataset is fetched on first use), a path to a .json/.jsonl/.parquet/.csv "
+        "file or saved dataset directory whose rows carry instruction or prompt, or a table {source, file, config, "
+        "split, field, name} for any hub dataset or local file. Empty: nothing is checked.",
+    )
+    ngram: int = Field(NGRAM, ge=1, le=64, description="Words per n-gram of the overlap check.")
+    share: float = Field(
+        SHARE,
+        gt=0,
+        le=1,
+        description="A sample is contaminated when its text is a benchmark prompt after normalization (case, "
+        "whitespace, punctuation), or shares at least this share of the shorter text's word n-grams with one.",
+    )
+    check_responses: bool = Field(
+        False, description="Check each sample's final response against the prompts too, not only its instruction."
+    )
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _entries(cls, value: Any) -> Any:
+        return benchmark_entries(value)
 
 
 class OptimizeConfig(Section):
@@ -400,6 +431,7 @@ class Config(Section):
         default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables)."
     )
     report: ReportConfig = Field(default_factory=ReportConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict,

@@ -411,3 +411,33 @@ def test_every_path_argument_of_the_cli_expands_a_leading_tilde(monkeypatch, tmp
     monkeypatch.setenv("HOME", str(tmp_path))
     args = build_parser().parse_args(["export", "~/r", "-f", "messages", "--out", "~/e", "--config", "~/c.toml"])
     assert (args.run_dir, args.out, args.config) == tuple(str(tmp_path / n) for n in ("r", "e", "c.toml"))
+
+
+def test_the_quality_section_takes_presets_paths_and_tables():
+    cfg = load_config(
+        None,
+        [
+            'quality.benchmarks=["evals/alpaca_eval.jsonl", "arena_hard", {source="me/evals", split="test", '
+            'field="question", name="mine"}]',
+            "quality.ngram=6",
+        ],
+    )
+    q = cfg.quality
+    assert q.benchmarks[:2] == ["evals/alpaca_eval.jsonl", "arena_hard"] and q.benchmarks[2].name == "mine"
+    assert (q.ngram, q.share, q.check_responses) == (6, 0.5, False)
+    assert load_config(None, ['quality.benchmarks="ifeval"']).quality.benchmarks == ["ifeval"]
+    assert load_config().quality.benchmarks == []
+    for override, message in (
+        ("quality.benchmarks=[3]", "quality.benchmarks: entry 1: expected a preset's name, a path or a table, got 3"),
+        (
+            'quality.benchmarks=[{path="x"}]',
+            "quality.benchmarks: entry 1 (a table): needs 'source'; unknown key 'path'",
+        ),
+        ('quality.benchmarks=[""]', "quality.benchmarks: entry 1 is empty"),
+        ("quality.share=1.5", "quality.share: input should be less than or equal to 1"),
+        ("quality.ngram=0", "quality.ngram: input should be greater than or equal to 1"),
+        ("quality.sharee=0.4", "unknown key 'sharee' in [quality]; did you mean 'share'?"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_config(None, [override])
+        assert message in str(err.value), (override, str(err.value))

@@ -19,6 +19,7 @@ FLOORS = [
         "errors",
         "secrets",
         "text",
+        "contamination",
         "money",
         "diff",
         "sync",

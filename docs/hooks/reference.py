@@ -273,6 +273,19 @@ def _doc(model: type) -> str:
     return cell(" ".join((model.__doc__ or "").split("\n\n")[0].split()))
 
 
+def _tables_in(annotation: Any) -> list[type]:
+    """The pydantic models a list field's entries may be (`list[str | Benchmark]` -> [Benchmark])."""
+    from pydantic import BaseModel
+
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(annotation) for m in _tables_in(a)]
+    if typing.get_origin(annotation) is not list:
+        return []
+    (item,) = typing.get_args(annotation) or (None,)
+    options = typing.get_args(item) if typing.get_origin(item) in (typing.Union, types.UnionType) else (item,)
+    return [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+
+
 def config_markdown() -> str:
     """Every table and field of a run config, with its type, default and description."""
     from pydantic import BaseModel
@@ -291,6 +304,10 @@ def config_markdown() -> str:
             if field.description:
                 parts += [cell(field.description), ""]
             parts += [_doc(annotation), "", fields_table(annotation, getattr(defaults, name)), ""]
+            for key, inner in annotation.model_fields.items():  # a field whose entries may be tables of their own
+                for model in _tables_in(inner.annotation):
+                    parts += [f"### A table of `{name}.{key}`: {model.__name__}", "", _doc(model), ""]
+                    parts += [fields_table(model), ""]
         elif name == "filters":
             parts += ["", "## [[filters]]", "", cell(field.description or ""), ""]
             parts += ["Each table's `name` picks a registered filter; its other keys are that filter's settings.", ""]

@@ -21,7 +21,7 @@ def _cmd_filter(args: argparse.Namespace) -> int:
 
     config = config_for_run(args, args.run_dir)
     specs = [parse_filter(t) for t in args.apply] if args.apply else list(config.filters)
-    s = filter_run(args.run_dir, args.out, specs, overwrite=args.overwrite, unjudged=args.unjudged)
+    s = filter_run(args.run_dir, args.out, specs, overwrite=args.overwrite, unjudged=args.unjudged, config=config)
     for step in s["steps"]:
         print(
             f"  {step['step']}. {step['filter']:<24} {step['in']:>7} in  {step['kept']:>7} kept  {step['removed']:>7} removed"

@@ -15,6 +15,7 @@ from refed_dspy.registry import load_package
 load_package(__name__, __path__, skip=("base", "chain", "registry"))
 
 # the filters' own functions, for use on samples in Python (bound after their modules are imported)
+from refed_dspy.filters.decontaminate import decontaminate  # noqa: E402
 from refed_dspy.filters.dedup import dedup  # noqa: E402
 from refed_dspy.filters.judge_prefers_improved import judge_prefers_improved  # noqa: E402
 from refed_dspy.filters.length import length  # noqa: E402
@@ -35,6 +36,7 @@ __all__ = [
     "Filter",
     "FilterResult",
     "apply_chain",
+    "decontaminate",
     "dedup",
     "judge_prefers_improved",
     "length",

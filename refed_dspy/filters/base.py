@@ -54,6 +54,11 @@ class Filter(Section):
     judge_part: ClassVar[str | None] = None
     rank: ClassVar[int] = 100
 
+    def configured(self, config: Any) -> Filter:
+        """This filter with the settings it leaves to the run's config (a refed_dspy.config.Config) taken from there;
+        `refed filter` calls it before the chain runs. A filter that reads no section of the config returns itself."""
+        return self
+
     def apply(self, samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:
         """Keep some of `samples` (`unjudged`: what a judge-based filter does with a sample it has no judgment of)."""
         raise NotImplementedError

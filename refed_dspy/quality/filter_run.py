@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import config_from_dict
+from refed_dspy.config import Config, config_from_dict, run_config
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
@@ -79,14 +79,17 @@ def shortfall(summary: FilterSummary) -> str | None:
 
 
 def parse_filter(text: str) -> Filter:
-    """'rouge_diversity:threshold=0.7,seed=1' -> that filter (values read as numbers when they are); ConfigError
-    in the config's words when it is not a valid filter."""
+    """'rouge_diversity:threshold=0.7,seed=1' -> that filter (values read as numbers and booleans when they are);
+    ConfigError in the config's words when it is not a valid filter."""
     name, _, rest = text.partition(":")
     params: dict[str, Any] = {"name": name.strip()}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         if "=" not in part:
             raise ConfigError(f"--apply {text!r}: expected name:key=value,...")
         key, value = (x.strip() for x in part.split("=", 1))
+        if value in ("true", "false"):  # decontaminate:check_responses=true
+            params[key] = value == "true"
+            continue
         for cast in (int, float):
             try:
                 value = cast(value)
@@ -103,11 +106,14 @@ def filter_run(
     specs: list[Filter],
     overwrite: bool = False,
     unjudged: str | None = None,
+    config: Config | None = None,
 ) -> FilterSummary:
     """Filter `run_dir`'s samples into `out_dir`; returns the filter summary.
 
     A judge-based filter never drops a sample silently for want of a judgment: when some samples have none,
-    `unjudged` must say whether such samples are kept or dropped, else ConfigError (nothing is written).
+    `unjudged` must say whether such samples are kept or dropped, else ConfigError (nothing is written). A filter's
+    settings left to the config (decontaminate's benchmarks: [quality]) come from `config`, by default the run's own
+    config.toml.
     """
     if unjudged is not None and unjudged not in UNJUDGED:
         raise ConfigError(f"--unjudged must be keep or drop, not '{unjudged}'")
@@ -119,6 +125,9 @@ def filter_run(
             "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
         )
     check_output_dir(out_dir, [src.path])
+    if config is None:
+        config = run_config(src) if src.config.exists() else Config()
+    specs = [spec.configured(config) for spec in specs]
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
     note = incomplete_note(src.path)

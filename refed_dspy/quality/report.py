@@ -13,6 +13,7 @@ from pydantic import Field
 
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import RunDirError
+from refed_dspy.quality.contamination import contamination_html, contamination_lines, contamination_of
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
 from refed_dspy.quality.near_duplicate_report import (
     near_duplicate_block,
@@ -125,6 +126,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "cost_usd": {"synthesis": summary.get("cost_usd"), "judge": judge_summary.get("cost_usd")},
         "execution": {"synthesis": execution(summary), "judge": execution(judge_summary)},
         "cards": sample_cards(samples, {j["sample_id"]: j for j in judgments if "sample_id" in j}),
+        "contamination": contamination_of(rundir, samples, rejects, config),
     }
 
 
@@ -398,7 +400,8 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>refed report</title>"
         f"<link rel='icon' href='data:,'><style>{style}</style></head><body>{''.join(head)}"
-        f"<div class='grid'>{''.join(grid)}</div>{samples}</body></html>"
+        f"<div class='grid'>{''.join(grid)}</div>{contamination_html(stats.get('contamination') or {})}{samples}"
+        "</body></html>"
     )
 
 
@@ -429,6 +432,7 @@ def format_text(stats: dict[str, Any]) -> str:
     modes = [f"{part} {execution_text(ex)}" for part, ex in stats["execution"].items() if ex]
     if modes:
         lines.append("  calls        " + "; ".join(modes))
+    lines += contamination_lines(stats.get("contamination") or {})
     return "\n".join(lines)
 
 
@@ -456,6 +460,11 @@ class Report(Result):
     cost_usd: dict[str, Any]
     execution: dict[str, Any]
     cards: dict[str, Any] = Field(description="A few samples to read: the best and worst judged, the most changed.")
+    contamination: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Benchmark contamination: per benchmark checked, its prompts, the samples matching one and their "
+        "share, the samples decontaminate removed; the settings; the matched pairs.",
+    )
     html: str = Field("", exclude=True, description="Where report.html was written.")
     images: list[str] = Field(default_factory=list, exclude=True, description="The figures drawn in it.")
     text: str = Field("", exclude=True, description="The summary `refed report` prints.")

@@ -68,9 +68,11 @@ def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[li
     take, and how many lines they are. A last line without its newline is left out (still being written, or torn
     by a kill); any other line that is not a JSON object raises CorruptRecordError with its file and line."""
     end = data.rfind(b"\n") + 1
-    lines = data[:end].split(b"\n")[:-1]
     records = []
-    for lineno, raw in enumerate(lines, lines_before + 1):
+    start, lineno = 0, lines_before
+    while start < end:  # line by line: a list of every line would hold the file's bytes a second time
+        stop = data.index(b"\n", start)
+        raw, start, lineno = data[start:stop], stop + 1, lineno + 1
         if not raw.strip():
             continue
         obj = parse_record(raw)
@@ -80,7 +82,7 @@ def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[li
                 f"{path.parent}` to move the bad lines to {path.name}.quarantine and keep the rest"
             )
         records.append(obj)
-    return records, end, len(lines)
+    return records, end, lineno - lines_before
 
 
 class JsonlWriter:

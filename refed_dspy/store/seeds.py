@@ -241,21 +241,21 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
         yield from batch.to_pylist()
 
 
-def _dataset_rows(ds: Any, split: str, source: str) -> Iterator[Row]:
+def _dataset_rows(ds: Any, split: str, source: str, setting: str) -> Iterator[Row]:
     from datasets import DatasetDict
 
     if isinstance(ds, DatasetDict):
         if split not in ds:
-            raise SeedError(f"{source}: no split '{split}'; splits: {sorted(ds)} (set seeds.split)")
+            raise SeedError(f"{source}: no split '{split}'; splits: {sorted(ds)} (set {setting})")
         ds = ds[split]
     yield from ds
 
 
-def _hub_rows(name: str, split: str) -> Iterator[Row]:
+def _hub_rows(name: str, split: str, subset: str | None = None) -> Iterator[Row]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(name, split=split)
+        ds = datasets.load_dataset(name, split=split, **({"name": subset} if subset else {}))
     except Exception as err:
         raise SeedError(
             f"cannot load '{name}' from the Hugging Face hub: {first_line(err)} "
@@ -271,7 +271,12 @@ def _embedded_rows() -> Iterator[Row]:
             yield json.loads(line)
 
 
-def _rows(source: str | None, split: str) -> tuple[str, Iterator[Row]]:
+def source_rows(
+    source: str | None, split: str, subset: str | None = None, setting: str = "seeds.split"
+) -> tuple[str, Iterator[Row]]:
+    """(the source's name, its rows) for a hub name (`subset`: its configuration), a local .json/.jsonl/.parquet/.csv
+    file, a saved dataset directory, or None for the embedded set. A row that is not an object comes as a _Junk.
+    `setting`: the config field that picks the split, for messages. Raises SeedError when the source cannot be read."""
     if source is None or source == EMBEDDED:
         return EMBEDDED, _embedded_rows()
     path = Path(source).expanduser()
@@ -282,7 +287,7 @@ def _rows(source: str | None, split: str) -> tuple[str, Iterator[Row]]:
             ds = datasets.load_from_disk(str(path))
         except Exception as err:
             raise SeedError(f"{path}: not a saved Hugging Face dataset directory ({err})") from None
-        return str(path), _dataset_rows(ds, split, str(path))
+        return str(path), _dataset_rows(ds, split, str(path), setting)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in (".json", ".jsonl"):
@@ -295,7 +300,7 @@ def _rows(source: str | None, split: str) -> tuple[str, Iterator[Row]]:
             f"{path}: unsupported file type '{suffix}'; use .json, .jsonl, .parquet, .csv or a saved dataset directory"
         )
     if source.count("/") == 1 and not source.startswith((".", "/", "~")):
-        return source, _hub_rows(source, split)
+        return source, _hub_rows(source, split, subset)
     raise SeedError(
         f"seed source not found: {source} (a local file, a saved dataset directory, or a hub name like GAIR/lima)"
     )
@@ -315,7 +320,7 @@ def read_references(
     Raises:
         SeedError: the source is unreadable, matches no shape, or yields no usable row.
     """
-    name, rows = _rows(source, split)
+    name, rows = source_rows(source, split)
     shape = None if format == "auto" else format
     report = SeedReport(source=name, shape=shape or "auto")
     refs: list[Reference] = []

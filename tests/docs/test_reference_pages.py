@@ -78,6 +78,8 @@ def test_the_config_page_has_every_field_with_its_default(hooks):
     for name in ("rouge_diversity", "min_score", "length", "dedup", "random_subset", "judge_prefers_improved"):
         assert f"\n### {name}\n" in page
     assert "\n## [experiment]\n" in page and "| `test_fraction` |" in page
+    benchmark = page.split("\n### A table of `quality.benchmarks`: Benchmark\n", 1)[1].split("\n## ", 1)[0]
+    assert "| `source` | path (~ expands) | required |" in benchmark and '| `split` | string | `"train"` |' in benchmark
 
 
 def test_every_public_name_is_on_an_api_page(hooks):

@@ -1,0 +1,232 @@
+"""What a run's report and its dataset card say about benchmark contamination: which benchmarks the samples were
+checked against and how, how many match per benchmark (with the matched pairs), and how many the `decontaminate`
+filter removed. No LM call: the check is the filter's own (refed_dspy.filters.decontaminate).
+
+The benchmarks are those of the last `decontaminate` step that made the dir (what its data was cleaned against, as
+its filter_summary.json records it), else the config's `[quality] benchmarks`; none: not checked.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.config import Config
+from refed_dspy.contamination import NGRAM, SHARE
+from refed_dspy.filters.base import text_of
+from refed_dspy.filters.decontaminate import Decontaminate, benchmark_of, build_index, find_contamination
+from refed_dspy.store.benchmarks import benchmark_entries, load_benchmarks, resolve
+from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.rundir import RunDir
+
+PAIRS = 200  # matched pairs kept in report.json
+PAIRS_SHOWN = 50  # of them, in report.html
+TEXT_CHARS = 1000
+NAME = Decontaminate.model_fields["name"].default
+
+
+def check_settings(config: Config, steps: list[dict[str, Any]]) -> Decontaminate | None:
+    """What to check with: the last decontaminate step of `steps` (a filter_summary.json's), else [quality] when it
+    names benchmarks; None when neither does."""
+    for step in reversed(steps):
+        if step.get("filter") == NAME and step.get("params", {}).get("benchmarks"):
+            return Decontaminate.model_validate(step["params"]).configured(config)
+    if config.quality.benchmarks:
+        return Decontaminate().configured(config)
+    return None
+
+
+def contamination(
+    samples: list[dict[str, Any]], rejects: list[dict[str, Any]], config: Config, steps: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The contamination block of report.json: per benchmark its prompts, the samples matching one and their share, the
+    samples `decontaminate` removed; the settings; and the matched pairs (the first PAIRS). ConfigError when a
+    benchmark cannot be read."""
+    removed = Counter(benchmark_of(r.get("reason", "")) or "?" for r in rejects if r.get("filter") == NAME)
+    spec = check_settings(config, steps)
+    block: dict[str, Any] = {
+        "checked": spec is not None,
+        "ngram": spec.ngram if spec else config.quality.ngram,
+        "share": spec.share if spec else config.quality.share,
+        "fields": ["instruction", "response"] if (spec and spec.check_responses) else ["instruction"],
+        "samples": len(samples),
+        "matched": 0,
+        "removed": sum(removed.values()),
+        "removed_by_benchmark": dict(removed.most_common()),
+        "benchmarks": [],
+        "pairs": [],
+        "pairs_total": 0,
+    }
+    if spec is None:
+        return block
+    loaded = load_benchmarks(spec.benchmarks or [])
+    index = build_index(loaded, spec.ngram or NGRAM, spec.share or SHARE)
+    hits = find_contamination(samples, index, bool(spec.check_responses))
+    per = Counter(hit.match.benchmark for hit in hits.values())
+    block["matched"] = len(hits)
+    block["benchmarks"] = [
+        {
+            "name": b.name,
+            "source": b.source,
+            "local": b.local,
+            "prompts": index.counts[b.name],
+            "matched": per[b.name],
+            "share": round(per[b.name] / len(samples), 4) if samples else 0.0,
+            "removed": removed.get(b.name, 0),
+        }
+        for b in loaded
+    ]
+    by_id = {s["meta"]["id"]: s for s in samples}
+    block["pairs"] = [
+        {
+            "sample_id": sid,
+            "benchmark": hit.match.benchmark,
+            "field": hit.field,
+            "text": text_of(by_id[sid], hit.field)[:TEXT_CHARS],
+            "prompt": hit.match.prompt[:TEXT_CHARS],
+            "how": hit.match.how,
+            "overlap": hit.match.overlap,
+        }
+        for sid, hit in list(hits.items())[:PAIRS]
+    ]
+    block["pairs_total"] = len(hits)
+    return block
+
+
+def contamination_of(
+    rundir: RunDir, samples: list[dict[str, Any]], rejects: list[dict[str, Any]], config: Config
+) -> dict[str, Any]:
+    """`contamination` for a run dir or a filtered dir (its filter_summary.json says which filters made it)."""
+    steps = read_json(rundir.path / "filter_summary.json").get("steps", [])
+    return contamination(samples, rejects, config, steps)
+
+
+def _how(block: dict[str, Any]) -> str:
+    fields = " and ".join(f"{f}s" for f in block["fields"])
+    return (
+        f"{fields} compared with each prompt: the same text after normalization (case, whitespace, punctuation), or "
+        f"at least {block['share']:.0%} of the shorter text's word {block['ngram']}-grams in common"
+    )
+
+
+def contamination_lines(block: dict[str, Any]) -> list[str]:
+    """The report's text summary line(s)."""
+    if not block.get("checked"):
+        removed = f"; decontaminate removed {block['removed']}" if block.get("removed") else ""
+        return [f"  benchmarks   not checked (set [quality] benchmarks){removed}"]
+    per = ", ".join(f"{b['name']} {b['matched']}" for b in block["benchmarks"])
+    removed = f"; decontaminate removed {block['removed']}" if block.get("removed") else ""
+    return [
+        f"  benchmarks   {block['matched']} of {block['samples']} samples match a benchmark prompt ({per}){removed}"
+    ]
+
+
+def _text_cell(label: str, text: str) -> str:
+    return f"<div><div class='muted'>{html.escape(label)}</div><div class='text'>{html.escape(text)}</div></div>"
+
+
+def contamination_html(block: dict[str, Any]) -> str:
+    """The report's section: the benchmarks checked and, side by side, each matched sample and its prompt."""
+    if not block:
+        return ""
+    body = []
+    if not block.get("checked"):
+        body.append(
+            "<p>Not checked against evaluation benchmarks: set <code>[quality] benchmarks</code> "
+            "(AlpacaEval 2.0, Arena-Hard, MT-Bench, IFEval, or a file of prompts).</p>"
+        )
+        if block.get("removed"):
+            body.append(f"<p>The decontaminate filter removed {block['removed']} samples.</p>")
+    else:
+        body.append(f"<p>{html.escape(_how(block))}.</p>")
+        head = "".join(
+            f"<th>{c}</th>"
+            for c in ("benchmark", "source", "prompts", "samples matching", "share of samples", "removed")
+        )
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(b[k]))}</td>"
+                for k in ("name", "source", "prompts", "matched", "share", "removed")
+            )
+            + "</tr>"
+            for b in block["benchmarks"]
+        )
+        body.append(f"<table><tr>{head}</tr>{rows}</table>")
+        pairs = block["pairs"][:PAIRS_SHOWN]
+        if pairs:
+            shown = f"{len(pairs)} of {block['pairs_total']}" if block["pairs_total"] > len(pairs) else len(pairs)
+            body.append(
+                f"<h3>Matched pairs ({shown})</h3>"
+                "<p class='muted'>Left: the sample's text. Right: the benchmark prompt it matches.</p>"
+            )
+            for p in pairs:
+                how = "same text" if p["how"] == "exact" else f"{p['overlap']:.0%} of {block['ngram']}-grams shared"
+                body.append(
+                    "<div class='sample' style='display:grid;grid-template-columns:1fr 1fr;gap:1em'>"
+                    + _text_cell(f"{p['sample_id']} · {p['field']}", p["text"])
+                    + _text_cell(f"{p['benchmark']} · {how}", p["prompt"])
+                    + "</div>"
+                )
+        else:
+            body.append("<p>No sample matches a benchmark prompt.</p>")
+    return (
+        "<section id='contamination' style='margin-top:1em'><h2>Benchmark contamination</h2>"
+        + "".join(body)
+        + "</section>"
+    )
+
+
+def card_lines(block: dict[str, Any]) -> list[str]:
+    """The dataset card's section: which benchmarks were checked, how, and what was found and removed."""
+    lines = ["## Benchmark contamination", ""]
+    if not block.get("checked"):
+        lines.append("Not checked against evaluation benchmarks.")
+        if block.get("removed"):
+            lines.append(f"The `decontaminate` filter removed {block['removed']} samples.")
+        return lines + [""]
+    lines += [
+        f"Checked with refed-dspy (no LM call): {_how(block)}.",
+        "",
+        "| benchmark | source | prompts | samples of this dataset matching | removed by `decontaminate` |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {b['name']} | {_public(b)} | {b['prompts']} | {b['matched']} | {b['removed']} |"
+        for b in block["benchmarks"]
+    ]
+    found = block["matched"]
+    lines += [
+        "",
+        f"**{found} of the {block['samples']} samples match a benchmark prompt.**"
+        if found
+        else f"None of the {block['samples']} samples matches a benchmark prompt.",
+        "",
+    ]
+    return lines
+
+
+def _public(benchmark: dict[str, Any]) -> str:
+    """A benchmark's source as a published card shows it: a hub dataset by its id, a local file by its name only."""
+    return f"local file {Path(benchmark['source']).name}" if benchmark.get("local") else benchmark["source"]
+
+
+def public_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A filter step's settings as a published card lists them: benchmarks by name (a local path of this machine has
+    no place there)."""
+    if not params.get("benchmarks"):
+        return params
+    return {**params, "benchmarks": [resolve(entry).label for entry in benchmark_entries(params["benchmarks"])]}
+
+
+def unremoved_warning(block: dict[str, Any], run_dir: str) -> str | None:
+    """One line when samples match benchmark prompts and no filter removed them; None otherwise."""
+    if not block.get("matched"):
+        return None
+    per = ", ".join(f"{b['name']}: {b['matched']}" for b in block["benchmarks"] if b["matched"])
+    return (
+        f"{block['matched']} exported samples match benchmark prompts ({per}) and no filter removed them; "
+        f"`refed filter {run_dir} --out DIR --apply decontaminate` removes them (the dataset card says so)"
+    )
