@@ -183,24 +183,12 @@ def test_debug_keeps_the_exit_code(capsys):
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("refed: error: invalid config")
 
 
-def test_a_run_dir_config_written_before_filters_had_their_own_models_still_reads(tmp_path):
-    """Older config.toml files list every [[filters]] table with `field` and `seed` at their defaults."""
-    from refed_dspy.config import run_config
-    from refed_dspy.store.rundir import RunDir
-
-    (tmp_path / "config.toml").write_text(
-        '[[filters]]\nname = "dedup"\nthreshold = 0.8\nfield = "response"\nseed = 0\n'
-        '[[filters]]\nname = "judge_prefers_improved"\nfield = "response"\nseed = 0\n'
-        '[[filters]]\nname = "random_subset"\nk = 3\nfield = "response"\nseed = 5\n'
-    )
-    filters = run_config(RunDir(tmp_path)).filters
-    assert [(f.name, f.model_dump(exclude_none=True)) for f in filters] == [
-        ("dedup", {"name": "dedup", "threshold": 0.8}),
-        ("judge_prefers_improved", {"name": "judge_prefers_improved"}),
-        ("random_subset", {"name": "random_subset", "k": 3, "seed": 5}),
-    ]
-    with pytest.raises(ConfigError, match="unknown key 'seed' in \\[filters.0\\]"):  # a value the filter would not use
+def test_a_filter_table_takes_only_its_own_keys():
+    """A [[filters]] table holds the filter's own settings: a key the filter does not take is refused, naming it."""
+    with pytest.raises(ConfigError, match="unknown key 'seed' in \\[filters.0\\]"):
         load_config(None, ['filters=[{name="min_score", min_score=6, seed=1}]'])
+    with pytest.raises(ConfigError, match="unknown key 'field' in \\[filters.0\\]"):
+        load_config(None, ['filters=[{name="dedup", threshold=0.8, field="response"}]'])
 
 
 def _tables() -> dict[str, type]:
