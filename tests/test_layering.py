@@ -29,6 +29,7 @@ FLOORS = [
         "quiet",
         "stops",
         "paths",
+        "closeness",
     },
     {"clients"},
     {"store"},
