@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.clients.local_serving import LocalServing
 from refed_dspy.clients.pricing import ModelPrice, PriceBook
 from refed_dspy.clients.spec import LMSpec, reserved_message
+from refed_dspy.closeness import COPY_THRESHOLD
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import FILTERS, Filter
 from refed_dspy.methods import METHODS
@@ -192,6 +193,13 @@ class ReportConfig(Section):
     )
     rouge_sample: int = Field(200, gt=1, description="Instructions sampled for the mean pairwise ROUGE-L.")
     seed: int = Field(0, description="Seed for the report's samples.")
+    copy_threshold: float = Field(
+        COPY_THRESHOLD,
+        gt=0,
+        le=1,
+        description="Closeness to its own reference at or above which the report counts a sample as a copy (ROUGE-L, "
+        "or the share of words in runs of 8+ words found word for word in the other; refed_dspy.closeness).",
+    )
 
 
 class OptimizeConfig(Section):

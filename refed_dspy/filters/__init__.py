@@ -7,7 +7,7 @@ filter registered from your own module counts too).
 
 from typing import Any
 
-from refed_dspy.filters.base import UNJUDGED, Filter, FilterResult, text_of
+from refed_dspy.filters.base import UNJUDGED, Filter, FilterResult, RunInputs, text_of
 from refed_dspy.filters.chain import apply_chain, reject_counts, unjudged_ids
 from refed_dspy.filters.registry import FILTERS
 from refed_dspy.registry import load_package
@@ -20,6 +20,7 @@ from refed_dspy.filters.judge_prefers_improved import judge_prefers_improved  # 
 from refed_dspy.filters.length import length  # noqa: E402
 from refed_dspy.filters.min_score import min_score  # noqa: E402
 from refed_dspy.filters.random_subset import random_subset  # noqa: E402
+from refed_dspy.filters.reference_copy import reference_copy  # noqa: E402
 from refed_dspy.filters.rouge_diversity import rouge_diversity  # noqa: E402
 
 
@@ -33,6 +34,7 @@ __all__ = [
     "UNJUDGED",
     "Filter",
     "FilterResult",
+    "RunInputs",
     "apply_chain",
     "dedup",
     "judge_prefers_improved",
@@ -40,6 +42,7 @@ __all__ = [
     "make_filter",
     "min_score",
     "random_subset",
+    "reference_copy",
     "reject_counts",
     "rouge_diversity",
     "text_of",

@@ -4,7 +4,9 @@ nothing is modified; the kept samples keep their input order."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import model_validator
@@ -24,6 +26,19 @@ class FilterResult:
 
     kept: list[Sample]
     removed: list[tuple[Sample, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What `refed filter` gives a filter of the run besides its samples and judgments, each read when first asked.
+
+    Attributes:
+        path: the run dir.
+        references: reference id -> (instruction, response), from the run's seeds.
+    """
+
+    path: Path
+    references: Callable[[], Mapping[str, tuple[str, str]]]
 
 
 def sample_id(sample: Sample) -> str:
@@ -70,6 +85,11 @@ class Filter(Section):
             for k, v in data.items()
             if not (k in OLD_DEFAULTS and k not in cls.model_fields and v == OLD_DEFAULTS[k])
         }
+
+    def for_run(self, run: RunInputs) -> Filter:
+        """This filter, ready for one run's samples: a filter that reads more of the run than its samples and their
+        judgments (the references, for `reference_copy`) takes it from `run` here. Itself by default."""
+        return self
 
     def apply(self, samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:
         """Keep some of `samples` (`unjudged`: what a judge-based filter does with a sample it has no judgment of)."""

@@ -17,8 +17,9 @@ from pydantic import Field
 
 from refed_dspy.config import config_from_dict
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
+from refed_dspy.filters import UNJUDGED, Filter, RunInputs, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
+from refed_dspy.quality.reference_copies import run_references
 from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
 from refed_dspy.store.outputs import check_output_dir
@@ -132,6 +133,7 @@ def filter_run(
             f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters "
             f"({why}); finish with `refed judge run {src.path}`, or pass --unjudged keep or --unjudged drop"
         )
+    specs = [spec.for_run(RunInputs(src.path, references=lambda: run_references(src))) for spec in specs]
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
     with owned(out_dir, "filter", "refed filter", flag="--out"):
         if out.samples.exists() and not overwrite:  # again under the lock: another filter may just have written it

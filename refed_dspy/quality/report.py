@@ -14,6 +14,7 @@ from pydantic import Field
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import RunDirError
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
+from refed_dspy.quality.reference_copies import copies_html, copies_line, reference_copies
 from refed_dspy.quality.report_stats import (
     cost_by_stage,
     cost_note,
@@ -107,6 +108,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "cost_usd": {"synthesis": summary.get("cost_usd"), "judge": judge_summary.get("cost_usd")},
         "execution": {"synthesis": execution(summary), "judge": execution(judge_summary)},
         "cards": sample_cards(samples, {j["sample_id"]: j for j in judgments if "sample_id" in j}),
+        "reference_copies": reference_copies(rundir, config, samples),
     }
 
 
@@ -346,6 +348,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
             _kv(stats["rejects_by_stage"]) if stats["rejects_by_stage"] else "",
         ),
         _section("diversity", "Diversity of instructions", _kv(stats["diversity"])),
+        _section("reference-copies", "Copies of the reference", copies_html(stats["reference_copies"])),
         _section(
             "cost",
             "Cost by stage",
@@ -403,6 +406,7 @@ def format_text(stats: dict[str, Any]) -> str:
         f"mean pairwise ROUGE-L {_fmt(d['mean_pairwise_rouge_l'])} (n={d['rouge_sample']})"
         + (f", embedding {_fmt(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         f"  cost         synthesis {_fmt(cost['synthesis'])}, judge {_fmt(cost['judge'])} USD",
+        f"  copies       {copies_line(stats['reference_copies'])}",
     ]
     if note := cost_note(stats["cost_by_stage"]):
         lines.append(f"               {note}")
@@ -433,6 +437,11 @@ class Report(Result):
     cost_usd: dict[str, Any]
     execution: dict[str, Any]
     cards: dict[str, Any] = Field(description="A few samples to read: the best and worst judged, the most changed.")
+    reference_copies: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How close each sample is to its own reference: distributions, the copies at or over "
+        "report.copy_threshold, the closest samples beside their references (refed_dspy.quality.reference_copies).",
+    )
     html: str = Field("", exclude=True, description="Where report.html was written.")
     images: list[str] = Field(default_factory=list, exclude=True, description="The figures drawn in it.")
     text: str = Field("", exclude=True, description="The summary `refed report` prints.")
