@@ -251,6 +251,15 @@ class OptimizeConfig(Section):
         le=1,
         description="Weight of the improvement's win over the draft in the metric (the rest is the normalized rubric score).",
     )
+    copy_threshold: float | None = Field(
+        COPY_THRESHOLD,
+        gt=0,
+        le=1,
+        description="A prediction whose response (or instruction, for the instructions and pipeline targets) copies its "
+        "example's reference scores 0, with feedback saying so and no judge call: closeness at or above this, by ROUGE-L "
+        "or the share of words in runs of 8+ words found word for word in the other (refed_dspy.closeness). A judge "
+        "sees a polished answer in a copy, so an optimizer could learn to copy; unset: no check.",
+    )
     novelty_weight: float = Field(
         0.3,
         ge=0,

@@ -12,6 +12,19 @@ import dspy
 from refed_dspy.config import Config
 
 LEGACY_THRESHOLD = 0.7  # optimize.threshold's default before it followed the starting program's score
+# config fields added since experiments began: while at their defaults they are left out of the keys, so an experiment
+# dir made before them resumes (its finished cells and baselines keep their keys)
+ADDED = {"optimize": ("copy_threshold",), "report": ("copy_threshold",)}
+_DEFAULTS = Config().model_dump(mode="json")
+
+
+def _added_at_default(data: dict[str, Any]) -> dict[str, Any]:
+    """The config's dump `data` without the ADDED fields that hold their defaults."""
+    for section, keys in ADDED.items():
+        for key in keys:
+            if section in data and data[section].get(key, _DEFAULTS[section][key]) == _DEFAULTS[section][key]:
+                data[section].pop(key, None)
+    return data
 
 
 def baseline_key(cfg: Config) -> str:
@@ -27,6 +40,8 @@ def baseline_key(cfg: Config) -> str:
         "criteria": cfg.judging.criteria,
         "weights": weights + [LEGACY_THRESHOLD if cfg.optimize.threshold is None else cfg.optimize.threshold],
     }
+    if cfg.optimize.copy_threshold != _DEFAULTS["optimize"]["copy_threshold"]:  # added since: a key only when moved
+        what["copy_threshold"] = cfg.optimize.copy_threshold
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -51,7 +66,7 @@ def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **v
     """What a finished cell's figures depend on: its config (before the experiment points it at its dirs) but for
     the keys `drop` names (its spending limits, progress display and tracking); `values` set keys first
     ("section.key" = value)."""
-    data = cfg.model_dump(mode="json")
+    data = _added_at_default(cfg.model_dump(mode="json"))
     for path, value in values.items():
         section, key = path.split(".", 1)
         data.setdefault(section, {})[key] = value
