@@ -31,7 +31,13 @@ from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
-from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
+from refed_dspy.store.teachers import (
+    count_teachers,
+    mixed_line,
+    self_preference_line,
+    self_preference_record,
+    teacher_rows,
+)
 from refed_dspy.text import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
 
@@ -98,6 +104,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "judge": {
             **judgment_stats(judgments),
             "judge": judge_summary.get("judge"),
+            **self_preference_record(judge_summary.get("judge"), (s["meta"] for s in samples)),
             "score_summary": describe(scores),
             "status": judge_summary.get("status"),
             "failures": dict(judge_failures.most_common()),
@@ -268,6 +275,9 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
     mixed = mixed_line(stats.get("teachers"))
     if mixed:
         head.append(f"<p class='failed'><b>Mixed teachers:</b> {html.escape(mixed)}.</p>")
+    if j.get("self_preference"):
+        line = self_preference_line(j["self_preference_model"])
+        head.append(f"<p class='failed' id='self-preference'><b>Self-preference:</b> {html.escape(line)}.</p>")
     head.append(
         "<div class='tiles'>"
         + "".join(
@@ -394,7 +404,8 @@ def format_text(stats: dict[str, Any]) -> str:
     lines = [
         f"report {stats['run_dir']} ({stats['method']}, teacher {stats['teacher']})"
         + (f"\n  WARNING      {stats['incomplete']}" if stats.get("incomplete") else "")
-        + (f"\n  teachers     {mixed_line(stats.get('teachers'))}" if mixed_line(stats.get("teachers")) else ""),
+        + (f"\n  teachers     {mixed_line(stats.get('teachers'))}" if mixed_line(stats.get("teachers")) else "")
+        + (f"\n  note         {self_preference_line(j['self_preference_model'])}" if j.get("self_preference") else ""),
         f"  samples      {c['samples']} from {c['references_used']} references, {c['rejects']} rejects, {c['judged']} judged"
         + (f", {c['judge_failed']} failed to be judged" if c["judge_failed"] else ""),
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),
