@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from refed_dspy.text import rouge_l, tokens
+from refed_dspy.text import rouge_l, token_spans, tokens
 
 COPY_THRESHOLD = 0.8  # closeness at or above which a text copies its reference
 SPAN_WORDS = 8  # the shortest run of words the verbatim share counts
@@ -120,6 +120,26 @@ def closeness(text: str, reference: str, span: int = SPAN_WORDS) -> Closeness:
     words, ref = tokens(text), tokens(reference)
     share, ref_share, longest = verbatim_runs(words, ref, span)
     return Closeness(round(rouge_l(words[:MAX_WORDS], ref[:MAX_WORDS]), 4), share, ref_share, longest, span)
+
+
+def copied_spans(text: str, reference: str, span: int = SPAN_WORDS) -> list[tuple[int, int]]:
+    """The stretches of `text` (character offsets, start and end) made of `span`-word windows found word for word in
+    `reference`: what a viewer highlights as copied ([] when there is none, or positions cannot be told)."""
+    where = token_spans(text)
+    words = tokens(text)
+    ref = tokens(reference)
+    if where is None or len(words) < span or len(ref) < span:
+        return []
+    found = set(_windows(ref, span))
+    out: list[tuple[int, int]] = []
+    for i, window in enumerate(_windows(words, span)):
+        if window in found:
+            start, end = where[i][0], where[i + span - 1][1]
+            if out and start <= out[-1][1]:  # overlapping windows make one stretch
+                out[-1] = (out[-1][0], end)
+            else:
+                out.append((start, end))
+    return out
 
 
 def copy_reason(part: str, close: Closeness, threshold: float = COPY_THRESHOLD) -> str | None:

@@ -24,6 +24,15 @@ def tokens(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def token_spans(text: str) -> list[tuple[int, int]] | None:
+    """Where each of `tokens(text)` stands in `text` (start, end), or None when lower-casing changes the text's length
+    (a few letters outside ASCII), so that positions in the lower-cased text are not positions in `text`."""
+    low = text.lower()
+    if len(low) != len(text):
+        return None
+    return [m.span() for m in _WORD.finditer(low)]
+
+
 def lcs_length(a: list[str], b: list[str]) -> int:
     """Length of the longest common subsequence of two token lists.
 
