@@ -7,7 +7,7 @@ filter registered from your own module counts too).
 
 from typing import Any
 
-from refed_dspy.filters.base import UNJUDGED, Filter, FilterResult, RunInputs, text_of
+from refed_dspy.filters.base import UNJUDGED, Filter, FilterResult, text_of
 from refed_dspy.filters.chain import apply_chain, reject_counts, unjudged_ids
 from refed_dspy.filters.registry import FILTERS
 from refed_dspy.registry import load_package
@@ -34,7 +34,6 @@ __all__ = [
     "UNJUDGED",
     "Filter",
     "FilterResult",
-    "RunInputs",
     "apply_chain",
     "dedup",
     "judge_prefers_improved",

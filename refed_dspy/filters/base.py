@@ -4,9 +4,7 @@ nothing is modified; the kept samples keep their input order."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import model_validator
@@ -26,19 +24,6 @@ class FilterResult:
 
     kept: list[Sample]
     removed: list[tuple[Sample, str]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    """What `refed filter` gives a filter of the run besides its samples and judgments, each read when first asked.
-
-    Attributes:
-        path: the run dir.
-        references: reference id -> (instruction, response), from the run's seeds.
-    """
-
-    path: Path
-    references: Callable[[], Mapping[str, tuple[str, str]]]
 
 
 def sample_id(sample: Sample) -> str:
@@ -86,9 +71,9 @@ class Filter(Section):
             if not (k in OLD_DEFAULTS and k not in cls.model_fields and v == OLD_DEFAULTS[k])
         }
 
-    def for_run(self, run: RunInputs) -> Filter:
-        """This filter, ready for one run's samples: a filter that reads more of the run than its samples and their
-        judgments (the references, for `reference_copy`) takes it from `run` here. Itself by default."""
+    def configured(self, config: Any) -> Filter:
+        """This filter with the settings it leaves to the run's config (a refed_dspy.config.Config) taken from there;
+        `refed filter` calls it before the chain runs. A filter that reads no section of the config returns itself."""
         return self
 
     def apply(self, samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:

@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr
 
 from refed_dspy.closeness import COPY_THRESHOLD, SPAN_WORDS, Closeness, closeness, copy_reason
 from refed_dspy.errors import ConfigError
-from refed_dspy.filters.base import Filter, FilterResult, Judgments, RunInputs, Sample, sample_id, split
+from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split
 from refed_dspy.filters.registry import FILTERS
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.store.records import final_response
+from refed_dspy.store.seeds import read_references
 
 log = logging.getLogger(__name__)
 References = Mapping[str, tuple[str, str]]  # reference id -> (instruction, response)
 PARTS = ("instruction", "response")
+
+
+def seed_references(seeds: Any) -> dict[str, tuple[str, str]]:
+    """Reference id -> (instruction, response) of the references a config's [seeds] names (SeedError when they cannot
+    be read)."""
+    refs, _ = read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
+    return {r.id: (r.instruction, r.response) for r in refs}
 
 
 def sample_closeness(sample: Sample, reference: tuple[str, str], span: int = SPAN_WORDS) -> dict[str, Closeness]:
@@ -66,8 +74,8 @@ def reference_copy(
 class ReferenceCopy(Filter):
     """Remove samples whose instruction or response copies their own reference's (ROUGE-L, or long verbatim runs).
 
-    `refed filter` gives it the run's references (read from the run's seeds); in Python, pass them with
-    `with_references` (reference id -> (instruction, response)).
+    `refed filter` gives it the run's references, read from its config's [seeds] (`configured`); in Python, pass
+    them with `with_references` (reference id -> (instruction, response)), or a config with `configured`.
     """
 
     rank = 6
@@ -91,13 +99,14 @@ class ReferenceCopy(Filter):
         copy._references = references
         return copy
 
-    def for_run(self, run: RunInputs) -> ReferenceCopy:
-        return self.with_references(run.references())
+    def configured(self, config: Any) -> ReferenceCopy:
+        """This filter with the references `config`'s [seeds] names (SeedError when they cannot be read)."""
+        return self.with_references(seed_references(config.seeds))
 
     def apply(self, samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:
         if self._references is None:
             raise ConfigError(
                 "filter reference_copy needs the samples' references: run it with `refed filter`, or in Python give "
-                "them with .with_references({reference_id: (instruction, response)})"
+                "them with .with_references({reference_id: (instruction, response)}) or .configured(config)"
             )
         return reference_copy(samples, self._references, self.threshold, self.field, self.span_words)

@@ -15,11 +15,10 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import config_from_dict
+from refed_dspy.config import Config, config_from_dict, run_config
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.filters import UNJUDGED, Filter, RunInputs, apply_chain, reject_counts, unjudged_ids
+from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
-from refed_dspy.quality.reference_copies import run_references
 from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
 from refed_dspy.store.outputs import check_output_dir
@@ -104,11 +103,14 @@ def filter_run(
     specs: list[Filter],
     overwrite: bool = False,
     unjudged: str | None = None,
+    config: Config | None = None,
 ) -> FilterSummary:
     """Filter `run_dir`'s samples into `out_dir`; returns the filter summary.
 
     A judge-based filter never drops a sample silently for want of a judgment: when some samples have none,
-    `unjudged` must say whether such samples are kept or dropped, else ConfigError (nothing is written).
+    `unjudged` must say whether such samples are kept or dropped, else ConfigError (nothing is written). A filter's
+    settings left to the config (decontaminate's benchmarks: [quality]) come from `config`, by default the run's own
+    config.toml.
     """
     if unjudged is not None and unjudged not in UNJUDGED:
         raise ConfigError(f"--unjudged must be keep or drop, not '{unjudged}'")
@@ -120,6 +122,9 @@ def filter_run(
             "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
         )
     check_output_dir(out_dir, [src.path])
+    if config is None:
+        config = run_config(src) if src.config.exists() else Config()
+    specs = [spec.configured(config) for spec in specs]
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
     note = incomplete_note(src.path)
@@ -133,7 +138,6 @@ def filter_run(
             f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters "
             f"({why}); finish with `refed judge run {src.path}`, or pass --unjudged keep or --unjudged drop"
         )
-    specs = [spec.for_run(RunInputs(src.path, references=lambda: run_references(src))) for spec in specs]
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
     with owned(out_dir, "filter", "refed filter", flag="--out"):
         if out.samples.exists() and not overwrite:  # again under the lock: another filter may just have written it

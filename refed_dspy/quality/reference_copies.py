@@ -15,12 +15,11 @@ from typing import Any
 from refed_dspy.closeness import SPAN_WORDS
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import ConfigError, SeedError
-from refed_dspy.filters.reference_copy import PARTS, References, sample_closeness
+from refed_dspy.filters.reference_copy import PARTS, References, sample_closeness, seed_references
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.quality.report_stats import describe
 from refed_dspy.store.records import final_response
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.store.seeds import read_references
 
 WORST = 5  # the closest samples the report shows
 _CUT = {"instruction": 400, "response": 1200}  # characters of each text kept in report.json
@@ -29,9 +28,7 @@ _CUT = {"instruction": 400, "response": 1200}  # characters of each text kept in
 def run_references(rundir: RunDir, config: Config | None = None) -> dict[str, tuple[str, str]]:
     """Reference id -> (instruction, response), from the run's seeds ([seeds] of `config`, else of the run's
     config.toml). SeedError or ConfigError when they cannot be read."""
-    cfg = config or run_config(rundir)
-    refs, _ = read_references(cfg.seeds.source, cfg.seeds.format, cfg.seeds.split, cfg.seeds.limit)
-    return {r.id: (r.instruction, r.response) for r in refs}
+    return seed_references((config or run_config(rundir)).seeds)
 
 
 def _cut(text: str, part: str) -> str:
