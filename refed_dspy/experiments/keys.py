@@ -12,25 +12,13 @@ import dspy
 from refed_dspy.config import Config
 
 LEGACY_THRESHOLD = 0.7  # optimize.threshold's default before it followed the starting program's score
-# config fields added since experiments began: while at their defaults they are left out of the keys, so an experiment
-# dir made before them resumes (its finished cells and baselines keep their keys)
-ADDED = {"optimize": ("copy_threshold",), "report": ("copy_threshold",)}
-_DEFAULTS = Config().model_dump(mode="json")
-
-
-def _added_at_default(data: dict[str, Any]) -> dict[str, Any]:
-    """The config's dump `data` without the ADDED fields that hold their defaults."""
-    for section, keys in ADDED.items():
-        for key in keys:
-            if section in data and data[section].get(key, _DEFAULTS[section][key]) == _DEFAULTS[section][key]:
-                data[section].pop(key, None)
-    return data
 
 
 def baseline_key(cfg: Config) -> str:
-    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores. (Until the trace
-    threshold's default became the starting program's score, the threshold was in it too, which an untraced score
-    never depends on: an experiment of then keeps its key while the threshold is that default.)"""
+    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores (its weights and the
+    copy threshold). (Until the trace threshold's default became the starting program's score, the threshold was in
+    it too, which an untraced score never depends on: an experiment of then keeps its key while the threshold is that
+    default.)"""
     weights = [cfg.optimize.win_weight, cfg.optimize.novelty_weight]
     what = {
         "target": cfg.optimize.target,
@@ -39,9 +27,8 @@ def baseline_key(cfg: Config) -> str:
         "judge": cfg.judge.model_dump(mode="json"),
         "criteria": cfg.judging.criteria,
         "weights": weights + [LEGACY_THRESHOLD if cfg.optimize.threshold is None else cfg.optimize.threshold],
+        "copy_threshold": cfg.optimize.copy_threshold,  # a copy of the reference scores 0 unjudged
     }
-    if cfg.optimize.copy_threshold != _DEFAULTS["optimize"]["copy_threshold"]:  # added since: a key only when moved
-        what["copy_threshold"] = cfg.optimize.copy_threshold
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -66,7 +53,7 @@ def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **v
     """What a finished cell's figures depend on: its config (before the experiment points it at its dirs) but for
     the keys `drop` names (its spending limits, progress display and tracking); `values` set keys first
     ("section.key" = value)."""
-    data = _added_at_default(cfg.model_dump(mode="json"))
+    data = cfg.model_dump(mode="json")
     for path, value in values.items():
         section, key = path.split(".", 1)
         data.setdefault(section, {})[key] = value

@@ -39,30 +39,3 @@ def test_a_cell_finished_under_the_old_default_says_how_to_resume_it(tmp_path):
     _check_finished_cells(grid, base, tmp_path)
     unset = cell_config(load_experiment(CONFIG)[1], {})
     assert baseline_key(unset) == baseline_key(cell_config(base, {}))
-
-
-def test_a_cell_finished_before_the_copy_thresholds_existed_resumes(tmp_path):
-    """optimize.copy_threshold and report.copy_threshold came later: at their defaults they leave a finished cell's
-    config hash and its baseline's key as the version before them wrote them; moved, the cell is another one."""
-    import hashlib
-    import json
-
-    settings, base = load_experiment(CONFIG, ["experiment.grid={'optimize.optimizer' = ['bootstrap']}"])
-    grid = cells(settings.grid, settings.repeats)
-    cfg = cell_config(base, grid[0].overrides(cell_config(base, {}).optimize.seed))
-    data = cfg.model_dump(mode="json")  # what the version before them hashed
-    for section in ("optimize", "report"):
-        del data[section]["copy_threshold"]
-    for section, keys in NOT_FIGURES.items():
-        for key in keys:
-            data.get(section, {}).pop(key, None)
-    written = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-    (tmp_path / "cells" / grid[0].id).mkdir(parents=True)
-    write_json_atomic(tmp_path / "cells" / grid[0].id / "cell.json", {"status": "done", "config_hash": written})
-    _check_finished_cells(grid, base, tmp_path)
-    moved = load_experiment(
-        CONFIG, ["experiment.grid={'optimize.optimizer' = ['bootstrap']}", "optimize.copy_threshold=0.9"]
-    )[1]
-    with pytest.raises(ConfigError, match="finished under other settings"):
-        _check_finished_cells(grid, moved, tmp_path)
-    assert baseline_key(cell_config(moved, {})) != baseline_key(cell_config(base, {}))

@@ -11,6 +11,7 @@ from conftest import run_overrides
 
 from refed_dspy.config import load_config
 from refed_dspy.engine.budget import CallBudget
+from refed_dspy.experiments.keys import baseline_key
 from refed_dspy.experiments.scoring import score
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.optimizers import make_metric
@@ -129,3 +130,10 @@ def test_an_experiments_test_scoring_fails_a_copy_unjudged(server_factory, tmp_p
         assert scored["usage"]["calls"] == 0 and srv.state.count == 0 and scored["judge_failures"] == 0
     else:
         assert scored["mean"] > 0 and scored["usage"]["calls"] > 0 and srv.state.count > 0
+
+
+def test_a_baseline_scored_with_another_copy_threshold_is_another_baseline(server_factory, tmp_path):
+    srv = server_factory()
+    keys = {baseline_key(config(srv, tmp_path, *more)) for more in ([], ["optimize.copy_threshold=0.9"])}
+    keys.add(baseline_key(config(srv, tmp_path, "optimize.copy_threshold=none")))
+    assert len(keys) == 3
