@@ -15,10 +15,9 @@ LEGACY_THRESHOLD = 0.7  # optimize.threshold's default before it followed the st
 
 
 def baseline_key(cfg: Config) -> str:
-    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores (its weights and the
-    copy threshold). (Until the trace threshold's default became the starting program's score, the threshold was in
-    it too, which an untraced score never depends on: an experiment of then keeps its key while the threshold is that
-    default.)"""
+    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores. (Until the trace
+    threshold's default became the starting program's score, the threshold was in it too, which an untraced score
+    never depends on: an experiment of then keeps its key while the threshold is that default.)"""
     weights = [cfg.optimize.win_weight, cfg.optimize.novelty_weight]
     what = {
         "target": cfg.optimize.target,
