@@ -7,8 +7,8 @@ from statistics import fmean
 import dspy
 
 from refed_dspy.adapters.degenerate import normalized
-from refed_dspy.clients.calls import stage
 from refed_dspy.gather import gather_settled
+from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
 from refed_dspy.signatures.judge import CompareResponses, pointwise_signature, rubric_text
 
 
@@ -50,15 +50,18 @@ class PointwiseJudge(dspy.Module):
         scores = check_scores(pred, self.criteria)
         return dspy.Prediction(scores=scores, overall=round(fmean(scores.values()), 4), rationale=pred.rationale)
 
-    async def aforward(self, instruction: str, response: str) -> dspy.Prediction:
-        with stage("judge_pointwise"):
-            pred = await self.score.acall(instruction=instruction, response=response, rubric=self.rubric)
+    def steps(self, instruction: str, response: str) -> Steps:
+        """One call: the rubric's scores and the rationale."""
+        pred = yield Call(
+            self.score, "judge_pointwise", dict(instruction=instruction, response=response, rubric=self.rubric)
+        )
         return self._result(pred)
 
+    async def aforward(self, instruction: str, response: str) -> dspy.Prediction:
+        return await arun_steps(self.steps(instruction, response))
+
     def forward(self, instruction: str, response: str) -> dspy.Prediction:
-        with stage("judge_pointwise"):
-            pred = self.score(instruction=instruction, response=response, rubric=self.rubric)
-        return self._result(pred)
+        return run_steps(self.steps(instruction, response))
 
 
 SAME_TEXT = "The two responses are the same text (whitespace and surrounding quotes aside): a tie, not asked."
@@ -87,25 +90,22 @@ class PairwiseJudge(dspy.Module):
             winner=winner, verdicts=[ab.verdict, ba.verdict], flipped=flipped, rationales=[ab.rationale, ba.rationale]
         )
 
-    async def aforward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
+    def steps(self, instruction: str, first: str, second: str) -> Steps:
+        """The two orders at once, or no call for the same text twice."""
         same = self._same(first, second)
         if same is not None:
             return same
-        with stage("judge_pairwise"):
-            ab, ba = await gather_settled(
-                self.compare.acall(instruction=instruction, response_a=first, response_b=second),
-                self.compare.acall(instruction=instruction, response_a=second, response_b=first),
-            )
+        ab, ba = yield [
+            Call(self.compare, "judge_pairwise", dict(instruction=instruction, response_a=first, response_b=second)),
+            Call(self.compare, "judge_pairwise", dict(instruction=instruction, response_a=second, response_b=first)),
+        ]
         return self._result(ab, ba)
 
+    async def aforward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
+        return await arun_steps(self.steps(instruction, first, second))
+
     def forward(self, instruction: str, first: str, second: str) -> dspy.Prediction:
-        same = self._same(first, second)
-        if same is not None:
-            return same
-        with stage("judge_pairwise"):
-            ab = self.compare(instruction=instruction, response_a=first, response_b=second)
-            ba = self.compare(instruction=instruction, response_a=second, response_b=first)
-        return self._result(ab, ba)
+        return run_steps(self.steps(instruction, first, second))
 
 
 class JudgeSample(dspy.Module):

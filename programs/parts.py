@@ -9,15 +9,12 @@ with only `forward` runs in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import inspect
-from concurrent.futures import Executor
 from typing import Any, Protocol
 
 import dspy
 
+from refed_dspy.engine.transport import has_aforward
 from refed_dspy.errors import ConfigError
 
 # The keyword inputs the runner passes to each part (values are placeholders for the signature check).
@@ -63,20 +60,6 @@ def with_open_parts(program: Any, names: tuple[str, ...] = ("collect", "synthesi
     for name in frozen:
         getattr(program, name)._compiled = False
     return program
-
-
-def has_aforward(module: Any) -> bool:
-    """True when `module` has its own async entry point (DSPy's Module defines none)."""
-    return callable(getattr(module, "aforward", None))
-
-
-async def acall_part(module: dspy.Module, executor: Executor | None = None, **kwargs: Any) -> dspy.Prediction:
-    """Await one part: its `acall`, or, for a module with only `forward`, that forward in a worker thread
-    (with this task's context variables: the LM, adapter, stage and call collection all carry over)."""
-    if has_aforward(module):
-        return await module.acall(**kwargs)
-    ctx = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(ctx.run, module, **kwargs))
 
 
 def _takes(fn: Any, inputs: dict[str, Any]) -> str | None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.clients.calls import stage
-from refed_dspy.gather import gather_settled
+from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
 from refed_dspy.signatures import CritiqueResponse, DescribeInstruction
 from refed_dspy.store.records import Reference
 
@@ -21,39 +20,27 @@ class CollectReferenceFeedback(dspy.Module):
         self.describe = dspy.Predict(DescribeInstruction) if describe else None
         self.critique = dspy.Predict(CritiqueResponse) if critique else None
 
-    async def _describe(self, reference: Reference) -> dspy.Prediction | None:
-        if self.describe is None:
-            return None
-        with stage("feedback"):
-            return await self.describe.acall(
-                reference_instruction=reference.instruction, reference_response=reference.response
+    def steps(self, reference: Reference) -> Steps:
+        """The instruction's features and the response's critique, at once (either may be left out)."""
+        calls = []
+        if self.describe is not None:
+            inputs = dict(reference_instruction=reference.instruction, reference_response=reference.response)
+            calls.append(Call(self.describe, "feedback", inputs))
+        if self.critique is not None:
+            calls.append(
+                Call(self.critique, "feedback", dict(instruction=reference.instruction, response=reference.response))
             )
-
-    async def _critique(self, reference: Reference) -> dspy.Prediction | None:
-        if self.critique is None:
-            return None
-        with stage("feedback"):
-            return await self.critique.acall(instruction=reference.instruction, response=reference.response)
+        replies = iter((yield calls) if calls else [])
+        described = next(replies) if self.describe is not None else None
+        critiqued = next(replies) if self.critique is not None else None
+        return dspy.Prediction(
+            subject_areas=described.subject_areas if described else None,
+            relevant_skills=described.relevant_skills if described else None,
+            response_feedback=critiqued.response_feedback if critiqued else None,
+        )
 
     async def aforward(self, reference: Reference) -> dspy.Prediction:
-        described, critiqued = await gather_settled(self._describe(reference), self._critique(reference))
-        return dspy.Prediction(
-            subject_areas=described.subject_areas if described else None,
-            relevant_skills=described.relevant_skills if described else None,
-            response_feedback=critiqued.response_feedback if critiqued else None,
-        )
+        return await arun_steps(self.steps(reference))
 
     def forward(self, reference: Reference) -> dspy.Prediction:
-        described = critiqued = None
-        with stage("feedback"):
-            if self.describe is not None:
-                described = self.describe(
-                    reference_instruction=reference.instruction, reference_response=reference.response
-                )
-            if self.critique is not None:
-                critiqued = self.critique(instruction=reference.instruction, response=reference.response)
-        return dspy.Prediction(
-            subject_areas=described.subject_areas if described else None,
-            relevant_skills=described.relevant_skills if described else None,
-            response_feedback=critiqued.response_feedback if critiqued else None,
-        )
+        return run_steps(self.steps(reference))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dspy
 
 from refed_dspy.engine.budget import BudgetExceeded
+from refed_dspy.engine.transport import acall_part
 from refed_dspy.gather import gather_kept
-from refed_dspy.programs.parts import acall_part, unfrozen
+from refed_dspy.programs.parts import unfrozen
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer, synthesize_for_features

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.clients.calls import stage
+from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
 from refed_dspy.signatures import ReflectInstruction, ReflectResponse
 
 REFLECTIONS = ("instruction", "response", "both")
@@ -27,7 +27,8 @@ class ReflectPair(dspy.Module):
         self.reflect_instruction = dspy.Predict(ReflectInstruction) if mode in ("instruction", "both") else None
         self.reflect_response = dspy.Predict(ReflectResponse) if mode in ("response", "both") else None
 
-    async def aforward(self, instruction: str, response: str) -> dspy.Prediction:
+    def steps(self, instruction: str, response: str) -> Steps:
+        """Rewrite the pair, improve its answer, or both, as the mode says."""
         out = dict(
             instruction=instruction,
             response=response,
@@ -36,37 +37,25 @@ class ReflectPair(dspy.Module):
             response_critique=None,
         )
         if self.reflect_instruction is not None:
-            with stage("reflect_instruction"):
-                pred = await self.reflect_instruction.acall(instruction=instruction, response=response)
+            pred = yield Call(
+                self.reflect_instruction, "reflect_instruction", dict(instruction=instruction, response=response)
+            )
             out.update(
                 instruction=pred.new_instruction,
                 response=pred.new_response,
                 instruction_critique=pred.instruction_critique,
             )
         if self.reflect_response is not None:
-            with stage("reflect_response"):
-                pred = await self.reflect_response.acall(instruction=out["instruction"], response=out["response"])
+            pred = yield Call(
+                self.reflect_response,
+                "reflect_response",
+                dict(instruction=out["instruction"], response=out["response"]),
+            )
             out.update(improved_response=pred.better_response, response_critique=pred.response_critique)
         return dspy.Prediction(**out)
 
+    async def aforward(self, instruction: str, response: str) -> dspy.Prediction:
+        return await arun_steps(self.steps(instruction, response))
+
     def forward(self, instruction: str, response: str) -> dspy.Prediction:
-        out = dict(
-            instruction=instruction,
-            response=response,
-            improved_response=None,
-            instruction_critique=None,
-            response_critique=None,
-        )
-        if self.reflect_instruction is not None:
-            with stage("reflect_instruction"):
-                pred = self.reflect_instruction(instruction=instruction, response=response)
-            out.update(
-                instruction=pred.new_instruction,
-                response=pred.new_response,
-                instruction_critique=pred.instruction_critique,
-            )
-        if self.reflect_response is not None:
-            with stage("reflect_response"):
-                pred = self.reflect_response(instruction=out["instruction"], response=out["response"])
-            out.update(improved_response=pred.better_response, response_critique=pred.response_critique)
-        return dspy.Prediction(**out)
+        return run_steps(self.steps(instruction, response))

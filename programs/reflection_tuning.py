@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.programs.parts import acall_part, unfrozen
+from refed_dspy.engine.transport import acall_part
+from refed_dspy.programs.parts import unfrozen
 from refed_dspy.programs.reflect_pair import ReflectPair
 from refed_dspy.store.records import Reference
 from refed_dspy.sync import run_sync

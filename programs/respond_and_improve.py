@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.clients.calls import stage
+from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
 from refed_dspy.signatures import CritiqueResponse, GenerateResponse, ImproveResponse
 
 
@@ -27,26 +27,31 @@ class RespondAndImprove(dspy.Module):
         self.improve = dspy.Predict(ImproveResponse) if improve else None
         self.critique = dspy.Predict(CritiqueResponse) if (improve and sample_feedback) else None
 
-    async def aforward(
+    def steps(
         self, reference_instruction: str, reference_response: str, instruction: str, feedback: str | None = None
-    ) -> dspy.Prediction:
-        with stage("generate"):
-            draft = await self.generate.acall(
+    ) -> Steps:
+        """Draft, then (unless only drafting) critique it when it improves with its own feedback, and improve it."""
+        draft = yield Call(
+            self.generate,
+            "generate",
+            dict(
                 example_instruction=reference_instruction, example_response=reference_response, instruction=instruction
-            )
+            ),
+        )
         if self.improve is None:
             return dspy.Prediction(
                 response=draft.response, analysis=None, implementation_strategy=None, improved_response=None
             )
         if self.critique is not None:
-            with stage("sample_feedback"):
-                feedback = (
-                    await self.critique.acall(instruction=instruction, response=draft.response)
-                ).response_feedback
-        with stage("improve"):
-            better = await self.improve.acall(
-                feedback=feedback or "", instruction=instruction, draft_response=draft.response
+            critique = yield Call(
+                self.critique, "sample_feedback", dict(instruction=instruction, response=draft.response)
             )
+            feedback = critique.response_feedback
+        better = yield Call(
+            self.improve,
+            "improve",
+            dict(feedback=feedback or "", instruction=instruction, draft_response=draft.response),
+        )
         return dspy.Prediction(
             response=draft.response,
             analysis=better.analysis,
@@ -55,26 +60,12 @@ class RespondAndImprove(dspy.Module):
             feedback_used=feedback,
         )
 
+    async def aforward(
+        self, reference_instruction: str, reference_response: str, instruction: str, feedback: str | None = None
+    ) -> dspy.Prediction:
+        return await arun_steps(self.steps(reference_instruction, reference_response, instruction, feedback))
+
     def forward(
         self, reference_instruction: str, reference_response: str, instruction: str, feedback: str | None = None
     ) -> dspy.Prediction:
-        with stage("generate"):
-            draft = self.generate(
-                example_instruction=reference_instruction, example_response=reference_response, instruction=instruction
-            )
-        if self.improve is None:
-            return dspy.Prediction(
-                response=draft.response, analysis=None, implementation_strategy=None, improved_response=None
-            )
-        if self.critique is not None:
-            with stage("sample_feedback"):
-                feedback = self.critique(instruction=instruction, response=draft.response).response_feedback
-        with stage("improve"):
-            better = self.improve(feedback=feedback or "", instruction=instruction, draft_response=draft.response)
-        return dspy.Prediction(
-            response=draft.response,
-            analysis=better.analysis,
-            implementation_strategy=better.implementation_strategy,
-            improved_response=better.improved_response,
-            feedback_used=feedback,
-        )
+        return run_steps(self.steps(reference_instruction, reference_response, instruction, feedback))

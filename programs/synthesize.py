@@ -6,9 +6,9 @@ import functools
 
 import dspy
 
-from refed_dspy.clients.calls import stage
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.gather import gather_kept
+from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
 from refed_dspy.signatures import SynthesizeInstructions
 from refed_dspy.signatures.bounds import exactly
 from refed_dspy.signatures.synthesize_instructions import Instruction
@@ -39,13 +39,28 @@ class InstructionSynthesizer(dspy.Module):
         super().__init__()
         self.synthesize = dspy.Predict(SynthesizeInstructions)
 
-    def _args(self, reference_instruction: str, feature_name: str, feature_description: str, n: int) -> dict:
-        return dict(
-            reference_instruction=reference_instruction,
-            feature_name=feature_name,
-            feature_description=feature_description or "(none given: draw on the reference instruction alone)",
-            n=n,
+    def steps(
+        self,
+        reference_instruction: str,
+        feature_name: str,
+        feature_description: str,
+        n: int,
+        rollout_id: int | None = None,
+    ) -> Steps:
+        """One call asking for exactly `n` instructions (a rollout of its own when `rollout_id` is set); cleaned."""
+        pred = yield Call(
+            self.synthesize,
+            "synthesize",
+            dict(
+                reference_instruction=reference_instruction,
+                feature_name=feature_name,
+                feature_description=feature_description or "(none given: draw on the reference instruction alone)",
+                n=n,
+                signature=asking_for(self.synthesize.signature, n),
+                config={"rollout_id": rollout_id} if rollout_id else {},
+            ),
         )
+        return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))
 
     async def aforward(
         self,
@@ -55,14 +70,7 @@ class InstructionSynthesizer(dspy.Module):
         n: int,
         rollout_id: int | None = None,
     ) -> dspy.Prediction:
-        config = {"rollout_id": rollout_id} if rollout_id else {}
-        with stage("synthesize"):
-            pred = await self.synthesize.acall(
-                **self._args(reference_instruction, feature_name, feature_description, n),
-                signature=asking_for(self.synthesize.signature, n),
-                config=config,
-            )
-        return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))
+        return await arun_steps(self.steps(reference_instruction, feature_name, feature_description, n, rollout_id))
 
     def forward(
         self,
@@ -72,14 +80,7 @@ class InstructionSynthesizer(dspy.Module):
         n: int,
         rollout_id: int | None = None,
     ) -> dspy.Prediction:
-        config = {"rollout_id": rollout_id} if rollout_id else {}
-        with stage("synthesize"):
-            pred = self.synthesize(
-                **self._args(reference_instruction, feature_name, feature_description, n),
-                signature=asking_for(self.synthesize.signature, n),
-                config=config,
-            )
-        return dspy.Prediction(new_instructions=clean_instructions(pred.new_instructions, n))
+        return run_steps(self.steps(reference_instruction, feature_name, feature_description, n, rollout_id))
 
 
 async def synthesize_for_features(

@@ -35,7 +35,7 @@ _LAZY = {
     "load_config": "refed_dspy.config",
     "synthesize": "refed_dspy.synthesis.api",
     "compare": "refed_dspy.experiments.compare",
-    "optimize": "refed_dspy.experiments.optimize",
+    "optimize": "refed_dspy.optimization.run",
     "experiment": "refed_dspy.experiments.experiment",
     "build_lm": "refed_dspy.clients.lm",
     "make_metric": "refed_dspy.optimizers.metrics",
@@ -45,6 +45,7 @@ _LAZY = {
     "filter_run": "refed_dspy.quality.filter_run",
     "build_report": "refed_dspy.quality.report",
     "export_run": "refed_dspy.export.run",
+    "run_status": "refed_dspy.status.api",
 }
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "meta_eval",
     "optimize",
     "read_references",
+    "run_status",
     "synthesize",
 ]
 

@@ -43,9 +43,12 @@ FLOORS = [
     {"config"},
     {"tracking"},
     {"cluster"},
+    {"launch"},
     {"synthesis"},
     {"quality"},
+    {"optimization"},
     {"experiments", "export"},
+    {"status"},
     {"view"},
     {"cli"},
 ]
@@ -116,3 +119,19 @@ def test_the_guard_catches_a_violation(tmp_path):
     found = internal_imports(bad)
     assert ("refed_dspy.config", False, 1) in found and ("refed_dspy.errors", True, 4) in found
     assert FLOOR[part_of("refed_dspy.config")] > FLOOR[part_of("refed_dspy.clients.lm")]
+
+
+# where a run's parts run is the transport's and the launch module's to know (issue 45): no stage, runner or command
+# imports Ray's worker pool
+KNOWS_THE_CLUSTER = {"cluster", "launch"}
+
+
+def test_only_the_transports_and_the_launch_module_know_the_cluster():
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line}: {module} -> {target}"
+        for module, path in sorted(modules().items())
+        if part_of(module) not in KNOWS_THE_CLUSTER
+        for target, _, line in internal_imports(path)
+        if part_of(target) == "cluster"
+    ]
+    assert not wrong, "\n".join(wrong)

@@ -75,46 +75,14 @@ def test_help_states_the_exit_codes_and_judge_has_its_actions():
         assert h.returncode == 0 and f"usage: refed {' '.join(args[:-1])}" in h.stdout, args
 
 
-def test_the_old_judge_form_still_works_with_a_note(tmp_path):
-    """`refed judge RUN_DIR` (before `run` was a subcommand) is read as `refed judge run RUN_DIR`."""
-    from refed_dspy.cli.judge import with_action
-
-    assert with_action(["judge", "runs/a"]) == ["judge", "run", "runs/a"]
-    assert with_action(["--debug", "judge", "--config", "c.toml", "runs/a"]) == [
-        "--debug",
-        "judge",
-        "run",
-        "--config",
-        "c.toml",
-        "runs/a",
-    ]
-    assert with_action(["judge", "-c", "c.toml", "meta-eval", "--labels", "l.jsonl"]) == [
-        "judge",
-        "meta-eval",
-        "-c",
-        "c.toml",
-        "--labels",
-        "l.jsonl",
-    ]
-    assert with_action(["judge", "--set", "judging.pairwise=false", "runs/a"]) == [
-        "judge",
-        "run",
-        "--set",
-        "judging.pairwise=false",
-        "runs/a",
-    ]
-    for unchanged in (
-        ["judge", "run", "runs/a"],
-        ["judge", "meta-eval", "--labels", "l.jsonl"],
-        ["judge", "--help"],
-        ["synthesize", "--set", "x=judge"],
-    ):
-        assert with_action(unchanged) == unchanged
+def test_refed_judge_takes_its_action_first(tmp_path):
+    """`refed judge RUN_DIR` (a form from before `run` and `meta-eval` were subcommands) is refused by the parser,
+    naming the actions: exit 2, no traceback."""
     old = subprocess.run(
         [sys.executable, "-m", "refed_dspy.cli", "judge", str(tmp_path / "no-run")], capture_output=True, text=True
     )
-    assert old.returncode == 2 and "is now `refed judge run RUN_DIR`" in old.stderr
-    assert "is not a run directory" in old.stderr and "Traceback" not in old.stderr
+    assert old.returncode == 2 and "invalid choice" in old.stderr and "'run'" in old.stderr
+    assert "Traceback" not in old.stderr
 
 
 def test_a_command_group_without_its_action_prints_its_help_and_estimate_json_is_json_alone(tmp_path):

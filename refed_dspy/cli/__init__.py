@@ -13,7 +13,18 @@ import os
 import signal
 import sys
 
-from refed_dspy.cli import compare, data, experiment, judge, maintenance, optimize, settings, synthesize, view
+from refed_dspy.cli import (
+    compare,
+    data,
+    experiment,
+    judge,
+    maintenance,
+    optimize,
+    settings,
+    status,
+    synthesize,
+    view,
+)
 from refed_dspy.errors import RefedError
 from refed_dspy.secrets import masked_streams
 from refed_dspy.stops import STOP_SIGNALS, note_stop
@@ -21,6 +32,7 @@ from refed_dspy.sync import StopSignal, stop_running
 
 GROUPS = (
     synthesize,
+    status,
     compare,
     judge,
     data,
@@ -111,7 +123,7 @@ def _main(argv: list[str] | None) -> int:
         for signum in (signal.SIGINT, *STOP_SIGNALS):
             signal.signal(signum, _stop_like_sigint)
         parser = build_parser()
-        args = parser.parse_args(judge.with_action(sys.argv[1:] if argv is None else list(argv)))
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
         level = logging.DEBUG if args.debug else logging.INFO
         logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
         if getattr(args, "func", None):

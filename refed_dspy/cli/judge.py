@@ -1,10 +1,9 @@
 """`refed judge run RUN_DIR` and `refed judge meta-eval --labels FILE`: score a run's samples; check the judge
-against human labels. The form before these subcommands, `refed judge RUN_DIR`, still works (with a note)."""
+against human labels."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from refed_dspy.cli.common import (
@@ -18,8 +17,6 @@ from refed_dspy.cli.common import (
 )
 from refed_dspy.errors import ConfigError
 from refed_dspy.paths import expand_home
-
-ACTIONS = ("run", "meta-eval")
 
 
 def _cmd_judge_run(args: argparse.Namespace) -> int:
@@ -61,44 +58,6 @@ def _cmd_meta_eval(args: argparse.Namespace) -> int:
         write_json_atomic(args.out, result.to_json())
         print(f"wrote {args.out}")
     return 0
-
-
-_TAKES_VALUE = ("--config", "-c", "--set", "--labels", "--out")  # options of `refed judge` followed by a value
-
-
-def with_action(argv: list[str]) -> list[str]:
-    """The form before `run` and `meta-eval` were subcommands, where the first word after `refed judge` (options may
-    come before it) was a run dir or `meta-eval`: `refed judge [OPTIONS] RUN_DIR ...` becomes `refed judge run
-    [OPTIONS] RUN_DIR ...` (with a note on stderr), and `refed judge [OPTIONS] meta-eval ...` becomes `refed judge
-    meta-eval [OPTIONS] ...`. Any other command line is returned as it is."""
-    words = [i for i, a in enumerate(argv) if not a.startswith("-")]
-    if not words or argv[words[0]] != "judge":
-        return argv
-    at = words[0] + 1
-    rest = argv[at:]
-    first = _first_word(rest)
-    if first is None or rest[0] in ("-h", "--help"):
-        return argv
-    if rest[first] in ACTIONS:  # the action, perhaps after options: put it first
-        return [*argv[:at], rest[first], *rest[:first], *rest[first + 1 :]]
-    print(
-        "refed: note: `refed judge RUN_DIR` is now `refed judge run RUN_DIR` (the old form still works)",
-        file=sys.stderr,
-    )
-    return [*argv[:at], "run", *rest]
-
-
-def _first_word(args: list[str]) -> int | None:
-    """The index of the first argument that is neither an option nor an option's value."""
-    i = 0
-    while i < len(args):
-        if args[i] in _TAKES_VALUE:
-            i += 2
-        elif args[i].startswith("-"):
-            i += 1
-        else:
-            return i
-    return None
 
 
 def register(sub: Any) -> None:

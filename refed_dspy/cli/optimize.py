@@ -11,8 +11,8 @@ from refed_dspy.money import usd
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.experiments.kept import kept_line
-    from refed_dspy.experiments.optimize import optimize
+    from refed_dspy.optimization.kept import kept_line
+    from refed_dspy.optimization.run import optimize
 
     config = load_config(args.config, args.overrides)
     result = optimize(config, on_mismatch=on_mismatch(args), verbose=args.verbose or args.debug)

@@ -1,4 +1,4 @@
-"""`refed synthesize`, `refed estimate` and `refed status`: make a dataset, price it first, see where it stands."""
+"""`refed synthesize` and `refed estimate`: make a dataset, and price it first."""
 
 from __future__ import annotations
 
@@ -80,24 +80,6 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
-    from refed_dspy.experiments.experiment_status import (
-        experiment_status,
-        format_experiment_status,
-        is_experiment_dir,
-    )
-    from refed_dspy.quality.run_status import run_status
-    from refed_dspy.quality.status_text import format_status
-    from refed_dspy.store.jsonl import json_text
-
-    if is_experiment_dir(args.run_dir):
-        status, text = experiment_status(args.run_dir), format_experiment_status
-    else:
-        status, text = run_status(args.run_dir), format_status
-    print(json_text(status.to_json(), indent=2) if args.json else text(status))
-    return 0
-
-
 def register(sub: Any) -> None:
     """Add this group's commands to the `refed` parser."""
     p = sub.add_parser(
@@ -149,20 +131,3 @@ def register(sub: Any) -> None:
         "what they measured, instead of walking the prompts",
     )
     p.set_defaults(func=_cmd_estimate)
-
-    p = sub.add_parser(
-        "status",
-        help="the state of any run dir: running (and by whom), complete, stopped, ...; samples, rejects, cost",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Read-only: what RUN_DIR's records, summaries, lock and batch journals say now, whether a\n"
-        "process is writing it or not. It takes no lock, writes nothing and asks no provider anything.\n\n"
-        "states: running (a process holds the dir's lock: its PID, host and command are shown), complete,\n"
-        "exhausted or budget (finished short), submitted (batch mode: batches wait at the provider),\n"
-        "stopped (by a signal, or killed: run the same command to resume), failed (aborted by the\n"
-        "provider or a streak of failures: the same command resumes)",
-        epilog="exit codes: 0 the status was read (whatever the run's state); 2 RUN_DIR is not a run directory\n"
-        "(one line on stderr)",
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
-    p.add_argument("--json", action="store_true", help="print the status as JSON alone (a RunStatus)")
-    p.set_defaults(func=_cmd_status)

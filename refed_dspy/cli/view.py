@@ -17,7 +17,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
     from refed_dspy.errors import RunDirError
-    from refed_dspy.experiments.experiment_status import is_experiment_dir
+    from refed_dspy.status.experiment import is_experiment_dir
     from refed_dspy.view import View, serve
 
     path = Path(args.run_dir)

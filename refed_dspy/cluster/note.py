@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.store.jsonl import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -14,9 +14,10 @@ log = logging.getLogger(__name__)
 
 class WorkersNote:
     """`note()` as often as it likes: the file is rewritten only when the number of live workers changed (or, with
-    `final=True`, always). A command run without Ray removes the file an earlier invocation on Ray left."""
+    `final=True`, always). `pool`: the run's WorkerPool (None: a run here, which removes the file an earlier
+    invocation on Ray left)."""
 
-    def __init__(self, path: Path, pool: WorkerPool | None):
+    def __init__(self, path: Path, pool: Any):
         self.path, self.pool = path, pool
         self._alive: int | None = None
 
@@ -28,6 +29,6 @@ class WorkersNote:
             return
         self._alive = self.pool.alive
         try:
-            write_json_atomic(self.path, self.pool.figures())
+            write_json_atomic(self.path, self.pool.cluster_figures())
         except OSError as err:  # the summary says the same at the end
             log.warning("cannot write %s: %s", self.path, err.strerror or err)

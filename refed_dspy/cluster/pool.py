@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
@@ -21,6 +21,7 @@ from refed_dspy.clients.wire import native_base
 from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
 from refed_dspy.cluster.connect import connect, disconnect, joins
 from refed_dspy.cluster.leftovers import forget, record
+from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.ready import Waiting, answers, get, where_lost
 from refed_dspy.cluster.worker import PartWorker, WorkerInfo
 from refed_dspy.config import RayConfig
@@ -72,6 +73,9 @@ class WorkerPool:
     ready: int = 0  # the workers that loaded: the run's parallelism
     run_dir: Path | None = None  # where the processes of a local Ray it starts are written down (cluster.leftovers)
     recorded_in: Path | None = None  # ... once they are
+    noted: WorkersNote | None = None  # the run dir's note of the workers for `refed status` (`note_to`)
+    # a Transport (refed_dspy.engine.transport): the calls are made by the workers, where the run's log is not
+    logs_tasks: ClassVar[bool] = True
 
     @classmethod
     def start(
@@ -289,8 +293,27 @@ class WorkerPool:
             len(self.workers),
         )
 
+    def attach(self, lm: Any, adapter: Any, scope: Any) -> None:
+        """Nothing to attach: each worker builds its LM and adapter from the config."""
+
+    def note_to(self, path: Path) -> None:
+        """Keep the workers' state in `path` (workers.json, judge_workers.json) as it changes (`note`)."""
+        self.noted = WorkersNote(path, self)
+
+    def note(self, final: bool = False) -> None:
+        if self.noted is not None:
+            self.noted.note(final)
+
+    def progress(self) -> str:
+        return f"; Ray workers alive {self.alive} of {len(self.workers)}"
+
     def figures(self) -> dict[str, Any]:
-        """For the summary: where the run's calls ran."""
+        """For a summary: where the calls ran, and with several endpoints the calls of each over the cluster."""
+        endpoints = self.endpoint_figures()
+        return {"ray": self.cluster_figures(), **({"endpoints": endpoints} if endpoints is not None else {})}
+
+    def cluster_figures(self) -> dict[str, Any]:
+        """Where the run's calls ran: the address, and each worker's node, tasks, calls and state."""
         return {
             "address": self.address or "local",
             "workers_alive": self.alive,

@@ -31,8 +31,7 @@ from refed_dspy.clients.spec import LMSpec
 from refed_dspy.cluster.cache_server import CachePlan, RemoteRunCache
 from refed_dspy.cluster.connect import import_ray
 from refed_dspy.engine.budget import Ticket
-from refed_dspy.engine.stage import guarded_call
-from refed_dspy.programs.parts import acall_part, has_aforward
+from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
 from refed_dspy.store.cache import use_cache_dir
 
 # the events of one task, in order: ("start",) as a call is sent, ("call", CallInfo) as one is answered or fails,

@@ -17,21 +17,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
-import dspy
-
 from refed_dspy.adapters import RepairingAdapter, build_adapter
-from refed_dspy.clients.calls import collect_calls, stage
 from refed_dspy.clients.lm import price_of
 from refed_dspy.clients.pricing import Price, PriceBook
-from refed_dspy.clients.scope import SETTINGS_KEY, LedgerScope
+from refed_dspy.clients.scope import LedgerScope
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.usage import with_unrecorded
 from refed_dspy.engine.batch import batch_figures
 from refed_dspy.engine.batch_usage import answered_usage
 from refed_dspy.engine.endpoint_check import endpoint_error
-from refed_dspy.engine.failures import Failure, classify
+from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine, Limits
+from refed_dspy.engine.transport import LocalTransport, Transport, guarded_call
 from refed_dspy.errors import RunAborted, RunDirError
 from refed_dspy.money import usd
 from refed_dspy.store.call_log import CallLog
@@ -82,32 +80,10 @@ def mode_figures(broker: Any, usage: dict[str, Any], price_factor: float, lm: An
     return out
 
 
-async def guarded_call(
-    lm: Any,
-    adapter: Any,
-    scope: LedgerScope,
-    calls: list,
-    call: Callable[[], Awaitable[Any]],
-    stage_name: str | None = None,
-) -> tuple[Any, Failure | None]:
-    """Await `call()` with `lm` and `adapter` in DSPy's context and `scope` as its ledger scope, its LM calls collected
-    into `calls` (tagged `stage_name` unless its part tags them itself); any exception becomes a classified Failure.
-    What a stage does around each piece of work, here or on a Ray worker."""
-    with collect_calls(calls), dspy.context(lm=lm, adapter=adapter, trace=None, **{SETTINGS_KEY: scope}):
-        try:
-            if stage_name is None:
-                return await call(), None
-            with stage(stage_name):
-                return await call(), None
-        except Exception as err:  # noqa: BLE001 - every failure becomes a reject
-            return None, classify(err)
-
-
 class StageBase(ABC):
     """An LM-bound stage on the execution engine (see the module docstring). A subclass sets `self.engine` with
     `make_engine` in its __init__ and implements fill, work, handle and key."""
 
-    remote: Any = None  # on Ray: the WorkerPool (refed_dspy.cluster.pool) whose workers run the parts
     what = "run"  # how messages name it: "run", "judging", "meta-evaluation"
     doing: dict[str, str] = {}  # kind of work -> what the progress line calls it ("feedback": "collecting feedback")
 
@@ -116,6 +92,7 @@ class StageBase(ABC):
         spec: LMSpec,
         role: str,
         lm: Any,
+        transport: Transport | None = None,
         adapter: RepairingAdapter | None = None,
         broker: Any = None,
         prices: PriceBook | None = None,
@@ -129,11 +106,14 @@ class StageBase(ABC):
         # an LM the work calls that the stage does not hold (one pinned to a predictor of the program) passes the
         # call boundary too; `prices`: how it is priced ([prices], else LiteLLM's map)
         self.scope = LedgerScope(None, prices)
+        # where its parts run (refed_dspy.engine.transport): here, or on Ray; the stage never asks which
+        self.transport: Transport = transport if transport is not None else LocalTransport({})
+        self.transport.attach(lm, self.adapter, self.scope)
         self.engine: Engine
 
     def window(self, concurrency: int) -> int:
         """The calls in flight the stage keeps: `concurrency`, or on Ray that many for each worker."""
-        return self.remote.in_flight_limit(concurrency) if self.remote is not None else concurrency
+        return self.transport.in_flight_limit(concurrency)
 
     def make_engine(
         self,
@@ -198,7 +178,7 @@ class StageBase(ABC):
         each request of this invocation is written there before it is sent (on Ray, each task, whole)."""
         log = CallLog.open(path)
         engine = self.engine
-        engine.log, engine.log_tasks = log, self.remote is not None
+        engine.log, engine.log_tasks = log, self.transport.logs_tasks
         if log.lost:
             engine.totals.add(log.lost)
         found = log.found_now
@@ -230,13 +210,8 @@ class StageBase(ABC):
         return {
             **engine.figures(),
             **mode_figures(self.broker, self.usage(), self.spec.batch_price_factor, self.lm),
-            **(self._ray_figures() if self.remote is not None else {}),
+            **self.transport.figures(),
         }
-
-    def _ray_figures(self) -> dict[str, Any]:
-        """On Ray: where the calls ran, and with several endpoints the calls of each over the cluster."""
-        endpoints = self.remote.endpoint_figures()
-        return {"ray": self.remote.figures(), **({"endpoints": endpoints} if endpoints is not None else {})}
 
     def stage_now(self) -> str:
         """What the stage is doing now, for the progress line: each kind of work under way and how many pieces
@@ -245,8 +220,7 @@ class StageBase(ABC):
         how = "waiting on batches" if self.broker is not None else "running"
         parts = [f"{name} ({n} {how})" for kind, name in self.doing.items() if (n := pending.get(kind, 0)) > 0]
         now = ", ".join(parts) or "nothing in flight"
-        if self.remote is not None:
-            now += f"; Ray workers alive {self.remote.alive} of {len(self.remote.workers)}"
+        now += self.transport.progress()
         return now
 
     def raise_endpoint_error(self) -> None:

@@ -22,8 +22,8 @@ from refed_dspy.experiments.allowance import (
 from refed_dspy.experiments.experiment_plan import ExperimentPlan
 from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.keys import config_hash
-from refed_dspy.experiments.optimize import OptimizeResult, optimize
 from refed_dspy.experiments.scoring import score, synthesis_check
+from refed_dspy.optimization.run import OptimizeResult, optimize
 from refed_dspy.store.jsonl import write_json_atomic
 
 log = logging.getLogger(__name__)

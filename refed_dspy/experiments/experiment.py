@@ -55,9 +55,9 @@ from refed_dspy.experiments.experiment_plan import ExperimentPlan, cache_dir, ch
 from refed_dspy.experiments.experiment_result import ExperimentResult
 from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.keys import baseline_key
-from refed_dspy.experiments.optimize import LIBRARY_LOG
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
 from refed_dspy.experiments.stats import detectable_difference, smallest_test
+from refed_dspy.optimization.run import LIBRARY_LOG
 from refed_dspy.quiet import quieted
 from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import shared_cache

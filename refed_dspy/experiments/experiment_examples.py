@@ -11,7 +11,7 @@ from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.allowance import left_to_spend, lesser
 from refed_dspy.experiments.experiment_plan import ExperimentPlan, check_pinned
 from refed_dspy.experiments.keys import example_key
-from refed_dspy.experiments.optimize import examples_config
+from refed_dspy.optimization.run import examples_config
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.store.cache import shared_cache
 from refed_dspy.store.jsonl import read_json

@@ -23,7 +23,7 @@ from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
 from refed_dspy.experiments.grid import GRID_FILE, Cell, cells
-from refed_dspy.experiments.keys import LEGACY_THRESHOLD, finished_hashes
+from refed_dspy.experiments.keys import finished_hashes
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.records import Reference
@@ -134,16 +134,6 @@ def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> 
         cfg = cell_config(base, cell.overrides(cell_config(base, {}).optimize.seed))
         if row.get("status") != "done" or row.get("config_hash") in finished_hashes(cfg):
             continue
-        if cfg.optimize.threshold is None:
-            legacy = cfg.model_copy(
-                update={"optimize": cfg.optimize.model_copy(update={"threshold": LEGACY_THRESHOLD})}
-            )
-            if row.get("config_hash") in finished_hashes(legacy):
-                raise ConfigError(
-                    f"cell {cell.id} finished with optimize.threshold = {LEGACY_THRESHOLD}, the default before it "
-                    "followed the starting program's score: set optimize.threshold = 0.7 in the experiment file to "
-                    "resume this experiment as it was, or give experiment.out a new directory"
-                )
         raise ConfigError(
             f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings changed "
             "since): its scores would be compared with another baseline's; give experiment.out a new directory"

@@ -11,13 +11,10 @@ import dspy
 
 from refed_dspy.config import Config
 
-LEGACY_THRESHOLD = 0.7  # optimize.threshold's default before it followed the starting program's score
-
 
 def baseline_key(cfg: Config) -> str:
-    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores. (Until the trace
-    threshold's default became the starting program's score, the threshold was in it too, which an untraced score
-    never depends on: an experiment of then keeps its key while the threshold is that default.)"""
+    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores (not the trace
+    threshold: an untraced score never depends on it)."""
     weights = [cfg.optimize.win_weight, cfg.optimize.novelty_weight]
     what = {
         "target": cfg.optimize.target,
@@ -25,7 +22,7 @@ def baseline_key(cfg: Config) -> str:
         "teacher": cfg.teacher.model_dump(mode="json"),
         "judge": cfg.judge.model_dump(mode="json"),
         "criteria": cfg.judging.criteria,
-        "weights": weights + [LEGACY_THRESHOLD if cfg.optimize.threshold is None else cfg.optimize.threshold],
+        "weights": weights,
         "copy_threshold": cfg.optimize.copy_threshold,  # a copy of the reference scores 0 unjudged
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
@@ -63,13 +60,5 @@ def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **v
 
 
 def finished_hashes(cfg: Config) -> set[str]:
-    """The config hashes a finished cell of `cfg` may hold: this version's, and those earlier versions wrote (the
-    whole config; the tracking section kept, its experiment then defaulting to "refed")."""
-    before_tracking = {k: v for k, v in NOT_FIGURES.items() if k != "tracking"}
-    return {
-        config_hash(cfg),
-        config_hash(cfg, {}),
-        config_hash(cfg, before_tracking),
-        config_hash(cfg, before_tracking, **{"tracking.experiment": "refed"}),
-        config_hash(cfg, {}, **{"tracking.experiment": "refed"}),
-    }
+    """The config hash a finished cell of `cfg` holds."""
+    return {config_hash(cfg)}

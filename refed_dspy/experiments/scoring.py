@@ -90,7 +90,7 @@ def synthesis_check(plan: ExperimentPlan, cfg: Config, program: str | None, run_
     calls, cost = left_to_spend(spend.ledger, part)
     data["judging"]["max_calls"] = lesser(cfg.judging.max_calls, calls)
     data["judging"]["max_cost_usd"] = lesser(cfg.judging.max_cost_usd, cost)
-    judged = judge_run(run_dir, Config.model_validate(data), judge_lm=judge)
+    judged = judge_run(run_dir, Config.model_validate(data), judge=judge)
     spend.set_total(f"{part}:judge", judged.get("usage"), "judge")
     usage = total_of([spent, judged.get("usage") or {}])
     if judged.get("status") == "budget":

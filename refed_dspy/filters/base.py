@@ -7,15 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import model_validator
-
 from refed_dspy.settings import Section
 from refed_dspy.store.records import final_response
 
 Sample = dict[str, Any]
 Judgments = dict[str, dict[str, Any]]
 UNJUDGED = ("keep", "drop")  # what a judge-based filter does with a sample that has no judgment
-OLD_DEFAULTS = {"field": "response", "seed": 0}  # what every filter table of an older config.toml carries
 
 
 @dataclass
@@ -56,20 +53,6 @@ class Filter(Section):
 
     judge_part: ClassVar[str | None] = None
     rank: ClassVar[int] = 100
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_defaults(cls, data: Any) -> Any:
-        """A run's config.toml written before each filter had its own model lists every filter with `field` and
-        `seed` at their defaults: those read as they were (ignored); any other value of a key the filter does not
-        take is refused."""
-        if not isinstance(data, dict):
-            return data
-        return {
-            k: v
-            for k, v in data.items()
-            if not (k in OLD_DEFAULTS and k not in cls.model_fields and v == OLD_DEFAULTS[k])
-        }
 
     def configured(self, config: Any) -> Filter:
         """This filter with the settings it leaves to the run's config (a refed_dspy.config.Config) taken from there;

@@ -20,20 +20,15 @@ import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.cluster.connect import check_ray_run
-from refed_dspy.cluster.leftovers import end_left_behind
-from refed_dspy.cluster.note import WorkersNote
-from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, run_config
 from refed_dspy.engine.failures import Failure
-from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
+from refed_dspy.launch.plan import Started, launch
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judgments import JudgeSummary, judge_summary
-from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import final_response
@@ -94,22 +89,14 @@ class JudgeRun(StageBase):
     what = "judging"
     doing = {"judge": "judging"}
 
-    def __init__(
-        self,
-        config: Config,
-        rundir: RunDir,
-        judge_lm: dspy.LM | None,
-        show_progress: bool = False,
-        broker: Any = None,
-        remote: WorkerPool | None = None,
-    ):
-        super().__init__(config.judge, "judge", judge_lm, broker=broker, prices=config.price_book)
-        self.remote = remote  # on Ray: the workers that judge (the engine, the ledger and the writes stay here)
+    def __init__(self, config: Config, rundir: RunDir, started: Started, show_progress: bool = False):
+        super().__init__(
+            config.judge, "judge", started.lm, started.transport, broker=started.broker, prices=config.price_book
+        )
         self.config = config
         self.cfg = config.judging
         self.rundir = rundir
         self.judge = judge_part(config)
-        self.workers_note = WorkersNote(rundir.path / JUDGE_WORKERS_FILE, remote)
         self.calls_per_sample = (1 if self.judge.pointwise else 0) + (2 if self.judge.pairwise else 0)
         concurrency = self.window(self.cfg.concurrency)  # on Ray, judging.concurrency is per worker
         self.slots = min(self.calls_per_sample, concurrency)
@@ -169,8 +156,7 @@ class JudgeRun(StageBase):
 
     # ---- the stage: what to start, one sample, what came back --------------------------------------
     def fill(self, engine: Engine) -> None:
-        if self.remote is not None:
-            self.workers_note.note()  # a worker lost since: refed status says so
+        self.transport.note()  # on Ray, a worker lost since: refed status says so
         while engine.slots_free() >= self.slots or not engine.busy:
             if not self.queue:
                 return
@@ -189,9 +175,7 @@ class JudgeRun(StageBase):
             "improved": (payload.get("improved_response") or "").strip(),
             "draft": (payload.get("response") or "").strip(),
         }
-        if self.remote is not None:
-            return self.remote.run("judge", None, inputs, calls)
-        return self.guarded(calls, lambda: self.judge.acall(**inputs))
+        return self.transport.run("judge", None, inputs, calls)
 
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
         if failure is None:
@@ -238,7 +222,7 @@ class JudgeRun(StageBase):
             "judgments": JsonlWriter(self.rundir.judgments),
             "rejects": JsonlWriter(self.rundir.judge_rejects),
         }
-        self.workers_note.note()
+        self.transport.note()
         progress = Progress(
             len(samples),
             len(samples) - len(todo),
@@ -250,7 +234,7 @@ class JudgeRun(StageBase):
         )
 
         def write_summary(status: str) -> JudgeSummary:
-            self.workers_note.note(final=True)
+            self.transport.note(final=True)
             summary = judge_summary(
                 self.rundir,
                 samples,
@@ -320,45 +304,19 @@ async def _judge(
         config = with_lm_of(config, "judge", judge_lm)
     if config.judging.max_cost_usd is not None:
         require_price(config.judge, "judge", "judging.max_cost_usd")
-    mode = config.judging.mode
-    end_left_behind(run_dir)  # the Ray processes a killed invocation here left behind, if any
-    if config.ray.enabled:
-        check_ray_run(judge_lm, config.judge, mode, "judge", config.ray.address, "judging")
-        pool = WorkerPool.start(
-            config.ray,
-            config.judge,
-            "judge",
-            {"judge": judge_part(config)},
-            concurrency=config.judging.concurrency,
-            prices=config.price_book,
-            progress_every_s=config.run.progress_every_s if show_progress else None,
-            run_dir=run_dir,
-        )
-    else:
-        pool, judge_lm = None, lm_before_run(config.judge, "judge", mode, judge_lm, lambda: build_judge(config))
-    broker = None
-    try:
+    parts = {"judge": judge_part(config)}
+    with launch(config, "judge", "judging", judge_lm, lambda: build_judge(config)) as plan:
+        plan.workers(parts, config.judging.concurrency, run_dir, show_progress)
         with owned(run_dir, command="refed judge", **ours):
             note = incomplete_note(rundir.path)
             if note:
                 log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)
             samples = list(read_jsonl(rundir.samples, repair=False))
-            cache = use_run_cache(rundir)
-            if pool is not None:
-                pool.load(str(cache))
-            else:
-                judge_lm, broker = lm_in_run(
-                    config.judge,
-                    "judge",
-                    mode,
-                    judge_lm,
-                    rundir.path,
-                    config.batch,
-                    detach=detach,
-                    store_name="judge_batches",
-                )
+            started = plan.start(
+                rundir, parts, rundir.path / JUDGE_WORKERS_FILE, detach=detach, store_name="judge_batches"
+            )
             try:
-                stage = JudgeRun(config, rundir, judge_lm, show_progress, broker, remote=pool)
+                stage = JudgeRun(config, rundir, started, show_progress)
                 return await stage.run(samples, on_mismatch)
             finally:
                 if config.tracking.enabled and rundir.judge_summary.exists():
@@ -370,9 +328,6 @@ async def _judge(
                         [rundir.judge_summary, rundir.judge_fingerprint],
                         metric_prefix="judge.",
                     )
-    finally:
-        if pool is not None:
-            pool.close()
 
 
 def judge_run(
@@ -380,7 +335,6 @@ def judge_run(
     config: Config | None = None,
     *,
     judge: dspy.BaseLM | None = None,
-    judge_lm: dspy.BaseLM | None = None,
     on_mismatch: str = "error",
     show_progress: bool = False,
     detach: bool = False,
@@ -392,7 +346,6 @@ def judge_run(
         config: the [judge] and [judging] to use; None: the run dir's own config.toml.
         judge: a dspy.LM (or any dspy.BaseLM) to judge with instead of building one from [judge], as optimize and
             experiment take it.
-        judge_lm: the same, by its older name.
         on_mismatch: for judgments made with another judge config: "error" (refuse), "resume" (keep them) or
             "fresh" (delete them and judge again).
         show_progress: print progress lines on stderr.
@@ -403,14 +356,6 @@ def judge_run(
             ...), mean scores by criterion, the improvement's win, tie and loss rates, the position-bias rate, calls
             and cost.
     """
-    lm = one_judge(judge, judge_lm)
     return run_sync(
-        ajudge_run(run_dir, config, judge_lm=lm, on_mismatch=on_mismatch, show_progress=show_progress, detach=detach)
+        ajudge_run(run_dir, config, judge_lm=judge, on_mismatch=on_mismatch, show_progress=show_progress, detach=detach)
     )
-
-
-def one_judge(judge: dspy.BaseLM | None, judge_lm: dspy.BaseLM | None) -> dspy.BaseLM | None:
-    """The judge LM handed in as `judge=` or by its older name `judge_lm=` (TypeError for both)."""
-    if judge is not None and judge_lm is not None:
-        raise TypeError("pass the judge LM once: judge= (judge_lm= is its older name)")
-    return judge if judge is not None else judge_lm

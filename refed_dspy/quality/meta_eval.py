@@ -29,7 +29,7 @@ from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import FinishedShort, SeedError
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
-from refed_dspy.quality.judge import build_judge, one_judge
+from refed_dspy.quality.judge import build_judge
 from refed_dspy.results import Result
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.provenance import with_lm_of
@@ -238,23 +238,20 @@ async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | N
     )
 
 
-def meta_eval(
-    config: Any, labels_path: str | Path, judge_lm: dspy.BaseLM | None = None, *, judge: dspy.BaseLM | None = None
-) -> MetaEvalResult:
+def meta_eval(config: Any, labels_path: str | Path, *, judge: dspy.BaseLM | None = None) -> MetaEvalResult:
     """Check the judge against labels people wrote; `refed judge meta-eval` from Python.
 
     Args:
         config: the Config whose [judge] and [judging] are checked.
         labels_path: a JSONL file of labelled items: pairwise preferences (`response_a`, `response_b`,
             `preference` a | b | tie) and likert scores (`response`, `score`, `scale`).
-        judge_lm: a dspy.LM to judge with instead of building one from [judge].
-        judge: the same, by the name optimize, experiment and judge_run take it.
+        judge: a dspy.LM (or any dspy.BaseLM) to judge with instead of building one from [judge].
 
     Returns:
         Pairwise accuracy, tie and position-bias rates, and the Pearson and Spearman correlation of the judge's
             mean rubric score with the likert scores.
     """
-    return run_sync(ameta_eval(config, labels_path, judge_lm=one_judge(judge, judge_lm)))
+    return run_sync(ameta_eval(config, labels_path, judge_lm=judge))
 
 
 def format_meta_eval(result: MetaEvalResult) -> str:

@@ -14,6 +14,12 @@ from pydantic import Field
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import RunDirError
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
+from refed_dspy.quality.near_duplicate_report import (
+    near_duplicate_block,
+    near_duplicate_html,
+    near_duplicate_line,
+    settings_of,
+)
 from refed_dspy.quality.reference_copies import copies_html, copies_line, reference_copies
 from refed_dspy.quality.report_stats import (
     cost_by_stage,
@@ -24,6 +30,7 @@ from refed_dspy.quality.report_stats import (
     execution_text,
     lengths,
     mean_pairwise_cosine_distance,
+    reject_reasons,
     sample_cards,
     yields,
 )
@@ -41,7 +48,17 @@ from refed_dspy.store.teachers import (
 from refed_dspy.text import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
 
-SECTIONS = ("Counts", "Rejects", "Yield", "Lengths", "Judge scores", "Improvement", "Diversity", "Cost by stage")
+SECTIONS = (
+    "Counts",
+    "Rejects",
+    "Yield",
+    "Lengths",
+    "Judge scores",
+    "Improvement",
+    "Diversity",
+    "Near-duplicates",
+    "Cost by stage",
+)
 
 
 def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
@@ -96,7 +113,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
             "judge_failed": sum(judge_failures.values()),
             "status": summary.get("status"),
         },
-        "rejects": dict(Counter(r.get("reason", "unknown") for r in rejects).most_common()),
+        "rejects": reject_reasons(rejects),
         "rejects_by_stage": dict(Counter(r.get("stage", "unknown") for r in rejects).most_common()),
         "yield": yields(samples, units, rejects),
         "lengths": {k: describe(v) for k, v in lens.items()},
@@ -111,6 +128,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         },
         "_scores_raw": {"overall": scores, **by_criterion},
         "diversity": diversity,
+        "near_duplicates": near_duplicate_block(samples, settings_of(config)),
         "cost_by_stage": cost_by_stage(summary.get("usage"), judge_summary.get("usage")),
         "cost_usd": {"synthesis": summary.get("cost_usd"), "judge": judge_summary.get("cost_usd")},
         "execution": {"synthesis": execution(summary), "judge": execution(judge_summary)},
@@ -358,6 +376,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
             _kv(stats["rejects_by_stage"]) if stats["rejects_by_stage"] else "",
         ),
         _section("diversity", "Diversity of instructions", _kv(stats["diversity"])),
+        _section("near-duplicates", "Near-duplicates", near_duplicate_html(stats["near_duplicates"])),
         _section("reference-copies", "Copies of the reference", copies_html(stats["reference_copies"])),
         _section(
             "cost",
@@ -416,6 +435,7 @@ def format_text(stats: dict[str, Any]) -> str:
         f"  diversity    distinct-1 {_fmt(d['distinct_1'])}, distinct-2 {_fmt(d['distinct_2'])}, "
         f"mean pairwise ROUGE-L {_fmt(d['mean_pairwise_rouge_l'])} (n={d['rouge_sample']})"
         + (f", embedding {_fmt(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
+        near_duplicate_line(stats["near_duplicates"]),
         f"  cost         synthesis {_fmt(cost['synthesis'])}, judge {_fmt(cost['judge'])} USD",
         f"  copies       {copies_line(stats['reference_copies'])}",
     ]
@@ -444,6 +464,9 @@ class Report(Result):
     lengths: dict[str, Any]
     judge: dict[str, Any]
     diversity: dict[str, Any]
+    near_duplicates: dict[str, Any] = Field(
+        default_factory=dict, description="Clusters of near-duplicate samples (MinHash LSH) and their sizes."
+    )
     cost_by_stage: dict[str, Any]
     cost_usd: dict[str, Any]
     execution: dict[str, Any]

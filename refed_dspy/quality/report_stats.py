@@ -209,3 +209,25 @@ def execution_text(ex: dict[str, Any]) -> str:
             + (f" (run cost {ex['estimate_error']:+.1%} off it)" if "estimate_error" in ex else "")
         )
     return ", ".join(parts)
+
+
+MANY_REASONS = 10  # a filter with more different reasons than this names a sample in each (near_duplicates does)
+
+
+def reject_reasons(rejects: list[dict[str, Any]]) -> dict[str, int]:
+    """Rejects counted by reason, most first. A filter that gave more than MANY_REASONS different reasons counts as one
+    line under its name, so that a reason per sample (the sample it repeats, the prompt it matches) stays in
+    rejects.jsonl instead of making the report's list and chart as long as the rejects."""
+    per_filter: dict[str, set[str]] = defaultdict(set)
+    for r in rejects:
+        if r.get("stage") == "filter":
+            per_filter[r.get("filter", "?")].add(r.get("reason", "unknown"))
+    many = {name: len(reasons) for name, reasons in per_filter.items() if len(reasons) > MANY_REASONS}
+
+    def key(r: dict[str, Any]) -> str:
+        name = r.get("filter", "?")
+        if r.get("stage") == "filter" and name in many:
+            return f"{name} ({many[name]:,} different reasons: see rejects.jsonl)"
+        return r.get("reason", "unknown")
+
+    return dict(Counter(key(r) for r in rejects).most_common())

@@ -84,8 +84,7 @@ def _no_reply(record: Any) -> bool:
 
 class RunCache(Cache):
     """DSPy's cache, keyed by the request as the provider sees it: the same request made synchronously or
-    asynchronously, or by LMs that differ only in client settings (timeout, retries), is one entry. An entry written
-    under DSPy's own key (a run dir made by an earlier version) is still found."""
+    asynchronously, or by LMs that differ only in client settings (timeout, retries), is one entry."""
 
     def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
         ignored = [*(ignored_args_for_cache_key or []), *_CLIENT_KEYS]
@@ -100,18 +99,6 @@ class RunCache(Cache):
     ) -> None:
         if not _no_reply(value):
             super().put(request, value, ignored_args_for_cache_key, enable_memory_cache)
-
-    def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
-        found = super().get(request, ignored_args_for_cache_key)
-        if found is not None and _no_reply(found):
-            return None  # written by an earlier version: a reply without text is never replayed
-        if found is not None or not self.enable_disk_cache:
-            return found
-        try:  # the key DSPy itself would have used
-            response = self.disk_cache.get(Cache.cache_key(self, request, ignored_args_for_cache_key))
-        except Exception:  # noqa: BLE001 - an unreadable entry is a miss, as DSPy treats it
-            return None
-        return None if response is None else self._prepare_cached_response(response)
 
 
 def use_cache_dir(path: str | Path) -> None:

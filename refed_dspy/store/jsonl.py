@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,19 +205,25 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 def write_text_atomic(path: str | Path, text: str, durable: bool = False) -> None:
     """Write text to a temp file and rename it into place (`durable`: fsynced before the rename)."""
+    _write_atomic(path, (text,), durable)
+
+
+def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]], durable: bool = False) -> None:
+    """Write a whole JSONL file to a temp file and rename it into place, a line at a time: the file's text is never
+    held whole (100,000 samples would take about three times their size in memory as one string, masked, encoded)."""
+    _write_atomic(path, (json_text(r, where=path) + "\n" for r in rows), durable)
+
+
+def _write_atomic(path: str | Path, chunks: Iterable[str], durable: bool) -> None:
     p = Path(path)
     tmp = p.with_suffix(p.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(mask(text))
+        for chunk in chunks:  # masked one by one: no key spans two lines
+            fh.write(mask(chunk))
         if durable:
             fh.flush()
             os.fsync(fh.fileno())
     os.replace(tmp, p)
-
-
-def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]], durable: bool = False) -> None:
-    """Write a whole JSONL file to a temp file and rename it into place."""
-    write_text_atomic(path, "".join(json_text(r, where=path) + "\n" for r in rows), durable)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

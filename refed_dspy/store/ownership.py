@@ -5,25 +5,16 @@ exist yet, one that is empty (but for a lock file), or one refed made for that k
 directory itself: `claim` writes `.refed-dir`, holding the kind, as the first thing it puts there. Anything else
 is the user's: it is refused before any write, with one line. The filesystem root and the home directory are
 never taken, nor an empty path (which would be the current directory).
-
-Directories made before the marker existed are recognised by what only refed writes there (`legacy_kind`): a run
-dir by its config.toml (with refed's `[teacher]` and `[run]` tables) beside its fingerprint.json, or by an
-estimate.json alone; a filtered dir by its filter_summary.json; an export by its dataset card; a comparison by its
-compare.json; an optimization by its optimize_summary.json or its examples run. Such a directory gets its marker
-when a command first claims it, and goes on as before.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from refed_dspy.errors import RunDirError
-from refed_dspy.settings import tomllib
 from refed_dspy.store.lock import LOCK_NAME, DirLock
 
 MARKER = ".refed-dir"
@@ -35,67 +26,6 @@ KINDS = {
     "optimize": "optimization directory",
 }
 _OURS = {LOCK_NAME, MARKER}  # entries that still leave a directory empty
-_CARD_TITLE = "# Synthetic instruction-tuning data (refed-dspy)"  # export/run.py's dataset card
-
-
-def _json_object(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _is_legacy_run(path: Path) -> bool:
-    try:
-        config = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        config = None
-    if config is not None:
-        teacher, run = config.get("teacher"), config.get("run")
-        fingerprint = _json_object(path / "fingerprint.json")
-        return (
-            isinstance(teacher, dict)
-            and isinstance(teacher.get("model"), str)
-            and isinstance(run, dict)
-            and isinstance(run.get("dir"), str)
-            and fingerprint is not None
-            and isinstance(fingerprint.get("teacher"), dict)
-        )
-    # `refed estimate` alone, before the run started
-    estimate = _json_object(path / "estimate.json")
-    return _entries(path) == {"estimate.json"} and estimate is not None and {"stages", "total"} <= set(estimate)
-
-
-def _is_legacy_filter(path: Path) -> bool:
-    summary = _json_object(path / "filter_summary.json")
-    return summary is not None and "source_run" in summary and "steps" in summary
-
-
-def _is_legacy_export(path: Path) -> bool:
-    try:
-        card = (path / "README.md").read_text(encoding="utf-8")
-    except (OSError, ValueError):
-        return False
-    return card.startswith("---") and _CARD_TITLE in card
-
-
-def _is_legacy_compare(path: Path) -> bool:
-    table = _json_object(path / "compare.json")
-    return table is not None and "rows" in table and "methods" in table
-
-
-def _is_legacy_optimize(path: Path) -> bool:
-    return _json_object(path / "optimize_summary.json") is not None or _is_legacy_run(path / "examples")
-
-
-_LEGACY = {
-    "run": _is_legacy_run,
-    "filter": _is_legacy_filter,
-    "export": _is_legacy_export,
-    "compare": _is_legacy_compare,
-    "optimize": _is_legacy_optimize,
-}
 
 
 def _entries(path: Path) -> set[str]:
@@ -119,15 +49,9 @@ def marked_kind(path: str | Path) -> str | None:
         return None
 
 
-def legacy_kind(path: str | Path) -> str | None:
-    """The kind of a directory an earlier refed made without a marker, or None when it is none of refed's."""
-    path = Path(path)
-    return next((kind for kind, made in _LEGACY.items() if made(path)), None)
-
-
 def kind_of(path: str | Path) -> str | None:
-    """The kind of refed directory `path` is (by its marker, else by what an earlier refed wrote there), or None."""
-    return marked_kind(path) or legacy_kind(path)
+    """The kind of refed directory `path` is (by its marker), or None."""
+    return marked_kind(path)
 
 
 def _describe(kind: str) -> str:
@@ -185,14 +109,13 @@ def claim(
     """
     check(path, kind, also=also, existing=existing, flag=flag)
     given = Path(path)
-    adopted = marked_kind(given) is None and kind_of(given)
     try:
         given.mkdir(parents=True, exist_ok=True)
         fd = os.open(given / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         found = marked_kind(given)  # another command took it between the check and now, or an empty marker
         if found is None:  # empty (cut off between its creation and its write): what `check` allowed, now said
-            (given / MARKER).write_text(f"{adopted or kind}\n", encoding="utf-8")
+            (given / MARKER).write_text(f"{kind}\n", encoding="utf-8")
             return given
         if found not in (kind, *also):
             raise RunDirError(f"{flag} {path} is {_describe(found or '?')}, not {_describe(kind)}") from None
@@ -200,7 +123,7 @@ def claim(
     except OSError as err:
         raise RunDirError(f"cannot write to {KINDS.get(kind, 'directory')} {path}: {err.strerror or err}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(f"{adopted or kind}\n")
+        fh.write(f"{kind}\n")
     return given
 
 

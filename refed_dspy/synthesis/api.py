@@ -9,22 +9,18 @@ import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.cluster.connect import check_ray_run
-from refed_dspy.cluster.leftovers import end_left_behind
-from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
-from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.errors import ConfigError, EndpointError
+from refed_dspy.launch.plan import launch
 from refed_dspy.methods import get_method
-from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
-from refed_dspy.store.rundir import OnMismatch, RunDir, check_on_mismatch
+from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import off_loop, run_sync
 from refed_dspy.synthesis.local_eta import eta_line
-from refed_dspy.synthesis.program import RunProgram, resolve_program
+from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.synthesis.run import SynthesisRun
 from refed_dspy.synthesis.summary import RunSummary
@@ -44,23 +40,6 @@ def check_budget_prices(config: Config) -> None:
     """A cost budget needs a price: refuse to start a budgeted run whose model has none."""
     if config.synthesis.max_cost_usd is not None:
         require_price(config.teacher, "teacher", "synthesis.max_cost_usd")
-
-
-def start_workers(
-    config: Config, run_program: RunProgram, run_dir: Path | None = None, show_progress: bool = False
-) -> WorkerPool:
-    """The run's Ray workers, started and checked (see refed_dspy.cluster.pool.WorkerPool.start); the processes of a
-    local Ray they start are written down in `run_dir`."""
-    return WorkerPool.start(
-        config.ray,
-        config.teacher,
-        "teacher",
-        parts_of(run_program.program),
-        concurrency=config.synthesis.concurrency,
-        prices=config.price_book,
-        progress_every_s=config.run.progress_every_s if show_progress else None,
-        run_dir=run_dir,
-    )
 
 
 async def arun_synthesis(
@@ -122,42 +101,23 @@ async def _run_synthesis(
             "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
             'leave teacher= out, or set synthesis.mode = "online"'
         )
-    if config.ray.enabled:
-        check_ray_run(teacher, config.teacher, mode, "teacher", config.ray.address, "synthesis")
-    else:
-        teacher = lm_before_run(config.teacher, "teacher", mode, teacher, lambda: build_teacher(config))
-    if references is None:
-        references, report = read_references(
-            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
-        )
-        log.info(report.line())
-    rundir = RunDir(config.run.dir)
-    end_left_behind(rundir.path)  # the Ray processes a killed invocation here left behind, if any
-    # on Ray, the workers are started and their keys checked before the run dir is touched
-    pool = start_workers(config, run_program, rundir.path, show_progress) if config.ray.enabled else None
-    broker = None
-    try:
+    with launch(config, "teacher", "synthesis", teacher, lambda: build_teacher(config)) as plan:
+        if references is None:
+            references, report = read_references(
+                config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
+            )
+            log.info(report.line())
+        rundir = RunDir(config.run.dir)
+        parts = parts_of(run_program.program)
+        # on Ray, the workers are started and their keys checked before the run dir is touched
+        plan.workers(parts, config.synthesis.concurrency, rundir.path, show_progress)
         with owned(config.run.dir, "run", "refed synthesize", flag="run.dir"):
             resumed = rundir.prepare(
                 fingerprint(config, run_program.fingerprint_hash), to_toml(config), on_mismatch, diff=fingerprint_diff
             )
-            cache = use_run_cache(rundir)
-            if pool is not None:
-                pool.load(str(cache))
-            else:
-                teacher, broker = lm_in_run(
-                    config.teacher, "teacher", mode, teacher, rundir.path, config.batch, detach=detach
-                )
-            run = SynthesisRun(
-                config,
-                references,
-                teacher,
-                rundir,
-                program=run_program,
-                show_progress=show_progress,
-                broker=broker,
-                remote=pool,
-            )
+            threads = config.synthesis.concurrency if run_program.threaded else 0
+            started = plan.start(rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=detach)
+            run = SynthesisRun(config, references, rundir, started, program=run_program, show_progress=show_progress)
             try:
                 return await run.run(resumed)
             except EndpointError:
@@ -170,9 +130,6 @@ async def _run_synthesis(
                 if config.tracking.enabled and rundir.summary.exists():
                     summary = read_json(rundir.summary)
                     track_run_dir(config, rundir.path, "synthesize", summary, [rundir.summary, rundir.fingerprint])
-    finally:
-        if pool is not None:
-            pool.close()
 
 
 def synthesize(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,18 +17,16 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.usage import usage_of
-from refed_dspy.cluster.note import WorkersNote
-from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config, config_hash
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
+from refed_dspy.launch.plan import Started
 from refed_dspy.methods import Method, get_method
-from refed_dspy.programs.parts import acall_part
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id
-from refed_dspy.store.rundir import WORKERS_FILE, ResumeState, RunDir
+from refed_dspy.store.rundir import ResumeState, RunDir
 from refed_dspy.store.teachers import teacher_key, teacher_rows
 from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.schedule import Schedule
@@ -64,16 +61,21 @@ class SynthesisRun(StageBase):
         self,
         config: Config,
         references: list[Reference],
-        teacher: dspy.LM,
         rundir: RunDir,
+        started: Started,
         program: RunProgram | None = None,
         show_progress: bool = False,
         adapter: RepairingAdapter | None = None,
-        broker: Any = None,
-        remote: WorkerPool | None = None,
     ):
-        super().__init__(config.teacher, "teacher", teacher, adapter, broker, prices=config.price_book)
-        self.remote = remote  # on Ray: the workers that run the parts (the engine, the ledger and the writes stay here)
+        super().__init__(
+            config.teacher,
+            "teacher",
+            started.lm,
+            started.transport,
+            adapter,
+            started.broker,
+            prices=config.price_book,
+        )
         self.config = config
         self.syn = config.synthesis
         self.method: Method = get_method(self.syn.method)
@@ -82,11 +84,6 @@ class SynthesisRun(StageBase):
         self.program = program if program is not None else resolve_program(config, self.method)[0]
         # the runner schedules the pipeline's parts itself; each comes from the program, compiled or not
         self.parts = parts_of(self.program.program)  # a compiled program drives every stage
-        self.executor = (
-            ThreadPoolExecutor(max_workers=max(1, self.syn.concurrency), thread_name_prefix="refed-part")
-            if self.program.threaded and remote is None
-            else None
-        )
         self.show_progress = show_progress
         self.max_calls = default_call_budget(self.syn, len(references))
         concurrency = self.window(self.syn.concurrency)  # on Ray, synthesis.concurrency is per worker
@@ -116,7 +113,6 @@ class SynthesisRun(StageBase):
         self.rejects_on_file = 0  # reject records of all invocations, as the summary counts them
         self.writers: dict[str, Any] = {}
         self.earlier_wall_s, self.earlier_retries = 0.0, 0
-        self.workers_note = WorkersNote(self.rundir.path / WORKERS_FILE, remote)
 
     def _worst_calls(self) -> dict[str, int]:
         """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that runs
@@ -134,8 +130,7 @@ class SynthesisRun(StageBase):
 
     # ---- the stage: what to start, one piece of work, what came back ---------------------------
     def fill(self, engine: Engine) -> None:
-        if self.remote is not None:
-            self.workers_note.note()  # a worker lost since: refed status says so
+        self.transport.note()  # on Ray, a worker lost since: refed status says so
         self.schedule.fill(engine, self.accepted)
 
     def key(self, kind: str, payload: Any) -> str:
@@ -145,26 +140,14 @@ class SynthesisRun(StageBase):
             return f"unit:{payload.id(self.refs[payload.ref_index])}"
         return f"sample:{payload.id}"
 
-    def work(self, kind: str, payload: Any, calls: list):
-        if self.remote is not None:
-            return self._remote_work(kind, payload, calls)
-        part = self.parts[kind]
-
-        async def local() -> Any:
-            return self._result(
-                kind, payload, await acall_part(part, self.executor, **self._inputs(kind, payload)), calls
-            )
-
-        return self.guarded(calls, local, TASK_STAGES[kind])
-
-    async def _remote_work(self, kind: str, payload: Any, calls: list) -> tuple[Any, Failure | None]:
-        """One task on a Ray worker: its inputs made here, its part run there, its result read here."""
-        pred, failure = await self.remote.run(kind, TASK_STAGES[kind], self._inputs(kind, payload), calls)
+    async def work(self, kind: str, payload: Any, calls: list) -> tuple[Any, Failure | None]:
+        """One task: its inputs made here, its part run where the transport runs it, its result read here."""
+        pred, failure = await self.transport.run(kind, TASK_STAGES[kind], self._inputs(kind, payload), calls)
         if failure is not None:
             return None, failure
         try:
             return self._result(kind, payload, pred, calls), None
-        except Exception as err:  # noqa: BLE001 - as the local guard does: every failure becomes a reject
+        except Exception as err:  # noqa: BLE001 - as the guard does: every failure becomes a reject
             return None, classify(err)
 
     def _inputs(self, kind: str, payload: Any) -> dict[str, Any]:
@@ -302,7 +285,7 @@ class SynthesisRun(StageBase):
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
         self.writers = self.rundir.writers()
-        self.workers_note.note()
+        self.transport.note()
         progress = Progress(
             self.syn.size,
             self.accepted,
@@ -310,21 +293,17 @@ class SynthesisRun(StageBase):
             every_s=self.config.run.progress_every_s,
             label="synthesize",
         )
-        try:
-            return await self.run_to_end(
-                progress,
-                self.writers.values(),
-                lambda: (self.accepted, self.rejects_on_file),
-                self._write_summary,
-                lambda s: f"{self.accepted} samples kept in {self.rundir.path}",
-                done=lambda: self.accepted >= self.syn.size,
-            )
-        finally:
-            if self.executor is not None:
-                self.executor.shutdown(wait=False)
+        return await self.run_to_end(
+            progress,
+            self.writers.values(),
+            lambda: (self.accepted, self.rejects_on_file),
+            self._write_summary,
+            lambda s: f"{self.accepted} samples kept in {self.rundir.path}",
+            done=lambda: self.accepted >= self.syn.size,
+        )
 
     def _write_summary(self, status: str) -> RunSummary:
-        self.workers_note.note(final=True)
+        self.transport.note(final=True)
         summary = self.summary(status)
         try:
             write_json_atomic(self.rundir.summary, summary.to_json())

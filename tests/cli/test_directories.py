@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cli_helpers import lines, refed, run_refed, sets
 from conftest import run_overrides
+from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.store.lock import DirLock
@@ -114,18 +115,17 @@ def test_fresh_removes_the_runs_files_and_keeps_a_users_file_inside(server_facto
     assert (run / MARKER).read_text() == "run\n"
 
 
-def test_a_run_dir_of_an_earlier_version_without_a_marker_still_resumes(server_factory, tmp_path):
+def test_a_run_dir_without_its_marker_is_not_refeds(server_factory, tmp_path):
+    """A run dir is refed's by its `.refed-dir` alone: the same files without it are a folder of the user's, refused in
+    one line before anything is written (there is no earlier release whose unmarked dirs would need adopting)."""
     srv = server_factory()
     run = _small_run(srv, tmp_path / "run")
-    (run / MARKER).unlink()  # as an earlier refed left it
-    first = [s["meta"]["id"] for s in lines(run / "samples.jsonl")]
+    (run / MARKER).unlink()
+    before = sorted(p.name for p in run.iterdir())
+    served = len(read_log(srv.cfg.log_path))
     code, out, err = run_refed("synthesize", *sets(run_overrides(srv, run, 6, **SMALL)))
-    assert code == 0 and "6/6" in out, err
-    ids = [s["meta"]["id"] for s in lines(run / "samples.jsonl")]
-    assert ids[:4] == first and len(set(ids)) == 6  # resumed: the first four kept, two more made
-    assert (run / MARKER).read_text() == "run\n"  # adopted
-    code, out, err = run_refed("report", str(run))
-    assert code == 0, err
+    assert code == 2 and "not empty and not refed's" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in run.iterdir()) == before and len(read_log(srv.cfg.log_path)) == served
 
 
 def test_report_refuses_a_run_another_process_holds(server_factory, tmp_path):

@@ -430,15 +430,6 @@ def test_a_bounded_lm_pickles_and_copies_as_itself(server_factory, kind):
     assert len(calls) == 1 and calls[0].prompt_tokens > 0 and loaded.budget.total_calls == 1
 
 
-def test_the_judge_lm_is_passed_once_by_either_name():
-    from refed_dspy.quality.judge import one_judge
-
-    lm = object()
-    assert one_judge(lm, None) is lm and one_judge(None, lm) is lm and one_judge(None, None) is None
-    with pytest.raises(TypeError, match="pass the judge LM once"):
-        one_judge(lm, lm)
-
-
 @pytest.mark.parametrize("fault", [{"fail_all": True}, {"rate_hang": 1.0, "hang_s": 0.6}])
 def test_dspys_retries_of_a_request_are_made_and_counted_at_the_boundary(server_factory, fault):
     """A dspy.LM retries a failed request num_retries times inside one call, where no request of them was seen: the

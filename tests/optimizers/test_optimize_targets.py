@@ -11,8 +11,8 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.experiments.optimize import optimize
 from refed_dspy.methods import get_method
+from refed_dspy.optimization.run import optimize
 from refed_dspy.optimizers.metrics import InstructionMetric, PipelineMetric, diversity, novelty
 from refed_dspy.optimizers.program_io import load_program
 from refed_dspy.store.records import Reference

@@ -14,8 +14,8 @@ from cli_helpers import run_refed as refed
 from conftest import run_overrides
 
 from refed_dspy.experiments.experiment_result import ExperimentResult
-from refed_dspy.experiments.kept import kept_line, kept_reason
 from refed_dspy.experiments.leaderboard import kept_lines, leaderboard_rows
+from refed_dspy.optimization.kept import kept_line, kept_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def _optimize_from_python(srv, judge, tmp_path: Path, verbose: bool) -> subproce
     )
     script = textwrap.dedent(
         f"""
-        from refed_dspy.experiments.optimize import optimize
+        from refed_dspy.optimization.run import optimize
         result = optimize(None, {over!r}, verbose={verbose})
         print("score", result.score_before, result.score_after)
         """

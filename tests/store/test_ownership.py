@@ -77,31 +77,13 @@ def _old_run(path: Path) -> None:
     (path / "samples.jsonl").write_text("")
 
 
-def test_directories_of_earlier_versions_are_adopted_by_what_refed_wrote_there(tmp_path):
+def test_a_directory_is_refeds_by_its_marker_alone(tmp_path):
+    """What only refed writes (a config.toml beside a fingerprint.json, a dataset card) does not make a directory
+    refed's: without its marker it is the user's, and refused."""
     _old_run(tmp_path / "run")
-    (tmp_path / "filtered").mkdir()
-    (tmp_path / "filtered" / "filter_summary.json").write_text('{"source_run": "/r", "steps": []}')
-    (tmp_path / "export").mkdir()
-    (tmp_path / "export" / "README.md").write_text(
-        "---\ntags:\n- refed-dspy\n---\n\n# Synthetic instruction-tuning data (refed-dspy)\n"
-    )
-    (tmp_path / "compare").mkdir()
-    (tmp_path / "compare" / "compare.json").write_text('{"methods": ["refed"], "rows": []}')
-    _old_run(tmp_path / "optimize" / "examples")
-    (tmp_path / "estimated").mkdir()
-    (tmp_path / "estimated" / "estimate.json").write_text('{"stages": {}, "total": {}}')
-    for name in ("run", "filter", "export", "compare", "optimize"):
-        path = tmp_path / ("filtered" if name == "filter" else name)
-        assert kind_of(path) == name
-        claim(path, name)
-        assert (path / MARKER).read_text() == f"{name}\n"
-    claim(tmp_path / "estimated", "run")
-    # a folder whose files only look like refed's stays the user's
-    fake = tmp_path / "fake"
-    fake.mkdir()
-    (fake / "README.md").write_text("# Synthetic instruction-tuning data (refed-dspy)\n")
-    (fake / "estimate.json").write_text('{"stages": {}, "total": {}}')
-    assert kind_of(fake) is None
+    assert kind_of(tmp_path / "run") is None
+    with pytest.raises(RunDirError, match="not empty and not refed's"):
+        check(tmp_path / "run", "run")
 
 
 def test_check_reads_only(tmp_path):

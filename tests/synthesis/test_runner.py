@@ -180,6 +180,7 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
     more than once (dspy.BestOfN), so its tasks reserve no less than any program's did before."""
     from dspy.utils import DummyLM
 
+    from refed_dspy.launch.plan import Started
     from refed_dspy.programs import RespondAndImprove
     from refed_dspy.store.rundir import RunDir
     from refed_dspy.synthesis.program import resolve_program
@@ -190,7 +191,7 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
         from refed_dspy.methods import get_method
 
         program, config = resolve_program(config, get_method(method), respond=respond)
-        run = SynthesisRun(config, [], DummyLM([]), RunDir(tmp_path / method), program=program)
+        run = SynthesisRun(config, [], RunDir(tmp_path / method), Started(DummyLM([]), None, None), program=program)
         return run._worst_calls()
 
     assert worst("refed") == {"feedback": 2, "unit": 1, "sample": 2}

@@ -229,7 +229,7 @@ def _filtered(rundir: RunDir, who: Holder | None) -> RunStatus:
 
 def _container(path: Path, kind: str, who: Holder | None, now: float) -> RunStatus:
     """A comparison (one run dir per method) or an optimization's output dir."""
-    runs = [run_status(sub, now) for sub in sorted(path.iterdir()) if sub.is_dir() and is_run_dir(sub)]
+    runs = [run_dir_status(sub, now) for sub in sorted(path.iterdir()) if sub.is_dir() and is_run_dir(sub)]
     done = (path / ("compare.json" if kind == "comparison" else "optimize_summary.json")).exists()
     if done and kind == "optimization":  # an optimization that stopped says so in its summary
         done = read_json(path / "optimize_summary.json").get("status", "complete") == "complete"
@@ -248,7 +248,7 @@ def _container(path: Path, kind: str, who: Holder | None, now: float) -> RunStat
     )
 
 
-def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
+def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     """The status of `run_dir` (see the module docstring); RunDirError when it is not a dir refed wrote."""
     path = Path(run_dir)
     now = time.time() if now is None else now

@@ -23,8 +23,8 @@ from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.config import OPTIMIZERS, Config
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
-from refed_dspy.experiments.held_lms import HeldLM, check_prices, metric_lms, program_lms, teleprompter_lms
 from refed_dspy.methods import get_method
+from refed_dspy.optimization.held_lms import HeldLM, check_prices, metric_lms, program_lms, teleprompter_lms
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
 from refed_dspy.store.ownership import check

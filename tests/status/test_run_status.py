@@ -116,3 +116,23 @@ def test_status_of_a_plain_folder_of_runs_names_them_and_a_comparison_is_known_b
     (compare / ".refed-dir").write_text("compare\n")
     s = status_json(compare)
     assert s["kind"] == "comparison" and [r["run_dir"] for r in s["runs"]] == [str(compare / "refed")]
+
+
+def test_the_package_s_run_status_reads_a_run_dir_and_an_experiment_dir(run, tmp_path):
+    """`refed_dspy.run_status(path)`: typed, for a run dir (RunStatus) and for an experiment dir (ExperimentStatus),
+    one line for what is neither."""
+    import pytest
+
+    import refed_dspy
+    from refed_dspy.status.experiment import ExperimentStatus
+    from refed_dspy.status.run import RunStatus
+    from refed_dspy.store.ownership import claim
+
+    status = refed_dspy.run_status(run)
+    assert isinstance(status, RunStatus) and status.samples == 30
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    claim(experiment, "experiment")
+    assert isinstance(refed_dspy.run_status(experiment), ExperimentStatus)
+    with pytest.raises(refed_dspy.RunDirError):
+        refed_dspy.run_status(tmp_path / "nothing")

@@ -16,9 +16,9 @@ from pydantic import Field
 from refed_dspy.errors import RunDirError
 from refed_dspy.experiments.grid import GRID_FILE
 from refed_dspy.money import usd
-from refed_dspy.quality.run_status import Holder, lock_holder
-from refed_dspy.quality.status_text import holder_text
 from refed_dspy.results import Optional, Result
+from refed_dspy.status.run import Holder, lock_holder
+from refed_dspy.status.text import holder_text
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import kind_of
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from refed_dspy.engine.batch_status import batch_lines
 from refed_dspy.money import usd
-from refed_dspy.quality.run_status import Holder, JudgeStatus, RunStatus
+from refed_dspy.status.run import Holder, JudgeStatus, RunStatus
 
 NEXT = {
     "stopped": "run the same command to resume",

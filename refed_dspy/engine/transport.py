@@ -1,0 +1,137 @@
+"""Where a stage's parts run: the one seam between an LM-bound stage and the place its calls are made.
+
+A stage (synthesis, judging) says what to run; its transport says where: here, in this process's event loop
+(LocalTransport, below), or on the workers of a Ray cluster (refed_dspy.cluster.pool.WorkerPool). The
+launch module (refed_dspy.launch) picks one for a command and hands it to the stage, which never asks which it got.
+Batch mode is not a transport of this kind: it replaces HTTP under the LM (refed_dspy.engine.batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import dspy
+
+from refed_dspy.clients.calls import collect_calls, stage
+from refed_dspy.clients.scope import SETTINGS_KEY, LedgerScope
+from refed_dspy.engine.failures import Failure, classify
+
+
+class Transport(Protocol):
+    """What a stage asks of the place its parts run."""
+
+    # its calls are made where the run's write-ahead log is not (another process): the engine writes each task
+    # to the log whole, before it sends it, instead of each request
+    logs_tasks: bool
+
+    async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], calls: list) -> tuple[Any, Any]:
+        """Run the stage's part for `kind` on `inputs`: (prediction, None) or (None, Failure); each LM call it makes
+        joins `calls` (its CallInfo), a call cut off in flight as paid. `stage_name`: the tag of its calls (None: the
+        part tags its own)."""
+        ...
+
+    def attach(self, lm: Any, adapter: Any, scope: Any) -> None:
+        """The stage's LM, adapter and ledger scope, for parts run here (Ray workers build their own)."""
+        ...
+
+    def in_flight_limit(self, per_worker: int) -> int:
+        """The calls the engine keeps in flight when the config asks for `per_worker` (on Ray: for each worker)."""
+        ...
+
+    def figures(self) -> dict[str, Any]:
+        """What a summary says of where the calls ran ({} here; on Ray its workers and endpoints)."""
+        ...
+
+    def progress(self) -> str:
+        """What the progress line adds ('' here; on Ray the workers alive)."""
+        ...
+
+    def note(self, final: bool = False) -> None:
+        """Keep the run dir's note of the workers up to date for `refed status` (here: remove an earlier one)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what it holds (threads, workers)."""
+        ...
+
+
+def has_aforward(module: Any) -> bool:
+    """True when `module` has its own async entry point (DSPy's Module defines none)."""
+    return callable(getattr(module, "aforward", None))
+
+
+async def acall_part(module: dspy.Module, executor: Executor | None = None, **kwargs: Any) -> dspy.Prediction:
+    """Await one part: its `acall`, or, for a module with only `forward`, that forward in a worker thread
+    (with this task's context variables: the LM, adapter, stage and call collection all carry over)."""
+    if has_aforward(module):
+        return await module.acall(**kwargs)
+    ctx = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(ctx.run, module, **kwargs))
+
+
+async def guarded_call(
+    lm: Any,
+    adapter: Any,
+    scope: LedgerScope,
+    calls: list,
+    call: Callable[[], Awaitable[Any]],
+    stage_name: str | None = None,
+) -> tuple[Any, Failure | None]:
+    """Await `call()` with `lm` and `adapter` in DSPy's context and `scope` as its ledger scope, its LM calls collected
+    into `calls` (tagged `stage_name` unless its part tags them itself); any exception becomes a classified Failure.
+    What a stage does around each piece of work, here or on a Ray worker."""
+    with collect_calls(calls), dspy.context(lm=lm, adapter=adapter, trace=None, **{SETTINGS_KEY: scope}):
+        try:
+            if stage_name is None:
+                return await call(), None
+            with stage(stage_name):
+                return await call(), None
+        except Exception as err:  # noqa: BLE001 - every failure becomes a reject
+            return None, classify(err)
+
+
+class LocalTransport:
+    """A Transport (refed_dspy.engine.transport) in this process. `parts`: the module run for each kind of task;
+    `threads`: the threads kept for parts with only `forward` (0: none has); `note_path`: where an earlier invocation
+    on Ray noted its workers (removed: this one runs here). The stage attaches its LM, adapter and ledger scope."""
+
+    logs_tasks = False  # each request is written to the run's log by the call boundary, here
+
+    def __init__(self, parts: dict[str, Any], threads: int = 0, note_path: Path | None = None):
+        self.parts, self.note_path = parts, note_path
+        self.lm = self.adapter = self.scope = None
+        self.executor = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refed-part") if threads > 0 else None
+        )
+
+    def attach(self, lm: Any, adapter: Any, scope: Any) -> None:
+        self.lm, self.adapter, self.scope = lm, adapter, scope
+
+    async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], calls: list) -> tuple[Any, Any]:
+        part = self.parts[kind]
+        return await guarded_call(
+            self.lm, self.adapter, self.scope, calls, lambda: acall_part(part, self.executor, **inputs), stage_name
+        )
+
+    def in_flight_limit(self, per_worker: int) -> int:
+        return per_worker
+
+    def figures(self) -> dict[str, Any]:
+        return {}
+
+    def progress(self) -> str:
+        return ""
+
+    def note(self, final: bool = False) -> None:
+        if self.note_path is not None:
+            self.note_path.unlink(missing_ok=True)  # an earlier invocation's, on Ray: not this one's
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
