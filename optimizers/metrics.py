@@ -11,6 +11,13 @@ The judge runs on its own LM (never the LM being optimized) with its own adapter
 A judge call that fails (an output that breaks its contract after repairs, an API error) scores the
 example 0 and is counted; the optimization goes on. A refused call (the budget) is not a failure:
 it stops the optimization.
+
+A prediction that copies its example's reference scores 0 before any judge call is paid, with feedback naming the
+copy (what GEPA reflects on): its response against the reference's response (respond target), each instruction
+against the reference's instruction (instructions), each sample's instruction and final response (pipeline), by
+ROUGE-L or by long runs found word for word (refed_dspy.closeness; `optimize.copy_threshold`, 0.8). The program is shown
+the reference pair, and a judge reads a copy of a curated answer as an excellent one: without this, an optimizer
+could learn to copy. Copies are counted apart from judge failures (`failure_summary()["copies"]`).
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.calls import stage
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.scope import METRIC_STAGE
+from refed_dspy.closeness import COPY_THRESHOLD, first_copy
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError
+from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores
 from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
@@ -71,6 +80,7 @@ class CountedCalls:
         self.calls = 0
         self.failures: Counter = Counter()
         self.last_failure: str | None = None
+        self.copies = 0  # predictions scored 0 for copying their reference (not judge failures)
         self.traced = (0, 0)  # traced calls (bootstrapping a demo) scored, and those that passed the threshold
 
     def _count_traced(self, passed: bool) -> None:
@@ -84,14 +94,20 @@ class CountedCalls:
                 self.failures[reason] += 1
                 self.last_failure = detail
 
+    def _count_copy(self) -> None:
+        with self._lock:
+            self.calls += 1
+            self.copies += 1
+
     def failure_summary(self) -> dict[str, Any]:
-        """Calls, failures by reason, and the last failure's detail."""
+        """Calls, failures by reason, the last failure's detail, and the predictions that copied their reference."""
         with self._lock:
             return {
                 "calls": self.calls,
                 "failed": sum(self.failures.values()),
                 "by_reason": dict(self.failures),
                 "last": self.last_failure,
+                "copies": self.copies,
             }
 
 
@@ -101,8 +117,11 @@ class JudgeMetric(CountedCalls):
     starting program's mean validation score for the length of its compile (optimizers.compile.threshold_at); used
     outside one, a trace that scored above 0 passes.
 
-    `calls` counts the examples scored, `failures` those whose judging failed (scored 0), by reason; `traced` the
-    traced calls and those that passed.
+    `copy_threshold`: a prediction whose final response reaches this closeness to the example's `reference_response`
+    (refed_dspy.closeness) scores 0 unjudged, its feedback naming the copy; None: no check.
+
+    `calls` counts the examples scored, `failures` those whose judging failed (scored 0), by reason; `copies` those
+    scored 0 for copying their reference; `traced` the traced calls and those that passed.
     """
 
     def __init__(
@@ -112,16 +131,35 @@ class JudgeMetric(CountedCalls):
         threshold: float | None = None,
         win_weight: float = 0.3,
         adapter: dspy.Adapter | None = None,
+        copy_threshold: float | None = COPY_THRESHOLD,
     ):
         if not 0 <= win_weight <= 1:
             raise ValueError("win_weight must be in [0, 1]")
+        if copy_threshold is not None and not 0 < copy_threshold <= 1:
+            raise ValueError("copy_threshold must be in (0, 1], or None")
         self.lm = judge_lm
         self.adapter = adapter
         self.pointwise = PointwiseJudge(criteria)
         self.pairwise = PairwiseJudge()
         self.threshold = threshold
         self.win_weight = win_weight
+        self.copy_threshold = copy_threshold
         self._start_counts()
+
+    def copies_of(self, gold: dspy.Example, pred: dspy.Prediction) -> list[tuple[str, str, str]]:
+        """(part, text, reference text) triples of what `pred` made that must not copy the example's reference: its
+        final response against `reference_response` (none when the example holds no reference)."""
+        reference = gold.get("reference_response")
+        if not reference:
+            return []
+        final = (pred.get("improved_response") or "").strip() or (pred.get("response") or "").strip()
+        return [("response", final, reference)]
+
+    def copied(self, gold: dspy.Example, pred: dspy.Prediction) -> str | None:
+        """Why `pred` copies its example's reference (refed_dspy.closeness.copy_reason), or None."""
+        if self.copy_threshold is None:
+            return None
+        return first_copy(self.copies_of(gold, pred), self.copy_threshold)
 
     def _judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
         return self.score_response(gold.instruction, pred)
@@ -150,7 +188,22 @@ class JudgeMetric(CountedCalls):
         }
 
     def judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
-        """Score parts and rationale of one prediction; a failed judging scores 0 and says why."""
+        """Score parts and rationale of one prediction; a failed judging scores 0 and says why, and so does a copy of
+        the reference, before any judge call."""
+        copy = self.copied(gold, pred)
+        if copy is not None:
+            self._count_copy()
+            return {
+                "score": 0.0,
+                "pointwise": 0.0,
+                "win": 0.0,
+                "copied": copy,
+                "rationale": (
+                    f"Scored 0 without judging: the {copy}. A copy of the reference adds nothing to the dataset, "
+                    "however good it reads: write new text for this example, and take from the reference only how "
+                    "good it is, not its words."
+                ),
+            }
         try:
             result = self._judge(gold, pred)
         except BudgetExceeded:
@@ -280,12 +333,20 @@ class InstructionMetric(JudgeMetric):
         threshold: float | None = None,
         novelty_weight: float = 0.3,
         adapter: dspy.Adapter | None = None,
+        copy_threshold: float | None = COPY_THRESHOLD,
     ):
-        super().__init__(judge_lm, criteria, threshold=threshold, win_weight=0.0, adapter=adapter)
+        super().__init__(
+            judge_lm, criteria, threshold=threshold, win_weight=0.0, adapter=adapter, copy_threshold=copy_threshold
+        )
         if not 0 <= novelty_weight <= 1:
             raise ValueError("novelty_weight must be in [0, 1]")
         self.novelty_weight = novelty_weight
         self.rate = dspy.Predict(RateInstruction)
+
+    def copies_of(self, gold: dspy.Example, pred: dspy.Prediction) -> list[tuple[str, str, str]]:
+        """Each proposed instruction against the reference's instruction."""
+        reference = Reference.coerce(gold.reference)
+        return [("instruction", str(t), reference.instruction) for _, t in (pred.get("instructions") or [])]
 
     def _judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
         reference = Reference.coerce(gold.reference)
@@ -338,11 +399,35 @@ class PipelineMetric(JudgeMetric):
         win_weight: float = 0.3,
         diversity_weight: float = 0.2,
         adapter: dspy.Adapter | None = None,
+        copy_threshold: float | None = COPY_THRESHOLD,
     ):
-        super().__init__(judge_lm, criteria, threshold=threshold, win_weight=win_weight, adapter=adapter)
+        super().__init__(
+            judge_lm,
+            criteria,
+            threshold=threshold,
+            win_weight=win_weight,
+            adapter=adapter,
+            copy_threshold=copy_threshold,
+        )
         if not 0 <= diversity_weight <= 1:
             raise ValueError("diversity_weight must be in [0, 1]")
         self.diversity_weight = diversity_weight
+
+    def copies_of(self, gold: dspy.Example, pred: dspy.Prediction) -> list[tuple[str, str, str]]:
+        """Each sample's instruction and final response against the reference's (none for a recycling pipeline, whose
+        one pair is the reference rewritten)."""
+        made = pred.get("samples")
+        if made is None:
+            return []
+        reference = Reference.coerce(gold.reference)
+        out = []
+        for sample in made:
+            final = (sample.get("improved_response") or "").strip() or (sample.get("response") or "").strip()
+            out += [
+                ("instruction", sample.get("instruction") or "", reference.instruction),
+                ("response", final, reference.response),
+            ]
+        return out
 
     def _judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
         made = pred.get("samples")
@@ -372,7 +457,9 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
     criteria and the optimize section's weights and threshold.
 
     Args:
-        config: the Config whose [judge], [judging] and [optimize] the metric follows.
+        config: the Config whose [judge], [judging] and [optimize] the metric follows (`optimize.copy_threshold`: a
+            prediction that copies its reference scores 0 unjudged; not checked for a method that rewrites its
+            reference, reflection).
         target: respond, instructions or pipeline (see TARGETS); None: optimize.target.
         judge: a dspy.LM to judge with instead of building one from [judge].
 
@@ -387,9 +474,16 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
     opt = config.optimize
     judge = judge or build_lm(config.judge, "judge")
     adapter = build_adapter(config.judge)
+    # a method that rewrites its reference (reflection) is meant to stay close to it
+    copies = None if rewrites_reference(config.synthesis.method) else opt.copy_threshold
     if target == "instructions":
         return InstructionMetric(
-            judge, config.judging.criteria, threshold=opt.threshold, novelty_weight=opt.novelty_weight, adapter=adapter
+            judge,
+            config.judging.criteria,
+            threshold=opt.threshold,
+            novelty_weight=opt.novelty_weight,
+            adapter=adapter,
+            copy_threshold=copies,
         )
     if target == "pipeline":
         return PipelineMetric(
@@ -399,7 +493,13 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
             win_weight=opt.win_weight,
             diversity_weight=opt.diversity_weight,
             adapter=adapter,
+            copy_threshold=copies,
         )
     return JudgeMetric(
-        judge, config.judging.criteria, threshold=opt.threshold, win_weight=opt.win_weight, adapter=adapter
+        judge,
+        config.judging.criteria,
+        threshold=opt.threshold,
+        win_weight=opt.win_weight,
+        adapter=adapter,
+        copy_threshold=copies,
     )

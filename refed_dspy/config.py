@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.clients.local_serving import LocalServing
 from refed_dspy.clients.pricing import ModelPrice, PriceBook
 from refed_dspy.clients.spec import LMSpec, reserved_message
+from refed_dspy.closeness import COPY_THRESHOLD
 from refed_dspy.contamination import NGRAM, SHARE
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import FILTERS, Filter
@@ -194,6 +195,13 @@ class ReportConfig(Section):
     )
     rouge_sample: int = Field(200, gt=1, description="Instructions sampled for the mean pairwise ROUGE-L.")
     seed: int = Field(0, description="Seed for the report's samples.")
+    copy_threshold: float = Field(
+        COPY_THRESHOLD,
+        gt=0,
+        le=1,
+        description="Closeness to its own reference at or above which the report counts a sample as a copy (ROUGE-L, "
+        "or the share of words in runs of 8+ words found word for word in the other; refed_dspy.closeness).",
+    )
 
 
 class QualityConfig(Section):
@@ -273,6 +281,15 @@ class OptimizeConfig(Section):
         ge=0,
         le=1,
         description="Weight of the improvement's win over the draft in the metric (the rest is the normalized rubric score).",
+    )
+    copy_threshold: float | None = Field(
+        COPY_THRESHOLD,
+        gt=0,
+        le=1,
+        description="A prediction whose response (or instruction, for the instructions and pipeline targets) copies its "
+        "example's reference scores 0, with feedback saying so and no judge call: closeness at or above this, by ROUGE-L "
+        "or the share of words in runs of 8+ words found word for word in the other (refed_dspy.closeness). A judge "
+        "sees a polished answer in a copy, so an optimizer could learn to copy; unset: no check.",
     )
     novelty_weight: float = Field(
         0.3,

@@ -30,6 +30,7 @@ FLOORS = [
         "quiet",
         "stops",
         "paths",
+        "closeness",
     },
     {"clients"},
     {"store"},

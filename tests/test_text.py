@@ -15,6 +15,29 @@ def test_rouge_l_hand_computed():
     assert normalize("  Hello,   WORLD! ") == "hello world"
 
 
+def _lcs_by_table(a: list[str], b: list[str]) -> int:
+    """The textbook row-by-row table, to check the bit-parallel LCS against."""
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def test_lcs_bit_parallel_equals_the_table():
+    """Every length from 0 to 70 (integers past one machine word), repeats, small and large vocabularies."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        vocab = [f"w{i}" for i in range(rng.randint(1, 40))]
+        a = [rng.choice(vocab) for _ in range(rng.randint(0, 70))]
+        b = [rng.choice(vocab) for _ in range(rng.randint(0, 70))]
+        assert lcs_length(a, b) == _lcs_by_table(a, b) == lcs_length(b, a), (a, b)
+
+
 def test_deduper_exact_near_and_bound_with_repeats():
     d = Deduper(0.7)
     assert d.offer("Write a poem about the sea") is None

@@ -21,6 +21,7 @@ from refed_dspy.paths import expand_home
 
 def _cmd_judge_run(args: argparse.Namespace) -> int:
     from refed_dspy.quality.judge import judge_run
+    from refed_dspy.store.teachers import self_preference_line
 
     args.overrides = list(args.overrides) + ray_overrides(args)
     config = config_for_run(args, args.run_dir)
@@ -34,6 +35,8 @@ def _cmd_judge_run(args: argparse.Namespace) -> int:
         return 0
     cost = "unknown" if s.cost_usd is None else f"${s.cost_usd:.4f}"
     print(f"judged {s.judged}/{s.samples} samples of {s.run_dir} with {s.judge}: {s.status}")
+    if s.self_preference:
+        print(f"  note: {self_preference_line(s.self_preference)}")
     print(
         f"  mean score {s.mean_score}  improvement win/tie/loss {s.improvement_win_rate}/{s.improvement_tie_rate}/"
         f"{s.improvement_loss_rate}  position bias {s.position_bias_rate}"

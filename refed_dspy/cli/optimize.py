@@ -33,6 +33,11 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
             + ", ".join(f"{n} {r}" for r, n in failures["by_reason"].items())
             + f"); the last: {failures['last']}"
         )
+    if failures.get("copies"):
+        print(
+            f"copies: {failures['copies']} of {failures['calls']} predictions copied their reference and scored 0 "
+            "unjudged (optimize.copy_threshold)"
+        )
     kept = kept_line(result.extra)
     if kept:
         print(kept)

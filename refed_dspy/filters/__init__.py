@@ -22,6 +22,7 @@ from refed_dspy.filters.length import length  # noqa: E402
 from refed_dspy.filters.min_score import min_score  # noqa: E402
 from refed_dspy.filters.near_duplicates import near_duplicates  # noqa: E402
 from refed_dspy.filters.random_subset import random_subset  # noqa: E402
+from refed_dspy.filters.reference_copy import reference_copy  # noqa: E402
 from refed_dspy.filters.rouge_diversity import rouge_diversity  # noqa: E402
 
 
@@ -44,6 +45,7 @@ __all__ = [
     "min_score",
     "near_duplicates",
     "random_subset",
+    "reference_copy",
     "reject_counts",
     "rouge_diversity",
     "text_of",

@@ -68,6 +68,8 @@ class Method(ABC):
         rank: where it is listed (lower first).
         features: the instruction features a reference's units synthesize from (empty: no units).
         collects_feedback: a `feedback` task runs once per reference before its units.
+        rewrites_reference: each sample is its reference rewritten (Reflection-Tuning), so closeness to it is the
+            method's point: the reference-copy checks (report, filter `reference_copy`, the optimize metric) skip it.
         parts: the pipeline's parts the runner calls, each with the keyword inputs it takes (placeholders, for the
             check made before any call; `programs.parts.PART_INPUTS` has those of the built-in parts).
     """
@@ -77,6 +79,7 @@ class Method(ABC):
     rank: ClassVar[int] = 100
     features: ClassVar[tuple[str, ...]] = ()
     collects_feedback: ClassVar[bool] = False
+    rewrites_reference: ClassVar[bool] = False
     parts: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @abstractmethod

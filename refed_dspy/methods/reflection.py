@@ -23,6 +23,7 @@ class ReflectionMethod(Method):
     rank = 4
     features = ()
     collects_feedback = False
+    rewrites_reference = True
     parts = {"respond": PART_INPUTS["recycle"]}
 
     def build_pipeline(self, syn: SynthesisSettings | None = None, respond: dspy.Module | None = None) -> dspy.Module:

@@ -11,3 +11,9 @@ METHODS: Registry[Method] = Registry("method", "synthesis.method")
 def get_method(name: str) -> Method:
     """The method called `name`; ConfigError naming the available ones otherwise."""
     return METHODS.get(name)
+
+
+def rewrites_reference(name: str | None) -> bool:
+    """The method called `name` makes each sample by rewriting its reference (Reflection-Tuning), so closeness to the
+    reference is its point, not a copy; False for a name no method here has."""
+    return name in METHODS and METHODS.get(name).rewrites_reference

@@ -14,6 +14,7 @@ from refed_dspy.config import Config
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.rundir import RunDir
+from refed_dspy.store.teachers import self_preference
 
 
 def unjudged_reasons(judged: set[str], reject_rows: list[dict[str, Any]]) -> Counter:
@@ -33,6 +34,9 @@ class JudgeSummary(Result):
     status: str = Field(description="complete | partial | budget | interrupted | aborted | submitted")
     run_dir: str = Field(description="The judged run dir.")
     judge: str = Field(description="The judge's model string.")
+    self_preference: str | None = Optional(
+        "The judge's model when it is also the model of the samples' teacher: judges favour their own model's outputs."
+    )
     criteria: list[str] = Field(description="judging.criteria: each scored 1-10.")
     adapter: dict[str, Any] | None = Field(description="The output format the judge was asked for, and why.")
     samples: int = Field(description="The samples in the run dir.")
@@ -97,6 +101,7 @@ def judge_summary(
             "status": status,
             "run_dir": str(rundir.path),
             "judge": config.judge.model,
+            "self_preference": self_preference(config.judge.model, {s["meta"].get("teacher") for s in samples}),
             "criteria": list(config.judging.criteria),
             "adapter": adapter,
             "samples": len(samples),

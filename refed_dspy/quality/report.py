@@ -21,6 +21,7 @@ from refed_dspy.quality.near_duplicate_report import (
     near_duplicate_line,
     settings_of,
 )
+from refed_dspy.quality.reference_copies import copies_html, copies_line, reference_copies
 from refed_dspy.quality.report_stats import (
     cost_by_stage,
     cost_note,
@@ -38,7 +39,13 @@ from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir, incomplete_note
-from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
+from refed_dspy.store.teachers import (
+    count_teachers,
+    mixed_line,
+    self_preference_line,
+    self_preference_record,
+    teacher_rows,
+)
 from refed_dspy.text import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
 
@@ -115,6 +122,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "judge": {
             **judgment_stats(judgments),
             "judge": judge_summary.get("judge"),
+            **self_preference_record(judge_summary.get("judge"), (s["meta"] for s in samples)),
             "score_summary": describe(scores),
             "status": judge_summary.get("status"),
             "failures": dict(judge_failures.most_common()),
@@ -127,6 +135,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "execution": {"synthesis": execution(summary), "judge": execution(judge_summary)},
         "cards": sample_cards(samples, {j["sample_id"]: j for j in judgments if "sample_id" in j}),
         "contamination": contamination_of(rundir, samples, rejects, config),
+        "reference_copies": reference_copies(rundir, config, samples),
     }
 
 
@@ -286,6 +295,9 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
     mixed = mixed_line(stats.get("teachers"))
     if mixed:
         head.append(f"<p class='failed'><b>Mixed teachers:</b> {html.escape(mixed)}.</p>")
+    if j.get("self_preference"):
+        line = self_preference_line(j["self_preference_model"])
+        head.append(f"<p class='failed' id='self-preference'><b>Self-preference:</b> {html.escape(line)}.</p>")
     head.append(
         "<div class='tiles'>"
         + "".join(
@@ -367,6 +379,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
         ),
         _section("diversity", "Diversity of instructions", _kv(stats["diversity"])),
         _section("near-duplicates", "Near-duplicates", near_duplicate_html(stats["near_duplicates"])),
+        _section("reference-copies", "Copies of the reference", copies_html(stats["reference_copies"])),
         _section(
             "cost",
             "Cost by stage",
@@ -413,7 +426,8 @@ def format_text(stats: dict[str, Any]) -> str:
     lines = [
         f"report {stats['run_dir']} ({stats['method']}, teacher {stats['teacher']})"
         + (f"\n  WARNING      {stats['incomplete']}" if stats.get("incomplete") else "")
-        + (f"\n  teachers     {mixed_line(stats.get('teachers'))}" if mixed_line(stats.get("teachers")) else ""),
+        + (f"\n  teachers     {mixed_line(stats.get('teachers'))}" if mixed_line(stats.get("teachers")) else "")
+        + (f"\n  note         {self_preference_line(j['self_preference_model'])}" if j.get("self_preference") else ""),
         f"  samples      {c['samples']} from {c['references_used']} references, {c['rejects']} rejects, {c['judged']} judged"
         + (f", {c['judge_failed']} failed to be judged" if c["judge_failed"] else ""),
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),
@@ -426,6 +440,7 @@ def format_text(stats: dict[str, Any]) -> str:
         + (f", embedding {_fmt(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         near_duplicate_line(stats["near_duplicates"]),
         f"  cost         synthesis {_fmt(cost['synthesis'])}, judge {_fmt(cost['judge'])} USD",
+        f"  copies       {copies_line(stats['reference_copies'])}",
     ]
     if note := cost_note(stats["cost_by_stage"]):
         lines.append(f"               {note}")
@@ -464,6 +479,11 @@ class Report(Result):
         default_factory=dict,
         description="Benchmark contamination: per benchmark checked, its prompts, the samples matching one and their "
         "share, the samples decontaminate removed; the settings; the matched pairs.",
+    )
+    reference_copies: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How close each sample is to its own reference: distributions, the copies at or over "
+        "report.copy_threshold, the closest samples beside their references (refed_dspy.quality.reference_copies).",
     )
     html: str = Field("", exclude=True, description="Where report.html was written.")
     images: list[str] = Field(default_factory=list, exclude=True, description="The figures drawn in it.")

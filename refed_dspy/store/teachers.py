@@ -6,6 +6,7 @@ summary, report, viewer and dataset card then list each with its sample count. P
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -40,3 +41,34 @@ def mixed_line(rows: list[dict[str, Any]] | None) -> str | None:
         return None
     parts = ", ".join(f"{teacher_label(r)} ({r['samples']})" for r in rows)
     return f"samples from {len(rows)} teachers: {parts}"
+
+
+_SNAPSHOT = re.compile(r"[-@](\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+
+
+def model_family(model: str) -> str:
+    """A model string without its provider route and snapshot date, lower-cased: openai/gpt-4o-mini-2024-07-18,
+    azure/gpt-4o-mini and gpt-4o-mini are one model; so are anthropic/claude-3-5-sonnet-20241022 and -latest."""
+    return _SNAPSHOT.sub("", model.rsplit("/", 1)[-1].strip().lower())
+
+
+def self_preference(judge: str | None, teachers: Iterable[str]) -> str | None:
+    """The judge's model string when it is the model of one of the teachers (see `model_family`), else None."""
+    if not judge:
+        return None
+    return judge if any(model_family(judge) == model_family(t) for t in teachers if t) else None
+
+
+def self_preference_record(judge: str | None, metas: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """What a report's judge block records of it: `self_preference` (True when the judge is the model of one of the
+    samples' teachers; None when nothing was judged) and `self_preference_model`."""
+    model = self_preference(judge, {str(m.get("teacher") or "") for m in metas})
+    return {"self_preference": None if judge is None else model is not None, "self_preference_model": model}
+
+
+def self_preference_line(model: str) -> str:
+    """One line saying that the judge judges its own model's samples."""
+    return (
+        f"the judge {model} is also the teacher: judges favour their own model's outputs, so its scores may run high "
+        "(judge with another model to compare)"
+    )

@@ -1,8 +1,8 @@
 """`refed view`: the viewer's web app (Flask, which MLflow already installs) over a View of one directory.
 
 Pages: the sample list (search, filters, pages), one sample (draft and improved side by side with a
-word-level diff, analysis and plan, the judge's scores and reasons, the reference pair and feedback,
-provenance), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
+word-level diff, the sample beside its reference pair with the runs copied from it marked, analysis and plan, the
+judge's scores and reasons, the reference's feedback, provenance), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
 reference's samples from each method side by side, and for an experiment dir its cells, each cell's program and the
 experiment's own page (its samples are those of its synthesis checks and examples). Every page is rendered from the files as they
 are when it is loaded; nothing is written. Every page masks the keys the viewer's process holds (refed_dspy.secrets):
@@ -19,7 +19,9 @@ from urllib.parse import urlencode
 
 from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.errors import RefedError
+from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.secrets import mask
+from refed_dspy.view.beside import beside
 from refed_dspy.view.experiment import cell_program, experiment_cells, program_predictors
 from refed_dspy.view.index import VERDICTS, Filters, View
 
@@ -161,6 +163,11 @@ def create_app(view: View):
         j = run.judgments.get(sid)
         failure = next((r for r in reversed(run.judge_rejects) if r.get("sample_id") == sid), None)
         draft, improved = s.get("response") or "", s.get("improved_response") or ""
+        original = s.get("original") or {}  # a recycled sample's seed pair, when its seeds cannot be read here
+        ref = run.references().get(s["meta"].get("reference_id")) or (
+            (original["instruction"], original["response"]) if original else None
+        )
+        measured = not rewrites_reference(s["meta"].get("method"))
         return render(
             "sample",
             title=(s.get("instruction") or "")[:60],
@@ -171,7 +178,7 @@ def create_app(view: View):
             judge_failure=f"the judge failed: {failure['reason']} ({failure.get('detail', '')})" if failure else None,
             diff=word_diff(draft, improved) if improved else [],
             changed=changed_share(draft, improved),
-            ref=run.references().get(s["meta"].get("reference_id")),
+            side=beside(s, ref, run.copy_threshold(), measured) if ref else None,
             fb=run.feedback.get(s["meta"].get("reference_id")),
             u=s["meta"].get("usage") or {},
             outcome=view.outcomes.get(sid) if view.filtered else None,

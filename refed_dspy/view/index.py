@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.closeness import COPY_THRESHOLD
 from refed_dspy.config import run_config
+from refed_dspy.quality.reference_copies import run_references
 from refed_dspy.status.experiment import is_experiment_dir
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
-from refed_dspy.store.seeds import read_references
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.view.follow import Follower
 
@@ -54,6 +55,7 @@ class RunIndex:
         self.rejects: list[dict[str, Any]] = []
         self.judge_rejects: list[dict[str, Any]] = []
         self._references: dict[str, tuple[str, str]] | None = None
+        self._copy_threshold: float | None = None
 
     def refresh(self) -> bool:
         """Read what was appended; True when anything changed."""
@@ -88,12 +90,19 @@ class RunIndex:
         if self._references is None:
             self._references = {}
             try:
-                cfg = run_config(self.rundir)
-                refs, _ = read_references(cfg.seeds.source, cfg.seeds.format, cfg.seeds.split, cfg.seeds.limit)
-                self._references = {r.id: (r.instruction, r.response) for r in refs}
+                self._references = run_references(self.rundir)
             except Exception as err:  # noqa: BLE001 - the viewer shows the samples without the reference text
                 log.warning("reference texts of %s not available: %s", self.rundir.path, err)
         return self._references
+
+    def copy_threshold(self) -> float:
+        """The run's report.copy_threshold (its default when the run's config cannot be read here)."""
+        if self._copy_threshold is None:
+            try:
+                self._copy_threshold = run_config(self.rundir).report.copy_threshold
+            except Exception:  # noqa: BLE001 - the page shows the figures against the default
+                self._copy_threshold = COPY_THRESHOLD
+        return self._copy_threshold
 
     def summary(self) -> dict[str, Any]:
         return read_json(self.rundir.summary)

@@ -58,12 +58,18 @@ def test_the_instruction_metric_cannot_be_won_by_copying():
         features=[("subject_areas", "immunology")],
         instructions=[("subject_areas", "Why do some vaccines need booster shots?")],
     )
-    metric = InstructionMetric(dspy.utils.DummyLM(rating(5)), ["helpfulness"], novelty_weight=0.3)
+    # novelty alone (the copy check off): the judge rates both alike, and the copy loses on novelty
+    metric = InstructionMetric(dspy.utils.DummyLM(rating(5)), ["helpfulness"], novelty_weight=0.3, copy_threshold=None)
     low, high = metric.judge(gold, copied), metric.judge(gold, novel)
     assert low["quality"] == high["quality"] == pytest.approx(7 / 9, abs=1e-4)  # the judge rates both alike
     assert low["novelty"] == 0.0 and high["novelty"] > 0.6 and low["score"] < high["score"]
     feedback = metric.for_gepa()(gold, copied, None, "synthesizer.synthesize", None).feedback
     assert "novelty 0.00" in feedback and "closest to" in feedback  # GEPA is told why
+    # with the copy check (the default), a copied instruction scores 0 before the judge is asked (it has no answer)
+    guarded = InstructionMetric(dspy.utils.DummyLM([]), ["helpfulness"])
+    out = guarded(gold, copied, None, "synthesizer.synthesize", None)
+    assert out.score == 0.0 and "instruction copies its reference's instruction: ROUGE-L 1.00" in out.feedback
+    assert guarded.copies == 1 and guarded.failure_summary()["failed"] == 0
     # a judge whose rating breaks its contract: a counted failure scoring 0, not a crash
     bad = InstructionMetric(dspy.utils.DummyLM([{"rationale": "x", "clear": "many"}] * 4), ["helpfulness"])
     assert bad(gold, novel) == 0.0 and bad.failure_summary()["failed"] == 1

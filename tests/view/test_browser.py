@@ -214,6 +214,41 @@ def test_sample_page_shows_the_diff_scores_reference_and_provenance(browser, vie
     assert "Not found" in browser.page_source
 
 
+def test_sample_page_shows_the_reference_beside_it_and_marks_a_copy(browser, data):
+    from refed_dspy.quality.reference_copies import run_references
+    from refed_dspy.store.rundir import RunDir
+    from refed_dspy.text import tokens
+
+    copied = data["tmp"] / "copied"
+    shutil.copytree(data["run"], copied)
+    samples = [json.loads(x) for x in (copied / "samples.jsonl").read_text().splitlines()]
+    refs = run_references(RunDir(copied))
+    copy, other = samples[0], samples[1]
+    ref = refs[copy["meta"]["reference_id"]]
+    copy["improved_response"] = "Sure. " + ref[1]  # the reference's response, one word added
+    (copied / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    proc, url = serve(copied)
+    try:
+        visit(browser, f"{url}/sample/{copy['meta']['id']}")
+        assert browser.find_element("id", "reference-instruction").text == ref[0].strip()
+        assert browser.find_element("id", "reference-response").text.split() == ref[1].split()
+        assert browser.find_element("id", "beside-response").text.split() == copy["improved_response"].split()
+        marks = browser.find_elements("css selector", "#beside-response mark")
+        assert len(marks) == 1 and tokens(marks[0].text) == tokens(ref[1])  # all of its words, copied in one run
+        response_row = browser.find_elements("css selector", "#closeness tr")[2]
+        assert response_row.text.startswith("response 1.00") and "copy" in response_row.text
+        visit(browser, f"{url}/sample/{other['meta']['id']}")
+        other_ref = refs[other["meta"]["reference_id"]]
+        assert browser.find_element("id", "reference-response").text.split() == other_ref[1].split()
+        texts = "#beside-instruction, #beside-response, #reference-instruction, #reference-response"
+        assert len(browser.find_elements("css selector", texts)) == 4
+        found = browser.find_elements("css selector", texts.replace(",", " mark,") + " mark, #closeness .badge")
+        assert not found, [e.get_attribute("outerHTML") for e in found]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_rejects_page_shows_what_the_model_returned(browser, viewer, data):
     rejects = [json.loads(x) for x in (data["run"] / "rejects.jsonl").read_text().splitlines()]
     with_raw = [r for r in rejects if r.get("raw")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from refed_dspy.diff import changed_share, word_diff
+from refed_dspy.view.beside import beside, pieces
 from refed_dspy.view.follow import Follower
 from refed_dspy.view.index import Filters, Row
 
@@ -17,6 +18,22 @@ def test_word_diff_rebuilds_both_texts():
     assert ("ins", " black") in pieces and ("del", "the") in pieces and ("ins", "a") in pieces
     assert changed_share("a b c", "a b c") == 0.0 and changed_share("a b", "c d") == 1.0
     assert word_diff("", "new") == [("ins", "new")]
+
+
+def test_beside_marks_the_runs_copied_on_both_sides():
+    ref = ("Name three rivers.", "The Nile, the Amazon and the Yangtze are three of the longest rivers on Earth today.")
+    copied = "Good question. The Nile, the Amazon and the Yangtze are three of the longest rivers, I think."
+    side = beside({"instruction": "List some lakes.", "response": copied, "meta": {}}, ref, 0.8, measured=True)
+    instruction, response = side["parts"]
+    assert not instruction["is_copy"] and [c for _, c in instruction["mine"]] == [False]
+    marked = [t for t, c in response["mine"] if c]
+    assert marked == ["The Nile, the Amazon and the Yangtze are three of the longest rivers"]
+    assert [t for t, c in response["theirs"] if c] == marked  # the same run, marked in the reference
+    assert "".join(t for t, _ in response["mine"]) == copied and "".join(t for t, _ in response["theirs"]) == ref[1]
+    assert response["is_copy"] and response["closeness"].reference_verbatim > 0.8
+    rewrite = beside({"instruction": "x", "response": "y", "meta": {}}, ref, 0.8, measured=False)
+    assert rewrite["parts"][1]["closeness"] is None and not rewrite["parts"][1]["is_copy"]
+    assert pieces("abcdef", [(1, 2), (4, 6)]) == [("a", False), ("b", True), ("cd", False), ("ef", True)]
 
 
 def test_filters_combine_and_search_needs_every_term():
