@@ -30,6 +30,7 @@ FLOORS = [
         "stops",
         "paths",
     },
+    {"providers"},
     {"clients"},
     {"store"},
     {"adapters"},

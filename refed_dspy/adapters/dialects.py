@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from refed_dspy.adapters.contract import bound_words
-from refed_dspy.clients.spec import provider_of
+from refed_dspy.providers.base import provider_of
 
 DIALECTS = ("full", "openai", "anthropic", "gemini", "minimal")
 

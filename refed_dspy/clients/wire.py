@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.clients.spec import provider_of
+from refed_dspy.providers.base import provider_of
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
-from refed_dspy.clients.spec import provider_of
 from refed_dspy.clients.wire import ANTHROPIC, native_base
 from refed_dspy.engine.batch_store import StoredResult
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.base import provider_of
 
 _OPENAI_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
 _ANTHROPIC_ERROR_STATUS = {

@@ -32,10 +32,10 @@ from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.clients.calls import CallTag, current_stage, stage
 from refed_dspy.clients.lm import price_of
-from refed_dspy.clients.spec import provider_of
 from refed_dspy.config import Config
 from refed_dspy.methods import get_method
 from refed_dspy.programs.parts import acall_part
+from refed_dspy.providers.base import provider_of
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_references

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from refed_dspy.clients.key_names import KEY_VARIABLES
+from refed_dspy.providers.litellm_table import KEY_VARIABLES
 
 # the hosts of providers' own endpoints (a name starting with "." is a domain: any host under it); the first plain
 # name is where the provider's calls go when no api_base is given
