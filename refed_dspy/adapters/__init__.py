@@ -13,9 +13,11 @@ from refed_dspy.adapters.base import DegenerateOutputError, RepairingAdapter, de
 from refed_dspy.adapters.chat import RefedChatAdapter
 from refed_dspy.adapters.contract import ContractError, check_outputs, output_schema
 from refed_dspy.adapters.degenerate import Revises, degenerate_outputs, degenerate_reason
-from refed_dspy.adapters.dialects import DIALECTS, dialect_for, provider_of, schema_for
+from refed_dspy.adapters.dialects import schema_for
 from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.providers.base import provider_of
+from refed_dspy.providers.dialects import DIALECTS, dialect_for
 
 __all__ = [
     "DIALECTS",

@@ -13,41 +13,9 @@ from __future__ import annotations
 
 import copy
 from typing import Any
-from urllib.parse import urlparse
 
 from refed_dspy.adapters.contract import bound_words
-from refed_dspy.providers.base import provider_of
-
-DIALECTS = ("full", "openai", "anthropic", "gemini", "minimal")
-
-_BOUNDS = (
-    "minLength",
-    "maxLength",
-    "pattern",
-    "format",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "multipleOf",
-    "minItems",
-    "maxItems",
-    "uniqueItems",
-)
-UNSUPPORTED: dict[str, frozenset[str]] = {
-    "full": frozenset(),
-    "openai": frozenset({"minLength", "maxLength", "uniqueItems"}),
-    "anthropic": frozenset(_BOUNDS),  # minItems of 0 or 1 excepted, below
-    "gemini": frozenset(
-        {"minLength", "maxLength", "pattern", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems"}
-    ),
-    "minimal": frozenset(_BOUNDS),
-}
-
-# providers whose servers compile the whole schema into a decoding grammar
-_GRAMMAR_PROVIDERS = ("hosted_vllm", "ollama", "ollama_chat", "lm_studio", "llamafile", "sglang", "vllm")
-_OPENAI_PROVIDERS = ("openai", "azure", "azure_ai", "text-completion-openai")
-_GEMINI_PROVIDERS = ("gemini", "vertex_ai", "vertex_ai_beta")
+from refed_dspy.providers.dialects import DIALECTS, UNSUPPORTED
 
 
 def _translate(node: Any, dropped: frozenset[str], dialect: str) -> Any:
@@ -78,23 +46,3 @@ def schema_for(schema: dict[str, Any], dialect: str) -> dict[str, Any]:
     if not UNSUPPORTED[dialect]:
         return copy.deepcopy(schema)
     return _translate(schema, UNSUPPORTED[dialect], dialect)
-
-
-def dialect_for(model: str, api_base: str | None) -> tuple[str, str]:
-    """The schema dialect for a model and server, and why: (dialect, reason)."""
-    provider = provider_of(model)
-    host = (urlparse(api_base).hostname or "") if api_base else ""
-    if provider in _GRAMMAR_PROVIDERS:
-        return "full", f"{provider} compiles the whole schema into a grammar"
-    if provider == "anthropic":
-        return "anthropic", "Anthropic takes no numeric, length or item-count bounds"
-    if provider in _GEMINI_PROVIDERS:
-        return "gemini", "Gemini takes no string-length bounds"
-    if provider in _OPENAI_PROVIDERS and api_base and provider == "openai" and not host.endswith("openai.com"):
-        return (
-            "full",
-            f"an OpenAI-compatible server at {host or api_base} (llama.cpp, vLLM, SGLang enforce every bound)",
-        )
-    if provider in _OPENAI_PROVIDERS:
-        return "openai", "OpenAI's strict mode takes no string-length bounds"
-    return "minimal", f"provider '{provider}': which bounds it takes is unknown, so none are sent"

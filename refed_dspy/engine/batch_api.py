@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 
-from refed_dspy.clients.wire import ANTHROPIC, native_base
+from refed_dspy.clients.wire import native_base
 from refed_dspy.engine.batch_store import StoredResult
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import provider_of
+from refed_dspy.providers.wire import ANTHROPIC
 
 _OPENAI_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
 _ANTHROPIC_ERROR_STATUS = {

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.keys import api_key_env
 from refed_dspy.clients.spec import LMSpec
-from refed_dspy.clients.wire import ANTHROPIC, OPENAI, call_url, server_root, wire_of
 from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import EndpointError
 from refed_dspy.providers.base import provider_of
+from refed_dspy.providers.wire import ANTHROPIC, OPENAI, call_url, server_root, wire_of
 
 # failures that say the endpoint, the key or the format is wrong, whatever is asked
 ENDPOINT_REASONS = ("not_found", "auth", "wrong_format", "unknown_model", "unreachable", "unknown_provider")
