@@ -35,13 +35,12 @@ from refed_dspy.providers.hosts import (
     is_private_host,
     one_party,
 )
-from refed_dspy.providers.litellm_table import KEY_VARIABLES, PROVIDERS
+from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS
+from refed_dspy.providers.registry import provider_for
 from refed_dspy.secrets import hold, is_credential_name
 
-# local servers: no key (LiteLLM asks them for an address, OLLAMA_API_BASE, which api_base gives)
-KEYLESS_PROVIDERS = ("ollama", "ollama_chat", "lm_studio", "hosted_vllm")
 _KEY_SUFFIX = re.compile(r"(_API)?_(KEY|TOKEN)$")
-_BY_COMPACT = {name.replace("_", "").upper(): name for name in PROVIDERS}
+_BY_COMPACT = {name.replace("_", "").upper(): name for name in LITELLM_PROVIDERS}
 
 
 def routed_provider(model: str) -> str | None:
@@ -78,7 +77,7 @@ def api_key_env(spec: LMSpec) -> str | None:
     if spec.api_key_env is not None:
         return spec.api_key_env or None
     provider = provider_of(spec.model)
-    if provider in KEYLESS_PROVIDERS:
+    if provider_for(spec.model).keyless:  # a local server (LiteLLM asks it for an address, which api_base gives)
         return None
     own = f"{provider.upper()}_API_KEY"
     if os.environ.get(own):
@@ -219,7 +218,7 @@ def _provider_variable_set(model: str) -> str | None:
     """The variable an LM without an inline key takes its key from (its provider's client reads it), when it is set
     here: the only case where a key is sent."""
     provider = provider_of(model)
-    if provider in KEYLESS_PROVIDERS:
+    if provider_for(model).keyless:
         return None
     names = (f"{provider.upper()}_API_KEY", *KEY_VARIABLES.get(provider, ()))
     return next((name for name in names if os.environ.get(name)), None)

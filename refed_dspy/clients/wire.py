@@ -1,29 +1,37 @@
-"""How each LM client is given `api_base`: LiteLLM's form, or the one DSPy's own client (lm15) expects."""
+"""How each LM client is given `api_base`: LiteLLM's form, or the one DSPy's own client (lm15) expects.
+
+LiteLLM takes an `api_base` in its provider's form (`Provider.host_form`: the host, for a provider whose api_base is
+its host). DSPy 3.4's own client (lm15) appends less of the path to some providers' bases (only /messages for
+Anthropic's), so the same config reached another URL there: it is given the base with the rest of the path
+(`Provider.native_path`). A config may write such an api_base either way; `fit_api_base` gives each LM the form of
+the client DSPy picks for it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from refed_dspy.providers.wire import ANTHROPIC, host_form, wire_of
+from refed_dspy.providers.registry import provider_for
 
 
 def native_base(model: str, api_base: str) -> str:
-    """The base DSPy's own client (lm15) is given for `api_base`: it appends `/messages` to an Anthropic base, so the
-    host gets `/v1` back; others unchanged."""
-    host = host_form(model, api_base)
-    return host + "/v1" if wire_of(model) is ANTHROPIC else host
+    """The base DSPy's own client (lm15) is given for `api_base` (`Provider.native_base`)."""
+    return provider_for(model).native_base(api_base)
 
 
 def fit_api_base(lm: Any) -> Any:
     """Give a dspy.LM's `api_base` (if any) the form the client DSPy picks for it expects: lm15's (`native_base`), or
-    LiteLLM's (`host_form`). Returns `lm`, changed in place."""
+    LiteLLM's (`Provider.host_form`). Returns `lm`, changed in place."""
     kwargs = getattr(lm, "kwargs", None)
     base = (kwargs or {}).get("api_base")
-    if not isinstance(base, str) or wire_of(str(lm.model)) is not ANTHROPIC:
+    if not isinstance(base, str):
         return lm
-    kwargs["api_base"] = host_form(lm.model, base)
+    provider = provider_for(str(lm.model))
+    if not (provider.base_suffixes or provider.native_path):  # its api_base is passed on as written, to any client
+        return lm
+    kwargs["api_base"] = provider.host_form(base)
     if _served_natively(lm):
-        kwargs["api_base"] = native_base(lm.model, base)
+        kwargs["api_base"] = provider.native_base(base)
     return lm
 
 
