@@ -32,6 +32,7 @@ FLOORS = [
         "paths",
         "closeness",
     },
+    {"providers"},
     {"clients"},
     {"store"},
     {"adapters"},

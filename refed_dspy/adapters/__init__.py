@@ -13,9 +13,11 @@ from refed_dspy.adapters.base import DegenerateOutputError, RepairingAdapter, de
 from refed_dspy.adapters.chat import RefedChatAdapter
 from refed_dspy.adapters.contract import ContractError, check_outputs, output_schema
 from refed_dspy.adapters.degenerate import Revises, degenerate_outputs, degenerate_reason
-from refed_dspy.adapters.dialects import DIALECTS, dialect_for, provider_of, schema_for
+from refed_dspy.adapters.dialects import schema_for
 from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.providers.dialects import DIALECTS, dialect_for
+from refed_dspy.providers.registry import provider_for
 
 __all__ = [
     "DIALECTS",
@@ -75,9 +77,7 @@ def choose_adapter(spec: LMSpec) -> AdapterChoice:
         return AdapterChoice(spec.adapter, dialect, f"set in the config; schema dialect {dialect}: {why}")
     if dialect == "full":
         return AdapterChoice("json_schema", dialect, f"auto: {why}")
-    if provider_of(spec.model) in ("openai", "azure", "anthropic", "gemini", "vertex_ai") and _provider_enforces_schema(
-        spec.model
-    ):
+    if provider_for(spec.model).schema_table and _provider_enforces_schema(spec.model):
         return AdapterChoice("json_schema", dialect, f"auto: the provider enforces JSON schemas for this model; {why}")
     return AdapterChoice("chat", dialect, "auto: no schema enforcement known for this model, so DSPy's chat format")
 

@@ -1,69 +1,36 @@
-"""Schema dialects: the part of JSON Schema each kind of provider accepts in `response_format`.
+"""A schema in a dialect: the part of JSON Schema a provider accepts in `response_format`.
 
-Our schemas carry every bound (maxLength, minimum/maximum, minItems/maxItems). Providers differ in
-which of these keywords their structured-output modes take: a grammar-based OpenAI-compatible
-server (llama.cpp, vLLM, SGLang, Ollama) enforces all of them; OpenAI's strict mode rejects string
-lengths; Anthropic rejects numeric, length and item-count bounds; Gemini takes numeric and item
-bounds but not string lengths. A keyword a dialect cannot take is removed from the schema and
-stated in the property's description instead, so the model still reads the bound, and parsing
-checks it in every dialect (see contract.py).
+Our schemas carry every bound (maxLength, minimum/maximum, minItems/maxItems). Providers differ in which of these
+keywords their structured-output modes take; each provider's dialect says which it does not
+(refed_dspy.providers: `Dialect.dropped`). A keyword a dialect cannot take is removed from the schema and stated in
+the property's description instead, so the model still reads the bound, and parsing checks it in every dialect (see
+contract.py).
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
-from urllib.parse import urlparse
 
 from refed_dspy.adapters.contract import bound_words
-from refed_dspy.clients.spec import provider_of
-
-DIALECTS = ("full", "openai", "anthropic", "gemini", "minimal")
-
-_BOUNDS = (
-    "minLength",
-    "maxLength",
-    "pattern",
-    "format",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "multipleOf",
-    "minItems",
-    "maxItems",
-    "uniqueItems",
-)
-UNSUPPORTED: dict[str, frozenset[str]] = {
-    "full": frozenset(),
-    "openai": frozenset({"minLength", "maxLength", "uniqueItems"}),
-    "anthropic": frozenset(_BOUNDS),  # minItems of 0 or 1 excepted, below
-    "gemini": frozenset(
-        {"minLength", "maxLength", "pattern", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems"}
-    ),
-    "minimal": frozenset(_BOUNDS),
-}
-
-# providers whose servers compile the whole schema into a decoding grammar
-_GRAMMAR_PROVIDERS = ("hosted_vllm", "ollama", "ollama_chat", "lm_studio", "llamafile", "sglang", "vllm")
-_OPENAI_PROVIDERS = ("openai", "azure", "azure_ai", "text-completion-openai")
-_GEMINI_PROVIDERS = ("gemini", "vertex_ai", "vertex_ai_beta")
+from refed_dspy.providers.base import Dialect
+from refed_dspy.providers.registry import dialect_named
 
 
-def _translate(node: Any, dropped: frozenset[str], dialect: str) -> Any:
+def _translate(node: Any, dialect: Dialect) -> Any:
     if isinstance(node, list):
-        return [_translate(v, dropped, dialect) for v in node]
+        return [_translate(v, dialect) for v in node]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     moved: dict[str, Any] = {}
     for key, value in node.items():
         if key in ("properties", "$defs"):
-            out[key] = {name: _translate(sub, dropped, dialect) for name, sub in value.items()}
-        elif key in dropped and not (dialect == "anthropic" and key == "minItems" and value in (0, 1)):
+            out[key] = {name: _translate(sub, dialect) for name, sub in value.items()}
+        elif dialect.drops(key, value):
             moved[key] = value
         else:
-            out[key] = _translate(value, dropped, dialect)
+            out[key] = _translate(value, dialect)
     said = bound_words(moved)
     if said:
         note = "Must be " + ", ".join(said) + "."
@@ -72,29 +39,9 @@ def _translate(node: Any, dropped: frozenset[str], dialect: str) -> Any:
 
 
 def schema_for(schema: dict[str, Any], dialect: str) -> dict[str, Any]:
-    """`schema` as `dialect` accepts it: unsupported keywords moved into descriptions (a new dict)."""
-    if dialect not in UNSUPPORTED:
-        raise ValueError(f"unknown schema dialect '{dialect}'; known: {', '.join(DIALECTS)}")
-    if not UNSUPPORTED[dialect]:
+    """`schema` as `dialect` accepts it: unsupported keywords moved into descriptions (a new dict). ValueError for a
+    dialect no provider has."""
+    known = dialect_named(dialect)
+    if not known.dropped:
         return copy.deepcopy(schema)
-    return _translate(schema, UNSUPPORTED[dialect], dialect)
-
-
-def dialect_for(model: str, api_base: str | None) -> tuple[str, str]:
-    """The schema dialect for a model and server, and why: (dialect, reason)."""
-    provider = provider_of(model)
-    host = (urlparse(api_base).hostname or "") if api_base else ""
-    if provider in _GRAMMAR_PROVIDERS:
-        return "full", f"{provider} compiles the whole schema into a grammar"
-    if provider == "anthropic":
-        return "anthropic", "Anthropic takes no numeric, length or item-count bounds"
-    if provider in _GEMINI_PROVIDERS:
-        return "gemini", "Gemini takes no string-length bounds"
-    if provider in _OPENAI_PROVIDERS and api_base and provider == "openai" and not host.endswith("openai.com"):
-        return (
-            "full",
-            f"an OpenAI-compatible server at {host or api_base} (llama.cpp, vLLM, SGLang enforce every bound)",
-        )
-    if provider in _OPENAI_PROVIDERS:
-        return "openai", "OpenAI's strict mode takes no string-length bounds"
-    return "minimal", f"provider '{provider}': which bounds it takes is unknown, so none are sent"
+    return _translate(schema, known)

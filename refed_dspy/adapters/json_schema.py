@@ -15,10 +15,7 @@ from pydantic.fields import FieldInfo
 from refed_dspy.adapters.base import RepairingAdapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.adapters.dialects import schema_for
-
-# Providers that put a response_format schema in front of the model (it is billed as input); a grammar server
-# (llama.cpp, vLLM, SGLang) only constrains decoding with it, so there the prompt keeps the types and bounds.
-SCHEMA_IN_CONTEXT = ("openai", "anthropic", "gemini")
+from refed_dspy.providers.registry import dialect_named
 
 
 def _key_line(name: str, field: FieldInfo, schema_shown: bool) -> str:
@@ -56,7 +53,7 @@ def response_format(signature: type[dspy.Signature], dialect: str) -> dict[str, 
 
 class RefedJSONAdapter(RepairingAdapter, dspy.JSONAdapter):
     """JSONAdapter that sends what it is told to (no capability guessing): with `schema`, a json_schema
-    response_format in `dialect`; without, a json_object one (none for Anthropic, which has no such mode)."""
+    response_format in `dialect`; without, a json_object one (none where the dialect's provider has no such mode)."""
 
     def __init__(self, schema: bool = True, dialect: str = "full", max_repairs: int = 1, **kwargs: Any):
         super().__init__(max_repairs=max_repairs, **kwargs)
@@ -72,17 +69,18 @@ class RefedJSONAdapter(RepairingAdapter, dspy.JSONAdapter):
             return super().format_field_structure(signature)
         # The schema fixes the reply's shape, so the prompt names the keys without a template to fill in: a small
         # model shown `{"response": "{response}"}` hands the placeholder back as its answer. Where the provider
-        # shows the model the schema itself, the types are not repeated (they would be paid for twice). The input
+        # shows the model the schema itself (its dialect says so: a grammar server only constrains decoding with it),
+        # the types are not repeated (they would be paid for twice). The input
         # markers are not listed here either: the user's message shows them, and a small model that reads them twice
         # echoes them as its answer (SmolLM2, bench/echo_rate.py: 10 of 160 replies degenerate with a sentence naming
         # them, 2 of 160 without).
-        schema_shown = self.dialect in SCHEMA_IN_CONTEXT
+        schema_shown = dialect_named(self.dialect).shown
         keys = "\n".join(_key_line(name, field, schema_shown) for name, field in signature.output_fields.items())
         return f"Reply with one JSON object holding these keys, in this order:\n{keys}"
 
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
         if self.schema:
             return {"response_format": response_format(signature, self.dialect)}
-        if self.dialect == "anthropic":
+        if not dialect_named(self.dialect).json_object:
             return {}
         return {"response_format": {"type": "json_object"}}

@@ -1,7 +1,7 @@
 """Which environment variable holds an LM's key, and where that key may go.
 
 The variable: the config's `api_key_env`; else `<PROVIDER>_API_KEY` when it is set; else the one LiteLLM reads for the
-model's provider (refed_dspy.clients.key_names, a table of LiteLLM's: no import of LiteLLM), which also names the
+model's provider (refed_dspy.providers.litellm_table, a table of LiteLLM's: no import of LiteLLM), which also names the
 variable to set when none is.
 
 Where the key goes: a key goes only to its own provider's hosts. The variable's provider (by its name: OPENAI_API_KEY
@@ -23,7 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.clients.key_hosts import (
+from refed_dspy.clients.spec import LMSpec
+from refed_dspy.errors import KeyProviderError, MissingKeyError
+from refed_dspy.providers.base import provider_of
+from refed_dspy.providers.hosts import (
     default_host,
     family,
     host_of,
@@ -32,15 +35,12 @@ from refed_dspy.clients.key_hosts import (
     is_private_host,
     one_party,
 )
-from refed_dspy.clients.key_names import KEY_VARIABLES, PROVIDERS
-from refed_dspy.clients.spec import LMSpec, provider_of
-from refed_dspy.errors import KeyProviderError, MissingKeyError
+from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS
+from refed_dspy.providers.registry import provider_for
 from refed_dspy.secrets import hold, is_credential_name
 
-# local servers: no key (LiteLLM asks them for an address, OLLAMA_API_BASE, which api_base gives)
-KEYLESS_PROVIDERS = ("ollama", "ollama_chat", "lm_studio", "hosted_vllm")
 _KEY_SUFFIX = re.compile(r"(_API)?_(KEY|TOKEN)$")
-_BY_COMPACT = {name.replace("_", "").upper(): name for name in PROVIDERS}
+_BY_COMPACT = {name.replace("_", "").upper(): name for name in LITELLM_PROVIDERS}
 
 
 def routed_provider(model: str) -> str | None:
@@ -62,7 +62,7 @@ def routed_provider(model: str) -> str | None:
 @functools.lru_cache(maxsize=512)
 def provider_key_names(model: str) -> tuple[str, ...]:
     """The variables LiteLLM reads `model`'s key from, whether they are set here or not (its own table, copied in
-    refed_dspy.clients.key_names; () for a provider it reads no key variable for)."""
+    refed_dspy.providers.litellm_table; () for a provider it reads no key variable for)."""
     provider = routed_provider(model)
     return KEY_VARIABLES.get(provider, ()) if provider else ()
 
@@ -77,7 +77,7 @@ def api_key_env(spec: LMSpec) -> str | None:
     if spec.api_key_env is not None:
         return spec.api_key_env or None
     provider = provider_of(spec.model)
-    if provider in KEYLESS_PROVIDERS:
+    if provider_for(spec.model).keyless:  # a local server (LiteLLM asks it for an address, which api_base gives)
         return None
     own = f"{provider.upper()}_API_KEY"
     if os.environ.get(own):
@@ -218,7 +218,7 @@ def _provider_variable_set(model: str) -> str | None:
     """The variable an LM without an inline key takes its key from (its provider's client reads it), when it is set
     here: the only case where a key is sent."""
     provider = provider_of(model)
-    if provider in KEYLESS_PROVIDERS:
+    if provider_for(model).keyless:
         return None
     names = (f"{provider.upper()}_API_KEY", *KEY_VARIABLES.get(provider, ()))
     return next((name for name in names if os.environ.get(name)), None)

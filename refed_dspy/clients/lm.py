@@ -83,7 +83,7 @@ def build_lm(
     key = check_key(spec, role)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
-        # several endpoints need DSPy's own client: each is given the form it takes (an Anthropic host gets /v1)
+        # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
         spread = EndpointSpread([native_base(spec.model, url) for url in spec.endpoints])
         wrap = spread.wrap
     if key is None and spec.api_base:

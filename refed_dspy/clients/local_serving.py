@@ -19,10 +19,10 @@ from pydantic import Field
 
 from refed_dspy.clients import local_server
 from refed_dspy.clients.spec import LMSpec
+from refed_dspy.providers.llamacpp import LLAMACPP
 from refed_dspy.settings import Section, UserPath
 
 log = logging.getLogger(__name__)
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class LocalServing(Section):
@@ -56,11 +56,9 @@ def served_roles(local: LocalServing, specs: dict[str, LMSpec]) -> dict[str, lis
     if not local.serve:
         return out
     for role, spec in specs.items():
-        url = spec.primary_api_base
-        parts = urlsplit(url or "")
-        if spec.model != f"openai/{local.model_name}" or parts.hostname not in LOOPBACK or not parts.port:
-            continue
-        out.setdefault(f"http://127.0.0.1:{parts.port}", []).append(role)
+        port = LLAMACPP.served_port(spec.model, spec.primary_api_base, local.model_name)
+        if port is not None:
+            out.setdefault(f"http://127.0.0.1:{port}", []).append(role)
     return out
 
 

@@ -9,18 +9,13 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.dialects import DIALECTS
 from refed_dspy.settings import SECRET_NAME, Seconds, Section
-
-
-def provider_of(model: str) -> str:
-    """The provider prefix of a DSPy/LiteLLM model string ('openai' when it has none, as LiteLLM assumes)."""
-    return model.split("/", 1)[0] if "/" in model else "openai"
-
 
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 # the other names a provider's client takes for a setting of the section: `extra` may not name them either
 OTHER_NAMES = {"base_url": "api_base", "max_completion_tokens": "max_tokens"}
-SCHEMA_DIALECTS = ("auto", "full", "openai", "anthropic", "gemini", "minimal")
+SCHEMA_DIALECTS = ("auto", *DIALECTS)  # the registered providers' dialects (refed_dspy.providers)
 
 
 class LMSpec(Section):

@@ -34,6 +34,7 @@ from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.engine.batch_api import BatchAPIError, BatchView, _Client, client_for_spec
 from refed_dspy.engine.batch_store import BatchEntry, BatchStore, StoredResult
+from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ class BatchBroker:
                 return
         lines = self.store.requests_of(entry.local_id)
         file_id = entry.file_id
-        if self.client.api == "openai" and file_id is None:
+        if self.client.uploads and file_id is None:
             name = f"refed-{tag}.jsonl"
             file_id = await self.client.find_file(name) if attempted else None
             if file_id is None:
@@ -437,19 +438,10 @@ def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = F
     """
 
     client = client_for_spec(spec, check_key(spec, role), role)
-    body_spec = spec
-    if client.api == "openai" and spec.model.startswith("azure/"):
-        # DSPy reaches Azure through LiteLLM, whose requests a transport cannot carry; an Azure deployment takes the
-        # OpenAI chat body as it is, so the body is built as for OpenAI (model = the deployment), never sent online;
-        # it holds no key (the Azure key goes to the batch client alone)
-        body_spec = spec.model_copy(
-            update={
-                "model": "openai/" + spec.model.split("/", 1)[1],
-                "api_base": "https://api.openai.com/v1",
-                "api_version": None,
-                "api_key_env": "",
-            }
-        )
+    # a provider whose online requests a transport cannot carry has its batch bodies built another way (never sent
+    # online; they hold no key: the key goes to the batch client alone)
+    body = provider_for(spec.model).batch_body(spec.model)
+    body_spec = spec.model_copy(update=body) if body else spec
     broker = BatchBroker(
         BatchStore(run_dir, store_name),
         client,

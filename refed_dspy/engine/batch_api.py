@@ -1,9 +1,12 @@
-"""Provider batch APIs: OpenAI (and Azure OpenAI) Files + Batches, Anthropic Message Batches.
+"""The clients of the providers' batch APIs, one per protocol: `FileBatches` (the requests go up as a JSONL file a
+batch is then made of: OpenAI's Files + Batches) and `InlineBatches` (they go in the request that makes the batch:
+Message Batches). Which provider has which, with its limits, base URL and headers, is the provider's to say
+(refed_dspy.providers: `Provider.batch`).
 
-Each client knows its provider's endpoints, limits, status names and result shapes, and turns them into
-one vocabulary: a batch's `status` (open while the provider works on it, else completed | expired |
-cancelled | failed) and per-request `StoredResult`s (an HTTP status and body, or `lost`: not answered).
-The URL and auth headers are those of the online call the request was built for.
+Each client knows its protocol's endpoints, status names and result shapes, and turns them into one vocabulary: a
+batch's `status` (open while the provider works on it, else completed | expired | cancelled | failed) and per-request
+`StoredResult`s (an HTTP status and body, or `lost`: not answered). The URL and auth headers are those of the online
+call the request was built for.
 """
 
 from __future__ import annotations
@@ -15,22 +18,12 @@ from typing import Any
 
 import httpx
 
-from refed_dspy.clients.spec import provider_of
-from refed_dspy.clients.wire import ANTHROPIC, native_base
 from refed_dspy.engine.batch_store import StoredResult
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.base import BatchAPI, Provider, provider_of
+from refed_dspy.providers.registry import batch_titles, provider_for
 
-_OPENAI_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
-_ANTHROPIC_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "overloaded_error": 529,
-}
+_FILES_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
 
 
 class BatchAPIError(Exception):
@@ -59,15 +52,16 @@ class BatchView:
 
 
 class _Client:
-    api = ""
-    max_requests = 0
-    max_bytes = 0
-    endpoint_suffix = ""
+    uploads = False  # the requests go up as a file before the batch is made
 
-    def __init__(self, base_url: str, headers: dict[str, str], query: str = "", timeout: float = 120.0):
+    def __init__(self, spec: BatchAPI, base_url: str, headers: dict[str, str], query: str = "", timeout: float = 120.0):
+        self.spec = spec
+        self.api = spec.name  # how the batch store and messages name the API
+        self.max_requests = spec.max_requests
+        self.max_bytes = spec.max_bytes
         self.base = base_url.rstrip("/")
         self.headers = headers
-        self.query = query  # Azure: ?api-version=...
+        self.query = query  # where the provider wants one: ?api-version=...
         self.http = httpx.AsyncClient(timeout=timeout)
 
     def url(self, path: str) -> str:
@@ -90,24 +84,14 @@ class _Client:
         await self.http.aclose()
 
 
-class OpenAIBatches(_Client):
-    """OpenAI's (and Azure OpenAI's) Files + Batches: a JSONL file of {custom_id, method, url, body} lines."""
+class FileBatches(_Client):
+    """Files + Batches: a JSONL file of {custom_id, method, url, body} lines is uploaded, then a batch made of it."""
 
-    api = "openai"
-    max_requests = 50_000
-    max_bytes = 190 * 1024 * 1024  # the limit is 200 MB; some room for multipart framing
-    endpoint_suffix = "/chat/completions"
+    uploads = True
 
-    def __init__(
-        self,
-        base_url: str,
-        headers: dict[str, str],
-        query: str = "",
-        line_url: str = "/v1/chat/completions",
-        timeout: float = 120.0,
-    ):
-        super().__init__(base_url, headers, query, timeout)
-        self.line_url = line_url
+    def __init__(self, spec: BatchAPI, base_url: str, headers: dict[str, str], query: str = "", timeout: float = 120.0):
+        super().__init__(spec, base_url, headers, query, timeout)
+        self.line_url = spec.line_url
 
     def line(self, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"custom_id": custom_id, "method": "POST", "url": self.line_url, "body": body}
@@ -148,7 +132,7 @@ class OpenAIBatches(_Client):
         return BatchView(
             b["id"],
             b.get("status", "?"),
-            _OPENAI_FINAL.get(b.get("status")),
+            _FILES_FINAL.get(b.get("status")),
             {k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")},
             b.get("created_at"),
             b.get("metadata"),
@@ -189,13 +173,8 @@ class OpenAIBatches(_Client):
         return StoredResult(row["custom_id"], local_id, 0, err or None, lost)
 
 
-class AnthropicBatches(_Client):
-    """Anthropic's Message Batches: the requests go inline, {custom_id, params}."""
-
-    api = "anthropic"
-    max_requests = 100_000
-    max_bytes = 250 * 1024 * 1024
-    endpoint_suffix = "/messages"
+class InlineBatches(_Client):
+    """Message Batches: the requests go inline, {custom_id, params}."""
 
     def line(self, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return {"custom_id": custom_id, "params": body}
@@ -259,8 +238,7 @@ class AnthropicBatches(_Client):
                 out[row.get("custom_id")] = self._result(row, local_id)
         return [out.get(cid) or StoredResult(cid, local_id, 0, None, "missing") for cid in custom_ids]
 
-    @staticmethod
-    def _result(row: dict[str, Any], local_id: str) -> StoredResult:
+    def _result(self, row: dict[str, Any], local_id: str) -> StoredResult:
         res = row.get("result") or {}
         kind = res.get("type")
         if kind == "succeeded":
@@ -271,49 +249,45 @@ class AnthropicBatches(_Client):
             return StoredResult(
                 row["custom_id"],
                 local_id,
-                _ANTHROPIC_ERROR_STATUS.get(inner.get("type"), 500),
+                self.spec.error_status.get(inner.get("type"), 500),
                 {"type": "error", "error": inner},
             )
         return StoredResult(row["custom_id"], local_id, 0, None, "expired" if kind == "expired" else "cancelled")
 
 
-def batch_provider(spec: Any, role: str) -> str:
-    """openai | azure | anthropic: the batch API an LM spec's calls would go to; ConfigError for any other provider."""
+_PROTOCOLS: dict[str, type[_Client]] = {"files": FileBatches, "inline": InlineBatches}
 
-    provider = provider_of(spec.model)
-    if provider not in ("openai", "azure", "anthropic"):
+
+def batch_provider(spec: Any, role: str) -> Provider:
+    """The provider whose batch API an LM spec's calls would go to; ConfigError for a provider without one (or
+    without what it needs for one: a single endpoint, an api_base where the provider has no endpoint of its own)."""
+    provider = provider_for(spec.model)
+    if provider.batch is None:
         raise ConfigError(
-            f"{role}: batch mode needs an OpenAI, Azure OpenAI or Anthropic model; '{spec.model}' "
-            f'({provider}) has no batch API refed can use: set mode = "online"'
+            f"{role}: batch mode needs a model of a provider with a batch API ({', '.join(batch_titles())}); "
+            f"'{spec.model}' ({provider_of(spec.model)}) has no batch API refed can use: set mode = \"online\""
         )
     if len(spec.endpoints) > 1:
         raise ConfigError(
             f"{role}.api_base lists {len(spec.endpoints)} endpoints; batch mode sends to one provider "
             'endpoint: give one, or use mode = "online"'
         )
-    if provider == "azure" and not spec.api_base:
-        raise ConfigError(
-            f"{role}.api_base must name the Azure OpenAI resource (https://<name>.openai.azure.com) for batch mode"
-        )
+    if provider.default_base is None and not spec.api_base:
+        where = provider.api_base_hint or f"the {provider.title} endpoint"
+        raise ConfigError(f"{role}.api_base must name {where} for batch mode")
     return provider
 
 
 def client_for_spec(spec: Any, key: str | None, role: str) -> _Client:
-    """The batch client of an LM spec (refed_dspy.config.LMSpec); ConfigError for a provider without a batch API."""
+    """The batch client of an LM spec (refed_dspy.clients.spec.LMSpec); ConfigError for a provider without a batch
+    API."""
     provider = batch_provider(spec, role)
-    timeout = spec.timeout or 120.0
-    if provider == "openai":
-        base = spec.primary_api_base or "https://api.openai.com/v1"
-        return OpenAIBatches(base, {"Authorization": f"Bearer {key or 'unused'}"}, timeout=timeout)
-    if provider == "anthropic":
-        base = native_base(spec.model, spec.primary_api_base or ANTHROPIC.default_base)  # the host, then /v1
-        return AnthropicBatches(base, {"x-api-key": key or "", "anthropic-version": "2023-06-01"}, timeout=timeout)
-    if provider == "azure":
-        return OpenAIBatches(
-            str(spec.primary_api_base).rstrip("/").removesuffix("/openai") + "/openai",
-            {"api-key": key or ""},
-            f"api-version={spec.api_version or '2024-10-21'}",
-            line_url="/chat/completions",
-            timeout=timeout,
-        )
-    raise AssertionError(provider)
+    api = provider.batch
+    assert api is not None
+    return _PROTOCOLS[api.protocol](
+        api,
+        provider.batch_base(spec.primary_api_base),
+        provider.batch_headers(key),
+        provider.batch_query(spec.api_version),
+        timeout=spec.timeout or 120.0,
+    )

@@ -11,22 +11,14 @@ from typing import Any
 
 from refed_dspy.clients.usage import BILLED_FIELDS
 from refed_dspy.engine.batch_store import BatchStore
+from refed_dspy.providers.registry import batch_apis
 
 
-def tokens_of(api: str, body: Any) -> tuple[int, int, int]:
-    """(prompt, completion, cached) tokens of one answered request's body, counted as DSPy counts an online reply
-    (an Anthropic prompt includes the cache reads and writes)."""
-    usage = (body.get("usage") or {}) if isinstance(body, dict) else {}
-    if api == "anthropic":
-        read = int(usage.get("cache_read_input_tokens") or 0)
-        written = int(usage.get("cache_creation_input_tokens") or 0)
-        return int(usage.get("input_tokens") or 0) + read + written, int(usage.get("output_tokens") or 0), read
-    details = usage.get("prompt_tokens_details") or {}
-    return (
-        int(usage.get("prompt_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-    )
+def tokens_of(api: str | None, body: Any) -> tuple[int, int, int]:
+    """(prompt, completion, cached) tokens of one answered request's body from the batch API called `api`, counted as
+    DSPy counts an online reply of its format (`Wire.usage`); (0, 0, 0) for an API no provider has."""
+    known = batch_apis().get(api or "")
+    return known.wire.tokens(body) if known is not None else (0, 0, 0)
 
 
 def answered_usage(store: BatchStore) -> dict[str, dict[str, int]]:
@@ -36,7 +28,8 @@ def answered_usage(store: BatchStore) -> dict[str, dict[str, int]]:
         if result.lost or result.status != 200:
             continue
         entry = store.batches.get(result.batch)
-        api, stage = (entry.api, entry.stage) if entry is not None else ("openai", "unknown")
+        # an answer whose batch the journal lost (a torn line): read as one of the first batch API (by rank)
+        api, stage = (entry.api, entry.stage) if entry is not None else (next(iter(batch_apis()), None), "unknown")
         prompt, completion, cached = tokens_of(api, result.body)
         bucket = out.setdefault(stage, dict.fromkeys(BILLED_FIELDS, 0))
         bucket["calls"] += 1

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.keys import api_key_env
-from refed_dspy.clients.spec import LMSpec, provider_of
-from refed_dspy.clients.wire import ANTHROPIC, OPENAI, call_url, server_root, wire_of
+from refed_dspy.clients.spec import LMSpec
 from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import EndpointError
+from refed_dspy.providers.base import Provider, provider_of
+from refed_dspy.providers.registry import examples, provider_for, wires
+from refed_dspy.providers.wire import call_url, server_root
 
 # failures that say the endpoint, the key or the format is wrong, whatever is asked
 ENDPOINT_REASONS = ("not_found", "auth", "wrong_format", "unknown_model", "unreachable", "unknown_provider")
@@ -77,9 +79,33 @@ def _example_name(model: str) -> str:
     return model.split("/", 1)[1] if "/" in model else model
 
 
+def _format_fix(provider: Provider, reason: str, role: str, name: str, host: str | None) -> str | None:
+    """What to change when the server does not take the format of the provider's calls: the api_base in the
+    provider's form, or the model string of the other format a server there may speak (None: no format known)."""
+    wire = provider.wire
+    if wire is None:
+        return None
+    other = next((w for w in wires() if w is not wire), None)
+    instead = other.reach.format(name=name, host=host or "http://HOST:PORT") if other is not None else ""
+    if provider.base_form == "host":
+        if reason == "not_found" or other is None:
+            optional = min(provider.base_suffixes, key=len, default="")
+            fix = f"set {role}.api_base to the server's host (refed calls <host>{wire.path}, as LiteLLM does"
+            fix += f"; a trailing {optional} is optional)" if optional else ")"
+            return fix + (f"; a server that speaks only the {other.family} format takes {instead}" if other else "")
+        return (
+            f"the server likely speaks the {other.family} format: use {instead}, or point api_base at the host of an "
+            f"{wire.name} server"
+        )
+    fix = (
+        f"set {role}.api_base to the server's {wire.family}-compatible base, version path included (e.g. "
+        f"http://HOST:8000/v1; refed calls <api_base>{wire.path})"
+    )
+    return fix + (f"; an {other.name} server takes {instead}" if other is not None else "")
+
+
 def _fix(reason: str, spec: LMSpec, role: str) -> str:
     """What to change, by what went wrong and the format the model's calls use."""
-    wire, name = wire_of(spec.model), _example_name(spec.model)
     base = spec.primary_api_base
     host = server_root(base) if base else None
     if reason == "auth":
@@ -94,29 +120,12 @@ def _fix(reason: str, spec: LMSpec, role: str) -> str:
         )
     if reason == "unknown_model":
         return f"check {role}.model: the endpoint does not serve '{spec.model}'"
-    openai_instead = f'model = "openai/{name}" with api_base = "{host or "http://HOST:PORT"}/v1"'
-    if wire is ANTHROPIC and reason == "not_found":
-        return (
-            f"set {role}.api_base to the server's host (refed calls <host>{ANTHROPIC.path}, as LiteLLM does; a "
-            f"trailing /v1 is optional); a server that speaks only the OpenAI format takes {openai_instead}"
-        )
-    if wire is ANTHROPIC:
-        return (
-            f"the server likely speaks the OpenAI format: use {openai_instead}, or point api_base at the host of an "
-            "Anthropic Messages server"
-        )
-    if wire is OPENAI:
-        anthropic_instead = f'model = "anthropic/{name}" with api_base = "{host or "http://HOST:PORT"}"'
-        return (
-            f"set {role}.api_base to the server's OpenAI-compatible base, version path included (e.g. "
-            f"http://HOST:8000/v1; refed calls <api_base>{OPENAI.path}); an Anthropic Messages server takes "
-            f"{anthropic_instead}"
-        )
-    return f"check {role}.api_base and {role}.model against what the server serves"
+    fix = _format_fix(provider_for(spec.model), reason, role, _example_name(spec.model), host)
+    return fix or f"check {role}.api_base and {role}.model against what the server serves"
 
 
 def _what(reason: str, failure: Failure, spec: LMSpec) -> str:
-    wire = wire_of(spec.model)
+    wire = provider_for(spec.model).wire
     fmt = wire.name if wire is not None else f"{provider_of(spec.model)}'s"
     if reason == "wrong_format":
         return f"answered, but not in the {fmt} format (no text, no token usage)"
@@ -133,8 +142,7 @@ def explain(failure: Failure, spec: LMSpec, role: str, calls: int) -> str:
     if failure.reason == "unknown_provider":
         return (
             f"{role}.model = '{spec.model}' names no provider DSPy or LiteLLM knows: write it as provider/name "
-            "(openai/<name> for an OpenAI-compatible server such as vLLM, llama.cpp or SGLang; anthropic/<name>; "
-            "ollama_chat/<name>) (no LM call was made)"
+            f"({'; '.join(examples())}) (no LM call was made)"
         )
     url = call_url(spec.model, spec.primary_api_base)
     sent = f"stopped after {calls} LM request{'s' if calls != 1 else ''}" if calls else "no LM call was made"

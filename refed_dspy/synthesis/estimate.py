@@ -8,8 +8,8 @@ the adapter's own parser so that the next step gets inputs of the right shape. P
 with the model's tokenizer (LiteLLM's, offline); completion tokens are those of the made-up replies.
 
 Per stage, calls per reference (feedback), per unit (instruction synthesis) and per sample (respond,
-improve, critique) are scaled to the run's size. Where the provider caches prompt prefixes by itself (OpenAI,
-Azure), the prefix the walked prompts of one step share is counted as cached after the first call. The range
+improve, critique) are scaled to the run's size. Where the provider caches prompt prefixes by itself (its
+`prefix_cache`), the prefix the walked prompts of one step share is counted as cached after the first call. The range
 covers replies half as long to 1.6x as long, 10% of calls repaired, and (at the top) no cache hit at all.
 """
 
@@ -32,10 +32,11 @@ from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.clients.calls import CallTag, current_stage, stage
 from refed_dspy.clients.lm import price_of
-from refed_dspy.clients.spec import provider_of
 from refed_dspy.config import Config
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.methods import get_method
+from refed_dspy.providers.base import PrefixCache
+from refed_dspy.providers.registry import provider_for
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_references
@@ -46,9 +47,8 @@ from refed_dspy.synthesis.units import TASK_STAGES, feedback_record, parts_of
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
 _ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
 _ITEMS = 3
-_CACHE_MIN, _CACHE_STEP = 1024, 128
-_CACHING_PROVIDERS = ("openai", "azure")  # cache prompt prefixes without being asked (Anthropic needs cache_control)
 _LOW, _HIGH, _REPAIRS = 0.5, 1.6, 0.10
+_USUAL_CACHE = PrefixCache()  # from 1,024 tokens, in steps of 128
 _WORDS = ("plan", "data", "model", "step", "river", "value", "check", "table", "light", "order", "point", "field")
 
 
@@ -169,10 +169,10 @@ def common_prefix(texts: list[str]) -> str:
     return first[:n]
 
 
-def cacheable_tokens(prefix_tokens: int, min_tokens: int = _CACHE_MIN, step: int = _CACHE_STEP) -> int:
-    """Prompt tokens a provider that caches prompt prefixes automatically (OpenAI: from 1,024 tokens, in steps of
-    128) serves from its cache when a call shares `prefix_tokens` with an earlier one (pure)."""
-    return 0 if prefix_tokens < min_tokens else prefix_tokens // step * step
+def cacheable_tokens(prefix_tokens: int, cache: PrefixCache = _USUAL_CACHE) -> int:
+    """Prompt tokens a provider that caches prompt prefixes automatically (by `cache`'s rule; the usual one: from 1,024
+    tokens, in steps of 128) serves from its cache when a call shares `prefix_tokens` with an earlier one (pure)."""
+    return cache.cached(prefix_tokens)
 
 
 class _Walk:
@@ -330,7 +330,7 @@ def estimate(
     }
     price = price_of(config.teacher)
     factor = config.teacher.batch_price_factor
-    provider = provider_of(model)
+    cache = provider_for(model).prefix_cache  # None: nothing is cached unless asked
     stages: dict[str, dict[str, Any]] = {}
     for (work, stage_name), calls in tally.calls.items():
         per = len(calls) / walked[work]
@@ -338,9 +338,9 @@ def estimate(
         prompt = fmean(c[0] for c in calls) * n
         completion = fmean(c[1] for c in calls) * n
         cached = 0.0
-        if provider in _CACHING_PROVIDERS and len(calls) > 1:
+        if cache is not None and len(calls) > 1:
             shared = count_tokens(model, common_prefix(tally.prompts[(work, stage_name)]))
-            cached = cacheable_tokens(shared) * max(0.0, n - 1)
+            cached = cacheable_tokens(shared, cache) * max(0.0, n - 1)
         row = stages.setdefault(
             stage_name, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
         )

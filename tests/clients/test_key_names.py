@@ -11,7 +11,7 @@ import sys
 import textwrap
 import types
 
-from refed_dspy.clients.key_names import KEY_VARIABLES, LITELLM_VERSION, PROVIDERS
+from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS, LITELLM_VERSION
 
 
 def _litellm_key_variables(litellm, provider: str) -> tuple[str, ...]:
@@ -43,10 +43,10 @@ def test_the_table_is_litellms_own():
 
     providers = sorted(str(getattr(p, "value", p)) for p in litellm.provider_list)
     keys = {p: k for p in providers if (k := _litellm_key_variables(litellm, p))}
-    if set(providers) != PROVIDERS or keys != KEY_VARIABLES:
+    if set(providers) != LITELLM_PROVIDERS or keys != KEY_VARIABLES:
         raise AssertionError(
-            f"refed_dspy/clients/key_names.py was read from LiteLLM {LITELLM_VERSION}; LiteLLM {version('litellm')} "
-            f"differs (providers added {sorted(set(providers) - PROVIDERS)}, gone {sorted(PROVIDERS - set(providers))}; "
+            f"refed_dspy/providers/litellm_table.py was read from LiteLLM {LITELLM_VERSION}; LiteLLM {version('litellm')} "
+            f"differs (providers added {sorted(set(providers) - LITELLM_PROVIDERS)}, gone {sorted(LITELLM_PROVIDERS - set(providers))}; "
             f"key variables changed for {sorted(p for p in set(keys) | set(KEY_VARIABLES) if keys.get(p) != KEY_VARIABLES.get(p))}). "
             f"Put this in it, with LITELLM_VERSION = {version('litellm')!r}:\n{_table_text(providers, keys)}"
         )

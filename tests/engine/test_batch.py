@@ -402,7 +402,7 @@ def test_an_unreadable_provider_answer_stops_the_run_resumably(tmp_path, monkeyp
     from refed_dspy.engine import batch_api
     from refed_dspy.errors import RunAborted
 
-    real = batch_api.OpenAIBatches._view
+    real = batch_api.FileBatches._view
     broken = {"on": True}
 
     def view(self, b):
@@ -410,7 +410,7 @@ def test_an_unreadable_provider_answer_stops_the_run_resumably(tmp_path, monkeyp
             raise KeyError("request_counts")  # a provider that changed its format
         return real(self, b)
 
-    monkeypatch.setattr(batch_api.OpenAIBatches, "_view", view)
+    monkeypatch.setattr(batch_api.FileBatches, "_view", view)
     with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
         run = tmp_path / "run"
         cfg = load_config(None, batch_overrides(srv, run, 6))

@@ -31,7 +31,7 @@ _PROVIDER_NAMES = """
     typesafe v0 valkey vercel_ai_gateway vertex_ai vertex_ai_beta vllm volcengine voyage wally wandb watsonx
     watsonx_text xai xiaomi_mimo xinference zai zerogpu
 """
-PROVIDERS = frozenset(_PROVIDER_NAMES.split())
+LITELLM_PROVIDERS = frozenset(_PROVIDER_NAMES.split())
 
 # the variables LiteLLM reads a provider's key from (names ending _KEY or _TOKEN), for the providers that have one
 KEY_VARIABLES: dict[str, tuple[str, ...]] = {

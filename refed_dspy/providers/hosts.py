@@ -1,7 +1,7 @@
-"""Where a key is sent: the hosts of the providers' own endpoints, the host of an endpoint, and the hosts that are the
-user's own (loopback and private addresses, local names), where any key may go.
+"""Where a key is sent: the hosts of the providers' own endpoints (each provider's `hosts`), the host of an endpoint,
+and the hosts that are the user's own (loopback and private addresses, local names), where any key may go.
 
-Pure functions over our own tables: nothing here imports LiteLLM or reads the environment.
+Pure functions over the registered providers and LiteLLM's table: nothing here imports LiteLLM or reads the environment.
 """
 
 from __future__ import annotations
@@ -10,24 +10,9 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from refed_dspy.clients.key_names import KEY_VARIABLES
+from refed_dspy.providers.litellm_table import KEY_VARIABLES
+from refed_dspy.providers.registry import PROVIDERS
 
-# the hosts of providers' own endpoints (a name starting with "." is a domain: any host under it); the first plain
-# name is where the provider's calls go when no api_base is given
-PROVIDER_HOSTS: dict[str, tuple[str, ...]] = {
-    "openai": ("api.openai.com",),
-    "anthropic": ("api.anthropic.com",),
-    "azure": (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"),
-    "gemini": ("generativelanguage.googleapis.com",),
-    "mistral": ("api.mistral.ai",),
-    "groq": ("api.groq.com",),
-    "together_ai": ("api.together.xyz",),
-    "openrouter": ("openrouter.ai",),
-    "deepseek": ("api.deepseek.com",),
-    "xai": ("api.x.ai",),
-    "cohere": ("api.cohere.com", "api.cohere.ai"),
-    "fireworks_ai": ("api.fireworks.ai",),
-}
 _LOCAL_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa")
 _PARTS = re.compile(r"[-_]")
 
@@ -60,26 +45,36 @@ def _at(host: str, pattern: str) -> bool:
     return host == name or host.endswith("." + name)
 
 
+def provider_hosts() -> dict[str, tuple[str, ...]]:
+    """The hosts of each provider's own endpoints, by its name (those whose hosts refed knows)."""
+    return {p.name: p.hosts for p in PROVIDERS.values() if p.hosts}
+
+
 def host_provider(host: str) -> str | None:
     """The provider whose own endpoint `host` is (api.groq.com: groq; x.openai.azure.com: azure), None for any other
     host (a proxy, a gateway, a server of one's own)."""
-    for provider, hosts in PROVIDER_HOSTS.items():
+    for provider, hosts in provider_hosts().items():
         if any(_at(host, pattern) for pattern in hosts):
             return provider
     return None
 
 
 def family(provider: str) -> str:
-    """The provider whose hosts `provider`'s calls reach: itself, or the known provider its name is made of
-    (text-completion-openai and custom_openai: openai; cohere_chat: cohere; azure_ai: azure)."""
-    if provider in PROVIDER_HOSTS:
+    """The provider whose hosts `provider`'s calls reach: the one whose hosts refed knows that answers for the prefix,
+    else the one its name is made of (text-completion-openai and custom_openai: openai; azure_ai: azure), else
+    itself."""
+    known = provider_hosts()
+    owner = PROVIDERS.for_prefix(provider)
+    if owner is not None and owner.name in known:
+        return owner.name
+    if provider in known:
         return provider
-    return next((part for part in _PARTS.split(provider) if part in PROVIDER_HOSTS), provider)
+    return next((part for part in _PARTS.split(provider) if part in known), provider)
 
 
 def hosts_known(provider: str) -> bool:
-    """Whether refed knows where `provider`'s own endpoints are (PROVIDER_HOSTS, by its family)."""
-    return family(provider) in PROVIDER_HOSTS
+    """Whether refed knows where `provider`'s own endpoints are (its family's `hosts`)."""
+    return family(provider) in provider_hosts()
 
 
 def one_party(a: str, b: str) -> bool:
@@ -93,4 +88,4 @@ def one_party(a: str, b: str) -> bool:
 def default_host(provider: str) -> str | None:
     """Where `provider`'s calls go when no api_base is given, where refed knows it (None for Azure: a resource of
     one's own)."""
-    return next((h for h in PROVIDER_HOSTS.get(family(provider), ()) if not h.startswith(".")), None)
+    return next((h for h in provider_hosts().get(family(provider), ()) if not h.startswith(".")), None)

@@ -1,0 +1,244 @@
+"""What refed knows of one provider: the `Provider` object, and the parts it is made of.
+
+A provider is what a model string's prefix names (`anthropic/claude-haiku-4-5`: LiteLLM's provider `anthropic`). Its
+object says which prefixes it answers for, which hosts are its own and which variables hold its keys, how its
+`api_base` is written and where a chat call goes, the request format it speaks (`Wire`), the part of JSON Schema its
+structured outputs take (`Dialect`), its batch API (`BatchAPI`) and whether it caches prompt prefixes by itself
+(`PrefixCache`). The package's other modules ask the object; none of them names a provider.
+
+Pure data and pure functions: nothing here reads the environment, imports LiteLLM or makes a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from refed_dspy.providers.litellm_table import KEY_VARIABLES
+
+# the JSON Schema keywords that bound a value (our schemas carry each of them where a type says so)
+BOUNDS = frozenset(
+    {
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+    }
+)
+
+
+def provider_of(model: str) -> str:
+    """The provider prefix of a DSPy/LiteLLM model string ('openai' when it has none, as LiteLLM assumes)."""
+    return model.split("/", 1)[0] if "/" in model else "openai"
+
+
+@dataclass(frozen=True, eq=False)
+class Wire:
+    """A request format.
+
+    Attributes:
+        name: the format's name in messages ('OpenAI chat completions').
+        family: the short name of who speaks it ('OpenAI': 'the server's OpenAI-compatible base').
+        path: what a chat call appends to an `api_base` in its provider's form.
+        reach: how a config reaches a server of this format, with `{name}` and `{host}` to fill in.
+        usage: (prompt, completion, cached) tokens of a reply's `usage` object, counted as DSPy counts an online
+            reply of this format.
+    """
+
+    name: str
+    family: str
+    path: str
+    reach: str
+    usage: Callable[[Mapping[str, Any]], tuple[int, int, int]]
+
+    def tokens(self, body: Any) -> tuple[int, int, int]:
+        """(prompt, completion, cached) tokens of a reply body of this format ((0, 0, 0) for one without usage)."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        return self.usage(usage if isinstance(usage, Mapping) else {})
+
+
+@dataclass(frozen=True, eq=False)
+class Dialect:
+    """The part of JSON Schema a provider's structured-output mode takes in `response_format`.
+
+    Attributes:
+        name: what `schema_dialect` says in a config.
+        dropped: the bounds it does not take: they are moved into the property's description.
+        kept: of those, values it takes all the same ({"minItems": (0, 1)}).
+        why: why a model of its provider gets it, for the adapter choice's reason.
+        shown: the provider puts the schema in front of the model (billed as input), so a prompt need not repeat the
+            types and bounds it states.
+        json_object: the provider takes `response_format = {"type": "json_object"}`.
+        rank: where it is listed (lower first).
+    """
+
+    name: str
+    dropped: frozenset[str] = frozenset()
+    kept: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    why: str = ""
+    shown: bool = False
+    json_object: bool = True
+    rank: int = 50
+
+    def drops(self, key: str, value: Any) -> bool:
+        """The schema keyword `key` with `value` goes into the description rather than the schema."""
+        return key in self.dropped and value not in self.kept.get(key, ())
+
+
+FULL = Dialect("full", rank=0)  # grammar servers: every bound is enforced
+MINIMAL = Dialect("minimal", BOUNDS, rank=99)  # a provider whose bounds are unknown: none are sent
+
+
+@dataclass(frozen=True, eq=False)
+class BatchAPI:
+    """A provider's batch API, as the engine's batch clients (refed_dspy.engine.batch_api) need it.
+
+    Attributes:
+        name: how a run dir's batch store names the API a batch went to, and how messages name it.
+        protocol: `files` (the requests go up as a JSONL file a batch is then made of) or `inline` (they go in the
+            request that makes the batch).
+        wire: the format of its requests and of the answers it holds.
+        max_requests: requests per batch at most.
+        max_bytes: bytes per batch at most.
+        line_url: `files`: the URL each line of the file names.
+        error_status: `inline`: the HTTP status an errored request's error type stands for.
+    """
+
+    name: str
+    protocol: str
+    wire: Wire
+    max_requests: int
+    max_bytes: int
+    line_url: str = ""
+    error_status: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrefixCache:
+    """A provider that serves the prompt prefix a call shares with earlier ones from its cache without being asked:
+    once the prefix is `min_tokens` long, in steps of `step` tokens."""
+
+    min_tokens: int = 1024
+    step: int = 128
+
+    def cached(self, prefix_tokens: int) -> int:
+        """Prompt tokens served from the cache for a call sharing `prefix_tokens` with an earlier one (pure)."""
+        return 0 if prefix_tokens < self.min_tokens else prefix_tokens // self.step * self.step
+
+
+@dataclass(frozen=True, eq=False)
+class Provider:
+    """What refed knows of one provider. A provider file makes one for each provider of its family and registers it
+    (`PROVIDERS.register`); a subclass overrides the methods where its provider differs.
+
+    Attributes:
+        name: its registry name (`provider_named`), LiteLLM's name for it.
+        title: how messages name it ('Azure OpenAI').
+        prefixes: the model prefixes it answers for (`provider_for`); none for a server reached through another
+            provider's prefix.
+        rank: where it is listed (lower first).
+        example: how the message for a model of no known provider shows it ('anthropic/<name>'); '' for none.
+        hosts: the hosts of its own endpoints (a name starting with '.' is a domain: any host under it); the first
+            plain name is where its calls go when no api_base is given. Its key goes to no other provider's.
+        keyless: a local server: it needs no key.
+        wire: the request format of its chat calls, where refed knows it.
+        default_base: its own `api_base`, where refed knows it.
+        base_form: how its `api_base` is written, as LiteLLM takes it: `versioned` (with the version path,
+            http://localhost:8000/v1) or `host` (http://localhost:8000).
+        base_suffixes: trailing paths dropped from an api_base, so that either spelling works.
+        native_path: what DSPy's own client (lm15) needs after an api_base in its form.
+        api_base_hint: what an api_base of it names, where it has no endpoint of its own.
+        dialect: the part of JSON Schema its structured outputs take.
+        grammar: its servers compile the whole schema into a decoding grammar: every bound is enforced.
+        schema_table: LiteLLM's model table says, model by model, whether it enforces a response schema.
+        batch: its batch API, if refed can use one.
+        prefix_cache: how it caches prompt prefixes by itself, if it does.
+    """
+
+    name: str
+    title: str = ""
+    prefixes: tuple[str, ...] = ()
+    rank: int = 100
+    example: str = ""
+    hosts: tuple[str, ...] = ()
+    keyless: bool = False
+    wire: Wire | None = None
+    default_base: str | None = None
+    base_form: str = "versioned"
+    base_suffixes: tuple[str, ...] = ()
+    native_path: str = ""
+    api_base_hint: str = ""
+    dialect: Dialect = MINIMAL
+    grammar: bool = False
+    schema_table: bool = False
+    batch: BatchAPI | None = None
+    prefix_cache: PrefixCache | None = None
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", self.name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    @property
+    def key_variables(self) -> tuple[str, ...]:
+        """The variables LiteLLM reads its key from, prefix by prefix (refed_dspy.providers.litellm_table)."""
+        names = (name for prefix in (self.name, *self.prefixes) for name in KEY_VARIABLES.get(prefix, ()))
+        return tuple(dict.fromkeys(names))
+
+    def host_form(self, api_base: str) -> str:
+        """`api_base` as LiteLLM takes it for this provider: without a trailing slash, and without a trailing path of
+        `base_suffixes`."""
+        base = api_base.strip().rstrip("/")
+        for suffix in self.base_suffixes:
+            if base.endswith(suffix):
+                return base[: -len(suffix)]
+        return base
+
+    def native_base(self, api_base: str) -> str:
+        """The base DSPy's own client (lm15) is given for `api_base`."""
+        return self.host_form(api_base) + self.native_path
+
+    def call_url(self, model: str, api_base: str | None) -> str:
+        """The URL a chat call of `model` goes to with `api_base` (unset: the provider's own); where refed does not
+        know the format or the default endpoint, `api_base` itself (or '<prefix>'s default endpoint')."""
+        base = api_base or self.default_base
+        if self.wire is None or base is None:
+            return api_base or f"{provider_of(model)}'s default endpoint"
+        return self.host_form(base) + self.wire.path
+
+    def schema_dialect(self, model: str, api_base: str | None) -> tuple[Dialect, str]:
+        """The schema dialect of `model` at `api_base`, and why."""
+        prefix = provider_of(model)
+        if self.grammar:
+            return FULL, f"{prefix} compiles the whole schema into a grammar"
+        if self.dialect is not MINIMAL:
+            return self.dialect, self.dialect.why
+        return MINIMAL, f"provider '{prefix}': which bounds it takes is unknown, so none are sent"
+
+    def batch_base(self, api_base: str | None) -> str:
+        """The base URL of its batch API, for the config's `api_base` (None: its own endpoint)."""
+        return self.native_base(api_base or self.default_base or "")
+
+    def batch_headers(self, key: str | None) -> dict[str, str]:
+        """The headers that carry `key` to its batch API."""
+        return {"Authorization": f"Bearer {key or 'unused'}"}
+
+    def batch_query(self, api_version: str | None) -> str:
+        """The query string each batch API request carries ('' for none)."""
+        return ""
+
+    def batch_body(self, model: str) -> dict[str, Any]:
+        """What to change in a role's section for the body of a batch request to be built as the batch API takes it
+        ({}: as for an online call)."""
+        return {}

@@ -1,0 +1,91 @@
+"""OpenAI, whose chat format most servers speak (the compatible ones are in openai_compatible.py).
+
+Its `api_base` carries the version path (https://api.openai.com/v1; a chat call appends /chat/completions). Its
+strict structured outputs take no string lengths; a server of one's own reached as `openai/<name>` at another host
+(llama.cpp, vLLM, SGLang) compiles the whole schema into a grammar instead. Its Batch API takes a JSONL file of
+requests (Files + Batches) at half the price; it caches prompt prefixes by itself from 1,024 tokens, in steps of 128.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from refed_dspy.providers.base import FULL, BatchAPI, Dialect, PrefixCache, Provider, Wire
+from refed_dspy.providers.registry import PROVIDERS
+
+
+def _usage(usage: Mapping[str, Any]) -> tuple[int, int, int]:
+    """A chat completion's usage: its prompt tokens include the cached ones."""
+    details = usage.get("prompt_tokens_details") or {}
+    return (
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+        int(details.get("cached_tokens") or 0),
+    )
+
+
+CHAT = Wire(
+    name="OpenAI chat completions",
+    family="OpenAI",
+    path="/chat/completions",
+    reach='model = "openai/{name}" with api_base = "{host}/v1"',
+    usage=_usage,
+)
+STRICT = Dialect(
+    "openai",
+    frozenset({"minLength", "maxLength", "uniqueItems"}),
+    why="OpenAI's strict mode takes no string-length bounds",
+    shown=True,
+    rank=10,
+)
+FILES_AND_BATCHES = BatchAPI(
+    name="openai",
+    protocol="files",
+    wire=CHAT,
+    max_requests=50_000,
+    max_bytes=190 * 1024 * 1024,  # the limit is 200 MB; some room for multipart framing
+    line_url="/v1/chat/completions",
+)
+
+
+class OpenAIProvider(Provider):
+    """OpenAI: at an api_base of another host, the model string reaches a server of one's own in OpenAI's format."""
+
+    def schema_dialect(self, model: str, api_base: str | None) -> tuple[Dialect, str]:
+        host = (urlparse(api_base).hostname or "") if api_base else ""
+        if api_base and not host.endswith("openai.com"):
+            return (
+                FULL,
+                f"an OpenAI-compatible server at {host or api_base} (llama.cpp, vLLM, SGLang enforce every bound)",
+            )
+        return super().schema_dialect(model, api_base)
+
+
+OPENAI = PROVIDERS.register(
+    OpenAIProvider(
+        name="openai",
+        title="OpenAI",
+        prefixes=("openai",),
+        rank=1,
+        example="openai/<name> for an OpenAI-compatible server such as vLLM, llama.cpp or SGLang",
+        hosts=("api.openai.com",),
+        wire=CHAT,
+        default_base="https://api.openai.com/v1",
+        dialect=STRICT,
+        schema_table=True,
+        batch=FILES_AND_BATCHES,
+        prefix_cache=PrefixCache(min_tokens=1024, step=128),
+    )
+)
+# OpenAI's completions endpoint (not chat): its structured outputs are OpenAI's; its key and hosts OpenAI's (by name)
+TEXT_COMPLETION = PROVIDERS.register(
+    Provider(
+        name="text-completion-openai",
+        title="OpenAI text completions",
+        prefixes=("text-completion-openai",),
+        rank=8,
+        dialect=STRICT,
+    )
+)

@@ -1,0 +1,124 @@
+"""The registry of providers: `PROVIDERS`, filled by the provider files as the package loads, and the questions asked
+of it (`provider_for` a model string, `provider_named` a name, the batch APIs, the schema dialects)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from refed_dspy.providers.base import FULL, MINIMAL, BatchAPI, Dialect, Provider, Wire, provider_of
+from refed_dspy.registry import Registry
+
+
+class ProviderRegistry(Registry[Provider]):
+    """Providers by name, and by the model prefixes they answer for (a prefix belongs to one provider)."""
+
+    def __init__(self) -> None:
+        super().__init__("provider", "provider")
+        self._by_prefix: dict[str, Provider] = {}
+        self.version = 0  # changes with every registration: what is derived from the registry is made again
+
+    def register(self, entry: Any) -> Any:
+        """Add a Provider under its name and its prefixes; returns it. A prefix another provider holds is refused (and
+        a name, as in every registry)."""
+        taken = {p: self._by_prefix[p].name for p in entry.prefixes if p in self._by_prefix}
+        clash = next((p for p, owner in taken.items() if owner != entry.name), None)
+        if clash is not None:
+            raise ValueError(f"model prefix '{clash}' is registered already (by provider '{taken[clash]}')")
+        super().register(entry)
+        self._forget_prefixes(entry.name)
+        self._by_prefix.update(dict.fromkeys(entry.prefixes, entry))
+        self.version += 1
+        return entry
+
+    def unregister(self, name: str) -> None:
+        self._forget_prefixes(name)
+        super().unregister(name)
+        self.version += 1
+
+    def _forget_prefixes(self, name: str) -> None:
+        """Forget the prefixes of the provider called `name`."""
+        self._by_prefix = {p: held for p, held in self._by_prefix.items() if held.name != name}
+
+    def for_prefix(self, prefix: str) -> Provider | None:
+        """The provider that answers for model prefix `prefix`, if one is registered."""
+        return self._by_prefix.get(prefix)
+
+
+PROVIDERS = ProviderRegistry()
+T = TypeVar("T")
+
+
+def _derived(make: Callable[[], T]) -> Callable[[], T]:
+    """`make()`, made again only when a provider was registered or unregistered since (its callers are hot paths: a
+    prompt's formatting asks its dialect, a batch summary each answer's API)."""
+    held: dict[int, T] = {}
+
+    @functools.wraps(make)
+    def derived() -> T:
+        if PROVIDERS.version not in held:
+            held.clear()
+            held[PROVIDERS.version] = make()
+        return held[PROVIDERS.version]
+
+    return derived
+
+
+@functools.lru_cache(maxsize=64)
+def _unknown(prefix: str) -> Provider:
+    return Provider(name=prefix, prefixes=(prefix,))
+
+
+def provider_for(model: str) -> Provider:
+    """The provider of a DSPy/LiteLLM model string, by its prefix (a bare name: OpenAI, as LiteLLM assumes). A prefix
+    no provider file registers gets a Provider that knows nothing but its name: no wire, no hosts, the minimal schema
+    dialect, no batch API, its key variables from LiteLLM's table."""
+    prefix = provider_of(model)
+    return PROVIDERS.for_prefix(prefix) or _unknown(prefix)
+
+
+def provider_named(name: str) -> Provider:
+    """The registered provider called `name`; ConfigError naming the registered ones otherwise."""
+    return PROVIDERS.get(name)
+
+
+@_derived
+def batch_apis() -> MappingProxyType[str, BatchAPI]:
+    """Every batch API a registered provider has, by its name (the first provider's, by rank, where two share one)."""
+    out: dict[str, BatchAPI] = {}
+    for provider in PROVIDERS.values():
+        if provider.batch is not None:
+            out.setdefault(provider.batch.name, provider.batch)
+    return MappingProxyType(out)
+
+
+def batch_titles() -> list[str]:
+    """The titles of the providers refed can send batches to, by rank."""
+    return [p.title for p in PROVIDERS.values() if p.batch is not None]
+
+
+@_derived
+def dialects() -> MappingProxyType[str, Dialect]:
+    """Every schema dialect, by name, listed by rank: full, the registered providers' own, minimal."""
+    found = [FULL, MINIMAL, *(p.dialect for p in PROVIDERS.values())]
+    return MappingProxyType({d.name: d for d in sorted(dict.fromkeys(found), key=lambda d: (d.rank, d.name))})
+
+
+def dialect_named(name: str) -> Dialect:
+    """The schema dialect called `name`; ValueError naming the known ones otherwise."""
+    known = dialects()
+    if name not in known:
+        raise ValueError(f"unknown schema dialect '{name}'; known: {', '.join(known)}")
+    return known[name]
+
+
+def wires() -> list[Wire]:
+    """Every request format a registered provider speaks, by the rank of its first provider."""
+    return list(dict.fromkeys(p.wire for p in PROVIDERS.values() if p.wire is not None))
+
+
+def examples() -> list[str]:
+    """How the message for a model of no known provider shows the known ones, by rank."""
+    return [p.example for p in PROVIDERS.values() if p.example]
