@@ -15,7 +15,7 @@ it stops the optimization.
 A prediction that copies its example's reference scores 0 before any judge call is paid, with feedback naming the
 copy (what GEPA reflects on): its response against the reference's response (respond target), each instruction
 against the reference's instruction (instructions), each sample's instruction and final response (pipeline), by
-ROUGE-L or by long runs found word for word (refed_dspy.closeness; `optimize.copy_threshold`, 0.8). The program is shown
+ROUGE-L or by long runs found word for word (refed_dspy.closeness; `quality.copy_threshold`, 0.8). The program is shown
 the reference pair, and a judge reads a copy of a curated answer as an excellent one: without this, an optimizer
 could learn to copy. Copies are counted apart from judge failures (`failure_summary()["copies"]`).
 """
@@ -457,7 +457,7 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
     criteria and the optimize section's weights and threshold.
 
     Args:
-        config: the Config whose [judge], [judging] and [optimize] the metric follows (`optimize.copy_threshold`: a
+        config: the Config whose [judge], [judging] and [optimize] the metric follows (`quality.copy_threshold`: a
             prediction that copies its reference scores 0 unjudged; not checked for a method that rewrites its
             reference, reflection).
         target: respond, instructions or pipeline (see TARGETS); None: optimize.target.
@@ -475,7 +475,7 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
     judge = judge or build_lm(config.judge, "judge")
     adapter = build_adapter(config.judge)
     # a method that rewrites its reference (reflection) is meant to stay close to it
-    copies = None if rewrites_reference(config.synthesis.method) else opt.copy_threshold
+    copies = None if rewrites_reference(config.synthesis.method) else config.quality.copy_threshold
     if target == "instructions":
         return InstructionMetric(
             judge,

@@ -195,13 +195,6 @@ class ReportConfig(Section):
     )
     rouge_sample: int = Field(200, gt=1, description="Instructions sampled for the mean pairwise ROUGE-L.")
     seed: int = Field(0, description="Seed for the report's samples.")
-    copy_threshold: float = Field(
-        COPY_THRESHOLD,
-        gt=0,
-        le=1,
-        description="Closeness to its own reference at or above which the report counts a sample as a copy (ROUGE-L, "
-        "or the share of words in runs of 8+ words found word for word in the other; refed_dspy.closeness).",
-    )
 
 
 class QualityConfig(Section):
@@ -225,6 +218,17 @@ class QualityConfig(Section):
     )
     check_responses: bool = Field(
         False, description="Check each sample's final response against the prompts too, not only its instruction."
+    )
+    copy_threshold: float | None = Field(
+        COPY_THRESHOLD,
+        gt=0,
+        le=1,
+        description="Closeness to its own reference at or above which a sample is a copy of it: its ROUGE-L, or the "
+        "share of its words (or the reference's) in runs of 8+ words found word for word in the other "
+        "(refed_dspy.closeness). The report counts and shows such samples, the viewer marks them, the reference_copy "
+        "filter removes them (unless given a threshold of its own), and the optimize metric scores a prediction that "
+        "copies its reference 0 with no judge call (a judge sees a polished answer in a copy: an optimizer could learn "
+        "to copy). Unset: the metric checks nothing; the report, viewer and filter take 0.8.",
     )
 
     @field_validator("benchmarks", mode="before")
@@ -281,15 +285,6 @@ class OptimizeConfig(Section):
         ge=0,
         le=1,
         description="Weight of the improvement's win over the draft in the metric (the rest is the normalized rubric score).",
-    )
-    copy_threshold: float | None = Field(
-        COPY_THRESHOLD,
-        gt=0,
-        le=1,
-        description="A prediction whose response (or instruction, for the instructions and pipeline targets) copies its "
-        "example's reference scores 0, with feedback saying so and no judge call: closeness at or above this, by ROUGE-L "
-        "or the share of words in runs of 8+ words found word for word in the other (refed_dspy.closeness). A judge "
-        "sees a polished answer in a copy, so an optimizer could learn to copy; unset: no check.",
     )
     novelty_weight: float = Field(
         0.3,

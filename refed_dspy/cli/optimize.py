@@ -36,7 +36,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     if failures.get("copies"):
         print(
             f"copies: {failures['copies']} of {failures['calls']} predictions copied their reference and scored 0 "
-            "unjudged (optimize.copy_threshold)"
+            "unjudged (quality.copy_threshold)"
         )
     kept = kept_line(result.extra)
     if kept:

@@ -23,7 +23,7 @@ def baseline_key(cfg: Config) -> str:
         "judge": cfg.judge.model_dump(mode="json"),
         "criteria": cfg.judging.criteria,
         "weights": weights,
-        "copy_threshold": cfg.optimize.copy_threshold,  # a copy of the reference scores 0 unjudged
+        "copy_threshold": cfg.quality.copy_threshold,  # a copy of the reference scores 0 unjudged
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 

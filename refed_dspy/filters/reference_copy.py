@@ -80,12 +80,13 @@ class ReferenceCopy(Filter):
 
     rank = 6
     name: Literal["reference_copy"] = Field("reference_copy", description="This filter's name.")
-    threshold: float = Field(
-        COPY_THRESHOLD,
+    threshold: float | None = Field(
+        None,
         gt=0,
         le=1,
         description="Closeness to the reference at or above which a sample is a copy: its ROUGE-L F1, or the share of "
-        "its words (or of the reference's) in runs of span_words+ words found word for word in the other.",
+        "its words (or of the reference's) in runs of span_words+ words found word for word in the other. Unset: "
+        "the run's quality.copy_threshold (0.8 by default).",
     )
     field: Literal["instruction", "response", "both"] = Field(
         "both", description="What is compared with the reference's: the instruction, the final response, or both."
@@ -100,8 +101,12 @@ class ReferenceCopy(Filter):
         return copy
 
     def configured(self, config: Any) -> ReferenceCopy:
-        """This filter with the references `config`'s [seeds] names (SeedError when they cannot be read)."""
-        return self.with_references(seed_references(config.seeds))
+        """This filter with the references `config`'s [seeds] names (SeedError when they cannot be read), and its
+        threshold, when it has none of its own, `config`'s quality.copy_threshold."""
+        own = (
+            self if self.threshold is not None else self.model_copy(update={"threshold": config.quality.copy_threshold})
+        )
+        return own.with_references(seed_references(config.seeds))
 
     def apply(self, samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:
         if self._references is None:
@@ -109,4 +114,5 @@ class ReferenceCopy(Filter):
                 "filter reference_copy needs the samples' references: run it with `refed filter`, or in Python give "
                 "them with .with_references({reference_id: (instruction, response)}) or .configured(config)"
             )
-        return reference_copy(samples, self._references, self.threshold, self.field, self.span_words)
+        threshold = self.threshold or COPY_THRESHOLD
+        return reference_copy(samples, self._references, threshold, self.field, self.span_words)

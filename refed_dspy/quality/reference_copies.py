@@ -12,7 +12,7 @@ import html
 from collections import Counter
 from typing import Any
 
-from refed_dspy.closeness import SPAN_WORDS
+from refed_dspy.closeness import COPY_THRESHOLD, SPAN_WORDS
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import ConfigError, SeedError
 from refed_dspy.filters.reference_copy import PARTS, References, sample_closeness, seed_references
@@ -106,7 +106,7 @@ def _example(sample: dict[str, Any], ref: tuple[str, str], measured: dict, thres
 
 def reference_copies(rundir: RunDir, config: Config, samples: list[dict[str, Any]]) -> dict[str, Any]:
     """The block for a run dir; when its seeds cannot be read here, a block that says why (the report goes on)."""
-    threshold = config.report.copy_threshold
+    threshold = config.quality.copy_threshold or COPY_THRESHOLD
     try:
         references = run_references(rundir, config)
     except (SeedError, ConfigError, OSError) as err:

@@ -483,7 +483,7 @@ class Report(Result):
     reference_copies: dict[str, Any] = Field(
         default_factory=dict,
         description="How close each sample is to its own reference: distributions, the copies at or over "
-        "report.copy_threshold, the closest samples beside their references (refed_dspy.quality.reference_copies).",
+        "quality.copy_threshold, the closest samples beside their references (refed_dspy.quality.reference_copies).",
     )
     html: str = Field("", exclude=True, description="Where report.html was written.")
     images: list[str] = Field(default_factory=list, exclude=True, description="The figures drawn in it.")

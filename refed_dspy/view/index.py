@@ -96,10 +96,10 @@ class RunIndex:
         return self._references
 
     def copy_threshold(self) -> float:
-        """The run's report.copy_threshold (its default when the run's config cannot be read here)."""
+        """The run's quality.copy_threshold (its default when unset, or when the run's config cannot be read here)."""
         if self._copy_threshold is None:
             try:
-                self._copy_threshold = run_config(self.rundir).report.copy_threshold
+                self._copy_threshold = run_config(self.rundir).quality.copy_threshold or COPY_THRESHOLD
             except Exception:  # noqa: BLE001 - the page shows the figures against the default
                 self._copy_threshold = COPY_THRESHOLD
         return self._copy_threshold

@@ -78,7 +78,7 @@ def test_a_response_that_copies_its_reference_fails_unjudged_with_feedback_namin
 def test_unset_or_a_rewriting_method_judges_a_copy(server_factory, tmp_path):
     srv = server_factory()
     copy = dspy.Prediction(response=ANSWER, improved_response=REF.response)
-    for i, more in enumerate((["optimize.copy_threshold=none"], ["synthesis.method='reflection'"])):
+    for i, more in enumerate((["quality.copy_threshold=none"], ["synthesis.method='reflection'"])):
         metric = make_metric(config(srv, tmp_path, *more), "respond")
         before = srv.state.count
         metric(example(f"{NEW} ({i})"), copy)  # another instruction each time: the judge's cache does not answer
@@ -134,6 +134,6 @@ def test_an_experiments_test_scoring_fails_a_copy_unjudged(server_factory, tmp_p
 
 def test_a_baseline_scored_with_another_copy_threshold_is_another_baseline(server_factory, tmp_path):
     srv = server_factory()
-    keys = {baseline_key(config(srv, tmp_path, *more)) for more in ([], ["optimize.copy_threshold=0.9"])}
-    keys.add(baseline_key(config(srv, tmp_path, "optimize.copy_threshold=none")))
+    keys = {baseline_key(config(srv, tmp_path, *more)) for more in ([], ["quality.copy_threshold=0.9"])}
+    keys.add(baseline_key(config(srv, tmp_path, "quality.copy_threshold=none")))
     assert len(keys) == 3
