@@ -8,7 +8,6 @@ its filter_summary.json records it), else the config's `[quality] benchmarks`; n
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -123,60 +122,16 @@ def contamination_lines(block: dict[str, Any]) -> list[str]:
     ]
 
 
-def _text_cell(label: str, text: str) -> str:
-    return f"<div><div class='muted'>{html.escape(label)}</div><div class='text'>{html.escape(text)}</div></div>"
-
-
-def contamination_html(block: dict[str, Any]) -> str:
-    """The report's section: the benchmarks checked and, side by side, each matched sample and its prompt."""
+def contamination_section(block: dict[str, Any]) -> dict[str, Any]:
+    """What report.html's section shows (quality/templates/report_contamination.html): the block, how it was checked,
+    and the matched pairs shown (the first PAIRS_SHOWN); an empty block (no figures): no section."""
     if not block:
-        return ""
-    body = []
-    if not block.get("checked"):
-        body.append(
-            "<p>Not checked against evaluation benchmarks: set <code>[quality] benchmarks</code> "
-            "(AlpacaEval 2.0, Arena-Hard, MT-Bench, IFEval, or a file of prompts).</p>"
-        )
-        if block.get("removed"):
-            body.append(f"<p>The decontaminate filter removed {block['removed']} samples.</p>")
-    else:
-        body.append(f"<p>{html.escape(_how(block))}.</p>")
-        head = "".join(
-            f"<th>{c}</th>"
-            for c in ("benchmark", "source", "prompts", "samples matching", "share of samples", "removed")
-        )
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(b[k]))}</td>"
-                for k in ("name", "source", "prompts", "matched", "share", "removed")
-            )
-            + "</tr>"
-            for b in block["benchmarks"]
-        )
-        body.append(f"<table><tr>{head}</tr>{rows}</table>")
-        pairs = block["pairs"][:PAIRS_SHOWN]
-        if pairs:
-            shown = f"{len(pairs)} of {block['pairs_total']}" if block["pairs_total"] > len(pairs) else len(pairs)
-            body.append(
-                f"<h3>Matched pairs ({shown})</h3>"
-                "<p class='muted'>Left: the sample's text. Right: the benchmark prompt it matches.</p>"
-            )
-            for p in pairs:
-                how = "same text" if p["how"] == "exact" else f"{p['overlap']:.0%} of {block['ngram']}-grams shared"
-                body.append(
-                    "<div class='sample' style='display:grid;grid-template-columns:1fr 1fr;gap:1em'>"
-                    + _text_cell(f"{p['sample_id']} · {p['field']}", p["text"])
-                    + _text_cell(f"{p['benchmark']} · {how}", p["prompt"])
-                    + "</div>"
-                )
-        else:
-            body.append("<p>No sample matches a benchmark prompt.</p>")
-    return (
-        "<section id='contamination' style='margin-top:1em'><h2>Benchmark contamination</h2>"
-        + "".join(body)
-        + "</section>"
-    )
+        return {"block": {}}
+    return {
+        "block": block,
+        "how": _how(block) if block.get("checked") else None,
+        "pairs": block["pairs"][:PAIRS_SHOWN] if block.get("checked") else [],
+    }
 
 
 def card_lines(block: dict[str, Any]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,15 +10,12 @@ from pydantic import Field
 
 from refed_dspy.config import Config, run_config
 from refed_dspy.errors import RunDirError
-from refed_dspy.quality.contamination import contamination_html, contamination_lines, contamination_of
+from refed_dspy.pages import number
+from refed_dspy.quality.contamination import contamination_lines, contamination_of
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
-from refed_dspy.quality.near_duplicate_report import (
-    near_duplicate_block,
-    near_duplicate_html,
-    near_duplicate_line,
-    settings_of,
-)
-from refed_dspy.quality.reference_copies import copies_html, copies_line, reference_copies
+from refed_dspy.quality.near_duplicate_report import near_duplicate_block, near_duplicate_line, settings_of
+from refed_dspy.quality.reference_copies import copies_line, reference_copies
+from refed_dspy.quality.report_page import render_html
 from refed_dspy.quality.report_plots import plots
 from refed_dspy.quality.report_stats import (
     cost_by_stage,
@@ -138,193 +134,6 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
     }
 
 
-# ---- rendering -----------------------------------------------------------------------------------
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 100 else f"{v:,.1f}"
-    return html.escape(str(v))
-
-
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _kv(d: dict[str, Any]) -> str:
-    return _table([{"name": k, "value": v} for k, v in d.items()], ["name", "value"])
-
-
-def _img(images: dict[str, str], key: str) -> str:
-    return f'<img alt="{key}" src="data:image/png;base64,{images[key]}">' if key in images else ""
-
-
-def _tile(label: str, value: Any, note: str = "") -> str:
-    return (
-        f"<div class='tile'><div class='v'>{_fmt(value)}</div><div class='l'>{html.escape(label)}</div>"
-        + (f"<div class='n'>{html.escape(note)}</div>" if note else "")
-        + "</div>"
-    )
-
-
-def _cards(title: str, cards: list[dict[str, Any]]) -> str:
-    if not cards:
-        return ""
-    out = [f"<h3>{html.escape(title)}</h3>"]
-    for c in cards:
-        figure = f"score {c['score']}" if c["score"] is not None else f"{c['changed']:.0%} of words changed"
-        out.append(
-            f"<div class='sample'><div class='muted'>{html.escape(c['id'])} · {figure}</div>"
-            f"<b>{html.escape(c['instruction'][:400])}</b><div class='text'>{html.escape(c['response'][:1200])}"
-            f"{' [...]' if len(c['response']) > 1200 else ''}</div></div>"
-        )
-    return "".join(out)
-
-
-def _section(anchor: str, title: str, *body: str) -> str:
-    return f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{''.join(body)}</section>"
-
-
-def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
-    """The whole report as one HTML document with inline images and styles (it renders offline)."""
-    j, y, c = stats["judge"], stats["yield"], stats["counts"]
-    cost = stats["cost_usd"]
-    total_cost = None if cost["synthesis"] is None else cost["synthesis"] + (cost["judge"] or 0.0)
-    head = [
-        f"<h1>Dataset report</h1><p class='muted'>{html.escape(stats['run_dir'])} · method "
-        f"<b>{html.escape(str(stats['method']))}</b> · teacher <b>{html.escape(str(stats['teacher']))}</b>"
-        f"{' · judge <b>' + html.escape(str(j.get('judge'))) + '</b>' if j.get('judge') else ''}</p>"
-    ]
-    if stats.get("incomplete"):
-        head.append(f"<p class='failed'><b>Incomplete data:</b> {html.escape(stats['incomplete'])}.</p>")
-    mixed = mixed_line(stats.get("teachers"))
-    if mixed:
-        head.append(f"<p class='failed'><b>Mixed teachers:</b> {html.escape(mixed)}.</p>")
-    if j.get("self_preference"):
-        line = self_preference_line(j["self_preference_model"])
-        head.append(f"<p class='failed' id='self-preference'><b>Self-preference:</b> {html.escape(line)}.</p>")
-    head.append(
-        "<div class='tiles'>"
-        + "".join(
-            [
-                _tile("samples", c["samples"], f"from {c['references_used']} references"),
-                _tile("rejects", c["rejects"]),
-                _tile("judged", c["judged"], f"{c['judge_failed']} failed" if c["judge_failed"] else ""),
-                _tile("mean judge score", j.get("mean_score"), "1-10"),
-                _tile("improved beats draft", j.get("improvement_win_rate"), "share of pairs"),
-                _tile("cost (USD)", total_cost, "synthesis + judge"),
-            ]
-        )
-        + "</div>"
-    )
-    judge_body = []
-    if j.get("failures"):
-        judge_body += [
-            f"<p class='failed'>The judge failed on {sum(j['failures'].values())} samples "
-            "(see judge_rejects.jsonl):</p>",
-            _kv(j["failures"]),
-        ]
-    if j.get("mean_score") is None:
-        judge_body.append(
-            "<p>No pointwise judgments"
-            + ("." if j.get("failures") else " yet: run <code>refed judge run RUN_DIR</code>.")
-            + "</p>"
-        )
-    else:
-        judge_body += [_img(images, "scores"), _kv({"mean score": j["mean_score"], **j["mean_by_criterion"]})]
-    improvement = (
-        ["<p>No pairwise judgments (improved vs draft)" + ("." if j.get("failures") else " yet.") + "</p>"]
-        if not j.get("pairs")
-        else [
-            _img(images, "verdicts"),
-            _kv(
-                {
-                    k: j[k]
-                    for k in (
-                        "pairs",
-                        "improvement_win_rate",
-                        "improvement_tie_rate",
-                        "improvement_loss_rate",
-                        "position_bias_rate",
-                    )
-                }
-            ),
-        ]
-    )
-    cost_rows = [{"stage": k, **v} for k, v in sorted(stats["cost_by_stage"].items())]
-    modes = {f"{part} calls": execution_text(ex) for part, ex in stats["execution"].items() if ex}
-    grid = [
-        _section("judge-scores", "Judge scores", *judge_body),
-        _section("improvement", "Improvement", *improvement),
-        _section(
-            "yield",
-            "Yield",
-            _img(images, "yield_feature"),
-            _table(y["by_feature"], ["key", "instructions", "samples", "yield"]),
-            _img(images, "yield_reference"),
-            f"<details><summary>per reference ({len(y['by_reference'])})</summary>"
-            + _table(y["by_reference"], ["key", "instructions", "samples", "rejects", "yield"])
-            + "</details>",
-        ),
-        _section(
-            "lengths",
-            "Lengths (words)",
-            _img(images, "lengths"),
-            _table(
-                [{"text": k, **v} for k, v in stats["lengths"].items()],
-                ["text", "n", "mean", "median", "p10", "p90", "min", "max"],
-            ),
-        ),
-        _section(
-            "rejects",
-            "Rejects",
-            _img(images, "rejects"),
-            _kv(stats["rejects"]) if stats["rejects"] else "<p>none</p>",
-            _kv(stats["rejects_by_stage"]) if stats["rejects_by_stage"] else "",
-        ),
-        _section("diversity", "Diversity of instructions", _kv(stats["diversity"])),
-        _section("near-duplicates", "Near-duplicates", near_duplicate_html(stats["near_duplicates"])),
-        _section("reference-copies", "Copies of the reference", copies_html(stats["reference_copies"])),
-        _section(
-            "cost",
-            "Cost by stage",
-            _img(images, "cost"),
-            f"<p>{html.escape(note)}</p>" if (note := cost_note(stats["cost_by_stage"])) else "",
-            _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"]),
-            _kv(modes) if modes else "",
-        ),
-        _section("counts", "Counts", _kv(stats["counts"])),
-    ]
-    cards = stats.get("cards") or {}
-    samples = _section(
-        "samples",
-        "Samples to read",
-        _cards("Best by judge score", cards.get("best", [])),
-        _cards("Worst by judge score", cards.get("worst", [])),
-        _cards("Most changed by the improvement step", cards.get("most_changed", [])),
-    )
-    style = (
-        "*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0;padding:1.5em 2em;color:#1d2330;"
-        "background:#f6f7f9}h1{margin:.2em 0}.muted{color:#6b7280}.failed{color:#b00}"
-        ".tiles{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}.tile{background:#fff;border:1px solid #e3e6ea;"
-        "border-radius:8px;padding:.6em 1em;min-width:10em}.tile .v{font-size:22px;font-weight:600}.tile .l{color:#555}"
-        ".tile .n{color:#888;font-size:12px}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));"
-        "gap:1em}section{background:#fff;border:1px solid #e3e6ea;border-radius:8px;padding:.6em 1.1em;"
-        "overflow-x:auto}section h2{font-size:18px}table{border-collapse:collapse;margin:.5em 0}"
-        "td,th{border:1px solid #e0e0e0;padding:3px 8px;text-align:left;font-size:13px}th{background:#f3f3f3}"
-        "img{max-width:100%;display:block;margin:.5em 0}.sample{border-top:1px solid #eee;padding:.5em 0}"
-        ".text{white-space:pre-wrap;font-size:13px}"
-    )
-    return (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>refed report</title>"
-        f"<link rel='icon' href='data:,'><style>{style}</style></head><body>{''.join(head)}"
-        f"<div class='grid'>{''.join(grid)}</div>{contamination_html(stats.get('contamination') or {})}{samples}"
-        "</body></html>"
-    )
-
-
 def format_text(stats: dict[str, Any]) -> str:
     """The one-screen text summary."""
     c, j, d = stats["counts"], stats["judge"], stats["diversity"]
@@ -340,13 +149,13 @@ def format_text(stats: dict[str, Any]) -> str:
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),
         "  judge fails  " + (", ".join(f"{n} {r}" for r, n in j["failures"].items()) or "none"),
         "  lengths      " + ", ".join(f"{k} mean {v['mean']} median {v['median']}" for k, v in lens.items() if v["n"]),
-        f"  judge        mean score {_fmt(j.get('mean_score'))}, improvement win rate {_fmt(j.get('improvement_win_rate'))}, "
-        f"position bias {_fmt(j.get('position_bias_rate'))}",
-        f"  diversity    distinct-1 {_fmt(d['distinct_1'])}, distinct-2 {_fmt(d['distinct_2'])}, "
-        f"mean pairwise ROUGE-L {_fmt(d['mean_pairwise_rouge_l'])} (n={d['rouge_sample']})"
-        + (f", embedding {_fmt(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
+        f"  judge        mean score {number(j.get('mean_score'))}, improvement win rate {number(j.get('improvement_win_rate'))}, "
+        f"position bias {number(j.get('position_bias_rate'))}",
+        f"  diversity    distinct-1 {number(d['distinct_1'])}, distinct-2 {number(d['distinct_2'])}, "
+        f"mean pairwise ROUGE-L {number(d['mean_pairwise_rouge_l'])} (n={d['rouge_sample']})"
+        + (f", embedding {number(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         near_duplicate_line(stats["near_duplicates"]),
-        f"  cost         synthesis {_fmt(cost['synthesis'])}, judge {_fmt(cost['judge'])} USD",
+        f"  cost         synthesis {number(cost['synthesis'])}, judge {number(cost['judge'])} USD",
         f"  copies       {copies_line(stats['reference_copies'])}",
     ]
     if note := cost_note(stats["cost_by_stage"]):
