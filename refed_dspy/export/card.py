@@ -6,19 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.quality.contamination import card_lines, public_params
+from refed_dspy.pages import render
+from refed_dspy.quality.contamination import card_section, public_params
 from refed_dspy.settings import tomllib
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows
 from refed_dspy.synthesis.program_origin import origin_text
 
-CITATION = """@inproceedings{mehri2026reflevel,
-  title     = {Beyond Sample-Level Feedback: Using Reference-Level Feedback to Guide Data Synthesis},
-  author    = {Mehri, Shuhaib and others},
-  booktitle = {Proceedings of the 19th Conference of the European Chapter of the Association for Computational Linguistics (EACL)},
-  year      = {2026}
-}"""
+TEMPLATES = "refed_dspy.export"  # its templates/ folder: card.md
 
 
 def provenance(rundir: RunDir) -> dict[str, Any]:
@@ -49,106 +45,72 @@ def dataset_card(
     prov: dict[str, Any],
     files: dict[str, str] | None = None,
 ) -> str:
-    """README.md for the exported dataset (YAML header for the hub, then the facts)."""
-    rows = [r for rows in splits.values() for r in rows]
-    s = prov["summary"]
-    metas = [r["meta"] for r in rows]
-    methods = sorted({m.get("method", "?") for m in metas})
+    """README.md for the exported dataset (YAML header for the hub, then the facts), from export/templates/card.md."""
+    metas = [r["meta"] for rows in splits.values() for r in rows]
+    summary, judge = prov["summary"], prov["judge"]
+    cost = summary.get("cost_usd")
+    return render(
+        TEMPLATES,
+        "card.md",
+        size_category=size_category(len(metas)),
+        files=files or {},
+        methods=", ".join(sorted({m.get("method", "?") for m in metas})),
+        incomplete=(prov.get("incomplete") or "").removeprefix("it "),
+        teacher=_teacher_cell(metas),
+        seeds=prov["seeds"],
+        samples=f"{len(metas)} ({', '.join(f'{k}: {len(v)}' for k, v in splits.items())})",
+        which=which,
+        system=repr(system) if system else "none",
+        fmt=fmt,
+        program=_program(summary),
+        cost="unknown" if cost is None else f"${cost:.2f}",
+        calls=summary.get("usage", {}).get("calls", "?"),
+        judge=judge if judge.get("mean_score") is not None else None,
+        filters=[_filter_step(step) for step in prov["filters"]],
+        contamination=card_section(prov.get("contamination") or {}),
+    )
+
+
+def size_category(n: int) -> str:
+    """The Hub's size category of a dataset of `n` records."""
+    return "n<1K" if n < 1000 else "1K<n<10K" if n < 10000 else "10K<n<100K" if n < 100000 else "100K<n<1M"
+
+
+def _teacher_cell(metas: list[dict[str, Any]]) -> str:
+    """The card's teacher: each teacher with its samples when a run resumed onto another; else the one model (a card
+    is often published, and a private endpoint has no place in it)."""
     teachers = teacher_rows(count_teachers(metas))
-    if len(teachers) > 1:  # a run resumed onto another teacher: each with its samples
-        teacher_cell = "; ".join(f"{teacher_label(t)} ({t['samples']} samples)" for t in teachers)
-    else:  # one teacher: its model (a card is often published; a private endpoint has no place in it)
-        teacher_cell = ", ".join(t["model"] for t in teachers)
-    n = sum(len(v) for v in splits.values())
-    size_cat = "n<1K" if n < 1000 else "1K<n<10K" if n < 10000 else "10K<n<100K" if n < 100000 else "100K<n<1M"
-    header = [
-        "---",
-        "license: other",
-        "language:",
-        "- en",
-        "task_categories:",
-        "- text-generation",
-        "tags:",
-        "- synthetic",
-        "- instruction-tuning",
-        "- refed-dspy",
-        f"size_categories:\n- {size_cat}",
-    ]
-    if files:
-        header += ["configs:", "- config_name: default", "  data_files:"]
-        header += [f"  - split: {name}\n    path: {path}" for name, path in files.items()]
-    header.append("---")
-    cost = s.get("cost_usd")
-    filters = prov["filters"]
-    judge = prov["judge"]
-    lines = [
-        "",
-        "# Synthetic instruction-tuning data (refed-dspy)",
-        "",
-        f"Made with refed-dspy, method **{', '.join(methods)}** "
-        "(Reference-Level Feedback, Mehri et al., EACL 2026, and its baselines).",
-        "",
-    ]
-    if prov.get("incomplete"):
-        lines += [f"> **Incomplete data:** the run behind this export {prov['incomplete'].removeprefix('it ')}.", ""]
-    lines += [
-        "| | |",
-        "|---|---|",
-        f"| method | {', '.join(methods)} |",
-        f"| teacher | {teacher_cell} |",
-        f"| seed references | {prov['seeds']} |",
-        f"| samples | {n} ({', '.join(f'{k}: {len(v)}' for k, v in splits.items())}) |",
-        f"| response exported | {which} |",
-        f"| system prompt | {system!r} |" if system else "| system prompt | none |",
-        f"| format | {fmt} |",
-        *_program_rows(s),
-        f"| synthesis cost | {'unknown' if cost is None else f'${cost:.2f}'} ({s.get('usage', {}).get('calls', '?')} LM calls) |",
-    ]
-    if judge.get("mean_score") is not None:
-        lines.append(
-            f"| judge | {judge.get('judge')}: mean score {judge['mean_score']}, improved beats draft "
-            f"{judge.get('improvement_win_rate')} |"
-        )
-    lines += ["", "## Filters applied", ""]
-    lines += [
-        f"{st['step'] + 1}. `{st['filter']}` {json.dumps({k: v for k, v in public_params(st['params']).items() if k != 'name'})}: "
-        f"{st['in']} in, {st['kept']} kept"
-        for st in filters
-    ] or ["None."]
-    lines += [
-        "",
-        "The train/validation split keeps every sample of one reference on the same side.",
-        "",
-        *card_lines(prov.get("contamination") or {}),
-        "## License",
-        "",
-        "These records were generated by the teacher model(s) above. Their use for training other models is "
-        "governed by each model provider's terms; the seed references keep the license of their source. "
-        "refed-dspy itself is Apache-2.0.",
-        "",
-        "## Citation",
-        "",
-        "```bibtex",
-        CITATION,
-        "```",
-        "",
-    ]
-    return "\n".join(header + lines)
+    if len(teachers) > 1:
+        return "; ".join(f"{teacher_label(t)} ({t['samples']} samples)" for t in teachers)
+    return ", ".join(t["model"] for t in teachers)
 
 
-def _program_rows(summary: dict[str, Any]) -> list[str]:
-    """The card's rows on the program that made the data: its name (an MLflow URI as it is; a file by its name, a
-    local path having no place in a published card) and content hash, and the experiment and cell that made it."""
+def _filter_step(step: dict[str, Any]) -> dict[str, Any]:
+    """One filter applied, as the card lists it: its number, name, public settings, and samples in and kept."""
+    params = {k: v for k, v in public_params(step["params"]).items() if k != "name"}
+    return {
+        "number": step["step"] + 1,
+        "filter": step["filter"],
+        "params": json.dumps(params),
+        "taken": step["in"],
+        "kept": step["kept"],
+    }
+
+
+def _program(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """What the card says of the program that made the data: its name (an MLflow URI as it is; a file by its name, a
+    local path having no place in a published card), its content hash, and the experiment and cell that made it."""
     program = summary.get("program")
     if not program:
-        return []
+        return None
     shown = (
         program
         if "://" in program or program.startswith(("models:/", "refed_dspy.", "python:"))
         else Path(program).name
     )
-    rows = [f"| program | `{shown}` (hash `{summary.get('program_hash')}`) |"]
     origin = summary.get("program_origin")
-    if origin:
-        rows.append(f"| made by | {origin_text({**origin, 'experiment_dir': None})} |")
-    return rows
+    return {
+        "shown": shown,
+        "hash": summary.get("program_hash"),
+        "made_by": origin_text({**origin, "experiment_dir": None}) if origin else None,
+    }

@@ -134,33 +134,19 @@ def contamination_section(block: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def card_lines(block: dict[str, Any]) -> list[str]:
-    """The dataset card's section: which benchmarks were checked, how, and what was found and removed."""
-    lines = ["## Benchmark contamination", ""]
+def card_section(block: dict[str, Any]) -> dict[str, Any]:
+    """What the dataset card's "Benchmark contamination" section shows (export/templates/card.md): whether the data was
+    checked and what the filter removed; once checked, how, each benchmark's figures with its source as a published
+    card shows it, and how many samples matched."""
     if not block.get("checked"):
-        lines.append("Not checked against evaluation benchmarks.")
-        if block.get("removed"):
-            lines.append(f"The `decontaminate` filter removed {block['removed']} samples.")
-        return lines + [""]
-    lines += [
-        f"Checked with refed-dspy (no LM call): {_how(block)}.",
-        "",
-        "| benchmark | source | prompts | samples of this dataset matching | removed by `decontaminate` |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {b['name']} | {_public(b)} | {b['prompts']} | {b['matched']} | {b['removed']} |"
-        for b in block["benchmarks"]
-    ]
-    found = block["matched"]
-    lines += [
-        "",
-        f"**{found} of the {block['samples']} samples match a benchmark prompt.**"
-        if found
-        else f"None of the {block['samples']} samples matches a benchmark prompt.",
-        "",
-    ]
-    return lines
+        return {"checked": False, "removed": block.get("removed")}
+    return {
+        "checked": True,
+        "how": _how(block),
+        "benchmarks": [{**b, "source": _public(b)} for b in block["benchmarks"]],
+        "matched": block["matched"],
+        "samples": block["samples"],
+    }
 
 
 def _public(benchmark: dict[str, Any]) -> str:
