@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -71,24 +72,11 @@ def export_run(
         overwrite: replace an earlier export in `out`.
         config: the run's Config, for tracking; None: the run dir's own config.toml.
     """
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format '{fmt}'; available: {', '.join(FORMATS)}")
-    if which not in RESPONSES:
-        raise ConfigError(f"--response must be improved or draft, not '{which}'")
-    if not 0 <= val_fraction < 1:
-        raise ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    _check_options(fmt, which, val_fraction)
     rundir = RunDir(run_dir)
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; nothing to export")
-    token = None
-    if fmt == "hub":
-        if not repo_id:
-            raise ConfigError("--format hub needs --repo-id OWNER/NAME")
-        token = os.environ.get(HF_TOKEN_ENV)
-        if not token:
-            raise MissingKeyError(f"pushing to the hub needs a token in ${HF_TOKEN_ENV}")
-    elif out is None:
-        raise ConfigError(f"--format {fmt} needs --out DIR")
+    token = _hub_token(fmt, repo_id, out)
     if out is not None:
         check_out_is_dir(Path(out))
         check_output_dir(out, [run_dir])
@@ -101,28 +89,11 @@ def export_run(
     cfg = config if config is not None else (run_config(rundir) if rundir.config.exists() else Config())
     prov["contamination"] = contamination_of(rundir, samples, list(read_jsonl(rundir.rejects)), cfg)
     out_path = Path(out) if out is not None else None
-    exporting = (
-        owned(out, "export", "refed export", flag="--out", keep_lock=False)
-        if out_path is not None
-        else contextlib.nullcontext()
-    )
-    with exporting:
-        if out_path is not None:
-            _prepare_out(out_path, overwrite)
-        dd, files, card = _write(out_path, fmt, splits, which, system, prov)
+    dd, files, card = _write_owned(out_path, overwrite, fmt, splits, which, system, prov)
     # said once the export is made (an output dir refused first is the one line of that error)
-    note = share_note(samples, val, val_fraction)
-    if note:
-        log.warning("warning: %s", note)
-    if prov["incomplete"]:
-        log.warning("warning: %s: %s; the dataset card says so", rundir.path, prov["incomplete"])
-    if unremoved := unremoved_warning(prov["contamination"], str(run_dir)):
-        log.warning("warning: %s", unremoved)
+    _warn(rundir, str(run_dir), samples, val, val_fraction, prov)
     if fmt == "hub":
-        from huggingface_hub import DatasetCard
-
-        dd.push_to_hub(repo_id, private=private, token=token)
-        DatasetCard(card).push_to_hub(repo_id, token=token, repo_type="dataset")
+        _push(dd, card, repo_id, private, token)
     result = ExportResult(
         format=fmt,
         out=str(out_path) if out_path else None,
@@ -134,6 +105,73 @@ def export_run(
     if cfg.tracking.enabled:
         log_export(cfg, rundir, splits, which, system, result)
     return result
+
+
+def _check_options(fmt: str, which: str, val_fraction: float) -> None:
+    """ConfigError for an unknown format or response, or a validation share outside [0, 1)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format '{fmt}'; available: {', '.join(FORMATS)}")
+    if which not in RESPONSES:
+        raise ConfigError(f"--response must be improved or draft, not '{which}'")
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+
+
+def _hub_token(fmt: str, repo_id: str | None, out: str | Path | None) -> str | None:
+    """The token in $HF_TOKEN for --format hub (which needs a repo id too); None for the other formats, which need
+    an output directory."""
+    if fmt != "hub":
+        if out is None:
+            raise ConfigError(f"--format {fmt} needs --out DIR")
+        return None
+    if not repo_id:
+        raise ConfigError("--format hub needs --repo-id OWNER/NAME")
+    token = os.environ.get(HF_TOKEN_ENV)
+    if not token:
+        raise MissingKeyError(f"pushing to the hub needs a token in ${HF_TOKEN_ENV}")
+    return token
+
+
+def _write_owned(
+    out: Path | None,
+    overwrite: bool,
+    fmt: str,
+    splits: dict[str, list[dict]],
+    which: str,
+    system: str | None,
+    prov: dict[str, Any],
+) -> tuple[Any, dict[str, str], str]:
+    """The export's files written into `out`, held (no other refed writes there meanwhile) and made ready first (an
+    earlier export's files replaced with `overwrite`); with no `out` (the hub), only built. Returns what _write does."""
+    exporting = (
+        owned(out, "export", "refed export", flag="--out", keep_lock=False)
+        if out is not None
+        else contextlib.nullcontext()
+    )
+    with exporting:
+        if out is not None:
+            _prepare_out(out, overwrite)
+        return _write(out, fmt, splits, which, system, prov)
+
+
+def _warn(rundir: RunDir, shown: str, samples: list[dict], val: list[dict], val_fraction: float, prov: dict) -> None:
+    """The warnings of a finished export: a split far from the share asked, incomplete data, contamination left in
+    (the run dir named `shown`, as it was given)."""
+    note = share_note(samples, val, val_fraction)
+    if note:
+        log.warning("warning: %s", note)
+    if prov["incomplete"]:
+        log.warning("warning: %s: %s; the dataset card says so", rundir.path, prov["incomplete"])
+    if unremoved := unremoved_warning(prov["contamination"], shown):
+        log.warning("warning: %s", unremoved)
+
+
+def _push(dd: Any, card: str, repo_id: str, private: bool, token: str) -> None:
+    """The dataset and its card pushed to the hub as `repo_id`."""
+    from huggingface_hub import DatasetCard
+
+    dd.push_to_hub(repo_id, private=private, token=token)
+    DatasetCard(card).push_to_hub(repo_id, token=token, repo_type="dataset")
 
 
 def log_export(
