@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
@@ -40,6 +41,7 @@ from refed_dspy.errors import ConfigError
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores
+from refed_dspy.registry import TARGETS
 from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
 from refed_dspy.store.records import Reference
 from refed_dspy.text import mean_pairwise_rouge, rouge_l, tokens
@@ -69,7 +71,16 @@ class Score(float):
         return (Score, (float(self), self.threshold))
 
 
-TARGETS = ("respond", "instructions", "pipeline")  # what optimize.target can tune, each with its metric
+@dataclass(frozen=True)
+class Target:
+    """What `optimize.target` can tune (`rank`: where it is listed), each with its metric (make_metric)."""
+
+    name: str
+    rank: int
+
+
+for _rank, _name in enumerate(("respond", "instructions", "pipeline")):
+    TARGETS.register(Target(_name, _rank))
 
 
 class CountedCalls:

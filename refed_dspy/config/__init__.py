@@ -34,36 +34,33 @@ from refed_dspy.clients.spec import LMSpec, reserved_message
 from refed_dspy.closeness import COPY_THRESHOLD
 from refed_dspy.contamination import NGRAM, SHARE
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.filters import FILTERS, Filter
-from refed_dspy.methods import METHODS
-from refed_dspy.optimizers.metrics import TARGETS
-from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.paths import expand_home
-from refed_dspy.registry import Registry, load_plugins
+from refed_dspy.registry import FILTERS, METHODS, OPTIMIZERS, TARGETS, Registry, load_plugins_once
 from refed_dspy.settings import Seconds, Section, UserPath, is_path, mask_secrets, tomllib
 from refed_dspy.store.benchmarks import BenchmarkEntry, benchmark_entries
 from refed_dspy.store.rundir import RunDir
-
-load_plugins()  # methods, filters and optimizers of installed packages register themselves before any name is checked
 
 SEED_FORMATS = ("auto", "lima", "alpaca", "sharegpt", "openai", "plain")
 JUDGE_TEMPERATURE = 0.0
 
 
-def registered(registry: Registry) -> Any:
-    """A validator that accepts the names `registry` holds when the value is validated (so an entry registered after
-    this module was imported counts), refusing others as a Literal would, with the nearest name. A run dir's own
+class Registered:
+    """A validator (`AfterValidator(Registered(METHODS))`) that accepts the names `registry` holds when the value is
+    validated (so an entry registered after this module was imported counts, and the registry's package is imported
+    on that first question, not before), refusing others as a Literal would, with the nearest name. A run dir's own
     config.toml (validated with context {"record": True}) is a record of what ran: any name reads there."""
 
-    def check(value: str, info: ValidationInfo) -> str:
-        if value in registry or (info.context or {}).get("record"):
-            return value
-        near = difflib.get_close_matches(value, registry.names(), n=1, cutoff=0.6)
-        raise PydanticCustomError(
-            "literal_error", "Input should be {expected}", {"expected": one_of(registry.names()), "nearest": near}
-        )
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
 
-    return check
+    def __call__(self, value: str, info: ValidationInfo) -> str:
+        if value in self.registry or (info.context or {}).get("record"):
+            return value
+        names = self.registry.names()
+        near = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": one_of(names), "nearest": near}
+        )
 
 
 def one_of(names: tuple[str, ...]) -> str:
@@ -87,8 +84,8 @@ class SeedsConfig(Section):
 class SynthesisConfig(Section):
     """What to synthesize and how hard to push the provider."""
 
-    method: Annotated[str, AfterValidator(registered(METHODS))] = Field(
-        "refed", description=f"{' | '.join(METHODS)} (refed_dspy.methods; a method you register is accepted too)."
+    method: Annotated[str, AfterValidator(Registered(METHODS))] = Field(
+        "refed", description="The synthesis method (refed_dspy.methods; a method you register is accepted too)."
     )
     size: int = Field(1000, gt=0, description="Number of samples to produce; the run stops at exactly this many.")
     instructions_per_feature: int = Field(
@@ -240,12 +237,13 @@ class QualityConfig(Section):
 class OptimizeConfig(Section):
     """What `refed optimize` tunes, on which examples, and how much it may spend."""
 
-    target: Literal[TARGETS] = Field(
+    target: Annotated[str, AfterValidator(Registered(TARGETS))] = Field(
         "respond",
         description="What is tuned: respond (the per-instruction program: generate and improve; examples are synthesized instructions), instructions (describe and synthesize: what the dataset is about; examples are references, judged on instruction quality and novelty), or pipeline (every predictor of the method; examples are references, judged on the samples' value and diversity).",
     )
-    optimizer: Annotated[str, AfterValidator(registered(OPTIMIZERS))] = Field(
-        "miprov2", description=f"{' | '.join(OPTIMIZERS)} (refed_dspy.optimizers.teleprompters)."
+    optimizer: Annotated[str, AfterValidator(Registered(OPTIMIZERS))] = Field(
+        "miprov2",
+        description="The optimizer (refed_dspy.optimizers.teleprompters; an optimizer you register is accepted too).",
     )
     auto: Literal["light", "medium", "heavy"] | None = Field(
         "light",
@@ -439,7 +437,7 @@ class Config(Section):
         default_factory=LocalServing,
         description="The embedded local model (llama.cpp + SmolLM2-135M): start it when the run needs it.",
     )
-    filters: list[SerializeAsAny[Filter]] = Field(
+    filters: list[SerializeAsAny[Section]] = Field(
         default_factory=list, description="The filter chain `refed filter` applies, in order ([[filters]] tables)."
     )
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -487,7 +485,7 @@ class Config(Section):
             return value
         tables, problems = [], []
         for i, table in enumerate(value):
-            if isinstance(table, Filter):
+            if isinstance(table, tuple(FILTERS.values())):  # a filter made already
                 tables.append(table)
             elif not isinstance(table, dict):
                 problems.append(f"filters.{i}: expected a table, got {table!r}")
@@ -583,13 +581,26 @@ def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
     return model
 
 
+def _holds_tables(annotation: Any) -> bool:
+    """The type is a section, or an array or table of sections: what TOML writes as a table (`[teacher]`,
+    `[[filters]]`, `[prices."MODEL"]`)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _holds_tables(args[0])
+    if origin in (list, dict):
+        return bool(args) and _holds_tables(args[-1])
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def _type_name(loc: tuple, root: type[BaseModel]) -> str:
-    if len(loc) < 2 and root is Config:
+    if not loc:
         return "a table"
     model = _model_at(loc[:-1], root)
     field = model.model_fields.get(str(loc[-1])) if model else None
     if field is None:
         return "a valid value"
+    if len(loc) < 2 and _holds_tables(field.annotation):
+        return "a table"
     return re.sub(r"typing\.|<class '([^']+)'>", r"\1", str(field.annotation)).replace("NoneType", "None")
 
 
@@ -598,10 +609,9 @@ def dotted(keys: tuple) -> str:
     return ".".join(str(k) if re.fullmatch(r"[A-Za-z0-9_-]+", str(k)) else json.dumps(str(k)) for k in keys)
 
 
-def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, prefix: tuple = ()) -> list[str]:
-    """One phrase per pydantic error of `root` (default: Config) validated at `prefix` of the config: the field, what
-    was expected, and for an unknown key the nearest valid one."""
-    root = root or Config
+def describe_errors(errors: list[Any], root: type[BaseModel], prefix: tuple = ()) -> list[str]:
+    """One phrase per pydantic error of `root` (Config, or a part of it: a filter's model) validated at `prefix` of the
+    config: the field, what was expected, and for an unknown key the nearest valid one."""
     parts = []
     for e in errors:
         loc = tuple(e["loc"])
@@ -620,7 +630,7 @@ def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, pref
             near = (e.get("ctx") or {}).get("nearest")
             hint = f"; did you mean {near[0]!r}?" if near else ""
             parts.append(f"{where}: {e['msg'].lower()}, got {e.get('input')!r}{hint}")
-        elif e["type"] == "missing" and issubclass(root, Filter):
+        elif e["type"] == "missing" and root in FILTERS.values():
             parts.append(
                 f"{'.'.join(map(str, prefix))}: filter '{root.model_fields['name'].default}' needs '{loc[-1]}'"
             )
@@ -639,9 +649,9 @@ def describe_errors(errors: list[Any], root: type[BaseModel] | None = None, pref
     return parts
 
 
-def format_validation_error(err: ValidationError) -> str:
-    """One line naming every bad field, what was expected, and the nearest valid key."""
-    return "invalid config: " + "; ".join(describe_errors(err.errors()))
+def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
+    """One line naming every bad field of `root` (Config), what was expected, and the nearest valid key."""
+    return "invalid config: " + "; ".join(describe_errors(err.errors(), root))
 
 
 UNSET = ("none", "null")  # `--set FIELD=none`: the field unset (None); TOML itself has no null
@@ -737,11 +747,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:
     """Validate a plain dict into a Config, raising ConfigError with a one-line message (`record`: the config.toml
-    of a run dir, whose method and optimizer names need not be registered here)."""
+    of a run dir, whose method and optimizer names need not be registered here). The installed plugins are loaded
+    first: a provider one of them adds is known to every command that reads a config."""
+    load_plugins_once()
     try:
         return Config.model_validate(data, context={"record": record})
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err)) from None
+        raise ConfigError(format_validation_error(err, Config)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, record: bool = False) -> Config:
