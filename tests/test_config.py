@@ -10,10 +10,10 @@ from refed_dspy.config import (
     fingerprint,
     fingerprint_diff,
     load_config,
-    mask_secrets,
     to_toml,
 )
 from refed_dspy.errors import ConfigError
+from refed_dspy.settings import mask_secrets
 
 
 def test_defaults_are_valid_and_documented():

@@ -222,7 +222,7 @@ def _bounds(field: Any) -> str:
 def _kind(field: Any) -> str:
     """A field's type as type_name says it; a path field's string is a `path` (a leading ~ is the home directory); a
     name checked against a registry (synthesis.method, optimize.optimizer) is one of the names registered now."""
-    from refed_dspy.config import Registered
+    from refed_dspy.config.names import Registered
     from refed_dspy.settings import is_path
 
     for meta in field.metadata:
