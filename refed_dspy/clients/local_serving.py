@@ -19,7 +19,7 @@ from pydantic import Field
 
 from refed_dspy.clients import local_server
 from refed_dspy.clients.spec import LMSpec
-from refed_dspy.providers.llamacpp import LLAMACPP
+from refed_dspy.providers.llamacpp import LLAMACPP, MODEL_NAME
 from refed_dspy.settings import Section, UserPath
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class LocalServing(Section):
     @property
     def model_name(self) -> str:
         """The name the served model answers to."""
-        return Path(self.gguf).stem if self.gguf else local_server.MODEL_NAME
+        return Path(self.gguf).stem if self.gguf else MODEL_NAME
 
 
 def served_roles(local: LocalServing, specs: dict[str, LMSpec]) -> dict[str, list[str]]:
