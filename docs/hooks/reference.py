@@ -295,8 +295,8 @@ def config_markdown() -> str:
     """Every table and field of a run config, with its type, default and description."""
     from pydantic import BaseModel
 
-    from refed_dspy.clients.pricing import ModelPrice
     from refed_dspy.config import Config
+    from refed_dspy.config.prices import ModelPrice
     from refed_dspy.experiments.experiment_config import ExperimentSettings
     from refed_dspy.filters import FILTERS
 

@@ -38,10 +38,10 @@ from refed_dspy.clients.calls import (
     _work_ledger,
 )
 from refed_dspy.clients.keys import check_lm_key
-from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.prompt_tokens import count_prompt
 from refed_dspy.clients.reach import gave_up_waiting
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.prices import Price
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call

@@ -14,10 +14,11 @@ import dspy
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
-from refed_dspy.clients.pricing import Price, PriceBook, close_priced_names, resolve_price
-from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.wire import fit_api_base, native_base
+from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.prices import Price, close_priced_names, resolve_price
 
 log = logging.getLogger(__name__)
 # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm

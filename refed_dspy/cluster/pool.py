@@ -15,8 +15,6 @@ from typing import Any, ClassVar
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
 from refed_dspy.clients.keys import check_key_goes_to_its_provider
-from refed_dspy.clients.pricing import PriceBook
-from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.wire import native_base
 from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
 from refed_dspy.cluster.connect import connect, disconnect, joins
@@ -25,6 +23,8 @@ from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.ready import Waiting, answers, get, where_lost
 from refed_dspy.cluster.worker import PartWorker, WorkerInfo
 from refed_dspy.config import RayConfig
+from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.prices import PriceBook
 from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import ConfigError, MissingKeyError, RunAborted, first_line
 

@@ -8,9 +8,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from refed_dspy.closeness import COPY_THRESHOLD
+from refed_dspy.config.benchmarks import BenchmarkEntry, benchmark_entries
 from refed_dspy.contamination import NGRAM, SHARE
 from refed_dspy.settings import Section
-from refed_dspy.store.benchmarks import BenchmarkEntry, benchmark_entries
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 

@@ -10,10 +10,9 @@ from pydantic import ValidationError
 from refed_dspy.config.messages import format_validation_error
 from refed_dspy.config.overrides import apply_overrides
 from refed_dspy.config.schema import Config
-from refed_dspy.errors import ConfigError, RunDirError
+from refed_dspy.errors import ConfigError
 from refed_dspy.registry import load_plugins_once
 from refed_dspy.settings import mask_secrets, tomllib
-from refed_dspy.store.rundir import RunDir
 
 
 def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:
@@ -56,19 +55,6 @@ def _drop_none(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_drop_none(v) for v in obj if v is not None]
     return obj
-
-
-def run_config(rundir: RunDir) -> Config:
-    """The config a run dir was made with (its config.toml), for a command that reads the run: the method and
-    optimizer it names need not be registered in this process."""
-    if not rundir.config.exists():
-        raise RunDirError(f"{rundir.path} is not a run directory (no config.toml); run `refed synthesize` first")
-    try:
-        data = tomllib.loads(rundir.config.read_text(encoding="utf-8"))
-        data.pop("ray", None)  # where the run was made does not say where a command on it runs
-        return config_from_dict(data, record=True)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
 
 
 def to_toml(config: Config) -> str:

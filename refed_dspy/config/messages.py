@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ValidationError
 
-from refed_dspy.clients.spec import reserved_message
+from refed_dspy.config.lm import reserved_message
 from refed_dspy.registry import FILTERS
 
 

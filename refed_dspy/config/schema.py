@@ -7,13 +7,13 @@ from typing import Any
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from refed_dspy.clients.local_serving import LocalServing
-from refed_dspy.clients.pricing import ModelPrice, PriceBook
-from refed_dspy.clients.spec import LMSpec
 from refed_dspy.config.judging import JudgingConfig, QualityConfig, ReportConfig
+from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.local import LocalServing
 from refed_dspy.config.messages import describe_errors
 from refed_dspy.config.names import one_of
 from refed_dspy.config.optimize import OptimizeConfig
+from refed_dspy.config.prices import ModelPrice, PriceBook
 from refed_dspy.config.run import RayConfig, RunConfig, TrackingConfig
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 from refed_dspy.registry import FILTERS

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
 
 # Before any call has been seen, a call is assumed this long (prompt tokens) and to fill max_tokens: a budget

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from refed_dspy.clients.calls import opened_on
-from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch_link import BatchLink
 from refed_dspy.engine.budget import CallBudget
@@ -42,6 +41,7 @@ from refed_dspy.engine.retries import Retries
 from refed_dspy.engine.task_accounts import Task, TaskAccounts
 from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
+from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
 from refed_dspy.store.jsonl import DiskFull
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import Config, run_config
+from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, to_flat
 from refed_dspy.quality.contamination import card_lines, contamination_of, public_params, unremoved_warning
@@ -21,6 +21,7 @@ from refed_dspy.settings import tomllib
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 from refed_dspy.store.outputs import check_output_dir
 from refed_dspy.store.ownership import is_empty, owned
+from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.split import share_note, split_by_reference
 from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.spec import LMSpec
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.config import Config
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.store.cache import use_run_cache

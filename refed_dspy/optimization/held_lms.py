@@ -18,7 +18,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.lm import price_of_lm
-from refed_dspy.clients.pricing import PriceBook
+from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import Config, run_config
+from refed_dspy.config import Config
 from refed_dspy.errors import RunDirError
 from refed_dspy.quality.contamination import contamination_html, contamination_lines, contamination_of
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
@@ -38,6 +38,7 @@ from refed_dspy.quality.report_stats import (
 from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
+from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.teachers import (
     count_teachers,
