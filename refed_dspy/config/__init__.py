@@ -1,8 +1,16 @@
-"""Run configuration: pydantic models for the TOML file, `--set` overrides, and error messages.
+"""Run configuration: pydantic models for the TOML file, `--set` overrides, fingerprints and error messages.
 
 Every field has a default and a description. Unknown keys are rejected with the nearest
 valid key; wrong types name the field and the expected type. API keys never live here:
 a spec names the environment variable that holds its key.
+
+The package stands at the bottom of the house, right above refed_dspy.providers (an LM section's schema dialects are
+the registered providers'), and imports no method, filter or optimizer: a name the config takes from one of their
+registries (synthesis.method, optimize.optimizer, optimize.target, a `[[filters]]` table's name) is checked against the
+registry in refed_dspy.registry, which imports the package that fills it on the first question (see that module).
+Its modules: lm.py, prices.py, local.py, benchmarks.py, synthesis.py, judging.py, optimize.py and run.py (the
+sections), schema.py (Config), names.py (the registry check), overrides.py (`--set`), fingerprint.py, messages.py and
+load.py. A run dir's own config is read by refed_dspy.store.run_config.
 """
 
 from refed_dspy.config.benchmarks import Benchmark

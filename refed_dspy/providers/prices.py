@@ -1,6 +1,7 @@
-"""Token prices and cost arithmetic. Prices are USD per 1M tokens: LiteLLM's price map by default (hundreds of
-models, read offline), the config's prices over it: a role's own section for the model it names, and the `[prices]`
-table for any model (an LM handed in from Python, a teleprompter's or a metric's own LM).
+"""What providers charge: token prices and cost arithmetic. Prices are USD per 1M tokens: LiteLLM's price map by
+default (hundreds of models, read offline), the config's prices over it (`resolve_price`): a role's own section for
+the model it names, and the `[prices]` table for any model (refed_dspy.config.prices: an LM handed in from Python, a
+teleprompter's or a metric's own LM).
 
 An LM is priced by its own model, never by a role's section that names another one.
 """
