@@ -30,7 +30,7 @@ from refed_dspy.clients.scope import LedgerScope
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.cluster.cache_server import CachePlan, RemoteRunCache
 from refed_dspy.cluster.connect import import_ray
-from refed_dspy.engine.budget import Ticket
+from refed_dspy.engine.tickets import Ticket
 from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
 from refed_dspy.store.cache import use_cache_dir
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
-from refed_dspy.engine.budget import CallBudget, TaskLedger
+from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.tickets import TaskLedger
 from refed_dspy.store.call_log import CallLog
 
 
