@@ -27,26 +27,23 @@ from refed_dspy.methods import Method, get_method
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id
 from refed_dspy.store.rundir import ResumeState, RunDir
-from refed_dspy.store.teachers import teacher_key, teacher_rows
+from refed_dspy.store.teachers import teacher_key
 from refed_dspy.synthesis.program import RunProgram, resolve_program
+from refed_dspy.synthesis.run_summary import run_summary
 from refed_dspy.synthesis.schedule import Schedule
 from refed_dspy.synthesis.summary import (
     RunStats,
     RunSummary,
     earlier_figures,
-    estimate_error,
-    per_sample,
-    reject_counts,
-    timing,
 )
 from refed_dspy.synthesis.units import (
     TASK_STAGES,
-    UNKNOWN_PART_CALLS,
     Item,
     Unit,
     default_call_budget,
     feedback_record,
     parts_of,
+    worst_calls,
 )
 
 log = logging.getLogger(__name__)
@@ -90,7 +87,7 @@ class SynthesisRun(StageBase):
         self.make_engine(
             concurrency=concurrency,
             max_in_flight=config.batch.max_in_flight,
-            worst_calls=self._worst_calls(),
+            worst_calls=worst_calls(self.method, self.syn, self.program.builtin, self.parts),
             max_calls=self.max_calls,
             max_cost_usd=self.syn.max_cost_usd,
             max_consecutive_failures=self.syn.max_consecutive_failures,
@@ -113,20 +110,6 @@ class SynthesisRun(StageBase):
         self.rejects_on_file = 0  # reject records of all invocations, as the summary counts them
         self.writers: dict[str, Any] = {}
         self.earlier_wall_s, self.earlier_retries = 0.0, 0
-
-    def _worst_calls(self) -> dict[str, int]:
-        """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that runs
-        it when a program of the user's has more (and for such a program, no less than UNKNOWN_PART_CALLS)."""
-        declared = self.method.worst_calls(self.syn)
-        floor = {} if self.program.builtin else UNKNOWN_PART_CALLS
-        return {
-            kind: max(
-                declared.get(kind, 0),
-                floor.get(kind, 0) if part is not None else 0,
-                len(part.named_predictors()) if part is not None else 0,
-            )
-            for kind, part in self.parts.items()
-        }
 
     # ---- the stage: what to start, one piece of work, what came back ---------------------------
     def fill(self, engine: Engine) -> None:
@@ -304,60 +287,9 @@ class SynthesisRun(StageBase):
 
     def _write_summary(self, status: str) -> RunSummary:
         self.transport.note(final=True)
-        summary = self.summary(status)
+        summary = run_summary(self, status)
         try:
             write_json_atomic(self.rundir.summary, summary.to_json())
         except OSError as err:  # the records are complete; the summary is rebuilt on resume
             log.warning("cannot write %s: %s", self.rundir.summary, err.strerror or err)
         return summary
-
-    def _exhausted_because(self) -> str:
-        if self.schedule.watch.reason is not None:
-            return self.schedule.watch.reason
-        return (
-            "nothing was left to try: every unit the references offer was used, or their feedback failed "
-            f"({len(self.schedule.done_units)} units)"
-        )
-
-    def summary(self, status: str) -> RunSummary:
-        """Figures of the whole run (all invocations), read back from its files."""
-        rejects, by_stage = reject_counts(self.rundir.rejects)
-        usage = self.usage()
-        execution = self.execution()
-        retries = execution.pop("retries")
-        return RunSummary(
-            **{
-                "status": status,
-                "exhausted": self._exhausted_because() if status == "exhausted" else None,
-                "run_dir": str(self.rundir.path),
-                "method": self.method.name,
-                "teacher": self.config.teacher.model,
-                "teachers": teacher_rows(self.teachers),
-                "program": self.program.identity,
-                "program_hash": self.program.hash,
-                "program_origin": self.program.origin,
-                "adapter": getattr(self.adapter, "choice", None) and self.adapter.choice.as_dict(),
-                "config_hash": self.chash,
-                "size": self.syn.size,
-                "samples": self.accepted,
-                "new_samples": self.stats.new_samples,
-                "references": len(self.refs),
-                "feedback_collected": len(self.schedule.feedback),
-                "units": len(self.schedule.done_units),
-                "instructions_kept": len(self.schedule.dedup),
-                "rejects": rejects,
-                "rejects_by_stage": by_stage,
-                "retries": {"total": self.earlier_retries + sum(retries.values()), "this_invocation": dict(retries)},
-                "max_calls": self.max_calls,
-                "concurrency": execution.pop("concurrency"),
-                **execution,
-                "usage": usage,
-                "per_sample": per_sample(usage, self.accepted),
-                "cost_usd": usage["cost_usd"],
-                **estimate_error(
-                    self.rundir.path / "estimate.json", usage, self.accepted, self.syn.size, self.broker is not None
-                ),
-                "price_known": self.price is not None,
-                **timing(self.stats, self.earlier_wall_s),
-            }
-        )
