@@ -20,7 +20,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.scope import no_stragglers
+from refed_dspy.clients.lm_routing import no_stragglers
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, RunAborted
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores

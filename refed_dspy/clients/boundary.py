@@ -37,7 +37,7 @@ from refed_dspy.clients.calls import (
 from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.prompt_tokens import count_prompt
-from refed_dspy.clients.reach import gave_up_waiting
+from refed_dspy.clients.transport_errors import gave_up_waiting
 from refed_dspy.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class CallBoundary:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
         what the provider saw; one that never left the client (a setting it cannot send) does not. One the client
         gave up on at its timeout reached the provider, which may have answered and billed it: it is counted as
-        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.reach."""
+        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.transport_errors."""
         if gave_up_waiting(err):
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return

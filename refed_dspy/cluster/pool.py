@@ -17,9 +17,9 @@ from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
 from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
 from refed_dspy.cluster.connect import disconnect
 from refed_dspy.cluster.leftovers import forget, record
-from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.ready import Waiting, answers, get, where_lost
 from refed_dspy.cluster.worker import WorkerInfo
+from refed_dspy.cluster.workers_file import WorkersNote
 from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import MissingKeyError, RunAborted, first_line
 

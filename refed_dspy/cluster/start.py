@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.api_base import native_base
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key_goes_to_its_provider
 from refed_dspy.clients.pricing import PriceBook
 from refed_dspy.clients.spec import LMSpec
-from refed_dspy.clients.wire import native_base
 from refed_dspy.cluster.connect import connect, joins
 from refed_dspy.cluster.pool import Worker, WorkerPool
 from refed_dspy.cluster.ready import Waiting, answers

@@ -19,8 +19,8 @@ from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm import price_of
+from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.clients.pricing import Price, PriceBook
-from refed_dspy.clients.scope import LedgerScope
 from refed_dspy.clients.spec import LMSpec
 from refed_dspy.clients.usage import with_unrecorded
 from refed_dspy.engine.batch import batch_figures
