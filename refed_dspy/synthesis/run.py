@@ -1,7 +1,7 @@
 """The synthesis stage: feedback, work units, samples; budgeted and resumable, on the execution engine.
 
 The engine (refed_dspy.engine) runs the calls: the window of calls in flight, budget reservations, retries, AIMD,
-the failure streak, accounting and the stop on a signal. The schedule (schedule.py) says what to start next. This
+the failure streak, accounting and the stop on a signal. What to start next is next_work.py's to say. This
 stage runs one piece of work through its part of the pipeline program, and writes what finished: a record, a
 reject, or the journal line of a unit.
 """
@@ -18,9 +18,9 @@ import dspy
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.usage import usage_of
 from refed_dspy.config import Config, config_hash
+from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.launch.plan import Started
 from refed_dspy.methods import Method, get_method
@@ -28,9 +28,9 @@ from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id
 from refed_dspy.store.rundir import ResumeState, RunDir
 from refed_dspy.store.teachers import teacher_key
+from refed_dspy.synthesis.next_work import NextWork
 from refed_dspy.synthesis.program import RunProgram, resolve_program
 from refed_dspy.synthesis.run_summary import run_summary
-from refed_dspy.synthesis.schedule import Schedule
 from refed_dspy.synthesis.summary import (
     RunStats,
     RunSummary,
@@ -94,7 +94,7 @@ class SynthesisRun(StageBase):
             stop_grace_s=config.run.stop_grace_s,
             seed=self.syn.seed,
         )
-        self.schedule = Schedule(
+        self.next_work = NextWork(
             self.method,
             self.syn,
             references,
@@ -114,7 +114,7 @@ class SynthesisRun(StageBase):
     # ---- the stage: what to start, one piece of work, what came back ---------------------------
     def fill(self, engine: Engine) -> None:
         self.transport.note()  # on Ray, a worker lost since: refed status says so
-        self.schedule.fill(engine, self.accepted)
+        self.next_work.fill(engine, self.accepted)
 
     def key(self, kind: str, payload: Any) -> str:
         if kind == "feedback":
@@ -140,7 +140,7 @@ class SynthesisRun(StageBase):
         ref = self.refs[payload.ref_index]
         if kind == "unit":
             # a unit starts only once its reference's feedback is in (until then it is parked)
-            fb = self.schedule.feedback.get(ref.id) if self.method.collects_feedback else None
+            fb = self.next_work.feedback.get(ref.id) if self.method.collects_feedback else None
             return {
                 "reference_instruction": ref.instruction,
                 "feature_name": payload.feature,
@@ -148,7 +148,7 @@ class SynthesisRun(StageBase):
                 "n": self.syn.instructions_per_feature,
                 "rollout_id": payload.pass_no or None,
             }
-        return self.method.sample_inputs(ref, payload.instruction, self.schedule.feedback.get(ref.id))
+        return self.method.sample_inputs(ref, payload.instruction, self.next_work.feedback.get(ref.id))
 
     def _result(self, kind: str, payload: Any, pred: Any, calls: list) -> Any:
         """What a finished part's prediction becomes: feedback as it is, a unit's instructions, a sample's record."""
@@ -185,22 +185,22 @@ class SynthesisRun(StageBase):
             ref_id = self.refs[payload.ref_index].id
             self._reject(failure, "sample", payload.id, ref_id, usage, instruction=payload.instruction)
             if failure.final:
-                self.schedule.watch.note(False)
+                self.next_work.watch.note(False)
         elif self.accepted < self.syn.size:  # always: samples start only below size
             self.writers["samples"].append(result.model_dump(mode="json"))
             self.accepted += 1
             self.teachers[teacher_key(result.meta.model_dump())] += 1
-            self.schedule.watch.note(True)
+            self.next_work.watch.note(True)
             self.stats.new_samples += 1
 
     def _feedback_done(self, ref: Reference, result: Any, failure: Failure | None, usage: dict) -> None:
         if failure is not None:
             self._reject(failure, "feedback", ref.id, ref.id, usage)
-            self.schedule.feedback_in(ref, None, final=failure.final)
+            self.next_work.feedback_in(ref, None, final=failure.final)
             return
         fb = feedback_record(ref, result, usage)
         self.writers["feedback"].append(fb.model_dump(mode="json"))
-        self.schedule.feedback_in(ref, fb)
+        self.next_work.feedback_in(ref, fb)
 
     def _unit_done(self, unit: Unit, texts: Any, failure: Failure | None, usage: dict) -> None:
         ref = self.refs[unit.ref_index]
@@ -208,9 +208,9 @@ class SynthesisRun(StageBase):
         if failure is not None:
             self._reject(failure, "synthesize", uid, ref.id, usage)
             if failure.final:
-                self.schedule.done_units.add(uid)
+                self.next_work.done_units.add(uid)
             return
-        kept, dropped = self.schedule.unit_in(unit, texts)
+        kept, dropped = self.next_work.unit_in(unit, texts)
         for text, reason in dropped:
             self._reject(
                 Failure(reason, "dropped by instruction dedup"),
@@ -258,7 +258,7 @@ class SynthesisRun(StageBase):
         Stopped by Ctrl-C, SIGTERM or SIGHUP, it writes the summary (status interrupted) and raises KeyboardInterrupt.
         """
         state = self.rundir.load() if resumed else ResumeState()
-        self.schedule.restore(state)
+        self.next_work.restore(state)
         self.accepted = state.samples
         self.teachers = state.teachers
         self.reject_keys = set(state.reject_keys)

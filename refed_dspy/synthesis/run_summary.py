@@ -11,11 +11,11 @@ from refed_dspy.synthesis.summary import RunSummary, estimate_error, per_sample,
 
 def exhausted_because(run: Any) -> str:
     """Why the run stopped short with nothing left to try."""
-    if run.schedule.watch.reason is not None:
-        return run.schedule.watch.reason
+    if run.next_work.watch.reason is not None:
+        return run.next_work.watch.reason
     return (
         "nothing was left to try: every unit the references offer was used, or their feedback failed "
-        f"({len(run.schedule.done_units)} units)"
+        f"({len(run.next_work.done_units)} units)"
     )
 
 
@@ -42,9 +42,9 @@ def run_summary(run: Any, status: str) -> RunSummary:
             "samples": run.accepted,
             "new_samples": run.stats.new_samples,
             "references": len(run.refs),
-            "feedback_collected": len(run.schedule.feedback),
-            "units": len(run.schedule.done_units),
-            "instructions_kept": len(run.schedule.dedup),
+            "feedback_collected": len(run.next_work.feedback),
+            "units": len(run.next_work.done_units),
+            "instructions_kept": len(run.next_work.dedup),
             "rejects": rejects,
             "rejects_by_stage": by_stage,
             "retries": {"total": run.earlier_retries + sum(retries.values()), "this_invocation": dict(retries)},
