@@ -33,7 +33,7 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.calls import stage
 from refed_dspy.clients.lm import build_lm
-from refed_dspy.clients.scope import METRIC_STAGE
+from refed_dspy.clients.lm_routing import METRIC_STAGE
 from refed_dspy.closeness import COPY_THRESHOLD, first_copy
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.failures import classify
@@ -275,7 +275,7 @@ class CountingMetric(CountedCalls):
 
     def raw(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> Any:
         """What the metric returned (0.0 after a failure, which is counted). The LM calls it makes are tagged with the
-        stage `metric` (and an LM of its own is counted under the role `metric`: refed_dspy.clients.scope)."""
+        stage `metric` (and an LM of its own is counted under the role `metric`: refed_dspy.clients.lm_routing)."""
         try:
             with stage(METRIC_STAGE):
                 if self._gepa_args:

@@ -19,16 +19,16 @@ from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm import price_of
-from refed_dspy.clients.scope import LedgerScope
+from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.clients.usage import with_unrecorded
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.engine.batch import batch_figures
 from refed_dspy.engine.batch_usage import answered_usage
 from refed_dspy.engine.endpoint_check import endpoint_error
+from refed_dspy.engine.execution import Engine, Limits
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.scheduler import Engine, Limits
 from refed_dspy.engine.transport import LocalTransport, Transport, guarded_call
 from refed_dspy.errors import RunAborted, RunDirError
 from refed_dspy.money import usd

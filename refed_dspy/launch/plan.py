@@ -21,6 +21,7 @@ from typing import Any
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.pool import WorkerPool
+from refed_dspy.cluster.start import start_pool
 from refed_dspy.config import Config
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
@@ -58,7 +59,7 @@ class Launch:
         end_left_behind(run_dir)
         if not self.on_ray:
             return
-        self.pool = WorkerPool.start(
+        self.pool = start_pool(
             self.config.ray,
             self.spec,
             self.role,

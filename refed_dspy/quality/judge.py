@@ -21,9 +21,9 @@ import dspy
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.clients.local_serving import serving
 from refed_dspy.config import Config
+from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
 from refed_dspy.launch.plan import Started, launch

@@ -24,8 +24,8 @@ import dspy
 from pydantic import Field
 
 from refed_dspy.clients.boundary import bounded
+from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
-from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import FinishedShort, SeedError
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge

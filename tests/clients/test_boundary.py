@@ -402,7 +402,7 @@ def test_a_refused_call_leaves_the_boundary_in_force():
 def test_the_engine_and_optimize_keep_one_kind_of_ledger():
     """Optimize guards its LMs with the very class the engine reserves and records through."""
     from refed_dspy.engine.budget import CallBudget
-    from refed_dspy.engine.scheduler import Engine, Limits
+    from refed_dspy.engine.execution import Engine, Limits
 
     engine = Engine(stage=None, limits=Limits(concurrency=1, max_retries=0, worst_calls={"x": 2}, max_calls=3))
     assert type(engine.budget) is CallBudget

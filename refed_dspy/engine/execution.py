@@ -191,7 +191,7 @@ class Engine:
 
     # ---- finished work ------------------------------------------------------------------------
     def _retry(self, meta: Task, failure: Failure) -> bool:
-        """Schedule `meta` again after a retryable failure; False when its retries are used up."""
+        """NextWork `meta` again after a retryable failure; False when its retries are used up."""
         now = time.monotonic()
         key = self.stage.key(meta.kind, meta.payload)
         if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now):
