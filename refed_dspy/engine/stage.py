@@ -256,12 +256,16 @@ class StageBase(ABC):
         progress.stage_of = self.stage_now
         show()  # from the first line on, the figures of earlier invocations (rejects, calls, cost) are counted
         written = True
+        engine.writers = list(writers)
         try:
-            await engine.run_closing(progress, writers)
+            await engine.run()
         except RunDirError:
             written = False  # some calls' usage never reached a file: the log keeps them for the next start
             raise
         finally:
+            for writer in engine.writers:
+                writer.close()
+            progress.close()
             status = engine.status(done=done() if done is not None else not engine.stopped)
             summary = summarize(status)
             if engine.log is not None and written:
