@@ -23,8 +23,8 @@ from harness import ROOT, Server, make_seeds, run_child, save, synth_overrides, 
 sys.path.insert(0, str(ROOT / "tests"))
 from loopback_server import _TOKEN  # noqa: E402 - the server's own tokenizer
 
-from refed_dspy.clients.pricing import default_price  # noqa: E402
 from refed_dspy.methods import METHODS  # noqa: E402
+from refed_dspy.providers.prices import default_price  # noqa: E402
 
 PRICE = default_price("openai/gpt-4o-mini")
 STAGE_OF_OUTPUTS = {  # the first output field names the signature, hence the stage

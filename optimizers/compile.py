@@ -20,7 +20,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.scope import no_stragglers
+from refed_dspy.clients.lm_routing import no_stragglers
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, RunAborted
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
@@ -281,16 +281,10 @@ def optimize(
         n_train=len(trainset),
         n_val=len(valset),
     )
-    log_dir = _log_dir(
-        log_root,
-        optimizer if instance is None else None,
-        settings,
-        trainset,
-        valset,
-        program.dump_state() if log_root else None,
-        _metric_state(metric) if log_root else None,
-    )
-    settings = dataclasses.replace(settings, log_dir=log_dir)
+    if log_root:  # where an optimizer that can resume keeps its state: a folder of its settings and examples
+        state = (program.dump_state(), _metric_state(metric))
+        name = optimizer if instance is None else None
+        settings = dataclasses.replace(settings, log_dir=_log_dir(log_root, name, settings, trainset, valset, *state))
     tp = instance or _built(choice, metric, settings, adapter)
     run = _Compilation(tp, choice, settings, metric, adapter, budget)
     # the budget's stop is said once, by _Compilation.check; no example is sent twice by DSPy's evaluator

@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
@@ -32,7 +33,7 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.calls import stage
 from refed_dspy.clients.lm import build_lm
-from refed_dspy.clients.scope import METRIC_STAGE
+from refed_dspy.clients.lm_routing import METRIC_STAGE
 from refed_dspy.closeness import COPY_THRESHOLD, first_copy
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.failures import classify
@@ -40,6 +41,7 @@ from refed_dspy.errors import ConfigError
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores
+from refed_dspy.registry import TARGETS
 from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
 from refed_dspy.store.records import Reference
 from refed_dspy.text import mean_pairwise_rouge, rouge_l, tokens
@@ -69,7 +71,16 @@ class Score(float):
         return (Score, (float(self), self.threshold))
 
 
-TARGETS = ("respond", "instructions", "pipeline")  # what optimize.target can tune, each with its metric
+@dataclass(frozen=True)
+class Target:
+    """What `optimize.target` can tune (`rank`: where it is listed), each with its metric (make_metric)."""
+
+    name: str
+    rank: int
+
+
+for _rank, _name in enumerate(("respond", "instructions", "pipeline")):
+    TARGETS.register(Target(_name, _rank))
 
 
 class CountedCalls:
@@ -264,7 +275,7 @@ class CountingMetric(CountedCalls):
 
     def raw(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> Any:
         """What the metric returned (0.0 after a failure, which is counted). The LM calls it makes are tagged with the
-        stage `metric` (and an LM of its own is counted under the role `metric`: refed_dspy.clients.scope)."""
+        stage `metric` (and an LM of its own is counted under the role `metric`: refed_dspy.clients.lm_routing)."""
         try:
             with stage(METRIC_STAGE):
                 if self._gepa_args:

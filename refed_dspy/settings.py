@@ -1,8 +1,8 @@
 """The base of every config section, the types of its path and duration fields, and the pattern that tells a
 secret's name.
 
-Each layer defines the settings it reads as a `Section` (the LM roles' `LMSpec` in clients, for one);
-refed_dspy.config composes them into the run's `Config`.
+Each table of the config is a `Section` (refed_dspy.config: the LM roles' `LMSpec`, `[synthesis]`, ...; a filter's
+settings in refed_dspy.filters); refed_dspy.config composes them into the run's `Config`.
 """
 
 from __future__ import annotations

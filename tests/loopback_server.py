@@ -520,11 +520,22 @@ class _Handler(BaseHTTPRequestHandler):
     _counted = False  # that request's answer is counted in state.unlogged
 
     def _answering(self) -> None:
-        """The answer (or the reset) goes out now: until its line is written, read_log waits for it."""
+        """The answer (or the reset) goes out now: until its line is written, read_log waits for it. The request is
+        no longer in flight: its client may send the next one as soon as these bytes arrive, before this thread
+        runs again."""
+        self._landed()
         if self._owes_a_line and not self._counted:
             self._counted = True
             with self.server.state.lock:
                 self.server.state.unlogged += 1
+
+    _flying = False  # this request is counted in the server's in_flight
+
+    def _landed(self) -> None:
+        if self._flying:
+            self._flying = False
+            with self.server.state.lock:
+                self.server.state.in_flight -= 1
 
     _wire = "openai"  # the format of the request being answered: its answer goes out in the same one
 
@@ -606,6 +617,7 @@ class _Handler(BaseHTTPRequestHandler):
             st.count += 1
             seq = st.count
             st.in_flight += 1
+            self._flying = True
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
             over_cap = cfg.max_concurrency and st.in_flight > cfg.max_concurrency
             draw = st.rng.random()
@@ -629,8 +641,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._serve(req, raw, rng, draw, bool(over_cap), entry)
         finally:
             entry["service_s"] = round(time.perf_counter() - t0, 6)  # request read -> answer sent
-            with st.lock:
-                st.in_flight -= 1
+            self._landed()
             st.record(entry)
             if self._counted:
                 with st.lock:

@@ -4,16 +4,9 @@ import pytest
 
 from refed_dspy.cli import main
 from refed_dspy.clients.lm import build_lm
-from refed_dspy.config import (
-    apply_overrides,
-    config_from_dict,
-    fingerprint,
-    fingerprint_diff,
-    load_config,
-    mask_secrets,
-    to_toml,
-)
+from refed_dspy.config import apply_overrides, config_from_dict, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.errors import ConfigError
+from refed_dspy.settings import mask_secrets
 
 
 def test_defaults_are_valid_and_documented():
@@ -196,8 +189,8 @@ def _tables() -> dict[str, type]:
     filter's [[filters]] table, and [experiment]."""
     from pydantic import BaseModel
 
-    from refed_dspy.clients.pricing import ModelPrice
     from refed_dspy.config import Config
+    from refed_dspy.config.prices import ModelPrice
     from refed_dspy.experiments.experiment_config import ExperimentSettings
     from refed_dspy.filters import FILTERS
 
@@ -297,8 +290,8 @@ def test_every_duration_is_a_bounded_number_of_seconds():
 def test_prices_made_in_python_are_held_to_the_configs_rules():
     from pydantic import ValidationError
 
-    from refed_dspy.clients.pricing import ModelPrice, PriceBook
-    from refed_dspy.clients.spec import LMSpec
+    from refed_dspy.config.lm import LMSpec
+    from refed_dspy.config.prices import ModelPrice, PriceBook
 
     for bad in (float("inf"), float("nan"), -1.0):
         with pytest.raises(ValidationError):
@@ -317,7 +310,7 @@ def test_prices_made_in_python_are_held_to_the_configs_rules():
 
 
 def test_an_extra_key_the_lm_section_sets_itself_is_refused_naming_the_field(monkeypatch):
-    from refed_dspy.clients.spec import LMSpec, reserved_extra_keys
+    from refed_dspy.config.lm import LMSpec, reserved_extra_keys
     from refed_dspy.settings import SECRET_NAME
 
     own = LMSpec.model_construct().lm_arguments()

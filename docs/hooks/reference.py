@@ -220,9 +220,14 @@ def _bounds(field: Any) -> str:
 
 
 def _kind(field: Any) -> str:
-    """A field's type as type_name says it; a path field's string is a `path` (a leading ~ is the home directory)."""
+    """A field's type as type_name says it; a path field's string is a `path` (a leading ~ is the home directory); a
+    name checked against a registry (synthesis.method, optimize.optimizer) is one of the names registered now."""
+    from refed_dspy.config.names import Registered
     from refed_dspy.settings import is_path
 
+    for meta in field.metadata:
+        if isinstance(getattr(meta, "func", None), Registered):
+            return " | ".join(json.dumps(name) for name in meta.func.registry.names())
     name = type_name(field.annotation)
     return name.replace("string", "path (~ expands)", 1) if is_path(field) else name
 
@@ -290,8 +295,8 @@ def config_markdown() -> str:
     """Every table and field of a run config, with its type, default and description."""
     from pydantic import BaseModel
 
-    from refed_dspy.clients.pricing import ModelPrice
     from refed_dspy.config import Config
+    from refed_dspy.config.prices import ModelPrice
     from refed_dspy.experiments.experiment_config import ExperimentSettings
     from refed_dspy.filters import FILTERS
 

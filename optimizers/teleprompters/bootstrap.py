@@ -8,7 +8,7 @@ import dspy
 
 from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer
 from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program, bootstrap_demos, with_demos
-from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
+from refed_dspy.registry import OPTIMIZERS
 
 
 @OPTIMIZERS.register

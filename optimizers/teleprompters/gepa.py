@@ -11,7 +11,7 @@ import dspy
 from refed_dspy.errors import ConfigError
 from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, CompileSettings, Optimizer
 from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program
-from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
+from refed_dspy.registry import OPTIMIZERS
 
 
 @OPTIMIZERS.register

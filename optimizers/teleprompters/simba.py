@@ -7,7 +7,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer
-from refed_dspy.optimizers.teleprompters.registry import OPTIMIZERS
+from refed_dspy.registry import OPTIMIZERS
 
 
 @OPTIMIZERS.register

@@ -15,7 +15,7 @@ from refed_dspy.adapters.contract import ContractError, check_outputs, output_sc
 from refed_dspy.adapters.degenerate import Revises, degenerate_outputs, degenerate_reason
 from refed_dspy.adapters.dialects import schema_for
 from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.providers.dialects import DIALECTS, dialect_for
 from refed_dspy.providers.registry import provider_for
 

@@ -11,7 +11,7 @@ from refed_dspy.money import usd
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.optimization.kept import kept_line
+    from refed_dspy.optimization.program_choice import kept_line
     from refed_dspy.optimization.run import optimize
 
     config = load_config(args.config, args.overrides)

@@ -25,23 +25,20 @@ from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError, is_retryab
 from refed_dspy.clients.backoff import retry_after_s, retry_delay_s
 from refed_dspy.clients.calls import (
     CallInfo,
-    OutputRefused,
-    OutputTruncated,
     ReplyFormatError,
     _calls,
-    _finish_reason,
-    _first_text,
-    _replayed,
     _stage,
     _started,
     _tag,
     _work_ledger,
+    finish_error,
+    read_reply,
 )
 from refed_dspy.clients.keys import check_lm_key
-from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.prompt_tokens import count_prompt
-from refed_dspy.clients.reach import gave_up_waiting
+from refed_dspy.clients.transport_errors import gave_up_waiting
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.prices import Price
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
@@ -249,7 +246,7 @@ class CallBoundary:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
         what the provider saw; one that never left the client (a setting it cannot send) does not. One the client
         gave up on at its timeout reached the provider, which may have answered and billed it: it is counted as
-        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.reach."""
+        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.transport_errors."""
         if gave_up_waiting(err):
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return
@@ -260,51 +257,29 @@ class CallBoundary:
             calls.append(failed)
 
     def update_history(self, entry: dict[str, Any]) -> None:
-        usage = entry.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
-        response = entry.get("response")
-        if isinstance(response, tuple):
-            response = response[0] if response else None
-        finish = _finish_reason(response)
         tag = _tag.get()
-        cache_hit = not usage and _replayed(response)
-        text = _first_text(entry.get("outputs"))
-        if usage or cache_hit or text:
+        reply = read_reply(entry, self._stage_now(), str(self.model), _elapsed(), tag is not None and tag.repair)
+        info = reply.info
+        if reply.understood:
             self.__dict__["_refed_understood"] = True
         elif not self.__dict__.get("_refed_understood"):
             # the first replies carry neither text nor usage: the endpoint speaks another format than the client's
-            self._record(CallInfo(stage=self._stage_now(), model=self.model, seconds=_elapsed(), tokens_unknown=True))
+            self._record(CallInfo(stage=info.stage, model=self.model, seconds=info.seconds, tokens_unknown=True))
             raise ReplyFormatError("the endpoint's reply carries no text and no token usage")
-        if not usage and not cache_hit:
+        if not reply.reported_usage:
             self._say_once(
                 "usage",
                 "reports no token usage with its replies: its calls are counted, their tokens and cost are not "
                 "(a cost budget cannot be kept with it)",
             )
-        info = CallInfo(
-            stage=self._stage_now(),
-            model=self.model,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int((details or {}).get("cached_tokens") or 0),
-            cache_hit=cache_hit,
-            tokens_unknown=not usage and not cache_hit,
-            finish_reason=finish,
-            seconds=_elapsed(),
-            repair=tag is not None and tag.repair,
-        )
-        if self.own_price and self.price is not None and usage:
+        if self.own_price and self.price is not None and not info.tokens_unknown and not info.cache_hit:
             info.cost_usd = self.price.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
         self._record(info)
         if self.keeps_history:
             super().update_history(entry)
-        if finish == "length":
-            raise OutputTruncated(
-                f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)",
-                text,
-            )
-        if finish == "content_filter":
-            raise OutputRefused("reply stopped by the provider's content filter", text)
+        unusable = finish_error(info, reply.text)
+        if unusable is not None:
+            raise unusable
 
     def __reduce_ex__(self, protocol: Any) -> tuple:
         """Copied or pickled as the LM's own class behind the boundary: the boundary class is made at run time, so a

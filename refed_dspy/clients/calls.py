@@ -164,3 +164,47 @@ def _finish_reason(response: Any) -> str | None:
         first = choices[0]
         return first.get("finish_reason") if isinstance(first, dict) else getattr(first, "finish_reason", None)
     return None
+
+
+@dataclass
+class Reply:
+    """What one history entry of a DSPy LM says of its call: the call as the accounting sees it (its stage and time
+    left to the caller), its first text, and whether the usage or a replay from the cache was reported."""
+
+    info: CallInfo
+    text: str | None
+    reported_usage: bool
+    understood: bool  # it carries text, usage or a cache replay: the client reads the endpoint's format
+
+
+def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: float, repair: bool) -> Reply:
+    """The Reply of `entry` (what DSPy hands BaseLM.update_history: usage, response, outputs)."""
+    usage = entry.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    response = entry.get("response")
+    if isinstance(response, tuple):
+        response = response[0] if response else None
+    cache_hit = not usage and _replayed(response)
+    text = _first_text(entry.get("outputs"))
+    info = CallInfo(
+        stage=stage_name,
+        model=model,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cached_tokens=int((details or {}).get("cached_tokens") or 0),
+        cache_hit=cache_hit,
+        tokens_unknown=not usage and not cache_hit,
+        finish_reason=_finish_reason(response),
+        seconds=seconds,
+        repair=repair,
+    )
+    return Reply(info, text, bool(usage) or cache_hit, bool(usage or cache_hit or text))
+
+
+def finish_error(info: CallInfo, text: str | None) -> LMOutputError | None:
+    """The error a reply that ended unusably is: cut off at max_tokens, or stopped by a content filter."""
+    if info.finish_reason == "length":
+        return OutputTruncated(f"reply cut off at max_tokens ({info.completion_tokens} completion tokens)", text)
+    if info.finish_reason == "content_filter":
+        return OutputRefused("reply stopped by the provider's content filter", text)
+    return None

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import KeyProviderError, MissingKeyError
 from refed_dspy.providers.base import provider_of
 from refed_dspy.providers.hosts import (

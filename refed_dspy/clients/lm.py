@@ -11,13 +11,14 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.clients.api_base import fit_api_base, native_base
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
-from refed_dspy.clients.pricing import Price, PriceBook, close_priced_names, resolve_price
-from refed_dspy.clients.spec import LMSpec
-from refed_dspy.clients.wire import fit_api_base, native_base
+from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.prices import Price, close_priced_names, resolve_price
 
 log = logging.getLogger(__name__)
 # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
@@ -78,7 +79,7 @@ def build_lm(
     function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the LM's async calls
     another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
-    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.wire).
+    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base).
     """
     key = check_key(spec, role)
     spread = None

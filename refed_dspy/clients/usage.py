@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.pricing import Price
+from refed_dspy.providers.prices import Price
 
 _FIELDS = (
     "calls",

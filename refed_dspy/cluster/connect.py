@@ -9,7 +9,7 @@ import socket
 from typing import Any
 
 from refed_dspy.clients.keys import check_key_goes_to_its_provider
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -14,25 +14,20 @@ from typing import Any, ClassVar
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
-from refed_dspy.clients.keys import check_key_goes_to_its_provider
-from refed_dspy.clients.pricing import PriceBook
-from refed_dspy.clients.spec import LMSpec
-from refed_dspy.clients.wire import native_base
 from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
-from refed_dspy.cluster.connect import connect, disconnect, joins
+from refed_dspy.cluster.connect import disconnect
 from refed_dspy.cluster.leftovers import forget, record
-from refed_dspy.cluster.note import WorkersNote
 from refed_dspy.cluster.ready import Waiting, answers, get, where_lost
-from refed_dspy.cluster.worker import PartWorker, WorkerInfo
-from refed_dspy.config import RayConfig
+from refed_dspy.cluster.worker import WorkerInfo
+from refed_dspy.cluster.workers_file import WorkersNote
 from refed_dspy.engine.failures import Failure
-from refed_dspy.errors import ConfigError, MissingKeyError, RunAborted, first_line
+from refed_dspy.errors import MissingKeyError, RunAborted, first_line
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Worker:
+class Worker:
     actor: Any
     info: WorkerInfo
     in_flight: int = 0
@@ -59,7 +54,7 @@ class WorkerPool:
     """`ray.workers` PartWorkers of one run (see refed_dspy.cluster.worker)."""
 
     ray: Any
-    workers: list[_Worker]
+    workers: list[Worker]
     model: str
     address: str | None
     started_ray: bool = False
@@ -77,66 +72,12 @@ class WorkerPool:
     # a Transport (refed_dspy.engine.transport): the calls are made by the workers, where the run's log is not
     logs_tasks: ClassVar[bool] = True
 
-    @classmethod
-    def start(
-        cls,
-        settings: RayConfig,
-        spec: LMSpec,
-        role: str,
-        parts: dict[str, Any],
-        *,
-        concurrency: int,
-        prices: PriceBook | None = None,
-        progress_every_s: float | None = None,
-        run_dir: Path | None = None,
-    ) -> WorkerPool:
-        """Connect, start the workers and check them before anything is paid or written: ConfigError when the extra is
-        missing, the address cannot be reached or the cluster cannot place them; MissingKeyError naming the variable
-        and the node of a worker that lacks the key. A worker lost while it starts is left out (one warning line);
-        RunAborted when every one is. `load` then readies them, once the run dir is there. One line says the start
-        begins, and one every `progress_every_s` seconds while it waits (None: none). With a local Ray this pool
-        starts, its processes are written down in `run_dir` (once it exists: here for a run resumed, at `load` for a
-        new one), so that the next command there ends those a kill of this one leaves behind (cluster.leftovers)."""
-        _no_lm_of_their_own(parts)
-        check_key_goes_to_its_provider(spec, role)  # reads no key: said here, before Ray starts, as a local run does
-        log.info("starting %d Ray workers on %s", settings.workers, joins(settings.address))
-        waiting = Waiting(settings.workers, progress_every_s)
-        with waiting:
-            ray, started = connect(settings.address, settings.workers)
-            actor_class = ray.remote(PartWorker)
-            actors = [
-                actor_class.options(
-                    max_concurrency=concurrency + 8, max_restarts=0, num_cpus=1, scheduling_strategy="SPREAD"
-                ).remote(spec, role, parts, concurrency, prices)
-                for _ in range(settings.workers)
-            ]
-            # the endpoints as the workers' spreads hold them (an Anthropic host gets /v1), so their rows meet
-            spread = (
-                EndpointSpread([native_base(spec.model, u) for u in spec.endpoints])
-                if len(spec.endpoints) > 1
-                else None
-            )
-            pool = cls(
-                ray, [], spec.model, settings.address, started, spread=spread, cache_server=settings.cache_server
-            )
-            pool.waiting, pool.run_dir = waiting, run_dir
-            try:
-                waiting.now("started")
-                infos = answers(ray, [a.info.remote() for a in actors], "start its workers", waiting)
-                pool._write_down()  # Ray's agents are up once a worker has answered
-                pool._check_started(actors, infos)
-            except BaseException:
-                pool.workers = pool.workers or [_Worker(a, WorkerInfo("?", 0, None)) for a in actors]
-                pool.close()
-                raise
-        return pool
-
-    def _check_started(self, actors: list, infos: list) -> None:
+    def check_started(self, actors: list, infos: list) -> None:
         """The workers as they answered (one lost while starting is left out, named by what Ray says of it); then
         MissingKeyError for the first that lacks the key."""
         lost = self.ray.exceptions.RayActorError
         self.workers = [
-            _Worker(a, WorkerInfo(*where_lost(info), None) if isinstance(info, lost) else info)
+            Worker(a, WorkerInfo(*where_lost(info), None) if isinstance(info, lost) else info)
             for a, info in zip(actors, infos, strict=True)
         ]
         gone = [(w, info) for w, info in zip(self.workers, infos, strict=True) if isinstance(info, lost)]
@@ -183,15 +124,15 @@ class WorkerPool:
                 self.ready,
                 self.cache.directory,
             )
-        self._write_down()
+        self.write_down()
 
-    def _write_down(self) -> None:
+    def write_down(self) -> None:
         """The processes of the local Ray this pool started, written down in the run dir once it exists."""
         if self.started_ray and self.address is None and self.run_dir is not None and self.run_dir.is_dir():
             record(self.run_dir, _ray_dir(self.ray))
             self.recorded_in = self.run_dir
 
-    def _leave_out(self, lost: list[tuple[_Worker, BaseException]], doing: str, when: str) -> None:
+    def _leave_out(self, lost: list[tuple[Worker, BaseException]], doing: str, when: str) -> None:
         """The workers lost before the run began, left out, each said in one line; RunAborted (exit 3, nothing paid,
         its one line alone) when no worker is left."""
         for worker, err in lost:
@@ -268,7 +209,7 @@ class WorkerPool:
             for _ in range(n)
         )
 
-    def _lost(self, worker: _Worker, err: BaseException) -> Failure:
+    def _lost(self, worker: Worker, err: BaseException) -> Failure:
         if worker.lost is None:
             self._mark_lost(worker, err)
             self._say_lost(worker)
@@ -276,14 +217,14 @@ class WorkerPool:
             return Failure("workers_lost", "every Ray worker of the run is lost", fatal=True)
         return Failure("worker_lost", f"lost with its Ray worker on {worker.where()}", final=False, retryable=True)
 
-    def _mark_lost(self, worker: _Worker, err: BaseException) -> None:
+    def _mark_lost(self, worker: Worker, err: BaseException) -> None:
         """`worker` is gone for good."""
         worker.lost = first_line(err, 120)
         # unreachable may not mean dead: ended for good, so that it makes no call the ledger would not see
         with contextlib.suppress(Exception):
             self.ray.kill(worker.actor, no_restart=True)
 
-    def _say_lost(self, worker: _Worker, when: str = "") -> None:
+    def _say_lost(self, worker: Worker, when: str = "") -> None:
         """One line for a worker lost (`when`: 'while it loaded', ...) and how many go on."""
         log.warning(
             "warning: the Ray worker on %s was lost%s; the run goes on with %d of %d workers",
@@ -309,7 +250,7 @@ class WorkerPool:
 
     def figures(self) -> dict[str, Any]:
         """For a summary: where the calls ran, and with several endpoints the calls of each over the cluster."""
-        endpoints = self.endpoint_figures()
+        endpoints = endpoint_rows(self)
         return {"ray": self.cluster_figures(), **({"endpoints": endpoints} if endpoints is not None else {})}
 
     def cluster_figures(self) -> dict[str, Any]:
@@ -320,24 +261,6 @@ class WorkerPool:
             "workers": [w.figures() for w in self.workers],
             **({"cache": self.cache.directory} if self.cache is not None else {}),
         }
-
-    def endpoint_figures(self) -> dict[str, dict[str, Any]] | None:
-        """With several endpoints: by URL, the tasks the driver sent to each and the calls, failures and times taken
-        out its live workers saw (a lost worker's are lost with it). None with one endpoint."""
-        if self.spread is None:
-            return None
-        out = {s.url: {"tasks": s.calls, "calls": 0, "failures": 0, "taken_out": 0} for s in self.spread.states}
-        live = [w.actor.endpoints.remote() for w in self.workers if w.lost is None]
-        try:
-            seen = self.ray.get(live, timeout=30)
-        except self.ray.exceptions.RayError as err:
-            log.debug("cannot read the workers' endpoint figures: %s", err)
-            seen = []
-        for figures in seen:
-            for url, row in figures.items():
-                for name in ("calls", "failures", "taken_out"):
-                    out.setdefault(url, {"tasks": 0, "calls": 0, "failures": 0, "taken_out": 0})[name] += row[name]
-        return out
 
     def close(self) -> None:
         """End the workers and the cache server (and the local Ray this pool started)."""
@@ -376,13 +299,20 @@ def _ray_dir(ray: Any) -> str:
     return str(Path(ray.__file__).resolve().parent)
 
 
-def _no_lm_of_their_own(parts: dict[str, Any]) -> None:
-    """A part with an LM pinned to a predictor would carry that LM (and its key) to every worker: refused."""
-    for kind, part in parts.items():
-        for name, predictor in part.named_predictors() if part is not None else ():
-            if getattr(predictor, "lm", None) is not None:
-                raise ConfigError(
-                    f"the program's {kind} part has an LM set on its predictor {name}: on Ray each worker builds its "
-                    "LMs from the config (a pinned LM object would carry its key to the workers); unset it, or run "
-                    "without ray"
-                )
+def endpoint_rows(pool: WorkerPool) -> dict[str, dict[str, Any]] | None:
+    """With several endpoints: by URL, the tasks the driver sent to each and the calls, failures and times taken
+    out its live workers saw (a lost worker's are lost with it). None with one endpoint."""
+    if pool.spread is None:
+        return None
+    out = {s.url: {"tasks": s.calls, "calls": 0, "failures": 0, "taken_out": 0} for s in pool.spread.states}
+    live = [w.actor.endpoints.remote() for w in pool.workers if w.lost is None]
+    try:
+        seen = pool.ray.get(live, timeout=30)
+    except pool.ray.exceptions.RayError as err:
+        log.debug("cannot read the workers' endpoint figures: %s", err)
+        seen = []
+    for figures in seen:
+        for url, row in figures.items():
+            for name in ("calls", "failures", "taken_out"):
+                out.setdefault(url, {"tasks": 0, "calls": 0, "failures": 0, "taken_out": 0})[name] += row[name]
+    return out

@@ -25,12 +25,12 @@ from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.endpoints import preferred_endpoint
 from refed_dspy.clients.keys import api_key_env
 from refed_dspy.clients.lm import build_lm
-from refed_dspy.clients.pricing import PriceBook
-from refed_dspy.clients.scope import LedgerScope
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.cluster.cache_server import CachePlan, RemoteRunCache
 from refed_dspy.cluster.connect import import_ray
-from refed_dspy.engine.budget import Ticket
+from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.prices import PriceBook
+from refed_dspy.engine.tickets import Ticket
 from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
 from refed_dspy.store.cache import use_cache_dir
 

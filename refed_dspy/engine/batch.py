@@ -303,24 +303,9 @@ class BatchBroker:
     def _max_requests(self) -> int:
         return min(self.settings.max_requests or self.client.max_requests, self.client.max_requests)
 
-    def _chunks(self) -> list[list[tuple[str, str, dict[str, Any]]]]:
-        """Pending requests in batches within the provider's request and byte limits, one stage per batch."""
-        max_n = self._max_requests()
-        max_b = min(self.settings.max_bytes or self.client.max_bytes, self.client.max_bytes)
-        chunks, cur, size, stage = [], [], 0, None
-        for cid, (st, line, nbytes) in sorted(self.pending.items(), key=lambda kv: kv[1][0]):
-            if cur and (len(cur) >= max_n or size + nbytes > max_b or st != stage):
-                chunks.append(cur)
-                cur, size = [], 0
-            cur.append((cid, st, line))
-            size += nbytes + 200
-            stage = st
-        if cur:
-            chunks.append(cur)
-        return chunks
-
     async def _submit(self) -> None:
-        for chunk in self._chunks():
+        max_bytes = min(self.settings.max_bytes or self.client.max_bytes, self.client.max_bytes)
+        for chunk in chunked(self.pending, self._max_requests(), max_bytes):
             entry = self.store.plan(self.client.api, chunk[0][1], [line for _, _, line in chunk])
             self._fresh.add(entry.local_id)
             for cid, _, _ in chunk:
@@ -417,19 +402,6 @@ class BatchBroker:
         self.pending[nxt] = (stage, self.client.line(nxt, body), len(json.dumps(body)))
         self.last_new = time.monotonic()
 
-    def figures(self) -> dict[str, Any]:
-        """Batch figures for a summary."""
-        entries = list(self.store.batches.values())
-        return {
-            "batches": len(entries),
-            "open": sum(1 for b in entries if b.open),
-            "requests": sum(len(b.custom_ids) for b in entries),
-            "answered": sum(1 for r in self.store.results.values() if not r.lost),
-            "submitted_calls_this_invocation": self.submitted_calls,
-            "answered_calls_this_invocation": self.answered_calls,
-            "resubmitted": sum(self.store.lost_count.values()),
-        }
-
 
 def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = False, store_name: str = "batches"):
     """The LM of `role` in batch mode and the broker its calls go through (its store in `run_dir/store_name`).
@@ -459,10 +431,42 @@ def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = F
 
 def batch_figures(broker: BatchBroker, usage: dict[str, Any], price_factor: float) -> dict[str, Any]:
     """What a summary says about batch mode: the batches, the calls, and what the batch price saved."""
-    out = dict(broker.figures())
+    out = dict(broker_figures(broker))
     cost = usage.get("cost_usd")
     out["price_factor"] = price_factor
     if cost is not None and 0 < price_factor < 1:
         out["online_cost_usd"] = round(cost / price_factor, 6)
         out["saved_usd"] = round(cost / price_factor - cost, 6)
     return out
+
+
+def broker_figures(broker: BatchBroker) -> dict[str, Any]:
+    """A broker's batch figures for a summary: batches (open), requests, answers, resubmissions."""
+    entries = list(broker.store.batches.values())
+    return {
+        "batches": len(entries),
+        "open": sum(1 for b in entries if b.open),
+        "requests": sum(len(b.custom_ids) for b in entries),
+        "answered": sum(1 for r in broker.store.results.values() if not r.lost),
+        "submitted_calls_this_invocation": broker.submitted_calls,
+        "answered_calls_this_invocation": broker.answered_calls,
+        "resubmitted": sum(broker.store.lost_count.values()),
+    }
+
+
+def chunked(
+    pending: dict[str, tuple[str, dict[str, Any], int]], max_requests: int, max_bytes: int
+) -> list[list[tuple[str, str, dict[str, Any]]]]:
+    """`pending` requests (custom_id -> (stage, line, bytes)) in batches within a provider's request and byte
+    limits, one stage per batch, in stage order."""
+    chunks, cur, size, stage = [], [], 0, None
+    for cid, (st, line, nbytes) in sorted(pending.items(), key=lambda kv: kv[1][0]):
+        if cur and (len(cur) >= max_requests or size + nbytes > max_bytes or st != stage):
+            chunks.append(cur)
+            cur, size = [], 0
+        cur.append((cid, st, line))
+        size += nbytes + 200
+        stage = st
+    if cur:
+        chunks.append(cur)
+    return chunks

@@ -279,7 +279,7 @@ def batch_provider(spec: Any, role: str) -> Provider:
 
 
 def client_for_spec(spec: Any, key: str | None, role: str) -> _Client:
-    """The batch client of an LM spec (refed_dspy.clients.spec.LMSpec); ConfigError for a provider without a batch
+    """The batch client of an LM spec (refed_dspy.config.lm.LMSpec); ConfigError for a provider without a batch
     API."""
     provider = batch_provider(spec, role)
     api = provider.batch

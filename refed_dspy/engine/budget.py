@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.engine.refusal import refusal
+from refed_dspy.engine.tickets import BudgetExceeded, OpensCalls
+from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
 
 # Before any call has been seen, a call is assumed this long (prompt tokens) and to fill max_tokens: a budget
@@ -51,26 +53,7 @@ class Limit:
     note: str = ""
 
 
-@dataclass
-class Ticket:
-    """One request opened on a ledger (`open_call`): its line in the write-ahead log (None: no log), and what was
-    reserved for it: `calls` and `cost` (in the engine, only what its prompt needs beyond its task's reservation)."""
-
-    role: str
-    cost: float  # the most the request can cost: its bound as a call cut off in flight
-    reserved_calls: int = 0
-    reserved_cost: float = 0.0
-    log_id: int | None = None
-    prompt_tokens: int | None = None  # as counted before sending (None: not counted)
-    in_flight: bool = False  # reserved as a single call of the boundary's (counted as paid by `close`)
-    settled: bool = False  # its request is over and its log line settled
-
-
-class BudgetExceeded(Exception):
-    """An LM call was refused because it could take the run past its call or cost budget."""
-
-
-class CallBudget:
+class CallBudget(OpensCalls):
     """Reserves and records LM calls against a call and cost budget; totals in all and by role.
 
     `totals`: what the run paid before (a resumed run's records); the ledger adds to it.
@@ -88,7 +71,6 @@ class CallBudget:
         self.max_cost_usd = max_cost_usd
         self.limits = {"calls": calls_from, "cost": cost_from}  # where each limit comes from (None: unnamed)
         self.tripped_by: str | None = None  # "calls" or "cost": the limit that refused first
-        self._reached_kind: str | None = None  # the limit the last refusal met
         self.totals = totals or Totals()
         self.by_role: dict[str, Totals] = {}
         self.reserved_calls = 0
@@ -146,102 +128,15 @@ class CallBudget:
         self.call_cost_of[role] = cost
         return cost
 
-    def prompt_cost(self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int) -> float:
-        """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here): that prompt, raised
-        by the most a provider has counted over ours for `role` (tokenizers differ), that fills `max_tokens`."""
-        if price is None:
-            return 0.0
-        ratio = self.prompt_ratio.get(role, 1.0)
-        return price.cost(int(prompt_tokens * ratio) + 1, max_tokens)
-
-    @property
-    def counts_prompts(self) -> bool:
-        """A call's prompt is counted before it is sent: a cost budget is kept."""
-        return self.max_cost_usd is not None
-
-    def open_call(
-        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
-    ) -> Ticket:
-        """Reserve one call the call boundary is about to make (BudgetExceeded when it could break the budget) at the
-        most it can cost (its counted prompt, when counted, and `max_tokens` of output), and write it to the log."""
-        cost = self.call_cost(price, max_tokens, role)
-        if prompt_tokens is not None:
-            cost = self.prompt_cost(price, max_tokens, role, prompt_tokens)
-        self.reserve(1, cost, role, what=_longer(prompt_tokens, cost) if prompt_tokens else None)
-        log_id = self.log.sent(role, stage, model, cost) if self.log is not None else None
-        return Ticket(role, cost, 1, cost, log_id, prompt_tokens, in_flight=True)
-
-    def settle(self, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
-        """The request of `ticket` is over (`info`; recorded apart, by `record`): its line in the log settled."""
-        settle_call(self, ticket, info, price)
-
-    def release_call(self, ticket: Ticket) -> None:
-        """Give back what `ticket` reserved."""
-        self.release(ticket.reserved_calls, ticket.reserved_cost, ticket.role if ticket.in_flight else None)
-
-    def learn_prompt(self, role: str, counted: int, reported: int) -> None:
-        """A provider counted `reported` prompt tokens where we counted `counted`: later prompts are raised so."""
-        if counted > 0 and reported > counted:
-            with self._lock:
-                self.prompt_ratio[role] = max(self.prompt_ratio.get(role, 1.0), min(reported / counted, 8.0))
-
     @property
     def spent(self) -> float:
         """What the budget counts as spent: the cost of the calls answered, and the most the calls cut off can cost."""
         return self.totals.cost + self.totals.cost_bound
 
-    def _why_not(self, calls: int, cost: float, what: str | None = None) -> str | None:
-        self._reached_kind = None  # set by _reached when a limit refuses (not by a closed or blind budget)
-        if self.closed is not None:
-            return self.closed
-        if self.blind is not None:
-            return self.blind
-        if self.max_calls is not None and self.totals.calls + self.reserved_calls + calls > self.max_calls:
-            left = max(0, self.max_calls - self.totals.calls - self.reserved_calls)
-            return self._reached(
-                "calls",
-                f"the LM-call budget of {self.max_calls} is reached ({self.totals.calls} calls made"
-                f"{self._under_way()}, {left} left"
-                + ("" if calls == 1 else f"; the next piece of work (repairs included) may make {calls} calls"),
-            )
-        if self.max_cost_usd is not None and self.spent + self.reserved_cost + cost > self.max_cost_usd:
-            left = max(0.0, self.max_cost_usd - self.spent - self.reserved_cost)
-            bound = self.totals.cost_bound
-            cut = f" and up to ${bound:.4f} in calls cut off" if bound else ""
-            return self._reached(
-                "cost",
-                f"the cost budget of ${self.max_cost_usd:g} is reached (${self.totals.cost:.4f} spent{cut}"
-                f"{self._under_way()}, ${left:.4f} left; "
-                + (
-                    what
-                    or "the next "
-                    + ("call" if calls == 1 else "piece of work (repairs included)")
-                    + f" may cost up to ${cost:.4f}"
-                ),
-            )
-        return None
-
-    def _reached(self, kind: str, text: str) -> str:
-        """`text` closed with where the limit comes from; the limit is remembered until a refusal counts it."""
-        self._reached_kind = kind
-        limit = self.limits[kind]
-        if limit is None:
-            return text + ")"
-        return f"{text}; {limit.field} {limit.note})" if limit.note else f"{text}; set by {limit.field})"
-
     def field_of(self, kind: str | None = None) -> str | None:
         """The config field that sets the limit of `kind` (default: the one that refused first), where named."""
         limit = self.limits.get(kind or self.tripped_by or "")
         return limit.field if limit is not None else None
-
-    def _under_way(self) -> str:
-        if not self.reserved_calls:
-            return ""
-        return (
-            f", {self.reserved_calls} more reserved"
-            + (f" at up to ${self.reserved_cost:.4f}" if self.reserved_cost else "")
-            + " by work under way"
-        )
 
     def try_reserve(
         self, calls: int, cost: float, role: str | None = None, final: bool = True, what: str | None = None
@@ -251,13 +146,13 @@ class CallBudget:
         `final=False`: a refusal that only makes the caller wait (work under way may give back what it reserved) is
         not counted, and does not become the reason the budget stopped the run (`tripped`)."""
         with self._lock:
-            why = self._why_not(calls, cost, what)
+            kind, why = refusal(self, calls, cost, what)
             if why is not None:
                 if final:
                     self.refused += 1
                     if self.closed is None:
                         self.tripped = self.tripped or why
-                        self.tripped_by = self.tripped_by or self._reached_kind
+                        self.tripped_by = self.tripped_by or kind
                 return False
             self.reserved_calls += calls
             self.reserved_cost += cost
@@ -394,82 +289,3 @@ class CallBudget:
 
 def _without_stages(usage: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in usage.items() if k != "by_stage"}
-
-
-def settle_call(ledger: CallBudget, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
-    """What a ledger does when the request of `ticket` is over: its log line settled with what it cost, and the
-    provider's count of its prompt learned."""
-    if ticket.prompt_tokens is not None and info.prompt_tokens and not info.cache_hit:
-        ledger.learn_prompt(ticket.role, ticket.prompt_tokens, info.prompt_tokens)
-    if ledger.log is None or ticket.log_id is None:
-        return
-    cost = info.cost_usd
-    if cost is None and price is not None and not info.tokens_unknown:
-        cost = price.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
-    ledger.log.settled(ticket.log_id, info, cost)
-
-
-class TaskLedger:
-    """The engine's ledger as the calls of one of its tasks meet it at the call boundary. The task reserved its worst
-    case before it started (its most calls, each at what a call is reserved at before its prompt is known): each of
-    its calls takes what it can cost (its counted prompt filling max_tokens) from that, and what the task's reservation
-    lacks is reserved beyond it (BudgetExceeded when that could break the budget), kept until the task ends, when its
-    calls are recorded. Each request is written to the run's log before it is sent."""
-
-    def __init__(
-        self,
-        budget: CallBudget,
-        price: Price | None,
-        max_tokens: int,
-        role: str,
-        log: CallLog | None,
-        reserved: float,
-    ):
-        self.budget, self.price, self.max_tokens, self.role = budget, price, max_tokens, role
-        self.log = log
-        self.left = reserved  # what the task's own reservation still covers
-        self.extra = 0.0  # reserved beyond it, given back with it when the task ends
-        self._lock = threading.Lock()
-
-    @property
-    def counts_prompts(self) -> bool:
-        return self.budget.counts_prompts and self.price is not None
-
-    def open_call(
-        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
-    ) -> Ticket:
-        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role)
-        need = per_call
-        if prompt_tokens is not None:
-            need = max(
-                need, self.budget.prompt_cost(price or self.price, max_tokens or self.max_tokens, role, prompt_tokens)
-            )
-        with self._lock:
-            taken = min(self.left, need)
-            self.left -= taken
-        extra = need - taken
-        if extra > 1e-12:
-            try:
-                self.budget.reserve(0, extra, what=_longer(prompt_tokens, need))
-            except BudgetExceeded:
-                with self._lock:
-                    self.left += taken
-                raise
-            with self._lock:
-                self.extra += extra
-        log_id = self.log.sent(role, stage, model, need) if self.log is not None else None
-        return Ticket(role, need, 0, 0.0, log_id, prompt_tokens)
-
-    def settle(self, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
-        settle_call(self, ticket, info, price or self.price)  # type: ignore[arg-type]
-
-    def learn_prompt(self, role: str, counted: int, reported: int) -> None:
-        self.budget.learn_prompt(role, counted, reported)
-
-    def release_call(self, ticket: Ticket) -> None:
-        """Nothing until the task ends: its calls are recorded then, and its reservation covers them until then."""
-
-
-def _longer(prompt_tokens: int | None, need: float) -> str:
-    """How a refusal names a call reserved at its counted prompt."""
-    return f"the next call, a prompt of about {prompt_tokens or 0:,} tokens, may cost up to ${need:.4f}"

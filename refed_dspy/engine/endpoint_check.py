@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.keys import api_key_env
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import EndpointError
 from refed_dspy.providers.base import Provider, provider_of

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.backoff import retry_after_s
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
-from refed_dspy.clients.reach import gave_up_waiting, never_connected, stopped_waiting
+from refed_dspy.clients.transport_errors import gave_up_waiting, never_connected, stopped_waiting
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.errors import first_line
 

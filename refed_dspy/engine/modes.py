@@ -13,7 +13,7 @@ from typing import Any
 
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.keys import check_key
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.batch_api import batch_provider
 

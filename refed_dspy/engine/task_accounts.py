@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals
-from refed_dspy.engine.budget import CallBudget, TaskLedger
+from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.tickets import TaskLedger
+from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import dspy
 
 from refed_dspy.clients.calls import collect_calls, stage
-from refed_dspy.clients.scope import SETTINGS_KEY, LedgerScope
+from refed_dspy.clients.lm_routing import SETTINGS_KEY, LedgerScope
 from refed_dspy.engine.failures import Failure, classify
 
 

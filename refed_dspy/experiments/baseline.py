@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from refed_dspy.config import Config
-from refed_dspy.experiments.allowance import BudgetStop
+from refed_dspy.experiments.budget_left import BudgetStop
 from refed_dspy.experiments.experiment_plan import ExperimentPlan
 from refed_dspy.experiments.scoring import score, synthesis_check
 from refed_dspy.optimization.plan import target_program

@@ -13,7 +13,7 @@ from typing import Any
 from refed_dspy.config import Config
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
 from refed_dspy.experiments.grid import Cell
-from refed_dspy.experiments.keys import baseline_key
+from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.methods import get_method
 from refed_dspy.optimization.examples import examples_config
 from refed_dspy.optimization.plan import target_program

@@ -28,7 +28,7 @@ caches apart (DSPy's cache key ignores api_base).
 
 The experiment reads top-down: its plan (experiment_plan.py: resolved once, the split pinned), what it says before
 money is spent (preflight.py), its examples (experiment_examples.py), each baseline (baseline.py) and cell (cell.py,
-on allowance.py's leftovers of the budget, judged by scoring.py), each cell against its baseline (difference.py), and
+on budget_left.py's leftovers of the budget, judged by scoring.py), each cell against its baseline (difference.py), and
 what it leaves (experiment_outputs.py: the files, MLflow).
 """
 
@@ -44,8 +44,8 @@ import dspy
 
 from refed_dspy.clients.local_serving import serving
 from refed_dspy.engine.progress import progress_within
-from refed_dspy.experiments.allowance import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.baseline import run_baseline
+from refed_dspy.experiments.budget_left import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.cell import run_cell, unstarted
 from refed_dspy.experiments.difference import against_baseline, champion_of, outcome
 from refed_dspy.experiments.experiment_config import cell_config, load_experiment
@@ -54,7 +54,7 @@ from refed_dspy.experiments.experiment_outputs import log_leaderboard, track, wr
 from refed_dspy.experiments.experiment_plan import ExperimentPlan, cache_dir, check_given_lms, plan_experiment
 from refed_dspy.experiments.experiment_result import ExperimentResult
 from refed_dspy.experiments.grid import Cell
-from refed_dspy.experiments.keys import baseline_key
+from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
 from refed_dspy.experiments.stats import detectable_difference, smallest_test
 from refed_dspy.optimization.run import LIBRARY_LOG

@@ -8,9 +8,9 @@ import logging
 import dspy
 
 from refed_dspy.errors import ConfigError, FinishedShort
-from refed_dspy.experiments.allowance import left_to_spend, lesser
+from refed_dspy.experiments.budget_left import left_to_spend, lesser
 from refed_dspy.experiments.experiment_plan import ExperimentPlan, check_pinned
-from refed_dspy.experiments.keys import example_key
+from refed_dspy.experiments.identity import example_key
 from refed_dspy.optimization.run import examples_config
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.store.cache import shared_cache
@@ -20,7 +20,7 @@ from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.split import interleaved
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
-from refed_dspy.synthesis.shortfall import shortfall_cause
+from refed_dspy.synthesis.short_reason import shortfall_cause
 
 log = logging.getLogger(__name__)
 

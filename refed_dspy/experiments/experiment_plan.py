@@ -23,7 +23,7 @@ from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
 from refed_dspy.experiments.grid import GRID_FILE, Cell, cells
-from refed_dspy.experiments.keys import finished_hashes
+from refed_dspy.experiments.identity import finished_hashes
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.records import Reference

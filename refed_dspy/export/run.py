@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import Config, run_config
+from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export.card import provenance
 from refed_dspy.export.formats import FORMATS, RESPONSES, to_flat
@@ -21,6 +21,7 @@ from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.outputs import check_output_dir
 from refed_dspy.store.ownership import owned
+from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.split import share_note, split_by_reference
 from refed_dspy.tracking.mlflow_runs import mlflow_run

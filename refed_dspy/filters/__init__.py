@@ -9,10 +9,9 @@ from typing import Any
 
 from refed_dspy.filters.base import UNJUDGED, Filter, FilterResult, text_of
 from refed_dspy.filters.chain import apply_chain, reject_counts, unjudged_ids
-from refed_dspy.filters.registry import FILTERS
-from refed_dspy.registry import load_package
+from refed_dspy.registry import FILTERS, load_package
 
-load_package(__name__, __path__, skip=("base", "chain", "registry"))
+load_package(__name__, __path__, skip=("base", "chain"))
 
 # the filters' own functions, for use on samples in Python (bound after their modules are imported)
 from refed_dspy.filters.decontaminate import decontaminate  # noqa: E402

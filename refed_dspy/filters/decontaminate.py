@@ -11,11 +11,12 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from refed_dspy.config.benchmarks import BenchmarkEntry, benchmark_entries
 from refed_dspy.contamination import NGRAM, SHARE, BenchmarkIndex, Match
 from refed_dspy.errors import ConfigError
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split, text_of
-from refed_dspy.filters.registry import FILTERS
-from refed_dspy.store.benchmarks import BenchmarkEntry, BenchmarkPrompts, benchmark_entries, load_benchmarks, pinned
+from refed_dspy.registry import FILTERS
+from refed_dspy.store.benchmarks import BenchmarkPrompts, load_benchmarks, pinned
 
 SETTINGS = ("benchmarks", "ngram", "share", "check_responses")  # what [quality] gives a filter that leaves them unset
 PROMPT_CHARS = 200  # of a matched prompt, in a removal reason

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split
-from refed_dspy.filters.registry import FILTERS
+from refed_dspy.registry import FILTERS
 
 
 def judge_prefers_improved(samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split, text_of
-from refed_dspy.filters.registry import FILTERS
+from refed_dspy.registry import FILTERS
 
 
 def length(

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from refed_dspy.errors import ConfigError
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split, text_of
-from refed_dspy.filters.registry import FILTERS
+from refed_dspy.registry import FILTERS
 
 if TYPE_CHECKING:
     import numpy as np

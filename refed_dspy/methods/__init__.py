@@ -6,8 +6,8 @@ your own registers the same way (`@METHODS.register` on a `Method` subclass) and
 
 from refed_dspy.methods.base import Defaults, Method, SeedItem, SynthesisSettings
 from refed_dspy.methods.reference_synthesis import ReferenceSynthesisMethod
-from refed_dspy.methods.registry import METHODS, get_method
-from refed_dspy.registry import load_package
+from refed_dspy.methods.registry import get_method
+from refed_dspy.registry import METHODS, load_package
 
 load_package(__name__, __path__, skip=("base", "reference_synthesis", "registry"))
 

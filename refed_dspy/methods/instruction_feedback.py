@@ -1,7 +1,7 @@
 """instruction_feedback (paper baseline): reference-level instruction feedback only; drafts are kept as they are."""
 
 from refed_dspy.methods.reference_synthesis import ReferenceSynthesisMethod
-from refed_dspy.methods.registry import METHODS
+from refed_dspy.registry import METHODS
 
 
 @METHODS.register

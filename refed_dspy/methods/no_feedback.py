@@ -1,7 +1,7 @@
 """no_feedback (paper baseline): new instructions from the reference instruction alone, drafts kept."""
 
 from refed_dspy.methods.reference_synthesis import ReferenceSynthesisMethod
-from refed_dspy.methods.registry import METHODS
+from refed_dspy.registry import METHODS
 
 
 @METHODS.register

@@ -1,7 +1,7 @@
 """refed (the paper's method): reference-level feedback, collected once per reference, guides every sample."""
 
 from refed_dspy.methods.reference_synthesis import ReferenceSynthesisMethod
-from refed_dspy.methods.registry import METHODS
+from refed_dspy.registry import METHODS
 
 
 @METHODS.register

@@ -7,9 +7,9 @@ from typing import Any
 import dspy
 
 from refed_dspy.methods.base import Defaults, Method, SeedItem, SynthesisSettings
-from refed_dspy.methods.registry import METHODS
 from refed_dspy.programs import ReflectionTuning
 from refed_dspy.programs.parts import PART_INPUTS
+from refed_dspy.registry import METHODS
 from refed_dspy.store.records import OriginalPair, Reference, ReferenceFeedback, Reflection, content_id
 
 

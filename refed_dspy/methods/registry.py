@@ -1,11 +1,10 @@
-"""The registry of synthesis methods (`synthesis.method` names one)."""
+"""The synthesis methods' registry (`synthesis.method` names one): METHODS, defined in refed_dspy.registry (where the
+config reads it) and filled by this package's modules, and the questions asked of it."""
 
 from __future__ import annotations
 
 from refed_dspy.methods.base import Method
-from refed_dspy.registry import Registry
-
-METHODS: Registry[Method] = Registry("method", "synthesis.method")
+from refed_dspy.registry import METHODS
 
 
 def get_method(name: str) -> Method:

@@ -1,7 +1,7 @@
 """sample_feedback (paper baseline): each new pair is critiqued on its own and improved with that critique."""
 
 from refed_dspy.methods.reference_synthesis import ReferenceSynthesisMethod
-from refed_dspy.methods.registry import METHODS
+from refed_dspy.registry import METHODS
 
 
 @METHODS.register

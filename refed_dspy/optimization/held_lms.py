@@ -1,5 +1,5 @@
 """The LMs an optimization's objects hold, found before any call: so that each is claimed for its role on the run's
-ledger (refed_dspy.clients.scope) and, under a cost budget, refused before the first call when it has no price.
+ledger (refed_dspy.clients.lm_routing) and, under a cost budget, refused before the first call when it has no price.
 
 Where they are found: a teleprompter's attributes (MIPROv2's prompt_model and task_model, GEPA's reflection_lm, SIMBA's
 prompt_model, the `lm` of a `teacher_settings` dict, an LM of an object it holds, such as GEPA's instruction proposer)
@@ -18,7 +18,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.lm import price_of_lm
-from refed_dspy.clients.pricing import PriceBook
+from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric
 

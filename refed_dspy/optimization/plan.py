@@ -20,13 +20,14 @@ from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.lm import build_lm, require_price
-from refed_dspy.config import OPTIMIZERS, Config
+from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import get_method
 from refed_dspy.optimization.held_lms import HeldLM, check_prices, metric_lms, program_lms, teleprompter_lms
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
+from refed_dspy.registry import OPTIMIZERS
 from refed_dspy.store.ownership import check
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, check_on_mismatch

@@ -26,16 +26,16 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.lm import price_of
+from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.clients.scope import LedgerScope, ledger_scope
 from refed_dspy.config import Config, load_config
 from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.money import usd
 from refed_dspy.optimization.examples import OptimizeExamples, examples_config, optimization_examples
 from refed_dspy.optimization.files import before_after_markdown, prediction_text, write_outputs
-from refed_dspy.optimization.kept import given_back, same_prompts
 from refed_dspy.optimization.plan import Given, OptimizePlan, out_dir, plan_optimization, target_program
+from refed_dspy.optimization.program_choice import given_back, same_prompts
 from refed_dspy.optimization.result import OptimizeResult
 from refed_dspy.optimization.tracking import log_result, log_summary, tracked
 from refed_dspy.optimizers.compile import OptimizationStopped

@@ -14,7 +14,15 @@ from refed_dspy.providers.base import BatchAPI, Dialect, PrefixCache, Provider, 
 from refed_dspy.providers.registry import PROVIDERS, provider_for, provider_named
 from refed_dspy.registry import load_package
 
-PIECES = ("base", "dialects", "hosts", "litellm_table", "registry", "wire")  # the modules that register no provider
+PIECES = (
+    "base",
+    "dialects",
+    "hosts",
+    "litellm_table",
+    "prices",
+    "registry",
+    "wire",
+)  # the modules that register no provider
 load_package(__name__, __path__, skip=PIECES)
 
 # the schema dialects' names, once every provider module has registered its own

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import Config, config_from_dict, run_config
+from refed_dspy.config import Config, config_from_dict
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
@@ -23,6 +23,7 @@ from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
 from refed_dspy.store.outputs import check_output_dir
 from refed_dspy.store.ownership import owned
+from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir, incomplete_note
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ import dspy
 
 from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.config import Config, run_config
+from refed_dspy.config import Config
+from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
 from refed_dspy.launch.plan import Started, launch
@@ -32,6 +32,7 @@ from refed_dspy.quality.judgments import JudgeSummary, judge_summary
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import final_response
+from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, RunDir, check_on_mismatch, incomplete_note
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.provenance import with_lm_of

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import Config, run_config
+from refed_dspy.config import Config
 from refed_dspy.errors import RunDirError
 from refed_dspy.pages import number
 from refed_dspy.quality.contamination import contamination_lines, contamination_of
@@ -33,6 +33,7 @@ from refed_dspy.quality.report_stats import (
 from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
+from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.teachers import (
     count_teachers,

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.pricing import Price
 from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.providers.prices import Price
 from refed_dspy.store.jsonl import parse_record, write_text_atomic
 
 LOG_NAME = "ledger.jsonl"

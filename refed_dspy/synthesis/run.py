@@ -1,7 +1,7 @@
 """The synthesis stage: feedback, work units, samples; budgeted and resumable, on the execution engine.
 
 The engine (refed_dspy.engine) runs the calls: the window of calls in flight, budget reservations, retries, AIMD,
-the failure streak, accounting and the stop on a signal. The schedule (schedule.py) says what to start next. This
+the failure streak, accounting and the stop on a signal. What to start next is next_work.py's to say. This
 stage runs one piece of work through its part of the pipeline program, and writes what finished: a record, a
 reject, or the journal line of a unit.
 """
@@ -18,35 +18,32 @@ import dspy
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.usage import usage_of
 from refed_dspy.config import Config, config_hash
+from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.scheduler import Engine
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.launch.plan import Started
 from refed_dspy.methods import Method, get_method
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id
 from refed_dspy.store.rundir import ResumeState, RunDir
-from refed_dspy.store.teachers import teacher_key, teacher_rows
+from refed_dspy.store.teachers import teacher_key
+from refed_dspy.synthesis.next_work import NextWork
 from refed_dspy.synthesis.program import RunProgram, resolve_program
-from refed_dspy.synthesis.schedule import Schedule
+from refed_dspy.synthesis.run_summary import run_summary
 from refed_dspy.synthesis.summary import (
     RunStats,
     RunSummary,
     earlier_figures,
-    estimate_error,
-    per_sample,
-    reject_counts,
-    timing,
 )
 from refed_dspy.synthesis.units import (
     TASK_STAGES,
-    UNKNOWN_PART_CALLS,
     Item,
     Unit,
     default_call_budget,
     feedback_record,
     parts_of,
+    worst_calls,
 )
 
 log = logging.getLogger(__name__)
@@ -90,14 +87,14 @@ class SynthesisRun(StageBase):
         self.make_engine(
             concurrency=concurrency,
             max_in_flight=config.batch.max_in_flight,
-            worst_calls=self._worst_calls(),
+            worst_calls=worst_calls(self.method, self.syn, self.program.builtin, self.parts),
             max_calls=self.max_calls,
             max_cost_usd=self.syn.max_cost_usd,
             max_consecutive_failures=self.syn.max_consecutive_failures,
             stop_grace_s=config.run.stop_grace_s,
             seed=self.syn.seed,
         )
-        self.schedule = Schedule(
+        self.next_work = NextWork(
             self.method,
             self.syn,
             references,
@@ -114,24 +111,10 @@ class SynthesisRun(StageBase):
         self.writers: dict[str, Any] = {}
         self.earlier_wall_s, self.earlier_retries = 0.0, 0
 
-    def _worst_calls(self) -> dict[str, int]:
-        """LM calls one task of each kind makes at most: the method's count, or the predictors of the part that runs
-        it when a program of the user's has more (and for such a program, no less than UNKNOWN_PART_CALLS)."""
-        declared = self.method.worst_calls(self.syn)
-        floor = {} if self.program.builtin else UNKNOWN_PART_CALLS
-        return {
-            kind: max(
-                declared.get(kind, 0),
-                floor.get(kind, 0) if part is not None else 0,
-                len(part.named_predictors()) if part is not None else 0,
-            )
-            for kind, part in self.parts.items()
-        }
-
     # ---- the stage: what to start, one piece of work, what came back ---------------------------
     def fill(self, engine: Engine) -> None:
         self.transport.note()  # on Ray, a worker lost since: refed status says so
-        self.schedule.fill(engine, self.accepted)
+        self.next_work.fill(engine, self.accepted)
 
     def key(self, kind: str, payload: Any) -> str:
         if kind == "feedback":
@@ -157,7 +140,7 @@ class SynthesisRun(StageBase):
         ref = self.refs[payload.ref_index]
         if kind == "unit":
             # a unit starts only once its reference's feedback is in (until then it is parked)
-            fb = self.schedule.feedback.get(ref.id) if self.method.collects_feedback else None
+            fb = self.next_work.feedback.get(ref.id) if self.method.collects_feedback else None
             return {
                 "reference_instruction": ref.instruction,
                 "feature_name": payload.feature,
@@ -165,7 +148,7 @@ class SynthesisRun(StageBase):
                 "n": self.syn.instructions_per_feature,
                 "rollout_id": payload.pass_no or None,
             }
-        return self.method.sample_inputs(ref, payload.instruction, self.schedule.feedback.get(ref.id))
+        return self.method.sample_inputs(ref, payload.instruction, self.next_work.feedback.get(ref.id))
 
     def _result(self, kind: str, payload: Any, pred: Any, calls: list) -> Any:
         """What a finished part's prediction becomes: feedback as it is, a unit's instructions, a sample's record."""
@@ -202,22 +185,22 @@ class SynthesisRun(StageBase):
             ref_id = self.refs[payload.ref_index].id
             self._reject(failure, "sample", payload.id, ref_id, usage, instruction=payload.instruction)
             if failure.final:
-                self.schedule.watch.note(False)
+                self.next_work.watch.note(False)
         elif self.accepted < self.syn.size:  # always: samples start only below size
             self.writers["samples"].append(result.model_dump(mode="json"))
             self.accepted += 1
             self.teachers[teacher_key(result.meta.model_dump())] += 1
-            self.schedule.watch.note(True)
+            self.next_work.watch.note(True)
             self.stats.new_samples += 1
 
     def _feedback_done(self, ref: Reference, result: Any, failure: Failure | None, usage: dict) -> None:
         if failure is not None:
             self._reject(failure, "feedback", ref.id, ref.id, usage)
-            self.schedule.feedback_in(ref, None, final=failure.final)
+            self.next_work.feedback_in(ref, None, final=failure.final)
             return
         fb = feedback_record(ref, result, usage)
         self.writers["feedback"].append(fb.model_dump(mode="json"))
-        self.schedule.feedback_in(ref, fb)
+        self.next_work.feedback_in(ref, fb)
 
     def _unit_done(self, unit: Unit, texts: Any, failure: Failure | None, usage: dict) -> None:
         ref = self.refs[unit.ref_index]
@@ -225,9 +208,9 @@ class SynthesisRun(StageBase):
         if failure is not None:
             self._reject(failure, "synthesize", uid, ref.id, usage)
             if failure.final:
-                self.schedule.done_units.add(uid)
+                self.next_work.done_units.add(uid)
             return
-        kept, dropped = self.schedule.unit_in(unit, texts)
+        kept, dropped = self.next_work.unit_in(unit, texts)
         for text, reason in dropped:
             self._reject(
                 Failure(reason, "dropped by instruction dedup"),
@@ -275,7 +258,7 @@ class SynthesisRun(StageBase):
         Stopped by Ctrl-C, SIGTERM or SIGHUP, it writes the summary (status interrupted) and raises KeyboardInterrupt.
         """
         state = self.rundir.load() if resumed else ResumeState()
-        self.schedule.restore(state)
+        self.next_work.restore(state)
         self.accepted = state.samples
         self.teachers = state.teachers
         self.reject_keys = set(state.reject_keys)
@@ -304,60 +287,9 @@ class SynthesisRun(StageBase):
 
     def _write_summary(self, status: str) -> RunSummary:
         self.transport.note(final=True)
-        summary = self.summary(status)
+        summary = run_summary(self, status)
         try:
             write_json_atomic(self.rundir.summary, summary.to_json())
         except OSError as err:  # the records are complete; the summary is rebuilt on resume
             log.warning("cannot write %s: %s", self.rundir.summary, err.strerror or err)
         return summary
-
-    def _exhausted_because(self) -> str:
-        if self.schedule.watch.reason is not None:
-            return self.schedule.watch.reason
-        return (
-            "nothing was left to try: every unit the references offer was used, or their feedback failed "
-            f"({len(self.schedule.done_units)} units)"
-        )
-
-    def summary(self, status: str) -> RunSummary:
-        """Figures of the whole run (all invocations), read back from its files."""
-        rejects, by_stage = reject_counts(self.rundir.rejects)
-        usage = self.usage()
-        execution = self.execution()
-        retries = execution.pop("retries")
-        return RunSummary(
-            **{
-                "status": status,
-                "exhausted": self._exhausted_because() if status == "exhausted" else None,
-                "run_dir": str(self.rundir.path),
-                "method": self.method.name,
-                "teacher": self.config.teacher.model,
-                "teachers": teacher_rows(self.teachers),
-                "program": self.program.identity,
-                "program_hash": self.program.hash,
-                "program_origin": self.program.origin,
-                "adapter": getattr(self.adapter, "choice", None) and self.adapter.choice.as_dict(),
-                "config_hash": self.chash,
-                "size": self.syn.size,
-                "samples": self.accepted,
-                "new_samples": self.stats.new_samples,
-                "references": len(self.refs),
-                "feedback_collected": len(self.schedule.feedback),
-                "units": len(self.schedule.done_units),
-                "instructions_kept": len(self.schedule.dedup),
-                "rejects": rejects,
-                "rejects_by_stage": by_stage,
-                "retries": {"total": self.earlier_retries + sum(retries.values()), "this_invocation": dict(retries)},
-                "max_calls": self.max_calls,
-                "concurrency": execution.pop("concurrency"),
-                **execution,
-                "usage": usage,
-                "per_sample": per_sample(usage, self.accepted),
-                "cost_usd": usage["cost_usd"],
-                **estimate_error(
-                    self.rundir.path / "estimate.json", usage, self.accepted, self.syn.size, self.broker is not None
-                ),
-                "price_known": self.price is not None,
-                **timing(self.stats, self.earlier_wall_s),
-            }
-        )

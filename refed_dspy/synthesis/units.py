@@ -78,3 +78,19 @@ def feedback_record(ref: Reference, pred: dspy.Prediction, usage: dict[str, Any]
         response_feedback=pred.response_feedback,
         usage=usage or {},
     )
+
+
+def worst_calls(method: Any, syn: Any, builtin: bool, parts: dict[str, Any]) -> dict[str, int]:
+    """LM calls one task of each kind makes at most: `method`'s count for `syn` (the [synthesis] section), or the
+    predictors of the part that runs it when a program of the user's (not `builtin`) has more, and for such a program
+    no less than UNKNOWN_PART_CALLS."""
+    declared = method.worst_calls(syn)
+    floor = {} if builtin else UNKNOWN_PART_CALLS
+    return {
+        kind: max(
+            declared.get(kind, 0),
+            floor.get(kind, 0) if part is not None else 0,
+            len(part.named_predictors()) if part is not None else 0,
+        )
+        for kind, part in parts.items()
+    }

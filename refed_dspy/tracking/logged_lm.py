@@ -15,9 +15,9 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.clients.api_base import fit_api_base
 from refed_dspy.clients.keys import api_key_env, check_lm_key, key_env_of
-from refed_dspy.clients.spec import LMSpec
-from refed_dspy.clients.wire import fit_api_base
+from refed_dspy.config.lm import LMSpec
 
 API_BASE_VAR = "REFED_API_BASE"  # set where a logged program is loaded: the endpoint its LM calls instead
 NO_KEY = ""  # key_env of a server that needs no key

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.closeness import COPY_THRESHOLD
-from refed_dspy.config import run_config
 from refed_dspy.quality.reference_copies import run_references
 from refed_dspy.status.experiment import is_experiment_dir
 from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.view.follow import Follower

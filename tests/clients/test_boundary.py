@@ -281,8 +281,8 @@ def test_calls_cut_off_are_kept_against_the_cost_budget():
     """Their tokens are unknown, so each is kept at what one call is reserved at: a teacher whose every request times
     out stops at the cost budget (it once ran on, each given-up call priced at $0), and the summary says the bound."""
     from refed_dspy.clients.calls import CallInfo
-    from refed_dspy.clients.pricing import Price
     from refed_dspy.engine.budget import BudgetExceeded, CallBudget
+    from refed_dspy.providers.prices import Price
 
     # under a cost budget a call is reserved at its counted prompt ('hi': 6 tokens with its message's format) filling
     # max_tokens (1,000): $0.002006, so 4 fit in $0.01
@@ -334,7 +334,7 @@ def test_an_lm_calling_itself_is_one_call(server_factory, caplog):
 
 def test_a_fresh_copy_leaves_a_built_lm_as_it_was():
     from refed_dspy.clients.lm import build_lm
-    from refed_dspy.clients.spec import LMSpec
+    from refed_dspy.config.lm import LMSpec
 
     built = build_lm(LMSpec(model=MODEL, api_base="http://127.0.0.1:9/v1", api_key_env=""), "teacher")
     twin = bounded(built, "judge", fresh=True)
@@ -402,7 +402,7 @@ def test_a_refused_call_leaves_the_boundary_in_force():
 def test_the_engine_and_optimize_keep_one_kind_of_ledger():
     """Optimize guards its LMs with the very class the engine reserves and records through."""
     from refed_dspy.engine.budget import CallBudget
-    from refed_dspy.engine.scheduler import Engine, Limits
+    from refed_dspy.engine.execution import Engine, Limits
 
     engine = Engine(stage=None, limits=Limits(concurrency=1, max_retries=0, worst_calls={"x": 2}, max_calls=3))
     assert type(engine.budget) is CallBudget

@@ -12,9 +12,10 @@ from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig
 
 from refed_dspy.clients import local_server
-from refed_dspy.clients.local_serving import LocalServing, served_roles
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.clients.local_serving import served_roles
 from refed_dspy.config import load_config
+from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.local import LocalServing
 from refed_dspy.errors import SeedError
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize

@@ -3,8 +3,8 @@
 import pytest
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.pricing import Price, default_price, resolve_price
 from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.providers.prices import Price, default_price, resolve_price
 
 
 def test_prices_and_cost():
@@ -58,8 +58,8 @@ def test_prices_are_read_without_importing_litellm():
     code = (
         "import os, sys; os.environ['OPENAI_API_KEY'] = 'k'\n"
         "from refed_dspy.clients.keys import api_key_env\n"
-        "from refed_dspy.clients.pricing import default_price\n"
-        "from refed_dspy.clients.spec import LMSpec\n"
+        "from refed_dspy.providers.prices import default_price\n"
+        "from refed_dspy.config.lm import LMSpec\n"
         "assert default_price('openai/gpt-4o-mini').input == 0.15\n"
         "assert api_key_env(LMSpec(model='openai/gpt-4o-mini')) == 'OPENAI_API_KEY'\n"
         "print('litellm' in sys.modules)\n"
@@ -71,7 +71,7 @@ def test_prices_are_read_without_importing_litellm():
 
 def test_a_cost_budget_for_a_misspelt_model_names_the_model_meant():
     from refed_dspy.clients.lm import require_price
-    from refed_dspy.clients.spec import LMSpec
+    from refed_dspy.config.lm import LMSpec
     from refed_dspy.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"did you mean 'openai/gpt-4o-mini'\?"):

@@ -23,7 +23,7 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.cli import main
-from refed_dspy.cluster import leftovers, pool
+from refed_dspy.cluster import leftovers, start
 from refed_dspy.cluster.worker import PartWorker
 from refed_dspy.config import load_config
 from refed_dspy.store.jsonl import read_json
@@ -91,7 +91,7 @@ def test_a_worker_killed_while_it_starts_or_loads_is_left_out(
 ):
     """One of two workers killed with -9 as it starts (before it said where it runs) or as it loads: the run completes
     on the other with every sample, exit 0, and one warning line names the worker and how many go on."""
-    monkeypatch.setattr(pool, "PartWorker", _dying(tmp_path / "marks", phase, 1))
+    monkeypatch.setattr(start, "PartWorker", _dying(tmp_path / "marks", phase, 1))
     srv, path = server_factory(), tmp_path / "run"
     overrides = _on_ray(srv, path, 8, **{"seeds.limit": 4, "synthesis.concurrency": 4})
     with caplog.at_level(logging.INFO):
@@ -113,7 +113,7 @@ def test_a_worker_killed_while_it_starts_or_loads_is_left_out(
 
 
 def test_every_worker_lost_while_loading_aborts_in_one_line(local_ray, server_factory, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pool, "PartWorker", _dying(tmp_path / "marks", "load", 2))
+    monkeypatch.setattr(start, "PartWorker", _dying(tmp_path / "marks", "load", 2))
     srv = server_factory()
     code = main(["synthesize", "--quiet", *_sets(_on_ray(srv, tmp_path / "run", 4, **{"seeds.limit": 2}))])
     err = capsys.readouterr().err
@@ -127,13 +127,13 @@ def test_every_worker_lost_while_loading_aborts_in_one_line(local_ray, server_fa
 def test_progress_lines_while_the_workers_load(local_ray, server_factory, tmp_path, monkeypatch, capsys, caplog):
     """A line as the workers start, then one every run.progress_every_s while they load (here 3 s of loading at a
     line every 0.5 s), saying how many are ready and how long it has waited; then one when they are."""
-    monkeypatch.setattr(pool, "PartWorker", _dying(tmp_path / "marks", "load", 0, slow_s=3.0))
+    monkeypatch.setattr(start, "PartWorker", _dying(tmp_path / "marks", "load", 0, slow_s=3.0))
     srv = server_factory()
     overrides = _on_ray(srv, tmp_path / "run", 2, **{"seeds.limit": 1, "run.progress_every_s": 0.5})
-    with caplog.at_level(logging.INFO, logger="refed_dspy.cluster.pool"):
+    with caplog.at_level(logging.INFO, logger="refed_dspy.cluster"):
         summary = synthesize(load_config(None, overrides), show_progress=True)
     assert summary["status"] == "complete"
-    said = [r.getMessage() for r in caplog.records if r.name == "refed_dspy.cluster.pool"]
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("refed_dspy.cluster.")]
     assert said[0].startswith("starting 2 Ray workers on "), said
     assert any(m.startswith("2 of 2 Ray workers ready after ") for m in said), said
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ray: ")]

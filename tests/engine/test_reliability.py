@@ -553,7 +553,7 @@ def test_a_cost_budget_reserves_a_call_at_its_real_prompt(server_factory, tmp_pa
     gpt-4o's prices stays within the budget."""
     import random
 
-    from refed_dspy.clients.pricing import default_price
+    from refed_dspy.providers.prices import default_price
 
     rng = random.Random(7)
     seeds = tmp_path / "long.jsonl"

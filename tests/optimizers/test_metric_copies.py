@@ -11,7 +11,7 @@ from conftest import run_overrides
 
 from refed_dspy.config import load_config
 from refed_dspy.engine.budget import CallBudget
-from refed_dspy.experiments.keys import baseline_key
+from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.experiments.scoring import score
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.optimizers import make_metric

@@ -13,7 +13,7 @@ import pytest
 import refed_dspy.providers as providers
 from refed_dspy.adapters import choose_adapter, schema_for
 from refed_dspy.clients.keys import check_key_goes_to_its_provider
-from refed_dspy.clients.spec import LMSpec
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch_api import batch_provider
 from refed_dspy.engine.endpoint_check import explain
 from refed_dspy.engine.failures import Failure

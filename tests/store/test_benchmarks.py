@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from refed_dspy.config.benchmarks import Benchmark
 from refed_dspy.errors import ConfigError
-from refed_dspy.store.benchmarks import PRESETS, Benchmark, load_benchmark, load_benchmarks, resolve
+from refed_dspy.store.benchmarks import PRESETS, load_benchmark, load_benchmarks, resolve
 
 PROMPTS = ["Write a limerick about a cat who learns to code.", "Explain why the sky is blue to a ten-year-old."]
 

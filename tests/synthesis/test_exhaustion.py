@@ -61,13 +61,13 @@ def test_a_resumed_run_with_a_failed_reference_still_finds_the_units_left():
 
     from refed_dspy.methods import get_method
     from refed_dspy.store.records import Reference
-    from refed_dspy.synthesis.schedule import Schedule
+    from refed_dspy.synthesis.next_work import NextWork
     from refed_dspy.synthesis.units import unit_order
 
     method = get_method("no_feedback")
     refs = [Reference(id=f"r{i}", instruction=f"task {i}", response=f"answer {i}", source="t") for i in range(2)]
     syn = SimpleNamespace(size=100, instructions_per_feature=2, reflection="both")
-    schedule = Schedule(method, syn, refs, concurrency=2, dedup_threshold=0.7)
+    schedule = NextWork(method, syn, refs, concurrency=2, dedup_threshold=0.7)
     schedule.feedback_failed.add("r1")
     schedule.done_units = {u.id(refs[0]) for u in unit_order(2, method.features, 3) if u.ref_index == 0}
     nxt = schedule._next_unit()
@@ -82,12 +82,12 @@ def test_references_whose_feedback_failed_do_not_cut_the_run_short():
 
     from refed_dspy.methods import get_method
     from refed_dspy.store.records import Reference
-    from refed_dspy.synthesis.schedule import Schedule
+    from refed_dspy.synthesis.next_work import NextWork
 
     method = get_method("refed")
     refs = [Reference(id=f"r{i}", instruction=f"task {i}", response=f"answer {i}", source="t") for i in range(8)]
     syn = SimpleNamespace(size=30, instructions_per_feature=2, reflection="both")
-    schedule = Schedule(method, syn, refs, concurrency=2, dedup_threshold=0.7)
+    schedule = NextWork(method, syn, refs, concurrency=2, dedup_threshold=0.7)
     assert len(method.features) == 2 and schedule.pass_limit() == 2 * 1 + 2  # 32 instructions a pass
     for ref in refs[:5]:
         schedule.feedback_in(ref, None)

@@ -185,6 +185,7 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
     from refed_dspy.store.rundir import RunDir
     from refed_dspy.synthesis.program import resolve_program
     from refed_dspy.synthesis.run import SynthesisRun
+    from refed_dspy.synthesis.units import worst_calls
 
     def worst(method: str, respond=None) -> dict:
         config = load_config(None, [f"synthesis.method={method}", "teacher.api_key_env=''"])
@@ -192,7 +193,7 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
 
         program, config = resolve_program(config, get_method(method), respond=respond)
         run = SynthesisRun(config, [], RunDir(tmp_path / method), Started(DummyLM([]), None, None), program=program)
-        return run._worst_calls()
+        return worst_calls(run.method, run.syn, run.program.builtin, run.parts)
 
     assert worst("refed") == {"feedback": 2, "unit": 1, "sample": 2}
     assert worst("no_feedback") == {"feedback": 0, "unit": 1, "sample": 1}

@@ -144,7 +144,7 @@ def test_a_program_optimized_with_a_user_lm_predicts_where_it_is_loaded(server_f
 
 
 def test_the_logged_lm_carries_no_key_and_reads_its_own_variable(monkeypatch):
-    from refed_dspy.clients.spec import LMSpec
+    from refed_dspy.config.lm import LMSpec
 
     monkeypatch.setenv("REFED_TEST_KEY", "sk-secret-from-the-environment-123")
     lm = logged_lm(LMSpec(model="openai/gpt-4o-mini", api_base="http://h/v1", api_key_env="REFED_TEST_KEY"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dspy
 import pytest
 
+from refed_dspy.clients.api_base import fit_api_base, native_base
 from refed_dspy.clients.lm import build_lm
-from refed_dspy.clients.spec import LMSpec
-from refed_dspy.clients.wire import fit_api_base, native_base
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch_api import client_for_spec
 from refed_dspy.providers.wire import call_url, host_form
 from refed_dspy.tracking.logged_lm import logged_lm

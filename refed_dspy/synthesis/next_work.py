@@ -13,7 +13,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 
-from refed_dspy.engine.scheduler import Engine
+from refed_dspy.engine.execution import Engine
 from refed_dspy.methods import Method, SynthesisSettings
 from refed_dspy.store.records import Reference, ReferenceFeedback, content_id
 from refed_dspy.store.rundir import ResumeState
@@ -24,7 +24,7 @@ from refed_dspy.text import Deduper
 FEEDBACK_SLOTS = 2  # a feedback task holds two slots: describe and critique run at once
 
 
-class Schedule:
+class NextWork:
     """The work of one run still to start, and the feedback and units it depends on."""
 
     def __init__(

@@ -1,6 +1,7 @@
-"""Token prices and cost arithmetic. Prices are USD per 1M tokens: LiteLLM's price map by default (hundreds of
-models, read offline), the config's prices over it: a role's own section for the model it names, and the `[prices]`
-table for any model (an LM handed in from Python, a teleprompter's or a metric's own LM).
+"""What providers charge: token prices and cost arithmetic. Prices are USD per 1M tokens: LiteLLM's price map by
+default (hundreds of models, read offline), the config's prices over it (`resolve_price`): a role's own section for
+the model it names, and the `[prices]` table for any model (refed_dspy.config.prices: an LM handed in from Python, a
+teleprompter's or a metric's own LM).
 
 An LM is priced by its own model, never by a role's section that names another one.
 """
@@ -14,10 +15,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import Field
-
-from refed_dspy.settings import Section
 
 
 @dataclass(frozen=True)
@@ -114,52 +111,3 @@ def resolve_price(
         return None
     cached = cached_usd if cached_usd is not None else (base.cached_input if base and input_usd is None else inp)
     return Price(inp, cached, out)
-
-
-class ModelPrice(Section):
-    """What one model costs, for the `[prices]` table (`[prices."openai/my-finetune"]`): USD per 1M tokens."""
-
-    input_usd_per_mtok: float | None = Field(
-        None, ge=0, description="Price of 1M uncached prompt tokens in USD. Unset: LiteLLM's price map."
-    )
-    cached_input_usd_per_mtok: float | None = Field(
-        None,
-        ge=0,
-        description="Price of 1M cached prompt tokens in USD. Unset: LiteLLM's price map, else the input price.",
-    )
-    output_usd_per_mtok: float | None = Field(
-        None, ge=0, description="Price of 1M completion tokens in USD. Unset: LiteLLM's price map."
-    )
-
-    def resolve(self, model: str) -> Price | None:
-        """This entry's prices over LiteLLM's for `model`; None when input or output price stays unknown."""
-        return resolve_price(model, self.input_usd_per_mtok, self.cached_input_usd_per_mtok, self.output_usd_per_mtok)
-
-
-@dataclass(frozen=True)
-class PriceBook:
-    """How any LM of a run is priced by its own model: the `[prices]` table's entry for it, else LiteLLM's map."""
-
-    table: dict[str, ModelPrice] | None = None
-
-    def __post_init__(self) -> None:
-        # a table built in Python is held to what a config's [prices] is: each entry validated as a ModelPrice (a
-        # plain dict read as one), so that a price of inf, nan or below 0 is refused here (pydantic's
-        # ValidationError) and never turns a cost into NaN
-        if self.table:
-            checked = {model: ModelPrice.model_validate(_plain(entry)) for model, entry in self.table.items()}
-            object.__setattr__(self, "table", checked)
-
-    def of(self, model: str) -> Price | None:
-        """The price of `model` (None: unknown)."""
-        entry = (self.table or {}).get(model)
-        return entry.resolve(model) if entry is not None else resolve_price(model, None, None, None)
-
-    def entry(self, model: str) -> ModelPrice | None:
-        """The `[prices]` entry for `model`, if the table has one."""
-        return (self.table or {}).get(model)
-
-
-def _plain(entry: ModelPrice | dict) -> dict:
-    """A `[prices]` entry's fields (of a ModelPrice, made with model_construct or not, or of a plain dict)."""
-    return entry.model_dump() if isinstance(entry, ModelPrice) else entry

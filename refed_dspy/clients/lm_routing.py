@@ -34,7 +34,7 @@ from dspy.utils import parallelizer
 from refed_dspy.clients.boundary import CallBoundary, bounded
 from refed_dspy.clients.calls import current_stage
 from refed_dspy.clients.lm import price_of_lm
-from refed_dspy.clients.pricing import PriceBook
+from refed_dspy.config.prices import PriceBook
 
 SETTINGS_KEY = "refed_ledger_scope"  # where DSPy's settings carry the scope into the threads DSPy starts
 METRIC_STAGE = "metric"  # the stage a metric's own calls are made in (refed_dspy.optimizers.metrics)

@@ -1,0 +1,59 @@
+"""Run configuration: pydantic models for the TOML file, `--set` overrides, fingerprints and error messages.
+
+Every field has a default and a description. Unknown keys are rejected with the nearest
+valid key; wrong types name the field and the expected type. API keys never live here:
+a spec names the environment variable that holds its key.
+
+The package stands at the bottom of the house, right above refed_dspy.providers (an LM section's schema dialects are
+the registered providers'), and imports no method, filter or optimizer: a name the config takes from one of their
+registries (synthesis.method, optimize.optimizer, optimize.target, a `[[filters]]` table's name) is checked against the
+registry in refed_dspy.registry, which imports the package that fills it on the first question (see that module).
+Its modules: lm.py, prices.py, local.py, benchmarks.py, synthesis.py, judging.py, optimize.py and run.py (the
+sections), schema.py (Config), names.py (the registry check), overrides.py (`--set`), fingerprint.py, messages.py and
+load.py. A run dir's own config is read by refed_dspy.store.run_config.
+"""
+
+from refed_dspy.config.benchmarks import Benchmark
+from refed_dspy.config.fingerprint import config_hash, fingerprint, fingerprint_diff
+from refed_dspy.config.judging import JudgingConfig, QualityConfig, ReportConfig
+from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.load import config_from_dict, load_config, to_toml
+from refed_dspy.config.local import LocalServing
+from refed_dspy.config.messages import describe_errors, format_validation_error
+from refed_dspy.config.names import Registered
+from refed_dspy.config.optimize import OptimizeConfig
+from refed_dspy.config.overrides import apply_overrides, parse_override
+from refed_dspy.config.prices import ModelPrice, PriceBook
+from refed_dspy.config.run import RayConfig, RunConfig, TrackingConfig
+from refed_dspy.config.schema import Config
+from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
+
+__all__ = [
+    "BatchConfig",
+    "Benchmark",
+    "Config",
+    "JudgingConfig",
+    "LMSpec",
+    "LocalServing",
+    "ModelPrice",
+    "OptimizeConfig",
+    "PriceBook",
+    "QualityConfig",
+    "RayConfig",
+    "Registered",
+    "ReportConfig",
+    "RunConfig",
+    "SeedsConfig",
+    "SynthesisConfig",
+    "TrackingConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_hash",
+    "describe_errors",
+    "fingerprint",
+    "fingerprint_diff",
+    "format_validation_error",
+    "load_config",
+    "parse_override",
+    "to_toml",
+]

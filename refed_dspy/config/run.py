@@ -1,0 +1,79 @@
+"""Where a run lives and runs, and where it is tracked: `[run]`, `[ray]` and `[tracking]`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from refed_dspy.paths import expand_home
+from refed_dspy.settings import Seconds, Section, UserPath
+
+
+class RunConfig(Section):
+    """Where the run lives on disk."""
+
+    dir: UserPath = Field(
+        "runs/quickstart",
+        description="Run directory: records, journal, cache and summary. Re-running the same command resumes it.",
+    )
+    progress: bool = Field(
+        True,
+        description="Show progress on stderr: a bar on a terminal, else a status line every progress_every_s seconds.",
+    )
+    progress_every_s: Seconds = Field(
+        30.0, gt=0, description="Seconds between progress lines when stderr is not a terminal (logs, CI)."
+    )
+    stop_grace_s: Seconds = Field(
+        10.0,
+        ge=0,
+        description="On Ctrl-C, SIGTERM or SIGHUP: seconds to let the calls in flight finish (their answers are recorded) before the rest are cancelled (counted as paid).",
+    )
+
+
+class RayConfig(Section):
+    """Where a run executes on Ray (the optional [ray] extra): the driver here, the calls on the cluster's workers."""
+
+    enabled: bool = Field(
+        False,
+        description="Run the LM calls of `refed synthesize` on Ray workers (`--ray [ADDRESS]` sets it). The run dir stays on this machine, in the one format: a run resumes locally or on Ray alike.",
+    )
+    address: str | None = Field(
+        None,
+        description="What ray.init takes: 'auto' (the cluster this machine is part of), 'ray://host:10001', or unset to start a local Ray on this machine.",
+    )
+    workers: int = Field(
+        2,
+        gt=0,
+        le=1024,
+        description="Ray workers (actors), each loading the program once and keeping synthesis.concurrency calls in flight.",
+    )
+    cache_server: Literal["auto", "always"] = Field(
+        "auto",
+        description="How workers reach the run's cache (every paid answer, so that a task run again or a resumed run pays nothing twice): 'auto' - workers on the driver's node open it, workers on other nodes go through a server beside it; 'always' - every worker goes through the server (what a multi-node cluster does, on one machine).",
+    )
+
+
+def home_in_uri(uri: str) -> str:
+    """A tracking URI with the home directory in place of a leading `~` of its path: `~/mlruns`, and the embedded
+    store's `sqlite:///~/mlflow.db` (SQLite would otherwise open a file under a folder named `~`)."""
+    scheme = "sqlite:///"
+    if uri.startswith(scheme + "~"):
+        return scheme + expand_home(uri.removeprefix(scheme))
+    return expand_home(uri)
+
+
+class TrackingConfig(Section):
+    """MLflow tracking."""
+
+    enabled: bool = Field(False, description="Log runs to MLflow (params, metrics, artifacts).")
+    mlflow_uri: Annotated[str, AfterValidator(home_in_uri)] = Field(
+        "sqlite:///mlflow.db",
+        description="Tracking URI: the embedded sqlite store (sqlite:///~/mlflow.db is one in your home), a directory, or a server URL.",
+    )
+    experiment: str = Field("refed", description="MLflow experiment name.")
+    log_traces: bool = Field(False, description="Optimization: also log an MLflow trace of every DSPy call (large).")
+    telemetry: bool = Field(
+        False,
+        description="Let MLflow and Hugging Face send their usage telemetry to their servers. Off by default: nothing leaves the machine but calls to the configured endpoints.",
+    )
