@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.config.judging import JudgingConfig, QualityConfig, ReportConfig
@@ -79,8 +79,23 @@ class Config(Section):
             for name in ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok"):
                 if spec.get(name) is None and entry.get(name) is not None:
                     spec[name] = entry[name]
+            tiers = entry.get("tier_prices")
+            if isinstance(tiers, dict) and tiers:  # a tier the role prices itself keeps its own
+                own = spec.get("tier_prices")
+                spec["tier_prices"] = {**tiers, **own} if isinstance(own, dict) else own if own is not None else tiers
             data[role] = spec
         return data
+
+    @model_validator(mode="after")
+    def _tiers_offered(self, info: ValidationInfo) -> Config:
+        # a service tier a role's model has no price on is refused here, before any call (a run dir's config.toml
+        # reads as the record of what ran)
+        if (info.context or {}).get("record"):
+            return self
+        problems = [p for role in ("teacher", "judge") if (p := getattr(self, role).tier_problem(role)) is not None]
+        if problems:
+            raise PydanticCustomError("refed_config", "{message}", {"message": "; ".join(problems)})
+        return self
 
     @field_validator("filters", mode="before")
     @classmethod
