@@ -55,11 +55,20 @@ class OpensCalls:
         return self.max_cost_usd is not None
 
     def open_call(
-        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
+        self,
+        role: str,
+        model: str,
+        stage: str,
+        price: Price | None,
+        max_tokens: int,
+        prompt_tokens: int | None,
+        dearer: float = 1.0,
     ) -> Ticket:
         """Reserve one call the call boundary is about to make (BudgetExceeded when it could break the budget) at the
-        most it can cost (its counted prompt, when counted, and `max_tokens` of output), and write it to the log."""
-        cost = self.call_cost(price, max_tokens, role)
+        most it can cost (its counted prompt, when counted, and `max_tokens` of output), and write it to the log.
+        `dearer`: the call goes on a dearer service tier than its LM's usual calls (a flex request sent on the default
+        tier): what a call is reserved at before its prompt is known is raised so."""
+        cost = self.call_cost(price, max_tokens, role) * dearer
         if prompt_tokens is not None:
             cost = self.prompt_cost(price, max_tokens, role, prompt_tokens)
         self.reserve(1, cost, role, what=_longer(prompt_tokens, cost) if prompt_tokens else None)
@@ -89,8 +98,8 @@ def settle_call(ledger: Any, ticket: Ticket, info: CallInfo, price: Price | None
     if ledger.log is None or ticket.log_id is None:
         return
     cost = info.cost_usd
-    if cost is None and price is not None and not info.tokens_unknown:
-        cost = price.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
+    if cost is None and price is not None and not info.tokens_unknown:  # at the tier that served it
+        cost = price.at(info.service_tier).cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
     ledger.log.settled(ticket.log_id, info, cost)
 
 
@@ -121,9 +130,16 @@ class TaskLedger:
         return self.budget.counts_prompts and self.price is not None
 
     def open_call(
-        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
+        self,
+        role: str,
+        model: str,
+        stage: str,
+        price: Price | None,
+        max_tokens: int,
+        prompt_tokens: int | None,
+        dearer: float = 1.0,
     ) -> Ticket:
-        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role)
+        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role) * dearer
         need = per_call
         if prompt_tokens is not None:
             need = max(
