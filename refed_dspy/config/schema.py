@@ -22,6 +22,13 @@ from refed_dspy.settings import Section
 JUDGE_TEMPERATURE = 0.0
 
 
+def _plain(entry: Any) -> dict[str, Any]:
+    """A price table's fields that are set (of a section made in Python, or of a dict)."""
+    if isinstance(entry, Section):
+        return entry.model_dump(exclude_none=True)
+    return {k: v for k, v in entry.items() if v is not None} if isinstance(entry, dict) else {}
+
+
 class Config(Section):
     """A whole run's configuration."""
 
@@ -79,10 +86,13 @@ class Config(Section):
             for name in ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok"):
                 if spec.get(name) is None and entry.get(name) is not None:
                     spec[name] = entry[name]
-            tiers = entry.get("tier_prices")
-            if isinstance(tiers, dict) and tiers:  # a tier the role prices itself keeps its own
-                own = spec.get("tier_prices")
-                spec["tier_prices"] = {**tiers, **own} if isinstance(own, dict) else own if own is not None else tiers
+            tiers, own = entry.get("tier_prices"), spec.get("tier_prices")
+            if isinstance(tiers, dict) and tiers and (own is None or isinstance(own, dict)):
+                # a tier's price the role sets itself keeps it, part by part as for the default tier
+                spec["tier_prices"] = {
+                    name: {**_plain(tiers.get(name)), **_plain((own or {}).get(name))}
+                    for name in {*tiers, *(own or {})}
+                }
             data[role] = spec
         return data
 
