@@ -264,6 +264,7 @@ class ServerConfig:
     # tier whatever was asked ("": the tier asked for)
     flex_unavailable: float = 0.0
     served_tier: str = ""
+    flex_slower: float = 1.0  # a flex request's latency is this many times a default one's (bench/tiers.py)
     extra: dict = field(default_factory=dict)
 
 
@@ -795,6 +796,8 @@ class _Handler(BaseHTTPRequestHandler):
         completion_tokens = len(tokens_of(content or "", cfg.tokenizer))
         cached = st.cached_prefix(prompt_tokens)
         delay = cfg.latency_s + cfg.latency_per_token_s * completion_tokens
+        if tier == "flex":
+            delay *= cfg.flex_slower
         if cfg.jitter:
             delay *= max(0.0, 1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
         if delay > 0:
