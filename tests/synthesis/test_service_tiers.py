@@ -15,6 +15,7 @@ from refed_dspy.cli import main
 from refed_dspy.config import load_config
 from refed_dspy.providers.prices import resolve_price
 from refed_dspy.quality.judge import judge_run
+from refed_dspy.quality.report import build_report
 from refed_dspy.synthesis.api import synthesize
 
 MINI = "openai/gpt-5-mini"  # LiteLLM prices it on the flex tier at half its default price
@@ -73,6 +74,10 @@ def test_flex_on_both_roles_through_flex_unavailability_costs_the_flex_list_pric
         assert made["cost_usd"] == pytest.approx(flex, rel=0.02)
     said = (run / "summary.json").read_text()
     assert json.loads(said)["usage"]["by_tier"] == {"flex": summary["usage"]["calls"]}
+    report = build_report(run)  # the report's money is the summaries', and it says which tier served the calls
+    assert report["cost_usd"] == {"synthesis": summary["cost_usd"], "judge": judged["cost_usd"]}
+    assert f"{summary['usage']['calls']} calls on flex" in report.text
+    assert f"{judged['usage']['calls']} calls on flex" in report.text
 
 
 def test_a_request_flex_has_no_capacity_for_falls_back_to_the_default_tier(server_factory, tmp_path):
@@ -246,3 +251,26 @@ def test_the_loopback_server_answers_tiers_as_openai_does(server_factory):
         and body["error"]["code"] == "resource_unavailable"
         and body["error"]["message"] == FLEX_UNAVAILABLE
     )
+
+
+def test_a_cost_budget_reserves_and_spends_at_the_tier_asked_for(server_factory, tmp_path):
+    """synthesis.max_cost_usd = 0.20 with max_tokens = 16000: on the default tier each call is reserved at a prompt
+    that fills 16,000 tokens of output at $2.00/M, and the budget stops the run after a few samples; on flex the same
+    reservations cost half, and all 40 samples are made within the budget."""
+    made = {}
+    for tier in ("default", "flex"):
+        srv = server_factory()
+        run = tmp_path / tier
+        fields = {
+            **role("teacher", service_tier=f"'{tier}'"),
+            "seeds.limit": 8,
+            "synthesis.instructions_per_feature": 2,
+            "synthesis.max_cost_usd": 0.20,
+            "synthesis.concurrency": 4,
+        }
+        summary = synthesize(load_config(None, run_overrides(srv, run, 40, **fields)))
+        spent = at_list_price(chat(read_log(srv.cfg.log_path)), tier)
+        assert summary["cost_usd"] == pytest.approx(spent, rel=1e-6) and spent <= 0.20
+        made[tier] = (summary["status"], summary["samples"])
+    assert made["flex"] == ("complete", 40)
+    assert made["default"][0] == "budget" and made["default"][1] < 40
