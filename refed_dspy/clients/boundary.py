@@ -115,7 +115,7 @@ class CallBoundary:
         tries = _Tries(kwargs)
         while True:
             try:
-                return self._call_once(*args, fallback=tries.fallback, **tries.kwargs)
+                return self._call_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
                 delay = self._again(err, tries)
                 if delay is None:
@@ -128,7 +128,7 @@ class CallBoundary:
         tries = _Tries(kwargs)
         while True:
             try:
-                return await self._acall_once(*args, fallback=tries.fallback, **tries.kwargs)
+                return await self._acall_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
                 delay = self._again(err, tries)
                 if delay is None:
@@ -161,9 +161,9 @@ class CallBoundary:
         tier = kwargs.get("service_tier", (getattr(self, "kwargs", None) or {}).get("service_tier"))
         return tier if isinstance(tier, str) and tier else None
 
-    def _call_once(self, *args: Any, fallback: bool = False, **kwargs: Any):
+    def _call_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), fallback))
+        opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), refed_fallback))
         try:
             _open.set(self._open_call(args, kwargs))
             return self._unreported_check(super().__call__(*args, **kwargs))
@@ -182,9 +182,9 @@ class CallBoundary:
             _reported.reset(reported)
             _inside.reset(inside)
 
-    async def _acall_once(self, *args: Any, fallback: bool = False, **kwargs: Any):
+    async def _acall_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), fallback))
+        opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), refed_fallback))
         try:
             _open.set(self._open_call(args, kwargs))
             return self._unreported_check(await super().acall(*args, **kwargs))

@@ -345,7 +345,7 @@ def estimate(
         "unit": min(walk_refs, len(references)),
         "sample": min(walk_refs, len(references)),
     }
-    price, tiers = tier_prices(config)
+    price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
     cache = provider_for(model).prefix_cache  # None: nothing is cached unless asked
     stages: dict[str, dict[str, Any]] = {}
@@ -392,7 +392,7 @@ def estimate(
     )
 
 
-def tier_prices(config: Config) -> tuple[Any, dict[str, Any]]:
+def priced_tiers(config: Config) -> tuple[Any, dict[str, Any]]:
     """The teacher's default-tier price (the online column), and its prices on the tiers set beside it: flex where
     the model has a flex price, and the tier the config asks for."""
     spec = config.teacher

@@ -19,7 +19,7 @@ from refed_dspy.store.ownership import claim
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_references
 from refed_dspy.synthesis.api import synthesize
-from refed_dspy.synthesis.estimate import Estimate, priced, run_wall, tier_prices, tokenizer_of
+from refed_dspy.synthesis.estimate import Estimate, priced, priced_tiers, run_wall, tokenizer_of
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.synthesis.units import TASK_STAGES
 
@@ -55,7 +55,7 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
         scale = full_feedback / feedback_done if name == TASK_STAGES["feedback"] and feedback_done else size / samples
         stages[name] = {f: float(used.get(f) or 0) * scale for f in _FIELDS}
     total = {f: sum(row[f] for row in stages.values()) for f in _FIELDS}
-    price, tiers = tier_prices(config)
+    price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
     work = get_method(config.synthesis.method).work_counts(config.synthesis, n_refs)
     work.update(unit=full_units, feedback=full_feedback)
