@@ -43,7 +43,7 @@ from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.prompt_tokens import count_prompt
 from refed_dspy.clients.transport_errors import gave_up_waiting
 from refed_dspy.errors import ConfigError
-from refed_dspy.providers.prices import Price
+from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
@@ -336,7 +336,7 @@ class CallBoundary:
         if not info.cache_hit and not info.tokens_unknown:
             info.fallback = fallback
             if info.service_tier is None and asked is not None:  # asked for a tier, told of none: never priced lower
-                info.service_tier = asked if asked == DEFAULT_TIER else "?"  # "?": the dearer of it and the default
+                info.service_tier = asked if asked == DEFAULT_TIER else UNSTATED  # the dearer of it and the default
         if self.own_price and self.price is not None and not info.tokens_unknown and not info.cache_hit:
             served = self.price.at(info.service_tier)  # the tier that served it
             info.cost_usd = served.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)

@@ -56,8 +56,8 @@ class CallInfo:
     cost_bound_usd: float | None = None  # an interrupted call: the most it can have cost (what the ledger reserves
     # for one call), kept against the cost budget since its real cost is unknown
     log_id: int | None = None  # its line in the write-ahead log of the run's calls (refed_dspy.store.call_log)
-    service_tier: str | None = None  # the service tier that served it, as its reply says ("?": a tier was asked for
-    # and the reply named none); None: no tier asked for and none named (priced at its LM's price)
+    service_tier: str | None = None  # the service tier that served it, as its reply says ("unstated": a tier was asked
+    # for and the reply named none); None: no tier asked for and none named (priced at its LM's price)
     tier_unavailable: bool = False  # a failed request the provider answered "no capacity on the tier asked for" (flex)
     fallback: bool = False  # sent on the default tier after `flex_fallback` such answers to the same request
 

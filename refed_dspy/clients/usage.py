@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.providers.prices import Price
+from refed_dspy.providers.prices import UNSTATED, Price
 
 _FIELDS = (
     "calls",
@@ -185,13 +185,13 @@ def tier_text(usage: dict[str, Any] | None) -> str | None:
     unavailable, fallbacks = int(u.get("tier_unavailable") or 0), int(u.get("flex_fallbacks") or 0)
     if set(tiers) <= {"default"} and not unavailable and not fallbacks:
         return None
-    named = [f"{n} on {tier}" for tier, n in sorted(tiers.items(), key=lambda kv: -kv[1]) if tier != "?"]
+    named = [f"{n} on {tier}" for tier, n in sorted(tiers.items(), key=lambda kv: -kv[1]) if tier != UNSTATED]
     if named:
         named[0] = named[0].replace(" on ", " calls on ", 1)
     parts = [f"{', '.join(named)}, each priced at the list price of the tier that served it"] if named else []
-    if tiers.get("?"):
+    if tiers.get(UNSTATED):
         parts.append(
-            f"{tiers['?']} whose reply named no tier, priced at the dearer of the tier asked for and the default"
+            f"{tiers[UNSTATED]} whose reply named no tier, priced at the dearer of the tier asked for and the default"
         )
     if unavailable:
         parts.append(f"{unavailable} requests found no capacity on their tier (not billed; sent again after a wait)")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVICE_TIERS = ("default", "flex", "priority")  # the tiers a config may ask for (refed_dspy.providers.tiers)
+UNSTATED = "unstated"  # a call's tier when one was asked for and its reply named none (priced never below the default)
 _Triple = tuple[float, float, float]  # USD per 1M tokens: uncached input, cached input, output
 
 
@@ -50,8 +51,8 @@ class Price:
 
     def at(self, tier: str | None) -> Price:
         """The price of a call served on `tier` (None: this price's own tier). A tier whose price is not known (a
-        reply naming a tier refed has no price for, or none where a tier was asked for): never less than this
-        price nor the default tier's, the dearer of the two, part by part."""
+        reply naming a tier refed has no price for, or UNSTATED: none where a tier was asked for): never less than
+        this price nor the default tier's, the dearer of the two, part by part."""
         if tier is None or tier == self.tier:
             return self
         known = dict(self.table)

@@ -35,7 +35,7 @@ def test_a_tier_is_priced_at_its_own_list_price_and_knows_the_others():
     assert default.at("flex") == flex and flex.at("default") == default and flex.at("priority") == priority
     assert flex.at("flex") is flex and flex.at(None) is flex
     # a reply naming a tier no price is known for: never below the tier asked for nor the default, part by part
-    assert flex.at("?") == Price(0.25, 0.025, 2.0, tier="?") and priority.at("scale") == Price(
+    assert flex.at("unstated") == Price(0.25, 0.025, 2.0, tier="unstated") and priority.at("scale") == Price(
         0.45, 0.045, 3.6, "scale"
     )
     assert default.scaled(0.5).at("flex") == Price(0.0625, 0.00625, 0.5, tier="flex")
@@ -122,19 +122,19 @@ def test_each_call_is_priced_at_the_tier_that_served_it():
     calls = [
         CallInfo("generate", MINI, 1000, 100, service_tier="flex"),
         CallInfo("generate", MINI, 1000, 100, service_tier="default", fallback=True),  # a flex request fell back
-        CallInfo("improve", MINI, 1000, 100, service_tier="?"),  # asked flex, the reply named no tier
+        CallInfo("improve", MINI, 1000, 100, service_tier="unstated"),  # asked flex, the reply named no tier
         CallInfo("improve", MINI, error="LMRateLimitError", tier_unavailable=True),
     ]
     usage = usage_of(calls, flex)
     at = {t: flex.at(t).cost(1000, 100) for t in ("flex", "default")}
     assert usage["cost_usd"] == pytest.approx(at["flex"] + 2 * at["default"])
-    assert usage["by_tier"] == {"flex": 1, "default": 1, "?": 1}
+    assert usage["by_tier"] == {"flex": 1, "default": 1, "unstated": 1}
     assert usage["tier_unavailable"] == 1 and usage["flex_fallbacks"] == 1 and usage["failed_calls"] == 1
     assert usage["by_stage"]["generate"]["cost_usd"] == pytest.approx(at["flex"] + at["default"])
     totals = Totals()
     totals.add(usage)
     totals.add(usage)
-    assert totals.as_dict()["by_tier"] == {"flex": 2, "default": 2, "?": 2}
+    assert totals.as_dict()["by_tier"] == {"flex": 2, "default": 2, "unstated": 2}
     assert totals.as_dict()["tier_unavailable"] == 2 and totals.cost == pytest.approx(2 * usage["cost_usd"])
     said = tier_text(usage)
     assert said.startswith("1 calls on flex, 1 on default, each priced at the list price of the tier that served it")

@@ -145,7 +145,7 @@ def test_the_tier_a_reply_names_no_tier_for_is_priced_never_below_the_default(se
         )
     )
     log = chat(read_log(srv.cfg.log_path))
-    assert summary["usage"]["by_tier"] == {"?": summary["usage"]["calls"]}
+    assert summary["usage"]["by_tier"] == {"unstated": summary["usage"]["calls"]}
     assert summary["cost_usd"] == pytest.approx(at_list_price(log, "default"), rel=1e-6)
 
 
