@@ -220,12 +220,8 @@ class CallBoundary:
         prompt = None
         if ledger.counts_prompts:
             prompt = count_prompt(args[0] if args else kwargs.get("prompt"), kwargs.get("messages"))
-        price, dearer = self.price, 1.0
-        asked = _asked.get()[0]
-        if price is not None and asked is not None and price.at(asked) is not price:  # a fallback: another tier's
-            price, dearer = price.at(asked), price.at(asked).dearer_than(price)
         ticket = ledger.open_call(
-            self.role, str(self.model), self._stage_now(), price, self._max_tokens(), prompt, dearer=dearer
+            self.role, str(self.model), self._stage_now(), self.price, self._max_tokens(), prompt, tier=_asked.get()[0]
         )
         return [ledger, ticket]
 

@@ -69,7 +69,7 @@ class CallEvents:
         price: Any,
         max_tokens: int,
         prompt_tokens: int | None,
-        dearer: float = 1.0,
+        tier: str | None = None,
     ) -> Ticket:
         self._put(("start",))
         return Ticket(role, 0.0, 1)

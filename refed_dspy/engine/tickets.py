@@ -62,13 +62,15 @@ class OpensCalls:
         price: Price | None,
         max_tokens: int,
         prompt_tokens: int | None,
-        dearer: float = 1.0,
+        tier: str | None = None,
     ) -> Ticket:
         """Reserve one call the call boundary is about to make (BudgetExceeded when it could break the budget) at the
         most it can cost (its counted prompt, when counted, and `max_tokens` of output), and write it to the log.
-        `dearer`: the call goes on a dearer service tier than its LM's usual calls (a flex request sent on the default
-        tier): what a call is reserved at before its prompt is known is raised so."""
-        cost = self.call_cost(price, max_tokens, role) * dearer
+        `tier`: the service tier the request asks for; on a dearer one than `price`'s (a flex request sent on the
+        default tier) it is reserved at that tier's price."""
+        usual = price
+        price, dearer = at_tier(price, tier)
+        cost = self.call_cost(usual, max_tokens, role) * dearer
         if prompt_tokens is not None:
             cost = self.prompt_cost(price, max_tokens, role, prompt_tokens)
         self.reserve(1, cost, role, what=_longer(prompt_tokens, cost) if prompt_tokens else None)
@@ -137,14 +139,13 @@ class TaskLedger:
         price: Price | None,
         max_tokens: int,
         prompt_tokens: int | None,
-        dearer: float = 1.0,
+        tier: str | None = None,
     ) -> Ticket:
+        at, dearer = at_tier(price or self.price, tier)
         per_call = self.budget.call_cost(self.price, self.max_tokens, self.role) * dearer
         need = per_call
         if prompt_tokens is not None:
-            need = max(
-                need, self.budget.prompt_cost(price or self.price, max_tokens or self.max_tokens, role, prompt_tokens)
-            )
+            need = max(need, self.budget.prompt_cost(at, max_tokens or self.max_tokens, role, prompt_tokens))
         with self._lock:
             taken = min(self.left, need)
             self.left -= taken
@@ -169,6 +170,14 @@ class TaskLedger:
 
     def release_call(self, ticket: Ticket) -> None:
         """Nothing until the task ends: its calls are recorded then, and its reservation covers them until then."""
+
+
+def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]:
+    """`price` on service tier `tier` (None: as it is), and how many times dearer than `price` that is (at least 1)."""
+    if price is None or tier is None:
+        return price, 1.0
+    at = price.at(tier)
+    return at, at.dearer_than(price)
 
 
 def _longer(prompt_tokens: int | None, need: float) -> str:

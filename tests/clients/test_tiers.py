@@ -178,3 +178,22 @@ def test_an_lm_handed_in_asking_for_a_tier_is_described_and_priced_so():
     config = with_lm_of(load_config(None, []), "teacher", lm)
     assert config.teacher.service_tier == "flex" and config.teacher.model == MINI
     assert price_of(config.teacher) == resolve_price(MINI, None, None, None, tier="flex")
+
+
+def test_a_request_sent_on_a_dearer_tier_is_reserved_at_that_tiers_price():
+    """A flex request falling back to the default tier costs up to twice what a flex call is reserved at: the engine's
+    task ledger and a budget of an LM's own reserve it so, prompt counted or not."""
+    from refed_dspy.engine.budget import CallBudget
+    from refed_dspy.engine.tickets import TaskLedger
+
+    flex = resolve_price(MINI, None, None, None, tier="flex")
+    for counted in (None, 3000):
+        budget = CallBudget(max_cost_usd=10.0 if counted else None)
+        task = TaskLedger(budget, flex, 1000, "teacher", None, reserved=0.0)
+        usual = task.open_call("teacher", MINI, "generate", None, 1000, counted)
+        fallback = task.open_call("teacher", MINI, "generate", None, 1000, counted, tier="default")
+        assert fallback.cost == pytest.approx(2 * usual.cost)
+        own = budget.open_call("teacher", MINI, "generate", flex, 1000, counted)
+        own_fallback = budget.open_call("teacher", MINI, "generate", flex, 1000, counted, tier="default")
+        assert own_fallback.cost == pytest.approx(2 * own.cost)
+        assert task.open_call("teacher", MINI, "generate", None, 1000, counted, tier="flex").cost == usual.cost
