@@ -258,6 +258,13 @@ class ServerConfig:
     # (capped at 10; its scores are otherwise drawn as ever). Off, every score is noise: no prompt beats another.
     signal: bool = False
     signal_bonus: int = 4
+    # service tiers, as OpenAI answers them: every reply says which tier served it (`service_tier`: the one asked for,
+    # "default" when none was); `flex_unavailable` of the requests asked on the flex tier are answered 429 "resource
+    # unavailable" (flex capacity is short: nothing is billed); `served_tier` answers every request as served on that
+    # tier whatever was asked ("": the tier asked for)
+    flex_unavailable: float = 0.0
+    served_tier: str = ""
+    flex_slower: float = 1.0  # a flex request's latency is this many times a default one's (bench/tiers.py)
     extra: dict = field(default_factory=dict)
 
 
@@ -280,6 +287,7 @@ class _State:
         self.count = 0
         self.score_requests = 0
         self.prefixes: set[str] = set()
+        self.flex_rng = random.Random(cfg.seed + 2)  # which flex requests find no capacity (apart from other draws)
         self.log = open(cfg.log_path, "a", encoding="utf-8") if cfg.log_path else None  # noqa: SIM115
         # requests whose answer went out (the client may have acted on it) and whose log line is not written yet
         self.unlogged = 0
@@ -353,6 +361,8 @@ def _words(rng: random.Random, n: int, cfg: ServerConfig | None = None) -> str:
 
 
 SIGNAL_PHRASE = "A worked example makes this concrete."
+# what a flex request that finds no capacity is told (HTTP 429, error code resource_unavailable; it is not billed)
+FLEX_UNAVAILABLE = "Resource unavailable: flex processing has no capacity for this request now. Please retry later."
 
 
 def demonstrations(messages: list[dict]) -> int:
@@ -729,6 +739,12 @@ class _Handler(BaseHTTPRequestHandler):
             if draw < acc:
                 headers = {"Retry-After": str(cfg.retry_after_s)} if status == 429 else None
                 return fail(status, f"transient_{status}", f"injected {status}", headers)
+        tier = req.get("service_tier")
+        if tier == "flex" and cfg.flex_unavailable:
+            with st.lock:
+                unavailable = st.flex_rng.random() < cfg.flex_unavailable
+            if unavailable:
+                return fail(429, "resource_unavailable", FLEX_UNAVAILABLE)
         if _unit(key, "filter400") < cfg.sticky_filter400:
             return fail(
                 400,
@@ -780,6 +796,8 @@ class _Handler(BaseHTTPRequestHandler):
         completion_tokens = len(tokens_of(content or "", cfg.tokenizer))
         cached = st.cached_prefix(prompt_tokens)
         delay = cfg.latency_s + cfg.latency_per_token_s * completion_tokens
+        if tier == "flex":
+            delay *= cfg.flex_slower
         if cfg.jitter:
             delay *= max(0.0, 1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
         if delay > 0:
@@ -789,6 +807,7 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": req.get("model", "loopback"),
+            "service_tier": cfg.served_tier or (tier if tier in ("flex", "priority") else "default"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
             "usage": {
                 "prompt_tokens": len(prompt_tokens),
@@ -800,6 +819,7 @@ class _Handler(BaseHTTPRequestHandler):
         entry.update(
             status=200,
             fault=fault,
+            service_tier=payload["service_tier"],
             prompt_tokens=len(prompt_tokens),
             completion_tokens=completion_tokens,
             cached_tokens=cached,

@@ -56,6 +56,10 @@ class CallInfo:
     cost_bound_usd: float | None = None  # an interrupted call: the most it can have cost (what the ledger reserves
     # for one call), kept against the cost budget since its real cost is unknown
     log_id: int | None = None  # its line in the write-ahead log of the run's calls (refed_dspy.store.call_log)
+    service_tier: str | None = None  # the service tier that served it, as its reply says ("unstated": a tier was asked
+    # for and the reply named none); None: no tier asked for and none named (priced at its LM's price)
+    tier_unavailable: bool = False  # a failed request the provider answered "no capacity on the tier asked for" (flex)
+    fallback: bool = False  # sent on the default tier after `flex_fallback` such answers to the same request
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +170,17 @@ def _finish_reason(response: Any) -> str | None:
     return None
 
 
+def served_tier(response: Any) -> str | None:
+    """The service tier a reply says served it (OpenAI's `service_tier`, on the reply or in the provider's body as the
+    client kept it); None when it names none."""
+    if response is None:
+        return None
+    tier = _field(response, "service_tier")
+    if not isinstance(tier, str):
+        tier = _field(_field(response, "provider_data"), "service_tier")
+    return tier if isinstance(tier, str) and tier else None
+
+
 @dataclass
 class Reply:
     """What one history entry of a DSPy LM says of its call: the call as the accounting sees it (its stage and time
@@ -197,6 +212,7 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
         finish_reason=_finish_reason(response),
         seconds=seconds,
         repair=repair,
+        service_tier=served_tier(response) if usage else None,
     )
     return Reply(info, text, bool(usage) or cache_hit, bool(usage or cache_hit or text))
 

@@ -8,14 +8,19 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from refed_dspy.config.prices import PRICED_TIERS, TIER_PRICES_HELP, TierPrice, tier_triples
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.dialects import DIALECTS
+from refed_dspy.providers.prices import SERVICE_TIERS
+from refed_dspy.providers.tiers import tier_problem
 from refed_dspy.settings import SECRET_NAME, Seconds, Section
 
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 # the other names a provider's client takes for a setting of the section: `extra` may not name them either
 OTHER_NAMES = {"base_url": "api_base", "max_completion_tokens": "max_tokens"}
 SCHEMA_DIALECTS = ("auto", *DIALECTS)  # the registered providers' dialects (refed_dspy.providers)
+TIMEOUT_S = 120.0  # one HTTP call's timeout when the section sets none
+FLEX_TIMEOUT_S = 600.0  # the same on the flex tier, whose replies come more slowly
 
 
 class LMSpec(Section):
@@ -45,7 +50,11 @@ class LMSpec(Section):
     num_retries: int = Field(
         3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After)."
     )
-    timeout: Seconds | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
+    timeout: Seconds | None = Field(
+        None,
+        gt=0,
+        description=f"Seconds before one HTTP call times out. Unset: {TIMEOUT_S:g}, or {FLEX_TIMEOUT_S:g} on the flex tier (its replies come more slowly).",
+    )
     input_usd_per_mtok: float | None = Field(
         None,
         ge=0,
@@ -67,6 +76,16 @@ class LMSpec(Section):
         "auto",
         description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.",
     )
+    service_tier: Literal[SERVICE_TIERS] = Field(
+        "default",
+        description="The provider's service tier each call asks for: default; flex (OpenAI and Azure OpenAI, on the models with a flex price: about half the price, slower replies, and now and then a 429 'resource unavailable', which is waited out with backoff and never counts as a failed item); priority (faster and dearer). A call is priced at the list price of the tier its reply says served it. A model with no price on the tier asked for is refused before any call. Online only (batch mode has its own price).",
+    )
+    flex_fallback: int | None = Field(
+        None,
+        ge=1,
+        description="On the flex tier: after this many 'resource unavailable' answers to one request, send it on the default tier (priced there; the summary counts such requests). Unset: keep asking flex.",
+    )
+    tier_prices: dict[Literal[PRICED_TIERS], TierPrice] = Field(default_factory=dict, description=TIER_PRICES_HELP)
     batch_price_factor: float = Field(
         0.5,
         ge=0.0,
@@ -95,6 +114,19 @@ class LMSpec(Section):
             return value[0] if len(value) == 1 else value
         return value
 
+    def tier_problem(self, role: str = "teacher") -> str | None:
+        """Why this section's model cannot be asked for its service_tier, as `<role>: ...` (None: it can):
+        refed_dspy.providers.tiers."""
+        problem = tier_problem(self.model, self.service_tier, tier_triples(self.tier_prices), role)
+        return f"{role}: {problem}" if problem else None
+
+    @property
+    def call_timeout(self) -> float:
+        """Seconds before one HTTP call times out: `timeout`, else the default of the tier asked for."""
+        if self.timeout is not None:
+            return self.timeout
+        return FLEX_TIMEOUT_S if self.service_tier == "flex" else TIMEOUT_S
+
     @property
     def endpoints(self) -> list[str]:
         """Every api_base given (empty: the provider's default)."""
@@ -121,7 +153,8 @@ class LMSpec(Section):
             "num_retries": self.num_retries if num_retries is None else num_retries,
             "api_base": self.primary_api_base if reach else None,
             "api_version": self.api_version if reach else None,
-            "timeout": self.timeout if reach else None,
+            "timeout": self.call_timeout if reach else None,
+            "service_tier": self.service_tier if self.service_tier != "default" else None,
             "api_key": api_key if reach else None,
             "engine": engines[0] if engines else None,
             "async_engine": engines[1] if engines else None,

@@ -248,7 +248,8 @@ class CallBudget(OpensCalls):
             if price is not None:
                 for call in calls:
                     if not call.cache_hit and call.error is None and not call.interrupted:
-                        cost = price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
+                        served = price.at(call.service_tier)  # the tier that served it
+                        cost = served.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
                         self.max_call_cost = max(self.max_call_cost, cost)
             if self.max_cost_usd is not None and usage.get("unmetered_calls"):
                 model = next((c.model for c in calls if c.tokens_unknown), "?")

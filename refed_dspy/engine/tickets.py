@@ -55,11 +55,22 @@ class OpensCalls:
         return self.max_cost_usd is not None
 
     def open_call(
-        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
+        self,
+        role: str,
+        model: str,
+        stage: str,
+        price: Price | None,
+        max_tokens: int,
+        prompt_tokens: int | None,
+        tier: str | None = None,
     ) -> Ticket:
         """Reserve one call the call boundary is about to make (BudgetExceeded when it could break the budget) at the
-        most it can cost (its counted prompt, when counted, and `max_tokens` of output), and write it to the log."""
-        cost = self.call_cost(price, max_tokens, role)
+        most it can cost (its counted prompt, when counted, and `max_tokens` of output), and write it to the log.
+        `tier`: the service tier the request asks for; on a dearer one than `price`'s (a flex request sent on the
+        default tier) it is reserved at that tier's price."""
+        usual = price
+        price, dearer = at_tier(price, tier)
+        cost = self.call_cost(usual, max_tokens, role) * dearer
         if prompt_tokens is not None:
             cost = self.prompt_cost(price, max_tokens, role, prompt_tokens)
         self.reserve(1, cost, role, what=_longer(prompt_tokens, cost) if prompt_tokens else None)
@@ -89,8 +100,8 @@ def settle_call(ledger: Any, ticket: Ticket, info: CallInfo, price: Price | None
     if ledger.log is None or ticket.log_id is None:
         return
     cost = info.cost_usd
-    if cost is None and price is not None and not info.tokens_unknown:
-        cost = price.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
+    if cost is None and price is not None and not info.tokens_unknown:  # at the tier that served it
+        cost = price.at(info.service_tier).cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
     ledger.log.settled(ticket.log_id, info, cost)
 
 
@@ -121,14 +132,20 @@ class TaskLedger:
         return self.budget.counts_prompts and self.price is not None
 
     def open_call(
-        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
+        self,
+        role: str,
+        model: str,
+        stage: str,
+        price: Price | None,
+        max_tokens: int,
+        prompt_tokens: int | None,
+        tier: str | None = None,
     ) -> Ticket:
-        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role)
+        at, dearer = at_tier(price or self.price, tier)
+        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role) * dearer
         need = per_call
         if prompt_tokens is not None:
-            need = max(
-                need, self.budget.prompt_cost(price or self.price, max_tokens or self.max_tokens, role, prompt_tokens)
-            )
+            need = max(need, self.budget.prompt_cost(at, max_tokens or self.max_tokens, role, prompt_tokens))
         with self._lock:
             taken = min(self.left, need)
             self.left -= taken
@@ -153,6 +170,14 @@ class TaskLedger:
 
     def release_call(self, ticket: Ticket) -> None:
         """Nothing until the task ends: its calls are recorded then, and its reservation covers them until then."""
+
+
+def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]:
+    """`price` on service tier `tier` (None: as it is), and how many times dearer than `price` that is (at least 1)."""
+    if price is None or tier is None:
+        return price, 1.0
+    at = price.at(tier)
+    return at, at.dearer_than(price)
 
 
 def _longer(prompt_tokens: int | None, need: float) -> str:

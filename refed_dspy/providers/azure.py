@@ -3,7 +3,7 @@
 Azure OpenAI has no endpoint refed could default to: `api_base` names the resource (https://<name>.openai.azure.com)
 and `api_version` the API version. Its structured outputs, batch API and prompt caching are OpenAI's; its batch API
 lives under the resource's /openai path, takes the key in an api-key header and the version in the query, and its
-lines name /chat/completions. DSPy reaches it through LiteLLM, whose requests a batch transport cannot carry, so a
+lines name /chat/completions. Its service tiers (flex, priority) are asked for and answered as OpenAI's. DSPy reaches it through LiteLLM, whose requests a batch transport cannot carry, so a
 batch request's body is built as for OpenAI (the deployment as the model) and is never sent online.
 """
 
@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from refed_dspy.providers.base import PrefixCache, Provider
-from refed_dspy.providers.openai import FILES_AND_BATCHES, OPENAI, STRICT
+from refed_dspy.providers.openai import FILES_AND_BATCHES, OPENAI, STRICT, TIERS
 from refed_dspy.providers.registry import PROVIDERS
 
 API_VERSION = "2024-10-21"  # the batch API's version when the config gives none
@@ -54,6 +54,7 @@ AZURE = PROVIDERS.register(
         schema_table=True,
         batch=dataclasses.replace(FILES_AND_BATCHES, line_url="/chat/completions"),
         prefix_cache=PrefixCache(min_tokens=1024, step=128),
+        tiers=TIERS,
     )
 )
 # Azure AI (model inference in AI Foundry): OpenAI's structured outputs; its key and hosts Azure's (by name)

@@ -4,6 +4,8 @@ Its `api_base` carries the version path (https://api.openai.com/v1; a chat call 
 strict structured outputs take no string lengths; a server of one's own reached as `openai/<name>` at another host
 (llama.cpp, vLLM, SGLang) compiles the whole schema into a grammar instead. Its Batch API takes a JSONL file of
 requests (Files + Batches) at half the price; it caches prompt prefixes by itself from 1,024 tokens, in steps of 128.
+A request may ask for a service tier (`service_tier`: flex, about half the price with slower replies and now and then a
+429 "resource unavailable"; priority, dearer and faster) and the reply says which tier served it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from refed_dspy.providers.base import FULL, BatchAPI, Dialect, PrefixCache, Provider, Wire
+from refed_dspy.providers.base import FULL, BatchAPI, Dialect, PrefixCache, Provider, Tiers, Wire
 from refed_dspy.providers.registry import PROVIDERS
 
 
@@ -48,6 +50,7 @@ FILES_AND_BATCHES = BatchAPI(
     max_bytes=190 * 1024 * 1024,  # the limit is 200 MB; some room for multipart framing
     line_url="/v1/chat/completions",
 )
+TIERS = Tiers()  # flex and priority, by `service_tier`; flex's 429 resource_unavailable
 
 
 class OpenAIProvider(Provider):
@@ -77,6 +80,7 @@ OPENAI = PROVIDERS.register(
         schema_table=True,
         batch=FILES_AND_BATCHES,
         prefix_cache=PrefixCache(min_tokens=1024, step=128),
+        tiers=TIERS,
     )
 )
 # OpenAI's completions endpoint (not chat): its structured outputs are OpenAI's; its key and hosts OpenAI's (by name)

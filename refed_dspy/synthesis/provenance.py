@@ -14,6 +14,7 @@ from typing import Any
 from refed_dspy.clients.keys import key_env_of
 from refed_dspy.config import Config
 from refed_dspy.config.lm import reserved_extra_keys
+from refed_dspy.providers.prices import SERVICE_TIERS
 from refed_dspy.settings import SECRET_NAME
 
 # The LM settings that change what a teacher writes, as dspy.LM keeps them (lm.kwargs), and their config fields.
@@ -58,11 +59,11 @@ def lm_extra(lm: Any) -> dict[str, Any]:
 def with_lm_of(config: Config, role: str, lm: Any) -> Config:
     """`config` with its `role` ("teacher", "judge") described by the LM object that will really run, so that the
     fingerprint, config.toml, the price, the records and a logged program name that LM and not the config's section:
-    its model, api_base, temperature, max_tokens, timeout, retries, key variable and extra settings (the LM's own: the
-    section's `extra` is not carried over to an LM that does not have it). Its price is that of its own model: the
-    section's prices hold only when the LM runs the model the section names; another model takes the `[prices]`
-    table's entry for it, else LiteLLM's map. How the run asks it (adapter, schema dialect, repairs) stays the
-    config's."""
+    its model, api_base, temperature, max_tokens, timeout, retries, service tier, key variable and extra settings (the
+    LM's own: the section's `extra` is not carried over to an LM that does not have it). Its price is that of its own
+    model: the section's prices hold only when the LM runs the model the section names; another model takes the
+    `[prices]` table's entry for it, else LiteLLM's map. How the run asks it (adapter, schema dialect, repairs) stays
+    the config's."""
     spec = getattr(config, role)
     built = getattr(lm, "refed_spec", None)
     if (
@@ -80,6 +81,8 @@ def with_lm_of(config: Config, role: str, lm: Any) -> Config:
         update["timeout"] = float(kwargs["timeout"])
     if kwargs.get("api_version") is not None:
         update["api_version"] = kwargs["api_version"]
+    if kwargs.get("service_tier") in SERVICE_TIERS:  # the tier it asks for: what its calls are reserved at
+        update["service_tier"] = kwargs["service_tier"]
     if isinstance(getattr(lm, "num_retries", None), int):
         update["num_retries"] = lm.num_retries
     key_env = key_env_of(lm)

@@ -55,7 +55,12 @@ def run_summary(run: Any, status: str) -> RunSummary:
             "per_sample": per_sample(usage, run.accepted),
             "cost_usd": usage["cost_usd"],
             **estimate_error(
-                run.rundir.path / "estimate.json", usage, run.accepted, run.syn.size, run.broker is not None
+                run.rundir.path / "estimate.json",
+                usage,
+                run.accepted,
+                run.syn.size,
+                run.broker is not None,
+                run.config.teacher.service_tier,
             ),
             "price_known": run.price is not None,
             **timing(run.stats, run.earlier_wall_s),

@@ -39,14 +39,17 @@ def earlier_figures(summary_path: Path) -> tuple[float, int]:
     return wall, retries
 
 
-def estimate_error(path: Any, usage: dict[str, Any], samples: int, size: int, batch: bool) -> dict[str, Any]:
+def estimate_error(
+    path: Any, usage: dict[str, Any], samples: int, size: int, batch: bool, tier: str = "default"
+) -> dict[str, Any]:
     """{"estimate": ...}: what `refed estimate` said (its estimate.json in the run dir) and how far off the run is,
-    in cost (at the mode's price) and calls, once the run has all its samples; {} without an estimate."""
+    in cost (at the price of the mode and of the service tier asked for) and calls, once the run has all its samples;
+    {} without an estimate."""
     e = read_json(path)
     total = e.get("total") if isinstance(e, dict) else None
     if not isinstance(total, dict) or e.get("size") != size:
         return {}
-    key = "batch_cost_usd" if batch else "cost_usd"
+    key = "batch_cost_usd" if batch else "cost_usd" if tier == "default" else f"{tier}_cost_usd"
     out: dict[str, Any] = {
         "cost_usd": total.get(key),
         "calls": total.get("calls"),

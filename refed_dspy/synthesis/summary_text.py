@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.usage import tier_text
 from refed_dspy.money import usd
 from refed_dspy.store.teachers import mixed_line
 
@@ -53,6 +54,9 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion",
         f"  cost         {_money(s['cost_usd'], u.get('unmetered_calls') or 0)}{_cut_off(u)}",
     ]
+    tiers = tier_text(u)
+    if tiers:
+        lines.append(f"  tiers        {tiers}")
     mixed = mixed_line(s.get("teachers"))
     if mixed:
         lines.insert(1, f"  teachers     {mixed}")
