@@ -204,7 +204,9 @@ class CallBoundary:
         ledger.settle(ticket, info, self.price)
 
     def _max_tokens(self) -> int:
-        return int((getattr(self, "kwargs", None) or {}).get("max_tokens") or 0)
+        """The LM's output limit (DSPy keeps a reasoning model's as max_completion_tokens); 0 when it has none."""
+        kwargs = getattr(self, "kwargs", None) or {}
+        return int(kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or 0)
 
     def _unreported_check(self, outputs: Any) -> Any:
         """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call

@@ -13,6 +13,7 @@ In three steps, so that each mistake is said before what costs more:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -117,6 +120,9 @@ def launch(config: Config, role: str, section: str, lm: Any, build: Callable[[],
     """Step 1 (see the module docstring): `lm`, a user's LM or None (then `build()` makes one from the config)."""
     spec: LMSpec = getattr(config, role)
     mode = getattr(config, section).mode
+    note = spec.defaults_note(role) if lm is None else None
+    if note:  # the model's own settings stand in for what the config leaves unset: said once, as the run starts
+        log.info(note)
     if config.ray.enabled:
         check_ray_run(lm, spec, mode, role, config.ray.address, section)
         return Launch(config, role, spec, mode, None)

@@ -19,8 +19,10 @@ PIECES = (
     "dialects",
     "hosts",
     "litellm_table",
+    "model_table",
     "prices",
     "registry",
+    "sampling",
     "wire",
 )  # the modules that register no provider
 load_package(__name__, __path__, skip=PIECES)

@@ -9,12 +9,9 @@ An LM is priced by its own model, never by a role's section that names another o
 from __future__ import annotations
 
 import functools
-import importlib.util
-import json
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
+
+from refed_dspy.providers.model_table import litellm_models, table_names
 
 
 @dataclass(frozen=True)
@@ -37,27 +34,11 @@ class Price:
         return Price(self.input * factor, self.cached_input * factor, self.output * factor)
 
 
-_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
-
-
-_MAP_FILE = "model_prices_and_context_window_backup.json"
-
-
 @functools.lru_cache(maxsize=1)
 def _price_map() -> dict[str, tuple[float | None, float | None, float | None]]:
-    """LiteLLM's price map: {model: (input, cached input, output) USD per token}. Read from the copy LiteLLM ships,
-    without importing LiteLLM (that import alone takes 2.5 s and 127 MiB, for a table this reads in 20 ms); where
-    the file is not found, from litellm.model_cost (offline: LITELLM_LOCAL_MODEL_COST_MAP)."""
-    spec = importlib.util.find_spec("litellm")  # finds the package without running it
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = next((Path(f) / _MAP_FILE for f in folders if (Path(f) / _MAP_FILE).is_file()), None)
-    if path is not None:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-        import litellm
-
-        table = litellm.model_cost
+    """LiteLLM's price map: {model: (input, cached input, output) USD per token}, from its model table
+    (refed_dspy.providers.model_table: read without importing LiteLLM)."""
+    table = litellm_models()
     return {
         name: (e.get("input_cost_per_token"), e.get("cache_read_input_token_cost"), e.get("output_cost_per_token"))
         for name, e in table.items()
@@ -65,20 +46,11 @@ def _price_map() -> dict[str, tuple[float | None, float | None, float | None]]:
     }
 
 
-def _names(model: str) -> list[str]:
-    """The names a model may have in the price map: as given, without its provider prefix, its last part (a router's
-    `openrouter/openai/gpt-4o-mini`), and each without a date suffix."""
-    bare = model.split("/", 1)[1] if "/" in model else model
-    last = model.rsplit("/", 1)[-1]
-    names = [model, bare, last, _DATED.sub("", model), _DATED.sub("", bare), _DATED.sub("", last)]
-    return list(dict.fromkeys(n for n in names if n))
-
-
 def default_price(model: str) -> Price | None:
     """The list price of `model` in LiteLLM's price map (provider prefix and date suffix ignored when the map has no
     entry under the full name), or None when the map does not know it (or prices it at nothing)."""
     table = _price_map()
-    for name in _names(model):
+    for name in table_names(model):
         inp, cached, out = table.get(name, (None, None, None))
         if not inp and not out:
             continue

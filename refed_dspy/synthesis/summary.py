@@ -117,6 +117,10 @@ class RunSummary(Result):
         "the cell's test score and difference."
     )
     adapter: dict[str, Any] | None = Field(description="The output format the teacher was asked for, and why.")
+    lm_defaults: str | None = Optional(
+        "The teacher model's own settings that stood in for what the config left unset, where they are not the usual "
+        "ones (a reasoning model's temperature and output limit)."
+    )
     config_hash: str = Field(description="A short hash of the config fields that decide the output (fingerprint.json).")
     size: int = Field(description="synthesis.size: the samples asked for.")
     samples: int = Field(description="The samples in samples.jsonl.")

@@ -56,6 +56,8 @@ def format_summary(s: dict[str, Any]) -> str:
     mixed = mixed_line(s.get("teachers"))
     if mixed:
         lines.insert(1, f"  teachers     {mixed}")
+    if s.get("lm_defaults"):
+        lines.insert(1, f"  settings     {s['lm_defaults']}")
     adapter = s.get("adapter")
     if adapter:
         lines.insert(1, f"  outputs      {adapter['mode']} (schema dialect {adapter['dialect']}): {adapter['reason']}")

@@ -1,0 +1,107 @@
+"""Reasoning models by a one-line swap (issue 46, item 1): a model's own settings where the config is silent, said in
+one line; `reasoning_effort` sent and recorded; hidden reasoning tokens counted apart and billed as output. The
+loopback server answers `gpt-5-mini` as OpenAI does: a 400 for `max_tokens` or a temperature other than 1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_helpers import sets
+from conftest import run_overrides
+from loopback_server import read_log
+
+from refed_dspy.cli import main
+from refed_dspy.config import load_config
+from refed_dspy.quality.judge import judge_run
+
+MODEL = "openai/gpt-5-mini"
+
+
+def _swap(teacher, judge, run, size: int, **extra) -> list[str]:
+    """The default config with only the teacher's and the judge's model swapped (and pointed at loopback servers)."""
+    return run_overrides(
+        teacher,
+        run,
+        size,
+        **{"teacher.model": f"'{MODEL}'", "judge.model": f"'{MODEL}'", **extra},
+    ) + [f"judge.api_base='{judge.api_base}'", "judge.api_key_env=''", "judge.num_retries=2"]
+
+
+def test_a_reasoning_teacher_and_judge_run_from_a_one_line_swap(server_factory, tmp_path, capsys, caplog):
+    """Once exit 2 with DSPy's "reasoning models require passing temperature=1.0 or None and max_tokens >= 16000";
+    with those set by hand, a judge at its default temperature 0 got OpenAI's 400. Now every request carries what
+    the model takes (temperature 1, max_completion_tokens 16000, no max_tokens) and the run says so in one line."""
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "run"
+    over = _swap(teacher, judge, run, 12)
+    with caplog.at_level("INFO", logger="refed_dspy"):
+        assert main(["synthesize", "--quiet", *sets(over)]) == 0
+    out, err = capsys.readouterr()
+    said = [r.getMessage() for r in caplog.records if "reasoning model" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert said[0].startswith(f"teacher {MODEL}, an OpenAI reasoning model: temperature 1")
+    assert "max_tokens 16,000" in said[0] and "reasoning_effort" in said[0]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"] and "Traceback" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["samples"] == 12
+    assert summary["lm_defaults"] == said[0] and f"settings     {said[0]}" in out
+    judged = judge_run(run, load_config(None, over))
+    assert judged["status"] == "complete" and judged["judged"] == 12
+    for srv in (teacher, judge):
+        log = read_log(srv.cfg.log_path)
+        assert log and all(e["status"] == 200 for e in log), [e.get("error_param") for e in log if e["status"] != 200]
+        assert {(e["settings"].get("temperature"), e["settings"].get("max_completion_tokens")) for e in log} == {
+            (1.0, 16000)
+        }
+        assert not any("max_tokens" in e["settings"] for e in log)
+    fingerprint = json.loads((run / "fingerprint.json").read_text())
+    assert (fingerprint["teacher"]["temperature"], fingerprint["teacher"]["max_tokens"]) == (1.0, 16000)
+    assert json.loads((run / "judge_fingerprint.json").read_text())["temperature"] == 1.0
+
+
+def test_the_server_refuses_what_a_reasoning_model_does_not_take(server_factory):
+    """The loopback server answers a reasoning model's `max_tokens` and temperature 0.7 with OpenAI's 400 body."""
+    import urllib.error
+    import urllib.request
+
+    srv = server_factory()
+
+    def post(**body):
+        data = json.dumps({"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}], **body}).encode()
+        request = urllib.request.Request(
+            f"{srv.api_base}/chat/completions", data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    status, body = post(max_tokens=100)
+    assert status == 400 and body["error"]["param"] == "max_tokens" and body["error"]["code"] == "unsupported_parameter"
+    status, body = post(temperature=0.7, max_completion_tokens=100)
+    assert status == 400 and body["error"]["param"] == "temperature" and body["error"]["code"] == "unsupported_value"
+    status, body = post(temperature=1, max_completion_tokens=16000, reasoning_effort="low")
+    details = body["usage"]["completion_tokens_details"]
+    assert status == 200 and 0 < details["reasoning_tokens"] < body["usage"]["completion_tokens"]
+
+
+@pytest.mark.parametrize(
+    "override, expect",
+    [
+        (["teacher.reasoning_effort='low'"], "teacher.reasoning_effort: openai/gpt-4o-mini takes no reasoning_effort"),
+        ([f"teacher.model='{MODEL}'", "teacher.temperature=0.7"], "takes only temperature 1"),
+        ([f"teacher.model='{MODEL}'", "teacher.max_tokens=4096"], "is sent at least 16,000 output tokens"),
+        (
+            ["teacher.model='openai/gpt-5.1'", "teacher.reasoning_effort='minimal'"],
+            "takes reasoning_effort low, medium",
+        ),
+        (["teacher.extra={reasoning_effort='low'}"], "set teacher.reasoning_effort instead"),
+    ],
+)
+def test_a_setting_the_model_does_not_take_is_one_line_exit_2(tmp_path, capsys, override, expect):
+    code = main(["synthesize", "--set", f"run.dir='{tmp_path / 'r'}'", *sets(override)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and expect in err, err
+    assert not (tmp_path / "r").exists()
