@@ -41,6 +41,7 @@ class CallInfo:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    reasoning_tokens: int = 0  # of the completion tokens, those a reasoning model spent thinking (billed as output)
     cache_hit: bool = False
     finish_reason: str | None = None
     seconds: float = 0.0  # from the request to the parsed-out reply (a cache hit: the cache read)
@@ -181,6 +182,7 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
     """The Reply of `entry` (what DSPy hands BaseLM.update_history: usage, response, outputs)."""
     usage = entry.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
+    thought = usage.get("completion_tokens_details") or {}
     response = entry.get("response")
     if isinstance(response, tuple):
         response = response[0] if response else None
@@ -192,6 +194,7 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=int((details or {}).get("cached_tokens") or 0),
+        reasoning_tokens=int(_field(thought, "reasoning_tokens") or 0),
         cache_hit=cache_hit,
         tokens_unknown=not usage and not cache_hit,
         finish_reason=_finish_reason(response),

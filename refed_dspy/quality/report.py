@@ -348,6 +348,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
         ]
     )
     cost_rows = [{"stage": k, **v} for k, v in sorted(stats["cost_by_stage"].items())]
+    thought = ["reasoning_tokens"] if any(row.get("reasoning_tokens") for row in cost_rows) else []
     modes = {f"{part} calls": execution_text(ex) for part, ex in stats["execution"].items() if ex}
     grid = [
         _section("judge-scores", "Judge scores", *judge_body),
@@ -386,7 +387,7 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
             "Cost by stage",
             _img(images, "cost"),
             f"<p>{html.escape(note)}</p>" if (note := cost_note(stats["cost_by_stage"])) else "",
-            _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"]),
+            _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", *thought, "cost_usd"]),
             _kv(modes) if modes else "",
         ),
         _section("counts", "Counts", _kv(stats["counts"])),

@@ -288,6 +288,10 @@ class Estimate(Result):
     total: dict[str, Any]
     adapter: dict[str, str] | None = Optional("The output format the prompts were built with, and why.")
     tokenizer: str | None = Optional("What counted the prompts' tokens.")
+    reasoning: str | None = Optional(
+        "A reasoning teacher: its hidden reasoning tokens (billed as output) cannot be counted without calling it; "
+        "`--pilot N` measures them (`reasoning_tokens` in each row)."
+    )
     pilot: dict[str, Any] | None = Optional(
         "`--pilot N`: the real run the figures are projected from (its dir, samples, calls and cost)."
     )
@@ -368,7 +372,22 @@ def estimate(
             "total": _rounded(total),
             "adapter": adapter,
             "tokenizer": tokenizer,
+            "reasoning": reasoning_note(config),
         }
+    )
+
+
+def reasoning_note(config: Config) -> str | None:
+    """What a walk-through cannot count for a reasoning teacher, and how to measure it (None for another model)."""
+    spec = config.teacher
+    if not spec.sampling.reasoning:
+        return None
+    effort = (
+        f"reasoning_effort {spec.reasoning_effort}" if spec.reasoning_effort else "the model's own reasoning_effort"
+    )
+    return (
+        f"{spec.model} reasons before it answers ({effort}): its hidden reasoning tokens, billed as output, are not in "
+        "these figures; `refed estimate --pilot 20` measures them"
     )
 
 
@@ -425,13 +444,17 @@ def format_estimate(e: Estimate) -> str:
         a = e["adapter"]
         counted = f"; tokens counted with {e['tokenizer']}" if e.get("tokenizer") and not pilot else ""
         lines.append(f"  assumed: {a['mode']} outputs (schema dialect {a['dialect']}: {a['reason']}){counted}")
+    thought = bool(e["total"].get("reasoning_tokens"))  # measured by a pilot: of the completion, the reasoning
     lines += [
-        f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}{'online':>12}{'batch':>12}",
+        f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}"
+        + (f"{'of it reasoning':>17}" if thought else "")
+        + f"{'online':>12}{'batch':>12}",
     ]
     for name, row in [*e["stages"].items(), ("total", e["total"])]:
         lines.append(
             f"  {name:<16}{row['calls']:>8,}{row['prompt_tokens']:>13,}{row['completion_tokens']:>16,}"
-            f"{money(row['cost_usd']):>12}{money(row.get('batch_cost_usd')):>12}"
+            + (f"{row.get('reasoning_tokens') or 0:>17,}" if thought else "")
+            + f"{money(row['cost_usd']):>12}{money(row.get('batch_cost_usd')):>12}"
         )
     t = e["total"]
     if t["cost_usd"] is not None and pilot:
@@ -444,4 +467,6 @@ def format_estimate(e: Estimate) -> str:
         )
     else:
         lines.append("  no price known for this model: set teacher.input_usd_per_mtok and output_usd_per_mtok")
+    if e.get("reasoning") and not pilot:
+        lines.append(f"  not counted: {e['reasoning']}")
     return "\n".join(lines)

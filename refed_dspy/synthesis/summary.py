@@ -82,6 +82,7 @@ def per_sample(usage: dict[str, Any], samples: int) -> dict[str, Any]:
         "calls": round(usage["calls"] / samples, 3),
         "prompt_tokens": round(usage["prompt_tokens"] / samples, 1),
         "completion_tokens": round(usage["completion_tokens"] / samples, 1),
+        "reasoning_tokens": round((usage.get("reasoning_tokens") or 0) / samples, 1),
         "cost_usd": round(usage["cost_usd"] / samples, 6) if usage["cost_usd"] is not None else None,
     }
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_helpers import sets
+from cli_helpers import lines, sets
 from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.cli import main
 from refed_dspy.config import load_config
+from refed_dspy.providers.prices import default_price
 from refed_dspy.quality.judge import judge_run
+from refed_dspy.quality.report import build_report
+from refed_dspy.synthesis.api import synthesize
 
 MODEL = "openai/gpt-5-mini"
 
@@ -105,3 +108,55 @@ def test_a_setting_the_model_does_not_take_is_one_line_exit_2(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and expect in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_reasoning_effort_reaches_the_server_and_reasoning_tokens_are_counted_apart(server_factory, tmp_path):
+    """`reasoning_effort = "low"` is sent with every request; the hidden reasoning tokens the server billed are in the
+    summary, the records, the ledger and report.json apart, inside the completion tokens, and the summary's cost is
+    the server's own tokens at gpt-5-mini's list price (the reasoning billed as output)."""
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "run"
+    over = _swap(teacher, judge, run, 10, **{"teacher.reasoning_effort": "'low'", "judge.reasoning_effort": "'low'"})
+    summary = synthesize(load_config(None, over))
+    assert summary["status"] == "complete" and summary["samples"] == 10
+    log = read_log(teacher.cfg.log_path)
+    assert log and {e["reasoning_effort"] for e in log} == {"low"} and {e["status"] for e in log} == {200}
+    u = summary["usage"]
+    served = sum(e["reasoning_tokens"] for e in log)
+    assert served > 0 and u["reasoning_tokens"] == served
+    assert u["completion_tokens"] == sum(e["completion_tokens"] for e in log) > served  # the reasoning inside
+    assert sum(part["reasoning_tokens"] for part in u["by_stage"].values()) == served
+    price = default_price(MODEL)
+    at_list = sum(price.cost(e["prompt_tokens"], e["completion_tokens"], e.get("cached_tokens", 0)) for e in log)
+    assert summary["cost_usd"] == pytest.approx(at_list, rel=1e-9)
+    visible_only = sum(
+        price.cost(e["prompt_tokens"], e["completion_tokens"] - e["reasoning_tokens"], e.get("cached_tokens", 0))
+        for e in log
+    )
+    assert summary["cost_usd"] > visible_only  # billed as output: not left out of the cost
+    records = lines(run / "samples.jsonl")
+    assert {r["meta"]["reasoning_effort"] for r in records} == {"low"}
+    assert sum(r["meta"]["usage"]["reasoning_tokens"] for r in records) <= served
+    ledger = [x for x in lines(run / "ledger.jsonl") if "t" in x]
+    assert sum(x.get("r", 0) for x in ledger) == served
+    fingerprint = json.loads((run / "fingerprint.json").read_text())
+    assert fingerprint["teacher"]["reasoning_effort"] == "low"
+
+    judged = judge_run(run, load_config(None, over))
+    judge_log = read_log(judge.cfg.log_path)
+    assert {e["reasoning_effort"] for e in judge_log} == {"low"}
+    assert judged["usage"]["reasoning_tokens"] == sum(e["reasoning_tokens"] for e in judge_log) > 0
+    made = build_report(run, load_config(None, over))
+    by_stage = json.loads((run / "report.json").read_text())["cost_by_stage"]
+    assert sum(row["reasoning_tokens"] for row in by_stage.values()) == served + judged["usage"]["reasoning_tokens"]
+    assert made is not None
+
+
+def test_the_summary_text_says_the_reasoning_tokens(server_factory, tmp_path, capsys):
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "run"
+    over = _swap(teacher, judge, run, 4, **{"teacher.reasoning_effort": "'high'"})
+    assert main(["synthesize", "--quiet", *sets(over)]) == 0
+    out = capsys.readouterr().out
+    served = sum(e["reasoning_tokens"] for e in read_log(teacher.cfg.log_path))
+    assert f"({served:,} of them reasoning, billed as output)" in out, out
