@@ -27,6 +27,11 @@ class OutputRefused(LMOutputError):
     """The provider refused or filtered the reply (finish_reason 'content_filter')."""
 
 
+class MustWait(Exception):
+    """An LM call cannot start yet: with the calls in flight, the budget could be overshot by more than one call
+    (refed_dspy.engine.tickets). It can when one of them ends: the call boundary waits and opens it again."""
+
+
 class ReplyFormatError(LMOutputError):
     """The endpoint answered, but not in the format the LM's client reads: no text and no token usage (an
     `anthropic/` model at a server that answers in the OpenAI format reads so)."""

@@ -178,5 +178,6 @@ def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], 
             if price
             else None
         )
-        out["unrecorded"] = {**gap_total, "cost_usd": cost}
+        said = {f: n for f, n in gap_total.items() if n or f != "reasoning_tokens"}  # reasoning where there is some
+        out["unrecorded"] = {**said, "cost_usd": cost}
     return out

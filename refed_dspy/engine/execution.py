@@ -351,9 +351,11 @@ class Engine:
         return "complete" if done else (self.stop_reason or "exhausted")
 
     def figures(self) -> dict[str, Any]:
-        """Retries, the window and (stopped by the budget) why, for a summary."""
+        """Retries, the window, (stopped by the budget) why and (under a cost budget) what the first call was reserved
+        at, for a summary."""
         return {
             **({"budget_stop": self.budget.tripped} if self.stop_reason == "budget" and self.budget.tripped else {}),
+            **({"budget_first_call": self.budget.first_call} if self.budget.first_call else {}),
             "retries": dict(self.retrying.by_reason),
             "concurrency": self.window.figures(),
         }

@@ -135,6 +135,10 @@ class RunSummary(Result):
     retries: dict[str, Any] = Field(description="Retries of all invocations (`total`) and of this one by reason.")
     max_calls: int | None = Field(description="The call budget the run stopped at (None: none).")
     budget_stop: str | None = Optional("Stopped by the budget: which limit, and what had been spent.")
+    budget_first_call: str | None = Optional(
+        "Under a cost budget: what the first call was reserved at (its worst case), before any call showed what one "
+        "costs; later calls are reserved at their expected cost with a learned margin."
+    )
     concurrency: dict[str, Any] = Field(description="The configured window of calls in flight and how AIMD moved it.")
     mode: str = Field(description="online | batch")
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")

@@ -160,3 +160,25 @@ def test_the_summary_text_says_the_reasoning_tokens(server_factory, tmp_path, ca
     out = capsys.readouterr().out
     served = sum(e["reasoning_tokens"] for e in read_log(teacher.cfg.log_path))
     assert f"({served:,} of them reasoning, billed as output)" in out, out
+
+
+def test_the_estimate_says_what_it_cannot_count_and_a_pilot_measures_it(server_factory, tmp_path):
+    """A walk-through cannot count a reasoning teacher's hidden tokens: the estimate says so; a pilot measures them,
+    projected with the rest (inside the completion tokens, billed as output)."""
+    from refed_dspy.synthesis.estimate import estimate, format_estimate
+    from refed_dspy.synthesis.pilot import pilot_estimate
+
+    srv = server_factory()
+    over = run_overrides(
+        srv, tmp_path / "run", 40, **{"teacher.model": f"'{MODEL}'", "teacher.reasoning_effort": "'medium'"}
+    )
+    config = load_config(None, over)
+    walked = estimate(config)
+    assert "hidden reasoning tokens" in walked["reasoning"] and "--pilot" in walked["reasoning"]
+    assert "not counted: openai/gpt-5-mini reasons" in format_estimate(walked)
+    piloted = pilot_estimate(config, 4)
+    measured = piloted["pilot"]
+    served = sum(e["reasoning_tokens"] for e in read_log(srv.cfg.log_path))
+    assert served > 0 and piloted["total"]["reasoning_tokens"] >= served  # scaled up from 4 samples to 40
+    assert piloted["total"]["reasoning_tokens"] < piloted["total"]["completion_tokens"]
+    assert "of it reasoning" in format_estimate(piloted) and measured["samples"] == 4
