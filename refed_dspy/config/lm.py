@@ -52,7 +52,7 @@ class LMSpec(Section):
     )
     reasoning_effort: Literal[EFFORTS] | None = Field(
         None,
-        description="How much a reasoning model thinks before it answers (minimal, low, medium, high): its hidden reasoning tokens are billed as output, so this moves the cost (up to 10x). Sent to the provider; recorded in provenance, the fingerprint and MLflow. Refused for a model LiteLLM's model table says takes none. Unset: the model's own.",
+        description="How much a reasoning model thinks before it answers (minimal, low, medium, high): its hidden reasoning tokens are billed as output, so this moves the cost. Sent to the provider; recorded in provenance, the fingerprint and MLflow. Refused for a model LiteLLM's model table says takes none. Unset: the model's own.",
     )
     num_retries: int = Field(
         3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After)."
