@@ -40,6 +40,7 @@ from refed_dspy.clients.prompt_tokens import count_prompt
 from refed_dspy.clients.transport_errors import gave_up_waiting
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.prices import Price
+from refed_dspy.providers.sampling import table_limit
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
@@ -227,9 +228,11 @@ class CallBoundary:
         ledger.settle(ticket, info, self.price)
 
     def _max_tokens(self) -> int:
-        """The LM's output limit (DSPy keeps a reasoning model's as max_completion_tokens); 0 when it has none."""
+        """The LM's output limit (DSPy keeps a reasoning model's as max_completion_tokens); where it sends none, the
+        model's own largest output by LiteLLM's table (what a reply may run to); 0 when that is unknown too."""
         kwargs = getattr(self, "kwargs", None) or {}
-        return int(kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or 0)
+        sent = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")
+        return int(sent) if sent else (table_limit(str(getattr(self, "model", ""))) or 0)
 
     def _unreported_check(self, outputs: Any) -> Any:
         """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call

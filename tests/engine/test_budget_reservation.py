@@ -151,3 +151,14 @@ def test_a_reasoning_tail_never_overshoots_the_budget_by_more_than_one_call(serv
     assert spent <= 0.15 + worst, (spent, worst)
     assert summary["cost_usd"] == pytest.approx(spent, rel=1e-9)
     assert json.loads((run / "summary.json").read_text())["budget_stop"].startswith("the cost budget of $0.15")
+
+
+def test_an_lm_that_sends_no_output_limit_is_held_at_the_model_s_own():
+    """A user's dspy.LM("openai/gpt-5-mini") sends no limit (DSPy's default for a reasoning model): its worst case is
+    the model's own largest output by LiteLLM's table (128,000), not a reply of no tokens at all."""
+    import dspy
+
+    from refed_dspy.clients.boundary import bounded
+
+    assert bounded(dspy.LM(MODEL, api_key="unused"), "teacher")._max_tokens() == 128_000
+    assert bounded(dspy.LM("openai/gpt-4o-mini", api_key="unused", max_tokens=900), "teacher")._max_tokens() == 900
