@@ -265,6 +265,17 @@ class ServerConfig:
     flex_unavailable: float = 0.0
     served_tier: str = ""
     flex_slower: float = 1.0  # a flex request's latency is this many times a default one's (bench/tiers.py)
+    # OpenAI's reasoning models, by the request's model name (a regular expression; "" for none): on the OpenAI path
+    # they refuse `max_tokens` and any temperature but 1 (a 400 worded as OpenAI words it), take
+    # `max_completion_tokens` and `reasoning_effort`, and reason before they answer: hidden tokens billed as output,
+    # counted apart in usage.completion_tokens_details.reasoning_tokens (logged as `reasoning_tokens`)
+    reasoning_models: str = r"(o[1345]|gpt-5(\.\d+)*)(-(?!chat)[\w.-]+)?"
+    reasoning_tokens: dict = field(default_factory=lambda: {"minimal": 0, "low": 48, "medium": 192, "high": 768})
+    reasoning_effort: str = "medium"  # the effort of a request that names none (the model's own)
+    reasoning_spread: float = 0.5  # each call's reasoning tokens are drawn within +-this share of its effort's count
+    # a share of calls that reason up to their output limit (all of max_completion_tokens but the answer): the dearest
+    # a call can be and still answer
+    reasoning_tail: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -516,6 +527,49 @@ def _with_signal(values: dict, messages: list[dict], cfg: ServerConfig) -> dict:
     return out
 
 
+_EFFORTS = ("minimal", "low", "medium", "high")
+
+
+def _reasoning_refusal(req: dict, cfg: ServerConfig) -> dict | None:
+    """The error body OpenAI answers a reasoning model's request with (HTTP 400), None for a request it takes."""
+    if req.get("max_tokens") is not None:
+        return {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "unsupported_parameter",
+        }
+    temperature = req.get("temperature")
+    if temperature is not None and temperature != 1:
+        return {
+            "message": f"Unsupported value: 'temperature' does not support {temperature} with this model. "
+            "Only the default (1) value is supported.",
+            "type": "invalid_request_error",
+            "param": "temperature",
+            "code": "unsupported_value",
+        }
+    effort = req.get("reasoning_effort")
+    if effort is not None and effort not in _EFFORTS:
+        return {
+            "message": f"Invalid value: '{effort}'. Supported values are: 'minimal', 'low', 'medium', and 'high'.",
+            "type": "invalid_request_error",
+            "param": "reasoning_effort",
+            "code": "invalid_value",
+        }
+    return None
+
+
+def _reasoning_tokens(req: dict, cfg: ServerConfig, rng: random.Random, answer_tokens: int) -> int:
+    """The hidden tokens a reasoning model spends on one request: its effort's count, spread; in the tail, all of
+    its output limit but the answer."""
+    limit = req.get("max_completion_tokens")
+    if cfg.reasoning_tail and limit and rng.random() < cfg.reasoning_tail:
+        return max(0, int(limit) - answer_tokens)
+    base = cfg.reasoning_tokens.get(req.get("reasoning_effort") or cfg.reasoning_effort, 0)
+    return max(0, round(base * (1 + rng.uniform(-cfg.reasoning_spread, cfg.reasoning_spread))))
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # headers and body go out in two writes: with Nagle on, the body waits for the client's delayed
@@ -702,6 +756,16 @@ class _Handler(BaseHTTPRequestHandler):
                 status, {"error": {"message": message, "type": kind, "code": kind}}, headers
             )
 
+        reasoning = self._wire == "openai" and bool(
+            cfg.reasoning_models and re.fullmatch(cfg.reasoning_models, str(req.get("model") or ""))
+        )
+        if reasoning:
+            refused = _reasoning_refusal(req, cfg)
+            if refused is not None:
+                entry.update(status=400, fault="bad_request", error_param=refused["param"])
+                entry["delivered"] = self._send(400, {"error": refused})
+                return None
+            entry["reasoning_effort"] = req.get("reasoning_effort")
         if cfg.fail_all:
             return fail(500, "server_error", "the loopback server fails every request")
         if cfg.fail_status:
@@ -794,6 +858,12 @@ class _Handler(BaseHTTPRequestHandler):
             prompt_text += json.dumps(req["response_format"])
         prompt_tokens = tokens_of(prompt_text, cfg.tokenizer)
         completion_tokens = len(tokens_of(content or "", cfg.tokenizer))
+        thought = _reasoning_tokens(req, cfg, rng, completion_tokens) if reasoning else 0
+        limit = req.get("max_completion_tokens")
+        if reasoning and limit and thought + completion_tokens > limit:  # the thinking used up the output limit
+            thought, content, finish, fault = limit, "", "length", "length"
+            completion_tokens = 0
+        completion_tokens += thought
         cached = st.cached_prefix(prompt_tokens)
         delay = cfg.latency_s + cfg.latency_per_token_s * completion_tokens
         if tier == "flex":
@@ -816,6 +886,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "prompt_tokens_details": {"cached_tokens": cached},
             },
         }
+        if reasoning:
+            payload["usage"]["completion_tokens_details"] = {"reasoning_tokens": thought}
+            entry["reasoning_tokens"] = thought
         entry.update(
             status=200,
             fault=fault,

@@ -30,6 +30,7 @@ from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError, is_retryab
 from refed_dspy.clients.backoff import retry_after_s, retry_delay_s
 from refed_dspy.clients.calls import (
     CallInfo,
+    MustWait,
     ReplyFormatError,
     _calls,
     _stage,
@@ -45,9 +46,11 @@ from refed_dspy.clients.transport_errors import gave_up_waiting
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
+from refed_dspy.providers.sampling import table_limit
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
+WAIT_S = 0.02  # how often a call the budget holds back (MustWait) looks again
 # the calls of the current LM call that reached update_history (where the boundary reads a reply): none means the
 # LM answered without handing DSPy its reply (its own __call__, or dspy.settings.disable_history)
 _reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
@@ -165,7 +168,13 @@ class CallBoundary:
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
         opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), refed_fallback))
         try:
-            _open.set(self._open_call(args, kwargs))
+            ledger, prompt = self._ledger_of(args, kwargs)
+            while ledger is not None:  # held back while the calls in flight could overshoot the budget
+                try:
+                    _open.set(self._open_on(ledger, prompt))
+                    break
+                except MustWait:
+                    time.sleep(WAIT_S)
             return self._unreported_check(super().__call__(*args, **kwargs))
         except LMError as err:
             self._note_failure(err)
@@ -186,7 +195,17 @@ class CallBoundary:
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
         opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), refed_fallback))
         try:
-            _open.set(self._open_call(args, kwargs))
+            ledger, prompt = self._ledger_of(args, kwargs)
+            while ledger is not None:  # held back while the calls in flight could overshoot the budget
+                try:
+                    _open.set(self._open_on(ledger, prompt))
+                    break
+                except MustWait:
+                    try:
+                        await asyncio.sleep(WAIT_S)
+                    except asyncio.CancelledError as err:
+                        err.unpaid = True  # cancelled before it was sent: nothing was paid
+                        raise
             return self._unreported_check(await super().acall(*args, **kwargs))
         except asyncio.CancelledError as err:
             if not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
@@ -203,15 +222,14 @@ class CallBoundary:
             _reported.reset(reported)
             _inside.reset(inside)
 
-    def _open_call(self, args: tuple, kwargs: dict[str, Any]) -> list | None:
-        """Open the request about to be sent on its ledger: the LM's own budget (one call reserved), else the ledger
-        of the engine's work that makes it; under a cost budget its prompt is counted first, so that it is reserved at
-        what it can really cost (BudgetExceeded when that could break the budget). Written to the run's log before it
-        is sent. Returns [ledger, ticket] (None: no ledger), the ledger given back to even if another is attached."""
+    def _ledger_of(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, int | None]:
+        """The ledger the request about to be sent is opened on: the LM's own budget (one call reserved), else the
+        ledger of the engine's work that makes it (None: none); and under a cost budget its prompt, counted, so that it
+        is reserved at what it will really cost."""
         budget = self.budget
         ledger = budget if budget is not None else _work_ledger.get()
         if ledger is None:
-            return None
+            return None, None
         if budget is not None and self.price is None and budget.max_cost_usd is not None:
             budget.refuse(
                 f"the {self.role} LM '{self.model}' has no price, so the cost budget of ${budget.max_cost_usd:g} cannot "
@@ -220,6 +238,12 @@ class CallBoundary:
         prompt = None
         if ledger.counts_prompts:
             prompt = count_prompt(args[0] if args else kwargs.get("prompt"), kwargs.get("messages"))
+        return ledger, prompt
+
+    def _open_on(self, ledger: Any, prompt: int | None) -> list:
+        """Open the request on `ledger` (BudgetExceeded when it could break the budget, MustWait while the calls in
+        flight could) at the service tier it asks for: written to the run's log before it is sent. Returns [ledger,
+        ticket], the ledger given back to even if another is attached."""
         ticket = ledger.open_call(
             self.role, str(self.model), self._stage_now(), self.price, self._max_tokens(), prompt, tier=_asked.get()[0]
         )
@@ -255,7 +279,11 @@ class CallBoundary:
         ledger.settle(ticket, info, self.price)
 
     def _max_tokens(self) -> int:
-        return int((getattr(self, "kwargs", None) or {}).get("max_tokens") or 0)
+        """The LM's output limit (DSPy keeps a reasoning model's as max_completion_tokens); where it sends none, the
+        model's own largest output by LiteLLM's table (what a reply may run to); 0 when that is unknown too."""
+        kwargs = getattr(self, "kwargs", None) or {}
+        sent = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")
+        return int(sent) if sent else (table_limit(str(getattr(self, "model", ""))) or 0)
 
     def _unreported_check(self, outputs: Any) -> Any:
         """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call

@@ -27,6 +27,11 @@ class OutputRefused(LMOutputError):
     """The provider refused or filtered the reply (finish_reason 'content_filter')."""
 
 
+class MustWait(Exception):
+    """An LM call cannot start yet: with the calls in flight, the budget could be overshot by more than one call
+    (refed_dspy.engine.tickets). It can when one of them ends: the call boundary waits and opens it again."""
+
+
 class ReplyFormatError(LMOutputError):
     """The endpoint answered, but not in the format the LM's client reads: no text and no token usage (an
     `anthropic/` model at a server that answers in the OpenAI format reads so)."""
@@ -41,6 +46,7 @@ class CallInfo:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    reasoning_tokens: int = 0  # of the completion tokens, those a reasoning model spent thinking (billed as output)
     cache_hit: bool = False
     finish_reason: str | None = None
     seconds: float = 0.0  # from the request to the parsed-out reply (a cache hit: the cache read)
@@ -196,6 +202,7 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
     """The Reply of `entry` (what DSPy hands BaseLM.update_history: usage, response, outputs)."""
     usage = entry.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
+    thought = usage.get("completion_tokens_details") or {}
     response = entry.get("response")
     if isinstance(response, tuple):
         response = response[0] if response else None
@@ -207,6 +214,7 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=int((details or {}).get("cached_tokens") or 0),
+        reasoning_tokens=int(_field(thought, "reasoning_tokens") or 0),
         cache_hit=cache_hit,
         tokens_unknown=not usage and not cache_hit,
         finish_reason=_finish_reason(response),

@@ -15,6 +15,7 @@ _FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "reasoning_tokens",
     "parse_failures",
     "repairs",
     "failed_calls",
@@ -50,6 +51,8 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     """Usage of a group of calls: counts and tokens of paid calls, cache hits apart, cost, per stage.
 
     Cache hits (answers replayed from the run's cache) are counted in `cached_calls` and cost nothing.
+    `reasoning_tokens` are the completion tokens a reasoning model spent thinking: inside `completion_tokens`, billed
+    as output, said apart.
     Of the paid calls, `parse_failures` counts replies that broke their format or contract and `repairs`
     the calls that asked again; `lm_seconds` sums their latencies. `failed_calls` are requests that got no
     reply (429, 5xx, resets; not in `calls`). `interrupted_calls` were in flight when their work was cancelled, or
@@ -88,6 +91,7 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
             bucket["prompt_tokens"] += call.prompt_tokens
             bucket["completion_tokens"] += call.completion_tokens
             bucket["cached_tokens"] += call.cached_tokens
+            bucket["reasoning_tokens"] += call.reasoning_tokens
             bucket["parse_failures"] += call.parse_error
             bucket["repairs"] += call.repair
             bucket["lm_seconds"] = round(bucket.get("lm_seconds", 0.0) + call.seconds, 3)
@@ -200,7 +204,8 @@ def tier_text(usage: dict[str, Any] | None) -> str | None:
     return "; ".join(parts)
 
 
-BILLED_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens")  # what a provider bills: counts
+# what a provider bills: counts (reasoning tokens are part of the completion tokens, said apart)
+BILLED_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
 
 
 def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], price: Price | None) -> dict[str, Any]:
@@ -229,5 +234,6 @@ def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], 
             if price
             else None
         )
-        out["unrecorded"] = {**gap_total, "cost_usd": cost}
+        said = {f: n for f, n in gap_total.items() if n or f != "reasoning_tokens"}  # reasoning where there is some
+        out["unrecorded"] = {**said, "cost_usd": cost}
     return out

@@ -19,8 +19,6 @@ from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfi
 from refed_dspy.registry import FILTERS
 from refed_dspy.settings import Section
 
-JUDGE_TEMPERATURE = 0.0
-
 
 def _plain(entry: Any) -> dict[str, Any]:
     """A price table's fields that are set (of a section made in Python, or of a dict)."""
@@ -36,8 +34,8 @@ class Config(Section):
         default_factory=LMSpec, description="The LM that writes instructions, responses and feedback."
     )
     judge: LMSpec = Field(
-        default_factory=lambda: LMSpec(temperature=JUDGE_TEMPERATURE),
-        description="The LM that scores samples; never the teacher object. Its temperature defaults to 0.",
+        default_factory=LMSpec,
+        description="The LM that scores samples; never the teacher object. Its temperature defaults to 0 (1 for a model that takes no other).",
     )
     seeds: SeedsConfig = Field(default_factory=SeedsConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
@@ -133,11 +131,3 @@ class Config(Section):
         if problems:
             raise PydanticCustomError("refed_config", "{message}", {"message": "; ".join(problems)})
         return tables
-
-    @field_validator("judge", mode="before")
-    @classmethod
-    def _judge_temperature(cls, value: Any) -> Any:
-        # a [judge] table that leaves temperature out means the judge's default (0), not the teacher's (1)
-        if isinstance(value, dict) and "temperature" not in value:
-            return {**value, "temperature": JUDGE_TEMPERATURE}
-        return value

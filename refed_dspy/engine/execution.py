@@ -323,6 +323,7 @@ class Engine:
         return run_status(self.abort is not None, self.detached, self.interrupted, done, self.stop_reason)
 
     def figures(self) -> dict[str, Any]:
-        """Retries, the window and (stopped by the budget) why, for a summary."""
+        """Retries, the window, (stopped by the budget) why and (under a cost budget) what the first call was reserved
+        at, for a summary."""
         tripped = self.budget.tripped if self.stop_reason == "budget" else None
-        return run_figures(tripped, self.retrying.by_reason, self.window.figures())
+        return run_figures(tripped, self.budget.first_call, self.retrying.by_reason, self.window.figures())

@@ -17,10 +17,14 @@ def run_status(aborted: bool, detached: bool, interrupted: bool, done: bool, sto
     return "complete" if done else (stop_reason or "exhausted")
 
 
-def run_figures(budget_stop: str | None, retries: dict[str, int], window: dict[str, Any]) -> dict[str, Any]:
-    """Retries by reason, the window's figures and, for a run the budget stopped, what the budget said."""
+def run_figures(
+    budget_stop: str | None, first_call: Any, retries: dict[str, int], window: dict[str, Any]
+) -> dict[str, Any]:
+    """Retries by reason, the window's figures, for a run the budget stopped what the budget said, and under a cost
+    budget what the first call was reserved at (`first_call`, before any call had answered)."""
     return {
         **({"budget_stop": budget_stop} if budget_stop else {}),
+        **({"budget_first_call": first_call} if first_call else {}),
         "retries": dict(retries),
         "concurrency": window,
     }

@@ -60,7 +60,7 @@ def role_limits(
         max_calls=max_calls,
         max_cost_usd=max_cost_usd,
         price=price,
-        max_tokens=spec.max_tokens,
+        max_tokens=spec.output_limit,
         max_consecutive_failures=max_consecutive_failures,
         role=role,
         stop_grace_s=stop_grace_s,

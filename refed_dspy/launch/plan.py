@@ -17,6 +17,7 @@ say, with the LM resolved as every other command's is.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -127,6 +130,9 @@ def launch(config: Config, role: str, section: str, lm: Any, build: Callable[[],
     `here`: a command with no run dir, run online in this process (then `Launch.start_here`)."""
     spec: LMSpec = getattr(config, role)
     mode = "online" if here else getattr(config, section).mode
+    note = spec.defaults_note(role) if lm is None else None
+    if note:  # the model's own settings stand in for what the config leaves unset: said once, as the run starts
+        log.info(note)
     if here:
         return Launch(config, role, spec, mode, lm_before_run(spec, role, mode, lm, build), here=True)
     if config.ray.enabled:

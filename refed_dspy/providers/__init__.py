@@ -20,8 +20,10 @@ PIECES = (
     "dialects",
     "hosts",
     "litellm_table",
+    "model_table",
     "prices",
     "registry",
+    "sampling",
     "tiers",
     "wire",
 )  # the modules that register no provider

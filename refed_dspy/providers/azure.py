@@ -13,14 +13,19 @@ import dataclasses
 from typing import Any
 
 from refed_dspy.providers.base import PrefixCache, Provider
-from refed_dspy.providers.openai import FILES_AND_BATCHES, OPENAI, STRICT, TIERS
+from refed_dspy.providers.openai import FILES_AND_BATCHES, OPENAI, STRICT, TIERS, openai_sampling
 from refed_dspy.providers.registry import PROVIDERS
+from refed_dspy.providers.sampling import Sampling
 
 API_VERSION = "2024-10-21"  # the batch API's version when the config gives none
 
 
 class AzureProvider(Provider):
-    """Azure OpenAI: OpenAI's batch API under the resource, with its own header, query and bodies."""
+    """Azure OpenAI: OpenAI's batch API under the resource, with its own header, query and bodies; OpenAI's models,
+    its reasoning models held to their settings (a deployment named as the model it serves)."""
+
+    def sampling(self, model: str) -> Sampling:
+        return openai_sampling(model, super().sampling(model))
 
     def batch_base(self, api_base: str | None) -> str:
         return str(api_base).rstrip("/").removesuffix("/openai") + "/openai"

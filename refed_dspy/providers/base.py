@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refed_dspy.providers.litellm_table import KEY_VARIABLES
+from refed_dspy.providers.sampling import Sampling, usual_sampling
 
 # the JSON Schema keywords that bound a value (our schemas carry each of them where a type says so)
 BOUNDS = frozenset(
@@ -53,6 +54,7 @@ class Wire:
         reach: how a config reaches a server of this format, with `{name}` and `{host}` to fill in.
         usage: (prompt, completion, cached) tokens of a reply's `usage` object, counted as DSPy counts an online
             reply of this format.
+        reasoning: the hidden reasoning tokens a reply's `usage` object counts apart (inside its completion tokens).
     """
 
     name: str
@@ -60,11 +62,21 @@ class Wire:
     path: str
     reach: str
     usage: Callable[[Mapping[str, Any]], tuple[int, int, int]]
+    reasoning: Callable[[Mapping[str, Any]], int] = lambda _usage: 0
 
     def tokens(self, body: Any) -> tuple[int, int, int]:
         """(prompt, completion, cached) tokens of a reply body of this format ((0, 0, 0) for one without usage)."""
-        usage = body.get("usage") if isinstance(body, dict) else None
-        return self.usage(usage if isinstance(usage, Mapping) else {})
+        return self.usage(_usage_of(body))
+
+    def reasoning_tokens(self, body: Any) -> int:
+        """The hidden reasoning tokens of a reply body of this format (inside its completion tokens; 0 unsaid)."""
+        return self.reasoning(_usage_of(body))
+
+
+def _usage_of(body: Any) -> Mapping[str, Any]:
+    """A reply body's `usage` object ({} for one without)."""
+    usage = body.get("usage") if isinstance(body, dict) else None
+    return usage if isinstance(usage, Mapping) else {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -250,6 +262,11 @@ class Provider:
         if self.dialect is not MINIMAL:
             return self.dialect, self.dialect.why
         return MINIMAL, f"provider '{prefix}': which bounds it takes is unknown, so none are sent"
+
+    def sampling(self, model: str) -> Sampling:
+        """The settings `model` takes where a config is silent (temperature, output limit) and whether it reasons
+        (refed_dspy.providers.sampling): the usual ones, with what LiteLLM's table says of it."""
+        return usual_sampling(model)
 
     def batch_base(self, api_base: str | None) -> str:
         """The base URL of its batch API, for the config's `api_base` (None: its own endpoint)."""

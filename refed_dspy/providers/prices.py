@@ -13,13 +13,10 @@ An LM is priced by its own model, never by a role's section that names another o
 from __future__ import annotations
 
 import functools
-import importlib.util
-import json
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from refed_dspy.providers.model_table import litellm_models, table_names
 
 SERVICE_TIERS = ("default", "flex", "priority")  # the tiers a config may ask for (refed_dspy.providers.tiers)
 UNSTATED = "unstated"  # a call's tier when one was asked for and its reply named none (priced never below the default)
@@ -74,30 +71,13 @@ class Price:
         return max([1.0, *(a / b for a, b in parts)])
 
 
-_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
-
-
-_MAP_FILE = "model_prices_and_context_window_backup.json"
-
-
 @functools.lru_cache(maxsize=1)
 def _price_map() -> dict[str, dict[str, tuple[float | None, float | None, float | None]]]:
     """LiteLLM's price map: {model: {tier: (input, cached input, output) USD per token}}, the tiers being those it
-    prices (`default` from its plain keys, `flex` and `priority` from the keys ending `_flex` and `_priority`). Read
-    from the copy LiteLLM ships, without importing LiteLLM (that import alone takes 2.5 s and 127 MiB, for a table
-    this reads in 20 ms); where the file is not found, from litellm.model_cost (offline: LITELLM_LOCAL_MODEL_COST_MAP)."""
-    spec = importlib.util.find_spec("litellm")  # finds the package without running it
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = next((Path(f) / _MAP_FILE for f in folders if (Path(f) / _MAP_FILE).is_file()), None)
-    if path is not None:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-        import litellm
-
-        table = litellm.model_cost
+    prices (`default` from its plain keys, `flex` and `priority` from the keys ending `_flex` and `_priority`), from
+    its model table (refed_dspy.providers.model_table: read without importing LiteLLM)."""
     out: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {}
-    for name, e in table.items():
+    for name, e in litellm_models().items():
         if not isinstance(e, dict):
             continue
         tiers = {}
@@ -111,21 +91,12 @@ def _price_map() -> dict[str, dict[str, tuple[float | None, float | None, float 
     return out
 
 
-def _names(model: str) -> list[str]:
-    """The names a model may have in the price map: as given, without its provider prefix, its last part (a router's
-    `openrouter/openai/gpt-4o-mini`), and each without a date suffix."""
-    bare = model.split("/", 1)[1] if "/" in model else model
-    last = model.rsplit("/", 1)[-1]
-    names = [model, bare, last, _DATED.sub("", model), _DATED.sub("", bare), _DATED.sub("", last)]
-    return list(dict.fromkeys(n for n in names if n))
-
-
 def list_prices(model: str) -> dict[str, _Triple]:
     """The list prices of `model` in LiteLLM's price map, USD per 1M tokens by service tier (provider prefix and date
     suffix ignored when the map has no entry under the full name); {} when the map does not know it (or prices it at
     nothing). A tier is there when both its input and output prices are (a cached price it lacks is its input's)."""
     table = _price_map()
-    for name in _names(model):
+    for name in table_names(model):
         tiers = table.get(name) or {}
         inp, _, out = tiers.get("default", (None, None, None))
         if not inp and not out:

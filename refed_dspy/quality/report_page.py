@@ -38,6 +38,10 @@ def page_context(stats: dict[str, Any], images: dict[str, str]) -> dict[str, Any
         "near": near_duplicate_section(stats["near_duplicates"]),
         "copies": copies_section(stats["reference_copies"]),
         "cost_rows": [{"stage": k, **v} for k, v in sorted(stats["cost_by_stage"].items())],
+        # of the completion tokens, the hidden reasoning: a column where some stage has any
+        "cost_columns": ["stage", "calls", "prompt_tokens", "completion_tokens"]
+        + (["reasoning_tokens"] if any(v.get("reasoning_tokens") for v in stats["cost_by_stage"].values()) else [])
+        + ["cost_usd"],
         "cost_note": cost_note(stats["cost_by_stage"]),
         "modes": {f"{part} calls": execution_text(ex) for part, ex in stats["execution"].items() if ex},
         "contamination": contamination_section(stats.get("contamination") or {}),

@@ -295,6 +295,10 @@ class Estimate(Result):
     total: dict[str, Any]
     adapter: dict[str, str] | None = Optional("The output format the prompts were built with, and why.")
     tokenizer: str | None = Optional("What counted the prompts' tokens.")
+    reasoning: str | None = Optional(
+        "A reasoning teacher: its hidden reasoning tokens (billed as output) cannot be counted without calling it; "
+        "`--pilot N` measures them (`reasoning_tokens` in each row)."
+    )
     pilot: dict[str, Any] | None = Optional(
         "`--pilot N`: the real run the figures are projected from (its dir, samples, calls and cost)."
     )
@@ -388,6 +392,7 @@ def estimate(
             "service_tier": config.teacher.service_tier,
             "tiers": list(tiers),
             "wall": run_wall(config, total, counts, len(stages)),
+            "reasoning": reasoning_note(config),
         }
     )
 
@@ -418,6 +423,20 @@ def run_wall(
         waves,
         seconds_per_call=seconds_per_call,
         measured_on=config.teacher.service_tier,
+    )
+
+
+def reasoning_note(config: Config) -> str | None:
+    """What a walk-through cannot count for a reasoning teacher, and how to measure it (None for another model)."""
+    spec = config.teacher
+    if not spec.sampling.reasoning:
+        return None
+    effort = (
+        f"reasoning_effort {spec.reasoning_effort}" if spec.reasoning_effort else "the model's own reasoning_effort"
+    )
+    return (
+        f"{spec.model} reasons before it answers ({effort}): its hidden reasoning tokens, billed as output, are not in "
+        "these figures; `refed estimate --pilot 20` measures them"
     )
 
 
@@ -486,15 +505,19 @@ def format_estimate(e: Estimate) -> str:
         lines.append(f"  assumed: {a['mode']} outputs (schema dialect {a['dialect']}: {a['reason']}){counted}")
     tiers = [t for t in ("flex", *(e.get("tiers") or [])) if t != "default"]
     tiers = list(dict.fromkeys(tiers))
+    thought = bool(e["total"].get("reasoning_tokens"))  # measured by a pilot: of the completion, the reasoning
     lines += [
-        f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}{'online':>12}"
+        f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}"
+        + (f"{'of it reasoning':>17}" if thought else "")
+        + f"{'online':>12}"
         + "".join(f"{t:>12}" for t in tiers)
         + f"{'batch':>12}",
     ]
     for name, row in [*e["stages"].items(), ("total", e["total"])]:
         lines.append(
             f"  {name:<16}{row['calls']:>8,}{row['prompt_tokens']:>13,}{row['completion_tokens']:>16,}"
-            f"{money(row['cost_usd']):>12}"
+            + (f"{row.get('reasoning_tokens') or 0:>17,}" if thought else "")
+            + f"{money(row['cost_usd']):>12}"
             + "".join(f"{_tier_money(row, t):>12}" for t in tiers)
             + f"{money(row.get('batch_cost_usd')):>12}"
         )
@@ -521,6 +544,8 @@ def format_estimate(e: Estimate) -> str:
         lines.append(f"  the config asks for the {asked} tier (teacher.service_tier): its column is what the run costs")
     if e.get("wall"):
         lines.append(wall_line(e["wall"], flex="flex_cost_usd" in t))
+    if e.get("reasoning") and not pilot:
+        lines.append(f"  not counted: {e['reasoning']}")
     return "\n".join(lines)
 
 

@@ -3,7 +3,9 @@
 The pilot is a real run of the config with `synthesis.size = N`, in `<run.dir>/pilot` (resumable like any run,
 and kept: its samples were paid for), on the references nearest the mean length first (`typical_first`). Per stage, its calls and tokens are scaled: the feedback stage by the
 references the full run will collect feedback from (one per unit it needs, at most every reference), every
-other stage by samples (the pilot's calls per kept sample already include its rejects, repairs and dedup drops).
+other stage by samples (the pilot's calls per kept sample already include its rejects, repairs and dedup drops). A
+reasoning model's hidden reasoning tokens, which no walk-through can count, are what the pilot measured (billed as
+output: inside the completion tokens, said apart).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from refed_dspy.synthesis.estimate import Estimate, priced, priced_tiers, run_wa
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.synthesis.units import TASK_STAGES
 
-_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "completion_tokens")
+# of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)
+_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
 
 
 def pilot_dir(config: Config) -> Path:

@@ -37,6 +37,7 @@ def run_summary(run: Any, status: str) -> RunSummary:
             "program_hash": run.program.hash,
             "program_origin": run.program.origin,
             "adapter": getattr(run.adapter, "choice", None) and run.adapter.choice.as_dict(),
+            "lm_defaults": run.config.teacher.defaults_note("teacher"),
             "config_hash": run.chash,
             "size": run.syn.size,
             "samples": run.accepted,
