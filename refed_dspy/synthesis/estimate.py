@@ -429,7 +429,9 @@ def run_wall(
 def reasoning_note(config: Config) -> str | None:
     """What a walk-through cannot count for a reasoning teacher, and how to measure it (None for another model)."""
     spec = config.teacher
-    if not spec.sampling.reasoning:
+    # a model that may reason (Anthropic's, Gemini's) reasons only when asked to; a held one (OpenAI's) always does
+    always = spec.sampling.least_max_tokens is not None
+    if not spec.sampling.reasoning or not (always or spec.reasoning_effort):
         return None
     effort = (
         f"reasoning_effort {spec.reasoning_effort}" if spec.reasoning_effort else "the model's own reasoning_effort"
