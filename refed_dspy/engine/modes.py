@@ -7,27 +7,37 @@ the run dir, so it can only be made once the run dir is held; before that, the p
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.keys import check_key
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.batch_api import batch_provider
 
 
-def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, build: Callable[[], Any]) -> Any:
+def stage_lm(spec: LMSpec, role: str, concurrency: int) -> Any:
+    """The LM a stage of `role` builds from its section: no DSPy retries (the engine retries a failed piece of work,
+    with its adaptive window), and a connection pool as wide as the stage's `concurrency`."""
+    return build_lm(spec, role, num_retries=0, max_connections=concurrency)
+
+
+def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, concurrency: int) -> Any:
     """Before the run dir is touched: online, the LM to call (`lm` behind the call boundary, so that a user's LM is
-    counted, budgeted and checked like a built one; else `build()`); batch, None once the provider is known to have
-    a batch API and its key is set (ConfigError, MissingKeyError otherwise)."""
+    counted, budgeted and checked like a built one; else `stage_lm`'s, `concurrency` calls wide); batch, None once the
+    provider is known to have a batch API and its key is set (ConfigError, MissingKeyError otherwise)."""
     if mode == "batch":
         batch_provider(spec, role)
         check_key(spec, role)
         return None
     # the engine retries a failed piece of work itself: the LM retries nothing (each retry is a piece of work's)
-    return bounded(lm, role, fresh=True).take_retries(engine_retries=True) if lm is not None else build()
+    return (
+        bounded(lm, role, fresh=True).take_retries(engine_retries=True)
+        if lm is not None
+        else stage_lm(spec, role, concurrency)
+    )
 
 
 def lm_in_run(

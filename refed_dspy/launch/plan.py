@@ -1,9 +1,10 @@
 """An LM-bound command's launch: what it runs with, resolved once, and the one transport its parts run on.
 
 In three steps, so that each mistake is said before what costs more:
-1. `launch(...)`, before anything else is read: on Ray, what a run there cannot take (an LM object, batch mode, a key
-   for another provider's host); here, the LM (the one handed in, behind the call boundary, or one built from the
-   config) with its key checked, or in batch mode the provider's batch API and key.
+1. `launch(...)`, before anything else is read: a cost budget's price; on Ray, what a run there cannot take (an LM
+   object, batch mode, a key for another provider's host); here, the LM (the one handed in, behind the call boundary,
+   or one built from the config) with its key checked, or in batch mode the provider's batch API and key. What the
+   stage runs with is then in the Launch: nothing after it reads the config for it.
 2. `Launch.workers(...)`, once the inputs are read and before the run dir is touched: on Ray the workers started and
    checked (their keys on their own nodes), and the Ray processes a killed invocation left in the run dir ended.
 3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and batch broker, and the transport:
@@ -13,17 +14,16 @@ In three steps, so that each mistake is said before what costs more:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.lm import require_price
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.cluster.start import start_pool
-from refed_dspy.config import Config
-from refed_dspy.config.lm import LMSpec
+from refed_dspy.config import BatchConfig, Config, LMSpec, PriceBook, RayConfig
 from refed_dspy.engine.modes import lm_before_run, lm_in_run
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.store.cache import use_run_cache
@@ -40,33 +40,36 @@ class Started:
     transport: Transport
 
 
+@dataclass
 class Launch:
-    """The plan of one LM-bound command of `role` (teacher, judge) over `section` (synthesis, judging): see the module
-    docstring. A context manager: the workers are let go when it is left."""
+    """The plan of one LM-bound command's stage of `role` (teacher: the synthesis; judge: the judging), made by
+    `launch`: see the module docstring. A context manager: the workers are let go when it is left."""
 
-    def __init__(self, config: Config, role: str, spec: LMSpec, mode: str, lm: Any):
-        self.config, self.role, self.spec, self.mode, self.lm = config, role, spec, mode, lm
-        self.pool: WorkerPool | None = None
-        self.transport: Transport | None = None
-
-    @property
-    def on_ray(self) -> bool:
-        return self.config.ray.enabled
+    role: str
+    spec: LMSpec  # the role's LM section
+    mode: str  # online | batch
+    lm: Any  # online here: the stage's LM, behind the call boundary; None on Ray and in batch mode
+    ray: RayConfig | None  # where the workers run; None: here
+    batch: BatchConfig  # how a batch-mode stage's batches are made and watched
+    prices: PriceBook
+    progress_every_s: float  # between the lines a start on Ray says while it waits
+    pool: WorkerPool | None = None
+    transport: Transport | None = None
 
     def workers(self, parts: dict[str, Any], concurrency: int, run_dir: Path, show_progress: bool) -> None:
         """Before the run dir is touched: the Ray processes a killed invocation left in `run_dir` ended; on Ray the
         workers that run `parts` started and checked (`concurrency` calls in flight each)."""
         end_left_behind(run_dir)
-        if not self.on_ray:
+        if self.ray is None:
             return
         self.pool = start_pool(
-            self.config.ray,
+            self.ray,
             self.spec,
             self.role,
             parts,
             concurrency=concurrency,
-            prices=self.config.price_book,
-            progress_every_s=self.config.run.progress_every_s if show_progress else None,
+            prices=self.prices,
+            progress_every_s=self.progress_every_s if show_progress else None,
             run_dir=run_dir,
         )
 
@@ -88,14 +91,7 @@ class Launch:
             self.pool.note_to(note_path)
             return Started(None, None, self.pool)
         lm, broker = lm_in_run(
-            self.spec,
-            self.role,
-            self.mode,
-            self.lm,
-            rundir.path,
-            self.config.batch,
-            detach=detach,
-            store_name=store_name,
+            self.spec, self.role, self.mode, self.lm, rundir.path, self.batch, detach=detach, store_name=store_name
         )
         self.transport = LocalTransport(parts, threads, note_path)
         return Started(lm, broker, self.transport)
@@ -113,11 +109,29 @@ class Launch:
         self.close()
 
 
-def launch(config: Config, role: str, section: str, lm: Any, build: Callable[[], Any]) -> Launch:
-    """Step 1 (see the module docstring): `lm`, a user's LM or None (then `build()` makes one from the config)."""
-    spec: LMSpec = getattr(config, role)
-    mode = getattr(config, section).mode
-    if config.ray.enabled:
-        check_ray_run(lm, spec, mode, role, config.ray.address, section)
-        return Launch(config, role, spec, mode, None)
-    return Launch(config, role, spec, mode, lm_before_run(spec, role, mode, lm, build))
+def launch(config: Config, role: str, lm: Any) -> Launch:
+    """Step 1 (see the module docstring) for the stage of `role`, "teacher" or "judge": a cost budget's price, then on
+    Ray what a run there cannot take, else the stage's LM (`lm`, a user's LM behind the call boundary, or one built
+    from the config) with its key checked."""
+    spec, section, stage = (
+        (config.teacher, "synthesis", config.synthesis)
+        if role == "teacher"
+        else (config.judge, "judging", config.judging)
+    )
+    if stage.max_cost_usd is not None:  # a cost budget needs a price: a model without one is refused at once
+        require_price(spec, role, f"{section}.max_cost_usd")
+    ray = config.ray if config.ray.enabled else None
+    if ray is not None:
+        check_ray_run(lm, spec, stage.mode, role, ray.address, section)
+    else:
+        lm = lm_before_run(spec, role, stage.mode, lm, stage.concurrency)
+    return Launch(
+        role,
+        spec,
+        stage.mode,
+        lm if ray is None else None,
+        ray,
+        config.batch,
+        config.price_book,
+        config.run.progress_every_s,
+    )

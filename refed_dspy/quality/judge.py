@@ -18,11 +18,11 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.lm import build_lm, require_price
 from refed_dspy.clients.local_serving import serving
 from refed_dspy.config import Config
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.modes import stage_lm
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
@@ -71,9 +71,9 @@ def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str
 
 
 def build_judge(config: Config) -> dspy.LM:
-    """The judge LM: no DSPy retries (the engine retries, with its adaptive window), and a connection pool as wide
-    as `judging.concurrency`."""
-    return build_lm(config.judge, "judge", num_retries=0, max_connections=config.judging.concurrency)
+    """The judge LM, as the judging builds it (`stage_lm`: no DSPy retries, a connection pool as wide as
+    judging.concurrency)."""
+    return stage_lm(config.judge, "judge", config.judging.concurrency)
 
 
 def judge_part(config: Config) -> JudgeSample:
@@ -303,10 +303,8 @@ async def _judge(
     run_dir = rundir.path
     if judge_lm is not None:  # the LM that judges is the one the judging records and prices
         config = with_lm_of(config, "judge", judge_lm)
-    if config.judging.max_cost_usd is not None:
-        require_price(config.judge, "judge", "judging.max_cost_usd")
     parts = {"judge": judge_part(config)}
-    with launch(config, "judge", "judging", judge_lm, lambda: build_judge(config)) as plan:
+    with launch(config, "judge", judge_lm) as plan:
         plan.workers(parts, config.judging.concurrency, run_dir, show_progress)
         with owned(run_dir, command="refed judge", **ours):
             note = incomplete_note(rundir.path)

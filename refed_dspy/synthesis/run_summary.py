@@ -31,7 +31,7 @@ def run_summary(run: Any, status: str) -> RunSummary:
             "exhausted": exhausted_because(run) if status == "exhausted" else None,
             "run_dir": str(run.rundir.path),
             "method": run.method.name,
-            "teacher": run.config.teacher.model,
+            "teacher": run.spec.model,
             "teachers": teacher_rows(run.teachers),
             "program": run.program.identity,
             "program_hash": run.program.hash,
