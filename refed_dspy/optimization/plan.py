@@ -31,7 +31,7 @@ from refed_dspy.providers.prices import Price
 from refed_dspy.registry import OPTIMIZERS
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, check_on_mismatch
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.provenance import with_lm_of
 
 
@@ -159,8 +159,7 @@ def examples_references(config: Config, given: Given) -> list[Reference] | None:
     given."""
     if given.references is not None or given.trainset is not None:
         return given.references
-    seeds = config.seeds
-    return read_references(seeds.source, seeds.format, seeds.split, seeds.limit)[0]
+    return read_seeds(config.seeds)[0]
 
 
 def _behind_the_boundary(config: Config, given: Given, metric: Any) -> tuple[Config, Any, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import dspy
 
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.config import Config, SeedsConfig, fingerprint, fingerprint_diff, load_config, to_toml
+from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.engine.modes import stage_lm
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.plan import launch
@@ -17,7 +17,7 @@ from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_mismatch
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 from refed_dspy.sync import off_loop, run_sync
 from refed_dspy.synthesis.local_eta import eta_line
 from refed_dspy.synthesis.plan import SynthesisPlan
@@ -72,12 +72,15 @@ async def arun_synthesis(
                 'leave teacher= out, or set synthesis.mode = "online"'
             )
         with launch(config, "teacher", teacher) as launched:
+            if references is None:
+                references, report = read_seeds(config.seeds)
+                log.info(report.line())
             plan = SynthesisPlan(
                 run_dir=Path(config.run.dir),
                 settings=config.synthesis,
                 teacher=config.teacher,
                 program=run_program,
-                references=references if references is not None else _read_seeds(config.seeds),
+                references=references,
                 launch=launched,
                 run=config.run,
                 record=config,
@@ -86,13 +89,6 @@ async def arun_synthesis(
                 detach=detach,
             )
             return await run_plan(plan)
-
-
-def _read_seeds(seeds: SeedsConfig) -> list[Reference]:
-    """The references [seeds] names, read (one line says what was read)."""
-    references, report = read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
-    log.info(report.line())
-    return references
 
 
 async def run_plan(plan: SynthesisPlan) -> RunSummary:
