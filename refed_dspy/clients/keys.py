@@ -149,15 +149,15 @@ def _variable_of(provider: str) -> str:
     return _own_variable(family(provider), KEY_VARIABLES.get(family(provider), ()))
 
 
-def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> None:
+def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> str | None:
     """KeyProviderError, one line naming the variable, the host and the fix, when `spec`'s key (its api_key_env, or
-    the variable it follows from the model) would reach another provider's endpoint (`key_refusal`); nothing
-    otherwise. Reads no key."""
+    the variable it follows from the model) would reach another provider's endpoint (`key_refusal`); else the
+    variable (`api_key_env`; None when no key is needed). Reads no key."""
     named = spec.api_key_env
     env = api_key_env(spec)
     refusal = key_refusal(env, spec.model, spec.endpoints)
     if refusal is None:
-        return
+        return env
     theirs = refusal.endpoint_owner
     if named and routed_provider(spec.model) == theirs:
         own = api_key_env(spec.model_copy(update={"api_key_env": None}))
@@ -175,8 +175,7 @@ def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> None:
 def check_key(spec: LMSpec, role: str) -> str | None:
     """Return the API key for `spec` (held for masking), raising KeyProviderError when it would reach another
     provider's endpoint, MissingKeyError when its variable is unset."""
-    check_key_goes_to_its_provider(spec, role)
-    env = api_key_env(spec)
+    env = check_key_goes_to_its_provider(spec, role)
     if env is None:
         return None
     key = os.environ.get(env)
