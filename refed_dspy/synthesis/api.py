@@ -53,37 +53,37 @@ async def arun_synthesis(
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
     request the run can make so far is submitted (summary status 'submitted'); the same call again collects
     and goes on. With `[local] serve = true`, the local model the teacher needs is started when nothing serves it
-    yet, and stopped when the run ends (refed_dspy.clients.local_serving). The config and what is handed in are
-    resolved once into a SynthesisPlan (the teacher of record, the program, the LM and its transport, the
-    references), which `run_plan` runs."""
+    yet, and stopped when the run ends (refed_dspy.clients.local_serving), and one line says how long the run takes
+    there. The config and what is handed in are resolved once into a SynthesisPlan (the teacher of record, the
+    program, the LM and its transport, the references), which `run_plan` runs."""
     check_on_mismatch(on_mismatch)
     check(config.run.dir, "run", flag="run.dir")  # before anything else: a directory not ours is refused at once
-    with serving(config.local, {"teacher": config.teacher} if teacher is None else {}) as started:
-        if started:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
-            line = await off_loop(eta_line, config, started[0])
-            if line:
-                log.info(line)
-        if teacher is not None:
-            config = with_lm_of(config, "teacher", teacher)  # the LM that runs is the one the run records
-        run_program, config = resolve_program(config, get_method(config.synthesis.method), program, respond)
-        if config.synthesis.mode == "batch" and teacher is not None:
-            raise ConfigError(
-                "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
-                'leave teacher= out, or set synthesis.mode = "online"'
-            )
-        with launch(config, "teacher", teacher) as launched:
+    if config.synthesis.mode == "batch" and teacher is not None:
+        raise ConfigError(
+            "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
+            'leave teacher= out, or set synthesis.mode = "online"'
+        )
+    with serving(config.local, {"teacher": config.teacher} if teacher is None else {}) as servers:
+        # the config of record: the teacher that runs (one handed in is described by its own settings), the program
+        record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
+        run_program, record = resolve_program(record, get_method(record.synthesis.method), program, respond)
+        with launch(record, "teacher", teacher) as launched:
             if references is None:
-                references, report = read_seeds(config.seeds)
+                references, report = read_seeds(record.seeds)
                 log.info(report.line())
+            if servers:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
+                line = await off_loop(eta_line, config, servers[0], references)
+                if line:
+                    log.info(line)
             plan = SynthesisPlan(
-                run_dir=Path(config.run.dir),
-                settings=config.synthesis,
-                teacher=config.teacher,
+                run_dir=Path(record.run.dir),
+                settings=record.synthesis,
+                teacher=record.teacher,
                 program=run_program,
                 references=references,
                 launch=launched,
-                run=config.run,
-                record=config,
+                run=record.run,
+                record=record,
                 on_mismatch=on_mismatch,
                 show_progress=show_progress,
                 detach=detach,
