@@ -10,7 +10,6 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.optimization.plan import OptimizePlan
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
@@ -69,28 +68,6 @@ def _respond_examples(plan: OptimizePlan) -> OptimizeExamples:
             "validation examples, and both sides need at least one (more samples, or more references)"
         )
     return OptimizeExamples(train, val, examples_dir, summary.get("usage", {}))
-
-
-def examples_config(config: Config, out: Path, size: int | None = None) -> Config:
-    """The small refed synthesis into `out/examples` that provides examples when no examples_run is given: `size`
-    samples (default: optimize.n_train + n_val)."""
-    data = config.model_dump(mode="json")
-    cfg = config.optimize
-    data["run"]["dir"] = str(out / "examples")
-    data["synthesis"].update(
-        method="refed", size=size or cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
-    )
-    data["tracking"]["enabled"] = False
-    return Config.model_validate(data)
-
-
-def examples_synthesis(config: Config, out: Path, given: Any) -> Config | None:
-    """The config of the synthesis that makes the respond target's examples (`examples_config`), or None when they come
-    from elsewhere: the caller's trainset, optimize.examples_run, or the references themselves (another target)."""
-    cfg = config.optimize
-    if cfg.target != "respond" or cfg.examples_run or given.trainset is not None:
-        return None
-    return examples_config(config, out)
 
 
 async def _examples_run(plan: OptimizePlan) -> tuple[Path, dict[str, Any]]:

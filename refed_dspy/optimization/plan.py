@@ -154,12 +154,30 @@ def lms_of_record(config: Config, given: Given, optimizer: Any) -> LMsOfRecord:
     return LMsOfRecord(config, teacher, judge, metric, claims, prices)
 
 
-def examples_references(config: Config, given: Given) -> list[Reference] | None:
-    """The references the examples are made from: the caller's, else [seeds] read; None when the caller's trainset is
-    given."""
-    if given.references is not None or given.trainset is not None:
-        return given.references
-    return read_seeds(config.seeds)[0]
+def examples_config(config: Config, out: Path, size: int | None = None) -> Config:
+    """The small refed synthesis into `out/examples` that provides examples when no examples_run is given: `size`
+    samples (default: optimize.n_train + n_val)."""
+    data = config.model_dump(mode="json")
+    cfg = config.optimize
+    data["run"]["dir"] = str(out / "examples")
+    data["synthesis"].update(
+        method="refed", size=size or cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
+    )
+    data["tracking"]["enabled"] = False
+    return Config.model_validate(data)
+
+
+def examples_source(config: Config, out: Path, given: Given) -> tuple[list[Reference] | None, Config | None]:
+    """Where the examples come from: the references (the caller's, else [seeds] read; None when the caller's trainset
+    is given), and for the respond target without optimize.examples_run, the config of the small synthesis that makes
+    them from those references in `out` (`examples_config`; None when none runs)."""
+    references = given.references
+    if references is None and given.trainset is None:
+        references = read_seeds(config.seeds)[0]
+    cfg = config.optimize
+    if cfg.target != "respond" or cfg.examples_run or given.trainset is not None:
+        return references, None
+    return references, examples_config(config, out)
 
 
 def _behind_the_boundary(config: Config, given: Given, metric: Any) -> tuple[Config, Any, Any]:

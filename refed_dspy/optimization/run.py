@@ -32,18 +32,14 @@ from refed_dspy.config import Config, OptimizeConfig, load_config
 from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.money import usd
-from refed_dspy.optimization.examples import (
-    OptimizeExamples,
-    examples_config,
-    examples_synthesis,
-    optimization_examples,
-)
+from refed_dspy.optimization.examples import OptimizeExamples, optimization_examples
 from refed_dspy.optimization.files import before_after_markdown, prediction_text, write_outputs
 from refed_dspy.optimization.plan import (
     Given,
     OptimizePlan,
     checked_optimizer,
-    examples_references,
+    examples_config,
+    examples_source,
     lms_of_record,
     out_dir,
     target_program,
@@ -146,7 +142,7 @@ def _plan_and_run(config: Config, out: Path, given: Given, on_mismatch: OnMismat
     check(out, "optimize", flag="optimize.out")  # before any LM is built: a directory not refed's is refused first
     lms = lms_of_record(config, given, optimizer)
     record = lms.config
-    references = examples_references(record, given)
+    references, examples_synthesis = examples_source(record, out, given)
     plan = OptimizePlan(
         out=out,
         settings=record.optimize,
@@ -158,7 +154,7 @@ def _plan_and_run(config: Config, out: Path, given: Given, on_mismatch: OnMismat
         adapter=build_adapter(record.teacher),
         claims=lms.claims,
         references=references,
-        examples_config=examples_synthesis(record, out, given),
+        examples_config=examples_synthesis,
         lm_prices=lms.prices,
         prices=record.price_book,
         run=record.run,
