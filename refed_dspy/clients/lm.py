@@ -126,6 +126,13 @@ def build_lm(
     return wide
 
 
+def stage_lm(spec: LMSpec, role: str, concurrency: int) -> RefedLM:
+    """The LM a stage of `role` builds from its section (synthesis: the teacher; judging: the judge): no DSPy retries
+    (the engine retries a failed piece of work, with its adaptive window), and a connection pool as wide as the stage's
+    `concurrency`."""
+    return build_lm(spec, role, num_retries=0, max_connections=concurrency)
+
+
 def price_of(spec: LMSpec, batch: bool = False) -> Price | None:
     """Price for this spec from config, else LiteLLM's price map; `batch`: at the spec's batch_price_factor."""
     price = resolve_price(spec.model, spec.input_usd_per_mtok, spec.cached_input_usd_per_mtok, spec.output_usd_per_mtok)

@@ -12,16 +12,10 @@ from typing import Any
 
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.keys import check_key
-from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.lm import stage_lm
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.batch_api import batch_provider
-
-
-def stage_lm(spec: LMSpec, role: str, concurrency: int) -> Any:
-    """The LM a stage of `role` builds from its section: no DSPy retries (the engine retries a failed piece of work,
-    with its adaptive window), and a connection pool as wide as the stage's `concurrency`."""
-    return build_lm(spec, role, num_retries=0, max_connections=concurrency)
 
 
 def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, concurrency: int) -> Any:

@@ -18,11 +18,11 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.clients.lm import stage_lm
 from refed_dspy.clients.local_serving import serving
 from refed_dspy.config import Config
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
-from refed_dspy.engine.modes import stage_lm
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError

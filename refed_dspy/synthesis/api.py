@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dspy
 
+from refed_dspy.clients.lm import stage_lm
 from refed_dspy.clients.local_serving import serving
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
-from refed_dspy.engine.modes import stage_lm
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.plan import launch
 from refed_dspy.methods import get_method
