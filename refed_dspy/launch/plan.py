@@ -10,6 +10,11 @@ In three steps, so that each mistake is said before what costs more:
 3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and batch broker, and the transport:
    the Ray workers loaded with the run's cache, or a LocalTransport.
 `close()` (or leaving the `with` block) lets the workers go.
+
+Online or batch: online, a stage calls its role's LM (one given from Python, else one built from the config). In batch
+mode the LM is built from the config and its calls go to the provider's batch API through a broker whose records live
+in the run dir, so it can only be made once the run dir is held (`lm_in_run`); before that, the provider and its key
+are checked (`lm_before_run`).
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.lm import require_price
+from refed_dspy.clients.boundary import bounded
+from refed_dspy.clients.keys import check_key
+from refed_dspy.clients.lm import require_price, stage_lm
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.cluster.start import start_pool
 from refed_dspy.config import BatchConfig, Config, LMSpec, PriceBook, RayConfig
-from refed_dspy.engine.modes import lm_before_run, lm_in_run
+from refed_dspy.engine.batch import batch_lm
+from refed_dspy.engine.batch_api import batch_provider
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
@@ -107,6 +115,40 @@ class Launch:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, concurrency: int) -> Any:
+    """Before the run dir is touched: online, the LM to call (`lm` behind the call boundary, so that a user's LM is
+    counted, budgeted and checked like a built one; else `stage_lm`'s, `concurrency` calls wide); batch, None once the
+    provider is known to have a batch API and its key is set (ConfigError, MissingKeyError otherwise)."""
+    if mode == "batch":
+        batch_provider(spec, role)
+        check_key(spec, role)
+        return None
+    # the engine retries a failed piece of work itself: the LM retries nothing (each retry is a piece of work's)
+    return (
+        bounded(lm, role, fresh=True).take_retries(engine_retries=True)
+        if lm is not None
+        else stage_lm(spec, role, concurrency)
+    )
+
+
+def lm_in_run(
+    spec: LMSpec,
+    role: str,
+    mode: str,
+    lm: Any,
+    run_dir: Path,
+    settings: Any,
+    *,
+    detach: bool = False,
+    store_name: str = "batches",
+) -> tuple[Any, Any]:
+    """Once the run dir is held: (the LM the stage calls, its batch broker or None). Batch mode builds the LM whose
+    calls go through the broker (its store in `run_dir/store_name`; `settings`: the config's [batch] section)."""
+    if mode == "batch":
+        return batch_lm(spec, role, run_dir, settings, detach=detach, store_name=store_name)
+    return lm, None
 
 
 def launch(config: Config, role: str, lm: Any) -> Launch:
