@@ -163,15 +163,15 @@ def launch(config: Config, role: str, lm: Any) -> Launch:
     if stage.max_cost_usd is not None:  # a cost budget needs a price: a model without one is refused at once
         require_price(spec, role, f"{section}.max_cost_usd")
     ray = config.ray if config.ray.enabled else None
-    if ray is not None:
-        check_ray_run(lm, spec, stage.mode, role, ray.address, section)
-    else:
+    if ray is None:  # here: the stage's LM, or in batch mode its provider's batch API and key
         lm = lm_before_run(spec, role, stage.mode, lm, stage.concurrency)
+    else:
+        check_ray_run(lm, spec, stage.mode, role, ray.address, section)
     return Launch(
         role,
         spec,
         stage.mode,
-        lm if ray is None else None,
+        lm,
         ray,
         config.batch,
         config.price_book,
