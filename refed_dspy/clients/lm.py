@@ -11,7 +11,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.api_base import fit_api_base, native_base
+from refed_dspy.clients.api_base import fit_api_base
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
@@ -19,6 +19,7 @@ from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.prices import Price, close_priced_names, resolve_price
+from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
 # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
@@ -85,7 +86,8 @@ def build_lm(
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
         # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
-        spread = EndpointSpread([native_base(spec.model, url) for url in spec.endpoints])
+        provider = provider_for(spec.model)
+        spread = EndpointSpread([provider.native_base(url) for url in spec.endpoints])
         wrap = spread.wrap
     if key is None and spec.api_base:
         key = "unused"  # OpenAI-compatible clients insist on some key

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.api_base import native_base
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.cluster.connect import connect, joins
 from refed_dspy.cluster.pool import Worker, WorkerPool
@@ -17,6 +16,7 @@ from refed_dspy.config import RayConfig
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ def start_pool(
         ]
         # the endpoints as the workers' spreads hold them (an Anthropic host gets /v1), so their rows meet
         spread = (
-            EndpointSpread([native_base(spec.model, u) for u in spec.endpoints]) if len(spec.endpoints) > 1 else None
+            EndpointSpread([provider_for(spec.model).native_base(u) for u in spec.endpoints])
+            if len(spec.endpoints) > 1
+            else None
         )
         pool = WorkerPool(
             ray, [], spec.model, settings.address, started, spread=spread, cache_server=settings.cache_server
