@@ -168,12 +168,12 @@ def launch(config: Config, role: str, lm: Any) -> Launch:
     else:
         check_ray_run(lm, spec, stage.mode, role, ray.address, section)
     return Launch(
-        role,
-        spec,
-        stage.mode,
-        lm,
-        ray,
-        config.batch,
-        config.price_book,
-        config.run.progress_every_s,
+        role=role,
+        spec=spec,
+        mode=stage.mode,
+        lm=lm,
+        ray=ray,
+        batch=config.batch,
+        prices=config.price_book,
+        progress_every_s=config.run.progress_every_s,
     )
