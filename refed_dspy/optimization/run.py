@@ -1,11 +1,13 @@
 """`refed optimize`: tune a program (optimize.target: respond, instructions or pipeline) against the judge, save
 it, track it.
 
-The config and what the caller handed in are resolved once into a plan (optimize_plan.py: the LMs of record behind
+The config and what the caller handed in are resolved once into an OptimizePlan (plan.py: the LMs of record behind
 the call boundary, every LM held by the teleprompter, metric or program claimed for its role, prices checked, the
-starting program, the references), then the plan runs. Steps: (1) examples: the caller's; for target respond the samples of `optimize.examples_run`, or a small
-refed synthesis into `<out>/examples` (one instruction per reference feature, so the examples spread over
-references); for instructions and pipeline the references; (2) a split by reference with a fixed seed;
+starting program, where the examples come from, the settings each step reads), then `run_plan` runs it; nothing
+under it reads the config again (the config of record is only written down). Steps: (1) examples: the caller's; for
+target respond the samples of `optimize.examples_run`, or a small refed synthesis into `<out>/examples` (one
+instruction per reference feature, so the examples spread over references); for instructions and pipeline the
+references; (2) a split by reference with a fixed seed;
 (3) the optimizer, with teacher and judge behind one CallBudget; (4) program.json (DSPy state plus the
 resolved config; the baseline when the compiled program scored lower, which goes to program.candidate.json),
 instructions.txt, before_after.md, optimize_summary.json and config.toml in `<out>`; (5) with tracking on,
