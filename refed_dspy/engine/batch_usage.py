@@ -21,6 +21,12 @@ def tokens_of(api: str | None, body: Any) -> tuple[int, int, int]:
     return known.wire.tokens(body) if known is not None else (0, 0, 0)
 
 
+def reasoning_of(api: str | None, body: Any) -> int:
+    """The hidden reasoning tokens of one answered request's body (inside its completion tokens; 0 unsaid)."""
+    known = batch_apis().get(api or "")
+    return known.wire.reasoning_tokens(body) if known is not None else 0
+
+
 def answered_usage(store: BatchStore) -> dict[str, dict[str, int]]:
     """Stage -> the calls (successful answers) and tokens the provider gave in this store's batches."""
     out: dict[str, dict[str, int]] = {}
@@ -36,4 +42,5 @@ def answered_usage(store: BatchStore) -> dict[str, dict[str, int]]:
         bucket["prompt_tokens"] += prompt
         bucket["completion_tokens"] += completion
         bucket["cached_tokens"] += cached
+        bucket["reasoning_tokens"] += reasoning_of(api, result.body)
     return out

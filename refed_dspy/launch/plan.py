@@ -15,10 +15,15 @@ Online or batch: online, a stage calls its role's LM (one given from Python, els
 mode the LM is built from the config and its calls go to the provider's batch API through a broker whose records live
 in the run dir, so it can only be made once the run dir is held (`lm_in_run`); before that, the provider and its key
 are checked (`lm_before_run`).
+
+A command with no run dir (`refed judge meta-eval`: a few hundred labelled items, its results kept in memory) takes
+step 1 with `here=True` and `Launch.start_here`: it runs online in this process, whatever [ray] and the section's mode
+say, with the LM resolved as every other command's is.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +39,11 @@ from refed_dspy.config import BatchConfig, Config, LMSpec, PriceBook, RayConfig
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.batch_api import batch_provider
 from refed_dspy.engine.transport import LocalTransport, Transport
+from refed_dspy.errors import ConfigError
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,6 +112,11 @@ class Launch:
         self.transport = LocalTransport(parts, threads, note_path)
         return Started(lm, broker, self.transport)
 
+    def start_here(self, parts: dict[str, Any]) -> Started:
+        """For a command with no run dir (`launch(..., here=True)`): the LM and a LocalTransport running `parts`."""
+        self.transport = LocalTransport(parts)
+        return Started(self.lm, None, self.transport)
+
     def close(self) -> None:
         """Let the transport go: its threads here, or the Ray workers."""
         for transport in (self.transport, self.pool):
@@ -120,8 +133,14 @@ class Launch:
 def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, concurrency: int) -> Any:
     """Before the run dir is touched: online, the LM to call (`lm` behind the call boundary, so that a user's LM is
     counted, budgeted and checked like a built one; else `stage_lm`'s, `concurrency` calls wide); batch, None once the
-    provider is known to have a batch API and its key is set (ConfigError, MissingKeyError otherwise)."""
+    provider is known to have a batch API and its key is set, and the section asks for no service tier (ConfigError,
+    MissingKeyError otherwise)."""
     if mode == "batch":
+        if spec.service_tier != "default":  # a batch request is priced at the batch price: it asks for no tier
+            raise ConfigError(
+                f'{role}.service_tier = "{spec.service_tier}" is for online calls; batch mode has a price of its own '
+                f'({role}.batch_price_factor): set {role}.service_tier = "default", or run online'
+            )
         batch_provider(spec, role)
         check_key(spec, role)
         return None
@@ -151,26 +170,31 @@ def lm_in_run(
     return lm, None
 
 
-def launch(config: Config, role: str, lm: Any) -> Launch:
+def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
     """Step 1 (see the module docstring) for the stage of `role`, "teacher" or "judge": a cost budget's price, then on
     Ray what a run there cannot take, else the stage's LM (`lm`, a user's LM behind the call boundary, or one built
-    from the config) with its key checked."""
+    from the config) with its key checked. `here`: a command with no run dir, run online in this process (then
+    `Launch.start_here`)."""
     spec, section, stage = (
         (config.teacher, "synthesis", config.synthesis)
         if role == "teacher"
         else (config.judge, "judging", config.judging)
     )
+    note = spec.defaults_note(role) if lm is None else None
+    if note:  # the model's own settings stand in for what the config leaves unset: said once, as the run starts
+        log.info(note)
     if stage.max_cost_usd is not None:  # a cost budget needs a price: a model without one is refused at once
         require_price(spec, role, f"{section}.max_cost_usd")
-    ray = config.ray if config.ray.enabled else None
+    mode = "online" if here else stage.mode
+    ray = config.ray if config.ray.enabled and not here else None
     if ray is None:  # here: the stage's LM, or in batch mode its provider's batch API and key
-        lm = lm_before_run(spec, role, stage.mode, lm, stage.concurrency)
+        lm = lm_before_run(spec, role, mode, lm, stage.concurrency)
     else:
-        check_ray_run(lm, spec, stage.mode, role, ray.address, section)
+        check_ray_run(lm, spec, mode, role, ray.address, section)
     return Launch(
         role=role,
         spec=spec,
-        mode=stage.mode,
+        mode=mode,
         lm=lm,
         ray=ray,
         batch=config.batch,

@@ -3,27 +3,36 @@ default (hundreds of models, read offline), the config's prices over it (`resolv
 the model it names, and the `[prices]` table for any model (refed_dspy.config.prices: an LM handed in from Python, a
 teleprompter's or a metric's own LM).
 
+A model may have a price on each of its provider's service tiers (LiteLLM's `*_flex` and `*_priority` prices; the
+config's `tier_prices`): a `Price` is the price of one tier and carries the others (`Price.at`), so that a call is
+priced at the tier its reply says served it.
+
 An LM is priced by its own model, never by a role's section that names another one.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import json
-import os
-import re
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from refed_dspy.providers.model_table import litellm_models, table_names
+
+SERVICE_TIERS = ("default", "flex", "priority")  # the tiers a config may ask for (refed_dspy.providers.tiers)
+UNSTATED = "unstated"  # a call's tier when one was asked for and its reply named none (priced never below the default)
+_Triple = tuple[float, float, float]  # USD per 1M tokens: uncached input, cached input, output
 
 
 @dataclass(frozen=True)
 class Price:
-    """USD per 1M tokens: uncached input, cached input, output."""
+    """USD per 1M tokens on one service tier (`tier`): uncached input, cached input, output. `table` holds the model's
+    prices on every tier known (this one's included), so that `at` can price a call another tier served."""
 
     input: float
     cached_input: float
     output: float
+    tier: str = "default"
+    table: tuple[tuple[str, _Triple], ...] = field(default=(), compare=False)
 
     def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
         """Cost of one call. `prompt_tokens` includes `cached_tokens`, as OpenAI reports it."""
@@ -33,58 +42,77 @@ class Price:
         ) / 1e6
 
     def scaled(self, factor: float) -> Price:
-        """This price times `factor` (a batch API's discount)."""
-        return Price(self.input * factor, self.cached_input * factor, self.output * factor)
+        """This price times `factor` (a batch API's discount), on every tier."""
+        table = tuple((name, (a * factor, b * factor, c * factor)) for name, (a, b, c) in self.table)
+        return Price(self.input * factor, self.cached_input * factor, self.output * factor, self.tier, table)
 
+    def at(self, tier: str | None) -> Price:
+        """The price of a call served on `tier` (None: this price's own tier). A tier whose price is not known (a
+        reply naming a tier refed has no price for, or UNSTATED: none where a tier was asked for): never less than
+        this price nor the default tier's, the dearer of the two, part by part."""
+        if tier is None or tier == self.tier:
+            return self
+        known = dict(self.table)
+        if tier in known:
+            return Price(*known[tier], tier=tier, table=self.table)
+        base = known.get("default", (self.input, self.cached_input, self.output))
+        mine = (self.input, self.cached_input, self.output)
+        return Price(*(max(a, b) for a, b in zip(mine, base, strict=True)), tier=tier, table=self.table)
 
-_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+    @property
+    def tiers(self) -> tuple[str, ...]:
+        """The service tiers this model has a known price on (just this price's own when no table was given)."""
+        return tuple(name for name, _ in self.table) or (self.tier,)
 
-
-_MAP_FILE = "model_prices_and_context_window_backup.json"
+    def dearer_than(self, other: Price) -> float:
+        """How many times `other` this price is at most, part by part (1 when it is not dearer): what a reservation
+        made at `other` is raised by for a call at this price."""
+        parts = [(a, b) for a, b in ((self.input, other.input), (self.output, other.output)) if b > 0]
+        return max([1.0, *(a / b for a, b in parts)])
 
 
 @functools.lru_cache(maxsize=1)
-def _price_map() -> dict[str, tuple[float | None, float | None, float | None]]:
-    """LiteLLM's price map: {model: (input, cached input, output) USD per token}. Read from the copy LiteLLM ships,
-    without importing LiteLLM (that import alone takes 2.5 s and 127 MiB, for a table this reads in 20 ms); where
-    the file is not found, from litellm.model_cost (offline: LITELLM_LOCAL_MODEL_COST_MAP)."""
-    spec = importlib.util.find_spec("litellm")  # finds the package without running it
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = next((Path(f) / _MAP_FILE for f in folders if (Path(f) / _MAP_FILE).is_file()), None)
-    if path is not None:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    else:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-        import litellm
-
-        table = litellm.model_cost
-    return {
-        name: (e.get("input_cost_per_token"), e.get("cache_read_input_token_cost"), e.get("output_cost_per_token"))
-        for name, e in table.items()
-        if isinstance(e, dict)
-    }
+def _price_map() -> dict[str, dict[str, tuple[float | None, float | None, float | None]]]:
+    """LiteLLM's price map: {model: {tier: (input, cached input, output) USD per token}}, the tiers being those it
+    prices (`default` from its plain keys, `flex` and `priority` from the keys ending `_flex` and `_priority`), from
+    its model table (refed_dspy.providers.model_table: read without importing LiteLLM)."""
+    out: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {}
+    for name, e in litellm_models().items():
+        if not isinstance(e, dict):
+            continue
+        tiers = {}
+        for tier in SERVICE_TIERS:
+            end = "" if tier == "default" else f"_{tier}"
+            keys = ("input_cost_per_token", "cache_read_input_token_cost", "output_cost_per_token")
+            found = tuple(e.get(key + end) for key in keys)
+            if tier == "default" or found[0] is not None or found[2] is not None:
+                tiers[tier] = found
+        out[name] = tiers
+    return out
 
 
-def _names(model: str) -> list[str]:
-    """The names a model may have in the price map: as given, without its provider prefix, its last part (a router's
-    `openrouter/openai/gpt-4o-mini`), and each without a date suffix."""
-    bare = model.split("/", 1)[1] if "/" in model else model
-    last = model.rsplit("/", 1)[-1]
-    names = [model, bare, last, _DATED.sub("", model), _DATED.sub("", bare), _DATED.sub("", last)]
-    return list(dict.fromkeys(n for n in names if n))
+def list_prices(model: str) -> dict[str, _Triple]:
+    """The list prices of `model` in LiteLLM's price map, USD per 1M tokens by service tier (provider prefix and date
+    suffix ignored when the map has no entry under the full name); {} when the map does not know it (or prices it at
+    nothing). A tier is there when both its input and output prices are (a cached price it lacks is its input's)."""
+    table = _price_map()
+    for name in table_names(model):
+        tiers = table.get(name) or {}
+        inp, _, out = tiers.get("default", (None, None, None))
+        if not inp and not out:
+            continue
+        return {
+            tier: tuple(round(float(v or 0) * 1e6, 6) for v in (i, c if c is not None else i, o))
+            for tier, (i, c, o) in tiers.items()
+            if tier == "default" or (i is not None and o is not None)
+        }
+    return {}
 
 
 def default_price(model: str) -> Price | None:
-    """The list price of `model` in LiteLLM's price map (provider prefix and date suffix ignored when the map has no
-    entry under the full name), or None when the map does not know it (or prices it at nothing)."""
-    table = _price_map()
-    for name in _names(model):
-        inp, cached, out = table.get(name, (None, None, None))
-        if not inp and not out:
-            continue
-        per_m = [round(float(v or 0) * 1e6, 6) for v in (inp, cached if cached is not None else inp, out)]
-        return Price(*per_m)
-    return None
+    """The list price of `model` in LiteLLM's price map on the default tier (carrying its other tiers' prices), or
+    None when the map does not know it (or prices it at nothing)."""
+    return resolve_price(model, None, None, None)
 
 
 def close_priced_names(model: str, n: int = 1) -> list[str]:
@@ -100,14 +128,36 @@ def close_priced_names(model: str, n: int = 1) -> list[str]:
     return [name for name in found if name != model]
 
 
-def resolve_price(
-    model: str, input_usd: float | None, cached_usd: float | None, output_usd: float | None
-) -> Price | None:
-    """Config prices where given, else LiteLLM's price map; None when input or output price is unknown."""
-    base = default_price(model)
-    inp = input_usd if input_usd is not None else (base.input if base else None)
-    out = output_usd if output_usd is not None else (base.output if base else None)
+def _resolved(own: tuple[float | None, float | None, float | None], listed: _Triple | None) -> _Triple | None:
+    """One tier's prices: the config's where given, else the list's; None when its input or output stays unknown. An
+    unset cached price is the list's when the input's is the list's too, else the input's."""
+    inp_usd, cached_usd, out_usd = own
+    inp = inp_usd if inp_usd is not None else (listed[0] if listed else None)
+    out = out_usd if out_usd is not None else (listed[2] if listed else None)
     if inp is None or out is None:
         return None
-    cached = cached_usd if cached_usd is not None else (base.cached_input if base and input_usd is None else inp)
-    return Price(inp, cached, out)
+    cached = cached_usd if cached_usd is not None else (listed[1] if listed and inp_usd is None else inp)
+    return (inp, cached, out)
+
+
+def resolve_price(
+    model: str,
+    input_usd: float | None,
+    cached_usd: float | None,
+    output_usd: float | None,
+    tier_prices: Mapping[str, tuple[float | None, float | None, float | None]] | None = None,
+    tier: str = "default",
+) -> Price | None:
+    """The price of `model` on service tier `tier`: config prices where given (the default tier's from the three
+    arguments, another tier's from `tier_prices`), else LiteLLM's price map; None when that tier's input or output
+    price is unknown. The Price carries every tier whose price is known."""
+    listed = list_prices(model)
+    own = {"default": (input_usd, cached_usd, output_usd), **(tier_prices or {})}
+    table = {}
+    for name in SERVICE_TIERS:
+        found = _resolved(own.get(name, (None, None, None)), listed.get(name))
+        if found is not None:
+            table[name] = found
+    if tier not in table:
+        return None
+    return Price(*table[tier], tier=tier, table=tuple(table.items()))
