@@ -19,13 +19,12 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.config import Config, OptimizeConfig, PriceBook, RunConfig, TrackingConfig
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import get_method
-from refed_dspy.optimization.held_lms import HeldLM, check_prices, metric_lms, program_lms, teleprompter_lms
+from refed_dspy.optimization.held_lms import HeldLM, check_held, metric_lms, program_lms, teleprompter_lms
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
 from refed_dspy.providers.prices import Price
@@ -230,7 +229,5 @@ def _held_lms(config: Config, given: Given, metric: Any, optimizer: Any) -> list
         + program_lms(given.program)
     )
     held = [h for h in held if h.lm is not given.teacher and h.lm is not given.judge]
-    for one in held:  # before any call: a held LM's key goes only to its provider's hosts
-        check_lm_key(one.lm, one.where)
-    check_prices(held, config.price_book, budget_field)
+    check_held(held, config.price_book, budget_field)
     return held
