@@ -144,12 +144,13 @@ def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Pric
     """Price for this spec from config, else LiteLLM's price map, on the spec's service tier (`tier`: on that one
     instead), carrying its other tiers' prices; `batch`: the default tier's at the spec's batch_price_factor (a batch
     request asks for no tier)."""
+    tiers = tier_triples(spec.tier_prices)
     price = resolve_price(
         spec.model,
         spec.input_usd_per_mtok,
         spec.cached_input_usd_per_mtok,
         spec.output_usd_per_mtok,
-        tier_triples(spec.tier_prices),
+        tiers,
         "default" if batch else tier or spec.service_tier,
     )
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price
