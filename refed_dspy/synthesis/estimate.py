@@ -314,6 +314,30 @@ class Estimate(Result):
     )
 
 
+def scaled_stages(
+    model: str, tally: Tally, walked: dict[str, int], counts: dict[str, int]
+) -> dict[str, dict[str, float]]:
+    """Each stage's calls and tokens over the whole run: the walked calls of each kind of work, scaled from the
+    `walked` pieces of it to its `counts`; the prompt prefix a provider caches by itself (OpenAI's) counted as cached
+    on every call after the first."""
+    cache = provider_for(model).prefix_cache  # None: nothing is cached unless asked
+    stages: dict[str, dict[str, float]] = {}
+    for (work, stage_name), calls in tally.calls.items():
+        n = len(calls) / walked[work] * counts[work]
+        cached = 0.0
+        if cache is not None and len(calls) > 1:
+            shared = count_tokens(model, common_prefix(tally.prompts[(work, stage_name)]))
+            cached = cacheable_tokens(shared, cache) * max(0.0, n - 1)
+        row = stages.setdefault(
+            stage_name, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
+        )
+        row["calls"] += n
+        row["prompt_tokens"] += fmean(c[0] for c in calls) * n
+        row["cached_tokens"] += cached
+        row["completion_tokens"] += fmean(c[1] for c in calls) * n
+    return stages
+
+
 def estimate(
     config: Config,
     references: list[Reference] | None = None,
@@ -349,24 +373,7 @@ def estimate(
     }
     price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
-    cache = provider_for(model).prefix_cache  # None: nothing is cached unless asked
-    stages: dict[str, dict[str, Any]] = {}
-    for (work, stage_name), calls in tally.calls.items():
-        per = len(calls) / walked[work]
-        n = per * counts[work]
-        prompt = fmean(c[0] for c in calls) * n
-        completion = fmean(c[1] for c in calls) * n
-        cached = 0.0
-        if cache is not None and len(calls) > 1:
-            shared = count_tokens(model, common_prefix(tally.prompts[(work, stage_name)]))
-            cached = cacheable_tokens(shared, cache) * max(0.0, n - 1)
-        row = stages.setdefault(
-            stage_name, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
-        )
-        row["calls"] += n
-        row["prompt_tokens"] += prompt
-        row["cached_tokens"] += cached
-        row["completion_tokens"] += completion
+    stages = scaled_stages(model, tally, walked, counts)
     total = {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
     for row in stages.values():
         for key in total:
