@@ -5,11 +5,13 @@ In three steps, so that each mistake is said before what costs more:
    object, batch mode, a key for another provider's host); here, the LM (the one handed in, behind the call boundary,
    or one built from the config) with its key checked, or in batch mode the provider's batch API and key. What the
    stage runs with is then in the Launch: nothing after it reads the config for it.
+   `Launch.serve()` then starts the local model the role's section reaches (`[local] serve = true`), once what it
+   would serve is checked; the servers stop when the launch is closed, after its transport.
 2. `Launch.workers(...)`, once the inputs are read and before the run dir is touched: on Ray the workers started and
    checked (their keys on their own nodes), and the Ray processes a killed invocation left in the run dir ended.
 3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and batch broker, and the transport:
    the Ray workers loaded with the run's cache, or a LocalTransport.
-`close()` (or leaving the `with` block) lets the workers go.
+`close()` (or leaving the `with` block) lets the workers go and stops the local servers.
 
 Online or batch: online, a stage calls its role's LM (one given from Python, else one built from the config). In batch
 mode the LM is built from the config and its calls go to the provider's batch API through a broker whose records live
@@ -24,18 +26,21 @@ say, with the LM resolved as every other command's is.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.lm import require_price, stage_lm
+from refed_dspy.clients.local_server import LocalServer
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.cluster.start import start_pool
-from refed_dspy.config import BatchConfig, Config, LMSpec, PriceBook, RayConfig
+from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.batch_api import batch_provider
 from refed_dspy.engine.transport import LocalTransport, Transport
@@ -69,8 +74,18 @@ class Launch:
     batch: BatchConfig  # how a batch-mode stage's batches are made and watched
     prices: PriceBook
     progress_every_s: float  # between the lines a start on Ray says while it waits
+    local: LocalServing | None = None  # the [local] model to serve for the role; None: its LM was handed in
     pool: WorkerPool | None = None
     transport: Transport | None = None
+    served: ExitStack = field(default_factory=ExitStack)  # the local servers started by `serve`
+
+    def serve(self) -> list[LocalServer]:
+        """Once the launch is resolved: with `[local] serve = true`, the local model the role's section reaches started
+        where nothing serves it yet (refed_dspy.clients.local_serving); the servers started here, stopped when the
+        launch is closed, after its transport."""
+        if self.local is None:
+            return []
+        return self.served.enter_context(serving(self.local, {self.role: self.spec}))
 
     def workers(self, parts: dict[str, Any], concurrency: int, run_dir: Path, show_progress: bool) -> None:
         """Before the run dir is touched: the Ray processes a killed invocation left in `run_dir` ended; on Ray the
@@ -118,10 +133,13 @@ class Launch:
         return Started(self.lm, None, self.transport)
 
     def close(self) -> None:
-        """Let the transport go: its threads here, or the Ray workers."""
-        for transport in (self.transport, self.pool):
-            if transport is not None:
-                transport.close()
+        """Let the transport go (its threads here, or the Ray workers), then stop the local servers `serve` started."""
+        try:
+            for transport in (self.transport, self.pool):
+                if transport is not None:
+                    transport.close()
+        finally:
+            self.served.close()
 
     def __enter__(self) -> Launch:
         return self
@@ -180,6 +198,7 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         if role == "teacher"
         else (config.judge, "judging", config.judging)
     )
+    local = config.local if lm is None else None  # the local model to serve: none for an LM handed in
     note = spec.defaults_note(role) if lm is None else None
     if note:  # the model's own settings stand in for what the config leaves unset: said once, as the run starts
         log.info(note)
@@ -200,4 +219,5 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         batch=config.batch,
         prices=config.price_book,
         progress_every_s=config.run.progress_every_s,
+        local=local,
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 import dspy
 
 from refed_dspy.clients.lm import stage_lm
-from refed_dspy.clients.local_serving import serving
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.plan import launch
@@ -63,32 +62,32 @@ async def arun_synthesis(
             "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
             'leave teacher= out, or set synthesis.mode = "online"'
         )
-    with serving(config.local, {"teacher": config.teacher} if teacher is None else {}) as servers:
-        # the config of record: the teacher that runs (one handed in is described by its own settings), the program
-        record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
-        run_program, record = resolve_program(record, get_method(record.synthesis.method), program, respond)
-        with launch(record, "teacher", teacher) as launched:
-            if references is None:
-                references, report = read_seeds(record.seeds)
-                log.info(report.line())
-            if servers:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
-                line = await off_loop(eta_line, config, servers[0], references)
-                if line:
-                    log.info(line)
-            plan = SynthesisPlan(
-                run_dir=Path(record.run.dir),
-                settings=record.synthesis,
-                teacher=record.teacher,
-                program=run_program,
-                references=references,
-                launch=launched,
-                run=record.run,
-                record=record,
-                on_mismatch=on_mismatch,
-                show_progress=show_progress,
-                detach=detach,
-            )
-            return await run_plan(plan)
+    # the config of record: the teacher that runs (one handed in is described by its own settings), the program
+    record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
+    run_program, record = resolve_program(record, get_method(record.synthesis.method), program, respond)
+    with launch(record, "teacher", teacher) as launched:
+        servers = launched.serve()  # once the config is checked: the local model the teacher needs, if any
+        if references is None:
+            references, report = read_seeds(record.seeds)
+            log.info(report.line())
+        if servers:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
+            line = await off_loop(eta_line, config, servers[0], references)
+            if line:
+                log.info(line)
+        plan = SynthesisPlan(
+            run_dir=Path(record.run.dir),
+            settings=record.synthesis,
+            teacher=record.teacher,
+            program=run_program,
+            references=references,
+            launch=launched,
+            run=record.run,
+            record=record,
+            on_mismatch=on_mismatch,
+            show_progress=show_progress,
+            detach=detach,
+        )
+        return await run_plan(plan)
 
 
 async def run_plan(plan: SynthesisPlan) -> RunSummary:
