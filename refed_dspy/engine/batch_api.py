@@ -1,7 +1,8 @@
 """The clients of the providers' batch APIs, one per protocol: `FileBatches` (the requests go up as a JSONL file a
 batch is then made of: OpenAI's Files + Batches) and `InlineBatches` (they go in the request that makes the batch:
 Message Batches). Which provider has which, with its limits, base URL and headers, is the provider's to say
-(refed_dspy.providers: `Provider.batch`).
+(refed_dspy.providers: `Provider.batch`), and so is which provider takes a section's batches
+(refed_dspy.providers.registry.batch_provider).
 
 Each client knows its protocol's endpoints, status names and result shapes, and turns them into one vocabulary: a
 batch's `status` (open while the provider works on it, else completed | expired | cancelled | failed) and per-request
@@ -19,9 +20,8 @@ from typing import Any
 import httpx
 
 from refed_dspy.engine.batch_store import StoredResult
-from refed_dspy.errors import ConfigError
-from refed_dspy.providers.base import BatchAPI, Provider, provider_of
-from refed_dspy.providers.registry import batch_titles, provider_for
+from refed_dspy.providers.base import BatchAPI
+from refed_dspy.providers.registry import batch_provider
 
 _FILES_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
 
@@ -256,26 +256,6 @@ class InlineBatches(_Client):
 
 
 _PROTOCOLS: dict[str, type[_Client]] = {"files": FileBatches, "inline": InlineBatches}
-
-
-def batch_provider(spec: Any, role: str) -> Provider:
-    """The provider whose batch API an LM spec's calls would go to; ConfigError for a provider without one (or
-    without what it needs for one: a single endpoint, an api_base where the provider has no endpoint of its own)."""
-    provider = provider_for(spec.model)
-    if provider.batch is None:
-        raise ConfigError(
-            f"{role}: batch mode needs a model of a provider with a batch API ({', '.join(batch_titles())}); "
-            f"'{spec.model}' ({provider_of(spec.model)}) has no batch API refed can use: set mode = \"online\""
-        )
-    if len(spec.endpoints) > 1:
-        raise ConfigError(
-            f"{role}.api_base lists {len(spec.endpoints)} endpoints; batch mode sends to one provider "
-            'endpoint: give one, or use mode = "online"'
-        )
-    if provider.default_base is None and not spec.api_base:
-        where = provider.api_base_hint or f"the {provider.title} endpoint"
-        raise ConfigError(f"{role}.api_base must name {where} for batch mode")
-    return provider
 
 
 def client_for_spec(spec: Any, key: str | None, role: str) -> _Client:

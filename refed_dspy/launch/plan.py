@@ -42,9 +42,9 @@ from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.cluster.start import start_pool
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.engine.batch import batch_lm
-from refed_dspy.engine.batch_api import batch_provider
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
 

@@ -1,5 +1,6 @@
 """The registry of providers: `PROVIDERS`, filled by the provider files as the package loads, and the questions asked
-of it (`provider_for` a model string, `provider_named` a name, the batch APIs, the schema dialects)."""
+of it (`provider_for` a model string, `provider_named` a name, the batch APIs and which one takes a section's
+batches, the schema dialects)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import FULL, MINIMAL, BatchAPI, Dialect, Provider, Wire, provider_of
 from refed_dspy.registry import Registry
 
@@ -97,6 +99,27 @@ def batch_apis() -> MappingProxyType[str, BatchAPI]:
 def batch_titles() -> list[str]:
     """The titles of the providers refed can send batches to, by rank."""
     return [p.title for p in PROVIDERS.values() if p.batch is not None]
+
+
+def batch_provider(spec: Any, role: str) -> Provider:
+    """The provider whose batch API the calls of `spec` (an LM section, refed_dspy.config.lm.LMSpec: its model,
+    endpoints and api_base) would go to; ConfigError for a provider without one (or without what it needs for one: a
+    single endpoint, an api_base where the provider has no endpoint of its own)."""
+    provider = provider_for(spec.model)
+    if provider.batch is None:
+        raise ConfigError(
+            f"{role}: batch mode needs a model of a provider with a batch API ({', '.join(batch_titles())}); "
+            f"'{spec.model}' ({provider_of(spec.model)}) has no batch API refed can use: set mode = \"online\""
+        )
+    if len(spec.endpoints) > 1:
+        raise ConfigError(
+            f"{role}.api_base lists {len(spec.endpoints)} endpoints; batch mode sends to one provider "
+            'endpoint: give one, or use mode = "online"'
+        )
+    if provider.default_base is None and not spec.api_base:
+        where = provider.api_base_hint or f"the {provider.title} endpoint"
+        raise ConfigError(f"{role}.api_base must name {where} for batch mode")
+    return provider
 
 
 @_derived
