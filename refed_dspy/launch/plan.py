@@ -15,8 +15,8 @@ In three steps, so that each mistake is said before what costs more:
 
 Online or batch: online, a stage calls its role's LM (one given from Python, else one built from the config). In batch
 mode the LM is built from the config and its calls go to the provider's batch API through a broker whose records live
-in the run dir, so it can only be made once the run dir is held (`lm_in_run`); before that, the provider and its key
-are checked (`lm_before_run`).
+in the run dir, so it can only be made once the run dir is held (`lm_in_run`); before that, `launch` checks that the
+section's provider has a batch API it can take (refed_dspy.providers.registry.batch_provider) and that its key is set.
 
 A command with no run dir (`refed judge meta-eval`: a few hundred labelled items, its results kept in memory) takes
 step 1 with `here=True` and `Launch.start_here`: it runs online in this process, whatever [ray] and the section's mode
@@ -148,28 +148,6 @@ class Launch:
         self.close()
 
 
-def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, concurrency: int) -> Any:
-    """Before the run dir is touched: online, the LM to call (`lm` behind the call boundary, so that a user's LM is
-    counted, budgeted and checked like a built one; else `stage_lm`'s, `concurrency` calls wide); batch, None once the
-    provider is known to have a batch API and its key is set, and the section asks for no service tier (ConfigError,
-    MissingKeyError otherwise)."""
-    if mode == "batch":
-        if spec.service_tier != "default":  # a batch request is priced at the batch price: it asks for no tier
-            raise ConfigError(
-                f'{role}.service_tier = "{spec.service_tier}" is for online calls; batch mode has a price of its own '
-                f'({role}.batch_price_factor): set {role}.service_tier = "default", or run online'
-            )
-        batch_provider(spec, role)
-        check_key(spec, role)
-        return None
-    # the engine retries a failed piece of work itself: the LM retries nothing (each retry is a piece of work's)
-    return (
-        bounded(lm, role, fresh=True).take_retries(engine_retries=True)
-        if lm is not None
-        else stage_lm(spec, role, concurrency)
-    )
-
-
 def lm_in_run(
     spec: LMSpec,
     role: str,
@@ -189,10 +167,11 @@ def lm_in_run(
 
 
 def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
-    """Step 1 (see the module docstring) for the stage of `role`, "teacher" or "judge": a cost budget's price, then on
-    Ray what a run there cannot take, else the stage's LM (`lm`, a user's LM behind the call boundary, or one built
-    from the config) with its key checked. `here`: a command with no run dir, run online in this process (then
-    `Launch.start_here`)."""
+    """Step 1 (see the module docstring) for the stage of `role`, "teacher" or "judge": a cost budget's price, then the
+    one transport the stage runs on, picked here and checked for what it needs: provider batch (a batch API for the
+    section's provider, and its key), local online (the stage's LM: `lm`, a user's LM behind the call boundary, or one
+    built from the config, with its key checked) or Ray (what a run there cannot take). `here`: a command with no run
+    dir, run online in this process (then `Launch.start_here`)."""
     spec, section, stage = (
         (config.teacher, "synthesis", config.synthesis)
         if role == "teacher"
@@ -206,9 +185,25 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         require_price(spec, role, f"{section}.max_cost_usd")
     mode = "online" if here else stage.mode
     ray = config.ray if config.ray.enabled and not here else None
-    if ray is None:  # here: the stage's LM, or in batch mode its provider's batch API and key
-        lm = lm_before_run(spec, role, mode, lm, stage.concurrency)
-    else:
+    # one transport of three: provider batch, local online, or Ray
+    if ray is None and mode == "batch":  # the provider's batch API and the key to it; the LM is made in the run dir
+        if spec.service_tier != "default":  # a batch request is priced at the batch price: it asks for no tier
+            raise ConfigError(
+                f'{role}.service_tier = "{spec.service_tier}" is for online calls; batch mode has a price of its own '
+                f'({role}.batch_price_factor): set {role}.service_tier = "default", or run online'
+            )
+        batch_provider(spec, role)
+        check_key(spec, role)
+        lm = None
+    elif ray is None:  # the LM handed in, behind the call boundary (counted, budgeted and checked like a built one),
+        # else one built from the section, `concurrency` calls wide; the engine retries a failed piece of work itself,
+        # so the LM retries nothing
+        lm = (
+            bounded(lm, role, fresh=True).take_retries(engine_retries=True)
+            if lm is not None
+            else stage_lm(spec, role, stage.concurrency)
+        )
+    else:  # on Ray: what a run there cannot take
         check_ray_run(lm, spec, mode, role, ray.address, section)
     return Launch(
         role=role,
