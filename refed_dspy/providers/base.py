@@ -52,6 +52,10 @@ class Wire:
         reach: how a config reaches a server of this format, with `{name}` and `{host}` to fill in.
         usage: (prompt, completion, cached) tokens of a reply's `usage` object, counted as DSPy counts an online
             reply of this format.
+        written: the prompt tokens a reply's `usage` says were written to the provider's prompt cache (None: the
+            format reports none).
+        cache_apart: a reply's input tokens leave out those read from and written to the prompt cache (Anthropic's;
+            OpenAI's include the cached ones): refed's prompt tokens are all three.
     """
 
     name: str
@@ -59,11 +63,18 @@ class Wire:
     path: str
     reach: str
     usage: Callable[[Mapping[str, Any]], tuple[int, int, int]]
+    written: Callable[[Mapping[str, Any]], int] | None = None
+    cache_apart: bool = False
 
     def tokens(self, body: Any) -> tuple[int, int, int]:
         """(prompt, completion, cached) tokens of a reply body of this format ((0, 0, 0) for one without usage)."""
         usage = body.get("usage") if isinstance(body, dict) else None
         return self.usage(usage if isinstance(usage, Mapping) else {})
+
+    def cache_written(self, body: Any) -> int:
+        """Prompt tokens of a reply body of this format written to the provider's prompt cache (0: none reported)."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        return self.written(usage) if self.written is not None and isinstance(usage, Mapping) else 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +146,45 @@ class PrefixCache:
         return 0 if prefix_tokens < self.min_tokens else prefix_tokens // self.step * self.step
 
 
+@dataclass(frozen=True)
+class StablePrompt:
+    """The parts of one chat prompt that repeat across calls, as its adapter laid them out
+    (refed_dspy.adapters.layout): each end is (index of a message in `texts`, character offset in its text where the
+    repeated part ends, None for the message's end); `texts` holds the text of each message up to the last end (the
+    prompt the ends were found in: a request that differs there gets no mark), `key` names the repeated part (calls
+    that share it share the key)."""
+
+    texts: tuple[str, ...]
+    ends: tuple[tuple[int, int | None], ...]
+    key: str
+
+    def prefix_chars(self, end: tuple[int, int | None]) -> int:
+        """Characters of the prompt's text up to `end` (its messages before it, and its own part)."""
+        index, offset = end
+        own = len(self.texts[index]) if offset is None else offset
+        return sum(len(t) for t in self.texts[:index]) + own
+
+
+@dataclass(frozen=True)
+class MarkedCache:
+    """A provider that caches a prompt prefix only up to where a request marks it (Anthropic's `cache_control`), at
+    most `max_marks` marks a request, and only a prefix of at least its model's minimum length (`minimum`); a read
+    costs `read_factor` and a write `write_factor` of the input price (LiteLLM's map says so model by model, where it
+    knows the model). What it does with a request is the provider's `cache_request`."""
+
+    max_marks: int = 4
+    min_tokens: Mapping[str, int] = field(default_factory=dict)  # model name prefix -> its minimum
+    default_min_tokens: int = 1024
+    read_factor: float = 0.1
+    write_factor: float = 1.25
+
+    def minimum(self, model: str) -> int:
+        """The fewest prompt tokens `model` caches (the longest name prefix in `min_tokens` that `model` starts with)."""
+        bare = model.rsplit("/", 1)[-1]
+        found = [name for name in self.min_tokens if bare.startswith(name)]
+        return self.min_tokens[max(found, key=len)] if found else self.default_min_tokens
+
+
 @dataclass(frozen=True, eq=False)
 class Provider:
     """What refed knows of one provider. A provider file makes one for each provider of its family and registers it
@@ -162,6 +212,9 @@ class Provider:
         schema_table: LiteLLM's model table says, model by model, whether it enforces a response schema.
         batch: its batch API, if refed can use one.
         prefix_cache: how it caches prompt prefixes by itself, if it does.
+        marked_cache: how it caches the prompt prefixes a request marks, if it does (`cache_request` marks them).
+        cache_key: the request field that sends calls sharing a prompt prefix to the same cache (OpenAI's
+            `prompt_cache_key`), if it takes one.
     """
 
     name: str
@@ -182,6 +235,8 @@ class Provider:
     schema_table: bool = False
     batch: BatchAPI | None = None
     prefix_cache: PrefixCache | None = None
+    marked_cache: MarkedCache | None = None
+    cache_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.title:
@@ -225,6 +280,18 @@ class Provider:
         if self.dialect is not MINIMAL:
             return self.dialect, self.dialect.why
         return MINIMAL, f"provider '{prefix}': which bounds it takes is unknown, so none are sent"
+
+    @property
+    def caches_on_request(self) -> bool:
+        """A request can ask it to cache (`cache_request` changes a request's body)."""
+        return self.marked_cache is not None or self.cache_key is not None
+
+    def cache_request(self, body: dict[str, Any], stable: StablePrompt | None) -> dict[str, Any]:
+        """The body of a chat request of its wire format, asking it to cache the repeated part of the prompt
+        (`stable`; None: nothing known to repeat): with the key of that part in `cache_key`. `body` is not changed."""
+        if self.cache_key is None or stable is None or not stable.key:
+            return body
+        return {**body, self.cache_key: stable.key}
 
     def batch_base(self, api_base: str | None) -> str:
         """The base URL of its batch API, for the config's `api_base` (None: its own endpoint)."""
