@@ -273,7 +273,7 @@ class CallBoundary:
                 "(a cost budget cannot be kept with it)",
             )
         if self.own_price and self.price is not None and not info.tokens_unknown and not info.cache_hit:
-            info.cost_usd = self.price.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
+            info.cost_usd = info.cost_at(self.price)
         self._record(info)
         if self.keeps_history:
             super().update_history(entry)

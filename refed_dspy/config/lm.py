@@ -59,6 +59,15 @@ class LMSpec(Section):
     output_usd_per_mtok: float | None = Field(
         None, ge=0, description="Price of 1M completion tokens in USD. Unset: LiteLLM's price map."
     )
+    cache_write_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        description="Price of 1M prompt tokens written to the provider's prompt cache in USD (Anthropic: 1.25x the input price). Unset: LiteLLM's price map (scaled with input_usd_per_mtok when that is set), else the input price.",
+    )
+    prompt_cache: bool = Field(
+        True,
+        description="Ask the provider to cache the part of each prompt that repeats across calls (the instructions, the demos, the reference example): Anthropic requests mark it with cache_control (its reads cost a tenth of the input price, its writes 1.25x), OpenAI requests carry a prompt_cache_key, the same for calls that share it. Cache reads and writes are priced at the provider's rates. false: no marks and no key are sent (OpenAI still caches long prefixes by itself).",
+    )
     adapter: Literal[ADAPTERS] = Field(
         "auto",
         description="How outputs are asked for and read: chat (DSPy's [[ ## field ## ]] markers), json (a JSON object), json_schema (the signature's JSON schema as response_format, enforced by the provider), auto (json_schema where the provider enforces schemas, else chat; the summary says which).",

@@ -25,10 +25,21 @@ class ModelPrice(Section):
     output_usd_per_mtok: float | None = Field(
         None, ge=0, description="Price of 1M completion tokens in USD. Unset: LiteLLM's price map."
     )
+    cache_write_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        description="Price of 1M prompt tokens written to the provider's prompt cache in USD. Unset: LiteLLM's price map (scaled with input_usd_per_mtok when that is set), else the input price.",
+    )
 
     def resolve(self, model: str) -> Price | None:
         """This entry's prices over LiteLLM's for `model`; None when input or output price stays unknown."""
-        return resolve_price(model, self.input_usd_per_mtok, self.cached_input_usd_per_mtok, self.output_usd_per_mtok)
+        return resolve_price(
+            model,
+            self.input_usd_per_mtok,
+            self.cached_input_usd_per_mtok,
+            self.output_usd_per_mtok,
+            self.cache_write_usd_per_mtok,
+        )
 
 
 @dataclass(frozen=True)

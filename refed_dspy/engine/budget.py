@@ -121,10 +121,11 @@ class CallBudget(OpensCalls):
 
     def call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
         """The cost one call of `role` is reserved at before its prompt is known: the dearest call seen, or before
-        any, a prompt of `prior_prompt_tokens(role)` that fills `max_tokens`; 0 for an LM without a price."""
+        any, a prompt of `prior_prompt_tokens(role)` (written whole to the provider's prompt cache where that costs
+        more: Price.bound) that fills `max_tokens`; 0 for an LM without a price."""
         if price is None:
             return 0.0
-        cost = self.max_call_cost or price.cost(prior_prompt_tokens(role), max_tokens)
+        cost = self.max_call_cost or price.bound(prior_prompt_tokens(role), max_tokens)
         self.call_cost_of[role] = cost
         return cost
 
@@ -248,7 +249,7 @@ class CallBudget(OpensCalls):
             if price is not None:
                 for call in calls:
                     if not call.cache_hit and call.error is None and not call.interrupted:
-                        cost = price.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
+                        cost = call.cost_at(price)
                         self.max_call_cost = max(self.max_call_cost, cost)
             if self.max_cost_usd is not None and usage.get("unmetered_calls"):
                 model = next((c.model for c in calls if c.tokens_unknown), "?")

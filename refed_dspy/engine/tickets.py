@@ -43,11 +43,12 @@ class OpensCalls:
 
     def prompt_cost(self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int) -> float:
         """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here): that prompt, raised
-        by the most a provider has counted over ours for `role` (tokenizers differ), that fills `max_tokens`."""
+        by the most a provider has counted over ours for `role` (tokenizers differ), written whole to the provider's
+        prompt cache where that costs more than reading it (Price.bound), that fills `max_tokens`."""
         if price is None:
             return 0.0
         ratio = self.prompt_ratio.get(role, 1.0)
-        return price.cost(int(prompt_tokens * ratio) + 1, max_tokens)
+        return price.bound(int(prompt_tokens * ratio) + 1, max_tokens)
 
     @property
     def counts_prompts(self) -> bool:
@@ -90,7 +91,7 @@ def settle_call(ledger: Any, ticket: Ticket, info: CallInfo, price: Price | None
         return
     cost = info.cost_usd
     if cost is None and price is not None and not info.tokens_unknown:
-        cost = price.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
+        cost = info.cost_at(price)
     ledger.log.settled(ticket.log_id, info, cost)
 
 

@@ -19,22 +19,44 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Price:
-    """USD per 1M tokens: uncached input, cached input, output."""
+    """USD per 1M tokens: uncached input, cached input (read from the provider's prompt cache), output, and prompt
+    tokens written to the provider's prompt cache (`cache_write`; None: at the input price, as OpenAI's automatic
+    cache writes them; Anthropic charges 1.25x its input price)."""
 
     input: float
     cached_input: float
     output: float
+    cache_write: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
-        """Cost of one call. `prompt_tokens` includes `cached_tokens`, as OpenAI reports it."""
+    @property
+    def written(self) -> float:
+        """USD per 1M prompt tokens written to the provider's cache."""
+        return self.input if self.cache_write is None else self.cache_write
+
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, written_tokens: int = 0
+    ) -> float:
+        """Cost of one call. `prompt_tokens` includes the tokens read from the provider's cache (`cached_tokens`) and
+        those written to it (`written_tokens`), as refed counts them for every provider."""
         cached = min(cached_tokens, prompt_tokens)
+        written = min(written_tokens, prompt_tokens - cached)
         return (
-            (prompt_tokens - cached) * self.input + cached * self.cached_input + completion_tokens * self.output
+            (prompt_tokens - cached - written) * self.input
+            + cached * self.cached_input
+            + written * self.written
+            + completion_tokens * self.output
         ) / 1e6
+
+    def bound(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """The most one call of `prompt_tokens` and `completion_tokens` can cost: every prompt token at the dearer of
+        the input and cache-write prices (a call whose prompt the provider writes to its cache pays more than one
+        that reads nothing)."""
+        return (prompt_tokens * max(self.input, self.written) + completion_tokens * self.output) / 1e6
 
     def scaled(self, factor: float) -> Price:
         """This price times `factor` (a batch API's discount)."""
-        return Price(self.input * factor, self.cached_input * factor, self.output * factor)
+        write = None if self.cache_write is None else self.cache_write * factor
+        return Price(self.input * factor, self.cached_input * factor, self.output * factor, write)
 
 
 _DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
@@ -44,8 +66,8 @@ _MAP_FILE = "model_prices_and_context_window_backup.json"
 
 
 @functools.lru_cache(maxsize=1)
-def _price_map() -> dict[str, tuple[float | None, float | None, float | None]]:
-    """LiteLLM's price map: {model: (input, cached input, output) USD per token}. Read from the copy LiteLLM ships,
+def _price_map() -> dict[str, tuple[float | None, float | None, float | None, float | None]]:
+    """LiteLLM's price map: {model: (input, cached input, output, cache write) USD per token}. Read from the copy LiteLLM ships,
     without importing LiteLLM (that import alone takes 2.5 s and 127 MiB, for a table this reads in 20 ms); where
     the file is not found, from litellm.model_cost (offline: LITELLM_LOCAL_MODEL_COST_MAP)."""
     spec = importlib.util.find_spec("litellm")  # finds the package without running it
@@ -59,7 +81,12 @@ def _price_map() -> dict[str, tuple[float | None, float | None, float | None]]:
 
         table = litellm.model_cost
     return {
-        name: (e.get("input_cost_per_token"), e.get("cache_read_input_token_cost"), e.get("output_cost_per_token"))
+        name: (
+            e.get("input_cost_per_token"),
+            e.get("cache_read_input_token_cost"),
+            e.get("output_cost_per_token"),
+            e.get("cache_creation_input_token_cost"),
+        )
         for name, e in table.items()
         if isinstance(e, dict)
     }
@@ -79,11 +106,11 @@ def default_price(model: str) -> Price | None:
     entry under the full name), or None when the map does not know it (or prices it at nothing)."""
     table = _price_map()
     for name in _names(model):
-        inp, cached, out = table.get(name, (None, None, None))
+        inp, cached, out, write = table.get(name, (None, None, None, None))
         if not inp and not out:
             continue
         per_m = [round(float(v or 0) * 1e6, 6) for v in (inp, cached if cached is not None else inp, out)]
-        return Price(*per_m)
+        return Price(*per_m, cache_write=round(float(write) * 1e6, 6) if write is not None else None)
     return None
 
 
@@ -101,13 +128,22 @@ def close_priced_names(model: str, n: int = 1) -> list[str]:
 
 
 def resolve_price(
-    model: str, input_usd: float | None, cached_usd: float | None, output_usd: float | None
+    model: str,
+    input_usd: float | None,
+    cached_usd: float | None,
+    output_usd: float | None,
+    write_usd: float | None = None,
 ) -> Price | None:
-    """Config prices where given, else LiteLLM's price map; None when input or output price is unknown."""
+    """Config prices where given, else LiteLLM's price map; None when input or output price is unknown. A config that
+    sets the input price but no cache-write price keeps the map's ratio of the two (Anthropic: 1.25x), so that a
+    write is never priced below what the provider charges for it."""
     base = default_price(model)
     inp = input_usd if input_usd is not None else (base.input if base else None)
     out = output_usd if output_usd is not None else (base.output if base else None)
     if inp is None or out is None:
         return None
     cached = cached_usd if cached_usd is not None else (base.cached_input if base and input_usd is None else inp)
-    return Price(inp, cached, out)
+    write = write_usd
+    if write is None and base is not None and base.cache_write is not None:
+        write = base.cache_write if input_usd is None or not base.input else base.cache_write / base.input * inp
+    return Price(inp, cached, out, write)
