@@ -15,10 +15,13 @@ from refed_dspy.clients.api_base import fit_api_base, native_base
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
+from refed_dspy.clients.prompt_cache import PromptCacheTransport
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.base import Provider
 from refed_dspy.providers.prices import Price, close_priced_names, resolve_price
+from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
 # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
@@ -31,13 +34,15 @@ class RefedLM(CallBoundary, dspy.LM):
 
 
 def _wide_engines(
-    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None
+    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None, cache: Provider | None = None
 ) -> tuple[Any, Any] | None:
     """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
     `max_connections` (DSPy's is fixed at 100 per LM); `wrap` turns the async engine's HTTP transport into the
-    one it uses (batch mode, several endpoints). None when DSPy would not use its native engine for this model
-    (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
+    one it uses (batch mode, several endpoints); `cache`: the provider whose requests ask it to cache their prompts'
+    repeated part (refed_dspy.clients.prompt_cache), on both engines' transports. None when DSPy would not use its
+    native engine for this model (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
     try:
+        from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
         from dspy.clients.backend_selection import select_backend
         from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
         from dspy.lm15 import RouterConfig
@@ -53,13 +58,24 @@ def _wide_engines(
         )
         config = RouterConfig(**common, timeouts=timeouts_for(clients.get("timeout")), max_connections=max_connections)
         async_config = config
-        if wrap is not None:
-            from dspy._vendor.lm15.transports import StdlibAsyncTransport
-
-            async_config = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
+        if wrap is not None or cache is not None:
+            http = StdlibAsyncTransport(**config.transport_kwargs())
+            http = wrap(http) if wrap is not None else http
+            http = PromptCacheTransport(http, cache) if cache is not None else http
+            async_config = RouterConfig(**common, transport=http)
+        if cache is not None:
+            sync_http = PromptCacheTransport(StdlibTransport(**config.transport_kwargs()), cache)
+            config = RouterConfig(**common, transport=sync_http)
         return LM15Engine(config, model_type=lm.model_type), AsyncLM15Engine(async_config, model_type=lm.model_type)
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
         return None
+
+
+def cache_provider(spec: LMSpec) -> Provider | None:
+    """The provider whose requests ask it to cache their prompts' repeated part, for an LM built from `spec` (None:
+    `prompt_cache = false`, or a provider that caches on no request's word)."""
+    provider = provider_for(spec.model)
+    return provider if spec.prompt_cache and provider.caches_on_request else None
 
 
 def build_lm(
@@ -79,7 +95,10 @@ def build_lm(
     function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the LM's async calls
     another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
-    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base).
+    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base). Where the model's
+    provider caches prompts on a request's word and `spec.prompt_cache` is on, the engines that `max_connections` or
+    `wrap` give the LM ask it to cache each prompt's repeated part (refed_dspy.clients.prompt_cache); an LM built
+    without either keeps DSPy's engine, which asks for nothing.
     """
     key = check_key(spec, role)
     spread = None
@@ -99,7 +118,7 @@ def build_lm(
     lm.take_retries()  # DSPy's retries, made by the call boundary so that each request is counted
     if max_connections is None and wrap is None:
         return lm
-    engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
+    engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache_provider(spec))
     if engines is None and wrap is not None:
         what = "several api_base endpoints" if spread is not None else "batch mode"
         raise ConfigError(
@@ -128,7 +147,13 @@ def build_lm(
 
 def price_of(spec: LMSpec, batch: bool = False) -> Price | None:
     """Price for this spec from config, else LiteLLM's price map; `batch`: at the spec's batch_price_factor."""
-    price = resolve_price(spec.model, spec.input_usd_per_mtok, spec.cached_input_usd_per_mtok, spec.output_usd_per_mtok)
+    price = resolve_price(
+        spec.model,
+        spec.input_usd_per_mtok,
+        spec.cached_input_usd_per_mtok,
+        spec.output_usd_per_mtok,
+        spec.cache_write_usd_per_mtok,
+    )
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price
 
 
