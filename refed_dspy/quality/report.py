@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
+from refed_dspy.clients.usage import prompt_cache_share, prompt_cache_text
 from refed_dspy.config import Config
 from refed_dspy.errors import RunDirError
 from refed_dspy.quality.contamination import contamination_html, contamination_lines, contamination_of
@@ -133,6 +134,11 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "near_duplicates": near_duplicate_block(samples, settings_of(config)),
         "cost_by_stage": cost_by_stage(summary.get("usage"), judge_summary.get("usage")),
         "cost_usd": {"synthesis": summary.get("cost_usd"), "judge": judge_summary.get("cost_usd")},
+        "prompt_cache": {
+            "synthesis": prompt_cache_share(summary.get("usage")),
+            "judge": prompt_cache_share(judge_summary.get("usage")),
+            "total": prompt_cache_share(summary.get("usage"), judge_summary.get("usage")),
+        },
         "execution": {"synthesis": execution(summary), "judge": execution(judge_summary)},
         "cards": sample_cards(samples, {j["sample_id"]: j for j in judgments if "sample_id" in j}),
         "contamination": contamination_of(rundir, samples, rejects, config),
@@ -281,6 +287,19 @@ def _section(anchor: str, title: str, *body: str) -> str:
     return f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{''.join(body)}</section>"
 
 
+def _cache_lines(shares: dict[str, Any]) -> list[str]:
+    """The prompt cache's share of each part's prompt tokens, in words (none for a part without prompt tokens)."""
+    parts = [(part, prompt_cache_text(shares[part])) for part in ("synthesis", "judge") if part in shares]
+    return [f"{part}: {text}" for part, text in parts if text]
+
+
+def _cache_html(shares: dict[str, Any]) -> str:
+    lines = _cache_lines(shares)
+    if not lines:
+        return ""
+    return "<p id='prompt-cache'><b>Prompt cache:</b> " + html.escape("; ".join(lines)) + ".</p>"
+
+
 def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
     """The whole report as one HTML document with inline images and styles (it renders offline)."""
     j, y, c = stats["judge"], stats["yield"], stats["counts"]
@@ -386,7 +405,19 @@ def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
             "Cost by stage",
             _img(images, "cost"),
             f"<p>{html.escape(note)}</p>" if (note := cost_note(stats["cost_by_stage"])) else "",
-            _table(cost_rows, ["stage", "calls", "prompt_tokens", "completion_tokens", "cost_usd"]),
+            _cache_html(stats.get("prompt_cache") or {}),
+            _table(
+                cost_rows,
+                [
+                    "stage",
+                    "calls",
+                    "prompt_tokens",
+                    "cached_tokens",
+                    "cache_write_tokens",
+                    "completion_tokens",
+                    "cost_usd",
+                ],
+            ),
             _kv(modes) if modes else "",
         ),
         _section("counts", "Counts", _kv(stats["counts"])),
@@ -445,6 +476,8 @@ def format_text(stats: dict[str, Any]) -> str:
     ]
     if note := cost_note(stats["cost_by_stage"]):
         lines.append(f"               {note}")
+    if cache := _cache_lines(stats.get("prompt_cache") or {}):
+        lines.append(f"  prompt cache {'; '.join(cache)}")
     modes = [f"{part} {execution_text(ex)}" for part, ex in stats["execution"].items() if ex]
     if modes:
         lines.append("  calls        " + "; ".join(modes))
@@ -474,6 +507,11 @@ class Report(Result):
     )
     cost_by_stage: dict[str, Any]
     cost_usd: dict[str, Any]
+    prompt_cache: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Of the prompt tokens of synthesis, of judging and of both (`total`): those read from the "
+        "provider's prompt cache and those written to it, and their shares.",
+    )
     execution: dict[str, Any]
     cards: dict[str, Any] = Field(description="A few samples to read: the best and worst judged, the most changed.")
     contamination: dict[str, Any] = Field(

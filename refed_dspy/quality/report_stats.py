@@ -104,14 +104,22 @@ def lengths(samples: list[dict]) -> dict[str, list[int]]:
 
 
 def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Calls, tokens and cost per stage, summed over usage dicts (synthesis, judge, ...)."""
+    """Calls, tokens (prompt, of them read from and written to the provider's cache, completion) and cost per stage,
+    summed over usage dicts (synthesis, judge, ...)."""
     out: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+        lambda: {
+            "calls": 0,
+            "prompt_tokens": 0,
+            "cached_tokens": 0,
+            "cache_write_tokens": 0,
+            "completion_tokens": 0,
+            "cost_usd": 0.0,
+        }
     )
     for usage in usages:
         for name, part in ((usage or {}).get("by_stage") or {}).items():
             row = out[name]
-            for key in ("calls", "prompt_tokens", "completion_tokens"):
+            for key in ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens"):
                 row[key] += int(part.get(key) or 0)
             cost = part.get("cost_usd")
             row["cost_usd"] = None if cost is None or row["cost_usd"] is None else row["cost_usd"] + cost

@@ -9,8 +9,12 @@ with the model's tokenizer (LiteLLM's, offline); completion tokens are those of 
 
 Per stage, calls per reference (feedback), per unit (instruction synthesis) and per sample (respond,
 improve, critique) are scaled to the run's size. Where the provider caches prompt prefixes by itself (its
-`prefix_cache`), the prefix the walked prompts of one step share is counted as cached after the first call. The range
-covers replies half as long to 1.6x as long, 10% of calls repaired, and (at the top) no cache hit at all.
+`prefix_cache`), the prefix the walked prompts of one step share is counted as cached after the first call. Where it
+caches the prefixes a request marks (its `marked_cache`, with `prompt_cache` on), each walked prompt's repeated parts
+(refed_dspy.adapters.layout: the instructions and demos every call of a step repeats, the reference every call of its
+reference repeats) count as written once and read after, those long enough for the model's minimum. The range covers
+replies half as long to 1.6x as long, 10% of calls repaired, and (at the top) no cache hit at all, every prompt token
+at the dearer of the input and cache-write prices.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,12 +35,14 @@ from pydantic import Field
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
+from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.clients.calls import CallTag, current_stage, stage
 from refed_dspy.clients.lm import price_of
+from refed_dspy.clients.usage import prompt_cache_share, prompt_cache_text
 from refed_dspy.config import Config
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.methods import get_method
-from refed_dspy.providers.base import PrefixCache
+from refed_dspy.providers.base import MarkedCache, PrefixCache
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.records import Reference
@@ -152,10 +159,15 @@ class Tally:
 
     calls: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
     prompts: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+    # the tokens up to where each call's repeated parts end: (shared by the whole step, shared by its reference)
+    repeated: dict[tuple[str, str], list[tuple[list[int], int]]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, work: str, stage: str, prompt: int, completion: int, text: str = "") -> None:
+    def add(
+        self, work: str, stage: str, prompt: int, completion: int, text: str = "", repeated: tuple = ([], 0)
+    ) -> None:
         self.calls[(work, stage)].append((prompt, completion))
         self.prompts[(work, stage)].append(text)
+        self.repeated[(work, stage)].append(repeated)
 
 
 def common_prefix(texts: list[str]) -> str:
@@ -167,6 +179,29 @@ def common_prefix(texts: list[str]) -> str:
     while n < min(len(first), len(last)) and first[n] == last[n]:
         n += 1
     return first[:n]
+
+
+def marked_cache_tokens(calls: float, refs: float, step: float, ref: float) -> tuple[float, float]:
+    """(read, written) prompt tokens of `calls` calls of one step spread over `refs` references, under a cache of the
+    prefixes a request marks: each prompt repeats `step` tokens of every call of the step (instructions, demos) and
+    `ref` tokens of the calls of its reference (0: nothing long enough to be cached). The step's prefix is written by
+    the first call and read by the first call of each other reference; the reference's prefix is written by its
+    first call and read by the others (pure)."""
+    if calls <= 0:
+        return 0.0, 0.0
+    refs = max(1.0, min(refs, calls))
+    ref = max(ref, step)
+    written = step + (ref - step) * refs
+    read = step * (refs - 1) + ref * (calls - refs)
+    return read, written
+
+
+def repeated_tokens(ends: list[int], last: int, minimum: int) -> tuple[int, int]:
+    """(step, reference) prefix tokens of one prompt that a marked cache keeps: of the ends of its repeated parts
+    before its last message (`ends`) the longest that reaches `minimum`, and the end in its last message (`last`)
+    when it does (0 for none; pure)."""
+    step = max((t for t in ends if t >= minimum), default=0)
+    return step, (last if last >= minimum else 0)
 
 
 def cacheable_tokens(prefix_tokens: int, cache: PrefixCache = _USUAL_CACHE) -> int:
@@ -189,6 +224,7 @@ class _Walk:
         if kwargs.get("response_format") is not None:
             fmt = kwargs["response_format"]
             prompt_text += json.dumps(fmt if isinstance(fmt, dict) else getattr(fmt, "model_json_schema", dict)())
+        repeated = self._repeated(signature, messages)
         schema = output_schema(signature)
         values = {
             name: made_up_value(sub, name, self.lengths, schema.get("$defs") or {})
@@ -207,12 +243,31 @@ class _Walk:
             count_tokens(self.model, prompt_text),
             count_tokens(self.model, reply),
             prompt_text,
+            repeated,
         )
         try:
             exchange.send(([reply], CallTag()))
         except StopIteration as done:
             return done.value
         raise RuntimeError(f"the adapter could not read a reply made from {signature.__name__}'s own schema")
+
+    def _repeated(self, signature: Any, messages: list[dict[str, Any]]) -> tuple[list[int], int]:
+        """The tokens up to each end of a prompt's repeated parts: those before its last message, and the one in it
+        (0: none)."""
+        stable = stable_prompt(signature, messages)
+        if stable is None:
+            return [], 0
+        last = len(messages) - 1
+        tokens = {end: count_tokens(self.model, _prefix(stable.texts, end)) for end in stable.ends}
+        return [t for end, t in tokens.items() if end[0] < last], next(
+            (t for end, t in tokens.items() if end[0] == last), 0
+        )
+
+
+def _prefix(texts: tuple[str, ...], end: tuple[int, int | None]) -> str:
+    """The prompt's text up to `end` (a StablePrompt's), its messages joined as the walk counts a prompt."""
+    index, offset = end
+    return "\n".join([*texts[:index], texts[index] if offset is None else texts[index][:offset]])
 
 
 def _walking_adapter(adapter: RepairingAdapter, walk: _Walk) -> RepairingAdapter:
@@ -330,25 +385,29 @@ def estimate(
     }
     price = price_of(config.teacher)
     factor = config.teacher.batch_price_factor
-    cache = provider_for(model).prefix_cache  # None: nothing is cached unless asked
+    provider = provider_for(model)
+    cache = provider.prefix_cache  # None: nothing is cached unless asked
+    marked = provider.marked_cache if config.teacher.prompt_cache else None
+    reached = references_reached(config, counts, len(references))
     stages: dict[str, dict[str, Any]] = {}
     for (work, stage_name), calls in tally.calls.items():
         per = len(calls) / walked[work]
         n = per * counts[work]
         prompt = fmean(c[0] for c in calls) * n
         completion = fmean(c[1] for c in calls) * n
-        cached = 0.0
-        if cache is not None and len(calls) > 1:
+        cached = written = 0.0
+        if marked is not None:
+            cached, written = _marked(tally.repeated[(work, stage_name)], marked, model, n, min(reached, n))
+        elif cache is not None and len(calls) > 1:
             shared = count_tokens(model, common_prefix(tally.prompts[(work, stage_name)]))
             cached = cacheable_tokens(shared, cache) * max(0.0, n - 1)
-        row = stages.setdefault(
-            stage_name, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
-        )
+        row = stages.setdefault(stage_name, dict.fromkeys(_TOKEN_ROW, 0.0))
         row["calls"] += n
         row["prompt_tokens"] += prompt
         row["cached_tokens"] += cached
+        row["cache_write_tokens"] += written
         row["completion_tokens"] += completion
-    total = {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
+    total = dict.fromkeys(_TOKEN_ROW, 0.0)
     for row in stages.values():
         for key in total:
             total[key] += row[key]
@@ -372,6 +431,29 @@ def estimate(
     )
 
 
+_TOKEN_ROW = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
+
+
+def references_reached(config: Config, counts: dict[str, int], n_refs: int) -> int:
+    """How many references a run of this size reaches: those its units come from (each reference gives one unit per
+    feature and pass), or one a sample for a method with no units (pure)."""
+    method = get_method(config.synthesis.method)
+    if not method.features:
+        return max(1, min(n_refs, counts["sample"]))
+    return max(1, min(n_refs, math.ceil(counts["unit"] / len(method.features))))
+
+
+def _marked(
+    repeated: list[tuple[list[int], int]], cache: MarkedCache, model: str, calls: float, refs: float
+) -> tuple[float, float]:
+    """(read, written) prompt tokens of a step's `calls` under a cache of marked prefixes, from the repeated parts of
+    its walked prompts (their mean lengths)."""
+    if not repeated:
+        return 0.0, 0.0
+    kept = [repeated_tokens(ends, last, cache.minimum(model)) for ends, last in repeated]
+    return marked_cache_tokens(calls, refs, fmean(k[0] for k in kept), fmean(k[1] for k in kept))
+
+
 def priced(row: dict[str, Any], price: Any, factor: float) -> dict[str, Any]:
     """A stage's (or the total's) calls and tokens with their cost, online and batch, and its range; rounded."""
     out = dict(row)
@@ -384,9 +466,12 @@ def _cost(row: dict[str, Any], price: Any, factor: float) -> None:
         row.update(cost_usd=None, cost_low_usd=None, cost_high_usd=None, batch_cost_usd=None)
         return
     prompt, cached, completion = int(row["prompt_tokens"]), int(row["cached_tokens"]), int(row["completion_tokens"])
-    point = price.cost(prompt, completion, cached)
-    low = price.cost(prompt, int(completion * _LOW), cached)
-    high = price.cost(int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)))  # no cache hit at all
+    written = int(row.get("cache_write_tokens") or 0)
+    point = price.cost(prompt, completion, cached, written)
+    low = price.cost(prompt, int(completion * _LOW), cached, written)
+    high = price.bound(int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)))  # no cache hit at all
+    if cached or written:  # what the prompt cache saves: the same tokens with nothing read from it or written to it
+        row["uncached_cost_usd"] = price.cost(prompt, completion)
     row.update(
         cost_usd=point,
         cost_low_usd=low,
@@ -444,4 +529,8 @@ def format_estimate(e: Estimate) -> str:
         )
     else:
         lines.append("  no price known for this model: set teacher.input_usd_per_mtok and output_usd_per_mtok")
+    share = prompt_cache_text(prompt_cache_share(t))
+    if share:
+        without = f"; without it {money(t['uncached_cost_usd'])} online" if t.get("uncached_cost_usd") else ""
+        lines.append(f"  prompt cache: {share}{without}")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from refed_dspy.synthesis.estimate import Estimate, priced, tokenizer_of
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.synthesis.units import TASK_STAGES
 
-_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "completion_tokens")
+_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
 
 
 def pilot_dir(config: Config) -> Path:

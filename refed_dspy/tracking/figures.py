@@ -7,7 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 USAGE_TABLE = "usage_by_stage.json"
-_COLUMNS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens", "repairs", "lm_seconds", "cost_usd")
+_COLUMNS = (
+    "calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "repairs",
+    "lm_seconds",
+    "cost_usd",
+)
 
 
 def usage_figures(usage: dict[str, Any], prefix: str = "") -> dict[str, float]:
