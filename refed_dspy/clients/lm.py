@@ -34,15 +34,14 @@ class RefedLM(CallBoundary, dspy.LM):
 
 
 def _wide_engines(
-    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None, cache: Provider | None = None
+    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None
 ) -> tuple[Any, Any] | None:
     """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
     `max_connections` (DSPy's is fixed at 100 per LM); `wrap` turns the async engine's HTTP transport into the
-    one it uses (batch mode, several endpoints); `cache`: the provider whose requests ask it to cache their prompts'
-    repeated part (refed_dspy.clients.prompt_cache), on both engines' transports. None when DSPy would not use its
-    native engine for this model (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
+    one it uses (batch mode, several endpoints). None when DSPy would not use its native engine for this model
+    (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
     try:
-        from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
+        from dspy._vendor.lm15.transports import StdlibAsyncTransport
         from dspy.clients.backend_selection import select_backend
         from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
         from dspy.lm15 import RouterConfig
@@ -58,17 +57,26 @@ def _wide_engines(
         )
         config = RouterConfig(**common, timeouts=timeouts_for(clients.get("timeout")), max_connections=max_connections)
         async_config = config
-        if wrap is not None or cache is not None:
-            http = StdlibAsyncTransport(**config.transport_kwargs())
-            http = wrap(http) if wrap is not None else http
-            http = PromptCacheTransport(http, cache) if cache is not None else http
-            async_config = RouterConfig(**common, transport=http)
-        if cache is not None:
-            sync_http = PromptCacheTransport(StdlibTransport(**config.transport_kwargs()), cache)
-            config = RouterConfig(**common, transport=sync_http)
+        if wrap is not None:
+            async_config = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
         return LM15Engine(config, model_type=lm.model_type), AsyncLM15Engine(async_config, model_type=lm.model_type)
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
         return None
+
+
+def _ask_to_cache(engines: tuple[Any, Any], cache: Provider) -> None:
+    """Put the HTTP transport of each of `engines` (what _wide_engines made) under a PromptCacheTransport for
+    `cache`'s requests. lm15 takes a transport of one's own only in place of its config's pool settings, so a
+    router's own is set here (built as the router would build it); where lm15 keeps it elsewhere, the requests go
+    as they are."""
+    from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
+
+    for engine, own in zip(engines, (StdlibTransport, StdlibAsyncTransport), strict=True):
+        router = getattr(engine, "router", None)
+        if router is None or not hasattr(router, "_transport"):
+            continue
+        inner = router._transport if router._transport is not None else own(**router.config.transport_kwargs())
+        router._transport = PromptCacheTransport(inner, cache)
 
 
 def cache_provider(spec: LMSpec) -> Provider | None:
@@ -118,7 +126,10 @@ def build_lm(
     lm.take_retries()  # DSPy's retries, made by the call boundary so that each request is counted
     if max_connections is None and wrap is None:
         return lm
-    engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache_provider(spec))
+    engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
+    cache = cache_provider(spec)
+    if engines is not None and cache is not None:
+        _ask_to_cache(engines, cache)
     if engines is None and wrap is not None:
         what = "several api_base endpoints" if spread is not None else "batch mode"
         raise ConfigError(

@@ -150,7 +150,8 @@ def made_up_value(schema: dict[str, Any], name: str, lengths: Lengths, defs: dic
         tokens = _ITEM_TOKENS
     else:
         tokens = _OTHER_TEXT_TOKENS
-    return made_up_text(tokens)
+    text = made_up_text(tokens)
+    return text[: schema["maxLength"]].rstrip() if schema.get("maxLength") else text  # a reply keeps its contract
 
 
 @dataclass
