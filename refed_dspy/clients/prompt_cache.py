@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from dspy._vendor.lm15.transports import TransportRequest
+
 from refed_dspy.providers.base import Provider, StablePrompt
 
 # the repeated part of the prompt of the call made here (set by the adapter around its LM call)
@@ -35,6 +37,20 @@ def stable_prompt(stable: StablePrompt | None) -> Iterator[None]:
 def current_stable() -> StablePrompt | None:
     """The repeated part of the prompt of the call made here, as its adapter said (None: none known)."""
     return _stable.get()
+
+
+@dataclasses.dataclass(slots=True)
+class CacheAskingRequest(TransportRequest):
+    """A request whose body asks the provider to cache its prompt; `asked` is its body before that: what it asks
+    for (a batch's custom ids are made from it, so that a request sent with or without the cache's instructions is
+    the same request, and a resumed run finds its answer either way)."""
+
+    asked: bytes = b""
+
+
+def asked_body(request: Any) -> bytes:
+    """The body of `request` without what asks the provider to cache its prompt."""
+    return getattr(request, "asked", None) or request.body
 
 
 class PromptCacheTransport:
@@ -61,7 +77,8 @@ class PromptCacheTransport:
         new = self.provider.cache_request(body, stable)
         if new is body:
             return request
-        return dataclasses.replace(request, body=json.dumps(new).encode())
+        fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(TransportRequest)}
+        return CacheAskingRequest(**{**fields, "body": json.dumps(new).encode()}, asked=request.body)
 
     def stream(self, request: Any) -> Any:
         return self.inner.stream(self.rewrite(request))
