@@ -27,7 +27,7 @@ from refed_dspy.adapters.contract import ContractError, check_outputs, describe_
 from refed_dspy.adapters.degenerate import degenerate_outputs, template_lines
 from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.clients.calls import CallTag, tag_call
-from refed_dspy.clients.prompt_cache import stable_prompt as asking_to_cache
+from refed_dspy.clients.prompt_cache import asking_to_cache
 
 _MAX_ENTRIES = 256
 _ECHO_CHARS = 8000  # of a bad reply, shown back to the LM in a repair turn

@@ -41,7 +41,6 @@ def _wide_engines(
     one it uses (batch mode, several endpoints). None when DSPy would not use its native engine for this model
     (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
     try:
-        from dspy._vendor.lm15.transports import StdlibAsyncTransport
         from dspy.clients.backend_selection import select_backend
         from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
         from dspy.lm15 import RouterConfig
@@ -58,6 +57,8 @@ def _wide_engines(
         config = RouterConfig(**common, timeouts=timeouts_for(clients.get("timeout")), max_connections=max_connections)
         async_config = config
         if wrap is not None:
+            from dspy._vendor.lm15.transports import StdlibAsyncTransport
+
             async_config = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
         return LM15Engine(config, model_type=lm.model_type), AsyncLM15Engine(async_config, model_type=lm.model_type)
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice

@@ -1,7 +1,7 @@
 """How a request asks its provider to cache the part of its prompt that repeats across calls.
 
 The adapter that formats a prompt knows which part of it repeats (refed_dspy.adapters.layout) and says so for the
-call it makes (`stable_prompt`); the LM's HTTP transport (`PromptCacheTransport`, which build_lm puts under an LM whose
+call it makes (`asking_to_cache`); the LM's HTTP transport (`PromptCacheTransport`, which build_lm puts under an LM whose
 provider caches on request) rewrites the request's body as its provider takes such a request
 (`Provider.cache_request`: Anthropic's `cache_control` marks, OpenAI's `prompt_cache_key`). Below DSPy's own cache,
 whose key is therefore the same with prompt caching on or off: a resumed run finds its answers either way.
@@ -25,7 +25,7 @@ _stable: contextvars.ContextVar[StablePrompt | None] = contextvars.ContextVar("r
 
 
 @contextlib.contextmanager
-def stable_prompt(stable: StablePrompt | None) -> Iterator[None]:
+def asking_to_cache(stable: StablePrompt | None) -> Iterator[None]:
     """The LM calls made in this block have a prompt whose repeated part is `stable` (None: none known)."""
     token = _stable.set(stable)
     try:

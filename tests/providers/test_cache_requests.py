@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from refed_dspy.clients.lm import cache_provider
-from refed_dspy.clients.prompt_cache import PromptCacheTransport, stable_prompt
+from refed_dspy.clients.prompt_cache import PromptCacheTransport, asking_to_cache
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.providers.anthropic import CACHE, mark_stable
 from refed_dspy.providers.base import StablePrompt
@@ -112,7 +112,7 @@ def test_the_transport_rewrites_chat_requests_made_under_a_stable_prompt_only():
     chat = TransportRequest("POST", "http://h/v1/messages", body=json.dumps(body()).encode())
     batch = TransportRequest("POST", "http://h/v1/messages/batches", body=json.dumps(body()).encode())
     transport.stream(chat)
-    with stable_prompt(stable()):
+    with asking_to_cache(stable()):
         transport.stream(chat)
         transport.stream(batch)
     plain, rewritten, other = (json.loads(r.body) for r in inner.sent)
