@@ -261,6 +261,24 @@ class ServerConfig:
     # (capped at 10; its scores are otherwise drawn as ever). Off, every score is noise: no prompt beats another.
     signal: bool = False
     signal_bonus: int = 4
+    # service tiers, as OpenAI answers them: every reply says which tier served it (`service_tier`: the one asked for,
+    # "default" when none was); `flex_unavailable` of the requests asked on the flex tier are answered 429 "resource
+    # unavailable" (flex capacity is short: nothing is billed); `served_tier` answers every request as served on that
+    # tier whatever was asked ("": the tier asked for)
+    flex_unavailable: float = 0.0
+    served_tier: str = ""
+    flex_slower: float = 1.0  # a flex request's latency is this many times a default one's (bench/tiers.py)
+    # OpenAI's reasoning models, by the request's model name (a regular expression; "" for none): on the OpenAI path
+    # they refuse `max_tokens` and any temperature but 1 (a 400 worded as OpenAI words it), take
+    # `max_completion_tokens` and `reasoning_effort`, and reason before they answer: hidden tokens billed as output,
+    # counted apart in usage.completion_tokens_details.reasoning_tokens (logged as `reasoning_tokens`)
+    reasoning_models: str = r"(o[1345]|gpt-5(\.\d+)*)(-(?!chat)[\w.-]+)?"
+    reasoning_tokens: dict = field(default_factory=lambda: {"minimal": 0, "low": 48, "medium": 192, "high": 768})
+    reasoning_effort: str = "medium"  # the effort of a request that names none (the model's own)
+    reasoning_spread: float = 0.5  # each call's reasoning tokens are drawn within +-this share of its effort's count
+    # a share of calls that reason up to their output limit (all of max_completion_tokens but the answer): the dearest
+    # a call can be and still answer
+    reasoning_tail: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -284,6 +302,7 @@ class _State:
         self.score_requests = 0
         self.prefixes: set[str] = set()
         self.marked: set[str] = set()  # the prefixes marked with cache_control and written (Anthropic's cache)
+        self.flex_rng = random.Random(cfg.seed + 2)  # which flex requests find no capacity (apart from other draws)
         self.log = open(cfg.log_path, "a", encoding="utf-8") if cfg.log_path else None  # noqa: SIM115
         # requests whose answer went out (the client may have acted on it) and whose log line is not written yet
         self.unlogged = 0
@@ -372,6 +391,8 @@ def _words(rng: random.Random, n: int, cfg: ServerConfig | None = None) -> str:
 
 
 SIGNAL_PHRASE = "A worked example makes this concrete."
+# what a flex request that finds no capacity is told (HTTP 429, error code resource_unavailable; it is not billed)
+FLEX_UNAVAILABLE = "Resource unavailable: flex processing has no capacity for this request now. Please retry later."
 
 
 def demonstrations(messages: list[dict]) -> int:
@@ -523,6 +544,49 @@ def _with_signal(values: dict, messages: list[dict], cfg: ServerConfig) -> dict:
         elif isinstance(value, str) and "response" in name and demonstrations(messages):
             out[name] = f"{value} {SIGNAL_PHRASE}"
     return out
+
+
+_EFFORTS = ("minimal", "low", "medium", "high")
+
+
+def _reasoning_refusal(req: dict, cfg: ServerConfig) -> dict | None:
+    """The error body OpenAI answers a reasoning model's request with (HTTP 400), None for a request it takes."""
+    if req.get("max_tokens") is not None:
+        return {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "unsupported_parameter",
+        }
+    temperature = req.get("temperature")
+    if temperature is not None and temperature != 1:
+        return {
+            "message": f"Unsupported value: 'temperature' does not support {temperature} with this model. "
+            "Only the default (1) value is supported.",
+            "type": "invalid_request_error",
+            "param": "temperature",
+            "code": "unsupported_value",
+        }
+    effort = req.get("reasoning_effort")
+    if effort is not None and effort not in _EFFORTS:
+        return {
+            "message": f"Invalid value: '{effort}'. Supported values are: 'minimal', 'low', 'medium', and 'high'.",
+            "type": "invalid_request_error",
+            "param": "reasoning_effort",
+            "code": "invalid_value",
+        }
+    return None
+
+
+def _reasoning_tokens(req: dict, cfg: ServerConfig, rng: random.Random, answer_tokens: int) -> int:
+    """The hidden tokens a reasoning model spends on one request: its effort's count, spread; in the tail, all of
+    its output limit but the answer."""
+    limit = req.get("max_completion_tokens")
+    if cfg.reasoning_tail and limit and rng.random() < cfg.reasoning_tail:
+        return max(0, int(limit) - answer_tokens)
+    base = cfg.reasoning_tokens.get(req.get("reasoning_effort") or cfg.reasoning_effort, 0)
+    return max(0, round(base * (1 + rng.uniform(-cfg.reasoning_spread, cfg.reasoning_spread))))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -713,6 +777,16 @@ class _Handler(BaseHTTPRequestHandler):
                 status, {"error": {"message": message, "type": kind, "code": kind}}, headers
             )
 
+        reasoning = self._wire == "openai" and bool(
+            cfg.reasoning_models and re.fullmatch(cfg.reasoning_models, str(req.get("model") or ""))
+        )
+        if reasoning:
+            refused = _reasoning_refusal(req, cfg)
+            if refused is not None:
+                entry.update(status=400, fault="bad_request", error_param=refused["param"])
+                entry["delivered"] = self._send(400, {"error": refused})
+                return None
+            entry["reasoning_effort"] = req.get("reasoning_effort")
         if cfg.fail_all:
             return fail(500, "server_error", "the loopback server fails every request")
         if cfg.fail_status:
@@ -752,6 +826,12 @@ class _Handler(BaseHTTPRequestHandler):
             if draw < acc:
                 headers = {"Retry-After": str(cfg.retry_after_s)} if status == 429 else None
                 return fail(status, f"transient_{status}", f"injected {status}", headers)
+        tier = req.get("service_tier")
+        if tier == "flex" and cfg.flex_unavailable:
+            with st.lock:
+                unavailable = st.flex_rng.random() < cfg.flex_unavailable
+            if unavailable:
+                return fail(429, "resource_unavailable", FLEX_UNAVAILABLE)
         if _unit(key, "filter400") < cfg.sticky_filter400:
             return fail(
                 400,
@@ -801,6 +881,12 @@ class _Handler(BaseHTTPRequestHandler):
             prompt_text += json.dumps(req["response_format"])
         prompt_tokens = tokens_of(prompt_text, cfg.tokenizer)
         completion_tokens = len(tokens_of(content or "", cfg.tokenizer))
+        thought = _reasoning_tokens(req, cfg, rng, completion_tokens) if reasoning else 0
+        limit = req.get("max_completion_tokens")
+        if reasoning and limit and thought + completion_tokens > limit:  # the thinking used up the output limit
+            thought, content, finish, fault = limit, "", "length", "length"
+            completion_tokens = 0
+        completion_tokens += thought
         written = 0
         if self._wire == "anthropic":  # Anthropic caches what a request marks, nothing else
             minimum = cfg.marked_cache_min_tokens or min_cache_tokens(req.get("model"))
@@ -810,6 +896,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             cached = st.cached_prefix(prompt_tokens)
         delay = cfg.latency_s + cfg.latency_per_token_s * completion_tokens
+        if tier == "flex":
+            delay *= cfg.flex_slower
         if cfg.jitter:
             delay *= max(0.0, 1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
         if delay > 0:
@@ -819,6 +907,7 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": req.get("model", "loopback"),
+            "service_tier": cfg.served_tier or (tier if tier in ("flex", "priority") else "default"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
             "usage": {
                 "prompt_tokens": len(prompt_tokens),
@@ -830,9 +919,13 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             },
         }
+        if reasoning:
+            payload["usage"]["completion_tokens_details"] = {"reasoning_tokens": thought}
+            entry["reasoning_tokens"] = thought
         entry.update(
             status=200,
             fault=fault,
+            service_tier=payload["service_tier"],
             prompt_tokens=len(prompt_tokens),
             completion_tokens=completion_tokens,
             cached_tokens=cached,

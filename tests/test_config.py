@@ -48,8 +48,8 @@ def test_set_none_unsets_an_optional_field_a_config_file_set(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(cfg, ["synthesis.size=none"])
     assert str(err.value) == "invalid config: synthesis.size: cannot be unset (none): expected int"
-    # in a table of free-form values `none` is a value a provider takes (reasoning_effort), not an unset field
-    assert load_config(None, ["teacher.extra.reasoning_effort=none"]).teacher.extra == {"reasoning_effort": "none"}
+    # in a table of free-form values `none` is a value a provider takes (tool_choice), not an unset field
+    assert load_config(None, ["teacher.extra.tool_choice=none"]).teacher.extra == {"tool_choice": "none"}
     priced = load_config(None, ['prices."openai/x".input_usd_per_mtok=none'])  # a table of sections: a field unset
     assert priced.prices["openai/x"].input_usd_per_mtok is None
 
@@ -146,13 +146,17 @@ def test_filters_tables_roundtrip_through_toml(tmp_path):
         ('[judge]\nmodel = "openai/gpt-4o"\n', 0.0),
         ('[judge]\nmodel = "openai/gpt-4o"\ntemperature = 0.3\n', 0.3),
         ("[teacher]\ntemperature = 0.9\n", 0.0),
+        ('[judge]\nmodel = "openai/gpt-5-mini"\n', 1.0),  # a model that takes no other
     ],
 )
 def test_judge_temperature_defaults_to_zero(tmp_path, toml_text, expected):
+    """Unset, a judge's temperature is the model's own default for a judge (the field stays unset): 0, and 1 for a
+    model that takes only 1; what the judge is sent is that."""
     path = tmp_path / "c.toml"
     path.write_text(toml_text)
-    assert load_config(path).judge.temperature == expected
-    assert load_config(None, ["judge.model='openai/gpt-4o'"]).judge.temperature == 0.0
+    judge = load_config(path).judge
+    assert judge.temperature_for("judge") == expected and judge.lm_kwargs(role="judge")["temperature"] == expected
+    assert load_config(None, ["judge.model='openai/gpt-4o'"]).judge.temperature_for("judge") == 0.0
 
 
 @pytest.mark.parametrize(

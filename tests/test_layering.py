@@ -31,6 +31,7 @@ FLOORS = [
         "stops",
         "paths",
         "closeness",
+        "pages",
     },
     {"providers"},
     {"config"},

@@ -29,6 +29,11 @@ def test_wheel_layout(tmp_path):
         "refed_dspy/cli/__init__.py",
         "refed_dspy/view/templates/base.html",
         "refed_dspy/view/templates/style.css",
+        "refed_dspy/quality/templates/report.html",
+        "refed_dspy/quality/templates/report.css",
+        "refed_dspy/experiments/templates/experiment_chart.html",
+        "refed_dspy/experiments/templates/experiment.css",
+        "refed_dspy/export/templates/card.md",
     ):
         assert expected in names
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))

@@ -20,6 +20,7 @@ from refed_dspy.paths import expand_home
 
 
 def _cmd_judge_run(args: argparse.Namespace) -> int:
+    from refed_dspy.clients.usage import tier_text
     from refed_dspy.quality.judge import judge_run
     from refed_dspy.store.teachers import self_preference_line
 
@@ -42,6 +43,9 @@ def _cmd_judge_run(args: argparse.Namespace) -> int:
         f"{s.improvement_loss_rate}  position bias {s.position_bias_rate}"
     )
     print(f"  {s.usage['calls']} judge calls, {cost}; rejects: {s.rejects or 'none'}")
+    tiers = tier_text(s.usage)
+    if tiers:
+        print(f"  tiers: {tiers}")
     return 0 if s.status == "complete" else 1
 
 

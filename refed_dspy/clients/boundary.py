@@ -4,6 +4,12 @@
 `CallInfo` per completed call (cache hits included) to the collector of the current asyncio task. It turns
 a reply cut off by max_tokens, or stopped by a content filter, into an exception right away, so DSPy does
 not pay for a JSONAdapter retry of a reply that cannot parse.
+
+A request on a service tier that has no capacity now (OpenAI's flex: 429 "resource unavailable", not billed) is sent
+again here, after a backoff, whoever retries the rest: the engine's LMs too, since it is no failure of the work (it is
+counted as a failed request, `tier_unavailable`). After `flex_fallback` such answers it goes on the default tier, and
+after `TIER_WAITS` of them without a fallback it fails (the engine then retries its work, never counting it toward its
+consecutive-failure abort).
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
-import itertools
 import logging
 import random
 import threading
@@ -25,6 +30,7 @@ from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError, is_retryab
 from refed_dspy.clients.backoff import retry_after_s, retry_delay_s
 from refed_dspy.clients.calls import (
     CallInfo,
+    MustWait,
     ReplyFormatError,
     _calls,
     _stage,
@@ -38,10 +44,13 @@ from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.prompt_tokens import count_prompt
 from refed_dspy.clients.transport_errors import gave_up_waiting
 from refed_dspy.errors import ConfigError
-from refed_dspy.providers.prices import Price
+from refed_dspy.providers.prices import UNSTATED, Price
+from refed_dspy.providers.registry import provider_for
+from refed_dspy.providers.sampling import table_limit
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
+WAIT_S = 0.02  # how often a call the budget holds back (MustWait) looks again
 # the calls of the current LM call that reached update_history (where the boundary reads a reply): none means the
 # LM answered without handing DSPy its reply (its own __call__, or dspy.settings.disable_history)
 _reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
@@ -49,6 +58,20 @@ _reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVa
 _inside: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_inside", default=None)
 # the request under way here, as its ledger opened it: (ledger, ticket), settled once when it is over
 _open: contextvars.ContextVar[list | None] = contextvars.ContextVar("refed_open_call", default=None)
+# the request under way here: the service tier it asks for (None: none named) and whether it falls back from flex
+_asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
+    "refed_tier_asked", default=(None, False)
+)
+TIER_WAITS = 8  # "no capacity on this tier" answers to one request waited out (about 90 s in all) before it fails
+DEFAULT_TIER = "default"
+
+
+class _Tries:
+    """One request's attempts at the call boundary: DSPy's retries used, "no capacity on the tier asked for" answers
+    waited out, and the keyword arguments the next attempt is sent with."""
+
+    def __init__(self, kwargs: dict[str, Any]):
+        self.kwargs, self.retries, self.unavailable, self.fallback = kwargs, 0, 0, False
 
 
 class CallBoundary:
@@ -65,6 +88,7 @@ class CallBoundary:
     default_stage: str = "unknown"  # the stage of a call made where no stage is set (a teleprompter's own: propose)
     keeps_history: bool = False  # also keep DSPy's history of its calls (a user's LM the run routes here does)
     own_price: bool = False  # each call carries its cost at `price` (an LM of another model than its run's role)
+    flex_fallback: int | None = None  # on the flex tier: after this many "no capacity" answers, the default tier
     # DSPy's retries of a failed request, made here instead (see take_retries): each request is counted and reserved
     retries: int = 0
 
@@ -91,34 +115,66 @@ class CallBoundary:
     def __call__(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
-        for retry in itertools.count(1):
+        tries = _Tries(kwargs)
+        while True:
             try:
-                return self._call_once(*args, **kwargs)
+                return self._call_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
-                if not self._retries_left(err, retry):
+                delay = self._again(err, tries)
+                if delay is None:
                     raise
-                time.sleep(retry_delay_s(retry, random.random(), retry_after_s(err)))
+                time.sleep(delay)
 
     async def acall(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:
             return await super().acall(*args, **kwargs)
-        for retry in itertools.count(1):
+        tries = _Tries(kwargs)
+        while True:
             try:
-                return await self._acall_once(*args, **kwargs)
+                return await self._acall_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
-                if not self._retries_left(err, retry):
+                delay = self._again(err, tries)
+                if delay is None:
                     raise
-                await asyncio.sleep(retry_delay_s(retry, random.random(), retry_after_s(err)))
+                await asyncio.sleep(delay)
+
+    def _again(self, err: LMError, tries: _Tries) -> float | None:
+        """Seconds to wait before the request is sent again after `err` (None: it fails with `err`): DSPy's retries,
+        made here so that each request is counted; and, apart from them, a tier's "no capacity" answers (see the
+        module docstring), after which the next attempt may go on the default tier (`tries` is updated)."""
+        if getattr(err, "tier_unavailable", False):
+            tries.unavailable += 1
+            if self.flex_fallback is not None and tries.unavailable >= self.flex_fallback and not tries.fallback:
+                tries.kwargs, tries.fallback = {**tries.kwargs, "service_tier": DEFAULT_TIER}, True
+                return 0.0
+            if tries.unavailable <= TIER_WAITS:
+                return retry_delay_s(tries.unavailable, random.random(), retry_after_s(err))
+            return None
+        tries.retries += 1
+        if not self._retries_left(err, tries.retries):
+            return None
+        return retry_delay_s(tries.retries, random.random(), retry_after_s(err))
 
     def _retries_left(self, err: LMError, retry: int) -> bool:
         """Send the call again after `err` (DSPy's retries, made here so that each request is counted)."""
         return retry <= self.retries and is_retryable_lm_error(err)
 
-    def _call_once(self, *args: Any, **kwargs: Any):
+    def _tier_asked(self, kwargs: dict[str, Any]) -> str | None:
+        """The service tier a request with these keyword arguments asks for (None: it names none)."""
+        tier = kwargs.get("service_tier", (getattr(self, "kwargs", None) or {}).get("service_tier"))
+        return tier if isinstance(tier, str) and tier else None
+
+    def _call_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        opened = _open.set(None)
+        opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), refed_fallback))
         try:
-            _open.set(self._open_call(args, kwargs))
+            ledger, prompt = self._ledger_of(args, kwargs)
+            while ledger is not None:  # held back while the calls in flight could overshoot the budget
+                try:
+                    _open.set(self._open_on(ledger, prompt))
+                    break
+                except MustWait:
+                    time.sleep(WAIT_S)
             return self._unreported_check(super().__call__(*args, **kwargs))
         except LMError as err:
             self._note_failure(err)
@@ -130,15 +186,26 @@ class CallBoundary:
         finally:
             self._release(_open.get())
             _open.reset(opened)
+            _asked.reset(asked)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
 
-    async def _acall_once(self, *args: Any, **kwargs: Any):
+    async def _acall_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        opened = _open.set(None)
+        opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), refed_fallback))
         try:
-            _open.set(self._open_call(args, kwargs))
+            ledger, prompt = self._ledger_of(args, kwargs)
+            while ledger is not None:  # held back while the calls in flight could overshoot the budget
+                try:
+                    _open.set(self._open_on(ledger, prompt))
+                    break
+                except MustWait:
+                    try:
+                        await asyncio.sleep(WAIT_S)
+                    except asyncio.CancelledError as err:
+                        err.unpaid = True  # cancelled before it was sent: nothing was paid
+                        raise
             return self._unreported_check(await super().acall(*args, **kwargs))
         except asyncio.CancelledError as err:
             if not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
@@ -150,19 +217,19 @@ class CallBoundary:
         finally:
             self._release(_open.get())
             _open.reset(opened)
+            _asked.reset(asked)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
 
-    def _open_call(self, args: tuple, kwargs: dict[str, Any]) -> list | None:
-        """Open the request about to be sent on its ledger: the LM's own budget (one call reserved), else the ledger
-        of the engine's work that makes it; under a cost budget its prompt is counted first, so that it is reserved at
-        what it can really cost (BudgetExceeded when that could break the budget). Written to the run's log before it
-        is sent. Returns [ledger, ticket] (None: no ledger), the ledger given back to even if another is attached."""
+    def _ledger_of(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, int | None]:
+        """The ledger the request about to be sent is opened on: the LM's own budget (one call reserved), else the
+        ledger of the engine's work that makes it (None: none); and under a cost budget its prompt, counted, so that it
+        is reserved at what it will really cost."""
         budget = self.budget
         ledger = budget if budget is not None else _work_ledger.get()
         if ledger is None:
-            return None
+            return None, None
         if budget is not None and self.price is None and budget.max_cost_usd is not None:
             budget.refuse(
                 f"the {self.role} LM '{self.model}' has no price, so the cost budget of ${budget.max_cost_usd:g} cannot "
@@ -171,7 +238,15 @@ class CallBoundary:
         prompt = None
         if ledger.counts_prompts:
             prompt = count_prompt(args[0] if args else kwargs.get("prompt"), kwargs.get("messages"))
-        ticket = ledger.open_call(self.role, str(self.model), self._stage_now(), self.price, self._max_tokens(), prompt)
+        return ledger, prompt
+
+    def _open_on(self, ledger: Any, prompt: int | None) -> list:
+        """Open the request on `ledger` (BudgetExceeded when it could break the budget, MustWait while the calls in
+        flight could) at the service tier it asks for: written to the run's log before it is sent. Returns [ledger,
+        ticket], the ledger given back to even if another is attached."""
+        ticket = ledger.open_call(
+            self.role, str(self.model), self._stage_now(), self.price, self._max_tokens(), prompt, tier=_asked.get()[0]
+        )
         return [ledger, ticket]
 
     def _stage_now(self) -> str:
@@ -204,7 +279,11 @@ class CallBoundary:
         ledger.settle(ticket, info, self.price)
 
     def _max_tokens(self) -> int:
-        return int((getattr(self, "kwargs", None) or {}).get("max_tokens") or 0)
+        """The LM's output limit (DSPy keeps a reasoning model's as max_completion_tokens); where it sends none, the
+        model's own largest output by LiteLLM's table (what a reply may run to); 0 when that is unknown too."""
+        kwargs = getattr(self, "kwargs", None) or {}
+        sent = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")
+        return int(sent) if sent else (table_limit(str(getattr(self, "model", ""))) or 0)
 
     def _unreported_check(self, outputs: Any) -> Any:
         """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call
@@ -251,6 +330,11 @@ class CallBoundary:
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return
         failed = CallInfo(stage=self._stage_now(), model=self.model, error=type(err).__name__, seconds=_elapsed())
+        asked = _asked.get()[0]
+        tiers = provider_for(str(self.model)).tiers
+        if asked not in (None, DEFAULT_TIER) and tiers is not None and tiers.unavailable(err):
+            err.tier_unavailable = True  # read by _again, and by the engine's classify: no failure of the work
+            failed.tier_unavailable = True
         self._settle(failed)
         calls = _calls.get()
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
@@ -272,8 +356,13 @@ class CallBoundary:
                 "reports no token usage with its replies: its calls are counted, their tokens and cost are not "
                 "(a cost budget cannot be kept with it)",
             )
+        asked, fallback = _asked.get()
+        if not info.cache_hit and not info.tokens_unknown:
+            info.fallback = fallback
+            if info.service_tier is None and asked is not None:  # asked for a tier, told of none: never priced lower
+                info.service_tier = asked if asked == DEFAULT_TIER else UNSTATED  # the dearer of it and the default
         if self.own_price and self.price is not None and not info.tokens_unknown and not info.cache_hit:
-            info.cost_usd = info.cost_at(self.price)
+            info.cost_usd = info.cost_at(self.price.at(info.service_tier))  # at the tier that served it
         self._record(info)
         if self.keeps_history:
             super().update_history(entry)

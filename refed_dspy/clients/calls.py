@@ -29,6 +29,11 @@ class OutputRefused(LMOutputError):
     """The provider refused or filtered the reply (finish_reason 'content_filter')."""
 
 
+class MustWait(Exception):
+    """An LM call cannot start yet: with the calls in flight, the budget could be overshot by more than one call
+    (refed_dspy.engine.tickets). It can when one of them ends: the call boundary waits and opens it again."""
+
+
 class ReplyFormatError(LMOutputError):
     """The endpoint answered, but not in the format the LM's client reads: no text and no token usage (an
     `anthropic/` model at a server that answers in the OpenAI format reads so)."""
@@ -43,6 +48,7 @@ class CallInfo:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
+    reasoning_tokens: int = 0  # of the completion tokens, those a reasoning model spent thinking (billed as output)
     cache_hit: bool = False
     finish_reason: str | None = None
     seconds: float = 0.0  # from the request to the parsed-out reply (a cache hit: the cache read)
@@ -58,6 +64,10 @@ class CallInfo:
     cost_bound_usd: float | None = None  # an interrupted call: the most it can have cost (what the ledger reserves
     # for one call), kept against the cost budget since its real cost is unknown
     log_id: int | None = None  # its line in the write-ahead log of the run's calls (refed_dspy.store.call_log)
+    service_tier: str | None = None  # the service tier that served it, as its reply says ("unstated": a tier was asked
+    # for and the reply named none); None: no tier asked for and none named (priced at its LM's price)
+    tier_unavailable: bool = False  # a failed request the provider answered "no capacity on the tier asked for" (flex)
+    fallback: bool = False  # sent on the default tier after `flex_fallback` such answers to the same request
     cache_write_tokens: int = 0  # of prompt_tokens, written to the provider's prompt cache (Anthropic: at 1.25x)
 
     def cost_at(self, price: Any) -> float:
@@ -173,6 +183,17 @@ def _finish_reason(response: Any) -> str | None:
     return None
 
 
+def served_tier(response: Any) -> str | None:
+    """The service tier a reply says served it (OpenAI's `service_tier`, on the reply or in the provider's body as the
+    client kept it); None when it names none."""
+    if response is None:
+        return None
+    tier = _field(response, "service_tier")
+    if not isinstance(tier, str):
+        tier = _field(_field(response, "provider_data"), "service_tier")
+    return tier if isinstance(tier, str) and tier else None
+
+
 @dataclass
 class Reply:
     """What one history entry of a DSPy LM says of its call: the call as the accounting sees it (its stage and time
@@ -210,6 +231,7 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
     """The Reply of `entry` (what DSPy hands BaseLM.update_history: usage, response, outputs)."""
     usage = entry.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
+    thought = usage.get("completion_tokens_details") or {}
     response = entry.get("response")
     if isinstance(response, tuple):
         response = response[0] if response else None
@@ -227,11 +249,13 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
         completion_tokens=int(usage.get("completion_tokens") or 0),
         cached_tokens=read,
         cache_write_tokens=written,
+        reasoning_tokens=int(_field(thought, "reasoning_tokens") or 0),
         cache_hit=cache_hit,
         tokens_unknown=not usage and not cache_hit,
         finish_reason=_finish_reason(response),
         seconds=seconds,
         repair=repair,
+        service_tier=served_tier(response) if usage else None,
     )
     return Reply(info, text, bool(usage) or cache_hit, bool(usage or cache_hit or text))
 

@@ -17,7 +17,7 @@ from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.prompt_cache import PromptCacheTransport
 from refed_dspy.config.lm import LMSpec
-from refed_dspy.config.prices import PriceBook
+from refed_dspy.config.prices import PriceBook, tier_triples
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
 from refed_dspy.providers.prices import Price, close_priced_names, resolve_price
@@ -109,6 +109,9 @@ def build_lm(
     `wrap` give the LM ask it to cache each prompt's repeated part (refed_dspy.clients.prompt_cache); an LM built
     without either keeps DSPy's engine, which asks for nothing.
     """
+    problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
+    if problem is not None:
+        raise ConfigError(problem)
     key = check_key(spec, role)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
@@ -124,6 +127,7 @@ def build_lm(
     fit_api_base(lm)  # api_base as LiteLLM takes it, in the form the client DSPy picks expects
     lm.role = role
     lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.provenance)
+    lm.flex_fallback = spec.flex_fallback
     lm.take_retries()  # DSPy's retries, made by the call boundary so that each request is counted
     if max_connections is None and wrap is None:
         return lm
@@ -153,18 +157,23 @@ def build_lm(
     wide.endpoint_spread = spread
     wide.role = role
     wide.refed_spec = spec
+    wide.flex_fallback = spec.flex_fallback
     wide.take_retries()
     return wide
 
 
-def price_of(spec: LMSpec, batch: bool = False) -> Price | None:
-    """Price for this spec from config, else LiteLLM's price map; `batch`: at the spec's batch_price_factor."""
+def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Price | None:
+    """Price for this spec from config, else LiteLLM's price map, on the spec's service tier (`tier`: on that one
+    instead), carrying its other tiers' prices; `batch`: the default tier's at the spec's batch_price_factor (a batch
+    request asks for no tier)."""
     price = resolve_price(
         spec.model,
         spec.input_usd_per_mtok,
         spec.cached_input_usd_per_mtok,
         spec.output_usd_per_mtok,
         spec.cache_write_usd_per_mtok,
+        tier_triples(spec.tier_prices),
+        "default" if batch else tier or spec.service_tier,
     )
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price
 

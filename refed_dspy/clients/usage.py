@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.providers.prices import Price
+from refed_dspy.providers.prices import UNSTATED, Price
 
 _FIELDS = (
     "calls",
@@ -16,6 +16,7 @@ _FIELDS = (
     "completion_tokens",
     "cached_tokens",
     "cache_write_tokens",
+    "reasoning_tokens",
     "parse_failures",
     "repairs",
     "failed_calls",
@@ -37,14 +38,35 @@ def _priced(price: Price, tokens: dict[str, Any]) -> float:
     )
 
 
+# counts present only when some call has them: a usage dict of a run without service tiers stays as it was
+_SOME = ("tier_unavailable", "flex_fallbacks")
+
+
 def _zero() -> dict[str, Any]:
     return {**dict.fromkeys(_FIELDS, 0), "interrupted_cost_usd": 0.0}
+
+
+def _tally(bucket: dict[str, Any], key: str, n: int = 1) -> None:
+    bucket[key] = bucket.get(key, 0) + n
+
+
+def _tier_cost(call: CallInfo, price: Price | None) -> float | None:
+    """A paid call's own cost when another service tier than its LM's price served it (at that tier's price; see
+    Price.at); None when its LM's price holds (or it carries a cost of its own already)."""
+    if call.cost_usd is not None or price is None or call.service_tier is None or call.tokens_unknown:
+        return call.cost_usd
+    served = price.at(call.service_tier)
+    if served is price:
+        return None
+    return call.cost_at(served)
 
 
 def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     """Usage of a group of calls: counts and tokens of paid calls, cache hits apart, cost, per stage.
 
     Cache hits (answers replayed from the run's cache) are counted in `cached_calls` and cost nothing.
+    `reasoning_tokens` are the completion tokens a reasoning model spent thinking: inside `completion_tokens`, billed
+    as output, said apart.
     Of the paid calls, `parse_failures` counts replies that broke their format or contract and `repairs`
     the calls that asked again; `lm_seconds` sums their latencies. `failed_calls` are requests that got no
     reply (429, 5xx, resets; not in `calls`). `interrupted_calls` were in flight when their work was cancelled, or
@@ -59,9 +81,12 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     by_stage: dict[str, dict[str, Any]] = defaultdict(_zero)
     own_of: dict[int, dict[str, float]] = defaultdict(lambda: {"cost": 0.0, "calls": 0, **dict.fromkeys(_TOKENS, 0)})
     for call in calls:
+        own_cost = _tier_cost(call, price) if call.error is None and not call.interrupted else None
         for bucket in (total, by_stage[call.stage]):
             if call.error is not None:
                 bucket["failed_calls"] += 1
+                if call.tier_unavailable:
+                    _tally(bucket, "tier_unavailable")
                 continue
             if call.interrupted:
                 bucket["calls"] += 1
@@ -79,12 +104,18 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
             bucket["completion_tokens"] += call.completion_tokens
             bucket["cached_tokens"] += call.cached_tokens
             bucket["cache_write_tokens"] += call.cache_write_tokens
+            bucket["reasoning_tokens"] += call.reasoning_tokens
             bucket["parse_failures"] += call.parse_error
             bucket["repairs"] += call.repair
             bucket["lm_seconds"] = round(bucket.get("lm_seconds", 0.0) + call.seconds, 3)
-            if call.cost_usd is not None:  # priced apart, by its own LM: its tokens stay out of the role's price
+            if call.service_tier is not None:
+                bucket.setdefault("by_tier", {})
+                _tally(bucket["by_tier"], call.service_tier)
+            if call.fallback:
+                _tally(bucket, "flex_fallbacks")
+            if own_cost is not None:  # priced apart (its own LM, or its tier): its tokens stay out of the role's price
                 own = own_of[id(bucket)]
-                own["cost"] += call.cost_usd
+                own["cost"] += own_cost
                 own["calls"] += 1
                 for f in _TOKENS:
                     own[f] += getattr(call, f)
@@ -154,6 +185,11 @@ class Totals:
         )
         if usage.get("lost_in_flight"):  # calls in flight when a process was killed (refed_dspy.store.call_log)
             bucket["lost_in_flight"] = bucket.get("lost_in_flight", 0) + int(usage["lost_in_flight"])
+        for key in _SOME:
+            if usage.get(key):
+                _tally(bucket, key, int(usage[key]))
+        for tier, n in (usage.get("by_tier") or {}).items():
+            _tally(bucket.setdefault("by_tier", {}), tier, int(n))
         cost = usage.get("cost_usd")
         if cost is None and usage.get("calls"):
             self.cost_known = False
@@ -180,7 +216,32 @@ class Totals:
         return out
 
 
-BILLED_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens")  # what a provider bills: counts
+def tier_text(usage: dict[str, Any] | None) -> str | None:
+    """How a usage dict's calls went on the providers' service tiers, in words ("58 calls on flex, 2 on default, each
+    priced at the list price of the tier that served it; 5 requests found no capacity on their tier ..."); None when
+    every call was on the default tier and none found a tier without capacity."""
+    u = usage or {}
+    tiers = {tier: n for tier, n in (u.get("by_tier") or {}).items() if n}
+    unavailable, fallbacks = int(u.get("tier_unavailable") or 0), int(u.get("flex_fallbacks") or 0)
+    if set(tiers) <= {"default"} and not unavailable and not fallbacks:
+        return None
+    named = [f"{n} on {tier}" for tier, n in sorted(tiers.items(), key=lambda kv: -kv[1]) if tier != UNSTATED]
+    if named:
+        named[0] = named[0].replace(" on ", " calls on ", 1)
+    parts = [f"{', '.join(named)}, each priced at the list price of the tier that served it"] if named else []
+    if tiers.get(UNSTATED):
+        parts.append(
+            f"{tiers[UNSTATED]} whose reply named no tier, priced at the dearer of the tier asked for and the default"
+        )
+    if unavailable:
+        parts.append(f"{unavailable} requests found no capacity on their tier (not billed; sent again after a wait)")
+    if fallbacks:
+        parts.append(f"{fallbacks} sent on the default tier after that (flex_fallback)")
+    return "; ".join(parts)
+
+
+# what a provider bills: counts (reasoning tokens are part of the completion tokens, said apart)
+BILLED_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
 CACHE_WRITE = "cache_write_tokens"  # billed too, where a provider writes to its prompt cache: said only when some were
 
 
@@ -207,5 +268,6 @@ def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], 
             gap_total[f] += gap[f]
     if any(gap_total.values()):
         cost = _priced(price, gap_total) if price else None
-        out["unrecorded"] = {**gap_total, "cost_usd": cost}
+        said = {f: n for f, n in gap_total.items() if n or f != "reasoning_tokens"}  # reasoning where there is some
+        out["unrecorded"] = {**said, "cost_usd": cost}
     return out

@@ -62,7 +62,14 @@ class CallEvents:
     counts_prompts = False  # the driver reserved the task's worst case; its write-ahead log holds the task, whole
 
     def open_call(
-        self, role: str, model: str, stage: str, price: Any, max_tokens: int, prompt_tokens: int | None
+        self,
+        role: str,
+        model: str,
+        stage: str,
+        price: Any,
+        max_tokens: int,
+        prompt_tokens: int | None,
+        tier: str | None = None,
     ) -> Ticket:
         self._put(("start",))
         return Ticket(role, 0.0, 1)

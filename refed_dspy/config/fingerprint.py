@@ -12,7 +12,7 @@ from refed_dspy.settings import is_path
 
 # Fields that change what a run produces. Resuming a run dir with other values here is refused.
 _OUTPUT_FIELDS = {
-    "teacher": ("model", "api_base", "temperature", "max_tokens", "adapter", "schema_dialect"),
+    "teacher": ("model", "api_base", "temperature", "max_tokens", "reasoning_effort", "adapter", "schema_dialect"),
     "seeds": ("source", "format", "split", "limit"),
     "synthesis": ("method", "instructions_per_feature", "dedup_rouge_threshold", "seed", "reflection", "program"),
 }
@@ -23,9 +23,14 @@ _DEFAULTS = Config().model_dump(mode="json")
 
 def fingerprint(config: Config, program_hash: str | None = None) -> dict[str, Any]:
     """The config values that determine a run's outputs (size, budgets and concurrency excluded), and the content
-    hash of the program the run executes when it is not the built-in one."""
+    hash of the program the run executes when it is not the built-in one. The teacher's temperature and output limit
+    are those it is sent (the model's own where the config sets none); a field added later is left out at its
+    default, so that a config that does not set it keeps its fingerprint."""
     data = config.model_dump(mode="json")
-    out = {section: {k: data[section][k] for k in keys} for section, keys in _OUTPUT_FIELDS.items()}
+    data["teacher"] = config.teacher.identity("teacher")
+    out = {
+        section: {k: data[section][k] for k in keys if k in data[section]} for section, keys in _OUTPUT_FIELDS.items()
+    }
     # replicas of one model: adding or removing one is the same config, so only the first endpoint counts
     out["teacher"]["api_base"] = config.teacher.primary_api_base
     if program_hash is not None:

@@ -40,7 +40,7 @@ class JudgingConfig(Section):
     max_consecutive_failures: int = Field(
         25,
         gt=0,
-        description="Abort after this many failed judgments in a row: API errors after retries, or judge outputs that break their contract (resumable).",
+        description="Abort after this many failed judgments in a row: API errors after retries, or judge outputs that break their contract (resumable). A request a service tier had no capacity for (flex's 429 'resource unavailable') is waited out and never counts.",
     )
 
     @field_validator("criteria")

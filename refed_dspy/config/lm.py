@@ -5,17 +5,27 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from refed_dspy.config.prices import PRICED_TIERS, TIER_PRICES_HELP, TierPrice, tier_triples
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.dialects import DIALECTS
+from refed_dspy.providers.prices import SERVICE_TIERS
+from refed_dspy.providers.registry import provider_for
+from refed_dspy.providers.sampling import EFFORTS, Sampling
+from refed_dspy.providers.tiers import tier_problem
 from refed_dspy.settings import SECRET_NAME, Seconds, Section
 
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 # the other names a provider's client takes for a setting of the section: `extra` may not name them either
 OTHER_NAMES = {"base_url": "api_base", "max_completion_tokens": "max_tokens"}
 SCHEMA_DIALECTS = ("auto", *DIALECTS)  # the registered providers' dialects (refed_dspy.providers)
+TIMEOUT_S = 120.0  # one HTTP call's timeout when the section sets none
+FLEX_TIMEOUT_S = 600.0  # the same on the flex tier, whose replies come more slowly
+# fields added after run dirs were made: at their default they are left out of what identifies a config (a run's
+# fingerprint, an experiment's cells), so that a config that does not set them is the one it was
+ADDED_FIELDS = ("reasoning_effort",)
 
 
 class LMSpec(Section):
@@ -34,18 +44,29 @@ class LMSpec(Section):
         description="Environment variable holding the API key. Unset: it follows the model's provider (OPENAI_API_KEY, ANTHROPIC_API_KEY, ..., as LiteLLM names them), so swapping the model swaps the key. Empty string: the server needs no key. A key goes only to its own provider's hosts: a provider's variable (OPENAI_API_KEY) for another known provider's host (an api_base on api.groq.com, or the model's provider's own endpoint) is refused before any call; loopback and private hosts, a proxy at a host refed does not know, and a variable of your own naming (MY_VLLM_KEY) take any.",
     )
     api_version: str | None = Field(None, description="API version, needed by Azure OpenAI.")
-    temperature: float = Field(
-        1.0, ge=0.0, le=2.0, description="Sampling temperature. Must be > 0 for distinct samples from one prompt."
+    temperature: float | None = Field(
+        None,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature. Must be > 0 for distinct samples from one prompt. Unset: the model's own default: 1 for a teacher and 0 for a judge, and 1 for a model that takes no other (OpenAI's reasoning models; the run says so in one line).",
     )
-    max_tokens: int = Field(
-        4096,
+    max_tokens: int | None = Field(
+        None,
         gt=0,
-        description="Maximum completion tokens per call; a reply cut off at this limit is rejected as 'truncated'.",
+        description="Maximum completion tokens per call (a reasoning model's hidden reasoning included); a reply cut off at this limit is rejected as 'truncated'. Unset: the model's own default: 4096, and 16000 for OpenAI's reasoning models (the least DSPy sends them; the run says so in one line).",
+    )
+    reasoning_effort: Literal[EFFORTS] | None = Field(
+        None,
+        description="How much a reasoning model thinks before it answers (minimal, low, medium, high): its hidden reasoning tokens are billed as output, so this moves the cost. Sent to the provider; recorded in provenance, the fingerprint and MLflow. Refused for a model LiteLLM's model table says takes none. Unset: the model's own.",
     )
     num_retries: int = Field(
         3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After)."
     )
-    timeout: Seconds | None = Field(120.0, gt=0, description="Seconds before one HTTP call times out.")
+    timeout: Seconds | None = Field(
+        None,
+        gt=0,
+        description=f"Seconds before one HTTP call times out. Unset: {TIMEOUT_S:g}, or {FLEX_TIMEOUT_S:g} on the flex tier (its replies come more slowly).",
+    )
     input_usd_per_mtok: float | None = Field(
         None,
         ge=0,
@@ -76,6 +97,16 @@ class LMSpec(Section):
         "auto",
         description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.",
     )
+    service_tier: Literal[SERVICE_TIERS] = Field(
+        "default",
+        description="The provider's service tier each call asks for: default; flex (OpenAI and Azure OpenAI, on the models with a flex price: about half the price, slower replies, and now and then a 429 'resource unavailable', which is waited out with backoff and never counts as a failed item); priority (faster and dearer). A call is priced at the list price of the tier its reply says served it. A model with no price on the tier asked for is refused before any call. Online only (batch mode has its own price).",
+    )
+    flex_fallback: int | None = Field(
+        None,
+        ge=1,
+        description="On the flex tier: after this many 'resource unavailable' answers to one request, send it on the default tier (priced there; the summary counts such requests). Unset: keep asking flex.",
+    )
+    tier_prices: dict[Literal[PRICED_TIERS], TierPrice] = Field(default_factory=dict, description=TIER_PRICES_HELP)
     batch_price_factor: float = Field(
         0.5,
         ge=0.0,
@@ -90,7 +121,7 @@ class LMSpec(Section):
     )
     extra: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra keyword arguments passed to dspy.LM (provider-specific: top_p, reasoning_effort, ...). Never put a key here, nor a setting this section has a field for (max_tokens, temperature, api_base, timeout, ...): set the field instead.",
+        description="Extra keyword arguments passed to dspy.LM (provider-specific: top_p, ...). Never put a key here, nor a setting this section has a field for (max_tokens, temperature, reasoning_effort, api_base, timeout, ...): set the field instead.",
     )
 
     @field_validator("api_base")
@@ -102,6 +133,29 @@ class LMSpec(Section):
             if len(set(value)) != len(value):
                 raise ValueError("names an endpoint twice")
             return value[0] if len(value) == 1 else value
+        return value
+
+    def tier_problem(self, role: str = "teacher") -> str | None:
+        """Why this section's model cannot be asked for its service_tier, as `<role>: ...` (None: it can):
+        refed_dspy.providers.tiers."""
+        problem = tier_problem(self.model, self.service_tier, tier_triples(self.tier_prices), role)
+        return f"{role}: {problem}" if problem else None
+
+    @property
+    def call_timeout(self) -> float:
+        """Seconds before one HTTP call times out: `timeout`, else the default of the tier asked for."""
+        if self.timeout is not None:
+            return self.timeout
+        return FLEX_TIMEOUT_S if self.service_tier == "flex" else TIMEOUT_S
+
+    @field_validator("temperature", "max_tokens", "reasoning_effort")
+    @classmethod
+    def _taken_by_the_model(cls, value: Any, info: ValidationInfo) -> Any:
+        model = info.data.get("model")
+        if value is not None and isinstance(model, str):
+            problem = refused_setting(model, str(info.field_name), value)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @property
@@ -116,21 +170,71 @@ class LMSpec(Section):
         """The first api_base: the URL the LM is built with (the others are reached through the same requests)."""
         return self.endpoints[0] if self.endpoints else None
 
+    @property
+    def sampling(self) -> Sampling:
+        """What the model takes where this section is silent (refed_dspy.providers.sampling)."""
+        return sampling_of(self.model)
+
+    def temperature_for(self, role: str = "teacher") -> float:
+        """The temperature sent: this section's, else the model's own default for `role`."""
+        return self.temperature if self.temperature is not None else self.sampling.temperature_for(role)
+
+    @property
+    def output_limit(self) -> int:
+        """The output limit sent (max_tokens): this section's, else the model's own default."""
+        return self.max_tokens if self.max_tokens is not None else self.sampling.max_tokens
+
+    def defaults_note(self, role: str = "teacher") -> str | None:
+        """The one line a run says when the model's own settings stand in for what this section leaves unset and
+        they are not the usual ones (a reasoning model's); None otherwise."""
+        s = self.sampling
+        parts = []
+        if self.temperature is None and s.fixed_temperature is not None:
+            parts.append(f"temperature {s.fixed_temperature:g} (the only one it takes)")
+        if self.max_tokens is None and s.least_max_tokens is not None:
+            own = f"; its own limit is {s.own_limit:,}" if s.own_limit else ""
+            parts.append(f"max_tokens {s.max_tokens:,} (the least DSPy sends it{own})")
+        if not parts:
+            return None
+        effort = (
+            f"reasoning_effort {self.reasoning_effort}"
+            if self.reasoning_effort
+            else f"reasoning_effort the model's own (set {role}.reasoning_effort: {', '.join(s.efforts or EFFORTS)})"
+        )
+        return f"{role} {self.model}, {s.kind}: {', '.join(parts)}; {effort}"
+
+    def identity(self, role: str = "teacher") -> dict[str, Any]:
+        """This section as what identifies a config (an experiment's cells, its baselines): its fields, with the
+        temperature and output limit sent, and the fields added later (ADDED_FIELDS) left out at their default."""
+        data = self.model_dump(mode="json")
+        data["temperature"], data["max_tokens"] = self.temperature_for(role), self.output_limit
+        for name in ADDED_FIELDS:
+            if data.get(name) == LMSpec.model_fields[name].default:
+                data.pop(name, None)
+        return data
+
     def lm_arguments(
-        self, api_key: str | None = None, num_retries: int | None = None, engines: tuple[Any, Any] | None = None
+        self,
+        api_key: str | None = None,
+        num_retries: int | None = None,
+        engines: tuple[Any, Any] | None = None,
+        role: str = "teacher",
     ) -> dict[str, Any]:
         """Every keyword argument refed itself gives the dspy.LM of this section (the model among them), None where
         DSPy's default holds; `extra` may name none of them (reserved_extra_keys). With `engines` (a client's sync
-        and async engines, which carry the endpoint, its timeout and the key) the LM takes those instead."""
+        and async engines, which carry the endpoint, its timeout and the key) the LM takes those instead. The
+        temperature and output limit are the model's own defaults for `role` where the section sets none."""
         reach = engines is None
         return {
             "model": self.model,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "temperature": self.temperature_for(role),
+            "max_tokens": self.output_limit,
+            "reasoning_effort": self.reasoning_effort,
             "num_retries": self.num_retries if num_retries is None else num_retries,
             "api_base": self.primary_api_base if reach else None,
             "api_version": self.api_version if reach else None,
-            "timeout": self.timeout if reach else None,
+            "timeout": self.call_timeout if reach else None,
+            "service_tier": self.service_tier if self.service_tier != "default" else None,
             "api_key": api_key if reach else None,
             "engine": engines[0] if engines else None,
             "async_engine": engines[1] if engines else None,
@@ -148,7 +252,7 @@ class LMSpec(Section):
         clash = next((key for key in self.extra if key in reserved_extra_keys()), None)
         if clash is not None:
             raise ConfigError(f"{role}.extra: {reserved_message(clash, role)}")
-        own = {k: v for k, v in self.lm_arguments(api_key, num_retries, engines).items() if v is not None}
+        own = {k: v for k, v in self.lm_arguments(api_key, num_retries, engines, role).items() if v is not None}
         return {**self.extra, **own}
 
     @field_validator("extra")
@@ -181,3 +285,27 @@ def reserved_message(key: str, role: str) -> str:
     if field in LMSpec.model_fields:
         return f"'{key}' is {what}a setting of [{role}] itself, not an extra argument: set {role}.{field} instead"
     return f"'{key}' is an argument refed gives the LM itself (it builds the LM's client); leave it out of extra"
+
+
+@functools.lru_cache(maxsize=256)
+def sampling_of(model: str) -> Sampling:
+    """What `model` takes where a section is silent: its provider's word (refed_dspy.providers)."""
+    return provider_for(model).sampling(model)
+
+
+def refused_setting(model: str, field: str, value: Any) -> str | None:
+    """Why `model` cannot take `value` for `field` (temperature, max_tokens, reasoning_effort), what to do instead;
+    None when it can."""
+    s = sampling_of(model)
+    if field == "temperature" and s.fixed_temperature is not None and value != s.fixed_temperature:
+        return f"{model} takes only temperature {s.fixed_temperature:g} ({s.kind}); leave it unset"
+    if field == "max_tokens" and s.least_max_tokens is not None and value < s.least_max_tokens:
+        return (
+            f"{model} ({s.kind}) is sent at least {s.least_max_tokens:,} output tokens, its hidden reasoning "
+            f"included; leave it unset for {s.max_tokens:,}"
+        )
+    if field == "reasoning_effort" and s.efforts is not None and value not in s.efforts:
+        if not s.efforts:
+            return f"{model} takes no reasoning_effort (LiteLLM's model table: it does not reason); leave it unset"
+        return f"{model} takes reasoning_effort {', '.join(s.efforts)} (LiteLLM's model table), not {value!r}"
+    return None

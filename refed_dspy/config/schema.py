@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.config.judging import JudgingConfig, QualityConfig, ReportConfig
@@ -19,7 +19,12 @@ from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfi
 from refed_dspy.registry import FILTERS
 from refed_dspy.settings import Section
 
-JUDGE_TEMPERATURE = 0.0
+
+def _plain(entry: Any) -> dict[str, Any]:
+    """A price table's fields that are set (of a section made in Python, or of a dict)."""
+    if isinstance(entry, Section):
+        return entry.model_dump(exclude_none=True)
+    return {k: v for k, v in entry.items() if v is not None} if isinstance(entry, dict) else {}
 
 
 class Config(Section):
@@ -29,8 +34,8 @@ class Config(Section):
         default_factory=LMSpec, description="The LM that writes instructions, responses and feedback."
     )
     judge: LMSpec = Field(
-        default_factory=lambda: LMSpec(temperature=JUDGE_TEMPERATURE),
-        description="The LM that scores samples; never the teacher object. Its temperature defaults to 0.",
+        default_factory=LMSpec,
+        description="The LM that scores samples; never the teacher object. Its temperature defaults to 0 (1 for a model that takes no other).",
     )
     seeds: SeedsConfig = Field(default_factory=SeedsConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
@@ -84,8 +89,26 @@ class Config(Section):
             ):
                 if spec.get(name) is None and entry.get(name) is not None:
                     spec[name] = entry[name]
+            tiers, own = entry.get("tier_prices"), spec.get("tier_prices")
+            if isinstance(tiers, dict) and tiers and (own is None or isinstance(own, dict)):
+                # a tier's price the role sets itself keeps it, part by part as for the default tier
+                spec["tier_prices"] = {
+                    name: {**_plain(tiers.get(name)), **_plain((own or {}).get(name))}
+                    for name in {*tiers, *(own or {})}
+                }
             data[role] = spec
         return data
+
+    @model_validator(mode="after")
+    def _tiers_offered(self, info: ValidationInfo) -> Config:
+        # a service tier a role's model has no price on is refused here, before any call (a run dir's config.toml
+        # reads as the record of what ran)
+        if (info.context or {}).get("record"):
+            return self
+        problems = [p for role in ("teacher", "judge") if (p := getattr(self, role).tier_problem(role)) is not None]
+        if problems:
+            raise PydanticCustomError("refed_config", "{message}", {"message": "; ".join(problems)})
+        return self
 
     @field_validator("filters", mode="before")
     @classmethod
@@ -113,11 +136,3 @@ class Config(Section):
         if problems:
             raise PydanticCustomError("refed_config", "{message}", {"message": "; ".join(problems)})
         return tables
-
-    @field_validator("judge", mode="before")
-    @classmethod
-    def _judge_temperature(cls, value: Any) -> Any:
-        # a [judge] table that leaves temperature out means the judge's default (0), not the teacher's (1)
-        if isinstance(value, dict) and "temperature" not in value:
-            return {**value, "temperature": JUDGE_TEMPERATURE}
-        return value

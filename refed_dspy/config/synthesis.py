@@ -70,7 +70,7 @@ class SynthesisConfig(Section):
     max_consecutive_failures: int = Field(
         25,
         gt=0,
-        description="Abort after this many failed items in a row: API errors after retries, or outputs rejected as truncated, unparseable or refused (the rest of the run is resumable).",
+        description="Abort after this many failed items in a row: API errors after retries, or outputs rejected as truncated, unparseable or refused (the rest of the run is resumable). A request a service tier had no capacity for (flex's 429 'resource unavailable') is waited out and never counts.",
     )
     seed: int = Field(0, description="Seed for every random choice the run makes.")
     reflection: Literal["instruction", "response", "both"] = Field(

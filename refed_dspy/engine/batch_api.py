@@ -289,5 +289,5 @@ def client_for_spec(spec: Any, key: str | None, role: str) -> _Client:
         provider.batch_base(spec.primary_api_base),
         provider.batch_headers(key),
         provider.batch_query(spec.api_version),
-        timeout=spec.timeout or 120.0,
+        timeout=spec.call_timeout,
     )

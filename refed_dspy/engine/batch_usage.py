@@ -28,6 +28,12 @@ def written_of(api: str | None, body: Any) -> int:
     return known.wire.cache_written(body) if known is not None else 0
 
 
+def reasoning_of(api: str | None, body: Any) -> int:
+    """The hidden reasoning tokens of one answered request's body (inside its completion tokens; 0 unsaid)."""
+    known = batch_apis().get(api or "")
+    return known.wire.reasoning_tokens(body) if known is not None else 0
+
+
 def answered_usage(store: BatchStore) -> dict[str, dict[str, int]]:
     """Stage -> the calls (successful answers) and tokens the provider gave in this store's batches."""
     out: dict[str, dict[str, int]] = {}
@@ -44,4 +50,5 @@ def answered_usage(store: BatchStore) -> dict[str, dict[str, int]]:
         bucket["completion_tokens"] += completion
         bucket["cached_tokens"] += cached
         bucket[CACHE_WRITE] += written_of(api, result.body)
+        bucket["reasoning_tokens"] += reasoning_of(api, result.body)
     return out

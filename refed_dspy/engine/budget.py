@@ -1,10 +1,15 @@
 """The one ledger of a run's LM calls against its call and cost budget: the engine's and optimize's alike.
 
-Work is reserved before it starts, at its worst case: the engine reserves a piece of work's most calls (repairs
-included) when it starts it, and the call boundary (refed_dspy.clients.boundary) reserves one call when an LM
-attached to the ledger is called from anywhere else, an optimizer's threads included. A reservation that could
-take the total past `max_calls` or `max_cost_usd` is refused. A call's cost is estimated at the dearest call seen
-so far, or before any, at a prompt of `prior_prompt_tokens(role)` that fills `max_tokens`. What finished is
+Work is reserved before it starts: the engine reserves a piece of work's most calls (repairs included) when it
+starts it, and the call boundary (refed_dspy.clients.boundary) reserves one call when an LM attached to the ledger is
+called from anywhere else, an optimizer's threads included. A reservation that could take the total past `max_calls`
+or `max_cost_usd` is refused. Before its prompt is known, a call's cost is estimated at the dearest call seen so far,
+or before any, at a prompt of `prior_prompt_tokens(role)` that fills `max_tokens`: the first call's safe reservation
+(`first_call` says what it was; the engine's first piece of work reserves that one call, its later calls being
+reserved as they are made). Once its prompt is counted (under a cost budget), a call is reserved at its expected cost,
+and starts only when what is paid, the worst case of every call in flight and its own expected cost fit in the budget,
+so that the budget is never overshot by more than one call (refed_dspy.engine.tickets,
+refed_dspy.engine.expected_output). What finished is
 recorded from its CallInfo (refed_dspy.clients.usage.usage_of, the same arithmetic as every summary), in total and
 by role; a cache hit costs nothing and counts as no call. A call cut off in flight (by a stop, or given up at the
 client's timeout) was perhaps billed, its tokens unknown: it is kept against the cost budget at what one call of its
@@ -26,8 +31,9 @@ from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.usage import Totals, usage_of
-from refed_dspy.engine.refusal import refusal
-from refed_dspy.engine.tickets import BudgetExceeded, OpensCalls
+from refed_dspy.engine.expected_output import ExpectedOutput, OutputStats
+from refed_dspy.engine.refusal import exposure_refusal, refusal
+from refed_dspy.engine.tickets import BudgetExceeded, MustWait, OpensCalls, Ticket
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
 
@@ -79,6 +85,7 @@ class CallBudget(OpensCalls):
         # role -> what one call was last reserved at (the bound of a call of that role cut off in flight)
         self.call_cost_of: dict[str, float] = {}
         self.in_flight_cost: Counter = Counter()  # the cost reserved for the calls in `in_flight`, by role
+        self.in_flight_worst: Counter = Counter()  # the most those calls can cost (their bound when cut off), by role
         self.refused = 0
         self.tripped: str | None = None  # why the budget refused its first reservation
         self.blind: str | None = None  # a cost budget met a call of unknown cost: nothing more may be spent
@@ -87,6 +94,12 @@ class CallBudget(OpensCalls):
         self._cut: Counter = Counter()  # of those, counted as cut off by wait_idle while still running, by role
         self.log: CallLog | None = None  # the write-ahead log each request is written to before it is sent
         self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
+        self.outputs = ExpectedOutput()  # what the calls of each role (and stage) wrote: what a call is expected to
+        self.call_costs: dict[str, OutputStats] = {}  # role -> what its answered calls cost (USD)
+        self.worst_in_flight = 0.0  # the most the calls opened at the call boundary and not yet over can cost
+        self.open_calls = 0  # those calls
+        self.paid_pending = 0.0  # what calls that are over paid, until their usage is recorded (at their task's end)
+        self.first_call: str | None = None  # under a cost budget: what the first call was reserved at, and why
         self._lock = threading.Lock()
         self._watchers: list[Callable[[], None]] = []
 
@@ -120,14 +133,31 @@ class CallBudget(OpensCalls):
         return self.totals.cost
 
     def call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
-        """The cost one call of `role` is reserved at before its prompt is known: the dearest call seen, or before
-        any, a prompt of `prior_prompt_tokens(role)` (written whole to the provider's prompt cache where that costs
-        more: Price.bound) that fills `max_tokens`; 0 for an LM without a price."""
+        """The cost one call of `role` is reserved at before its prompt is known (a piece of work's share per call):
+        what its role's calls cost, with a learned margin (OutputStats.task_share); before any, the dearest call seen
+        of another role, else a prompt of `prior_prompt_tokens(role)` (written whole to the provider's prompt cache
+        where that costs more: Price.bound) that fills `max_tokens` (the first call's safe reservation, said in
+        `first_call`); 0 for an LM without a price. Once its prompt is counted, each call is
+        reserved at its own expected cost (refed_dspy.engine.tickets)."""
         if price is None:
             return 0.0
-        cost = self.max_call_cost or price.bound(prior_prompt_tokens(role), max_tokens)
-        self.call_cost_of[role] = cost
+        learned = self.call_costs.get(role)
+        cost = learned.task_share() if learned is not None else self.max_call_cost
+        if not cost:
+            prior = prior_prompt_tokens(role)
+            cost = price.bound(prior, max_tokens)
+            if self.max_cost_usd is not None and self.first_call is None:
+                self.first_call = (
+                    f"${cost:.4f} ({role}: a prompt of {prior:,} tokens writing all of max_tokens, {max_tokens:,}), "
+                    "before any call showed what one costs"
+                )
+        self.call_cost_of[role] = max(cost, learned.most if learned is not None else 0.0)  # a cut-off call's bound
         return cost
+
+    def seen(self, role: str) -> bool:
+        """A call of `role` has answered: what its calls write is known."""
+        with self._lock:
+            return self.outputs.seen(role)
 
     @property
     def spent(self) -> float:
@@ -140,27 +170,99 @@ class CallBudget(OpensCalls):
         return limit.field if limit is not None else None
 
     def try_reserve(
-        self, calls: int, cost: float, role: str | None = None, final: bool = True, what: str | None = None
+        self,
+        calls: int,
+        cost: float,
+        role: str | None = None,
+        final: bool = True,
+        what: str | None = None,
+        worst: float = 0.0,
     ) -> bool:
-        """Reserve `calls` calls costing at most `cost` in all; False (nothing reserved) when that could break the
-        budget. `role`: a single call the call boundary is about to make (counted as paid if the run stops now).
+        """Reserve `calls` calls costing `cost` in all; False (nothing reserved) when that could break the budget.
+        `role`: a single call the call boundary is about to make (counted as paid if the run stops now), expected to
+        cost `cost` and at most `worst` (see `_room`; MustWait while the calls in flight keep it from starting).
         `final=False`: a refusal that only makes the caller wait (work under way may give back what it reserved) is
         not counted, and does not become the reason the budget stopped the run (`tripped`)."""
         with self._lock:
-            kind, why = refusal(self, calls, cost, what)
+            kind, why = refusal(self, calls, cost, what) if role is None else self._room(calls, cost, what)
             if why is not None:
                 if final:
-                    self.refused += 1
-                    if self.closed is None:
-                        self.tripped = self.tripped or why
-                        self.tripped_by = self.tripped_by or kind
+                    self._refused(kind, why)
                 return False
             self.reserved_calls += calls
             self.reserved_cost += cost
             if role is not None:
                 self.in_flight[role] += calls
                 self.in_flight_cost[role] += cost
+                self.in_flight_worst[role] += max(cost, worst)
+                self._hold(max(cost, worst))
             return True
+
+    def hold(self, extra: float, need: float, worst: float, what: str | None = None) -> None:
+        """Open a call of an engine task at the call boundary, expected to cost `need` and at most `worst` (see
+        `_room`): `extra` reserved beyond what its task reserved, its worst case held while it is in flight.
+        BudgetExceeded when it could break the budget, MustWait while the calls in flight keep it from starting."""
+        with self._lock:
+            kind, why = self._room(0, need, what)
+            if why is not None:
+                self._refused(kind, why)
+                raise BudgetExceeded(self.closed or self.tripped or why)
+            self.reserved_cost += max(0.0, extra)
+            self._hold(worst)
+
+    def _room(self, calls: int, need: float, what: str | None) -> tuple[str | None, str | None]:
+        """Under the lock, for `calls` (1, or 0: counted with its task) call the call boundary is about to make,
+        expected to cost `need`: (None, None) when it may start; else (the limit that refuses, why), or MustWait when
+        calls in flight keep it from starting (one of them ending makes room: what it wrote is learned, its worst case
+        let go). Under a cost budget it may start when what is paid, the worst case of every call in flight and its own
+        expected cost fit in the budget: whatever the calls in flight write, the budget is then overshot by at most this
+        one call's worst case beyond its expected cost. The work under way's reservations are not in it (they are
+        future calls, each checked so when it starts): they keep new work from starting, not a call of work started."""
+        if self.closed is not None or self.blind is not None:
+            return None, self.closed or self.blind
+        kind, why = refusal(self, calls, 0.0, what) if calls else (None, None)
+        if why is None and self.max_cost_usd is not None:
+            paid = self.spent + self.paid_pending
+            if paid + self.worst_in_flight + need > self.max_cost_usd + 1e-12:
+                kind, why = "cost", exposure_refusal(self, paid, need, what)
+        if why is not None and self.open_calls > 0:
+            raise MustWait(why)
+        return kind, why
+
+    def _hold(self, worst: float) -> None:
+        """Under the lock: one more call in flight, at most `worst`."""
+        self.worst_in_flight += max(0.0, worst)
+        self.open_calls += 1
+
+    def drop(self, ticket: Ticket, spent: float) -> float:
+        """The call of `ticket` is over, having cost `spent` (its worst case when cut off or of unknown tokens): its
+        worst case let go, what it paid held as paid until its usage is recorded (`unpend`), and what it cost beyond its
+        reservation reserved, returned for its ledger to give back with it. Once per ticket (0 after)."""
+        with self._lock:
+            if not ticket.held:
+                return 0.0
+            ticket.held = False
+            self.worst_in_flight = max(0.0, self.worst_in_flight - ticket.cost)
+            self.open_calls = max(0, self.open_calls - 1)
+            if self.closed is not None:
+                return 0.0
+            ticket.paid = spent
+            self.paid_pending += spent
+            beyond = max(0.0, spent - ticket.need)
+            self.reserved_cost += beyond
+            return beyond
+
+    def unpend(self, paid: float) -> None:
+        """What calls paid (`drop`) is recorded in the totals now: no longer held as pending."""
+        with self._lock:
+            self.paid_pending = max(0.0, self.paid_pending - paid)
+
+    def _refused(self, kind: str | None, why: str) -> None:
+        """Under the lock: a final refusal, and the reason the budget stopped the run when it is the first."""
+        self.refused += 1
+        if self.closed is None:
+            self.tripped = self.tripped or why
+            self.tripped_by = self.tripped_by or kind
 
     def refuse(self, why: str) -> None:
         """Refuse a call for a reason of its own (an LM with no price under a cost budget): BudgetExceeded, and
@@ -170,14 +272,17 @@ class CallBudget(OpensCalls):
             self.tripped = self.tripped or why
         raise BudgetExceeded(why)
 
-    def reserve(self, calls: int, cost: float, role: str | None = None, what: str | None = None) -> None:
+    def reserve(
+        self, calls: int, cost: float, role: str | None = None, what: str | None = None, worst: float = 0.0
+    ) -> None:
         """As try_reserve, raising BudgetExceeded (with the reason) instead of returning False. `what`: what the
         reservation is for, with its cost, as its refusal says it ("the next call may cost up to $X" by default)."""
-        if not self.try_reserve(calls, cost, role, what=what):
+        if not self.try_reserve(calls, cost, role, what=what, worst=worst):
             raise BudgetExceeded(self.closed or self.tripped)
 
-    def release(self, calls: int, cost: float, role: str | None = None) -> None:
-        """Give back a reservation once its work has finished (what it spent is recorded apart)."""
+    def release(self, calls: int, cost: float, role: str | None = None, worst: float = 0.0) -> None:
+        """Give back a reservation once its work has finished (what it spent is recorded apart); `role`: a single call
+        of the call boundary's, `worst` the most it could cost, `cost` its reservation and what it cost beyond it."""
         with self._lock:
             if self.closed is not None:  # settled by close(): counted already
                 return
@@ -189,6 +294,7 @@ class CallBudget(OpensCalls):
             if role is not None:
                 self.in_flight[role] -= calls
                 self.in_flight_cost[role] -= cost
+                self.in_flight_worst[role] -= worst
 
     def close(self, why: str) -> None:
         """Stop spending (a signal stopped the run): every call the boundary has in flight is counted as paid (it
@@ -200,13 +306,14 @@ class CallBudget(OpensCalls):
             self.closed = why
             self._cut_in_flight()
             self.reserved_calls, self.reserved_cost = 0, 0.0
+            self.worst_in_flight, self.open_calls, self.paid_pending = 0.0, 0, 0.0
         self._notify()
 
     def _cut_in_flight(self) -> int:
         """Count every call the boundary has in flight as paid, cut off (under the lock); how many."""
         settled = {role: n for role, n in self.in_flight.items() if n > 0}
-        for role, n in settled.items():
-            bound = max(0.0, self.in_flight_cost[role]) / n
+        for role, n in settled.items():  # each at the most it can cost: its worst case, not its reservation
+            bound = max(0.0, self.in_flight_worst[role] or self.in_flight_cost[role]) / n
             cut = [CallInfo(stage="stopped", model="?", interrupted=True, cost_bound_usd=bound) for _ in range(n)]
             usage = usage_of(cut, _NO_PRICE)
             self.totals.add(usage)
@@ -216,6 +323,7 @@ class CallBudget(OpensCalls):
             self._cut[role] += n  # their reservations are given back here, not when they end
         self.in_flight.clear()
         self.in_flight_cost.clear()
+        self.in_flight_worst.clear()
         return sum(settled.values())
 
     def wait_idle(self, timeout_s: float) -> int:
@@ -249,8 +357,10 @@ class CallBudget(OpensCalls):
             if price is not None:
                 for call in calls:
                     if not call.cache_hit and call.error is None and not call.interrupted:
-                        cost = call.cost_at(price)
+                        served = price.at(call.service_tier)  # the tier that served it
+                        cost = call.cost_at(served)
                         self.max_call_cost = max(self.max_call_cost, cost)
+                        self.call_costs.setdefault(role, OutputStats()).add(cost)
             if self.max_cost_usd is not None and usage.get("unmetered_calls"):
                 model = next((c.model for c in calls if c.tokens_unknown), "?")
                 self.blind = (

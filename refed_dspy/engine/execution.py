@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,13 +36,15 @@ from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.done_queue import DoneQueue
 from refed_dspy.engine.endpoint_check import FirstCalls
 from refed_dspy.engine.failures import Failure, FailureStreak
+from refed_dspy.engine.in_flight import InFlight
+from refed_dspy.engine.outcome import run_figures, run_status
 from refed_dspy.engine.retries import Retries
 from refed_dspy.engine.task_accounts import Task, TaskAccounts
 from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
-from refed_dspy.store.jsonl import DiskFull
+from refed_dspy.store.jsonl import DiskFull, stop_if_full
 
 
 class Stage(Protocol):
@@ -98,14 +99,13 @@ class Engine:
             limits.worst_calls, limits.price, limits.max_tokens, limits.role, self.budget, batch=broker is not None
         )
         self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
-        self.running: dict[asyncio.Task, Task] = {}
-        self.slots_used = 0  # running total over self.running: O(1) per start
-        self.pending: Counter = Counter()  # tasks by kind, running or waiting to be retried
+        self.running = InFlight()  # the tasks under way (refed_dspy.engine.in_flight)
+        self.pending = self.running.pending  # tasks by kind, running or waiting to be retried
         self.window = Window(limits.concurrency)  # the AIMD window of calls in flight
         self.retrying = Retries(limits.max_retries, limits.seed)  # failed work waiting to run again
         self.batch = BatchLink(broker) if broker is not None else None  # batch mode: the broker's side of it
         self.stop_reason: str | None = None
-        self.writers: list[Any] = []  # the stage's record writers (run_closing): one that finds the disk full stops it
+        self.writers: list[Any] = []  # the stage's record writers: one that finds the disk full stops the run
         self.abort: Failure | None = None
         # until the endpoint has answered: one piece of work at a time online
         self.first = FirstCalls(unreachable_stops=limits.endpoints == 1)
@@ -145,7 +145,8 @@ class Engine:
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:
-        return 0 if self.first.holds(self.busy, self.broker is not None) else int(self.window.limit) - self.slots_used
+        held = self.first.holds(self.busy, self.broker is not None)
+        return 0 if held else int(self.window.limit) - self.running.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
         """Start one piece of work, or False when it could break the budget: the stage keeps it and tries again when
@@ -160,17 +161,13 @@ class Engine:
             coro = self.batch.attempt(self.stage.key(kind, payload), coro)
         with opened_on(meta.ledger):  # the task's context (copied as it is created) carries its ledger
             task = asyncio.ensure_future(coro)
-        self.running[task] = meta
-        self.slots_used += slots
-        self.pending[kind] += 1
+        self.running.add(task, meta)
         task.add_done_callback(self.done.add)
         return True
 
     def _finished(self, task: asyncio.Task) -> Task:
         meta = self.running.pop(task)
-        self.slots_used -= meta.slots
         self.accounts.release(meta)
-        self.pending[meta.kind] -= 1
         return meta
 
     def wake(self) -> None:
@@ -267,13 +264,6 @@ class Engine:
             if self.batch is not None:
                 await self.batch.close()
 
-    def _check_disk(self) -> None:
-        """A record writer found the disk full (and wrote into the run dir's reserve): stop, by DiskFull, once the
-        results at hand are all handled."""
-        full = next((w.full for w in self.writers if getattr(w, "full", None)), None)
-        if full is not None:
-            raise DiskFull(full)
-
     def _batch_news(self) -> bool:
         """The broker detached (every task waits on a submitted batch) or its provider refused: stop. True then."""
         news = self.batch.news() if self.batch is not None else None
@@ -283,17 +273,6 @@ class Engine:
             self.detached = self.stopping = True
             self.stop_reason = "detached"
         return news is not None
-
-    async def run_closing(self, progress: Any, writers: Any) -> None:
-        """`run`, then close the stage's record writers and its progress display, whatever happened."""
-        writers = list(writers)
-        self.writers = writers
-        try:
-            await self.run()
-        finally:
-            for writer in writers:
-                writer.close()
-            progress.close()
 
     async def _loop(self) -> None:
         while True:
@@ -310,7 +289,7 @@ class Engine:
                     self._handle(task, self._finished(task))
             if self.on_progress is not None:
                 self.on_progress()
-            self._check_disk()
+            stop_if_full(self.writers)  # once the results at hand are all handled
             if self.abort is not None or self._batch_news():
                 return
 
@@ -332,28 +311,19 @@ class Engine:
         for task in self.running:
             task.cancel()
         await asyncio.gather(*self.running, return_exceptions=True)
-        for task in list(self.running):
+        for task in self.running:
             meta = self._finished(task)
             usage = self.accounts.account(meta)
             with contextlib.suppress(RunDirError):  # a full disk: the summary still says what it can
                 self._note_attempt(meta, "interrupted", usage)
                 self.accounts.kept(meta)
-        self.running.clear()
 
     def status(self, done: bool) -> str:
         """How the run ended: aborted, interrupted, complete (the stage says `done`), else why it stopped short."""
-        if self.abort is not None:
-            return "aborted"
-        if self.detached:
-            return "submitted"
-        if self.interrupted:
-            return "interrupted"
-        return "complete" if done else (self.stop_reason or "exhausted")
+        return run_status(self.abort is not None, self.detached, self.interrupted, done, self.stop_reason)
 
     def figures(self) -> dict[str, Any]:
-        """Retries, the window and (stopped by the budget) why, for a summary."""
-        return {
-            **({"budget_stop": self.budget.tripped} if self.stop_reason == "budget" and self.budget.tripped else {}),
-            "retries": dict(self.retrying.by_reason),
-            "concurrency": self.window.figures(),
-        }
+        """Retries, the window, (stopped by the budget) why and (under a cost budget) what the first call was reserved
+        at, for a summary."""
+        tripped = self.budget.tripped if self.stop_reason == "budget" else None
+        return run_figures(tripped, self.budget.first_call, self.retrying.by_reason, self.window.figures())

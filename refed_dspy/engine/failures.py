@@ -36,7 +36,8 @@ class Failure:
     """How an item failed. `final` rejects are not retried on resume; `fatal` ones stop the run;
     `retryable` ones (429, 5xx, timeouts, connection errors) the runner retries after `retry_after`
     seconds when given (the provider's Retry-After), else with backoff. `raw` is the start of what the
-    LM returned, when it returned something unusable."""
+    LM returned, when it returned something unusable. One not `counted` (a service tier with no capacity now)
+    neither counts toward the consecutive-failure abort nor ends a streak."""
 
     reason: str
     detail: str
@@ -45,6 +46,7 @@ class Failure:
     retryable: bool = False
     retry_after: float | None = None
     raw: str | None = None
+    counted: bool = True  # counts toward the consecutive-failure abort (no capacity on a service tier does not)
 
     def record_fields(self) -> dict[str, Any]:
         """The fields a reject record keeps of this failure."""
@@ -113,6 +115,15 @@ def classify(err: BaseException) -> Failure:
         if "content" in low and ("filter" in low or "policy" in low or "management" in low):
             return Failure("content_filter", detail)
         return Failure("invalid_request", detail)
+    if isinstance(err, LMError) and getattr(err, "tier_unavailable", False):  # marked by the call boundary
+        return Failure(
+            "tier_unavailable",
+            f"the service tier asked for had no capacity, after the call boundary's waits: {detail}",
+            final=False,
+            retryable=True,
+            retry_after=retry_after_s(err),
+            counted=False,
+        )
     if isinstance(err, LMRateLimitError):
         return Failure("rate_limited", detail, final=False, retryable=True, retry_after=retry_after_s(err))
     if isinstance(err, LMError) and never_connected(err):
@@ -155,6 +166,8 @@ _HINTS = {
     "content_filter": "the provider filters this content; check the seeds",
     "timeout": "the LM did not answer within its timeout: raise {role}.timeout if the model needs longer, or lower "
     "the concurrency a slow server is given",
+    "tier_unavailable": "the flex tier kept having no capacity: set {role}.flex_fallback to send such requests on the "
+    "default tier, or resume later",
     "context_window": "the prompts do not fit the model's context: use a model with a longer context or shorter seeds",
 }
 
@@ -182,6 +195,8 @@ class FailureStreak:
             return None
         if failure.fatal:
             return failure
+        if not failure.counted:
+            return None
         self.count += 1
         self.reasons[failure.reason] = self.reasons.get(failure.reason, 0) + 1
         if self.count < self.limit:

@@ -16,13 +16,19 @@ from refed_dspy.clients.keys import check_key
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.batch_api import batch_provider
+from refed_dspy.errors import ConfigError
 
 
 def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, build: Callable[[], Any]) -> Any:
     """Before the run dir is touched: online, the LM to call (`lm` behind the call boundary, so that a user's LM is
     counted, budgeted and checked like a built one; else `build()`); batch, None once the provider is known to have
-    a batch API and its key is set (ConfigError, MissingKeyError otherwise)."""
+    a batch API and its key is set, and the section asks for no service tier (ConfigError, MissingKeyError otherwise)."""
     if mode == "batch":
+        if spec.service_tier != "default":  # a batch request is priced at the batch price: it asks for no tier
+            raise ConfigError(
+                f'{role}.service_tier = "{spec.service_tier}" is for online calls; batch mode has a price of its own '
+                f'({role}.batch_price_factor): set {role}.service_tier = "default", or run online'
+            )
         batch_provider(spec, role)
         check_key(spec, role)
         return None

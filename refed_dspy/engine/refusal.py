@@ -39,6 +39,23 @@ def refusal(ledger: Any, calls: int, cost: float, what: str | None = None) -> tu
     return None, None
 
 
+def exposure_refusal(ledger: Any, paid: float, need: float, what: str | None = None) -> str:
+    """Why a call of work under way may not start (read under the ledger's lock): what is paid (`paid`: the calls
+    recorded, those cut off at their bound and those over whose work is under way), the most the calls in flight can
+    still cost, and what this one is expected to cost (`need`) would not fit in the cost budget."""
+    bound, pending, flying = ledger.totals.cost_bound, ledger.paid_pending, ledger.worst_in_flight
+    left = max(0.0, ledger.max_cost_usd - paid - flying)
+    cut = f" and up to ${bound:.4f} in calls cut off" if bound else ""
+    under_way = f", ${pending:.4f} by calls of work under way" if pending else ""
+    in_flight = f", up to ${flying:.4f} by {ledger.open_calls} calls in flight" if ledger.open_calls else ""
+    next_one = what or f"the next call may cost ${need:.4f}"
+    text = (
+        f"the cost budget of ${ledger.max_cost_usd:g} is reached (${ledger.totals.cost:.4f} spent{cut}{under_way}"
+        f"{in_flight}, ${left:.4f} left; {next_one}"
+    )
+    return _closed(ledger, "cost", text)
+
+
 def _closed(ledger: Any, kind: str, text: str) -> str:
     """`text` closed with where the limit of `kind` comes from (the config field, and what a larger budget left)."""
     limit = ledger.limits[kind]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
@@ -29,7 +29,7 @@ from refed_dspy.engine.endpoint_check import endpoint_error
 from refed_dspy.engine.execution import Engine, Limits
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.transport import LocalTransport, Transport, guarded_call
+from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.errors import RunAborted, RunDirError
 from refed_dspy.money import usd
 from refed_dspy.providers.prices import Price
@@ -60,7 +60,7 @@ def role_limits(
         max_calls=max_calls,
         max_cost_usd=max_cost_usd,
         price=price,
-        max_tokens=spec.max_tokens,
+        max_tokens=spec.output_limit,
         max_consecutive_failures=max_consecutive_failures,
         role=role,
         stop_grace_s=stop_grace_s,
@@ -166,13 +166,6 @@ class StageBase(ABC):
         (it is in the engine's totals)."""
 
     # ---- the shared parts -----------------------------------------------------------------------
-    async def guarded(
-        self, calls: list, call: Callable[[], Awaitable[Any]], stage_name: str | None = None
-    ) -> tuple[Any, Failure | None]:
-        """Await `call()` with this stage's LM and adapter, its LM calls collected into `calls` (and tagged
-        `stage_name` unless its part tags them itself); any exception becomes a classified Failure."""
-        return await guarded_call(self.lm, self.adapter, self.scope, calls, call, stage_name)
-
     def open_log(self, path: Any) -> None:
         """Open the write-ahead log of this stage's calls at `path` (its directory's lock is held): what invocations
         killed before left unaccounted is added to the run's totals, and said in one line when this opening found it;
@@ -256,12 +249,16 @@ class StageBase(ABC):
         progress.stage_of = self.stage_now
         show()  # from the first line on, the figures of earlier invocations (rejects, calls, cost) are counted
         written = True
+        engine.writers = list(writers)
         try:
-            await engine.run_closing(progress, writers)
+            await engine.run()
         except RunDirError:
             written = False  # some calls' usage never reached a file: the log keeps them for the next start
             raise
         finally:
+            for writer in engine.writers:
+                writer.close()
+            progress.close()
             status = engine.status(done=done() if done is not None else not engine.stopped)
             summary = summarize(status)
             if engine.log is not None and written:

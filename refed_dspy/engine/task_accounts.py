@@ -65,8 +65,13 @@ class TaskAccounts:
         """A new task of `kind` with its worst case reserved (and, with `log_tasks`, written to the log); None when
         starting it could break the budget (`final=False`: only for now, work under way may give back)."""
         calls = self.worst_calls[kind]
-        cost = calls * self.budget.call_cost(self.price, self.max_tokens, self.role)
-        if not self.budget.try_reserve(calls, cost, final=final):
+        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role)
+        at_boundary = not self.batch and not self.log_tasks  # its calls are opened one by one on its TaskLedger
+        # before a call of the role has answered, a task reserves its first call's safe reservation only (its later
+        # calls are reserved at the boundary as they are made, once the first has shown what one costs): a budget
+        # that one worst case fits starts
+        cost = per_call if at_boundary and not self.budget.seen(self.role) else calls * per_call
+        if not self.budget.try_reserve(calls, cost, final=final, what=self._first_call(calls, cost)):
             return None
         task = Task(kind, slots, calls, cost, payload)
         if self.log is not None and self.log_tasks:  # its calls are made where no log is: written down whole, first
@@ -75,6 +80,13 @@ class TaskAccounts:
             task.ledger = TaskLedger(self.budget, self.price, self.max_tokens, self.role, self.log, cost)
         return task
 
+    def _first_call(self, calls: int, cost: float) -> str | None:
+        """How a refusal names the first piece of work's reservation, made before any call showed what one costs."""
+        first = self.budget.first_call
+        if first is None or self.budget.seen(self.role):
+            return None
+        return f"the next piece of work ({calls} calls at most) may cost up to ${cost:.4f}; its first call is reserved at {first}"
+
     def release(self, task: Task) -> None:
         """Give back what `task` reserved, and what its calls' prompts reserved beyond it."""
         self.budget.release(task.reserved_calls, task.reserved_cost + (task.ledger.extra if task.ledger else 0.0))
@@ -82,6 +94,8 @@ class TaskAccounts:
     def account(self, task: Task) -> dict[str, Any]:
         """What `task`'s calls paid, added to the run's totals (a task written to the log whole is settled with it)."""
         usage = self.budget.record(task.calls, self.price, self.role)
+        if task.ledger is not None:  # recorded: what its calls paid is no longer held as pending
+            self.budget.unpend(task.ledger.paid)
         if self.log is not None and task.log_id is not None:
             self.log.settled_task(task.log_id, usage)
         return usage

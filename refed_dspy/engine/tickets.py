@@ -1,9 +1,18 @@
-"""How a single LM call is opened on a ledger at the call boundary: reserved at what it can cost (under a cost budget,
-its prompt counted before it is sent), written to the run's write-ahead log, settled with what it paid, and given back.
+"""How a single LM call is opened on a ledger at the call boundary: reserved at what it is expected to cost (under a
+cost budget, its prompt counted before it is sent), written to the run's write-ahead log at the most it can cost,
+settled with what it paid, and given back.
+
+Under a cost budget a call is reserved at its counted prompt and the output its role's calls are expected to write
+(refed_dspy.engine.expected_output: learned from the calls already made, with a learned margin); before its role has
+answered anything, at its worst case (its prompt filling `max_tokens`). Its worst case is held while it is in flight: a
+call starts only when what is paid, the worst case of every call in flight and its own expected cost fit in the budget
+(`MustWait` otherwise, while others are in flight), so that whatever they write the budget is overshot by at most one
+call. A call that cost more than it was reserved at has the rest reserved when it is settled, until its cost is
+recorded.
 
 Two ledgers open calls: a CallBudget itself (an LM with a budget of its own: optimize, experiments, a user's), one call
 reserved each (`OpensCalls`, which CallBudget takes in); and an engine task's `TaskLedger`, whose task reserved its
-calls' worst case already: each of its calls takes what it can cost from that, and what the task lacks is reserved
+calls already: each of its calls takes what it is expected to cost from that, and what the task lacks is reserved
 on top.
 """
 
@@ -13,13 +22,16 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.calls import CallInfo, MustWait
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
 
 
 class BudgetExceeded(Exception):
     """An LM call was refused because it could take the run past its call or cost budget."""
+
+
+__all__ = ["BudgetExceeded", "MustWait", "OpensCalls", "TaskLedger", "Ticket", "settle_call"]
 
 
 @dataclass
@@ -35,11 +47,14 @@ class Ticket:
     prompt_tokens: int | None = None  # as counted before sending (None: not counted)
     in_flight: bool = False  # reserved as a single call of the boundary's (counted as paid by `close`)
     settled: bool = False  # its request is over and its log line settled
+    need: float = 0.0  # what it is expected to cost: what the ledger holds for it (its task's or its own)
+    held: bool = False  # its worst case (`cost`) is held by the budget: it is in flight
+    paid: float = 0.0  # once over: what it paid (its worst case when cut off or of unknown tokens)
 
 
 class OpensCalls:
     """What a CallBudget does for the call boundary (see the module docstring). Uses the budget's `call_cost`,
-    `reserve`, `release`, `log`, `prompt_ratio`, `max_cost_usd` and lock."""
+    `reserve`, `release`, `drop`, `unpend`, `log`, `prompt_ratio`, `outputs`, `max_cost_usd` and lock."""
 
     def prompt_cost(self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int) -> float:
         """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here): that prompt, raised
@@ -47,8 +62,24 @@ class OpensCalls:
         prompt cache where that costs more than reading it (Price.bound), that fills `max_tokens`."""
         if price is None:
             return 0.0
-        ratio = self.prompt_ratio.get(role, 1.0)
-        return price.bound(int(prompt_tokens * ratio) + 1, max_tokens)
+        return price.bound(self.raised_prompt(role, prompt_tokens), max_tokens)
+
+    def expected_cost(self, price: Price | None, max_tokens: int, role: str, stage: str, prompt_tokens: int) -> float:
+        """What one call is reserved at once its prompt is counted: that prompt (raised as in `prompt_cost`) and the
+        output its role's calls at `stage` are expected to write, with a learned margin (at most `max_tokens`), the
+        prompt priced as in `prompt_cost` (written whole where that costs more); before a call of `role` has answered,
+        its worst case (`prompt_cost`)."""
+        if price is None:
+            return 0.0
+        with self._lock:
+            out = self.outputs.reserve(role, stage, max_tokens)
+        if out is None:
+            return self.prompt_cost(price, max_tokens, role, prompt_tokens)
+        return price.bound(self.raised_prompt(role, prompt_tokens), out)
+
+    def raised_prompt(self, role: str, prompt_tokens: int) -> int:
+        """A prompt counted here at `prompt_tokens`, raised by the most a provider has counted over ours for `role`."""
+        return int(prompt_tokens * self.prompt_ratio.get(role, 1.0)) + 1
 
     @property
     def counts_prompts(self) -> bool:
@@ -56,24 +87,45 @@ class OpensCalls:
         return self.max_cost_usd is not None
 
     def open_call(
-        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
+        self,
+        role: str,
+        model: str,
+        stage: str,
+        price: Price | None,
+        max_tokens: int,
+        prompt_tokens: int | None,
+        tier: str | None = None,
     ) -> Ticket:
-        """Reserve one call the call boundary is about to make (BudgetExceeded when it could break the budget) at the
-        most it can cost (its counted prompt, when counted, and `max_tokens` of output), and write it to the log."""
-        cost = self.call_cost(price, max_tokens, role)
+        """Reserve one call the call boundary is about to make (BudgetExceeded when it could break the budget, MustWait
+        while the calls in flight could) at what it is expected to cost (its counted prompt, when counted, and its
+        expected output), and write it to the log at the most it can cost (`max_tokens` of output). `tier`: the service
+        tier the request asks for; on a dearer one than `price`'s (a flex request sent on the default tier) it is
+        reserved at that tier's price."""
+        usual = price
+        price, dearer = at_tier(price, tier)
+        worst = self.call_cost(usual, max_tokens, role) * dearer
+        need = worst
         if prompt_tokens is not None:
-            cost = self.prompt_cost(price, max_tokens, role, prompt_tokens)
-        self.reserve(1, cost, role, what=_longer(prompt_tokens, cost) if prompt_tokens else None)
-        log_id = self.log.sent(role, stage, model, cost) if self.log is not None else None
-        return Ticket(role, cost, 1, cost, log_id, prompt_tokens, in_flight=True)
+            worst = self.prompt_cost(price, max_tokens, role, prompt_tokens)
+            need = min(worst, self.expected_cost(price, max_tokens, role, stage, prompt_tokens))
+        what = _longer(prompt_tokens, need) if prompt_tokens else None
+        self.reserve(1, need, role, what=what, worst=worst)
+        log_id = self.log.sent(role, stage, model, worst) if self.log is not None else None
+        return Ticket(role, worst, 1, need, log_id, prompt_tokens, in_flight=True, need=need, held=True)
 
     def settle(self, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
-        """The request of `ticket` is over (`info`; recorded apart, by `record`): its line in the log settled."""
-        settle_call(self, ticket, info, price)
+        """The request of `ticket` is over (`info`; recorded apart, by `record`): its line in the log settled, what it
+        cost beyond its reservation reserved with it until it is given back."""
+        extra = settle_call(self, ticket, info, price)
+        if extra > 0:
+            ticket.reserved_cost += extra
 
     def release_call(self, ticket: Ticket) -> None:
-        """Give back what `ticket` reserved."""
-        self.release(ticket.reserved_calls, ticket.reserved_cost, ticket.role if ticket.in_flight else None)
+        """Give back what `ticket` reserved (its worst case let go, were it not settled); what it paid is recorded."""
+        self.drop(ticket, 0.0)
+        self.unpend(ticket.paid)
+        role = ticket.role if ticket.in_flight else None
+        self.release(ticket.reserved_calls, ticket.reserved_cost, role, worst=ticket.cost if role else 0.0)
 
     def learn_prompt(self, role: str, counted: int, reported: int) -> None:
         """A provider counted `reported` prompt tokens where we counted `counted`: later prompts are raised so."""
@@ -81,26 +133,43 @@ class OpensCalls:
             with self._lock:
                 self.prompt_ratio[role] = max(self.prompt_ratio.get(role, 1.0), min(reported / counted, 8.0))
 
+    def learn_output(self, role: str, stage: str, completion_tokens: int) -> None:
+        """An answered call of `role` at `stage` wrote `completion_tokens`: later calls are expected so."""
+        with self._lock:
+            self.outputs.learn(role, stage, completion_tokens)
 
-def settle_call(ledger: Any, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
-    """What a ledger does when the request of `ticket` is over: its log line settled with what it cost, and the
-    provider's count of its prompt learned."""
-    if ticket.prompt_tokens is not None and info.prompt_tokens and not info.cache_hit:
+
+def settle_call(ledger: Any, ticket: Ticket, info: CallInfo, price: Price | None) -> float:
+    """What a ledger does when the request of `ticket` is over: its log line settled with what it cost, the provider's
+    count of its prompt and the output it wrote learned, and its worst case let go. Returns what it cost beyond what was
+    reserved for it (reserved now by the budget, which its ledger gives back with it): a call cut off, or of unknown
+    tokens, at its worst case."""
+    answered = not (info.cache_hit or info.error or info.interrupted or info.tokens_unknown)
+    if ticket.prompt_tokens is not None and info.prompt_tokens and answered:
         ledger.learn_prompt(ticket.role, ticket.prompt_tokens, info.prompt_tokens)
-    if ledger.log is None or ticket.log_id is None:
-        return
+    if answered:
+        ledger.learn_output(ticket.role, info.stage, info.completion_tokens)
     cost = info.cost_usd
-    if cost is None and price is not None and not info.tokens_unknown:
-        cost = info.cost_at(price)
-    ledger.log.settled(ticket.log_id, info, cost)
+    if cost is None and price is not None and not info.tokens_unknown:  # at the tier that served it
+        cost = info.cost_at(price.at(info.service_tier))
+    if ledger.log is not None and ticket.log_id is not None:
+        ledger.log.settled(ticket.log_id, info, cost)
+    if info.cache_hit or info.error is not None:
+        spent = 0.0
+    elif info.interrupted or info.tokens_unknown or cost is None:
+        spent = ticket.cost
+    else:
+        spent = cost
+    return ledger.drop(ticket, spent)
 
 
 class TaskLedger:
-    """The engine's ledger as the calls of one of its tasks meet it at the call boundary. The task reserved its worst
-    case before it started (its most calls, each at what a call is reserved at before its prompt is known): each of
-    its calls takes what it can cost (its counted prompt filling max_tokens) from that, and what the task's reservation
-    lacks is reserved beyond it (BudgetExceeded when that could break the budget), kept until the task ends, when its
-    calls are recorded. Each request is written to the run's log before it is sent."""
+    """The engine's ledger as the calls of one of its tasks meet it at the call boundary. The task reserved its calls
+    before it started (its most calls, each at what a call is reserved at before its prompt is known; before its role
+    has answered anything, its first call's worst case): each of its calls takes what it is expected to cost (its
+    counted prompt and the output expected of it) from that, and what the task's reservation lacks is reserved beyond
+    it (BudgetExceeded when that could break the budget), kept until the task ends, when its calls are recorded. Each
+    request is written to the run's log, at the most it can cost, before it is sent."""
 
     def __init__(
         self,
@@ -115,6 +184,7 @@ class TaskLedger:
         self.log = log
         self.left = reserved  # what the task's own reservation still covers
         self.extra = 0.0  # reserved beyond it, given back with it when the task ends
+        self.paid = 0.0  # what its calls that are over paid, held as paid until the task's calls are recorded
         self._lock = threading.Lock()
 
     @property
@@ -122,38 +192,64 @@ class TaskLedger:
         return self.budget.counts_prompts and self.price is not None
 
     def open_call(
-        self, role: str, model: str, stage: str, price: Price | None, max_tokens: int, prompt_tokens: int | None
+        self,
+        role: str,
+        model: str,
+        stage: str,
+        price: Price | None,
+        max_tokens: int,
+        prompt_tokens: int | None,
+        tier: str | None = None,
     ) -> Ticket:
-        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role)
-        need = per_call
+        at, dearer = at_tier(price or self.price, tier)
+        max_tokens = max_tokens or self.max_tokens
+        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role) * dearer
+        worst = need = per_call
         if prompt_tokens is not None:
-            need = max(
-                need, self.budget.prompt_cost(price or self.price, max_tokens or self.max_tokens, role, prompt_tokens)
-            )
+            worst = self.budget.prompt_cost(at, max_tokens, role, prompt_tokens)
+            need = min(worst, self.budget.expected_cost(at, max_tokens, role, stage, prompt_tokens))
         with self._lock:
             taken = min(self.left, need)
             self.left -= taken
         extra = need - taken
-        if extra > 1e-12:
-            try:
-                self.budget.reserve(0, extra, what=_longer(prompt_tokens, need))
-            except BudgetExceeded:
-                with self._lock:
-                    self.left += taken
-                raise
+        try:
+            self.budget.hold(extra, need, worst, what=_longer(prompt_tokens, need))
+        except (BudgetExceeded, MustWait):
             with self._lock:
-                self.extra += extra
-        log_id = self.log.sent(role, stage, model, need) if self.log is not None else None
-        return Ticket(role, need, 0, 0.0, log_id, prompt_tokens)
+                self.left += taken
+            raise
+        with self._lock:
+            self.extra += extra
+        log_id = self.log.sent(role, stage, model, worst) if self.log is not None else None
+        return Ticket(role, worst, 0, 0.0, log_id, prompt_tokens, need=need, held=True)
 
     def settle(self, ticket: Ticket, info: CallInfo, price: Price | None) -> None:
-        settle_call(self, ticket, info, price or self.price)  # type: ignore[arg-type]
+        extra = settle_call(self, ticket, info, price or self.price)  # type: ignore[arg-type]
+        with self._lock:
+            self.extra += extra
+            self.paid += ticket.paid
 
     def learn_prompt(self, role: str, counted: int, reported: int) -> None:
         self.budget.learn_prompt(role, counted, reported)
 
+    def learn_output(self, role: str, stage: str, completion_tokens: int) -> None:
+        self.budget.learn_output(role, stage, completion_tokens)
+
+    def drop(self, ticket: Ticket, spent: float) -> float:
+        return self.budget.drop(ticket, spent)
+
     def release_call(self, ticket: Ticket) -> None:
-        """Nothing until the task ends: its calls are recorded then, and its reservation covers them until then."""
+        """Nothing to give back until the task ends (its calls are recorded then, and its reservation covers them until
+        then); the call's worst case, were it not settled, is let go."""
+        self.budget.drop(ticket, 0.0)
+
+
+def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]:
+    """`price` on service tier `tier` (None: as it is), and how many times dearer than `price` that is (at least 1)."""
+    if price is None or tier is None:
+        return price, 1.0
+    at = price.at(tier)
+    return at, at.dearer_than(price)
 
 
 def _longer(prompt_tokens: int | None, need: float) -> str:

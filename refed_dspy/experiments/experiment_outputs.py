@@ -18,11 +18,11 @@ from refed_dspy.experiments.stats import significantly_better
 from refed_dspy.optimization.plan import target_program
 from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
 from refed_dspy.tracking.experiment_runs import (
-    champion_model_name,
     champion_tags,
     log_cell,
     log_experiment,
     register_champion,
+    registered_name,
 )
 from refed_dspy.tracking.figures import usage_figures
 
@@ -61,8 +61,7 @@ def track(result: ExperimentResult, champion: dict | None, settings: ExperimentS
             if row.get("status") == "done":
                 log_cell(row.get("mlflow_run_id"), row)
         if champion is not None and champion.get("model_uri"):
-            runs = {r["mlflow_run_id"] for r in result.cells if r.get("mlflow_run_id")}
-            name = settings.registered_model or champion_model_name(settings.name, result.out, runs)
+            name = settings.registered_model or registered_name(settings.name, result.out)
             tags, description = champion_tags(result, champion)
             result.champion_uri = register_champion(
                 champion["model_uri"], champion.get("mlflow_run_id"), name, settings.alias, tags, description

@@ -19,8 +19,8 @@ def baseline_key(cfg: Config) -> str:
     what = {
         "target": cfg.optimize.target,
         "method": cfg.synthesis.method,
-        "teacher": cfg.teacher.model_dump(mode="json"),
-        "judge": cfg.judge.model_dump(mode="json"),
+        "teacher": cfg.teacher.identity("teacher"),
+        "judge": cfg.judge.identity("judge"),
         "criteria": cfg.judging.criteria,
         "weights": weights,
         "copy_threshold": cfg.quality.copy_threshold,  # a copy of the reference scores 0 unjudged
@@ -48,8 +48,10 @@ NOT_FIGURES = {
 def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **values: Any) -> str:
     """What a finished cell's figures depend on: its config (before the experiment points it at its dirs) but for
     the keys `drop` names (its spending limits, progress display and tracking); `values` set keys first
-    ("section.key" = value)."""
+    ("section.key" = value). The LM sections as LMSpec.identity gives them (the temperature and output limit sent, a
+    field added later left out at its default)."""
     data = cfg.model_dump(mode="json")
+    data["teacher"], data["judge"] = cfg.teacher.identity("teacher"), cfg.judge.identity("judge")
     for path, value in values.items():
         section, key = path.split(".", 1)
         data.setdefault(section, {})[key] = value

@@ -9,10 +9,15 @@ In three steps, so that each mistake is said before what costs more:
 3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and batch broker, and the transport:
    the Ray workers loaded with the run's cache, or a LocalTransport.
 `close()` (or leaving the `with` block) lets the workers go.
+
+A command with no run dir (`refed judge meta-eval`: a few hundred labelled items, its results kept in memory) takes
+step 1 with `here=True` and `Launch.start_here`: it runs online in this process, whatever [ray] and the section's mode
+say, with the LM resolved as every other command's is.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,8 @@ from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Started:
@@ -44,14 +51,14 @@ class Launch:
     """The plan of one LM-bound command of `role` (teacher, judge) over `section` (synthesis, judging): see the module
     docstring. A context manager: the workers are let go when it is left."""
 
-    def __init__(self, config: Config, role: str, spec: LMSpec, mode: str, lm: Any):
-        self.config, self.role, self.spec, self.mode, self.lm = config, role, spec, mode, lm
+    def __init__(self, config: Config, role: str, spec: LMSpec, mode: str, lm: Any, here: bool = False):
+        self.config, self.role, self.spec, self.mode, self.lm, self.here = config, role, spec, mode, lm, here
         self.pool: WorkerPool | None = None
         self.transport: Transport | None = None
 
     @property
     def on_ray(self) -> bool:
-        return self.config.ray.enabled
+        return self.config.ray.enabled and not self.here
 
     def workers(self, parts: dict[str, Any], concurrency: int, run_dir: Path, show_progress: bool) -> None:
         """Before the run dir is touched: the Ray processes a killed invocation left in `run_dir` ended; on Ray the
@@ -100,6 +107,11 @@ class Launch:
         self.transport = LocalTransport(parts, threads, note_path)
         return Started(lm, broker, self.transport)
 
+    def start_here(self, parts: dict[str, Any]) -> Started:
+        """For a command with no run dir (`launch(..., here=True)`): the LM and a LocalTransport running `parts`."""
+        self.transport = LocalTransport(parts)
+        return Started(self.lm, None, self.transport)
+
     def close(self) -> None:
         """Let the transport go: its threads here, or the Ray workers."""
         for transport in (self.transport, self.pool):
@@ -113,10 +125,16 @@ class Launch:
         self.close()
 
 
-def launch(config: Config, role: str, section: str, lm: Any, build: Callable[[], Any]) -> Launch:
-    """Step 1 (see the module docstring): `lm`, a user's LM or None (then `build()` makes one from the config)."""
+def launch(config: Config, role: str, section: str, lm: Any, build: Callable[[], Any], here: bool = False) -> Launch:
+    """Step 1 (see the module docstring): `lm`, a user's LM or None (then `build()` makes one from the config);
+    `here`: a command with no run dir, run online in this process (then `Launch.start_here`)."""
     spec: LMSpec = getattr(config, role)
-    mode = getattr(config, section).mode
+    mode = "online" if here else getattr(config, section).mode
+    note = spec.defaults_note(role) if lm is None else None
+    if note:  # the model's own settings stand in for what the config leaves unset: said once, as the run starts
+        log.info(note)
+    if here:
+        return Launch(config, role, spec, mode, lm_before_run(spec, role, mode, lm, build), here=True)
     if config.ray.enabled:
         check_ray_run(lm, spec, mode, role, config.ray.address, section)
         return Launch(config, role, spec, mode, None)

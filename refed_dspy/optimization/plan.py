@@ -10,6 +10,7 @@ the references the examples come from.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, check_on_mismatch
 from refed_dspy.store.seeds import read_references
 from refed_dspy.synthesis.provenance import with_lm_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,11 @@ def plan_optimization(config: Config, given: Given, on_mismatch: OnMismatch) -> 
             "references as its examples ([seeds])"
         )
     teacher = teacher or build_lm(config.teacher, "teacher")
+    # the model's own settings standing in for what the config leaves unset, said once for each LM built from it
+    built = [("teacher", given.teacher is None), ("judge", metric is None and judge is None)]
+    for note in (getattr(config, role).defaults_note(role) for role, from_config in built if from_config):
+        if note:
+            log.info(note)
     if metric is None:
         judge = judge or build_lm(config.judge, "judge")
         metric = make_metric(config, cfg.target, judge=judge)

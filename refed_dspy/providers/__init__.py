@@ -8,6 +8,7 @@ format, the schema dialect and whether schemas are enforced, the batch API and t
 is adding one file (docs/guides/extend.md). The other modules here are the pieces: base.py (the objects), registry.py
 (the registry and its questions), hosts.py (where a key may go), litellm_table.py (LiteLLM's providers and key
 variables), wire.py (where a chat call goes) and dialects.py (schema dialects by model).
+tiers.py says which service tier (`Provider.tiers`) a model offers.
 """
 
 from refed_dspy.providers.base import BatchAPI, Dialect, PrefixCache, Provider, Wire, provider_of
@@ -19,8 +20,11 @@ PIECES = (
     "dialects",
     "hosts",
     "litellm_table",
+    "model_table",
     "prices",
     "registry",
+    "sampling",
+    "tiers",
     "wire",
 )  # the modules that register no provider
 load_package(__name__, __path__, skip=PIECES)

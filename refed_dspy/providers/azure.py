@@ -3,7 +3,7 @@
 Azure OpenAI has no endpoint refed could default to: `api_base` names the resource (https://<name>.openai.azure.com)
 and `api_version` the API version. Its structured outputs, batch API and prompt caching are OpenAI's; its batch API
 lives under the resource's /openai path, takes the key in an api-key header and the version in the query, and its
-lines name /chat/completions. DSPy reaches it through LiteLLM, whose requests a batch transport cannot carry, so a
+lines name /chat/completions. Its service tiers (flex, priority) are asked for and answered as OpenAI's. DSPy reaches it through LiteLLM, whose requests a batch transport cannot carry, so a
 batch request's body is built as for OpenAI (the deployment as the model) and is never sent online.
 """
 
@@ -13,14 +13,19 @@ import dataclasses
 from typing import Any
 
 from refed_dspy.providers.base import PrefixCache, Provider
-from refed_dspy.providers.openai import FILES_AND_BATCHES, OPENAI, STRICT
+from refed_dspy.providers.openai import FILES_AND_BATCHES, OPENAI, STRICT, TIERS, openai_sampling
 from refed_dspy.providers.registry import PROVIDERS
+from refed_dspy.providers.sampling import Sampling
 
 API_VERSION = "2024-10-21"  # the batch API's version when the config gives none
 
 
 class AzureProvider(Provider):
-    """Azure OpenAI: OpenAI's batch API under the resource, with its own header, query and bodies."""
+    """Azure OpenAI: OpenAI's batch API under the resource, with its own header, query and bodies; OpenAI's models,
+    its reasoning models held to their settings (a deployment named as the model it serves)."""
+
+    def sampling(self, model: str) -> Sampling:
+        return openai_sampling(model, super().sampling(model))
 
     def batch_base(self, api_base: str | None) -> str:
         return str(api_base).rstrip("/").removesuffix("/openai") + "/openai"
@@ -54,6 +59,7 @@ AZURE = PROVIDERS.register(
         schema_table=True,
         batch=dataclasses.replace(FILES_AND_BATCHES, line_url="/chat/completions"),
         prefix_cache=PrefixCache(min_tokens=1024, step=128),
+        tiers=TIERS,
     )
 )
 # Azure AI (model inference in AI Foundry): OpenAI's structured outputs; its key and hosts Azure's (by name)

@@ -3,8 +3,9 @@
 A provider is what a model string's prefix names (`anthropic/claude-haiku-4-5`: LiteLLM's provider `anthropic`). Its
 object says which prefixes it answers for, which hosts are its own and which variables hold its keys, how its
 `api_base` is written and where a chat call goes, the request format it speaks (`Wire`), the part of JSON Schema its
-structured outputs take (`Dialect`), its batch API (`BatchAPI`) and whether it caches prompt prefixes by itself
-(`PrefixCache`). The package's other modules ask the object; none of them names a provider.
+structured outputs take (`Dialect`), its batch API (`BatchAPI`), whether it caches prompt prefixes by itself
+(`PrefixCache`) and its service tiers (`Tiers`). The package's other modules ask the object; none of them names a
+provider.
 
 Pure data and pure functions: nothing here reads the environment, imports LiteLLM or makes a request.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refed_dspy.providers.litellm_table import KEY_VARIABLES
+from refed_dspy.providers.sampling import Sampling, usual_sampling
 
 # the JSON Schema keywords that bound a value (our schemas carry each of them where a type says so)
 BOUNDS = frozenset(
@@ -56,6 +58,7 @@ class Wire:
             format reports none).
         cache_apart: a reply's input tokens leave out those read from and written to the prompt cache (Anthropic's;
             OpenAI's include the cached ones): refed's prompt tokens are all three.
+        reasoning: the hidden reasoning tokens a reply's `usage` object counts apart (inside its completion tokens).
     """
 
     name: str
@@ -65,16 +68,25 @@ class Wire:
     usage: Callable[[Mapping[str, Any]], tuple[int, int, int]]
     written: Callable[[Mapping[str, Any]], int] | None = None
     cache_apart: bool = False
+    reasoning: Callable[[Mapping[str, Any]], int] = lambda _usage: 0
 
     def tokens(self, body: Any) -> tuple[int, int, int]:
         """(prompt, completion, cached) tokens of a reply body of this format ((0, 0, 0) for one without usage)."""
-        usage = body.get("usage") if isinstance(body, dict) else None
-        return self.usage(usage if isinstance(usage, Mapping) else {})
+        return self.usage(_usage_of(body))
+
+    def reasoning_tokens(self, body: Any) -> int:
+        """The hidden reasoning tokens of a reply body of this format (inside its completion tokens; 0 unsaid)."""
+        return self.reasoning(_usage_of(body))
 
     def cache_written(self, body: Any) -> int:
         """Prompt tokens of a reply body of this format written to the provider's prompt cache (0: none reported)."""
-        usage = body.get("usage") if isinstance(body, dict) else None
-        return self.written(usage) if self.written is not None and isinstance(usage, Mapping) else 0
+        return self.written(_usage_of(body)) if self.written is not None else 0
+
+
+def _usage_of(body: Any) -> Mapping[str, Any]:
+    """A reply body's `usage` object ({} for one without)."""
+    usage = body.get("usage") if isinstance(body, dict) else None
+    return usage if isinstance(usage, Mapping) else {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,6 +197,28 @@ class MarkedCache:
         return self.min_tokens[max(found, key=len)] if found else self.default_min_tokens
 
 
+@dataclass(frozen=True)
+class Tiers:
+    """A provider's service tiers beyond `default`, asked for per request (OpenAI's `service_tier`), and how it says
+    that a tier has no capacity now (OpenAI's flex tier: HTTP 429 with the code `resource_unavailable`; such an answer
+    is not billed). Which tiers a model offers is its price's to say (refed_dspy.providers.tiers)."""
+
+    names: tuple[str, ...] = ("flex", "priority")
+    unavailable_status: int = 429
+    unavailable_code: str = "resource_unavailable"
+
+    def unavailable(self, err: Any) -> bool:
+        """`err` (an LM error) is the provider saying that the tier asked for has no capacity now: its status, with
+        its code (as the client kept it, or in its words)."""
+        if getattr(err, "status", None) != self.unavailable_status:
+            return False
+        code = str(getattr(err, "provider_code", "") or "").lower()
+        words = str(err).lower()
+        return code == self.unavailable_code or any(
+            form in words for form in (self.unavailable_code, self.unavailable_code.replace("_", " "))
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Provider:
     """What refed knows of one provider. A provider file makes one for each provider of its family and registers it
@@ -215,6 +249,7 @@ class Provider:
         marked_cache: how it caches the prompt prefixes a request marks, if it does (`cache_request` marks them).
         cache_key: the request field that sends calls sharing a prompt prefix to the same cache (OpenAI's
             `prompt_cache_key`), if it takes one.
+        tiers: the service tiers a request may ask for beyond `default`, if it has any.
     """
 
     name: str
@@ -237,6 +272,7 @@ class Provider:
     prefix_cache: PrefixCache | None = None
     marked_cache: MarkedCache | None = None
     cache_key: str | None = None
+    tiers: Tiers | None = None
 
     def __post_init__(self) -> None:
         if not self.title:
@@ -292,6 +328,11 @@ class Provider:
         if self.cache_key is None or stable is None or not stable.key:
             return body
         return {**body, self.cache_key: stable.key}
+
+    def sampling(self, model: str) -> Sampling:
+        """The settings `model` takes where a config is silent (temperature, output limit) and whether it reasons
+        (refed_dspy.providers.sampling): the usual ones, with what LiteLLM's table says of it."""
+        return usual_sampling(model)
 
     def batch_base(self, api_base: str | None) -> str:
         """The base URL of its batch API, for the config's `api_base` (None: its own endpoint)."""

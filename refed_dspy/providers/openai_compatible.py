@@ -3,19 +3,30 @@
 Their calls go out in the OpenAI chat format to an `api_base` that carries its version path. vLLM's and LM Studio's
 servers are local (no key) and compile the whole schema into a decoding grammar; OpenRouter, Together, DeepSeek, Groq
 and xAI are hosted, each with its own hosts and key. LiteLLM's in-process vLLM, SGLang and llamafile compile the
-schema into a grammar too (refed does not check their request path). None has a batch API refed can use.
+schema into a grammar too (refed does not check their request path). None has a batch API refed can use. The hosted
+ones serve OpenAI's models under OpenAI's names too: its reasoning models keep their settings there.
 """
 
 from __future__ import annotations
 
 from refed_dspy.providers.base import FULL, Provider, Wire
-from refed_dspy.providers.openai import CHAT
+from refed_dspy.providers.openai import CHAT, openai_sampling
 from refed_dspy.providers.registry import PROVIDERS
+from refed_dspy.providers.sampling import Sampling
+
+
+class HostedService(Provider):
+    """A hosted service of OpenAI's chat format: OpenAI's reasoning models it serves keep their settings."""
+
+    def sampling(self, model: str) -> Sampling:
+        return openai_sampling(model, super().sampling(model))
 
 
 def _hosted(name: str, title: str, host: str) -> Provider:
     """A hosted service of OpenAI's chat format, with its own host and key."""
-    return PROVIDERS.register(Provider(name=name, title=title, prefixes=(name,), rank=20, hosts=(host,), wire=CHAT))
+    return PROVIDERS.register(
+        HostedService(name=name, title=title, prefixes=(name,), rank=20, hosts=(host,), wire=CHAT)
+    )
 
 
 def _grammar_server(name: str, title: str, wire: Wire | None, keyless: bool) -> Provider:

@@ -8,7 +8,6 @@ its filter_summary.json records it), else the config's `[quality] benchmarks`; n
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -124,89 +123,31 @@ def contamination_lines(block: dict[str, Any]) -> list[str]:
     ]
 
 
-def _text_cell(label: str, text: str) -> str:
-    return f"<div><div class='muted'>{html.escape(label)}</div><div class='text'>{html.escape(text)}</div></div>"
-
-
-def contamination_html(block: dict[str, Any]) -> str:
-    """The report's section: the benchmarks checked and, side by side, each matched sample and its prompt."""
+def contamination_section(block: dict[str, Any]) -> dict[str, Any]:
+    """What report.html's section shows (quality/templates/report_contamination.html): the block, how it was checked,
+    and the matched pairs shown (the first PAIRS_SHOWN); an empty block (no figures): no section."""
     if not block:
-        return ""
-    body = []
-    if not block.get("checked"):
-        body.append(
-            "<p>Not checked against evaluation benchmarks: set <code>[quality] benchmarks</code> "
-            "(AlpacaEval 2.0, Arena-Hard, MT-Bench, IFEval, or a file of prompts).</p>"
-        )
-        if block.get("removed"):
-            body.append(f"<p>The decontaminate filter removed {block['removed']} samples.</p>")
-    else:
-        body.append(f"<p>{html.escape(_how(block))}.</p>")
-        head = "".join(
-            f"<th>{c}</th>"
-            for c in ("benchmark", "source", "prompts", "samples matching", "share of samples", "removed")
-        )
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(b[k]))}</td>"
-                for k in ("name", "source", "prompts", "matched", "share", "removed")
-            )
-            + "</tr>"
-            for b in block["benchmarks"]
-        )
-        body.append(f"<table><tr>{head}</tr>{rows}</table>")
-        pairs = block["pairs"][:PAIRS_SHOWN]
-        if pairs:
-            shown = f"{len(pairs)} of {block['pairs_total']}" if block["pairs_total"] > len(pairs) else len(pairs)
-            body.append(
-                f"<h3>Matched pairs ({shown})</h3>"
-                "<p class='muted'>Left: the sample's text. Right: the benchmark prompt it matches.</p>"
-            )
-            for p in pairs:
-                how = "same text" if p["how"] == "exact" else f"{p['overlap']:.0%} of {block['ngram']}-grams shared"
-                body.append(
-                    "<div class='sample' style='display:grid;grid-template-columns:1fr 1fr;gap:1em'>"
-                    + _text_cell(f"{p['sample_id']} · {p['field']}", p["text"])
-                    + _text_cell(f"{p['benchmark']} · {how}", p["prompt"])
-                    + "</div>"
-                )
-        else:
-            body.append("<p>No sample matches a benchmark prompt.</p>")
-    return (
-        "<section id='contamination' style='margin-top:1em'><h2>Benchmark contamination</h2>"
-        + "".join(body)
-        + "</section>"
-    )
+        return {"block": {}}
+    return {
+        "block": block,
+        "how": _how(block) if block.get("checked") else None,
+        "pairs": block["pairs"][:PAIRS_SHOWN] if block.get("checked") else [],
+    }
 
 
-def card_lines(block: dict[str, Any]) -> list[str]:
-    """The dataset card's section: which benchmarks were checked, how, and what was found and removed."""
-    lines = ["## Benchmark contamination", ""]
+def card_section(block: dict[str, Any]) -> dict[str, Any]:
+    """What the dataset card's "Benchmark contamination" section shows (export/templates/card.md): whether the data was
+    checked and what the filter removed; once checked, how, each benchmark's figures with its source as a published
+    card shows it, and how many samples matched."""
     if not block.get("checked"):
-        lines.append("Not checked against evaluation benchmarks.")
-        if block.get("removed"):
-            lines.append(f"The `decontaminate` filter removed {block['removed']} samples.")
-        return lines + [""]
-    lines += [
-        f"Checked with refed-dspy (no LM call): {_how(block)}.",
-        "",
-        "| benchmark | source | prompts | samples of this dataset matching | removed by `decontaminate` |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {b['name']} | {_public(b)} | {b['prompts']} | {b['matched']} | {b['removed']} |"
-        for b in block["benchmarks"]
-    ]
-    found = block["matched"]
-    lines += [
-        "",
-        f"**{found} of the {block['samples']} samples match a benchmark prompt.**"
-        if found
-        else f"None of the {block['samples']} samples matches a benchmark prompt.",
-        "",
-    ]
-    return lines
+        return {"checked": False, "removed": block.get("removed")}
+    return {
+        "checked": True,
+        "how": _how(block),
+        "benchmarks": [{**b, "source": _public(b)} for b in block["benchmarks"]],
+        "matched": block["matched"],
+        "samples": block["samples"],
+    }
 
 
 def _public(benchmark: dict[str, Any]) -> str:

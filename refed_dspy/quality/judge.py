@@ -42,13 +42,15 @@ log = logging.getLogger(__name__)
 
 
 def judge_fingerprint(config: Config) -> dict[str, Any]:
-    """The config values that determine the judgments (changing them makes old judgments stale)."""
+    """The config values that determine the judgments (changing them makes old judgments stale): the judge's
+    temperature and output limit as sent (the model's own where the config sets none), its reasoning effort where set."""
     j, g = config.judge, config.judging
     return {
         "model": j.model,
         "api_base": j.api_base,
-        "temperature": j.temperature,
-        "max_tokens": j.max_tokens,
+        "temperature": j.temperature_for("judge"),
+        "max_tokens": j.output_limit,
+        **({"reasoning_effort": j.reasoning_effort} if j.reasoning_effort is not None else {}),
         "adapter": j.adapter,
         "schema_dialect": j.schema_dialect,
         "criteria": list(g.criteria),
@@ -62,11 +64,11 @@ _DEFAULT_JUDGE_FINGERPRINT = judge_fingerprint(Config())
 
 def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """`key: old -> new` for the judge settings that differ (a key added after `old` was written, at its default,
-    does not count)."""
+    does not count; a key left out at its default, as reasoning_effort is, counts when the other side sets it)."""
     return [
-        f"{k}: {old.get(k)!r} -> {v!r}"
-        for k, v in new.items()
-        if old.get(k) != v and not (k not in old and v == _DEFAULT_JUDGE_FINGERPRINT.get(k))
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in dict.fromkeys([*new, *old])
+        if old.get(k) != new.get(k) and not (k not in old and new.get(k) == _DEFAULT_JUDGE_FINGERPRINT.get(k))
     ]
 
 

@@ -59,6 +59,10 @@ class JudgeSummary(Result):
     )
     retries: dict[str, Any] | None = Optional("Retries by reason.")
     budget_stop: str | None = Optional("Stopped by the budget: which limit, and what had been spent.")
+    budget_first_call: str | None = Optional(
+        "Under a cost budget: what the first call was reserved at (its worst case), before any call showed what one "
+        "costs."
+    )
     concurrency: dict[str, Any] | None = Optional("The configured window of calls in flight and how AIMD moved it.")
     mode: str | None = Optional("online | batch")
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")

@@ -23,11 +23,11 @@ from typing import Any
 import dspy
 from pydantic import Field
 
-from refed_dspy.clients.boundary import bounded
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import FinishedShort, SeedError
+from refed_dspy.launch.plan import Started, launch
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judge import build_judge
 from refed_dspy.results import Result
@@ -130,14 +130,38 @@ def meta_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+class LabelJudge(dspy.Module):
+    """The judge's verdict on one label item: the pairwise judge on a pair (both orders), the pointwise judge's mean
+    rubric score on a likert item. The part a meta-evaluation runs for each item."""
+
+    def __init__(self, criteria: Any):
+        super().__init__()
+        self.pointwise, self.pairwise = PointwiseJudge(criteria), PairwiseJudge()
+
+    async def aforward(self, item: dict[str, Any]) -> dict[str, Any]:
+        if item["kind"] == "pairwise":
+            pred = await self.pairwise.acall(
+                instruction=item["instruction"], first=item["response_a"], second=item["response_b"]
+            )
+            out = {
+                "judge": {"first": "a", "second": "b"}.get(pred.winner, "tie"),
+                "verdicts": pred.verdicts,
+                "flipped": pred.flipped,
+                "preference": str(item["preference"]).lower(),
+            }
+        else:
+            pred = await self.pointwise.acall(instruction=item["instruction"], response=item["response"])
+            out = {"judge_score": pred.overall, "scores": pred.scores, "score": item["score"]}
+        return {"id": item["id"], "kind": item["kind"], **out}
+
+
 class MetaEval(StageBase):
     """The judge over labelled items, as a stage of the execution engine (retries, window, budget, streak)."""
 
     what = "meta-evaluation"
 
-    def __init__(self, config: Any, items: list[dict[str, Any]], lm: dspy.LM):
-        super().__init__(config.judge, "judge", lm, prices=config.price_book)
-        self.pointwise, self.pairwise = PointwiseJudge(config.judging.criteria), PairwiseJudge()
+    def __init__(self, config: Any, items: list[dict[str, Any]], started: Started):
+        super().__init__(config.judge, "judge", started.lm, started.transport, prices=config.price_book)
         self.queue = deque(items)  # what is still to judge; a refused start puts it back
         self.results: dict[str, dict[str, Any]] = {}
         g = config.judging
@@ -164,23 +188,7 @@ class MetaEval(StageBase):
         return str(item["id"])
 
     def work(self, kind: str, item: dict[str, Any], calls: list):
-        return self.guarded(calls, lambda: self._judge(item))
-
-    async def _judge(self, item: dict[str, Any]) -> dict[str, Any]:
-        if item["kind"] == "pairwise":
-            pred = await self.pairwise.acall(
-                instruction=item["instruction"], first=item["response_a"], second=item["response_b"]
-            )
-            out = {
-                "judge": {"first": "a", "second": "b"}.get(pred.winner, "tie"),
-                "verdicts": pred.verdicts,
-                "flipped": pred.flipped,
-                "preference": str(item["preference"]).lower(),
-            }
-        else:
-            pred = await self.pointwise.acall(instruction=item["instruction"], response=item["response"])
-            out = {"judge_score": pred.overall, "scores": pred.scores, "score": item["score"]}
-        return {"id": item["id"], "kind": item["kind"], **out}
+        return self.transport.run("item", None, {"item": item}, calls)
 
     def handle(
         self, kind: str, item: dict[str, Any], result: Any, failure: Failure | None, usage: dict[str, Any]
@@ -209,13 +217,12 @@ async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | N
     """Run the judge of `config` over a labels file."""
 
     items = read_labels(labels_path)
-    if judge_lm is None:
-        judge_lm = build_judge(config)
-    else:  # the user's LM, behind the call boundary; the result names and prices it
-        judge_lm = bounded(judge_lm, "judge")
+    if judge_lm is not None:  # the user's LM: the result names and prices it
         config = with_lm_of(config, "judge", judge_lm)
-    stage = MetaEval(config, items, judge_lm)
-    await stage.run_plain()
+    # no run dir: online, here, whatever [ray] and judging.mode say (the launch path's `here`)
+    with launch(config, "judge", "judging", judge_lm, lambda: build_judge(config), here=True) as plan:
+        stage = MetaEval(config, items, plan.start_here({"item": LabelJudge(config.judging.criteria)}))
+        await stage.run_plain()
     results = [stage.results[str(i["id"])] for i in items if str(i["id"]) in stage.results]
     ok = [r for r in results if "error" not in r]
     failed = [r for r in results if "error" in r]

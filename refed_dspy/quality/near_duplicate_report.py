@@ -1,12 +1,12 @@
 """The report's `near_duplicates` block: clusters of near-duplicate samples (MinHash LSH, as the `near_duplicates`
-filter finds them) counted by size, the largest shown; its section of report.html and its line of the text summary.
+filter finds them) counted by size, the largest shown; what its section of report.html shows and its line of the text
+summary.
 
 The settings are those of the config's `near_duplicates` filter when its [[filters]] list one, else the filter's
 defaults, so the report counts what that filter would remove."""
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from typing import Any
 
@@ -67,30 +67,10 @@ def _settings_phrase(block: dict[str, Any]) -> str:
     )
 
 
-def near_duplicate_html(block: dict[str, Any]) -> str:
-    """The body of report.html's "Near-duplicates" section."""
-    phrase = html.escape(_settings_phrase(block))
-    if not block.get("clusters"):
-        return f"<p>No near-duplicates among {block.get('samples', 0)} samples ({phrase}).</p>"
-    head = (
-        f"<p>{block['clusters']} clusters hold {block['in_clusters']} of {block['samples']} samples: "
-        f"<b>{block['near_duplicates']}</b> ({block['share']:.1%}) repeat the first of their cluster and "
-        f"<code>--apply near_duplicates</code> would remove them ({phrase}).</p>"
-    )
-    sizes = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in block["sizes"].items())
-    rows = "".join(
-        f"<tr><td>{html.escape(c['kept'])}</td><td>{c['size']}</td><td>"
-        + ", ".join(f"{html.escape(m['id'])} ({m['similarity']:.2f})" for m in c["members"])
-        + (" ..." if c["size"] - 1 > len(c["members"]) else "")
-        + f"</td><td>{html.escape(c['text'])}</td></tr>"
-        for c in block["largest"]
-    )
-    return (
-        head
-        + f"<table><tr><th>cluster size</th><th>clusters</th></tr>{sizes}</table>"
-        + "<table><tr><th>kept</th><th>size</th><th>near-duplicates (similarity)</th><th>kept text</th></tr>"
-        + f"{rows}</table>"
-    )
+def near_duplicate_section(block: dict[str, Any]) -> dict[str, Any]:
+    """What report.html's "Near-duplicates" section shows (quality/templates/report_near_duplicates.html): the block and
+    its settings in words."""
+    return {"block": block, "phrase": _settings_phrase(block)}
 
 
 def near_duplicate_line(block: dict[str, Any]) -> str:

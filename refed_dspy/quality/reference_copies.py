@@ -8,7 +8,6 @@ run made locally, on Ray or from Python with the same seeds. Samples of a method
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from typing import Any
 
@@ -131,47 +130,8 @@ def copies_line(block: dict[str, Any]) -> str:
     )
 
 
-def _pair(title: str, text: str) -> str:
-    return f"<div><b>{html.escape(title)}</b><div class='text'>{html.escape(text)}</div></div>"
-
-
-def copies_html(block: dict[str, Any]) -> str:
-    """The report.html section's body: the counts, each part's figures, and the closest samples beside their
-    references."""
-    line = html.escape(copies_line(block))
-    if not block.get("measured"):
-        return f"<p>{line}.</p>"
-    figures = "".join(
-        f"<tr><td>{part}</td><td>{p['over_threshold']}</td>"
-        + "".join(
-            f"<td>{p[k]['median']:.2f} / {p[k]['max']:.2f}</td>" for k in ("rouge_l", "verbatim", "reference_verbatim")
-        )
-        + f"<td>{p['longest_run']['max']}</td></tr>"
-        for part, p in block["parts"].items()
-    )
-    table = (
-        "<table><tr><th>part</th><th>copies</th><th>ROUGE-L median / max</th><th>verbatim share</th>"
-        f"<th>reference's verbatim share</th><th>longest run (words)</th></tr>{figures}</table>"
-    )
-    hist = " · ".join(f"{k}: {n}" for k, n in block["histogram"].items() if n)
-    shown = "".join(
-        f"<div class='sample'><div class='muted'>{html.escape(w['id'])} · closeness {w['closeness']:.2f}"
-        f"{' · <b class=failed>copy</b>' if w['copy'] else ''} · {html.escape(w['why'])}</div>"
-        "<div style='display:grid;grid-template-columns:1fr 1fr;gap:.3em 1em'>"
-        + _pair("Instruction", w["instruction"])
-        + _pair("Reference instruction", w["reference_instruction"])
-        + _pair("Response", w["response"])
-        + _pair("Reference response", w["reference_response"])
-        + "</div></div>"
-        for w in block["worst"]
-    )
-    return (
-        f"<p>{line}. A sample copies its reference when its instruction or final response reaches the threshold: "
-        f"ROUGE-L, or the share of words in runs of {block['span_words']}+ words found word for word in the "
-        "reference.</p>"
-        + table
-        + f"<p class='muted'>closeness of the samples: {html.escape(hist)}</p>"
-        + f"<details open><summary>the {len(block['worst'])} closest samples beside their references</summary>"
-        + shown
-        + "</details>"
-    )
+def copies_section(block: dict[str, Any]) -> dict[str, Any]:
+    """What report.html's section shows (quality/templates/report_copies.html): the block, its one-line summary and the
+    histogram of the samples' closeness in words."""
+    histogram = " · ".join(f"{k}: {n}" for k, n in (block.get("histogram") or {}).items() if n)
+    return {"block": block, "line": copies_line(block), "histogram": histogram}

@@ -6,6 +6,7 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
+from refed_dspy.clients.usage import prompt_cache_text, tier_text
 from refed_dspy.diff import changed_share
 from refed_dspy.store.records import final_response
 from refed_dspy.text import tokens
@@ -105,7 +106,8 @@ def lengths(samples: list[dict]) -> dict[str, list[int]]:
 
 def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Calls, tokens (prompt, of them read from and written to the provider's cache, completion) and cost per stage,
-    summed over usage dicts (synthesis, judge, ...)."""
+    summed over usage dicts (synthesis, judge, ...); of the completion tokens, those a reasoning model spent thinking
+    are said apart (`reasoning_tokens`, billed as output)."""
     out: dict[str, dict[str, Any]] = defaultdict(
         lambda: {
             "calls": 0,
@@ -113,13 +115,21 @@ def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
             "cached_tokens": 0,
             "cache_write_tokens": 0,
             "completion_tokens": 0,
+            "reasoning_tokens": 0,
             "cost_usd": 0.0,
         }
     )
     for usage in usages:
         for name, part in ((usage or {}).get("by_stage") or {}).items():
             row = out[name]
-            for key in ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens"):
+            for key in (
+                "calls",
+                "prompt_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "completion_tokens",
+                "reasoning_tokens",
+            ):
                 row[key] += int(part.get(key) or 0)
             cost = part.get("cost_usd")
             row["cost_usd"] = None if cost is None or row["cost_usd"] is None else row["cost_usd"] + cost
@@ -176,8 +186,8 @@ def sample_cards(samples: list[dict], judgments: dict[str, dict], k: int = 2) ->
 
 
 def execution(summary: dict[str, Any] | None) -> dict[str, Any]:
-    """How a summary's calls went: online or batch, what the batch price saved, calls per endpoint, and how far the
-    run landed from `refed estimate`. {} for a summary that predates these figures."""
+    """How a summary's calls went: online or batch, what the batch price saved, calls per endpoint and per service tier,
+    and how far the run landed from `refed estimate`. {} for a summary that predates these figures."""
     s = summary or {}
     if not s.get("mode"):
         return {}
@@ -188,6 +198,9 @@ def execution(summary: dict[str, Any] | None) -> dict[str, Any]:
             out[key] = batch[key]
     if s.get("endpoints"):
         out["calls_by_endpoint"] = {url: e.get("calls", 0) for url, e in s["endpoints"].items()}
+    tiers = tier_text(s.get("usage"))
+    if tiers:
+        out["service_tiers"] = tiers
     estimate = s.get("estimate") or {}
     if estimate.get("cost_usd") is not None:
         out["estimate_usd"] = estimate["cost_usd"]
@@ -211,6 +224,8 @@ def execution_text(ex: dict[str, Any]) -> str:
         parts.append(f"saved ${ex['saved_usd']:.4f} of ${ex['online_cost_usd']:.4f} at online prices")
     if ex.get("calls_by_endpoint"):
         parts.append("calls by endpoint " + ", ".join(f"{u} {n}" for u, n in ex["calls_by_endpoint"].items()))
+    if ex.get("service_tiers"):
+        parts.append(ex["service_tiers"])
     if ex.get("estimate_usd") is not None:
         parts.append(
             f"estimate ${ex['estimate_usd']:.4f}"
@@ -239,3 +254,10 @@ def reject_reasons(rejects: list[dict[str, Any]]) -> dict[str, int]:
         return r.get("reason", "unknown")
 
     return dict(Counter(key(r) for r in rejects).most_common())
+
+
+def cache_lines(shares: dict[str, Any]) -> list[str]:
+    """The prompt cache's share of each part's prompt tokens (a report's `prompt_cache`), in words (none for a part
+    without prompt tokens, or that read nothing from the cache and wrote nothing to it)."""
+    parts = [(part, prompt_cache_text(shares[part])) for part in ("synthesis", "judge") if part in shares]
+    return [f"{part}: {text}" for part, text in parts if text]

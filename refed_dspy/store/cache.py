@@ -48,8 +48,10 @@ def shared_cache(path: str | Path) -> Iterator[Path]:
         _shared.reset(token)
 
 
-# what a request carries that does not change its answer: how the client reaches the provider and how long it waits
-_CLIENT_KEYS = ["timeout", "num_retries", "max_retries", "api_version"]
+# what a request carries that does not change its answer: how the client reaches the provider, how long it waits, and
+# the service tier that serves it (the same model answers: a flex request sent again on the default tier, or a run
+# resumed on another tier, finds what was paid for)
+_CLIENT_KEYS = ["timeout", "num_retries", "max_retries", "api_version", "service_tier"]
 
 
 def _same_request(request: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,9 @@ experiment), which holds the directory's lock while it writes; its lines:
   requests, sent to a Ray worker) is about to be sent; each may cost up to `BOUND` dollars (what the ledger reserved
   for it). Written before the request leaves the process;
 - `{"p": n, ...}`: request `n` is over, with what it paid (tokens `t`: prompt, completion, read from and written to the
-  provider's prompt cache; cost `c`; a cache hit `h`, a request with no reply `f`, a request cut off in flight `x`)
+  provider's prompt cache; of the completion tokens the hidden reasoning `r`, where there is some; cost `c`; the
+  service tier that served it `v`, sent on the default tier after flex found no capacity `fb`; a cache hit `h`, a
+  request with no reply `f` (`nc`: answered "no capacity on the tier asked for"), a request cut off in flight `x`)
   or, for a task, its usage (`u`);
 - `{"k": [n, ...]}`: the owner has written what those requests paid into its own files (a record, a journal line,
   a summary): they are accounted there;
@@ -71,10 +73,14 @@ def _info_of(req: _Request, paid: dict[str, Any]) -> list[CallInfo]:
             completion_tokens=int(tokens[1]),
             cached_tokens=int(tokens[2]),
             cache_write_tokens=int(tokens[3]),
+            reasoning_tokens=int(paid.get("r") or 0),
             cache_hit=bool(paid.get("h")),
             error=paid.get("f"),
             interrupted=bool(paid.get("x")),
             tokens_unknown=bool(paid.get("unk")),
+            service_tier=paid.get("v"),
+            tier_unavailable=bool(paid.get("nc")),
+            fallback=bool(paid.get("fb")),
             cost_usd=paid.get("c") if not paid.get("x") else None,
             cost_bound_usd=req.bound if paid.get("x") else None,
         )
@@ -229,15 +235,23 @@ class CallLog:
         line: dict[str, Any] = {"p": n}
         if info.error is not None:
             line["f"] = info.error
+            if info.tier_unavailable:
+                line["nc"] = 1
         elif info.interrupted:
             line["x"] = 1
         elif info.cache_hit:
             line["h"] = 1
         else:
             line["t"] = [info.prompt_tokens, info.completion_tokens, info.cached_tokens, info.cache_write_tokens]
+            if info.reasoning_tokens:  # of the completion tokens, the hidden reasoning (said apart; billed in `t`)
+                line["r"] = info.reasoning_tokens
             line["c"] = None if cost is None else round(cost, 10)
             if info.tokens_unknown:
                 line["unk"] = 1
+            if info.service_tier is not None:
+                line["v"] = info.service_tier
+            if info.fallback:
+                line["fb"] = 1
         self._write(line)
 
     def settled_task(self, n: int, usage: dict[str, Any]) -> None:

@@ -31,6 +31,13 @@ class DiskFull(RunDirError):
     (what it still writes on the way out fits there too)."""
 
 
+def stop_if_full(writers: list[Any]) -> None:
+    """DiskFull when one of `writers` found the disk full (and wrote its line into the run dir's reserve)."""
+    full = next((w.full for w in writers if getattr(w, "full", None)), None)
+    if full is not None:
+        raise DiskFull(full)
+
+
 class CorruptRecordError(RunDirError):
     """A complete line of a JSONL record file is not a JSON object (damaged by something other than a kill)."""
 

@@ -15,6 +15,10 @@ caches the prefixes a request marks (its `marked_cache`, with `prompt_cache` on)
 reference repeats) count as written once and read after, those long enough for the model's minimum. The range covers
 replies half as long to 1.6x as long, 10% of calls repaired, and (at the top) no cache hit at all, every prompt token
 at the dearer of the input and cache-write prices.
+
+Each row is priced online on the default tier, on the flex tier where the model has a flex price (and on the priority
+tier when the config asks for it), and in batch; the wall time of each way is set beside them
+(refed_dspy.synthesis.wall_time).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from refed_dspy.clients.calls import CallTag, current_stage, stage
 from refed_dspy.clients.lm import price_of
 from refed_dspy.clients.usage import prompt_cache_share, prompt_cache_text
 from refed_dspy.config import Config
+from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.methods import get_method
 from refed_dspy.providers.base import MarkedCache, PrefixCache
@@ -50,6 +55,7 @@ from refed_dspy.store.seeds import read_references
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.units import TASK_STAGES, feedback_record, parts_of
+from refed_dspy.synthesis.wall_time import wall_times
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
 _ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
@@ -330,7 +336,7 @@ def work_counts(config: Config, n_refs: int) -> dict[str, int]:
 
 class Estimate(Result):
     """What a synthesis config will cost before it runs (estimate.json): calls, tokens and cost per stage and in
-    total, online and at the batch price, with a range."""
+    total, online (default tier), on the flex tier and at the batch price, with a range; and each way's wall time."""
 
     model: str
     method: str
@@ -344,8 +350,22 @@ class Estimate(Result):
     total: dict[str, Any]
     adapter: dict[str, str] | None = Optional("The output format the prompts were built with, and why.")
     tokenizer: str | None = Optional("What counted the prompts' tokens.")
+    reasoning: str | None = Optional(
+        "A reasoning teacher: its hidden reasoning tokens (billed as output) cannot be counted without calling it; "
+        "`--pilot N` measures them (`reasoning_tokens` in each row)."
+    )
     pilot: dict[str, Any] | None = Optional(
         "`--pilot N`: the real run the figures are projected from (its dir, samples, calls and cost)."
+    )
+    service_tier: str = Field("default", description="teacher.service_tier: the tier the run's calls will ask for.")
+    tiers: list[str] = Field(
+        default_factory=list,
+        description="The tiers priced beside the default one (`<tier>_cost_usd` in each row): flex where the model has "
+        "a flex price, and the tier the config asks for.",
+    )
+    wall: dict[str, Any] | None = Optional(
+        "Expected wall time in seconds online (default tier), on the flex tier and in batch (typical and at most), "
+        "and what it assumes (refed_dspy.synthesis.wall_time)."
     )
 
 
@@ -384,12 +404,50 @@ def estimate(
         "unit": min(walk_refs, len(references)),
         "sample": min(walk_refs, len(references)),
     }
-    price = price_of(config.teacher)
+    price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
+    stages = _stage_rows(config, tally, counts, walked, len(references))
+    total = dict.fromkeys(_TOKEN_ROW, 0.0)
+    for row in stages.values():
+        for key in total:
+            total[key] += row[key]
+    for row in [*stages.values(), total]:
+        _cost(row, price, factor, tiers)
+    return Estimate(
+        **{
+            "model": model,
+            "method": config.synthesis.method,
+            "size": config.synthesis.size,
+            "references": len(references),
+            "work": counts,
+            "lengths": {"response": lengths.response, "instruction": lengths.instruction},
+            "price_known": price is not None,
+            "batch_price_factor": factor,
+            "stages": {k: _rounded(v) for k, v in stages.items()},
+            "total": _rounded(total),
+            "adapter": adapter,
+            "tokenizer": tokenizer,
+            "service_tier": config.teacher.service_tier,
+            "tiers": list(tiers),
+            "wall": run_wall(config, total, counts, len(stages)),
+            "reasoning": reasoning_note(config),
+        }
+    )
+
+
+_TOKEN_ROW = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
+
+
+def _stage_rows(
+    config: Config, tally: Tally, counts: dict[str, int], walked: dict[str, int], n_refs: int
+) -> dict[str, dict[str, Any]]:
+    """Each stage's calls and tokens at the run's size, from the walked prompts of `tally`: the prompt tokens read from
+    the provider's cache (and written to it, where it caches what a request marks) counted as `estimate` says."""
+    model = config.teacher.model
     provider = provider_for(model)
     cache = provider.prefix_cache  # None: nothing is cached unless asked
     marked = provider.marked_cache if config.teacher.prompt_cache else None
-    reached = references_reached(config, counts, len(references))
+    reached = references_reached(config, counts, n_refs)
     stages: dict[str, dict[str, Any]] = {}
     for (work, stage_name), calls in tally.calls.items():
         per = len(calls) / walked[work]
@@ -408,31 +466,7 @@ def estimate(
         row["cached_tokens"] += cached
         row["cache_write_tokens"] += written
         row["completion_tokens"] += completion
-    total = dict.fromkeys(_TOKEN_ROW, 0.0)
-    for row in stages.values():
-        for key in total:
-            total[key] += row[key]
-    for row in [*stages.values(), total]:
-        _cost(row, price, factor)
-    return Estimate(
-        **{
-            "model": model,
-            "method": config.synthesis.method,
-            "size": config.synthesis.size,
-            "references": len(references),
-            "work": counts,
-            "lengths": {"response": lengths.response, "instruction": lengths.instruction},
-            "price_known": price is not None,
-            "batch_price_factor": factor,
-            "stages": {k: _rounded(v) for k, v in stages.items()},
-            "total": _rounded(total),
-            "adapter": adapter,
-            "tokenizer": tokenizer,
-        }
-    )
-
-
-_TOKEN_ROW = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
+    return stages
 
 
 def references_reached(config: Config, counts: dict[str, int], n_refs: int) -> int:
@@ -455,24 +489,78 @@ def _marked(
     return marked_cache_tokens(calls, refs, fmean(k[0] for k in kept), fmean(k[1] for k in kept))
 
 
-def priced(row: dict[str, Any], price: Any, factor: float) -> dict[str, Any]:
-    """A stage's (or the total's) calls and tokens with their cost, online and batch, and its range; rounded."""
+def priced_tiers(config: Config) -> tuple[Any, dict[str, Any]]:
+    """The teacher's default-tier price (the online column), and its prices on the tiers set beside it: flex where
+    the model has a flex price, and the tier the config asks for."""
+    spec = config.teacher
+    names = dict.fromkeys(t for t in ("flex", spec.service_tier) if t != "default")
+    tiers = {name: p for name in names if (p := price_of(spec, tier=name)) is not None}
+    return price_of(spec, tier="default"), tiers
+
+
+def run_wall(
+    config: Config,
+    total: dict[str, Any],
+    counts: dict[str, int],
+    stages: int,
+    seconds_per_call: float | None = None,
+) -> dict[str, Any]:
+    """The run's expected wall time online, on flex and in batch (refed_dspy.synthesis.wall_time): its stages in a
+    chain, its concurrency, and as many batch waves as `batch.max_in_flight` makes of its largest kind of work."""
+    waves = max(1, math.ceil(max(counts.values(), default=0) / config.batch.max_in_flight))
+    return wall_times(
+        total,
+        stages,
+        config.synthesis.concurrency,
+        waves,
+        seconds_per_call=seconds_per_call,
+        measured_on=config.teacher.service_tier,
+    )
+
+
+def reasoning_note(config: Config) -> str | None:
+    """What a walk-through cannot count for a reasoning teacher, and how to measure it (None for another model)."""
+    spec = config.teacher
+    if not spec.sampling.reasoning:
+        return None
+    effort = (
+        f"reasoning_effort {spec.reasoning_effort}" if spec.reasoning_effort else "the model's own reasoning_effort"
+    )
+    return (
+        f"{spec.model} reasons before it answers ({effort}): its hidden reasoning tokens, billed as output, are not in "
+        "these figures; `refed estimate --pilot 20` measures them"
+    )
+
+
+def priced(row: dict[str, Any], price: Any, factor: float, tiers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A stage's (or the total's) calls and tokens with their cost online, on `tiers` and in batch, and its range;
+    rounded."""
     out = dict(row)
-    _cost(out, price, factor)
+    _cost(out, price, factor, tiers or {})
     return _rounded(out)
 
 
-def _cost(row: dict[str, Any], price: Any, factor: float) -> None:
-    if price is None:
-        row.update(cost_usd=None, cost_low_usd=None, cost_high_usd=None, batch_cost_usd=None)
-        return
+def _costs(row: dict[str, Any], price: Any) -> tuple[float, float, float]:
+    """A row's cost at `price`: its point, low and high."""
     prompt, cached, completion = int(row["prompt_tokens"]), int(row["cached_tokens"]), int(row["completion_tokens"])
     written = int(row.get("cache_write_tokens") or 0)
     point = price.cost(prompt, completion, cached, written)
     low = price.cost(prompt, int(completion * _LOW), cached, written)
     high = price.bound(int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)))  # no cache hit at all
-    if cached or written:  # what the prompt cache saves: the same tokens with nothing read from it or written to it
-        row["uncached_cost_usd"] = price.cost(prompt, completion)
+    return point, low, high
+
+
+def _cost(row: dict[str, Any], price: Any, factor: float, tiers: dict[str, Any]) -> None:
+    for name, at in tiers.items():  # a tier priced beside the default one
+        point, low, high = _costs(row, at)
+        row.update({f"{name}_cost_usd": point, f"{name}_cost_low_usd": low, f"{name}_cost_high_usd": high})
+    if price is None:
+        row.update(cost_usd=None, cost_low_usd=None, cost_high_usd=None, batch_cost_usd=None)
+        return
+    point, low, high = _costs(row, price)
+    prompt, completion = int(row["prompt_tokens"]), int(row["completion_tokens"])
+    if row.get("cached_tokens") or row.get("cache_write_tokens"):  # what the prompt cache saves: the same tokens
+        row["uncached_cost_usd"] = price.cost(prompt, completion)  # with nothing read from it or written to it
     row.update(
         cost_usd=point,
         cost_low_usd=low,
@@ -511,20 +599,35 @@ def format_estimate(e: Estimate) -> str:
         a = e["adapter"]
         counted = f"; tokens counted with {e['tokenizer']}" if e.get("tokenizer") and not pilot else ""
         lines.append(f"  assumed: {a['mode']} outputs (schema dialect {a['dialect']}: {a['reason']}){counted}")
+    tiers = [t for t in ("flex", *(e.get("tiers") or [])) if t != "default"]
+    tiers = list(dict.fromkeys(tiers))
+    thought = bool(e["total"].get("reasoning_tokens"))  # measured by a pilot: of the completion, the reasoning
     lines += [
-        f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}{'online':>12}{'batch':>12}",
+        f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}"
+        + (f"{'of it reasoning':>17}" if thought else "")
+        + f"{'online':>12}"
+        + "".join(f"{t:>12}" for t in tiers)
+        + f"{'batch':>12}",
     ]
     for name, row in [*e["stages"].items(), ("total", e["total"])]:
         lines.append(
             f"  {name:<16}{row['calls']:>8,}{row['prompt_tokens']:>13,}{row['completion_tokens']:>16,}"
-            f"{money(row['cost_usd']):>12}{money(row.get('batch_cost_usd')):>12}"
+            + (f"{row.get('reasoning_tokens') or 0:>17,}" if thought else "")
+            + f"{money(row['cost_usd']):>12}"
+            + "".join(f"{_tier_money(row, t):>12}" for t in tiers)
+            + f"{money(row.get('batch_cost_usd')):>12}"
         )
     t = e["total"]
     if t["cost_usd"] is not None and pilot:
         lines.append(f"  (measured on {pilot['samples']} samples: a larger pilot narrows the projection's error)")
     elif t["cost_usd"] is not None:
+        beside = "".join(
+            f", {tier} {money(t[f'{tier}_cost_low_usd'])} to {money(t[f'{tier}_cost_high_usd'])}"
+            for tier in tiers
+            if t.get(f"{tier}_cost_usd") is not None
+        )
         lines.append(
-            f"  range: online {money(t['cost_low_usd'])} to {money(t['cost_high_usd'])}, batch "
+            f"  range: online {money(t['cost_low_usd'])} to {money(t['cost_high_usd'])}{beside}, batch "
             f"{money(t['batch_cost_low_usd'])} to {money(t['batch_cost_high_usd'])} (replies 0.5x to 1.6x as "
             "long, 10% repaired, top: no prompt-cache hit)"
         )
@@ -534,4 +637,35 @@ def format_estimate(e: Estimate) -> str:
     if share:
         without = f"; without it {money(t['uncached_cost_usd'])} online" if t.get("uncached_cost_usd") else ""
         lines.append(f"  prompt cache: {share}{without}")
+    if "flex_cost_usd" not in t:
+        lines.append("  flex: this model has no flex price (LiteLLM's price map, or teacher.tier_prices.flex)")
+    asked = e.get("service_tier") or "default"
+    if asked != "default":
+        lines.append(f"  the config asks for the {asked} tier (teacher.service_tier): its column is what the run costs")
+    if e.get("wall"):
+        lines.append(wall_line(e["wall"], flex="flex_cost_usd" in t))
+    if e.get("reasoning") and not pilot:
+        lines.append(f"  not counted: {e['reasoning']}")
     return "\n".join(lines)
+
+
+def _tier_money(row: dict[str, Any], tier: str) -> str:
+    value = row.get(f"{tier}_cost_usd")
+    return "-" if f"{tier}_cost_usd" not in row else "unknown" if value is None else f"${value:,.4f}"
+
+
+def wall_line(w: dict[str, Any], flex: bool = True) -> str:
+    """The estimate's wall-time line: online, flex (`flex`: the model has a flex tier) and batch side by side, and
+    what they rest on."""
+    basis = (
+        f"{w['seconds_per_call']:g} s a call, {w['basis']}"
+        if w.get("basis") != "assumed"
+        else f"assumed {w['seconds_per_call']:g} s a call"
+    )
+    waves = f" x {w['waves']} waves" if w.get("waves", 1) > 1 else ""
+    on_flex = f", flex about {rough_duration(w['flex_s'])} (slower replies)" if flex else ""
+    return (
+        f"  wall time: online about {rough_duration(w['online_s'])}{on_flex}, batch about "
+        f"{rough_duration(w['batch_s'])} and up to {rough_duration(w['batch_max_s'])} ({w['stages']} stages in a "
+        f"chain{waves}, each waiting for its batches); online at synthesis.concurrency, {basis}"
+    )

@@ -3,7 +3,9 @@
 The pilot is a real run of the config with `synthesis.size = N`, in `<run.dir>/pilot` (resumable like any run,
 and kept: its samples were paid for), on the references nearest the mean length first (`typical_first`). Per stage, its calls and tokens are scaled: the feedback stage by the
 references the full run will collect feedback from (one per unit it needs, at most every reference), every
-other stage by samples (the pilot's calls per kept sample already include its rejects, repairs and dedup drops).
+other stage by samples (the pilot's calls per kept sample already include its rejects, repairs and dedup drops). A
+reasoning model's hidden reasoning tokens, which no walk-through can count, are what the pilot measured (billed as
+output: inside the completion tokens, said apart).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.lm import price_of
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
 from refed_dspy.methods import get_method
@@ -20,11 +21,13 @@ from refed_dspy.store.ownership import claim
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_references
 from refed_dspy.synthesis.api import synthesize
-from refed_dspy.synthesis.estimate import Estimate, priced, tokenizer_of
+from refed_dspy.synthesis.estimate import Estimate, priced, priced_tiers, run_wall, tokenizer_of
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.synthesis.units import TASK_STAGES
 
-_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
+# of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)
+# of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)
+_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "reasoning_tokens")
 
 
 def pilot_dir(config: Config) -> Path:
@@ -56,10 +59,12 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
         scale = full_feedback / feedback_done if name == TASK_STAGES["feedback"] and feedback_done else size / samples
         stages[name] = {f: float(used.get(f) or 0) * scale for f in _FIELDS}
     total = {f: sum(row[f] for row in stages.values()) for f in _FIELDS}
-    price = price_of(config.teacher)
+    price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
     work = get_method(config.synthesis.method).work_counts(config.synthesis, n_refs)
     work.update(unit=full_units, feedback=full_feedback)
+    used = pilot["usage"]
+    per_call = float(used.get("lm_seconds") or 0.0) / used["calls"] if used.get("calls") else None
     return Estimate(
         **{
             "model": config.teacher.model,
@@ -70,8 +75,11 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
             "lengths": {},
             "price_known": price is not None,
             "batch_price_factor": factor,
-            "stages": {name: priced(row, price, factor) for name, row in stages.items()},
-            "total": priced(total, price, factor),
+            "stages": {name: priced(row, price, factor, tiers) for name, row in stages.items()},
+            "total": priced(total, price, factor, tiers),
+            "service_tier": config.teacher.service_tier,
+            "tiers": list(tiers),
+            "wall": run_wall(config, total, work, len(stages), seconds_per_call=per_call),
             "adapter": pilot.get("adapter"),
             "tokenizer": tokenizer_of(config.teacher.model),
             "pilot": {

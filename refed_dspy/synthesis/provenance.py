@@ -14,6 +14,7 @@ from typing import Any
 from refed_dspy.clients.keys import key_env_of
 from refed_dspy.config import Config
 from refed_dspy.config.lm import reserved_extra_keys
+from refed_dspy.providers.prices import SERVICE_TIERS
 from refed_dspy.settings import SECRET_NAME
 
 # The LM settings that change what a teacher writes, as dspy.LM keeps them (lm.kwargs), and their config fields.
@@ -35,7 +36,8 @@ def program_hash(program: Any) -> str:
 
 
 def lm_identity(lm: Any) -> dict[str, Any]:
-    """{model, api_base, temperature, max_tokens} of a dspy.LM (what it will really call), None where unknown."""
+    """{model, api_base, temperature, max_tokens, reasoning_effort} of a dspy.LM (what it will really call), None
+    where unknown."""
     kwargs = getattr(lm, "kwargs", None) or {}
     out: dict[str, Any] = {
         "model": getattr(lm, "model", None),
@@ -45,6 +47,7 @@ def lm_identity(lm: Any) -> dict[str, Any]:
         out[name] = kwargs.get(name)
     if out["max_tokens"] is None:
         out["max_tokens"] = kwargs.get("max_completion_tokens")
+    out["reasoning_effort"] = kwargs.get("reasoning_effort")
     return out
 
 
@@ -58,11 +61,12 @@ def lm_extra(lm: Any) -> dict[str, Any]:
 def with_lm_of(config: Config, role: str, lm: Any) -> Config:
     """`config` with its `role` ("teacher", "judge") described by the LM object that will really run, so that the
     fingerprint, config.toml, the price, the records and a logged program name that LM and not the config's section:
-    its model, api_base, temperature, max_tokens, timeout, retries, key variable and extra settings (the LM's own: the
-    section's `extra` is not carried over to an LM that does not have it). Its price is that of its own model: the
-    section's prices hold only when the LM runs the model the section names; another model takes the `[prices]`
-    table's entry for it, else LiteLLM's map. How the run asks it (adapter, schema dialect, repairs) stays the
-    config's."""
+    its model, api_base, temperature, max_tokens, reasoning effort, timeout, retries, service tier, key variable and
+    extra settings (the LM's own: the section's `extra` is not carried over to an LM that does not have it). Its price
+    is that of its own model: the section's prices hold only when the LM runs the model the section names; another
+    model takes the
+    `[prices]` table's entry for it, else LiteLLM's map. How the run asks it (adapter, schema dialect, repairs) stays
+    the config's."""
     spec = getattr(config, role)
     built = getattr(lm, "refed_spec", None)
     if (
@@ -72,7 +76,12 @@ def with_lm_of(config: Config, role: str, lm: Any) -> Config:
     who = lm_identity(lm)
     kwargs = getattr(lm, "kwargs", None) or {}
     model = who["model"] or spec.model
-    update: dict[str, Any] = {"model": model, "api_base": who["api_base"], "extra": lm_extra(lm)}
+    update: dict[str, Any] = {
+        "model": model,
+        "api_base": who["api_base"],
+        "reasoning_effort": who["reasoning_effort"],
+        "extra": lm_extra(lm),
+    }
     for name in _LM_FIELDS:
         if who[name] is not None:
             update[name] = who[name]
@@ -80,6 +89,8 @@ def with_lm_of(config: Config, role: str, lm: Any) -> Config:
         update["timeout"] = float(kwargs["timeout"])
     if kwargs.get("api_version") is not None:
         update["api_version"] = kwargs["api_version"]
+    if kwargs.get("service_tier") in SERVICE_TIERS:  # the tier it asks for: what its calls are reserved at
+        update["service_tier"] = kwargs["service_tier"]
     if isinstance(getattr(lm, "num_retries", None), int):
         update["num_retries"] = lm.num_retries
     key_env = key_env_of(lm)

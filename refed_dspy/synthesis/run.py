@@ -103,6 +103,8 @@ class SynthesisRun(StageBase):
             self.syn.min_yield,
         )
         self.chash = config_hash(config)
+        effort = config.teacher.reasoning_effort  # a record says it only where it is set (provenance)
+        self.lm_settings: dict[str, Any] = {"reasoning_effort": effort} if effort is not None else {}
         self.stats = RunStats()
         self.accepted = 0
         self.teachers: Counter = Counter()  # samples by (teacher model, endpoint), of all invocations
@@ -172,6 +174,7 @@ class SynthesisRun(StageBase):
             unit=item.unit,
             config_hash=self.chash,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **self.lm_settings,
         )
         return SampleRecord(**self.method.record_fields(item.instruction, ref, pred, self.syn), meta=meta)
 

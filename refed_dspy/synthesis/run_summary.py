@@ -37,6 +37,7 @@ def run_summary(run: Any, status: str) -> RunSummary:
             "program_hash": run.program.hash,
             "program_origin": run.program.origin,
             "adapter": getattr(run.adapter, "choice", None) and run.adapter.choice.as_dict(),
+            "lm_defaults": run.config.teacher.defaults_note("teacher"),
             "config_hash": run.chash,
             "size": run.syn.size,
             "samples": run.accepted,
@@ -55,7 +56,12 @@ def run_summary(run: Any, status: str) -> RunSummary:
             "per_sample": per_sample(usage, run.accepted),
             "cost_usd": usage["cost_usd"],
             **estimate_error(
-                run.rundir.path / "estimate.json", usage, run.accepted, run.syn.size, run.broker is not None
+                run.rundir.path / "estimate.json",
+                usage,
+                run.accepted,
+                run.syn.size,
+                run.broker is not None,
+                run.config.teacher.service_tier,
             ),
             "price_known": run.price is not None,
             **timing(run.stats, run.earlier_wall_s),

@@ -39,14 +39,17 @@ def earlier_figures(summary_path: Path) -> tuple[float, int]:
     return wall, retries
 
 
-def estimate_error(path: Any, usage: dict[str, Any], samples: int, size: int, batch: bool) -> dict[str, Any]:
+def estimate_error(
+    path: Any, usage: dict[str, Any], samples: int, size: int, batch: bool, tier: str = "default"
+) -> dict[str, Any]:
     """{"estimate": ...}: what `refed estimate` said (its estimate.json in the run dir) and how far off the run is,
-    in cost (at the mode's price) and calls, once the run has all its samples; {} without an estimate."""
+    in cost (at the price of the mode and of the service tier asked for) and calls, once the run has all its samples;
+    {} without an estimate."""
     e = read_json(path)
     total = e.get("total") if isinstance(e, dict) else None
     if not isinstance(total, dict) or e.get("size") != size:
         return {}
-    key = "batch_cost_usd" if batch else "cost_usd"
+    key = "batch_cost_usd" if batch else "cost_usd" if tier == "default" else f"{tier}_cost_usd"
     out: dict[str, Any] = {
         "cost_usd": total.get(key),
         "calls": total.get("calls"),
@@ -82,6 +85,7 @@ def per_sample(usage: dict[str, Any], samples: int) -> dict[str, Any]:
         "calls": round(usage["calls"] / samples, 3),
         "prompt_tokens": round(usage["prompt_tokens"] / samples, 1),
         "completion_tokens": round(usage["completion_tokens"] / samples, 1),
+        "reasoning_tokens": round((usage.get("reasoning_tokens") or 0) / samples, 1),
         "cost_usd": round(usage["cost_usd"] / samples, 6) if usage["cost_usd"] is not None else None,
     }
 
@@ -117,6 +121,10 @@ class RunSummary(Result):
         "the cell's test score and difference."
     )
     adapter: dict[str, Any] | None = Field(description="The output format the teacher was asked for, and why.")
+    lm_defaults: str | None = Optional(
+        "The teacher model's own settings that stood in for what the config left unset, where they are not the usual "
+        "ones (a reasoning model's temperature and output limit)."
+    )
     config_hash: str = Field(description="A short hash of the config fields that decide the output (fingerprint.json).")
     size: int = Field(description="synthesis.size: the samples asked for.")
     samples: int = Field(description="The samples in samples.jsonl.")
@@ -130,6 +138,10 @@ class RunSummary(Result):
     retries: dict[str, Any] = Field(description="Retries of all invocations (`total`) and of this one by reason.")
     max_calls: int | None = Field(description="The call budget the run stopped at (None: none).")
     budget_stop: str | None = Optional("Stopped by the budget: which limit, and what had been spent.")
+    budget_first_call: str | None = Optional(
+        "Under a cost budget: what the first call was reserved at (its worst case), before any call showed what one "
+        "costs; later calls are reserved at their expected cost with a learned margin."
+    )
     concurrency: dict[str, Any] = Field(description="The configured window of calls in flight and how AIMD moved it.")
     mode: str = Field(description="online | batch")
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.usage import prompt_cache_share
+from refed_dspy.clients.usage import prompt_cache_share, tier_text
 from refed_dspy.money import usd
 from refed_dspy.store.teachers import mixed_line
 
@@ -40,6 +40,12 @@ def _written(u: dict[str, Any]) -> str:
     )
 
 
+def _reasoning(u: dict[str, Any]) -> str:
+    """How many of the completion tokens a reasoning model spent thinking ('' when none)."""
+    n = u.get("reasoning_tokens") or 0
+    return f" ({n:,} of them reasoning, billed as output)" if n else ""
+
+
 def _raise(why: str) -> str:
     """What to raise for the limit that stopped the run (both when the reason does not say which)."""
     if why.startswith("the cost budget"):
@@ -63,12 +69,17 @@ def format_summary(s: dict[str, Any]) -> str:
         + _unanswered(u)
         + (f"; {u['unmetered_calls']} whose LM reported no token usage" if u.get("unmetered_calls") else ""),
         f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider{_written(u)}), "
-        f"{u['completion_tokens']:,} completion",
+        f"{u['completion_tokens']:,} completion" + _reasoning(u),
         f"  cost         {_money(s['cost_usd'], u.get('unmetered_calls') or 0)}{_cut_off(u)}",
     ]
+    tiers = tier_text(u)
+    if tiers:
+        lines.append(f"  tiers        {tiers}")
     mixed = mixed_line(s.get("teachers"))
     if mixed:
         lines.insert(1, f"  teachers     {mixed}")
+    if s.get("lm_defaults"):
+        lines.insert(1, f"  settings     {s['lm_defaults']}")
     adapter = s.get("adapter")
     if adapter:
         lines.insert(1, f"  outputs      {adapter['mode']} (schema dialect {adapter['dialect']}): {adapter['reason']}")
@@ -79,6 +90,7 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(
             f"    {stage:<16}{part['calls']:>7} calls {part['prompt_tokens']:>11,} in {part['completion_tokens']:>10,} out  "
             f"{_money(part.get('cost_usd'))}{fixes}"
+            + (f"  ({part['reasoning_tokens']:,} out reasoning)" if part.get("reasoning_tokens") else "")
         )
     if s["per_sample"]:
         p = s["per_sample"]

@@ -95,20 +95,6 @@ def registered_name(name: str, out: str | Path) -> str:
     return f"{_safe(name)}-{hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:6]}"
 
 
-def champion_model_name(name: str, out: str | Path, run_ids: set[str]) -> str:
-    """The registered model an experiment's champion goes to: `registered_name`, or the name alone when an earlier
-    version registered this experiment's champion there (a version logged by one of its cells' runs), so that the
-    `models:/<name>@<alias>` its users hold still follows it."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    legacy = _safe(name)
-    with contextlib.suppress(MlflowException):
-        if any(v.run_id in run_ids for v in MlflowClient().search_model_versions(f"name='{legacy}'")):
-            return legacy
-    return registered_name(name, out)
-
-
 def register_champion(
     model_uri: str,
     run_id: str | None,

@@ -11,6 +11,7 @@ _COLUMNS = (
     "calls",
     "prompt_tokens",
     "completion_tokens",
+    "reasoning_tokens",
     "cached_tokens",
     "cache_write_tokens",
     "repairs",

@@ -90,8 +90,11 @@ def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def config_params(config: Config) -> dict[str, str]:
-    """The resolved config as MLflow params, plus the model strings under short names."""
-    params = flat_params(config.model_dump(mode="json"), "config.")
+    """The resolved config as MLflow params, plus the model strings under short names. The LM sections as
+    LMSpec.identity gives them: the temperature and output limit sent, and a reasoning effort where one is set."""
+    data = config.model_dump(mode="json")
+    data["teacher"], data["judge"] = config.teacher.identity("teacher"), config.judge.identity("judge")
+    params = flat_params(data, "config.")
     params.update(
         {"teacher_model": config.teacher.model, "judge_model": config.judge.model, "method": config.synthesis.method}
     )

@@ -11,248 +11,44 @@ a file written before refed masked them may still quote one.
 
 from __future__ import annotations
 
-import math
-from importlib import resources
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
-
-from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.errors import RefedError
-from refed_dspy.methods.registry import rewrites_reference
-from refed_dspy.secrets import mask
-from refed_dspy.view.beside import beside
-from refed_dspy.view.experiment import cell_program, experiment_cells, program_predictors
-from refed_dspy.view.index import VERDICTS, Filters, View
-
-PER_PAGE = 50
-LOOPBACK = ("127.0.0.1", "localhost", "::1")  # the only names a page may reach the viewer by
-
-
-class BadQuery(ValueError):
-    """A query value the viewer cannot use (answered 400)."""
-
-
-def _number(value: str | None, name: str = "value") -> float | None:
-    """A finite number from a query value ('' or absent: None); BadQuery otherwise (nan, inf, 1e400, words)."""
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise BadQuery(f"{name}={value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise BadQuery(f"{name}={value!r} is not a finite number")
-    return number
-
-
-def _count(value: str | None, name: str, default: int, low: int, high: int) -> int:
-    """A whole number from a query value, held within [low, high] (absent: `default`)."""
-    number = _number(value, name)
-    return default if number is None else int(min(high, max(low, number)))
-
-
-def loopback_host(host: str | None) -> bool:
-    """Whether an HTTP Host header (or an Origin) names this machine's loopback interface: a page that reached the
-    viewer under another name (DNS rebinding) must not read the data."""
-    if not host:
-        return False
-    netloc = host.split("://", 1)[-1].split("/", 1)[0]  # an Origin is scheme://host[:port]
-    if netloc.startswith("["):  # [::1]:8765
-        name = netloc[1:].split("]", 1)[0]
-    else:
-        name = netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
-    return name.lower() in LOOPBACK
-
-
-def filters_from(args: Any) -> Filters:
-    """The list's filters from a query string."""
-    return Filters(
-        q=args.get("q", ""),
-        reference=args.get("reference", ""),
-        feature=args.get("feature", ""),
-        method=args.get("method", ""),
-        verdict=args.get("verdict", ""),
-        outcome=args.get("outcome", ""),
-        score_min=_number(args.get("score_min"), "score_min"),
-        score_max=_number(args.get("score_max"), "score_max"),
-    )
+from refed_dspy.view import routes
+from refed_dspy.view.index import View
+from refed_dspy.view.query import BadQuery, loopback_host
+from refed_dspy.view.render import Pages
 
 
 def create_app(view: View):
-    """The Flask app serving `view`."""
-    import jinja2
-    from flask import Flask, abort, request
+    """The Flask app serving `view`: the URLs of view/routes.py, answered only to this machine."""
+    from flask import Flask, request
 
     app = Flask("refed_view")
-    env = jinja2.Environment(loader=jinja2.PackageLoader("refed_dspy.view", "templates"), autoescape=True)
-    style, script = (
-        resources.files("refed_dspy.view").joinpath("templates", name).read_text(encoding="utf-8")
-        for name in ("style.css", "script.js")
-    )
-
-    def render(name: str, status: int = 200, **ctx: Any):
-        report = view.path / "report.html"
-        body = env.get_template(f"{name}.html").render(
-            style=style, script=script, status=view.status(), has_report=report.is_file(), **ctx
-        )
-        return mask(body), status, {"Content-Type": "text/html; charset=utf-8"}
-
-    def page_file(path: Path):
-        """A page the run wrote (the report, the experiment's page), as it is on disk but masked."""
-        body = mask(Path(path).read_text(encoding="utf-8", errors="replace"))
-        return body, 200, {"Content-Type": "text/html; charset=utf-8"}
-
-    @app.errorhandler(RefedError)
-    def refed_error(err: RefedError):
-        return render("error", 500, title="error", page="", heading="The run dir cannot be read", message=str(err))
+    pages = Pages.of(view)
 
     @app.before_request
     def only_from_this_machine():
         origin = request.headers.get("Origin")
         if not loopback_host(request.host) or (origin is not None and not loopback_host(origin)):
-            return render(
-                "error",
-                403,
-                title="forbidden",
-                page="",
-                heading="Forbidden",
-                message="the viewer answers only pages of http://127.0.0.1 (or localhost) on this machine",
-            )
+            message = "the viewer answers only pages of http://127.0.0.1 (or localhost) on this machine"
+            return pages.error(403, "forbidden", "Forbidden", message)
         view.refresh()
         return None
 
-    @app.errorhandler(BadQuery)
-    def bad_query(err: BadQuery):
-        return render("error", 400, title="bad request", page="", heading="Bad request", message=str(err))
-
-    @app.get("/")
-    def samples():
-        if view.kind == "experiment" and not view.rows and not request.args:
-            return experiment()  # an experiment's samples come with its synthesis checks: its cells first
-        f = filters_from(request.args)
-        rows = [r for r in view.rows if f.keep(r)]
-        per = _count(request.args.get("per"), "per", PER_PAGE, 1, 500)
-        pages = max(1, math.ceil(len(rows) / per))
-        page_no = _count(request.args.get("page"), "page", 1, 1, pages)
-        query = {k: v for k, v in request.args.items() if k != "page" and v != ""}
-
-        def url(n: int) -> str:
-            return "/?" + urlencode({**query, "page": n})
-
-        return render(
-            "samples",
-            title="samples",
-            page="samples",
-            f=f,
-            rows=rows[(page_no - 1) * per : page_no * per],
-            total=len(rows),
-            choices=view.choices(),
-            page_no=page_no,
-            pages=pages,
-            prev_url=url(page_no - 1) if page_no > 1 else None,
-            next_url=url(page_no + 1) if page_no < pages else None,
-        )
-
-    @app.get("/sample/<sid>")
-    def sample(sid: str):
-        found = view.find(sid)
-        if found is None:
-            abort(404)
-        run, s = found
-        j = run.judgments.get(sid)
-        failure = next((r for r in reversed(run.judge_rejects) if r.get("sample_id") == sid), None)
-        draft, improved = s.get("response") or "", s.get("improved_response") or ""
-        original = s.get("original") or {}  # a recycled sample's seed pair, when its seeds cannot be read here
-        ref = run.references().get(s["meta"].get("reference_id")) or (
-            (original["instruction"], original["response"]) if original else None
-        )
-        measured = not rewrites_reference(s["meta"].get("method"))
-        return render(
-            "sample",
-            title=(s.get("instruction") or "")[:60],
-            page="",
-            s=s,
-            j=j,
-            verdict=VERDICTS.get(((j or {}).get("pairwise") or {}).get("winner")),
-            judge_failure=f"the judge failed: {failure['reason']} ({failure.get('detail', '')})" if failure else None,
-            diff=word_diff(draft, improved) if improved else [],
-            changed=changed_share(draft, improved),
-            side=beside(s, ref, run.copy_threshold(), measured) if ref else None,
-            fb=run.feedback.get(s["meta"].get("reference_id")),
-            u=s["meta"].get("usage") or {},
-            outcome=view.outcomes.get(sid) if view.filtered else None,
-        )
-
-    @app.get("/rejects")
-    def rejects():
-        groups = view.reject_groups()
-        stage, reason = request.args.get("stage"), request.args.get("reason")
-        shown = [g for g in groups if g["stage"] == stage and g["reason"] == reason] if stage else groups
-        limit = 10**9 if request.args.get("all") else (200 if stage else 20)
-        return render(
-            "rejects",
-            title="rejects",
-            page="rejects",
-            groups=groups,
-            shown=shown,
-            limit=limit,
-            total=sum(g["count"] for g in groups),
-        )
-
-    @app.get("/compare")
-    def compare():
-        refs = view.reference_counts().most_common()
-        reference = request.args.get("reference") or (refs[0][0] if refs else "")
-        return render(
-            "compare",
-            title="compare",
-            page="compare",
-            refs=refs,
-            reference=reference,
-            by_run=view.by_reference(reference) if reference else {},
-        )
-
-    @app.get("/experiment")
-    def experiment():
-        if view.kind != "experiment":
-            abort(404)
-        return render("experiment", title="experiment", page="experiment", exp=experiment_cells(view.path))
-
-    @app.get("/program/<cell_id>")
-    def program(cell_id: str):
-        path = cell_program(view.path, cell_id) if view.kind == "experiment" else None
-        if path is None:
-            abort(404)
-        return render(
-            "program", title=f"program of {cell_id}", page="", cell_id=cell_id, predictors=program_predictors(path)
-        )
-
-    @app.get("/experiment.html")
-    def experiment_page():
-        path = view.path / "experiment.html"
-        if view.kind != "experiment" or not path.is_file():
-            abort(404)
-        return page_file(path)
-
-    @app.get("/report")
-    def report():
-        path = view.path / "report.html"
-        if not path.is_file():
-            abort(404)
-        return page_file(path)
-
-    @app.errorhandler(404)
-    def not_found(_err):
-        return render(
-            "error",
-            404,
-            title="not found",
-            page="",
-            heading="Not found",
-            message="no such page or sample in this directory",
-        )
-
+    app.register_error_handler(
+        RefedError, lambda err: pages.error(500, "error", "The run dir cannot be read", str(err))
+    )
+    app.register_error_handler(BadQuery, lambda err: pages.error(400, "bad request", "Bad request", str(err)))
+    app.register_error_handler(
+        404, lambda _err: pages.error(404, "not found", "Not found", "no such page or sample in this directory")
+    )
+    app.add_url_rule("/", "samples", lambda: routes.samples(pages, request.args))
+    app.add_url_rule("/sample/<sid>", "sample", lambda sid: routes.sample(pages, sid))
+    app.add_url_rule("/rejects", "rejects", lambda: routes.rejects(pages, request.args))
+    app.add_url_rule("/compare", "compare", lambda: routes.compare(pages, request.args))
+    app.add_url_rule("/experiment", "experiment", lambda: routes.experiment(pages))
+    app.add_url_rule("/program/<cell_id>", "program", lambda cell_id: routes.program(pages, cell_id))
+    app.add_url_rule("/experiment.html", "experiment_page", lambda: routes.experiment_html(pages))
+    app.add_url_rule("/report", "report", lambda: routes.report(pages))
     return app
 
 

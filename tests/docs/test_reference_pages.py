@@ -74,7 +74,12 @@ def test_the_config_page_has_every_field_with_its_default(hooks):
         row = next((line for line in part.splitlines() if line.startswith(f"| `{key}` |")), None)
         assert row is not None, path
         assert hooks.value_text(getattr(getattr(defaults, section), key)) in row, path
-    assert "| `temperature` | float (≥ 0.0, ≤ 2.0) | `0.0` |" in page.split("## [judge]")[1]  # the judge's own default
+    # the judge's own default: unset, the model's own for a judge (0; 1 for a model that takes no other)
+    judge_row = next(x for x in page.split("## [judge]")[1].splitlines() if x.startswith("| `temperature` |"))
+    assert (
+        judge_row.startswith("| `temperature` | float, optional (≥ 0.0, ≤ 2.0) | *unset* |")
+        and "0 for a judge" in judge_row
+    )
     for name in ("rouge_diversity", "min_score", "length", "dedup", "random_subset", "judge_prefers_improved"):
         assert f"\n### {name}\n" in page
     assert "\n## [experiment]\n" in page and "| `test_fraction` |" in page

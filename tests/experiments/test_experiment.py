@@ -574,7 +574,7 @@ def cell_judging(result: dict) -> int:
 
 
 def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
-    from refed_dspy.experiments.experiment_page import axis_ticks, chart
+    from refed_dspy.experiments.experiment_page import axis_ticks, chart_svg
     from refed_dspy.experiments.leaderboard import _verdict
 
     worse = {"mean": -0.2, "ci_low": -0.3, "ci_high": -0.05, "significant": True}
@@ -593,7 +593,7 @@ def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
         }
         for i, d in enumerate((worse, better, noise))
     ]
-    svg = chart(cells, [{"test_mean": 0.5, "teacher": "t"}])
+    svg = chart_svg(cells, [{"test_mean": 0.5, "teacher": "t"}])
     assert svg.count("fill='#cf222e'") == 1 and svg.count("fill='#1a7f37'") == 1 and svg.count("fill='#555'") == 1
     # each interval is drawn with caps (one of width 0 still shows): a line and two caps of its colour
     assert svg.count("stroke='#cf222e'") == 3 and svg.count("stroke='#1a7f37'") == 3
@@ -601,10 +601,10 @@ def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
     assert "LM calls (" in svg and "USD (" not in svg
     assert len({c.split("cx='")[1].split("'")[0] for c in svg.split("<circle")[1:]}) == 3
     cells[0]["usage"]["cost_usd"] = 0.01
-    assert "USD (" in chart(cells, [])
+    assert "USD (" in chart_svg(cells, [])
     # two cells at one point (equal score and cost) share one label; a kept baseline is a hollow point, no interval
     cells[2].update(test_mean=cells[1]["test_mean"], usage=dict(cells[1]["usage"]), kept="baseline")
-    svg = chart(cells, [])
+    svg = chart_svg(cells, [])
     assert ">2, 3</text>" in svg and "fill='white' stroke='#555'" in svg and "(kept baseline)" in svg
     # the cost axis: round ticks up to the first at or past the largest cost, not a padded maximum
     assert axis_ticks(0.0186) == [0.0, 0.005, 0.01, 0.015, 0.02] and axis_ticks(2674) == [0, 1000, 2000, 3000]

@@ -1,0 +1,116 @@
+"""The dataset card of an export (README.md): where the data came from, what made it, what was done to it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.pages import render
+from refed_dspy.quality.contamination import card_section, public_params
+from refed_dspy.settings import tomllib
+from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.rundir import RunDir, incomplete_note
+from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows
+from refed_dspy.synthesis.program_origin import origin_text
+
+TEMPLATES = "refed_dspy.export"  # its templates/ folder: card.md
+
+
+def provenance(rundir: RunDir) -> dict[str, Any]:
+    """What the card says about where the data came from: the run's summary, config and filters applied."""
+    filt = read_json(rundir.path / "filter_summary.json")
+    origin = RunDir(filt["source_run"]) if filt.get("source_run") else rundir
+    summary = read_json(origin.summary)
+    seeds = None
+    if origin.config.exists():
+        try:
+            seeds = tomllib.loads(origin.config.read_text()).get("seeds", {}).get("source")
+        except (tomllib.TOMLDecodeError, OSError):
+            seeds = None
+    return {
+        "summary": summary,
+        "filters": filt.get("steps", []),
+        "seeds": seeds or "refed-dspy embedded seed set",
+        "judge": read_json(origin.judge_summary),
+        "incomplete": incomplete_note(rundir.path),
+    }
+
+
+def dataset_card(
+    splits: dict[str, list[dict]],
+    fmt: str,
+    which: str,
+    system: str | None,
+    prov: dict[str, Any],
+    files: dict[str, str] | None = None,
+) -> str:
+    """README.md for the exported dataset (YAML header for the hub, then the facts), from export/templates/card.md."""
+    metas = [r["meta"] for rows in splits.values() for r in rows]
+    summary, judge = prov["summary"], prov["judge"]
+    cost = summary.get("cost_usd")
+    return render(
+        TEMPLATES,
+        "card.md",
+        size_category=size_category(len(metas)),
+        files=files or {},
+        methods=", ".join(sorted({m.get("method", "?") for m in metas})),
+        incomplete=(prov.get("incomplete") or "").removeprefix("it "),
+        teacher=_teacher_cell(metas),
+        seeds=prov["seeds"],
+        samples=f"{len(metas)} ({', '.join(f'{k}: {len(v)}' for k, v in splits.items())})",
+        which=which,
+        system=repr(system) if system else "none",
+        fmt=fmt,
+        program=_program(summary),
+        cost="unknown" if cost is None else f"${cost:.2f}",
+        calls=summary.get("usage", {}).get("calls", "?"),
+        judge=judge if judge.get("mean_score") is not None else None,
+        filters=[_filter_step(step) for step in prov["filters"]],
+        contamination=card_section(prov.get("contamination") or {}),
+    )
+
+
+def size_category(n: int) -> str:
+    """The Hub's size category of a dataset of `n` records."""
+    return "n<1K" if n < 1000 else "1K<n<10K" if n < 10000 else "10K<n<100K" if n < 100000 else "100K<n<1M"
+
+
+def _teacher_cell(metas: list[dict[str, Any]]) -> str:
+    """The card's teacher: each teacher with its samples when a run resumed onto another; else the one model (a card
+    is often published, and a private endpoint has no place in it)."""
+    teachers = teacher_rows(count_teachers(metas))
+    if len(teachers) > 1:
+        return "; ".join(f"{teacher_label(t)} ({t['samples']} samples)" for t in teachers)
+    return ", ".join(t["model"] for t in teachers)
+
+
+def _filter_step(step: dict[str, Any]) -> dict[str, Any]:
+    """One filter applied, as the card lists it: its number, name, public settings, and samples in and kept."""
+    params = {k: v for k, v in public_params(step["params"]).items() if k != "name"}
+    return {
+        "number": step["step"] + 1,
+        "filter": step["filter"],
+        "params": json.dumps(params),
+        "taken": step["in"],
+        "kept": step["kept"],
+    }
+
+
+def _program(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """What the card says of the program that made the data: its name (an MLflow URI as it is; a file by its name, a
+    local path having no place in a published card), its content hash, and the experiment and cell that made it."""
+    program = summary.get("program")
+    if not program:
+        return None
+    shown = (
+        program
+        if "://" in program or program.startswith(("models:/", "refed_dspy.", "python:"))
+        else Path(program).name
+    )
+    origin = summary.get("program_origin")
+    return {
+        "shown": shown,
+        "hash": summary.get("program_hash"),
+        "made_by": origin_text({**origin, "experiment_dir": None}) if origin else None,
+    }

@@ -1,0 +1,56 @@
+"""An LM section's temperature and max_tokens are unset by default (the model's own), and reasoning_effort is a new
+field: what identifies a config (a run's fingerprint, an experiment's cells and baselines, MLflow's params) is what it
+was for a config that sets neither, and says the effort where one is set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config
+from refed_dspy.experiments.identity import baseline_key
+from refed_dspy.experiments.identity import config_hash as cell_hash
+from refed_dspy.quality.judge import judge_fingerprint, judge_fingerprint_diff
+from refed_dspy.tracking.mlflow_runs import config_params
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml"
+
+
+def test_identities_of_a_config_that_sets_neither_are_what_they_were():
+    """The hashes main computed for the defaults and configs/quickstart.toml (when temperature was 1.0, a judge's 0.0,
+    and max_tokens 4096 in the config itself): a run dir, a finished experiment cell or a baseline made then is
+    still recognised."""
+    default, quick = Config(), load_config(QUICKSTART)
+    assert (config_hash(default), cell_hash(default), baseline_key(default)) == (
+        "baf2e29afedc",
+        "2bfa8700524055da",
+        "d7f5416eb1a3",
+    )
+    assert (config_hash(quick), cell_hash(quick), baseline_key(quick)) == (
+        "baf2e29afedc",
+        "b3042a70db389fde",
+        "d7f5416eb1a3",
+    )
+    teacher = fingerprint(default)["teacher"]
+    assert (teacher["temperature"], teacher["max_tokens"]) == (1.0, 4096) and "reasoning_effort" not in teacher
+    judge = judge_fingerprint(default)
+    assert (judge["temperature"], judge["max_tokens"]) == (0.0, 4096) and "reasoning_effort" not in judge
+    params = config_params(default)
+    assert params["config.teacher.temperature"] == "1.0" and params["config.judge.temperature"] == "0.0"
+    assert params["config.teacher.max_tokens"] == "4096" and "config.teacher.reasoning_effort" not in params
+
+
+def test_a_reasoning_effort_is_in_every_identity_and_its_change_is_said():
+    low = load_config(None, ["teacher.model='openai/gpt-5-mini'", "teacher.reasoning_effort='low'"])
+    plain = load_config(None, ["teacher.model='openai/gpt-5-mini'"])
+    assert fingerprint(low)["teacher"]["reasoning_effort"] == "low"
+    assert fingerprint_diff(fingerprint(plain), fingerprint(low)) == ["teacher.reasoning_effort: None -> 'low'"]
+    assert fingerprint_diff(fingerprint(low), fingerprint(plain)) == ["teacher.reasoning_effort: 'low' -> None"]
+    assert config_hash(low) != config_hash(plain) and cell_hash(low) != cell_hash(plain)
+    assert config_params(low)["config.teacher.reasoning_effort"] == "low"
+    assert config_params(plain)["config.teacher.temperature"] == "1.0"
+    assert config_params(plain)["config.teacher.max_tokens"] == "16000"
+    judge_low = load_config(None, ["judge.model='openai/gpt-5-mini'", "judge.reasoning_effort='high'"])
+    judge_plain = load_config(None, ["judge.model='openai/gpt-5-mini'"])
+    assert judge_fingerprint_diff(judge_fingerprint(judge_low), judge_fingerprint(judge_plain)) == [
+        "reasoning_effort: 'high' -> None"
+    ]

@@ -1,0 +1,164 @@
+"""A cost budget reserves a call at its expected output plus a learned margin, not at max_tokens, and is still never
+overshot by more than one call (issue 46, item 1): the ledger's arithmetic on its own, then whole runs of a reasoning
+teacher (16,000 output tokens a call at worst) against the loopback server's own token counts."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from conftest import run_overrides
+from loopback_server import read_log
+
+from refed_dspy.clients.calls import CallInfo, MustWait
+from refed_dspy.config import load_config
+from refed_dspy.engine.budget import CallBudget
+from refed_dspy.engine.expected_output import ExpectedOutput, OutputStats
+from refed_dspy.engine.tickets import BudgetExceeded
+from refed_dspy.providers.prices import Price, default_price
+from refed_dspy.synthesis.api import synthesize
+
+MODEL = "openai/gpt-5-mini"
+PRICE = Price(input=1.0, cached_input=0.5, output=10.0)
+
+
+def test_the_expected_output_is_the_mean_plus_a_learned_margin():
+    stats = OutputStats()
+    for tokens in (100, 100, 100, 100):
+        stats.add(tokens)
+    assert stats.reserve(16000) == 150  # no spread seen: half the mean
+    for tokens in (100, 900):
+        stats.add(tokens)
+    assert stats.reserve(16000) > 900 and stats.reserve(500) == 500  # three deviations, capped at max_tokens
+    seen = ExpectedOutput()
+    assert seen.reserve("teacher", "generate", 16000) is None  # nothing answered: only the worst case is safe
+    seen.learn("teacher", "generate", 300)
+    assert seen.reserve("teacher", "generate", 16000) == 450 and seen.reserve("teacher", "improve", 16000) == 450
+    assert seen.reserve("judge", "judge", 16000) is None
+
+
+def _answered(tokens: int) -> CallInfo:
+    return CallInfo(stage="generate", model="m", prompt_tokens=1000, completion_tokens=tokens)
+
+
+def test_a_call_waits_while_the_worst_case_of_the_calls_in_flight_could_overshoot():
+    """One call in flight that may still write 16,000 tokens: a second call waits (MustWait) until it is over, though
+    the expected costs of both fit; with nothing in flight, a call whose expected cost does not fit is refused."""
+    budget = CallBudget(max_cost_usd=0.165)  # one call at its worst fits ($0.161), and a little more
+    first = budget.open_call("teacher", "m", "generate", PRICE, 16000, 1000)
+    assert first.cost == pytest.approx(PRICE.cost(1001, 16000)) == first.need  # nothing learned: its worst case
+    budget.settle(first, _answered(200), PRICE)
+    budget.record([_answered(200)], PRICE, "teacher")
+    budget.release_call(first)
+    second = budget.open_call("teacher", "m", "generate", PRICE, 16000, 1000)
+    assert second.need == pytest.approx(PRICE.cost(1001, 300))  # learned: the expected output plus its margin
+    assert second.need < second.cost / 10
+    with pytest.raises(MustWait):  # paid + the worst of `second` + its own expected cost would not fit
+        budget.open_call("teacher", "m", "generate", PRICE, 16000, 1000)
+    budget.settle(second, _answered(250), PRICE)
+    budget.record([_answered(250)], PRICE, "teacher")
+    budget.release_call(second)
+    third = budget.open_call("teacher", "m", "generate", PRICE, 16000, 1000)  # room again
+    budget.release_call(third)
+    small = CallBudget(max_cost_usd=PRICE.cost(1000, 200) * 2)
+    small.outputs.learn("teacher", "generate", 200)
+    small.record([_answered(200)], PRICE, "teacher")
+    with pytest.raises(BudgetExceeded):  # nothing in flight to wait for: the budget is reached
+        small.open_call("teacher", "m", "generate", PRICE, 16000, 1000)
+
+
+def test_whatever_the_calls_write_the_budget_is_overshot_by_at_most_one_call():
+    """Calls opened and settled in a random order, each writing anything from nothing to all of max_tokens (the tail
+    a reasoning model has): what they paid never exceeds the budget by more than one call's worst case."""
+    rng = random.Random(5)
+    for trial in range(200):
+        limit = rng.choice([0.02, 0.05, 0.3, 1.0])
+        budget = CallBudget(max_cost_usd=limit)
+        in_flight, paid, worst_seen = [], 0.0, 0.0
+        for _ in range(400):
+            if in_flight and (rng.random() < 0.5 or len(in_flight) > 12):
+                ticket = in_flight.pop(rng.randrange(len(in_flight)))
+                tokens = rng.choice([rng.randint(50, 400), 16000 - rng.randint(0, 50)])
+                budget.settle(ticket, _answered(tokens), PRICE)
+                budget.record([_answered(tokens)], PRICE, "teacher")
+                budget.release_call(ticket)
+                paid += PRICE.cost(1000, tokens)
+                continue
+            try:
+                prompt = rng.randint(200, 1500)
+                ticket = budget.open_call("teacher", "m", "generate", PRICE, 16000, prompt)
+            except MustWait:
+                continue
+            except BudgetExceeded:
+                break
+            worst_seen = max(worst_seen, ticket.cost)
+            in_flight.append(ticket)
+        for ticket in in_flight:  # the rest write all they may
+            budget.settle(ticket, _answered(16000), PRICE)
+            budget.record([_answered(16000)], PRICE, "teacher")
+            paid += PRICE.cost(1000, 16000)
+        assert paid <= limit + worst_seen + 1e-9, (trial, paid, limit, worst_seen)
+        assert budget.total_cost == pytest.approx(paid)
+
+
+def _reasoning_run(server, run, size: int, budget: float, concurrency: int, **extra) -> list[str]:
+    return run_overrides(
+        server,
+        run,
+        size,
+        **{
+            "teacher.model": f"'{MODEL}'",
+            "synthesis.max_cost_usd": budget,
+            "synthesis.concurrency": concurrency,
+            **extra,
+        },
+    )
+
+
+def _served_cost(server) -> tuple[float, float]:
+    """What the server's own token counts cost at gpt-5-mini's list price, and the dearest call it could have made
+    (its prompt writing all of max_tokens)."""
+    price = default_price(MODEL)
+    log = [e for e in read_log(server.cfg.log_path) if e.get("status") == 200]
+    spent = sum(price.cost(e["prompt_tokens"], e["completion_tokens"], e.get("cached_tokens", 0)) for e in log)
+    return spent, max(price.cost(e["prompt_tokens"], 16000) for e in log)
+
+
+def test_a_small_budget_starts_a_reasoning_teacher(server_factory, tmp_path):
+    """gpt-5-mini at 16,000 output tokens a call: a task of 4 calls was reserved at $0.13, so a budget of $0.05 started
+    nothing. Reserved at the expected output once a call has answered (the first call at its worst case, said in the
+    summary), the run makes samples and stays within the budget by the server's own count."""
+    srv = server_factory()
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, _reasoning_run(srv, run, 30, 0.05, 4, **{"teacher.max_tokens": 16000})))
+    spent, _worst = _served_cost(srv)
+    assert summary["status"] == "budget" and summary["samples"] >= 5, summary.get("budget_stop")
+    assert spent <= 0.05 and summary["cost_usd"] == pytest.approx(spent, rel=1e-9)
+    assert summary["budget_first_call"].startswith(
+        "$0.0325 (teacher: a prompt of 2,000 tokens writing all of max_tokens"
+    )
+
+
+def test_a_reasoning_tail_never_overshoots_the_budget_by_more_than_one_call(server_factory, tmp_path):
+    """A fifth of the calls reason up to their output limit (the dearest a call can be and still answer), 8 in flight:
+    the server's own tokens at list price exceed max_cost_usd by at most one call's worst case."""
+    srv = server_factory(reasoning_tail=0.2, seed=3)
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, _reasoning_run(srv, run, 60, 0.15, 8)))
+    spent, worst = _served_cost(srv)
+    assert summary["status"] == "budget" and summary["usage"]["calls"] > 4
+    assert spent <= 0.15 + worst, (spent, worst)
+    assert summary["cost_usd"] == pytest.approx(spent, rel=1e-9)
+    assert json.loads((run / "summary.json").read_text())["budget_stop"].startswith("the cost budget of $0.15")
+
+
+def test_an_lm_that_sends_no_output_limit_is_held_at_the_model_s_own():
+    """A user's dspy.LM("openai/gpt-5-mini") sends no limit (DSPy's default for a reasoning model): its worst case is
+    the model's own largest output by LiteLLM's table (128,000), not a reply of no tokens at all."""
+    import dspy
+
+    from refed_dspy.clients.boundary import bounded
+
+    assert bounded(dspy.LM(MODEL, api_key="unused"), "teacher")._max_tokens() == 128_000
+    assert bounded(dspy.LM("openai/gpt-4o-mini", api_key="unused", max_tokens=900), "teacher")._max_tokens() == 900

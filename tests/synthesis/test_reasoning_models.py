@@ -1,0 +1,184 @@
+"""Reasoning models by a one-line swap (issue 46, item 1): a model's own settings where the config is silent, said in
+one line; `reasoning_effort` sent and recorded; hidden reasoning tokens counted apart and billed as output. The
+loopback server answers `gpt-5-mini` as OpenAI does: a 400 for `max_tokens` or a temperature other than 1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_helpers import lines, sets
+from conftest import run_overrides
+from loopback_server import read_log
+
+from refed_dspy.cli import main
+from refed_dspy.config import load_config
+from refed_dspy.providers.prices import default_price
+from refed_dspy.quality.judge import judge_run
+from refed_dspy.quality.report import build_report
+from refed_dspy.synthesis.api import synthesize
+
+MODEL = "openai/gpt-5-mini"
+
+
+def _swap(teacher, judge, run, size: int, **extra) -> list[str]:
+    """The default config with only the teacher's and the judge's model swapped (and pointed at loopback servers)."""
+    return run_overrides(
+        teacher,
+        run,
+        size,
+        **{"teacher.model": f"'{MODEL}'", "judge.model": f"'{MODEL}'", **extra},
+    ) + [f"judge.api_base='{judge.api_base}'", "judge.api_key_env=''", "judge.num_retries=2"]
+
+
+def test_a_reasoning_teacher_and_judge_run_from_a_one_line_swap(server_factory, tmp_path, capsys, caplog):
+    """Once exit 2 with DSPy's "reasoning models require passing temperature=1.0 or None and max_tokens >= 16000";
+    with those set by hand, a judge at its default temperature 0 got OpenAI's 400. Now every request carries what
+    the model takes (temperature 1, max_completion_tokens 16000, no max_tokens) and the run says so in one line."""
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "run"
+    over = _swap(teacher, judge, run, 12)
+    with caplog.at_level("INFO", logger="refed_dspy"):
+        assert main(["synthesize", "--quiet", *sets(over)]) == 0
+    out, err = capsys.readouterr()
+    said = [r.getMessage() for r in caplog.records if "reasoning model" in r.getMessage()]
+    assert len(said) == 1, caplog.text
+    assert said[0].startswith(f"teacher {MODEL}, an OpenAI reasoning model: temperature 1")
+    assert "max_tokens 16,000" in said[0] and "reasoning_effort" in said[0]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"] and "Traceback" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["samples"] == 12
+    assert summary["lm_defaults"] == said[0] and f"settings     {said[0]}" in out
+    judged = judge_run(run, load_config(None, over))
+    assert judged["status"] == "complete" and judged["judged"] == 12
+    for srv in (teacher, judge):
+        log = read_log(srv.cfg.log_path)
+        assert log and all(e["status"] == 200 for e in log), [e.get("error_param") for e in log if e["status"] != 200]
+        assert {(e["settings"].get("temperature"), e["settings"].get("max_completion_tokens")) for e in log} == {
+            (1.0, 16000)
+        }
+        assert not any("max_tokens" in e["settings"] for e in log)
+    fingerprint = json.loads((run / "fingerprint.json").read_text())
+    assert (fingerprint["teacher"]["temperature"], fingerprint["teacher"]["max_tokens"]) == (1.0, 16000)
+    assert json.loads((run / "judge_fingerprint.json").read_text())["temperature"] == 1.0
+
+
+def test_the_server_refuses_what_a_reasoning_model_does_not_take(server_factory):
+    """The loopback server answers a reasoning model's `max_tokens` and temperature 0.7 with OpenAI's 400 body."""
+    import urllib.error
+    import urllib.request
+
+    srv = server_factory()
+
+    def post(**body):
+        data = json.dumps({"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}], **body}).encode()
+        request = urllib.request.Request(
+            f"{srv.api_base}/chat/completions", data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    status, body = post(max_tokens=100)
+    assert status == 400 and body["error"]["param"] == "max_tokens" and body["error"]["code"] == "unsupported_parameter"
+    status, body = post(temperature=0.7, max_completion_tokens=100)
+    assert status == 400 and body["error"]["param"] == "temperature" and body["error"]["code"] == "unsupported_value"
+    status, body = post(temperature=1, max_completion_tokens=16000, reasoning_effort="low")
+    details = body["usage"]["completion_tokens_details"]
+    assert status == 200 and 0 < details["reasoning_tokens"] < body["usage"]["completion_tokens"]
+
+
+@pytest.mark.parametrize(
+    "override, expect",
+    [
+        (["teacher.reasoning_effort='low'"], "teacher.reasoning_effort: openai/gpt-4o-mini takes no reasoning_effort"),
+        ([f"teacher.model='{MODEL}'", "teacher.temperature=0.7"], "takes only temperature 1"),
+        ([f"teacher.model='{MODEL}'", "teacher.max_tokens=4096"], "is sent at least 16,000 output tokens"),
+        (
+            ["teacher.model='openai/gpt-5.1'", "teacher.reasoning_effort='minimal'"],
+            "takes reasoning_effort low, medium",
+        ),
+        (["teacher.extra={reasoning_effort='low'}"], "set teacher.reasoning_effort instead"),
+    ],
+)
+def test_a_setting_the_model_does_not_take_is_one_line_exit_2(tmp_path, capsys, override, expect):
+    code = main(["synthesize", "--set", f"run.dir='{tmp_path / 'r'}'", *sets(override)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and expect in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_reasoning_effort_reaches_the_server_and_reasoning_tokens_are_counted_apart(server_factory, tmp_path):
+    """`reasoning_effort = "low"` is sent with every request; the hidden reasoning tokens the server billed are in the
+    summary, the records, the ledger and report.json apart, inside the completion tokens, and the summary's cost is
+    the server's own tokens at gpt-5-mini's list price (the reasoning billed as output)."""
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "run"
+    over = _swap(teacher, judge, run, 10, **{"teacher.reasoning_effort": "'low'", "judge.reasoning_effort": "'low'"})
+    summary = synthesize(load_config(None, over))
+    assert summary["status"] == "complete" and summary["samples"] == 10
+    log = read_log(teacher.cfg.log_path)
+    assert log and {e["reasoning_effort"] for e in log} == {"low"} and {e["status"] for e in log} == {200}
+    u = summary["usage"]
+    served = sum(e["reasoning_tokens"] for e in log)
+    assert served > 0 and u["reasoning_tokens"] == served
+    assert u["completion_tokens"] == sum(e["completion_tokens"] for e in log) > served  # the reasoning inside
+    assert sum(part["reasoning_tokens"] for part in u["by_stage"].values()) == served
+    price = default_price(MODEL)
+    at_list = sum(price.cost(e["prompt_tokens"], e["completion_tokens"], e.get("cached_tokens", 0)) for e in log)
+    assert summary["cost_usd"] == pytest.approx(at_list, rel=1e-9)
+    visible_only = sum(
+        price.cost(e["prompt_tokens"], e["completion_tokens"] - e["reasoning_tokens"], e.get("cached_tokens", 0))
+        for e in log
+    )
+    assert summary["cost_usd"] > visible_only  # billed as output: not left out of the cost
+    records = lines(run / "samples.jsonl")
+    assert {r["meta"]["reasoning_effort"] for r in records} == {"low"}
+    assert sum(r["meta"]["usage"]["reasoning_tokens"] for r in records) <= served
+    ledger = [x for x in lines(run / "ledger.jsonl") if "t" in x]
+    assert sum(x.get("r", 0) for x in ledger) == served
+    fingerprint = json.loads((run / "fingerprint.json").read_text())
+    assert fingerprint["teacher"]["reasoning_effort"] == "low"
+
+    judged = judge_run(run, load_config(None, over))
+    judge_log = read_log(judge.cfg.log_path)
+    assert {e["reasoning_effort"] for e in judge_log} == {"low"}
+    assert judged["usage"]["reasoning_tokens"] == sum(e["reasoning_tokens"] for e in judge_log) > 0
+    made = build_report(run, load_config(None, over))
+    by_stage = json.loads((run / "report.json").read_text())["cost_by_stage"]
+    assert sum(row["reasoning_tokens"] for row in by_stage.values()) == served + judged["usage"]["reasoning_tokens"]
+    assert made is not None
+
+
+def test_the_summary_text_says_the_reasoning_tokens(server_factory, tmp_path, capsys):
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "run"
+    over = _swap(teacher, judge, run, 4, **{"teacher.reasoning_effort": "'high'"})
+    assert main(["synthesize", "--quiet", *sets(over)]) == 0
+    out = capsys.readouterr().out
+    served = sum(e["reasoning_tokens"] for e in read_log(teacher.cfg.log_path))
+    assert f"({served:,} of them reasoning, billed as output)" in out, out
+
+
+def test_the_estimate_says_what_it_cannot_count_and_a_pilot_measures_it(server_factory, tmp_path):
+    """A walk-through cannot count a reasoning teacher's hidden tokens: the estimate says so; a pilot measures them,
+    projected with the rest (inside the completion tokens, billed as output)."""
+    from refed_dspy.synthesis.estimate import estimate, format_estimate
+    from refed_dspy.synthesis.pilot import pilot_estimate
+
+    srv = server_factory()
+    over = run_overrides(
+        srv, tmp_path / "run", 40, **{"teacher.model": f"'{MODEL}'", "teacher.reasoning_effort": "'medium'"}
+    )
+    config = load_config(None, over)
+    walked = estimate(config)
+    assert "hidden reasoning tokens" in walked["reasoning"] and "--pilot" in walked["reasoning"]
+    assert "not counted: openai/gpt-5-mini reasons" in format_estimate(walked)
+    piloted = pilot_estimate(config, 4)
+    measured = piloted["pilot"]
+    served = sum(e["reasoning_tokens"] for e in read_log(srv.cfg.log_path))
+    assert served > 0 and piloted["total"]["reasoning_tokens"] >= served  # scaled up from 4 samples to 40
+    assert piloted["total"]["reasoning_tokens"] < piloted["total"]["completion_tokens"]
+    assert "of it reasoning" in format_estimate(piloted) and measured["samples"] == 4
