@@ -25,7 +25,14 @@ TIMEOUT_S = 120.0  # one HTTP call's timeout when the section sets none
 FLEX_TIMEOUT_S = 600.0  # the same on the flex tier, whose replies come more slowly
 # fields added after run dirs were made: at their default they are left out of what identifies a config (a run's
 # fingerprint, an experiment's cells), so that a config that does not set them is the one it was
-ADDED_FIELDS = ("reasoning_effort",)
+ADDED_FIELDS = (
+    "reasoning_effort",
+    "service_tier",
+    "flex_fallback",
+    "tier_prices",
+    "prompt_cache",
+    "cache_write_usd_per_mtok",
+)
 
 
 class LMSpec(Section):
@@ -205,11 +212,13 @@ class LMSpec(Section):
 
     def identity(self, role: str = "teacher") -> dict[str, Any]:
         """This section as what identifies a config (an experiment's cells, its baselines): its fields, with the
-        temperature and output limit sent, and the fields added later (ADDED_FIELDS) left out at their default."""
+        temperature, output limit and timeout sent, and the fields added later (ADDED_FIELDS) left out at their
+        default."""
         data = self.model_dump(mode="json")
         data["temperature"], data["max_tokens"] = self.temperature_for(role), self.output_limit
+        data["timeout"] = self.call_timeout  # the timeout a call is given (unset: the tier's default)
         for name in ADDED_FIELDS:
-            if data.get(name) == LMSpec.model_fields[name].default:
+            if data.get(name) == LMSpec.model_fields[name].get_default(call_default_factory=True):
                 data.pop(name, None)
         return data
 

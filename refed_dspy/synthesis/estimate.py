@@ -406,7 +406,7 @@ def estimate(
     }
     price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
-    stages = _stage_rows(config, tally, counts, walked, len(references))
+    stages = scaled_stages(config, tally, walked, counts, len(references))
     total = dict.fromkeys(_TOKEN_ROW, 0.0)
     for row in stages.values():
         for key in total:
@@ -438,11 +438,13 @@ def estimate(
 _TOKEN_ROW = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
 
 
-def _stage_rows(
-    config: Config, tally: Tally, counts: dict[str, int], walked: dict[str, int], n_refs: int
+def scaled_stages(
+    config: Config, tally: Tally, walked: dict[str, int], counts: dict[str, int], n_refs: int
 ) -> dict[str, dict[str, Any]]:
-    """Each stage's calls and tokens at the run's size, from the walked prompts of `tally`: the prompt tokens read from
-    the provider's cache (and written to it, where it caches what a request marks) counted as `estimate` says."""
+    """Each stage's calls and tokens over the whole run: the walked calls of each kind of work, scaled from the
+    `walked` pieces of it to its `counts`; the prompt prefix a provider caches by itself (OpenAI's) counted as cached
+    on every call after the first, and where it caches what a request marks (Anthropic's, with `prompt_cache` on) the
+    repeated parts of the walked prompts counted as written once and read after (`_marked`)."""
     model = config.teacher.model
     provider = provider_for(model)
     cache = provider.prefix_cache  # None: nothing is cached unless asked
@@ -521,7 +523,9 @@ def run_wall(
 def reasoning_note(config: Config) -> str | None:
     """What a walk-through cannot count for a reasoning teacher, and how to measure it (None for another model)."""
     spec = config.teacher
-    if not spec.sampling.reasoning:
+    # a model that may reason (Anthropic's, Gemini's) reasons only when asked to; a held one (OpenAI's) always does
+    always = spec.sampling.least_max_tokens is not None
+    if not spec.sampling.reasoning or not (always or spec.reasoning_effort):
         return None
     effort = (
         f"reasoning_effort {spec.reasoning_effort}" if spec.reasoning_effort else "the model's own reasoning_effort"

@@ -182,3 +182,17 @@ def test_the_estimate_says_what_it_cannot_count_and_a_pilot_measures_it(server_f
     assert served > 0 and piloted["total"]["reasoning_tokens"] >= served  # scaled up from 4 samples to 40
     assert piloted["total"]["reasoning_tokens"] < piloted["total"]["completion_tokens"]
     assert "of it reasoning" in format_estimate(piloted) and measured["samples"] == 4
+
+
+def test_the_estimate_warns_of_hidden_reasoning_only_where_the_model_will_reason():
+    """OpenAI's reasoning models always reason; a model that only may (Anthropic's Haiku 4.5) reasons when asked, so
+    the estimate says its figures leave reasoning out only then."""
+    from refed_dspy.synthesis.estimate import reasoning_note
+
+    def note(*sets: str):
+        return reasoning_note(load_config(None, list(sets)))
+
+    assert note("teacher.model='openai/gpt-5-mini'") is not None
+    assert note("teacher.model='anthropic/claude-haiku-4-5'") is None
+    assert note("teacher.model='anthropic/claude-haiku-4-5'", "teacher.reasoning_effort='low'") is not None
+    assert note() is None

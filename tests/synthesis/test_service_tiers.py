@@ -254,23 +254,30 @@ def test_the_loopback_server_answers_tiers_as_openai_does(server_factory):
 
 
 def test_a_cost_budget_reserves_and_spends_at_the_tier_asked_for(server_factory, tmp_path):
-    """synthesis.max_cost_usd = 0.20 with max_tokens = 16000: on the default tier each call is reserved at a prompt
-    that fills 16,000 tokens of output at $2.00/M, and the budget stops the run after a few samples; on flex the same
-    reservations cost half, and all 40 samples are made within the budget."""
+    """A cost budget of three quarters of what 40 samples cost on the default tier: on the default tier the budget
+    stops the run short; on flex, where every call is reserved and spent at half the price, all 40 samples are made
+    within it. Each run's cost is the server's tokens at its tier's list price."""
+
+    def fields(tier: str, budget: float | None) -> dict:
+        out = {
+            **role("teacher", service_tier=f"'{tier}'"),
+            "seeds.limit": 8,
+            "synthesis.instructions_per_feature": 2,
+            "synthesis.concurrency": 4,
+        }
+        return {**out, "synthesis.max_cost_usd": budget} if budget is not None else out
+
+    srv = server_factory()
+    whole = synthesize(load_config(None, run_overrides(srv, tmp_path / "whole", 40, **fields("default", None))))
+    assert whole["samples"] == 40
+    budget = round(0.75 * whole["cost_usd"], 6)
     made = {}
     for tier in ("default", "flex"):
         srv = server_factory()
         run = tmp_path / tier
-        fields = {
-            **role("teacher", service_tier=f"'{tier}'"),
-            "seeds.limit": 8,
-            "synthesis.instructions_per_feature": 2,
-            "synthesis.max_cost_usd": 0.20,
-            "synthesis.concurrency": 4,
-        }
-        summary = synthesize(load_config(None, run_overrides(srv, run, 40, **fields)))
+        summary = synthesize(load_config(None, run_overrides(srv, run, 40, **fields(tier, budget))))
         spent = at_list_price(chat(read_log(srv.cfg.log_path)), tier)
-        assert summary["cost_usd"] == pytest.approx(spent, rel=1e-6) and spent <= 0.20
+        assert summary["cost_usd"] == pytest.approx(spent, rel=1e-6) and spent <= budget
         made[tier] = (summary["status"], summary["samples"])
     assert made["flex"] == ("complete", 40)
     assert made["default"][0] == "budget" and made["default"][1] < 40
