@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from harness import ROOT, Server, machine, save
+from harness import ROOT, Server, machine, save, synthesize_cli
 
 sys.path.insert(0, str(ROOT))
 
@@ -42,21 +39,6 @@ def overrides(api_base: str, run_dir: Path, size: int, mode: str) -> list[str]:
         "batch.poll_s=0.5",
         "batch.linger_s=1.0",
     ]
-
-
-def run(args: list[str]) -> dict:
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="true", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "refed_dspy.cli", "synthesize"]
-    for a in args:
-        cmd += ["--set", a]
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    run_dir = Path(next(a for a in args if a.startswith("run.dir=")).split("=", 1)[1].strip("'"))
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary["bench_wall_s"] = round(time.monotonic() - t0, 1)
-    return summary
 
 
 def main() -> None:
@@ -81,7 +63,7 @@ def main() -> None:
         for mode in ("online", "batch"):
             over = overrides(srv.api_base, work / mode, a.size, mode)
             e = estimate(load_config(None, over))
-            s = run(over)
+            s = synthesize_cli(over)
             key = "batch_cost_usd" if mode == "batch" else "cost_usd"
             est_cost, est_calls = e["total"][key], e["total"]["calls"]
             u = s["usage"]

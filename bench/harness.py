@@ -149,6 +149,23 @@ def run_child(
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def synthesize_cli(args: list[str]) -> dict:
+    """`refed synthesize` in a child process with each of `args` as a --set: its summary.json, with the wall time
+    the command took (`bench_wall_s`). RuntimeError with the end of its stderr when it fails."""
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="true", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "refed_dspy.cli", "synthesize"]
+    for a in args:
+        cmd += ["--set", a]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    run_dir = Path(next(a for a in args if a.startswith("run.dir=")).split("=", 1)[1].strip("'"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["bench_wall_s"] = round(time.monotonic() - t0, 1)
+    return summary
+
+
 def synth_overrides(
     api_base: str,
     run_dir: Path,

@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from harness import LATENCY, ROOT, Server, machine, save
+from harness import LATENCY, ROOT, Server, machine, save, synthesize_cli
 
 sys.path.insert(0, str(ROOT))
 
@@ -50,21 +47,6 @@ def overrides(api_base: str, run_dir: Path, size: int, way: str) -> list[str]:
         "batch.poll_s=0.5",
         "batch.linger_s=1.0",
     ]
-
-
-def run(args: list[str]) -> dict:
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="true", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "refed_dspy.cli", "synthesize"]
-    for a in args:
-        cmd += ["--set", a]
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    run_dir = Path(next(a for a in args if a.startswith("run.dir=")).split("=", 1)[1].strip("'"))
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary["bench_wall_s"] = round(time.monotonic() - t0, 1)
-    return summary
 
 
 def served_cost(log: list[dict], since: int, tier: str, factor: float = 1.0) -> float:
@@ -103,7 +85,7 @@ def main() -> None:
         for way in ("default", "flex", "batch"):
             srv = off if way == "batch" else on
             since = len(srv.log())
-            s = run(overrides(srv.api_base, work / way, a.size, way))
+            s = synthesize_cli(overrides(srv.api_base, work / way, a.size, way))
             log = srv.log()
             chat = [x for x in log[since:] if "prompt_tokens" in x or x.get("status") == 429]
             u = s["usage"]

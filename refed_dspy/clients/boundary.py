@@ -9,7 +9,8 @@ A request on a service tier that has no capacity now (OpenAI's flex: 429 "resour
 again here, after a backoff, whoever retries the rest: the engine's LMs too, since it is no failure of the work (it is
 counted as a failed request, `tier_unavailable`). After `flex_fallback` such answers it goes on the default tier, and
 after `TIER_WAITS` of them without a fallback it fails (the engine then retries its work, never counting it toward its
-consecutive-failure abort).
+consecutive-failure abort). When it is sent again is refed_dspy.clients.tries's to say; the ledger each request
+is opened on, refed_dspy.clients.request_ledger's.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ import asyncio
 import contextvars
 import copy
 import logging
-import random
 import threading
 import time
 from typing import Any
 
 import dspy
 from dspy.clients.base_lm import LM_CLASS_STATE_KEY
-from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError, is_retryable_lm_error
+from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
-from refed_dspy.clients.backoff import retry_after_s, retry_delay_s
 from refed_dspy.clients.calls import (
     CallInfo,
     MustWait,
@@ -36,17 +35,16 @@ from refed_dspy.clients.calls import (
     _stage,
     _started,
     _tag,
-    _work_ledger,
     finish_error,
     read_reply,
 )
 from refed_dspy.clients.keys import check_lm_key
-from refed_dspy.clients.prompt_tokens import count_prompt
+from refed_dspy.clients.request_ledger import ledger_of, max_tokens_of, open_on, release, settle
 from refed_dspy.clients.transport_errors import gave_up_waiting
+from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, tier_asked
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
-from refed_dspy.providers.sampling import table_limit
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
@@ -62,16 +60,7 @@ _open: contextvars.ContextVar[list | None] = contextvars.ContextVar("refed_open_
 _asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
     "refed_tier_asked", default=(None, False)
 )
-TIER_WAITS = 8  # "no capacity on this tier" answers to one request waited out (about 90 s in all) before it fails
-DEFAULT_TIER = "default"
-
-
-class _Tries:
-    """One request's attempts at the call boundary: DSPy's retries used, "no capacity on the tier asked for" answers
-    waited out, and the keyword arguments the next attempt is sent with."""
-
-    def __init__(self, kwargs: dict[str, Any]):
-        self.kwargs, self.retries, self.unavailable, self.fallback = kwargs, 0, 0, False
+# TIER_WAITS (and DEFAULT_TIER) are refed_dspy.clients.tries's; the boundary hands `again` the one named here
 
 
 class CallBoundary:
@@ -115,12 +104,12 @@ class CallBoundary:
     def __call__(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
-        tries = _Tries(kwargs)
+        tries = Tries(kwargs)
         while True:
             try:
                 return self._call_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
-                delay = self._again(err, tries)
+                delay = again(err, tries, self.retries, self.flex_fallback, TIER_WAITS)
                 if delay is None:
                     raise
                 time.sleep(delay)
@@ -128,50 +117,24 @@ class CallBoundary:
     async def acall(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:
             return await super().acall(*args, **kwargs)
-        tries = _Tries(kwargs)
+        tries = Tries(kwargs)
         while True:
             try:
                 return await self._acall_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
-                delay = self._again(err, tries)
+                delay = again(err, tries, self.retries, self.flex_fallback, TIER_WAITS)
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)
 
-    def _again(self, err: LMError, tries: _Tries) -> float | None:
-        """Seconds to wait before the request is sent again after `err` (None: it fails with `err`): DSPy's retries,
-        made here so that each request is counted; and, apart from them, a tier's "no capacity" answers (see the
-        module docstring), after which the next attempt may go on the default tier (`tries` is updated)."""
-        if getattr(err, "tier_unavailable", False):
-            tries.unavailable += 1
-            if self.flex_fallback is not None and tries.unavailable >= self.flex_fallback and not tries.fallback:
-                tries.kwargs, tries.fallback = {**tries.kwargs, "service_tier": DEFAULT_TIER}, True
-                return 0.0
-            if tries.unavailable <= TIER_WAITS:
-                return retry_delay_s(tries.unavailable, random.random(), retry_after_s(err))
-            return None
-        tries.retries += 1
-        if not self._retries_left(err, tries.retries):
-            return None
-        return retry_delay_s(tries.retries, random.random(), retry_after_s(err))
-
-    def _retries_left(self, err: LMError, retry: int) -> bool:
-        """Send the call again after `err` (DSPy's retries, made here so that each request is counted)."""
-        return retry <= self.retries and is_retryable_lm_error(err)
-
-    def _tier_asked(self, kwargs: dict[str, Any]) -> str | None:
-        """The service tier a request with these keyword arguments asks for (None: it names none)."""
-        tier = kwargs.get("service_tier", (getattr(self, "kwargs", None) or {}).get("service_tier"))
-        return tier if isinstance(tier, str) and tier else None
-
     def _call_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), refed_fallback))
+        opened, asked = _open.set(None), _asked.set((tier_asked(kwargs, getattr(self, "kwargs", None)), refed_fallback))
         try:
-            ledger, prompt = self._ledger_of(args, kwargs)
+            ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
                 try:
-                    _open.set(self._open_on(ledger, prompt))
+                    _open.set(open_on(self, ledger, prompt, self._stage_now(), _asked.get()[0]))
                     break
                 except MustWait:
                     time.sleep(WAIT_S)
@@ -184,7 +147,7 @@ class CallBoundary:
                 self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             raise
         finally:
-            self._release(_open.get())
+            release(_open.get())
             _open.reset(opened)
             _asked.reset(asked)
             _started.reset(started)
@@ -193,12 +156,12 @@ class CallBoundary:
 
     async def _acall_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
         started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        opened, asked = _open.set(None), _asked.set((self._tier_asked(kwargs), refed_fallback))
+        opened, asked = _open.set(None), _asked.set((tier_asked(kwargs, getattr(self, "kwargs", None)), refed_fallback))
         try:
-            ledger, prompt = self._ledger_of(args, kwargs)
+            ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
                 try:
-                    _open.set(self._open_on(ledger, prompt))
+                    _open.set(open_on(self, ledger, prompt, self._stage_now(), _asked.get()[0]))
                     break
                 except MustWait:
                     try:
@@ -215,39 +178,12 @@ class CallBoundary:
             self._note_failure(err)
             raise
         finally:
-            self._release(_open.get())
+            release(_open.get())
             _open.reset(opened)
             _asked.reset(asked)
             _started.reset(started)
             _reported.reset(reported)
             _inside.reset(inside)
-
-    def _ledger_of(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, int | None]:
-        """The ledger the request about to be sent is opened on: the LM's own budget (one call reserved), else the
-        ledger of the engine's work that makes it (None: none); and under a cost budget its prompt, counted, so that it
-        is reserved at what it will really cost."""
-        budget = self.budget
-        ledger = budget if budget is not None else _work_ledger.get()
-        if ledger is None:
-            return None, None
-        if budget is not None and self.price is None and budget.max_cost_usd is not None:
-            budget.refuse(
-                f"the {self.role} LM '{self.model}' has no price, so the cost budget of ${budget.max_cost_usd:g} cannot "
-                f'be kept (price it in the config: [prices."{self.model}"] input_usd_per_mtok, output_usd_per_mtok)'
-            )
-        prompt = None
-        if ledger.counts_prompts:
-            prompt = count_prompt(args[0] if args else kwargs.get("prompt"), kwargs.get("messages"))
-        return ledger, prompt
-
-    def _open_on(self, ledger: Any, prompt: int | None) -> list:
-        """Open the request on `ledger` (BudgetExceeded when it could break the budget, MustWait while the calls in
-        flight could) at the service tier it asks for: written to the run's log before it is sent. Returns [ledger,
-        ticket], the ledger given back to even if another is attached."""
-        ticket = ledger.open_call(
-            self.role, str(self.model), self._stage_now(), self.price, self._max_tokens(), prompt, tier=_asked.get()[0]
-        )
-        return [ledger, ticket]
 
     def _stage_now(self) -> str:
         """The stage a call made now is tagged with: the one set where it is made; else `propose` when a module of
@@ -261,29 +197,9 @@ class CallBoundary:
                 return "propose"
         return self.default_stage
 
-    def _release(self, opened: list | None) -> None:
-        if opened is not None:
-            opened[0].release_call(opened[1])
-
-    def _settle(self, info: CallInfo) -> None:
-        """The request under way is over (`info`): its ticket's bound given to a call cut off, its log line settled.
-        Once per request."""
-        opened = _open.get()
-        if opened is None or opened[1].settled:
-            return
-        ledger, ticket = opened
-        ticket.settled = True
-        info.log_id = ticket.log_id
-        if info.interrupted and info.cost_bound_usd is None and ticket.cost:
-            info.cost_bound_usd = ticket.cost
-        ledger.settle(ticket, info, self.price)
-
     def _max_tokens(self) -> int:
-        """The LM's output limit (DSPy keeps a reasoning model's as max_completion_tokens); where it sends none, the
-        model's own largest output by LiteLLM's table (what a reply may run to); 0 when that is unknown too."""
-        kwargs = getattr(self, "kwargs", None) or {}
-        sent = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")
-        return int(sent) if sent else (table_limit(str(getattr(self, "model", ""))) or 0)
+        """The LM's output limit, else its model's largest output (refed_dspy.clients.request_ledger.max_tokens_of)."""
+        return max_tokens_of(self)
 
     def _unreported_check(self, outputs: Any) -> Any:
         """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call
@@ -308,7 +224,7 @@ class CallBoundary:
     def _record(self, info: CallInfo, reported: bool = True) -> None:
         """One call that was paid (or replayed from the cache): to the current collector, the call's tag and the
         attached ledger. `reported`: its reply reached the boundary (not so for a call cut off in flight)."""
-        self._settle(info)
+        settle(_open.get(), info, self.price)
         answered = _reported.get()
         if reported and answered is not None:
             answered.append(info)
@@ -333,9 +249,9 @@ class CallBoundary:
         asked = _asked.get()[0]
         tiers = provider_for(str(self.model)).tiers
         if asked not in (None, DEFAULT_TIER) and tiers is not None and tiers.unavailable(err):
-            err.tier_unavailable = True  # read by _again, and by the engine's classify: no failure of the work
+            err.tier_unavailable = True  # read by tries.again, and by the engine's classify: no failure of the work
             failed.tier_unavailable = True
-        self._settle(failed)
+        settle(_open.get(), failed, self.price)
         calls = _calls.get()
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
             calls.append(failed)

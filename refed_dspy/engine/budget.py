@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +31,10 @@ from typing import Any
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.usage import Totals, usage_of
 from refed_dspy.engine.expected_output import ExpectedOutput, OutputStats
-from refed_dspy.engine.refusal import exposure_refusal, refusal
-from refed_dspy.engine.tickets import BudgetExceeded, MustWait, OpensCalls, Ticket
+from refed_dspy.engine.exposure import HoldsInFlight
+from refed_dspy.engine.refusal import refusal
+from refed_dspy.engine.stopping import StopsSpending
+from refed_dspy.engine.tickets import BudgetExceeded, OpensCalls
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
 
@@ -42,7 +43,6 @@ from refed_dspy.store.call_log import CallLog
 PRIOR_PROMPT_TOKENS = {"teacher": 2000, "judge": 1500}
 
 log = logging.getLogger("refed_dspy")
-_NO_PRICE = Price(0.0, 0.0, 0.0)  # calls cut off in flight: of unknown tokens, their cost only a bound
 
 
 def prior_prompt_tokens(role: str) -> int:
@@ -59,10 +59,11 @@ class Limit:
     note: str = ""
 
 
-class CallBudget(OpensCalls):
+class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
     """Reserves and records LM calls against a call and cost budget; totals in all and by role.
 
-    `totals`: what the run paid before (a resumed run's records); the ledger adds to it.
+    `totals`: what the run paid before (a resumed run's records); the ledger adds to it. The worst case held for the
+    calls in flight is refed_dspy.engine.exposure's, the stop refed_dspy.engine.stopping's.
     """
 
     def __init__(
@@ -198,65 +199,6 @@ class CallBudget(OpensCalls):
                 self._hold(max(cost, worst))
             return True
 
-    def hold(self, extra: float, need: float, worst: float, what: str | None = None) -> None:
-        """Open a call of an engine task at the call boundary, expected to cost `need` and at most `worst` (see
-        `_room`): `extra` reserved beyond what its task reserved, its worst case held while it is in flight.
-        BudgetExceeded when it could break the budget, MustWait while the calls in flight keep it from starting."""
-        with self._lock:
-            kind, why = self._room(0, need, what)
-            if why is not None:
-                self._refused(kind, why)
-                raise BudgetExceeded(self.closed or self.tripped or why)
-            self.reserved_cost += max(0.0, extra)
-            self._hold(worst)
-
-    def _room(self, calls: int, need: float, what: str | None) -> tuple[str | None, str | None]:
-        """Under the lock, for `calls` (1, or 0: counted with its task) call the call boundary is about to make,
-        expected to cost `need`: (None, None) when it may start; else (the limit that refuses, why), or MustWait when
-        calls in flight keep it from starting (one of them ending makes room: what it wrote is learned, its worst case
-        let go). Under a cost budget it may start when what is paid, the worst case of every call in flight and its own
-        expected cost fit in the budget: whatever the calls in flight write, the budget is then overshot by at most this
-        one call's worst case beyond its expected cost. The work under way's reservations are not in it (they are
-        future calls, each checked so when it starts): they keep new work from starting, not a call of work started."""
-        if self.closed is not None or self.blind is not None:
-            return None, self.closed or self.blind
-        kind, why = refusal(self, calls, 0.0, what) if calls else (None, None)
-        if why is None and self.max_cost_usd is not None:
-            paid = self.spent + self.paid_pending
-            if paid + self.worst_in_flight + need > self.max_cost_usd + 1e-12:
-                kind, why = "cost", exposure_refusal(self, paid, need, what)
-        if why is not None and self.open_calls > 0:
-            raise MustWait(why)
-        return kind, why
-
-    def _hold(self, worst: float) -> None:
-        """Under the lock: one more call in flight, at most `worst`."""
-        self.worst_in_flight += max(0.0, worst)
-        self.open_calls += 1
-
-    def drop(self, ticket: Ticket, spent: float) -> float:
-        """The call of `ticket` is over, having cost `spent` (its worst case when cut off or of unknown tokens): its
-        worst case let go, what it paid held as paid until its usage is recorded (`unpend`), and what it cost beyond its
-        reservation reserved, returned for its ledger to give back with it. Once per ticket (0 after)."""
-        with self._lock:
-            if not ticket.held:
-                return 0.0
-            ticket.held = False
-            self.worst_in_flight = max(0.0, self.worst_in_flight - ticket.cost)
-            self.open_calls = max(0, self.open_calls - 1)
-            if self.closed is not None:
-                return 0.0
-            ticket.paid = spent
-            self.paid_pending += spent
-            beyond = max(0.0, spent - ticket.need)
-            self.reserved_cost += beyond
-            return beyond
-
-    def unpend(self, paid: float) -> None:
-        """What calls paid (`drop`) is recorded in the totals now: no longer held as pending."""
-        with self._lock:
-            self.paid_pending = max(0.0, self.paid_pending - paid)
-
     def _refused(self, kind: str | None, why: str) -> None:
         """Under the lock: a final refusal, and the reason the budget stopped the run when it is the first."""
         self.refused += 1
@@ -295,51 +237,6 @@ class CallBudget(OpensCalls):
                 self.in_flight[role] -= calls
                 self.in_flight_cost[role] -= cost
                 self.in_flight_worst[role] -= worst
-
-    def close(self, why: str) -> None:
-        """Stop spending (a signal stopped the run): every call the boundary has in flight is counted as paid (it
-        reached the provider; its tokens are unknown), nothing more is reserved, and a reply that arrives later is
-        not counted again. Idempotent."""
-        with self._lock:
-            if self.closed is not None:
-                return
-            self.closed = why
-            self._cut_in_flight()
-            self.reserved_calls, self.reserved_cost = 0, 0.0
-            self.worst_in_flight, self.open_calls, self.paid_pending = 0.0, 0, 0.0
-        self._notify()
-
-    def _cut_in_flight(self) -> int:
-        """Count every call the boundary has in flight as paid, cut off (under the lock); how many."""
-        settled = {role: n for role, n in self.in_flight.items() if n > 0}
-        for role, n in settled.items():  # each at the most it can cost: its worst case, not its reservation
-            bound = max(0.0, self.in_flight_worst[role] or self.in_flight_cost[role]) / n
-            cut = [CallInfo(stage="stopped", model="?", interrupted=True, cost_bound_usd=bound) for _ in range(n)]
-            usage = usage_of(cut, _NO_PRICE)
-            self.totals.add(usage)
-            self.by_role.setdefault(role, Totals()).add(usage)
-            self.reserved_calls -= n
-            self.reserved_cost -= self.in_flight_cost[role]
-            self._cut[role] += n  # their reservations are given back here, not when they end
-        self.in_flight.clear()
-        self.in_flight_cost.clear()
-        self.in_flight_worst.clear()
-        return sum(settled.values())
-
-    def wait_idle(self, timeout_s: float) -> int:
-        """Before a summary is written: wait up to `timeout_s` for the calls the boundary has in flight to end (threads
-        an executor left running); those still in flight then are counted as paid, cut off (a reply that comes later
-        is counted too: the ledger errs on the side of paid). Returns how many were cut off."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not any(n > 0 for n in self.in_flight.values()):
-                    return 0
-            time.sleep(0.05)
-        with self._lock:
-            cut = self._cut_in_flight()
-        self._notify()
-        return cut
 
     def record(self, calls: list[CallInfo], price: Price | None, role: str) -> dict[str, Any]:
         """Add finished calls (of one LM, at `price`, in `role`) to the totals; returns their usage. A call cut off in

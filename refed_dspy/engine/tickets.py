@@ -101,13 +101,7 @@ class OpensCalls:
         expected output), and write it to the log at the most it can cost (`max_tokens` of output). `tier`: the service
         tier the request asks for; on a dearer one than `price`'s (a flex request sent on the default tier) it is
         reserved at that tier's price."""
-        usual = price
-        price, dearer = at_tier(price, tier)
-        worst = self.call_cost(usual, max_tokens, role) * dearer
-        need = worst
-        if prompt_tokens is not None:
-            worst = self.prompt_cost(price, max_tokens, role, prompt_tokens)
-            need = min(worst, self.expected_cost(price, max_tokens, role, stage, prompt_tokens))
+        worst, need = call_bounds(self, (price, max_tokens, role), tier, stage, prompt_tokens)
         what = _longer(prompt_tokens, need) if prompt_tokens else None
         self.reserve(1, need, role, what=what, worst=worst)
         log_id = self.log.sent(role, stage, model, worst) if self.log is not None else None
@@ -201,13 +195,10 @@ class TaskLedger:
         prompt_tokens: int | None,
         tier: str | None = None,
     ) -> Ticket:
-        at, dearer = at_tier(price or self.price, tier)
-        max_tokens = max_tokens or self.max_tokens
-        per_call = self.budget.call_cost(self.price, self.max_tokens, self.role) * dearer
-        worst = need = per_call
-        if prompt_tokens is not None:
-            worst = self.budget.prompt_cost(at, max_tokens, role, prompt_tokens)
-            need = min(worst, self.budget.expected_cost(at, max_tokens, role, stage, prompt_tokens))
+        called = (price or self.price, max_tokens or self.max_tokens, role)
+        worst, need = call_bounds(
+            self.budget, called, tier, stage, prompt_tokens, (self.price, self.max_tokens, self.role)
+        )
         with self._lock:
             taken = min(self.left, need)
             self.left -= taken
@@ -242,6 +233,27 @@ class TaskLedger:
         """Nothing to give back until the task ends (its calls are recorded then, and its reservation covers them until
         then); the call's worst case, were it not settled, is let go."""
         self.budget.drop(ticket, 0.0)
+
+
+def call_bounds(
+    budget: Any,
+    called: tuple[Price | None, int, str],
+    tier: str | None,
+    stage: str,
+    prompt_tokens: int | None,
+    before: tuple[Price | None, int, str] | None = None,
+) -> tuple[float, float]:
+    """(worst, need) of one call about to be made with `called` (its price, max_tokens and role) on service tier
+    `tier`: its prompt uncounted, both are a call's reservation at `before` (the price, max_tokens and role a call is
+    reserved at before its prompt is known; by default `called`) raised to a dearer tier; counted, the worst is its
+    prompt and `max_tokens` of output and the need what it is expected to cost (never above the worst)."""
+    price, max_tokens, role = called
+    at, dearer = at_tier(price, tier)
+    worst = need = budget.call_cost(*(before or called)) * dearer
+    if prompt_tokens is not None:
+        worst = budget.prompt_cost(at, max_tokens, role, prompt_tokens)
+        need = min(worst, budget.expected_cost(at, max_tokens, role, stage, prompt_tokens))
+    return worst, need
 
 
 def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]:

@@ -1,0 +1,58 @@
+"""When a request at the call boundary (refed_dspy.clients.boundary) is sent again, and how: DSPy's retries of a failed
+request, made there so that each request is counted, and, apart from them, a service tier's "no capacity now" answers
+(OpenAI's flex: 429 "resource unavailable", not billed) waited out; after `flex_fallback` of those the next attempt goes
+on the default tier, and after `TIER_WAITS` of them without a fallback it fails. Pure decisions: the boundary waits and
+sends."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from dspy.utils.exceptions import LMError, is_retryable_lm_error
+
+from refed_dspy.clients.backoff import retry_after_s, retry_delay_s
+
+TIER_WAITS = 8  # "no capacity on this tier" answers to one request waited out (about 90 s in all) before it fails
+DEFAULT_TIER = "default"
+
+
+class Tries:
+    """One request's attempts at the call boundary: DSPy's retries used, "no capacity on the tier asked for" answers
+    waited out, and the keyword arguments the next attempt is sent with."""
+
+    def __init__(self, kwargs: dict[str, Any]):
+        self.kwargs, self.retries, self.unavailable, self.fallback = kwargs, 0, 0, False
+
+
+def again(
+    err: LMError, tries: Tries, retries: int, flex_fallback: int | None, tier_waits: int = TIER_WAITS
+) -> float | None:
+    """Seconds to wait before the request is sent again after `err` (None: it fails with `err`): DSPy's retries (at
+    most `retries`); and, apart from them, a tier's "no capacity" answers (at most `tier_waits`, or `flex_fallback`
+    before the next attempt goes on the default tier: `tries` is updated)."""
+    if getattr(err, "tier_unavailable", False):
+        tries.unavailable += 1
+        if flex_fallback is not None and tries.unavailable >= flex_fallback and not tries.fallback:
+            tries.kwargs, tries.fallback = {**tries.kwargs, "service_tier": DEFAULT_TIER}, True
+            return 0.0
+        if tries.unavailable <= tier_waits:
+            return retry_delay_s(tries.unavailable, random.random(), retry_after_s(err))
+        return None
+    tries.retries += 1
+    if not retries_left(err, tries.retries, retries):
+        return None
+    return retry_delay_s(tries.retries, random.random(), retry_after_s(err))
+
+
+def retries_left(err: LMError, retry: int, retries: int) -> bool:
+    """Send the call again after `err`, its `retry`-th retry of at most `retries` (DSPy's retries, made here so that
+    each request is counted)."""
+    return retry <= retries and is_retryable_lm_error(err)
+
+
+def tier_asked(kwargs: dict[str, Any], lm_kwargs: dict[str, Any] | None) -> str | None:
+    """The service tier a request with these keyword arguments asks for, else the LM's own (`lm_kwargs`); None: it
+    names none."""
+    tier = kwargs.get("service_tier", (lm_kwargs or {}).get("service_tier"))
+    return tier if isinstance(tier, str) and tier else None
