@@ -153,3 +153,20 @@ def test_a_budget_reserves_a_call_at_its_prompt_written_to_the_cache():
     assert CallBudget(max_cost_usd=1.0).prompt_cost(haiku, 1000, "teacher", 3000) == pytest.approx(
         (3001 * 1.25 + 1000 * 5.0) / 1e6
     )
+
+
+def test_both_ledgers_open_a_call_at_its_prompt_written_to_the_cache():
+    # the run's ledger and an engine task's both open a call through tickets.call_bounds: its worst case and what it is
+    # reserved at price its counted prompt as written whole to Anthropic's cache (1.25x the input price)
+    from refed_dspy.engine.budget import CallBudget
+    from refed_dspy.engine.tickets import TaskLedger
+
+    haiku = default_price("anthropic/claude-haiku-4-5")
+    written = (3001 * 1.25 + 1000 * 5.0) / 1e6  # the prompt counted at 3,000 tokens (raised by one), max_tokens 1,000
+    budget = CallBudget(max_cost_usd=10.0)
+    own = budget.open_call("teacher", "anthropic/claude-haiku-4-5", "generate", haiku, 1000, 3000)
+    task = TaskLedger(budget, haiku, 1000, "teacher", None, reserved=0.0)
+    tasks = task.open_call("teacher", "anthropic/claude-haiku-4-5", "generate", None, 1000, 3000)
+    for ticket in (own, tasks):
+        assert ticket.cost == pytest.approx(written) and ticket.need == pytest.approx(written)
+        assert ticket.cost > haiku.cost(3001, 1000)
