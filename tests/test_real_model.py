@@ -647,14 +647,14 @@ def test_one_command_with_nothing_listening_serves_runs_and_leaves_nothing_behin
 
 @pytest.mark.parametrize(
     "when",
-    ["local model: serving smollm2", "loaded 3 references"],
+    ["local model: serving smollm2", "takes about"],
     ids=["while it measures the machine", "while it runs"],
 )
 def test_one_command_stopped_by_sigterm_stops_the_model_it_started(tmp_path, when):
     _need_the_model()
     port, run = free_port(), tmp_path / "stopped"
     proc = _one_command(run, port, size=20)
-    for line in proc.stderr:  # it serves, says how long the run takes, then runs
+    for line in proc.stderr:  # it serves, reads the references, says how long the run takes, then runs
         if when in line:
             break
     else:

@@ -35,10 +35,10 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 
 def _cmd_seeds(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.store.seeds import read_references
+    from refed_dspy.store.seeds import read_seeds
 
     config = load_config(args.config, args.overrides)
-    refs, report = read_references(config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit)
+    refs, report = read_seeds(config.seeds)
     print(report.line())
     for ref in refs[: args.show]:
         print(f"- {ref.id}  {ref.instruction[:90]!r}")

@@ -14,14 +14,9 @@ from typing import Any
 from refed_dspy.providers.registry import provider_for
 
 
-def native_base(model: str, api_base: str) -> str:
-    """The base DSPy's own client (lm15) is given for `api_base` (`Provider.native_base`)."""
-    return provider_for(model).native_base(api_base)
-
-
 def fit_api_base(lm: Any) -> Any:
-    """Give a dspy.LM's `api_base` (if any) the form the client DSPy picks for it expects: lm15's (`native_base`), or
-    LiteLLM's (`Provider.host_form`). Returns `lm`, changed in place."""
+    """Give a dspy.LM's `api_base` (if any) the form the client DSPy picks for it expects: lm15's
+    (`Provider.native_base`), or LiteLLM's (`Provider.host_form`). Returns `lm`, changed in place."""
     kwargs = getattr(lm, "kwargs", None)
     base = (kwargs or {}).get("api_base")
     if not isinstance(base, str):

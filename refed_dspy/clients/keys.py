@@ -7,64 +7,26 @@ variable to set when none is.
 Where the key goes: a key goes only to its own provider's hosts. The variable's provider (by its name: OPENAI_API_KEY
 is openai's; a name of one's own, MY_VLLM_KEY, is nobody's) is checked against every endpoint the key is sent to (each
 api_base, or the provider's own endpoint when none is given): a known provider's key to another known provider's
-endpoint is refused before any call (`key_refusal`, the one decision, for an LM built from a config
-(`check_key_goes_to_its_provider`, `check_key`) and for an LM object a user hands in or a logged program carries
-(`check_lm_key`). Loopback and private hosts, and hosts refed does not know (a proxy, a gateway), take any key.
+endpoint is refused before any call (refed_dspy.providers.hosts.key_refusal, the one decision, said here for an LM
+built from a config (`check_key_goes_to_its_provider`, `check_key`) and for an LM object a user hands in or a logged
+program carries (`check_lm_key`). Loopback and private hosts, and hosts refed does not know (a proxy, a gateway), take
+any key.
 
 Every key read here is held for masking (refed_dspy.secrets): a provider that quotes it back never gets it printed.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import KeyProviderError, MissingKeyError
 from refed_dspy.providers.base import provider_of
-from refed_dspy.providers.hosts import (
-    default_host,
-    family,
-    host_of,
-    host_provider,
-    hosts_known,
-    is_private_host,
-    one_party,
-)
-from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS
+from refed_dspy.providers.hosts import family, key_refusal, provider_key_names, routed_provider
+from refed_dspy.providers.litellm_table import KEY_VARIABLES
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.secrets import hold, is_credential_name
-
-_KEY_SUFFIX = re.compile(r"(_API)?_(KEY|TOKEN)$")
-_BY_COMPACT = {name.replace("_", "").upper(): name for name in LITELLM_PROVIDERS}
-
-
-def routed_provider(model: str) -> str | None:
-    """The provider LiteLLM sends `model`'s calls to: its prefix, or for a bare name LiteLLM's own placing of it
-    ('claude-3-5-haiku-20241022' is Anthropic's, not OpenAI's; only a bare name imports LiteLLM); None for a bare name
-    it cannot place."""
-    if "/" in model:
-        return provider_of(model)
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
-    import litellm
-
-    litellm.suppress_debug_info = True  # no "Provider List" banner for a name it cannot place
-    try:
-        return str(litellm.get_llm_provider(model)[1]) or None
-    except Exception:  # noqa: BLE001 - a name LiteLLM cannot place
-        return None
-
-
-@functools.lru_cache(maxsize=512)
-def provider_key_names(model: str) -> tuple[str, ...]:
-    """The variables LiteLLM reads `model`'s key from, whether they are set here or not (its own table, copied in
-    refed_dspy.providers.litellm_table; () for a provider it reads no key variable for)."""
-    provider = routed_provider(model)
-    return KEY_VARIABLES.get(provider, ()) if provider else ()
 
 
 def _own_variable(provider: str, names: tuple[str, ...]) -> str:
@@ -89,75 +51,20 @@ def api_key_env(spec: LMSpec) -> str | None:
     return _own_variable(provider, names)
 
 
-@functools.lru_cache(maxsize=256)
-def key_provider(env: str) -> str | None:
-    """The provider whose key variable `env` is: by its name (`<PROVIDER>_API_KEY`, `_KEY` or `_TOKEN`, the provider
-    spelled as in LiteLLM's provider list, underscores aside: TOGETHERAI_API_KEY is together_ai's), else the provider
-    LiteLLM reads it for (GOOGLE_API_KEY: gemini's); None when it names no provider LiteLLM knows (a name of your own,
-    MY_VLLM_KEY, AZURE_OPENAI_API_KEY)."""
-    upper = env.upper()
-    stem = _KEY_SUFFIX.sub("", upper)
-    if stem != upper and stem.replace("_", "") in _BY_COMPACT:
-        return _BY_COMPACT[stem.replace("_", "")]
-    return next((p for p, names in sorted(KEY_VARIABLES.items()) if upper in names), None)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A key that must not go where it would: whose key it is, where it would go, and whose endpoint that is."""
-
-    env: str
-    owner: str  # the provider whose key the variable is
-    where: str  # the host (or "<provider>'s endpoint") it would be sent to
-    endpoint_owner: str  # the provider whose own endpoint that is
-
-
-def _destinations(model: str, endpoints: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(where, whose endpoint) for each place a key of `model` is sent: each api_base's host (whose: None for a host
-    of the user's or one refed does not know), or, with none, the model's provider's own endpoint."""
-    if endpoints:
-        out: list[tuple[str, str | None]] = []
-        for url in endpoints:
-            host = host_of(url)
-            out.append((host or url, None if not host or is_private_host(host) else host_provider(host)))
-        return out
-    provider = routed_provider(model)
-    if provider is None:
-        return []  # a bare name LiteLLM cannot place: where it goes is not certain
-    return [(default_host(provider) or f"{provider}'s endpoint", provider)]
-
-
-def key_refusal(env: str | None, model: str, endpoints: Sequence[str]) -> Refusal | None:
-    """The one decision on where a key may go: a Refusal when the key in `env` would reach an endpoint of another
-    provider than its own, None otherwise. Refused only when that is certain: the variable is a provider's (not a
-    name of one's own), refed knows that provider's hosts, and the endpoint is another known provider's own (one
-    of its hosts, or the model's provider's default endpoint). Loopback and private hosts, and hosts refed does not
-    know, take any key; providers that are one party (text-completion-openai and openai) share keys."""
-    if not env:
-        return None
-    owner = key_provider(env)
-    if owner is None or not hosts_known(owner):
-        return None
-    for where, endpoint_owner in _destinations(model, endpoints):
-        if endpoint_owner is not None and not one_party(owner, endpoint_owner):
-            return Refusal(env, owner, where, endpoint_owner)
-    return None
-
-
 def _variable_of(provider: str) -> str:
     """The variable a provider's key is usually read from (GROQ_API_KEY, TOGETHERAI_API_KEY)."""
     return _own_variable(family(provider), KEY_VARIABLES.get(family(provider), ()))
 
 
-def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> None:
+def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> str | None:
     """KeyProviderError, one line naming the variable, the host and the fix, when `spec`'s key (its api_key_env, or
-    the variable it follows from the model) would reach another provider's endpoint (`key_refusal`); nothing
-    otherwise. Reads no key."""
+    the variable it follows from the model) would reach another provider's endpoint (`key_refusal`); else the
+    variable (`api_key_env`; None when no key is needed). Reads no key."""
     named = spec.api_key_env
     env = api_key_env(spec)
     refusal = key_refusal(env, spec.model, spec.endpoints)
     if refusal is None:
-        return
+        return env
     theirs = refusal.endpoint_owner
     if named and routed_provider(spec.model) == theirs:
         own = api_key_env(spec.model_copy(update={"api_key_env": None}))
@@ -175,8 +82,7 @@ def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> None:
 def check_key(spec: LMSpec, role: str) -> str | None:
     """Return the API key for `spec` (held for masking), raising KeyProviderError when it would reach another
     provider's endpoint, MissingKeyError when its variable is unset."""
-    check_key_goes_to_its_provider(spec, role)
-    env = api_key_env(spec)
+    env = check_key_goes_to_its_provider(spec, role)
     if env is None:
         return None
     key = os.environ.get(env)

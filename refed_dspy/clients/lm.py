@@ -11,7 +11,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.api_base import fit_api_base, native_base
+from refed_dspy.clients.api_base import fit_api_base
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
@@ -116,7 +116,8 @@ def build_lm(
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
         # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
-        spread = EndpointSpread([native_base(spec.model, url) for url in spec.endpoints])
+        provider = provider_for(spec.model)
+        spread = EndpointSpread([provider.native_base(url) for url in spec.endpoints])
         wrap = spread.wrap
     if key is None and spec.api_base:
         key = "unused"  # OpenAI-compatible clients insist on some key
@@ -162,17 +163,25 @@ def build_lm(
     return wide
 
 
+def stage_lm(spec: LMSpec, role: str, concurrency: int) -> RefedLM:
+    """The LM a stage of `role` builds from its section (synthesis: the teacher; judging: the judge): no DSPy retries
+    (the engine retries a failed piece of work, with its adaptive window), and a connection pool as wide as the stage's
+    `concurrency`."""
+    return build_lm(spec, role, num_retries=0, max_connections=concurrency)
+
+
 def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Price | None:
     """Price for this spec from config, else LiteLLM's price map, on the spec's service tier (`tier`: on that one
     instead), carrying its other tiers' prices; `batch`: the default tier's at the spec's batch_price_factor (a batch
     request asks for no tier)."""
+    tiers = tier_triples(spec.tier_prices)
     price = resolve_price(
         spec.model,
         spec.input_usd_per_mtok,
         spec.cached_input_usd_per_mtok,
         spec.output_usd_per_mtok,
         spec.cache_write_usd_per_mtok,
-        tier_triples(spec.tier_prices),
+        tiers,
         "default" if batch else tier or spec.service_tier,
     )
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price

@@ -7,9 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.api_base import native_base
 from refed_dspy.clients.endpoints import EndpointSpread
-from refed_dspy.clients.keys import check_key_goes_to_its_provider
 from refed_dspy.cluster.connect import connect, joins
 from refed_dspy.cluster.pool import Worker, WorkerPool
 from refed_dspy.cluster.ready import Waiting, answers
@@ -18,6 +16,7 @@ from refed_dspy.config import RayConfig
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,8 @@ def start_pool(
     progress_every_s: float | None = None,
     run_dir: Path | None = None,
 ) -> WorkerPool:
-    """Connect, start the workers and check them before anything is paid or written: ConfigError when the extra is
+    """Connect, start the workers and check them before anything is paid or written (where `spec`'s key may go was
+    checked before, by the launch: refed_dspy.cluster.connect.check_ray_run): ConfigError when the extra is
     missing, the address cannot be reached or the cluster cannot place them; MissingKeyError naming the variable
     and the node of a worker that lacks the key. A worker lost while it starts is left out (one warning line);
     RunAborted when every one is. `load` then readies them, once the run dir is there. One line says the start
@@ -41,7 +41,6 @@ def start_pool(
     starts, its processes are written down in `run_dir` (once it exists: here for a run resumed, at `load` for a
     new one), so that the next command there ends those a kill of this one leaves behind (cluster.leftovers)."""
     no_lm_of_their_own(parts)
-    check_key_goes_to_its_provider(spec, role)  # reads no key: said here, before Ray starts, as a local run does
     log.info("starting %d Ray workers on %s", settings.workers, joins(settings.address))
     waiting = Waiting(settings.workers, progress_every_s)
     with waiting:
@@ -55,7 +54,9 @@ def start_pool(
         ]
         # the endpoints as the workers' spreads hold them (an Anthropic host gets /v1), so their rows meet
         spread = (
-            EndpointSpread([native_base(spec.model, u) for u in spec.endpoints]) if len(spec.endpoints) > 1 else None
+            EndpointSpread([provider_for(spec.model).native_base(u) for u in spec.endpoints])
+            if len(spec.endpoints) > 1
+            else None
         )
         pool = WorkerPool(
             ray, [], spec.model, settings.address, started, spread=spread, cache_server=settings.cache_server

@@ -20,7 +20,7 @@ from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis, build_teacher
 from refed_dspy.text import mean_pairwise_rouge
@@ -196,9 +196,7 @@ async def _compare(
     if judge and judge_lm is None and config.judging.mode != "batch":
         judge_lm = build_judge(config)
     if references is None:
-        references, _ = read_references(
-            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
-        )
+        references, _ = read_seeds(config.seeds)
     rows = []
     header = {
         "seeds": config.seeds.source or "embedded",

@@ -27,7 +27,7 @@ from refed_dspy.experiments.identity import finished_hashes
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.records import Reference
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 from refed_dspy.store.split import split_three
 from refed_dspy.synthesis.provenance import with_lm_of
 
@@ -88,8 +88,7 @@ def plan_experiment(
     grid = cells(settings.grid, settings.repeats)
     out = Path(settings.out)
     if references is None:
-        seeds = base_config.seeds
-        references, _ = read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
+        references, _ = read_seeds(base_config.seeds)
     sides = _split(references, settings)
     check_pinned(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
     _check_finished_cells(grid, base, out)

@@ -15,7 +15,7 @@ from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sam
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.registry import FILTERS
 from refed_dspy.store.records import final_response
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 
 log = logging.getLogger(__name__)
 References = Mapping[str, tuple[str, str]]  # reference id -> (instruction, response)
@@ -25,7 +25,7 @@ PARTS = ("instruction", "response")
 def seed_references(seeds: Any) -> dict[str, tuple[str, str]]:
     """Reference id -> (instruction, response) of the references a config's [seeds] names (SeedError when they cannot
     be read)."""
-    refs, _ = read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
+    refs, _ = read_seeds(seeds)
     return {r.id: (r.instruction, r.response) for r in refs}
 
 

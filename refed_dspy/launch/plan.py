@@ -1,14 +1,22 @@
 """An LM-bound command's launch: what it runs with, resolved once, and the one transport its parts run on.
 
 In three steps, so that each mistake is said before what costs more:
-1. `launch(...)`, before anything else is read: on Ray, what a run there cannot take (an LM object, batch mode, a key
-   for another provider's host); here, the LM (the one handed in, behind the call boundary, or one built from the
-   config) with its key checked, or in batch mode the provider's batch API and key.
+1. `launch(...)`, before anything else is read: a cost budget's price; on Ray, what a run there cannot take (an LM
+   object, batch mode, a key for another provider's host); here, the LM (the one handed in, behind the call boundary,
+   or one built from the config) with its key checked, or in batch mode the provider's batch API and key. What the
+   stage runs with is then in the Launch: nothing after it reads the config for it.
+   `Launch.serve()` then starts the local model the role's section reaches (`[local] serve = true`), once what it
+   would serve is checked; the servers stop when the launch is closed, after its transport.
 2. `Launch.workers(...)`, once the inputs are read and before the run dir is touched: on Ray the workers started and
    checked (their keys on their own nodes), and the Ray processes a killed invocation left in the run dir ended.
 3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and batch broker, and the transport:
    the Ray workers loaded with the run's cache, or a LocalTransport.
-`close()` (or leaving the `with` block) lets the workers go.
+`close()` (or leaving the `with` block) lets the workers go and stops the local servers.
+
+Online or batch: online, a stage calls its role's LM (one given from Python, else one built from the config). In batch
+mode the LM is built from the config and its calls go to the provider's batch API through a broker whose records live
+in the run dir, so it can only be made once the run dir is held (`lm_in_run`); before that, the provider and its key
+are checked (`lm_before_run`).
 
 A command with no run dir (`refed judge meta-eval`: a few hundred labelled items, its results kept in memory) takes
 step 1 with `here=True` and `Launch.start_here`: it runs online in this process, whatever [ray] and the section's mode
@@ -18,19 +26,25 @@ say, with the LM resolved as every other command's is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.boundary import bounded
+from refed_dspy.clients.keys import check_key
+from refed_dspy.clients.lm import require_price, stage_lm
+from refed_dspy.clients.local_server import LocalServer
+from refed_dspy.clients.local_serving import serving
 from refed_dspy.cluster.connect import check_ray_run
 from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.cluster.start import start_pool
-from refed_dspy.config import Config
-from refed_dspy.config.lm import LMSpec
-from refed_dspy.engine.modes import lm_before_run, lm_in_run
+from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
+from refed_dspy.engine.batch import batch_lm
+from refed_dspy.engine.batch_api import batch_provider
 from refed_dspy.engine.transport import LocalTransport, Transport
+from refed_dspy.errors import ConfigError
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
 
@@ -47,33 +61,46 @@ class Started:
     transport: Transport
 
 
+@dataclass
 class Launch:
-    """The plan of one LM-bound command of `role` (teacher, judge) over `section` (synthesis, judging): see the module
-    docstring. A context manager: the workers are let go when it is left."""
+    """The plan of one LM-bound command's stage of `role` (teacher: the synthesis; judge: the judging), made by
+    `launch`: see the module docstring. A context manager: the workers are let go when it is left."""
 
-    def __init__(self, config: Config, role: str, spec: LMSpec, mode: str, lm: Any, here: bool = False):
-        self.config, self.role, self.spec, self.mode, self.lm, self.here = config, role, spec, mode, lm, here
-        self.pool: WorkerPool | None = None
-        self.transport: Transport | None = None
+    role: str
+    spec: LMSpec  # the role's LM section
+    mode: str  # online | batch
+    lm: Any  # online here: the stage's LM, behind the call boundary; None on Ray and in batch mode
+    ray: RayConfig | None  # where the workers run; None: here
+    batch: BatchConfig  # how a batch-mode stage's batches are made and watched
+    prices: PriceBook
+    progress_every_s: float  # between the lines a start on Ray says while it waits
+    local: LocalServing | None = None  # the [local] model to serve for the role; None: its LM was handed in
+    pool: WorkerPool | None = None
+    transport: Transport | None = None
+    served: ExitStack = field(default_factory=ExitStack)  # the local servers started by `serve`
 
-    @property
-    def on_ray(self) -> bool:
-        return self.config.ray.enabled and not self.here
+    def serve(self) -> list[LocalServer]:
+        """Once the launch is resolved: with `[local] serve = true`, the local model the role's section reaches started
+        where nothing serves it yet (refed_dspy.clients.local_serving); the servers started here, stopped when the
+        launch is closed, after its transport."""
+        if self.local is None:
+            return []
+        return self.served.enter_context(serving(self.local, {self.role: self.spec}))
 
     def workers(self, parts: dict[str, Any], concurrency: int, run_dir: Path, show_progress: bool) -> None:
         """Before the run dir is touched: the Ray processes a killed invocation left in `run_dir` ended; on Ray the
         workers that run `parts` started and checked (`concurrency` calls in flight each)."""
         end_left_behind(run_dir)
-        if not self.on_ray:
+        if self.ray is None:
             return
         self.pool = start_pool(
-            self.config.ray,
+            self.ray,
             self.spec,
             self.role,
             parts,
             concurrency=concurrency,
-            prices=self.config.price_book,
-            progress_every_s=self.config.run.progress_every_s if show_progress else None,
+            prices=self.prices,
+            progress_every_s=self.progress_every_s if show_progress else None,
             run_dir=run_dir,
         )
 
@@ -95,14 +122,7 @@ class Launch:
             self.pool.note_to(note_path)
             return Started(None, None, self.pool)
         lm, broker = lm_in_run(
-            self.spec,
-            self.role,
-            self.mode,
-            self.lm,
-            rundir.path,
-            self.config.batch,
-            detach=detach,
-            store_name=store_name,
+            self.spec, self.role, self.mode, self.lm, rundir.path, self.batch, detach=detach, store_name=store_name
         )
         self.transport = LocalTransport(parts, threads, note_path)
         return Started(lm, broker, self.transport)
@@ -113,10 +133,13 @@ class Launch:
         return Started(self.lm, None, self.transport)
 
     def close(self) -> None:
-        """Let the transport go: its threads here, or the Ray workers."""
-        for transport in (self.transport, self.pool):
-            if transport is not None:
-                transport.close()
+        """Let the transport go (its threads here, or the Ray workers), then stop the local servers `serve` started."""
+        try:
+            for transport in (self.transport, self.pool):
+                if transport is not None:
+                    transport.close()
+        finally:
+            self.served.close()
 
     def __enter__(self) -> Launch:
         return self
@@ -125,17 +148,76 @@ class Launch:
         self.close()
 
 
-def launch(config: Config, role: str, section: str, lm: Any, build: Callable[[], Any], here: bool = False) -> Launch:
-    """Step 1 (see the module docstring): `lm`, a user's LM or None (then `build()` makes one from the config);
-    `here`: a command with no run dir, run online in this process (then `Launch.start_here`)."""
-    spec: LMSpec = getattr(config, role)
-    mode = "online" if here else getattr(config, section).mode
+def lm_before_run(spec: LMSpec, role: str, mode: str, lm: Any, concurrency: int) -> Any:
+    """Before the run dir is touched: online, the LM to call (`lm` behind the call boundary, so that a user's LM is
+    counted, budgeted and checked like a built one; else `stage_lm`'s, `concurrency` calls wide); batch, None once the
+    provider is known to have a batch API and its key is set, and the section asks for no service tier (ConfigError,
+    MissingKeyError otherwise)."""
+    if mode == "batch":
+        if spec.service_tier != "default":  # a batch request is priced at the batch price: it asks for no tier
+            raise ConfigError(
+                f'{role}.service_tier = "{spec.service_tier}" is for online calls; batch mode has a price of its own '
+                f'({role}.batch_price_factor): set {role}.service_tier = "default", or run online'
+            )
+        batch_provider(spec, role)
+        check_key(spec, role)
+        return None
+    # the engine retries a failed piece of work itself: the LM retries nothing (each retry is a piece of work's)
+    return (
+        bounded(lm, role, fresh=True).take_retries(engine_retries=True)
+        if lm is not None
+        else stage_lm(spec, role, concurrency)
+    )
+
+
+def lm_in_run(
+    spec: LMSpec,
+    role: str,
+    mode: str,
+    lm: Any,
+    run_dir: Path,
+    settings: Any,
+    *,
+    detach: bool = False,
+    store_name: str = "batches",
+) -> tuple[Any, Any]:
+    """Once the run dir is held: (the LM the stage calls, its batch broker or None). Batch mode builds the LM whose
+    calls go through the broker (its store in `run_dir/store_name`; `settings`: the config's [batch] section)."""
+    if mode == "batch":
+        return batch_lm(spec, role, run_dir, settings, detach=detach, store_name=store_name)
+    return lm, None
+
+
+def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
+    """Step 1 (see the module docstring) for the stage of `role`, "teacher" or "judge": a cost budget's price, then on
+    Ray what a run there cannot take, else the stage's LM (`lm`, a user's LM behind the call boundary, or one built
+    from the config) with its key checked. `here`: a command with no run dir, run online in this process (then
+    `Launch.start_here`)."""
+    spec, section, stage = (
+        (config.teacher, "synthesis", config.synthesis)
+        if role == "teacher"
+        else (config.judge, "judging", config.judging)
+    )
+    local = config.local if lm is None else None  # the local model to serve: none for an LM handed in
     note = spec.defaults_note(role) if lm is None else None
     if note:  # the model's own settings stand in for what the config leaves unset: said once, as the run starts
         log.info(note)
-    if here:
-        return Launch(config, role, spec, mode, lm_before_run(spec, role, mode, lm, build), here=True)
-    if config.ray.enabled:
-        check_ray_run(lm, spec, mode, role, config.ray.address, section)
-        return Launch(config, role, spec, mode, None)
-    return Launch(config, role, spec, mode, lm_before_run(spec, role, mode, lm, build))
+    if stage.max_cost_usd is not None:  # a cost budget needs a price: a model without one is refused at once
+        require_price(spec, role, f"{section}.max_cost_usd")
+    mode = "online" if here else stage.mode
+    ray = config.ray if config.ray.enabled and not here else None
+    if ray is None:  # here: the stage's LM, or in batch mode its provider's batch API and key
+        lm = lm_before_run(spec, role, mode, lm, stage.concurrency)
+    else:
+        check_ray_run(lm, spec, mode, role, ray.address, section)
+    return Launch(
+        role=role,
+        spec=spec,
+        mode=mode,
+        lm=lm,
+        ray=ray,
+        batch=config.batch,
+        prices=config.price_book,
+        progress_every_s=config.run.progress_every_s,
+        local=local,
+    )

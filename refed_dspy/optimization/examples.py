@@ -10,7 +10,6 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.optimization.plan import OptimizePlan
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
@@ -32,7 +31,7 @@ def optimization_examples(plan: OptimizePlan) -> OptimizeExamples:
     """The plan's examples: the caller's; for targets instructions and pipeline the references; for respond the
     samples of optimize.examples_run or of a small synthesis (made here). ConfigError (FinishedShort when the
     synthesis fell short) when either side would be empty."""
-    cfg = plan.config.optimize
+    cfg = plan.settings
     if plan.given.trainset is not None:
         train, val = _given_sets(plan.given.trainset, plan.given.valset, cfg)
         if not train or not val:
@@ -56,7 +55,7 @@ def optimization_examples(plan: OptimizePlan) -> OptimizeExamples:
 
 def _respond_examples(plan: OptimizePlan) -> OptimizeExamples:
     """The respond target's examples: the samples of optimize.examples_run, or of the synthesis made here."""
-    cfg, references = plan.config.optimize, plan.references
+    cfg, references = plan.settings, plan.references
     examples_dir, summary = run_sync(_examples_run(plan))
     if summary and not summary.get("samples"):
         raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, summary)}")
@@ -71,33 +70,18 @@ def _respond_examples(plan: OptimizePlan) -> OptimizeExamples:
     return OptimizeExamples(train, val, examples_dir, summary.get("usage", {}))
 
 
-def examples_config(config: Config, out: Path, size: int | None = None) -> Config:
-    """The small refed synthesis into `out/examples` that provides examples when no examples_run is given: `size`
-    samples (default: optimize.n_train + n_val)."""
-    data = config.model_dump(mode="json")
-    cfg = config.optimize
-    data["run"]["dir"] = str(out / "examples")
-    data["synthesis"].update(
-        method="refed", size=size or cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
-    )
-    data["tracking"]["enabled"] = False
-    return Config.model_validate(data)
-
-
 async def _examples_run(plan: OptimizePlan) -> tuple[Path, dict[str, Any]]:
     """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
-    config = plan.config
-    if config.optimize.examples_run:
-        return Path(config.optimize.examples_run), {}
-    ex_config = examples_config(config, plan.out)
+    if plan.examples_config is None:
+        return Path(plan.settings.examples_run), {}
     summary = await arun_synthesis(
-        ex_config,
+        plan.examples_config,
         teacher=plan.teacher,
         references=plan.references,
         on_mismatch=plan.on_mismatch,
-        show_progress=config.run.progress,
+        show_progress=plan.run.progress,
     )
-    return Path(ex_config.run.dir), summary
+    return Path(plan.examples_config.run.dir), summary
 
 
 def _what_happened(examples_dir: Path, summary: dict[str, Any]) -> str:

@@ -49,13 +49,15 @@ def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
     return "\n".join(parts)
 
 
-def write_outputs(out: Path, config: Config, result: dict[str, Any], program_path: Path) -> list[Path]:
+def write_outputs(out: Path, config: Config, result: dict[str, Any], program_path: Path, shown: int) -> list[Path]:
+    """instructions.txt, before_after.md (`shown` validation examples) and config.toml (the config of record) beside
+    program.json; returns the four paths."""
 
     files = [program_path, out / "instructions.txt", out / "before_after.md", out / "config.toml"]
     write_text_atomic(files[1], instructions_text(result["program"]))
     write_text_atomic(
         files[2],
-        before_after_markdown(result["before_rows"], result["after_rows"], config.optimize.before_after_examples),
+        before_after_markdown(result["before_rows"], result["after_rows"], shown),
     )
     write_text_atomic(files[3], to_toml(config))
     return files

@@ -17,6 +17,7 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.lm import price_of_lm
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
@@ -97,8 +98,11 @@ def teleprompter_lms(tp: Any) -> list[HeldLM]:
     return found
 
 
-def check_prices(held: list[HeldLM], prices: PriceBook, budget_field: str | None) -> None:
-    """A cost budget needs a price for every LM that will spend it: ConfigError naming the first without one."""
+def check_held(held: list[HeldLM], prices: PriceBook, budget_field: str | None) -> None:
+    """Before any call: each held LM's key goes only to its provider's hosts (KeyProviderError); a cost budget needs
+    a price for every LM that will spend it (ConfigError naming the first without one)."""
+    for one in held:
+        check_lm_key(one.lm, one.where)
     if budget_field is None:
         return
     for one in held:

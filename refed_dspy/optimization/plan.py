@@ -1,5 +1,5 @@
-"""An optimization resolved once, before any call: `plan_optimization` turns the config and what the caller handed in
-into an `OptimizePlan`, which optimize.py then runs.
+"""An optimization resolved once, before any call: `optimize` (run.py) turns the config and what the caller handed in
+into an `OptimizePlan` with the functions here, then runs it (`run_plan`).
 
 Resolving checks what the caller handed in (a user's mistake is refused before the optimization's directory is taken),
 puts the teacher and judge handed in behind the call boundary as copies (the LMs of record), finds every LM the
@@ -17,22 +17,21 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.adapters import RepairingAdapter, build_adapter
+from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.keys import check_lm_key
-from refed_dspy.clients.lm import build_lm, require_price
-from refed_dspy.config import Config
+from refed_dspy.clients.lm import build_lm, price_of, require_price
+from refed_dspy.config import Config, OptimizeConfig, PriceBook, RunConfig, TrackingConfig
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import get_method
-from refed_dspy.optimization.held_lms import HeldLM, check_prices, metric_lms, program_lms, teleprompter_lms
+from refed_dspy.optimization.held_lms import HeldLM, check_held, metric_lms, program_lms, teleprompter_lms
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
+from refed_dspy.providers.prices import Price
 from refed_dspy.registry import OPTIMIZERS
-from refed_dspy.store.ownership import check
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, check_on_mismatch
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.provenance import with_lm_of
 
 log = logging.getLogger(__name__)
@@ -55,10 +54,15 @@ class Given:
 
 @dataclass(frozen=True)
 class OptimizePlan:
-    """An optimization resolved before any call (see the module docstring)."""
+    """An optimization resolved before any call (see the module docstring): what `run_plan` and the steps under it
+    read, instead of the config.
 
-    config: Config  # with the LMs of record: a teacher or judge handed in replaces the config's
+    `record` is the config of record (a teacher or judge handed in replaces the config's): what program.json,
+    config.toml and MLflow keep of the optimization. What it does is read from the other fields.
+    """
+
     out: Path
+    settings: OptimizeConfig  # [optimize]
     program: dspy.Module  # the starting program: the caller's, else the target's at its built-in prompts
     teacher: Any  # behind the call boundary
     judge: Any  # behind the call boundary; None when the metric is the caller's and no judge was handed in
@@ -67,12 +71,31 @@ class OptimizePlan:
     adapter: RepairingAdapter  # the teacher's
     claims: tuple[tuple[Any, str, Any], ...]  # (LM, role, the twin its calls go to or None): for the run's ledger
     references: list[Reference] | None  # what the examples are made from (None: the caller's trainset is given)
+    examples_config: Config | None  # the small synthesis that makes the respond target's examples (None: none runs)
+    lm_prices: dict[str, Price | None]  # the teacher's and the judge's, by role
+    prices: PriceBook  # how an LM the run does not hold is priced
+    run: RunConfig  # progress settings
+    tracking: TrackingConfig
+    record: Config
     on_mismatch: OnMismatch  # for the examples synthesis's run dir made by another config
     given: Given
 
     @property
     def optimizer_name(self) -> str:
         return self.optimizer if isinstance(self.optimizer, str) else type(self.optimizer).__name__
+
+
+@dataclass(frozen=True)
+class LMsOfRecord:
+    """The LMs an optimization calls, resolved before any call: the config with the LMs of record in it, the teacher
+    and the judge behind the call boundary, the metric, and every LM to claim for its role on the run's ledger."""
+
+    config: Config  # a teacher or judge handed in replaces the config's
+    teacher: Any
+    judge: Any  # None when the metric is the caller's and no judge was handed in
+    metric: Any
+    claims: tuple[tuple[Any, str, Any], ...]
+    prices: dict[str, Price | None]  # the teacher's and the judge's, by role
 
 
 def out_dir(config: Config) -> Path:
@@ -93,60 +116,9 @@ def target_program(config: Config) -> dspy.Module:
     return RespondAndImprove()
 
 
-def plan_optimization(config: Config, given: Given, on_mismatch: OnMismatch) -> OptimizePlan:
-    """`config` and what the caller handed in, resolved before any call; ConfigError (or a price, key or seed error)
-    for what cannot run, before anything is written."""
-    optimizer = _checked_optimizer(config, given, on_mismatch)
-    out = out_dir(config)
-    check(out, "optimize", flag="optimize.out")  # before any LM is built: a directory not refed's is refused first
-    config, teacher, judge = _behind_the_boundary(config, given)
-    metric = _metric_of(given.metric, optimizer, config.optimize.threshold)
-    # the judge of record: the one handed in, else the one a metric of ours holds, else the config's
-    judge_of_record = judge if judge is not None else (metric.lm if isinstance(metric, JudgeMetric) else None)
-    if judge_of_record is not None:
-        config = with_lm_of(config, "judge", judge_of_record)
-    held = _held_lms(config, given, metric, optimizer)
-    cfg = config.optimize
-    if cfg.target != "respond" and cfg.examples_run and given.trainset is None:
-        raise ConfigError(
-            f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "
-            "references as its examples ([seeds])"
-        )
-    teacher = teacher or build_lm(config.teacher, "teacher")
-    # the model's own settings standing in for what the config leaves unset, said once for each LM built from it
-    built = [("teacher", given.teacher is None), ("judge", metric is None and judge is None)]
-    for note in (getattr(config, role).defaults_note(role) for role, from_config in built if from_config):
-        if note:
-            log.info(note)
-    if metric is None:
-        judge = judge or build_lm(config.judge, "judge")
-        metric = make_metric(config, cfg.target, judge=judge)
-    adapter = build_adapter(config.teacher)
-    references = given.references
-    if references is None and given.trainset is None:
-        references, _ = read_references(
-            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
-        )
-    mine = ((given.teacher, "teacher", teacher), (given.judge, "judge", judge))
-    claims = tuple((lm, role, twin) for lm, role, twin in mine if lm is not None)
-    return OptimizePlan(
-        config=config,
-        out=out,
-        program=given.program if given.program is not None else target_program(config),
-        teacher=teacher,
-        judge=judge,
-        metric=metric,
-        optimizer=optimizer,
-        adapter=adapter,
-        claims=claims + tuple((one.lm, one.role, None) for one in held),
-        references=references,
-        on_mismatch=on_mismatch,
-        given=given,
-    )
-
-
-def _checked_optimizer(config: Config, given: Given, on_mismatch: OnMismatch) -> Any:
-    """The optimizer to run (the caller's, else optimize.optimizer), once the caller's arguments are checked."""
+def checked_optimizer(config: Config, given: Given, on_mismatch: OnMismatch) -> Any:
+    """The optimizer to run (the caller's, else optimize.optimizer), once the caller's arguments and the examples'
+    source are checked (ConfigError)."""
     check_on_mismatch(on_mismatch)
     optimizer = config.optimize.optimizer if given.optimizer is None else given.optimizer
     if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
@@ -157,18 +129,76 @@ def _checked_optimizer(config: Config, given: Given, on_mismatch: OnMismatch) ->
         raise ConfigError(f"program= takes a DSPy module, not a {type(given.program).__name__}")
     if given.metric is not None and not callable(given.metric):
         raise ConfigError(f"metric= takes a callable (gold, pred, trace=None), not a {type(given.metric).__name__}")
+    cfg = config.optimize
+    if cfg.target != "respond" and cfg.examples_run and given.trainset is None:
+        raise ConfigError(
+            f"optimize.examples_run gives examples of the respond target; target {cfg.target!r} takes "
+            "references as its examples ([seeds])"
+        )
     return optimizer
 
 
-def _behind_the_boundary(config: Config, given: Given) -> tuple[Config, Any, Any]:
-    """`config` with the teacher handed in as its teacher of record, and copies of the teacher and judge handed in
-    behind the call boundary (None where none was)."""
+def lms_of_record(config: Config, given: Given, optimizer: Any) -> LMsOfRecord:
+    """The teacher and judge handed in put behind the call boundary (the LMs of record), every LM the teleprompter,
+    the metric and the program hold found and checked (`_held_lms`), then the config's LMs and the metric built where
+    none was handed in. A price, key or config error for what cannot run, before any call."""
+    metric = _metric_of(given.metric, optimizer, config.optimize.threshold)
+    config, teacher, judge = _behind_the_boundary(config, given, metric)
+    held = _held_lms(config, given, metric, optimizer)
+    teacher = teacher or build_lm(config.teacher, "teacher")
+    # the model's own settings standing in for what the config leaves unset, said once for each LM built from it
+    built = [("teacher", given.teacher is None), ("judge", metric is None and judge is None)]
+    for note in (getattr(config, role).defaults_note(role) for role, from_config in built if from_config):
+        if note:
+            log.info(note)
+    if metric is None:
+        judge = judge or build_lm(config.judge, "judge")
+        metric = make_metric(config, config.optimize.target, judge=judge)
+    mine = ((given.teacher, "teacher", teacher), (given.judge, "judge", judge))
+    claims = tuple((lm, role, twin) for lm, role, twin in mine if lm is not None)
+    claims += tuple((one.lm, one.role, None) for one in held)
+    prices = {"teacher": price_of(config.teacher), "judge": price_of(config.judge)}
+    return LMsOfRecord(config, teacher, judge, metric, claims, prices)
+
+
+def examples_config(config: Config, out: Path, size: int | None = None) -> Config:
+    """The small refed synthesis into `out/examples` that provides examples when no examples_run is given: `size`
+    samples (default: optimize.n_train + n_val)."""
+    data = config.model_dump(mode="json")
+    cfg = config.optimize
+    data["run"]["dir"] = str(out / "examples")
+    data["synthesis"].update(
+        method="refed", size=size or cfg.n_train + cfg.n_val, instructions_per_feature=1, program=None, mode="online"
+    )
+    data["tracking"]["enabled"] = False
+    return Config.model_validate(data)
+
+
+def examples_source(config: Config, out: Path, given: Given) -> tuple[list[Reference] | None, Config | None]:
+    """Where the examples come from: the references (the caller's, else [seeds] read; None when the caller's trainset
+    is given), and for the respond target without optimize.examples_run, the config of the small synthesis that makes
+    them from those references in `out` (`examples_config`; None when none runs)."""
+    references = given.references
+    if references is None and given.trainset is None:
+        references = read_seeds(config.seeds)[0]
+    cfg = config.optimize
+    if cfg.target != "respond" or cfg.examples_run or given.trainset is not None:
+        return references, None
+    return references, examples_config(config, out)
+
+
+def _behind_the_boundary(config: Config, given: Given, metric: Any) -> tuple[Config, Any, Any]:
+    """Copies of the teacher and judge handed in behind the call boundary (None where none was), and `config` with the
+    LMs of record in it: the teacher handed in, and the judge handed in, else the one a metric of ours holds."""
     teacher = judge = None
     if given.teacher is not None:  # a copy of the user's LM behind the call boundary; the run records and prices it
         teacher = bounded(given.teacher, "teacher", fresh=True)
         config = with_lm_of(config, "teacher", teacher)
     if given.judge is not None:
         judge = bounded(given.judge, "judge", fresh=True)
+    judge_of_record = judge if judge is not None else (metric.lm if isinstance(metric, JudgeMetric) else None)
+    if judge_of_record is not None:
+        config = with_lm_of(config, "judge", judge_of_record)
     return config, teacher, judge
 
 
@@ -199,7 +229,5 @@ def _held_lms(config: Config, given: Given, metric: Any, optimizer: Any) -> list
         + program_lms(given.program)
     )
     held = [h for h in held if h.lm is not given.teacher and h.lm is not given.judge]
-    for one in held:  # before any call: a held LM's key goes only to its provider's hosts
-        check_lm_key(one.lm, one.where)
-    check_prices(held, config.price_book, budget_field)
+    check_held(held, config.price_book, budget_field)
     return held

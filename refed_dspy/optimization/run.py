@@ -1,11 +1,13 @@
 """`refed optimize`: tune a program (optimize.target: respond, instructions or pipeline) against the judge, save
 it, track it.
 
-The config and what the caller handed in are resolved once into a plan (optimize_plan.py: the LMs of record behind
+The config and what the caller handed in are resolved once into an OptimizePlan (plan.py: the LMs of record behind
 the call boundary, every LM held by the teleprompter, metric or program claimed for its role, prices checked, the
-starting program, the references), then the plan runs. Steps: (1) examples: the caller's; for target respond the samples of `optimize.examples_run`, or a small
-refed synthesis into `<out>/examples` (one instruction per reference feature, so the examples spread over
-references); for instructions and pipeline the references; (2) a split by reference with a fixed seed;
+starting program, where the examples come from, the settings each step reads), then `run_plan` runs it; nothing
+under it reads the config again (the config of record is only written down). Steps: (1) examples: the caller's; for
+target respond the samples of `optimize.examples_run`, or a small refed synthesis into `<out>/examples` (one
+instruction per reference feature, so the examples spread over references); for instructions and pipeline the
+references; (2) a split by reference with a fixed seed;
 (3) the optimizer, with teacher and judge behind one CallBudget; (4) program.json (DSPy state plus the
 resolved config; the baseline when the compiled program scored lower, which goes to program.candidate.json),
 instructions.txt, before_after.md, optimize_summary.json and config.toml in `<out>`; (5) with tracking on,
@@ -25,16 +27,25 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.lm import price_of
+from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.config import Config, load_config
+from refed_dspy.config import Config, OptimizeConfig, load_config
 from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.money import usd
-from refed_dspy.optimization.examples import OptimizeExamples, examples_config, optimization_examples
+from refed_dspy.optimization.examples import OptimizeExamples, optimization_examples
 from refed_dspy.optimization.files import before_after_markdown, prediction_text, write_outputs
-from refed_dspy.optimization.plan import Given, OptimizePlan, out_dir, plan_optimization, target_program
+from refed_dspy.optimization.plan import (
+    Given,
+    OptimizePlan,
+    checked_optimizer,
+    examples_config,
+    examples_source,
+    lms_of_record,
+    out_dir,
+    target_program,
+)
 from refed_dspy.optimization.program_choice import given_back, same_prompts
 from refed_dspy.optimization.result import OptimizeResult
 from refed_dspy.optimization.tracking import log_result, log_summary, tracked
@@ -47,7 +58,7 @@ from refed_dspy.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache
 from refed_dspy.store.call_log import LOG_NAME, CallLog
 from refed_dspy.store.jsonl import write_json_atomic
-from refed_dspy.store.ownership import owned
+from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir
 
@@ -120,8 +131,41 @@ def optimize(
     local = {"teacher": config.teacher} if teacher is None else {}
     if judge is None and metric is None:
         local["judge"] = config.judge
-    with stop_signals(), serving(config.local, local), quieted(out_dir(config) / LIBRARY_LOG, verbose):
-        return run_plan(plan_optimization(config, given, on_mismatch))
+    out = out_dir(config)
+    with stop_signals(), serving(config.local, local), quieted(out / LIBRARY_LOG, verbose):
+        return _plan_and_run(config, out, given, on_mismatch)
+
+
+def _plan_and_run(config: Config, out: Path, given: Given, on_mismatch: OnMismatch) -> OptimizeResult:
+    """`optimize` once its local model is served: the config and what the caller handed in resolved once into an
+    OptimizePlan of the optimization into `out` (a mistake is said before `out` is taken or any LM is called), then
+    run."""
+    optimizer = checked_optimizer(config, given, on_mismatch)
+    check(out, "optimize", flag="optimize.out")  # before any LM is built: a directory not refed's is refused first
+    lms = lms_of_record(config, given, optimizer)
+    record = lms.config
+    references, examples_synthesis = examples_source(record, out, given)
+    plan = OptimizePlan(
+        out=out,
+        settings=record.optimize,
+        program=given.program if given.program is not None else target_program(record),
+        teacher=lms.teacher,
+        judge=lms.judge,
+        metric=lms.metric,
+        optimizer=optimizer,
+        adapter=build_adapter(record.teacher),
+        claims=lms.claims,
+        references=references,
+        examples_config=examples_synthesis,
+        lm_prices=lms.prices,
+        prices=record.price_book,
+        run=record.run,
+        tracking=record.tracking,
+        record=record,
+        on_mismatch=on_mismatch,
+        given=given,
+    )
+    return run_plan(plan)
 
 
 @dataclass(frozen=True)
@@ -152,23 +196,21 @@ def run_plan(plan: OptimizePlan) -> OptimizeResult:
         started = time.monotonic()
         examples = optimization_examples(plan)
         use_run_cache(RunDir(plan.out))
-        budget = plan.given.budget if plan.given.budget is not None else _own_budget(plan.config)
+        budget = plan.given.budget if plan.given.budget is not None else _own_budget(plan.settings)
         log = _open_log(plan.out, budget)  # None: the caller's budget writes its own (an experiment's part)
         run = _Run(plan, examples, budget, started)
-        _guard(plan.teacher, run.budget, "teacher", plan.config.teacher)
-        if plan.judge is not None:
-            _guard(plan.judge, run.budget, "judge", plan.config.judge)
-        heartbeat = Heartbeat(
-            "optimize", lambda: _budget_line(budget, plan.metric, started), plan.config.run.progress_every_s
-        )
-        scope = LedgerScope(run.budget, plan.config.price_book)
+        for lm, role in ((plan.teacher, "teacher"), (plan.judge, "judge")):
+            if lm is not None:
+                lm.attach_budget(run.budget, role, plan.lm_prices[role])
+        heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, plan.metric, started), plan.run.progress_every_s)
+        scope = LedgerScope(run.budget, plan.prices)
         for lm, role, twin in plan.claims:
             scope.claim(lm, role, twin)
         try:
             with (
                 ledger_scope(scope),
-                tracked(plan.config, plan.out, plan.optimizer_name) as mlflow_run,
-                _maybe(heartbeat, plan.config.run.progress),
+                tracked(plan.tracking, plan.record, plan.out, plan.optimizer_name) as mlflow_run,
+                _maybe(heartbeat, plan.run.progress),
             ):
                 res = _compile_and_save(run, mlflow_run)
         except OptimizationStopped as err:  # what was spent before the stop, for a caller that keeps a ledger
@@ -227,19 +269,14 @@ def _stamp(out: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def _own_budget(config: Config) -> CallBudget:
+def _own_budget(cfg: OptimizeConfig) -> CallBudget:
     """The optimization's ledger when the caller gave none: optimize.max_calls and optimize.max_cost_usd."""
-    cfg = config.optimize
     return CallBudget(
         cfg.max_calls,
         cfg.max_cost_usd,
         calls_from=Limit("optimize.max_calls"),
         cost_from=Limit("optimize.max_cost_usd"),
     )
-
-
-def _guard(lm: Any, budget: CallBudget, role: str, config_lm) -> None:
-    lm.attach_budget(budget, role, price_of(config_lm))
 
 
 def _compile_and_save(run: _Run, mlflow_run: Any) -> OptimizeResult:
@@ -255,7 +292,7 @@ def _compile_and_save(run: _Run, mlflow_run: Any) -> OptimizeResult:
     res = _result(run, result, saved, why)
     if mlflow_run is not None:
         res.mlflow_run_id = mlflow_run.info.run_id
-        res.model_uri = log_result(result, res.summary(), saved.files, run.plan.config)
+        res.model_uri = log_result(result, res.summary(), saved.files, run.plan.record.teacher)
     write_json_atomic(run.plan.out / "optimize_summary.json", res.summary())
     if mlflow_run is not None:
         log_summary(run.plan.out / "optimize_summary.json")
@@ -264,7 +301,7 @@ def _compile_and_save(run: _Run, mlflow_run: Any) -> OptimizeResult:
 
 def _compile(run: _Run) -> dict[str, Any]:
     """The optimizer's run on the plan's program (see refed_dspy.optimizers.compile.optimize for what it returns)."""
-    plan, cfg = run.plan, run.plan.config.optimize
+    plan, cfg = run.plan, run.plan.settings
     return compile_program(
         plan.program,
         run.examples.train,
@@ -301,18 +338,19 @@ def _save(run: _Run, result: dict[str, Any], unchanged: bool) -> tuple[dict[str,
         candidate_path = save_program(
             result["program"],
             plan.out / "program.candidate.json",
-            plan.config,
+            plan.record,
             {**info, "kept": "candidate (scored below the baseline)"},
         )
         result = {**result, "program": plan.program, "after_rows": result["before_rows"]}
-    program_path = save_program(result["program"], plan.out / "program.json", plan.config, {**info, "kept": kept})
-    files = write_outputs(plan.out, plan.config, result, program_path) + ([candidate_path] if candidate_path else [])
+    program_path = save_program(result["program"], plan.out / "program.json", plan.record, {**info, "kept": kept})
+    files = write_outputs(plan.out, plan.record, result, program_path, plan.settings.before_after_examples)
+    files += [candidate_path] if candidate_path else []
     return result, _Saved(kept, program_path, candidate_path, files)
 
 
 def _info(run: _Run, result: dict[str, Any]) -> dict[str, Any]:
     """What program.json's refed block says of the optimization: optimizer, target, settings, scores, sizes, LMs."""
-    plan, cfg = run.plan, run.plan.config.optimize
+    plan, cfg = run.plan, run.plan.settings
     return {
         "optimizer": plan.optimizer_name,
         "target": cfg.target,
@@ -322,8 +360,8 @@ def _info(run: _Run, result: dict[str, Any]) -> dict[str, Any]:
         "steps": result["steps"],
         "n_train": len(run.examples.train),
         "n_val": len(run.examples.val),
-        "teacher": plan.config.teacher.model,
-        "judge": plan.config.judge.model if isinstance(plan.metric, JudgeMetric) else None,
+        "teacher": plan.record.teacher.model,
+        "judge": plan.record.judge.model if isinstance(plan.metric, JudgeMetric) else None,
     }
 
 
@@ -340,7 +378,7 @@ def _result(run: _Run, result: dict[str, Any], saved: _Saved, why_kept: str | No
         n_train=len(examples.train),
         n_val=len(examples.val),
         extra={
-            "target": plan.config.optimize.target,
+            "target": plan.settings.target,
             "examples_run": str(examples.run_dir) if examples.run_dir else None,
             "examples_usage": examples.usage,
             "metric_failures": result["metric_failures"],

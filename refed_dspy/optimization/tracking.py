@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.config import Config
+from refed_dspy.config import Config, LMSpec, TrackingConfig
 from refed_dspy.tracking.figures import USAGE_TABLE, usage_figures, usage_table
 from refed_dspy.tracking.mlflow_runs import (
     KIND_TAG,
@@ -20,17 +20,18 @@ from refed_dspy.tracking.mlflow_runs import (
 
 
 @contextlib.contextmanager
-def tracked(config: Config, out: Path, optimizer: str):
-    """An MLflow run for this optimization (or nothing when tracking is off). DSPy autologging records traces only
-    when tracking.log_traces is on; its compile and eval logging stay off: they log a model per candidate and
-    scores in percent, where this run logs one model and every score on the metric's 0-1 scale."""
-    if not config.tracking.enabled:
+def tracked(tracking: TrackingConfig, record: Config, out: Path, optimizer: str):
+    """An MLflow run for this optimization, with the config of record `record` as its params (or nothing when tracking
+    is off). DSPy autologging records traces only when tracking.log_traces is on; its compile and eval logging stay
+    off: they log a model per candidate and scores in percent, where this run logs one model and every score on the
+    metric's 0-1 scale."""
+    if not tracking.enabled:
         yield None
         return
     import mlflow
 
-    connect(config)
-    traces = config.tracking.log_traces
+    connect(tracking)
+    traces = tracking.log_traces
     mlflow.dspy.autolog(
         log_compiles=False,
         log_evals=False,
@@ -45,13 +46,15 @@ def tracked(config: Config, out: Path, optimizer: str):
             tags={KIND_TAG: "optimize", STEPS_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())},
             nested=mlflow.active_run() is not None,  # a cell of an experiment: a child of its run
         ) as run:
-            mlflow.log_params(config_params(config))
+            mlflow.log_params(config_params(record))
             yield run
     finally:
         mlflow.dspy.autolog(disable=True, silent=True)
 
 
-def log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], config: Config) -> str:
+def log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], teacher: LMSpec) -> str:
+    """The optimization's figures, its files and its program (run with the teacher of record `teacher`) into the
+    active MLflow run; returns the logged model's URI."""
     import mlflow
 
     mlflow.log_metrics(
@@ -70,7 +73,7 @@ def log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path
     for p in files:
         mlflow.log_artifact(str(p))
     example = next(((ex, pred) for ex, pred, _ in result["before_rows"] if pred is not None), None)
-    return log_program(result["program"], config.teacher, example=example)
+    return log_program(result["program"], teacher, example=example)
 
 
 def log_summary(path: Path) -> None:

@@ -18,8 +18,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.lm import build_lm, require_price
-from refed_dspy.clients.local_serving import serving
+from refed_dspy.clients.lm import stage_lm
 from refed_dspy.config import Config
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
@@ -73,9 +72,9 @@ def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str
 
 
 def build_judge(config: Config) -> dspy.LM:
-    """The judge LM: no DSPy retries (the engine retries, with its adaptive window), and a connection pool as wide
-    as `judging.concurrency`."""
-    return build_lm(config.judge, "judge", num_retries=0, max_connections=config.judging.concurrency)
+    """The judge LM, as the judging builds it (`stage_lm`: no DSPy retries, a connection pool as wide as
+    judging.concurrency)."""
+    return stage_lm(config.judge, "judge", config.judging.concurrency)
 
 
 def judge_part(config: Config) -> JudgeSample:
@@ -287,9 +286,7 @@ async def ajudge_run(
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
     ours = {"kind": "run", "also": ("filter",), "existing": True, "flag": "RUN_DIR"}
     check(run_dir, **ours)  # before the judge is built: a directory not refed's is refused first
-    # [local] serve = true: the local model the judge needs is started when nothing serves it yet
-    with serving(config.local, {"judge": config.judge} if judge_lm is None else {}):
-        return await _judge(rundir, config, ours, judge_lm, on_mismatch, show_progress, detach)
+    return await _judge(rundir, config, ours, judge_lm, on_mismatch, show_progress, detach)
 
 
 async def _judge(
@@ -301,14 +298,13 @@ async def _judge(
     show_progress: bool,
     detach: bool,
 ) -> JudgeSummary:
-    """ajudge_run, once its inputs are checked and the local model it needs is served."""
+    """ajudge_run, once its inputs are checked."""
     run_dir = rundir.path
     if judge_lm is not None:  # the LM that judges is the one the judging records and prices
         config = with_lm_of(config, "judge", judge_lm)
-    if config.judging.max_cost_usd is not None:
-        require_price(config.judge, "judge", "judging.max_cost_usd")
     parts = {"judge": judge_part(config)}
-    with launch(config, "judge", "judging", judge_lm, lambda: build_judge(config)) as plan:
+    with launch(config, "judge", judge_lm) as plan:
+        plan.serve()  # [local] serve = true: the local model the judge needs, once the judging is resolved
         plan.workers(parts, config.judging.concurrency, run_dir, show_progress)
         with owned(run_dir, command="refed judge", **ours):
             note = incomplete_note(rundir.path)

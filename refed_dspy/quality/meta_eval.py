@@ -29,7 +29,6 @@ from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import FinishedShort, SeedError
 from refed_dspy.launch.plan import Started, launch
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
-from refed_dspy.quality.judge import build_judge
 from refed_dspy.results import Result
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.provenance import with_lm_of
@@ -220,7 +219,7 @@ async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | N
     if judge_lm is not None:  # the user's LM: the result names and prices it
         config = with_lm_of(config, "judge", judge_lm)
     # no run dir: online, here, whatever [ray] and judging.mode say (the launch path's `here`)
-    with launch(config, "judge", "judging", judge_lm, lambda: build_judge(config), here=True) as plan:
+    with launch(config, "judge", judge_lm, here=True) as plan:
         stage = MetaEval(config, items, plan.start_here({"item": LabelJudge(config.judging.criteria)}))
         await stage.run_plain()
     results = [stage.results[str(i["id"])] for i in items if str(i["id"]) in stage.results]

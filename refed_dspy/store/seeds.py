@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.config import SeedsConfig
 from refed_dspy.errors import SeedError, first_line
 from refed_dspy.store.records import Reference
 
@@ -367,6 +368,11 @@ def read_references(
             raise _no_shape_error(name, columns)
         raise SeedError(f"{name}: no usable reference pairs ({report.line()})")
     return refs, report
+
+
+def read_seeds(seeds: SeedsConfig) -> tuple[list[Reference], SeedReport]:
+    """The references a config's [seeds] section names, and the report of their reading (see `read_references`)."""
+    return read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
 
 
 def load_references(

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import dspy
 
-from refed_dspy.clients.lm import build_lm, require_price
-from refed_dspy.clients.local_serving import serving
+from refed_dspy.clients.lm import stage_lm
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.plan import launch
@@ -17,9 +16,10 @@ from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_mismatch
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 from refed_dspy.sync import off_loop, run_sync
 from refed_dspy.synthesis.local_eta import eta_line
+from refed_dspy.synthesis.plan import SynthesisPlan
 from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.synthesis.run import SynthesisRun
@@ -31,15 +31,9 @@ log = logging.getLogger(__name__)
 
 
 def build_teacher(config: Config) -> dspy.LM:
-    """The teacher LM of a synthesis run: no DSPy retries (the runner retries, with an adaptive window),
-    and a connection pool as wide as the run's concurrency."""
-    return build_lm(config.teacher, "teacher", num_retries=0, max_connections=config.synthesis.concurrency)
-
-
-def check_budget_prices(config: Config) -> None:
-    """A cost budget needs a price: refuse to start a budgeted run whose model has none."""
-    if config.synthesis.max_cost_usd is not None:
-        require_price(config.teacher, "teacher", "synthesis.max_cost_usd")
+    """The teacher LM of a synthesis run, as the run builds it (`stage_lm`: no DSPy retries, a connection pool as wide
+    as synthesis.concurrency)."""
+    return stage_lm(config.teacher, "teacher", config.synthesis.concurrency)
 
 
 async def arun_synthesis(
@@ -58,78 +52,73 @@ async def arun_synthesis(
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
     request the run can make so far is submitted (summary status 'submitted'); the same call again collects
     and goes on. With `[local] serve = true`, the local model the teacher needs is started when nothing serves it
-    yet, and stopped when the run ends (refed_dspy.clients.local_serving)."""
+    yet, and stopped when the run ends (refed_dspy.clients.local_serving), and one line says how long the run takes
+    there. The config and what is handed in are resolved once into a SynthesisPlan (the teacher of record, the
+    program, the LM and its transport, the references), which `run_plan` runs."""
     check_on_mismatch(on_mismatch)
     check(config.run.dir, "run", flag="run.dir")  # before anything else: a directory not ours is refused at once
-    with serving(config.local, {"teacher": config.teacher} if teacher is None else {}) as started:
-        if started:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
-            line = await off_loop(eta_line, config, started[0])
-            if line:
-                log.info(line)
-        return await _run_synthesis(
-            config,
-            teacher=teacher,
-            references=references,
-            program=program,
-            respond=respond,
-            on_mismatch=on_mismatch,
-            show_progress=show_progress,
-            detach=detach,
-        )
-
-
-async def _run_synthesis(
-    config: Config,
-    *,
-    teacher: dspy.LM | None = None,
-    references: list[Reference] | None = None,
-    program: dspy.Module | None = None,
-    respond: dspy.Module | None = None,
-    on_mismatch: OnMismatch = "error",
-    show_progress: bool = False,
-    detach: bool = False,
-) -> RunSummary:
-    """arun_synthesis, once the local model it needs is served."""
-    method = get_method(config.synthesis.method)
-    if teacher is not None:
-        config = with_lm_of(config, "teacher", teacher)  # the LM that runs is the one the run records
-    run_program, config = resolve_program(config, method, program=program, respond=respond)
-    check_budget_prices(config)
-    mode = config.synthesis.mode
-    if mode == "batch" and teacher is not None:
+    if config.synthesis.mode == "batch" and teacher is not None:
         raise ConfigError(
             "batch mode builds its teacher from the config (its calls go to the provider's batch API): "
             'leave teacher= out, or set synthesis.mode = "online"'
         )
-    with launch(config, "teacher", "synthesis", teacher, lambda: build_teacher(config)) as plan:
+    # the config of record: the teacher that runs (one handed in is described by its own settings), the program
+    record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
+    run_program, record = resolve_program(record, get_method(record.synthesis.method), program, respond)
+    with launch(record, "teacher", teacher) as launched:
+        servers = launched.serve()  # once the config is checked: the local model the teacher needs, if any
         if references is None:
-            references, report = read_references(
-                config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
-            )
+            references, report = read_seeds(record.seeds)
             log.info(report.line())
-        rundir = RunDir(config.run.dir)
-        parts = parts_of(run_program.program)
-        # on Ray, the workers are started and their keys checked before the run dir is touched
-        plan.workers(parts, config.synthesis.concurrency, rundir.path, show_progress)
-        with owned(config.run.dir, "run", "refed synthesize", flag="run.dir"):
-            resumed = rundir.prepare(
-                fingerprint(config, run_program.fingerprint_hash), to_toml(config), on_mismatch, diff=fingerprint_diff
-            )
-            threads = config.synthesis.concurrency if run_program.threaded else 0
-            started = plan.start(rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=detach)
-            run = SynthesisRun(config, references, rundir, started, program=run_program, show_progress=show_progress)
-            try:
-                return await run.run(resumed)
-            except EndpointError:
-                # nothing was made: the run dir is left as if never run, for the fixed config; unless a batch went
-                # out (it is billed when it ends: its record is what collects it)
-                if not resumed and not any((rundir.path / "batches").glob("*")):
-                    rundir.wipe()
-                raise
-            finally:
-                if config.tracking.enabled and rundir.summary.exists():
-                    summary = read_json(rundir.summary)
-                    track_run_dir(config, rundir.path, "synthesize", summary, [rundir.summary, rundir.fingerprint])
+        if servers:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
+            line = await off_loop(eta_line, config, servers[0], references)
+            if line:
+                log.info(line)
+        plan = SynthesisPlan(
+            run_dir=Path(record.run.dir),
+            settings=record.synthesis,
+            teacher=record.teacher,
+            program=run_program,
+            references=references,
+            launch=launched,
+            run=record.run,
+            record=record,
+            on_mismatch=on_mismatch,
+            show_progress=show_progress,
+            detach=detach,
+        )
+        return await run_plan(plan)
+
+
+async def run_plan(plan: SynthesisPlan) -> RunSummary:
+    """Run a resolved synthesis in its run dir: on Ray its workers started first, then with the run dir held, its
+    records prepared, the stage run on the plan's transport, and the run tracked (tracking.enabled)."""
+    rundir = RunDir(plan.run_dir)
+    parts = parts_of(plan.program.program)
+    # on Ray, the workers are started and their keys checked before the run dir is touched
+    plan.launch.workers(parts, plan.settings.concurrency, rundir.path, plan.show_progress)
+    with owned(rundir.path, "run", "refed synthesize", flag="run.dir"):
+        resumed = rundir.prepare(
+            fingerprint(plan.record, plan.program.fingerprint_hash),
+            to_toml(plan.record),
+            plan.on_mismatch,
+            diff=fingerprint_diff,
+        )
+        threads = plan.settings.concurrency if plan.program.threaded else 0
+        started = plan.launch.start(rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach)
+        run = SynthesisRun(plan, rundir, started)
+        try:
+            return await run.run(resumed)
+        except EndpointError:
+            # nothing was made: the run dir is left as if never run, for the fixed config; unless a batch went
+            # out (it is billed when it ends: its record is what collects it)
+            if not resumed and not any((rundir.path / "batches").glob("*")):
+                rundir.wipe()
+            raise
+        finally:
+            if plan.record.tracking.enabled and rundir.summary.exists():
+                summary = read_json(rundir.summary)
+                track_run_dir(plan.record, rundir.path, "synthesize", summary, [rundir.summary, rundir.fingerprint])
 
 
 def synthesize(

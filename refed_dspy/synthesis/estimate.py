@@ -51,7 +51,7 @@ from refed_dspy.providers.base import MarkedCache, PrefixCache
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.records import Reference
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.units import TASK_STAGES, feedback_record, parts_of
@@ -380,9 +380,7 @@ def estimate(
     say = say or (lambda _line: None)
     if references is None:
         say(f"reading the seeds ({config.seeds.source or 'the embedded seed set'})")
-        references, _ = read_references(
-            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
-        )
+        references, _ = read_seeds(config.seeds)
     model = config.teacher.model
     tokenizer = tokenizer_of(model)
     adapter = build_adapter(config.teacher).choice.as_dict()

@@ -14,7 +14,8 @@ from refed_dspy.clients.local_server import LocalServer, Speed, measure_speed
 from refed_dspy.config import Config
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.errors import RefedError
-from refed_dspy.synthesis.estimate import Estimate, estimate
+from refed_dspy.store.records import Reference
+from refed_dspy.synthesis.estimate import estimate
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,11 @@ def seconds_for(total: dict[str, float], speed: Speed) -> float:
     return read / speed.prompt_per_s + total["completion_tokens"] / speed.completion_per_s
 
 
-def eta_line(config: Config, server: LocalServer, est: Estimate | None = None) -> str | None:
-    """The line that says how long this run takes here (None when the estimate or the speed cannot be had)."""
+def eta_line(config: Config, server: LocalServer, references: list[Reference] | None = None) -> str | None:
+    """The line that says how long this run takes here (None when the estimate or the speed cannot be had);
+    `references`: the run's, when they are read already (else [seeds] is read)."""
     try:
-        est = est or estimate(config, walk_refs=1)  # one reference walked: a rough figure, soon had
+        est = estimate(config, references, walk_refs=1)  # one reference walked: a rough figure, soon had
     except RefedError as err:  # the run will say it better
         log.debug("no time estimate: %s", err)
         return None

@@ -19,7 +19,7 @@ from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
 from refed_dspy.methods import get_method
 from refed_dspy.store.ownership import claim
 from refed_dspy.store.records import Reference
-from refed_dspy.store.seeds import read_references
+from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.estimate import Estimate, priced, priced_tiers, run_wall, tokenizer_of
 from refed_dspy.synthesis.summary import RunSummary
@@ -105,9 +105,7 @@ def pilot_estimate(
             "run `refed synthesize` instead"
         )
     if references is None:
-        references, _ = read_references(
-            config.seeds.source, config.seeds.format, config.seeds.split, config.seeds.limit
-        )
+        references, _ = read_seeds(config.seeds)
     # the pilot's dir is inside the run dir, which must be ours first (a run dir, or a comparison's)
     claim(config.run.dir, "run", also=("compare",), flag="run.dir")
     pilot = pilot_config(config, n)

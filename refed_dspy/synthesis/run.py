@@ -17,7 +17,7 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.usage import usage_of
-from refed_dspy.config import Config, config_hash
+from refed_dspy.config import config_hash
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
@@ -29,7 +29,7 @@ from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, Sample
 from refed_dspy.store.rundir import ResumeState, RunDir
 from refed_dspy.store.teachers import teacher_key
 from refed_dspy.synthesis.next_work import NextWork
-from refed_dspy.synthesis.program import RunProgram, resolve_program
+from refed_dspy.synthesis.plan import SynthesisPlan
 from refed_dspy.synthesis.run_summary import run_summary
 from refed_dspy.synthesis.summary import (
     RunStats,
@@ -50,60 +50,51 @@ log = logging.getLogger(__name__)
 
 
 class SynthesisRun(StageBase):
-    """Runs one synthesis config to completion against a teacher LM (see refed_dspy.synthesis.api)."""
+    """Runs one synthesis plan to completion against its teacher LM (see refed_dspy.synthesis.api)."""
 
     doing = {"feedback": "collecting feedback", "unit": "synthesizing instructions", "sample": "writing responses"}
 
-    def __init__(
-        self,
-        config: Config,
-        references: list[Reference],
-        rundir: RunDir,
-        started: Started,
-        program: RunProgram | None = None,
-        show_progress: bool = False,
-        adapter: RepairingAdapter | None = None,
-    ):
+    def __init__(self, plan: SynthesisPlan, rundir: RunDir, started: Started, adapter: RepairingAdapter | None = None):
         super().__init__(
-            config.teacher,
+            plan.teacher,
             "teacher",
             started.lm,
             started.transport,
             adapter,
             started.broker,
-            prices=config.price_book,
+            prices=plan.launch.prices,
         )
-        self.config = config
-        self.syn = config.synthesis
+        self.syn = plan.settings
         self.method: Method = get_method(self.syn.method)
-        self.refs = references
+        self.refs = plan.references
         self.rundir = rundir
-        self.program = program if program is not None else resolve_program(config, self.method)[0]
+        self.program = plan.program
         # the runner schedules the pipeline's parts itself; each comes from the program, compiled or not
         self.parts = parts_of(self.program.program)  # a compiled program drives every stage
-        self.show_progress = show_progress
-        self.max_calls = default_call_budget(self.syn, len(references))
+        self.show_progress = plan.show_progress
+        self.progress_every_s = plan.run.progress_every_s
+        self.max_calls = default_call_budget(self.syn, len(self.refs))
         concurrency = self.window(self.syn.concurrency)  # on Ray, synthesis.concurrency is per worker
         self.make_engine(
             concurrency=concurrency,
-            max_in_flight=config.batch.max_in_flight,
+            max_in_flight=plan.launch.batch.max_in_flight,
             worst_calls=worst_calls(self.method, self.syn, self.program.builtin, self.parts),
             max_calls=self.max_calls,
             max_cost_usd=self.syn.max_cost_usd,
             max_consecutive_failures=self.syn.max_consecutive_failures,
-            stop_grace_s=config.run.stop_grace_s,
+            stop_grace_s=plan.run.stop_grace_s,
             seed=self.syn.seed,
         )
         self.next_work = NextWork(
             self.method,
             self.syn,
-            references,
+            self.refs,
             concurrency,
             self.syn.dedup_rouge_threshold,
             self.syn.min_yield,
         )
-        self.chash = config_hash(config)
-        effort = config.teacher.reasoning_effort  # a record says it only where it is set (provenance)
+        self.chash = config_hash(plan.record)
+        effort = plan.teacher.reasoning_effort  # a record says it only where it is set (provenance)
         self.lm_settings: dict[str, Any] = {"reasoning_effort": effort} if effort is not None else {}
         self.stats = RunStats()
         self.accepted = 0
@@ -166,8 +157,8 @@ class SynthesisRun(StageBase):
             method=self.method.name,
             reference_id=ref.id,
             feature=item.feature,
-            teacher=self.config.teacher.model,
-            endpoint=self.config.teacher.primary_api_base,
+            teacher=self.spec.model,
+            endpoint=self.spec.primary_api_base,
             program=self.program.identity,
             program_hash=self.program.hash,
             usage=usage_of(calls, self.price),
@@ -276,7 +267,7 @@ class SynthesisRun(StageBase):
             self.syn.size,
             self.accepted,
             enabled=self.show_progress,
-            every_s=self.config.run.progress_every_s,
+            every_s=self.progress_every_s,
             label="synthesize",
         )
         return await self.run_to_end(

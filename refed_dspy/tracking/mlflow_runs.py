@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.config import Config, to_toml
+from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.optimizers.program_io import keep_active_model
 from refed_dspy.quiet import dropping
 from refed_dspy.secrets import mask
@@ -33,14 +33,14 @@ _PARAM_MAX = 6000
 log = logging.getLogger(__name__)
 
 
-def connect(config: Config):
-    """Point MLflow at the config's tracking URI and experiment; returns the experiment."""
+def connect(tracking: TrackingConfig):
+    """Point MLflow at the [tracking] URI and experiment; returns the experiment."""
 
-    set_telemetry(config.tracking.telemetry)
+    set_telemetry(tracking.telemetry)
     import mlflow
 
-    mlflow.set_tracking_uri(config.tracking.mlflow_uri)
-    return mlflow.set_experiment(config.tracking.experiment)
+    mlflow.set_tracking_uri(tracking.mlflow_uri)
+    return mlflow.set_experiment(tracking.experiment)
 
 
 @contextlib.contextmanager
@@ -49,7 +49,7 @@ def mlflow_run(config: Config, run_dir: str | Path, anywhere: bool = False) -> I
     experiment, not only the config's (an experiment dir whose runs an earlier version filed under another)."""
     import mlflow
 
-    experiment = connect(config)
+    experiment = connect(config.tracking)
     path = str(Path(run_dir).resolve())
     where = f"tags.`{RUN_DIR_TAG}` = '{path}'"
     found = mlflow.search_runs(

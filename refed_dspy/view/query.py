@@ -28,7 +28,7 @@ def _number(value: str | None, name: str = "value") -> float | None:
     return number
 
 
-def _count(value: str | None, name: str, default: int, low: int, high: int) -> int:
+def whole_number(value: str | None, name: str, default: int, low: int, high: int) -> int:
     """A whole number from a query value, held within [low, high] (absent: `default`)."""
     number = _number(value, name)
     return default if number is None else int(min(high, max(low, number)))

@@ -14,7 +14,7 @@ from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.view.beside import beside
 from refed_dspy.view.experiment import cell_program, experiment_cells, program_predictors
 from refed_dspy.view.index import VERDICTS
-from refed_dspy.view.query import _count, filters_from
+from refed_dspy.view.query import filters_from, whole_number
 from refed_dspy.view.render import Pages, Response, written_page
 
 PER_PAGE = 50
@@ -27,9 +27,9 @@ def samples(pages: Pages, args: Any) -> Response:
         return experiment(pages)  # an experiment's samples come with its synthesis checks: its cells first
     f = filters_from(args)
     rows = [r for r in view.rows if f.keep(r)]
-    per = _count(args.get("per"), "per", PER_PAGE, 1, 500)
+    per = whole_number(args.get("per"), "per", PER_PAGE, 1, 500)
     page_count = max(1, math.ceil(len(rows) / per))
-    page_no = _count(args.get("page"), "page", 1, 1, page_count)
+    page_no = whole_number(args.get("page"), "page", 1, 1, page_count)
     query = {k: v for k, v in args.items() if k != "page" and v != ""}
 
     def url(n: int) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dspy
 import pytest
 
-from refed_dspy.clients.api_base import fit_api_base, native_base
+from refed_dspy.clients.api_base import fit_api_base
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch_api import client_for_spec
+from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.wire import call_url, host_form
 from refed_dspy.tracking.logged_lm import logged_lm
 
@@ -18,7 +19,7 @@ SPELLINGS = ["http://h:8", "http://h:8/", "http://h:8/v1", "http://h:8/v1/", "ht
 @pytest.mark.parametrize("base", SPELLINGS)
 def test_an_anthropic_api_base_is_the_host_however_written(base):
     assert host_form("anthropic/claude-haiku-4-5", base) == "http://h:8"
-    assert native_base("anthropic/claude-haiku-4-5", base) == "http://h:8/v1"  # lm15 appends /messages
+    assert provider_for("anthropic/claude-haiku-4-5").native_base(base) == "http://h:8/v1"  # lm15 appends /messages
     assert call_url("anthropic/claude-haiku-4-5", base) == "http://h:8/v1/messages"
 
 

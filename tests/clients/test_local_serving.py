@@ -16,7 +16,7 @@ from refed_dspy.clients.local_serving import served_roles
 from refed_dspy.config import load_config
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.local import LocalServing
-from refed_dspy.errors import SeedError
+from refed_dspy.errors import ConfigError, SeedError
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize
 
@@ -105,6 +105,18 @@ def test_a_run_that_fails_still_stops_the_model(stand, tmp_path):
     with pytest.raises(SeedError):
         synthesize(load_config(LOCAL, local_config(tmp_path, port, **{"seeds.source": f"'{tmp_path / 'none.jsonl'}'"})))
     assert stand.started == [port] and stand.stopped == [port]
+
+
+def test_a_config_the_launch_refuses_starts_no_model(stand, tmp_path):
+    """The local model is started once the launch has checked what it runs with: a cost budget on a model without a
+    price is refused before any server starts (and the run dir is left untouched)."""
+    port = free_port()
+    config = load_config(LOCAL, local_config(tmp_path, port, **{"synthesis.max_cost_usd": 1.0}))
+    unpriced = config.teacher.model_copy(update={"input_usd_per_mtok": None, "output_usd_per_mtok": None})
+    with pytest.raises(ConfigError, match="needs a price"):
+        synthesize(config.model_copy(update={"teacher": unpriced}))
+    assert stand.started == [] and stand.stopped == []
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_served_endpoint_is_used_and_nothing_started(stand, server_factory, tmp_path, caplog):

@@ -180,9 +180,10 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
     more than once (dspy.BestOfN), so its tasks reserve no less than any program's did before."""
     from dspy.utils import DummyLM
 
-    from refed_dspy.launch.plan import Started
+    from refed_dspy.launch.plan import Launch, Started
     from refed_dspy.programs import RespondAndImprove
     from refed_dspy.store.rundir import RunDir
+    from refed_dspy.synthesis.plan import SynthesisPlan
     from refed_dspy.synthesis.program import resolve_program
     from refed_dspy.synthesis.run import SynthesisRun
     from refed_dspy.synthesis.units import worst_calls
@@ -192,7 +193,11 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
         from refed_dspy.methods import get_method
 
         program, config = resolve_program(config, get_method(method), respond=respond)
-        run = SynthesisRun(config, [], RunDir(tmp_path / method), Started(DummyLM([]), None, None), program=program)
+        launch = Launch("teacher", config.teacher, "online", None, None, config.batch, config.price_book, 30.0)
+        plan = SynthesisPlan(
+            tmp_path / method, config.synthesis, config.teacher, program, [], launch, config.run, config
+        )
+        run = SynthesisRun(plan, RunDir(tmp_path / method), Started(DummyLM([]), None, None))
         return worst_calls(run.method, run.syn, run.program.builtin, run.parts)
 
     assert worst("refed") == {"feedback": 2, "unit": 1, "sample": 2}
