@@ -80,10 +80,9 @@ def _ask_to_cache(engines: tuple[Any, Any], cache: Provider) -> None:
         router._transport = PromptCacheTransport(inner, cache)
 
 
-def cache_provider(spec: LMSpec) -> Provider | None:
-    """The provider whose requests ask it to cache their prompts' repeated part, for an LM built from `spec` (None:
-    `prompt_cache = false`, or a provider that caches on no request's word)."""
-    provider = provider_for(spec.model)
+def cache_provider(spec: LMSpec, provider: Provider) -> Provider | None:
+    """The provider whose requests ask it to cache their prompts' repeated part, for an LM built from `spec` whose
+    model `provider` serves (None: `prompt_cache = false`, or a provider that caches on no request's word)."""
     return provider if spec.prompt_cache and provider.caches_on_request else None
 
 
@@ -113,10 +112,10 @@ def build_lm(
     if problem is not None:
         raise ConfigError(problem)
     key = check_key(spec, role)
+    provider = provider_for(spec.model)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
         # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
-        provider = provider_for(spec.model)
         spread = EndpointSpread([provider.native_base(url) for url in spec.endpoints])
         wrap = spread.wrap
     if key is None and spec.api_base:
@@ -133,9 +132,6 @@ def build_lm(
     if max_connections is None and wrap is None:
         return lm
     engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
-    cache = cache_provider(spec)
-    if engines is not None and cache is not None:
-        _ask_to_cache(engines, cache)
     if engines is None and wrap is not None:
         what = "several api_base endpoints" if spread is not None else "batch mode"
         raise ConfigError(
@@ -160,6 +156,9 @@ def build_lm(
     wide.refed_spec = spec
     wide.flex_fallback = spec.flex_fallback
     wide.take_retries()
+    cache = cache_provider(spec, provider)
+    if cache is not None:  # the wide LM holds these engines: their requests now ask the provider to cache
+        _ask_to_cache(engines, cache)
     return wide
 
 

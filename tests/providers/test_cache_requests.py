@@ -89,10 +89,13 @@ def test_openai_requests_carry_the_key_of_their_repeated_part():
 
 
 def test_prompt_cache_false_asks_for_nothing():
-    assert cache_provider(LMSpec(model="anthropic/claude-haiku-4-5")) is provider_for("anthropic/x")
-    assert cache_provider(LMSpec(model="openai/gpt-4o-mini")) is provider_for("openai/x")
-    assert cache_provider(LMSpec(model="anthropic/claude-haiku-4-5", prompt_cache=False)) is None
-    assert cache_provider(LMSpec(model="ollama_chat/llama3.1")) is None
+    def cache(model: str, **kw):
+        return cache_provider(LMSpec(model=model, **kw), provider_for(model))
+
+    assert cache("anthropic/claude-haiku-4-5") is provider_for("anthropic/x")
+    assert cache("openai/gpt-4o-mini") is provider_for("openai/x")
+    assert cache("anthropic/claude-haiku-4-5", prompt_cache=False) is None
+    assert cache("ollama_chat/llama3.1") is None
 
 
 class _Recorder:
