@@ -5,6 +5,7 @@ from typing import Annotated
 import dspy
 
 from refed_dspy.adapters.degenerate import Revises
+from refed_dspy.adapters.layout import Repeated
 from refed_dspy.signatures.bounds import RESPONSE_CHARS, text_output
 from refed_dspy.store.records import Analysis, ImplementationStrategy
 
@@ -17,7 +18,10 @@ class ImproveResponse(dspy.Signature):
     plan concrete changes, then write the complete improved response (not a list of edits). Never
     make the response less accurate or pad it with filler."""
 
-    feedback: str = dspy.InputField(desc="Feedback on a high-quality reference response to a similar instruction.")
+    # written once for the reference, the same for every response improved with it: it leads (its prefix is cached)
+    feedback: Annotated[str, Repeated()] = dspy.InputField(
+        desc="Feedback on a high-quality reference response to a similar instruction."
+    )
     instruction: str = dspy.InputField()
     draft_response: str = dspy.InputField()
     analysis: Analysis = dspy.OutputField()

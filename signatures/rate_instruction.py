@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import dspy
 
+from refed_dspy.adapters.layout import Repeated
 from refed_dspy.signatures.bounds import RATIONALE_CHARS, Score, text_output
 
 INSTRUCTION_CRITERIA = {
@@ -21,8 +24,11 @@ class RateInstruction(dspy.Signature):
     each criterion an integer from 1 (fails it) to 10 (could not be better). An instruction that copies or
     barely rewords the reference is not the point: rate what it asks on its own."""
 
-    reference_instruction: str = dspy.InputField()
-    feature: str = dspy.InputField(desc="The feature of the reference the new instruction should exercise.")
+    # the same for every instruction made from one reference and feature: they lead (their prefix is cached)
+    reference_instruction: Annotated[str, Repeated()] = dspy.InputField()
+    feature: Annotated[str, Repeated()] = dspy.InputField(
+        desc="The feature of the reference the new instruction should exercise."
+    )
     instruction: str = dspy.InputField(desc="The new instruction to rate.")
     rationale: str = text_output(RATIONALE_CHARS, "Two or three sentences naming what is good and what is not.")
     clear: Score = dspy.OutputField(desc=f"1-10: {INSTRUCTION_CRITERIA['clear']}.")

@@ -1,7 +1,10 @@
 """Instruction synthesis from a reference and one of its features."""
 
+from typing import Annotated
+
 import dspy
 
+from refed_dspy.adapters.layout import Repeated
 from refed_dspy.signatures.bounds import INSTRUCTION_CHARS, bounded_item
 
 Instruction = bounded_item(INSTRUCTION_CHARS)
@@ -14,7 +17,7 @@ class SynthesizeInstructions(dspy.Signature):
     different from the reference and from each other in topic or angle. Do not number them and do
     not answer them."""
 
-    reference_instruction: str = dspy.InputField()
+    reference_instruction: Annotated[str, Repeated()] = dspy.InputField()  # the same for each feature: it leads
     feature_name: str = dspy.InputField(desc="Which feature guides this batch, e.g. subject_areas or relevant_skills.")
     feature_description: str = dspy.InputField()
     n: int = dspy.InputField(desc="How many new instructions to write.")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from loopback_anthropic import as_anthropic, to_chat_body
+from loopback_anthropic import as_anthropic, min_cache_tokens, to_chat_body
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _FIELD_RE = re.compile(r"\[\[ ## (\w+) ## \]\]\n\{\1\}(?:\s+# note: the value you produce (.*))?")
@@ -253,6 +253,9 @@ class ServerConfig:
     )
     cache_min_tokens: int = 1024
     cache_step: int = 128
+    # Anthropic Messages requests: the fewest tokens a prefix marked with cache_control needs to be cached (0: the
+    # model's minimum, as Anthropic's, loopback_anthropic.MIN_CACHE_TOKENS); unmarked prompts are never cached there
+    marked_cache_min_tokens: int = 0
     # a real signal for optimizers: a prompt that carries few-shot demonstrations gets answers with SIGNAL_PHRASE in
     # their response fields, and a judge scoring a response scores it `signal_bonus` higher when the phrase is in it
     # (capped at 10; its scores are otherwise drawn as ever). Off, every score is noise: no prompt beats another.
@@ -298,6 +301,7 @@ class _State:
         self.count = 0
         self.score_requests = 0
         self.prefixes: set[str] = set()
+        self.marked: set[str] = set()  # the prefixes marked with cache_control and written (Anthropic's cache)
         self.flex_rng = random.Random(cfg.seed + 2)  # which flex requests find no capacity (apart from other draws)
         self.log = open(cfg.log_path, "a", encoding="utf-8") if cfg.log_path else None  # noqa: SIM115
         # requests whose answer went out (the client may have acted on it) and whose log line is not written yet
@@ -338,6 +342,21 @@ class _State:
         with self.lock:
             self.prefixes.update(keys)
         return best
+
+    def marked_cache(self, model: str, text: str, ends: list[int], marks: list[int], minimum: int) -> tuple[int, int]:
+        """(read, written) tokens of a prompt whose `text` has blocks ending at `ends`, `marks` of them marked with
+        cache_control, as Anthropic serves it: the longest prefix ending at a block end (up to the last mark) that an
+        earlier request wrote is read; what lies after it, up to the last marked prefix of at least `minimum` tokens,
+        is written, and every such marked prefix is kept for later requests."""
+        size = {end: len(tokens_of(text[:end], self.cfg.tokenizer)) for end in {*ends, *marks}}
+        kept = [m for m in sorted(set(marks)) if size[m] >= minimum]
+        if not kept:
+            return 0, 0
+        keys = {end: hashlib.sha256(f"{model}\x00{text[:end]}".encode()).hexdigest() for end in size if end <= kept[-1]}
+        with self.lock:
+            read = max((size[end] for end, key in keys.items() if key in self.marked), default=0)
+            self.marked.update(keys[m] for m in kept)
+        return read, max(0, size[kept[-1]] - read)
 
 
 _SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fu", "go", "hi", "ja", "po", "ze"]
@@ -740,7 +759,9 @@ class _Handler(BaseHTTPRequestHandler):
         entry["outputs"] = output_names(messages)
         # the sampling and provider settings the request carried (what an LM was really called with)
         entry["settings"] = {
-            k: v for k, v in req.items() if k not in ("messages", "model") and isinstance(v, (int, float, str, bool))
+            k: v
+            for k, v in req.items()
+            if k not in ("messages", "model") and not k.startswith("_") and isinstance(v, (int, float, str, bool))
         }
         if cfg.log_prompts:
             entry["system"] = next((m.get("content", "") for m in messages if m.get("role") == "system"), "")
@@ -770,6 +791,8 @@ class _Handler(BaseHTTPRequestHandler):
             return fail(500, "server_error", "the loopback server fails every request")
         if cfg.fail_status:
             return fail(cfg.fail_status, f"status_{cfg.fail_status}", f"the loopback server answers {cfg.fail_status}")
+        if req.get("_refused"):  # a request Anthropic's API refuses (its cache_control marks)
+            return fail(400, "invalid_request_error", req["_refused"])
         window = cfg.extra.get("not_found_seq")  # [first, last]: those requests (by arrival) are answered 404
         if window and window[0] <= entry["seq"] <= window[1]:
             return fail(404, "not_found", f"the loopback server has no route for request {entry['seq']}")
@@ -864,7 +887,14 @@ class _Handler(BaseHTTPRequestHandler):
             thought, content, finish, fault = limit, "", "length", "length"
             completion_tokens = 0
         completion_tokens += thought
-        cached = st.cached_prefix(prompt_tokens)
+        written = 0
+        if self._wire == "anthropic":  # Anthropic caches what a request marks, nothing else
+            minimum = cfg.marked_cache_min_tokens or min_cache_tokens(req.get("model"))
+            ends, marks = req.get("_blocks") or [], req.get("_marks") or []
+            cached, written = st.marked_cache(str(req.get("model")), prompt_text, ends, marks, minimum)
+            entry["cache_marks"] = len(req.get("_marks") or [])
+        else:
+            cached = st.cached_prefix(prompt_tokens)
         delay = cfg.latency_s + cfg.latency_per_token_s * completion_tokens
         if tier == "flex":
             delay *= cfg.flex_slower
@@ -883,7 +913,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "prompt_tokens": len(prompt_tokens),
                 "completion_tokens": completion_tokens,
                 "total_tokens": len(prompt_tokens) + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": cached},
+                "prompt_tokens_details": {
+                    "cached_tokens": cached,
+                    **({"cache_write_tokens": written} if written else {}),
+                },
             },
         }
         if reasoning:
@@ -897,6 +930,8 @@ class _Handler(BaseHTTPRequestHandler):
             completion_tokens=completion_tokens,
             cached_tokens=cached,
         )
+        if written:
+            entry["cache_write_tokens"] = written
         entry["delivered"] = self._send(200, payload)
 
 

@@ -25,7 +25,9 @@ from pydantic import ValidationError
 
 from refed_dspy.adapters.contract import ContractError, check_outputs, describe_validation_error, display_signature
 from refed_dspy.adapters.degenerate import degenerate_outputs, template_lines
+from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.clients.calls import CallTag, tag_call
+from refed_dspy.clients.prompt_cache import asking_to_cache
 
 _MAX_ENTRIES = 256
 _ECHO_CHARS = 8000  # of a bad reply, shown back to the LM in a repair turn
@@ -214,13 +216,14 @@ class RepairingAdapter:
     ) -> list[dict[str, Any]]:
         exchange = self._exchange(lm, lm_kwargs, signature, demos, inputs)
         messages, kwargs, repair = next(exchange)
-        while True:
-            with tag_call(repair) as tag, adapter_message_call(lm, messages):
-                outputs = lm(messages=messages, **kwargs)
-            try:
-                messages, kwargs, repair = exchange.send((outputs, tag))
-            except StopIteration as done:
-                return done.value
+        with asking_to_cache(stable_prompt(signature, messages)):  # its repairs repeat the same part
+            while True:
+                with tag_call(repair) as tag, adapter_message_call(lm, messages):
+                    outputs = lm(messages=messages, **kwargs)
+                try:
+                    messages, kwargs, repair = exchange.send((outputs, tag))
+                except StopIteration as done:
+                    return done.value
 
     async def acall(
         self,
@@ -232,10 +235,11 @@ class RepairingAdapter:
     ) -> list[dict[str, Any]]:
         exchange = self._exchange(lm, lm_kwargs, signature, demos, inputs)
         messages, kwargs, repair = next(exchange)
-        while True:
-            with tag_call(repair) as tag, adapter_message_call(lm, messages):
-                outputs = await lm.acall(messages=messages, **kwargs)
-            try:
-                messages, kwargs, repair = exchange.send((outputs, tag))
-            except StopIteration as done:
-                return done.value
+        with asking_to_cache(stable_prompt(signature, messages)):
+            while True:
+                with tag_call(repair) as tag, adapter_message_call(lm, messages):
+                    outputs = await lm.acall(messages=messages, **kwargs)
+                try:
+                    messages, kwargs, repair = exchange.send((outputs, tag))
+                except StopIteration as done:
+                    return done.value

@@ -278,8 +278,7 @@ class CallBoundary:
             if info.service_tier is None and asked is not None:  # asked for a tier, told of none: never priced lower
                 info.service_tier = asked if asked == DEFAULT_TIER else UNSTATED  # the dearer of it and the default
         if self.own_price and self.price is not None and not info.tokens_unknown and not info.cache_hit:
-            served = self.price.at(info.service_tier)  # the tier that served it
-            info.cost_usd = served.cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
+            info.cost_usd = info.cost_at(self.price.at(info.service_tier))  # at the tier that served it
         self._record(info)
         if self.keeps_history:
             super().update_history(entry)

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from refed_dspy.providers.registry import provider_for
+
 
 class LMOutputError(Exception):
     """The provider ended a reply in a way that makes it unusable; `raw` is the text it did return."""
@@ -45,7 +47,7 @@ class CallInfo:
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
     reasoning_tokens: int = 0  # of the completion tokens, those a reasoning model spent thinking (billed as output)
     cache_hit: bool = False
     finish_reason: str | None = None
@@ -66,6 +68,11 @@ class CallInfo:
     # for and the reply named none); None: no tier asked for and none named (priced at its LM's price)
     tier_unavailable: bool = False  # a failed request the provider answered "no capacity on the tier asked for" (flex)
     fallback: bool = False  # sent on the default tier after `flex_fallback` such answers to the same request
+    cache_write_tokens: int = 0  # of prompt_tokens, written to the provider's prompt cache (Anthropic: at 1.25x)
+
+    def cost_at(self, price: Any) -> float:
+        """What its tokens cost at `price` (a refed_dspy.providers.prices.Price)."""
+        return price.cost(self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,6 +205,28 @@ class Reply:
     understood: bool  # it carries text, usage or a cache replay: the client reads the endpoint's format
 
 
+def _written(usage: dict[str, Any]) -> int:
+    """Prompt tokens a reply's usage says were written to the provider's prompt cache: DSPy's own client reports them
+    in `prompt_tokens_details.cache_creation_tokens`, LiteLLM as Anthropic does (`cache_creation_input_tokens`)."""
+    details = usage.get("prompt_tokens_details") or {}
+    found = details.get("cache_creation_tokens") if isinstance(details, dict) else None
+    return int(found or usage.get("cache_creation_input_tokens") or 0)
+
+
+def _native_prompt(response: Any, model: str) -> tuple[int, int, int] | None:
+    """(prompt, read, written) tokens of a reply of DSPy's own client (an lm15 Response, whose counters are the
+    provider's own): the prompt includes the tokens read from and written to the provider's cache for every provider
+    (Anthropic's input tokens leave them out: DSPy adds them only where it picked the client itself). None for a
+    reply of another kind."""
+    raw = getattr(response, "usage", None)
+    if raw is None or not hasattr(raw, "cache_write_tokens") or not isinstance(raw.input_tokens, int):
+        return None
+    read, written = int(raw.cache_read_tokens or 0), int(raw.cache_write_tokens or 0)
+    wire = provider_for(model).wire
+    apart = wire is not None and wire.cache_apart
+    return raw.input_tokens + (read + written if apart else 0), read, written
+
+
 def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: float, repair: bool) -> Reply:
     """The Reply of `entry` (what DSPy hands BaseLM.update_history: usage, response, outputs)."""
     usage = entry.get("usage") or {}
@@ -208,12 +237,18 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
         response = response[0] if response else None
     cache_hit = not usage and _replayed(response)
     text = _first_text(entry.get("outputs"))
+    prompt = int(usage.get("prompt_tokens") or 0)
+    read, written = int((details or {}).get("cached_tokens") or 0), _written(usage)
+    native = _native_prompt(response, model) if usage else None
+    if native is not None:
+        prompt, read, written = native
     info = CallInfo(
         stage=stage_name,
         model=model,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        prompt_tokens=prompt,
         completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int((details or {}).get("cached_tokens") or 0),
+        cached_tokens=read,
+        cache_write_tokens=written,
         reasoning_tokens=int(_field(thought, "reasoning_tokens") or 0),
         cache_hit=cache_hit,
         tokens_unknown=not usage and not cache_hit,

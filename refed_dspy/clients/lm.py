@@ -15,9 +15,11 @@ from refed_dspy.clients.api_base import fit_api_base
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
+from refed_dspy.clients.prompt_cache import PromptCacheTransport
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook, tier_triples
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.base import Provider
 from refed_dspy.providers.prices import Price, close_priced_names, resolve_price
 from refed_dspy.providers.registry import provider_for
 
@@ -63,6 +65,27 @@ def _wide_engines(
         return None
 
 
+def _ask_to_cache(engines: tuple[Any, Any], cache: Provider) -> None:
+    """Put the HTTP transport of each of `engines` (what _wide_engines made) under a PromptCacheTransport for
+    `cache`'s requests. lm15 takes a transport of one's own only in place of its config's pool settings, so a
+    router's own is set here (built as the router would build it); where lm15 keeps it elsewhere, the requests go
+    as they are."""
+    from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
+
+    for engine, own in zip(engines, (StdlibTransport, StdlibAsyncTransport), strict=True):
+        router = getattr(engine, "router", None)
+        if router is None or not hasattr(router, "_transport"):
+            continue
+        inner = router._transport if router._transport is not None else own(**router.config.transport_kwargs())
+        router._transport = PromptCacheTransport(inner, cache)
+
+
+def cache_provider(spec: LMSpec, provider: Provider) -> Provider | None:
+    """The provider whose requests ask it to cache their prompts' repeated part, for an LM built from `spec` whose
+    model `provider` serves (None: `prompt_cache = false`, or a provider that caches on no request's word)."""
+    return provider if spec.prompt_cache and provider.caches_on_request else None
+
+
 def build_lm(
     spec: LMSpec,
     role: str = "teacher",
@@ -80,16 +103,19 @@ def build_lm(
     function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the LM's async calls
     another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
-    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base).
+    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base). Where the model's
+    provider caches prompts on a request's word and `spec.prompt_cache` is on, the engines that `max_connections` or
+    `wrap` give the LM ask it to cache each prompt's repeated part (refed_dspy.clients.prompt_cache); an LM built
+    without either keeps DSPy's engine, which asks for nothing.
     """
     problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
     if problem is not None:
         raise ConfigError(problem)
     key = check_key(spec, role)
+    provider = provider_for(spec.model)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
         # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
-        provider = provider_for(spec.model)
         spread = EndpointSpread([provider.native_base(url) for url in spec.endpoints])
         wrap = spread.wrap
     if key is None and spec.api_base:
@@ -130,6 +156,9 @@ def build_lm(
     wide.refed_spec = spec
     wide.flex_fallback = spec.flex_fallback
     wide.take_retries()
+    cache = cache_provider(spec, provider)
+    if cache is not None:  # the wide LM holds these engines: their requests now ask the provider to cache
+        _ask_to_cache(engines, cache)
     return wide
 
 
@@ -150,6 +179,7 @@ def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Pric
         spec.input_usd_per_mtok,
         spec.cached_input_usd_per_mtok,
         spec.output_usd_per_mtok,
+        spec.cache_write_usd_per_mtok,
         tiers,
         "default" if batch else tier or spec.service_tier,
     )

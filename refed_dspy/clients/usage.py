@@ -15,6 +15,7 @@ _FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "reasoning_tokens",
     "parse_failures",
     "repairs",
@@ -22,6 +23,19 @@ _FIELDS = (
     "interrupted_calls",
     "unmetered_calls",
 )
+
+
+_TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")  # what a call's cost is of
+
+
+def _priced(price: Price, tokens: dict[str, Any]) -> float:
+    """The cost of `tokens` (prompt, completion, cache reads and writes, as a usage dict has them) at `price`."""
+    return price.cost(
+        int(tokens.get("prompt_tokens") or 0),
+        int(tokens.get("completion_tokens") or 0),
+        int(tokens.get("cached_tokens") or 0),
+        int(tokens.get("cache_write_tokens") or 0),
+    )
 
 
 # counts present only when some call has them: a usage dict of a run without service tiers stays as it was
@@ -44,7 +58,7 @@ def _tier_cost(call: CallInfo, price: Price | None) -> float | None:
     served = price.at(call.service_tier)
     if served is price:
         return None
-    return served.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
+    return call.cost_at(served)
 
 
 def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
@@ -65,9 +79,7 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     """
     total: dict[str, Any] = _zero()
     by_stage: dict[str, dict[str, Any]] = defaultdict(_zero)
-    own_of: dict[int, dict[str, float]] = defaultdict(
-        lambda: {"cost": 0.0, "calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
-    )
+    own_of: dict[int, dict[str, float]] = defaultdict(lambda: {"cost": 0.0, "calls": 0, **dict.fromkeys(_TOKENS, 0)})
     for call in calls:
         own_cost = _tier_cost(call, price) if call.error is None and not call.interrupted else None
         for bucket in (total, by_stage[call.stage]):
@@ -91,6 +103,7 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
             bucket["prompt_tokens"] += call.prompt_tokens
             bucket["completion_tokens"] += call.completion_tokens
             bucket["cached_tokens"] += call.cached_tokens
+            bucket["cache_write_tokens"] += call.cache_write_tokens
             bucket["reasoning_tokens"] += call.reasoning_tokens
             bucket["parse_failures"] += call.parse_error
             bucket["repairs"] += call.repair
@@ -104,21 +117,44 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
                 own = own_of[id(bucket)]
                 own["cost"] += own_cost
                 own["calls"] += 1
-                for f in ("prompt_tokens", "completion_tokens", "cached_tokens"):
+                for f in _TOKENS:
                     own[f] += getattr(call, f)
     for bucket in (total, *by_stage.values()):
         own = own_of.get(id(bucket))
-        rest = {f: bucket[f] - (own[f] if own else 0) for f in ("prompt_tokens", "completion_tokens", "cached_tokens")}
+        rest = {f: bucket[f] - (own[f] if own else 0) for f in _TOKENS}
         rest_calls = bucket["calls"] - (own["calls"] if own else 0)
         if bucket["unmetered_calls"] or (price is None and rest_calls):
             bucket["cost_usd"] = None
         else:
-            at_price = (
-                price.cost(rest["prompt_tokens"], rest["completion_tokens"], rest["cached_tokens"]) if price else 0.0
-            )
+            at_price = _priced(price, rest) if price else 0.0
             bucket["cost_usd"] = at_price + (own["cost"] if own else 0.0) if (price or own) else None
     total["by_stage"] = dict(by_stage)
     return total
+
+
+def prompt_cache_share(*usages: dict[str, Any] | None) -> dict[str, Any]:
+    """Of the prompt tokens of `usages` (usage dicts, summed), those read from the provider's prompt cache and those
+    written to it, and their shares (None before any prompt token)."""
+    prompt = sum(int((u or {}).get("prompt_tokens") or 0) for u in usages)
+    read = sum(int((u or {}).get("cached_tokens") or 0) for u in usages)
+    written = sum(int((u or {}).get("cache_write_tokens") or 0) for u in usages)
+    return {
+        "prompt_tokens": prompt,
+        "read_tokens": read,
+        "written_tokens": written,
+        "read_share": round(read / prompt, 4) if prompt else None,
+        "written_share": round(written / prompt, 4) if prompt else None,
+    }
+
+
+def prompt_cache_text(share: dict[str, Any]) -> str:
+    """What `prompt_cache_share` says, in words ('' when nothing was read from the cache or written to it)."""
+    if share["read_share"] is None or not (share["read_tokens"] or share["written_tokens"]):
+        return ""
+    text = f"{share['read_share']:.1%} of prompt tokens read from the provider's cache"
+    if share["written_tokens"]:
+        text += f", {share['written_share']:.1%} written to it"
+    return text
 
 
 class Totals:
@@ -206,6 +242,7 @@ def tier_text(usage: dict[str, Any] | None) -> str | None:
 
 # what a provider bills: counts (reasoning tokens are part of the completion tokens, said apart)
 BILLED_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+CACHE_WRITE = "cache_write_tokens"  # billed too, where a provider writes to its prompt cache: said only when some were
 
 
 def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], price: Price | None) -> dict[str, Any]:
@@ -214,26 +251,23 @@ def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], 
     (their work was cut off by a kill; a resume replays their answers from the cache): it is added to the stage and
     the total, and said apart under `unrecorded`. `usage` itself is not changed."""
     out = {**usage, "by_stage": {name: dict(bucket) for name, bucket in (usage.get("by_stage") or {}).items()}}
-    gap_total = dict.fromkeys(BILLED_FIELDS, 0)
+    fields = BILLED_FIELDS + ((CACHE_WRITE,) if any(b.get(CACHE_WRITE) for b in answered.values()) else ())
+    gap_total = dict.fromkeys(fields, 0)
     for name, billed in answered.items():
         bucket = out["by_stage"].setdefault(name, {**_zero(), "cost_usd": 0.0})
-        gap = {f: max(0, int(billed.get(f, 0)) - int(bucket.get(f) or 0)) for f in BILLED_FIELDS}
+        gap = {f: max(0, int(billed.get(f, 0)) - int(bucket.get(f) or 0)) for f in fields}
         if not any(gap.values()):
             continue
-        cost = price.cost(gap["prompt_tokens"], gap["completion_tokens"], gap["cached_tokens"]) if price else None
+        cost = _priced(price, gap) if price else None
         for target in (bucket, out):
-            for f in BILLED_FIELDS:
+            for f in fields:
                 target[f] = int(target.get(f) or 0) + gap[f]
             if target.get("cost_usd") is not None:
                 target["cost_usd"] = target["cost_usd"] + cost if cost is not None else None
-        for f in BILLED_FIELDS:
+        for f in fields:
             gap_total[f] += gap[f]
     if any(gap_total.values()):
-        cost = (
-            price.cost(gap_total["prompt_tokens"], gap_total["completion_tokens"], gap_total["cached_tokens"])
-            if price
-            else None
-        )
+        cost = _priced(price, gap_total) if price else None
         said = {f: n for f, n in gap_total.items() if n or f != "reasoning_tokens"}  # reasoning where there is some
         out["unrecorded"] = {**said, "cost_usd": cost}
     return out

@@ -25,7 +25,14 @@ TIMEOUT_S = 120.0  # one HTTP call's timeout when the section sets none
 FLEX_TIMEOUT_S = 600.0  # the same on the flex tier, whose replies come more slowly
 # fields added after run dirs were made: at their default they are left out of what identifies a config (a run's
 # fingerprint, an experiment's cells), so that a config that does not set them is the one it was
-ADDED_FIELDS = ("reasoning_effort", "service_tier", "flex_fallback", "tier_prices")
+ADDED_FIELDS = (
+    "reasoning_effort",
+    "service_tier",
+    "flex_fallback",
+    "tier_prices",
+    "prompt_cache",
+    "cache_write_usd_per_mtok",
+)
 
 
 class LMSpec(Section):
@@ -79,6 +86,15 @@ class LMSpec(Section):
     )
     output_usd_per_mtok: float | None = Field(
         None, ge=0, description="Price of 1M completion tokens in USD. Unset: LiteLLM's price map."
+    )
+    cache_write_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        description="Price of 1M prompt tokens written to the provider's prompt cache in USD (Anthropic: 1.25x the input price). Unset: LiteLLM's price map (scaled with input_usd_per_mtok when that is set), else the input price.",
+    )
+    prompt_cache: bool = Field(
+        True,
+        description="Ask the provider to cache the part of each prompt that repeats across calls (the instructions, the demos, the reference example): Anthropic requests mark it with cache_control (its reads cost a tenth of the input price, its writes 1.25x), OpenAI requests carry a prompt_cache_key, the same for calls that share it. Cache reads and writes are priced at the provider's rates. false: no marks and no key are sent (OpenAI still caches long prefixes by itself).",
     )
     adapter: Literal[ADAPTERS] = Field(
         "auto",

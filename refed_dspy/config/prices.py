@@ -60,6 +60,11 @@ class ModelPrice(Section):
     output_usd_per_mtok: float | None = Field(
         None, ge=0, description="Price of 1M completion tokens in USD. Unset: LiteLLM's price map."
     )
+    cache_write_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        description="Price of 1M prompt tokens written to the provider's prompt cache in USD. Unset: LiteLLM's price map (scaled with input_usd_per_mtok when that is set), else the input price.",
+    )
     tier_prices: dict[Literal[PRICED_TIERS], TierPrice] = Field(default_factory=dict, description=TIER_PRICES_HELP)
 
     def resolve(self, model: str) -> Price | None:
@@ -70,6 +75,7 @@ class ModelPrice(Section):
             self.input_usd_per_mtok,
             self.cached_input_usd_per_mtok,
             self.output_usd_per_mtok,
+            self.cache_write_usd_per_mtok,
             tier_triples(self.tier_prices),
         )
 

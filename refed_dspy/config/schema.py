@@ -81,7 +81,12 @@ class Config(Section):
                 entry = entry.model_dump()
             if not isinstance(entry, dict):
                 continue
-            for name in ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok"):
+            for name in (
+                "input_usd_per_mtok",
+                "cached_input_usd_per_mtok",
+                "output_usd_per_mtok",
+                "cache_write_usd_per_mtok",
+            ):
                 if spec.get(name) is None and entry.get(name) is not None:
                     spec[name] = entry[name]
             tiers, own = entry.get("tier_prices"), spec.get("tier_prices")

@@ -32,6 +32,7 @@ from typing import Any
 from refed_dspy.clients.calls import current_stage
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.prompt_cache import asked_body
 from refed_dspy.engine.batch_api import BatchAPIError, BatchView, _Client, client_for_spec
 from refed_dspy.engine.batch_store import BatchEntry, BatchStore, StoredResult
 from refed_dspy.providers.registry import provider_for
@@ -181,7 +182,7 @@ class BatchBroker:
         slot = _slot.get()
         if slot is None:
             raise RuntimeError("a batch-mode LM call outside the engine's work")
-        asked = request_hash(request.url, request.body)
+        asked = request_hash(request.url, asked_body(request))  # the same request with the prompt cache or without
         base = base_id(slot.key, slot.attempt, asked, slot.occurrence(asked))
         answered = self._answer_of(base)
         if answered is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from refed_dspy.clients.usage import BILLED_FIELDS
+from refed_dspy.clients.usage import BILLED_FIELDS, CACHE_WRITE
 from refed_dspy.engine.batch_store import BatchStore
 from refed_dspy.providers.registry import batch_apis
 
@@ -19,6 +19,13 @@ def tokens_of(api: str | None, body: Any) -> tuple[int, int, int]:
     DSPy counts an online reply of its format (`Wire.usage`); (0, 0, 0) for an API no provider has."""
     known = batch_apis().get(api or "")
     return known.wire.tokens(body) if known is not None else (0, 0, 0)
+
+
+def written_of(api: str | None, body: Any) -> int:
+    """Prompt tokens of one answered request's body from the batch API called `api` written to the provider's prompt
+    cache (0: none reported)."""
+    known = batch_apis().get(api or "")
+    return known.wire.cache_written(body) if known is not None else 0
 
 
 def reasoning_of(api: str | None, body: Any) -> int:
@@ -37,10 +44,11 @@ def answered_usage(store: BatchStore) -> dict[str, dict[str, int]]:
         # an answer whose batch the journal lost (a torn line): read as one of the first batch API (by rank)
         api, stage = (entry.api, entry.stage) if entry is not None else (next(iter(batch_apis()), None), "unknown")
         prompt, completion, cached = tokens_of(api, result.body)
-        bucket = out.setdefault(stage, dict.fromkeys(BILLED_FIELDS, 0))
+        bucket = out.setdefault(stage, dict.fromkeys((*BILLED_FIELDS, CACHE_WRITE), 0))
         bucket["calls"] += 1
         bucket["prompt_tokens"] += prompt
         bucket["completion_tokens"] += completion
         bucket["cached_tokens"] += cached
+        bucket[CACHE_WRITE] += written_of(api, result.body)
         bucket["reasoning_tokens"] += reasoning_of(api, result.body)
     return out

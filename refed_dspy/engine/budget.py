@@ -136,8 +136,9 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
     def call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
         """The cost one call of `role` is reserved at before its prompt is known (a piece of work's share per call):
         what its role's calls cost, with a learned margin (OutputStats.task_share); before any, the dearest call seen
-        of another role, else a prompt of `prior_prompt_tokens(role)` that fills `max_tokens` (the first call's safe
-        reservation, said in `first_call`); 0 for an LM without a price. Once its prompt is counted, each call is
+        of another role, else a prompt of `prior_prompt_tokens(role)` (written whole to the provider's prompt cache
+        where that costs more: Price.bound) that fills `max_tokens` (the first call's safe reservation, said in
+        `first_call`); 0 for an LM without a price. Once its prompt is counted, each call is
         reserved at its own expected cost (refed_dspy.engine.tickets)."""
         if price is None:
             return 0.0
@@ -145,7 +146,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
         cost = learned.task_share() if learned is not None else self.max_call_cost
         if not cost:
             prior = prior_prompt_tokens(role)
-            cost = price.cost(prior, max_tokens)
+            cost = price.bound(prior, max_tokens)
             if self.max_cost_usd is not None and self.first_call is None:
                 self.first_call = (
                     f"${cost:.4f} ({role}: a prompt of {prior:,} tokens writing all of max_tokens, {max_tokens:,}), "
@@ -254,7 +255,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
                 for call in calls:
                     if not call.cache_hit and call.error is None and not call.interrupted:
                         served = price.at(call.service_tier)  # the tier that served it
-                        cost = served.cost(call.prompt_tokens, call.completion_tokens, call.cached_tokens)
+                        cost = call.cost_at(served)
                         self.max_call_cost = max(self.max_call_cost, cost)
                         self.call_costs.setdefault(role, OutputStats()).add(cost)
             if self.max_cost_usd is not None and usage.get("unmetered_calls"):

@@ -58,22 +58,24 @@ class OpensCalls:
 
     def prompt_cost(self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int) -> float:
         """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here): that prompt, raised
-        by the most a provider has counted over ours for `role` (tokenizers differ), that fills `max_tokens`."""
+        by the most a provider has counted over ours for `role` (tokenizers differ), written whole to the provider's
+        prompt cache where that costs more than reading it (Price.bound), that fills `max_tokens`."""
         if price is None:
             return 0.0
-        return price.cost(self.raised_prompt(role, prompt_tokens), max_tokens)
+        return price.bound(self.raised_prompt(role, prompt_tokens), max_tokens)
 
     def expected_cost(self, price: Price | None, max_tokens: int, role: str, stage: str, prompt_tokens: int) -> float:
         """What one call is reserved at once its prompt is counted: that prompt (raised as in `prompt_cost`) and the
-        output its role's calls at `stage` are expected to write, with a learned margin (at most `max_tokens`); before a
-        call of `role` has answered, its worst case (`prompt_cost`)."""
+        output its role's calls at `stage` are expected to write, with a learned margin (at most `max_tokens`), the
+        prompt priced as in `prompt_cost` (written whole where that costs more); before a call of `role` has answered,
+        its worst case (`prompt_cost`)."""
         if price is None:
             return 0.0
         with self._lock:
             out = self.outputs.reserve(role, stage, max_tokens)
         if out is None:
             return self.prompt_cost(price, max_tokens, role, prompt_tokens)
-        return price.cost(self.raised_prompt(role, prompt_tokens), out)
+        return price.bound(self.raised_prompt(role, prompt_tokens), out)
 
     def raised_prompt(self, role: str, prompt_tokens: int) -> int:
         """A prompt counted here at `prompt_tokens`, raised by the most a provider has counted over ours for `role`."""
@@ -143,7 +145,7 @@ def settle_call(ledger: Any, ticket: Ticket, info: CallInfo, price: Price | None
         ledger.learn_output(ticket.role, info.stage, info.completion_tokens)
     cost = info.cost_usd
     if cost is None and price is not None and not info.tokens_unknown:  # at the tier that served it
-        cost = price.at(info.service_tier).cost(info.prompt_tokens, info.completion_tokens, info.cached_tokens)
+        cost = info.cost_at(price.at(info.service_tier))
     if ledger.log is not None and ticket.log_id is not None:
         ledger.log.settled(ticket.log_id, info, cost)
     if info.cache_hit or info.error is not None:

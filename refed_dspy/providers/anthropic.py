@@ -4,19 +4,23 @@ Its `api_base` is the host (https://api.anthropic.com; LiteLLM appends /v1/messa
 is dropped, so either spelling works, and DSPy's own client (lm15), which appends only /messages, is given the host
 with /v1. Its structured outputs take no numeric, length or item-count bounds (an item count of 0 or 1 excepted) and
 it has no json_object mode. Its Message Batches take the requests inline, at half the price. It caches a prompt
-prefix only where `cache_control` asks (nothing is cached by itself), and a reply's prompt tokens are its input tokens
-plus the cache reads and writes.
+prefix only where `cache_control` asks (nothing is cached by itself): at most 4 marks a request, a prefix of at least
+its model's minimum (1,024 to 4,096 tokens), read at a tenth of the input price and written at 1.25x; a reply's
+`input_tokens` leave out the cache reads and writes, which it reports apart (refed's prompt tokens include them, as
+DSPy counts them).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from refed_dspy.providers.base import BOUNDS, BatchAPI, Dialect, Provider, Wire
+from refed_dspy.providers.base import BOUNDS, BatchAPI, Dialect, MarkedCache, Provider, StablePrompt, Wire
 from refed_dspy.providers.registry import PROVIDERS
 
 API_VERSION = "2023-06-01"  # the anthropic-version header its batch requests carry
+MARK = {"type": "ephemeral"}  # a cache_control mark (a 5-minute cache, refreshed by each read)
 
 
 def _usage(usage: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -26,13 +30,107 @@ def _usage(usage: Mapping[str, Any]) -> tuple[int, int, int]:
     return int(usage.get("input_tokens") or 0) + read + written, int(usage.get("output_tokens") or 0), read
 
 
+def _written(usage: Mapping[str, Any]) -> int:
+    return int(usage.get("cache_creation_input_tokens") or 0)
+
+
 MESSAGES = Wire(
     name="Anthropic Messages",
     family="Anthropic",
     path="/v1/messages",
     reach='model = "anthropic/{name}" with api_base = "{host}"',
     usage=_usage,
+    written=_written,
+    cache_apart=True,
 )
+# the fewest prompt tokens a model caches, by model name prefix (Anthropic's prompt caching guide); others: 1,024
+CACHE = MarkedCache(
+    max_marks=4,
+    min_tokens={
+        "claude-haiku-4-5": 4096,
+        "claude-opus-4-5": 4096,
+        "claude-opus-4-6": 4096,
+        "claude-sonnet-4-6": 2048,
+        "claude-3-5-haiku": 2048,
+        "claude-3-haiku": 2048,
+    },
+    default_min_tokens=1024,
+)
+
+
+def _text(content: Any) -> str:
+    """The text of a system prompt or a message's content (a string, or text blocks read one after another)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def _marked(content: Any, offset: int | None) -> list[dict[str, Any]] | None:
+    """`content` (a string or blocks) as blocks with a cache_control mark on the one that ends at character `offset`
+    of its text (None: on its last block), that block split in two where the offset falls inside it; None when no
+    text block ends there with text in it (an empty block cannot carry a mark)."""
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(b) for b in content or []]
+    at, seen = None, 0
+    for i, block in enumerate(blocks):
+        size = len(block.get("text", "")) if block.get("type") == "text" else 0
+        if (offset is None and i == len(blocks) - 1) or (offset is not None and seen < offset <= seen + size):
+            at = i
+            break
+        seen += size
+    if at is None or blocks[at].get("type") != "text":
+        return None
+    block, cut = blocks[at], (len(blocks[at]["text"]) if offset is None else offset - seen)
+    head, tail = block["text"][:cut], block["text"][cut:]
+    if not head.strip():
+        return None
+    pieces = [{**block, "text": head, "cache_control": dict(MARK)}]
+    if tail:
+        pieces.append({k: v for k, v in block.items() if k != "cache_control"} | {"text": tail})
+    return [*blocks[:at], *pieces, *blocks[at + 1 :]]
+
+
+def _marks_in(body: Mapping[str, Any]) -> int:
+    """How many cache_control marks a Messages body carries already."""
+    text = json.dumps({k: body.get(k) for k in ("system", "messages", "tools")})
+    return text.count('"cache_control"')
+
+
+def mark_stable(body: dict[str, Any], stable: StablePrompt | None, cache: MarkedCache = CACHE) -> dict[str, Any]:
+    """A Messages request body with `cache_control` marks where the repeated parts of its prompt end (`stable`; the
+    chat messages it was made from: a system message is the body's `system`, each other message one of its
+    `messages`), so that the provider writes that prefix to its cache on first sight and reads it after. At most
+    `cache.max_marks` marks in all (those the body carries already included; the longest prefixes are kept), none on
+    a prefix that cannot reach the model's minimum (fewer characters, with the output schema's, than it needs
+    tokens). A body whose prompt is not the one `stable` was found in is left as it is. Pure: `body` is not changed."""
+    if stable is None or not stable.ends:
+        return body
+    system, messages = body.get("system"), list(body.get("messages") or [])
+    first = 1 if system is not None else 0
+    texts = ([_text(system)] if system is not None else []) + [_text(m.get("content")) for m in messages]
+    if tuple(texts[: len(stable.texts)]) != stable.texts:
+        return body
+    overhead = len(json.dumps(body.get("output_config") or "")) + len(json.dumps(body.get("tools") or ""))
+    minimum = cache.minimum(str(body.get("model") or ""))
+    ends = [end for end in stable.ends if stable.prefix_chars(end) + overhead >= minimum]
+    room = cache.max_marks - _marks_in(body)
+    ends = ends[-room:] if room > 0 else []
+    out = dict(body)
+    for index, offset in ends:
+        if index < first:
+            blocks = _marked(out["system"], offset)
+            if blocks is not None:
+                out["system"] = blocks
+            continue
+        message = dict(out["messages"][index - first])
+        blocks = _marked(message.get("content"), offset)
+        if blocks is not None:
+            message["content"] = blocks
+            out["messages"] = [*out["messages"][: index - first], message, *out["messages"][index - first + 1 :]]
+    return out
+
+
 DIALECT = Dialect(
     "anthropic",
     BOUNDS,
@@ -67,6 +165,9 @@ class AnthropicProvider(Provider):
     def batch_headers(self, key: str | None) -> dict[str, str]:
         return {"x-api-key": key or "", "anthropic-version": API_VERSION}
 
+    def cache_request(self, body: dict[str, Any], stable: StablePrompt | None) -> dict[str, Any]:
+        return mark_stable(body, stable, self.marked_cache or CACHE)
+
 
 ANTHROPIC = PROVIDERS.register(
     AnthropicProvider(
@@ -84,5 +185,6 @@ ANTHROPIC = PROVIDERS.register(
         dialect=DIALECT,
         schema_table=True,
         batch=MESSAGE_BATCHES,
+        marked_cache=CACHE,
     )
 )

@@ -54,6 +54,10 @@ class Wire:
         reach: how a config reaches a server of this format, with `{name}` and `{host}` to fill in.
         usage: (prompt, completion, cached) tokens of a reply's `usage` object, counted as DSPy counts an online
             reply of this format.
+        written: the prompt tokens a reply's `usage` says were written to the provider's prompt cache (None: the
+            format reports none).
+        cache_apart: a reply's input tokens leave out those read from and written to the prompt cache (Anthropic's;
+            OpenAI's include the cached ones): refed's prompt tokens are all three.
         reasoning: the hidden reasoning tokens a reply's `usage` object counts apart (inside its completion tokens).
     """
 
@@ -62,6 +66,8 @@ class Wire:
     path: str
     reach: str
     usage: Callable[[Mapping[str, Any]], tuple[int, int, int]]
+    written: Callable[[Mapping[str, Any]], int] | None = None
+    cache_apart: bool = False
     reasoning: Callable[[Mapping[str, Any]], int] = lambda _usage: 0
 
     def tokens(self, body: Any) -> tuple[int, int, int]:
@@ -71,6 +77,10 @@ class Wire:
     def reasoning_tokens(self, body: Any) -> int:
         """The hidden reasoning tokens of a reply body of this format (inside its completion tokens; 0 unsaid)."""
         return self.reasoning(_usage_of(body))
+
+    def cache_written(self, body: Any) -> int:
+        """Prompt tokens of a reply body of this format written to the provider's prompt cache (0: none reported)."""
+        return self.written(_usage_of(body)) if self.written is not None else 0
 
 
 def _usage_of(body: Any) -> Mapping[str, Any]:
@@ -149,6 +159,45 @@ class PrefixCache:
 
 
 @dataclass(frozen=True)
+class StablePrompt:
+    """The parts of one chat prompt that repeat across calls, as its adapter laid them out
+    (refed_dspy.adapters.layout): each end is (index of a message in `texts`, character offset in its text where the
+    repeated part ends, None for the message's end); `texts` holds the text of each message up to the last end (the
+    prompt the ends were found in: a request that differs there gets no mark), `key` names the repeated part (calls
+    that share it share the key)."""
+
+    texts: tuple[str, ...]
+    ends: tuple[tuple[int, int | None], ...]
+    key: str
+
+    def prefix_chars(self, end: tuple[int, int | None]) -> int:
+        """Characters of the prompt's text up to `end` (its messages before it, and its own part)."""
+        index, offset = end
+        own = len(self.texts[index]) if offset is None else offset
+        return sum(len(t) for t in self.texts[:index]) + own
+
+
+@dataclass(frozen=True)
+class MarkedCache:
+    """A provider that caches a prompt prefix only up to where a request marks it (Anthropic's `cache_control`), at
+    most `max_marks` marks a request, and only a prefix of at least its model's minimum length (`minimum`); a read
+    costs `read_factor` and a write `write_factor` of the input price (LiteLLM's map says so model by model, where it
+    knows the model). What it does with a request is the provider's `cache_request`."""
+
+    max_marks: int = 4
+    min_tokens: Mapping[str, int] = field(default_factory=dict)  # model name prefix -> its minimum
+    default_min_tokens: int = 1024
+    read_factor: float = 0.1
+    write_factor: float = 1.25
+
+    def minimum(self, model: str) -> int:
+        """The fewest prompt tokens `model` caches (the longest name prefix in `min_tokens` that `model` starts with)."""
+        bare = model.rsplit("/", 1)[-1]
+        found = [name for name in self.min_tokens if bare.startswith(name)]
+        return self.min_tokens[max(found, key=len)] if found else self.default_min_tokens
+
+
+@dataclass(frozen=True)
 class Tiers:
     """A provider's service tiers beyond `default`, asked for per request (OpenAI's `service_tier`), and how it says
     that a tier has no capacity now (OpenAI's flex tier: HTTP 429 with the code `resource_unavailable`; such an answer
@@ -197,6 +246,9 @@ class Provider:
         schema_table: LiteLLM's model table says, model by model, whether it enforces a response schema.
         batch: its batch API, if refed can use one.
         prefix_cache: how it caches prompt prefixes by itself, if it does.
+        marked_cache: how it caches the prompt prefixes a request marks, if it does (`cache_request` marks them).
+        cache_key: the request field that sends calls sharing a prompt prefix to the same cache (OpenAI's
+            `prompt_cache_key`), if it takes one.
         tiers: the service tiers a request may ask for beyond `default`, if it has any.
     """
 
@@ -218,6 +270,8 @@ class Provider:
     schema_table: bool = False
     batch: BatchAPI | None = None
     prefix_cache: PrefixCache | None = None
+    marked_cache: MarkedCache | None = None
+    cache_key: str | None = None
     tiers: Tiers | None = None
 
     def __post_init__(self) -> None:
@@ -262,6 +316,18 @@ class Provider:
         if self.dialect is not MINIMAL:
             return self.dialect, self.dialect.why
         return MINIMAL, f"provider '{prefix}': which bounds it takes is unknown, so none are sent"
+
+    @property
+    def caches_on_request(self) -> bool:
+        """A request can ask it to cache (`cache_request` changes a request's body)."""
+        return self.marked_cache is not None or self.cache_key is not None
+
+    def cache_request(self, body: dict[str, Any], stable: StablePrompt | None) -> dict[str, Any]:
+        """The body of a chat request of its wire format, asking it to cache the repeated part of the prompt
+        (`stable`; None: nothing known to repeat): with the key of that part in `cache_key`. `body` is not changed."""
+        if self.cache_key is None or stable is None or not stable.key:
+            return body
+        return {**body, self.cache_key: stable.key}
 
     def sampling(self, model: str) -> Sampling:
         """The settings `model` takes where a config is silent (temperature, output limit) and whether it reasons

@@ -3,7 +3,8 @@
 Its `api_base` carries the version path (https://api.openai.com/v1; a chat call appends /chat/completions). Its
 strict structured outputs take no string lengths; a server of one's own reached as `openai/<name>` at another host
 (llama.cpp, vLLM, SGLang) compiles the whole schema into a grammar instead. Its Batch API takes a JSONL file of
-requests (Files + Batches) at half the price; it caches prompt prefixes by itself from 1,024 tokens, in steps of 128.
+requests (Files + Batches) at half the price; it caches prompt prefixes by itself from 1,024 tokens, in steps of 128,
+and a request's `prompt_cache_key` sends calls that share a prefix to the same cache.
 A request may ask for a service tier (`service_tier`: flex, about half the price with slower replies and now and then a
 429 "resource unavailable"; priority, dearer and faster) and the reply says which tier served it.
 Its reasoning models (the o-series and GPT-5 families, not their -chat variants) take only temperature 1, an output
@@ -116,6 +117,7 @@ OPENAI = PROVIDERS.register(
         schema_table=True,
         batch=FILES_AND_BATCHES,
         prefix_cache=PrefixCache(min_tokens=1024, step=128),
+        cache_key="prompt_cache_key",
         tiers=TIERS,
     )
 )

@@ -33,7 +33,7 @@ def tier_problem(
             f"{provider.title} has no {tier} tier refed can ask for (service tiers are sent to "
             f'{" and ".join(offering) or "no provider"}): set {role}.service_tier = "default"'
         )
-    if resolve_price(model, None, None, None, own, tier) is not None:
+    if resolve_price(model, None, None, None, tier_prices=own, tier=tier) is not None:
         return None
     listed = sorted(list_prices(model))
     known = (

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
+from refed_dspy.clients.usage import prompt_cache_share
 from refed_dspy.config import Config
 from refed_dspy.errors import RunDirError
 from refed_dspy.pages import number
@@ -18,6 +19,7 @@ from refed_dspy.quality.reference_copies import copies_line, reference_copies
 from refed_dspy.quality.report_page import render_html
 from refed_dspy.quality.report_plots import plots
 from refed_dspy.quality.report_stats import (
+    cache_lines,
     cost_by_stage,
     cost_note,
     describe,
@@ -128,6 +130,11 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "near_duplicates": near_duplicate_block(samples, settings_of(config)),
         "cost_by_stage": cost_by_stage(summary.get("usage"), judge_summary.get("usage")),
         "cost_usd": {"synthesis": summary.get("cost_usd"), "judge": judge_summary.get("cost_usd")},
+        "prompt_cache": {
+            "synthesis": prompt_cache_share(summary.get("usage")),
+            "judge": prompt_cache_share(judge_summary.get("usage")),
+            "total": prompt_cache_share(summary.get("usage"), judge_summary.get("usage")),
+        },
         "execution": {"synthesis": execution(summary), "judge": execution(judge_summary)},
         "cards": sample_cards(samples, {j["sample_id"]: j for j in judgments if "sample_id" in j}),
         "contamination": contamination_of(rundir, samples, rejects, config),
@@ -161,6 +168,8 @@ def format_text(stats: dict[str, Any]) -> str:
     ]
     if note := cost_note(stats["cost_by_stage"]):
         lines.append(f"               {note}")
+    if cache := cache_lines(stats.get("prompt_cache") or {}):
+        lines.append(f"  prompt cache {'; '.join(cache)}")
     modes = [f"{part} {execution_text(ex)}" for part, ex in stats["execution"].items() if ex]
     if modes:
         lines.append("  calls        " + "; ".join(modes))
@@ -190,6 +199,11 @@ class Report(Result):
     )
     cost_by_stage: dict[str, Any]
     cost_usd: dict[str, Any]
+    prompt_cache: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Of the prompt tokens of synthesis, of judging and of both (`total`): those read from the "
+        "provider's prompt cache and those written to it, and their shares.",
+    )
     execution: dict[str, Any]
     cards: dict[str, Any] = Field(description="A few samples to read: the best and worst judged, the most changed.")
     contamination: dict[str, Any] = Field(

@@ -8,7 +8,7 @@ from refed_dspy.pages import render
 from refed_dspy.quality.contamination import contamination_section
 from refed_dspy.quality.near_duplicate_report import near_duplicate_section
 from refed_dspy.quality.reference_copies import copies_section
-from refed_dspy.quality.report_stats import cost_note, execution_text
+from refed_dspy.quality.report_stats import cache_lines, cost_note, execution_text
 from refed_dspy.store.teachers import mixed_line, self_preference_line
 
 IMPROVEMENT = ("pairs", "improvement_win_rate", "improvement_tie_rate", "improvement_loss_rate", "position_bias_rate")
@@ -39,10 +39,12 @@ def page_context(stats: dict[str, Any], images: dict[str, str]) -> dict[str, Any
         "copies": copies_section(stats["reference_copies"]),
         "cost_rows": [{"stage": k, **v} for k, v in sorted(stats["cost_by_stage"].items())],
         # of the completion tokens, the hidden reasoning: a column where some stage has any
-        "cost_columns": ["stage", "calls", "prompt_tokens", "completion_tokens"]
+        # of the prompt tokens, those read from and written to the provider's prompt cache
+        "cost_columns": ["stage", "calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens"]
         + (["reasoning_tokens"] if any(v.get("reasoning_tokens") for v in stats["cost_by_stage"].values()) else [])
         + ["cost_usd"],
         "cost_note": cost_note(stats["cost_by_stage"]),
+        "prompt_cache": cache_lines(stats.get("prompt_cache") or {}),
         "modes": {f"{part} calls": execution_text(ex) for part, ex in stats["execution"].items() if ex},
         "contamination": contamination_section(stats.get("contamination") or {}),
         "sample_cards": stats.get("cards") or {},

@@ -6,7 +6,7 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-from refed_dspy.clients.usage import tier_text
+from refed_dspy.clients.usage import prompt_cache_text, tier_text
 from refed_dspy.diff import changed_share
 from refed_dspy.store.records import final_response
 from refed_dspy.text import tokens
@@ -105,15 +105,31 @@ def lengths(samples: list[dict]) -> dict[str, list[int]]:
 
 
 def cost_by_stage(*usages: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Calls, tokens and cost per stage, summed over usage dicts (synthesis, judge, ...); of the completion tokens,
-    those a reasoning model spent thinking are said apart (`reasoning_tokens`, billed as output)."""
+    """Calls, tokens (prompt, of them read from and written to the provider's cache, completion) and cost per stage,
+    summed over usage dicts (synthesis, judge, ...); of the completion tokens, those a reasoning model spent thinking
+    are said apart (`reasoning_tokens`, billed as output)."""
     out: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.0}
+        lambda: {
+            "calls": 0,
+            "prompt_tokens": 0,
+            "cached_tokens": 0,
+            "cache_write_tokens": 0,
+            "completion_tokens": 0,
+            "reasoning_tokens": 0,
+            "cost_usd": 0.0,
+        }
     )
     for usage in usages:
         for name, part in ((usage or {}).get("by_stage") or {}).items():
             row = out[name]
-            for key in ("calls", "prompt_tokens", "completion_tokens", "reasoning_tokens"):
+            for key in (
+                "calls",
+                "prompt_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "completion_tokens",
+                "reasoning_tokens",
+            ):
                 row[key] += int(part.get(key) or 0)
             cost = part.get("cost_usd")
             row["cost_usd"] = None if cost is None or row["cost_usd"] is None else row["cost_usd"] + cost
@@ -238,3 +254,10 @@ def reject_reasons(rejects: list[dict[str, Any]]) -> dict[str, int]:
         return r.get("reason", "unknown")
 
     return dict(Counter(key(r) for r in rejects).most_common())
+
+
+def cache_lines(shares: dict[str, Any]) -> list[str]:
+    """The prompt cache's share of each part's prompt tokens (a report's `prompt_cache`), in words (none for a part
+    without prompt tokens, or that read nothing from the cache and wrote nothing to it)."""
+    parts = [(part, prompt_cache_text(shares[part])) for part in ("synthesis", "judge") if part in shares]
+    return [f"{part}: {text}" for part, text in parts if text]

@@ -8,10 +8,11 @@ experiment), which holds the directory's lock while it writes; its lines:
 - `{"s": n, "r": ROLE, "g": STAGE, "m": MODEL, "n": CALLS, "b": BOUND}`: request `n` (or a task of `CALLS`
   requests, sent to a Ray worker) is about to be sent; each may cost up to `BOUND` dollars (what the ledger reserved
   for it). Written before the request leaves the process;
-- `{"p": n, ...}`: request `n` is over, with what it paid (tokens `t`: prompt, completion, cached; of the completion
-  tokens the hidden reasoning `r`, where there is some; cost `c`; the service tier that served it `v`, sent on the
-  default tier after flex found no capacity `fb`; a cache hit `h`, a request with no reply `f` (`nc`: answered "no
-  capacity on the tier asked for"), a request cut off in flight `x`) or, for a task, its usage (`u`);
+- `{"p": n, ...}`: request `n` is over, with what it paid (tokens `t`: prompt, completion, read from and written to the
+  provider's prompt cache; of the completion tokens the hidden reasoning `r`, where there is some; cost `c`; the
+  service tier that served it `v`, sent on the default tier after flex found no capacity `fb`; a cache hit `h`, a
+  request with no reply `f` (`nc`: answered "no capacity on the tier asked for"), a request cut off in flight `x`)
+  or, for a task, its usage (`u`);
 - `{"k": [n, ...]}`: the owner has written what those requests paid into its own files (a record, a journal line,
   a summary): they are accounted there;
 - `{"end": ID}`: the invocation ended cleanly: everything it paid is in the owner's files;
@@ -63,7 +64,7 @@ class _Request:
 
 def _info_of(req: _Request, paid: dict[str, Any]) -> list[CallInfo]:
     """The calls a settled line stands for (a task's usage is kept as it is, apart)."""
-    tokens = paid.get("t") or [0, 0, 0]
+    tokens = [*(paid.get("t") or []), 0, 0, 0, 0]  # a line written before cache writes were counted has 3
     return [
         CallInfo(
             stage=req.stage,
@@ -71,6 +72,7 @@ def _info_of(req: _Request, paid: dict[str, Any]) -> list[CallInfo]:
             prompt_tokens=int(tokens[0]),
             completion_tokens=int(tokens[1]),
             cached_tokens=int(tokens[2]),
+            cache_write_tokens=int(tokens[3]),
             reasoning_tokens=int(paid.get("r") or 0),
             cache_hit=bool(paid.get("h")),
             error=paid.get("f"),
@@ -240,7 +242,7 @@ class CallLog:
         elif info.cache_hit:
             line["h"] = 1
         else:
-            line["t"] = [info.prompt_tokens, info.completion_tokens, info.cached_tokens]
+            line["t"] = [info.prompt_tokens, info.completion_tokens, info.cached_tokens, info.cache_write_tokens]
             if info.reasoning_tokens:  # of the completion tokens, the hidden reasoning (said apart; billed in `t`)
                 line["r"] = info.reasoning_tokens
             line["c"] = None if cost is None else round(cost, 10)

@@ -9,8 +9,12 @@ with the model's tokenizer (LiteLLM's, offline); completion tokens are those of 
 
 Per stage, calls per reference (feedback), per unit (instruction synthesis) and per sample (respond,
 improve, critique) are scaled to the run's size. Where the provider caches prompt prefixes by itself (its
-`prefix_cache`), the prefix the walked prompts of one step share is counted as cached after the first call. The range
-covers replies half as long to 1.6x as long, 10% of calls repaired, and (at the top) no cache hit at all.
+`prefix_cache`), the prefix the walked prompts of one step share is counted as cached after the first call. Where it
+caches the prefixes a request marks (its `marked_cache`, with `prompt_cache` on), each walked prompt's repeated parts
+(refed_dspy.adapters.layout: the instructions and demos every call of a step repeats, the reference every call of its
+reference repeats) count as written once and read after, those long enough for the model's minimum. The range covers
+replies half as long to 1.6x as long, 10% of calls repaired, and (at the top) no cache hit at all, every prompt token
+at the dearer of the input and cache-write prices.
 
 Each row is priced online on the default tier, on the flex tier where the model has a flex price (and on the priority
 tier when the config asks for it), and in batch; the wall time of each way is set beside them
@@ -35,13 +39,15 @@ from pydantic import Field
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
+from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.clients.calls import CallTag, current_stage, stage
 from refed_dspy.clients.lm import price_of
+from refed_dspy.clients.usage import prompt_cache_share, prompt_cache_text
 from refed_dspy.config import Config
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.methods import get_method
-from refed_dspy.providers.base import PrefixCache
+from refed_dspy.providers.base import MarkedCache, PrefixCache
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.records import Reference
@@ -150,7 +156,8 @@ def made_up_value(schema: dict[str, Any], name: str, lengths: Lengths, defs: dic
         tokens = _ITEM_TOKENS
     else:
         tokens = _OTHER_TEXT_TOKENS
-    return made_up_text(tokens)
+    text = made_up_text(tokens)
+    return text[: schema["maxLength"]].rstrip() if schema.get("maxLength") else text  # a reply keeps its contract
 
 
 @dataclass
@@ -159,10 +166,15 @@ class Tally:
 
     calls: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
     prompts: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+    # the tokens up to where each call's repeated parts end: (shared by the whole step, shared by its reference)
+    repeated: dict[tuple[str, str], list[tuple[list[int], int]]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, work: str, stage: str, prompt: int, completion: int, text: str = "") -> None:
+    def add(
+        self, work: str, stage: str, prompt: int, completion: int, text: str = "", repeated: tuple = ([], 0)
+    ) -> None:
         self.calls[(work, stage)].append((prompt, completion))
         self.prompts[(work, stage)].append(text)
+        self.repeated[(work, stage)].append(repeated)
 
 
 def common_prefix(texts: list[str]) -> str:
@@ -174,6 +186,29 @@ def common_prefix(texts: list[str]) -> str:
     while n < min(len(first), len(last)) and first[n] == last[n]:
         n += 1
     return first[:n]
+
+
+def marked_cache_tokens(calls: float, refs: float, step: float, ref: float) -> tuple[float, float]:
+    """(read, written) prompt tokens of `calls` calls of one step spread over `refs` references, under a cache of the
+    prefixes a request marks: each prompt repeats `step` tokens of every call of the step (instructions, demos) and
+    `ref` tokens of the calls of its reference (0: nothing long enough to be cached). The step's prefix is written by
+    the first call and read by the first call of each other reference; the reference's prefix is written by its
+    first call and read by the others (pure)."""
+    if calls <= 0:
+        return 0.0, 0.0
+    refs = max(1.0, min(refs, calls))
+    ref = max(ref, step)
+    written = step + (ref - step) * refs
+    read = step * (refs - 1) + ref * (calls - refs)
+    return read, written
+
+
+def repeated_tokens(ends: list[int], last: int, minimum: int) -> tuple[int, int]:
+    """(step, reference) prefix tokens of one prompt that a marked cache keeps: of the ends of its repeated parts
+    before its last message (`ends`) the longest that reaches `minimum`, and the end in its last message (`last`)
+    when it does (0 for none; pure)."""
+    step = max((t for t in ends if t >= minimum), default=0)
+    return step, (last if last >= minimum else 0)
 
 
 def cacheable_tokens(prefix_tokens: int, cache: PrefixCache = _USUAL_CACHE) -> int:
@@ -196,6 +231,7 @@ class _Walk:
         if kwargs.get("response_format") is not None:
             fmt = kwargs["response_format"]
             prompt_text += json.dumps(fmt if isinstance(fmt, dict) else getattr(fmt, "model_json_schema", dict)())
+        repeated = self._repeated(signature, messages)
         schema = output_schema(signature)
         values = {
             name: made_up_value(sub, name, self.lengths, schema.get("$defs") or {})
@@ -214,12 +250,31 @@ class _Walk:
             count_tokens(self.model, prompt_text),
             count_tokens(self.model, reply),
             prompt_text,
+            repeated,
         )
         try:
             exchange.send(([reply], CallTag()))
         except StopIteration as done:
             return done.value
         raise RuntimeError(f"the adapter could not read a reply made from {signature.__name__}'s own schema")
+
+    def _repeated(self, signature: Any, messages: list[dict[str, Any]]) -> tuple[list[int], int]:
+        """The tokens up to each end of a prompt's repeated parts: those before its last message, and the one in it
+        (0: none)."""
+        stable = stable_prompt(signature, messages)
+        if stable is None:
+            return [], 0
+        last = len(messages) - 1
+        tokens = {end: count_tokens(self.model, _prefix(stable.texts, end)) for end in stable.ends}
+        return [t for end, t in tokens.items() if end[0] < last], next(
+            (t for end, t in tokens.items() if end[0] == last), 0
+        )
+
+
+def _prefix(texts: tuple[str, ...], end: tuple[int, int | None]) -> str:
+    """The prompt's text up to `end` (a StablePrompt's), its messages joined as the walk counts a prompt."""
+    index, offset = end
+    return "\n".join([*texts[:index], texts[index] if offset is None else texts[index][:offset]])
 
 
 def _walking_adapter(adapter: RepairingAdapter, walk: _Walk) -> RepairingAdapter:
@@ -314,30 +369,6 @@ class Estimate(Result):
     )
 
 
-def scaled_stages(
-    model: str, tally: Tally, walked: dict[str, int], counts: dict[str, int]
-) -> dict[str, dict[str, float]]:
-    """Each stage's calls and tokens over the whole run: the walked calls of each kind of work, scaled from the
-    `walked` pieces of it to its `counts`; the prompt prefix a provider caches by itself (OpenAI's) counted as cached
-    on every call after the first."""
-    cache = provider_for(model).prefix_cache  # None: nothing is cached unless asked
-    stages: dict[str, dict[str, float]] = {}
-    for (work, stage_name), calls in tally.calls.items():
-        n = len(calls) / walked[work] * counts[work]
-        cached = 0.0
-        if cache is not None and len(calls) > 1:
-            shared = count_tokens(model, common_prefix(tally.prompts[(work, stage_name)]))
-            cached = cacheable_tokens(shared, cache) * max(0.0, n - 1)
-        row = stages.setdefault(
-            stage_name, {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
-        )
-        row["calls"] += n
-        row["prompt_tokens"] += fmean(c[0] for c in calls) * n
-        row["cached_tokens"] += cached
-        row["completion_tokens"] += fmean(c[1] for c in calls) * n
-    return stages
-
-
 def estimate(
     config: Config,
     references: list[Reference] | None = None,
@@ -373,8 +404,8 @@ def estimate(
     }
     price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
-    stages = scaled_stages(model, tally, walked, counts)
-    total = {"calls": 0.0, "prompt_tokens": 0.0, "cached_tokens": 0.0, "completion_tokens": 0.0}
+    stages = scaled_stages(config, tally, walked, counts, len(references))
+    total = dict.fromkeys(_TOKEN_ROW, 0.0)
     for row in stages.values():
         for key in total:
             total[key] += row[key]
@@ -400,6 +431,62 @@ def estimate(
             "reasoning": reasoning_note(config),
         }
     )
+
+
+_TOKEN_ROW = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
+
+
+def scaled_stages(
+    config: Config, tally: Tally, walked: dict[str, int], counts: dict[str, int], n_refs: int
+) -> dict[str, dict[str, Any]]:
+    """Each stage's calls and tokens over the whole run: the walked calls of each kind of work, scaled from the
+    `walked` pieces of it to its `counts`; the prompt prefix a provider caches by itself (OpenAI's) counted as cached
+    on every call after the first, and where it caches what a request marks (Anthropic's, with `prompt_cache` on) the
+    repeated parts of the walked prompts counted as written once and read after (`_marked`)."""
+    model = config.teacher.model
+    provider = provider_for(model)
+    cache = provider.prefix_cache  # None: nothing is cached unless asked
+    marked = provider.marked_cache if config.teacher.prompt_cache else None
+    reached = references_reached(config, counts, n_refs)
+    stages: dict[str, dict[str, Any]] = {}
+    for (work, stage_name), calls in tally.calls.items():
+        per = len(calls) / walked[work]
+        n = per * counts[work]
+        prompt = fmean(c[0] for c in calls) * n
+        completion = fmean(c[1] for c in calls) * n
+        cached = written = 0.0
+        if marked is not None:
+            cached, written = _marked(tally.repeated[(work, stage_name)], marked, model, n, min(reached, n))
+        elif cache is not None and len(calls) > 1:
+            shared = count_tokens(model, common_prefix(tally.prompts[(work, stage_name)]))
+            cached = cacheable_tokens(shared, cache) * max(0.0, n - 1)
+        row = stages.setdefault(stage_name, dict.fromkeys(_TOKEN_ROW, 0.0))
+        row["calls"] += n
+        row["prompt_tokens"] += prompt
+        row["cached_tokens"] += cached
+        row["cache_write_tokens"] += written
+        row["completion_tokens"] += completion
+    return stages
+
+
+def references_reached(config: Config, counts: dict[str, int], n_refs: int) -> int:
+    """How many references a run of this size reaches: those its units come from (each reference gives one unit per
+    feature and pass), or one a sample for a method with no units (pure)."""
+    method = get_method(config.synthesis.method)
+    if not method.features:
+        return max(1, min(n_refs, counts["sample"]))
+    return max(1, min(n_refs, math.ceil(counts["unit"] / len(method.features))))
+
+
+def _marked(
+    repeated: list[tuple[list[int], int]], cache: MarkedCache, model: str, calls: float, refs: float
+) -> tuple[float, float]:
+    """(read, written) prompt tokens of a step's `calls` under a cache of marked prefixes, from the repeated parts of
+    its walked prompts (their mean lengths)."""
+    if not repeated:
+        return 0.0, 0.0
+    kept = [repeated_tokens(ends, last, cache.minimum(model)) for ends, last in repeated]
+    return marked_cache_tokens(calls, refs, fmean(k[0] for k in kept), fmean(k[1] for k in kept))
 
 
 def priced_tiers(config: Config) -> tuple[Any, dict[str, Any]]:
@@ -458,9 +545,10 @@ def priced(row: dict[str, Any], price: Any, factor: float, tiers: dict[str, Any]
 def _costs(row: dict[str, Any], price: Any) -> tuple[float, float, float]:
     """A row's cost at `price`: its point, low and high."""
     prompt, cached, completion = int(row["prompt_tokens"]), int(row["cached_tokens"]), int(row["completion_tokens"])
-    point = price.cost(prompt, completion, cached)
-    low = price.cost(prompt, int(completion * _LOW), cached)
-    high = price.cost(int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)))  # no cache hit at all
+    written = int(row.get("cache_write_tokens") or 0)
+    point = price.cost(prompt, completion, cached, written)
+    low = price.cost(prompt, int(completion * _LOW), cached, written)
+    high = price.bound(int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)))  # no cache hit at all
     return point, low, high
 
 
@@ -472,6 +560,9 @@ def _cost(row: dict[str, Any], price: Any, factor: float, tiers: dict[str, Any])
         row.update(cost_usd=None, cost_low_usd=None, cost_high_usd=None, batch_cost_usd=None)
         return
     point, low, high = _costs(row, price)
+    prompt, completion = int(row["prompt_tokens"]), int(row["completion_tokens"])
+    if row.get("cached_tokens") or row.get("cache_write_tokens"):  # what the prompt cache saves: the same tokens
+        row["uncached_cost_usd"] = price.cost(prompt, completion)  # with nothing read from it or written to it
     row.update(
         cost_usd=point,
         cost_low_usd=low,
@@ -544,6 +635,10 @@ def format_estimate(e: Estimate) -> str:
         )
     else:
         lines.append("  no price known for this model: set teacher.input_usd_per_mtok and output_usd_per_mtok")
+    share = prompt_cache_text(prompt_cache_share(t))
+    if share:
+        without = f"; without it {money(t['uncached_cost_usd'])} online" if t.get("uncached_cost_usd") else ""
+        lines.append(f"  prompt cache: {share}{without}")
     if "flex_cost_usd" not in t:
         lines.append("  flex: this model has no flex price (LiteLLM's price map, or teacher.tier_prices.flex)")
     asked = e.get("service_tier") or "default"

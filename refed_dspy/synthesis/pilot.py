@@ -26,7 +26,8 @@ from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.synthesis.units import TASK_STAGES
 
 # of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)
-_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
+# of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)
+_FIELDS = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "reasoning_tokens")
 
 
 def pilot_dir(config: Config) -> Path:

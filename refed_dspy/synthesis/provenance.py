@@ -19,7 +19,7 @@ from refed_dspy.settings import SECRET_NAME
 
 # The LM settings that change what a teacher writes, as dspy.LM keeps them (lm.kwargs), and their config fields.
 _LM_FIELDS = ("temperature", "max_tokens")
-_PRICE_FIELDS = ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok")
+_PRICE_FIELDS = ("input_usd_per_mtok", "cached_input_usd_per_mtok", "output_usd_per_mtok", "cache_write_usd_per_mtok")
 
 
 def program_hash(program: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.usage import tier_text
+from refed_dspy.clients.usage import prompt_cache_share, tier_text
 from refed_dspy.money import usd
 from refed_dspy.store.teachers import mixed_line
 
@@ -27,6 +27,17 @@ def _unanswered(u: dict[str, Any]) -> str:
     said = [f"{cut} cut off by a stop or the client's timeout"] if cut else []
     said += [f"{lost} lost with their Ray worker"] if lost else []
     return f"; {', '.join(said)} (counted as paid)" if said else ""
+
+
+def _written(u: dict[str, Any]) -> str:
+    """The prompt tokens written to the provider's cache, and the share read from it (where any were written)."""
+    share = prompt_cache_share(u)
+    if not share["written_tokens"]:
+        return ""
+    return (
+        f", {share['written_tokens']:,} written to its cache; {share['read_share']:.1%} read, "
+        f"{share['written_share']:.1%} written"
+    )
 
 
 def _reasoning(u: dict[str, Any]) -> str:
@@ -57,8 +68,8 @@ def format_summary(s: dict[str, Any]) -> str:
         + (f", {u['failed_calls']} failed requests (no reply)" if u.get("failed_calls") else "")
         + _unanswered(u)
         + (f"; {u['unmetered_calls']} whose LM reported no token usage" if u.get("unmetered_calls") else ""),
-        f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider), {u['completion_tokens']:,} completion"
-        + _reasoning(u),
+        f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider{_written(u)}), "
+        f"{u['completion_tokens']:,} completion" + _reasoning(u),
         f"  cost         {_money(s['cost_usd'], u.get('unmetered_calls') or 0)}{_cut_off(u)}",
     ]
     tiers = tier_text(u)

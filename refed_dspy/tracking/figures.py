@@ -13,6 +13,7 @@ _COLUMNS = (
     "completion_tokens",
     "reasoning_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "repairs",
     "lm_seconds",
     "cost_usd",

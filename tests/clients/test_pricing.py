@@ -45,7 +45,9 @@ def test_default_prices_come_from_litellms_map():
     assert default_price("gemini/gemini-2.5-flash") is not None and default_price("deepseek/deepseek-chat") is not None
     haiku = default_price("anthropic/claude-haiku-4-5")
     assert haiku == default_price("anthropic/claude-haiku-4-5-20251001") and haiku.cached_input < haiku.input
-    assert resolve_price("anthropic/claude-haiku-4-5", 2.0, None, None) == Price(2.0, 2.0, haiku.output)
+    # the input price set, the cache-write price keeps the map's ratio to it (Anthropic's 1.25x): never below it
+    assert haiku.cache_write == pytest.approx(1.25 * haiku.input)
+    assert resolve_price("anthropic/claude-haiku-4-5", 2.0, None, None) == Price(2.0, 2.0, haiku.output, 2.5)
     assert default_price("ollama_chat/llama3.1") is None
 
 
@@ -79,3 +81,92 @@ def test_a_cost_budget_for_a_misspelt_model_names_the_model_meant():
     with pytest.raises(ConfigError) as err:  # a model of the user's own: nothing close, no guess
         require_price(LMSpec(model="openai/my-finetune-7"), "teacher", "synthesis.max_cost_usd")
     assert "did you mean" not in str(err.value)
+
+
+def test_cache_reads_and_writes_are_priced_at_the_providers_rates():
+    """Anthropic: a read at a tenth of the input price, a write at 1.25x; refed's prompt tokens include both."""
+    haiku = default_price("anthropic/claude-haiku-4-5")
+    assert (haiku.input, haiku.cached_input, haiku.output, haiku.cache_write) == (1.0, 0.1, 5.0, 1.25)
+    # 1000 prompt tokens: 400 read from the cache, 500 written to it, 100 neither; 100 completion
+    assert haiku.cost(1000, 100, 400, 500) == pytest.approx((100 * 1.0 + 400 * 0.1 + 500 * 1.25 + 100 * 5.0) / 1e6)
+    # OpenAI writes at the input price (its cache is free to fill)
+    mini = default_price("openai/gpt-4o-mini")
+    assert mini.cache_write is None and mini.cost(1000, 0, 0, 500) == mini.cost(1000, 0)
+    # the most a call can cost: its whole prompt written
+    assert haiku.bound(1000, 100) == pytest.approx((1000 * 1.25 + 100 * 5.0) / 1e6)
+    assert haiku.bound(1000, 100) > haiku.cost(1000, 100)
+    assert mini.bound(1000, 100) == mini.cost(1000, 100)
+    assert haiku.scaled(0.5).cache_write == 0.625  # batch: written at half the price too
+    assert resolve_price("anthropic/claude-haiku-4-5", None, None, None, 3.0).cache_write == 3.0
+
+
+def test_usage_sums_cache_writes_and_prices_them():
+    haiku = default_price("anthropic/claude-haiku-4-5")
+    calls = [
+        CallInfo("generate", "m", 5000, 100, cached_tokens=0, cache_write_tokens=4500),
+        CallInfo("generate", "m", 5000, 100, cached_tokens=4500),
+    ]
+    u = usage_of(calls, haiku)
+    assert (u["prompt_tokens"], u["cached_tokens"], u["cache_write_tokens"]) == (10000, 4500, 4500)
+    assert u["cost_usd"] == pytest.approx(haiku.cost(10000, 200, 4500, 4500))
+    assert u["cost_usd"] == pytest.approx(sum(c.cost_at(haiku) for c in calls))
+    t = Totals()
+    t.add(u)
+    assert (
+        t.as_dict()["cache_write_tokens"] == 4500 and t.as_dict()["by_stage"]["generate"]["cache_write_tokens"] == 4500
+    )
+
+
+def test_a_reply_of_dspys_own_client_counts_the_cache_in_the_prompt():
+    """DSPy's own client (lm15) reports Anthropic's counters as sent: input tokens without the cache's. Where refed
+    gives the LM its own engine DSPy does not add them (it does only where it picked the client): refed does."""
+    from dspy.lm15 import Message, Response, TextPart, Usage
+
+    from refed_dspy.clients.calls import read_reply
+
+    def reply(model: str, raw: Usage) -> Response:
+        text = Message(role="assistant", parts=(TextPart("hi"),))
+        return Response(id="r", model=model, message=text, finish_reason="stop", usage=raw)
+
+    raw = Usage(input_tokens=30, output_tokens=7, cache_read_tokens=4000, cache_write_tokens=500)
+    response = reply("claude-haiku-4-5", raw)
+    usage = {"prompt_tokens": 30, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 4000}}
+    entry = {"usage": usage, "response": response, "outputs": ["hi"]}
+    info = read_reply(entry, "generate", "anthropic/claude-haiku-4-5", 0.1, False).info
+    assert (info.prompt_tokens, info.cached_tokens, info.cache_write_tokens) == (4530, 4000, 500)
+    # already added (the client DSPy picks itself): the same figures
+    entry["usage"] = {**usage, "prompt_tokens": 4530}
+    assert read_reply(entry, "generate", "anthropic/claude-haiku-4-5", 0.1, False).info.prompt_tokens == 4530
+    # OpenAI's input tokens include the cached ones
+    response = reply("gpt-4o-mini", Usage(input_tokens=5000, output_tokens=7, cache_read_tokens=4000))
+    entry = {"usage": {"prompt_tokens": 5000, "completion_tokens": 7}, "response": response, "outputs": ["hi"]}
+    info = read_reply(entry, "generate", "openai/gpt-4o-mini", 0.1, False).info
+    assert (info.prompt_tokens, info.cached_tokens, info.cache_write_tokens) == (5000, 4000, 0)
+
+
+def test_a_budget_reserves_a_call_at_its_prompt_written_to_the_cache():
+    from refed_dspy.engine.budget import CallBudget, prior_prompt_tokens
+
+    haiku = default_price("anthropic/claude-haiku-4-5")
+    reserved = CallBudget(max_cost_usd=1.0).call_cost(haiku, 1000, "teacher")
+    assert reserved == pytest.approx((prior_prompt_tokens("teacher") * 1.25 + 1000 * 5.0) / 1e6)
+    assert CallBudget(max_cost_usd=1.0).prompt_cost(haiku, 1000, "teacher", 3000) == pytest.approx(
+        (3001 * 1.25 + 1000 * 5.0) / 1e6
+    )
+
+
+def test_both_ledgers_open_a_call_at_its_prompt_written_to_the_cache():
+    # the run's ledger and an engine task's both open a call through tickets.call_bounds: its worst case and what it is
+    # reserved at price its counted prompt as written whole to Anthropic's cache (1.25x the input price)
+    from refed_dspy.engine.budget import CallBudget
+    from refed_dspy.engine.tickets import TaskLedger
+
+    haiku = default_price("anthropic/claude-haiku-4-5")
+    written = (3001 * 1.25 + 1000 * 5.0) / 1e6  # the prompt counted at 3,000 tokens (raised by one), max_tokens 1,000
+    budget = CallBudget(max_cost_usd=10.0)
+    own = budget.open_call("teacher", "anthropic/claude-haiku-4-5", "generate", haiku, 1000, 3000)
+    task = TaskLedger(budget, haiku, 1000, "teacher", None, reserved=0.0)
+    tasks = task.open_call("teacher", "anthropic/claude-haiku-4-5", "generate", None, 1000, 3000)
+    for ticket in (own, tasks):
+        assert ticket.cost == pytest.approx(written) and ticket.need == pytest.approx(written)
+        assert ticket.cost > haiku.cost(3001, 1000)

@@ -36,7 +36,7 @@ def test_a_tier_is_priced_at_its_own_list_price_and_knows_the_others():
     assert flex.at("flex") is flex and flex.at(None) is flex
     # a reply naming a tier no price is known for: never below the tier asked for nor the default, part by part
     assert flex.at("unstated") == Price(0.25, 0.025, 2.0, tier="unstated") and priority.at("scale") == Price(
-        0.45, 0.045, 3.6, "scale"
+        0.45, 0.045, 3.6, tier="scale"
     )
     assert default.scaled(0.5).at("flex") == Price(0.0625, 0.00625, 0.5, tier="flex")
     assert flex.at("default").dearer_than(flex) == 2.0 and flex.dearer_than(default) == 1.0
