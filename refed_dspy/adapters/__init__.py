@@ -69,15 +69,18 @@ def _provider_enforces_schema(model: str) -> bool:
 
 
 def choose_adapter(spec: LMSpec) -> AdapterChoice:
-    """What `spec.adapter` means for this model and server (`auto` resolved)."""
-    dialect, why = dialect_for(spec.model, spec.primary_api_base)
+    """What `spec.adapter` means for this model and server (`auto` resolved): the model's provider is asked for its
+    schema dialect and whether it has a table of the models that enforce a schema."""
+    provider = provider_for(spec.model)
+    found, why = provider.schema_dialect(spec.model, spec.primary_api_base)
+    dialect = found.name
     if spec.schema_dialect != "auto":
         dialect, why = spec.schema_dialect, "set in the config"
     if spec.adapter != "auto":
         return AdapterChoice(spec.adapter, dialect, f"set in the config; schema dialect {dialect}: {why}")
     if dialect == "full":
         return AdapterChoice("json_schema", dialect, f"auto: {why}")
-    if provider_for(spec.model).schema_table and _provider_enforces_schema(spec.model):
+    if provider.schema_table and _provider_enforces_schema(spec.model):
         return AdapterChoice("json_schema", dialect, f"auto: the provider enforces JSON schemas for this model; {why}")
     return AdapterChoice("chat", dialect, "auto: no schema enforcement known for this model, so DSPy's chat format")
 

@@ -8,8 +8,6 @@ import os
 import socket
 from typing import Any
 
-from refed_dspy.clients.keys import check_key_goes_to_its_provider
-from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,11 +40,11 @@ def _reachable(address: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
-def check_ray_run(lm: Any, spec: LMSpec, mode: str, role: str, address: str | None, section: str) -> None:
+def refuse_on_ray(lm: Any, mode: str, role: str, section: str) -> None:
     """What a run on Ray cannot take, said before anything else: an LM object (each worker builds its own from the
-    config: the object would carry its key to the cluster), batch mode (its requests go from this machine to the
-    provider's batch API) and a key `spec`'s endpoints must not get (KeyProviderError, as a local run says it); then
-    `preflight`. `section`: the config section of `mode` (synthesis, judging)."""
+    config: the object would carry its key to the cluster) and batch mode (its requests go from this machine to the
+    provider's batch API). `section`: the config section of `mode` (synthesis, judging). The launch checks the key
+    and calls `preflight` next."""
     if lm is not None:
         raise ConfigError(
             f"on Ray each worker builds the {role} from the config ([{role}]), with the key of its own node: leave "
@@ -57,8 +55,6 @@ def check_ray_run(lm: Any, spec: LMSpec, mode: str, role: str, address: str | No
             "batch mode sends its requests from this machine to the provider's batch API: set "
             f'{section}.mode = "online" to run on Ray, or ray.enabled = false'
         )
-    check_key_goes_to_its_provider(spec, role)
-    preflight(address)
 
 
 def preflight(address: str | None) -> None:

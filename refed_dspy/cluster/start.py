@@ -33,7 +33,7 @@ def start_pool(
     run_dir: Path | None = None,
 ) -> WorkerPool:
     """Connect, start the workers and check them before anything is paid or written (where `spec`'s key may go was
-    checked before, by the launch: refed_dspy.cluster.connect.check_ray_run): ConfigError when the extra is
+    checked before, by the launch: refed_dspy.launch.plan.launch): ConfigError when the extra is
     missing, the address cannot be reached or the cluster cannot place them; MissingKeyError naming the variable
     and the node of a worker that lacks the key. A worker lost while it starts is left out (one warning line);
     RunAborted when every one is. `load` then readies them, once the run dir is there. One line says the start

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.keys import check_key
+from refed_dspy.clients.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.clients.lm import require_price, stage_lm
 from refed_dspy.clients.local_server import LocalServer
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.cluster.connect import check_ray_run
+from refed_dspy.cluster.connect import preflight, refuse_on_ray
 from refed_dspy.cluster.leftovers import end_left_behind
 from refed_dspy.cluster.pool import WorkerPool
 from refed_dspy.cluster.start import start_pool
@@ -203,8 +203,11 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
             if lm is not None
             else stage_lm(spec, role, stage.concurrency)
         )
-    else:  # on Ray: what a run there cannot take
-        check_ray_run(lm, spec, mode, role, ray.address, section)
+    else:  # on Ray: what a run there cannot take, then the key (each worker reads its own: it must suit the
+        # section's endpoints as a local run's does) and whether the cluster answers
+        refuse_on_ray(lm, mode, role, section)
+        check_key_goes_to_its_provider(spec, role)
+        preflight(ray.address)
     return Launch(
         role=role,
         spec=spec,
