@@ -3,16 +3,17 @@
 It is read without importing LiteLLM (that import alone takes seconds, for a table read in milliseconds); where the
 file is not found, from `litellm.model_cost` (offline: LITELLM_LOCAL_MODEL_COST_MAP). `model_entry` finds a model
 under the names it may have there (`table_names`): its provider prefix and a date suffix are ignored where the table
-has no entry under the full name. Prices (prices.py) and a model's sampling defaults (sampling.py) are read from it.
+has no entry under the full name. Prices (prices.py) and a model's sampling defaults (sampling.py) are read from it;
+each keeps only what it reads (the whole table is about 5 MiB in memory, and is not kept).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ MAP_FILE = "model_prices_and_context_window_backup.json"
 _DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
-@functools.lru_cache(maxsize=1)
 def litellm_models() -> dict[str, Any]:
-    """LiteLLM's model table, {model name: entry}, as it ships with the LiteLLM installed."""
+    """LiteLLM's model table, {model name: entry}, as it ships with the LiteLLM installed: read anew at each call
+    (about 20 ms), for a reader to keep what it needs of it."""
     spec = importlib.util.find_spec("litellm")  # finds the package without running it
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     path = next((Path(f) / MAP_FILE for f in folders if (Path(f) / MAP_FILE).is_file()), None)
@@ -43,9 +44,9 @@ def table_names(model: str) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
 
 
-def model_entry(model: str) -> dict[str, Any] | None:
-    """The table's entry for `model` (the first of its names the table holds), None when the table does not know it."""
-    table = litellm_models()
+def model_entry(model: str, table: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`table`'s entry for `model` (a reader's copy of the model table, keyed as it is: the first of the model's names
+    it holds), None when it does not know the model."""
     for name in table_names(model):
         entry = table.get(name)
         if isinstance(entry, dict):

@@ -10,14 +10,24 @@ takes, its own output limit) is read here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
-from refed_dspy.providers.model_table import model_entry
+from refed_dspy.providers.model_table import litellm_models, model_entry
 
 TEACHER_TEMPERATURE = 1.0
 JUDGE_TEMPERATURE = 0.0
 MAX_TOKENS = 4096
 EFFORTS = ("minimal", "low", "medium", "high")  # the reasoning_effort values a config may name
+# what this module reads of a model in LiteLLM's table
+_READ = ("supports_reasoning", "reasoning_effort_levels", "supports_minimal_reasoning_effort", "max_output_tokens")
+
+
+@functools.lru_cache(maxsize=1)
+def _sampling_table() -> dict[str, dict[str, Any]]:
+    """Of each model in LiteLLM's table, the fields this module reads (about 1 MiB kept, of the table's 5)."""
+    return {name: {k: e[k] for k in _READ if k in e} for name, e in litellm_models().items() if isinstance(e, dict)}
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ def table_efforts(model: str) -> tuple[str, ...] | None:
     """The reasoning_effort values LiteLLM's table says `model` takes: None when the table does not know the model, ()
     when it says the model does not reason; of those it lists (or, listing none, all but `minimal` where it says the
     model lacks that one), the ones a config may name."""
-    entry = model_entry(model)
+    entry = model_entry(model, _sampling_table())
     if entry is None:
         return None
     if not entry.get("supports_reasoning"):
@@ -71,7 +81,7 @@ def table_efforts(model: str) -> tuple[str, ...] | None:
 
 def table_limit(model: str) -> int | None:
     """The model's own largest output in LiteLLM's table (None: not known)."""
-    entry = model_entry(model) or {}
+    entry = model_entry(model, _sampling_table()) or {}
     limit = entry.get("max_output_tokens")
     return int(limit) if isinstance(limit, int | float) and limit > 0 else None
 
