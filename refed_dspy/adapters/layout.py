@@ -16,7 +16,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.providers.base import StablePrompt
+from refed_dspy.providers.base import StablePrompt, content_text
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,13 @@ def repeated_inputs(signature: type[dspy.Signature]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
-    return ""
-
-
 def stable_prompt(signature: type[dspy.Signature], messages: list[dict[str, Any]]) -> StablePrompt | None:
     """Where the repeated part of a prompt that an adapter laid out for `signature` ends (the system message, the
     demos, the last message's repeated inputs), with a key naming that part; None when nothing of it repeats."""
     if not messages:
         return None
     ends: list[tuple[int, int | None]] = []
-    if messages[0].get("role") == "system" and _text(messages[0].get("content")):
+    if messages[0].get("role") == "system" and content_text(messages[0].get("content")):
         ends.append((0, None))
     main = len(messages) - 1
     if main >= 2 and messages[main - 1].get("role") == "assistant":
@@ -64,7 +56,7 @@ def stable_prompt(signature: type[dspy.Signature], messages: list[dict[str, Any]
             ends.append((main, cut if after else None))
     if not ends:
         return None
-    texts = tuple(_text(m.get("content")) for m in messages[: ends[-1][0] + 1])
+    texts = tuple(content_text(m.get("content")) for m in messages[: ends[-1][0] + 1])
     last, offset = ends[-1]
     repeated = "\x1e".join([*texts[:last], texts[last][:offset] if offset is not None else texts[last]])
     key = "refed-" + hashlib.sha256(repeated.encode("utf-8")).hexdigest()[:24]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dspy
+from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
 
 from refed_dspy.clients.api_base import fit_api_base
 from refed_dspy.clients.boundary import CallBoundary
@@ -70,8 +71,6 @@ def _ask_to_cache(engines: tuple[Any, Any], cache: Provider) -> None:
     `cache`'s requests. lm15 takes a transport of one's own only in place of its config's pool settings, so a
     router's own is set here (built as the router would build it); where lm15 keeps it elsewhere, the requests go
     as they are."""
-    from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
-
     for engine, own in zip(engines, (StdlibTransport, StdlibAsyncTransport), strict=True):
         router = getattr(engine, "router", None)
         if router is None or not hasattr(router, "_transport"):
@@ -92,28 +91,27 @@ def build_lm(
     num_retries: int | None = None,
     max_connections: int | None = None,
     wrap: Callable[[Any], Any] | None = None,
-    ask_to_cache: bool = False,
 ) -> RefedLM:
     """Build the LM for one role. Reads the key from the environment; never stores it elsewhere.
 
-    `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0: it retries itself,
-    with an adaptive window). `max_connections` (synthesis and judging pass their concurrency) gives the LM its own
-    engine with a pool that wide (else DSPy's 100), where DSPy's native engine serves the model; where it cannot, and
-    the pool asked for is wider than DSPy's, a warning says that the calls beyond it will wait. `wrap` (batch mode: a
-    function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the async calls another
-    way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints), kept
-    as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError). `api_base` is taken as
-    LiteLLM takes it (refed_dspy.clients.api_base). Where the model's provider caches prompts on a request's word and
-    `spec.prompt_cache` is on, the engines that `max_connections`, `wrap` or `ask_to_cache` (an optimizer's and an
-    experiment's LMs: DSPy's pool) give the LM ask it to cache each prompt's repeated part
-    (refed_dspy.clients.prompt_cache); an LM built with none of them keeps DSPy's engine, which asks for nothing.
+    `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
+    it retries itself, with an adaptive window). `max_connections` (synthesis and judging pass their
+    concurrency) gives the LM its own engine with a pool that wide, where DSPy's native engine serves
+    the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
+    is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait. `wrap` (batch mode: a
+    function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the LM's async calls
+    another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
+    kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
+    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base). Where the model's
+    provider caches prompts on a request's word and `spec.prompt_cache` is on, the engines that `max_connections` or
+    `wrap` give the LM ask it to cache each prompt's repeated part (refed_dspy.clients.prompt_cache); an LM built
+    without either keeps DSPy's engine, which asks for nothing.
     """
     problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
     if problem is not None:
         raise ConfigError(problem)
     key = check_key(spec, role)
     provider = provider_for(spec.model)
-    cache = cache_provider(spec, provider)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
         # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
@@ -130,7 +128,7 @@ def build_lm(
     lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.provenance)
     lm.flex_fallback = spec.flex_fallback
     lm.take_retries()  # DSPy's retries, made by the call boundary so that each request is counted
-    if max_connections is None and wrap is None and not (ask_to_cache and cache is not None):
+    if max_connections is None and wrap is None:
         return lm
     engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
     if engines is None and wrap is not None:
@@ -140,7 +138,7 @@ def build_lm(
             'own client); give one api_base and use mode = "online"'
         )
     if engines is None:
-        if (max_connections or 0) > CLIENT_MAX_CONNECTIONS:
+        if max_connections > CLIENT_MAX_CONNECTIONS:
             log.warning(
                 "%s: %d calls in flight, but DSPy's HTTP client holds at most %d connections for '%s'; "
                 "the calls beyond that wait in its pool",
@@ -157,6 +155,7 @@ def build_lm(
     wide.refed_spec = spec
     wide.flex_fallback = spec.flex_fallback
     wide.take_retries()
+    cache = cache_provider(spec, provider)
     if cache is not None:  # the wide LM holds these engines: their requests now ask the provider to cache
         _ask_to_cache(engines, cache)
     return wide

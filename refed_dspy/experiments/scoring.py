@@ -39,10 +39,8 @@ def score(
     use_run_cache(RunDir(plan.out / "evals" / key))
     calls_from, cost_from = experiment_limits(spend.ledger, "the judging of the test examples")
     budget = CallBudget(*left_to_spend(spend.ledger, part), calls_from=calls_from, cost_from=cost_from)
-    t = bounded(
-        teacher if teacher is not None else build_lm(cfg.teacher, "teacher", ask_to_cache=True), "teacher", fresh=True
-    )
-    j = bounded(judge if judge is not None else build_lm(cfg.judge, "judge", ask_to_cache=True), "judge", fresh=True)
+    t = bounded(teacher if teacher is not None else build_lm(cfg.teacher, "teacher"), "teacher", fresh=True)
+    j = bounded(judge if judge is not None else build_lm(cfg.judge, "judge"), "judge", fresh=True)
     cfg = with_lm_of(with_lm_of(cfg, "teacher", t), "judge", j) if teacher is not None or judge is not None else cfg
     t.attach_budget(budget, "teacher", price_of(cfg.teacher))
     j.attach_budget(budget, "judge", price_of(cfg.judge))

@@ -145,14 +145,14 @@ def lms_of_record(config: Config, given: Given, optimizer: Any) -> LMsOfRecord:
     metric = _metric_of(given.metric, optimizer, config.optimize.threshold)
     config, teacher, judge = _behind_the_boundary(config, given, metric)
     held = _held_lms(config, given, metric, optimizer)
-    teacher = teacher or build_lm(config.teacher, "teacher", ask_to_cache=True)
+    teacher = teacher or build_lm(config.teacher, "teacher")
     # the model's own settings standing in for what the config leaves unset, said once for each LM built from it
     built = [("teacher", given.teacher is None), ("judge", metric is None and judge is None)]
     for note in (getattr(config, role).defaults_note(role) for role, from_config in built if from_config):
         if note:
             log.info(note)
     if metric is None:
-        judge = judge or build_lm(config.judge, "judge", ask_to_cache=True)
+        judge = judge or build_lm(config.judge, "judge")
         metric = make_metric(config, config.optimize.target, judge=judge)
     mine = ((given.teacher, "teacher", teacher), (given.judge, "judge", judge))
     claims = tuple((lm, role, twin) for lm, role, twin in mine if lm is not None)

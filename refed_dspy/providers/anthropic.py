@@ -16,7 +16,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from refed_dspy.providers.base import BOUNDS, BatchAPI, Dialect, MarkedCache, Provider, StablePrompt, Wire
+from refed_dspy.providers.base import (
+    BOUNDS,
+    BatchAPI,
+    Dialect,
+    MarkedCache,
+    Provider,
+    StablePrompt,
+    Wire,
+    content_text,
+)
 from refed_dspy.providers.registry import PROVIDERS
 
 API_VERSION = "2023-06-01"  # the anthropic-version header its batch requests carry
@@ -56,15 +65,6 @@ CACHE = MarkedCache(
     },
     default_min_tokens=1024,
 )
-
-
-def _text(content: Any) -> str:
-    """The text of a system prompt or a message's content (a string, or text blocks read one after another)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
-    return ""
 
 
 def _marked(content: Any, offset: int | None) -> list[dict[str, Any]] | None:
@@ -108,7 +108,7 @@ def mark_stable(body: dict[str, Any], stable: StablePrompt | None, cache: Marked
         return body
     system, messages = body.get("system"), list(body.get("messages") or [])
     first = 1 if system is not None else 0
-    texts = ([_text(system)] if system is not None else []) + [_text(m.get("content")) for m in messages]
+    texts = ([content_text(system)] if system is not None else []) + [content_text(m.get("content")) for m in messages]
     if tuple(texts[: len(stable.texts)]) != stable.texts:
         return body
     overhead = len(json.dumps(body.get("output_config") or "")) + len(json.dumps(body.get("tools") or ""))

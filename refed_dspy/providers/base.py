@@ -158,6 +158,15 @@ class PrefixCache:
         return 0 if prefix_tokens < self.min_tokens else prefix_tokens // self.step * self.step
 
 
+def content_text(content: Any) -> str:
+    """The text of a system prompt or a chat message's content: a string, or its text blocks read one after another."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
 @dataclass(frozen=True)
 class StablePrompt:
     """The parts of one chat prompt that repeat across calls, as its adapter laid them out

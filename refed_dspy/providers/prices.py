@@ -17,7 +17,9 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from refed_dspy.providers.base import MarkedCache
 from refed_dspy.providers.model_table import litellm_models, table_names
+from refed_dspy.providers.registry import provider_for
 
 SERVICE_TIERS = ("default", "flex", "priority")  # the tiers a config may ask for (refed_dspy.providers.tiers)
 UNSTATED = "unstated"  # a call's tier when one was asked for and its reply named none (priced never below the default)
@@ -177,16 +179,20 @@ def close_priced_names(model: str, n: int = 1) -> list[str]:
     return [name for name in found if name != model]
 
 
-def _resolved(own: Sequence[float | None], listed: _Prices | None) -> _Prices | None:
+def _resolved(own: Sequence[float | None], listed: _Prices | None, marked: MarkedCache | None) -> _Prices | None:
     """One tier's prices: the config's where given, else the list's; None when its input or output stays unknown. An
     unset cached price is the list's when the input's is the list's too, else the input's. An unset cache-write price
     keeps the list's ratio of cache write to input (Anthropic: 1.25x), so that a write is never priced below what the
-    provider charges for it."""
+    provider charges for it. A model the list does not price, of a provider that caches what a request marks
+    (`marked`), has its unset cached and cache-write prices at that provider's factors of its input price."""
     inp_usd, cached_usd, out_usd, write_usd = (*own, None, None, None, None)[:4]
     inp = inp_usd if inp_usd is not None else (listed[0] if listed else None)
     out = out_usd if out_usd is not None else (listed[2] if listed else None)
     if inp is None or out is None:
         return None
+    if listed is None and marked is not None:
+        cached = cached_usd if cached_usd is not None else inp * marked.read_factor
+        return (inp, cached, out, write_usd if write_usd is not None else inp * marked.write_factor)
     cached = cached_usd if cached_usd is not None else (listed[1] if listed and inp_usd is None else inp)
     write = write_usd
     if write is None and listed is not None and listed[3] is not None:
@@ -207,10 +213,11 @@ def resolve_price(
     arguments, another tier's from `tier_prices`: (input, cached input, output[, cache write])), else LiteLLM's price
     map; None when that tier's input or output price is unknown. The Price carries every tier whose price is known."""
     listed = list_prices(model)
+    marked = provider_for(model).marked_cache
     own = {"default": (input_usd, cached_usd, output_usd, write_usd), **(tier_prices or {})}
     table: dict[str, _Prices] = {}
     for name in SERVICE_TIERS:
-        found = _resolved(own.get(name, ()), listed.get(name))
+        found = _resolved(own.get(name, ()), listed.get(name), marked)
         base = table.get("default")
         if found is not None and found[3] is None and base is not None and base[3] is not None and base[0]:
             found = (*found[:3], base[3] / base[0] * found[0])  # a tier's write costs what the default's does, pro rata

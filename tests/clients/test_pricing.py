@@ -170,3 +170,17 @@ def test_both_ledgers_open_a_call_at_its_prompt_written_to_the_cache():
     for ticket in (own, tasks):
         assert ticket.cost == pytest.approx(written) and ticket.need == pytest.approx(written)
         assert ticket.cost > haiku.cost(3001, 1000)
+
+
+def test_a_model_the_list_does_not_price_is_priced_at_its_providers_cache_rates():
+    # an Anthropic model LiteLLM's map does not know yet, priced in the config: a cache write costs Anthropic's 1.25x
+    # of its input and a read 0.1x (the write was priced at the input, so a budget reserved 20% too little for it)
+    new = resolve_price("anthropic/claude-next-9", 2.0, None, 10.0)
+    assert (new.input, new.cached_input, new.cache_write, new.output) == (2.0, 0.2, 2.5, 10.0)
+    assert new.bound(1_000_000, 0) == pytest.approx(2.5)
+    assert new.cost(1000, 0, 0, 1000) == pytest.approx(1000 * 2.5 / 1e6)
+    # the config's own rates are kept; a provider that caches by itself keeps the input price for both
+    assert resolve_price("anthropic/claude-next-9", 2.0, 0.3, 10.0, 3.0).cache_write == 3.0
+    assert resolve_price("anthropic/claude-next-9", 2.0, 0.3, 10.0).cached_input == 0.3
+    mine = resolve_price("openai/my-finetune", 2.0, None, 10.0)
+    assert (mine.cached_input, mine.written) == (2.0, 2.0)
