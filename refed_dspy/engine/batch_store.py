@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
+from refed_dspy.store.ledger_lines import batch_event, batch_result, read_lines
 
 FINAL_STATES = ("completed", "expired", "cancelled", "failed")
 
@@ -89,9 +90,12 @@ class BatchStore:
         self.results.clear()
         self.lost_count.clear()
         self.open_index.clear()
-        for ev in read_jsonl(self.journal_path, repair=not self.readonly):
+        # write-ahead files: each line checked before it is believed (refed_dspy.store.ledger_lines)
+        events, _ = read_lines(self.journal_path, batch_event, repair=not self.readonly)
+        for ev in events:
             self._apply(ev)
-        for row in read_jsonl(self.results_path, repair=not self.readonly):
+        rows, _ = read_lines(self.results_path, batch_result, repair=not self.readonly)
+        for row in rows:
             self._note_result(
                 StoredResult(
                     row["custom_id"],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
 from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
@@ -166,11 +167,12 @@ class StageBase(ABC):
         (it is in the engine's totals)."""
 
     # ---- the shared parts -----------------------------------------------------------------------
-    def open_log(self, path: Any) -> None:
+    def open_log(self, path: Any, shown_by: tuple[Path, ...] = (), new_ledger: bool = False) -> None:
         """Open the write-ahead log of this stage's calls at `path` (its directory's lock is held): what invocations
         killed before left unaccounted is added to the run's totals, and said in one line when this opening found it;
-        each request of this invocation is written there before it is sent (on Ray, each task, whole)."""
-        log = CallLog.open(path)
+        each request of this invocation is written there before it is sent (on Ray, each task, whole). `shown_by`, the
+        records that show a log was there, and `new_ledger`: as CallLog.open takes them (a log gone is refused)."""
+        log = CallLog.open(path, shown_by, new_ledger)
         engine = self.engine
         engine.use_log(log, whole_tasks=self.transport.logs_tasks)
         if log.lost:

@@ -20,6 +20,7 @@ from refed_dspy.results import Optional, Result
 from refed_dspy.status.run import Holder, lock_holder
 from refed_dspy.status.text import holder_text
 from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.ledger_lines import read_document, spent_figures
 from refed_dspy.store.ownership import kind_of
 
 NEXT = {
@@ -105,7 +106,7 @@ def experiment_status(path: str | Path) -> ExperimentStatus:
             newer |= old.get("status") != row.get("status")
             # the comparison with the baseline is made after the cell's file: keep it from experiment.json
             rows[row["id"]] = {**row, **{k: old[k] for k in ("difference", "baseline_mean") if k in old}}
-    spent = read_json(path / "spent.json")
+    spent = read_document(path / "spent.json", spent_figures)
     # what parts paid, and what the parts under way (or killed: counted when it starts again) paid so far
     parts = [*(spent.get("parts") or {}).items(), *(spent.get("live") or {}).items()]
     by_part: dict[str, int] = {}

@@ -74,6 +74,9 @@ class RunDir:
         self.judge_rejects = self.path / "judge_rejects.jsonl"
         self.judge_fingerprint = self.path / "judge_fingerprint.json"
         self.judge_summary = self.path / "judge_summary.json"
+        # records written only once a ledger is open: one of them without its ledger shows the ledger is gone
+        self.shows_ledger = (self.feedback, self.samples, self.rejects, self.journal)
+        self.shows_judge_ledger = (self.judgments, self.judge_rejects)
 
     def prepare(
         self,
