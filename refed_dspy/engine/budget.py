@@ -94,6 +94,10 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
         self.in_flight: Counter = Counter()  # single calls reserved by the call boundary and not yet over, by role
         self._cut: Counter = Counter()  # of those, counted as cut off by wait_idle while still running, by role
         self.log: CallLog | None = None  # the write-ahead log each request is written to before it is sent
+        # what was paid, or may yet be billed, that no record holds and no work of this run asked for (a batch answer
+        # a kill cut off; a request of a batch an earlier invocation left open): (calls, cost, the most the open ones
+        # can cost), charged on top of `totals` (refed_dspy.engine.batch_usage.BatchLedger.figures)
+        self.apart: Callable[[], tuple[int, float, float]] | None = None
         self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
         self.outputs = ExpectedOutput()  # what the calls of each role (and stage) wrote: what a call is expected to
         self.call_costs: dict[str, OutputStats] = {}  # role -> what its answered calls cost (USD)
@@ -109,11 +113,12 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
 
     def __getstate__(self) -> dict[str, Any]:
         # pickled (with an LM): a ledger of its own, watched by no one, writing no log
-        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_watchers", "log")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_watchers", "log", "apart")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.log = None
+        self.apart = None
         self._lock = threading.Lock()
         self._watchers = []
 
@@ -125,13 +130,24 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
     def unwatch(self, fn: Callable[[], None]) -> None:
         self._watchers.remove(fn)
 
+    def _apart(self) -> tuple[int, float, float]:
+        return self.apart() if self.apart is not None else (0, 0.0, 0.0)
+
     @property
     def total_calls(self) -> int:
-        return self.totals.calls
+        """The calls paid: those recorded, and those charged apart."""
+        return self.totals.calls + self._apart()[0]
 
     @property
     def total_cost(self) -> float:
-        return self.totals.cost
+        """What the calls answered cost: those recorded, and those charged apart."""
+        return self.totals.cost + self._apart()[1]
+
+    @property
+    def cost_bound(self) -> float:
+        """The most the calls of unknown tokens can have cost on top of `total_cost` (cut off by a stop or the client's
+        timeout, in flight at a kill, in a batch still open)."""
+        return self.totals.cost_bound + self._apart()[2]
 
     def call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
         """The cost one call of `role` is reserved at before its prompt is known (a piece of work's share per call):
@@ -163,7 +179,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
     @property
     def spent(self) -> float:
         """What the budget counts as spent: the cost of the calls answered, and the most the calls cut off can cost."""
-        return self.totals.cost + self.totals.cost_bound
+        return self.total_cost + self.cost_bound
 
     def field_of(self, kind: str | None = None) -> str | None:
         """The config field that sets the limit of `kind` (default: the one that refused first), where named."""
@@ -266,6 +282,14 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
                 )
         self._notify()
         return usage
+
+    def learn_paid(self, role: str, costs: list[float]) -> None:
+        """What calls of `role` cost before this invocation (the answers a run's batch store holds): its work is then
+        reserved at what such calls cost, as after calls of its own, not at the worst case of a call never seen."""
+        with self._lock:
+            for cost in costs:
+                self.max_call_cost = max(self.max_call_cost, cost)
+                self.call_costs.setdefault(role, OutputStats()).add(cost)
 
     def add_lost(self, usage: dict[str, Any]) -> None:
         """What earlier invocations killed before they ended paid (refed_dspy.store.call_log): added to the totals, and
