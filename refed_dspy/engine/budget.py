@@ -94,10 +94,8 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
         self.in_flight: Counter = Counter()  # single calls reserved by the call boundary and not yet over, by role
         self._cut: Counter = Counter()  # of those, counted as cut off by wait_idle while still running, by role
         self.log: CallLog | None = None  # the write-ahead log each request is written to before it is sent
-        # what was paid, or may yet be billed, that no record holds and no work of this run asked for (a batch answer
-        # a kill cut off; a request of a batch an earlier invocation left open): (calls, cost, the most the open ones
-        # can cost), charged on top of `totals` (refed_dspy.engine.batch_usage.BatchLedger.figures)
-        self.apart: Callable[[], tuple[int, float, float]] | None = None
+        # (calls, cost, bound) paid or billable that no record holds, charged on top (engine/batch_usage.BatchLedger)
+        self.apart: Callable[[], tuple[int, float, float]] = _nothing_apart
         self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
         self.outputs = ExpectedOutput()  # what the calls of each role (and stage) wrote: what a call is expected to
         self.call_costs: dict[str, OutputStats] = {}  # role -> what its answered calls cost (USD)
@@ -118,7 +116,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.log = None
-        self.apart = None
+        self.apart = _nothing_apart
         self._lock = threading.Lock()
         self._watchers = []
 
@@ -130,24 +128,18 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
     def unwatch(self, fn: Callable[[], None]) -> None:
         self._watchers.remove(fn)
 
-    def _apart(self) -> tuple[int, float, float]:
-        return self.apart() if self.apart is not None else (0, 0.0, 0.0)
+    @property
+    def total_calls(self) -> int:  # recorded, and charged apart
+        return self.totals.calls + self.apart()[0]
 
     @property
-    def total_calls(self) -> int:
-        """The calls paid: those recorded, and those charged apart."""
-        return self.totals.calls + self._apart()[0]
-
-    @property
-    def total_cost(self) -> float:
-        """What the calls answered cost: those recorded, and those charged apart."""
-        return self.totals.cost + self._apart()[1]
+    def total_cost(self) -> float:  # of the calls answered, recorded and charged apart
+        return self.totals.cost + self.apart()[1]
 
     @property
     def cost_bound(self) -> float:
-        """The most the calls of unknown tokens can have cost on top of `total_cost` (cut off by a stop or the client's
-        timeout, in flight at a kill, in a batch still open)."""
-        return self.totals.cost_bound + self._apart()[2]
+        """The most the calls of unknown tokens (cut off, in flight at a kill, in an open batch) add to total_cost."""
+        return self.totals.cost_bound + self.apart()[2]
 
     def call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
         """The cost one call of `role` is reserved at before its prompt is known (a piece of work's share per call):
@@ -284,8 +276,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
         return usage
 
     def learn_paid(self, role: str, costs: list[float]) -> None:
-        """What calls of `role` cost before this invocation (the answers a run's batch store holds): its work is then
-        reserved at what such calls cost, as after calls of its own, not at the worst case of a call never seen."""
+        """What calls of `role` cost before this invocation (a batch store's answers): work is reserved at that."""
         with self._lock:
             for cost in costs:
                 self.max_call_cost = max(self.max_call_cost, cost)
@@ -317,6 +308,10 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
                 "refused": self.refused,
                 "by_role": {role: _without_stages(t.as_dict()) for role, t in sorted(self.by_role.items())},
             }
+
+
+def _nothing_apart() -> tuple[int, float, float]:
+    return 0, 0.0, 0.0
 
 
 def _without_stages(usage: dict[str, Any]) -> dict[str, Any]:
