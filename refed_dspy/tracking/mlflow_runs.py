@@ -21,7 +21,7 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.optimizers.program_io import keep_active_model
 from refed_dspy.quiet import dropping
-from refed_dspy.secrets import mask
+from refed_dspy.secrets import mask, mask_value
 from refed_dspy.settings import mask_secrets
 from refed_dspy.tracking.logged_lm import logged_lm, logged_lm_like
 from refed_dspy.tracking.telemetry import set_telemetry
@@ -34,13 +34,34 @@ log = logging.getLogger(__name__)
 
 
 def connect(tracking: TrackingConfig):
-    """Point MLflow at the [tracking] URI and experiment; returns the experiment."""
+    """Point MLflow at the [tracking] URI and experiment, with every trace span masked before it is exported
+    (`mask_span`); returns the experiment."""
 
     set_telemetry(tracking.telemetry)
     import mlflow
 
     mlflow.set_tracking_uri(tracking.mlflow_uri)
-    return mlflow.set_experiment(tracking.experiment)
+    experiment = mlflow.set_experiment(tracking.experiment)
+    mlflow.tracing.configure(span_processors=[mask_span])  # after the URI: setting one makes the tracer anew
+    return experiment
+
+
+_SPAN_IO = ("mlflow.spanInputs", "mlflow.spanOutputs")  # the attributes a span's inputs and outputs are kept in
+
+
+def mask_span(span: Any) -> None:
+    """An MLflow trace span with the keys the process holds masked in its inputs, outputs and attributes (DSPy's
+    autologging records an LM's call, and a gateway's answer may quote the request's key)."""
+    if span.inputs is not None:
+        span.set_inputs(mask_value(span.inputs))
+    if span.outputs is not None:
+        span.set_outputs(mask_value(span.outputs))
+    for name, value in list((span.attributes or {}).items()):
+        if name in _SPAN_IO:
+            continue  # set above
+        masked = mask_value(value)
+        if masked is not value:
+            span.set_attribute(name, masked)
 
 
 @contextlib.contextmanager

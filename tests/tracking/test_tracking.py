@@ -152,6 +152,27 @@ def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, t
     assert proc.returncode != 0 and "consecutive teacher failures" in err
 
 
+def test_a_trace_span_is_stored_masked(tmp_path, monkeypatch):
+    """Every trace span MLflow exports from a process connected by refed (`connect`) is masked first: a span whose
+    inputs, outputs and attributes quote the key (an LM call traced by DSPy's autologging, a gateway's answer that
+    echoes the request) is stored with the key masked, and the store holds no copy of it."""
+    from refed_dspy.config.run import TrackingConfig
+    from refed_dspy.tracking.mlflow_runs import connect
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REFED_PLANTED_KEY", PLANTED)
+    experiment = connect(TrackingConfig(enabled=True, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    with mlflow.start_span("lm-call") as span:
+        span.set_inputs({"headers": {"Authorization": f"Bearer {PLANTED}"}})
+        span.set_outputs(f"the gateway says: request header authorization: Bearer {PLANTED}")
+        span.set_attribute("raw", {"echo": PLANTED})
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    traces = client.search_traces(locations=[experiment.experiment_id], flush=True)
+    stored = json.dumps([t.data.to_dict() for t in traces])
+    assert len(traces) == 1 and "sk-...1706" in stored and PLANTED not in stored
+    assert [str(p) for p in tmp_path.rglob("*") if p.is_file() and PLANTED.encode() in p.read_bytes()] == []
+
+
 def test_nothing_leaves_the_machine_with_tracking_on(server_factory, tmp_path):
     """With tracking on, synthesize, judge, export and optimize open sockets to the configured endpoints only
     (here all on loopback): no telemetry to MLflow's or Hugging Face's servers. The commands run as on a user's
