@@ -38,6 +38,8 @@ from refed_dspy.clients.calls import (
     finish_error,
     read_reply,
 )
+from refed_dspy.clients.destination import install as install_destination_check
+from refed_dspy.clients.destination import refusal_in
 from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.request_ledger import ledger_of, max_tokens_of, open_on, release, settle
 from refed_dspy.clients.transport_errors import gave_up_waiting
@@ -61,6 +63,9 @@ _asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar
     "refed_tier_asked", default=(None, False)
 )
 # TIER_WAITS (and DEFAULT_TIER) are refed_dspy.clients.tries's; the boundary hands `again` the one named here
+
+# every process that builds or bounds an LM checks, in its HTTP clients, where each request takes the keys it carries
+install_destination_check()
 
 
 class CallBoundary:
@@ -109,6 +114,7 @@ class CallBoundary:
             try:
                 return self._call_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
+                _raise_refusal(err)
                 delay = again(err, tries, self.retries, self.flex_fallback, TIER_WAITS)
                 if delay is None:
                     raise
@@ -122,6 +128,7 @@ class CallBoundary:
             try:
                 return await self._acall_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
+                _raise_refusal(err)
                 delay = again(err, tries, self.retries, self.flex_fallback, TIER_WAITS)
                 if delay is None:
                     raise
@@ -301,6 +308,14 @@ class CallBoundary:
         if isinstance(state, dict) and LM_CLASS_STATE_KEY in state:
             state[LM_CLASS_STATE_KEY] = f"{base.__module__}.{base.__qualname__}"
         return state
+
+
+def _raise_refusal(err: LMError) -> None:
+    """A request the HTTP layer refused to send (a key bound for a host it must not reach) is the config's mistake,
+    whatever the client wrapped it in: raised as the KeyProviderError it is, never retried."""
+    refused = refusal_in(err)
+    if refused is not None:
+        raise refused from None
 
 
 def _elapsed() -> float:
