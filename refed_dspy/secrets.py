@@ -86,8 +86,9 @@ _TOKEN_CHARS = r"A-Za-z0-9_\-"  # what a key is made of: a held value next to on
 
 _lock = threading.Lock()
 _held: dict[str, set[str]] = {}  # values handed to `hold` -> the variables they were read from (none: inline)
-_env: tuple[tuple[tuple[str, str], ...], dict[str, frozenset[str]]] = ((), {})  # (the variables read, value -> names)
-_matcher: tuple[frozenset[str], re.Pattern[str] | None, dict[str, str]] = (frozenset(), None, {})
+_env: tuple[tuple[Any, ...], dict[str, frozenset[str]]] = ((), {})  # (the environment read, value -> names)
+# (the values it was made of, the pattern finding their spellings, spelling -> its mask, spelling -> its value)
+_matcher: tuple[frozenset[str], re.Pattern[str] | None, dict[str, str], dict[str, str]] = (frozenset(), None, {}, {})
 
 
 def is_credential_name(name: str) -> bool:
@@ -128,24 +129,23 @@ def _header_secrets(text: str) -> Iterator[str]:
             yield token.strip()
 
 
-def _secret_variables() -> tuple[tuple[str, str], ...]:
-    """(name, value) of every variable that may hold a secret, as the environment is now (read at each call: a key set
-    a moment ago is masked from then on)."""
-    return tuple(
-        (name, value)
-        for name, value in list(os.environ.items())
-        if is_credential_name(name) or _HEADER_VARIABLES.match(name.upper()) or name.upper() in _URL_VARIABLES
-    )
+def _environment() -> tuple[Any, ...]:
+    """The environment as it is now, cheaply (os.environ's own store, undecoded, where CPython keeps one): compared at
+    each call, so a key set a moment ago is masked from then on."""
+    raw = getattr(os.environ, "_data", None)
+    return tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
 
 
 def _env_found() -> dict[str, frozenset[str]]:
     """value -> the names of the variables holding it, for every secret the environment holds."""
     global _env
-    variables = _secret_variables()
-    if variables == _env[0]:
+    now = _environment()
+    if now == _env[0]:
         return _env[1]
     names: dict[str, set[str]] = {}
-    for name, value in variables:
+    for name, value in list(os.environ.items()):
+        if not (is_credential_name(name) or _HEADER_VARIABLES.match(name.upper()) or name.upper() in _URL_VARIABLES):
+            continue
         if is_credential_name(name):
             candidates: Iterable[str] = (value,)
         elif _HEADER_VARIABLES.match(name.upper()):
@@ -156,7 +156,7 @@ def _env_found() -> dict[str, frozenset[str]]:
             if is_secret_value(one):
                 names.setdefault(one, set()).add(name)
     found = {value: frozenset(n) for value, n in names.items()}
-    _env = (variables, found)
+    _env = (now, found)
     return found
 
 
@@ -185,18 +185,20 @@ def masked(value: str) -> str:
     return f"{value[:3]}...{value[-4:]}" if len(value) >= 24 else "***"
 
 
-def _current() -> tuple[re.Pattern[str] | None, dict[str, str]]:
+def _current() -> tuple[re.Pattern[str] | None, dict[str, str], dict[str, str]]:
     """The pattern that finds every held value's spellings (the longest first, so a key that holds another is masked
-    whole), and each spelling's mask; made again when the held values change."""
+    whole), each spelling's mask and the value it spells; made again when the held values change."""
     global _matcher
     with _lock:
         every = frozenset(_held) | frozenset(_env_found())
     if every == _matcher[0]:
-        return _matcher[1], _matcher[2]
+        return _matcher[1], _matcher[2], _matcher[3]
     masks: dict[str, str] = {}
+    values: dict[str, str] = {}
     for value in every:
         for form in _spellings(value):
             masks.setdefault(form, masked(value))
+            values.setdefault(form, value)
     forms = sorted(masks, key=len, reverse=True)
     anywhere = [re.escape(f) for f in forms if len(f) >= LONG_SECRET_LEN]
     whole = [re.escape(f) for f in forms if len(f) < LONG_SECRET_LEN]
@@ -204,39 +206,33 @@ def _current() -> tuple[re.Pattern[str] | None, dict[str, str]]:
     if whole:
         parts.append(rf"(?<![{_TOKEN_CHARS}])(?:{'|'.join(whole)})(?![{_TOKEN_CHARS}])")
     pattern = re.compile("|".join(parts)) if parts else None
-    _matcher = (every, pattern, masks)
-    return pattern, masks
+    _matcher = (every, pattern, masks, values)
+    return pattern, masks, values
 
 
 def mask(text: str) -> str:
     """`text` with every held key's value (as is, JSON-escaped or HTML-escaped) replaced by its mask."""
     if not text:
         return text
-    pattern, masks = _current()
+    pattern, masks, _ = _current()
     if pattern is None:
         return text
     out, count = pattern.subn(lambda m: masks[m.group(0)], text)
     return out if count else text
 
 
-def find_held(text: str) -> set[str]:
-    """The held values `text` carries (as `mask` finds them; a Basic credential's base64 is read too)."""
-    pattern, masks = _current()
-    if pattern is None or not text:
+def find_held(*texts: str) -> set[str]:
+    """The held values `texts` carry (as `mask` finds them; a Basic credential's base64 is read too)."""
+    pattern, _, values = _current()
+    if pattern is None:
         return set()
-    found = {m.group(0) for m in pattern.finditer(text) if m.group(0) in masks}
-    scheme, _, token = text.strip().partition(" ")
-    if scheme.lower() == "basic" and token:
-        with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
-            found |= find_held(base64.b64decode(token.strip(), validate=True).decode("utf-8"))
-    return {_value_of(form) for form in found}
-
-
-def _value_of(form: str) -> str:
-    """The held value whose spelling `form` is."""
-    with _lock:
-        every = set(_held) | set(_env_found())
-    return next((value for value in every if form in _spellings(value)), form)
+    found = {values[m.group(0)] for m in pattern.finditer("\n".join(texts)) if m.group(0) in values}
+    for text in texts:
+        scheme, _, token = text.strip().partition(" ")
+        if scheme.lower() == "basic" and token:
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
+                found |= find_held(base64.b64decode(token.strip(), validate=True).decode("utf-8"))
+    return found
 
 
 def mask_value(obj: Any, depth: int = 32) -> Any:

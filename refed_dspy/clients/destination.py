@@ -65,12 +65,8 @@ def refusal_text(env: str, owner: str, found: Destination) -> str:
 def check_request(url: str, header_values: Iterable[str]) -> None:
     """KeyProviderError when a held key in this request (its headers, its URL) would reach a host it must not;
     a warning line (once) where it may go but should be looked at. Quick when the request carries no held key."""
-    carried: set[str] = find_held(url)
-    for text in header_values:
-        if isinstance(text, bytes):
-            text = text.decode("latin-1")
-        carried |= find_held(text)
-    for value in carried:
+    texts = [text.decode("latin-1") if isinstance(text, bytes) else str(text) for text in header_values]
+    for value in find_held(url, *texts):
         for env, owner in _owners(value):
             found = key_destination(owner, url)
             if found.verdict == "refuse":

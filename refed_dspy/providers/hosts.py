@@ -246,6 +246,7 @@ def url_hosts(url: str) -> tuple[str, str, tuple[str, ...]]:
     return scheme, written or raw, names
 
 
+@functools.lru_cache(maxsize=1024)
 def key_destination(owner: str, url: str) -> Destination:
     """The one decision on where the key of provider `owner` may go, for one request's URL. Refused, where refed knows
     `owner`'s hosts: a name the resolver may read the host as is another provider's own host (not one party with
