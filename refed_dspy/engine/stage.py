@@ -241,9 +241,9 @@ class StageBase(ABC):
         wrong, KeyboardInterrupt when a signal did."""
         engine = self.engine
 
-        def show() -> None:
+        def show() -> float | None:
             done_items, rejected = progress_of()
-            progress.update(done_items, engine.totals, rejected)
+            return progress.update(done_items, engine.totals, rejected)
 
         engine.on_progress = show
         progress.stage_of = self.stage_now
