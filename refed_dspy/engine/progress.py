@@ -166,7 +166,8 @@ class Progress:
         self._draw()
         return None
 
-    def _draw(self) -> None:
+    def _draw(self, refresh: bool = True) -> None:
+        """Put the latest figures on the bar, and draw it (`refresh`)."""
         bar = self._bar
         bar.n = self.done
         stage = self.stage()
@@ -178,12 +179,13 @@ class Progress:
             f"projected={'?' if projected is None else f'${projected:.4f}'} rejects={self.rejects}",
             refresh=False,
         )
-        bar.refresh()
+        if refresh:
+            bar.refresh()
 
     def close(self) -> None:
         """Stop showing progress; a bar is drawn a last time with the latest figures."""
         if self._bar is not None:
-            self._bar.n = self.done
+            self._draw(refresh=False)  # closing draws it
             self._bar.close()
         if self._beat is not None:
             self._beat.stop()
