@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from refed_dspy.config.prices import PRICED_TIERS, TIER_PRICES_HELP, TierPrice, tier_triples
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.deprecation import deprecation_note
 from refed_dspy.providers.dialects import DIALECTS
 from refed_dspy.providers.prices import SERVICE_TIERS
 from refed_dspy.providers.registry import provider_for
@@ -211,6 +212,12 @@ class LMSpec(Section):
             else f"reasoning_effort the model's own (set {role}.reasoning_effort: {', '.join(s.efforts or EFFORTS)})"
         )
         return f"{role} {self.model}, {s.kind}: {', '.join(parts)}; {effort}"
+
+    def start_notes(self, role: str = "teacher") -> list[str]:
+        """The lines a run says of this section as it starts, for an LM built from it: the model's own settings where
+        they stand in for what the section leaves unset (defaults_note), and a deprecation date of the model that has
+        passed or is near, with its successor (refed_dspy.providers.deprecation)."""
+        return [note for note in (self.defaults_note(role), deprecation_note(self.model, role)) if note]
 
     def identity(self, role: str = "teacher") -> dict[str, Any]:
         """This section as what identifies a config (an experiment's cells, its baselines): its fields, with the

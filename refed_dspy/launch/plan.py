@@ -181,8 +181,7 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         # dir, as `refed judge run` reads it, is not checked as it is read)
         raise ConfigError(f"tracking: {config.tracking.store_problem}")
     local = config.local if lm is None else None  # the local model to serve: none for an LM handed in
-    note = spec.defaults_note(role) if lm is None else None
-    if note:  # the model's own settings stand in for what the config leaves unset: said once, as the run starts
+    for note in spec.start_notes(role) if lm is None else ():  # said once, as the run starts
         log.info(note)
     if stage.max_cost_usd is not None:  # a cost budget needs a price: a model without one is refused at once
         require_price(spec, role, f"{section}.max_cost_usd")
