@@ -504,6 +504,27 @@ def test_an_exhausted_examples_synthesis_is_used_as_it_is(server_factory, tmp_pa
     assert result["cells"][0]["status"] == "done"
 
 
+def test_an_examples_synthesis_exhausted_with_no_sample_is_made_again_once_its_setting_is_changed(
+    server_factory, tmp_path
+):
+    """Every reply cut off at max_tokens: the examples synthesis ends exhausted with 0 samples and the experiment says
+    what to change. The same command with that setting changed failed 'examples has no samples.jsonl' forever (the
+    run counted as finished); now it makes the examples and the experiment goes on."""
+    teacher, judge = server_factory(signal=True, sticky_length=1.0), server_factory(signal=True)
+    sections = {"seeds": {"limit": 8}}
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, sections, examples=12)
+    code, out, err = refed("experiment", "--config", str(path))
+    said = [x for x in err.splitlines() if "examples synthesis" in x]
+    assert code == 1 and len(said) == 1 and "ended exhausted with 0 of 12 samples" in said[0], err
+    assert "raise teacher.max_tokens" in said[0] and "change that, and the same command makes the examples" in said[0]
+    assert not (tmp_path / "exp" / "examples" / "samples.jsonl").exists()
+    teacher.cfg.sticky_length = 0.0  # what a larger limit does for a real teacher whose replies ran past it
+    code, out, err = refed("experiment", "--config", str(path), "--set", "teacher.max_tokens=8000")
+    assert code == 0 and "no samples.jsonl" not in err, err
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert sum(result["examples"].values()) == 12 and result["cells"][0]["status"] == "done"
+
+
 def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_factory, tmp_path):
     """optimize.max_calls = 40 in the experiment file, and a larger experiment budget: the bootstrap cell needs about
     200 calls to optimize, so it cannot finish in its own 40 and is not started (it used to start, spend its 40 calls
