@@ -754,3 +754,30 @@ def test_the_shipped_experiment_is_quiet_filed_under_its_name_and_estimated_with
     assert result["champion"] and result["champion_uri"] and result["champion_uri"] in out
     name, alias = result["champion_uri"].removeprefix("models:/").split("@")
     assert client.get_model_version_by_alias(name, alias).tags["refed.experiment.cell"] == result["champion"]
+
+
+def test_a_resumed_experiment_keeps_the_split_it_pinned(tmp_path):
+    """The split is drawn once: a resumed experiment takes the sides it pinned, even where this version of refed would
+    draw them otherwise (issue 51 changed the rule: 10 references at test_fraction 0.34 used to give 4 test references,
+    now 3), so that none of its paid parts is made again; changed settings whose split differs are refused."""
+    from refed_dspy.errors import ConfigError
+    from refed_dspy.experiments.experiment_config import ExperimentSettings
+    from refed_dspy.experiments.experiment_plan import pinned_sides
+    from refed_dspy.store.records import Reference
+
+    refs = [Reference(id=f"r{i:02d}", instruction=f"q{i}", response=f"a{i}", source="t") for i in range(10)]
+    settings = ExperimentSettings(out=str(tmp_path / "exp"))
+    path = tmp_path / "split.json"
+    drawn = pinned_sides(path, refs, settings)  # the first invocation pins the sides with what drew them
+    assert json.loads(path.read_text())["rule"]["test_fraction"] == settings.test_fraction
+    assert pinned_sides(path, refs, settings) == drawn
+    older = {"train": ["r00", "r01", "r02", "r03"], "val": ["r04", "r05"], "test": ["r06", "r07", "r08", "r09"]}
+    path.write_text(json.dumps(older))  # an older version's pin: other sides, no rule kept
+    kept = pinned_sides(path, refs, settings)
+    assert {side: [r.id for r in v] for side, v in kept.items()} == older
+    path.write_text(json.dumps({**older, "rule": {"seed": 0, "test_fraction": 0.34, "val_fraction": 0.4}}))
+    assert {side: [r.id for r in v] for side, v in pinned_sides(path, refs, settings).items()} == older
+    with pytest.raises(ConfigError, match="split differently"):
+        pinned_sides(path, refs, ExperimentSettings(out=str(tmp_path / "exp"), test_fraction=0.5))
+    with pytest.raises(ConfigError, match="split differently"):
+        pinned_sides(path, [*refs, Reference(id="r10", instruction="q", response="a", source="t")], settings)
