@@ -65,6 +65,16 @@ class RunAborted(RefedError):
     exit_code = 3
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) once its calls in flight finished or were cut off and its
+    summary was written: `summary` is what the command returns when it finishes, for the caller to show. A
+    KeyboardInterrupt to every `except`: code that knows nothing of it stops as before."""
+
+    def __init__(self, summary: object):
+        super().__init__()
+        self.summary = summary
+
+
 def first_line(err: BaseException, limit: int = 300) -> str:
     """The first line of an error's message (its type's name when it has none), cut to `limit` characters: what a
     one-line report of it shows. A key the process holds is masked (a provider's error may quote it)."""

@@ -1,43 +1,94 @@
-"""The values of the keys this process holds, and their mask in any text we print or write.
+"""The values of the keys this process holds, where each came from, and their mask in any text we print or write.
 
 A key reaches a message without our putting it there: a gateway that quotes the request's `Authorization` header in
-its error body, a client's exception that repeats its settings. So the text itself is masked where it leaves the
-process, at a few chokepoints every message passes: the CLI's stdout and stderr (`masked_streams`), the files of a
-run dir (refed_dspy.store.jsonl), the log file of other libraries' output (refed_dspy.quiet), what MLflow is given
+its answer or its error body, a client's exception that repeats its settings. So the text itself is masked where it
+leaves the process, at the few chokepoints every byte passes: the CLI's stdout and stderr (`masked_streams`), the
+files we write (refed_dspy.store.jsonl's writers; the run's cache, refed_dspy.store.cache, stores each answer
+masked, `mask_value`), the log file of other libraries' output (refed_dspy.quiet), what MLflow is given
 (refed_dspy.tracking), the viewer's pages, and the one line an error is reported by (refed_dspy.errors.first_line).
 
-Held keys: the value of every environment variable whose name says it holds a credential (`is_credential_name`:
-`..._KEY`, `..._TOKEN`, `..._SECRET`, `..._PASSWORD`, ...) and that is long enough to be one (MIN_SECRET_LEN) and not
-the path of a file (GOOGLE_APPLICATION_CREDENTIALS names one), and every key an LM was built with or handed in
-(`hold`: a variable of any name, an inline `api_key`).
+Held values (`is_secret_value`: at least MIN_SECRET_LEN characters, not a placeholder a local server takes such as
+`EMPTY` or `unused`, not the path of a file): the value of every environment variable whose name says it holds a
+credential (`is_credential_name`: `..._KEY`, `..._TOKEN`, `..._SECRET`, `..._PASSWORD`, ...), the tokens in the
+OpenTelemetry exporters' header variables and a password in MLflow's tracking URI, and every key an LM was built
+with or handed in (`hold`). A value is masked wherever it stands as a whole token (not inside a longer word: a
+six-character key must not mangle ordinary text); one of LONG_SECRET_LEN characters or more wherever it stands.
+
+Where a value came from (`sources_of`: the variables holding it) is what the HTTP layer's key check reads to know
+whose key a request carries (refed_dspy.clients.destination).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import copy
 import html
 import json
 import os
+import re
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["MIN_SECRET_LEN", "MaskedStream", "hold", "is_credential_name", "mask", "masked_streams"]
+__all__ = [
+    "MIN_SECRET_LEN",
+    "MaskedStream",
+    "find_held",
+    "hold",
+    "is_credential_name",
+    "is_secret_value",
+    "mask",
+    "mask_value",
+    "masked_streams",
+    "sources_of",
+]
 
-# a value this short is a placeholder ("unused", "EMPTY", "none") or a setting, not a secret: masking it would mangle
-# ordinary text
-MIN_SECRET_LEN = 12
+# a value this short is a setting, not a secret: masking it would mangle ordinary text
+MIN_SECRET_LEN = 6
+# a value this long is masked even inside a longer word (no ordinary text holds 20 random characters)
+LONG_SECRET_LEN = 20
+# what local servers take as a key that checks nothing (vLLM's, llama.cpp's, Ollama's and LM Studio's docs, LiteLLM's
+# proxy examples, refed's own `unused`): not secrets, and masking them would mangle text
+PLACEHOLDERS = frozenset(
+    {
+        "x",
+        "empty",
+        "none",
+        "null",
+        "unused",
+        "dummy",
+        "placeholder",
+        "no-key",
+        "nokey",
+        "not-needed",
+        "not-used",
+        "sk-no-key-required",
+        "ollama",
+        "lm-studio",
+        "llama.cpp",
+        "changeme",
+        "secret",
+        "token",
+        "api-key",
+        "apikey",
+    }
+)
 _CREDENTIAL_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS")
-_RESCAN_S = 1.0  # the environment is read again at most this often (and whenever its size changes)
+# variables that hold secrets inside a longer value: OpenTelemetry's exporter headers (`k=v,k2=v2`, URL-encoded)
+_HEADER_VARIABLES = re.compile(r"^OTEL_EXPORTER_OTLP(_[A-Z]+)?_HEADERS$")
+# variables that name a URL whose userinfo may hold a password (MLflow's tracking server)
+_URL_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_TOKEN_CHARS = r"A-Za-z0-9_\-"  # what a key is made of: a held value next to one of these is part of another word
 
 _lock = threading.Lock()
-_held: set[str] = set()  # values handed to `hold`
-_env: tuple[int, float, frozenset[str]] = (-1, 0.0, frozenset())  # (size of os.environ, when read, the values)
-_forms: dict[str, tuple[str, ...]] = {}  # value -> the spellings of it a text may carry (as is, in JSON, in HTML)
-_ordered: tuple[str, ...] = ()  # every held value, longest first (a key that holds another is masked whole)
-_ordered_of: frozenset[str] = frozenset()
+_held: dict[str, set[str]] = {}  # values handed to `hold` -> the variables they were read from (none: inline)
+_env: tuple[tuple[Any, ...], dict[str, frozenset[str]]] = ((), {})  # (the environment read, value -> names)
+# (the values it was made of, the pattern finding their spellings, spelling -> its mask, spelling -> its value)
+_matcher: tuple[frozenset[str], re.Pattern[str] | None, dict[str, str], dict[str, str]] = (frozenset(), None, {}, {})
 
 
 def is_credential_name(name: str) -> bool:
@@ -46,46 +97,86 @@ def is_credential_name(name: str) -> bool:
     return name.upper().endswith(_CREDENTIAL_SUFFIXES)
 
 
-def hold(value: Any) -> None:
+def is_secret_value(value: Any) -> bool:
+    """Whether `value` can be a secret: a string of at least MIN_SECRET_LEN characters that is not a placeholder a
+    server without keys takes (`EMPTY`, `unused`), not blank and not the path of a file (GOOGLE_APPLICATION_CREDENTIALS
+    names one)."""
+    if not isinstance(value, str) or len(value.strip()) < MIN_SECRET_LEN:
+        return False
+    return value.strip().lower() not in PLACEHOLDERS and not os.path.exists(value)
+
+
+def hold(value: Any, source: str | None = None) -> None:
     """Mask `value` from now on in every text that passes `mask` (a key read from a variable of any name, an LM's
-    inline api_key). A value shorter than MIN_SECRET_LEN, or not a string, is ignored."""
-    if isinstance(value, str) and len(value) >= MIN_SECRET_LEN and value not in _held:
-        with _lock:
-            _held.add(value)
+    inline api_key); `source` names the variable it was read from. A value that cannot be a secret is ignored."""
+    if not is_secret_value(value):
+        return
+    with _lock:
+        names = _held.setdefault(value, set())
+        if source:
+            names.add(source)
 
 
-def _env_values() -> frozenset[str]:
+def _header_secrets(text: str) -> Iterator[str]:
+    """The values of an OpenTelemetry headers variable (`Authorization=Bearer%20abc,api-key=xyz`), and the token after
+    a scheme word (`Bearer abc`: abc)."""
+    for item in text.split(","):
+        _, _, value = item.partition("=")
+        value = unquote(value).strip()
+        yield value
+        scheme, _, token = value.partition(" ")
+        if token and scheme.isalpha():
+            yield token.strip()
+
+
+def _environment() -> tuple[Any, ...]:
+    """The environment as it is now, cheaply (os.environ's own store, undecoded, where CPython keeps one): compared at
+    each call, so a key set a moment ago is masked from then on."""
+    raw = getattr(os.environ, "_data", None)
+    return tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
+
+
+def _env_found() -> dict[str, frozenset[str]]:
+    """value -> the names of the variables holding it, for every secret the environment holds."""
     global _env
-    size, read_at, values = _env
-    now = time.monotonic()
-    if size == len(os.environ) and now - read_at < _RESCAN_S:
-        return values
-    found = frozenset(
-        v
-        for k, v in list(os.environ.items())
-        if len(v) >= MIN_SECRET_LEN and is_credential_name(k) and v.strip() and not os.path.exists(v)
-    )
-    _env = (len(os.environ), now, found)
+    now = _environment()
+    if now == _env[0]:
+        return _env[1]
+    names: dict[str, set[str]] = {}
+    for name, value in list(os.environ.items()):
+        if not (is_credential_name(name) or _HEADER_VARIABLES.match(name.upper()) or name.upper() in _URL_VARIABLES):
+            continue
+        if is_credential_name(name):
+            candidates: Iterable[str] = (value,)
+        elif _HEADER_VARIABLES.match(name.upper()):
+            candidates = _header_secrets(value)
+        else:
+            candidates = (_url_password(value),)
+        for one in candidates:
+            if is_secret_value(one):
+                names.setdefault(one, set()).add(name)
+    found = {value: frozenset(n) for value, n in names.items()}
+    _env = (now, found)
     return found
 
 
-def _values() -> tuple[str, ...]:
-    """Every held value, longest first."""
-    global _ordered, _ordered_of
-    every = _env_values() | _held
-    if every != _ordered_of:
-        with _lock:
-            _ordered = tuple(sorted(every, key=len, reverse=True))
-            _ordered_of = frozenset(every)
-    return _ordered
+def _url_password(url: str) -> str:
+    try:
+        return unquote(urlsplit(url).password or "")
+    except ValueError:
+        return ""
+
+
+def sources_of(value: str) -> frozenset[str]:
+    """The variables `value` was read from or is held in now (empty: an inline key, or not held)."""
+    with _lock:
+        held = frozenset(_held.get(value, ()))
+    return held | _env_found().get(value, frozenset())
 
 
 def _spellings(value: str) -> tuple[str, ...]:
-    forms = _forms.get(value)
-    if forms is None:
-        forms = tuple(dict.fromkeys((value, json.dumps(value)[1:-1], html.escape(value), html.escape(value, False))))
-        _forms[value] = forms
-    return forms
+    """The ways a text may carry `value`: as is, JSON-escaped and HTML-escaped."""
+    return tuple(dict.fromkeys((value, json.dumps(value)[1:-1], html.escape(value), html.escape(value, False))))
 
 
 def masked(value: str) -> str:
@@ -94,15 +185,79 @@ def masked(value: str) -> str:
     return f"{value[:3]}...{value[-4:]}" if len(value) >= 24 else "***"
 
 
+def _current() -> tuple[re.Pattern[str] | None, dict[str, str], dict[str, str]]:
+    """The pattern that finds every held value's spellings (the longest first, so a key that holds another is masked
+    whole), each spelling's mask and the value it spells; made again when the held values change."""
+    global _matcher
+    with _lock:
+        every = frozenset(_held) | frozenset(_env_found())
+    if every == _matcher[0]:
+        return _matcher[1], _matcher[2], _matcher[3]
+    masks: dict[str, str] = {}
+    values: dict[str, str] = {}
+    for value in every:
+        for form in _spellings(value):
+            masks.setdefault(form, masked(value))
+            values.setdefault(form, value)
+    forms = sorted(masks, key=len, reverse=True)
+    anywhere = [re.escape(f) for f in forms if len(f) >= LONG_SECRET_LEN]
+    whole = [re.escape(f) for f in forms if len(f) < LONG_SECRET_LEN]
+    parts = [*anywhere]
+    if whole:
+        parts.append(rf"(?<![{_TOKEN_CHARS}])(?:{'|'.join(whole)})(?![{_TOKEN_CHARS}])")
+    pattern = re.compile("|".join(parts)) if parts else None
+    _matcher = (every, pattern, masks, values)
+    return pattern, masks, values
+
+
 def mask(text: str) -> str:
     """`text` with every held key's value (as is, JSON-escaped or HTML-escaped) replaced by its mask."""
     if not text:
         return text
-    for value in _values():
-        for form in _spellings(value):
-            if form in text:
-                text = text.replace(form, masked(value))
-    return text
+    pattern, masks, _ = _current()
+    if pattern is None:
+        return text
+    out, count = pattern.subn(lambda m: masks[m.group(0)], text)
+    return out if count else text
+
+
+def find_held(*texts: str) -> set[str]:
+    """The held values `texts` carry (as `mask` finds them; a Basic credential's base64 is read too)."""
+    pattern, _, values = _current()
+    if pattern is None:
+        return set()
+    found = {values[m.group(0)] for m in pattern.finditer("\n".join(texts)) if m.group(0) in values}
+    for text in texts:
+        scheme, _, token = text.strip().partition(" ")
+        if scheme.lower() == "basic" and token:
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
+                found |= find_held(base64.b64decode(token.strip(), validate=True).decode("utf-8"))
+    return found
+
+
+def mask_value(obj: Any, depth: int = 32) -> Any:
+    """`obj` with every string inside it masked: dicts, lists and tuples rebuilt, an object that keeps its fields in
+    `__dict__` (a client's response object) copied with its fields masked, anything else as it is; `obj` itself is
+    not changed. What a store of structured values (the run's cache, a dataset) keeps."""
+    if isinstance(obj, str):
+        return mask(obj)
+    if depth <= 0 or isinstance(obj, (int, float, bool, bytes, type)) or obj is None:
+        return obj
+    if isinstance(obj, dict):
+        return {mask_value(k, depth - 1): mask_value(v, depth - 1) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [mask_value(v, depth - 1) for v in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(mask_value(v, depth - 1) for v in obj)
+    fields = getattr(obj, "__dict__", None)
+    if not isinstance(fields, dict):
+        return obj
+    masked_fields = {name: mask_value(value, depth - 1) for name, value in fields.items()}
+    if all(masked_fields[name] is value for name, value in fields.items()):
+        return obj
+    clone = copy.copy(obj)
+    clone.__dict__.update(masked_fields)
+    return clone
 
 
 class MaskedStream:

@@ -242,6 +242,8 @@ class ServerConfig:
     fail_status: int = 0  # N: every chat request is answered with HTTP N (401: a key the server refuses; 404)
     # an error's message quotes the request's key header, as a careless gateway does (a 500's or a 401's body)
     echo_key: bool = False
+    # every answer quotes it too, inside its first text field (a gateway that echoes the request into what it returns)
+    echo_key_in_answers: bool = False
     # POST .../messages: "messages" (the Anthropic Messages format), "404" (not found: an OpenAI-only server), "openai"
     # (answered in the OpenAI format, as a server that ignores the path would)
     anthropic: str = "messages"
@@ -280,6 +282,20 @@ class ServerConfig:
     # a call can be and still answer
     reasoning_tail: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+def _echo_into(content: str, text: str) -> str:
+    """`content` with `text` appended to its first text field (a JSON object's first string), or to its end."""
+    try:
+        obj = json.loads(content)
+    except ValueError:
+        return content + text
+    if isinstance(obj, dict):
+        first = next((k for k, v in obj.items() if isinstance(v, str)), None)
+        if first is not None:
+            obj[first] += text
+            return json.dumps(obj)
+    return content + text
 
 
 def _unit(key: str, salt: str) -> float:
@@ -876,6 +892,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "placeholder",
                 )
 
+        if cfg.echo_key_in_answers and content:
+            name = self._key_header()
+            content = _echo_into(content, f" (request header {name}: {self.headers.get(name)})" if name else "")
         prompt_text = "\n".join(str(m.get("content", "")) for m in messages)
         if cfg.tokenizer != "words" and req.get("response_format"):  # a provider bills the schema it was sent as input
             prompt_text += json.dumps(req["response_format"])

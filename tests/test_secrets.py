@@ -8,7 +8,7 @@ import json
 import sys
 
 from refed_dspy.errors import first_line
-from refed_dspy.secrets import MaskedStream, hold, is_credential_name, mask, masked_streams
+from refed_dspy.secrets import MaskedStream, hold, is_credential_name, mask, mask_value, masked_streams
 from refed_dspy.store.jsonl import JsonlWriter, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 KEY = "sk-unit-test-key-7Q2M9XKPL4WZ"  # long: masked to its first 3 and last 4 characters
@@ -29,12 +29,41 @@ def test_a_credential_variable_is_masked_in_every_spelling(monkeypatch):
     assert mask("nothing secret here") == "nothing secret here"
 
 
-def test_short_values_paths_and_other_variables_are_left_alone(monkeypatch, tmp_path):
-    monkeypatch.setenv("REFED_SHORT_KEY", "abc123")  # a placeholder, not a secret
+def test_short_values_placeholders_paths_and_other_variables_are_left_alone(monkeypatch, tmp_path):
+    monkeypatch.setenv("REFED_SHORT_KEY", "abc12")  # under 6 characters: a setting, not a secret
+    monkeypatch.setenv("REFED_EMPTY_KEY", "EMPTY")  # what a local server takes as a key that checks nothing
+    monkeypatch.setenv("REFED_UNUSED_KEY", "unused")
     monkeypatch.setenv("REFED_UNIT_SETTING", "a-long-setting-value-0123456789")  # not a credential's name
     monkeypatch.setenv("REFED_UNIT_CREDENTIALS", str(tmp_path))  # the path of a credentials file, not one
-    text = f"abc123 a-long-setting-value-0123456789 {tmp_path}"
+    text = f"abc12 EMPTY unused a-long-setting-value-0123456789 {tmp_path}"
     assert mask(text) == text
+
+
+def test_a_short_key_is_masked_as_a_whole_token_only(monkeypatch):
+    """A key of 6 to 19 characters is masked wherever it stands alone (a header, a query, a quoted value), never
+    inside a longer word: masking `sk-short` inside `sk-shorter` would mangle text and hide nothing."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-short")
+    said = 'Bearer sk-short; {"key": "sk-short"} ?key=sk-short&x=1 <b>sk-short</b> sk-shorter xsk-short'
+    assert mask(said) == 'Bearer ***; {"key": "***"} ?key=***&x=1 <b>***</b> sk-shorter xsk-short'
+
+
+def test_a_long_key_is_masked_even_inside_a_word(monkeypatch):
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    assert KEY not in mask(f"prefix{KEY}suffix")
+
+
+def test_secrets_in_exporter_headers_and_tracking_urls_are_held(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20otlp-token-93XK,x-tenant=acme")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://me:mlflow-pass-77Q@mlflow.example.com")
+    out = mask("otlp-token-93XK and mlflow-pass-77Q and acme")
+    assert "otlp-token-93XK" not in out and "mlflow-pass-77Q" not in out and out.endswith("acme")
+
+
+def test_mask_value_masks_every_string_inside(monkeypatch):
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    value = {"outputs": [{"text": f"echo {KEY}"}], "usage": {"prompt_tokens": 3}, KEY: (KEY, 1)}
+    masked = mask_value(value)
+    assert KEY not in json.dumps(masked) and masked["usage"] == {"prompt_tokens": 3}
 
 
 def test_a_held_inline_key_is_masked():

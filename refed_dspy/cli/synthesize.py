@@ -15,7 +15,7 @@ from refed_dspy.cli.common import (
     on_mismatch,
     ray_overrides,
 )
-from refed_dspy.errors import ConfigError
+from refed_dspy.errors import ConfigError, RunInterrupted
 from refed_dspy.paths import expand_home
 
 
@@ -31,9 +31,13 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     mismatch = on_mismatch(args)
     if args.detach and config.synthesis.mode != "batch":
         raise ConfigError('--detach needs synthesis.mode = "batch" (online calls cannot outlive the process)')
-    summary = synthesize(
-        config, on_mismatch=mismatch, show_progress=config.run.progress and not args.quiet, detach=args.detach
-    )
+    try:
+        summary = synthesize(
+            config, on_mismatch=mismatch, show_progress=config.run.progress and not args.quiet, detach=args.detach
+        )
+    except RunInterrupted as stop:  # a signal: what was made and spent, as a finished run says it; then the stop's line
+        print(format_summary(stop.summary))
+        raise
     print(format_summary(summary))
     if summary["status"] == "submitted":
         print(

@@ -38,8 +38,19 @@ from refed_dspy.clients.calls import (
     finish_error,
     read_reply,
 )
+from refed_dspy.clients.destination import install as install_destination_check
+from refed_dspy.clients.destination import refusal_in
 from refed_dspy.clients.keys import check_lm_key
-from refed_dspy.clients.request_ledger import ledger_of, max_tokens_of, open_on, release, settle
+from refed_dspy.clients.request_ledger import (
+    an_end,
+    an_end_async,
+    ends_seen,
+    ledger_of,
+    max_tokens_of,
+    open_on,
+    release,
+    settle,
+)
 from refed_dspy.clients.transport_errors import gave_up_waiting
 from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, tier_asked
 from refed_dspy.errors import ConfigError
@@ -48,7 +59,6 @@ from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
-WAIT_S = 0.02  # how often a call the budget holds back (MustWait) looks again
 # the calls of the current LM call that reached update_history (where the boundary reads a reply): none means the
 # LM answered without handing DSPy its reply (its own __call__, or dspy.settings.disable_history)
 _reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
@@ -61,6 +71,9 @@ _asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar
     "refed_tier_asked", default=(None, False)
 )
 # TIER_WAITS (and DEFAULT_TIER) are refed_dspy.clients.tries's; the boundary hands `again` the one named here
+
+# every process that builds or bounds an LM checks, in its HTTP clients, where each request takes the keys it carries
+install_destination_check()
 
 
 class CallBoundary:
@@ -109,6 +122,7 @@ class CallBoundary:
             try:
                 return self._call_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
+                _raise_refusal(err)
                 delay = again(err, tries, self.retries, self.flex_fallback, TIER_WAITS)
                 if delay is None:
                     raise
@@ -122,6 +136,7 @@ class CallBoundary:
             try:
                 return await self._acall_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
             except LMError as err:
+                _raise_refusal(err)
                 delay = again(err, tries, self.retries, self.flex_fallback, TIER_WAITS)
                 if delay is None:
                     raise
@@ -133,11 +148,12 @@ class CallBoundary:
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
+                seen = ends_seen()
                 try:
                     _open.set(open_on(self, ledger, prompt, self._stage_now(), _asked.get()[0]))
                     break
                 except MustWait:
-                    time.sleep(WAIT_S)
+                    an_end(seen)  # until a call in flight is given back
             return self._unreported_check(super().__call__(*args, **kwargs))
         except LMError as err:
             self._note_failure(err)
@@ -160,12 +176,13 @@ class CallBoundary:
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
+                seen = ends_seen()
                 try:
                     _open.set(open_on(self, ledger, prompt, self._stage_now(), _asked.get()[0]))
                     break
                 except MustWait:
                     try:
-                        await asyncio.sleep(WAIT_S)
+                        await an_end_async(seen)  # until a call in flight is given back
                     except asyncio.CancelledError as err:
                         err.unpaid = True  # cancelled before it was sent: nothing was paid
                         raise
@@ -301,6 +318,14 @@ class CallBoundary:
         if isinstance(state, dict) and LM_CLASS_STATE_KEY in state:
             state[LM_CLASS_STATE_KEY] = f"{base.__module__}.{base.__qualname__}"
         return state
+
+
+def _raise_refusal(err: LMError) -> None:
+    """A request the HTTP layer refused to send (a key bound for a host it must not reach) is the config's mistake,
+    whatever the client wrapped it in: raised as the KeyProviderError it is, never retried."""
+    refused = refusal_in(err)
+    if refused is not None:
+        raise refused from None
 
 
 def _elapsed() -> float:

@@ -5,12 +5,15 @@ model's provider (refed_dspy.providers.litellm_table, a table of LiteLLM's: no i
 variable to set when none is.
 
 Where the key goes: a key goes only to its own provider's hosts. The variable's provider (by its name: OPENAI_API_KEY
-is openai's; a name of one's own, MY_VLLM_KEY, is nobody's) is checked against every endpoint the key is sent to (each
-api_base, or the provider's own endpoint when none is given): a known provider's key to another known provider's
-endpoint is refused before any call (refed_dspy.providers.hosts.key_refusal, the one decision, said here for an LM
-built from a config (`check_key_goes_to_its_provider`, `check_key`) and for an LM object a user hands in or a logged
-program carries (`check_lm_key`). Loopback and private hosts, and hosts refed does not know (a proxy, a gateway), take
-any key.
+is openai's, AZURE_OPENAI_API_KEY azure's; a name of one's own, MY_VLLM_KEY, is nobody's) is checked against every
+endpoint the key is sent to (each api_base; with none, the endpoint the environment gives the model's client,
+OPENAI_BASE_URL and kin, else the provider's own endpoint), each host as the resolver reads it: a known provider's key
+to another known provider's endpoint, or to a host that only looks like one, is refused before any call
+(refed_dspy.providers.hosts.key_refusal, said here for an LM built from a config (`check_key_goes_to_its_provider`,
+`check_key`) and for an LM object a user hands in or a logged program carries (`check_lm_key`)); a public host refed
+does not know, or plain http, gets one warning line. Loopback and private hosts take any key. This is the early word,
+before a run dir is made; the guarantee is the HTTP layer's, which checks every request as it leaves
+(refed_dspy.clients.destination).
 
 Every key read here is held for masking (refed_dspy.secrets): a provider that quotes it back never gets it printed.
 """
@@ -20,13 +23,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from refed_dspy.clients.destination import warn_once
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import KeyProviderError, MissingKeyError
 from refed_dspy.providers.base import provider_of
-from refed_dspy.providers.hosts import family, key_refusal, provider_key_names, routed_provider
+from refed_dspy.providers.hosts import (
+    default_host,
+    family,
+    key_refusal,
+    key_warnings,
+    provider_key_names,
+    routed_provider,
+)
 from refed_dspy.providers.litellm_table import KEY_VARIABLES
 from refed_dspy.providers.registry import provider_for
-from refed_dspy.secrets import hold, is_credential_name
+from refed_dspy.secrets import hold, is_credential_name, is_secret_value
 
 
 def _own_variable(provider: str, names: tuple[str, ...]) -> str:
@@ -62,8 +73,10 @@ def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> str | None:
     variable (`api_key_env`; None when no key is needed). Reads no key."""
     named = spec.api_key_env
     env = api_key_env(spec)
-    refusal = key_refusal(env, spec.model, spec.endpoints)
+    endpoints = spec.endpoints or env_endpoints(spec.model)
+    refusal = key_refusal(env, spec.model, endpoints)
     if refusal is None:
+        _warn(env, spec.model, endpoints, role)
         return env
     theirs = refusal.endpoint_owner
     if named and routed_provider(spec.model) == theirs:
@@ -76,7 +89,37 @@ def check_key_goes_to_its_provider(spec: LMSpec, role: str) -> str | None:
         said = f"{role}.api_key_env = {named!r} is {refusal.owner}'s key, but '{spec.model}' sends its key to"
     else:
         said = f"{role}: '{spec.model}' sends its key, ${env} ({refusal.owner}'s), to"
-    raise KeyProviderError(f"{said} {refusal.where} ({theirs}'s endpoint): refused before any call; {fix}")
+    where = f"{refusal.where} ({refusal.why})" + _from_environment(spec, endpoints)
+    raise KeyProviderError(f"{said} {where}: refused before any call; {fix}")
+
+
+def env_endpoints(model: str) -> list[str]:
+    """The endpoints the environment gives `model`'s client when a config gives no api_base (OPENAI_BASE_URL and
+    OPENAI_API_BASE for openai/, ANTHROPIC_BASE_URL, AZURE_OPENAI_ENDPOINT, DSPy's `<PREFIX>_API_BASE`): each set one
+    counts, since the client that reads it is not known here."""
+    names = (
+        provider_for(model).endpoint_variables if "/" in model else provider_for(f"openai/{model}").endpoint_variables
+    )
+    return [os.environ[name].strip() for name in names if os.environ.get(name, "").strip()]
+
+
+def _from_environment(spec: LMSpec, endpoints: list[str]) -> str:
+    """', set by $OPENAI_BASE_URL' where the endpoint refused comes from the environment, not the config."""
+    if spec.endpoints or not endpoints:
+        return ""
+    names = provider_for(spec.model).endpoint_variables
+    found = [name for name in names if os.environ.get(name, "").strip() in endpoints]
+    return f", the endpoint ${found[0]} gives the client (no api_base is set)" if found else ""
+
+
+def _warn(env: str | None, model: str, endpoints: list[str], role: str) -> None:
+    """One warning line for each endpoint the key may go to but that should be looked at (a gateway, plain http)."""
+    if not endpoints:
+        provider = routed_provider(model)
+        host = default_host(provider) if provider else None
+        endpoints = [f"https://{host}"] if host else []
+    for found in key_warnings(env, endpoints):
+        warn_once(env or "", found, role)
 
 
 def check_key(spec: LMSpec, role: str) -> str | None:
@@ -91,7 +134,7 @@ def check_key(spec: LMSpec, role: str) -> str | None:
             f"the {role} model '{spec.model}' needs an API key in ${env}, which is not set: "
             f'run `export {env}=...` (or set {role}.api_key_env to another variable, or to "" for a server without keys)'
         )
-    hold(key)
+    hold(key, env)
     return key
 
 
@@ -108,14 +151,18 @@ def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
         return
     if env is None:
         env = key_env_of(lm) if isinstance(key, str) and key else _provider_variable_set(model)
+    if env:
+        hold(key, env)
     base = kwargs.get("api_base") or kwargs.get("base_url")
-    refusal = key_refusal(env, model, [base] if isinstance(base, str) and base else [])
+    endpoints = [base] if isinstance(base, str) and base else env_endpoints(model)
+    refusal = key_refusal(env, model, endpoints)
     if refusal is None:
+        _warn(env, model, endpoints, role)
         return
     theirs = refusal.endpoint_owner
     raise KeyProviderError(
-        f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s key) to {refusal.where} ({theirs}'s "
-        f'endpoint): refused before any call; give it {theirs}\'s key (api_key=os.environ["{_variable_of(theirs)}"]) '
+        f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s key) to {refusal.where} ({refusal.why}): "
+        f'refused before any call; give it {theirs}\'s key (api_key=os.environ["{_variable_of(theirs)}"]) '
         f"or an api_base of {refusal.owner}'s"
     )
 
@@ -130,10 +177,6 @@ def _provider_variable_set(model: str) -> str | None:
     return next((name for name in names if os.environ.get(name)), None)
 
 
-# an inline key this short is a placeholder for a server that checks none ("unused", "EMPTY", "none"), not a secret
-_PLACEHOLDER_KEY_LEN = 16
-
-
 def key_env_of(lm: Any) -> str | None:
     """Where the key of an LM object comes from, as a config's api_key_env says it: the environment variable whose
     value it holds; "" for a placeholder (a server that needs no key); None when unknown (no inline key: the
@@ -144,4 +187,4 @@ def key_env_of(lm: Any) -> str | None:
     for name, value in os.environ.items():
         if value == key and is_credential_name(name):
             return name
-    return "" if len(key) < _PLACEHOLDER_KEY_LEN else None
+    return "" if not is_secret_value(key) else None  # a placeholder ("EMPTY", "unused"): a server that checks none

@@ -22,6 +22,7 @@ from typing import Any
 import dspy
 from dspy.clients.cache import Cache
 
+from refed_dspy.secrets import mask_value
 from refed_dspy.store.cache import use_cache_dir
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ class RemoteRunCache(Cache):
     ) -> None:
         ignored = ignored_args_for_cache_key
         try:
-            self.ray.get(self.server.put.remote(_sent(request, ignored), value, ignored), timeout=LOOKUP_TIMEOUT_S)
+            # masked here, where the key is held (the server's process may not hold it)
+            sent = mask_value(value)
+            self.ray.get(self.server.put.remote(_sent(request, ignored), sent, ignored), timeout=LOOKUP_TIMEOUT_S)
         except Exception as err:  # noqa: BLE001 - as a full disk is to DSPy's own cache: the answer is not kept
             log.debug("run cache write failed: %s", err)
 

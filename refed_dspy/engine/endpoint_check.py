@@ -17,7 +17,7 @@ from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.keys import api_key_env
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.failures import Failure
-from refed_dspy.errors import EndpointError
+from refed_dspy.errors import EndpointError, KeyProviderError, RefedError
 from refed_dspy.providers.base import Provider, provider_of
 from refed_dspy.providers.registry import examples, provider_for, wires
 from refed_dspy.providers.wire import call_url, server_root
@@ -149,9 +149,12 @@ def explain(failure: Failure, spec: LMSpec, role: str, calls: int) -> str:
     return f"{role}: {url} {_what(failure.reason, failure, spec)}: {_fix(failure.reason, spec, role)} ({sent})"
 
 
-def endpoint_error(abort: Failure | None, answered: bool, spec: LMSpec, role: str, calls: int) -> EndpointError | None:
+def endpoint_error(abort: Failure | None, answered: bool, spec: LMSpec, role: str, calls: int) -> RefedError | None:
     """The EndpointError a run stopped by `abort` after `calls` requests ends with, or None when it is not one
-    (another failure, or the endpoint had already answered this invocation)."""
+    (another failure, or the endpoint had already answered this invocation). A key the HTTP layer refused to send
+    where it must not go is the config's mistake whenever it happens (KeyProviderError)."""
+    if abort is not None and abort.reason == "key_refused":
+        return KeyProviderError(f"{role}: {abort.detail}")
     if abort is None or answered or abort.reason not in ENDPOINT_REASONS:
         return None
     return EndpointError(explain(abort, spec, role, calls))

@@ -26,7 +26,7 @@ from refed_dspy.clients.backoff import retry_after_s
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
 from refed_dspy.clients.transport_errors import gave_up_waiting, never_connected, stopped_waiting
 from refed_dspy.engine.budget import BudgetExceeded
-from refed_dspy.errors import first_line
+from refed_dspy.errors import KeyProviderError, first_line
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
 
@@ -77,6 +77,8 @@ def _seconds(detail: str) -> str:
 def classify(err: BaseException) -> Failure:
     """Map an exception raised while processing one item to a Failure."""
     detail = first_line(err)
+    if isinstance(err, KeyProviderError):  # the HTTP layer refused to send a key where it must not go: the config's
+        return Failure("key_refused", detail, final=False, fatal=True)
     if isinstance(err, BudgetExceeded):  # a call's counted prompt needed more than the budget had left: kept for later
         return Failure("budget", detail, final=False)
     if isinstance(err, OutputTruncated):

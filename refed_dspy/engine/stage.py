@@ -5,7 +5,7 @@ its part's call), what to write when it finishes (`handle`), what identifies it 
 retried or cut-off attempt leaves no record, where its usage goes (`note_attempt`). The base owns the rest: the LM
 and adapter of its role and their price, the engine's limits from the role's spec, the guarded call (calls
 collected, the LM and adapter in context, a failure classified), and the end of a run (the status, the summary
-written whatever happened, an abort raised as RunAborted, an interrupt as KeyboardInterrupt).
+written whatever happened, an abort raised as RunAborted, an interrupt as RunInterrupted with the summary).
 
 What a stage may use of its engine: `start`, `slots_free()`, `pending[kind]`, `busy`, `stopped` and `totals`.
 """
@@ -39,7 +39,7 @@ from refed_dspy.engine.execution import Engine, Limits
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.transport import LocalTransport, Transport
-from refed_dspy.errors import RunAborted, RunDirError
+from refed_dspy.errors import RunAborted, RunDirError, RunInterrupted
 from refed_dspy.money import usd
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
@@ -277,12 +277,12 @@ class StageBase(ABC):
         summary whatever happened (`summarize(status)` writes it and returns it; `done()` says whether the stage got
         all it wanted, by default: nothing stopped it). Raises RunAborted when the provider or the failure streak
         stopped it (`kept(summary)` says what is kept, and where), EndpointError when its first calls found the endpoint
-        wrong, KeyboardInterrupt when a signal did."""
+        wrong, RunInterrupted (a KeyboardInterrupt carrying the summary) when a signal did."""
         engine = self.engine
 
-        def show() -> None:
+        def show() -> float | None:
             done_items, rejected = progress_of()
-            progress.update(done_items, engine.totals, rejected)
+            return progress.update(done_items, engine.totals, rejected)
 
         engine.on_progress = show
         progress.stage_of = self.stage_now
@@ -311,7 +311,7 @@ class StageBase(ABC):
                 f"{self.what} stopped: {engine.abort.detail} ({kept(summary)}; run the same command again to resume)"
             )
         if status == "interrupted":
-            raise KeyboardInterrupt  # the summary is written; the caller learns that the run was stopped
+            raise RunInterrupted(summary)  # the summary is written; the caller learns that the run was stopped
         return summary
 
     async def run_plain(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from refed_dspy.export.card import dataset_card
 from refed_dspy.export.formats import CONVERTERS, to_flat
+from refed_dspy.secrets import mask_value
 from refed_dspy.store.jsonl import write_jsonl_atomic, write_text_atomic
 
 
@@ -58,9 +59,9 @@ def _no_progress_bars():
 def _dataset_dict(splits: dict[str, list[dict]], which: str, system: str | None):
     import datasets
 
-    return datasets.DatasetDict(
+    return datasets.DatasetDict(  # masked as every file written is (refed_dspy.store.jsonl masks the others)
         {
-            name: datasets.Dataset.from_list([to_flat(s, which, system) for s in rows])
+            name: datasets.Dataset.from_list([mask_value(to_flat(s, which, system)) for s in rows])
             for name, rows in splits.items()
             if rows
         }

@@ -54,6 +54,8 @@ AZURE = PROVIDERS.register(
         prefixes=("azure",),
         rank=2,
         hosts=(".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"),
+        key_names=("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_KEY"),
+        base_variables=("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),
         api_base_hint="the Azure OpenAI resource (https://<name>.openai.azure.com)",
         dialect=STRICT,
         schema_table=True,
@@ -64,5 +66,13 @@ AZURE = PROVIDERS.register(
 )
 # Azure AI (model inference in AI Foundry): OpenAI's structured outputs; its key and hosts Azure's (by name)
 AZURE_AI = PROVIDERS.register(
-    Provider(name="azure_ai", title="Azure AI", prefixes=("azure_ai",), rank=9, dialect=STRICT)
+    Provider(
+        name="azure_ai",
+        title="Azure AI",
+        prefixes=("azure_ai",),
+        rank=9,
+        key_names=("AZURE_AI_API_KEY", "AZURE_INFERENCE_CREDENTIAL"),
+        base_variables=("AZURE_AI_API_BASE", "AZURE_INFERENCE_ENDPOINT"),
+        dialect=STRICT,
+    )
 )

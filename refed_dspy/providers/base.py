@@ -242,6 +242,10 @@ class Provider:
         example: how the message for a model of no known provider shows it ('anthropic/<name>'); '' for none.
         hosts: the hosts of its own endpoints (a name starting with '.' is a domain: any host under it); the first
             plain name is where its calls go when no api_base is given. Its key goes to no other provider's.
+        key_names: the variables its own documentation (or its SDK) reads its key from, beyond LiteLLM's table
+            (`key_variables` has both): a key in one of them is its key.
+        base_variables: the variables its clients (LiteLLM, its SDK) take an endpoint from when no api_base is
+            given (OPENAI_BASE_URL), beyond DSPy's `<PREFIX>_API_BASE` and `<PREFIX>_BASE_URL`.
         keyless: a local server: it needs no key.
         wire: the request format of its chat calls, where refed knows it.
         default_base: its own `api_base`, where refed knows it.
@@ -267,6 +271,8 @@ class Provider:
     rank: int = 100
     example: str = ""
     hosts: tuple[str, ...] = ()
+    key_names: tuple[str, ...] = ()
+    base_variables: tuple[str, ...] = ()
     keyless: bool = False
     wire: Wire | None = None
     default_base: str | None = None
@@ -292,9 +298,17 @@ class Provider:
 
     @property
     def key_variables(self) -> tuple[str, ...]:
-        """The variables LiteLLM reads its key from, prefix by prefix (refed_dspy.providers.litellm_table)."""
+        """The variables LiteLLM reads its key from, prefix by prefix (refed_dspy.providers.litellm_table), then those
+        its own documentation names (`key_names`)."""
         names = (name for prefix in (self.name, *self.prefixes) for name in KEY_VARIABLES.get(prefix, ()))
-        return tuple(dict.fromkeys(names))
+        return tuple(dict.fromkeys((*names, *self.key_names)))
+
+    @property
+    def endpoint_variables(self) -> tuple[str, ...]:
+        """The variables a client of its models takes an endpoint from when a config gives no api_base: its own
+        (`base_variables`), then DSPy's for each prefix (`<PREFIX>_API_BASE`, `<PREFIX>_BASE_URL`)."""
+        derived = (f"{p.upper()}{end}" for p in (self.name, *self.prefixes) for end in ("_API_BASE", "_BASE_URL"))
+        return tuple(dict.fromkeys((*self.base_variables, *derived)))
 
     def host_form(self, api_base: str) -> str:
         """`api_base` as LiteLLM takes it for this provider: without a trailing slash, and without a trailing path of

@@ -7,6 +7,11 @@ from refed_dspy.providers.registry import PROVIDERS
 
 COHERE = PROVIDERS.register(
     Provider(
-        name="cohere", title="Cohere", prefixes=("cohere", "cohere_chat"), hosts=("api.cohere.com", "api.cohere.ai")
+        name="cohere",
+        title="Cohere",
+        prefixes=("cohere", "cohere_chat"),
+        hosts=("api.cohere.com", "api.cohere.ai"),
+        key_names=("CO_API_KEY", "COHERE_API_KEY"),
+        base_variables=("CO_API_URL",),
     )
 )

@@ -27,6 +27,7 @@ GEMINI = PROVIDERS.register(
         prefixes=("gemini",),
         rank=4,
         hosts=("generativelanguage.googleapis.com",),
+        key_names=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
         dialect=DIALECT,
         schema_table=True,
     )

@@ -1,10 +1,12 @@
 """Where a key is sent, and whether it may go there: the hosts of the providers' own endpoints (each provider's
-`hosts`), the host of an endpoint, the hosts that are the user's own (loopback and private addresses, local names), where
-any key may go; whose key a variable is (`key_provider`), which provider a model's calls go to (`routed_provider`), and
-the one decision on where a key may go (`key_refusal`).
+`hosts`), the host of an endpoint as the resolver reads it (`folded_hosts`), the hosts that are the user's own
+(loopback and private addresses, local names), where any key may go; whose key a variable is (`key_provider`), which
+provider a model's calls go to (`routed_provider`), and the one decision on where a key may go (`key_destination`,
+for one request; `key_refusal`, for a config's endpoints before any call).
 
-Pure functions over the registered providers and LiteLLM's table: nothing here reads a key, and LiteLLM is imported
-only to place a bare model name (`routed_provider`). Reading a key, and saying a refusal, is refed_dspy.clients.keys's.
+Pure functions over the registered providers and LiteLLM's table: nothing here reads a key or the environment, and
+LiteLLM is imported only to place a bare model name (`routed_provider`). Reading a key, and saying a refusal, is
+refed_dspy.clients.keys's; checking each request as it leaves, refed_dspy.clients.destination's.
 """
 
 from __future__ import annotations
@@ -13,14 +15,23 @@ import functools
 import ipaddress
 import os
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
+
+import idna
 
 from refed_dspy.providers.base import provider_of
 from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS
 from refed_dspy.providers.registry import PROVIDERS
 
+# the address ranges of one's own network (RFC 1918, shared address space, unique local IPv6); Python's `is_private`
+# also counts the documentation ranges, which are nobody's network
+_PRIVATE_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
 _LOCAL_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa")
 _PARTS = re.compile(r"[-_]")
 _KEY_SUFFIX = re.compile(r"(_API)?_(KEY|TOKEN)$")
@@ -37,6 +48,36 @@ def host_of(url: str) -> str:
         return ""
 
 
+def _uts46(host: str) -> str | None:
+    try:  # IDNA 2008 with UTS-46's mapping, as the idna package, httpx and browsers resolve a name
+        return idna.encode(host, uts46=True, std3_rules=False, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def _nameprep(host: str) -> str | None:
+    try:  # IDNA 2003's nameprep: Python's `idna` codec, which socket.getaddrinfo applies to a name
+        return host.encode("idna").decode("ascii")
+    except (UnicodeError, ValueError):
+        return None
+
+
+def _visible(host: str) -> str:
+    """`host` as it renders: compatibility forms narrowed (NFKC), format characters and combining marks dropped."""
+    text = unicodedata.normalize("NFKC", host)
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
+
+
+@functools.lru_cache(maxsize=1024)
+def folded_hosts(host: str) -> tuple[str, ...]:
+    """Every name a resolver may read `host` as, lower-case and without a trailing dot: as written, mapped by UTS-46
+    (a soft hyphen or a zero-width space vanishes, `ª` is `a`, full-width letters narrow), by IDNA 2003's nameprep,
+    and as it renders. A key may go to a host only where it may go to each of them."""
+    raw = host.strip()
+    forms = (raw, _uts46(raw), _nameprep(raw), _visible(raw))
+    return tuple(dict.fromkeys(f.lower().rstrip(".") for f in forms if f))
+
+
 def is_private_host(host: str) -> bool:
     """The host is the user's own machine or network: loopback (127.0.0.0/8, ::1, localhost), a private address
     (10/8, 172.16/12, 192.168/16, fc00::/7, link-local), a local name (*.local, *.internal, ...) or a bare single-label
@@ -47,12 +88,38 @@ def is_private_host(host: str) -> bool:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return host == "localhost" or "." not in host or host.endswith(_LOCAL_SUFFIXES)
-    return ip.is_loopback or ip.is_private or ip.is_link_local
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or any(ip in net for net in _PRIVATE_NETS if net.version == ip.version)
+    )
 
 
 def _at(host: str, pattern: str) -> bool:
     name = pattern.lstrip(".")
     return host == name or host.endswith("." + name)
+
+
+def _domain(pattern: str) -> tuple[str, ...]:
+    """The labels of the domain a provider's host pattern is under (api.openai.com, .openai.azure.com: its last two)."""
+    return tuple(pattern.lstrip(".").split("."))[-2:]
+
+
+def lookalike_of(host: str) -> str | None:
+    """The provider whose own domain `host` carries inside another domain (`api.openai.com.evil.test`,
+    `openai.com.example.net`: openai), where `host` is none of that provider's hosts; None for any other host."""
+    if host_provider(host) is not None:
+        return None
+    labels = tuple(host.split("."))
+    for provider, patterns in provider_hosts().items():
+        for domain in {_domain(p) for p in patterns}:
+            n = len(domain)
+            if any(labels[i : i + n] == domain for i in range(len(labels) - n)):
+                return provider
+    return None
 
 
 def provider_hosts() -> dict[str, tuple[str, ...]]:
@@ -127,11 +194,15 @@ def provider_key_names(model: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=256)
 def key_provider(env: str) -> str | None:
-    """The provider whose key variable `env` is: by its name (`<PROVIDER>_API_KEY`, `_KEY` or `_TOKEN`, the provider
-    spelled as in LiteLLM's provider list, underscores aside: TOGETHERAI_API_KEY is together_ai's), else the provider
-    LiteLLM reads it for (GOOGLE_API_KEY: gemini's); None when it names no provider LiteLLM knows (a name of your own,
-    MY_VLLM_KEY, AZURE_OPENAI_API_KEY)."""
+    """The provider whose key variable `env` is: one its documentation names (`Provider.key_names`:
+    AZURE_OPENAI_API_KEY is azure's, HF_TOKEN huggingface's, CO_API_KEY cohere's), else by its name
+    (`<PROVIDER>_API_KEY`, `_KEY` or `_TOKEN`, the provider spelled as in LiteLLM's provider list, underscores aside:
+    TOGETHERAI_API_KEY is together_ai's), else the provider LiteLLM reads it for (GOOGLE_API_KEY: gemini's); None when
+    it names no provider (a name of your own: MY_VLLM_KEY)."""
     upper = env.upper()
+    documented = next((p.name for p in PROVIDERS.values() if upper in p.key_names), None)
+    if documented is not None:
+        return documented
     stem = _KEY_SUFFIX.sub("", upper)
     if stem != upper and stem.replace("_", "") in _BY_COMPACT:
         return _BY_COMPACT[stem.replace("_", "")]
@@ -145,36 +216,101 @@ class Refusal:
     env: str
     owner: str  # the provider whose key the variable is
     where: str  # the host (or "<provider>'s endpoint") it would be sent to
-    endpoint_owner: str  # the provider whose own endpoint that is
+    endpoint_owner: str  # the provider whose own endpoint (or look-alike) that is
+    why: str = ""  # what that host is, in words
 
 
-def _destinations(model: str, endpoints: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(where, whose endpoint) for each place a key of `model` is sent: each api_base's host (whose: None for a host
-    of the user's or one refed does not know), or, with none, the model's provider's own endpoint."""
+@dataclass(frozen=True)
+class Destination:
+    """Whether a provider's key may go to one URL: `ok`, `warn` (an unknown public host of a provider whose hosts
+    refed knows, or plain http to a public address: sent, with one warning line) or `refuse` (another known
+    provider's host, or a host that only looks like a known provider's: not sent). `host` is the name decided on (as
+    the resolver reads it), `owner` the provider whose endpoint or look-alike it is (refuse), `why` says it in words."""
+
+    verdict: Literal["ok", "warn", "refuse"]
+    host: str = ""
+    owner: str | None = None
+    why: str = ""
+
+
+def url_hosts(url: str) -> tuple[str, str, tuple[str, ...]]:
+    """(scheme, host as written, every name a resolver may read it as) of an endpoint URL; the host is read as a
+    URL parser reads it (userinfo and port apart) and as a minimal one does (everything before the path), so that a
+    client that reads it either way is covered."""
+    text = url.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    authority = re.split(r"[/?#]", text.split("://", 1)[-1], maxsplit=1)[0]
+    written = host_of(text)
+    raw = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+    names = tuple(dict.fromkeys(h for one in (written, raw.strip("[]")) if one for h in folded_hosts(one)))
+    return scheme, written or raw, names
+
+
+@functools.lru_cache(maxsize=1024)
+def key_destination(owner: str, url: str) -> Destination:
+    """The one decision on where the key of provider `owner` may go, for one request's URL. Refused, where refed knows
+    `owner`'s hosts: a name the resolver may read the host as is another provider's own host (not one party with
+    `owner`: openai and text-completion-openai are one), or carries a known provider's domain inside another one
+    (api.openai.com.evil.test). Loopback and private hosts take any key. Warned: plain http to a public address, or
+    a host refed does not know where it knows `owner`'s hosts (a gateway: it may be yours)."""
+    scheme, written, names = url_hosts(url)
+    if not names or all(is_private_host(h) for h in names):
+        return Destination("ok", written)
+    known = hosts_known(owner)  # where refed does not know the owner's hosts, a known host may be its (codestral's)
+    for host in names if known else ():
+        theirs = host_provider(host)
+        if theirs is not None and not one_party(owner, theirs):
+            return Destination("refuse", host, theirs, f"{theirs}'s endpoint")
+    for host in names if known else ():
+        like = lookalike_of(host)
+        if like is not None:
+            return Destination("refuse", host, like, f"not {like}'s, though its name carries {like}'s domain")
+    if scheme == "http":
+        return Destination(
+            "warn", written, None, "a public address over plain http: the key crosses the network unencrypted"
+        )
+    if known and not any(host_provider(h) is not None for h in names):
+        return Destination("warn", written, None, f"a host refed does not know as {owner}'s (a gateway or proxy?)")
+    return Destination("ok", written)
+
+
+def _destinations(model: str, endpoints: Sequence[str]) -> list[str]:
+    """Each URL a key of `model` is sent to: each endpoint given (api_base, or one the environment supplies), or, with
+    none, the model's provider's own endpoint."""
     if endpoints:
-        out: list[tuple[str, str | None]] = []
-        for url in endpoints:
-            host = host_of(url)
-            out.append((host or url, None if not host or is_private_host(host) else host_provider(host)))
-        return out
+        return list(endpoints)
     provider = routed_provider(model)
     if provider is None:
         return []  # a bare name LiteLLM cannot place: where it goes is not certain
-    return [(default_host(provider) or f"{provider}'s endpoint", provider)]
+    host = default_host(provider)
+    return [f"https://{host}"] if host else []
 
 
 def key_refusal(env: str | None, model: str, endpoints: Sequence[str]) -> Refusal | None:
-    """The one decision on where a key may go: a Refusal when the key in `env` would reach an endpoint of another
-    provider than its own, None otherwise. Refused only when that is certain: the variable is a provider's (not a
-    name of one's own), refed knows that provider's hosts, and the endpoint is another known provider's own (one
-    of its hosts, or the model's provider's default endpoint). Loopback and private hosts, and hosts refed does not
-    know, take any key; providers that are one party (text-completion-openai and openai) share keys."""
+    """The decision of `key_destination` for a config before any call: a Refusal when the key in `env` would reach
+    an endpoint that is not its provider's (`endpoints`: the api_base values, or the endpoint the environment
+    supplies; none: the model's provider's own), None otherwise. A variable that names no provider (a name of one's
+    own) is nobody's key and goes anywhere."""
     if not env:
         return None
     owner = key_provider(env)
-    if owner is None or not hosts_known(owner):
+    if owner is None:
         return None
-    for where, endpoint_owner in _destinations(model, endpoints):
-        if endpoint_owner is not None and not one_party(owner, endpoint_owner):
-            return Refusal(env, owner, where, endpoint_owner)
+    for url in _destinations(model, endpoints):
+        found = key_destination(owner, url)
+        if found.verdict == "refuse":
+            return Refusal(env, owner, found.host, found.owner or "another party", found.why)
+    if not endpoints:
+        provider = routed_provider(model)
+        if provider is not None and default_host(provider) is None and not one_party(owner, provider):
+            return Refusal(env, owner, f"{provider}'s endpoint", provider, f"{provider}'s endpoint")
     return None
+
+
+def key_warnings(env: str | None, endpoints: Iterable[str]) -> list[Destination]:
+    """The warnings `key_destination` gives the key in `env` for `endpoints` (none for a name of one's own)."""
+    owner = key_provider(env) if env else None
+    if owner is None:
+        return []
+    found = (key_destination(owner, url) for url in endpoints)
+    return [d for d in found if d.verdict == "warn"]

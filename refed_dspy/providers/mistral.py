@@ -6,5 +6,11 @@ from refed_dspy.providers.base import Provider
 from refed_dspy.providers.registry import PROVIDERS
 
 MISTRAL = PROVIDERS.register(
-    Provider(name="mistral", title="Mistral", prefixes=("mistral",), hosts=("api.mistral.ai",))
+    Provider(
+        name="mistral",
+        title="Mistral",
+        prefixes=("mistral",),
+        hosts=("api.mistral.ai",),
+        key_names=("MISTRAL_API_KEY",),
+    )
 )

@@ -22,10 +22,10 @@ class HostedService(Provider):
         return openai_sampling(model, super().sampling(model))
 
 
-def _hosted(name: str, title: str, host: str) -> Provider:
-    """A hosted service of OpenAI's chat format, with its own host and key."""
+def _hosted(name: str, title: str, host: str, *keys: str) -> Provider:
+    """A hosted service of OpenAI's chat format, with its own host and key (`keys`: the variables its docs name)."""
     return PROVIDERS.register(
-        HostedService(name=name, title=title, prefixes=(name,), rank=20, hosts=(host,), wire=CHAT)
+        HostedService(name=name, title=title, prefixes=(name,), rank=20, hosts=(host,), key_names=keys, wire=CHAT)
     )
 
 
@@ -41,11 +41,11 @@ def _grammar_server(name: str, title: str, wire: Wire | None, keyless: bool) -> 
 
 HOSTED_VLLM = _grammar_server("hosted_vllm", "vLLM", CHAT, keyless=True)
 LM_STUDIO = _grammar_server("lm_studio", "LM Studio", CHAT, keyless=True)
-OPENROUTER = _hosted("openrouter", "OpenRouter", "openrouter.ai")
-TOGETHER = _hosted("together_ai", "Together AI", "api.together.xyz")
-DEEPSEEK = _hosted("deepseek", "DeepSeek", "api.deepseek.com")
-GROQ = _hosted("groq", "Groq", "api.groq.com")
-XAI = _hosted("xai", "xAI", "api.x.ai")
+OPENROUTER = _hosted("openrouter", "OpenRouter", "openrouter.ai", "OPENROUTER_API_KEY", "OR_API_KEY")
+TOGETHER = _hosted("together_ai", "Together AI", "api.together.xyz", "TOGETHER_API_KEY", "TOGETHERAI_API_KEY")
+DEEPSEEK = _hosted("deepseek", "DeepSeek", "api.deepseek.com", "DEEPSEEK_API_KEY")
+GROQ = _hosted("groq", "Groq", "api.groq.com", "GROQ_API_KEY")
+XAI = _hosted("xai", "xAI", "api.x.ai", "XAI_API_KEY")
 VLLM = _grammar_server("vllm", "vLLM (in-process)", None, keyless=False)
 SGLANG = _grammar_server("sglang", "SGLang", None, keyless=False)
 LLAMAFILE = _grammar_server("llamafile", "llamafile", None, keyless=False)

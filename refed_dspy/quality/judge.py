@@ -354,6 +354,9 @@ def judge_run(
         What judge_summary.json holds, the status ("complete" when every sample has a judgment, else "partial",
             ...), mean scores by criterion, the improvement's win, tie and loss rates, the position-bias rate, calls
             and cost.
+
+    Raises:
+        RunInterrupted (a KeyboardInterrupt): a signal stopped the judging once its summary was written (`summary`).
     """
     return run_sync(
         ajudge_run(run_dir, config, judge_lm=judge, on_mismatch=on_mismatch, show_progress=show_progress, detach=detach)

@@ -18,6 +18,7 @@ from typing import Any
 import dspy
 from dspy.clients.cache import Cache
 
+from refed_dspy.secrets import mask_value
 from refed_dspy.store.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def _no_reply(record: Any) -> bool:
 
 class RunCache(Cache):
     """DSPy's cache, keyed by the request as the provider sees it: the same request made synchronously or
-    asynchronously, or by LMs that differ only in client settings (timeout, retries), is one entry."""
+    asynchronously, or by LMs that differ only in client settings (timeout, retries), is one entry. Every answer is
+    stored with the keys the process holds masked (refed_dspy.secrets.mask_value)."""
 
     def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
         ignored = [*(ignored_args_for_cache_key or []), *_CLIENT_KEYS]
@@ -99,8 +101,8 @@ class RunCache(Cache):
         ignored_args_for_cache_key: list[str] | None = None,
         enable_memory_cache: bool = True,
     ) -> None:
-        if not _no_reply(value):
-            super().put(request, value, ignored_args_for_cache_key, enable_memory_cache)
+        if not _no_reply(value):  # stored masked: a gateway that echoes the request's key leaves it in no shard
+            super().put(request, mask_value(value), ignored_args_for_cache_key, enable_memory_cache)
 
 
 def use_cache_dir(path: str | Path) -> None:

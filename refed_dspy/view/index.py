@@ -19,13 +19,35 @@ from refed_dspy.quality.reference_copies import run_references
 from refed_dspy.status.experiment import is_experiment_dir
 from refed_dspy.status.run import paid_usage
 from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.ownership import MARKER, kind_of
 from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
+from refed_dspy.synthesis.short_reason import shortfall_cause
 from refed_dspy.view.follow import Follower
 
 log = logging.getLogger(__name__)
 VERDICTS = {"improved": "win", "draft": "loss", "tie": "tie"}
+VIEWABLE = ("run", "filter", "compare", "experiment")  # the kinds of refed directory the viewer shows
+MARKS = ("samples.jsonl", "compare.json", "filter_summary.json")  # what such a directory of an older version holds
+
+
+def is_viewable(path: Path) -> bool:
+    """`path` is a directory the viewer shows: a run, filtered, compare or experiment dir, by refed's marker (a run
+    that ended with no sample has no samples.jsonl: its rejects are what matter then) or by the files it holds."""
+    return path.is_dir() and (kind_of(path) in VIEWABLE or any((path / m).exists() for m in MARKS))
+
+
+def run_dirs(root: Path, depth: int) -> list[Path]:
+    """The run dirs at most `depth` levels under `root` (a compare dir's methods, an experiment's runs), those that
+    hold no sample yet included."""
+    found = {p.parent for p in root.glob("**/samples.jsonl") if len(p.relative_to(root).parts) <= depth}
+    found |= {
+        p.parent
+        for p in root.glob(f"**/{MARKER}")
+        if len(p.relative_to(root).parts) <= depth and kind_of(p.parent) == "run"
+    }
+    return sorted(found - {root})
 
 
 @dataclass
@@ -217,17 +239,10 @@ class View:
         if is_experiment_dir(self.path):
             # the runs an experiment made: its examples, and each synthesis check (a cell's, a baseline's)
             self.kind = "experiment"
-            found = sorted(
-                p.parent for p in self.path.glob("**/samples.jsonl") if len(p.relative_to(self.path).parts) <= 4
-            )
-            self.runs = [RunIndex(d, str(d.relative_to(self.path))) for d in found]
+            self.runs = [RunIndex(d, str(d.relative_to(self.path))) for d in run_dirs(self.path, 4)]
         elif (self.path / "compare.json").is_file():
             self.kind = "compare"
-            self.runs = [
-                RunIndex(d, d.name)
-                for d in sorted(self.path.iterdir())
-                if d.is_dir() and (d / "samples.jsonl").exists()
-            ]
+            self.runs = [RunIndex(d, d.name) for d in run_dirs(self.path, 2)]
         else:
             self.kind = "run"
             self.runs = [RunIndex(self.path)]
@@ -311,6 +326,24 @@ class View:
             "paid": [f"{run.label + ': ' if run.label else ''}{run.paid()}" for run in self.runs],
             "notes": notes,
         }
+
+    def empty_note(self) -> str | None:
+        """With no sample to list: how each run ended and why (its summary), and where its rejects are; None while
+        there are samples."""
+        if self._rows:
+            return None
+        ended = []
+        for run in self.runs:
+            s = run.summary()
+            if s:
+                why = "; ".join(filter(None, (s.get("exhausted") or s.get("budget_stop"), shortfall_cause(s))))
+                ended.append(
+                    f"{run.label + ' ' if run.label else ''}ended {s.get('status')} with {s.get('samples', 0)} of "
+                    f"{s.get('size')} samples{': ' + why if why else ''}"
+                )
+        rejects = sum(len(run.rejects) + len(run.judge_rejects) for run in self.runs)
+        told = "; ".join(ended) or "no run has finished yet"
+        return f"No samples: {told}. Its {rejects} rejects keep what the model returned:"
 
     def reject_groups(self) -> list[dict[str, Any]]:
         """Synthesis and judge rejects grouped by stage and reason, largest group first."""

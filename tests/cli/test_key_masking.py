@@ -82,3 +82,37 @@ def test_the_viewer_masks_a_key_an_older_version_wrote(run, monkeypatch):
         proc.communicate(timeout=30)
     assert all(KEY not in page for page in pages)
     assert MASKED in pages[1] and MASKED in pages[2]
+
+
+def test_a_key_echoed_in_every_answer_is_in_no_file_of_the_run_dir_cache_included(server_factory, tmp_path):
+    """A gateway that quotes the request's key in its successful answers: every answer paid for is kept in the run's
+    cache, and the cache holds it masked (a resumed run replays the masked text). Before the cache masked, 15 of 16
+    shards under cache/ held the whole key."""
+    srv = server_factory(echo_key_in_answers=True)
+    over = run_overrides(srv, tmp_path / "run", 6, **{"seeds.limit": 2})
+    over = [o for o in over if not o.startswith("teacher.api_key_env")] + [f"teacher.api_key_env='{VARIABLE}'"]
+    code, out, err = run_refed("synthesize", *sets(over), env_extra={VARIABLE: KEY})
+    assert code == 0, err
+    assert KEY not in out + err
+    cache = tmp_path / "run" / "cache"
+    assert any(p.is_file() for p in cache.rglob("*"))
+    assert _files_holding(tmp_path / "run", KEY) == []
+    assert _files_holding(cache, MASKED)  # the answers were kept, masked
+    code, _, err = run_refed("synthesize", *sets(over), env_extra={VARIABLE: KEY})  # resumed: nothing to redo
+    assert code == 0 and _files_holding(tmp_path / "run", KEY) == [], err
+
+
+def test_a_short_key_is_in_no_output_and_no_file(server_factory, tmp_path):
+    """`OPENAI_API_KEY=sk-short` (8 characters: under the old 12-character floor it was printed and written) against a
+    server that quotes it in its errors and its answers: in no output and no file, while words that only contain it
+    are left as they were."""
+    flaky = server_factory(rate_500=0.5, echo_key=True, echo_key_in_answers=True)
+    over = run_overrides(flaky, tmp_path / "run", 6, **{"seeds.limit": 2, "teacher.num_retries": 0})
+    over = [o for o in over if not o.startswith("teacher.api_key_env")] + ["teacher.api_key_env='OPENAI_API_KEY'"]
+    code, out, err = run_refed("synthesize", *sets(over), env_extra={"OPENAI_API_KEY": "sk-short"})
+    assert code in (0, 1), err
+    words = (out + err).replace("sk-shorter", "")
+    assert "sk-short" not in words, (out[-1500:], err[-1500:])
+    assert _files_holding(tmp_path / "run", "sk-short") == []
+    rejects = (tmp_path / "run" / "rejects.jsonl").read_text()
+    assert "Bearer ***" in rejects  # the server did quote it

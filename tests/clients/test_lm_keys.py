@@ -86,7 +86,17 @@ def test_another_providers_key_for_the_providers_endpoint_is_refused_before_any_
 def test_which_variable_is_whose_key():
     assert key_provider("OPENAI_API_KEY") == "openai" and key_provider("ANTHROPIC_API_KEY") == "anthropic"
     assert key_provider("TOGETHERAI_API_KEY") == "together_ai"  # LiteLLM's spelling of the provider, underscores aside
-    assert key_provider("MY_TEAM_KEY") is None and key_provider("AZURE_OPENAI_API_KEY") is None
+    assert key_provider("MY_TEAM_KEY") is None  # a name of one's own is nobody's key
+    # the variables a provider's own docs name are its key, not only LiteLLM's (issue 51)
+    documented = {
+        "AZURE_OPENAI_API_KEY": "azure",
+        "TOGETHER_API_KEY": "together_ai",
+        "FIREWORKS_API_KEY": "fireworks_ai",
+        "CO_API_KEY": "cohere",
+        "HF_TOKEN": "huggingface",
+        "ANTHROPIC_AUTH_TOKEN": "anthropic",
+    }
+    assert {name: key_provider(name) for name in documented} == documented
     refused = [
         LMSpec(model="openai/gpt-4o-mini", api_key_env="ANTHROPIC_API_KEY"),
         LMSpec(model="azure/dep", api_key_env="OPENAI_API_KEY", api_base="https://res.openai.azure.com"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from markupsafe import escape
+
 from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.view.beside import beside, pieces
 from refed_dspy.view.follow import Follower
@@ -132,6 +134,33 @@ def test_the_viewer_answers_only_pages_of_this_machine_and_bad_values_are_400(ru
             code, body = _get(f"{url}/?{bad}")
             assert code == 400 and "Bad request" in body, (bad, code)
         assert _get(url + "/?page=99999&per=0")[0] == 200  # out of range: held to the nearest page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_run_that_ended_with_no_sample_opens_with_its_summary_and_rejects(server_factory, tmp_path):
+    """Every reply cut off at max_tokens: the run ends with 0 samples and no samples.jsonl, which is when its rejects
+    matter most (refused before: 'is not a run dir')."""
+    from cli_helpers import run_refed, sets
+    from conftest import run_overrides, start_refed_server
+
+    srv = server_factory(sticky_length=1.0)
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 4, **{"seeds.limit": 2, "synthesis.instructions_per_feature": 1})
+    code, _, err = run_refed("synthesize", *sets(over))
+    assert code != 0 and not (run / "samples.jsonl").exists() and (run / "rejects.jsonl").exists(), err
+    rejects = [json.loads(x) for x in (run / "rejects.jsonl").read_text().splitlines()]
+    assert rejects and all(r["reason"] == "truncated" and r.get("raw") for r in rejects)
+    proc, url = start_refed_server(["view", str(run), "--port", "0"], r"(http://127\.0\.0\.1:\d+)/")
+    try:
+        code, body = _get(url + "/")
+        assert code == 200 and 'id="empty"' in body and "0 of 4 samples" in body, body
+        assert "raise teacher.max_tokens" in body and 'href="/rejects"' in body  # why, and where to look
+        code, body = _get(url + "/rejects")
+        assert code == 200 and f"{len(rejects)} rejects" in body and "truncated" in body
+        assert body.count('class="card reject"') == len(rejects)
+        assert str(escape(rejects[0]["raw"][:40])) in body  # what the model returned
     finally:
         proc.terminate()
         proc.wait(timeout=30)

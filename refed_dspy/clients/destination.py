@@ -1,0 +1,189 @@
+"""The destination check: every HTTP request this process sends is checked, as it leaves, for the keys it carries and
+the host it is addressed to.
+
+A config's strings are one entrance; a key also leaves through an endpoint the environment supplies
+(`OPENAI_BASE_URL`, which LiteLLM reads when no api_base is given), through a host the resolver reads otherwise than
+it is written (a soft hyphen, `ª`, full-width letters: IDNA/UTS-46 folds them away), through a user's own LM, a batch
+client, a Ray worker, or a proxy (`HTTP_PROXY`: the request is addressed to its host all the same). So the check sits
+in the HTTP clients themselves, below every caller: DSPy's own client (lm15's transports), httpx and httpx2 (LiteLLM,
+the openai SDK, refed's batch clients, the Hub), requests (MLflow) and aiohttp (LiteLLM's async transport).
+
+For each request: the held secrets (refed_dspy.secrets) found in its headers or URL; for each, the providers whose
+variables hold it (`sources_of`, `key_provider`); for each of those, the one decision on its URL
+(refed_dspy.providers.hosts.key_destination). A refusal raises KeyProviderError before a byte of the request is
+sent (the run stops, exit 2); a warning is one line, once per variable and host. A secret no provider owns (a
+variable of one's own, an inline key, MLflow's token) goes anywhere: its owner is the user.
+
+`install()` puts the check in place (idempotent; refed_dspy.clients.boundary calls it when it is imported, so every
+process that builds or bounds an LM, Ray's workers included, has it).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from refed_dspy.errors import KeyProviderError
+from refed_dspy.providers.hosts import Destination, key_destination, key_provider
+from refed_dspy.secrets import find_held, sources_of
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_warned: set[tuple[str, str]] = set()  # (variable, host) pairs already warned about in this process
+_installed: set[str] = set()  # the clients the check is in
+_refusals: dict[str, KeyProviderError] = {}  # the refusals said in this process, by their text
+
+
+def _owners(value: str) -> list[tuple[str, str]]:
+    """(variable, provider) for each variable holding `value` that is a provider's key."""
+    found = ((name, key_provider(name)) for name in sorted(sources_of(value)))
+    return [(name, owner) for name, owner in found if owner is not None]
+
+
+def warn_once(env: str, found: Destination, role: str | None = None) -> None:
+    """One warning line for the key in `env` going to `found.host` (said once per variable and host in a process)."""
+    with _lock:
+        if (env, found.host) in _warned:
+            return
+        _warned.add((env, found.host))
+    who = f"{role}: " if role else ""
+    log.warning("%s$%s (%s's key) goes to %s: %s", who, env, key_provider(env), found.host, found.why)
+
+
+def refusal_text(env: str, owner: str, found: Destination) -> str:
+    """The one line a refused request ends the command with."""
+    return (
+        f"refused to send ${env} ({owner}'s key) to {found.host} ({found.why}); no request carried it: point api_base "
+        f"(or the endpoint variable the client reads, such as OPENAI_BASE_URL) at {owner}'s endpoint, or use the key "
+        f"of the provider you mean to call"
+    )
+
+
+def check_request(url: str, header_values: Iterable[str]) -> None:
+    """KeyProviderError when a held key in this request (its headers, its URL) would reach a host it must not;
+    a warning line (once) where it may go but should be looked at. Quick when the request carries no held key."""
+    texts = [text.decode("latin-1") if isinstance(text, bytes) else str(text) for text in header_values]
+    for value in find_held(url, *texts):
+        for env, owner in _owners(value):
+            found = key_destination(owner, url)
+            if found.verdict == "refuse":
+                text = refusal_text(env, owner, found)
+                with _lock:
+                    refusal = _refusals.setdefault(text, KeyProviderError(text))
+                raise refusal
+            if found.verdict == "warn":
+                warn_once(env, found)
+
+
+def refusal_in(err: BaseException) -> KeyProviderError | None:
+    """The refusal of `check_request` that `err` carries: the clients wrap what a transport raises in errors of their
+    own (DSPy's LMUnexpectedError, LiteLLM's InternalServerError, which reads as retryable), keeping it as their
+    cause or only in their words; None when `err` is no refusal."""
+    seen: set[int] = set()
+    one: BaseException | None = err
+    while one is not None and id(one) not in seen:
+        if isinstance(one, KeyProviderError):
+            return one
+        seen.add(id(one))
+        one = one.__cause__ or one.__context__
+    if not _refusals:
+        return None
+    words = str(err)
+    with _lock:
+        return next((refusal for text, refusal in _refusals.items() if text in words), None)
+
+
+# ---- the clients ---------------------------------------------------------------------------------------------------
+
+
+def _wrap(cls: Any, name: str, read: Callable[..., tuple[str, Iterable[str]]], is_async: bool) -> None:
+    """Put the check in front of `cls.name`, reading (url, header values) from its arguments with `read`."""
+    original = getattr(cls, name, None)
+    if original is None or getattr(original, "_refed_checked", False):
+        return
+    if is_async:
+
+        @functools.wraps(original)
+        async def checked_async(*args: Any, **kwargs: Any) -> Any:
+            check_request(*read(*args, **kwargs))
+            return await original(*args, **kwargs)
+
+        wrapper: Any = checked_async
+    else:
+
+        @functools.wraps(original)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            check_request(*read(*args, **kwargs))
+            return original(*args, **kwargs)
+
+        wrapper = checked
+    wrapper._refed_checked = True
+    setattr(cls, name, wrapper)
+
+
+def _lm15(_transport: Any, request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
+    return request.url, [value for _, value in request.headers]
+
+
+def _httpx(_client: Any, request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
+    return str(request.url), [value for _, value in request.headers.multi_items()]
+
+
+def _requests(_session: Any, request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
+    return str(request.url), [str(value) for value in (request.headers or {}).values()]
+
+
+def _aiohttp(request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
+    return str(request.url), [str(value) for value in request.headers.values()]
+
+
+def _install_lm15() -> None:
+    from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
+
+    _wrap(StdlibTransport, "stream", _lm15, is_async=False)
+    _wrap(StdlibAsyncTransport, "stream", _lm15, is_async=False)  # returns the stream's context manager
+
+
+def _install_httpx(module_name: str) -> None:
+    module = __import__(module_name)
+    _wrap(module.Client, "_send_single_request", _httpx, is_async=False)  # each request, after auth and redirects
+    _wrap(module.AsyncClient, "_send_single_request", _httpx, is_async=True)
+
+
+def _install_requests() -> None:
+    import requests
+
+    _wrap(requests.Session, "send", _requests, is_async=False)
+
+
+def _install_aiohttp() -> None:
+    from aiohttp import client_reqrep
+
+    _wrap(client_reqrep.ClientRequest, "send", _aiohttp, is_async=True)  # after its headers and auth are set
+
+
+_CLIENTS: dict[str, Callable[[], None]] = {
+    "lm15": _install_lm15,
+    "httpx": lambda: _install_httpx("httpx"),
+    "httpx2": lambda: _install_httpx("httpx2"),
+    "requests": _install_requests,
+    "aiohttp": _install_aiohttp,
+}
+
+
+def install() -> frozenset[str]:
+    """Put the check in every HTTP client of the list above that is installed here (idempotent); returns the names of
+    those it is in."""
+    with _lock:
+        for name, put in _CLIENTS.items():
+            if name in _installed:
+                continue
+            try:
+                put()
+            except ImportError:  # a client this environment does not have sends nothing
+                continue
+            _installed.add(name)
+        return frozenset(_installed)

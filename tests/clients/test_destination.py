@@ -1,0 +1,258 @@
+"""The destination check in the HTTP layer (refed_dspy.clients.destination): every request this process sends is
+checked as it leaves for the keys it carries and the host it is addressed to, as the resolver reads that host, whatever
+proxy carries it and whichever client sends it. A logging proxy on 127.0.0.1 (HTTP_PROXY) hands every request to the
+loopback server: what it logs is what api.groq.com would have been sent, and a request it carries is answered, so a
+check that lets a key through makes the run succeed and the proxy's log hold the key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import dspy
+import pytest
+from cli_helpers import run_refed, sets
+from conftest import run_overrides
+from logging_proxy import LoggingProxy
+
+from refed_dspy.clients.destination import check_request, refusal_in
+from refed_dspy.errors import KeyProviderError
+from refed_dspy.providers.hosts import folded_hosts, key_destination, key_refusal
+
+OPENAI_KEY = "sk-openai-for-openai-only-5Q8Z"
+OWN_KEY = "my-gateway-key-of-my-own-7RT2"  # in a variable of one's own: nobody's key, it goes anywhere
+SOFT = "api.gr\u00adoq.com"  # a soft hyphen: invisible when pasted, dropped by the resolver
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        SOFT,
+        "\u00aapi.groq.com",
+        "\uff41\uff50\uff49.groq.com",
+        "api\u200b.groq.com",
+        "API.GROQ.COM.",
+        "api.gro\u0071.com",
+    ],
+)
+def test_a_host_is_read_as_the_resolver_reads_it(written):
+    assert "api.groq.com" in folded_hosts(written)
+    found = key_destination("openai", f"http://{written}/openai/v1")
+    assert found.verdict == "refuse" and found.host == "api.groq.com" and found.owner == "groq"
+
+
+@pytest.mark.parametrize(
+    "url, verdict",
+    [
+        ("https://api.openai.com.evil.test/v1", "refuse"),  # openai's domain inside another one
+        ("https://openai.com.example.net/v1", "refuse"),
+        ("https://api.openai.com/v1", "ok"),
+        ("http://api.openai.com/v1", "warn"),  # its own host, but the key crosses the network unencrypted
+        ("http://198.51.100.7:8000/v1", "warn"),  # a public address over plain http
+        ("https://my-gateway.example.com/v1", "warn"),  # a host refed does not know as openai's
+        ("https://max.ai.example.com/v1", "warn"),  # x.ai's labels are not in it as a run: no look-alike
+        ("http://127.0.0.1:8000/v1", "ok"),
+        ("http://[::1]:8000/v1", "ok"),
+        ("http://10.0.0.5/v1", "ok"),
+        ("http://vllm:8000/v1", "ok"),
+    ],
+)
+def test_what_a_providers_key_may_reach(url, verdict):
+    assert key_destination("openai", url).verdict == verdict
+
+
+def test_the_config_check_reads_the_environment_and_the_documented_variables(monkeypatch):
+    from refed_dspy.clients.keys import check_key_goes_to_its_provider
+    from refed_dspy.config import LMSpec
+
+    with pytest.raises(KeyProviderError) as err:  # no api_base: OPENAI_BASE_URL is where LiteLLM sends the key
+        monkeypatch.setenv("OPENAI_BASE_URL", "https://api.groq.com/openai/v1")
+        check_key_goes_to_its_provider(LMSpec(model="openai/llama-3.1-8b-instant"), "teacher")
+    assert "$OPENAI_BASE_URL" in str(err.value) and "api.groq.com" in str(err.value)
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    for env in ("AZURE_OPENAI_API_KEY", "TOGETHER_API_KEY", "CO_API_KEY", "HF_TOKEN", "ANTHROPIC_AUTH_TOKEN"):
+        assert key_refusal(env, "openai/x", ["https://api.groq.com/openai/v1"]) is not None, env
+    assert key_refusal("FIREWORKS_API_KEY", "openai/x", []) is not None  # to api.openai.com
+    assert key_refusal("MY_OWN_KEY", "openai/x", ["https://api.groq.com/openai/v1"]) is None
+    assert key_refusal("OPENAI_API_KEY", "openai/x", ["https://api.openai.com.evil.test/v1"]) is not None
+
+
+def test_a_warning_is_one_line_once(monkeypatch, caplog):
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    with caplog.at_level(logging.WARNING, logger="refed_dspy.clients.destination"):
+        for _ in range(3):
+            check_request("https://gw-once.example.com/v1/chat/completions", [f"Bearer {OPENAI_KEY}"])
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "$OPENAI_API_KEY" in said[0] and "gw-once.example.com" in said[0], said
+    assert OPENAI_KEY not in said[0]
+
+
+def test_a_basic_credential_and_a_query_key_are_read_too(monkeypatch):
+    import base64
+
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    basic = "Basic " + base64.b64encode(f"user:{OPENAI_KEY}".encode()).decode()
+    with pytest.raises(KeyProviderError):
+        check_request("http://api.groq.com/v1", [basic])
+    with pytest.raises(KeyProviderError):
+        check_request(f"http://api.groq.com/v1?key={OPENAI_KEY}", [])
+    check_request("http://api.groq.com/v1", ["Bearer some-other-value-entirely"])  # no held key: sent
+
+
+@pytest.fixture
+def proxy(server_factory, monkeypatch):
+    srv = server_factory()
+    found = LoggingProxy(srv.api_base)
+    monkeypatch.setenv("HTTP_PROXY", found.url)
+    monkeypatch.setenv("http_proxy", found.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("MY_GATEWAY_KEY", OWN_KEY)
+    yield found
+    found.close()
+
+
+GROQ_CHAT = "http://api.groq.com/openai/v1/chat/completions"
+BODY = {"model": "llama-3.1-8b-instant", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _httpx(module_name: str, key: str) -> int:
+    module = __import__(module_name)
+    with module.Client(trust_env=True) as client:
+        return client.post(GROQ_CHAT, json=BODY, headers={"Authorization": f"Bearer {key}"}).status_code
+
+
+def _httpx_async(module_name: str, key: str) -> int:
+    module = __import__(module_name)
+
+    async def go() -> int:
+        async with module.AsyncClient(trust_env=True) as client:
+            reply = await client.post(GROQ_CHAT, json=BODY, headers={"Authorization": f"Bearer {key}"})
+            return reply.status_code
+
+    return asyncio.run(go())
+
+
+def _requests(key: str) -> int:
+    import requests
+
+    return requests.post(GROQ_CHAT, json=BODY, headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code
+
+
+def _aiohttp(key: str) -> int:
+    import aiohttp
+
+    async def go() -> int:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with (
+            aiohttp.ClientSession(trust_env=True) as session,
+            session.post(GROQ_CHAT, json=BODY, headers=headers) as reply,
+        ):
+            return reply.status
+
+    return asyncio.run(go())
+
+
+def _lm15(key: str, asynchronous: bool) -> int:
+    lm = dspy.LM("openai/llama-3.1-8b-instant", api_base="http://api.groq.com/openai/v1", api_key=key, cache=False)
+    lm.num_retries = 0
+    out = asyncio.run(lm.acall("hi")) if asynchronous else lm("hi")
+    return 200 if out else 0
+
+
+CLIENTS = {
+    "lm15": lambda key: _lm15(key, False),
+    "lm15-async": lambda key: _lm15(key, True),
+    "httpx": lambda key: _httpx("httpx", key),
+    "httpx-async": lambda key: _httpx_async("httpx", key),
+    "httpx2": lambda key: _httpx("httpx2", key),
+    "httpx2-async": lambda key: _httpx_async("httpx2", key),
+    "requests": _requests,
+    "aiohttp": _aiohttp,
+}
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_every_http_client_refuses_the_key_before_the_proxy_sees_it(proxy, client):
+    """OpenAI's key, sent by hand to api.groq.com through the proxy: refused in the client, before a byte leaves.
+    The same request with a key of one's own is carried and answered (the path works: the check is what stops it)."""
+    import refed_dspy.clients.boundary  # noqa: F401 - what every process that makes LM calls imports
+
+    with pytest.raises(Exception) as err:
+        CLIENTS[client](OPENAI_KEY)
+    assert refusal_in(err.value) is not None, repr(err.value)
+    assert proxy.holding(OPENAI_KEY) == [] and proxy.carried == [], proxy.dump()
+    assert CLIENTS[client](OWN_KEY) == 200
+    assert [c.host for c in proxy.holding(OWN_KEY)] == ["api.groq.com"]
+
+
+def _synthesize_args(srv, tmp_path, **more) -> list[str]:
+    over = [
+        o for o in run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1}) if not o.startswith("teacher.api_")
+    ]
+    over += ["teacher.model='openai/llama-3.1-8b-instant'", *(f"{k}={v}" for k, v in more.items())]
+    return ["synthesize", *sets(over)]
+
+
+@pytest.mark.parametrize(
+    "more, env",
+    [
+        ({"teacher.api_base": f"'http://{SOFT}/openai/v1'"}, {}),
+        ({"teacher.api_base": "'http://\u00aapi.groq.com/openai/v1'"}, {}),
+        ({}, {"OPENAI_BASE_URL": "http://api.groq.com/openai/v1"}),
+        ({}, {"OPENAI_API_BASE": "http://api.groq.com/openai/v1"}),
+        (
+            {"teacher.api_base": "'http://api.groq.com/openai/v1'", "teacher.api_key_env": "'AZURE_OPENAI_API_KEY'"},
+            {"AZURE_OPENAI_API_KEY": "azure-key-for-azure-only-3M9W"},
+        ),
+    ],
+    ids=["soft-hyphen", "ordinal-a", "OPENAI_BASE_URL", "OPENAI_API_BASE", "AZURE_OPENAI_API_KEY"],
+)
+def test_the_attackers_routes_exit_2_and_no_request_carries_the_key(proxy, server_factory, tmp_path, more, env):
+    """Only the variable named set, a logging proxy carrying every request: exit 2 in one line naming the variable
+    and api.groq.com, no run dir, and no request at the proxy, so none carried the key."""
+    srv = server_factory()
+    extra = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "OPENAI_API_KEY": OPENAI_KEY, **env}
+    code, out, err = run_refed(*_synthesize_args(srv, tmp_path, **more), env_extra=extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "api.groq.com" in err and "OPENAI_API_KEY" in err, err  # the variable (AZURE_OPENAI_API_KEY too)
+    assert proxy.carried == [] and not (tmp_path / "run").exists(), proxy.dump()
+    for value in extra.values():
+        assert value not in out + err or value.startswith("http")
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "HF_TOKEN"])
+def test_a_loopback_api_base_takes_any_of_these_variables(server_factory, tmp_path, variable):
+    srv = server_factory()
+    args = _synthesize_args(srv, tmp_path, **{"teacher.api_base": f"'{srv.api_base}'"})
+    args += ["--set", f"teacher.api_key_env='{variable}'"]
+    code, _, err = run_refed(*args, env_extra={variable: "a-key-for-my-own-server-8KQ"})
+    assert code == 0, err
+
+
+def test_the_http_layer_stops_what_the_config_check_missed(proxy, server_factory, tmp_path, monkeypatch):
+    """With the config's check taken out (as an entrance nobody thought of would be), the run's own requests meet the
+    check in the HTTP layer: the run stops with the refusal (KeyProviderError: exit 2), the proxy holds no key."""
+    from refed_dspy.clients import keys
+    from refed_dspy.config import load_config
+    from refed_dspy.synthesis.api import synthesize
+
+    monkeypatch.setattr(keys, "key_refusal", lambda *a: None)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.groq.com/openai/v1")
+    srv = server_factory()
+    over = [
+        o for o in run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1}) if not o.startswith("teacher.api_")
+    ]
+    over += ["teacher.model='openai/llama-3.1-8b-instant'", "teacher.api_key_env='OPENAI_API_KEY'"]
+    with pytest.raises(KeyProviderError) as err:
+        synthesize(load_config(None, over))
+    assert "api.groq.com" in str(err.value) and "$OPENAI_API_KEY" in str(err.value)
+    assert proxy.holding(OPENAI_KEY) == [], proxy.dump()
+
+
+def test_no_key_in_the_environment_slows_nothing_down():
+    """A request carrying no held key is sent as it is (the check reads nothing it need not)."""
+    os.environ.pop("REFED_NOT_A_KEY", None)
+    check_request("http://api.groq.com/v1", ["application/json", "Bearer not-held-by-anyone"])
