@@ -43,6 +43,13 @@ class RunDirError(RefedError):
     """The run directory cannot be used (other config, unwritable, corrupt)."""
 
 
+class LedgerError(RunDirError):
+    """A write-ahead ledger (what a directory's owner paid, or may have paid, for LM calls) cannot be believed: a line
+    refed does not write (a negative cost, a count no run makes, a shape it does not know), a file that cannot be read,
+    or a ledger gone from a directory that had one. The command stops before any call; the message names the file and
+    the line."""
+
+
 class FinishedShort(RefedError):
     """A command finished without the result it was asked for (the LM's outputs were unusable, a budget ran out)."""
 

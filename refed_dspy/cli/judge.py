@@ -8,6 +8,7 @@ from typing import Any
 
 from refed_dspy.cli.common import (
     add_config_args,
+    add_ledger_arg,
     add_mismatch_args,
     add_ray_arg,
     config_for_run,
@@ -97,6 +98,7 @@ def register(sub: Any) -> None:
     add_mismatch_args(
         run, "keep judgments made with a different judge config", "delete earlier judgments and judge again"
     )
+    add_ledger_arg(run)
     run.add_argument(
         "--detach",
         action="store_true",

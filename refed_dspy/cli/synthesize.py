@@ -7,7 +7,14 @@ import json
 import sys
 from typing import Any
 
-from refed_dspy.cli.common import add_config_args, add_mismatch_args, add_ray_arg, on_mismatch, ray_overrides
+from refed_dspy.cli.common import (
+    add_config_args,
+    add_ledger_arg,
+    add_mismatch_args,
+    add_ray_arg,
+    on_mismatch,
+    ray_overrides,
+)
 from refed_dspy.errors import ConfigError, RunInterrupted
 from refed_dspy.paths import expand_home
 
@@ -96,6 +103,7 @@ def register(sub: Any) -> None:
     add_mismatch_args(
         p, "continue a run dir made by a different config", "delete the run dir's records and cache and start over"
     )
+    add_ledger_arg(p)
     p.add_argument(
         "--program",
         metavar="P",

@@ -33,6 +33,10 @@ class RunConfig(Section):
         ge=0,
         description="On Ctrl-C, SIGTERM or SIGHUP: seconds to let the calls in flight finish (their answers are recorded) before the rest are cancelled (counted as paid).",
     )
+    new_ledger: bool = Field(
+        False,
+        description="Go on in a run dir whose write-ahead ledger (ledger.jsonl, judge_ledger.jsonl) is gone though its records show it had one: a new ledger is started, and the calls an invocation killed before had in flight (paid, in no record) go uncounted. Without it such a run dir is refused in one line (exit 2). The command-line flag `--new-ledger` sets it.",
+    )
 
 
 class RayConfig(Section):

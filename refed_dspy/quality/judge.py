@@ -216,7 +216,7 @@ class JudgeRun(StageBase):
         found the judge's endpoint wrong: a first judging then leaves no judging files, for the fixed config)."""
         first = not self.rundir.judge_fingerprint.exists()
         judged, rejected = self.prepare(on_mismatch)
-        self.open_log(self.rundir.judge_ledger)
+        self.open_log(self.rundir.judge_ledger, self.rundir.shows_judge_ledger, self.config.run.new_ledger)
         rejected_before = len(rejected - judged)  # samples earlier invocations gave up on
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
         self.queue = deque(todo)

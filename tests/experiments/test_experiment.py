@@ -327,6 +327,14 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     assert code == 0, err
     states = [c["state"] for c in json.loads(said)["cells"]]
     assert len(states) == 3 and states.count("done") == 1 and states.count("not started") == 2, states
+    # its calls count what the killed part's write-ahead ledger holds: never below what the servers served (before,
+    # the call in flight at the kill was counted nowhere until the experiment started again), above it by at most
+    # that call, which it counts as paid up to the most it can cost
+    status, served_at_kill = json.loads(said), _served(t1, j1)
+    assert status["calls"] >= served_at_kill, (status["calls"], served_at_kill)
+    assert status["calls"] <= served_at_kill + status["lost_in_flight"] <= served_at_kill + 1
+    if status["lost_in_flight"]:
+        assert status["cost_up_to_usd"] > status["cost_usd"]
     code, _, err = refed("experiment", "--config", str(path))
     assert code == 0, err
     assert first.read_text() == written  # the finished cell was not run again
@@ -337,6 +345,10 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     # what the killed cell paid before the kill is counted, the call in flight at the kill (optimize.num_threads = 1)
     # as paid: written to the part's log before it was sent, it may not have reached the server as the process died
     assert 0 <= result["usage"]["calls"] - served <= 1, (served, result["usage"])
+    # the call in flight at the kill is paid at the most it can cost: the tables say up to what
+    if result["usage"].get("interrupted_cost_usd"):
+        total = next(x for x in (killed / "exp" / "experiment.md").read_text().splitlines() if "Total:" in x)
+        assert "(up to $" in total, total
     # the table's calls are over both invocations: the killed cell's row holds what it paid before the kill, and the
     # rows, the baseline and the examples add up to the experiment's total
     parts = json.loads(spent.read_text())["parts"]

@@ -200,3 +200,26 @@ def test_the_viewer_makes_no_network_request(run, tmp_path):
         proc.wait(timeout=30)
     seen = {line.split(" ", 1)[1] for line in log.read_text().splitlines()} if log.exists() else set()
     assert seen <= {"127.0.0.1", "localhost", "::1"}, seen
+
+
+def test_the_viewer_counts_the_calls_a_killed_invocation_had_in_flight(run):
+    """The header's paid calls are `refed status`'s: the records, and what the run's write-ahead ledger says no record
+    holds. An invocation killed with 3 calls in flight (their lines written before they were sent) adds them as paid,
+    up to the most they can cost; before, the viewer showed no spending at all."""
+    from refed_dspy.status.run import run_dir_status
+    from refed_dspy.store.call_log import CallLog
+    from refed_dspy.view.index import View
+
+    summary = json.loads((run / "summary.json").read_text())
+    view = View(run)
+    assert view.status()["paid"] == [f"{summary['usage']['calls']} paid LM calls, ${summary['cost_usd']:.4f}"]
+    log = CallLog.open(run / "ledger.jsonl")
+    for _ in range(3):
+        log.sent("teacher", "generate", "openai/gpt-4o-mini", 0.01)
+    log.close()  # killed: no end line
+    view.refresh()
+    calls, cost = summary["usage"]["calls"] + 3, summary["cost_usd"]
+    want = f"{calls} paid LM calls (3 of them lost in flight), ${cost:.4f} (up to ${cost + 0.03:.4f})"
+    assert view.status()["paid"] == [want]
+    s = run_dir_status(run)
+    assert (s.calls, s.lost_in_flight, s.cost_up_to_usd) == (calls, 3, round(cost + 0.03, 6))
