@@ -258,9 +258,13 @@ class ServerConfig:
     # Anthropic Messages requests: the fewest tokens a prefix marked with cache_control needs to be cached (0: the
     # model's minimum, as Anthropic's, loopback_anthropic.MIN_CACHE_TOKENS); unmarked prompts are never cached there
     marked_cache_min_tokens: int = 0
-    # a real signal for optimizers: a prompt that carries few-shot demonstrations gets answers with SIGNAL_PHRASE in
-    # their response fields, and a judge scoring a response scores it `signal_bonus` higher when the phrase is in it
-    # (capped at 10; its scores are otherwise drawn as ever). Off, every score is noise: no prompt beats another.
+    # a real signal for optimizers: a prompt that carries few-shot demonstrations, or whose instructions carry
+    # SIGNAL_RULE, gets answers with SIGNAL_PHRASE in their response fields, and a judge scoring a response scores it
+    # `signal_bonus` higher when the phrase is in it (capped at 10; its scores are otherwise drawn as ever). What an
+    # optimizer's proposer writes as a program's instructions carries SIGNAL_RULE (MIPROv2's proposed instruction,
+    # GEPA's new instruction), and a draft that carries the phrase is revised keeping it. Every optimizer thus has a
+    # better program within reach, and the uncompiled one never has it. Off, every score is noise: no prompt beats
+    # another.
     signal: bool = False
     signal_bonus: int = 4
     # service tiers, as OpenAI answers them: every reply says which tier served it (`service_tier`: the one asked for,
@@ -407,6 +411,8 @@ def _words(rng: random.Random, n: int, cfg: ServerConfig | None = None) -> str:
 
 
 SIGNAL_PHRASE = "A worked example makes this concrete."
+SIGNAL_RULE = "Close every answer with a worked example."  # what a proposer writes into instructions, in signal mode
+PROPOSALS = ("proposed_instruction", "new_instruction")  # MIPROv2's and GEPA's proposers' outputs
 # what a flex request that finds no capacity is told (HTTP 429, error code resource_unavailable; it is not billed)
 FLEX_UNAVAILABLE = "Resource unavailable: flex processing has no capacity for this request now. Please retry later."
 
@@ -548,17 +554,24 @@ def _answer(
 
 
 def _with_signal(values: dict, messages: list[dict], cfg: ServerConfig) -> dict:
-    """Signal mode: demonstrations in the prompt make better answers, and the judge sees it (ServerConfig.signal)."""
+    """Signal mode: demonstrations in the prompt, SIGNAL_RULE in its instructions or the phrase in the draft it revises
+    make better answers, and the judge sees it; a proposer's instructions carry SIGNAL_RULE (ServerConfig.signal)."""
     last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-    judged = {m.group(1): m.group(2) for m in _INPUT_RE.finditer(last_user)}.get("response")
+    given = {m.group(1): m.group(2) for m in _INPUT_RE.finditer(last_user)}
+    judged = given.get("response")
+    system = next((_text_of(m.get("content")) for m in messages if m.get("role") == "system"), "")
+    drafts = [text for name, text in given.items() if "draft" in name]
+    better = bool(demonstrations(messages)) or SIGNAL_RULE in system or any(SIGNAL_PHRASE in d for d in drafts)
     out = dict(values)
     for name, value in values.items():
         if isinstance(value, bool):
             continue
         if isinstance(value, int) and judged is not None and SIGNAL_PHRASE in judged:  # a judge's score
             out[name] = min(10, value + cfg.signal_bonus)
-        elif isinstance(value, str) and "response" in name and demonstrations(messages):
+        elif isinstance(value, str) and "response" in name and better:
             out[name] = f"{value} {SIGNAL_PHRASE}"
+        elif isinstance(value, str) and name in PROPOSALS:
+            out[name] = f"{value} {SIGNAL_RULE}"
     return out
 
 
