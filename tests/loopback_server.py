@@ -220,6 +220,9 @@ class ServerConfig:
     vocab_size: int = 0  # 0: words drawn uniformly from VOCAB; N: Zipf-distributed over N words, like real text
     max_concurrency: int = 0  # 0: no cap; above the cap the server answers 429
     retry_after_s: float = 0.05
+    # a request body sent again before the Retry-After of its 429 has passed is answered 429 again (fault
+    # `early_retry`), as a provider's rate limiter would: a test then asserts on the log, not on the clock
+    enforce_retry_after: bool = False
     rate_429: float = 0.0
     rate_500: float = 0.0
     rate_503: float = 0.0
@@ -321,6 +324,7 @@ class _State:
         self.count = 0
         self.score_requests = 0
         self.prefixes: set[str] = set()
+        self.not_before: dict[str, float] = {}  # body hash -> when (time.monotonic) its Retry-After has passed
         self.marked: set[str] = set()  # the prefixes marked with cache_control and written (Anthropic's cache)
         self.flex_rng = random.Random(cfg.seed + 2)  # which flex requests find no capacity (apart from other draws)
         self.log = open(cfg.log_path, "a", encoding="utf-8") if cfg.log_path else None  # noqa: SIM115
@@ -799,6 +803,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)
+            if headers and "Retry-After" in headers:  # from before the answer leaves: a client cannot wait less
+                with st.lock:
+                    st.not_before[entry["sha"]] = time.monotonic() + float(headers["Retry-After"])
             if cfg.echo_key:
                 name = self._key_header()
                 message += f" (request header {name}: {self.headers.get(name)})" if name else " (no key header)"
@@ -825,6 +832,10 @@ class _Handler(BaseHTTPRequestHandler):
         window = cfg.extra.get("not_found_seq")  # [first, last]: those requests (by arrival) are answered 404
         if window and window[0] <= entry["seq"] <= window[1]:
             return fail(404, "not_found", f"the loopback server has no route for request {entry['seq']}")
+        if cfg.enforce_retry_after and time.monotonic() < st.not_before.get(entry["sha"], 0.0):
+            return fail(
+                429, "early_retry", "sent again before its Retry-After", {"Retry-After": str(cfg.retry_after_s)}
+            )
         if over_cap:
             return fail(429, "rate_limit_exceeded", "concurrency cap", {"Retry-After": str(cfg.retry_after_s)})
         edges = [
@@ -1008,6 +1019,14 @@ class LoopbackServer:
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
         return self
+
+    def wait_idle(self, timeout_s: float = 60.0) -> None:
+        """Wait until the server holds no request: one a client gave up on (a hang) is logged once its hang is over."""
+        deadline = time.monotonic() + timeout_s
+        while self._server.state.in_flight:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the loopback server still holds {self._server.state.in_flight} requests")
+            time.sleep(0.01)
 
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
