@@ -36,6 +36,16 @@ def refed(*args: str, env_extra: dict[str, str] | None = None, **kw) -> subproce
     )
 
 
+def crash_env(crash: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process that kills itself with SIGKILL at the checkpoint `crash`
+    (`<checkpoint>[@<stage>][:<nth>]`, refed_dspy.checkpoints): tests/crash_at/sitecustomize.py put on its
+    PYTHONPATH, as a crash or `kill -9` at that point would."""
+    env = dict(os.environ if env is None else env)
+    env["REFED_CRASH_AT"] = crash
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent / "crash_at"), env.get("PYTHONPATH")]))
+    return env
+
+
 def run_refed(*args: str, timeout: float = 600, env_extra: dict[str, str] | None = None) -> tuple[int, str, str]:
     """`refed ARGS` run to its end (`env_extra` added to its environment): (exit code, stdout, stderr)."""
     env = {**os.environ, **(env_extra or {})}

@@ -220,6 +220,9 @@ class ServerConfig:
     vocab_size: int = 0  # 0: words drawn uniformly from VOCAB; N: Zipf-distributed over N words, like real text
     max_concurrency: int = 0  # 0: no cap; above the cap the server answers 429
     retry_after_s: float = 0.05
+    # a request body sent again before the Retry-After of its 429 has passed is answered 429 again (fault
+    # `early_retry`), as a provider's rate limiter would: a test then asserts on the log, not on the clock
+    enforce_retry_after: bool = False
     rate_429: float = 0.0
     rate_500: float = 0.0
     rate_503: float = 0.0
@@ -258,9 +261,13 @@ class ServerConfig:
     # Anthropic Messages requests: the fewest tokens a prefix marked with cache_control needs to be cached (0: the
     # model's minimum, as Anthropic's, loopback_anthropic.MIN_CACHE_TOKENS); unmarked prompts are never cached there
     marked_cache_min_tokens: int = 0
-    # a real signal for optimizers: a prompt that carries few-shot demonstrations gets answers with SIGNAL_PHRASE in
-    # their response fields, and a judge scoring a response scores it `signal_bonus` higher when the phrase is in it
-    # (capped at 10; its scores are otherwise drawn as ever). Off, every score is noise: no prompt beats another.
+    # a real signal for optimizers: a prompt that carries few-shot demonstrations, or whose instructions carry
+    # SIGNAL_RULE, gets answers with SIGNAL_PHRASE in their response fields, and a judge scoring a response scores it
+    # `signal_bonus` higher when the phrase is in it (capped at 10; its scores are otherwise drawn as ever). What an
+    # optimizer's proposer writes as a program's instructions carries SIGNAL_RULE (MIPROv2's proposed instruction,
+    # GEPA's new instruction), and a draft that carries the phrase is revised keeping it. Every optimizer thus has a
+    # better program within reach, and the uncompiled one never has it. Off, every score is noise: no prompt beats
+    # another.
     signal: bool = False
     signal_bonus: int = 4
     # service tiers, as OpenAI answers them: every reply says which tier served it (`service_tier`: the one asked for,
@@ -317,6 +324,7 @@ class _State:
         self.count = 0
         self.score_requests = 0
         self.prefixes: set[str] = set()
+        self.not_before: dict[str, float] = {}  # body hash -> when (time.monotonic) its Retry-After has passed
         self.marked: set[str] = set()  # the prefixes marked with cache_control and written (Anthropic's cache)
         self.flex_rng = random.Random(cfg.seed + 2)  # which flex requests find no capacity (apart from other draws)
         self.log = open(cfg.log_path, "a", encoding="utf-8") if cfg.log_path else None  # noqa: SIM115
@@ -407,6 +415,8 @@ def _words(rng: random.Random, n: int, cfg: ServerConfig | None = None) -> str:
 
 
 SIGNAL_PHRASE = "A worked example makes this concrete."
+SIGNAL_RULE = "Close every answer with a worked example."  # what a proposer writes into instructions, in signal mode
+PROPOSALS = ("proposed_instruction", "new_instruction")  # MIPROv2's and GEPA's proposers' outputs
 # what a flex request that finds no capacity is told (HTTP 429, error code resource_unavailable; it is not billed)
 FLEX_UNAVAILABLE = "Resource unavailable: flex processing has no capacity for this request now. Please retry later."
 
@@ -548,17 +558,24 @@ def _answer(
 
 
 def _with_signal(values: dict, messages: list[dict], cfg: ServerConfig) -> dict:
-    """Signal mode: demonstrations in the prompt make better answers, and the judge sees it (ServerConfig.signal)."""
+    """Signal mode: demonstrations in the prompt, SIGNAL_RULE in its instructions or the phrase in the draft it revises
+    make better answers, and the judge sees it; a proposer's instructions carry SIGNAL_RULE (ServerConfig.signal)."""
     last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-    judged = {m.group(1): m.group(2) for m in _INPUT_RE.finditer(last_user)}.get("response")
+    given = {m.group(1): m.group(2) for m in _INPUT_RE.finditer(last_user)}
+    judged = given.get("response")
+    system = next((_text_of(m.get("content")) for m in messages if m.get("role") == "system"), "")
+    drafts = [text for name, text in given.items() if "draft" in name]
+    better = bool(demonstrations(messages)) or SIGNAL_RULE in system or any(SIGNAL_PHRASE in d for d in drafts)
     out = dict(values)
     for name, value in values.items():
         if isinstance(value, bool):
             continue
         if isinstance(value, int) and judged is not None and SIGNAL_PHRASE in judged:  # a judge's score
             out[name] = min(10, value + cfg.signal_bonus)
-        elif isinstance(value, str) and "response" in name and demonstrations(messages):
+        elif isinstance(value, str) and "response" in name and better:
             out[name] = f"{value} {SIGNAL_PHRASE}"
+        elif isinstance(value, str) and name in PROPOSALS:
+            out[name] = f"{value} {SIGNAL_RULE}"
     return out
 
 
@@ -786,6 +803,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         def fail(status: int, kind: str, message: str, headers: dict | None = None):
             entry.update(status=status, fault=kind)
+            if headers and "Retry-After" in headers:  # from before the answer leaves: a client cannot wait less
+                with st.lock:
+                    st.not_before[entry["sha"]] = time.monotonic() + float(headers["Retry-After"])
             if cfg.echo_key:
                 name = self._key_header()
                 message += f" (request header {name}: {self.headers.get(name)})" if name else " (no key header)"
@@ -812,6 +832,10 @@ class _Handler(BaseHTTPRequestHandler):
         window = cfg.extra.get("not_found_seq")  # [first, last]: those requests (by arrival) are answered 404
         if window and window[0] <= entry["seq"] <= window[1]:
             return fail(404, "not_found", f"the loopback server has no route for request {entry['seq']}")
+        if cfg.enforce_retry_after and time.monotonic() < st.not_before.get(entry["sha"], 0.0):
+            return fail(
+                429, "early_retry", "sent again before its Retry-After", {"Retry-After": str(cfg.retry_after_s)}
+            )
         if over_cap:
             return fail(429, "rate_limit_exceeded", "concurrency cap", {"Retry-After": str(cfg.retry_after_s)})
         edges = [
@@ -995,6 +1019,14 @@ class LoopbackServer:
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
         return self
+
+    def wait_idle(self, timeout_s: float = 60.0) -> None:
+        """Wait until the server holds no request: one a client gave up on (a hang) is logged once its hang is over."""
+        deadline = time.monotonic() + timeout_s
+        while self._server.state.in_flight:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the loopback server still holds {self._server.state.in_flight} requests")
+            time.sleep(0.01)
 
     def __exit__(self, *exc) -> None:
         self._server.shutdown()

@@ -32,6 +32,7 @@ FLOORS = [
         "paths",
         "closeness",
         "pages",
+        "checkpoints",
     },
     {"providers"},
     {"config"},

@@ -27,6 +27,7 @@ import dspy
 from dspy.clients.base_lm import LM_CLASS_STATE_KEY
 from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
+from refed_dspy.checkpoints import checkpoint
 from refed_dspy.clients.calls import (
     CallInfo,
     MustWait,
@@ -154,7 +155,7 @@ class CallBoundary:
                     break
                 except MustWait:
                     an_end(seen)  # until a call in flight is given back
-            return self._unreported_check(super().__call__(*args, **kwargs))
+            return self._paid(self._unreported_check(super().__call__(*args, **kwargs)))
         except LMError as err:
             self._note_failure(err)
             raise
@@ -186,7 +187,7 @@ class CallBoundary:
                     except asyncio.CancelledError as err:
                         err.unpaid = True  # cancelled before it was sent: nothing was paid
                         raise
-            return self._unreported_check(await super().acall(*args, **kwargs))
+            return self._paid(self._unreported_check(await super().acall(*args, **kwargs)))
         except asyncio.CancelledError as err:
             if not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
                 self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
@@ -229,6 +230,15 @@ class CallBoundary:
             "answers without reporting its replies to DSPy (BaseLM.update_history): its calls are counted, their "
             "tokens, cost and finish reasons are not",
         )
+        return outputs
+
+    @staticmethod
+    def _paid(outputs: Any) -> Any:
+        """The call is over and returns `outputs`; one the provider answered (not the cache) has its answer in the
+        cache and its request settled: the `answer_paid` checkpoint (refed_dspy.checkpoints)."""
+        answered = _reported.get()
+        if answered and not all(info.cache_hit for info in answered):
+            checkpoint("answer_paid", answered[-1].stage)
         return outputs
 
     def _say_once(self, what: str, text: str) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from refed_dspy.checkpoints import checkpoint
 from refed_dspy.clients.calls import current_stage
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.lm import build_lm
@@ -71,15 +72,6 @@ async def in_slot(coro, key: str, attempt: int):
     """Run `coro` (a task's work) with its calls numbered under `key` and `attempt`."""
     _slot.set(CallSlot(key, attempt))
     return await coro
-
-
-# The points of a batch's life where the process may die and a resume must still send nothing twice and lose
-# nothing. `checkpoint` marks them; it does nothing here (the kill tests stop the process at one: tests/crash_at).
-CHECKPOINTS = ("before_upload", "after_upload", "after_create", "while_polling", "while_writing_results")
-
-
-def checkpoint(name: str, stage: str = "") -> None:
-    """The batch broker passed the point `name` (one of CHECKPOINTS) with a batch of `stage`."""
 
 
 _MAX_API_FAILURES = 10  # batch API errors in a row (every poll_s) before the run stops, resumably

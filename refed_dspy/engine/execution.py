@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from refed_dspy.checkpoints import checkpoint
 from refed_dspy.clients.calls import opened_on
 from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch_link import BatchLink
@@ -201,6 +202,7 @@ class Engine:
 
     def _handle(self, task: asyncio.Task, meta: Task) -> None:
         result, failure = task.result()
+        checkpoint("before_record", meta.kind)  # its calls answered, nothing of it written (refed_dspy.checkpoints)
         usage = self.accounts.account(meta)
         failure = self.first.note(meta.calls, failure)
         if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left

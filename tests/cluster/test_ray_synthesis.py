@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import ray_helpers
-from cli_helpers import STAGE_OF, marked_pipeline, marked_stages
+from cli_helpers import STAGE_OF, crash_env, marked_pipeline, marked_stages
 from conftest import run_overrides
 from loopback_server import read_log
 
@@ -376,6 +376,30 @@ def test_the_core_does_not_import_ray():
         "sys.exit(1 if 'ray' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
+
+
+@pytest.mark.parametrize("crash", ["before_record@feedback:2", "before_record@sample:3"])
+def test_the_driver_killed_where_a_task_s_calls_are_paid_pays_for_nothing_twice(
+    local_ray, server_factory, tmp_path, crash
+):
+    """`refed synthesize --ray ADDRESS` killed with -9 at a deterministic point (tests/crash_at): on the driver once a
+    worker's task is over (a reference's feedback, a sample) and nothing of it is written (one worker, one piece of work
+    at a time: nothing else is under way). The same command again: every sample once, no request body answered twice
+    (each answer is in the run's cache, written there by the worker). The ledger is the server's count but for the task
+    the driver was writing: counted at its worst case (2 calls, each with teacher.max_repairs = 1 repair), it made 2."""
+    srv, path = server_factory(), tmp_path / "run"
+    address = local_ray.get_runtime_context().gcs_address
+    extra = {"seeds.limit": 3, "synthesis.instructions_per_feature": 2, "synthesis.concurrency": 1}
+    sets = [x for o in _on_ray(srv, path, 8, workers=1, **extra) for x in ("--set", o)]
+    command = [sys.executable, "-m", "refed_dspy.cli", "synthesize", "--ray", address, *sets]
+    killed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, env=crash_env(crash))
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    _exactly_once(path, 8)
+    answered = Counter(e["sha"] for e in read_log(srv.cfg.log_path) if e.get("status") == 200)
+    assert sum(n - 1 for n in answered.values()) == 0, "a paid answer was not found in the run's cache"
+    assert 0 <= read_json(path / "summary.json")["usage"]["calls"] - sum(answered.values()) <= 2 * 2 - 2
 
 
 @pytest.mark.parametrize("first, second", [("local", "ray"), ("ray", "local")])

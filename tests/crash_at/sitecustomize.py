@@ -1,7 +1,10 @@
 """Loaded at interpreter start-up when this folder is on PYTHONPATH: with REFED_CRASH_AT=<checkpoint>[@<stage>][:<nth>],
-the process kills itself with SIGKILL the nth time the batch broker passes that checkpoint (with a batch of that stage,
-when one is named: feedback, synthesize, generate, improve, judge...) (refed_dspy.engine.batch), as a crash or
-`kill -9` would. The kill tests of batch mode start `refed` this way."""
+the process kills itself with SIGKILL the nth time the run passes that checkpoint (with work, calls or a batch of that
+stage, when one is named: feedback, unit, sample, judge for work; generate, improve, judge... for calls; feedback,
+synthesize, generate, improve, judge... for batches), as a crash or `kill -9` would. The points are
+refed_dspy.checkpoints's: online, `answer_paid` (a call the provider answered is cached and settled) and
+`before_record` (a piece of work is over, nothing of it written); in batch mode, the points of a batch's life. The kill
+tests start `refed` this way."""
 
 import os
 import signal
@@ -9,12 +12,12 @@ import signal
 _WANT = os.environ.get("REFED_CRASH_AT")
 
 if _WANT:
-    import refed_dspy.engine.batch as _batch
+    from refed_dspy import checkpoints as _checkpoints
 
     _where, _, _nth = _WANT.partition(":")
     _point, _, _stage = _where.partition("@")
-    if _point not in _batch.CHECKPOINTS:
-        raise SystemExit(f"REFED_CRASH_AT={_WANT}: not a checkpoint ({', '.join(_batch.CHECKPOINTS)})")
+    if _point not in _checkpoints.CHECKPOINTS:
+        raise SystemExit(f"REFED_CRASH_AT={_WANT}: not a checkpoint ({', '.join(_checkpoints.CHECKPOINTS)})")
     _seen = {"n": 0}
 
     def _crash_at(name: str, stage: str = "") -> None:
@@ -23,4 +26,4 @@ if _WANT:
             if _seen["n"] >= int(_nth or 1):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    _batch.checkpoint = _crash_at
+    _checkpoints.HOOKS.append(_crash_at)

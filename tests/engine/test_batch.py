@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from cli_helpers import crash_env
 from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig, read_log
 
@@ -173,9 +174,7 @@ def _cli(
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {})}
     if env.get("REFED_CRASH_AT"):  # the crash seam: tests/crash_at/sitecustomize.py
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(Path(__file__).parents[1] / "crash_at"), env.get("PYTHONPATH")])
-        )
+        env = crash_env(env["REFED_CRASH_AT"], env)
     return subprocess.run(
         [sys.executable, "-m", "refed_dspy.cli", *run_args], capture_output=True, text=True, timeout=timeout, env=env
     )

@@ -16,7 +16,7 @@ from refed_dspy.config import load_config
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.expected_output import ExpectedOutput, OutputStats
 from refed_dspy.engine.tickets import BudgetExceeded
-from refed_dspy.providers.prices import Price, default_price
+from refed_dspy.providers.prices import Price
 from refed_dspy.synthesis.api import synthesize
 
 MODEL = "openai/gpt-5-mini"
@@ -38,8 +38,13 @@ def test_the_expected_output_is_the_mean_plus_a_learned_margin():
     assert seen.reserve("judge", "judge", 16000) is None
 
 
-def _answered(tokens: int) -> CallInfo:
-    return CallInfo(stage="generate", model="m", prompt_tokens=1000, completion_tokens=tokens)
+def _answered(tokens: int, prompt: int = 1000) -> CallInfo:
+    return CallInfo(stage="generate", model="m", prompt_tokens=prompt, completion_tokens=tokens)
+
+
+def _list_cost(prompt: int, completion: int) -> float:
+    """What a call costs at PRICE's list price ($1 input, $10 output per million tokens), by the test's own count."""
+    return (prompt * 1.0 + completion * 10.0) / 1e6
 
 
 def test_a_call_waits_while_the_worst_case_of_the_calls_in_flight_could_overshoot():
@@ -70,36 +75,43 @@ def test_a_call_waits_while_the_worst_case_of_the_calls_in_flight_could_overshoo
 
 def test_whatever_the_calls_write_the_budget_is_overshot_by_at_most_one_call():
     """Calls opened and settled in a random order, each writing anything from nothing to all of max_tokens (the tail
-    a reasoning model has): what they paid never exceeds the budget by more than one call's worst case."""
+    a reasoning model has), under budgets of 3 to 20 of the dearest calls: what they paid, priced by the test at the
+    list price from the tokens each wrote, never exceeds the budget by more than one call at its worst (the longest
+    prompt writing all of max_tokens), and most trials keep several calls in flight at once."""
     rng = random.Random(5)
+    longest, max_tokens = 1500, 16000
+    worst = _list_cost(longest, max_tokens)  # $0.1615
+    several = 0
     for trial in range(200):
-        limit = rng.choice([0.02, 0.05, 0.3, 1.0])
+        limit = worst * rng.choice([3, 5, 10, 20])
         budget = CallBudget(max_cost_usd=limit)
-        in_flight, paid, worst_seen = [], 0.0, 0.0
+        in_flight, paid, most_at_once = [], 0.0, 0
         for _ in range(400):
             if in_flight and (rng.random() < 0.5 or len(in_flight) > 12):
-                ticket = in_flight.pop(rng.randrange(len(in_flight)))
-                tokens = rng.choice([rng.randint(50, 400), 16000 - rng.randint(0, 50)])
-                budget.settle(ticket, _answered(tokens), PRICE)
-                budget.record([_answered(tokens)], PRICE, "teacher")
+                ticket, prompt = in_flight.pop(rng.randrange(len(in_flight)))
+                tokens = rng.choice([rng.randint(50, 400), max_tokens - rng.randint(0, 50)])
+                budget.settle(ticket, _answered(tokens, prompt), PRICE)
+                budget.record([_answered(tokens, prompt)], PRICE, "teacher")
                 budget.release_call(ticket)
-                paid += PRICE.cost(1000, tokens)
+                paid += _list_cost(prompt, tokens)
                 continue
+            prompt = rng.randint(200, longest)
             try:
-                prompt = rng.randint(200, 1500)
-                ticket = budget.open_call("teacher", "m", "generate", PRICE, 16000, prompt)
+                ticket = budget.open_call("teacher", "m", "generate", PRICE, max_tokens, prompt)
             except MustWait:
                 continue
             except BudgetExceeded:
                 break
-            worst_seen = max(worst_seen, ticket.cost)
-            in_flight.append(ticket)
-        for ticket in in_flight:  # the rest write all they may
-            budget.settle(ticket, _answered(16000), PRICE)
-            budget.record([_answered(16000)], PRICE, "teacher")
-            paid += PRICE.cost(1000, 16000)
-        assert paid <= limit + worst_seen + 1e-9, (trial, paid, limit, worst_seen)
+            in_flight.append((ticket, prompt))
+            most_at_once = max(most_at_once, len(in_flight))
+        for ticket, prompt in in_flight:  # the rest write all they may
+            budget.settle(ticket, _answered(max_tokens, prompt), PRICE)
+            budget.record([_answered(max_tokens, prompt)], PRICE, "teacher")
+            paid += _list_cost(prompt, max_tokens)
+        assert paid <= limit + worst + 1e-9, (trial, paid, limit, worst)
         assert budget.total_cost == pytest.approx(paid)
+        several += most_at_once >= 3
+    assert several >= 150, several  # the ledger was tested with calls in flight, not one at a time
 
 
 def _reasoning_run(server, run, size: int, budget: float, concurrency: int, **extra) -> list[str]:
@@ -116,13 +128,17 @@ def _reasoning_run(server, run, size: int, budget: float, concurrency: int, **ex
     )
 
 
+def _at_list_price(prompt: int, completion: int, cached: int = 0) -> float:
+    """gpt-5-mini's list price: $0.25 input, $0.025 cached input, $2 output per million tokens."""
+    return ((prompt - cached) * 0.25 + cached * 0.025 + completion * 2.0) / 1e6
+
+
 def _served_cost(server) -> tuple[float, float]:
     """What the server's own token counts cost at gpt-5-mini's list price, and the dearest call it could have made
     (its prompt writing all of max_tokens)."""
-    price = default_price(MODEL)
     log = [e for e in read_log(server.cfg.log_path) if e.get("status") == 200]
-    spent = sum(price.cost(e["prompt_tokens"], e["completion_tokens"], e.get("cached_tokens", 0)) for e in log)
-    return spent, max(price.cost(e["prompt_tokens"], 16000) for e in log)
+    spent = sum(_at_list_price(e["prompt_tokens"], e["completion_tokens"], e.get("cached_tokens", 0)) for e in log)
+    return spent, max(_at_list_price(e["prompt_tokens"], 16000) for e in log)
 
 
 def test_a_small_budget_starts_a_reasoning_teacher(server_factory, tmp_path):

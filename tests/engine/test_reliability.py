@@ -29,8 +29,17 @@ def lines(path):
 
 
 def test_transient_faults_are_retried_with_retry_after_and_counted(server_factory, tmp_path):
+    """429s with Retry-After, 5xx, resets and hangs: every failed request is retried and counted, and no request is
+    sent again before its Retry-After (the server answers such a request 429 `early_retry`, as a provider does)."""
     srv = server_factory(
-        rate_429=0.08, retry_after_s=0.3, rate_500=0.03, rate_503=0.03, rate_reset=0.03, rate_hang=0.02, hang_s=1.5
+        rate_429=0.08,
+        retry_after_s=1.0,  # longer than the first backoff can be (0.75 s): a client that ignores it comes early
+        rate_500=0.03,
+        rate_503=0.03,
+        rate_reset=0.03,
+        rate_hang=0.02,
+        hang_s=1.5,
+        enforce_retry_after=True,
     )
     run = tmp_path / "run"
     summary = synthesize(
@@ -41,7 +50,7 @@ def test_transient_faults_are_retried_with_retry_after_and_counted(server_factor
             ),
         )
     )
-    time.sleep(1.6)  # let hung requests reach the server's log
+    srv.wait_idle()  # the hung requests reach the server's log when their hang is over
     recs = lines(run / "samples.jsonl")
     assert summary["status"] == "complete" and len(recs) == 40 == len({r["meta"]["id"] for r in recs})
     assert not [r for r in lines(run / "rejects.jsonl") if r["reason"] in ("rate_limited", "api_error")]
@@ -53,25 +62,32 @@ def test_transient_faults_are_retried_with_retry_after_and_counted(server_factor
     undelivered = sum(1 for e in log if e.get("status") == 200 and not e.get("delivered"))
     assert summary["retries"]["total"] == sum(faults.values()) + undelivered
     assert summary["retries"]["this_invocation"]["rate_limited"] == faults["transient_429"]
-    # a 429's retry (the same request body) waits at least its Retry-After
-    by_sha: dict[str, list[dict]] = {}
-    for e in sorted(log, key=lambda e: e["t"]):
-        by_sha.setdefault(e["sha"], []).append(e)
-    gaps = [
-        nxt["t"] - e["t"]
-        for seq in by_sha.values()
-        for e, nxt in zip(seq, seq[1:], strict=False)
-        if e.get("fault") == "transient_429"
-    ]
-    assert gaps and min(gaps) >= 0.3 - 0.02
-    # the 5xx/reset retries back off too (0.25-0.75 s for the first retry)
-    other = [
-        nxt["t"] - e["t"]
-        for seq in by_sha.values()
-        for e, nxt in zip(seq, seq[1:], strict=False)
-        if e.get("fault") in ("transient_500", "transient_503", "reset")
-    ]
-    assert other and min(other) >= 0.2
+    # a 429's retry (the same request body) waited for its Retry-After: the server saw none come early, and each 429'd
+    # body was answered in the end (how long the 5xx backoff waits: test_retries_become_due_after_their_delay_only)
+    assert "early_retry" not in faults
+    answered = {e["sha"] for e in log if e.get("status") == 200}
+    assert {e["sha"] for e in log if e.get("fault") == "transient_429"} <= answered
+
+
+def test_retries_become_due_after_their_delay_only():
+    """The engine's retry queue on a clock of the test's own: work that failed with a 429 becomes due exactly when its
+    Retry-After has passed, and after a 5xx, reset or timeout after 0.25-0.75 s for the first retry, 0.5-1.5 s for the
+    second (a jittered exponential backoff); the engine starts only what is due."""
+    from refed_dspy.engine.failures import Failure
+    from refed_dspy.engine.retries import Retries
+
+    queue = Retries(max_retries=2, seed=3)
+    limited = Failure("rate_limited", "429", retryable=True, retry_after=0.3)
+    assert queue.schedule("a", limited, ("sample", "a", 1), now=100.0)
+    assert queue.due(100.299) is None and queue.due(100.3) == ("sample", "a", 1)
+    queue.take()
+    for retry, (low, high) in enumerate([(0.25, 0.75), (0.5, 1.5)], start=1):
+        assert queue.schedule("b", Failure("api_error", "500", retryable=True), ("sample", "b", 1), now=0.0)
+        due_at = queue.waiting[0][0]
+        assert low <= due_at <= high, (retry, due_at)
+        assert queue.due(due_at - 1e-6) is None and queue.due(due_at) == ("sample", "b", 1)
+        queue.take()
+    assert not queue.schedule("b", Failure("api_error", "500", retryable=True), ("sample", "b", 1), now=0.0)
 
 
 def test_rate_limited_run_backs_off_instead_of_burning_retries(server_factory, tmp_path):
@@ -169,12 +185,13 @@ def test_sigkill_at_many_points_is_exactly_once(server_factory, tmp_path):
     assert len(feedback) == len({f["reference_id"] for f in feedback})
     units = [j["unit"] for j in lines(run / "journal.jsonl") if j.get("kind") == "unit"]
     assert len(units) == len(set(units))
-    # a paid request repeats only when a kill fell between its delivery and the record's write:
-    # at most the requests in flight (concurrency 4, 2 per feedback task) at each kill
+    # an answer the client read is in the run's cache: a paid request repeats only when it was in flight at a kill,
+    # which the next start finds unsettled in the run's write-ahead log (at most 4 a kill: concurrency 4)
     log = read_log(srv.cfg.log_path)
     delivered = Counter(e["sha"] for e in log if e.get("status") == 200 and e.get("delivered"))
     repeats = sum(n - 1 for n in delivered.values())
-    assert repeats <= kills * 5
+    in_flight = json.loads((run / "summary.json").read_text())["usage"].get("lost_in_flight", 0)
+    assert repeats <= in_flight <= kills * 4, (repeats, in_flight)
     again = refed(*args)
     again.communicate(timeout=120)
     assert len(read_log(srv.cfg.log_path)) == len(log)  # a finished run sends nothing more
@@ -553,8 +570,6 @@ def test_a_cost_budget_reserves_a_call_at_its_real_prompt(server_factory, tmp_pa
     gpt-4o's prices stays within the budget."""
     import random
 
-    from refed_dspy.providers.prices import default_price
-
     rng = random.Random(7)
     seeds = tmp_path / "long.jsonl"
     with open(seeds, "w") as fh:
@@ -576,9 +591,16 @@ def test_a_cost_budget_reserves_a_call_at_its_real_prompt(server_factory, tmp_pa
     )
     code = main(["synthesize", "--quiet", *sets(over)])
     assert code == 1  # stopped by the cost budget
-    price = default_price("openai/gpt-4o")
     served = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
-    spent = sum(price.cost(e["prompt_tokens"], e["completion_tokens"], e.get("cached_tokens", 0)) for e in served)
+    # gpt-4o's list price: $2.50 input, $1.25 cached input, $10 output per million tokens
+    spent = (
+        sum(
+            ((e["prompt_tokens"] - e.get("cached_tokens", 0)) * 2.5 + e.get("cached_tokens", 0) * 1.25)
+            + e["completion_tokens"] * 10.0
+            for e in served
+        )
+        / 1e6
+    )
     assert served and spent <= 0.40
     summary = json.loads((run / "summary.json").read_text())
     assert summary["usage"]["cost_usd"] == pytest.approx(spent, rel=1e-6)

@@ -7,7 +7,7 @@ second (the provider answers in 1.2 s) instead of waiting two minutes."""
 from __future__ import annotations
 
 import json
-import time
+import threading
 from collections import Counter
 
 import dspy
@@ -39,10 +39,16 @@ def quick_stragglers(monkeypatch):
     monkeypatch.setattr(evaluate_module, "ParallelExecutor", Quick)
 
 
-def _bodies_twice(*servers) -> int:
-    """Request bodies a server saw more than once, once every request sent has arrived (a re-sent item's requests
-    come after the evaluation has returned: DSPy's executor does not wait for them)."""
-    time.sleep(4)
+def _bodies_twice(before: set[threading.Thread], *servers) -> int:
+    """Request bodies a server saw more than once, once every request sent has arrived: a re-sent item's requests
+    come after the evaluation has returned (DSPy's executor does not wait for them), from the executor's threads, so
+    every thread the work started (not in `before`) is waited for, then the servers."""
+    for thread in set(threading.enumerate()) - before:
+        if not thread.daemon:
+            thread.join(120)
+            assert not thread.is_alive(), f"{thread.name} is still running"
+    for srv in servers:
+        srv.wait_idle()
     sent = Counter(e["sha"] for srv in servers for e in read_log(srv.cfg.log_path))
     return sum(n - 1 for n in sent.values())
 
@@ -67,9 +73,10 @@ def test_the_evaluator_sends_no_item_twice(server_factory, tmp_path, quick_strag
         ).with_inputs(*INPUTS)
         for topic in ("rainbows", "volcanoes", "eclipses")
     ]
+    before = set(threading.enumerate())
     mean, rows, _ = evaluate_detailed(RespondAndImprove(), devset, make_metric(cfg, judge=judge), lm, num_threads=6)
     assert len(rows) == 3
-    assert _bodies_twice(teacher_srv, judge_srv) == 0
+    assert _bodies_twice(before, teacher_srv, judge_srv) == 0
     assert len(read_log(teacher_srv.cfg.log_path)) == 3 * 2  # a response and its improvement per example
 
 
@@ -92,8 +99,9 @@ def test_optimize_pays_each_request_once_and_counts_what_the_servers_answered(
             "synthesis.concurrency": 8,
         },
     )
+    before = set(threading.enumerate())
     refed_dspy.optimize(load_config(None, over))
     summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
-    assert _bodies_twice(teacher_srv, judge_srv) == 0
+    assert _bodies_twice(before, teacher_srv, judge_srv) == 0
     paid = summary["usage"]["calls"] + summary["examples_usage"]["calls"]
     assert paid == _answered(teacher_srv) + _answered(judge_srv)

@@ -210,17 +210,31 @@ def test_a_write_racing_the_close_goes_to_the_terminal_and_reopens_no_log(tmp_pa
     block's log)."""
     import io
     import threading
-    import time
 
     from refed_dspy.quiet import _Sink
+
+    class Announced:
+        """The sink's lock, saying when a writer asks for it."""
+
+        def __init__(self):
+            self.lock, self.asked = threading.Lock(), threading.Event()
+
+        def __enter__(self):
+            if threading.current_thread() is not threading.main_thread():
+                self.asked.set()
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
 
     after = io.StringIO()
     sink = _Sink(tmp_path / "a.log", after)
     sink.write("in the block\n")
+    sink._write_lock = Announced()
     with sink._write_lock:  # the block is closing: the writer waits here
         writer = threading.Thread(target=sink.write, args=("late\n",))
         writer.start()
-        time.sleep(0.2)
+        assert sink._write_lock.asked.wait(10)  # it found the sink open and waits for the lock
         sink._closed = True
         sink._file.close()
         sink._file = None

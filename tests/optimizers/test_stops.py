@@ -36,13 +36,16 @@ def _wait_for_calls(proc, servers, n: int, limit_s: float = 120) -> None:
         time.sleep(0.05)
 
 
-def _stopped(proc, signum) -> tuple[float, str, str]:
-    """Send `signum`; the seconds until the process ended, its stdout and its stderr."""
-    sent = time.monotonic()
+def _stopped(proc, signum, servers) -> tuple[int, str, str]:
+    """Send `signum`; the requests the servers received after it (a request each thread was already sending may
+    arrive), the process's stdout and its stderr."""
+    received = sum(srv.state.count for srv in servers)
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    took = time.monotonic() - sent
-    return took, out if isinstance(out, str) else out.decode(), err if isinstance(err, str) else err.decode()
+    out, err = proc.communicate(timeout=60)
+    for srv in servers:
+        srv.wait_idle()  # the calls the stop cut off are over there
+    after = sum(srv.state.count for srv in servers) - received
+    return after, out if isinstance(out, str) else out.decode(), err if isinstance(err, str) else err.decode()
 
 
 def _noise(lines: list[str]) -> list[str]:
@@ -58,12 +61,6 @@ def _counted_as_served(ledger: int, answered: int, threads: int) -> bool:
     assert answered >= 10, answered  # the stop came during the compile
     assert answered <= ledger <= answered + threads, (ledger, answered)
     return True
-
-
-def _settled(servers) -> int:
-    """What the servers answered once the calls cut off at the stop have finished there."""
-    time.sleep(1.0)
-    return served(*servers)
 
 
 def _opt_sets(teacher, judge, tmp_path, examples_run, optimizer: str = "bootstrap", threads: int = 1) -> list[str]:
@@ -102,8 +99,10 @@ def test_refed_optimize_stops_at_once_on_a_signal_even_where_sigint_was_ignored(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     _wait_for_calls(proc, (teacher, judge), 10)  # past scoring the 2 validation examples (6 calls): compiling
-    took, _, err = _stopped(proc, signum)
-    assert proc.returncode == 128 + signum and took < 5, (took, err)
+    after, _, err = _stopped(proc, signum, (teacher, judge))
+    # it stopped at once: nothing was sent after the signal but what each thread was sending (not the rest of the
+    # compile: a CI run whose signal went unheard finished the optimization, dozens of calls)
+    assert proc.returncode == 128 + signum and after <= threads, (after, err)
     # the stop is said once, last; no library's traceback, warning or "trial failed" about it (DSPy's progress bars
     # from before the stop are the log of the work, not of the stop)
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
@@ -114,7 +113,7 @@ def test_refed_optimize_stops_at_once_on_a_signal_even_where_sigint_was_ignored(
     assert not _noise(lines[:-1]), err
     summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
     assert summary["status"] == "interrupted"
-    assert _counted_as_served(summary["usage"]["calls"], _settled((teacher, judge)), threads)
+    assert _counted_as_served(summary["usage"]["calls"], served(teacher, judge), threads)
     by_role = summary["usage"]["by_role"]
     assert by_role["teacher"]["calls"] >= served(teacher) and by_role["judge"]["calls"] >= served(judge)
 
@@ -151,13 +150,13 @@ def test_optimize_from_python_stops_on_a_signal_and_counts_what_it_paid(server_f
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_for_calls(proc, (teacher, judge), 10)
-    took, out, err = _stopped(proc, signum)
-    assert took < 5 and proc.returncode == 0, (took, err)
+    after, out, err = _stopped(proc, signum, (teacher, judge))
+    assert after <= 1 and proc.returncode == 0, (after, err)
     # the caller caught the KeyboardInterrupt; no library said anything about it
     assert out.split() == ["started", "stopped"] and not _noise(err.replace("\r", "\n").splitlines()), err
     summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
     assert summary["status"] == "interrupted"
-    assert _counted_as_served(summary["usage"]["calls"], _settled((teacher, judge)), 1)
+    assert _counted_as_served(summary["usage"]["calls"], served(teacher, judge), 1)
 
 
 def test_a_caller_that_ignores_sigint_keeps_ignoring_it(server_factory, tmp_path):
