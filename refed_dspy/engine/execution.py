@@ -40,6 +40,7 @@ from refed_dspy.engine.in_flight import InFlight
 from refed_dspy.engine.outcome import run_figures, run_status
 from refed_dspy.engine.retries import Retries
 from refed_dspy.engine.task_accounts import Task, TaskAccounts
+from refed_dspy.engine.watch import Watch
 from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
 from refed_dspy.providers.prices import Price
@@ -113,6 +114,7 @@ class Engine:
         self.interrupted = False
         self.on_progress: Callable[[], None] | None = None
         self.done = DoneQueue()
+        self.watch: Watch | None = None  # the run's figures and events, when a Watch follows it
 
     @property
     def totals(self) -> Totals:
@@ -193,6 +195,8 @@ class Engine:
         key = self.stage.key(meta.kind, meta.payload)
         if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now):
             return False
+        if self.watch is not None:
+            self.watch.retried(meta.kind, failure.reason, self.retrying.attempts[key], failure.retry_after)
         if failure.reason == "rate_limited":
             self.window.halve(meta.started, now)
         self.pending[meta.kind] += 1
@@ -202,6 +206,8 @@ class Engine:
         result, failure = task.result()
         usage = self.accounts.account(meta)
         failure = self.first.note(meta.calls, failure)
+        if self.watch is not None:
+            self.watch.work_ended(meta.kind, failure.reason if failure is not None else None)
         if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left
             self.stop_reason = self.stop_reason or "budget"
         if (

@@ -63,6 +63,7 @@ class SynthesisRun(StageBase):
             adapter,
             started.broker,
             prices=plan.launch.prices,
+            watch=started.watch,
         )
         self.syn = plan.settings
         self.method: Method = get_method(self.syn.method)
@@ -183,6 +184,8 @@ class SynthesisRun(StageBase):
         elif self.accepted < self.syn.size:  # always: samples start only below size
             self.writers["samples"].append(result.model_dump(mode="json"))
             self.accepted += 1
+            if self.watch is not None:
+                self.watch.written()
             self.teachers[teacher_key(result.meta.model_dump())] += 1
             self.next_work.watch.note(True)
             self.stats.new_samples += 1
@@ -239,6 +242,8 @@ class SynthesisRun(StageBase):
         )
         self.writers["rejects"].append(rec.model_dump(mode="json"))
         self.rejects_on_file += 1
+        if self.watch is not None:
+            self.watch.rejected(stage, failure.reason)
 
     def note_attempt(self, key: str, outcome: str, usage: dict) -> None:
         """Journal the usage of an attempt that leaves no record (retried, or cut off by an interruption), so the
@@ -263,6 +268,8 @@ class SynthesisRun(StageBase):
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
         self.writers = self.rundir.writers()
         self.transport.note()
+        if self.watch is not None:
+            self.watch.begin(self.syn.size, self.accepted, state.reject_reasons)
         progress = Progress(
             self.syn.size,
             self.accepted,
