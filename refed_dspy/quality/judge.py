@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,13 @@ class JudgeRun(StageBase):
 
     def __init__(self, config: Config, rundir: RunDir, started: Started, show_progress: bool = False):
         super().__init__(
-            config.judge, "judge", started.lm, started.transport, broker=started.broker, prices=config.price_book
+            config.judge,
+            "judge",
+            started.lm,
+            started.transport,
+            broker=started.broker,
+            prices=config.price_book,
+            watch=started.watch,
         )
         self.config = config
         self.cfg = config.judging
@@ -189,11 +195,15 @@ class JudgeRun(StageBase):
             )
             self.writers["judgments"].append(result)
             self.new += 1
+            if self.watch is not None:
+                self.watch.written()
             return
         self.writers["rejects"].append(
             {"stage": "judge", **failure.record_fields(), "sample_id": payload["meta"]["id"], "usage": usage}
         )
         self.rejected_now += 1
+        if self.watch is not None:
+            self.watch.rejected("judge", failure.reason)
 
     def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:
         """An attempt that leaves no judgment (retried, or cut off by a stop): its usage, as a non-final reject."""
@@ -225,6 +235,11 @@ class JudgeRun(StageBase):
             "rejects": JsonlWriter(self.rundir.judge_rejects),
         }
         self.transport.note()
+        if self.watch is not None:
+            found = read_jsonl(self.rundir.judge_rejects)
+            self.watch.begin(
+                len(samples), len(judged), Counter(("judge", r.get("reason")) for r in found if not r.get("attempt"))
+            )
         progress = Progress(
             len(samples),
             len(samples) - len(todo),

@@ -36,9 +36,7 @@ def test_one_scrape_target_holds_every_workers_calls(local_ray, server_factory, 
         assert prometheus.number(last.format("gen_ai_client_operation_duration_seconds_count")) == len(log)
         tokens = 'gen_ai_client_token_usage_sum{{gen_ai_token_type="{}"}}'
         assert prometheus.number(last.format(tokens.format("input"))) == sum(e["prompt_tokens"] for e in answered)
-        assert prometheus.number(last.format(tokens.format("output"))) == sum(
-            e["completion_tokens"] for e in answered
-        )
+        assert prometheus.number(last.format(tokens.format("output"))) == sum(e["completion_tokens"] for e in answered)
         assert prometheus.number('last_over_time(refed_workers{refed_state="alive"}[10m])') == 2
         # one target: the driver's endpoint (the workers serve none)
         assert [t["metric"]["instance"] for t in prometheus.query("count_over_time(up[10m])")] == [f"127.0.0.1:{port}"]

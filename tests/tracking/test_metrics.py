@@ -244,3 +244,27 @@ def test_figures_restore_and_merge_histograms():
     judge = Figures("judge")
     judge.restore(earlier)
     assert judge.series() == []  # another role's series are not taken in
+
+
+def test_a_judging_is_watched_apart(server_factory, tmp_path):
+    """The judge's figures go to judge_metrics.json, its events into the run's log under its role."""
+    from refed_dspy.quality.judge import judge_run
+
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "run"
+    cfg = load_config(
+        None,
+        run_overrides(teacher, run, 6, **SMALL)
+        + [f"judge.api_base='{judge.api_base}'", "judge.api_key_env=''", "judge.num_retries=2"],
+    )
+    synthesize(cfg)
+    summary = judge_run(run, cfg)
+    doc = read_json(run / "judge_metrics.json")
+    requests, prompt, completion = _served(judge)
+    assert doc["ended"] is True and doc["records"] == summary["judged"] == doc["target"] == 6
+    assert _total(doc, "gen_ai.client.operation.duration", "count", **{"refed.role": "judge"}) == requests
+    assert _total(doc, "gen_ai.client.token.usage", "sum") == prompt + completion
+    teacher_doc = read_json(run / "metrics.json")
+    assert _total(teacher_doc, "refed.samples") == 6  # the synthesis's figures are its own
+    roles = [json.loads(x)["role"] for x in (run / "events.jsonl").read_text().splitlines()]
+    assert roles[0] == "teacher" and roles[-1] == "judge"
