@@ -21,7 +21,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     from refed_dspy.view import View, serve
 
     path = Path(args.run_dir)
-    marks = ("samples.jsonl", "compare.json", "filter_summary.json")
+    marks = ("samples.jsonl", "compare.json", "filter_summary.json", "metrics.json")  # metrics: a run at work
     if not path.is_dir() or not (any((path / m).exists() for m in marks) or is_experiment_dir(path)):
         raise RunDirError(
             f"{path} is not a run dir, a filtered dir, a compare dir or an experiment dir (it has none of "

@@ -206,8 +206,6 @@ class Engine:
         result, failure = task.result()
         usage = self.accounts.account(meta)
         failure = self.first.note(meta.calls, failure)
-        if self.watch is not None:
-            self.watch.work_ended(meta.kind, failure.reason if failure is not None else None)
         if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left
             self.stop_reason = self.stop_reason or "budget"
         if (
@@ -222,6 +220,8 @@ class Engine:
             return
         if failure is None:
             self.window.grow(meta.slots)
+        if self.watch is not None:  # ended, done or failed for good (a retried one was said by _retry)
+            self.watch.work_ended(meta.kind, failure.reason if failure is not None else None)
         self.abort = self.abort or self.streak.note(failure)
         try:
             self.stage.handle(meta.kind, meta.payload, result, failure, usage)

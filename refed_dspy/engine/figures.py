@@ -57,7 +57,8 @@ INSTRUMENTS: dict[str, Instrument] = {
     "refed.work": Instrument(
         "counter",
         "{task}",
-        "Pieces of work that ended, by kind and outcome (done, or the reason they failed), retried or not.",
+        "Pieces of work that ended without being retried, by kind and outcome (done, or the reason they failed for "
+        "good); those retried are refed.retries.",
     ),
     "refed.retries": Instrument("counter", "{retry}", "Pieces of work scheduled to run again, by reason."),
     "refed.calls.in_flight": Instrument("gauge", "{call}", "Calls in flight: the window's slots held by running work."),

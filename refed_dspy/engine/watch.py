@@ -92,8 +92,10 @@ class Watch:
         self.figures.count("refed.rejects", stage=stage, reason=reason)
 
     def work_ended(self, kind: str, reason: str | None) -> None:
-        """A piece of work of `kind` ended: done (`reason` None), or failed for `reason`."""
+        """A piece of work of `kind` ended without being retried: done (`reason` None), or failed for `reason`."""
         self.figures.count("refed.work", work=kind, outcome=reason or "done")
+        if reason is not None:
+            self.events.add("gave_up", work=kind, reason=reason)
 
     def retried(self, kind: str, reason: str, attempt: int, retry_after: float | None) -> None:
         """A piece of work of `kind` is to run again after `reason`, its `attempt`-th retry (`retry_after`: the wait
@@ -192,12 +194,14 @@ class Watch:
 
     # ---- the thread that writes ---------------------------------------------------------------------
     def _beat(self) -> None:
-        while not self._stop.wait(self.every_s):
+        while True:  # written at once (a resumed run's file said it had ended), then once a second
             try:
                 self._diff()
                 write_json_atomic(self.path, self.document())
             except Exception as err:  # noqa: BLE001 - a figure a page shows must never stop the run
                 log.debug("cannot write %s: %s", self.path, err)
+            if self._stop.wait(self.every_s):
+                return
 
     def _diff(self) -> None:
         """Events for what changed since the last look: a budget refusal, a Ray worker lost, a batch's state."""

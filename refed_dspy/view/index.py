@@ -19,6 +19,7 @@ from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.view.follow import Follower
+from refed_dspy.view.live import LiveRun
 
 log = logging.getLogger(__name__)
 VERDICTS = {"improved": "win", "draft": "loss", "tie": "tie"}
@@ -185,6 +186,8 @@ class View:
         else:
             self.kind = "run"
             self.runs = [RunIndex(self.path)]
+        # a run dir's live page: the run as it works (refed_dspy.view.live)
+        self.live = LiveRun(self.path) if self.kind == "run" else None
         self.outcomes: dict[str, tuple[str, str]] = {}
         self._filter_followers = (
             {"kept": Follower(self.filtered / "samples.jsonl"), "removed": Follower(self.filtered / "rejects.jsonl")}
@@ -263,6 +266,7 @@ class View:
             "method": first.get("method"),
             "teacher": first.get("teacher"),
             "notes": notes,
+            "live": self.live is not None and self.live.watched(),
         }
 
     def reject_groups(self) -> list[dict[str, Any]]:
