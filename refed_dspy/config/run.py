@@ -72,7 +72,16 @@ class TrackingConfig(Section):
         description="Tracking URI: the embedded sqlite store (sqlite:///~/mlflow.db is one in your home), a directory, or a server URL.",
     )
     experiment: str = Field("refed", description="MLflow experiment name.")
-    log_traces: bool = Field(False, description="Optimization: also log an MLflow trace of every DSPy call (large).")
+    log_traces: bool = Field(
+        False,
+        description="Also log MLflow traces of the run's DSPy calls (synthesize, judge and optimize; not a run's calls on Ray, made on its workers), a sample of them (trace_sample_ratio), keys masked.",
+    )
+    trace_sample_ratio: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="With log_traces: the share of traces kept, each one call of a program's module (a piece of a run's work, an example an optimizer runs) with its LM calls (MLFLOW_TRACE_SAMPLING_RATIO, when set, overrides it).",
+    )
     telemetry: bool = Field(
         False,
         description="Let MLflow and Hugging Face send their usage telemetry to their servers. Off by default: nothing leaves the machine but calls to the configured endpoints.",

@@ -36,6 +36,7 @@ from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, RunDir, check_on_mismatc
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.tracking.mlflow_runs import track_run_dir
+from refed_dspy.tracking.traces import run_traces
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,8 @@ async def _judge(
             )
             try:
                 stage = JudgeRun(config, rundir, started, show_progress)
-                return await stage.run(samples, on_mismatch)
+                with run_traces(config, rundir.path):  # tracking.log_traces: a sample of its DSPy calls in MLflow
+                    return await stage.run(samples, on_mismatch)
             finally:
                 if config.tracking.enabled and rundir.judge_summary.exists():
                     track_run_dir(
