@@ -196,12 +196,17 @@ class Watch:
     def _beat(self) -> None:
         while True:  # written at once (a resumed run's file said it had ended), then once a second
             try:
-                self._diff()
-                write_json_atomic(self.path, self.document())
+                self._write()
             except Exception as err:  # noqa: BLE001 - a figure a page shows must never stop the run
                 log.debug("cannot write %s: %s", self.path, err)
             if self._stop.wait(self.every_s):
                 return
+
+    def _write(self) -> None:
+        """The events of what changed since the last look, then the figures file."""
+        if self.engine is not None:
+            self._diff()
+        write_json_atomic(self.path, self.document())
 
     def _diff(self) -> None:
         """Events for what changed since the last look: a budget refusal, a Ray worker lost, a batch's state."""
@@ -240,9 +245,7 @@ class Watch:
             self._thread.join(timeout=5)
         self.ended = status
         try:
-            if self.engine is not None:
-                self._diff()
-            write_json_atomic(self.path, self.document())
+            self._write()
         except OSError as err:
             log.warning("warning: cannot write %s: %s", self.path, err.strerror or err)
         self.events.add("ended", status=status, records=self.records)
