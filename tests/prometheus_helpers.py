@@ -68,9 +68,10 @@ class Prometheus:
             time.sleep(0.1)
         raise AssertionError("prometheus did not get ready within a minute")
 
-    def query(self, expr: str) -> list[dict]:
-        """The result of PromQL `expr` now (a vector: each element's metric labels and value)."""
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        """The result of PromQL `expr` now, or at time `at` (a vector: each element's metric labels and value)."""
+        args = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(args)
         with urllib.request.urlopen(url, timeout=10) as answer:
             body = json.loads(answer.read())
         assert body["status"] == "success", body
@@ -80,11 +81,6 @@ class Prometheus:
         """The one value of `expr` (None when it has none)."""
         found = self.query(expr)
         return float(found[0]["value"][1]) if found else None
-
-    def scrapes_of(self, target: str) -> int:
-        """How many scrapes of `target` succeeded so far (the `up` series' samples that are 1)."""
-        found = self.query(f'count_over_time((up{{instance="{target}"}} == 1)[1h:1s])')
-        return int(float(found[0]["value"][1])) if found else 0
 
     def stop(self) -> None:
         self.process.terminate()

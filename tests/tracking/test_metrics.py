@@ -4,9 +4,14 @@ the run dir and carried on by a resume; a port in use refused before any call; k
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import socket
+import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from cli_helpers import run_refed, sets
@@ -45,8 +50,14 @@ def test_a_real_prometheus_scrapes_what_the_server_saw(server_factory, tmp_path)
     port = free_port()
     prometheus = Prometheus(tmp_path / "prometheus", [f"127.0.0.1:{port}"])
     try:
-        extra = {"metrics.prometheus_port": port, "metrics.linger_s": 4, "synthesis.concurrency": 16}
+        extra = {
+            "metrics.prometheus_port": port,
+            "metrics.linger_s": 4,
+            "synthesis.concurrency": 16,
+            "synthesis.max_cost_usd": 5,
+        }
         summary = synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 200, **extra)))
+        lingering = time.time() - 1.5  # the endpoint still served the final values then (it has gone since)
         assert summary["status"] == "complete" and summary["samples"] == 200
         requests, prompt, completion = _served(srv)
         last = "sum(last_over_time({}[10m]))"
@@ -63,12 +74,43 @@ def test_a_real_prometheus_scrapes_what_the_server_saw(server_factory, tmp_path)
         assert {m["metric"]["gen_ai_operation_name"] for m in found} == {"chat"}
         assert {m["metric"]["refed_stage"] for m in found} >= {"feedback", "generate", "improve"}
         assert prometheus.number('last_over_time(refed_window{refed_role="teacher"}[10m])') == 16
+        # the guide's queries answer on this run (the error rate has no failed request to divide)
+        for expr in guide_queries():
+            found = prometheus.query(expr, at=lingering)
+            assert found or "error_type" in expr, expr
     finally:
         prometheus.stop()
     # the same final values in the run dir
     doc = read_json(tmp_path / "run" / "metrics.json")
     assert doc["ended"] is True and doc["status"] == "complete" and doc["records"] == 200
     assert _total(doc, "gen_ai.client.operation.duration", "count") == requests
+
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "monitoring.md"
+
+
+def guide_queries() -> list[str]:
+    """The PromQL expressions of the monitoring guide's text blocks (a line that starts with a space goes on the one
+    before)."""
+    out: list[str] = []
+    for block in re.findall(r"```text\n(.*?)```", GUIDE.read_text(), re.S):
+        for line in block.splitlines():
+            if line.startswith(" ") and out:
+                out[-1] += " " + line.strip()
+            elif line.strip():
+                out.append(line.strip())
+    return out
+
+
+def test_the_guides_alert_rules_are_valid(tmp_path):
+    """promtool (Debian's prometheus package) checks the guide's alert rules."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    (rules,) = [b for b in re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), re.S) if "groups:" in b]
+    (tmp_path / "rules.yml").write_text(rules)
+    done = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True)
+    assert done.returncode == 0 and "SUCCESS: 4 rules found" in done.stdout, done.stdout + done.stderr
 
 
 def test_a_port_in_use_is_one_line_exit_2_before_any_call(server_factory, tmp_path):
@@ -268,3 +310,32 @@ def test_a_judging_is_watched_apart(server_factory, tmp_path):
     assert _total(teacher_doc, "refed.samples") == 6  # the synthesis's figures are its own
     roles = [json.loads(x)["role"] for x in (run / "events.jsonl").read_text().splitlines()]
     assert roles[0] == "teacher" and roles[-1] == "judge"
+
+
+def test_budget_refusals_and_batches_are_events(tmp_path, server_factory):
+    from loopback_server import LoopbackServer, ServerConfig
+
+    from refed_dspy.engine.batch_store import BatchStore
+
+    srv = server_factory()
+    run = tmp_path / "budget"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 20, **SMALL, **{"synthesis.max_calls": 12})))
+    assert summary["status"] == "budget"
+    events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+    refusals = [e for e in events if e["event"] == "budget_refusal"]
+    assert refusals and refusals[0]["limit"] == "calls" and "budget of 12" in refusals[0]["why"]
+    assert read_json(run / "metrics.json")["status"] == "budget"
+    # batch mode: each batch submitted, then ended, and the batches by state among the figures
+    fast = {"batch_validating_s": 0.01, "batch_finalizing_s": 0.01}
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=fast)) as batch_server:
+        run = tmp_path / "batch"
+        extra = {**SMALL, "synthesis.mode": "'batch'", "batch.poll_s": 0.05, "batch.linger_s": 0.2}
+        synthesize(load_config(None, run_overrides(batch_server, run, 12, **extra)))
+    batches = BatchStore(run, readonly=True).batches
+    events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+    submitted = {e["batch"]: e for e in events if e["event"] == "batch_submitted"}
+    ended = {e["batch"] for e in events if e["event"] == "batch_ended"}
+    assert set(submitted) == ended == set(batches)
+    assert all(submitted[b]["provider_id"] == batches[b].provider_id for b in batches)
+    doc = read_json(run / "metrics.json")
+    assert _total(doc, "refed.batch.jobs", **{"refed.state": "collected"}) == len(batches)
