@@ -5,8 +5,8 @@ run again, a budget refusal, a Ray worker lost, a provider batch submitted or en
 line with its time, the role whose engine made it and the event's own fields. It is written through the run dir's
 masked writer (refed_dspy.store.jsonl), one line at a time, so a reader such as `refed view` follows it while the run
 writes it. Bounded: when it would pass `max_bytes`, it is moved to `events.1.jsonl` (replacing the one there) and
-begun anew, so the two take at most twice `max_bytes`. A file that cannot be written (a full disk) ends the events,
-with one warning: the run's records matter more.
+begun anew, so the two take at most twice `max_bytes`. A file that cannot be written (a full disk) ends the events
+(never taking the run dir's reserve, which is the records'): the records' writers say the problem.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class EventLog:
                 self._rotate_if_full()
                 self._writer.append(line)
             except (OSError, RunDirError) as err:
-                log.warning("warning: the run's events stop here: cannot write %s (%s)", self.path, err)
+                # said once at debug level: the records' writers say a disk problem in their one line
+                log.debug("the run's events stop here: cannot write %s (%s)", self.path, err)
                 self._writer.close()
                 self._writer = None
 
