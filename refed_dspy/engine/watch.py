@@ -58,12 +58,12 @@ class Watch:
         self._seen: dict[str, Any] = {"refused": 0, "lost": set(), "batches": {}}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.figures.restore(read_json(self.path).get("series") or [])
 
     # ---- what the stage and the engine tell it ------------------------------------------------
     def begin(self, target: int | None, records: int, rejects: Counter) -> None:
-        """The stage begins: `target` records to make, `records` on file already, `rejects` on file by (stage,
-        reason)."""
+        """The stage begins, its run dir prepared (a fresh start has wiped it): the figures its last invocation wrote
+        taken in, `target` records to make, `records` on file already, `rejects` on file by (stage, reason)."""
+        self.figures.restore(read_json(self.path).get("series") or [])
         self.target, self.records, self.records_at_start = target, records, records
         self.figures.count("refed.samples", records)
         for (stage, reason), n in rejects.items():

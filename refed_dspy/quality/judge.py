@@ -132,7 +132,7 @@ class JudgeRun(StageBase):
         rd = self.rundir
         new = judge_fingerprint(self.config)
         if on_mismatch == "fresh":
-            for p in (rd.judgments, rd.judge_rejects, rd.judge_summary, rd.judge_ledger):
+            for p in (rd.judgments, rd.judge_rejects, rd.judge_summary, rd.judge_ledger, rd.judge_metrics):
                 p.unlink(missing_ok=True)
             # batch mode's record of the judging deleted with it: its answers would be billed to the new judging
             shutil.rmtree(rd.path / "judge_batches", ignore_errors=True)

@@ -313,6 +313,11 @@ def test_a_judging_is_watched_apart(server_factory, tmp_path):
     assert _total(teacher_doc, "refed.samples") == 6  # the synthesis's figures are its own
     roles = [json.loads(x)["role"] for x in (run / "events.jsonl").read_text().splitlines()]
     assert roles[0] == "teacher" and roles[-1] == "judge"
+    # judged again from scratch: its figures start from nothing too (its answers come from the run's cache: no request)
+    judge_run(run, cfg, on_mismatch="fresh")
+    again = read_json(run / "judge_metrics.json")
+    assert _total(again, "gen_ai.client.operation.duration", "count") == _served(judge)[0] - requests
+    assert again["records"] == 6
 
 
 def test_budget_refusals_and_batches_are_events(tmp_path, server_factory):
