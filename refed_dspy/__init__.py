@@ -19,6 +19,7 @@ from refed_dspy.errors import (  # noqa: E402
     RefedError,
     RunAborted,
     RunDirError,
+    RunInterrupted,
     SeedError,
 )
 
@@ -59,6 +60,7 @@ __all__ = [
     "ReferenceFeedback",
     "RunAborted",
     "RunDirError",
+    "RunInterrupted",
     "SampleRecord",
     "SeedError",
     "build_lm",

@@ -43,6 +43,13 @@ class RunDirError(RefedError):
     """The run directory cannot be used (other config, unwritable, corrupt)."""
 
 
+class LedgerError(RunDirError):
+    """A write-ahead ledger (what a directory's owner paid, or may have paid, for LM calls) cannot be believed: a line
+    refed does not write (a negative cost, a count no run makes, a shape it does not know), a file that cannot be read,
+    or a ledger gone from a directory that had one. The command stops before any call; the message names the file and
+    the line."""
+
+
 class FinishedShort(RefedError):
     """A command finished without the result it was asked for (the LM's outputs were unusable, a budget ran out)."""
 
@@ -56,6 +63,16 @@ class RunAborted(RefedError):
     """
 
     exit_code = 3
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) once its calls in flight finished or were cut off and its
+    summary was written: `summary` is what the command returns when it finishes, for the caller to show. A
+    KeyboardInterrupt to every `except`: code that knows nothing of it stops as before."""
+
+    def __init__(self, summary: object):
+        super().__init__()
+        self.summary = summary
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:

@@ -1,13 +1,18 @@
-"""Other libraries' output that tells a user nothing they can act on, kept off the terminal for the length of a
-block: log records dropped by their message (`dropping`), and everything they print sent to a log file (`quieted`)."""
+"""Other libraries' output that tells a user nothing they can act on, kept off the terminal: for a whole command
+(`for_a_command`: their log records below WARNING, the lines they say on first use, warnings nobody can act on), and
+for the length of a block: log records dropped by their message (`dropping`), and everything they print sent to a log
+file (`quieted`)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
+import os
+import re
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -41,6 +46,37 @@ def dropping(loggers: Iterable[str], what: Iterable[str] | Callable[[str], bool]
     finally:
         for one in found:
             one.removeFilter(drop)
+
+
+# Libraries that set their own loggers' levels (DSPy, on import, to INFO): set again for a command.
+_SELF_LEVELLED = ("httpx", "LiteLLM", "dspy", "httpcore", "openai")
+# Warnings other libraries log on first use or on every use, by logger and phrase: matplotlib's while it builds its font
+# cache (a timer says it after 5 s, on a fresh machine or a fresh MPLCONFIGDIR).
+_LIBRARY_RECORDS = {"matplotlib.font_manager": ("building the font cache",)}
+# Python warnings of other libraries, by the start of their message: MLflow's when an export's local path matches two
+# of its dataset source kinds (it picks one; nothing differs for the user).
+_LIBRARY_WARNINGS = ("The specified dataset source can be interpreted in multiple ways",)
+
+
+def for_a_command(debug: bool = False) -> None:
+    """How a `refed` command shows log records on stderr, set once as it starts: refed's own (logger `refed_dspy`) from
+    INFO up, every other library's from WARNING up (matplotlib's "generated new fontManager", MLflow's database
+    creation and new-experiment lines, alembic's migrations: said on first use, telling nothing), MLflow's through its
+    own handler too (MLFLOW_LOGGING_LEVEL, unless the user set it), and none of the warnings of `_LIBRARY_RECORDS` and
+    `_LIBRARY_WARNINGS`. DSPy's per-call warning about a truncated reply is dropped (the reply is a reject that says
+    so). `debug` (--debug): everything, from DEBUG up."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("refed_dspy").setLevel(logging.DEBUG if debug else logging.INFO)
+    for name in _SELF_LEVELLED:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("dspy.clients.lm").setLevel(logging.DEBUG if debug else logging.ERROR)
+    if debug:
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is imported, which it is not yet
+    for name, phrases in _LIBRARY_RECORDS.items():
+        logging.getLogger(name).addFilter(_Drop(lambda text, phrases=phrases: any(p in text for p in phrases)))
+    for start in _LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=f"^{re.escape(start)}")
 
 
 # libraries whose handlers hold the stderr they were made with (a redirect of sys.stderr does not reach them): they

@@ -11,9 +11,11 @@ import re
 import sys
 import typing
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from refed_dspy.paths import expand_home
 
@@ -23,11 +25,14 @@ else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
 __all__ = [
+    "MAX_NUMBER",
     "MAX_SECONDS",
     "SECRET_NAME",
+    "ModelName",
     "Seconds",
     "Section",
     "UserPath",
+    "http_endpoint",
     "is_path",
     "mask_secrets",
     "tomllib",
@@ -36,14 +41,45 @@ __all__ = [
 # a key name that holds a secret: such a value never belongs in a config, a record or a log line
 SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)token$)", re.I)
 
+# the largest magnitude any number of a config takes (a quadrillion): far above every real size, count, price or
+# budget, and far below what overflows when figures are multiplied and made whole (1e308 calls per sample times the
+# size is inf, and `math.ceil(inf)` an OverflowError)
+MAX_NUMBER = 10**15
+
+
+def _out_of_bounds(value: Any, where: str = "") -> tuple[str, float] | None:
+    """The first number in `value` (a number, or one inside a list or table of plain values, e.g. `extra`) whose
+    magnitude exceeds MAX_NUMBER, with where it stands inside (`.top_p`); None when there is none. A section inside is
+    left to its own validation."""
+    if isinstance(value, (bool, BaseModel)):
+        return None
+    if isinstance(value, (int, float)):
+        return (where, value) if abs(value) > MAX_NUMBER else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    return next((bad for k, v in items if (bad := _out_of_bounds(v, f"{where}.{k}")) is not None), None)
+
 
 class Section(BaseModel):
     """A table of the config: unknown keys are refused, and types are strict (a boolean is not a number, so
-    `size = true` must not mean 1; ints still fill float fields). Every number is finite: TOML's `inf` and `nan` are
-    refused in every field, so a price, a budget or a duration can never turn a cost into NaN or a wait into an
-    overflow."""
+    `size = true` must not mean 1; ints still fill float fields). Every number is finite and bounded: TOML's `inf`
+    and `nan` are refused in every field, and so is any number above MAX_NUMBER in magnitude (`1e308`), so a price, a
+    budget, a count or a duration can never turn a cost into NaN, a product into inf or a wait into an overflow."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _numbers_in_bounds(cls, value: Any) -> Any:
+        # every field of every section, those a subclass adds included
+        bad = _out_of_bounds(value)
+        if bad is not None:
+            inside = f" (at {bad[0].lstrip('.')})" if bad[0] else ""
+            raise PydanticCustomError(
+                "out_of_bounds",
+                "must be a number of magnitude at most {bound}, got {got}{inside}",
+                {"bound": f"{MAX_NUMBER:.0e}".replace("+", ""), "got": f"{bad[1]:g}", "inside": inside},
+            )
+        return value
 
 
 # a config field that names a file or directory, a leading ~ expanded (refed_dspy.paths); it may also take a name or
@@ -63,6 +99,34 @@ MAX_SECONDS = 7 * 24 * 3600  # a week: the longest wait a duration field takes (
 # a config field in seconds: a finite number (Section refuses inf and nan) of at most a week; each field says
 # whether 0 means something (gt=0 or ge=0)
 Seconds = Annotated[float, Field(le=MAX_SECONDS)]
+
+
+def _model_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("needs a model name, e.g. 'openai/gpt-4o-mini'")
+    if value != value.strip():
+        raise ValueError(f"has spaces around the model name {value!r}")
+    return value
+
+
+# a config field that names a model as DSPy/LiteLLM takes it: never empty (an empty name reached the price lookup)
+ModelName = Annotated[str, AfterValidator(_model_name)]
+
+
+def http_endpoint(value: str) -> str:
+    """`value` if it is an http(s) URL with a host (and a port that is a number), the way a config's `api_base` must be
+    (an `ftp://` or a bare word used to be tried 25 times at run time, leaving a run dir behind); ValueError, with the
+    URL it may have meant, otherwise."""
+    try:
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.hostname and parts.port != 0:
+            return value
+        hint = f" (http://{value}?)" if value.strip() and "://" not in value else ""
+    except ValueError as err:  # a port that is not a number, a bracket left open
+        hint = f" ({str(err).lower()})"
+    raise ValueError(
+        f"must be an http:// or https:// URL with a host, e.g. http://localhost:8000/v1, got {value!r}{hint}"
+    )
 
 
 def mask_secrets(obj: Any) -> Any:

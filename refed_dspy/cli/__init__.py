@@ -26,6 +26,7 @@ from refed_dspy.cli import (
     view,
 )
 from refed_dspy.errors import RefedError
+from refed_dspy.quiet import for_a_command
 from refed_dspy.secrets import masked_streams
 from refed_dspy.stops import STOP_SIGNALS, note_stop
 from refed_dspy.sync import StopSignal, stop_running
@@ -124,14 +125,9 @@ def _main(argv: list[str] | None) -> int:
             signal.signal(signum, _stop_like_sigint)
         parser = build_parser()
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-        level = logging.DEBUG if args.debug else logging.INFO
-        logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
         if getattr(args, "func", None):
             import dspy  # noqa: F401 - DSPy sets its loggers to INFO on import: import it first, then quiet them
-        for noisy in ("httpx", "LiteLLM", "dspy", "httpcore", "openai"):
-            logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
-        # truncated replies are recorded as rejects; DSPy's per-call warning would only repeat that
-        logging.getLogger("dspy.clients.lm").setLevel(logging.DEBUG if args.debug else logging.ERROR)
+        for_a_command(args.debug)  # other libraries' records below WARNING and their first-use lines stay off stderr
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

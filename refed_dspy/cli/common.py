@@ -57,6 +57,19 @@ def add_mismatch_args(p: argparse.ArgumentParser, resume_help: str, fresh_help: 
     group.add_argument("--fresh", action="store_true", help=fresh_help)
 
 
+def add_ledger_arg(p: argparse.ArgumentParser) -> None:
+    """`--new-ledger`: the same as --set run.new_ledger=true (appended to the overrides)."""
+    p.add_argument(
+        "--new-ledger",
+        dest="overrides",
+        action="append_const",
+        const="run.new_ledger=true",
+        help="go on in a run dir whose write-ahead ledger (ledger.jsonl, judge_ledger.jsonl) is gone though its "
+        "records show it had one: a new one is started, and the calls an invocation killed before had in flight go "
+        "uncounted (without it such a run dir is refused, exit 2); same as --set run.new_ledger=true",
+    )
+
+
 def on_mismatch(args: argparse.Namespace) -> str:
     """What to do with a run dir (or judgments) made by another config: error, resume, or fresh."""
     return "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from refed_dspy.cli.common import add_config_args, add_mismatch_args, on_mismatch
+from refed_dspy.cli.common import add_config_args, add_ledger_arg, add_mismatch_args, on_mismatch
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -40,6 +40,7 @@ def register(sub: Any) -> None:
         help="comma-separated methods (default: the paper's four: refed,sample_feedback,instruction_feedback,no_feedback)",
     )
     add_mismatch_args(p, "continue run dirs made by a different config", "start every method's run over")
+    add_ledger_arg(p)
     p.add_argument(
         "--judge", action="store_true", help="also judge each run (config [judge]/[judging]) and add judge columns"
     )

@@ -20,7 +20,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         synthesis_lines,
         unfinished_lines,
     )
-    from refed_dspy.money import usd
+    from refed_dspy.money import usd_up_to
 
     # what DSPy's optimizers print (traces bootstrapped, proposed programs) goes to stderr: stdout holds the table
     with contextlib.redirect_stdout(sys.stderr):
@@ -34,7 +34,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     print(
         f"test examples {result.examples['test']} (detect differences of {result.detectable:.3f} in the 0-1 score with 80% power"
         + (", underpowered" if result.underpowered else "")
-        + f"); champion: {result.champion or 'none'}; {result.usage['calls']} LM calls, {usd(result.usage['cost_usd'])}"
+        + f"); champion: {result.champion or 'none'}; {result.usage['calls']} LM calls, "
+        f"{usd_up_to(result.usage['cost_usd'], result.usage.get('interrupted_cost_usd'))}"
     )
     for line in synthesis_lines(result):
         print(f"synthesis check {line[2:]}")

@@ -8,6 +8,7 @@ from typing import Any
 
 from refed_dspy.cli.common import (
     add_config_args,
+    add_ledger_arg,
     add_mismatch_args,
     add_ray_arg,
     config_for_run,
@@ -15,25 +16,36 @@ from refed_dspy.cli.common import (
     prints_help,
     ray_overrides,
 )
-from refed_dspy.errors import ConfigError
+from refed_dspy.errors import ConfigError, RunInterrupted
 from refed_dspy.paths import expand_home
 
 
 def _cmd_judge_run(args: argparse.Namespace) -> int:
-    from refed_dspy.clients.usage import tier_text
     from refed_dspy.quality.judge import judge_run
-    from refed_dspy.store.teachers import self_preference_line
 
     args.overrides = list(args.overrides) + ray_overrides(args)
     config = config_for_run(args, args.run_dir)
     if args.detach and config.judging.mode != "batch":
         raise ConfigError('--detach needs judging.mode = "batch"')
-    s = judge_run(
-        args.run_dir, config, on_mismatch=on_mismatch(args), show_progress=config.run.progress, detach=args.detach
-    )
+    try:
+        s = judge_run(
+            args.run_dir, config, on_mismatch=on_mismatch(args), show_progress=config.run.progress, detach=args.detach
+        )
+    except RunInterrupted as stop:  # a signal: what was judged and spent, as a finished judging says it
+        _say_judged(stop.summary)
+        raise
     if s.status == "submitted":
         print(f"judge batches submitted; `refed status {args.run_dir}` shows them; run the same command to collect")
         return 0
+    _say_judged(s)
+    return 0 if s.status == "complete" else 1
+
+
+def _say_judged(s: Any) -> None:
+    """The lines a judging ends with (`s`: its JudgeSummary): what was judged, the scores, the calls and the cost."""
+    from refed_dspy.clients.usage import tier_text
+    from refed_dspy.store.teachers import self_preference_line
+
     cost = "unknown" if s.cost_usd is None else f"${s.cost_usd:.4f}"
     print(f"judged {s.judged}/{s.samples} samples of {s.run_dir} with {s.judge}: {s.status}")
     if s.self_preference:
@@ -46,7 +58,6 @@ def _cmd_judge_run(args: argparse.Namespace) -> int:
     tiers = tier_text(s.usage)
     if tiers:
         print(f"  tiers: {tiers}")
-    return 0 if s.status == "complete" else 1
 
 
 def _cmd_meta_eval(args: argparse.Namespace) -> int:
@@ -87,6 +98,7 @@ def register(sub: Any) -> None:
     add_mismatch_args(
         run, "keep judgments made with a different judge config", "delete earlier judgments and judge again"
     )
+    add_ledger_arg(run)
     run.add_argument(
         "--detach",
         action="store_true",

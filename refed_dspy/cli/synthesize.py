@@ -7,8 +7,15 @@ import json
 import sys
 from typing import Any
 
-from refed_dspy.cli.common import add_config_args, add_mismatch_args, add_ray_arg, on_mismatch, ray_overrides
-from refed_dspy.errors import ConfigError
+from refed_dspy.cli.common import (
+    add_config_args,
+    add_ledger_arg,
+    add_mismatch_args,
+    add_ray_arg,
+    on_mismatch,
+    ray_overrides,
+)
+from refed_dspy.errors import ConfigError, RunInterrupted
 from refed_dspy.paths import expand_home
 
 
@@ -24,9 +31,13 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     mismatch = on_mismatch(args)
     if args.detach and config.synthesis.mode != "batch":
         raise ConfigError('--detach needs synthesis.mode = "batch" (online calls cannot outlive the process)')
-    summary = synthesize(
-        config, on_mismatch=mismatch, show_progress=config.run.progress and not args.quiet, detach=args.detach
-    )
+    try:
+        summary = synthesize(
+            config, on_mismatch=mismatch, show_progress=config.run.progress and not args.quiet, detach=args.detach
+        )
+    except RunInterrupted as stop:  # a signal: what was made and spent, as a finished run says it; then the stop's line
+        print(format_summary(stop.summary))
+        raise
     print(format_summary(summary))
     if summary["status"] == "submitted":
         print(
@@ -92,6 +103,7 @@ def register(sub: Any) -> None:
     add_mismatch_args(
         p, "continue a run dir made by a different config", "delete the run dir's records and cache and start over"
     )
+    add_ledger_arg(p)
     p.add_argument(
         "--program",
         metavar="P",

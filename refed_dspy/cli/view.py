@@ -17,15 +17,14 @@ def _cmd_view(args: argparse.Namespace) -> int:
     os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
     from refed_dspy.errors import RunDirError
-    from refed_dspy.status.experiment import is_experiment_dir
     from refed_dspy.view import View, serve
+    from refed_dspy.view.index import is_viewable
 
     path = Path(args.run_dir)
-    marks = ("samples.jsonl", "compare.json", "filter_summary.json", "metrics.json")  # metrics: a run at work
-    if not path.is_dir() or not (any((path / m).exists() for m in marks) or is_experiment_dir(path)):
+    if not is_viewable(path):
         raise RunDirError(
-            f"{path} is not a run dir, a filtered dir, a compare dir or an experiment dir (it has none of "
-            f"{', '.join(marks)}, and no experiment made it)"
+            f"{path} is not a run dir, a filtered dir, a compare dir or an experiment dir (refed made none of them "
+            "there, and it has no samples.jsonl, compare.json or filter_summary.json)"
         )
     if args.filtered and not (Path(args.filtered) / "filter_summary.json").is_file():
         raise RunDirError(f"--filtered {args.filtered} is not the output of `refed filter` (no filter_summary.json)")

@@ -41,7 +41,16 @@ from refed_dspy.clients.calls import (
 from refed_dspy.clients.destination import install as install_destination_check
 from refed_dspy.clients.destination import refusal_in
 from refed_dspy.clients.keys import check_lm_key
-from refed_dspy.clients.request_ledger import ledger_of, max_tokens_of, open_on, release, settle
+from refed_dspy.clients.request_ledger import (
+    an_end,
+    an_end_async,
+    ends_seen,
+    ledger_of,
+    max_tokens_of,
+    open_on,
+    release,
+    settle,
+)
 from refed_dspy.clients.transport_errors import gave_up_waiting
 from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, tier_asked
 from refed_dspy.errors import ConfigError
@@ -50,7 +59,6 @@ from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
-WAIT_S = 0.02  # how often a call the budget holds back (MustWait) looks again
 # the calls of the current LM call that reached update_history (where the boundary reads a reply): none means the
 # LM answered without handing DSPy its reply (its own __call__, or dspy.settings.disable_history)
 _reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
@@ -140,11 +148,12 @@ class CallBoundary:
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
+                seen = ends_seen()
                 try:
                     _open.set(open_on(self, ledger, prompt, self._stage_now(), _asked.get()[0]))
                     break
                 except MustWait:
-                    time.sleep(WAIT_S)
+                    an_end(seen)  # until a call in flight is given back
             return self._unreported_check(super().__call__(*args, **kwargs))
         except LMError as err:
             self._note_failure(err)
@@ -167,12 +176,13 @@ class CallBoundary:
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
+                seen = ends_seen()
                 try:
                     _open.set(open_on(self, ledger, prompt, self._stage_now(), _asked.get()[0]))
                     break
                 except MustWait:
                     try:
-                        await asyncio.sleep(WAIT_S)
+                        await an_end_async(seen)  # until a call in flight is given back
                     except asyncio.CancelledError as err:
                         err.unpaid = True  # cancelled before it was sent: nothing was paid
                         raise

@@ -1,10 +1,14 @@
 """How a request at the call boundary (refed_dspy.clients.boundary) meets the ledger it is counted on: which ledger
 (the LM's own budget, else the engine's work that makes it), its prompt counted under a cost budget, the request opened
 on it (refed_dspy.engine.tickets), settled once when it is over, and given back. The boundary keeps what is opened in
-its context; these act on it."""
+its context; these act on it. A request the budget holds back (MustWait) waits for one in flight to be given back
+(`an_end`), never polling: each `release` wakes every request that waits, in any thread or event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo, _work_ledger
@@ -40,9 +44,75 @@ def open_on(lm: Any, ledger: Any, prompt: int | None, stage: str, tier: str | No
 
 
 def release(opened: list | None) -> None:
-    """Give back what the request opened as `opened` ([ledger, ticket]; None: nothing opened) reserved."""
+    """Give back what the request opened as `opened` ([ledger, ticket]; None: nothing opened) reserved; the requests
+    held back meanwhile look again."""
     if opened is not None:
         opened[0].release_call(opened[1])
+        _ends.note()
+
+
+# the longest a request held back waits before it looks again, should room be made elsewhere than by a request's end
+HELD_S = 1.0
+
+
+class _Ends:
+    """The requests given back so far (`count`), and the requests waiting for the next: threads on a condition,
+    coroutines on a future of their own loop."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._cond = threading.Condition()
+        self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def note(self) -> None:
+        with self._cond:
+            self.count += 1
+            self._cond.notify_all()
+            futures, self._futures = self._futures, []
+        for loop, future in futures:
+            with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits there any more
+                loop.call_soon_threadsafe(_set, future)
+
+    def wait(self, seen: int, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.count != seen, timeout)
+
+    async def wait_async(self, seen: int, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._cond:
+            if self.count != seen:
+                return
+            self._futures.append((loop, future))
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin TimeoutError before Python 3.11
+                await asyncio.wait_for(future, timeout)
+        finally:
+            with self._cond, contextlib.suppress(ValueError):
+                self._futures.remove((loop, future))
+
+
+def _set(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_ends = _Ends()
+
+
+def ends_seen() -> int:
+    """How many requests have been given back: what a request about to be held back passes to `an_end`."""
+    return _ends.count
+
+
+def an_end(seen: int, timeout: float = HELD_S) -> None:
+    """Block until a request is given back after `seen` (`ends_seen()` before it asked), or `timeout` seconds."""
+    _ends.wait(seen, timeout)
+
+
+async def an_end_async(seen: int, timeout: float = HELD_S) -> None:
+    """`an_end`, awaited."""
+    await _ends.wait_async(seen, timeout)
 
 
 def settle(opened: list | None, info: CallInfo, price: Any) -> None:

@@ -46,6 +46,11 @@ def _zero() -> dict[str, Any]:
     return {**dict.fromkeys(_FIELDS, 0), "interrupted_cost_usd": 0.0}
 
 
+def zero_usage() -> dict[str, Any]:
+    """A usage dict of no calls (every figure 0)."""
+    return {**_zero(), "cost_usd": 0.0}
+
+
 def _tally(bucket: dict[str, Any], key: str, n: int = 1) -> None:
     bucket[key] = bucket.get(key, 0) + n
 

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from refed_dspy.closeness import COPY_THRESHOLD
 from refed_dspy.config.benchmarks import BenchmarkEntry, benchmark_entries
 from refed_dspy.contamination import NGRAM, SHARE
-from refed_dspy.settings import Section
+from refed_dspy.settings import ModelName, Section
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -59,7 +59,7 @@ class JudgingConfig(Section):
 class ReportConfig(Section):
     """What `refed report` computes."""
 
-    embedding_model: str | None = Field(
+    embedding_model: ModelName | None = Field(
         None,
         description="Embedding model for embedding diversity, through dspy.Embedder (e.g. 'openai/text-embedding-3-small'). Unset: skipped.",
     )

@@ -10,12 +10,13 @@ from pydantic_core import PydanticCustomError
 
 from refed_dspy.config.prices import PRICED_TIERS, TIER_PRICES_HELP, TierPrice, tier_triples
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.deprecation import deprecation_note
 from refed_dspy.providers.dialects import DIALECTS
 from refed_dspy.providers.prices import SERVICE_TIERS
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.sampling import EFFORTS, Sampling
 from refed_dspy.providers.tiers import tier_problem
-from refed_dspy.settings import SECRET_NAME, Seconds, Section
+from refed_dspy.settings import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
 
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 # the other names a provider's client takes for a setting of the section: `extra` may not name them either
@@ -38,13 +39,13 @@ ADDED_FIELDS = (
 class LMSpec(Section):
     """How to reach one LM role (teacher or judge)."""
 
-    model: str = Field(
+    model: ModelName = Field(
         "openai/gpt-4o-mini",
         description="Model string DSPy/LiteLLM accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-haiku-4-5', 'azure/<deployment>', 'ollama_chat/llama3.1'.",
     )
     api_base: str | list[str] | None = Field(
         None,
-        description="Base URL of the model's server, as LiteLLM takes it for the model's provider: an OpenAI-compatible server (vLLM, llama.cpp, a proxy) with its version path, e.g. http://localhost:8000/v1 (calls go to <api_base>/chat/completions); Anthropic or an Anthropic-compatible server, the host, e.g. http://localhost:8000 (calls go to <host>/v1/messages; a trailing /v1 is optional); Ollama, the host (http://localhost:11434). A list names several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.",
+        description="Base URL of the model's server (http:// or https://, with a host), as LiteLLM takes it for the model's provider: an OpenAI-compatible server (vLLM, llama.cpp, a proxy) with its version path, e.g. http://localhost:8000/v1 (calls go to <api_base>/chat/completions); Anthropic or an Anthropic-compatible server, the host, e.g. http://localhost:8000 (calls go to <host>/v1/messages; a trailing /v1 is optional); Ollama, the host (http://localhost:11434). A list names several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.",
     )
     api_key_env: str | None = Field(
         None,
@@ -139,8 +140,10 @@ class LMSpec(Section):
                 raise ValueError("needs at least one URL, none of them empty")
             if len(set(value)) != len(value):
                 raise ValueError("names an endpoint twice")
+            for url in value:
+                http_endpoint(url)
             return value[0] if len(value) == 1 else value
-        return value
+        return value if value is None else http_endpoint(value)
 
     def tier_problem(self, role: str = "teacher") -> str | None:
         """Why this section's model cannot be asked for its service_tier, as `<role>: ...` (None: it can):
@@ -209,6 +212,12 @@ class LMSpec(Section):
             else f"reasoning_effort the model's own (set {role}.reasoning_effort: {', '.join(s.efforts or EFFORTS)})"
         )
         return f"{role} {self.model}, {s.kind}: {', '.join(parts)}; {effort}"
+
+    def start_notes(self, role: str = "teacher") -> list[str]:
+        """The lines a run says of this section as it starts, for an LM built from it: the model's own settings where
+        they stand in for what the section leaves unset (defaults_note), and a deprecation date of the model that has
+        passed or is near, with its successor (refed_dspy.providers.deprecation)."""
+        return [note for note in (self.defaults_note(role), deprecation_note(self.model, role)) if note]
 
     def identity(self, role: str = "teacher") -> dict[str, Any]:
         """This section as what identifies a config (an experiment's cells, its baselines): its fields, with the

@@ -1,4 +1,6 @@
-"""`--set section.key=value`: parsing an override and applying it to a config's dict."""
+"""`--set section.key=value`: parsing an override and applying it to a config's dict; and what a layer of a config
+(`--set`, an experiment file over its base, an experiment's grid cell) leaves behind of the layer below when it puts
+another model in a role (`forget_replaced_models`)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,56 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.schema import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.settings import tomllib
 
 UNSET = ("none", "null")  # `--set FIELD=none`: the field unset (None); TOML itself has no null
+ROLES = ("teacher", "judge")
+# what a role's section says of its model rather than of its server: the model's limits, sampling, prices, tier and
+# provider-specific arguments. A hosted teacher put over the local model's section took the local model's 384-token
+# limit (64 of 64 examples truncated) and its zero prices (a cost budget that never binds)
+MODEL_SETTINGS = (
+    "temperature",
+    "max_tokens",
+    "reasoning_effort",
+    "extra",
+    "input_usd_per_mtok",
+    "cached_input_usd_per_mtok",
+    "output_usd_per_mtok",
+    "cache_write_usd_per_mtok",
+    "tier_prices",
+    "service_tier",
+    "flex_fallback",
+)
+
+
+def forget_replaced_models(below: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`below` (a config dict) as a layer `over` it leaves it: a role whose model `over` replaces with another keeps
+    none of its MODEL_SETTINGS from `below` (the new model gets its own defaults, or what `over` sets); its server, key
+    and the rest stay. Pure; `below` is not changed."""
+    out = dict(below)
+    for role in ROLES:
+        was, new = below.get(role), over.get(role)
+        if not isinstance(was, dict) or not isinstance(new, dict) or "model" not in new:
+            continue
+        if new["model"] != was.get("model", LMSpec.model_fields["model"].default):
+            out[role] = {k: v for k, v in was.items() if k not in MODEL_SETTINGS}
+    return out
+
+
+def nested(assignments: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    """The dict that setting each (key path, value) in turn on an empty one makes (later ones win)."""
+    out: dict[str, Any] = {}
+    for keys, value in assignments:
+        node = out
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    return out
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -90,10 +137,11 @@ def _key_path(path: str) -> list[str]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of `data` with each `section.key=value` override applied."""
-    data = json.loads(json.dumps(data))
-    for text in overrides:
-        keys, value = parse_override(text)
+    """Return a copy of `data` with each `section.key=value` override applied, the overrides taken as one layer over
+    `data` (forget_replaced_models: `--set teacher.model=...` leaves the file's teacher limits and prices behind)."""
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    data = json.loads(json.dumps(forget_replaced_models(data, nested([(k, v) for _, k, v in parsed]))))
+    for text, keys, value in parsed:
         node = data
         for key in keys[:-1]:
             child = node.setdefault(key, {})

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from refed_dspy.paths import expand_home
 from refed_dspy.settings import Seconds, Section, UserPath
@@ -28,6 +32,10 @@ class RunConfig(Section):
         10.0,
         ge=0,
         description="On Ctrl-C, SIGTERM or SIGHUP: seconds to let the calls in flight finish (their answers are recorded) before the rest are cancelled (counted as paid).",
+    )
+    new_ledger: bool = Field(
+        False,
+        description="Go on in a run dir whose write-ahead ledger (ledger.jsonl, judge_ledger.jsonl) is gone though its records show it had one: a new ledger is started, and the calls an invocation killed before had in flight (paid, in no record) go uncounted. Without it such a run dir is refused in one line (exit 2). The command-line flag `--new-ledger` sets it.",
     )
 
 
@@ -63,13 +71,33 @@ def home_in_uri(uri: str) -> str:
     return expand_home(uri)
 
 
+def file_store_problem(uri: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why MLflow will refuse the tracking store at `uri`, with the fix, in one line; None when it will not (as far
+    as can be told without opening it). MLflow 3.17 refuses a file store (a `file:` URI or a plain path) unless
+    MLFLOW_ALLOW_FILE_STORE is true, and reads any value of that variable but true/false/1/0 as an error."""
+    scheme = urlsplit(uri).scheme
+    if scheme not in ("", "file") and len(scheme) != 1:  # one letter: a Windows drive, a path
+        return None
+    allowed = environ.get("MLFLOW_ALLOW_FILE_STORE")
+    if allowed is not None and allowed.lower() in ("true", "1"):
+        return None
+    odd = allowed is not None and allowed.lower() not in ("false", "0")
+    said = f" (it is {allowed!r}, which MLflow reads as an error)" if odd else ""
+    where = PurePosixPath(urlsplit(uri).path if scheme == "file" else uri).parent
+    db = f"sqlite:///{where / 'mlflow.db'}" if str(where) not in ("", ".") else "sqlite:///mlflow.db"
+    return (
+        f"mlflow_uri {uri!r} is a file store, which MLflow takes only with MLFLOW_ALLOW_FILE_STORE=true{said}: set "
+        f"tracking.mlflow_uri = '{db}' (the embedded store), or export MLFLOW_ALLOW_FILE_STORE=true"
+    )
+
+
 class TrackingConfig(Section):
     """MLflow tracking."""
 
     enabled: bool = Field(False, description="Log runs to MLflow (params, metrics, artifacts).")
     mlflow_uri: Annotated[str, AfterValidator(home_in_uri)] = Field(
         "sqlite:///mlflow.db",
-        description="Tracking URI: the embedded sqlite store (sqlite:///~/mlflow.db is one in your home), a directory, or a server URL.",
+        description="Tracking URI: the embedded sqlite store (sqlite:///~/mlflow.db is one in your home), or a server URL (http://...). A directory (file:///PATH/mlruns) is a file store, which MLflow 3.17 takes only with MLFLOW_ALLOW_FILE_STORE=true in the environment; without it, tracking.enabled = true is refused as the config is read.",
     )
     experiment: str = Field("refed", description="MLflow experiment name.")
     log_traces: bool = Field(
@@ -86,6 +114,19 @@ class TrackingConfig(Section):
         False,
         description="Let MLflow and Hugging Face send their usage telemetry to their servers. Off by default: nothing leaves the machine but calls to the configured endpoints.",
     )
+
+    @property
+    def store_problem(self) -> str | None:
+        """With tracking on, why MLflow will refuse its store (file_store_problem), in one line; None otherwise."""
+        return file_store_problem(self.mlflow_uri) if self.enabled else None
+
+    @model_validator(mode="after")
+    def _store_taken(self, info: ValidationInfo) -> TrackingConfig:
+        # said as the config is read, before any call or run dir; a run dir's config.toml (read by status, view,
+        # report...) is a record of what ran, and a command that tracks from it checks as it starts
+        if not (info.context or {}).get("record") and self.store_problem:
+            raise ValueError(self.store_problem)
+        return self
 
 
 class MetricsConfig(Section):

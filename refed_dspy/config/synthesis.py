@@ -59,6 +59,7 @@ class SynthesisConfig(Section):
     max_calls_per_sample: float = Field(
         10.0,
         ge=0,
+        le=1000,
         description="The default call budget when max_calls is unset: this many LM calls per sample of `size` (a run needs 1-4), plus 2 per reference for its feedback. 0: no default budget.",
     )
     min_yield: float = Field(

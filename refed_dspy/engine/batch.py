@@ -175,6 +175,9 @@ class BatchBroker:
         self._task: asyncio.Task | None = None
         self._recovered = False
         self._fresh: set[str] = set()  # batches planned here and not yet sent: nothing of them can be at the provider
+        self.bound_of: Callable[[dict[str, Any]], float] = lambda body: 0.0  # set by its stage: request_bound
+        self.bounds: dict[str, float] = {}  # custom_id -> its bound, until its batch's plan writes it
+        self.ledger: Any = None  # what the budget charges apart (engine/batch_usage.BatchLedger)
 
     # ---- the transport's side ------------------------------------------------------------------
     async def ask(self, request: Any) -> tuple[int, bytes]:
@@ -184,6 +187,8 @@ class BatchBroker:
             raise RuntimeError("a batch-mode LM call outside the engine's work")
         asked = request_hash(request.url, asked_body(request))  # the same request with the prompt cache or without
         base = base_id(slot.key, slot.attempt, asked, slot.occurrence(asked))
+        if self.ledger is not None:
+            self.ledger.claim(base)  # this work's now: its reservation covers it, its record will hold it
         answered = self._answer_of(base)
         if answered is not None:
             return answered
@@ -199,9 +204,11 @@ class BatchBroker:
                 self.waiting.pop(base, None)
                 return self._gave_up(base)
             stage = current_stage()
+            body = json.loads(request.body)
+            self.bounds[cid] = self.bound_of(body)
             self.pending[cid] = (
                 stage if stage != "unknown" else slot.key.split(":", 1)[0],
-                self.client.line(cid, json.loads(request.body)),
+                self.client.line(cid, body),
                 len(request.body),
             )
             self.last_new = time.monotonic()
@@ -228,15 +235,7 @@ class BatchBroker:
         return None
 
     def _gave_up(self, base: str) -> tuple[int, bytes]:
-        n = self.settings.max_resubmits + 1
-        return 503, json.dumps(
-            {
-                "error": {
-                    "message": f"the batch request went unanswered {n} times (expired, cancelled or failed batches)",
-                    "type": "batch_unanswered",
-                }
-            }
-        ).encode()
+        return gave_up(self.settings.max_resubmits + 1)
 
     # ---- the loop ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -307,7 +306,8 @@ class BatchBroker:
     async def _submit(self) -> None:
         max_bytes = min(self.settings.max_bytes or self.client.max_bytes, self.client.max_bytes)
         for chunk in chunked(self.pending, self._max_requests(), max_bytes):
-            entry = self.store.plan(self.client.api, chunk[0][1], [line for _, _, line in chunk])
+            bounds = [self.bounds.pop(cid, 0.0) for cid, _, _ in chunk]
+            entry = self.store.plan(self.client.api, chunk[0][1], [line for _, _, line in chunk], bounds)
             self._fresh.add(entry.local_id)
             for cid, _, _ in chunk:
                 self.pending.pop(cid, None)
@@ -377,6 +377,8 @@ class BatchBroker:
         checkpoint("while_writing_results", entry.stage)
         self.store.add_results(results[half:])
         self.store.collected(entry.local_id, view.final or view.status)
+        if self.ledger is not None:
+            self.ledger.collected(results)
         lines = None
         for r in results:
             if r.lost and lines is None:  # a lost request goes out again: its line, read once per batch
@@ -400,8 +402,42 @@ class BatchBroker:
             return
         line = (lines or {})[r.custom_id]
         body = line.get("body") if "body" in line else line.get("params")
+        self.bounds[nxt] = self.bound_of(body)
         self.pending[nxt] = (stage, self.client.line(nxt, body), len(json.dumps(body)))
         self.last_new = time.monotonic()
+
+
+def gave_up(times: int) -> tuple[int, bytes]:
+    """The answer a call gets when its request went unanswered `times` times (a 503 the engine retries as work)."""
+    return 503, json.dumps(
+        {
+            "error": {
+                "message": f"the batch request went unanswered {times} times (expired, cancelled or failed batches)",
+                "type": "batch_unanswered",
+            }
+        }
+    ).encode()
+
+
+async def settle_earlier(broker: BatchBroker) -> None:
+    """Collect the batches earlier invocations left open before this one reserves new work against the budget (each
+    of their requests may be billed, and is charged at its bound until it is collected): what was planned and not
+    sent is sent, the rest polled until the provider has finished them (in detach mode, polled once: what is still
+    open stays charged at its bound). A provider error leaves them to the broker's loop, which tries again."""
+    earlier = [entry.local_id for entry in broker.store.open_batches()]
+    if not earlier:
+        return
+    tick = max(0.01, broker.settings.poll_s / 4)
+    try:
+        await broker._recover()
+        broker._recovered = True
+        while True:
+            await broker._poll()
+            if broker.settings.detach or not any(broker.store.batches[b].open for b in earlier):
+                return
+            await asyncio.sleep(tick)
+    except BatchAPIError as err:
+        log.warning("%s (the batches an earlier invocation left open are collected as the run goes on)", err)
 
 
 def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = False, store_name: str = "batches"):

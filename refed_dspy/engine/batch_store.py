@@ -2,7 +2,7 @@
 
 - `<local id>.jsonl`: a batch's request lines, written (and fsynced) before anything is sent;
 - `journal.jsonl`: what happened to each batch, each event appended before the step it enables:
-  `plan` (its custom_ids; before the upload), `file` (the uploaded file's id), `create` (the provider's
+  `plan` (its custom_ids and the most each can cost, `b`; before the upload), `file` (the uploaded file's id), `create` (the provider's
   batch id, right after the create call returns), `state` (last status seen: for `refed status`), `collected`
   (every result line is in results.jsonl);
 - `results.jsonl`: one line per result, by custom_id, appended as downloaded (before the batch is collected).
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
+from refed_dspy.store.ledger_lines import batch_event, batch_result, read_lines
 
 FINAL_STATES = ("completed", "expired", "cancelled", "failed")
 
@@ -40,6 +41,7 @@ class BatchEntry:
     last_seen: float | None = None
     collected: bool = False
     final: str | None = None  # the provider's final status, once collected
+    bounds: list[float] | None = None  # the most each request can cost, in custom_ids' order (None: not written)
 
     @property
     def open(self) -> bool:
@@ -89,9 +91,12 @@ class BatchStore:
         self.results.clear()
         self.lost_count.clear()
         self.open_index.clear()
-        for ev in read_jsonl(self.journal_path, repair=not self.readonly):
+        # write-ahead files: each line checked before it is believed (refed_dspy.store.ledger_lines)
+        events, _ = read_lines(self.journal_path, batch_event, repair=not self.readonly)
+        for ev in events:
             self._apply(ev)
-        for row in read_jsonl(self.results_path, repair=not self.readonly):
+        rows, _ = read_lines(self.results_path, batch_result, repair=not self.readonly)
+        for row in rows:
             self._note_result(
                 StoredResult(
                     row["custom_id"],
@@ -106,7 +111,7 @@ class BatchStore:
         kind, local = ev.get("e"), ev.get("batch")
         if kind == "plan":
             self.batches[local] = BatchEntry(
-                local, ev["api"], list(ev["custom_ids"]), ev.get("t", 0.0), ev.get("stage", "")
+                local, ev["api"], list(ev["custom_ids"]), ev.get("t", 0.0), ev.get("stage", ""), bounds=ev.get("b")
             )
             self.open_index.update(dict.fromkeys(ev["custom_ids"], local))
             return
@@ -156,14 +161,17 @@ class BatchStore:
     def next_local_id(self) -> str:
         return f"b{len(self.batches) + 1:05d}"
 
-    def plan(self, api: str, stage: str, lines: list[dict[str, Any]]) -> BatchEntry:
-        """Write a new batch's request lines, then journal it: from here on it is never lost nor sent twice."""
+    def plan(self, api: str, stage: str, lines: list[dict[str, Any]], bounds: list[float] | None = None) -> BatchEntry:
+        """Write a new batch's request lines, then journal it, with the most each request can cost (`bounds`, in the
+        lines' order: what the provider may bill for it once it is sent): from here on it is never lost nor sent
+        twice, and never uncounted."""
         local = self.next_local_id()
         self.dir.mkdir(parents=True, exist_ok=True)
         write_jsonl_atomic(self.dir / f"{local}.jsonl", lines, durable=True)
-        self._event(
-            {"e": "plan", "batch": local, "api": api, "stage": stage, "custom_ids": [x["custom_id"] for x in lines]}
-        )
+        event = {"e": "plan", "batch": local, "api": api, "stage": stage, "custom_ids": [x["custom_id"] for x in lines]}
+        if bounds is not None:
+            event["b"] = bounds
+        self._event(event)
         return self.batches[local]
 
     def file_uploaded(self, local_id: str, file_id: str) -> None:

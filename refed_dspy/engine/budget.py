@@ -94,6 +94,8 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
         self.in_flight: Counter = Counter()  # single calls reserved by the call boundary and not yet over, by role
         self._cut: Counter = Counter()  # of those, counted as cut off by wait_idle while still running, by role
         self.log: CallLog | None = None  # the write-ahead log each request is written to before it is sent
+        # (calls, cost, bound) paid or billable that no record holds, charged on top (engine/batch_usage.BatchLedger)
+        self.apart: Callable[[], tuple[int, float, float]] = _nothing_apart
         self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
         self.outputs = ExpectedOutput()  # what the calls of each role (and stage) wrote: what a call is expected to
         self.call_costs: dict[str, OutputStats] = {}  # role -> what its answered calls cost (USD)
@@ -109,11 +111,12 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
 
     def __getstate__(self) -> dict[str, Any]:
         # pickled (with an LM): a ledger of its own, watched by no one, writing no log
-        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_watchers", "log")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_watchers", "log", "apart")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.log = None
+        self.apart = _nothing_apart
         self._lock = threading.Lock()
         self._watchers = []
 
@@ -126,12 +129,17 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
         self._watchers.remove(fn)
 
     @property
-    def total_calls(self) -> int:
-        return self.totals.calls
+    def total_calls(self) -> int:  # recorded, and charged apart
+        return self.totals.calls + self.apart()[0]
 
     @property
-    def total_cost(self) -> float:
-        return self.totals.cost
+    def total_cost(self) -> float:  # of the calls answered, recorded and charged apart
+        return self.totals.cost + self.apart()[1]
+
+    @property
+    def cost_bound(self) -> float:
+        """The most the calls of unknown tokens (cut off, in flight at a kill, in an open batch) add to total_cost."""
+        return self.totals.cost_bound + self.apart()[2]
 
     def call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
         """The cost one call of `role` is reserved at before its prompt is known (a piece of work's share per call):
@@ -163,7 +171,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
     @property
     def spent(self) -> float:
         """What the budget counts as spent: the cost of the calls answered, and the most the calls cut off can cost."""
-        return self.totals.cost + self.totals.cost_bound
+        return self.total_cost + self.cost_bound
 
     def field_of(self, kind: str | None = None) -> str | None:
         """The config field that sets the limit of `kind` (default: the one that refused first), where named."""
@@ -267,6 +275,13 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
         self._notify()
         return usage
 
+    def learn_paid(self, role: str, costs: list[float]) -> None:
+        """What calls of `role` cost before this invocation (a batch store's answers): work is reserved at that."""
+        with self._lock:
+            for cost in costs:
+                self.max_call_cost = max(self.max_call_cost, cost)
+                self.call_costs.setdefault(role, OutputStats()).add(cost)
+
     def add_lost(self, usage: dict[str, Any]) -> None:
         """What earlier invocations killed before they ended paid (refed_dspy.store.call_log): added to the totals, and
         its calls to their roles."""
@@ -293,6 +308,10 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
                 "refused": self.refused,
                 "by_role": {role: _without_stages(t.as_dict()) for role, t in sorted(self.by_role.items())},
             }
+
+
+def _nothing_apart() -> tuple[int, float, float]:
+    return 0, 0.0, 0.0
 
 
 def _without_stages(usage: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,6 @@ from refed_dspy.engine.in_flight import InFlight
 from refed_dspy.engine.outcome import run_figures, run_status
 from refed_dspy.engine.retries import Retries
 from refed_dspy.engine.task_accounts import Task, TaskAccounts
-from refed_dspy.engine.watch import Watch
 from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
 from refed_dspy.providers.prices import Price
@@ -112,9 +111,9 @@ class Engine:
         self.first = FirstCalls(unreachable_stops=limits.endpoints == 1)
         self.stopping = False  # interrupted: finish what is in flight, start nothing
         self.interrupted = False
-        self.on_progress: Callable[[], None] | None = None
+        # called after each wake-up; returns the seconds until it wants to be called again (None: only on news)
+        self.on_progress: Callable[[], float | None] | None = None
         self.done = DoneQueue()
-        self.watch: Watch | None = None  # the run's figures and events, when a Watch follows it
 
     @property
     def totals(self) -> Totals:
@@ -195,8 +194,6 @@ class Engine:
         key = self.stage.key(meta.kind, meta.payload)
         if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now):
             return False
-        if self.watch is not None:
-            self.watch.retried(meta.kind, failure.reason, self.retrying.attempts[key], failure.retry_after)
         if failure.reason == "rate_limited":
             self.window.halve(meta.started, now)
         self.pending[meta.kind] += 1
@@ -220,8 +217,6 @@ class Engine:
             return
         if failure is None:
             self.window.grow(meta.slots)
-        if self.watch is not None:  # ended, done or failed for good (a retried one was said by _retry)
-            self.watch.work_ended(meta.kind, failure.reason if failure is not None else None)
         self.abort = self.abort or self.streak.note(failure)
         try:
             self.stage.handle(meta.kind, meta.payload, result, failure, usage)
@@ -237,11 +232,16 @@ class Engine:
             self.stage.note_attempt(self.stage.key(meta.kind, meta.payload), outcome, usage)
 
     # ---- the loop -----------------------------------------------------------------------------
-    def _fill(self) -> None:
-        if self.stopping or not self.start_due_retries():
-            return
+    def _fill(self) -> bool:
+        """Start what can start: the retries that are due, then the stage's new work. False when a retry that is due
+        cannot start until work under way ends (no free slots, or the budget waits for what is in flight)."""
+        if self.stopping:
+            return True
+        if not self.start_due_retries():
+            return False
         if self.stop_reason is None and self.abort is None:
             self.stage.fill(self)
+        return True
 
     async def run(self) -> None:
         """Run until the stage has nothing more to start and nothing runs, or the run stops or aborts.
@@ -281,20 +281,20 @@ class Engine:
         return news is not None
 
     async def _loop(self) -> None:
+        """Blocks until something can happen: work ends, a retry's time comes (when it could start then), the batch
+        broker has news, the progress display is due to show figures it has not shown, or a stop cancels it."""
+        redraw: float | None = None
         while True:
-            self._fill()
+            can_start = self._fill()
             waiting = self.retrying.waiting
             if not self.running and not (waiting and self.abort is None and self.stop_reason is None):
                 return
-            wait = self.retrying.wait_s(time.monotonic()) if waiting else None
-            if not self.running:
-                await asyncio.sleep(wait or 0)
-                continue
-            for task in await self.done.wait(wait):
+            # a due retry held back by full slots (or the budget) can start only when work ends: no timer then
+            wait = self.retrying.wait_s(time.monotonic()) if waiting and (can_start or not self.running) else None
+            for task in await self.done.wait(_sooner(wait, redraw)):
                 if task in self.running:
                     self._handle(task, self._finished(task))
-            if self.on_progress is not None:
-                self.on_progress()
+            redraw = self.on_progress() if self.on_progress is not None else None
             stop_if_full(self.writers)  # once the results at hand are all handled
             if self.abort is not None or self._batch_news():
                 return
@@ -302,12 +302,12 @@ class Engine:
     async def _drain(self) -> None:
         # batch mode: the work waits on batches that outlive this process (nothing to let finish)
         deadline = time.monotonic() + (0.0 if self.broker is not None else self.limits.stop_grace_s)
+        redraw: float | None = None
         while self.running and time.monotonic() < deadline:
-            for task in await self.done.wait(max(0.0, deadline - time.monotonic())):
+            for task in await self.done.wait(_sooner(max(0.0, deadline - time.monotonic()), redraw)):
                 if task in self.running:
                     self._handle(task, self._finished(task))
-            if self.on_progress is not None:
-                self.on_progress()
+            redraw = self.on_progress() if self.on_progress is not None else None
 
     async def _cancel_the_rest(self) -> None:
         """Cancel what still runs, and account what those tasks paid: their finished calls, and the calls they had
@@ -333,3 +333,8 @@ class Engine:
         at, for a summary."""
         tripped = self.budget.tripped if self.stop_reason == "budget" else None
         return run_figures(tripped, self.budget.first_call, self.retrying.by_reason, self.window.figures())
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    """The shorter of two waits (None: no limit)."""
+    return b if a is None else a if b is None else min(a, b)

@@ -17,6 +17,8 @@ from typing import Any, TextIO
 from refed_dspy.money import usd
 from refed_dspy.quiet import console
 
+REDRAW_S = 0.2  # a terminal's bar is drawn at most 5 times a second (each redraw is a line of output)
+
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
@@ -86,7 +88,8 @@ class Heartbeat:
 class Progress:
     """Counted progress (samples, judgments): the stage it is in, done/total, LM calls, rejects, cost, rate and ETA.
 
-    On a terminal: a tqdm bar. Elsewhere: a Heartbeat line every `every_s` seconds. Disabled: nothing. `stage_of`
+    On a terminal: a tqdm bar, redrawn at most every `REDRAW_S` seconds of `clock` (`update` says when figures it held
+    back are due). Elsewhere: a Heartbeat line every `every_s` seconds. Disabled: nothing. `stage_of`
     (set by the stage that runs) says what is being done now, asked each time a line is made, so a long stage
     that finishes no item (collecting feedback before the first sample) still names itself.
     """
@@ -100,6 +103,7 @@ class Progress:
         unit: str = "sample",
         every_s: float = 30.0,
         label: str = "refed",
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.total, self.initial, self.unit = total, initial, unit
         self.done, self.calls, self.rejects, self.cost = initial, 0, 0, None
@@ -107,7 +111,9 @@ class Progress:
         self.stage_of: Callable[[], str] | None = None
         self._bar = None
         self._beat: Heartbeat | None = None
-        self._last = 0.0
+        self._clock = clock
+        self._drawn_at: float | None = None  # when the bar was last drawn (on `clock`)
+        self._tokens = 0
         if not enabled:
             return
         if console().isatty():
@@ -143,30 +149,43 @@ class Progress:
             return None
         return self.cost / self.done * max(self.total, self.done)
 
-    def update(self, done: int, totals: Any, rejects: int) -> None:
-        """Record the latest figures (`totals`: a usage.Totals); redraws the bar at most 5 times a second."""
+    def update(self, done: int, totals: Any, rejects: int) -> float | None:
+        """Record the latest figures (`totals`: a usage.Totals). The bar is redrawn at most once every `REDRAW_S`
+        seconds: returns the seconds after which figures not drawn yet may be (update again then), None when the bar
+        shows them all (or there is no bar)."""
         self.done, self.rejects = done, rejects
         usage = totals.as_dict()
         self.calls, self.cost = usage["calls"], usage["cost_usd"]
+        self._tokens = usage["prompt_tokens"] + usage["completion_tokens"]
         if self._bar is None:
-            return
-        self._bar.n = done
-        now = time.monotonic()
-        if now - self._last >= 0.2:
-            self._last = now
-            stage = self.stage()
-            if stage:
-                self._bar.set_description_str(stage, refresh=False)
-            self._bar.set_postfix_str(
-                f"calls={self.calls} tok={usage['prompt_tokens'] + usage['completion_tokens']:,} "
-                f"cost={'?' if self.cost is None else f'${self.cost:.4f}'} "
-                f"projected={'?' if self.projected() is None else f'${self.projected():.4f}'} rejects={rejects}",
-                refresh=False,
-            )
-        self._bar.refresh()
+            return None
+        now = self._clock()
+        if self._drawn_at is not None and (left := self._drawn_at + REDRAW_S - now) > 0:
+            return left
+        self._drawn_at = now
+        self._draw()
+        return None
+
+    def _draw(self, refresh: bool = True) -> None:
+        """Put the latest figures on the bar, and draw it (`refresh`)."""
+        bar = self._bar
+        bar.n = self.done
+        stage = self.stage()
+        if stage:
+            bar.set_description_str(stage, refresh=False)
+        projected = self.projected()
+        bar.set_postfix_str(
+            f"calls={self.calls} tok={self._tokens:,} cost={'?' if self.cost is None else f'${self.cost:.4f}'} "
+            f"projected={'?' if projected is None else f'${projected:.4f}'} rejects={self.rejects}",
+            refresh=False,
+        )
+        if refresh:
+            bar.refresh()
 
     def close(self) -> None:
+        """Stop showing progress; a bar is drawn a last time with the latest figures."""
         if self._bar is not None:
+            self._draw(refresh=False)  # closing draws it
             self._bar.close()
         if self._beat is not None:
             self._beat.stop()

@@ -14,7 +14,7 @@ def refusal(ledger: Any, calls: int, cost: float, what: str | None = None) -> tu
         return None, ledger.closed
     if ledger.blind is not None:
         return None, ledger.blind
-    made, reserved = ledger.totals.calls, ledger.reserved_calls
+    made, reserved = ledger.total_calls, ledger.reserved_calls
     if ledger.max_calls is not None and made + reserved + calls > ledger.max_calls:
         left = max(0, ledger.max_calls - made - reserved)
         text = (
@@ -24,15 +24,15 @@ def refusal(ledger: Any, calls: int, cost: float, what: str | None = None) -> tu
         return "calls", _closed(ledger, "calls", text)
     if ledger.max_cost_usd is not None and ledger.spent + ledger.reserved_cost + cost > ledger.max_cost_usd:
         left = max(0.0, ledger.max_cost_usd - ledger.spent - ledger.reserved_cost)
-        bound = ledger.totals.cost_bound
-        cut = f" and up to ${bound:.4f} in calls cut off" if bound else ""
+        bound = ledger.cost_bound
+        cut = f" and up to ${bound:.4f} in calls cut off or in flight" if bound else ""
         next_one = what or (
             "the next "
             + ("call" if calls == 1 else "piece of work (repairs included)")
             + f" may cost up to ${cost:.4f}"
         )
         text = (
-            f"the cost budget of ${ledger.max_cost_usd:g} is reached (${ledger.totals.cost:.4f} spent{cut}"
+            f"the cost budget of ${ledger.max_cost_usd:g} is reached (${ledger.total_cost:.4f} spent{cut}"
             f"{_under_way(ledger)}, ${left:.4f} left; {next_one}"
         )
         return "cost", _closed(ledger, "cost", text)
@@ -43,14 +43,14 @@ def exposure_refusal(ledger: Any, paid: float, need: float, what: str | None = N
     """Why a call of work under way may not start (read under the ledger's lock): what is paid (`paid`: the calls
     recorded, those cut off at their bound and those over whose work is under way), the most the calls in flight can
     still cost, and what this one is expected to cost (`need`) would not fit in the cost budget."""
-    bound, pending, flying = ledger.totals.cost_bound, ledger.paid_pending, ledger.worst_in_flight
+    bound, pending, flying = ledger.cost_bound, ledger.paid_pending, ledger.worst_in_flight
     left = max(0.0, ledger.max_cost_usd - paid - flying)
-    cut = f" and up to ${bound:.4f} in calls cut off" if bound else ""
+    cut = f" and up to ${bound:.4f} in calls cut off or in flight" if bound else ""
     under_way = f", ${pending:.4f} by calls of work under way" if pending else ""
     in_flight = f", up to ${flying:.4f} by {ledger.open_calls} calls in flight" if ledger.open_calls else ""
     next_one = what or f"the next call may cost ${need:.4f}"
     text = (
-        f"the cost budget of ${ledger.max_cost_usd:g} is reached (${ledger.totals.cost:.4f} spent{cut}{under_way}"
+        f"the cost budget of ${ledger.max_cost_usd:g} is reached (${ledger.total_cost:.4f} spent{cut}{under_way}"
         f"{in_flight}, ${left:.4f} left; {next_one}"
     )
     return _closed(ledger, "cost", text)

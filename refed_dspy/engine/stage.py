@@ -5,16 +5,18 @@ its part's call), what to write when it finishes (`handle`), what identifies it 
 retried or cut-off attempt leaves no record, where its usage goes (`note_attempt`). The base owns the rest: the LM
 and adapter of its role and their price, the engine's limits from the role's spec, the guarded call (calls
 collected, the LM and adapter in context, a failure classified), and the end of a run (the status, the summary
-written whatever happened, an abort raised as RunAborted, an interrupt as KeyboardInterrupt).
+written whatever happened, an abort raised as RunAborted, an interrupt as RunInterrupted with the summary).
 
 What a stage may use of its engine: `start`, `slots_free()`, `pending[kind]`, `busy`, `stopped` and `totals`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
 from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
@@ -23,15 +25,22 @@ from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.clients.usage import with_unrecorded
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
-from refed_dspy.engine.batch import batch_figures
-from refed_dspy.engine.batch_usage import answered_usage
+from refed_dspy.engine.batch import batch_figures, settle_earlier
+from refed_dspy.engine.batch_usage import (
+    BatchLedger,
+    answered_costs,
+    answered_usage,
+    open_requests,
+    request_bound,
+    with_open,
+)
 from refed_dspy.engine.endpoint_check import endpoint_error
 from refed_dspy.engine.execution import Engine, Limits
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
-from refed_dspy.errors import RunAborted, RunDirError
+from refed_dspy.errors import RunAborted, RunDirError, RunInterrupted
 from refed_dspy.money import usd
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.call_log import CallLog
@@ -169,13 +178,16 @@ class StageBase(ABC):
         (it is in the engine's totals)."""
 
     # ---- the shared parts -----------------------------------------------------------------------
-    def open_log(self, path: Any) -> None:
+    def open_log(self, path: Any, shown_by: tuple[Path, ...] = (), new_ledger: bool = False) -> None:
         """Open the write-ahead log of this stage's calls at `path` (its directory's lock is held): what invocations
         killed before left unaccounted is added to the run's totals, and said in one line when this opening found it;
-        each request of this invocation is written there before it is sent (on Ray, each task, whole)."""
-        log = CallLog.open(path)
+        each request of this invocation is written there before it is sent (on Ray, each task, whole). `shown_by`, the
+        records that show a log was there, and `new_ledger`: as CallLog.open takes them (a log gone is refused)."""
+        log = CallLog.open(path, shown_by, new_ledger)
         engine = self.engine
         engine.use_log(log, whole_tasks=self.transport.logs_tasks)
+        if self.broker is not None:
+            self._charge_batches()
         if log.lost:
             engine.totals.add(log.lost)
         found = log.found_now
@@ -192,13 +204,40 @@ class StageBase(ABC):
                 f"; {in_flight} of them were in flight when it was killed" if in_flight else "",
             )
 
+    def _charge_batches(self) -> None:
+        """Batch mode: each request's bound written with its batch's plan, and what the batches paid (or may yet bill)
+        that no record holds and no work of this invocation asked for charged to the budget (BatchLedger), weighed
+        against what the records hold now."""
+        broker, engine = self.broker, self.engine
+        broker.bound_of = request_bound(self.price, engine.limits.max_tokens)
+        ledger = BatchLedger(broker.store, engine.totals.as_dict(), self.price, broker.settings.max_resubmits)
+        broker.ledger = ledger
+        engine.budget.apart = ledger.figures
+        engine.budget.learn_paid(self.role, answered_costs(broker.store, self.price))  # work reserved at what it cost
+
+    async def _settle_batches(self) -> bool:
+        """Batch mode: the batches an earlier invocation left open collected before new work is reserved (their
+        requests are charged at their bound until then; refed_dspy.engine.batch.settle_earlier). False
+        when a signal stopped it (the run is then interrupted, nothing started)."""
+        if self.broker is None or self.broker.ledger is None or not self.broker.ledger.open:
+            return True
+        try:
+            await settle_earlier(self.broker)
+        except asyncio.CancelledError:
+            self.engine.interrupted = self.engine.stopping = True
+            await self.broker.close()
+            return False
+        return True
+
     def usage(self) -> dict[str, Any]:
-        """The usage of the whole run: what its records hold and, in batch mode, the provider's answers no record
-        holds (calls whose work a kill cut off: billed, though a resume replays them from the cache)."""
+        """The usage of the whole run: what its records hold and, in batch mode, what the provider answered that no
+        record holds (calls whose work a kill cut off: billed, though a resume replays them from the cache), and the
+        requests of batches still open (counted as paid at their bound, their tokens unknown)."""
         usage = self.engine.totals.as_dict()
         if self.broker is None:
             return usage
-        return with_unrecorded(usage, answered_usage(self.broker.store), self.price)
+        store = self.broker.store
+        return with_open(with_unrecorded(usage, answered_usage(store), self.price), open_requests(store))
 
     def execution(self) -> dict[str, Any]:
         """How this invocation's calls went, for a summary: retries by reason, the window of calls in flight, online
@@ -241,12 +280,12 @@ class StageBase(ABC):
         summary whatever happened (`summarize(status)` writes it and returns it; `done()` says whether the stage got
         all it wanted, by default: nothing stopped it). Raises RunAborted when the provider or the failure streak
         stopped it (`kept(summary)` says what is kept, and where), EndpointError when its first calls found the endpoint
-        wrong, KeyboardInterrupt when a signal did."""
+        wrong, RunInterrupted (a KeyboardInterrupt carrying the summary) when a signal did."""
         engine = self.engine
 
-        def show() -> None:
+        def show() -> float | None:
             done_items, rejected = progress_of()
-            progress.update(done_items, engine.totals, rejected)
+            return progress.update(done_items, engine.totals, rejected)
 
         engine.on_progress = show
         progress.stage_of = self.stage_now
@@ -256,7 +295,8 @@ class StageBase(ABC):
         if self.watch is not None:
             self.watch.follow(engine, self.transport, self.broker)
         try:
-            await engine.run()
+            if await self._settle_batches():
+                await engine.run()
         except RunDirError:
             written = False  # some calls' usage never reached a file: the log keeps them for the next start
             raise
@@ -278,7 +318,7 @@ class StageBase(ABC):
                 f"{self.what} stopped: {engine.abort.detail} ({kept(summary)}; run the same command again to resume)"
             )
         if status == "interrupted":
-            raise KeyboardInterrupt  # the summary is written; the caller learns that the run was stopped
+            raise RunInterrupted(summary)  # the summary is written; the caller learns that the run was stopped
         return summary
 
     async def run_plain(self) -> None:

@@ -71,11 +71,11 @@ class Watch:
         self.events.add("started", pid=os.getpid(), records=records, target=target)
 
     def follow(self, engine: Any, transport: Any = None, broker: Any = None) -> None:
-        """Record what `engine` (a refed_dspy.engine.execution.Engine) does: its tasks' calls, its work, retries and
-        window moves; read the figures it keeps (and its transport's, its batch broker's); and start writing the
+        """Record what `engine` (a refed_dspy.engine.execution.Engine) does: its tasks' calls, its retries and window
+        moves (the stage says how each piece of work ended: `work_ended`); read the figures it keeps (and its transport's, its batch broker's); and start writing the
         figures file once a second."""
-        engine.watch = engine.accounts.watch = self
-        engine.window.on_move = self.window_moved
+        engine.accounts.watch = self
+        engine.window.on_move, engine.retrying.on_schedule = self.window_moved, self.retried
         self.engine, self.transport, self.broker = engine, transport, broker
         self._seen["refused"] = engine.budget.refused
         self._seen["batches"] = {batch: now for batch, (_, now, _) in self._batch_phases().items()}  # earlier ones
@@ -92,7 +92,8 @@ class Watch:
         self.figures.count("refed.rejects", stage=stage, reason=reason)
 
     def work_ended(self, kind: str, reason: str | None) -> None:
-        """A piece of work of `kind` ended without being retried: done (`reason` None), or failed for `reason`."""
+        """A piece of work of `kind` ended without being retried (what the engine hands its stage's `handle`): done
+        (`reason` None), or failed for `reason`."""
         self.figures.count("refed.work", work=kind, outcome=reason or "done")
         if reason is not None:
             self.events.add("gave_up", work=kind, reason=reason)

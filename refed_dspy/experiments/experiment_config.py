@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator
 
 from refed_dspy.config import Config, apply_overrides, config_from_dict, describe_errors
+from refed_dspy.config.overrides import forget_replaced_models, nested
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.grid import cells
 from refed_dspy.settings import Section, UserPath, tomllib
@@ -97,8 +98,10 @@ class ExperimentSettings(Section):
 
 
 def set_values(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the config dict `data` with each `path -> value` set (paths as `--set` takes them)."""
-    out = json.loads(json.dumps(data))
+    """A copy of the config dict `data` with each `path -> value` set (paths as `--set` takes them), the values taken
+    as one layer over `data` (forget_replaced_models: a cell's teacher leaves the base teacher's limits and prices)."""
+    layer = nested([(path.split("."), value) for path, value in values.items()])
+    out = json.loads(json.dumps(forget_replaced_models(data, layer)))
     for path, value in values.items():
         node = out
         keys = path.split(".")
@@ -125,7 +128,8 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tup
         raise ConfigError("[experiment]: " + "; ".join(describe_errors(err.errors(), ExperimentSettings))) from None
     if settings.base:
         base_path = (Path(path).parent / settings.base).resolve()
-        data = _merge(_read_toml(base_path, "experiment.base: the config file"), data)
+        base = _read_toml(base_path, "experiment.base: the config file")
+        data = _merge(forget_replaced_models(base, data), data)
     if "experiment" not in (data.get("tracking") or {}):  # MLflow files the runs under the experiment's own name
         data = _merge(data, {"tracking": {"experiment": settings.name}})
     config_from_dict(data)  # the base must be a valid run config

@@ -58,14 +58,19 @@ def _examples(plan: ExperimentPlan, target: str, references: list[Reference]) ->
     settings, spend, teacher = plan.settings, plan.spend, plan.teacher
     ex_config = examples_config(plan.base_config, plan.out, size=settings.examples)
     rd = RunDir(ex_config.run.dir)
-    finished = read_json(rd.summary).get("status") in ("complete", "exhausted")
+    ended = read_json(rd.summary)
+    # examples to use: a complete run, or one exhausted with some (what its references gave is final); one that ended
+    # with none is made again: with the setting its message advised changed, its records (rejects only) were made by
+    # another config, and start over (the experiment's cache keeps every paid answer)
+    finished = ended.get("status") == "complete" or (ended.get("status") == "exhausted" and ended.get("samples"))
     if not finished:
         calls, cost = left_to_spend(spend.ledger, "the examples synthesis")
         syn = ex_config.synthesis
         update = {"max_calls": lesser(syn.max_calls, calls), "max_cost_usd": lesser(syn.max_cost_usd, cost)}
         ex_config = ex_config.model_copy(update={"synthesis": syn.model_copy(update=update)})
+        mismatch = "error" if rd.samples.exists() else "fresh"  # no example made yet: nothing a cell has seen
         summary = run_sync(
-            arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch="error", show_progress=False)
+            arun_synthesis(ex_config, teacher=teacher, references=references, on_mismatch=mismatch, show_progress=False)
         )
         spend.set_total("examples", summary.get("usage"), "teacher")
         cause = shortfall_cause(summary) or summary.get("exhausted") or "see its rejects.jsonl"
@@ -85,10 +90,15 @@ def _examples(plan: ExperimentPlan, target: str, references: list[Reference]) ->
                 "none started (raise experiment.max_calls / max_cost_usd; the same command goes on)"
             )
         elif summary.get("status") != "complete":
+            again = (
+                "change that, and the same command makes the examples again"
+                if summary.get("status") == "exhausted"  # with none: what its references gave so far is nothing
+                else "the same command goes on"
+            )
             raise FinishedShort(
                 f"the examples synthesis into {rd.path} ended {summary.get('status')} with {summary.get('samples')} of "
-                f"{settings.examples} samples; every cell must see the same examples, so none started ({cause}; the "
-                "same command goes on)"
+                f"{settings.examples} samples; every cell must see the same examples, so none started ({cause}; "
+                f"{again})"
             )
     refs = {r.id: (r.instruction, r.response) for r in references}
     return examples_from_run(rd.path, refs)

@@ -10,7 +10,7 @@ from typing import Any
 
 from refed_dspy.diff import word_diff
 from refed_dspy.experiments.stats import significantly_better, significantly_worse
-from refed_dspy.money import usd
+from refed_dspy.money import usd_up_to
 from refed_dspy.pages import render
 
 W, H, PAD = 720, 360, 56  # the chart's size and its margin around the plot, in pixels
@@ -149,7 +149,8 @@ def _summary(r: Any) -> str:
         f"{r.examples['train']} / {r.examples['val']} / {r.examples['test']}. Intervals {r.level:.0%} simultaneous over "
         f"{len(r.cells)} cells; the test set detects {r.detectable:.3f} with 80% power"
         + (" (underpowered)." if r.underpowered else ".")
-        + f" Champion: {r.champion or 'none'}. {r.usage['calls']} LM calls, {usd(r.usage['cost_usd'])}."
+        + f" Champion: {r.champion or 'none'}. {r.usage['calls']} LM calls, "
+        + f"{usd_up_to(r.usage['cost_usd'], r.usage.get('interrupted_cost_usd'))}."
     )
 
 

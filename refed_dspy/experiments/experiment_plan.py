@@ -89,8 +89,7 @@ def plan_experiment(
     out = Path(settings.out)
     if references is None:
         references, _ = read_seeds(base_config.seeds)
-    sides = _split(references, settings)
-    check_pinned(out / "split.json", {side: sorted(r.id for r in refs) for side, refs in sides.items()})
+    sides = pinned_sides(out / "split.json", references, settings)
     _check_finished_cells(grid, base, out)
     # the grid of this invocation, for `refed status`: a cell not yet started has no file of its own
     write_json_atomic(out / GRID_FILE, {"cells": [{"id": c.id, "label": c.label} for c in grid]})
@@ -109,6 +108,33 @@ def plan_experiment(
         # the whole experiment's calls and cost, started from what earlier invocations spent (spent.json)
         spend=Spend(out / "spent.json", CallBudget(settings.max_calls, settings.max_cost_usd)),
     )
+
+
+SIDES = ("train", "val", "test")
+
+
+def _rule(settings: ExperimentSettings) -> dict[str, Any]:
+    """What decides the split of the references, as split.json keeps it."""
+    return {"seed": settings.seed, "test_fraction": settings.test_fraction, "val_fraction": settings.val_fraction}
+
+
+def pinned_sides(path: Path, references: list[Reference], settings: ExperimentSettings) -> dict[str, list[Reference]]:
+    """The references' sides for the life of the experiment (`split.json`): drawn once (`_split`) and kept with the
+    settings that drew them; a resumed experiment takes the sides it pinned (in the references' order) as long as those
+    settings and the references are the same, even where a later version of refed would draw them otherwise, so that
+    nothing paid for is paid again. A pin written before it kept its settings is taken when the references are the
+    same. ConfigError when the references or the settings changed: its cells would not compare."""
+    before = read_json(path)
+    ids = {r.id for r in references}
+    kept = {side: before.get(side) for side in SIDES}
+    same_refs = all(isinstance(v, list) for v in kept.values()) and sorted(
+        i for v in kept.values() for i in v
+    ) == sorted(ids)
+    if before and same_refs and before.get("rule", _rule(settings)) == _rule(settings):
+        return {side: [r for r in references if r.id in set(kept[side])] for side in SIDES}
+    sides = _split(references, settings)
+    check_pinned(path, {side: sorted(r.id for r in refs) for side, refs in sides.items()}, {"rule": _rule(settings)})
+    return sides
 
 
 def _split(references: list[Reference], settings: ExperimentSettings) -> dict[str, list[Reference]]:
@@ -139,11 +165,12 @@ def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> 
         )
 
 
-def check_pinned(path: Path, sides: dict[str, list[str]]) -> None:
+def check_pinned(path: Path, sides: dict[str, list[str]], extra: dict[str, Any] | None = None) -> None:
     """The split (of references, `split.json`; of each target's examples, `examples-<target>.json`) is fixed for the
-    life of the experiment: a resumed one whose sides would hold other items is refused."""
+    life of the experiment: a resumed one whose sides would hold other items is refused. `extra` is kept beside the
+    sides (what drew them)."""
     before = read_json(path)
-    if before and before != sides:
+    if before and {k: v for k, v in before.items() if k in sides} != sides:
         raise ConfigError(
             f"{path}: the references or examples now split differently (other seeds, fractions, references or "
             "experiment.examples) than when this experiment began; its cells would not compare: give experiment.out "
@@ -151,7 +178,7 @@ def check_pinned(path: Path, sides: dict[str, list[str]]) -> None:
         )
     if not before:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, sides)
+        write_json_atomic(path, {**sides, **(extra or {})})
 
 
 def cache_dir(out: Path, cfg: Config, teacher: Any = None, judge: Any = None) -> Path:

@@ -40,7 +40,7 @@ NOT_FIGURES = {
     "optimize": ("max_calls", "max_cost_usd"),
     "synthesis": ("max_calls", "max_cost_usd", "max_calls_per_sample"),
     "judging": ("max_calls", "max_cost_usd"),
-    "run": ("progress", "progress_every_s", "stop_grace_s"),
+    "run": ("progress", "progress_every_s", "stop_grace_s", "new_ledger"),
     "tracking": ("enabled", "mlflow_uri", "experiment", "log_traces", "trace_sample_ratio", "telemetry"),
 }
 WATCHING = "metrics"  # the section of how a run is watched (its metrics endpoint): never part of its figures

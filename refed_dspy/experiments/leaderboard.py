@@ -7,7 +7,7 @@ from typing import Any
 
 from refed_dspy.experiments.experiment_result import ExperimentResult
 from refed_dspy.experiments.stats import significantly_better, significantly_worse
-from refed_dspy.money import usd
+from refed_dspy.money import usd_up_to
 
 
 def _verdict(d: dict[str, Any]) -> str:
@@ -38,9 +38,9 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
                 _verdict(d),
                 f"{_num(r.get('val_before'))} -> {_num(r.get('val_after'))}",
                 _by_role(opt),
-                usd(opt.get("cost_usd")) if opt else "n/a",
+                _cost(opt) if opt else "n/a",
                 _by_role(ev),
-                usd(ev.get("cost_usd")) if ev else "n/a",
+                _cost(ev) if ev else "n/a",
                 f"{r.get('wall_s', 0):.0f}",
             ]
         )
@@ -56,7 +56,7 @@ def leaderboard_rows(result: ExperimentResult) -> list[list[str]]:
                 "",
                 "",
                 _by_role(ev),
-                usd(ev.get("cost_usd")),
+                _cost(ev),
                 f"{b.get('wall_s', 0):.0f}",
             ]
         )
@@ -111,6 +111,11 @@ HEADER = [
 ]
 
 
+def _cost(usage: dict[str, Any]) -> str:
+    """What `usage` cost, and up to what when some of its calls are of unknown tokens (cut off, lost in flight)."""
+    return usd_up_to(usage.get("cost_usd"), usage.get("interrupted_cost_usd"))
+
+
 def _by_role(usage: dict[str, Any]) -> str:
     """Calls by role ("judge 12, teacher 8"), with any calls of no known role as "other"; the total when none is."""
     roles = {r: int(v.get("calls") or 0) for r, v in (usage.get("by_role") or {}).items()}
@@ -132,7 +137,7 @@ def experiment_markdown(result: ExperimentResult) -> str:
         f"({result.cell_level:.4f} each). The test set detects differences of {result.detectable:.3f} or more "
         f"with 80% power" + (" (underpowered for experiment.min_effect)." if result.underpowered else "."),
         f"Champion: {result.champion or 'none (no cell beat its baseline significantly)'}. "
-        f"Total: {result.usage['calls']} LM calls, {usd(result.usage['cost_usd'])}.",
+        f"Total: {result.usage['calls']} LM calls, {_cost(result.usage)}.",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "|".join("---" for _ in HEADER) + "|",

@@ -22,7 +22,8 @@ from urllib.parse import quote, unquote
 
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.store.call_log import CallLog
-from refed_dspy.store.jsonl import read_json, write_json_atomic
+from refed_dspy.store.jsonl import write_json_atomic
+from refed_dspy.store.ledger_lines import read_document, spent_figures
 
 log = logging.getLogger("refed_dspy")
 
@@ -78,7 +79,8 @@ class Spend:
     def __init__(self, path: Path, ledger: CallBudget):
         self.path = path
         self.ledger = ledger
-        self.parts: dict[str, dict[str, Any]] = read_json(path).get("parts", {})
+        # checked before it is believed, as every ledger is (refed_dspy.store.ledger_lines)
+        self.parts: dict[str, dict[str, Any]] = read_document(path, spent_figures).get("parts") or {}
         self.live_parts: dict[str, dict[str, Any]] = {}  # the parts under way, as of their last call (shown only)
         self._lock = threading.Lock()
         self._unsaved: str | None = None

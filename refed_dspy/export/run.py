@@ -24,7 +24,7 @@ from refed_dspy.store.ownership import owned
 from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.split import share_note, split_by_reference
-from refed_dspy.tracking.mlflow_runs import mlflow_run
+from refed_dspy.tracking.mlflow_runs import failure_warned, mlflow_run
 
 HF_TOKEN_ENV = "HF_TOKEN"
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ def export_run(
         response=which,
     )
     if cfg.tracking.enabled:
-        log_export(cfg, rundir, splits, which, system, result)
+        with failure_warned(out_path or rundir.path):
+            log_export(cfg, rundir, splits, which, system, result)
     return result
 
 

@@ -1,7 +1,7 @@
 """An LM-bound command's launch: what it runs with, resolved once, and the one transport its parts run on.
 
 In three steps, so that each mistake is said before what costs more:
-1. `launch(...)`, before anything else is read: a cost budget's price; on Ray, what a run there cannot take (an LM
+1. `launch(...)`, before anything else is read: the tracking store, a cost budget's price; on Ray, what a run there cannot take (an LM
    object, batch mode, a key for another provider's host); here, the LM (the one handed in, behind the call boundary,
    or one built from the config) with its key checked, or in batch mode the provider's batch API and key. What the
    stage runs with is then in the Launch: nothing after it reads the config for it.
@@ -189,9 +189,11 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         if role == "teacher"
         else (config.judge, "judging", config.judging)
     )
+    if config.tracking.store_problem:  # a store MLflow will refuse, said before any call (a config read from a run
+        # dir, as `refed judge run` reads it, is not checked as it is read)
+        raise ConfigError(f"tracking: {config.tracking.store_problem}")
     local = config.local if lm is None else None  # the local model to serve: none for an LM handed in
-    note = spec.defaults_note(role) if lm is None else None
-    if note:  # the model's own settings stand in for what the config leaves unset: said once, as the run starts
+    for note in spec.start_notes(role) if lm is None else ():  # said once, as the run starts
         log.info(note)
     if stage.max_cost_usd is not None:  # a cost budget needs a price: a model without one is refused at once
         require_price(spec, role, f"{section}.max_cost_usd")

@@ -146,10 +146,11 @@ def lms_of_record(config: Config, given: Given, optimizer: Any) -> LMsOfRecord:
     config, teacher, judge = _behind_the_boundary(config, given, metric)
     held = _held_lms(config, given, metric, optimizer)
     teacher = teacher or build_lm(config.teacher, "teacher")
-    # the model's own settings standing in for what the config leaves unset, said once for each LM built from it
+    # the model's own settings standing in for what the config leaves unset, and a deprecation date near or passed,
+    # said once for each LM built from it
     built = [("teacher", given.teacher is None), ("judge", metric is None and judge is None)]
-    for note in (getattr(config, role).defaults_note(role) for role, from_config in built if from_config):
-        if note:
+    for role, from_config in built:
+        for note in getattr(config, role).start_notes(role) if from_config else ():
             log.info(note)
     if metric is None:
         judge = judge or build_lm(config.judge, "judge")

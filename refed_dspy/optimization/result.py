@@ -27,6 +27,12 @@ class OptimizeResult:
     model_uri: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def cost_usd(self) -> float | None:
+        """What the optimization cost in USD, the synthesis of its examples included (None: a price is unknown)."""
+        parts = [self.usage.get("cost_usd"), (self.extra.get("examples_usage") or {}).get("cost_usd", 0.0)]
+        return None if None in parts else sum(parts)
+
     def summary(self) -> dict[str, Any]:
         """The JSON-able figures (optimize_summary.json)."""
         return {

@@ -8,7 +8,8 @@ format, the schema dialect and whether schemas are enforced, the batch API and t
 is adding one file (docs/guides/extend.md). The other modules here are the pieces: base.py (the objects), registry.py
 (the registry and its questions), hosts.py (where a key may go), litellm_table.py (LiteLLM's providers and key
 variables), wire.py (where a chat call goes) and dialects.py (schema dialects by model).
-tiers.py says which service tier (`Provider.tiers`) a model offers.
+tiers.py says which service tier (`Provider.tiers`) a model offers; deprecation.py when LiteLLM's model table deprecates a
+model, and for which successor.
 """
 
 from refed_dspy.providers.base import BatchAPI, Dialect, PrefixCache, Provider, Wire, provider_of
@@ -17,6 +18,7 @@ from refed_dspy.registry import load_package
 
 PIECES = (
     "base",
+    "deprecation",
     "dialects",
     "hosts",
     "litellm_table",

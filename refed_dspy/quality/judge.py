@@ -187,6 +187,8 @@ class JudgeRun(StageBase):
         return self.transport.run("judge", None, inputs, calls)
 
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
+        if self.watch is not None:
+            self.watch.work_ended(kind, failure.reason if failure is not None else None)
         if failure is None:
             result = {"sample_id": payload["meta"]["id"], **result}
             result.update(
@@ -227,7 +229,7 @@ class JudgeRun(StageBase):
         found the judge's endpoint wrong: a first judging then leaves no judging files, for the fixed config)."""
         first = not self.rundir.judge_fingerprint.exists()
         judged, rejected = self.prepare(on_mismatch)
-        self.open_log(self.rundir.judge_ledger)
+        self.open_log(self.rundir.judge_ledger, self.rundir.shows_judge_ledger, self.config.run.new_ledger)
         rejected_before = len(rejected - judged)  # samples earlier invocations gave up on
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
         self.queue = deque(todo)
@@ -371,6 +373,9 @@ def judge_run(
         What judge_summary.json holds, the status ("complete" when every sample has a judgment, else "partial",
             ...), mean scores by criterion, the improvement's win, tie and loss rates, the position-bias rate, calls
             and cost.
+
+    Raises:
+        RunInterrupted (a KeyboardInterrupt): a signal stopped the judging once its summary was written (`summary`).
     """
     return run_sync(
         ajudge_run(run_dir, config, judge_lm=judge, on_mismatch=on_mismatch, show_progress=show_progress, detach=detach)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import Field
 
 from refed_dspy.errors import RunDirError
 from refed_dspy.experiments.grid import GRID_FILE
-from refed_dspy.money import usd
+from refed_dspy.money import usd_up_to
 from refed_dspy.results import Optional, Result
 from refed_dspy.status.run import Holder, lock_holder
 from refed_dspy.status.text import holder_text
+from refed_dspy.store.call_log import unaccounted
 from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.ledger_lines import read_document, spent_figures
 from refed_dspy.store.ownership import kind_of
 
 NEXT = {
@@ -41,6 +44,10 @@ class CellStatus(Result):
     kept_baseline: bool = Field(description="Its optimization kept the uncompiled program.")
     calls: int | None = Field(description="Paid LM calls of the cell: optimizing and judging its test examples.")
     cost_usd: float | None = None
+    cost_up_to_usd: float | None = Field(
+        None,
+        description="The most its calls can have cost, those of unknown tokens (cut off, lost in flight) included.",
+    )
     error: str | None = None
 
 
@@ -55,8 +62,17 @@ class ExperimentStatus(Result):
     cells: list[CellStatus]
     champion: str | None
     champion_uri: str | None = Optional("With tracking on: the champion's program in the Model Registry.")
-    calls: int = Field(description="Paid LM calls of the whole experiment, every invocation and part.")
+    calls: int = Field(
+        description="Paid LM calls of the whole experiment, every invocation and part; a part under way or killed "
+        "counts the calls its write-ahead ledger holds, those in flight when it was killed as paid."
+    )
     cost_usd: float | None
+    lost_in_flight: int = Field(0, description="Of `calls`: those in flight when a part was killed (tokens unknown).")
+    cost_up_to_usd: float | None = Field(
+        None,
+        description="The most the paid calls can have cost: `cost_usd` and the most the calls of unknown tokens (cut "
+        "off, lost in flight) can cost; None when that is nothing more.",
+    )
     calls_by_part: dict[str, int] = Field(description="examples, baselines, cells, synthesis checks.")
 
 
@@ -83,8 +99,27 @@ def _cell(row: dict[str, Any]) -> CellStatus:
         kept_baseline=row.get("kept") == "baseline",
         calls=usage.get("calls"),
         cost_usd=usage.get("cost_usd"),
+        cost_up_to_usd=_up_to(usage.get("cost_usd"), usage.get("interrupted_cost_usd")),
         error=row.get("error"),
     )
+
+
+def _up_to(cost: float | None, bound: float | None) -> float | None:
+    return round(cost + bound, 6) if cost is not None and bound else None
+
+
+def spent_parts(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """What each part of the experiment dir `path` paid, as a reader sees it (nothing changed): spent.json's parts, and
+    each part under way or killed as its write-ahead ledger holds it (its calls settled at what they cost, those in
+    flight at their bound), else as spent.json's `live` entry last said it."""
+    spent = read_document(path / "spent.json", spent_figures)
+    live = dict(spent.get("live") or {})
+    logs = path / "ledger"
+    for log in sorted(logs.glob("*.jsonl")) if logs.is_dir() else ():
+        found = unaccounted(log)
+        if found is not None:
+            live[unquote(log.stem)] = found
+    return [*(spent.get("parts") or {}).items(), *live.items()]
 
 
 def experiment_status(path: str | Path) -> ExperimentStatus:
@@ -105,14 +140,15 @@ def experiment_status(path: str | Path) -> ExperimentStatus:
             newer |= old.get("status") != row.get("status")
             # the comparison with the baseline is made after the cell's file: keep it from experiment.json
             rows[row["id"]] = {**row, **{k: old[k] for k in ("difference", "baseline_mean") if k in old}}
-    spent = read_json(path / "spent.json")
     # what parts paid, and what the parts under way (or killed: counted when it starts again) paid so far
-    parts = [*(spent.get("parts") or {}).items(), *(spent.get("live") or {}).items()]
+    parts = spent_parts(path)
     by_part: dict[str, int] = {}
     for part, figures in parts:
         group = _part_group(part)
         by_part[group] = by_part.get(group, 0) + int(figures.get("calls") or 0)
     costs = [figures.get("cost_usd") for _, figures in parts]
+    cost = None if any(c is None for c in costs) else round(sum(costs), 6)
+    bound = sum(float(figures.get("interrupted_cost_usd") or 0.0) for _, figures in parts)
     who = lock_holder(path)
     if who is not None:
         state = "running"
@@ -129,7 +165,9 @@ def experiment_status(path: str | Path) -> ExperimentStatus:
         champion=result.get("champion") if not newer else None,
         champion_uri=result.get("champion_uri") if not newer else None,
         calls=sum(by_part.values()),
-        cost_usd=None if any(c is None for c in costs) else round(sum(costs), 6),
+        cost_usd=cost,
+        lost_in_flight=sum(int(figures.get("lost_in_flight") or 0) for _, figures in parts),
+        cost_up_to_usd=_up_to(cost, bound),
         calls_by_part=by_part,
     )
 
@@ -161,5 +199,11 @@ def format_experiment_status(s: ExperimentStatus) -> str:
     if s.champion:
         out.append(f"champion: {s.champion}" + (f" ({s.champion_uri})" if s.champion_uri else ""))
     parts = ", ".join(f"{part} {n}" for part, n in sorted(s.calls_by_part.items()))
-    out.append(f"paid LM calls: {s.calls}" + (f" ({parts})" if parts else "") + f", {usd(s.cost_usd)}")
+    lost = f"; {s.lost_in_flight} of them in flight when a part was killed, counted as paid" if s.lost_in_flight else ""
+    bound = s.cost_up_to_usd - s.cost_usd if s.cost_up_to_usd is not None and s.cost_usd is not None else None
+    out.append(
+        f"paid LM calls: {s.calls}"
+        + (f" ({parts}{lost})" if parts or lost else "")
+        + f", {usd_up_to(s.cost_usd, bound)}"
+    )
     return "\n".join(out)

@@ -10,8 +10,9 @@ The state says what a user does next:
 - stopped: stopped by a signal, or killed before it wrote a summary (run the same command to resume);
 - failed: aborted by the provider or a streak of failures (see its summary; the same command resumes).
 
-Figures are read from the records on disk, so a run that is being written or was killed shows what it has now:
-samples, rejects (by stage), paid LM calls and cost.
+Figures are read from the records on disk and the write-ahead ledgers beside them, so a run that is being written or
+was killed shows what it has now: samples, rejects (by stage), paid LM calls and cost, the calls an invocation killed
+before had in flight (and a batch run's open requests) counted as paid, up to the most they can cost.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.config import load_config
+from refed_dspy.clients.lm import price_of
+from refed_dspy.clients.usage import Totals, with_unrecorded
+from refed_dspy.config import Config, load_config
 from refed_dspy.engine.batch_status import BATCH_DIRS, BatchCounts, batch_counts, read_batches
+from refed_dspy.engine.batch_usage import answered_usage, open_requests, with_open
 from refed_dspy.errors import RefedError, RunDirError
 from refed_dspy.results import Optional, Result
+from refed_dspy.store.call_log import unaccounted
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
 from refed_dspy.store.ownership import marked_kind
@@ -90,9 +95,23 @@ class RunStatus(Result):
     samples: int
     rejects: int = Field(description="Reject records on disk.")
     rejects_by_stage: dict[str, int]
-    calls: int | None = Field(description="Paid LM calls (answers from the run's cache are apart; None: none made).")
+    calls: int | None = Field(
+        description="Paid LM calls (answers from the run's cache are apart; None: none made): those its records hold, "
+        "and those its write-ahead ledgers say were paid or may have been (in flight when an invocation was killed, "
+        "answered in a batch whose work a kill cut off, in a batch still open)."
+    )
     cached_calls: int | None = None
     cost_usd: float | None = Field(description="What the paid calls cost (None: unknown price, or none made).")
+    lost_in_flight: int = Field(
+        0,
+        description="Of `calls`: those whose tokens are unknown because they were in flight when an invocation was "
+        "killed, or are in a batch still open at the provider (counted as paid, at the most they can cost).",
+    )
+    cost_up_to_usd: float | None = Field(
+        None,
+        description="The most the paid calls can have cost: `cost_usd` and the most the calls of unknown tokens (cut "
+        "off, lost in flight, in open batches) can cost; None when that is nothing more.",
+    )
     projected_cost_usd: float | None = Optional("The cost at the run's size, at its cost per sample so far.")
     batches: dict[str, BatchCounts] | None = Optional("Batch mode: the batches of synthesis and judging.")
     judge: JudgeStatus | None = Optional("Its judgments, when it has some.")
@@ -159,16 +178,39 @@ def _batches(path: Path, now: float) -> dict[str, BatchCounts] | None:
     return counts or None
 
 
-def _configured(rundir: RunDir) -> dict[str, Any]:
-    """Method, teacher, size and mode from the dir's config.toml, for a run that has no summary yet ({}: none)."""
+def _config_of(rundir: RunDir) -> Config | None:
+    """The run's config as its config.toml holds it (None: none, or one that no longer loads)."""
     if not rundir.config.exists():
-        return {}
+        return None
     try:
-        config = load_config(rundir.config, [], record=True)
+        return load_config(rundir.config, [], record=True)
     except RefedError:
+        return None
+
+
+def _configured(config: Config | None) -> dict[str, Any]:
+    """Method, teacher, size and mode from the run's config, for a run that has no summary yet ({}: none)."""
+    if config is None:
         return {}
     syn = config.synthesis
     return {"method": syn.method, "teacher": config.teacher.model, "size": syn.size, "mode": syn.mode}
+
+
+def paid_usage(rundir: RunDir, recorded: Totals, config: Config | None) -> dict[str, Any]:
+    """What the synthesis of `rundir` has paid, as a reader sees it (nothing changed, no lock taken): what its records
+    hold (`recorded`), what its write-ahead ledger says was paid and no record holds (calls of invocations killed
+    before they ended, those in flight then at their bound: `lost_in_flight`), and in batch mode what the provider
+    answered that no record holds and the requests of batches still open (at their bound: `in_open_batches`), priced
+    at the teacher's batch price of `config` (unknown without one)."""
+    totals = Totals()
+    totals.add(recorded.as_dict())
+    totals.add(unaccounted(rundir.ledger))
+    usage = totals.as_dict()
+    store = read_batches(rundir.path, BATCH_DIRS["synthesis"])
+    if store is None:
+        return usage
+    price = price_of(config.teacher, batch=True) if config is not None else None
+    return with_open(with_unrecorded(usage, answered_usage(store), price), open_requests(store))
 
 
 def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
@@ -180,10 +222,12 @@ def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
             f"{rundir.path} has a record refed cannot read ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             f"`refed repair {rundir.path}` moves damaged lines aside"
         ) from None
-    usage = state.totals.as_dict()
-    known = {k: summary.get(k) for k in ("method", "teacher", "size", "mode")} if summary else _configured(rundir)
+    config = _config_of(rundir)
+    usage = paid_usage(rundir, state.totals, config)
+    known = {k: summary.get(k) for k in ("method", "teacher", "size", "mode")} if summary else _configured(config)
     calls = usage["calls"]
     cost = usage["cost_usd"] if calls or usage["cached_calls"] else None
+    bound = float(usage.get("interrupted_cost_usd") or 0.0)
     size = known.get("size")
     projected = None
     if cost and state.samples and size and state.samples < size:
@@ -201,6 +245,8 @@ def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
         calls=calls,
         cached_calls=usage["cached_calls"],
         cost_usd=None if cost is None else round(cost, 6),
+        lost_in_flight=int(usage.get("lost_in_flight") or 0) + int(usage.get("in_open_batches") or 0),
+        cost_up_to_usd=round(cost + bound, 6) if cost is not None and bound else None,
         projected_cost_usd=projected,
         batches=_batches(rundir.path, now),
         judge=_judge(rundir, who),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from refed_dspy.engine.batch_status import batch_lines
-from refed_dspy.money import usd
+from refed_dspy.money import usd, usd_up_to
 from refed_dspy.status.run import Holder, JudgeStatus, RunStatus
 
 NEXT = {
@@ -74,7 +74,14 @@ def format_status(s: RunStatus) -> str:
         projected = (
             f", projected {usd(s.projected_cost_usd)} at {s.size} samples" if s.projected_cost_usd is not None else ""
         )
-        out.append(f"paid LM calls: {s.calls}{cached}, {usd(s.cost_usd)}{projected}")
+        lost = (
+            f" ({s.lost_in_flight} of them in flight when an invocation was killed or in a batch still open, counted "
+            "as paid)"
+            if s.lost_in_flight
+            else ""
+        )
+        cost = usd_up_to(s.cost_usd, (s.cost_up_to_usd or 0.0) - (s.cost_usd or 0.0) if s.cost_up_to_usd else None)
+        out.append(f"paid LM calls: {s.calls}{cached}{lost}, {cost}{projected}")
     for stage, counts in (s.batches or {}).items():
         first, *table = batch_lines(counts)
         out.append(f"{stage} batches: {first}")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import uuid
@@ -42,10 +43,14 @@ from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.errors import LedgerError
 from refed_dspy.providers.prices import Price
-from refed_dspy.store.jsonl import parse_record, write_text_atomic
+from refed_dspy.store.jsonl import write_text_atomic
+from refed_dspy.store.ledger_lines import call_log_line, read_lines
 
+logger = logging.getLogger(__name__)
 LOG_NAME = "ledger.jsonl"
+NEW_LEDGER = "--new-ledger"  # the flag that goes on in a directory whose log is gone (run.new_ledger = true)
 _ZERO_PRICE = Price(0.0, 0.0, 0.0)  # every settled call carries its own cost
 
 
@@ -151,21 +156,17 @@ def lost_usage(lines: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list
     return out, dead
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of the log (a line torn by a kill is left out: its request was not sent)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    end = data.rfind(b"\n") + 1
-    return [obj for raw in data[:end].split(b"\n") if raw.strip() and (obj := parse_record(raw)) is not None]
+def _read(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The complete lines of the log, each checked before it is believed (refed_dspy.store.ledger_lines: LedgerError
+    names a line refed does not write, and a file that cannot be read), and whether its last line was torn by a kill
+    (left out: its request was not sent)."""
+    return read_lines(path, call_log_line)
 
 
-def lost_in(path: str | Path) -> dict[str, Any] | None:
-    """What the `lost` lines of the log at `path` add up to (a reader's view: the log is not changed); None when
-    it has none."""
+def _lost_lines(lines: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the `lost` lines among `lines` add up to, with their calls by role; None when there are none."""
     totals, found, roles = Totals(), False, Counter()
-    for line in _read(Path(path)):
+    for line in lines:
         if isinstance(line.get("lost"), dict):
             totals.add(line["lost"])
             for role, part in (line["lost"].get("by_role") or {}).items():
@@ -174,6 +175,32 @@ def lost_in(path: str | Path) -> dict[str, Any] | None:
     if not found:
         return None
     return {**totals.as_dict(), "by_role": {role: {"calls": n} for role, n in sorted(roles.items()) if n}}
+
+
+def lost_in(path: str | Path) -> dict[str, Any] | None:
+    """What the `lost` lines of the log at `path` add up to (a reader's view: the log is not changed); None when
+    it has none."""
+    return _lost_lines(_read(Path(path))[0])
+
+
+def unaccounted(path: str | Path) -> dict[str, Any] | None:
+    """What the log at `path` says was paid, or may have been, that no file of its owner holds, as a reader sees it
+    (the log is not changed; its lock is not taken): its `lost` lines, and every invocation that has not ended
+    (killed, or still running), its settled requests at what they paid and those in flight as paid at their bound
+    (`lost_in_flight`, `interrupted_cost_usd`). A usage dict with calls by role; None when nothing."""
+    lines, _ = _read(Path(path))
+    found, _ = lost_usage(lines)
+    earlier = _lost_lines(lines)
+    if found is None or earlier is None:
+        return found or earlier
+    both = Totals()
+    both.add(earlier)
+    both.add(found)
+    roles: Counter = Counter()
+    for usage in (earlier, found):
+        for role, part in (usage.get("by_role") or {}).items():
+            roles[role] += int((part or {}).get("calls") or 0)
+    return {**both.as_dict(), "by_role": {role: {"calls": n} for role, n in sorted(roles.items()) if n}}
 
 
 class CallLog:
@@ -195,20 +222,27 @@ class CallLog:
         self.summary_stamp: Any = None  # its owner's: which summary was on disk when it opened
 
     @classmethod
-    def open(cls, path: str | Path) -> CallLog:
-        """Open the log at `path` for a new invocation; the caller holds the directory's lock (no other writer)."""
+    def open(cls, path: str | Path, shown_by: tuple[Path, ...] = (), new_ledger: bool = False) -> CallLog:
+        """Open the log at `path` for a new invocation; the caller holds the directory's lock (no other writer).
+
+        `shown_by`: files its owner writes only once it has a log (its records). When one of them is there and the log
+        is not, the log is gone, and with it what it held that no record does (the calls a killed invocation had in
+        flight): LedgerError, unless `new_ledger` (a new log is started, said in one line). A line of the log refed
+        does not write, or a log that cannot be read, is LedgerError too: nothing it says is believed."""
         path = Path(path)
+        if not path.exists() and not path.is_symlink():
+            _gone(path, next((p for p in shown_by if p.exists()), None), new_ledger)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines = _read(path)
+        lines, torn = _read(path)
         found, dead = lost_usage(lines)
         kept = [line for line in lines if isinstance(line.get("lost"), dict)]
         if found is not None:
             kept.append({"lost": found, "of": dead})
-        if lines != kept:  # compacted: what earlier invocations left is their `lost` lines
+        if lines != kept or torn:  # compacted: what earlier invocations left is their `lost` lines
             write_text_atomic(path, "".join(json.dumps(line) + "\n" for line in kept))
         invocation = uuid.uuid4().hex[:12]
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        log = cls(path, fd, invocation, lost_in(path), found)
+        log = cls(path, fd, invocation, _lost_lines(kept), found)
         log._write(
             {"open": invocation, "pid": os.getpid(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         )
@@ -278,3 +312,20 @@ class CallLog:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _gone(path: Path, shown_by: Path | None, new_ledger: bool) -> None:
+    """The log at `path` is not there: LedgerError when `shown_by` (a record of its owner) shows there was one, unless
+    `new_ledger`, which says in one line that a new one is started."""
+    if shown_by is None:
+        return
+    what = (
+        f"{path} is gone, though {shown_by} shows {path.parent} had one: the calls an invocation killed before had in "
+        "flight, paid and in no record, would go uncounted"
+    )
+    if not new_ledger:
+        raise LedgerError(
+            f"{what}; put the file back, or set run.new_ledger = true ({NEW_LEDGER}) to go on without them",
+            cli=f"{what}; put the file back, or run the same command with {NEW_LEDGER} to go on without them",
+        )
+    logger.warning("warning: %s; a new ledger is started (%s)", what, NEW_LEDGER)

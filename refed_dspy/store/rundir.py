@@ -76,6 +76,9 @@ class RunDir:
         self.judge_rejects = self.path / "judge_rejects.jsonl"
         self.judge_fingerprint = self.path / "judge_fingerprint.json"
         self.judge_summary = self.path / "judge_summary.json"
+        # records written only once a ledger is open: one of them without its ledger shows the ledger is gone
+        self.shows_ledger = (self.feedback, self.samples, self.rejects, self.journal)
+        self.shows_judge_ledger = (self.judgments, self.judge_rejects)
         # what a run shows while it works (refed_dspy.engine.watch): its figures, by stage, and its events
         self.metrics = self.path / "metrics.json"
         self.judge_metrics = self.path / "judge_metrics.json"
@@ -174,22 +177,20 @@ class RunDir:
         for row in read_jsonl(self.feedback, repair=repair):
             fb = ReferenceFeedback.model_validate(row)
             state.feedback[fb.reference_id] = fb
-            state.totals.add(fb.usage)
+            state.totals.add(record_usage("feedback", row))
         for row in read_jsonl(self.journal, repair=repair):
             if row.get("kind") == "unit":
                 state.units[row["unit"]] = row
-                state.totals.add(row.get("usage"))
-            elif row.get("kind") == "attempt":  # an attempt retried or cut off: its calls were paid all the same
-                state.totals.add(row.get("usage"))
+            state.totals.add(record_usage("journal", row))
         for row in read_jsonl(self.samples, repair=repair):
             state.sample_ids.add(row["meta"]["id"])
             state.teachers[teacher_key(row["meta"])] += 1
-            state.totals.add(row["meta"].get("usage"))
+            state.totals.add(record_usage("samples", row))
         state.samples = len(state.sample_ids)
         for row in read_jsonl(self.rejects, repair=repair):
             state.rejects += 1
             state.reject_reasons[(str(row.get("stage")), str(row.get("reason")))] += 1
-            state.totals.add(row.get("usage"))
+            state.totals.add(record_usage("rejects", row))
             key = f"{row.get('stage')}:{row.get('item_id')}"
             state.reject_keys.add(key)
             if row.get("stage") == "feedback" and row.get("final", True):
@@ -200,6 +201,16 @@ class RunDir:
 
     def writers(self) -> dict[str, JsonlWriter]:
         return {name: JsonlWriter(getattr(self, name)) for name in ("feedback", "samples", "rejects", "journal")}
+
+
+def record_usage(name: str, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The usage of the LM calls a record of the run's file `name` (feedback, journal, samples, rejects) holds: a unit's,
+    and an attempt's that left no other record (retried or cut off: its calls were paid all the same); None: none."""
+    if name == "samples":
+        return (row.get("meta") or {}).get("usage")
+    if name == "journal" and row.get("kind") not in ("unit", "attempt"):
+        return None
+    return row.get("usage")
 
 
 def kept_link_line(link: Path) -> str:

@@ -156,6 +156,7 @@ def synthesize(
         EndpointError (a ConfigError): the first calls found the endpoint wrong: not found, the key refused, a reply
             in another format (a call or two is paid; a run dir that held nothing is left empty).
         RunAborted: the provider or the machine stopped the run (resumable).
+        RunInterrupted (a KeyboardInterrupt): a signal stopped the run once its summary was written (`summary`).
     """
     if not isinstance(config, Config):
         config = load_config(config, overrides)

@@ -74,6 +74,7 @@ class SynthesisRun(StageBase):
         self.parts = parts_of(self.program.program)  # a compiled program drives every stage
         self.show_progress = plan.show_progress
         self.progress_every_s = plan.run.progress_every_s
+        self.new_ledger = plan.run.new_ledger  # go on where the ledger is gone (CallLog.open)
         self.max_calls = default_call_budget(self.syn, len(self.refs))
         concurrency = self.window(self.syn.concurrency)  # on Ray, synthesis.concurrency is per worker
         self.make_engine(
@@ -172,6 +173,8 @@ class SynthesisRun(StageBase):
 
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict) -> None:
         """Write what one piece of work produced (a record, or a reject) and queue what it makes possible."""
+        if self.watch is not None:
+            self.watch.work_ended(kind, failure.reason if failure is not None else None)
         if kind == "feedback":
             self._feedback_done(payload, result, failure, usage)
         elif kind == "unit":
@@ -263,7 +266,7 @@ class SynthesisRun(StageBase):
         self.reject_keys = set(state.reject_keys)
         self.rejects_on_file = state.rejects
         self.engine.totals = state.totals
-        self.open_log(self.rundir.ledger)
+        self.open_log(self.rundir.ledger, self.rundir.shows_ledger, self.new_ledger)
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
         self.writers = self.rundir.writers()

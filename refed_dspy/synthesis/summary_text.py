@@ -17,15 +17,18 @@ def _money(value: float | None, unmetered: int = 0) -> str:
 
 def _cut_off(u: dict[str, Any]) -> str:
     bound = u.get("interrupted_cost_usd")
-    return f", and up to {usd(bound)} for the calls cut off (their tokens unknown)" if bound else ""
+    return f", and up to {usd(bound)} more for the calls of unknown tokens (cut off or in flight)" if bound else ""
 
 
 def _unanswered(u: dict[str, Any]) -> str:
-    """The paid calls never answered to us, by why: cut off (a stop, the client's timeout) or lost with a Ray worker."""
-    lost = u.get("worker_lost_calls") or 0
-    cut = (u.get("interrupted_calls") or 0) - lost
-    said = [f"{cut} cut off by a stop or the client's timeout"] if cut else []
+    """The paid calls never answered to us, by why: cut off (a stop, the client's timeout), lost with a Ray worker, in
+    flight when an invocation was killed, or in a batch still open at the provider."""
+    lost, killed, open_ = (u.get(k) or 0 for k in ("worker_lost_calls", "lost_in_flight", "in_open_batches"))
+    cut = (u.get("interrupted_calls") or 0) - lost - killed - open_
+    said = [f"{cut} cut off by a stop or the client's timeout"] if cut > 0 else []
     said += [f"{lost} lost with their Ray worker"] if lost else []
+    said += [f"{killed} in flight when an invocation was killed"] if killed else []
+    said += [f"{open_} in batches still open at the provider"] if open_ else []
     return f"; {', '.join(said)} (counted as paid)" if said else ""
 
 

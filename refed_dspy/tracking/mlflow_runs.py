@@ -19,6 +19,7 @@ from typing import Any
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, TrackingConfig, to_toml
+from refed_dspy.errors import ConfigError
 from refed_dspy.optimizers.program_io import keep_active_model
 from refed_dspy.quiet import dropping
 from refed_dspy.secrets import mask, mask_value
@@ -35,8 +36,10 @@ log = logging.getLogger(__name__)
 
 def connect(tracking: TrackingConfig):
     """Point MLflow at the [tracking] URI and experiment, with every trace span masked before it is exported
-    (`mask_span`); returns the experiment."""
-
+    (`mask_span`); returns the experiment. ConfigError, in one line with the fix, for a store MLflow would refuse (a
+    file store without MLFLOW_ALLOW_FILE_STORE=true), before MLflow is asked."""
+    if tracking.store_problem:
+        raise ConfigError(f"tracking: {tracking.store_problem}")
     set_telemetry(tracking.telemetry)
     import mlflow
 
@@ -87,14 +90,28 @@ def mlflow_run(config: Config, run_dir: str | Path, anywhere: bool = False) -> I
         yield run
 
 
-def log_artifacts(config: Config, run_dir: str | Path, paths: list[Path], kind: str) -> str:
-    """Log files as artifacts under `kind/` of the run dir's MLflow run; returns the MLflow run id."""
+@contextlib.contextmanager
+def failure_warned(where: str | Path) -> Iterator[None]:
+    """The block's tracking failure (MLflow unreachable, its store refused) as one warning line saying that the files
+    in `where` are complete, instead of an exception: every command writes its files before it logs them."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - tracking must not lose a finished run
+        first = str(err).splitlines()[0] if str(err) else ""
+        why = first if isinstance(err, ConfigError) else f"{type(err).__name__}: {first}"
+        log.warning("warning: MLflow tracking failed (%s); the files are complete in %s", why, where)
+
+
+def log_artifacts(config: Config, run_dir: str | Path, paths: list[Path], kind: str) -> str | None:
+    """Log files as artifacts under `kind/` of the run dir's MLflow run; returns the MLflow run id, or None after a
+    warning when tracking failed (failure_warned)."""
     import mlflow
 
-    with mlflow_run(config, run_dir) as run:
+    with failure_warned(run_dir), mlflow_run(config, run_dir) as run:
         for p in paths:
             mlflow.log_artifact(str(p), artifact_path=kind)
         return run.info.run_id
+    return None
 
 
 def flat_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -160,31 +177,23 @@ def track_run_dir(
     """Log config params, summary metrics and artifacts of one step (`kind`: synthesize, judge,
     compare) into the run dir's MLflow run. Returns the run id, or None after a warning when MLflow
     cannot be reached (the run's own files are already written)."""
-    try:
-        import mlflow
+    import mlflow
 
-        with mlflow_run(config, run_dir) as run:
-            tags = run.data.tags
-            steps = [x for x in (tags.get(STEPS_TAG) or "").split(",") if x]
-            if KIND_TAG not in tags:
-                mlflow.set_tag(KIND_TAG, kind)
-            if kind not in steps:
-                mlflow.set_tag(STEPS_TAG, ",".join([*steps, kind]))
-            log_params_once(config_params(config))
-            mlflow.log_metrics(summary_metrics(summary, metric_prefix))
-            mlflow.log_text(mask(to_toml(config)), f"{kind}/config.toml")
-            for p in artifacts:
-                if Path(p).exists():
-                    mlflow.log_artifact(str(p), artifact_path=kind)
-            return run.info.run_id
-    except Exception as err:  # noqa: BLE001 - tracking must not lose a finished run
-        log.warning(
-            "MLflow tracking failed (%s: %s); the run's files are complete in %s",
-            type(err).__name__,
-            str(err).splitlines()[0] if str(err) else "",
-            run_dir,
-        )
-        return None
+    with failure_warned(run_dir), mlflow_run(config, run_dir) as run:
+        tags = run.data.tags
+        steps = [x for x in (tags.get(STEPS_TAG) or "").split(",") if x]
+        if KIND_TAG not in tags:
+            mlflow.set_tag(KIND_TAG, kind)
+        if kind not in steps:
+            mlflow.set_tag(STEPS_TAG, ",".join([*steps, kind]))
+        log_params_once(config_params(config))
+        mlflow.log_metrics(summary_metrics(summary, metric_prefix))
+        mlflow.log_text(mask(to_toml(config)), f"{kind}/config.toml")
+        for p in artifacts:
+            if Path(p).exists():
+                mlflow.log_artifact(str(p), artifact_path=kind)
+        return run.info.run_id
+    return None
 
 
 def _example_io(example: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:

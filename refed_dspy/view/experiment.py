@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.experiments.experiment_page import program_view
+from refed_dspy.money import usd_up_to
 from refed_dspy.status.experiment import experiment_status
 from refed_dspy.store.jsonl import read_json
 
@@ -16,8 +17,29 @@ def experiment_cells(path: Path) -> dict[str, Any]:
     """The experiment's name, state and champion, and its cells (every cell of the grid, one not started too), each
     with `has_program` when its program file is there to show."""
     status = experiment_status(path)
-    cells = [{**cell.model_dump(), "has_program": cell_program(path, cell.id) is not None} for cell in status.cells]
-    return {"name": status.name, "state": status.state, "champion": status.champion, "cells": cells}
+    cells = [
+        {
+            **cell.model_dump(),
+            "cost": _cost(cell.cost_usd, cell.cost_up_to_usd),
+            "has_program": cell_program(path, cell.id) is not None,
+        }
+        for cell in status.cells
+    ]
+    paid = f"{status.calls} paid LM calls" + (
+        f" ({status.lost_in_flight} of them in flight when a part was killed)" if status.lost_in_flight else ""
+    )
+    return {
+        "name": status.name,
+        "state": status.state,
+        "champion": status.champion,
+        "cells": cells,
+        "paid": f"{paid}, {_cost(status.cost_usd, status.cost_up_to_usd)}",
+    }
+
+
+def _cost(cost: float | None, up_to: float | None) -> str:
+    """What calls cost, and up to what when some are of unknown tokens (refed_dspy.money.usd_up_to)."""
+    return usd_up_to(cost, up_to - cost if up_to is not None and cost is not None else None)
 
 
 def cell_program(path: Path, cell_id: str) -> Path | None:

@@ -11,18 +11,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.usage import Totals
 from refed_dspy.closeness import COPY_THRESHOLD
+from refed_dspy.errors import RefedError, first_line
+from refed_dspy.money import usd_up_to
 from refed_dspy.quality.reference_copies import run_references
 from refed_dspy.status.experiment import is_experiment_dir
+from refed_dspy.status.run import paid_usage
 from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.ownership import MARKER, kind_of
 from refed_dspy.store.run_config import run_config
-from refed_dspy.store.rundir import RunDir, incomplete_note
+from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
+from refed_dspy.synthesis.short_reason import shortfall_cause
 from refed_dspy.view.follow import Follower
 from refed_dspy.view.live import LiveRun
 
 log = logging.getLogger(__name__)
 VERDICTS = {"improved": "win", "draft": "loss", "tie": "tie"}
+VIEWABLE = ("run", "filter", "compare", "experiment")  # the kinds of refed directory the viewer shows
+MARKS = ("samples.jsonl", "compare.json", "filter_summary.json")  # what such a directory of an older version holds
+
+
+def is_viewable(path: Path) -> bool:
+    """`path` is a directory the viewer shows: a run, filtered, compare or experiment dir, by refed's marker (a run
+    that ended with no sample has no samples.jsonl: its rejects are what matter then) or by the files it holds."""
+    return path.is_dir() and (kind_of(path) in VIEWABLE or any((path / m).exists() for m in MARKS))
+
+
+def run_dirs(root: Path, depth: int) -> list[Path]:
+    """The run dirs at most `depth` levels under `root` (a compare dir's methods, an experiment's runs), those that
+    hold no sample yet included."""
+    found = {p.parent for p in root.glob("**/samples.jsonl") if len(p.relative_to(root).parts) <= depth}
+    found |= {
+        p.parent
+        for p in root.glob(f"**/{MARKER}")
+        if len(p.relative_to(root).parts) <= depth and kind_of(p.parent) == "run"
+    }
+    return sorted(found - {root})
 
 
 @dataclass
@@ -41,10 +67,18 @@ class Row:
     text: str = field(default="", repr=False)  # lower-cased instruction and responses, for search
 
 
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 class RunIndex:
     """The records of one run dir, followed as they grow."""
 
-    FILES = ("samples", "judgments", "feedback", "rejects", "judge_rejects")
+    FILES = ("samples", "judgments", "feedback", "rejects", "judge_rejects", "journal")
 
     def __init__(self, path: Path, label: str = ""):
         self.rundir = RunDir(path)
@@ -55,6 +89,9 @@ class RunIndex:
         self.feedback: dict[str, dict[str, Any]] = {}
         self.rejects: list[dict[str, Any]] = []
         self.judge_rejects: list[dict[str, Any]] = []
+        self.journal: list[dict[str, Any]] = []
+        self.version = 0  # counts the refreshes that changed something
+        self._paid: tuple[Any, str] | None = None  # (what it was computed from, the text)
         self._references: dict[str, tuple[str, str]] | None = None
         self._copy_threshold: float | None = None
 
@@ -68,7 +105,38 @@ class RunIndex:
             if rows or restarted:
                 changed = True
                 self._add(name, rows)
+        self.version += changed
         return changed
+
+    def paid(self) -> str:
+        """Its paid LM calls and their cost as `refed status` counts them: what its records hold, and what its
+        write-ahead ledgers say no record holds (calls in flight when an invocation was killed; in batch mode answers
+        a kill cut off and requests of open batches), with the most the calls of unknown tokens can cost ("up to")."""
+        stamp = (self.version, *(_stat(p) for p in (self.rundir.ledger, *self._batch_files())))
+        if self._paid is None or self._paid[0] != stamp:
+            totals = Totals()
+            for name in ("feedback", "journal", "samples", "rejects"):
+                held = getattr(self, name)
+                for row in held.values() if isinstance(held, dict) else held:
+                    totals.add(record_usage(name, row))
+            try:
+                config = run_config(self.rundir)
+            except Exception:  # noqa: BLE001 - without the run's config, a batch run's answers are counted unpriced
+                config = None
+            try:
+                usage = paid_usage(self.rundir, totals, config)
+            except RefedError as err:  # a ledger line refed does not write: said, never believed
+                self._paid = (stamp, f"paid LM calls not known: {first_line(err)}")
+                return self._paid[1]
+            bound = usage.get("interrupted_cost_usd")
+            lost = int(usage.get("lost_in_flight") or 0) + int(usage.get("in_open_batches") or 0)
+            text = f"{usage['calls']} paid LM calls" + (f" ({lost} of them lost in flight)" if lost else "")
+            self._paid = (stamp, f"{text}, {usd_up_to(usage.get('cost_usd'), bound)}")
+        return self._paid[1]
+
+    def _batch_files(self) -> tuple[Path, ...]:
+        folder = self.rundir.path / "batches"
+        return (folder / "journal.jsonl", folder / "results.jsonl")
 
     def _clear(self, name: str) -> None:
         if name in ("rejects", "judge_rejects"):
@@ -172,17 +240,10 @@ class View:
         if is_experiment_dir(self.path):
             # the runs an experiment made: its examples, and each synthesis check (a cell's, a baseline's)
             self.kind = "experiment"
-            found = sorted(
-                p.parent for p in self.path.glob("**/samples.jsonl") if len(p.relative_to(self.path).parts) <= 4
-            )
-            self.runs = [RunIndex(d, str(d.relative_to(self.path))) for d in found]
+            self.runs = [RunIndex(d, str(d.relative_to(self.path))) for d in run_dirs(self.path, 4)]
         elif (self.path / "compare.json").is_file():
             self.kind = "compare"
-            self.runs = [
-                RunIndex(d, d.name)
-                for d in sorted(self.path.iterdir())
-                if d.is_dir() and (d / "samples.jsonl").exists()
-            ]
+            self.runs = [RunIndex(d, d.name) for d in run_dirs(self.path, 2)]
         else:
             self.kind = "run"
             self.runs = [RunIndex(self.path)]
@@ -265,9 +326,28 @@ class View:
             "judged": sum(len(run.judgments) for run in self.runs),
             "method": first.get("method"),
             "teacher": first.get("teacher"),
+            "paid": [f"{run.label + ': ' if run.label else ''}{run.paid()}" for run in self.runs],
             "notes": notes,
             "live": self.live is not None and self.live.watched(),
         }
+
+    def empty_note(self) -> str | None:
+        """With no sample to list: how each run ended and why (its summary), and where its rejects are; None while
+        there are samples."""
+        if self._rows:
+            return None
+        ended = []
+        for run in self.runs:
+            s = run.summary()
+            if s:
+                why = "; ".join(filter(None, (s.get("exhausted") or s.get("budget_stop"), shortfall_cause(s))))
+                ended.append(
+                    f"{run.label + ' ' if run.label else ''}ended {s.get('status')} with {s.get('samples', 0)} of "
+                    f"{s.get('size')} samples{': ' + why if why else ''}"
+                )
+        rejects = sum(len(run.rejects) + len(run.judge_rejects) for run in self.runs)
+        told = "; ".join(ended) or "no run has finished yet"
+        return f"No samples: {told}. Its {rejects} rejects keep what the model returned:"
 
     def reject_groups(self) -> list[dict[str, Any]]:
         """Synthesis and judge rejects grouped by stage and reason, largest group first."""

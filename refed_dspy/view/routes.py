@@ -49,6 +49,7 @@ def samples(pages: Pages, args: Any) -> Response:
         pages=page_count,
         prev_url=url(page_no - 1) if page_no > 1 else None,
         next_url=url(page_no + 1) if page_no < page_count else None,
+        empty=view.empty_note(),
     )
 
 

@@ -73,6 +73,42 @@ def test_a_duration_that_is_not_a_finite_number_of_seconds_is_one_line(server_fa
 
 
 @pytest.mark.parametrize(
+    "override, says",
+    [
+        # the cases: an OverflowError traceback (a run dir left behind); 25 tries of an ftp:// or a bare word,
+        # exit 3, a run dir left behind; a message about the price of a model named ''
+        ("synthesis.max_calls_per_sample=1e308", "synthesis.max_calls_per_sample: input should be less than or equal"),
+        ("teacher.api_base='ftp://127.0.0.1/v1'", "teacher.api_base: must be an http:// or https:// URL with a host"),
+        ("teacher.api_base='127.0.0.1:8000/v1'", "got '127.0.0.1:8000/v1' (http://127.0.0.1:8000/v1?)"),
+        ("judge.api_base=['http://127.0.0.1:9/v1', 'not a url']", "judge.api_base: must be an http:// or https://"),
+        ("teacher.model=''", "teacher.model: needs a model name"),
+        ("judge.model=' '", "judge.model: needs a model name"),
+        # every number of every section is bounded, not the fields someone thought of
+        ("synthesis.max_cost_usd=1e300", "synthesis.max_cost_usd: must be a number of magnitude at most 1e15"),
+        ("teacher.input_usd_per_mtok=1e300", "teacher.input_usd_per_mtok: must be a number of magnitude at most"),
+        ("judging.max_calls=10000000000000000000", "judging.max_calls: must be a number of magnitude at most 1e15"),
+        ("synthesis.seed=-10000000000000000", "synthesis.seed: must be a number of magnitude at most 1e15"),
+        (
+            "teacher.extra={top_p=1e300}",
+            "teacher.extra: must be a number of magnitude at most 1e15, got 1e+300 (at top_p)",
+        ),
+        (
+            "filters=[{name='length', max_words=10000000000000000}]",
+            "filters.0.max_words: must be a number of magnitude",
+        ),
+    ],
+)
+def test_an_absurd_number_a_non_http_endpoint_or_an_empty_model_is_one_line_and_no_run_dir(
+    server_factory, tmp_path, override, says
+):
+    srv = server_factory()
+    run = tmp_path / "run"
+    code, _, err = run_refed("synthesize", *sets(run_overrides(srv, run, 4, **SMALL)), "--set", override)
+    _one_line_exit_2(code, err, says)
+    assert read_log(srv.cfg.log_path) == [] and not run.exists()
+
+
+@pytest.mark.parametrize(
     "extra, says",
     [
         # the case: "RefedLM() got multiple values for keyword argument 'max_tokens'"

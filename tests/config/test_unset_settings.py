@@ -4,32 +4,53 @@ was for a config that sets neither, and says the effort where one is set."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config
 from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.experiments.identity import config_hash as cell_hash
 from refed_dspy.quality.judge import judge_fingerprint, judge_fingerprint_diff
 from refed_dspy.tracking.mlflow_runs import config_params
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml"
+# configs/quickstart.toml when those hashes were computed (it names another model now)
+QUICKSTART = """
+[teacher]
+model = "openai/gpt-4o-mini"
+temperature = 1.0
+max_tokens = 4096
+
+[judge]
+model = "openai/gpt-4o-mini"
+
+[synthesis]
+method = "refed"
+size = 40
+instructions_per_feature = 10
+concurrency = 16
+max_cost_usd = 0.50
+
+[run]
+dir = "runs/quickstart"
+"""
 
 
-def test_identities_of_a_config_that_sets_neither_are_what_they_were():
+def test_identities_of_a_config_that_sets_neither_are_what_they_were(tmp_path):
     """The hashes main computed for the defaults and configs/quickstart.toml (when temperature was 1.0, a judge's 0.0,
     and max_tokens 4096 in the config itself): a run dir, a finished experiment cell or a baseline made then is
-    still recognised."""
-    default, quick = Config(), load_config(QUICKSTART)
+    still recognised; so is the same file without those two lines."""
+    (tmp_path / "quick.toml").write_text(QUICKSTART)
+    (tmp_path / "silent.toml").write_text(QUICKSTART.replace("temperature = 1.0\nmax_tokens = 4096\n", ""))
+    default, quick, silent = Config(), load_config(tmp_path / "quick.toml"), load_config(tmp_path / "silent.toml")
+    assert silent.teacher.max_tokens is None and silent.teacher.temperature is None
     assert (config_hash(default), cell_hash(default), baseline_key(default)) == (
         "baf2e29afedc",
         "2bfa8700524055da",
         "d7f5416eb1a3",
     )
-    assert (config_hash(quick), cell_hash(quick), baseline_key(quick)) == (
-        "baf2e29afedc",
-        "b3042a70db389fde",
-        "d7f5416eb1a3",
-    )
+    for config in (quick, silent):
+        assert (config_hash(config), cell_hash(config), baseline_key(config)) == (
+            "baf2e29afedc",
+            "b3042a70db389fde",
+            "d7f5416eb1a3",
+        )
     teacher = fingerprint(default)["teacher"]
     assert (teacher["temperature"], teacher["max_tokens"]) == (1.0, 4096) and "reasoning_effort" not in teacher
     judge = judge_fingerprint(default)

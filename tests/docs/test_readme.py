@@ -90,7 +90,7 @@ def test_the_readme_python_example_writes_a_run_dir_of_its_own():
 
     from refed_dspy.config import load_config
 
-    (block,) = [b for b in blocks("README.md") if b.lang == "python" and b.kind == "run"]
+    (block,) = [b for b in blocks("README.md") if b.lang == "python" and b.kind in ("run", "checked-by")]
     tree = ast.parse(block.code)
     (call,) = [
         node
@@ -103,3 +103,26 @@ def test_the_readme_python_example_writes_a_run_dir_of_its_own():
     first_run = [b for b in blocks("docs/getting-started/first-run.md") if b.kind == "run"]
     assert any("refed synthesize --config configs/quickstart.toml\n" in b.code + "\n" for b in first_run)
     assert example.run.dir != load_config(ROOT / "configs/quickstart.toml").run.dir
+
+
+def test_the_readme_python_example_says_what_the_whole_script_spent(server_factory, tmp_path):
+    """It printed `0.04484130000000001 USD`, the synthesis part of a script that spent $0.133: now it prints the
+    whole script's spend in cents, every paid call of it (the servers' count) in the figure."""
+    import json
+
+    from doc_examples import checked_block, run, workspace
+    from loopback_server import read_log
+
+    block = checked_block("tests/docs/test_readme.py::test_the_readme_python_example_says_what_the_whole_script_spent")
+    teacher, judge = server_factory(), server_factory()
+    done = run(block, tmp_path, workspace(tmp_path, teacher.api_base, judge.api_base))
+    assert done.returncode == 0, done.stderr[-4000:]
+    said = re.search(r"the script spent \$(\d+\.\d\d)$", done.stdout.strip().splitlines()[-1])
+    assert said, done.stdout
+    optimized = json.loads((tmp_path / "runs" / "opt" / "optimize_summary.json").read_text())
+    synthesis = json.loads((tmp_path / "runs" / "python" / "summary.json").read_text())
+    judging = json.loads((tmp_path / "runs" / "python" / "judge_summary.json").read_text())
+    parts = [optimized["usage"], optimized["examples_usage"], synthesis["usage"], judging["usage"]]
+    served = len(read_log(teacher.cfg.log_path)) + len(read_log(judge.cfg.log_path))
+    assert sum(p["calls"] for p in parts) == served  # no part of the script left out
+    assert said.group(1) == f"{sum(p['cost_usd'] for p in parts):.2f}" and float(said.group(1)) > 0

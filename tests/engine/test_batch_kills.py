@@ -100,3 +100,30 @@ def test_an_uninterrupted_batch_run_reports_what_the_provider_billed(tmp_path):
         done = _cli(["synthesize", *_set(over)])
         assert done.returncode == 0, done.stderr[-2000:]
     assert_paid_once_and_reported(run, read_log(tmp_path / "log.jsonl"), over)
+
+
+def test_a_cost_budget_holds_across_seven_kills_each_just_after_a_submit(tmp_path):
+    """Batch mode under `max_cost_usd = 0.02`, killed 7 times, each just after it created a batch at the provider
+    (which answers and bills it whatever happens to the run): three times at the first batch of an invocation, four
+    times as the improvements go out (the drafts answered, their work cut off), then run to its end. What the provider
+    billed stays within the budget and one call, and the summary says what it billed: answers paid but cut off by a
+    kill, and the requests of batches a killed invocation left open, are charged to the budget (before: $0.0231 and
+    $0.0252 billed in two runs, the summary $0.0047 short in the one that stopped at the budget)."""
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        run = tmp_path / "run"
+        over = batch_overrides(srv, run, 100, **{"synthesis.max_cost_usd": 0.02})
+        args = ["synthesize", *_set(over)]
+        killed = [
+            _cli(args, {"REFED_CRASH_AT": crash}) for crash in ["after_create:1"] * 3 + ["after_create@improve:1"] * 4
+        ]
+        done = _cli(args)
+        assert done.returncode in (0, 1), done.stderr[-2000:]
+    log = read_log(tmp_path / "log.jsonl")
+    price = price_of(load_config(None, over).teacher, batch=True)
+    lines = [e for e in log if e.get("custom_id") and e.get("status") == 200]
+    costs = [price.cost(e["prompt_tokens"], e["completion_tokens"], e["cached_tokens"]) for e in lines]
+    assert sum(costs) <= 0.02 + max(costs)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["usage"]["calls"] >= len(lines)
+    assert summary["cost_usd"] == pytest.approx(sum(costs), rel=1e-9, abs=1e-9)
+    assert [k.returncode for k in killed] == [-9] * 7, killed[-1].stderr[-2000:]  # each invocation was killed

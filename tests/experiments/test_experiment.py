@@ -327,6 +327,14 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     assert code == 0, err
     states = [c["state"] for c in json.loads(said)["cells"]]
     assert len(states) == 3 and states.count("done") == 1 and states.count("not started") == 2, states
+    # its calls count what the killed part's write-ahead ledger holds: never below what the servers served (before,
+    # the call in flight at the kill was counted nowhere until the experiment started again), above it by at most
+    # that call, which it counts as paid up to the most it can cost
+    status, served_at_kill = json.loads(said), _served(t1, j1)
+    assert status["calls"] >= served_at_kill, (status["calls"], served_at_kill)
+    assert status["calls"] <= served_at_kill + status["lost_in_flight"] <= served_at_kill + 1
+    if status["lost_in_flight"]:
+        assert status["cost_up_to_usd"] > status["cost_usd"]
     code, _, err = refed("experiment", "--config", str(path))
     assert code == 0, err
     assert first.read_text() == written  # the finished cell was not run again
@@ -337,6 +345,10 @@ def test_a_killed_experiment_resumes_without_running_a_finished_cell_again(serve
     # what the killed cell paid before the kill is counted, the call in flight at the kill (optimize.num_threads = 1)
     # as paid: written to the part's log before it was sent, it may not have reached the server as the process died
     assert 0 <= result["usage"]["calls"] - served <= 1, (served, result["usage"])
+    # the call in flight at the kill is paid at the most it can cost: the tables say up to what
+    if result["usage"].get("interrupted_cost_usd"):
+        total = next(x for x in (killed / "exp" / "experiment.md").read_text().splitlines() if "Total:" in x)
+        assert "(up to $" in total, total
     # the table's calls are over both invocations: the killed cell's row holds what it paid before the kill, and the
     # rows, the baseline and the examples add up to the experiment's total
     parts = json.loads(spent.read_text())["parts"]
@@ -502,6 +514,27 @@ def test_an_exhausted_examples_synthesis_is_used_as_it_is(server_factory, tmp_pa
     result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     assert 0 < sum(result["examples"].values()) < 400 and all(result["examples"].values())
     assert result["cells"][0]["status"] == "done"
+
+
+def test_an_examples_synthesis_exhausted_with_no_sample_is_made_again_once_its_setting_is_changed(
+    server_factory, tmp_path
+):
+    """Every reply cut off at max_tokens: the examples synthesis ends exhausted with 0 samples and the experiment says
+    what to change. The same command with that setting changed failed 'examples has no samples.jsonl' forever (the
+    run counted as finished); now it makes the examples and the experiment goes on."""
+    teacher, judge = server_factory(signal=True, sticky_length=1.0), server_factory(signal=True)
+    sections = {"seeds": {"limit": 8}}
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, sections, examples=12)
+    code, out, err = refed("experiment", "--config", str(path))
+    said = [x for x in err.splitlines() if "examples synthesis" in x]
+    assert code == 1 and len(said) == 1 and "ended exhausted with 0 of 12 samples" in said[0], err
+    assert "raise teacher.max_tokens" in said[0] and "change that, and the same command makes the examples" in said[0]
+    assert not (tmp_path / "exp" / "examples" / "samples.jsonl").exists()
+    teacher.cfg.sticky_length = 0.0  # what a larger limit does for a real teacher whose replies ran past it
+    code, out, err = refed("experiment", "--config", str(path), "--set", "teacher.max_tokens=8000")
+    assert code == 0 and "no samples.jsonl" not in err, err
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert sum(result["examples"].values()) == 12 and result["cells"][0]["status"] == "done"
 
 
 def test_a_cell_s_own_optimize_budget_holds_inside_the_experiment_s(server_factory, tmp_path):
@@ -733,3 +766,30 @@ def test_the_shipped_experiment_is_quiet_filed_under_its_name_and_estimated_with
     assert result["champion"] and result["champion_uri"] and result["champion_uri"] in out
     name, alias = result["champion_uri"].removeprefix("models:/").split("@")
     assert client.get_model_version_by_alias(name, alias).tags["refed.experiment.cell"] == result["champion"]
+
+
+def test_a_resumed_experiment_keeps_the_split_it_pinned(tmp_path):
+    """The split is drawn once: a resumed experiment takes the sides it pinned, even where this version of refed would
+    draw them otherwise (issue 51 changed the rule: 10 references at test_fraction 0.34 used to give 4 test references,
+    now 3), so that none of its paid parts is made again; changed settings whose split differs are refused."""
+    from refed_dspy.errors import ConfigError
+    from refed_dspy.experiments.experiment_config import ExperimentSettings
+    from refed_dspy.experiments.experiment_plan import pinned_sides
+    from refed_dspy.store.records import Reference
+
+    refs = [Reference(id=f"r{i:02d}", instruction=f"q{i}", response=f"a{i}", source="t") for i in range(10)]
+    settings = ExperimentSettings(out=str(tmp_path / "exp"))
+    path = tmp_path / "split.json"
+    drawn = pinned_sides(path, refs, settings)  # the first invocation pins the sides with what drew them
+    assert json.loads(path.read_text())["rule"]["test_fraction"] == settings.test_fraction
+    assert pinned_sides(path, refs, settings) == drawn
+    older = {"train": ["r00", "r01", "r02", "r03"], "val": ["r04", "r05"], "test": ["r06", "r07", "r08", "r09"]}
+    path.write_text(json.dumps(older))  # an older version's pin: other sides, no rule kept
+    kept = pinned_sides(path, refs, settings)
+    assert {side: [r.id for r in v] for side, v in kept.items()} == older
+    path.write_text(json.dumps({**older, "rule": {"seed": 0, "test_fraction": 0.34, "val_fraction": 0.4}}))
+    assert {side: [r.id for r in v] for side, v in pinned_sides(path, refs, settings).items()} == older
+    with pytest.raises(ConfigError, match="split differently"):
+        pinned_sides(path, refs, ExperimentSettings(out=str(tmp_path / "exp"), test_fraction=0.5))
+    with pytest.raises(ConfigError, match="split differently"):
+        pinned_sides(path, [*refs, Reference(id="r10", instruction="q", response="a", source="t")], settings)

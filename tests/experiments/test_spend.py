@@ -106,3 +106,41 @@ def test_calls_cut_off_in_a_part_are_kept_against_the_experiments_cost_budget(tm
     spend.set_total("synth:x", {"calls": 1, "cost_usd": 0.0, "interrupted_cost_usd": 0.001}, "teacher")
     spend.set_total("synth:x", {"calls": 1, "cost_usd": 0.0, "interrupted_cost_usd": 0.001}, "teacher")
     assert spend.ledger.totals.cost_bound == pytest.approx(0.009)
+
+
+def test_the_tables_say_up_to_what_calls_of_unknown_tokens_can_have_cost():
+    """A cell whose optimization had a call in flight at a kill (counted as paid at its bound, $0.0027): its row and
+    the experiment's total say what was spent and up to what (before, $0.0487 against $0.0514 billed, no "up to")."""
+    from refed_dspy.experiments.experiment_result import ExperimentResult
+    from refed_dspy.experiments.leaderboard import experiment_markdown, leaderboard_rows
+
+    row = {
+        "id": "c1",
+        "label": "optimizer=bootstrap",
+        "status": "done",
+        "optimize_usage": {"calls": 40, "cost_usd": 0.0387, "interrupted_cost_usd": 0.0027},
+        "eval_usage": {"calls": 10, "cost_usd": 0.01},
+    }
+    result = ExperimentResult.model_validate(
+        {
+            "name": "e",
+            "status": "complete",
+            "out": "x",
+            "split": {"train": 1, "val": 1, "test": 1},
+            "examples": {"train": 1, "val": 1, "test": 5},
+            "level": 0.95,
+            "cell_level": 0.95,
+            "detectable": 0.3,
+            "underpowered": True,
+            "cells": [row],
+            "baselines": [],
+            "champion": None,
+            "estimate": {},
+            "usage": {"calls": 50, "cost_usd": 0.0487, "interrupted_cost_usd": 0.0027},
+            "wall_s": 1.0,
+            "finished_at": "now",
+        }
+    )
+    table = leaderboard_rows(result)[0]
+    assert table[6] == "$0.0387 (up to $0.0414)" and table[8] == "$0.0100"
+    assert "Total: 50 LM calls, $0.0487 (up to $0.0514)." in experiment_markdown(result)

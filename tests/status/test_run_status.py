@@ -136,3 +136,37 @@ def test_the_package_s_run_status_reads_a_run_dir_and_an_experiment_dir(run, tmp
     assert isinstance(refed_dspy.run_status(experiment), ExperimentStatus)
     with pytest.raises(refed_dspy.RunDirError):
         refed_dspy.run_status(tmp_path / "nothing")
+
+
+def test_status_after_two_kills_counts_the_calls_no_record_holds(server_factory, tmp_path):
+    """Killed with -9 twice mid-run (a server answering in 0.3 s, 8 calls in flight): `refed status` counted the
+    records alone (84 calls against 96 served in the issue's trial). Its calls now add what the write-ahead ledger
+    says no record holds: never below what the server served, above it by at most the calls in flight at the kills
+    (written down before they were sent), which it says, with the most they can cost."""
+    import signal
+    import time
+
+    from conftest import run_overrides
+    from loopback_server import read_log
+
+    srv = server_factory(latency_s=0.3)
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 40, **{"synthesis.concurrency": 8})
+    for served in (25, 50):
+        proc = refed("synthesize", "--quiet", *sum((["--set", o] for o in over), []))
+        deadline = time.time() + 120
+        while len(read_log(srv.cfg.log_path)) < served and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    time.sleep(0.5)  # the requests in flight at the second kill are answered (and logged) by the server
+    served = len(read_log(srv.cfg.log_path))
+    s = status_json(run)
+    assert s["state"] == "stopped"
+    assert s["calls"] >= served  # before: 27 calls against 50 served
+    assert s["calls"] <= served + s["lost_in_flight"]
+    assert 0 < s["lost_in_flight"] <= 2 * 8 and s["cost_up_to_usd"] > s["cost_usd"]
+    code, out, _ = run_refed("status", str(run))
+    assert code == 0 and f"paid LM calls: {s['calls']}" in out and "in flight when an invocation was killed" in out
+    assert "(up to $" in out

@@ -5,9 +5,10 @@ loopback server answers `gpt-5-mini` as OpenAI does: a 400 for `max_tokens` or a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from cli_helpers import lines, sets
+from cli_helpers import lines, run_refed, sets
 from conftest import run_overrides
 from loopback_server import read_log
 
@@ -196,3 +197,40 @@ def test_the_estimate_warns_of_hidden_reasoning_only_where_the_model_will_reason
     assert note("teacher.model='anthropic/claude-haiku-4-5'") is None
     assert note("teacher.model='anthropic/claude-haiku-4-5'", "teacher.reasoning_effort='low'") is not None
     assert note() is None
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _quickstart_with(model: str, server, tmp_path: Path) -> Path:
+    """configs/quickstart.toml with its two model lines changed to `model` (each pointed at the loopback server, as
+    a key and OpenAI's host are not at hand here) and its run dir under tmp_path; nothing else of it changed."""
+    text = (CONFIGS / "quickstart.toml").read_text()
+    lines_of_model = [x for x in text.splitlines() if x.startswith("model = ")]
+    assert len(lines_of_model) == 2, text  # the teacher's and the judge's: the swap the README and the file advise
+    text = text.replace(
+        lines_of_model[0], f'model = "{model}"\napi_base = "{server.api_base}"\napi_key_env = ""'
+    ).replace('dir = "runs/quickstart"', f'dir = "{tmp_path / "run"}"')
+    (tmp_path / "quickstart.toml").write_text(text)
+    return tmp_path / "quickstart.toml"
+
+
+@pytest.mark.parametrize("model", [MODEL, "openai/gpt-4.1-mini"])
+def test_the_quickstart_takes_a_reasoning_model_or_not_by_its_model_lines_alone(server_factory, tmp_path, model):
+    """The README's one-line swap to openai/gpt-5-mini on configs/quickstart.toml was exit 2: the file set
+    max_tokens = 4096, below what the model is sent. The file now sets no setting of its model, so a reasoning model
+    and a plain one both run from their model lines; gpt-5-mini, which LiteLLM's map deprecates on 2026-12-11, says so
+    once, naming its successor."""
+    srv = server_factory()
+    config = _quickstart_with(model, srv, tmp_path)
+    code, out, err = run_refed("synthesize", "--config", str(config), "--set", "run.progress=false")
+    assert code == 0 and "Traceback" not in err, err
+    size = load_config(config).synthesis.size
+    assert size == 40 and len(lines(tmp_path / "run" / "samples.jsonl")) == size
+    notes = [x for x in err.splitlines() if "deprecation date" in x]
+    if model == MODEL:
+        assert len(notes) == 1 and "2026-12-11" in notes[0] and "successor is openai/gpt-5.6-terra" in notes[0], err
+        sent = {(e.get("settings") or {}).get("max_completion_tokens") for e in read_log(srv.cfg.log_path)}
+        assert sent == {16000}, sent  # what the model takes, not a limit the file set for another
+    else:
+        assert notes == [], err

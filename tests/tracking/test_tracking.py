@@ -7,7 +7,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from cli_helpers import run_refed, sets
 from conftest import run_overrides
+from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.experiments.compare import compare
@@ -104,6 +106,45 @@ def test_unreachable_tracking_server_keeps_the_run(server_factory, tmp_path, cap
         del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
     assert summary["status"] == "complete" and summary["samples"] == 3
     assert "MLflow tracking failed" in caplog.text
+
+
+def test_a_file_store_mlflow_refuses_is_one_line_before_any_request_and_a_warning_where_nothing_is_paid(
+    server_factory, tmp_path, monkeypatch
+):
+    """MLflow 3.17 refuses a `file:` store unless MLFLOW_ALLOW_FILE_STORE=true. synthesize warned only after its paid
+    calls; report and export printed a 40-line traceback and exit 1."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    srv = server_factory()
+    run = tmp_path / "run"
+    store = [
+        "--set",
+        "tracking.enabled=true",
+        "--set",
+        f"tracking.mlflow_uri='file://{tmp_path / 'mlruns'}'",
+    ]
+    code, _, err = run_refed("synthesize", *sets(run_overrides(srv, run, 4)), *store)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "MLFLOW_ALLOW_FILE_STORE=true" in err and f"sqlite:///{tmp_path / 'mlflow.db'}" in err, err
+    assert read_log(srv.cfg.log_path) == [] and not run.exists() and not (tmp_path / "mlruns").exists()
+    # a run made without tracking: judging it with the store is refused before its first call
+    code, _, err = run_refed("synthesize", *sets(run_overrides(srv, run, 4)))
+    assert code == 0, err
+    paid = len(read_log(srv.cfg.log_path))
+    code, _, err = run_refed("judge", "run", str(run), "--set", f"judge.api_base='{srv.api_base}'", *store)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "MLFLOW_ALLOW_FILE_STORE=true" in err, err
+    assert len(read_log(srv.cfg.log_path)) == paid and not (run / "judgments.jsonl").exists()
+    # report and export pay nothing: they write their files, then say in one line that tracking failed
+    for cmd, wrote in (
+        (("report", str(run)), run / "report.html"),
+        (("export", str(run), "-f", "messages", "--out", str(tmp_path / "ex"), "--val-fraction", "0"), tmp_path / "ex"),
+    ):
+        code, _, err = run_refed(*cmd, *store)
+        said = [x for x in err.splitlines() if x.strip()]
+        assert code == 0 and len(said) == 1 and said[0].startswith("warning: MLflow tracking failed"), (cmd, err)
+        assert "MLFLOW_ALLOW_FILE_STORE=true" in said[0] and wrote.exists(), (cmd, err)
+    # the variable MLflow asks for lets the same store in
+    code, _, err = run_refed("report", str(run), *store, env_extra={"MLFLOW_ALLOW_FILE_STORE": "true"})
+    assert code == 0 and "tracking failed" not in err and (tmp_path / "mlruns").is_dir(), err
 
 
 @pytest.mark.slow

@@ -268,6 +268,32 @@ def test_rejects_page_shows_what_the_model_returned(browser, viewer, data):
     assert with_raw[0]["raw"].strip() in shown
 
 
+def test_a_run_that_ended_with_no_sample_shows_why_and_its_rejects(browser, server_factory, tmp_path):
+    """Every reply cut off at max_tokens: 0 samples and no samples.jsonl (the viewer refused such a run)."""
+    from cli_helpers import run_refed, sets
+
+    srv = server_factory(sticky_length=1.0)
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 4, **{"seeds.limit": 2, "synthesis.instructions_per_feature": 1})
+    code, _, err = run_refed("synthesize", *sets(over))
+    assert code != 0 and not (run / "samples.jsonl").exists(), err
+    rejects = [json.loads(x) for x in (run / "rejects.jsonl").read_text().splitlines()]
+    proc, url = serve(run)
+    try:
+        visit(browser, url + "/")
+        said = browser.find_element("css selector", "#empty").text
+        assert "0 of 4 samples" in said and "raise teacher.max_tokens" in said, said
+        assert rows(browser) == []
+        browser.find_element("css selector", "#empty a").click()
+        visit(browser, browser.current_url)
+        assert browser.current_url.endswith("/rejects")
+        shown = [p.text.strip() for p in browser.find_elements("css selector", "pre.raw")]
+        assert len(shown) == len(rejects) and rejects[0]["raw"].strip() in shown
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_filtered_view_and_new_samples_on_reload(browser, data):
     proc, url = serve(data["run"], "--filtered", str(data["filtered"]))
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from markupsafe import escape
+
 from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.view.beside import beside, pieces
 from refed_dspy.view.follow import Follower
@@ -137,6 +139,33 @@ def test_the_viewer_answers_only_pages_of_this_machine_and_bad_values_are_400(ru
         proc.wait(timeout=30)
 
 
+def test_a_run_that_ended_with_no_sample_opens_with_its_summary_and_rejects(server_factory, tmp_path):
+    """Every reply cut off at max_tokens: the run ends with 0 samples and no samples.jsonl, which is when its rejects
+    matter most (refused before: 'is not a run dir')."""
+    from cli_helpers import run_refed, sets
+    from conftest import run_overrides, start_refed_server
+
+    srv = server_factory(sticky_length=1.0)
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 4, **{"seeds.limit": 2, "synthesis.instructions_per_feature": 1})
+    code, _, err = run_refed("synthesize", *sets(over))
+    assert code != 0 and not (run / "samples.jsonl").exists() and (run / "rejects.jsonl").exists(), err
+    rejects = [json.loads(x) for x in (run / "rejects.jsonl").read_text().splitlines()]
+    assert rejects and all(r["reason"] == "truncated" and r.get("raw") for r in rejects)
+    proc, url = start_refed_server(["view", str(run), "--port", "0"], r"(http://127\.0\.0\.1:\d+)/")
+    try:
+        code, body = _get(url + "/")
+        assert code == 200 and 'id="empty"' in body and "0 of 4 samples" in body, body
+        assert "raise teacher.max_tokens" in body and 'href="/rejects"' in body  # why, and where to look
+        code, body = _get(url + "/rejects")
+        assert code == 200 and f"{len(rejects)} rejects" in body and "truncated" in body
+        assert body.count('class="card reject"') == len(rejects)
+        assert str(escape(rejects[0]["raw"][:40])) in body  # what the model returned
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_the_viewer_makes_no_network_request(run, tmp_path):
     """The sample page of a run whose seeds came from the Hub: the viewer reads them from the local cache or not at
     all, and opens no socket but its own (the spy logs every lookup and connect of the process)."""
@@ -171,3 +200,26 @@ def test_the_viewer_makes_no_network_request(run, tmp_path):
         proc.wait(timeout=30)
     seen = {line.split(" ", 1)[1] for line in log.read_text().splitlines()} if log.exists() else set()
     assert seen <= {"127.0.0.1", "localhost", "::1"}, seen
+
+
+def test_the_viewer_counts_the_calls_a_killed_invocation_had_in_flight(run):
+    """The header's paid calls are `refed status`'s: the records, and what the run's write-ahead ledger says no record
+    holds. An invocation killed with 3 calls in flight (their lines written before they were sent) adds them as paid,
+    up to the most they can cost; before, the viewer showed no spending at all."""
+    from refed_dspy.status.run import run_dir_status
+    from refed_dspy.store.call_log import CallLog
+    from refed_dspy.view.index import View
+
+    summary = json.loads((run / "summary.json").read_text())
+    view = View(run)
+    assert view.status()["paid"] == [f"{summary['usage']['calls']} paid LM calls, ${summary['cost_usd']:.4f}"]
+    log = CallLog.open(run / "ledger.jsonl")
+    for _ in range(3):
+        log.sent("teacher", "generate", "openai/gpt-4o-mini", 0.01)
+    log.close()  # killed: no end line
+    view.refresh()
+    calls, cost = summary["usage"]["calls"] + 3, summary["cost_usd"]
+    want = f"{calls} paid LM calls (3 of them lost in flight), ${cost:.4f} (up to ${cost + 0.03:.4f})"
+    assert view.status()["paid"] == [want]
+    s = run_dir_status(run)
+    assert (s.calls, s.lost_in_flight, s.cost_up_to_usd) == (calls, 3, round(cost + 0.03, 6))

@@ -1,0 +1,68 @@
+"""Ctrl-C stops a command cleanly and says what a finished one says (issue 51, item 5): the calls in flight finish,
+the summary is written and printed (what was written, what was spent), then one line says how to resume; the exit
+code is 128 + the signal's number. A real SIGINT to a `refed` process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from cli_helpers import lines, refed, sets
+from conftest import run_overrides
+
+from refed_dspy.synthesis.summary_text import format_summary
+
+RESUME = "what was written is kept, run the same command again to resume"
+
+
+def _in_the_foreground() -> None:
+    """SIGINT at its default, as in a terminal, whatever the test runner inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _interrupt_once(proc, path, at_least: int) -> tuple[str, str]:
+    """SIGINT to `proc` once `path` holds `at_least` records; its stdout and stderr."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(lines(path)) < at_least and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=120)
+
+
+def test_ctrl_c_during_synthesis_prints_the_summary_a_finished_run_prints(server_factory, tmp_path):
+    """It printed one line and no summary: now the summary (samples written, calls, tokens, cost), as summary.json
+    holds it, then the line that says how to resume; exit 130."""
+    srv = server_factory(latency_s=0.2)
+    run = tmp_path / "run"
+    proc = refed(
+        "synthesize",
+        *sets(run_overrides(srv, run, 40, **{"synthesis.concurrency": 4})),
+        preexec_fn=_in_the_foreground,
+    )
+    out, err = _interrupt_once(proc, run / "samples.jsonl", 4)
+    assert proc.returncode == 130, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["samples"] < 40
+    assert out == format_summary(summary) + "\n"
+    assert f"run {run}: interrupted" in out and "  LM calls " in out and "  cost " in out
+    assert err.strip().splitlines()[-1] == f"refed: stopped by SIGINT; {RESUME}" and "Traceback" not in err
+
+
+def test_ctrl_c_during_judging_prints_what_was_judged_and_spent(run, server_factory):
+    """The judge's lines (judged n/N, the scores so far, its calls and cost), then how to resume; exit 130."""
+    slow = server_factory(latency_s=0.3)
+    judge = [f"judge.api_base='{slow.api_base}'", "judge.api_key_env=''", "judging.concurrency=2"]
+    proc = refed("judge", "run", str(run), *sets(judge), preexec_fn=_in_the_foreground)
+    out, err = _interrupt_once(proc, run / "judgments.jsonl", 2)
+    assert proc.returncode == 130, err
+    summary = json.loads((run / "judge_summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["judged"] < summary["samples"]
+    said = out.splitlines()
+    assert (
+        said[0]
+        == f"judged {summary['judged']}/{summary['samples']} samples of {run} with {summary['judge']}: interrupted"
+    )
+    assert any(x.startswith(f"  {summary['usage']['calls']} judge calls, $") for x in said), out
+    assert err.strip().splitlines()[-1] == f"refed: stopped by SIGINT; {RESUME}" and "Traceback" not in err

@@ -1,0 +1,161 @@
+"""The engine sleeps while it waits (issue 51, item 4): its loop wakes for an answer, a retry's time (when the retry
+could start then), a stop or a redraw that is due, never in a loop of zero-second waits; the progress bar is drawn
+at most 5 times a second. Counted in wake-ups and redraws against the run's events, never in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import io
+import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+
+from conftest import run_overrides
+
+from refed_dspy.clients.usage import Totals
+from refed_dspy.engine import progress as progress_module
+from refed_dspy.engine.execution import Engine, Limits
+from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.progress import REDRAW_S, Progress
+
+
+class _Hangs:
+    """A stage of five pieces of work in two slots: two hang until `gate` opens, one fails once with a retry due in
+    0.05 s, when both slots are held by the hanging ones; the rest answer at once."""
+
+    def __init__(self, gate: asyncio.Event):
+        self.gate, self.todo, self.done, self.failed = gate, ["flaky", "hang-1", "hang-2", "a", "b"], [], False
+
+    def fill(self, engine: Engine) -> None:
+        while self.todo and engine.slots_free() > 0 and engine.start("x", self.todo[0], 1):
+            self.todo.pop(0)
+
+    async def work(self, kind, payload, calls):
+        if payload.startswith("hang"):
+            await self.gate.wait()
+        if payload == "flaky" and not self.failed:
+            self.failed = True
+            return None, Failure("timeout", "no reply", final=False, retryable=True, retry_after=0.05)
+        return payload, None
+
+    def handle(self, kind, payload, result, failure, usage) -> None:
+        self.done.append(payload)
+
+    def key(self, kind, payload) -> str:
+        return payload
+
+    def note_attempt(self, key, outcome, usage) -> None:
+        pass
+
+
+def test_a_retry_due_while_every_slot_is_taken_waits_for_a_slot_instead_of_spinning():
+    """A retry whose time has come while every slot is held cannot start until work ends: the loop waits for that,
+    once. It used to wait zero seconds again and again until then (the client spun at 100% CPU through each timeout
+    of a hanging server, and redrew the progress bar each time round): here thousands of wake-ups in the 0.3 s the
+    two hanging pieces of work hold their slots, for 6 events."""
+    wakes = []
+
+    async def main() -> list[str]:
+        gate = asyncio.Event()
+        stage = _Hangs(gate)
+        engine = Engine(stage, Limits(concurrency=2, max_retries=2, worst_calls={"x": 1}))
+        engine.first.answered = True  # the endpoint check is not what this is about
+        engine.on_progress = lambda: wakes.append(len(stage.done))
+        asyncio.get_running_loop().call_later(0.3, gate.set)  # the server stops hanging
+        await engine.run()
+        return stage.done
+
+    done = asyncio.run(main())
+    assert sorted(done) == ["a", "b", "flaky", "hang-1", "hang-2"]
+    # each wake-up has news: the failed attempt, the hanging pair (together or apart), then the retry, a and b
+    assert len(wakes) <= 6, f"{len(wakes)} wake-ups for 6 events"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _redraws(text: str) -> int:
+    return len(re.findall(r"\r(?!\n)", text))
+
+
+def test_the_bar_is_drawn_at_most_five_times_a_second_and_ends_on_the_latest_figures(monkeypatch):
+    """2,000 updates over 2 s of the bar's clock (it was redrawn at every one): at most 5 draws a second; an update
+    held back says when it may be drawn, and one then draws the latest figures."""
+    screen = _Terminal()
+    monkeypatch.setattr(progress_module, "console", lambda: screen)
+    clock = _Clock()
+    bar = Progress(total=2000, clock=clock)
+    totals = Totals()
+    start = _redraws(screen.getvalue())  # the bar as tqdm first draws it
+    waits = []
+    for done in range(1, 2001):
+        clock.now += 0.001
+        waits.append(bar.update(done, totals, 0))
+    drawn = _redraws(screen.getvalue()) - start
+    assert 9 <= drawn <= 2 * 5 + 1, drawn  # one at the first update, then one every 0.2 s
+    held = [w for w in waits if w is not None]
+    assert held and all(0 < w <= REDRAW_S for w in held)
+    assert waits[-1] is not None  # the last figures are not drawn yet ...
+    before = screen.getvalue()
+    assert "2000/2000" not in before.rsplit("\r", 1)[-1]
+    clock.now += waits[-1]
+    assert bar.update(2000, totals, 0) is None  # ... until their time comes
+    assert "2000/2000" in screen.getvalue()[len(before) :]
+    bar.close()
+
+
+def _on_a_terminal(args: list[str]) -> bytes:
+    """`refed ARGS` with stdout and stderr on a pseudo-terminal of 120 columns: all it wrote there."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a new pty has 0 columns
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refed_dspy.cli", *args], stdin=subprocess.DEVNULL, stdout=child, stderr=child, env=env
+    )
+    os.close(child)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the terminal's other end has closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert proc.wait(timeout=60) == 0, out[-3000:].decode(errors="replace")
+    return bytes(out)
+
+
+def test_on_a_terminal_a_run_through_timeouts_redraws_its_bar_twice_per_event_at_most(server_factory, tmp_path):
+    """`refed synthesize` on a pseudo-terminal against a server hanging 15% of requests past a 1 s timeout, in one
+    slot: the bar is redrawn at most twice per event of the run (a piece of work ending or a retry's time coming, and
+    a redraw it held back). The loop used to spin while a retry waited for the slot, redrawing at every turn: about
+    10,000 redraws (1.2 MB) here, 4,000 a second."""
+    srv = server_factory(rate_hang=0.15, hang_s=1.5, latency_s=0.2, seed=1)  # seed 1: 5 of its first 25 requests hang
+    run = tmp_path / "run"
+    extra = {"synthesis.concurrency": 1, "teacher.timeout": 1, "teacher.num_retries": 3, "seeds.limit": 2}
+    overrides = [o for o in run_overrides(srv, run, 8, **extra) if o != "run.progress=false"] + ["run.progress=true"]
+    out = _on_a_terminal(["synthesize", *(x for o in overrides for x in ("--set", o))]).decode(errors="replace")
+    summary = json.loads((run / "summary.json").read_text())
+    usage, retries = summary["usage"], summary["retries"]["total"]
+    assert usage["interrupted_calls"] > 0, "no request hung: the test would show nothing"
+    events = usage["calls"] + usage["cached_calls"] + usage["failed_calls"] + retries
+    redraws = _redraws(out)
+    assert 0 < redraws <= 2 * events + 5, (redraws, events)
