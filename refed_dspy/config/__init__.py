@@ -24,7 +24,7 @@ from refed_dspy.config.names import Registered
 from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.overrides import apply_overrides, parse_override
 from refed_dspy.config.prices import ModelPrice, PriceBook
-from refed_dspy.config.run import RayConfig, RunConfig, TrackingConfig
+from refed_dspy.config.run import MetricsConfig, RayConfig, RunConfig, TrackingConfig
 from refed_dspy.config.schema import Config
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 
@@ -35,6 +35,7 @@ __all__ = [
     "JudgingConfig",
     "LMSpec",
     "LocalServing",
+    "MetricsConfig",
     "ModelPrice",
     "OptimizeConfig",
     "PriceBook",

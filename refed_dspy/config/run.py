@@ -1,4 +1,4 @@
-"""Where a run lives and runs, and where it is tracked: `[run]`, `[ray]` and `[tracking]`."""
+"""Where a run lives and runs, and where it is tracked and watched: `[run]`, `[ray]`, `[tracking]` and `[metrics]`."""
 
 from __future__ import annotations
 
@@ -100,7 +100,16 @@ class TrackingConfig(Section):
         description="Tracking URI: the embedded sqlite store (sqlite:///~/mlflow.db is one in your home), or a server URL (http://...). A directory (file:///PATH/mlruns) is a file store, which MLflow 3.17 takes only with MLFLOW_ALLOW_FILE_STORE=true in the environment; without it, tracking.enabled = true is refused as the config is read.",
     )
     experiment: str = Field("refed", description="MLflow experiment name.")
-    log_traces: bool = Field(False, description="Optimization: also log an MLflow trace of every DSPy call (large).")
+    log_traces: bool = Field(
+        False,
+        description="Also log MLflow traces of the run's DSPy calls (synthesize, judge and optimize; not a run's calls on Ray, made on its workers), a sample of them (trace_sample_ratio), keys masked.",
+    )
+    trace_sample_ratio: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="With log_traces: the share of traces kept, each one call of a program's module (a piece of a run's work, an example an optimizer runs) with its LM calls (MLFLOW_TRACE_SAMPLING_RATIO, when set, overrides it).",
+    )
     telemetry: bool = Field(
         False,
         description="Let MLflow and Hugging Face send their usage telemetry to their servers. Off by default: nothing leaves the machine but calls to the configured endpoints.",
@@ -118,3 +127,25 @@ class TrackingConfig(Section):
         if not (info.context or {}).get("record") and self.store_problem:
             raise ValueError(self.store_problem)
         return self
+
+
+class MetricsConfig(Section):
+    """A run's metrics for the tools that watch services (OpenTelemetry GenAI conventions; the [metrics] extra): off
+    unless a port or OTLP is set here. A run always writes its figures (metrics.json) and events (events.jsonl) to its
+    run dir, for `refed view`'s live page."""
+
+    prometheus_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve the run's metrics for Prometheus at http://127.0.0.1:PORT/metrics while it runs (0: any free port, said in one line; one in use is refused before any call).",
+    )
+    otlp: bool = Field(
+        False,
+        description="Export the run's metrics over OTLP/HTTP to the collector the standard OTEL_EXPORTER_OTLP_* variables configure (they configure, they do not turn this on), every OTEL_METRIC_EXPORT_INTERVAL ms (60000 by default) and once at the end.",
+    )
+    linger_s: Seconds = Field(
+        30.0,
+        ge=0,
+        description="Seconds the Prometheus endpoint stays up after the run's last call, so that a scraper reads its final values (Ctrl-C or a stop signal ends the wait).",
+    )

@@ -14,7 +14,7 @@ from refed_dspy.config.messages import describe_errors
 from refed_dspy.config.names import one_of
 from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.prices import ModelPrice, PriceBook
-from refed_dspy.config.run import RayConfig, RunConfig, TrackingConfig
+from refed_dspy.config.run import MetricsConfig, RayConfig, RunConfig, TrackingConfig
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 from refed_dspy.registry import FILTERS
 from refed_dspy.settings import Section
@@ -41,6 +41,7 @@ class Config(Section):
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     judging: JudgingConfig = Field(default_factory=JudgingConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

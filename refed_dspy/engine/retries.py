@@ -10,6 +10,7 @@ import heapq
 import itertools
 import random
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from refed_dspy.clients.backoff import retry_delay_s
@@ -26,6 +27,9 @@ class Retries:
         self.by_reason: Counter = Counter()  # retries so far, by the failure's reason
         self._rng = random.Random(seed)
         self._seq = itertools.count()
+        # hears each piece of work scheduled again: (its kind, the failure's reason, its retries so far, the wait
+        # the provider asked for): a run's events and figures (refed_dspy.engine.watch)
+        self.on_schedule: Callable[[str, str, int, float | None], None] | None = None
 
     def schedule(self, key: str, failure: Failure, work: tuple[str, Any, int], now: float) -> bool:
         """Queue `work` (kind, payload, slots) to run again after `failure`; False when its retries are used up."""
@@ -35,6 +39,8 @@ class Retries:
         self.by_reason[failure.reason] += 1
         delay = retry_delay_s(self.attempts[key], self._rng.random(), failure.retry_after)
         heapq.heappush(self.waiting, (now + delay, next(self._seq), *work))
+        if self.on_schedule is not None:
+            self.on_schedule(work[0], failure.reason, self.attempts[key], failure.retry_after)
         return True
 
     def due(self, now: float) -> tuple[str, Any, int] | None:

@@ -39,6 +39,7 @@ from refed_dspy.engine.execution import Engine, Limits
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.transport import LocalTransport, Transport
+from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import RunAborted, RunDirError, RunInterrupted
 from refed_dspy.money import usd
 from refed_dspy.providers.prices import Price
@@ -106,8 +107,10 @@ class StageBase(ABC):
         adapter: RepairingAdapter | None = None,
         broker: Any = None,
         prices: PriceBook | None = None,
+        watch: Watch | None = None,
     ):
         self.spec = spec
+        self.watch = watch  # its figures and events, in its run dir (refed_dspy.engine.watch); None: not watched
         self.role = role
         self.lm = lm
         self.adapter = adapter or build_adapter(spec)
@@ -289,6 +292,8 @@ class StageBase(ABC):
         show()  # from the first line on, the figures of earlier invocations (rejects, calls, cost) are counted
         written = True
         engine.writers = list(writers)
+        if self.watch is not None:
+            self.watch.follow(engine, self.transport, self.broker)
         try:
             if await self._settle_batches():
                 await engine.run()
@@ -301,6 +306,8 @@ class StageBase(ABC):
             progress.close()
             status = engine.status(done=done() if done is not None else not engine.stopped)
             summary = summarize(status)
+            if self.watch is not None:
+                self.watch.end(status)
             if engine.log is not None and written:
                 engine.log.end()
             elif engine.log is not None:

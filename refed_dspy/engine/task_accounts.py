@@ -56,6 +56,7 @@ class TaskAccounts:
         # boundary before it is sent; with `log_tasks` (the calls are made on Ray workers) each task is, whole
         self.log: CallLog | None = None
         self.log_tasks = False
+        self.watch: Any = None  # a run's Watch (refed_dspy.engine.watch): each task's calls recorded there too
 
     @property
     def totals(self) -> Totals:
@@ -98,6 +99,8 @@ class TaskAccounts:
             self.budget.unpend(task.ledger.paid)
         if self.log is not None and task.log_id is not None:
             self.log.settled_task(task.log_id, usage)
+        if self.watch is not None:
+            self.watch.paid(task.calls, usage, self.price)
         return usage
 
     def kept(self, task: Task) -> None:

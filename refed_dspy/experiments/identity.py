@@ -41,8 +41,9 @@ NOT_FIGURES = {
     "synthesis": ("max_calls", "max_cost_usd", "max_calls_per_sample"),
     "judging": ("max_calls", "max_cost_usd"),
     "run": ("progress", "progress_every_s", "stop_grace_s", "new_ledger"),
-    "tracking": ("enabled", "mlflow_uri", "experiment", "log_traces", "telemetry"),
+    "tracking": ("enabled", "mlflow_uri", "experiment", "log_traces", "trace_sample_ratio", "telemetry"),
 }
+WATCHING = "metrics"  # the section of how a run is watched (its metrics endpoint): never part of its figures
 
 
 def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **values: Any) -> str:
@@ -58,6 +59,7 @@ def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **v
     for section, keys in drop.items():
         for key in keys:
             data.get(section, {}).pop(key, None)
+    data.pop(WATCHING, None)  # a cell finished before the section existed keeps its hash
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -43,22 +43,25 @@ from refed_dspy.cluster.start import start_pool
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.transport import LocalTransport, Transport
+from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
+from refed_dspy.tracking.metrics import Endpoint, open_endpoint
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Started:
-    """What a stage runs with, once its run dir is held: its LM (None on Ray), its batch broker (batch mode) and its
-    transport."""
+    """What a stage runs with, once its run dir is held: its LM (None on Ray), its batch broker (batch mode), its
+    transport, and what watches it (its figures and events in the run dir; None: a command with no run dir)."""
 
     lm: Any
     broker: Any
     transport: Transport
+    watch: Watch | None = None
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Launch:
     pool: WorkerPool | None = None
     transport: Transport | None = None
     served: ExitStack = field(default_factory=ExitStack)  # the local servers started by `serve`
+    metrics: Endpoint | None = None  # [metrics]: the Prometheus endpoint (its port bound) and the OTLP exporter
 
     def serve(self) -> list[LocalServer]:
         """Once the launch is resolved: with `[local] serve = true`, the local model the role's section reaches started
@@ -117,35 +121,43 @@ class Launch:
         """With the run dir held: its cache in use, then the stage's LM, broker and transport. `note_path`: where the
         workers are noted for `refed status`; `threads`: a LocalTransport's threads for parts with only `forward`."""
         cache = use_run_cache(rundir)
+        watch = Watch(rundir.path, self.role, rundir.metrics if self.role == "teacher" else rundir.judge_metrics)
+        if self.metrics is not None:
+            self.metrics.follow(watch.snapshot)
         if self.pool is not None:
             self.pool.load(str(cache))
             self.pool.note_to(note_path)
-            return Started(None, None, self.pool)
+            return Started(None, None, self.pool, watch)
         lm, broker = lm_in_run(
             self.spec, self.role, self.mode, self.lm, rundir.path, self.batch, detach=detach, store_name=store_name
         )
         self.transport = LocalTransport(parts, threads, note_path)
-        return Started(lm, broker, self.transport)
+        return Started(lm, broker, self.transport, watch)
 
     def start_here(self, parts: dict[str, Any]) -> Started:
         """For a command with no run dir (`launch(..., here=True)`): the LM and a LocalTransport running `parts`."""
         self.transport = LocalTransport(parts)
         return Started(self.lm, None, self.transport)
 
-    def close(self) -> None:
-        """Let the transport go (its threads here, or the Ray workers), then stop the local servers `serve` started."""
+    def close(self, linger: bool = True) -> None:
+        """Let the transport go (its threads here, or the Ray workers), then stop the local servers `serve` started,
+        then the metrics endpoint (`linger`: after metrics.linger_s, for a scraper to read the final values)."""
         try:
             for transport in (self.transport, self.pool):
                 if transport is not None:
                     transport.close()
         finally:
-            self.served.close()
+            try:
+                self.served.close()
+            finally:
+                if self.metrics is not None:
+                    self.metrics.close(linger)
 
     def __enter__(self) -> Launch:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, kind: type | None, *exc: Any) -> None:
+        self.close(linger=kind is None or not issubclass(kind, KeyboardInterrupt))  # a stop ends at once
 
 
 def lm_in_run(
@@ -220,4 +232,5 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         prices=config.price_book,
         progress_every_s=config.run.progress_every_s,
         local=local,
+        metrics=None if here else open_endpoint(config.metrics, role),  # last: its port bound, before any call
     )

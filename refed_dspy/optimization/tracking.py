@@ -17,39 +17,31 @@ from refed_dspy.tracking.mlflow_runs import (
     connect,
     log_program,
 )
+from refed_dspy.tracking.traces import dspy_traces
 
 
 @contextlib.contextmanager
 def tracked(tracking: TrackingConfig, record: Config, out: Path, optimizer: str):
     """An MLflow run for this optimization, with the config of record `record` as its params (or nothing when tracking
-    is off). DSPy autologging records traces only when tracking.log_traces is on; its compile and eval logging stay
-    off: they log a model per candidate and scores in percent, where this run logs one model and every score on the
-    metric's 0-1 scale."""
+    is off). Traces of its DSPy calls only when tracking.log_traces is on (refed_dspy.tracking.traces: a sample,
+    keys masked); DSPy autologging's compile and eval logging stay off: they log a model per candidate and scores in
+    percent, where this run logs one model and every score on the metric's 0-1 scale."""
     if not tracking.enabled:
         yield None
         return
     import mlflow
 
     connect(tracking)
-    traces = tracking.log_traces
-    mlflow.dspy.autolog(
-        log_compiles=False,
-        log_evals=False,
-        log_traces=traces,
-        log_traces_from_compile=traces,
-        log_traces_from_eval=traces,
-        silent=True,
-    )
-    try:
-        with mlflow.start_run(
+    with (
+        dspy_traces(tracking),
+        mlflow.start_run(
             run_name=f"optimize-{optimizer}",
             tags={KIND_TAG: "optimize", STEPS_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())},
             nested=mlflow.active_run() is not None,  # a cell of an experiment: a child of its run
-        ) as run:
-            mlflow.log_params(config_params(record))
-            yield run
-    finally:
-        mlflow.dspy.autolog(disable=True, silent=True)
+        ) as run,
+    ):
+        mlflow.log_params(config_params(record))
+        yield run
 
 
 def log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], teacher: LMSpec) -> str:

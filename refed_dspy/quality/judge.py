@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import time
-from collections import deque
+from collections import Counter, deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, RunDir, check_on_mismatc
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.tracking.mlflow_runs import track_run_dir
+from refed_dspy.tracking.traces import run_traces
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,13 @@ class JudgeRun(StageBase):
 
     def __init__(self, config: Config, rundir: RunDir, started: Started, show_progress: bool = False):
         super().__init__(
-            config.judge, "judge", started.lm, started.transport, broker=started.broker, prices=config.price_book
+            config.judge,
+            "judge",
+            started.lm,
+            started.transport,
+            broker=started.broker,
+            prices=config.price_book,
+            watch=started.watch,
         )
         self.config = config
         self.cfg = config.judging
@@ -125,7 +132,7 @@ class JudgeRun(StageBase):
         rd = self.rundir
         new = judge_fingerprint(self.config)
         if on_mismatch == "fresh":
-            for p in (rd.judgments, rd.judge_rejects, rd.judge_summary, rd.judge_ledger):
+            for p in (rd.judgments, rd.judge_rejects, rd.judge_summary, rd.judge_ledger, rd.judge_metrics):
                 p.unlink(missing_ok=True)
             # batch mode's record of the judging deleted with it: its answers would be billed to the new judging
             shutil.rmtree(rd.path / "judge_batches", ignore_errors=True)
@@ -180,6 +187,8 @@ class JudgeRun(StageBase):
         return self.transport.run("judge", None, inputs, calls)
 
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
+        if self.watch is not None:
+            self.watch.work_ended(kind, failure.reason if failure is not None else None)
         if failure is None:
             result = {"sample_id": payload["meta"]["id"], **result}
             result.update(
@@ -189,11 +198,15 @@ class JudgeRun(StageBase):
             )
             self.writers["judgments"].append(result)
             self.new += 1
+            if self.watch is not None:
+                self.watch.written()
             return
         self.writers["rejects"].append(
             {"stage": "judge", **failure.record_fields(), "sample_id": payload["meta"]["id"], "usage": usage}
         )
         self.rejected_now += 1
+        if self.watch is not None:
+            self.watch.rejected("judge", failure.reason)
 
     def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:
         """An attempt that leaves no judgment (retried, or cut off by a stop): its usage, as a non-final reject."""
@@ -225,6 +238,11 @@ class JudgeRun(StageBase):
             "rejects": JsonlWriter(self.rundir.judge_rejects),
         }
         self.transport.note()
+        if self.watch is not None:
+            found = read_jsonl(self.rundir.judge_rejects)
+            self.watch.begin(
+                len(samples), len(judged), Counter(("judge", r.get("reason")) for r in found if not r.get("attempt"))
+            )
         progress = Progress(
             len(samples),
             len(samples) - len(todo),
@@ -316,7 +334,8 @@ async def _judge(
             )
             try:
                 stage = JudgeRun(config, rundir, started, show_progress)
-                return await stage.run(samples, on_mismatch)
+                with run_traces(config, rundir.path):  # tracking.log_traces: a sample of its DSPy calls in MLflow
+                    return await stage.run(samples, on_mismatch)
             finally:
                 if config.tracking.enabled and rundir.judge_summary.exists():
                     track_run_dir(

@@ -94,11 +94,13 @@ def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[li
 
 class JsonlWriter:
     """Appends one JSON object per line with a single write(2), so a kill never leaves half a record
-    that a reader would accept. Each line is flushed to the OS before `append` returns."""
+    that a reader would accept. Each line is flushed to the OS before `append` returns. `reserve`: a full disk may
+    take the run dir's reserve for the line (a record's writer); a file the run can do without (its events) may not."""
 
-    def __init__(self, path: str | Path, fsync: bool = False):
+    def __init__(self, path: str | Path, fsync: bool = False, reserve: bool = True):
         self.path = Path(path)
         self.fsync = fsync
+        self.reserve = reserve
         self.full: str | None = None  # set when the disk filled up (what to say); the line was written all the same
         self._fd: int | None = None
 
@@ -115,7 +117,7 @@ class JsonlWriter:
         try:
             self._write(line)
         except OSError as err:
-            if is_full(err) and give_back(self.path):
+            if is_full(err) and self.reserve and give_back(self.path):
                 try:
                     self._write(line)
                 except OSError:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from refed_dspy.clients.usage import Totals
 from refed_dspy.errors import ConfigError, RunDirError
+from refed_dspy.store.event_log import EVENTS_FILE, OLDER_EVENTS_FILE
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.lock import holder
 from refed_dspy.store.records import ReferenceFeedback
@@ -52,6 +53,7 @@ class ResumeState:
     samples: int = 0
     teachers: Counter = field(default_factory=Counter)  # samples by (teacher model, endpoint)
     rejects: int = 0  # reject records on file (a summary counts them all)
+    reject_reasons: Counter = field(default_factory=Counter)  # those records by (stage, reason)
     totals: Totals = field(default_factory=Totals)  # usage of every call recorded in the files
 
 
@@ -77,6 +79,10 @@ class RunDir:
         # records written only once a ledger is open: one of them without its ledger shows the ledger is gone
         self.shows_ledger = (self.feedback, self.samples, self.rejects, self.journal)
         self.shows_judge_ledger = (self.judgments, self.judge_rejects)
+        # what a run shows while it works (refed_dspy.engine.watch): its figures, by stage, and its events
+        self.metrics = self.path / "metrics.json"
+        self.judge_metrics = self.path / "judge_metrics.json"
+        self.events = self.path / EVENTS_FILE
 
     def prepare(
         self,
@@ -151,6 +157,10 @@ class RunDir:
             self.judge_rejects,
             self.judge_fingerprint,
             self.judge_summary,
+            self.metrics,
+            self.judge_metrics,
+            self.events,
+            self.path / OLDER_EVENTS_FILE,
             self.path / RESERVE_NAME,
         ):
             p.unlink(missing_ok=True)
@@ -179,6 +189,7 @@ class RunDir:
         state.samples = len(state.sample_ids)
         for row in read_jsonl(self.rejects, repair=repair):
             state.rejects += 1
+            state.reject_reasons[(str(row.get("stage")), str(row.get("reason")))] += 1
             state.totals.add(record_usage("rejects", row))
             key = f"{row.get('stage')}:{row.get('item_id')}"
             state.reject_keys.add(key)

@@ -26,6 +26,7 @@ from refed_dspy.synthesis.run import SynthesisRun
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.synthesis.units import parts_of
 from refed_dspy.tracking.mlflow_runs import track_run_dir
+from refed_dspy.tracking.traces import run_traces
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
         started = plan.launch.start(rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach)
         run = SynthesisRun(plan, rundir, started)
         try:
-            return await run.run(resumed)
+            with run_traces(plan.record, rundir.path):  # tracking.log_traces: a sample of its DSPy calls in MLflow
+                return await run.run(resumed)
         except EndpointError:
             # nothing was made: the run dir is left as if never run, for the fixed config; unless a batch went
             # out (it is billed when it ends: its record is what collects it)

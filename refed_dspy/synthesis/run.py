@@ -63,6 +63,7 @@ class SynthesisRun(StageBase):
             adapter,
             started.broker,
             prices=plan.launch.prices,
+            watch=started.watch,
         )
         self.syn = plan.settings
         self.method: Method = get_method(self.syn.method)
@@ -172,6 +173,8 @@ class SynthesisRun(StageBase):
 
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict) -> None:
         """Write what one piece of work produced (a record, or a reject) and queue what it makes possible."""
+        if self.watch is not None:
+            self.watch.work_ended(kind, failure.reason if failure is not None else None)
         if kind == "feedback":
             self._feedback_done(payload, result, failure, usage)
         elif kind == "unit":
@@ -184,6 +187,8 @@ class SynthesisRun(StageBase):
         elif self.accepted < self.syn.size:  # always: samples start only below size
             self.writers["samples"].append(result.model_dump(mode="json"))
             self.accepted += 1
+            if self.watch is not None:
+                self.watch.written()
             self.teachers[teacher_key(result.meta.model_dump())] += 1
             self.next_work.watch.note(True)
             self.stats.new_samples += 1
@@ -240,6 +245,8 @@ class SynthesisRun(StageBase):
         )
         self.writers["rejects"].append(rec.model_dump(mode="json"))
         self.rejects_on_file += 1
+        if self.watch is not None:
+            self.watch.rejected(stage, failure.reason)
 
     def note_attempt(self, key: str, outcome: str, usage: dict) -> None:
         """Journal the usage of an attempt that leaves no record (retried, or cut off by an interruption), so the
@@ -264,6 +271,8 @@ class SynthesisRun(StageBase):
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
         self.writers = self.rundir.writers()
         self.transport.note()
+        if self.watch is not None:
+            self.watch.begin(self.syn.size, self.accepted, state.reject_reasons)
         progress = Progress(
             self.syn.size,
             self.accepted,

@@ -4,7 +4,8 @@ Pages: the sample list (search, filters, pages), one sample (draft and improved 
 word-level diff, the sample beside its reference pair with the runs copied from it marked, analysis and plan, the
 judge's scores and reasons, the reference's feedback, provenance), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
 reference's samples from each method side by side, and for an experiment dir its cells, each cell's program and the
-experiment's own page (its samples are those of its synthesis checks and examples). Every page is rendered from the files as they
+experiment's own page (its samples are those of its synthesis checks and examples), and for a run dir its live page
+(the run as it works, updated every second: refed_dspy.view.live). Every page is rendered from the files as they
 are when it is loaded; nothing is written. Every page masks the keys the viewer's process holds (refed_dspy.secrets):
 a file written before refed masked them may still quote one.
 """
@@ -49,6 +50,8 @@ def create_app(view: View):
     app.add_url_rule("/program/<cell_id>", "program", lambda cell_id: routes.program(pages, cell_id))
     app.add_url_rule("/experiment.html", "experiment_page", lambda: routes.experiment_html(pages))
     app.add_url_rule("/report", "report", lambda: routes.report(pages))
+    app.add_url_rule("/live", "live", lambda: routes.live(pages))
+    app.add_url_rule("/live.json", "live_figures", lambda: routes.live_figures(pages))
     return app
 
 

@@ -25,6 +25,7 @@ from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.synthesis.short_reason import shortfall_cause
 from refed_dspy.view.follow import Follower
+from refed_dspy.view.live import LiveRun
 
 log = logging.getLogger(__name__)
 VERDICTS = {"improved": "win", "draft": "loss", "tie": "tie"}
@@ -246,6 +247,8 @@ class View:
         else:
             self.kind = "run"
             self.runs = [RunIndex(self.path)]
+        # a run dir's live page: the run as it works (refed_dspy.view.live)
+        self.live = LiveRun(self.path) if self.kind == "run" else None
         self.outcomes: dict[str, tuple[str, str]] = {}
         self._filter_followers = (
             {"kept": Follower(self.filtered / "samples.jsonl"), "removed": Follower(self.filtered / "rejects.jsonl")}
@@ -325,6 +328,7 @@ class View:
             "teacher": first.get("teacher"),
             "paid": [f"{run.label + ': ' if run.label else ''}{run.paid()}" for run in self.runs],
             "notes": notes,
+            "live": self.live is not None and self.live.watched(),
         }
 
     def empty_note(self) -> str | None:

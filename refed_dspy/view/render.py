@@ -13,21 +13,23 @@ from refed_dspy.view.index import View
 
 TEMPLATES = "refed_dspy.view"  # its templates/ folder
 HTML = {"Content-Type": "text/html; charset=utf-8"}
+JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 Response = tuple[str, int, dict[str, str]]
 
 
 @dataclass(frozen=True)
 class Pages:
-    """The viewer's pages over `view`, with the style sheet and the script every page inlines."""
+    """The viewer's pages over `view`, with the style sheet and the script every page inlines (and the live page's)."""
 
     view: View
     style: str
     script: str
+    live_script: str  # the live page's own
 
     @classmethod
     def of(cls, view: View) -> Pages:
-        """The pages of `view`, the style sheet and script read once."""
-        return cls(view, asset(TEMPLATES, "style.css"), asset(TEMPLATES, "script.js"))
+        """The pages of `view`, the style sheet and scripts read once."""
+        return cls(view, asset(TEMPLATES, "style.css"), asset(TEMPLATES, "script.js"), asset(TEMPLATES, "live.js"))
 
     def page(self, name: str, status: int = 200, **context: Any) -> Response:
         """Template `name`.html filled with `context`, masked, as a Flask response."""

@@ -11,11 +11,13 @@ from werkzeug.exceptions import NotFound
 
 from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.methods.registry import rewrites_reference
+from refed_dspy.secrets import mask
+from refed_dspy.store.jsonl import json_text
 from refed_dspy.view.beside import beside
 from refed_dspy.view.experiment import cell_program, experiment_cells, program_predictors
 from refed_dspy.view.index import VERDICTS
 from refed_dspy.view.query import filters_from, whole_number
-from refed_dspy.view.render import Pages, Response, written_page
+from refed_dspy.view.render import JSON, Pages, Response, written_page
 
 PER_PAGE = 50
 
@@ -147,3 +149,19 @@ def report(pages: Pages) -> Response:
     if not path.is_file():
         raise NotFound()
     return written_page(path)
+
+
+def live(pages: Pages) -> Response:
+    """/live: the run as it works (refed_dspy.view.live), looked at again every second by the page's script."""
+    found = pages.view.live
+    if found is None:
+        raise NotFound()
+    return pages.page("live", title="live", page="live", live=found.figures(), live_script=pages.live_script)
+
+
+def live_figures(pages: Pages) -> Response:
+    """/live.json: what the live page shows now, as JSON (masked)."""
+    found = pages.view.live
+    if found is None:
+        raise NotFound()
+    return mask(json_text(found.figures())), 200, JSON

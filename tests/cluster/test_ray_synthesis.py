@@ -271,6 +271,14 @@ def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path, cache_serv
     assert served <= summary["usage"]["calls"] <= served + 4
     assert summary["usage"]["calls"] == read_json(path / "summary.json")["usage"]["calls"]
     assert _sent_again(srv) <= 4
+    # the loss is an event of the run, and its figures count the workers (issue 55)
+    lost = [e for e in _jsonl(path / "events.jsonl") if e["event"] == "worker_lost"]
+    assert [e["pid"] for e in lost] == killed
+    figures = {
+        (s["name"], s["attributes"].get("refed.state")): s.get("value")
+        for s in read_json(path / "metrics.json")["series"]
+    }
+    assert figures[("refed.workers", "lost")] == 1 and figures[("refed.workers", "alive")] == 1
 
 
 @pytest.mark.parametrize("cache_server", ["auto", "always"])
