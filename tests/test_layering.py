@@ -43,6 +43,7 @@ FLOORS = [
     {"programs"},
     {"methods"},
     {"optimizers"},
+    {"scoring"},
     {"filters"},
     {"tracking"},
     {"cluster"},
