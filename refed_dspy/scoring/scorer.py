@@ -50,10 +50,12 @@ def estimate_line(label: str, device: str, pairs: int, passes: int, tokens: int,
     if not passes:
         return f"scoring {pairs:,} pairs with {label}: every pass is in the cache"
     if speed:
-        seconds = tokens / speed
-        when = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-        return f"{what}; about {when} at {speed:,.0f} tokens/s, this model's last speed here"
-    return f"{what}; its speed here is not known yet (the progress bar will say)"
+        return f"{what}; about {_duration(tokens / speed)} at {speed:,.0f} tokens/s, this model's last speed here"
+    return f"{what}; its speed here is not known yet: the first batch will say"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 class Scorer:
@@ -110,8 +112,9 @@ class Scorer:
             for y, x in todo.values()
         )
         speed_key = f"{self.backend.identity}|{self.backend.device}"
+        known = self.cache.speed(speed_key)
         if show:
-            line = estimate_line(self.label, self.backend.device, pairs, len(todo), tokens, self.cache.speed(speed_key))
+            line = estimate_line(self.label, self.backend.device, pairs, len(todo), tokens, known)
             print(line, file=sys.stderr, flush=True)
         if not todo:
             return
@@ -119,9 +122,14 @@ class Scorer:
         bar = tqdm(total=len(keys), unit="pass", disable=not show, file=sys.stderr, leave=False)
         made = [0]
 
-        def done(passes: int, tokens: int) -> None:
-            made[0] += tokens
+        def done(passes: int, made_now: int) -> None:
+            first = not made[0]
+            made[0] += made_now
             bar.update(passes)
+            if first and show and not known and bar.n < len(keys):  # the speed, now that one batch is made
+                rate = made[0] / max(time.perf_counter() - start, 1e-9)
+                left = max(tokens - made[0], 0) / rate
+                bar.write(f"  {rate:,.0f} tokens/s on the first batch: about {_duration(left)} left", file=sys.stderr)
 
         start = time.perf_counter()
         try:

@@ -42,7 +42,8 @@ class Stand:
             shared = set(instruction.lower().split()) & set(response.lower().split())
             nll = 1.0 if shared else 3.0
             out.append(PassResult(nll, len(words), 0.5, len(instruction.split()), False, (1.0, 1.0)))
-        done(len(passes), sum(len(r.split()) for r, _ in passes))
+        for lo in range(0, len(passes), batch_size):  # a batch at a time, as a model does
+            done(len(passes[lo : lo + batch_size]), sum(len(r.split()) for r, _ in passes[lo : lo + batch_size]))
         return out
 
 
@@ -80,10 +81,13 @@ def test_two_passes_a_pair_at_most_and_a_second_scoring_makes_none(scorer, tmp_p
 
 
 def test_an_estimate_is_printed_before_scoring_and_uses_the_speed_measured_here(scorer, capsys):
-    scorer.score([MATCHED], show_progress=True)
+    scorer.score([("Name an even number.", "Two."), ("Name an odd number.", "One."), MATCHED], show_progress=True)
+    assert "tokens/s on the first batch: about 0 s left" in capsys.readouterr().err  # batches of 2 passes: 3 of them
+    scorer.cache.note_speed("stand-in|float32|cpu", 0)  # as if never measured
+    scorer.score([("Name a colour.", "Blue is a colour.")], show_progress=True)
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("scoring 1 pairs with stand-in on cpu: 2 forward passes, about")
-    assert "its speed here is not known yet" in first
+    assert "its speed here is not known yet: the first batch will say" in first
     scorer.score([MISMATCHED], show_progress=True)
     assert "tokens/s, this model's last speed here" in capsys.readouterr().err.splitlines()[0]
     scorer.score([MISMATCHED], show_progress=True)
