@@ -228,11 +228,11 @@ class BenchmarkIndex:
             if postings is not None:
                 hits.update(postings)
         ids = None
-        for pid in sorted(hits):
-            size = min(len(ws), len(self._words[pid]))
-            # a match in order leaves at least half the shorter text's trigrams whole (runs of 3+ words, at most one
-            # word in four inserted, one in ten missing): fewer shared, no need to look word by word
-            if hits[pid] < max(1, size // 2 - 2 - 2 * (size // 10)):
+        # a match in order leaves at least half the shorter text's trigrams whole (runs of 3+ words, at most one word
+        # in four inserted, one in ten missing): a prompt sharing fewer needs no look word by word
+        floor = _least_shared(ORDER_WORDS)  # the fewest any candidate needs: most prompts hit once are passed by
+        for pid in sorted(p for p, n in hits.items() if n >= floor):
+            if hits[pid] < _least_shared(min(len(ws), len(self._words[pid]))):
                 continue
             if ids is None:
                 ids = [self._vocab.get(w, -1) for w in ws]
@@ -242,6 +242,11 @@ class BenchmarkIndex:
             if matched is not None:
                 return Match(*self._prompts[pid], "order", round(matched / len(short), 4))
         return None
+
+
+def _least_shared(size: int) -> int:
+    """The fewest word trigrams a text of `size` words shares with one that holds it in order (see `in_order`)."""
+    return max(1, size // 2 - 2 - 2 * (size // 10))
 
 
 def _post(index: dict[int, array], grams: set[int], pid: int) -> None:
