@@ -2,8 +2,9 @@
 CPU build (requirements/scorer.txt), scores the 40 embedded references, the odd-numbered ones given the response of
 the reference 7 places on. `refed score` ranks the mismatched pairs above the matched by IFD; `superfiltering` at its
 default removes the mismatched and keeps the matched; `refed report --score` on a run shows the table for references,
-drafts and final responses, naming the model. The 80 passes are made once, by `refed score`, and cached: the filter
-reads them from the cache. Skipped without the extra, failed without it under REFED_REQUIRE_SCORER (CI)."""
+drafts and final responses, naming the model. The 60 passes (40 conditional, 20 responses alone: the mismatched
+pairs borrow the matched ones' responses) are made once, by `refed score`, and cached: the filter reads them from
+the cache. Skipped without the extra, failed without it under REFED_REQUIRE_SCORER (CI)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def scored(tmp_path_factory):
     code, out, err = refed("score", str(tmp / "pairs.jsonl"), "--out", str(tmp / "scores.jsonl"), "--set", cache)
     seconds = time.perf_counter() - start
     assert code == 0, err[-3000:]
-    print(f"\nrefed score: 40 pairs (80 forward passes) in {seconds:.0f} s, the model's loading included")
+    # 60 passes: 40 conditional, 20 alone (the mismatched pairs borrow the responses of matched ones)
+    print(f"\nrefed score: 40 pairs (60 forward passes) in {seconds:.0f} s, the model's loading included")
     mismatched = {p["instruction"] for i, p in enumerate(pairs) if i % 2}
     return {
         "tmp": tmp,
