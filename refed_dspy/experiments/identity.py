@@ -43,6 +43,8 @@ NOT_FIGURES = {
     "run": ("progress", "progress_every_s", "stop_grace_s"),
     "tracking": ("enabled", "mlflow_uri", "experiment", "log_traces", "telemetry"),
 }
+# whole sections no cell's figures depend on: [scoring] measures data after the fact (refed score, report --score)
+NOT_CELLS = ("scoring",)
 
 
 def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **values: Any) -> str:
@@ -50,7 +52,7 @@ def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **v
     the keys `drop` names (its spending limits, progress display and tracking); `values` set keys first
     ("section.key" = value). The LM sections as LMSpec.identity gives them (the temperature and output limit sent, a
     field added later left out at its default)."""
-    data = cfg.model_dump(mode="json")
+    data = cfg.model_dump(mode="json", exclude=set(NOT_CELLS))
     data["teacher"], data["judge"] = cfg.teacher.identity("teacher"), cfg.judge.identity("judge")
     for path, value in values.items():
         section, key = path.split(".", 1)
