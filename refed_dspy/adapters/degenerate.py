@@ -48,6 +48,7 @@ COPY_WORDS = 8
 _MARKUP = re.compile(r"<[^<>]*>?|&#?\w+;")
 _ENUMERATORS = re.compile(r"(?:\s*\d{1,3}[.)])+\s*")
 _NAME_QUOTES = "\"'`*:"
+_WORDS = re.compile(r"\w+")
 # scripts written without spaces between words: one "word" there may be a whole instruction
 _UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -78,7 +79,8 @@ def junk_reason(text: str, names: Iterable[str] = (), instruction: bool = False)
 
     Junk: no letter, digit or symbol of its own (`{`, `...`), list markers alone (`1. 2.`), markup alone (`<label for=`,
     `<br/>`), or one of `names` (the signature's field names: `feature_name`). With `instruction`, a single word too
-    (`effect`; a text in a script written without spaces is not judged by its words). A short answer is not junk:
+    (`effect`, `## feature_name##`; a text in a script written without spaces is not judged by its words). A short
+    answer is not junk:
     "Paris", "4", "4." or "Yes." carry content.
     """
     t = normalized(text)
@@ -90,7 +92,7 @@ def junk_reason(text: str, names: Iterable[str] = (), instruction: bool = False)
         return f"is markup alone ({_short(t)})"
     if t.strip(_NAME_QUOTES) in set(names):
         return f"is a field name ({_short(t)}), not a value"
-    if instruction and len(t.split()) == 1 and not _UNSPACED.search(t):
+    if instruction and (len(t.split()) == 1 or len(_WORDS.findall(t)) == 1) and not _UNSPACED.search(t):
         return f"is a single word ({_short(t)}), not an instruction"
     return None
 

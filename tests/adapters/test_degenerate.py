@@ -244,6 +244,10 @@ def test_an_instruction_output_is_junk_as_a_single_word_and_its_type_says_which_
     )
     assert degenerate_reason(ReflectInstruction, "new_response", "Effect.", inputs) is None
     assert junk_reason("feature_name", instruction=True) is not None
+    # what SmolLM2 wrote in the keyless main job: a field name in markdown's markers, a timestamp
+    assert junk_reason("## feature_name##", instruction=True) is not None
+    assert junk_reason("T20:36:58.1953Z", instruction=True) is not None
+    assert junk_reason("What is 2 + 2?", instruction=True) is None
     assert junk_reason("解释潮汐是怎样形成的", instruction=True) is None
     assert junk_reason("Explain tides.", instruction=True) is None
 
