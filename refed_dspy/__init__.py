@@ -45,6 +45,7 @@ _LAZY = {
     "meta_eval": "refed_dspy.quality.meta_eval",
     "filter_run": "refed_dspy.quality.filter_run",
     "build_report": "refed_dspy.quality.report",
+    "score_source": "refed_dspy.quality.statistics",
     "export_run": "refed_dspy.export.run",
     "run_status": "refed_dspy.status.api",
 }
@@ -78,6 +79,7 @@ __all__ = [
     "optimize",
     "read_references",
     "run_status",
+    "score_source",
     "synthesize",
 ]
 

@@ -1,7 +1,10 @@
 """Instruction reflection (Reflection-Tuning): critique a pair's instruction, then rewrite the pair."""
 
+from typing import Annotated
+
 import dspy
 
+from refed_dspy.adapters.degenerate import Instructs
 from refed_dspy.signatures.bounds import CRITIQUE_CHARS, INSTRUCTION_CHARS, RESPONSE_CHARS, text_output
 
 
@@ -18,5 +21,7 @@ class ReflectInstruction(dspy.Signature):
     instruction_critique: str = text_output(
         CRITIQUE_CHARS, "The assessment on the five points, one short paragraph each."
     )
-    new_instruction: str = text_output(INSTRUCTION_CHARS, "The rewritten, self-contained instruction.")
+    new_instruction: Annotated[str, Instructs()] = text_output(
+        INSTRUCTION_CHARS, "The rewritten, self-contained instruction."
+    )
     new_response: str = text_output(RESPONSE_CHARS, "A complete answer to the new instruction.")

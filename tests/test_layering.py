@@ -44,6 +44,7 @@ FLOORS = [
     {"programs"},
     {"methods"},
     {"optimizers"},
+    {"scoring"},
     {"filters"},
     {"tracking"},
     {"cluster"},

@@ -34,6 +34,7 @@ from refed_dspy.adapters import (
     check_outputs,
     degenerate_outputs,
     degenerate_reason,
+    junk_reason,
 )
 from refed_dspy.clients.calls import OutputTruncated
 from refed_dspy.clients.lm import build_lm
@@ -55,7 +56,8 @@ from refed_dspy.signatures import (
 from refed_dspy.store.records import RejectRecord, SampleRecord
 
 DEGENERATE_DETAIL = re.compile(
-    r"^`\w+` (is empty|is the output format's placeholder|repeats the prompt's own text|is a copy of the input `\w+`)"
+    r"^`\w+` (is empty|is the output format's placeholder|repeats the prompt's own text|is a copy of the input `\w+`"
+    r"|has no letter or digit|is list markers alone|is markup alone|is a field name|is a single word)"
 )
 
 pytestmark = pytest.mark.real_model
@@ -257,6 +259,9 @@ def test_refed_synthesize_judge_filter_report_export(smol, tmp_path):
     for s in samples:
         rec = SampleRecord.model_validate(s)
         assert rec.improved_response and rec.analysis is not None and rec.meta.teacher == "openai/smollm2"
+        # issue 52: none is junk (a lone "{", "1. 2.", a one-word or markup instruction)
+        assert junk_reason(rec.instruction, instruction=True) is None, rec.instruction
+        assert junk_reason(rec.response) is None and junk_reason(rec.improved_response) is None, rec
     for r in lines(run / "rejects.jsonl"):
         RejectRecord.model_validate(r)
         if r["reason"] in ("truncated", "unparseable"):
@@ -479,6 +484,9 @@ def test_degenerate_drafts_are_rejected_never_samples(smol, tmp_path):
         assert s.response.strip() and "{response}" not in s.response
     assert summary["rejects"].get("degenerate", 0) == len(degenerate)
     for r in degenerate:
+        if r["stage"] == "synthesize" and r["detail"].startswith("the instruction "):  # a unit's junk item, dropped
+            assert junk_reason(r["instruction"], instruction=True), r
+            continue
         assert DEGENERATE_DETAIL.match(r["detail"]) and r["detail"].endswith("(after 1 repair)"), r
         assert r["raw"] and len(r["raw"]) <= 2000 and r["final"], r
     # a degenerate reject paid for its repair: the ask and the repair both broke the contract
@@ -581,6 +589,9 @@ def test_one_command_with_nothing_listening_serves_runs_and_leaves_nothing_behin
     assert proc.returncode == 0, err[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["samples"] == 2 == len(lines(run / "samples.jsonl"))
+    for s in lines(run / "samples.jsonl"):  # issue 52: the main job's samples hold no junk
+        assert junk_reason(s["instruction"], instruction=True) is None, s["instruction"]
+        assert junk_reason(s["response"]) is None and junk_reason(s["improved_response"]) is None, s
     assert f"nothing listens at http://127.0.0.1:{port}; starting smollm2 there for the teacher" in err
     assert re.search(r"local model: a run of 2 samples takes about \d+(\.\d)?(s|m|h) here", err), err[-3000:]
     assert f"output       {run / 'samples.jsonl'}" in out

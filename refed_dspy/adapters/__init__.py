@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from refed_dspy.adapters.base import DegenerateOutputError, RepairingAdapter, describe_parse_error
 from refed_dspy.adapters.chat import RefedChatAdapter
 from refed_dspy.adapters.contract import ContractError, check_outputs, output_schema
-from refed_dspy.adapters.degenerate import Revises, degenerate_outputs, degenerate_reason
+from refed_dspy.adapters.degenerate import Instructs, Revises, degenerate_outputs, degenerate_reason, junk_reason
 from refed_dspy.adapters.dialects import schema_for
 from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
 from refed_dspy.config.lm import LMSpec
@@ -24,6 +24,7 @@ __all__ = [
     "AdapterChoice",
     "ContractError",
     "DegenerateOutputError",
+    "Instructs",
     "RefedChatAdapter",
     "RefedJSONAdapter",
     "RepairingAdapter",
@@ -35,6 +36,7 @@ __all__ = [
     "degenerate_reason",
     "describe_parse_error",
     "dialect_for",
+    "junk_reason",
     "output_schema",
     "response_format",
     "schema_for",

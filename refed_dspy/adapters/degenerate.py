@@ -11,7 +11,11 @@ values, the same way for every format: a text output is degenerate when it is
 - template text: the task description, a field's description, or a whole line of the adapter's fixed
   prompt text (its system message and output requirements), which hold no input values;
 - a copy of an input field of at least COPY_WORDS words, verbatim after whitespace is collapsed and surrounding
-  quotes dropped.
+  quotes dropped;
+- junk (`junk_reason`): no letter, digit or symbol of its own (a lone bracket, punctuation), list markers alone
+  (`1. 2.`), markup alone (`<label for=`, `<br/>`), or a field name of the signature (`feature_name`). An output that
+  is an instruction says so in its type, `Annotated[str, Instructs()]`, and is junk as a single word too (`effect`).
+  A short answer keeps its place: "Paris", "4", "4." and "Yes." carry content.
 
 An output that revises an input says so in its type, `Annotated[str, Revises("draft_response")]`: it may
 come back equal to that input, since "keep what is already good" can mean keeping all of it. Only top-level text
@@ -23,7 +27,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +44,62 @@ _DSPY_OWN = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers defin
 COPY_WORDS = 8
 
 
+# tags, a tag cut off at the end, and character entities: what markup alone is made of
+_MARKUP = re.compile(r"<[^<>]*>?|&#?\w+;")
+_ENUMERATORS = re.compile(r"(?:\s*\d{1,3}[.)])+\s*")
+_NAME_QUOTES = "\"'`*:"
+_WORDS = re.compile(r"\w+")
+# scripts written without spaces between words: one "word" there may be a whole instruction
+_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
 @dataclass(frozen=True)
 class Revises:
     """Type metadata of a text output that rewrites the input `field`: equal to it is allowed, not a copy."""
 
     field: str
+
+
+@dataclass(frozen=True)
+class Instructs:
+    """Type metadata of a text output that is an instruction for an assistant: a single word is junk there, as a field
+    name or markup alone is in any text (see `junk_reason`)."""
+
+
+def _has_content(text: str) -> bool:
+    """A letter or digit of any script, or a symbol that is not ASCII punctuation (an emoji, "∞")."""
+    return any(
+        c.isalnum() or unicodedata.category(c) == "So" or (unicodedata.category(c) == "Sm" and not c.isascii())
+        for c in text
+    )
+
+
+def junk_reason(text: str, names: Iterable[str] = (), instruction: bool = False) -> str | None:
+    """Why `text`, an LM's text output, carries nothing a user could use, in a phrase; None when it may.
+
+    Junk: no letter, digit or symbol of its own (`{`, `...`), list markers alone (`1. 2.`), markup alone (`<label for=`,
+    `<br/>`), or one of `names` (the signature's field names: `feature_name`). With `instruction`, a single word too
+    (`effect`, `## feature_name##`; a text in a script written without spaces is not judged by its words). A short
+    answer is not junk:
+    "Paris", "4", "4." or "Yes." carry content.
+    """
+    t = normalized(text)
+    if not _has_content(t):
+        return f"has no letter or digit ({_short(t)})"
+    if _ENUMERATORS.fullmatch(t) and len(re.findall(r"\d", t)) >= 2 and len(t.split()) >= 2:
+        return f"is list markers alone ({_short(t)})"
+    if not _has_content(_MARKUP.sub(" ", t)):
+        return f"is markup alone ({_short(t)})"
+    if t.strip(_NAME_QUOTES) in set(names):
+        return f"is a field name ({_short(t)}), not a value"
+    if instruction and (len(t.split()) == 1 or len(_WORDS.findall(t)) == 1) and not _UNSPACED.search(t):
+        return f"is a single word ({_short(t)}), not an instruction"
+    return None
+
+
+def instructs(signature: type[dspy.Signature], name: str) -> bool:
+    """Whether output `name` of `signature` is an instruction (declared with `Instructs`)."""
+    return any(isinstance(m, Instructs) for m in signature.output_fields[name].metadata)
 
 
 def normalized(text: str) -> str:
@@ -103,6 +159,9 @@ def degenerate_reason(
     stripped, found = _marker(names).subn(" ", text)
     if found and _LEFTOVER.fullmatch(stripped):
         return f"`{name}` is the output format's placeholder ({_short(text)}), not a value"
+    junk = junk_reason(text, names, instructs(signature, name))
+    if junk:
+        return f"`{name}` {junk}"
     if text in template or text == normalized(signature.instructions) or text in _descriptions(signature):
         return f"`{name}` repeats the prompt's own text ({_short(text)}), not a value"
     allowed = revised_inputs(signature, name)

@@ -43,7 +43,10 @@ def _cmd_filter(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from refed_dspy.quality.report import build_report
 
-    result = build_report(args.run_dir, config_for_run(args, args.run_dir))
+    config = config_for_run(args, args.run_dir)
+    result = build_report(
+        args.run_dir, config, score=args.score, score_all=args.score_all, show_progress=config.run.progress
+    )
     print(result["text"])
     print(f"wrote {result['html']}")
     return 0
@@ -104,14 +107,7 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=_cmd_filter)
 
-    p = sub.add_parser(
-        "report",
-        help="write RUN_DIR/report.html and print a text summary",
-        description="Write a self-contained RUN_DIR/report.html (and report.json) and print a summary.",
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
-    add_config_args(p)
-    p.set_defaults(func=_cmd_report)
+    _register_report(sub)
 
     p = sub.add_parser(
         "export",
@@ -150,3 +146,22 @@ def register(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     add_config_args(p)
     p.set_defaults(func=_cmd_export)
+
+
+def _register_report(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write RUN_DIR/report.html and print a text summary",
+        description="Write a self-contained RUN_DIR/report.html (and report.json) and print a summary.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
+    add_config_args(p)
+    p.add_argument(
+        "--score",
+        action="store_true",
+        help="add Reflection-Tuning's data statistics (perplexities, IFD, coherence) of the references, drafts and "
+        "final responses, measured by the [scoring] model (the scorer extra); on a run of more than [scoring] "
+        "report_pairs samples, those many of them",
+    )
+    p.add_argument("--score-all", action="store_true", help="as --score, on every sample")
+    p.set_defaults(func=_cmd_report)

@@ -8,8 +8,8 @@ The package stands at the bottom of the house, right above refed_dspy.providers 
 the registered providers'), and imports no method, filter or optimizer: a name the config takes from one of their
 registries (synthesis.method, optimize.optimizer, optimize.target, a `[[filters]]` table's name) is checked against the
 registry in refed_dspy.registry, which imports the package that fills it on the first question (see that module).
-Its modules: lm.py, prices.py, local.py, benchmarks.py, synthesis.py, judging.py, optimize.py and run.py (the
-sections), schema.py (Config), names.py (the registry check), overrides.py (`--set`), fingerprint.py, messages.py and
+Its modules: lm.py, prices.py, local.py, benchmarks.py, synthesis.py, judging.py, scoring.py, optimize.py and run.py
+(the sections), schema.py (Config), names.py (the registry check), overrides.py (`--set`), fingerprint.py, messages.py and
 load.py. A run dir's own config is read by refed_dspy.store.run_config.
 """
 
@@ -26,6 +26,7 @@ from refed_dspy.config.overrides import apply_overrides, parse_override
 from refed_dspy.config.prices import ModelPrice, PriceBook
 from refed_dspy.config.run import MetricsConfig, RayConfig, RunConfig, TrackingConfig
 from refed_dspy.config.schema import Config
+from refed_dspy.config.scoring import ScoringConfig
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Registered",
     "ReportConfig",
     "RunConfig",
+    "ScoringConfig",
     "SeedsConfig",
     "SynthesisConfig",
     "TrackingConfig",

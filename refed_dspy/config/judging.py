@@ -61,7 +61,9 @@ class ReportConfig(Section):
 
     embedding_model: ModelName | None = Field(
         None,
-        description="Embedding model for embedding diversity, through dspy.Embedder (e.g. 'openai/text-embedding-3-small'). Unset: skipped.",
+        description="Embedding model for embedding diversity: a local sentence-embedding model folder (run here with "
+        "the scorer extra; it also gives the coherence of `refed report --score`), or a model dspy.Embedder takes "
+        "(e.g. 'openai/text-embedding-3-small'). Unset: skipped.",
     )
     rouge_sample: int = Field(200, gt=1, description="Instructions sampled for the mean pairwise ROUGE-L.")
     seed: int = Field(0, description="Seed for the report's samples.")

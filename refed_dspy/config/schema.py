@@ -15,6 +15,7 @@ from refed_dspy.config.names import one_of
 from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.prices import ModelPrice, PriceBook
 from refed_dspy.config.run import MetricsConfig, RayConfig, RunConfig, TrackingConfig
+from refed_dspy.config.scoring import ScoringConfig
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 from refed_dspy.registry import FILTERS
 from refed_dspy.settings import Section
@@ -54,6 +55,7 @@ class Config(Section):
     )
     report: ReportConfig = Field(default_factory=ReportConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict,

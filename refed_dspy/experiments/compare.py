@@ -16,7 +16,9 @@ from refed_dspy.errors import ConfigError
 from refed_dspy.methods import METHODS
 from refed_dspy.quality.judge import ajudge_run, build_judge
 from refed_dspy.quality.report_stats import distinct_n
+from refed_dspy.quality.statistics import statistics_block
 from refed_dspy.results import Optional, Result
+from refed_dspy.scoring import Scorer, open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.rundir import RunDir
@@ -100,6 +102,32 @@ QUALITY_COLUMNS = [
     ("distinct_2", "distinct-2"),
     ("mean_pairwise_rouge_l", "pairwise ROUGE-L"),
 ]
+SCORE_COLUMNS = [  # `--score`: the data statistics of each method's samples (refed_dspy.quality.statistics)
+    ("ifd", "IFD"),
+    ("draft_ifd", "draft IFD"),
+    ("ifd_at_least_1", "IFD >= 1"),
+    ("response_ppl_given_instruction", "ppl given instruction"),
+    ("coherence", "coherence"),
+]
+
+
+def score_columns(run_dir: str | Path, config: Config, scorer: Scorer) -> dict[str, Any]:
+    """The data statistics of one method's run, measured by `scorer`: its final responses' mean IFD, share at IFD >= 1,
+    perplexity given the instruction and coherence, and its drafts' IFD (the report's table, [scoring] report_pairs
+    samples at most)."""
+    block = statistics_block(RunDir(run_dir), config, scorer)
+    rows = {r["group"]: r for r in block["rows"]}
+    final, drafts = rows["final responses"], rows["drafts"]
+    return {
+        **{k: final.get(k) for k in ("ifd", "ifd_at_least_1", "response_ppl_given_instruction", "coherence")},
+        "draft_ifd": drafts.get("ifd") if drafts["pairs"] else None,
+        "scored_samples": block["samples_scored"],
+    }
+
+
+def columns_for(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The quality columns of a comparison, and the score columns when its runs were scored."""
+    return QUALITY_COLUMNS + (SCORE_COLUMNS if any("ifd" in r for r in rows) else [])
 
 
 def _cell(value: Any) -> str:
@@ -149,6 +177,7 @@ class Comparison(Result):
     size: int
     teacher: str
     methods: list[str]
+    scored_by: str | None = Optional("The model that measured the data statistics (`score`); None: not measured.")
     rows: list[dict[str, Any]] = Field(
         description="Per method: samples, calls (feedback apart), tokens, cost, "
         "rejects, wall time, and the quality columns."
@@ -167,7 +196,9 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
         f"# Method comparison\n\nSeeds: {header['seeds']} ({header['references']} references), "
         f"size {header['size']}, teacher {header['teacher']}.\n\n"
     )
-    write_text_atomic(md_path, intro + markdown_table(rows, QUALITY_COLUMNS))
+    if header.get("scored_by"):
+        intro += f"Data statistics measured by {header['scored_by']}.\n\n"
+    write_text_atomic(md_path, intro + markdown_table(rows, columns_for(rows)))
     return json_path, md_path
 
 
@@ -189,6 +220,7 @@ async def _compare(
     show_progress: bool = False,
     judge: bool = False,
     judge_lm=None,
+    score: bool = False,
 ) -> Comparison:
 
     if teacher is None and config.synthesis.mode != "batch":  # batch mode builds each run's own
@@ -205,6 +237,9 @@ async def _compare(
         "teacher": config.teacher.model,
         "methods": methods,
     }
+    scorer = open_scorer(config.scoring, config.report.embedding_model) if score else None
+    if scorer is not None:
+        header["scored_by"] = scorer.label
     try:
         for method in methods:
             mconfig = method_config(config, method)
@@ -215,7 +250,10 @@ async def _compare(
                 await ajudge_run(
                     mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch, show_progress=show_progress
                 )
-            rows.append({**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)})
+            row = {**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)}
+            if scorer is not None:
+                row |= score_columns(mconfig.run.dir, mconfig, scorer)
+            rows.append(row)
     finally:  # a stopped comparison still leaves the table of the methods that finished
         json_path, md_path = write_comparison(config.run.dir, rows, header)
         if config.tracking.enabled:
@@ -234,6 +272,7 @@ def compare(
     show_progress: bool = False,
     judge: bool = False,
     judge_lm: Any = None,
+    score: bool = False,
 ) -> Comparison:
     """Run (or resume) each method on the same references and size, and compare them; `refed compare` from Python.
 
@@ -246,6 +285,8 @@ def compare(
         show_progress: print progress lines on stderr.
         judge: also judge each run (with [judge]) and add judge and diversity columns.
         judge_lm: a dspy.LM to judge with instead of building one from [judge].
+        score: also measure each run's data statistics with the [scoring] model (the scorer extra): IFD of the final
+            responses and of the drafts, the share at IFD >= 1, perplexity given the instruction, coherence.
 
     Returns:
         The table, one row per method (samples, calls, feedback calls, tokens, cost, rejects, wall time, and the
@@ -261,5 +302,6 @@ def compare(
             show_progress=show_progress,
             judge=judge,
             judge_lm=judge_lm,
+            score=score,
         )
     )

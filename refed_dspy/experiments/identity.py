@@ -43,7 +43,9 @@ NOT_FIGURES = {
     "run": ("progress", "progress_every_s", "stop_grace_s", "new_ledger"),
     "tracking": ("enabled", "mlflow_uri", "experiment", "log_traces", "trace_sample_ratio", "telemetry"),
 }
-WATCHING = "metrics"  # the section of how a run is watched (its metrics endpoint): never part of its figures
+# whole sections no cell's figures depend on: how a run is watched ([metrics]: its endpoint and exporters) and how
+# data is measured after the fact ([scoring]: refed score, report --score); a cell finished before them keeps its hash
+NOT_CELLS = ("metrics", "scoring")
 
 
 def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **values: Any) -> str:
@@ -51,7 +53,7 @@ def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **v
     the keys `drop` names (its spending limits, progress display and tracking); `values` set keys first
     ("section.key" = value). The LM sections as LMSpec.identity gives them (the temperature and output limit sent, a
     field added later left out at its default)."""
-    data = cfg.model_dump(mode="json")
+    data = cfg.model_dump(mode="json", exclude=set(NOT_CELLS))
     data["teacher"], data["judge"] = cfg.teacher.identity("teacher"), cfg.judge.identity("judge")
     for path, value in values.items():
         section, key = path.split(".", 1)
@@ -59,7 +61,6 @@ def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **v
     for section, keys in drop.items():
         for key in keys:
             data.get(section, {}).pop(key, None)
-    data.pop(WATCHING, None)  # a cell finished before the section existed keeps its hash
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from refed_dspy.pages import render
 from refed_dspy.quality.contamination import card_section, public_params
+from refed_dspy.quality.statistics import card_statistics
 from refed_dspy.settings import tomllib
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
@@ -30,6 +31,7 @@ def provenance(rundir: RunDir) -> dict[str, Any]:
             seeds = None
     return {
         "summary": summary,
+        "statistics": read_json(rundir.path / "report.json").get("statistics") or {},
         "filters": filt.get("steps", []),
         "seeds": seeds or "refed-dspy embedded seed set",
         "judge": read_json(origin.judge_summary),
@@ -68,6 +70,7 @@ def dataset_card(
         judge=judge if judge.get("mean_score") is not None else None,
         filters=[_filter_step(step) for step in prov["filters"]],
         contamination=card_section(prov.get("contamination") or {}),
+        statistics=card_statistics(prov.get("statistics") or {}),
     )
 
 

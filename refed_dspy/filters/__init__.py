@@ -23,6 +23,7 @@ from refed_dspy.filters.near_duplicates import near_duplicates  # noqa: E402
 from refed_dspy.filters.random_subset import random_subset  # noqa: E402
 from refed_dspy.filters.reference_copy import reference_copy  # noqa: E402
 from refed_dspy.filters.rouge_diversity import rouge_diversity  # noqa: E402
+from refed_dspy.filters.superfiltering import superfiltering  # noqa: E402
 
 
 def make_filter(name: str, **params: Any) -> Filter:
@@ -47,6 +48,7 @@ __all__ = [
     "reference_copy",
     "reject_counts",
     "rouge_diversity",
+    "superfiltering",
     "text_of",
     "unjudged_ids",
 ]

@@ -1,6 +1,7 @@
 """decontaminate: remove samples whose instruction (and, optionally, final response) matches a prompt of an evaluation
 benchmark, each with a reason naming the benchmark and the prompt. No LM call: the matching is refed_dspy.contamination
-(exact after normalization, or a share of word n-grams), the prompts come from refed_dspy.store.benchmarks."""
+(as the texts render: exact after normalization, a share of word n-grams, or the shorter text's words in order), the
+prompts come from refed_dspy.store.benchmarks."""
 
 from __future__ import annotations
 
@@ -53,7 +54,11 @@ def reason(hit: Hit, ngram: int) -> str:
     """The removal reason: the text, the benchmark and the prompt it matched, and how."""
     m = hit.match
     prompt = m.prompt if len(m.prompt) <= PROMPT_CHARS else m.prompt[:PROMPT_CHARS] + "..."
-    how = "the same after normalization" if m.how == "exact" else f"{m.overlap:.0%} of {ngram}-grams shared"
+    how = {
+        "exact": "the same after normalization",
+        "ngram": f"{m.overlap:.0%} of {ngram}-grams shared",
+        "order": f"{m.overlap:.0%} of the shorter text's words in order",
+    }[m.how]
     return f"{hit.field} matches benchmark {json.dumps(m.benchmark)} prompt {json.dumps(prompt)} ({how})"
 
 
@@ -84,7 +89,9 @@ def decontaminate(
 @FILTERS.register
 class Decontaminate(Filter):
     """Remove samples whose instruction (or, with check_responses, final response) matches a prompt of an evaluation
-    benchmark: the same text after normalization, or a share of word n-grams in common. Settings left unset are
+    benchmark, both read as they render (look-alike letters, invisible characters and accents do not count): the same
+    text after normalization, a share of word n-grams in common, or all but one word in ten of the shorter text in
+    order (a filler word every few words, one word changed in an 11-word prompt). Settings left unset are
     [quality]'s."""
 
     rank = 6

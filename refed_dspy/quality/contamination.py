@@ -106,8 +106,10 @@ def contamination_of(
 def _how(block: dict[str, Any]) -> str:
     fields = " and ".join(f"{f}s" for f in block["fields"])
     return (
-        f"{fields} compared with each prompt: the same text after normalization (case, whitespace, punctuation), or "
-        f"at least {block['share']:.0%} of the shorter text's word {block['ngram']}-grams in common"
+        f"{fields} compared with each prompt as they render (look-alike letters, invisible characters and accents "
+        f"read as the letters they show): the same text after normalization (case, whitespace, punctuation), at "
+        f"least {block['share']:.0%} of the shorter text's word {block['ngram']}-grams in common, or all but one word "
+        f"in ten of the shorter text in order (of 8 words or more; a filler word every few words, one word changed)"
     )
 
 

@@ -32,7 +32,9 @@ from refed_dspy.quality.report_stats import (
     sample_cards,
     yields,
 )
+from refed_dspy.quality.statistics import embedder_for, statistics_block, statistics_lines
 from refed_dspy.results import Result
+from refed_dspy.scoring import open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.run_config import run_config
@@ -79,9 +81,7 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         "embedding_diversity": None,
     }
     if embedder is None and config.report.embedding_model:
-        import dspy
-
-        embedder = dspy.Embedder(config.report.embedding_model)
+        embedder = embedder_for(config)
     if embedder is not None and len(instructions) >= 2:
         import random
 
@@ -174,6 +174,7 @@ def format_text(stats: dict[str, Any]) -> str:
     if modes:
         lines.append("  calls        " + "; ".join(modes))
     lines += contamination_lines(stats.get("contamination") or {})
+    lines += statistics_lines(stats.get("statistics") or {})
     return "\n".join(lines)
 
 
@@ -216,16 +217,31 @@ class Report(Result):
         description="How close each sample is to its own reference: distributions, the copies at or over "
         "quality.copy_threshold, the closest samples beside their references (refed_dspy.quality.reference_copies).",
     )
+    statistics: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Reflection-Tuning's data statistics (`refed report --score`): for the run's references, drafts "
+        "and final responses, the mean instruction perplexity, response perplexity alone and given the instruction, "
+        "IFD and coherence; the scoring model, and which samples were scored (refed_dspy.quality.statistics).",
+    )
     html: str = Field("", exclude=True, description="Where report.html was written.")
     images: list[str] = Field(default_factory=list, exclude=True, description="The figures drawn in it.")
     text: str = Field("", exclude=True, description="The summary `refed report` prints.")
 
 
-def build_report(run_dir: str | Path, config: Config | None = None, embedder=None) -> Report:
+def build_report(
+    run_dir: str | Path,
+    config: Config | None = None,
+    embedder=None,
+    score: bool = False,
+    score_all: bool = False,
+    show_progress: bool = False,
+) -> Report:
     """Compute the report for `run_dir`, write report.html and report.json there; returns the figures.
 
-    The run dir's lock is held while the report is made, so it never writes into a run another process is
-    writing (RunDirError naming that process), and a directory refed did not make is refused."""
+    With `score`, the report holds Reflection-Tuning's data statistics, measured by the [scoring] model (the scorer
+    extra) on the run's references and on every sample (`score_all`) or [scoring] report_pairs of them, drafts and
+    final responses. The run dir's lock is held while the report is made, so it never writes into a run another
+    process is writing (RunDirError naming that process), and a directory refed did not make is refused."""
     rundir = RunDir(run_dir)
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; nothing to report")
@@ -234,6 +250,9 @@ def build_report(run_dir: str | Path, config: Config | None = None, embedder=Non
     path = rundir.path / "report.html"
     with owned(run_dir, "run", "refed report", also=("filter",), existing=True, flag="RUN_DIR"):
         stats = compute(rundir, config, embedder)
+        if score or score_all:
+            scorer = open_scorer(config.scoring, config.report.embedding_model)
+            stats["statistics"] = statistics_block(rundir, config, scorer, score_all, show_progress)
         images = plots(stats)
         write_text_atomic(path, render_html(stats, images))
         report = Report(

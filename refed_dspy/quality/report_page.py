@@ -9,6 +9,7 @@ from refed_dspy.quality.contamination import contamination_section
 from refed_dspy.quality.near_duplicate_report import near_duplicate_section
 from refed_dspy.quality.reference_copies import copies_section
 from refed_dspy.quality.report_stats import cache_lines, cost_note, execution_text
+from refed_dspy.quality.statistics import statistics_section
 from refed_dspy.store.teachers import mixed_line, self_preference_line
 
 IMPROVEMENT = ("pairs", "improvement_win_rate", "improvement_tie_rate", "improvement_loss_rate", "position_bias_rate")
@@ -47,5 +48,6 @@ def page_context(stats: dict[str, Any], images: dict[str, str]) -> dict[str, Any
         "prompt_cache": cache_lines(stats.get("prompt_cache") or {}),
         "modes": {f"{part} calls": execution_text(ex) for part, ex in stats["execution"].items() if ex},
         "contamination": contamination_section(stats.get("contamination") or {}),
+        "statistics": statistics_section(stats.get("statistics") or {}),
         "sample_cards": stats.get("cards") or {},
     }

@@ -55,19 +55,35 @@ def read_jsonl(path: str | Path, repair: bool = False) -> Iterator[dict[str, Any
     """Yield the records (JSON objects, one per line) of `path`.
 
     A last line without its newline (a write torn by a kill) is skipped; with `repair` the file is
-    truncated back to its last complete line so that appends stay valid. Any other line that is not a
-    JSON object is damage no kill makes: CorruptRecordError names the file and line and the repair command.
+    truncated back to its last complete line so that appends stay valid (once every record was read). Any other line
+    that is not a JSON object is damage no kill makes: CorruptRecordError names the file and line and the repair
+    command, when the reading reaches it. The file is read a line at a time.
     """
     p = Path(path)
     if not p.exists():
         return
+    end = lineno = 0
     with open(p, "rb") as fh:
-        data = fh.read()
-    records, end, _ = complete_records(data, p)
-    if repair and end < len(data):
+        for raw in fh:  # a line at a time: neither the file's bytes nor all its records are held at once
+            if not raw.endswith(b"\n"):
+                break  # the last line, torn or still being written
+            end, lineno = end + len(raw), lineno + 1
+            if not raw.strip():
+                continue
+            obj = parse_record(raw)
+            if obj is None:
+                raise CorruptRecordError(_corrupt(p, lineno))
+            yield obj
+    if repair and end < p.stat().st_size:
         with open(p, "r+b") as fh:
             fh.truncate(end)
-    yield from records
+
+
+def _corrupt(path: Path, lineno: int) -> str:
+    return (
+        f"{path}:{lineno} is not a JSON record (the file was damaged); run `refed repair "
+        f"{path.parent}` to move the bad lines to {path.name}.quarantine and keep the rest"
+    )
 
 
 def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[list[dict[str, Any]], int, int]:
@@ -84,10 +100,7 @@ def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[li
             continue
         obj = parse_record(raw)
         if obj is None:
-            raise CorruptRecordError(
-                f"{path}:{lineno} is not a JSON record (the file was damaged); run `refed repair "
-                f"{path.parent}` to move the bad lines to {path.name}.quarantine and keep the rest"
-            )
+            raise CorruptRecordError(_corrupt(path, lineno))
         records.append(obj)
     return records, end, lineno - lines_before
 

@@ -13,6 +13,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 
+from refed_dspy.adapters.degenerate import junk_reason
 from refed_dspy.engine.execution import Engine
 from refed_dspy.methods import Method, SynthesisSettings
 from refed_dspy.store.records import Reference, ReferenceFeedback, content_id
@@ -224,17 +225,24 @@ class NextWork:
         self.n_parked -= len(units)
         self.upcoming.extendleft(reversed(units))
 
-    def unit_in(self, unit: Unit, texts: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-        """A unit's new instructions: those dedup keeps join the pool; returns (kept, [(dropped, reason)])."""
+    def unit_in(self, unit: Unit, texts: list[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """A unit's new instructions: those neither junk (a single word, a field name, markup: the gate every method's
+        instructions pass, on every route) nor dropped by dedup join the pool; returns (kept, [(dropped, reason,
+        detail)])."""
         uid = unit.id(self.refs[unit.ref_index])
         kept, dropped = [], []
         for text in texts:
+            junk = junk_reason(text, instruction=True)
+            if junk is not None:
+                dropped.append((text, "degenerate", f"the instruction {junk}"))
+                self.watch.note(False)
+                continue
             reason = self.dedup.offer(text)
             if reason is None:
                 kept.append(text)
                 self.pool.append(Item(content_id(uid, text), uid, unit.ref_index, unit.feature, text))
             else:
-                dropped.append((text, reason))
+                dropped.append((text, reason, "dropped by instruction dedup"))
                 self.watch.note(False)
         self.done_units.add(uid)
         return kept, dropped

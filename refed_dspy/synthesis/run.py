@@ -211,10 +211,10 @@ class SynthesisRun(StageBase):
                 self.next_work.done_units.add(uid)
             return
         kept, dropped = self.next_work.unit_in(unit, texts)
-        for text, reason in dropped:
+        for text, reason, detail in dropped:
             self._reject(
-                Failure(reason, "dropped by instruction dedup"),
-                "dedup",
+                Failure(reason, detail),
+                "dedup" if reason != "degenerate" else "synthesize",
                 content_id(uid, text),
                 ref.id,
                 {},

@@ -17,7 +17,9 @@ from refed_dspy.adapters import (
     RefedJSONAdapter,
     degenerate_outputs,
     degenerate_reason,
+    junk_reason,
 )
+from refed_dspy.adapters.degenerate import instructs
 from refed_dspy.config import load_config
 from refed_dspy.engine.failures import classify
 from refed_dspy.programs import PointwiseJudge
@@ -25,6 +27,7 @@ from refed_dspy.signatures import (
     CompareResponses,
     GenerateResponse,
     ImproveResponse,
+    ReflectInstruction,
     ReflectResponse,
     pointwise_signature,
 )
@@ -201,3 +204,99 @@ def test_placeholder_replies_over_http_become_degenerate_rejects_never_samples(s
     for r in degenerate:
         assert "placeholder" in r["detail"] and r["detail"].endswith("(after 1 repair)")
         assert "{" in r["raw"] and r["final"]
+
+
+# ---- junk (issue 52, item 5): what the keyless main job's SmolLM2 wrote and no check stopped -----------------------
+JUNK = {
+    "a lone bracket": ("{", "has no letter or digit"),
+    "list markers alone": ("1. 2.", "is list markers alone"),
+    "markup cut off": ("<label for=", "is markup alone"),
+    "a tag alone": ("<br/>", "is markup alone"),
+    "a field name": ("example_response", "is a field name"),
+}
+
+
+@pytest.mark.parametrize("mode", list(ADAPTERS))
+@pytest.mark.parametrize("kind", list(JUNK))
+def test_junk_responses_are_repaired_once_then_rejected_in_every_adapter(mode, kind):
+    text, says = JUNK[kind]
+    lm = Replies([reply(mode, {"response": text}), reply(mode, {"response": text})])
+    with pytest.raises(DegenerateOutputError) as err:
+        ADAPTERS[mode]()(lm, {}, GenerateResponse, [], INPUTS)
+    assert len(lm.sent) == 2
+    failure = classify(err.value)
+    assert failure.reason == "degenerate" and failure.detail.startswith(f"`response` {says}"), failure.detail
+
+
+@pytest.mark.parametrize("text", ["Paris", "4", "4.", "Yes.", "∞", "<b>Paris</b>", "3 < 5", "1. Mix. 2. Bake."])
+def test_rightly_short_answers_are_not_junk(text):
+    assert junk_reason(text, ["response", "instruction"]) is None
+    assert degenerate_reason(GenerateResponse, "response", text, INPUTS) is None
+
+
+def test_an_instruction_output_is_junk_as_a_single_word_and_its_type_says_which_output_is_one():
+    """ReflectInstruction's `new_instruction` is declared `Instructs()`: a single word there is junk; the same word as
+    a response is an answer. A text in a script written without spaces is not judged by its words."""
+    inputs = dict(instruction="Explain tides.", response="The moon pulls the sea.")
+    assert instructs(ReflectInstruction, "new_instruction") and not instructs(ReflectInstruction, "new_response")
+    assert degenerate_reason(ReflectInstruction, "new_instruction", "effect", inputs) == (
+        "`new_instruction` is a single word ('effect'), not an instruction"
+    )
+    assert degenerate_reason(ReflectInstruction, "new_response", "Effect.", inputs) is None
+    assert junk_reason("feature_name", instruction=True) is not None
+    # what SmolLM2 wrote in the keyless main job: a field name in markdown's markers, a timestamp
+    assert junk_reason("## feature_name##", instruction=True) is not None
+    assert junk_reason("T20:36:58.1953Z", instruction=True) is not None
+    assert junk_reason("What is 2 + 2?", instruction=True) is None
+    assert junk_reason("解释潮汐是怎样形成的", instruction=True) is None
+    assert junk_reason("Explain tides.", instruction=True) is None
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def assert_no_junk(run) -> None:
+    for s in read_jsonl(run / "samples.jsonl"):
+        assert junk_reason(s["instruction"], instruction=True) is None, s["instruction"]
+        for key in ("response", "improved_response"):
+            if s.get(key) is not None:
+                assert junk_reason(s[key]) is None, s[key]
+
+
+@pytest.mark.parametrize("method", ["refed", "no_feedback", "reflection"])
+def test_junk_instructions_and_responses_never_become_samples_in_any_method(server_factory, tmp_path, method):
+    """A teacher that writes junk into a third of its replies (every text field, half the items of a list of
+    instructions): the run still ends with its samples, none of them junk, and the rejects name each junk text."""
+    srv = server_factory(sticky_junk=0.35, junk_items=True)
+    run = tmp_path / "run"
+    extra = {"seeds.limit": 12, "synthesis.instructions_per_feature": 4, "synthesis.method": f"'{method}'"}
+    summary = synthesize(load_config(None, run_overrides(srv, run, 6, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == 6
+    assert [e for e in read_log(srv.cfg.log_path) if e.get("fault") == "junk"]
+    assert_no_junk(run)
+    junk = [r for r in read_jsonl(run / "rejects.jsonl") if r["reason"] == "degenerate"]
+    assert junk, read_jsonl(run / "rejects.jsonl")
+    if method != "reflection":  # the instructions of units: each junk item dropped with its reason, the rest kept
+        dropped = [r for r in junk if r["stage"] == "synthesize" and "not an instruction" in r["detail"]]
+        assert dropped and all(junk_reason(r["instruction"], instruction=True) for r in dropped)
+
+
+def test_junk_is_rejected_on_the_batch_route_too(tmp_path):
+    """The same gates on provider batches (the replies parse through the same adapter, the units through the same
+    stage)."""
+    from loopback_server import LoopbackServer, ServerConfig
+
+    log = tmp_path / "log.jsonl"
+    cfg = ServerConfig(
+        log_path=str(log), sticky_junk=0.35, extra={"batch_validating_s": 0.01, "batch_finalizing_s": 0.01}
+    )
+    with LoopbackServer(cfg) as srv:
+        run = tmp_path / "run"
+        extra = {"seeds.limit": 4, "synthesis.instructions_per_feature": 4, "synthesis.mode": "'batch'"}
+        extra |= {"batch.poll_s": 0.05, "batch.linger_s": 0.2}
+        summary = synthesize(load_config(None, run_overrides(srv, run, 8, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == 8 and summary["mode"] == "batch"
+    assert [e for e in read_log(str(log)) if e.get("fault") == "junk"]
+    assert_no_junk(run)
+    assert [r for r in read_jsonl(run / "rejects.jsonl") if r["reason"] == "degenerate"]

@@ -440,3 +440,21 @@ def test_a_call_budget_holds_across_kills_on_either_transport(local_ray, server_
     assert ledger["calls"] >= _served(srv) and ledger.get("lost_in_flight", 0) > 0
     samples = _jsonl(path / "samples.jsonl")
     assert len(samples) == len({s["meta"]["id"] for s in samples})
+
+
+def test_junk_is_rejected_on_ray_too(local_ray, server_factory, tmp_path):
+    """Issue 52, item 5, on Ray: the workers parse with the same adapter (a junk response is repaired then rejected)
+    and the driver takes each unit's instructions through the same gate (a junk item dropped with its reason)."""
+    from refed_dspy.adapters import junk_reason
+
+    srv, path = server_factory(sticky_junk=0.35, junk_items=True), tmp_path / "run"
+    extra = {"seeds.limit": 6, "synthesis.instructions_per_feature": 4}
+    summary = synthesize(load_config(None, _on_ray(srv, path, 6, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == 6 and summary["ray"]["workers"]
+    for s in _jsonl(path / "samples.jsonl"):
+        assert junk_reason(s["instruction"], instruction=True) is None, s["instruction"]
+        assert junk_reason(s["response"]) is None and junk_reason(s["improved_response"]) is None, s
+    junk = [r for r in _jsonl(path / "rejects.jsonl") if r["reason"] == "degenerate"]
+    assert any(r["stage"] == "synthesize" and "not an instruction" in r["detail"] for r in junk), junk
+    faults = [e for e in read_log(srv.cfg.log_path) if e.get("fault") == "junk"]
+    assert faults and summary["usage"]["repairs"] >= 1  # the workers' adapter asked again for each junk reply

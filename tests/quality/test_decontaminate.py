@@ -199,3 +199,226 @@ def test_bad_benchmarks_are_one_line_exit_2_and_nothing_written(contaminated, tm
     _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+# ---- text tricks (issue 52, item 6): 30 planted variants of prompts of a 200-prompt benchmark among 1,000 unrelated
+# instructions written in the same register; at the defaults at least 27 removed, at most 1 unrelated one ------------
+OPENERS = [  # the register both share: how an instruction starts
+    "Explain how {a}",
+    "Write a short piece about how {a}",
+    "Describe for a beginner how {a}",
+    "What should a student know about how {a}",
+    "Give me a clear account of how {a}",
+    "Summarize in plain words how {a}",
+]
+BENCH_CLAUSES = [
+    "changed over the last century and what drove the change",
+    "affects people who live in large cities",
+    "is taught in schools, with one example",
+    "could look in fifty years if current trends continue",
+    "is often misunderstood by the public and why",
+    "influenced a famous event in history",
+    "works, step by step, with a simple analogy",
+    "is measured and what the numbers tell us",
+]
+OTHER_CLAUSES = [
+    "differs between two countries you know well",
+    "would be explained by a grandparent at dinner",
+    "fits into a typical working day",
+    "appears in films and novels, with two titles",
+    "saves or costs money for an ordinary family",
+    "got its name and what the name means",
+    "can go wrong and how experts fix it",
+    "sounds to a child hearing of it for the first time",
+]
+BENCH_TOPICS = [
+    "photosynthesis",
+    "the stock market",
+    "a heat pump",
+    "compound interest",
+    "jazz improvisation",
+    "the immune system",
+    "plate tectonics",
+    "public libraries",
+    "the printing press",
+    "beekeeping",
+    "container shipping",
+    "urban gardening",
+    "the water cycle",
+    "solar panels",
+    "chess openings",
+    "the Roman aqueducts",
+    "vaccines",
+    "sourdough bread",
+    "recycling plastics",
+    "the electoral college",
+    "black holes",
+    "coral reefs",
+    "machine translation",
+    "bird migration",
+    "the blockchain",
+    "volcanic eruptions",
+    "public transport",
+    "the human heart",
+    "origami",
+    "wind turbines",
+    "classical ballet",
+    "the Silk Road",
+    "tide pools",
+    "credit scores",
+    "the periodic table",
+    "street photography",
+    "noise pollution",
+    "carbon capture",
+    "the Olympic Games",
+    "night skies",
+]
+OTHER_TOPICS = [
+    "quantum tunnelling",
+    "the bond market",
+    "a refrigerator",
+    "simple interest",
+    "flamenco guitar",
+    "the nervous system",
+    "ocean currents",
+    "community theatres",
+    "the telegraph",
+    "mushroom foraging",
+    "air traffic control",
+    "rooftop farming",
+    "the carbon cycle",
+    "hydroelectric dams",
+    "poker strategy",
+    "medieval castles",
+    "antibiotics",
+    "cheese making",
+    "composting food waste",
+    "parliamentary democracy",
+    "neutron stars",
+    "mangrove forests",
+    "speech recognition",
+    "whale songs",
+    "cloud computing",
+    "earthquakes",
+    "cycling lanes",
+    "the human liver",
+    "calligraphy",
+    "nuclear fusion",
+    "hip hop dance",
+    "the spice trade",
+    "sand dunes",
+    "student loans",
+    "the metric system",
+    "wildlife photography",
+    "light pollution",
+    "electric cars",
+    "the Paralympic Games",
+    "deep sea vents",
+    "sign language",
+    "the Great Barrier Reef",
+    "typography",
+    "bridge engineering",
+    "tea ceremonies",
+    "glass blowing",
+    "rainforest canopies",
+    "sleep cycles",
+    "the printing of banknotes",
+    "lighthouses",
+    "submarine cables",
+    "bonsai trees",
+    "the pyramids of Giza",
+    "weather balloons",
+    "fermented vegetables",
+    "marathon training",
+    "crossword puzzles",
+    "the Hubble telescope",
+    "hot air balloons",
+    "stained glass windows",
+    "sheepdog trials",
+    "desert irrigation",
+    "the Amazon river",
+    "vinyl records",
+    "board game design",
+    "ice hockey",
+    "paper making",
+    "the Fibonacci sequence",
+    "honey badgers",
+    "opera singing",
+    "bamboo construction",
+    "the postal service",
+    "snow avalanches",
+    "carnival parades",
+    "the compass",
+    "kite surfing",
+    "pottery glazes",
+    "monarch butterflies",
+    "the Dead Sea",
+    "invasive species",
+    "maple syrup",
+    "steam locomotives",
+    "the cello",
+    "solar eclipses",
+    "shipwreck diving",
+    "wool spinning",
+    "bicycle repair",
+]
+FULL_WIDTH = {c: chr(ord(c) + 0xFEE0) for c in "abcdefghijklmnopqrstuvwxyz"}
+
+
+def from_templates(topics: list[str], clauses: list[str], n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < n:
+        text = rng.choice(OPENERS).format(a=rng.choice(topics)) + " " + rng.choice(clauses) + "."
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def planted(prompts: list[str]) -> list[tuple[str, str, str]]:
+    """30 variants of benchmark prompts, (kind, prompt, variant): 21 that render as the prompt does, 5 with a filler word every
+    seven words, 4 with one word changed in the middle of an 11-to-14-word prompt."""
+    cyrillic = str.maketrans({"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441"})
+    tricks = {
+        "zero-width spaces": lambda p: " ".join(w[:2] + "\u200b" + w[2:] if len(w) > 4 else w for w in p.split()),
+        "soft hyphens": lambda p: " ".join(w[:3] + "\u00ad" + w[3:] if len(w) > 6 else w for w in p.split()),
+        "zero-width joiners": lambda p: " ".join(w[:3] + "\u200d" + w[3:] if len(w) > 5 else w for w in p.split()),
+        "tag characters": lambda p: p.replace(" ", " \U000e0020", 3) + "\U000e0041\U000e007f",
+        "combining accents": lambda p: p.replace("e", "e\u0301", 2),
+        "Cyrillic look-alikes": lambda p: p.translate(cyrillic),
+        "full-width letters": lambda p: "".join(FULL_WIDTH.get(c, c) for c in p),
+    }
+    out = []
+    for i, (kind, trick) in enumerate(sorted(tricks.items()) * 3):
+        out.append((kind, prompts[i], trick(prompts[i])))
+    long_ones = [p for p in prompts[21:] if len(p.split()) >= 14][:5]
+    for p in long_ones:
+        padded = " ".join(w + (" really" if i % 7 == 6 else "") for i, w in enumerate(p.split()))
+        out.append(("a filler word every seven words", p, padded))
+    mid = [p for p in prompts[21:] if 11 <= len(p.split()) <= 14 and p not in long_ones][:4]
+    for p in mid:
+        ws = p.split()
+        ws[len(ws) // 2] = "wonderful" if ws[len(ws) // 2] != "wonderful" else "lovely"
+        out.append(("one word changed in the middle", p, " ".join(ws)))
+    assert len(out) == 30, len(out)
+    return out
+
+
+def test_text_tricks_do_not_evade_decontamination_and_the_same_register_is_not_flagged(tmp_path):
+    prompts = from_templates(BENCH_TOPICS, BENCH_CLAUSES, 200, seed=1)
+    others = from_templates(OTHER_TOPICS, OTHER_CLAUSES, 1000, seed=2)
+    variants = planted(prompts)
+    assert all(variant != prompt for _, prompt, variant in variants), [v for v in variants if v[1] == v[2]]
+    samples = [
+        {"instruction": text, "response": "An answer.", "meta": {"id": f"{kind}#{i}", "reference_id": "r"}}
+        for i, (kind, text) in enumerate([*((k, v) for k, _, v in variants), *(("other", o) for o in others)])
+    ]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in prompts))
+    result = decontaminate(samples, [str(bench)])  # the defaults: ngram 8, share 0.5
+    removed = [s["meta"]["id"] for s, _ in result.removed]
+    caught = [r for r in removed if not r.startswith("other#")]
+    flagged = [r for r in removed if r.startswith("other#")]
+    missed = sorted({s["meta"]["id"].split("#")[0] for s in result.kept} - {"other"})
+    assert len(caught) >= 27, f"missed kinds: {missed}"
+    assert len(flagged) <= 1, [s["instruction"] for s, _ in result.removed if s["meta"]["id"] in flagged]

@@ -1,0 +1,236 @@
+"""Reflection-Tuning's data statistics of a run or a seed file, from the scorer (refed_dspy.scoring): per pair the
+instruction's perplexity, the response's alone and given the instruction, IFD and coherence; per group (the run's
+references, its drafts, its final responses) their means, so the effect of improving a response shows.
+
+`refed score FILE_OR_RUN --out FILE.jsonl` writes one line per pair (`score_source`); `refed report --score` adds the
+table to report.json, report.html and its text (`statistics_block`), `refed compare --score` a column set per method,
+and an export's dataset card carries the table of the report it finds. On a larger run the report scores every
+reference and a stated sample of the samples ([scoring] report_pairs), unless asked for all.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics as pystats
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import Field
+
+from refed_dspy.config import Config, SeedsConfig
+from refed_dspy.errors import ConfigError
+from refed_dspy.results import Result
+from refed_dspy.scoring import PairScore, ScoreCache, Scorer, open_scorer
+from refed_dspy.scoring.embedder import LocalEmbedder
+from refed_dspy.store.jsonl import read_jsonl, write_jsonl_atomic
+from refed_dspy.store.records import final_response
+from refed_dspy.store.rundir import RunDir
+from refed_dspy.store.seeds import read_seeds
+
+STATS = ("instruction_ppl", "response_ppl", "response_ppl_given_instruction", "ifd", "coherence")
+GROUPS = ("references", "drafts", "final responses")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One pair to score: its id, instruction and response, and the sample's draft when it has one apart."""
+
+    id: str
+    instruction: str
+    response: str
+    draft: str | None = None
+
+
+def seed_pairs(source: str) -> list[Pair]:
+    """The pairs of a seed file or dataset (anything [seeds] source takes); SeedError when it cannot be read."""
+    refs, _ = read_seeds(SeedsConfig(source=source))
+    return [Pair(r.id, r.instruction, r.response) for r in refs]
+
+
+def run_pairs(rundir: RunDir) -> list[Pair]:
+    """A run's samples as pairs: the instruction with the final response, and the draft when it was improved."""
+    out = []
+    for s in read_jsonl(rundir.samples):
+        final, draft = final_response(s), (s.get("response") or "").strip()
+        out.append(Pair(s["meta"]["id"], s["instruction"], final, draft if s.get("improved_response") else None))
+    return out
+
+
+class ScoreFile(Result):
+    """What `refed score` wrote: the pairs scored, where, with which model, their mean figures and the time taken."""
+
+    source: str
+    out: str
+    pairs: int
+    model: str
+    max_tokens: int
+    coherence_from: str | None
+    means: dict[str, float | None] = Field(description="The mean of each statistic over the pairs (final responses).")
+    seconds: float
+
+
+def pairs_of(source: str | Path, limit: int | None = None) -> list[Pair]:
+    """The pairs of a run dir (its samples, with their drafts) or of a seed source (the first `limit`); ConfigError or
+    SeedError, before any model is loaded, when there are none."""
+    path = Path(source)
+    pairs = run_pairs(RunDir(path)) if (path / "samples.jsonl").exists() else seed_pairs(str(source))
+    pairs = pairs[:limit] if limit else pairs
+    if not pairs:
+        raise ConfigError(f"{source} has no pairs to score")
+    return pairs
+
+
+def score_source(
+    source: str | Path,
+    out: str | Path,
+    config: Config | None = None,
+    scorer: Scorer | None = None,
+    limit: int | None = None,
+    show_progress: bool = False,
+) -> ScoreFile:
+    """Score a run dir's samples (drafts too) or a seed source's pairs into `out`, one JSON line per pair: its id,
+    instruction, the five statistics, and `draft_`-prefixed ones where the sample has a draft apart. The scorer is
+    `scorer`, else the one `config` ([scoring], [report] embedding_model) describes, opened once the pairs are read."""
+    pairs = pairs_of(source, limit)
+    if scorer is None:
+        config = config or Config()
+        scorer = open_scorer(config.scoring, config.report.embedding_model)
+    start = time.perf_counter()
+    asked = [(p.instruction, p.response) for p in pairs] + [(p.instruction, p.draft) for p in pairs if p.draft]
+    scores = scorer.score(asked, show_progress=show_progress)
+    finals, drafts = scores[: len(pairs)], iter(scores[len(pairs) :])
+    rows = []
+    for pair, final in zip(pairs, finals, strict=True):
+        row: dict[str, Any] = {"id": pair.id, "instruction": pair.instruction, **final.figures()}
+        if pair.draft:
+            row |= next(drafts).figures("draft_")
+        row |= {"truncated": final.truncated, "model": scorer.label, "max_tokens": scorer.settings.max_tokens}
+        rows.append(row)
+    write_jsonl_atomic(out, rows)
+    return ScoreFile(
+        source=str(source),
+        out=str(out),
+        pairs=len(pairs),
+        **scorer.describe(),
+        means=means(finals),
+        seconds=round(time.perf_counter() - start, 1),
+    )
+
+
+def means(scores: Sequence[PairScore]) -> dict[str, float | None]:
+    """The mean of each statistic (None where no pair has it), and the share of pairs at IFD >= 1."""
+    out: dict[str, float | None] = {}
+    for name in STATS:
+        values = [v for v in (getattr(s, name) for s in scores) if v is not None and math.isfinite(v)]
+        out[name] = round(pystats.fmean(values), 4) if values else None
+    out["ifd_at_least_1"] = round(sum(s.ifd >= 1 for s in scores) / len(scores), 4) if scores else None
+    return out
+
+
+def statistics_block(
+    rundir: RunDir, config: Config, scorer: Scorer, all_samples: bool = False, show_progress: bool = False
+) -> dict[str, Any]:
+    """The report's table: for the run's references, its drafts and its final responses, the pairs scored and the mean
+    of each statistic; the model, the token limit, where coherence comes from, and which samples were scored."""
+    samples = run_pairs(rundir)
+    used = {s["meta"]["reference_id"] for s in read_jsonl(rundir.samples)}
+    refs = [r for r in read_seeds(config.seeds)[0] if r.id in used]
+    chosen = samples
+    if not all_samples and len(samples) > config.scoring.report_pairs:
+        chosen = random.Random(config.report.seed).sample(samples, config.scoring.report_pairs)
+    drafted = [p for p in chosen if p.draft]
+    groups = {
+        "references": [(r.instruction, r.response) for r in refs],
+        "drafts": [(p.instruction, p.draft or "") for p in drafted],
+        "final responses": [(p.instruction, p.response) for p in chosen],
+    }
+    asked = [pair for pairs in groups.values() for pair in pairs]
+    start = time.perf_counter()
+    scores = iter(scorer.score(asked, show_progress=show_progress))
+    rows = []
+    for name, pairs in groups.items():
+        got = [next(scores) for _ in pairs]
+        rows.append(
+            {"group": name, "pairs": len(pairs), **(means(got) if got else dict.fromkeys([*STATS, "ifd_at_least_1"]))}
+        )
+    return {
+        **scorer.describe(),
+        "rows": rows,
+        "samples": len(samples),
+        "samples_scored": len(chosen),
+        "all_samples": len(chosen) == len(samples),
+        "seed": config.report.seed,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def sample_note(block: dict[str, Any]) -> str:
+    """Which samples the table holds, in words."""
+    if block["all_samples"]:
+        return f"every sample ({block['samples']})"
+    return (
+        f"{block['samples_scored']} of {block['samples']} samples, drawn with seed {block['seed']} "
+        "(`--score-all` scores every one)"
+    )
+
+
+def statistics_lines(block: dict[str, Any]) -> list[str]:
+    """The report's text lines: one per group, the model named."""
+    if not block:
+        return []
+    lines = [f"  statistics   {block['model']}, {block['max_tokens']} tokens a text; {sample_note(block)}"]
+    for row in block["rows"]:
+        if not row["pairs"]:
+            continue
+        figures = ", ".join(f"{_short(k)} {_fmt(row[k])}" for k in STATS)
+        lines.append(f"    {row['group']:<16} {row['pairs']:>4} pairs: {figures}")
+    return lines
+
+
+def _short(name: str) -> str:
+    return {
+        "instruction_ppl": "instruction ppl",
+        "response_ppl": "response ppl",
+        "response_ppl_given_instruction": "given instruction",
+        "ifd": "IFD",
+        "coherence": "coherence",
+    }[name]
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def statistics_section(block: dict[str, Any]) -> dict[str, Any]:
+    """What report.html's "Data statistics" section shows (quality/templates/report_statistics.html); an empty block
+    (not scored): no section."""
+    return {"block": block, "note": sample_note(block)} if block else {"block": {}}
+
+
+def embedder_for(config: Config) -> Any:
+    """The report's embedder for [report] embedding_model: a local sentence-embedding model folder (the scorer extra),
+    else the model dspy.Embedder takes."""
+    model = config.report.embedding_model
+    if model and Path(model).expanduser().is_dir():
+        return LocalEmbedder(model, config.scoring.device, ScoreCache(config.scoring.cache))
+    return dspy.Embedder(model)
+
+
+def card_statistics(block: dict[str, Any]) -> dict[str, Any]:
+    """What the dataset card's "Data statistics" section shows: the table of the report that found it (the model, the
+    samples scored, a row per group with its figures as text); {} when the data was not scored."""
+    if not block:
+        return {}
+    rows = [
+        {"group": r["group"], "pairs": r["pairs"], **{k: _fmt(r.get(k)) for k in (*STATS, "ifd_at_least_1")}}
+        for r in block["rows"]
+        if r["pairs"]
+    ]
+    return {**block, "note": sample_note(block), "rows": rows}
