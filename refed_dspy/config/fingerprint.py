@@ -12,7 +12,16 @@ from refed_dspy.settings import is_path
 
 # Fields that change what a run produces. Resuming a run dir with other values here is refused.
 _OUTPUT_FIELDS = {
-    "teacher": ("model", "api_base", "temperature", "max_tokens", "reasoning_effort", "adapter", "schema_dialect"),
+    "teacher": (
+        "model",
+        "api_base",
+        "temperature",
+        "max_tokens",
+        "reasoning_effort",
+        "adapter",
+        "schema_dialect",
+        "schema_shown",
+    ),
     "seeds": ("source", "format", "split", "limit"),
     "synthesis": ("method", "instructions_per_feature", "dedup_rouge_threshold", "seed", "reflection", "program"),
 }

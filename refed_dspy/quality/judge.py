@@ -52,6 +52,7 @@ def judge_fingerprint(config: Config) -> dict[str, Any]:
         **({"reasoning_effort": j.reasoning_effort} if j.reasoning_effort is not None else {}),
         "adapter": j.adapter,
         "schema_dialect": j.schema_dialect,
+        **({"schema_shown": j.schema_shown} if j.schema_shown is not None else {}),
         "criteria": list(g.criteria),
         "pointwise": g.pointwise,
         "pairwise": g.pairwise,

@@ -66,7 +66,7 @@ _POINTS = 20
 
 
 class Analysis(BaseModel):
-    """What the improver found in the draft (field descriptions are part of the prompt)."""
+    """What the improver found in the draft (the prompt names its fields; their descriptions document the record)."""
 
     original_strengths: list[Point] = Field(
         default_factory=list, max_length=_POINTS, description="What the draft already does well and should keep."
@@ -82,7 +82,7 @@ class Analysis(BaseModel):
 
 
 class ImplementationStrategy(BaseModel):
-    """The improver's plan (field descriptions are part of the prompt)."""
+    """The improver's plan (the prompt names its fields; their descriptions document the record)."""
 
     planned_changes: list[Point] = Field(
         default_factory=list, max_length=_POINTS, description="Concrete edits to make."

@@ -348,7 +348,7 @@ class Estimate(Result):
     batch_price_factor: float
     stages: dict[str, dict[str, Any]]
     total: dict[str, Any]
-    adapter: dict[str, str] | None = Optional("The output format the prompts were built with, and why.")
+    adapter: dict[str, Any] | None = Optional("The output format the prompts were built with, and why.")
     tokenizer: str | None = Optional("What counted the prompts' tokens.")
     reasoning: str | None = Optional(
         "A reasoning teacher: its hidden reasoning tokens (billed as output) cannot be counted without calling it; "
