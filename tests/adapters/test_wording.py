@@ -119,3 +119,22 @@ def test_the_shown_schema_is_the_prompts_word_on_the_outputs_and_the_text_says_n
         "type": "string",
         "description": "Strengths first, then specific, actionable improvements.",
     }
+
+
+# The prompts of format 2, as a digest of every built-in signature's in every mode (refed_dspy.config.fingerprint).
+FORMAT_DIGESTS = {2: "db3b9a7e198365da"}
+
+
+def test_the_prompts_are_those_of_the_prompt_format_they_are_recorded_with():
+    """A change to what any built-in signature's prompt says, in any mode, without a new PROMPT_FORMAT would let a run
+    made with the old prompts resume with the new ones unsaid: bump the number, and pin the new digest here."""
+    import hashlib
+
+    from refed_dspy.config.fingerprint import PROMPT_FORMAT
+
+    texts = []
+    for mode, adapter in ADAPTERS.items():
+        for sig in sorted(_signatures(), key=lambda s: (s.__name__, list(s.fields))):
+            texts.append("\x1e".join([mode, *_prompt(adapter, sig)]))
+    digest = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:16]
+    assert FORMAT_DIGESTS.get(PROMPT_FORMAT) == digest, f"PROMPT_FORMAT {PROMPT_FORMAT}: these prompts are {digest}"
