@@ -17,8 +17,11 @@ from refed_dspy.signatures.synthesize_instructions import Instruction
 @functools.lru_cache(maxsize=256)
 def asking_for(signature: type[dspy.Signature], n: int) -> type[dspy.Signature]:
     """`signature` (as it is now: optimizers rewrite its instructions) with `new_instructions` bound to exactly n
-    items, so the schema a provider sees and the parse check both hold the count."""
-    return signature.with_updated_fields("new_instructions", type_=exactly(n, Instruction))
+    items, so the schema a provider sees and the parse check both hold the count (which its description then leaves
+    to the type: each bound is stated once)."""
+    return signature.with_updated_fields(
+        "new_instructions", type_=exactly(n, Instruction), desc="Distinct instructions."
+    )
 
 
 def clean_instructions(items: list[str], n: int) -> list[str]:

@@ -12,7 +12,7 @@ class DescribeInstruction(dspy.Signature):
     specific enough to guide a writer, general enough that many different instructions fit."""
 
     reference_instruction: str = dspy.InputField()
-    reference_response: str = dspy.InputField(desc="A response judged to be of high quality.")
+    reference_response: str = dspy.InputField()
     subject_areas: str = text_output(
         DESCRIPTION_CHARS, "The domains, topics and kinds of knowledge the instruction involves."
     )

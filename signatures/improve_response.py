@@ -13,20 +13,15 @@ __all__ = ["Analysis", "ImplementationStrategy", "ImproveResponse"]
 
 
 class ImproveResponse(dspy.Signature):
-    """Improve a draft response. The feedback was written about a different but similar response,
-    so first decide which of its points apply here and ignore the rest. Keep what is already good,
-    plan concrete changes, then write the complete improved response (not a list of edits). Never
-    make the response less accurate or pad it with filler."""
+    """Improve a draft response with feedback that was written for a high-quality response to a similar but
+    different instruction: apply only the points that fit this draft, and write the whole improved response, not a
+    list of edits. Never make it less accurate or pad it with filler."""
 
     # written once for the reference, the same for every response improved with it: it leads (its prefix is cached)
-    feedback: Annotated[str, Repeated()] = dspy.InputField(
-        desc="Feedback on a high-quality reference response to a similar instruction."
-    )
+    feedback: Annotated[str, Repeated()] = dspy.InputField()
     instruction: str = dspy.InputField()
     draft_response: str = dspy.InputField()
     analysis: Analysis = dspy.OutputField()
     implementation_strategy: ImplementationStrategy = dspy.OutputField()
     # a draft that needs no change may come back whole: that is keeping what is good, not a copy
-    improved_response: Annotated[str, Revises("draft_response")] = text_output(
-        RESPONSE_CHARS, "The full improved response."
-    )
+    improved_response: Annotated[str, Revises("draft_response")] = text_output(RESPONSE_CHARS)

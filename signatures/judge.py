@@ -39,9 +39,7 @@ def pointwise_signature(criteria: list[str]) -> type[dspy.Signature]:
     """ScoreResponse with one integer output field per criterion, in rubric order."""
     sig = ScoreResponse
     for name in criteria:
-        sig = sig.append(
-            name, dspy.OutputField(desc=f"Score for {name.replace('_', ' ')}, an integer from 1 to 10."), type_=Score
-        )
+        sig = sig.append(name, dspy.OutputField(desc=f"Score for {name.replace('_', ' ')}."), type_=Score)
     return sig
 
 
@@ -55,4 +53,4 @@ class CompareResponses(dspy.Signature):
     response_a: str = dspy.InputField()
     response_b: str = dspy.InputField()
     rationale: str = text_output(RATIONALE_CHARS, "Two to four sentences comparing the two.")
-    verdict: Literal["A", "B", "tie"] = dspy.OutputField(desc="A, B, or tie.")
+    verdict: Literal["A", "B", "tie"] = dspy.OutputField()

@@ -18,6 +18,12 @@ INSTRUCTION_CRITERIA = {
 }
 
 
+def _said(criterion: str) -> str:
+    """A criterion's description as its field's: what it means (its 1-10 range is its type's)."""
+    meaning = INSTRUCTION_CRITERIA[criterion]
+    return f"{meaning[0].upper()}{meaning[1:]}."
+
+
 class RateInstruction(dspy.Signature):
     """Rate a new instruction written for an instruction-tuning dataset, as a demanding dataset curator.
     It was derived from a reference instruction and meant to exercise one described feature of it. Give
@@ -31,8 +37,8 @@ class RateInstruction(dspy.Signature):
     )
     instruction: str = dspy.InputField(desc="The new instruction to rate.")
     rationale: str = text_output(RATIONALE_CHARS, "Two or three sentences naming what is good and what is not.")
-    clear: Score = dspy.OutputField(desc=f"1-10: {INSTRUCTION_CRITERIA['clear']}.")
-    self_contained: Score = dspy.OutputField(desc=f"1-10: {INSTRUCTION_CRITERIA['self_contained']}.")
-    answerable: Score = dspy.OutputField(desc=f"1-10: {INSTRUCTION_CRITERIA['answerable']}.")
-    complexity: Score = dspy.OutputField(desc=f"1-10: {INSTRUCTION_CRITERIA['complexity']}.")
-    grounded: Score = dspy.OutputField(desc=f"1-10: {INSTRUCTION_CRITERIA['grounded']}.")
+    clear: Score = dspy.OutputField(desc=_said("clear"))
+    self_contained: Score = dspy.OutputField(desc=_said("self_contained"))
+    answerable: Score = dspy.OutputField(desc=_said("answerable"))
+    complexity: Score = dspy.OutputField(desc=_said("complexity"))
+    grounded: Score = dspy.OutputField(desc=_said("grounded"))

@@ -18,7 +18,7 @@ class SynthesizeInstructions(dspy.Signature):
     not answer them."""
 
     reference_instruction: Annotated[str, Repeated()] = dspy.InputField()  # the same for each feature: it leads
-    feature_name: str = dspy.InputField(desc="Which feature guides this batch, e.g. subject_areas or relevant_skills.")
+    feature_name: str = dspy.InputField()
     feature_description: str = dspy.InputField()
-    n: int = dspy.InputField(desc="How many new instructions to write.")
-    new_instructions: list[Instruction] = dspy.OutputField(desc="Exactly n distinct instructions.")
+    n: int = dspy.InputField()
+    new_instructions: list[Instruction] = dspy.OutputField(desc="n distinct instructions.")

@@ -191,9 +191,13 @@ _ENCODINGS: dict = {}
 
 
 def tokens_of(text: str, tokenizer: str) -> list:
-    """The tokens of `text` as the server counts them (tiktoken's files come with LiteLLM: no download)."""
+    """The tokens of `text` as the server counts them: words and punctuation marks; "chars4", a token every 4 characters
+    (ceil(characters / 4), the rule of thumb providers give); or tiktoken's (its files come with LiteLLM: no
+    download)."""
     if tokenizer == "words":
         return _TOKEN.findall(text)
+    if tokenizer == "chars4":
+        return [text[i : i + 4] for i in range(0, len(text), 4)]
     if tokenizer not in _ENCODINGS:
         import importlib.util
         import os
@@ -258,9 +262,9 @@ class ServerConfig:
     seed: int = 0
     log_path: str | None = None
     log_prompts: bool = False  # also log each request's system prompt and messages (tests, the token bench)
-    tokenizer: str = (
-        "words"  # usage counted in words and punctuation marks, or with tiktoken: "o200k_base", "cl100k_base"
-    )
+    # usage counted in words and punctuation marks, in 4-character chunks ("chars4"), or with tiktoken ("o200k_base",
+    # "cl100k_base"); but for "words", a request's response_format is billed as input, as OpenAI bills the schema
+    tokenizer: str = "words"
     cache_min_tokens: int = 1024
     cache_step: int = 128
     # Anthropic Messages requests: the fewest tokens a prefix marked with cache_control needs to be cached (0: the
@@ -479,11 +483,114 @@ def _value(
     return _words(rng, cfg.words_per_item, cfg)
 
 
-def output_names(messages: list[dict]) -> list[str]:
-    """The output field names a ChatAdapter/JSONAdapter prompt asks for (they name the signature)."""
+_TEMPLATE_KEY = re.compile(r'^\s*"(\w+)"\s*:\s*(.*)$')
+
+
+def template_schema(text: str) -> dict | None:
+    """The JSON schema of the reply a hand-written prompt shows as a template after its "Output Format" heading, one
+    key a line (`"key": str`, `"key": "what to write"`, `"key": [...]` or `list`, `"key": {` opening an object), as the
+    paper's code asks (bench/billed_tokens.py); a list whose line says "of N" holds N items. None without one."""
+    headings = list(re.finditer(r"^#+ *Output Format", text, re.M))
+    start = text.find("{", headings[-1].end()) if headings else -1
+    if start < 0:
+        return None
+    root: dict = {"type": "object", "properties": {}}
+    stack = [root]
+    for line in text[start + 1 :].splitlines():
+        if line.strip().startswith("}"):
+            stack.pop()
+            if not stack:
+                break
+            continue
+        found = _TEMPLATE_KEY.match(line)
+        if not found:
+            continue
+        name, rest = found.groups()
+        if rest.startswith("{"):
+            node: dict = {"type": "object", "properties": {}}
+            stack.append(node)
+        elif rest.startswith(("[", "list")):
+            count = re.search(r"\bof (\d+)\b", rest)
+            n = int(count.group(1)) if count else 3
+            node = {"type": "array", "items": {"type": "string"}, "minItems": n, "maxItems": n}
+        else:
+            node = {"type": "string"}
+        stack[-2 if rest.startswith("{") else -1]["properties"][name] = node
+    return root if root["properties"] else None
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    return next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+
+
+_SKETCH_LINE = re.compile(r'^( *)- (?:"(\w+)"|\[\[ ## (\w+) ## \]\]) \(([^)]*)\)')
+
+
+def _sketch_kind(kind: str) -> dict:
+    """The JSON schema of one kind refed's prompt names (refed_dspy.adapters.wording): "a string", "an integer from 1
+    to 10", 'one of "A", "B"', "a list of exactly 3 strings", "an object", ..."""
+    kind = kind.split(", as JSON")[0].split(" or ")[0]
+    if kind.startswith("one of "):
+        return {"enum": re.findall(r'"([^"]*)"', kind)}
+    if kind.startswith(("an integer", "a number")):
+        node = {"type": "integer" if kind.startswith("an integer") else "number"}
+        span = re.search(r"from (-?\d+) to (-?\d+)", kind)
+        if span:
+            node["minimum"], node["maximum"] = int(span.group(1)), int(span.group(2))
+        return node
+    if kind.startswith("a list of "):
+        node = {"type": "array"}
+        count = re.match(r"a list of (?:exactly (\d+) |(\d+) to (\d+) |at least (\d+) |at most (\d+) )?(\w+)", kind)
+        exact, low, high, least, most, items = count.groups()
+        if exact:
+            node["minItems"] = node["maxItems"] = int(exact)
+        elif low:
+            node["minItems"], node["maxItems"] = int(low), int(high)
+        elif least or most:
+            node["minItems" if least else "maxItems"] = int(least or most)
+        singular = {"strings": "a string", "integers": "an integer", "numbers": "a number", "objects": "an object"}
+        node["items"] = _sketch_kind(singular.get(items, "a string"))
+        return node
+    if kind.startswith("an object"):
+        return {"type": "object", "properties": {}}
+    if kind.startswith("true or false"):
+        return {"type": "boolean"}
+    return {"type": "string"}
+
+
+def sketch_schema(system: str) -> dict | None:
+    """The JSON schema of the reply refed's lean prompt describes (refed_dspy.adapters.wording): the keys (or chat
+    markers) listed after its "Reply with" line, one a line, a nested object's keys indented under it. None without
+    one."""
+    if "\nReply with " not in "\n" + system:
+        return None
+    root: dict = {"type": "object", "properties": {}}
+    parents = [(-1, root)]
+    for line in system.split("Reply with ", 1)[1].splitlines()[1:]:
+        found = _SKETCH_LINE.match(line)
+        if not found:
+            break
+        indent, key, marker, kind = found.groups()
+        node = _sketch_kind(kind)
+        while parents[-1][0] >= len(indent):
+            parents.pop()
+        parent = parents[-1][1]
+        parent = parent.get("items", parent) if parent.get("type") == "array" else parent
+        parent.setdefault("properties", {})[key or marker] = node
+        parents.append((len(indent), node))
+    return root if root["properties"] else None
+
+
+def output_names(messages: list[dict], response_schema: dict | None = None) -> list[str]:
+    """The output field names a prompt asks for (they name the signature): DSPy's field list, the response schema,
+    refed's lean format (sketch_schema), or the keys of the reply template a hand-written prompt shows."""
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
     out_part = system.split("Your output fields are:")[-1] if "Your output fields are:" in system else ""
-    return re.findall(r"^\d+\. `(\w+)`", out_part.split("All interactions")[0], re.M)
+    names = re.findall(r"^\d+\. `(\w+)`", out_part.split("All interactions")[0], re.M)
+    if not names:
+        shown = response_schema or sketch_schema(system) or template_schema(_last_user_text(messages)) or {}
+        names = list(shown.get("properties", {}))
+    return names
 
 
 def _json_notes(system: str) -> dict[str, dict | None]:
@@ -509,6 +616,8 @@ def _outputs(messages: list[dict], response_schema: dict | None) -> tuple[list[s
     # the chat format's notes; a JSON prompt states its outputs' notes in a JSON block (its inputs match _FIELD_RE too)
     schemas = {m.group(1): _note_schema(m.group(2)) for m in _FIELD_RE.finditer(system)} | _json_notes(system)
     defs = {}
+    if response_schema is None and not schemas:  # refed's lean prompt, or a hand-written one with a JSON template
+        response_schema = sketch_schema(system) or template_schema(_last_user_text(messages))
     if response_schema is not None:  # a json_schema response_format: the server follows it, bounds and all
         schemas, defs = response_schema.get("properties", {}), response_schema.get("$defs", {})
         names = list(schemas)
@@ -812,7 +921,9 @@ class _Handler(BaseHTTPRequestHandler):
         entry["key"] = hashlib.sha256(key.encode()).hexdigest()[:16]
         entry["base"] = hashlib.sha256(base.encode()).hexdigest()[:16]
         entry["turns"] = len(turns)
-        entry["outputs"] = output_names(messages)
+        fmt = req.get("response_format") or {}
+        response_schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+        entry["outputs"] = output_names(messages, response_schema)
         # the sampling and provider settings the request carried (what an LM was really called with)
         entry["settings"] = {
             k: v
@@ -902,9 +1013,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "The response was filtered due to the prompt triggering content management policy.",
             )
 
-        json_mode = "response_format" in req or "Respond with a JSON object" in user
-        fmt = req.get("response_format") or {}
-        response_schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+        json_mode = "response_format" in req or "Respond with a JSON object" in user or bool(template_schema(user))
         finish = "stop"
         fault = None
         if _unit(key, "refusal") < cfg.sticky_refusal:

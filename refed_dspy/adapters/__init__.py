@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from refed_dspy.adapters.base import DegenerateOutputError, RepairingAdapter, describe_parse_error
 from refed_dspy.adapters.chat import RefedChatAdapter
@@ -17,7 +18,7 @@ from refed_dspy.adapters.dialects import schema_for
 from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.providers.dialects import DIALECTS, dialect_for
-from refed_dspy.providers.registry import provider_for
+from refed_dspy.providers.registry import dialect_named, provider_for
 
 __all__ = [
     "DIALECTS",
@@ -45,13 +46,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AdapterChoice:
-    """The output format a role uses: mode (chat | json | json_schema), schema dialect, and why."""
+    """The output format a role uses: mode (chat | json | json_schema), schema dialect, whether the provider shows
+    the model the response schema (json_schema only), and why."""
 
     mode: str
     dialect: str
     reason: str
+    schema_shown: bool = False
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -70,21 +73,36 @@ def _provider_enforces_schema(model: str) -> bool:
         return False
 
 
+def _shown(spec: LMSpec, dialect: str) -> tuple[bool, str]:
+    """Whether the provider shows the model the response schema, and why: the config's word, else the dialect's."""
+    if spec.schema_shown is not None:
+        return spec.schema_shown, f"schema_shown = {str(spec.schema_shown).lower()} in the config"
+    if dialect_named(dialect).shown:
+        return True, "the provider shows the model the schema"
+    return False, "the schema only constrains decoding (schema_shown = true for a gateway that shows it to the model)"
+
+
 def choose_adapter(spec: LMSpec) -> AdapterChoice:
     """What `spec.adapter` means for this model and server (`auto` resolved): the model's provider is asked for its
-    schema dialect and whether it has a table of the models that enforce a schema."""
+    schema dialect, whether it shows the model the schema, and whether it has a table of the models that enforce a
+    schema."""
     provider = provider_for(spec.model)
     found, why = provider.schema_dialect(spec.model, spec.primary_api_base)
     dialect = found.name
     if spec.schema_dialect != "auto":
         dialect, why = spec.schema_dialect, "set in the config"
     if spec.adapter != "auto":
-        return AdapterChoice(spec.adapter, dialect, f"set in the config; schema dialect {dialect}: {why}")
-    if dialect == "full":
-        return AdapterChoice("json_schema", dialect, f"auto: {why}")
-    if provider.schema_table and _provider_enforces_schema(spec.model):
-        return AdapterChoice("json_schema", dialect, f"auto: the provider enforces JSON schemas for this model; {why}")
-    return AdapterChoice("chat", dialect, "auto: no schema enforcement known for this model, so DSPy's chat format")
+        mode, reason = spec.adapter, f"set in the config; schema dialect {dialect}: {why}"
+    elif dialect == "full":
+        mode, reason = "json_schema", f"auto: {why}"
+    elif provider.schema_table and _provider_enforces_schema(spec.model):
+        mode, reason = "json_schema", f"auto: the provider enforces JSON schemas for this model; {why}"
+    else:
+        mode, reason = "chat", "auto: no schema enforcement known for this model, so DSPy's chat format"
+    if mode != "json_schema":
+        return AdapterChoice(mode, dialect, reason)
+    shown, because = _shown(spec, dialect)
+    return AdapterChoice(mode, dialect, f"{reason}; {because}", shown)
 
 
 def build_adapter(spec: LMSpec, choice: AdapterChoice | None = None) -> RepairingAdapter:
@@ -94,7 +112,10 @@ def build_adapter(spec: LMSpec, choice: AdapterChoice | None = None) -> Repairin
         adapter: RepairingAdapter = RefedChatAdapter(max_repairs=spec.max_repairs)
     else:
         adapter = RefedJSONAdapter(
-            schema=choice.mode == "json_schema", dialect=choice.dialect, max_repairs=spec.max_repairs
+            schema=choice.mode == "json_schema",
+            dialect=choice.dialect,
+            max_repairs=spec.max_repairs,
+            shown=choice.schema_shown,
         )
     adapter.choice = choice
     return adapter

@@ -1,5 +1,7 @@
-"""What our adapters add to DSPy's: memoized system messages, contract checks, and repair before reject.
+"""What our adapters add to DSPy's: lean prompts, memoized system messages, contract checks, and repair before reject.
 
+- The prompt states each field and each bound once (wording.py): the instructions, the inputs a description says more
+  of, and the reply's format unless the provider shows the model the response schema (`schema_shown`).
 - The system message depends only on the signature, so it is built once per signature (DSPy rebuilds
   it on every call: about a quarter of the client's CPU per call in bench/overhead.py).
 - Every parsed reply is checked against the signature's output contract (contract.py), in every
@@ -23,9 +25,10 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 from pydantic import ValidationError
 
-from refed_dspy.adapters.contract import ContractError, check_outputs, describe_validation_error, display_signature
+from refed_dspy.adapters.contract import ContractError, check_outputs, describe_validation_error, output_schema
 from refed_dspy.adapters.degenerate import degenerate_outputs, template_lines
 from refed_dspy.adapters.layout import stable_prompt
+from refed_dspy.adapters.wording import input_notes, reminder, reply_format, task_text, told_schema
 from refed_dspy.clients.calls import CallTag, tag_call
 from refed_dspy.clients.prompt_cache import asking_to_cache
 
@@ -92,18 +95,33 @@ class RepairingAdapter:
         key = (signature, signature.instructions)
         text = self._system.get(key)
         if text is None:
-            text = super().format_system_message(signature)
+            parts = (
+                self.format_task_description(signature),
+                self.format_field_description(signature),
+                self.format_field_structure(signature),
+            )
+            text = "\n\n".join(part for part in parts if part)
             if len(self._system) >= _MAX_ENTRIES:
                 self._system.clear()
             self._system[key] = text  # a race only computes the same text twice
         return text
 
-    # ---- the prompt names plain types and states each output's bounds in words ----------------------
+    # ---- each field and each bound stated once (wording.py) ------------------------------------------
+    schema_shown = False  # the provider shows the model the response schema: the text states no output
+
+    def format_task_description(self, signature: type[dspy.Signature]) -> str:
+        return task_text(signature)
+
     def format_field_description(self, signature: type[dspy.Signature]) -> str:
-        return super().format_field_description(display_signature(signature))
+        return input_notes(signature)
+
+    def format_field_structure(self, signature: type[dspy.Signature]) -> str:
+        if self.schema_shown:
+            return ""
+        return reply_format(signature, told_schema(output_schema(signature)), chat=self.mode == "chat")
 
     def user_message_output_requirements(self, signature: type[dspy.Signature]) -> str:
-        return super().user_message_output_requirements(display_signature(signature))
+        return "" if self.schema_shown else reminder(signature, chat=self.mode == "chat")
 
     # ---- parsing checks the contract ----------------------------------------------------------------
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
@@ -203,7 +221,7 @@ class RepairingAdapter:
         ask = (
             f"That reply cannot be used: {problem}. Reply again to the request above, in full. "
             f"{self.user_message_output_requirements(signature)}"
-        )
+        ).rstrip()
         return [{"role": "assistant", "content": text or "(empty)"}, {"role": "user", "content": ask}]
 
     def __call__(

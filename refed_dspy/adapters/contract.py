@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Annotated, Any, get_args, get_origin
+from typing import Annotated, Any
 
 import dspy
 import pydantic
@@ -37,8 +37,9 @@ def output_model(signature: type[dspy.Signature]) -> type[BaseModel]:
     return pydantic.create_model(f"{signature.__name__}Outputs", __config__=ConfigDict(extra="ignore"), **fields)
 
 
-def _tidy(node: Any) -> Any:
-    """Every object closed (all properties required, no others) and pydantic's titles and defaults dropped."""
+def _tidy(node: Any, model: bool = False) -> Any:
+    """Every object closed (all properties required, no others) and pydantic's titles and defaults dropped, and a
+    model's docstring (`model`: a node of `$defs`), which documents the code, not the output."""
     if isinstance(node, list):
         return [_tidy(v) for v in node]
     if not isinstance(node, dict):
@@ -46,8 +47,8 @@ def _tidy(node: Any) -> Any:
     out = {}
     for key, value in node.items():
         if key in ("properties", "$defs"):  # maps of names: a property may be called "title"
-            out[key] = {name: _tidy(sub) for name, sub in value.items()}
-        elif key not in _NOISE:
+            out[key] = {name: _tidy(sub, model=key == "$defs") for name, sub in value.items()}
+        elif key not in _NOISE and not (model and key == "description"):
             out[key] = _tidy(value)
     if out.get("type") == "object":
         props = out.setdefault("properties", {})
@@ -131,38 +132,3 @@ def bound_words(schema: dict[str, Any]) -> list[str]:
         "no repeated items" if schema.get("uniqueItems") else None,
     ]
     return [w for w in out if w]
-
-
-def field_bounds(schema: dict[str, Any]) -> str:
-    """A property's bounds and its items' bounds in one phrase ("exactly 3 items, each 1 to 4000 characters")."""
-    words = bound_words(schema)
-    items = schema.get("items")
-    if isinstance(items, dict) and bound_words(items):
-        words.append("each " + " and ".join(bound_words(items)))
-    return ", ".join(words)
-
-
-def _plain(annotation: Any) -> Any:
-    """`annotation` without Annotated metadata, at any depth (list[Annotated[str, ...]] -> list[str])."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _plain(get_args(annotation)[0])
-    if origin in (list, tuple, set, frozenset) and get_args(annotation):
-        return (
-            origin[tuple(_plain(a) for a in get_args(annotation))]
-            if origin is tuple
-            else origin[_plain(get_args(annotation)[0])]
-        )
-    return annotation
-
-
-@functools.lru_cache(maxsize=512)
-def display_signature(signature: type[dspy.Signature]) -> type[dspy.Signature]:
-    """`signature` for the prompt's field list: plain type names, each output's bounds stated in words."""
-    props = _schema(signature).get("properties", {})
-    shown = signature
-    for name, field in signature.output_fields.items():
-        words = field_bounds(props.get(name, {}))
-        extra = {"constraints": words} if words else {}
-        shown = shown.with_updated_fields(name, type_=_plain(field.annotation), **extra)
-    return shown

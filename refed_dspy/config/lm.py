@@ -33,6 +33,7 @@ ADDED_FIELDS = (
     "tier_prices",
     "prompt_cache",
     "cache_write_usd_per_mtok",
+    "schema_shown",
 )
 
 
@@ -104,6 +105,10 @@ class LMSpec(Section):
     schema_dialect: Literal[SCHEMA_DIALECTS] = Field(
         "auto",
         description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.",
+    )
+    schema_shown: bool | None = Field(
+        None,
+        description="Whether the server shows the model the response schema of a json_schema call (and bills it as input tokens), so that the prompt's text states no output: true for a gateway in front of OpenAI's, Azure OpenAI's, Anthropic's or Gemini's models (OpenRouter, a LiteLLM proxy, an OpenAI-compatible host of your own); false for a server that only constrains decoding with it (llama.cpp, vLLM, SGLang, Ollama), where the text states each output's type and bounds. Unset: the provider's word: OpenAI, Azure OpenAI, Anthropic and Gemini show it; an OpenAI-compatible server at another host than api.openai.com is taken for a grammar server, which does not.",
     )
     service_tier: Literal[SERVICE_TIERS] = Field(
         "default",

@@ -160,8 +160,9 @@ def _check_finished_cells(grid: list[Cell], base: dict[str, Any], out: Path) -> 
         if row.get("status") != "done" or row.get("config_hash") in finished_hashes(cfg):
             continue
         raise ConfigError(
-            f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings changed "
-            "since): its scores would be compared with another baseline's; give experiment.out a new directory"
+            f"cell {cell.id} finished under other settings (the judge, teacher or optimizer settings, or the prompt "
+            "format of this refed, changed since): its scores would be compared with another baseline's; give "
+            "experiment.out a new directory"
         )
 
 

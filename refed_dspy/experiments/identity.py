@@ -10,11 +10,12 @@ from typing import Any
 import dspy
 
 from refed_dspy.config import Config
+from refed_dspy.config.fingerprint import PROMPT_FORMAT
 
 
 def baseline_key(cfg: Config) -> str:
-    """What a baseline's scores depend on: target, method, teacher, judge and how the judge scores (not the trace
-    threshold: an untraced score never depends on it)."""
+    """What a baseline's scores depend on: target, method, teacher, judge, how the judge scores (not the trace
+    threshold: an untraced score never depends on it) and the prompt format."""
     weights = [cfg.optimize.win_weight, cfg.optimize.novelty_weight]
     what = {
         "target": cfg.optimize.target,
@@ -24,6 +25,7 @@ def baseline_key(cfg: Config) -> str:
         "criteria": cfg.judging.criteria,
         "weights": weights,
         "copy_threshold": cfg.quality.copy_threshold,  # a copy of the reference scores 0 unjudged
+        "prompt_format": PROMPT_FORMAT,  # how the program's and the judge's asks are worded
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -52,9 +54,10 @@ def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **v
     """What a finished cell's figures depend on: its config (before the experiment points it at its dirs) but for
     the keys `drop` names (its spending limits, progress display and tracking); `values` set keys first
     ("section.key" = value). The LM sections as LMSpec.identity gives them (the temperature and output limit sent, a
-    field added later left out at its default)."""
+    field added later left out at its default), and the prompt format."""
     data = cfg.model_dump(mode="json", exclude=set(NOT_CELLS))
     data["teacher"], data["judge"] = cfg.teacher.identity("teacher"), cfg.judge.identity("judge")
+    data["prompt_format"] = PROMPT_FORMAT
     for path, value in values.items():
         section, key = path.split(".", 1)
         data.setdefault(section, {})[key] = value

@@ -20,6 +20,7 @@ import dspy
 
 from refed_dspy.clients.lm import stage_lm
 from refed_dspy.config import Config
+from refed_dspy.config.fingerprint import PROMPT_FORMAT, prompt_format_diff
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 def judge_fingerprint(config: Config) -> dict[str, Any]:
     """The config values that determine the judgments (changing them makes old judgments stale): the judge's
-    temperature and output limit as sent (the model's own where the config sets none), its reasoning effort where set."""
+    temperature and output limit as sent (the model's own where the config sets none), its reasoning effort where set,
+    and the prompt format its asks are worded in."""
     j, g = config.judge, config.judging
     return {
         "model": j.model,
@@ -53,9 +55,11 @@ def judge_fingerprint(config: Config) -> dict[str, Any]:
         **({"reasoning_effort": j.reasoning_effort} if j.reasoning_effort is not None else {}),
         "adapter": j.adapter,
         "schema_dialect": j.schema_dialect,
+        **({"schema_shown": j.schema_shown} if j.schema_shown is not None else {}),
         "criteria": list(g.criteria),
         "pointwise": g.pointwise,
         "pairwise": g.pairwise,
+        "prompt_format": PROMPT_FORMAT,
     }
 
 
@@ -64,12 +68,15 @@ _DEFAULT_JUDGE_FINGERPRINT = judge_fingerprint(Config())
 
 def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """`key: old -> new` for the judge settings that differ (a key added after `old` was written, at its default,
-    does not count; a key left out at its default, as reasoning_effort is, counts when the other side sets it)."""
+    does not count; a key left out at its default, as reasoning_effort is, counts when the other side sets it), and
+    the prompt format when it differs (a fingerprint without one was made with the first)."""
     return [
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
         for k in dict.fromkeys([*new, *old])
-        if old.get(k) != new.get(k) and not (k not in old and new.get(k) == _DEFAULT_JUDGE_FINGERPRINT.get(k))
-    ]
+        if k != "prompt_format"
+        and old.get(k) != new.get(k)
+        and not (k not in old and new.get(k) == _DEFAULT_JUDGE_FINGERPRINT.get(k))
+    ] + prompt_format_diff(old, new)
 
 
 def build_judge(config: Config) -> dspy.LM:

@@ -85,7 +85,7 @@ def judge_summary(
     wall: float,
     new: int,
     price_known: bool,
-    adapter: dict[str, str] | None = None,
+    adapter: dict[str, Any] | None = None,
     engine: dict[str, Any] | None = None,
 ) -> JudgeSummary:
     """Figures of all judgments in the run dir (read back from the files).

@@ -66,7 +66,7 @@ _POINTS = 20
 
 
 class Analysis(BaseModel):
-    """What the improver found in the draft (field descriptions are part of the prompt)."""
+    """What the improver found in the draft (the prompt names its fields; their descriptions document the record)."""
 
     original_strengths: list[Point] = Field(
         default_factory=list, max_length=_POINTS, description="What the draft already does well and should keep."
@@ -82,7 +82,7 @@ class Analysis(BaseModel):
 
 
 class ImplementationStrategy(BaseModel):
-    """The improver's plan (field descriptions are part of the prompt)."""
+    """The improver's plan (the prompt names its fields; their descriptions document the record)."""
 
     planned_changes: list[Point] = Field(
         default_factory=list, max_length=_POINTS, description="Concrete edits to make."
@@ -103,6 +103,9 @@ class SampleMeta(BaseModel):
     endpoint: str | None = Field(None, description="The teacher's api_base (unset: the provider's default).")
     program: str = Field(description="The program: built-in, a file's absolute path, an MLflow URI or python:...")
     program_hash: str | None = Field(None, description="Content hash of the program (refed_dspy.synthesis.provenance).")
+    prompt_format: int | None = Field(
+        None, description="How its prompts were worded (refed_dspy.config.fingerprint.PROMPT_FORMAT); unset: format 1."
+    )
     usage: dict[str, Any] = Field(default_factory=dict, description="Calls, tokens and cost of this sample's calls.")
 
 

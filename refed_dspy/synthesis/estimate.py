@@ -5,7 +5,8 @@ every prompt as the run would (system message, fields, response_format); no LM i
 made up from the output's JSON schema, its text as long as the references suggest (a response as long as
 the references' responses, an instruction as long as theirs, other text a fixed prior), and read back by
 the adapter's own parser so that the next step gets inputs of the right shape. Prompt tokens are counted
-with the model's tokenizer (LiteLLM's, offline); completion tokens are those of the made-up replies.
+with the model's tokenizer (LiteLLM's, offline), the response schema among them where the provider shows it to the
+model (it bills it as input, as bench/billed_tokens.py counts it); completion tokens are those of the made-up replies.
 
 Per stage, calls per reference (feedback), per unit (instruction synthesis) and per sample (respond,
 improve, critique) are scaled to the run's size. Where the provider caches prompt prefixes by itself (its
@@ -228,7 +229,7 @@ class _Walk:
         exchange = self.adapter._exchange(lm, lm_kwargs, signature, demos, inputs)
         messages, kwargs, _ = next(exchange)
         prompt_text = "\n".join(str(m.get("content", "")) for m in messages)
-        if kwargs.get("response_format") is not None:
+        if kwargs.get("response_format") is not None and self.adapter.schema_shown:  # billed as input where shown
             fmt = kwargs["response_format"]
             prompt_text += json.dumps(fmt if isinstance(fmt, dict) else getattr(fmt, "model_json_schema", dict)())
         repeated = self._repeated(signature, messages)
@@ -348,7 +349,7 @@ class Estimate(Result):
     batch_price_factor: float
     stages: dict[str, dict[str, Any]]
     total: dict[str, Any]
-    adapter: dict[str, str] | None = Optional("The output format the prompts were built with, and why.")
+    adapter: dict[str, Any] | None = Optional("The output format the prompts were built with, and why.")
     tokenizer: str | None = Optional("What counted the prompts' tokens.")
     reasoning: str | None = Optional(
         "A reasoning teacher: its hidden reasoning tokens (billed as output) cannot be counted without calling it; "

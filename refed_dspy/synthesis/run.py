@@ -18,6 +18,7 @@ import dspy
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.usage import usage_of
 from refed_dspy.config import config_hash
+from refed_dspy.config.fingerprint import PROMPT_FORMAT
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
@@ -163,6 +164,7 @@ class SynthesisRun(StageBase):
             endpoint=self.spec.primary_api_base,
             program=self.program.identity,
             program_hash=self.program.hash,
+            prompt_format=PROMPT_FORMAT,
             usage=usage_of(calls, self.price),
             unit=item.unit,
             config_hash=self.chash,

@@ -22,7 +22,7 @@ from refed_dspy.adapters import (
     response_format,
     schema_for,
 )
-from refed_dspy.adapters.contract import field_bounds
+from refed_dspy.adapters.wording import sketch, told_schema
 from refed_dspy.clients.calls import collect_calls
 from refed_dspy.clients.usage import usage_of
 from refed_dspy.config import LMSpec, load_config
@@ -46,7 +46,9 @@ def test_schema_carries_every_bound():
     assert analysis["properties"]["original_strengths"]["maxItems"] == 20
     assert "title" not in json.dumps(improve) and "default" not in json.dumps(improve)
     assert improve["required"] == ["analysis", "implementation_strategy", "improved_response"]
-    assert field_bounds(items) == "exactly 4 items, each 1 to 4000 characters"
+    # the count is told, the generous length cap is not (a guard: enforced and checked, never told)
+    told = told_schema(output_schema(asking_for(SynthesizeInstructions, 4)))
+    assert sketch(told, {}) == ['- "new_instructions" (a list of exactly 4 strings)']
 
 
 def test_check_outputs_names_the_broken_bound():
@@ -104,14 +106,68 @@ def test_auto_picks_what_fits_the_provider(spec, mode, dialect):
     assert adapter.mode == mode and adapter.choice == choice
 
 
+@pytest.mark.parametrize(
+    "spec, shown",
+    [
+        (dict(model="openai/gpt-4o-mini"), True),  # OpenAI's strict mode puts the schema in front of the model
+        (dict(model="anthropic/claude-sonnet-4-5"), True),
+        (dict(model="azure/my-deployment", api_base="https://x.openai.azure.com", adapter="json_schema"), True),
+        (dict(model="ollama_chat/llama3.1"), False),  # a grammar server only constrains decoding with it
+        (dict(model="openai/local", api_base="http://127.0.0.1:8080/v1"), False),
+        # a gateway in front of OpenAI's models: refed cannot tell it from a grammar server; the config says so
+        (dict(model="openai/gpt-4o-mini", api_base="http://127.0.0.1:4000/v1", schema_shown=True), True),
+        (dict(model="openai/gpt-4o-mini", schema_shown=False), False),
+        (dict(model="openai/gpt-4o-mini", adapter="chat"), False),  # no schema is sent at all
+    ],
+)
+def test_who_shows_the_schema_is_the_providers_word_or_the_configs(spec, shown):
+    choice = choose_adapter(LMSpec(**spec))
+    adapter = build_adapter(LMSpec(**spec))
+    assert choice.schema_shown is adapter.schema_shown is shown and choice.as_dict()["schema_shown"] is shown
+    if choice.mode == "json_schema" and not shown and "schema_shown" not in spec:
+        assert "schema_shown = true for a gateway" in choice.reason  # what to set, said where the choice is
+    system = adapter.format_system_message(ImproveResponse)
+    assert ('"analysis"' in system or "[[ ## analysis ## ]]" in system) is not shown  # the text repeats no schema
+
+
+def test_a_gateway_told_it_shows_the_schema_is_billed_for_it_once(server_factory, tmp_path):
+    """A host that shows the model the schema and bills it (a gateway in front of OpenAI's models), which the dialect
+    `auto` takes for a grammar server: with schema_shown = true, the text no longer repeats what the schema says."""
+    billed = {}
+    for shown in ("true", "false"):
+        srv = server_factory(tokenizer="chars4", log_prompts=True)
+        extra = {"seeds.limit": 2, "synthesis.instructions_per_feature": 2, "teacher.schema_shown": shown}
+        summary = synthesize(load_config(None, run_overrides(srv, tmp_path / shown, 4, **extra)))
+        assert summary["status"] == "complete" and summary["adapter"]["schema_shown"] is (shown == "true")
+        log = read_log(srv.cfg.log_path)
+        improve = [e for e in log if e["outputs"][0] == "analysis"]
+        assert improve and all(e["response_format"]["type"] == "json_schema" for e in improve)
+        said = ['"original_strengths"' in e["system"] for e in improve]
+        assert said == [shown == "false"] * len(improve)
+        billed[shown] = sum(e["prompt_tokens"] for e in improve) / len(improve)
+    assert billed["true"] < 0.75 * billed["false"], billed
+
+
 def test_json_schema_adapter_sends_the_dialects_schema_and_json_sends_json_object():
     fmt = RefedJSONAdapter(dialect="openai").request_options(SCORES)["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
-    assert (
-        fmt["json_schema"]["schema"]
-        == schema_for(output_schema(SCORES), "openai")
-        == response_format(SCORES, "openai")["json_schema"]["schema"]
-    )
+    # OpenAI shows the schema: it is what the model is told (the scores' range, each output's description, no length
+    # cap); a grammar server's carries every bound, for its grammar, and no description
+    told = fmt["json_schema"]["schema"]
+    assert told == response_format(SCORES, "openai", True)["json_schema"]["schema"]
+    assert told["properties"]["accuracy"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 10,
+        "description": "Score for accuracy.",
+    }
+    assert told["properties"]["rationale"] == {
+        "type": "string",
+        "description": "Two to four sentences naming the main strengths and faults.",
+    }
+    kept = RefedJSONAdapter(dialect="full").request_options(SCORES)["response_format"]["json_schema"]["schema"]
+    assert kept == schema_for(output_schema(SCORES), "full") == response_format(SCORES, "full")["json_schema"]["schema"]
+    assert kept["properties"]["rationale"]["maxLength"] == 2000 and "description" not in json.dumps(kept)
     assert RefedJSONAdapter(schema=False).request_options(SCORES) == {"response_format": {"type": "json_object"}}
     assert RefedJSONAdapter(schema=False, dialect="anthropic").request_options(SCORES) == {}  # no JSON mode there
     assert RefedChatAdapter().request_options(SCORES) == {}
@@ -188,7 +244,9 @@ def test_openai_dialect_reaches_the_wire_without_string_lengths(server_factory, 
     )
     formats = [e["response_format"]["json_schema"]["schema"] for e in read_log(srv.cfg.log_path)]
     text = json.dumps(formats)
-    assert formats and '"maxLength"' not in text and "characters." in text and '"maxItems": 2' in text
+    # OpenAI shows the model the schema: it holds the exact count a reply must meet, and none of the length caps (a
+    # guard the parse checks; stated nowhere, not even in a description)
+    assert formats and '"maxLength"' not in text and "characters" not in text and '"maxItems": 2' in text
 
 
 def test_usage_counts_repairs_and_parse_failures_of_paid_calls_only():
@@ -234,12 +292,21 @@ def test_json_mode_asks_for_a_json_object_and_parses_it(server_factory, tmp_path
 
 def test_the_schema_is_not_paid_for_twice_where_the_provider_shows_it_to_the_model():
     hosted, grammar = RefedJSONAdapter(dialect="openai"), RefedJSONAdapter(dialect="full")
-    shown, kept = hosted.format_system_message(ImproveResponse), grammar.format_system_message(ImproveResponse)
-    assert "must adhere to the JSON schema" not in shown and '- "analysis" (see the response schema)' in shown
-    assert "must adhere to the JSON schema" in kept and len(shown) < len(kept) / 2
-    # both still list every output with its type and bounds
-    for text in (shown, kept):
-        assert "`analysis` (Analysis)" in text and "Constraints: 1 to 24000 characters" in text
+    inputs = {"feedback": "f", "instruction": "i", "draft_response": "d"}
+    shown, kept = hosted.format(ImproveResponse, [], inputs), grammar.format(ImproveResponse, [], inputs)
+    outputs = [*ImproveResponse.output_fields, "original_strengths", "planned_changes"]
+    # shown the schema, the text names no output and ends with no format reminder: the instructions, then the inputs
+    assert shown[0]["content"] == ImproveResponse.instructions.strip().replace("\n    ", "\n")
+    assert not [name for name in outputs if name in json.dumps(shown)]
+    assert shown[-1]["content"].endswith("\n[[ ## draft_response ## ]]\nd")
+    # not shown it, the text states each output once, with its type, and no length cap; the reminder names no type
+    text = kept[0]["content"]
+    assert all(text.count(f'"{name}"') == 1 for name in outputs)
+    assert '- "analysis" (an object)\n  - "original_strengths" (a list of strings)' in text
+    assert "characters" not in text and "schema" not in text and "Python" not in kept[-1]["content"]
+    assert kept[-1]["content"].endswith("\n\nRespond with a JSON object as described above.")
+    for adapter in (hosted, grammar):
+        assert adapter.template(ImproveResponse)  # the fixed text a degenerate reply might echo, either way
 
 
 def test_a_loaded_program_asks_exactly_what_the_program_asked(server_factory):
@@ -255,7 +322,8 @@ def test_a_loaded_program_asks_exactly_what_the_program_asked(server_factory):
     assert (
         schema_name(GenerateResponse) == schema_name(GenerateResponse.with_instructions("Other words.")) == "response"
     )
-    long = schema_name(pointwise_signature([f"criterion_number_{i}" for i in range(9)]))
+    assert schema_name(ImproveResponse) == "analysis"  # the first output's name: the provider shows it to the model
+    long = schema_name(dspy.Signature("question -> " + "a_very_long_output_name_" * 4))
     assert len(long) == 64 and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", long)  # OpenAI's rule for the name
     srv = server_factory()
     spec = LMSpec(model="openai/m", api_base=srv.api_base, api_key_env="", adapter="json_schema", temperature=1.0)

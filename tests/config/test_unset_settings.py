@@ -4,6 +4,9 @@ was for a config that sets neither, and says the effort where one is set."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config
 from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.experiments.identity import config_hash as cell_hash
@@ -34,23 +37,28 @@ dir = "runs/quickstart"
 
 def test_identities_of_a_config_that_sets_neither_are_what_they_were(tmp_path):
     """The hashes main computed for the defaults and configs/quickstart.toml (when temperature was 1.0, a judge's 0.0,
-    and max_tokens 4096 in the config itself): a run dir, a finished experiment cell or a baseline made then is
-    still recognised; so is the same file without those two lines."""
+    and max_tokens 4096 in the config itself), but for the prompt format (issue 54: 2, and every identity carries it,
+    so that nothing made with format 1's prompts is resumed or compared without a word): without it, the run's
+    fingerprint is what it was, so a run dir made then differs by its prompt format alone; the same file without
+    those two lines has the same identities."""
     (tmp_path / "quick.toml").write_text(QUICKSTART)
     (tmp_path / "silent.toml").write_text(QUICKSTART.replace("temperature = 1.0\nmax_tokens = 4096\n", ""))
     default, quick, silent = Config(), load_config(tmp_path / "quick.toml"), load_config(tmp_path / "silent.toml")
     assert silent.teacher.max_tokens is None and silent.teacher.temperature is None
     assert (config_hash(default), cell_hash(default), baseline_key(default)) == (
-        "baf2e29afedc",
-        "2bfa8700524055da",
-        "d7f5416eb1a3",
+        "8153cfe61ee3",
+        "0557798e9caf3498",
+        "8c61ae9b9837",
     )
     for config in (quick, silent):
         assert (config_hash(config), cell_hash(config), baseline_key(config)) == (
-            "baf2e29afedc",
-            "b3042a70db389fde",
-            "d7f5416eb1a3",
+            "8153cfe61ee3",
+            "d65b0c69bb97a8da",
+            "8c61ae9b9837",
         )
+    before = fingerprint(default)
+    assert before.pop("prompt_format") == 2
+    assert hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12] == "baf2e29afedc"
     teacher = fingerprint(default)["teacher"]
     assert (teacher["temperature"], teacher["max_tokens"]) == (1.0, 4096) and "reasoning_effort" not in teacher
     judge = judge_fingerprint(default)
@@ -75,3 +83,20 @@ def test_a_reasoning_effort_is_in_every_identity_and_its_change_is_said():
     assert judge_fingerprint_diff(judge_fingerprint(judge_low), judge_fingerprint(judge_plain)) == [
         "reasoning_effort: 'high' -> None"
     ]
+
+
+def test_every_identity_carries_the_prompt_format(monkeypatch):
+    """A run's fingerprint, a judging's, an experiment's cells and baselines: each changes with the prompt format, and
+    a fingerprint written before it was recorded (format 1) is said to differ by it alone."""
+    import refed_dspy.experiments.identity as identity
+
+    cfg = Config()
+    run, judged = fingerprint(cfg), judge_fingerprint(cfg)
+    assert run["prompt_format"] == judged["prompt_format"] == 2
+    older = {k: v for k, v in run.items() if k != "prompt_format"}
+    assert fingerprint_diff(older, run) == ["refed's prompt format: 1 -> 2"] and fingerprint_diff(run, run) == []
+    older_judging = {k: v for k, v in judged.items() if k != "prompt_format"}
+    assert judge_fingerprint_diff(older_judging, judged) == ["refed's prompt format: 1 -> 2"]
+    cell, base = cell_hash(cfg), baseline_key(cfg)
+    monkeypatch.setattr(identity, "PROMPT_FORMAT", 3)
+    assert cell_hash(cfg) != cell and baseline_key(cfg) != base

@@ -12,6 +12,7 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.adapters import RefedChatAdapter
+from refed_dspy.adapters.wording import task_text
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec, load_config
 from refed_dspy.signatures import GenerateResponse, ImproveResponse
@@ -19,19 +20,18 @@ from refed_dspy.synthesis.api import synthesize
 
 
 @pytest.mark.parametrize("signature", [GenerateResponse, ImproveResponse])
-def test_memoized_system_message_is_dspys_own_and_follows_new_instructions(signature):
+def test_memoized_system_message_is_the_lean_one_and_follows_new_instructions(signature):
     ours, theirs = RefedChatAdapter(), dspy.ChatAdapter()
     inputs = {name: f"value of {name}" for name in signature.input_fields}
     first = ours.format(signature, [], inputs)
     assert first == RefedChatAdapter().format(signature, [], inputs) == ours.format(signature, [], inputs)  # memo hit
-    # DSPy's own structure and task; only the field list differs: plain type names and each output's bounds
-    structure = "All interactions will be structured"
-    assert (
-        first[0]["content"].split(structure)[1]
-        == theirs.format(signature, [], inputs)[0]["content"].split(structure)[1]
-    )
-    assert "Constraints: 1 to 24000 characters" in first[0]["content"]
-    assert first[1:] == theirs.format(signature, [], inputs)[1:]
+    # the lean prompt (adapters/wording.py): the instructions first, no field list, each output once with its type
+    system = first[0]["content"]
+    assert system.startswith(task_text(signature)) and "Your input fields are" not in system
+    assert all(system.count(f"[[ ## {name} ## ]]") == 1 for name in signature.output_fields)
+    # the inputs go as DSPy's chat format writes them; only the closing reminder is ours
+    mine, dspys = first[1]["content"], theirs.format(signature, [], inputs)[1]["content"]
+    assert mine.split("\n\nRespond with")[0] == dspys.split("\n\nRespond with")[0]
     rewritten = signature.with_instructions("A MARKER INSTRUCTION written by an optimizer.")
     system = ours.format(rewritten, [], inputs)[0]["content"]
     assert "A MARKER INSTRUCTION" in system and "A MARKER INSTRUCTION" not in first[0]["content"]

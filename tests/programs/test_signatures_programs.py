@@ -86,7 +86,8 @@ def test_instruction_synthesizer_holds_the_count_and_cleans():
     assert pred.new_instructions == ["Explain osmosis.", "Explain diffusion.", "Explain respiration."]
     repair = lm.history[-1]["messages"][-1]["content"]
     assert (
-        "That reply cannot be used: new_instructions" in repair and "3 items" in lm.history[0]["messages"][0]["content"]
+        "That reply cannot be used: new_instructions" in repair
+        and "exactly 3 strings" in lm.history[0]["messages"][0]["content"]
     )
 
 

@@ -106,3 +106,27 @@ def test_the_estimate_prices_the_program_the_run_would_use(tmp_path):
     same = built_in.stages["generate"]["prompt_tokens"]
     assert abs(compiled.stages["generate"]["prompt_tokens"] - same) < 0.01 * same
     assert compiled.total["cost_usd"] > built_in.total["cost_usd"]
+
+
+def test_the_schema_is_counted_as_input_where_the_provider_shows_it_and_only_there():
+    """As the provider bills it (and bench/billed_tokens.py counts it): OpenAI shows the model the response schema and
+    bills it as input; a grammar server (an OpenAI-compatible one of your own) only constrains decoding with it."""
+    from refed_dspy.adapters import build_adapter
+    from refed_dspy.clients.calls import stage
+    from refed_dspy.signatures import ImproveResponse
+    from refed_dspy.synthesis.estimate import Lengths, Tally, _Walk, count_tokens
+
+    inputs = {"feedback": "Be concrete.", "instruction": "Explain tides.", "draft_response": "The moon pulls."}
+    for overrides, shown in (([], True), (["teacher.api_base='http://127.0.0.1:8080/v1'"], False)):
+        spec = load_config(None, overrides).teacher
+        adapter, tally = build_adapter(spec), Tally()
+        assert adapter.schema_shown is shown
+        with stage("improve"):
+            _Walk(adapter, spec.model, Lengths(response=40, instruction=10), tally).answer(
+                None, {}, ImproveResponse, [], inputs
+            )
+        messages = adapter.format(ImproveResponse, [], inputs)
+        text = "\n".join(m["content"] for m in messages)
+        schema = json.dumps(adapter.request_options(ImproveResponse)["response_format"])
+        [(prompt, _)] = tally.calls[("sample", "improve")]
+        assert prompt == count_tokens(spec.model, text + schema if shown else text), shown

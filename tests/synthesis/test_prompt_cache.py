@@ -139,11 +139,12 @@ def test_an_openai_teacher_sends_one_prompt_cache_key_per_reference(server_facto
 
 
 def test_the_estimate_prices_the_anthropic_cache(tmp_path):
-    # Claude's tokenizer counts these: a reference of 3,600 words (4,024 tokens) takes the response step's prompt past
-    # Haiku 4.5's 4,096 tokens (the made-up answers of the walk, as long, stay within a response's 24,000 characters)
+    # Claude's tokenizer counts these: a reference of 3,700 words (about 4,130 tokens) takes the response step's prompt
+    # past Haiku 4.5's 4,096 tokens (3,600 did with the longer prompts of format 1; the made-up answers of the walk, as
+    # long, stay within a response's 24,000 characters)
     over = [
         f"teacher.model={HAIKU}",
-        f"seeds.source='{long_seeds(tmp_path, 8, words=3600)}'",
+        f"seeds.source='{long_seeds(tmp_path, 8, words=3700)}'",
         "synthesis.size=400",
         f"run.dir='{tmp_path / 'run'}'",
     ]

@@ -145,6 +145,34 @@ def test_extend_resume_and_config_mismatch(server_factory, tmp_path):
     assert fresh["samples"] == 35 and fresh["new_samples"] == 35
 
 
+def test_a_run_made_with_other_prompts_is_not_resumed_without_a_word(server_factory, tmp_path):
+    """A run dir made before the prompt format was recorded (its fingerprint has none: format 1's prompts) is refused
+    with one line saying what changed and what to do, and nothing in it is touched; each record says the format it was
+    made with, and --resume-anyway continues it with this refed's prompts."""
+    from cli_helpers import run_refed, sets
+
+    from refed_dspy.config.fingerprint import PROMPT_FORMAT
+
+    srv = server_factory()
+    run = tmp_path / "run"
+    synthesize(load_config(None, run_overrides(srv, run, 6)))
+    assert {s["meta"]["prompt_format"] for s in lines(run / "samples.jsonl")} == {PROMPT_FORMAT} == {2}
+    made = json.loads((run / "fingerprint.json").read_text())
+    assert made["prompt_format"] == PROMPT_FORMAT
+    del made["prompt_format"]
+    (run / "fingerprint.json").write_text(json.dumps(made))
+    kept = (run / "samples.jsonl").read_bytes()
+    served = len(read_log(srv.cfg.log_path))
+    code, out, err = run_refed("synthesize", *sets(run_overrides(srv, run, 8)))
+    errors = [line for line in err.splitlines() if line.startswith("refed: error")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert "refed's prompt format: 1 -> 2" in errors[0] and "--fresh" in errors[0] and "--resume-anyway" in errors[0]
+    assert (run / "samples.jsonl").read_bytes() == kept and len(read_log(srv.cfg.log_path)) == served
+    code, out, err = run_refed("synthesize", "--resume-anyway", *sets(run_overrides(srv, run, 8)))
+    assert code == 0, err
+    assert len(lines(run / "samples.jsonl")) == 8
+
+
 def test_dead_server_aborts_after_bounded_failures_then_resumes(server_factory, tmp_path):
     dead = server_factory(fail_all=True)
     run = tmp_path / "run"
