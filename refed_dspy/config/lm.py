@@ -36,6 +36,8 @@ ADDED_FIELDS = (
     "schema_shown",
 )
 
+SCHEMA_SHOWN_HELP = "Whether the server shows the model the response schema of a json_schema call (and bills it as input tokens), so that the prompt's text states no output: true for a gateway in front of OpenAI's, Azure OpenAI's, Anthropic's or Gemini's models (OpenRouter, a LiteLLM proxy, an OpenAI-compatible host of your own); false for a server that only constrains decoding with it (llama.cpp, vLLM, SGLang, Ollama), where the text states each output's type and bounds. Unset: the provider's word: OpenAI, Azure OpenAI, Anthropic and Gemini show it; an OpenAI-compatible server at another host than api.openai.com is taken for a grammar server, which does not."
+
 
 class LMSpec(Section):
     """How to reach one LM role (teacher or judge)."""
@@ -106,10 +108,7 @@ class LMSpec(Section):
         "auto",
         description="Which JSON Schema bounds json_schema sends: full (grammar servers: llama.cpp, vLLM, SGLang, Ollama), openai (strict mode: no string lengths), anthropic and minimal (no bounds), gemini (no string lengths); the rest go into descriptions. auto: from the model and api_base.",
     )
-    schema_shown: bool | None = Field(
-        None,
-        description="Whether the server shows the model the response schema of a json_schema call (and bills it as input tokens), so that the prompt's text states no output: true for a gateway in front of OpenAI's, Azure OpenAI's, Anthropic's or Gemini's models (OpenRouter, a LiteLLM proxy, an OpenAI-compatible host of your own); false for a server that only constrains decoding with it (llama.cpp, vLLM, SGLang, Ollama), where the text states each output's type and bounds. Unset: the provider's word: OpenAI, Azure OpenAI, Anthropic and Gemini show it; an OpenAI-compatible server at another host than api.openai.com is taken for a grammar server, which does not.",
-    )
+    schema_shown: bool | None = Field(None, description=SCHEMA_SHOWN_HELP)
     service_tier: Literal[SERVICE_TIERS] = Field(
         "default",
         description="The provider's service tier each call asks for: default; flex (OpenAI and Azure OpenAI, on the models with a flex price: about half the price, slower replies, and now and then a 429 'resource unavailable', which is waited out with backoff and never counts as a failed item); priority (faster and dearer). A call is priced at the list price of the tier its reply says served it. A model with no price on the tier asked for is refused before any call. Online only (batch mode has its own price).",

@@ -118,12 +118,8 @@ class Engine:
 
     @property
     def totals(self) -> Totals:
-        """What the run has paid, this invocation and (seeded by the stage) the earlier ones."""
+        """What the run has paid, this invocation and (seeded by the stage through `budget.totals`) the earlier ones."""
         return self.budget.totals
-
-    @totals.setter
-    def totals(self, totals: Totals) -> None:
-        self.budget.totals = totals
 
     def use_log(self, log: CallLog, whole_tasks: bool) -> None:
         """Write the run's calls to `log` before they are sent (`whole_tasks`: each task whole, its calls being made

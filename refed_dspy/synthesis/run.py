@@ -267,7 +267,7 @@ class SynthesisRun(StageBase):
         self.teachers = state.teachers
         self.reject_keys = set(state.reject_keys)
         self.rejects_on_file = state.rejects
-        self.engine.totals = state.totals
+        self.engine.budget.totals = state.totals
         self.open_log(self.rundir.ledger, self.rundir.shows_ledger, self.new_ledger)
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
