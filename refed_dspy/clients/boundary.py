@@ -21,6 +21,7 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dspy
@@ -72,6 +73,10 @@ _asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar
     "refed_tier_asked", default=(None, False)
 )
 # TIER_WAITS (and DEFAULT_TIER) are refed_dspy.clients.tries's; the boundary hands `again` the one named here
+# the LM a call of a bounded LM goes to instead (None: itself), asked before the call is counted anywhere; set by
+# refed_dspy.clients.lm_routing, which sends an LM on no ledger of the run (a copy a teleprompter made of an LM a user
+# built with build_lm) to a twin on the run's ledger
+_router: Callable[[Any], Any] | None = None
 
 # every process that builds or bounds an LM checks, in its HTTP clients, where each request takes the keys it carries
 install_destination_check()
@@ -118,6 +123,9 @@ class CallBoundary:
     def __call__(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
+        other = _router(self) if _router is not None else None
+        if other is not None:  # the run counts this LM's calls on a twin of it: that twin makes the call
+            return other(*args, **kwargs)
         tries = Tries(kwargs)
         while True:
             try:
@@ -132,6 +140,9 @@ class CallBoundary:
     async def acall(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:
             return await super().acall(*args, **kwargs)
+        other = _router(self) if _router is not None else None
+        if other is not None:
+            return await other.acall(*args, **kwargs)
         tries = Tries(kwargs)
         while True:
             try:
@@ -328,6 +339,13 @@ class CallBoundary:
         if isinstance(state, dict) and LM_CLASS_STATE_KEY in state:
             state[LM_CLASS_STATE_KEY] = f"{base.__module__}.{base.__qualname__}"
         return state
+
+
+def route_with(router: Callable[[Any], Any] | None) -> None:
+    """Ask `router` (LM -> the LM to call instead, or None) before each call of a bounded LM is counted: the run's
+    ledger scope (refed_dspy.clients.lm_routing) installs it once per process."""
+    global _router
+    _router = router
 
 
 def _raise_refusal(err: LMError) -> None:
