@@ -122,3 +122,5 @@ def test_max_calls_below_the_need_stops_the_copies_too(server_factory, tmp_path)
         )
     assert len(served(srv)) <= limit
     assert stopped.value.usage["calls"] == len(served(srv))
+    # stopped by its budget: `refed optimize` exits 1 (finished short), not 3 (aborted by the provider or machine)
+    assert "LM-call budget of 30" in stopped.value.budget_stop and stopped.value.exit_code == 1
