@@ -22,7 +22,7 @@ import dspy
 
 from refed_dspy.clients.lm_routing import no_stragglers
 from refed_dspy.engine.budget import CallBudget
-from refed_dspy.errors import ConfigError, RunAborted
+from refed_dspy.errors import ConfigError, FinishedShort, RunAborted
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
 from refed_dspy.quiet import dropping
 
@@ -67,10 +67,16 @@ def _budget_refusal(text: str) -> bool:
 class OptimizationStopped(RunAborted):
     """The optimization stopped (its call or cost budget, or a metric or program that failed too often); no program
     is saved. `usage` and `budget_stop` (the budget's reason, None for another stop) are set by refed_dspy.optimization.run.
+    `exit_code` (what `refed optimize` exits with): 1 at a budget, 3 for another stop.
     """
 
     usage: dict | None = None
     budget_stop: str | None = None
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        """A stop at the budget finished short (1, as any command a budget stops); another stop aborted (3)."""
+        return FinishedShort.exit_code if self.budget_stop else RunAborted.exit_code
 
 
 class _Recorded(dspy.Module):

@@ -21,6 +21,7 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dspy
@@ -72,6 +73,10 @@ _asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar
     "refed_tier_asked", default=(None, False)
 )
 # TIER_WAITS (and DEFAULT_TIER) are refed_dspy.clients.tries's; the boundary hands `again` the one named here
+# the LM a call of a bounded LM goes to instead (None: itself), asked before the call is counted anywhere; set by
+# refed_dspy.clients.lm_routing, which sends an LM on no ledger of the run (a copy a teleprompter made of an LM a user
+# built with build_lm) to a twin on the run's ledger
+_router: Callable[[Any], Any] | None = None
 
 # every process that builds or bounds an LM checks, in its HTTP clients, where each request takes the keys it carries
 install_destination_check()
@@ -118,6 +123,8 @@ class CallBoundary:
     def __call__(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
+        if (other := _routed(self)) is not None:  # the run counts this LM's calls on a twin of it, which makes them
+            return other(*args, **kwargs)
         tries = Tries(kwargs)
         while True:
             try:
@@ -132,6 +139,8 @@ class CallBoundary:
     async def acall(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:
             return await super().acall(*args, **kwargs)
+        if (other := _routed(self)) is not None:
+            return await other.acall(*args, **kwargs)
         tries = Tries(kwargs)
         while True:
             try:
@@ -144,8 +153,7 @@ class CallBoundary:
                 await asyncio.sleep(delay)
 
     def _call_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
-        started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        opened, asked = _open.set(None), _asked.set((tier_asked(kwargs, getattr(self, "kwargs", None)), refed_fallback))
+        begun = _begin(self, kwargs, refed_fallback)
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
@@ -164,16 +172,10 @@ class CallBoundary:
                 self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             raise
         finally:
-            release(_open.get())
-            _open.reset(opened)
-            _asked.reset(asked)
-            _started.reset(started)
-            _reported.reset(reported)
-            _inside.reset(inside)
+            _end(begun)
 
     async def _acall_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
-        started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(self)
-        opened, asked = _open.set(None), _asked.set((tier_asked(kwargs, getattr(self, "kwargs", None)), refed_fallback))
+        begun = _begin(self, kwargs, refed_fallback)
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
@@ -196,12 +198,7 @@ class CallBoundary:
             self._note_failure(err)
             raise
         finally:
-            release(_open.get())
-            _open.reset(opened)
-            _asked.reset(asked)
-            _started.reset(started)
-            _reported.reset(reported)
-            _inside.reset(inside)
+            _end(begun)
 
     def _stage_now(self) -> str:
         """The stage a call made now is tagged with: the one set where it is made; else `propose` when a module of
@@ -328,6 +325,37 @@ class CallBoundary:
         if isinstance(state, dict) and LM_CLASS_STATE_KEY in state:
             state[LM_CLASS_STATE_KEY] = f"{base.__module__}.{base.__qualname__}"
         return state
+
+
+def route_with(router: Callable[[Any], Any] | None) -> None:
+    """Ask `router` (LM -> the LM to call instead, or None) before each call of a bounded LM is counted: the run's
+    ledger scope (refed_dspy.clients.lm_routing) installs it once per process."""
+    global _router
+    _router = router
+
+
+def _routed(lm: Any) -> Any | None:
+    """The LM to call instead of `lm` (None: `lm` itself), as the router installed says."""
+    return _router(lm) if _router is not None else None
+
+
+def _begin(lm: Any, kwargs: dict[str, Any], fallback: bool) -> tuple:
+    """The context of a request of `lm` about to be made here (its start, replies, ledger ticket and tier asked), as
+    tokens for `_end` to reset."""
+    started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(lm)
+    opened, asked = _open.set(None), _asked.set((tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback))
+    return started, reported, inside, opened, asked
+
+
+def _end(begun: tuple) -> None:
+    """The request begun as `begun` is over: what it opened on its ledger is given back, and its context reset."""
+    started, reported, inside, opened, asked = begun
+    release(_open.get())
+    _open.reset(opened)
+    _asked.reset(asked)
+    _started.reset(started)
+    _reported.reset(reported)
+    _inside.reset(inside)
 
 
 def _raise_refusal(err: LMError) -> None:

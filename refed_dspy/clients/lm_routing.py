@@ -8,14 +8,18 @@ to a twin of that LM behind the boundary, on the scope's ledger:
 - an LM the run `claim`s goes to the twin it names (the teacher the user handed in: the run's teacher), or to a twin
   of its own under the role it is claimed for (`optimizer`, `judge`, `metric`);
 - any other LM that is not behind the boundary goes to a twin of its own under the role `metric` when it is called
-  inside a metric (stage `metric`), else `other`; an LM already behind the boundary is left to its own accounting.
+  inside a metric (stage `metric`), else `other` (a copy of a claimed LM, such as MIPROv2's proposer makes of its
+  prompt_model, under the role of the LM it copies);
+- an LM already behind the boundary is left to its own accounting when it has one (a budget attached, or engine work
+  collecting its calls); one with none (an LM a user built with `build_lm`, or a copy of it) is routed as above
+  when the scope has a budget of its own.
 
 A twin is priced by its own model (the `[prices]` table, else LiteLLM's map); under a cost budget an LM with no price is
 refused, naming it. It reserves before each call on the scope's ledger (or, in the engine, reports to the collector of
 the work that calls it) and keeps the LM's own history growing, as the LM would.
 
-How calls are caught: `dspy.BaseLM.__call__` and `acall` (which every DSPy LM, and a user's BaseLM, runs) consult the
-scope of the caller. The scope is found in DSPy's settings (copied into the threads DSPy starts for parallel work),
+How calls are caught: `dspy.BaseLM.__call__` and `acall` (which every DSPy LM, and a user's BaseLM, runs), and the
+boundary's own (before it counts anything: `boundary.route_with`), consult the scope of the caller. The scope is found in DSPy's settings (copied into the threads DSPy starts for parallel work),
 else, in a thread DSPy did not start, the innermost scope open in the process. Outside every scope nothing changes.
 """
 
@@ -31,8 +35,8 @@ from typing import Any
 import dspy
 from dspy.utils import parallelizer
 
-from refed_dspy.clients.boundary import CallBoundary, bounded
-from refed_dspy.clients.calls import current_stage
+from refed_dspy.clients.boundary import CallBoundary, bounded, route_with
+from refed_dspy.clients.calls import _work_ledger, current_stage
 from refed_dspy.clients.lm import price_of_lm
 from refed_dspy.config.prices import PriceBook
 
@@ -77,7 +81,7 @@ class LedgerScope:
         found = self._routes.get(id(lm))
         if found is not None and found[0] is lm:
             return None if found[1] is lm else found[1]
-        if isinstance(lm, CallBoundary):
+        if isinstance(lm, CallBoundary) and not self._off_ledger(lm):
             return None
         with self._lock:
             found = self._routes.get(id(lm))
@@ -86,6 +90,13 @@ class LedgerScope:
                 found = (lm, self._twin(lm, role))
                 self._routes[id(lm)] = found
             return found[1]
+
+    def _off_ledger(self, lm: CallBoundary) -> bool:
+        """Whether a call of `lm`, an LM behind the boundary, would be counted on no ledger of this scope's run: no
+        budget attached and no engine work making it (a user's build_lm LM a teleprompter holds, or a copy of it such
+        as MIPROv2's proposer makes of its prompt_model). Only a scope with a budget of its own takes such an LM; in
+        the engine's scope the work's collector counts it already."""
+        return self.budget is not None and lm.budget is None and _work_ledger.get() is None
 
     def _twin(self, lm: Any, role: str) -> Any:
         twin = bounded(lm, role, fresh=True)
@@ -145,6 +156,12 @@ def ledger_scope(scope: LedgerScope) -> Iterator[LedgerScope]:
             _open.remove(scope)
 
 
+def _route(lm: Any) -> Any | None:
+    """The LM to call instead of `lm` in the caller's scope (None: `lm` itself, and outside every scope)."""
+    scope = current_scope()
+    return scope.route(lm) if scope is not None else None
+
+
 _installed = False
 _install_lock = threading.Lock()
 # set inside our work that runs DSPy's ParallelExecutor without a scope open (an experiment's scoring)
@@ -190,16 +207,15 @@ def _install() -> None:
 
         @functools.wraps(base_call)
         def __call__(self, *args, **kwargs):  # noqa: N807 - the method it replaces
-            scope = current_scope()
-            other = scope.route(self) if scope is not None else None
+            other = _route(self)
             return base_call(self, *args, **kwargs) if other is None else other(*args, **kwargs)
 
         @functools.wraps(base_acall)
         async def acall(self, *args, **kwargs):
-            scope = current_scope()
-            other = scope.route(self) if scope is not None else None
+            other = _route(self)
             return await (base_acall(self, *args, **kwargs) if other is None else other.acall(*args, **kwargs))
 
         dspy.BaseLM.__call__, dspy.BaseLM.acall = __call__, acall
+        route_with(_route)  # an LM behind the boundary asks before its call is counted (refed_dspy.clients.boundary)
         _install_no_stragglers()
         _installed = True

@@ -110,7 +110,7 @@ def test_call_budget_stops_the_optimization_without_saving(server_factory, tmp_p
     assert len(read_log(srv.cfg.log_path)) - examples_calls <= 40
     assert not (out / "program.json").exists()
     code, _, err = refed("optimize", *sets(opt_overrides(srv, tmp_path, "miprov2")), "--set", "optimize.max_calls=40")
-    assert code == 3 and "LM-call budget of 40" in err and "Traceback" not in err
+    assert code == 1 and "LM-call budget of 40" in err and "Traceback" not in err  # finished short at its budget
     # said once, by the optimization: not again by DSPy for each example left unscored (whole examples, hundreds of
     # lines in a trial)
     assert err.count("budget of 40 is reached") == 1 and "Error for Example" not in err, err[-3000:]

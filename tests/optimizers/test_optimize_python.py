@@ -253,6 +253,14 @@ def test_the_python_guide_runs(server_factory, tmp_path):
     mipro = json.loads((tmp_path / "runs" / "guide-mipro" / "optimize_summary.json").read_text())
     assert mipro["optimizer"] == "MIPROv2" and mipro["usage"]["calls"] > 0
     assert mipro["status"] == "complete"
+    # every request the teacher's server answered is on a ledger: the two optimizations' and the synthesis's (MIPROv2's
+    # proposer calls copies of the build_lm teacher it holds; they were on none), and no warning says otherwise
+    synthesis = json.loads((tmp_path / "runs" / "guide" / "summary.json").read_text())
+    answered = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+    usages = [opt["usage"], mipro["usage"], synthesis["usage"]]
+    assert sum(u["calls"] for u in usages) == len(answered)
+    assert sum(u["prompt_tokens"] for u in usages) == sum(e["prompt_tokens"] for e in answered)
+    assert "its calls are counted" not in result.stderr
     state = json.loads((tmp_path / "runs" / "guide-pipeline.json").read_text())
     assert {"collect.describe", "synthesizer.synthesize", "respond.generate", "respond.improve"} <= state.keys()
 
