@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.config.prices import PRICED_TIERS, TIER_PRICES_HELP, TierPrice, tier_triples
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.deprecation import deprecation_note
-from refed_dspy.providers.dialects import DIALECTS
+from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
 from refed_dspy.providers.prices import SERVICE_TIERS
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.sampling import EFFORTS, Sampling
@@ -35,8 +35,6 @@ ADDED_FIELDS = (
     "cache_write_usd_per_mtok",
     "schema_shown",
 )
-
-SCHEMA_SHOWN_HELP = "Whether the server shows the model the response schema of a json_schema call (and bills it as input tokens), so that the prompt's text states no output: true for a gateway in front of OpenAI's, Azure OpenAI's, Anthropic's or Gemini's models (OpenRouter, a LiteLLM proxy, an OpenAI-compatible host of your own); false for a server that only constrains decoding with it (llama.cpp, vLLM, SGLang, Ollama), where the text states each output's type and bounds. Unset: the provider's word: OpenAI, Azure OpenAI, Anthropic and Gemini show it; an OpenAI-compatible server at another host than api.openai.com is taken for a grammar server, which does not."
 
 
 class LMSpec(Section):

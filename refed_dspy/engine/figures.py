@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from refed_dspy.providers.registry import provider_for
+from refed_dspy.providers.registry import convention_name
 
 DURATION = "gen_ai.client.operation.duration"
 TOKENS = "gen_ai.client.token.usage"
@@ -127,31 +127,6 @@ class _Histogram:
                 setattr(self, name, theirs if mine is None else pick(mine, theirs))
 
 
-def provider_name(model: str) -> str:
-    """`gen_ai.provider.name` of a model string: the conventions' name of its provider where they have one, else its
-    LiteLLM prefix (`hosted_vllm`, `ollama_chat`), else `openai` (an unprefixed model goes to an OpenAI-style server)."""
-    prefix = model.split("/", 1)[0] if "/" in model else "openai"
-    family = getattr(provider_for(model), "name", None) or prefix
-    return _CONVENTION_NAMES.get(family, _CONVENTION_NAMES.get(prefix, prefix))
-
-
-_CONVENTION_NAMES = {
-    "openai": "openai",
-    "azure": "azure.ai.openai",
-    "anthropic": "anthropic",
-    "gemini": "gcp.gemini",
-    "google": "gcp.gemini",
-    "vertex_ai": "gcp.vertex_ai",
-    "bedrock": "aws.bedrock",
-    "mistral": "mistral_ai",
-    "cohere": "cohere",
-    "groq": "groq",
-    "deepseek": "deepseek",
-    "xai": "x_ai",
-    "perplexity": "perplexity",
-}
-
-
 def _request_model(model: str) -> str:
     return model.split("/", 1)[1] if "/" in model else model
 
@@ -249,7 +224,7 @@ def _genai_attributes(
 ) -> dict[str, str]:
     attrs = {
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": provider_name(model),
+        "gen_ai.provider.name": convention_name(model),
         "gen_ai.request.model": _request_model(model),
     }
     if answered_by:

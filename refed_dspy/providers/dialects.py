@@ -12,6 +12,8 @@ from refed_dspy.providers.registry import dialects, provider_for
 
 # the dialects' names, by rank; this module is imported once every provider module has registered its own
 DIALECTS: tuple[str, ...] = tuple(dialects())
+# what `schema_shown` of an LM section means, by provider (a config field's description)
+SCHEMA_SHOWN_HELP = "Whether the server shows the model the response schema of a json_schema call (and bills it as input tokens), so that the prompt's text states no output: true for a gateway in front of OpenAI's, Azure OpenAI's, Anthropic's or Gemini's models (OpenRouter, a LiteLLM proxy, an OpenAI-compatible host of your own); false for a server that only constrains decoding with it (llama.cpp, vLLM, SGLang, Ollama), where the text states each output's type and bounds. Unset: the provider's word: OpenAI, Azure OpenAI, Anthropic and Gemini show it; an OpenAI-compatible server at another host than api.openai.com is taken for a grammar server, which does not."
 
 
 def dialect_for(model: str, api_base: str | None) -> tuple[str, str]:

@@ -145,3 +145,28 @@ def wires() -> list[Wire]:
 def examples() -> list[str]:
     """How the message for a model of no known provider shows the known ones, by rank."""
     return [p.example for p in PROVIDERS.values() if p.example]
+
+
+def convention_name(model: str) -> str:
+    """`gen_ai.provider.name` of a model string: the conventions' name of its provider where they have one, else its
+    LiteLLM prefix (`hosted_vllm`, `ollama_chat`), else `openai` (an unprefixed model goes to an OpenAI-style server)."""
+    prefix = model.split("/", 1)[0] if "/" in model else "openai"
+    family = getattr(provider_for(model), "name", None) or prefix
+    return _CONVENTION_NAMES.get(family, _CONVENTION_NAMES.get(prefix, prefix))
+
+
+_CONVENTION_NAMES = {
+    "openai": "openai",
+    "azure": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "google": "gcp.gemini",
+    "vertex_ai": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+    "mistral": "mistral_ai",
+    "cohere": "cohere",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "xai": "x_ai",
+    "perplexity": "perplexity",
+}
