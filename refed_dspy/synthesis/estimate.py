@@ -30,7 +30,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
@@ -105,13 +105,9 @@ def count_tokens(model: str, text: str) -> int:
     return _tokenizer(model)[1](text)
 
 
-_variant = itertools.count()
-
-
-def made_up_text(tokens: int, start: int | None = None) -> str:
-    """About `tokens` tokens of filler text (one token a word); each call's text differs from the last one's from its
-    first word, as two real replies would (so that walked prompts share no made-up prefix)."""
-    start = next(_variant) if start is None else start
+def made_up_text(tokens: int, start: int) -> str:
+    """About `tokens` tokens of filler text (one token a word), beginning at variant `start`: texts of successive
+    variants differ from their first word, as two real replies would (so that walked prompts share no made-up prefix)."""
     return " ".join(_WORDS[(start + i * (1 + start % 5)) % len(_WORDS)] for i in range(max(1, tokens)))
 
 
@@ -123,24 +119,27 @@ class Lengths:
     instruction: int
 
 
-def made_up_value(schema: dict[str, Any], name: str, lengths: Lengths, defs: dict[str, Any]) -> Any:
-    """A value that fits `schema`, text as long as `lengths` says for a field called `name` (pure)."""
+def made_up_value(
+    schema: dict[str, Any], name: str, lengths: Lengths, defs: dict[str, Any], variants: Iterator[int]
+) -> Any:
+    """A value that fits `schema`, text as long as `lengths` says for a field called `name`, each text the next of
+    `variants` (so one walk's replies are the same whatever ran before it)."""
     if "$ref" in schema:
-        return made_up_value(defs[schema["$ref"].split("/")[-1]], name, lengths, defs)
+        return made_up_value(defs[schema["$ref"].split("/")[-1]], name, lengths, defs, variants)
     for key in ("anyOf", "oneOf", "allOf"):
         if key in schema:
             options = [s for s in schema[key] if s.get("type") != "null"] or schema[key]
-            return made_up_value(options[0], name, lengths, defs)
+            return made_up_value(options[0], name, lengths, defs, variants)
     if "enum" in schema:
         return schema["enum"][0]
     kind = schema.get("type")
     if kind == "object":
         props = schema.get("properties") or {}
-        return {k: made_up_value(v, k, lengths, defs) for k, v in props.items()}
+        return {k: made_up_value(v, k, lengths, defs, variants) for k, v in props.items()}
     if kind == "array":
         n = schema.get("minItems") or min(_ITEMS, schema.get("maxItems") or _ITEMS)
         item = schema.get("items") or {"type": "string"}
-        return [made_up_value(item, name, lengths, defs) for _ in range(n)]
+        return [made_up_value(item, name, lengths, defs, variants) for _ in range(n)]
     if kind == "integer":
         low, high = schema.get("minimum", 1), schema.get("maximum", 10)
         return (low + high) // 2
@@ -157,7 +156,7 @@ def made_up_value(schema: dict[str, Any], name: str, lengths: Lengths, defs: dic
         tokens = _ITEM_TOKENS
     else:
         tokens = _OTHER_TEXT_TOKENS
-    text = made_up_text(tokens)
+    text = made_up_text(tokens, next(variants))
     return text[: schema["maxLength"]].rstrip() if schema.get("maxLength") else text  # a reply keeps its contract
 
 
@@ -224,6 +223,7 @@ class _Walk:
     def __init__(self, adapter: RepairingAdapter, model: str, lengths: Lengths, tally: Tally):
         self.adapter, self.model, self.lengths, self.tally = adapter, model, lengths, tally
         self.work = "sample"
+        self.variants = itertools.count()  # the made-up replies' texts, from the first for every walk
 
     def answer(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list, inputs: dict[str, Any]):
         exchange = self.adapter._exchange(lm, lm_kwargs, signature, demos, inputs)
@@ -235,7 +235,7 @@ class _Walk:
         repeated = self._repeated(signature, messages)
         schema = output_schema(signature)
         values = {
-            name: made_up_value(sub, name, self.lengths, schema.get("$defs") or {})
+            name: made_up_value(sub, name, self.lengths, schema.get("$defs") or {}, self.variants)
             for name, sub in (schema.get("properties") or {}).items()
         }
         if self.adapter.mode == "chat":

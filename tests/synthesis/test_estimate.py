@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def test_pure_parts():
             "improved_response": {"type": "string"},
         },
     }
-    value = made_up_value(schema, "out", Lengths(response=50, instruction=10), {})
+    value = made_up_value(schema, "out", Lengths(response=50, instruction=10), {}, itertools.count())
     assert len(value["items"]) == 5 and value["score"] == 5 and value["verdict"] == "A"
     assert len(value["improved_response"].split()) == 50
     cfg = load_config(None, ["synthesis.size=100", "synthesis.instructions_per_feature=10"])
