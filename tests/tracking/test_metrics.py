@@ -53,7 +53,7 @@ def test_a_real_prometheus_scrapes_what_the_server_saw(server_factory, tmp_path)
     try:
         extra = {
             "metrics.prometheus_port": port,
-            "metrics.linger_s": 4,
+            "metrics.linger_s": 8,  # scraped several times after the run (a rate needs two samples)
             "synthesis.concurrency": 16,
             "synthesis.max_cost_usd": 5,
         }
