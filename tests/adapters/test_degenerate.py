@@ -189,8 +189,10 @@ def test_placeholder_replies_over_http_become_degenerate_rejects_never_samples(s
     srv = server_factory(log_prompts=True, sticky_placeholder=0.3)
     run = tmp_path / "run"
     extra = {"seeds.limit": 3, "teacher.adapter": f"'{adapter}'", "synthesis.instructions_per_feature": 4}
-    summary = synthesize(load_config(None, run_overrides(srv, run, 10, **extra)))
-    assert summary["status"] == "complete" and summary["samples"] == 10
+    # 40 samples: a degenerate reject needs a faulted reply whose repair is faulted too (0.09 an ask); at 10 samples
+    # about one run in twelve had none
+    summary = synthesize(load_config(None, run_overrides(srv, run, 40, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == 40
     log = read_log(srv.cfg.log_path)
     faulted = [e for e in log if e.get("fault") == "placeholder"]
     assert faulted and summary["usage"]["repairs"] >= 1
@@ -270,9 +272,12 @@ def test_junk_instructions_and_responses_never_become_samples_in_any_method(serv
     instructions): the run still ends with its samples, none of them junk, and the rejects name each junk text."""
     srv = server_factory(sticky_junk=0.35, junk_items=True)
     run = tmp_path / "run"
-    extra = {"seeds.limit": 12, "synthesis.instructions_per_feature": 4, "synthesis.method": f"'{method}'"}
-    summary = synthesize(load_config(None, run_overrides(srv, run, 6, **extra)))
-    assert summary["status"] == "complete" and summary["samples"] == 6
+    extra = {"seeds.limit": 40, "synthesis.instructions_per_feature": 4, "synthesis.method": f"'{method}'"}
+    # a junk reject needs a junk reply whose repair is junk too (0.12 an ask): at 6 samples about one reflection run
+    # in ten had none; reflection makes a sample of each reference at most, and junk takes about a third of them
+    size = 16 if method == "reflection" else 24
+    summary = synthesize(load_config(None, run_overrides(srv, run, size, **extra)))
+    assert summary["status"] == "complete" and summary["samples"] == size
     assert [e for e in read_log(srv.cfg.log_path) if e.get("fault") == "junk"]
     assert_no_junk(run)
     junk = [r for r in read_jsonl(run / "rejects.jsonl") if r["reason"] == "degenerate"]
