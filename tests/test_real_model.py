@@ -476,7 +476,8 @@ def test_degenerate_drafts_are_rejected_never_samples(smol, tmp_path):
         f"{generate.get('parse_failures')}"
     )
     for r in degenerate:
-        print(f"  degenerate {r['stage']}: {r['detail']} | raw {r['raw'][:80]!r}")
+        # a reply's reject keeps the reply (raw); a unit's junk item dropped by the gate keeps its text (instruction)
+        print(f"  degenerate {r['stage']}: {r['detail']} | {(r.get('raw') or r.get('instruction') or '')[:80]!r}")
     assert (code, summary["status"]) in ((0, "complete"), (1, "budget")), (code, summary["status"], err)
     assert generate.get("calls", 0) > 0 and len(samples) + len(degenerate) > 0, summary
     for s in samples:
