@@ -92,17 +92,24 @@ def complete_records(data: bytes, path: Path, lines_before: int = 0) -> tuple[li
     by a kill); any other line that is not a JSON object raises CorruptRecordError with its file and line."""
     end = data.rfind(b"\n") + 1
     records = []
-    start, lineno = 0, lines_before
-    while start < end:  # line by line: a list of every line would hold the file's bytes a second time
-        stop = data.index(b"\n", start)
-        raw, start, lineno = data[start:stop], stop + 1, lineno + 1
-        if not raw.strip():
-            continue
+    for lineno, raw in complete_lines(data):
         obj = parse_record(raw)
         if obj is None:
-            raise CorruptRecordError(_corrupt(path, lineno))
+            raise CorruptRecordError(_corrupt(path, lines_before + lineno))
         records.append(obj)
-    return records, end, lineno - lines_before
+    return records, end, data.count(b"\n", 0, end)
+
+
+def complete_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Each complete line of `data` that is not blank, with its number (from 1), one at a time: a list of every line
+    would hold the file's bytes a second time. A last line without its newline is left out."""
+    end = data.rfind(b"\n") + 1
+    start, lineno = 0, 0
+    while start < end:
+        stop = data.index(b"\n", start)
+        raw, start, lineno = data[start:stop], stop + 1, lineno + 1
+        if raw.strip():
+            yield lineno, raw
 
 
 class JsonlWriter:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.errors import LedgerError
-from refed_dspy.store.jsonl import parse_record
+from refed_dspy.store.jsonl import complete_lines, parse_record
 
 MAX_COUNT = 10**12  # calls or tokens: more than any run makes
 MAX_USD = 10.0**7  # dollars: more than any run's ledger holds
@@ -311,12 +311,7 @@ def read_lines(
         raise _unreadable(path, err) from None
     end = data.rfind(b"\n") + 1
     lines: list[dict[str, Any]] = []
-    start, lineno = 0, 0
-    while start < end:
-        stop = data.index(b"\n", start)
-        raw, start, lineno = data[start:stop], stop + 1, lineno + 1
-        if not raw.strip():
-            continue
+    for lineno, raw in complete_lines(data):
         obj = parse_record(raw)
         if obj is None:
             raise _not_believed(f"{path}:{lineno}", "the line is not a JSON object")
