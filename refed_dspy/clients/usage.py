@@ -9,7 +9,7 @@ from typing import Any
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.providers.prices import UNSTATED, Price
 
-_FIELDS = (
+COUNT_FIELDS = (  # the counts of a usage dict, whole numbers (store/ledger_lines.py checks them so)
     "calls",
     "cached_calls",
     "prompt_tokens",
@@ -43,7 +43,7 @@ _SOME = ("tier_unavailable", "flex_fallbacks")
 
 
 def _zero() -> dict[str, Any]:
-    return {**dict.fromkeys(_FIELDS, 0), "interrupted_cost_usd": 0.0}
+    return {**dict.fromkeys(COUNT_FIELDS, 0), "interrupted_cost_usd": 0.0}
 
 
 def zero_usage() -> dict[str, Any]:
@@ -179,7 +179,7 @@ class Totals:
             self._merge(bucket, part)
 
     def _merge(self, bucket: dict[str, Any], usage: dict[str, Any]) -> None:
-        for key in _FIELDS:
+        for key in COUNT_FIELDS:
             bucket[key] += int(usage.get(key) or 0)
         if usage.get("worker_lost_calls"):
             bucket["worker_lost_calls"] = bucket.get("worker_lost_calls", 0) + int(usage["worker_lost_calls"])

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.usage import COUNT_FIELDS
 from refed_dspy.errors import LedgerError
 from refed_dspy.store.jsonl import complete_lines, parse_record
 
@@ -83,24 +84,7 @@ def _only(obj: dict[str, Any], known: set[str], what: str) -> None:
 
 
 # the figures of a usage dict (refed_dspy.clients.usage): counts, amounts, and the tables they are split into
-_COUNTS = {
-    "calls",
-    "cached_calls",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "parse_failures",
-    "repairs",
-    "failed_calls",
-    "interrupted_calls",
-    "unmetered_calls",
-    "lost_in_flight",
-    "worker_lost_calls",
-    "tier_unavailable",
-    "flex_fallbacks",
-}
+_COUNTS = {*COUNT_FIELDS, "lost_in_flight", "worker_lost_calls", "tier_unavailable", "flex_fallbacks"}
 
 
 def usage_figures(value: Any, name: str = "usage") -> dict[str, Any]:
