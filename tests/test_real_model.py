@@ -360,6 +360,12 @@ def test_tiny_pipeline_optimize_then_synthesize_with_it(smol, tmp_path):
                 "optimize.instructions_per_feature": 1,
                 "optimize.max_demos": 1,
                 "optimize.max_calls": 200,
+                # SmolLM2 as judge (temperature 0) copies the response it scores into its rationale about half the
+                # time: a CI run lost both validation judgings so ("every judging failed", exit 3). As the experiment
+                # test below does: the rubric score alone (one judge call a judging, not two; the pairwise judge is
+                # tried on this model by `refed judge`), with two repairs
+                "optimize.win_weight": 0,
+                "judge.max_repairs": 2,
             },
         ),
     )
