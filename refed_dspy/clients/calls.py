@@ -79,6 +79,21 @@ class CallInfo:
         return asdict(self)
 
 
+class TaskCalls(list):
+    """The CallInfo of one piece of work's calls, as they end, and `most`: the calls it was reserved for (its worst
+    case, repairs included; 0: not known). Where a task's calls are made out of sight (a Ray worker) and the task ends
+    without its result, a request may have gone out whose start never reached us: the task is charged up to `most`."""
+
+    def __init__(self, most: int = 0):
+        super().__init__()
+        self.most = most
+
+    def unseen(self, reported: int, open_calls: int) -> int:
+        """The calls to count as paid for a task lost from sight having reported `reported` calls ended and
+        `open_calls` under way: those under way, and every other call its reservation allowed."""
+        return max(open_calls, self.most - reported)
+
+
 @dataclass
 class CallTag:
     """What an adapter knows about the call it is about to make, and the CallInfo the LM made of it."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.calls import CallInfo, TaskCalls
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
 from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
 from refed_dspy.cluster.connect import disconnect
@@ -158,13 +158,15 @@ class WorkerPool:
 
     async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], calls: list) -> tuple[Any, Any]:
         """One task on the least busy worker: (result, None) or (None, Failure). Each call it makes joins `calls` as
-        it is answered; calls in flight when the worker is lost, or when this task is cancelled, join as paid."""
+        it is answered. A task that ends without its result (its worker lost, the task cancelled or failed there)
+        may have sent a request whose start had not reached us: its calls under way, and every other call its
+        reservation allowed (`calls.most`, a TaskCalls), join as paid."""
         worker = min((w for w in self.workers if w.lost is None), key=lambda w: w.in_flight, default=None)
         if worker is None:
             return None, Failure("workers_lost", "every Ray worker of the run is lost", fatal=True)
         worker.in_flight += 1
         worker.tasks += 1
-        open_calls, stream = 0, None
+        open_calls, reported, stream = 0, 0, None
         endpoint = _Load(self.spread)
         try:
             stream = worker.actor.run.options(num_returns="streaming").remote(kind, stage_name, inputs, endpoint.index)
@@ -176,20 +178,21 @@ class WorkerPool:
                         open_calls -= 1
                     elif event[0] == "call":
                         calls.append(event[1])
+                        reported += 1
                         worker.calls += 1
                     else:
                         return event[1], event[2]
                 endpoint.follow(open_calls)
             return None, Failure("worker_error", "the Ray worker ended the task without a result", final=False)
         except asyncio.CancelledError:
-            self._paid_in_flight(calls, open_calls, stage_name)
+            self._paid_in_flight(calls, reported, open_calls, stage_name)
             self._cancel(stream)
             raise
         except self.ray.exceptions.RayActorError as err:
-            self._paid_in_flight(calls, open_calls, stage_name, f"its Ray worker on {worker.where()}")
+            self._paid_in_flight(calls, reported, open_calls, stage_name, f"its Ray worker on {worker.where()}")
             return None, self._lost(worker, err)
         except self.ray.exceptions.RayError as err:  # the task failed on the worker: what it had sent may be billed
-            self._paid_in_flight(calls, open_calls, stage_name)
+            self._paid_in_flight(calls, reported, open_calls, stage_name)
             self._cancel(stream)
             return None, Failure("worker_error", f"Ray worker on {worker.info.node}: {first_line(err)}", final=False)
         finally:
@@ -201,12 +204,16 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 self.ray.cancel(stream)
 
-    def _paid_in_flight(self, calls: list, n: int, stage_name: str | None, lost_with: str | None = None) -> None:
-        """Calls sent and never answered to us: perhaps answered and billed; counted as paid (`lost_with`: the worker
-        they were lost with, when that is why)."""
+    def _paid_in_flight(
+        self, calls: list, reported: int, open_calls: int, stage_name: str | None, lost_with: str | None = None
+    ) -> None:
+        """Calls that may have been sent and were never answered to us: perhaps answered and billed; counted as paid
+        (`lost_with`: the worker they were lost with, when that is why). A call's start travels to us while its request
+        goes out, so a worker killed meanwhile leaves a paid call we never heard of: up to the task's reservation."""
+        unseen = calls.unseen(reported, open_calls) if isinstance(calls, TaskCalls) else open_calls
         calls.extend(
             CallInfo(stage=stage_name or "unknown", model=self.model, interrupted=True, lost_with=lost_with)
-            for _ in range(n)
+            for _ in range(unseen)
         )
 
     def _lost(self, worker: Worker, err: BaseException) -> Failure:

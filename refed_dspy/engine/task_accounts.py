@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from refed_dspy.clients.calls import TaskCalls
 from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.tickets import TaskLedger
@@ -31,7 +32,7 @@ class Task:
     reserved_cost: float
     payload: Any = None
     started: float = field(default_factory=time.monotonic)
-    calls: list = field(default_factory=list)
+    calls: TaskCalls = field(default_factory=TaskCalls)  # its calls' CallInfo, and the most it was reserved for
     log_id: int | None = None  # its line in the run's log, when the task is written there whole (sent to Ray)
     ledger: TaskLedger | None = None  # what its calls are opened on at the call boundary (not on Ray, not in batch)
 
@@ -74,7 +75,7 @@ class TaskAccounts:
         cost = per_call if at_boundary and not self.budget.seen(self.role) else calls * per_call
         if not self.budget.try_reserve(calls, cost, final=final, what=self._first_call(calls, cost)):
             return None
-        task = Task(kind, slots, calls, cost, payload)
+        task = Task(kind, slots, calls, cost, payload, calls=TaskCalls(calls))
         if self.log is not None and self.log_tasks:  # its calls are made where no log is: written down whole, first
             task.log_id = self.log.sent(self.role, kind, "?", cost / calls if calls else 0.0, calls=calls)
         if not self.batch and not self.log_tasks:

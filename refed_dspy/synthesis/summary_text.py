@@ -26,7 +26,7 @@ def _unanswered(u: dict[str, Any]) -> str:
     lost, killed, open_ = (u.get(k) or 0 for k in ("worker_lost_calls", "lost_in_flight", "in_open_batches"))
     cut = (u.get("interrupted_calls") or 0) - lost - killed - open_
     said = [f"{cut} cut off by a stop or the client's timeout"] if cut > 0 else []
-    said += [f"{lost} lost with their Ray worker"] if lost else []
+    said += [f"up to {lost} lost with their Ray worker"] if lost else []  # what their tasks were reserved for
     said += [f"{killed} in flight when an invocation was killed"] if killed else []
     said += [f"{open_} in batches still open at the provider"] if open_ else []
     return f"; {', '.join(said)} (counted as paid)" if said else ""
