@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from loopback_server import _zipf_vocab  # noqa: E402
 
-from refed_dspy import text  # noqa: E402
+from refed_dspy.text import overlap as text  # noqa: E402
 
 
 def instructions(n: int, words: int, vocab: int, edits: float, seed: int = 0) -> list[str]:

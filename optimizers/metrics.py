@@ -15,7 +15,7 @@ it stops the optimization.
 A prediction that copies its example's reference scores 0 before any judge call is paid, with feedback naming the
 copy (what GEPA reflects on): its response against the reference's response (respond target), each instruction
 against the reference's instruction (instructions), each sample's instruction and final response (pipeline), by
-ROUGE-L or by long runs found word for word (refed_dspy.closeness; `quality.copy_threshold`, 0.8). The program is shown
+ROUGE-L or by long runs found word for word (refed_dspy.text.closeness; `quality.copy_threshold`, 0.8). The program is shown
 the reference pair, and a judge reads a copy of a curated answer as an excellent one: without this, an optimizer
 could learn to copy. Copies are counted apart from judge failures (`failure_summary()["copies"]`).
 """
@@ -34,7 +34,6 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.calls import stage
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.lm_routing import METRIC_STAGE
-from refed_dspy.closeness import COPY_THRESHOLD, first_copy
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError
@@ -44,7 +43,8 @@ from refed_dspy.programs.judge import check_scores
 from refed_dspy.registry import TARGETS
 from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
 from refed_dspy.store.records import Reference
-from refed_dspy.text import mean_pairwise_rouge, rouge_l, tokens
+from refed_dspy.text.closeness import COPY_THRESHOLD, first_copy
+from refed_dspy.text.overlap import mean_pairwise_rouge, rouge_l, tokens
 
 _WIN = {"first": 1.0, "tie": 0.5, "second": 0.0}
 _UNSET = object()
@@ -129,7 +129,7 @@ class JudgeMetric(CountedCalls):
     outside one, a trace that scored above 0 passes.
 
     `copy_threshold`: a prediction whose final response reaches this closeness to the example's `reference_response`
-    (refed_dspy.closeness) scores 0 unjudged, its feedback naming the copy; None: no check.
+    (refed_dspy.text.closeness) scores 0 unjudged, its feedback naming the copy; None: no check.
 
     `calls` counts the examples scored, `failures` those whose judging failed (scored 0), by reason; `copies` those
     scored 0 for copying their reference; `traced` the traced calls and those that passed.
@@ -167,7 +167,7 @@ class JudgeMetric(CountedCalls):
         return [("response", final, reference)]
 
     def copied(self, gold: dspy.Example, pred: dspy.Prediction) -> str | None:
-        """Why `pred` copies its example's reference (refed_dspy.closeness.copy_reason), or None."""
+        """Why `pred` copies its example's reference (refed_dspy.text.closeness.copy_reason), or None."""
         if self.copy_threshold is None:
             return None
         return first_copy(self.copies_of(gold, pred), self.copy_threshold)

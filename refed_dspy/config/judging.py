@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from refed_dspy.closeness import COPY_THRESHOLD
 from refed_dspy.config.benchmarks import BenchmarkEntry, benchmark_entries
-from refed_dspy.contamination import NGRAM, SHARE
 from refed_dspy.settings import ModelName, Section
+from refed_dspy.text.closeness import COPY_THRESHOLD
+from refed_dspy.text.contamination import NGRAM, SHARE
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -97,7 +97,7 @@ class QualityConfig(Section):
         le=1,
         description="Closeness to its own reference at or above which a sample is a copy of it: its ROUGE-L, or the "
         "share of its words (or the reference's) in runs of 8+ words found word for word in the other "
-        "(refed_dspy.closeness). The report counts and shows such samples, the viewer marks them, the reference_copy "
+        "(refed_dspy.text.closeness). The report counts and shows such samples, the viewer marks them, the reference_copy "
         "filter removes them (unless given a threshold of its own), and the optimize metric scores a prediction that "
         "copies its reference 0 with no judge call (a judge sees a polished answer in a copy: an optimizer could learn "
         "to copy). Unset: the metric checks nothing; the report, viewer and filter take 0.8.",

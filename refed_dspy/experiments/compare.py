@@ -25,7 +25,7 @@ from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis, build_teacher
-from refed_dspy.text import mean_pairwise_rouge
+from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import track_run_dir
 
 # Stages whose calls collect feedback (the quantity the paper's methods differ in).

@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from refed_dspy.diff import word_diff
 from refed_dspy.experiments.stats import significantly_better, significantly_worse
 from refed_dspy.money import usd_up_to
 from refed_dspy.pages import render
+from refed_dspy.text.diff import word_diff
 
 W, H, PAD = 720, 360, 56  # the chart's size and its margin around the plot, in pixels
 TEMPLATES = "refed_dspy.experiments"  # its templates/ folder: experiment.html, experiment_chart.html

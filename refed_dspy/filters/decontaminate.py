@@ -1,5 +1,5 @@
 """decontaminate: remove samples whose instruction (and, optionally, final response) matches a prompt of an evaluation
-benchmark, each with a reason naming the benchmark and the prompt. No LM call: the matching is refed_dspy.contamination
+benchmark, each with a reason naming the benchmark and the prompt. No LM call: the matching is refed_dspy.text.contamination
 (as the texts render: exact after normalization, a share of word n-grams, or the shorter text's words in order), the
 prompts come from refed_dspy.store.benchmarks."""
 
@@ -13,11 +13,11 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator
 
 from refed_dspy.config.benchmarks import BenchmarkEntry, benchmark_entries
-from refed_dspy.contamination import NGRAM, SHARE, BenchmarkIndex, Match
 from refed_dspy.errors import ConfigError
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split, text_of
 from refed_dspy.registry import FILTERS
 from refed_dspy.store.benchmarks import BenchmarkPrompts, load_benchmarks, pinned
+from refed_dspy.text.contamination import NGRAM, SHARE, BenchmarkIndex, Match
 
 SETTINGS = ("benchmarks", "ngram", "share", "check_responses")  # what [quality] gives a filter that leaves them unset
 PROMPT_CHARS = 200  # of a matched prompt, in a removal reason

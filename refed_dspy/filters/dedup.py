@@ -8,7 +8,7 @@ from pydantic import Field
 
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split, text_of
 from refed_dspy.registry import FILTERS
-from refed_dspy.text import Deduper
+from refed_dspy.text.overlap import Deduper
 
 
 def dedup(samples: list[Sample], threshold: float | None = None) -> FilterResult:

@@ -1,5 +1,5 @@
 """reference_copy: remove samples that copy their own reference, its instruction or its response, by ROUGE-L or by long
-runs of words found word for word in it (refed_dspy.closeness says how each is measured)."""
+runs of words found word for word in it (refed_dspy.text.closeness says how each is measured)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr
 
-from refed_dspy.closeness import COPY_THRESHOLD, SPAN_WORDS, Closeness, closeness, copy_reason
 from refed_dspy.errors import ConfigError
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.registry import FILTERS
 from refed_dspy.store.records import final_response
 from refed_dspy.store.seeds import read_seeds
+from refed_dspy.text.closeness import COPY_THRESHOLD, SPAN_WORDS, Closeness, closeness, copy_reason
 
 log = logging.getLogger(__name__)
 References = Mapping[str, tuple[str, str]]  # reference id -> (instruction, response)

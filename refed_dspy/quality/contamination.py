@@ -14,12 +14,12 @@ from typing import Any
 
 from refed_dspy.config import Config
 from refed_dspy.config.benchmarks import benchmark_entries
-from refed_dspy.contamination import NGRAM, SHARE
 from refed_dspy.filters.base import text_of
 from refed_dspy.filters.decontaminate import Decontaminate, benchmark_of, build_index, find_contamination
 from refed_dspy.store.benchmarks import load_benchmarks, resolve
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir
+from refed_dspy.text.contamination import NGRAM, SHARE
 
 PAIRS = 200  # matched pairs kept in report.json
 PAIRS_SHOWN = 50  # of them, in report.html

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from refed_dspy.closeness import COPY_THRESHOLD, SPAN_WORDS
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, SeedError
 from refed_dspy.filters.reference_copy import PARTS, References, sample_closeness, seed_references
@@ -20,6 +19,7 @@ from refed_dspy.quality.report_stats import describe
 from refed_dspy.store.records import final_response
 from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir
+from refed_dspy.text.closeness import COPY_THRESHOLD, SPAN_WORDS
 
 WORST = 5  # the closest samples the report shows
 _CUT = {"instruction": 400, "response": 1200}  # characters of each text kept in report.json

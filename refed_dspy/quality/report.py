@@ -46,7 +46,7 @@ from refed_dspy.store.teachers import (
     self_preference_record,
     teacher_rows,
 )
-from refed_dspy.text import mean_pairwise_rouge
+from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
 
 SECTIONS = (

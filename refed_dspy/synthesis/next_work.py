@@ -20,7 +20,7 @@ from refed_dspy.store.records import Reference, ReferenceFeedback, content_id
 from refed_dspy.store.rundir import ResumeState
 from refed_dspy.synthesis.exhaustion import YieldWatch
 from refed_dspy.synthesis.units import Item, Unit, unit_order
-from refed_dspy.text import Deduper
+from refed_dspy.text.overlap import Deduper
 
 FEEDBACK_SLOTS = 2  # a feedback task holds two slots: describe and critique run at once
 

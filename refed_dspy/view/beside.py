@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from refed_dspy.closeness import closeness, copied_spans
 from refed_dspy.store.records import final_response
+from refed_dspy.text.closeness import closeness, copied_spans
 
 PARTS = (("instruction", "Instruction"), ("response", "Final response"))
 

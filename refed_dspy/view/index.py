@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.usage import Totals
-from refed_dspy.closeness import COPY_THRESHOLD
 from refed_dspy.errors import RefedError, first_line
 from refed_dspy.money import usd_up_to
 from refed_dspy.quality.reference_copies import run_references
@@ -24,6 +23,7 @@ from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.synthesis.short_reason import shortfall_cause
+from refed_dspy.text.closeness import COPY_THRESHOLD
 from refed_dspy.view.follow import Follower
 from refed_dspy.view.live import LiveRun
 

@@ -9,10 +9,10 @@ from urllib.parse import urlencode
 
 from werkzeug.exceptions import NotFound
 
-from refed_dspy.diff import changed_share, word_diff
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.secrets import mask
 from refed_dspy.store.jsonl import json_text
+from refed_dspy.text.diff import changed_share, word_diff
 from refed_dspy.view.beside import beside
 from refed_dspy.view.experiment import cell_program, experiment_cells, program_predictors
 from refed_dspy.view.index import VERDICTS

@@ -131,7 +131,7 @@ def test_dedup_bench_data_gives_brute_force_answers():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     from dedup import brute, instructions
 
-    from refed_dspy.text import Deduper
+    from refed_dspy.text.overlap import Deduper
 
     items = instructions(400, 14, 2000, edits=0.3)
     d = Deduper(0.7)

@@ -9,7 +9,6 @@ import pytest
 from cli_helpers import lines, run_refed
 from conftest import run_overrides
 
-from refed_dspy.closeness import closeness
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError
 from refed_dspy.filters import make_filter, reference_copy
@@ -17,6 +16,7 @@ from refed_dspy.quality.reference_copies import copies_block, run_references
 from refed_dspy.quality.report import build_report
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.synthesis.api import synthesize
+from refed_dspy.text.closeness import closeness
 
 DISCOUNT = "148c1e76ec00f979"  # the embedded reference on 20% then 10% off
 # written for this test: a new instruction on the reference's subject, and an answer that says what the reference's

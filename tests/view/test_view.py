@@ -6,7 +6,7 @@ import json
 
 from markupsafe import escape
 
-from refed_dspy.diff import changed_share, word_diff
+from refed_dspy.text.diff import changed_share, word_diff
 from refed_dspy.view.beside import beside, pieces
 from refed_dspy.view.follow import Follower
 from refed_dspy.view.index import Filters, Row

@@ -1,10 +1,10 @@
-"""Closeness to a reference (refed_dspy.closeness): copies are caught by one measure or the other, a paraphrase is not."""
+"""Closeness to a reference (refed_dspy.text.closeness): copies are caught by one measure or the other, a paraphrase is not."""
 
 import pytest
 
-from refed_dspy.closeness import COPY_THRESHOLD, closeness, copy_reason, first_copy, verbatim_runs
 from refed_dspy.store.seeds import read_references
-from refed_dspy.text import tokens
+from refed_dspy.text.closeness import COPY_THRESHOLD, closeness, copy_reason, first_copy, verbatim_runs
+from refed_dspy.text.overlap import tokens
 
 REFS, _ = read_references()
 REF = max(REFS, key=lambda r: len(r.response))  # a long response of the embedded set

@@ -14,7 +14,7 @@ Two measures, since each sees what the other misses:
   of the reference (1.0); one that pastes a part of it is itself all copied (1.0).
 
 A text's closeness is the largest of the three, and it copies its reference when that reaches the copy threshold
-(COPY_THRESHOLD, 0.8). Words are the lower-cased alphanumeric tokens of `refed_dspy.text.tokens` (case and punctuation
+(COPY_THRESHOLD, 0.8). Words are the lower-cased alphanumeric tokens of `refed_dspy.text.overlap.tokens` (case and punctuation
 aside). ROUGE-L reads at most MAX_WORDS words of each text (bit-parallel, about 0.05 ms for two 300-word texts); the
 verbatim share reads them all, in time linear in their length.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from refed_dspy.text import rouge_l, token_spans, tokens
+from refed_dspy.text.overlap import rouge_l, token_spans, tokens
 
 COPY_THRESHOLD = 0.8  # closeness at or above which a text copies its reference
 SPAN_WORDS = 8  # the shortest run of words the verbatim share counts

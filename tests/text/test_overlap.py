@@ -2,7 +2,7 @@
 
 import pytest
 
-from refed_dspy.text import Deduper, lcs_length, normalize, rouge_l, tokens
+from refed_dspy.text.overlap import Deduper, lcs_length, normalize, rouge_l, tokens
 
 
 def test_rouge_l_hand_computed():

@@ -1,11 +1,11 @@
-"""The benchmark matcher (refed_dspy.contamination): exact after normalization as the texts render, word n-gram overlap
+"""The benchmark matcher (refed_dspy.text.contamination): exact after normalization as the texts render, word n-gram overlap
 of the shorter text, the shorter text's words in order, against brute force on random text."""
 
 import random
 
 import pytest
 
-from refed_dspy.contamination import ORDER_WORDS, BenchmarkIndex, exact_key, fold, in_order, ngram_hashes, words
+from refed_dspy.text.contamination import ORDER_WORDS, BenchmarkIndex, exact_key, fold, in_order, ngram_hashes, words
 
 PROMPT = "What are the names of some famous actors that started their careers on Broadway?"  # 14 words, 7 8-grams
 

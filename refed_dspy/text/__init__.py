@@ -1,0 +1,2 @@
+"""Text measured without an LM: normalization, tokens, ROUGE-L and instruction dedup (overlap), closeness to a
+reference (closeness), benchmark prompts found in data by their rendered text (contamination), and word diffs (diff)."""
