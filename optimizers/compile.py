@@ -24,7 +24,7 @@ from refed_dspy.clients.lm_routing import no_stragglers
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, FinishedShort, RunAborted
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
-from refed_dspy.quiet import dropping
+from refed_dspy.runtime.quiet import dropping
 
 # DSPy's instruction proposer (MIPROv2's) passes its own predictors inputs they do not declare, and each such call
 # warns; nothing in the user's program or config causes it. Only warnings naming nothing but the proposer's inputs go.

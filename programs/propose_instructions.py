@@ -11,8 +11,8 @@ import dspy
 
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.synthesize import InstructionSynthesizer, synthesize_for_features
+from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference, ReferenceFeedback
-from refed_dspy.sync import run_sync
 
 
 class ProposeInstructions(dspy.Module):

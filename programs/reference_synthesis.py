@@ -12,13 +12,13 @@ import dspy
 
 from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.transport import acall_part
-from refed_dspy.gather import gather_kept
 from refed_dspy.programs.parts import unfrozen
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer, synthesize_for_features
+from refed_dspy.runtime.gather import gather_kept
+from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference, ReferenceFeedback
-from refed_dspy.sync import run_sync
 
 
 class ReferenceSynthesis(dspy.Module):

@@ -7,8 +7,8 @@ import dspy
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.programs.parts import unfrozen
 from refed_dspy.programs.reflect_pair import ReflectPair
+from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference
-from refed_dspy.sync import run_sync
 
 
 class ReflectionTuning(dspy.Module):

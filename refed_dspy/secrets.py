@@ -4,7 +4,7 @@ A key reaches a message without our putting it there: a gateway that quotes the 
 its answer or its error body, a client's exception that repeats its settings. So the text itself is masked where it
 leaves the process, at the few chokepoints every byte passes: the CLI's stdout and stderr (`masked_streams`), the
 files we write (refed_dspy.store.jsonl's writers; the run's cache, refed_dspy.store.cache, stores each answer
-masked, `mask_value`), the log file of other libraries' output (refed_dspy.quiet), what MLflow is given
+masked, `mask_value`), the log file of other libraries' output (refed_dspy.runtime.quiet), what MLflow is given
 (refed_dspy.tracking), the viewer's pages, and the one line an error is reported by (refed_dspy.errors.first_line).
 
 Held values (`is_secret_value`: at least MIN_SECRET_LEN characters, not a placeholder a local server takes such as

@@ -111,7 +111,7 @@ def test_mlflow_params_mask(monkeypatch):
 
 
 def test_the_quiet_log_masks(monkeypatch, tmp_path):
-    from refed_dspy.quiet import quieted
+    from refed_dspy.runtime.quiet import quieted
 
     monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
     with quieted(tmp_path / "libraries.log"):

@@ -27,10 +27,10 @@ from refed_dspy.cli import (
     view,
 )
 from refed_dspy.errors import RefedError
-from refed_dspy.quiet import for_a_command
+from refed_dspy.runtime.quiet import for_a_command
+from refed_dspy.runtime.stops import STOP_SIGNALS, note_stop
+from refed_dspy.runtime.sync import StopSignal, stop_running
 from refed_dspy.secrets import masked_streams
-from refed_dspy.stops import STOP_SIGNALS, note_stop
-from refed_dspy.sync import StopSignal, stop_running
 
 GROUPS = (
     synthesize,

@@ -28,7 +28,6 @@ import dspy
 from dspy.clients.base_lm import LM_CLASS_STATE_KEY
 from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
-from refed_dspy.checkpoints import checkpoint
 from refed_dspy.clients.calls import (
     CallInfo,
     MustWait,
@@ -58,6 +57,7 @@ from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, tie
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
+from refed_dspy.runtime.checkpoints import checkpoint
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
@@ -232,7 +232,7 @@ class CallBoundary:
     @staticmethod
     def _paid(outputs: Any) -> Any:
         """The call is over and returns `outputs`; one the provider answered (not the cache) has its answer in the
-        cache and its request settled: the `answer_paid` checkpoint (refed_dspy.checkpoints)."""
+        cache and its request settled: the `answer_paid` checkpoint (refed_dspy.runtime.checkpoints)."""
         answered = _reported.get()
         if answered and not all(info.cache_hit for info in answered):
             checkpoint("answer_paid", answered[-1].stage)

@@ -29,7 +29,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from refed_dspy.checkpoints import checkpoint
 from refed_dspy.clients.calls import opened_on
 from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch_link import BatchLink
@@ -44,6 +43,7 @@ from refed_dspy.engine.task_accounts import Task, TaskAccounts
 from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
 from refed_dspy.providers.prices import Price
+from refed_dspy.runtime.checkpoints import checkpoint
 from refed_dspy.store.call_log import CallLog
 from refed_dspy.store.jsonl import DiskFull, stop_if_full
 
@@ -198,7 +198,9 @@ class Engine:
 
     def _handle(self, task: asyncio.Task, meta: Task) -> None:
         result, failure = task.result()
-        checkpoint("before_record", meta.kind)  # its calls answered, nothing of it written (refed_dspy.checkpoints)
+        checkpoint(
+            "before_record", meta.kind
+        )  # its calls answered, nothing of it written (refed_dspy.runtime.checkpoints)
         usage = self.accounts.account(meta)
         failure = self.first.note(meta.calls, failure)
         if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left

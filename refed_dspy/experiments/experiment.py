@@ -58,8 +58,8 @@ from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
 from refed_dspy.experiments.stats import detectable_difference, smallest_test
 from refed_dspy.optimization.run import LIBRARY_LOG
-from refed_dspy.quiet import quieted
-from refed_dspy.stops import stop_signals
+from refed_dspy.runtime.quiet import quieted
+from refed_dspy.runtime.stops import stop_signals
 from refed_dspy.store.cache import shared_cache
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import owned

@@ -13,12 +13,12 @@ from refed_dspy.experiments.experiment_plan import ExperimentPlan, check_pinned
 from refed_dspy.experiments.identity import example_key
 from refed_dspy.optimization.run import examples_config
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
+from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.cache import shared_cache
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.split import interleaved
-from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.short_reason import shortfall_cause
 

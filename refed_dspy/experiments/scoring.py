@@ -20,10 +20,10 @@ from refed_dspy.experiments.spend import total_of
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.metrics import make_metric
 from refed_dspy.quality.judge import judge_run
+from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.provenance import with_lm_of
 

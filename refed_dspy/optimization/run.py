@@ -53,8 +53,8 @@ from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.metrics import JudgeMetric
 from refed_dspy.optimizers.program_io import save_program
-from refed_dspy.quiet import quieted
-from refed_dspy.stops import stop_signals
+from refed_dspy.runtime.quiet import quieted
+from refed_dspy.runtime.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache
 from refed_dspy.store.call_log import LOG_NAME, CallLog
 from refed_dspy.store.jsonl import write_json_atomic

@@ -12,12 +12,12 @@ from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.plan import launch
 from refed_dspy.methods import get_method
+from refed_dspy.runtime.sync import off_loop, run_sync
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_seeds
-from refed_dspy.sync import off_loop, run_sync
 from refed_dspy.synthesis.local_eta import eta_line
 from refed_dspy.synthesis.plan import SynthesisPlan
 from refed_dspy.synthesis.program import resolve_program

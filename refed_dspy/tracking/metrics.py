@@ -30,8 +30,8 @@ from typing import Any
 from refed_dspy.config import MetricsConfig
 from refed_dspy.engine.figures import INSTRUMENTS, Series
 from refed_dspy.errors import ConfigError
+from refed_dspy.runtime.stops import stopping
 from refed_dspy.secrets import mask
-from refed_dspy.stops import stopping
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"

@@ -73,7 +73,7 @@ def test_quieted_keeps_refed_s_warnings_and_restores_the_streams(tmp_path):
         import logging
         from pathlib import Path
         from tqdm import tqdm
-        from refed_dspy.quiet import console, quieted
+        from refed_dspy.runtime.quiet import console, quieted
         with quieted(Path({str(tmp_path / "lib.log")!r})):
             print("a library's line")
             for _ in tqdm(range(3)):
@@ -191,7 +191,7 @@ def test_a_block_inside_a_verbose_one_changes_nothing_and_a_late_write_is_not_lo
     replaced, not to an old log file."""
     import sys
 
-    from refed_dspy.quiet import quieted
+    from refed_dspy.runtime.quiet import quieted
 
     with quieted(tmp_path / "outer.log", verbose=True), quieted(tmp_path / "inner.log"):
         print("a library's line")
@@ -211,7 +211,7 @@ def test_a_write_racing_the_close_goes_to_the_terminal_and_reopens_no_log(tmp_pa
     import io
     import threading
 
-    from refed_dspy.quiet import _Sink
+    from refed_dspy.runtime.quiet import _Sink
 
     class Announced:
         """The sink's lock, saying when a writer asks for it."""
@@ -246,7 +246,7 @@ def test_a_write_racing_the_close_goes_to_the_terminal_and_reopens_no_log(tmp_pa
 def test_a_line_ending_in_crlf_is_kept_and_a_bar_redraw_is_dropped(tmp_path):
     import io
 
-    from refed_dspy.quiet import _Sink
+    from refed_dspy.runtime.quiet import _Sink
 
     sink = _Sink(tmp_path / "a.log", io.StringIO())
     for text in ("a line\r\n", "\r 10%|#    |", "\r 100%|#####|", "\n", "next\n"):

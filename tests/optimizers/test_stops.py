@@ -164,7 +164,7 @@ def test_a_caller_that_ignores_sigint_keeps_ignoring_it(server_factory, tmp_path
     code = textwrap.dedent(
         """
         import signal
-        from refed_dspy.stops import stop_signals
+        from refed_dspy.runtime.stops import stop_signals
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         with stop_signals():
             inside = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)

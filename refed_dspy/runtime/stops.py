@@ -20,7 +20,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-from refed_dspy.sync import StopSignal, stop_running
+from refed_dspy.runtime.sync import StopSignal, stop_running
 
 _stopping = threading.Event()
 _QUIET_LOGGERS = ("optuna", "dspy", "mlflow")
