@@ -19,9 +19,9 @@ from typing import Any
 import dspy
 from pydantic import BaseModel
 
+from refed_dspy.config.section import mask_secrets
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import Method, SynthesisSettings
-from refed_dspy.settings import mask_secrets
 from refed_dspy.store.jsonl import write_json_atomic
 
 FORMAT = 1

@@ -87,7 +87,7 @@ def patched_configs(dest: Path, teacher_url: str, judge_url: str) -> None:
     """The repository's configs/ copied into `dest`, every [teacher] and [judge] reaching the loopback servers."""
     import tomli_w
 
-    from refed_dspy.settings import tomllib
+    from refed_dspy.config.section import tomllib
 
     dest.mkdir(parents=True, exist_ok=True)
     for path in sorted((ROOT / "configs").glob("*.toml")):

@@ -5,8 +5,8 @@ import pytest
 from refed_dspy.cli import main
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import apply_overrides, config_from_dict, fingerprint, fingerprint_diff, load_config, to_toml
+from refed_dspy.config.section import mask_secrets
 from refed_dspy.errors import ConfigError
-from refed_dspy.settings import mask_secrets
 
 
 def test_defaults_are_valid_and_documented():
@@ -110,7 +110,7 @@ def test_mask_and_toml_roundtrip():
         "max_tokens": 3,
         "api_key_env": "OPENAI_API_KEY",
     }
-    from refed_dspy.settings import tomllib
+    from refed_dspy.config.section import tomllib
 
     cfg = load_config(None, ["synthesis.size=7"])
     assert config_from_dict(tomllib.loads(to_toml(cfg))) == cfg
@@ -127,7 +127,7 @@ def test_config_show_cli(tmp_path, capsys):
 
 def test_filters_tables_roundtrip_through_toml(tmp_path):
     """[[filters]] tables (as the README shows them) have None fields; the run's config.toml must still write."""
-    from refed_dspy.settings import tomllib
+    from refed_dspy.config.section import tomllib
 
     path = tmp_path / "run.toml"
     path.write_text(
@@ -267,7 +267,7 @@ def test_every_duration_is_a_bounded_number_of_seconds():
     was an OverflowError traceback from the progress thread)."""
     from pydantic import ValidationError
 
-    from refed_dspy.settings import MAX_SECONDS
+    from refed_dspy.config.section import MAX_SECONDS
 
     durations = [
         (place, table, name)
@@ -316,7 +316,7 @@ def test_prices_made_in_python_are_held_to_the_configs_rules():
 
 def test_an_extra_key_the_lm_section_sets_itself_is_refused_naming_the_field(monkeypatch):
     from refed_dspy.config.lm import LMSpec, reserved_extra_keys
-    from refed_dspy.settings import SECRET_NAME
+    from refed_dspy.config.section import SECRET_NAME
 
     own = LMSpec.model_construct().lm_arguments()
     for key in sorted((set(own) | set(LMSpec.model_fields)) - {"extra"}):
@@ -341,7 +341,7 @@ def test_an_extra_key_the_lm_section_sets_itself_is_refused_naming_the_field(mon
 
 def test_every_path_field_expands_a_leading_tilde(monkeypatch, tmp_path):
     """`run.dir = "~/runs/x"` made a folder named ~ in the current directory (a later `rm -rf ~` takes the home)."""
-    from refed_dspy.settings import is_path
+    from refed_dspy.config.section import is_path
 
     monkeypatch.setenv("HOME", str(tmp_path))
     paths = [(place, table, name) for place, table, name, field in _fields(str) if is_path(field)]
@@ -380,7 +380,7 @@ def test_every_path_argument_of_the_cli_expands_a_leading_tilde(monkeypatch, tmp
     import argparse
 
     from refed_dspy.cli import build_parser
-    from refed_dspy.paths import expand_home
+    from refed_dspy.config.paths import expand_home
 
     def actions(parser: argparse.ArgumentParser):
         for action in parser._actions:

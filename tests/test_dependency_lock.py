@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from refed_dspy.settings import tomllib  # tomli before Python 3.11
+from refed_dspy.config.section import tomllib  # tomli before Python 3.11
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "lock.txt"

@@ -16,8 +16,8 @@ from refed_dspy.cli.common import (
     prints_help,
     ray_overrides,
 )
+from refed_dspy.config.paths import expand_home
 from refed_dspy.errors import ConfigError, RunInterrupted
-from refed_dspy.paths import expand_home
 
 
 def _cmd_judge_run(args: argparse.Namespace) -> int:

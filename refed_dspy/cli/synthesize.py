@@ -15,8 +15,8 @@ from refed_dspy.cli.common import (
     on_mismatch,
     ray_overrides,
 )
+from refed_dspy.config.paths import expand_home
 from refed_dspy.errors import ConfigError, RunInterrupted
-from refed_dspy.paths import expand_home
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from refed_dspy.settings import Section, UserPath
+from refed_dspy.config.section import Section, UserPath
 
 
 class Benchmark(Section):

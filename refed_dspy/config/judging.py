@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from refed_dspy.config.benchmarks import BenchmarkEntry, benchmark_entries
-from refed_dspy.settings import ModelName, Section
+from refed_dspy.config.section import ModelName, Section
 from refed_dspy.text.closeness import COPY_THRESHOLD
 from refed_dspy.text.contamination import NGRAM, SHARE
 

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.config.prices import PRICED_TIERS, TIER_PRICES_HELP, TierPrice, tier_triples
+from refed_dspy.config.section import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.deprecation import deprecation_note
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
@@ -16,7 +17,6 @@ from refed_dspy.providers.prices import SERVICE_TIERS
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.sampling import EFFORTS, Sampling
 from refed_dspy.providers.tiers import tier_problem
-from refed_dspy.settings import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
 
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 # the other names a provider's client takes for a setting of the section: `extra` may not name them either

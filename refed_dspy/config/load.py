@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from refed_dspy.config.messages import format_validation_error
 from refed_dspy.config.overrides import apply_overrides
 from refed_dspy.config.schema import Config
+from refed_dspy.config.section import mask_secrets, tomllib
 from refed_dspy.errors import ConfigError
 from refed_dspy.registry import load_plugins_once
-from refed_dspy.settings import mask_secrets, tomllib
 
 
 def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:

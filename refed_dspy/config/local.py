@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import Field
 
+from refed_dspy.config.section import Section, UserPath
 from refed_dspy.providers.llamacpp import MODEL_NAME
-from refed_dspy.settings import Section, UserPath
 
 
 class LocalServing(Section):

@@ -92,7 +92,7 @@ def describe_errors(errors: list[Any], root: type[BaseModel], prefix: tuple = ()
             parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
         elif e["type"] == "reserved_extra":  # a key of a role's extra table that the role sets itself
             parts.append(f"{where}: {reserved_message(e['ctx']['key'], dotted((*prefix, *loc[:-1])))}")
-        elif e["type"] == "out_of_bounds":  # refed_dspy.settings.Section: a number past MAX_NUMBER
+        elif e["type"] == "out_of_bounds":  # refed_dspy.config.section.Section: a number past MAX_NUMBER
             parts.append(f"{where}: {e['msg']}")
         elif e["type"] == "finite_number":
             parts.append(f"{where}: must be a finite number, got {e.get('input')!r}")

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from refed_dspy.config.names import Registered
+from refed_dspy.config.section import Section, UserPath
 from refed_dspy.registry import OPTIMIZERS, TARGETS
-from refed_dspy.settings import Section, UserPath
 
 
 class OptimizeConfig(Section):

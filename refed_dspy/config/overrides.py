@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.schema import Config
+from refed_dspy.config.section import tomllib
 from refed_dspy.errors import ConfigError
-from refed_dspy.settings import tomllib
 
 UNSET = ("none", "null")  # `--set FIELD=none`: the field unset (None); TOML itself has no null
 ROLES = ("teacher", "judge")

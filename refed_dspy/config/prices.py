@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from refed_dspy.config.section import Section
 from refed_dspy.providers.prices import SERVICE_TIERS, Price, resolve_price
-from refed_dspy.settings import Section
 
 PRICED_TIERS = tuple(t for t in SERVICE_TIERS if t != "default")  # the tiers priced apart from a section's own prices
 

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
-from refed_dspy.paths import expand_home
-from refed_dspy.settings import Seconds, Section, UserPath
+from refed_dspy.config.paths import expand_home
+from refed_dspy.config.section import Seconds, Section, UserPath
 
 
 class RunConfig(Section):

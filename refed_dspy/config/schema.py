@@ -16,9 +16,9 @@ from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.prices import ModelPrice, PriceBook
 from refed_dspy.config.run import MetricsConfig, RayConfig, RunConfig, TrackingConfig
 from refed_dspy.config.scoring import ScoringConfig
+from refed_dspy.config.section import Section
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 from refed_dspy.registry import FILTERS
-from refed_dspy.settings import Section
 
 
 def _plain(entry: Any) -> dict[str, Any]:

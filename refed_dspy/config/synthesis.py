@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from refed_dspy.config.names import Registered
+from refed_dspy.config.section import Seconds, Section, UserPath
 from refed_dspy.registry import METHODS
-from refed_dspy.settings import Seconds, Section, UserPath
 
 SEED_FORMATS = ("auto", "lima", "alpaca", "sharegpt", "openai", "plain")
 

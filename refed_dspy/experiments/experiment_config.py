@@ -12,9 +12,9 @@ from pydantic import Field, ValidationError, field_validator
 
 from refed_dspy.config import Config, apply_overrides, config_from_dict, describe_errors
 from refed_dspy.config.overrides import forget_replaced_models, nested
+from refed_dspy.config.section import Section, UserPath, tomllib
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.grid import cells
-from refed_dspy.settings import Section, UserPath, tomllib
 
 
 class ExperimentSettings(Section):

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.config.section import tomllib
 from refed_dspy.pages import render
 from refed_dspy.quality.contamination import card_section, public_params
 from refed_dspy.quality.statistics import card_statistics
-from refed_dspy.settings import tomllib
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from refed_dspy.settings import Section
+from refed_dspy.config.section import Section
 from refed_dspy.store.records import final_response
 
 Sample = dict[str, Any]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from refed_dspy.config import Config, config_from_dict
+from refed_dspy.config.section import tomllib
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.settings import tomllib
 from refed_dspy.store.rundir import RunDir
 
 

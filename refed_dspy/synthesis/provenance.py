@@ -14,8 +14,8 @@ from typing import Any
 from refed_dspy.clients.keys import key_env_of
 from refed_dspy.config import Config
 from refed_dspy.config.lm import reserved_extra_keys
+from refed_dspy.config.section import SECRET_NAME
 from refed_dspy.providers.prices import SERVICE_TIERS
-from refed_dspy.settings import SECRET_NAME
 
 # The LM settings that change what a teacher writes, as dspy.LM keeps them (lm.kwargs), and their config fields.
 _LM_FIELDS = ("temperature", "max_tokens")

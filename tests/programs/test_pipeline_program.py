@@ -12,10 +12,10 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
+from refed_dspy.config.section import tomllib
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.methods import get_method
 from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
-from refed_dspy.settings import tomllib
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.provenance import program_hash
 

@@ -2,7 +2,7 @@
 
 A shell expands `~` only where it is unquoted and starts a word: `--set run.dir='~/runs/x'`, a TOML file's
 `dir = "~/runs/x"` and `refed view '~/runs/x'` all reach refed with the `~` still in them. Every path field of the
-config (refed_dspy.settings.UserPath) and every path argument of the CLI goes through `expand_home`, so that none
+config (refed_dspy.config.section.UserPath) and every path argument of the CLI goes through `expand_home`, so that none
 of them becomes a folder named `~` in the current directory (which a later `rm -rf ~` would take for the home).
 """
 

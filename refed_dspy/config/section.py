@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from refed_dspy.paths import expand_home
+from refed_dspy.config.paths import expand_home
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,7 +82,7 @@ class Section(BaseModel):
         return value
 
 
-# a config field that names a file or directory, a leading ~ expanded (refed_dspy.paths); it may also take a name or
+# a config field that names a file or directory, a leading ~ expanded (refed_dspy.config.paths); it may also take a name or
 # URI that is not a path
 UserPath = Annotated[str, AfterValidator(expand_home)]
 
