@@ -380,7 +380,7 @@ def test_every_path_argument_of_the_cli_expands_a_leading_tilde(monkeypatch, tmp
     import argparse
 
     from refed_dspy.cli import build_parser
-    from refed_dspy.config.paths import expand_home
+    from refed_dspy.config.section import expand_home
 
     def actions(parser: argparse.ArgumentParser):
         for action in parser._actions:

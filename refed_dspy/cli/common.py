@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from refed_dspy.config.paths import expand_home
+from refed_dspy.config.section import expand_home
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from refed_dspy.cli.common import add_config_args, config_for_run
-from refed_dspy.config.paths import expand_home
+from refed_dspy.config.section import expand_home
 
 FILTER_EXIT_CODES = """exit codes:
   0    done: the chain kept at least a tenth of its input

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from refed_dspy.cli.common import add_set_arg, add_verbose_arg
-from refed_dspy.config.paths import expand_home
+from refed_dspy.config.section import expand_home
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:

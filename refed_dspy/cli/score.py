@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from refed_dspy.cli.common import add_set_arg
-from refed_dspy.config.paths import expand_home
+from refed_dspy.config.section import expand_home
 
 
 def _cmd_score(args: argparse.Namespace) -> int:

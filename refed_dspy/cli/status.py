@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from refed_dspy.config.paths import expand_home
+from refed_dspy.config.section import expand_home
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

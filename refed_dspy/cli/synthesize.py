@@ -15,7 +15,7 @@ from refed_dspy.cli.common import (
     on_mismatch,
     ray_overrides,
 )
-from refed_dspy.config.paths import expand_home
+from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, RunInterrupted
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from refed_dspy.config.paths import expand_home
+from refed_dspy.config.section import expand_home
 
 
 def _cmd_view(args: argparse.Namespace) -> int:

@@ -6,9 +6,8 @@ import hashlib
 import json
 from typing import Any
 
-from refed_dspy.config.paths import expand_home
 from refed_dspy.config.schema import Config
-from refed_dspy.config.section import is_path
+from refed_dspy.config.section import expand_home, is_path
 
 # How refed words a signature's prompt (refed_dspy.adapters.wording); a new wording is a new number, which a run's
 # fingerprint, a judging's, an experiment's cells and each record's provenance carry, so that nothing made with other

@@ -10,8 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
-from refed_dspy.config.paths import expand_home
-from refed_dspy.config.section import Seconds, Section, UserPath
+from refed_dspy.config.section import Seconds, Section, UserPath, expand_home
 
 
 class RunConfig(Section):

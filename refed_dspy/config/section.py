@@ -3,10 +3,17 @@ secret's name.
 
 Each table of the config is a `Section` (refed_dspy.config: the LM roles' `LMSpec`, `[synthesis]`, ...; a filter's
 settings in refed_dspy.filters); refed_dspy.config composes them into the run's `Config`.
+
+A path is taken as the user typed it: a leading `~` is their home directory, whatever passed the path on. A shell
+expands `~` only where it is unquoted and starts a word: `--set run.dir='~/runs/x'`, a TOML file's `dir = "~/runs/x"`
+and `refed view '~/runs/x'` all reach refed with the `~` still in them. Every path field of the config (`UserPath`) and
+every path argument of the CLI goes through `expand_home`, so that none of them becomes a folder named `~` in the
+current directory (which a later `rm -rf ~` would take for the home).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import typing
@@ -16,8 +23,6 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
-
-from refed_dspy.config.paths import expand_home
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,11 +37,19 @@ __all__ = [
     "Seconds",
     "Section",
     "UserPath",
+    "expand_home",
     "http_endpoint",
     "is_path",
     "mask_secrets",
     "tomllib",
 ]
+
+
+def expand_home(path: str) -> str:
+    """`path` with a leading `~` (or `~user`) made that home directory, as a shell does; any other path, a hub name
+    or a URI, as given."""
+    return os.path.expanduser(path) if path.startswith("~") else path
+
 
 # a key name that holds a secret: such a value never belongs in a config, a record or a log line
 SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)token$)", re.I)
@@ -82,7 +95,7 @@ class Section(BaseModel):
         return value
 
 
-# a config field that names a file or directory, a leading ~ expanded (refed_dspy.config.paths); it may also take a name or
+# a config field that names a file or directory, a leading ~ expanded (refed_dspy.config.section); it may also take a name or
 # URI that is not a path
 UserPath = Annotated[str, AfterValidator(expand_home)]
 
