@@ -20,7 +20,6 @@ FLOORS = [
         "secrets",
         "text",
         "runtime",
-        "money",
         "registry",
         "results",
         "pages",

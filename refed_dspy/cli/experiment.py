@@ -12,6 +12,7 @@ from refed_dspy.config.section import expand_home
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
+    from refed_dspy.clients.usage import usd_up_to
     from refed_dspy.experiments.experiment import experiment
     from refed_dspy.experiments.leaderboard import (
         HEADER,
@@ -20,7 +21,6 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         synthesis_lines,
         unfinished_lines,
     )
-    from refed_dspy.money import usd_up_to
 
     # what DSPy's optimizers print (traces bootstrapped, proposed programs) goes to stderr: stdout holds the table
     with contextlib.redirect_stdout(sys.stderr):

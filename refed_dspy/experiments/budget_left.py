@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from refed_dspy.clients.usage import usd
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.errors import FinishedShort
-from refed_dspy.money import usd
 
 
 class BudgetStop(FinishedShort):

@@ -30,10 +30,10 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.clients.local_serving import serving
+from refed_dspy.clients.usage import usd
 from refed_dspy.config import Config, OptimizeConfig, load_config
 from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.engine.progress import Heartbeat
-from refed_dspy.money import usd
 from refed_dspy.optimization.examples import OptimizeExamples, optimization_examples
 from refed_dspy.optimization.files import before_after_markdown, prediction_text, write_outputs
 from refed_dspy.optimization.plan import (

@@ -14,9 +14,9 @@ from urllib.parse import unquote
 
 from pydantic import Field
 
+from refed_dspy.clients.usage import usd_up_to
 from refed_dspy.errors import RunDirError
 from refed_dspy.experiments.grid import GRID_FILE
-from refed_dspy.money import usd_up_to
 from refed_dspy.results import Optional, Result
 from refed_dspy.status.run import Holder, lock_holder
 from refed_dspy.status.text import holder_text
