@@ -195,7 +195,7 @@ def _tables() -> dict[str, type]:
 
     from refed_dspy.config import Config
     from refed_dspy.config.prices import ModelPrice
-    from refed_dspy.experiments.experiment_config import ExperimentSettings
+    from refed_dspy.experiments.config import ExperimentSettings
     from refed_dspy.filters import FILTERS
 
     out = {}

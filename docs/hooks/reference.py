@@ -297,7 +297,7 @@ def config_markdown() -> str:
 
     from refed_dspy.config import Config
     from refed_dspy.config.prices import ModelPrice
-    from refed_dspy.experiments.experiment_config import ExperimentSettings
+    from refed_dspy.experiments.config import ExperimentSettings
     from refed_dspy.filters import FILTERS
 
     defaults = Config()

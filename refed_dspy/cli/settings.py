@@ -12,7 +12,7 @@ from refed_dspy.cli.common import add_config_args, prints_help
 def _cmd_config_show(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config, to_toml
     from refed_dspy.config.section import mask_secrets
-    from refed_dspy.experiments.experiment_config import is_experiment_file, resolved_experiment
+    from refed_dspy.experiments.config import is_experiment_file, resolved_experiment
 
     if args.config and is_experiment_file(args.config):  # a run config with an [experiment] table: both resolved
         config, table, grid = resolved_experiment(args.config, args.overrides)

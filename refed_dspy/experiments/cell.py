@@ -19,9 +19,9 @@ from refed_dspy.experiments.budget_left import (
     lesser,
     own_limit_that_stopped,
 )
-from refed_dspy.experiments.experiment_plan import ExperimentPlan
 from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.identity import config_hash
+from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.scoring import score, synthesis_check
 from refed_dspy.optimization.run import OptimizeResult, optimize
 from refed_dspy.store.jsonl import write_json_atomic

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from refed_dspy.experiments.experiment_plan import ExperimentPlan
+from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.stats import paired_difference, significantly_better, unpaired_difference
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import Config
-from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
+from refed_dspy.experiments.config import ExperimentSettings, cell_config
 from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.methods import get_method

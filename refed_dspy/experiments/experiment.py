@@ -26,10 +26,10 @@ program is the baseline's (its compiled program scored below the baseline on val
 back unchanged) gets the same answers, a difference of exactly 0. Cells whose LMs differ only in api_base keep
 caches apart (DSPy's cache key ignores api_base).
 
-The experiment reads top-down: its plan (experiment_plan.py: resolved once, the split pinned), what it says before
-money is spent (preflight.py), its examples (experiment_examples.py), each baseline (baseline.py) and cell (cell.py,
+The experiment reads top-down: its plan (plan.py: resolved once, the split pinned), what it says before
+money is spent (preflight.py), its examples (examples.py), each baseline (baseline.py) and cell (cell.py,
 on budget_left.py's leftovers of the budget, judged by scoring.py), each cell against its baseline (difference.py), and
-what it leaves (experiment_outputs.py: the files, MLflow).
+what it leaves (outputs.py: the files, MLflow).
 """
 
 from __future__ import annotations
@@ -47,15 +47,15 @@ from refed_dspy.engine.progress import progress_within
 from refed_dspy.experiments.baseline import run_baseline
 from refed_dspy.experiments.budget_left import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.cell import run_cell, unstarted
+from refed_dspy.experiments.config import cell_config, load_experiment
 from refed_dspy.experiments.difference import against_baseline, champion_of, outcome
-from refed_dspy.experiments.experiment_config import cell_config, load_experiment
-from refed_dspy.experiments.experiment_examples import experiment_examples
-from refed_dspy.experiments.experiment_outputs import log_leaderboard, track, write_outputs
-from refed_dspy.experiments.experiment_plan import ExperimentPlan, cache_dir, check_given_lms, plan_experiment
-from refed_dspy.experiments.experiment_result import ExperimentResult
+from refed_dspy.experiments.examples import experiment_examples
 from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.identity import baseline_key
+from refed_dspy.experiments.outputs import log_leaderboard, track, write_outputs
+from refed_dspy.experiments.plan import ExperimentPlan, cache_dir, check_given_lms, plan_experiment
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
+from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.stats import detectable_difference, smallest_test
 from refed_dspy.optimization.run import LIBRARY_LOG
 from refed_dspy.runtime.quiet import quieted

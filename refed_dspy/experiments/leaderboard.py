@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from refed_dspy.clients.usage import usd_up_to
-from refed_dspy.experiments.experiment_result import ExperimentResult
+from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.stats import significantly_better, significantly_worse
 
 

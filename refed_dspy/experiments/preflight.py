@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 from refed_dspy.experiments.estimate import estimate_experiment
-from refed_dspy.experiments.experiment_plan import ExperimentPlan
 from refed_dspy.experiments.grid import Cell
+from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.stats import detectable_difference, least_units, smallest_test
 
 log = logging.getLogger(__name__)

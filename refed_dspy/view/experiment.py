@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.usage import usd_up_to
-from refed_dspy.experiments.experiment_page import program_view
+from refed_dspy.experiments.page import program_view
 from refed_dspy.status.experiment import experiment_status
 from refed_dspy.store.jsonl import read_json
 

@@ -74,7 +74,7 @@ def test_a_block_checked_by_a_test_names_a_test_that_reads_it():
 def test_config_blocks_are_valid_configs():
     from refed_dspy.config import config_from_dict
     from refed_dspy.config.section import tomllib
-    from refed_dspy.experiments.experiment_config import ExperimentSettings
+    from refed_dspy.experiments.config import ExperimentSettings
 
     checked = 0
     for page in pages():

@@ -584,8 +584,8 @@ def cell_judging(result: dict) -> int:
 
 
 def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
-    from refed_dspy.experiments.experiment_page import axis_ticks, chart_svg
     from refed_dspy.experiments.leaderboard import _verdict
+    from refed_dspy.experiments.page import axis_ticks, chart_svg
 
     worse = {"mean": -0.2, "ci_low": -0.3, "ci_high": -0.05, "significant": True}
     better = {"mean": 0.2, "ci_low": 0.05, "ci_high": 0.3, "significant": True}
@@ -750,8 +750,8 @@ def test_a_resumed_experiment_keeps_the_split_it_pinned(tmp_path):
     draw them otherwise (issue 51 changed the rule: 10 references at test_fraction 0.34 used to give 4 test references,
     now 3), so that none of its paid parts is made again; changed settings whose split differs are refused."""
     from refed_dspy.errors import ConfigError
-    from refed_dspy.experiments.experiment_config import ExperimentSettings
-    from refed_dspy.experiments.experiment_plan import pinned_sides
+    from refed_dspy.experiments.config import ExperimentSettings
+    from refed_dspy.experiments.plan import pinned_sides
     from refed_dspy.store.records import Reference
 
     refs = [Reference(id=f"r{i:02d}", instruction=f"q{i}", response=f"a{i}", source="t") for i in range(10)]

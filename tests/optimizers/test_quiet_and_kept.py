@@ -13,8 +13,8 @@ from pathlib import Path
 from cli_helpers import run_refed as refed
 from conftest import run_overrides
 
-from refed_dspy.experiments.experiment_result import ExperimentResult
 from refed_dspy.experiments.leaderboard import kept_lines, leaderboard_rows
+from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.optimization.program_choice import kept_line, kept_reason
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.errors import first_line
-from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
-from refed_dspy.experiments.experiment_page import program_view, render_page
-from refed_dspy.experiments.experiment_result import ExperimentResult
+from refed_dspy.experiments.config import ExperimentSettings, cell_config
 from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.leaderboard import HEADER, experiment_markdown, leaderboard_rows
+from refed_dspy.experiments.page import program_view, render_page
+from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.stats import significantly_better
 from refed_dspy.optimization.plan import target_program
 from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic

@@ -21,7 +21,7 @@ from refed_dspy.clients.lm import require_price
 from refed_dspy.config import Config
 from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
-from refed_dspy.experiments.experiment_config import ExperimentSettings, cell_config
+from refed_dspy.experiments.config import ExperimentSettings, cell_config
 from refed_dspy.experiments.grid import GRID_FILE, Cell, cells
 from refed_dspy.experiments.identity import finished_hashes
 from refed_dspy.experiments.spend import Spend
