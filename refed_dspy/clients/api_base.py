@@ -38,3 +38,15 @@ def _served_natively(lm: Any) -> bool:
         return bool(select_backend(lm, {}).native)
     except Exception:  # noqa: BLE001 - DSPy internals moved, or a model lm15 does not know: LiteLLM's convention
         return False
+
+
+def endpoint_of(lm: Any) -> str | None:
+    """The endpoint `lm`'s requests are addressed to, as its client was given it: its `api_base` (or `base_url`), else,
+    for an LM that carries engines of its own (build_lm's, which DSPy refuses client settings beside), the base URL
+    those engines were configured with; None: the provider's own endpoint."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    if base:
+        return base
+    config = getattr(getattr(lm, "engine", None), "config", None)
+    return next(iter((getattr(config, "base_urls", None) or {}).values()), None)

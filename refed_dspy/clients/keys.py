@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from refed_dspy.clients.api_base import endpoint_of
 from refed_dspy.clients.destination import warn_once
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import KeyProviderError, MissingKeyError
@@ -153,7 +154,7 @@ def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
         env = key_env_of(lm) if isinstance(key, str) and key else _provider_variable_set(model)
     if env:
         hold(key, env)
-    base = kwargs.get("api_base") or kwargs.get("base_url")
+    base = endpoint_of(lm)
     endpoints = [base] if isinstance(base, str) and base else env_endpoints(model)
     refusal = key_refusal(env, model, endpoints)
     if refusal is None:

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import dspy
@@ -34,13 +36,52 @@ class RefedLM(CallBoundary, dspy.LM):
     """The dspy.LM that build_lm makes: DSPy's LM behind refed's call boundary."""
 
 
+class LoopEngines:
+    """An async engine for each event loop that calls it, each made by `make`: an lm15 engine's connection pool is
+    confined to the loop that made it, and an LM whose calls come from several loops (an optimization's threads, each
+    running its own; a notebook's) needs one each, as DSPy's own LMs have. The engines of loops that have closed are
+    let go as a new one is made."""
+
+    def __init__(self, make: Callable[[], Any]):
+        self._make = make
+        self._engines: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._lock = threading.Lock()
+
+    def here(self) -> Any:
+        """The engine of the running event loop, made on its first call."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            engine = self._engines.get(loop)
+            if engine is None:
+                for closed in [other for other in self._engines if other.is_closed()]:
+                    del self._engines[closed]
+                engine = self._engines[loop] = self._make()
+            return engine
+
+    async def complete(self, request: Any) -> Any:
+        return await self.here().complete(request)
+
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        async for event in self.here().stream(request):
+            yield event
+
+    async def aclose(self) -> None:
+        """Close the running loop's engine (the others close with their loops)."""
+        with self._lock:
+            engine = self._engines.pop(asyncio.get_running_loop(), None)
+        if engine is not None:
+            await engine.aclose()
+
+
 def _wide_engines(
-    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None
+    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None, cache: Provider | None = None
 ) -> tuple[Any, Any] | None:
     """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
-    `max_connections` (DSPy's is fixed at 100 per LM); `wrap` turns the async engine's HTTP transport into the
-    one it uses (batch mode, several endpoints). None when DSPy would not use its native engine for this model
-    (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
+    `max_connections` (DSPy's is fixed at 100 per LM), the async one for each event loop that calls it (LoopEngines);
+    `wrap` turns the async engine's HTTP transport into the one it uses (batch mode, several endpoints: one engine, on
+    the loop of the run that made it); `cache`: their requests ask that provider to cache their prompts' repeated
+    part. None when DSPy would not use its native engine for this model (LiteLLM fallback, declared providers): then
+    the LM keeps DSPy's choice."""
     try:
         from dspy.clients.backend_selection import select_backend
         from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
@@ -56,27 +97,31 @@ def _wide_engines(
             base_urls={provider: url} if url else None,
         )
         config = RouterConfig(**common, timeouts=timeouts_for(clients.get("timeout")), max_connections=max_connections)
-        async_config = config
-        if wrap is not None:
-            from dspy._vendor.lm15.transports import StdlibAsyncTransport
 
-            async_config = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
-        return LM15Engine(config, model_type=lm.model_type), AsyncLM15Engine(async_config, model_type=lm.model_type)
+        def asking(engine: Any, own: type) -> Any:
+            return _ask_to_cache(engine, own, cache) if cache is not None else engine
+
+        sync_engine = asking(LM15Engine(config, model_type=lm.model_type), StdlibTransport)
+        if wrap is not None:
+            wrapped = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
+            return sync_engine, asking(AsyncLM15Engine(wrapped, model_type=lm.model_type), StdlibAsyncTransport)
+        return sync_engine, LoopEngines(
+            lambda: asking(AsyncLM15Engine(config, model_type=lm.model_type), StdlibAsyncTransport)
+        )
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
         return None
 
 
-def _ask_to_cache(engines: tuple[Any, Any], cache: Provider) -> None:
-    """Put the HTTP transport of each of `engines` (what _wide_engines made) under a PromptCacheTransport for
-    `cache`'s requests. lm15 takes a transport of one's own only in place of its config's pool settings, so a
-    router's own is set here (built as the router would build it); where lm15 keeps it elsewhere, the requests go
-    as they are."""
-    for engine, own in zip(engines, (StdlibTransport, StdlibAsyncTransport), strict=True):
-        router = getattr(engine, "router", None)
-        if router is None or not hasattr(router, "_transport"):
-            continue
+def _ask_to_cache(engine: Any, own: type, cache: Provider) -> Any:
+    """`engine` (an lm15 engine _wide_engines made) with its HTTP transport under a PromptCacheTransport for `cache`'s
+    requests. lm15 takes a transport of one's own only in place of its config's pool settings, so a router's own is
+    set here (built as the router would build it, of class `own`); where lm15 keeps it elsewhere, the requests go as
+    they are."""
+    router = getattr(engine, "router", None)
+    if router is not None and hasattr(router, "_transport"):
         inner = router._transport if router._transport is not None else own(**router.config.transport_kwargs())
         router._transport = PromptCacheTransport(inner, cache)
+    return engine
 
 
 def cache_provider(spec: LMSpec, provider: Provider) -> Provider | None:
@@ -103,9 +148,9 @@ def build_lm(
     another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
     `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base). Where the model's
-    provider caches prompts on a request's word and `spec.prompt_cache` is on, the engines that `max_connections` or
-    `wrap` give the LM ask it to cache each prompt's repeated part (refed_dspy.clients.prompt_cache); an LM built
-    without either keeps DSPy's engine, which asks for nothing.
+    provider caches prompts on a request's word and `spec.prompt_cache` is on, the LM has engines of its own whatever
+    it is built for (an optimization's LMs, an experiment's, a metric's judge), and they ask it to cache each prompt's
+    repeated part (refed_dspy.clients.prompt_cache); the async one is made for each event loop that calls the LM.
     """
     problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
     if problem is not None:
@@ -128,9 +173,10 @@ def build_lm(
     lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.provenance)
     lm.flex_fallback = spec.flex_fallback
     lm.take_retries()  # DSPy's retries, made by the call boundary so that each request is counted
-    if max_connections is None and wrap is None:
+    cache = cache_provider(spec, provider)
+    if max_connections is None and wrap is None and cache is None:
         return lm
-    engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap)
+    engines = _wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache)
     if engines is None and wrap is not None:
         what = "several api_base endpoints" if spread is not None else "batch mode"
         raise ConfigError(
@@ -138,7 +184,7 @@ def build_lm(
             'own client); give one api_base and use mode = "online"'
         )
     if engines is None:
-        if max_connections > CLIENT_MAX_CONNECTIONS:
+        if max_connections is not None and max_connections > CLIENT_MAX_CONNECTIONS:
             log.warning(
                 "%s: %d calls in flight, but DSPy's HTTP client holds at most %d connections for '%s'; "
                 "the calls beyond that wait in its pool",
@@ -155,9 +201,6 @@ def build_lm(
     wide.refed_spec = spec
     wide.flex_fallback = spec.flex_fallback
     wide.take_retries()
-    cache = cache_provider(spec, provider)
-    if cache is not None:  # the wide LM holds these engines: their requests now ask the provider to cache
-        _ask_to_cache(engines, cache)
     return wide
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import dspy
 from dspy.utils import parallelizer
 
+from refed_dspy.clients.api_base import endpoint_of
 from refed_dspy.clients.boundary import CallBoundary, bounded, route_with
 from refed_dspy.clients.calls import _work_ledger, current_stage
 from refed_dspy.clients.lm import price_of_lm
@@ -125,8 +126,7 @@ class LedgerScope:
 def _settings_of(lm: Any) -> tuple:
     """What a copy of an LM shares with it (DSPy's optimizers copy LMs with another temperature or rollout_id): its
     class, model and endpoint."""
-    kwargs = getattr(lm, "kwargs", None) or {}
-    return (type(lm).__qualname__, str(getattr(lm, "model", "")), kwargs.get("api_base") or kwargs.get("base_url"))
+    return (type(lm).__qualname__, str(getattr(lm, "model", "")), endpoint_of(lm))
 
 
 def _no_scope() -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.api_base import endpoint_of
 from refed_dspy.clients.keys import check_key_goes_to_its_provider
 from refed_dspy.clients.lm import require_price
 from refed_dspy.config import Config
@@ -187,7 +188,7 @@ def cache_dir(out: Path, cfg: Config, teacher: Any = None, judge: Any = None) ->
     baselines, cells, synthesis checks, resumes) that asks the same thing of them is answered once. DSPy's cache key
     ignores api_base, so cells whose LMs differ only in their endpoint keep apart."""
     ends = {
-        role: (lm.kwargs.get("api_base") if lm is not None and hasattr(lm, "kwargs") else None) or spec.endpoints
+        role: (endpoint_of(lm) if lm is not None else None) or spec.endpoints
         for role, spec, lm in (("teacher", cfg.teacher, teacher), ("judge", cfg.judge, judge))
     }
     return out / "cache" / hashlib.sha256(json.dumps(ends, sort_keys=True).encode()).hexdigest()[:10]

@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+from refed_dspy.clients.api_base import endpoint_of
 from refed_dspy.clients.keys import key_env_of
 from refed_dspy.config import Config
 from refed_dspy.config.lm import reserved_extra_keys
@@ -41,7 +42,7 @@ def lm_identity(lm: Any) -> dict[str, Any]:
     kwargs = getattr(lm, "kwargs", None) or {}
     out: dict[str, Any] = {
         "model": getattr(lm, "model", None),
-        "api_base": kwargs.get("api_base") or kwargs.get("base_url"),
+        "api_base": endpoint_of(lm),
     }
     for name in _LM_FIELDS:
         out[name] = kwargs.get(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dspy
 import pytest
 
-from refed_dspy.clients.api_base import fit_api_base
+from refed_dspy.clients.api_base import endpoint_of, fit_api_base
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch_api import client_for_spec
@@ -34,9 +34,11 @@ def test_other_providers_keep_their_api_base_as_written():
 
 @pytest.mark.parametrize("base", SPELLINGS)
 def test_each_client_gets_the_form_it_expects(base):
-    # DSPy's own client (lm15) appends /messages: it gets the host with /v1
-    built = build_lm(LMSpec(model="anthropic/claude-haiku-4-5", api_base=base, api_key_env=""))
-    assert built.kwargs["api_base"] == "http://h:8/v1"
+    # DSPy's own client (lm15) appends /messages: it gets the host with /v1, whether the LM carries engines of its own
+    # (its requests ask Anthropic to cache their prompts) or DSPy picks one
+    for cache in (True, False):
+        spec = LMSpec(model="anthropic/claude-haiku-4-5", api_base=base, api_key_env="", prompt_cache=cache)
+        assert endpoint_of(build_lm(spec)) == "http://h:8/v1"
     # headers send the call through LiteLLM, which appends /v1/messages: it gets the host
     lm = dspy.LM("anthropic/claude-haiku-4-5", api_base=base, api_key="k", headers={"x": "y"})
     assert fit_api_base(lm).kwargs["api_base"] == "http://h:8"
@@ -47,5 +49,8 @@ def test_each_client_gets_the_form_it_expects(base):
 
 
 def test_openai_compatible_api_base_is_passed_on():
-    lm = build_lm(LMSpec(model="openai/local", api_base="http://127.0.0.1:9/v1", api_key_env=""))
-    assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1"
+    for cache in (True, False):
+        lm = build_lm(
+            LMSpec(model="openai/local", api_base="http://127.0.0.1:9/v1", api_key_env="", prompt_cache=cache)
+        )
+        assert endpoint_of(lm) == "http://127.0.0.1:9/v1"

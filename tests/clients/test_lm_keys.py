@@ -4,6 +4,7 @@ import pytest
 from cli_helpers import run_refed, sets
 
 from refed_dspy.cli import main
+from refed_dspy.clients.api_base import endpoint_of
 from refed_dspy.clients.keys import api_key_env, check_key, check_key_goes_to_its_provider
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec
@@ -39,11 +40,12 @@ def test_missing_key_cli_exit_2_before_any_work(tmp_path, capsys):
 
 def test_lm_gets_api_base_and_key_from_env(monkeypatch):
     monkeypatch.setenv("REFED_TEST_KEY", "sk-abc")
-    lm = build_lm(
-        LMSpec(model="openai/local", api_base="http://127.0.0.1:9/v1", api_key_env="REFED_TEST_KEY", max_tokens=77)
-    )
-    assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1" and lm.kwargs["api_key"] == "sk-abc"
-    assert lm.kwargs["max_tokens"] == 77
+    spec = LMSpec(model="openai/local", api_base="http://127.0.0.1:9/v1", api_key_env="REFED_TEST_KEY", max_tokens=77)
+    plain = build_lm(spec.model_copy(update={"prompt_cache": False}))  # DSPy's own engine: the key is the LM's
+    assert plain.kwargs["api_base"] == "http://127.0.0.1:9/v1" and plain.kwargs["api_key"] == "sk-abc"
+    lm = build_lm(spec)  # engines of its own (its requests carry a prompt_cache_key): they hold endpoint and key
+    assert endpoint_of(lm) == "http://127.0.0.1:9/v1" and list(lm.engine.config.api_keys.values()) == ["sk-abc"]
+    assert lm.kwargs["max_tokens"] == plain.kwargs["max_tokens"] == 77
 
 
 def test_key_variables_come_from_litellm_without_touching_the_environment(monkeypatch):
