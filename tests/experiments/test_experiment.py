@@ -692,6 +692,19 @@ def test_no_request_is_paid_twice_across_the_parts_of_an_experiment(server_facto
         assert ok and not set(repeated) - resampled, f"{len(repeated)} of {len(ok)} request bodies sent again"
 
 
+def test_every_request_of_an_experiment_asks_the_provider_to_cache(server_factory, tmp_path):
+    """Each part of an experiment (the examples' synthesis, the baseline's scoring, a cell's optimization and its
+    scoring) sends the same instructions and demos again and again: every teacher and judge request at an OpenAI-format
+    endpoint carries a prompt_cache_key (before, the optimization's and the scoring's carried none)."""
+    teacher, judge = server_factory(log_prompts=True), server_factory(log_prompts=True)
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, examples=24)
+    assert experiment(path).status == "complete"
+    for srv in (teacher, judge):
+        ok = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+        unkeyed = [e["outputs"] for e in ok if not e["settings"].get("prompt_cache_key", "").startswith("refed-")]
+        assert ok and not unkeyed, f"{len(unkeyed)} of {len(ok)} requests without a key: {unkeyed[:3]}"
+
+
 # what DSPy, its optimizers and MLflow print, none of which may reach a user's terminal by default
 LIBRARY_NOISE = ("it/s]", "Bootstrapped ", "Bootstrapping set", "(dspy.Signature)", "Average Metric", "INFO mlflow")
 
