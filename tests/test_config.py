@@ -85,7 +85,8 @@ def test_swapping_teacher_is_one_line(tmp_path, monkeypatch):
     b.write_text('[teacher]\nmodel = "anthropic/claude-3-5-haiku-latest"\n[synthesis]\nsize = 5\n')
     la, lb = build_lm(load_config(a).teacher), build_lm(load_config(b).teacher)
     assert (la.model, lb.model) == ("openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest")
-    assert la.kwargs["api_key"] == "sk-test-1" and lb.kwargs["api_key"] == "sk-test-2"
+    # both providers cache on request: each LM's engines (asking them to) hold its own provider's key
+    assert [list(lm.engine.config.api_keys.values()) for lm in (la, lb)] == [["sk-test-1"], ["sk-test-2"]]
 
 
 def test_fingerprint_ignores_size_and_concurrency():

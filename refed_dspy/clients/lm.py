@@ -40,10 +40,10 @@ class LoopEngines:
     """An async engine for each event loop that calls it, each made by `make`: an lm15 engine's connection pool is
     confined to the loop that made it, and an LM whose calls come from several loops (an optimization's threads, each
     running its own; a notebook's) needs one each, as DSPy's own LMs have. The engines of loops that have closed are
-    let go as a new one is made."""
+    let go as a new one is made. `config`: the lm15 RouterConfig each is made with (its endpoint, key and pool)."""
 
-    def __init__(self, make: Callable[[], Any]):
-        self._make = make
+    def __init__(self, make: Callable[[], Any], config: Any):
+        self._make, self.config = make, config
         self._engines: dict[asyncio.AbstractEventLoop, Any] = {}
         self._lock = threading.Lock()
 
@@ -106,7 +106,7 @@ def _wide_engines(
             wrapped = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
             return sync_engine, asking(AsyncLM15Engine(wrapped, model_type=lm.model_type), StdlibAsyncTransport)
         return sync_engine, LoopEngines(
-            lambda: asking(AsyncLM15Engine(config, model_type=lm.model_type), StdlibAsyncTransport)
+            lambda: asking(AsyncLM15Engine(config, model_type=lm.model_type), StdlibAsyncTransport), config
         )
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
         return None

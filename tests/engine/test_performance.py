@@ -44,7 +44,12 @@ def test_teacher_gets_a_pool_as_wide_as_the_concurrency_and_keeps_the_key_out_of
     assert not isinstance(lm._engine_spec, str)
     assert lm._async_engine_spec.config.max_connections == 300
     assert "sk-planted-0000" not in json.dumps(lm.kwargs, default=str)
-    plain = build_lm(spec, "teacher")  # no max_connections: DSPy picks its engine per call, as before
+    # no max_connections: engines of its own all the same, at DSPy's pool width, for its requests ask OpenAI to cache
+    # their prompts (each event loop that calls it gets its own async engine)
+    cached = build_lm(spec, "teacher")
+    assert not isinstance(cached._engine_spec, str) and cached._async_engine_spec.config.max_connections == 100
+    assert "sk-planted-0000" not in json.dumps(cached.kwargs, default=str)
+    plain = build_lm(spec.model_copy(update={"prompt_cache": False}), "teacher")  # nothing to ask: DSPy picks per call
     assert plain._engine_spec == "auto"
 
 
@@ -67,7 +72,7 @@ def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
     assert build_teacher(config)._async_engine_spec.config.max_connections == 300
     assert build_judge(config)._async_engine_spec.config.max_connections == 200
     # a model DSPy serves some other way keeps DSPy's engine, and a pool wider than DSPy's is warned about
-    monkeypatch.setattr(lm_module, "_wide_engines", lambda lm, n, wrap=None: None)
+    monkeypatch.setattr(lm_module, "_wide_engines", lambda *args: None)
     with caplog.at_level("WARNING", logger="refed_dspy.clients.lm"):
         judge = build_judge(config)
     assert judge._engine_spec == "auto"
