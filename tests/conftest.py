@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -166,3 +167,36 @@ def mlflow_server(tmp_path_factory):
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+
+
+# references whose answers are long enough for Haiku 4.5's prompt cache (4,096 tokens and more): LIMA's longer ones
+LONG_WORDS = [
+    "explain",
+    "the",
+    "trade-offs",
+    "of",
+    "each",
+    "design",
+    "with",
+    "a",
+    "worked",
+    "example",
+    "and",
+    "a",
+    "short",
+    "checklist",
+    "for",
+    "the",
+    "reader",
+]
+
+
+def long_seeds(tmp_path, n: int = 4, words: int = 1400) -> str:
+    """`n` references whose answers have `words` words (1,400: about 7,000 characters, 1,500 of Claude's tokens)."""
+    path = tmp_path / "seeds.jsonl"
+    rows = []
+    for i in range(n):
+        answer = " ".join(LONG_WORDS[(i + k) % len(LONG_WORDS)] for k in range(words))
+        rows.append({"instruction": f"Question {i}: how would you design system number {i}?", "response": answer})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)

@@ -7,7 +7,7 @@ same optimization with `prompt_cache = false`, which sends neither."""
 from __future__ import annotations
 
 import pytest
-from conftest import run_overrides
+from conftest import long_seeds, run_overrides
 from loopback_server import read_log
 
 from refed_dspy.clients.lm import price_of
@@ -53,23 +53,6 @@ def test_every_request_of_an_openai_optimization_carries_a_prompt_cache_key(serv
         assert served(srv) and not any("prompt_cache_key" in e["settings"] for e in served(srv))
 
 
-def long_seeds(tmp_path, n: int = 8, words: int = 1400) -> str:
-    """`n` references whose answers have `words` words: prompts past the server's cache minimum."""
-    import json
-
-    words_of = ["explain", "the", "trade-offs", "of", "each", "design", "with", "a", "worked", "example"]
-    path = tmp_path / "seeds.jsonl"
-    rows = [
-        {
-            "instruction": f"Question {i}: how would you design system number {i}?",
-            "response": " ".join(words_of[(i + k) % len(words_of)] for k in range(words)),
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
 def anthropic_optimization(server_factory, tmp_path, name: str, **extra) -> tuple[dict, list[dict], object]:
     srv = server_factory(marked_cache_min_tokens=300)  # the server counts words, not Claude's tokens
     base = f"'{srv.api_base.removesuffix('/v1')}'"
@@ -77,7 +60,7 @@ def anthropic_optimization(server_factory, tmp_path, name: str, **extra) -> tupl
         "teacher.model": HAIKU,
         "teacher.api_base": base,
         "judge.model": HAIKU,
-        "seeds.source": f"'{long_seeds(tmp_path)}'",
+        "seeds.source": f"'{long_seeds(tmp_path, 8)}'",
         **extra,
     }
     config = load_config(None, overrides(srv, srv, tmp_path, name, "bootstrap", **sets) + [f"judge.api_base={base}"])

@@ -8,11 +8,10 @@ teacher sends a prompt_cache_key, one per reference for the calls of one step.""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
-from conftest import run_overrides
+from conftest import long_seeds, run_overrides
 from loopback_server import read_log
 
 from refed_dspy.clients.lm import price_of
@@ -22,37 +21,6 @@ from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.estimate import estimate
 
 HAIKU = "'anthropic/claude-haiku-4-5'"
-# references whose answers are long enough for Haiku 4.5's prompt cache (4,096 tokens and more): LIMA's longer ones
-WORDS = [
-    "explain",
-    "the",
-    "trade-offs",
-    "of",
-    "each",
-    "design",
-    "with",
-    "a",
-    "worked",
-    "example",
-    "and",
-    "a",
-    "short",
-    "checklist",
-    "for",
-    "the",
-    "reader",
-]
-
-
-def long_seeds(tmp_path, n: int = 4, words: int = 1400) -> str:
-    """`n` references whose answers have `words` words (1,400: about 7,000 characters, 1,500 of Claude's tokens)."""
-    path = tmp_path / "seeds.jsonl"
-    rows = []
-    for i in range(n):
-        answer = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(words))
-        rows.append({"instruction": f"Question {i}: how would you design system number {i}?", "response": answer})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def anthropic_run(srv, tmp_path, name: str, **extra) -> tuple[dict, object]:
