@@ -216,14 +216,15 @@ def paid_usage(rundir: RunDir, recorded: Totals, config: Config | None) -> dict[
 def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
     summary = read_json(rundir.summary)
     try:
-        state = rundir.load(repair=False)  # a reader: a torn last line is skipped, never cut off
+        recorded = Totals()
+        state = rundir.load(repair=False, tally=recorded.add)  # a reader: a torn last line is skipped, never cut off
     except (ValueError, KeyError, TypeError, AttributeError) as err:  # a record that is not one of ours
         raise RunDirError(
             f"{rundir.path} has a record refed cannot read ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             f"`refed repair {rundir.path}` moves damaged lines aside"
         ) from None
     config = _config_of(rundir)
-    usage = paid_usage(rundir, state.totals, config)
+    usage = paid_usage(rundir, recorded, config)
     known = {k: summary.get(k) for k in ("method", "teacher", "size", "mode")} if summary else _configured(config)
     calls = usage["calls"]
     cost = usage["cost_usd"] if calls or usage["cached_calls"] else None

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from refed_dspy.clients.usage import Totals
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.store.event_log import EVENTS_FILE, OLDER_EVENTS_FILE
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic, write_text_atomic
@@ -54,7 +53,6 @@ class ResumeState:
     teachers: Counter = field(default_factory=Counter)  # samples by (teacher model, endpoint)
     rejects: int = 0  # reject records on file (a summary counts them all)
     reject_reasons: Counter = field(default_factory=Counter)  # those records by (stage, reason)
-    totals: Totals = field(default_factory=Totals)  # usage of every call recorded in the files
 
 
 class RunDir:
@@ -170,27 +168,29 @@ class RunDir:
             if folder not in linked:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def load(self, repair: bool = True) -> ResumeState:
+    def load(
+        self, repair: bool = True, tally: Callable[[dict[str, Any] | None], object] = lambda usage: None
+    ) -> ResumeState:
         """Read what is done, repairing any line torn by a kill (`repair=False`: a reader's view, which skips such a
-        line and writes nothing)."""
+        line and writes nothing); `tally` is handed the usage of every call a record holds (the ledger's totals)."""
         state = ResumeState()
         for row in read_jsonl(self.feedback, repair=repair):
             fb = ReferenceFeedback.model_validate(row)
             state.feedback[fb.reference_id] = fb
-            state.totals.add(record_usage("feedback", row))
+            tally(record_usage("feedback", row))
         for row in read_jsonl(self.journal, repair=repair):
             if row.get("kind") == "unit":
                 state.units[row["unit"]] = row
-            state.totals.add(record_usage("journal", row))
+            tally(record_usage("journal", row))
         for row in read_jsonl(self.samples, repair=repair):
             state.sample_ids.add(row["meta"]["id"])
             state.teachers[teacher_key(row["meta"])] += 1
-            state.totals.add(record_usage("samples", row))
+            tally(record_usage("samples", row))
         state.samples = len(state.sample_ids)
         for row in read_jsonl(self.rejects, repair=repair):
             state.rejects += 1
             state.reject_reasons[(str(row.get("stage")), str(row.get("reason")))] += 1
-            state.totals.add(record_usage("rejects", row))
+            tally(record_usage("rejects", row))
             key = f"{row.get('stage')}:{row.get('item_id')}"
             state.reject_keys.add(key)
             if row.get("stage") == "feedback" and row.get("final", True):

@@ -16,7 +16,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import RepairingAdapter
-from refed_dspy.clients.usage import usage_of
+from refed_dspy.clients.usage import Totals, usage_of
 from refed_dspy.config import config_hash
 from refed_dspy.config.fingerprint import PROMPT_FORMAT
 from refed_dspy.engine.execution import Engine
@@ -261,13 +261,14 @@ class SynthesisRun(StageBase):
 
         Stopped by Ctrl-C, SIGTERM or SIGHUP, it writes the summary (status interrupted) and raises KeyboardInterrupt.
         """
-        state = self.rundir.load() if resumed else ResumeState()
+        totals = Totals()
+        state = self.rundir.load(tally=totals.add) if resumed else ResumeState()
         self.next_work.restore(state)
         self.accepted = state.samples
         self.teachers = state.teachers
         self.reject_keys = set(state.reject_keys)
         self.rejects_on_file = state.rejects
-        self.engine.budget.totals = state.totals
+        self.engine.budget.totals = totals
         self.open_log(self.rundir.ledger, self.rundir.shows_ledger, self.new_ledger)
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
