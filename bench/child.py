@@ -225,7 +225,7 @@ def main() -> None:
     import refed_dspy.synthesis.run  # noqa: F401
 
     if os.environ.get("REFED_BENCH_NO_CALL_LOG"):  # bench/ledger_log.py: the same run without writing the log
-        from refed_dspy.store.call_log import CallLog
+        from refed_dspy.ledger.call_log import CallLog
 
         CallLog.sent = lambda self, *a, **k: 0
         CallLog.settled = CallLog.settled_task = CallLog.kept = lambda self, *a, **k: None

@@ -2,7 +2,7 @@
 
     python bench/ledger_log.py [--size 1000] [--concurrency 64] [--rounds 3]
 
-Each request is written to the run's ledger.jsonl before it is sent and settled after (refed_dspy.store.call_log);
+Each request is written to the run's ledger.jsonl before it is sent and settled after (refed_dspy.ledger.call_log);
 the "without" runs turn those writes into no-ops in the child process (REFED_BENCH_NO_CALL_LOG). A zero-latency
 loopback server in its own process; CPU is the client's (user + system). Prints CPU seconds and wall time per 1,000
 samples for each run and the ratio of the medians (with / without); compare ratios, not seconds, on a shared machine.

@@ -21,8 +21,8 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.lm_routing import no_stragglers
-from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError, FinishedShort, RunAborted
+from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
 from refed_dspy.runtime.quiet import dropping
 

@@ -34,9 +34,9 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.calls import stage
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.lm_routing import METRIC_STAGE
-from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError
+from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dspy
 
-from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.engine.transport import acall_part
+from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.programs.parts import unfrozen
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove

@@ -6,7 +6,7 @@ import functools
 
 import dspy
 
-from refed_dspy.engine.budget import BudgetExceeded
+from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
 from refed_dspy.runtime.gather import gather_kept
 from refed_dspy.signatures import SynthesizeInstructions

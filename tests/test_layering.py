@@ -28,6 +28,7 @@ FLOORS = [
     {"config"},
     {"clients"},
     {"store"},
+    {"ledger"},
     {"adapters"},
     {"engine"},
     {"signatures"},

@@ -12,7 +12,6 @@ from refed_dspy.config.section import expand_home
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from refed_dspy.clients.usage import usd_up_to
     from refed_dspy.experiments.experiment import experiment
     from refed_dspy.experiments.leaderboard import (
         HEADER,
@@ -21,6 +20,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         synthesis_lines,
         unfinished_lines,
     )
+    from refed_dspy.ledger.usage import usd_up_to
 
     # what DSPy's optimizers print (traces bootstrapped, proposed programs) goes to stderr: stdout holds the table
     with contextlib.redirect_stdout(sys.stderr):

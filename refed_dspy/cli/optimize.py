@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from refed_dspy.cli.common import add_config_args, add_mismatch_args, add_verbose_arg, on_mismatch
-from refed_dspy.clients.usage import usd
+from refed_dspy.ledger.usage import usd
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ class OutputRefused(LMOutputError):
 
 class MustWait(Exception):
     """An LM call cannot start yet: with the calls in flight, the budget could be overshot by more than one call
-    (refed_dspy.engine.tickets). It can when one of them ends: the call boundary waits and opens it again."""
+    (refed_dspy.ledger.tickets). It can when one of them ends: the call boundary waits and opens it again."""
 
 
 class ReplyFormatError(LMOutputError):
@@ -63,7 +63,7 @@ class CallInfo:
     cost_usd: float | None = None  # priced by its own LM (another model than the run's role): not at the role's price
     cost_bound_usd: float | None = None  # an interrupted call: the most it can have cost (what the ledger reserves
     # for one call), kept against the cost budget since its real cost is unknown
-    log_id: int | None = None  # its line in the write-ahead log of the run's calls (refed_dspy.store.call_log)
+    log_id: int | None = None  # its line in the write-ahead log of the run's calls (refed_dspy.ledger.call_log)
     service_tier: str | None = None  # the service tier that served it, as its reply says ("unstated": a tier was asked
     # for and the reply named none); None: no tier asked for and none named (priced at its LM's price)
     tier_unavailable: bool = False  # a failed request the provider answered "no capacity on the tier asked for" (flex)
@@ -106,7 +106,7 @@ _calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("
 _stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
 _tag: contextvars.ContextVar[CallTag | None] = contextvars.ContextVar("refed_call_tag", default=None)
 _started: contextvars.ContextVar[float | None] = contextvars.ContextVar("refed_call_started", default=None)
-# the ledger the calls of one of the engine's tasks are opened on (refed_dspy.engine.budget.TaskLedger): each request
+# the ledger the calls of one of the engine's tasks are opened on (refed_dspy.ledger.budget.TaskLedger): each request
 # written to the run's log before it is sent, and reserved beyond its task's reservation when its prompt needs it
 _work_ledger: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_work_ledger", default=None)
 

@@ -4,7 +4,7 @@ what it can really cost (a reference of 190,000 characters is not a prompt of 2,
 Counted with OpenAI's o200k tokenizer (tiktoken, reading the copy LiteLLM ships: no download, and LiteLLM itself is
 not imported); where that cannot be loaded, each UTF-8 byte counts as a token, which no byte-level tokenizer exceeds.
 Other providers' tokenizers count differently: the ledger raises the count by the most a provider has counted over
-ours (refed_dspy.engine.budget.CallBudget.learn_prompt).
+ours (refed_dspy.ledger.budget.CallBudget.learn_prompt).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How a request at the call boundary (refed_dspy.clients.boundary) meets the ledger it is counted on: which ledger
 (the LM's own budget, else the engine's work that makes it), its prompt counted under a cost budget, the request opened
-on it (refed_dspy.engine.tickets), settled once when it is over, and given back. The boundary keeps what is opened in
+on it (refed_dspy.ledger.tickets), settled once when it is over, and given back. The boundary keeps what is opened in
 its context; these act on it. A request the budget holds back (MustWait) waits for one in flight to be given back
 (`an_end`), never polling: each `release` wakes every request that waits, in any thread or event loop."""
 

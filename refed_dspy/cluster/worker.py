@@ -30,8 +30,8 @@ from refed_dspy.cluster.cache_server import CachePlan, RemoteRunCache
 from refed_dspy.cluster.connect import import_ray
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
-from refed_dspy.engine.tickets import Ticket
 from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
+from refed_dspy.ledger.tickets import Ticket
 from refed_dspy.store.cache import use_cache_dir
 
 # the events of one task, in order: ("start",) as a call is sent, ("call", CallInfo) as one is answered or fails,

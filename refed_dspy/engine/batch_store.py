@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.ledger.lines import batch_event, batch_result, read_lines
 from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
-from refed_dspy.store.ledger_lines import batch_event, batch_result, read_lines
 
 FINAL_STATES = ("completed", "expired", "cancelled", "failed")
 
@@ -91,7 +91,7 @@ class BatchStore:
         self.results.clear()
         self.lost_count.clear()
         self.open_index.clear()
-        # write-ahead files: each line checked before it is believed (refed_dspy.store.ledger_lines)
+        # write-ahead files: each line checked before it is believed (refed_dspy.ledger.lines)
         events, _ = read_lines(self.journal_path, batch_event, repair=not self.readonly)
         for ev in events:
             self._apply(ev)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.prompt_tokens import count_text
-from refed_dspy.clients.usage import BILLED_FIELDS, CACHE_WRITE, with_unrecorded, zero_usage
 from refed_dspy.engine.batch_store import BatchStore, StoredResult
+from refed_dspy.ledger.usage import BILLED_FIELDS, CACHE_WRITE, with_unrecorded, zero_usage
 from refed_dspy.providers.prices import Price
 from refed_dspy.providers.registry import batch_apis
 
@@ -156,7 +156,7 @@ class BatchLedger:
     A request asked for by a piece of work of this invocation is that work's: its reservation covers it, and its
     record will hold it; it leaves this ledger (`claim`). An answer collected for a request nobody here asked for
     joins it (`collected`). `recorded` is what the records held when the run started, against which the answers of
-    earlier invocations are weighed stage by stage (refed_dspy.clients.usage.with_unrecorded)."""
+    earlier invocations are weighed stage by stage (refed_dspy.ledger.usage.with_unrecorded)."""
 
     def __init__(self, store: BatchStore, recorded: dict[str, Any], price: Price | None, resubmits: int):
         self.store = store

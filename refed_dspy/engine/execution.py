@@ -30,9 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from refed_dspy.clients.calls import opened_on
-from refed_dspy.clients.usage import Totals
 from refed_dspy.engine.batch_link import BatchLink
-from refed_dspy.engine.budget import CallBudget
 from refed_dspy.engine.done_queue import DoneQueue
 from refed_dspy.engine.endpoint_check import FirstCalls
 from refed_dspy.engine.failures import Failure, FailureStreak
@@ -42,9 +40,11 @@ from refed_dspy.engine.retries import Retries
 from refed_dspy.engine.task_accounts import Task, TaskAccounts
 from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
+from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.ledger.call_log import CallLog
+from refed_dspy.ledger.usage import Totals
 from refed_dspy.providers.prices import Price
 from refed_dspy.runtime.checkpoints import checkpoint
-from refed_dspy.store.call_log import CallLog
 from refed_dspy.store.jsonl import DiskFull, stop_if_full
 
 

@@ -25,8 +25,8 @@ from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.backoff import retry_after_s
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
 from refed_dspy.clients.transport_errors import gave_up_waiting, never_connected, stopped_waiting
-from refed_dspy.engine.budget import BudgetExceeded
 from refed_dspy.errors import KeyProviderError, first_line
+from refed_dspy.ledger.budget import BudgetExceeded
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from refed_dspy.clients.usage import usd
+from refed_dspy.ledger.usage import usd
 from refed_dspy.runtime.quiet import console
 
 REDRAW_S = 0.2  # a terminal's bar is drawn at most 5 times a second (each redraw is a line of output)

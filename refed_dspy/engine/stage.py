@@ -22,7 +22,6 @@ from typing import Any
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm import price_of
 from refed_dspy.clients.lm_routing import LedgerScope
-from refed_dspy.clients.usage import usd, with_unrecorded
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.engine.batch import batch_figures, settle_earlier
@@ -41,8 +40,9 @@ from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import RunAborted, RunDirError, RunInterrupted
+from refed_dspy.ledger.call_log import CallLog
+from refed_dspy.ledger.usage import usd, with_unrecorded
 from refed_dspy.providers.prices import Price
-from refed_dspy.store.call_log import CallLog
 
 logger = logging.getLogger("refed_dspy")
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refed_dspy.clients.calls import TaskCalls
-from refed_dspy.clients.usage import Totals
-from refed_dspy.engine.budget import CallBudget
-from refed_dspy.engine.tickets import TaskLedger
+from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.ledger.call_log import CallLog
+from refed_dspy.ledger.tickets import TaskLedger
+from refed_dspy.ledger.usage import Totals
 from refed_dspy.providers.prices import Price
-from refed_dspy.store.call_log import CallLog
 
 
 @dataclass
@@ -53,7 +53,7 @@ class TaskAccounts:
         self.worst_calls, self.price, self.max_tokens, self.role = worst_calls, price, max_tokens, role
         self.budget = budget
         self.batch = batch
-        # the write-ahead log of the run's calls (refed_dspy.store.call_log): each request is written there by the call
+        # the write-ahead log of the run's calls (refed_dspy.ledger.call_log): each request is written there by the call
         # boundary before it is sent; with `log_tasks` (the calls are made on Ray workers) each task is, whole
         self.log: CallLog | None = None
         self.log_tasks = False

@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.usage import usage_of
 from refed_dspy.engine.figures import Figures, Series
+from refed_dspy.ledger.usage import usage_of
 from refed_dspy.store.event_log import EventLog
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 

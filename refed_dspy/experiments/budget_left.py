@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from refed_dspy.clients.usage import usd
 from refed_dspy.config import Config
-from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.errors import FinishedShort
+from refed_dspy.ledger.budget import CallBudget, Limit
+from refed_dspy.ledger.usage import usd
 
 
 class BudgetStop(FinishedShort):
@@ -69,7 +69,7 @@ def own_limit_that_stopped(
     tripped: str, max_calls: int | None, max_cost_usd: float | None, calls_left: int | None, cost_left: float | None
 ) -> str | None:
     """The cell's own optimize limit that stopped it, or None when what the experiment left was the tighter one (or
-    the stop was another): `tripped` is the ledger's reason (engine/budget.py words it), the limits the cell's own,
+    the stop was another): `tripped` is the ledger's reason (ledger/budget.py words it), the limits the cell's own,
     the lefts what the experiment's budget allowed when the cell started."""
     for phrase, name, own, left in (
         ("the LM-call budget of ", "max_calls", max_calls, calls_left),

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.config import Config
-from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.errors import ConfigError, first_line
 from refed_dspy.experiments.budget_left import (
     BudgetStop,
@@ -23,6 +22,7 @@ from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.identity import config_hash
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.scoring import score, synthesis_check
+from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.optimization.run import OptimizeResult, optimize
 from refed_dspy.store.jsonl import write_json_atomic
 

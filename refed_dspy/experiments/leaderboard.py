@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from refed_dspy.clients.usage import usd_up_to
 from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.stats import significantly_better, significantly_worse
+from refed_dspy.ledger.usage import usd_up_to
 
 
 def _verdict(d: dict[str, Any]) -> str:

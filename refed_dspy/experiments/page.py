@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from refed_dspy.clients.usage import usd_up_to
 from refed_dspy.experiments.stats import significantly_better, significantly_worse
+from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.pages import render
 from refed_dspy.text.diff import word_diff
 

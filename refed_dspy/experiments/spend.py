@@ -5,7 +5,7 @@ a part that is a run directory (the examples synthesis, a synthesis check) repor
 so its entry is replaced by the latest figure and only the difference reaches the ledger. A resumed experiment starts
 its ledger from the file: a cell that failed or hit the budget has its earlier spending counted, though its re-run
 is answered from its cache. A part that pays call by call writes each request to its own write-ahead log
-(`<out>/ledger/<part>.jsonl`, refed_dspy.store.call_log) before sending it: what a killed attempt paid, the calls in
+(`<out>/ledger/<part>.jsonl`, refed_dspy.ledger.call_log) before sending it: what a killed attempt paid, the calls in
 flight at the kill included, is added to the part when the experiment starts again (and not paid again: the part's
 cache answers it). While it runs, the file's `live` entry shows its figure as of its last call (`refed status`).
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from refed_dspy.engine.budget import CallBudget
-from refed_dspy.store.call_log import CallLog
+from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.ledger.call_log import CallLog
+from refed_dspy.ledger.lines import read_document, spent_figures
 from refed_dspy.store.jsonl import write_json_atomic
-from refed_dspy.store.ledger_lines import read_document, spent_figures
 
 log = logging.getLogger("refed_dspy")
 
@@ -79,7 +79,7 @@ class Spend:
     def __init__(self, path: Path, ledger: CallBudget):
         self.path = path
         self.ledger = ledger
-        # checked before it is believed, as every ledger is (refed_dspy.store.ledger_lines)
+        # checked before it is believed, as every ledger is (refed_dspy.ledger.lines)
         self.parts: dict[str, dict[str, Any]] = read_document(path, spent_figures).get("parts") or {}
         self.live_parts: dict[str, dict[str, Any]] = {}  # the parts under way, as of their last call (shown only)
         self._lock = threading.Lock()

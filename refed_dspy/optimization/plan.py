@@ -21,8 +21,8 @@ from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of, require_price
 from refed_dspy.config import Config, OptimizeConfig, PriceBook, RunConfig, TrackingConfig
-from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import ConfigError
+from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.methods import get_method
 from refed_dspy.optimization.held_lms import HeldLM, check_held, metric_lms, program_lms, teleprompter_lms
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric

@@ -30,10 +30,11 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.clients.usage import usd
 from refed_dspy.config import Config, OptimizeConfig, load_config
-from refed_dspy.engine.budget import CallBudget, Limit
 from refed_dspy.engine.progress import Heartbeat
+from refed_dspy.ledger.budget import CallBudget, Limit
+from refed_dspy.ledger.call_log import LOG_NAME, CallLog
+from refed_dspy.ledger.usage import usd
 from refed_dspy.optimization.examples import OptimizeExamples, optimization_examples
 from refed_dspy.optimization.files import before_after_markdown, prediction_text, write_outputs
 from refed_dspy.optimization.plan import (
@@ -56,7 +57,6 @@ from refed_dspy.optimizers.program_io import save_program
 from refed_dspy.runtime.quiet import quieted
 from refed_dspy.runtime.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache
-from refed_dspy.store.call_log import LOG_NAME, CallLog
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.clients.usage import prompt_cache_share
 from refed_dspy.config import Config
 from refed_dspy.errors import RunDirError
+from refed_dspy.ledger.usage import prompt_cache_share
 from refed_dspy.pages import number
 from refed_dspy.quality.contamination import contamination_lines, contamination_of
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons

@@ -6,7 +6,7 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-from refed_dspy.clients.usage import prompt_cache_text, tier_text
+from refed_dspy.ledger.usage import prompt_cache_text, tier_text
 from refed_dspy.store.records import final_response
 from refed_dspy.text.diff import changed_share
 from refed_dspy.text.overlap import tokens

@@ -14,15 +14,15 @@ from urllib.parse import unquote
 
 from pydantic import Field
 
-from refed_dspy.clients.usage import usd_up_to
 from refed_dspy.errors import RunDirError
 from refed_dspy.experiments.grid import GRID_FILE
+from refed_dspy.ledger.call_log import unaccounted
+from refed_dspy.ledger.lines import read_document, spent_figures
+from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.results import Optional, Result
 from refed_dspy.status.run import Holder, lock_holder
 from refed_dspy.status.text import holder_text
-from refed_dspy.store.call_log import unaccounted
 from refed_dspy.store.jsonl import read_json
-from refed_dspy.store.ledger_lines import read_document, spent_figures
 from refed_dspy.store.ownership import kind_of
 
 NEXT = {

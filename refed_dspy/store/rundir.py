@@ -66,7 +66,7 @@ class RunDir:
         self.samples = self.path / "samples.jsonl"
         self.rejects = self.path / "rejects.jsonl"
         self.journal = self.path / "journal.jsonl"
-        self.ledger = self.path / "ledger.jsonl"  # the write-ahead log of the synthesis's calls (store/call_log.py)
+        self.ledger = self.path / "ledger.jsonl"  # the write-ahead log of the synthesis's calls (ledger/call_log.py)
         self.judge_ledger = self.path / "judge_ledger.jsonl"  # the same of the judging's
         self.cache = self.path / "cache"
         self.summary = self.path / "summary.json"

@@ -16,7 +16,6 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import RepairingAdapter
-from refed_dspy.clients.usage import Totals, usage_of
 from refed_dspy.config import config_hash
 from refed_dspy.config.fingerprint import PROMPT_FORMAT
 from refed_dspy.engine.execution import Engine
@@ -24,6 +23,7 @@ from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.launch.plan import Started
+from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.methods import Method, get_method
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.usage import prompt_cache_share, tier_text, usd
+from refed_dspy.ledger.usage import prompt_cache_share, tier_text, usd
 from refed_dspy.store.teachers import mixed_line
 
 

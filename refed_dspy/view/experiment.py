@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.usage import usd_up_to
 from refed_dspy.experiments.page import program_view
+from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.status.experiment import experiment_status
 from refed_dspy.store.jsonl import read_json
 
@@ -38,7 +38,7 @@ def experiment_cells(path: Path) -> dict[str, Any]:
 
 
 def _cost(cost: float | None, up_to: float | None) -> str:
-    """What calls cost, and up to what when some are of unknown tokens (refed_dspy.clients.usage.usd_up_to)."""
+    """What calls cost, and up to what when some are of unknown tokens (refed_dspy.ledger.usage.usd_up_to)."""
     return usd_up_to(cost, up_to - cost if up_to is not None and cost is not None else None)
 
 

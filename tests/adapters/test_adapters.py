@@ -24,8 +24,8 @@ from refed_dspy.adapters import (
 )
 from refed_dspy.adapters.wording import sketch, told_schema
 from refed_dspy.clients.calls import collect_calls
-from refed_dspy.clients.usage import usage_of
 from refed_dspy.config import LMSpec, load_config
+from refed_dspy.ledger.usage import usage_of
 from refed_dspy.programs import PointwiseJudge
 from refed_dspy.programs.synthesize import asking_for
 from refed_dspy.signatures import ImproveResponse, SynthesizeInstructions, pointwise_signature

@@ -264,8 +264,8 @@ class TimesOutLM(dspy.BaseLM):
 def test_a_call_given_up_at_the_timeout_is_counted_as_paid():
     """It reached the provider, which may have answered and billed it: a paid call of unknown tokens (as one cut off
     by a stop), in the ledger too; a request the provider refused (a 500) is a failed call, not paid."""
-    from refed_dspy.clients.usage import usage_of
-    from refed_dspy.engine.budget import CallBudget
+    from refed_dspy.ledger.budget import CallBudget
+    from refed_dspy.ledger.usage import usage_of
 
     ledger = CallBudget(max_calls=10)
     lm = bounded(TimesOutLM("my/model"), "teacher").attach_budget(ledger, "teacher", None)
@@ -281,7 +281,7 @@ def test_calls_cut_off_are_kept_against_the_cost_budget():
     """Their tokens are unknown, so each is kept at what one call is reserved at: a teacher whose every request times
     out stops at the cost budget (it once ran on, each given-up call priced at $0), and the summary says the bound."""
     from refed_dspy.clients.calls import CallInfo
-    from refed_dspy.engine.budget import BudgetExceeded, CallBudget
+    from refed_dspy.ledger.budget import BudgetExceeded, CallBudget
     from refed_dspy.providers.prices import Price
 
     # under a cost budget a call is reserved at its counted prompt ('hi': 6 tokens with its message's format) filling
@@ -388,7 +388,7 @@ def test_a_dspy_cache_hit_is_still_a_cache_hit(server_factory, tmp_path):
 
 
 def test_a_refused_call_leaves_the_boundary_in_force():
-    from refed_dspy.engine.budget import BudgetExceeded, CallBudget
+    from refed_dspy.ledger.budget import BudgetExceeded, CallBudget
 
     budget = CallBudget(max_calls=1)
     lm = bounded(SaysNothingLM("my/model"), "teacher", fresh=True).attach_budget(budget, "teacher", None)
@@ -401,8 +401,8 @@ def test_a_refused_call_leaves_the_boundary_in_force():
 
 def test_the_engine_and_optimize_keep_one_kind_of_ledger():
     """Optimize guards its LMs with the very class the engine reserves and records through."""
-    from refed_dspy.engine.budget import CallBudget
     from refed_dspy.engine.execution import Engine, Limits
+    from refed_dspy.ledger.budget import CallBudget
 
     engine = Engine(stage=None, limits=Limits(concurrency=1, max_retries=0, worst_calls={"x": 2}, max_calls=3))
     assert type(engine.budget) is CallBudget
@@ -417,7 +417,7 @@ def test_a_bounded_lm_pickles_and_copies_as_itself(server_factory, kind):
     import copy
     import pickle
 
-    from refed_dspy.engine.budget import CallBudget
+    from refed_dspy.ledger.budget import CallBudget
 
     srv = server_factory()
     budget = CallBudget(max_calls=5)
@@ -437,7 +437,7 @@ def test_dspys_retries_of_a_request_are_made_and_counted_at_the_boundary(server_
     """A dspy.LM retries a failed request num_retries times inside one call, where no request of them was seen: the
     ledger kept one failed (or cut-off) call while the server saw three requests. The boundary makes those retries
     itself, so each request is counted (a 500 as a failed call, a timeout as a paid call cut off) and reserved."""
-    from refed_dspy.engine.budget import CallBudget
+    from refed_dspy.ledger.budget import CallBudget
 
     srv = server_factory(**fault)
     mine = dspy.LM(MODEL, api_base=srv.api_base, api_key="unused", num_retries=2, timeout=0.3, cache=False)

@@ -12,7 +12,7 @@ import pytest
 
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import MustWait
-from refed_dspy.engine.budget import CallBudget
+from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.providers.prices import Price
 
 pytestmark = pytest.mark.filterwarnings("ignore:Implementing custom LMs through BaseLM.forward:DeprecationWarning")

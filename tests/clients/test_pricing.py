@@ -3,7 +3,7 @@
 import pytest
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.providers.prices import Price, default_price, resolve_price
 
 
@@ -145,7 +145,7 @@ def test_a_reply_of_dspys_own_client_counts_the_cache_in_the_prompt():
 
 
 def test_a_budget_reserves_a_call_at_its_prompt_written_to_the_cache():
-    from refed_dspy.engine.budget import CallBudget, prior_prompt_tokens
+    from refed_dspy.ledger.budget import CallBudget, prior_prompt_tokens
 
     haiku = default_price("anthropic/claude-haiku-4-5")
     reserved = CallBudget(max_cost_usd=1.0).call_cost(haiku, 1000, "teacher")
@@ -158,8 +158,8 @@ def test_a_budget_reserves_a_call_at_its_prompt_written_to_the_cache():
 def test_both_ledgers_open_a_call_at_its_prompt_written_to_the_cache():
     # the run's ledger and an engine task's both open a call through tickets.call_bounds: its worst case and what it is
     # reserved at price its counted prompt as written whole to Anthropic's cache (1.25x the input price)
-    from refed_dspy.engine.budget import CallBudget
-    from refed_dspy.engine.tickets import TaskLedger
+    from refed_dspy.ledger.budget import CallBudget
+    from refed_dspy.ledger.tickets import TaskLedger
 
     haiku = default_price("anthropic/claude-haiku-4-5")
     written = (3001 * 1.25 + 1000 * 5.0) / 1e6  # the prompt counted at 3,000 tokens (raised by one), max_tokens 1,000

@@ -8,12 +8,12 @@ from dspy.utils.exceptions import LMRateLimitError
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.lm import build_lm, price_of
-from refed_dspy.clients.usage import Totals, tier_text, usage_of
 from refed_dspy.config import load_config
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.engine.failures import Failure, FailureStreak, classify
 from refed_dspy.errors import ConfigError
+from refed_dspy.ledger.usage import Totals, tier_text, usage_of
 from refed_dspy.providers.prices import Price, default_price, resolve_price
 
 MINI = "openai/gpt-5-mini"  # LiteLLM prices it on default, flex and priority
@@ -183,8 +183,8 @@ def test_an_lm_handed_in_asking_for_a_tier_is_described_and_priced_so():
 def test_a_request_sent_on_a_dearer_tier_is_reserved_at_that_tiers_price():
     """A flex request falling back to the default tier costs up to twice what a flex call is reserved at: the engine's
     task ledger and a budget of an LM's own reserve it so, prompt counted or not."""
-    from refed_dspy.engine.budget import CallBudget
-    from refed_dspy.engine.tickets import TaskLedger
+    from refed_dspy.ledger.budget import CallBudget
+    from refed_dspy.ledger.tickets import TaskLedger
 
     flex = resolve_price(MINI, None, None, None, tier="flex")
     for counted in (None, 3000):

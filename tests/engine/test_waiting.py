@@ -18,11 +18,11 @@ import termios
 
 from conftest import run_overrides
 
-from refed_dspy.clients.usage import Totals
 from refed_dspy.engine import progress as progress_module
 from refed_dspy.engine.execution import Engine, Limits
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import REDRAW_S, Progress
+from refed_dspy.ledger.usage import Totals
 
 
 class _Hangs:

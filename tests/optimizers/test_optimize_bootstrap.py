@@ -83,7 +83,7 @@ def test_dspy_s_line_for_each_example_a_budget_refused_is_recognized():
     """The optimization says its budget's stop once; DSPy's line for each example left unscored is dropped, for a
     budget that is reached and for a cost budget made blind by an LM that reports no token usage."""
     from refed_dspy.clients.calls import CallInfo
-    from refed_dspy.engine.budget import BudgetExceeded, CallBudget
+    from refed_dspy.ledger.budget import BudgetExceeded, CallBudget
     from refed_dspy.optimizers.compile import _budget_refusal
 
     reached = CallBudget(max_calls=1)

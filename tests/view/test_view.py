@@ -206,8 +206,8 @@ def test_the_viewer_counts_the_calls_a_killed_invocation_had_in_flight(run):
     """The header's paid calls are `refed status`'s: the records, and what the run's write-ahead ledger says no record
     holds. An invocation killed with 3 calls in flight (their lines written before they were sent) adds them as paid,
     up to the most they can cost; before, the viewer showed no spending at all."""
+    from refed_dspy.ledger.call_log import CallLog
     from refed_dspy.status.run import run_dir_status
-    from refed_dspy.store.call_log import CallLog
     from refed_dspy.view.index import View
 
     summary = json.loads((run / "summary.json").read_text())

@@ -1,4 +1,4 @@
-"""The write-ahead ledgers' lines are checked before they are believed (refed_dspy.store.ledger_lines): a line refed
+"""The write-ahead ledgers' lines are checked before they are believed (refed_dspy.ledger.lines): a line refed
 does not write stops the command with one line naming the file and the line, a file that cannot be read too, and a
 ledger gone from a run dir whose records show it had one is refused unless a new one is asked for."""
 
@@ -12,10 +12,10 @@ import pytest
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.engine.batch_store import BatchStore
-from refed_dspy.engine.budget import CallBudget
 from refed_dspy.errors import LedgerError
 from refed_dspy.experiments.spend import Spend
-from refed_dspy.store.call_log import CallLog, unaccounted
+from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.ledger.call_log import CallLog, unaccounted
 
 
 def _written(path: Path) -> None:

@@ -17,7 +17,7 @@ experiment), which holds the directory's lock while it writes; its lines:
   a summary): they are accounted there;
 - `{"end": ID}`: the invocation ended cleanly: everything it paid is in the owner's files;
 - `{"lost": USAGE, "of": [ID, ...]}`: what earlier invocations that did not end cleanly paid and no file of the
-  owner holds, as a usage dict (refed_dspy.clients.usage).
+  owner holds, as a usage dict (refed_dspy.ledger.usage).
 
 Each line is one write(2) on a descriptor opened with O_APPEND: once `sent` returns, the line survives the process
 being killed (not the machine losing power: there is no fsync per request). The next invocation opens the log under
@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.usage import Totals, usage_of
 from refed_dspy.errors import LedgerError
+from refed_dspy.ledger.lines import call_log_line, read_lines
+from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.jsonl import write_text_atomic
-from refed_dspy.store.ledger_lines import call_log_line, read_lines
 
 logger = logging.getLogger(__name__)
 LOG_NAME = "ledger.jsonl"
@@ -157,7 +157,7 @@ def lost_usage(lines: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list
 
 
 def _read(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """The complete lines of the log, each checked before it is believed (refed_dspy.store.ledger_lines: LedgerError
+    """The complete lines of the log, each checked before it is believed (refed_dspy.ledger.lines: LedgerError
     names a line refed does not write, and a file that cannot be read), and whether its last line was torn by a kill
     (left out: its request was not sent)."""
     return read_lines(path, call_log_line)

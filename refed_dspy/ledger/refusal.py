@@ -8,7 +8,7 @@ from typing import Any
 
 def refusal(ledger: Any, calls: int, cost: float, what: str | None = None) -> tuple[str | None, str | None]:
     """(the limit that refuses: "calls", "cost" or None for a closed or blind ledger, the message) for reserving
-    `calls` calls at `cost` more on `ledger` (a refed_dspy.engine.budget.CallBudget, read under its lock); (None, None)
+    `calls` calls at `cost` more on `ledger` (a refed_dspy.ledger.budget.CallBudget, read under its lock); (None, None)
     when nothing refuses. `what`: how the message says what is reserved and its cost (a call at its counted prompt)."""
     if ledger.closed is not None:
         return None, ledger.closed

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from refed_dspy.clients.usage import with_unrecorded
 from refed_dspy.engine.batch_usage import tokens_of
+from refed_dspy.ledger.usage import with_unrecorded
 from refed_dspy.providers.prices import Price
 
 PRICE = Price(input=1.0, cached_input=0.5, output=2.0)

@@ -10,7 +10,7 @@ from typing import Any
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.providers.prices import UNSTATED, Price
 
-COUNT_FIELDS = (  # the counts of a usage dict, whole numbers (store/ledger_lines.py checks them so)
+COUNT_FIELDS = (  # the counts of a usage dict, whole numbers (ledger/lines.py checks them so)
     "calls",
     "cached_calls",
     "prompt_tokens",
@@ -189,7 +189,7 @@ class Totals:
         bucket["interrupted_cost_usd"] = bucket.get("interrupted_cost_usd", 0.0) + float(
             usage.get("interrupted_cost_usd") or 0.0
         )
-        if usage.get("lost_in_flight"):  # calls in flight when a process was killed (refed_dspy.store.call_log)
+        if usage.get("lost_in_flight"):  # calls in flight when a process was killed (refed_dspy.ledger.call_log)
             bucket["lost_in_flight"] = bucket.get("lost_in_flight", 0) + int(usage["lost_in_flight"])
         for key in _SOME:
             if usage.get(key):

@@ -1,7 +1,7 @@
 """What a line of a write-ahead file may hold, checked before it is believed.
 
 The write-ahead files say what a directory's owner paid, or may have paid, for LM calls: the call log of a run, a
-judging, an optimization or an experiment's part (refed_dspy.store.call_log), a run's batch journal and results
+judging, an optimization or an experiment's part (refed_dspy.ledger.call_log), a run's batch journal and results
 (refed_dspy.engine.batch_store), an experiment's spending by part (`spent.json`). A budget starts from what they say,
 so a line refed did not write is never believed: a cost below zero (which would give back budget that was spent), a
 count or a sum no run reaches (`1e308` calls), a number that is not finite, a field of the wrong type or one refed does
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.usage import COUNT_FIELDS
 from refed_dspy.errors import LedgerError
+from refed_dspy.ledger.usage import COUNT_FIELDS
 from refed_dspy.store.jsonl import complete_lines, parse_record
 
 MAX_COUNT = 10**12  # calls or tokens: more than any run makes
@@ -83,7 +83,7 @@ def _only(obj: dict[str, Any], known: set[str], what: str) -> None:
         raise BadLine(f"{what} holds {', '.join(repr(k) for k in unknown)}, which refed does not write")
 
 
-# the figures of a usage dict (refed_dspy.clients.usage): counts, amounts, and the tables they are split into
+# the figures of a usage dict (refed_dspy.ledger.usage): counts, amounts, and the tables they are split into
 _COUNTS = {*COUNT_FIELDS, "lost_in_flight", "worker_lost_calls", "tier_unavailable", "flex_fallbacks"}
 
 
@@ -131,7 +131,7 @@ def _any_figure(value: Any, name: str) -> None:
         raise BadLine(f"{name} is {value!r}")
 
 
-# ---- the call log (refed_dspy.store.call_log) ------------------------------------------------------------------------
+# ---- the call log (refed_dspy.ledger.call_log) ------------------------------------------------------------------------
 _KINDS = ("open", "s", "p", "k", "end", "lost")
 
 
@@ -159,7 +159,7 @@ def _paid(line: dict[str, Any]) -> None:
 
 
 def call_log_line(line: dict[str, Any]) -> dict[str, Any]:
-    """`line` when it is a line of a call log (the module docstring of refed_dspy.store.call_log lists them); BadLine
+    """`line` when it is a line of a call log (the module docstring of refed_dspy.ledger.call_log lists them); BadLine
     otherwise."""
     kinds = [k for k in _KINDS if k in line]
     if len(kinds) != 1:

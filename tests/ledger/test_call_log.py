@@ -1,4 +1,4 @@
-"""The write-ahead log of a directory's LM calls (refed_dspy.store.call_log): what a killed invocation paid and no
+"""The write-ahead log of a directory's LM calls (refed_dspy.ledger.call_log): what a killed invocation paid and no
 file holds is counted by the next one, once; a clean end leaves nothing to count."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.store.call_log import CallLog, lost_in, lost_usage
+from refed_dspy.ledger.call_log import CallLog, lost_in, lost_usage
 
 
 def _paid(tokens=(100, 20, 0)):

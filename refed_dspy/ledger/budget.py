@@ -8,9 +8,9 @@ or before any, at a prompt of `prior_prompt_tokens(role)` that fills `max_tokens
 (`first_call` says what it was; the engine's first piece of work reserves that one call, its later calls being
 reserved as they are made). Once its prompt is counted (under a cost budget), a call is reserved at its expected cost,
 and starts only when what is paid, the worst case of every call in flight and its own expected cost fit in the budget,
-so that the budget is never overshot by more than one call (refed_dspy.engine.tickets,
-refed_dspy.engine.expected_output). What finished is
-recorded from its CallInfo (refed_dspy.clients.usage.usage_of, the same arithmetic as every summary), in total and
+so that the budget is never overshot by more than one call (refed_dspy.ledger.tickets,
+refed_dspy.ledger.expected_output). What finished is
+recorded from its CallInfo (refed_dspy.ledger.usage.usage_of, the same arithmetic as every summary), in total and
 by role; a cache hit costs nothing and counts as no call. A call cut off in flight (by a stop, or given up at the
 client's timeout) was perhaps billed, its tokens unknown: it is kept against the cost budget at what one call of its
 role is reserved at (`interrupted_cost_usd`), so that many such calls cannot take the total past the budget. A call
@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.usage import Totals, usage_of
-from refed_dspy.engine.expected_output import ExpectedOutput, OutputStats
-from refed_dspy.engine.exposure import HoldsInFlight
-from refed_dspy.engine.refusal import refusal
-from refed_dspy.engine.stopping import StopsSpending
-from refed_dspy.engine.tickets import BudgetExceeded, OpensCalls
+from refed_dspy.ledger.call_log import CallLog
+from refed_dspy.ledger.expected_output import ExpectedOutput, OutputStats
+from refed_dspy.ledger.exposure import HoldsInFlight
+from refed_dspy.ledger.refusal import refusal
+from refed_dspy.ledger.stopping import StopsSpending
+from refed_dspy.ledger.tickets import BudgetExceeded, OpensCalls
+from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.providers.prices import Price
-from refed_dspy.store.call_log import CallLog
 
 # Before any call has been seen, a call is assumed this long (prompt tokens) and to fill max_tokens: a budget
 # reserves that. The teacher's prompts carry references and demos; the judge's a sample and a rubric.
@@ -63,7 +63,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
     """Reserves and records LM calls against a call and cost budget; totals in all and by role.
 
     `totals`: what the run paid before (a resumed run's records); the ledger adds to it. The worst case held for the
-    calls in flight is refed_dspy.engine.exposure's, the stop refed_dspy.engine.stopping's.
+    calls in flight is refed_dspy.ledger.exposure's, the stop refed_dspy.ledger.stopping's.
     """
 
     def __init__(
@@ -147,7 +147,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
         of another role, else a prompt of `prior_prompt_tokens(role)` (written whole to the provider's prompt cache
         where that costs more: Price.bound) that fills `max_tokens` (the first call's safe reservation, said in
         `first_call`); 0 for an LM without a price. Once its prompt is counted, each call is
-        reserved at its own expected cost (refed_dspy.engine.tickets)."""
+        reserved at its own expected cost (refed_dspy.ledger.tickets)."""
         if price is None:
             return 0.0
         learned = self.call_costs.get(role)
@@ -283,7 +283,7 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
                 self.call_costs.setdefault(role, OutputStats()).add(cost)
 
     def add_lost(self, usage: dict[str, Any]) -> None:
-        """What earlier invocations killed before they ended paid (refed_dspy.store.call_log): added to the totals, and
+        """What earlier invocations killed before they ended paid (refed_dspy.ledger.call_log): added to the totals, and
         its calls to their roles."""
         with self._lock:
             self.totals.add(usage)

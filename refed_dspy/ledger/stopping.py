@@ -1,13 +1,13 @@
 """How a CallBudget stops spending: on a signal (`close`), or before a summary is written (`wait_idle`), every call
 the call boundary still has in flight is counted as paid, cut off (it reached the provider; its tokens are unknown), at
-the most it can cost. Taken in by CallBudget (refed_dspy.engine.budget)."""
+the most it can cost. Taken in by CallBudget (refed_dspy.ledger.budget)."""
 
 from __future__ import annotations
 
 import time
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.usage import Totals, usage_of
+from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.providers.prices import Price
 
 _NO_PRICE = Price(0.0, 0.0, 0.0)  # calls cut off in flight: of unknown tokens, their cost only a bound

@@ -1,12 +1,12 @@
 """What a cost budget holds for the calls in flight at the call boundary: each call's worst case while it runs, so that
 a call starts only when what is paid, the worst case of every call in flight and its own expected cost fit in the
 budget (`MustWait` while calls in flight keep it from starting), and what a call that is over paid, held as paid until
-its usage is recorded. Taken in by CallBudget (refed_dspy.engine.budget)."""
+its usage is recorded. Taken in by CallBudget (refed_dspy.ledger.budget)."""
 
 from __future__ import annotations
 
-from refed_dspy.engine.refusal import exposure_refusal, refusal
-from refed_dspy.engine.tickets import BudgetExceeded, MustWait, Ticket
+from refed_dspy.ledger.refusal import exposure_refusal, refusal
+from refed_dspy.ledger.tickets import BudgetExceeded, MustWait, Ticket
 
 
 class HoldsInFlight:
