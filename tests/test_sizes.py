@@ -1,5 +1,6 @@
-"""Sizes a reader can hold (issue 45): no class over 250 lines and no function over 80 lines in the installed package,
-and no HTML or SVG document built in a Python string (pages come from templates, through refed_dspy.pages).
+"""Sizes a reader can hold (issues 45 and 53): no class over 400 lines (a cohesive class whole, not cut into mixins to
+meet a line count) and no function over 80 lines in the installed package, and no HTML or SVG document built in a
+Python string (pages come from templates, through refed_dspy.pages).
 
 Both walk the modules of the package as installed (refed_dspy and the subpackages it maps from signatures/, programs/
 and optimizers/), by their AST."""
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 PACKAGES = ("refed_dspy", "refed_dspy.signatures", "refed_dspy.programs", "refed_dspy.optimizers")
-MAX_CLASS, MAX_FUNCTION = 250, 80
+MAX_CLASS, MAX_FUNCTION = 400, 80
 # Known exceptions by qualified name (e.g. "refed_dspy.engine.execution.Engine"), each with a comment saying why it is
 # still over and who splits it. The list may only shrink: an entry that no longer exceeds its limit (or is gone) fails
 # test_the_allowed_list_holds_only_what_still_exceeds, so the commit that shrinks it removes it. Empty since main's
@@ -91,7 +92,7 @@ def test_the_walk_finds_the_whole_installed_package():
     assert len(files) > 200
 
 
-def test_no_class_over_250_lines_and_no_function_over_80():
+def test_no_class_over_400_lines_and_no_function_over_80():
     over = {name: why for name, why in oversize(module_files()).items() if name not in ALLOWED_OVERSIZE}
     assert not over, "split these by concern:\n" + "\n".join(f"{name}: {why}" for name, why in sorted(over.items()))
 

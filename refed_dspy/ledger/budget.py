@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,10 +32,7 @@ from typing import Any
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.ledger.expected_output import ExpectedOutput, OutputStats
-from refed_dspy.ledger.exposure import HoldsInFlight
-from refed_dspy.ledger.refusal import refusal
-from refed_dspy.ledger.stopping import StopsSpending
-from refed_dspy.ledger.tickets import BudgetExceeded, OpensCalls
+from refed_dspy.ledger.tickets import BudgetExceeded, MustWait, OpensCalls, Ticket
 from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.providers.prices import Price
 
@@ -43,6 +41,7 @@ from refed_dspy.providers.prices import Price
 PRIOR_PROMPT_TOKENS = {"teacher": 2000, "judge": 1500}
 
 log = logging.getLogger("refed_dspy")
+_NO_PRICE = Price(0.0, 0.0, 0.0)  # calls cut off in flight: of unknown tokens, their cost only a bound
 
 
 def prior_prompt_tokens(role: str) -> int:
@@ -59,11 +58,16 @@ class Limit:
     note: str = ""
 
 
-class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
+class CallBudget(OpensCalls):
     """Reserves and records LM calls against a call and cost budget; totals in all and by role.
 
-    `totals`: what the run paid before (a resumed run's records); the ledger adds to it. The worst case held for the
-    calls in flight is refed_dspy.ledger.exposure's, the stop refed_dspy.ledger.stopping's.
+    `totals`: what the run paid before (a resumed run's records); the ledger adds to it. A cost budget holds each call's
+    worst case while it is in flight (`hold`, `drop`): a call starts only when what is paid, the worst case of every
+    call in flight and its own expected cost fit in the budget (`MustWait` while calls in flight keep it from
+    starting), and what a call that is over paid is held as paid until its usage is recorded (`unpend`). It stops
+    spending on a signal (`close`) or before a summary is written (`wait_idle`): every call the call boundary still has
+    in flight is then counted as paid, cut off (it reached the provider; its tokens are unknown), at the most it can
+    cost.
     """
 
     def __init__(
@@ -293,6 +297,110 @@ class CallBudget(HoldsInFlight, StopsSpending, OpensCalls):
                 )
         self._notify()
 
+    def hold(self, extra: float, need: float, worst: float, what: str | None = None) -> None:
+        """Open a call of an engine task at the call boundary, expected to cost `need` and at most `worst` (see
+        `_room`): `extra` reserved beyond what its task reserved, its worst case held while it is in flight.
+        BudgetExceeded when it could break the budget, MustWait while the calls in flight keep it from starting."""
+        with self._lock:
+            kind, why = self._room(0, need, what)
+            if why is not None:
+                self._refused(kind, why)
+                raise BudgetExceeded(self.closed or self.tripped or why)
+            self.reserved_cost += max(0.0, extra)
+            self._hold(worst)
+
+    def _room(self, calls: int, need: float, what: str | None) -> tuple[str | None, str | None]:
+        """Under the lock, for `calls` (1, or 0: counted with its task) call the call boundary is about to make,
+        expected to cost `need`: (None, None) when it may start; else (the limit that refuses, why), or MustWait when
+        calls in flight keep it from starting (one of them ending makes room: what it wrote is learned, its worst case
+        let go). Under a cost budget it may start when what is paid, the worst case of every call in flight and its own
+        expected cost fit in the budget: whatever the calls in flight write, the budget is then overshot by at most this
+        one call's worst case beyond its expected cost. The work under way's reservations are not in it (they are
+        future calls, each checked so when it starts): they keep new work from starting, not a call of work started."""
+        if self.closed is not None or self.blind is not None:
+            return None, self.closed or self.blind
+        kind, why = refusal(self, calls, 0.0, what) if calls else (None, None)
+        if why is None and self.max_cost_usd is not None:
+            paid = self.spent + self.paid_pending
+            if paid + self.worst_in_flight + need > self.max_cost_usd + 1e-12:
+                kind, why = "cost", exposure_refusal(self, paid, need, what)
+        if why is not None and self.open_calls > 0:
+            raise MustWait(why)
+        return kind, why
+
+    def _hold(self, worst: float) -> None:
+        """Under the lock: one more call in flight, at most `worst`."""
+        self.worst_in_flight += max(0.0, worst)
+        self.open_calls += 1
+
+    def drop(self, ticket: Ticket, spent: float) -> float:
+        """The call of `ticket` is over, having cost `spent` (its worst case when cut off or of unknown tokens): its
+        worst case let go, what it paid held as paid until its usage is recorded (`unpend`), and what it cost beyond its
+        reservation reserved, returned for its ledger to give back with it. Once per ticket (0 after)."""
+        with self._lock:
+            if not ticket.held:
+                return 0.0
+            ticket.held = False
+            self.worst_in_flight = max(0.0, self.worst_in_flight - ticket.cost)
+            self.open_calls = max(0, self.open_calls - 1)
+            if self.closed is not None:
+                return 0.0
+            ticket.paid = spent
+            self.paid_pending += spent
+            beyond = max(0.0, spent - ticket.need)
+            self.reserved_cost += beyond
+            return beyond
+
+    def unpend(self, paid: float) -> None:
+        """What calls paid (`drop`) is recorded in the totals now: no longer held as pending."""
+        with self._lock:
+            self.paid_pending = max(0.0, self.paid_pending - paid)
+
+    def close(self, why: str) -> None:
+        """Stop spending (a signal stopped the run): every call the boundary has in flight is counted as paid (it
+        reached the provider; its tokens are unknown), nothing more is reserved, and a reply that arrives later is
+        not counted again. Idempotent."""
+        with self._lock:
+            if self.closed is not None:
+                return
+            self.closed = why
+            self._cut_in_flight()
+            self.reserved_calls, self.reserved_cost = 0, 0.0
+            self.worst_in_flight, self.open_calls, self.paid_pending = 0.0, 0, 0.0
+        self._notify()
+
+    def _cut_in_flight(self) -> int:
+        """Count every call the boundary has in flight as paid, cut off (under the lock); how many."""
+        settled = {role: n for role, n in self.in_flight.items() if n > 0}
+        for role, n in settled.items():  # each at the most it can cost: its worst case, not its reservation
+            bound = max(0.0, self.in_flight_worst[role] or self.in_flight_cost[role]) / n
+            cut = [CallInfo(stage="stopped", model="?", interrupted=True, cost_bound_usd=bound) for _ in range(n)]
+            usage = usage_of(cut, _NO_PRICE)
+            self.totals.add(usage)
+            self.by_role.setdefault(role, Totals()).add(usage)
+            self.reserved_calls -= n
+            self.reserved_cost -= self.in_flight_cost[role]
+            self._cut[role] += n  # their reservations are given back here, not when they end
+        self.in_flight.clear()
+        self.in_flight_cost.clear()
+        self.in_flight_worst.clear()
+        return sum(settled.values())
+
+    def wait_idle(self, timeout_s: float) -> int:
+        """Before a summary is written: wait up to `timeout_s` for the calls the boundary has in flight to end (threads
+        an executor left running); those still in flight then are counted as paid, cut off (a reply that comes later
+        is counted too: the ledger errs on the side of paid). Returns how many were cut off."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(n > 0 for n in self.in_flight.values()):
+                    return 0
+            time.sleep(0.05)
+        with self._lock:
+            cut = self._cut_in_flight()
+        self._notify()
+        return cut
+
     def _notify(self) -> None:
         for fn in list(self._watchers):
             try:
@@ -316,3 +424,71 @@ def _nothing_apart() -> tuple[int, float, float]:
 
 def _without_stages(usage: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in usage.items() if k != "by_stage"}
+
+
+def refusal(ledger: Any, calls: int, cost: float, what: str | None = None) -> tuple[str | None, str | None]:
+    """(the limit that refuses: "calls", "cost" or None for a closed or blind ledger, the message) for reserving
+    `calls` calls at `cost` more on `ledger` (a refed_dspy.ledger.budget.CallBudget, read under its lock); (None, None)
+    when nothing refuses. `what`: how the message says what is reserved and its cost (a call at its counted prompt)."""
+    if ledger.closed is not None:
+        return None, ledger.closed
+    if ledger.blind is not None:
+        return None, ledger.blind
+    made, reserved = ledger.total_calls, ledger.reserved_calls
+    if ledger.max_calls is not None and made + reserved + calls > ledger.max_calls:
+        left = max(0, ledger.max_calls - made - reserved)
+        text = (
+            f"the LM-call budget of {ledger.max_calls} is reached ({made} calls made{_under_way(ledger)}, {left} left"
+            + ("" if calls == 1 else f"; the next piece of work (repairs included) may make {calls} calls")
+        )
+        return "calls", _closed(ledger, "calls", text)
+    if ledger.max_cost_usd is not None and ledger.spent + ledger.reserved_cost + cost > ledger.max_cost_usd:
+        left = max(0.0, ledger.max_cost_usd - ledger.spent - ledger.reserved_cost)
+        bound = ledger.cost_bound
+        cut = f" and up to ${bound:.4f} in calls cut off or in flight" if bound else ""
+        next_one = what or (
+            "the next "
+            + ("call" if calls == 1 else "piece of work (repairs included)")
+            + f" may cost up to ${cost:.4f}"
+        )
+        text = (
+            f"the cost budget of ${ledger.max_cost_usd:g} is reached (${ledger.total_cost:.4f} spent{cut}"
+            f"{_under_way(ledger)}, ${left:.4f} left; {next_one}"
+        )
+        return "cost", _closed(ledger, "cost", text)
+    return None, None
+
+
+def exposure_refusal(ledger: Any, paid: float, need: float, what: str | None = None) -> str:
+    """Why a call of work under way may not start (read under the ledger's lock): what is paid (`paid`: the calls
+    recorded, those cut off at their bound and those over whose work is under way), the most the calls in flight can
+    still cost, and what this one is expected to cost (`need`) would not fit in the cost budget."""
+    bound, pending, flying = ledger.cost_bound, ledger.paid_pending, ledger.worst_in_flight
+    left = max(0.0, ledger.max_cost_usd - paid - flying)
+    cut = f" and up to ${bound:.4f} in calls cut off or in flight" if bound else ""
+    under_way = f", ${pending:.4f} by calls of work under way" if pending else ""
+    in_flight = f", up to ${flying:.4f} by {ledger.open_calls} calls in flight" if ledger.open_calls else ""
+    next_one = what or f"the next call may cost ${need:.4f}"
+    text = (
+        f"the cost budget of ${ledger.max_cost_usd:g} is reached (${ledger.total_cost:.4f} spent{cut}{under_way}"
+        f"{in_flight}, ${left:.4f} left; {next_one}"
+    )
+    return _closed(ledger, "cost", text)
+
+
+def _closed(ledger: Any, kind: str, text: str) -> str:
+    """`text` closed with where the limit of `kind` comes from (the config field, and what a larger budget left)."""
+    limit = ledger.limits[kind]
+    if limit is None:
+        return text + ")"
+    return f"{text}; {limit.field} {limit.note})" if limit.note else f"{text}; set by {limit.field})"
+
+
+def _under_way(ledger: Any) -> str:
+    if not ledger.reserved_calls:
+        return ""
+    return (
+        f", {ledger.reserved_calls} more reserved"
+        + (f" at up to ${ledger.reserved_cost:.4f}" if ledger.reserved_cost else "")
+        + " by work under way"
+    )
