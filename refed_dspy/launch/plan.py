@@ -36,15 +36,15 @@ from refed_dspy.clients.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.clients.lm import require_price, stage_lm
 from refed_dspy.clients.local_server import LocalServer
 from refed_dspy.clients.local_serving import serving
-from refed_dspy.cluster.connect import preflight, refuse_on_ray
-from refed_dspy.cluster.leftovers import end_left_behind
-from refed_dspy.cluster.pool import WorkerPool
-from refed_dspy.cluster.start import start_pool
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.engine.batch import batch_lm
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import ConfigError
+from refed_dspy.launch.ray.connect import preflight, refuse_on_ray
+from refed_dspy.launch.ray.leftovers import end_left_behind
+from refed_dspy.launch.ray.pool import WorkerPool
+from refed_dspy.launch.ray.start import start_pool
 from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir

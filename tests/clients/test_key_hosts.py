@@ -230,7 +230,7 @@ def test_on_ray_the_driver_refuses_before_it_connects(tmp_path):
     pytest.importorskip("ray")
     over = ["teacher.model='openai/llama-3.1-8b-instant'", f"teacher.api_base='{GROQ_BASE}'", f"run.dir='{tmp_path}/r'"]
     code = (
-        "import sys; import refed_dspy.cluster.pool as pool; pool.connect = lambda *a: sys.exit('CONNECTED'); "
+        "import sys; import refed_dspy.launch.ray.pool as pool; pool.connect = lambda *a: sys.exit('CONNECTED'); "
         f"from refed_dspy.cli import main; sys.exit(main(['synthesize', '--ray', *{sets(over)!r}]))"
     )
     env = {**os.environ, "OPENAI_API_KEY": "sk-openai-for-openai-only-0123"}

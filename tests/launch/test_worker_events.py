@@ -1,4 +1,4 @@
-"""A Ray worker's task events (refed_dspy.cluster.worker.PartWorker, plain Python: no Ray here): each call's start
+"""A Ray worker's task events (refed_dspy.launch.ray.worker.PartWorker, plain Python: no Ray here): each call's start
 reaches the driver while the call is in flight (what counts a lost worker's calls as paid), and a task's events
 travel in a few batches, not one object each (the driver's CPU per sample; a part run in a thread wakes the worker's
 loop once per event, so its batches are smaller)."""
@@ -11,9 +11,9 @@ import dspy
 import pytest
 from conftest import run_overrides
 
-from refed_dspy.cluster.cache_server import CachePlan
-from refed_dspy.cluster.worker import PartWorker
 from refed_dspy.config import load_config
+from refed_dspy.launch.ray.cache_server import CachePlan
+from refed_dspy.launch.ray.worker import PartWorker
 
 
 class TwoSteps(dspy.Module):
@@ -63,8 +63,8 @@ def test_a_worker_that_dies_before_it_starts_is_one_line_not_a_traceback():
     import types
 
     ray = pytest.importorskip("ray")
-    from refed_dspy.cluster.ready import get as _get
     from refed_dspy.errors import ConfigError, RunAborted
+    from refed_dspy.launch.ray.ready import get as _get
 
     def dies(refs, timeout):
         raise ray.exceptions.ActorDiedError()
@@ -87,8 +87,8 @@ def test_each_worker_answers_on_its_own():
     import types
 
     ray = pytest.importorskip("ray")
-    from refed_dspy.cluster.ready import Waiting, answers
     from refed_dspy.errors import MissingKeyError, RunAborted
+    from refed_dspy.launch.ray.ready import Waiting, answers
 
     lost = ray.exceptions.ActorDiedError()
     never_ran = ray.exceptions.RayActorError(error_msg="its creation failed", actor_init_failed=True)
@@ -152,8 +152,8 @@ def test_a_lost_worker_s_task_is_charged_up_to_its_reservation(batches, charged)
 
     ray = pytest.importorskip("ray")
     from refed_dspy.clients.calls import CallInfo, TaskCalls
-    from refed_dspy.cluster.pool import Worker, WorkerPool
-    from refed_dspy.cluster.worker import WorkerInfo
+    from refed_dspy.launch.ray.pool import Worker, WorkerPool
+    from refed_dspy.launch.ray.worker import WorkerInfo
 
     answered = CallInfo(stage="respond", model="m", prompt_tokens=5, completion_tokens=5)
     batches = [[(e[0], answered) if e[0] == "call" else e for e in b] for b in batches]

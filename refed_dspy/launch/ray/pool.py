@@ -14,14 +14,14 @@ from typing import Any, ClassVar
 
 from refed_dspy.clients.calls import CallInfo, TaskCalls
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
-from refed_dspy.cluster.cache_server import CachePlan, start_cache_server
-from refed_dspy.cluster.connect import disconnect
-from refed_dspy.cluster.leftovers import forget, record
-from refed_dspy.cluster.ready import Waiting, answers, get, where_lost
-from refed_dspy.cluster.worker import WorkerInfo
-from refed_dspy.cluster.workers_file import WorkersNote
 from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import MissingKeyError, RunAborted, first_line
+from refed_dspy.launch.ray.cache_server import CachePlan, start_cache_server
+from refed_dspy.launch.ray.connect import disconnect
+from refed_dspy.launch.ray.leftovers import forget, record
+from refed_dspy.launch.ray.ready import Waiting, answers, get, where_lost
+from refed_dspy.launch.ray.worker import WorkerInfo
+from refed_dspy.launch.ray.workers_file import WorkersNote
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Worker:
 
 @dataclass
 class WorkerPool:
-    """`ray.workers` PartWorkers of one run (see refed_dspy.cluster.worker)."""
+    """`ray.workers` PartWorkers of one run (see refed_dspy.launch.ray.worker)."""
 
     ray: Any
     workers: list[Worker]
@@ -90,7 +90,7 @@ class WorkerPool:
             )
 
     def load(self, run_cache: str) -> None:
-        """Start the run's CacheServer (refed_dspy.cluster.cache_server), then build each worker's LM with the run's
+        """Start the run's CacheServer (refed_dspy.launch.ray.cache_server), then build each worker's LM with the run's
         cache: opened by the workers on the driver's node, reached through the server by the others (by every worker
         with ray.cache_server = "always"). A worker lost while it loads is left out (one warning line); RunAborted
         when every one is."""
@@ -302,7 +302,7 @@ class _Load:
 
 
 def _ray_dir(ray: Any) -> str:
-    """Where Ray is installed: its programs and scripts run from there (refed_dspy.cluster.leftovers)."""
+    """Where Ray is installed: its programs and scripts run from there (refed_dspy.launch.ray.leftovers)."""
     return str(Path(ray.__file__).resolve().parent)
 
 

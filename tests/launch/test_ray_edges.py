@@ -23,9 +23,9 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.cli import main
-from refed_dspy.cluster import leftovers, start
-from refed_dspy.cluster.worker import PartWorker
 from refed_dspy.config import load_config
+from refed_dspy.launch.ray import leftovers, start
+from refed_dspy.launch.ray.worker import PartWorker
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
 
@@ -130,10 +130,10 @@ def test_progress_lines_while_the_workers_load(local_ray, server_factory, tmp_pa
     monkeypatch.setattr(start, "PartWorker", _dying(tmp_path / "marks", "load", 0, slow_s=3.0))
     srv = server_factory()
     overrides = _on_ray(srv, tmp_path / "run", 2, **{"seeds.limit": 1, "run.progress_every_s": 0.5})
-    with caplog.at_level(logging.INFO, logger="refed_dspy.cluster"):
+    with caplog.at_level(logging.INFO, logger="refed_dspy.launch.ray"):
         summary = synthesize(load_config(None, overrides), show_progress=True)
     assert summary["status"] == "complete"
-    said = [r.getMessage() for r in caplog.records if r.name.startswith("refed_dspy.cluster.")]
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("refed_dspy.launch.ray.")]
     assert said[0].startswith("starting 2 Ray workers on "), said
     assert any(m.startswith("2 of 2 Ray workers ready after ") for m in said), said
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ray: ")]

@@ -386,7 +386,7 @@ def test_ray_inputs_that_fail_in_one_line(flag, prelude, says, server_factory, t
 
 def test_the_core_does_not_import_ray():
     code = (
-        "import sys, refed_dspy, refed_dspy.cli, refed_dspy.synthesis.api, refed_dspy.cluster.pool; "
+        "import sys, refed_dspy, refed_dspy.cli, refed_dspy.synthesis.api, refed_dspy.launch.ray.pool; "
         "sys.exit(1 if 'ray' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0

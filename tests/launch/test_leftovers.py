@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from refed_dspy.cluster import leftovers
-from refed_dspy.cluster.leftovers import FILE, end_left_behind, record
+from refed_dspy.launch.ray import leftovers
+from refed_dspy.launch.ray.leftovers import FILE, end_left_behind, record
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -61,7 +61,7 @@ def test_ends_what_a_dead_driver_left_and_nothing_else(spawn, tmp_path, caplog):
     live = _entry(leftovers._process(os.getpid()), [_known(of_a_live_driver)])
     (tmp_path / FILE).write_text(json.dumps([_entry(dead, recorded), live]))
 
-    with caplog.at_level(logging.INFO, logger="refed_dspy.cluster.leftovers"):
+    with caplog.at_level(logging.INFO, logger="refed_dspy.launch.ray.leftovers"):
         assert end_left_behind(tmp_path) == 1
     assert left.wait(10) is not None
     assert reused.poll() is None and renamed.poll() is None and of_a_live_driver.poll() is None

@@ -1,8 +1,8 @@
-"""A worker's view of the run's cache through its server (refed_dspy.cluster.cache_server), with a stand-in for Ray."""
+"""A worker's view of the run's cache through its server (refed_dspy.launch.ray.cache_server), with a stand-in for Ray."""
 
 from __future__ import annotations
 
-from refed_dspy.cluster.cache_server import RemoteRunCache
+from refed_dspy.launch.ray.cache_server import RemoteRunCache
 
 
 class _Method:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from refed_dspy.clients.endpoints import EndpointSpread, preferred_endpoint
-from refed_dspy.cluster.pool import _Load
+from refed_dspy.launch.ray.pool import _Load
 
 
 def test_each_task_goes_to_the_endpoint_with_the_fewest_calls_in_flight_over_the_cluster():

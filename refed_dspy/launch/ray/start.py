@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.endpoints import EndpointSpread
-from refed_dspy.cluster.connect import connect, joins
-from refed_dspy.cluster.pool import Worker, WorkerPool
-from refed_dspy.cluster.ready import Waiting, answers
-from refed_dspy.cluster.worker import PartWorker, WorkerInfo
 from refed_dspy.config import RayConfig
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
+from refed_dspy.launch.ray.connect import connect, joins
+from refed_dspy.launch.ray.pool import Worker, WorkerPool
+from refed_dspy.launch.ray.ready import Waiting, answers
+from refed_dspy.launch.ray.worker import PartWorker, WorkerInfo
 from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
