@@ -3,15 +3,16 @@
 metrics.py (JudgeMetric, GEPAJudgeMetric, CountingMetric for a user's metric, make_metric), examples.py
 (examples from a run dir, split by reference), compile.py (BootstrapFewShot, random search, MIPROv2, GEPA,
 SIMBA, or a teleprompter instance; scores before and after; the call/cost guard and the metric-failure rule
-stop it) and program_io.py (program.json with the resolved config; loading a whole pipeline or its
-per-instruction part from a file or an MLflow model URI). `refed_dspy.optimize` drives them for `refed optimize`.
+stop it); a compiled program is saved and loaded by refed_dspy.programs.saved (program.json with the resolved config;
+loading a whole pipeline or its per-instruction part from a file or an MLflow model URI). `refed_dspy.optimize` drives
+them for `refed optimize`.
 """
 
 from refed_dspy.optimizers.compile import OptimizationStopped, evaluate, evaluate_detailed
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.examples import examples_from_run, split_examples
 from refed_dspy.optimizers.metrics import TARGETS, CountingMetric, GEPAJudgeMetric, JudgeMetric, make_metric
-from refed_dspy.optimizers.program_io import instructions_text, load_program, load_state_into, save_program
+from refed_dspy.programs.saved import instructions_text, load_program, load_state_into, save_program
 
 __all__ = [
     "TARGETS",

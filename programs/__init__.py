@@ -1,4 +1,4 @@
-"""How the asks compose: DSPy modules for each part of the method."""
+"""How the asks compose: DSPy modules for each part of the method, and a compiled program saved and loaded (saved)."""
 
 from refed_dspy.programs.judge import JudgeSample, PairwiseJudge, PointwiseJudge, combine_verdicts
 from refed_dspy.programs.propose_instructions import ProposeInstructions

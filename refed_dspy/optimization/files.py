@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import Config, to_toml
-from refed_dspy.optimizers.program_io import instructions_text
+from refed_dspy.programs.saved import instructions_text
 from refed_dspy.store.jsonl import write_text_atomic
 from refed_dspy.store.records import Reference, final_response
 

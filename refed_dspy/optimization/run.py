@@ -53,7 +53,7 @@ from refed_dspy.optimization.tracking import log_result, log_summary, tracked
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.metrics import JudgeMetric
-from refed_dspy.optimizers.program_io import save_program
+from refed_dspy.programs.saved import save_program
 from refed_dspy.runtime.quiet import quieted
 from refed_dspy.runtime.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache

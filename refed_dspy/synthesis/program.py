@@ -17,8 +17,8 @@ from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import Method
-from refed_dspy.optimizers.program_io import PYTHON_SCHEME, load_program
 from refed_dspy.programs.parts import check_pipeline, with_open_parts
+from refed_dspy.programs.saved import PYTHON_SCHEME, load_program
 from refed_dspy.synthesis.program_origin import program_origin
 from refed_dspy.synthesis.provenance import program_hash
 

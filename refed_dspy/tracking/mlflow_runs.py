@@ -21,7 +21,7 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.config.section import mask_secrets
 from refed_dspy.errors import ConfigError
-from refed_dspy.optimizers.program_io import keep_active_model
+from refed_dspy.programs.saved import keep_active_model
 from refed_dspy.runtime.quiet import dropping
 from refed_dspy.secrets import mask, mask_value
 from refed_dspy.tracking.logged_lm import logged_lm, logged_lm_like

@@ -18,7 +18,7 @@ from refed_dspy.config import load_config
 from refed_dspy.methods import get_method
 from refed_dspy.optimization.run import optimize
 from refed_dspy.optimizers.compile import OptimizationStopped
-from refed_dspy.optimizers.program_io import load_program
+from refed_dspy.programs.saved import load_program
 from refed_dspy.registry import OPTIMIZERS
 from refed_dspy.synthesis.api import synthesize
 

@@ -14,15 +14,17 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 from pydantic import BaseModel
 
 from refed_dspy.config.section import mask_secrets
 from refed_dspy.errors import ConfigError
-from refed_dspy.methods import Method, SynthesisSettings
 from refed_dspy.store.jsonl import write_json_atomic
+
+if TYPE_CHECKING:  # a method builds the program a file's state is loaded into; programs/ sits below methods/
+    from refed_dspy.methods import Method, SynthesisSettings
 
 FORMAT = 1
 MLFLOW_SCHEMES = ("models:/", "runs:/")
