@@ -4,8 +4,10 @@ metrics.py (JudgeMetric, GEPAJudgeMetric, CountingMetric for a user's metric, ma
 (examples from a run dir, split by reference), compile.py (BootstrapFewShot, random search, MIPROv2, GEPA,
 SIMBA, or a teleprompter instance; scores before and after; the call/cost guard and the metric-failure rule
 stop it); a compiled program is saved and loaded by refed_dspy.programs.saved (program.json with the resolved config;
-loading a whole pipeline or its per-instruction part from a file or an MLflow model URI). `refed_dspy.optimize` drives
-them for `refed optimize`.
+loading a whole pipeline or its per-instruction part from a file or an MLflow model URI). The optimize runner drives
+them for `refed optimize` and `refed_dspy.optimize`: it resolves an OptimizePlan (plan.py), makes its examples
+(examples_source.py), compiles the program against the judge on one ledger (held_lms.py), keeps the better program
+(program_choice.py), saves and tracks it (files.py, tracking.py, result.py): run.py.
 """
 
 from refed_dspy.optimizers.compile import OptimizationStopped, evaluate, evaluate_detailed

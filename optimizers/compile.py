@@ -66,7 +66,7 @@ def _budget_refusal(text: str) -> bool:
 
 class OptimizationStopped(RunAborted):
     """The optimization stopped (its call or cost budget, or a metric or program that failed too often); no program
-    is saved. `usage` and `budget_stop` (the budget's reason, None for another stop) are set by refed_dspy.optimization.run.
+    is saved. `usage` and `budget_stop` (the budget's reason, None for another stop) are set by refed_dspy.optimizers.run.
     `exit_code` (what `refed optimize` exits with): 1 at a budget, 3 for another stop.
     """
 

@@ -36,7 +36,7 @@ _LAZY = {
     "load_config": "refed_dspy.config",
     "synthesize": "refed_dspy.synthesis.api",
     "compare": "refed_dspy.experiments.compare",
-    "optimize": "refed_dspy.optimization.run",
+    "optimize": "refed_dspy.optimizers.run",
     "experiment": "refed_dspy.experiments.experiment",
     "build_lm": "refed_dspy.clients.lm",
     "make_metric": "refed_dspy.optimizers.metrics",

@@ -11,8 +11,8 @@ from refed_dspy.ledger.usage import usd
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.optimization.program_choice import kept_line
-    from refed_dspy.optimization.run import optimize
+    from refed_dspy.optimizers.program_choice import kept_line
+    from refed_dspy.optimizers.run import optimize
 
     config = load_config(args.config, args.overrides)
     result = optimize(config, on_mismatch=on_mismatch(args), verbose=args.verbose or args.debug)

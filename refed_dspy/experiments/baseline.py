@@ -11,7 +11,7 @@ from refed_dspy.config import Config
 from refed_dspy.experiments.budget_left import BudgetStop
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.scoring import score, synthesis_check
-from refed_dspy.optimization.plan import target_program
+from refed_dspy.optimizers.plan import target_program
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from refed_dspy.experiments.identity import config_hash
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.scoring import score, synthesis_check
 from refed_dspy.ledger.budget import CallBudget, Limit
-from refed_dspy.optimization.run import OptimizeResult, optimize
+from refed_dspy.optimizers.run import OptimizeResult, optimize
 from refed_dspy.store.jsonl import write_json_atomic
 
 log = logging.getLogger(__name__)

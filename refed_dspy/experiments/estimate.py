@@ -15,7 +15,7 @@ from refed_dspy.experiments.config import ExperimentSettings, cell_config
 from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.methods import get_method
-from refed_dspy.optimization.plan import examples_config, target_program
+from refed_dspy.optimizers.plan import examples_config, target_program
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.optimizers.teleprompters.base import CompileSettings
 from refed_dspy.optimizers.teleprompters.cost_model import PASS_RATE, CallModel

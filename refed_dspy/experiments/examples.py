@@ -11,8 +11,8 @@ from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.budget_left import left_to_spend, lesser
 from refed_dspy.experiments.identity import example_key
 from refed_dspy.experiments.plan import ExperimentPlan, check_pinned
-from refed_dspy.optimization.run import examples_config
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
+from refed_dspy.optimizers.run import examples_config
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.cache import shared_cache
 from refed_dspy.store.jsonl import read_json

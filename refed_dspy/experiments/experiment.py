@@ -57,7 +57,7 @@ from refed_dspy.experiments.plan import ExperimentPlan, cache_dir, check_given_l
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
 from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.stats import detectable_difference, smallest_test
-from refed_dspy.optimization.run import LIBRARY_LOG
+from refed_dspy.optimizers.run import LIBRARY_LOG
 from refed_dspy.runtime.quiet import quieted
 from refed_dspy.runtime.stops import stop_signals
 from refed_dspy.store.cache import shared_cache

@@ -15,7 +15,7 @@ from refed_dspy.experiments.leaderboard import HEADER, experiment_markdown, lead
 from refed_dspy.experiments.page import program_view, render_page
 from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.stats import significantly_better
-from refed_dspy.optimization.plan import target_program
+from refed_dspy.optimizers.plan import target_program
 from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
 from refed_dspy.tracking.experiment_runs import (
     champion_tags,

@@ -136,7 +136,7 @@ def test_another_model_starts_nothing(stand, server_factory, tmp_path):
 
 
 def test_optimize_starts_the_model_it_needs_and_stops_it(stand, tmp_path):
-    from refed_dspy.optimization.run import optimize
+    from refed_dspy.optimizers.run import optimize
 
     port = free_port()
     over = local_config(tmp_path, port, size=10, **{"seeds.limit": 4, "judging.criteria": "['helpfulness']"})

@@ -16,8 +16,8 @@ from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.methods import get_method
-from refed_dspy.optimization.run import optimize
 from refed_dspy.optimizers.compile import OptimizationStopped
+from refed_dspy.optimizers.run import optimize
 from refed_dspy.programs.saved import load_program
 from refed_dspy.registry import OPTIMIZERS
 from refed_dspy.synthesis.api import synthesize

@@ -12,7 +12,7 @@ from loopback_server import read_log
 
 from refed_dspy.clients.lm import price_of
 from refed_dspy.config import load_config
-from refed_dspy.optimization.run import optimize
+from refed_dspy.optimizers.run import optimize
 
 HAIKU = "'anthropic/claude-haiku-4-5'"
 

@@ -151,7 +151,7 @@ def test_a_program_that_got_worse_keeps_the_baseline(server_factory, tmp_path):
 
     baseline_calls = [0]
     train_val = examples()
-    from refed_dspy.optimization.examples import _given_sets
+    from refed_dspy.optimizers.examples_source import _given_sets
 
     _, val = _given_sets(train_val, None, cfg(srv, tmp_path).optimize)
     baseline_calls[0] = len(val)
@@ -198,7 +198,7 @@ def test_a_program_given_back_unchanged_is_the_baseline_and_scores_as_it(server_
 
 def test_a_program_with_a_forward_of_its_own_is_not_the_baseline():
     """DSPy's KNNFewShot gives the program back with its predictors as they were and a new forward: not unchanged."""
-    from refed_dspy.optimization.run import same_prompts
+    from refed_dspy.optimizers.run import same_prompts
 
     start, loaded = RespondAndImprove(), RespondAndImprove()
     loaded.load_state(start.dump_state())

@@ -12,8 +12,8 @@ from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.methods import get_method
-from refed_dspy.optimization.run import optimize
 from refed_dspy.optimizers.metrics import InstructionMetric, PipelineMetric, diversity, novelty
+from refed_dspy.optimizers.run import optimize
 from refed_dspy.programs.saved import load_program
 from refed_dspy.store.records import Reference
 from refed_dspy.synthesis.provenance import program_hash

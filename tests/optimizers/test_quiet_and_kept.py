@@ -15,7 +15,7 @@ from conftest import run_overrides
 
 from refed_dspy.experiments.leaderboard import kept_lines, leaderboard_rows
 from refed_dspy.experiments.result import ExperimentResult
-from refed_dspy.optimization.program_choice import kept_line, kept_reason
+from refed_dspy.optimizers.program_choice import kept_line, kept_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def _optimize_from_python(srv, judge, tmp_path: Path, verbose: bool) -> subproce
     )
     script = textwrap.dedent(
         f"""
-        from refed_dspy.optimization.run import optimize
+        from refed_dspy.optimizers.run import optimize
         result = optimize(None, {over!r}, verbose={verbose})
         print("score", result.score_before, result.score_after)
         """

@@ -10,7 +10,7 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.optimization.run import optimize
+from refed_dspy.optimizers.run import optimize
 
 CRITERIA = "judging.criteria=['helpfulness','accuracy']"
 

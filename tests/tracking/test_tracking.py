@@ -13,7 +13,7 @@ from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.experiments.compare import compare
-from refed_dspy.optimization.run import optimize
+from refed_dspy.optimizers.run import optimize
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.tracking.mlflow_runs import RUN_DIR_TAG, flat_params, summary_metrics

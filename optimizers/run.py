@@ -35,9 +35,12 @@ from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.ledger.call_log import LOG_NAME, CallLog
 from refed_dspy.ledger.usage import usd
-from refed_dspy.optimization.examples import OptimizeExamples, optimization_examples
-from refed_dspy.optimization.files import before_after_markdown, prediction_text, write_outputs
-from refed_dspy.optimization.plan import (
+from refed_dspy.optimizers.compile import OptimizationStopped
+from refed_dspy.optimizers.compile import optimize as compile_program
+from refed_dspy.optimizers.examples_source import OptimizeExamples, optimization_examples
+from refed_dspy.optimizers.files import before_after_markdown, prediction_text, write_outputs
+from refed_dspy.optimizers.metrics import JudgeMetric
+from refed_dspy.optimizers.plan import (
     Given,
     OptimizePlan,
     checked_optimizer,
@@ -47,12 +50,9 @@ from refed_dspy.optimization.plan import (
     out_dir,
     target_program,
 )
-from refed_dspy.optimization.program_choice import given_back, same_prompts
-from refed_dspy.optimization.result import OptimizeResult
-from refed_dspy.optimization.tracking import log_result, log_summary, tracked
-from refed_dspy.optimizers.compile import OptimizationStopped
-from refed_dspy.optimizers.compile import optimize as compile_program
-from refed_dspy.optimizers.metrics import JudgeMetric
+from refed_dspy.optimizers.program_choice import given_back, same_prompts
+from refed_dspy.optimizers.result import OptimizeResult
+from refed_dspy.optimizers.tracking import log_result, log_summary, tracked
 from refed_dspy.programs.saved import save_program
 from refed_dspy.runtime.quiet import quieted
 from refed_dspy.runtime.stops import stop_signals

@@ -11,8 +11,8 @@ from typing import Any
 import dspy
 
 from refed_dspy.errors import ConfigError, FinishedShort
-from refed_dspy.optimization.plan import OptimizePlan
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples, split_examples
+from refed_dspy.optimizers.plan import OptimizePlan
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.synthesis.api import arun_synthesis
 

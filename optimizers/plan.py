@@ -24,7 +24,7 @@ from refed_dspy.config import Config, OptimizeConfig, PriceBook, RunConfig, Trac
 from refed_dspy.errors import ConfigError
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.methods import get_method
-from refed_dspy.optimization.held_lms import HeldLM, check_held, metric_lms, program_lms, teleprompter_lms
+from refed_dspy.optimizers.held_lms import HeldLM, check_held, metric_lms, program_lms, teleprompter_lms
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
 from refed_dspy.providers.prices import Price
