@@ -22,7 +22,7 @@ from refed_dspy.errors import ConfigError, RunInterrupted
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
     from refed_dspy.synthesis.api import synthesize
-    from refed_dspy.synthesis.summary_text import format_summary
+    from refed_dspy.synthesis.summary import format_summary
 
     overrides = list(args.overrides) + ray_overrides(args)
     if args.program:

@@ -20,7 +20,7 @@ from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.split import interleaved
 from refed_dspy.synthesis.api import arun_synthesis
-from refed_dspy.synthesis.short_reason import shortfall_cause
+from refed_dspy.synthesis.summary import shortfall_cause
 
 log = logging.getLogger(__name__)
 

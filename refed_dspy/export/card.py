@@ -13,7 +13,7 @@ from refed_dspy.quality.statistics import card_statistics
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.rundir import RunDir, incomplete_note
 from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows
-from refed_dspy.synthesis.program_origin import origin_text
+from refed_dspy.synthesis.program import origin_text
 
 TEMPLATES = "refed_dspy.export"  # its templates/ folder: card.md
 

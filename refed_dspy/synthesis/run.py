@@ -31,11 +31,11 @@ from refed_dspy.store.rundir import ResumeState, RunDir
 from refed_dspy.store.teachers import teacher_key
 from refed_dspy.synthesis.next_work import NextWork
 from refed_dspy.synthesis.plan import SynthesisPlan
-from refed_dspy.synthesis.run_summary import run_summary
 from refed_dspy.synthesis.summary import (
     RunStats,
     RunSummary,
     earlier_figures,
+    run_summary,
 )
 from refed_dspy.synthesis.units import (
     TASK_STAGES,

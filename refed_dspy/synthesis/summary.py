@@ -1,5 +1,8 @@
-"""The figures of a synthesis run (summary.json, a RunSummary): counts read back from its files, usage of all its
-invocations."""
+"""The summary of a synthesis run (summary.json, a RunSummary, returned by `synthesize`): its figures over every
+invocation, counts read back from the run's files and usage from the stage's engine; the one-screen text of a finished
+run; and why a run made fewer samples than it was asked for, in one phrase (its dominant reject reason and the setting
+to change; an experiment's examples synthesis must not tell a user to raise a budget that did not bind).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,11 @@ from typing import Any
 
 from pydantic import Field
 
+from refed_dspy.engine.failures import hint_for
+from refed_dspy.ledger.usage import prompt_cache_share, tier_text, usd
 from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl
+from refed_dspy.store.teachers import mixed_line, teacher_rows
 
 
 @dataclass
@@ -158,3 +164,202 @@ class RunSummary(Result):
     wall_s_total: float = Field(description="Wall time of every invocation, in seconds.")
     samples_per_s: float | None = Field(description="Samples this invocation added, per second.")
     finished_at: str = Field(description="When this invocation finished (UTC, ISO 8601).")
+
+
+def exhausted_because(run: Any) -> str:
+    """Why the run stopped short with nothing left to try."""
+    if run.next_work.watch.reason is not None:
+        return run.next_work.watch.reason
+    return (
+        "nothing was left to try: every unit the references offer was used, or their feedback failed "
+        f"({len(run.next_work.done_units)} units)"
+    )
+
+
+def run_summary(run: Any, status: str) -> RunSummary:
+    """The figures of the whole synthesis run `run` (a SynthesisRun; all invocations), read back from its files."""
+    rejects, by_stage = reject_counts(run.rundir.rejects)
+    usage = run.usage()
+    execution = run.execution()
+    retries = execution.pop("retries")
+    return RunSummary(
+        **{
+            "status": status,
+            "exhausted": exhausted_because(run) if status == "exhausted" else None,
+            "run_dir": str(run.rundir.path),
+            "method": run.method.name,
+            "teacher": run.spec.model,
+            "teachers": teacher_rows(run.teachers),
+            "program": run.program.identity,
+            "program_hash": run.program.hash,
+            "program_origin": run.program.origin,
+            "adapter": getattr(run.adapter, "choice", None) and run.adapter.choice.as_dict(),
+            "lm_defaults": run.spec.defaults_note("teacher"),
+            "config_hash": run.chash,
+            "size": run.syn.size,
+            "samples": run.accepted,
+            "new_samples": run.stats.new_samples,
+            "references": len(run.refs),
+            "feedback_collected": len(run.next_work.feedback),
+            "units": len(run.next_work.done_units),
+            "instructions_kept": len(run.next_work.dedup),
+            "rejects": rejects,
+            "rejects_by_stage": by_stage,
+            "retries": {"total": run.earlier_retries + sum(retries.values()), "this_invocation": dict(retries)},
+            "max_calls": run.max_calls,
+            "concurrency": execution.pop("concurrency"),
+            **execution,
+            "usage": usage,
+            "per_sample": per_sample(usage, run.accepted),
+            "cost_usd": usage["cost_usd"],
+            **estimate_error(
+                run.rundir.path / "estimate.json",
+                usage,
+                run.accepted,
+                run.syn.size,
+                run.broker is not None,
+                run.spec.service_tier,
+            ),
+            "price_known": run.price is not None,
+            **timing(run.stats, run.earlier_wall_s),
+        }
+    )
+
+
+def _money(value: float | None, unmetered: int = 0) -> str:
+    why = "the LM reported no token usage" if unmetered else "no price for this model"
+    return usd(value, f"unknown ({why})")
+
+
+def _cut_off(u: dict[str, Any]) -> str:
+    bound = u.get("interrupted_cost_usd")
+    return f", and up to {usd(bound)} more for the calls of unknown tokens (cut off or in flight)" if bound else ""
+
+
+def _unanswered(u: dict[str, Any]) -> str:
+    """The paid calls never answered to us, by why: cut off (a stop, the client's timeout), lost with a Ray worker, in
+    flight when an invocation was killed, or in a batch still open at the provider."""
+    lost, killed, open_ = (u.get(k) or 0 for k in ("worker_lost_calls", "lost_in_flight", "in_open_batches"))
+    cut = (u.get("interrupted_calls") or 0) - lost - killed - open_
+    said = [f"{cut} cut off by a stop or the client's timeout"] if cut > 0 else []
+    said += [f"up to {lost} lost with their Ray worker"] if lost else []  # what their tasks were reserved for
+    said += [f"{killed} in flight when an invocation was killed"] if killed else []
+    said += [f"{open_} in batches still open at the provider"] if open_ else []
+    return f"; {', '.join(said)} (counted as paid)" if said else ""
+
+
+def _written(u: dict[str, Any]) -> str:
+    """The prompt tokens written to the provider's cache, and the share read from it (where any were written)."""
+    share = prompt_cache_share(u)
+    if not share["written_tokens"]:
+        return ""
+    return (
+        f", {share['written_tokens']:,} written to its cache; {share['read_share']:.1%} read, "
+        f"{share['written_share']:.1%} written"
+    )
+
+
+def _reasoning(u: dict[str, Any]) -> str:
+    """How many of the completion tokens a reasoning model spent thinking ('' when none)."""
+    n = u.get("reasoning_tokens") or 0
+    return f" ({n:,} of them reasoning, billed as output)" if n else ""
+
+
+def _raise(why: str) -> str:
+    """What to raise for the limit that stopped the run (both when the reason does not say which)."""
+    if why.startswith("the cost budget"):
+        return "raise synthesis.max_cost_usd"
+    if why.startswith("the LM-call budget"):
+        return "raise synthesis.max_calls or max_calls_per_sample"
+    return "raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """Render a summary dict (summary.json) as a short report."""
+    u = s["usage"]
+    lines = [
+        f"run {s['run_dir']}: {s['status']}  ({s['method']}, teacher {s['teacher']})",
+        f"  output       {Path(s['run_dir']) / 'samples.jsonl'}  (`refed view {s['run_dir']}` to read it)",
+        f"  samples      {s['samples']}/{s['size']}  (+{s['new_samples']} this time, {s['samples_per_s'] or 0:.2f}/s over {s['wall_s']:.1f}s)",
+        f"  references   {s['references']} loaded, feedback on {s['feedback_collected']}, {s['units']} synthesis units, "
+        f"{s['instructions_kept']} instructions kept",
+        f"  LM calls     {u['calls']} paid, {u['cached_calls']} from the run cache"
+        + (f", {u['failed_calls']} failed requests (no reply)" if u.get("failed_calls") else "")
+        + _unanswered(u)
+        + (f"; {u['unmetered_calls']} whose LM reported no token usage" if u.get("unmetered_calls") else ""),
+        f"  tokens       {u['prompt_tokens']:,} prompt ({u['cached_tokens']:,} cached by the provider{_written(u)}), "
+        f"{u['completion_tokens']:,} completion" + _reasoning(u),
+        f"  cost         {_money(s['cost_usd'], u.get('unmetered_calls') or 0)}{_cut_off(u)}",
+    ]
+    tiers = tier_text(u)
+    if tiers:
+        lines.append(f"  tiers        {tiers}")
+    mixed = mixed_line(s.get("teachers"))
+    if mixed:
+        lines.insert(1, f"  teachers     {mixed}")
+    if s.get("lm_defaults"):
+        lines.insert(1, f"  settings     {s['lm_defaults']}")
+    adapter = s.get("adapter")
+    if adapter:
+        lines.insert(1, f"  outputs      {adapter['mode']} (schema dialect {adapter['dialect']}): {adapter['reason']}")
+    for stage, part in sorted((u.get("by_stage") or {}).items()):
+        fixes = ""
+        if part.get("parse_failures") or part.get("repairs"):
+            fixes = f"  {part.get('parse_failures', 0)} unparseable, {part.get('repairs', 0)} repairs"
+        lines.append(
+            f"    {stage:<16}{part['calls']:>7} calls {part['prompt_tokens']:>11,} in {part['completion_tokens']:>10,} out  "
+            f"{_money(part.get('cost_usd'))}{fixes}"
+            + (f"  ({part['reasoning_tokens']:,} out reasoning)" if part.get("reasoning_tokens") else "")
+        )
+    if s["per_sample"]:
+        p = s["per_sample"]
+        lines.append(
+            f"  per sample   {p['calls']} calls, {p['prompt_tokens']} prompt + {p['completion_tokens']} completion tokens, {_money(p['cost_usd'])}"
+        )
+    batch = s.get("batch")
+    if batch:
+        saved = (
+            f", {_money(batch.get('saved_usd'))} saved against online prices"
+            if batch.get("saved_usd") is not None
+            else ""
+        )
+        lines.append(
+            f"  batch mode   {batch['batches']} batches ({batch['open']} open), "
+            f"{batch['submitted_calls_this_invocation']} requests submitted this time, "
+            f"{batch['resubmitted']} sent again after an expired/cancelled/failed batch{saved}"
+        )
+    est = s.get("estimate")
+    if est and est.get("cost_usd") is not None:
+        err = f", the run cost {est['cost_error']:+.1%} against it" if est.get("cost_error") is not None else ""
+        lines.append(f"  estimate     {_money(est['cost_usd'])} for {est.get('calls')} calls (refed estimate){err}")
+    if s["status"] == "budget":
+        why = s.get("budget_stop") or (
+            f"the call budget ({s.get('max_calls')} LM calls) or synthesis.max_cost_usd would have been passed"
+        )
+        lines.append(f"  budget       stopped: {why}; {_raise(why)}")
+    if s["status"] == "exhausted" and s.get("exhausted"):
+        lines.append(f"  exhausted    {s['exhausted']}")
+    rejects = s.get("rejects") or {}
+    lines.append("  rejects      " + (", ".join(f"{n} {r}" for r, n in sorted(rejects.items())) if rejects else "none"))
+    return "\n".join(lines)
+
+
+# reasons no LM failure explains: instructions the dedup dropped
+_DEDUP = "the references give no more distinct instructions: add references (seeds.limit)"
+_KNOBS = {"duplicate": _DEDUP, "near_duplicate": _DEDUP}
+
+
+def shortfall_cause(summary: dict[str, Any], role: str = "teacher") -> str | None:
+    """'16 of 64 rejects were truncated: raise teacher.max_tokens, or ask for shorter outputs' (the most frequent
+    reason; duplicates and near-duplicates counted as one), or None when nothing was rejected."""
+    rejects = dict(summary.get("rejects") or {})
+    dropped = rejects.pop("duplicate", 0) + rejects.pop("near_duplicate", 0)
+    if dropped:
+        rejects["duplicate or near-duplicate"] = dropped
+    if not rejects:
+        return None
+    reason, n = max(rejects.items(), key=lambda kv: kv[1])
+    knob = _DEDUP if reason == "duplicate or near-duplicate" else _KNOBS.get(reason) or hint_for(reason, role)
+    return f"{n} of {sum(rejects.values())} rejects were {reason}" + (
+        f": {knob}" if knob else "; see its rejects.jsonl"
+    )

@@ -11,7 +11,7 @@ import time
 from cli_helpers import lines, refed, sets
 from conftest import run_overrides
 
-from refed_dspy.synthesis.summary_text import format_summary
+from refed_dspy.synthesis.summary import format_summary
 
 RESUME = "what was written is kept, run the same command again to resume"
 

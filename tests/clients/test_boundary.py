@@ -24,7 +24,7 @@ from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize
-from refed_dspy.synthesis.summary_text import format_summary
+from refed_dspy.synthesis.summary import format_summary
 
 # DSPy 3.4 deprecates BaseLM.forward for custom LMs, and still supports it: users' LMs are written that way
 pytestmark = pytest.mark.filterwarnings("ignore:Implementing custom LMs through BaseLM.forward:DeprecationWarning")

@@ -8,7 +8,7 @@ from cli_helpers import run_refed, sets
 from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig, read_log
 
-from refed_dspy.synthesis.exhaustion import YieldWatch
+from refed_dspy.synthesis.next_work import YieldWatch
 
 
 def test_the_watch_trips_on_a_full_window_of_discards_only():
