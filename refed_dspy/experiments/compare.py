@@ -14,8 +14,8 @@ from pydantic import Field
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import METHODS
+from refed_dspy.quality.figures import distinct_n
 from refed_dspy.quality.judge import ajudge_run, build_judge
-from refed_dspy.quality.report_stats import distinct_n
 from refed_dspy.quality.statistics import statistics_block
 from refed_dspy.results import Optional, Result
 from refed_dspy.runtime.sync import run_sync

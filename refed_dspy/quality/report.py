@@ -1,7 +1,12 @@
-"""`refed report RUN_DIR`: a self-contained report.html (inline PNG plots) and a text summary."""
+"""`refed report RUN_DIR`: a self-contained report.html and a text summary. The page's plots are matplotlib's, of the
+report's figures (quality/figures.py), inlined as base64 PNGs; what the page shows is gathered here and
+quality/templates/report.html lays it out.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,14 +16,9 @@ from pydantic import Field
 from refed_dspy.config import Config
 from refed_dspy.errors import RunDirError
 from refed_dspy.ledger.usage import prompt_cache_share
-from refed_dspy.pages import number
-from refed_dspy.quality.contamination import contamination_lines, contamination_of
-from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
-from refed_dspy.quality.near_duplicate_report import near_duplicate_block, near_duplicate_line, settings_of
-from refed_dspy.quality.reference_copies import copies_line, reference_copies
-from refed_dspy.quality.report_page import render_html
-from refed_dspy.quality.report_plots import plots
-from refed_dspy.quality.report_stats import (
+from refed_dspy.pages import number, render
+from refed_dspy.quality.contamination import contamination_lines, contamination_of, contamination_section
+from refed_dspy.quality.figures import (
     cache_lines,
     cost_by_stage,
     cost_note,
@@ -32,7 +32,15 @@ from refed_dspy.quality.report_stats import (
     sample_cards,
     yields,
 )
-from refed_dspy.quality.statistics import embedder_for, statistics_block, statistics_lines
+from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
+from refed_dspy.quality.near_duplicates import (
+    near_duplicate_block,
+    near_duplicate_line,
+    near_duplicate_section,
+    settings_of,
+)
+from refed_dspy.quality.reference_copies import copies_line, copies_section, reference_copies
+from refed_dspy.quality.statistics import embedder_for, statistics_block, statistics_lines, statistics_section
 from refed_dspy.results import Result
 from refed_dspy.scoring import open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
@@ -265,3 +273,136 @@ def build_report(
     if config.tracking.enabled:
         log_artifacts(config, rundir.path, [path, rundir.path / "report.json"], kind="report")
     return report
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def plots(stats: dict[str, Any]) -> dict[str, str]:
+    """Base64 PNGs: length histograms, score histograms, reject reasons, cost by stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    lens = stats["_lengths_raw"]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name, values in lens.items():
+        if values:
+            ax.hist(values, bins=30, alpha=0.55, label=f"{name} (n={len(values)})")
+    ax.set_xlabel("words")
+    ax.set_ylabel("samples")
+    ax.set_title("Length distributions")
+    if any(lens.values()):
+        ax.legend()
+    out["lengths"] = _png(fig)
+    raw = stats["_scores_raw"]
+    if raw.get("overall"):
+        keys = list(raw)
+        cols = min(3, len(keys))
+        rows = -(-len(keys) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), squeeze=False)
+        for ax in axes.flat[len(keys) :]:
+            ax.set_visible(False)
+        for ax, key in zip(axes.flat, keys, strict=False):
+            ax.hist(raw[key], bins=[x + 0.5 for x in range(0, 11)], color="#4c72b0")
+            ax.set_title(f"{key.replace('_', ' ')} (n={len(raw[key])})", fontsize=9)
+            ax.set_xlim(0.5, 10.5)
+        fig.suptitle("Judge scores (1-10), per criterion")
+        fig.tight_layout()
+        out["scores"] = _png(fig)
+    if stats["rejects"]:
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(stats["rejects"]) + 1))
+        ax.barh(list(stats["rejects"]), list(stats["rejects"].values()), color="#c44e52")
+        ax.set_xlabel("items")
+        ax.set_title("Reject reasons")
+        out["rejects"] = _png(fig)
+    j = stats["judge"]
+    if j.get("pairs"):
+        shares = [j["improvement_win_rate"], j["improvement_tie_rate"], j["improvement_loss_rate"]]
+        fig, ax = plt.subplots(figsize=(6, 1.9))
+        left = 0.0
+        for share, label, color in zip(
+            shares, ("improved wins", "tie", "draft wins"), ("#55a868", "#ccb974", "#c44e52"), strict=True
+        ):
+            ax.barh([0], [share], left=left, color=color, label=f"{label} {share:.0%}")
+            left += share
+        ax.set_xlim(0, 1)
+        ax.set_yticks([])
+        ax.set_title(
+            f"Improved vs draft ({j['pairs']} pairs, both orders); position bias {j['position_bias_rate']:.0%}"
+        )
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
+        out["verdicts"] = _png(fig)
+    y = stats["yield"]
+    if y["by_feature"]:
+        fig, ax = plt.subplots(figsize=(6, 0.45 * len(y["by_feature"]) + 1))
+        ax.barh([str(r["key"]) for r in y["by_feature"]], [r["samples"] for r in y["by_feature"]], color="#4c72b0")
+        ax.set_xlabel("samples")
+        ax.set_title("Samples by feature")
+        out["yield_feature"] = _png(fig)
+    refs = [r for r in y["by_reference"] if r["yield"] is not None]
+    if refs:
+        top = sorted(refs, key=lambda r: -r["samples"])[:40]
+        fig, ax = plt.subplots(figsize=(7, 0.22 * len(top) + 1.2))
+        ax.barh([str(r["key"])[:10] for r in top][::-1], [r["samples"] for r in top][::-1], color="#8172b2")
+        ax.set_xlabel("samples")
+        ax.set_title(f"Samples by reference (top {len(top)} of {len(y['by_reference'])})")
+        out["yield_reference"] = _png(fig)
+    costs = {k: v["cost_usd"] for k, v in stats["cost_by_stage"].items() if v.get("cost_usd") is not None}
+    if any(costs.values()):  # all zero: the report says so in words (cost_note) instead of drawing no bars
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(costs) + 1))
+        ax.barh(list(costs), list(costs.values()), color="#55a868")
+        ax.set_xlabel("USD")
+        ax.set_title("Cost by stage")
+        out["cost"] = _png(fig)
+    return out
+
+
+IMPROVEMENT = ("pairs", "improvement_win_rate", "improvement_tie_rate", "improvement_loss_rate", "position_bias_rate")
+
+
+def render_html(stats: dict[str, Any], images: dict[str, str]) -> str:
+    """The whole report as one HTML document with inline images and styles (it renders offline)."""
+    return render("refed_dspy.quality", "report.html", **page_context(stats, images))
+
+
+def page_context(stats: dict[str, Any], images: dict[str, str]) -> dict[str, Any]:
+    """What the template is given: the figures (`stats`), the images, and the few lines and tables computed from
+    them."""
+    j = stats["judge"]
+    cost = stats["cost_usd"]
+    return {
+        "stats": stats,
+        "images": images,
+        "total_cost": None if cost["synthesis"] is None else cost["synthesis"] + (cost["judge"] or 0.0),
+        "mixed": mixed_line(stats.get("teachers")),
+        "self_preference": self_preference_line(j["self_preference_model"]) if j.get("self_preference") else None,
+        "mean_scores": {"mean score": j["mean_score"], **j["mean_by_criterion"]}
+        if j.get("mean_score") is not None
+        else {},
+        "improvement": {k: j[k] for k in IMPROVEMENT} if j.get("pairs") else {},
+        "lengths": [{"text": k, **v} for k, v in stats["lengths"].items()],
+        "near": near_duplicate_section(stats["near_duplicates"]),
+        "copies": copies_section(stats["reference_copies"]),
+        "cost_rows": [{"stage": k, **v} for k, v in sorted(stats["cost_by_stage"].items())],
+        # of the completion tokens, the hidden reasoning: a column where some stage has any
+        # of the prompt tokens, those read from and written to the provider's prompt cache
+        "cost_columns": ["stage", "calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens"]
+        + (["reasoning_tokens"] if any(v.get("reasoning_tokens") for v in stats["cost_by_stage"].values()) else [])
+        + ["cost_usd"],
+        "cost_note": cost_note(stats["cost_by_stage"]),
+        "prompt_cache": cache_lines(stats.get("prompt_cache") or {}),
+        "modes": {f"{part} calls": execution_text(ex) for part, ex in stats["execution"].items() if ex},
+        "contamination": contamination_section(stats.get("contamination") or {}),
+        "statistics": statistics_section(stats.get("statistics") or {}),
+        "sample_cards": stats.get("cards") or {},
+    }

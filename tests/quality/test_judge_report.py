@@ -253,7 +253,7 @@ def test_judge_fingerprint_of_an_older_run_without_the_adapter_keys_still_matche
 
 
 def test_execution_figures_of_a_summary():
-    from refed_dspy.quality.report_stats import execution, execution_text
+    from refed_dspy.quality.figures import execution, execution_text
 
     assert execution({}) == {} and execution_text({}) == "unknown"  # a summary from before these figures
     online = execution(

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from refed_dspy.filters import FILTERS, make_filter, near_duplicates
 from refed_dspy.filters.near_duplicates import near_duplicate_matches
-from refed_dspy.quality.report_stats import reject_reasons
+from refed_dspy.quality.figures import reject_reasons
 
 WORDS, CUM = _zipf_vocab(20000)
 OPENING = "Here is a clear answer to your question, with the main points first and details after."

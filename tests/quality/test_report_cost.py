@@ -3,8 +3,8 @@
 from conftest import run_overrides
 
 from refed_dspy.config import load_config
+from refed_dspy.quality.figures import cost_note
 from refed_dspy.quality.report import build_report
-from refed_dspy.quality.report_stats import cost_note
 from refed_dspy.synthesis.api import synthesize
 
 FREE = {f"teacher.{p}_usd_per_mtok": 0 for p in ("input", "cached_input", "output")}
@@ -35,7 +35,7 @@ def test_cost_note_says_free_unknown_or_nothing():
 
 
 def test_a_free_stage_beside_an_unpriced_one_is_not_called_free():
-    from refed_dspy.quality.report_stats import cost_note
+    from refed_dspy.quality.figures import cost_note
 
     note = cost_note({"generate": {"calls": 4, "cost_usd": 0.0}, "judge": {"calls": 4, "cost_usd": None}})
     assert note is not None and "unknown for some stages" in note and "Nothing was paid" not in note
