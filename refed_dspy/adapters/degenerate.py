@@ -13,7 +13,8 @@ values, the same way for every format: a text output is degenerate when it is
 - a copy of an input field of at least COPY_WORDS words, verbatim after whitespace is collapsed and surrounding
   quotes dropped;
 - junk (`junk_reason`): no letter, digit or symbol of its own (a lone bracket, punctuation), list markers alone
-  (`1. 2.`), markup alone (`<label for=`, `<br/>`), or a field name of the signature (`feature_name`). An output that
+  (`1. 2.`), markup alone (`<label for=`, `<br/>`), a field name of the signature (`feature_name`) or one with no
+  value (`relevant_skills: None`), or a field's marker under any name (`### Feature description##`). An output that
   is an instruction says so in its type, `Annotated[str, Instructs()]`, and is junk as a single word too (`effect`).
   A short answer keeps its place: "Paris", "4", "4." and "Yes." carry content.
 
@@ -49,6 +50,12 @@ _MARKUP = re.compile(r"<[^<>]*>?|&#?\w+;")
 _ENUMERATORS = re.compile(r"(?:\s*\d{1,3}[.)])+\s*")
 _NAME_QUOTES = "\"'`*:"
 _WORDS = re.compile(r"\w+")
+# a name of at most three words between marker characters on both sides, with a `#` or braces among them: a field's
+# marker echoed under whatever name the model made of it (`### Feature description##`, `[## example_example## ]`,
+# `{message}`); "C#", "**Paris**" and "# Introduction" are not wrapped so
+_WRAPPED = re.compile(r"(?P<left>[\s#\[\]{}<>*`:|=-]*)(?P<inner>[^\W\d_][\w ]{0,60}?)(?P<right>[\s#\[\]{}<>*`:|=-]*)")
+# a field name with no value after it: `relevant_skills: None`
+_NAME_NO_VALUE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+\s*[:=]\s*(?:none|null|n/?a|empty|\"\"|''|\[\]|\{\})?", re.I)
 # scripts written without spaces between words: one "word" there may be a whole instruction
 _UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -90,11 +97,22 @@ def junk_reason(text: str, names: Iterable[str] = (), instruction: bool = False)
         return f"is list markers alone ({_short(t)})"
     if not _has_content(_MARKUP.sub(" ", t)):
         return f"is markup alone ({_short(t)})"
-    if t.strip(_NAME_QUOTES) in set(names):
+    if t.strip(_NAME_QUOTES) in set(names) or _NAME_NO_VALUE.fullmatch(t):
         return f"is a field name ({_short(t)}), not a value"
+    if _is_wrapped_name(t):
+        return f"is a field's marker ({_short(t)}), not a value"
     if instruction and (len(t.split()) == 1 or len(_WORDS.findall(t)) == 1) and not _UNSPACED.search(t):
         return f"is a single word ({_short(t)}), not an instruction"
     return None
+
+
+def _is_wrapped_name(text: str) -> bool:
+    """Whether `text` is a name of at most three words between marker characters, a `#` or braces among them."""
+    m = _WRAPPED.fullmatch(text)
+    if m is None or len(m["inner"].split()) > 3 or not (m["left"].strip() and m["right"].strip()):
+        return False
+    marks = m["left"] + m["right"]
+    return "#" in marks or ("{" in m["left"] and "}" in m["right"])
 
 
 def instructs(signature: type[dspy.Signature], name: str) -> bool:
