@@ -6,7 +6,7 @@ SIMBA, or a teleprompter instance; scores before and after; the call/cost guard 
 stop it); a compiled program is saved and loaded by refed_dspy.programs.saved (program.json with the resolved config;
 loading a whole pipeline or its per-instruction part from a file or an MLflow model URI). The optimize runner drives
 them for `refed optimize` and `refed_dspy.optimize`: it resolves an OptimizePlan (plan.py), makes its examples
-(examples_source.py), compiles the program against the judge on one ledger (held_lms.py), keeps the better program
+(examples.py), compiles the program against the judge on one ledger (held_lms.py), keeps the better program
 (program_choice.py), saves and tracks it (files.py, tracking.py, result.py): run.py.
 """
 

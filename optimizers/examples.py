@@ -4,19 +4,27 @@ instructions and pipeline targets, the references themselves.
 Each example is one synthesized instruction with its reference pair and the reference's response
 feedback as inputs (what RespondAndImprove receives); the reference response stays available to the
 judge as a point of comparison. The split is by reference and uses a fixed seed.
+
+Where an optimization's examples come from (`optimization_examples`): the caller's (split when no valset is
+given), the references themselves (targets instructions and pipeline), or for the respond target the samples of
+`optimize.examples_run` or of a small refed synthesis into `<out>/examples`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dspy
 
-from refed_dspy.errors import RunDirError
+from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
+from refed_dspy.optimizers.plan import OptimizePlan
+from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.split import split_by_reference
+from refed_dspy.synthesis.api import arun_synthesis
 
 INPUTS = ("reference_instruction", "reference_response", "instruction", "feedback")
 
@@ -56,3 +64,99 @@ def reference_examples(references: list[Any]) -> list[dspy.Example]:
     """One Example per reference (input `reference`), for the instructions and pipeline targets: their programs
     start from a reference, as a synthesis run does."""
     return [dspy.Example(reference=ref, reference_id=ref.id).with_inputs("reference") for ref in references]
+
+
+@dataclass(frozen=True)
+class OptimizeExamples:
+    """What an optimization trains and validates on, and where the examples came from."""
+
+    train: list[dspy.Example]
+    val: list[dspy.Example]
+    run_dir: Path | None = None  # the run they were read from (optimize.examples_run, or <out>/examples)
+    usage: dict[str, Any] = field(default_factory=dict)  # what the synthesis that made them spent ({}: none ran)
+
+
+def optimization_examples(plan: OptimizePlan) -> OptimizeExamples:
+    """The plan's examples: the caller's; for targets instructions and pipeline the references; for respond the
+    samples of optimize.examples_run or of a small synthesis (made here). ConfigError (FinishedShort when the
+    synthesis fell short) when either side would be empty."""
+    cfg = plan.settings
+    if plan.given.trainset is not None:
+        train, val = _given_sets(plan.given.trainset, plan.given.valset, cfg)
+        if not train or not val:
+            raise ConfigError(
+                f"{len(train)} training and {len(val)} validation examples: both sides need at "
+                "least one (give a valset, or more examples)"
+            )
+        return OptimizeExamples(train, val)
+    if cfg.target != "respond":  # the instructions and pipeline programs start from references
+        train, val = split_examples(
+            reference_examples(plan.references), cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction
+        )
+        if not train or not val:
+            raise ConfigError(
+                f"{len(plan.references)} references give {len(train)} training and {len(val)} validation "
+                f"examples for target {cfg.target!r}; both sides need at least one (more references)"
+            )
+        return OptimizeExamples(train, val)
+    return _respond_examples(plan)
+
+
+def _respond_examples(plan: OptimizePlan) -> OptimizeExamples:
+    """The respond target's examples: the samples of optimize.examples_run, or of the synthesis made here."""
+    cfg, references = plan.settings, plan.references
+    examples_dir, summary = run_sync(_examples_run(plan))
+    if summary and not summary.get("samples"):
+        raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, summary)}")
+    exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
+    train, val = split_examples(exs, cfg.n_train, cfg.n_val, cfg.seed, val_fraction=cfg.val_fraction)
+    if not train or not val:
+        error = FinishedShort if summary else ConfigError
+        raise error(
+            f"{_what_happened(examples_dir, summary)}: that gives {len(train)} training and {len(val)} "
+            "validation examples, and both sides need at least one (more samples, or more references)"
+        )
+    return OptimizeExamples(train, val, examples_dir, summary.get("usage", {}))
+
+
+async def _examples_run(plan: OptimizePlan) -> tuple[Path, dict[str, Any]]:
+    """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
+    if plan.examples_config is None:
+        return Path(plan.settings.examples_run), {}
+    summary = await arun_synthesis(
+        plan.examples_config,
+        teacher=plan.teacher,
+        references=plan.references,
+        on_mismatch=plan.on_mismatch,
+        show_progress=plan.run.progress,
+    )
+    return Path(plan.examples_config.run.dir), summary
+
+
+def _what_happened(examples_dir: Path, summary: dict[str, Any]) -> str:
+    """For an error message: what the examples synthesis made and why it made no more."""
+    if not summary:
+        return f"{examples_dir} (optimize.examples_run)"
+    rejects = ", ".join(f"{n} {r}" for r, n in sorted((summary.get("rejects") or {}).items(), key=lambda kv: -kv[1]))
+    return (
+        f"the examples synthesis into {examples_dir} made {summary.get('samples', 0)} samples from "
+        f"{(summary.get('usage') or {}).get('calls', 0)} LM calls ({summary.get('status')}; rejects: {rejects or 'none'}; "
+        f"see its rejects.jsonl)"
+    )
+
+
+def _given_sets(trainset: list, valset: list | None, cfg: Any) -> tuple[list, list]:
+    """A caller's examples: checked, and split (by reference when they carry reference_id) when no valset is given."""
+    import random
+
+    for name, items in (("trainset", trainset), ("valset", valset or [])):
+        if not isinstance(items, list) or not all(isinstance(e, dspy.Example) for e in items):
+            raise ConfigError(f"{name} takes a list of dspy.Example (with .with_inputs(...) set)")
+    if valset:
+        return list(trainset), list(valset)
+    if all(e.get("reference_id") for e in trainset):
+        return split_examples(trainset, len(trainset), len(trainset), cfg.seed, val_fraction=cfg.val_fraction)
+    order = list(trainset)
+    random.Random(cfg.seed).shuffle(order)
+    n_val = max(1, round(len(order) * cfg.val_fraction)) if len(order) > 1 else 0
+    return order[n_val:], order[:n_val]

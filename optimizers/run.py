@@ -37,7 +37,7 @@ from refed_dspy.ledger.call_log import LOG_NAME, CallLog
 from refed_dspy.ledger.usage import usd
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
-from refed_dspy.optimizers.examples_source import OptimizeExamples, optimization_examples
+from refed_dspy.optimizers.examples import OptimizeExamples, optimization_examples
 from refed_dspy.optimizers.files import before_after_markdown, prediction_text, write_outputs
 from refed_dspy.optimizers.metrics import JudgeMetric
 from refed_dspy.optimizers.plan import (

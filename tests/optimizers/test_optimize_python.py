@@ -151,7 +151,7 @@ def test_a_program_that_got_worse_keeps_the_baseline(server_factory, tmp_path):
 
     baseline_calls = [0]
     train_val = examples()
-    from refed_dspy.optimizers.examples_source import _given_sets
+    from refed_dspy.optimizers.examples import _given_sets
 
     _, val = _given_sets(train_val, None, cfg(srv, tmp_path).optimize)
     baseline_calls[0] = len(val)
