@@ -144,7 +144,7 @@ def build_lm(
     concurrency) gives the LM its own engine with a pool that wide, where DSPy's native engine serves
     the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
     is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait. `wrap` (batch mode: a
-    function of the HTTP transport returning refed_dspy.engine.batch.BatchTransport) carries the LM's async calls
+    function of the HTTP transport returning refed_dspy.engine.batch.broker.BatchTransport) carries the LM's async calls
     another way. Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
     `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base). Where the model's

@@ -13,7 +13,7 @@ endpoint has answered a call of this invocation, one piece of work runs at a tim
 
 One coroutine owns all state; tasks only return results.
 
-Batch mode (`broker`: a refed_dspy.engine.batch.BatchBroker, whose transport the stage's LM uses) changes
+Batch mode (`broker`: a refed_dspy.engine.batch.broker.BatchBroker, whose transport the stage's LM uses) changes
 only where calls go: tasks wait on their batch results instead of on HTTP, so the window is the number of
 tasks waiting (`limits.concurrency` is then large); each task's calls are numbered under its key and
 attempt, which makes their custom_ids. With `detach`, the engine stops once every task waits on a batch
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from refed_dspy.clients.calls import opened_on
-from refed_dspy.engine.batch_link import BatchLink
+from refed_dspy.engine.batch.link import BatchLink
 from refed_dspy.engine.done_queue import DoneQueue
 from refed_dspy.engine.endpoint_check import FirstCalls
 from refed_dspy.engine.failures import Failure, FailureStreak
@@ -155,7 +155,7 @@ class Engine:
                 self.stop_reason = self.stop_reason or "budget"
             return False
         coro = self.stage.work(kind, payload, meta.calls)
-        if self.batch is not None:  # each start an attempt of its own (refed_dspy.engine.batch_link)
+        if self.batch is not None:  # each start an attempt of its own (refed_dspy.engine.batch.link)
             coro = self.batch.attempt(self.stage.key(kind, payload), coro)
         with opened_on(meta.ledger):  # the task's context (copied as it is created) carries its ledger
             task = asyncio.ensure_future(coro)

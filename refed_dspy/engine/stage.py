@@ -24,8 +24,8 @@ from refed_dspy.clients.lm import price_of
 from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
-from refed_dspy.engine.batch import batch_figures, settle_earlier
-from refed_dspy.engine.batch_usage import (
+from refed_dspy.engine.batch.broker import batch_figures, settle_earlier
+from refed_dspy.engine.batch.usage import (
     BatchLedger,
     answered_costs,
     answered_usage,
@@ -216,7 +216,7 @@ class StageBase(ABC):
 
     async def _settle_batches(self) -> bool:
         """Batch mode: the batches an earlier invocation left open collected before new work is reserved (their
-        requests are charged at their bound until then; refed_dspy.engine.batch.settle_earlier). False
+        requests are charged at their bound until then; refed_dspy.engine.batch.broker.settle_earlier). False
         when a signal stopped it (the run is then interrupted, nothing started)."""
         if self.broker is None or self.broker.ledger is None or not self.broker.ledger.open:
             return True

@@ -3,7 +3,7 @@
 A stage (synthesis, judging) says what to run; its transport says where: here, in this process's event loop
 (LocalTransport, below), or on the workers of a Ray cluster (refed_dspy.launch.ray.pool.WorkerPool). The
 launch module (refed_dspy.launch) picks one for a command and hands it to the stage, which never asks which it got.
-Batch mode is not a transport of this kind: it replaces HTTP under the LM (refed_dspy.engine.batch).
+Batch mode is not a transport of this kind: it replaces HTTP under the LM (refed_dspy.engine.batch.broker).
 """
 
 from __future__ import annotations

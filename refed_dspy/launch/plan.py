@@ -37,7 +37,7 @@ from refed_dspy.clients.lm import require_price, stage_lm
 from refed_dspy.clients.local_server import LocalServer
 from refed_dspy.clients.local_serving import serving
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
-from refed_dspy.engine.batch import batch_lm
+from refed_dspy.engine.batch.broker import batch_lm
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import ConfigError

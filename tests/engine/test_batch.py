@@ -18,7 +18,7 @@ from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig, read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.engine.batch_store import BatchStore
+from refed_dspy.engine.batch.store import BatchStore
 from refed_dspy.synthesis.api import synthesize
 
 FAST = {"batch_validating_s": 0.01, "batch_finalizing_s": 0.01}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from refed_dspy.engine.batch_store import BatchStore
+from refed_dspy.engine.batch.store import BatchStore
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.results import Result
 

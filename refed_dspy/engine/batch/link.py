@@ -1,4 +1,4 @@
-"""What the engine does differently when its stage's calls go to provider batches (refed_dspy.engine.batch).
+"""What the engine does differently when its stage's calls go to provider batches (refed_dspy.engine.batch.broker).
 
 Each start of a piece of work is a new attempt with its own custom_ids (a retry, or the same work asked for again
 later), so a stored error answer is never handed back to the attempt that follows it; the broker is told how many
@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from refed_dspy.engine.batch import in_slot
+from refed_dspy.engine.batch.broker import in_slot
 from refed_dspy.engine.endpoint_check import batch_api_failure
 from refed_dspy.engine.failures import Failure
 
