@@ -398,7 +398,7 @@ def test_anthropic_sigkill_then_resume(tmp_path, point):
 
 
 def test_an_unreadable_provider_answer_stops_the_run_resumably(tmp_path, monkeypatch):
-    from refed_dspy.engine import batch_api
+    from refed_dspy.engine.batch import api as batch_api
     from refed_dspy.errors import RunAborted
 
     real = batch_api.FileBatches._view
