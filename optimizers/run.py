@@ -38,8 +38,16 @@ from refed_dspy.ledger.usage import usd
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.examples import OptimizeExamples, optimization_examples
-from refed_dspy.optimizers.files import before_after_markdown, prediction_text, write_outputs
 from refed_dspy.optimizers.metrics import JudgeMetric
+from refed_dspy.optimizers.outputs import (
+    OptimizeResult,
+    before_after_markdown,
+    log_result,
+    log_summary,
+    prediction_text,
+    tracked,
+    write_outputs,
+)
 from refed_dspy.optimizers.plan import (
     Given,
     OptimizePlan,
@@ -51,8 +59,6 @@ from refed_dspy.optimizers.plan import (
     target_program,
 )
 from refed_dspy.optimizers.program_choice import given_back, same_prompts
-from refed_dspy.optimizers.result import OptimizeResult
-from refed_dspy.optimizers.tracking import log_result, log_summary, tracked
 from refed_dspy.programs.saved import save_program
 from refed_dspy.runtime.quiet import quieted
 from refed_dspy.runtime.stops import stop_signals

@@ -5,8 +5,8 @@ from its `fill`, runs one piece of work in `work(kind, payload, calls)` (a corou
 `(result, failure)` that touches no shared state), and records what finished in `handle`. The engine says
 how: it keeps up to `window.limit` LM calls in flight (asyncio tasks; a slow call never holds back the
 others), reserves each task's worst case against the call and cost budget before starting it, retries 429,
-5xx, timeouts and resets after Retry-After or a jittered backoff (retries.py; the task's finished calls are
-cache hits then), halves the window on a 429 and grows it back (AIMD, window.py), stops the run on a streak
+5xx, timeouts and resets after Retry-After or a jittered backoff (`Retries`; the task's finished calls are
+cache hits then), halves the window on a 429 and grows it back (AIMD, `Window`), stops the run on a streak
 of failures, accounts every call (attempts that leave no record are journaled through the stage), and on
 Ctrl-C, SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period. Until the
 endpoint has answered a call of this invocation, one piece of work runs at a time (refed_dspy.engine.endpoint_check).
@@ -18,27 +18,46 @@ only where calls go: tasks wait on their batch results instead of on HTTP, so th
 tasks waiting (`limits.concurrency` is then large); each task's calls are numbered under its key and
 attempt, which makes their custom_ids. With `detach`, the engine stops once every task waits on a batch
 that is submitted; the waits are cancelled unpaid and the next invocation picks them up.
+
+The window of LM calls in flight (`Window`), AIMD: halved on a rate limit, grown back as calls succeed.
+
+A 429 halves the window (never below one call), once for all the work started before the last halving: those calls
+met the same limit, and halving again for each would collapse the window. Each piece of work that succeeds grows it
+by its slots over the window (about one call per window of successes), up to the configured concurrency.
+
+The retry queue (`Retries`): work waiting to run again after a retryable failure (429, 5xx, a timeout, a reset),
+in the order it becomes due.
+
+A piece of work (known by its key across attempts) is retried at most `max_retries` times, after
+refed_dspy.clients.backoff's delay (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
+
+The work a run has under way (`InFlight`): each asyncio task with what it holds (its slots of the window, its kind), and the
+count of tasks by kind that are running or waiting to be retried. Owned by the engine's one coroutine.
+
+The tasks that finished since the engine's loop last looked, and the wake-up that lets it look again (`DoneQueue`).
+
+How an engine's run ended, in the words of a summary, comes from pure functions of the engine's state (at the end).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
+import random
 import time
-from collections.abc import Callable, Coroutine
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from refed_dspy.clients.backoff import retry_delay_s
 from refed_dspy.clients.calls import opened_on
 from refed_dspy.engine.batch.link import BatchLink
-from refed_dspy.engine.done_queue import DoneQueue
 from refed_dspy.engine.endpoint_check import FirstCalls
 from refed_dspy.engine.failures import Failure, FailureStreak
-from refed_dspy.engine.in_flight import InFlight
-from refed_dspy.engine.outcome import run_figures, run_status
-from refed_dspy.engine.retries import Retries
 from refed_dspy.engine.task_accounts import Task, TaskAccounts
-from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.ledger.call_log import CallLog
@@ -100,7 +119,7 @@ class Engine:
             limits.worst_calls, limits.price, limits.max_tokens, limits.role, self.budget, batch=broker is not None
         )
         self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
-        self.running = InFlight()  # the tasks under way (refed_dspy.engine.in_flight)
+        self.running = InFlight()  # the tasks under way (refed_dspy.engine.execution)
         self.pending = self.running.pending  # tasks by kind, running or waiting to be retried
         self.window = Window(limits.concurrency)  # the AIMD window of calls in flight
         self.retrying = Retries(limits.max_retries, limits.seed)  # failed work waiting to run again
@@ -338,3 +357,175 @@ class Engine:
 def _sooner(a: float | None, b: float | None) -> float | None:
     """The shorter of two waits (None: no limit)."""
     return b if a is None else a if b is None else min(a, b)
+
+
+class Window:
+    """The AIMD window of calls in flight (see the module docstring); `limit` is its size now. `on_move(old, new, why)`
+    hears each move to another whole number of calls ("rate_limited", "grew"): a run's events."""
+
+    def __init__(self, concurrency: int):
+        self.concurrency = concurrency
+        self.limit = float(concurrency)
+        self.min_limit = self.limit
+        self.last_decrease = 0.0
+        self.on_move: Callable[[float, float, str], None] | None = None
+
+    def grow(self, slots: int) -> None:
+        """Work of `slots` succeeded."""
+        old = self.limit
+        self.limit = min(float(self.concurrency), self.limit + slots / self.limit)
+        if self.on_move is not None and int(self.limit) != int(old):
+            self.on_move(old, self.limit, "grew")
+
+    def halve(self, started: float, now: float) -> None:
+        """Work started at `started` met a rate limit at `now`."""
+        if started >= self.last_decrease:
+            old = self.limit
+            self.limit = max(1.0, self.limit / 2)
+            self.min_limit = min(self.min_limit, self.limit)
+            self.last_decrease = now
+            if self.on_move is not None and int(self.limit) != int(old):
+                self.on_move(old, self.limit, "rate_limited")
+
+    def figures(self) -> dict[str, Any]:
+        """For a summary: the configured concurrency, the window at the end and its smallest size."""
+        return {
+            "configured": self.concurrency,
+            "final_limit": round(self.limit, 2),
+            "min_limit": round(self.min_limit, 2),
+        }
+
+
+class Retries:
+    """The engine's queue of work to retry (see the module docstring)."""
+
+    def __init__(self, max_retries: int, seed: int = 0):
+        self.max_retries = max_retries
+        self.waiting: list[tuple[float, int, str, Any, int]] = []  # a heap of (due at, seq, kind, payload, slots)
+        self.attempts: Counter = Counter()  # retries so far, by key of work
+        self.by_reason: Counter = Counter()  # retries so far, by the failure's reason
+        self._rng = random.Random(seed)
+        self._seq = itertools.count()
+        # hears each piece of work scheduled again: (its kind, the failure's reason, its retries so far, the wait
+        # the provider asked for): a run's events and figures (refed_dspy.engine.watch)
+        self.on_schedule: Callable[[str, str, int, float | None], None] | None = None
+
+    def schedule(self, key: str, failure: Failure, work: tuple[str, Any, int], now: float) -> bool:
+        """Queue `work` (kind, payload, slots) to run again after `failure`; False when its retries are used up."""
+        if self.attempts[key] >= self.max_retries:
+            return False
+        self.attempts[key] += 1
+        self.by_reason[failure.reason] += 1
+        delay = retry_delay_s(self.attempts[key], self._rng.random(), failure.retry_after)
+        heapq.heappush(self.waiting, (now + delay, next(self._seq), *work))
+        if self.on_schedule is not None:
+            self.on_schedule(work[0], failure.reason, self.attempts[key], failure.retry_after)
+        return True
+
+    def due(self, now: float) -> tuple[str, Any, int] | None:
+        """The first work whose time has come (kind, payload, slots), still queued (`take` removes it); None if none."""
+        if self.waiting and self.waiting[0][0] <= now:
+            _, _, kind, payload, slots = self.waiting[0]
+            return kind, payload, slots
+        return None
+
+    def take(self) -> None:
+        """Remove the first work (the one `due` returned)."""
+        heapq.heappop(self.waiting)
+
+    def wait_s(self, now: float) -> float | None:
+        """Seconds until the first work is due (0 when it is); None when nothing waits."""
+        return max(0.0, self.waiting[0][0] - now) if self.waiting else None
+
+
+class InFlight:
+    """The running tasks, the window slots they hold (a running total: O(1) per start) and `pending`, the tasks by
+    kind running or waiting to be retried (a stage reads it to know how much is on its way)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Task, Task] = {}
+        self.slots_used = 0
+        self.pending: Counter = Counter()
+
+    def add(self, task: asyncio.Task, meta: Task) -> None:
+        self.tasks[task] = meta
+        self.slots_used += meta.slots
+        self.pending[meta.kind] += 1
+
+    def pop(self, task: asyncio.Task) -> Task:
+        """The task's bookkeeping, now that it has finished (or been cancelled)."""
+        meta = self.tasks.pop(task)
+        self.slots_used -= meta.slots
+        self.pending[meta.kind] -= 1
+        return meta
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __contains__(self, task: object) -> bool:
+        return task in self.tasks
+
+    def __iter__(self) -> Iterator[asyncio.Task]:
+        return iter(list(self.tasks))
+
+
+class DoneQueue:
+    """`add` is each task's done callback; `wake` lets a waiting `wait` return (a task finished, or the batch broker
+    has news); `wait` returns what finished since the last call, waiting up to `timeout` (None: until one does)."""
+
+    def __init__(self) -> None:
+        self._done: deque[asyncio.Task] = deque()
+        self._wake: asyncio.Future | None = None
+
+    def add(self, task: asyncio.Task) -> None:
+        self._done.append(task)
+        self.wake()
+
+    def wake(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def wait(self, timeout: float | None) -> list[asyncio.Task]:
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            self._wake = wake = loop.create_future()
+            timer = (
+                loop.call_later(timeout, lambda: wake.done() or wake.set_result(None)) if timeout is not None else None
+            )
+            try:
+                await wake
+            finally:
+                self._wake = None
+                if timer is not None:
+                    timer.cancel()
+        done = list(self._done)
+        self._done.clear()
+        return done
+
+
+def run_status(aborted: bool, detached: bool, interrupted: bool, done: bool, stop_reason: str | None) -> str:
+    """aborted, submitted (batches left waiting), interrupted, complete (the stage says `done`), else why the run
+    stopped short (its stop reason; 'exhausted' when it has none)."""
+    if aborted:
+        return "aborted"
+    if detached:
+        return "submitted"
+    if interrupted:
+        return "interrupted"
+    return "complete" if done else (stop_reason or "exhausted")
+
+
+def run_figures(
+    budget_stop: str | None, first_call: Any, retries: dict[str, int], window: dict[str, Any]
+) -> dict[str, Any]:
+    """Retries by reason, the window's figures, for a run the budget stopped what the budget said, and under a cost
+    budget what the first call was reserved at (`first_call`, before any call had answered)."""
+    return {
+        **({"budget_stop": budget_stop} if budget_stop else {}),
+        **({"budget_first_call": first_call} if first_call else {}),
+        "retries": dict(retries),
+        "concurrency": window,
+    }

@@ -27,9 +27,15 @@ back unchanged) gets the same answers, a difference of exactly 0. Cells whose LM
 caches apart (DSPy's cache key ignores api_base).
 
 The experiment reads top-down: its plan (plan.py: resolved once, the split pinned), what it says before
-money is spent (preflight.py), its examples (examples.py), each baseline (baseline.py) and cell (cell.py,
-on budget_left.py's leftovers of the budget, judged by scoring.py), each cell against its baseline (difference.py), and
+money is spent (preflight.py), its examples (examples.py), each baseline (below) and cell (cell.py,
+on budget_left.py's leftovers of the budget, judged by scoring.py), each cell against its baseline (below), and
 what it leaves (outputs.py: the files, MLflow).
+
+A baseline is the uncompiled program of a cell's target, teacher and judge, scored on the test examples once for
+every cell that shares it (`baselines/<key>.json`).
+
+A cell against its baseline is the paired difference on the test examples both were scored on (and the synthesis
+checks' unpaired one), the cell's outcome in a few words, and the champion among the cells.
 """
 
 from __future__ import annotations
@@ -43,12 +49,11 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.local_serving import serving
+from refed_dspy.config import Config
 from refed_dspy.engine.progress import progress_within
-from refed_dspy.experiments.baseline import run_baseline
 from refed_dspy.experiments.budget_left import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.cell import run_cell, unstarted
 from refed_dspy.experiments.config import cell_config, load_experiment
-from refed_dspy.experiments.difference import against_baseline, champion_of, outcome
 from refed_dspy.experiments.examples import experiment_examples
 from refed_dspy.experiments.grid import Cell
 from refed_dspy.experiments.identity import baseline_key
@@ -56,12 +61,20 @@ from refed_dspy.experiments.outputs import log_leaderboard, track, write_outputs
 from refed_dspy.experiments.plan import ExperimentPlan, cache_dir, check_given_lms, plan_experiment
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
 from refed_dspy.experiments.result import ExperimentResult
-from refed_dspy.experiments.stats import detectable_difference, smallest_test
+from refed_dspy.experiments.scoring import score, synthesis_check
+from refed_dspy.experiments.stats import (
+    detectable_difference,
+    paired_difference,
+    significantly_better,
+    smallest_test,
+    unpaired_difference,
+)
+from refed_dspy.optimizers.plan import target_program
 from refed_dspy.optimizers.run import LIBRARY_LOG
 from refed_dspy.runtime.quiet import quieted
 from refed_dspy.runtime.stops import stop_signals
 from refed_dspy.store.cache import shared_cache
-from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import Reference
 from refed_dspy.tracking.experiment_runs import experiment_run
@@ -199,3 +212,79 @@ class _ExperimentRun:
             wall_s=round(time.monotonic() - self.started, 3),
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
+
+
+log = logging.getLogger(__name__)
+
+
+def run_baseline(plan: ExperimentPlan, cfg: Config, key: str, test: list) -> dict[str, Any]:
+    """The uncompiled program of the cell's target (`cfg`'s), judged on the test examples once per baseline key (and,
+    with experiment.synthesize, driving a synthesis run on the test references); what it spends goes into the
+    experiment's spending. Its row (written when done; a baseline the budget stopped says so)."""
+    spend = plan.spend
+    path = plan.out / "baselines" / f"{key}.json"
+    done = read_json(path)
+    if done.get("status") == "done":
+        return done
+    started = time.monotonic()
+    row: dict[str, Any] = {"key": key, "target": cfg.optimize.target, "teacher": cfg.teacher.model}
+    row["judge"] = cfg.judge.model
+    part = f"baseline:{key}"
+    try:
+        scored = score(plan, cfg, target_program(cfg), test, key, f"{part}:test")
+        if plan.check is not None:
+            run_dir = plan.out / "baselines" / f"{key}-synthesis"
+            row["synthesis"] = synthesis_check(plan, cfg, None, run_dir, f"{part}:synthesis")
+    except BudgetStop as err:
+        log.warning("warning: experiment: baseline %s: %s", key, err)
+        return {**row, "status": "budget", "error": str(err), "test_mean": None, "scores": {}, "usage": spend.of(part)}
+    row.update(
+        status="done", test_mean=scored["mean"], **{k: v for k, v in scored.items() if k not in ("mean", "usage")}
+    )
+    row["usage"], row["eval_usage"] = spend.of(part), spend.part(f"{part}:test")
+    row["wall_s"] = round(time.monotonic() - started, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, row)
+    return row
+
+
+def outcome(row: dict[str, Any]) -> str:
+    """A finished cell in a few words: its test score against its baseline, or that it kept it, and its calls."""
+    calls = (row.get("usage") or {}).get("calls", 0)
+    if row.get("kept") == "baseline":
+        return f"kept baseline ({row.get('kept_reason') or 'the optimizer changed nothing'}); {calls} LM calls"
+    d = row.get("difference") or {}
+    versus = f", {d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] against its baseline" if d else ""
+    return f"test score {row.get('test_mean', 0.0):.4f} (0-1){versus}; {calls} LM calls"
+
+
+def against_baseline(row: dict[str, Any], baseline: dict[str, Any], plan: ExperimentPlan) -> dict:
+    """The cell's paired difference to its baseline on the test examples both were scored on, at each cell's level."""
+    level, settings = plan.cell_level, plan.settings
+    if row.get("status") != "done":
+        return {"difference": None}
+    keys = [k for k in row["scores"] if k in baseline["scores"]]
+    if not keys:
+        return {"difference": None}
+    groups = row.get("groups") or {}
+    diff = paired_difference(
+        [row["scores"][k] for k in keys],
+        [baseline["scores"][k] for k in keys],
+        level=level,
+        resamples=settings.resamples,
+        seed=settings.seed,
+        groups=[groups.get(k, k) for k in keys],  # examples of one reference are resampled together
+    )
+    out = {"baseline_mean": baseline["test_mean"], "difference": diff.as_dict()}
+    mine, theirs = (row.get("synthesis") or {}).get("scores"), (baseline.get("synthesis") or {}).get("scores")
+    if mine and theirs:  # different samples on each side: the two runs' means, each resampled on its own
+        syn = unpaired_difference(mine, theirs, level=level, resamples=settings.resamples, seed=settings.seed)
+        out["synthesis_difference"] = syn.as_dict()
+    return out
+
+
+def champion_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The champion: the best on validation among the cells that beat their baseline on the test set, so that its test
+    score is not the maximum of several noisy ones (None: no cell did)."""
+    winners = [r for r in rows if significantly_better(r.get("difference"))]
+    return max(winners, key=lambda r: (r.get("val_after") or 0.0, r["test_mean"]), default=None)

@@ -1,10 +1,17 @@
-"""`refed export RUN_DIR --format F --out PATH`: fine-tuning files, Hugging Face datasets, the hub, a dataset card."""
+"""`refed export RUN_DIR --format F --out PATH`: fine-tuning files, Hugging Face datasets, the hub, a dataset card.
+
+Its --out directory is refused when it names a file or holds what an export did not write; emptied of an
+earlier export's files on --overwrite.
+
+The splits are written in the export's format, with its dataset card, into that directory.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +19,14 @@ from pydantic import Field
 
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
-from refed_dspy.export.card import provenance
-from refed_dspy.export.formats import FORMATS, RESPONSES, to_flat
-from refed_dspy.export.out_dir import _prepare_out, check_out_is_dir
-from refed_dspy.export.write import _write
+from refed_dspy.export.card import dataset_card, provenance
+from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, to_flat
 from refed_dspy.quality.contamination import contamination_of, unremoved_warning
 from refed_dspy.results import Result
-from refed_dspy.store.jsonl import read_jsonl
+from refed_dspy.secrets import mask_value
+from refed_dspy.store.jsonl import read_jsonl, write_jsonl_atomic, write_text_atomic
 from refed_dspy.store.outputs import check_output_dir
-from refed_dspy.store.ownership import owned
+from refed_dspy.store.ownership import is_empty, owned
 from refed_dspy.store.run_config import run_config
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.split import share_note, split_by_reference
@@ -196,3 +202,113 @@ def log_export(
             source = result["out"] or f"hf://datasets/{result['repo_id']}"
             ds = mlflow.data.from_pandas(df, source=source, name=f"{rundir.path.name}-{name}")
             mlflow.log_input(ds, context=f"export/{name}")
+
+
+# names that say "a file": --out is the directory that will hold train.*, validation.* and README.md
+_FILE_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".txt", ".arrow", ".md", ".gz", ".zip"}
+
+
+def check_out_is_dir(out: Path) -> None:
+    """Refuse an --out that names a file (`--out data.jsonl` would make a directory called data.jsonl)."""
+    if out.is_file():
+        raise ConfigError(
+            f"--out {out} is a file; --out is the directory that will hold train/validation files and README.md"
+        )
+    if not out.is_dir() and out.suffix.lower() in _FILE_SUFFIXES:
+        raise ConfigError(
+            f"--out {out} looks like a file name; --out is the directory that will hold train/validation "
+            f"files and README.md (e.g. --out {out.with_suffix('')})"
+        )
+
+
+# what an export writes into --out, for any format: --overwrite removes these and nothing else
+_OUR_FILES = (
+    "README.md",
+    "train.jsonl",
+    "validation.jsonl",
+    "train.parquet",
+    "validation.parquet",
+    "dataset_dict.json",
+)
+
+
+_OUR_DIRS = ("train", "validation")  # save_to_disk's split dirs
+
+
+def _ours(out: Path) -> list[Path]:
+    """The entries of `out` that an export wrote (split dirs only when they hold a saved dataset)."""
+    found = [out / name for name in _OUR_FILES if (out / name).is_file()]
+    found += [out / name for name in _OUR_DIRS if (out / name / "dataset_info.json").is_file()]
+    return found
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    taken = not is_empty(out) if out.is_dir() else out.exists()
+    if taken:
+        if not overwrite:
+            raise RunDirError(f"{out} already exists; choose another --out or pass --overwrite")
+        for path in _ours(out):  # an earlier export's files go; anything else in the dir stays
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"cannot create {out}: {err.strerror or err}") from None
+
+
+def _write(
+    out: Path | None, fmt: str, splits: dict[str, list[dict]], which: str, system: str | None, prov: dict[str, Any]
+) -> tuple[Any, dict[str, str], str]:
+    """Write the splits in `fmt` and the card into `out` (nothing for the hub without --out);
+    returns (the DatasetDict when one was built, {split: file}, the card)."""
+    dd, files = None, {}
+    if fmt in CONVERTERS:
+        for name, rows in splits.items():
+            write_jsonl_atomic(out / f"{name}.jsonl", [CONVERTERS[fmt](s, which, system) for s in rows])
+            files[name] = f"{name}.jsonl"
+    elif fmt == "parquet":
+        dd = _dataset_dict(splits, which, system)
+        with _no_progress_bars():
+            for name, ds in dd.items():
+                ds.to_parquet(str(out / f"{name}.parquet"))
+                files[name] = f"{name}.parquet"
+    else:
+        dd = _dataset_dict(splits, which, system)
+        if out is not None:
+            with _no_progress_bars():
+                dd.save_to_disk(str(out))
+    card = dataset_card(splits, fmt, which, system, prov, files or None)
+    if out is not None:
+        write_text_atomic(out / "README.md", card)
+    return dd, files, card
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """`datasets`' progress bars off for the block (an export of a few thousand rows takes a blink; its bars were the
+    only thing on stderr), and back as they were after it. A user who set HF_DATASETS_DISABLE_PROGRESS_BARS=0 keeps
+    them: `datasets` gives that variable priority and warns when it is overruled."""
+    import datasets
+
+    if not datasets.is_progress_bar_enabled() or datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False:
+        yield
+        return
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
+
+
+def _dataset_dict(splits: dict[str, list[dict]], which: str, system: str | None):
+    import datasets
+
+    return datasets.DatasetDict(  # masked as every file written is (refed_dspy.store.jsonl masks the others)
+        {
+            name: datasets.Dataset.from_list([mask_value(to_flat(s, which, system)) for s in rows])
+            for name, rows in splits.items()
+            if rows
+        }
+    )

@@ -1,20 +1,32 @@
 """What each of the viewer's URLs answers, as functions of its Pages and the request's arguments; view/app.py binds
-them to their URLs. A missing sample, cell or page raises NotFound (the 404 page)."""
+them to their URLs. A missing sample, cell or page raises NotFound (the 404 page).
+
+For the sample page, a sample beside its reference: the sample's instruction and final response next to the
+reference's, each part's closeness to it, and the stretches copied word for word marked on both sides (pure).
+
+For an experiment dir, what `refed view` shows: its cells with their state and scores, and each cell's program (the
+instructions and demos of every predictor), read from the files as they are; nothing is written.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.exceptions import NotFound
 
+from refed_dspy.experiments.page import program_view
+from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.secrets import mask
-from refed_dspy.store.jsonl import json_text
+from refed_dspy.status.experiment import experiment_status
+from refed_dspy.store.jsonl import json_text, read_json
+from refed_dspy.store.records import final_response
+from refed_dspy.text.closeness import closeness, copied_spans
 from refed_dspy.text.diff import changed_share, word_diff
-from refed_dspy.view.beside import beside
-from refed_dspy.view.experiment import cell_program, experiment_cells, program_predictors
 from refed_dspy.view.index import VERDICTS
 from refed_dspy.view.query import filters_from, whole_number
 from refed_dspy.view.render import JSON, Pages, Response, written_page
@@ -165,3 +177,91 @@ def live_figures(pages: Pages) -> Response:
     if found is None:
         raise NotFound()
     return mask(json_text(found.figures())), 200, JSON
+
+
+PARTS = (("instruction", "Instruction"), ("response", "Final response"))
+
+
+def pieces(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """`text` cut into (piece, copied) at `spans` (sorted, not overlapping); the pieces joined are `text`."""
+    out, at = [], 0
+    for start, end in spans:
+        if start > at:
+            out.append((text[at:start], False))
+        out.append((text[start:end], True))
+        at = end
+    if at < len(text):
+        out.append((text[at:], False))
+    return out
+
+
+def beside(sample: dict[str, Any], reference: tuple[str, str], threshold: float, measured: bool) -> dict[str, Any]:
+    """What the page shows of `sample` beside `reference` (instruction, response): per part its title, both texts in
+    pieces (copied runs marked) and, when `measured` (not a method that rewrites its reference), its closeness and
+    whether it reaches `threshold`."""
+    mine = {"instruction": sample.get("instruction") or "", "response": final_response(sample)}
+    theirs = dict(zip(("instruction", "response"), reference, strict=True))
+    parts = []
+    for name, title in PARTS:
+        a, b = mine[name], theirs[name]
+        close = closeness(a, b) if measured else None
+        parts.append(
+            {
+                "name": name,
+                "title": title,
+                "mine": pieces(a, copied_spans(a, b)),
+                "theirs": pieces(b, copied_spans(b, a)),
+                "closeness": close,
+                "is_copy": close is not None and close.value >= threshold,
+            }
+        )
+    return {"measured": measured, "threshold": threshold, "parts": parts}
+
+
+def experiment_cells(path: Path) -> dict[str, Any]:
+    """The experiment's name, state and champion, and its cells (every cell of the grid, one not started too), each
+    with `has_program` when its program file is there to show."""
+    status = experiment_status(path)
+    cells = [
+        {
+            **cell.model_dump(),
+            "cost": _cost(cell.cost_usd, cell.cost_up_to_usd),
+            "has_program": cell_program(path, cell.id) is not None,
+        }
+        for cell in status.cells
+    ]
+    paid = f"{status.calls} paid LM calls" + (
+        f" ({status.lost_in_flight} of them in flight when a part was killed)" if status.lost_in_flight else ""
+    )
+    return {
+        "name": status.name,
+        "state": status.state,
+        "champion": status.champion,
+        "cells": cells,
+        "paid": f"{paid}, {_cost(status.cost_usd, status.cost_up_to_usd)}",
+    }
+
+
+def _cost(cost: float | None, up_to: float | None) -> str:
+    """What calls cost, and up to what when some are of unknown tokens (refed_dspy.ledger.usage.usd_up_to)."""
+    return usd_up_to(cost, up_to - cost if up_to is not None and cost is not None else None)
+
+
+def cell_program(path: Path, cell_id: str) -> Path | None:
+    """The program a cell kept (its cell.json's `program`), when it is a file inside the experiment dir."""
+    if "/" in cell_id or "\\" in cell_id or cell_id in ("", ".", ".."):
+        return None
+    named = read_json(path / "cells" / cell_id / "cell.json").get("program")
+    if not isinstance(named, str):
+        return None
+    program = Path(named).resolve()
+    return program if program.is_file() and program.is_relative_to(path.resolve()) else None
+
+
+def program_predictors(program: Path) -> dict[str, dict[str, Any]]:
+    """Each predictor of a saved program: its instructions and demos (an unreadable file: none)."""
+    try:
+        state = json.loads(program.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return program_view(state) if isinstance(state, dict) else {}

@@ -11,7 +11,7 @@ from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.batch.api import client_for_spec
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.wire import call_url, host_form
-from refed_dspy.tracking.logged_lm import logged_lm
+from refed_dspy.tracking.mlflow_runs import logged_lm
 
 SPELLINGS = ["http://h:8", "http://h:8/", "http://h:8/v1", "http://h:8/v1/", "http://h:8/v1/messages"]
 

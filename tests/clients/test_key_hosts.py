@@ -187,7 +187,7 @@ def test_a_logged_program_loaded_with_another_providers_endpoint_is_refused(monk
     it refuses to bind that key."""
     import pickle
 
-    from refed_dspy.tracking.logged_lm import API_BASE_VAR, logged_lm
+    from refed_dspy.tracking.mlflow_runs import API_BASE_VAR, logged_lm
 
     logged = logged_lm(LMSpec(model="openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY"))
     data = pickle.dumps(logged)

@@ -73,8 +73,8 @@ def test_retries_become_due_after_their_delay_only():
     """The engine's retry queue on a clock of the test's own: work that failed with a 429 becomes due exactly when its
     Retry-After has passed, and after a 5xx, reset or timeout after 0.25-0.75 s for the first retry, 0.5-1.5 s for the
     second (a jittered exponential backoff); the engine starts only what is due."""
+    from refed_dspy.engine.execution import Retries
     from refed_dspy.engine.failures import Failure
-    from refed_dspy.engine.retries import Retries
 
     queue = Retries(max_retries=2, seed=3)
     limited = Failure("rate_limited", "429", retryable=True, retry_after=0.3)

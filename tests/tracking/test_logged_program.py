@@ -24,7 +24,7 @@ from loopback_server import read_log
 
 import refed_dspy
 from refed_dspy.config import load_config
-from refed_dspy.tracking.logged_lm import API_BASE_VAR, LoggedLM, logged_lm
+from refed_dspy.tracking.mlflow_runs import API_BASE_VAR, LoggedLM, logged_lm
 
 INPUTS = {
     "reference_instruction": "Explain photosynthesis.",

@@ -1,6 +1,10 @@
 """The workers of one run on Ray: started and checked before the first paid call, each task sent to the least busy
 one, every call it makes counted on the driver as it happens, a worker lost (as it starts, as it loads, or later) said
-in one line and worked around."""
+in one line and worked around.
+
+The workers are noted in the run dir for `refed status` (`WorkersNote`): written when the run starts, when a worker
+is lost, and when it ends (synthesis: workers.json; judging: judge_workers.json).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from refed_dspy.launch.ray.connect import disconnect
 from refed_dspy.launch.ray.leftovers import forget, record
 from refed_dspy.launch.ray.ready import Waiting, answers, get, where_lost
 from refed_dspy.launch.ray.worker import WorkerInfo
-from refed_dspy.launch.ray.workers_file import WorkersNote
+from refed_dspy.store.jsonl import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -323,3 +327,28 @@ def endpoint_rows(pool: WorkerPool) -> dict[str, dict[str, Any]] | None:
             for name in ("calls", "failures", "taken_out"):
                 out.setdefault(url, {"tasks": 0, "calls": 0, "failures": 0, "taken_out": 0})[name] += row[name]
     return out
+
+
+log = logging.getLogger(__name__)
+
+
+class WorkersNote:
+    """`note()` as often as it likes: the file is rewritten only when the number of live workers changed (or, with
+    `final=True`, always). `pool`: the run's WorkerPool (None: a run here, which removes the file an earlier
+    invocation on Ray left)."""
+
+    def __init__(self, path: Path, pool: Any):
+        self.path, self.pool = path, pool
+        self._alive: int | None = None
+
+    def note(self, final: bool = False) -> None:
+        if self.pool is None:
+            self.path.unlink(missing_ok=True)  # an earlier invocation's, on Ray: not this one's
+            return
+        if self.pool.alive == self._alive and not final:
+            return
+        self._alive = self.pool.alive
+        try:
+            write_json_atomic(self.path, self.pool.cluster_figures())
+        except OSError as err:  # the summary says the same at the end
+            log.warning("cannot write %s: %s", self.path, err.strerror or err)

@@ -1,0 +1,180 @@
+"""What an optimization leaves: what `optimize` returns and optimize_summary.json holds (`OptimizeResult`); the files
+it writes beside program.json: instructions.txt, before_after.md (a few validation examples,
+before and after) and config.toml.
+
+and its MLflow run: its params, its figures as metrics, its files as artifacts and its program as the
+logged model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from refed_dspy.config import Config, LMSpec, TrackingConfig, to_toml
+from refed_dspy.programs.saved import instructions_text
+from refed_dspy.store.jsonl import write_text_atomic
+from refed_dspy.store.records import Reference, final_response
+from refed_dspy.tracking.figures import USAGE_TABLE, usage_figures, usage_table
+from refed_dspy.tracking.mlflow_runs import (
+    KIND_TAG,
+    RUN_DIR_TAG,
+    STEPS_TAG,
+    config_params,
+    connect,
+    log_program,
+)
+from refed_dspy.tracking.traces import dspy_traces
+
+
+@dataclass
+class OptimizeResult:
+    """What `optimize` returns: the compiled program, its scores and where everything went."""
+
+    program: dspy.Module
+    optimizer: str
+    score_before: float
+    score_after: float
+    steps: list[float]
+    out_dir: Path
+    program_path: Path
+    usage: dict[str, Any]
+    n_train: int
+    n_val: int
+    mlflow_run_id: str | None = None
+    model_uri: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the optimization cost in USD, the synthesis of its examples included (None: a price is unknown)."""
+        parts = [self.usage.get("cost_usd"), (self.extra.get("examples_usage") or {}).get("cost_usd", 0.0)]
+        return None if None in parts else sum(parts)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able figures (optimize_summary.json)."""
+        return {
+            "status": "complete",
+            "optimizer": self.optimizer,
+            "score_before": self.score_before,
+            "score_after": self.score_after,
+            "steps": self.steps,
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "out_dir": str(self.out_dir),
+            "program": str(self.program_path),
+            "usage": self.usage,
+            "mlflow_run_id": self.mlflow_run_id,
+            "model_uri": self.model_uri,
+            **self.extra,
+        }
+
+
+def _example_text(ex: Any) -> str:
+    if ex.get("instruction"):
+        return f"**Instruction:** {ex.instruction}"
+    return f"**Reference:** {Reference.coerce(ex.reference).instruction}"
+
+
+def prediction_text(pred: Any) -> str:
+    """What a prediction of any target produced, as text: the final response; the proposed instructions; or the
+    first samples of a pipeline."""
+    if pred is None:
+        return ""
+    if pred.get("instructions") is not None:
+        return "\n".join(f"- ({feature}) {text}" for feature, text in pred.instructions) or "(no instruction)"
+    if pred.get("samples") is not None:
+        return "\n\n".join(f"{s.instruction}\n-> {final_response(s)}" for s in pred.samples[:3]) or "(no sample)"
+    return final_response(pred)
+
+
+def before_after_markdown(before_rows: list, after_rows: list, k: int) -> str:
+    """The first `k` validation examples: their input, what the program made and its score, before and after."""
+
+    def cut(text: str, n: int = 800) -> str:
+        return text if len(text) <= n else text[:n] + " [...]"
+
+    def quoted(pred: Any) -> str:
+        return cut(prediction_text(pred)).replace("\n", "\n> ")
+
+    parts = ["# Before and after optimization (validation examples)\n"]
+    for i, ((ex, p0, s0), (_, p1, s1)) in enumerate(zip(before_rows[:k], after_rows[:k], strict=False), 1):
+        parts.append(
+            f"## Example {i}\n\n{cut(_example_text(ex), 420)}\n\n"
+            f"**Before** (score {s0:.3f}):\n\n> {quoted(p0)}\n\n"
+            f"**After** (score {s1:.3f}):\n\n> {quoted(p1)}\n"
+        )
+    return "\n".join(parts)
+
+
+def write_outputs(out: Path, config: Config, result: dict[str, Any], program_path: Path, shown: int) -> list[Path]:
+    """instructions.txt, before_after.md (`shown` validation examples) and config.toml (the config of record) beside
+    program.json; returns the four paths."""
+
+    files = [program_path, out / "instructions.txt", out / "before_after.md", out / "config.toml"]
+    write_text_atomic(files[1], instructions_text(result["program"]))
+    write_text_atomic(
+        files[2],
+        before_after_markdown(result["before_rows"], result["after_rows"], shown),
+    )
+    write_text_atomic(files[3], to_toml(config))
+    return files
+
+
+@contextlib.contextmanager
+def tracked(tracking: TrackingConfig, record: Config, out: Path, optimizer: str):
+    """An MLflow run for this optimization, with the config of record `record` as its params (or nothing when tracking
+    is off). Traces of its DSPy calls only when tracking.log_traces is on (refed_dspy.tracking.traces: a sample,
+    keys masked); DSPy autologging's compile and eval logging stay off: they log a model per candidate and scores in
+    percent, where this run logs one model and every score on the metric's 0-1 scale."""
+    if not tracking.enabled:
+        yield None
+        return
+    import mlflow
+
+    connect(tracking)
+    with (
+        dspy_traces(tracking),
+        mlflow.start_run(
+            run_name=f"optimize-{optimizer}",
+            tags={KIND_TAG: "optimize", STEPS_TAG: "optimize", RUN_DIR_TAG: str(out.resolve())},
+            nested=mlflow.active_run() is not None,  # a cell of an experiment: a child of its run
+        ) as run,
+    ):
+        mlflow.log_params(config_params(record))
+        yield run
+
+
+def log_result(result: dict[str, Any], summary: dict[str, Any], files: list[Path], teacher: LMSpec) -> str:
+    """The optimization's figures, its files and its program (run with the teacher of record `teacher`) into the
+    active MLflow run; returns the logged model's URI."""
+    import mlflow
+
+    mlflow.log_metrics(
+        {
+            "score_before": result["score_before"],
+            "score_after": result["score_after"],
+            "kept_baseline": float(summary.get("kept") == "baseline"),
+            "wall_s": float(summary.get("wall_s") or 0.0),
+            **usage_figures(summary["usage"]),
+            "examples_calls": float(summary.get("examples_usage", {}).get("calls", 0)),
+        }
+    )
+    mlflow.log_table(usage_table(summary["usage"]), USAGE_TABLE)
+    for step, score in enumerate(result["steps"]):
+        mlflow.log_metric("step_score", score, step=step)
+    for p in files:
+        mlflow.log_artifact(str(p))
+    example = next(((ex, pred) for ex, pred, _ in result["before_rows"] if pred is not None), None)
+    return log_program(result["program"], teacher, example=example)
+
+
+def log_summary(path: Path) -> None:
+    """optimize_summary.json, written once the run's figures are logged, as an artifact of the active run."""
+    import mlflow
+
+    mlflow.log_artifact(str(path))
