@@ -10,7 +10,27 @@ from refed_dspy.signatures.reflect_instruction import ReflectInstruction
 from refed_dspy.signatures.reflect_response import ReflectResponse
 from refed_dspy.signatures.synthesize_instructions import SynthesizeInstructions
 
+# the field names of every signature above: an instruction a unit writes that is one of them (`New Instructions`) is a
+# field name echoed, not an instruction (refed_dspy.adapters.degenerate.junk_reason)
+FIELD_NAMES = frozenset(
+    name
+    for sig in (
+        CritiqueResponse,
+        DescribeInstruction,
+        GenerateResponse,
+        ImproveResponse,
+        CompareResponses,
+        ScoreResponse,
+        RateInstruction,
+        ReflectInstruction,
+        ReflectResponse,
+        SynthesizeInstructions,
+    )
+    for name in (*sig.input_fields, *sig.output_fields)
+)
+
 __all__ = [
+    "FIELD_NAMES",
     "Analysis",
     "CompareResponses",
     "CritiqueResponse",

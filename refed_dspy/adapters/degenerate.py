@@ -47,13 +47,21 @@ COPY_WORDS = 8
 
 # tags, a tag cut off at the end, and character entities: what markup alone is made of
 _MARKUP = re.compile(r"<[^<>]*>?|&#?\w+;")
-_ENUMERATORS = re.compile(r"(?:\s*\d{1,3}[.)])+\s*")
+_ENUMERATORS = re.compile(r"(?:\s*(?:\d{1,3}[.)]|#\d{1,3}[.,;]?))+\s*")  # "1. 2.", "#1, #2, #3"
 _NAME_QUOTES = "\"'`*:"
 _WORDS = re.compile(r"\w+")
 # a name of at most three words between marker characters on both sides, with a `#` or braces among them: a field's
 # marker echoed under whatever name the model made of it (`### Feature description##`, `[## example_example## ]`,
 # `{message}`); "C#", "**Paris**" and "# Introduction" are not wrapped so
-_WRAPPED = re.compile(r"(?P<left>[\s#\[\]{}<>*`:|=-]*)(?P<inner>[^\W\d_][\w ]{0,60}?)(?P<right>[\s#\[\]{}<>*`:|=-]*)")
+_WRAPPED = re.compile(
+    r"(?P<left>[\s#\[\]{}<>*`:|=,;.'\"-]*)(?P<inner>[^\W\d_][\w ]{0,60}?)(?P<right>[\s#\[\]{}<>*`:|=,;.'\"-]*)"
+)
+# a template's or a marker's group: `{name}`, `{% name %}`, `{#}`, `[#]`, `[2]`, `[field_name]`; nested ones (`{[2]}`,
+# `{{{name}}}`) go from the inside out. Square brackets around a plain word (`[Paris]`) are text, not a marker
+_BRACED = re.compile(r"\{[^{}\[\]]*\}")
+_BRACKETED = re.compile(r"\[[^\[\]{}]*\]")
+_MARKER_INSIDE = re.compile(r"[\s%#'\"`:.,]*(?:[^\W\d][\w-]*(?:\s+[^\W\d][\w-]*){0,2})?[\s%#'\"`:.,]*")
+_SNAKE = re.compile(r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b|#\d*")
 # a field name with no value after it: `relevant_skills: None`
 _NAME_NO_VALUE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+\s*[:=]\s*(?:none|null|n/?a|empty|\"\"|''|\[\]|\{\})?", re.I)
 # scripts written without spaces between words: one "word" there may be a whole instruction
@@ -97,13 +105,41 @@ def junk_reason(text: str, names: Iterable[str] = (), instruction: bool = False)
         return f"is list markers alone ({_short(t)})"
     if not _has_content(_MARKUP.sub(" ", t)):
         return f"is markup alone ({_short(t)})"
-    if t.strip(_NAME_QUOTES) in set(names) or _NAME_NO_VALUE.fullmatch(t):
+    if _as_name(t) in set(names) or _NAME_NO_VALUE.fullmatch(t):
         return f"is a field name ({_short(t)}), not a value"
     if _is_wrapped_name(t):
         return f"is a field's marker ({_short(t)}), not a value"
+    if _markers_alone(t):
+        return f"is placeholders or markers alone ({_short(t)})"
     if instruction and (len(t.split()) == 1 or len(_WORDS.findall(t)) == 1) and not _UNSPACED.search(t):
         return f"is a single word ({_short(t)}), not an instruction"
     return None
+
+
+def _as_name(text: str) -> str:
+    """`text` read as a field name: its markers and quotes dropped, its words joined by underscores, in lower case
+    (`New Instructions` and `### feature name##` read as new_instructions and feature_name)."""
+    bare = text.strip(_NAME_QUOTES + "#[]{}<>,;. ")
+    return "_".join(bare.split()).lower() if len(bare.split()) <= 3 else bare
+
+
+def _markers_alone(text: str) -> bool:
+    """Whether `text` is nothing but template or marker groups (`{{output}}},`, `{[2]} {[6]} [11]`,
+    `{{{original_strengths}}} {{{improvement_opportunities}}}`), field names and `#` marks, with punctuation."""
+    groups = 0
+    while True:
+        rest = _BRACED.sub(lambda m: " " if _MARKER_INSIDE.fullmatch(m.group()[1:-1]) else m.group(), text)
+        rest = _BRACKETED.sub(lambda m: " " if _bracket_marker(m.group()[1:-1]) else m.group(), rest)
+        if rest == text:
+            break
+        groups, text = groups + 1, rest
+    return groups > 0 and not _has_content(_SNAKE.sub(" ", text))
+
+
+def _bracket_marker(inside: str) -> bool:
+    """Square brackets hold a marker when what is inside is nothing, `#`, a number or a snake_case name."""
+    bare = inside.strip(" #%'\"`:.,")
+    return not bare or bare.isdigit() or ("#" in inside or "_" in bare) and _MARKER_INSIDE.fullmatch(inside) is not None
 
 
 def _is_wrapped_name(text: str) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from refed_dspy.adapters.degenerate import junk_reason
 from refed_dspy.engine.execution import Engine
 from refed_dspy.methods import Method, SynthesisSettings
+from refed_dspy.signatures import FIELD_NAMES
 from refed_dspy.store.records import Reference, ReferenceFeedback, content_id
 from refed_dspy.store.rundir import ResumeState
 from refed_dspy.synthesis.units import Item, Unit, unit_order
@@ -234,7 +235,7 @@ class NextWork:
         uid = unit.id(self.refs[unit.ref_index])
         kept, dropped = [], []
         for text in texts:
-            junk = junk_reason(text, instruction=True)
+            junk = junk_reason(text, FIELD_NAMES, instruction=True)
             if junk is not None:
                 dropped.append((text, "degenerate", f"the instruction {junk}"))
                 self.watch.note(False)

@@ -24,6 +24,7 @@ from refed_dspy.config import load_config
 from refed_dspy.engine.failures import classify
 from refed_dspy.programs import PointwiseJudge
 from refed_dspy.signatures import (
+    FIELD_NAMES,
     CompareResponses,
     GenerateResponse,
     ImproveResponse,
@@ -220,6 +221,13 @@ JUNK = {
     "a field's marker under another name": ("### Feature description##", "is a field's marker"),
     "a placeholder in markers": ("[## example_example## ]", "is a field's marker"),
     "a field name with no value": ("relevant_skills: None", "is a field name"),
+    # and in the next run (at c3dc152), in 5 of 20 samples: a placeholder, markers and field names, list markers with
+    # `#`, field names in braces, bracketed numbers
+    "a placeholder with punctuation": ("{{output}}},", "is a field's marker"),
+    "markers and field names": ("{#} [#] {#} #[{% restructure %}] {% improvement_opportunities}", "is placeholders"),
+    "list markers with #": ("#1,  #2,  #3,  #4,  #5", "is list markers alone"),
+    "field names in braces": ("{{{original_strengths}}} {{{improvement_opportunities}}}", "is placeholders"),
+    "bracketed numbers": ("{[2]} {[6]} {[10]} [11]", "is placeholders"),
 }
 
 
@@ -236,7 +244,9 @@ def test_junk_responses_are_repaired_once_then_rejected_in_every_adapter(mode, k
 
 
 @pytest.mark.parametrize(
-    "text", ["Paris", "4", "4.", "Yes.", "∞", "<b>Paris</b>", "3 < 5", "1. Mix. 2. Bake.", "C#", "**Paris**", "[Paris]"]
+    "text",
+    ["Paris", "4", "4.", "Yes.", "∞", "<b>Paris</b>", "3 < 5", "1. Mix. 2. Bake.", "C#", "**Paris**", "[Paris]"]
+    + ["Paris [1]", "[1, 2, 3]", "{1, 2}", "1, 2", "Use {name} here"],
 )
 def test_rightly_short_answers_are_not_junk(text):
     assert junk_reason(text, ["response", "instruction"]) is None
@@ -259,6 +269,9 @@ def test_an_instruction_output_is_junk_as_a_single_word_and_its_type_says_which_
     assert junk_reason("What is 2 + 2?", instruction=True) is None
     assert junk_reason("解释潮汐是怎样形成的", instruction=True) is None
     assert junk_reason("Explain tides.", instruction=True) is None
+    # a field name of ours written as words (SmolLM2 at c3dc152), as a unit's instructions are checked
+    assert junk_reason("New Instructions", FIELD_NAMES, instruction=True) is not None
+    assert junk_reason("Explain new instructions.", FIELD_NAMES, instruction=True) is None
 
 
 def read_jsonl(path) -> list[dict]:
