@@ -50,9 +50,9 @@ _MARKUP = re.compile(r"<[^<>]*>?|&#?\w+;")
 _ENUMERATORS = re.compile(r"(?:\s*(?:\d{1,3}[.)]|#\d{1,3}[.,;]?))+\s*")  # "1. 2.", "#1, #2, #3"
 _NAME_QUOTES = "\"'`*:"
 _WORDS = re.compile(r"\w+")
-# a name of at most three words between marker characters on both sides, with a `#` or braces among them: a field's
-# marker echoed under whatever name the model made of it (`### Feature description##`, `[## example_example## ]`,
-# `{message}`); "C#", "**Paris**" and "# Introduction" are not wrapped so
+# a name of at most three words between marker characters on both sides, a `#` on each side or braces around it: a
+# field's marker echoed under whatever name the model made of it (`### Feature description##`, `[## example_example## ]`,
+# `{message}`); "C#", "#MeToo.", "**Paris**" and "# Introduction" are not wrapped so
 _WRAPPED = re.compile(
     r"(?P<left>[\s#\[\]{}<>*`:|=,;.'\"-]*)(?P<inner>[^\W\d_][\w ]{0,60}?)(?P<right>[\s#\[\]{}<>*`:|=,;.'\"-]*)"
 )
@@ -143,12 +143,11 @@ def _bracket_marker(inside: str) -> bool:
 
 
 def _is_wrapped_name(text: str) -> bool:
-    """Whether `text` is a name of at most three words between marker characters, a `#` or braces among them."""
+    """Whether `text` is a name of at most three words between marker characters, a `#` on each side or braces."""
     m = _WRAPPED.fullmatch(text)
     if m is None or len(m["inner"].split()) > 3 or not (m["left"].strip() and m["right"].strip()):
         return False
-    marks = m["left"] + m["right"]
-    return "#" in marks or ("{" in m["left"] and "}" in m["right"])
+    return ("#" in m["left"] and "#" in m["right"]) or ("{" in m["left"] and "}" in m["right"])
 
 
 def instructs(signature: type[dspy.Signature], name: str) -> bool:

@@ -246,7 +246,7 @@ def test_junk_responses_are_repaired_once_then_rejected_in_every_adapter(mode, k
 @pytest.mark.parametrize(
     "text",
     ["Paris", "4", "4.", "Yes.", "∞", "<b>Paris</b>", "3 < 5", "1. Mix. 2. Bake.", "C#", "**Paris**", "[Paris]"]
-    + ["Paris [1]", "[1, 2, 3]", "{1, 2}", "1, 2", "Use {name} here"],
+    + ["Paris [1]", "[1, 2, 3]", "{1, 2}", "1, 2", "Use {name} here", "#MeToo."],
 )
 def test_rightly_short_answers_are_not_junk(text):
     assert junk_reason(text, ["response", "instruction"]) is None
