@@ -10,8 +10,6 @@ from refed_dspy.signatures.reflect_instruction import ReflectInstruction
 from refed_dspy.signatures.reflect_response import ReflectResponse
 from refed_dspy.signatures.synthesize_instructions import SynthesizeInstructions
 
-# the field names of every signature above: an instruction a unit writes that is one of them (`New Instructions`) is a
-# field name echoed, not an instruction (refed_dspy.adapters.degenerate.junk_reason)
 FIELD_NAMES = frozenset(
     name
     for sig in (
@@ -28,6 +26,8 @@ FIELD_NAMES = frozenset(
     )
     for name in (*sig.input_fields, *sig.output_fields)
 )
+"""The field names of every signature above. An instruction a unit writes that reads as one of them (`New Instructions`)
+is a field name echoed, not an instruction: `refed_dspy.adapters.junk_reason` drops it."""
 
 __all__ = [
     "FIELD_NAMES",
