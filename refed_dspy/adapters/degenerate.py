@@ -128,12 +128,17 @@ def _markers_alone(text: str) -> bool:
     `{{{original_strengths}}} {{{improvement_opportunities}}}`), field names and `#` marks, with punctuation."""
     groups = 0
     while True:
-        rest = _BRACED.sub(lambda m: " " if _MARKER_INSIDE.fullmatch(m.group()[1:-1]) else m.group(), text)
+        rest = _BRACED.sub(lambda m: " " if _brace_marker(m.group()[1:-1]) else m.group(), text)
         rest = _BRACKETED.sub(lambda m: " " if _bracket_marker(m.group()[1:-1]) else m.group(), rest)
         if rest == text:
             break
         groups, text = groups + 1, rest
     return groups > 0 and not _has_content(_SNAKE.sub(" ", text))
+
+
+def _brace_marker(inside: str) -> bool:
+    """Braces hold a marker when what is inside is a template tag (`{% include x.y %}`) or at most three words."""
+    return (inside.startswith("%") and inside.endswith("%")) or _MARKER_INSIDE.fullmatch(inside) is not None
 
 
 def _bracket_marker(inside: str) -> bool:

@@ -228,6 +228,8 @@ JUNK = {
     "list markers with #": ("#1,  #2,  #3,  #4,  #5", "is list markers alone"),
     "field names in braces": ("{{{original_strengths}}} {{{improvement_opportunities}}}", "is placeholders"),
     "bracketed numbers": ("{[2]} {[6]} {[10]} [11]", "is placeholders"),
+    # and in the next (at 3915a69): a template tag alone, whatever it names
+    "a template tag": ("{% include @nflg.jsonp.include_script_name %}", "is placeholders"),
 }
 
 
