@@ -48,6 +48,8 @@ COPY_WORDS = 8
 # tags, a tag cut off at the end, and character entities: what markup alone is made of
 _MARKUP = re.compile(r"<[^<>]*>?|&#?\w+;")
 _ENUMERATORS = re.compile(r"(?:\s*(?:\d{1,3}[.)]|#\d{1,3}[.,;]?))+\s*")  # "1. 2.", "#1, #2, #3"
+_NUMBERING = re.compile(r"\(\d{1,3}\)|\b\d{1,3}[.)]|#\d{1,3}\b")  # "(1)", "2.", "3)", "#4"
+_TEMPLATE_SIGN = re.compile(r"[#\[\]{}<>*|]|[A-Za-z0-9]_[A-Za-z0-9]")  # a marker character, or a snake_case name
 _NAME_QUOTES = "\"'`*:"
 _WORDS = re.compile(r"\w+")
 # a name of at most three words between marker characters on both sides, a `#` on each side or braces around it: a
@@ -109,6 +111,8 @@ def junk_reason(text: str, names: Iterable[str] = (), instruction: bool = False)
         return f"is a field name ({_short(t)}), not a value"
     if _is_wrapped_name(t):
         return f"is a field's marker ({_short(t)}), not a value"
+    if _names_and_markers_alone(t, names):
+        return f"is field names and markers alone ({_short(t)}), not a value"
     if _markers_alone(t):
         return f"is placeholders or markers alone ({_short(t)})"
     if instruction and (len(t.split()) == 1 or len(_WORDS.findall(t)) == 1) and not _UNSPACED.search(t):
@@ -121,6 +125,26 @@ def _as_name(text: str) -> str:
     (`New Instructions` and `### feature name##` read as new_instructions and feature_name)."""
     bare = text.strip(_NAME_QUOTES + "#[]{}<>,;. ")
     return "_".join(bare.split()).lower() if len(bare.split()) <= 3 else bare
+
+
+def _names_and_markers_alone(text: str, names: Iterable[str]) -> bool:
+    """Whether `text` is field names of `names` (snake_case or in words) with marker characters and numbering, and
+    nothing else (`#[feature_name] (1)`, `## feature_description ## [relevant_skills] (2)`): a template's shape, so it
+    takes a marker character or a snake_case name for one ("Feedback, analysis" is words)."""
+    pattern = _names_pattern(tuple(sorted(set(names))))
+    if pattern is None or not _TEMPLATE_SIGN.search(text):
+        return False
+    rest, found = pattern.subn(" ", text)
+    return found > 0 and not _has_content(_NUMBERING.sub(" ", rest))
+
+
+@functools.lru_cache(maxsize=64)
+def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Any of `names`, a whole word, its underscores written as underscores or spaces, in any case."""
+    if not names:
+        return None
+    alt = "|".join(re.escape(n).replace("_", "[_ ]") for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<![^\W_])(?:{alt})(?![^\W_])", re.IGNORECASE)
 
 
 def _markers_alone(text: str) -> bool:

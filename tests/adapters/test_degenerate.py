@@ -230,6 +230,8 @@ JUNK = {
     "bracketed numbers": ("{[2]} {[6]} {[10]} [11]", "is placeholders"),
     # and in the next (at 3915a69): a template tag alone, whatever it names
     "a template tag": ("{% include @nflg.jsonp.include_script_name %}", "is placeholders"),
+    # and in the next (at b115e40), as instructions: field names in markers, numbered
+    "field names in markers, numbered": ("## instruction ## [response] (2)", "is field names and markers alone"),
 }
 
 
@@ -274,6 +276,11 @@ def test_an_instruction_output_is_junk_as_a_single_word_and_its_type_says_which_
     # a field name of ours written as words (SmolLM2 at c3dc152), as a unit's instructions are checked
     assert junk_reason("New Instructions", FIELD_NAMES, instruction=True) is not None
     assert junk_reason("Explain new instructions.", FIELD_NAMES, instruction=True) is None
+    # field names in markers with numbering (SmolLM2 at b115e40, 2 of 20 samples); names in a sentence are words
+    assert junk_reason("#[feature_name] (1)", FIELD_NAMES, instruction=True) is not None
+    assert junk_reason("## feature_description ## [relevant_skills] (2)", FIELD_NAMES, instruction=True) is not None
+    for text in ("Explain the feature_name field (1)", "Compare response_a vs response_b.", "Feedback, analysis"):
+        assert junk_reason(text, FIELD_NAMES, instruction=True) is None, text
 
 
 def read_jsonl(path) -> list[dict]:
