@@ -25,7 +25,7 @@ from refed_dspy.tracking.mlflow_runs import (
     RUN_DIR_TAG,
     STEPS_TAG,
     config_params,
-    connect,
+    connected,
     log_program,
 )
 from refed_dspy.tracking.traces import dspy_traces
@@ -136,8 +136,8 @@ def tracked(tracking: TrackingConfig, record: Config, out: Path, optimizer: str)
         return
     import mlflow
 
-    connect(tracking)
     with (
+        connected(tracking),
         dspy_traces(tracking),
         mlflow.start_run(
             run_name=f"optimize-{optimizer}",

@@ -154,7 +154,7 @@ class _ExperimentRun:
                 track(result, champion, plan.settings, parent)
         paths = write_outputs(result, plan.base)
         if result.mlflow_run_id:
-            log_leaderboard(result.mlflow_run_id, paths)
+            log_leaderboard(plan.base_config.tracking.mlflow_uri, result.mlflow_run_id, paths)
         return result
 
     def _cell(self, i: int, cell: Cell) -> dict[str, Any]:

@@ -90,11 +90,13 @@ def track(result: ExperimentResult, champion: dict | None, settings: ExperimentS
         )
 
 
-def log_leaderboard(run_id: str, paths: list[Path]) -> None:
+def log_leaderboard(tracking_uri: str, run_id: str, paths: list[Path]) -> None:
+    """The experiment's files into its parent run, in the store at `tracking_uri` (after its run's block: the process's
+    MLflow is the caller's again); a failure is a warning."""
     try:
         from mlflow import MlflowClient
 
         for path in paths:
-            MlflowClient().log_artifact(run_id, str(path))
+            MlflowClient(tracking_uri).log_artifact(run_id, str(path))
     except Exception as err:  # noqa: BLE001 - the files are written
         log.warning("warning: MLflow: the leaderboard was not logged (%s: %s)", type(err).__name__, first_line(err))

@@ -48,19 +48,52 @@ _PARAM_MAX = 6000
 log = logging.getLogger(__name__)
 
 
-def connect(tracking: TrackingConfig):
-    """Point MLflow at the [tracking] URI and experiment, with every trace span masked before it is exported
-    (`mask_span`); returns the experiment. ConfigError, in one line with the fix, for a store MLflow would refuse (a
-    file store without MLFLOW_ALLOW_FILE_STORE=true), before MLflow is asked."""
+@contextlib.contextmanager
+def connected(tracking: TrackingConfig) -> Iterator[Any]:
+    """MLflow pointed at the [tracking] URI and experiment for the block, with every trace span masked before it is
+    exported (`mask_span`, after the span processors the process had); yields the experiment. After the block the
+    process's tracking URI, active experiment (and its MLFLOW_EXPERIMENT_ID) and span processors are as they were: a
+    library call with tracking on leaves its caller's MLflow where it was, and a later `mlflow.start_run()` of theirs
+    goes to their store and experiment. ConfigError, in one line with the fix, for a store MLflow would refuse (a file
+    store without MLFLOW_ALLOW_FILE_STORE=true), before MLflow is asked."""
     if tracking.store_problem:
         raise ConfigError(f"tracking: {tracking.store_problem}")
     set_telemetry(tracking.telemetry)
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.mlflow_uri)
-    experiment = mlflow.set_experiment(tracking.experiment)
-    mlflow.tracing.configure(span_processors=[mask_span])  # after the URI: setting one makes the tracer anew
-    return experiment
+    with _caller_mlflow_kept(mlflow) as theirs:
+        mlflow.set_tracking_uri(tracking.mlflow_uri)  # a new URI makes the tracer anew, with no span processor
+        experiment = mlflow.set_experiment(tracking.experiment)
+        mlflow.tracing.configure(span_processors=[*theirs, mask_span])
+        yield experiment
+
+
+@contextlib.contextmanager
+def _caller_mlflow_kept(mlflow: Any) -> Iterator[list[Any]]:
+    """The process's MLflow tracking URI, active experiment (MLflow's own global and the variable it sets for
+    subprocesses) and span processors (yielded; other than ours) restored after the block. MLflow has no public way to
+    unset an active experiment: its module global is read and set back, where this MLflow has it."""
+    from mlflow.tracing.config import get_config
+    from mlflow.tracking import fluent
+
+    uri = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    experiment_id, variable = getattr(fluent, "_active_experiment_id", None), os.environ.get(_EXPERIMENT_VAR)
+    processors = list(get_config().span_processors)
+    try:
+        yield [p for p in processors if p is not mask_span]
+    finally:
+        if mlflow.get_tracking_uri() != uri:
+            mlflow.set_tracking_uri(uri)  # which drops the span processors: they are set again below
+        mlflow.tracing.configure(span_processors=processors)
+        if hasattr(fluent, "_active_experiment_id"):
+            fluent._active_experiment_id = experiment_id
+        if variable is None:
+            os.environ.pop(_EXPERIMENT_VAR, None)
+        else:
+            os.environ[_EXPERIMENT_VAR] = variable
+
+
+_EXPERIMENT_VAR = "MLFLOW_EXPERIMENT_ID"  # what mlflow.set_experiment sets for subprocesses
 
 
 _SPAN_IO = ("mlflow.spanInputs", "mlflow.spanOutputs")  # the attributes a span's inputs and outputs are kept in
@@ -87,21 +120,20 @@ def mlflow_run(config: Config, run_dir: str | Path, anywhere: bool = False) -> I
     experiment, not only the config's (an experiment dir whose runs an earlier version filed under another)."""
     import mlflow
 
-    experiment = connect(config.tracking)
-    path = str(Path(run_dir).resolve())
-    where = f"tags.`{RUN_DIR_TAG}` = '{path}'"
-    found = mlflow.search_runs(
-        experiment_ids=[experiment.experiment_id], output_format="list", max_results=1, filter_string=where
-    )
-    if not found and anywhere:
+    with connected(config.tracking) as experiment:
+        path = str(Path(run_dir).resolve())
+        where = f"tags.`{RUN_DIR_TAG}` = '{path}'"
         found = mlflow.search_runs(
-            search_all_experiments=True, output_format="list", max_results=1, filter_string=where
+            experiment_ids=[experiment.experiment_id], output_format="list", max_results=1, filter_string=where
         )
-    run_id = found[0].info.run_id if found else None
-    with mlflow.start_run(
-        run_id=run_id, run_name=None if run_id else Path(path).name, tags=None if run_id else {RUN_DIR_TAG: path}
-    ) as run:
-        yield run
+        if not found and anywhere:
+            found = mlflow.search_runs(
+                search_all_experiments=True, output_format="list", max_results=1, filter_string=where
+            )
+        run_id = found[0].info.run_id if found else None
+        tags = None if run_id else {RUN_DIR_TAG: path}
+        with mlflow.start_run(run_id=run_id, run_name=None if run_id else Path(path).name, tags=tags) as run:
+            yield run
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ there too, which copy it) are traced.
 Sampled: `tracking.trace_sample_ratio` of the traces are kept, each trace being one call of a program's module (a piece
 of a run's work, an example an optimizer runs) with its LM calls inside (MLflow's own sampler, which reads
 MLFLOW_TRACE_SAMPLING_RATIO as it makes its tracer at the block's first span; a ratio the user set there is theirs).
-Masked: the span processor `connect` installs masks every key the process holds in a span's inputs, outputs and
+Masked: the span processor `connected` installs masks every key the process holds in a span's inputs, outputs and
 attributes (refed_dspy.tracking.mlflow_runs.mask_span). A run on Ray makes its calls on the workers, which trace
 nothing.
 """
@@ -26,7 +26,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.config import Config, TrackingConfig
-from refed_dspy.tracking.mlflow_runs import connect, mlflow_run
+from refed_dspy.tracking.mlflow_runs import connected, mlflow_run
 
 SAMPLING = "MLFLOW_TRACE_SAMPLING_RATIO"
 
@@ -41,8 +41,8 @@ def dspy_traces(tracking: TrackingConfig) -> Iterator[bool]:
     import mlflow
     from mlflow.dspy.callback import MlflowCallback
 
-    with _sampled(tracking.trace_sample_ratio):
-        connect(tracking)  # makes MLflow's tracer anew: made at the first span, with the ratio then set
+    # connecting makes MLflow's tracer anew: made at the first span, with the ratio then set
+    with _sampled(tracking.trace_sample_ratio), connected(tracking):
         ours = [c for c in dspy.settings.get("callbacks") or [] if not isinstance(c, MlflowCallback)]
         try:
             with dspy.context(callbacks=[*ours, MlflowCallback()], track_usage=True):

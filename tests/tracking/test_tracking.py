@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -84,6 +85,47 @@ def test_synthesize_judge_and_compare_are_tracked(server_factory, tmp_path, monk
     }
 
 
+def test_a_tracked_call_leaves_the_caller_s_mlflow_where_it_was(server_factory, tmp_path, monkeypatch):
+    """A Python caller with an MLflow of its own (its store, its experiment, a span processor) calls synthesize with
+    tracking and traces on, into refed's store: afterwards its tracking URI, active experiment, MLFLOW_EXPERIMENT_ID
+    and span processors are its own again, and its next run goes to its own experiment (a CI run's later test started a
+    run in the experiment id an earlier test's refed store had left active, in a store that had none)."""
+    from mlflow.tracing.config import get_config
+    from mlflow.tracking import fluent
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)
+    saved_env = {v: os.environ.pop(v, None) for v in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI")}
+    theirs, uri_before = f"sqlite:///{tmp_path / 'theirs.db'}", mlflow.get_tracking_uri()
+
+    def their_processor(span):
+        span.set_attribute("theirs", True)
+
+    try:
+        mlflow.set_tracking_uri(theirs)
+        mlflow.set_experiment("another")
+        mine = mlflow.set_experiment("mine")  # id 2 in their store; refed's experiment is id 1 in its own
+        with mlflow.tracing.configure(span_processors=[their_processor]):
+            srv = server_factory()
+            synthesize(load_config(None, tracked(srv, tmp_path, tmp_path / "run", 3) + ["tracking.log_traces=true"]))
+            assert mlflow.get_tracking_uri() == theirs
+            assert os.environ.get("MLFLOW_EXPERIMENT_ID") == mine.experiment_id
+            assert get_config().span_processors == [their_processor]
+            with mlflow.start_run() as run:
+                pass
+        assert run.info.experiment_id == mine.experiment_id
+        assert mlflow.MlflowClient(theirs).get_run(run.info.run_id).info.experiment_id == mine.experiment_id
+        _, ours = run_of(tmp_path, tmp_path / "run")  # and refed's run went to refed's store
+        assert ours.data.metrics["samples"] == 3
+    finally:
+        mlflow.set_tracking_uri(uri_before)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def test_tracking_off_writes_no_store(server_factory, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     srv = server_factory()
@@ -97,7 +139,6 @@ def test_unreachable_tracking_server_keeps_the_run(server_factory, tmp_path, cap
         "tracking.enabled=true",
         "tracking.mlflow_uri='http://127.0.0.1:9'",
     ]
-    import os
 
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     try:
@@ -194,16 +235,18 @@ def test_a_planted_api_key_reaches_no_file_and_no_mlflow_store(server_factory, t
 
 
 def test_a_trace_span_is_stored_masked(tmp_path, monkeypatch):
-    """Every trace span MLflow exports from a process connected by refed (`connect`) is masked first: a span whose
+    """Every trace span MLflow exports from a process connected by refed (`connected`) is masked first: a span whose
     inputs, outputs and attributes quote the key (an LM call traced by DSPy's autologging, a gateway's answer that
     echoes the request) is stored with the key masked, and the store holds no copy of it."""
     from refed_dspy.config.run import TrackingConfig
-    from refed_dspy.tracking.mlflow_runs import connect
+    from refed_dspy.tracking.mlflow_runs import connected
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REFED_PLANTED_KEY", PLANTED)
-    experiment = connect(TrackingConfig(enabled=True, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
-    with mlflow.start_span("lm-call") as span:
+    with (
+        connected(TrackingConfig(enabled=True, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")) as experiment,
+        mlflow.start_span("lm-call") as span,
+    ):
         span.set_inputs({"headers": {"Authorization": f"Bearer {PLANTED}"}})
         span.set_outputs(f"the gateway says: request header authorization: Bearer {PLANTED}")
         span.set_attribute("raw", {"echo": PLANTED})
@@ -219,7 +262,6 @@ def test_nothing_leaves_the_machine_with_tracking_on(server_factory, tmp_path):
     (here all on loopback): no telemetry to MLflow's or Hugging Face's servers. The commands run as on a user's
     machine, without the test and CI markers that make MLflow keep quiet by itself, and linger at exit so that
     background senders get their chance."""
-    import os
     import subprocess
     import sys
 
@@ -273,7 +315,6 @@ def test_telemetry_opt_out_never_overrides_the_user(monkeypatch):
     monkeypatch.setenv("DO_NOT_TRACK", "false")  # the user's own choice stays
     monkeypatch.setattr(telemetry, "_ours", set())
     telemetry.set_telemetry()
-    import os
 
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and os.environ["DO_NOT_TRACK"] == "false"
     telemetry.set_telemetry(opt_in=True)
