@@ -236,6 +236,9 @@ class ServerConfig:
     sticky_length: float = 0.0
     sticky_malformed: float = 0.0
     sticky_refusal: float = 0.0
+    # a request whose prompt (all its messages) holds every string of one of these groups is refused as sticky_refusal's
+    # are: a fault aimed at some of a run's work (a teacher that will not write on one reference's topic)
+    refuse_when: list = field(default_factory=list)
     sticky_filter400: float = 0.0
     sticky_missing: float = 0.0  # the last output field is left out
     sticky_wrongtype: float = 0.0  # every structured (list, number, enum) field holds prose
@@ -312,6 +315,14 @@ def _echo_into(content: str, text: str) -> str:
             obj[first] += text
             return json.dumps(obj)
     return content + text
+
+
+def _aimed_at(messages: list[dict], groups: list) -> bool:
+    """Whether the prompt holds every string of one of `groups`."""
+    if not groups:
+        return False
+    prompt = "\n".join(_text_of(m.get("content")) for m in messages)
+    return any(all(part in prompt for part in group) for group in groups)
 
 
 def _unit(key: str, salt: str) -> float:
@@ -1016,7 +1027,7 @@ class _Handler(BaseHTTPRequestHandler):
         json_mode = "response_format" in req or "Respond with a JSON object" in user or bool(template_schema(user))
         finish = "stop"
         fault = None
-        if _unit(key, "refusal") < cfg.sticky_refusal:
+        if _unit(key, "refusal") < cfg.sticky_refusal or _aimed_at(messages, cfg.refuse_when):
             content, finish, fault = None, "content_filter", "refusal"
         else:
             bad_scores = _unit(key, "scores") < cfg.sticky_bad_scores or bool(

@@ -497,6 +497,39 @@ def test_an_exhausted_examples_synthesis_is_used_as_it_is(server_factory, tmp_pa
     assert result["cells"][0]["status"] == "done"
 
 
+def test_an_examples_synthesis_that_leaves_a_side_without_examples_goes_on_until_it_has_one(server_factory, tmp_path):
+    """A teacher that refuses to write instructions on the training references' subject areas (their first unit each)
+    and on every other reference's but the first test reference's: at its size of 3 the examples synthesis holds 2
+    test examples and 1 validation example, none for training. It goes on a sample at a time, the references taken
+    side by side, until the training side has one (a CI run's SmolLM2 left 0 train / 8 validation / 4 test and the
+    experiment stopped, asking for more examples)."""
+    from refed_dspy.config.synthesis import SeedsConfig
+    from refed_dspy.store.seeds import read_seeds
+    from refed_dspy.store.split import split_three
+
+    references = read_seeds(SeedsConfig(limit=6))[0]
+    train, val, test = split_three(references, 0.4, 0.4, 0, key=lambda r: r.id)
+    unit = "inspired by a reference"  # in the prompt of a synthesis unit alone (its signature's instructions)
+    refused = [[unit, r.instruction, "subject_areas"] for r in [*train, *val, *test[1:]]]
+    teacher, judge = server_factory(signal=True, refuse_when=refused), server_factory(signal=True)
+    sections = {"seeds": {"limit": 6}, "synthesis": {"max_consecutive_failures": 1000}}
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]}, sections, examples=3)
+    code, out, err = refed("experiment", "--config", str(path))
+    assert code == 0, err
+    assert [e for e in read_log(teacher.cfg.log_path) if e.get("fault") == "refusal"]
+    assert "the examples synthesis gave no train examples; it goes on to 4 samples" in err, err
+    pinned = json.loads((tmp_path / "exp" / "examples-respond.json").read_text())
+    assert all(pinned[side] for side in ("train", "val", "test")), pinned
+    result = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert result["examples"]["train"] >= 1 and result["cells"][0]["status"] == "done"
+    # a second run takes the examples as they are: nothing synthesized again
+    before = len(read_log(teacher.cfg.log_path))
+    code, out, err = refed("experiment", "--config", str(path))
+    assert code == 0 and "goes on to" not in err, err
+    assert json.loads((tmp_path / "exp" / "examples-respond.json").read_text()) == pinned
+    assert len(read_log(teacher.cfg.log_path)) == before
+
+
 def test_an_examples_synthesis_exhausted_with_no_sample_is_made_again_once_its_setting_is_changed(
     server_factory, tmp_path
 ):
