@@ -48,8 +48,8 @@ COPY_WORDS = 8
 # tags, a tag cut off at the end, and character entities: what markup alone is made of
 _MARKUP = re.compile(r"<[^<>]*>?|&#?\w+;")
 _ENUMERATORS = re.compile(r"(?:\s*(?:\d{1,3}[.)]|#\d{1,3}[.,;]?))+\s*")  # "1. 2.", "#1, #2, #3"
-_NUMBERING = re.compile(r"\(\d{1,3}\)|\b\d{1,3}[.)]|#\d{1,3}\b")  # "(1)", "2.", "3)", "#4"
-_TEMPLATE_SIGN = re.compile(r"[#\[\]{}<>*|]|[A-Za-z0-9]_[A-Za-z0-9]")  # a marker character, or a snake_case name
+_NUMBERING = re.compile(r"\(\d{1,3}\)")  # "(1)" after a template's line; "4." or "#1" may be a value ("Answer: 4.")
+_TEMPLATE_SIGN = re.compile(r"[#\[\]{}]")  # a template's marker characters ("**Answer:**" and "a > b" are text)
 _NAME_QUOTES = "\"'`*:"
 _WORDS = re.compile(r"\w+")
 # a name of at most three words between marker characters on both sides, a `#` on each side or braces around it: a
@@ -100,23 +100,33 @@ def junk_reason(text: str, names: Iterable[str] = (), instruction: bool = False)
     answer is not junk:
     "Paris", "4", "4." or "Yes." carry content.
     """
-    t = normalized(text)
+    t, names = normalized(text), tuple(names)
     if not _has_content(t):
         return f"has no letter or digit ({_short(t)})"
     if _ENUMERATORS.fullmatch(t) and len(re.findall(r"\d", t)) >= 2 and len(t.split()) >= 2:
         return f"is list markers alone ({_short(t)})"
-    if not _has_content(_MARKUP.sub(" ", t)):
+    bare = normalized(_MARKUP.sub(" ", t))  # what markup wraps: `<pre><code>[## example_response##]</code></pre>`
+    if not _has_content(bare):
         return f"is markup alone ({_short(t)})"
-    if _as_name(t) in set(names) or _NAME_NO_VALUE.fullmatch(t):
-        return f"is a field name ({_short(t)}), not a value"
-    if _is_wrapped_name(t):
-        return f"is a field's marker ({_short(t)}), not a value"
-    if _names_and_markers_alone(t, names):
-        return f"is field names and markers alone ({_short(t)}), not a value"
-    if _markers_alone(t):
-        return f"is placeholders or markers alone ({_short(t)})"
+    for shown in dict.fromkeys((t, bare)):
+        reason = _marker_reason(shown, names)
+        if reason is not None:
+            return f"{reason} ({_short(t)}), not a value"
     if instruction and (len(t.split()) == 1 or len(_WORDS.findall(t)) == 1) and not _UNSPACED.search(t):
         return f"is a single word ({_short(t)}), not an instruction"
+    return None
+
+
+def _marker_reason(text: str, names: tuple[str, ...]) -> str | None:
+    """Why `text` is a field's name or marker instead of a value, in a phrase; None when it is not one."""
+    if _as_name(text) in set(names) or _NAME_NO_VALUE.fullmatch(text):
+        return "is a field name"
+    if _is_wrapped_name(text):
+        return "is a field's marker"
+    if _names_and_markers_alone(text, names):
+        return "is field names and markers alone"
+    if _markers_alone(text):
+        return "is placeholders or markers alone"
     return None
 
 
@@ -130,7 +140,8 @@ def _as_name(text: str) -> str:
 def _names_and_markers_alone(text: str, names: Iterable[str]) -> bool:
     """Whether `text` is field names of `names` (snake_case or in words) with marker characters and numbering, and
     nothing else (`#[feature_name] (1)`, `## feature_description ## [relevant_skills] (2)`): a template's shape, so it
-    takes a marker character or a snake_case name for one ("Feedback, analysis" is words)."""
+    takes a `#`, a bracket or a brace for one ("Feedback, analysis", "response_a > response_b" and "**Answer:** 4." are
+    text)."""
     pattern = _names_pattern(tuple(sorted(set(names))))
     if pattern is None or not _TEMPLATE_SIGN.search(text):
         return False

@@ -232,6 +232,8 @@ JUNK = {
     "a template tag": ("{% include @nflg.jsonp.include_script_name %}", "is placeholders"),
     # and in the next (at b115e40), as instructions: field names in markers, numbered
     "field names in markers, numbered": ("## instruction ## [response] (2)", "is field names and markers alone"),
+    # and in the next (at c39253c): a field's marker wrapped in markup
+    "a marker in markup": ("<pre><code>[## example_response##]</code></pre>", "is a field"),
 }
 
 
@@ -281,6 +283,10 @@ def test_an_instruction_output_is_junk_as_a_single_word_and_its_type_says_which_
     assert junk_reason("## feature_description ## [relevant_skills] (2)", FIELD_NAMES, instruction=True) is not None
     for text in ("Explain the feature_name field (1)", "Compare response_a vs response_b.", "Feedback, analysis"):
         assert junk_reason(text, FIELD_NAMES, instruction=True) is None, text
+    # a value after a name is a value, whatever names a user's signature has
+    names = ("answer", "score", "title", "response_a", "response_b", "text")
+    for text in ("**Answer:** 4.", "**Score**: 5.", "Answer: #1", "Title #2", "<text> 1.", "response_a > response_b"):
+        assert junk_reason(text, names) is None, text
 
 
 def read_jsonl(path) -> list[dict]:
