@@ -4,6 +4,7 @@ over all references, made within what the experiment's budget leaves."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import dspy
@@ -11,7 +12,7 @@ import dspy
 from refed_dspy.errors import ConfigError, FinishedShort
 from refed_dspy.experiments.budget_left import left_to_spend, lesser
 from refed_dspy.experiments.identity import example_key
-from refed_dspy.experiments.plan import ExperimentPlan, check_pinned
+from refed_dspy.experiments.plan import SIDES, ExperimentPlan, check_pinned
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.run import examples_config
 from refed_dspy.runtime.sync import run_sync
@@ -38,23 +39,23 @@ def experiment_examples(plan: ExperimentPlan) -> dict[str, dict[str, list[dspy.E
         examples[target] = {
             side: [e for e in exs if e.reference_id in {r.id for r in refs}] for side, refs in sides.items()
         }
-        check_pinned(
-            plan.out / f"examples-{target}.json",
-            {side: sorted(example_key(e) for e in v) for side, v in examples[target].items()},
-        )
-        if not examples[target]["test"] or not examples[target]["train"] or not examples[target]["val"]:
+        if not all(examples[target].values()):  # checked before the split is pinned: no cell ever saw this one
             raise ConfigError(
                 f"target {target}: the examples split into "
                 + ", ".join(f"{len(v)} {k}" for k, v in examples[target].items())
                 + ": every side needs at least one"
                 + (
-                    " (the examples synthesis went on for it while its references gave more, a pass over them at "
-                    f"most: their replies were rejected, see {plan.out / 'examples' / 'rejects.jsonl'}; add references "
-                    "or change the teacher)"
+                    " (the examples synthesis went on for it, a pass over the references at most: its references' "
+                    f"replies were rejected, see {plan.out / 'examples' / 'rejects.jsonl'}; add references or change "
+                    "the teacher, with experiment.out a new directory)"
                     if target == "respond"
                     else " (add references)"
                 )
             )
+        pin = plan.out / f"examples-{target}.json"
+        if not all(read_json(pin).get(side, True) for side in SIDES):
+            pin.unlink()  # an earlier version pinned a split with an empty side before it refused it: no cell saw it
+        check_pinned(pin, {side: sorted(example_key(e) for e in v) for side, v in examples[target].items()})
     return examples
 
 
@@ -63,13 +64,15 @@ def _examples(plan: ExperimentPlan, target: str, references: list[Reference]) ->
     what the experiment's budget leaves: a run it cut short stops the experiment, which the same command resumes).
 
     A synthesis that reaches its size with a side still lacking examples (its references' replies were rejected while
-    the others' were kept) goes on, a sample at a time and one more pass over the references at most, until every side
-    has one: its units take the references side by side, so the next ones are the lacking side's in turn."""
+    the others' were kept) goes on, by as many samples as there are sides (or a tenth of the references) at a time and
+    one more pass over the references at most, until every side has one: its units take the references side by side,
+    so each step reaches the lacking side's next ones."""
     if target != "respond":
         return reference_examples(references)
     refs = {r.id: (r.instruction, r.response) for r in references}
     sides = {side: {r.id for r in side_refs} for side, side_refs in plan.sides.items()}
     size, most = plan.settings.examples, plan.settings.examples + len(references)
+    step = max(len(sides), math.ceil(len(references) / 10))
     while True:
         run_dir, status = _synthesized(plan, references, size)
         exs = examples_from_run(run_dir, refs)
@@ -77,7 +80,7 @@ def _examples(plan: ExperimentPlan, target: str, references: list[Reference]) ->
         size = max(size, len(exs))
         if not lacking or status != "complete" or size >= most:
             return exs
-        size += 1
+        size = min(size + step, most)
         log.info(
             "experiment: the examples synthesis gave no %s examples; it goes on to %d samples",
             " or ".join(lacking),
