@@ -51,10 +51,11 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def connected(tracking: TrackingConfig) -> Iterator[Any]:
     """MLflow pointed at the [tracking] URI and experiment for the block, with every trace span masked before it is
-    exported (`mask_span`, after the span processors the process had); yields the experiment. After the block the
-    process's tracking URI, active experiment (and its MLFLOW_EXPERIMENT_ID) and span processors are as they were: a
-    library call with tracking on leaves its caller's MLflow where it was, and a later `mlflow.start_run()` of theirs
-    goes to their store and experiment. ConfigError, in one line with the fix, for a store MLflow would refuse (a file
+    exported (`mask_span`, before the span processors the process had); yields the experiment. After the block the
+    process's tracking URI, active experiment (and its MLFLOW_EXPERIMENT_ID), span processors and tracing switched off
+    are as they were: a library call with tracking on leaves its caller's MLflow where it was, and a later
+    `mlflow.start_run()` of theirs goes to their store and experiment. The state is the process's: blocks nest, but two
+    threads' blocks must not overlap. ConfigError, in one line with the fix, for a store MLflow would refuse (a file
     store without MLFLOW_ALLOW_FILE_STORE=true), before MLflow is asked."""
     if tracking.store_problem:
         raise ConfigError(f"tracking: {tracking.store_problem}")
@@ -64,27 +65,31 @@ def connected(tracking: TrackingConfig) -> Iterator[Any]:
     with _caller_mlflow_kept(mlflow) as theirs:
         mlflow.set_tracking_uri(tracking.mlflow_uri)  # a new URI makes the tracer anew, with no span processor
         experiment = mlflow.set_experiment(tracking.experiment)
-        mlflow.tracing.configure(span_processors=[*theirs, mask_span])
+        mlflow.tracing.configure(span_processors=[mask_span, *theirs])  # theirs see our spans masked
         yield experiment
 
 
 @contextlib.contextmanager
 def _caller_mlflow_kept(mlflow: Any) -> Iterator[list[Any]]:
     """The process's MLflow tracking URI, active experiment (MLflow's own global and the variable it sets for
-    subprocesses) and span processors (yielded; other than ours) restored after the block. MLflow has no public way to
-    unset an active experiment: its module global is read and set back, where this MLflow has it."""
+    subprocesses), span processors (yielded; other than ours) and tracing switched off restored after the block. MLflow
+    has no public way to unset an active experiment: its module global is read and set back, where this MLflow has
+    it."""
     from mlflow.tracing.config import get_config
+    from mlflow.tracing.provider import is_tracing_enabled
     from mlflow.tracking import fluent
 
     uri = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
     experiment_id, variable = getattr(fluent, "_active_experiment_id", None), os.environ.get(_EXPERIMENT_VAR)
-    processors = list(get_config().span_processors)
+    processors, tracing = list(get_config().span_processors), is_tracing_enabled()
     try:
         yield [p for p in processors if p is not mask_span]
     finally:
         if mlflow.get_tracking_uri() != uri:
-            mlflow.set_tracking_uri(uri)  # which drops the span processors: they are set again below
+            mlflow.set_tracking_uri(uri)  # which makes the tracer anew, with no span processor: set again below
         mlflow.tracing.configure(span_processors=processors)
+        if not tracing:
+            mlflow.tracing.disable()
         if hasattr(fluent, "_active_experiment_id"):
             fluent._active_experiment_id = experiment_id
         if variable is None:

@@ -93,10 +93,11 @@ def test_a_tracked_call_leaves_the_caller_s_mlflow_where_it_was(server_factory, 
     from mlflow.tracing.config import get_config
     from mlflow.tracking import fluent
 
+    uri_before = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None  # None: unset
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(fluent, "_active_experiment_id", None)
     saved_env = {v: os.environ.pop(v, None) for v in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI")}
-    theirs, uri_before = f"sqlite:///{tmp_path / 'theirs.db'}", mlflow.get_tracking_uri()
+    theirs = f"sqlite:///{tmp_path / 'theirs.db'}"
 
     def their_processor(span):
         span.set_attribute("theirs", True)
@@ -124,6 +125,24 @@ def test_a_tracked_call_leaves_the_caller_s_mlflow_where_it_was(server_factory, 
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def test_a_caller_s_tracing_switched_off_stays_off(tmp_path, monkeypatch):
+    """A caller that switched MLflow's tracing off finds it off after a tracked block (setting a tracking URI makes
+    MLflow's tracer anew, switched on)."""
+    from mlflow.tracing.provider import is_tracing_enabled
+
+    from refed_dspy.config.run import TrackingConfig
+    from refed_dspy.tracking.mlflow_runs import connected
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.tracing.disable()
+    try:
+        with connected(TrackingConfig(enabled=True, mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")):
+            pass
+        assert not is_tracing_enabled()
+    finally:
+        mlflow.tracing.enable()
 
 
 def test_tracking_off_writes_no_store(server_factory, tmp_path, monkeypatch):
