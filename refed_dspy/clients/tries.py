@@ -1,8 +1,14 @@
-"""When a request at the call boundary (refed_dspy.clients.boundary) is sent again, and how: DSPy's retries of a failed
-request, made there so that each request is counted, and, apart from them, a service tier's "no capacity now" answers
-(OpenAI's flex: 429 "resource unavailable", not billed) waited out; after `flex_fallback` of those the next attempt goes
-on the default tier, and after `TIER_WAITS` of them without a fallback it fails. Pure decisions: the boundary waits and
-sends."""
+"""When a failed request is sent again, and after how long.
+
+How long: the provider's Retry-After when it sent one, else a jittered exponential backoff of 0.5 s doubling with each
+retry, at most 30 s, times a uniform 0.5-1.5 (`retry_delay_s`); the engine's retries of a piece of work and the call
+boundary's retries of one call wait alike.
+
+When, at the call boundary (refed_dspy.clients.boundary): DSPy's retries of a failed request, made there so that each
+request is counted, and, apart from them, a service tier's "no capacity now" answers (OpenAI's flex: 429 "resource
+unavailable", not billed) waited out; after `flex_fallback` of those the next attempt goes on the default tier, and
+after `TIER_WAITS` of them without a fallback it fails. Pure decisions: the boundary waits and sends.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,6 @@ import random
 from typing import Any
 
 from dspy.utils.exceptions import LMError, is_retryable_lm_error
-
-from refed_dspy.clients.backoff import retry_after_s, retry_delay_s
 
 TIER_WAITS = 8  # "no capacity on this tier" answers to one request waited out (about 90 s in all) before it fails
 DEFAULT_TIER = "default"
@@ -56,3 +60,19 @@ def tier_asked(kwargs: dict[str, Any], lm_kwargs: dict[str, Any] | None) -> str 
     names none."""
     tier = kwargs.get("service_tier", (lm_kwargs or {}).get("service_tier"))
     return tier if isinstance(tier, str) and tier else None
+
+
+def retry_delay_s(retry: int, draw: float, retry_after: float | None = None) -> float:
+    """Seconds before retry number `retry` (1 for the first); `draw` is uniform in [0, 1)."""
+    if retry_after is not None:
+        return retry_after
+    return min(30.0, 0.5 * 2 ** (retry - 1)) * (0.5 + draw)
+
+
+def retry_after_s(err: Any) -> float | None:
+    """The Retry-After an error carries (`retry_after`, as DSPy's LM errors do), at most 300 s; None without one."""
+    value = getattr(err, "retry_after", None)
+    try:
+        return max(0.0, min(float(value), 300.0)) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -29,7 +29,7 @@ The retry queue (`Retries`): work waiting to run again after a retryable failure
 in the order it becomes due.
 
 A piece of work (known by its key across attempts) is retried at most `max_retries` times, after
-refed_dspy.clients.backoff's delay (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
+refed_dspy.clients.tries's delay (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
 
 The work a run has under way (`InFlight`): each asyncio task with what it holds (its slots of the window, its kind), and the
 count of tasks by kind that are running or waiting to be retried. Owned by the engine's one coroutine.
@@ -52,8 +52,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from refed_dspy.clients.backoff import retry_delay_s
 from refed_dspy.clients.calls import opened_on
+from refed_dspy.clients.tries import retry_delay_s
 from refed_dspy.engine.batch.link import BatchLink
 from refed_dspy.engine.endpoint_check import FirstCalls
 from refed_dspy.engine.failures import Failure, FailureStreak
