@@ -19,14 +19,16 @@ from refed_dspy.config import Config, LMSpec, TrackingConfig, to_toml
 from refed_dspy.programs.saved import instructions_text
 from refed_dspy.store.jsonl import write_text_atomic
 from refed_dspy.store.records import Reference, final_response
-from refed_dspy.tracking.figures import USAGE_TABLE, usage_figures, usage_table
 from refed_dspy.tracking.mlflow_runs import (
     KIND_TAG,
     RUN_DIR_TAG,
     STEPS_TAG,
+    USAGE_TABLE,
     config_params,
     connected,
     log_program,
+    usage_figures,
+    usage_table,
 )
 from refed_dspy.tracking.traces import dspy_traces
 

@@ -24,7 +24,7 @@ from refed_dspy.tracking.experiment_runs import (
     register_champion,
     registered_name,
 )
-from refed_dspy.tracking.figures import usage_figures
+from refed_dspy.tracking.mlflow_runs import usage_figures
 
 log = logging.getLogger(__name__)
 

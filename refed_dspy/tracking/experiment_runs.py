@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import Config
-from refed_dspy.tracking.figures import usage_figures
-from refed_dspy.tracking.mlflow_runs import KIND_TAG, flat_params, log_params_once, mlflow_run
+from refed_dspy.tracking.mlflow_runs import KIND_TAG, flat_params, log_params_once, mlflow_run, usage_figures
 
 log = logging.getLogger(__name__)
 CELL_TAG = "refed.experiment.cell"
