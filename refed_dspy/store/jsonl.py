@@ -5,11 +5,16 @@ Every JSON text refed writes goes through `json_text`, which any strict reader p
 is said in a warning; a document written whole (a summary) also lists such figures under `non_finite`, with what
 each was. Every line and file written here masks the keys the process holds (refed_dspy.secrets): a provider's error
 that quotes one never reaches a record, a summary or a page.
+
+A run dir's reserve: 1 MiB set aside when a run starts, given back when the disk fills up. A full disk stops a run, and the lines it must still write are the ones that say what was paid: the record whose
+write failed, the calls cut off in flight, the summary. The reserve (`.refed-reserve`, zeros) is freed at the first
+ENOSPC or EDQUOT, which leaves room for those lines; the next run of the same command sets it aside again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -20,7 +25,6 @@ from typing import Any
 
 from refed_dspy.errors import RunDirError
 from refed_dspy.secrets import mask
-from refed_dspy.store.reserve import give_back, is_full
 
 log = logging.getLogger(__name__)
 NON_FINITE = "non_finite"  # the key of a document written whole that lists its figures that were not finite
@@ -264,3 +268,39 @@ def read_json(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+RESERVE_NAME = ".refed-reserve"
+RESERVE_BYTES = 1 << 20
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def set_aside(run_dir: str | Path) -> bool:
+    """Write the reserve into `run_dir` unless it is there; False when the disk has not even that much room."""
+    path = Path(run_dir) / RESERVE_NAME
+    if path.exists() and path.stat().st_size >= RESERVE_BYTES:
+        return True
+    try:
+        with open(path, "wb") as fh:
+            fh.write(bytes(RESERVE_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
+        return True
+    except OSError:
+        path.unlink(missing_ok=True)
+        return False
+
+
+def give_back(near: str | Path) -> bool:
+    """Free the reserve of the run dir that holds `near` (a file of it, or of a folder of it); True if one was freed."""
+    for folder in list(Path(near).parents)[:3]:
+        path = folder / RESERVE_NAME
+        if path.exists():
+            path.unlink(missing_ok=True)
+            return True
+    return False
+
+
+def is_full(err: OSError) -> bool:
+    """The error is a full disk (or a used-up quota)."""
+    return err.errno in FULL

@@ -14,10 +14,17 @@ from typing import Any, Literal
 
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.store.event_log import EVENTS_FILE, OLDER_EVENTS_FILE
-from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic, write_text_atomic
+from refed_dspy.store.jsonl import (
+    RESERVE_NAME,
+    JsonlWriter,
+    read_json,
+    read_jsonl,
+    set_aside,
+    write_json_atomic,
+    write_text_atomic,
+)
 from refed_dspy.store.lock import holder
 from refed_dspy.store.records import ReferenceFeedback
-from refed_dspy.store.reserve import RESERVE_NAME, set_aside
 from refed_dspy.store.teachers import teacher_key
 
 log = logging.getLogger(__name__)
@@ -130,7 +137,7 @@ class RunDir:
                 )
         write_json_atomic(self.fingerprint, fingerprint)
         write_text_atomic(self.config, config_toml)
-        set_aside(self.path)  # room for the last lines when the disk fills up (store/reserve.py)
+        set_aside(self.path)  # room for the last lines when the disk fills up (store/jsonl.py)
         return existing
 
     def linked_folders(self) -> list[Path]:

@@ -23,8 +23,7 @@ from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.synthesis.summary import shortfall_cause
 from refed_dspy.text.closeness import COPY_THRESHOLD
-from refed_dspy.view.follow import Follower
-from refed_dspy.view.live import LiveRun
+from refed_dspy.view.live import Follower, LiveRun
 
 log = logging.getLogger(__name__)
 VERDICTS = {"improved": "win", "draft": "loss", "tie": "tie"}

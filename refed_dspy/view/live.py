@@ -5,11 +5,17 @@ they happen (events.jsonl); its lock says whether a process still works in it. `
 the page shows: the state (running, ended, or stopped: no process holds the dir and the figures never said it ended),
 records made and wanted, records a second and the time left, the spend against each budget, the calls in flight and
 the window, errors by kind over time (the events' retries and the work given up, in bins), and the last events.
+
+A record file is followed as it grows (`Follower`): only what was appended since the last look is read. A run in
+progress appends whole lines; a reader may see a last line still being written, which it leaves for the next look. A
+file that shrank or was replaced (`refed repair`, `judge --fresh`) is read again from the start.
+
 Read-only: nothing here writes.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -17,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.status.run import lock_holder
-from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.jsonl import complete_records, read_json
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.view.follow import Follower
 
 KEPT_EVENTS = 5000  # the latest events a page keeps in memory (the file holds up to 4 MiB of them)
 SHOWN_EVENTS = 12
@@ -102,3 +107,36 @@ def event_line(event: dict[str, Any]) -> dict[str, str]:
     skip = {"at", "t", "event"}
     text = ", ".join(f"{k} {v}" for k, v in event.items() if k not in skip and v is not None)
     return {"at": str(event.get("at", ""))[11:19], "event": str(event.get("event", "")), "text": text}
+
+
+class Follower:
+    """The records of one JSONL file; `poll()` returns (new records, whether it started over)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0
+        self.lines = 0
+        self._identity: tuple[int, int] | None = None
+
+    def poll(self) -> tuple[list[dict[str, Any]], bool]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            restarted = self.offset > 0
+            self.offset, self.lines, self._identity = 0, 0, None
+            return [], restarted
+        restarted = False
+        identity = (st.st_dev, st.st_ino)
+        if identity != self._identity or st.st_size < self.offset:
+            restarted = self.offset > 0 or self._identity is not None
+            self.offset, self.lines, self._identity = 0, 0, identity
+        if st.st_size == self.offset:
+            return [], restarted
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read(st.st_size - self.offset)
+        # a line still being written waits for the next look
+        records, end, lines = complete_records(data, self.path, self.lines)
+        self.lines += lines
+        self.offset += end
+        return records, restarted

@@ -293,7 +293,7 @@ def test_a_full_disk_then_resume_counts_every_paid_call(server_factory, tmp_path
     the provider answered. Before the reserve, the record whose write failed and the calls cut off were in no file
     (328 counted against 334 answered); cut off at once, calls not yet sent counted as paid (81 against 76)."""
     import refed_dspy.store.jsonl as store
-    from refed_dspy.store.reserve import RESERVE_NAME
+    from refed_dspy.store.jsonl import RESERVE_NAME
 
     srv = server_factory(latency_s=0.05)
     run = tmp_path / "run"

@@ -10,8 +10,7 @@ import pytest
 
 import refed_dspy.store.jsonl as jsonl
 from refed_dspy.errors import RunDirError
-from refed_dspy.store.jsonl import JsonlWriter
-from refed_dspy.store.reserve import RESERVE_BYTES, RESERVE_NAME, set_aside
+from refed_dspy.store.jsonl import RESERVE_BYTES, RESERVE_NAME, JsonlWriter, set_aside
 
 
 def full_until_reserve_freed(monkeypatch, run, short_first: bool):
