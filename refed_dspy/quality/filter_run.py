@@ -23,8 +23,7 @@ from refed_dspy.results import Result
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
 from refed_dspy.store.outputs import check_output_dir
 from refed_dspy.store.ownership import owned
-from refed_dspy.store.run_config import run_config
-from refed_dspy.store.rundir import RunDir, incomplete_note
+from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
 
 log = logging.getLogger(__name__)
 

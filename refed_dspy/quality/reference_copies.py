@@ -17,8 +17,7 @@ from refed_dspy.filters.reference_copy import PARTS, References, sample_closenes
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.quality.figures import describe
 from refed_dspy.store.records import final_response
-from refed_dspy.store.run_config import run_config
-from refed_dspy.store.rundir import RunDir
+from refed_dspy.store.rundir import RunDir, run_config
 from refed_dspy.text.closeness import COPY_THRESHOLD, SPAN_WORDS
 
 WORST = 5  # the closest samples the report shows

@@ -45,8 +45,7 @@ from refed_dspy.results import Result
 from refed_dspy.scoring import open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
-from refed_dspy.store.run_config import run_config
-from refed_dspy.store.rundir import RunDir, incomplete_note
+from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
 from refed_dspy.store.teachers import (
     count_teachers,
     mixed_line,

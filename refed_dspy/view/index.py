@@ -18,8 +18,7 @@ from refed_dspy.status.experiment import is_experiment_dir
 from refed_dspy.status.run import paid_usage
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import MARKER, kind_of
-from refed_dspy.store.run_config import run_config
-from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage
+from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage, run_config
 from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.synthesis.summary import shortfall_cause
 from refed_dspy.text.closeness import COPY_THRESHOLD

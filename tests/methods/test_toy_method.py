@@ -60,8 +60,7 @@ def test_a_plugin_package_registers_its_method_and_a_run_dir_reads_without_it(tm
     from importlib.metadata import EntryPoint
 
     from refed_dspy.registry import PLUGIN_GROUP, load_plugins
-    from refed_dspy.store.run_config import run_config
-    from refed_dspy.store.rundir import RunDir
+    from refed_dspy.store.rundir import RunDir, run_config
 
     sys.modules.pop("toy_method", None)
     try:
