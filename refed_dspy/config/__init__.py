@@ -11,7 +11,7 @@ registry in refed_dspy.registry, which imports the package that fills it on the 
 Its modules: section.py (the base of every section, its path and duration types, a path as typed), lm.py,
 prices.py, local.py, benchmarks.py, synthesis.py, judging.py, scoring.py, optimize.py and run.py
 (the sections), schema.py (Config), names.py (the registry check), overrides.py (`--set`), fingerprint.py, messages.py and
-load.py. A run dir's own config is read by refed_dspy.store.rundir.
+load.py. A run dir's own config is read by refed_dspy.store.rundir.run_config.
 """
 
 from refed_dspy.config.benchmarks import Benchmark
