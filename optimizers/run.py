@@ -29,7 +29,7 @@ import dspy
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
-from refed_dspy.clients.local_serving import serving
+from refed_dspy.clients.local_server import serving
 from refed_dspy.config import Config, OptimizeConfig, load_config
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.ledger.budget import CallBudget, Limit

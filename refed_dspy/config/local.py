@@ -1,5 +1,5 @@
 """The `[local]` section of a config: whether a command starts the embedded local model, and how it serves it
-(refed_dspy.clients.local_serving starts and stops it)."""
+(refed_dspy.clients.local_server starts and stops it)."""
 
 from __future__ import annotations
 

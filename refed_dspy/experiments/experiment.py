@@ -48,7 +48,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.local_serving import serving
+from refed_dspy.clients.local_server import serving
 from refed_dspy.config import Config
 from refed_dspy.engine.progress import progress_within
 from refed_dspy.experiments.budget_left import BudgetStop, own_limit_that_stopped

@@ -34,8 +34,7 @@ from typing import Any
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.clients.lm import require_price, stage_lm
-from refed_dspy.clients.local_server import LocalServer
-from refed_dspy.clients.local_serving import serving
+from refed_dspy.clients.local_server import LocalServer, serving
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.engine.batch.broker import batch_lm
 from refed_dspy.engine.transport import LocalTransport, Transport
@@ -85,7 +84,7 @@ class Launch:
 
     def serve(self) -> list[LocalServer]:
         """Once the launch is resolved: with `[local] serve = true`, the local model the role's section reaches started
-        where nothing serves it yet (refed_dspy.clients.local_serving); the servers started here, stopped when the
+        where nothing serves it yet (refed_dspy.clients.local_server); the servers started here, stopped when the
         launch is closed, after its transport."""
         if self.local is None:
             return []

@@ -53,7 +53,7 @@ async def arun_synthesis(
     See `synthesize` for the arguments. In batch mode (synthesis.mode = "batch"), `detach` returns once every
     request the run can make so far is submitted (summary status 'submitted'); the same call again collects
     and goes on. With `[local] serve = true`, the local model the teacher needs is started when nothing serves it
-    yet, and stopped when the run ends (refed_dspy.clients.local_serving), and one line says how long the run takes
+    yet, and stopped when the run ends (refed_dspy.clients.local_server), and one line says how long the run takes
     there. The config and what is handed in are resolved once into a SynthesisPlan (the teacher of record, the
     program, the LM and its transport, the references), which `run_plan` runs."""
     check_on_mismatch(on_mismatch)

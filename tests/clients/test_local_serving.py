@@ -12,7 +12,7 @@ from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig
 
 from refed_dspy.clients import local_server
-from refed_dspy.clients.local_serving import served_roles
+from refed_dspy.clients.local_server import served_roles
 from refed_dspy.config import load_config
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.local import LocalServing
@@ -121,7 +121,7 @@ def test_a_config_the_launch_refuses_starts_no_model(stand, tmp_path):
 
 def test_a_served_endpoint_is_used_and_nothing_started(stand, server_factory, tmp_path, caplog):
     srv = server_factory()
-    caplog.set_level("DEBUG", logger="refed_dspy.clients.local_serving")
+    caplog.set_level("DEBUG", logger="refed_dspy.clients.local_server")
     over = [*run_overrides(srv, tmp_path / "run", 4, **{"seeds.limit": 2}), "teacher.model='openai/smollm2'"]
     assert synthesize(load_config(LOCAL, over))["samples"] == 4
     assert stand.started == [] and "is served already: used there by the teacher, nothing started" in caplog.text
