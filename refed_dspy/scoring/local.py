@@ -1,4 +1,5 @@
-"""A causal LM loaded in this process (transformers on torch) that makes the scorer's forward passes.
+"""The models loaded in this process (transformers on torch): the causal LM that makes the scorer's forward passes,
+and the sentence-embedding model (`LocalEmbedder`).
 
 Only this module imports torch and transformers, and only when a scorer is opened: `import refed_dspy` and the CLI's
 start-up never do. A missing install is one line naming it (the `scorer` extra, from requirements/scorer.txt).
@@ -8,6 +9,9 @@ Each pass is one sequence: the chat template's opening, the instruction, the tem
 `max_tokens` tokens each. The sequences of a batch are padded on the right; the model's body runs once per batch and
 its output head only over the positions whose next token is scored, a few hundred at a time, so a batch never holds
 the logits of every position over the whole vocabulary.
+
+The embedding model is a transformers model folder (BERT-like, mean-pooled), for coherence and for the report's
+embedding diversity when [report] embedding_model names a folder. Its vectors are cached with the passes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import io
 import logging
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from typing import Any
 from refed_dspy.clients.local_server import packaged_model
 from refed_dspy.config.scoring import PACKAGED
 from refed_dspy.errors import ConfigError
+from refed_dspy.scoring.cache import ScoreCache, pass_key
 from refed_dspy.scoring.stats import PassResult
 
 INSTALL = "pip install --require-hashes --no-deps --only-binary :all: -r requirements/scorer.txt"
@@ -204,3 +209,51 @@ def quiet_loading():
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
+
+
+BATCH = 16
+MAX_TOKENS = 512
+
+
+class LocalEmbedder:
+    """Texts -> unit vectors: the model's last hidden states averaged over each text's tokens (what sentence-embedding
+    models are trained for), normalized. Callable like dspy.Embedder."""
+
+    def __init__(self, path: str, device: str | None, cache: ScoreCache):
+        torch, transformers = import_torch()
+        self.torch, self.cache = torch, cache
+        self.label = Path(path).expanduser().name
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            with quiet_loading():
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(Path(path).expanduser()))
+                self.model = transformers.AutoModel.from_pretrained(str(Path(path).expanduser()))
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(
+                f"[report] embedding_model {path!r} cannot be loaded: {str(err).splitlines()[0]}"
+            ) from None
+        self.model.to(self.device).eval()
+        self.identity = f"embed|{Path(path).expanduser().resolve()}"
+
+    def __call__(self, texts: list[str]) -> list[Sequence[float]]:
+        keys = [pass_key(self.identity, MAX_TOKENS, "embed", t) for t in texts]
+        found = self.cache.get_vectors(keys)
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        for lo in range(0, len(todo), BATCH):
+            chunk = todo[lo : lo + BATCH]
+            vectors = self._embed([texts[i] for i in chunk])
+            fresh = {keys[i]: v for i, v in zip(chunk, vectors, strict=True)}
+            self.cache.put_vectors(fresh)
+            found.update(fresh)
+        return [found[k] for k in keys]
+
+    def _embed(self, texts: list[str]) -> list[tuple[float, ...]]:
+        torch = self.torch
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with torch.inference_mode():
+            hidden = self.model(**enc).last_hidden_state.float()
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return [tuple(row.tolist()) for row in pooled]

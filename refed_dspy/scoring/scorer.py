@@ -20,8 +20,7 @@ from tqdm import tqdm
 
 from refed_dspy.config.scoring import ScoringConfig
 from refed_dspy.scoring.cache import ScoreCache, pass_key
-from refed_dspy.scoring.embedder import LocalEmbedder
-from refed_dspy.scoring.local import LocalModel
+from refed_dspy.scoring.local import LocalEmbedder, LocalModel
 from refed_dspy.scoring.server import ServerModel
 from refed_dspy.scoring.stats import PairScore, PassResult, cosine, pair_score
 
