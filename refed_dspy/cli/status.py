@@ -9,7 +9,7 @@ from refed_dspy.config.section import expand_home
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from refed_dspy.status.api import run_status, status_text
+    from refed_dspy.status import run_status, status_text
     from refed_dspy.store.jsonl import json_text
 
     status = run_status(args.run_dir)

@@ -30,7 +30,7 @@ from refed_dspy.export.run import export_run
 from refed_dspy.methods import get_method
 from refed_dspy.quality.filter_run import filter_run, parse_filter
 from refed_dspy.quality.judge import judge_run
-from refed_dspy.status.api import run_status
+from refed_dspy.status import run_status
 from refed_dspy.status.text import format_status
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
