@@ -10,7 +10,11 @@ from typing import Any
 
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, first_line
-from refed_dspy.experiments.budget_left import (
+from refed_dspy.experiments.grid import Cell
+from refed_dspy.experiments.identity import config_hash
+from refed_dspy.experiments.plan import ExperimentPlan
+from refed_dspy.experiments.scoring import score, synthesis_check
+from refed_dspy.experiments.spend import (
     BudgetStop,
     amounts_text,
     cell_limits,
@@ -18,10 +22,6 @@ from refed_dspy.experiments.budget_left import (
     lesser,
     own_limit_that_stopped,
 )
-from refed_dspy.experiments.grid import Cell
-from refed_dspy.experiments.identity import config_hash
-from refed_dspy.experiments.plan import ExperimentPlan
-from refed_dspy.experiments.scoring import score, synthesis_check
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.optimizers.run import OptimizeResult, optimize
 from refed_dspy.store.jsonl import write_json_atomic

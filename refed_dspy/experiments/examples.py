@@ -10,9 +10,9 @@ from pathlib import Path
 import dspy
 
 from refed_dspy.errors import ConfigError, FinishedShort
-from refed_dspy.experiments.budget_left import left_to_spend, lesser
 from refed_dspy.experiments.identity import example_key
 from refed_dspy.experiments.plan import SIDES, ExperimentPlan, check_pinned
+from refed_dspy.experiments.spend import left_to_spend, lesser
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.run import examples_config
 from refed_dspy.runtime.sync import run_sync

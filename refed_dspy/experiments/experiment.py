@@ -51,7 +51,6 @@ import dspy
 from refed_dspy.clients.local_server import serving
 from refed_dspy.config import Config
 from refed_dspy.engine.progress import progress_within
-from refed_dspy.experiments.budget_left import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.cell import run_cell, unstarted
 from refed_dspy.experiments.config import cell_config, load_experiment
 from refed_dspy.experiments.examples import experiment_examples
@@ -62,6 +61,7 @@ from refed_dspy.experiments.plan import ExperimentPlan, cache_dir, check_given_l
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
 from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.scoring import score, synthesis_check
+from refed_dspy.experiments.spend import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.stats import (
     detectable_difference,
     paired_difference,

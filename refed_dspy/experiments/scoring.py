@@ -12,10 +12,9 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.lm import build_lm, price_of
 from refed_dspy.config import Config
-from refed_dspy.experiments.budget_left import BudgetStop, experiment_limits, left_to_spend, lesser
 from refed_dspy.experiments.identity import example_key
 from refed_dspy.experiments.plan import ExperimentPlan
-from refed_dspy.experiments.spend import total_of
+from refed_dspy.experiments.spend import BudgetStop, experiment_limits, left_to_spend, lesser, total_of
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.metrics import make_metric

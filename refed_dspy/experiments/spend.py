@@ -8,6 +8,9 @@ is answered from its cache. A part that pays call by call writes each request to
 (`<out>/ledger/<part>.jsonl`, refed_dspy.ledger.call_log) before sending it: what a killed attempt paid, the calls in
 flight at the kill included, is added to the part when the experiment starts again (and not paid again: the part's
 cache answers it). While it runs, the file's `live` entry shows its figure as of its last call (`refed status`).
+
+And what the experiment's budget leaves a part of it (the examples synthesis, a baseline, a cell), and which limit
+binds it, said with its numbers (`left_to_spend`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.config import Config
+from refed_dspy.errors import FinishedShort
+from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.ledger.lines import read_document, spent_figures
+from refed_dspy.ledger.usage import usd
 from refed_dspy.store.jsonl import write_json_atomic
 
 log = logging.getLogger("refed_dspy")
@@ -190,3 +196,107 @@ class Spend:
             self._unsaved = str(err)
         else:
             self._unsaved = None
+
+
+class BudgetStop(FinishedShort):
+    """The experiment's budget stopped a piece of it; `usage` says what that piece had spent."""
+
+    def __init__(self, message: str, usage: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.usage = usage or {}
+
+
+def left_to_spend(ledger: CallBudget, what: str = "") -> tuple[int | None, float | None]:
+    """The calls and cost the experiment may still spend (None: no such limit); BudgetStop when nothing is left
+    (`what`: the part that was about to start)."""
+    calls = None if ledger.max_calls is None else ledger.max_calls - ledger.total_calls
+    cost = None if ledger.max_cost_usd is None else ledger.max_cost_usd - ledger.spent
+    if calls is not None and calls < 1:
+        raise BudgetStop(
+            f"{what or 'the next part'} was not started: experiment.max_calls = {ledger.max_calls} is spent "
+            f"({ledger.total_calls} calls); raise it and run the same command"
+        )
+    if cost is not None and cost <= 0:
+        raise BudgetStop(
+            f"{what or 'the next part'} was not started: experiment.max_cost_usd = {usd(ledger.max_cost_usd)} is spent "
+            f"({usd(ledger.spent)}{_cut_off(ledger)}); raise it and run the same command"
+        )
+    return calls, cost
+
+
+def experiment_limits(ledger: CallBudget, what: str) -> tuple[Limit | None, Limit | None]:
+    """Where the limits of a part of the experiment come from: what experiment.max_calls / max_cost_usd leave it."""
+    calls = cost = None
+    if ledger.max_calls is not None:
+        left = ledger.max_calls - ledger.total_calls
+        calls = Limit(
+            "experiment.max_calls",
+            f"= {ledger.max_calls} leaves {what} {left} ({ledger.total_calls} spent by the experiment before it)",
+        )
+    if ledger.max_cost_usd is not None:
+        left = ledger.max_cost_usd - ledger.spent
+        cost = Limit(
+            "experiment.max_cost_usd",
+            f"= {usd(ledger.max_cost_usd)} leaves {what} {usd(left)} ({usd(ledger.spent)} spent by the experiment "
+            f"before it{_cut_off(ledger)})",
+        )
+    return calls, cost
+
+
+def _cut_off(ledger: CallBudget) -> str:
+    bound = ledger.totals.cost_bound
+    return f", up to {usd(bound)} of it in calls cut off, their tokens unknown" if bound else ""
+
+
+def lesser(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def own_limit_that_stopped(
+    tripped: str, max_calls: int | None, max_cost_usd: float | None, calls_left: int | None, cost_left: float | None
+) -> str | None:
+    """The cell's own optimize limit that stopped it, or None when what the experiment left was the tighter one (or
+    the stop was another): `tripped` is the ledger's reason (ledger/budget.py words it), the limits the cell's own,
+    the lefts what the experiment's budget allowed when the cell started."""
+    for phrase, name, own, left in (
+        ("the LM-call budget of ", "max_calls", max_calls, calls_left),
+        ("the cost budget of ", "max_cost_usd", max_cost_usd, cost_left),
+    ):
+        if phrase in tripped and own is not None and (left is None or own < left):
+            return f"optimize.{name} = {own}"
+    return None
+
+
+def amounts_text(calls: Any, cost: Any) -> str:
+    return " and ".join(x for x in (f"{calls} calls" if calls is not None else "", usd(cost) if cost else "") if x)
+
+
+def cell_limits(
+    ledger: CallBudget, judging: dict[str, Any], cfg: Config, opt_calls: int | None, opt_cost: float | None
+) -> tuple[Limit | None, Limit | None]:
+    """Which limit binds a cell's optimization, calls and cost: its own optimize limit, or what the experiment's leaves
+    it (said with its numbers), whichever is less."""
+
+    def one(kind: str, own: Any, left: Any, total: Any, spent: Any, held: Any) -> Limit | None:
+        if own is not None and (left is None or own <= left):
+            return Limit(f"optimize.{kind}")
+        if left is None:
+            return None
+        show = usd if kind == "max_cost_usd" else str
+        return Limit(
+            f"experiment.{kind}",
+            f"= {show(total)} leaves this cell {show(left)} to optimize with ({show(spent)} spent by the experiment "
+            f"before it, {show(held or 0)} kept for judging its test examples)",
+        )
+
+    return (
+        one("max_calls", cfg.optimize.max_calls, opt_calls, ledger.max_calls, ledger.total_calls, judging.get("calls")),
+        one(
+            "max_cost_usd",
+            cfg.optimize.max_cost_usd,
+            opt_cost,
+            ledger.max_cost_usd,
+            ledger.total_cost,
+            judging.get("cost_usd"),
+        ),
+    )

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from refed_dspy.experiments.config import load_experiment
-from refed_dspy.experiments.estimate import estimate_experiment
 from refed_dspy.experiments.grid import cells
+from refed_dspy.experiments.preflight import estimate_experiment
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.optimizers.teleprompters.base import CompileSettings
 from refed_dspy.optimizers.teleprompters.cost_model import CallModel

@@ -89,7 +89,7 @@ def test_a_failing_attempt_still_adds_what_it_paid(tmp_path):
 def test_calls_cut_off_in_a_part_are_kept_against_the_experiments_cost_budget(tmp_path):
     """A part whose calls all timed out paid $0 in known cost but up to a bound: the experiment keeps that bound (on
     file, on resume, and in what the next part is left), so its cost budget cannot be handed out again."""
-    from refed_dspy.experiments.budget_left import BudgetStop, left_to_spend
+    from refed_dspy.experiments.spend import BudgetStop, left_to_spend
 
     path = tmp_path / "spent.json"
     spend = Spend(path, CallBudget(max_cost_usd=0.01))
