@@ -10,8 +10,7 @@ from typing import Any
 
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, first_line
-from refed_dspy.experiments.grid import Cell
-from refed_dspy.experiments.identity import config_hash
+from refed_dspy.experiments.config import Cell, config_hash
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.scoring import score, synthesis_check
 from refed_dspy.experiments.spend import (

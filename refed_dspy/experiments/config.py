@@ -1,20 +1,32 @@
 """An experiment's file: a run config (every section `refed optimize` reads) plus an `[experiment]` table that says
 which config values to vary, how often, and how to split and judge. `base` in that table names another config file
-to start from (relative to the experiment file); the experiment file's own sections are laid over it."""
+to start from (relative to the experiment file); the experiment file's own sections are laid over it.
+
+The cells of its grid (`Cell`, `cells`): every combination of the grid's values, each repeated with its own seed.
+Pure functions: a cell's id depends only on its values and repeat, so a resumed experiment finds its cells again.
+
+And what identifies a part of an experiment across invocations: a baseline (what its scores depend on), an example
+(its inputs), and a finished cell's config (what its figures depend on).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dspy
 from pydantic import Field, ValidationError, field_validator
 
 from refed_dspy.config import Config, apply_overrides, config_from_dict, describe_errors
+from refed_dspy.config.fingerprint import PROMPT_FORMAT
 from refed_dspy.config.overrides import forget_replaced_models, nested
 from refed_dspy.config.section import Section, UserPath, tomllib
 from refed_dspy.errors import ConfigError
-from refed_dspy.experiments.grid import cells
 
 
 class ExperimentSettings(Section):
@@ -179,3 +191,116 @@ def resolved_experiment(
     table = settings.model_dump(mode="json", exclude_none=True)
     grid = [{"id": c.id, "label": c.label, "values": c.values} for c in cells(settings.grid, settings.repeats)]
     return cell_config(base, {}), table, grid
+
+
+GRID_FILE = "grid.json"  # in an experiment dir: the cells of the latest invocation, in order (for refed status)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: `values` (config path -> value; a table value sets the keys under its path), and which
+    `repeat` of them it is (0-based)."""
+
+    values: dict[str, Any] = field(hash=False)
+    repeat: int = 0
+
+    @property
+    def id(self) -> str:
+        """A short readable name plus a hash of the values: stable across invocations, safe as a directory name."""
+        digest = hashlib.sha256(json.dumps(self.values, sort_keys=True, default=str).encode()).hexdigest()[:6]
+        return f"{_slug(self.values)}-r{self.repeat}-{digest}"
+
+    @property
+    def label(self) -> str:
+        """What a table shows for the cell: its values (the last part of each path) and repeat."""
+        parts = [f"{path.rsplit('.', 1)[-1]}={_short(value)}" for path, value in self.values.items()]
+        return ", ".join(parts + [f"repeat {self.repeat}"])
+
+    def overrides(self, seed: int) -> dict[str, Any]:
+        """The config values this cell sets: its grid values, flattened to paths, and `optimize.seed`."""
+        out: dict[str, Any] = {}
+        for path, value in self.values.items():
+            if isinstance(value, dict):
+                out.update({f"{path}.{k}": v for k, v in value.items()})
+            else:
+                out[path] = value
+        out["optimize.seed"] = seed + self.repeat
+        return out
+
+
+def cells(grid: dict[str, list[Any]], repeats: int) -> list[Cell]:
+    """Every combination of `grid`'s values (non-empty lists; ExperimentSettings checks them), in the grid's order,
+    each `repeats` times."""
+    paths = list(grid)
+    combos = itertools.product(*(grid[p] for p in paths)) if paths else [()]
+    return [Cell(dict(zip(paths, combo, strict=True)), r) for combo in combos for r in range(repeats)]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("model") or value.get("name") or next(iter(value.values()), ""))
+    return str(value)
+
+
+def _slug(values: dict[str, Any]) -> str:
+    text = "_".join(_short(v).rsplit("/", 1)[-1] for v in values.values()) or "base"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:48].strip("-") or "cell"
+
+
+def baseline_key(cfg: Config) -> str:
+    """What a baseline's scores depend on: target, method, teacher, judge, how the judge scores (not the trace
+    threshold: an untraced score never depends on it) and the prompt format."""
+    weights = [cfg.optimize.win_weight, cfg.optimize.novelty_weight]
+    what = {
+        "target": cfg.optimize.target,
+        "method": cfg.synthesis.method,
+        "teacher": cfg.teacher.identity("teacher"),
+        "judge": cfg.judge.identity("judge"),
+        "criteria": cfg.judging.criteria,
+        "weights": weights,
+        "copy_threshold": cfg.quality.copy_threshold,  # a copy of the reference scores 0 unjudged
+        "prompt_format": PROMPT_FORMAT,  # how the program's and the judge's asks are worded
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def example_key(ex: dspy.Example) -> str:
+    """An example by its inputs."""
+    inputs = {k: str(ex[k]) for k in sorted(ex.inputs().keys())}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# what may change after a cell finished without changing its figures: the limits on spending (raising the one that
+# stopped another cell must not refuse the finished ones) and how progress is shown
+NOT_FIGURES = {
+    "optimize": ("max_calls", "max_cost_usd"),
+    "synthesis": ("max_calls", "max_cost_usd", "max_calls_per_sample"),
+    "judging": ("max_calls", "max_cost_usd"),
+    "run": ("progress", "progress_every_s", "stop_grace_s", "new_ledger"),
+    "tracking": ("enabled", "mlflow_uri", "experiment", "log_traces", "trace_sample_ratio", "telemetry"),
+}
+# whole sections no cell's figures depend on: how a run is watched ([metrics]: its endpoint and exporters) and how
+# data is measured after the fact ([scoring]: refed score, report --score); a cell finished before them keeps its hash
+NOT_CELLS = ("metrics", "scoring")
+
+
+def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **values: Any) -> str:
+    """What a finished cell's figures depend on: its config (before the experiment points it at its dirs) but for
+    the keys `drop` names (its spending limits, progress display and tracking); `values` set keys first
+    ("section.key" = value). The LM sections as LMSpec.identity gives them (the temperature and output limit sent, a
+    field added later left out at its default), and the prompt format."""
+    data = cfg.model_dump(mode="json", exclude=set(NOT_CELLS))
+    data["teacher"], data["judge"] = cfg.teacher.identity("teacher"), cfg.judge.identity("judge")
+    data["prompt_format"] = PROMPT_FORMAT
+    for path, value in values.items():
+        section, key = path.split(".", 1)
+        data.setdefault(section, {})[key] = value
+    for section, keys in drop.items():
+        for key in keys:
+            data.get(section, {}).pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_hashes(cfg: Config) -> set[str]:
+    """The config hash a finished cell of `cfg` holds."""
+    return {config_hash(cfg)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import dspy
 
 from refed_dspy.errors import ConfigError, FinishedShort
-from refed_dspy.experiments.identity import example_key
+from refed_dspy.experiments.config import example_key
 from refed_dspy.experiments.plan import SIDES, ExperimentPlan, check_pinned
 from refed_dspy.experiments.spend import left_to_spend, lesser
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples

@@ -52,10 +52,8 @@ from refed_dspy.clients.local_server import serving
 from refed_dspy.config import Config
 from refed_dspy.engine.progress import progress_within
 from refed_dspy.experiments.cell import run_cell, unstarted
-from refed_dspy.experiments.config import cell_config, load_experiment
+from refed_dspy.experiments.config import Cell, baseline_key, cell_config, load_experiment
 from refed_dspy.experiments.examples import experiment_examples
-from refed_dspy.experiments.grid import Cell
-from refed_dspy.experiments.identity import baseline_key
 from refed_dspy.experiments.outputs import log_leaderboard, track, write_outputs
 from refed_dspy.experiments.plan import ExperimentPlan, cache_dir, check_given_lms, plan_experiment
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.errors import first_line
-from refed_dspy.experiments.config import ExperimentSettings, cell_config
-from refed_dspy.experiments.grid import Cell
+from refed_dspy.experiments.config import Cell, ExperimentSettings, cell_config
 from refed_dspy.experiments.leaderboard import HEADER, experiment_markdown, leaderboard_rows
 from refed_dspy.experiments.page import program_view, render_page
 from refed_dspy.experiments.result import ExperimentResult

@@ -21,9 +21,7 @@ from refed_dspy.clients.keys import check_key_goes_to_its_provider
 from refed_dspy.clients.lm import require_price
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
-from refed_dspy.experiments.config import ExperimentSettings, cell_config
-from refed_dspy.experiments.grid import GRID_FILE, Cell, cells
-from refed_dspy.experiments.identity import finished_hashes
+from refed_dspy.experiments.config import GRID_FILE, Cell, ExperimentSettings, cell_config, cells, finished_hashes
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.store.jsonl import read_json, write_json_atomic

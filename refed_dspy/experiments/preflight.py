@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import Config
-from refed_dspy.experiments.config import ExperimentSettings, cell_config
-from refed_dspy.experiments.grid import Cell
-from refed_dspy.experiments.identity import baseline_key
+from refed_dspy.experiments.config import Cell, ExperimentSettings, baseline_key, cell_config
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.stats import detectable_difference, least_units, smallest_test
 from refed_dspy.methods import get_method

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from pydantic import Field
 
 from refed_dspy.errors import RunDirError
-from refed_dspy.experiments.grid import GRID_FILE
+from refed_dspy.experiments.config import GRID_FILE
 from refed_dspy.ledger.call_log import unaccounted
 from refed_dspy.ledger.lines import read_document, spent_figures
 from refed_dspy.ledger.usage import usd_up_to

@@ -11,8 +11,7 @@ import pytest
 from refed_dspy.config import load_config
 from refed_dspy.config.overrides import forget_replaced_models
 from refed_dspy.errors import ConfigError
-from refed_dspy.experiments.config import cell_config, load_experiment
-from refed_dspy.experiments.grid import cells
+from refed_dspy.experiments.config import cell_config, cells, load_experiment
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

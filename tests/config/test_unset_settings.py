@@ -8,8 +8,8 @@ import hashlib
 import json
 
 from refed_dspy.config import Config, config_hash, fingerprint, fingerprint_diff, load_config
-from refed_dspy.experiments.identity import baseline_key
-from refed_dspy.experiments.identity import config_hash as cell_hash
+from refed_dspy.experiments.config import baseline_key
+from refed_dspy.experiments.config import config_hash as cell_hash
 from refed_dspy.quality.judge import judge_fingerprint, judge_fingerprint_diff
 from refed_dspy.tracking.mlflow_runs import config_params
 
@@ -88,7 +88,7 @@ def test_a_reasoning_effort_is_in_every_identity_and_its_change_is_said():
 def test_every_identity_carries_the_prompt_format(monkeypatch):
     """A run's fingerprint, a judging's, an experiment's cells and baselines: each changes with the prompt format, and
     a fingerprint written before it was recorded (format 1) is said to differ by it alone."""
-    import refed_dspy.experiments.identity as identity
+    import refed_dspy.experiments.config as identity
 
     cfg = Config()
     run, judged = fingerprint(cfg), judge_fingerprint(cfg)

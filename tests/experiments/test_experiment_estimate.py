@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refed_dspy.experiments.config import load_experiment
-from refed_dspy.experiments.grid import cells
+from refed_dspy.experiments.config import cells, load_experiment
 from refed_dspy.experiments.preflight import estimate_experiment
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.optimizers.teleprompters.base import CompileSettings

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_overrides
 
 from refed_dspy.config import load_config
-from refed_dspy.experiments.identity import baseline_key
+from refed_dspy.experiments.config import baseline_key
 from refed_dspy.experiments.scoring import score
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.ledger.budget import CallBudget
