@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from conftest import run_overrides
 
 from refed_dspy.config import load_config
-from refed_dspy.experiments.page import render_page
+from refed_dspy.experiments.outputs import render_page
 from refed_dspy.export.card import dataset_card
 from refed_dspy.pages import environment
 from refed_dspy.quality.report import build_report

@@ -13,7 +13,7 @@ from refed_dspy.config.section import expand_home
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from refed_dspy.experiments.experiment import experiment
-    from refed_dspy.experiments.leaderboard import (
+    from refed_dspy.experiments.outputs import (
         HEADER,
         kept_lines,
         leaderboard_rows,

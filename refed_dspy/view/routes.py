@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from werkzeug.exceptions import NotFound
 
-from refed_dspy.experiments.page import program_view
+from refed_dspy.experiments.outputs import program_view
 from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.secrets import mask

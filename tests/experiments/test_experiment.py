@@ -465,7 +465,7 @@ def test_a_grid_over_teachers_on_their_own_endpoints_scores_each_against_its_own
 
 
 def test_the_table_says_when_a_program_or_the_judge_failed_on_test_examples():
-    from refed_dspy.experiments.leaderboard import _score_text
+    from refed_dspy.experiments.outputs import _score_text
 
     assert _score_text({"test_mean": 0.5, "test_n": 6, "program_failures": 0, "judge_failures": 0}) == "0.5000"
     failed_all = _score_text({"test_mean": 0.0, "test_n": 6, "program_failures": 6, "judge_failures": 0})
@@ -627,8 +627,7 @@ def cell_judging(result: dict) -> int:
 
 
 def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
-    from refed_dspy.experiments.leaderboard import _verdict
-    from refed_dspy.experiments.page import axis_ticks, chart_svg
+    from refed_dspy.experiments.outputs import _verdict, axis_ticks, chart_svg
 
     worse = {"mean": -0.2, "ci_low": -0.3, "ci_high": -0.05, "significant": True}
     better = {"mean": 0.2, "ci_low": 0.05, "ci_high": 0.3, "significant": True}
@@ -664,7 +663,7 @@ def test_a_significantly_worse_cell_is_said_to_be_worse_and_drawn_red():
 
 
 def test_calls_by_role_name_what_no_role_accounts_for():
-    from refed_dspy.experiments.leaderboard import _by_role
+    from refed_dspy.experiments.outputs import _by_role
 
     assert _by_role({"calls": 7, "by_role": {"judge": {"calls": 2}, "teacher": {"calls": 1}}}) == (
         "judge 2, teacher 1, other 4"
