@@ -222,8 +222,7 @@ def _bounds(field: Any) -> str:
 def _kind(field: Any) -> str:
     """A field's type as type_name says it; a path field's string is a `path` (a leading ~ is the home directory); a
     name checked against a registry (synthesis.method, optimize.optimizer) is one of the names registered now."""
-    from refed_dspy.config.names import Registered
-    from refed_dspy.config.section import is_path
+    from refed_dspy.config.section import Registered, is_path
 
     for meta in field.metadata:
         if isinstance(getattr(meta, "func", None), Registered):

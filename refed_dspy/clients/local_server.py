@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from refed_dspy.config.lm import LMSpec
-from refed_dspy.config.local import LocalServing
+from refed_dspy.config.run import LocalServing
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.llamacpp import GGUF, INSTALL_HINT, LLAMACPP, MODEL_NAME
 

@@ -19,15 +19,14 @@ from refed_dspy.config.fingerprint import config_hash, fingerprint, fingerprint_
 from refed_dspy.config.judging import JudgingConfig, QualityConfig, ReportConfig
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.load import config_from_dict, load_config, to_toml
-from refed_dspy.config.local import LocalServing
 from refed_dspy.config.messages import describe_errors, format_validation_error
-from refed_dspy.config.names import Registered
 from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.overrides import apply_overrides, parse_override
 from refed_dspy.config.prices import ModelPrice, PriceBook
-from refed_dspy.config.run import MetricsConfig, RayConfig, RunConfig, TrackingConfig
+from refed_dspy.config.run import LocalServing, MetricsConfig, RayConfig, RunConfig, TrackingConfig
 from refed_dspy.config.schema import Config
 from refed_dspy.config.scoring import ScoringConfig
+from refed_dspy.config.section import Registered
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 
 __all__ = [

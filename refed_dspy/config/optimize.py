@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from refed_dspy.config.names import Registered
-from refed_dspy.config.section import Section, UserPath
+from refed_dspy.config.section import Registered, Section, UserPath
 from refed_dspy.registry import OPTIMIZERS, TARGETS
 
 

@@ -9,10 +9,14 @@ expands `~` only where it is unquoted and starts a word: `--set run.dir='~/runs/
 and `refed view '~/runs/x'` all reach refed with the `~` still in them. Every path field of the config (`UserPath`) and
 every path argument of the CLI goes through `expand_home`, so that none of them becomes a folder named `~` in the
 current directory (which a later `rm -rf ~` would take for the home).
+
+The names a config takes from a registry (a method, an optimizer, a target) are checked by one validator
+(`Registered`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -20,9 +24,11 @@ import typing
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
+
+from refed_dspy.registry import Registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -152,3 +158,28 @@ def mask_secrets(obj: Any) -> Any:
     if isinstance(obj, list):
         return [mask_secrets(v) for v in obj]
     return obj
+
+
+class Registered:
+    """A validator (`AfterValidator(Registered(METHODS))`) that accepts the names `registry` holds when the value is
+    validated (so an entry registered after this module was imported counts, and the registry's package is imported
+    on that first question, not before), refusing others as a Literal would, with the nearest name. A run dir's own
+    config.toml (validated with context {"record": True}) is a record of what ran: any name reads there."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def __call__(self, value: str, info: ValidationInfo) -> str:
+        if value in self.registry or (info.context or {}).get("record"):
+            return value
+        names = self.registry.names()
+        near = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": one_of(names), "nearest": near}
+        )
+
+
+def one_of(names: tuple[str, ...]) -> str:
+    """'a', 'b' or 'c': the choices, as pydantic names a Literal's."""
+    quoted = [repr(n) for n in names]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]]) if len(quoted) > 1 else "".join(quoted)

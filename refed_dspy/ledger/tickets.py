@@ -14,6 +14,16 @@ Two ledgers open calls: a CallBudget itself (an LM with a budget of its own: opt
 reserved each (`OpensCalls`, which CallBudget takes in); and an engine task's `TaskLedger`, whose task reserved its
 calls already: each of its calls takes what it is expected to cost from that, and what the task lacks is reserved
 on top.
+
+How many output tokens a call is expected to write, learned from the calls already made: what a cost budget
+reserves a call at, instead of its `max_tokens` worst case (a reasoning model's 16,000 tokens would leave a small
+budget unable to start anything).
+
+Per role, and per stage within a role (a feedback call and a response differ), the completion tokens of answered calls
+are kept as a running mean and spread (Welford). A call is reserved at the mean plus a margin learned from the spread:
+three standard deviations, and never less than half the mean (a few calls say little of the spread), capped at the
+call's `max_tokens`. Before a role has answered anything there is nothing to expect: the caller reserves the worst
+case. Pure arithmetic, no I/O; the ledger holds it under its lock.
 """
 
 from __future__ import annotations
@@ -21,10 +31,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Any
-
 from refed_dspy.clients.calls import CallInfo, MustWait
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.providers.prices import Price
+import math
 
 
 class BudgetExceeded(Exception):
@@ -267,3 +277,63 @@ def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]
 def _longer(prompt_tokens: int | None, need: float) -> str:
     """How a refusal names a call reserved at its counted prompt."""
     return f"the next call, a prompt of about {prompt_tokens or 0:,} tokens, may cost up to ${need:.4f}"
+
+
+SPREAD_MARGIN = 3.0  # standard deviations above the mean
+LEAST_MARGIN = 0.5  # of the mean: the margin while few calls have shown their spread
+
+
+@dataclass
+class OutputStats:
+    """Some calls' completion tokens (or costs): their count, mean and sum of squared deviations (Welford), and the
+    most."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    most: float = 0
+
+    def add(self, value: float) -> None:
+        self.n += 1
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (value - self.mean)
+        self.most = max(self.most, value)
+
+    def task_share(self) -> float:
+        """What a piece of work's calls are reserved at each before their prompts are known: the mean with the least
+        margin, at most the most seen (the work's calls are then reserved one by one at their own expected cost)."""
+        return min(self.most, self.mean * (1 + LEAST_MARGIN))
+
+    @property
+    def margin(self) -> float:
+        """The margin above the mean a call is reserved with."""
+        spread = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        return max(SPREAD_MARGIN * spread, LEAST_MARGIN * self.mean)
+
+    def reserve(self, limit: int) -> int:
+        """The output tokens a call is reserved at: mean plus margin, at most `limit` (its max_tokens)."""
+        return min(limit, math.ceil(self.mean + self.margin)) if limit > 0 else math.ceil(self.mean + self.margin)
+
+
+class ExpectedOutput:
+    """What the calls of each role (and of each stage within it) wrote; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.by_role: dict[str, OutputStats] = {}
+        self.by_stage: dict[tuple[str, str], OutputStats] = {}
+
+    def learn(self, role: str, stage: str, completion_tokens: int) -> None:
+        """An answered call of `role` at `stage` wrote `completion_tokens` (hidden reasoning included)."""
+        self.by_role.setdefault(role, OutputStats()).add(completion_tokens)
+        self.by_stage.setdefault((role, stage), OutputStats()).add(completion_tokens)
+
+    def seen(self, role: str) -> bool:
+        """A call of `role` has answered."""
+        return role in self.by_role
+
+    def reserve(self, role: str, stage: str, limit: int) -> int | None:
+        """The output tokens a call of `role` at `stage` is reserved at (its stage's calls, else its role's; at most
+        `limit`); None before a call of `role` has answered (then only its worst case is safe)."""
+        stats = self.by_stage.get((role, stage)) or self.by_role.get(role)
+        return None if stats is None else stats.reserve(limit)

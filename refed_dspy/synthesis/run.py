@@ -4,6 +4,9 @@ The engine (refed_dspy.engine) runs the calls: the window of calls in flight, bu
 the failure streak, accounting and the stop on a signal. What to start next is next_work.py's to say. This
 stage runs one piece of work through its part of the pipeline program, and writes what finished: a record, a
 reject, or the journal line of a unit.
+
+A synthesis run resolved before any call: `SynthesisPlan`, what synthesis/api.py makes of the config and of what the
+caller handed in, and what the run's stage, its run dir and its tracking read instead of the config.
 """
 
 from __future__ import annotations
@@ -12,9 +15,7 @@ import logging
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
-
 import dspy
-
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.config import config_hash
 from refed_dspy.config.fingerprint import PROMPT_FORMAT
@@ -30,7 +31,6 @@ from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, Sample
 from refed_dspy.store.rundir import ResumeState, RunDir
 from refed_dspy.store.teachers import teacher_key
 from refed_dspy.synthesis.next_work import NextWork
-from refed_dspy.synthesis.plan import SynthesisPlan
 from refed_dspy.synthesis.summary import (
     RunStats,
     RunSummary,
@@ -46,6 +46,14 @@ from refed_dspy.synthesis.units import (
     parts_of,
     worst_calls,
 )
+from dataclasses import dataclass
+from pathlib import Path
+from refed_dspy.config import Config, LMSpec, RunConfig, SynthesisConfig
+from refed_dspy.launch.plan import Launch
+from refed_dspy.store.records import Reference
+from refed_dspy.store.rundir import OnMismatch
+from refed_dspy.synthesis.program import RunProgram
+
 
 log = logging.getLogger(__name__)
 
@@ -300,3 +308,25 @@ class SynthesisRun(StageBase):
         except OSError as err:  # the records are complete; the summary is rebuilt on resume
             log.warning("cannot write %s: %s", self.rundir.summary, err.strerror or err)
         return summary
+
+
+@dataclass(frozen=True)
+class SynthesisPlan:
+    """A synthesis run resolved before any call: its LM (in `launch`), program, references and settings.
+
+    `record` is the config of record (the teacher of record in it, and the program named): what the run dir's
+    config.toml and fingerprint, each record's config_hash and MLflow keep of the run. What the run does is read from
+    the other fields.
+    """
+
+    run_dir: Path
+    settings: SynthesisConfig  # [synthesis]
+    teacher: LMSpec  # the teacher of record: a teacher handed in is described by its own settings
+    program: RunProgram
+    references: list[Reference]
+    launch: Launch  # the teacher's LM (or Ray's workers), its prices and its transport
+    run: RunConfig  # progress and stop settings
+    record: Config
+    on_mismatch: OnMismatch = "error"  # for a run dir made by another config or program
+    show_progress: bool = False
+    detach: bool = False  # batch mode: return once the requests are submitted

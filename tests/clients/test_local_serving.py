@@ -15,7 +15,7 @@ from refed_dspy.clients import local_server
 from refed_dspy.clients.local_server import served_roles
 from refed_dspy.config import load_config
 from refed_dspy.config.lm import LMSpec
-from refed_dspy.config.local import LocalServing
+from refed_dspy.config.run import LocalServing
 from refed_dspy.errors import ConfigError, SeedError
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize
