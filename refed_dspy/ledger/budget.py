@@ -9,7 +9,7 @@ or before any, at a prompt of `prior_prompt_tokens(role)` that fills `max_tokens
 reserved as they are made). Once its prompt is counted (under a cost budget), a call is reserved at its expected cost,
 and starts only when what is paid, the worst case of every call in flight and its own expected cost fit in the budget,
 so that the budget is never overshot by more than one call (refed_dspy.ledger.tickets,
-refed_dspy.ledger.expected_output). What finished is
+refed_dspy.ledger.tickets). What finished is
 recorded from its CallInfo (refed_dspy.ledger.usage.usage_of, the same arithmetic as every summary), in total and
 by role; a cache hit costs nothing and counts as no call. A call cut off in flight (by a stop, or given up at the
 client's timeout) was perhaps billed, its tokens unknown: it is kept against the cost budget at what one call of its
@@ -31,8 +31,7 @@ from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.ledger.call_log import CallLog
-from refed_dspy.ledger.expected_output import ExpectedOutput, OutputStats
-from refed_dspy.ledger.tickets import BudgetExceeded, MustWait, OpensCalls, Ticket
+from refed_dspy.ledger.tickets import BudgetExceeded, ExpectedOutput, MustWait, OpensCalls, OutputStats, Ticket
 from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.providers.prices import Price
 

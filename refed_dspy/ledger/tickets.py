@@ -3,7 +3,7 @@ cost budget, its prompt counted before it is sent), written to the run's write-a
 settled with what it paid, and given back.
 
 Under a cost budget a call is reserved at its counted prompt and the output its role's calls are expected to write
-(refed_dspy.ledger.expected_output: learned from the calls already made, with a learned margin); before its role has
+(`ExpectedOutput`, below: learned from the calls already made, with a learned margin); before its role has
 answered anything, at its worst case (its prompt filling `max_tokens`). Its worst case is held while it is in flight: a
 call starts only when what is paid, the worst case of every call in flight and its own expected cost fit in the budget
 (`MustWait` otherwise, while others are in flight), so that whatever they write the budget is overshot by at most one
@@ -28,13 +28,14 @@ case. Pure arithmetic, no I/O; the ledger holds it under its lock.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
+
 from refed_dspy.clients.calls import CallInfo, MustWait
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.providers.prices import Price
-import math
 
 
 class BudgetExceeded(Exception):

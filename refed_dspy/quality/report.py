@@ -17,9 +17,12 @@ import io
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
 from pydantic import Field
+
 from refed_dspy.config import Config
 from refed_dspy.errors import RunDirError
+from refed_dspy.filters.near_duplicates import NearDuplicates, near_duplicate_matches, parts_of
 from refed_dspy.ledger.usage import prompt_cache_share
 from refed_dspy.pages import number, render
 from refed_dspy.quality.contamination import contamination_lines, contamination_of, contamination_section
@@ -54,8 +57,6 @@ from refed_dspy.store.teachers import (
 )
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
-from refed_dspy.filters.near_duplicates import NearDuplicates, near_duplicate_matches, parts_of
-
 
 SECTIONS = (
     "Counts",

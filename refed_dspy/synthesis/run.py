@@ -5,7 +5,7 @@ the failure streak, accounting and the stop on a signal. What to start next is n
 stage runs one piece of work through its part of the pipeline program, and writes what finished: a record, a
 reject, or the journal line of a unit.
 
-A synthesis run resolved before any call: `SynthesisPlan`, what synthesis/api.py makes of the config and of what the
+The run resolved before any call is a `SynthesisPlan`: what synthesis/api.py makes of the config and of what the
 caller handed in, and what the run's stage, its run dir and its tracking read instead of the config.
 """
 
@@ -13,24 +13,29 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
+
 import dspy
+
 from refed_dspy.adapters import RepairingAdapter
-from refed_dspy.config import config_hash
+from refed_dspy.config import Config, LMSpec, RunConfig, SynthesisConfig, config_hash
 from refed_dspy.config.fingerprint import PROMPT_FORMAT
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase
-from refed_dspy.launch.plan import Started
+from refed_dspy.launch.plan import Launch, Started
 from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.methods import Method, get_method
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id
-from refed_dspy.store.rundir import ResumeState, RunDir
+from refed_dspy.store.rundir import OnMismatch, ResumeState, RunDir
 from refed_dspy.store.teachers import teacher_key
 from refed_dspy.synthesis.next_work import NextWork
+from refed_dspy.synthesis.program import RunProgram
 from refed_dspy.synthesis.summary import (
     RunStats,
     RunSummary,
@@ -46,14 +51,6 @@ from refed_dspy.synthesis.units import (
     parts_of,
     worst_calls,
 )
-from dataclasses import dataclass
-from pathlib import Path
-from refed_dspy.config import Config, LMSpec, RunConfig, SynthesisConfig
-from refed_dspy.launch.plan import Launch
-from refed_dspy.store.records import Reference
-from refed_dspy.store.rundir import OnMismatch
-from refed_dspy.synthesis.program import RunProgram
-
 
 log = logging.getLogger(__name__)
 

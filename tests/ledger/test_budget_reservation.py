@@ -14,8 +14,7 @@ from loopback_server import read_log
 from refed_dspy.clients.calls import CallInfo, MustWait
 from refed_dspy.config import load_config
 from refed_dspy.ledger.budget import CallBudget
-from refed_dspy.ledger.expected_output import ExpectedOutput, OutputStats
-from refed_dspy.ledger.tickets import BudgetExceeded
+from refed_dspy.ledger.tickets import BudgetExceeded, ExpectedOutput, OutputStats
 from refed_dspy.providers.prices import Price
 from refed_dspy.synthesis.api import synthesize
 
