@@ -15,8 +15,7 @@ from __future__ import annotations
 from refed_dspy.errors import RefedError
 from refed_dspy.view import routes
 from refed_dspy.view.index import View
-from refed_dspy.view.query import BadQuery, loopback_host
-from refed_dspy.view.render import Pages
+from refed_dspy.view.routes import BadQuery, Pages, loopback_host
 
 
 def create_app(view: View):

@@ -6,12 +6,17 @@ reference's, each part's closeness to it, and the stretches copied word for word
 
 For an experiment dir, what `refed view` shows: its cells with their state and scores, and each cell's program (the
 instructions and demos of every predictor), read from the files as they are; nothing is written.
+
+What a route accepts from a request: query values (numbers, counts, the list's filters) and the Host or Origin a page
+reached it by. How it answers with a page (`Pages`): its templates filled through refed_dspy.pages with the style
+sheet, the script and the directory's status, and every body masked (refed_dspy.secrets) before it leaves the process.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -21,15 +26,14 @@ from werkzeug.exceptions import NotFound
 from refed_dspy.experiments.outputs import program_view
 from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.methods.registry import rewrites_reference
+from refed_dspy.pages import asset, render
 from refed_dspy.secrets import mask
 from refed_dspy.status.experiment import experiment_status
 from refed_dspy.store.jsonl import json_text, read_json
 from refed_dspy.store.records import final_response
 from refed_dspy.text.closeness import closeness, copied_spans
 from refed_dspy.text.diff import changed_share, word_diff
-from refed_dspy.view.index import VERDICTS
-from refed_dspy.view.query import filters_from, whole_number
-from refed_dspy.view.render import JSON, Pages, Response, written_page
+from refed_dspy.view.index import VERDICTS, Filters, View
 
 PER_PAGE = 50
 
@@ -265,3 +269,99 @@ def program_predictors(program: Path) -> dict[str, dict[str, Any]]:
     except (OSError, ValueError):
         return {}
     return program_view(state) if isinstance(state, dict) else {}
+
+
+TEMPLATES = "refed_dspy.view"  # its templates/ folder
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+Response = tuple[str, int, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Pages:
+    """The viewer's pages over `view`, with the style sheet and the script every page inlines (and the live page's)."""
+
+    view: View
+    style: str
+    script: str
+    live_script: str  # the live page's own
+
+    @classmethod
+    def of(cls, view: View) -> Pages:
+        """The pages of `view`, the style sheet and scripts read once."""
+        return cls(view, asset(TEMPLATES, "style.css"), asset(TEMPLATES, "script.js"), asset(TEMPLATES, "live.js"))
+
+    def page(self, name: str, status: int = 200, **context: Any) -> Response:
+        """Template `name`.html filled with `context`, masked, as a Flask response."""
+        body = render(
+            TEMPLATES,
+            f"{name}.html",
+            style=self.style,
+            script=self.script,
+            status=self.view.status(),
+            has_report=(self.view.path / "report.html").is_file(),
+            **context,
+        )
+        return mask(body), status, HTML
+
+    def error(self, status: int, title: str, heading: str, message: str) -> Response:
+        """The error page: `heading`, then `message`, with HTTP `status`."""
+        return self.page("error", status, title=title, page="", heading=heading, message=message)
+
+
+def written_page(path: Path) -> Response:
+    """A page the run wrote (the report, the experiment's page), as it is on disk but masked."""
+    return mask(Path(path).read_text(encoding="utf-8", errors="replace")), 200, HTML
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # the only names a page may reach the viewer by
+
+
+class BadQuery(ValueError):
+    """A query value the viewer cannot use (answered 400)."""
+
+
+def _number(value: str | None, name: str = "value") -> float | None:
+    """A finite number from a query value ('' or absent: None); BadQuery otherwise (nan, inf, 1e400, words)."""
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadQuery(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise BadQuery(f"{name}={value!r} is not a finite number")
+    return number
+
+
+def whole_number(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """A whole number from a query value, held within [low, high] (absent: `default`)."""
+    number = _number(value, name)
+    return default if number is None else int(min(high, max(low, number)))
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether an HTTP Host header (or an Origin) names this machine's loopback interface: a page that reached the
+    viewer under another name (DNS rebinding) must not read the data."""
+    if not host:
+        return False
+    netloc = host.split("://", 1)[-1].split("/", 1)[0]  # an Origin is scheme://host[:port]
+    if netloc.startswith("["):  # [::1]:8765
+        name = netloc[1:].split("]", 1)[0]
+    else:
+        name = netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+    return name.lower() in LOOPBACK
+
+
+def filters_from(args: Any) -> Filters:
+    """The list's filters from a query string."""
+    return Filters(
+        q=args.get("q", ""),
+        reference=args.get("reference", ""),
+        feature=args.get("feature", ""),
+        method=args.get("method", ""),
+        verdict=args.get("verdict", ""),
+        outcome=args.get("outcome", ""),
+        score_min=_number(args.get("score_min"), "score_min"),
+        score_max=_number(args.get("score_max"), "score_max"),
+    )
