@@ -49,6 +49,8 @@ COPY_WORDS = 8
 _MARKUP = re.compile(r"<[^<>]*>?|&#?\w+;")
 _ENUMERATORS = re.compile(r"(?:\s*(?:\d{1,3}[.)]|#\d{1,3}[.,;]?))+\s*")  # "1. 2.", "#1, #2, #3"
 _NUMBERING = re.compile(r"\(\d{1,3}\)")  # "(1)" after a template's line; "4." or "#1" may be a value ("Answer: 4.")
+_HASH_NUMBER = re.compile(r"#\d{1,3}\b")  # "#2": a number, unless a marker stands beside it (`_MARKER_BESIDE`)
+_MARKER_BESIDE = re.compile(r"#(?!\d)|[\[\]{}]")  # a `#` of a marker (not a number's) or a bracket or brace
 _TEMPLATE_SIGN = re.compile(r"[#\[\]{}]")  # a template's marker characters ("**Answer:**" and "a > b" are text)
 _NAME_QUOTES = "\"'`*:"
 _WORDS = re.compile(r"\w+")
@@ -139,14 +141,20 @@ def _as_name(text: str) -> str:
 
 def _names_and_markers_alone(text: str, names: Iterable[str]) -> bool:
     """Whether `text` is field names of `names` (snake_case or in words) with marker characters and numbering, and
-    nothing else (`#[feature_name] (1)`, `## feature_description ## [relevant_skills] (2)`): a template's shape, so it
+    nothing else (`#[feature_name] (1)`, `## feature_description ## [relevant_skills] (2)`, `## new_instructions #2`):
+    a template's shape, so it
     takes a `#`, a bracket or a brace for one ("Feedback, analysis", "response_a > response_b" and "**Answer:** 4." are
     text)."""
     pattern = _names_pattern(tuple(sorted(set(names))))
     if pattern is None or not _TEMPLATE_SIGN.search(text):
         return False
     rest, found = pattern.subn(" ", text)
-    return found > 0 and not _has_content(_NUMBERING.sub(" ", rest))
+    rest = _NUMBERING.sub(" ", rest)
+    if _MARKER_BESIDE.search(
+        rest
+    ):  # a `#` there numbers a template's line (`## new_instructions #2`): "Answer: #1" not
+        rest = _HASH_NUMBER.sub(" ", rest)
+    return found > 0 and not _has_content(rest)
 
 
 @functools.lru_cache(maxsize=64)

@@ -281,6 +281,7 @@ def test_an_instruction_output_is_junk_as_a_single_word_and_its_type_says_which_
     # field names in markers with numbering (SmolLM2 at b115e40, 2 of 20 samples); names in a sentence are words
     assert junk_reason("#[feature_name] (1)", FIELD_NAMES, instruction=True) is not None
     assert junk_reason("## feature_description ## [relevant_skills] (2)", FIELD_NAMES, instruction=True) is not None
+    assert junk_reason("## new_instructions #2", FIELD_NAMES, instruction=True) is not None  # at 42a085b
     for text in ("Explain the feature_name field (1)", "Compare response_a vs response_b.", "Feedback, analysis"):
         assert junk_reason(text, FIELD_NAMES, instruction=True) is None, text
     # a value after a name is a value, whatever names a user's signature has
