@@ -14,7 +14,8 @@ values, the same way for every format: a text output is degenerate when it is
   quotes dropped;
 - junk (`junk_reason`): no letter, digit or symbol of its own (a lone bracket, punctuation), list markers alone
   (`1. 2.`), markup alone (`<label for=`, `<br/>`), a field name of the signature (`feature_name`) or one with no
-  value (`relevant_skills: None`), or a field's marker under any name (`### Feature description##`). An output that
+  value (`relevant_skills: None`), a field's marker under any name (`### Feature description##`), field names with
+  markers and numbering alone (`#[feature_name] (1)`), or any of these wrapped in markup. An output that
   is an instruction says so in its type, `Annotated[str, Instructs()]`, and is junk as a single word too (`effect`).
   A short answer keeps its place: "Paris", "4", "4." and "Yes." carry content.
 
@@ -142,17 +143,15 @@ def _as_name(text: str) -> str:
 def _names_and_markers_alone(text: str, names: Iterable[str]) -> bool:
     """Whether `text` is field names of `names` (snake_case or in words) with marker characters and numbering, and
     nothing else (`#[feature_name] (1)`, `## feature_description ## [relevant_skills] (2)`, `## new_instructions #2`):
-    a template's shape, so it
-    takes a `#`, a bracket or a brace for one ("Feedback, analysis", "response_a > response_b" and "**Answer:** 4." are
-    text)."""
+    a template's shape, so it takes a `#`, a bracket or a brace for one ("Feedback, analysis", "response_a > response_b"
+    and "**Answer:** 4." are text)."""
     pattern = _names_pattern(tuple(sorted(set(names))))
     if pattern is None or not _TEMPLATE_SIGN.search(text):
         return False
     rest, found = pattern.subn(" ", text)
     rest = _NUMBERING.sub(" ", rest)
-    if _MARKER_BESIDE.search(
-        rest
-    ):  # a `#` there numbers a template's line (`## new_instructions #2`): "Answer: #1" not
+    # beside a marker, a `#` numbers a template's line (`## new_instructions #2`); alone, it may be a value (`Answer: #1`)
+    if _MARKER_BESIDE.search(rest):
         rest = _HASH_NUMBER.sub(" ", rest)
     return found > 0 and not _has_content(rest)
 
