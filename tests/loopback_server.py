@@ -1186,8 +1186,10 @@ class LoopbackServer:
 def read_log(path: str | Path) -> list[dict]:
     """The server's request log, one dict per request. A server of this process writes a request's line just after
     its answer, so a client may be done before the line is there: the read waits (up to 10 s) for the lines of
-    answers already sent (a CI run read 6 lines of 7 answered). From another process, a last line without its
-    newline is not in the log yet."""
+    answers already sent (a CI run read 6 lines of 7 answered). Lines come in the order they were written, so a
+    request answered just before the next one came may have its line after that one's (a CI run saw two in turn
+    swapped): a request's `seq` is the order of arrival. From another process, a last line without its newline is
+    not in the log yet."""
     state = _LIVE_LOGS.get(str(Path(path).resolve()))
     deadline = time.monotonic() + 10
     while state is not None and state.unlogged > 0 and time.monotonic() < deadline:

@@ -47,7 +47,8 @@ def test_a_marked_prefix_is_written_on_first_sight_and_read_after(server_factory
     _, second = post(srv, "/v1/messages", messages("write a song"))
     v = second["usage"]
     assert v["cache_read_input_tokens"] == u["cache_creation_input_tokens"] and v["cache_creation_input_tokens"] == 0
-    log = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+    # a line is written after its answer, so the second request's line may come first: seq is arrival order
+    log = sorted((e for e in read_log(srv.cfg.log_path) if e.get("status") == 200), key=lambda e: e["seq"])
     # the log's prompt tokens are all of them: input_tokens leave out what was read and written
     for entry, answer in zip(log, (u, v), strict=True):
         assert entry["cache_marks"] == 1
