@@ -190,8 +190,8 @@ def scrape_cost(sets: list[str], repeats: int = 20) -> float:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from refed_dspy.engine.figures import Series
+    from refed_dspy.engine.metrics import _readers, metrics_data
     from refed_dspy.store.jsonl import read_json
-    from refed_dspy.tracking.metrics import _readers, metrics_data
 
     run_dir = Path(next(s for s in sets if s.startswith("run.dir=")).split("=", 1)[1].strip("'"))
     rows = read_json(run_dir / "metrics.json")["series"]

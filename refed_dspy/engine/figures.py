@@ -8,7 +8,7 @@ tiers, and the run's own model names.
 
 Recording is a dict lookup and a few additions under a lock (about a microsecond a call); turning the figures into
 OpenTelemetry's data model, which costs the SDK about 10 microseconds a measurement, is done only when something
-reads them (refed_dspy.tracking.metrics: a scrape, an export). `series()` may be called from any thread. Every
+reads them (refed_dspy.engine.metrics: a scrape, an export). `series()` may be called from any thread. Every
 counter and histogram can start from the values an earlier invocation of the run left (`restore`), so a resumed
 run's totals go on from where it stopped.
 """

@@ -9,7 +9,7 @@ events its diffs find (a worker lost, a batch submitted or ended, a budget refus
 the stage ends, the file is written a last time with `ended` true and the run's status: the final values.
 
 What a reader gets (`snapshot()`, `document()`) is safe to ask for from any thread: the Prometheus endpoint's, the
-OTLP exporter's (refed_dspy.tracking.metrics). A resumed run starts from the counters and histograms its last
+OTLP exporter's (refed_dspy.engine.metrics). A resumed run starts from the counters and histograms its last
 invocation wrote, and from the samples and rejects its records hold.
 """
 

@@ -37,6 +37,7 @@ from refed_dspy.clients.lm import require_price, stage_lm
 from refed_dspy.clients.local_server import LocalServer, serving
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.engine.batch.broker import batch_lm
+from refed_dspy.engine.metrics import Endpoint, open_endpoint
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import ConfigError
@@ -47,7 +48,6 @@ from refed_dspy.launch.ray.start import start_pool
 from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.tracking.metrics import Endpoint, open_endpoint
 
 log = logging.getLogger(__name__)
 
