@@ -1,7 +1,5 @@
 """Exceptions a user can cause. The CLI prints their message as one line and exits 2."""
 
-from refed_dspy.secrets import mask
-
 
 class RefedError(Exception):
     """Base class for errors caused by input the user controls (config, seeds, keys, run dir)."""
@@ -73,10 +71,3 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, summary: object):
         super().__init__()
         self.summary = summary
-
-
-def first_line(err: BaseException, limit: int = 300) -> str:
-    """The first line of an error's message (its type's name when it has none), cut to `limit` characters: what a
-    one-line report of it shows. A key the process holds is masked (a provider's error may quote it)."""
-    text = mask(str(err)).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:limit]

@@ -5,7 +5,7 @@ its answer or its error body, a client's exception that repeats its settings. So
 leaves the process, at the few chokepoints every byte passes: the CLI's stdout and stderr (`masked_streams`), the
 files we write (refed_dspy.store.jsonl's writers; the run's cache, refed_dspy.store.cache, stores each answer
 masked, `mask_value`), the log file of other libraries' output (refed_dspy.runtime.quiet), what MLflow is given
-(refed_dspy.tracking), the viewer's pages, and the one line an error is reported by (refed_dspy.errors.first_line).
+(refed_dspy.tracking), the viewer's pages, and the one line an error is reported by (`first_line`).
 
 Held values (`is_secret_value`: at least MIN_SECRET_LEN characters, not a placeholder a local server takes such as
 `EMPTY` or `unused`, not the path of a file): the value of every environment variable whose name says it holds a
@@ -219,6 +219,13 @@ def mask(text: str) -> str:
         return text
     out, count = pattern.subn(lambda m: masks[m.group(0)], text)
     return out if count else text
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (its type's name when it has none), cut to `limit` characters: what a
+    one-line report of it shows. A key the process holds is masked (a provider's error may quote it)."""
+    text = mask(str(err)).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:limit]
 
 
 def find_held(*texts: str) -> set[str]:

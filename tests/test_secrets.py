@@ -7,8 +7,7 @@ import io
 import json
 import sys
 
-from refed_dspy.errors import first_line
-from refed_dspy.secrets import MaskedStream, hold, is_credential_name, mask, mask_value, masked_streams
+from refed_dspy.secrets import MaskedStream, first_line, hold, is_credential_name, mask, mask_value, masked_streams
 from refed_dspy.store.jsonl import JsonlWriter, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 KEY = "sk-unit-test-key-7Q2M9XKPL4WZ"  # long: masked to its first 3 and last 4 characters

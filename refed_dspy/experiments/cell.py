@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.config import Config
-from refed_dspy.errors import ConfigError, first_line
+from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.config import Cell, config_hash
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.scoring import score, synthesis_check
@@ -23,6 +23,7 @@ from refed_dspy.experiments.spend import (
 )
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.optimizers.run import OptimizeResult, optimize
+from refed_dspy.secrets import first_line
 from refed_dspy.store.jsonl import write_json_atomic
 
 log = logging.getLogger(__name__)

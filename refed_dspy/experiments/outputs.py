@@ -18,13 +18,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.errors import first_line
 from refed_dspy.experiments.config import Cell, ExperimentSettings, cell_config
 from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.stats import significantly_better, significantly_worse
 from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.optimizers.plan import target_program
 from refed_dspy.pages import render
+from refed_dspy.secrets import first_line
 from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
 from refed_dspy.text.diff import word_diff
 from refed_dspy.tracking.experiment_runs import (

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import SeedsConfig
-from refed_dspy.errors import SeedError, first_line
+from refed_dspy.errors import SeedError
+from refed_dspy.secrets import first_line
 from refed_dspy.store.records import Reference
 
 log = logging.getLogger(__name__)

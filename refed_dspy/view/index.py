@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.errors import RefedError, first_line
+from refed_dspy.errors import RefedError
 from refed_dspy.ledger.usage import Totals, usd_up_to
 from refed_dspy.quality.reference_copies import run_references
+from refed_dspy.secrets import first_line
 from refed_dspy.status.experiment import is_experiment_dir
 from refed_dspy.status.run import paid_usage
 from refed_dspy.store.jsonl import read_json

@@ -19,12 +19,13 @@ from typing import Any, ClassVar
 from refed_dspy.clients.calls import CallInfo, TaskCalls
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
 from refed_dspy.engine.failures import Failure
-from refed_dspy.errors import MissingKeyError, RunAborted, first_line
+from refed_dspy.errors import MissingKeyError, RunAborted
 from refed_dspy.launch.ray.cache_server import CachePlan, start_cache_server
 from refed_dspy.launch.ray.connect import disconnect
 from refed_dspy.launch.ray.leftovers import forget, record
 from refed_dspy.launch.ray.ready import Waiting, answers, get, where_lost
 from refed_dspy.launch.ray.worker import WorkerInfo
+from refed_dspy.secrets import first_line
 from refed_dspy.store.jsonl import write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ import time
 from typing import Any, NoReturn
 
 from refed_dspy.engine.progress import Heartbeat, rough_duration
-from refed_dspy.errors import ConfigError, KeyProviderError, MissingKeyError, RunAborted, first_line
+from refed_dspy.errors import ConfigError, KeyProviderError, MissingKeyError, RunAborted
+from refed_dspy.secrets import first_line
 
 START_TIMEOUT_S = 300.0  # a cluster that cannot place the workers in this long will not
 
