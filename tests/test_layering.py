@@ -21,7 +21,6 @@ FLOORS = [
         "text",
         "runtime",
         "registry",
-        "results",
         "pages",
     },
     {"providers"},

@@ -17,11 +17,11 @@ from refed_dspy.methods import METHODS
 from refed_dspy.quality.figures import distinct_n
 from refed_dspy.quality.judge import ajudge_run, build_judge
 from refed_dspy.quality.statistics import statistics_block
-from refed_dspy.results import Optional, Result
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.scoring import Scorer, open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
+from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import arun_synthesis, build_teacher

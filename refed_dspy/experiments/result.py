@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.results import Optional, Result
+from refed_dspy.store.results import Optional, Result
 
 
 class ExperimentResult(Result):

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.config import Config
-from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_jsonl
+from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.teachers import self_preference
 

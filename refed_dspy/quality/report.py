@@ -43,10 +43,10 @@ from refed_dspy.quality.figures import (
 from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
 from refed_dspy.quality.reference_copies import copies_line, copies_section, reference_copies
 from refed_dspy.quality.statistics import embedder_for, statistics_block, statistics_lines, statistics_section
-from refed_dspy.results import Result
 from refed_dspy.scoring import open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
+from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
 from refed_dspy.store.teachers import (
     count_teachers,

@@ -24,11 +24,11 @@ from pydantic import Field
 
 from refed_dspy.config import Config, SeedsConfig
 from refed_dspy.errors import ConfigError
-from refed_dspy.results import Result
 from refed_dspy.scoring import PairScore, ScoreCache, Scorer, open_scorer
 from refed_dspy.scoring.local import LocalEmbedder
 from refed_dspy.store.jsonl import read_jsonl, write_jsonl_atomic
 from refed_dspy.store.records import final_response
+from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.seeds import read_seeds
 

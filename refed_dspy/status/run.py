@@ -30,10 +30,10 @@ from refed_dspy.engine.batch.usage import answered_usage, open_requests, with_op
 from refed_dspy.errors import RefedError, RunDirError
 from refed_dspy.ledger.call_log import unaccounted
 from refed_dspy.ledger.usage import Totals, with_unrecorded
-from refed_dspy.results import Optional, Result
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
 from refed_dspy.store.ownership import marked_kind
+from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir
 
 # summary.json / judge_summary.json status -> state

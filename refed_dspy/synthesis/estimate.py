@@ -50,9 +50,9 @@ from refed_dspy.ledger.usage import prompt_cache_share, prompt_cache_text
 from refed_dspy.methods import get_method
 from refed_dspy.providers.base import MarkedCache, PrefixCache
 from refed_dspy.providers.registry import provider_for
-from refed_dspy.results import Optional, Result
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference
+from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.units import TASK_STAGES, feedback_record, parts_of

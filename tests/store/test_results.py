@@ -6,7 +6,7 @@ from conftest import run_overrides
 from pydantic import Field
 
 from refed_dspy.config import load_config
-from refed_dspy.results import Optional, Result
+from refed_dspy.store.results import Optional, Result
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.summary import RunSummary
 
