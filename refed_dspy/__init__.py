@@ -47,7 +47,7 @@ _LAZY = {
     "build_report": "refed_dspy.quality.report",
     "score_source": "refed_dspy.quality.statistics",
     "export_run": "refed_dspy.export.run",
-    "run_status": "refed_dspy.status",
+    "run_status": "refed_dspy.view.status",
 }
 
 __all__ = [

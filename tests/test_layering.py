@@ -41,7 +41,6 @@ FLOORS = [
     {"quality"},
     {"optimizers"},
     {"experiments", "export"},
-    {"status"},
     {"view"},
     {"cli"},
 ]

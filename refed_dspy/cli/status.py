@@ -9,8 +9,8 @@ from refed_dspy.config.section import expand_home
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from refed_dspy.status import run_status, status_text
     from refed_dspy.store.jsonl import json_text
+    from refed_dspy.view.status import run_status, status_text
 
     status = run_status(args.run_dir)
     print(json_text(status.to_json(), indent=2) if args.json else status_text(status))

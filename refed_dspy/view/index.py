@@ -15,8 +15,6 @@ from refed_dspy.errors import RefedError
 from refed_dspy.ledger.usage import Totals, usd_up_to
 from refed_dspy.quality.reference_copies import run_references
 from refed_dspy.secrets import first_line
-from refed_dspy.status.experiment import is_experiment_dir
-from refed_dspy.status.run import paid_usage
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import MARKER, kind_of
 from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage, run_config
@@ -24,6 +22,8 @@ from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.synthesis.summary import shortfall_cause
 from refed_dspy.text.closeness import COPY_THRESHOLD
 from refed_dspy.view.live import Follower, LiveRun
+from refed_dspy.view.status.experiment import is_experiment_dir
+from refed_dspy.view.status.run import paid_usage
 
 log = logging.getLogger(__name__)
 VERDICTS = {"improved": "win", "draft": "loss", "tie": "tie"}

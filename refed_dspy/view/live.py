@@ -22,9 +22,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.status.run import lock_holder
 from refed_dspy.store.jsonl import complete_records, read_json
 from refed_dspy.store.rundir import RunDir
+from refed_dspy.view.status.run import lock_holder
 
 KEPT_EVENTS = 5000  # the latest events a page keeps in memory (the file holds up to 4 MiB of them)
 SHOWN_EVENTS = 12

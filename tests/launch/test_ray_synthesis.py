@@ -30,13 +30,13 @@ from refed_dspy.export.run import export_run
 from refed_dspy.methods import get_method
 from refed_dspy.quality.filter_run import filter_run, parse_filter
 from refed_dspy.quality.judge import judge_run
-from refed_dspy.status import run_status
-from refed_dspy.status.text import format_status
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.provenance import program_hash
 from refed_dspy.tracking.experiment_runs import register_champion
 from refed_dspy.tracking.mlflow_runs import log_program
+from refed_dspy.view.status import run_status
+from refed_dspy.view.status.text import format_status
 
 ROOT = Path(__file__).resolve().parents[2]
 local_ray = ray_helpers.local_ray  # one local Ray for the file

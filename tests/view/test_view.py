@@ -207,8 +207,8 @@ def test_the_viewer_counts_the_calls_a_killed_invocation_had_in_flight(run):
     holds. An invocation killed with 3 calls in flight (their lines written before they were sent) adds them as paid,
     up to the most they can cost; before, the viewer showed no spending at all."""
     from refed_dspy.ledger.call_log import CallLog
-    from refed_dspy.status.run import run_dir_status
     from refed_dspy.view.index import View
+    from refed_dspy.view.status.run import run_dir_status
 
     summary = json.loads((run / "summary.json").read_text())
     view = View(run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from refed_dspy.engine.batch.status import batch_lines
 from refed_dspy.ledger.usage import usd, usd_up_to
-from refed_dspy.status.run import Holder, JudgeStatus, RunStatus
+from refed_dspy.view.status.run import Holder, JudgeStatus, RunStatus
 
 NEXT = {
     "stopped": "run the same command to resume",

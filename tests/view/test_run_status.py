@@ -124,9 +124,9 @@ def test_the_package_s_run_status_reads_a_run_dir_and_an_experiment_dir(run, tmp
     import pytest
 
     import refed_dspy
-    from refed_dspy.status.experiment import ExperimentStatus
-    from refed_dspy.status.run import RunStatus
     from refed_dspy.store.ownership import claim
+    from refed_dspy.view.status.experiment import ExperimentStatus
+    from refed_dspy.view.status.run import RunStatus
 
     status = refed_dspy.run_status(run)
     assert isinstance(status, RunStatus) and status.samples == 30

@@ -19,11 +19,11 @@ from refed_dspy.experiments.config import GRID_FILE
 from refed_dspy.ledger.call_log import unaccounted
 from refed_dspy.ledger.lines import read_document, spent_figures
 from refed_dspy.ledger.usage import usd_up_to
-from refed_dspy.status.run import Holder, lock_holder
-from refed_dspy.status.text import holder_text
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import kind_of
 from refed_dspy.store.results import Optional, Result
+from refed_dspy.view.status.run import Holder, lock_holder
+from refed_dspy.view.status.text import holder_text
 
 NEXT = {
     "stopped": "stopped or killed before it finished; run the same command to resume (finished cells are kept)",

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refed_dspy.status.experiment import (
+from refed_dspy.view.status.experiment import (
     ExperimentStatus,
     experiment_status,
     format_experiment_status,
     is_experiment_dir,
 )
-from refed_dspy.status.run import RunStatus, run_dir_status
-from refed_dspy.status.text import format_status
+from refed_dspy.view.status.run import RunStatus, run_dir_status
+from refed_dspy.view.status.text import format_status
 
 
 def run_status(path: str | Path) -> RunStatus | ExperimentStatus:
