@@ -19,11 +19,11 @@ from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.prompt_cache import PromptCacheTransport
-from refed_dspy.config.lm import LMSpec
-from refed_dspy.config.prices import PriceBook, tier_triples
+from refed_dspy.config.lm import LMSpec, price_of
+from refed_dspy.config.prices import PriceBook
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
-from refed_dspy.providers.prices import Price, close_priced_names, resolve_price
+from refed_dspy.providers.prices import Price, close_priced_names
 from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
@@ -209,23 +209,6 @@ def stage_lm(spec: LMSpec, role: str, concurrency: int) -> RefedLM:
     (the engine retries a failed piece of work, with its adaptive window), and a connection pool as wide as the stage's
     `concurrency`."""
     return build_lm(spec, role, num_retries=0, max_connections=concurrency)
-
-
-def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Price | None:
-    """Price for this spec from config, else LiteLLM's price map, on the spec's service tier (`tier`: on that one
-    instead), carrying its other tiers' prices; `batch`: the default tier's at the spec's batch_price_factor (a batch
-    request asks for no tier)."""
-    tiers = tier_triples(spec.tier_prices)
-    price = resolve_price(
-        spec.model,
-        spec.input_usd_per_mtok,
-        spec.cached_input_usd_per_mtok,
-        spec.output_usd_per_mtok,
-        spec.cache_write_usd_per_mtok,
-        tiers,
-        "default" if batch else tier or spec.service_tier,
-    )
-    return price.scaled(spec.batch_price_factor) if batch and price is not None else price
 
 
 def price_of_lm(lm: Any, prices: PriceBook | None = None) -> Price | None:

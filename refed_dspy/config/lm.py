@@ -1,4 +1,5 @@
-"""How to reach one LM role (teacher or judge): the `[teacher]` and `[judge]` sections of a config."""
+"""How to reach one LM role (teacher or judge): the `[teacher]` and `[judge]` sections of a config, and what a
+role's model costs (`price_of`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from refed_dspy.config.section import SECRET_NAME, ModelName, Seconds, Section, 
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.deprecation import deprecation_note
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
-from refed_dspy.providers.prices import SERVICE_TIERS
+from refed_dspy.providers.prices import SERVICE_TIERS, Price, resolve_price
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.sampling import EFFORTS, Sampling
 from refed_dspy.providers.tiers import tier_problem
@@ -287,6 +288,23 @@ class LMSpec(Section):
                 # the config's error message names the section (teacher.extra -> teacher.max_tokens)
                 raise PydanticCustomError("reserved_extra", "{message}", {"key": key})
         return value
+
+
+def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Price | None:
+    """Price for this spec from config, else LiteLLM's price map, on the spec's service tier (`tier`: on that one
+    instead), carrying its other tiers' prices; `batch`: the default tier's at the spec's batch_price_factor (a batch
+    request asks for no tier)."""
+    tiers = tier_triples(spec.tier_prices)
+    price = resolve_price(
+        spec.model,
+        spec.input_usd_per_mtok,
+        spec.cached_input_usd_per_mtok,
+        spec.output_usd_per_mtok,
+        spec.cache_write_usd_per_mtok,
+        tiers,
+        "default" if batch else tier or spec.service_tier,
+    )
+    return price.scaled(spec.batch_price_factor) if batch and price is not None else price
 
 
 @functools.cache

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
-from refed_dspy.clients.lm import price_of
 from refed_dspy.clients.lm_routing import LedgerScope
-from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.lm import LMSpec, price_of
 from refed_dspy.config.prices import PriceBook
 from refed_dspy.engine.batch.broker import batch_figures, settle_earlier
 from refed_dspy.engine.batch.usage import (

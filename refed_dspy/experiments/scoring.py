@@ -10,8 +10,9 @@ import dspy
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.lm import build_lm, price_of
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import Config
+from refed_dspy.config.lm import price_of
 from refed_dspy.experiments.config import example_key
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.spend import BudgetStop, experiment_limits, left_to_spend, lesser, total_of

@@ -42,8 +42,8 @@ from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.clients.calls import CallTag, current_stage, stage
-from refed_dspy.clients.lm import price_of
 from refed_dspy.config import Config
+from refed_dspy.config.lm import price_of
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.ledger.usage import prompt_cache_share, prompt_cache_text

@@ -19,8 +19,8 @@ from loopback_server import read_log
 import refed_dspy
 from refed_dspy.clients.boundary import CallBoundary, bounded, lm_class_of
 from refed_dspy.clients.calls import collect_calls, stage
-from refed_dspy.clients.lm import price_of
 from refed_dspy.config import load_config
+from refed_dspy.config.lm import price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize

@@ -10,8 +10,8 @@ import pytest
 from conftest import long_seeds, run_overrides
 from loopback_server import read_log
 
-from refed_dspy.clients.lm import price_of
 from refed_dspy.config import load_config
+from refed_dspy.config.lm import price_of
 from refed_dspy.optimizers.run import optimize
 
 HAIKU = "'anthropic/claude-haiku-4-5'"

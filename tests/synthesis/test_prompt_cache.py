@@ -14,8 +14,8 @@ import pytest
 from conftest import long_seeds, run_overrides
 from loopback_server import read_log
 
-from refed_dspy.clients.lm import price_of
 from refed_dspy.config import load_config
+from refed_dspy.config.lm import price_of
 from refed_dspy.quality.report import build_report
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.estimate import estimate

@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import Field
 
-from refed_dspy.clients.lm import price_of
 from refed_dspy.config import Config, load_config
+from refed_dspy.config.lm import price_of
 from refed_dspy.engine.batch.status import BATCH_DIRS, BatchCounts, batch_counts, read_batches
 from refed_dspy.engine.batch.usage import answered_usage, open_requests, with_open
 from refed_dspy.errors import RefedError, RunDirError
