@@ -37,10 +37,9 @@ from refed_dspy.clients.lm_routing import METRIC_STAGE
 from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError
 from refed_dspy.ledger.budget import BudgetExceeded
-from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores
-from refed_dspy.registry import TARGETS
+from refed_dspy.registry import TARGETS, rewrites_reference
 from refed_dspy.signatures import INSTRUCTION_CRITERIA, RateInstruction
 from refed_dspy.store.records import Reference
 from refed_dspy.text.closeness import COPY_THRESHOLD, first_copy

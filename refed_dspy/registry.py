@@ -121,6 +121,13 @@ OPTIMIZERS: Registry[Any] = Registry("optimizer", "optimize.optimizer", filled_b
 TARGETS: Registry[Any] = Registry("target", "optimize.target", filled_by="refed_dspy.optimizers.metrics")
 
 
+def rewrites_reference(method: str | None) -> bool:
+    """The synthesis method called `method` makes each sample by rewriting its reference (Reflection-Tuning), so
+    closeness to the reference is its point, not a copy; False for a name no method has. Asked by the floors below
+    refed_dspy.methods (a filter, the report, the viewer) of its registry, as the config checks a name."""
+    return method in METHODS and METHODS.get(method).rewrites_reference
+
+
 def load_package(package: str, path: Any, skip: tuple[str, ...] = ()) -> None:
     """Import every module of a package (its entries register themselves), except those in `skip`."""
     for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):

@@ -11,8 +11,7 @@ from pydantic import Field, PrivateAttr
 
 from refed_dspy.errors import ConfigError
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split
-from refed_dspy.methods.registry import rewrites_reference
-from refed_dspy.registry import FILTERS
+from refed_dspy.registry import FILTERS, rewrites_reference
 from refed_dspy.store.records import final_response
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.text.closeness import COPY_THRESHOLD, SPAN_WORDS, Closeness, closeness, copy_reason

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 import dspy
 
+from refed_dspy.registry import METHODS
 from refed_dspy.store.records import Reference, ReferenceFeedback
 
 KEEP_RATE = 0.9  # the share of new instructions the dedup keeps, before a run has shown its own (estimate)
@@ -117,3 +118,8 @@ class Method(ABC):
             return {"feedback": 0, "unit": 0, "sample": min(syn.size, n_refs)}
         units = math.ceil(syn.size / (syn.instructions_per_feature * KEEP_RATE))
         return {"feedback": min(n_refs, units) if self.collects_feedback else 0, "unit": units, "sample": syn.size}
+
+
+def get_method(name: str) -> Method:
+    """The method called `name`; ConfigError naming the available ones otherwise."""
+    return METHODS.get(name)

@@ -14,8 +14,8 @@ from typing import Any
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, SeedError
 from refed_dspy.filters.reference_copy import PARTS, References, sample_closeness, seed_references
-from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.quality.figures import describe
+from refed_dspy.registry import rewrites_reference
 from refed_dspy.store.records import final_response
 from refed_dspy.store.rundir import RunDir, run_config
 from refed_dspy.text.closeness import COPY_THRESHOLD, SPAN_WORDS

@@ -25,8 +25,8 @@ from werkzeug.exceptions import NotFound
 
 from refed_dspy.experiments.outputs import program_view
 from refed_dspy.ledger.usage import usd_up_to
-from refed_dspy.methods.registry import rewrites_reference
 from refed_dspy.pages import asset, render
+from refed_dspy.registry import rewrites_reference
 from refed_dspy.secrets import mask
 from refed_dspy.store.jsonl import json_text, read_json
 from refed_dspy.store.records import final_response
