@@ -220,7 +220,6 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     import openai  # noqa: F401 - imports are not part of the measured CPU
 
-    import refed_dspy.programs  # noqa: F401
     import refed_dspy.synthesis.api  # noqa: F401
     import refed_dspy.synthesis.run  # noqa: F401
 
