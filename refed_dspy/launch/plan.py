@@ -177,17 +177,27 @@ def lm_in_run(
     return lm, None
 
 
+def _role(config: Config, role: str) -> tuple[LMSpec, str, Any]:
+    """(its LM section, the name of its stage's section, that section) of `role`, "teacher" or "judge"."""
+    if role == "teacher":
+        return config.teacher, "synthesis", config.synthesis
+    return config.judge, "judging", config.judging
+
+
+def online_lm(config: Config, role: str) -> Any:
+    """The LM a stage of `role` calls online when none is handed in: its section's, with no DSPy retries (the engine
+    retries a piece of work itself) and a connection pool as wide as the stage's concurrency."""
+    spec, _, stage = _role(config, role)
+    return stage_lm(spec, role, stage.concurrency)
+
+
 def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
     """Step 1 (see the module docstring) for the stage of `role`, "teacher" or "judge": a cost budget's price, then the
     one transport the stage runs on, picked here and checked for what it needs: provider batch (a batch API for the
     section's provider, and its key), local online (the stage's LM: `lm`, a user's LM behind the call boundary, or one
     built from the config, with its key checked) or Ray (what a run there cannot take). `here`: a command with no run
     dir, run online in this process (then `Launch.start_here`)."""
-    spec, section, stage = (
-        (config.teacher, "synthesis", config.synthesis)
-        if role == "teacher"
-        else (config.judge, "judging", config.judging)
-    )
+    spec, section, stage = _role(config, role)
     if config.tracking.store_problem:  # a store MLflow will refuse, said before any call (a config read from a run
         # dir, as `refed judge run` reads it, is not checked as it is read)
         raise ConfigError(f"tracking: {config.tracking.store_problem}")
@@ -214,7 +224,7 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         lm = (
             bounded(lm, role, fresh=True).take_retries(engine_retries=True)
             if lm is not None
-            else stage_lm(spec, role, stage.concurrency)
+            else online_lm(config, role)
         )
     else:  # on Ray: what a run there cannot take, then the key (each worker reads its own: it must suit the
         # section's endpoints as a local run's does) and whether the cluster answers

@@ -18,7 +18,6 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.lm import stage_lm
 from refed_dspy.config import Config
 from refed_dspy.config.fingerprint import PROMPT_FORMAT, prompt_format_diff
 from refed_dspy.engine.execution import Engine
@@ -26,7 +25,7 @@ from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
-from refed_dspy.launch.plan import Started, launch
+from refed_dspy.launch.plan import Started, launch, online_lm
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.judgments import JudgeSummary, judge_summary
 from refed_dspy.runtime.sync import run_sync
@@ -79,9 +78,9 @@ def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str
 
 
 def build_judge(config: Config) -> dspy.LM:
-    """The judge LM, as the judging builds it (`stage_lm`: no DSPy retries, a connection pool as wide as
+    """The judge LM, as the judging's launch builds it (no DSPy retries, a connection pool as wide as
     judging.concurrency)."""
-    return stage_lm(config.judge, "judge", config.judging.concurrency)
+    return online_lm(config, "judge")
 
 
 def judge_part(config: Config) -> JudgeSample:
