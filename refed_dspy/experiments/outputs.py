@@ -1,6 +1,6 @@
-"""What a finished experiment leaves: experiment.json, experiment.md and experiment.html (each cell's program against
-its baseline's), and with tracking on, the cells' figures, the champion in the Model Registry and those files in
-MLflow.
+"""What a finished experiment leaves: experiment.json (an ExperimentResult, what `refed experiment` returns),
+experiment.md and experiment.html (each cell's program against its baseline's), and with tracking on, the cells'
+figures, the champion in the Model Registry and those files in MLflow.
 
 The leaderboard as text: the table's rows, why cells did not finish, the synthesis check's lines and experiment.md;
 pure functions of an ExperimentResult.
@@ -18,14 +18,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from refed_dspy.experiments.config import Cell, ExperimentSettings, cell_config
-from refed_dspy.experiments.result import ExperimentResult
 from refed_dspy.experiments.stats import significantly_better, significantly_worse
 from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.optimizers.plan import target_program
 from refed_dspy.pages import render
 from refed_dspy.secrets import first_line
 from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
+from refed_dspy.store.results import Optional, Result
 from refed_dspy.text.diff import word_diff
 from refed_dspy.tracking.experiment_runs import (
     champion_tags,
@@ -442,3 +444,31 @@ def render_page(result: Any, header: list[str], rows: list[list[str]], programs:
             if cell["id"] in programs
         ],
     )
+
+
+class ExperimentResult(Result):
+    """`refed experiment`'s result (experiment.json holds the same)."""
+
+    name: str
+    status: str = Field(description="complete | budget (a cell did not fit) | failed (a cell failed)")
+    out: str
+    split: dict[str, int] = Field(description="References on each side: train, val, test.")
+    examples: dict[str, int] = Field(description="Examples on each side.")
+    level: float = Field(description="The experiment's confidence level (each cell's interval is Bonferroni's).")
+    cell_level: float
+    detectable: float = Field(description="The smallest difference the test examples detect with 80% power.")
+    underpowered: bool = Field(description="detectable > min_effect: smaller effects cannot be told from noise.")
+    cells: list[dict[str, Any]] = Field(description="One row per cell, best test score first.")
+    baselines: list[dict[str, Any]]
+    champion: str | None = Field(
+        description="Of the cells whose test score beats their baseline's significantly, the best on validation."
+    )
+    champion_uri: str | None = Optional("With tracking on: the champion's program in the Model Registry.")
+    mlflow_run_id: str | None = Optional("With tracking on: the experiment's parent run.")
+    estimate: dict[str, Any] = Field(description="LM calls estimated before any call: examples, baselines, each cell.")
+    usage: dict[str, Any] = Field(description="Calls and cost of the whole experiment: examples, cells, baselines.")
+    wall_s: float
+    finished_at: str
+    json_file: str | None = Optional("Where experiment.json was written.", alias="json")
+    markdown_file: str | None = Optional("Where experiment.md was written.", alias="markdown")
+    page_file: str | None = Optional("Where experiment.html was written.", alias="page")

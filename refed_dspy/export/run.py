@@ -24,8 +24,7 @@ from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, to_flat
 from refed_dspy.quality.contamination import contamination_of, unremoved_warning
 from refed_dspy.secrets import mask_value
 from refed_dspy.store.jsonl import read_jsonl, write_jsonl_atomic, write_text_atomic
-from refed_dspy.store.outputs import check_output_dir
-from refed_dspy.store.ownership import is_empty, owned
+from refed_dspy.store.ownership import check_output_dir, is_empty, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir, run_config
 from refed_dspy.store.split import share_note, split_by_reference

@@ -20,8 +20,7 @@ from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
-from refed_dspy.store.outputs import check_output_dir
-from refed_dspy.store.ownership import owned
+from refed_dspy.store.ownership import check_output_dir, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
 

@@ -111,8 +111,7 @@ def test_calls_cut_off_in_a_part_are_kept_against_the_experiments_cost_budget(tm
 def test_the_tables_say_up_to_what_calls_of_unknown_tokens_can_have_cost():
     """A cell whose optimization had a call in flight at a kill (counted as paid at its bound, $0.0027): its row and
     the experiment's total say what was spent and up to what (before, $0.0487 against $0.0514 billed, no "up to")."""
-    from refed_dspy.experiments.outputs import experiment_markdown, leaderboard_rows
-    from refed_dspy.experiments.result import ExperimentResult
+    from refed_dspy.experiments.outputs import ExperimentResult, experiment_markdown, leaderboard_rows
 
     row = {
         "id": "c1",
