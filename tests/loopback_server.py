@@ -692,11 +692,15 @@ JUNK_ITEMS = ("effect", "Summarize.", "<label for=")
 
 
 def _junk(value, rng: random.Random, names: list[str]):
-    """A text field's junk (or an input's field name), or a list of text with every other item junk."""
+    """A text field's junk (or an input's field name), or a list of text with every other item junk: the first of them
+    a single word (`effect`, `Summarize.`), so that every such list holds an item the gate drops as not an instruction
+    (a CI run on Ray drew field names and markup alone for all of them), the others drawn from every kind."""
     if isinstance(value, str):
         return rng.choice([*JUNK_TEXTS, *names[:1]])
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return [rng.choice([*JUNK_ITEMS, *names]) if i % 2 else v for i, v in enumerate(value)]
+        return [
+            rng.choice(JUNK_ITEMS[:2] if i == 1 else [*JUNK_ITEMS, *names]) if i % 2 else v for i, v in enumerate(value)
+        ]
     return value
 
 
