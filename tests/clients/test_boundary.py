@@ -440,7 +440,9 @@ def test_dspys_retries_of_a_request_are_made_and_counted_at_the_boundary(server_
     from refed_dspy.ledger.budget import CallBudget
 
     srv = server_factory(**fault)
-    mine = dspy.LM(MODEL, api_base=srv.api_base, api_key="unused", num_retries=2, timeout=0.3, cache=False)
+    # a timeout below the hang for the hung requests; a 500 on a busy machine may take longer than that to come back
+    timeout = 0.3 if "rate_hang" in fault else 10
+    mine = dspy.LM(MODEL, api_base=srv.api_base, api_key="unused", num_retries=2, timeout=timeout, cache=False)
     ledger = CallBudget(max_calls=10)
     lm = bounded(mine, "teacher").attach_budget(ledger, "teacher", None)
     with collect_calls() as calls, stage("generate"), pytest.raises(dspy.utils.exceptions.LMError):

@@ -55,7 +55,8 @@ def contaminated(tmp_path_factory):
     with LoopbackServer(ServerConfig(log_path=str(log))) as srv:
         synthesize(load_config(None, run_overrides(srv, tmp / "run", 40)))
     samples = lines(tmp / "run" / "samples.jsonl")
-    chosen = samples[3::5][:8]
+    # the edited ones without a hyphen: `trade-offs` is one word to the edit and two to the 8-grams (16 of them)
+    chosen = samples[3::5][:4] + [s for s in samples[4::5] if "-" not in s["instruction"]][:4]
     prompts = [s["instruction"] for s in chosen[:4]] + [two_words_changed(s["instruction"]) for s in chosen[4:]]
     rows = [{"instruction": p, "dataset": "held-out"} for p in prompts + unrelated(200)]
     random.Random(0).shuffle(rows)
