@@ -47,9 +47,10 @@ class FirstCalls:
         # replicas the spread takes it out; a provider's own endpoint out of reach is this machine's network
         self.unreachable_stops = unreachable_stops
 
-    def holds(self, running: bool, batch: bool) -> bool:
-        """No more work may start now: some is running and nothing has been answered yet (a batch waits for all)."""
-        return not self.answered and running and not batch
+    def holds(self, running: bool, waits_outside: bool) -> bool:
+        """No more work may start now: some is running and nothing has been answered yet (work that waits outside
+        this process, on a provider's batch, waits for all)."""
+        return not self.answered and running and not waits_outside
 
     def note(self, calls: list[CallInfo], failure: Failure | None) -> Failure | None:
         """A piece of work ended with `calls` and `failure`; returns the failure as the engine takes it: once the
@@ -66,13 +67,6 @@ class FirstCalls:
         self.calls += sum(1 for c in calls if not c.cache_hit)
         self.answered = understood(calls, failure)
         return failure
-
-
-def batch_api_failure(message: str, status: int | None) -> Failure:
-    """The Failure a provider's batch API error stops the run with: a refused key or no such endpoint are the
-    endpoint's (as online), anything else `batch_api`."""
-    reason = "auth" if status in (401, 403) else "not_found" if status in (404, 405) else "batch_api"
-    return Failure(reason, f"HTTP {status}: {message}" if reason != "batch_api" else message, final=False, fatal=True)
 
 
 def _example_name(model: str) -> str:

@@ -13,11 +13,12 @@ endpoint has answered a call of this invocation, one piece of work runs at a tim
 
 One coroutine owns all state; tasks only return results.
 
-Batch mode (`broker`: a refed_dspy.engine.batch.broker.BatchBroker, whose transport the stage's LM uses) changes
-only where calls go: tasks wait on their batch results instead of on HTTP, so the window is the number of
-tasks waiting (`limits.concurrency` is then large); each task's calls are numbered under its key and
-attempt, which makes their custom_ids. With `detach`, the engine stops once every task waits on a batch
-that is submitted; the waits are cancelled unpaid and the next invocation picks them up.
+Where the calls go is the stage's transport's (refed_dspy.engine.transport), and the engine asks it the same things
+whatever it is: each start of a piece of work is handed to `transport.attempt` (provider batches number its calls under
+its key and attempt, which makes their custom_ids), the transport's news is read after each look (batches: the
+provider refused, or every task waits on a submitted batch and the run detaches), and a transport whose work
+`waits_outside` this process (batches: the window is then the tasks waiting, `limits.concurrency` large) holds no first
+call back and lets nothing finish on a stop (the waits are cancelled unpaid and the next invocation picks them up).
 
 The window of LM calls in flight (`Window`), AIMD: halved on a rate limit, grown back as calls succeed.
 
@@ -54,10 +55,10 @@ from typing import Any, Protocol
 
 from refed_dspy.clients.calls import opened_on
 from refed_dspy.clients.tries import retry_delay_s
-from refed_dspy.engine.batch.link import BatchLink
 from refed_dspy.engine.endpoint_check import FirstCalls
 from refed_dspy.engine.failures import Failure, FailureStreak
 from refed_dspy.engine.task_accounts import Task, TaskAccounts
+from refed_dspy.engine.transport import Transport
 from refed_dspy.errors import RunDirError
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.ledger.call_log import CallLog
@@ -106,9 +107,10 @@ class Limits:
 class Engine:
     """Runs a stage's work with up to `limits.concurrency` LM calls in flight. See the module docstring."""
 
-    def __init__(self, stage: Stage, limits: Limits, totals: Totals | None = None, broker: Any = None):
+    def __init__(self, stage: Stage, limits: Limits, totals: Totals | None = None, transport: Transport | None = None):
         self.stage = stage
-        self.broker = broker
+        # where its work runs (refed_dspy.engine.transport; by default online); the engine never asks which
+        self.transport = transport if transport is not None else Transport()
         self.detached = False
         self.limits = limits
         # the run's ledger of calls against its budget; its totals are of the whole run (the stage seeds them with
@@ -116,14 +118,18 @@ class Engine:
         self.budget = CallBudget(limits.max_calls, limits.max_cost_usd, totals)
         # how its tasks meet the ledger and the run's write-ahead log (refed_dspy.engine.task_accounts)
         self.accounts = TaskAccounts(
-            limits.worst_calls, limits.price, limits.max_tokens, limits.role, self.budget, batch=broker is not None
+            limits.worst_calls,
+            limits.price,
+            limits.max_tokens,
+            limits.role,
+            self.budget,
+            own_record=transport.waits_outside,
         )
         self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
         self.running = InFlight()  # the tasks under way (refed_dspy.engine.execution)
         self.pending = self.running.pending  # tasks by kind, running or waiting to be retried
         self.window = Window(limits.concurrency)  # the AIMD window of calls in flight
         self.retrying = Retries(limits.max_retries, limits.seed)  # failed work waiting to run again
-        self.batch = BatchLink(broker) if broker is not None else None  # batch mode: the broker's side of it
         self.stop_reason: str | None = None
         self.writers: list[Any] = []  # the stage's record writers: one that finds the disk full stops the run
         self.abort: Failure | None = None
@@ -162,7 +168,7 @@ class Engine:
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:
-        held = self.first.holds(self.busy, self.broker is not None)
+        held = self.first.holds(self.busy, self.transport.waits_outside)
         return 0 if held else int(self.window.limit) - self.running.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
@@ -174,8 +180,7 @@ class Engine:
                 self.stop_reason = self.stop_reason or "budget"
             return False
         coro = self.stage.work(kind, payload, meta.calls)
-        if self.batch is not None:  # each start an attempt of its own (refed_dspy.engine.batch.link)
-            coro = self.batch.attempt(self.stage.key(kind, payload), coro)
+        coro = self.transport.attempt(self.stage.key(kind, payload), coro)  # batches: each start an attempt of its own
         with opened_on(meta.ledger):  # the task's context (copied as it is created) carries its ledger
             task = asyncio.ensure_future(coro)
         self.running.add(task, meta)
@@ -188,7 +193,7 @@ class Engine:
         return meta
 
     def wake(self) -> None:
-        """Let the loop look again (a task finished, or the batch broker has news)."""
+        """Let the loop look again (a task finished, or the transport has news)."""
         self.done.wake()
 
     def start_due_retries(self) -> bool:
@@ -268,8 +273,7 @@ class Engine:
         Interrupted (the task cancelled by Ctrl-C, SIGTERM or SIGHUP): starts nothing more, handles what
         finishes within `limits.stop_grace_s`, then cancels the rest; `interrupted` is then set.
         """
-        if self.batch is not None:
-            self.batch.begin(lambda: len(self.running), self.wake)
+        self.transport.begin(lambda: len(self.running), self.wake)
         try:
             try:
                 await self._loop()
@@ -286,12 +290,12 @@ class Engine:
             raise
         finally:
             await self._cancel_the_rest()
-            if self.batch is not None:
-                await self.batch.close()
+            await self.transport.end()
 
-    def _batch_news(self) -> bool:
-        """The broker detached (every task waits on a submitted batch) or its provider refused: stop. True then."""
-        news = self.batch.news() if self.batch is not None else None
+    def _news(self) -> bool:
+        """The transport's news: a failure that aborts the run, or 'detached' (every task waits on answers a later
+        invocation collects): stop. True then."""
+        news = self.transport.news()
         if isinstance(news, Failure):
             self.abort = self.abort or news
         elif news == "detached":
@@ -300,8 +304,8 @@ class Engine:
         return news is not None
 
     async def _loop(self) -> None:
-        """Blocks until something can happen: work ends, a retry's time comes (when it could start then), the batch
-        broker has news, the progress display is due to show figures it has not shown, or a stop cancels it."""
+        """Blocks until something can happen: work ends, a retry's time comes (when it could start then), the
+        transport has news, the progress display is due to show figures it has not shown, or a stop cancels it."""
         redraw: float | None = None
         while True:
             can_start = self._fill()
@@ -315,12 +319,12 @@ class Engine:
                     self._handle(task, self._finished(task))
             redraw = self.on_progress() if self.on_progress is not None else None
             stop_if_full(self.writers)  # once the results at hand are all handled
-            if self.abort is not None or self._batch_news():
+            if self.abort is not None or self._news():
                 return
 
     async def _drain(self) -> None:
-        # batch mode: the work waits on batches that outlive this process (nothing to let finish)
-        deadline = time.monotonic() + (0.0 if self.broker is not None else self.limits.stop_grace_s)
+        # work that waits outside this process (provider batches) outlives it: nothing to let finish
+        deadline = time.monotonic() + (0.0 if self.transport.waits_outside else self.limits.stop_grace_s)
         redraw: float | None = None
         while self.running and time.monotonic() < deadline:
             for task in await self.done.wait(_sooner(max(0.0, deadline - time.monotonic()), redraw)):
@@ -473,7 +477,7 @@ class InFlight:
 
 
 class DoneQueue:
-    """`add` is each task's done callback; `wake` lets a waiting `wait` return (a task finished, or the batch broker
+    """`add` is each task's done callback; `wake` lets a waiting `wait` return (a task finished, or the transport
     has news); `wait` returns what finished since the last call, waiting up to `timeout` (None: until one does)."""
 
     def __init__(self) -> None:

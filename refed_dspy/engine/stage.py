@@ -12,7 +12,6 @@ What a stage may use of its engine: `start`, `slots_free()`, `pending[kind]`, `b
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
@@ -21,17 +20,8 @@ from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope
-from refed_dspy.config.lm import LMSpec, price_of
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.prices import PriceBook
-from refed_dspy.engine.batch.broker import batch_figures, settle_earlier
-from refed_dspy.engine.batch.usage import (
-    BatchLedger,
-    answered_costs,
-    answered_usage,
-    open_requests,
-    request_bound,
-    with_open,
-)
 from refed_dspy.engine.endpoint_check import endpoint_error
 from refed_dspy.engine.execution import Engine, Limits
 from refed_dspy.engine.failures import Failure
@@ -40,7 +30,7 @@ from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import RunAborted, RunDirError, RunInterrupted
 from refed_dspy.ledger.call_log import CallLog
-from refed_dspy.ledger.usage import usd, with_unrecorded
+from refed_dspy.ledger.usage import usd
 from refed_dspy.providers.prices import Price
 
 logger = logging.getLogger("refed_dspy")
@@ -77,18 +67,6 @@ def role_limits(
     )
 
 
-def mode_figures(broker: Any, usage: dict[str, Any], price_factor: float, lm: Any) -> dict[str, Any]:
-    """How a stage's calls went, for a summary: `mode`, and `batch` (batches, requests, what the batch price saved) or
-    `endpoints` (calls per endpoint of the stage's LM, when it has several)."""
-    out: dict[str, Any] = {"mode": "batch" if broker is not None else "online"}
-    if broker is not None:
-        out["batch"] = batch_figures(broker, usage, price_factor)
-    spread = getattr(lm, "endpoint_spread", None)
-    if spread is not None:
-        out["endpoints"] = spread.figures()
-    return out
-
-
 class StageBase(ABC):
     """An LM-bound stage on the execution engine (see the module docstring). A subclass sets `self.engine` with
     `make_engine` in its __init__ and implements fill, work, handle and key."""
@@ -103,7 +81,6 @@ class StageBase(ABC):
         lm: Any,
         transport: Transport | None = None,
         adapter: RepairingAdapter | None = None,
-        broker: Any = None,
         prices: PriceBook | None = None,
         watch: Watch | None = None,
     ):
@@ -112,13 +89,12 @@ class StageBase(ABC):
         self.role = role
         self.lm = lm
         self.adapter = adapter or build_adapter(spec)
-        self.broker = broker  # batch mode: the calls of `lm` go to the provider's batch API through it
-        self.price = price_of(spec, batch=broker is not None)
+        # where its parts run (refed_dspy.engine.transport): here, on Ray, or in provider batches; never asked which
+        self.transport: Transport = transport if transport is not None else LocalTransport({})
+        self.price = self.transport.price(spec)  # batches: the batch price
         # an LM the work calls that the stage does not hold (one pinned to a predictor of the program) passes the
         # call boundary too; `prices`: how it is priced ([prices], else LiteLLM's map)
         self.scope = LedgerScope(None, prices)
-        # where its parts run (refed_dspy.engine.transport): here, or on Ray; the stage never asks which
-        self.transport: Transport = transport if transport is not None else LocalTransport({})
         self.transport.attach(lm, self.adapter, self.scope)
         self.engine: Engine
 
@@ -130,7 +106,6 @@ class StageBase(ABC):
         self,
         *,
         concurrency: int,
-        max_in_flight: int,
         worst_calls: dict[str, int],
         max_calls: int | None,
         max_cost_usd: float | None,
@@ -138,11 +113,12 @@ class StageBase(ABC):
         stop_grace_s: float,
         seed: int = 0,
     ) -> Engine:
-        """The stage's engine: `concurrency` calls in flight online, `max_in_flight` tasks waiting on batches."""
+        """The stage's engine: a window of `concurrency` calls (in provider batches, of the tasks the transport keeps
+        waiting)."""
         limits = role_limits(
             self.spec,
             self.role,
-            concurrency=max_in_flight if self.broker is not None else concurrency,
+            concurrency=self.transport.tasks_in_flight(concurrency),
             worst_calls=worst_calls,
             price=self.price,
             max_calls=max_calls,
@@ -151,7 +127,7 @@ class StageBase(ABC):
             stop_grace_s=stop_grace_s,
             seed=seed,
         )
-        self.engine = Engine(self, limits, broker=self.broker)
+        self.engine = Engine(self, limits, transport=self.transport)
         return self.engine
 
     # ---- what the engine calls ------------------------------------------------------------------
@@ -184,8 +160,7 @@ class StageBase(ABC):
         log = CallLog.open(path, shown_by, new_ledger)
         engine = self.engine
         engine.use_log(log, whole_tasks=self.transport.logs_tasks)
-        if self.broker is not None:
-            self._charge_batches()
+        self.transport.charge(engine)  # batches: what they paid that no record holds
         if log.lost:
             engine.totals.add(log.lost)
         found = log.found_now
@@ -202,56 +177,26 @@ class StageBase(ABC):
                 f"; {in_flight} of them were in flight when it was killed" if in_flight else "",
             )
 
-    def _charge_batches(self) -> None:
-        """Batch mode: each request's bound written with its batch's plan, and what the batches paid (or may yet bill)
-        that no record holds and no work of this invocation asked for charged to the budget (BatchLedger), weighed
-        against what the records hold now."""
-        broker, engine = self.broker, self.engine
-        broker.bound_of = request_bound(self.price, engine.limits.max_tokens)
-        ledger = BatchLedger(broker.store, engine.totals.as_dict(), self.price, broker.settings.max_resubmits)
-        broker.ledger = ledger
-        engine.budget.apart = ledger.figures
-        engine.budget.learn_paid(self.role, answered_costs(broker.store, self.price))  # work reserved at what it cost
-
-    async def _settle_batches(self) -> bool:
-        """Batch mode: the batches an earlier invocation left open collected before new work is reserved (their
-        requests are charged at their bound until then; refed_dspy.engine.batch.broker.settle_earlier). False
-        when a signal stopped it (the run is then interrupted, nothing started)."""
-        if self.broker is None or self.broker.ledger is None or not self.broker.ledger.open:
-            return True
-        try:
-            await settle_earlier(self.broker)
-        except asyncio.CancelledError:
-            self.engine.interrupted = self.engine.stopping = True
-            await self.broker.close()
-            return False
-        return True
-
     def usage(self) -> dict[str, Any]:
-        """The usage of the whole run: what its records hold and, in batch mode, what the provider answered that no
-        record holds (calls whose work a kill cut off: billed, though a resume replays them from the cache), and the
-        requests of batches still open (counted as paid at their bound, their tokens unknown)."""
-        usage = self.engine.totals.as_dict()
-        if self.broker is None:
-            return usage
-        store = self.broker.store
-        return with_open(with_unrecorded(usage, answered_usage(store), self.price), open_requests(store))
+        """The usage of the whole run: what its records hold, with what its transport's own records add (provider
+        batches: what the provider answered that no record holds, and the requests of batches still open)."""
+        return self.transport.usage(self.engine.totals.as_dict())
 
     def execution(self) -> dict[str, Any]:
         """How this invocation's calls went, for a summary: retries by reason, the window of calls in flight, online
         or batch (batches, requests, what the batch price saved), calls per endpoint, and on Ray where they ran."""
-        engine = self.engine
-        return {
-            **engine.figures(),
-            **mode_figures(self.broker, self.usage(), self.spec.batch_price_factor, self.lm),
-            **self.transport.figures(),
-        }
+        out: dict[str, Any] = {**self.engine.figures(), "mode": self.transport.mode}
+        out.update(self.transport.figures(self.usage()))
+        spread = getattr(self.lm, "endpoint_spread", None)
+        if spread is not None:
+            out["endpoints"] = spread.figures()
+        return out
 
     def stage_now(self) -> str:
         """What the stage is doing now, for the progress line: each kind of work under way and how many pieces
         ('collecting feedback (8 running)'; in batch mode 'waiting on batches'), or 'nothing in flight'."""
         pending = self.engine.pending  # read from the progress thread: per-key reads, never an iteration
-        how = "waiting on batches" if self.broker is not None else "running"
+        how = self.transport.doing
         parts = [f"{name} ({n} {how})" for kind, name in self.doing.items() if (n := pending.get(kind, 0)) > 0]
         now = ", ".join(parts) or "nothing in flight"
         now += self.transport.progress()
@@ -291,9 +236,9 @@ class StageBase(ABC):
         written = True
         engine.writers = list(writers)
         if self.watch is not None:
-            self.watch.follow(engine, self.transport, self.broker)
+            self.watch.follow(engine, self.transport)
         try:
-            if await self._settle_batches():
+            if await self.transport.settle(engine):  # batches an earlier invocation left open, collected first
                 await engine.run()
         except RunDirError:
             written = False  # some calls' usage never reached a file: the log keeps them for the next start

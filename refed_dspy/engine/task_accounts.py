@@ -34,12 +34,12 @@ class Task:
     started: float = field(default_factory=time.monotonic)
     calls: TaskCalls = field(default_factory=TaskCalls)  # its calls' CallInfo, and the most it was reserved for
     log_id: int | None = None  # its line in the run's log, when the task is written there whole (sent to Ray)
-    ledger: TaskLedger | None = None  # what its calls are opened on at the call boundary (not on Ray, not in batch)
+    ledger: TaskLedger | None = None  # what its calls are opened on at the call boundary (not on Ray, not in batches)
 
 
 class TaskAccounts:
-    """The ledger of an engine's tasks (see the module docstring). `batch`: its calls wait on provider batches (the
-    batch store is their record: no call is opened at the boundary)."""
+    """The ledger of an engine's tasks (see the module docstring). `own_record`: its calls have a record of their own
+    (provider batches: their store), so none is opened at the boundary."""
 
     def __init__(
         self,
@@ -48,11 +48,11 @@ class TaskAccounts:
         max_tokens: int,
         role: str,
         budget: CallBudget,
-        batch: bool = False,
+        own_record: bool = False,
     ):
         self.worst_calls, self.price, self.max_tokens, self.role = worst_calls, price, max_tokens, role
         self.budget = budget
-        self.batch = batch
+        self.own_record = own_record
         # the write-ahead log of the run's calls (refed_dspy.ledger.call_log): each request is written there by the call
         # boundary before it is sent; with `log_tasks` (the calls are made on Ray workers) each task is, whole
         self.log: CallLog | None = None
@@ -68,7 +68,7 @@ class TaskAccounts:
         starting it could break the budget (`final=False`: only for now, work under way may give back)."""
         calls = self.worst_calls[kind]
         per_call = self.budget.call_cost(self.price, self.max_tokens, self.role)
-        at_boundary = not self.batch and not self.log_tasks  # its calls are opened one by one on its TaskLedger
+        at_boundary = not self.own_record and not self.log_tasks  # its calls are opened one by one on its TaskLedger
         # before a call of the role has answered, a task reserves its first call's safe reservation only (its later
         # calls are reserved at the boundary as they are made, once the first has shown what one costs): a budget
         # that one worst case fits starts
@@ -78,7 +78,7 @@ class TaskAccounts:
         task = Task(kind, slots, calls, cost, payload, calls=TaskCalls(calls))
         if self.log is not None and self.log_tasks:  # its calls are made where no log is: written down whole, first
             task.log_id = self.log.sent(self.role, kind, "?", cost / calls if calls else 0.0, calls=calls)
-        if not self.batch and not self.log_tasks:
+        if at_boundary:
             task.ledger = TaskLedger(self.budget, self.price, self.max_tokens, self.role, self.log, cost)
         return task
 

@@ -48,7 +48,6 @@ class Watch:
         self.events = EventLog(self.run_dir, role)
         self.engine: Any = None  # what it reads as it goes (`follow`)
         self.transport: Any = None
-        self.broker: Any = None
         self.target: int | None = None  # the records the stage is to make (a run's size)
         self.records = 0  # records on file (samples; judgments), and how many there were when this invocation began
         self.records_at_start = 0
@@ -70,13 +69,13 @@ class Watch:
             self.figures.count("refed.rejects", n, stage=stage, reason=reason)
         self.events.add("started", pid=os.getpid(), records=records, target=target)
 
-    def follow(self, engine: Any, transport: Any = None, broker: Any = None) -> None:
+    def follow(self, engine: Any, transport: Any = None) -> None:
         """Record what `engine` (a refed_dspy.engine.execution.Engine) does: its tasks' calls, its retries and window
-        moves (the stage says how each piece of work ended: `work_ended`); read the figures it keeps (and its transport's, its batch broker's); and start writing the
-        figures file once a second."""
+        moves (the stage says how each piece of work ended: `work_ended`); read the figures it keeps (and its
+        transport's: on Ray its workers, in batch mode its batches); and start writing the figures file once a second."""
         engine.accounts.watch = self
         engine.window.on_move, engine.retrying.on_schedule = self.window_moved, self.retried
-        self.engine, self.transport, self.broker = engine, transport, broker
+        self.engine, self.transport = engine, transport
         self._seen["refused"] = engine.budget.refused
         self._seen["batches"] = {batch: now for batch, (_, now, _) in self._batch_phases().items()}  # earlier ones
         self._thread = threading.Thread(target=self._beat, name=f"refed-watch-{self.role}", daemon=True)
@@ -159,11 +158,11 @@ class Watch:
         }
 
     def _batch_states(self) -> Counter:
-        """The broker's batches by state: planned, the provider's last status, or collected."""
-        store = getattr(self.broker, "store", None)
-        if store is None:
-            return Counter()
-        return Counter("collected" if e.collected else (e.status or "planned") for e in list(store.batches.values()))
+        """The transport's provider batches by state: planned, the provider's last status, or collected."""
+        return Counter("collected" if e.collected else (e.status or "planned") for e in self._batches())
+
+    def _batches(self) -> list[Any]:
+        return self.transport.batches() if self.transport is not None else []
 
     def document(self) -> dict[str, Any]:
         """What the figures file holds: the series, and what a page shows of them (rate, ETA, budgets, window)."""
@@ -231,10 +230,9 @@ class Watch:
                 self.events.add("batch_ended", state=entry.final or entry.status, **requests)
 
     def _batch_phases(self) -> dict[str, tuple[str, str, Any]]:
-        """Each batch of the broker's store: its phase at the last look and now (planned, submitted, ended)."""
-        store = getattr(self.broker, "store", None)
+        """Each provider batch of the transport: its phase at the last look and now (planned, submitted, ended)."""
         out = {}
-        for entry in list(store.batches.values()) if store is not None else []:
+        for entry in self._batches():
             now = "ended" if entry.collected else ("submitted" if entry.provider_id else "planned")
             out[entry.local_id] = (self._seen["batches"].get(entry.local_id, "planned"), now, entry)
         return out

@@ -9,13 +9,14 @@ In three steps, so that each mistake is said before what costs more:
    would serve is checked; the servers stop when the launch is closed, after its transport.
 2. `Launch.workers(...)`, once the inputs are read and before the run dir is touched: on Ray the workers started and
    checked (their keys on their own nodes), and the Ray processes a killed invocation left in the run dir ended.
-3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and batch broker, and the transport:
-   the Ray workers loaded with the run's cache, or a LocalTransport.
+3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and the transport: the Ray workers
+   loaded with the run's cache, a BatchTransport (the LM's calls go to the provider's batches through its broker), or
+   a LocalTransport.
 `close()` (or leaving the `with` block) lets the workers go and stops the local servers.
 
 Online or batch: online, a stage calls its role's LM (one given from Python, else one built from the config). In batch
 mode the LM is built from the config and its calls go to the provider's batch API through a broker whose records live
-in the run dir, so it can only be made once the run dir is held (`lm_in_run`); before that, `launch` checks that the
+in the run dir, so it and its transport can only be made once the run dir is held; before that, `launch` checks that the
 section's provider has a batch API it can take (refed_dspy.providers.registry.batch_provider) and that its key is set.
 
 A command with no run dir (`refed judge meta-eval`: a few hundred labelled items, its results kept in memory) takes
@@ -37,6 +38,7 @@ from refed_dspy.clients.lm import require_price, stage_lm
 from refed_dspy.clients.local_server import LocalServer, serving
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.engine.batch.broker import batch_lm
+from refed_dspy.engine.batch.transport import BatchTransport
 from refed_dspy.engine.metrics import Endpoint, open_endpoint
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
@@ -54,11 +56,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Started:
-    """What a stage runs with, once its run dir is held: its LM (None on Ray), its batch broker (batch mode), its
-    transport, and what watches it (its figures and events in the run dir; None: a command with no run dir)."""
+    """What a stage runs with, once its run dir is held: its LM (None on Ray), its transport (here, on Ray, or in
+    provider batches), and what watches it (its figures and events in the run dir; None: a command with no run dir)."""
 
     lm: Any
-    broker: Any
     transport: Transport
     watch: Watch | None = None
 
@@ -117,8 +118,9 @@ class Launch:
         detach: bool = False,
         store_name: str = "batches",
     ) -> Started:
-        """With the run dir held: its cache in use, then the stage's LM, broker and transport. `note_path`: where the
-        workers are noted for `refed status`; `threads`: a LocalTransport's threads for parts with only `forward`."""
+        """With the run dir held: its cache in use, then the stage's LM and transport. `note_path`: where the workers
+        are noted for `refed status`; `threads`: the threads for parts with only `forward`, here; `detach` and
+        `store_name`: a BatchTransport's (stop once every task waits on a submitted batch; its store in the run dir)."""
         cache = use_run_cache(rundir)
         watch = Watch(rundir.path, self.role, rundir.metrics if self.role == "teacher" else rundir.judge_metrics)
         if self.metrics is not None:
@@ -126,17 +128,18 @@ class Launch:
         if self.pool is not None:
             self.pool.load(str(cache))
             self.pool.note_to(note_path)
-            return Started(None, None, self.pool, watch)
-        lm, broker = lm_in_run(
-            self.spec, self.role, self.mode, self.lm, rundir.path, self.batch, detach=detach, store_name=store_name
-        )
+            return Started(None, self.pool, watch)
+        if self.mode == "batch":
+            lm, broker = batch_lm(self.spec, self.role, rundir.path, self.batch, detach=detach, store_name=store_name)
+            self.transport = BatchTransport(parts, broker, self.spec, self.batch.max_in_flight, threads, note_path)
+            return Started(lm, self.transport, watch)
         self.transport = LocalTransport(parts, threads, note_path)
-        return Started(lm, broker, self.transport, watch)
+        return Started(self.lm, self.transport, watch)
 
     def start_here(self, parts: dict[str, Any]) -> Started:
         """For a command with no run dir (`launch(..., here=True)`): the LM and a LocalTransport running `parts`."""
         self.transport = LocalTransport(parts)
-        return Started(self.lm, None, self.transport)
+        return Started(self.lm, self.transport)
 
     def close(self, linger: bool = True) -> None:
         """Let the transport go (its threads here, or the Ray workers), then stop the local servers `serve` started,
@@ -157,24 +160,6 @@ class Launch:
 
     def __exit__(self, kind: type | None, *exc: Any) -> None:
         self.close(linger=kind is None or not issubclass(kind, KeyboardInterrupt))  # a stop ends at once
-
-
-def lm_in_run(
-    spec: LMSpec,
-    role: str,
-    mode: str,
-    lm: Any,
-    run_dir: Path,
-    settings: Any,
-    *,
-    detach: bool = False,
-    store_name: str = "batches",
-) -> tuple[Any, Any]:
-    """Once the run dir is held: (the LM the stage calls, its batch broker or None). Batch mode builds the LM whose
-    calls go through the broker (its store in `run_dir/store_name`; `settings`: the config's [batch] section)."""
-    if mode == "batch":
-        return batch_lm(spec, role, run_dir, settings, detach=detach, store_name=store_name)
-    return lm, None
 
 
 def _role(config: Config, role: str) -> tuple[LMSpec, str, Any]:

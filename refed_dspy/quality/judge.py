@@ -103,7 +103,6 @@ class JudgeRun(StageBase):
             "judge",
             started.lm,
             started.transport,
-            broker=started.broker,
             prices=config.price_book,
             watch=started.watch,
         )
@@ -116,7 +115,6 @@ class JudgeRun(StageBase):
         self.slots = min(self.calls_per_sample, concurrency)
         self.make_engine(
             concurrency=concurrency,
-            max_in_flight=config.batch.max_in_flight,
             worst_calls={"judge": self.calls_per_sample},
             max_calls=self.cfg.max_calls,
             max_cost_usd=self.cfg.max_cost_usd,

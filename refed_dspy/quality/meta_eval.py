@@ -166,7 +166,6 @@ class MetaEval(StageBase):
         g = config.judging
         self.make_engine(
             concurrency=g.concurrency,
-            max_in_flight=g.concurrency,
             worst_calls={"item": 2},
             max_calls=g.max_calls,
             max_cost_usd=g.max_cost_usd,

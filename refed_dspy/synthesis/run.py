@@ -67,7 +67,6 @@ class SynthesisRun(StageBase):
             started.lm,
             started.transport,
             adapter,
-            started.broker,
             prices=plan.launch.prices,
             watch=started.watch,
         )
@@ -85,7 +84,6 @@ class SynthesisRun(StageBase):
         concurrency = self.window(self.syn.concurrency)  # on Ray, synthesis.concurrency is per worker
         self.make_engine(
             concurrency=concurrency,
-            max_in_flight=plan.launch.batch.max_in_flight,
             worst_calls=worst_calls(self.method, self.syn, self.program.builtin, self.parts),
             max_calls=self.max_calls,
             max_cost_usd=self.syn.max_cost_usd,

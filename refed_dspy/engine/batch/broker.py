@@ -1,7 +1,7 @@
-"""The execution engine's batch mode: LM calls go to a provider's batch API instead of one HTTP call each.
+"""The batch broker: a stage's LM calls go to a provider's batch API instead of one HTTP call each.
 
 A stage's work runs exactly as online (same DSPy modules, adapter, messages and cache key); only the LM's
-transport differs. `BatchTransport` is an lm15 transport: the request lm15 built for the online endpoint is
+HTTP layer differs. `BrokerHTTP` is an lm15 transport: the request lm15 built for the online endpoint is
 handed to the `BatchBroker`, which gives it a `custom_id` (a hash of the piece of work, its attempt and the request
 itself, with how many times that same request was asked before in the task: the same request after a restart gets the
 same id, whichever earlier calls of its task the resumed run finds in its cache), collects the
@@ -134,7 +134,7 @@ class _Exchange:
         return False
 
 
-class BatchTransport:
+class BrokerHTTP:
     """An lm15 async transport that hands each request to the broker and returns its batch result."""
 
     def __init__(self, broker: BatchBroker):
@@ -169,7 +169,7 @@ class BatchBroker:
         self._fresh: set[str] = set()  # batches planned here and not yet sent: nothing of them can be at the provider
         self.bound_of: Callable[[dict[str, Any]], float] = lambda body: 0.0  # set by its stage: request_bound
         self.bounds: dict[str, float] = {}  # custom_id -> its bound, until its batch's plan writes it
-        self.ledger: Any = None  # what the budget charges apart (engine/batch_usage.BatchLedger)
+        self.ledger: Any = None  # what the budget charges apart (usage.BatchLedger)
 
     # ---- the transport's side ------------------------------------------------------------------
     async def ask(self, request: Any) -> tuple[int, bytes]:
@@ -455,7 +455,7 @@ def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = F
             detach=detach,
         ),
     )
-    return build_lm(body_spec, role, num_retries=0, wrap=lambda _http: BatchTransport(broker)), broker
+    return build_lm(body_spec, role, num_retries=0, wrap=lambda _http: BrokerHTTP(broker)), broker
 
 
 def batch_figures(broker: BatchBroker, usage: dict[str, Any], price_factor: float) -> dict[str, Any]:

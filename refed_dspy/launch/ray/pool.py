@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from refed_dspy.clients.calls import CallInfo, TaskCalls
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
 from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.transport import Transport
 from refed_dspy.errors import MissingKeyError, RunAborted
 from refed_dspy.launch.ray.cache_server import CachePlan, start_cache_server
 from refed_dspy.launch.ray.connect import disconnect
@@ -55,8 +56,8 @@ class Worker:
 
 
 @dataclass
-class WorkerPool:
-    """`ray.workers` PartWorkers of one run (see refed_dspy.launch.ray.worker)."""
+class WorkerPool(Transport):
+    """`ray.workers` PartWorkers of one run (see refed_dspy.launch.ray.worker): a run transport."""
 
     ray: Any
     workers: list[Worker]
@@ -74,7 +75,7 @@ class WorkerPool:
     run_dir: Path | None = None  # where the processes of a local Ray it starts are written down (cluster.leftovers)
     recorded_in: Path | None = None  # ... once they are
     noted: WorkersNote | None = None  # the run dir's note of the workers for `refed status` (`note_to`)
-    # a Transport (refed_dspy.engine.transport): the calls are made by the workers, where the run's log is not
+    # the calls are made by the workers, where the run's log is not
     logs_tasks: ClassVar[bool] = True
 
     def check_started(self, actors: list, infos: list) -> None:
@@ -260,7 +261,7 @@ class WorkerPool:
     def progress(self) -> str:
         return f"; Ray workers alive {self.alive} of {len(self.workers)}"
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self, usage: dict[str, Any]) -> dict[str, Any]:
         """For a summary: where the calls ran, and with several endpoints the calls of each over the cluster."""
         endpoints = endpoint_rows(self)
         return {"ray": self.cluster_figures(), **({"endpoints": endpoints} if endpoints is not None else {})}
