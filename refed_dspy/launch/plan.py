@@ -37,12 +37,12 @@ from refed_dspy.clients.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.clients.lm import require_price, stage_lm
 from refed_dspy.clients.local_server import LocalServer, serving
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
-from refed_dspy.engine.batch.broker import batch_lm
-from refed_dspy.engine.batch.transport import BatchTransport
 from refed_dspy.engine.metrics import Endpoint, open_endpoint
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import ConfigError
+from refed_dspy.launch.batch.broker import batch_lm
+from refed_dspy.launch.batch.transport import BatchTransport
 from refed_dspy.launch.ray.connect import preflight, refuse_on_ray
 from refed_dspy.launch.ray.leftovers import end_left_behind
 from refed_dspy.launch.ray.pool import WorkerPool

@@ -2,7 +2,7 @@
 
 The write-ahead files say what a directory's owner paid, or may have paid, for LM calls: the call log of a run, a
 judging, an optimization or an experiment's part (refed_dspy.ledger.call_log), a run's batch journal and results
-(refed_dspy.engine.batch.store), an experiment's spending by part (`spent.json`). A budget starts from what they say,
+(refed_dspy.launch.batch.store), an experiment's spending by part (`spent.json`). A budget starts from what they say,
 so a line refed did not write is never believed: a cost below zero (which would give back budget that was spent), a
 count or a sum no run reaches (`1e308` calls), a number that is not finite, a field of the wrong type or one refed does
 not write. Such a line stops the command with one line naming the file and the line (LedgerError, exit 2), before any
@@ -198,7 +198,7 @@ def call_log_line(line: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
-# ---- a run's provider batches (refed_dspy.engine.batch.store) --------------------------------------------------------
+# ---- a run's provider batches (refed_dspy.launch.batch.store) --------------------------------------------------------
 _EVENTS = {
     "plan": {"api", "stage", "custom_ids", "b"},
     "file": {"file_id"},

@@ -123,7 +123,7 @@ MINIMAL = Dialect("minimal", BOUNDS, rank=99)  # a provider whose bounds are unk
 
 @dataclass(frozen=True, eq=False)
 class BatchAPI:
-    """A provider's batch API, as the engine's batch clients (refed_dspy.engine.batch.api) need it.
+    """A provider's batch API, as the engine's batch clients (refed_dspy.launch.batch.api) need it.
 
     Attributes:
         name: how a run dir's batch store names the API a batch went to, and how messages name it.

@@ -8,7 +8,7 @@ import pytest
 from refed_dspy.clients.api_base import endpoint_of, fit_api_base
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config.lm import LMSpec
-from refed_dspy.engine.batch.api import client_for_spec
+from refed_dspy.launch.batch.api import client_for_spec
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.wire import call_url, host_form
 from refed_dspy.tracking.mlflow_runs import logged_lm

@@ -18,7 +18,7 @@ from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig, read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.engine.batch.store import BatchStore
+from refed_dspy.launch.batch.store import BatchStore
 from refed_dspy.synthesis.api import synthesize
 
 FAST = {"batch_validating_s": 0.01, "batch_finalizing_s": 0.01}
@@ -398,7 +398,7 @@ def test_anthropic_sigkill_then_resume(tmp_path, point):
 
 
 def test_an_unreadable_provider_answer_stops_the_run_resumably(tmp_path, monkeypatch):
-    from refed_dspy.engine.batch import api as batch_api
+    from refed_dspy.launch.batch import api as batch_api
     from refed_dspy.errors import RunAborted
 
     real = batch_api.FileBatches._view

@@ -323,7 +323,7 @@ def test_a_judging_is_watched_apart(server_factory, tmp_path):
 def test_budget_refusals_and_batches_are_events(tmp_path, server_factory):
     from loopback_server import LoopbackServer, ServerConfig
 
-    from refed_dspy.engine.batch.store import BatchStore
+    from refed_dspy.launch.batch.store import BatchStore
 
     srv = server_factory()
     run = tmp_path / "budget"

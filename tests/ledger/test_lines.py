@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.engine.batch.store import BatchStore
+from refed_dspy.launch.batch.store import BatchStore
 from refed_dspy.errors import LedgerError
 from refed_dspy.experiments.spend import Spend
 from refed_dspy.ledger.budget import CallBudget

@@ -123,7 +123,7 @@ def test_the_transport_rewrites_chat_requests_made_under_a_stable_prompt_only():
     # a batch knows the request by what it asks: the same with the cache's marks or without (a run resumed with
     # prompt_cache turned off, or made before it was on, finds the answers its batches hold)
     from refed_dspy.clients.prompt_cache import asked_body
-    from refed_dspy.engine.batch.broker import request_hash
+    from refed_dspy.launch.batch.broker import request_hash
 
     sent = inner.sent[1]
     assert sent.body != chat.body and request_hash(sent.url, asked_body(sent)) == request_hash(chat.url, chat.body)

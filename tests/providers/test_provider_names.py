@@ -87,7 +87,7 @@ def test_no_module_outside_providers_names_anthropic_or_azure():
 def test_the_scan_finds_a_provider_named_in_code_and_not_in_its_documentation():
     source = '''
 """Talks to Anthropic's API."""  # a comment naming Azure
-from refed_dspy.engine.batch.api import AnthropicBatches as batches
+from refed_dspy.launch.batch.api import AnthropicBatches as batches
 
 def send(model, azure_version=None, **kw):
     """Sends to Azure."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.prompt_tokens import count_text
-from refed_dspy.engine.batch.store import BatchStore, StoredResult
+from refed_dspy.launch.batch.store import BatchStore, StoredResult
 from refed_dspy.ledger.usage import BILLED_FIELDS, CACHE_WRITE, with_unrecorded, zero_usage
 from refed_dspy.providers.prices import Price
 from refed_dspy.providers.registry import batch_apis

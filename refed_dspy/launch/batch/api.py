@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from refed_dspy.engine.batch.store import StoredResult
+from refed_dspy.launch.batch.store import StoredResult
 from refed_dspy.providers.base import BatchAPI
 from refed_dspy.providers.registry import batch_provider
 

@@ -1,7 +1,7 @@
 """Provider batches as a run transport: a stage's parts run here, each LM call waiting on its answer in a batch.
 
 The parts run as they do online (LocalTransport: the same DSPy modules, adapter, messages and cache key); the stage's
-LM is the one `batch_lm` built, whose HTTP layer hands each request to the broker (refed_dspy.engine.batch.broker).
+LM is the one `batch_lm` built, whose HTTP layer hands each request to the broker (refed_dspy.launch.batch.broker).
 What differs is what the engine and its stage ask of every transport (refed_dspy.engine.transport):
 
 - each start of a piece of work is an attempt of its own, its calls numbered under its key and attempt (their
@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config.lm import LMSpec, price_of
-from refed_dspy.engine.batch.broker import BatchBroker, batch_figures, in_slot, settle_earlier
-from refed_dspy.engine.batch.usage import (
+from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.transport import LocalTransport
+from refed_dspy.launch.batch.broker import BatchBroker, batch_figures, in_slot, settle_earlier
+from refed_dspy.launch.batch.usage import (
     BatchLedger,
     answered_costs,
     answered_usage,
@@ -33,8 +35,6 @@ from refed_dspy.engine.batch.usage import (
     request_bound,
     with_open,
 )
-from refed_dspy.engine.failures import Failure
-from refed_dspy.engine.transport import LocalTransport
 from refed_dspy.ledger.usage import with_unrecorded
 from refed_dspy.providers.prices import Price
 
@@ -110,7 +110,7 @@ class BatchTransport(LocalTransport):
 
     async def settle(self, engine: Any) -> bool:
         """The batches an earlier invocation left open collected before new work is reserved (their requests are
-        charged at their bound until then; refed_dspy.engine.batch.broker.settle_earlier)."""
+        charged at their bound until then; refed_dspy.launch.batch.broker.settle_earlier)."""
         broker = self.broker
         if broker.ledger is None or not broker.ledger.open:
             return True

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from refed_dspy.engine.batch.store import BatchStore
 from refed_dspy.engine.progress import rough_duration
+from refed_dspy.launch.batch.store import BatchStore
 from refed_dspy.store.results import Result
 
 BATCH_DIRS = {"synthesis": "batches", "judging": "judge_batches"}
