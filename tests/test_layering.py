@@ -126,3 +126,40 @@ def test_only_the_launch_package_knows_the_cluster():
         if target.startswith("refed_dspy.launch.ray")
     ]
     assert not wrong, "\n".join(wrong)
+
+
+# provider batches are a run transport like the others (issue 53): the engine, the stages and the commands ask every
+# transport the same things, so outside launch/ no module imports the batch transport, its broker or the providers'
+# batch clients, or names the broker; `refed status` reads a run dir's batch store (launch.batch.status, .usage) only
+BATCH_READERS = {"refed_dspy.launch.batch.status", "refed_dspy.launch.batch.usage"}
+
+
+def batch_knowledge(module: str, path: Path) -> list[str]:
+    """Where `module` (at `path`), outside launch/, imports the batch transport or names its broker."""
+    if part_of(module) == "launch":
+        return []
+    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    found = [
+        f"{where}:{line}: {module} -> {target}"
+        for target, _, line in internal_imports(path)
+        if target.startswith("refed_dspy.launch.batch") and target not in BATCH_READERS
+    ]
+    text = path.read_text(encoding="utf-8").lower()
+    for n, line in enumerate(text.splitlines(), 1):
+        if "broker" in line:
+            found.append(f"{where}:{n}: names the batch broker")
+    return found
+
+
+def test_only_the_launch_package_knows_provider_batches():
+    wrong = [hit for module, path in sorted(modules().items()) for hit in batch_knowledge(module, path)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_batch_guard_catches_a_stage_that_asks_for_the_broker(tmp_path):
+    """The check itself can fail: a stage that imports the batch transport, or names the broker, is found."""
+    bad = tmp_path / "stage.py"
+    bad.write_text("from refed_dspy.launch.batch.transport import BatchTransport\n# the broker's store\n")
+    found = batch_knowledge("refed_dspy.engine.stage", bad)
+    assert len(found) == 2 and "BatchTransport" not in found[1]
+    assert batch_knowledge("refed_dspy.launch.plan", bad) == []

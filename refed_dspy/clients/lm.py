@@ -144,7 +144,8 @@ def build_lm(
     concurrency) gives the LM its own engine with a pool that wide, where DSPy's native engine serves
     the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
     is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait. `wrap` (a function of the
-    HTTP transport returning another) carries the LM's async calls another way (provider batches: to a broker). Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
+    HTTP transport returning another) carries the LM's async calls another way (provider batches: to their API).
+    Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
     `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base). Where the model's
     provider caches prompts on a request's word and `spec.prompt_cache` is on, the LM has engines of its own whatever

@@ -10,7 +10,7 @@ Online (every LM-bound command):
 - `before_record`: a piece of work the engine ran is over, each of its calls answered; what it produced is not
   written yet; `stage` is the kind of work (feedback, unit, sample, judge).
 
-A provider's batch, by the batch broker (`stage`: the stage of the batch's calls): `before_upload`, `after_upload`,
+A provider's batch, in batch mode (`stage`: the stage of the batch's calls): `before_upload`, `after_upload`,
 `after_create`, `while_polling`, `while_writing_results`.
 """
 
