@@ -3,6 +3,7 @@ runs of words found word for word in it (refed_dspy.text.closeness says how each
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -37,6 +38,32 @@ def sample_closeness(sample: Sample, reference: tuple[str, str], span: int = SPA
     }
 
 
+@dataclasses.dataclass
+class Measured:
+    """Samples beside their references: (sample, reference, closeness by part) for each one measured, and how many were
+    not: no reference text (`unknown`), or a method that rewrites its reference (`rewrites`: reflection)."""
+
+    rows: list[tuple[Sample, tuple[str, str], dict[str, Closeness]]] = dataclasses.field(default_factory=list)
+    unknown: int = 0
+    rewrites: int = 0
+
+
+def measure_samples(samples: list[Sample], references: References, span: int = SPAN_WORDS) -> Measured:
+    """Each sample's closeness to its own reference (`sample_closeness`), for the filter and the report alike."""
+    out = Measured()
+    for s in samples:
+        meta = s["meta"]
+        if rewrites_reference(meta.get("method")):
+            out.rewrites += 1
+            continue
+        ref = references.get(meta.get("reference_id"))
+        if ref is None:
+            out.unknown += 1
+            continue
+        out.rows.append((s, ref, sample_closeness(s, ref, span)))
+    return out
+
+
 def reference_copy(
     samples: list[Sample],
     references: References,
@@ -49,23 +76,18 @@ def reference_copy(
     naming the part and the measure. A sample whose reference is not in `references` is kept (and counted in one
     log line); one of a method that rewrites its reference (reflection) is kept."""
     parts = PARTS if field == "both" else (field,)
-    reasons, unknown = {}, 0
-    for s in samples:
-        meta = s["meta"]
-        if rewrites_reference(meta.get("method")):
-            continue
-        ref = references.get(meta.get("reference_id"))
-        if ref is None:
-            unknown += 1
-            continue
-        measured = sample_closeness(s, ref, span)
+    reasons = {}
+    measured = measure_samples(samples, references, span)
+    for s, _, closeness_of in measured.rows:
         for part in parts:
-            reason = copy_reason(part, measured[part], threshold)
+            reason = copy_reason(part, closeness_of[part], threshold)
             if reason is not None:
                 reasons[sample_id(s)] = reason
                 break
-    if unknown:
-        log.warning("reference_copy: %d samples have no reference text among the seeds; they were kept", unknown)
+    if measured.unknown:
+        log.warning(
+            "reference_copy: %d samples have no reference text among the seeds; they were kept", measured.unknown
+        )
     return split(samples, reasons)
 
 

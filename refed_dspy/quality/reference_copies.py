@@ -13,9 +13,8 @@ from typing import Any
 
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, SeedError
-from refed_dspy.filters.reference_copy import PARTS, References, sample_closeness, seed_references
+from refed_dspy.filters.reference_copy import PARTS, References, measure_samples, seed_references
 from refed_dspy.quality.figures import describe
-from refed_dspy.registry import rewrites_reference
 from refed_dspy.store.records import final_response
 from refed_dspy.store.rundir import RunDir, run_config
 from refed_dspy.text.closeness import COPY_THRESHOLD, SPAN_WORDS
@@ -41,17 +40,8 @@ def copies_block(
     """The figures of the block (pure): samples measured, and not (no reference text; a method that rewrites it), per
     part the distribution of each measure and the count at or over `threshold`, the distribution of each sample's
     closeness (the larger of its parts'), and the `worst` closest samples beside their references."""
-    rows, unknown, rewrites = [], 0, 0
-    for s in samples:
-        meta = s["meta"]
-        if rewrites_reference(meta.get("method")):
-            rewrites += 1
-            continue
-        ref = references.get(meta.get("reference_id"))
-        if ref is None:
-            unknown += 1
-            continue
-        rows.append((s, ref, sample_closeness(s, ref, span)))
+    measured = measure_samples(samples, references, span)
+    rows, unknown, rewrites = measured.rows, measured.unknown, measured.rewrites
     over = Counter()
     for _, _, measured in rows:
         hit = [part for part in PARTS if measured[part].value >= threshold]
