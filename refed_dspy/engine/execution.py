@@ -123,7 +123,7 @@ class Engine:
             limits.max_tokens,
             limits.role,
             self.budget,
-            own_record=transport.waits_outside,
+            own_record=self.transport.waits_outside,
         )
         self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
         self.running = InFlight()  # the tasks under way (refed_dspy.engine.execution)
