@@ -398,8 +398,8 @@ def test_anthropic_sigkill_then_resume(tmp_path, point):
 
 
 def test_an_unreadable_provider_answer_stops_the_run_resumably(tmp_path, monkeypatch):
-    from refed_dspy.launch.batch import api as batch_api
     from refed_dspy.errors import RunAborted
+    from refed_dspy.launch.batch import api as batch_api
 
     real = batch_api.FileBatches._view
     broken = {"on": True}
