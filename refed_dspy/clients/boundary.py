@@ -52,8 +52,7 @@ from refed_dspy.clients.request_ledger import (
     release,
     settle,
 )
-from refed_dspy.clients.transport_errors import gave_up_waiting
-from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, tier_asked
+from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gave_up_waiting, tier_asked
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
@@ -265,7 +264,7 @@ class CallBoundary:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
         what the provider saw; one that never left the client (a setting it cannot send) does not. One the client
         gave up on at its timeout reached the provider, which may have answered and billed it: it is counted as
-        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.transport_errors."""
+        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.tries."""
         if gave_up_waiting(err):
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return

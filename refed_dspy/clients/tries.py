@@ -1,4 +1,4 @@
-"""When a failed request is sent again, and after how long.
+"""A failed LM request: how far it got, whether it is sent again, and after how long.
 
 How long: the provider's Retry-After when it sent one, else a jittered exponential backoff of 0.5 s doubling with each
 retry, at most 30 s, times a uniform 0.5-1.5 (`retry_delay_s`); the engine's retries of a piece of work and the call
@@ -9,8 +9,8 @@ request is counted, and, apart from them, a service tier's "no capacity now" ans
 unavailable", not billed) waited out; after `flex_fallback` of those the next attempt goes on the default tier, and
 after `TIER_WAITS` of them without a fallback it fails. Pure decisions: the boundary waits and sends.
 
-How far a failed LM request got: never connected (`never_connected`), or sent whole and not answered in time, so
-that the provider may have answered and billed it (`gave_up_waiting`).
+How far it got: never connected (`never_connected`), or sent whole and not answered in time, so that the provider may
+have answered and billed it (`gave_up_waiting`).
 
 A request that timed out while the client read its reply (no headers yet, or mid-body) was sent whole: the provider
 may be working on it and bill it. One that never connected, or whose body was still being written, was not. DSPy's
@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import random
 from typing import Any
-from dspy.utils.exceptions import LMError, is_retryable_lm_error
-from dspy._vendor.lm15.transports import ConnectError, ReadTimeout
-from dspy.utils.exceptions import LMTimeoutError
 
+from dspy._vendor.lm15.transports import ConnectError, ReadTimeout
+from dspy.utils.exceptions import LMError, LMTimeoutError, is_retryable_lm_error
 
 TIER_WAITS = 8  # "no capacity on this tier" answers to one request waited out (about 90 s in all) before it fails
 DEFAULT_TIER = "default"

@@ -23,8 +23,7 @@ from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.calls import LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
-from refed_dspy.clients.transport_errors import gave_up_waiting, never_connected, stopped_waiting
-from refed_dspy.clients.tries import retry_after_s
+from refed_dspy.clients.tries import gave_up_waiting, never_connected, retry_after_s, stopped_waiting
 from refed_dspy.errors import KeyProviderError
 from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.secrets import first_line

@@ -6,7 +6,7 @@ import pytest
 from dspy._vendor.lm15.transports import ConnectTimeout, ReadError, ReadTimeout, WriteTimeout
 from dspy.utils.exceptions import LMServerError, LMTimeoutError, LMTransportError
 
-from refed_dspy.clients.transport_errors import gave_up_waiting
+from refed_dspy.clients.tries import gave_up_waiting
 
 
 def _wrapped(cause: BaseException) -> LMTransportError:
