@@ -12,12 +12,11 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.config.prices import PRICED_TIERS, TIER_PRICES_HELP, TierPrice, tier_triples
 from refed_dspy.config.section import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
 from refed_dspy.errors import ConfigError
-from refed_dspy.providers.deprecation import deprecation_note
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
-from refed_dspy.providers.prices import SERVICE_TIERS, Price, resolve_price
+from refed_dspy.providers.litellm_table import deprecation_note
+from refed_dspy.providers.prices import SERVICE_TIERS, Price, resolve_price, tier_problem
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.sampling import EFFORTS, Sampling
-from refed_dspy.providers.tiers import tier_problem
 
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 # the other names a provider's client takes for a setting of the section: `extra` may not name them either
@@ -150,7 +149,7 @@ class LMSpec(Section):
 
     def tier_problem(self, role: str = "teacher") -> str | None:
         """Why this section's model cannot be asked for its service_tier, as `<role>: ...` (None: it can):
-        refed_dspy.providers.tiers."""
+        refed_dspy.providers.prices."""
         problem = tier_problem(self.model, self.service_tier, tier_triples(self.tier_prices), role)
         return f"{role}: {problem}" if problem else None
 
@@ -219,7 +218,7 @@ class LMSpec(Section):
     def start_notes(self, role: str = "teacher") -> list[str]:
         """The lines a run says of this section as it starts, for an LM built from it: the model's own settings where
         they stand in for what the section leaves unset (defaults_note), and a deprecation date of the model that has
-        passed or is near, with its successor (refed_dspy.providers.deprecation)."""
+        passed or is near, with its successor (refed_dspy.providers.litellm_table)."""
         return [note for note in (self.defaults_note(role), deprecation_note(self.model, role)) if note]
 
     def identity(self, role: str = "teacher") -> dict[str, Any]:

@@ -19,8 +19,7 @@ from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.failures import Failure
 from refed_dspy.errors import EndpointError, KeyProviderError, RefedError
 from refed_dspy.providers.base import Provider, provider_of
-from refed_dspy.providers.registry import examples, provider_for, wires
-from refed_dspy.providers.wire import call_url, server_root
+from refed_dspy.providers.registry import call_url, examples, provider_for, server_root, wires
 
 # failures that say the endpoint, the key or the format is wrong, whatever is asked
 ENDPOINT_REASONS = ("not_found", "auth", "wrong_format", "unknown_model", "unreachable", "unknown_provider")

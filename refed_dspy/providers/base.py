@@ -210,7 +210,7 @@ class MarkedCache:
 class Tiers:
     """A provider's service tiers beyond `default`, asked for per request (OpenAI's `service_tier`), and how it says
     that a tier has no capacity now (OpenAI's flex tier: HTTP 429 with the code `resource_unavailable`; such an answer
-    is not billed). Which tiers a model offers is its price's to say (refed_dspy.providers.tiers)."""
+    is not billed). Which tiers a model offers is its price's to say (refed_dspy.providers.prices)."""
 
     names: tuple[str, ...] = ("flex", "priority")
     unavailable_status: int = 429

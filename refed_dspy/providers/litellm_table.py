@@ -1,12 +1,37 @@
-"""The providers LiteLLM knows and the variables it reads each one's key from, kept here as a table.
+"""LiteLLM's tables, read as data without importing LiteLLM: the providers it knows and the variables it reads each
+one's key from (kept here), and its model table (prices, limits, capabilities and deprecation dates).
 
 Deciding whose key a variable is, or which variable a model's key comes from, happens at every start of every command;
 asking LiteLLM took its import (seconds). The table is LiteLLM's own (its `provider_list`, and the variables its
 `validate_environment` names for each provider) as of the version named below; tests/clients/test_key_names.py compares
 it with the LiteLLM installed and prints the table anew when they differ, so it cannot drift unseen.
+
+The model table is the file LiteLLM ships with every model's prices, limits and capabilities.
+
+It is read without importing LiteLLM (that import alone takes seconds, for a table read in milliseconds); where the
+file is not found, from `litellm.model_cost` (offline: LITELLM_LOCAL_MODEL_COST_MAP). `model_entry` finds a model
+under the names it may have there (`table_names`): its provider prefix and a date suffix are ignored where the table
+has no entry under the full name. Prices (prices.py) and a model's sampling defaults (sampling.py) are read from it;
+each keeps only what it reads (the whole table is about 5 MiB in memory, and is not kept).
+
+When a model is deprecated, by the model table: its `deprecation_date` and, where the table names one, its
+`successor_model`. A run of a model whose date has passed, or comes within NOTICE_DAYS, says so in one line as it
+starts, naming the model to move to; nothing stops it (a provider may serve a model past its date, or retire it
+before).
 """
 
 from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib.util
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 LITELLM_VERSION = "1.110.2"  # the LiteLLM the table was read from
 
@@ -86,3 +111,102 @@ KEY_VARIABLES: dict[str, tuple[str, ...]] = {
     "wandb": ("WANDB_API_KEY",),
     "xai": ("XAI_API_KEY",),
 }
+
+
+MAP_FILE = "model_prices_and_context_window_backup.json"
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+
+
+def litellm_models() -> dict[str, Any]:
+    """LiteLLM's model table, {model name: entry}, as it ships with the LiteLLM installed: read anew at each call
+    (about 20 ms), for a reader to keep what it needs of it."""
+    spec = importlib.util.find_spec("litellm")  # finds the package without running it
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = next((Path(f) / MAP_FILE for f in folders if (Path(f) / MAP_FILE).is_file()), None)
+    if path is not None:
+        return json.loads(path.read_text(encoding="utf-8"))
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    import litellm
+
+    return dict(litellm.model_cost)
+
+
+def table_names(model: str) -> list[str]:
+    """The names a model may have in the table: as given, without its provider prefix, its last part (a router's
+    `openrouter/openai/gpt-4o-mini`), and each without a date suffix."""
+    bare = model.split("/", 1)[1] if "/" in model else model
+    last = model.rsplit("/", 1)[-1]
+    names = [model, bare, last, _DATED.sub("", model), _DATED.sub("", bare), _DATED.sub("", last)]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def model_entry(model: str, table: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`table`'s entry for `model` (a reader's copy of the model table, keyed as it is: the first of the model's names
+    it holds), None when it does not know the model."""
+    for name in table_names(model):
+        entry = table.get(name)
+        if isinstance(entry, dict):
+            return entry
+    return None
+
+
+NOTICE_DAYS = 30  # a deprecation date this close is said
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    """A model's deprecation by LiteLLM's table: its date, and the model to move to (None: the table names none)."""
+
+    date: dt.date
+    successor: str | None
+
+
+@functools.lru_cache(maxsize=1)
+def _deprecation_table() -> dict[str, Deprecation]:
+    """Of each model in LiteLLM's table that has a readable deprecation_date, its Deprecation."""
+    out = {}
+    for name, entry in litellm_models().items():
+        when = entry.get("deprecation_date") if isinstance(entry, dict) else None
+        try:
+            date = dt.date.fromisoformat(str(when)) if when else None
+        except ValueError:  # a date the table wrote some other way: no note rather than a wrong one
+            date = None
+        if date is not None:
+            successor = entry.get("successor_model")
+            out[name] = Deprecation(date, successor if isinstance(successor, str) and successor else None)
+    return out
+
+
+def deprecation(model: str) -> Deprecation | None:
+    """`model`'s deprecation by LiteLLM's table, None when the table gives it no date."""
+    table = _deprecation_table()
+    return next((table[name] for name in table_names(model) if name in table), None)
+
+
+def successor_name(model: str, successor: str) -> str:
+    """The successor as the config would name it: with the model's provider prefix where the table's name has none
+    (`openai/gpt-5-mini` -> `openai/gpt-5.6-terra`)."""
+    if "/" in successor or "/" not in model:
+        return successor
+    return f"{model.rsplit('/', 1)[0]}/{successor}"
+
+
+def deprecation_note(model: str, role: str = "teacher", today: dt.date | None = None) -> str | None:
+    """One line when `model`'s deprecation date by LiteLLM's table has passed or comes within NOTICE_DAYS of `today`,
+    naming its successor where the table has one; None otherwise."""
+    gone = deprecation(model)
+    today = today or dt.date.today()
+    if gone is None or (gone.date - today).days > NOTICE_DAYS:
+        return None
+    days = (gone.date - today).days
+    when = (
+        f"passed its deprecation date, {gone.date}, {-days} days ago"
+        if days < 0
+        else f"reaches its deprecation date, {gone.date}, {'today' if days == 0 else f'in {days} days'}"
+    )
+    move = (
+        f"; its successor is {successor_name(model, gone.successor)} (set {role}.model)"
+        if gone.successor
+        else f"; choose another {role}.model"
+    )
+    return f"note: {role} {model} {when}, by LiteLLM's model table{move}"

@@ -1,4 +1,4 @@
-"""What providers charge: token prices and cost arithmetic. Prices are USD per 1M tokens: LiteLLM's price map by
+"""What providers charge, and on which service tier: token prices and cost arithmetic. Prices are USD per 1M tokens: LiteLLM's price map by
 default (hundreds of models, read offline), the config's prices over it (`resolve_price`): a role's own section for
 the model it names, and the `[prices]` table for any model (refed_dspy.config.prices: an LM handed in from Python, a
 teleprompter's or a metric's own LM).
@@ -9,6 +9,13 @@ priced at the tier its reply says served it. Each tier's price has its own cache
 `cache_creation_input_token_cost`, and its `_flex`/`_priority` variants).
 
 An LM is priced by its own model, never by a role's section that names another one.
+
+The tiers a model offers: its provider must have tiers (`Provider.tiers`: OpenAI's and Azure OpenAI's flex
+and priority) and the model a known price on the tier asked for (LiteLLM's `*_flex` / `*_priority` prices, or the
+config's own `tier_prices`). A tier nobody can price is refused before any call: a run on it could not be priced, and
+the provider would answer it with an error (OpenAI: 400 for a model without flex) or on another tier.
+
+Pure functions over the registered providers and the price map: nothing here makes a request.
 """
 
 from __future__ import annotations
@@ -18,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from refed_dspy.providers.base import MarkedCache
-from refed_dspy.providers.model_table import litellm_models, table_names
-from refed_dspy.providers.registry import provider_for
+from refed_dspy.providers.litellm_table import litellm_models, table_names
+from refed_dspy.providers.registry import PROVIDERS, provider_for
 
-SERVICE_TIERS = ("default", "flex", "priority")  # the tiers a config may ask for (refed_dspy.providers.tiers)
+SERVICE_TIERS = ("default", "flex", "priority")  # the tiers a config may ask for (refed_dspy.providers.prices)
 UNSTATED = "unstated"  # a call's tier when one was asked for and its reply named none (priced never below the default)
 # USD per 1M tokens on one tier: uncached input, cached input, output, cache write (None: at the input price)
 _Prices = tuple[float, float, float, float | None]
@@ -119,7 +126,7 @@ _KEYS = (
 def _price_map() -> dict[str, dict[str, _Given]]:
     """LiteLLM's price map: {model: {tier: (input, cached input, output, cache write) USD per token}}, the tiers being
     those it prices (`default` from its plain keys, `flex` and `priority` from the keys ending `_flex` and
-    `_priority`), from its model table (refed_dspy.providers.model_table: read without importing LiteLLM)."""
+    `_priority`), from its model table (refed_dspy.providers.litellm_table: read without importing LiteLLM)."""
     out: dict[str, dict[str, _Given]] = {}
     for name, e in litellm_models().items():
         if not isinstance(e, dict):
@@ -226,3 +233,36 @@ def resolve_price(
     if tier not in table:
         return None
     return Price(*table[tier], tier=tier, table=tuple(table.items()))
+
+
+DEFAULT = "default"
+
+
+def tier_problem(
+    model: str,
+    tier: str,
+    own: Mapping[str, tuple[float | None, float | None, float | None]] | None = None,
+    role: str = "teacher",
+) -> str | None:
+    """Why `model` cannot be asked for service tier `tier` (None: it can). `own`: the config's prices by tier
+    (`tier_prices`), which make a tier of a model the price map does not know (a server of one's own) priced."""
+    if tier == DEFAULT:
+        return None
+    provider = provider_for(model)
+    if provider.tiers is None or tier not in provider.tiers.names:
+        offering = [p.title for p in PROVIDERS.values() if p.tiers is not None and tier in p.tiers.names]
+        return (
+            f"{provider.title} has no {tier} tier refed can ask for (service tiers are sent to "
+            f'{" and ".join(offering) or "no provider"}): set {role}.service_tier = "default"'
+        )
+    if resolve_price(model, None, None, None, tier_prices=own, tier=tier) is not None:
+        return None
+    listed = sorted(list_prices(model))
+    known = (
+        f" (LiteLLM's price map knows its {', '.join(listed)} price{'s' if len(listed) > 1 else ''})" if listed else ""
+    )
+    return (
+        f"'{model}' offers no {tier} tier{known}: use a model with a {tier} price (openai/gpt-5-mini, for one), set "
+        f'{role}.service_tier = "default", or, for a server of your own with such a tier, give its prices in '
+        f"[{role}.tier_prices.{tier}] (input_usd_per_mtok, output_usd_per_mtok)"
+    )

@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.providers.model_table import litellm_models, model_entry
+from refed_dspy.providers.litellm_table import litellm_models, model_entry
 
 TEACHER_TEMPERATURE = 1.0
 JUDGE_TEMPERATURE = 0.0

@@ -9,8 +9,7 @@ from refed_dspy.clients.api_base import endpoint_of, fit_api_base
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.launch.batch.api import client_for_spec
-from refed_dspy.providers.registry import provider_for
-from refed_dspy.providers.wire import call_url, host_form
+from refed_dspy.providers.registry import call_url, host_form, provider_for
 from refed_dspy.tracking.mlflow_runs import logged_lm
 
 SPELLINGS = ["http://h:8", "http://h:8/", "http://h:8/v1", "http://h:8/v1/", "http://h:8/v1/messages"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from refed_dspy.providers.deprecation import NOTICE_DAYS, deprecation, deprecation_note
+from refed_dspy.providers.litellm_table import NOTICE_DAYS, deprecation, deprecation_note
 
 
 def test_a_date_within_the_notice_or_passed_is_said_with_the_successor_under_the_models_prefix():

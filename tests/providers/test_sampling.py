@@ -7,7 +7,7 @@ from dspy.clients.lm import _is_openai_reasoning_model
 
 from refed_dspy.config import LMSpec
 from refed_dspy.providers import provider_for
-from refed_dspy.providers.model_table import litellm_models
+from refed_dspy.providers.litellm_table import litellm_models
 from refed_dspy.providers.openai import reasoning_family
 
 
