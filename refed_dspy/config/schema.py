@@ -7,13 +7,12 @@ from typing import Any
 from pydantic import Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from refed_dspy.config.judging import JudgingConfig, QualityConfig, ReportConfig
+from refed_dspy.config.judging import JudgingConfig, QualityConfig, ReportConfig, ScoringConfig
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.messages import describe_errors
 from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.prices import ModelPrice, PriceBook
 from refed_dspy.config.run import LocalServing, MetricsConfig, RayConfig, RunConfig, TrackingConfig
-from refed_dspy.config.scoring import ScoringConfig
 from refed_dspy.config.section import Section, one_of
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 from refed_dspy.registry import FILTERS

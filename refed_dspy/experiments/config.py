@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from refed_dspy.config import Config, apply_overrides, config_from_dict, describe_errors
 from refed_dspy.config.fingerprint import PROMPT_FORMAT
-from refed_dspy.config.overrides import forget_replaced_models, nested
+from refed_dspy.config.load import forget_replaced_models, nested
 from refed_dspy.config.section import Section, UserPath, tomllib
 from refed_dspy.errors import ConfigError
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from refed_dspy.config.benchmarks import BenchmarkEntry, benchmark_entries
+from refed_dspy.config.judging import BenchmarkEntry, benchmark_entries
 from refed_dspy.errors import ConfigError
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split, text_of
 from refed_dspy.registry import FILTERS

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from refed_dspy.config.scoring import ScoringConfig
+from refed_dspy.config.judging import ScoringConfig
 from refed_dspy.filters.base import Filter, FilterResult, Judgments, Sample, sample_id, split, text_of
 from refed_dspy.registry import FILTERS
 from refed_dspy.scoring import PairScore, Scorer, open_scorer

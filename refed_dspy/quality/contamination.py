@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import Config
-from refed_dspy.config.benchmarks import benchmark_entries
+from refed_dspy.config.judging import benchmark_entries
 from refed_dspy.filters.base import text_of
 from refed_dspy.filters.decontaminate import Decontaminate, benchmark_of, build_index, find_contamination
 from refed_dspy.store.benchmarks import load_benchmarks, resolve

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from refed_dspy.config.scoring import ScoringConfig
+from refed_dspy.config.judging import ScoringConfig
 from refed_dspy.scoring.cache import ScoreCache, pass_key
 from refed_dspy.scoring.local import LocalEmbedder, LocalModel
 from refed_dspy.scoring.server import ServerModel

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.config.benchmarks import Benchmark, BenchmarkEntry
+from refed_dspy.config.judging import Benchmark, BenchmarkEntry
 from refed_dspy.errors import ConfigError, SeedError
 from refed_dspy.secrets import first_line
 from refed_dspy.store.seeds import source_rows

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from refed_dspy.config import load_config
-from refed_dspy.config.overrides import forget_replaced_models
+from refed_dspy.config.load import forget_replaced_models
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.config import cell_config, cells, load_experiment
 

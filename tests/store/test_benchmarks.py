@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from refed_dspy.config.benchmarks import Benchmark
+from refed_dspy.config.judging import Benchmark
 from refed_dspy.errors import ConfigError
 from refed_dspy.store.benchmarks import PRESETS, load_benchmark, load_benchmarks, resolve
 
