@@ -16,8 +16,7 @@ from refed_dspy.programs.parts import unfrozen
 from refed_dspy.programs.reference_feedback import CollectReferenceFeedback
 from refed_dspy.programs.respond_and_improve import RespondAndImprove
 from refed_dspy.programs.synthesize import InstructionSynthesizer, synthesize_for_features
-from refed_dspy.runtime.gather import gather_kept
-from refed_dspy.runtime.sync import run_sync
+from refed_dspy.runtime.sync import gather_kept, run_sync
 from refed_dspy.store.records import Reference, ReferenceFeedback
 
 

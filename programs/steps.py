@@ -13,7 +13,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.calls import stage
-from refed_dspy.runtime.gather import gather_settled
+from refed_dspy.runtime.sync import gather_settled
 
 
 @dataclass(frozen=True)

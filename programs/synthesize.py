@@ -8,7 +8,7 @@ import dspy
 
 from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
-from refed_dspy.runtime.gather import gather_kept
+from refed_dspy.runtime.sync import gather_kept
 from refed_dspy.signatures import SynthesizeInstructions
 from refed_dspy.signatures.bounds import exactly
 from refed_dspy.signatures.synthesize_instructions import Instruction

@@ -1,4 +1,5 @@
-"""Run a coroutine to completion from synchronous code, also where an event loop is already running.
+"""Coroutines run from synchronous code (`run_sync`), also where an event loop is already running; and concurrent LM
+calls awaited so that none outlives its caller (`gather_kept`).
 
 Jupyter and IPython run their cells inside an event loop, where `asyncio.run` refuses to start. There the
 coroutine runs on its own loop in a worker thread (with the caller's context variables), and the caller waits.
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -137,3 +138,32 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             raise KeyboardInterrupt from None
         raise err
     return box["result"]
+
+
+async def gather_settled(*aws: Awaitable[Any]) -> list[Any]:
+    """Like asyncio.gather, but wait for every awaitable to finish before raising the first error.
+
+    Plain gather returns at the first exception while its siblings keep running; their LM calls
+    would then complete after the caller has accounted the calls, and go uncounted.
+    """
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return list(results)
+
+
+async def gather_kept(
+    *aws: Awaitable[Any], fatal: tuple[type[BaseException], ...] = ()
+) -> tuple[list[Any], list[Exception]]:
+    """Wait for every awaitable; return the results of those that succeeded (in order) and the errors of the rest.
+
+    For a composition that can use part of its work (the samples that came out of a reference): one failed call
+    does not throw away its siblings. An error of a `fatal` type (a refused budget), or one that is not an
+    Exception (a cancellation), is raised instead.
+    """
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and (not isinstance(r, Exception) or isinstance(r, fatal)):
+            raise r
+    return [r for r in results if not isinstance(r, BaseException)], [r for r in results if isinstance(r, Exception)]

@@ -18,7 +18,7 @@ from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_mismatch
 from refed_dspy.store.seeds import read_seeds
-from refed_dspy.synthesis.local_eta import eta_line
+from refed_dspy.synthesis.estimate import eta_line
 from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.provenance import with_lm_of
 from refed_dspy.synthesis.run import SynthesisPlan, SynthesisRun

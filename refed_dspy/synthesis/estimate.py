@@ -20,6 +20,12 @@ at the dearer of the input and cache-write prices.
 Each row is priced online on the default tier, on the flex tier where the model has a flex price (and on the priority
 tier when the config asks for it), and in batch; the wall time of each way is set beside them
 (refed_dspy.synthesis.wall_time).
+
+How long a run of this size takes here (`eta_line`), said before a run on a local model the command started itself:
+the tokens come from the run's own estimate (the real prompts walked, no LM called;
+the prompt prefixes llama.cpp keeps between calls are not read again); the speed is this machine's, now: a few tokens
+asked of the server with all its slots busy (`local_server.measure_speed`). Those requests are a check of the server
+the command started, before the run: not the run's calls, and not in its ledger.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import logging
 import math
 import os
 from collections import defaultdict
@@ -42,10 +49,12 @@ from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.clients.calls import CallTag, current_stage, stage
+from refed_dspy.clients.local_server import LocalServer, Speed, measure_speed
 from refed_dspy.config import Config
 from refed_dspy.config.lm import price_of
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
+from refed_dspy.errors import RefedError
 from refed_dspy.ledger.usage import prompt_cache_share, prompt_cache_text
 from refed_dspy.methods import get_method
 from refed_dspy.providers.base import MarkedCache, PrefixCache
@@ -671,4 +680,35 @@ def wall_line(w: dict[str, Any], flex: bool = True) -> str:
         f"  wall time: online about {rough_duration(w['online_s'])}{on_flex}, batch about "
         f"{rough_duration(w['batch_s'])} and up to {rough_duration(w['batch_max_s'])} ({w['stages']} stages in a "
         f"chain{waves}, each waiting for its batches); online at synthesis.concurrency, {basis}"
+    )
+
+
+log = logging.getLogger(__name__)
+
+
+def seconds_for(total: dict[str, float], speed: Speed) -> float:
+    """Seconds to read the prompts (what is not cached) and write the completions of `total` (an estimate's total
+    row) at `speed`."""
+    read = max(0.0, total["prompt_tokens"] - total.get("cached_tokens", 0.0))
+    return read / speed.prompt_per_s + total["completion_tokens"] / speed.completion_per_s
+
+
+def eta_line(config: Config, server: LocalServer, references: list[Reference] | None = None) -> str | None:
+    """The line that says how long this run takes here (None when the estimate or the speed cannot be had);
+    `references`: the run's, when they are read already (else [seeds] is read)."""
+    try:
+        est = estimate(config, references, walk_refs=1)  # one reference walked: a rough figure, soon had
+    except RefedError as err:  # the run will say it better
+        log.debug("no time estimate: %s", err)
+        return None
+    speed = measure_speed(server.url, server.slots)
+    if speed is None:
+        return None
+    total = est.total
+    seconds = seconds_for(total, speed)
+    return (
+        f"local model: a run of {config.synthesis.size} samples takes about {rough_duration(seconds)} here "
+        f"({total['calls']:.0f} LM calls, {total['completion_tokens']:,.0f} tokens to write at "
+        f"{speed.completion_per_s:.1f}/s and {total['prompt_tokens'] - total['cached_tokens']:,.0f} to read at "
+        f"{speed.prompt_per_s:.0f}/s, as fast as this machine is now)"
     )

@@ -10,8 +10,8 @@ from refed_dspy.clients import local_server
 from refed_dspy.clients.local_server import LocalServer, Speed
 from refed_dspy.config import load_config
 from refed_dspy.store.seeds import load_references
-from refed_dspy.synthesis import local_eta
-from refed_dspy.synthesis.local_eta import eta_line, seconds_for
+from refed_dspy.synthesis import estimate
+from refed_dspy.synthesis.estimate import eta_line, seconds_for
 
 LOCAL = Path(__file__).resolve().parents[2] / "configs" / "local.toml"
 
@@ -23,12 +23,12 @@ def test_seconds_are_the_uncached_prompt_read_and_the_completion_written():
 
 def test_the_line_says_the_time_for_the_run_s_size(monkeypatch):
     config = load_config(LOCAL, ["synthesis.size=20"])
-    monkeypatch.setattr(local_eta, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
+    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
     server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
     line = eta_line(config, server)
     assert line is not None and line.startswith("local model: a run of 20 samples takes about ")
     assert "write at 40.0/s" in line and "read at 400/s" in line
-    monkeypatch.setattr(local_eta, "measure_speed", lambda url, slots: None)  # a server that reports no timings
+    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots: None)  # a server that reports no timings
     assert eta_line(config, server) is None
 
 
@@ -36,7 +36,7 @@ def test_a_run_s_references_are_walked_as_they_are_and_the_seeds_not_read_again(
     """synthesize says how long the run takes once it has read its references: the estimate walks those, and reads no
     seeds of its own (here [seeds] names a file that is gone: reading it would give no line)."""
     config = load_config(LOCAL, ["synthesis.size=20", f"seeds.source='{tmp_path / 'gone.jsonl'}'"])
-    monkeypatch.setattr(local_eta, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
+    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
     server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
     assert eta_line(config, server) is None  # the estimate cannot read [seeds]
     line = eta_line(config, server, load_references(None)[:3])
