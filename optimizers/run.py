@@ -42,9 +42,11 @@ from refed_dspy.optimizers.metrics import JudgeMetric
 from refed_dspy.optimizers.outputs import (
     OptimizeResult,
     before_after_markdown,
+    given_back,
     log_result,
     log_summary,
     prediction_text,
+    same_prompts,
     tracked,
     write_outputs,
 )
@@ -58,7 +60,6 @@ from refed_dspy.optimizers.plan import (
     out_dir,
     target_program,
 )
-from refed_dspy.optimizers.program_choice import given_back, same_prompts
 from refed_dspy.programs.saved import save_program
 from refed_dspy.runtime.quiet import quieted
 from refed_dspy.runtime.stops import stop_signals

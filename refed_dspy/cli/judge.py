@@ -44,7 +44,7 @@ def _cmd_judge_run(args: argparse.Namespace) -> int:
 def _say_judged(s: Any) -> None:
     """The lines a judging ends with (`s`: its JudgeSummary): what was judged, the scores, the calls and the cost."""
     from refed_dspy.ledger.usage import tier_text
-    from refed_dspy.store.teachers import self_preference_line
+    from refed_dspy.store.records import self_preference_line
 
     cost = "unknown" if s.cost_usd is None else f"${s.cost_usd:.4f}"
     print(f"judged {s.judged}/{s.samples} samples of {s.run_dir} with {s.judge}: {s.status}")

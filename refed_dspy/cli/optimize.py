@@ -11,7 +11,7 @@ from refed_dspy.ledger.usage import usd
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.optimizers.program_choice import kept_line
+    from refed_dspy.optimizers.outputs import kept_line
     from refed_dspy.optimizers.run import optimize
 
     config = load_config(args.config, args.overrides)

@@ -28,7 +28,7 @@ from refed_dspy.pages import render
 from refed_dspy.secrets import first_line
 from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
 from refed_dspy.store.results import Optional, Result
-from refed_dspy.text.diff import word_diff
+from refed_dspy.text.overlap import word_diff
 from refed_dspy.tracking.experiment_runs import (
     champion_tags,
     log_cell,

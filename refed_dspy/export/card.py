@@ -11,8 +11,8 @@ from refed_dspy.pages import render
 from refed_dspy.quality.contamination import card_section, public_params
 from refed_dspy.quality.statistics import card_statistics
 from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.records import count_teachers, teacher_label, teacher_rows
 from refed_dspy.store.rundir import RunDir, incomplete_note
-from refed_dspy.store.teachers import count_teachers, teacher_label, teacher_rows
 from refed_dspy.synthesis.program import origin_text
 
 TEMPLATES = "refed_dspy.export"  # its templates/ folder: card.md

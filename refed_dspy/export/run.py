@@ -3,7 +3,8 @@
 Its --out directory is refused when it names a file or holds what an export did not write; emptied of an
 earlier export's files on --overwrite.
 
-The splits are written in the export's format, with its dataset card, into that directory.
+The splits are written in the export's format, with its dataset card, into that directory: pure conversions of
+sample records into fine-tuning shapes (`CONVERTERS`), and the grouped train/validation split.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pydantic import Field
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export.card import dataset_card, provenance
-from refed_dspy.export.formats import CONVERTERS, FORMATS, RESPONSES, to_flat
 from refed_dspy.quality.contamination import contamination_of, unremoved_warning
 from refed_dspy.secrets import mask_value
 from refed_dspy.store.jsonl import read_jsonl, write_jsonl_atomic, write_text_atomic
 from refed_dspy.store.ownership import check_output_dir, is_empty, owned
+from refed_dspy.store.records import final_response
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir, run_config
 from refed_dspy.store.split import share_note, split_by_reference
@@ -310,3 +311,62 @@ def _dataset_dict(splits: dict[str, list[dict]], which: str, system: str | None)
             if rows
         }
     )
+
+
+FORMATS = ("messages", "sharegpt", "alpaca", "parquet", "hf", "hub")
+RESPONSES = ("improved", "draft")
+
+
+def chosen_response(sample: dict[str, Any], which: str = "improved") -> str:
+    """The response to export: 'improved' (falling back to the draft when a method has no improvement) or 'draft'."""
+    if which == "draft":
+        return (sample.get("response") or "").strip()
+    return final_response(sample)
+
+
+def to_messages(sample: dict[str, Any], which: str = "improved", system: str | None = None) -> dict[str, Any]:
+    """OpenAI chat fine-tuning row: {"messages": [system?, user, assistant]}."""
+    msgs = [{"role": "system", "content": system}] if system else []
+    msgs += [
+        {"role": "user", "content": sample["instruction"]},
+        {"role": "assistant", "content": chosen_response(sample, which)},
+    ]
+    return {"messages": msgs}
+
+
+def to_sharegpt(sample: dict[str, Any], which: str = "improved", system: str | None = None) -> dict[str, Any]:
+    """ShareGPT row: {"conversations": [{"from": "system"?|"human"|"gpt", "value": ...}]}."""
+    conv = [{"from": "system", "value": system}] if system else []
+    conv += [
+        {"from": "human", "value": sample["instruction"]},
+        {"from": "gpt", "value": chosen_response(sample, which)},
+    ]
+    return {"conversations": conv}
+
+
+def to_alpaca(sample: dict[str, Any], which: str = "improved", system: str | None = None) -> dict[str, Any]:
+    """Alpaca row: {"instruction", "input", "output"} (+ "system" when given)."""
+    row = {"instruction": sample["instruction"], "input": "", "output": chosen_response(sample, which)}
+    if system:
+        row["system"] = system
+    return row
+
+
+def to_flat(sample: dict[str, Any], which: str = "improved", system: str | None = None) -> dict[str, Any]:
+    """The full row for Hugging Face datasets and Parquet: chat messages plus provenance columns."""
+    meta = sample["meta"]
+    return {
+        "id": meta["id"],
+        "instruction": sample["instruction"],
+        "response": chosen_response(sample, which),
+        "draft_response": sample.get("response"),
+        "improved_response": sample.get("improved_response"),
+        "messages": to_messages(sample, which, system)["messages"],
+        "reference_id": meta.get("reference_id"),
+        "feature": meta.get("feature"),
+        "method": meta.get("method"),
+        "teacher": meta.get("teacher"),
+    }
+
+
+CONVERTERS = {"messages": to_messages, "sharegpt": to_sharegpt, "alpaca": to_alpaca}

@@ -8,8 +8,7 @@ from typing import Any
 
 from refed_dspy.ledger.usage import prompt_cache_text, tier_text
 from refed_dspy.store.records import final_response
-from refed_dspy.text.diff import changed_share
-from refed_dspy.text.overlap import tokens
+from refed_dspy.text.overlap import changed_share, tokens
 
 
 def words(text: str | None) -> int:

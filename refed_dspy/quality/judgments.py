@@ -12,9 +12,9 @@ from pydantic import Field
 
 from refed_dspy.config import Config
 from refed_dspy.store.jsonl import read_jsonl
+from refed_dspy.store.records import self_preference
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.store.teachers import self_preference
 
 
 def unjudged_reasons(judged: set[str], reject_rows: list[dict[str, Any]]) -> Counter:

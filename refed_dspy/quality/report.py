@@ -46,15 +46,15 @@ from refed_dspy.quality.statistics import embedder_for, statistics_block, statis
 from refed_dspy.scoring import open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
-from refed_dspy.store.results import Result
-from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
-from refed_dspy.store.teachers import (
+from refed_dspy.store.records import (
     count_teachers,
     mixed_line,
     self_preference_line,
     self_preference_record,
     teacher_rows,
 )
+from refed_dspy.store.results import Result
+from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
 

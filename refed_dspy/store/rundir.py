@@ -27,8 +27,7 @@ from refed_dspy.store.jsonl import (
     write_text_atomic,
 )
 from refed_dspy.store.lock import holder
-from refed_dspy.store.records import ReferenceFeedback
-from refed_dspy.store.teachers import teacher_key
+from refed_dspy.store.records import ReferenceFeedback, teacher_key
 
 log = logging.getLogger(__name__)
 ON_MISMATCH = ("error", "resume", "fresh")

@@ -31,9 +31,8 @@ from refed_dspy.launch.plan import Launch, Started
 from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.methods import Method, get_method
 from refed_dspy.store.jsonl import write_json_atomic
-from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id
+from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id, teacher_key
 from refed_dspy.store.rundir import OnMismatch, ResumeState, RunDir
-from refed_dspy.store.teachers import teacher_key
 from refed_dspy.synthesis.next_work import NextWork
 from refed_dspy.synthesis.program import RunProgram
 from refed_dspy.synthesis.summary import (

@@ -18,8 +18,8 @@ from pydantic import Field
 from refed_dspy.engine.failures import hint_for
 from refed_dspy.ledger.usage import prompt_cache_share, tier_text, usd
 from refed_dspy.store.jsonl import read_json, read_jsonl
+from refed_dspy.store.records import mixed_line, teacher_rows
 from refed_dspy.store.results import Optional, Result
-from refed_dspy.store.teachers import mixed_line, teacher_rows
 
 
 @dataclass

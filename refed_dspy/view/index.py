@@ -17,8 +17,8 @@ from refed_dspy.quality.reference_copies import run_references
 from refed_dspy.secrets import first_line
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import MARKER, kind_of
+from refed_dspy.store.records import count_teachers, mixed_line, teacher_rows
 from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage, run_config
-from refed_dspy.store.teachers import count_teachers, mixed_line, teacher_rows
 from refed_dspy.synthesis.summary import shortfall_cause
 from refed_dspy.text.closeness import COPY_THRESHOLD
 from refed_dspy.view.live import Follower, LiveRun

@@ -31,7 +31,7 @@ from refed_dspy.secrets import mask
 from refed_dspy.store.jsonl import json_text, read_json
 from refed_dspy.store.records import final_response
 from refed_dspy.text.closeness import closeness, copied_spans
-from refed_dspy.text.diff import changed_share, word_diff
+from refed_dspy.text.overlap import changed_share, word_diff
 from refed_dspy.view.index import VERDICTS, Filters, View
 from refed_dspy.view.status.experiment import experiment_status
 

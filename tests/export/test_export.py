@@ -11,8 +11,7 @@ from conftest import run_overrides
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
-from refed_dspy.export.formats import to_alpaca, to_messages, to_sharegpt
-from refed_dspy.export.run import export_run
+from refed_dspy.export.run import export_run, to_alpaca, to_messages, to_sharegpt
 from refed_dspy.quality.filter_run import filter_run, parse_filter
 from refed_dspy.store.lock import LOCK_NAME
 from refed_dspy.store.ownership import MARKER

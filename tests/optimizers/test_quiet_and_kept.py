@@ -14,7 +14,7 @@ from cli_helpers import run_refed as refed
 from conftest import run_overrides
 
 from refed_dspy.experiments.outputs import ExperimentResult, kept_lines, leaderboard_rows
-from refed_dspy.optimizers.program_choice import kept_line, kept_reason
+from refed_dspy.optimizers.outputs import kept_line, kept_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 

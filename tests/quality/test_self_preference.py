@@ -7,7 +7,7 @@ import pytest
 from cli_helpers import run_refed, sets
 
 from refed_dspy.quality.report import build_report
-from refed_dspy.store.teachers import model_family, self_preference, self_preference_record
+from refed_dspy.store.records import model_family, self_preference, self_preference_record
 
 NOTE = "judges favour their own model's outputs"
 

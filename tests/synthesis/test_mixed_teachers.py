@@ -11,7 +11,7 @@ from loopback_server import read_log
 from refed_dspy.config import load_config
 from refed_dspy.export.run import export_run
 from refed_dspy.quality.report import build_report, format_text
-from refed_dspy.store.teachers import mixed_line
+from refed_dspy.store.records import mixed_line
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.summary import format_summary
 from refed_dspy.view.index import View
