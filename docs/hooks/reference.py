@@ -346,7 +346,7 @@ def config_fields() -> list[str]:
 
 def records_markdown() -> str:
     """The schemas of a run dir's records and summaries, from their models."""
-    from refed_dspy.quality.judgments import JudgeSummary
+    from refed_dspy.quality.figures import JudgeSummary
     from refed_dspy.store.records import (
         Analysis,
         ImplementationStrategy,

@@ -1,4 +1,5 @@
-"""Several OpenAI-compatible endpoints of one model (vLLM or llama.cpp replicas) behind one LM.
+"""Where an LM's requests go: its `api_base` in the form each client takes, and several OpenAI-compatible endpoints of
+one model (vLLM or llama.cpp replicas) behind one LM.
 
 `EndpointSpread` wraps the LM's HTTP transport: each request, built for the first endpoint, goes to the
 healthy endpoint with the fewest requests in flight (ties: the fewest sent). An endpoint whose request fails
@@ -10,6 +11,13 @@ not a failure: the engine's window handles it. Calls and failures are counted pe
 On Ray, where each worker holds its own spread and sees only its own calls, the driver chooses the endpoint of each
 task from what is in flight over the whole cluster and sets it as `preferred_endpoint` around the task's calls: a
 spread takes it while that endpoint is healthy in its own view.
+
+How each LM client is given `api_base` (`fit_api_base`, `endpoint_of`): LiteLLM's form, or the one DSPy's own client
+(lm15) expects. LiteLLM takes an `api_base` in its provider's form (`Provider.host_form`: the host, for a provider whose api_base is
+its host). DSPy 3.4's own client (lm15) appends less of the path to some providers' bases (only /messages for
+Anthropic's), so the same config reached another URL there: it is given the base with the rest of the path
+(`Provider.native_path`). A config may write such an api_base either way; `fit_api_base` gives each LM the form of
+the client DSPy picks for it.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import contextvars
 import dataclasses
 import time
 from typing import Any
+
+from refed_dspy.providers.registry import provider_for
 
 # the index of the endpoint the calls of the current task should go to (None: the spread's own choice)
 preferred_endpoint: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -138,3 +148,41 @@ class _Routed:
         assert self.state is not None
         self.state.in_flight -= 1
         return await self.inner_cm.__aexit__(*exc)
+
+
+def fit_api_base(lm: Any) -> Any:
+    """Give a dspy.LM's `api_base` (if any) the form the client DSPy picks for it expects: lm15's
+    (`Provider.native_base`), or LiteLLM's (`Provider.host_form`). Returns `lm`, changed in place."""
+    kwargs = getattr(lm, "kwargs", None)
+    base = (kwargs or {}).get("api_base")
+    if not isinstance(base, str):
+        return lm
+    provider = provider_for(str(lm.model))
+    if not (provider.base_suffixes or provider.native_path):  # its api_base is passed on as written, to any client
+        return lm
+    kwargs["api_base"] = provider.host_form(base)
+    if _served_natively(lm):
+        kwargs["api_base"] = provider.native_base(base)
+    return lm
+
+
+def _served_natively(lm: Any) -> bool:
+    """DSPy serves `lm` with its own client (lm15) rather than LiteLLM."""
+    try:
+        from dspy.clients.backend_selection import select_backend
+
+        return bool(select_backend(lm, {}).native)
+    except Exception:  # noqa: BLE001 - DSPy internals moved, or a model lm15 does not know: LiteLLM's convention
+        return False
+
+
+def endpoint_of(lm: Any) -> str | None:
+    """The endpoint `lm`'s requests are addressed to, as its client was given it: its `api_base` (or `base_url`), else,
+    for an LM that carries engines of its own (build_lm's, which DSPy refuses client settings beside), the base URL
+    those engines were configured with; None: the provider's own endpoint."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    if base:
+        return base
+    config = getattr(getattr(lm, "engine", None), "config", None)
+    return next(iter((getattr(config, "base_urls", None) or {}).values()), None)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from refed_dspy.clients.api_base import endpoint_of
 from refed_dspy.clients.destination import warn_once
+from refed_dspy.clients.endpoints import endpoint_of
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import KeyProviderError, MissingKeyError
 from refed_dspy.providers.base import provider_of

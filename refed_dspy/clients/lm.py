@@ -14,9 +14,8 @@ from typing import Any
 import dspy
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
 
-from refed_dspy.clients.api_base import fit_api_base
 from refed_dspy.clients.boundary import CallBoundary
-from refed_dspy.clients.endpoints import EndpointSpread
+from refed_dspy.clients.endpoints import EndpointSpread, fit_api_base
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.prompt_cache import PromptCacheTransport
 from refed_dspy.config.lm import LMSpec, price_of
@@ -147,7 +146,7 @@ def build_lm(
     HTTP transport returning another) carries the LM's async calls another way (provider batches: to their API).
     Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.endpoints),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
-    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.api_base). Where the model's
+    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.endpoints). Where the model's
     provider caches prompts on a request's word and `spec.prompt_cache` is on, the LM has engines of its own whatever
     it is built for (an optimization's LMs, an experiment's, a metric's judge), and they ask it to cache each prompt's
     repeated part (refed_dspy.clients.prompt_cache); the async one is made for each event loop that calls the LM.

@@ -35,9 +35,9 @@ from typing import Any
 import dspy
 from dspy.utils import parallelizer
 
-from refed_dspy.clients.api_base import endpoint_of
 from refed_dspy.clients.boundary import CallBoundary, bounded, route_with
 from refed_dspy.clients.calls import _work_ledger, current_stage
+from refed_dspy.clients.endpoints import endpoint_of
 from refed_dspy.clients.lm import price_of_lm
 from refed_dspy.config.prices import PriceBook
 

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo, _work_ledger
-from refed_dspy.clients.prompt_tokens import count_prompt
+from refed_dspy.clients.prompt_cache import count_prompt
 from refed_dspy.providers.sampling import table_limit
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.api_base import endpoint_of
+from refed_dspy.clients.endpoints import endpoint_of
 from refed_dspy.clients.keys import check_key_goes_to_its_provider
 from refed_dspy.clients.lm import require_price
 from refed_dspy.config import Config

@@ -43,8 +43,7 @@ from refed_dspy.engine.watch import Watch
 from refed_dspy.errors import ConfigError
 from refed_dspy.launch.batch.broker import batch_lm
 from refed_dspy.launch.batch.transport import BatchTransport
-from refed_dspy.launch.ray.connect import preflight, refuse_on_ray
-from refed_dspy.launch.ray.leftovers import end_left_behind
+from refed_dspy.launch.ray.connect import end_left_behind, preflight, refuse_on_ray
 from refed_dspy.launch.ray.pool import WorkerPool, start_pool
 from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache

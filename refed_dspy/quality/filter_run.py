@@ -18,7 +18,7 @@ from pydantic import Field
 from refed_dspy.config import Config, config_from_dict
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
-from refed_dspy.quality.judgments import load_judgments, unjudged_reasons
+from refed_dspy.quality.figures import load_judgments, unjudged_reasons
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
 from refed_dspy.store.ownership import check_output_dir, owned
 from refed_dspy.store.results import Result

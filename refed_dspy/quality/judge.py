@@ -27,7 +27,7 @@ from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
 from refed_dspy.launch.plan import Started, launch, online_lm
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
-from refed_dspy.quality.judgments import JudgeSummary, judge_summary
+from refed_dspy.quality.figures import JudgeSummary, judge_summary
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.ownership import check, owned

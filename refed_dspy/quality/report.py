@@ -34,13 +34,14 @@ from refed_dspy.quality.figures import (
     distinct_n,
     execution,
     execution_text,
+    judgment_stats,
     lengths,
     mean_pairwise_cosine_distance,
     reject_reasons,
     sample_cards,
+    unjudged_reasons,
     yields,
 )
-from refed_dspy.quality.judgments import judgment_stats, unjudged_reasons
 from refed_dspy.quality.reference_copies import copies_line, copies_section, reference_copies
 from refed_dspy.quality.statistics import embedder_for, statistics_block, statistics_lines, statistics_section
 from refed_dspy.scoring import open_scorer

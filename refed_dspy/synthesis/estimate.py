@@ -63,8 +63,8 @@ from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.seeds import read_seeds
+from refed_dspy.synthesis.next_work import TASK_STAGES, feedback_record, parts_of
 from refed_dspy.synthesis.program import resolve_program
-from refed_dspy.synthesis.units import TASK_STAGES, feedback_record, parts_of
 from refed_dspy.synthesis.wall_time import wall_times
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale

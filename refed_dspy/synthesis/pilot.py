@@ -22,8 +22,8 @@ from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.estimate import Estimate, priced, priced_tiers, run_wall, tokenizer_of
+from refed_dspy.synthesis.next_work import TASK_STAGES
 from refed_dspy.synthesis.summary import RunSummary
-from refed_dspy.synthesis.units import TASK_STAGES
 
 # of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)
 # of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)

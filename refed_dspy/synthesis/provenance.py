@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from refed_dspy.clients.api_base import endpoint_of
+from refed_dspy.clients.endpoints import endpoint_of
 from refed_dspy.clients.keys import key_env_of
 from refed_dspy.config import Config
 from refed_dspy.config.lm import reserved_extra_keys

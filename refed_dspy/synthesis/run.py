@@ -33,22 +33,22 @@ from refed_dspy.methods import Method, get_method
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id, teacher_key
 from refed_dspy.store.rundir import OnMismatch, ResumeState, RunDir
-from refed_dspy.synthesis.next_work import NextWork
+from refed_dspy.synthesis.next_work import (
+    TASK_STAGES,
+    Item,
+    NextWork,
+    Unit,
+    default_call_budget,
+    feedback_record,
+    parts_of,
+    worst_calls,
+)
 from refed_dspy.synthesis.program import RunProgram
 from refed_dspy.synthesis.summary import (
     RunStats,
     RunSummary,
     earlier_figures,
     run_summary,
-)
-from refed_dspy.synthesis.units import (
-    TASK_STAGES,
-    Item,
-    Unit,
-    default_call_budget,
-    feedback_record,
-    parts_of,
-    worst_calls,
 )
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.api_base import fit_api_base
+from refed_dspy.clients.endpoints import fit_api_base
 from refed_dspy.clients.keys import api_key_env, check_lm_key, key_env_of
 from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.config.lm import LMSpec

@@ -4,7 +4,7 @@ import pytest
 from cli_helpers import run_refed, sets
 
 from refed_dspy.cli import main
-from refed_dspy.clients.api_base import endpoint_of
+from refed_dspy.clients.endpoints import endpoint_of
 from refed_dspy.clients.keys import api_key_env, check_key, check_key_goes_to_its_provider
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec

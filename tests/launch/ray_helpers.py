@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from refed_dspy.launch.ray.leftovers import ray_processes_of
+from refed_dspy.launch.ray.connect import ray_processes_of
 
 
 @pytest.fixture(scope="module")

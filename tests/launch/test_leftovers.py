@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from refed_dspy.launch.ray import leftovers
-from refed_dspy.launch.ray.leftovers import FILE, end_left_behind, record
+from refed_dspy.launch.ray import connect
+from refed_dspy.launch.ray.connect import FILE, end_left_behind, record
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -35,14 +35,14 @@ def spawn():
             proc.wait(10)
 
 
-def _known(proc: subprocess.Popen) -> leftovers.Process:
-    found = leftovers._process(proc.pid)
+def _known(proc: subprocess.Popen) -> connect.Process:
+    found = connect._process(proc.pid)
     assert found is not None
     return found
 
 
-def _entry(driver: leftovers.Process, processes: list[leftovers.Process]) -> dict:
-    return {"boot": leftovers._boot(), "driver": asdict(driver), "processes": [asdict(p) for p in processes]}
+def _entry(driver: connect.Process, processes: list[connect.Process]) -> dict:
+    return {"boot": connect._boot(), "driver": asdict(driver), "processes": [asdict(p) for p in processes]}
 
 
 def test_ends_what_a_dead_driver_left_and_nothing_else(spawn, tmp_path, caplog):
@@ -56,12 +56,12 @@ def test_ends_what_a_dead_driver_left_and_nothing_else(spawn, tmp_path, caplog):
         _known(left),
         replace(_known(reused), started=_known(reused).started + 1),  # its id given to another process since
         replace(_known(renamed), command="raylet"),
-        leftovers.Process(2**22 + 7, 1, "raylet"),  # gone
+        connect.Process(2**22 + 7, 1, "raylet"),  # gone
     ]
-    live = _entry(leftovers._process(os.getpid()), [_known(of_a_live_driver)])
+    live = _entry(connect._process(os.getpid()), [_known(of_a_live_driver)])
     (tmp_path / FILE).write_text(json.dumps([_entry(dead, recorded), live]))
 
-    with caplog.at_level(logging.INFO, logger="refed_dspy.launch.ray.leftovers"):
+    with caplog.at_level(logging.INFO, logger="refed_dspy.launch.ray.connect"):
         assert end_left_behind(tmp_path) == 1
     assert left.wait(10) is not None
     assert reused.poll() is None and renamed.poll() is None and of_a_live_driver.poll() is None
@@ -83,5 +83,5 @@ def test_records_the_ray_processes_it_started_and_forgets_them(spawn, tmp_path):
     assert entry["driver"]["pid"] == os.getpid()
     assert [p["pid"] for p in entry["processes"]] == [agent.pid] != [other.pid]
     assert end_left_behind(tmp_path) == 0 and agent.poll() is None  # its driver (this process) runs
-    leftovers.forget(tmp_path)
+    connect.forget(tmp_path)
     assert not (tmp_path / FILE).exists()

@@ -24,7 +24,7 @@ from loopback_server import read_log
 
 from refed_dspy.cli import main
 from refed_dspy.config import load_config
-from refed_dspy.launch.ray import leftovers, start
+from refed_dspy.launch.ray import connect, pool
 from refed_dspy.launch.ray.worker import PartWorker
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
@@ -91,7 +91,7 @@ def test_a_worker_killed_while_it_starts_or_loads_is_left_out(
 ):
     """One of two workers killed with -9 as it starts (before it said where it runs) or as it loads: the run completes
     on the other with every sample, exit 0, and one warning line names the worker and how many go on."""
-    monkeypatch.setattr(start, "PartWorker", _dying(tmp_path / "marks", phase, 1))
+    monkeypatch.setattr(pool, "PartWorker", _dying(tmp_path / "marks", phase, 1))
     srv, path = server_factory(), tmp_path / "run"
     overrides = _on_ray(srv, path, 8, **{"seeds.limit": 4, "synthesis.concurrency": 4})
     with caplog.at_level(logging.INFO):
@@ -113,7 +113,7 @@ def test_a_worker_killed_while_it_starts_or_loads_is_left_out(
 
 
 def test_every_worker_lost_while_loading_aborts_in_one_line(local_ray, server_factory, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(start, "PartWorker", _dying(tmp_path / "marks", "load", 2))
+    monkeypatch.setattr(pool, "PartWorker", _dying(tmp_path / "marks", "load", 2))
     srv = server_factory()
     code = main(["synthesize", "--quiet", *_sets(_on_ray(srv, tmp_path / "run", 4, **{"seeds.limit": 2}))])
     err = capsys.readouterr().err
@@ -127,7 +127,7 @@ def test_every_worker_lost_while_loading_aborts_in_one_line(local_ray, server_fa
 def test_progress_lines_while_the_workers_load(local_ray, server_factory, tmp_path, monkeypatch, capsys, caplog):
     """A line as the workers start, then one every run.progress_every_s while they load (here 3 s of loading at a
     line every 0.5 s), saying how many are ready and how long it has waited; then one when they are."""
-    monkeypatch.setattr(start, "PartWorker", _dying(tmp_path / "marks", "load", 0, slow_s=3.0))
+    monkeypatch.setattr(pool, "PartWorker", _dying(tmp_path / "marks", "load", 0, slow_s=3.0))
     srv = server_factory()
     overrides = _on_ray(srv, tmp_path / "run", 2, **{"seeds.limit": 1, "run.progress_every_s": 0.5})
     with caplog.at_level(logging.INFO, logger="refed_dspy.launch.ray"):
@@ -204,7 +204,7 @@ def test_a_killed_drivers_ray_processes_are_ended_by_the_next_start(local_ray, s
     """The CLI starting its own local Ray (no ray.address), killed with -9 mid-run: some of that Ray's processes stay
     behind (its agents). The same command again ends them, by their ids, after checking each is still the same
     process; the Ray this test process runs (another cluster on the machine) is untouched."""
-    ours_before = leftovers.ray_processes_of(os.getpid(), ray_helpers.ray_dir())
+    ours_before = connect.ray_processes_of(os.getpid(), ray_helpers.ray_dir())
     assert ours_before, "the file's own local Ray has no process"
     srv, path = server_factory(latency_s=0.5), tmp_path / "run"
     sets = _sets(_on_ray(srv, path, 12, **{"seeds.limit": 4, "synthesis.concurrency": 2}))
@@ -212,28 +212,28 @@ def test_a_killed_drivers_ray_processes_are_ended_by_the_next_start(local_ray, s
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = short_tmp
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env)
-    written = path / leftovers.FILE
+    written = path / connect.FILE
     assert _wait_for(lambda: first.poll() is not None or (written.exists() and srv.state.count >= 4), 300)
     assert first.poll() is None, f"the run ended before it could be killed: {first.stderr.read()[-2000:]!r}"
     (entry,) = json.loads(written.read_text())
     assert entry["driver"]["pid"] == first.pid
-    recorded = [leftovers.Process(**p) for p in entry["processes"]]
+    recorded = [connect.Process(**p) for p in entry["processes"]]
     assert any(p.command == "raylet" for p in recorded), recorded
     first.kill()
     first.wait(30)
     # what dies with its driver dies within seconds (the raylet, the GCS); what is left then is for the next start to
     # end (what ends on its own meanwhile, too: the count below allows for it)
-    assert _wait_for(lambda: not any(leftovers._running(p) for p in recorded if p.command == "raylet"), 60)
-    left = [p for p in recorded if leftovers._running(p)]
+    assert _wait_for(lambda: not any(connect._running(p) for p in recorded if p.command == "raylet"), 60)
+    left = [p for p in recorded if connect._running(p)]
     assert left, "no Ray process outlived its driver: nothing left to end"
 
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert not [p for p in left if leftovers._running(p)], left
+    assert not [p for p in left if connect._running(p)], left
     ended = [line for line in again.stderr.splitlines() if "that a killed run left behind" in line]
     assert len(ended) == 1, again.stderr[-2000:]
     # some of `left` may have ended on their own since (a worker, the log monitor, slower to notice on a busy machine)
     assert 1 <= int(ended[0].split()[1]) <= len(left) and "ray::" in ended[0], (ended, left)
-    assert all(leftovers._running(p) for p in ours_before), "a process of another Ray was touched"
+    assert all(connect._running(p) for p in ours_before), "a process of another Ray was touched"
     assert not written.exists()  # the second run's local Ray ended with it: nothing is left to end
     _exactly_once(path, 12)

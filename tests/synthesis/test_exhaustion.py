@@ -61,8 +61,7 @@ def test_a_resumed_run_with_a_failed_reference_still_finds_the_units_left():
 
     from refed_dspy.methods import get_method
     from refed_dspy.store.records import Reference
-    from refed_dspy.synthesis.next_work import NextWork
-    from refed_dspy.synthesis.units import unit_order
+    from refed_dspy.synthesis.next_work import NextWork, unit_order
 
     method = get_method("no_feedback")
     refs = [Reference(id=f"r{i}", instruction=f"task {i}", response=f"answer {i}", source="t") for i in range(2)]

@@ -211,9 +211,9 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
     from refed_dspy.launch.plan import Launch, Started
     from refed_dspy.programs import RespondAndImprove
     from refed_dspy.store.rundir import RunDir
+    from refed_dspy.synthesis.next_work import worst_calls
     from refed_dspy.synthesis.program import resolve_program
     from refed_dspy.synthesis.run import SynthesisPlan, SynthesisRun
-    from refed_dspy.synthesis.units import worst_calls
 
     def worst(method: str, respond=None) -> dict:
         config = load_config(None, [f"synthesis.method={method}", "teacher.api_key_env=''"])

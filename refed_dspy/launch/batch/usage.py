@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.clients.prompt_tokens import count_text
+from refed_dspy.clients.prompt_cache import count_text
 from refed_dspy.launch.batch.store import BatchStore, StoredResult
 from refed_dspy.ledger.usage import BILLED_FIELDS, CACHE_WRITE, with_unrecorded, zero_usage
 from refed_dspy.providers.prices import Price

@@ -28,8 +28,7 @@ from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.transport import Transport
 from refed_dspy.errors import ConfigError, MissingKeyError, RunAborted
 from refed_dspy.launch.ray.cache_server import CachePlan, start_cache_server
-from refed_dspy.launch.ray.connect import connect, disconnect, joins
-from refed_dspy.launch.ray.leftovers import forget, record
+from refed_dspy.launch.ray.connect import connect, disconnect, forget, joins, record
 from refed_dspy.launch.ray.ready import Waiting, answers, get, where_lost
 from refed_dspy.launch.ray.worker import PartWorker, WorkerInfo
 from refed_dspy.providers.registry import provider_for
@@ -315,7 +314,7 @@ class _Load:
 
 
 def _ray_dir(ray: Any) -> str:
-    """Where Ray is installed: its programs and scripts run from there (refed_dspy.launch.ray.leftovers)."""
+    """Where Ray is installed: its programs and scripts run from there (refed_dspy.launch.ray.connect)."""
     return str(Path(ray.__file__).resolve().parent)
 
 
