@@ -3,8 +3,8 @@ it writes beside program.json: instructions.txt, before_after.md (a few validati
 before and after) and config.toml.
 
 and its MLflow run: its params, its figures as metrics, its files as artifacts and its program as the
-logged model. Which program it keeps (`kept_reason`, `given_back`), and the reason it can name when that is the one it started
-from.
+logged model. Which program it keeps (`kept_reason`, `given_back`), and the reason it can name when that is the one
+it started from.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ teleprompter, the metric and the program hold (each claimed for its role on the 
 budget can price every LM that will spend it, builds the config's LMs, the metric and the starting program, and reads
 the references the examples come from.
 
-The LMs an optimization's objects hold (`teleprompter_lms`, `metric_lms`, `program_lms`), found before any call: so that each is claimed for its role on the run's
-ledger (refed_dspy.clients.lm_routing) and, under a cost budget, refused before the first call when it has no price.
+The LMs an optimization's objects hold (`teleprompter_lms`, `metric_lms`, `program_lms`), found before any call: so
+that each is claimed for its role on the run's ledger (refed_dspy.clients.lm_routing) and, under a cost budget,
+refused before the first call when it has no price.
 
 Where they are found: a teleprompter's attributes (MIPROv2's prompt_model and task_model, GEPA's reflection_lm, SIMBA's
 prompt_model, the `lm` of a `teacher_settings` dict, an LM of an object it holds, such as GEPA's instruction proposer)

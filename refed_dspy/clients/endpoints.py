@@ -13,8 +13,8 @@ task from what is in flight over the whole cluster and sets it as `preferred_end
 spread takes it while that endpoint is healthy in its own view.
 
 How each LM client is given `api_base` (`fit_api_base`, `endpoint_of`): LiteLLM's form, or the one DSPy's own client
-(lm15) expects. LiteLLM takes an `api_base` in its provider's form (`Provider.host_form`: the host, for a provider whose api_base is
-its host). DSPy 3.4's own client (lm15) appends less of the path to some providers' bases (only /messages for
+(lm15) expects. LiteLLM takes an `api_base` in its provider's form (`Provider.host_form`: the host, for a provider
+whose api_base is its host). DSPy 3.4's own client (lm15) appends less of the path to some providers' bases (only /messages for
 Anthropic's), so the same config reached another URL there: it is given the base with the rest of the path
 (`Provider.native_path`). A config may write such an api_base either way; `fit_api_base` gives each LM the form of
 the client DSPy picks for it.

@@ -1,8 +1,8 @@
 """Reading a config: from a dict, a TOML file (with `--set` overrides) or a run dir; writing one as TOML.
 
-`--set section.key=value`: parsing an override and applying it to a config's dict (`apply_overrides`); and what a layer of a config
-(`--set`, an experiment file over its base, an experiment's grid cell) leaves behind of the layer below when it puts
-another model in a role (`forget_replaced_models`).
+`--set section.key=value`: parsing an override and applying it to a config's dict (`apply_overrides`); and what a
+layer of a config (`--set`, an experiment file over its base, an experiment's grid cell) leaves behind of the layer
+below when it puts another model in a role (`forget_replaced_models`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A stage (synthesis, judging) says what to run; its transport says where: here, in this process's event loop
 (LocalTransport, below), on the workers of a Ray cluster (refed_dspy.launch.ray.pool.WorkerPool), or here with each
-call waiting on its answer in a provider's batch (refed_dspy.launch.batch.transport.BatchTransport). The launch module
-(refed_dspy.launch) picks one for a command and hands it to the stage; the stage and its engine never ask which they got.
+call waiting on its answer in a provider's batch (refed_dspy.launch.batch.transport.BatchTransport). The launch
+module (refed_dspy.launch) picks one for a command and hands it to the stage; the stage and its engine never ask which
+they got.
 The run transport is where a stage's parts run, not the HTTP layer where requests leave (refed_dspy.clients).
 """
 
@@ -27,8 +28,8 @@ from refed_dspy.providers.prices import Price
 
 
 class Transport:
-    """What a stage asks of the place its parts run, and the defaults of a place whose calls go out one HTTP request at a
-    time from this process (LocalTransport) or from Ray workers (refed_dspy.launch.ray.pool.WorkerPool). Provider
+    """What a stage asks of the place its parts run, and the defaults of a place whose calls go out one HTTP request at
+    a time from this process (LocalTransport) or from Ray workers (refed_dspy.launch.ray.pool.WorkerPool). Provider
     batches (refed_dspy.launch.batch) differ in what the defaults say: where the calls' record is, how long the work
     waits, what it costs; the engine and the stage call the same methods whatever they got.
 

@@ -72,7 +72,8 @@ class Watch:
     def follow(self, engine: Any, transport: Any = None) -> None:
         """Record what `engine` (a refed_dspy.engine.execution.Engine) does: its tasks' calls, its retries and window
         moves (the stage says how each piece of work ended: `work_ended`); read the figures it keeps (and its
-        transport's: on Ray its workers, in batch mode its batches); and start writing the figures file once a second."""
+        transport's: on Ray its workers, in batch mode its batches); and start writing the figures file once a
+        second."""
         engine.accounts.watch = self
         engine.window.on_move, engine.retrying.on_schedule = self.window_moved, self.retried
         self.engine, self.transport = engine, transport

@@ -10,6 +10,10 @@
 A kill between two steps leaves a batch whose next step is known from its last event; the steps that may
 have reached the provider without being journaled (an upload, a create) are found again at the provider
 (by file name and by the batch's metadata) before anything is sent again. Nothing here talks to a provider.
+
+The batches as `refed status` shows them (`read_batches`, `batch_counts`, `batch_lines`): their counts, and a table
+(state, requests, age). Read-only: it reads the run dir's batch journal (a torn last line is skipped, not cut off)
+and asks no provider anything.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from refed_dspy.engine.progress import rough_duration
 from refed_dspy.ledger.lines import batch_event, batch_result, read_lines
 from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
+from refed_dspy.store.results import Result
 
 FINAL_STATES = ("completed", "expired", "cancelled", "failed")
 
@@ -210,3 +218,87 @@ class BatchStore:
             if w is not None:
                 w.close()
         self._journal = self._results = None
+
+
+BATCH_DIRS = {"synthesis": "batches", "judging": "judge_batches"}
+
+
+class OpenBatch(Result):
+    """A batch not yet collected: at the provider, or planned and not yet created there."""
+
+    id: str
+    stage: str
+    provider_id: str | None
+    state: str = Field(description="planned, or the provider's last status seen")
+    requests: int
+    answered: int
+    failed: int
+    age_s: float
+
+
+class BatchCounts(Result):
+    """The batches of one stage of a run (synthesis or judging)."""
+
+    batches: int
+    open: int
+    waiting_requests: int = Field(description="Requests in the open batches.")
+    resent_requests: int = Field(description="Requests that came back unanswered and were sent again.")
+    open_batches: list[OpenBatch]
+
+
+def read_batches(run_dir: str | Path, name: str) -> BatchStore | None:
+    """The batch record `name` of `run_dir`, read-only (None when the run has none)."""
+    if not (Path(run_dir) / name).is_dir():
+        return None
+    return BatchStore(run_dir, name, readonly=True)
+
+
+def _done(counts: dict[str, int]) -> tuple[int, int]:
+    """(answered, failed) from either provider's request counts."""
+    if "succeeded" in counts:
+        return counts.get("succeeded", 0) + counts.get("errored", 0), counts.get("errored", 0)
+    return counts.get("completed", 0) + counts.get("failed", 0), counts.get("failed", 0)
+
+
+def batch_counts(store: BatchStore, now: float) -> BatchCounts:
+    """How many batches, which are still open (with the provider's last counts) and their requests, how many
+    requests went out again."""
+    open_ = store.open_batches()
+    return BatchCounts(
+        batches=len(store.batches),
+        open=len(open_),
+        waiting_requests=sum(len(b.custom_ids) for b in open_),
+        resent_requests=sum(store.lost_count.values()),
+        open_batches=[
+            OpenBatch(
+                id=b.local_id,
+                stage=b.stage,
+                provider_id=b.provider_id,
+                state=b.status,
+                requests=len(b.custom_ids),
+                answered=_done(b.counts)[0],
+                failed=_done(b.counts)[1],
+                age_s=round(max(0.0, now - b.planned_at), 1),
+            )
+            for b in open_
+        ],
+    )
+
+
+def batch_lines(counts: BatchCounts) -> list[str]:
+    """What `refed status` prints of one stage's batches: a line of counts, then a table of the open ones."""
+    out = [
+        f"{counts.batches} batches, {counts.open} open ({counts.waiting_requests} requests waiting); "
+        f"{counts.resent_requests} requests came back unanswered and were sent again"
+    ]
+    if counts.open_batches:
+        out.append(
+            f"  {'batch':7} {'stage':10} {'provider id':22} {'state':12} {'requests':>8} {'answered':>8} "
+            f"{'failed':>6} {'age':>6}"
+        )
+    for b in counts.open_batches:
+        out.append(
+            f"  {b.id:7} {b.stage:10} {(b.provider_id or '(not created)'):22} {b.state:12} "
+            f"{b.requests:>8} {b.answered:>8} {b.failed:>6} {rough_duration(b.age_s):>6}"
+        )
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from refed_dspy.launch.batch.status import batch_lines
+from refed_dspy.launch.batch.store import batch_lines
 from refed_dspy.ledger.usage import usd, usd_up_to
 from refed_dspy.view.status.run import Holder, JudgeStatus, RunStatus
 
