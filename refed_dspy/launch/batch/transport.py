@@ -95,7 +95,7 @@ class BatchTransport(LocalTransport):
 
     # ---- money ---------------------------------------------------------------------------------------
     def price(self, spec: LMSpec) -> Price | None:
-        return price_of(spec, batch=True)
+        return self.batch_price  # its spec's, at the batch price (a batch request asks for no tier)
 
     def charge(self, engine: Any) -> None:
         """Each request's bound written with its batch's plan, and what the batches paid (or may yet bill) that no

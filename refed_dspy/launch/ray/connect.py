@@ -154,8 +154,6 @@ def _ray_notes_to_log(ray: Any) -> None:
     worker.print_to_stdstream = to_log
 
 
-log = logging.getLogger(__name__)
-
 FILE = "ray_processes.json"
 _PROC = Path("/proc")
 TERM_GRACE_S = 5.0  # what a process gets to end after SIGTERM before SIGKILL

@@ -337,9 +337,6 @@ def endpoint_rows(pool: WorkerPool) -> dict[str, dict[str, Any]] | None:
     return out
 
 
-log = logging.getLogger(__name__)
-
-
 class WorkersNote:
     """`note()` as often as it likes: the file is rewritten only when the number of live workers changed (or, with
     `final=True`, always). `pool`: the run's WorkerPool (None: a run here, which removes the file an earlier
@@ -360,9 +357,6 @@ class WorkersNote:
             write_json_atomic(self.path, self.pool.cluster_figures())
         except OSError as err:  # the summary says the same at the end
             log.warning("cannot write %s: %s", self.path, err.strerror or err)
-
-
-log = logging.getLogger(__name__)
 
 
 def start_pool(
