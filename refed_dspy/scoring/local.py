@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.local_server import packaged_model
 from refed_dspy.config.judging import PACKAGED
+from refed_dspy.config.run import packaged_model
 from refed_dspy.errors import ConfigError
 from refed_dspy.scoring.cache import ScoreCache, pass_key
 from refed_dspy.scoring.stats import PassResult
