@@ -32,10 +32,10 @@ import dspy
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.calls import stage
-from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.lm_routing import METRIC_STAGE
 from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError
+from refed_dspy.launch.plan import held_lm
 from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.programs.judge import check_scores
@@ -482,7 +482,7 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
     if target not in TARGETS:
         raise ConfigError(f"optimize target {target!r} is not one of {', '.join(TARGETS)}")
     opt = config.optimize
-    judge = judge or build_lm(config.judge, "judge")
+    judge = judge or held_lm(config.judge, "judge")
     adapter = build_adapter(config.judge)
     # a method that rewrites its reference (reflection) is meant to stay close to it
     copies = None if rewrites_reference(config.synthesis.method) else config.quality.copy_threshold

@@ -7,9 +7,10 @@ teleprompter, the metric and the program hold (each claimed for its role on the 
 budget can price every LM that will spend it, builds the config's LMs, the metric and the starting program, and reads
 the references the examples come from.
 
-The LMs an optimization's objects hold (`teleprompter_lms`, `metric_lms`, `program_lms`), found before any call: so
-that each is claimed for its role on the run's ledger (refed_dspy.clients.lm_routing) and, under a cost budget,
-refused before the first call when it has no price.
+The LMs are resolved as every LM-bound command's are, by refed_dspy.launch.plan: the teacher and judge (`held_lm`), the
+checks of keys and prices (`check_role`, `check_held`). The LMs an optimization's objects hold (`teleprompter_lms`,
+`metric_lms`, `program_lms`) are found here, before any call: so that each is claimed for its role on the run's ledger
+(launch.plan.held_calls) and, under a cost budget, refused before the first call when it has no price.
 
 Where they are found: a teleprompter's attributes (MIPROv2's prompt_model and task_model, GEPA's reflection_lm, SIMBA's
 prompt_model, the `lm` of a `teacher_settings` dict, an LM of an object it holds, such as GEPA's instruction proposer)
@@ -30,11 +31,10 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import RepairingAdapter
-from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.keys import check_lm_key
-from refed_dspy.clients.lm import build_lm, price_of, price_of_lm, require_price
 from refed_dspy.config import Config, OptimizeConfig, PriceBook, RunConfig, TrackingConfig
+from refed_dspy.config.lm import price_of
 from refed_dspy.errors import ConfigError
+from refed_dspy.launch.plan import HeldLM, check_held, check_role, held_lm
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.methods import get_method
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
@@ -157,7 +157,7 @@ def lms_of_record(config: Config, given: Given, optimizer: Any) -> LMsOfRecord:
     metric = _metric_of(given.metric, optimizer, config.optimize.threshold)
     config, teacher, judge = _behind_the_boundary(config, given, metric)
     held = _held_lms(config, given, metric, optimizer)
-    teacher = teacher or build_lm(config.teacher, "teacher")
+    teacher = teacher or held_lm(config.teacher, "teacher")
     # the model's own settings standing in for what the config leaves unset, and a deprecation date near or passed,
     # said once for each LM built from it
     built = [("teacher", given.teacher is None), ("judge", metric is None and judge is None)]
@@ -165,7 +165,7 @@ def lms_of_record(config: Config, given: Given, optimizer: Any) -> LMsOfRecord:
         for note in getattr(config, role).start_notes(role) if from_config else ():
             log.info(note)
     if metric is None:
-        judge = judge or build_lm(config.judge, "judge")
+        judge = judge or held_lm(config.judge, "judge")
         metric = make_metric(config, config.optimize.target, judge=judge)
     mine = ((given.teacher, "teacher", teacher), (given.judge, "judge", judge))
     claims = tuple((lm, role, twin) for lm, role, twin in mine if lm is not None)
@@ -205,10 +205,10 @@ def _behind_the_boundary(config: Config, given: Given, metric: Any) -> tuple[Con
     LMs of record in it: the teacher handed in, and the judge handed in, else the one a metric of ours holds."""
     teacher = judge = None
     if given.teacher is not None:  # a copy of the user's LM behind the call boundary; the run records and prices it
-        teacher = bounded(given.teacher, "teacher", fresh=True)
+        teacher = held_lm(config.teacher, "teacher", given.teacher)
         config = with_lm_of(config, "teacher", teacher)
     if given.judge is not None:
-        judge = bounded(given.judge, "judge", fresh=True)
+        judge = held_lm(config.judge, "judge", given.judge)
     judge_of_record = judge if judge is not None else (metric.lm if isinstance(metric, JudgeMetric) else None)
     if judge_of_record is not None:
         config = with_lm_of(config, "judge", judge_of_record)
@@ -234,8 +234,7 @@ def _held_lms(config: Config, given: Given, metric: Any, optimizer: Any) -> list
         None if max_cost is None else ("optimize.max_cost_usd" if budget is None else "the budget's max_cost_usd")
     )
     for role, spec in [("teacher", config.teacher)] + ([("judge", config.judge)] if metric is None else []):
-        if budget_field is not None:
-            require_price(spec, role, budget_field)
+        check_role(spec, role, budget_field, key=False)  # a key is checked as the LM is built
     held = (
         (teleprompter_lms(optimizer) if not isinstance(optimizer, str) else [])
         + metric_lms(metric)
@@ -247,15 +246,6 @@ def _held_lms(config: Config, given: Given, metric: Any, optimizer: Any) -> list
 
 
 _METRIC_ATTRS = ("metric", "metric_fn")  # where DSPy's teleprompters keep their metric
-
-
-@dataclass(frozen=True)
-class HeldLM:
-    """One LM an object holds: where (for a message), the role its calls are counted under, the LM."""
-
-    where: str
-    role: str
-    lm: Any
 
 
 def metric_lms(metric: Any, where: str = "metric") -> list[HeldLM]:
@@ -319,20 +309,3 @@ def teleprompter_lms(tp: Any) -> list[HeldLM]:
                 if isinstance(lm, dspy.BaseLM):
                     found.append(HeldLM(f"{where}.{inner}", "optimizer", lm))
     return found
-
-
-def check_held(held: list[HeldLM], prices: PriceBook, budget_field: str | None) -> None:
-    """Before any call: each held LM's key goes only to its provider's hosts (KeyProviderError); a cost budget needs
-    a price for every LM that will spend it (ConfigError naming the first without one)."""
-    for one in held:
-        check_lm_key(one.lm, one.where)
-    if budget_field is None:
-        return
-    for one in held:
-        model = str(getattr(one.lm, "model", "?"))
-        if price_of_lm(one.lm, prices) is None:
-            raise ConfigError(
-                f"{budget_field} needs a price for the LM '{model}' ({one.where}, counted as {one.role}), which is "
-                f'not in the price table: price it in the config ([prices."{model}"] input_usd_per_mtok and '
-                f"output_usd_per_mtok), give it a priced model, or leave {budget_field} unset"
-            )

@@ -28,10 +28,9 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
-from refed_dspy.clients.local_server import serving
 from refed_dspy.config import Config, OptimizeConfig, load_config
 from refed_dspy.engine.progress import Heartbeat
+from refed_dspy.launch.plan import held_calls, served
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.ledger.call_log import LOG_NAME, CallLog
 from refed_dspy.ledger.usage import usd
@@ -139,7 +138,7 @@ def optimize(
     if judge is None and metric is None:
         local["judge"] = config.judge
     out = out_dir(config)
-    with stop_signals(), serving(config.local, local), quieted(out / LIBRARY_LOG, verbose):
+    with stop_signals(), served(config.local, local), quieted(out / LIBRARY_LOG, verbose):
         return _plan_and_run(config, out, given, on_mismatch)
 
 
@@ -210,12 +209,9 @@ def run_plan(plan: OptimizePlan) -> OptimizeResult:
             if lm is not None:
                 lm.attach_budget(run.budget, role, plan.lm_prices[role])
         heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, plan.metric, started), plan.run.progress_every_s)
-        scope = LedgerScope(run.budget, plan.prices)
-        for lm, role, twin in plan.claims:
-            scope.claim(lm, role, twin)
         try:
             with (
-                ledger_scope(scope),
+                held_calls(run.budget, plan.prices, plan.claims),
                 tracked(plan.tracking, plan.record, plan.out, plan.optimizer_name) as mlflow_run,
                 _maybe(heartbeat, plan.run.progress),
             ):

@@ -163,3 +163,49 @@ def test_the_batch_guard_catches_a_stage_that_asks_for_the_broker(tmp_path):
     found = batch_knowledge("refed_dspy.engine.stage", bad)
     assert len(found) == 2 and "BatchTransport" not in found[1]
     assert batch_knowledge("refed_dspy.launch.plan", bad) == []
+
+
+# one launch for every LM-bound command (issue 53): synthesize, judge, meta-eval and compare, optimize and experiment
+# take their LMs from launch/ (launch.plan: `launch`, `online_lm`, `held_lm`, `served`, `held_calls`), so no module
+# above launch/ imports what builds an LM, puts one behind the call boundary, serves the local model the config's LMs
+# reach or opens the ledger scope an optimization's held LMs are routed through (`refed serve-local` starts a server
+# by hand: `local_server.start`)
+LM_MAKERS = {
+    "refed_dspy.clients.lm": {"build_lm", "stage_lm"},
+    "refed_dspy.clients.boundary": {"bounded"},
+    "refed_dspy.clients.local_server": {"serving"},
+    "refed_dspy.clients.lm_routing": {"LedgerScope", "ledger_scope"},
+}
+
+
+def lm_making(module: str, path: Path) -> list[str]:
+    """Where `module` (at `path`), above launch/, imports one of LM_MAKERS."""
+    mine = part_of(module)
+    if mine != "<facade>" and FLOOR[mine] <= FLOOR["launch"]:
+        return []
+    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module in LM_MAKERS:
+            names = {a.name for a in node.names} & LM_MAKERS[node.module]
+            found += [f"{where}:{node.lineno}: {module} -> {node.module}.{name}" for name in sorted(names)]
+        elif isinstance(node, ast.ImportFrom) and node.module == "refed_dspy.clients":  # a module of them whole
+            hits = [a.name for a in node.names if f"refed_dspy.clients.{a.name}" in LM_MAKERS]
+            found += [f"{where}:{node.lineno}: {module} -> refed_dspy.clients.{name}" for name in hits]
+    return found
+
+
+def test_only_the_launch_package_makes_lms():
+    wrong = [hit for module, path in sorted(modules().items()) for hit in lm_making(module, path)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_lm_guard_catches_a_command_that_builds_its_own(tmp_path):
+    """The check itself can fail: a command that builds an LM, or serves a local model, is found."""
+    bad = tmp_path / "cell.py"
+    bad.write_text(
+        "from refed_dspy.clients.lm import build_lm, price_of_lm\nfrom refed_dspy.clients import local_server, keys\n"
+    )
+    found = lm_making("refed_dspy.experiments.cell", bad)
+    assert len(found) == 2 and "build_lm" in found[0] and "local_server" in found[1]
+    assert lm_making("refed_dspy.launch.plan", bad) == []

@@ -24,10 +24,10 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_serve_local(args: argparse.Namespace) -> int:
     import time
 
-    from refed_dspy.clients import local_server
+    from refed_dspy.clients.local_server import start
 
-    srv = local_server.start(args.model, port=args.port, slots=args.slots, ctx_per_slot=args.ctx, threads=args.threads)
-    name = local_server.MODEL_NAME if args.model is None else srv.model_path.stem
+    srv = start(args.model, port=args.port, slots=args.slots, ctx_per_slot=args.ctx, threads=args.threads)
+    name = srv.name
     print(
         f"serving {name} ({srv.model_path.name}, {srv.slots} slots x {srv.ctx_per_slot} tokens) at {srv.api_base}",
         flush=True,

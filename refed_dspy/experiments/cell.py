@@ -17,8 +17,6 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import Config
 from refed_dspy.config.lm import price_of
 from refed_dspy.errors import ConfigError
@@ -34,6 +32,7 @@ from refed_dspy.experiments.spend import (
     own_limit_that_stopped,
     total_of,
 )
+from refed_dspy.launch.plan import held_lm
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.metrics import make_metric
@@ -247,8 +246,7 @@ def score(
     use_run_cache(RunDir(plan.out / "evals" / key))
     calls_from, cost_from = experiment_limits(spend.ledger, "the judging of the test examples")
     budget = CallBudget(*left_to_spend(spend.ledger, part), calls_from=calls_from, cost_from=cost_from)
-    t = bounded(teacher if teacher is not None else build_lm(cfg.teacher, "teacher"), "teacher", fresh=True)
-    j = bounded(judge if judge is not None else build_lm(cfg.judge, "judge"), "judge", fresh=True)
+    t, j = held_lm(cfg.teacher, "teacher", teacher), held_lm(cfg.judge, "judge", judge)
     cfg = with_lm_of(with_lm_of(cfg, "teacher", t), "judge", j) if teacher is not None or judge is not None else cfg
     t.attach_budget(budget, "teacher", price_of(cfg.teacher))
     j.attach_budget(budget, "judge", price_of(cfg.judge))

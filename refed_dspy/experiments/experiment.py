@@ -48,7 +48,6 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.local_server import serving
 from refed_dspy.config import Config
 from refed_dspy.engine.progress import progress_within
 from refed_dspy.experiments.cell import run_cell, score, synthesis_check, unstarted
@@ -65,6 +64,7 @@ from refed_dspy.experiments.stats import (
     smallest_test,
     unpaired_difference,
 )
+from refed_dspy.launch.plan import served
 from refed_dspy.optimizers.plan import target_program
 from refed_dspy.optimizers.run import LIBRARY_LOG
 from refed_dspy.runtime.quiet import quieted
@@ -115,7 +115,7 @@ def experiment(
     with (
         stop_signals(),
         owned(out, "experiment", "refed experiment", flag="experiment.out"),
-        serving(base_config.local, local),
+        served(base_config.local, local),
         quieted(out / LIBRARY_LOG, verbose),
         progress_within("experiment"),  # the lines of its examples and baselines' runs say whose they are
     ):

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.endpoints import endpoint_of
-from refed_dspy.clients.keys import check_key_goes_to_its_provider
-from refed_dspy.clients.lm import require_price
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.config import GRID_FILE, Cell, ExperimentSettings, cell_config, cells, finished_hashes
 from refed_dspy.experiments.spend import Spend
+from refed_dspy.launch.plan import check_role, endpoints_of
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.records import Reference
@@ -69,13 +67,13 @@ def check_given_lms(settings: ExperimentSettings, base: dict[str, Any], lms: dic
         cfg = cell_config(base, cell.overrides(0))
         for role, spec in (("teacher", cfg.teacher), ("judge", cfg.judge)):
             if lms[role] is None:
-                check_key_goes_to_its_provider(spec, role)
+                check_role(spec, role, None)
     if settings.max_cost_usd is not None:  # before any call: every LM that will spend the budget needs a price
         for cell in cells(settings.grid, settings.repeats):
             cfg = cell_config(base, cell.overrides(0))
             for role, spec, given in (("teacher", cfg.teacher, lms["teacher"]), ("judge", cfg.judge, lms["judge"])):
                 used = spec if given is None else getattr(with_lm_of(cfg, role, given), role)
-                require_price(used, role, "experiment.max_cost_usd")
+                check_role(used, role, "experiment.max_cost_usd", key=False)
 
 
 def plan_experiment(
@@ -186,7 +184,7 @@ def cache_dir(out: Path, cfg: Config, teacher: Any = None, judge: Any = None) ->
     baselines, cells, synthesis checks, resumes) that asks the same thing of them is answered once. DSPy's cache key
     ignores api_base, so cells whose LMs differ only in their endpoint keep apart."""
     ends = {
-        role: (endpoint_of(lm) if lm is not None else None) or spec.endpoints
+        role: endpoints_of(spec, lm)
         for role, spec, lm in (("teacher", cfg.teacher, teacher), ("judge", cfg.judge, judge))
     }
     return out / "cache" / hashlib.sha256(json.dumps(ends, sort_keys=True).encode()).hexdigest()[:10]

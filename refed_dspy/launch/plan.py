@@ -22,19 +22,29 @@ section's provider has a batch API it can take (refed_dspy.providers.registry.ba
 A command with no run dir (`refed judge meta-eval`: a few hundred labelled items, its results kept in memory) takes
 step 1 with `here=True` and `Launch.start_here`: it runs online in this process, whatever [ray] and the section's mode
 say, with the LM resolved as every other command's is.
+
+The commands that hold their LMs (`refed optimize`, `refed experiment`) run no stage: a teleprompter, a metric and a
+program call them, in DSPy's threads. Their LMs come from here too, before any call: `served` starts the local model
+their sections reach, `held_lm` builds the teacher and judge (or puts those handed in behind the call boundary),
+`check_role` and `check_held` refuse a key bound for another provider's hosts and, under a cost budget, an LM with no
+price, and `held_calls` opens the ledger scope through which every LM they call (their own, a teleprompter's, a user's
+metric's) is counted, budgeted and journaled (refed_dspy.clients.lm_routing).
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.keys import check_key, check_key_goes_to_its_provider
-from refed_dspy.clients.lm import require_price, stage_lm
+from refed_dspy.clients.endpoints import endpoint_of
+from refed_dspy.clients.keys import check_key, check_key_goes_to_its_provider, check_lm_key
+from refed_dspy.clients.lm import build_lm, price_of_lm, require_price, stage_lm
+from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.clients.local_server import LocalServer, serving
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.engine.metrics import Endpoint, open_endpoint
@@ -87,7 +97,7 @@ class Launch:
         launch is closed, after its transport."""
         if self.local is None:
             return []
-        return self.served.enter_context(serving(self.local, {self.role: self.spec}))
+        return self.served.enter_context(served(self.local, {self.role: self.spec}))
 
     def workers(self, parts: dict[str, Any], concurrency: int, run_dir: Path, show_progress: bool) -> None:
         """Before the run dir is touched: the Ray processes a killed invocation left in `run_dir` ended; on Ray the
@@ -226,3 +236,75 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         local=local,
         metrics=None if here else open_endpoint(config.metrics, role),  # last: its port bound, before any call
     )
+
+
+# The commands that hold their LMs (optimize, experiment) run no stage: their program, metric and teleprompter call the
+# LMs resolved here, before any call, and every LM they hold passes the call boundary on the ledger `held_calls` opens.
+
+
+def served(local: LocalServing, specs: dict[str, LMSpec]) -> AbstractContextManager[list[LocalServer]]:
+    """For the block, with `[local] serve = true`: the local model the sections of `specs` (role -> section) reach,
+    started where nothing serves it yet (refed_dspy.clients.local_server); the servers started here, stopped on the way
+    out."""
+    return serving(local, specs)
+
+
+def held_lm(spec: LMSpec, role: str, lm: Any = None) -> Any:
+    """The LM a command that holds its LMs calls for `role`: a copy of `lm` (one handed in; the caller's object is left
+    as it was) behind the call boundary, else one built from `spec`, its key checked. No engine retries its work: it
+    makes DSPy's retries itself, each one counted."""
+    return bounded(lm, role, fresh=True) if lm is not None else build_lm(spec, role)
+
+
+def check_role(spec: LMSpec, role: str, budget_field: str | None, key: bool = True) -> None:
+    """Before any call: the key of the section of `role` goes only to its provider's hosts (KeyProviderError; `key`
+    False for an LM handed in, checked as it is put behind the boundary), and under the cost budget `budget_field`
+    names, the section's model has a price (ConfigError)."""
+    if key:
+        check_key_goes_to_its_provider(spec, role)
+    if budget_field is not None:
+        require_price(spec, role, budget_field)
+
+
+@dataclass(frozen=True)
+class HeldLM:
+    """One LM an object of the command holds (a teleprompter, a metric, a program): where (for a message), the role
+    its calls are counted under, the LM."""
+
+    where: str
+    role: str
+    lm: Any
+
+
+def check_held(held: list[HeldLM], prices: PriceBook, budget_field: str | None) -> None:
+    """Before any call: each held LM's key goes only to its provider's hosts (KeyProviderError); a cost budget needs
+    a price for every LM that will spend it (ConfigError naming the first without one)."""
+    for one in held:
+        check_lm_key(one.lm, one.where)
+    if budget_field is None:
+        return
+    for one in held:
+        model = str(getattr(one.lm, "model", "?"))
+        if price_of_lm(one.lm, prices) is None:
+            raise ConfigError(
+                f"{budget_field} needs a price for the LM '{model}' ({one.where}, counted as {one.role}), which is "
+                f'not in the price table: price it in the config ([prices."{model}"] input_usd_per_mtok and '
+                f"output_usd_per_mtok), give it a priced model, or leave {budget_field} unset"
+            )
+
+
+@contextmanager
+def held_calls(budget: Any, prices: PriceBook, claims: tuple[tuple[Any, str, Any], ...]) -> Iterator[LedgerScope]:
+    """For the block: every LM called (here, in tasks started here and in the threads DSPy starts) passes the call
+    boundary on `budget`'s ledger, priced by `prices`: each of `claims` (LM, role, the twin its calls go to or None)
+    under its role, any other as refed_dspy.clients.lm_routing says; DSPy sends no straggler again."""
+    scope = LedgerScope(budget, prices)
+    for lm, role, twin in claims:
+        scope.claim(lm, role, twin)
+    with ledger_scope(scope):
+        yield scope
+
+
+def endpoints_of(spec: LMSpec, lm: Any = None) -> Any:
+    """Where the requests of a role go: those of `lm` (one handed in) where it names them, else its section's."""
+    return (endpoint_of(lm) if lm is not None else None) or spec.endpoints

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import dspy
 
-from refed_dspy.clients.lm import stage_lm
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.errors import ConfigError, EndpointError
-from refed_dspy.launch.plan import launch
+from refed_dspy.launch.plan import launch, online_lm
 from refed_dspy.methods import get_method
 from refed_dspy.runtime.sync import off_loop, run_sync
 from refed_dspy.store.jsonl import read_json
@@ -31,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def build_teacher(config: Config) -> dspy.LM:
-    """The teacher LM of a synthesis run, as the run builds it (`stage_lm`: no DSPy retries, a connection pool as wide
-    as synthesis.concurrency)."""
-    return stage_lm(config.teacher, "teacher", config.synthesis.concurrency)
+    """The teacher LM of a synthesis run, as its launch builds it (launch.plan.online_lm: no DSPy retries, a connection
+    pool as wide as synthesis.concurrency)."""
+    return online_lm(config, "teacher")
 
 
 async def arun_synthesis(
