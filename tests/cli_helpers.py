@@ -38,7 +38,7 @@ def refed(*args: str, env_extra: dict[str, str] | None = None, **kw) -> subproce
 
 def crash_env(crash: str, env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a process that kills itself with SIGKILL at the checkpoint `crash`
-    (`<checkpoint>[@<stage>][:<nth>]`, refed_dspy.runtime.checkpoints): tests/crash_at/sitecustomize.py put on its
+    (`<checkpoint>[@<stage>][:<nth>]`, refed_dspy.runtime.stops): tests/crash_at/sitecustomize.py put on its
     PYTHONPATH, as a crash or `kill -9` at that point would."""
     env = dict(os.environ if env is None else env)
     env["REFED_CRASH_AT"] = crash

@@ -56,7 +56,7 @@ from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gav
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
-from refed_dspy.runtime.checkpoints import checkpoint
+from refed_dspy.runtime.stops import checkpoint
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
@@ -231,7 +231,7 @@ class CallBoundary:
     @staticmethod
     def _paid(outputs: Any) -> Any:
         """The call is over and returns `outputs`; one the provider answered (not the cache) has its answer in the
-        cache and its request settled: the `answer_paid` checkpoint (refed_dspy.runtime.checkpoints)."""
+        cache and its request settled: the `answer_paid` checkpoint (refed_dspy.runtime.stops)."""
         answered = _reported.get()
         if answered and not all(info.cache_hit for info in answered):
             checkpoint("answer_paid", answered[-1].stage)

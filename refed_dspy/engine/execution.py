@@ -64,7 +64,7 @@ from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.ledger.usage import Totals
 from refed_dspy.providers.prices import Price
-from refed_dspy.runtime.checkpoints import checkpoint
+from refed_dspy.runtime.stops import checkpoint
 from refed_dspy.store.jsonl import DiskFull, stop_if_full
 
 
@@ -222,9 +222,7 @@ class Engine:
 
     def _handle(self, task: asyncio.Task, meta: Task) -> None:
         result, failure = task.result()
-        checkpoint(
-            "before_record", meta.kind
-        )  # its calls answered, nothing of it written (refed_dspy.runtime.checkpoints)
+        checkpoint("before_record", meta.kind)  # its calls answered, nothing of it written (refed_dspy.runtime.stops)
         usage = self.accounts.account(meta)
         failure = self.first.note(meta.calls, failure)
         if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left

@@ -1,4 +1,6 @@
-"""Stopping on a signal: Ctrl-C, SIGTERM or SIGHUP stop a command the same way however its process was started, and
+"""How a command stops: on a signal, and at the points where its process may die.
+
+Stopping on a signal: Ctrl-C, SIGTERM or SIGHUP stop a command the same way however its process was started, and
 what other libraries print while the stop unwinds through them is not shown.
 
 The `refed` command handles all three itself (refed_dspy.cli). From Python, `stop_signals()` (what `optimize` and
@@ -10,6 +12,21 @@ elsewhere nothing changes.
 While a stop unwinds, DSPy's, Optuna's and MLflow's words about it (a trial "failed" with KeyboardInterrupt and its
 traceback, a callback that could not finish, "SIGINT received. Cancelling.") are dropped: the stop is said once, by
 the command.
+
+Where it may die: the points of a run where the process may die and a resume must still pay for nothing twice and lose nothing.
+
+`checkpoint(name, stage)` marks each where it is passed; it calls the HOOKS, and there are none but in a test. The kill
+tests add one that stops the process with SIGKILL at a point of their choosing, as a crash or `kill -9` would
+(tests/crash_at), so that what a resume must find is known exactly instead of hoped for from a kill at some moment.
+
+Online (every LM-bound command):
+- `answer_paid`: a call the provider answered (not the cache) is over: its answer is in the run's cache and its
+  request settled in the write-ahead log; `stage` is the call's stage (generate, improve, judge...).
+- `before_record`: a piece of work the engine ran is over, each of its calls answered; what it produced is not
+  written yet; `stage` is the kind of work (feedback, unit, sample, judge).
+
+A provider's batch, in batch mode (`stage`: the stage of the batch's calls): `before_upload`, `after_upload`,
+`after_create`, `while_polling`, `while_writing_results`.
 """
 
 from __future__ import annotations
@@ -18,7 +35,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from refed_dspy.runtime.sync import StopSignal, stop_running
 
@@ -94,3 +111,17 @@ def stop_signals() -> Iterator[None]:
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+ONLINE = ("answer_paid", "before_record")
+BATCH = ("before_upload", "after_upload", "after_create", "while_polling", "while_writing_results")
+CHECKPOINTS = ONLINE + BATCH
+
+
+HOOKS: list[Callable[[str, str], None]] = []  # called with (name, stage) at each point passed
+
+
+def checkpoint(name: str, stage: str = "") -> None:
+    """The run passed the point `name` (one of CHECKPOINTS) with work or calls of `stage`."""
+    for hook in HOOKS:
+        hook(name, stage)

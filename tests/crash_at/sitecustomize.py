@@ -2,7 +2,7 @@
 the process kills itself with SIGKILL the nth time the run passes that checkpoint (with work, calls or a batch of that
 stage, when one is named: feedback, unit, sample, judge for work; generate, improve, judge... for calls; feedback,
 synthesize, generate, improve, judge... for batches), as a crash or `kill -9` would. The points are
-refed_dspy.runtime.checkpoints's: online, `answer_paid` (a call the provider answered is cached and settled) and
+refed_dspy.runtime.stops's: online, `answer_paid` (a call the provider answered is cached and settled) and
 `before_record` (a piece of work is over, nothing of it written); in batch mode, the points of a batch's life. The kill
 tests start `refed` this way."""
 

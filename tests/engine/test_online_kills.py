@@ -1,5 +1,5 @@
 """Exactly-once online, proven at deterministic points: a run (and a judging) killed with SIGKILL where a crash costs
-the most (refed_dspy.runtime.checkpoints, through tests/crash_at), then the same command run to its end.
+the most (refed_dspy.runtime.stops, through tests/crash_at), then the same command run to its end.
 
 What a resume may pay again is known exactly. Every answer the provider sent and the client read is in the run's cache
 and settled in its write-ahead log, so no request body may be answered twice but the calls in flight at the kill: none

@@ -36,7 +36,7 @@ from refed_dspy.clients.prompt_cache import asked_body
 from refed_dspy.launch.batch.api import BatchAPIError, BatchView, _Client, client_for_spec
 from refed_dspy.launch.batch.store import BatchEntry, BatchStore, StoredResult
 from refed_dspy.providers.registry import provider_for
-from refed_dspy.runtime.checkpoints import checkpoint
+from refed_dspy.runtime.stops import checkpoint
 
 log = logging.getLogger(__name__)
 
