@@ -19,13 +19,25 @@ at the dearer of the input and cache-write prices.
 
 Each row is priced online on the default tier, on the flex tier where the model has a flex price (and on the priority
 tier when the config asks for it), and in batch; the wall time of each way is set beside them
-(refed_dspy.synthesis.wall_time).
+(refed_dspy.synthesis.estimate).
 
 How long a run of this size takes here (`eta_line`), said before a run on a local model the command started itself:
 the tokens come from the run's own estimate (the real prompts walked, no LM called;
 the prompt prefixes llama.cpp keeps between calls are not read again); the speed is this machine's, now: a few tokens
 asked of the server with all its slots busy (`local_server.measure_speed`). Those requests are a check of the server
 the command started, before the run: not the run's calls, and not in its ledger.
+
+How long a run takes online, on the flex tier and in batch, as `refed estimate` says it (pure arithmetic).
+
+Online, the run keeps `synthesis.concurrency` calls in flight, so its wall time is its calls' time over that many
+lanes: each call waits for its first token (`FIRST_TOKEN_S`) and writes its completion at `TOKENS_PER_S`, unless a
+pilot measured the calls' seconds. Rate limits are not modelled: a run that meets one takes longer. The flex tier
+answers the same calls more slowly (`FLEX_SLOWER`; OpenAI promises no figure), and now and then not at all (a wait).
+
+In batch, each stage of the chain (feedback, then instructions, then responses, then improvements) waits for the
+batches of the stage before it: the wall time is the number of stages times a batch's turnaround, typically
+`BATCH_ROUND_S` and at most `BATCH_ROUND_MAX_S` (the providers' 24-hour window) each; times the waves of work, when
+more pieces of work than `batch.max_in_flight` wait at once.
 """
 
 from __future__ import annotations
@@ -65,7 +77,6 @@ from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.next_work import TASK_STAGES, feedback_record, parts_of
 from refed_dspy.synthesis.program import resolve_program
-from refed_dspy.synthesis.wall_time import wall_times
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
 _ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
@@ -375,7 +386,7 @@ class Estimate(Result):
     )
     wall: dict[str, Any] | None = Optional(
         "Expected wall time in seconds online (default tier), on the flex tier and in batch (typical and at most), "
-        "and what it assumes (refed_dspy.synthesis.wall_time)."
+        "and what it assumes (refed_dspy.synthesis.estimate)."
     )
 
 
@@ -515,7 +526,7 @@ def run_wall(
     stages: int,
     seconds_per_call: float | None = None,
 ) -> dict[str, Any]:
-    """The run's expected wall time online, on flex and in batch (refed_dspy.synthesis.wall_time): its stages in a
+    """The run's expected wall time online, on flex and in batch (refed_dspy.synthesis.estimate): its stages in a
     chain, its concurrency, and as many batch waves as `batch.max_in_flight` makes of its largest kind of work."""
     waves = max(1, math.ceil(max(counts.values(), default=0) / config.batch.max_in_flight))
     return wall_times(
@@ -712,3 +723,48 @@ def eta_line(config: Config, server: LocalServer, references: list[Reference] | 
         f"{speed.completion_per_s:.1f}/s and {total['prompt_tokens'] - total['cached_tokens']:,.0f} to read at "
         f"{speed.prompt_per_s:.0f}/s, as fast as this machine is now)"
     )
+
+
+TOKENS_PER_S = 60.0  # a hosted model's output speed, one call (assumed where no pilot measured it)
+FIRST_TOKEN_S = 0.8  # the wait before a call's first token (assumed likewise)
+FLEX_SLOWER = 2.0  # flex calls take about this many times as long as default-tier ones (assumed)
+BATCH_ROUND_S = 3600.0  # a batch's typical turnaround (assumed)
+BATCH_ROUND_MAX_S = 24 * 3600.0  # the longest a provider's batch may take: its completion window
+
+
+def call_seconds(calls: float, completion_tokens: float) -> float:
+    """The assumed seconds of one default-tier call of a row of `calls` calls writing `completion_tokens` in all."""
+    per_call = completion_tokens / calls if calls else 0.0
+    return FIRST_TOKEN_S + per_call / TOKENS_PER_S
+
+
+def wall_times(
+    total: dict[str, Any],
+    stages: int,
+    concurrency: int,
+    waves: int = 1,
+    seconds_per_call: float | None = None,
+    measured_on: str = "",
+) -> dict[str, Any]:
+    """Expected wall seconds of a run whose calls and tokens are `total` (an estimate's total row), in a chain of
+    `stages` stages, online (default tier) and flex at `concurrency` calls in flight, and in batch (typical and at
+    most, `waves` times over). `seconds_per_call`: what one call took on a pilot on tier `measured_on` (None:
+    assumed)."""
+    calls = float(total.get("calls") or 0.0)
+    per_call = seconds_per_call
+    if per_call is not None and measured_on == "flex":
+        per_call /= FLEX_SLOWER  # the pilot ran on flex: its default-tier calls are that much faster
+    if per_call is None:
+        per_call = call_seconds(calls, float(total.get("completion_tokens") or 0.0))
+    lanes = max(1, concurrency)
+    online = calls * per_call / lanes + stages * per_call  # the last calls of each stage wait for those before
+    return {
+        "online_s": round(online, 1),
+        "flex_s": round(online * FLEX_SLOWER, 1),
+        "batch_s": round(stages * waves * BATCH_ROUND_S, 1),
+        "batch_max_s": round(stages * waves * BATCH_ROUND_MAX_S, 1),
+        "stages": stages,
+        "waves": waves,
+        "seconds_per_call": round(per_call, 3),
+        "basis": f"measured on the pilot ({measured_on} tier)" if seconds_per_call is not None else "assumed",
+    }
