@@ -5,7 +5,7 @@ into it (refed_dspy.engine.figures: calls, work, retries, samples, rejects); it 
 (calls in flight, the window, what each budget has left, on Ray the workers, in batch mode the batches); and once a
 second, from a thread of its own, it writes the figures to the run dir (`metrics.json`, `judge_metrics.json`) and the
 events its diffs find (a worker lost, a batch submitted or ended, a budget refusal) to the run's event log
-(refed_dspy.store.event_log). The engine writes its own events (the window moved, work retried) as they happen. When
+(refed_dspy.store.rundir). The engine writes its own events (the window moved, work retried) as they happen. When
 the stage ends, the file is written a last time with `ended` true and the run's status: the final values.
 
 What a reader gets (`snapshot()`, `document()`) is safe to ask for from any thread: the Prometheus endpoint's, the
@@ -26,8 +26,8 @@ from typing import Any
 
 from refed_dspy.engine.figures import Figures, Series
 from refed_dspy.ledger.usage import usage_of
-from refed_dspy.store.event_log import EventLog
 from refed_dspy.store.jsonl import read_json, write_json_atomic
+from refed_dspy.store.rundir import EventLog
 
 log = logging.getLogger(__name__)
 EVERY_S = 1.0  # between two writes of the figures file

@@ -255,7 +255,7 @@ def test_events_say_each_state_change_and_stay_bounded(server_factory, tmp_path)
 
 
 def test_the_event_log_rotates_at_its_bound(tmp_path):
-    from refed_dspy.store.event_log import EventLog
+    from refed_dspy.store.rundir import EventLog
 
     log = EventLog(tmp_path, "teacher", max_bytes=2000)
     for i in range(200):
