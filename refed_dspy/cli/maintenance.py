@@ -10,7 +10,7 @@ from refed_dspy.config.section import expand_home
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    from refed_dspy.store.repair import repair_run
+    from refed_dspy.store.jsonl import repair_run
 
     changed = repair_run(args.run_dir)
     if not changed:

@@ -212,7 +212,7 @@ def test_a_corrupt_middle_line_stops_every_reader_until_repaired(server_factory,
 
 
 def test_repair_moves_duplicates_and_a_torn_line_aside():
-    from refed_dspy.store.repair import split_lines
+    from refed_dspy.store.jsonl import split_lines
 
     a, b = b'{"meta": {"id": "a"}}', b'{"meta": {"id": "b"}}'
     kept, bad, counts = split_lines(a + b"\n" + b + b"\n" + a + b"\nnot json\n" + b'{"meta": {"id": "c"', None)
