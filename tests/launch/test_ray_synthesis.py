@@ -36,7 +36,7 @@ from refed_dspy.synthesis.provenance import program_hash
 from refed_dspy.tracking.experiment_runs import register_champion
 from refed_dspy.tracking.mlflow_runs import log_program
 from refed_dspy.view.status import run_status
-from refed_dspy.view.status.text import format_status
+from refed_dspy.view.status.run import format_status
 
 ROOT = Path(__file__).resolve().parents[2]
 local_ray = ray_helpers.local_ray  # one local Ray for the file

@@ -12,8 +12,7 @@ from refed_dspy.view.status.experiment import (
     format_experiment_status,
     is_experiment_dir,
 )
-from refed_dspy.view.status.run import RunStatus, run_dir_status
-from refed_dspy.view.status.text import format_status
+from refed_dspy.view.status.run import RunStatus, format_status, run_dir_status
 
 
 def run_status(path: str | Path) -> RunStatus | ExperimentStatus:

@@ -22,8 +22,7 @@ from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import kind_of
 from refed_dspy.store.results import Optional, Result
-from refed_dspy.view.status.run import Holder, lock_holder
-from refed_dspy.view.status.text import holder_text
+from refed_dspy.view.status.run import Holder, holder_text, lock_holder
 
 NEXT = {
     "stopped": "stopped or killed before it finished; run the same command to resume (finished cells are kept)",
