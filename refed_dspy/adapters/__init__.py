@@ -14,8 +14,7 @@ from refed_dspy.adapters.base import DegenerateOutputError, RepairingAdapter, de
 from refed_dspy.adapters.chat import RefedChatAdapter
 from refed_dspy.adapters.contract import ContractError, check_outputs, output_schema
 from refed_dspy.adapters.degenerate import Instructs, Revises, degenerate_outputs, degenerate_reason, junk_reason
-from refed_dspy.adapters.dialects import schema_for
-from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format
+from refed_dspy.adapters.json_schema import RefedJSONAdapter, response_format, schema_for
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.providers.dialects import DIALECTS, dialect_for
 from refed_dspy.providers.registry import dialect_named, provider_for

@@ -3,7 +3,7 @@
 Each provider names its dialect (`Provider.dialect`, `Provider.schema_dialect`): a grammar server (llama.cpp, vLLM,
 SGLang, Ollama) enforces every bound; OpenAI's strict mode takes no string lengths; Anthropic takes no numeric, length
 or item-count bounds; Gemini takes numeric and item bounds but no string lengths; a provider refed knows nothing of
-gets the minimal one. refed_dspy.adapters.dialects moves what a dialect does not take into the descriptions.
+gets the minimal one. refed_dspy.adapters.json_schema moves what a dialect does not take into the descriptions.
 """
 
 from __future__ import annotations
