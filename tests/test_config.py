@@ -195,7 +195,7 @@ def _tables() -> dict[str, type]:
     from pydantic import BaseModel
 
     from refed_dspy.config import Config
-    from refed_dspy.config.prices import ModelPrice
+    from refed_dspy.config.lm import ModelPrice
     from refed_dspy.experiments.config import ExperimentSettings
     from refed_dspy.filters import FILTERS
 
@@ -296,8 +296,7 @@ def test_every_duration_is_a_bounded_number_of_seconds():
 def test_prices_made_in_python_are_held_to_the_configs_rules():
     from pydantic import ValidationError
 
-    from refed_dspy.config.lm import LMSpec
-    from refed_dspy.config.prices import ModelPrice, PriceBook
+    from refed_dspy.config.lm import LMSpec, ModelPrice, PriceBook
 
     for bad in (float("inf"), float("nan"), -1.0):
         with pytest.raises(ValidationError):

@@ -295,7 +295,7 @@ def config_markdown() -> str:
     from pydantic import BaseModel
 
     from refed_dspy.config import Config
-    from refed_dspy.config.prices import ModelPrice
+    from refed_dspy.config.lm import ModelPrice
     from refed_dspy.experiments.config import ExperimentSettings
     from refed_dspy.filters import FILTERS
 

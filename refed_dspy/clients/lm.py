@@ -18,8 +18,7 @@ from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread, fit_api_base
 from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.prompt_cache import PromptCacheTransport
-from refed_dspy.config.lm import LMSpec, price_of
-from refed_dspy.config.prices import PriceBook
+from refed_dspy.config.lm import LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
 from refed_dspy.providers.prices import Price, close_priced_names

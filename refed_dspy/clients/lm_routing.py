@@ -39,7 +39,7 @@ from refed_dspy.clients.boundary import CallBoundary, bounded, route_with
 from refed_dspy.clients.calls import _work_ledger, current_stage
 from refed_dspy.clients.endpoints import endpoint_of
 from refed_dspy.clients.lm import price_of_lm
-from refed_dspy.config.prices import PriceBook
+from refed_dspy.config.lm import PriceBook
 
 SETTINGS_KEY = "refed_ledger_scope"  # where DSPy's settings carry the scope into the threads DSPy starts
 METRIC_STAGE = "metric"  # the stage a metric's own calls are made in (refed_dspy.optimizers.metrics)

@@ -8,10 +8,9 @@ from pydantic import Field, SerializeAsAny, ValidationError, ValidationInfo, fie
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.config.judging import JudgingConfig, QualityConfig, ReportConfig, ScoringConfig
-from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.lm import LMSpec, ModelPrice, PriceBook
 from refed_dspy.config.messages import describe_errors
 from refed_dspy.config.optimize import OptimizeConfig
-from refed_dspy.config.prices import ModelPrice, PriceBook
 from refed_dspy.config.run import LocalServing, MetricsConfig, RayConfig, RunConfig, TrackingConfig
 from refed_dspy.config.section import Section, one_of
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig

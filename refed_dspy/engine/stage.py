@@ -20,8 +20,7 @@ from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope
-from refed_dspy.config.lm import LMSpec
-from refed_dspy.config.prices import PriceBook
+from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.endpoint_check import endpoint_error
 from refed_dspy.engine.execution import Engine, Limits
 from refed_dspy.engine.failures import Failure

@@ -1,6 +1,6 @@
 """What providers charge, and on which service tier: token prices and cost arithmetic. Prices are USD per 1M tokens:
 LiteLLM's price map by default (hundreds of models, read offline), the config's prices over it (`resolve_price`): a
-role's own section for the model it names, and the `[prices]` table for any model (refed_dspy.config.prices: an LM
+role's own section for the model it names, and the `[prices]` table for any model (refed_dspy.config.lm: an LM
 handed in from Python, a teleprompter's or a metric's own LM).
 
 A model may have a price on each of its provider's service tiers (LiteLLM's `*_flex` and `*_priority` prices; the

@@ -9,8 +9,7 @@ from dspy.utils.exceptions import LMRateLimitError
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import load_config
-from refed_dspy.config.lm import LMSpec, price_of
-from refed_dspy.config.prices import PriceBook
+from refed_dspy.config.lm import LMSpec, PriceBook, price_of
 from refed_dspy.engine.failures import Failure, FailureStreak, classify
 from refed_dspy.errors import ConfigError
 from refed_dspy.ledger.usage import Totals, tier_text, usage_of

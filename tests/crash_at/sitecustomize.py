@@ -12,7 +12,7 @@ import signal
 _WANT = os.environ.get("REFED_CRASH_AT")
 
 if _WANT:
-    from refed_dspy.runtime import checkpoints as _checkpoints
+    from refed_dspy.runtime import stops as _checkpoints
 
     _where, _, _nth = _WANT.partition(":")
     _point, _, _stage = _where.partition("@")

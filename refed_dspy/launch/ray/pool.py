@@ -22,8 +22,7 @@ from typing import Any, ClassVar
 from refed_dspy.clients.calls import CallInfo, TaskCalls
 from refed_dspy.clients.endpoints import EndpointSpread, EndpointState
 from refed_dspy.config import RayConfig
-from refed_dspy.config.lm import LMSpec
-from refed_dspy.config.prices import PriceBook
+from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.transport import Transport
 from refed_dspy.errors import ConfigError, MissingKeyError, RunAborted

@@ -26,8 +26,7 @@ from refed_dspy.clients.endpoints import preferred_endpoint
 from refed_dspy.clients.keys import api_key_env
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.lm_routing import LedgerScope
-from refed_dspy.config.lm import LMSpec
-from refed_dspy.config.prices import PriceBook
+from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
 from refed_dspy.launch.ray.cache_server import CachePlan, RemoteRunCache
 from refed_dspy.launch.ray.connect import import_ray
