@@ -163,15 +163,14 @@ def synthesize(
             "overrides apply to a config file or the defaults; apply them to a Config yourself "
             "(load_config(path, overrides))"
         )
-    return run_sync(
-        arun_synthesis(
-            config,
-            teacher=teacher,
-            references=references,
-            program=program,
-            respond=respond,
-            on_mismatch=on_mismatch,
-            show_progress=show_progress,
-            detach=detach,
-        )
+    run = arun_synthesis(
+        config,
+        teacher=teacher,
+        references=references,
+        program=program,
+        respond=respond,
+        on_mismatch=on_mismatch,
+        show_progress=show_progress,
+        detach=detach,
     )
+    return run_sync(run)
