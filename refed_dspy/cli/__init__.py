@@ -14,15 +14,12 @@ import signal
 import sys
 
 from refed_dspy.cli import (
-    compare,
     data,
     experiment,
     judge,
     maintenance,
     optimize,
-    score,
     settings,
-    status,
     synthesize,
     view,
 )
@@ -33,18 +30,18 @@ from refed_dspy.runtime.sync import StopSignal, stop_running
 from refed_dspy.secrets import masked_streams
 
 GROUPS = (
-    synthesize,
-    status,
-    compare,
-    judge,
-    data,
-    score,
-    settings,
-    optimize,
-    experiment,
-    view,
-    maintenance,
-)  # in `refed --help` order
+    synthesize.register,
+    view.register_status,
+    experiment.register_compare,
+    judge.register,
+    data.register,
+    judge.register_score,
+    settings.register,
+    optimize.register,
+    experiment.register,
+    view.register,
+    maintenance.register,
+)  # each adds its commands to the parser, in `refed --help` order
 EXIT_CODES = """exit codes (every command):
   0    done
   1    finished short: partial, exhausted, stopped by a budget, or a filter that kept less than a tenth
@@ -67,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in GROUPS:
-        group.register(sub)
+    for register in GROUPS:
+        register(sub)
     return parser
 
 
