@@ -7,8 +7,7 @@ filter registered from your own module counts too).
 
 from typing import Any
 
-from refed_dspy.filters.base import UNJUDGED, Filter, FilterResult, text_of
-from refed_dspy.filters.chain import apply_chain, reject_counts, unjudged_ids
+from refed_dspy.filters.base import UNJUDGED, Filter, FilterResult, apply_chain, reject_counts, text_of, unjudged_ids
 from refed_dspy.registry import FILTERS, load_package
 
 load_package(__name__, __path__, skip=("base", "chain"))
