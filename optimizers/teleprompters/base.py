@@ -1,15 +1,27 @@
 """What an optimizer choice is: how `optimize.optimizer = "<name>"` builds its DSPy teleprompter, compiles with it,
-and reads the per-step scores it leaves on the compiled program."""
+and reads the per-step scores it leaves on the compiled program.
+
+What compiling costs (`CallModel`): LM calls counted the way the cache sees them, from the settings alone.
+
+A program is a tuple with one configuration per predictor, `(instructions key, demos key)`; `(0, 0)` is the
+predictor as built. Running a program on an example calls the teacher once per predictor whose configuration, and
+every configuration before it, has not run on that example yet (a later predictor's input is an earlier one's
+output), and calls the judge when the whole program has not been judged on it yet: everything else is answered by
+the cache. Each optimizer replays its own algorithm on this model (`Optimizer.simulate`) with fixed coins for what
+only the LMs decide (which traces pass the threshold, which proposals are accepted); the counts that come out are
+what a budget is checked against before any call. Trials an optimizer repeats, candidates two optimizers share (an
+unshuffled bootstrap is the same program in bootstrap, random search and MIPROv2) and the uncompiled program's
+answers that an experiment's examples synthesis already paid for cost nothing, here as in a run.
+"""
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import dspy
-
-from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program
 
 # DSPy's auto modes (MIPROv2 and GEPA): the candidates each proposes; MIPROv2 scores trials on minibatches this large
 AUTO_CANDIDATES = {"light": 6, "medium": 12, "heavy": 18}
@@ -86,3 +98,85 @@ class Optimizer(ABC):
             program = ((("run", self.name, s.seed, k), 0),) * m.predictors
             m.run(program, "train", k % max(1, s.n_train))
         return program
+
+
+Program = tuple[tuple[object, object], ...]
+PASS_RATE = 0.5  # traces at or above a threshold set at the starting program's mean: about half
+ACCEPT_RATE = 0.5  # GEPA's proposals that beat their parent on its minibatch
+
+
+@dataclass
+class CallModel:
+    """The calls a sequence of program runs makes against one cache.
+
+    `predictors`: of the program; `judge_calls`: per judged run (the metric's calls); `cached_baseline`: the
+    uncompiled program's teacher answers are in the cache already (an experiment's respond examples were made by
+    it); `pass_rate` / `accept_rate`: the coins' odds, `salt` which draw of them (an estimate averages several; a
+    range comes from other odds). `evaluations` counts every run, cached or not (what GEPA's budget counts)."""
+
+    predictors: int
+    judge_calls: int
+    cached_baseline: bool = False
+    pass_rate: float = PASS_RATE
+    accept_rate: float = ACCEPT_RATE
+    salt: int = 0
+    teacher: int = 0
+    judge: int = 0
+    proposer: int = 0
+    evaluations: int = 0
+    _prefixes: set = field(default_factory=set)
+    _judged: set = field(default_factory=set)
+
+    @property
+    def baseline(self) -> Program:
+        return ((0, 0),) * self.predictors
+
+    @property
+    def calls(self) -> int:
+        return self.teacher + self.judge + self.proposer
+
+    def run(self, program: Program, side: str, i: int) -> None:
+        """`program` runs on example `i` of `side` (train, val, test) and is judged."""
+        self.evaluations += 1
+        free = self.cached_baseline and program == self.baseline
+        for k in range(1, len(program) + 1):
+            key = (program[:k], side, i)
+            if key not in self._prefixes:
+                self._prefixes.add(key)
+                self.teacher += 0 if free else 1
+        if (program, side, i) not in self._judged:
+            self._judged.add((program, side, i))
+            self.judge += self.judge_calls
+
+    def propose(self, calls: int = 1) -> None:
+        """The proposer (or reflection) LM writes something: `calls` calls, never answered from the cache."""
+        self.proposer += calls
+
+
+def passes(i: int, salt: str = "", rate: float = PASS_RATE) -> bool:
+    """Whether training example `i`'s trace passes the threshold: a coin fixed per example and draw (`salt`): the
+    same example gives the same answer and the same score wherever it is traced."""
+    return random.Random(f"trace:{salt}:{i}").random() < rate
+
+
+def bootstrap_demos(m: CallModel, order: list[int], size: int) -> list[int]:
+    """BootstrapFewShot over the training examples in `order`: the uncompiled program traced on each (judged) until
+    `size` traces passed; the examples whose traces became demos."""
+    kept: list[int] = []
+    for i in order:
+        if len(kept) >= size:
+            break
+        m.run(m.baseline, "train", i)
+        if passes(i, str(m.salt), m.pass_rate):
+            kept.append(i)
+    return kept
+
+
+def demo_key(kept: list[int]) -> object:
+    """A demo set, by the training examples whose traces it holds, in order (none: 0, the predictor as built)."""
+    return ("demos", tuple(kept)) if kept else 0
+
+
+def with_demos(m: CallModel, kept: list[int]) -> Program:
+    """The program whose every predictor has the demos of `kept` (bootstrapping keeps a trace of each)."""
+    return ((0, demo_key(kept)),) * m.predictors

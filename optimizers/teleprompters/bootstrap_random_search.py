@@ -7,8 +7,15 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.optimizers.teleprompters.base import CompileSettings, Optimizer, candidate_scores
-from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program, bootstrap_demos, with_demos
+from refed_dspy.optimizers.teleprompters.base import (
+    CallModel,
+    CompileSettings,
+    Optimizer,
+    Program,
+    bootstrap_demos,
+    candidate_scores,
+    with_demos,
+)
 from refed_dspy.registry import OPTIMIZERS
 
 

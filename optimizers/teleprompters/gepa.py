@@ -9,8 +9,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.errors import ConfigError
-from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, CompileSettings, Optimizer
-from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program
+from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, CallModel, CompileSettings, Optimizer, Program
 from refed_dspy.registry import OPTIMIZERS
 
 

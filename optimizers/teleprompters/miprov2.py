@@ -8,8 +8,16 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.optimizers.teleprompters.base import AUTO_CANDIDATES, MINIBATCH, CompileSettings, Optimizer
-from refed_dspy.optimizers.teleprompters.cost_model import CallModel, Program, bootstrap_demos, demo_key
+from refed_dspy.optimizers.teleprompters.base import (
+    AUTO_CANDIDATES,
+    MINIBATCH,
+    CallModel,
+    CompileSettings,
+    Optimizer,
+    Program,
+    bootstrap_demos,
+    demo_key,
+)
 from refed_dspy.registry import OPTIMIZERS
 
 AUTO_VAL_SIZE = {"light": 100, "medium": 300, "heavy": 1000}  # DSPy's auto modes score trials on at most this many

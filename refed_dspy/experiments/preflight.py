@@ -3,7 +3,7 @@ detect `min_effect`, and which limits the estimate does not fit; once the exampl
 on their real sizes (that estimate decides which cells start).
 
 The estimate of an experiment's LM calls before any is made: the examples synthesis, each baseline, and each cell's optimization
-and test scoring, replayed on one call model per cache (optimizers/teleprompters/cost_model.py) in the order the
+and test scoring, replayed on one call model per cache (optimizers/teleprompters/base.py) in the order the
 experiment runs them, so that what the cache answers (the uncompiled program's answers the examples synthesis paid
 for, the validation scoring every cell of one baseline shares, a program two optimizers both reach) is not counted
 twice. What only the LMs decide (which traces pass, which proposals are accepted) is a coin: the estimate is the mean
@@ -23,8 +23,7 @@ from refed_dspy.experiments.stats import detectable_difference, least_units, sma
 from refed_dspy.methods import get_method
 from refed_dspy.optimizers.plan import examples_config, target_program
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
-from refed_dspy.optimizers.teleprompters.base import CompileSettings
-from refed_dspy.optimizers.teleprompters.cost_model import PASS_RATE, CallModel
+from refed_dspy.optimizers.teleprompters.base import PASS_RATE, CallModel, CompileSettings
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ from pathlib import Path
 from refed_dspy.experiments.config import cells, load_experiment
 from refed_dspy.experiments.preflight import estimate_experiment
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
-from refed_dspy.optimizers.teleprompters.base import CompileSettings
-from refed_dspy.optimizers.teleprompters.cost_model import CallModel
+from refed_dspy.optimizers.teleprompters.base import CallModel, CompileSettings
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "experiment.toml"
 
