@@ -64,7 +64,7 @@ def test_a_worker_that_dies_before_it_starts_is_one_line_not_a_traceback():
 
     ray = pytest.importorskip("ray")
     from refed_dspy.errors import ConfigError, RunAborted
-    from refed_dspy.launch.ray.ready import get as _get
+    from refed_dspy.launch.ray.pool import get as _get
 
     def dies(refs, timeout):
         raise ray.exceptions.ActorDiedError()
@@ -88,7 +88,7 @@ def test_each_worker_answers_on_its_own():
 
     ray = pytest.importorskip("ray")
     from refed_dspy.errors import MissingKeyError, RunAborted
-    from refed_dspy.launch.ray.ready import Waiting, answers
+    from refed_dspy.launch.ray.pool import Waiting, answers
 
     lost = ray.exceptions.ActorDiedError()
     never_ran = ray.exceptions.RayActorError(error_msg="its creation failed", actor_init_failed=True)
