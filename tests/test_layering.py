@@ -130,8 +130,8 @@ def test_only_the_launch_package_knows_the_cluster():
 
 # provider batches are a run transport like the others (issue 53): the engine, the stages and the commands ask every
 # transport the same things, so outside launch/ no module imports the batch transport, its broker or the providers'
-# batch clients, or names the broker; `refed status` reads a run dir's batch store (launch.batch.store, .usage) only
-BATCH_READERS = {"refed_dspy.launch.batch.store", "refed_dspy.launch.batch.usage"}
+# batch clients, or names the broker; `refed status` reads a run dir's batch store (launch.batch.store) only
+BATCH_READERS = {"refed_dspy.launch.batch.store"}
 
 
 def batch_knowledge(module: str, path: Path) -> list[str]:

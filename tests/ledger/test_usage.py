@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from refed_dspy.launch.batch.usage import tokens_of
+from refed_dspy.launch.batch.store import tokens_of
 from refed_dspy.ledger.usage import with_unrecorded
 from refed_dspy.providers.prices import Price
 

@@ -27,7 +27,7 @@ from refed_dspy.config.lm import LMSpec, price_of
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.transport import LocalTransport
 from refed_dspy.launch.batch.broker import BatchBroker, batch_figures, in_slot, settle_earlier
-from refed_dspy.launch.batch.usage import (
+from refed_dspy.launch.batch.store import (
     BatchLedger,
     answered_costs,
     answered_usage,

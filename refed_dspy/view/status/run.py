@@ -28,8 +28,16 @@ from pydantic import Field
 from refed_dspy.config import Config, load_config
 from refed_dspy.config.lm import price_of
 from refed_dspy.errors import RefedError, RunDirError
-from refed_dspy.launch.batch.store import BATCH_DIRS, BatchCounts, batch_counts, batch_lines, read_batches
-from refed_dspy.launch.batch.usage import answered_usage, open_requests, with_open
+from refed_dspy.launch.batch.store import (
+    BATCH_DIRS,
+    BatchCounts,
+    answered_usage,
+    batch_counts,
+    batch_lines,
+    open_requests,
+    read_batches,
+    with_open,
+)
 from refed_dspy.ledger.call_log import unaccounted
 from refed_dspy.ledger.usage import Totals, usd, usd_up_to, with_unrecorded
 from refed_dspy.store.jsonl import read_json, read_jsonl
