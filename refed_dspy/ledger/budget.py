@@ -97,7 +97,7 @@ class CallBudget(OpensCalls):
         self.in_flight: Counter = Counter()  # single calls reserved by the call boundary and not yet over, by role
         self._cut: Counter = Counter()  # of those, counted as cut off by wait_idle while still running, by role
         self.log: CallLog | None = None  # the write-ahead log each request is written to before it is sent
-        # (calls, cost, bound) paid or billable that no record holds, charged on top (launch/batch/usage.BatchLedger)
+        # (calls, cost, bound) paid or billable that no record holds, charged on top (launch/batch/store.BatchLedger)
         self.apart: Callable[[], tuple[int, float, float]] = _nothing_apart
         self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
         self.outputs = ExpectedOutput()  # what the calls of each role (and stage) wrote: what a call is expected to
