@@ -91,7 +91,7 @@ class Optimizer(ABC):
         return s.n_train + s.n_val
 
     def simulate(self, m: CallModel, s: CompileSettings) -> Program:
-        """Replay compiling on the call model `m` (cost_model.py) and return the program it would give. By default:
+        """Replay compiling on the call model `m` (CallModel, below) and return the program it would give. By default:
         `estimated_runs` runs of programs never run before (every call paid), on the training examples."""
         program = m.baseline
         for k in range(self.estimated_runs(s, m.predictors)):
