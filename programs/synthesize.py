@@ -11,7 +11,7 @@ from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
 from refed_dspy.runtime.sync import gather_kept
 from refed_dspy.signatures import SynthesizeInstructions
 from refed_dspy.signatures.bounds import exactly
-from refed_dspy.signatures.synthesize_instructions import Instruction
+from refed_dspy.signatures.synthesis import Instruction
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,14 +1,26 @@
 """What we ask the LM: one typed DSPy signature per stage of the method."""
 
-from refed_dspy.signatures.critique_response import CritiqueResponse
-from refed_dspy.signatures.describe_instruction import DescribeInstruction
-from refed_dspy.signatures.generate_response import GenerateResponse
-from refed_dspy.signatures.improve_response import Analysis, ImplementationStrategy, ImproveResponse
-from refed_dspy.signatures.judge import CompareResponses, ScoreResponse, pointwise_signature, rubric_text
-from refed_dspy.signatures.rate_instruction import INSTRUCTION_CRITERIA, RateInstruction
-from refed_dspy.signatures.reflect_instruction import ReflectInstruction
-from refed_dspy.signatures.reflect_response import ReflectResponse
-from refed_dspy.signatures.synthesize_instructions import SynthesizeInstructions
+import sys
+
+from refed_dspy.signatures import judge, reflection, synthesis
+from refed_dspy.signatures.judge import (
+    INSTRUCTION_CRITERIA,
+    CompareResponses,
+    RateInstruction,
+    ScoreResponse,
+    pointwise_signature,
+    rubric_text,
+)
+from refed_dspy.signatures.reflection import ReflectInstruction, ReflectResponse
+from refed_dspy.signatures.synthesis import (
+    Analysis,
+    CritiqueResponse,
+    DescribeInstruction,
+    GenerateResponse,
+    ImplementationStrategy,
+    ImproveResponse,
+    SynthesizeInstructions,
+)
 
 FIELD_NAMES = frozenset(
     name
@@ -47,3 +59,18 @@ __all__ = [
     "pointwise_signature",
     "rubric_text",
 ]
+
+# A program pickled before these modules were merged (MLflow's DSPy flavor pickles a logged program, which names each
+# signature class by its module) still loads: each former module's name stands for the module its classes are in now.
+FORMER_MODULES = {
+    "critique_response": synthesis,
+    "describe_instruction": synthesis,
+    "generate_response": synthesis,
+    "improve_response": synthesis,
+    "synthesize_instructions": synthesis,
+    "reflect_instruction": reflection,
+    "reflect_response": reflection,
+    "rate_instruction": judge,
+}
+for _former, _module in FORMER_MODULES.items():
+    sys.modules.setdefault(f"{__name__}.{_former}", _module)

@@ -84,7 +84,7 @@ def test_the_walk_finds_the_whole_installed_package():
     for name in (
         "refed_dspy.pages",
         "refed_dspy.view.app",
-        "refed_dspy.signatures.improve_response",
+        "refed_dspy.signatures.synthesis",
         "refed_dspy.programs.respond_and_improve",
         "refed_dspy.optimizers",
     ):
