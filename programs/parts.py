@@ -5,17 +5,27 @@ A pipeline (ReferenceSynthesis, ReflectionTuning, or a user's own module) expose
 `respond` (one instruction -> its sample). The runner schedules each part on its own and calls it with the
 keyword inputs below, so a part may be any DSPy module that takes them: one with `aforward` is awaited, one
 with only `forward` runs in a worker thread.
+
+Its steps (`run_steps`, `arun_steps`): one body for a program's sync and async paths. Its steps are a generator that yields each call it makes, and
+`run_steps` / `arun_steps` make those calls (`predictor(**inputs)` or `await predictor.acall(**inputs)`), each tagged
+with its stage, sending each prediction back. A list of calls is made at once: concurrently when awaited (every one
+finishes before the first error is raised, so none outlives its caller), one after the other in the sync path; the
+list of their predictions is sent back. The adapter drives its ask-parse-repair exchange the same way.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import dspy
 
+from refed_dspy.clients.calls import stage
 from refed_dspy.engine.transport import has_aforward
 from refed_dspy.errors import ConfigError
+from refed_dspy.runtime.sync import gather_settled
 
 # The keyword inputs the runner passes to each part (values are placeholders for the signature check).
 PART_INPUTS: dict[str, dict[str, Any]] = {
@@ -106,3 +116,48 @@ def check_pipeline(program: Any, method: PartsOf, what: str = "program") -> list
     if not program.named_predictors():
         raise ConfigError(f"{what} ({type(program).__name__}) has no predictors: nothing in it calls an LM")
     return threaded
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call a program's steps make: `predictor` on `inputs` (and keyword settings such as `signature` or
+    `config`), its LM calls tagged `stage`."""
+
+    predictor: dspy.Module
+    stage: str
+    inputs: dict[str, Any]
+
+
+Steps = Generator[Call | list[Call], Any, Any]
+
+
+def _make(call: Call) -> Any:
+    with stage(call.stage):
+        return call.predictor(**call.inputs)
+
+
+async def _amake(call: Call) -> Any:
+    with stage(call.stage):
+        return await call.predictor.acall(**call.inputs)
+
+
+def run_steps(steps: Steps) -> Any:
+    """Make the calls `steps` yields, one after the other; what it returns."""
+    reply: Any = None
+    while True:
+        try:
+            asked = steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        reply = [_make(call) for call in asked] if isinstance(asked, list) else _make(asked)
+
+
+async def arun_steps(steps: Steps) -> Any:
+    """`run_steps`, awaiting each call's `acall` (a list of calls concurrently)."""
+    reply: Any = None
+    while True:
+        try:
+            asked = steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        reply = await gather_settled(*map(_amake, asked)) if isinstance(asked, list) else await _amake(asked)

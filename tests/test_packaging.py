@@ -21,8 +21,8 @@ def test_wheel_layout(tmp_path):
     tops = {n.split("/")[0] for n in code}
     assert tops == {"refed_dspy"}, tops
     for expected in (
-        "refed_dspy/signatures/improve_response.py",
-        "refed_dspy/programs/respond_and_improve.py",
+        "refed_dspy/signatures/synthesis.py",
+        "refed_dspy/programs/synthesis.py",
         "refed_dspy/optimizers/__init__.py",
         "refed_dspy/adapters/chat.py",
         "refed_dspy/data/seeds.jsonl",

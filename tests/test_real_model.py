@@ -40,7 +40,7 @@ from refed_dspy.clients.calls import OutputTruncated
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.local_server import listening
 from refed_dspy.config import load_config
-from refed_dspy.programs.synthesize import asking_for
+from refed_dspy.programs.synthesis import asking_for
 from refed_dspy.signatures import (
     CompareResponses,
     CritiqueResponse,

@@ -85,7 +85,7 @@ def test_the_walk_finds_the_whole_installed_package():
         "refed_dspy.pages",
         "refed_dspy.view.app",
         "refed_dspy.signatures.synthesis",
-        "refed_dspy.programs.respond_and_improve",
+        "refed_dspy.programs.synthesis",
         "refed_dspy.optimizers",
     ):
         assert name in files, name

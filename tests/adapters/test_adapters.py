@@ -27,7 +27,7 @@ from refed_dspy.clients.calls import collect_calls
 from refed_dspy.config import LMSpec, load_config
 from refed_dspy.ledger.usage import usage_of
 from refed_dspy.programs import PointwiseJudge
-from refed_dspy.programs.synthesize import asking_for
+from refed_dspy.programs.synthesis import asking_for
 from refed_dspy.signatures import ImproveResponse, SynthesizeInstructions, pointwise_signature
 from refed_dspy.synthesis.api import synthesize
 

@@ -13,7 +13,7 @@ import pytest
 import refed_dspy.signatures as signatures
 from refed_dspy.adapters import RefedChatAdapter, RefedJSONAdapter
 from refed_dspy.adapters.wording import told_schema
-from refed_dspy.programs.synthesize import asking_for
+from refed_dspy.programs.synthesis import asking_for
 from refed_dspy.signatures import ImproveResponse, SynthesizeInstructions, pointwise_signature
 
 ADAPTERS = {

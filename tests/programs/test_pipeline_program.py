@@ -46,7 +46,7 @@ def test_a_saved_pipeline_drives_every_stage(server_factory, tmp_path):
     run2 = tmp_path / "run2"
     again = synthesize(load_config(None, run_overrides(srv, run2, 2)), program=marked_pipeline("A"))
     assert again["program_hash"] == program_hash(program)
-    assert again["program"] == "python:refed_dspy.programs.reference_synthesis.ReferenceSynthesis"
+    assert again["program"] == "python:refed_dspy.programs.synthesis.ReferenceSynthesis"
     assert tomllib.loads((run2 / "config.toml").read_text())["synthesis"]["program"] == again["program"]
     # a run made by another program is not continued by this one without being told
     code, _, err = refed(

@@ -9,7 +9,7 @@ from dspy.utils import DummyLM
 from refed_dspy.adapters import RefedChatAdapter, output_schema
 from refed_dspy.clients.calls import collect_calls
 from refed_dspy.programs import CollectReferenceFeedback, InstructionSynthesizer, ReferenceSynthesis, RespondAndImprove
-from refed_dspy.programs.synthesize import asking_for
+from refed_dspy.programs.synthesis import asking_for
 from refed_dspy.signatures import (
     CritiqueResponse,
     DescribeInstruction,

@@ -1,11 +1,15 @@
-"""Reflection-Tuning (Li et al. 2023) as a DSPy module: recycle one existing pair into a better one."""
+"""Reflection-Tuning (Li et al. 2023) as DSPy modules: `ReflectPair` recycles one existing pair into a better one, and
+`ReflectionTuning` is the pipeline program in which every seed pair is recycled by one ReflectPair part."""
 
 from __future__ import annotations
 
 import dspy
 
-from refed_dspy.programs.steps import Call, Steps, arun_steps, run_steps
+from refed_dspy.engine.transport import acall_part
+from refed_dspy.programs.parts import Call, Steps, arun_steps, run_steps, unfrozen
+from refed_dspy.runtime.sync import run_sync
 from refed_dspy.signatures import ReflectInstruction, ReflectResponse
+from refed_dspy.store.records import Reference
 
 REFLECTIONS = ("instruction", "response", "both")
 
@@ -59,3 +63,21 @@ class ReflectPair(dspy.Module):
 
     def forward(self, instruction: str, response: str) -> dspy.Prediction:
         return run_steps(self.steps(instruction, response))
+
+
+class ReflectionTuning(dspy.Module):
+    """Reference -> Prediction(instruction, response, improved_response, ...): its pair, recycled.
+
+    The runner calls `respond` (a ReflectPair, or a module taking `instruction` and `response`) once per seed pair.
+    """
+
+    def __init__(self, mode: str = "both", respond: dspy.Module | None = None):
+        super().__init__()
+        self.respond = unfrozen(respond) if respond is not None else ReflectPair(mode)
+
+    async def aforward(self, reference: Reference) -> dspy.Prediction:
+        reference = Reference.coerce(reference)
+        return await acall_part(self.respond, instruction=reference.instruction, response=reference.response)
+
+    def forward(self, reference: Reference) -> dspy.Prediction:
+        return run_sync(self.aforward(reference=reference))
