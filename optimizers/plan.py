@@ -44,7 +44,7 @@ from refed_dspy.registry import OPTIMIZERS
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, check_on_mismatch
 from refed_dspy.store.seeds import read_seeds
-from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.synthesis.program import with_lm_of
 
 log = logging.getLogger(__name__)
 

@@ -168,7 +168,7 @@ def build_lm(
         raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
     fit_api_base(lm)  # api_base as LiteLLM takes it, in the form the client DSPy picks expects
     lm.role = role
-    lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.provenance)
+    lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.program)
     lm.flex_fallback = spec.flex_fallback
     lm.take_retries()  # DSPy's retries, made by the call boundary so that each request is counted
     cache = cache_provider(spec, provider)

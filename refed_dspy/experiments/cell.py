@@ -44,7 +44,7 @@ from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.synthesis.api import arun_synthesis
-from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.synthesis.program import with_lm_of
 
 log = logging.getLogger(__name__)
 

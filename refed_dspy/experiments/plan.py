@@ -26,7 +26,7 @@ from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.store.split import split_three
-from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.synthesis.program import with_lm_of
 
 
 @dataclass(frozen=True)

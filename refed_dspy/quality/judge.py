@@ -33,7 +33,7 @@ from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_jso
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import final_response
 from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, RunDir, check_on_mismatch, incomplete_note, run_config
-from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.synthesis.program import with_lm_of
 from refed_dspy.tracking.mlflow_runs import track_run_dir
 from refed_dspy.tracking.traces import run_traces
 

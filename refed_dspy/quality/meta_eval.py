@@ -31,7 +31,7 @@ from refed_dspy.launch.plan import Started, launch
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.results import Result
-from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.synthesis.program import with_lm_of
 
 PREFERENCES = ("a", "b", "tie")
 

@@ -112,7 +112,7 @@ class SampleMeta(BaseModel):
     teacher: str = Field(description="The teacher's model string.")
     endpoint: str | None = Field(None, description="The teacher's api_base (unset: the provider's default).")
     program: str = Field(description="The program: built-in, a file's absolute path, an MLflow URI or python:...")
-    program_hash: str | None = Field(None, description="Content hash of the program (refed_dspy.synthesis.provenance).")
+    program_hash: str | None = Field(None, description="Content hash of the program (refed_dspy.synthesis.program).")
     prompt_format: int | None = Field(
         None, description="How its prompts were worded (refed_dspy.config.fingerprint.PROMPT_FORMAT); unset: format 1."
     )

@@ -19,8 +19,7 @@ from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_m
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.estimate import eta_line
 from refed_dspy.synthesis.next_work import parts_of
-from refed_dspy.synthesis.program import resolve_program
-from refed_dspy.synthesis.provenance import with_lm_of
+from refed_dspy.synthesis.program import resolve_program, with_lm_of
 from refed_dspy.synthesis.run import SynthesisPlan, SynthesisRun
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.tracking.mlflow_runs import track_run_dir

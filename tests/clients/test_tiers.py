@@ -171,7 +171,7 @@ def test_no_capacity_on_a_tier_never_counts_toward_the_abort():
 def test_an_lm_handed_in_asking_for_a_tier_is_described_and_priced_so():
     import dspy
 
-    from refed_dspy.synthesis.provenance import with_lm_of
+    from refed_dspy.synthesis.program import with_lm_of
 
     lm = dspy.LM(MINI, temperature=1.0, max_tokens=16000, service_tier="flex")
     config = with_lm_of(load_config(None, []), "teacher", lm)

@@ -16,7 +16,7 @@ from refed_dspy.optimizers.metrics import InstructionMetric, PipelineMetric, div
 from refed_dspy.optimizers.run import optimize
 from refed_dspy.programs.saved import load_program
 from refed_dspy.store.records import Reference
-from refed_dspy.synthesis.provenance import program_hash
+from refed_dspy.synthesis.program import program_hash
 
 REF = Reference.make("Explain how vaccines train the immune system.", "They show it a harmless look-alike...", "t")
 

@@ -17,7 +17,7 @@ from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.methods import get_method
 from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
 from refed_dspy.synthesis.api import synthesize
-from refed_dspy.synthesis.provenance import program_hash
+from refed_dspy.synthesis.program import program_hash
 
 
 def test_a_saved_pipeline_drives_every_stage(server_factory, tmp_path):
