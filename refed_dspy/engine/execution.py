@@ -9,7 +9,7 @@ others), reserves each task's worst case against the call and cost budget before
 cache hits then), halves the window on a 429 and grows it back (AIMD, `Window`), stops the run on a streak
 of failures, accounts every call (attempts that leave no record are journaled through the stage), and on
 Ctrl-C, SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period. Until the
-endpoint has answered a call of this invocation, one piece of work runs at a time (refed_dspy.engine.endpoint_check).
+endpoint has answered a call of this invocation, one piece of work runs at a time (refed_dspy.engine.failures).
 
 One coroutine owns all state; tasks only return results.
 
@@ -55,8 +55,7 @@ from typing import Any, Protocol
 
 from refed_dspy.clients.calls import opened_on
 from refed_dspy.clients.tries import retry_delay_s
-from refed_dspy.engine.endpoint_check import FirstCalls
-from refed_dspy.engine.failures import Failure, FailureStreak
+from refed_dspy.engine.failures import Failure, FailureStreak, FirstCalls
 from refed_dspy.engine.task_accounts import Task, TaskAccounts
 from refed_dspy.engine.transport import Transport
 from refed_dspy.errors import RunDirError

@@ -21,9 +21,8 @@ from typing import Any
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.config.lm import LMSpec, PriceBook
-from refed_dspy.engine.endpoint_check import endpoint_error
 from refed_dspy.engine.execution import Engine, Limits
-from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.failures import Failure, endpoint_error
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
@@ -202,7 +201,7 @@ class StageBase(ABC):
         return now
 
     def raise_endpoint_error(self) -> None:
-        """The run's first calls found its endpoint wrong (engine/endpoint_check.py): EndpointError, naming the URL,
+        """The run's first calls found its endpoint wrong (engine/failures.py): EndpointError, naming the URL,
         the format expected and the likely fix."""
         engine = self.engine
         problem = endpoint_error(engine.abort, engine.first.answered, self.spec, self.role, engine.first.calls)

@@ -229,8 +229,7 @@ def sets_of(over: dict) -> list[str]:
 
 def test_once_the_endpoint_has_answered_a_refused_connection_is_retried_not_a_stop():
     from refed_dspy.clients.calls import CallInfo
-    from refed_dspy.engine.endpoint_check import FirstCalls
-    from refed_dspy.engine.failures import Failure
+    from refed_dspy.engine.failures import Failure, FirstCalls
 
     refused = Failure("unreachable", "nothing answered", final=False, retryable=True)
     first = FirstCalls()

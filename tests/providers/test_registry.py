@@ -14,8 +14,7 @@ import refed_dspy.providers as providers
 from refed_dspy.adapters import choose_adapter, schema_for
 from refed_dspy.clients.keys import check_key_goes_to_its_provider
 from refed_dspy.config.lm import LMSpec
-from refed_dspy.engine.endpoint_check import explain
-from refed_dspy.engine.failures import Failure
+from refed_dspy.engine.failures import Failure, explain
 from refed_dspy.errors import ConfigError, KeyProviderError
 from refed_dspy.providers import DIALECTS, PROVIDERS, Provider, provider_for, provider_named
 from refed_dspy.providers.dialects import dialect_for
