@@ -23,7 +23,7 @@ from refed_dspy.optimizers.plan import OptimizePlan
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.store.split import split_by_reference
+from refed_dspy.store.seeds import split_by_reference
 from refed_dspy.synthesis.api import arun_synthesis
 
 INPUTS = ("reference_instruction", "reference_response", "instruction", "feedback")

@@ -20,7 +20,7 @@ from refed_dspy.store.cache import shared_cache
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.store.split import interleaved
+from refed_dspy.store.seeds import interleaved
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.synthesis.summary import shortfall_cause
 

@@ -24,8 +24,7 @@ from refed_dspy.launch.plan import check_role, endpoints_of
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.records import Reference
-from refed_dspy.store.seeds import read_seeds
-from refed_dspy.store.split import split_three
+from refed_dspy.store.seeds import read_seeds, split_three
 from refed_dspy.synthesis.program import with_lm_of
 
 

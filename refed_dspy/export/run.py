@@ -28,7 +28,7 @@ from refed_dspy.store.ownership import check_output_dir, is_empty, owned
 from refed_dspy.store.records import final_response
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir, run_config
-from refed_dspy.store.split import share_note, split_by_reference
+from refed_dspy.store.seeds import share_note, split_by_reference
 from refed_dspy.tracking.mlflow_runs import failure_warned, mlflow_run
 
 HF_TOKEN_ENV = "HF_TOKEN"

@@ -505,8 +505,7 @@ def test_an_examples_synthesis_that_leaves_a_side_without_examples_goes_on_until
     side by side, until the training side has one (a CI run's SmolLM2 left 0 train / 8 validation / 4 test and the
     experiment stopped, asking for more examples)."""
     from refed_dspy.config.synthesis import SeedsConfig
-    from refed_dspy.store.seeds import read_seeds
-    from refed_dspy.store.split import split_three
+    from refed_dspy.store.seeds import read_seeds, split_three
 
     references = read_seeds(SeedsConfig(limit=6))[0]
     train, val, test = split_three(references, 0.4, 0.4, 0, key=lambda r: r.id)

@@ -15,7 +15,7 @@ from refed_dspy.export.run import export_run, to_alpaca, to_messages, to_sharegp
 from refed_dspy.quality.filter_run import filter_run, parse_filter
 from refed_dspy.store.lock import LOCK_NAME
 from refed_dspy.store.ownership import MARKER
-from refed_dspy.store.split import split_by_reference
+from refed_dspy.store.seeds import split_by_reference
 from refed_dspy.synthesis.api import synthesize
 
 S = {"instruction": "Q?", "response": "draft", "improved_response": "better", "meta": {"id": "x", "reference_id": "r"}}
@@ -59,7 +59,7 @@ def test_a_split_far_from_the_share_asked_says_why(tmp_path):
         "warning: validation holds 10 of 40 samples (25%), not the 5% asked: the split keeps each reference's "
         "samples together, and with 4 references the smallest nonzero share is 25%"
     ]
-    from refed_dspy.store.split import share_note
+    from refed_dspy.store.seeds import share_note
 
     _, val = split_by_reference(rows, 0.25)
     assert len(val) == 10 and share_note(rows, val, 0.25) is None and share_note(rows, [], 0.0) is None

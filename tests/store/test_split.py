@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from refed_dspy.store.split import interleaved, split_by_reference, split_three
+from refed_dspy.store.seeds import interleaved, split_by_reference, split_three
 
 
 def test_interleaved_keeps_every_prefix_in_proportion():
