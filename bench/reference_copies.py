@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from loopback_server import _zipf_vocab  # noqa: E402
 
 from refed_dspy.filters import reference_copy  # noqa: E402
-from refed_dspy.quality.reference_copies import copies_block  # noqa: E402
+from refed_dspy.quality.figures import copies_block  # noqa: E402
 from refed_dspy.store.seeds import read_references  # noqa: E402
 
 

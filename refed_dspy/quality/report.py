@@ -28,6 +28,8 @@ from refed_dspy.pages import number, render
 from refed_dspy.quality.contamination import contamination_lines, contamination_of, contamination_section
 from refed_dspy.quality.figures import (
     cache_lines,
+    copies_line,
+    copies_section,
     cost_by_stage,
     cost_note,
     describe,
@@ -37,12 +39,12 @@ from refed_dspy.quality.figures import (
     judgment_stats,
     lengths,
     mean_pairwise_cosine_distance,
+    reference_copies,
     reject_reasons,
     sample_cards,
     unjudged_reasons,
     yields,
 )
-from refed_dspy.quality.reference_copies import copies_line, copies_section, reference_copies
 from refed_dspy.quality.statistics import embedder_for, statistics_block, statistics_lines, statistics_section
 from refed_dspy.scoring import open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
@@ -225,7 +227,7 @@ class Report(Result):
     reference_copies: dict[str, Any] = Field(
         default_factory=dict,
         description="How close each sample is to its own reference: distributions, the copies at or over "
-        "quality.copy_threshold, the closest samples beside their references (refed_dspy.quality.reference_copies).",
+        "quality.copy_threshold, the closest samples beside their references (refed_dspy.quality.figures).",
     )
     statistics: dict[str, Any] = Field(
         default_factory=dict,

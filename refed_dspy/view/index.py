@@ -13,7 +13,7 @@ from typing import Any
 
 from refed_dspy.errors import RefedError
 from refed_dspy.ledger.usage import Totals, usd_up_to
-from refed_dspy.quality.reference_copies import run_references
+from refed_dspy.quality.figures import run_references
 from refed_dspy.secrets import first_line
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import MARKER, kind_of

@@ -12,7 +12,7 @@ from conftest import run_overrides
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError
 from refed_dspy.filters import make_filter, reference_copy
-from refed_dspy.quality.reference_copies import copies_block, run_references
+from refed_dspy.quality.figures import copies_block, run_references
 from refed_dspy.quality.report import build_report
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.synthesis.api import synthesize

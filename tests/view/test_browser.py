@@ -215,7 +215,7 @@ def test_sample_page_shows_the_diff_scores_reference_and_provenance(browser, vie
 
 
 def test_sample_page_shows_the_reference_beside_it_and_marks_a_copy(browser, data):
-    from refed_dspy.quality.reference_copies import run_references
+    from refed_dspy.quality.figures import run_references
     from refed_dspy.store.rundir import RunDir
     from refed_dspy.text.overlap import tokens
 
