@@ -5,7 +5,7 @@ word-level diff, the sample beside its reference pair with the runs copied from 
 judge's scores and reasons, the reference's feedback, provenance), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
 reference's samples from each method side by side, and for an experiment dir its cells, each cell's program and the
 experiment's own page (its samples are those of its synthesis checks and examples), and for a run dir its live page
-(the run as it works, updated every second: refed_dspy.view.live). Every page is rendered from the files as they
+(the run as it works, updated every second: refed_dspy.view.index). Every page is rendered from the files as they
 are when it is loaded; nothing is written. Every page masks the keys the viewer's process holds (refed_dspy.secrets):
 a file written before refed masked them may still quote one.
 """

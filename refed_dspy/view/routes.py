@@ -168,7 +168,7 @@ def report(pages: Pages) -> Response:
 
 
 def live(pages: Pages) -> Response:
-    """/live: the run as it works (refed_dspy.view.live), looked at again every second by the page's script."""
+    """/live: the run as it works (refed_dspy.view.index), looked at again every second by the page's script."""
     found = pages.view.live
     if found is None:
         raise NotFound()

@@ -8,7 +8,7 @@ import json
 from cli_helpers import lock_holder
 
 from refed_dspy.store.jsonl import write_json_atomic
-from refed_dspy.view.live import LiveRun, errors_over_time
+from refed_dspy.view.index import LiveRun, errors_over_time
 
 
 def _figures(run, **fields) -> None:

@@ -7,8 +7,7 @@ import json
 from markupsafe import escape
 
 from refed_dspy.text.overlap import changed_share, word_diff
-from refed_dspy.view.index import Filters, Row
-from refed_dspy.view.live import Follower
+from refed_dspy.view.index import Filters, Follower, Row
 from refed_dspy.view.routes import beside, pieces
 
 
