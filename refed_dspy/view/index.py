@@ -1,7 +1,8 @@
 """What `refed view` shows, read from disk and kept up to date: one run dir, a filtered dir (with the run it
 came from), or a `refed compare` dir (one run per method). Read-only: nothing here writes a file.
 
-Its live page (`LiveRun`, `Follower`): a run as it works, read from what it writes, looked at again every second by the page.
+Its live page (`LiveRun`, `Follower`): a run as it works, read from what it writes, looked at again every second by
+the page.
 
 A run writes its figures once a second (metrics.json, judge_metrics.json: refed_dspy.engine.watch) and its events as
 they happen (events.jsonl); its lock says whether a process still works in it. `LiveRun.figures()` reads them into what
