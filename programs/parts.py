@@ -6,11 +6,12 @@ A pipeline (ReferenceSynthesis, ReflectionTuning, or a user's own module) expose
 keyword inputs below, so a part may be any DSPy module that takes them: one with `aforward` is awaited, one
 with only `forward` runs in a worker thread.
 
-Its steps (`run_steps`, `arun_steps`): one body for a program's sync and async paths. Its steps are a generator that yields each call it makes, and
-`run_steps` / `arun_steps` make those calls (`predictor(**inputs)` or `await predictor.acall(**inputs)`), each tagged
-with its stage, sending each prediction back. A list of calls is made at once: concurrently when awaited (every one
-finishes before the first error is raised, so none outlives its caller), one after the other in the sync path; the
-list of their predictions is sent back. The adapter drives its ask-parse-repair exchange the same way.
+Its steps (`run_steps`, `arun_steps`): one body for a program's sync and async paths. Its steps are a generator that
+yields each call it makes, and `run_steps` / `arun_steps` make those calls (`predictor(**inputs)` or `await
+predictor.acall(**inputs)`), each tagged with its stage, sending each prediction back. A list of calls is made at
+once: concurrently when awaited (every one finishes before the first error is raised, so none outlives its caller),
+one after the other in the sync path; the list of their predictions is sent back. The adapter drives its
+ask-parse-repair exchange the same way.
 """
 
 from __future__ import annotations

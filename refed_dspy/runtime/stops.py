@@ -13,7 +13,8 @@ While a stop unwinds, DSPy's, Optuna's and MLflow's words about it (a trial "fai
 traceback, a callback that could not finish, "SIGINT received. Cancelling.") are dropped: the stop is said once, by
 the command.
 
-Where it may die: the points of a run where the process may die and a resume must still pay for nothing twice and lose nothing.
+Where it may die: the points of a run where the process may die and a resume must still pay for nothing twice and
+lose nothing.
 
 `checkpoint(name, stage)` marks each where it is passed; it calls the HOOKS, and there are none but in a test. The kill
 tests add one that stops the process with SIGKILL at a point of their choosing, as a crash or `kill -9` would

@@ -6,8 +6,8 @@ is made once. What is left runs in batches on the backend (a model in this proce
 saying how much there is and about how long it will take (at the speed this model last had here), with a progress bar
 when asked. Each batch's results are cached as they come, so a scoring stopped half way keeps its half.
 
-On a server (`ServerModel`): the passes of a server that returns prompt log-probabilities: vLLM's OpenAI-compatible completions API
-(`echo` with `logprobs`, one token generated), so a large model scores without being loaded here.
+On a server (`ServerModel`): the passes of a server that returns prompt log-probabilities: vLLM's OpenAI-compatible
+completions API (`echo` with `logprobs`, one token generated), so a large model scores without being loaded here.
 
 A pass is the plain text "instruction\n\nresponse" (or the response alone): the server applies no chat template to
 a completion. Each token's log-probability comes back with its offset in the text, which says whose token it is.

@@ -6,10 +6,10 @@ Its events (`EventLog`): one JSON line per state change its scheduler makes, bou
 `events.jsonl` in the run dir holds what the engine decided and when (the window moved, a piece of work scheduled to
 run again, a budget refusal, a Ray worker lost, a provider batch submitted or ended, the run started or ended), each
 line with its time, the role whose engine made it and the event's own fields. It is written through the run dir's
-masked writer (refed_dspy.store.jsonl), one line at a time, so a reader such as `refed view` follows it while the run
-writes it. Bounded: once it holds `max_bytes`, it is moved to `events.1.jsonl` (replacing the one there) and
-begun anew, so the two take at most twice `max_bytes` and a line. A file that cannot be written (a full disk) ends the events
-(never taking the run dir's reserve, which is the records'): the records' writers say the problem.
+masked writer (refed_dspy.store.jsonl), one line at a time, so a reader such as `refed view` follows it while the
+run writes it. Bounded: once it holds `max_bytes`, it is moved to `events.1.jsonl` (replacing the one there) and
+begun anew, so the two take at most twice `max_bytes` and a line. A file that cannot be written (a full disk) ends
+the events (never taking the run dir's reserve, which is the records'): the records' writers say the problem.
 """
 
 from __future__ import annotations

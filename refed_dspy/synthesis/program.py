@@ -5,15 +5,16 @@ MLflow URI); or a DSPy module passed from Python, either a whole pipeline (`prog
 per-instruction part (`respond=`). Every program but the built-in one enters the run's fingerprint by its
 content hash, so a run dir is never continued by another program without being told to.
 
-Where a compiled program came from (`program_origin`), when an experiment made it: the experiment, its dir and the cell, and the
-cell's test figures. Read once, when a run loads the program (`synthesis.program`), from the registered model
-version's tags (`models:/NAME@ALIAS` or `models:/NAME/VERSION`: refed tags a champion's version) or from the
-experiment dir a `cells/<id>/optimize/program.json` sits in; the run's summary keeps it, and an export's dataset card
-says it. None for any other program.
+Where a compiled program came from (`program_origin`), when an experiment made it: the experiment, its dir and the
+cell, and the cell's test figures. Read once, when a run loads the program (`synthesis.program`), from the
+registered model version's tags (`models:/NAME@ALIAS` or `models:/NAME/VERSION`: refed tags a champion's version) or
+from the experiment dir a `cells/<id>/optimize/program.json` sits in; the run's summary keeps it, and an export's
+dataset card says it. None for any other program.
 
 What a run executes, as it is recorded (its provenance: `with_lm_of`, `program_hash`): the teacher taken from the LM
-object itself, and a program's content hash. A teacher LM or a program passed in from Python decides what a run produces as much as the config
-does, so both enter the run's fingerprint, config.toml, the summary and every record's `meta`.
+object itself, and a program's content hash. A teacher LM or a program passed in from Python decides what a run
+produces as much as the config does, so both enter the run's fingerprint, config.toml, the summary and every
+record's `meta`.
 """
 
 from __future__ import annotations
