@@ -14,14 +14,13 @@ prices.py, local.py, benchmarks.py, synthesis.py, judging.py, scoring.py, optimi
 load.py. A run dir's own config is read by refed_dspy.store.rundir.run_config.
 """
 
-from refed_dspy.config.fingerprint import config_hash, fingerprint, fingerprint_diff
 from refed_dspy.config.judging import Benchmark, JudgingConfig, QualityConfig, ReportConfig, ScoringConfig
 from refed_dspy.config.lm import LMSpec, ModelPrice, PriceBook
 from refed_dspy.config.load import apply_overrides, config_from_dict, load_config, parse_override, to_toml
 from refed_dspy.config.messages import describe_errors, format_validation_error
 from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.run import LocalServing, MetricsConfig, RayConfig, RunConfig, TrackingConfig
-from refed_dspy.config.schema import Config
+from refed_dspy.config.schema import Config, config_hash, fingerprint, fingerprint_diff
 from refed_dspy.config.section import Registered
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 

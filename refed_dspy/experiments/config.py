@@ -23,8 +23,8 @@ import dspy
 from pydantic import Field, ValidationError, field_validator
 
 from refed_dspy.config import Config, apply_overrides, config_from_dict, describe_errors
-from refed_dspy.config.fingerprint import PROMPT_FORMAT
 from refed_dspy.config.load import forget_replaced_models, nested
+from refed_dspy.config.schema import PROMPT_FORMAT
 from refed_dspy.config.section import Section, UserPath, tomllib
 from refed_dspy.errors import ConfigError
 

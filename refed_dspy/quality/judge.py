@@ -19,7 +19,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.config import Config
-from refed_dspy.config.fingerprint import PROMPT_FORMAT, prompt_format_diff
+from refed_dspy.config.schema import PROMPT_FORMAT, prompt_format_diff
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress

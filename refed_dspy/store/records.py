@@ -114,7 +114,7 @@ class SampleMeta(BaseModel):
     program: str = Field(description="The program: built-in, a file's absolute path, an MLflow URI or python:...")
     program_hash: str | None = Field(None, description="Content hash of the program (refed_dspy.synthesis.program).")
     prompt_format: int | None = Field(
-        None, description="How its prompts were worded (refed_dspy.config.fingerprint.PROMPT_FORMAT); unset: format 1."
+        None, description="How its prompts were worded (refed_dspy.config.schema.PROMPT_FORMAT); unset: format 1."
     )
     usage: dict[str, Any] = Field(default_factory=dict, description="Calls, tokens and cost of this sample's calls.")
 

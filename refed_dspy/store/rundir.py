@@ -113,7 +113,7 @@ class RunDir:
     ) -> bool:
         """Create or reuse the run dir. Returns True when earlier work exists (a resume).
 
-        fingerprint: the values that decide what the run produces (refed_dspy.config.fingerprint); config_toml: the
+        fingerprint: the values that decide what the run produces (refed_dspy.config.schema); config_toml: the
         resolved config, written as config.toml. on_mismatch: "error" refuses a dir whose fingerprint differs
         (`diff(old, new)` names the differences; without it, any difference is one), "resume" continues it anyway,
         "fresh" deletes its records and starts over; a folder of the run that is a symbolic link (a cache shared

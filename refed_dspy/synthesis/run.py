@@ -22,7 +22,7 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.config import Config, LMSpec, RunConfig, SynthesisConfig, config_hash
-from refed_dspy.config.fingerprint import PROMPT_FORMAT
+from refed_dspy.config.schema import PROMPT_FORMAT
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress

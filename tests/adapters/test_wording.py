@@ -121,7 +121,7 @@ def test_the_shown_schema_is_the_prompts_word_on_the_outputs_and_the_text_says_n
     }
 
 
-# The prompts of format 2, as a digest of every built-in signature's in every mode (refed_dspy.config.fingerprint).
+# The prompts of format 2, as a digest of every built-in signature's in every mode (refed_dspy.config.schema).
 FORMAT_DIGESTS = {2: "db3b9a7e198365da"}
 
 
@@ -130,7 +130,7 @@ def test_the_prompts_are_those_of_the_prompt_format_they_are_recorded_with():
     made with the old prompts resume with the new ones unsaid: bump the number, and pin the new digest here."""
     import hashlib
 
-    from refed_dspy.config.fingerprint import PROMPT_FORMAT
+    from refed_dspy.config.schema import PROMPT_FORMAT
 
     texts = []
     for mode, adapter in ADAPTERS.items():

@@ -151,7 +151,7 @@ def test_a_run_made_with_other_prompts_is_not_resumed_without_a_word(server_fact
     made with, and --resume-anyway continues it with this refed's prompts."""
     from cli_helpers import run_refed, sets
 
-    from refed_dspy.config.fingerprint import PROMPT_FORMAT
+    from refed_dspy.config.schema import PROMPT_FORMAT
 
     srv = server_factory()
     run = tmp_path / "run"
