@@ -18,7 +18,7 @@
    `max_cost_usd` (its optimization plus what its baseline's judging cost) is not started.
 5. experiment.json, experiment.md and experiment.html hold the leaderboard (best test score first); the champion is
    the best cell whose difference is significant. With tracking on: a parent MLflow run, the cells' optimize runs
-   nested under it, and the champion's program registered under an alias (refed_dspy.tracking.experiment_runs).
+   nested under it, and the champion's program registered under an alias (refed_dspy.tracking.mlflow_runs).
 
 Every part shares one DSPy cache (`<out>/cache/<endpoints>/`: the examples synthesis, the baselines, the cells'
 optimizations and test scoring, the synthesis checks, and a resume): no request is paid twice, and a cell whose
@@ -73,7 +73,7 @@ from refed_dspy.store.cache import shared_cache
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import Reference
-from refed_dspy.tracking.experiment_runs import experiment_run
+from refed_dspy.tracking.mlflow_runs import experiment_run
 
 __all__ = ["POWER", "BudgetStop", "cache_dir", "experiment", "own_limit_that_stopped"]
 

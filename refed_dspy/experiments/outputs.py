@@ -29,14 +29,14 @@ from refed_dspy.secrets import first_line
 from refed_dspy.store.jsonl import read_json, write_json_atomic, write_text_atomic
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.text.overlap import word_diff
-from refed_dspy.tracking.experiment_runs import (
+from refed_dspy.tracking.mlflow_runs import (
     champion_tags,
     log_cell,
     log_experiment,
     register_champion,
     registered_name,
+    usage_figures,
 )
-from refed_dspy.tracking.mlflow_runs import usage_figures
 
 log = logging.getLogger(__name__)
 

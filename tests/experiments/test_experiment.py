@@ -18,7 +18,7 @@ from loopback_server import read_log
 
 from refed_dspy.errors import ConfigError
 from refed_dspy.experiments.experiment import experiment
-from refed_dspy.tracking.experiment_runs import registered_name
+from refed_dspy.tracking.mlflow_runs import registered_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -33,8 +33,7 @@ from refed_dspy.quality.judge import judge_run
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.program import program_hash
-from refed_dspy.tracking.experiment_runs import register_champion
-from refed_dspy.tracking.mlflow_runs import log_program
+from refed_dspy.tracking.mlflow_runs import log_program, register_champion
 from refed_dspy.view.status import run_status
 from refed_dspy.view.status.run import format_status
 
