@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dspy
 
-from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
+from refed_dspy.config import Config, fingerprint, load_config, to_toml
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.plan import launch, online_lm
 from refed_dspy.methods import get_method
@@ -19,7 +19,7 @@ from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_m
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.estimate import eta_line
 from refed_dspy.synthesis.next_work import parts_of
-from refed_dspy.synthesis.program import resolve_program, with_lm_of
+from refed_dspy.synthesis.program import resolve_program, run_fingerprint_diff, with_lm_of
 from refed_dspy.synthesis.run import SynthesisPlan, SynthesisRun
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.tracking.mlflow_runs import track_run_dir
@@ -100,7 +100,7 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
             fingerprint(plan.record, plan.program.fingerprint_hash),
             to_toml(plan.record),
             plan.on_mismatch,
-            diff=fingerprint_diff,
+            diff=run_fingerprint_diff,
         )
         threads = plan.settings.concurrency if plan.program.threaded else 0
         started = plan.launch.start(rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach)

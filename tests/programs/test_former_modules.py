@@ -55,3 +55,24 @@ def test_the_tables_name_no_module_that_still_exists_and_every_one_that_went():
     assert "refed_dspy.programs.steps" in listed  # a module of helpers, no class pickled by it
     for name in listed:
         assert sys.modules[name].__name__ != name  # it stands for another module; none of these files is left
+
+
+def test_a_run_made_with_one_of_our_programs_before_the_merge_is_continued_by_it():
+    """A run dir's fingerprint names a program passed from Python by its class's module: one recorded before the merge
+    is the same program now, and another program still differs."""
+    from refed_dspy.config import Config, fingerprint
+    from refed_dspy.synthesis.program import run_fingerprint_diff
+
+    now = Config().model_copy(deep=True)
+    now.synthesis.program = "python:refed_dspy.programs.synthesis.RespondAndImprove"
+    new = fingerprint(now, "sha256:0123456789ab")
+    old = {**new, "synthesis": {**new["synthesis"], "program": "python:refed_dspy.programs.respond_and_improve."}}
+    old["synthesis"]["program"] += "RespondAndImprove"
+    assert run_fingerprint_diff(old, new) == []
+    other = {**old, "synthesis": {**old["synthesis"], "program": "python:my_lab.programs.RespondAndImprove"}}
+    assert run_fingerprint_diff(other, new) == [
+        "synthesis.program: 'python:my_lab.programs.RespondAndImprove' -> "
+        "'python:refed_dspy.programs.synthesis.RespondAndImprove'"
+    ]
+    changed = {**old, "program_hash": "sha256:ba9876543210"}
+    assert run_fingerprint_diff(changed, new) == ["program content: sha256:ba9876543210 -> sha256:0123456789ab"]
