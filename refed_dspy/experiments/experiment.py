@@ -52,9 +52,8 @@ from refed_dspy.config import Config
 from refed_dspy.engine.progress import progress_within
 from refed_dspy.experiments.cell import run_cell, score, synthesis_check, unstarted
 from refed_dspy.experiments.config import Cell, baseline_key, cell_config, load_experiment
-from refed_dspy.experiments.examples import experiment_examples
 from refed_dspy.experiments.outputs import ExperimentResult, log_leaderboard, track, write_outputs
-from refed_dspy.experiments.plan import ExperimentPlan, cache_dir, check_given_lms, plan_experiment
+from refed_dspy.experiments.plan import ExperimentPlan, cache_dir, check_given_lms, experiment_examples, plan_experiment
 from refed_dspy.experiments.preflight import POWER, preflight, reestimate
 from refed_dspy.experiments.spend import BudgetStop, own_limit_that_stopped
 from refed_dspy.experiments.stats import (
