@@ -7,8 +7,8 @@ from statistics import fmean
 import dspy
 
 from refed_dspy.adapters.degenerate import normalized
+from refed_dspy.engine.failures import gather_settled
 from refed_dspy.programs.parts import Call, Steps, arun_steps, run_steps
-from refed_dspy.runtime.sync import gather_settled
 from refed_dspy.signatures.judge import CompareResponses, pointwise_signature, rubric_text
 
 

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import dspy
 
 from refed_dspy.clients.calls import stage
+from refed_dspy.engine.failures import gather_settled
 from refed_dspy.engine.transport import has_aforward
 from refed_dspy.errors import ConfigError
-from refed_dspy.runtime.sync import gather_settled
 
 # The keyword inputs the runner passes to each part (values are placeholders for the signature check).
 PART_INPUTS: dict[str, dict[str, Any]] = {

@@ -22,6 +22,7 @@ import functools
 
 import dspy
 
+from refed_dspy.engine.failures import deciding_error
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.programs.parts import Call, Steps, arun_steps, run_steps, unfrozen
@@ -151,8 +152,8 @@ async def synthesize_for_features(
     synthesizer: dspy.Module, reference_instruction: str, features: list[tuple[str, str]], n: int
 ) -> list[tuple[str, str]]:
     """(feature name, new instruction) pairs: `n` from `synthesizer` for each (name, description) feature, the
-    features' calls made concurrently. A feature whose call failed gives none; when every one failed, the first
-    error is raised."""
+    features' calls made concurrently. A feature whose call failed gives none; when every one failed, the error
+    that decides is raised (a retryable one before a final one: a retry may still give part of the work)."""
 
     async def one(name: str, desc: str) -> list[tuple[str, str]]:
         batch = await synthesizer.acall(
@@ -162,7 +163,7 @@ async def synthesize_for_features(
 
     kept, errors = await gather_kept(*[one(name, desc) for name, desc in features], fatal=(BudgetExceeded,))
     if errors and not kept:
-        raise errors[0]
+        raise deciding_error(errors, partial=True)
     return [pair for pairs in kept for pair in pairs]
 
 
@@ -309,7 +310,7 @@ class ReferenceSynthesis(dspy.Module):
         # a sample whose calls failed is left out, as a run rejects it; its siblings stay
         samples, errors = await gather_kept(*[sample(name, text) for name, text in pairs], fatal=(BudgetExceeded,))
         if errors and not samples:
-            raise errors[0]
+            raise deciding_error(errors, partial=True)
         return dspy.Prediction(feedback=feedback, samples=samples, failed=len(errors))
 
     def forward(self, reference: Reference, feedback: ReferenceFeedback | None = None) -> dspy.Prediction:

@@ -438,6 +438,7 @@ SIGNAL_PHRASE = "A worked example makes this concrete."
 SIGNAL_RULE = "Close every answer with a worked example."  # what a proposer writes into instructions, in signal mode
 PROPOSALS = ("proposed_instruction", "new_instruction")  # MIPROv2's and GEPA's proposers' outputs
 # what a flex request that finds no capacity is told (HTTP 429, error code resource_unavailable; it is not billed)
+FILTERED = "The response was filtered due to the prompt triggering content management policy."
 FLEX_UNAVAILABLE = "Resource unavailable: flex processing has no capacity for this request now. Please retry later."
 
 
@@ -981,6 +982,14 @@ class _Handler(BaseHTTPRequestHandler):
         window = cfg.extra.get("not_found_seq")  # [first, last]: those requests (by arrival) are answered 404
         if window and window[0] <= entry["seq"] <= window[1]:
             return fail(404, "not_found", f"the loopback server has no route for request {entry['seq']}")
+        # {output field: "500" | "filter400"}: every request that asks for that field is answered so, every time (one
+        # call of a task that keeps failing while its sibling's failure is for good)
+        aimed = cfg.extra.get("fault_for_output", {})
+        for name in entry["outputs"]:
+            if aimed.get(name) == "500":
+                return fail(500, "transient_500", "injected 500")
+            if aimed.get(name) == "filter400":
+                return fail(400, "content_filter", FILTERED)
         if cfg.enforce_retry_after and time.monotonic() < st.not_before.get(entry["sha"], 0.0):
             return fail(
                 429, "early_retry", "sent again before its Retry-After", {"Retry-After": str(cfg.retry_after_s)}
@@ -1022,11 +1031,7 @@ class _Handler(BaseHTTPRequestHandler):
             if unavailable:
                 return fail(429, "resource_unavailable", FLEX_UNAVAILABLE)
         if _unit(key, "filter400") < cfg.sticky_filter400:
-            return fail(
-                400,
-                "content_filter",
-                "The response was filtered due to the prompt triggering content management policy.",
-            )
+            return fail(400, "content_filter", FILTERED)
 
         json_mode = "response_format" in req or "Respond with a JSON object" in user or bool(template_schema(user))
         finish = "stop"

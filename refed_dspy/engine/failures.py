@@ -1,5 +1,6 @@
 """What a failure means: an exception from one work item classified into a reject reason, or a fatal run error; and
-the first calls of a run, which check its endpoint (`FirstCalls`).
+the first calls of a run, which check its endpoint (`FirstCalls`); and which of the errors of one task's concurrent
+calls decides how the task ends (`deciding_error`, `gather_settled`).
 
 Until a call of this invocation gets a reply in the endpoint's format, the engine keeps one piece of work in flight
 (`Engine.slots_free`), so a wrong `api_base`, a refused key or a server of another format costs one or two calls, not
@@ -11,9 +12,10 @@ error (`EndpointError`, exit 2), in one line naming the URL called, the format i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,6 +171,38 @@ def classify(err: BaseException) -> Failure:
     if isinstance(err, (ValidationError, ValueError)):
         return Failure("invalid_output", detail)
     return Failure("internal_error", f"{type(err).__name__}: {detail}", final=False)
+
+
+def deciding_error(errors: Sequence[BaseException], partial: bool = False) -> BaseException:
+    """Of the errors that one task's concurrent calls raised, the one the task ends with (the first of its rank).
+
+    A cancellation, then a fatal failure (the run stops either way). Then, for a task that needs every call's reply
+    (`partial` false), one that a retry would meet again (final, a refused budget): retrying the task for a
+    sibling's 5xx would pay for its calls again only to fail the same way. For a task that can use any call's reply
+    (`partial`: the samples of a reference), a retryable one, whose retry may still give part of the work.
+    """
+    if not errors:
+        raise ValueError("no error to choose from")
+    stops = [e for e in errors if not isinstance(e, Exception)]
+    if stops:
+        return stops[0]
+    failures = [classify(e) for e in errors]
+    rank = sorted(range(len(errors)), key=lambda i: (not failures[i].fatal, failures[i].retryable != partial))
+    return errors[rank[0]]
+
+
+async def gather_settled(*aws: Awaitable[Any]) -> list[Any]:
+    """Like asyncio.gather, but wait for every awaitable to finish, then raise the error that decides
+    (`deciding_error`).
+
+    Plain gather returns at the first exception while its siblings keep running; their LM calls would then complete
+    after the caller has accounted the calls, and go uncounted.
+    """
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise deciding_error(errors)
+    return list(results)
 
 
 # what to try when a run keeps failing for one reason

@@ -140,19 +140,6 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return box["result"]
 
 
-async def gather_settled(*aws: Awaitable[Any]) -> list[Any]:
-    """Like asyncio.gather, but wait for every awaitable to finish before raising the first error.
-
-    Plain gather returns at the first exception while its siblings keep running; their LM calls
-    would then complete after the caller has accounted the calls, and go uncounted.
-    """
-    results = await asyncio.gather(*aws, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return list(results)
-
-
 async def gather_kept(
     *aws: Awaitable[Any], fatal: tuple[type[BaseException], ...] = ()
 ) -> tuple[list[Any], list[Exception]]:

@@ -120,6 +120,21 @@ def test_failures_become_rejects_and_the_run_still_fills(server_factory, tmp_pat
         SampleRecord.model_validate(s)
 
 
+def test_a_task_whose_call_is_filtered_for_good_is_not_retried_for_its_siblings_5xx(server_factory, tmp_path):
+    """A reference's feedback: describe answered 500 every time, critique filtered every time (both asked at once).
+    The filter decides: the feedback is rejected as content_filter at once, the critique asked once, not again with
+    each retry of the task for describe's 5xx."""
+    srv = server_factory(extra={"fault_for_output": {"subject_areas": "500", "response_feedback": "filter400"}})
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 4, **{"seeds.limit": 3})))
+    log = read_log(srv.cfg.log_path)
+    critiques = Counter(e["base"] for e in log if "response_feedback" in e["outputs"])
+    assert len(critiques) == 3 and set(critiques.values()) == {1}, critiques
+    rejects = [r for r in lines(run / "rejects.jsonl") if r["stage"] == "feedback"]
+    assert sorted(r["reason"] for r in rejects) == ["content_filter"] * 3 and summary["samples"] == 0
+    assert summary["retries"]["total"] == 0
+
+
 def test_extend_resume_and_config_mismatch(server_factory, tmp_path):
     srv = server_factory()
     run = tmp_path / "run"
