@@ -43,14 +43,15 @@ def _owners(value: str) -> list[tuple[str, str]]:
     return [(name, owner) for name, owner in found if owner is not None]
 
 
-def warn_once(env: str, found: Destination, role: str | None = None) -> None:
-    """One warning line for the key in `env` going to `found.host` (said once per variable and host in a process)."""
+def warn_once(env: str, owner: str | None, found: Destination, role: str | None = None) -> None:
+    """One warning line for the key in `env` (provider `owner`'s) going to `found.host` (said once per variable and
+    host in a process)."""
     with _lock:
         if (env, found.host) in _warned:
             return
         _warned.add((env, found.host))
     who = f"{role}: " if role else ""
-    log.warning("%s$%s (%s's key) goes to %s: %s", who, env, key_provider(env), found.host, found.why)
+    log.warning("%s$%s (%s's key) goes to %s: %s", who, env, owner, found.host, found.why)
 
 
 def refusal_text(env: str, owner: str, found: Destination) -> str:
@@ -75,7 +76,7 @@ def check_request(url: str, header_values: Iterable[str]) -> None:
                     refusal = _refusals.setdefault(text, KeyProviderError(text))
                 raise refusal
             if found.verdict == "warn":
-                warn_once(env, found)
+                warn_once(env, owner, found)
 
 
 def refusal_in(err: BaseException) -> KeyProviderError | None:

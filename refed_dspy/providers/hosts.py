@@ -2,10 +2,12 @@
 `hosts`), the host of an endpoint as the resolver reads it (`folded_hosts`), the hosts that are the user's own
 (loopback and private addresses, local names), where any key may go; whose key a variable is (`key_provider`), which
 provider a model's calls go to (`routed_provider`), and the one decision on where a key may go (`key_destination`,
-for one request; `key_refusal`, for a config's endpoints before any call).
+for one request; `key_refusal`, for a config's endpoints before any call), and the whole route of a config's key
+(`key_route`: the variable, the endpoints, refused or warned).
 
-Pure functions over the registered providers and LiteLLM's table: nothing here reads a key or the environment, and
-LiteLLM is imported only to place a bare model name (`routed_provider`). Reading a key, and saying a refusal, is
+Pure functions over the registered providers and LiteLLM's table: nothing here reads a key, the environment is a
+mapping handed in (its variable names and endpoints, never a key's value), and LiteLLM is imported only to place a bare
+model name (`routed_provider`). Reading a key, and saying a refusal, is
 refed_dspy.clients.keys's; checking each request as it leaves, refed_dspy.clients.destination's.
 """
 
@@ -16,7 +18,7 @@ import ipaddress
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -25,7 +27,7 @@ import idna
 
 from refed_dspy.providers.base import provider_of
 from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS
-from refed_dspy.providers.registry import PROVIDERS
+from refed_dspy.providers.registry import PROVIDERS, provider_for
 
 # the address ranges of one's own network (RFC 1918, shared address space, unique local IPv6); Python's `is_private`
 # also counts the documentation ranges, which are nobody's network
@@ -274,7 +276,7 @@ def key_destination(owner: str, url: str) -> Destination:
     return Destination("ok", written)
 
 
-def _destinations(model: str, endpoints: Sequence[str]) -> list[str]:
+def key_destinations(model: str, endpoints: Sequence[str] = ()) -> list[str]:
     """Each URL a key of `model` is sent to: each endpoint given (api_base, or one the environment supplies), or, with
     none, the model's provider's own endpoint."""
     if endpoints:
@@ -296,7 +298,7 @@ def key_refusal(env: str | None, model: str, endpoints: Sequence[str]) -> Refusa
     owner = key_provider(env)
     if owner is None:
         return None
-    for url in _destinations(model, endpoints):
+    for url in key_destinations(model, endpoints):
         found = key_destination(owner, url)
         if found.verdict == "refuse":
             return Refusal(env, owner, found.host, found.owner or "another party", found.why)
@@ -314,3 +316,94 @@ def key_warnings(env: str | None, endpoints: Iterable[str]) -> list[Destination]
         return []
     found = (key_destination(owner, url) for url in endpoints)
     return [d for d in found if d.verdict == "warn"]
+
+
+def own_variable(provider: str, names: tuple[str, ...]) -> str:
+    """The variable to name for `provider`'s key: `<PROVIDER>_API_KEY` where LiteLLM reads it (or reads none), else
+    the last of the variables it reads (`names`)."""
+    own = f"{provider.upper()}_API_KEY"
+    return own if own in names or not names else names[-1]
+
+
+def variable_of(provider: str) -> str:
+    """The variable a provider's key is usually read from (GROQ_API_KEY, TOGETHERAI_API_KEY)."""
+    return own_variable(family(provider), KEY_VARIABLES.get(family(provider), ()))
+
+
+def key_variable(model: str, named: str | None, environ: Mapping[str, str]) -> str | None:
+    """The environment variable that must hold `model`'s key (None when no key is needed): `named` (a config's
+    api_key_env; "" for none), else `<PROVIDER>_API_KEY` when it is set, else the first set of those LiteLLM reads,
+    else the one to name when none is."""
+    if named is not None:
+        return named or None
+    provider = provider_of(model)
+    if provider_for(model).keyless:  # a local server (LiteLLM asks it for an address, which api_base gives)
+        return None
+    own = f"{provider.upper()}_API_KEY"
+    if environ.get(own):
+        return own  # the usual name is set
+    names = provider_key_names(model)
+    return next((n for n in names if environ.get(n)), None) or own_variable(provider, names)
+
+
+def provider_variable_set(model: str, environ: Mapping[str, str]) -> str | None:
+    """The variable an LM without an inline key takes its key from (its provider's client reads it), when it is set
+    in `environ`: the only case where a key is sent."""
+    provider = provider_of(model)
+    if provider_for(model).keyless:
+        return None
+    names = (f"{provider.upper()}_API_KEY", *KEY_VARIABLES.get(provider, ()))
+    return next((name for name in names if environ.get(name)), None)
+
+
+def endpoint_variables(model: str) -> tuple[str, ...]:
+    """The variables that give `model`'s client its endpoint when no api_base is set (OPENAI_BASE_URL and kin)."""
+    return provider_for(model if "/" in model else f"openai/{model}").endpoint_variables
+
+
+def env_endpoints(model: str, environ: Mapping[str, str]) -> list[str]:
+    """The endpoints the environment gives `model`'s client when a config gives no api_base (OPENAI_BASE_URL and
+    OPENAI_API_BASE for openai/, ANTHROPIC_BASE_URL, AZURE_OPENAI_ENDPOINT, DSPy's `<PREFIX>_API_BASE`): each set one
+    counts, since the client that reads it is not known here."""
+    return [environ[name].strip() for name in endpoint_variables(model) if environ.get(name, "").strip()]
+
+
+@dataclass(frozen=True)
+class KeyRoute:
+    """Where a config's key goes, decided before any call: the variable that holds it (None: no key), the endpoints
+    it is sent to (the api_base values, else those the environment gives the client: `given_by` names the first such
+    variable), and either the refusal, with what would fix it, or the warnings it is sent with."""
+
+    env: str | None
+    endpoints: tuple[str, ...]
+    owner: str | None = None  # the provider whose key the variable is (None: a name of one's own, nobody's)
+    refusal: Refusal | None = None
+    warnings: tuple[Destination, ...] = ()
+    given_by: str | None = None
+    own: str | None = None  # the variable the model's key is read from when api_key_env is unset
+    theirs_variable: str = ""  # the variable that holds the key of the provider whose endpoint it is
+    model_is_theirs: bool = False  # the model's calls go to that provider (the api_key_env named is the wrong one)
+
+
+def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: Mapping[str, str]) -> KeyRoute:
+    """The route of the key of a config's section (`model`, its api_key_env `named`, its `api_bases`) in the
+    environment `environ`: refused when it would reach an endpoint that is not its provider's (`key_refusal`), else
+    warned for each endpoint to look at (a gateway, plain http; with none given, the provider's own)."""
+    env = key_variable(model, named, environ)
+    endpoints = tuple(api_bases) or tuple(env_endpoints(model, environ))
+    owner = key_provider(env) if env else None
+    refusal = key_refusal(env, model, endpoints)
+    if refusal is None:
+        warned = key_warnings(env, endpoints or key_destinations(model))
+        return KeyRoute(env, endpoints, owner, warnings=tuple(warned))
+    given = [n for n in endpoint_variables(model) if environ.get(n, "").strip() in endpoints] if not api_bases else []
+    return KeyRoute(
+        env,
+        endpoints,
+        owner,
+        refusal=refusal,
+        given_by=given[0] if endpoints and given else None,
+        own=key_variable(model, None, environ),
+        theirs_variable=variable_of(refusal.endpoint_owner),
+        model_is_theirs=routed_provider(model) == refusal.endpoint_owner,
+    )

@@ -235,11 +235,11 @@ def test_a_loopback_api_base_takes_any_of_these_variables(server_factory, tmp_pa
 def test_the_http_layer_stops_what_the_config_check_missed(proxy, server_factory, tmp_path, monkeypatch):
     """With the config's check taken out (as an entrance nobody thought of would be), the run's own requests meet the
     check in the HTTP layer: the run stops with the refusal (KeyProviderError: exit 2), the proxy holds no key."""
-    from refed_dspy.clients import keys
     from refed_dspy.config import load_config
+    from refed_dspy.providers import hosts
     from refed_dspy.synthesis.api import synthesize
 
-    monkeypatch.setattr(keys, "key_refusal", lambda *a: None)
+    monkeypatch.setattr(hosts, "key_refusal", lambda *a: None)  # in the one decision of the config's check (key_route)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://api.groq.com/openai/v1")
     srv = server_factory()
     over = [
