@@ -217,7 +217,7 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         lm = (
             bounded(lm, role, fresh=True).take_retries(engine_retries=True)
             if lm is not None
-            else online_lm(config, role)
+            else stage_lm(spec, role, stage.concurrency)  # as online_lm makes it
         )
     else:  # on Ray: what a run there cannot take, then the key (each worker reads its own: it must suit the
         # section's endpoints as a local run's does) and whether the cluster answers

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import idna
 
-from refed_dspy.providers.base import provider_of
+from refed_dspy.providers.base import Provider, provider_of
 from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS
 from refed_dspy.providers.registry import PROVIDERS, provider_for
 
@@ -334,11 +334,15 @@ def key_variable(model: str, named: str | None, environ: Mapping[str, str]) -> s
     """The environment variable that must hold `model`'s key (None when no key is needed): `named` (a config's
     api_key_env; "" for none), else `<PROVIDER>_API_KEY` when it is set, else the first set of those LiteLLM reads,
     else the one to name when none is."""
+    return _key_variable(provider_for(model), model, named, environ)
+
+
+def _key_variable(serving: Provider, model: str, named: str | None, environ: Mapping[str, str]) -> str | None:
     if named is not None:
         return named or None
-    provider = provider_of(model)
-    if provider_for(model).keyless:  # a local server (LiteLLM asks it for an address, which api_base gives)
+    if serving.keyless:  # a local server (LiteLLM asks it for an address, which api_base gives)
         return None
+    provider = provider_of(model)
     own = f"{provider.upper()}_API_KEY"
     if environ.get(own):
         return own  # the usual name is set
@@ -356,16 +360,15 @@ def provider_variable_set(model: str, environ: Mapping[str, str]) -> str | None:
     return next((name for name in names if environ.get(name)), None)
 
 
-def endpoint_variables(model: str) -> tuple[str, ...]:
-    """The variables that give `model`'s client its endpoint when no api_base is set (OPENAI_BASE_URL and kin)."""
-    return provider_for(model if "/" in model else f"openai/{model}").endpoint_variables
-
-
 def env_endpoints(model: str, environ: Mapping[str, str]) -> list[str]:
     """The endpoints the environment gives `model`'s client when a config gives no api_base (OPENAI_BASE_URL and
-    OPENAI_API_BASE for openai/, ANTHROPIC_BASE_URL, AZURE_OPENAI_ENDPOINT, DSPy's `<PREFIX>_API_BASE`): each set one
-    counts, since the client that reads it is not known here."""
-    return [environ[name].strip() for name in endpoint_variables(model) if environ.get(name, "").strip()]
+    OPENAI_API_BASE for openai/ and a bare name, ANTHROPIC_BASE_URL, AZURE_OPENAI_ENDPOINT, DSPy's
+    `<PREFIX>_API_BASE`): each set one counts, since the client that reads it is not known here."""
+    return _set_endpoints(provider_for(model), environ)
+
+
+def _set_endpoints(serving: Provider, environ: Mapping[str, str]) -> list[str]:
+    return [environ[name].strip() for name in serving.endpoint_variables if environ.get(name, "").strip()]
 
 
 @dataclass(frozen=True)
@@ -389,21 +392,22 @@ def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: 
     """The route of the key of a config's section (`model`, its api_key_env `named`, its `api_bases`) in the
     environment `environ`: refused when it would reach an endpoint that is not its provider's (`key_refusal`), else
     warned for each endpoint to look at (a gateway, plain http; with none given, the provider's own)."""
-    env = key_variable(model, named, environ)
-    endpoints = tuple(api_bases) or tuple(env_endpoints(model, environ))
+    serving = provider_for(model)
+    env = _key_variable(serving, model, named, environ)
+    endpoints = tuple(api_bases) or tuple(_set_endpoints(serving, environ))
     owner = key_provider(env) if env else None
     refusal = key_refusal(env, model, endpoints)
     if refusal is None:
         warned = key_warnings(env, endpoints or key_destinations(model))
         return KeyRoute(env, endpoints, owner, warnings=tuple(warned))
-    given = [n for n in endpoint_variables(model) if environ.get(n, "").strip() in endpoints] if not api_bases else []
+    given = [n for n in serving.endpoint_variables if environ.get(n, "").strip() in endpoints] if not api_bases else []
     return KeyRoute(
         env,
         endpoints,
         owner,
         refusal=refusal,
         given_by=given[0] if endpoints and given else None,
-        own=key_variable(model, None, environ),
+        own=_key_variable(serving, model, None, environ),
         theirs_variable=variable_of(refusal.endpoint_owner),
         model_is_theirs=routed_provider(model) == refusal.endpoint_owner,
     )
