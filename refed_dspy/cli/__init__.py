@@ -37,7 +37,7 @@ GROUPS = (
     data.register,
     judge.register_score,
     settings.register,
-    optimize.register,
+    experiment.register_optimize,
     experiment.register,
     view.register,
     maintenance.register,

@@ -47,7 +47,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register_optimize(sub: Any) -> None:
     """Add this group's commands to the `refed` parser."""
     p = sub.add_parser(
         "optimize",
