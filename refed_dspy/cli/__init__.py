@@ -18,7 +18,6 @@ from refed_dspy.cli import (
     experiment,
     judge,
     maintenance,
-    optimize,
     settings,
     synthesize,
     view,
