@@ -360,14 +360,10 @@ def provider_variable_set(model: str, environ: Mapping[str, str]) -> str | None:
     return next((name for name in names if environ.get(name)), None)
 
 
-def env_endpoints(model: str, environ: Mapping[str, str]) -> list[str]:
-    """The endpoints the environment gives `model`'s client when a config gives no api_base (OPENAI_BASE_URL and
-    OPENAI_API_BASE for openai/ and a bare name, ANTHROPIC_BASE_URL, AZURE_OPENAI_ENDPOINT, DSPy's
-    `<PREFIX>_API_BASE`): each set one counts, since the client that reads it is not known here."""
-    return _set_endpoints(provider_for(model), environ)
-
-
 def _set_endpoints(serving: Provider, environ: Mapping[str, str]) -> list[str]:
+    """The endpoints the environment gives the client of a model `serving` serves when a config gives no api_base
+    (OPENAI_BASE_URL and OPENAI_API_BASE for openai/ and a bare name, ANTHROPIC_BASE_URL, AZURE_OPENAI_ENDPOINT, DSPy's
+    `<PREFIX>_API_BASE`): each set one counts, since the client that reads it is not known here."""
     return [environ[name].strip() for name in serving.endpoint_variables if environ.get(name, "").strip()]
 
 
