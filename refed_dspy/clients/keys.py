@@ -104,8 +104,8 @@ def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
         return
     raise KeyProviderError(
         f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s key) to {refusal.where} ({refusal.why}): "
-        f'refused before any call; give it {refusal.endpoint_owner}\'s key (api_key=os.environ["{route.theirs_variable}"]) '
-        f"or an api_base of {refusal.owner}'s"
+        f"refused before any call; give it {refusal.endpoint_owner}'s key "
+        f'(api_key=os.environ["{route.theirs_variable}"]) or an api_base of {refusal.owner}\'s'
     )
 
 
