@@ -263,6 +263,11 @@ class ServerConfig:
     # (answered in the OpenAI format, as a server that ignores the path would)
     anthropic: str = "messages"
     seed: int = 0
+    # each answer drawn from the request itself (the words of its system prompt and turns, and its output format; not
+    # its cache marks, nor how its text is cut into blocks)
+    # instead of from the order requests arrive in: two runs that send the same requests get the same answers, however
+    # their threads interleave (a comparison of two settings on one optimization)
+    answers_by_request: bool = False
     log_path: str | None = None
     log_prompts: bool = False  # also log each request's system prompt and messages (tests, the token bench)
     # usage counted in words and punctuation marks, in 4-character chunks ("chars4"), or with tiktoken ("o200k_base",
@@ -937,6 +942,12 @@ class _Handler(BaseHTTPRequestHandler):
         entry["key"] = hashlib.sha256(key.encode()).hexdigest()[:16]
         entry["base"] = hashlib.sha256(base.encode()).hexdigest()[:16]
         entry["turns"] = len(turns)
+        if cfg.answers_by_request:
+            system = next((_text_of(m.get("content")) for m in messages if m.get("role") == "system"), "")
+            fmt_text = json.dumps(req.get("response_format"), sort_keys=True)
+            words = " ".join(f"{system}\x1e{key}".split())  # a prompt cut into marked blocks reads as the same words
+            drawn = hashlib.sha256("\x1e".join([str(cfg.seed), words, fmt_text]).encode()).hexdigest()
+            rng = random.Random(int(drawn[:16], 16))
         fmt = req.get("response_format") or {}
         response_schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
         entry["outputs"] = output_names(messages, response_schema)

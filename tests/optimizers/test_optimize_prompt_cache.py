@@ -6,6 +6,8 @@ same optimization with `prompt_cache = false`, which sends neither."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from conftest import long_seeds, run_overrides
 from loopback_server import read_log
@@ -54,17 +56,30 @@ def test_every_request_of_an_openai_optimization_carries_a_prompt_cache_key(serv
 
 
 def anthropic_optimization(server_factory, tmp_path, name: str, **extra) -> tuple[dict, list[dict], object]:
-    srv = server_factory(marked_cache_min_tokens=300)  # the server counts words, not Claude's tokens
+    """One bootstrap optimization of an Anthropic teacher and judge. Its runs with and without prompt caching send the
+    same requests: each answer is drawn from its request (not from the order requests arrive in) with one seed, the
+    examples synthesis makes one call at a time (which samples fill it, in which order) and the trials run in one
+    thread, so that both make the same examples and the bootstrap stops after the same ones (drawn by arrival, with
+    two threads, the runs made 65 to 71 calls, and the cached run's saving was within that spread: a CI run failed)."""
+    # the server counts words, not tokens; one seed for both runs (the fixture gives each server a seed of its own)
+    srv = server_factory(marked_cache_min_tokens=300, answers_by_request=True, seed=0)
     base = f"'{srv.api_base.removesuffix('/v1')}'"
     sets = {
         "teacher.model": HAIKU,
         "teacher.api_base": base,
         "judge.model": HAIKU,
         "seeds.source": f"'{long_seeds(tmp_path, 8)}'",
+        "optimize.num_threads": 1,
+        "synthesis.concurrency": 1,  # the examples synthesis too: which samples fill it, in what order
         **extra,
     }
     config = load_config(None, overrides(srv, srv, tmp_path, name, "bootstrap", **sets) + [f"judge.api_base={base}"])
     return optimize(config), served(srv), config
+
+
+def asked(entry: dict) -> tuple:
+    """What a request asked: its output fields and its inputs (not its cache marks)."""
+    return tuple(entry["outputs"]), entry["key"]
 
 
 def test_an_anthropic_optimization_marks_its_prompts_and_pays_less(server_factory, tmp_path):
@@ -85,4 +100,8 @@ def test_an_anthropic_optimization_marks_its_prompts_and_pays_less(server_factor
         server_factory, tmp_path, "plain", **{"teacher.prompt_cache": "false", "judge.prompt_cache": "false"}
     )
     assert log_off and not any(e["cache_marks"] for e in log_off) and not any(e["cached_tokens"] for e in log_off)
+    assert plain.cost_usd == pytest.approx(sum(price.cost(e["prompt_tokens"], e["completion_tokens"]) for e in log_off))
+    # the same run: the same requests, each as often (a CI run with trials in two threads and answers drawn by arrival
+    # had made 65 and 71 calls, and the cached one cost more)
+    assert Counter(map(asked, log)) == Counter(map(asked, log_off))
     assert result.cost_usd < plain.cost_usd, (result.cost_usd, plain.cost_usd)
