@@ -162,15 +162,7 @@ def build_lm(
         wrap = spread.wrap
     if key is None and spec.api_base:
         key = "unused"  # OpenAI-compatible clients insist on some key
-    try:
-        lm = RefedLM(**spec.lm_kwargs(key, num_retries, role=role))
-    except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
-        raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
-    fit_api_base(lm)  # api_base as LiteLLM takes it, in the form the client DSPy picks expects
-    lm.role = role
-    lm.refed_spec = spec  # what it was built from: its provenance is the config's (refed_dspy.synthesis.program)
-    lm.flex_fallback = spec.flex_fallback
-    lm.take_retries()  # DSPy's retries, made by the call boundary so that each request is counted
+    lm = fit_api_base(_made(spec, role, spec.lm_kwargs(key, num_retries, role=role)))  # api_base in the client's form
     cache = cache_provider(spec, provider)
     if max_connections is None and wrap is None and cache is None:
         return lm
@@ -192,14 +184,24 @@ def build_lm(
                 spec.model,
             )
         return lm
-    assert engines is not None
-    wide = RefedLM(**spec.lm_kwargs(num_retries=num_retries, engines=engines, role=role))  # they carry the endpoint
+    # the engines carry the endpoint, its timeout and the key
+    wide = _made(spec, role, spec.lm_kwargs(num_retries=num_retries, engines=engines, role=role))
     wide.endpoint_spread = spread
-    wide.role = role
-    wide.refed_spec = spec
-    wide.flex_fallback = spec.flex_fallback
-    wide.take_retries()
     return wide
+
+
+def _made(spec: LMSpec, role: str, kwargs: dict[str, Any]) -> RefedLM:
+    """The RefedLM of `spec` for `role` from its keyword arguments (ConfigError where DSPy refuses them), knowing what it
+    was built from, with DSPy's retries made by the call boundary so that each request is counted."""
+    try:
+        lm = RefedLM(**kwargs)
+    except (ValueError, TypeError, dspy.utils.exceptions.LMConfigurationError) as err:
+        raise ConfigError(f"{role}: cannot build an LM for model '{spec.model}': {err}") from None
+    lm.role = role
+    lm.refed_spec = spec  # its provenance is the config's (refed_dspy.synthesis.program)
+    lm.flex_fallback = spec.flex_fallback
+    lm.take_retries()
+    return lm
 
 
 def stage_lm(spec: LMSpec, role: str, concurrency: int) -> RefedLM:
