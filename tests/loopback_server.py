@@ -264,9 +264,8 @@ class ServerConfig:
     anthropic: str = "messages"
     seed: int = 0
     # each answer drawn from the request itself (the words of its system prompt and turns, and its output format; not
-    # its cache marks, nor how its text is cut into blocks)
-    # instead of from the order requests arrive in: two runs that send the same requests get the same answers, however
-    # their threads interleave (a comparison of two settings on one optimization)
+    # its cache marks, nor how its text is cut into blocks) instead of from the order requests arrive in: two runs that
+    # send the same requests get the same answers, however their calls interleave (two settings of one optimization)
     answers_by_request: bool = False
     log_path: str | None = None
     log_prompts: bool = False  # also log each request's system prompt and messages (tests, the token bench)

@@ -6,11 +6,10 @@ import asyncio
 
 import pytest
 from dspy.utils.exceptions import LMInvalidRequestError, LMServerError
+from loopback_server import FILTERED
 
 from refed_dspy.engine.failures import classify, deciding_error, gather_settled
 from refed_dspy.errors import KeyProviderError
-
-FILTERED = "The response was filtered due to the prompt triggering content management policy."
 
 
 def _server() -> LMServerError:
