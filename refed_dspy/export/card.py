@@ -13,7 +13,6 @@ from refed_dspy.quality.statistics import card_statistics
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.records import count_teachers, teacher_label, teacher_rows
 from refed_dspy.store.rundir import RunDir, incomplete_note
-from refed_dspy.synthesis.program import origin_text
 
 TEMPLATES = "refed_dspy.export"  # its templates/ folder: card.md
 
@@ -117,3 +116,17 @@ def _program(summary: dict[str, Any]) -> dict[str, Any] | None:
         "hash": summary.get("program_hash"),
         "made_by": origin_text({**origin, "experiment_dir": None}) if origin else None,
     }
+
+
+def origin_text(origin: dict[str, Any]) -> str:
+    """'experiment optimizers-on-respond (/abs/dir), cell miprov2-r0-70362e, its champion: test score 0.83 (0-1),
+    +0.21 [+0.08, +0.33] against the uncompiled program'."""
+    text = f"experiment {origin.get('experiment')}"
+    if origin.get("experiment_dir"):
+        text += f" ({origin['experiment_dir']})"
+    text += f", cell {origin.get('cell')}" + (", its champion" if origin.get("champion") else "")
+    if origin.get("test_score"):
+        text += f": test score {origin['test_score']} (0-1)"
+        if origin.get("test_difference"):
+            text += f", {origin['test_difference']} against the uncompiled program"
+    return text

@@ -29,8 +29,8 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.clients.destination import check_lm_key, key_env_of
 from refed_dspy.clients.endpoints import endpoint_of
-from refed_dspy.clients.keys import check_lm_key, key_env_of
 from refed_dspy.config import Config, fingerprint_diff
 from refed_dspy.config.lm import reserved_extra_keys
 from refed_dspy.config.section import SECRET_NAME
@@ -189,20 +189,6 @@ def _from_experiment_dir(path: Path) -> dict[str, Any] | None:
             ),
         }
     return None
-
-
-def origin_text(origin: dict[str, Any]) -> str:
-    """'experiment optimizers-on-respond (/abs/dir), cell miprov2-r0-70362e, its champion: test score 0.83 (0-1),
-    +0.21 [+0.08, +0.33] against the uncompiled program'."""
-    text = f"experiment {origin.get('experiment')}"
-    if origin.get("experiment_dir"):
-        text += f" ({origin['experiment_dir']})"
-    text += f", cell {origin.get('cell')}" + (", its champion" if origin.get("champion") else "")
-    if origin.get("test_score"):
-        text += f": test score {origin['test_score']} (0-1)"
-        if origin.get("test_difference"):
-            text += f", {origin['test_difference']} against the uncompiled program"
-    return text
 
 
 # The LM settings that change what a teacher writes, as dspy.LM keeps them (lm.kwargs), and their config fields.

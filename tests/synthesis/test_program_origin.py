@@ -3,7 +3,8 @@ registered champion's version tags are test_experiment.py's)."""
 
 import json
 
-from refed_dspy.synthesis.program import origin_text, program_origin
+from refed_dspy.export.card import origin_text
+from refed_dspy.synthesis.program import program_origin
 
 
 def test_a_cell_s_program_file_names_its_experiment_and_cell(tmp_path):
