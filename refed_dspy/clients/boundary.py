@@ -47,9 +47,8 @@ from refed_dspy.clients.calls import (
     finish_error,
     read_reply,
 )
+from refed_dspy.clients.destination import check_lm_key, refusal_in
 from refed_dspy.clients.destination import install as install_destination_check
-from refed_dspy.clients.destination import refusal_in
-from refed_dspy.clients.keys import check_lm_key
 from refed_dspy.clients.prompt_cache import count_prompt
 from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gave_up_waiting, tier_asked
 from refed_dspy.errors import ConfigError
@@ -405,7 +404,7 @@ def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
     Any dspy.BaseLM works: a dspy.LM, a subclass, or a user's own BaseLM. DSPy hands each reply of a BaseLM to its
     `update_history`, where the boundary reads the usage and how the reply ended. The copy makes DSPy's retries of a
     failed request itself (`take_retries`), so that each request is counted. ConfigError for what is not one;
-    KeyProviderError for one whose key would reach another provider's endpoint (clients.keys.check_lm_key).
+    KeyProviderError for one whose key would reach another provider's endpoint (clients.destination.check_lm_key).
     `fresh`: a copy even of an LM already behind the boundary (one a user made with build_lm), for a caller that
     attaches a budget to it; the user's object stays as it was.
     """

@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from refed_dspy.clients.endpoints import endpoint_of
 from refed_dspy.errors import KeyProviderError
-from refed_dspy.providers.hosts import Destination, key_destination, key_provider
-from refed_dspy.secrets import find_held, sources_of
+from refed_dspy.providers.hosts import Destination, key_destination, key_provider, key_route, provider_variable_set
+from refed_dspy.providers.keys import warn_once, warn_route
+from refed_dspy.secrets import find_held, hold, is_credential_name, is_secret_value, sources_of
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_warned: set[tuple[str, str]] = set()  # (variable, host) pairs already warned about in this process
 _installed: set[str] = set()  # the clients the check is in
 _refusals: dict[str, KeyProviderError] = {}  # the refusals said in this process, by their text
 
@@ -41,17 +43,6 @@ def _owners(value: str) -> list[tuple[str, str]]:
     """(variable, provider) for each variable holding `value` that is a provider's key."""
     found = ((name, key_provider(name)) for name in sorted(sources_of(value)))
     return [(name, owner) for name, owner in found if owner is not None]
-
-
-def warn_once(env: str, owner: str | None, found: Destination, role: str | None = None) -> None:
-    """One warning line for the key in `env` (provider `owner`'s) going to `found.host` (said once per variable and
-    host in a process)."""
-    with _lock:
-        if (env, found.host) in _warned:
-            return
-        _warned.add((env, found.host))
-    who = f"{role}: " if role else ""
-    log.warning("%s$%s (%s's key) goes to %s: %s", who, env, owner, found.host, found.why)
 
 
 def refusal_text(env: str, owner: str, found: Destination) -> str:
@@ -188,3 +179,45 @@ def install() -> frozenset[str]:
                 continue
             _installed.add(name)
         return frozenset(_installed)
+
+
+def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
+    """The check of `check_key_goes_to_its_provider` for an LM object (a user's dspy.LM, a logged program's LM): its
+    key's variable `env`, else found by value (`key_env_of`; with no inline key, the variable its provider's client
+    reads, when set), its endpoint its api_base (or the provider's own). KeyProviderError when refused; its key is held
+    for masking either way. An LM that carries no key, or one held in no variable, is not placed and passes."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    key = kwargs.get("api_key")
+    hold(key)
+    model = getattr(lm, "model", None)
+    if not isinstance(model, str) or not model:
+        return
+    if env is None:
+        env = key_env_of(lm) if isinstance(key, str) and key else provider_variable_set(model, os.environ)
+    if not env:  # nobody's key (none, or one held in no variable): not placed
+        return
+    hold(key, env)
+    base = endpoint_of(lm)
+    route = key_route(model, env, [base] if isinstance(base, str) and base else [], os.environ)
+    refusal = route.refusal
+    if refusal is None:
+        warn_route(route, role)
+        return
+    raise KeyProviderError(
+        f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s key) to {refusal.where} ({refusal.why}): "
+        f"refused before any call; give it {refusal.endpoint_owner}'s key "
+        f'(api_key=os.environ["{route.theirs_variable}"]) or an api_base of {refusal.owner}\'s'
+    )
+
+
+def key_env_of(lm: Any) -> str | None:
+    """Where the key of an LM object comes from, as a config's api_key_env says it: the environment variable whose
+    value it holds; "" for a placeholder (a server that needs no key); None when unknown (no inline key: the
+    provider's variable; an inline secret held in no variable)."""
+    key = (getattr(lm, "kwargs", None) or {}).get("api_key")
+    if not isinstance(key, str) or not key:
+        return None
+    for name, value in os.environ.items():
+        if value == key and is_credential_name(name):
+            return name
+    return "" if not is_secret_value(key) else None  # a placeholder ("EMPTY", "unused"): a server that checks none

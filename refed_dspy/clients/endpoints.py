@@ -157,12 +157,10 @@ def fit_api_base(lm: Any) -> Any:
     base = (kwargs or {}).get("api_base")
     if not isinstance(base, str):
         return lm
+    native = _served_natively(lm)  # by the client settings it carries, whatever form its api_base has
     provider = provider_for(str(lm.model))
-    if not (provider.base_suffixes or provider.native_path):  # its api_base is passed on as written, to any client
-        return lm
-    kwargs["api_base"] = provider.host_form(base)
-    if _served_natively(lm):
-        kwargs["api_base"] = provider.native_base(base)
+    if provider.base_suffixes or provider.native_path:  # else its api_base is passed on as written, to any client
+        kwargs["api_base"] = provider.native_base(base) if native else provider.host_form(base)
     return lm
 
 

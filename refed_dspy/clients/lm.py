@@ -16,12 +16,12 @@ from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
 
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.endpoints import EndpointSpread, fit_api_base
-from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.prompt_cache import PromptCacheTransport
-from refed_dspy.config.lm import LMSpec, PriceBook, price_of
+from refed_dspy.config.lm import CLIENT_REACH, LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
-from refed_dspy.providers.prices import Price, close_priced_names
+from refed_dspy.providers.keys import check_key
+from refed_dspy.providers.prices import Price
 from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
@@ -150,19 +150,20 @@ def build_lm(
     it is built for (an optimization's LMs, an experiment's, a metric's judge), and they ask it to cache each prompt's
     repeated part (refed_dspy.clients.prompt_cache); the async one is made for each event loop that calls the LM.
     """
-    problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
-    if problem is not None:
-        raise ConfigError(problem)
+    # a section made in Python, or copied, was not checked as a config is: lm_kwargs checks what DSPy is asked
+    kwargs = spec.lm_kwargs(num_retries, role=role)
     key = check_key(spec, role)
+    if key is None and spec.api_base:
+        key = "unused"  # OpenAI-compatible clients insist on some key
+    if key is not None:
+        kwargs["api_key"] = key
     provider = provider_for(spec.model)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
         # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
         spread = EndpointSpread([provider.native_base(url) for url in spec.endpoints])
         wrap = spread.wrap
-    if key is None and spec.api_base:
-        key = "unused"  # OpenAI-compatible clients insist on some key
-    lm = fit_api_base(_made(spec, role, spec.lm_kwargs(key, num_retries, role=role)))  # api_base in the client's form
+    lm = fit_api_base(_made(spec, role, kwargs))  # api_base in the client's form
     cache = cache_provider(spec, provider)
     if max_connections is None and wrap is None and cache is None:
         return lm
@@ -185,9 +186,16 @@ def build_lm(
             )
         return lm
     # the engines carry the endpoint, its timeout and the key
-    wide = _made(spec, role, spec.lm_kwargs(num_retries=num_retries, engines=engines, role=role))
+    wide = _made(spec, role, _on_engines(kwargs, engines))
     wide.endpoint_spread = spread
     return wide
+
+
+def _on_engines(kwargs: dict[str, Any], engines: tuple[Any, Any]) -> dict[str, Any]:
+    """An LM's keyword arguments `kwargs` for the same LM on `engines` (sync, async), which carry its endpoint, its
+    timeout and its key: without what its client is told to reach the endpoint (CLIENT_REACH), with the engines."""
+    kept = {k: v for k, v in kwargs.items() if k not in CLIENT_REACH}
+    return {**kept, "engine": engines[0], "async_engine": engines[1]}
 
 
 def _made(spec: LMSpec, role: str, kwargs: dict[str, Any]) -> RefedLM:
@@ -218,14 +226,3 @@ def price_of_lm(lm: Any, prices: PriceBook | None = None) -> Price | None:
     if spec is not None:
         return price_of(spec)
     return (prices or PriceBook()).of(str(getattr(lm, "model", "")))
-
-
-def require_price(spec: LMSpec, role: str, budget_field: str) -> None:
-    """A cost budget needs a price: ConfigError (naming the fields to set) when `spec`'s model has none."""
-    if price_of(spec) is None:
-        close = close_priced_names(spec.model)
-        typo = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(
-            f"{budget_field} needs a price for the {role} '{spec.model}', which is not in the price table{typo}: "
-            f"set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
-        )

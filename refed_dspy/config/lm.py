@@ -8,6 +8,7 @@ LM of a run is priced by its own model (`PriceBook`: the table's entry, else Lit
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,8 +18,9 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.config.section import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
+from refed_dspy.providers.hosts import key_variable
 from refed_dspy.providers.litellm_table import deprecation_note
-from refed_dspy.providers.prices import SERVICE_TIERS, Price, resolve_price, tier_problem
+from refed_dspy.providers.prices import SERVICE_TIERS, Price, close_priced_names, resolve_price, tier_problem
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.sampling import EFFORTS, Sampling
 
@@ -272,6 +274,11 @@ class LMSpec(Section):
                 raise ValueError(problem)
         return value
 
+    def key_variable(self) -> str | None:
+        """The environment variable this section's key is read from: api_key_env, else its provider's (the one set,
+        else the one LiteLLM reads: refed_dspy.providers.hosts.key_variable); None when no key is needed."""
+        return key_variable(self.model, self.api_key_env, os.environ)
+
     @property
     def endpoints(self) -> list[str]:
         """Every api_base given (empty: the provider's default)."""
@@ -335,46 +342,36 @@ class LMSpec(Section):
                 data.pop(name, None)
         return data
 
-    def lm_arguments(
-        self,
-        api_key: str | None = None,
-        num_retries: int | None = None,
-        engines: tuple[Any, Any] | None = None,
-        role: str = "teacher",
-    ) -> dict[str, Any]:
+    def lm_arguments(self, num_retries: int | None = None, role: str = "teacher") -> dict[str, Any]:
         """Every keyword argument refed itself gives the dspy.LM of this section (the model among them), None where
-        DSPy's default holds; `extra` may name none of them (reserved_extra_keys). With `engines` (a client's sync
-        and async engines, which carry the endpoint, its timeout and the key) the LM takes those instead. The
-        temperature and output limit are the model's own defaults for `role` where the section sets none."""
-        reach = engines is None
+        DSPy's default holds; `extra` may name none of them (reserved_extra_keys). The temperature and output limit are
+        the model's own defaults for `role` where the section sets none."""
         return {
             "model": self.model,
             "temperature": self.temperature_for(role),
             "max_tokens": self.output_limit,
             "reasoning_effort": self.reasoning_effort,
             "num_retries": self.num_retries if num_retries is None else num_retries,
-            "api_base": self.primary_api_base if reach else None,
-            "api_version": self.api_version if reach else None,
-            "timeout": self.call_timeout if reach else None,
+            "api_base": self.primary_api_base,
+            "api_version": self.api_version,
+            "timeout": self.call_timeout,
             "service_tier": self.service_tier if self.service_tier != "default" else None,
-            "api_key": api_key if reach else None,
-            "engine": engines[0] if engines else None,
-            "async_engine": engines[1] if engines else None,
+            "api_key": None,  # read from the environment as the LM is built (clients.lm): a config holds no key
+            "engine": None,  # a client's own sync and async engines: given by build_lm, never by `extra`
+            "async_engine": None,
         }
 
-    def lm_kwargs(
-        self,
-        api_key: str | None = None,
-        num_retries: int | None = None,
-        engines: tuple[Any, Any] | None = None,
-        role: str = "teacher",
-    ) -> dict[str, Any]:
-        """The keyword arguments of this section's dspy.LM: `extra`, and lm_arguments where set. ConfigError when
-        `extra` names one of refed's own (a section made without validation: model_construct, model_copy)."""
+    def lm_kwargs(self, num_retries: int | None = None, role: str = "teacher") -> dict[str, Any]:
+        """The keyword arguments of this section's dspy.LM: `extra`, and lm_arguments where set. ConfigError, for a
+        section made without validation (model_construct, model_copy), when `extra` names one of refed's own or the
+        model cannot be asked for the section's service_tier."""
         clash = next((key for key in self.extra if key in reserved_extra_keys()), None)
         if clash is not None:
             raise ConfigError(f"{role}.extra: {reserved_message(clash, role)}")
-        own = {k: v for k, v in self.lm_arguments(api_key, num_retries, engines, role).items() if v is not None}
+        problem = self.tier_problem(role)
+        if problem is not None:
+            raise ConfigError(problem)
+        own = {k: v for k, v in self.lm_arguments(num_retries, role).items() if v is not None}
         return {**self.extra, **own}
 
     @field_validator("extra")
@@ -389,6 +386,11 @@ class LMSpec(Section):
                 # the config's error message names the section (teacher.extra -> teacher.max_tokens)
                 raise PydanticCustomError("reserved_extra", "{message}", {"key": key})
         return value
+
+
+# what an LM's client is told to reach its endpoint: an LM given engines of its own (clients.lm) takes none of them,
+# since the engines carry the endpoint, its timeout and the key
+CLIENT_REACH = ("api_base", "api_version", "timeout", "api_key")
 
 
 def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Price | None:
@@ -406,6 +408,17 @@ def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Pric
         "default" if batch else tier or spec.service_tier,
     )
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price
+
+
+def require_price(spec: LMSpec, role: str, budget_field: str) -> None:
+    """A cost budget needs a price: ConfigError (naming the fields to set) when `spec`'s model has none."""
+    if price_of(spec) is None:
+        close = close_priced_names(spec.model)
+        typo = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"{budget_field} needs a price for the {role} '{spec.model}', which is not in the price table{typo}: "
+            f"set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
+        )
 
 
 @functools.cache

@@ -36,7 +36,6 @@ from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
 from refed_dspy.clients.calls import CallInfo, LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
-from refed_dspy.clients.keys import api_key_env
 from refed_dspy.clients.tries import gave_up_waiting, never_connected, retry_after_s, stopped_waiting
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import EndpointError, KeyProviderError, RefedError
@@ -344,7 +343,7 @@ def _fix(reason: str, spec: LMSpec, role: str) -> str:
     base = spec.primary_api_base
     host = server_root(base) if base else None
     if reason == "auth":
-        env = api_key_env(spec)
+        env = spec.key_variable()
         if env is None:
             return f"the endpoint wants an API key: set {role}.api_key_env to the variable that holds it"
         return f"the endpoint refused the key in ${env}: check that it holds a valid key of this provider"

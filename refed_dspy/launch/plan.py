@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.boundary import bounded
+from refed_dspy.clients.destination import check_lm_key
 from refed_dspy.clients.endpoints import endpoint_of
-from refed_dspy.clients.keys import check_key, check_key_goes_to_its_provider, check_lm_key
-from refed_dspy.clients.lm import build_lm, price_of_lm, require_price, stage_lm
+from refed_dspy.clients.lm import build_lm, price_of_lm, stage_lm
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.clients.local_server import LocalServer, serving
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
+from refed_dspy.config.lm import require_price
 from refed_dspy.engine.metrics import Endpoint, open_endpoint
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
@@ -55,6 +56,7 @@ from refed_dspy.launch.batch.broker import batch_lm
 from refed_dspy.launch.batch.transport import BatchTransport
 from refed_dspy.launch.ray.connect import end_left_behind, preflight, refuse_on_ray
 from refed_dspy.launch.ray.pool import WorkerPool, start_pool
+from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir

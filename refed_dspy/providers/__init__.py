@@ -6,10 +6,10 @@ imports every one of them. The rest of refed asks the object (`provider_for(mode
 of naming providers: the model prefixes, key variables and hosts, the `api_base` form and default endpoint, the request
 format, the schema dialect and whether schemas are enforced, the batch API and the prompt cache. So adding a provider
 is adding one file (docs/guides/extend.md). The other modules here are the pieces: base.py (the objects), registry.py
-(the registry and its questions), hosts.py (where a key may go), litellm_table.py (LiteLLM's providers and key
-variables), wire.py (where a chat call goes) and dialects.py (schema dialects by model).
-tiers.py says which service tier (`Provider.tiers`) a model offers; deprecation.py when LiteLLM's model table deprecates a
-model, and for which successor.
+(the registry and its questions), hosts.py (where a key may go: the pure decision), keys.py (an LM section's key read,
+held and checked, as that decision says), litellm_table.py (LiteLLM's providers, key variables and model table, its
+deprecation dates among them), prices.py (list prices by service tier), sampling.py (a model's sampling defaults) and
+dialects.py (schema dialects by model).
 """
 
 from refed_dspy.providers.base import BatchAPI, Dialect, PrefixCache, Provider, Wire, provider_of
@@ -18,16 +18,13 @@ from refed_dspy.registry import load_package
 
 PIECES = (
     "base",
-    "deprecation",
     "dialects",
     "hosts",
+    "keys",
     "litellm_table",
-    "model_table",
     "prices",
     "registry",
     "sampling",
-    "tiers",
-    "wire",
 )  # the modules that register no provider
 load_package(__name__, __path__, skip=PIECES)
 

@@ -8,7 +8,7 @@ for one request; `key_refusal`, for a config's endpoints before any call), and t
 Pure functions over the registered providers and LiteLLM's table: nothing here reads a key, the environment is a
 mapping handed in (its variable names and endpoints, never a key's value), and LiteLLM is imported only to place a bare
 model name (`routed_provider`). Reading a key, and saying a refusal, is
-refed_dspy.clients.keys's; checking each request as it leaves, refed_dspy.clients.destination's.
+refed_dspy.providers.keys's; checking each request as it leaves, refed_dspy.clients.destination's.
 """
 
 from __future__ import annotations

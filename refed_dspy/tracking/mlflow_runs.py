@@ -13,7 +13,7 @@ keeps the model, the endpoint (`api_base`, `api_version`), the sampling settings
 variable holding its key. It never pickles a key: when it is loaded (unpickled: `mlflow.pyfunc.load_model`,
 `mlflow.dspy.load_model`, `mlflow models serve`) it reads the key from that variable, and a server that needs none
 (`api_key_env = ""`) gets a placeholder. `REFED_API_BASE`, set where it is loaded, points it at another endpoint. The key
-it reads goes only to its provider's hosts (refed_dspy.clients.keys.check_lm_key): loading refuses otherwise.
+it reads goes only to its provider's hosts (refed_dspy.clients.destination.check_lm_key): loading refuses otherwise.
 
 What a run puts in MLflow's run table: the few figures people compare across runs (calls, cost and LM time, in
 all and by role) as metrics, and the by-stage breakdown as a table artifact, instead of every leaf of a usage dict
@@ -42,8 +42,8 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
+from refed_dspy.clients.destination import check_lm_key, key_env_of
 from refed_dspy.clients.endpoints import fit_api_base
-from refed_dspy.clients.keys import api_key_env, check_lm_key, key_env_of
 from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.section import mask_secrets
@@ -410,13 +410,13 @@ def logged_lm(spec: LMSpec) -> LoggedLM:
     secret) and key variable, no key."""
     kwargs = {k: v for k, v in spec.lm_kwargs().items() if k != "num_retries"}  # DSPy's retries where it is loaded
     lm = fit_api_base(LoggedLM(**kwargs))
-    lm.key_env = NO_KEY if spec.api_key_env == NO_KEY else api_key_env(spec)
+    lm.key_env = NO_KEY if spec.api_key_env == NO_KEY else spec.key_variable()
     return lm
 
 
 def logged_lm_like(lm: Any) -> LoggedLM:
     """A LoggedLM standing in for an LM object (one a user pinned to a predictor with `set_lm`): its model, endpoint
-    and settings, the variable its key comes from (clients.keys.key_env_of; the provider's own when unknown), no key."""
+    and settings, the variable its key comes from (clients.destination.key_env_of; the provider's own when unknown), no key."""
     kwargs = {k: v for k, v in (getattr(lm, "kwargs", None) or {}).items() if k not in _SECRETS}
     out = LoggedLM(str(lm.model), model_type=getattr(lm, "model_type", "chat"), **kwargs)
     out.key_env = key_env_of(lm)

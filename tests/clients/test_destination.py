@@ -63,8 +63,8 @@ def test_what_a_providers_key_may_reach(url, verdict):
 
 
 def test_the_config_check_reads_the_environment_and_the_documented_variables(monkeypatch):
-    from refed_dspy.clients.keys import check_key_goes_to_its_provider
     from refed_dspy.config import LMSpec
+    from refed_dspy.providers.keys import check_key_goes_to_its_provider
 
     with pytest.raises(KeyProviderError) as err:  # no api_base: OPENAI_BASE_URL is where LiteLLM sends the key
         monkeypatch.setenv("OPENAI_BASE_URL", "https://api.groq.com/openai/v1")
@@ -80,7 +80,7 @@ def test_the_config_check_reads_the_environment_and_the_documented_variables(mon
 
 def test_a_warning_is_one_line_once(monkeypatch, caplog):
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    with caplog.at_level(logging.WARNING, logger="refed_dspy.clients.destination"):
+    with caplog.at_level(logging.WARNING, logger="refed_dspy.providers.keys"):  # warn_once, said once a process
         for _ in range(3):
             check_request("https://gw-once.example.com/v1/chat/completions", [f"Bearer {OPENAI_KEY}"])
     said = [r.getMessage() for r in caplog.records]

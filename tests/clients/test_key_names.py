@@ -54,7 +54,7 @@ def test_the_table_is_litellms_own():
 
 _CHECKS = """
 import json, sys
-from refed_dspy.clients.keys import api_key_env, check_key, check_key_goes_to_its_provider
+from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.providers.hosts import key_provider
 from refed_dspy.config import LMSpec
 specs = [
@@ -67,7 +67,7 @@ specs = [
 ]
 for spec in specs:
     check_key_goes_to_its_provider(spec, "teacher")
-    api_key_env(spec)
+    spec.key_variable()
 check_key(specs[0], "teacher")
 names = [key_provider(n) for n in ("MY_VLLM_KEY", "OPENAI_API_KEY", "TOGETHERAI_API_KEY", "NOT_A_PROVIDER_TOKEN")]
 print(json.dumps({"names": names, "litellm": sorted(m for m in sys.modules if m.split(".")[0] == "litellm")}))

@@ -5,22 +5,22 @@ from cli_helpers import run_refed, sets
 
 from refed_dspy.cli import main
 from refed_dspy.clients.endpoints import endpoint_of
-from refed_dspy.clients.keys import api_key_env, check_key, check_key_goes_to_its_provider
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import KeyProviderError, MissingKeyError
 from refed_dspy.providers.hosts import key_provider
+from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_key_variable_inferred_from_provider():
-    assert api_key_env(LMSpec(model="openai/gpt-4o-mini")) == "OPENAI_API_KEY"
-    assert api_key_env(LMSpec(model="anthropic/claude-3-5-haiku-latest")) == "ANTHROPIC_API_KEY"
-    assert api_key_env(LMSpec(model="azure/my-deployment")) == "AZURE_API_KEY"
-    assert api_key_env(LMSpec(model="ollama_chat/llama3.1")) is None
-    assert api_key_env(LMSpec(model="openai/x", api_key_env="")) is None
-    assert api_key_env(LMSpec(model="openai/x", api_key_env="MY_KEY")) == "MY_KEY"
+    assert LMSpec(model="openai/gpt-4o-mini").key_variable() == "OPENAI_API_KEY"
+    assert LMSpec(model="anthropic/claude-3-5-haiku-latest").key_variable() == "ANTHROPIC_API_KEY"
+    assert LMSpec(model="azure/my-deployment").key_variable() == "AZURE_API_KEY"
+    assert LMSpec(model="ollama_chat/llama3.1").key_variable() is None
+    assert LMSpec(model="openai/x", api_key_env="").key_variable() is None
+    assert LMSpec(model="openai/x", api_key_env="MY_KEY").key_variable() == "MY_KEY"
 
 
 def test_missing_key_error_names_the_variable():
@@ -46,6 +46,7 @@ def test_lm_gets_api_base_and_key_from_env(monkeypatch):
     lm = build_lm(spec)  # engines of its own (its requests carry a prompt_cache_key): they hold endpoint and key
     assert endpoint_of(lm) == "http://127.0.0.1:9/v1" and list(lm.engine.config.api_keys.values()) == ["sk-abc"]
     assert lm.kwargs["max_tokens"] == plain.kwargs["max_tokens"] == 77
+    assert "api_key" not in lm.kwargs and "api_key" not in spec.lm_kwargs()  # the section's arguments hold no key
 
 
 def test_key_variables_come_from_litellm_without_touching_the_environment(monkeypatch):
@@ -54,13 +55,13 @@ def test_key_variables_come_from_litellm_without_touching_the_environment(monkey
     from refed_dspy.providers.hosts import provider_key_names
 
     before = dict(os.environ)
-    assert api_key_env(LMSpec(model="together_ai/meta-llama/Llama-3-8b")) == "TOGETHERAI_API_KEY"  # not TOGETHER_AI_
-    assert api_key_env(LMSpec(model="gemini/gemini-2.5-flash")) == "GEMINI_API_KEY"
+    assert LMSpec(model="together_ai/meta-llama/Llama-3-8b").key_variable() == "TOGETHERAI_API_KEY"  # not TOGETHER_AI_
+    assert LMSpec(model="gemini/gemini-2.5-flash").key_variable() == "GEMINI_API_KEY"
     assert "GOOGLE_API_KEY" in provider_key_names("gemini/gemini-2.5-flash")  # LiteLLM reads either
     monkeypatch.setenv("GOOGLE_API_KEY", "g")
-    assert api_key_env(LMSpec(model="gemini/gemini-2.5-flash")) == "GOOGLE_API_KEY"  # the one that is set
-    assert api_key_env(LMSpec(model="xai/grok-4")) == "XAI_API_KEY"
-    assert api_key_env(LMSpec(model="somecloud/model")) == "SOMECLOUD_API_KEY"  # a provider LiteLLM does not know
+    assert LMSpec(model="gemini/gemini-2.5-flash").key_variable() == "GOOGLE_API_KEY"  # the one that is set
+    assert LMSpec(model="xai/grok-4").key_variable() == "XAI_API_KEY"
+    assert LMSpec(model="somecloud/model").key_variable() == "SOMECLOUD_API_KEY"  # a provider LiteLLM does not know
     monkeypatch.delenv("GOOGLE_API_KEY")
     assert dict(os.environ) == before
 

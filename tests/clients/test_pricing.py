@@ -59,11 +59,10 @@ def test_prices_are_read_without_importing_litellm():
 
     code = (
         "import os, sys; os.environ['OPENAI_API_KEY'] = 'k'\n"
-        "from refed_dspy.clients.keys import api_key_env\n"
         "from refed_dspy.providers.prices import default_price\n"
         "from refed_dspy.config.lm import LMSpec\n"
         "assert default_price('openai/gpt-4o-mini').input == 0.15\n"
-        "assert api_key_env(LMSpec(model='openai/gpt-4o-mini')) == 'OPENAI_API_KEY'\n"
+        "assert LMSpec(model='openai/gpt-4o-mini').key_variable() == 'OPENAI_API_KEY'\n"
         "print('litellm' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -72,8 +71,7 @@ def test_prices_are_read_without_importing_litellm():
 
 
 def test_a_cost_budget_for_a_misspelt_model_names_the_model_meant():
-    from refed_dspy.clients.lm import require_price
-    from refed_dspy.config.lm import LMSpec
+    from refed_dspy.config.lm import LMSpec, require_price
     from refed_dspy.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"did you mean 'openai/gpt-4o-mini'\?"):

@@ -184,7 +184,7 @@ def test_refed_optimize_that_logs_a_program_prints_no_traceback(server_factory, 
     + [("sk-abc-0123456789abcdef", {"MY_PROVIDER_KEY": "sk-abc-0123456789abcdef"}, "MY_PROVIDER_KEY")],
 )
 def test_where_a_user_lm_key_comes_from(monkeypatch, key, env, expected):
-    from refed_dspy.clients.keys import key_env_of
+    from refed_dspy.clients.destination import key_env_of
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

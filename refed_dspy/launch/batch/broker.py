@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refed_dspy.clients.calls import current_stage
-from refed_dspy.clients.keys import check_key
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.prompt_cache import asked_body
 from refed_dspy.launch.batch.api import BatchAPIError, BatchView, _Client, client_for_spec
 from refed_dspy.launch.batch.store import BatchEntry, BatchStore, StoredResult
+from refed_dspy.providers.keys import check_key
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.runtime.stops import checkpoint
 

@@ -23,7 +23,6 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.clients.endpoints import preferred_endpoint
-from refed_dspy.clients.keys import api_key_env
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.config.lm import LMSpec, PriceBook
@@ -115,7 +114,7 @@ class PartWorker:
         self.executor: ThreadPoolExecutor | None = None
 
     def info(self) -> WorkerInfo:
-        name = api_key_env(self.spec)
+        name = self.spec.key_variable()
         node_id = import_ray().get_runtime_context().get_node_id()
         lacking = name if name and not os.environ.get(name) else None
         return WorkerInfo(socket.gethostname(), os.getpid(), lacking, node_id)
