@@ -10,7 +10,7 @@ the openai SDK, refed's batch clients, the Hub), requests (MLflow) and aiohttp (
 
 For each request: the held secrets (refed_dspy.secrets) found in its headers or URL; for each, the providers whose
 variables hold it (`sources_of`, `key_provider`); for each of those, the one decision on its URL
-(refed_dspy.providers.hosts.key_destination). A refusal raises KeyProviderError before a byte of the request is
+(refed_dspy.providers.keys.key_destination). A refusal raises KeyProviderError before a byte of the request is
 sent (the run stops, exit 2); a warning is one line, once per variable and host. A secret no provider owns (a
 variable of one's own, an inline key, MLflow's token) goes anywhere: its owner is the user.
 
@@ -27,10 +27,17 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from refed_dspy.clients.endpoints import endpoint_of
+from refed_dspy.clients.engines import endpoint_of
 from refed_dspy.errors import KeyProviderError
-from refed_dspy.providers.hosts import Destination, key_destination, key_provider, key_route, provider_variable_set
-from refed_dspy.providers.keys import warn_once, warn_route
+from refed_dspy.providers.keys import (
+    Destination,
+    key_destination,
+    key_provider,
+    key_route,
+    provider_variable_set,
+    warn_once,
+    warn_route,
+)
 from refed_dspy.secrets import find_held, hold, is_credential_name, is_secret_value, sources_of
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.config.section import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
-from refed_dspy.providers.hosts import key_variable
+from refed_dspy.providers.keys import key_variable
 from refed_dspy.providers.litellm_table import deprecation_note
 from refed_dspy.providers.prices import SERVICE_TIERS, Price, close_priced_names, resolve_price, tier_problem
 from refed_dspy.providers.registry import provider_for
@@ -276,7 +276,7 @@ class LMSpec(Section):
 
     def key_variable(self) -> str | None:
         """The environment variable this section's key is read from: api_key_env, else its provider's (the one set,
-        else the one LiteLLM reads: refed_dspy.providers.hosts.key_variable); None when no key is needed."""
+        else the one LiteLLM reads: refed_dspy.providers.keys.key_variable); None when no key is needed."""
         return key_variable(self.model, self.api_key_env, os.environ)
 
     @property

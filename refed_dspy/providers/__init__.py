@@ -6,8 +6,8 @@ imports every one of them. The rest of refed asks the object (`provider_for(mode
 of naming providers: the model prefixes, key variables and hosts, the `api_base` form and default endpoint, the request
 format, the schema dialect and whether schemas are enforced, the batch API and the prompt cache. So adding a provider
 is adding one file (docs/guides/extend.md). The other modules here are the pieces: base.py (the objects), registry.py
-(the registry and its questions), hosts.py (where a key may go: the pure decision), keys.py (an LM section's key read,
-held and checked, as that decision says), litellm_table.py (LiteLLM's providers, key variables and model table, its
+(the registry and its questions), keys.py (whose key a variable is, where a key may go, and a config section's key
+read and checked before any call), litellm_table.py (LiteLLM's providers, key variables and model table, its
 deprecation dates among them), prices.py (list prices by service tier), sampling.py (a model's sampling defaults) and
 dialects.py (schema dialects by model).
 """
@@ -19,7 +19,6 @@ from refed_dspy.registry import load_package
 PIECES = (
     "base",
     "dialects",
-    "hosts",
     "keys",
     "litellm_table",
     "prices",

@@ -1,41 +1,431 @@
-"""An LM section's key: which environment variable holds it, read and held for masking, and whether it may go where
-the section sends it, said in the config's terms. The LM objects' own keys are checked likewise by
-refed_dspy.clients.destination (`check_lm_key`), which also checks every request as it leaves.
+"""An LM's key and where it may go: whose key a variable is, which hosts it may reach, the route of a config
+section's key decided, and that key read, held and checked before any call.
 
-The variable: the config's `api_key_env`; else `<PROVIDER>_API_KEY` when it is set; else the one LiteLLM reads for the
-model's provider (refed_dspy.providers.litellm_table, a table of LiteLLM's: no import of LiteLLM), which also names the
-variable to set when none is. Which variable, which endpoints and whether the key may go there is one pure decision of
-refed_dspy.providers.hosts (`key_route`, over the environment's names and endpoints); this module reads the key, and
-says the refusal and the warnings.
+Where a key may go: a key goes only to its own provider's hosts (each provider's `hosts`), read as the resolver reads
+them (`folded_hosts`: IDNA/UTS-46 folds a soft hyphen away, narrows full-width letters), or to hosts that are the
+user's own (loopback and private addresses, local names), where any key may go. Whose key a variable is comes from its
+name (`key_provider`: OPENAI_API_KEY is openai's, AZURE_OPENAI_API_KEY azure's; a name of one's own, MY_VLLM_KEY, is
+nobody's), and which provider a model's calls go to from the model (`routed_provider`). One decision says where a key
+may go: `key_destination` for one request (refed_dspy.clients.destination checks every request as it leaves),
+`key_refusal` for a config's endpoints before any call: a known provider's key to another known provider's endpoint,
+or to a host that only looks like one, is refused; a public host refed does not know, or plain http, is warned about.
 
-Where the key goes: a key goes only to its own provider's hosts. The variable's provider (by its name: OPENAI_API_KEY
-is openai's, AZURE_OPENAI_API_KEY azure's; a name of one's own, MY_VLLM_KEY, is nobody's) is checked against every
-endpoint the key is sent to (each api_base; with none, the endpoint the environment gives the model's client,
-OPENAI_BASE_URL and kin, else the provider's own endpoint), each host as the resolver reads it: a known provider's key
-to another known provider's endpoint, or to a host that only looks like one, is refused before any call
-(`check_key_goes_to_its_provider`, `check_key`); a public host refed does not know, or plain http, gets one warning
-line (`warn_once`: once per variable and host in a process, whether said here or as a request leaves). Loopback and
-private hosts take any key. This is the early word, before a run dir is made; the guarantee is the HTTP layer's, which
-checks every request as it leaves (refed_dspy.clients.destination).
-
-Every key read here is held for masking (refed_dspy.secrets): a provider that quotes it back never gets it printed.
+A config section's key (`key_route`, pure over a mapping of the environment's names and endpoints, never a key's
+value): the variable, the config's `api_key_env`, else `<PROVIDER>_API_KEY` when it is set, else the one LiteLLM reads
+for the model's provider (refed_dspy.providers.litellm_table, a table of LiteLLM's: no import of LiteLLM), which also
+names the variable to set when none is; the endpoints the key is sent to (each api_base; with none, the endpoint the
+environment gives the model's client, OPENAI_BASE_URL and kin, else the provider's own endpoint); refused or warned.
+`check_key_goes_to_its_provider` and `check_key` say that route in the config's terms before a run dir is made, and
+`check_key` reads the key, held for masking (refed_dspy.secrets: a provider that quotes it back never gets it
+printed). A warning is one line, once per variable and host in a process, whether said here or as a request leaves
+(`warn_once`). An LM object's own key is checked likewise by refed_dspy.clients.destination (`check_lm_key`).
+LiteLLM is imported only to place a bare model name (`routed_provider`).
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 import os
+import re
 import threading
-from collections.abc import Sequence
-from typing import Protocol
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
+
+import idna
 
 from refed_dspy.errors import KeyProviderError, MissingKeyError
-from refed_dspy.providers.hosts import Destination, KeyRoute, key_route
+from refed_dspy.providers.base import Provider, provider_of
+from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS
+from refed_dspy.providers.registry import PROVIDERS, provider_for
 from refed_dspy.secrets import hold
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _warned: set[tuple[str, str]] = set()  # (variable, host) pairs already warned about in this process
+
+# the address ranges of one's own network (RFC 1918, shared address space, unique local IPv6); Python's `is_private`
+# also counts the documentation ranges, which are nobody's network
+_PRIVATE_NETS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+_LOCAL_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa")
+_PARTS = re.compile(r"[-_]")
+_KEY_SUFFIX = re.compile(r"(_API)?_(KEY|TOKEN)$")
+_BY_COMPACT = {name.replace("_", "").upper(): name for name in LITELLM_PROVIDERS}
+
+
+def host_of(url: str) -> str:
+    """The host name of an endpoint URL, lower-case ('' when it names none); a URL without a scheme is read as
+    `host[:port][/path]`."""
+    text = url.strip()
+    try:
+        return (urlsplit(text if "//" in text else f"//{text}").hostname or "").lower().rstrip(".")
+    except ValueError:  # a malformed URL (an unclosed IPv6 bracket): no host we can place
+        return ""
+
+
+def _uts46(host: str) -> str | None:
+    try:  # IDNA 2008 with UTS-46's mapping, as the idna package, httpx and browsers resolve a name
+        return idna.encode(host, uts46=True, std3_rules=False, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def _nameprep(host: str) -> str | None:
+    try:  # IDNA 2003's nameprep: Python's `idna` codec, which socket.getaddrinfo applies to a name
+        return host.encode("idna").decode("ascii")
+    except (UnicodeError, ValueError):
+        return None
+
+
+def _visible(host: str) -> str:
+    """`host` as it renders: compatibility forms narrowed (NFKC), format characters and combining marks dropped."""
+    text = unicodedata.normalize("NFKC", host)
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
+
+
+@functools.lru_cache(maxsize=1024)
+def folded_hosts(host: str) -> tuple[str, ...]:
+    """Every name a resolver may read `host` as, lower-case and without a trailing dot: as written, mapped by UTS-46
+    (a soft hyphen or a zero-width space vanishes, `ª` is `a`, full-width letters narrow), by IDNA 2003's nameprep,
+    and as it renders. A key may go to a host only where it may go to each of them."""
+    raw = host.strip()
+    forms = (raw, _uts46(raw), _nameprep(raw), _visible(raw))
+    return tuple(dict.fromkeys(f.lower().rstrip(".") for f in forms if f))
+
+
+def is_private_host(host: str) -> bool:
+    """The host is the user's own machine or network: loopback (127.0.0.0/8, ::1, localhost), a private address
+    (10/8, 172.16/12, 192.168/16, fc00::/7, link-local), a local name (*.local, *.internal, ...) or a bare single-label
+    name (a machine on the LAN, a container's service name)."""
+    if not host:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith(_LOCAL_SUFFIXES)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or any(ip in net for net in _PRIVATE_NETS if net.version == ip.version)
+    )
+
+
+def _at(host: str, pattern: str) -> bool:
+    name = pattern.lstrip(".")
+    return host == name or host.endswith("." + name)
+
+
+def _domain(pattern: str) -> tuple[str, ...]:
+    """The labels of the domain a provider's host pattern is under (api.openai.com, .openai.azure.com: its last two)."""
+    return tuple(pattern.lstrip(".").split("."))[-2:]
+
+
+def lookalike_of(host: str) -> str | None:
+    """The provider whose own domain `host` carries inside another domain (`api.openai.com.evil.test`,
+    `openai.com.example.net`: openai), where `host` is none of that provider's hosts; None for any other host."""
+    if host_provider(host) is not None:
+        return None
+    labels = tuple(host.split("."))
+    for provider, patterns in provider_hosts().items():
+        for domain in {_domain(p) for p in patterns}:
+            n = len(domain)
+            if any(labels[i : i + n] == domain for i in range(len(labels) - n)):
+                return provider
+    return None
+
+
+def provider_hosts() -> dict[str, tuple[str, ...]]:
+    """The hosts of each provider's own endpoints, by its name (those whose hosts refed knows)."""
+    return {p.name: p.hosts for p in PROVIDERS.values() if p.hosts}
+
+
+def host_provider(host: str) -> str | None:
+    """The provider whose own endpoint `host` is (api.groq.com: groq; x.openai.azure.com: azure), None for any other
+    host (a proxy, a gateway, a server of one's own)."""
+    for provider, hosts in provider_hosts().items():
+        if any(_at(host, pattern) for pattern in hosts):
+            return provider
+    return None
+
+
+def family(provider: str) -> str:
+    """The provider whose hosts `provider`'s calls reach: the one whose hosts refed knows that answers for the prefix,
+    else the one its name is made of (text-completion-openai and custom_openai: openai; azure_ai: azure), else
+    itself."""
+    known = provider_hosts()
+    owner = PROVIDERS.for_prefix(provider)
+    if owner is not None and owner.name in known:
+        return owner.name
+    if provider in known:
+        return provider
+    return next((part for part in _PARTS.split(provider) if part in known), provider)
+
+
+def hosts_known(provider: str) -> bool:
+    """Whether refed knows where `provider`'s own endpoints are (its family's `hosts`)."""
+    return family(provider) in provider_hosts()
+
+
+def one_party(a: str, b: str) -> bool:
+    """Providers `a` and `b` are one party for a key: the same family of endpoints, or LiteLLM reads one variable for
+    both (ai21 and ai21_chat, codestral and text-completion-codestral)."""
+    if family(a) == family(b):
+        return True
+    return bool(set(KEY_VARIABLES.get(a, ())) & set(KEY_VARIABLES.get(b, ())))
+
+
+def default_host(provider: str) -> str | None:
+    """Where `provider`'s calls go when no api_base is given, where refed knows it (None for Azure: a resource of
+    one's own)."""
+    return next((h for h in provider_hosts().get(family(provider), ()) if not h.startswith(".")), None)
+
+
+def routed_provider(model: str) -> str | None:
+    """The provider LiteLLM sends `model`'s calls to: its prefix, or for a bare name LiteLLM's own placing of it
+    ('claude-3-5-haiku-20241022' is Anthropic's, not OpenAI's; only a bare name imports LiteLLM); None for a bare name
+    it cannot place."""
+    if "/" in model:
+        return provider_of(model)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
+    import litellm
+
+    litellm.suppress_debug_info = True  # no "Provider List" banner for a name it cannot place
+    try:
+        return str(litellm.get_llm_provider(model)[1]) or None
+    except Exception:  # noqa: BLE001 - a name LiteLLM cannot place
+        return None
+
+
+@functools.lru_cache(maxsize=512)
+def provider_key_names(model: str) -> tuple[str, ...]:
+    """The variables LiteLLM reads `model`'s key from, whether they are set here or not (its own table, copied in
+    refed_dspy.providers.litellm_table; () for a provider it reads no key variable for)."""
+    provider = routed_provider(model)
+    return KEY_VARIABLES.get(provider, ()) if provider else ()
+
+
+@functools.lru_cache(maxsize=256)
+def key_provider(env: str) -> str | None:
+    """The provider whose key variable `env` is: one its documentation names (`Provider.key_names`:
+    AZURE_OPENAI_API_KEY is azure's, HF_TOKEN huggingface's, CO_API_KEY cohere's), else by its name
+    (`<PROVIDER>_API_KEY`, `_KEY` or `_TOKEN`, the provider spelled as in LiteLLM's provider list, underscores aside:
+    TOGETHERAI_API_KEY is together_ai's), else the provider LiteLLM reads it for (GOOGLE_API_KEY: gemini's); None when
+    it names no provider (a name of your own: MY_VLLM_KEY)."""
+    upper = env.upper()
+    documented = next((p.name for p in PROVIDERS.values() if upper in p.key_names), None)
+    if documented is not None:
+        return documented
+    stem = _KEY_SUFFIX.sub("", upper)
+    if stem != upper and stem.replace("_", "") in _BY_COMPACT:
+        return _BY_COMPACT[stem.replace("_", "")]
+    return next((p for p, names in sorted(KEY_VARIABLES.items()) if upper in names), None)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A key that must not go where it would: whose key it is, where it would go, and whose endpoint that is."""
+
+    env: str
+    owner: str  # the provider whose key the variable is
+    where: str  # the host (or "<provider>'s endpoint") it would be sent to
+    endpoint_owner: str  # the provider whose own endpoint (or look-alike) that is
+    why: str = ""  # what that host is, in words
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Whether a provider's key may go to one URL: `ok`, `warn` (an unknown public host of a provider whose hosts
+    refed knows, or plain http to a public address: sent, with one warning line) or `refuse` (another known
+    provider's host, or a host that only looks like a known provider's: not sent). `host` is the name decided on (as
+    the resolver reads it), `owner` the provider whose endpoint or look-alike it is (refuse), `why` says it in words."""
+
+    verdict: Literal["ok", "warn", "refuse"]
+    host: str = ""
+    owner: str | None = None
+    why: str = ""
+
+
+def url_hosts(url: str) -> tuple[str, str, tuple[str, ...]]:
+    """(scheme, host as written, every name a resolver may read it as) of an endpoint URL; the host is read as a
+    URL parser reads it (userinfo and port apart) and as a minimal one does (everything before the path), so that a
+    client that reads it either way is covered."""
+    text = url.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    authority = re.split(r"[/?#]", text.split("://", 1)[-1], maxsplit=1)[0]
+    written = host_of(text)
+    raw = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+    names = tuple(dict.fromkeys(h for one in (written, raw.strip("[]")) if one for h in folded_hosts(one)))
+    return scheme, written or raw, names
+
+
+@functools.lru_cache(maxsize=1024)
+def key_destination(owner: str, url: str) -> Destination:
+    """The one decision on where the key of provider `owner` may go, for one request's URL. Refused, where refed knows
+    `owner`'s hosts: a name the resolver may read the host as is another provider's own host (not one party with
+    `owner`: openai and text-completion-openai are one), or carries a known provider's domain inside another one
+    (api.openai.com.evil.test). Loopback and private hosts take any key. Warned: plain http to a public address, or
+    a host refed does not know where it knows `owner`'s hosts (a gateway: it may be yours)."""
+    scheme, written, names = url_hosts(url)
+    if not names or all(is_private_host(h) for h in names):
+        return Destination("ok", written)
+    known = hosts_known(owner)  # where refed does not know the owner's hosts, a known host may be its (codestral's)
+    for host in names if known else ():
+        theirs = host_provider(host)
+        if theirs is not None and not one_party(owner, theirs):
+            return Destination("refuse", host, theirs, f"{theirs}'s endpoint")
+    for host in names if known else ():
+        like = lookalike_of(host)
+        if like is not None:
+            return Destination("refuse", host, like, f"not {like}'s, though its name carries {like}'s domain")
+    if scheme == "http":
+        return Destination(
+            "warn", written, None, "a public address over plain http: the key crosses the network unencrypted"
+        )
+    if known and not any(host_provider(h) is not None for h in names):
+        return Destination("warn", written, None, f"a host refed does not know as {owner}'s (a gateway or proxy?)")
+    return Destination("ok", written)
+
+
+def key_destinations(model: str, endpoints: Sequence[str] = ()) -> list[str]:
+    """Each URL a key of `model` is sent to: each endpoint given (api_base, or one the environment supplies), or, with
+    none, the model's provider's own endpoint."""
+    if endpoints:
+        return list(endpoints)
+    provider = routed_provider(model)
+    if provider is None:
+        return []  # a bare name LiteLLM cannot place: where it goes is not certain
+    host = default_host(provider)
+    return [f"https://{host}"] if host else []
+
+
+def key_refusal(env: str | None, model: str, endpoints: Sequence[str]) -> Refusal | None:
+    """The decision of `key_destination` for a config before any call: a Refusal when the key in `env` would reach
+    an endpoint that is not its provider's (`endpoints`: the api_base values, or the endpoint the environment
+    supplies; none: the model's provider's own), None otherwise. A variable that names no provider (a name of one's
+    own) is nobody's key and goes anywhere."""
+    if not env:
+        return None
+    owner = key_provider(env)
+    if owner is None:
+        return None
+    for url in key_destinations(model, endpoints):
+        found = key_destination(owner, url)
+        if found.verdict == "refuse":
+            return Refusal(env, owner, found.host, found.owner or "another party", found.why)
+    if not endpoints:
+        provider = routed_provider(model)
+        if provider is not None and default_host(provider) is None and not one_party(owner, provider):
+            return Refusal(env, owner, f"{provider}'s endpoint", provider, f"{provider}'s endpoint")
+    return None
+
+
+def key_warnings(env: str | None, endpoints: Iterable[str]) -> list[Destination]:
+    """The warnings `key_destination` gives the key in `env` for `endpoints` (none for a name of one's own)."""
+    owner = key_provider(env) if env else None
+    if owner is None:
+        return []
+    found = (key_destination(owner, url) for url in endpoints)
+    return [d for d in found if d.verdict == "warn"]
+
+
+def own_variable(provider: str, names: tuple[str, ...]) -> str:
+    """The variable to name for `provider`'s key: `<PROVIDER>_API_KEY` where LiteLLM reads it (or reads none), else
+    the last of the variables it reads (`names`)."""
+    own = f"{provider.upper()}_API_KEY"
+    return own if own in names or not names else names[-1]
+
+
+def variable_of(provider: str) -> str:
+    """The variable a provider's key is usually read from (GROQ_API_KEY, TOGETHERAI_API_KEY)."""
+    return own_variable(family(provider), KEY_VARIABLES.get(family(provider), ()))
+
+
+def key_variable(model: str, named: str | None, environ: Mapping[str, str]) -> str | None:
+    """The environment variable that must hold `model`'s key (None when no key is needed): `named` (a config's
+    api_key_env; "" for none), else `<PROVIDER>_API_KEY` when it is set, else the first set of those LiteLLM reads,
+    else the one to name when none is."""
+    return _key_variable(provider_for(model), model, named, environ)
+
+
+def _key_variable(serving: Provider, model: str, named: str | None, environ: Mapping[str, str]) -> str | None:
+    if named is not None:
+        return named or None
+    if serving.keyless:  # a local server (LiteLLM asks it for an address, which api_base gives)
+        return None
+    provider = provider_of(model)
+    own = f"{provider.upper()}_API_KEY"
+    if environ.get(own):
+        return own  # the usual name is set
+    names = provider_key_names(model)
+    return next((n for n in names if environ.get(n)), None) or own_variable(provider, names)
+
+
+def provider_variable_set(model: str, environ: Mapping[str, str]) -> str | None:
+    """The variable an LM without an inline key takes its key from (its provider's client reads it), when it is set
+    in `environ`: the only case where a key is sent."""
+    provider = provider_of(model)
+    if provider_for(model).keyless:
+        return None
+    names = (f"{provider.upper()}_API_KEY", *KEY_VARIABLES.get(provider, ()))
+    return next((name for name in names if environ.get(name)), None)
+
+
+def _set_endpoints(serving: Provider, environ: Mapping[str, str]) -> list[str]:
+    """The endpoints the environment gives the client of a model `serving` serves when a config gives no api_base
+    (OPENAI_BASE_URL and OPENAI_API_BASE for openai/ and a bare name, ANTHROPIC_BASE_URL, AZURE_OPENAI_ENDPOINT, DSPy's
+    `<PREFIX>_API_BASE`): each set one counts, since the client that reads it is not known here."""
+    return [environ[name].strip() for name in serving.endpoint_variables if environ.get(name, "").strip()]
+
+
+@dataclass(frozen=True)
+class KeyRoute:
+    """Where a config's key goes, decided before any call: the variable that holds it (None: no key), the endpoints
+    it is sent to (the api_base values, else those the environment gives the client: `given_by` names the first such
+    variable), and either the refusal, with what would fix it, or the warnings it is sent with."""
+
+    env: str | None
+    endpoints: tuple[str, ...]
+    owner: str | None = None  # the provider whose key the variable is (None: a name of one's own, nobody's)
+    refusal: Refusal | None = None
+    warnings: tuple[Destination, ...] = ()
+    given_by: str | None = None
+    own: str | None = None  # the variable the model's key is read from when api_key_env is unset
+    theirs_variable: str = ""  # the variable that holds the key of the provider whose endpoint it is
+    model_is_theirs: bool = False  # the model's calls go to that provider (the api_key_env named is the wrong one)
+
+
+def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: Mapping[str, str]) -> KeyRoute:
+    """The route of the key of a config's section (`model`, its api_key_env `named`, its `api_bases`) in the
+    environment `environ`: refused when it would reach an endpoint that is not its provider's (`key_refusal`), else
+    warned for each endpoint to look at (a gateway, plain http; with none given, the provider's own)."""
+    serving = provider_for(model)
+    env = _key_variable(serving, model, named, environ)
+    endpoints = tuple(api_bases) or tuple(_set_endpoints(serving, environ))
+    owner = key_provider(env) if env else None
+    refusal = key_refusal(env, model, endpoints)
+    if refusal is None:
+        warned = key_warnings(env, endpoints or key_destinations(model))
+        return KeyRoute(env, endpoints, owner, warnings=tuple(warned))
+    given = [n for n in serving.endpoint_variables if environ.get(n, "").strip() in endpoints] if not api_bases else []
+    return KeyRoute(
+        env,
+        endpoints,
+        owner,
+        refusal=refusal,
+        given_by=given[0] if endpoints and given else None,
+        own=_key_variable(serving, model, None, environ),
+        theirs_variable=variable_of(refusal.endpoint_owner),
+        model_is_theirs=routed_provider(model) == refusal.endpoint_owner,
+    )
 
 
 class KeyedSection(Protocol):

@@ -18,7 +18,7 @@ from logging_proxy import LoggingProxy
 
 from refed_dspy.clients.destination import check_request, refusal_in
 from refed_dspy.errors import KeyProviderError
-from refed_dspy.providers.hosts import folded_hosts, key_destination, key_refusal
+from refed_dspy.providers.keys import folded_hosts, key_destination, key_refusal
 
 OPENAI_KEY = "sk-openai-for-openai-only-5Q8Z"
 OWN_KEY = "my-gateway-key-of-my-own-7RT2"  # in a variable of one's own: nobody's key, it goes anywhere
@@ -236,10 +236,10 @@ def test_the_http_layer_stops_what_the_config_check_missed(proxy, server_factory
     """With the config's check taken out (as an entrance nobody thought of would be), the run's own requests meet the
     check in the HTTP layer: the run stops with the refusal (KeyProviderError: exit 2), the proxy holds no key."""
     from refed_dspy.config import load_config
-    from refed_dspy.providers import hosts
+    from refed_dspy.providers import keys
     from refed_dspy.synthesis.api import synthesize
 
-    monkeypatch.setattr(hosts, "key_refusal", lambda *a: None)  # in the one decision of the config's check (key_route)
+    monkeypatch.setattr(keys, "key_refusal", lambda *a: None)  # in the one decision of the config's check (key_route)
     monkeypatch.setenv("OPENAI_BASE_URL", "http://api.groq.com/openai/v1")
     srv = server_factory()
     over = [

@@ -18,8 +18,14 @@ from loopback_server import read_log
 from refed_dspy.clients.destination import check_lm_key
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import KeyProviderError
-from refed_dspy.providers.hosts import host_of, host_provider, is_private_host, key_refusal
-from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
+from refed_dspy.providers.keys import (
+    check_key,
+    check_key_goes_to_its_provider,
+    host_of,
+    host_provider,
+    is_private_host,
+    key_refusal,
+)
 
 SOCKET_SPY = Path(__file__).resolve().parents[1] / "socket_spy"
 GROQ_BASE = "http://api.groq.com/openai/v1"

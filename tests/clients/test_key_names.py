@@ -55,7 +55,7 @@ def test_the_table_is_litellms_own():
 _CHECKS = """
 import json, sys
 from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
-from refed_dspy.providers.hosts import key_provider
+from refed_dspy.providers.keys import key_provider
 from refed_dspy.config import LMSpec
 specs = [
     LMSpec(model="openai/llama-3.1-8b-instant", api_base="http://127.0.0.1:8000/v1", api_key_env="MY_VLLM_KEY"),

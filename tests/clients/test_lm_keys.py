@@ -4,12 +4,11 @@ import pytest
 from cli_helpers import run_refed, sets
 
 from refed_dspy.cli import main
-from refed_dspy.clients.endpoints import endpoint_of
+from refed_dspy.clients.engines import endpoint_of
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import KeyProviderError, MissingKeyError
-from refed_dspy.providers.hosts import key_provider
-from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
+from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider, key_provider
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -52,7 +51,7 @@ def test_lm_gets_api_base_and_key_from_env(monkeypatch):
 def test_key_variables_come_from_litellm_without_touching_the_environment(monkeypatch):
     import os
 
-    from refed_dspy.providers.hosts import provider_key_names
+    from refed_dspy.providers.keys import provider_key_names
 
     before = dict(os.environ)
     assert LMSpec(model="together_ai/meta-llama/Llama-3-8b").key_variable() == "TOGETHERAI_API_KEY"  # not TOGETHER_AI_

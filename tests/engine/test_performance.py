@@ -72,7 +72,7 @@ def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
     assert build_teacher(config)._async_engine_spec.config.max_connections == 300
     assert build_judge(config)._async_engine_spec.config.max_connections == 200
     # a model DSPy serves some other way keeps DSPy's engine, and a pool wider than DSPy's is warned about
-    monkeypatch.setattr(lm_module, "_wide_engines", lambda *args: None)
+    monkeypatch.setattr(lm_module, "wide_engines", lambda *args: None)
     with caplog.at_level("WARNING", logger="refed_dspy.clients.lm"):
         judge = build_judge(config)
     assert judge._engine_spec == "auto"

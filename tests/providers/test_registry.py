@@ -17,8 +17,7 @@ from refed_dspy.engine.failures import Failure, explain
 from refed_dspy.errors import ConfigError, KeyProviderError
 from refed_dspy.providers import DIALECTS, PROVIDERS, Provider, provider_for, provider_named
 from refed_dspy.providers.dialects import dialect_for
-from refed_dspy.providers.hosts import host_provider
-from refed_dspy.providers.keys import check_key_goes_to_its_provider
+from refed_dspy.providers.keys import check_key_goes_to_its_provider, host_provider
 from refed_dspy.providers.registry import batch_provider, call_url, dialects
 
 FAMILIES = {"openai", "openai_compatible", "azure", "anthropic", "google", "ollama", "llamacpp"}
