@@ -14,6 +14,9 @@ variables hold it (`sources_of`, `key_provider`); for each of those, the one dec
 sent (the run stops, exit 2); a warning is one line, once per variable and host. A secret no provider owns (a
 variable of one's own, an inline key, MLflow's token) goes anywhere: its owner is the user.
 
+The same decision is said early for an LM object (a user's dspy.LM, a logged program's LM), before any call:
+`check_lm_key`, as refed_dspy.providers.keys says it for a config section.
+
 `install()` puts the check in place (idempotent; refed_dspy.clients.boundary calls it when it is imported, so every
 process that builds or bounds an LM, Ray's workers included, has it).
 """
@@ -189,7 +192,7 @@ def install() -> frozenset[str]:
 
 
 def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
-    """The check of `check_key_goes_to_its_provider` for an LM object (a user's dspy.LM, a logged program's LM): its
+    """The check of providers.keys.check_key_goes_to_its_provider for an LM object (a user's dspy.LM, a logged program's LM): its
     key's variable `env`, else found by value (`key_env_of`; with no inline key, the variable its provider's client
     reads, when set), its endpoint its api_base (or the provider's own). KeyProviderError when refused; its key is held
     for masking either way. An LM that carries no key, or one held in no variable, is not placed and passes."""

@@ -416,7 +416,8 @@ def logged_lm(spec: LMSpec) -> LoggedLM:
 
 def logged_lm_like(lm: Any) -> LoggedLM:
     """A LoggedLM standing in for an LM object (one a user pinned to a predictor with `set_lm`): its model, endpoint
-    and settings, the variable its key comes from (clients.destination.key_env_of; the provider's own when unknown), no key."""
+    and settings, the variable its key comes from (clients.destination.key_env_of; the provider's own when unknown),
+    no key."""
     kwargs = {k: v for k, v in (getattr(lm, "kwargs", None) or {}).items() if k not in _SECRETS}
     out = LoggedLM(str(lm.model), model_type=getattr(lm, "model_type", "chat"), **kwargs)
     out.key_env = key_env_of(lm)
