@@ -192,10 +192,11 @@ def install() -> frozenset[str]:
 
 
 def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
-    """The check of providers.keys.check_key_goes_to_its_provider for an LM object (a user's dspy.LM, a logged program's LM): its
-    key's variable `env`, else found by value (`key_env_of`; with no inline key, the variable its provider's client
-    reads, when set), its endpoint its api_base (or the provider's own). KeyProviderError when refused; its key is held
-    for masking either way. An LM that carries no key, or one held in no variable, is not placed and passes."""
+    """The check of providers.keys.check_key_goes_to_its_provider for an LM object (a user's dspy.LM, a logged
+    program's LM): its key's variable `env`, else found by value (`key_env_of`; with no inline key, the variable its
+    provider's client reads, when set), its endpoint its api_base (or the provider's own). KeyProviderError when
+    refused; its key is held for masking either way. An LM that carries no key, or one held in no variable, is not
+    placed and passes."""
     kwargs = getattr(lm, "kwargs", None) or {}
     key = kwargs.get("api_key")
     hold(key)

@@ -54,9 +54,12 @@ def build_lm(
     `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.engines). Where the model's
     provider caches prompts on a request's word and `spec.prompt_cache` is on, the LM has engines of its own whatever
     it is built for (an optimization's LMs, an experiment's, a metric's judge), and they ask it to cache each prompt's
-    repeated part (refed_dspy.clients.engines.PromptCacheTransport); the async one is made for each event loop that calls the LM.
+    repeated part (refed_dspy.clients.engines.PromptCacheTransport); the async one is made for each event loop that
+    calls the LM.
     """
-    # a section made in Python, or copied, was not checked as a config is: lm_kwargs checks what DSPy is asked
+    problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
+    if problem is not None:
+        raise ConfigError(problem)
     kwargs = spec.lm_kwargs(num_retries, role=role)
     key = check_key(spec, role)
     if key is None and spec.api_base:

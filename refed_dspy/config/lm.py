@@ -362,15 +362,11 @@ class LMSpec(Section):
         }
 
     def lm_kwargs(self, num_retries: int | None = None, role: str = "teacher") -> dict[str, Any]:
-        """The keyword arguments of this section's dspy.LM: `extra`, and lm_arguments where set. ConfigError, for a
-        section made without validation (model_construct, model_copy), when `extra` names one of refed's own or the
-        model cannot be asked for the section's service_tier."""
+        """The keyword arguments of this section's dspy.LM: `extra`, and lm_arguments where set. ConfigError when
+        `extra` names one of refed's own (a section made without validation: model_construct, model_copy)."""
         clash = next((key for key in self.extra if key in reserved_extra_keys()), None)
         if clash is not None:
             raise ConfigError(f"{role}.extra: {reserved_message(clash, role)}")
-        problem = self.tier_problem(role)
-        if problem is not None:
-            raise ConfigError(problem)
         own = {k: v for k, v in self.lm_arguments(num_retries, role).items() if v is not None}
         return {**self.extra, **own}
 

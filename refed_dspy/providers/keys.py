@@ -441,8 +441,8 @@ class KeyedSection(Protocol):
 def check_key_goes_to_its_provider(spec: KeyedSection, role: str) -> str | None:
     """KeyProviderError, one line naming the variable, the host and the fix, when `spec`'s key (its api_key_env, or
     the variable it follows from the model) would reach another provider's endpoint (`key_route`); else the
-    variable (LMSpec.key_variable; None when no key is needed), with a warning line for each endpoint to look at. Reads no
-    key."""
+    variable (LMSpec.key_variable; None when no key is needed), with a warning line for each endpoint to look at.
+    Reads no key."""
     route = key_route(spec.model, spec.api_key_env, spec.endpoints, os.environ)
     refusal = route.refusal
     if refusal is None:

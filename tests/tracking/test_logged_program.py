@@ -160,6 +160,20 @@ def test_the_logged_lm_carries_no_key_and_reads_its_own_variable(monkeypatch):
     assert keyless.kwargs["api_key"] == "unused"
 
 
+def test_a_user_lm_asking_a_tier_refed_would_refuse_is_logged_as_it_asks():
+    """The teacher of record of a user's own LM keeps the tier that LM asks for, whether or not refed's price map
+    lists it: refed builds no LM of that section, so logging the program it compiled refuses nothing (building one
+    from the same section does)."""
+    from refed_dspy.clients.lm import build_lm
+    from refed_dspy.errors import ConfigError
+    from refed_dspy.synthesis.program import with_lm_of
+
+    record = with_lm_of(load_config(None), "teacher", dspy.LM("openai/gpt-4o", service_tier="flex"))
+    assert logged_lm(record.teacher).kwargs["service_tier"] == "flex"
+    with pytest.raises(ConfigError, match="offers no flex tier"):
+        build_lm(record.teacher)
+
+
 def test_refed_optimize_that_logs_a_program_prints_no_traceback(server_factory, tmp_path):
     srv = server_factory()
     over = optimize_overrides(srv, tmp_path)
