@@ -204,7 +204,7 @@ def test_the_lm_guard_catches_a_command_that_builds_its_own(tmp_path):
     """The check itself can fail: a command that builds an LM, or serves a local model, is found."""
     bad = tmp_path / "cell.py"
     bad.write_text(
-        "from refed_dspy.clients.lm import build_lm, price_of_lm\nfrom refed_dspy.clients import local_server, keys\n"
+        "from refed_dspy.clients.lm import build_lm, price_of_lm\nfrom refed_dspy.clients import local_server, destination\n"
     )
     found = lm_making("refed_dspy.experiments.cell", bad)
     assert len(found) == 2 and "build_lm" in found[0] and "local_server" in found[1]
