@@ -15,7 +15,8 @@ sent (the run stops, exit 2); a warning is one line, once per variable and host.
 variable of one's own, an inline key, MLflow's token) goes anywhere: its owner is the user.
 
 The same decision is said early for an LM object (a user's dspy.LM, a logged program's LM), before any call:
-`check_lm_key`, as refed_dspy.providers.keys says it for a config section.
+`check_lm_key`, as refed_dspy.providers.keys says it for a config section, on the endpoint the LM's client was given
+(`endpoint_of`, which the launch, the logged program and the ledger's routing read too).
 
 `install()` puts the check in place (idempotent; refed_dspy.clients.boundary calls it when it is imported, so every
 process that builds or bounds an LM, Ray's workers included, has it).
@@ -30,7 +31,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from refed_dspy.clients.engines import endpoint_of
 from refed_dspy.errors import KeyProviderError
 from refed_dspy.providers.keys import (
     Destination,
@@ -232,3 +232,15 @@ def key_env_of(lm: Any) -> str | None:
         if value == key and is_credential_name(name):
             return name
     return "" if not is_secret_value(key) else None  # a placeholder ("EMPTY", "unused"): a server that checks none
+
+
+def endpoint_of(lm: Any) -> str | None:
+    """The endpoint `lm`'s requests are addressed to, as its client was given it: its `api_base` (or `base_url`), else,
+    for an LM that carries engines of its own (build_lm's, which DSPy refuses client settings beside), the base URL
+    those engines were configured with; None: the provider's own endpoint."""
+    kwargs = getattr(lm, "kwargs", None) or {}
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    if base:
+        return base
+    config = getattr(getattr(lm, "engine", None), "config", None)
+    return next(iter((getattr(config, "base_urls", None) or {}).values()), None)

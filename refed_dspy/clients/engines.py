@@ -18,7 +18,7 @@ On Ray, where each worker holds its own spread and sees only its own calls, the 
 task from what is in flight over the whole cluster and sets it as `preferred_endpoint` around the task's calls: a
 spread takes it while that endpoint is healthy in its own view.
 
-How each LM client is given `api_base` (`fit_api_base`, `endpoint_of`): LiteLLM's form, or the one DSPy's own client
+How each LM client is given `api_base` (`fit_api_base`): LiteLLM's form, or the one DSPy's own client
 (lm15) expects. LiteLLM takes an `api_base` in its provider's form (`Provider.host_form`: the host, for a provider
 whose api_base is its host). DSPy 3.4's own client (lm15) appends less of the path to some providers' bases (only
 /messages for Anthropic's), so the same config reached another URL there: it is given the base with the rest of the
@@ -329,15 +329,3 @@ def _served_natively(lm: Any) -> bool:
         return bool(select_backend(lm, {}).native)
     except Exception:  # noqa: BLE001 - DSPy internals moved, or a model lm15 does not know: LiteLLM's convention
         return False
-
-
-def endpoint_of(lm: Any) -> str | None:
-    """The endpoint `lm`'s requests are addressed to, as its client was given it: its `api_base` (or `base_url`), else,
-    for an LM that carries engines of its own (build_lm's, which DSPy refuses client settings beside), the base URL
-    those engines were configured with; None: the provider's own endpoint."""
-    kwargs = getattr(lm, "kwargs", None) or {}
-    base = kwargs.get("api_base") or kwargs.get("base_url")
-    if base:
-        return base
-    config = getattr(getattr(lm, "engine", None), "config", None)
-    return next(iter((getattr(config, "base_urls", None) or {}).values()), None)

@@ -37,7 +37,7 @@ from dspy.utils import parallelizer
 
 from refed_dspy.clients.boundary import CallBoundary, bounded, route_with
 from refed_dspy.clients.calls import _work_ledger, current_stage
-from refed_dspy.clients.engines import endpoint_of
+from refed_dspy.clients.destination import endpoint_of
 from refed_dspy.clients.lm import price_of_lm
 from refed_dspy.config.lm import PriceBook
 

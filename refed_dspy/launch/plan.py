@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.boundary import bounded
-from refed_dspy.clients.destination import check_lm_key
-from refed_dspy.clients.engines import endpoint_of
+from refed_dspy.clients.destination import check_lm_key, endpoint_of
 from refed_dspy.clients.lm import build_lm, price_of_lm, stage_lm
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.clients.local_server import LocalServer, serving

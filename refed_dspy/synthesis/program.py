@@ -29,8 +29,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.destination import check_lm_key, key_env_of
-from refed_dspy.clients.engines import endpoint_of
+from refed_dspy.clients.destination import check_lm_key, endpoint_of, key_env_of
 from refed_dspy.config import Config, fingerprint_diff
 from refed_dspy.config.lm import reserved_extra_keys
 from refed_dspy.config.section import SECRET_NAME

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dspy
 import pytest
 
-from refed_dspy.clients.engines import endpoint_of, fit_api_base
+from refed_dspy.clients.destination import endpoint_of
+from refed_dspy.clients.engines import fit_api_base
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.launch.batch.api import client_for_spec

@@ -4,7 +4,7 @@ import pytest
 from cli_helpers import run_refed, sets
 
 from refed_dspy.cli import main
-from refed_dspy.clients.engines import endpoint_of
+from refed_dspy.clients.destination import endpoint_of
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec
 from refed_dspy.errors import KeyProviderError, MissingKeyError
