@@ -1,19 +1,51 @@
-"""LMs by role, built from config (`build_lm`), and their prices.
+"""The LM of a role, built from its config section (`build_lm`), its price, and how its requests reach the wire.
 
-`RefedLM` is DSPy's LM behind refed's call boundary (refed_dspy.clients.boundary); the engines and HTTP transports
-build_lm gives it are refed_dspy.clients.engines's.
+`RefedLM` is DSPy's LM behind refed's call boundary (refed_dspy.clients.boundary). build_lm reads and checks the
+section's key (refed_dspy.providers.keys), makes the LM, and gives it engines and HTTP transports of its own where the
+stage or the provider needs them.
+
+Engines (`wide_engines`): DSPy's own native (lm15) engines built as DSPy would, but with a connection pool as wide as
+the stage's concurrency (DSPy's is fixed at 100 an LM), the async one made for each event loop that calls the LM
+(`LoopEngines`: an lm15 pool is confined to the loop that made it). Under them, the transports: several endpoints of
+one model behind one LM (`EndpointSpread`), and a prompt whose repeated part the provider is asked to cache
+(`PromptCacheTransport`, by what the adapter said of the call: refed_dspy.clients.prompt_cache).
+
+`EndpointSpread` wraps the LM's HTTP transport: each request, built for the first endpoint, goes to the
+healthy endpoint with the fewest requests in flight (ties: the fewest sent). An endpoint whose request fails
+(no answer: a refused or reset connection, a timeout; or a 5xx) twice in a row is taken out for a cool-down
+that doubles with each further failure (up to 60 s); after it, one request probes it, and an answer puts it
+back. When every endpoint is out, the one due back first is used. A 429 is the server's way to say "slower",
+not a failure: the engine's window handles it. Calls and failures are counted per endpoint.
+
+On Ray, where each worker holds its own spread and sees only its own calls, the driver chooses the endpoint of each
+task from what is in flight over the whole cluster and sets it as `preferred_endpoint` around the task's calls: a
+spread takes it while that endpoint is healthy in its own view.
+
+How each LM client is given `api_base` (`fit_api_base`): LiteLLM's form, or the one DSPy's own client
+(lm15) expects. LiteLLM takes an `api_base` in its provider's form (`Provider.host_form`: the host, for a provider
+whose api_base is its host). DSPy 3.4's own client (lm15) appends less of the path to some providers' bases (only
+/messages for Anthropic's), so the same config reached another URL there: it is given the base with the rest of the
+path (`Provider.native_path`). A config may write such an api_base either way; `fit_api_base` gives each LM the form of
+the client DSPy picks for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import dataclasses
+import json
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import dspy
+from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, TransportRequest
 
 from refed_dspy.clients.boundary import CallBoundary
-from refed_dspy.clients.engines import CLIENT_MAX_CONNECTIONS, EndpointSpread, fit_api_base, wide_engines
+from refed_dspy.clients.prompt_cache import CacheAskingRequest, current_stable
 from refed_dspy.config.lm import CLIENT_REACH, LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
@@ -22,6 +54,10 @@ from refed_dspy.providers.prices import Price
 from refed_dspy.providers.registry import provider_for
 
 log = logging.getLogger(__name__)
+
+# dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
+# cannot give its own wider engine (models DSPy serves through LiteLLM)
+CLIENT_MAX_CONNECTIONS = 100
 
 
 class RefedLM(CallBoundary, dspy.LM):
@@ -49,12 +85,12 @@ def build_lm(
     the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
     is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait. `wrap` (a function of the
     HTTP transport returning another) carries the LM's async calls another way (provider batches: to their API).
-    Several `spec.api_base` endpoints are reached through an EndpointSpread (refed_dspy.clients.engines),
+    Several `spec.api_base` endpoints are reached through an EndpointSpread (below),
     kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
-    `api_base` is taken as LiteLLM takes it for the model's provider (refed_dspy.clients.engines). Where the model's
+    `api_base` is given the form of the client DSPy picks for the model (`fit_api_base`). Where the model's
     provider caches prompts on a request's word and `spec.prompt_cache` is on, the LM has engines of its own whatever
     it is built for (an optimization's LMs, an experiment's, a metric's judge), and they ask it to cache each prompt's
-    repeated part (refed_dspy.clients.engines.PromptCacheTransport); the async one is made for each event loop that
+    repeated part (PromptCacheTransport); the async one is made for each event loop that
     calls the LM.
     """
     problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
@@ -135,3 +171,285 @@ def price_of_lm(lm: Any, prices: PriceBook | None = None) -> Price | None:
     if spec is not None:
         return price_of(spec)
     return (prices or PriceBook()).of(str(getattr(lm, "model", "")))
+
+
+class LoopEngines:
+    """An async engine for each event loop that calls it, each made by `make`: an lm15 engine's connection pool is
+    confined to the loop that made it, and an LM whose calls come from several loops (an optimization's threads, each
+    running its own; a notebook's) needs one each, as DSPy's own LMs have. The engines of loops that have closed are
+    let go as a new one is made. `config`: the lm15 RouterConfig each is made with (its endpoint, key and pool)."""
+
+    def __init__(self, make: Callable[[], Any], config: Any):
+        self._make, self.config = make, config
+        self._engines: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._lock = threading.Lock()
+
+    def here(self) -> Any:
+        """The engine of the running event loop, made on its first call."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            engine = self._engines.get(loop)
+            if engine is None:
+                for closed in [other for other in self._engines if other.is_closed()]:
+                    del self._engines[closed]
+                engine = self._engines[loop] = self._make()
+            return engine
+
+    async def complete(self, request: Any) -> Any:
+        return await self.here().complete(request)
+
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        async for event in self.here().stream(request):
+            yield event
+
+    async def aclose(self) -> None:
+        """Close the running loop's engine (the others close with their loops)."""
+        with self._lock:
+            engine = self._engines.pop(asyncio.get_running_loop(), None)
+        if engine is not None:
+            await engine.aclose()
+
+
+def wide_engines(
+    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None, cache: Provider | None = None
+) -> tuple[Any, Any] | None:
+    """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
+    `max_connections` (DSPy's is fixed at 100 per LM), the async one for each event loop that calls it (LoopEngines);
+    `wrap` turns the async engine's HTTP transport into the one it uses (batch mode, several endpoints: one engine, on
+    the loop of the run that made it); `cache`: their requests ask that provider to cache their prompts' repeated
+    part. None when DSPy would not use its native engine for this model (LiteLLM fallback, declared providers): then
+    the LM keeps DSPy's choice."""
+    try:
+        from dspy.clients.backend_selection import select_backend
+        from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
+        from dspy.lm15 import RouterConfig
+
+        sel = select_backend(lm, {})
+        if not sel.native or sel.resolution is None or getattr(sel.resolution, "declared", False):
+            return None
+        provider, clients = sel.resolution.provider, sel.clients
+        url = clients.get("api_base") or clients.get("base_url")
+        common = dict(
+            api_keys={provider: clients["api_key"]} if "api_key" in clients else None,
+            base_urls={provider: url} if url else None,
+        )
+        config = RouterConfig(**common, timeouts=timeouts_for(clients.get("timeout")), max_connections=max_connections)
+
+        def asking(engine: Any, own: type) -> Any:
+            return _ask_to_cache(engine, own, cache) if cache is not None else engine
+
+        sync_engine = asking(LM15Engine(config, model_type=lm.model_type), StdlibTransport)
+        if wrap is not None:
+            wrapped = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
+            return sync_engine, asking(AsyncLM15Engine(wrapped, model_type=lm.model_type), StdlibAsyncTransport)
+        return sync_engine, LoopEngines(
+            lambda: asking(AsyncLM15Engine(config, model_type=lm.model_type), StdlibAsyncTransport), config
+        )
+    except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
+        return None
+
+
+def _ask_to_cache(engine: Any, own: type, cache: Provider) -> Any:
+    """`engine` (an lm15 engine wide_engines made) with its HTTP transport under a PromptCacheTransport for `cache`'s
+    requests. lm15 takes a transport of one's own only in place of its config's pool settings, so a router's own is
+    set here (built as the router would build it, of class `own`); where lm15 keeps it elsewhere, the requests go as
+    they are."""
+    router = getattr(engine, "router", None)
+    if router is not None and hasattr(router, "_transport"):
+        inner = router._transport if router._transport is not None else own(**router.config.transport_kwargs())
+        router._transport = PromptCacheTransport(inner, cache)
+    return engine
+
+
+class PromptCacheTransport:
+    """An lm15 HTTP transport (sync or async, as `inner` is) that sends each chat request of `provider`'s format with
+    the body `provider.cache_request` makes of it for the call under way (`current_stable`); other requests (a batch
+    API's, a body that is not JSON) go as they are."""
+
+    def __init__(self, inner: Any, provider: Provider):
+        self.inner = inner
+        self.provider = provider
+        self.path = provider.wire.path if provider.wire is not None else ""
+
+    def rewrite(self, request: Any) -> Any:
+        """`request` as it is sent: its body asking for the prompt cache (the same request when nothing changes)."""
+        stable = current_stable()
+        if stable is None or request.method != "POST" or not request.url.split("?")[0].endswith(self.path):
+            return request
+        try:
+            body = json.loads(request.body)
+        except (TypeError, ValueError):
+            return request
+        if not isinstance(body, dict):
+            return request
+        new = self.provider.cache_request(body, stable)
+        if new is body:
+            return request
+        fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(TransportRequest)}
+        return CacheAskingRequest(**{**fields, "body": json.dumps(new).encode()}, asked=request.body)
+
+    def stream(self, request: Any) -> Any:
+        return self.inner.stream(self.rewrite(request))
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
+    def copy(self) -> PromptCacheTransport:
+        """A fresh transport of the same kind (lm15 asks for one when the original was closed)."""
+        return PromptCacheTransport(self.inner.copy(), self.provider)
+
+    def __getattr__(self, name: str) -> Any:  # what else lm15 asks of its transport (max_connections, copy, ...)
+        return getattr(self.inner, name)
+
+
+# the index of the endpoint the calls of the current task should go to (None: the spread's own choice)
+preferred_endpoint: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "refed_preferred_endpoint", default=None
+)
+
+_FAILS_TO_TAKE_OUT = 2
+_COOLDOWN_S = 2.0
+_MAX_COOLDOWN_S = 60.0
+
+
+@dataclasses.dataclass
+class EndpointState:
+    """One endpoint's figures."""
+
+    url: str
+    in_flight: int = 0
+    calls: int = 0
+    failures: int = 0
+    fails_in_row: int = 0
+    down_until: float = 0.0
+    taken_out: int = 0  # times it was taken out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "failures": self.failures, "taken_out": self.taken_out}
+
+
+class EndpointSpread:
+    """Spreads an LM's requests over `urls` (see the module docstring). Use `wrap` as build_lm's transport wrapper."""
+
+    def __init__(self, urls: list[str], clock: Any = time.monotonic):
+        self.states = [EndpointState(u.rstrip("/")) for u in urls]
+        self.primary = self.states[0].url
+        self.inner: Any = None
+        self.clock = clock
+
+    def wrap(self, inner: Any) -> EndpointSpread:
+        """Take `inner` (the HTTP transport lm15 would use) as the transport to send through; returns self."""
+        self.inner = inner
+        return self
+
+    # ---- choosing ---------------------------------------------------------------------------------
+    def pick(self) -> EndpointState:
+        """The endpoint for the next request: the preferred one of the current task while it is healthy, else the
+        healthy one with the fewest requests in flight."""
+        now = self.clock()
+        preferred = preferred_endpoint.get()
+        if preferred is not None and 0 <= preferred < len(self.states) and self.states[preferred].down_until <= now:
+            return self.states[preferred]
+        healthy = [s for s in self.states if s.down_until <= now]
+        if not healthy:
+            return min(self.states, key=lambda s: s.down_until)
+        return min(healthy, key=lambda s: (s.in_flight, s.calls))
+
+    def succeeded(self, state: EndpointState) -> None:
+        state.fails_in_row = 0
+        state.down_until = 0.0
+
+    def failed(self, state: EndpointState) -> None:
+        state.failures += 1
+        state.fails_in_row += 1
+        if state.fails_in_row >= _FAILS_TO_TAKE_OUT:
+            cooldown = min(_MAX_COOLDOWN_S, _COOLDOWN_S * 2 ** (state.fails_in_row - _FAILS_TO_TAKE_OUT))
+            if state.down_until <= self.clock():
+                state.taken_out += 1
+            state.down_until = self.clock() + cooldown
+
+    def route(self, url: str, state: EndpointState) -> str:
+        """`url` (built for the primary endpoint) sent to `state`'s endpoint instead."""
+        if url.startswith(self.primary):
+            return state.url + url[len(self.primary) :]
+        return url
+
+    # ---- the transport ----------------------------------------------------------------------------
+    def stream(self, request: Any) -> _Routed:
+        return _Routed(self, request)
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
+    def figures(self) -> dict[str, dict[str, Any]]:
+        """Calls, failures and times taken out, by endpoint URL."""
+        return {s.url: s.as_dict() for s in self.states}
+
+
+class _Routed:
+    def __init__(self, spread: EndpointSpread, request: Any):
+        self.spread = spread
+        self.request = request
+        self.state: EndpointState | None = None
+        self.inner_cm: Any = None
+
+    async def __aenter__(self) -> Any:
+        spread = self.spread
+        state = self.state = spread.pick()
+        state.in_flight += 1
+        state.calls += 1
+        request = dataclasses.replace(self.request, url=spread.route(self.request.url, state))
+        self.inner_cm = spread.inner.stream(request)
+        try:
+            resp = await self.inner_cm.__aenter__()
+        except Exception:
+            state.in_flight -= 1
+            spread.failed(state)
+            raise
+        except BaseException:  # cancelled: not the endpoint's fault
+            state.in_flight -= 1
+            raise
+        if resp.status >= 500:
+            spread.failed(state)
+        else:
+            spread.succeeded(state)
+        return resp
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        assert self.state is not None
+        self.state.in_flight -= 1
+        return await self.inner_cm.__aexit__(*exc)
+
+
+def fit_api_base(lm: Any) -> Any:
+    """Give a dspy.LM's `api_base` (if any) the form the client DSPy picks for it expects: lm15's
+    (`Provider.native_base`), or LiteLLM's (`Provider.host_form`). Returns `lm`, changed in place."""
+    kwargs = getattr(lm, "kwargs", None)
+    base = (kwargs or {}).get("api_base")
+    if not isinstance(base, str):
+        return lm
+    native = _served_natively(lm)  # by the client settings it carries, whatever form its api_base has
+    serving = provider_for(str(lm.model))
+    if not (serving.base_suffixes or serving.native_path):  # its api_base is passed on as written, to any client
+        return lm
+    kwargs["api_base"] = serving.native_base(base) if native else serving.host_form(base)
+    return lm
+
+
+def _served_natively(lm: Any) -> bool:
+    """DSPy serves `lm` with its own client (lm15) rather than LiteLLM."""
+    try:
+        from dspy.clients.backend_selection import select_backend
+
+        return bool(select_backend(lm, {}).native)
+    except Exception:  # noqa: BLE001 - DSPy internals moved, or a model lm15 does not know: LiteLLM's convention
+        return False

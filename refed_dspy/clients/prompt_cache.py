@@ -2,7 +2,7 @@
 across calls.
 
 The adapter that formats a prompt knows which part of it repeats (refed_dspy.adapters.layout) and says so for the
-call it makes (`asking_to_cache`); the LM's HTTP transport (refed_dspy.clients.engines.PromptCacheTransport, which
+call it makes (`asking_to_cache`); the LM's HTTP transport (refed_dspy.clients.lm.PromptCacheTransport, which
 build_lm puts under an LM whose provider caches on request) rewrites the request's body as its provider takes such a
 request (`Provider.cache_request`: Anthropic's `cache_control` marks, OpenAI's `prompt_cache_key`). Below DSPy's own
 cache, whose key is therefore the same with prompt caching on or off: a resumed run finds its answers either way.

@@ -7,7 +7,7 @@ Where a chat call goes, and how `api_base` is taken for it: LiteLLM's convention
 Each provider says how its `api_base` is written (`Provider.base_form`): OpenAI-compatible servers with their version
 path (http://localhost:8000/v1; a call appends /chat/completions), Anthropic the host (https://api.anthropic.com; a
 call appends /v1/messages). Where a provider's `base_suffixes` allow it, either spelling works (http://h:p,
-http://h:p/v1 or http://h:p/v1/messages are read as the host); refed_dspy.clients.engines gives each client the
+http://h:p/v1 or http://h:p/v1/messages are read as the host); refed_dspy.clients.lm gives each client the
 form it expects. Other providers' `api_base` is passed on as written.
 """
 

@@ -43,7 +43,7 @@ import dspy
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.destination import check_lm_key, key_env_of
-from refed_dspy.clients.engines import fit_api_base
+from refed_dspy.clients.lm import fit_api_base
 from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.section import mask_secrets

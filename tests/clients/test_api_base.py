@@ -6,8 +6,7 @@ import dspy
 import pytest
 
 from refed_dspy.clients.destination import endpoint_of
-from refed_dspy.clients.engines import fit_api_base
-from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.lm import build_lm, fit_api_base
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.launch.batch.api import client_for_spec
 from refed_dspy.providers.registry import call_url, host_form, provider_for

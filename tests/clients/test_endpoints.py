@@ -7,7 +7,7 @@ import socket
 from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig
 
-from refed_dspy.clients.engines import EndpointSpread
+from refed_dspy.clients.lm import EndpointSpread
 from refed_dspy.config import load_config
 from refed_dspy.synthesis.api import synthesize
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from refed_dspy.clients.engines import EndpointSpread, preferred_endpoint
+from refed_dspy.clients.lm import EndpointSpread, preferred_endpoint
 from refed_dspy.launch.ray.pool import _Load
 
 

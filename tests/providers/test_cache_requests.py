@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from refed_dspy.clients.engines import PromptCacheTransport
-from refed_dspy.clients.lm import cache_provider
+from refed_dspy.clients.lm import PromptCacheTransport, cache_provider
 from refed_dspy.clients.prompt_cache import asking_to_cache
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.providers.anthropic import CACHE, mark_stable

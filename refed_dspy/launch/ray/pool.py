@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 from refed_dspy.clients.calls import CallInfo, TaskCalls
-from refed_dspy.clients.engines import EndpointSpread, EndpointState
+from refed_dspy.clients.lm import EndpointSpread, EndpointState
 from refed_dspy.config import RayConfig
 from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.failures import Failure

@@ -22,8 +22,7 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.engines import preferred_endpoint
-from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.lm import build_lm, preferred_endpoint
 from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
