@@ -15,8 +15,8 @@ sent (the run stops, exit 2); a warning is one line, once per variable and host.
 variable of one's own, an inline key, MLflow's token) goes anywhere: its owner is the user.
 
 The same decision is said early for an LM object (a user's dspy.LM, a logged program's LM), before any call:
-`check_lm_key`, as refed_dspy.providers.keys says it for a config section, on the endpoint the LM's client was given
-(`endpoint_of`, which the launch, the logged program and the ledger's routing read too).
+`check_lm_key`, as refed_dspy.providers.keys says it for a config section, for the endpoint the LM's client was given
+(`endpoint_of`; the launch, the ledger's routing and a run's provenance read it too).
 
 `install()` puts the check in place (idempotent; refed_dspy.clients.boundary calls it when it is imported, so every
 process that builds or bounds an LM, Ray's workers included, has it).

@@ -85,13 +85,12 @@ def build_lm(
     the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
     is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait. `wrap` (a function of the
     HTTP transport returning another) carries the LM's async calls another way (provider batches: to their API).
-    Several `spec.api_base` endpoints are reached through an EndpointSpread (below),
-    kept on the LM as `endpoint_spread`. A model DSPy does not serve natively can take neither (ConfigError).
-    `api_base` is given the form of the client DSPy picks for the model (`fit_api_base`). Where the model's
-    provider caches prompts on a request's word and `spec.prompt_cache` is on, the LM has engines of its own whatever
-    it is built for (an optimization's LMs, an experiment's, a metric's judge), and they ask it to cache each prompt's
-    repeated part (PromptCacheTransport); the async one is made for each event loop that
-    calls the LM.
+    Several `spec.api_base` endpoints are reached through an EndpointSpread, kept on the LM as `endpoint_spread`. A
+    model DSPy does not serve natively can take neither (ConfigError). `api_base` is given the form of the client DSPy
+    picks for the model (`fit_api_base`). Where the model's provider caches prompts on a request's word and
+    `spec.prompt_cache` is on, the LM has engines of its own whatever it is built for (an optimization's LMs, an
+    experiment's, a metric's judge), and they ask it to cache each prompt's repeated part (PromptCacheTransport); the
+    async one is made for each event loop that calls the LM.
     """
     problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
     if problem is not None:
