@@ -45,6 +45,22 @@ def _dspy_settings_restored():
 
 
 @pytest.fixture(autouse=True)
+def _mlflow_tracking_uri_restored():
+    """MLflow's tracking URI as it was before the test: a test that points MLflow at its own store (which also sets
+    MLFLOW_TRACKING_URI for every subprocess) would otherwise leave a later test in the same process writing there.
+    MLflow is not imported for a test that did not import it."""
+
+    def uri() -> str | None:
+        mlflow = sys.modules.get("mlflow")
+        return mlflow.get_tracking_uri() if mlflow is not None and mlflow.tracking.is_tracking_uri_set() else None
+
+    before = uri()
+    yield
+    if uri() != before:
+        sys.modules["mlflow"].set_tracking_uri(before)  # None unsets it, the variable with it
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Each test gets its own DSPy cache dir: DSPy's cache key ignores api_base."""
     import dspy
