@@ -1,10 +1,11 @@
 """An LM's key and where it may go: whose key a variable is, which hosts it may reach, the route of a config
 section's key decided, and that key read, held and checked before any call.
 
-Where a key may go: a key goes only to its own provider's hosts (each provider's `hosts`), read as the resolver reads
-them (`folded_hosts`: IDNA/UTS-46 folds a soft hyphen away, narrows full-width letters), or to hosts that are the
-user's own (loopback and private addresses, local names), where any key may go. Whose key a variable is comes from its
-name (`key_provider`: OPENAI_API_KEY is openai's, AZURE_OPENAI_API_KEY azure's; a name of one's own, MY_VLLM_KEY, is
+Where a key may go: a key goes only to its own provider's hosts (each provider's `hosts`), read as the resolver and
+URL parsers read them (`folded_hosts`: percent-decoded, then IDNA/UTS-46 folds a soft hyphen away and narrows
+full-width letters; an IPv4 address in any inet_aton form is its dotted quad), or to hosts that are the user's own
+(loopback and private addresses, local names), where any key may go. Whose key a variable is comes from its name
+(`key_provider`: OPENAI_API_KEY is openai's, AZURE_OPENAI_API_KEY azure's; a name of one's own, MY_VLLM_KEY, is
 nobody's), and which provider a model's calls go to from the model (`routed_provider`). One decision says where a key
 may go: `key_destination` for one request (refed_dspy.clients.destination checks every request as it leaves),
 `key_refusal` for a config's endpoints before any call: a known provider's key to another known provider's endpoint,
@@ -34,7 +35,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import idna
 
@@ -89,24 +90,60 @@ def _visible(host: str) -> str:
     return "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Mn", "Me"))
 
 
+def _ipv4_part(text: str) -> int | None:
+    """One part of an IPv4 address as inet_aton and the WHATWG URL parser read it: `0x` hex, a leading `0` octal,
+    else decimal; None when it is not a number."""
+    base = 10
+    if text[:2].lower() == "0x":
+        text, base = text[2:] or "0", 16
+    elif len(text) > 1 and text.startswith("0"):
+        text, base = text[1:], 8
+    try:
+        return int(text, base) if text.isascii() and text.isalnum() else None
+    except ValueError:
+        return None
+
+
+def ipv4_of(host: str) -> str | None:
+    """The dotted-quad IPv4 address `host` names when it is written in any form inet_aton and the WHATWG URL parser
+    take (`134744072`, `0x8080808`, `010.0.0.1`, `10.1`: one to four parts, decimal, hex or octal, the last filling
+    the bytes left); None for a name."""
+    parts = host.strip().rstrip(".").split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = [_ipv4_part(part) for part in parts]
+    if any(n is None for n in numbers):
+        return None
+    *head, last = (int(n or 0) for n in numbers)
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = sum(n << (8 * (3 - i)) for i, n in enumerate(head)) + last
+    return str(ipaddress.IPv4Address(value))
+
+
 @functools.lru_cache(maxsize=1024)
 def folded_hosts(host: str) -> tuple[str, ...]:
-    """Every name a resolver may read `host` as, lower-case and without a trailing dot: as written, mapped by UTS-46
-    (a soft hyphen or a zero-width space vanishes, `ª` is `a`, full-width letters narrow), by IDNA 2003's nameprep,
-    and as it renders. A key may go to a host only where it may go to each of them."""
+    """Every name a resolver or a URL parser may read `host` as, lower-case and without a trailing dot: as written
+    and percent-decoded (`api%2Egroq.com` is api.groq.com to a WHATWG parser, as many proxies are), each mapped by
+    UTS-46 (a soft hyphen or a zero-width space vanishes, `ª` is `a`, full-width letters narrow), by IDNA 2003's
+    nameprep, and as it renders; and an IPv4 address in any inet_aton form as its dotted quad (`134744072` is
+    8.8.8.8). A key may go to a host only where it may go to each of them. The one reading of a host for every rule
+    that reads hosts (keys, plain http, loopback)."""
     raw = host.strip()
-    forms = (raw, _uts46(raw), _nameprep(raw), _visible(raw))
-    return tuple(dict.fromkeys(f.lower().rstrip(".") for f in forms if f))
+    written = tuple(dict.fromkeys((raw, unquote(raw))))
+    forms = [f for one in written for f in (one, _uts46(one), _nameprep(one), _visible(one))]
+    names = [f.lower().rstrip(".") for f in forms if f]
+    return tuple(dict.fromkeys(n for name in names for n in (name, ipv4_of(name)) if n))
 
 
 def is_private_host(host: str) -> bool:
     """The host is the user's own machine or network: loopback (127.0.0.0/8, ::1, localhost), a private address
-    (10/8, 172.16/12, 192.168/16, fc00::/7, link-local), a local name (*.local, *.internal, ...) or a bare single-label
-    name (a machine on the LAN, a container's service name)."""
+    (10/8, 172.16/12, 192.168/16, fc00::/7, link-local; an IPv4 address in any inet_aton form, `ipv4_of`), a local
+    name (*.local, *.internal, ...) or a bare single-label name (a machine on the LAN, a container's service name)."""
     if not host:
         return False
     try:
-        ip = ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(ipv4_of(host) or host)
     except ValueError:
         return host == "localhost" or "." not in host or host.endswith(_LOCAL_SUFFIXES)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -287,8 +324,9 @@ def key_destination(owner: str, url: str) -> Destination:
         if like is not None:
             return Destination("refuse", host, like, f"not {like}'s, though its name carries {like}'s domain")
     if scheme == "http":
+        shown = next((f"{written} ({ip})" for ip in [ipv4_of(written)] if ip and ip != written), written)
         return Destination(
-            "warn", written, None, "a public address over plain http: the key crosses the network unencrypted"
+            "warn", shown, None, "a public address over plain http: the key crosses the network unencrypted"
         )
     if known and not any(host_provider(h) is not None for h in names):
         return Destination("warn", written, None, f"a host refed does not know as {owner}'s (a gateway or proxy?)")

@@ -34,6 +34,9 @@ SOFT = "api.gr\u00adoq.com"  # a soft hyphen: invisible when pasted, dropped by 
         "api\u200b.groq.com",
         "API.GROQ.COM.",
         "api.gro\u0071.com",
+        "api%2Egroq.com",  # percent-encoded, as RFC 3986 allows and a WHATWG parser (many proxies) decodes
+        "api%2egroq%2Ecom",
+        "%61pi.groq.com",
     ],
 )
 def test_a_host_is_read_as_the_resolver_reads_it(written):
@@ -56,10 +59,25 @@ def test_a_host_is_read_as_the_resolver_reads_it(written):
         ("http://[::1]:8000/v1", "ok"),
         ("http://10.0.0.5/v1", "ok"),
         ("http://vllm:8000/v1", "ok"),
+        ("http://134744072/v1", "warn"),  # 8.8.8.8 written as one number: public, over plain http
+        ("http://0x08080808/v1", "warn"),
+        ("http://0x7f000001:8000/v1", "ok"),  # 127.0.0.1
+        ("http://2130706433:8000/v1", "ok"),
     ],
 )
 def test_what_a_providers_key_may_reach(url, verdict):
     assert key_destination("openai", url).verdict == verdict
+
+
+def test_a_public_address_written_as_one_number_gets_the_plain_http_warning(monkeypatch, caplog):
+    from refed_dspy.config import LMSpec
+    from refed_dspy.providers.keys import check_key_goes_to_its_provider
+
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    with caplog.at_level(logging.WARNING, logger="refed_dspy.providers.keys"):
+        check_key_goes_to_its_provider(LMSpec(model="openai/x", api_base="http://134744072/v1"), "teacher")
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "134744072 (8.8.8.8)" in said[0] and "plain http" in said[0], said
 
 
 def test_the_config_check_reads_the_environment_and_the_documented_variables(monkeypatch):
@@ -98,6 +116,17 @@ def test_a_basic_credential_and_a_query_key_are_read_too(monkeypatch):
     with pytest.raises(KeyProviderError):
         check_request(f"http://api.groq.com/v1?key={OPENAI_KEY}", [])
     check_request("http://api.groq.com/v1", ["Bearer some-other-value-entirely"])  # no held key: sent
+
+
+def test_a_percent_encoded_host_is_refused_as_it_leaves(monkeypatch):
+    """What a user's own LM or a key held only in a header sends toward a percent-encoded host meets the check in the
+    HTTP layer: read as a WHATWG parser (a proxy) reads it, it is another provider's."""
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-for-anthropic-only-9K2P")
+    with pytest.raises(KeyProviderError, match="api.groq.com"):
+        check_request("http://api%2Egroq.com/openai/v1/chat/completions", [f"Bearer {OPENAI_KEY}"])
+    with pytest.raises(KeyProviderError, match="api.openai.com"):
+        check_request("https://api%2Eopenai.com/v1/messages", ["sk-ant-for-anthropic-only-9K2P"])
 
 
 @pytest.fixture
@@ -203,12 +232,22 @@ def _synthesize_args(srv, tmp_path, **more) -> list[str]:
         ({"teacher.api_base": "'http://\u00aapi.groq.com/openai/v1'"}, {}),
         ({}, {"OPENAI_BASE_URL": "http://api.groq.com/openai/v1"}),
         ({}, {"OPENAI_API_BASE": "http://api.groq.com/openai/v1"}),
+        ({"teacher.api_base": "'http://api%2Egroq.com/openai/v1'"}, {}),
+        ({}, {"OPENAI_BASE_URL": "http://api%2Egroq.com/openai/v1"}),
         (
             {"teacher.api_base": "'http://api.groq.com/openai/v1'", "teacher.api_key_env": "'AZURE_OPENAI_API_KEY'"},
             {"AZURE_OPENAI_API_KEY": "azure-key-for-azure-only-3M9W"},
         ),
     ],
-    ids=["soft-hyphen", "ordinal-a", "OPENAI_BASE_URL", "OPENAI_API_BASE", "AZURE_OPENAI_API_KEY"],
+    ids=[
+        "soft-hyphen",
+        "ordinal-a",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_BASE",
+        "percent-encoded",
+        "percent-encoded-OPENAI_BASE_URL",
+        "AZURE_OPENAI_API_KEY",
+    ],
 )
 def test_the_attackers_routes_exit_2_and_no_request_carries_the_key(proxy, server_factory, tmp_path, more, env):
     """Only the variable named set, a logging proxy carrying every request: exit 2 in one line naming the variable

@@ -46,6 +46,11 @@ GROQ_BASE = "http://api.groq.com/openai/v1"
         ("fd12:3456::7", True),
         ("gpu-box.local", True),
         ("vllm", True),  # a bare single-label name: a machine or a container of one's own
+        ("127.1", True),  # inet_aton's short form of 127.0.0.1
+        ("0x7f000001", True),
+        ("134744072", False),  # 8.8.8.8 as one decimal number: a public address, not a LAN name
+        ("0x8080808", False),
+        ("010.010.010.010", False),  # octal: 8.8.8.8
         ("172.32.0.1", False),
         ("8.8.8.8", False),
         ("api.groq.com", False),
