@@ -12,7 +12,9 @@ Held values (`is_secret_value`: at least MIN_SECRET_LEN characters, not a placeh
 credential (`is_credential_name`: `..._KEY`, `..._TOKEN`, `..._SECRET`, `..._PASSWORD`, ...), the tokens in the
 OpenTelemetry exporters' header variables and a password in MLflow's tracking URI, and every key an LM was built
 with or handed in (`hold`). A value is masked wherever it stands as a whole token (not inside a longer word: a
-six-character key must not mangle ordinary text); one of LONG_SECRET_LEN characters or more wherever it stands.
+six-character key must not mangle ordinary text); one of PIECE_LEN characters or more wherever it stands, and so is
+any run of PIECE_LEN or more of its characters, whatever surrounds it (a gateway that quotes a prefix of the key, or
+the key broken by a newline: each piece that long is masked).
 
 Where a value came from (`sources_of`: the variables holding it) is what the HTTP layer's key check reads to know
 whose key a request carries (refed_dspy.clients.destination).
@@ -31,6 +33,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -49,8 +52,10 @@ __all__ = [
 
 # a value this short is a setting, not a secret: masking it would mangle ordinary text
 MIN_SECRET_LEN = 6
-# a value this long is masked even inside a longer word (no ordinary text holds 20 random characters)
-LONG_SECRET_LEN = 20
+# a run this long of a held value is masked wherever it stands (no ordinary text holds 12 characters of a random key
+# in a row); a value this long is masked inside a longer word too
+PIECE_LEN = 12
+_RUN = b"\x01" * PIECE_LEN  # PIECE_LEN bytes in a row that held values are made of (`_Matcher.marks`)
 # what local servers take as a key that checks nothing (vLLM's, llama.cpp's, Ollama's and LM Studio's docs, LiteLLM's
 # proxy examples, refed's own `unused`): not secrets, and masking them would mangle text
 PLACEHOLDERS = frozenset(
@@ -87,8 +92,25 @@ _TOKEN_CHARS = r"A-Za-z0-9_\-"  # what a key is made of: a held value next to on
 _lock = threading.Lock()
 _held: dict[str, set[str]] = {}  # values handed to `hold` -> the variables they were read from (none: inline)
 _env: tuple[tuple[Any, ...], dict[str, frozenset[str]]] = ((), {})  # (the environment read, value -> names)
-# (the values it was made of, the pattern finding their spellings, spelling -> its mask, spelling -> its value)
-_matcher: tuple[frozenset[str], re.Pattern[str] | None, dict[str, str], dict[str, str]] = (frozenset(), None, {}, {})
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """What finds the held values in a text, made again when they change: the pattern of their spellings (the longest
+    first, so a key that holds another is masked whole), each spelling's mask and the value it spells; for pieces, a
+    byte table that marks the bytes long values are made of (so that a text with no PIECE_LEN of them in a row is
+    passed over at the speed of bytes.translate) and every run of PIECE_LEN characters of each long spelling (a gram ->
+    the spelling and its offset there)."""
+
+    values: frozenset[str] = frozenset()
+    whole: re.Pattern[str] | None = None
+    masks: dict[str, str] = field(default_factory=dict)
+    spelled: dict[str, str] = field(default_factory=dict)
+    marks: bytes = b""
+    grams: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+_matcher = _Matcher()
 
 
 def is_credential_name(name: str) -> bool:
@@ -185,40 +207,84 @@ def masked(value: str) -> str:
     return f"{value[:3]}...{value[-4:]}" if len(value) >= 24 else "***"
 
 
-def _current() -> tuple[re.Pattern[str] | None, dict[str, str], dict[str, str]]:
-    """The pattern that finds every held value's spellings (the longest first, so a key that holds another is masked
-    whole), each spelling's mask and the value it spells; made again when the held values change."""
+def _current() -> _Matcher:
+    """The matcher of the values held now (made again when they change)."""
     global _matcher
     with _lock:
         every = frozenset(_held) | frozenset(_env_found())
-    if every == _matcher[0]:
-        return _matcher[1], _matcher[2], _matcher[3]
+    if every == _matcher.values:
+        return _matcher
     masks: dict[str, str] = {}
-    values: dict[str, str] = {}
+    spelled: dict[str, str] = {}
     for value in every:
         for form in _spellings(value):
             masks.setdefault(form, masked(value))
-            values.setdefault(form, value)
+            spelled.setdefault(form, value)
     forms = sorted(masks, key=len, reverse=True)
-    anywhere = [re.escape(f) for f in forms if len(f) >= LONG_SECRET_LEN]
-    whole = [re.escape(f) for f in forms if len(f) < LONG_SECRET_LEN]
+    anywhere = [re.escape(f) for f in forms if len(f) >= PIECE_LEN]
+    whole = [re.escape(f) for f in forms if len(f) < PIECE_LEN]
     parts = [*anywhere]
     if whole:
         parts.append(rf"(?<![{_TOKEN_CHARS}])(?:{'|'.join(whole)})(?![{_TOKEN_CHARS}])")
-    pattern = re.compile("|".join(parts)) if parts else None
-    _matcher = (every, pattern, masks, values)
-    return pattern, masks, values
+    long_forms = [f for f in forms if len(f) >= PIECE_LEN]
+    used = set(b"".join(f.encode("utf-8", "surrogatepass") for f in long_forms))
+    grams = {f[i : i + PIECE_LEN]: (f, i) for f in long_forms for i in range(len(f) - PIECE_LEN + 1)}
+    marks = bytes(1 if b in used else 0 for b in range(256)) if grams else b""
+    _matcher = _Matcher(every, re.compile("|".join(parts)) if parts else None, masks, spelled, marks, grams)
+    return _matcher
+
+
+def _runs(text: str, marks: bytes) -> Iterator[str]:
+    """The runs of `text` of PIECE_LEN or more characters that held values are made of (each decoded from its bytes)."""
+    data = text.encode("utf-8", "surrogatepass")
+    marked = data.translate(marks)
+    at = marked.find(_RUN)
+    while at >= 0:
+        end = marked.find(b"\x00", at)
+        end = len(marked) if end < 0 else end
+        yield data[at:end].decode("utf-8", "ignore")
+        at = marked.find(_RUN, end)
+
+
+def _grown(run: str, at: int, form: str, offset: int) -> tuple[int, int]:
+    """Where the part of `run` around the gram of `form` found at `at` (its `offset` in `form`) that goes on as `form`
+    does, both ways, starts and ends."""
+    left = 0
+    while left < min(at, offset) and run[at - left - 1] == form[offset - left - 1]:
+        left += 1
+    end, ahead = at + PIECE_LEN, offset + PIECE_LEN
+    while end < len(run) and ahead < len(form) and run[end] == form[ahead]:
+        end, ahead = end + 1, ahead + 1
+    return at - left, end
+
+
+def _pieces(text: str, matcher: _Matcher) -> set[str]:
+    """The runs of PIECE_LEN or more characters of a held value that `text` holds, each as long as it goes."""
+    found: set[str] = set()
+    for run in set(_runs(text, matcher.marks)) if matcher.grams else ():  # a long word comes back often
+        at = 0
+        while at + PIECE_LEN <= len(run):
+            hit = matcher.grams.get(run[at : at + PIECE_LEN])
+            if hit is None:
+                at += 1
+                continue
+            start, at = _grown(run, at, *hit)
+            found.add(run[start:at])
+    return found
 
 
 def mask(text: str) -> str:
-    """`text` with every held key's value (as is, JSON-escaped or HTML-escaped) replaced by its mask."""
+    """`text` with every held key's value (as is, JSON-escaped or HTML-escaped) replaced by its mask, and every run of
+    PIECE_LEN or more of its characters by `***`."""
     if not text:
         return text
-    pattern, masks, _ = _current()
-    if pattern is None:
-        return text
-    out, count = pattern.subn(lambda m: masks[m.group(0)], text)
-    return out if count else text
+    matcher = _current()
+    out = text
+    if matcher.whole is not None:
+        out = matcher.whole.sub(lambda m: matcher.masks[m.group(0)], out)
+    for piece in sorted(_pieces(out, matcher), key=len, reverse=True):
+        out = out.replace(piece, "***")
+    return text if out == text else out
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:
@@ -230,10 +296,11 @@ def first_line(err: BaseException, limit: int = 300) -> str:
 
 def find_held(*texts: str) -> set[str]:
     """The held values `texts` carry (as `mask` finds them; a Basic credential's base64 is read too)."""
-    pattern, _, values = _current()
-    if pattern is None:
+    matcher = _current()
+    if matcher.whole is None:
         return set()
-    found = {values[m.group(0)] for m in pattern.finditer("\n".join(texts)) if m.group(0) in values}
+    joined = "\n".join(texts)
+    found = {matcher.spelled[m.group(0)] for m in matcher.whole.finditer(joined) if m.group(0) in matcher.spelled}
     for text in texts:
         scheme, _, token = text.strip().partition(" ")
         if scheme.lower() == "basic" and token:

@@ -259,6 +259,8 @@ class ServerConfig:
     echo_key: bool = False
     # every answer quotes it too, inside its first text field (a gateway that echoes the request into what it returns)
     echo_key_in_answers: bool = False
+    # every answer quotes pieces of it instead: its first 20 characters, and the whole key broken in two by a newline
+    echo_key_pieces: bool = False
     # POST .../messages: "messages" (the Anthropic Messages format), "404" (not found: an OpenAI-only server), "openai"
     # (answered in the OpenAI format, as a server that ignores the path would)
     anthropic: str = "messages"
@@ -1086,6 +1088,11 @@ class _Handler(BaseHTTPRequestHandler):
         if cfg.echo_key_in_answers and content:
             name = self._key_header()
             content = _echo_into(content, f" (request header {name}: {self.headers.get(name)})" if name else "")
+        if cfg.echo_key_pieces and content:
+            name = self._key_header()
+            key = (self.headers.get(name) or "").removeprefix("Bearer ") if name else ""
+            half = len(key) // 2
+            content = _echo_into(content, f" (your key begins {key[:20]}; it reads {key[:half]}\n{key[half:]})")
         prompt_text = "\n".join(str(m.get("content", "")) for m in messages)
         if cfg.tokenizer != "words" and req.get("response_format"):  # a provider bills the schema it was sent as input
             prompt_text += json.dumps(req["response_format"])

@@ -51,6 +51,40 @@ def test_a_long_key_is_masked_even_inside_a_word(monkeypatch):
     assert KEY not in mask(f"prefix{KEY}suffix")
 
 
+def _runs_of(key: str, text: str, length: int = 12) -> list[str]:
+    """Every run of `length` characters of `key` that `text` holds."""
+    return [key[i : i + length] for i in range(len(key) - length + 1) if key[i : i + length] in text]
+
+
+def test_a_piece_of_a_key_is_masked_wherever_it_stands(monkeypatch):
+    """A gateway that quotes the key's first 20 characters, or the key broken by a newline: every run of 12 or more
+    of its characters is masked, whatever surrounds it (JSON-escaped, after a letter of another script); a run of 11
+    is left (the rule's bound), and so is ordinary text with long words."""
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    half = len(KEY) // 2
+    said = [
+        f"your key begins {KEY[:20]}...",
+        f"it reads {KEY[:half]}\n{KEY[half:]}",
+        json.dumps({"quote": f"{KEY[:half]}\n{KEY[half:]}"}),
+        f"é{KEY[3:18]}é and x{KEY[-14:]}",
+    ]
+    for text in said:
+        out = mask(text)
+        assert _runs_of(KEY, out) == [] and "***" in out, (text, out)
+    assert mask(f"[{KEY[:11]}]") == f"[{KEY[:11]}]"
+    prose = "Internationalization and photosynthesis, characteristically: sk-unit-tes and a unit-test."
+    assert mask(prose) == prose
+
+
+def test_a_long_text_with_no_piece_is_passed_over_and_one_with_pieces_masked_everywhere(monkeypatch):
+    monkeypatch.setenv("REFED_UNIT_API_KEY", KEY)
+    text = "lorem ipsum dolor sit amet " * 20_000
+    assert mask(text) is text
+    holding = text + KEY[2:16] + text + KEY[9:] + "x" * 30
+    out = mask(holding)
+    assert _runs_of(KEY, out) == [] and out.count("***") == 2 and len(out) == len(holding) - 14 - len(KEY[9:]) + 6
+
+
 def test_secrets_in_exporter_headers_and_tracking_urls_are_held(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20otlp-token-93XK,x-tenant=acme")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://me:mlflow-pass-77Q@mlflow.example.com")
@@ -69,7 +103,8 @@ def test_a_held_inline_key_is_masked():
     inline = "inline-key-of-no-variable-93LQ"
     hold(inline)
     assert inline not in mask(f"the server said {inline}")
-    assert mask(f"x {inline[:12]}") == f"x {inline[:12]}"  # a part of it is not it
+    assert mask(f"x {inline[:12]}") == "x ***"  # 12 characters of it in a row are a piece of it
+    assert mask(f"x {inline[:11]}") == f"x {inline[:11]}"  # fewer are not
 
 
 def test_the_run_dirs_writers_mask(monkeypatch, tmp_path):

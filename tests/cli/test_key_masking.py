@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_refed, sets
 from conftest import run_overrides, start_refed_server
+from loopback_server import read_log
 
 KEY = "sk-refed-fake-Q7XK2M9PZL4WBV8N"
 MASKED = "sk-...BV8N"
@@ -116,3 +117,38 @@ def test_a_short_key_is_in_no_output_and_no_file(server_factory, tmp_path):
     assert _files_holding(tmp_path / "run", "sk-short") == []
     rejects = (tmp_path / "run" / "rejects.jsonl").read_text()
     assert "Bearer ***" in rejects  # the server did quote it
+
+
+def _runs_in(root: Path, key: str, length: int = 12) -> list[str]:
+    """The files under `root` that hold a run of `length` characters of `key`."""
+    runs = [key[i : i + length].encode() for i in range(len(key) - length + 1)]
+    return [str(p) for p in root.rglob("*") if p.is_file() and any(r in p.read_bytes() for r in runs)]
+
+
+def test_pieces_of_a_key_a_gateway_quotes_are_in_no_file_and_no_output(server_factory, tmp_path):
+    """A gateway that quotes the key's first 20 characters and the key broken in two by a newline in every answer, 200
+    of them: no file under the run dir (its cache included), no output of the command and no page of the viewer holds
+    12 characters of the key in a row. Before, only whole values were masked: 20 to 23 characters of it were in the
+    samples, rejects, feedback, the journal and 15 of 16 cache shards."""
+    srv = server_factory(echo_key_pieces=True)
+    over = run_overrides(srv, tmp_path / "run", 92, **{"seeds.limit": 4})
+    over = [o for o in over if not o.startswith("teacher.api_key_env")] + [f"teacher.api_key_env='{VARIABLE}'"]
+    code, out, err = run_refed("--debug", "synthesize", *sets(over), env_extra={VARIABLE: KEY})
+    assert code == 0, err
+    answered = [e for e in read_log(srv.cfg.log_path) if e.get("path", "").endswith("/chat/completions")]
+    assert len(answered) >= 200, len(answered)
+    samples = (tmp_path / "run" / "samples.jsonl").read_text()
+    assert "your key begins ***" in samples and "it reads ***" in samples  # the gateway did quote it
+    assert [KEY[i : i + 12] for i in range(len(KEY) - 11) if KEY[i : i + 12] in out + err] == []
+    assert _runs_in(tmp_path / "run", KEY) == []
+    proc, url = start_refed_server(["view", str(tmp_path / "run"), "--port", "0"], r"(http://127\.0\.0\.1:\d+)/")
+    try:
+        sample_id = json.loads(samples.splitlines()[0])["meta"]["id"]
+        for path in ("/", f"/sample/{sample_id}"):
+            with urllib.request.urlopen(url + path, timeout=30) as reply:
+                page = reply.read().decode()
+            assert not [KEY[i : i + 12] for i in range(len(KEY) - 11) if KEY[i : i + 12] in page]
+            assert "***" in page or path == "/"
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
