@@ -261,6 +261,8 @@ class ServerConfig:
     echo_key_in_answers: bool = False
     # every answer quotes pieces of it instead: its first 20 characters, and the whole key broken in two by a newline
     echo_key_pieces: bool = False
+    # each reply names a model of its own (`<model>-<seq>`): a gateway that says which replica answered
+    new_model_each_reply: bool = False
     # POST .../messages: "messages" (the Anthropic Messages format), "404" (not found: an OpenAI-only server), "openai"
     # (answered in the OpenAI format, as a server that ignores the path would)
     anthropic: str = "messages"
@@ -1123,7 +1125,7 @@ class _Handler(BaseHTTPRequestHandler):
             "id": f"chatcmpl-{entry['seq']}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": req.get("model", "loopback"),
+            "model": req.get("model", "loopback") + (f"-{entry['seq']}" if cfg.new_model_each_reply else ""),
             "service_tier": cfg.served_tier or (tier if tier in ("flex", "priority") else "default"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
             "usage": {

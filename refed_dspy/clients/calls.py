@@ -69,7 +69,6 @@ class CallInfo:
     tier_unavailable: bool = False  # a failed request the provider answered "no capacity on the tier asked for" (flex)
     fallback: bool = False  # sent on the default tier after `flex_fallback` such answers to the same request
     cache_write_tokens: int = 0  # of prompt_tokens, written to the provider's prompt cache (Anthropic: at 1.25x)
-    response_model: str | None = None  # the model its reply says answered (None: the reply named none)
 
     def cost_at(self, price: Any) -> float:
         """What its tokens cost at `price` (a refed_dspy.providers.prices.Price)."""
@@ -210,12 +209,6 @@ def served_tier(response: Any) -> str | None:
     return tier if isinstance(tier, str) and tier else None
 
 
-def _answered_by(response: Any) -> str | None:
-    """The model a reply says answered it (OpenAI's and Anthropic's `model`), None when it names none."""
-    model = _field(response, "model") if response is not None else None
-    return model if isinstance(model, str) and model else None
-
-
 @dataclass
 class Reply:
     """What one history entry of a DSPy LM says of its call: the call as the accounting sees it (its stage and time
@@ -278,7 +271,6 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
         seconds=seconds,
         repair=repair,
         service_tier=served_tier(response) if usage else None,
-        response_model=_answered_by(response) if usage else None,
     )
     return Reply(info, text, bool(usage) or cache_hit, bool(usage or cache_hit or text))
 

@@ -2,9 +2,10 @@
 
 The names and units are the OpenTelemetry GenAI conventions' (`gen_ai.client.operation.duration`,
 `gen_ai.client.token.usage`, with `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
-`gen_ai.response.model`, `gen_ai.token.type` and `error.type`) and refed's own under `refed.` (INSTRUMENTS). Label
-values come from fixed sets: roles, stages, kinds of work, reject and retry reasons as kinds (never messages), service
-tiers, and the run's own model names.
+`gen_ai.token.type` and `error.type`) and refed's own under `refed.` (INSTRUMENTS). Label values come from fixed sets:
+roles, stages, kinds of work, reject and retry reasons as kinds (never messages), service tiers, and the models the
+run's config asks for (never the model a reply names: a gateway that names a new one in each reply would make a
+series of each).
 
 Recording is a dict lookup and a few additions under a lock (about a microsecond a call); turning the figures into
 OpenTelemetry's data model, which costs the SDK about 10 microseconds a measurement, is done only when something
@@ -137,7 +138,7 @@ class Figures:
     def __init__(self, role: str):
         self.role = role
         self._counters: dict[tuple, float] = {}  # (name, label values...) -> total
-        self._histograms: dict[tuple, _Histogram] = {}  # (name, stage, model, answered by, error, token type)
+        self._histograms: dict[tuple, _Histogram] = {}  # (name, stage, model, error, token type)
         self._earlier: list[dict[str, Any]] = []  # series an earlier invocation left that this one has not recorded
         self._lock = threading.Lock()
 
@@ -159,7 +160,7 @@ class Figures:
                 if outcome == "cached":  # no request was sent: no operation
                     continue
                 error = info.error or ("interrupted" if outcome == "interrupted" else None)
-                where = (info.stage, info.model, info.response_model, error)
+                where = (info.stage, info.model, error)
                 self._observe((DURATION, *where, None), info.seconds)
                 if outcome == "answered" and not info.tokens_unknown:
                     self._observe((TOKENS, *where, "input"), info.prompt_tokens)
@@ -201,8 +202,8 @@ class Figures:
         for (name, *labels), value in counters:
             attrs = {"refed.role": self.role, **{f"refed.{k}": v for k, v in labels}}
             out[_identity(name, attrs)] = Series(name, attrs, value=value)
-        for (name, stage, model, answered_by, error, token_type), buckets, count, total, low, high in histograms:
-            attrs = _genai_attributes(self.role, stage, model, answered_by, error, token_type)
+        for (name, stage, model, error, token_type), buckets, count, total, low, high in histograms:
+            attrs = _genai_attributes(self.role, stage, model, error, token_type)
             out[_identity(name, attrs)] = Series(
                 name, attrs, count=count, sum=total, buckets=buckets, min=low, max=high
             )
@@ -219,16 +220,12 @@ def _outcome(info: Any) -> str:
     return "cached" if info.cache_hit else "answered"
 
 
-def _genai_attributes(
-    role: str, stage: str, model: str, answered_by: str | None, error: str | None, token_type: str | None
-) -> dict[str, str]:
+def _genai_attributes(role: str, stage: str, model: str, error: str | None, token_type: str | None) -> dict[str, str]:
     attrs = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": convention_name(model),
         "gen_ai.request.model": _request_model(model),
     }
-    if answered_by:
-        attrs["gen_ai.response.model"] = answered_by
     if token_type:
         attrs["gen_ai.token.type"] = token_type
     if error:

@@ -13,6 +13,9 @@ and refed's (refed_dspy.engine.figures.INSTRUMENTS), as the OpenTelemetry Promet
 `gen_ai_client_operation_duration_seconds`, `gen_ai_client_token_usage`, `refed_cost_usd_total`, ... Every label
 value is masked (refed_dspy.secrets) before it leaves the process.
 
+The endpoint answers only to a Host header that names this machine's loopback interface (403 to any other: a page
+that reached it under another name, DNS rebinding, must not read it), as the viewer does.
+
 The port is bound when the run is launched, before any call: a port in use is one line, exit 2. On Ray the figures are
 the driver's, which records what its workers' calls report: one scrape target for the cluster. The endpoint stays up
 `metrics.linger_s` after the run's last call, so that a scraper reads the final values (a stop signal ends the wait).
@@ -22,14 +25,17 @@ from __future__ import annotations
 
 import errno
 import logging
+import socketserver
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from refed_dspy.config import MetricsConfig
 from refed_dspy.engine.figures import INSTRUMENTS, Series
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.keys import loopback_host
 from refed_dspy.runtime.stops import stopping
 from refed_dspy.secrets import mask
 
@@ -121,6 +127,27 @@ def _readers() -> tuple[type, type]:
     return FedPrometheusReader, FedExportingReader
 
 
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in progress does not hold the run's end
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the signature is the handler's
+        """Each scrape is not worth a line on stderr."""
+
+
+def _loopback_only(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """`app` behind the Host check: 403 to a request whose Host header names anything but the loopback interface."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not loopback_host(environ.get("HTTP_HOST")):
+            start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"refused: the metrics answer only to {HOST} and localhost\n".encode()]
+        return app(environ, start_response)
+
+    return guarded
+
+
 class Endpoint:
     """The run's metrics going out (see the module docstring): `follow(source)` once the run's Watch exists,
     `close(linger)` once the run has ended."""
@@ -147,12 +174,12 @@ class Endpoint:
 
     def _serve(self, reader_class: type, port: int) -> None:
         """Serve the figures on HOST:`port` (0: any free port); ConfigError, one line, when the port is in use."""
-        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client import CollectorRegistry, make_wsgi_app
 
         registry = CollectorRegistry()
         self._reader = reader_class(self.data, registry)
         try:
-            self._server, self._thread = start_http_server(port, addr=HOST, registry=registry)
+            self._server = make_server(HOST, port, _loopback_only(make_wsgi_app(registry)), _Server, _Quiet)
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
                 raise ConfigError(
@@ -160,6 +187,8 @@ class Endpoint:
                     "or choose another port (0: any free port)"
                 ) from None
             raise ConfigError(f"metrics.prometheus_port = {port}: cannot serve on {HOST}:{port}: {err}") from None
+        self._thread = threading.Thread(target=self._server.serve_forever, name="refed-metrics", daemon=True)
+        self._thread.start()
         self.port = self._server.server_port
         log.info("metrics: http://%s:%d/metrics (Prometheus)", HOST, self.port)
 

@@ -156,6 +156,24 @@ def is_private_host(host: str) -> bool:
     )
 
 
+def loopback_host(header: str | None) -> bool:
+    """Whether an HTTP Host header (or an Origin, `scheme://host[:port]`) names this machine's loopback interface:
+    localhost, or a loopback address (127.0.0.0/8 in any inet_aton form, ::1). A page that reached a local server
+    under another name (DNS rebinding) must not read what it serves."""
+    if not header:
+        return False
+    netloc = header.split("://", 1)[-1].split("/", 1)[0]
+    if netloc.startswith("["):  # [::1]:8765
+        name = netloc[1:].split("]", 1)[0]
+    else:
+        name = netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+    name = name.lower().rstrip(".")
+    try:
+        return name == "localhost" or ipaddress.ip_address(ipv4_of(name) or name).is_loopback
+    except ValueError:
+        return False
+
+
 def _at(host: str, pattern: str) -> bool:
     name = pattern.lstrip(".")
     return host == name or host.endswith("." + name)

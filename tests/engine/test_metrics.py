@@ -224,7 +224,7 @@ def test_keys_are_masked_in_what_is_exported(server_factory, tmp_path, monkeypat
                 if seen:
                     return
 
-    # where a key could reach a label: a model's name (the one asked for, and the one the reply names)
+    # where a key could reach a label: the model's name (the reply names it too, but no label takes a reply's name)
     extra = {**SMALL, "metrics.prometheus_port": port, "metrics.linger_s": 2, "teacher.model": f"'openai/{key}'"}
     thread = threading.Thread(target=scrape, daemon=True)
     thread.start()
@@ -232,9 +232,61 @@ def test_keys_are_masked_in_what_is_exported(server_factory, tmp_path, monkeypat
     thread.join(timeout=30)
     page = seen[-1]
     assert "refed_samples_total" in page and 'gen_ai_request_model="' in page
-    assert key not in page and 'gen_ai_response_model="' in page
+    assert key not in page and "gen_ai_response_model" not in page
     for name in ("metrics.json", "events.jsonl"):
         assert key not in (run / name).read_text()
+
+
+def test_a_model_label_is_the_model_asked_for_not_the_one_a_reply_names(server_factory, tmp_path):
+    """A gateway that names a new model in each reply (34 calls gave 34 label values before): one model label, the
+    one the config asks for."""
+    srv = server_factory(new_model_each_reply=True)
+    port = free_port()
+    seen: list[str] = []
+
+    def scrape() -> None:
+        import urllib.request
+
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                    seen.append(answer.read().decode())
+            except OSError:
+                if seen:
+                    return
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+    extra = {**SMALL, "metrics.prometheus_port": port, "metrics.linger_s": 2}
+    synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 6, **extra)))
+    thread.join(timeout=30)
+    assert len({e.get("sha") for e in read_log(srv.cfg.log_path)}) > 10  # many replies, each naming its own model
+    page = seen[-1]
+    assert set(re.findall(r'gen_ai_request_model="([^"]*)"', page)) == {"gpt-4o-mini"}
+    assert "gpt-4o-mini-" not in page and "gen_ai_response_model" not in page
+
+
+@pytest.mark.parametrize(
+    "host, status",
+    [("evil.example.com", 403), ("evil.example.com:{port}", 403), ("127.0.0.1:{port}", 200), ("localhost:{port}", 200)],
+)
+def test_the_endpoint_answers_only_to_its_own_host(host, status):
+    """DNS rebinding: a page under the attacker's name that resolves to 127.0.0.1 sends its own Host header."""
+    import http.client
+
+    from refed_dspy.config import MetricsConfig
+    from refed_dspy.engine.metrics import Endpoint
+
+    endpoint = Endpoint(MetricsConfig(prometheus_port=0), "teacher")
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
+        connection.request("GET", "/metrics", headers={"Host": host.format(port=endpoint.port)})
+        answer = connection.getresponse()
+        body = answer.read().decode()
+        assert answer.status == status, body
+        assert ("# HELP" in body or body == "") if status == 200 else "refused" in body
+    finally:
+        endpoint.close(linger=False)
 
 
 def test_events_say_each_state_change_and_stay_bounded(server_factory, tmp_path):
@@ -272,18 +324,18 @@ def test_figures_restore_and_merge_histograms():
     from refed_dspy.engine.figures import Figures
 
     before = Figures("teacher")
-    calls = [CallInfo("generate", "openai/gpt-4o-mini", 100, 20, seconds=0.5, response_model="gpt-4o-mini")] * 3
+    calls = [CallInfo("generate", "openai/gpt-4o-mini", 100, 20, seconds=0.5)] * 3
     before.calls(calls + [CallInfo("generate", "openai/gpt-4o-mini", error="LMRateLimitError", seconds=0.1)], {})
     earlier = [s.to_dict() for s in before.series()]
     after = Figures("teacher")
     after.restore(json.loads(json.dumps(earlier)))
     after.calls(calls[:1], {"default": 0.25})
     doc = {"series": [s.to_dict() for s in after.series()]}
-    ok = {"gen_ai.response.model": "gpt-4o-mini"}
-    assert _total(doc, "gen_ai.client.operation.duration", "count", **ok) == 4
+    answered = [s for s in _series(doc, "gen_ai.client.operation.duration") if "error.type" not in s["attributes"]]
+    assert len(answered) == 1 and answered[0]["count"] == 4
     assert _total(doc, "gen_ai.client.operation.duration", "count", **{"error.type": "LMRateLimitError"}) == 1
     assert _total(doc, "gen_ai.client.token.usage", "sum", **{"gen_ai.token.type": "input"}) == 400
-    histogram = _series(doc, "gen_ai.client.operation.duration", **ok)[0]
+    histogram = answered[0]
     assert sum(histogram["buckets"]) == 4 and histogram["min"] == histogram["max"] == 0.5
     assert _total(doc, "refed.cost", **{"refed.tier": "default"}) == 0.25
     judge = Figures("judge")
