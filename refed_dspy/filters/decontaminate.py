@@ -1,7 +1,7 @@
 """decontaminate: remove samples whose instruction (and, optionally, final response) matches a prompt of an evaluation
 benchmark, each with a reason naming the benchmark and the prompt. No LM call: the matching is refed_dspy.text.contamination
-(as the texts render: exact after normalization, a share of word n-grams, or the shorter text's words in order), the
-prompts come from refed_dspy.store.benchmarks."""
+(as a reader sees the texts: exact after normalization, a share of word n-grams, the shorter text's words in order, or
+its words in pairs of words the other holds, in any order), the prompts come from refed_dspy.store.benchmarks."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ def reason(hit: Hit, ngram: int) -> str:
         "exact": "the same after normalization",
         "ngram": f"{m.overlap:.0%} of {ngram}-grams shared",
         "order": f"{m.overlap:.0%} of the shorter text's words in order",
+        "pairs": f"{m.overlap:.0%} of the shorter text's words in word pairs the other holds, in any order",
     }[m.how]
     return f"{hit.field} matches benchmark {json.dumps(m.benchmark)} prompt {json.dumps(prompt)} ({how})"
 
@@ -89,10 +90,11 @@ def decontaminate(
 @FILTERS.register
 class Decontaminate(Filter):
     """Remove samples whose instruction (or, with check_responses, final response) matches a prompt of an evaluation
-    benchmark, both read as they render (look-alike letters, invisible characters and accents do not count): the same
-    text after normalization, a share of word n-grams in common, or all but one word in ten of the shorter text in
-    order (a filler word every few words, one word changed in an 11-word prompt). Settings left unset are
-    [quality]'s."""
+    benchmark, both read as a reader sees them (markup, character references, look-alike letters, invisible
+    characters, accents, leetspeak digits and words joined by underscores or case changes do not count): the same text
+    after normalization, a share of word n-grams in common, all but one word in ten of the shorter text in order (a
+    filler word every few words, one word changed in an 11-word prompt), or as many of its words in word pairs the other
+    holds, in any order (halves swapped, a filler every third word). Settings left unset are [quality]'s."""
 
     rank = 6
     name: Literal["decontaminate"] = Field("decontaminate", description="This filter's name.")

@@ -106,10 +106,13 @@ def contamination_of(
 def _how(block: dict[str, Any]) -> str:
     fields = " and ".join(f"{f}s" for f in block["fields"])
     return (
-        f"{fields} compared with each prompt as they render (look-alike letters, invisible characters and accents "
-        f"read as the letters they show): the same text after normalization (case, whitespace, punctuation), at "
-        f"least {block['share']:.0%} of the shorter text's word {block['ngram']}-grams in common, or all but one word "
-        f"in ten of the shorter text in order (of 8 words or more; a filler word every few words, one word changed)"
+        f"{fields} compared with each prompt as a reader sees them (markup dropped, character references decoded, "
+        f"look-alike letters, invisible characters, accents and leetspeak digits read as the letters they show, words "
+        f"joined by underscores or case changes set apart): the same text after normalization (case, whitespace, "
+        f"punctuation), at least {block['share']:.0%} of the shorter text's word {block['ngram']}-grams in common, "
+        f"all but one word in ten of the shorter text in order (of 8 words or more; a filler word every few words, one "
+        f"word changed), or as many of its words in word pairs the prompt holds, in any order (halves swapped, a "
+        f"filler every third word)"
     )
 
 
