@@ -19,7 +19,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
-from refed_dspy.optimizers.plan import OptimizePlan
+from refed_dspy.optimizers.plan import OptimizePlan, held_to
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.rundir import RunDir
@@ -27,6 +27,7 @@ from refed_dspy.store.seeds import split_by_reference
 from refed_dspy.synthesis.api import arun_synthesis
 
 INPUTS = ("reference_instruction", "reference_response", "instruction", "feedback")
+EXAMPLES_STAGE = "examples"  # what the synthesis of an optimization's examples paid, on the optimization's ledger
 
 
 def examples_from_run(run_dir: str | Path, references: dict[str, tuple[str, str]]) -> list[dspy.Example]:
@@ -76,10 +77,13 @@ class OptimizeExamples:
     usage: dict[str, Any] = field(default_factory=dict)  # what the synthesis that made them spent ({}: none ran)
 
 
-def optimization_examples(plan: OptimizePlan) -> OptimizeExamples:
+def optimization_examples(
+    plan: OptimizePlan, max_calls: int | None = None, max_cost_usd: float | None = None
+) -> OptimizeExamples:
     """The plan's examples: the caller's; for targets instructions and pipeline the references; for respond the
-    samples of optimize.examples_run or of a small synthesis (made here). ConfigError (FinishedShort when the
-    synthesis fell short) when either side would be empty."""
+    samples of optimize.examples_run or of a small synthesis (made here, its run held to `max_calls` and
+    `max_cost_usd` in all, what the optimization's limits leave). ConfigError (FinishedShort when the synthesis fell
+    short) when either side would be empty."""
     cfg = plan.settings
     if plan.given.trainset is not None:
         train, val = _given_sets(plan.given.trainset, plan.given.valset, cfg)
@@ -99,13 +103,13 @@ def optimization_examples(plan: OptimizePlan) -> OptimizeExamples:
                 f"examples for target {cfg.target!r}; both sides need at least one (more references)"
             )
         return OptimizeExamples(train, val)
-    return _respond_examples(plan)
+    return _respond_examples(plan, max_calls, max_cost_usd)
 
 
-def _respond_examples(plan: OptimizePlan) -> OptimizeExamples:
+def _respond_examples(plan: OptimizePlan, max_calls: int | None, max_cost_usd: float | None) -> OptimizeExamples:
     """The respond target's examples: the samples of optimize.examples_run, or of the synthesis made here."""
     cfg, references = plan.settings, plan.references
-    examples_dir, summary = run_sync(_examples_run(plan))
+    examples_dir, summary = run_sync(_examples_run(plan, max_calls, max_cost_usd))
     if summary and not summary.get("samples"):
         raise FinishedShort(f"no optimization examples: {_what_happened(examples_dir, summary)}")
     exs = examples_from_run(examples_dir, {r.id: (r.instruction, r.response) for r in references})
@@ -119,12 +123,14 @@ def _respond_examples(plan: OptimizePlan) -> OptimizeExamples:
     return OptimizeExamples(train, val, examples_dir, summary.get("usage", {}))
 
 
-async def _examples_run(plan: OptimizePlan) -> tuple[Path, dict[str, Any]]:
+async def _examples_run(
+    plan: OptimizePlan, max_calls: int | None, max_cost_usd: float | None
+) -> tuple[Path, dict[str, Any]]:
     """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
     if plan.examples_config is None:
         return Path(plan.settings.examples_run), {}
     summary = await arun_synthesis(
-        plan.examples_config,
+        held_to(plan.examples_config, max_calls, max_cost_usd),
         teacher=plan.teacher,
         references=plan.references,
         on_mismatch=plan.on_mismatch,

@@ -54,9 +54,9 @@ class OptimizeResult:
 
     @property
     def cost_usd(self) -> float | None:
-        """What the optimization cost in USD, the synthesis of its examples included (None: a price is unknown)."""
-        parts = [self.usage.get("cost_usd"), (self.extra.get("examples_usage") or {}).get("cost_usd", 0.0)]
-        return None if None in parts else sum(parts)
+        """What the optimization cost in USD, every invocation of it and the synthesis of its examples included (None:
+        a price is unknown); `extra["this_invocation"]` is this invocation's part."""
+        return self.usage.get("cost_usd")
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able figures (optimize_summary.json)."""

@@ -187,6 +187,19 @@ def examples_config(config: Config, out: Path, size: int | None = None) -> Confi
     return Config.model_validate(data)
 
 
+def held_to(config: Config, max_calls: int | None, max_cost_usd: float | None) -> Config:
+    """An examples synthesis's `config` with its limits held to what the optimization's leave (None: no limit of the
+    optimization's; a synthesis limit of its own that is lower stays)."""
+    syn = config.synthesis
+    calls = [n for n in (syn.max_calls, max_calls) if n is not None]
+    costs = [c for c in (syn.max_cost_usd, max_cost_usd) if c is not None]
+    held = {
+        "max_calls": max(1, min(calls)) if calls else None,
+        "max_cost_usd": max(1e-9, min(costs)) if costs else None,
+    }
+    return config.model_copy(update={"synthesis": syn.model_copy(update=held)})
+
+
 def examples_source(config: Config, out: Path, given: Given) -> tuple[list[Reference] | None, Config | None]:
     """Where the examples come from: the references (the caller's, else [seeds] read; None when the caller's trainset
     is given), and for the respond target without optimize.examples_run, the config of the small synthesis that makes

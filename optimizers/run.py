@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,11 @@ from refed_dspy.config import Config, OptimizeConfig, load_config
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.launch.plan import held_calls, served
 from refed_dspy.ledger.budget import CallBudget, Limit
-from refed_dspy.ledger.call_log import LOG_NAME, CallLog
-from refed_dspy.ledger.usage import usd
+from refed_dspy.ledger.call_log import LOG_NAME, NEW_LEDGER, CallLog
+from refed_dspy.ledger.usage import usage_beyond, usd
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
-from refed_dspy.optimizers.examples import OptimizeExamples, optimization_examples
+from refed_dspy.optimizers.examples import EXAMPLES_STAGE, OptimizeExamples, optimization_examples
 from refed_dspy.optimizers.metrics import JudgeMetric
 from refed_dspy.optimizers.outputs import (
     OptimizeResult,
@@ -69,6 +69,7 @@ from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir
 
 logger = logging.getLogger("refed_dspy")
+_LEAST_COST = 1e-9  # what a call is reserved at to ask a spent budget whether one more may start
 IDLE_WAIT_S = 60.0  # how long a summary waits for calls an executor left running (then counted as paid, cut off)
 
 __all__ = [
@@ -176,12 +177,18 @@ def _plan_and_run(config: Config, out: Path, given: Given, on_mismatch: OnMismat
 
 @dataclass(frozen=True)
 class _Run:
-    """A plan under way: its examples, the ledger every call of it is counted on, and when it began."""
+    """A plan under way: its examples, the ledger every call of it is counted on, when it began, and what earlier
+    invocations of the command paid (`before`, a usage dict)."""
 
     plan: OptimizePlan
-    examples: OptimizeExamples
+    examples: OptimizeExamples | None  # None: not made yet
     budget: CallBudget
     started: float
+    before: dict[str, Any]
+
+    def this_invocation(self) -> dict[str, Any]:
+        """What this invocation paid: the ledger's totals beyond what earlier ones had."""
+        return usage_beyond(self.budget.as_dict(), self.before)
 
 
 @dataclass(frozen=True)
@@ -200,65 +207,106 @@ def run_plan(plan: OptimizePlan) -> OptimizeResult:
     # one cache for the examples synthesis and the optimization (an experiment's cell: the experiment's)
     with owned(plan.out, "optimize", "refed optimize", flag="optimize.out"), shared_cache(RunDir(plan.out).cache):
         started = time.monotonic()
-        examples = optimization_examples(plan)
-        use_run_cache(RunDir(plan.out))
         budget = plan.given.budget if plan.given.budget is not None else _own_budget(plan.settings)
-        log = _open_log(plan.out, budget)  # None: the caller's budget writes its own (an experiment's part)
-        run = _Run(plan, examples, budget, started)
-        for lm, role in ((plan.teacher, "teacher"), (plan.judge, "judge")):
-            if lm is not None:
-                lm.attach_budget(run.budget, role, plan.lm_prices[role])
-        heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, plan.metric, started), plan.run.progress_every_s)
+        log = _open_log(plan.out, budget, plan.run.new_ledger)  # None: the caller's budget writes its own
+        run = _Run(plan, None, budget, started, budget.as_dict())  # before: what earlier invocations paid
         try:
-            with (
-                held_calls(run.budget, plan.prices, plan.claims),
-                tracked(plan.tracking, plan.record, plan.out, plan.optimizer_name) as mlflow_run,
-                _maybe(heartbeat, plan.run.progress),
-            ):
-                res = _compile_and_save(run, mlflow_run)
-        except OptimizationStopped as err:  # what was spent before the stop, for a caller that keeps a ledger
-            err.usage, err.budget_stop = run.budget.as_dict(), run.budget.tripped
-            _write_stopped(run, "stopped", str(err))
-            raise
-        except KeyboardInterrupt:  # a signal: the calls in flight reached the provider, and are paid
-            run.budget.close("the optimization was stopped by a signal")
-            _write_stopped(run, "interrupted", "stopped by a signal")
-            raise
+            run = replace(run, examples=_examples(run, log))
+            use_run_cache(RunDir(plan.out))
+            return _run(run)
         finally:
-            for lm in (plan.teacher, plan.judge):
-                if lm is not None:
-                    lm.attach_budget(None, "lm", None)
-            _close_log(log, run)
-        return res
+            _close_log(log, budget, plan.out)
 
 
-def _open_log(out: Path, budget: CallBudget) -> CallLog | None:
+def _run(run: _Run) -> OptimizeResult:
+    """Compile and save with every call of the plan's LMs on the run's ledger (see `run_plan`)."""
+    plan, budget = run.plan, run.budget
+    for lm, role in ((plan.teacher, "teacher"), (plan.judge, "judge")):
+        if lm is not None:
+            lm.attach_budget(budget, role, plan.lm_prices[role])
+    heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, plan.metric, run.started), plan.run.progress_every_s)
+    try:
+        with (
+            held_calls(budget, plan.prices, plan.claims),
+            tracked(plan.tracking, plan.record, plan.out, plan.optimizer_name) as mlflow_run,
+            _maybe(heartbeat, plan.run.progress),
+        ):
+            return _compile_and_save(run, mlflow_run)
+    except OptimizationStopped as err:
+        raise _stopped(run, err) from None
+    except KeyboardInterrupt:  # a signal: the calls in flight reached the provider, and are paid
+        budget.close("the optimization was stopped by a signal")
+        _write_stopped(run, "interrupted", "stopped by a signal")
+        raise
+    finally:
+        for lm in (plan.teacher, plan.judge):
+            if lm is not None:
+                lm.attach_budget(None, "lm", None)
+
+
+def _examples(run: _Run, log: CallLog | None) -> OptimizeExamples:
+    """The plan's examples, a synthesis that makes them held to what the optimization's limits leave (it is part of
+    the command), and what that synthesis paid beyond what the command's ledger holds of it recorded there."""
+    plan, budget = run.plan, run.budget
+    calls, cost = budget.left()
+    if calls == 0 or cost == 0:  # earlier invocations spent it all: refused as the next call would be
+        if not budget.try_reserve(1, _LEAST_COST):
+            field = budget.field_of() or "optimize.max_calls / max_cost_usd"
+            raise _stopped(
+                run,
+                OptimizationStopped(
+                    f"optimization stopped before its examples: {budget.tripped}; no program was saved (raise "
+                    f"{field}, or start over with {NEW_LEDGER})"
+                ),
+            )
+        budget.release(1, _LEAST_COST)
+    examples = optimization_examples(plan, calls, cost)
+    if examples.usage:
+        recorded = (budget.as_dict().get("by_stage") or {}).get(EXAMPLES_STAGE)
+        more = usage_beyond(examples.usage, recorded)
+        if more["calls"] or more["cost_usd"] or more["interrupted_cost_usd"]:
+            budget.add_paid({**more, "by_stage": {EXAMPLES_STAGE: more}}, role="teacher")
+            if log is not None:
+                log.recorded("teacher", EXAMPLES_STAGE, {**more, "by_stage": {EXAMPLES_STAGE: more}})
+    return examples
+
+
+def _open_log(out: Path, budget: CallBudget, new_ledger: bool) -> CallLog | None:
     """The write-ahead log of the optimization's calls in `out`, attached to `budget` (None when the budget already
-    writes one: an experiment's part). What earlier invocations killed before their summary paid is counted on this
-    one's ledger (an optimization's summary is of its own invocation), and said in one line."""
+    writes one: an experiment's part). What earlier invocations of the command paid (its log holds all of it, killed
+    ones' calls in flight at their bound) is counted on this one's ledger, and said in one line."""
     if budget.log is not None:
         return None
-    log = CallLog.open(out / LOG_NAME)
+    log = CallLog.open(out / LOG_NAME, (out / "optimize_summary.json", out / "program.json"), new_ledger)
     log.summary_stamp = _stamp(out)
     budget.log = log
-    if log.lost:
-        budget.add_lost(log.lost)
+    budget.add_paid(log.earlier)
+    if log.found_now:
         logger.info(
             "optimize: %d LM calls of an earlier invocation that was killed are counted as paid (%s)",
-            log.lost.get("calls", 0),
-            usd(log.lost.get("cost_usd")),
+            log.found_now.get("calls", 0),
+            usd(log.found_now.get("cost_usd")),
+        )
+    if log.earlier:
+        logger.info(
+            "optimize: earlier invocations of this command in %s paid %d LM calls (%s), counted against its limits "
+            "(%s starts over)",
+            out,
+            log.earlier.get("calls", 0),
+            usd(log.earlier.get("cost_usd")),
+            NEW_LEDGER,
         )
     return log
 
 
-def _close_log(log: CallLog | None, run: _Run) -> None:
-    """Detach the log from the ledger; ended (and emptied) when this invocation's summary, which counts what it holds,
-    is written; else left for the next invocation to count."""
+def _close_log(log: CallLog | None, budget: CallBudget, out: Path) -> None:
+    """Detach the log from the ledger; ended when this invocation's summary, which counts what it holds, is written;
+    else left for the next invocation to count."""
     if log is None:
         return
-    run.budget.log = None
-    if _stamp(run.plan.out) != log.summary_stamp:
-        log.end(reported_lost=True)
+    budget.log = None
+    if _stamp(out) != log.summary_stamp:
+        log.end()
     else:
         log.close()
 
@@ -381,6 +429,7 @@ def _result(run: _Run, result: dict[str, Any], saved: _Saved, why_kept: str | No
         n_train=len(examples.train),
         n_val=len(examples.val),
         extra={
+            "this_invocation": run.this_invocation(),
             "target": plan.settings.target,
             "examples_run": str(examples.run_dir) if examples.run_dir else None,
             "examples_usage": examples.usage,
@@ -412,10 +461,25 @@ def _write_stopped(run: _Run, status: str, reason: str) -> None:
             "reason": reason,
             "optimizer": run.plan.optimizer_name,
             "usage": run.budget.as_dict(),
+            "this_invocation": run.this_invocation(),
             "wall_s": round(time.monotonic() - run.started, 3),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
+
+
+def _stopped(run: _Run, err: OptimizationStopped) -> OptimizationStopped:
+    """A stop before a program was saved: its summary written, and the stop with what the command has spent in all
+    and this invocation's part said after it (`usage` and `budget_stop` set, for a caller that keeps a ledger)."""
+    _write_stopped(run, "stopped", str(err))
+    whole, part = run.budget.as_dict(), run.this_invocation()
+    said = (
+        f"{err} (the command has spent {whole['calls']} LM calls, {usd(whole['cost_usd'])}; this invocation "
+        f"{part['calls']}, {usd(part['cost_usd'])})"
+    )
+    stopped = OptimizationStopped(said)
+    stopped.usage, stopped.budget_stop = whole, run.budget.tripped
+    return stopped
 
 
 def _budget_line(budget: CallBudget, metric: Any, started: float) -> str:

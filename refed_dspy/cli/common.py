@@ -64,9 +64,10 @@ def add_ledger_arg(p: argparse.ArgumentParser) -> None:
         dest="overrides",
         action="append_const",
         const="run.new_ledger=true",
-        help="go on in a run dir whose write-ahead ledger (ledger.jsonl, judge_ledger.jsonl) is gone though its "
-        "records show it had one: a new one is started, and the calls an invocation killed before had in flight go "
-        "uncounted (without it such a run dir is refused, exit 2); same as --set run.new_ledger=true",
+        help="start a new write-ahead ledger (ledger.jsonl, judge_ledger.jsonl): the one there is set aside beside it, "
+        "and what it said earlier invocations paid that no record holds (all they paid, for optimize) counts no more; "
+        "the way on where the ledger is gone or cannot be believed (refused, exit 2, without it); same as --set "
+        "run.new_ledger=true",
     )
 
 

@@ -147,10 +147,12 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         f"optimizer {result.optimizer} (target {result.extra.get('target', 'respond')}): valset score {result.score_before:.4f} -> {result.score_after:.4f} "
         f"({result.n_train} train / {result.n_val} val examples, {len(result.steps)} steps)"
     )
+    part = result.extra.get("this_invocation") or usage
     print(
         f"LM calls {usage['calls']} ("
         + ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
         + f"), cost {usd(usage['cost_usd'])}"
+        + ("" if part["calls"] == usage["calls"] else f"; this invocation {part['calls']}, {usd(part['cost_usd'])}")
     )
     failures = result.extra.get("metric_failures") or {}
     if failures.get("failed"):
@@ -184,9 +186,12 @@ def register_optimize(sub: Any) -> None:
         "examples from optimize.examples_run or a small refed synthesis (respond), or on the references "
         "(instructions, pipeline). Writes program.json, instructions.txt, before_after.md and "
         "optimize_summary.json to optimize.out (default <run.dir>/optimize); with tracking on, logs all "
-        "of it and the program to MLflow.",
+        "of it and the program to MLflow. optimize.max_calls and optimize.max_cost_usd hold for everything the "
+        "command pays for (the synthesis of its examples too) over all its runs in one optimize.out: to start over, "
+        "use a new optimize.out or --new-ledger.",
     )
     add_config_args(p)
     add_mismatch_args(p, "reuse an examples run dir made by a different config", "synthesize the examples again")
+    add_ledger_arg(p)
     add_verbose_arg(p, "optimize.out")
     p.set_defaults(func=_cmd_optimize)

@@ -40,7 +40,7 @@ class RunConfig(Section):
     )
     new_ledger: bool = Field(
         False,
-        description="Go on in a run dir whose write-ahead ledger (ledger.jsonl, judge_ledger.jsonl) is gone though its records show it had one: a new ledger is started, and the calls an invocation killed before had in flight (paid, in no record) go uncounted. Without it such a run dir is refused in one line (exit 2). The command-line flag `--new-ledger` sets it.",
+        description="Start a new write-ahead ledger (ledger.jsonl, judge_ledger.jsonl, an optimization's): the one there is set aside beside it (ledger.set-aside-<time>.jsonl), and what it said earlier invocations paid that no record holds (the calls a killed invocation had in flight; for optimize, all they paid) counts no more. The way on in a dir whose ledger is gone, emptied or cannot be believed, which is otherwise refused in one line (exit 2). The command-line flag `--new-ledger` sets it.",
     )
 
 

@@ -285,16 +285,30 @@ class CallBudget(OpensCalls):
                 self.max_call_cost = max(self.max_call_cost, cost)
                 self.call_costs.setdefault(role, OutputStats()).add(cost)
 
-    def add_lost(self, usage: dict[str, Any]) -> None:
-        """What earlier invocations killed before they ended paid (refed_dspy.ledger.call_log): added to the totals, and
-        its calls to their roles."""
+    def add_paid(self, usage: dict[str, Any] | None, role: str | None = None) -> None:
+        """What was paid before this ledger counted (earlier invocations of the command, as its write-ahead log says;
+        a run the command made for itself): added to the totals, and to `role` whole, or without a role its calls to
+        the roles it names."""
+        if not usage:
+            return
         with self._lock:
             self.totals.add(usage)
-            for role, part in (usage.get("by_role") or {}).items():
-                self.by_role.setdefault(role, Totals()).add(
+            if role is not None:
+                self.by_role.setdefault(role, Totals()).add(usage)
+            for named, part in (usage.get("by_role") or {}).items() if role is None else ():
+                self.by_role.setdefault(named, Totals()).add(
                     {"calls": int((part or {}).get("calls") or 0), "cost_usd": 0.0}
                 )
         self._notify()
+
+    def left(self) -> tuple[int | None, float | None]:
+        """(calls, dollars) the limits leave to spend now, the most calls cut off could cost counted as spent (None:
+        no such limit)."""
+        with self._lock:
+            calls = None if self.max_calls is None else max(0, self.max_calls - self.totals.calls)
+            spent = self.totals.cost + self.totals.cost_bound
+            cost = None if self.max_cost_usd is None else max(0.0, self.max_cost_usd - spent)
+        return calls, cost
 
     def hold(self, extra: float, need: float, worst: float, what: str | None = None) -> None:
         """Open a call of an engine task at the call boundary, expected to cost `need` and at most `worst` (see

@@ -4,7 +4,7 @@ Every request is written down before it is sent, so that a process killed at any
 have paid. One log belongs to one owner of a directory (a synthesis run, a judging, an optimization, a part of an
 experiment), which holds the directory's lock while it writes; its lines:
 
-- `{"open": ID, "pid": N, "at": TIME}`: an invocation starts;
+- `{"open": ID, "pid": N, "at": TIME, "from": K}`: an invocation starts; K is the last request written before it;
 - `{"s": n, "r": ROLE, "g": STAGE, "m": MODEL, "n": CALLS, "b": BOUND}`: request `n` (or a task of `CALLS`
   requests, sent to a Ray worker) is about to be sent; each may cost up to `BOUND` dollars (what the ledger reserved
   for it). Written before the request leaves the process;
@@ -15,16 +15,28 @@ experiment), which holds the directory's lock while it writes; its lines:
   or, for a task, its usage (`u`);
 - `{"k": [n, ...]}`: the owner has written what those requests paid into its own files (a record, a journal line,
   a summary): they are accounted there;
-- `{"end": ID}`: the invocation ended cleanly: everything it paid is in the owner's files;
-- `{"lost": USAGE, "of": [ID, ...]}`: what earlier invocations that did not end cleanly paid and no file of the
-  owner holds, as a usage dict (refed_dspy.ledger.usage).
+- `{"end": ID, "to": n}`: the invocation ended cleanly, its last request `n`: everything it paid is in the owner's
+  files (`"all": 1`: and what earlier invocations left unaccounted too, an owner that reports it);
+- `{"lost": USAGE, "paid": USAGE, "of": [ID, ...], "to": n}`: the log folded, up to request `n`: what the invocations
+  folded paid that no file of the owner holds (`lost`), what they paid in all (`paid`), the ids of those killed.
 
-Each line is one write(2) on a descriptor opened with O_APPEND: once `sent` returns, the line survives the process
-being killed (not the machine losing power: there is no fsync per request). The next invocation opens the log under
-the same lock: an invocation that left no `end` was killed, and of its requests those not kept are counted, settled
-ones at what they paid, the rest (in flight at the kill) as paid at their bound (`lost_in_flight`). That is written as
-one `lost` line and the log is rewritten to hold only its `lost` lines, so it stays as long as one invocation's calls.
-The owner adds `lost` to what its files say was paid: a budget is never exceeded by what a crash hid.
+Requests are numbered across invocations, one after the other, each line written under the log's lock with one
+write(2) on a descriptor opened with O_APPEND: once `sent` returns, the line survives the process being killed (not the
+machine losing power: there is no fsync per request). The log is kept whole: no owner empties it, and it is folded
+into one `lost` line only when it grows past COMPACT_BYTES, keeping the last number and what it folded.
+
+So an edit that lowers what it says was paid shows, and the log is not believed (LedgerError, one line naming the file
+and the line, exit 2, before any call): a request number missing or out of turn (a paid call's lines deleted), an
+invocation that does not start where the one before ended (a `lost` line deleted), a `p` or `k` of a request its
+invocation never sent, an `end` that is not its invocation's last request, a file emptied though the owner's records
+show it had lines, a folded line torn. `--new-ledger` (run.new_ledger) sets such a file aside and starts a new one.
+
+The next invocation opens the log under the same lock: an invocation that left no `end` was killed, and of its
+requests those not kept are counted, settled ones at what they paid, the rest (in flight at the kill) as paid at their
+bound (`lost_in_flight`); a last line a kill tore is charged as one more request in flight, at the most any request of
+the log was reserved at. The owner adds `lost` to what its files say was paid (`earlier`, what every earlier
+invocation paid in all, for an owner whose files hold only the last one's): a budget is never exceeded by what a
+crash hid.
 """
 
 from __future__ import annotations
@@ -36,27 +48,31 @@ import os
 import threading
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.errors import LedgerError
-from refed_dspy.ledger.lines import call_log_line, read_lines
+from refed_dspy.ledger.lines import BadLine, call_log_line, read_lines
 from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.jsonl import write_text_atomic
 
 logger = logging.getLogger(__name__)
 LOG_NAME = "ledger.jsonl"
-NEW_LEDGER = "--new-ledger"  # the flag that goes on in a directory whose log is gone (run.new_ledger = true)
+NEW_LEDGER = "--new-ledger"  # the flag that starts a new log (run.new_ledger = true)
+COMPACT_BYTES = 8 * 1024 * 1024  # a log longer than this is folded into one line when an invocation opens it
 _ZERO_PRICE = Price(0.0, 0.0, 0.0)  # every settled call carries its own cost
+_REFUSED_FIX = f"start a new ledger: {NEW_LEDGER}, or run.new_ledger = true"
+_NO_REQUEST = (b'{"open"', b'{"p"', b'{"k"', b'{"end"')  # torn lines behind which no request was sent
 
 
 @dataclass
 class _Request:
-    """One reservation of a dead invocation, as its lines tell it."""
+    """One request of an invocation, as its lines tell it."""
 
     role: str
     stage: str
@@ -67,9 +83,20 @@ class _Request:
     kept: bool = False
 
 
+@dataclass
+class _Invocation:
+    """One invocation's requests, and how it ended (`all_held`: its end said the owner's files hold all that was paid
+    until then, what earlier invocations left unaccounted included)."""
+
+    id: str
+    requests: dict[int, _Request] = field(default_factory=dict)
+    ended: bool = False
+    all_held: bool = False
+
+
 def _info_of(req: _Request, paid: dict[str, Any]) -> list[CallInfo]:
     """The calls a settled line stands for (a task's usage is kept as it is, apart)."""
-    tokens = [*(paid.get("t") or []), 0, 0, 0, 0]  # a line written before cache writes were counted has 3
+    tokens = [*(paid.get("t") or []), 0, 0, 0, 0]
     return [
         CallInfo(
             stage=req.stage,
@@ -92,58 +119,24 @@ def _info_of(req: _Request, paid: dict[str, Any]) -> list[CallInfo]:
     ]
 
 
-def lost_usage(lines: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[str]]:
-    """What the invocations in `lines` that did not end cleanly paid and their owner's files do not hold: a usage
-    dict (None when nothing), and the ids of those invocations. Pure: the lines of one log, in order."""
-    requests: dict[str, dict[int, _Request]] = {}
-    current: str | None = None
-    ended: set[str] = set()
-    for line in lines:
-        if "open" in line:
-            current = str(line["open"])
-            requests[current] = {}
-        elif current is None:
-            continue
-        elif "s" in line:
-            requests[current][int(line["s"])] = _Request(
-                role=str(line.get("r") or "lm"),
-                stage=str(line.get("g") or "unknown"),
-                model=str(line.get("m") or "?"),
-                calls=int(line.get("n") or 1),
-                bound=float(line.get("b") or 0.0),
-            )
-        elif "p" in line:
-            req = requests[current].get(int(line["p"]))
-            if req is not None:
-                req.paid = line
-        elif "k" in line:
-            for n in line["k"]:
-                req = requests[current].get(int(n))
-                if req is not None:
-                    req.kept = True
-        elif "end" in line:
-            ended.add(current)
-    dead = [inv for inv in requests if inv not in ended]
+def usage_of_requests(requests: Iterable[_Request]) -> dict[str, Any] | None:
+    """What `requests` paid, as a usage dict with calls by role (None when nothing): settled ones at what they paid,
+    a task at its worker's usage, the rest (in flight at a kill) as paid at their bound (`lost_in_flight`)."""
     totals, calls, tasks, in_flight, roles = Totals(), [], [], 0, Counter()
-    for inv in dead:
-        for req in requests[inv].values():
-            if req.kept:
-                continue
-            if req.paid is None:  # in flight at the kill: sent, perhaps answered and billed, never read
-                in_flight += req.calls
-                roles[req.role] += req.calls
-                calls += [
-                    CallInfo(req.stage, req.model, interrupted=True, cost_bound_usd=req.bound) for _ in range(req.calls)
-                ]
-            elif isinstance(req.paid.get("u"), dict):  # a task's calls, as its worker reported them
-                tasks.append(req.paid["u"])
-                roles[req.role] += int(req.paid["u"].get("calls") or 0)
-            else:
-                found = _info_of(req, req.paid)
-                roles[req.role] += sum(1 for c in found if not (c.cache_hit or c.error))
-                calls += found
+    for req in requests:
+        if req.paid is None:  # in flight at the kill: sent, perhaps answered and billed, never read
+            in_flight += req.calls
+            roles[req.role] += req.calls
+            calls += [CallInfo(req.stage, req.model, interrupted=True, cost_bound_usd=req.bound)] * req.calls
+        elif isinstance(req.paid.get("u"), dict):  # a task's calls, as its worker reported them
+            tasks.append(req.paid["u"])
+            roles[req.role] += int(req.paid["u"].get("calls") or 0)
+        else:
+            found = _info_of(req, req.paid)
+            roles[req.role] += sum(1 for c in found if not (c.cache_hit or c.error))
+            calls += found
     if not calls and not tasks:
-        return None, dead
+        return None
     totals.add(usage_of(calls, _ZERO_PRICE))
     for usage in tasks:
         totals.add(usage)
@@ -153,71 +146,208 @@ def lost_usage(lines: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list
     if any(c.cost_usd is None and not (c.cache_hit or c.error or c.interrupted) for c in calls):
         out["cost_usd"] = None  # priced by nothing when it was paid: its cost is unknown
     out["by_stage"] = {name: bucket for name, bucket in out["by_stage"].items() if bucket.get("calls")}
-    return out, dead
+    return out
 
 
-def _read(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """The complete lines of the log, each checked before it is believed (refed_dspy.ledger.lines: LedgerError
-    names a line refed does not write, and a file that cannot be read), and whether its last line was torn by a kill
-    (left out: its request was not sent)."""
-    return read_lines(path, call_log_line)
-
-
-def _lost_lines(lines: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """What the `lost` lines among `lines` add up to, with their calls by role; None when there are none."""
-    totals, found, roles = Totals(), False, Counter()
-    for line in lines:
-        if isinstance(line.get("lost"), dict):
-            totals.add(line["lost"])
-            for role, part in (line["lost"].get("by_role") or {}).items():
-                roles[role] += int((part or {}).get("calls") or 0)
-            found = True
+def summed(usages: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Usage dicts added up, calls by role too; None when all are None."""
+    totals, roles, found = Totals(), Counter(), False
+    for usage in usages:
+        if usage is None:
+            continue
+        found = True
+        totals.add(usage)
+        for role, part in (usage.get("by_role") or {}).items():
+            roles[role] += int((part or {}).get("calls") or 0)
     if not found:
         return None
     return {**totals.as_dict(), "by_role": {role: {"calls": n} for role, n in sorted(roles.items()) if n}}
 
 
-def lost_in(path: str | Path) -> dict[str, Any] | None:
-    """What the `lost` lines of the log at `path` add up to (a reader's view: the log is not changed); None when
-    it has none."""
-    return _lost_lines(_read(Path(path))[0])
+class _Reader:
+    """Checks each line of a log as it is read (the shape refed writes, then its place in the numbering) and gathers
+    the invocations it tells; a line out of place is BadLine."""
+
+    def __init__(self) -> None:
+        self.fold: dict[str, Any] | None = None
+        self.invocations: list[_Invocation] = []
+        self.last = 0  # the last request number
+        self.worst = 0.0  # the most any request was reserved at
+        self.lines = 0
+
+    def __call__(self, line: dict[str, Any]) -> dict[str, Any]:
+        call_log_line(line)
+        self.lines += 1
+        if "lost" in line:
+            self._folded(line)
+        elif "open" in line:
+            if line["from"] != self.last:
+                raise _out_of_place(
+                    f"the invocation starts after request {line['from']}, the one before ended at "
+                    f"{self.last}: lines are missing"
+                )
+            self.invocations.append(_Invocation(str(line["open"])))
+        else:
+            self._of_invocation(line, self._current(line))
+        return line
+
+    def _folded(self, line: dict[str, Any]) -> None:
+        if self.lines != 1:
+            raise _out_of_place("a folded ledger's line stands only first")
+        self.fold, self.last = line, int(line["to"])
+
+    def _current(self, line: dict[str, Any]) -> _Invocation:
+        if not self.invocations or self.invocations[-1].ended:
+            raise _out_of_place(f"{next(iter(line))!r} belongs to no invocation under way")
+        return self.invocations[-1]
+
+    def _of_invocation(self, line: dict[str, Any], current: _Invocation) -> None:
+        if "s" in line:
+            if line["s"] != self.last + 1:
+                raise _out_of_place(f"request {line['s']} comes after request {self.last}: requests are missing")
+            self.last = line["s"]
+            current.requests[self.last] = _Request(
+                str(line.get("r") or "lm"),
+                str(line.get("g") or "unknown"),
+                str(line.get("m") or "?"),
+                int(line.get("n") or 1),
+                float(line.get("b") or 0.0),
+            )
+            self.worst = max(self.worst, current.requests[self.last].bound)
+        elif "p" in line:
+            req = current.requests.get(line["p"])
+            if req is None or req.paid is not None:
+                raise _out_of_place(f"request {line['p']} was {'settled before' if req else 'never sent'}")
+            req.paid = line
+        elif "k" in line:
+            for n in line["k"]:
+                if n not in current.requests:
+                    raise _out_of_place(f"request {n} was never sent by this invocation")
+                current.requests[n].kept = True
+        else:
+            if line["end"] != current.id or line["to"] != self.last:
+                raise _out_of_place(
+                    f"the end of {line['end']} (at request {line['to']}) is not the end of the "
+                    f"invocation {current.id} under way (at request {self.last})"
+                )
+            current.ended, current.all_held = True, bool(line.get("all"))
+
+
+def _out_of_place(why: str) -> BadLine:
+    return BadLine(why, _REFUSED_FIX)
+
+
+@dataclass
+class Ledger:
+    """What a log says, its lines checked and their numbering followed (see the module docstring)."""
+
+    path: Path
+    fold: dict[str, Any] | None
+    invocations: list[_Invocation]
+    last: int
+    worst: float
+    torn: bytes = b""
+
+    @classmethod
+    def read(cls, path: Path, repair: bool = False) -> Ledger:
+        """The log at `path`, checked (LedgerError names a line that cannot be believed); with `repair`, a line a kill
+        tore is cut off and, where a request may have been behind it, written down as one in flight at the most a
+        request was reserved at."""
+        reader = _Reader()
+        _, torn = read_lines(path, reader, repair=repair)
+        ledger = cls(path, reader.fold, reader.invocations, reader.last, reader.worst, torn)
+        if torn.lstrip().startswith(b'{"lost"'):
+            raise LedgerError(
+                f"{path}: its folded line is torn; refed writes it whole, so the ledger is not believed and nothing was "
+                f"sent: restore the file, or {_REFUSED_FIX} (what it claimed is then not counted)"
+            )
+        if ledger.charges_torn():
+            ledger._take_torn(repair)
+        return ledger
+
+    def charges_torn(self) -> bool:
+        """Whether a torn last line may stand for a request sent (an invocation under way, and the line no other)."""
+        under_way = bool(self.invocations) and not self.invocations[-1].ended
+        return bool(self.torn) and under_way and not self.torn.lstrip().startswith(_NO_REQUEST)
+
+    def _take_torn(self, write: bool) -> None:
+        """The torn line as a request in flight, at the most any request was reserved at (written down with `write`)."""
+        self.last += 1
+        self.invocations[-1].requests[self.last] = _Request("lm", "torn", "?", 1, self.worst)
+        if write:
+            line = {"s": self.last, "r": "lm", "g": "torn", "m": "?", "n": 1, "b": round(self.worst, 8)}
+            with open(self.path, "ab") as fh:
+                fh.write((json.dumps(line, separators=(",", ":")) + "\n").encode())
+
+    def _since_held(self) -> tuple[list[_Invocation], bool]:
+        """The invocations after the last end that said the owner's files hold everything, and whether the fold's
+        `lost` comes after it (no such end)."""
+        held = [i for i, inv in enumerate(self.invocations) if inv.all_held]
+        if not held:
+            return self.invocations, True
+        return self.invocations[held[-1] + 1 :], False
+
+    def dead(self) -> list[_Invocation]:
+        """The invocations that did not end and whose loss no owner has reported."""
+        return [inv for inv in self._since_held()[0] if not inv.ended]
+
+    def lost(self) -> dict[str, Any] | None:
+        """What invocations that did not end paid and no file of the owner holds (None when nothing)."""
+        invocations, with_fold = self._since_held()
+        folded = (self.fold or {}).get("lost") if with_fold else None
+        unkept = (r for inv in invocations if not inv.ended for r in inv.requests.values() if not r.kept)
+        return summed([folded or None, usage_of_requests(unkept)])
+
+    def paid(self) -> dict[str, Any] | None:
+        """What every invocation of the log paid in all, kept or not (None when nothing)."""
+        every = (r for inv in self.invocations for r in inv.requests.values())
+        return summed([(self.fold or {}).get("paid") or None, usage_of_requests(every)])
+
+    def found_now(self) -> dict[str, Any] | None:
+        """What the last invocation left unaccounted when it did not end: found by the opening that follows it."""
+        last = self.invocations[-1] if self.invocations else None
+        if last is None or last.ended:
+            return None
+        return usage_of_requests(r for r in last.requests.values() if not r.kept)
+
+    def is_empty(self) -> bool:
+        return self.fold is None and not self.invocations and not self.torn
+
+    def folded(self) -> dict[str, Any]:
+        """The one line the log folds into."""
+        return {
+            "lost": self.lost() or {},
+            "paid": self.paid() or {},
+            "of": [inv.id for inv in self.dead()],
+            "to": self.last,
+        }
 
 
 def unaccounted(path: str | Path) -> dict[str, Any] | None:
     """What the log at `path` says was paid, or may have been, that no file of its owner holds, as a reader sees it
-    (the log is not changed; its lock is not taken): its `lost` lines, and every invocation that has not ended
-    (killed, or still running), its settled requests at what they paid and those in flight as paid at their bound
-    (`lost_in_flight`, `interrupted_cost_usd`). A usage dict with calls by role; None when nothing."""
-    lines, _ = _read(Path(path))
-    found, _ = lost_usage(lines)
-    earlier = _lost_lines(lines)
-    if found is None or earlier is None:
-        return found or earlier
-    both = Totals()
-    both.add(earlier)
-    both.add(found)
-    roles: Counter = Counter()
-    for usage in (earlier, found):
-        for role, part in (usage.get("by_role") or {}).items():
-            roles[role] += int((part or {}).get("calls") or 0)
-    return {**both.as_dict(), "by_role": {role: {"calls": n} for role, n in sorted(roles.items()) if n}}
+    (the log is not changed; its lock is not taken): what killed invocations left, and the invocation under way, its
+    settled requests at what they paid and those in flight as paid at their bound (`lost_in_flight`,
+    `interrupted_cost_usd`). A usage dict with calls by role; None when nothing."""
+    return Ledger.read(Path(path)).lost()
 
 
 class CallLog:
     """The write-ahead log of one owner's LM calls in a directory (see the module docstring).
 
-    `CallLog.open(path)` reconciles what killed invocations left, then starts this one; `lost` is everything such
-    invocations paid that no file of the owner holds (None when nothing), `found_now` what this opening found.
-    Thread-safe: requests are numbered under a lock and each line is one write.
+    `CallLog.open(path)` counts what killed invocations left, then starts this one; `lost` is everything such
+    invocations paid that no file of the owner holds (None when nothing), `found_now` what this opening found, and
+    `earlier` what every earlier invocation paid in all (None when nothing). Thread-safe: each line is written under
+    the log's lock, requests numbered in turn.
     """
 
-    def __init__(self, path: Path, fd: int, invocation: str, lost: dict[str, Any] | None, found_now: dict | None):
+    def __init__(self, path: Path, fd: int, invocation: str, ledger: Ledger):
         self.path = path
         self.invocation = invocation
-        self.lost = lost
-        self.found_now = found_now
+        self.lost = ledger.lost()
+        self.found_now = ledger.found_now()
+        self.earlier = ledger.paid()
         self._fd: int | None = fd
-        self._next = 0
+        self._next = ledger.last
         self._lock = threading.Lock()
         self.summary_stamp: Any = None  # its owner's: which summary was on disk when it opened
 
@@ -226,26 +356,26 @@ class CallLog:
         """Open the log at `path` for a new invocation; the caller holds the directory's lock (no other writer).
 
         `shown_by`: files its owner writes only once it has a log (its records). When one of them is there and the log
-        is not, the log is gone, and with it what it held that no record does (the calls a killed invocation had in
-        flight): LedgerError, unless `new_ledger` (a new log is started, said in one line). A line of the log refed
-        does not write, or a log that cannot be read, is LedgerError too: nothing it says is believed."""
+        is gone or empty, what it held that no record does (the calls a killed invocation had in flight) would go
+        uncounted: LedgerError. A log that cannot be believed (module docstring) is LedgerError too. `new_ledger`: the
+        log there is set aside and a new one started, said in one line."""
         path = Path(path)
-        if not path.exists() and not path.is_symlink():
-            _gone(path, next((p for p in shown_by if p.exists()), None), new_ledger)
+        shown = next((p for p in shown_by if p.exists()), None)
+        if new_ledger and (path.exists() or path.is_symlink()):
+            _set_aside(path)
+        elif not path.exists() and not path.is_symlink():
+            _gone(path, shown, "is gone", new_ledger)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines, torn = _read(path)
-        found, dead = lost_usage(lines)
-        kept = [line for line in lines if isinstance(line.get("lost"), dict)]
-        if found is not None:
-            kept.append({"lost": found, "of": dead})
-        if lines != kept or torn:  # compacted: what earlier invocations left is their `lost` lines
-            write_text_atomic(path, "".join(json.dumps(line) + "\n" for line in kept))
+        ledger = Ledger.read(path, repair=True)
+        if ledger.is_empty() and path.exists() and path.stat().st_size == 0 and not new_ledger:
+            _gone(path, shown, "is empty", new_ledger)
+        if path.exists() and path.stat().st_size > COMPACT_BYTES:
+            write_text_atomic(path, json.dumps(ledger.folded()) + "\n")
         invocation = uuid.uuid4().hex[:12]
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        log = cls(path, fd, invocation, _lost_lines(kept), found)
-        log._write(
-            {"open": invocation, "pid": os.getpid(), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        )
+        log = cls(path, fd, invocation, ledger)
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        log._write({"open": invocation, "pid": os.getpid(), "at": at, "from": ledger.last})
         return log
 
     def _write(self, obj: dict[str, Any]) -> None:
@@ -261,7 +391,7 @@ class CallLog:
         with self._lock:
             self._next += 1
             n = self._next
-        self._write({"s": n, "r": role, "g": stage, "m": model, "n": calls, "b": round(bound, 8)})
+            self._write({"s": n, "r": role, "g": stage, "m": model, "n": calls, "b": round(bound, 8)})
         return n
 
     def settled(self, n: int, info: CallInfo, cost: float | None) -> None:
@@ -286,41 +416,57 @@ class CallLog:
                 line["v"] = info.service_tier
             if info.fallback:
                 line["fb"] = 1
-        self._write(line)
+        with self._lock:
+            self._write(line)
 
     def settled_task(self, n: int, usage: dict[str, Any]) -> None:
         """Task `n` is over: the usage of its calls (as a Ray worker reported them)."""
-        self._write({"p": n, "u": usage})
+        with self._lock:
+            self._write({"p": n, "u": usage})
+
+    def recorded(self, role: str, stage: str, usage: dict[str, Any]) -> None:
+        """Calls made for the owner by a command of its own (an optimization's examples synthesis, which keeps its
+        own ledger) and paid `usage`: written down as one settled task, so that this log holds all the owner paid."""
+        n = self.sent(role, stage, "?", 0.0, calls=max(1, int(usage.get("calls") or 0)))
+        self.settled_task(n, usage)
 
     def kept(self, ids: list[int]) -> None:
         """The owner has written what requests `ids` paid into its own files."""
         if ids:
-            self._write({"k": ids})
+            with self._lock:
+                self._write({"k": ids})
 
     def end(self, reported_lost: bool = False) -> None:
         """This invocation ended cleanly: everything it paid is in the owner's files. The log is closed.
         `reported_lost`: the owner has also written `lost` into its files (an owner that reports each invocation's
-        spending apart, as an optimization does): the log is emptied."""
-        self._write({"end": self.invocation})
+        spending apart, as an experiment does): it is not counted again."""
+        with self._lock:
+            self._write({"end": self.invocation, "to": self._next, **({"all": 1} if reported_lost else {})})
         self.close()
-        if reported_lost:
-            with contextlib.suppress(OSError):
-                os.truncate(self.path, 0)
 
     def close(self) -> None:
         """Close the log without ending the invocation (what it paid and did not keep is counted on the next open)."""
-        fd, self._fd = self._fd, None
+        with self._lock:
+            fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
 
-def _gone(path: Path, shown_by: Path | None, new_ledger: bool) -> None:
-    """The log at `path` is not there: LedgerError when `shown_by` (a record of its owner) shows there was one, unless
-    `new_ledger`, which says in one line that a new one is started."""
+def _set_aside(path: Path) -> None:
+    """`--new-ledger`: the log there is renamed beside itself (kept for a look, counted no more), said in one line."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.stem}.set-aside-{stamp}{path.suffix}")
+    path.rename(aside)
+    logger.warning("warning: %s is set aside as %s and a new ledger is started (%s)", path, aside.name, NEW_LEDGER)
+
+
+def _gone(path: Path, shown_by: Path | None, how: str, new_ledger: bool) -> None:
+    """The log at `path` is not there or holds nothing (`how`): LedgerError when `shown_by` (a record of its owner)
+    shows there was one, unless `new_ledger`, which says in one line that a new one is started."""
     if shown_by is None:
         return
     what = (
-        f"{path} is gone, though {shown_by} shows {path.parent} had one: the calls an invocation killed before had in "
+        f"{path} {how}, though {shown_by} shows {path.parent} had one: the calls an invocation killed before had in "
         "flight, paid and in no record, would go uncounted"
     )
     if not new_ledger:

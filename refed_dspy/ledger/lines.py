@@ -30,7 +30,12 @@ _FLAG = 1  # how a call log line marks a yes (`h`, `x`, `unk`, `nc`, `fb`)
 
 
 class BadLine(ValueError):
-    """What is wrong with one line (the reader adds the file and the line's number)."""
+    """What is wrong with one line (the reader adds the file and the line's number), and what would make the file
+    believable again (`fix`, read after "restore the file, or")."""
+
+    def __init__(self, message: str, fix: str = "delete that line and run again"):
+        super().__init__(message)
+        self.fix = fix
 
 
 def count(value: Any, name: str, least: int = 0) -> int:
@@ -168,10 +173,11 @@ def call_log_line(line: dict[str, Any]) -> dict[str, Any]:
         )
     kind = kinds[0]
     if kind == "open":
-        _only(line, {"open", "pid", "at"}, "an invocation's first line")
+        _only(line, {"open", "pid", "at", "from"}, "an invocation's first line")
         text(line["open"], "open (the invocation)")
         count(line.get("pid", 0), "pid")
         text(line.get("at", ""), "at")
+        count(line.get("from"), "from (the last request before it)")
     elif kind == "s":
         _only(line, {"s", "r", "g", "m", "n", "b"}, "a request's line")
         count(line["s"], "s (the request)", least=1)
@@ -189,12 +195,17 @@ def call_log_line(line: dict[str, Any]) -> dict[str, Any]:
         for i, n in enumerate(line["k"]):
             count(n, f"k[{i}]", least=1)
     elif kind == "end":
-        _only(line, {"end"}, "an invocation's last line")
+        _only(line, {"end", "to", "all"}, "an invocation's last line")
         text(line["end"], "end (the invocation)")
+        count(line.get("to"), "to (its last request)")
+        if "all" in line and line["all"] != _FLAG:
+            raise BadLine(f"all is {line['all']!r}, not {_FLAG}")
     else:
-        _only(line, {"lost", "of"}, "a lost line")
+        _only(line, {"lost", "of", "to", "paid"}, "a folded ledger's line")
         usage_figures(line["lost"], "lost")
+        usage_figures(line.get("paid"), "paid")
         _texts(line.get("of", []), "of")
+        count(line.get("to"), "to (the last request folded)")
     return line
 
 
@@ -266,10 +277,10 @@ def spent_figures(document: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------------
-def _not_believed(where: str, why: str, fix: str = "delete that line") -> LedgerError:
+def _not_believed(where: str, why: str, fix: str = "delete that line and run again") -> LedgerError:
     return LedgerError(
         f"{where}: {why}; refed writes no such thing in a ledger, so it is not believed and nothing was sent: restore "
-        f"the file, or {fix} and run again (what it claimed is then not counted)"
+        f"the file, or {fix} (what it claimed is then not counted)"
     )
 
 
@@ -282,15 +293,15 @@ def _unreadable(path: Path, err: OSError) -> LedgerError:
 
 def read_lines(
     path: Path, check: Callable[[dict[str, Any]], dict[str, Any]], repair: bool = False
-) -> tuple[list[dict[str, Any]], bool]:
-    """The lines of the write-ahead file at `path`, each held to `check` ([] when there is no file), and whether its
-    last line was torn by a kill (left out; with `repair` the file is cut back to its last complete line). LedgerError,
-    naming the file and the line, for a line that is not a JSON object or that `check` refuses, and for a file that
-    cannot be read."""
+) -> tuple[list[dict[str, Any]], bytes]:
+    """The lines of the write-ahead file at `path`, each held to `check` ([] when there is no file), and its last line
+    when a kill tore it (b"" when none; left out, and with `repair` the file is cut back to its last complete line).
+    LedgerError, naming the file and the line, for a line that is not a JSON object or that `check` refuses, and for a
+    file that cannot be read."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return [], False
+        return [], b""
     except OSError as err:
         raise _unreadable(path, err) from None
     end = data.rfind(b"\n") + 1
@@ -302,8 +313,8 @@ def read_lines(
         try:
             lines.append(check(obj))
         except BadLine as err:
-            raise _not_believed(f"{path}:{lineno}", str(err)) from None
-    torn = end < len(data)
+            raise _not_believed(f"{path}:{lineno}", str(err), err.fix) from None
+    torn = data[end:]
     if repair and torn:
         with open(path, "r+b") as fh:
             fh.truncate(end)
@@ -321,8 +332,8 @@ def read_document(path: Path, check: Callable[[dict[str, Any]], dict[str, Any]])
         raise _unreadable(path, err) from None
     obj = parse_record(data)
     if obj is None:
-        raise _not_believed(str(path), "the file is not a JSON object", "remove it")
+        raise _not_believed(str(path), "the file is not a JSON object", "remove it and run again")
     try:
         return check(obj)
     except BadLine as err:
-        raise _not_believed(str(path), str(err), "correct that figure") from None
+        raise _not_believed(str(path), str(err), "correct that figure and run again") from None

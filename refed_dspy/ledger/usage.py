@@ -279,6 +279,18 @@ def with_unrecorded(usage: dict[str, Any], answered: dict[str, dict[str, int]], 
     return out
 
 
+def usage_beyond(now: dict[str, Any] | None, before: dict[str, Any] | None) -> dict[str, Any]:
+    """What usage `now` holds beyond `before` (a part of it): its counts, its cost (None when either is unknown) and
+    the most its calls cut off could cost; what one invocation added to a command's whole spend."""
+    now, before = now or {}, before or {}
+    out: dict[str, Any] = {key: max(0, int(now.get(key) or 0) - int(before.get(key) or 0)) for key in COUNT_FIELDS}
+    costs = (now.get("cost_usd", 0.0), before.get("cost_usd", 0.0))
+    out["cost_usd"] = None if None in costs else max(0.0, float(costs[0] or 0.0) - float(costs[1] or 0.0))
+    bound = float(now.get("interrupted_cost_usd") or 0.0) - float(before.get("interrupted_cost_usd") or 0.0)
+    out["interrupted_cost_usd"] = max(0.0, bound)
+    return out
+
+
 def usd(cost: float | None, unknown: str = "cost unknown") -> str:
     """`$0.0123`, or `unknown` when the cost is not known (no price for the model, or an LM that reports no usage)."""
     return unknown if cost is None else f"${cost:.4f}"

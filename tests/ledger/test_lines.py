@@ -32,7 +32,7 @@ def _written(path: Path) -> None:
     log.kept([a])
     log.sent("teacher", "generate", "m", 0.01)  # in flight at the kill
     log.close()
-    CallLog.open(path).close()  # compacted into a `lost` line, and a new invocation opened
+    CallLog.open(path).close()  # the killed invocation found, and a new one opened
 
 
 def test_every_line_refed_writes_is_believed(tmp_path):

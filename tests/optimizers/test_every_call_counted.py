@@ -339,8 +339,10 @@ def test_a_gepa_compile_stopped_by_its_budget_runs_again_when_the_budget_allows(
         program=RespondAndImprove(improve=False),
         trainset=examples(),
     )
-    assert served(teacher_srv) + served(judge_srv) - first == result.usage["calls"] > 30
-    assert result.usage["cached_calls"] >= first - 1  # what the stopped run paid is not paid again
+    this = result.extra["this_invocation"]
+    assert served(teacher_srv) + served(judge_srv) - first == this["calls"] > 30
+    assert result.usage["calls"] == first + this["calls"]  # the command's whole spend: both invocations
+    assert this["cached_calls"] >= first - 1  # what the stopped run paid is not paid again
     assert len(result.steps) > 1
 
 

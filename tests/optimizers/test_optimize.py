@@ -89,8 +89,9 @@ def test_each_optimizer_beats_the_uncompiled_program_on_the_stand_in(server_fact
         assert state_dir.name.startswith("gepa-") and (state_dir / "gepa_state.bin").exists()
     summary = json.loads((out / "optimize_summary.json").read_text())
     examples_calls = summary["examples_usage"]["calls"]
-    # every request the server saw is accounted: the examples run, then teacher + judge under the budget
-    assert len(read_log(srv.cfg.log_path)) == examples_calls + result.usage["calls"]
+    # every request the server saw is accounted: the examples run, then teacher + judge, all on the command's ledger
+    assert len(read_log(srv.cfg.log_path)) == result.usage["calls"] and 0 < examples_calls < result.usage["calls"]
+    assert summary["this_invocation"]["calls"] == result.usage["calls"]
     assert set(result.usage["by_role"]) == {"teacher", "judge"}
     assert (out / "instructions.txt").read_text().startswith("## generate")
     assert "Before" in (out / "before_after.md").read_text()
@@ -116,6 +117,46 @@ def test_call_budget_stops_the_optimization_without_saving(server_factory, tmp_p
     # said once, by the optimization: not again by DSPy for each example left unscored (whole examples, hundreds of
     # lines in a trial)
     assert err.count("budget of 40 is reached") == 1 and "Error for Example" not in err, err[-3000:]
+
+
+def _bill(srv, config) -> tuple[int, float, float]:
+    """(requests, what they cost at list price, the dearest one) as the server saw them."""
+    from refed_dspy.config.lm import price_of
+
+    price = price_of(config.teacher)
+    costs = [
+        price.cost(e["prompt_tokens"], e["completion_tokens"], e.get("cached_tokens", 0))
+        for e in read_log(srv.cfg.log_path)
+        if "prompt_tokens" in e
+    ]
+    return len(read_log(srv.cfg.log_path)), sum(costs), max(costs, default=0.0)
+
+
+@pytest.mark.parametrize(
+    "cap, held",
+    [("optimize.max_cost_usd=0.02", "cost budget of $0.02"), ("optimize.max_calls=60", "LM-call budget of 60")],
+    ids=["cost", "calls"],
+)
+def test_a_cap_holds_for_the_whole_command_across_its_invocations(server_factory, tmp_path, cap, held):
+    """`refed optimize` three times with one cap, its examples synthesized by itself (n_train + n_val = 30): the
+    examples' calls count against the cap, and each invocation starts from what the ones before spent. Before, one
+    invocation billed 2.9x the cost cap, and three took 236 requests under max_calls = 60."""
+    srv = server_factory()
+    over = opt_overrides(srv, tmp_path, **{"optimize.n_train": 20, "optimize.n_val": 10, "synthesis.concurrency": 4})
+    said = [refed("optimize", *sets(over), "--set", cap) for _ in range(3)]
+    assert [code for code, _, _ in said] == [1, 1, 1], said[0][2][-2000:]
+    stops = [next(line for line in err.splitlines() if held in line) for _, _, err in said]
+    assert all("the command has spent" in line and "this invocation" in line for line in stops), stops
+    config = load_config(None, over)
+    requests, cost, dearest = _bill(srv, config)
+    summary = json.loads((tmp_path / "run" / "optimize" / "optimize_summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["this_invocation"]["calls"] == 0  # the third paid nothing
+    if cap.startswith("optimize.max_cost_usd"):
+        assert cost <= 0.02 + dearest, (cost, dearest)
+        assert summary["usage"]["cost_usd"] == pytest.approx(cost, rel=1e-6)
+    else:
+        assert requests <= 60 + 4  # the examples synthesis's calls in flight at most
+        assert summary["usage"]["calls"] == requests
 
 
 def test_cost_budget_needs_prices(server_factory, tmp_path):
