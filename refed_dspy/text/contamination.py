@@ -4,9 +4,9 @@ pairs of words in any order the words of, an evaluation prompt, as a reader sees
 Pure and deterministic (no file, no LM): `BenchmarkIndex` holds the prompts of one or more benchmarks and answers
 `match(text)`. Both sides are first read as a reader sees them (`fold`, one pass):
 
-- rendered as a browser shows them (`render`): HTML comments, tags and declarations dropped (a block's tag, `<p>`
-  or `<br>`, ends a word; an inline one, `<span>`, does not: `expl<!-- x -->ain` and `Wr<b>ite</b>` are one word
-  each), character references decoded (`&#101;`, `&eacute;`, `&amp;`, `&nbsp;`), and `@ $ ! |` between two letters
+- rendered as a browser shows them (`render`): HTML comments, tags and declarations dropped (a block's tag, p or
+  br, ends a word; an inline one, span or b, does not: a comment inside a word, or a bold tag around part of it,
+  leaves one word), character references decoded (`&#101;`, `&eacute;`, `&amp;`, `&nbsp;`), and `@ $ ! |` between two letters
   read as the letter they stand for (`expl@in`);
 - compatibility forms folded (NFKC: full-width letters, ligatures, and every space separator, the non-breaking one
   included, made a space), format characters dropped (zero-width spaces and joiners, soft hyphens, tag characters),
@@ -139,7 +139,7 @@ _FOLD = _Fold()
 
 def render(text: str) -> str:
     """What a reader sees of `text` in a browser: HTML comments, tags and declarations dropped (a tag of a block, such
-    as `<p>` or `<br>`, ends the word before it; an inline one, such as `<span>`, does not), character references
+    as p or br, ends the word before it; an inline one, such as span, does not), character references
     decoded (`&#101;`, `&eacute;`, `&nbsp;`), and `@ $ ! |` between two letters read as the letter they stand for
     (`expl@in`)."""
     if "<" in text:
