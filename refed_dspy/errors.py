@@ -1,5 +1,9 @@
 """Exceptions a user can cause. The CLI prints their message as one line and exits 2."""
 
+import errno
+
+FULL = (errno.ENOSPC, errno.EDQUOT)  # a full disk, or a used-up quota
+
 
 class RefedError(Exception):
     """Base class for errors caused by input the user controls (config, seeds, keys, run dir)."""
@@ -39,6 +43,17 @@ class KeyProviderError(RefedError):
 
 class RunDirError(RefedError):
     """The run directory cannot be used (other config, unwritable, corrupt)."""
+
+
+def write_error(where: str, err: OSError) -> RunDirError:
+    """The one line a write that failed in `where` (a directory, in words: "run directory runs/a") is said in; a full
+    disk or quota says what to do about it."""
+    if err.errno in FULL:
+        return RunDirError(
+            f"cannot write to {where}: {err.strerror} (its disk or quota is full); free some space there, or choose "
+            "a directory on another disk"
+        )
+    return RunDirError(f"cannot write to {where}: {err.strerror or err}")
 
 
 class LedgerError(RunDirError):

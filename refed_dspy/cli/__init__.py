@@ -22,7 +22,7 @@ from refed_dspy.cli import (
     synthesize,
     view,
 )
-from refed_dspy.errors import RefedError
+from refed_dspy.errors import FULL, RefedError, write_error
 from refed_dspy.runtime.quiet import for_a_command
 from refed_dspy.runtime.stops import STOP_SIGNALS, note_stop
 from refed_dspy.runtime.sync import StopSignal, stop_running
@@ -115,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
 
+def _said(err: RefedError, debug: bool) -> int:
+    """Print `err` as the command's one line on stderr (`debug`: after its traceback) and return its exit code."""
+    if debug:  # the traceback, and still the documented exit code
+        import traceback
+
+        traceback.print_exc()
+    print(f"refed: error: {err.cli_message()}", file=sys.stderr)
+    return err.exit_code
+
+
 def _main(argv: list[str] | None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
@@ -131,12 +141,12 @@ def _main(argv: list[str] | None) -> int:
             return 2
         return args.func(args)
     except RefedError as err:
-        if debug:  # the traceback, and still the documented exit code
-            import traceback
-
-            traceback.print_exc()
-        print(f"refed: error: {err.cli_message()}", file=sys.stderr)
-        return err.exit_code
+        return _said(err, debug)
+    except OSError as err:
+        if err.errno not in FULL:
+            raise
+        # a full disk met where no writer of ours turned it into our error (another library's file): one line too
+        return _said(write_error(err.filename or "a file", err), debug)
     except KeyboardInterrupt:
         signum = _signals[-1] if _signals else signal.SIGINT
         print(

@@ -5,6 +5,7 @@ statistics of each pair of a seed file or a run, measured by a local model: the 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from refed_dspy.cli.common import (
@@ -141,7 +142,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
         config = load_config(None, args.overrides)
     r = score_source(args.source, args.out, config, limit=args.limit, show_progress=config.run.progress)
     m = r["means"]
-    print(f"scored {r['pairs']} pairs of {r['source']} with {r['model']} in {r['seconds']} s -> {r['out']}")
+    skipped = f" ({r['skipped']} of its {r['rows']} rows skipped)" if r["skipped"] else ""
+    if r["skipped"]:  # a row of the source that no line of --out stands for is said, never dropped unseen
+        print(f"refed score: skipped {r['skipped']} rows of {r['source']}: {r['skipped_why']}", file=sys.stderr)
+    print(f"scored {r['pairs']} pairs of {r['source']}{skipped} with {r['model']} in {r['seconds']} s -> {r['out']}")
     print(
         f"  means: instruction ppl {m['instruction_ppl']}, response ppl {m['response_ppl']}, given the instruction "
         f"{m['response_ppl_given_instruction']}, IFD {m['ifd']} ({m['ifd_at_least_1']:.0%} at 1 or above), "

@@ -46,10 +46,29 @@ class Pair:
     draft: str | None = None
 
 
-def seed_pairs(source: str) -> list[Pair]:
-    """The pairs of a seed file or dataset (anything [seeds] source takes); SeedError when it cannot be read."""
-    refs, _ = read_seeds(SeedsConfig(source=source))
-    return [Pair(r.id, r.instruction, r.response) for r in refs]
+@dataclass(frozen=True)
+class Pairs:
+    """The pairs a source gives to score, and what of it is not among them.
+
+    Attributes:
+        items: the pairs, in the source's order.
+        rows: the rows the source held.
+        skipped: the rows that cannot be scored (too long, empty, not text, a duplicate...).
+        why: those rows by reason, in words ('' when none), as the seeds line gives them.
+    """
+
+    items: list[Pair]
+    rows: int
+    skipped: int = 0
+    why: str = ""
+
+
+def seed_pairs(source: str) -> Pairs:
+    """The pairs of a seed file or dataset (anything [seeds] source takes), with the rows its reading skipped and why;
+    SeedError when it cannot be read."""
+    refs, report = read_seeds(SeedsConfig(source=source))
+    pairs = [Pair(r.id, r.instruction, r.response) for r in refs]
+    return Pairs(pairs, report.rows, sum(report.skipped.values()), report.skipped_text())
 
 
 def run_pairs(rundir: RunDir) -> list[Pair]:
@@ -72,15 +91,23 @@ class ScoreFile(Result):
     coherence_from: str | None
     means: dict[str, float | None] = Field(description="The mean of each statistic over the pairs (final responses).")
     seconds: float
+    rows: int = Field(0, description="The rows the source held (a run dir: its samples).")
+    skipped: int = Field(0, description="The rows that could not be scored (too long, empty, not text, a duplicate).")
+    skipped_why: str = Field("", description="Those rows by reason, in words ('' when none was skipped).")
 
 
-def pairs_of(source: str | Path, limit: int | None = None) -> list[Pair]:
-    """The pairs of a run dir (its samples, with their drafts) or of a seed source (the first `limit`); ConfigError or
-    SeedError, before any model is loaded, when there are none."""
+def pairs_of(source: str | Path, limit: int | None = None) -> Pairs:
+    """The pairs of a run dir (its samples, with their drafts) or of a seed source (the first `limit`), with the rows
+    skipped; ConfigError or SeedError, before any model is loaded, when there are none."""
     path = Path(source)
-    pairs = run_pairs(RunDir(path)) if (path / "samples.jsonl").exists() else seed_pairs(str(source))
-    pairs = pairs[:limit] if limit else pairs
-    if not pairs:
+    if (path / "samples.jsonl").exists():
+        samples = run_pairs(RunDir(path))
+        pairs = Pairs(samples, len(samples))
+    else:
+        pairs = seed_pairs(str(source))
+    if limit:
+        pairs = Pairs(pairs.items[:limit], pairs.rows, pairs.skipped, pairs.why)
+    if not pairs.items:
         raise ConfigError(f"{source} has no pairs to score")
     return pairs
 
@@ -96,7 +123,8 @@ def score_source(
     """Score a run dir's samples (drafts too) or a seed source's pairs into `out`, one JSON line per pair: its id,
     instruction, the five statistics, and `draft_`-prefixed ones where the sample has a draft apart. The scorer is
     `scorer`, else the one `config` ([scoring], [report] embedding_model) describes, opened once the pairs are read."""
-    pairs = pairs_of(source, limit)
+    found = pairs_of(source, limit)
+    pairs = found.items
     if scorer is None:
         config = config or Config()
         scorer = open_scorer(config.scoring, config.report.embedding_model)
@@ -119,6 +147,9 @@ def score_source(
         **scorer.describe(),
         means=means(finals),
         seconds=round(time.perf_counter() - start, 1),
+        rows=found.rows,
+        skipped=found.skipped,
+        skipped_why=found.why,
     )
 
 

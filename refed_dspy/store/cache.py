@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import dspy
 from dspy.clients.cache import Cache
 
+from refed_dspy.errors import write_error
 from refed_dspy.secrets import mask_value
 from refed_dspy.store.rundir import RunDir
 
@@ -112,6 +115,17 @@ def use_cache_dir(path: str | Path) -> None:
 
 
 def _use(path: Path) -> None:
+    try:
+        _open(path)
+    except OSError as err:
+        raise write_error(f"the cache {path}", err) from None
+    except sqlite3.OperationalError as err:  # SQLite's own word for ENOSPC, from the cache's first write
+        if "full" not in str(err):
+            raise
+        raise write_error(f"the cache {path}", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
+
+
+def _open(path: Path) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
     path.mkdir(parents=True, exist_ok=True)
     disk = getattr(dspy.cache, "disk_cache", None)

@@ -8,7 +8,9 @@ that quotes one never reaches a record, a summary or a page.
 
 A run dir's reserve: 1 MiB set aside when a run starts, given back when the disk fills up. A full disk stops a run, and the lines it must still write are the ones that say what was paid: the record whose
 write failed, the calls cut off in flight, the summary. The reserve (`.refed-reserve`, zeros) is freed at the first
-ENOSPC or EDQUOT, which leaves room for those lines; the next run of the same command sets it aside again.
+ENOSPC or EDQUOT, which leaves room for those lines; the next run of the same command sets it aside again. It is set
+aside before the run writes its own files: a disk without room for it is full from the start, and the run stops there
+in one line (store/rundir.py).
 
 Repair (`refed repair RUN_DIR`): move the damaged and duplicated lines of a run dir's record files aside.
 
@@ -260,12 +262,16 @@ def write_jsonl_atomic(path: str | Path, rows: list[dict[str, Any]], durable: bo
 def _write_atomic(path: str | Path, chunks: Iterable[str], durable: bool) -> None:
     p = Path(path)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for chunk in chunks:  # masked one by one: no key spans two lines
-            fh.write(mask(chunk))
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for chunk in chunks:  # masked one by one: no key spans two lines
+                fh.write(mask(chunk))
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:  # a full disk, a stop: the file in place stays whole, and no half-written copy is left
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, p)
 
 

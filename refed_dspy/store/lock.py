@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.errors import RunDirError
+from refed_dspy.errors import RunDirError, write_error
 
 LOCK_NAME = ".refed.lock"
 
@@ -54,7 +54,7 @@ class DirLock:
                 self.path.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as err:
-                raise RunDirError(f"cannot write to {self.what} {self.path}: {err.strerror or err}") from None
+                raise write_error(f"{self.what} {self.path}", err) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -77,19 +77,19 @@ class DirLock:
 
     def acquire(self) -> DirLock:
         fd = self._open_locked()
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(
-            fd,
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "command": self.command,
-                    "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                }
-            ).encode(),
-        )
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(info).encode())
+        except OSError as err:  # a full disk: let the lock go, and say it in one line
+            os.close(fd)
+            raise write_error(f"{self.what} {self.path}", err) from None
         self._fd = fd
         return self
 

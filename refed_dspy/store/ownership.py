@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from refed_dspy.errors import RunDirError
+from refed_dspy.errors import RunDirError, write_error
 from refed_dspy.store.lock import LOCK_NAME, DirLock
 
 MARKER = ".refed-dir"
@@ -126,9 +126,12 @@ def claim(
             raise RunDirError(f"{flag} {path} is {_describe(found or '?')}, not {_describe(kind)}") from None
         return given
     except OSError as err:
-        raise RunDirError(f"cannot write to {KINDS.get(kind, 'directory')} {path}: {err.strerror or err}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(f"{kind}\n")
+        raise write_error(f"{KINDS.get(kind, 'directory')} {path}", err) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{kind}\n")
+    except OSError as err:  # a full disk: the marker stays empty, which `check` reads as none
+        raise write_error(f"{KINDS.get(kind, 'directory')} {path}", err) from None
     return given
 
 

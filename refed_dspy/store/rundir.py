@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 from refed_dspy.config import Config, config_from_dict
 from refed_dspy.config.section import tomllib
-from refed_dspy.errors import ConfigError, RunDirError
+from refed_dspy.errors import ConfigError, RunDirError, write_error
 from refed_dspy.store.jsonl import (
+    RESERVE_BYTES,
     RESERVE_NAME,
     JsonlWriter,
     read_json,
@@ -120,13 +121,7 @@ class RunDir:
         between runs) is left as it is, and said in one line (see `wipe`).
         """
         check_on_mismatch(on_mismatch)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as err:
-            raise RunDirError(f"cannot write to run directory {self.path}: {err.strerror or err}") from None
+        self._probe()
         existing = self.fingerprint.exists() or self.samples.exists() or self.feedback.exists()
         if on_mismatch == "fresh":
             if existing:
@@ -150,10 +145,36 @@ class RunDir:
                     'on_mismatch="fresh" to start over',
                     cli=f"{what}; use another run.dir, --resume-anyway to continue it, or --fresh to start over",
                 )
-        write_json_atomic(self.fingerprint, fingerprint)
-        write_text_atomic(self.config, config_toml)
-        set_aside(self.path)  # room for the last lines when the disk fills up (store/jsonl.py)
+        self._keep_room()
+        try:
+            write_json_atomic(self.fingerprint, fingerprint)
+            write_text_atomic(self.config, config_toml)
+        except OSError as err:
+            raise write_error(f"run directory {self.path}", err) from None
         return existing
+
+    def _probe(self) -> None:
+        """RunDirError, one line, when the run dir cannot be made or written (a full disk says what to do)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            try:
+                probe.write_text("ok")
+            finally:
+                probe.unlink(missing_ok=True)
+        except OSError as err:
+            raise write_error(f"run directory {self.path}", err) from None
+
+    def _keep_room(self) -> None:
+        """Set the reserve aside (store/jsonl.py: room for the last lines when the disk fills up) before the run
+        writes its own files: a disk without that much room is full from the start, and the run stops here, in one
+        line, before a call is paid for (it gave a traceback from the cache's first write)."""
+        if not set_aside(self.path):
+            raise RunDirError(
+                f"cannot write to run directory {self.path}: its disk has less than {RESERVE_BYTES >> 20} MiB free, "
+                "which a run sets aside for its last lines should the disk fill up; free some space there, or "
+                "choose a run.dir on another disk"
+            )
 
     def linked_folders(self) -> list[Path]:
         """The run's own folders (cache/, batches/, judge_batches/) that are symbolic links: a user's deliberate

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from refed_dspy.config import SeedsConfig
 from refed_dspy.errors import SeedError
@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
 MAX_ROW_CHARS = 200_000
+# the longest line of a JSON-lines seed file read: a row within MAX_ROW_CHARS takes at most 12 bytes a character
+# (astral characters escaped as two \uXXXX), 2.4 MB, and this leaves room for other columns; a longer line is skipped
+# without being held (a 1 GiB line took 3.2 GB of memory to skip when the file was read whole)
+MAX_LINE_BYTES = 16 * 2**20
+READ_CHUNK = 2**20
+NAMED_LINES = 3  # lines of a JSON-lines file the seeds line names for each reason a row was skipped
+WHY = {"oversized": f"instruction and response over {MAX_ROW_CHARS:,} characters"}  # a reason its name does not say
+BOM = b"\xef\xbb\xbf"
 SHAPES = ("lima", "sharegpt", "openai", "alpaca", "plain")
 _SHAPE_COLUMNS = {
     "lima": "conversations (a list of strings)",
@@ -56,9 +64,11 @@ class _Skip(Exception):
 
 @dataclass(frozen=True)
 class _Junk:
-    """A row the file holds that cannot be a reference at all (skipped and counted by `reason`)."""
+    """A row the file holds that cannot be a reference at all (skipped and counted by `reason`; `line`: where in a
+    JSON-lines file, for a reason the seeds line names the lines of: a line too long to read)."""
 
     reason: str
+    line: int | None = None
 
 
 Row = dict[str, Any] | _Junk
@@ -73,10 +83,32 @@ class SeedReport:
     rows: int = 0
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
+    at: dict[str, list[int]] = field(default_factory=dict)  # reason -> the first NAMED_LINES lines skipped for it
+
+    def skip(self, reason: str, line: int | None = None) -> None:
+        """Count one row skipped for `reason` (at `line` of a JSON-lines file, when known)."""
+        self.skipped[reason] += 1
+        lines = self.at.setdefault(reason, [])
+        if line is not None and len(lines) < NAMED_LINES:
+            lines.append(line)
 
     def line(self) -> str:
-        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items())) or "none"
-        return f"loaded {self.kept} references from {self.source} ({self.shape} shape, {self.rows} rows); skipped: {skipped}"
+        return (
+            f"loaded {self.kept} references from {self.source} ({self.shape} shape, {self.rows} rows); "
+            f"skipped: {self.skipped_text() or 'none'}"
+        )
+
+    def skipped_text(self) -> str:
+        """The rows skipped, by reason, with what a reason means where its name does not say it and the lines of a
+        JSON-lines file it names ('' when none was skipped)."""
+        return ", ".join(f"{n} {reason}{self._where(reason, n)}" for reason, n in sorted(self.skipped.items()))
+
+    def _where(self, reason: str, count: int) -> str:
+        lines = self.at.get(reason) or []
+        more = ", ..." if count > len(lines) else ""
+        said = [WHY[reason]] if reason in WHY else []
+        said += [f"line{'s' if count > 1 else ''} {', '.join(map(str, lines))}{more}"] if lines else []
+        return f" ({'; '.join(said)})" if said else ""
 
 
 def detect_shape(row: dict[str, Any]) -> str | None:
@@ -175,24 +207,13 @@ def _as_row(obj: Any) -> Row:
 
 
 def _json_rows(path: Path) -> Iterator[Row]:
+    if path.suffix == ".jsonl" or (path.suffix == ".json" and _is_json_lines(path)):
+        yield from _jsonl_rows(path)
+        return
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise SeedError(f"{path}: not UTF-8 text (bad byte at position {err.start}); re-encode it as UTF-8") from None
-    if path.suffix == ".jsonl" or (path.suffix == ".json" and text.lstrip()[:1] == "{" and "\n{" in text):
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise SeedError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-                except RecursionError:  # a line of 100,000 "[": this row is junk, the others may be fine
-                    yield _Junk("nested too deeply")
-                    continue
-                except ValueError as err:  # an integer of more digits than Python converts
-                    raise SeedError(f"{path}:{n}: not valid JSON ({err})") from None
-                yield _as_row(obj)
-        return
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -210,6 +231,67 @@ def _json_rows(path: Path) -> Iterator[Row]:
         raise SeedError(f"{path}: expected a list of rows")
     for obj in data:
         yield _as_row(obj)
+
+
+def _is_json_lines(path: Path) -> bool:
+    """A .json file written one object a line: it starts with `{` and a line further on starts with `{` too (read in
+    chunks, so a file of any size is told apart without being held)."""
+    with open(path, "rb") as fh:
+        head = fh.read(READ_CHUNK)
+        if head.removeprefix(BOM).lstrip()[:1] != b"{":
+            return False
+        before = b""
+        while head:
+            if b"\n{" in before + head:
+                return True
+            before, head = head[-1:], fh.read(READ_CHUNK)
+    return False
+
+
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    """The rows of a JSON-lines file, read a line at a time: a line longer than MAX_LINE_BYTES is skipped unread (its
+    reason and line number go to the seeds line), one nested too deeply is skipped, one that is not JSON is refused."""
+    with open(path, "rb") as fh:
+        for n, line in enumerate(_lines(fh, MAX_LINE_BYTES), 1):
+            if line is None:
+                yield _Junk(f"longer than {_bytes(MAX_LINE_BYTES)}", n)
+                continue
+            try:
+                text = (line.removeprefix(BOM) if n == 1 else line).decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise SeedError(
+                    f"{path}:{n}: not UTF-8 text (bad byte at column {err.start + 1}); re-encode it as UTF-8"
+                ) from None
+            if text.strip():
+                yield _json_line(text, path, n)
+
+
+def _bytes(n: int) -> str:
+    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n:,} bytes"
+
+
+def _json_line(text: str, path: Path, n: int) -> Row:
+    """Line `n` of a JSON-lines file as a row (a _Junk when nested too deeply to read); SeedError when not JSON."""
+    try:
+        return _as_row(json.loads(text))
+    except json.JSONDecodeError as err:
+        raise SeedError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+    except RecursionError:  # a line of 100,000 "[": this row is junk, the others may be fine
+        return _Junk("nested too deeply")
+    except ValueError as err:  # an integer of more digits than Python converts
+        raise SeedError(f"{path}:{n}: not valid JSON ({err})") from None
+
+
+def _lines(fh: BinaryIO, limit: int) -> Iterator[bytes | None]:
+    """Each line of `fh` (its line break kept), or None for a line of more than `limit` bytes, which is read past in
+    chunks of READ_CHUNK bytes: never held whole, so a 1 GiB line costs no more memory than `limit`."""
+    while line := fh.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := fh.readline(READ_CHUNK)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 _LIST_COLUMNS = ("conversations", "messages")  # a CSV cell can only hold these as JSON text
@@ -335,7 +417,7 @@ def read_references(
     for row in rows:
         report.rows += 1
         if isinstance(row, _Junk):
-            report.skipped[row.reason] += 1
+            report.skip(row.reason, row.line)
             continue
         columns = list(row.keys())
         if shape is None:

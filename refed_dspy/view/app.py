@@ -1,8 +1,9 @@
 """`refed view`: the viewer's web app (Flask, which MLflow already installs) over a View of one directory.
 
-Pages: the sample list (search, filters, pages), one sample (draft and improved side by side with a
-word-level diff, the sample beside its reference pair with the runs copied from it marked, analysis and plan, the
-judge's scores and reasons, the reference's feedback, provenance), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
+Pages: the sample list (search, filters, pages), one sample (draft and improved side by side with a word-level diff,
+the sample beside its reference pair with the runs copied from it marked, analysis and plan, the judge's scores and
+reasons, the reference's feedback, provenance; each text shown to a bound, with a link to the whole of it as plain text:
+refed_dspy.view.shown), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
 reference's samples from each method side by side, and for an experiment dir its cells, each cell's program and the
 experiment's own page (its samples are those of its synthesis checks and examples), and for a run dir its live page
 (the run as it works, updated every second: refed_dspy.view.index). Every page is rendered from the files as they
@@ -13,9 +14,10 @@ a file written before refed masked them may still quote one.
 from __future__ import annotations
 
 from refed_dspy.errors import RefedError
+from refed_dspy.providers.keys import loopback_host
 from refed_dspy.view import routes
 from refed_dspy.view.index import View
-from refed_dspy.view.routes import BadQuery, Pages, loopback_host
+from refed_dspy.view.routes import BadQuery, Pages
 
 
 def create_app(view: View):
@@ -43,6 +45,9 @@ def create_app(view: View):
     )
     app.add_url_rule("/", "samples", lambda: routes.samples(pages, request.args))
     app.add_url_rule("/sample/<sid>", "sample", lambda sid: routes.sample(pages, sid))
+    app.add_url_rule("/sample/<sid>/<part>", "sample_text", lambda sid, part: routes.sample_text(pages, sid, part))
+    # no icon, and no 404 for it: a page of plain text (the whole of a sample's text) has no <link rel="icon"> to say so
+    app.add_url_rule("/favicon.ico", "favicon", lambda: ("", 204))
     app.add_url_rule("/rejects", "rejects", lambda: routes.rejects(pages, request.args))
     app.add_url_rule("/compare", "compare", lambda: routes.compare(pages, request.args))
     app.add_url_rule("/experiment", "experiment", lambda: routes.experiment(pages))

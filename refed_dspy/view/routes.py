@@ -1,15 +1,18 @@
 """What each of the viewer's URLs answers, as functions of its Pages and the request's arguments; view/app.py binds
 them to their URLs. A missing sample, cell or page raises NotFound (the 404 page).
 
-For the sample page, a sample beside its reference: the sample's instruction and final response next to the
-reference's, each part's closeness to it, and the stretches copied word for word marked on both sides (pure).
+The sample page shows each text to a bound and reads its figures from what it shows (refed_dspy.view.shown); the whole
+of a text is its own URL, as plain text. For the sample page, a sample beside its reference: the sample's instruction
+and final response next to the reference's, each part's closeness to it, and the stretches copied word for word marked
+on both sides (pure).
 
 For an experiment dir, what `refed view` shows: its cells with their state and scores, and each cell's program (the
 instructions and demos of every predictor), read from the files as they are; nothing is written.
 
-What a route accepts from a request: query values (numbers, counts, the list's filters) and the Host or Origin a page
-reached it by. How it answers with a page (`Pages`): its templates filled through refed_dspy.pages with the style
-sheet, the script and the directory's status, and every body masked (refed_dspy.secrets) before it leaves the process.
+What a route accepts from a request: query values (numbers, counts, the list's filters); the Host or Origin a page
+reached it by is checked by refed_dspy.providers.keys.loopback_host, as the metrics endpoint's is. How it answers with a
+page (`Pages`): its templates filled through refed_dspy.pages with the style sheet, the script and the directory's
+status, and every body masked (refed_dspy.secrets) before it leaves the process.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from werkzeug.exceptions import NotFound
 
@@ -32,7 +35,8 @@ from refed_dspy.store.jsonl import json_text, read_json
 from refed_dspy.store.records import final_response
 from refed_dspy.text.closeness import closeness, copied_spans
 from refed_dspy.text.overlap import changed_share, word_diff
-from refed_dspy.view.index import VERDICTS, Filters, View
+from refed_dspy.view.index import VERDICTS, Filters, RunIndex, View
+from refed_dspy.view.shown import clip, is_clipped, shown
 from refed_dspy.view.status.experiment import experiment_status
 
 PER_PAGE = 50
@@ -70,35 +74,74 @@ def samples(pages: Pages, args: Any) -> Response:
 
 
 def sample(pages: Pages, sid: str) -> Response:
-    """/sample/<sid>: one sample, its draft and improved response diffed, beside its reference, with its judgment."""
-    view = pages.view
-    found = view.find(sid)
-    if found is None:
-        raise NotFound()
-    run, s = found
+    """/sample/<sid>: one sample, its draft and improved response diffed, beside its reference, with its judgment; each
+    text shown to SHOWN_CHARS characters (refed_dspy.view.shown), and every measure read from the texts as shown."""
+    run, s = _found(pages.view, sid)
     j = run.judgments.get(sid)
     failure = next((r for r in reversed(run.judge_rejects) if r.get("sample_id") == sid), None)
-    draft, improved = s.get("response") or "", s.get("improved_response") or ""
-    original = s.get("original") or {}  # a recycled sample's seed pair, when its seeds cannot be read here
-    ref = run.references().get(s["meta"].get("reference_id")) or (
-        (original["instruction"], original["response"]) if original else None
-    )
+    fb = run.feedback.get(s["meta"].get("reference_id"))
+    texts = {name: shown(text, f"/sample/{quote(sid)}/{name}.txt") for name, text in whole_texts(run, s).items()}
+    draft, improved = texts["response"].text, texts["improved_response"].text
+    mine = {"instruction": texts["instruction"].text, "response": draft, "improved_response": improved}
+    has_ref = s["meta"].get("reference_id") in run.references() or bool(s.get("original"))
+    ref = (texts["reference_instruction"].text, texts["reference_response"].text) if has_ref else None
     measured = not rewrites_reference(s["meta"].get("method"))
     return pages.page(
         "sample",
         title=(s.get("instruction") or "")[:60],
         page="",
-        s=s,
-        j=j,
+        s=clip(s),
+        texts=texts,
+        long=any(t.cut for t in texts.values()) or any(map(is_clipped, (s, j, fb, failure))),
+        record_url=f"/sample/{quote(sid)}/record.json",
+        j=clip(j),
         verdict=VERDICTS.get(((j or {}).get("pairwise") or {}).get("winner")),
-        judge_failure=f"the judge failed: {failure['reason']} ({failure.get('detail', '')})" if failure else None,
+        judge_failure=clip(f"the judge failed: {failure['reason']} ({failure.get('detail', '')})") if failure else None,
         diff=word_diff(draft, improved) if improved else [],
         changed=changed_share(draft, improved),
-        side=beside(s, ref, run.copy_threshold(), measured) if ref else None,
-        fb=run.feedback.get(s["meta"].get("reference_id")),
+        side=beside(mine, ref, run.copy_threshold(), measured) if ref else None,
+        fb=clip(fb),
         u=s["meta"].get("usage") or {},
-        outcome=view.outcomes.get(sid) if view.filtered else None,
+        outcome=view_outcome(pages.view, sid),
     )
+
+
+def sample_text(pages: Pages, sid: str, part: str) -> Response:
+    """/sample/<sid>/<part>: the whole of one of a sample's texts as plain text (`instruction.txt`, `response.txt`,
+    `improved_response.txt`, `reference_instruction.txt`, `reference_response.txt`), or its whole record as JSON
+    (`record.json`); masked as every page is."""
+    run, s = _found(pages.view, sid)
+    if part == "record.json":
+        return mask(json_text(s)), 200, JSON
+    name, ext = part.rsplit(".", 1) if "." in part else (part, "")
+    text = whole_texts(run, s).get(name) if ext == "txt" else None
+    if text is None:
+        raise NotFound()
+    return mask(text), 200, TEXT
+
+
+def _found(view: View, sid: str) -> tuple[RunIndex, dict[str, Any]]:
+    found = view.find(sid)
+    if found is None:
+        raise NotFound()
+    return found
+
+
+def whole_texts(run: RunIndex, s: dict[str, Any]) -> dict[str, str]:
+    """A sample's texts whole, by the name its page links them by: its instruction, draft and improved response, and
+    its reference pair ('' when the reference text is not available here)."""
+    original = s.get("original") or {}  # a recycled sample's seed pair, when its seeds cannot be read here
+    ref = run.references().get(s["meta"].get("reference_id")) or (
+        (original.get("instruction") or "", original.get("response") or "") if original else ("", "")
+    )
+    texts = (s.get("instruction"), s.get("response"), s.get("improved_response"), *ref)
+    names = ("instruction", "response", "improved_response", "reference_instruction", "reference_response")
+    return {name: "" if text is None else str(text) for name, text in zip(names, texts, strict=True)}
+
+
+def view_outcome(view: View, sid: str) -> tuple[str, str] | None:
+    """A filtered view's outcome of a sample (kept or removed, and why); None in a view that is not filtered."""
+    return view.outcomes.get(sid) if view.filtered else None
 
 
 def rejects(pages: Pages, args: Any) -> Response:
@@ -274,6 +317,7 @@ def program_predictors(program: Path) -> dict[str, dict[str, Any]]:
 TEMPLATES = "refed_dspy.view"  # its templates/ folder
 HTML = {"Content-Type": "text/html; charset=utf-8"}
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+TEXT = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
 Response = tuple[str, int, dict[str, str]]
 
 
@@ -314,9 +358,6 @@ def written_page(path: Path) -> Response:
     return mask(Path(path).read_text(encoding="utf-8", errors="replace")), 200, HTML
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")  # the only names a page may reach the viewer by
-
-
 class BadQuery(ValueError):
     """A query value the viewer cannot use (answered 400)."""
 
@@ -338,19 +379,6 @@ def whole_number(value: str | None, name: str, default: int, low: int, high: int
     """A whole number from a query value, held within [low, high] (absent: `default`)."""
     number = _number(value, name)
     return default if number is None else int(min(high, max(low, number)))
-
-
-def loopback_host(host: str | None) -> bool:
-    """Whether an HTTP Host header (or an Origin) names this machine's loopback interface: a page that reached the
-    viewer under another name (DNS rebinding) must not read the data."""
-    if not host:
-        return False
-    netloc = host.split("://", 1)[-1].split("/", 1)[0]  # an Origin is scheme://host[:port]
-    if netloc.startswith("["):  # [::1]:8765
-        name = netloc[1:].split("]", 1)[0]
-    else:
-        name = netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
-    return name.lower() in LOOPBACK
 
 
 def filters_from(args: Any) -> Filters:

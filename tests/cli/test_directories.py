@@ -5,9 +5,13 @@ write into a run another process holds."""
 
 import json
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from cli_helpers import lines, refed, run_refed, sets
 from conftest import run_overrides
 from loopback_server import read_log
@@ -136,3 +140,63 @@ def test_report_refuses_a_run_another_process_holds(server_factory, tmp_path):
     assert not (run / "report.html").exists() and not (run / "report.json").exists()
     code, _, err = run_refed("report", str(run))
     assert code == 0 and json.loads((run / "report.json").read_text())["counts"]["samples"] == 4, err
+
+
+DISK = "/tmp/refed-2mb"  # where the test's own mount namespace mounts its 2 MB filesystem (private to it)
+
+
+def _on_a_2mb_disk(script: str) -> subprocess.CompletedProcess:
+    """`script` (sh) run with a fresh 2 MB tmpfs mounted at DISK, in a mount namespace of its own (as root, or in a user
+    namespace where the kernel allows one); skips the test where neither is possible."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("needs unshare (util-linux) to mount a 2 MB filesystem")
+    mount = f"mkdir -p {DISK} && mount -t tmpfs -o size=2m tmpfs {DISK} || exit 97\n"
+    args = [unshare, "--mount", *(() if os.geteuid() == 0 else ("--user", "--map-root-user")), "sh", "-c"]
+    p = subprocess.run([*args, mount + script], capture_output=True, text=True, timeout=300)
+    if p.returncode == 97 or p.stderr.startswith("unshare:"):
+        pytest.skip(f"cannot mount a 2 MB filesystem here: {p.stderr.strip()[:200]}")
+    return p
+
+
+@pytest.mark.parametrize("filled", [False, True])
+def test_a_run_dir_on_a_full_disk_is_one_line_and_exit_2(server_factory, filled):
+    """Issue 66: a run dir on a 2 MB filesystem gave a 59-line traceback and exit 1 (from the cache's first write; on a
+    disk with no byte free, from the marker's). Now one line that says what to do, exit 2, no request sent, and a
+    user's file that fills the disk as it was."""
+    srv = server_factory()
+    refed = [sys.executable, "-m", "refed_dspy.cli", "synthesize", "--quiet"]
+    refed += sets(run_overrides(srv, f"{DISK}/run", 4, **SMALL))
+    fill = f"head -c 3000000 /dev/zero > {DISK}/mine 2>/dev/null\n" if filled else f"echo mine > {DISK}/mine\n"
+    script = f"{fill}before=$(cksum < {DISK}/mine)\n{shlex.join(refed)}\ncode=$?\necho $before; cksum < {DISK}/mine\nexit $code"
+    p = _on_a_2mb_disk(script)
+    errors = [line for line in p.stderr.splitlines() if line.startswith("refed: error:")]
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert len(errors) == 1 and "free some space there, or choose a" in errors[0], p.stderr
+    assert p.stderr.strip().splitlines()[-1] == errors[0]  # the last line: nothing follows it
+    before, after = p.stdout.strip().splitlines()[-2:]
+    assert before == after  # the user's file, untouched
+    assert not read_log(srv.cfg.log_path)  # stopped before a request
+
+
+def test_a_full_disk_met_past_our_writers_is_still_one_line(monkeypatch, capsys):
+    """ENOSPC from a write no writer of refed's turned into its own error (another library's file): the CLI says it in
+    one line, exit 2; any other OSError is still the traceback of an error nobody foresaw (exit 1)."""
+    import errno
+
+    from refed_dspy.cli import main, settings
+
+    def fails(err: OSError):
+        def command(args):
+            raise err
+
+        return command
+
+    monkeypatch.setattr(settings, "_cmd_seeds", fails(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/d/out.bin")))
+    assert main(["seeds"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "refed: error: cannot write to /d/out.bin: No space left on device (its disk or quota is full); free some "
+        "space there, or choose a directory on another disk"
+    ]
+    monkeypatch.setattr(settings, "_cmd_seeds", fails(OSError(errno.EIO, os.strerror(errno.EIO))))
+    assert main(["seeds"]) == 1 and "Traceback" in capsys.readouterr().err

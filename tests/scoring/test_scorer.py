@@ -133,6 +133,34 @@ def test_refed_score_writes_a_line_per_pair_with_the_draft_s_figures(scorer, tmp
     assert result["means"]["ifd_at_least_1"] == 0.5
 
 
+def test_refed_score_says_what_it_skipped_and_why(tmp_path, monkeypatch, capsys):
+    """Issue 66: `refed score` dropped a 1 MB row of a seed file without a word (the seed reader skips rows over
+    MAX_ROW_CHARS, and its count was thrown away). Now one line on stderr names what was skipped and why, and the
+    summary line counts it; the pairs that could be scored are, one line each."""
+    from refed_dspy.cli import main
+    from refed_dspy.store.seeds import MAX_LINE_BYTES, MAX_ROW_CHARS
+
+    monkeypatch.setattr(
+        "refed_dspy.quality.statistics.open_scorer",
+        lambda settings, embedding: Scorer(Stand(), settings, ScoreCache(tmp_path / "c.sqlite")),
+    )
+    seeds = tmp_path / "seeds.jsonl"
+    rows = [MATCHED, ("Write a long text.", "word " * 200_000), MISMATCHED, ("Say nothing.", ""), MATCHED]
+    with open(seeds, "w") as fh:
+        fh.writelines(json.dumps({"instruction": x, "response": y}) + "\n" for x, y in rows)
+        fh.write(json.dumps({"instruction": "Longer still.", "response": "x" * MAX_LINE_BYTES}) + "\n")
+    out_file = tmp_path / "scores.jsonl"
+    code = main(["score", str(seeds), "--out", str(out_file), "--set", "run.progress=false"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err.splitlines() == [
+        f"refed score: skipped 4 rows of {seeds}: 1 duplicate, 1 empty, 1 longer than 16 MiB (line 6), "
+        f"1 oversized (instruction and response over {MAX_ROW_CHARS:,} characters)"
+    ]
+    assert out.startswith(f"scored 2 pairs of {seeds} (4 of its 6 rows skipped) with stand-in"), out
+    assert len(lines(out_file)) == 2
+
+
 def test_the_report_s_table_holds_references_drafts_and_finals_naming_the_model(run, tmp_path, monkeypatch):
     """`refed report --score` on a loopback run, the scorer stood in: every reference the run used, and a stated sample
     of its samples ([scoring] report_pairs), drafts and final responses, in report.json, the text and the page."""

@@ -113,3 +113,16 @@ def test_csv_list_cells_of_numbers_are_skipped_and_bracketed_text_stays_text(tmp
     plain = tmp_path / "plain.csv"
     plain.write_text('instruction,response\n"[1, 2, 3]","A list of three numbers."\n', encoding="utf-8")
     counted(*seeds_cli(plain), "loaded 1 references from")
+
+
+def test_a_line_longer_than_the_limit_is_skipped_and_named_in_the_seeds_line(tmp_path):
+    """A JSONL line longer than MAX_LINE_BYTES (16 MiB) is passed over unread; `refed seeds` says which and why."""
+    from refed_dspy.store.seeds import MAX_LINE_BYTES
+
+    path = tmp_path / "long.jsonl"
+    with open(path, "w") as fh:
+        fh.write(json.dumps(GOOD) + "\n")
+        fh.write('{"instruction": "q", "response": "' + "x" * MAX_LINE_BYTES + '"}\n')
+    code, out, err = seeds_cli(path)
+    counted(code, out, err, "loaded 1 references from")
+    assert out.strip().endswith("(plain shape, 2 rows); skipped: 1 longer than 16 MiB (line 2)"), out

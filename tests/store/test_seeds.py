@@ -195,3 +195,62 @@ def test_embedded_set():
     words = [len(re.findall(r"\S+", r.response)) for r in refs]
     assert min(words) >= 150 and max(words) <= 500
     assert len({r.id for r in refs}) == len(refs)
+
+
+def _line(pair: tuple[str, str]) -> bytes:
+    return json.dumps({"instruction": pair[0], "response": pair[1]}).encode() + b"\n"
+
+
+def test_a_line_over_the_limit_is_skipped_without_being_held_and_named(tmp_path, monkeypatch):
+    """Issue 66: a seed file with a 1 GiB line took 3.2 GB of memory to skip it (the file was read whole). A line is
+    read up to MAX_LINE_BYTES and the rest of a longer one passed over in chunks: with the limit at 1 MiB, a 40 MB line
+    costs a few MiB at most, and the seeds line names it; the rows around it are read."""
+    import tracemalloc
+
+    import refed_dspy.store.seeds as seeds
+
+    monkeypatch.setattr(seeds, "MAX_LINE_BYTES", 1 << 20)
+    path = tmp_path / "big.jsonl"
+    with open(path, "wb") as fh:
+        fh.write(_line(PAIRS[0]))
+        fh.write(b'{"instruction": "q", "response": "' + b"x" * (40 << 20) + b'"}\n')
+        fh.write(_line(PAIRS[1]))
+    tracemalloc.start()
+    try:
+        refs, report = read_references(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak  # far below the 40 MB line
+    assert [(r.instruction, r.response) for r in refs] == PAIRS
+    assert report.rows == 3 and report.line().endswith("skipped: 1 longer than 1 MiB (line 2)")
+
+
+def test_the_line_limit_counts_bytes_before_the_line_break(tmp_path, monkeypatch):
+    """A line of exactly the limit is read, one byte more is skipped (at the end of the file, without its line break,
+    too); a byte-order mark is dropped; a .json file of JSON lines is told apart across its read chunks."""
+    import refed_dspy.store.seeds as seeds
+
+    def padded(pair: tuple[str, str], size: int) -> bytes:  # JSON takes the blanks after the object
+        return _line(pair)[:-1].ljust(size)
+
+    monkeypatch.setattr(seeds, "MAX_LINE_BYTES", 80)
+    monkeypatch.setattr(seeds, "READ_CHUNK", 4)
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(
+        seeds.BOM
+        + _line(PAIRS[0])
+        + padded(PAIRS[1], 80)
+        + b"\n"
+        + padded(("Third?", "Yes."), 81)
+        + b"\n"
+        + padded(("Fourth?", "No."), 81)
+    )
+    refs, report = read_references(str(path))
+    assert [(r.instruction, r.response) for r in refs] == PAIRS
+    assert report.line().endswith("skipped: 2 longer than 80 bytes (lines 3, 4)")
+    (tmp_path / "lines.json").write_bytes(b"  " + _line(PAIRS[0]) + _line(PAIRS[1]))
+    assert len(read_references(str(tmp_path / "lines.json"))[0]) == 2
+    rows = [{"instruction": q, "response": a} for q, a in PAIRS]
+    (tmp_path / "list.json").write_text(json.dumps(rows, indent=2))  # a JSON document, over lines and chunks
+    assert len(read_references(str(tmp_path / "list.json"))[0]) == 2

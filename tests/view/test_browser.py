@@ -249,6 +249,38 @@ def test_sample_page_shows_the_reference_beside_it_and_marks_a_copy(browser, dat
         proc.wait(timeout=30)
 
 
+def test_a_sample_of_10_mb_opens_with_its_start_and_a_link_to_the_whole(browser, data):
+    """Issue 66: the page of a 10 MB sample never came. It opens with each text's start, says it is cut, its diff
+    toggle runs cleanly, and the link under a text opens the whole of it."""
+    from refed_dspy.view.shown import SHOWN_CHARS
+
+    long = data["tmp"] / "long"
+    shutil.copytree(data["run"], long)
+    samples = [json.loads(x) for x in (long / "samples.jsonl").read_text().splitlines()]
+    s = next(s for s in samples if s.get("improved_response"))
+    s["response"] = " ".join(f"draft{i % 997}" for i in range(700_000))
+    s["improved_response"] = " ".join(f"improved{i % 991}" for i in range(700_000))
+    (long / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
+    proc, url = serve(long)
+    try:
+        visit(browser, f"{url}/sample/{s['meta']['id']}")
+        assert "This sample is long" in browser.find_element("id", "long").text
+        assert len(browser.find_element("id", "improved").text) <= SHOWN_CHARS
+        browser.find_element("id", "diff-toggle").click()
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        links = browser.find_elements("css selector", "a.whole")
+        assert [a.get_attribute("href").rsplit("/", 1)[1] for a in links] == [
+            "response.txt",
+            "improved_response.txt",
+            "improved_response.txt",
+        ]
+        visit(browser, links[1].get_attribute("href"))  # no error either: its browser's ask for an icon is answered
+        assert browser.find_element("tag name", "body").text.split() == s["improved_response"].split()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_rejects_page_shows_what_the_model_returned(browser, viewer, data):
     rejects = [json.loads(x) for x in (data["run"] / "rejects.jsonl").read_text().splitlines()]
     with_raw = [r for r in rejects if r.get("raw")]

@@ -222,3 +222,76 @@ def test_the_viewer_counts_the_calls_a_killed_invocation_had_in_flight(run):
     assert view.status()["paid"] == [want]
     s = run_dir_status(run)
     assert (s.calls, s.lost_in_flight, s.cost_up_to_usd) == (calls, 3, round(cost + 0.03, 6))
+
+
+def _words(count: int, seed: int) -> str:
+    """`count` words drawn from a vocabulary of 3,000 made-up ones: two such texts share words but no long runs, the
+    word diff's worst case."""
+    import random
+
+    rng = random.Random(seed)
+    vocabulary = ["".join(rng.choice("abcdefghijklmnop") for _ in range(rng.randint(2, 9))) for _ in range(3000)]
+    return " ".join(rng.choice(vocabulary) for _ in range(count))
+
+
+def test_clip_bounds_every_text_list_and_level_of_a_record():
+    from refed_dspy.view.shown import SHOWN_ITEMS, clip, is_clipped, shown
+
+    record = {"a": "x" * 10_000, "b": list(range(10 * SHOWN_ITEMS)), "c": {"d": "short", "e": 3}, "deep": [[[[1]]]]}
+    cut = clip(record, limit=100, depth=3)
+    assert cut["a"] == "x" * 100 + "…" and cut["b"] == list(range(SHOWN_ITEMS)) and cut["c"] == record["c"]
+    assert cut["deep"] == [[None]]  # nothing below `depth` levels
+    assert is_clipped(record, limit=100) and not is_clipped(record["c"], limit=100) and not is_clipped(None)
+    text = shown("y" * 250, "/whole", limit=100)
+    assert text.cut and text.text == "y" * 100 and text.note == "the first 100 of 250 characters"
+    assert not shown(None, "/whole").cut
+
+
+def test_a_sample_of_12_mb_shows_its_start_and_links_to_the_whole(run, monkeypatch):
+    """Issue 66: a 10 MB sample kept a viewer thread busy for minutes (the word diff of the whole draft and improved
+    response) and its page never came. Now the page shows each text to SHOWN_CHARS characters and every figure reads
+    only that much (the word diff and the closeness are never handed more), so its size is bounded; each cut text
+    links to its whole, served as plain text and masked, and the record as JSON; the new URLs keep the Host rule."""
+    from refed_dspy.view import routes
+    from refed_dspy.view.app import create_app
+    from refed_dspy.view.index import View
+    from refed_dspy.view.shown import SHOWN_CHARS
+
+    key = "sk-proj-" + "Zq7w" * 8
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    rows = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+    big, small = rows[0], rows[1]
+    big["instruction"], big["response"] = _words(600_000, 1), _words(600_000, 2)
+    big["improved_response"] = _words(600_000, 3) + f" {key}"  # far past what the page shows: only the whole has it
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    handed: list[int] = []
+    for name in ("word_diff", "closeness", "copied_spans"):
+        real = getattr(routes, name)
+        monkeypatch.setattr(
+            routes, name, lambda a, b, *rest, _real=real: handed.append(max(len(a), len(b))) or _real(a, b, *rest)
+        )
+    client = create_app(View(run)).test_client()
+    here = {"Host": "127.0.0.1:8765"}
+    sid = big["meta"]["id"]
+    page = client.get(f"/sample/{sid}", headers=here)
+    body = page.get_data(as_text=True)
+    assert len(json.dumps(big)) > 10_000_000
+    assert page.status_code == 200 and len(body) < 60 * SHOWN_CHARS  # bounded: under 0.4 MB
+    assert handed and max(handed) <= SHOWN_CHARS
+    assert str(escape(big["instruction"][:SHOWN_CHARS])) in body and 'id="long"' in body and key not in body
+    for part in ("instruction", "response", "improved_response"):
+        assert f'href="/sample/{sid}/{part}.txt"' in body
+    assert f"the first {SHOWN_CHARS:,} of {len(big['response']):,} characters" in body
+    whole = client.get(f"/sample/{sid}/improved_response.txt", headers=here)
+    text = whole.get_data(as_text=True)
+    assert whole.status_code == 200 and whole.headers["Content-Type"].startswith("text/plain")
+    assert key not in text and text.startswith(big["improved_response"][: -len(key)])  # the whole, the key masked
+    record = client.get(f"/sample/{sid}/record.json", headers=here)
+    assert json.loads(record.get_data(as_text=True))["meta"]["id"] == sid and key not in record.get_data(as_text=True)
+    assert client.get(f"/sample/{sid}/response.txt", headers={"Host": "evil.example.com"}).status_code == 403
+    assert client.get(f"/sample/{sid}/meta.txt", headers=here).status_code == 404
+    assert client.get(f"/sample/{sid}/response", headers=here).status_code == 404
+    assert client.get("/sample/no-such-id/response.txt", headers=here).status_code == 404
+    assert client.get("/favicon.ico", headers=here).status_code == 204  # a plain-text page's browser asks for one
+    short = client.get(f"/sample/{small['meta']['id']}", headers=here).get_data(as_text=True)
+    assert 'id="long"' not in short and "the whole text" not in short
