@@ -19,6 +19,8 @@ from typing import Any
 import dspy
 
 from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
+from refed_dspy.ledger.call_log import unaccounted
+from refed_dspy.ledger.usage import Totals
 from refed_dspy.optimizers.plan import OptimizePlan, held_to
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.jsonl import read_jsonl
@@ -28,6 +30,18 @@ from refed_dspy.synthesis.api import arun_synthesis
 
 INPUTS = ("reference_instruction", "reference_response", "instruction", "feedback")
 EXAMPLES_STAGE = "examples"  # what the synthesis of an optimization's examples paid, on the optimization's ledger
+
+
+def examples_spent(run_dir: Path) -> dict[str, Any]:
+    """What the synthesis in `run_dir` has paid over all its invocations, as its files say (its records, and what its
+    ledger holds that no record does); {} when there is none yet."""
+    rd = RunDir(run_dir)
+    if not rd.path.is_dir():
+        return {}
+    totals = Totals()
+    rd.load(repair=False, tally=totals.add)
+    totals.add(unaccounted(rd.ledger))
+    return totals.as_dict()
 
 
 def examples_from_run(run_dir: str | Path, references: dict[str, tuple[str, str]]) -> list[dspy.Example]:

@@ -33,10 +33,11 @@ from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.launch.plan import held_calls, served
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.ledger.call_log import LOG_NAME, NEW_LEDGER, CallLog
+from refed_dspy.ledger.lines import BadLine, usage_figures
 from refed_dspy.ledger.usage import usage_beyond, usd
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
-from refed_dspy.optimizers.examples import EXAMPLES_STAGE, OptimizeExamples, optimization_examples
+from refed_dspy.optimizers.examples import EXAMPLES_STAGE, OptimizeExamples, examples_spent, optimization_examples
 from refed_dspy.optimizers.metrics import JudgeMetric
 from refed_dspy.optimizers.outputs import (
     OptimizeResult,
@@ -63,7 +64,7 @@ from refed_dspy.programs.saved import save_program
 from refed_dspy.runtime.quiet import quieted
 from refed_dspy.runtime.stops import stop_signals
 from refed_dspy.store.cache import shared_cache, use_run_cache
-from refed_dspy.store.jsonl import write_json_atomic
+from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir
@@ -260,15 +261,27 @@ def _examples(run: _Run, log: CallLog | None) -> OptimizeExamples:
                 ),
             )
         budget.release(1, _LEAST_COST)
-    examples = optimization_examples(plan, calls, cost)
-    if examples.usage:
-        recorded = (budget.as_dict().get("by_stage") or {}).get(EXAMPLES_STAGE)
-        more = usage_beyond(examples.usage, recorded)
-        if more["calls"] or more["cost_usd"] or more["interrupted_cost_usd"]:
-            budget.add_paid({**more, "by_stage": {EXAMPLES_STAGE: more}}, role="teacher")
-            if log is not None:
-                log.recorded("teacher", EXAMPLES_STAGE, {**more, "by_stage": {EXAMPLES_STAGE: more}})
+    base = _examples_counted(plan, (budget.as_dict().get("by_stage") or {}).get(EXAMPLES_STAGE))
+    more_calls = None if calls is None else calls + int(base.get("calls") or 0)
+    more_cost = None if cost is None else cost + float(base.get("cost_usd") or 0.0)
+    examples = optimization_examples(plan, more_calls, more_cost)  # its limits count what it paid before
+    more = usage_beyond(examples.usage, base)
+    if examples.usage and (more["calls"] or more["cost_usd"] or more["interrupted_cost_usd"]):
+        budget.add_paid({**more, "by_stage": {EXAMPLES_STAGE: more}}, role="teacher")
+        if log is not None:
+            log.recorded("teacher", EXAMPLES_STAGE, {**more, "by_stage": {EXAMPLES_STAGE: more}})
     return examples
+
+
+def _examples_counted(plan: OptimizePlan, recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """Of what the examples run's own files say it has paid, the part the command's ledger holds already: what the
+    ledger recorded of it, or less where the run starts over (`on_mismatch="fresh"`, or its dir gone) and so counts
+    from less."""
+    if plan.examples_config is None or not recorded:
+        return {}
+    before = {} if plan.on_mismatch == "fresh" else examples_spent(Path(plan.examples_config.run.dir))
+    smaller = (int(before.get("calls") or 0), float(before.get("cost_usd") or 0.0))
+    return before if smaller < (int(recorded.get("calls") or 0), float(recorded.get("cost_usd") or 0.0)) else recorded
 
 
 def _open_log(out: Path, budget: CallBudget, new_ledger: bool) -> CallLog | None:
@@ -280,7 +293,7 @@ def _open_log(out: Path, budget: CallBudget, new_ledger: bool) -> CallLog | None
     log = CallLog.open(out / LOG_NAME, (out / "optimize_summary.json", out / "program.json"), new_ledger)
     log.summary_stamp = _stamp(out)
     budget.log = log
-    budget.add_paid(log.earlier)
+    budget.add_paid(_larger(log.earlier, None if new_ledger else _summary_usage(out)))
     if log.found_now:
         logger.info(
             "optimize: %d LM calls of an earlier invocation that was killed are counted as paid (%s)",
@@ -297,6 +310,23 @@ def _open_log(out: Path, budget: CallBudget, new_ledger: bool) -> CallLog | None
             NEW_LEDGER,
         )
     return log
+
+
+def _summary_usage(out: Path) -> dict[str, Any] | None:
+    """What the last summary in `out` said the command had spent in all (None: none, or not figures refed writes)."""
+    try:
+        return usage_figures(read_json(out / "optimize_summary.json").get("usage") or {}) or None
+    except BadLine:
+        return None
+
+
+def _larger(ledger: dict[str, Any] | None, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The larger of what the ledger and the last summary say the command spent: the summary holds what a ledger
+    cut back by its last invocations would hide."""
+    if not summary or not ledger:
+        return ledger or summary
+    key = lambda u: (int(u.get("calls") or 0), float(u.get("cost_usd") or 0.0))  # noqa: E731 - used twice
+    return summary if key(summary) > key(ledger) else ledger
 
 
 def _close_log(log: CallLog | None, budget: CallBudget, out: Path) -> None:

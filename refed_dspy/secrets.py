@@ -98,9 +98,9 @@ _env: tuple[tuple[Any, ...], dict[str, frozenset[str]]] = ((), {})  # (the envir
 class _Matcher:
     """What finds the held values in a text, made again when they change: the pattern of their spellings (the longest
     first, so a key that holds another is masked whole), each spelling's mask and the value it spells; for pieces, a
-    byte table that marks the bytes long values are made of (so that a text with no PIECE_LEN of them in a row is
-    passed over at the speed of bytes.translate) and every run of PIECE_LEN characters of each long spelling (a gram ->
-    the spelling and its offset there)."""
+    byte table that marks the ASCII characters long values are made of (so that a text with no PIECE_LEN of them in a
+    row is passed over at the speed of bytes.translate; a value's characters outside ASCII, which no API key has, end a
+    run) and every run of PIECE_LEN characters of each long spelling (a gram -> the spelling and its offset there)."""
 
     values: frozenset[str] = frozenset()
     whole: re.Pattern[str] | None = None
@@ -227,22 +227,27 @@ def _current() -> _Matcher:
     if whole:
         parts.append(rf"(?<![{_TOKEN_CHARS}])(?:{'|'.join(whole)})(?![{_TOKEN_CHARS}])")
     long_forms = [f for f in forms if len(f) >= PIECE_LEN]
-    used = set(b"".join(f.encode("utf-8", "surrogatepass") for f in long_forms))
+    used = {ord(c) for f in long_forms for c in f if c.isascii()}  # a run is ASCII: it starts and ends on a character
     grams = {f[i : i + PIECE_LEN]: (f, i) for f in long_forms for i in range(len(f) - PIECE_LEN + 1)}
     marks = bytes(1 if b in used else 0 for b in range(256)) if grams else b""
     _matcher = _Matcher(every, re.compile("|".join(parts)) if parts else None, masks, spelled, marks, grams)
     return _matcher
 
 
-def _runs(text: str, marks: bytes) -> Iterator[str]:
-    """The runs of `text` of PIECE_LEN or more characters that held values are made of (each decoded from its bytes)."""
+def _runs(text: str, marks: bytes) -> Iterator[tuple[int, str]]:
+    """The runs of `text` of PIECE_LEN or more ASCII characters that held values are made of, each with where it
+    starts in `text` (found in its bytes; where a character takes more than one byte, the text between runs is decoded
+    once to count its characters)."""
     data = text.encode("utf-8", "surrogatepass")
     marked = data.translate(marks)
+    byte, char = 0, 0  # where the last run started, in bytes and in characters
     at = marked.find(_RUN)
     while at >= 0:
         end = marked.find(b"\x00", at)
         end = len(marked) if end < 0 else end
-        yield data[at:end].decode("utf-8", "ignore")
+        char += at - byte if len(data) == len(text) else len(data[byte:at].decode("utf-8", "surrogatepass"))
+        byte = at
+        yield char, data[at:end].decode("ascii")
         at = marked.find(_RUN, end)
 
 
@@ -258,18 +263,37 @@ def _grown(run: str, at: int, form: str, offset: int) -> tuple[int, int]:
     return at - left, end
 
 
-def _pieces(text: str, matcher: _Matcher) -> set[str]:
-    """The runs of PIECE_LEN or more characters of a held value that `text` holds, each as long as it goes."""
-    found: set[str] = set()
-    for run in set(_runs(text, matcher.marks)) if matcher.grams else ():  # a long word comes back often
-        at = 0
-        while at + PIECE_LEN <= len(run):
-            hit = matcher.grams.get(run[at : at + PIECE_LEN])
-            if hit is None:
-                at += 1
-                continue
-            start, at = _grown(run, at, *hit)
-            found.add(run[start:at])
+def _pieces(text: str, matcher: _Matcher) -> list[tuple[int, int]]:
+    """Where `text` holds runs of PIECE_LEN or more characters of a held value, each as long as it goes, in order and
+    merged where they touch: what `mask` replaces, in one pass."""
+    spans: list[tuple[int, int]] = []
+    seen: dict[str, list[tuple[int, int]]] = {}  # a long word comes back often: its pieces are looked up once
+    for base, run in _runs(text, matcher.marks) if matcher.grams else ():
+        found = seen.get(run)
+        if found is None:
+            found = seen[run] = _pieces_of(run, matcher.grams)
+        spans += [(base + start, base + end) for start, end in found]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _pieces_of(run: str, grams: dict[str, tuple[str, int]]) -> list[tuple[int, int]]:
+    """Where `run` holds pieces of held values, each as long as it goes."""
+    found: list[tuple[int, int]] = []
+    at = 0
+    while at + PIECE_LEN <= len(run):
+        hit = grams.get(run[at : at + PIECE_LEN])
+        if hit is None:
+            at += 1
+            continue
+        start, end = _grown(run, at, *hit)
+        found.append((start, end))
+        at = max(at + 1, end - PIECE_LEN + 1)  # a piece of another spelling may begin inside this one
     return found
 
 
@@ -282,8 +306,10 @@ def mask(text: str) -> str:
     out = text
     if matcher.whole is not None:
         out = matcher.whole.sub(lambda m: matcher.masks[m.group(0)], out)
-    for piece in sorted(_pieces(out, matcher), key=len, reverse=True):
-        out = out.replace(piece, "***")
+    spans = _pieces(out, matcher)
+    if spans:
+        cuts = [0, *(i for span in spans for i in span), len(out)]
+        out = "***".join(out[cuts[i] : cuts[i + 1]] for i in range(0, len(cuts), 2))
     return text if out == text else out
 
 

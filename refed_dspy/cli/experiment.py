@@ -80,6 +80,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", "-c", metavar="FILE", type=expand_home, required=True, help="the experiment file (TOML)")
     add_set_arg(p, "experiment.repeats=3")
+    add_ledger_arg(p)
     add_verbose_arg(p, "experiment.out")
     p.set_defaults(func=_cmd_experiment)
 

@@ -40,7 +40,7 @@ class RunConfig(Section):
     )
     new_ledger: bool = Field(
         False,
-        description="Start a new write-ahead ledger (ledger.jsonl, judge_ledger.jsonl, an optimization's): the one there is set aside beside it (ledger.set-aside-<time>.jsonl), and what it said earlier invocations paid that no record holds (the calls a killed invocation had in flight; for optimize, all they paid) counts no more. The way on in a dir whose ledger is gone, emptied or cannot be believed, which is otherwise refused in one line (exit 2). The command-line flag `--new-ledger` sets it.",
+        description="Start a new write-ahead ledger (ledger.jsonl, judge_ledger.jsonl, an optimization's): the one there is set aside beside it (ledger.jsonl.set-aside-<time>), and what it said earlier invocations paid that no record holds (the calls a killed invocation had in flight; for optimize, all they paid) counts no more. The way on in a dir whose ledger is gone, emptied or cannot be believed, which is otherwise refused in one line (exit 2). The command-line flag `--new-ledger` sets it.",
     )
 
 

@@ -124,7 +124,9 @@ def plan_experiment(
         sides=sides,
         cell_level=1 - (1 - settings.level) / max(1, len(grid)),
         # the whole experiment's calls and cost, started from what earlier invocations spent (spent.json)
-        spend=Spend(out / "spent.json", CallBudget(settings.max_calls, settings.max_cost_usd)),
+        spend=Spend(
+            out / "spent.json", CallBudget(settings.max_calls, settings.max_cost_usd), base_config.run.new_ledger
+        ),
     )
 
 

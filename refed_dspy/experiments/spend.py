@@ -82,7 +82,7 @@ _ZERO = {"calls": 0, "cost_usd": 0.0}
 class Spend:
     """The experiment's spending by part, kept in `path`, added into `ledger` (whose totals are the experiment's)."""
 
-    def __init__(self, path: Path, ledger: CallBudget):
+    def __init__(self, path: Path, ledger: CallBudget, new_ledger: bool = False):
         self.path = path
         self.ledger = ledger
         # checked before it is believed, as every ledger is (refed_dspy.ledger.lines)
@@ -92,7 +92,7 @@ class Spend:
         self._unsaved: str | None = None
         for figures in self.parts.values():
             ledger.totals.add(figures)
-        self._count_killed()
+        self._count_killed(new_ledger)
 
     @property
     def logs(self) -> Path:
@@ -102,10 +102,11 @@ class Spend:
     def _log_of(self, part: str) -> Path:
         return self.logs / f"{quote(part, safe='')}.jsonl"
 
-    def _count_killed(self) -> None:
-        """Add to each part what its attempts killed before they ended paid (their logs say), then empty those logs."""
+    def _count_killed(self, new_ledger: bool) -> None:
+        """Add to each part what its attempts killed before they ended paid (their logs say), and end each log saying
+        so (`new_ledger`: each log is set aside and a new one started, what it held not counted)."""
         for path in sorted(self.logs.glob("*.jsonl")) if self.logs.is_dir() else ():
-            log = CallLog.open(path)
+            log = CallLog.open(path, new_ledger=new_ledger)
             if log.lost:
                 self.add(unquote(path.stem), log.lost)
             if self._unsaved is None:
@@ -127,7 +128,7 @@ class Spend:
     def live(self, part: str, budget: CallBudget) -> Iterator[CallBudget]:
         """An attempt of `part` paying through `budget`, each request written to the part's log before it is sent:
         after each call the file's `live` entry holds what this attempt paid so far; at the end, what it paid is added
-        (as `add`) and the log is emptied."""
+        (as `add`) and the log's end says so."""
         log = CallLog.open(self._log_of(part))
         budget.log = log
 

@@ -41,7 +41,6 @@ crash hid.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -56,7 +55,7 @@ from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.errors import LedgerError
-from refed_dspy.ledger.lines import BadLine, call_log_line, read_lines
+from refed_dspy.ledger.lines import BadLine, call_log_line, not_believed, read_lines
 from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.jsonl import write_text_atomic
@@ -254,13 +253,12 @@ class Ledger:
         tore is cut off and, where a request may have been behind it, written down as one in flight at the most a
         request was reserved at."""
         reader = _Reader()
-        _, torn = read_lines(path, reader, repair=repair)
+        _, torn = read_lines(path, reader)
+        if torn.lstrip().startswith(b'{"lost"'):  # written whole, by a rename: refused before anything is cut off
+            raise not_believed(str(path), "its folded line is torn", _REFUSED_FIX)
+        if repair and torn:
+            os.truncate(path, path.stat().st_size - len(torn))
         ledger = cls(path, reader.fold, reader.invocations, reader.last, reader.worst, torn)
-        if torn.lstrip().startswith(b'{"lost"'):
-            raise LedgerError(
-                f"{path}: its folded line is torn; refed writes it whole, so the ledger is not believed and nothing was "
-                f"sent: restore the file, or {_REFUSED_FIX} (what it claimed is then not counted)"
-            )
         if ledger.charges_torn():
             ledger._take_torn(repair)
         return ledger
@@ -379,12 +377,21 @@ class CallLog:
         return log
 
     def _write(self, obj: dict[str, Any]) -> None:
+        """One line, under the lock. A write that fails or falls short (a full disk) ends the writing: the log stops
+        there as a killed invocation's does (what it holds is counted on the next open, a torn last line at its worst
+        case), never with a line missing in the middle; the reservation holds in memory, and the run stops on its
+        records."""
         fd = self._fd
         if fd is None:
             return
         line = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
-        with contextlib.suppress(OSError):  # a full disk: the reservation holds in memory; the run stops on records
-            os.write(fd, line)
+        try:
+            complete = os.write(fd, line) == len(line)
+        except OSError:
+            complete = False
+        if not complete:
+            self._fd = None
+            os.close(fd)
 
     def sent(self, role: str, stage: str, model: str, bound: float, calls: int = 1) -> int:
         """Write down a request (or a task of `calls` requests) about to be sent, each costing up to `bound`; its id."""
@@ -440,22 +447,25 @@ class CallLog:
         """This invocation ended cleanly: everything it paid is in the owner's files. The log is closed.
         `reported_lost`: the owner has also written `lost` into its files (an owner that reports each invocation's
         spending apart, as an experiment does): it is not counted again."""
-        with self._lock:
+        with self._lock:  # no line of a straggler's can come after the end
             self._write({"end": self.invocation, "to": self._next, **({"all": 1} if reported_lost else {})})
-        self.close()
+            self._close()
 
     def close(self) -> None:
         """Close the log without ending the invocation (what it paid and did not keep is counted on the next open)."""
         with self._lock:
-            fd, self._fd = self._fd, None
+            self._close()
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
 
 def _set_aside(path: Path) -> None:
     """`--new-ledger`: the log there is renamed beside itself (kept for a look, counted no more), said in one line."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    aside = path.with_name(f"{path.stem}.set-aside-{stamp}{path.suffix}")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = path.with_name(f"{path.name}.set-aside-{stamp}")  # no longer a .jsonl: nothing reads it as a log
     path.rename(aside)
     logger.warning("warning: %s is set aside as %s and a new ledger is started (%s)", path, aside.name, NEW_LEDGER)
 

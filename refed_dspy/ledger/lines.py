@@ -277,7 +277,8 @@ def spent_figures(document: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------------
-def _not_believed(where: str, why: str, fix: str = "delete that line and run again") -> LedgerError:
+def not_believed(where: str, why: str, fix: str = "delete that line and run again") -> LedgerError:
+    """The one line a ledger that cannot be believed is refused in: where, why, and what makes it believable again."""
     return LedgerError(
         f"{where}: {why}; refed writes no such thing in a ledger, so it is not believed and nothing was sent: restore "
         f"the file, or {fix} (what it claimed is then not counted)"
@@ -309,11 +310,11 @@ def read_lines(
     for lineno, raw in complete_lines(data):
         obj = parse_record(raw)
         if obj is None:
-            raise _not_believed(f"{path}:{lineno}", "the line is not a JSON object")
+            raise not_believed(f"{path}:{lineno}", "the line is not a JSON object")
         try:
             lines.append(check(obj))
         except BadLine as err:
-            raise _not_believed(f"{path}:{lineno}", str(err), err.fix) from None
+            raise not_believed(f"{path}:{lineno}", str(err), err.fix) from None
     torn = data[end:]
     if repair and torn:
         with open(path, "r+b") as fh:
@@ -332,8 +333,8 @@ def read_document(path: Path, check: Callable[[dict[str, Any]], dict[str, Any]])
         raise _unreadable(path, err) from None
     obj = parse_record(data)
     if obj is None:
-        raise _not_believed(str(path), "the file is not a JSON object", "remove it and run again")
+        raise not_believed(str(path), "the file is not a JSON object", "remove it and run again")
     try:
         return check(obj)
     except BadLine as err:
-        raise _not_believed(str(path), str(err), "correct that figure and run again") from None
+        raise not_believed(str(path), str(err), "correct that figure and run again") from None

@@ -210,6 +210,41 @@ def test_an_emptied_log_of_a_dir_whose_records_show_one_is_refused_and_new_ledge
         CallLog.open(path, (records,))
     log = CallLog.open(path, (records,), new_ledger=True)
     log.end()
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith("ledger.set-aside-")]
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("ledger.jsonl.set-aside-")]
     assert len(aside) == 1 and aside[0].read_text() == '{"p": 1}\n' and "set aside" in caplog.text
     assert Ledger.read(path).lost() is None
+
+
+def test_a_write_the_disk_refuses_ends_the_log_there_and_the_next_open_believes_it(tmp_path, monkeypatch):
+    """A full disk mid-run: the line that fails, and every line after it, are not written, so the log reads as a
+    killed invocation's (no request missing in the middle, which would be refused), its calls counted on."""
+    import errno
+    import os
+
+    path = tmp_path / "ledger.jsonl"
+    log = CallLog.open(path)
+    n = log.sent("teacher", "generate", "m", 0.01)
+    log.settled(n, _paid(), 0.002)
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(call_log.os, "write", full)
+        log.sent("teacher", "generate", "m", 0.01)  # sent all the same: the reservation holds in memory
+    third = log.sent("teacher", "generate", "m", 0.01)
+    log.settled(third, _paid(), 0.002)
+    log.end()
+    assert os.path.getsize(path) > 0
+    again = CallLog.open(path)
+    assert again.found_now["calls"] == 1 and again.sent("teacher", "generate", "m", 0.01) == 2
+    again.end()
+
+
+def test_no_line_comes_after_an_end(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    log = CallLog.open(path)
+    log.end()
+    log.sent("teacher", "generate", "m", 0.01)  # a straggler after the end: not written
+    assert _kinds(path) == ["open", "end"]
+    CallLog.open(path).close()

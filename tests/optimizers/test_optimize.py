@@ -154,6 +154,11 @@ def test_a_cap_holds_for_the_whole_command_across_its_invocations(server_factory
     if cap.startswith("optimize.max_cost_usd"):
         assert cost <= 0.02 + dearest, (cost, dearest)
         assert summary["usage"]["cost_usd"] == pytest.approx(cost, rel=1e-6)
+        # the examples made again from scratch under a raised cap: what they cost anew counts, the first ones too
+        code, _, err = refed("optimize", *sets(over), "--set", "optimize.max_cost_usd=0.03", "--fresh")
+        assert code in (0, 1), err[-2000:]
+        _, cost, dearest = _bill(srv, config)
+        assert cost <= 0.03 + dearest, (cost, dearest)
     else:
         assert requests <= 60 + 4  # the examples synthesis's calls in flight at most
         assert summary["usage"]["calls"] == requests
