@@ -309,6 +309,7 @@ class Ledger:
         return usage_of_requests(r for r in last.requests.values() if not r.kept)
 
     def is_empty(self) -> bool:
+        """Whether the log holds nothing at all (no line, whole or torn)."""
         return self.fold is None and not self.invocations and not self.torn
 
     def folded(self) -> dict[str, Any]:
