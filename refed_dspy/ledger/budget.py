@@ -302,12 +302,10 @@ class CallBudget(OpensCalls):
         self._notify()
 
     def left(self) -> tuple[int | None, float | None]:
-        """(calls, dollars) the limits leave to spend now, the most calls cut off could cost counted as spent (None:
-        no such limit)."""
+        """(calls, dollars) the limits leave to spend now, as `refusal` counts what was spent (None: no such limit)."""
         with self._lock:
-            calls = None if self.max_calls is None else max(0, self.max_calls - self.totals.calls)
-            spent = self.totals.cost + self.totals.cost_bound
-            cost = None if self.max_cost_usd is None else max(0.0, self.max_cost_usd - spent)
+            calls = None if self.max_calls is None else max(0, self.max_calls - self.total_calls)
+            cost = None if self.max_cost_usd is None else max(0.0, self.max_cost_usd - self.spent)
         return calls, cost
 
     def hold(self, extra: float, need: float, worst: float, what: str | None = None) -> None:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -205,17 +206,14 @@ def test_otlp_exports_when_asked_and_the_variables_only_configure(server_factory
     assert got["refed.samples"] == 6
 
 
-def test_keys_are_masked_in_what_is_exported(server_factory, tmp_path, monkeypatch):
-    key = "sk-test-metrics-key-0123456789"
-    monkeypatch.setenv("OPENAI_API_KEY", key)
-    srv = server_factory()
-    port = free_port()
-    run = tmp_path / "run"
+def _last_scrape(port: int, run: Callable[[], object]) -> str:
+    """The last page /metrics on `port` served while `run()` ran and its endpoint lingered (scraped until it has
+    gone: the last page is what the run ended with)."""
+    import urllib.request
+
     seen: list[str] = []
 
-    def scrape() -> None:  # until the endpoint has gone, after the run: the last page is what it ended with
-        import urllib.request
-
+    def scrape() -> None:
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
@@ -224,13 +222,22 @@ def test_keys_are_masked_in_what_is_exported(server_factory, tmp_path, monkeypat
                 if seen:
                     return
 
-    # where a key could reach a label: the model's name (the reply names it too, but no label takes a reply's name)
-    extra = {**SMALL, "metrics.prometheus_port": port, "metrics.linger_s": 2, "teacher.model": f"'openai/{key}'"}
     thread = threading.Thread(target=scrape, daemon=True)
     thread.start()
-    synthesize(load_config(None, run_overrides(srv, run, 4, **extra)))
+    run()
     thread.join(timeout=30)
-    page = seen[-1]
+    return seen[-1]
+
+
+def test_keys_are_masked_in_what_is_exported(server_factory, tmp_path, monkeypatch):
+    key = "sk-test-metrics-key-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    srv = server_factory()
+    port = free_port()
+    run = tmp_path / "run"
+    # where a key could reach a label: the model's name (the reply names it too, but no label takes a reply's name)
+    extra = {**SMALL, "metrics.prometheus_port": port, "metrics.linger_s": 2, "teacher.model": f"'openai/{key}'"}
+    page = _last_scrape(port, lambda: synthesize(load_config(None, run_overrides(srv, run, 4, **extra))))
     assert "refed_samples_total" in page and 'gen_ai_request_model="' in page
     assert key not in page and "gen_ai_response_model" not in page
     for name in ("metrics.json", "events.jsonl"):
@@ -242,26 +249,9 @@ def test_a_model_label_is_the_model_asked_for_not_the_one_a_reply_names(server_f
     one the config asks for."""
     srv = server_factory(new_model_each_reply=True)
     port = free_port()
-    seen: list[str] = []
-
-    def scrape() -> None:
-        import urllib.request
-
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-                    seen.append(answer.read().decode())
-            except OSError:
-                if seen:
-                    return
-
-    thread = threading.Thread(target=scrape, daemon=True)
-    thread.start()
     extra = {**SMALL, "metrics.prometheus_port": port, "metrics.linger_s": 2}
-    synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 6, **extra)))
-    thread.join(timeout=30)
+    page = _last_scrape(port, lambda: synthesize(load_config(None, run_overrides(srv, tmp_path / "run", 6, **extra))))
     assert len({e.get("sha") for e in read_log(srv.cfg.log_path)}) > 10  # many replies, each naming its own model
-    page = seen[-1]
     assert set(re.findall(r'gen_ai_request_model="([^"]*)"', page)) == {"gpt-4o-mini"}
     assert "gpt-4o-mini-" not in page and "gen_ai_response_model" not in page
 
