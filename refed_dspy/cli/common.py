@@ -71,6 +71,18 @@ def add_ledger_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_quiet_arg(p: argparse.ArgumentParser) -> None:
+    """`--quiet`/`-q`: the same as --set run.progress=false (appended to the overrides)."""
+    p.add_argument(
+        "--quiet",
+        "-q",
+        dest="overrides",
+        action="append_const",
+        const="run.progress=false",
+        help="no progress line (same as --set run.progress=false)",
+    )
+
+
 def on_mismatch(args: argparse.Namespace) -> str:
     """What to do with a run dir (or judgments) made by another config: error, resume, or fresh."""
     return "fresh" if args.fresh else ("resume" if args.resume_anyway else "error")

@@ -13,6 +13,7 @@ from refed_dspy.cli.common import (
     add_config_args,
     add_ledger_arg,
     add_mismatch_args,
+    add_quiet_arg,
     add_set_arg,
     add_verbose_arg,
     on_mismatch,
@@ -82,6 +83,7 @@ def register(sub: Any) -> None:
     add_set_arg(p, "experiment.repeats=3")
     add_ledger_arg(p)
     add_verbose_arg(p, "experiment.out")
+    add_quiet_arg(p)
     p.set_defaults(func=_cmd_experiment)
 
 
@@ -96,7 +98,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         config,
         methods,
         on_mismatch=mismatch,
-        show_progress=config.run.progress and not args.quiet,
+        show_progress=config.run.progress,
         judge=args.judge,
         score=args.score,
     )
@@ -132,7 +134,7 @@ def register_compare(sub: Any) -> None:
         help="also measure each run's data with the [scoring] model (the scorer extra) and add its columns: IFD of "
         "the final responses and of the drafts, the share at IFD >= 1, perplexity given the instruction, coherence",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_quiet_arg(p)
     p.set_defaults(func=_cmd_compare)
 
 
@@ -195,4 +197,5 @@ def register_optimize(sub: Any) -> None:
     add_mismatch_args(p, "reuse an examples run dir made by a different config", "synthesize the examples again")
     add_ledger_arg(p)
     add_verbose_arg(p, "optimize.out")
+    add_quiet_arg(p)
     p.set_defaults(func=_cmd_optimize)

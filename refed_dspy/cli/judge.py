@@ -12,6 +12,7 @@ from refed_dspy.cli.common import (
     add_config_args,
     add_ledger_arg,
     add_mismatch_args,
+    add_quiet_arg,
     add_ray_arg,
     add_set_arg,
     config_for_run,
@@ -108,6 +109,7 @@ def register(sub: Any) -> None:
         help="batch mode: submit the judge batches and exit; run the same command again to collect",
     )
     add_ray_arg(run)
+    add_quiet_arg(run)
     run.set_defaults(func=_cmd_judge_run)
     meta = actions.add_parser(
         "meta-eval",
@@ -177,4 +179,5 @@ def register_score(sub: Any) -> None:
         help="TOML config file (default: the run's own, else defaults)",
     )
     add_set_arg(p, "scoring.model=HuggingFaceTB/SmolLM2-360M-Instruct")
+    add_quiet_arg(p)
     p.set_defaults(func=_cmd_score)

@@ -11,6 +11,7 @@ from refed_dspy.cli.common import (
     add_config_args,
     add_ledger_arg,
     add_mismatch_args,
+    add_quiet_arg,
     add_ray_arg,
     on_mismatch,
     ray_overrides,
@@ -33,7 +34,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         raise ConfigError('--detach needs synthesis.mode = "batch" (online calls cannot outlive the process)')
     try:
         summary = synthesize(
-            config, on_mismatch=mismatch, show_progress=config.run.progress and not args.quiet, detach=args.detach
+            config, on_mismatch=mismatch, show_progress=config.run.progress, detach=args.detach
         )
     except RunInterrupted as stop:  # a signal: what was made and spent, as a finished run says it; then the stop's line
         print(format_summary(stop.summary))
@@ -114,7 +115,7 @@ def register(sub: Any) -> None:
         "same as --set synthesis.program=P",
     )
     add_ray_arg(p)
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_quiet_arg(p)
     p.add_argument(
         "--detach",
         action="store_true",

@@ -1,14 +1,15 @@
-"""Progress of long commands on stderr: a tqdm bar on a terminal, else a status line at a fixed interval.
+"""Progress of long commands on stderr: one status line, redrawn in place on a terminal, else printed at an interval.
 
-A run writing to a log file, a CI job or `nohup` sees no bar, so it gets one line at least every
-`every_s` seconds (default 30) from a background thread: a call that takes minutes, or an
-optimizer deep inside DSPy, still shows that the command is alive and what it has spent.
+On a terminal the line is redrawn every `TICK_S` seconds (so a long call or a stage that finishes nothing still shows
+time passing) and when the figures change, at most once every `REDRAW_S` seconds. A run writing to a log file, a CI
+job or `nohup` gets no redraw codes: one plain line every `every_s` seconds (default 30) from a background thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,9 @@ from typing import Any, TextIO
 from refed_dspy.ledger.usage import usd
 from refed_dspy.runtime.quiet import console
 
-REDRAW_S = 0.2  # a terminal's bar is drawn at most 5 times a second (each redraw is a line of output)
+REDRAW_S = 0.2  # a terminal's line is drawn at most 5 times a second
+TICK_S = 1.0  # and at least once a second while the command runs
+UNKNOWN_WIDTH = 200  # a terminal that reports no width (a pseudo-terminal nobody sized) gets lines cut here
 
 
 def _duration(seconds: float) -> str:
@@ -54,29 +57,97 @@ def progress_within(label: str) -> Iterator[None]:
         _within.reset(token)
 
 
-class Heartbeat:
-    """Prints `label: status()` to `stream` every `every_s` seconds until stopped (a daemon thread); inside
-    `progress_within`, the label follows the larger work's."""
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # a closed or odd stream is no terminal
+        return False
 
-    def __init__(self, label: str, status: Callable[[], str], every_s: float = 30.0, stream: TextIO | None = None):
+
+def _width(stream: TextIO) -> int:
+    """The terminal's columns, or UNKNOWN_WIDTH when it does not say (0 columns: a pseudo-terminal nobody sized)."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        columns = 0
+    return columns or UNKNOWN_WIDTH
+
+
+class Heartbeat:
+    """Shows `label: status()` on `stream` while a command runs, from a daemon thread.
+
+    On a terminal the line is redrawn in place every `TICK_S` seconds and on `draw()`, at most once every
+    `REDRAW_S` seconds of `clock`, cut to the terminal's width; `stop()` draws it a last time and ends it.
+    Elsewhere a plain line every `every_s` seconds. Inside `progress_within`, the label follows the larger work's.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        status: Callable[[], str],
+        every_s: float = 30.0,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         within = _within.get()
         self.label = f"{within}: {label}" if within else label
         self.status, self.every_s = status, every_s
         self.stream = stream or console()
+        self.on_terminal = _is_terminal(self.stream)
+        self._clock = clock
+        self._drawn_at: float | None = None
+        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._ended = False
         self._thread = threading.Thread(target=self._beat, name=f"refed-{label}-progress", daemon=True)
 
+    def _text(self) -> str:
+        return f"{self.label}: {self.status()}"
+
     def _beat(self) -> None:
-        while not self._stop.wait(self.every_s):
+        while not self._stop.wait(TICK_S if self.on_terminal else self.every_s):
             with contextlib.suppress(Exception):  # a progress line must never break the command
-                print(f"{self.label}: {self.status()}", file=self.stream, flush=True)
+                if self.on_terminal:
+                    self.draw()
+                else:
+                    print(self._text(), file=self.stream, flush=True)
+
+    def draw(self) -> float | None:
+        """On a terminal, redraw the line now, unless it was drawn less than `REDRAW_S` ago: then return the seconds
+        after which it may be (ask again then). None when drawn, or when this is no terminal."""
+        if not self.on_terminal:
+            return None
+        with self._lock:
+            if self._ended:
+                return None
+            now = self._clock()
+            if self._drawn_at is not None and (left := self._drawn_at + REDRAW_S - now) > 0:
+                return left
+            self._drawn_at = now
+            self._put(self._text())
+        return None
+
+    def _put(self, text: str, end: str = "") -> None:
+        self.stream.write("\r" + text[: _width(self.stream) - 1] + "\x1b[K" + end)
+        self.stream.flush()
 
     def start(self) -> Heartbeat:
+        if self.on_terminal:
+            self.draw()
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop; on a terminal the line is drawn a last time with the latest figures, and ended."""
         self._stop.set()
+        if not self.on_terminal:
+            return
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            with contextlib.suppress(Exception):
+                self._put(self._text(), end="\n")
 
     def __enter__(self) -> Heartbeat:
         return self.start()
@@ -86,12 +157,13 @@ class Heartbeat:
 
 
 class Progress:
-    """Counted progress (samples, judgments): the stage it is in, done/total, LM calls, rejects, cost, rate and ETA.
+    """Counted progress (samples, judgments): the stage it is in, done/total, rate, ETA, LM calls, rejects, and the
+    cost against its cap, shown by a Heartbeat (redrawn on a terminal, a line every `every_s` seconds elsewhere;
+    disabled: nothing).
 
-    On a terminal: a tqdm bar, redrawn at most every `REDRAW_S` seconds of `clock` (`update` says when figures it held
-    back are due). Elsewhere: a Heartbeat line every `every_s` seconds. Disabled: nothing. `stage_of`
-    (set by the stage that runs) says what is being done now, asked each time a line is made, so a long stage
-    that finishes no item (collecting feedback before the first sample) still names itself.
+    The rate and ETA are measured: from the time the first item was done (a stage that finishes nothing, collecting
+    feedback before the first sample, does not dilute the rate), revised at every item. `stage_of` (set by the stage
+    that runs) says what is being done now, asked each time a line is made.
     """
 
     def __init__(
@@ -104,43 +176,40 @@ class Progress:
         every_s: float = 30.0,
         label: str = "refed",
         clock: Callable[[], float] = time.monotonic,
+        cap_usd: float | None = None,
     ):
-        self.total, self.initial, self.unit = total, initial, unit
+        self.total, self.initial, self.unit, self.cap_usd = total, initial, unit, cap_usd
         self.done, self.calls, self.rejects, self.cost = initial, 0, 0, None
-        self.started = time.monotonic()
+        self.started = clock()
         self.stage_of: Callable[[], str] | None = None
-        self._bar = None
-        self._beat: Heartbeat | None = None
         self._clock = clock
-        self._drawn_at: float | None = None  # when the bar was last drawn (on `clock`)
-        self._tokens = 0
-        if not enabled:
-            return
-        if console().isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=console())
-        else:
-            self._beat = Heartbeat(label, self.line, every_s).start()
+        self._first: tuple[float, int] | None = None  # when the first item of this invocation was done, and the count
+        self._beat = Heartbeat(label, self.line, every_s, clock=clock).start() if enabled else None
 
     def stage(self) -> str | None:
         """What is being done now ('collecting feedback (8 running)'), or None when nobody said."""
         return self.stage_of() if self.stage_of is not None else None
 
+    def rate(self) -> float:
+        """Items a second: since the first item was done (from the start before that)."""
+        now = self._clock()
+        if self._first is not None and self.done > self._first[1] and now > self._first[0]:
+            return (self.done - self._first[1]) / (now - self._first[0])
+        elapsed = now - self.started
+        return (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
+
     def line(self) -> str:
-        """The status line: the stage, done/total, rate, ETA, calls, rejects, cost."""
-        elapsed = time.monotonic() - self.started
-        made = self.done - self.initial
-        rate = made / elapsed if elapsed > 0 else 0.0
-        left = self.total - self.done
+        """The status line: the stage, done/total, rate, ETA, calls, rejects, cost against the cap."""
+        rate, left = self.rate(), self.total - self.done
         eta = _duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
         projected = self.projected()
-        cost = usd(self.cost) + (f", projected {usd(projected)} in all" if projected is not None else "")
+        cost = usd(self.cost) + (f" of {usd(self.cap_usd)} cap" if self.cap_usd is not None else "")
+        cost += f", projected {usd(projected)} in all" if projected is not None else ""
         stage = self.stage()
         return (
             (f"{stage}; " if stage else "")
             + f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
-            f"{self.rejects} rejects, {cost} ({_duration(elapsed)} elapsed)"
+            f"{self.rejects} rejects, {cost} ({_duration(self._clock() - self.started)} elapsed)"
         )
 
     def projected(self) -> float | None:
@@ -150,42 +219,17 @@ class Progress:
         return self.cost / self.done * max(self.total, self.done)
 
     def update(self, done: int, totals: Any, rejects: int) -> float | None:
-        """Record the latest figures (`totals`: a usage.Totals). The bar is redrawn at most once every `REDRAW_S`
-        seconds: returns the seconds after which figures not drawn yet may be (update again then), None when the bar
-        shows them all (or there is no bar)."""
+        """Record the latest figures (`totals`: a usage.Totals) and redraw the line on a terminal, at most once every
+        `REDRAW_S` seconds: returns the seconds after which figures not drawn yet may be (update again then), None
+        when the line shows them all (or there is no terminal line)."""
+        if self._first is None and done > self.initial:
+            self._first = (self._clock(), done)
         self.done, self.rejects = done, rejects
         usage = totals.as_dict()
         self.calls, self.cost = usage["calls"], usage["cost_usd"]
-        self._tokens = usage["prompt_tokens"] + usage["completion_tokens"]
-        if self._bar is None:
-            return None
-        now = self._clock()
-        if self._drawn_at is not None and (left := self._drawn_at + REDRAW_S - now) > 0:
-            return left
-        self._drawn_at = now
-        self._draw()
-        return None
-
-    def _draw(self, refresh: bool = True) -> None:
-        """Put the latest figures on the bar, and draw it (`refresh`)."""
-        bar = self._bar
-        bar.n = self.done
-        stage = self.stage()
-        if stage:
-            bar.set_description_str(stage, refresh=False)
-        projected = self.projected()
-        bar.set_postfix_str(
-            f"calls={self.calls} tok={self._tokens:,} cost={'?' if self.cost is None else f'${self.cost:.4f}'} "
-            f"projected={'?' if projected is None else f'${projected:.4f}'} rejects={self.rejects}",
-            refresh=False,
-        )
-        if refresh:
-            bar.refresh()
+        return self._beat.draw() if self._beat is not None else None
 
     def close(self) -> None:
-        """Stop showing progress; a bar is drawn a last time with the latest figures."""
-        if self._bar is not None:
-            self._draw(refresh=False)  # closing draws it
-            self._bar.close()
+        """Stop showing progress; a terminal's line is drawn a last time with the latest figures."""
         if self._beat is not None:
             self._beat.stop()

@@ -284,6 +284,7 @@ class SynthesisRun(StageBase):
             enabled=self.show_progress,
             every_s=self.progress_every_s,
             label="synthesize",
+            cap_usd=self.syn.max_cost_usd,
         )
         return await self.run_to_end(
             progress,

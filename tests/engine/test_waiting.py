@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 
 from conftest import run_overrides
 
@@ -102,7 +103,8 @@ def test_the_bar_is_drawn_at_most_five_times_a_second_and_ends_on_the_latest_fig
     clock = _Clock()
     bar = Progress(total=2000, clock=clock)
     totals = Totals()
-    start = _redraws(screen.getvalue())  # the bar as tqdm first draws it
+    start = _redraws(screen.getvalue())  # the line as it is first drawn, when progress starts
+    clock.now += 0.05  # the first figures come a while after
     waits = []
     for done in range(1, 2001):
         clock.now += 0.001
@@ -120,10 +122,13 @@ def test_the_bar_is_drawn_at_most_five_times_a_second_and_ends_on_the_latest_fig
     bar.close()
 
 
-def _on_a_terminal(args: list[str]) -> bytes:
-    """`refed ARGS` with stdout and stderr on a pseudo-terminal of 120 columns: all it wrote there."""
+def _on_a_terminal(args: list[str], sized: bool = True, arrivals: list[tuple[float, bytes]] | None = None) -> bytes:
+    """`refed ARGS` with stdout and stderr on a pseudo-terminal of 120 columns (`sized`; else as a new one is, 0 rows
+    and 0 columns, as under `script` run without a terminal): all it wrote there (with each chunk's arrival time in
+    `arrivals`)."""
     main, child = pty.openpty()
-    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a new pty has 0 columns
+    if sized:
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a new pty has 0 columns
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "refed_dspy.cli", *args], stdin=subprocess.DEVNULL, stdout=child, stderr=child, env=env
@@ -138,6 +143,8 @@ def _on_a_terminal(args: list[str]) -> bytes:
         if not chunk:
             break
         out += chunk
+        if arrivals is not None:
+            arrivals.append((time.monotonic(), chunk))
     os.close(main)
     assert proc.wait(timeout=60) == 0, out[-3000:].decode(errors="replace")
     return bytes(out)
@@ -159,3 +166,53 @@ def test_on_a_terminal_a_run_through_timeouts_redraws_its_bar_twice_per_event_at
     events = usage["calls"] + usage["cached_calls"] + usage["failed_calls"] + retries
     redraws = _redraws(out)
     assert 0 < redraws <= 2 * events + 5, (redraws, events)
+
+
+QUICKSTART = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "quickstart.toml")
+
+
+def _quickstart(srv, run) -> list[str]:
+    """The issue's plain run: the quickstart config, 30 samples in 2 slots, teacher and judge at the loopback server."""
+    over = [
+        f"teacher.api_base='{srv.api_base}'",
+        "teacher.api_key_env=''",
+        f"judge.api_base='{srv.api_base}'",
+        "judge.api_key_env=''",
+        f"run.dir='{run}'",
+        "synthesis.size=30",
+        "synthesis.concurrency=2",
+        "run.progress=true",
+    ]
+    return ["synthesize", "--config", QUICKSTART, *(x for o in over for x in ("--set", o))]
+
+
+def test_a_plain_run_on_a_terminal_redraws_its_line_as_it_goes_at_most_five_times_a_second(server_factory, tmp_path):
+    """Issue 69: the quickstart run on a pseudo-terminal nobody sized (0 rows, 0 columns: `script` without a terminal)
+    showed nothing from its first line to its summary (tqdm hid its bar below a screen of -1 rows). Now its line is
+    redrawn while the run goes, naming the stage and the count, at most 5 times in any second."""
+    srv = server_factory(latency_s=0.3)
+    arrivals: list[tuple[float, bytes]] = []
+    out = _on_a_terminal(_quickstart(srv, tmp_path / "run"), sized=False, arrivals=arrivals).decode(errors="replace")
+    before_summary = out.split("run " + str(tmp_path / "run"))[0]
+    drawn = [part for part in re.split(r"\r(?!\n)", before_summary)[1:]]
+    assert len(drawn) >= 5, out[-2000:]
+    assert any(re.search(r"writing responses \(\d running\); \d+/30 samples, .*ETA \w+", d) for d in drawn), drawn
+    times = [t for t, chunk in arrivals for _ in re.finditer(rb"\r(?!\n)", chunk)]
+    # at most 5 in any second: read in chunks, two draws 0.2 s apart may arrive together, so count by windows of 1 s
+    # with one draw of slack for a chunk that held a late one
+    busiest = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+    assert busiest <= 6, busiest
+
+
+def test_a_plain_run_with_stderr_to_a_file_writes_lines_without_redraw_codes(server_factory, tmp_path):
+    """The same run with stderr sent to a file: status lines (every progress_every_s), no carriage return, no escape."""
+    srv = server_factory(latency_s=0.05)
+    err = tmp_path / "err.txt"
+    args = _quickstart(srv, tmp_path / "run") + ["--set", "run.progress_every_s=0.5"]
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "true"}
+    with err.open("w") as sink:
+        code = subprocess.call([sys.executable, "-m", "refed_dspy.cli", *args], stdout=sink, stderr=sink, env=env)
+    text = err.read_text()
+    assert code == 0, text[-2000:]
+    assert "\r" not in text and "\x1b" not in text
+    assert any(line.startswith("synthesize: ") and "/30 samples" in line for line in text.splitlines()), text[-2000:]
