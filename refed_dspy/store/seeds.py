@@ -47,6 +47,9 @@ READ_CHUNK = 2**20
 NAMED_LINES = 3  # lines of a JSON-lines file the seeds line names for each reason a row was skipped
 WHY = {"oversized": f"instruction and response over {MAX_ROW_CHARS:,} characters"}  # a reason its name does not say
 BOM = b"\xef\xbb\xbf"
+# extensions of a seed file: the readers' own, and the ones a user may mean (refused as unsupported when they exist);
+# a hub name ending in one (owner/name.jsonl) is taken for a missing local file
+SEED_SUFFIXES = frozenset({".json", ".jsonl", ".csv", ".parquet", ".txt", ".tsv", ".ndjson", ".arrow"})
 SHAPES = ("lima", "sharegpt", "openai", "alpaca", "plain")
 _SHAPE_COLUMNS = {
     "lima": "conversations (a list of strings)",
@@ -387,11 +390,23 @@ def source_rows(
         raise SeedError(
             f"{path}: unsupported file type '{suffix}'; use .json, .jsonl, .parquet, .csv or a saved dataset directory"
         )
-    if source.count("/") == 1 and not source.startswith((".", "/", "~")):
+    if source.count("/") == 1 and not looks_local(source):
         return source, _hub_rows(source, split, subset)
     raise SeedError(
         f"seed source not found: {source} (a local file, a saved dataset directory, or a hub name like GAIR/lima)"
     )
+
+
+def looks_local(source: str) -> bool:
+    """Whether `source` names a local path rather than a hub dataset: it starts with `.`, `/` or `~`, ends with an
+    extension a seed file has (`SEED_SUFFIXES`), or its first part is a folder that exists here (`data/x` where
+    ./data exists). A missing local path is then "not found" at once instead of a minute of hub retries."""
+    if source.startswith((".", "/", "~")):
+        return True
+    if Path(source).suffix.lower() in SEED_SUFFIXES:
+        return True
+    first = source.split("/", 1)[0]
+    return bool(first) and Path(first).is_dir()
 
 
 def read_references(
