@@ -32,7 +32,7 @@ import dspy
 
 from refed_dspy.adapters import RepairingAdapter
 from refed_dspy.config import Config, OptimizeConfig, PriceBook, RunConfig, TrackingConfig
-from refed_dspy.config.lm import price_of
+from refed_dspy.config.lm import price_note, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.launch.plan import HeldLM, check_held, check_role, held_lm
 from refed_dspy.ledger.budget import CallBudget
@@ -161,9 +161,14 @@ def lms_of_record(config: Config, given: Given, optimizer: Any) -> LMsOfRecord:
     # the model's own settings standing in for what the config leaves unset, and a deprecation date near or passed,
     # said once for each LM built from it
     built = [("teacher", given.teacher is None), ("judge", metric is None and judge is None)]
+    budget = given.budget.max_cost_usd if given.budget is not None else config.optimize.max_cost_usd
     for role, from_config in built:
         for note in getattr(config, role).start_notes(role) if from_config else ():
             log.info(note)
+        # a model with no price but a name close to a priced one: under no budget it runs, its costs unknown
+        unpriced = price_note(getattr(config, role), role) if from_config and budget is None else None
+        if unpriced:
+            log.warning(unpriced)
     if metric is None:
         judge = judge or held_lm(config.judge, "judge")
         metric = make_metric(config, config.optimize.target, judge=judge)

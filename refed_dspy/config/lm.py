@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.config.section import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
-from refed_dspy.providers.keys import key_variable
+from refed_dspy.providers.keys import host_of, is_private_host, key_variable
 from refed_dspy.providers.litellm_table import deprecation_note
 from refed_dspy.providers.prices import SERVICE_TIERS, Price, close_priced_names, resolve_price, tier_problem
 from refed_dspy.providers.registry import provider_for
@@ -415,6 +415,22 @@ def require_price(spec: LMSpec, role: str, budget_field: str) -> None:
             f"{budget_field} needs a price for the {role} '{spec.model}', which is not in the price table{typo}: "
             f"set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
         )
+
+
+def price_note(spec: LMSpec, role: str) -> str | None:
+    """The line a run without a cost budget says when `spec`'s model has no price and LiteLLM's price map knows a name
+    close to it (a likely typo): its costs will be unknown. None when it is priced, when nothing is close (a model of
+    one's own), or when every endpoint is on this machine or its network (a local server's model has no list price);
+    under a cost budget `require_price` refuses instead."""
+    if price_of(spec) is not None or (spec.endpoints and all(is_private_host(host_of(u)) for u in spec.endpoints)):
+        return None
+    close = close_priced_names(spec.model)
+    if not close:
+        return None
+    return (
+        f"{role} model '{spec.model}' is not in the price map (did you mean '{close[0]}'?); costs will be unknown "
+        f"(set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok to price it)"
+    )
 
 
 @functools.cache

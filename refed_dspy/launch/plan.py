@@ -46,7 +46,7 @@ from refed_dspy.clients.lm import build_lm, price_of_lm, stage_lm
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.clients.local_server import LocalServer, serving
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
-from refed_dspy.config.lm import require_price
+from refed_dspy.config.lm import price_note, require_price
 from refed_dspy.engine.metrics import Endpoint, open_endpoint
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Watch
@@ -200,6 +200,8 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         log.info(note)
     if stage.max_cost_usd is not None:  # a cost budget needs a price: a model without one is refused at once
         require_price(spec, role, f"{section}.max_cost_usd")
+    # no budget needs a price: a likely typo of a priced model is said (once the LM is checked) and the run goes on
+    unpriced = price_note(spec, role) if lm is None and stage.max_cost_usd is None else None
     mode = "online" if here else stage.mode
     ray = config.ray if config.ray.enabled and not here else None
     # one transport of three: provider batch, local online, or Ray
@@ -225,6 +227,8 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         refuse_on_ray(lm, mode, role, section)
         check_key_goes_to_its_provider(spec, role)
         preflight(ray.address)
+    if unpriced:
+        log.warning(unpriced)
     return Launch(
         role=role,
         spec=spec,
