@@ -165,6 +165,10 @@ _OUTPUT_FIELDS = {
 }
 
 
+# Where a role's requests go. A run dir whose fingerprint differs only here is resumed, saying so in one line: the model
+# behind the new endpoint (the same model name) is taken to be the same one (a server moved, a port changed)
+_ENDPOINT_FIELDS = {"teacher": ("api_base",)}
+
 _DEFAULTS = Config().model_dump(mode="json")
 
 
@@ -193,10 +197,12 @@ def prompt_format_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human-readable `section.key: old -> new` lines for fields that differ."""
+    """Human-readable `section.key: old -> new` lines for fields that differ, the endpoints but (`endpoint_diff`)."""
     out = []
     for section, keys in _OUTPUT_FIELDS.items():
         for key in keys:
+            if key in _ENDPOINT_FIELDS.get(section, ()):
+                continue  # an endpoint that moved does not refuse a resume (endpoint_diff)
             a, b = old.get(section, {}).get(key), new.get(section, {}).get(key)
             if isinstance(a, str) and is_path(Config.model_fields[section].annotation.model_fields[key]):
                 a = expand_home(a)  # a run made before `~` was expanded in every path field recorded it as given
@@ -212,6 +218,26 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             f"program content: {old.get('program_hash') or 'built-in'} -> {new.get('program_hash') or 'built-in'}"
         )
     return out + prompt_format_diff(old, new)
+
+
+def endpoint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`section.api_base: old -> new` for each endpoint of two run fingerprints that differs (its first URL; None: the
+    provider's own); a run dir that differs in nothing else is resumed (`endpoint_moved_line`)."""
+    return [
+        f"{section}.{key}: {old.get(section, {}).get(key)!r} -> {new.get(section, {}).get(key)!r}"
+        for section, keys in _ENDPOINT_FIELDS.items()
+        for key in keys
+        if old.get(section, {}).get(key) != new.get(section, {}).get(key)
+    ]
+
+
+def endpoint_moved_line(where: str, moves: list[str], model: str) -> str:
+    """The one line said as `where` (a run dir) is resumed after an endpoint moved (`moves`: endpoint_diff's lines),
+    `model` being the model name both endpoints were asked for."""
+    return (
+        f"{where}: the endpoint moved ({'; '.join(moves)}); resuming, with the model behind the new endpoint taken "
+        f"to be the same {model}"
+    )
 
 
 def config_hash(config: Config) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.config import Config
-from refed_dspy.config.schema import PROMPT_FORMAT, prompt_format_diff
+from refed_dspy.config.schema import PROMPT_FORMAT, endpoint_moved_line, prompt_format_diff
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
@@ -67,14 +67,21 @@ _DEFAULT_JUDGE_FINGERPRINT = judge_fingerprint(Config())
 def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """`key: old -> new` for the judge settings that differ (a key added after `old` was written, at its default,
     does not count; a key left out at its default, as reasoning_effort is, counts when the other side sets it), and
-    the prompt format when it differs (a fingerprint without one was made with the first)."""
+    the prompt format when it differs (a fingerprint without one was made with the first). The endpoint is not among
+    them (`judge_endpoint_diff`): a judging whose endpoint alone moved is resumed."""
     return [
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
         for k in dict.fromkeys([*new, *old])
-        if k != "prompt_format"
+        if k not in ("prompt_format", "api_base")
         and old.get(k) != new.get(k)
         and not (k not in old and new.get(k) == _DEFAULT_JUDGE_FINGERPRINT.get(k))
     ] + prompt_format_diff(old, new)
+
+
+def judge_endpoint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`judge.api_base: old -> new` when the judge's endpoint differs between two judge fingerprints ([] when not)."""
+    a, b = old.get("api_base"), new.get("api_base")
+    return [] if a == b else [f"judge.api_base: {a!r} -> {b!r}"]
 
 
 def build_judge(config: Config) -> dspy.LM:
@@ -147,13 +154,15 @@ class JudgeRun(StageBase):
                     f'{rd.judge_fingerprint} is unreadable ({err}); use on_mismatch="fresh" to judge again',
                     cli=f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again",
                 ) from None
-            diff = judge_fingerprint_diff(old, new)
+            diff, moves = judge_fingerprint_diff(old, new), judge_endpoint_diff(old, new)
             if diff and on_mismatch != "resume":
-                what = f"{rd.path} was judged with a different judge config ({'; '.join(diff)})"
+                what = f"{rd.path} was judged with a different judge config ({'; '.join(diff + moves)})"
                 raise RunDirError(
                     f'{what}; use on_mismatch="fresh" to judge again from scratch',
                     cli=f"{what}; use --fresh to judge again from scratch",
                 )
+            if moves:  # the endpoint alone moved: the judging goes on, the model behind it taken to be the same
+                log.warning(endpoint_moved_line(str(rd.path), moves, new["model"]))
         write_json_atomic(rd.judge_fingerprint, new)
         judged, rejected = set(), set()
         totals = self.engine.totals
@@ -254,6 +263,7 @@ class JudgeRun(StageBase):
             unit="sample",
             every_s=self.config.run.progress_every_s,
             label="judge",
+            cap_usd=self.cfg.max_cost_usd,
         )
 
         def write_summary(status: str) -> JudgeSummary:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from refed_dspy.config import Config, config_from_dict
+from refed_dspy.config.schema import endpoint_moved_line
 from refed_dspy.config.section import tomllib
 from refed_dspy.errors import ConfigError, RunDirError, write_error
 from refed_dspy.store.jsonl import (
@@ -111,6 +112,7 @@ class RunDir:
         config_toml: str,
         on_mismatch: str = "error",
         diff: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None,
+        moved: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None,
     ) -> bool:
         """Create or reuse the run dir. Returns True when earlier work exists (a resume).
 
@@ -118,7 +120,10 @@ class RunDir:
         resolved config, written as config.toml. on_mismatch: "error" refuses a dir whose fingerprint differs
         (`diff(old, new)` names the differences; without it, any difference is one), "resume" continues it anyway,
         "fresh" deletes its records and starts over; a folder of the run that is a symbolic link (a cache shared
-        between runs) is left as it is, and said in one line (see `wipe`).
+        between runs) is left as it is, and said in one line (see `wipe`). `moved(old, new)`: the endpoints that
+        differ (refed_dspy.config.schema.endpoint_diff), which `diff` leaves out: alone they resume the dir, said in
+        one line (the model behind the new endpoint taken to be the same); with other differences they are named in
+        the refusal.
         """
         check_on_mismatch(on_mismatch)
         self._probe()
@@ -138,13 +143,17 @@ class RunDir:
                     cli=f"{self.fingerprint} is unreadable ({err}); use --fresh to start over",
                 ) from None
             found = diff(old, fingerprint) if diff is not None else (["fingerprint"] if old != fingerprint else [])
+            moves = moved(old, fingerprint) if moved is not None else []
             if found and on_mismatch != "resume":
-                what = f"{self.path} was made by a different config ({'; '.join(found)})"
+                what = f"{self.path} was made by a different config ({'; '.join(found + moves)})"
                 raise RunDirError(
                     f'{what}; use another run.dir, on_mismatch="resume" to continue it, or '
                     'on_mismatch="fresh" to start over',
                     cli=f"{what}; use another run.dir, --resume-anyway to continue it, or --fresh to start over",
                 )
+            if moves:
+                model = fingerprint.get("teacher", {}).get("model", "?")
+                log.warning(endpoint_moved_line(str(self.path), moves, model))
         self._keep_room()
         try:
             write_json_atomic(self.fingerprint, fingerprint)

@@ -8,6 +8,7 @@ from pathlib import Path
 import dspy
 
 from refed_dspy.config import Config, fingerprint, load_config, to_toml
+from refed_dspy.config.schema import endpoint_diff
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.plan import launch, online_lm
 from refed_dspy.methods import get_method
@@ -101,6 +102,7 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
             to_toml(plan.record),
             plan.on_mismatch,
             diff=run_fingerprint_diff,
+            moved=endpoint_diff,
         )
         threads = plan.settings.concurrency if plan.program.threaded else 0
         started = plan.launch.start(rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach)

@@ -86,6 +86,7 @@ def test_after_a_wrong_endpoint_the_fixed_config_runs_in_the_same_run_dir(server
     code, out, err = run_refed("synthesize", *anthropic_sets(right, run, host(right)))
     assert code == 0, err[-2000:]
     assert "20/20" in out
+    assert "endpoint moved" not in err  # left empty: a new run, not one resumed at a moved endpoint
 
 
 def test_a_judge_at_a_wrong_endpoint_stops_with_exit_2(server_factory, tmp_path, run):
