@@ -6,6 +6,8 @@ resumes like any run. The table is built from the runs' files (summary, samples,
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +15,16 @@ from pydantic import Field
 
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
+from refed_dspy.ledger.usage import usd
 from refed_dspy.methods import METHODS
-from refed_dspy.quality.figures import distinct_n
+from refed_dspy.quality.figures import distinct_n, words
 from refed_dspy.quality.judge import ajudge_run, build_judge
 from refed_dspy.quality.statistics import statistics_block
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.scoring import Scorer, open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
+from refed_dspy.store.records import final_response
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.seeds import read_seeds
@@ -81,16 +85,19 @@ def comparison_row(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def quality_columns(run_dir: str | Path, config: Config) -> dict[str, Any]:
-    """Judge and diversity figures of one run dir: mean judge score and improvement win rate (when judged),
-    distinct-2 and mean pairwise ROUGE-L of its instructions."""
+    """Judge, length and diversity figures of one run dir: mean judge score and improvement win rate (when judged),
+    the mean length of its final responses in words, distinct-2 and mean pairwise ROUGE-L of its instructions."""
 
     rd = RunDir(run_dir)
-    instructions = [s["instruction"] for s in read_jsonl(rd.samples)]
+    samples = list(read_jsonl(rd.samples))
+    instructions = [s["instruction"] for s in samples]
     judged = read_json(rd.judge_summary)
+    lengths = [words(final_response(s)) for s in samples]
     return {
         "mean_score": judged.get("mean_score"),
         "improvement_win_rate": judged.get("improvement_win_rate"),
         "judge_cost_usd": judged.get("cost_usd"),
+        "mean_response_words": round(sum(lengths) / len(lengths), 1) if lengths else None,
         "distinct_2": distinct_n(instructions, 2),
         "mean_pairwise_rouge_l": mean_pairwise_rouge(instructions, config.report.rouge_sample, config.report.seed),
     }
@@ -99,6 +106,8 @@ def quality_columns(run_dir: str | Path, config: Config) -> dict[str, Any]:
 QUALITY_COLUMNS = [
     ("mean_score", "judge score"),
     ("improvement_win_rate", "improved wins"),
+    ("judge_cost_usd", "judge cost"),
+    ("mean_response_words", "response words"),
     ("distinct_2", "distinct-2"),
     ("mean_pairwise_rouge_l", "pairwise ROUGE-L"),
 ]
@@ -125,25 +134,6 @@ def score_columns(run_dir: str | Path, config: Config, scorer: Scorer) -> dict[s
     }
 
 
-def columns_for(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The quality columns of a comparison, and the score columns when its runs were scored."""
-    return QUALITY_COLUMNS + (SCORE_COLUMNS if any("ifd" in r for r in rows) else [])
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        if abs(value) < 0.01:
-            return f"{value:.6f}"
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
-    return str(value)
-
-
 _COLUMNS = [
     ("method", "method"),
     ("samples", "samples"),
@@ -153,19 +143,98 @@ _COLUMNS = [
     ("calls_per_sample", "calls/sample"),
     ("prompt_tokens", "prompt tokens"),
     ("completion_tokens", "completion tokens"),
-    ("cost_usd", "cost $"),
-    ("cost_per_sample_usd", "$/sample"),
+    ("cost_usd", "cost"),
+    ("cost_per_sample_usd", "cost/sample"),
     ("rejects", "rejects"),
     ("wall_s", "wall s"),
 ]
+# The table printed by default: the paper's comparison (Mehri et al.: per method, what the judge says of its
+# data, how long its responses are, how many feedback calls and how much money it took). The judge's columns come
+# with --judge, IFD with --score; --all-columns (and compare.json, and compare.md's second table) have every figure.
+PAPER_COLUMNS = [
+    ("method", "method"),
+    ("samples", "samples"),
+    ("mean_score", "judge score"),
+    ("improvement_win_rate", "improved wins"),
+    ("ifd", "IFD"),
+    ("mean_response_words", "response words"),
+    ("feedback_calls", "feedback calls"),
+    ("cost_usd", "cost"),
+    ("cost_per_sample_usd", "cost/sample"),
+]
+_SHOWN_WHEN_MEASURED = ("mean_score", "improvement_win_rate", "ifd")  # columns of --judge and --score
 
 
-def markdown_table(rows: list[dict[str, Any]], extra_columns: list[tuple[str, str]] | None = None) -> str:
-    """A GitHub-flavoured Markdown table of comparison rows."""
-    cols = _COLUMNS + list(extra_columns or [])
+def columns_for(rows: list[dict[str, Any]], all_columns: bool = False) -> list[tuple[str, str]]:
+    """The (key, title) columns of a comparison's table: by default the paper's (`PAPER_COLUMNS`), a judge's or
+    scorer's column only where some row has its figure; with `all_columns`, every figure (the score columns when its
+    runs were scored)."""
+    if all_columns:
+        return _COLUMNS + QUALITY_COLUMNS + (SCORE_COLUMNS if any("ifd" in r for r in rows) else [])
+    return [
+        (key, title)
+        for key, title in PAPER_COLUMNS
+        if key not in _SHOWN_WHEN_MEASURED or any(r.get(key) is not None for r in rows)
+    ]
+
+
+def _decimals(value: float, places: int = 2) -> str:
+    """`value` to `places` decimals, or to its first `places` significant digits when it is smaller (0.00042)."""
+    if value and abs(value) < 10 ** (-places):
+        places = -math.floor(math.log10(abs(value))) + places - 1
+    return f"{value:,.{places}f}"
+
+
+def _money(value: float) -> str:
+    """A cost as the CLI says one (`usd`: $0.0123), one under a cent to two significant digits ($0.00042), none as
+    $0."""
+    return "$0" if value == 0 else usd(value) if abs(value) >= 0.01 else f"${_decimals(value, 2)}"
+
+
+def _share(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+_FORMATS: dict[str, Callable[[float], str]] = {
+    "cost_usd": _money,
+    "cost_per_sample_usd": _money,
+    "judge_cost_usd": _money,
+    "mean_score": lambda v: _decimals(v, 2),
+    "improvement_win_rate": _share,
+    "ifd_at_least_1": _share,
+    "calls_per_sample": lambda v: _decimals(v, 1),
+    "mean_response_words": lambda v: f"{v:,.0f}",
+    "wall_s": lambda v: f"{v:,.0f}" if abs(v) >= 100 else _decimals(v, 1),
+}
+
+
+def _cell(value: Any, key: str = "") -> str:
+    """One figure as the table shows it: rounded to what it can tell (a share as a percentage, a cost as `usd`, a
+    score to 2 decimals, any other figure to 3), n/a when unknown."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if key in _FORMATS:
+            return _FORMATS[key](value)
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.1f}" if abs(value) >= 100 else _decimals(value, 3 if abs(value) < 1 else 2)
+    if isinstance(value, int):
+        return _money(float(value)) if key in ("cost_usd", "cost_per_sample_usd") else f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]] | None = None) -> str:
+    """A GitHub-flavoured Markdown table of comparison rows, of `columns` ((key, title) pairs; None: the paper's
+    columns, `columns_for`), each figure rounded to what it can tell."""
+    cols = columns if columns is not None else columns_for(rows)
     lines = ["| " + " | ".join(title for _, title in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(key)) for key, _ in cols) + " |")
+        lines.append("| " + " | ".join(_cell(row.get(key), key) for key, _ in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +249,7 @@ class Comparison(Result):
     scored_by: str | None = Optional("The model that measured the data statistics (`score`); None: not measured.")
     rows: list[dict[str, Any]] = Field(
         description="Per method: samples, calls (feedback apart), tokens, cost, "
-        "rejects, wall time, and the quality columns."
+        "rejects, wall time, response length in words, and the quality columns."
     )
     json_file: str | None = Optional("Where compare.json was written.", alias="json")
     markdown_file: str | None = Optional("Where compare.md was written.", alias="markdown")
@@ -198,7 +267,8 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
     )
     if header.get("scored_by"):
         intro += f"Data statistics measured by {header['scored_by']}.\n\n"
-    write_text_atomic(md_path, intro + markdown_table(rows, columns_for(rows)))
+    every = "\n## Every figure\n\n" + markdown_table(rows, columns_for(rows, all_columns=True))
+    write_text_atomic(md_path, intro + markdown_table(rows) + every)
     return json_path, md_path
 
 
@@ -289,8 +359,9 @@ def compare(
             responses and of the drafts, the share at IFD >= 1, perplexity given the instruction, coherence.
 
     Returns:
-        The table, one row per method (samples, calls, feedback calls, tokens, cost, rejects, wall time, and the
-            judge's figures with `judge`), also written to `<run.dir>/compare.json` and `compare.md`.
+        The table, one row per method with every figure (samples, calls, feedback calls, tokens, cost, rejects, wall
+            time, response length, diversity, and the judge's figures with `judge`), also written to
+            `<run.dir>/compare.json` and `compare.md` (the paper's columns, `PAPER_COLUMNS`, then every figure).
     """
     return run_sync(
         acompare(

@@ -13,7 +13,7 @@ from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError
-from refed_dspy.experiments.compare import comparison_row, markdown_table, method_config, parse_methods
+from refed_dspy.experiments.compare import columns_for, comparison_row, markdown_table, method_config, parse_methods
 from refed_dspy.programs import ReflectPair
 from refed_dspy.store.records import Reference, SampleRecord
 from refed_dspy.synthesis.api import arun_synthesis, synthesize
@@ -269,9 +269,12 @@ def test_comparison_row_and_table():
     row = comparison_row(summary)
     assert row["feedback_calls"] == 2 and row["other_calls"] == 24 and row["calls_per_sample"] == 2.6
     assert row["cost_per_sample_usd"] == 0.002 and row["wall_s"] == 3.5
-    table = markdown_table([row]).splitlines()
+    table = markdown_table([row]).splitlines()  # the paper's columns, rounded
     assert len(table) == 3 and table[0].count("|") == table[2].count("|")
-    assert "| refed | 10 | 26 | 2 | 24 | 2.6000 |" in table[2] and "truncated 2" in table[2]
+    assert table[0] == "| method | samples | response words | feedback calls | cost | cost/sample |"
+    assert table[2] == "| refed | 10 | n/a | 2 | $0.0200 | $0.0020 |"
+    every = markdown_table([row], columns_for([row], all_columns=True)).splitlines()
+    assert "| refed | 10 | 26 | 2 | 24 | 2.6 |" in every[2] and "truncated 2" in every[2]
 
 
 def test_cli_compare_runs_siblings_and_resumes(server_factory, tmp_path):
@@ -296,7 +299,8 @@ def test_cli_compare_runs_siblings_and_resumes(server_factory, tmp_path):
     assert sum(r["calls"] for r in rows.values()) == len(log)
     assert rows["no_feedback"]["feedback_calls"] == 0 and rows["reflection"]["feedback_calls"] == 0
     assert rows["sample_feedback"]["feedback_calls"] > rows["refed"]["feedback_calls"] > 0
-    assert "| sample_feedback |" in out and (run / "compare.md").read_text().count("\n| ") == 5
+    paper, every = (run / "compare.md").read_text().split("## Every figure")
+    assert "| sample_feedback |" in out and paper.count("\n| ") == 5 and every.count("\n| ") == 5
     # a second invocation resumes every sibling: no request sent, the same table
     proc = refed(*args)
     out2, err2 = proc.communicate(timeout=300)
