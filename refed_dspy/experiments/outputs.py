@@ -216,7 +216,8 @@ HEADER = [
 
 
 def _cost(usage: dict[str, Any]) -> str:
-    """What `usage` cost, and up to what when some of its calls are of unknown tokens (cut off, lost in flight)."""
+    """What `usage` cost, and up to what when some of its calls are of unknown tokens (cut off, or in flight when an
+    invocation was killed)."""
     return usd_up_to(usage.get("cost_usd"), usage.get("interrupted_cost_usd"))
 
 

@@ -91,6 +91,7 @@ class _Invocation:
     requests: dict[int, _Request] = field(default_factory=dict)
     ended: bool = False
     all_held: bool = False
+    pid: int | None = None  # the process that opened it
 
 
 def _info_of(req: _Request, paid: dict[str, Any]) -> list[CallInfo]:
@@ -185,7 +186,8 @@ class _Reader:
                     f"the invocation starts after request {line['from']}, the one before ended at "
                     f"{self.last}: lines are missing"
                 )
-            self.invocations.append(_Invocation(str(line["open"])))
+            pid = line.get("pid")
+            self.invocations.append(_Invocation(str(line["open"]), pid=pid if isinstance(pid, int) else None))
         else:
             self._of_invocation(line, self._current(line))
         return line
@@ -301,6 +303,16 @@ class Ledger:
         every = (r for inv in self.invocations for r in inv.requests.values())
         return summed([(self.fold or {}).get("paid") or None, usage_of_requests(every)])
 
+    def in_flight(self, pid: int | None) -> int:
+        """The calls in flight now in the process `pid`, the one holding the owner's lock: those the invocation under
+        way in it (the last, with no end, opened by `pid`) sent and has not settled. 0 for any other `pid` or None:
+        an invocation that did not end and whose process holds no lock was killed, and its calls were in flight then.
+        """
+        last = self.invocations[-1] if self.invocations else None
+        if pid is None or last is None or last.ended or last.pid != pid:
+            return 0
+        return sum(r.calls for r in last.requests.values() if r.paid is None and not r.kept)
+
     def found_now(self) -> dict[str, Any] | None:
         """What the last invocation left unaccounted when it did not end: found by the opening that follows it."""
         last = self.invocations[-1] if self.invocations else None
@@ -322,12 +334,22 @@ class Ledger:
         }
 
 
-def unaccounted(path: str | Path) -> dict[str, Any] | None:
+def unaccounted(path: str | Path, pid: int | None = None) -> dict[str, Any] | None:
     """What the log at `path` says was paid, or may have been, that no file of its owner holds, as a reader sees it
     (the log is not changed; its lock is not taken): what killed invocations left, and the invocation under way, its
-    settled requests at what they paid and those in flight as paid at their bound (`lost_in_flight`,
-    `interrupted_cost_usd`). A usage dict with calls by role; None when nothing."""
-    return Ledger.read(Path(path)).lost()
+    settled requests at what they paid and those in flight as paid at their bound (`interrupted_cost_usd`). A usage
+    dict with calls by role; None when nothing.
+
+    Of the calls in flight, `lost_in_flight` counts those of invocations killed before they settled them, `in_flight`
+    those of the invocation under way in the process `pid` (the one holding the owner's lock now; None: nobody holds
+    it, or who does is not known), which are in flight now, not lost."""
+    ledger = Ledger.read(Path(path))
+    found = ledger.lost()
+    now = ledger.in_flight(pid)
+    if found is not None and now:
+        found["lost_in_flight"] = int(found.get("lost_in_flight") or 0) - now
+        found["in_flight"] = now
+    return found
 
 
 class CallLog:

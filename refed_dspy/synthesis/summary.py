@@ -238,12 +238,13 @@ def _cut_off(u: dict[str, Any]) -> str:
 
 def _unanswered(u: dict[str, Any]) -> str:
     """The paid calls never answered to us, by why: cut off (a stop, the client's timeout), lost with a Ray worker, in
-    flight when an invocation was killed, or in a batch still open at the provider."""
+    flight when an earlier invocation was killed (its ledger said so when this one opened it: a summary is written
+    when its invocation ends, so none of its own calls is in flight then), or in a batch still open at the provider."""
     lost, killed, open_ = (u.get(k) or 0 for k in ("worker_lost_calls", "lost_in_flight", "in_open_batches"))
     cut = (u.get("interrupted_calls") or 0) - lost - killed - open_
     said = [f"{cut} cut off by a stop or the client's timeout"] if cut > 0 else []
     said += [f"up to {lost} lost with their Ray worker"] if lost else []  # what their tasks were reserved for
-    said += [f"{killed} in flight when an invocation was killed"] if killed else []
+    said += [f"{killed} in flight when an earlier invocation was killed"] if killed else []
     said += [f"{open_} in batches still open at the provider"] if open_ else []
     return f"; {', '.join(said)} (counted as paid)" if said else ""
 

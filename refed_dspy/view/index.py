@@ -39,7 +39,7 @@ from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage, run_c
 from refed_dspy.synthesis.summary import shortfall_cause
 from refed_dspy.text.closeness import COPY_THRESHOLD
 from refed_dspy.view.status.experiment import is_experiment_dir
-from refed_dspy.view.status.run import lock_holder, paid_usage
+from refed_dspy.view.status.run import live_pid, lock_holder, paid_usage
 
 log = logging.getLogger(__name__)
 VERDICTS = {"improved": "win", "draft": "loss", "tie": "tie"}
@@ -89,6 +89,18 @@ def _stat(path: Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+def _unsettled(usage: dict[str, Any]) -> str:
+    """Of a run's paid calls (`usage`, as `paid_usage` gives it), those of unknown tokens: in flight now in the
+    invocation under way, lost in flight when an invocation was killed, in batches still open ("" when none)."""
+    whys = (
+        (int(usage.get("in_flight") or 0), "in flight"),
+        (int(usage.get("lost_in_flight") or 0), "lost in flight"),
+        (int(usage.get("in_open_batches") or 0), "in batches still open"),
+    )
+    said = [f"{n} {why}" for n, why in whys if n]
+    return f" ({', '.join(said).replace(' ', ' of them ', 1)})" if said else ""
+
+
 class RunIndex:
     """The records of one run dir, followed as they grow."""
 
@@ -124,9 +136,11 @@ class RunIndex:
 
     def paid(self) -> str:
         """Its paid LM calls and their cost as `refed status` counts them: what its records hold, and what its
-        write-ahead ledgers say no record holds (calls in flight when an invocation was killed; in batch mode answers
-        a kill cut off and requests of open batches), with the most the calls of unknown tokens can cost ("up to")."""
-        stamp = (self.version, *(_stat(p) for p in (self.rundir.ledger, *self._batch_files())))
+        write-ahead ledgers say no record holds (calls in flight now, in the invocation under way, or lost in flight
+        when an invocation was killed; in batch mode answers a kill cut off and requests of open batches), with the
+        most the calls of unknown tokens can cost ("up to")."""
+        pid = live_pid(lock_holder(self.rundir.path))  # the invocation under way: its calls are in flight, not lost
+        stamp = (self.version, pid, *(_stat(p) for p in (self.rundir.ledger, *self._batch_files())))
         if self._paid is None or self._paid[0] != stamp:
             totals = Totals()
             for name in ("feedback", "journal", "samples", "rejects"):
@@ -138,13 +152,12 @@ class RunIndex:
             except Exception:  # noqa: BLE001 - without the run's config, a batch run's answers are counted unpriced
                 config = None
             try:
-                usage = paid_usage(self.rundir, totals, config)
+                usage = paid_usage(self.rundir, totals, config, pid)
             except RefedError as err:  # a ledger line refed does not write: said, never believed
                 self._paid = (stamp, f"paid LM calls not known: {first_line(err)}")
                 return self._paid[1]
             bound = usage.get("interrupted_cost_usd")
-            lost = int(usage.get("lost_in_flight") or 0) + int(usage.get("in_open_batches") or 0)
-            text = f"{usage['calls']} paid LM calls" + (f" ({lost} of them lost in flight)" if lost else "")
+            text = f"{usage['calls']} paid LM calls{_unsettled(usage)}"
             self._paid = (stamp, f"{text}, {usd_up_to(usage.get('cost_usd'), bound)}")
         return self._paid[1]
 

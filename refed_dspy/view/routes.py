@@ -37,7 +37,7 @@ from refed_dspy.text.closeness import closeness, copied_spans
 from refed_dspy.text.overlap import changed_share, word_diff
 from refed_dspy.view.index import VERDICTS, Filters, RunIndex, View
 from refed_dspy.view.shown import clip, is_clipped, shown
-from refed_dspy.view.status.experiment import experiment_status
+from refed_dspy.view.status.experiment import experiment_status, unsettled_text
 
 PER_PAGE = 50
 
@@ -277,9 +277,8 @@ def experiment_cells(path: Path) -> dict[str, Any]:
         }
         for cell in status.cells
     ]
-    paid = f"{status.calls} paid LM calls" + (
-        f" ({status.lost_in_flight} of them in flight when a part was killed)" if status.lost_in_flight else ""
-    )
+    unsettled = unsettled_text(status)
+    paid = f"{status.calls} paid LM calls" + (f" ({unsettled})" if unsettled else "")
     return {
         "name": status.name,
         "state": status.state,

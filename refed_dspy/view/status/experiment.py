@@ -22,7 +22,7 @@ from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import kind_of
 from refed_dspy.store.results import Optional, Result
-from refed_dspy.view.status.run import Holder, holder_text, lock_holder
+from refed_dspy.view.status.run import Holder, holder_text, live_pid, lock_holder
 
 NEXT = {
     "stopped": "stopped or killed before it finished; run the same command to resume (finished cells are kept)",
@@ -63,10 +63,13 @@ class ExperimentStatus(Result):
     champion_uri: str | None = Optional("With tracking on: the champion's program in the Model Registry.")
     calls: int = Field(
         description="Paid LM calls of the whole experiment, every invocation and part; a part under way or killed "
-        "counts the calls its write-ahead ledger holds, those in flight when it was killed as paid."
+        "counts the calls its write-ahead ledger holds, those in flight now or when it was killed as paid."
     )
     cost_usd: float | None
     lost_in_flight: int = Field(0, description="Of `calls`: those in flight when a part was killed (tokens unknown).")
+    in_flight: int = Field(
+        0, description="Of `calls`: those a part under way (in the lock's holder) has in flight now (tokens unknown)."
+    )
     cost_up_to_usd: float | None = Field(
         None,
         description="The most the paid calls can have cost: `cost_usd` and the most the calls of unknown tokens (cut "
@@ -107,15 +110,16 @@ def _up_to(cost: float | None, bound: float | None) -> float | None:
     return round(cost + bound, 6) if cost is not None and bound else None
 
 
-def spent_parts(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def spent_parts(path: Path, pid: int | None = None) -> list[tuple[str, dict[str, Any]]]:
     """What each part of the experiment dir `path` paid, as a reader sees it (nothing changed): spent.json's parts, and
     each part under way or killed as its write-ahead ledger holds it (its calls settled at what they cost, those in
-    flight at their bound), else as spent.json's `live` entry last said it."""
+    flight at their bound: `in_flight` those of a part under way in the process `pid`, the lock's holder,
+    `lost_in_flight` those of a killed one), else as spent.json's `live` entry last said it."""
     spent = read_document(path / "spent.json", spent_figures)
     live = dict(spent.get("live") or {})
     logs = path / "ledger"
     for log in sorted(logs.glob("*.jsonl")) if logs.is_dir() else ():
-        found = unaccounted(log)
+        found = unaccounted(log, pid)
         if found is not None:
             live[unquote(log.stem)] = found
     return [*(spent.get("parts") or {}).items(), *live.items()]
@@ -140,7 +144,8 @@ def experiment_status(path: str | Path) -> ExperimentStatus:
             # the comparison with the baseline is made after the cell's file: keep it from experiment.json
             rows[row["id"]] = {**row, **{k: old[k] for k in ("difference", "baseline_mean") if k in old}}
     # what parts paid, and what the parts under way (or killed: counted when it starts again) paid so far
-    parts = spent_parts(path)
+    who = lock_holder(path)
+    parts = spent_parts(path, live_pid(who))
     by_part: dict[str, int] = {}
     for part, figures in parts:
         group = _part_group(part)
@@ -148,7 +153,6 @@ def experiment_status(path: str | Path) -> ExperimentStatus:
     costs = [figures.get("cost_usd") for _, figures in parts]
     cost = None if any(c is None for c in costs) else round(sum(costs), 6)
     bound = sum(float(figures.get("interrupted_cost_usd") or 0.0) for _, figures in parts)
-    who = lock_holder(path)
     if who is not None:
         state = "running"
     elif not result or newer:
@@ -166,9 +170,17 @@ def experiment_status(path: str | Path) -> ExperimentStatus:
         calls=sum(by_part.values()),
         cost_usd=cost,
         lost_in_flight=sum(int(figures.get("lost_in_flight") or 0) for _, figures in parts),
+        in_flight=sum(int(figures.get("in_flight") or 0) for _, figures in parts),
         cost_up_to_usd=_up_to(cost, bound),
         calls_by_part=by_part,
     )
+
+
+def unsettled_text(s: ExperimentStatus) -> str:
+    """Of an experiment's paid calls, those of unknown tokens: "2 of them in flight now; 1 in flight when a part was
+    killed" ("" when none)."""
+    whys = ((s.in_flight, "in flight now"), (s.lost_in_flight, "in flight when a part was killed"))
+    return "; ".join(f"{n} {why}" for n, why in whys if n).replace(" ", " of them ", 1)
 
 
 def format_experiment_status(s: ExperimentStatus) -> str:
@@ -198,7 +210,7 @@ def format_experiment_status(s: ExperimentStatus) -> str:
     if s.champion:
         out.append(f"champion: {s.champion}" + (f" ({s.champion_uri})" if s.champion_uri else ""))
     parts = ", ".join(f"{part} {n}" for part, n in sorted(s.calls_by_part.items()))
-    lost = f"; {s.lost_in_flight} of them in flight when a part was killed, counted as paid" if s.lost_in_flight else ""
+    lost = f"; {unsettled_text(s)}, counted as paid" if s.in_flight or s.lost_in_flight else ""
     bound = s.cost_up_to_usd - s.cost_usd if s.cost_up_to_usd is not None and s.cost_usd is not None else None
     out.append(
         f"paid LM calls: {s.calls}"

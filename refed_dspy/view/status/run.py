@@ -12,7 +12,9 @@ The state says what a user does next:
 
 Figures are read from the records on disk and the write-ahead ledgers beside them, so a run that is being written or
 was killed shows what it has now: samples, rejects (by stage), paid LM calls and cost, the calls an invocation killed
-before had in flight (and a batch run's open requests) counted as paid, up to the most they can cost.
+before had in flight (and a batch run's open requests) counted as paid, up to the most they can cost. The calls the
+invocation under way (the process holding the lock) has in flight are counted the same way, and said to be in flight
+now (`in_flight`), not lost: "killed" is said only of an invocation that ended without settling its calls.
 
 What it prints of a RunStatus (`format_status`): a few lines a person reads.
 """
@@ -117,6 +119,11 @@ class RunStatus(Result):
         description="Of `calls`: those whose tokens are unknown because they were in flight when an invocation was "
         "killed, or are in a batch still open at the provider (counted as paid, at the most they can cost).",
     )
+    in_flight: int = Field(
+        0,
+        description="Of `calls`: those the invocation under way (the lock's holder) has in flight now, their tokens "
+        "not known yet (counted as paid, at the most they can cost).",
+    )
     cost_up_to_usd: float | None = Field(
         None,
         description="The most the paid calls can have cost: `cost_usd` and the most the calls of unknown tokens (cut "
@@ -142,6 +149,12 @@ def _state(status: str | None, who: Holder | None) -> str:
     if who is not None:
         return "running"
     return "stopped" if status is None else STATE_OF.get(status, status)
+
+
+def live_pid(who: Holder | None) -> int | None:
+    """The PID of the process holding a dir's lock (`who`), whose invocation under way is live (None: nobody holds it,
+    or the lock file does not say who)."""
+    return who.pid if who is not None and isinstance(who.pid, int) else None
 
 
 def lock_holder(path: Path) -> Holder | None:
@@ -206,16 +219,18 @@ def _configured(config: Config | None) -> dict[str, Any]:
     return {"method": syn.method, "teacher": config.teacher.model, "size": syn.size, "mode": syn.mode}
 
 
-def paid_usage(rundir: RunDir, recorded: Totals, config: Config | None) -> dict[str, Any]:
+def paid_usage(rundir: RunDir, recorded: Totals, config: Config | None, pid: int | None = None) -> dict[str, Any]:
     """What the synthesis of `rundir` has paid, as a reader sees it (nothing changed, no lock taken): what its records
     hold (`recorded`), what its write-ahead ledger says was paid and no record holds (calls of invocations killed
-    before they ended, those in flight then at their bound: `lost_in_flight`), and in batch mode what the provider
-    answered that no record holds and the requests of batches still open (at their bound: `in_open_batches`), priced
-    at the teacher's batch price of `config` (unknown without one)."""
+    before they ended, those in flight then at their bound: `lost_in_flight`; those the invocation under way in the
+    process `pid`, the lock's holder, has in flight now: `in_flight`), and in batch mode what the provider answered
+    that no record holds and the requests of batches still open (at their bound: `in_open_batches`), priced at the
+    teacher's batch price of `config` (unknown without one)."""
     totals = Totals()
     totals.add(recorded.as_dict())
-    totals.add(unaccounted(rundir.ledger))
-    usage = totals.as_dict()
+    found = unaccounted(rundir.ledger, pid)
+    totals.add(found)
+    usage = {**totals.as_dict(), "in_flight": int((found or {}).get("in_flight") or 0)}
     store = read_batches(rundir.path, BATCH_DIRS["synthesis"])
     if store is None:
         return usage
@@ -234,7 +249,7 @@ def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
             f"`refed repair {rundir.path}` moves damaged lines aside"
         ) from None
     config = _config_of(rundir)
-    usage = paid_usage(rundir, recorded, config)
+    usage = paid_usage(rundir, recorded, config, live_pid(who))
     known = {k: summary.get(k) for k in ("method", "teacher", "size", "mode")} if summary else _configured(config)
     calls = usage["calls"]
     cost = usage["cost_usd"] if calls or usage["cached_calls"] else None
@@ -257,6 +272,7 @@ def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
         cached_calls=usage["cached_calls"],
         cost_usd=None if cost is None else round(cost, 6),
         lost_in_flight=int(usage.get("lost_in_flight") or 0) + int(usage.get("in_open_batches") or 0),
+        in_flight=int(usage.get("in_flight") or 0),
         cost_up_to_usd=round(cost + bound, 6) if cost is not None and bound else None,
         projected_cost_usd=projected,
         batches=_batches(rundir.path, now),
@@ -388,6 +404,17 @@ def _ray_line(ray: dict, running: bool, what: str = "Ray workers") -> str:
     )
 
 
+def _unsettled(s: RunStatus) -> str:
+    """The paid calls of unknown tokens, by why: in flight now (the invocation under way), or in flight when an
+    invocation was killed (or in a batch still open); "" when none."""
+    whys = (
+        (s.in_flight, "in flight now"),
+        (s.lost_in_flight, "in flight when an invocation was killed or in a batch still open"),
+    )
+    said = [f"{n} {why}" for n, why in whys if n]
+    return f" ({'; '.join(said).replace(' ', ' of them ', 1)}, counted as paid)" if said else ""
+
+
 def format_status(s: RunStatus) -> str:
     """The human text of `refed status`."""
     what = [x for x in (s.method, f"teacher {s.teacher}" if s.teacher else None, s.mode) if x]
@@ -404,14 +431,8 @@ def format_status(s: RunStatus) -> str:
         projected = (
             f", projected {usd(s.projected_cost_usd)} at {s.size} samples" if s.projected_cost_usd is not None else ""
         )
-        lost = (
-            f" ({s.lost_in_flight} of them in flight when an invocation was killed or in a batch still open, counted "
-            "as paid)"
-            if s.lost_in_flight
-            else ""
-        )
         cost = usd_up_to(s.cost_usd, (s.cost_up_to_usd or 0.0) - (s.cost_usd or 0.0) if s.cost_up_to_usd else None)
-        out.append(f"paid LM calls: {s.calls}{cached}{lost}, {cost}{projected}")
+        out.append(f"paid LM calls: {s.calls}{cached}{_unsettled(s)}, {cost}{projected}")
     for stage, counts in (s.batches or {}).items():
         first, *table = batch_lines(counts)
         out.append(f"{stage} batches: {first}")
