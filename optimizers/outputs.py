@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 
@@ -36,7 +36,13 @@ from refed_dspy.tracking.traces import dspy_traces
 
 @dataclass
 class OptimizeResult:
-    """What `optimize` returns: the compiled program, its scores and where everything went."""
+    """What `optimize` returns: the program it kept, the two programs' scores and where everything went.
+
+    `program` is the one it kept (`kept`): the optimized program, or the baseline (the program it started from) when
+    the optimized one scored below it on the validation set or the optimizer gave back what it was given. Either way
+    `score_before` is the baseline's validation score and `score_after` the optimized program's; `kept_line` says
+    which was kept and why, in the line `refed optimize` prints.
+    """
 
     program: dspy.Module
     optimizer: str
@@ -50,7 +56,17 @@ class OptimizeResult:
     n_val: int
     mlflow_run_id: str | None = None
     model_uri: str | None = None
+    kept: Literal["compiled", "baseline"] = "compiled"
+    kept_reason: str | None = None  # why the baseline was kept (None: the optimized program was)
+    candidate_path: Path | None = None  # the optimized program, saved beside a baseline that scored higher
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kept_line(self) -> str:
+        """Which program was kept and why, in one line: "kept: the baseline program (the optimized program scored
+        0.4777 on the validation set, below the baseline's 0.5658); the optimized one is in ..." or "kept: the
+        optimized program (it scored 0.6120 on the validation set, above the baseline's 0.5658)"."""
+        return kept_line(self.kept, self.kept_reason, self.score_before, self.score_after, self.candidate_path)
 
     @property
     def cost_usd(self) -> float | None:
@@ -73,6 +89,9 @@ class OptimizeResult:
             "usage": self.usage,
             "mlflow_run_id": self.mlflow_run_id,
             "model_uri": self.model_uri,
+            "kept": self.kept,
+            "kept_reason": self.kept_reason,
+            "candidate_program": str(self.candidate_path) if self.candidate_path else None,
             **self.extra,
         }
 
@@ -195,9 +214,9 @@ def kept_reason(
     n_val: int,
     more_val: str = "raise optimize.n_val",
 ) -> str | None:
-    """Why the starting program is the result (None: the compiled one is). `unchanged`: the optimizer gave back the
-    program it was given; `before` / `after`: the two programs' validation scores; `threshold` and `traces` (scored,
-    passed): what bootstrapping demos met; `more_val`: how to get more validation examples."""
+    """Why the starting program (the baseline) is the result (None: the compiled one is). `unchanged`: the optimizer
+    gave back the program it was given; `before` / `after`: the two programs' validation scores; `threshold` and
+    `traces` (scored, passed): what bootstrapping demos met; `more_val`: how to get more validation examples."""
     if unchanged:
         scored, passed = traces.get("scored", 0), traces.get("passed", 0)
         if scored and not passed and threshold is not None:
@@ -208,21 +227,26 @@ def kept_reason(
         else:
             why = "the optimizer gave back the program it was given"
     elif after < before:
-        why = f"the compiled program scored {after:.4f} on validation, below the starting program's {before:.4f}"
+        why = f"the optimized program scored {after:.4f} on the validation set, below the baseline's {before:.4f}"
     else:
         return None
     if n_val < SMALL_VALSET:
-        why += f" ({n_val} validation examples: too few to tell programs apart; {more_val})"
+        why += f"; {n_val} validation examples are too few to tell programs apart: {more_val}"
     return why
 
 
-def kept_line(extra: dict[str, Any]) -> str | None:
-    """The one line a command prints when the starting program was kept (None when the compiled one was)."""
-    if extra.get("kept") != "baseline":
-        return None
-    line = f"kept the starting program: {extra.get('kept_reason') or 'the optimizer changed nothing'}"
-    if extra.get("candidate_program"):
-        line += f"; the compiled one is in {extra['candidate_program']}"
+def kept_line(kept: str, reason: str | None, before: float, after: float, candidate: str | Path | None = None) -> str:
+    """The one line that says which program an optimization kept and why (`refed optimize` prints it; the Python API's
+    `OptimizeResult.kept_line`). `kept`: "compiled" (the optimized program) or "baseline" (the one it started from);
+    `reason`: why the baseline was kept (kept_reason); `before` / `after`: the baseline's and the optimized program's
+    validation scores; `candidate`: where the optimized program was saved when the baseline was kept."""
+    if kept != "baseline":
+        versus = "above" if after > before else "equal to" if after == before else "below"
+        scores = f"it scored {after:.4f} on the validation set, {versus} the baseline's {before:.4f}"
+        return f"kept: the optimized program ({scores})"
+    line = f"kept: the baseline program ({reason or 'the optimizer changed nothing'})"
+    if candidate:
+        line += f"; the optimized one is in {candidate}"
     return line
 
 

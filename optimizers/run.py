@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 
@@ -196,7 +196,7 @@ class _Run:
 class _Saved:
     """Which program is the result and where it was saved, with the files beside it."""
 
-    kept: str  # "compiled" or "baseline"
+    kept: Literal["compiled", "baseline"]
     program_path: Path
     candidate: Path | None  # the compiled program, kept beside a starting one that scored higher
     files: list[Path]
@@ -464,11 +464,8 @@ def _result(run: _Run, result: dict[str, Any], saved: _Saved, why_kept: str | No
             "examples_run": str(examples.run_dir) if examples.run_dir else None,
             "examples_usage": examples.usage,
             "metric_failures": result["metric_failures"],
-            "kept": saved.kept,
-            "kept_reason": why_kept if saved.kept == "baseline" else None,
             "threshold": result["threshold"],
             "traces": result["traces"],
-            "candidate_program": str(saved.candidate) if saved.candidate else None,
             "adapters": {
                 "teacher": plan.adapter.choice.as_dict(),
                 "judge": getattr(getattr(metric, "adapter", None), "choice", None) and metric.adapter.choice.as_dict(),
@@ -478,6 +475,9 @@ def _result(run: _Run, result: dict[str, Any], saved: _Saved, why_kept: str | No
         },
         score_before=result["score_before"],
         score_after=result["score_after"],
+        kept=saved.kept,
+        kept_reason=why_kept if saved.kept == "baseline" else None,
+        candidate_path=saved.candidate,
     )
 
 

@@ -102,7 +102,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         judge=args.judge,
         score=args.score,
     )
-    print(markdown_table(result["rows"], columns_for(result["rows"])), end="")
+    print(markdown_table(result["rows"], columns_for(result["rows"], all_columns=args.all_columns)), end="")
     print(f"wrote {result.json_file} and {result.markdown_file}")
     return 0 if all(r["status"] == "complete" for r in result["rows"]) else 1
 
@@ -113,8 +113,10 @@ def register_compare(sub: Any) -> None:
         "compare",
         help="run several methods on the same references and size, and compare them",
         description="Run each method into <run.dir>/<method>/ (resumable like any run) and print one "
-        "table: samples, LM calls with feedback calls apart, tokens, cost, rejects and wall time. "
-        "The table is also written to <run.dir>/compare.json and compare.md.",
+        "table, the paper's columns: samples, the judge's score and improved wins (with --judge), IFD (with "
+        "--score), response length in words, feedback calls, cost and cost per sample. --all-columns prints every "
+        "figure (LM calls, tokens, rejects, wall time, diversity, ...). The table is also written to "
+        "<run.dir>/compare.json (every figure, unrounded) and compare.md (both tables).",
     )
     add_config_args(p)
     p.add_argument(
@@ -134,13 +136,18 @@ def register_compare(sub: Any) -> None:
         help="also measure each run's data with the [scoring] model (the scorer extra) and add its columns: IFD of "
         "the final responses and of the drafts, the share at IFD >= 1, perplexity given the instruction, coherence",
     )
+    p.add_argument(
+        "--all-columns",
+        action="store_true",
+        help="print every figure of each method (LM calls, tokens, rejects, wall time, diversity, all the scores), "
+        "not only the paper's columns",
+    )
     add_quiet_arg(p)
     p.set_defaults(func=_cmd_compare)
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.optimizers.outputs import kept_line
     from refed_dspy.optimizers.run import optimize
 
     config = load_config(args.config, args.overrides)
@@ -150,6 +157,7 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         f"optimizer {result.optimizer} (target {result.extra.get('target', 'respond')}): valset score {result.score_before:.4f} -> {result.score_after:.4f} "
         f"({result.n_train} train / {result.n_val} val examples, {len(result.steps)} steps)"
     )
+    print(result.kept_line)
     part = result.extra.get("this_invocation") or usage
     print(
         f"LM calls {usage['calls']} ("
@@ -169,9 +177,6 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
             f"copies: {failures['copies']} of {failures['calls']} predictions copied their reference and scored 0 "
             "unjudged (quality.copy_threshold)"
         )
-    kept = kept_line(result.extra)
-    if kept:
-        print(kept)
     print(f"wrote {result.program_path} (use it: refed synthesize --program {result.program_path})")
     if result.model_uri:
         print(f"MLflow run {result.mlflow_run_id}, model {result.model_uri}")

@@ -107,7 +107,8 @@ def test_the_readme_python_example_writes_a_run_dir_of_its_own():
 
 def test_the_readme_python_example_says_what_the_whole_script_spent(server_factory, tmp_path):
     """It printed `0.04484130000000001 USD`, the synthesis part of a script that spent $0.133: now it prints the
-    whole script's spend in cents, every paid call of it (the servers' count) in the figure."""
+    whole script's spend in cents, every paid call of it (the servers' count) in the figure. And which program its
+    optimization kept, and why (issue 69: it printed "judge metric 0.5658 -> 0.4777" and kept the baseline silently)."""
     import json
 
     from doc_examples import checked_block, run, workspace
@@ -126,3 +127,7 @@ def test_the_readme_python_example_says_what_the_whole_script_spent(server_facto
     served = len(read_log(teacher.cfg.log_path)) + len(read_log(judge.cfg.log_path))
     assert sum(p["calls"] for p in parts) == served  # no part of the script left out
     assert said.group(1) == f"{sum(p['cost_usd'] for p in parts):.2f}" and float(said.group(1)) > 0
+    # it says which program the optimization kept, and why (it printed two scores and kept the lower one silently)
+    program = {"compiled": "optimized", "baseline": "baseline"}[optimized["kept"]]
+    kept = f"kept: the {program} program ({'it scored' if program == 'optimized' else optimized['kept_reason']}"
+    assert any(line.startswith(kept) for line in done.stdout.splitlines()), done.stdout

@@ -160,7 +160,7 @@ def test_a_program_that_got_worse_keeps_the_baseline(server_factory, tmp_path):
         cfg(srv, tmp_path), program=start, trainset=train_val, metric=souring, optimizer="bootstrap"
     )
     assert result.score_before == 1.0 and result.score_after == 0.2
-    assert result.program is start and result.extra["kept"] == "baseline"
+    assert result.program is start and result.kept == "baseline"
     out = tmp_path / "opt"
     assert json.loads((out / "program.json").read_text())["refed"]["kept"] == "baseline"
     candidate = json.loads((out / "program.candidate.json").read_text())
@@ -189,7 +189,7 @@ def test_a_program_given_back_unchanged_is_the_baseline_and_scores_as_it(server_
     result = refed_dspy.optimize(
         cfg(srv, tmp_path), program=start, trainset=examples(), metric=length_metric, optimizer=RewritesNothing()
     )
-    assert result.program is start and result.extra["kept"] == "baseline"
+    assert result.program is start and result.kept == "baseline"
     assert result.score_after == result.score_before
     # every request of the scoring after was one of the scoring before: the server saw each body once
     bodies = [e["sha"] for e in read_log(srv.cfg.log_path) if e.get("status") == 200]

@@ -96,15 +96,39 @@ def test_a_kept_baseline_names_its_reason():
     assert no_trace.startswith("no bootstrapped trace passed the threshold: 0 of 3 scored 0.3900 or more")
     assert "validation examples" not in no_trace
     lower = kept_reason(False, 0.5, 0.42, 0.5, {"scored": 6, "passed": 2}, 4)
-    assert lower.startswith("the compiled program scored 0.4200 on validation, below the starting program's 0.5000")
-    assert lower.endswith("(4 validation examples: too few to tell programs apart; raise optimize.n_val)")
+    assert lower.startswith("the optimized program scored 0.4200 on the validation set, below the baseline's 0.5000")
+    assert lower.endswith("; 4 validation examples are too few to tell programs apart: raise optimize.n_val")
     assert kept_reason(False, 0.5, 0.5, 0.5, {"scored": 6, "passed": 2}, 12) is None  # a tie keeps the compiled one
-    assert kept_line({"kept": "compiled"}) is None
-    line = kept_line({"kept": "baseline", "kept_reason": lower, "candidate_program": "opt/program.candidate.json"})
-    assert line.startswith("kept the starting program: the compiled program scored 0.4200")
-    assert line.endswith("; the compiled one is in opt/program.candidate.json")
+    line = kept_line("baseline", lower, 0.5, 0.42, "opt/program.candidate.json")
+    assert line.startswith("kept: the baseline program (the optimized program scored 0.4200 on the validation set")
+    assert line.endswith("); the optimized one is in opt/program.candidate.json")
     # the optimizer changed nothing: nothing is "kept in None"
-    assert "None" not in kept_line({"kept": "baseline", "kept_reason": no_trace, "candidate_program": None})
+    assert "None" not in kept_line("baseline", no_trace, 0.39, 0.39, None)
+    # the optimized program kept says so too, with both scores (it used to say nothing)
+    won = "kept: the optimized program (it scored 0.6120 on the validation set, above the baseline's 0.5658)"
+    assert kept_line("compiled", None, 0.5658, 0.612) == won
+    tie = kept_line("compiled", None, 0.5, 0.5)
+    assert tie == "kept: the optimized program (it scored 0.5000 on the validation set, equal to the baseline's 0.5000)"
+
+
+def test_the_result_says_which_program_it_kept():
+    """The Python API's result carries which program it kept and why, typed, and its summary file says the same."""
+    import dspy
+
+    from refed_dspy.optimizers.outputs import OptimizeResult
+
+    def result(**kept) -> OptimizeResult:
+        return OptimizeResult(
+            dspy.Predict("q -> a"), "bootstrap", 0.5658, 0.4777, [], Path("o"), Path("o/p"), {}, 4, 4, **kept
+        )
+
+    why = "the optimized program scored 0.4777 on the validation set, below the baseline's 0.5658"
+    kept = result(kept="baseline", kept_reason=why, candidate_path=Path("o/program.candidate.json"))
+    assert kept.kept_line == f"kept: the baseline program ({why}); the optimized one is in o/program.candidate.json"
+    summary = kept.summary()
+    assert (summary["kept"], summary["kept_reason"]) == ("baseline", why)
+    assert summary["candidate_program"] == "o/program.candidate.json"
+    assert result().kept == "compiled" and result().summary()["candidate_program"] is None
 
 
 def test_a_cell_that_kept_its_baseline_reads_kept_baseline_not_a_zero_width_interval():
@@ -172,7 +196,7 @@ def test_a_threshold_that_no_trace_reaches_keeps_the_baseline_and_says_why(serve
 
     code, out, err = run(tmp_path / "strict", "optimize.threshold=1.0")
     assert code == 0, err
-    assert "kept the starting program: no bootstrapped trace passed the threshold: 0 of" in out, out
+    assert "kept: the baseline program (no bootstrapped trace passed the threshold: 0 of" in out, out
     assert "None" not in out
     summary = json.loads((tmp_path / "strict" / "optimize_summary.json").read_text())
     assert summary["kept"] == "baseline" and summary["traces"]["passed"] == 0 and summary["threshold"] == 1.0
@@ -181,7 +205,8 @@ def test_a_threshold_that_no_trace_reaches_keeps_the_baseline_and_says_why(serve
     summary = json.loads((tmp_path / "default" / "optimize_summary.json").read_text())
     assert summary["threshold"] == summary["score_before"] and summary["traces"]["passed"] > 0
     assert summary["kept"] == "compiled" and summary["score_after"] > summary["score_before"]
-    assert "kept the starting program" not in out
+    assert "kept: the baseline program" not in out
+    assert "kept: the optimized program (it scored " in out and "above the baseline's" in out, out
 
 
 def test_a_block_inside_a_verbose_one_changes_nothing_and_a_late_write_is_not_lost(tmp_path, capsys):
