@@ -62,7 +62,7 @@ def main() -> None:
     ) as srv:
         for mode in ("online", "batch"):
             over = overrides(srv.api_base, work / mode, a.size, mode)
-            e = estimate(load_config(None, over))
+            e = estimate(load_config(None, over), earlier=False)  # the walk, not the online run beside it
             s = synthesize_cli(over)
             key = "batch_cost_usd" if mode == "batch" else "cost_usd"
             est_cost, est_calls = e["total"][key], e["total"]["calls"]

@@ -46,7 +46,8 @@ def main() -> None:
         with Server(vocab_size=20000) as srv:
             full = synthesize(load_config(None, overrides(srv.api_base, work / "full", args.size, method)))
             measured = {**full["usage"], "cost_usd": full["cost_usd"]}
-            walk = estimate(load_config(None, overrides(srv.api_base, work / "walk", args.size, method)))
+            # earlier=False: the walk's own defaults, not the lengths the full run beside it measured
+            walk = estimate(load_config(None, overrides(srv.api_base, work / "walk", args.size, method)), earlier=False)
             rows.append({"method": method, "basis": "walk (no call)", **errors(walk["total"], measured)})
             for n in args.pilots:
                 config = load_config(None, overrides(srv.api_base, work / f"pilot{n}", args.size, method))

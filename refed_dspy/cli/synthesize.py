@@ -33,9 +33,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     if args.detach and config.synthesis.mode != "batch":
         raise ConfigError('--detach needs synthesis.mode = "batch" (online calls cannot outlive the process)')
     try:
-        summary = synthesize(
-            config, on_mismatch=mismatch, show_progress=config.run.progress, detach=args.detach
-        )
+        summary = synthesize(config, on_mismatch=mismatch, show_progress=config.run.progress, detach=args.detach)
     except RunInterrupted as stop:  # a signal: what was made and spent, as a finished run says it; then the stop's line
         print(format_summary(stop.summary))
         raise
@@ -129,9 +127,10 @@ def register(sub: Any) -> None:
         help="calls, tokens and cost of a synthesis config per stage, online and batch, before spending",
         description="Walks the first references through the real prompts (no LM "
         "call is made), counts their tokens with the model's tokenizer and scales to synthesis.size; it says "
-        "which output format and tokenizer it assumed. With --pilot N it pays for N real samples instead and "
-        "projects from what they cost. Writes <run.dir>/estimate.json, against which the run's summary states "
-        "the estimate's error.",
+        "which output format and tokenizer it assumed, and how long it took the replies to be and where from: "
+        "this model's earlier runs beside run.dir, else the defaults (replies as long as the references'). With "
+        "--pilot N it pays for N real samples instead and projects from what they cost and how long they wrote. "
+        "Writes <run.dir>/estimate.json, against which the run's summary states the estimate's error.",
     )
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print the estimate as JSON alone, instead of the table")

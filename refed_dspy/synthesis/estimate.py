@@ -2,9 +2,13 @@
 
 The first units of the run are walked through the real programs with the real adapter, which formats
 every prompt as the run would (system message, fields, response_format); no LM is called: each reply is
-made up from the output's JSON schema, its text as long as the references suggest (a response as long as
-the references' responses, an instruction as long as theirs, other text a fixed prior), and read back by
-the adapter's own parser so that the next step gets inputs of the right shape. Prompt tokens are counted
+made up from the output's JSON schema, and read back by the adapter's own parser so that the next step gets inputs
+of the right shape. How long the replies are comes from one of three sources, which the estimate names beside the
+lengths (refed_dspy.synthesis.replies): a stage's replies are as long as this model's earlier runs measured them,
+where there are some; else the defaults make its text as long as the references suggest (a response as long as the
+references' responses, an instruction as long as theirs, other text a fixed prior), and the line offers
+`--pilot N` to measure them; a pilot's projection uses what the pilot measured. No reply is longer than the
+max_tokens its call is sent. Prompt tokens are counted
 with the model's tokenizer (LiteLLM's, offline), the response schema among them where the provider shows it to the
 model (it bills it as input, as bench/billed_tokens.py counts it); completion tokens are those of the made-up replies.
 
@@ -22,12 +26,15 @@ tier when the config asks for it), and in batch; the wall time of each way is se
 (refed_dspy.synthesis.estimate).
 
 How long a run of this size takes here (`eta_line`), said before a run on a local model the command started itself:
-the tokens come from the run's own estimate (the real prompts walked, no LM called;
-the prompt prefixes llama.cpp keeps between calls are not read again); the speed is this machine's, now: a few tokens
-asked of the server with all its slots busy (`local_server.measure_speed`). Those requests are a check of the server
-the command started, before the run: not the run's calls, and not in its ledger.
+the tokens come from the run's own estimate, the same as `refed estimate` makes (the real prompts walked, no LM
+called, its reply lengths from the same source and said with it; the prompt prefixes llama.cpp keeps between calls
+are not read again); the speed is this machine's, now: a few tokens asked of the server with all its slots busy
+(`local_server.measure_speed`). Those requests are a check of the server, before the run: not the run's calls, and
+not in its ledger. `refed estimate` for such a teacher says the same (`local_text`) while the model serves, and
+while it does not, that its time is not known until it does: no assumed speed stands in for this machine's.
 
-How long a run takes online, on the flex tier and in batch, as `refed estimate` says it (pure arithmetic).
+How long a run on a hosted teacher takes online, on the flex tier and in batch, as `refed estimate` says it (pure
+arithmetic).
 
 Online, the run keeps `synthesis.concurrency` calls in flight, so its wall time is its calls' time over that many
 lanes: each call waits for its first token (`FIRST_TOKEN_S`) and writes its completion at `TOKENS_PER_S`, unless a
@@ -55,13 +62,13 @@ from statistics import fmean
 from typing import Any
 
 import dspy
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.clients.calls import CallTag, current_stage, stage
-from refed_dspy.clients.local_server import LocalServer, Speed, measure_speed
+from refed_dspy.clients.local_server import LocalServer, Speed, listening, measure_speed, served_roles
 from refed_dspy.config import Config
 from refed_dspy.config.lm import price_of
 from refed_dspy.engine.progress import rough_duration
@@ -77,6 +84,7 @@ from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.next_work import TASK_STAGES, feedback_record, parts_of
 from refed_dspy.synthesis.program import resolve_program
+from refed_dspy.synthesis.replies import ReplyLengths, earlier_runs
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
 _ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
@@ -133,10 +141,17 @@ def made_up_text(tokens: int, start: int) -> str:
 
 @dataclass
 class Lengths:
-    """Typical token lengths the made-up replies follow."""
+    """Typical token lengths the made-up replies follow: a response, an instruction, one item of a list in an analysis
+    or a plan, and other text (a critique, a feature description, a rationale)."""
 
     response: int
     instruction: int
+    item: int = _ITEM_TOKENS
+    other: int = _OTHER_TEXT_TOKENS
+
+    def scaled(self, factor: float) -> Lengths:
+        """Every length times `factor`, a word at least (pure)."""
+        return Lengths(*(max(1, round(n * factor)) for n in (self.response, self.instruction, self.item, self.other)))
 
 
 def made_up_value(
@@ -173,9 +188,9 @@ def made_up_value(
     elif "instruction" in lowered and "critique" not in lowered:
         tokens = lengths.instruction
     elif schema.get("maxLength") and schema["maxLength"] <= 2000:
-        tokens = _ITEM_TOKENS
+        tokens = lengths.item
     else:
-        tokens = _OTHER_TEXT_TOKENS
+        tokens = lengths.other
     text = made_up_text(tokens, next(variants))
     return text[: schema["maxLength"]].rstrip() if schema.get("maxLength") else text  # a reply keeps its contract
 
@@ -238,10 +253,22 @@ def cacheable_tokens(prefix_tokens: int, cache: PrefixCache = _USUAL_CACHE) -> i
 
 
 class _Walk:
-    """Makes any RepairingAdapter answer itself: see the module docstring."""
+    """Makes any RepairingAdapter answer itself: see the module docstring. `targets`: the reply tokens a call of each
+    stage measured (refed_dspy.synthesis.replies), which the made-up replies of that stage are sized to; `cap`: the
+    output limit the calls are sent, which no reply exceeds (the stages where one would have are kept in `capped`)."""
 
-    def __init__(self, adapter: RepairingAdapter, model: str, lengths: Lengths, tally: Tally):
+    def __init__(
+        self,
+        adapter: RepairingAdapter,
+        model: str,
+        lengths: Lengths,
+        tally: Tally,
+        targets: dict[str, int] | None = None,
+        cap: int | None = None,
+    ):
         self.adapter, self.model, self.lengths, self.tally = adapter, model, lengths, tally
+        self.targets, self.cap = targets or {}, cap
+        self.capped: set[str] = set()
         self.work = "sample"
         self.variants = itertools.count()  # the made-up replies' texts, from the first for every walk
 
@@ -253,23 +280,12 @@ class _Walk:
             fmt = kwargs["response_format"]
             prompt_text += json.dumps(fmt if isinstance(fmt, dict) else getattr(fmt, "model_json_schema", dict)())
         repeated = self._repeated(signature, messages)
-        schema = output_schema(signature)
-        values = {
-            name: made_up_value(sub, name, self.lengths, schema.get("$defs") or {}, self.variants)
-            for name, sub in (schema.get("properties") or {}).items()
-        }
-        if self.adapter.mode == "chat":
-            reply = "\n\n".join(
-                f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items()
-            )
-            reply += "\n\n[[ ## completed ## ]]"
-        else:
-            reply = json.dumps(values)
+        reply, completion = self._sized(signature)
         self.tally.add(
             self.work,
             current_stage(),
             count_tokens(self.model, prompt_text),
-            count_tokens(self.model, reply),
+            completion,
             prompt_text,
             repeated,
         )
@@ -278,6 +294,38 @@ class _Walk:
         except StopIteration as done:
             return done.value
         raise RuntimeError(f"the adapter could not read a reply made from {signature.__name__}'s own schema")
+
+    def _made_up(self, signature: Any, lengths: Lengths) -> str:
+        """A reply to `signature` made up from its output schema, its texts as long as `lengths` says, in the
+        adapter's format."""
+        schema = output_schema(signature)
+        values = {
+            name: made_up_value(sub, name, lengths, schema.get("$defs") or {}, self.variants)
+            for name, sub in (schema.get("properties") or {}).items()
+        }
+        if self.adapter.mode != "chat":
+            return json.dumps(values)
+        reply = "\n\n".join(f"[[ ## {k} ## ]]\n{v if isinstance(v, str) else json.dumps(v)}" for k, v in values.items())
+        return reply + "\n\n[[ ## completed ## ]]"
+
+    def _sized(self, signature: Any) -> tuple[str, int]:
+        """A made-up reply for the current stage and the completion tokens it counts for: as long as the lengths make
+        it, or as long as the stage's measured replies (`targets`), at most `cap`. A reply sized to a target has its
+        texts scaled so that its tokens come near it (the format's own tokens do not scale), and counts for it."""
+        name = current_stage()
+        reply = self._made_up(signature, self.lengths)
+        tokens = count_tokens(self.model, reply)
+        target = self.targets.get(name, tokens)
+        if self.cap is not None and target > self.cap:
+            target = self.cap
+            self.capped.add(name)
+        if target == tokens:
+            return reply, tokens
+        least = self._made_up(signature, self.lengths.scaled(0.0))  # every text one word: about the format alone
+        floor = count_tokens(self.model, least)
+        if target <= floor or tokens <= floor:
+            return least, target
+        return self._made_up(signature, self.lengths.scaled((target - floor) / (tokens - floor))), target
 
     def _repeated(self, signature: Any, messages: list[dict[str, Any]]) -> tuple[list[int], int]:
         """The tokens up to each end of a prompt's repeated parts: those before its last message, and the one in it
@@ -311,13 +359,18 @@ def _walking_adapter(adapter: RepairingAdapter, walk: _Walk) -> RepairingAdapter
     return copy
 
 
-def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally, k: int) -> None:
+def _walk(
+    config: Config, refs: list[Reference], lengths: Lengths, tally: Tally, k: int, targets: dict[str, int]
+) -> set[str]:
     """Run the first `k` references' feedback, units and samples through the parts of the program the run would
-    execute (its compiled `synthesis.program` included), as the runner calls them; no LM is called."""
+    execute (its compiled `synthesis.program` included), as the runner calls them; no LM is called. The replies of a
+    stage in `targets` are as long as it says; none is longer than the teacher's output limit. Returns the stages
+    whose replies were cut to that limit."""
     method = get_method(config.synthesis.method)
     parts = parts_of(resolve_program(config, method)[0].program)
     syn = config.synthesis
-    walk = _Walk(build_adapter(config.teacher), config.teacher.model, lengths, tally)
+    spec = config.teacher
+    walk = _Walk(build_adapter(spec), spec.model, lengths, tally, targets, spec.output_limit)
     adapter = _walking_adapter(walk.adapter, walk)
 
     async def task(kind: str, **inputs: Any) -> dspy.Prediction:
@@ -347,12 +400,27 @@ def _walk(config: Config, refs: list[Reference], lengths: Lengths, tally: Tally,
                 await task("sample", **method.sample_inputs(ref, pred.new_instructions[0], fb))
 
     run_sync(run())
+    return walk.capped
 
 
 def work_counts(config: Config, n_refs: int) -> dict[str, int]:
     """How many references, units and samples a run of this size does (pure): `units` assume 90% of new
     instructions survive dedup."""
     return get_method(config.synthesis.method).work_counts(config.synthesis, n_refs)
+
+
+class LocalTime(BaseModel):
+    """How long a run on a local model the command serves takes here: its tokens at the speed its server measured now
+    (`local_server.measure_speed`: a few tokens asked of it with all its slots busy; not the run's calls, and not in
+    its ledger). The speed is None when nothing served the model to measure (the estimate was made before it ran)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="The local server's base URL.")
+    slots: int = Field(description="The requests it decodes at once.")
+    prompt_per_s: float | None = Field(None, description="Prompt tokens it read a second, all its slots busy.")
+    completion_per_s: float | None = Field(None, description="Completion tokens it wrote a second, likewise.")
+    seconds: float | None = Field(None, description="The run's seconds at that speed (None: not measured).")
 
 
 class Estimate(Result):
@@ -386,7 +454,14 @@ class Estimate(Result):
     )
     wall: dict[str, Any] | None = Optional(
         "Expected wall time in seconds online (default tier), on the flex tier and in batch (typical and at most), "
-        "and what it assumes (refed_dspy.synthesis.estimate)."
+        "and what it assumes (refed_dspy.synthesis.estimate); for a hosted teacher."
+    )
+    replies: ReplyLengths | None = Optional(
+        "The reply lengths assumed (tokens a call, by stage) and where they come from: the defaults, this model's "
+        "earlier runs, or the pilot (refed_dspy.synthesis.replies)."
+    )
+    local: LocalTime | None = Optional(
+        "A local teacher the command serves ([local]): the run's time here, at the speed its server measured now."
     )
 
 
@@ -395,9 +470,24 @@ def estimate(
     references: list[Reference] | None = None,
     walk_refs: int = 4,
     say: Callable[[str], None] | None = None,
+    earlier: bool = True,
+    local_speed: bool = True,
 ) -> Estimate:
-    """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called. `say`
-    hears what it is doing, step by step (the CLI prints it on stderr)."""
+    """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called.
+
+    Args:
+        config: the synthesis config to estimate.
+        references: the references to walk (None: read [seeds]).
+        walk_refs: how many references to walk through the prompts.
+        say: hears what it is doing, step by step (the CLI prints it on stderr).
+        earlier: size the replies of each stage as this model's earlier runs measured them, where there are some
+            (refed_dspy.synthesis.replies); False: always as the defaults make them.
+        local_speed: for a local teacher the command serves ([local]), time the run at the speed its server measures
+            now, when it serves (else the time is said to be unknown until it does).
+
+    Returns:
+        The Estimate; its `replies` say the reply lengths assumed and where they come from.
+    """
     say = say or (lambda _line: None)
     if references is None:
         say(f"reading the seeds ({config.seeds.source or 'the embedded seed set'})")
@@ -405,33 +495,24 @@ def estimate(
     model = config.teacher.model
     tokenizer = tokenizer_of(model)
     adapter = build_adapter(config.teacher).choice.as_dict()
-    sample_refs = references[: max(walk_refs, 1) * 4]
-    say(f"counting the tokens of {len(sample_refs)} references with {tokenizer}")
-    lengths = Lengths(
-        response=round(fmean(count_tokens(model, r.response) for r in sample_refs)),
-        instruction=round(fmean(count_tokens(model, r.instruction) for r in sample_refs)),
-    )
-    tally = Tally()
-    say(
-        f"walking {min(walk_refs, len(references))} references through the {config.synthesis.method} prompts "
-        f"({adapter['mode']} outputs; no LM is called)"
-    )
-    _walk(config, references, lengths, tally, min(walk_refs, len(references)))
+    measured, runs = earlier_runs(config.run.dir, model) if earlier else ({}, [])
+    if runs:
+        say(f"reply lengths of {model} measured on its earlier runs: {', '.join(runs)}")
+    walked = min(walk_refs, len(references))
+    lengths, tally, capped = _walked(config, references, walked, measured, say, adapter["mode"])
     counts = work_counts(config, len(references))
-    walked = {
-        "feedback": min(walk_refs, len(references)),
-        "unit": min(walk_refs, len(references)),
-        "sample": min(walk_refs, len(references)),
-    }
     price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
-    stages = scaled_stages(config, tally, walked, counts, len(references))
+    stages = scaled_stages(
+        config, tally, dict.fromkeys(("feedback", "unit", "sample"), walked), counts, len(references)
+    )
     total = dict.fromkeys(_TOKEN_ROW, 0.0)
     for row in stages.values():
         for key in total:
             total[key] += row[key]
     for row in [*stages.values(), total]:
         _cost(row, price, factor, tiers)
+    local = local_time(config, total, say) if local_speed else None
     return Estimate(
         **{
             "model": model,
@@ -446,11 +527,57 @@ def estimate(
             "total": _rounded(total),
             "adapter": adapter,
             "tokenizer": tokenizer,
+            "replies": walked_replies(config, stages, measured, runs, lengths, capped),
             "service_tier": config.teacher.service_tier,
             "tiers": list(tiers),
-            "wall": run_wall(config, total, counts, len(stages)),
+            "wall": None if local is not None else run_wall(config, total, counts, len(stages)),
+            "local": local,
             "reasoning": reasoning_note(config),
         }
+    )
+
+
+def _walked(
+    config: Config,
+    references: list[Reference],
+    k: int,
+    targets: dict[str, int],
+    say: Callable[[str], None],
+    mode: str,
+) -> tuple[Lengths, Tally, set[str]]:
+    """The references' mean lengths (of the first few), and the walk of the first `k` of them: its tally and the
+    stages whose replies were cut to the output limit."""
+    model = config.teacher.model
+    sample_refs = references[: max(k, 1) * 4]
+    say(f"counting the tokens of {len(sample_refs)} references with {tokenizer_of(model)}")
+    lengths = Lengths(
+        response=round(fmean(count_tokens(model, r.response) for r in sample_refs)),
+        instruction=round(fmean(count_tokens(model, r.instruction) for r in sample_refs)),
+    )
+    tally = Tally()
+    say(f"walking {k} references through the {config.synthesis.method} prompts ({mode} outputs; no LM is called)")
+    capped = _walk(config, references, lengths, tally, k, targets)
+    return lengths, tally, capped
+
+
+def walked_replies(
+    config: Config,
+    stages: dict[str, dict[str, Any]],
+    measured: dict[str, int],
+    runs: list[str],
+    lengths: Lengths,
+    capped: set[str],
+) -> ReplyLengths:
+    """The reply lengths a walk assumed, by stage (its scaled completion tokens a call), and where each came from:
+    measured on this model's earlier `runs` where `measured` has the stage, else the defaults."""
+    return ReplyLengths(
+        tokens={name: round(row["completion_tokens"] / row["calls"]) for name, row in stages.items() if row["calls"]},
+        source={name: "measured" if name in measured else "default" for name, row in stages.items() if row["calls"]},
+        measured_in=runs if any(name in measured for name in stages) else [],
+        references={"response": lengths.response, "instruction": lengths.instruction},
+        max_tokens=config.teacher.output_limit,
+        capped=[name for name in stages if name in capped],
+        size=config.synthesis.size,
     )
 
 
@@ -622,6 +749,8 @@ def format_estimate(e: Estimate) -> str:
         a = e["adapter"]
         counted = f"; tokens counted with {e['tokenizer']}" if e.get("tokenizer") and not pilot else ""
         lines.append(f"  assumed: {a['mode']} outputs (schema dialect {a['dialect']}: {a['reason']}){counted}")
+    if e.get("replies"):
+        lines.append(f"  {e['replies'].text()}")
     tiers = [t for t in ("flex", *(e.get("tiers") or [])) if t != "default"]
     tiers = list(dict.fromkeys(tiers))
     thought = bool(e["total"].get("reasoning_tokens"))  # measured by a pilot: of the completion, the reasoning
@@ -667,6 +796,8 @@ def format_estimate(e: Estimate) -> str:
         lines.append(f"  the config asks for the {asked} tier (teacher.service_tier): its column is what the run costs")
     if e.get("wall"):
         lines.append(wall_line(e["wall"], flex="flex_cost_usd" in t))
+    if e.get("local"):
+        lines.append(f"  wall time: {local_text(e['local'], t)}")
     if e.get("reasoning") and not pilot:
         lines.append(f"  not counted: {e['reasoning']}")
     return "\n".join(lines)
@@ -705,23 +836,61 @@ def seconds_for(total: dict[str, float], speed: Speed) -> float:
 
 
 def eta_line(config: Config, server: LocalServer, references: list[Reference] | None = None) -> str | None:
-    """The line that says how long this run takes here (None when the estimate or the speed cannot be had);
+    """The line that says how long this run takes here (None when the estimate or the speed cannot be had): the same
+    estimate as `refed estimate`'s (its reply lengths from the same source), at the speed `server` measures now;
     `references`: the run's, when they are read already (else [seeds] is read)."""
     try:
-        est = estimate(config, references, walk_refs=1)  # one reference walked: a rough figure, soon had
+        est = estimate(config, references, local_speed=False)  # the speed is measured here, of the server started
     except RefedError as err:  # the run will say it better
         log.debug("no time estimate: %s", err)
         return None
     speed = measure_speed(server.url, server.slots)
     if speed is None:
         return None
-    total = est.total
-    seconds = seconds_for(total, speed)
+    local = timed(server.url, server.slots, est.total, speed)
+    replies = f"; {est.replies.text()}" if est.replies is not None else ""
+    return f"local model: a run of {config.synthesis.size} samples takes {local_text(local, est.total)}{replies}"
+
+
+def local_time(config: Config, total: dict[str, Any], say: Callable[[str], None]) -> LocalTime | None:
+    """For a teacher the command serves itself ([local]): the run's time here at the speed its server measures now,
+    or a LocalTime without a speed when nothing serves it yet; None for any other teacher."""
+    urls = served_roles(config.local, {"teacher": config.teacher})
+    if not urls:
+        return None
+    url, slots = next(iter(urls)), config.local.slots
+    if not listening(url):
+        return LocalTime(url=url, slots=slots)
+    say(f"measuring how fast the local model at {url} is now ({slots} requests of a few tokens, not the run's calls)")
+    return timed(url, slots, total, measure_speed(url, slots))
+
+
+def timed(url: str, slots: int, total: dict[str, Any], speed: Speed | None) -> LocalTime:
+    """The LocalTime of a run whose calls and tokens are `total` (an estimate's total row) at `speed` (pure)."""
+    if speed is None:
+        return LocalTime(url=url, slots=slots)
+    return LocalTime(
+        url=url,
+        slots=slots,
+        prompt_per_s=round(speed.prompt_per_s, 1),
+        completion_per_s=round(speed.completion_per_s, 2),
+        seconds=round(seconds_for(total, speed), 1),
+    )
+
+
+def local_text(local: LocalTime, total: dict[str, Any]) -> str:
+    """How long the run takes here, and what that rests on, as `refed estimate` and `refed synthesize` both say it."""
+    if local.seconds is None or local.prompt_per_s is None or local.completion_per_s is None:
+        return (
+            "not known until the local model serves: its speed is this machine's, measured when `refed synthesize` "
+            f"starts it (which then says how long the run takes), or by `refed estimate` while it serves at {local.url}"
+        )
+    read = total["prompt_tokens"] - total.get("cached_tokens", 0)
     return (
-        f"local model: a run of {config.synthesis.size} samples takes about {rough_duration(seconds)} here "
-        f"({total['calls']:.0f} LM calls, {total['completion_tokens']:,.0f} tokens to write at "
-        f"{speed.completion_per_s:.1f}/s and {total['prompt_tokens'] - total['cached_tokens']:,.0f} to read at "
-        f"{speed.prompt_per_s:.0f}/s, as fast as this machine is now)"
+        f"about {rough_duration(local.seconds)} here ({total['calls']:,.0f} LM calls, "
+        f"{total['completion_tokens']:,.0f} tokens to write at {local.completion_per_s:.1f}/s and {read:,.0f} to read "
+        f"at {local.prompt_per_s:.0f}/s: the speed the local server at {local.url} measured just now, "
+        f"{local.slots} requests at once)"
     )
 
 

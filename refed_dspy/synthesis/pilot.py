@@ -23,9 +23,9 @@ from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.estimate import Estimate, priced, priced_tiers, run_wall, tokenizer_of
 from refed_dspy.synthesis.next_work import TASK_STAGES
+from refed_dspy.synthesis.replies import ReplyLengths, mean_lengths, stage_sums
 from refed_dspy.synthesis.summary import RunSummary
 
-# of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)
 # of the completion tokens, a reasoning model's hidden ones are measured apart (billed as output, inside them)
 _FIELDS = ("calls", "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "reasoning_tokens")
 
@@ -82,6 +82,7 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
             "wall": run_wall(config, total, work, len(stages), seconds_per_call=per_call),
             "adapter": pilot.get("adapter"),
             "tokenizer": tokenizer_of(config.teacher.model),
+            "replies": pilot_replies(config, pilot, samples),
             "pilot": {
                 "dir": pilot["run_dir"],
                 "samples": samples,
@@ -90,6 +91,19 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
                 "cost_usd": pilot["cost_usd"],
             },
         }
+    )
+
+
+def pilot_replies(config: Config, pilot: RunSummary, samples: int) -> ReplyLengths:
+    """The reply lengths the pilot measured, by stage: what its projection rests on (pure)."""
+    lengths = mean_lengths([stage_sums(pilot["usage"])])
+    return ReplyLengths(
+        tokens=lengths,
+        source=dict.fromkeys(lengths, "pilot"),
+        measured_in=[str(pilot["run_dir"])],
+        pilot_samples=samples,
+        max_tokens=config.teacher.output_limit,
+        size=config.synthesis.size,
     )
 
 
