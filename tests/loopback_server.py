@@ -23,6 +23,7 @@ Run standalone: ``python tests/loopback_server.py --port 0`` prints ``PORT <n>``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -233,6 +234,10 @@ class ServerConfig:
     rate_reset: float = 0.0  # close the connection without an answer
     rate_hang: float = 0.0  # hold the request for hang_s (past the client's timeout), then drop it
     hang_s: float = 2.0
+    # GET /slots as llama.cpp answers it: a slot for each request held, `next_token[0].n_decoded` growing at
+    # slot_tokens_per_s while it is answered (its latency: generating) and still while it hangs (held, nothing written)
+    report_slots: bool = False
+    slot_tokens_per_s: float = 20.0
     sticky_length: float = 0.0
     sticky_malformed: float = 0.0
     sticky_refusal: float = 0.0
@@ -343,12 +348,39 @@ _LIVE_LOGS: dict[str, _State] = {}
 
 
 class _State:
+    @contextlib.contextmanager
+    def holding(self, seq: int, generating: bool):
+        """While the block runs, request `seq` holds a slot (writing its answer, or `generating` False: held idle)."""
+        with self.lock:
+            self.slots[seq] = (time.monotonic(), generating)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.slots.pop(seq, None)
+
+    def slot_report(self) -> list[dict]:
+        """The slots as llama.cpp's GET /slots lists them (the fields a client reads)."""
+        now = time.monotonic()
+        with self.lock:
+            held = sorted(self.slots.items())
+        return [
+            {
+                "id": i,
+                "id_task": seq,
+                "is_processing": True,
+                "next_token": [{"n_decoded": int((now - since) * self.cfg.slot_tokens_per_s) if generating else 0}],
+            }
+            for i, (seq, (since, generating)) in enumerate(held)
+        ]
+
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
         self.lock = threading.Lock()
         self.rng = random.Random(cfg.seed)
         self.in_flight = 0
         self.max_in_flight = 0
+        self.slots: dict[int, tuple[float, bool]] = {}  # request seq -> (since when, generating) while it is held
         self.count = 0
         self.score_requests = 0
         self.prefixes: set[str] = set()
@@ -855,6 +887,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.endswith("/stats"):
             self._send(200, {"count": st.count, "max_in_flight": st.max_in_flight})
+        elif self.path.endswith("/slots") and st.cfg.report_slots:
+            self._send(200, st.slot_report())
+        elif self.path.endswith("/slots"):
+            self._send(404, {"error": {"message": "no /slots here", "type": "not_found_error"}})
         else:
             self._send(200, {"object": "list", "data": [{"id": "loopback", "object": "model"}]})
 
@@ -1022,7 +1058,8 @@ class _Handler(BaseHTTPRequestHandler):
             acc += rate
             if draw < acc and status in ("reset", "hang"):
                 if status == "hang":
-                    time.sleep(cfg.hang_s)
+                    with st.holding(entry["seq"], generating=False):
+                        time.sleep(cfg.hang_s)
                 entry.update(status=0, fault=status, delivered=False)
                 self.close_connection = True
                 self._answering()
@@ -1120,7 +1157,8 @@ class _Handler(BaseHTTPRequestHandler):
         if cfg.jitter:
             delay *= max(0.0, 1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
         if delay > 0:
-            time.sleep(delay)
+            with st.holding(entry["seq"], generating=True):
+                time.sleep(delay)
         payload = {
             "id": f"chatcmpl-{entry['seq']}",
             "object": "chat.completion",

@@ -45,6 +45,7 @@ import dspy
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, TransportRequest
 
 from refed_dspy.clients.boundary import CallBoundary
+from refed_dspy.clients.generation_watch import GenerationWatch, watched_host
 from refed_dspy.clients.prompt_cache import CacheAskingRequest, current_stable
 from refed_dspy.config.lm import CLIENT_REACH, LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
@@ -90,7 +91,9 @@ def build_lm(
     picks for the model (`fit_api_base`). Where the model's provider caches prompts on a request's word and
     `spec.prompt_cache` is on, the LM has engines of its own whatever it is built for (an optimization's LMs, an
     experiment's, a metric's judge), and they ask it to cache each prompt's repeated part (PromptCacheTransport); the
-    async one is made for each event loop that calls the LM.
+    async one is made for each event loop that calls the LM. Where the LM has engines of its own and its endpoints are
+    on the user's machine or network, the async one does not cut off a reply the server is still writing
+    (refed_dspy.clients.generation_watch).
     """
     problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
     if problem is not None:
@@ -111,7 +114,7 @@ def build_lm(
     cache = cache_provider(spec, provider)
     if max_connections is None and wrap is None and cache is None:
         return lm
-    engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache)
+    engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache, generation_watch(spec))
     if engines is None and wrap is not None:
         what = "several api_base endpoints" if spread is not None else "batch mode"
         raise ConfigError(
@@ -209,11 +212,25 @@ class LoopEngines:
             await engine.aclose()
 
 
+def generation_watch(spec: LMSpec) -> Callable[[Any], GenerationWatch] | None:
+    """For a section whose every endpoint is on the user's machine or network: what puts its async HTTP transport under
+    a GenerationWatch, so that a server still generating is not cut off at `spec`'s timeout (None elsewhere)."""
+    if not spec.endpoints or not all(watched_host(url) for url in spec.endpoints):
+        return None
+    idle_s = spec.call_timeout
+    return lambda inner: GenerationWatch(inner, idle_s)
+
+
 def wide_engines(
-    lm: dspy.LM, max_connections: int, wrap: Callable[[Any], Any] | None = None, cache: Provider | None = None
+    lm: dspy.LM,
+    max_connections: int,
+    wrap: Callable[[Any], Any] | None = None,
+    cache: Provider | None = None,
+    watch: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, Any] | None:
     """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
     `max_connections` (DSPy's is fixed at 100 per LM), the async one for each event loop that calls it (LoopEngines);
+    `watch` puts the async engines' HTTP transport under a GenerationWatch (a local server);
     `wrap` turns the async engine's HTTP transport into the one it uses (batch mode, several endpoints: one engine, on
     the loop of the run that made it); `cache`: their requests ask that provider to cache their prompts' repeated
     part. None when DSPy would not use its native engine for this model (LiteLLM fallback, declared providers): then
@@ -237,13 +254,19 @@ def wide_engines(
         def asking(engine: Any, own: type) -> Any:
             return _ask_to_cache(engine, own, cache) if cache is not None else engine
 
+        def transport() -> Any:  # the async HTTP transport lm15 would build, under the watch when there is one
+            inner = StdlibAsyncTransport(**config.transport_kwargs())
+            return watch(inner) if watch is not None else inner
+
+        def async_engine() -> Any:
+            own = config if watch is None else RouterConfig(**common, transport=transport())
+            return asking(AsyncLM15Engine(own, model_type=lm.model_type), StdlibAsyncTransport)
+
         sync_engine = asking(LM15Engine(config, model_type=lm.model_type), StdlibTransport)
         if wrap is not None:
-            wrapped = RouterConfig(**common, transport=wrap(StdlibAsyncTransport(**config.transport_kwargs())))
+            wrapped = RouterConfig(**common, transport=wrap(transport()))
             return sync_engine, asking(AsyncLM15Engine(wrapped, model_type=lm.model_type), StdlibAsyncTransport)
-        return sync_engine, LoopEngines(
-            lambda: asking(AsyncLM15Engine(config, model_type=lm.model_type), StdlibAsyncTransport), config
-        )
+        return sync_engine, LoopEngines(async_engine, config)
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
         return None
 

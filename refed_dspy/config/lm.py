@@ -178,7 +178,7 @@ class LMSpec(Section):
     timeout: Seconds | None = Field(
         None,
         gt=0,
-        description=f"Seconds before one HTTP call times out. Unset: {TIMEOUT_S:g}, or {FLEX_TIMEOUT_S:g} on the flex tier (its replies come more slowly).",
+        description=f"Seconds before one HTTP call times out. Unset: {TIMEOUT_S:g}, or {FLEX_TIMEOUT_S:g} on the flex tier (its replies come more slowly). For a server on your machine or network (llama.cpp), seconds in which it generated nothing: a reply it is still writing is waited for.",
     )
     input_usd_per_mtok: float | None = Field(
         None,
