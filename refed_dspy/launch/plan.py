@@ -126,11 +126,13 @@ class Launch:
         threads: int = 0,
         detach: bool = False,
         store_name: str = "batches",
+        earlier: tuple[Path, ...] = (),
     ) -> Started:
         """With the run dir held: its cache in use, then the stage's LM and transport. `note_path`: where the workers
         are noted for `refed status`; `threads`: the threads for parts with only `forward`, here; `detach` and
-        `store_name`: a BatchTransport's (stop once every task waits on a submitted batch; its store in the run dir)."""
-        cache = use_run_cache(rundir)
+        `store_name`: a BatchTransport's (stop once every task waits on a submitted batch; its store in the run dir);
+        `earlier`: the caches of work the run builds on (store.cache.use_run_cache)."""
+        cache = use_run_cache(rundir, earlier)
         watch = Watch(rundir.path, self.role, rundir.metrics if self.role == "teacher" else rundir.judge_metrics)
         if self.metrics is not None:
             self.metrics.follow(watch.snapshot)

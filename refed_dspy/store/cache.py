@@ -13,13 +13,14 @@ import errno
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import dspy
 from dspy.clients.cache import Cache
 
+from refed_dspy.clients import flights
 from refed_dspy.errors import write_error
 from refed_dspy.secrets import mask_value
 from refed_dspy.store.rundir import RunDir
@@ -30,12 +31,20 @@ log = logging.getLogger(__name__)
 _shared: contextvars.ContextVar[Path | None] = contextvars.ContextVar("refed_shared_cache", default=None)
 
 
-def use_run_cache(rundir: RunDir) -> Path:
+def use_run_cache(rundir: RunDir, earlier: Sequence[Path] = ()) -> Path:
     """Point DSPy's disk cache at the run's own directory, or at the cache its caller shares (`shared_cache`), and
-    return it. The cache key ignores api_base: a shared cache must hold the answers of one set of endpoints."""
+    return it. The cache key ignores api_base: a shared cache must hold the answers of one set of endpoints.
+    `earlier`: the caches of work this run builds on (the optimization whose program it runs), read where the run's
+    own has no answer, never written; an answer found there is copied into the run's own and not paid again."""
     path = _shared.get() or rundir.cache
     _use(path)
+    dspy.cache.earlier = tuple(_reader(p) for p in earlier if Path(p) != path and any(Path(p).glob("*/cache.db")))
     return path
+
+
+def _reader(path: Path) -> Cache:
+    """A cache another run wrote, opened to read its answers."""
+    return Cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(path))
 
 
 @contextlib.contextmanager
@@ -91,11 +100,55 @@ def _no_reply(record: Any) -> bool:
 class RunCache(Cache):
     """DSPy's cache, keyed by the request as the provider sees it: the same request made synchronously or
     asynchronously, or by LMs that differ only in client settings (timeout, retries), is one entry. Every answer is
-    stored with the keys the process holds masked (refed_dspy.secrets.mask_value)."""
+    stored with the keys the process holds masked (refed_dspy.secrets.mask_value).
+
+    A request of the call boundary's that finds no answer claims its key until it is over, and a request with the same
+    key made meanwhile waits for its answer instead of being sent again (refed_dspy.clients.flights). A request this
+    cache has no answer for is looked up in the caches of work the run builds on (`earlier`, set by use_run_cache)."""
+
+    earlier: tuple[Cache, ...] = ()
 
     def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
         ignored = [*(ignored_args_for_cache_key or []), *_CLIENT_KEYS]
         return super().cache_key(_same_request(request), ignored)
+
+    def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
+        """The answer stored for `request`, else None; for a request of the call boundary's, None claims its key (and
+        InFlight says that an identical request in flight holds it: refed_dspy.clients.flights)."""
+        found = super().get(request, ignored_args_for_cache_key) or self._from_earlier(
+            request, ignored_args_for_cache_key
+        )
+        here = flights.current()
+        if found is not None or here is None:
+            return found
+        try:
+            key = self.cache_key(request, ignored_args_for_cache_key)
+        except Exception:  # noqa: BLE001 - a request DSPy cannot key is not cached: it is sent, as DSPy would
+            return None
+        if not here.claim(key):
+            return None
+        found = super().get(request, ignored_args_for_cache_key)  # stored by a request that ended as this one claimed
+        if found is not None:
+            here.drop(key)
+        return found
+
+    def _from_earlier(self, request: dict[str, Any], ignored: list[str] | None) -> Any:
+        """The answer a cache of earlier work holds for `request`, copied into this one (None: none holds it)."""
+        if not self.earlier:
+            return None
+        try:
+            key = self.cache_key(request, ignored)
+        except Exception:  # noqa: BLE001 - a request DSPy cannot key is not cached
+            return None
+        for other in self.earlier:
+            try:
+                value = other.disk_cache.get(key)
+            except Exception:  # noqa: BLE001 - an earlier cache that cannot be read answers nothing
+                continue
+            if value is not None:
+                self.disk_cache.set(key, value)
+                return self._prepare_cached_response(value)
+        return None
 
     def put(
         self,

@@ -9,6 +9,7 @@ import dspy
 
 from refed_dspy.config import Config, fingerprint, load_config, to_toml
 from refed_dspy.config.schema import endpoint_diff
+from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.plan import launch, online_lm
 from refed_dspy.methods import get_method
@@ -42,6 +43,7 @@ async def arun_synthesis(
     references: list[Reference] | None = None,
     program: dspy.Module | None = None,
     respond: dspy.Module | None = None,
+    answers_from: str | Path | None = None,
     on_mismatch: OnMismatch = "error",
     show_progress: bool = False,
     detach: bool = False,
@@ -85,8 +87,20 @@ async def arun_synthesis(
             on_mismatch=on_mismatch,
             show_progress=show_progress,
             detach=detach,
+            answers_from=_answers_from(answers_from),
         )
         return await run_plan(plan)
+
+
+def _answers_from(where: str | Path | None) -> tuple[Path, ...]:
+    """The cache of the work at `where` (an optimization's out dir, a run dir), to read answers from; ConfigError when
+    it holds none."""
+    if where is None:
+        return ()
+    cache = RunDir(expand_home(str(where))).cache
+    if not cache.is_dir():
+        raise ConfigError(f"answers_from: {where} holds no cache of answers ({cache} does not exist)")
+    return (cache,)
 
 
 async def run_plan(plan: SynthesisPlan) -> RunSummary:
@@ -105,7 +119,9 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
             moved=endpoint_diff,
         )
         threads = plan.settings.concurrency if plan.program.threaded else 0
-        started = plan.launch.start(rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach)
+        started = plan.launch.start(
+            rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach, earlier=plan.answers_from
+        )
         run = SynthesisRun(plan, rundir, started)
         try:
             with run_traces(plan.record, rundir.path):  # tracking.log_traces: a sample of its DSPy calls in MLflow
@@ -130,6 +146,7 @@ def synthesize(
     references: list[Reference] | None = None,
     program: dspy.Module | None = None,
     respond: dspy.Module | None = None,
+    answers_from: str | Path | None = None,
     on_mismatch: OnMismatch = "error",
     show_progress: bool = False,
     detach: bool = False,
@@ -145,6 +162,10 @@ def synthesize(
         program: a whole pipeline (ReferenceSynthesis, ReflectionTuning, a compiled one, or your own module with
             parts `collect`, `synthesizer`, `respond`) to run instead of the method's built-in one.
         respond: only the per-instruction part (e.g. a compiled RespondAndImprove); the rest is built in.
+        answers_from: the directory of work this run builds on (an optimization's `out_dir`, another run dir): a
+            request its cache holds an answer for is answered from there (copied into this run's cache, counted as
+            from the cache, not paid again), as the feedback an optimization's examples run collected on the same
+            references. Not on Ray (its workers read only the run's own cache).
         on_mismatch: for a run dir made by another config or program: "error" (refuse), "resume" (continue it
             anyway) or "fresh" (delete its records and start over).
         show_progress: print progress lines on stderr.
@@ -170,6 +191,7 @@ def synthesize(
         references=references,
         program=program,
         respond=respond,
+        answers_from=answers_from,
         on_mismatch=on_mismatch,
         show_progress=show_progress,
         detach=detach,

@@ -325,3 +325,4 @@ class SynthesisPlan:
     on_mismatch: OnMismatch = "error"  # for a run dir made by another config or program
     show_progress: bool = False
     detach: bool = False  # batch mode: return once the requests are submitted
+    answers_from: tuple[Path, ...] = ()  # caches of work the run builds on, read where its own has no answer
