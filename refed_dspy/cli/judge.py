@@ -142,18 +142,40 @@ def _cmd_score(args: argparse.Namespace) -> int:
         config = load_config(run_config, args.overrides, record=True)
     else:
         config = load_config(None, args.overrides)
-    r = score_source(args.source, args.out, config, limit=args.limit, show_progress=config.run.progress)
+    try:
+        r = score_source(args.source, args.out, config, limit=args.limit, show_progress=config.run.progress)
+    except RunInterrupted as stop:  # a signal: what --out holds now; then the stop's line says how to resume
+        s = stop.summary
+        print(
+            f"scored {s['pairs']} of {s['asked']} pairs of {s['source']} with {s['model']}: interrupted -> {s['out']}"
+        )
+        raise
+    _say_scored(r)
+    return 0
+
+
+def _say_scored(r: Any) -> None:
+    """The lines a finished `refed score` prints (`r`: its ScoreFile): what was scored, into where, the means."""
     m = r["means"]
     skipped = f" ({r['skipped']} of its {r['rows']} rows skipped)" if r["skipped"] else ""
     if r["skipped"]:  # a row of the source that no line of --out stands for is said, never dropped unseen
         print(f"refed score: skipped {r['skipped']} rows of {r['source']}: {r['skipped_why']}", file=sys.stderr)
-    print(f"scored {r['pairs']} pairs of {r['source']}{skipped} with {r['model']} in {r['seconds']} s -> {r['out']}")
+    if r["dropped"]:
+        print(
+            f"refed score: dropped {r['dropped']} lines of {r['out']} that were no row of this scoring (cut off by a "
+            "kill, of another model or token limit, or of a pair the source does not give)",
+            file=sys.stderr,
+        )
+    resumed = f", {r['resumed']} of them there already" if r["resumed"] else ""
+    print(
+        f"scored {r['pairs']} pairs of {r['source']}{skipped} with {r['model']} in {r['seconds']} s -> "
+        f"{r['out']}{resumed}"
+    )
     print(
         f"  means: instruction ppl {m['instruction_ppl']}, response ppl {m['response_ppl']}, given the instruction "
         f"{m['response_ppl_given_instruction']}, IFD {m['ifd']} ({m['ifd_at_least_1']:.0%} at 1 or above), "
         f"coherence {m['coherence']}"
     )
-    return 0
 
 
 def register_score(sub: Any) -> None:
@@ -165,11 +187,19 @@ def register_score(sub: Any) -> None:
         "takes it, or a run dir: its samples' final responses and drafts) with the scoring model of [scoring] "
         "(SmolLM2-135M by default, offline): the instruction's perplexity, the response's alone and given the "
         "instruction, IFD (their ratio: at 1 or above the instruction does not help predict the response) and "
-        "coherence. Writes one JSON line per pair to --out. Needs the scorer extra: pip install --require-hashes "
-        "--no-deps --only-binary :all: -r requirements/scorer.txt. Passes are cached ([scoring] cache).",
+        "coherence. Writes one JSON line per pair to --out, each as soon as its pair is scored: a scoring stopped "
+        "keeps its rows there, and the same command again scores only the pairs --out does not hold. Needs the "
+        "scorer extra: pip install --require-hashes --no-deps --only-binary :all: -r requirements/scorer.txt. "
+        "Passes are cached ([scoring] cache).",
     )
     p.add_argument("source", metavar="FILE_OR_RUN", type=expand_home, help="a seed file, dataset or run dir")
-    p.add_argument("--out", required=True, metavar="FILE", type=expand_home, help="the JSONL file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        type=expand_home,
+        help="the JSONL file to write (its rows of this scoring are kept: only the pairs it lacks are scored)",
+    )
     p.add_argument("--limit", type=int, metavar="N", help="score the first N pairs only")
     p.add_argument(
         "--config",

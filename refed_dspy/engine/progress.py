@@ -131,6 +131,15 @@ class Heartbeat:
         self.stream.write("\r" + text[: _width(self.stream) - 1] + "\x1b[K" + end)
         self.stream.flush()
 
+    def say(self, text: str) -> None:
+        """Print a line of its own (a terminal's status line is cleared first and drawn again under it)."""
+        with self._lock:
+            if not self.on_terminal or self._ended:
+                print(text, file=self.stream, flush=True)
+                return
+            self.stream.write("\r\x1b[K" + text + "\n")
+            self._put(self._text())
+
     def start(self) -> Heartbeat:
         if self.on_terminal:
             self.draw()

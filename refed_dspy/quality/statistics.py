@@ -13,20 +13,22 @@ from __future__ import annotations
 import math
 import random
 import statistics as pystats
+import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 from pydantic import Field
 
 from refed_dspy.config import Config, SeedsConfig
-from refed_dspy.errors import ConfigError
+from refed_dspy.errors import ConfigError, RunInterrupted
 from refed_dspy.scoring import PairScore, ScoreCache, Scorer, open_scorer
 from refed_dspy.scoring.local import LocalEmbedder
-from refed_dspy.store.jsonl import read_jsonl, write_jsonl_atomic
+from refed_dspy.scoring.rows import ScoreRows
+from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.records import final_response
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir
@@ -85,7 +87,7 @@ class ScoreFile(Result):
 
     source: str
     out: str
-    pairs: int
+    pairs: int = Field(description="The pairs whose rows the file holds.")
     model: str
     max_tokens: int
     coherence_from: str | None
@@ -94,6 +96,12 @@ class ScoreFile(Result):
     rows: int = Field(0, description="The rows the source held (a run dir: its samples).")
     skipped: int = Field(0, description="The rows that could not be scored (too long, empty, not text, a duplicate).")
     skipped_why: str = Field("", description="Those rows by reason, in words ('' when none was skipped).")
+    asked: int = Field(0, description="The pairs the source gave to score (more than `pairs` when stopped).")
+    resumed: int = Field(0, description="The pairs whose rows the file held already when this scoring began.")
+    dropped: int = Field(
+        0, description="The lines of the file dropped then: torn by a kill, of another model, of no pair of the source."
+    )
+    status: Literal["complete", "interrupted"] = "complete"
 
 
 def pairs_of(source: str | Path, limit: int | None = None) -> Pairs:
@@ -121,45 +129,85 @@ def score_source(
     show_progress: bool = False,
 ) -> ScoreFile:
     """Score a run dir's samples (drafts too) or a seed source's pairs into `out`, one JSON line per pair: its id,
-    instruction, the five statistics, and `draft_`-prefixed ones where the sample has a draft apart. The scorer is
-    `scorer`, else the one `config` ([scoring], [report] embedding_model) describes, opened once the pairs are read."""
+    instruction, the five statistics, and `draft_`-prefixed ones where the sample has a draft apart.
+
+    Each line is appended as soon as its pair is scored; the pairs `out` holds already (scored by the same model and
+    token limit) are not scored again, and its lines of no pair of this scoring are dropped (refed_dspy.scoring.rows).
+
+    Args:
+        source: a run dir, or anything [seeds] source takes.
+        out: the JSONL file to write; its rows of this scoring are kept.
+        config: [scoring] and [report] embedding_model describe the scorer (defaults when None).
+        scorer: the scorer to use instead, as `open_scorer` gives one.
+        limit: score the first `limit` pairs only.
+        show_progress: print the estimate, the time left and a progress bar on stderr.
+
+    Returns:
+        What `out` holds: the pairs, the model, their mean figures, what was resumed or dropped.
+
+    Raises:
+        RunInterrupted: a stop (Ctrl-C, a signal), carrying the ScoreFile of what `out` holds then.
+        ConfigError: no pairs to score, or `out` cannot be read or written (before any model loads).
+    """
     found = pairs_of(source, limit)
-    pairs = found.items
     if scorer is None:
         config = config or Config()
         scorer = open_scorer(config.scoring, config.report.embedding_model)
     start = time.perf_counter()
-    asked = [(p.instruction, p.response) for p in pairs] + [(p.instruction, p.draft) for p in pairs if p.draft]
-    scores = scorer.score(asked, show_progress=show_progress)
-    finals, drafts = scores[: len(pairs)], iter(scores[len(pairs) :])
-    rows = []
-    for pair, final in zip(pairs, finals, strict=True):
-        row: dict[str, Any] = {"id": pair.id, "instruction": pair.instruction, **final.figures()}
-        if pair.draft:
-            row |= next(drafts).figures("draft_")
-        row |= {"truncated": final.truncated, "model": scorer.label, "max_tokens": scorer.settings.max_tokens}
-        rows.append(row)
-    write_jsonl_atomic(out, rows)
-    return ScoreFile(
-        source=str(source),
-        out=str(out),
-        pairs=len(pairs),
-        **scorer.describe(),
-        means=means(finals),
-        seconds=round(time.perf_counter() - start, 1),
-        rows=found.rows,
-        skipped=found.skipped,
-        skipped_why=found.why,
-    )
+    names = [(p.id, p.instruction) for p in found.items]
+    file = ScoreRows(out, names, scorer.label, scorer.settings.max_tokens)
+    todo = [p for p in found.items if not file.has((p.id, p.instruction))]
+    if show_progress and file.kept:
+        print(f"resuming {out}: {file.kept} of {len(names)} pairs are scored there already", file=sys.stderr)
+
+    def result(status: Literal["complete", "interrupted"], rows: list[dict[str, Any]]) -> ScoreFile:
+        return ScoreFile(
+            source=str(source),
+            out=str(out),
+            pairs=len(rows),
+            **scorer.describe(),
+            means=row_means(rows),
+            seconds=round(time.perf_counter() - start, 1),
+            rows=found.rows,
+            skipped=found.skipped,
+            skipped_why=found.why,
+            asked=len(names),
+            resumed=file.kept,
+            dropped=file.dropped,
+            status=status,
+        )
+
+    parts = [[(p.instruction, p.response)] + ([(p.instruction, p.draft)] if p.draft else []) for p in todo]
+    try:
+        for i, scores in scorer.score_parts(parts, show_progress=show_progress) if parts else ():
+            file.append([score_row(todo[i], scores, scorer)])
+    except KeyboardInterrupt:
+        file.close()
+        raise RunInterrupted(result("interrupted", list(file.rows.values()))) from None
+    return result("complete", file.finish())
+
+
+def score_row(pair: Pair, scores: Sequence[PairScore], scorer: Scorer) -> dict[str, Any]:
+    """The line of `refed score` for `pair`, from its final response's statistics (and its draft's, second)."""
+    row: dict[str, Any] = {"id": pair.id, "instruction": pair.instruction, **scores[0].figures()}
+    if pair.draft:
+        row |= scores[1].figures("draft_")
+    return row | {"truncated": scores[0].truncated, "model": scorer.label, "max_tokens": scorer.settings.max_tokens}
 
 
 def means(scores: Sequence[PairScore]) -> dict[str, float | None]:
     """The mean of each statistic (None where no pair has it), and the share of pairs at IFD >= 1."""
+    return row_means([asdict(s) for s in scores])
+
+
+def row_means(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """`means` of rows holding the statistics by name (as `refed score` writes them; a figure not known is null)."""
     out: dict[str, float | None] = {}
     for name in STATS:
-        values = [v for v in (getattr(s, name) for s in scores) if v is not None and math.isfinite(v)]
+        values = [v for v in (r.get(name) for r in rows) if v is not None and math.isfinite(v)]
         out[name] = round(pystats.fmean(values), 4) if values else None
-    out["ifd_at_least_1"] = round(sum(s.ifd >= 1 for s in scores) / len(scores), 4) if scores else None
+    at_least_1 = sum(r.get("ifd") is not None and r["ifd"] >= 1 for r in rows)
+    out["ifd_at_least_1"] = round(at_least_1 / len(rows), 4) if rows else None
     return out
 
 

