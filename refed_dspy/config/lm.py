@@ -178,7 +178,7 @@ class LMSpec(Section):
     timeout: Seconds | None = Field(
         None,
         gt=0,
-        description=f"Seconds before one HTTP call times out. Unset: {TIMEOUT_S:g}, or {FLEX_TIMEOUT_S:g} on the flex tier (its replies come more slowly). For a server on your machine or network (llama.cpp), seconds in which it generated nothing: a reply it is still writing is waited for.",
+        description=f"Seconds before one HTTP call times out. Unset: {TIMEOUT_S:g}, or {FLEX_TIMEOUT_S:g} on the flex tier (its replies come more slowly). For a run's calls (synthesize, judge) to a server on your machine or network that reports its slots (llama.cpp), seconds in which it generated nothing: a reply it is still writing is waited for (an optimizer's calls keep the plain timeout).",
     )
     input_usd_per_mtok: float | None = Field(
         None,

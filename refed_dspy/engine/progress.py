@@ -102,11 +102,15 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._beat, name=f"refed-{label}-progress", daemon=True)
 
     def _text(self) -> str:
-        return f"{self.label}: {self.status()}"
+        """The line; a status that fails says so instead (a progress line must never break the command)."""
+        try:
+            return f"{self.label}: {self.status()}"
+        except Exception as err:  # noqa: BLE001
+            return f"{self.label}: (no figures: {type(err).__name__})"
 
     def _beat(self) -> None:
         while not self._stop.wait(TICK_S if self.on_terminal else self.every_s):
-            with contextlib.suppress(Exception):  # a progress line must never break the command
+            with contextlib.suppress(Exception):  # a progress line must never break the command (a closed stream)
                 if self.on_terminal:
                     self.draw()
                 else:
@@ -128,8 +132,9 @@ class Heartbeat:
         return None
 
     def _put(self, text: str, end: str = "") -> None:
-        self.stream.write("\r" + text[: _width(self.stream) - 1] + "\x1b[K" + end)
-        self.stream.flush()
+        with contextlib.suppress(OSError, ValueError):  # a stream closed under us: no line, the command goes on
+            self.stream.write("\r" + text[: _width(self.stream) - 1] + "\x1b[K" + end)
+            self.stream.flush()
 
     def say(self, text: str) -> None:
         """Print a line of its own (a terminal's status line is cleared first and drawn again under it)."""

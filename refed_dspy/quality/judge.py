@@ -25,6 +25,7 @@ from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
+from refed_dspy.launch.batch.store import moves_with_batches_closed
 from refed_dspy.launch.plan import Started, launch, online_lm
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.figures import JudgeSummary, judge_summary
@@ -154,7 +155,8 @@ class JudgeRun(StageBase):
                     f'{rd.judge_fingerprint} is unreadable ({err}); use on_mismatch="fresh" to judge again',
                     cli=f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again",
                 ) from None
-            diff, moves = judge_fingerprint_diff(old, new), judge_endpoint_diff(old, new)
+            diff = judge_fingerprint_diff(old, new)
+            moves = moves_with_batches_closed(rd.path, "judge_batches", judge_endpoint_diff(old, new))
             if diff and on_mismatch != "resume":
                 what = f"{rd.path} was judged with a different judge config ({'; '.join(diff + moves)})"
                 raise RunDirError(

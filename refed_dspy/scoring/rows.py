@@ -3,10 +3,11 @@ as soon as its pair is scored, so a scoring stopped by Ctrl-C or a kill keeps in
 the same command again scores only the pairs the file does not hold yet.
 
 A row stands for a pair by its identity (the pair's `id` and instruction) and for a scoring by the model and token
-limit it names. When the file is opened, a line that is not a row of this scoring is dropped: a last line a kill cut
-off, a row of another model or token limit, a pair the source no longer gives, a second row of the same pair, a line
-that is not a JSON object. The file is then rewritten with the rows kept (in one atomic replace), and the rows of the
-pairs scored now are appended after them; once every pair is scored, the rows are put in the source's order.
+limit it names. When the file is opened, what is not a whole row is dropped (a last line a kill cut off, a line that is
+not a JSON object, a second row of the same pair and scoring); rows of other scorings and of pairs not asked this time
+(`--limit`, another source) are kept, after this scoring's. A file that holds lines but no row of any scoring is not
+`refed score`'s: it is refused untouched. The rows of the pairs scored now are appended; once every pair is scored,
+this scoring's rows are put in the source's order, the others after them.
 """
 
 from __future__ import annotations
@@ -42,35 +43,45 @@ class ScoreRows:
         max_tokens: the token limit rows name.
 
     Attributes:
-        rows: the rows the file holds, by identity (those kept when it was opened, then those appended).
+        rows: this scoring's rows the file holds, by identity (those kept when it was opened, then those appended).
+        others: the rows of other scorings and of pairs not asked this time, kept after them.
         kept: how many rows the file held already for this scoring when it was opened.
         dropped: how many lines of it were dropped then (see the module docstring).
+
+    Raises:
+        ConfigError: the file cannot be read or written, or it holds lines but no row of `refed score`.
     """
 
     def __init__(self, path: str | Path, pairs: Sequence[Identity], model: str, max_tokens: int):
         self.path = Path(path)
         self.order = list(pairs)
         self.rows: dict[Identity, dict[str, Any]] = {}
-        self.dropped = 0
+        self.others: list[dict[str, Any]] = []  # rows of other scorings, and of pairs not asked this time: kept
         wanted = set(self.order)
         try:
             data = self.path.read_bytes() if self.path.exists() else b""
         except OSError as err:
             raise ConfigError(f"cannot read --out {self.path}: {err.strerror or err}") from None
         torn = bool(data) and not data.endswith(b"\n")
-        lines = 0
-        for _, raw in complete_lines(data):
-            lines += 1
-            row = parse_record(raw)
-            if row is None or row.get("model") != model or row.get("max_tokens") != max_tokens:
+        found = [parse_record(raw) for _, raw in complete_lines(data)]
+        rows = [r for r in found if r is not None and "model" in r and "max_tokens" in r]
+        if data.strip() and not rows:
+            raise ConfigError(f"--out {self.path} holds lines that are no rows of `refed score`: pick another file")
+        seen: set[tuple[Identity, Any, Any]] = set()
+        for row in rows:
+            mine = row.get("model") == model and row.get("max_tokens") == max_tokens and identity(row) in wanted
+            if (identity(row), row.get("model"), row.get("max_tokens")) in seen:
                 continue
-            if identity(row) in wanted and identity(row) not in self.rows:
+            seen.add((identity(row), row.get("model"), row.get("max_tokens")))
+            if mine:
                 self.rows[identity(row)] = row
+            else:
+                self.others.append(row)
         self.kept = len(self.rows)
-        self.dropped = lines - self.kept + torn
+        self.dropped = len(found) - len(self.rows) - len(self.others) + torn
         if self.dropped or not data:
             try:  # what stays, whole; or an empty file to append to
-                write_jsonl_atomic(self.path, list(self.rows.values()))
+                write_jsonl_atomic(self.path, [*self.rows.values(), *self.others])
             except OSError as err:
                 raise ConfigError(f"cannot write --out {self.path}: {err.strerror or err}") from None
         self._writer = JsonlWriter(self.path, reserve=False)
@@ -89,8 +100,8 @@ class ScoreRows:
         """Close the file, its rows put in the source's order (rewritten once, when they are not); the rows, so."""
         self._writer.close()
         ordered = [self.rows[p] for p in self.order if p in self.rows]
-        if [identity(r) for r in ordered] != list(self.rows):
-            write_jsonl_atomic(self.path, ordered)
+        if self.others or [identity(r) for r in ordered] != list(self.rows):
+            write_jsonl_atomic(self.path, [*ordered, *self.others])
         return ordered
 
     def close(self) -> None:

@@ -35,7 +35,8 @@ def use_run_cache(rundir: RunDir, earlier: Sequence[Path] = ()) -> Path:
     """Point DSPy's disk cache at the run's own directory, or at the cache its caller shares (`shared_cache`), and
     return it. The cache key ignores api_base: a shared cache must hold the answers of one set of endpoints.
     `earlier`: the caches of work this run builds on (the optimization whose program it runs), read where the run's
-    own has no answer, never written; an answer found there is copied into the run's own and not paid again."""
+    own has no answer (no answer is put there); an answer found there is copied into the run's own and not paid
+    again."""
     path = _shared.get() or rundir.cache
     _use(path)
     dspy.cache.earlier = tuple(_reader(p) for p in earlier if Path(p) != path and any(Path(p).glob("*/cache.db")))

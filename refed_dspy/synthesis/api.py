@@ -11,6 +11,7 @@ from refed_dspy.config import Config, fingerprint, load_config, to_toml
 from refed_dspy.config.schema import endpoint_diff
 from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, EndpointError
+from refed_dspy.launch.batch.store import moves_with_batches_closed
 from refed_dspy.launch.plan import launch, online_lm
 from refed_dspy.methods import get_method
 from refed_dspy.runtime.sync import off_loop, run_sync
@@ -87,16 +88,18 @@ async def arun_synthesis(
             on_mismatch=on_mismatch,
             show_progress=show_progress,
             detach=detach,
-            answers_from=_answers_from(answers_from),
+            answers_from=_answers_from(answers_from, record),
         )
         return await run_plan(plan)
 
 
-def _answers_from(where: str | Path | None) -> tuple[Path, ...]:
+def _answers_from(where: str | Path | None, config: Config) -> tuple[Path, ...]:
     """The cache of the work at `where` (an optimization's out dir, a run dir), to read answers from; ConfigError when
-    it holds none."""
+    it holds none, or when the run is on Ray (its workers read only the run's own cache)."""
     if where is None:
         return ()
+    if config.ray.enabled:
+        raise ConfigError("answers_from does not reach Ray's workers (they read only the run's own cache): leave it out")
     cache = RunDir(expand_home(str(where))).cache
     if not cache.is_dir():
         raise ConfigError(f"answers_from: {where} holds no cache of answers ({cache} does not exist)")
@@ -116,7 +119,7 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
             to_toml(plan.record),
             plan.on_mismatch,
             diff=run_fingerprint_diff,
-            moved=endpoint_diff,
+            moved=lambda old, new: moves_with_batches_closed(rundir.path, "batches", endpoint_diff(old, new)),
         )
         threads = plan.settings.concurrency if plan.program.threaded else 0
         started = plan.launch.start(
@@ -165,7 +168,7 @@ def synthesize(
         answers_from: the directory of work this run builds on (an optimization's `out_dir`, another run dir): a
             request its cache holds an answer for is answered from there (copied into this run's cache, counted as
             from the cache, not paid again), as the feedback an optimization's examples run collected on the same
-            references. Not on Ray (its workers read only the run's own cache).
+            references. Not on Ray (a ConfigError: its workers read only the run's own cache).
         on_mismatch: for a run dir made by another config or program: "error" (refuse), "resume" (continue it
             anyway) or "fresh" (delete its records and start over).
         show_progress: print progress lines on stderr.

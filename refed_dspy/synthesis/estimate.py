@@ -473,7 +473,8 @@ def estimate(
     earlier: bool = True,
     local_speed: bool = True,
 ) -> Estimate:
-    """Calls, tokens and cost per stage and in total, online and in batch, with a range. No LM is called.
+    """Calls, tokens and cost per stage and in total, online and in batch, with a range. No call of the run is made
+    (for a local teacher that serves, a few tokens are asked of it to measure its speed: `local_speed`).
 
     Args:
         config: the synthesis config to estimate.
@@ -495,7 +496,9 @@ def estimate(
     model = config.teacher.model
     tokenizer = tokenizer_of(model)
     adapter = build_adapter(config.teacher).choice.as_dict()
-    measured, runs = earlier_runs(config.run.dir, model) if earlier else ({}, [])
+    measured, runs = (
+        earlier_runs(config.run.dir, model, config.synthesis.method, config.teacher.max_tokens) if earlier else ({}, [])
+    )
     if runs:
         say(f"reply lengths of {model} measured on its earlier runs: {', '.join(runs)}")
     walked = min(walk_refs, len(references))

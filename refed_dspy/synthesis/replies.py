@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from refed_dspy.config.section import tomllib
 from refed_dspy.store.jsonl import read_json
 
 Source = Literal["default", "measured", "pilot"]
@@ -136,10 +137,13 @@ def mean_lengths(sums: Iterable[dict[str, tuple[int, int]]]) -> dict[str, int]:
     return {name: max(1, round(tokens / calls)) for name, (tokens, calls) in total.items()}
 
 
-def earlier_runs(run_dir: str | Path, model: str) -> tuple[dict[str, int], list[str]]:
+def earlier_runs(
+    run_dir: str | Path, model: str, method: str | None = None, max_tokens: int | None = None
+) -> tuple[dict[str, int], list[str]]:
     """This model's reply lengths by stage, measured on its earlier runs: the run dir itself (an earlier invocation),
     its pilot, and the folders beside it and their pilots, those whose `summary.json` names `model` as the teacher and
-    kept a sample; and those runs' dirs. ({}, []) when there are none."""
+    kept a sample, made by the same `method` and with the same `teacher.max_tokens` (their config.toml) where those
+    are given; and those runs' dirs. ({}, []) when there are none."""
     here = Path(run_dir)
     places = [here]
     with contextlib.suppress(OSError):  # a parent we may not list: the run dir alone
@@ -151,8 +155,23 @@ def earlier_runs(run_dir: str | Path, model: str) -> tuple[dict[str, int], list[
             summary = read_json(folder / "summary.json")
             if summary.get("teacher") != model or not summary.get("samples"):
                 continue
+            if method is not None and summary.get("method") not in (None, method):
+                continue  # another method's calls write other replies
+            if max_tokens is not None and _max_tokens_of(folder) not in (None, max_tokens):
+                continue  # another output limit cuts them elsewhere
             sums = stage_sums(summary.get("usage") or {})
             if sums:
                 found.append(sums)
                 dirs.append(str(folder))
     return mean_lengths(found), dirs
+
+
+def _max_tokens_of(folder: Path) -> int | None:
+    """The teacher's max_tokens in a run dir's config.toml (None: not set there, or no readable config)."""
+    try:
+        with (folder / "config.toml").open("rb") as f:
+            teacher = tomllib.load(f).get("teacher") or {}
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    value = teacher.get("max_tokens")
+    return value if isinstance(value, int) else None

@@ -216,3 +216,20 @@ def test_a_plain_run_with_stderr_to_a_file_writes_lines_without_redraw_codes(ser
     assert code == 0, text[-2000:]
     assert "\r" not in text and "\x1b" not in text
     assert any(line.startswith("synthesize: ") and "/30 samples" in line for line in text.splitlines()), text[-2000:]
+
+
+def test_a_status_that_fails_never_breaks_the_command(monkeypatch):
+    """A status function that raises (a figure not there yet) draws a line saying so; the update goes on."""
+    screen = _Terminal()
+    monkeypatch.setattr(progress_module, "console", lambda: screen)
+    clock = _Clock()
+    bar = Progress(total=10, clock=clock)
+
+    def broken() -> str:
+        raise KeyError("stage")
+
+    bar.stage_of = broken
+    clock.now += 1.0
+    assert bar.update(1, Totals(), 0) is None
+    bar.close()
+    assert "(no figures: KeyError)" in screen.getvalue()

@@ -18,7 +18,7 @@ from cli_helpers import lines, refed, sets
 from test_scorer import MATCHED, MISMATCHED, Stand, _Echo
 
 from refed_dspy.config import ScoringConfig
-from refed_dspy.errors import RunInterrupted
+from refed_dspy.errors import ConfigError, RunInterrupted
 from refed_dspy.quality.statistics import score_source
 from refed_dspy.scoring import ScoreCache, Scorer
 from refed_dspy.scoring.pace import Pace
@@ -132,9 +132,10 @@ def test_a_scoring_stopped_keeps_its_rows_in_out_and_the_next_scores_only_the_re
     assert [r["instruction"] for r in lines(out)] == [x for x, _ in pairs]
 
 
-def test_a_torn_last_line_and_rows_of_another_scoring_are_dropped_on_resume(tmp_path):
-    """--out left by a kill mid-line, with a row of another model and one of a pair the source no longer gives: those
-    three lines are dropped, the two rows of this scoring kept (not scored again), and the rest scored once."""
+def test_a_torn_last_line_is_dropped_on_resume_and_rows_of_other_scorings_kept(tmp_path):
+    """--out left by a kill mid-line, with a row of another model and one of a pair the source no longer gives: the
+    torn line is dropped, the two rows of this scoring kept (not scored again), the rest scored once, and the other
+    two rows stay in the file, after this scoring's (a scoring never deletes rows it did not make now)."""
     seeds = tmp_path / "seeds.jsonl"
     pairs = _seed_file(seeds, 4)
     out = tmp_path / "scores.jsonl"
@@ -147,7 +148,26 @@ def test_a_torn_last_line_and_rows_of_another_scoring_are_dropped_on_resume(tmp_
     stand = Stand()
     result = score_source(seeds, out, scorer=Scorer(stand, ScoringConfig(), ScoreCache(tmp_path / "b.sqlite")))
     assert {x for _, x in stand.passes} == {pairs[2][0], pairs[3][0], None} and len(stand.passes) == 4
-    assert lines(out) == rows and result["resumed"] == 2 and result["dropped"] == 3
+    assert lines(out) == [*rows, other, gone] and result["resumed"] == 2 and result["dropped"] == 1
+
+
+def test_a_limit_keeps_the_rows_it_does_not_ask_for_and_a_file_not_of_refed_score_is_refused(tmp_path):
+    """The same --out scored whole, then with --limit 2: the other rows stay. A file of other lines (a run's
+    samples.jsonl given as --out by mistake) is refused untouched, before any pass."""
+    seeds = tmp_path / "seeds.jsonl"
+    _seed_file(seeds, 4)
+    out = tmp_path / "scores.jsonl"
+    score_source(seeds, out, scorer=Scorer(Stand(), ScoringConfig(), ScoreCache(tmp_path / "a.sqlite")))
+    rows = lines(out)
+    stand = Stand()
+    score_source(seeds, out, limit=2, scorer=Scorer(stand, ScoringConfig(), ScoreCache(tmp_path / "b.sqlite")))
+    assert stand.passes == [] and sorted(map(json.dumps, lines(out))) == sorted(map(json.dumps, rows))
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(seeds.read_text())
+    stand = Stand()
+    with pytest.raises(ConfigError, match="no rows of `refed score`"):
+        score_source(seeds, samples, scorer=Scorer(stand, ScoringConfig(), ScoreCache(tmp_path / "c.sqlite")))
+    assert samples.read_text() == seeds.read_text() and stand.passes == []
 
 
 def test_the_scorer_gives_each_part_once_as_its_passes_are_made(tmp_path):

@@ -81,6 +81,15 @@ def test_this_model_s_earlier_runs_size_the_replies_and_are_named(tmp_path):
     _old_run(tmp_path / "other", "openai/gpt-4.1", {"generate": (10, 50_000)})  # another model: not this one's
     over = [f"run.dir='{tmp_path / 'run'}'", "synthesis.size=100"]
     assert earlier_runs(tmp_path / "run", model) == ({"generate": 150, "improve": 300}, [str(old)])
+    # beside another run: one of another method, and one whose replies another output limit cut, measure nothing
+    apart = tmp_path / "apart"
+    kept = _old_run(apart / "old", model, {"generate": (10, 1_500)})
+    other_method = _old_run(apart / "reflection", model, {"generate": (10, 9_000)})
+    summary = json.loads((other_method / "summary.json").read_text())
+    (other_method / "summary.json").write_text(json.dumps({**summary, "method": "reflection"}))
+    short = _old_run(apart / "short", model, {"generate": (10, 100)})
+    (short / "config.toml").write_text("[teacher]\nmax_tokens = 64\n")
+    assert earlier_runs(apart / "run", model, "refed", 512) == ({"generate": 150}, [str(kept)])
     e = estimate(load_config(None, over))
     assert e.replies.tokens["generate"] == 150 == round(_per_call(e, "generate"))
     assert e.replies.tokens["improve"] == 300 == round(_per_call(e, "improve"))

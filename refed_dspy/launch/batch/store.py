@@ -40,6 +40,7 @@ from pydantic import Field
 
 from refed_dspy.clients.prompt_cache import count_text
 from refed_dspy.engine.progress import rough_duration
+from refed_dspy.errors import RunDirError
 from refed_dspy.ledger.lines import batch_event, batch_result, read_lines
 from refed_dspy.ledger.usage import BILLED_FIELDS, CACHE_WRITE, with_unrecorded, zero_usage
 from refed_dspy.providers.prices import Price
@@ -268,6 +269,19 @@ def read_batches(run_dir: str | Path, name: str) -> BatchStore | None:
     if not (Path(run_dir) / name).is_dir():
         return None
     return BatchStore(run_dir, name, readonly=True)
+
+
+def moves_with_batches_closed(run_dir: str | Path, name: str, moves: list[str]) -> list[str]:
+    """`moves` (the endpoints a resumed run or judging moved: config.schema.endpoint_diff), once it is sure no batch
+    of `run_dir`'s record `name` is still open at the old endpoint: RunDirError when one is (its requests are paid
+    and known only there; polled at the new endpoint they would be lost, or sent again)."""
+    store = read_batches(run_dir, name) if moves else None
+    if store is not None and store.open_batches():
+        raise RunDirError(
+            f"{run_dir}: the endpoint moved ({'; '.join(moves)}) while {len(store.open_batches())} batches sent to the "
+            "old one are still open; run it once more at the old api_base to collect them, then move"
+        )
+    return moves
 
 
 def _done(counts: dict[str, int]) -> tuple[int, int]:
