@@ -4,6 +4,7 @@ change is refused as before (issue 69, item 9)."""
 
 from __future__ import annotations
 
+import pytest
 from cli_helpers import lines, run_refed, sets
 from conftest import run_overrides
 
@@ -69,3 +70,21 @@ def test_a_moved_judge_endpoint_resumes_the_judging_and_says_so(server_factory, 
         "the model behind the new endpoint taken to be the same openai/gpt-4o-mini"
     ], err
     assert len(lines(run / "judgments.jsonl")) == 2
+
+
+def test_an_endpoint_move_is_refused_while_batches_sent_to_the_old_one_are_open(tmp_path):
+    """A batch still open at the old endpoint: its requests are paid and known only there. The move is refused in one
+    line saying how to collect them; once the batch is collected, the same move goes on."""
+    from refed_dspy.errors import RunDirError
+    from refed_dspy.launch.batch.store import BatchStore, moves_with_batches_closed
+
+    run = tmp_path / "run"
+    moves = ["teacher.api_base: 'http://a/v1' -> 'http://b/v1'"]
+    assert moves_with_batches_closed(run, "batches", moves) == moves  # no batch record: nothing open
+    store = BatchStore(run, "batches")
+    entry = store.plan("openai", "generate", [{"custom_id": "c1", "body": {}}])
+    with pytest.raises(RunDirError, match="1 batches sent to the old one are still open"):
+        moves_with_batches_closed(run, "batches", moves)
+    assert moves_with_batches_closed(run, "batches", []) == []  # nothing moved: nothing to refuse
+    store._event({"e": "collected", "batch": entry.local_id, "status": "completed"})
+    assert moves_with_batches_closed(run, "batches", moves) == moves
