@@ -176,6 +176,26 @@ def measure_speed(
     return Speed(prompt, completion) if prompt > 0 and completion > 0 else None
 
 
+def sample_reply(url: str, instruction: str, settings: dict[str, Any], timeout: float = 60.0) -> int | None:
+    """The completion tokens the model at `url` writes answering `instruction` with `settings` (the teacher's dspy.LM
+    keyword arguments: max_tokens, temperature, `extra` such as frequency_penalty), asked once now; None when it
+    does not say (an error, no usage in the reply, no reply in `timeout` seconds: a server busy with other work)."""
+    keys = ("max_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "seed")
+    body = {"messages": [{"role": "user", "content": instruction}], **{k: settings[k] for k in keys if k in settings}}
+    req = urllib.request.Request(
+        LLAMACPP.call_url(MODEL_NAME, LLAMACPP.api_base_at(url)),
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            usage = json.loads(resp.read()).get("usage") or {}
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    tokens = usage.get("completion_tokens")
+    return tokens if isinstance(tokens, int) and tokens > 0 else None
+
+
 log = logging.getLogger(__name__)
 
 

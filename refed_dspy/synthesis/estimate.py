@@ -68,7 +68,14 @@ from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.adapters.contract import output_schema
 from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.clients.calls import CallTag, current_stage, stage
-from refed_dspy.clients.local_server import LocalServer, Speed, listening, measure_speed, served_roles
+from refed_dspy.clients.local_server import (
+    LocalServer,
+    Speed,
+    listening,
+    measure_speed,
+    sample_reply,
+    served_roles,
+)
 from refed_dspy.config import Config
 from refed_dspy.config.lm import price_of
 from refed_dspy.engine.progress import rough_duration
@@ -472,6 +479,7 @@ def estimate(
     say: Callable[[str], None] | None = None,
     earlier: bool = True,
     local_speed: bool = True,
+    reply_scale: float | None = None,
 ) -> Estimate:
     """Calls, tokens and cost per stage and in total, online and in batch, with a range. No call of the run is made
     (for a local teacher that serves, a few tokens are asked of it to measure its speed: `local_speed`).
@@ -485,6 +493,9 @@ def estimate(
             (refed_dspy.synthesis.replies); False: always as the defaults make them.
         local_speed: for a local teacher the command serves ([local]), time the run at the speed its server measures
             now, when it serves (else the time is said to be unknown until it does).
+        reply_scale: how long the model's replies are against the references'; the replies no earlier run measured
+            are sized so. None: for a local teacher that serves (with `local_speed`), its reply to one reference's
+            instruction asked now (`local_reply_scale`), else the references' own length.
 
     Returns:
         The Estimate; its `replies` say the reply lengths assumed and where they come from.
@@ -502,7 +513,9 @@ def estimate(
     if runs:
         say(f"reply lengths of {model} measured on its earlier runs: {', '.join(runs)}")
     walked = min(walk_refs, len(references))
-    lengths, tally, capped = _walked(config, references, walked, measured, say, adapter["mode"])
+    if reply_scale is None and local_speed:
+        reply_scale = local_reply_scale(config, references, say)
+    lengths, tally, capped = _walked(config, references, walked, measured, say, adapter["mode"], reply_scale)
     counts = work_counts(config, len(references))
     price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
@@ -530,7 +543,7 @@ def estimate(
             "total": _rounded(total),
             "adapter": adapter,
             "tokenizer": tokenizer,
-            "replies": walked_replies(config, stages, measured, runs, lengths, capped),
+            "replies": walked_replies(config, stages, measured, runs, lengths, capped, reply_scale),
             "service_tier": config.teacher.service_tier,
             "tiers": list(tiers),
             "wall": None if local is not None else run_wall(config, total, counts, len(stages)),
@@ -547,6 +560,7 @@ def _walked(
     targets: dict[str, int],
     say: Callable[[str], None],
     mode: str,
+    scale: float | None = None,
 ) -> tuple[Lengths, Tally, set[str]]:
     """The references' mean lengths (of the first few), and the walk of the first `k` of them: its tally and the
     stages whose replies were cut to the output limit."""
@@ -559,7 +573,7 @@ def _walked(
     )
     tally = Tally()
     say(f"walking {k} references through the {config.synthesis.method} prompts ({mode} outputs; no LM is called)")
-    capped = _walk(config, references, lengths, tally, k, targets)
+    capped = _walk(config, references, lengths.scaled(scale) if scale else lengths, tally, k, targets)
     return lengths, tally, capped
 
 
@@ -570,6 +584,7 @@ def walked_replies(
     runs: list[str],
     lengths: Lengths,
     capped: set[str],
+    scale: float | None = None,
 ) -> ReplyLengths:
     """The reply lengths a walk assumed, by stage (its scaled completion tokens a call), and where each came from:
     measured on this model's earlier `runs` where `measured` has the stage, else the defaults."""
@@ -581,6 +596,7 @@ def walked_replies(
         max_tokens=config.teacher.output_limit,
         capped=[name for name in stages if name in capped],
         size=config.synthesis.size,
+        sampled_scale=scale,
     )
 
 
@@ -839,20 +855,36 @@ def seconds_for(total: dict[str, float], speed: Speed) -> float:
 
 
 def eta_line(config: Config, server: LocalServer, references: list[Reference] | None = None) -> str | None:
-    """The line that says how long this run takes here (None when the estimate or the speed cannot be had): the same
-    estimate as `refed estimate`'s (its reply lengths from the same source), at the speed `server` measures now;
-    `references`: the run's, when they are read already (else [seeds] is read)."""
+    """The line that says how long this run takes here (None when the estimate or the speed cannot be had): the
+    estimate `refed estimate` makes while the local model serves (`server`: the one started for the run), its reply
+    lengths and their source, and its speed measured now; `references`: the run's, when they are read already (else
+    [seeds] is read)."""
     try:
-        est = estimate(config, references, local_speed=False)  # the speed is measured here, of the server started
+        est = estimate(config, references)
     except RefedError as err:  # the run will say it better
         log.debug("no time estimate: %s", err)
         return None
-    speed = measure_speed(server.url, server.slots)
-    if speed is None:
+    if est.local is None or est.local.seconds is None:
+        log.debug("no time estimate: the local server at %s did not say its speed", server.url)
         return None
-    local = timed(server.url, server.slots, est.total, speed)
     replies = f"; {est.replies.text()}" if est.replies is not None else ""
-    return f"local model: a run of {config.synthesis.size} samples takes {local_text(local, est.total)}{replies}"
+    return f"local model: a run of {config.synthesis.size} samples takes {local_text(est.local, est.total)}{replies}"
+
+
+def local_reply_scale(config: Config, references: list[Reference], say: Callable[[str], None]) -> float | None:
+    """For a teacher the command serves itself ([local]) while it serves: how long its replies are against the
+    references' responses, from its reply to the first reference's instruction asked now with the teacher's settings
+    (a small model writes far shorter ones than good references); None for any other teacher, or when it cannot say."""
+    urls = served_roles(config.local, {"teacher": config.teacher})
+    if not urls or not references or not listening(url := next(iter(urls))):
+        return None
+    model = config.teacher.model
+    response = fmean(count_tokens(model, r.response) for r in references[:16])
+    say(f"asking the local model at {url} one reference's instruction, to see how long it writes")
+    written = sample_reply(url, references[0].instruction, config.teacher.lm_kwargs(0, role="teacher"))
+    if written is None or response <= 0:
+        return None
+    return round(min(1.0, max(0.05, written / response)), 2)
 
 
 def local_time(config: Config, total: dict[str, Any], say: Callable[[str], None]) -> LocalTime | None:

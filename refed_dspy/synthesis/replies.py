@@ -61,6 +61,11 @@ class ReplyLengths(BaseModel):
         default_factory=list, description="The stages whose replies were cut to max_tokens (else longer)."
     )
     size: int = Field(0, description="The run's samples: a pilot offered is smaller.")
+    sampled_scale: float | None = Field(
+        None,
+        description="How long a local model's replies are against the references', from one reply it wrote just now "
+        "(the defaults are sized so); None: not sampled.",
+    )
 
     def measured(self) -> bool:
         """Whether every stage's length was measured (by a pilot or earlier runs)."""
@@ -102,6 +107,12 @@ class ReplyLengths(BaseModel):
                 f"({', '.join(self.measured_in[:3])}{', ...' if runs > 3 else ''})"
             )
         refs = self.references
+        if self.sampled_scale is not None:
+            return (
+                f"the defaults at {self.sampled_scale:g} times their length: the model's reply to one reference's "
+                f"instruction just now was {self.sampled_scale:g} times as long as the references' responses "
+                f"({refs.get('response', 0):,} tokens); not measured on a run"
+            )
         return (
             f"the defaults, not measured (responses as long as the references' at {refs.get('response', 0):,} tokens, "
             f"instructions as theirs at {refs.get('instruction', 0):,}, other text at fixed lengths)"

@@ -148,10 +148,14 @@ def test_the_cli_says_the_lengths_and_writes_them(tmp_path):
     assert set(replies.source.values()) == {"default"} and replies.tokens["improve"] > 0
 
 
-def _local(monkeypatch, tmp_path, speed: Speed | None, serving: bool):
+def _local(monkeypatch, tmp_path, speed: Speed | None, serving: bool, writes: int | None = None, asked=None):
+    """configs/local.toml, its model serving (`serving`) at `speed`, answering one instruction with `writes` tokens
+    (None: its reply says no usage); the settings each sample is asked with go to `asked`."""
     config = load_config(LOCAL, ["synthesis.size=20", f"run.dir='{tmp_path / 'local'}'"])
     monkeypatch.setattr(estimate_module, "measure_speed", lambda url, slots: speed)
     monkeypatch.setattr(estimate_module, "listening", lambda url: serving)
+    asked = [] if asked is None else asked
+    monkeypatch.setattr(estimate_module, "sample_reply", lambda url, text, settings: asked.append(settings) or writes)
     return config
 
 
@@ -167,6 +171,29 @@ def test_the_local_run_s_first_line_says_what_the_estimate_says(monkeypatch, tmp
     assert line == f"local model: a run of 20 samples takes {wall.removeprefix('  wall time: ')}; {e.replies.text()}"
     assert f"{e.total['completion_tokens']:,.0f} tokens to write at 40.0/s" in line
     assert "measured just now" in line and "the defaults, not measured" in line and "--pilot 10" in line
+
+
+def test_a_served_local_model_s_replies_are_sized_on_one_it_writes_now(monkeypatch, tmp_path):
+    """SmolLM2 writes far shorter replies than the references (the keyless job's estimate assumed 21,600 tokens to
+    write where it wrote 10,782): its reply to one reference's instruction, asked with the teacher's settings, sizes
+    the replies no run measured, and the first line and the estimate say so alike."""
+    plain = estimate(_local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True))
+    asked: list[dict] = []
+    config = _local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True, writes=150, asked=asked)
+    e = estimate(config)
+    scale = e.replies.sampled_scale
+    assert scale is not None and 0.05 <= scale < 1 and scale == round(150 / e.lengths["response"], 2)
+    assert asked[-1]["max_tokens"] == 512 and asked[-1]["frequency_penalty"] == 0.5
+    assert e.total["completion_tokens"] < 0.8 * plain.total["completion_tokens"]
+    assert e.local.seconds < plain.local.seconds
+    assert f"the defaults at {scale:g} times their length" in e.replies.text()
+    line = eta_line(config, LocalServer(None, "http://127.0.0.1:8080", Path(local_server.GGUF), 2, 8192))
+    assert line is not None and e.replies.text() in line and local_text_of(e) in line
+
+
+def local_text_of(e) -> str:
+    [wall] = [x for x in format_estimate(e).splitlines() if x.startswith("  wall time: ")]
+    return wall.removeprefix("  wall time: ")
 
 
 def test_a_local_model_not_serving_gets_no_hosted_speed(monkeypatch, tmp_path):
