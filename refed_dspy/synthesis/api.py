@@ -99,7 +99,9 @@ def _answers_from(where: str | Path | None, config: Config) -> tuple[Path, ...]:
     if where is None:
         return ()
     if config.ray.enabled:
-        raise ConfigError("answers_from does not reach Ray's workers (they read only the run's own cache): leave it out")
+        raise ConfigError(
+            "answers_from does not reach Ray's workers (they read only the run's own cache): leave it out"
+        )
     cache = RunDir(expand_home(str(where))).cache
     if not cache.is_dir():
         raise ConfigError(f"answers_from: {where} holds no cache of answers ({cache} does not exist)")
