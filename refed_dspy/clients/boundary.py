@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import contextvars
 import copy
-import functools
 import logging
 import threading
 import time
@@ -50,7 +49,6 @@ from refed_dspy.clients.calls import (
 )
 from refed_dspy.clients.destination import check_lm_key, refusal_in
 from refed_dspy.clients.destination import install as install_destination_check
-from refed_dspy.clients.flights import asent_once, flight, sent_once
 from refed_dspy.clients.prompt_cache import count_prompt
 from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gave_up_waiting, tier_asked
 from refed_dspy.errors import ConfigError
@@ -163,14 +161,12 @@ class CallBoundary:
                     break
                 except MustWait:
                     an_end(seen)  # until a call in flight is given back
-            with flight(synchronous=True):  # sent once: an identical request in flight is waited for
-                outputs = sent_once(functools.partial(super().__call__, *args, **kwargs))
-                return self._paid(self._unreported_check(outputs))
+            return self._paid(self._unreported_check(super().__call__(*args, **kwargs)))
         except LMError as err:
             self._note_failure(err)
             raise
-        except (KeyboardInterrupt, SystemExit) as err:  # a stop cut the call off in flight: it reached the provider
-            if _open.get() is not None and not _reported.get() and not getattr(err, "unpaid", False):  # it is paid
+        except (KeyboardInterrupt, SystemExit):  # a stop cut the call off in flight: it reached the provider, paid
+            if _open.get() is not None and not _reported.get():
                 self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             raise
         finally:
@@ -191,9 +187,7 @@ class CallBoundary:
                     except asyncio.CancelledError as err:
                         err.unpaid = True  # cancelled before it was sent: nothing was paid
                         raise
-            with flight(synchronous=False):  # sent once: an identical request in flight is waited for
-                outputs = await asent_once(functools.partial(super().acall, *args, **kwargs))
-                return self._paid(self._unreported_check(outputs))
+            return self._paid(self._unreported_check(await super().acall(*args, **kwargs)))
         except asyncio.CancelledError as err:
             if not getattr(err, "unpaid", False):  # a call still waiting in a batch: not paid
                 self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)

@@ -20,7 +20,6 @@ from typing import Any
 import dspy
 from dspy.clients.cache import Cache
 
-from refed_dspy.clients import flights
 from refed_dspy.errors import write_error
 from refed_dspy.secrets import mask_value
 from refed_dspy.store.rundir import RunDir
@@ -103,9 +102,8 @@ class RunCache(Cache):
     asynchronously, or by LMs that differ only in client settings (timeout, retries), is one entry. Every answer is
     stored with the keys the process holds masked (refed_dspy.secrets.mask_value).
 
-    A request of the call boundary's that finds no answer claims its key until it is over, and a request with the same
-    key made meanwhile waits for its answer instead of being sent again (refed_dspy.clients.flights). A request this
-    cache has no answer for is looked up in the caches of work the run builds on (`earlier`, set by use_run_cache)."""
+    A request this cache has no answer for is looked up in the caches of work the run builds on (`earlier`, set by
+    use_run_cache)."""
 
     earlier: tuple[Cache, ...] = ()
 
@@ -114,24 +112,9 @@ class RunCache(Cache):
         return super().cache_key(_same_request(request), ignored)
 
     def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
-        """The answer stored for `request`, else None; for a request of the call boundary's, None claims its key (and
-        InFlight says that an identical request in flight holds it: refed_dspy.clients.flights)."""
-        found = super().get(request, ignored_args_for_cache_key) or self._from_earlier(
-            request, ignored_args_for_cache_key
-        )
-        here = flights.current()
-        if found is not None or here is None:
-            return found
-        try:
-            key = self.cache_key(request, ignored_args_for_cache_key)
-        except Exception:  # noqa: BLE001 - a request DSPy cannot key is not cached: it is sent, as DSPy would
-            return None
-        if not here.claim(key):
-            return None
-        found = super().get(request, ignored_args_for_cache_key)  # stored by a request that ended as this one claimed
-        if found is not None:
-            here.drop(key)
-        return found
+        """The answer stored for `request`, else the one a cache of earlier work holds (`earlier`), else None."""
+        found = super().get(request, ignored_args_for_cache_key)
+        return found if found is not None else self._from_earlier(request, ignored_args_for_cache_key)
 
     def _from_earlier(self, request: dict[str, Any], ignored: list[str] | None) -> Any:
         """The answer a cache of earlier work holds for `request`, copied into this one (None: none holds it)."""

@@ -1,7 +1,7 @@
-"""The README's Python example pays for no request twice: every request the loopback servers saw is one that a run's
-cache had no answer for and that no identical request (by the run cache's key, `rollout_id` included) had claimed,
-within a run and across the script's runs (the optimization with its examples' synthesis, the synthesis, the judging;
-each keeps a run cache of its own, and the synthesis reads the optimization's: `answers_from`)."""
+"""The README's Python example pays for no request twice: every answer the loopback servers gave is stored once in
+a run cache, by the run cache's key (`rollout_id` included), within a run and across the script's runs (the
+optimization with its examples' synthesis, the synthesis, the judging; each keeps a run cache of its own, and the
+synthesis reads the optimization's: `answers_from`)."""
 
 from __future__ import annotations
 
@@ -13,27 +13,26 @@ import textwrap
 from doc_examples import checked_block, workspace
 from loopback_server import read_log
 
-# runs the example as a script, as tests/docs/test_readme.py does, with each request that goes out (the run cache
-# claimed its key for it: refed_dspy.clients.flights) written down with its key and the run cache it went into
+# runs the example as a script, as tests/docs/test_readme.py does, with each answer stored in a run cache (a paid
+# request: one read from an earlier run's cache is not stored through `put`) written down with its key and cache
 RECORDER = textwrap.dedent(
     """
     import json, os, runpy, sys
 
     import dspy
 
-    from refed_dspy.clients import flights
+    from refed_dspy.store.cache import RunCache
 
-    claim = flights.Flight.claim
+    put = RunCache.put
     out = open(os.environ["REFED_TEST_CLAIMS"], "a", encoding="utf-8")
 
-    def recorded(self, key):
-        took = claim(self, key)
-        if took:
-            out.write(json.dumps({"key": key, "cache": str(dspy.cache.disk_cache.directory)}) + "\\n")
-            out.flush()
-        return took
+    def recorded(self, request, value, ignored_args_for_cache_key=None, enable_memory_cache=True):
+        key = self.cache_key(request, ignored_args_for_cache_key)
+        out.write(json.dumps({"key": key, "cache": str(self.disk_cache.directory)}) + "\\n")
+        out.flush()
+        return put(self, request, value, ignored_args_for_cache_key, enable_memory_cache)
 
-    flights.Flight.claim = recorded
+    RunCache.put = recorded
     runpy.run_path(sys.argv[1], run_name="__main__")
     """
 )
