@@ -185,7 +185,6 @@ class Progress:
         total: int,
         initial: int = 0,
         enabled: bool = True,
-        desc: str = "samples",
         unit: str = "sample",
         every_s: float = 30.0,
         label: str = "refed",

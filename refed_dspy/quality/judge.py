@@ -261,7 +261,6 @@ class JudgeRun(StageBase):
             len(samples),
             len(samples) - len(todo),
             enabled=self.show_progress,
-            desc="judged",
             unit="sample",
             every_s=self.config.run.progress_every_s,
             label="judge",
