@@ -16,6 +16,12 @@ from refed_dspy.synthesis.estimate import eta_line, seconds_for
 LOCAL = Path(__file__).resolve().parents[2] / "configs" / "local.toml"
 
 
+def served(monkeypatch):
+    """The config's local server is taken as listening (its speed is the stand-in's; it is asked for no reply)."""
+    monkeypatch.setattr(estimate, "listening", lambda url: True)
+    monkeypatch.setattr(estimate, "sample_reply", lambda url, instruction, kwargs: None)
+
+
 def test_seconds_are_the_uncached_prompt_read_and_the_completion_written():
     total = {"prompt_tokens": 12_000.0, "cached_tokens": 2_000.0, "completion_tokens": 3_000.0}
     assert seconds_for(total, Speed(prompt_per_s=100.0, completion_per_s=10.0)) == pytest.approx(100 + 300)
@@ -24,6 +30,7 @@ def test_seconds_are_the_uncached_prompt_read_and_the_completion_written():
 def test_the_line_says_the_time_for_the_run_s_size(monkeypatch):
     config = load_config(LOCAL, ["synthesis.size=20"])
     monkeypatch.setattr(estimate, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
+    served(monkeypatch)
     server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
     line = eta_line(config, server)
     assert line is not None and line.startswith("local model: a run of 20 samples takes about ")
@@ -37,6 +44,7 @@ def test_a_run_s_references_are_walked_as_they_are_and_the_seeds_not_read_again(
     seeds of its own (here [seeds] names a file that is gone: reading it would give no line)."""
     config = load_config(LOCAL, ["synthesis.size=20", f"seeds.source='{tmp_path / 'gone.jsonl'}'"])
     monkeypatch.setattr(estimate, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
+    served(monkeypatch)
     server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
     assert eta_line(config, server) is None  # the estimate cannot read [seeds]
     line = eta_line(config, server, load_references(None)[:3])
