@@ -18,7 +18,7 @@ from refed_dspy.errors import ConfigError
 from refed_dspy.ledger.usage import usd
 from refed_dspy.methods import METHODS
 from refed_dspy.quality.figures import distinct_n, words
-from refed_dspy.quality.judge import ajudge_run, build_judge
+from refed_dspy.quality.judge import ajudge_run
 from refed_dspy.quality.statistics import statistics_block
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.scoring import Scorer, open_scorer
@@ -28,7 +28,7 @@ from refed_dspy.store.records import final_response
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.store.seeds import read_seeds
-from refed_dspy.synthesis.api import arun_synthesis, build_teacher
+from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import track_run_dir
 
@@ -80,6 +80,7 @@ def comparison_row(summary: dict[str, Any]) -> dict[str, Any]:
         else None,
         "rejects": dict(summary.get("rejects") or {}),
         "wall_s": summary.get("wall_s_total", summary.get("wall_s")),
+        "transport": "ray" if summary.get("ray") else summary.get("mode", "online"),
         "run_dir": summary["run_dir"],
     }
 
@@ -292,11 +293,8 @@ async def _compare(
     judge_lm=None,
     score: bool = False,
 ) -> Comparison:
-
-    if teacher is None and config.synthesis.mode != "batch":  # batch mode builds each run's own
-        teacher = build_teacher(config)
-    if judge and judge_lm is None and config.judging.mode != "batch":
-        judge_lm = build_judge(config)
+    # each method's run, and its judging, is launched as `refed synthesize` and `refed judge` launch theirs (online,
+    # in provider batches or on Ray); an LM is handed to them only when the caller handed one in
     if references is None:
         references, _ = read_seeds(config.seeds)
     rows = []

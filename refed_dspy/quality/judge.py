@@ -26,7 +26,7 @@ from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
 from refed_dspy.launch.batch.store import moves_with_batches_closed
-from refed_dspy.launch.plan import Started, launch, online_lm
+from refed_dspy.launch.plan import Started, launch
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.figures import JudgeSummary, judge_summary
 from refed_dspy.runtime.sync import run_sync
@@ -83,12 +83,6 @@ def judge_endpoint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """`judge.api_base: old -> new` when the judge's endpoint differs between two judge fingerprints ([] when not)."""
     a, b = old.get("api_base"), new.get("api_base")
     return [] if a == b else [f"judge.api_base: {a!r} -> {b!r}"]
-
-
-def build_judge(config: Config) -> dspy.LM:
-    """The judge LM, as the judging's launch builds it (no DSPy retries, a connection pool as wide as
-    judging.concurrency)."""
-    return online_lm(config, "judge")
 
 
 def judge_part(config: Config) -> JudgeSample:

@@ -55,8 +55,7 @@ def test_teacher_gets_a_pool_as_wide_as_the_concurrency_and_keeps_the_key_out_of
 
 def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
     from refed_dspy.clients import lm as lm_module
-    from refed_dspy.quality.judge import build_judge
-    from refed_dspy.synthesis.api import build_teacher
+    from refed_dspy.launch.plan import online_lm
 
     config = load_config(
         None,
@@ -69,12 +68,12 @@ def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
             "judging.concurrency=200",
         ],
     )
-    assert build_teacher(config)._async_engine_spec.config.max_connections == 300
-    assert build_judge(config)._async_engine_spec.config.max_connections == 200
+    assert online_lm(config, "teacher")._async_engine_spec.config.max_connections == 300
+    assert online_lm(config, "judge")._async_engine_spec.config.max_connections == 200
     # a model DSPy serves some other way keeps DSPy's engine, and a pool wider than DSPy's is warned about
     monkeypatch.setattr(lm_module, "wide_engines", lambda *args: None)
     with caplog.at_level("WARNING", logger="refed_dspy.clients.lm"):
-        judge = build_judge(config)
+        judge = online_lm(config, "judge")
     assert judge._engine_spec == "auto"
     assert "judge: 200 calls in flight" in caplog.text and "at most 100 connections" in caplog.text
 

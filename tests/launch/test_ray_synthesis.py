@@ -27,7 +27,7 @@ from loopback_server import read_log
 from refed_dspy.config import load_config
 from refed_dspy.errors import MissingKeyError
 from refed_dspy.export.run import export_run
-from refed_dspy.methods import get_method
+from refed_dspy.methods import METHODS
 from refed_dspy.quality.filter_run import filter_run, parse_filter
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.store.jsonl import read_json
@@ -270,7 +270,7 @@ def test_a_worker_killed_mid_run(local_ray, server_factory, tmp_path, cache_serv
     # calls answered to the driver are among those it saw; the rest at most its tasks' reservations (2 workers x 4
     # calls in flight, each task at most its method's calls with their repairs)
     config = load_config(None, run_overrides(srv, path, 24))
-    most = max(get_method("refed").worst_calls(config.synthesis).values()) * (1 + config.teacher.max_repairs)
+    most = max(METHODS.get("refed").worst_calls(config.synthesis).values()) * (1 + config.teacher.max_repairs)
     lost = usage.get("worker_lost_calls", 0)
     assert served <= usage["calls"] and usage["calls"] - lost <= served, usage
     assert 1 <= lost <= 2 * 4 * most, usage
@@ -315,7 +315,7 @@ def test_the_driver_killed_then_the_same_command(local_ray, server_factory, tmp_
     # a task in flight at the kill is counted at what the driver reserved for it: its method's calls, each with its
     # repairs (teacher.max_repairs), whether or not its worker had made them
     config = load_config(None, run_overrides(srv, path, 24))
-    most = max(get_method("refed").worst_calls(config.synthesis).values()) * (1 + config.teacher.max_repairs)
+    most = max(METHODS.get("refed").worst_calls(config.synthesis).values()) * (1 + config.teacher.max_repairs)
     assert _served(srv) <= ledger <= _served(srv) + 2 * 4 * most
     assert _sent_again(srv) <= 2 * 4
 
@@ -345,6 +345,29 @@ def test_judge_on_ray_then_filter_and_export_read_it(local_ray, server_factory, 
     assert kept.kept == 8
     out = export_run(tmp_path / "kept", "messages", tmp_path / "export", val_fraction=0)
     assert sum(out.splits.values()) == 8
+
+
+def test_compare_runs_each_method_on_the_workers(local_ray, server_factory, tmp_path):
+    """`refed compare` with [ray] enabled launches each method's run as `refed synthesize` does: on the workers (it
+    built its teacher itself before, and stopped with "leave teacher= out"); compare.json says where each ran."""
+    from refed_dspy.experiments.compare import compare
+
+    srv = server_factory()
+    config = load_config(None, _on_ray(srv, tmp_path / "cmp", 4, 1, **{"seeds.limit": 2, "synthesis.concurrency": 2}))
+    result = compare(config, ["refed", "no_feedback"])
+    assert [(r["method"], r["status"], r["transport"]) for r in result.rows] == [
+        ("refed", "complete", "ray"),
+        ("no_feedback", "complete", "ray"),
+    ]
+    assert sum(r["calls"] for r in result.rows) == _served(srv)
+    written = json.loads(Path(result.json_file).read_text())
+    assert [r["transport"] for r in written["rows"]] == ["ray", "ray"]
+    for method in ("refed", "no_feedback"):
+        summary = read_json(tmp_path / "cmp" / method / "summary.json")
+        assert sum(w["tasks"] for w in summary["ray"]["workers"]) > 0
+    _exactly_once(tmp_path / "cmp" / "refed", 4)
+    samples = _jsonl(tmp_path / "cmp" / "no_feedback" / "samples.jsonl")
+    assert len({s["meta"]["id"] for s in samples}) == len(samples) == 4
 
 
 def test_a_key_the_workers_lack(local_ray, server_factory, tmp_path, monkeypatch):
