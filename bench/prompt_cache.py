@@ -43,11 +43,11 @@ DEMOS = 4
 def compiled_program(path: Path) -> Path:
     """The built-in REFED program with DEMOS demos on its response and improvement steps, made from the embedded
     references (what BootstrapFewShot leaves on a compiled program), saved as `synthesis.program` takes it."""
-    from refed_dspy.methods import get_method
+    from refed_dspy.methods import METHODS
     from refed_dspy.store.seeds import read_references
 
     refs, _ = read_references(None, "auto", None, None)
-    program = get_method("refed").build_pipeline()
+    program = METHODS.get("refed").build_pipeline()
     feedback = "Keep the structure clear, give one concrete example, and say what to check first. " * 3
     analysis = {
         "original_strengths": ["clear"],

@@ -245,14 +245,6 @@ class JudgeMetric(CountedCalls):
         self._count_traced(bool(score))
         return score
 
-    def for_gepa(self) -> Any:
-        """GEPA's form of this metric: this metric itself, which takes GEPA's five arguments (kept for older code)."""
-        return self
-
-
-class GEPAJudgeMetric(JudgeMetric):
-    """JudgeMetric, which takes GEPA's five-argument call itself (the name is kept for older code)."""
-
 
 class CountingMetric(CountedCalls):
     """A user's metric, made safe to optimize against: a call that raises scores 0 and is counted (by reason), as
@@ -304,10 +296,6 @@ class CountingMetric(CountedCalls):
             out = Score(out, self.threshold)  # a number's truth is whether it reaches the threshold, as ours
         self._count_traced(bool(out))
         return out
-
-    def for_gepa(self) -> Any:
-        """The GEPA form: this metric itself, which takes GEPA's five arguments (kept for older code)."""
-        return self
 
 
 def novelty(text: str, others: list[str]) -> tuple[float, str]:

@@ -36,7 +36,7 @@ from refed_dspy.config.lm import price_note, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.launch.plan import HeldLM, check_held, check_role, held_lm
 from refed_dspy.ledger.budget import CallBudget
-from refed_dspy.methods import get_method
+from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric, make_metric
 from refed_dspy.programs import ProposeInstructions, RespondAndImprove
 from refed_dspy.providers.prices import Price
@@ -124,7 +124,7 @@ def target_program(config: Config) -> dspy.Module:
         return ProposeInstructions(config.optimize.instructions_per_feature)
     if target == "pipeline":
         syn = config.synthesis.model_copy(update={"instructions_per_feature": config.optimize.instructions_per_feature})
-        return get_method(syn.method).build_pipeline(syn)
+        return METHODS.get(syn.method).build_pipeline(syn)
     return RespondAndImprove()
 
 

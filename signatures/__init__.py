@@ -1,8 +1,5 @@
 """What we ask the LM: one typed DSPy signature per stage of the method."""
 
-import sys
-
-from refed_dspy.signatures import judge, reflection, synthesis
 from refed_dspy.signatures.judge import (
     INSTRUCTION_CRITERIA,
     CompareResponses,
@@ -59,18 +56,3 @@ __all__ = [
     "pointwise_signature",
     "rubric_text",
 ]
-
-# A program pickled before these modules were merged (MLflow's DSPy flavor pickles a logged program, which names each
-# signature class by its module) still loads: each former module's name stands for the module its classes are in now.
-FORMER_MODULES = {
-    "critique_response": synthesis,
-    "describe_instruction": synthesis,
-    "generate_response": synthesis,
-    "improve_response": synthesis,
-    "synthesize_instructions": synthesis,
-    "reflect_instruction": reflection,
-    "reflect_response": reflection,
-    "rate_instruction": judge,
-}
-for _former, _module in FORMER_MODULES.items():
-    sys.modules.setdefault(f"{__name__}.{_former}", _module)

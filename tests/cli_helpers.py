@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dspy
 
-from refed_dspy.methods import Defaults, get_method
+from refed_dspy.methods import METHODS, Defaults
 
 # which signature a request logged by the loopback server asked for, by its output fields
 STAGE_OF = {
@@ -99,7 +99,7 @@ def predicted_in_a_fresh_process(model_uri: str, tracking_uri: str, inputs: dict
 def marked_pipeline(tag: str, method: str = "refed") -> dspy.Module:
     """The method's pipeline with every predictor's instructions replaced by a marker naming it (as a compiled
     pipeline would differ from the built-in one), and one demo on the generator."""
-    program = get_method(method).build_pipeline(Defaults(instructions_per_feature=2))
+    program = METHODS.get(method).build_pipeline(Defaults(instructions_per_feature=2))
     for name, pred in program.named_predictors():
         pred.signature = pred.signature.with_instructions(f"MARK-{tag}-{name}: do the task well.")
     program.respond.generate.demos = [

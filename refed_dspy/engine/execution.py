@@ -57,9 +57,9 @@ import itertools
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from refed_dspy.clients.calls import TaskCalls, opened_on
 from refed_dspy.clients.tries import retry_delay_s
@@ -74,23 +74,8 @@ from refed_dspy.providers.prices import Price
 from refed_dspy.runtime.stops import checkpoint
 from refed_dspy.store.jsonl import DiskFull, stop_if_full
 
-
-class Stage(Protocol):
-    """What the engine calls on a stage (refed_dspy.engine.stage.StageBase implements the shared parts).
-
-    In return a stage uses of the engine only: `start(kind, payload, slots)`, `slots_free()`, `pending[kind]`,
-    `busy`, `stopped` and `totals` (the base also reads how the run ended: `status`, `figures`).
-    """
-
-    def fill(self, engine: Engine) -> None: ...
-
-    def work(self, kind: str, payload: Any, calls: list) -> Coroutine[Any, Any, tuple[Any, Failure | None]]: ...
-
-    def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None: ...
-
-    def key(self, kind: str, payload: Any) -> str: ...
-
-    def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None: ...
+if TYPE_CHECKING:  # the stage base builds its engine: the engine only calls what it implements
+    from refed_dspy.engine.stage import StageBase
 
 
 @dataclass
@@ -114,7 +99,9 @@ class Limits:
 class Engine:
     """Runs a stage's work with up to `limits.concurrency` LM calls in flight. See the module docstring."""
 
-    def __init__(self, stage: Stage, limits: Limits, totals: Totals | None = None, transport: Transport | None = None):
+    def __init__(
+        self, stage: StageBase, limits: Limits, totals: Totals | None = None, transport: Transport | None = None
+    ):
         self.stage = stage
         # where its work runs (refed_dspy.engine.transport; by default online); the engine never asks which
         self.transport = transport if transport is not None else Transport()

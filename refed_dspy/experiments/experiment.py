@@ -27,9 +27,9 @@ back unchanged) gets the same answers, a difference of exactly 0. Cells whose LM
 caches apart (DSPy's cache key ignores api_base).
 
 The experiment reads top-down: its plan (plan.py: resolved once, the split pinned), what it says before
-money is spent (preflight.py), its examples (examples.py), each baseline (below) and cell (cell.py,
-on budget_left.py's leftovers of the budget, judged by scoring.py), each cell against its baseline (below), and
-what it leaves (outputs.py: the files, MLflow).
+money is spent (preflight.py), its examples (plan.py), each baseline (below) and cell (cell.py: run on what
+spend.py leaves of the budget, and judged), each cell against its baseline (below), and what it leaves (outputs.py:
+the files, MLflow).
 
 A baseline is the uncompiled program of a cell's target, teacher and judge, scored on the test examples once for
 every cell that shares it (`baselines/<key>.json`).

@@ -142,15 +142,15 @@ def pinned_sides(path: Path, references: list[Reference], settings: ExperimentSe
     """The references' sides for the life of the experiment (`split.json`): drawn once (`_split`) and kept with the
     settings that drew them; a resumed experiment takes the sides it pinned (in the references' order) as long as those
     settings and the references are the same, even where a later version of refed would draw them otherwise, so that
-    nothing paid for is paid again. A pin written before it kept its settings is taken when the references are the
-    same. ConfigError when the references or the settings changed: its cells would not compare."""
+    nothing paid for is paid again. ConfigError when the references or the settings changed: its cells would not
+    compare."""
     before = read_json(path)
     ids = {r.id for r in references}
     kept = {side: before.get(side) for side in SIDES}
     same_refs = all(isinstance(v, list) for v in kept.values()) and sorted(
         i for v in kept.values() for i in v
     ) == sorted(ids)
-    if before and same_refs and before.get("rule", _rule(settings)) == _rule(settings):
+    if before and same_refs and before.get("rule") == _rule(settings):
         return {side: [r for r in references if r.id in set(kept[side])] for side in SIDES}
     sides = _split(references, settings)
     check_pinned(path, {side: sorted(r.id for r in refs) for side, refs in sides.items()}, {"rule": _rule(settings)})
@@ -242,8 +242,6 @@ def experiment_examples(plan: ExperimentPlan) -> dict[str, dict[str, list[dspy.E
                 )
             )
         pin = plan.out / f"examples-{target}.json"
-        if not all(read_json(pin).get(side, True) for side in SIDES):
-            pin.unlink()  # an earlier version pinned a split with an empty side before it refused it: no cell saw it
         check_pinned(pin, {side: sorted(example_key(e) for e in v) for side, v in examples[target].items()})
     return examples
 

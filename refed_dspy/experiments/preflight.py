@@ -20,7 +20,7 @@ from refed_dspy.config import Config
 from refed_dspy.experiments.config import Cell, ExperimentSettings, baseline_key, cell_config
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.stats import detectable_difference, least_units, smallest_test
-from refed_dspy.methods import get_method
+from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.plan import examples_config, target_program
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS
 from refed_dspy.optimizers.teleprompters.base import PASS_RATE, CallModel, CompileSettings
@@ -179,7 +179,7 @@ def synthesis_calls(syn: Any, n_refs: int) -> int:
     """LM calls a synthesis run of `syn` (a [synthesis] section) on `n_refs` references should make, repairs and
     rejects aside: each kind of task its method runs, times the calls that task makes at most. (The run's own call
     cap, synthesis.max_calls_per_sample x size, is a bound, not an estimate: 136 against 52 made in a trial.)"""
-    method = get_method(syn.method)
+    method = METHODS.get(syn.method)
     counts, worst = method.work_counts(syn, n_refs), method.worst_calls(syn)
     return sum(n * worst.get(kind, 0) for kind, n in counts.items())
 

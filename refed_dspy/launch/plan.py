@@ -34,17 +34,18 @@ metric's) is counted, budgeted and journaled (refed_dspy.clients.lm_routing).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.destination import check_lm_key, endpoint_of
 from refed_dspy.clients.lm import build_lm, price_of_lm, stage_lm
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
-from refed_dspy.clients.local_server import LocalServer, serving
+from refed_dspy.clients.local_server import LocalServer, listening, served_roles, start
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.config.lm import price_note, require_price
 from refed_dspy.engine.metrics import Endpoint, open_endpoint
@@ -249,11 +250,39 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
 # LMs resolved here, before any call, and every LM they hold passes the call boundary on the ledger `held_calls` opens.
 
 
-def served(local: LocalServing, specs: dict[str, LMSpec]) -> AbstractContextManager[list[LocalServer]]:
+@contextmanager
+def served(
+    local: LocalServing, specs: dict[str, LMSpec], say: Callable[[str], None] = log.info
+) -> Iterator[list[LocalServer]]:
     """For the block, with `[local] serve = true`: the local model the sections of `specs` (role -> section) reach,
-    started where nothing serves it yet (refed_dspy.clients.local_server); the servers started here, stopped on the way
-    out."""
-    return serving(local, specs)
+    started where nothing listens yet (refed_dspy.clients.local_server); yields the servers started here (none when
+    every endpoint was served already) and stops them on the way out. ConfigError when one cannot start (the [local]
+    extra missing, the port taken)."""
+    started: list[LocalServer] = []
+    try:
+        for url, roles in served_roles(local, specs).items():
+            who = " and ".join(roles)
+            if listening(url):  # nothing to do, and nothing said but in debug logs
+                log.debug("local model: %s is served already: used there by the %s, nothing started", url, who)
+                continue
+            say(f"local model: nothing listens at {url}; starting {local.model_name} there for the {who}")
+            server = start(
+                local.gguf,
+                port=urlsplit(url).port or 0,
+                slots=local.slots,
+                ctx_per_slot=local.ctx_per_slot,
+                threads=local.threads,
+            )
+            started.append(server)
+            say(
+                f"local model: serving {server.name} ({server.model_path.name}, {server.slots} slots) at "
+                f"{server.api_base}; it stops when this command ends"
+            )
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+            say(f"local model: stopped the server at {server.api_base}")
 
 
 def held_lm(spec: LMSpec, role: str, lm: Any = None) -> Any:

@@ -4,10 +4,10 @@ Importing this package imports every module in it, and each registers its method
 your own registers the same way (`@METHODS.register` on a `Method` subclass) and `synthesis.method` accepts it.
 """
 
-from refed_dspy.methods.base import Defaults, Method, SeedItem, SynthesisSettings, get_method
+from refed_dspy.methods.base import Defaults, Method, SeedItem, SynthesisSettings
 from refed_dspy.methods.reference_synthesis import ReferenceSynthesisMethod
 from refed_dspy.registry import METHODS, load_package
 
 load_package(__name__, __path__, skip=("base", "reference_synthesis"))
 
-__all__ = ["METHODS", "Defaults", "Method", "ReferenceSynthesisMethod", "SeedItem", "SynthesisSettings", "get_method"]
+__all__ = ["METHODS", "Defaults", "Method", "ReferenceSynthesisMethod", "SeedItem", "SynthesisSettings"]

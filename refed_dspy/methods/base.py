@@ -20,7 +20,6 @@ from typing import Any, ClassVar, Protocol
 
 import dspy
 
-from refed_dspy.registry import METHODS
 from refed_dspy.store.records import Reference, ReferenceFeedback
 
 KEEP_RATE = 0.9  # the share of new instructions the dedup keeps, before a run has shown its own (estimate)
@@ -96,6 +95,19 @@ class Method(ABC):
         description, None when the reference has no such feature (its unit is skipped)."""
         return ""
 
+    def unit_inputs(
+        self, ref: Reference, feature: str, feedback: ReferenceFeedback | None, syn: SynthesisSettings, rollout: int = 0
+    ) -> dict[str, Any]:
+        """The keyword inputs of the `synthesizer` part for one unit: `syn.instructions_per_feature` new instructions
+        from `feature` of `ref` (its description from `feedback`); `rollout`: a pass after the first asks anew."""
+        return {
+            "reference_instruction": ref.instruction,
+            "feature_name": feature,
+            "feature_description": self.feature_description(feature, feedback) or "",
+            "n": syn.instructions_per_feature,
+            "rollout_id": rollout or None,
+        }
+
     def seed_item(self, ref: Reference, syn: SynthesisSettings) -> SeedItem | None:
         """The sample this method makes straight from `ref`, or None (it synthesizes new instructions instead)."""
         return None
@@ -118,8 +130,3 @@ class Method(ABC):
             return {"feedback": 0, "unit": 0, "sample": min(syn.size, n_refs)}
         units = math.ceil(syn.size / (syn.instructions_per_feature * KEEP_RATE))
         return {"feedback": min(n_refs, units) if self.collects_feedback else 0, "unit": units, "sample": syn.size}
-
-
-def get_method(name: str) -> Method:
-    """The method called `name`; ConfigError naming the available ones otherwise."""
-    return METHODS.get(name)

@@ -1,15 +1,17 @@
 """The family of the paper's methods: new instructions from a reference's features, a response to each, and
-optionally an improvement of it with feedback. Each method of the family is this class with its switches set."""
+optionally an improvement of it with feedback. Each method of the family is this class with its switches set: the
+paper's method and its baselines are one table of switches (FAMILY), registered on import."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import dspy
 
 from refed_dspy.methods.base import Defaults, Method, SynthesisSettings, dumped
 from refed_dspy.programs import ReferenceSynthesis
 from refed_dspy.programs.parts import PART_INPUTS
+from refed_dspy.registry import METHODS
 from refed_dspy.store.records import Reference, ReferenceFeedback
 
 DESCRIBED_FEATURES = ("subject_areas", "relevant_skills")
@@ -94,3 +96,66 @@ class ReferenceSynthesisMethod(Method):
             implementation_strategy=dumped(pred.get("implementation_strategy")),
             improved_response=improved,
         )
+
+
+class Switches(NamedTuple):
+    """One method of the family: where `refed methods` lists it (rank), what it says of it, and its switches."""
+
+    rank: int
+    summary: str
+    doc: str
+    describe: bool
+    critique_reference: bool
+    improve: bool
+    sample_feedback: bool
+
+
+# the paper's method and its three baselines (Mehri et al., EACL 2026)
+FAMILY = {
+    "refed": Switches(
+        0,
+        "the paper: reference-level instruction and response feedback",
+        "Instructions from the reference's described subject areas and skills; each draft improved with the "
+        "reference's response critique (2 feedback calls per reference, 2 calls per sample).",
+        describe=True,
+        critique_reference=True,
+        improve=True,
+        sample_feedback=False,
+    ),
+    "sample_feedback": Switches(
+        1,
+        "paper baseline: reference instruction feedback, sample-level response feedback",
+        "Instructions as refed; each draft critiqued itself (one feedback call per sample), then improved.",
+        describe=True,
+        critique_reference=False,
+        improve=True,
+        sample_feedback=True,
+    ),
+    "instruction_feedback": Switches(
+        2,
+        "paper baseline: reference instruction feedback, drafts only",
+        "Instructions as refed; the draft response is the sample (no improvement step).",
+        describe=True,
+        critique_reference=False,
+        improve=False,
+        sample_feedback=False,
+    ),
+    "no_feedback": Switches(
+        3,
+        "paper baseline: no feedback",
+        'No feedback call at all: one feature ("reference") per reference, the draft is the sample.',
+        describe=False,
+        critique_reference=False,
+        improve=False,
+        sample_feedback=False,
+    ),
+}
+
+for _name, _switches in FAMILY.items():
+    METHODS.register(
+        type(
+            "".join(word.title() for word in _name.split("_")),
+            (ReferenceSynthesisMethod,),
+            {**_switches._asdict(), "__module__": __name__, "__doc__": _switches.doc, "name": _name},
+        )
+    )

@@ -45,18 +45,13 @@ def is_empty(path: str | Path) -> bool:
     return not _entries(Path(path))
 
 
-def marked_kind(path: str | Path) -> str | None:
+def kind_of(path: str | Path) -> str | None:
     """The kind `.refed-dir` in `path` names, or None when there is no marker (or an empty one: a kill or a full
     disk between its creation and its write; the directory is then judged as one without a marker)."""
     try:
         return (Path(path) / MARKER).read_text(encoding="utf-8").strip() or None
     except (OSError, ValueError):
         return None
-
-
-def kind_of(path: str | Path) -> str | None:
-    """The kind of refed directory `path` is (by its marker), or None."""
-    return marked_kind(path)
 
 
 def _describe(kind: str) -> str:
@@ -118,7 +113,7 @@ def claim(
         given.mkdir(parents=True, exist_ok=True)
         fd = os.open(given / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        found = marked_kind(given)  # another command took it between the check and now, or an empty marker
+        found = kind_of(given)  # another command took it between the check and now, or an empty marker
         if found is None:  # empty (cut off between its creation and its write): what `check` allowed, now said
             (given / MARKER).write_text(f"{kind}\n", encoding="utf-8")
             return given
@@ -162,7 +157,7 @@ _SCAN_LIMIT = 20_000  # directories looked at below an output path before giving
 
 def is_run_dir(path: Path) -> bool:
     """Whether `path` is a synthesis run dir (its marker says so, or it holds what only `refed synthesize` writes)."""
-    return marked_kind(path) == "run" or any((path / marker).is_file() for marker in RUN_DIR_MARKERS)
+    return kind_of(path) == "run" or any((path / marker).is_file() for marker in RUN_DIR_MARKERS)
 
 
 def _run_dir_below(path: Path) -> Path | None:

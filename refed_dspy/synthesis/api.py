@@ -7,13 +7,13 @@ from pathlib import Path
 
 import dspy
 
-from refed_dspy.config import Config, fingerprint, load_config, to_toml
+from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
 from refed_dspy.config.schema import endpoint_diff
 from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.batch.store import moves_with_batches_closed
-from refed_dspy.launch.plan import launch, online_lm
-from refed_dspy.methods import get_method
+from refed_dspy.launch.plan import launch
+from refed_dspy.methods import METHODS
 from refed_dspy.runtime.sync import off_loop, run_sync
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import check, owned
@@ -22,19 +22,13 @@ from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_m
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.estimate import eta_line
 from refed_dspy.synthesis.next_work import parts_of
-from refed_dspy.synthesis.program import resolve_program, run_fingerprint_diff, with_lm_of
+from refed_dspy.synthesis.program import resolve_program, with_lm_of
 from refed_dspy.synthesis.run import SynthesisPlan, SynthesisRun
 from refed_dspy.synthesis.summary import RunSummary
 from refed_dspy.tracking.mlflow_runs import track_run_dir
 from refed_dspy.tracking.traces import run_traces
 
 log = logging.getLogger(__name__)
-
-
-def build_teacher(config: Config) -> dspy.LM:
-    """The teacher LM of a synthesis run, as its launch builds it (launch.plan.online_lm: no DSPy retries, a connection
-    pool as wide as synthesis.concurrency)."""
-    return online_lm(config, "teacher")
 
 
 async def arun_synthesis(
@@ -66,7 +60,7 @@ async def arun_synthesis(
         )
     # the config of record: the teacher that runs (one handed in is described by its own settings), the program
     record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
-    run_program, record = resolve_program(record, get_method(record.synthesis.method), program, respond)
+    run_program, record = resolve_program(record, METHODS.get(record.synthesis.method), program, respond)
     with launch(record, "teacher", teacher) as launched:
         servers = launched.serve()  # once the config is checked: the local model the teacher needs, if any
         if references is None:
@@ -120,7 +114,7 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
             fingerprint(plan.record, plan.program.fingerprint_hash),
             to_toml(plan.record),
             plan.on_mismatch,
-            diff=run_fingerprint_diff,
+            diff=fingerprint_diff,
             moved=lambda old, new: moves_with_batches_closed(rundir.path, "batches", endpoint_diff(old, new)),
         )
         threads = plan.settings.concurrency if plan.program.threaded else 0

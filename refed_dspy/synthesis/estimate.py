@@ -82,7 +82,7 @@ from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.errors import RefedError
 from refed_dspy.ledger.usage import prompt_cache_share, prompt_cache_text
-from refed_dspy.methods import get_method
+from refed_dspy.methods import METHODS
 from refed_dspy.providers.base import MarkedCache, PrefixCache
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.runtime.sync import run_sync
@@ -373,7 +373,7 @@ def _walk(
     execute (its compiled `synthesis.program` included), as the runner calls them; no LM is called. The replies of a
     stage in `targets` are as long as it says; none is longer than the teacher's output limit. Returns the stages
     whose replies were cut to that limit."""
-    method = get_method(config.synthesis.method)
+    method = METHODS.get(config.synthesis.method)
     parts = parts_of(resolve_program(config, method)[0].program)
     syn = config.synthesis
     spec = config.teacher
@@ -395,15 +395,7 @@ def _walk(
                 fb = None
                 if method.collects_feedback:
                     fb = feedback_record(ref, await task("feedback", reference=ref))
-                feature = method.features[0]
-                pred = await task(
-                    "unit",
-                    reference_instruction=ref.instruction,
-                    feature_name=feature,
-                    feature_description=method.feature_description(feature, fb) or "",
-                    n=syn.instructions_per_feature,
-                    rollout_id=None,
-                )
+                pred = await task("unit", **method.unit_inputs(ref, method.features[0], fb, syn))
                 await task("sample", **method.sample_inputs(ref, pred.new_instructions[0], fb))
 
     run_sync(run())
@@ -413,7 +405,7 @@ def _walk(
 def work_counts(config: Config, n_refs: int) -> dict[str, int]:
     """How many references, units and samples a run of this size does (pure): `units` assume 90% of new
     instructions survive dedup."""
-    return get_method(config.synthesis.method).work_counts(config.synthesis, n_refs)
+    return METHODS.get(config.synthesis.method).work_counts(config.synthesis, n_refs)
 
 
 class LocalTime(BaseModel):
@@ -639,7 +631,7 @@ def scaled_stages(
 def references_reached(config: Config, counts: dict[str, int], n_refs: int) -> int:
     """How many references a run of this size reaches: those its units come from (each reference gives one unit per
     feature and pass), or one a sample for a method with no units (pure)."""
-    method = get_method(config.synthesis.method)
+    method = METHODS.get(config.synthesis.method)
     if not method.features:
         return max(1, min(n_refs, counts["sample"]))
     return max(1, min(n_refs, math.ceil(counts["unit"] / len(method.features))))

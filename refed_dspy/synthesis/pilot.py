@@ -16,7 +16,7 @@ from typing import Any
 
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
-from refed_dspy.methods import get_method
+from refed_dspy.methods import METHODS
 from refed_dspy.store.ownership import claim
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_seeds
@@ -61,7 +61,7 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
     total = {f: sum(row[f] for row in stages.values()) for f in _FIELDS}
     price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor
-    work = get_method(config.synthesis.method).work_counts(config.synthesis, n_refs)
+    work = METHODS.get(config.synthesis.method).work_counts(config.synthesis, n_refs)
     work.update(unit=full_units, feedback=full_feedback)
     used = pilot["usage"]
     per_call = float(used.get("lm_seconds") or 0.0) / used["calls"] if used.get("calls") else None

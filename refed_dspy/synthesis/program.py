@@ -30,12 +30,11 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.destination import check_lm_key, endpoint_of, key_env_of
-from refed_dspy.config import Config, fingerprint_diff
+from refed_dspy.config import Config
 from refed_dspy.config.lm import reserved_extra_keys
 from refed_dspy.config.section import SECRET_NAME
 from refed_dspy.errors import ConfigError
 from refed_dspy.methods import Method
-from refed_dspy.programs import FORMER_MODULES
 from refed_dspy.programs.parts import check_pipeline, with_open_parts
 from refed_dspy.programs.saved import PYTHON_SCHEME, load_program
 from refed_dspy.providers.prices import SERVICE_TIERS
@@ -109,21 +108,6 @@ def resolve_program(
 
 
 _PREFIX = "refed."
-
-
-def run_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """`fingerprint_diff` of a run dir's fingerprint and this run's, with a program of ours passed from Python read as
-    it is named now: recorded before its module was merged (as `python:refed_dspy.programs.respond_and_improve.` and
-    the class), it names the module its class is in now, so the same program continues its run."""
-    program = old.get("synthesis", {}).get("program")
-    if not isinstance(program, str) or not program.startswith(PYTHON_SCHEME):
-        return fingerprint_diff(old, new)
-    module, _, name = program.removeprefix(PYTHON_SCHEME).rpartition(".")
-    package, _, former = module.rpartition(".")
-    if package != "refed_dspy.programs" or former not in FORMER_MODULES:
-        return fingerprint_diff(old, new)
-    now = f"{PYTHON_SCHEME}{FORMER_MODULES[former].__name__}.{name}"
-    return fingerprint_diff({**old, "synthesis": {**old["synthesis"], "program": now}}, new)
 
 
 def program_origin(spec: str | None, tracking_uri: str | None = None) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase
 from refed_dspy.launch.plan import Launch, Started
 from refed_dspy.ledger.usage import Totals, usage_of
-from refed_dspy.methods import Method, get_method
+from refed_dspy.methods import METHODS, Method
 from refed_dspy.store.jsonl import write_json_atomic
 from refed_dspy.store.records import Reference, RejectRecord, SampleMeta, SampleRecord, content_id, teacher_key
 from refed_dspy.store.rundir import OnMismatch, ResumeState, RunDir
@@ -70,7 +70,7 @@ class SynthesisRun(StageBase):
             watch=started.watch,
         )
         self.syn = plan.settings
-        self.method: Method = get_method(self.syn.method)
+        self.method: Method = METHODS.get(self.syn.method)
         self.refs = plan.references
         self.rundir = rundir
         self.program = plan.program
@@ -139,13 +139,7 @@ class SynthesisRun(StageBase):
         if kind == "unit":
             # a unit starts only once its reference's feedback is in (until then it is parked)
             fb = self.next_work.feedback.get(ref.id) if self.method.collects_feedback else None
-            return {
-                "reference_instruction": ref.instruction,
-                "feature_name": payload.feature,
-                "feature_description": self.method.feature_description(payload.feature, fb) or "",
-                "n": self.syn.instructions_per_feature,
-                "rollout_id": payload.pass_no or None,
-            }
+            return self.method.unit_inputs(ref, payload.feature, fb, self.syn, payload.pass_no)
         return self.method.sample_inputs(ref, payload.instruction, self.next_work.feedback.get(ref.id))
 
     def _result(self, kind: str, payload: Any, pred: Any, calls: list) -> Any:

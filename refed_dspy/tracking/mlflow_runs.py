@@ -132,9 +132,8 @@ def mask_span(span: Any) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_run(config: Config, run_dir: str | Path, anywhere: bool = False) -> Iterator[object]:
-    """The MLflow run of `run_dir` (created on first use), active for the block. `anywhere`: found in any MLflow
-    experiment, not only the config's (an experiment dir whose runs an earlier version filed under another)."""
+def mlflow_run(config: Config, run_dir: str | Path) -> Iterator[object]:
+    """The MLflow run of `run_dir` in the config's MLflow experiment (created on first use), active for the block."""
     import mlflow
 
     with connected(config.tracking) as experiment:
@@ -143,10 +142,6 @@ def mlflow_run(config: Config, run_dir: str | Path, anywhere: bool = False) -> I
         found = mlflow.search_runs(
             experiment_ids=[experiment.experiment_id], output_format="list", max_results=1, filter_string=where
         )
-        if not found and anywhere:
-            found = mlflow.search_runs(
-                search_all_experiments=True, output_format="list", max_results=1, filter_string=where
-            )
         run_id = found[0].info.run_id if found else None
         tags = None if run_id else {RUN_DIR_TAG: path}
         with mlflow.start_run(run_id=run_id, run_name=None if run_id else Path(path).name, tags=tags) as run:
@@ -471,7 +466,7 @@ def experiment_run(config: Config, out: Path, params: dict[str, Any]) -> Iterato
         return
     import mlflow
 
-    with mlflow_run(config, out, anywhere=True) as run:  # an earlier version filed it under "refed"
+    with mlflow_run(config, out) as run:
         if KIND_TAG not in run.data.tags:
             mlflow.set_tag(KIND_TAG, "experiment")
         log_params_once(flat_params(params))

@@ -1,7 +1,7 @@
 """What a person sees of a directory refed writes, read from its files without taking its lock: `refed status` and
 `refed_dspy.run_status` (status/: where a run dir or an experiment dir stands, typed, and its text), and `refed view`,
 a local, read-only web viewer of a run dir, a filtered dir or a `refed compare` dir (index.py: a run's rows; routes.py:
-its pages; shown.py: what a page shows of a long text; live.py: a run followed as it works; app.py: the web app).
+its pages, a run followed as it works among them; shown.py: what a page shows of a long text; app.py: the web app).
 
 The viewer's names load on first use, so `refed status` imports none of the viewer."""
 

@@ -14,9 +14,9 @@ from loopback_server import read_log
 SLOW = {"teacher.timeout": 1, "synthesis.concurrency": 2, "seeds.limit": 1, "teacher.num_retries": 0}
 
 
-def _run(srv, tmp_path, size: int) -> tuple[int, str, dict]:
+def _run(srv, tmp_path, size: int, **extra) -> tuple[int, str, dict]:
     run = tmp_path / "run"
-    code, _, err = run_refed("synthesize", *sets(run_overrides(srv, run, size, **SLOW)))
+    code, _, err = run_refed("synthesize", *sets(run_overrides(srv, run, size, **SLOW, **extra)))
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     return code, err, summary
 
@@ -36,9 +36,9 @@ def test_a_reply_that_takes_longer_than_the_timeout_while_the_server_generates_i
 
 def test_a_server_that_does_not_report_its_slots_is_cut_off_at_the_timeout_as_before(server_factory, tmp_path):
     """The same replies from a server with no /slots (vLLM, Ollama): cut off at 1 s, counted as paid (the server got
-    them)."""
+    them); the run stops after 3 such failures in a row."""
     srv = server_factory(latency_s=1.6)
-    _code, err, summary = _run(srv, tmp_path, 3)
+    _code, err, summary = _run(srv, tmp_path, 3, **{"synthesis.max_consecutive_failures": 3})
     assert summary, err[-2000:]
     assert summary["usage"]["interrupted_calls"] > 0, summary["usage"]
 

@@ -17,6 +17,7 @@ from refed_dspy.config import load_config
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.run import LocalServing
 from refed_dspy.errors import ConfigError, SeedError
+from refed_dspy.launch import plan as launch_plan
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize
 
@@ -72,7 +73,7 @@ class _Stand:
 @pytest.fixture
 def stand(monkeypatch) -> _Stand:
     s = _Stand()
-    monkeypatch.setattr(local_server, "start", s.start)
+    monkeypatch.setattr(launch_plan, "start", s.start)  # what the launch starts the local model with
     return s
 
 
@@ -121,7 +122,7 @@ def test_a_config_the_launch_refuses_starts_no_model(stand, tmp_path):
 
 def test_a_served_endpoint_is_used_and_nothing_started(stand, server_factory, tmp_path, caplog):
     srv = server_factory()
-    caplog.set_level("DEBUG", logger="refed_dspy.clients.local_server")
+    caplog.set_level("DEBUG", logger="refed_dspy.launch.plan")
     over = [*run_overrides(srv, tmp_path / "run", 4, **{"seeds.limit": 2}), "teacher.model='openai/smollm2'"]
     assert synthesize(load_config(LOCAL, over))["samples"] == 4
     assert stand.started == [] and "is served already: used there by the teacher, nothing started" in caplog.text

@@ -15,7 +15,7 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.methods import get_method
+from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.run import optimize
 from refed_dspy.programs.saved import load_program
@@ -322,7 +322,7 @@ def _mlflow_checks(uri: str, result, srv, tmp_path, monkeypatch, planted: str | 
                 feedback="Be concrete.",
             )
         assert pred.improved_response
-        program, identity = load_program(model_uri, get_method("refed"), uri)
+        program, identity = load_program(model_uri, METHODS.get("refed"), uri)
         assert (
             identity == model_uri
             and program.respond.improve.signature.instructions == result.program.improve.signature.instructions

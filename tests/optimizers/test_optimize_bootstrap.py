@@ -7,7 +7,7 @@ from dspy.utils import DummyLM
 from refed_dspy.errors import ConfigError
 from refed_dspy.optimizers.compile import evaluate, optimize
 from refed_dspy.optimizers.examples import INPUTS
-from refed_dspy.optimizers.metrics import GEPAJudgeMetric, JudgeMetric
+from refed_dspy.optimizers.metrics import JudgeMetric
 from refed_dspy.programs import RespondAndImprove
 
 IMPROVED = {
@@ -61,7 +61,7 @@ def test_metric_values_and_trace_convention():
         JudgeMetric(judge_lm(), ["helpfulness", "accuracy"])(gold, dspy.Prediction(response="", improved_response=""))
         == 0.0
     )
-    gepa = GEPAJudgeMetric(judge_lm(score=7), ["helpfulness", "accuracy"])(gold, pred, None, "improve", None)
+    gepa = JudgeMetric(judge_lm(score=7), ["helpfulness", "accuracy"])(gold, pred, None, "improve", None)
     assert gepa.score == pytest.approx(0.7 * 6 / 9 + 0.3, abs=1e-4) and "good" in gepa.feedback
 
 

@@ -11,7 +11,7 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.methods import get_method
+from refed_dspy.methods import METHODS
 from refed_dspy.optimizers.metrics import InstructionMetric, PipelineMetric, diversity, novelty
 from refed_dspy.optimizers.run import optimize
 from refed_dspy.programs.saved import load_program
@@ -63,7 +63,7 @@ def test_the_instruction_metric_cannot_be_won_by_copying():
     low, high = metric.judge(gold, copied), metric.judge(gold, novel)
     assert low["quality"] == high["quality"] == pytest.approx(7 / 9, abs=1e-4)  # the judge rates both alike
     assert low["novelty"] == 0.0 and high["novelty"] > 0.6 and low["score"] < high["score"]
-    feedback = metric.for_gepa()(gold, copied, None, "synthesizer.synthesize", None).feedback
+    feedback = metric(gold, copied, None, "synthesizer.synthesize", None).feedback
     assert "novelty 0.00" in feedback and "closest to" in feedback  # GEPA is told why
     # with the copy check (the default), a copied instruction scores 0 before the judge is asked (it has no answer)
     guarded = InstructionMetric(dspy.utils.DummyLM([]), ["helpfulness"])
@@ -115,7 +115,7 @@ def test_a_compiled_pipeline_drives_a_synthesis_run(server_factory, tmp_path, op
         "respond.generate",
         "respond.improve",
     }
-    compiled, _ = load_program(str(result.program_path), get_method("refed"))
+    compiled, _ = load_program(str(result.program_path), METHODS.get("refed"))
     assert program_hash(compiled) == program_hash(result.program)
     # the compiled pipeline drives every stage of a run: each request carries its predictor's compiled instructions
     syn = server_factory(log_prompts=True)

@@ -14,7 +14,7 @@ from loopback_server import read_log
 from refed_dspy.config import load_config
 from refed_dspy.config.section import tomllib
 from refed_dspy.errors import ConfigError, RunDirError
-from refed_dspy.methods import get_method
+from refed_dspy.methods import METHODS
 from refed_dspy.programs import ReferenceSynthesis, RespondAndImprove
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.program import program_hash
@@ -94,7 +94,7 @@ def test_python_objects_are_part_of_provenance(server_factory, tmp_path):
     mine.generate.signature = mine.generate.signature.with_instructions("Answer like a patient tutor.")
     first = synthesize(load_config(None, run_overrides(srv, run2, 3)), respond=mine)
     assert first["program"].endswith("RespondAndImprove") and first["program_hash"] != program_hash(
-        get_method("refed").build_pipeline()
+        METHODS.get("refed").build_pipeline()
     )
     n_calls = len(read_log(srv.cfg.log_path))
     assert synthesize(load_config(None, run_overrides(srv, run2, 3)), respond=mine)["new_samples"] == 0
@@ -211,15 +211,15 @@ def test_a_compiled_part_is_saved_and_hashed_with_its_pipeline():
         dspy.Example(example_instruction="Q?", example_response="A.", instruction="Hi?", response="Hi.")
     ]
     part._compiled = True
-    plain = get_method("refed").build_pipeline()
-    holding = get_method("refed").build_pipeline(respond=part)
+    plain = METHODS.get("refed").build_pipeline()
+    holding = METHODS.get("refed").build_pipeline(respond=part)
     assert "respond.generate" in holding.dump_state() and holding.respond.generate.demos
     assert program_hash(holding) != program_hash(plain)
     assert part._compiled  # the caller's object is left as it was
     # a whole pipeline passed as program= whose part is compiled: opened on a copy
     from refed_dspy.programs.parts import with_open_parts
 
-    given = get_method("refed").build_pipeline()
+    given = METHODS.get("refed").build_pipeline()
     given.respond = part
     assert "respond.generate" not in given.dump_state()  # what DSPy does with a frozen child
     opened = with_open_parts(given)

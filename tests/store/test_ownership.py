@@ -121,11 +121,11 @@ def test_an_export_lock_leaves_no_file_and_the_next_holder_locks_the_file_there_
 def test_an_empty_marker_left_by_a_kill_does_not_lock_the_directory_out(tmp_path):
     """A kill (or a full disk) between the marker's creation and its write leaves it empty: the directory is judged
     by what it holds, and the next claim writes the marker."""
-    from refed_dspy.store.ownership import MARKER, claim, marked_kind
+    from refed_dspy.store.ownership import MARKER, claim, kind_of
 
     d = tmp_path / "run"
     d.mkdir()
     (d / MARKER).write_text("")
-    assert marked_kind(d) is None
+    assert kind_of(d) is None
     claim(d, "run", flag="run.dir")
-    assert marked_kind(d) == "run"
+    assert kind_of(d) == "run"

@@ -89,9 +89,9 @@ def test_progress_line_projects_the_total_cost():
 def test_the_estimate_prices_the_program_the_run_would_use(tmp_path):
     """synthesis.program names a compiled pipeline whose improver carries long instructions and a demo: the estimate
     walks that program, so its improve prompts are longer than the built-in ones (and nothing else changes)."""
-    from refed_dspy.methods import get_method
+    from refed_dspy.methods import METHODS
 
-    program = get_method("refed").build_pipeline()
+    program = METHODS.get("refed").build_pipeline()
     improve = program.respond.improve
     improve.signature = improve.signature.with_instructions("Improve the draft. " + "Keep every fact; " * 300)
     saved = tmp_path / "program.json"

@@ -59,11 +59,11 @@ def test_a_resumed_run_with_a_failed_reference_still_finds_the_units_left():
     first 3 passes done, the next unit is the other's 4th pass, not the end of the run."""
     from types import SimpleNamespace
 
-    from refed_dspy.methods import get_method
+    from refed_dspy.methods import METHODS
     from refed_dspy.store.records import Reference
     from refed_dspy.synthesis.next_work import NextWork, unit_order
 
-    method = get_method("no_feedback")
+    method = METHODS.get("no_feedback")
     refs = [Reference(id=f"r{i}", instruction=f"task {i}", response=f"answer {i}", source="t") for i in range(2)]
     syn = SimpleNamespace(size=100, instructions_per_feature=2, reflection="both")
     schedule = NextWork(method, syn, refs, concurrency=2, dedup_threshold=0.7)
@@ -79,11 +79,11 @@ def test_references_whose_feedback_failed_do_not_cut_the_run_short():
     passes 8 working references would get (a CI run under a fault-injecting server stopped `exhausted` at 18 of 30)."""
     from types import SimpleNamespace
 
-    from refed_dspy.methods import get_method
+    from refed_dspy.methods import METHODS
     from refed_dspy.store.records import Reference
     from refed_dspy.synthesis.next_work import NextWork
 
-    method = get_method("refed")
+    method = METHODS.get("refed")
     refs = [Reference(id=f"r{i}", instruction=f"task {i}", response=f"answer {i}", source="t") for i in range(8)]
     syn = SimpleNamespace(size=30, instructions_per_feature=2, reflection="both")
     schedule = NextWork(method, syn, refs, concurrency=2, dedup_threshold=0.7)

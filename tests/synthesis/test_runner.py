@@ -232,9 +232,9 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
 
     def worst(method: str, respond=None) -> dict:
         config = load_config(None, [f"synthesis.method={method}", "teacher.api_key_env=''"])
-        from refed_dspy.methods import get_method
+        from refed_dspy.methods import METHODS
 
-        program, config = resolve_program(config, get_method(method), respond=respond)
+        program, config = resolve_program(config, METHODS.get(method), respond=respond)
         launch = Launch("teacher", config.teacher, "online", None, None, config.batch, config.price_book, 30.0)
         plan = SynthesisPlan(
             tmp_path / method, config.synthesis, config.teacher, program, [], launch, config.run, config

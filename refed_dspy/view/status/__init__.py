@@ -1,6 +1,5 @@
 """`refed status` and `refed_dspy.run_status`: where any directory refed writes stands, typed, and its text as
-`refed status` prints it, read from its files without taking its lock (a run dir: run.py, text.py; an experiment dir:
-experiment.py)."""
+`refed status` prints it, read from its files without taking its lock (a run dir: run.py; an experiment dir: experiment.py)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ from refed_dspy.ledger.call_log import unaccounted
 from refed_dspy.ledger.usage import Totals, usd, usd_up_to, with_unrecorded
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
-from refed_dspy.store.ownership import marked_kind
+from refed_dspy.store.ownership import kind_of
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir
 
@@ -328,7 +328,7 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     if not path.is_dir():
         raise RunDirError(f"{path} is not a run directory ({'not a directory' if path.exists() else 'no such path'})")
     # a comparison or an optimization not yet summed up is known by the marker its command wrote first
-    marked = marked_kind(path)
+    marked = kind_of(path)
     if not is_run_dir(path) and marked not in ("compare", "optimize"):
         _refuse_folder(path)
         raise RunDirError(f"{path} is not a run directory (no config.toml, summary or records)")
