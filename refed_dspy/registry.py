@@ -1,8 +1,9 @@
 """Registries of the things a config names by a string: methods, filters, optimizers, optimize targets.
 
-Each kind has one package with one module per entry; importing the package imports every module in it,
-and each module registers its entry with `@REGISTRY.register`. So adding a method, a filter or an optimizer
-is adding one file, and the names a config accepts are the registry's. An entry registered from your own
+Each kind has one package; importing the package imports every module in it, and each module registers its entries
+with `@REGISTRY.register` (one entry a module, but for the paper's family of methods: one table of switches in
+refed_dspy.methods.reference_synthesis). So adding a method, a filter or an optimizer is adding one file, and the names
+a config accepts are the registry's. An entry registered from your own
 code (a method of yours) is accepted the same way; a package of yours that declares its modules in the entry-point
 group `refed_dspy.plugins` has them imported too (load_plugins), so the CLI knows its entries.
 

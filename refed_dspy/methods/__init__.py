@@ -1,6 +1,7 @@
-"""The synthesis methods, one module each (see base.py for what a method is).
+"""The synthesis methods (see base.py for what a method is): the paper's method and its baselines, one table of
+switches (reference_synthesis.py), and Reflection-Tuning (reflection.py).
 
-Importing this package imports every module in it, and each registers its method in METHODS; a method of
+Importing this package imports every module in it, and each registers its methods in METHODS; a method of
 your own registers the same way (`@METHODS.register` on a `Method` subclass) and `synthesis.method` accepts it.
 """
 

@@ -151,10 +151,11 @@ FAMILY = {
     ),
 }
 
-for _name, _switches in FAMILY.items():
-    METHODS.register(
+for _name, _switches in FAMILY.items():  # each a class of this module by its name (Refed, NoFeedback...): it pickles
+    _class = "".join(word.title() for word in _name.split("_"))
+    globals()[_class] = METHODS.register(
         type(
-            "".join(word.title() for word in _name.split("_")),
+            _class,
             (ReferenceSynthesisMethod,),
             {**_switches._asdict(), "__module__": __name__, "__doc__": _switches.doc, "name": _name},
         )
