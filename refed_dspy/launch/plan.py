@@ -34,7 +34,7 @@ metric's) is counted, budgeted and journaled (refed_dspy.clients.lm_routing).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,9 +251,7 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
 
 
 @contextmanager
-def served(
-    local: LocalServing, specs: dict[str, LMSpec], say: Callable[[str], None] = log.info
-) -> Iterator[list[LocalServer]]:
+def served(local: LocalServing, specs: dict[str, LMSpec]) -> Iterator[list[LocalServer]]:
     """For the block, with `[local] serve = true`: the local model the sections of `specs` (role -> section) reach,
     started where nothing listens yet (refed_dspy.clients.local_server); yields the servers started here (none when
     every endpoint was served already) and stops them on the way out. ConfigError when one cannot start (the [local]
@@ -265,7 +263,7 @@ def served(
             if listening(url):  # nothing to do, and nothing said but in debug logs
                 log.debug("local model: %s is served already: used there by the %s, nothing started", url, who)
                 continue
-            say(f"local model: nothing listens at {url}; starting {local.model_name} there for the {who}")
+            log.info(f"local model: nothing listens at {url}; starting {local.model_name} there for the {who}")
             server = start(
                 local.gguf,
                 port=urlsplit(url).port or 0,
@@ -274,7 +272,7 @@ def served(
                 threads=local.threads,
             )
             started.append(server)
-            say(
+            log.info(
                 f"local model: serving {server.name} ({server.model_path.name}, {server.slots} slots) at "
                 f"{server.api_base}; it stops when this command ends"
             )
@@ -282,7 +280,7 @@ def served(
     finally:
         for server in started:
             server.stop()
-            say(f"local model: stopped the server at {server.api_base}")
+            log.info(f"local model: stopped the server at {server.api_base}")
 
 
 def held_lm(spec: LMSpec, role: str, lm: Any = None) -> Any:

@@ -153,10 +153,11 @@ FAMILY = {
 
 for _name, _switches in FAMILY.items():  # each a class of this module by its name (Refed, NoFeedback...): it pickles
     _class = "".join(word.title() for word in _name.split("_"))
+    _attrs = {k: v for k, v in _switches._asdict().items() if k != "doc"}
     globals()[_class] = METHODS.register(
         type(
             _class,
             (ReferenceSynthesisMethod,),
-            {**_switches._asdict(), "__module__": __name__, "__doc__": _switches.doc, "name": _name},
+            {**_attrs, "__module__": __name__, "__doc__": _switches.doc, "name": _name},
         )
     )
