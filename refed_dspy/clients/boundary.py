@@ -49,8 +49,10 @@ from refed_dspy.clients.calls import (
 )
 from refed_dspy.clients.destination import check_lm_key, refusal_in
 from refed_dspy.clients.destination import install as install_destination_check
+from refed_dspy.clients.flights import LATE, aanswer_of, answer_of
 from refed_dspy.clients.prompt_cache import count_prompt
 from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gave_up_waiting, tier_asked
+from refed_dspy.config.lm import TIMEOUT_S
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
@@ -123,6 +125,24 @@ class CallBoundary:
             return super().__call__(*args, **kwargs)
         if (other := _routed(self)) is not None:  # the run counts this LM's calls on a twin of it, which makes them
             return other(*args, **kwargs)
+        flights, key = _flight(self, args, kwargs, waits_blocking=True)
+        while key is not None and (ahead := flights.board(key)) is not None:  # an identical request is in flight
+            outputs = answer_of(ahead, _wait_s(self, kwargs))
+            if outputs is LATE:
+                key = None  # it is slow: this one is sent as if alone
+            elif outputs is not None:
+                return self._answered_in_flight(kwargs, outputs)
+        if key is None:
+            return self._tried(*args, **kwargs)
+        outputs = None
+        try:
+            outputs = self._tried(*args, **kwargs)
+            return outputs
+        finally:
+            flights.land(key, outputs)
+
+    def _tried(self, *args: Any, **kwargs: Any):
+        """The call, sent again as refed_dspy.clients.tries says while it fails."""
         tries = Tries(kwargs)
         while True:
             try:
@@ -139,6 +159,23 @@ class CallBoundary:
             return await super().acall(*args, **kwargs)
         if (other := _routed(self)) is not None:
             return await other.acall(*args, **kwargs)
+        flights, key = _flight(self, args, kwargs)
+        while key is not None and (ahead := flights.board(key)) is not None:
+            outputs = await aanswer_of(ahead, _wait_s(self, kwargs))
+            if outputs is LATE:
+                key = None
+            elif outputs is not None:
+                return self._answered_in_flight(kwargs, outputs)
+        if key is None:
+            return await self._atried(*args, **kwargs)
+        outputs = None
+        try:
+            outputs = await self._atried(*args, **kwargs)
+            return outputs
+        finally:
+            flights.land(key, outputs)
+
+    async def _atried(self, *args: Any, **kwargs: Any):
         tries = Tries(kwargs)
         while True:
             try:
@@ -197,6 +234,16 @@ class CallBoundary:
             raise
         finally:
             _end(begun)
+
+    def _answered_in_flight(self, kwargs: dict[str, Any], outputs: Any) -> Any:
+        """The answer of an identical request that was in flight: a copy of its outputs, counted here as a cache hit
+        (nothing paid; no history entry)."""
+        begun = _begin(self, kwargs, False)
+        try:
+            self._record(CallInfo(stage=self._stage_now(), model=self.model, cache_hit=True))
+        finally:
+            _end(begun)
+        return copy.deepcopy(outputs)
 
     def _stage_now(self) -> str:
         """The stage a call made now is tagged with: the one set where it is made; else `propose` when a module of
@@ -354,6 +401,36 @@ def _end(begun: tuple) -> None:
     _started.reset(started)
     _reported.reset(reported)
     _inside.reset(inside)
+
+
+def _flight(lm: Any, args: tuple, kwargs: dict[str, Any], waits_blocking: bool = False) -> tuple[Any, str | None]:
+    """The run's flights (refed_dspy.clients.flights) and the request's key there, the run cache's key of what it
+    sends; (None, None) where the run keeps no flights, the request cannot be keyed, or a blocking wait would stall
+    the event loop running in this thread."""
+    flights = getattr(dspy.cache, "flights", None)
+    if flights is None or (waits_blocking and _loop_running()):
+        return None, None
+    request = {**(getattr(lm, "kwargs", None) or {}), **kwargs, "positional": list(args)}
+    request.pop("cache", None)
+    request.update(model=str(getattr(lm, "model", "")), lm_class=lm_class_of(lm).__qualname__)
+    try:
+        return flights, dspy.cache.cache_key(request, ["api_key", "api_base", "base_url"])
+    except Exception:  # noqa: BLE001 - a request the cache cannot key is sent as it is
+        return None, None
+
+
+def _wait_s(lm: Any, kwargs: dict[str, Any]) -> float:
+    """How long a request waits for an identical one in flight: as long as it would wait for its own answer."""
+    timeout = kwargs.get("timeout", (getattr(lm, "kwargs", None) or {}).get("timeout"))
+    return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else TIMEOUT_S
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _raise_refusal(err: LMError) -> None:
