@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+from dspy.utils.parallelizer import ParallelExecutor
 
-from refed_dspy.clients.lm_routing import no_stragglers
 from refed_dspy.errors import ConfigError, FinishedShort, RunAborted
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
@@ -108,17 +108,27 @@ def evaluate_detailed(
     if not devset:
         return 0.0, [], []
     recorded = _Recorded(program)
-    evaluator = dspy.Evaluate(
-        devset=devset,
-        metric=metric,
+    # DSPy's evaluator would send an item again while its first run is still going (a straggler, not cancelled: both
+    # paid); ours never does. Inside a run an identical request in flight is sent once anyway (clients/flights.py).
+    executor = ParallelExecutor(
         num_threads=num_threads,
-        display_progress=False,
         max_errors=len(devset) + 1,
+        disable_progress_bar=True,
         provide_traceback=False,
+        compare_results=True,
+        timeout=0,
     )
-    with dspy.context(lm=lm, adapter=adapter), no_stragglers():  # no item sent twice (both would be paid)
-        result = evaluator(recorded)
-    rows = [(ex, pred if len(pred.keys()) else None, float(score or 0.0)) for ex, pred, score in result.results]
+
+    def scored(example: dspy.Example) -> tuple[Any, Any]:
+        prediction = recorded(**example.inputs())
+        return prediction, metric(example, prediction)
+
+    with dspy.context(lm=lm, adapter=adapter):
+        results = executor.execute(scored, devset)
+    rows = [
+        (ex, None, 0.0) if r is None else (ex, r[0] if len(r[0].keys()) else None, float(r[1] or 0.0))
+        for ex, r in zip(devset, results, strict=True)
+    ]
     return round(sum(s for _, _, s in rows) / len(devset), 4), rows, recorded.errors
 
 
@@ -293,8 +303,8 @@ def optimize(
         settings = dataclasses.replace(settings, log_dir=_log_dir(log_root, name, settings, trainset, valset, *state))
     tp = instance or _built(choice, metric, settings, adapter)
     run = _Compilation(tp, choice, settings, metric, adapter, budget)
-    # the budget's stop is said once, by _Compilation.check; no example is sent twice by DSPy's evaluator
-    with dropping(_EXAMPLE_LOGGERS, _budget_refusal), no_stragglers():
+    # the budget's stop is said once, by _Compilation.check
+    with dropping(_EXAMPLE_LOGGERS, _budget_refusal):
         before, before_rows = run.score(program, valset, "while scoring the program before optimization")
         compiled, threshold, traced = run.compile(program.deepcopy(), trainset, valset, before)
         after, after_rows = run.score(compiled, valset, "while scoring the compiled program", most=True)

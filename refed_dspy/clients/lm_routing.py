@@ -26,14 +26,12 @@ else, in a thread DSPy did not start, the innermost scope open in the process. O
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import dspy
-from dspy.utils import parallelizer
 
 from refed_dspy.clients.boundary import CallBoundary, bounded, route_with
 from refed_dspy.clients.calls import _work_ledger, current_stage
@@ -164,36 +162,6 @@ def _route(lm: Any) -> Any | None:
 
 _installed = False
 _install_lock = threading.Lock()
-# set inside our work that runs DSPy's ParallelExecutor without a scope open (an experiment's scoring)
-_no_stragglers: contextvars.ContextVar[bool] = contextvars.ContextVar("refed_no_stragglers", default=False)
-
-
-@contextlib.contextmanager
-def no_stragglers() -> Iterator[None]:
-    """Within the block, DSPy's ParallelExecutor (dspy.Evaluate, every optimizer built on it) never sends an item again
-    while its first request is still running: that straggler re-submission does not cancel the first, so both are
-    paid. Inside an open ledger scope this holds already."""
-    _install()
-    token = _no_stragglers.set(True)
-    try:
-        yield
-    finally:
-        _no_stragglers.reset(token)
-
-
-def _install_no_stragglers() -> None:
-    """Turn off the straggler re-submission of DSPy's ParallelExecutor made inside our work (a scope open, or
-    `no_stragglers`); outside, it is left as DSPy sets it."""
-    executor = parallelizer.ParallelExecutor
-    base_init = executor.__init__
-
-    @functools.wraps(base_init)
-    def __init__(self, *args, **kwargs):  # noqa: N807 - the method it replaces
-        base_init(self, *args, **kwargs)
-        if _no_stragglers.get() or current_scope() is not None:
-            self.timeout = 0  # DSPy re-sends a straggler only when 0 < timeout
-
-    executor.__init__ = __init__
 
 
 def _install() -> None:
@@ -217,5 +185,4 @@ def _install() -> None:
 
         dspy.BaseLM.__call__, dspy.BaseLM.acall = __call__, acall
         route_with(_route)  # an LM behind the boundary asks before its call is counted (refed_dspy.clients.boundary)
-        _install_no_stragglers()
         _installed = True

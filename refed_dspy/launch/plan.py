@@ -331,7 +331,8 @@ def check_held(held: list[HeldLM], prices: PriceBook, budget_field: str | None) 
 def held_calls(budget: Any, prices: PriceBook, claims: tuple[tuple[Any, str, Any], ...]) -> Iterator[LedgerScope]:
     """For the block: every LM called (here, in tasks started here and in the threads DSPy starts) passes the call
     boundary on `budget`'s ledger, priced by `prices`: each of `claims` (LM, role, the twin its calls go to or None)
-    under its role, any other as refed_dspy.clients.lm_routing says; DSPy sends no straggler again."""
+    under its role, any other as refed_dspy.clients.lm_routing says; a straggler DSPy sends again waits for the
+    first's answer (refed_dspy.clients.flights)."""
     scope = LedgerScope(budget, prices)
     for lm, role, twin in claims:
         scope.claim(lm, role, twin)

@@ -1,11 +1,14 @@
 """DSPy's evaluator (dspy.Evaluate, and every optimizer built on its ParallelExecutor) sends an item again when its
 first run is still going after `timeout` seconds (120 by default) and three or fewer items remain, without cancelling
-the first: both are paid. Inside our work that re-submission is off, so no request body reaches the server twice and
-optimize_summary.json (with its examples) counts what the servers answered. The test lowers DSPy's timeout to one
-second (the provider answers in 1.2 s) instead of waiting two minutes."""
+the first: both would be paid. Ours (optimizers.compile.evaluate_detailed) never sends one again, and inside our runs
+the evaluations DSPy's optimizers make themselves send the same request once (clients/flights.py: the item sent again
+waits for the first's answer), so no request body reaches the server twice and optimize_summary.json (with its
+examples) counts what the servers answered. The test lowers DSPy's default timeout to one second (the provider answers
+in 1.2 s) instead of waiting two minutes."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections import Counter
@@ -16,27 +19,26 @@ from conftest import run_overrides
 from loopback_server import read_log
 
 import refed_dspy
+from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.config import load_config
 from refed_dspy.optimizers import make_metric
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.programs import RespondAndImprove
+from refed_dspy.store.cache import shared_cache
 
 INPUTS = ("reference_instruction", "reference_response", "instruction", "feedback")
 
 
 @pytest.fixture
 def quick_stragglers(monkeypatch):
-    """DSPy's evaluator with a straggler timeout of one second (its default is 120)."""
-    from dspy.evaluate import evaluate as evaluate_module
+    """DSPy's ParallelExecutor with a default straggler timeout of one second (DSPy's is 120), wherever it is made."""
+    from dspy.utils.parallelizer import ParallelExecutor
 
-    base = evaluate_module.ParallelExecutor
-
-    class Quick(base):
-        def __init__(self, *args, **kwargs):
-            kwargs["timeout"] = 1
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(evaluate_module, "ParallelExecutor", Quick)
+    init = ParallelExecutor.__init__
+    names = list(inspect.signature(init).parameters)[-len(init.__defaults__) :]
+    quick = tuple(1 if name == "timeout" else value for name, value in zip(names, init.__defaults__, strict=True))
+    assert quick != init.__defaults__
+    monkeypatch.setattr(init, "__defaults__", quick)
 
 
 def _bodies_twice(before: set[threading.Thread], *servers) -> int:
@@ -105,3 +107,17 @@ def test_optimize_pays_each_request_once_and_counts_what_the_servers_answered(
     assert _bodies_twice(before, teacher_srv, judge_srv) == 0
     paid = summary["usage"]["calls"]  # the examples' synthesis included
     assert paid == _answered(teacher_srv) + _answered(judge_srv)
+
+
+def test_dspys_own_evaluator_inside_a_run_sends_no_body_twice(server_factory, tmp_path, quick_stragglers):
+    """An evaluation a DSPy optimizer makes itself (dspy.Evaluate, straggler timeout as DSPy sets it) re-sends each
+    slow item; the re-sent request waits for the first's answer (clients/flights.py)."""
+    srv = server_factory(latency_s=1.2)
+    lm = dspy.LM("openai/m", api_base=srv.api_base, api_key="unused", num_retries=0, cache=False)
+    devset = [dspy.Example(question=f"What is {n} + {n}?").with_inputs("question") for n in range(3)]
+    evaluator = dspy.Evaluate(devset=devset, metric=lambda ex, pred, trace=None: 1.0, num_threads=6)
+    before = set(threading.enumerate())
+    with shared_cache(tmp_path / "cache"), ledger_scope(LedgerScope()), dspy.context(lm=lm):
+        evaluator(dspy.Predict("question -> answer"))
+    assert _bodies_twice(before, srv) == 0
+    assert len(read_log(srv.cfg.log_path)) == 3
