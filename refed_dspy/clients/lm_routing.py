@@ -21,6 +21,8 @@ the work that calls it) and keeps the LM's own history growing, as the LM would.
 How calls are caught: `dspy.BaseLM.__call__` and `acall` (which every DSPy LM, and a user's BaseLM, runs), and the
 boundary's own (before it counts anything: `boundary.route_with`), consult the scope of the caller. The scope is found in DSPy's settings (copied into the threads DSPy starts for parallel work),
 else, in a thread DSPy did not start, the innermost scope open in the process. Outside every scope nothing changes.
+DSPy's two methods are stood in front of only while some work routes calls (`routing`: a ledger scope open, a piece
+of the engine's work under way); when the last such work returns they are DSPy's own again.
 """
 
 from __future__ import annotations
@@ -57,7 +59,6 @@ class LedgerScope:
     """
 
     def __init__(self, budget: Any = None, prices: PriceBook | None = None):
-        _install()  # the check in front of dspy.BaseLM's calls finds a scope wherever DSPy's settings carry it
         self.budget = budget
         self.prices = prices or PriceBook()
         self._routes: dict[int, tuple[Any, Any]] = {}  # id(lm) -> (lm, the twin its calls go to); lm kept alive
@@ -143,11 +144,10 @@ def current_scope() -> LedgerScope | None:
 def ledger_scope(scope: LedgerScope) -> Iterator[LedgerScope]:
     """Open `scope` for the block: every LM called inside it (here, in tasks started here, and in the threads DSPy
     starts) passes the call boundary; see the module docstring."""
-    _install()
     with _open_lock:
         _open.append(scope)
     try:
-        with dspy.context(**{SETTINGS_KEY: scope}):
+        with routing(), dspy.context(**{SETTINGS_KEY: scope}):
             yield scope
     finally:
         with _open_lock:
@@ -160,29 +160,53 @@ def _route(lm: Any) -> Any | None:
     return scope.route(lm) if scope is not None else None
 
 
-_installed = False
-_install_lock = threading.Lock()
+_routing = 0  # the blocks open in this process that route LMs' calls (`routing`)
+_routing_lock = threading.Lock()
+_dspy_calls: tuple[Any, Any] | None = None  # dspy.BaseLM's own call methods, while ours stand in front of them
 
 
-def _install() -> None:
-    """Put the scope's check in front of dspy.BaseLM's call methods, once per process (outside a scope it passes the
-    call on unchanged)."""
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        base_call, base_acall = dspy.BaseLM.__call__, dspy.BaseLM.acall
+@contextlib.contextmanager
+def routing() -> Iterator[None]:
+    """For the block, dspy.BaseLM's call methods consult the caller's scope (outside every scope they pass the call
+    on unchanged); when the last such block in the process ends, DSPy's own methods are back. An LM refed is never
+    handed (one a user's metric builds itself) is caught only there: DSPy's callbacks cannot stop a call."""
+    global _routing
+    with _routing_lock:
+        if _routing == 0:
+            _route_dspy_calls()
+        _routing += 1
+    try:
+        yield
+    finally:
+        with _routing_lock:
+            _routing -= 1
+            if _routing == 0:
+                _restore_dspy_calls()
 
-        @functools.wraps(base_call)
-        def __call__(self, *args, **kwargs):  # noqa: N807 - the method it replaces
-            other = _route(self)
-            return base_call(self, *args, **kwargs) if other is None else other(*args, **kwargs)
 
-        @functools.wraps(base_acall)
-        async def acall(self, *args, **kwargs):
-            other = _route(self)
-            return await (base_acall(self, *args, **kwargs) if other is None else other.acall(*args, **kwargs))
+def _route_dspy_calls() -> None:
+    global _dspy_calls
+    base_call, base_acall = dspy.BaseLM.__call__, dspy.BaseLM.acall
 
-        dspy.BaseLM.__call__, dspy.BaseLM.acall = __call__, acall
-        route_with(_route)  # an LM behind the boundary asks before its call is counted (refed_dspy.clients.boundary)
-        _installed = True
+    @functools.wraps(base_call)
+    def __call__(self, *args, **kwargs):  # noqa: N807 - the method it stands in front of
+        other = _route(self)
+        return base_call(self, *args, **kwargs) if other is None else other(*args, **kwargs)
+
+    @functools.wraps(base_acall)
+    async def acall(self, *args, **kwargs):
+        other = _route(self)
+        return await (base_acall(self, *args, **kwargs) if other is None else other.acall(*args, **kwargs))
+
+    _dspy_calls = (base_call, base_acall)
+    dspy.BaseLM.__call__, dspy.BaseLM.acall = __call__, acall
+
+
+def _restore_dspy_calls() -> None:
+    global _dspy_calls
+    if _dspy_calls is not None:
+        dspy.BaseLM.__call__, dspy.BaseLM.acall = _dspy_calls
+        _dspy_calls = None
+
+
+route_with(_route)  # an LM behind the boundary asks before its call is counted (refed_dspy.clients.boundary)
