@@ -98,13 +98,26 @@ class _Recorded(dspy.Module):
 def evaluate_detailed(
     program: dspy.Module,
     devset: list[dspy.Example],
-    metric,
+    metric: Any,
     lm: dspy.LM,
     num_threads: int = 1,
     adapter: dspy.Adapter | None = None,
 ) -> tuple[float, list[tuple[dspy.Example, Any, float]], list[str]]:
     """Mean metric value over `devset` (0.0 when empty), the (example, prediction, score) rows (prediction None
-    where the program itself failed, scored 0), and the errors the program raised."""
+    where the program itself failed, scored 0), and the errors the program raised.
+
+    Args:
+        program: the program to run on each example's inputs.
+        devset: the examples to score.
+        metric: called as `metric(example, prediction)`; a falsy value scores 0.
+        lm: the LM the program runs on.
+        num_threads: how many examples run at once.
+        adapter: the adapter the program's calls use; None: DSPy's default.
+
+    Returns:
+        The mean score (rounded to 4 places), the (example, prediction, score) rows in `devset`'s order, and the
+            errors the program raised, each as `Type: first line`.
+    """
     if not devset:
         return 0.0, [], []
     recorded = _Recorded(program)
@@ -147,12 +160,24 @@ def _check_program(rows: list, errors: list[str], when: str) -> None:
 def evaluate(
     program: dspy.Module,
     devset: list[dspy.Example],
-    metric,
+    metric: Any,
     lm: dspy.LM,
     num_threads: int = 1,
     adapter: dspy.Adapter | None = None,
 ) -> float:
-    """Mean metric value of `program` (run on `lm`) over `devset` (0.0 for an empty set)."""
+    """Mean metric value of `program` (run on `lm`) over `devset` (0.0 for an empty set).
+
+    Args:
+        program: the program to run on each example's inputs.
+        devset: the examples to score.
+        metric: called as `metric(example, prediction)`; a falsy value scores 0.
+        lm: the LM the program runs on.
+        num_threads: how many examples run at once.
+        adapter: the adapter the program's calls use; None: DSPy's default.
+
+    Returns:
+        The mean score, rounded to 4 places (a failed example counts 0).
+    """
     return evaluate_detailed(program, devset, metric, lm, num_threads, adapter)[0]
 
 

@@ -45,7 +45,18 @@ def examples_spent(run_dir: Path) -> dict[str, Any]:
 
 
 def examples_from_run(run_dir: str | Path, references: dict[str, tuple[str, str]]) -> list[dspy.Example]:
-    """One Example per sample of `run_dir` whose reference (id -> (instruction, response)) is known."""
+    """One Example per sample of `run_dir` whose reference (id -> (instruction, response)) is known.
+
+    Args:
+        run_dir: the run dir whose samples.jsonl (and feedback) the examples are read from.
+        references: reference id -> (instruction, response); a sample of any other reference is skipped.
+
+    Returns:
+        The examples, in the samples' order, with INPUTS as inputs and `reference_id` set.
+
+    Raises:
+        RunDirError: `run_dir` has no samples.jsonl.
+    """
     rd = RunDir(run_dir)
     if not rd.samples.exists():
         raise RunDirError(f"{rd.path} has no samples.jsonl; synthesize first to get optimization examples")
@@ -70,7 +81,18 @@ def examples_from_run(run_dir: str | Path, references: dict[str, tuple[str, str]
 def split_examples(
     examples: list[dspy.Example], n_train: int, n_val: int, seed: int = 0, val_fraction: float = 1 / 3
 ) -> tuple[list, list]:
-    """Train and validation sets with disjoint references (fixed seed), at most n_train and n_val long."""
+    """Train and validation sets with disjoint references (fixed seed), at most n_train and n_val long.
+
+    Args:
+        examples: the examples to split, each with a `reference_id`.
+        n_train: the most training examples kept.
+        n_val: the most validation examples kept.
+        seed: the seed that draws which references go to validation.
+        val_fraction: the share of the examples that validation aims for (refed_dspy.store.seeds.split_by_reference).
+
+    Returns:
+        The training and validation lists, each in the input order.
+    """
     train, val = split_by_reference(examples, val_fraction, seed, key=lambda e: e.reference_id)
     return train[:n_train], val[:n_val]
 

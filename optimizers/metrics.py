@@ -158,7 +158,15 @@ class JudgeMetric(CountedCalls):
 
     def copies_of(self, gold: dspy.Example, pred: dspy.Prediction) -> list[tuple[str, str, str]]:
         """(part, text, reference text) triples of what `pred` made that must not copy the example's reference: its
-        final response against `reference_response` (none when the example holds no reference)."""
+        final response against `reference_response` (none when the example holds no reference).
+
+        Args:
+            gold: the example, which may hold a `reference_response`.
+            pred: the program's prediction, read for `improved_response` or else `response`.
+
+        Returns:
+            The (part, text, reference text) triples to check for copies; empty when there is no reference.
+        """
         reference = gold.get("reference_response")
         if not reference:
             return []
@@ -166,7 +174,15 @@ class JudgeMetric(CountedCalls):
         return [("response", final, reference)]
 
     def copied(self, gold: dspy.Example, pred: dspy.Prediction) -> str | None:
-        """Why `pred` copies its example's reference (refed_dspy.text.closeness.copy_reason), or None."""
+        """Why `pred` copies its example's reference (refed_dspy.text.closeness.copy_reason), or None.
+
+        Args:
+            gold: the example holding the reference.
+            pred: the program's prediction.
+
+        Returns:
+            The reason naming the first copy found, or None when nothing copies or `copy_threshold` is None.
+        """
         if self.copy_threshold is None:
             return None
         return first_copy(self.copies_of(gold, pred), self.copy_threshold)
@@ -175,7 +191,16 @@ class JudgeMetric(CountedCalls):
         return self.score_response(gold.instruction, pred)
 
     def score_response(self, instruction: str, pred: Any) -> dict[str, Any]:
-        """The judged value of one response (and its improvement over the draft) to `instruction`."""
+        """The judged value of one response (and its improvement over the draft) to `instruction`.
+
+        Args:
+            instruction: the instruction the response answers.
+            pred: a prediction (or sample) holding `response` and, when improved, `improved_response`.
+
+        Returns:
+            A dict of `score` (the combined value in [0, 1]), `pointwise` (the normalized pointwise score), `win`
+                (1, 0.5 or 0 for the improvement against the draft) and `rationale` (the judge's reasons).
+        """
         improved = (pred.get("improved_response") or "").strip()
         draft = (pred.get("response") or "").strip()
         final = improved or draft
@@ -199,7 +224,20 @@ class JudgeMetric(CountedCalls):
 
     def judge(self, gold: dspy.Example, pred: dspy.Prediction) -> dict[str, Any]:
         """Score parts and rationale of one prediction; a failed judging scores 0 and says why, and so does a copy of
-        the reference, before any judge call."""
+        the reference, before any judge call.
+
+        Args:
+            gold: the example the prediction was made for.
+            pred: the program's prediction.
+
+        Returns:
+            A dict of `score`, its parts and `rationale`; with `copied` (why) for a copy of the reference, or
+                `failed` (the reason) for a judging that failed.
+
+        Raises:
+            BudgetExceeded: a judge call was refused by the budget (not counted as a failure: it stops the
+                optimization).
+        """
         copy = self.copied(gold, pred)
         if copy is not None:
             self._count_copy()
@@ -264,9 +302,23 @@ class CountingMetric(CountedCalls):
         except (TypeError, ValueError):
             self._gepa_args = False
 
-    def raw(self, gold, pred, trace=None, pred_name=None, pred_trace=None) -> Any:
+    def raw(self, gold: Any, pred: Any, trace: Any = None, pred_name: str | None = None, pred_trace: Any = None) -> Any:
         """What the metric returned (0.0 after a failure, which is counted). The LM calls it makes are tagged with the
-        stage `metric` (and an LM of its own is counted under the role `metric`: refed_dspy.clients.lm_routing)."""
+        stage `metric` (and an LM of its own is counted under the role `metric`: refed_dspy.clients.lm_routing).
+
+        Args:
+            gold: the example.
+            pred: the program's prediction.
+            trace: the DSPy trace of a traced call, or None.
+            pred_name: GEPA's name of the predictor being optimized (passed only to a metric that takes five arguments).
+            pred_trace: GEPA's trace of that predictor (passed only to a metric that takes five arguments).
+
+        Returns:
+            What the metric returned (a number, a bool or a dspy.Prediction), or 0.0 when the call raised.
+
+        Raises:
+            BudgetExceeded: a call the metric made was refused by the budget (not counted as a failure).
+        """
         try:
             with stage(METRIC_STAGE):
                 if self._gepa_args:

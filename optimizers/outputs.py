@@ -75,7 +75,12 @@ class OptimizeResult:
         return self.usage.get("cost_usd")
 
     def summary(self) -> dict[str, Any]:
-        """The JSON-able figures (optimize_summary.json)."""
+        """The JSON-able figures (optimize_summary.json).
+
+        Returns:
+            The status, optimizer, scores, steps, example counts, paths (as strings), usage, MLflow ids and which
+                program was kept, with `extra`'s keys merged in.
+        """
         return {
             "status": "complete",
             "optimizer": self.optimizer,

@@ -131,6 +131,15 @@ def optimize(
     When the metric failed on more than half its calls, nothing is saved (OptimizationStopped). When the
     compiled program scores below the one it started from, the starting program is the result (program.json)
     and the compiled one is kept beside it as program.candidate.json; the summary says so (`kept`).
+
+    Returns:
+        The result: the program kept, both validation scores, the per-step scores, where the program and its files
+            were saved, what the optimization spent, and the MLflow run and model when tracking is on.
+
+    Raises:
+        ConfigError: the config, the optimizer, the examples or what was handed in is unusable (before any call).
+        OptimizationStopped: the budget refused a call, or the metric or the program failed too often; nothing is
+            saved.
     """
     if not isinstance(config, Config):
         config = load_config(config, overrides)

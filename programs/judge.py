@@ -30,6 +30,13 @@ def combine_verdicts(first_order: str, second_order: str) -> tuple[str, bool]:
     verdict flipped with the order (both decisive, pointing at the same position: position bias).
 
     Two verdicts that disagree give a tie, as Arena-Hard does.
+
+    Args:
+        first_order: the verdict ('A', 'B' or 'tie') with x shown as A.
+        second_order: the verdict with y shown as A.
+
+    Returns:
+        The winner ('first', 'second' or 'tie') and whether the verdict flipped with the order.
     """
     one = {"A": "first", "B": "second"}.get(first_order, "tie")
     two = {"A": "second", "B": "first"}.get(second_order, "tie")
@@ -51,7 +58,21 @@ class PointwiseJudge(dspy.Module):
         return dspy.Prediction(scores=scores, overall=round(fmean(scores.values()), 4), rationale=pred.rationale)
 
     def steps(self, instruction: str, response: str) -> Steps:
-        """One call: the rubric's scores and the rationale."""
+        """One call: the rubric's scores and the rationale.
+
+        Args:
+            instruction: the instruction the response answers.
+            response: the response to score.
+
+        Yields:
+            The scoring call, sent back its prediction.
+
+        Returns:
+            Prediction(scores={criterion: 1-10}, overall=their mean, rationale).
+
+        Raises:
+            ValueError: a criterion's score is missing, not an integer, or outside 1-10 (`check_scores`).
+        """
         pred = yield Call(
             self.score, "judge_pointwise", dict(instruction=instruction, response=response, rubric=self.rubric)
         )
@@ -91,7 +112,19 @@ class PairwiseJudge(dspy.Module):
         )
 
     def steps(self, instruction: str, first: str, second: str) -> Steps:
-        """The two orders at once, or no call for the same text twice."""
+        """The two orders at once, or no call for the same text twice.
+
+        Args:
+            instruction: the instruction both responses answer.
+            first: the response shown first in the first order.
+            second: the response shown first in the second order.
+
+        Yields:
+            The two comparison calls at once (none for the same text), sent back their two predictions.
+
+        Returns:
+            Prediction(winner='first'|'second'|'tie', verdicts, flipped, rationales).
+        """
         same = self._same(first, second)
         if same is not None:
             return same

@@ -32,7 +32,20 @@ class ReflectPair(dspy.Module):
         self.reflect_response = dspy.Predict(ReflectResponse) if mode in ("response", "both") else None
 
     def steps(self, instruction: str, response: str) -> Steps:
-        """Rewrite the pair, improve its answer, or both, as the mode says."""
+        """Rewrite the pair, improve its answer, or both, as the mode says.
+
+        Args:
+            instruction: the pair's instruction.
+            response: the pair's response.
+
+        Yields:
+            The instruction reflection call, then the response reflection call, where the mode runs them; each is sent
+                back its prediction.
+
+        Returns:
+            Prediction(instruction, response, improved_response, instruction_critique, response_critique); what the
+                mode does not make is None (or the input, for the pair).
+        """
         out = dict(
             instruction=instruction,
             response=response,

@@ -51,7 +51,17 @@ def keep_active_model() -> Iterator[None]:
 
 
 def save_program(program: dspy.Module, path: str | Path, config: BaseModel, info: dict[str, Any]) -> Path:
-    """Write `program`'s state with the `refed` block (config, `info` such as optimizer and scores)."""
+    """Write `program`'s state with the `refed` block (config, `info` such as optimizer and scores).
+
+    Args:
+        program: the program whose state is saved.
+        path: the JSON file to write (its folder is created; the file is replaced atomically).
+        config: the resolved config, saved with its secrets masked.
+        info: further keys of the `refed` block, such as the optimizer, its settings and the scores.
+
+    Returns:
+        `path`, as a Path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +80,14 @@ def save_program(program: dspy.Module, path: str | Path, config: BaseModel, info
 
 
 def instructions_text(program: dspy.Module) -> str:
-    """Each predictor's instructions and demo count, as readable text."""
+    """Each predictor's instructions and demo count, as readable text.
+
+    Args:
+        program: the program whose predictors are described.
+
+    Returns:
+        One Markdown section per predictor (a `## name (n demos)` heading and its instructions).
+    """
     parts = []
     for name, pred in program.named_predictors():
         parts.append(f"## {name} ({len(pred.demos)} demos)\n\n{pred.signature.instructions.strip()}\n")
@@ -147,6 +164,18 @@ def load_state_into(program: dspy.Module, state: dict[str, Any], spec: str) -> l
     or of its per-instruction part alone (`generate`, `improve`, ... as RespondAndImprove or ReflectPair save it),
     which is applied to `respond`. A predictor in the state that the program does not have is refused: its
     tuning would be dropped without a word.
+
+    Args:
+        program: the program whose predictors receive the state.
+        state: the saved state (DSPy's state JSON, as read from a file or MLflow).
+        spec: where the state came from, named in error messages.
+
+    Returns:
+        The names of the program's predictors that were loaded, sorted.
+
+    Raises:
+        ConfigError: the state holds a predictor the program does not have, a predictor's state does not load, or
+            it holds no predictor state at all.
     """
     mine = dict(program.named_parameters())
     saved = {name for name, value in state.items() if _is_predictor_state(value)}
@@ -178,7 +207,21 @@ def load_program(
 ) -> tuple[dspy.Module, str]:
     """The pipeline program of `method` (built with `syn`, the synthesis settings) with the saved state of `spec`
     applied (a whole pipeline's, or its per-instruction part's), and its identity (the file's absolute path, or the
-    MLflow URI)."""
+    MLflow URI).
+
+    Args:
+        spec: a saved program's file, or an MLflow model URI (`models:/...`, `runs:/...`).
+        method: the synthesis method whose pipeline is built.
+        tracking_uri: the MLflow tracking URI to load a URI from; None: MLflow's current one.
+        syn: the synthesis settings the pipeline is built with.
+
+    Returns:
+        The program with the state applied, and its identity (the file's absolute path, or the MLflow URI).
+
+    Raises:
+        ConfigError: `spec` cannot be read or loaded (a missing file or store, a bad JSON, a program passed from
+            Python, or a state that does not fit the method's program).
+    """
     state, identity = _read_state(spec, tracking_uri)
     program = method.build_pipeline(syn)
     load_state_into(program, state, spec)

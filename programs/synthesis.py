@@ -51,7 +51,18 @@ class CollectReferenceFeedback(dspy.Module):
         self.critique = dspy.Predict(CritiqueResponse) if critique else None
 
     def steps(self, reference: Reference) -> Steps:
-        """The instruction's features and the response's critique, at once (either may be left out)."""
+        """The instruction's features and the response's critique, at once (either may be left out).
+
+        Args:
+            reference: the reference pair whose instruction is described and whose response is critiqued.
+
+        Yields:
+            The list of calls to make at once (describe, critique, as built; nothing when neither is), sent back
+                their predictions in that order.
+
+        Returns:
+            Prediction(subject_areas, relevant_skills, response_feedback); what was not collected is None.
+        """
         calls = []
         if self.describe is not None:
             inputs = dict(reference_instruction=reference.instruction, reference_response=reference.response)
@@ -112,7 +123,21 @@ class InstructionSynthesizer(dspy.Module):
         n: int,
         rollout_id: int | None = None,
     ) -> Steps:
-        """One call asking for exactly `n` instructions (a rollout of its own when `rollout_id` is set); cleaned."""
+        """One call asking for exactly `n` instructions (a rollout of its own when `rollout_id` is set); cleaned.
+
+        Args:
+            reference_instruction: the reference's instruction the new ones derive from.
+            feature_name: the feature of the reference the new instructions exercise.
+            feature_description: what that feature is; when empty, the call is told to draw on the reference alone.
+            n: how many instructions to ask for.
+            rollout_id: a rollout id, so that the same ask is not answered from the cache; None or 0: none.
+
+        Yields:
+            The synthesize call, sent back its prediction.
+
+        Returns:
+            Prediction(new_instructions): at most `n` instructions, stripped of list markers, empty ones dropped.
+        """
         pred = yield Call(
             self.synthesize,
             "synthesize",
@@ -186,7 +211,22 @@ class RespondAndImprove(dspy.Module):
     def steps(
         self, reference_instruction: str, reference_response: str, instruction: str, feedback: str | None = None
     ) -> Steps:
-        """Draft, then (unless only drafting) critique it when it improves with its own feedback, and improve it."""
+        """Draft, then (unless only drafting) critique it when it improves with its own feedback, and improve it.
+
+        Args:
+            reference_instruction: the reference's instruction, shown as an example.
+            reference_response: the reference's response, shown as an example.
+            instruction: the new instruction to respond to.
+            feedback: the reference's response feedback the improver applies (with `sample_feedback`, the draft's own
+                critique is used instead).
+
+        Yields:
+            Each call in turn (generate, then critique and improve where they run), sent back its prediction.
+
+        Returns:
+            Prediction(response, analysis, implementation_strategy, improved_response), with `feedback_used` when
+                the draft was improved; only drafting, the last three are None.
+        """
         draft = yield Call(
             self.generate,
             "generate",

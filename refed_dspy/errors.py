@@ -15,7 +15,11 @@ class RefedError(Exception):
         self.cli = cli
 
     def cli_message(self) -> str:
-        """The message in the command line's terms (flags instead of Python arguments), where they differ."""
+        """The message in the command line's terms (flags instead of Python arguments), where they differ.
+
+        Returns:
+            The `cli` message given, else the exception's own message.
+        """
         return self.cli or str(self)
 
 

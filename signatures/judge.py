@@ -33,12 +33,26 @@ class ScoreResponse(dspy.Signature):
 
 
 def rubric_text(criteria: list[str]) -> str:
-    """One line per criterion: its name and what it means."""
+    """One line per criterion: its name and what it means.
+
+    Args:
+        criteria: the criteria's names; one not in CRITERIA is described by its name, underscores as spaces.
+
+    Returns:
+        The rubric, one `name: meaning` line per criterion, in the given order.
+    """
     return "\n".join(f"{c}: {CRITERIA.get(c, c.replace('_', ' '))}" for c in criteria)
 
 
 def pointwise_signature(criteria: list[str]) -> type[dspy.Signature]:
-    """ScoreResponse with one integer output field per criterion, in rubric order."""
+    """ScoreResponse with one integer output field per criterion, in rubric order.
+
+    Args:
+        criteria: the criteria's names, each the name of an output field.
+
+    Returns:
+        A signature with ScoreResponse's fields and a 1-10 Score output per criterion.
+    """
     sig = ScoreResponse
     for name in criteria:
         sig = sig.append(name, dspy.OutputField(desc=f"Score for {name.replace('_', ' ')}."), type_=Score)

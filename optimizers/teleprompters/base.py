@@ -50,7 +50,15 @@ class CompileSettings:
 
 def candidate_scores(compiled: dspy.Module, scale: float = 1.0) -> list[float]:
     """The scores of the candidate programs an optimizer left on its result (`candidate_programs`), in order, divided
-    by `scale` (dspy.Evaluate's percentages: 100)."""
+    by `scale` (dspy.Evaluate's percentages: 100).
+
+    Args:
+        compiled: the program an optimizer returned.
+        scale: what each score is divided by (100 for percentages; 1.0 for scores already on 0-1).
+
+    Returns:
+        The candidates' scores (those without one left out), rounded to 4 places; empty when there are none.
+    """
     return [
         round(float(c["score"]) / scale, 4)
         for c in getattr(compiled, "candidate_programs", None) or []
@@ -75,24 +83,66 @@ class Optimizer(ABC):
 
     @abstractmethod
     def build(self, metric: Any, s: CompileSettings) -> Any:
-        """The DSPy teleprompter, built for `metric` with the settings `s`."""
+        """The DSPy teleprompter, built for `metric` with the settings `s`.
+
+        Args:
+            metric: the metric the teleprompter optimizes against.
+            s: the compile settings (LMs, candidates, demos, seed, ...).
+
+        Returns:
+            The teleprompter, ready for `compile`.
+        """
 
     def compile(self, tp: Any, student: dspy.Module, trainset: list, valset: list, s: CompileSettings) -> dspy.Module:
-        """Compile `student` with the teleprompter `tp` (the default: on the trainset alone)."""
+        """Compile `student` with the teleprompter `tp` (the default: on the trainset alone).
+
+        Args:
+            tp: the teleprompter `build` made.
+            student: the program to compile.
+            trainset: the training examples.
+            valset: the validation examples (unused by the default).
+            s: the compile settings (unused by the default).
+
+        Returns:
+            The compiled program.
+        """
         return tp.compile(student, trainset=trainset)
 
     def step_scores(self, compiled: dspy.Module) -> list[float]:
-        """The per-step (trial, candidate) scores the teleprompter left on its result, on the metric's 0-1 scale."""
+        """The per-step (trial, candidate) scores the teleprompter left on its result, on the metric's 0-1 scale.
+
+        Args:
+            compiled: the program the teleprompter returned.
+
+        Returns:
+            The scores in order (the default: those of `candidate_programs`); empty when it left none.
+        """
         return candidate_scores(compiled)
 
     def estimated_runs(self, s: CompileSettings, predictors: int) -> int:
         """About how many times compiling runs a program of `predictors` predictors (each run judged once; proposal
-        calls counted as runs), from the settings alone: what a budget can be estimated from before any call."""
+        calls counted as runs), from the settings alone: what a budget can be estimated from before any call.
+
+        Args:
+            s: the compile settings.
+            predictors: how many predictors the program has.
+
+        Returns:
+            The estimated number of program runs (the default: one per training and validation example).
+        """
         return s.n_train + s.n_val
 
     def simulate(self, m: CallModel, s: CompileSettings) -> Program:
         """Replay compiling on the call model `m` (CallModel, below) and return the program it would give. By default:
-        `estimated_runs` runs of programs never run before (every call paid), on the training examples."""
+        `estimated_runs` runs of programs never run before (every call paid), on the training examples.
+
+        Args:
+            m: the call model the replayed runs and proposals are counted on.
+            s: the compile settings.
+
+        Returns:
+            The program (one configuration per predictor) compiling would give.
+        """
         program = m.baseline
         for k in range(self.estimated_runs(s, m.predictors)):
             program = ((("run", self.name, s.seed, k), 0),) * m.predictors

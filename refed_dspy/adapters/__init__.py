@@ -84,7 +84,14 @@ def _shown(spec: LMSpec, dialect: str) -> tuple[bool, str]:
 def choose_adapter(spec: LMSpec) -> AdapterChoice:
     """What `spec.adapter` means for this model and server (`auto` resolved): the model's provider is asked for its
     schema dialect, whether it shows the model the schema, and whether it has a table of the models that enforce a
-    schema."""
+    schema.
+
+    Args:
+        spec: the role's LM config (its model, server, `adapter`, `schema_dialect` and `schema_shown`).
+
+    Returns:
+        The chosen mode, schema dialect, whether the schema is shown to the model, and why.
+    """
     provider = provider_for(spec.model)
     found, why = provider.schema_dialect(spec.model, spec.primary_api_base)
     dialect = found.name
@@ -105,7 +112,15 @@ def choose_adapter(spec: LMSpec) -> AdapterChoice:
 
 
 def build_adapter(spec: LMSpec, choice: AdapterChoice | None = None) -> RepairingAdapter:
-    """The adapter for one role; its `choice` attribute says which format and why."""
+    """The adapter for one role; its `choice` attribute says which format and why.
+
+    Args:
+        spec: the role's LM config (its `max_repairs` too).
+        choice: the output format to use; None: `choose_adapter(spec)`.
+
+    Returns:
+        A RefedChatAdapter for the chat mode, else a RefedJSONAdapter (with a schema for json_schema).
+    """
     choice = choice or choose_adapter(spec)
     if choice.mode == "chat":
         adapter: RepairingAdapter = RefedChatAdapter(max_repairs=spec.max_repairs)

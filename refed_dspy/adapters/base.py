@@ -45,7 +45,14 @@ except ImportError:  # pragma: no cover - a DSPy without the marker has no warni
 
 
 def describe_parse_error(err: AdapterParseError) -> str:
-    """One line saying what was wrong with a reply, from DSPy's parse error or ours."""
+    """One line saying what was wrong with a reply, from DSPy's parse error or ours.
+
+    Args:
+        err: the parse error raised for the reply (its cause, when a field failed validation, is read too).
+
+    Returns:
+        The problem in one line: the field and what was wrong with it, the fields missing, or the error's first line.
+    """
     text = str(err)
     cause = err.__cause__ or err.__context__
     field = re.match(r"(?:\[[^\]]*\] )?Failed to parse field (\w+)", text)
@@ -142,7 +149,14 @@ class RepairingAdapter:
 
     # ---- degenerate text breaks the contract too ------------------------------------------------------
     def template(self, signature: type[dspy.Signature]) -> frozenset[str]:
-        """The lines of this adapter's fixed prompt text for `signature` (no input values), normalized."""
+        """The lines of this adapter's fixed prompt text for `signature` (no input values), normalized.
+
+        Args:
+            signature: the signature whose system message and output requirements are read (memoized).
+
+        Returns:
+            The non-empty lines of that text, normalized (refed_dspy.adapters.degenerate.template_lines).
+        """
         key = (signature, signature.instructions)
         lines = self._template.get(key)
         if lines is None:
@@ -162,7 +176,18 @@ class RepairingAdapter:
         inputs: dict[str, Any],
         outputs: list[Any],
     ) -> None:
-        """Raise DegenerateOutputError for the first parsed reply with a degenerate text output."""
+        """Raise DegenerateOutputError for the first parsed reply with a degenerate text output.
+
+        Args:
+            signature: the signature asked, whose text outputs are checked.
+            shown: the signature the prompt was built from, whose template lines an output must not repeat.
+            values: the parsed values of each reply.
+            inputs: the call's input values by field name.
+            outputs: the LM's outputs, one per parsed value (the raw reply goes into the error).
+
+        Raises:
+            DegenerateOutputError: a text output is degenerate (refed_dspy.adapters.degenerate.degenerate_outputs).
+        """
         for value, output in zip(values, outputs, strict=False):
             reason = degenerate_outputs(signature, value, inputs, self.template(shown))
             if reason:
@@ -175,7 +200,14 @@ class RepairingAdapter:
 
     # ---- what each mode adds to the request ---------------------------------------------------------
     def request_options(self, signature: type[dspy.Signature]) -> dict[str, Any]:
-        """Extra LM kwargs for this mode (response_format); none for the chat format."""
+        """Extra LM kwargs for this mode (response_format); none for the chat format.
+
+        Args:
+            signature: the signature asked (a structured mode builds its response format from its outputs).
+
+        Returns:
+            The kwargs to add to the LM call; empty here.
+        """
         return {}
 
     # ---- the exchange: ask, parse, repair -----------------------------------------------------------
@@ -214,7 +246,16 @@ class RepairingAdapter:
         raise AssertionError("unreachable")
 
     def repair_turn(self, signature: type[dspy.Signature], reply: Any, problem: str) -> list[dict[str, str]]:
-        """The two messages that ask again: the bad reply, and what was wrong with it."""
+        """The two messages that ask again: the bad reply, and what was wrong with it.
+
+        Args:
+            signature: the signature asked, whose output requirements the repair turn repeats.
+            reply: the bad reply (cut to _ECHO_CHARS characters when longer).
+            problem: what was wrong with it, in one line (`describe_parse_error`).
+
+        Returns:
+            An assistant message with the bad reply and a user message asking again.
+        """
         text = reply if isinstance(reply, str) else str(reply)
         if len(text) > _ECHO_CHARS:
             text = text[:_ECHO_CHARS] + " [...]"

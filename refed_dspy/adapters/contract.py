@@ -63,7 +63,14 @@ def _schema(signature: type[dspy.Signature]) -> dict[str, Any]:
 
 
 def output_schema(signature: type[dspy.Signature]) -> dict[str, Any]:
-    """The JSON schema of `signature`'s outputs, bounds included (a fresh copy: callers may change it)."""
+    """The JSON schema of `signature`'s outputs, bounds included (a fresh copy: callers may change it).
+
+    Args:
+        signature: the signature whose output fields the schema describes.
+
+    Returns:
+        The schema: an object with every output required, no other properties, and no titles or defaults.
+    """
     return copy.deepcopy(_schema(signature))
 
 
@@ -85,7 +92,18 @@ def describe_validation_error(err: ValidationError, limit: int = 4) -> str:
 
 
 def check_outputs(signature: type[dspy.Signature], values: dict[str, Any]) -> dict[str, Any]:
-    """`values` validated against `signature`'s output contract (text stripped); ContractError when it breaks it."""
+    """`values` validated against `signature`'s output contract (text stripped); ContractError when it breaks it.
+
+    Args:
+        signature: the signature whose output contract applies.
+        values: the parsed output values by field name (keys that are not outputs are ignored).
+
+    Returns:
+        The validated value of each output field, by name, in the signature's order.
+
+    Raises:
+        ContractError: a value breaks its bounds or type, or an output is missing; the message names each in one line.
+    """
     values = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
     try:
         checked = output_model(signature).model_validate(values)

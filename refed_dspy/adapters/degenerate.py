@@ -102,6 +102,14 @@ def junk_reason(text: str, names: Iterable[str] = (), instruction: bool = False)
     (`effect`, `## feature_name##`; a text in a script written without spaces is not judged by its words). A short
     answer is not junk:
     "Paris", "4", "4." or "Yes." carry content.
+
+    Args:
+        text: the LM's text output.
+        names: the signature's field names, which are junk as a whole output.
+        instruction: whether the output is an instruction (declared with `Instructs`), where a single word is junk.
+
+    Returns:
+        Why the text is junk, in a phrase quoting it, or None when it may carry content.
     """
     t, names = normalized(text), tuple(names)
     if not _has_content(t):
@@ -249,6 +257,10 @@ def degenerate_reason(
         value: the parsed value of that field.
         inputs: the call's input values by field name.
         template: the adapter's fixed prompt lines for this signature (see `template_lines`).
+
+    Returns:
+        The reason, naming the field (empty, a placeholder, junk, the prompt's own text, or a copy of an input), or
+            None when the value is not degenerate or not a plain text output.
     """
     if not isinstance(value, str) or signature.output_fields[name].annotation is not str:
         return None  # a Literal or an enum carries its contract in its type: "A" may well equal an input
@@ -280,7 +292,17 @@ def degenerate_outputs(
     template: frozenset[str] = frozenset(),
 ) -> str | None:
     """The first reason any text output in `values` is degenerate (see `degenerate_reason`), or None. The asks DSPy's
-    optimizers make of their own signatures are theirs to judge (a proposed instruction may repeat the current one)."""
+    optimizers make of their own signatures are theirs to judge (a proposed instruction may repeat the current one).
+
+    Args:
+        signature: the signature asked.
+        values: the parsed output values by field name.
+        inputs: the call's input values by field name.
+        template: the adapter's fixed prompt lines for this signature (see `template_lines`).
+
+    Returns:
+        The first reason found, naming its field, or None when no text output is degenerate.
+    """
     if signature.__module__.startswith(_DSPY_OWN):
         return None
     for name in signature.output_fields:

@@ -112,7 +112,18 @@ def _translate(node: Any, dialect: Dialect) -> Any:
 
 def schema_for(schema: dict[str, Any], dialect: str) -> dict[str, Any]:
     """`schema` as `dialect` accepts it: unsupported keywords moved into descriptions (a new dict). ValueError for a
-    dialect no provider has."""
+    dialect no provider has.
+
+    Args:
+        schema: a JSON schema, such as `output_schema`'s; it is not changed.
+        dialect: the name of a provider's schema dialect (refed_dspy.providers).
+
+    Returns:
+        A new schema without the keywords the dialect drops, each bound stated in its property's description.
+
+    Raises:
+        ValueError: `dialect` is not a known schema dialect.
+    """
     known = dialect_named(dialect)
     if not known.dropped:
         return copy.deepcopy(schema)

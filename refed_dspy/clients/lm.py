@@ -94,6 +94,20 @@ def build_lm(
     async one is made for each event loop that calls the LM. Where the LM has engines of its own and its endpoints are
     on the user's machine or network, the async one does not cut off a reply the server is still writing
     (refed_dspy.clients.generation_watch).
+
+    Args:
+        spec: the role's section of the config.
+        role: the role ('teacher' or 'judge'): its defaults apply, and messages name it.
+        num_retries: DSPy's retries, instead of spec.num_retries; None for the section's.
+        max_connections: the width of the connection pool of the LM's own engine; None for DSPy's.
+        wrap: a function of the HTTP transport returning another, for the LM's async calls; None for none.
+
+    Returns:
+        The RefedLM, on engines of its own where it needs them.
+
+    Raises:
+        ConfigError: the tier, `extra` or the endpoints do not fit the model, or DSPy refuses the arguments.
+        MissingKeyError, KeyProviderError: the key's variable is unset, or the key would reach another provider.
     """
     problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
     if problem is not None:

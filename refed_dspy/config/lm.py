@@ -82,7 +82,14 @@ class ModelPrice(Section):
 
     def resolve(self, model: str) -> Price | None:
         """This entry's prices over LiteLLM's for `model` (default tier, carrying the others known); None when input or
-        output price stays unknown."""
+        output price stays unknown.
+
+        Args:
+            model: the model string the entry prices.
+
+        Returns:
+            The price, or None when the input or output price stays unknown.
+        """
         return resolve_price(
             model,
             self.input_usd_per_mtok,
@@ -108,12 +115,26 @@ class PriceBook:
             object.__setattr__(self, "table", checked)
 
     def of(self, model: str) -> Price | None:
-        """The price of `model` (None: unknown)."""
+        """The price of `model` (None: unknown).
+
+        Args:
+            model: a DSPy/LiteLLM model string.
+
+        Returns:
+            The `[prices]` entry's price for it, else LiteLLM's; None when unknown.
+        """
         entry = (self.table or {}).get(model)
         return entry.resolve(model) if entry is not None else resolve_price(model, None, None, None)
 
     def entry(self, model: str) -> ModelPrice | None:
-        """The `[prices]` entry for `model`, if the table has one."""
+        """The `[prices]` entry for `model`, if the table has one.
+
+        Args:
+            model: a DSPy/LiteLLM model string, as the table's keys spell it.
+
+        Returns:
+            The entry, or None.
+        """
         return (self.table or {}).get(model)
 
 
@@ -253,7 +274,14 @@ class LMSpec(Section):
 
     def tier_problem(self, role: str = "teacher") -> str | None:
         """Why this section's model cannot be asked for its service_tier, as `<role>: ...` (None: it can):
-        refed_dspy.providers.prices."""
+        refed_dspy.providers.prices.
+
+        Args:
+            role: the section's role ('teacher' or 'judge'), which starts the message.
+
+        Returns:
+            The problem as one line, or None.
+        """
         problem = tier_problem(self.model, self.service_tier, tier_triples(self.tier_prices), role)
         return f"{role}: {problem}" if problem else None
 
@@ -276,7 +304,11 @@ class LMSpec(Section):
 
     def key_variable(self) -> str | None:
         """The environment variable this section's key is read from: api_key_env, else its provider's (the one set,
-        else the one LiteLLM reads: refed_dspy.providers.keys.key_variable); None when no key is needed."""
+        else the one LiteLLM reads: refed_dspy.providers.keys.key_variable); None when no key is needed.
+
+        Returns:
+            The variable's name, or None when no key is needed.
+        """
         return key_variable(self.model, self.api_key_env, os.environ)
 
     @property
@@ -297,7 +329,14 @@ class LMSpec(Section):
         return sampling_of(self.model)
 
     def temperature_for(self, role: str = "teacher") -> float:
-        """The temperature sent: this section's, else the model's own default for `role`."""
+        """The temperature sent: this section's, else the model's own default for `role`.
+
+        Args:
+            role: the section's role ('teacher' or 'judge'), whose default applies.
+
+        Returns:
+            The temperature.
+        """
         return self.temperature if self.temperature is not None else self.sampling.temperature_for(role)
 
     @property
@@ -307,7 +346,14 @@ class LMSpec(Section):
 
     def defaults_note(self, role: str = "teacher") -> str | None:
         """The one line a run says when the model's own settings stand in for what this section leaves unset and
-        they are not the usual ones (a reasoning model's); None otherwise."""
+        they are not the usual ones (a reasoning model's); None otherwise.
+
+        Args:
+            role: the section's role ('teacher' or 'judge'), named in the line.
+
+        Returns:
+            The line, or None.
+        """
         s = self.sampling
         parts = []
         if self.temperature is None and s.fixed_temperature is not None:
@@ -327,13 +373,27 @@ class LMSpec(Section):
     def start_notes(self, role: str = "teacher") -> list[str]:
         """The lines a run says of this section as it starts, for an LM built from it: the model's own settings where
         they stand in for what the section leaves unset (defaults_note), and a deprecation date of the model that has
-        passed or is near, with its successor (refed_dspy.providers.litellm_table)."""
+        passed or is near, with its successor (refed_dspy.providers.litellm_table).
+
+        Args:
+            role: the section's role ('teacher' or 'judge'), named in the lines.
+
+        Returns:
+            The lines, possibly none.
+        """
         return [note for note in (self.defaults_note(role), deprecation_note(self.model, role)) if note]
 
     def identity(self, role: str = "teacher") -> dict[str, Any]:
         """This section as what identifies a config (an experiment's cells, its baselines): its fields, with the
         temperature, output limit and timeout sent, and the fields added later (ADDED_FIELDS) left out at their
-        default."""
+        default.
+
+        Args:
+            role: the section's role ('teacher' or 'judge'), whose defaults apply.
+
+        Returns:
+            The section's fields as JSON values, by name.
+        """
         data = self.model_dump(mode="json")
         data["temperature"], data["max_tokens"] = self.temperature_for(role), self.output_limit
         data["timeout"] = self.call_timeout  # the timeout a call is given (unset: the tier's default)
@@ -345,7 +405,15 @@ class LMSpec(Section):
     def lm_arguments(self, num_retries: int | None = None, role: str = "teacher") -> dict[str, Any]:
         """Every keyword argument refed itself gives the dspy.LM of this section (the model among them), None where
         DSPy's default holds; `extra` may name none of them (reserved_extra_keys). The temperature and output limit are
-        the model's own defaults for `role` where the section sets none."""
+        the model's own defaults for `role` where the section sets none.
+
+        Args:
+            num_retries: DSPy's retries, instead of the section's `num_retries`; None for the section's.
+            role: the section's role ('teacher' or 'judge'), whose defaults apply.
+
+        Returns:
+            The keyword arguments by name, None where DSPy's default holds.
+        """
         return {
             "model": self.model,
             "temperature": self.temperature_for(role),
@@ -363,7 +431,18 @@ class LMSpec(Section):
 
     def lm_kwargs(self, num_retries: int | None = None, role: str = "teacher") -> dict[str, Any]:
         """The keyword arguments of this section's dspy.LM: `extra`, and lm_arguments where set. ConfigError when
-        `extra` names one of refed's own (a section made without validation: model_construct, model_copy)."""
+        `extra` names one of refed's own (a section made without validation: model_construct, model_copy).
+
+        Args:
+            num_retries: DSPy's retries, instead of the section's `num_retries`; None for the section's.
+            role: the section's role ('teacher' or 'judge'), whose defaults apply and which error messages name.
+
+        Returns:
+            The keyword arguments by name: `extra`, then lm_arguments' that are not None.
+
+        Raises:
+            ConfigError: `extra` names a keyword refed gives itself.
+        """
         clash = next((key for key in self.extra if key in reserved_extra_keys()), None)
         if clash is not None:
             raise ConfigError(f"{role}.extra: {reserved_message(clash, role)}")

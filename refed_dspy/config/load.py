@@ -26,7 +26,18 @@ from refed_dspy.registry import load_plugins_once
 def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:
     """Validate a plain dict into a Config, raising ConfigError with a one-line message (`record`: the config.toml
     of a run dir, whose method and optimizer names need not be registered here). The installed plugins are loaded
-    first: a provider one of them adds is known to every command that reads a config."""
+    first: a provider one of them adds is known to every command that reads a config.
+
+    Args:
+        data: the config as a plain dict (a TOML document read into one).
+        record: the dict is a run dir's config.toml, whose method and optimizer names need not be registered.
+
+    Returns:
+        The validated Config.
+
+    Raises:
+        ConfigError: the dict is not a valid config; the message names every bad field.
+    """
     load_plugins_once()
     try:
         return Config.model_validate(data, context={"record": record})
@@ -37,7 +48,20 @@ def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, record: bool = False) -> Config:
     """Read a TOML config (or the defaults when `path` is None) and apply `--set` overrides (`record`: `path` is the
     config.toml of a run dir, read by a command that does not run its method; see config_from_dict). A run dir's
-    [ray] is left out: where a run was made does not say where a command on it runs (`--ray` does)."""
+    [ray] is left out: where a run was made does not say where a command on it runs (`--ray` does).
+
+    Args:
+        path: the TOML file to read; None for the defaults.
+        overrides: `section.key=value` strings, as `--set` takes them, applied over the file.
+        record: `path` is the config.toml of a run dir (see config_from_dict).
+
+    Returns:
+        The validated Config.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not valid TOML, an override is malformed, or the result is not
+            a valid config.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -66,7 +90,14 @@ def _drop_none(obj: Any) -> Any:
 
 
 def to_toml(config: Config) -> str:
-    """The resolved config as TOML (None values omitted, secrets masked)."""
+    """The resolved config as TOML (None values omitted, secrets masked).
+
+    Args:
+        config: the config to write.
+
+    Returns:
+        The TOML text.
+    """
     import tomli_w
 
     return tomli_w.dumps(_drop_none(mask_secrets(config.model_dump(mode="json"))))
@@ -121,7 +152,17 @@ def nested(assignments: list[tuple[list[str], Any]]) -> dict[str, Any]:
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse `section.key=value`; the value is read as TOML when it parses, else as a string. A bare `none` or `null`
-    (any case) is None, which unsets an optional field (a quoted `'none'` stays a string)."""
+    (any case) is None, which unsets an optional field (a quoted `'none'` stays a string).
+
+    Args:
+        text: one override, as `--set` takes it: `section.key=value`, the key dotted and possibly quoted.
+
+    Returns:
+        (key path, value): the keys from the section down, and the parsed value.
+
+    Raises:
+        ConfigError: `text` has no `=`, or its key is not `section.key` (or a bare `filters`).
+    """
     if "=" not in text:
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
     path, raw = _split_assignment(text)
@@ -194,7 +235,18 @@ def _key_path(path: str) -> list[str]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of `data` with each `section.key=value` override applied, the overrides taken as one layer over
-    `data` (forget_replaced_models: `--set teacher.model=...` leaves the file's teacher limits and prices behind)."""
+    `data` (forget_replaced_models: `--set teacher.model=...` leaves the file's teacher limits and prices behind).
+
+    Args:
+        data: a config dict; it is not changed.
+        overrides: `section.key=value` strings, as `--set` takes them, applied in order (later ones win).
+
+    Returns:
+        A deep copy of `data` with the overrides set.
+
+    Raises:
+        ConfigError: an override is malformed, or its key path runs through a value that is not a table.
+    """
     parsed = [(text, *parse_override(text)) for text in overrides]
     data = json.loads(json.dumps(forget_replaced_models(data, nested([(k, v) for _, k, v in parsed]))))
     for text, keys, value in parsed:

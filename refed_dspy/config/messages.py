@@ -63,7 +63,16 @@ def dotted(keys: tuple) -> str:
 
 def describe_errors(errors: list[Any], root: type[BaseModel], prefix: tuple = ()) -> list[str]:
     """One phrase per pydantic error of `root` (Config, or a part of it: a filter's model) validated at `prefix` of the
-    config: the field, what was expected, and for an unknown key the nearest valid one."""
+    config: the field, what was expected, and for an unknown key the nearest valid one.
+
+    Args:
+        errors: the errors of a pydantic ValidationError (`err.errors()`).
+        root: the model that was validated.
+        prefix: the keys of the config at which `root` sits (() for the whole config).
+
+    Returns:
+        One phrase per error, in order.
+    """
     parts = []
     for e in errors:
         loc = tuple(e["loc"])
@@ -104,5 +113,13 @@ def describe_errors(errors: list[Any], root: type[BaseModel], prefix: tuple = ()
 
 
 def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
-    """One line naming every bad field of `root` (Config), what was expected, and the nearest valid key."""
+    """One line naming every bad field of `root` (Config), what was expected, and the nearest valid key.
+
+    Args:
+        err: the ValidationError of validating `root`.
+        root: the model that was validated.
+
+    Returns:
+        'invalid config: ' followed by describe_errors' phrases, joined by '; '.
+    """
     return "invalid config: " + "; ".join(describe_errors(err.errors(), root))

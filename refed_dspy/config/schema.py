@@ -176,7 +176,16 @@ def fingerprint(config: Config, program_hash: str | None = None) -> dict[str, An
     """The config values that determine a run's outputs (size, budgets and concurrency excluded), the content hash
     of the program the run executes when it is not the built-in one, and the prompt format. The teacher's temperature
     and output limit are those it is sent (the model's own where the config sets none); a field added later is left
-    out at its default, so that a config that does not set it keeps its fingerprint."""
+    out at its default, so that a config that does not set it keeps its fingerprint.
+
+    Args:
+        config: the run's config.
+        program_hash: the content hash of the program the run executes; None for the built-in one.
+
+    Returns:
+        The fingerprint: the output-determining fields by section (the teacher's first api_base only), the program's
+            hash where given, and the prompt format.
+    """
     data = config.model_dump(mode="json")
     data["teacher"] = config.teacher.identity("teacher")
     out = {
@@ -197,7 +206,15 @@ def prompt_format_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human-readable `section.key: old -> new` lines for fields that differ, the endpoints but (`endpoint_diff`)."""
+    """Human-readable `section.key: old -> new` lines for fields that differ, the endpoints but (`endpoint_diff`).
+
+    Args:
+        old: the fingerprint a run dir recorded.
+        new: the fingerprint of the config now.
+
+    Returns:
+        One line per difference (fields, the program's content, the prompt format); [] when they match.
+    """
     out = []
     for section, keys in _OUTPUT_FIELDS.items():
         for key in keys:
@@ -241,5 +258,12 @@ def endpoint_moved_line(where: str, moves: list[str], model: str) -> str:
 
 
 def config_hash(config: Config) -> str:
-    """Short stable hash of the output-determining fields."""
+    """Short stable hash of the output-determining fields.
+
+    Args:
+        config: the config to hash.
+
+    Returns:
+        The first 12 hex digits of the SHA-256 of its fingerprint (built-in program).
+    """
     return hashlib.sha256(json.dumps(fingerprint(config), sort_keys=True).encode()).hexdigest()[:12]

@@ -77,6 +77,15 @@ def export_run(
         private: hub only: push a private dataset (the default) or a public one.
         overwrite: replace an earlier export in `out`.
         config: the run's Config, for tracking; None: the run dir's own config.toml.
+
+    Returns:
+        The format, the output directory, the Hub repo, the samples per split, the files written and the response.
+
+    Raises:
+        ConfigError: an unknown format or response, a validation share outside [0, 1), a missing `out` or
+            `repo_id`, or an `out` that names a file.
+        MissingKeyError: hub with no token in $HF_TOKEN.
+        RunDirError: the run dir has no samples, or `out` is not a directory refed may write the export to.
     """
     _check_options(fmt, which, val_fraction)
     rundir = RunDir(run_dir)

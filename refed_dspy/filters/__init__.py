@@ -26,7 +26,19 @@ from refed_dspy.filters.superfiltering import superfiltering  # noqa: E402
 
 
 def make_filter(name: str, **params: Any) -> Filter:
-    """The filter called `name` with `params` (pydantic's ValidationError when they do not fit it)."""
+    """The filter called `name` with `params` (pydantic's ValidationError when they do not fit it).
+
+    Args:
+        name: a registered filter's name, e.g. "dedup".
+        params: the filter's settings, as its `[[filters]]` table takes them.
+
+    Returns:
+        The filter, validated.
+
+    Raises:
+        ConfigError: no filter is registered as `name`.
+        pydantic.ValidationError: `params` do not fit the filter.
+    """
     return FILTERS.get(name).model_validate({"name": name, **params})
 
 

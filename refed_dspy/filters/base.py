@@ -40,7 +40,15 @@ def split(samples: list[Sample], reasons: dict[str, str]) -> FilterResult:
 
 
 def text_of(sample: Sample, which: str) -> str:
-    """'instruction', 'draft' (the generated response) or 'response' (the final one: improved when present)."""
+    """'instruction', 'draft' (the generated response) or 'response' (the final one: improved when present).
+
+    Args:
+        sample: a sample as samples.jsonl holds it.
+        which: which text: "instruction", "draft" or "response".
+
+    Returns:
+        That text ("" when the sample has none).
+    """
     if which == "instruction":
         return sample.get("instruction") or ""
     if which == "draft":
@@ -60,23 +68,63 @@ class Filter(Section):
 
     def configured(self, config: Any) -> Filter:
         """This filter with the settings it leaves to the run's config (a refed_dspy.config.Config) taken from there;
-        `refed filter` calls it before the chain runs. A filter that reads no section of the config returns itself."""
+        `refed filter` calls it before the chain runs. A filter that reads no section of the config returns itself.
+
+        Args:
+            config: the run's config.
+
+        Returns:
+            The configured filter (a copy, or this filter when it takes nothing from the config).
+        """
         return self
 
     def apply(self, samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:
-        """Keep some of `samples` (`unjudged`: what a judge-based filter does with a sample it has no judgment of)."""
+        """Keep some of `samples` (`unjudged`: what a judge-based filter does with a sample it has no judgment of).
+
+        Args:
+            samples: the samples, as samples.jsonl holds them.
+            judgments: sample id -> its judgment, as judgments.jsonl holds it.
+            unjudged: "keep" or "drop": what a judge-based filter does with a sample that has no judgment.
+
+        Returns:
+            The kept samples, in input order, and the removed ones, each with its reason.
+
+        Raises:
+            NotImplementedError: always, here; each filter overrides it.
+        """
         raise NotImplementedError
 
 
 def unjudged_ids(samples: list[Sample], judgments: Judgments, part: str) -> list[str]:
-    """Ids of the samples whose judgment lacks `part` ('pairwise' or 'pointwise'), in input order."""
+    """Ids of the samples whose judgment lacks `part` ('pairwise' or 'pointwise'), in input order.
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        judgments: sample id -> its judgment, as judgments.jsonl holds it.
+        part: the part of a judgment looked for: "pairwise" or "pointwise".
+
+    Returns:
+        The ids of the samples with no judgment or none of that part.
+    """
     return [sample_id(s) for s in samples if (judgments.get(sample_id(s)) or {}).get(part) is None]
 
 
 def apply_chain(
     specs: list[Filter], samples: list[Sample], judgments: Judgments, unjudged: str = "drop"
 ) -> tuple[list[Sample], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run filters in order, each on what the previous kept. Returns (kept, reject rows, per-step counts)."""
+    """Run filters in order, each on what the previous kept. Returns (kept, reject rows, per-step counts).
+
+    Args:
+        specs: the filters, in the order they are applied.
+        samples: the samples, as samples.jsonl holds them.
+        judgments: sample id -> its judgment, as judgments.jsonl holds it.
+        unjudged: "keep" or "drop": what judge-based filters do with a sample that has no judgment.
+
+    Returns:
+        The samples the last filter kept, in input order; one reject row per removed sample (its filter, step,
+            reason, id, reference id and instruction); and per step, the filter, its parameters and its samples in,
+            kept and removed.
+    """
     kept = list(samples)
     rejects: list[dict[str, Any]] = []
     steps = []
@@ -109,5 +157,12 @@ def apply_chain(
 
 
 def reject_counts(rejects: list[dict[str, Any]]) -> dict[str, int]:
-    """Removed samples per filter name."""
+    """Removed samples per filter name.
+
+    Args:
+        rejects: reject rows, as `apply_chain` gives them.
+
+    Returns:
+        Filter name -> how many samples it removed.
+    """
     return dict(Counter(r["filter"] for r in rejects))

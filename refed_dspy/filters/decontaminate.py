@@ -81,7 +81,21 @@ def decontaminate(
 ) -> FilterResult:
     """Remove the samples whose instruction (with `check_responses`, or final response) matches a prompt of
     `benchmarks` (presets, paths or Benchmark tables; see refed_dspy.store.benchmarks); ConfigError when one cannot
-    be read."""
+    be read.
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        benchmarks: the evaluation prompt sets to check against: presets, paths or Benchmark tables.
+        ngram: words per n-gram.
+        share: the share of the shorter text's n-grams in common with a prompt from which a sample is removed.
+        check_responses: check each sample's final response too.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+
+    Raises:
+        ConfigError: a benchmark cannot be read.
+    """
     index = build_index(load_benchmarks(benchmarks), ngram, share)
     hits = find_contamination(samples, index, check_responses)
     return split(samples, {sid: reason(hit, ngram) for sid, hit in hits.items()})

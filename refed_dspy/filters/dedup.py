@@ -13,7 +13,16 @@ from refed_dspy.text.overlap import Deduper
 
 def dedup(samples: list[Sample], threshold: float | None = None) -> FilterResult:
     """In input order, the first occurrence of an instruction wins; later exact duplicates (and, with `threshold`,
-    near-duplicates) are removed."""
+    near-duplicates) are removed.
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        threshold: ROUGE-L F1 at or above which an instruction is a near-duplicate; None: exact (normalized)
+            duplicates only.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+    """
     dd = Deduper(threshold if threshold is not None else 1.01)
     reasons = {}
     for s in samples:

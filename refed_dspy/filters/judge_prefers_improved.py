@@ -12,7 +12,16 @@ from refed_dspy.registry import FILTERS
 
 def judge_prefers_improved(samples: list[Sample], judgments: Judgments, unjudged: str = "drop") -> FilterResult:
     """Keep a sample only when the judge (both orders) prefers its improved response to the draft. A sample with no
-    pairwise judgment is removed, saying so (`unjudged="keep"`: kept)."""
+    pairwise judgment is removed, saying so (`unjudged="keep"`: kept).
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        judgments: sample id -> its judgment, as judgments.jsonl holds it.
+        unjudged: "keep" or "drop": what becomes of a sample with no pairwise judgment.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+    """
     reasons = {}
     for s in samples:
         pair = (judgments.get(sample_id(s)) or {}).get("pairwise")

@@ -13,7 +13,17 @@ from refed_dspy.registry import FILTERS
 def length(
     samples: list[Sample], which: str = "response", min_words: int | None = None, max_words: int | None = None
 ) -> FilterResult:
-    """Keep samples whose `which` text has between min_words and max_words words (inclusive)."""
+    """Keep samples whose `which` text has between min_words and max_words words (inclusive).
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        which: the text measured: "instruction", "draft" or "response" (the final one).
+        min_words: the fewest words a kept sample's text has; None: no lower bound.
+        max_words: the most words a kept sample's text has; None: no upper bound.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+    """
     reasons = {}
     for s in samples:
         n = len(text_of(s, which).split())

@@ -12,7 +12,17 @@ from refed_dspy.registry import FILTERS
 
 def min_score(samples: list[Sample], judgments: Judgments, threshold: float, unjudged: str = "drop") -> FilterResult:
     """Keep samples whose mean pointwise judge score is at least `threshold` (and, with `unjudged="keep"`, those
-    with no pointwise judgment)."""
+    with no pointwise judgment).
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        judgments: sample id -> its judgment, as judgments.jsonl holds it.
+        threshold: the lowest mean pointwise score a kept sample has.
+        unjudged: "keep" or "drop": what becomes of a sample with no pointwise judgment.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+    """
     reasons = {}
     for s in samples:
         point = (judgments.get(sample_id(s)) or {}).get("pointwise")

@@ -207,7 +207,22 @@ def near_duplicates(
 ) -> FilterResult:
     """In input order, keep the first sample of each cluster of near-duplicates (MinHash LSH over `field`: instruction,
     response (the final one) or both); the others are removed, each naming the sample it repeats and the estimated
-    Jaccard similarity."""
+    Jaccard similarity.
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        field: what is compared: "instruction", "response" (the final one) or "both".
+        threshold: estimated Jaccard similarity at or above which a sample is a near-duplicate of an earlier one.
+        shingle_words: words per shingle.
+        num_perm: MinHash permutations.
+        seed: seed of the MinHash permutations.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+
+    Raises:
+        ConfigError: `threshold` is too high for `num_perm` to leave more than one LSH band.
+    """
     matches = near_duplicate_matches([parts_of(s, field) for s in samples], threshold, shingle_words, num_perm, seed)
     how = f"(MinHash, {shingle_words}-word shingles, threshold {threshold})"
     return split(

@@ -12,7 +12,16 @@ from refed_dspy.registry import FILTERS
 
 
 def random_subset(samples: list[Sample], k: int, seed: int = 0) -> FilterResult:
-    """Keep a uniformly random `k` of the samples, in input order."""
+    """Keep a uniformly random `k` of the samples, in input order.
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        k: how many samples to keep (all of them when there are no more).
+        seed: the random seed.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+    """
     if k >= len(samples):
         return FilterResult(list(samples))
     chosen = set(random.Random(seed).sample(range(len(samples)), k))

@@ -74,7 +74,18 @@ def reference_copy(
     """Remove the samples whose instruction or final response (`field`: instruction, response or both) reaches
     `threshold` of closeness to its reference's (ROUGE-L or a verbatim share of runs of `span`+ words), with a reason
     naming the part and the measure. A sample whose reference is not in `references` is kept (and counted in one
-    log line); one of a method that rewrites its reference (reflection) is kept."""
+    log line); one of a method that rewrites its reference (reflection) is kept.
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        references: reference id -> (instruction, response).
+        threshold: the closeness to the reference at or above which a sample is a copy.
+        field: what is compared with the reference's: "instruction", "response" or "both".
+        span: the shortest run of words the verbatim share counts.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+    """
     parts = PARTS if field == "both" else (field,)
     reasons = {}
     measured = measure_samples(samples, references, span)

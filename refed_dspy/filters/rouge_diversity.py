@@ -14,7 +14,16 @@ from refed_dspy.text.overlap import Deduper
 
 def rouge_diversity(samples: list[Sample], threshold: float, seed: int = 0) -> FilterResult:
     """From a random starting sample, walk the samples in order (wrapping around) and keep one only if its
-    instruction's highest ROUGE-L F1 against the instructions already kept is below `threshold`."""
+    instruction's highest ROUGE-L F1 against the instructions already kept is below `threshold`.
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        threshold: ROUGE-L F1 at or above which an instruction is a near-duplicate of a kept one.
+        seed: the random seed that picks the starting sample.
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+    """
     if not samples:
         return FilterResult([])
     start = random.Random(seed).randrange(len(samples))

@@ -26,7 +26,18 @@ def superfiltering(
     response: str = "response",
 ) -> FilterResult:
     """Remove the samples whose (instruction, `response`) pair has IFD >= `max_ifd`; with `keep`, keep only that share
-    of the rest, highest IFD first. Each reason names the figures and the scoring model."""
+    of the rest, highest IFD first. Each reason names the figures and the scoring model.
+
+    Args:
+        samples: the samples, as samples.jsonl holds them.
+        scorer: the scorer that measures each pair's IFD, as `open_scorer` gives one.
+        max_ifd: the IFD from which a pair is removed.
+        keep: the share of the pairs under `max_ifd` to keep, highest IFD first; None: all of them.
+        response: which response is scored: "response" (the final one) or "draft".
+
+    Returns:
+        The kept samples, in input order, and the removed ones, each with its reason.
+    """
     pairs = [(text_of(s, "instruction"), text_of(s, response)) for s in samples]
     scores = scorer.score(pairs, show_progress=sys.stderr.isatty())
     reasons: dict[str, str] = {}

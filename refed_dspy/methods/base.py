@@ -84,22 +84,56 @@ class Method(ABC):
 
     @abstractmethod
     def build_pipeline(self, syn: SynthesisSettings | None = None, respond: dspy.Module | None = None) -> dspy.Module:
-        """The method's pipeline program at its built-in prompts (`respond`: its per-instruction part instead)."""
+        """The method's pipeline program at its built-in prompts (`respond`: its per-instruction part instead).
+
+        Args:
+            syn: the synthesis settings the pipeline is built with; None: Defaults().
+            respond: a per-instruction part to use instead of the built-in one (a compiled one, say).
+
+        Returns:
+            The pipeline program, with the parts the runner calls.
+        """
 
     @abstractmethod
     def worst_calls(self, syn: SynthesisSettings) -> dict[str, int]:
-        """LM calls one task of each kind makes at most, repairs aside (the budget reserves them before it starts)."""
+        """LM calls one task of each kind makes at most, repairs aside (the budget reserves them before it starts).
+
+        Args:
+            syn: the synthesis settings.
+
+        Returns:
+            The most calls per task, by kind: `feedback`, `unit` and `sample`.
+        """
 
     def feature_description(self, feature: str, feedback: ReferenceFeedback | None) -> str | None:
         """What the reference's feedback says of `feature` (the synthesizer's input), "" when the method collects no
-        description, None when the reference has no such feature (its unit is skipped)."""
+        description, None when the reference has no such feature (its unit is skipped).
+
+        Args:
+            feature: one of the method's features.
+            feedback: the reference's collected feedback, or None when none was collected.
+
+        Returns:
+            The feature's description, "" when the method collects none, or None when the reference lacks it.
+        """
         return ""
 
     def unit_inputs(
         self, ref: Reference, feature: str, feedback: ReferenceFeedback | None, syn: SynthesisSettings, rollout: int = 0
     ) -> dict[str, Any]:
         """The keyword inputs of the `synthesizer` part for one unit: `syn.instructions_per_feature` new instructions
-        from `feature` of `ref` (its description from `feedback`); `rollout`: a pass after the first asks anew."""
+        from `feature` of `ref` (its description from `feedback`); `rollout`: a pass after the first asks anew.
+
+        Args:
+            ref: the reference the unit belongs to.
+            feature: the feature the new instructions exercise.
+            feedback: the reference's collected feedback, or None.
+            syn: the synthesis settings (`instructions_per_feature`).
+            rollout: which pass over the unit this is; 0: the first.
+
+        Returns:
+            The keyword inputs: reference_instruction, feature_name, feature_description, n and rollout_id.
+        """
         return {
             "reference_instruction": ref.instruction,
             "feature_name": feature,
@@ -109,23 +143,61 @@ class Method(ABC):
         }
 
     def seed_item(self, ref: Reference, syn: SynthesisSettings) -> SeedItem | None:
-        """The sample this method makes straight from `ref`, or None (it synthesizes new instructions instead)."""
+        """The sample this method makes straight from `ref`, or None (it synthesizes new instructions instead).
+
+        Args:
+            ref: the reference.
+            syn: the synthesis settings.
+
+        Returns:
+            The seed item, or None here.
+        """
         return None
 
     @abstractmethod
     def sample_inputs(self, ref: Reference, instruction: str, feedback: ReferenceFeedback | None) -> dict[str, Any]:
-        """The keyword inputs of the `respond` part for one sample."""
+        """The keyword inputs of the `respond` part for one sample.
+
+        Args:
+            ref: the sample's reference.
+            instruction: the sample's instruction.
+            feedback: the reference's collected feedback, or None.
+
+        Returns:
+            The keyword inputs the `respond` part is called with.
+        """
 
     @abstractmethod
     def record_fields(
         self, instruction: str, ref: Reference, pred: dspy.Prediction, syn: SynthesisSettings
     ) -> dict[str, Any]:
         """The sample record's fields (all but `meta`) from what `respond` returned; ValueError when the output is
-        unusable (it becomes a reject)."""
+        unusable (it becomes a reject).
+
+        Args:
+            instruction: the sample's instruction.
+            ref: the sample's reference.
+            pred: what the `respond` part returned.
+            syn: the synthesis settings.
+
+        Returns:
+            The record's fields by name, as plain data.
+
+        Raises:
+            ValueError: the output is unusable (an implementation raises it; the sample becomes a reject).
+        """
 
     def work_counts(self, syn: SynthesisSettings, n_refs: int) -> dict[str, int]:
         """How many tasks of each kind a run of `syn.size` samples does (pure; units assume KEEP_RATE of the new
-        instructions survive dedup)."""
+        instructions survive dedup).
+
+        Args:
+            syn: the synthesis settings (`size`, `instructions_per_feature`).
+            n_refs: how many references the run has.
+
+        Returns:
+            The number of tasks by kind: `feedback`, `unit` and `sample`.
+        """
         if not self.features:
             return {"feedback": 0, "unit": 0, "sample": min(syn.size, n_refs)}
         units = math.ceil(syn.size / (syn.instructions_per_feature * KEEP_RATE))

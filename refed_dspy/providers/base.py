@@ -39,7 +39,14 @@ BOUNDS = frozenset(
 
 
 def provider_of(model: str) -> str:
-    """The provider prefix of a DSPy/LiteLLM model string ('openai' when it has none, as LiteLLM assumes)."""
+    """The provider prefix of a DSPy/LiteLLM model string ('openai' when it has none, as LiteLLM assumes).
+
+    Args:
+        model: a DSPy/LiteLLM model string, such as 'anthropic/claude-haiku-4-5'.
+
+    Returns:
+        The part of `model` before its first '/', or 'openai' when it has none.
+    """
     return model.split("/", 1)[0] if "/" in model else "openai"
 
 
@@ -71,15 +78,36 @@ class Wire:
     reasoning: Callable[[Mapping[str, Any]], int] = lambda _usage: 0
 
     def tokens(self, body: Any) -> tuple[int, int, int]:
-        """(prompt, completion, cached) tokens of a reply body of this format ((0, 0, 0) for one without usage)."""
+        """(prompt, completion, cached) tokens of a reply body of this format ((0, 0, 0) for one without usage).
+
+        Args:
+            body: a reply body of this format (anything but a dict counts as one without usage).
+
+        Returns:
+            The (prompt, completion, cached) token counts of its `usage` object.
+        """
         return self.usage(_usage_of(body))
 
     def reasoning_tokens(self, body: Any) -> int:
-        """The hidden reasoning tokens of a reply body of this format (inside its completion tokens; 0 unsaid)."""
+        """The hidden reasoning tokens of a reply body of this format (inside its completion tokens; 0 unsaid).
+
+        Args:
+            body: a reply body of this format (anything but a dict counts as one without usage).
+
+        Returns:
+            The reasoning tokens its `usage` object counts, 0 where it counts none.
+        """
         return self.reasoning(_usage_of(body))
 
     def cache_written(self, body: Any) -> int:
-        """Prompt tokens of a reply body of this format written to the provider's prompt cache (0: none reported)."""
+        """Prompt tokens of a reply body of this format written to the provider's prompt cache (0: none reported).
+
+        Args:
+            body: a reply body of this format (anything but a dict counts as one without usage).
+
+        Returns:
+            The prompt tokens written to the cache; 0 where the format or the reply reports none.
+        """
         return self.written(_usage_of(body)) if self.written is not None else 0
 
 
@@ -113,7 +141,15 @@ class Dialect:
     rank: int = 50
 
     def drops(self, key: str, value: Any) -> bool:
-        """The schema keyword `key` with `value` goes into the description rather than the schema."""
+        """The schema keyword `key` with `value` goes into the description rather than the schema.
+
+        Args:
+            key: a JSON Schema keyword of a property (`maxLength`, `minimum`, ...).
+            value: the keyword's value in the schema.
+
+        Returns:
+            True when the dialect does not take `key` (it is in `dropped`) and `value` is not one it keeps (`kept`).
+        """
         return key in self.dropped and value not in self.kept.get(key, ())
 
 
@@ -154,7 +190,14 @@ class PrefixCache:
     step: int = 128
 
     def cached(self, prefix_tokens: int) -> int:
-        """Prompt tokens served from the cache for a call sharing `prefix_tokens` with an earlier one (pure)."""
+        """Prompt tokens served from the cache for a call sharing `prefix_tokens` with an earlier one (pure).
+
+        Args:
+            prefix_tokens: the prompt tokens the call shares with an earlier one.
+
+        Returns:
+            0 below `min_tokens`, else `prefix_tokens` rounded down to a multiple of `step`.
+        """
         return 0 if prefix_tokens < self.min_tokens else prefix_tokens // self.step * self.step
 
 
@@ -312,7 +355,14 @@ class Provider:
 
     def host_form(self, api_base: str) -> str:
         """`api_base` as LiteLLM takes it for this provider: without a trailing slash, and without a trailing path of
-        `base_suffixes`."""
+        `base_suffixes`.
+
+        Args:
+            api_base: a base URL as a config gives it.
+
+        Returns:
+            `api_base` stripped of surrounding spaces, a trailing slash and a trailing path of `base_suffixes`.
+        """
         base = api_base.strip().rstrip("/")
         for suffix in self.base_suffixes:
             if base.endswith(suffix):
@@ -320,19 +370,42 @@ class Provider:
         return base
 
     def native_base(self, api_base: str) -> str:
-        """The base DSPy's own client (lm15) is given for `api_base`."""
+        """The base DSPy's own client (lm15) is given for `api_base`.
+
+        Args:
+            api_base: a base URL as a config gives it.
+
+        Returns:
+            `api_base` in LiteLLM's form (`host_form`) followed by `native_path`.
+        """
         return self.host_form(api_base) + self.native_path
 
     def call_url(self, model: str, api_base: str | None) -> str:
         """The URL a chat call of `model` goes to with `api_base` (unset: the provider's own); where refed does not
-        know the format or the default endpoint, `api_base` itself (or '<prefix>'s default endpoint')."""
+        know the format or the default endpoint, `api_base` itself (or '<prefix>'s default endpoint').
+
+        Args:
+            model: the DSPy/LiteLLM model string of the call.
+            api_base: the config's base URL; None for the provider's own (`default_base`).
+
+        Returns:
+            The URL of the chat call, or where it is unknown `api_base` or a phrase naming the default endpoint.
+        """
         base = api_base or self.default_base
         if self.wire is None or base is None:
             return api_base or f"{provider_of(model)}'s default endpoint"
         return self.host_form(base) + self.wire.path
 
     def schema_dialect(self, model: str, api_base: str | None) -> tuple[Dialect, str]:
-        """The schema dialect of `model` at `api_base`, and why."""
+        """The schema dialect of `model` at `api_base`, and why.
+
+        Args:
+            model: the DSPy/LiteLLM model string.
+            api_base: the config's base URL (None: the provider's own); a subclass may tell servers apart by it.
+
+        Returns:
+            (dialect, reason): FULL for a grammar server, else the provider's own dialect, else MINIMAL.
+        """
         prefix = provider_of(model)
         if self.grammar:
             return FULL, f"{prefix} compiles the whole schema into a grammar"
@@ -347,29 +420,72 @@ class Provider:
 
     def cache_request(self, body: dict[str, Any], stable: StablePrompt | None) -> dict[str, Any]:
         """The body of a chat request of its wire format, asking it to cache the repeated part of the prompt
-        (`stable`; None: nothing known to repeat): with the key of that part in `cache_key`. `body` is not changed."""
+        (`stable`; None: nothing known to repeat): with the key of that part in `cache_key`. `body` is not changed.
+
+        Args:
+            body: the body of a chat request of the provider's wire format.
+            stable: the parts of the prompt that repeat across calls, or None when none are known.
+
+        Returns:
+            A new body asking the provider to cache the repeated part, or `body` itself where there is nothing to ask.
+        """
         if self.cache_key is None or stable is None or not stable.key:
             return body
         return {**body, self.cache_key: stable.key}
 
     def sampling(self, model: str) -> Sampling:
         """The settings `model` takes where a config is silent (temperature, output limit) and whether it reasons
-        (refed_dspy.providers.sampling): the usual ones, with what LiteLLM's table says of it."""
+        (refed_dspy.providers.sampling): the usual ones, with what LiteLLM's table says of it.
+
+        Args:
+            model: the DSPy/LiteLLM model string.
+
+        Returns:
+            The model's default sampling settings.
+        """
         return usual_sampling(model)
 
     def batch_base(self, api_base: str | None) -> str:
-        """The base URL of its batch API, for the config's `api_base` (None: its own endpoint)."""
+        """The base URL of its batch API, for the config's `api_base` (None: its own endpoint).
+
+        Args:
+            api_base: the config's base URL, or None for the provider's own (`default_base`).
+
+        Returns:
+            The base URL batch requests go to.
+        """
         return self.native_base(api_base or self.default_base or "")
 
     def batch_headers(self, key: str | None) -> dict[str, str]:
-        """The headers that carry `key` to its batch API."""
+        """The headers that carry `key` to its batch API.
+
+        Args:
+            key: the API key, or None where there is none.
+
+        Returns:
+            The HTTP headers, by name (here a bearer `Authorization` header).
+        """
         return {"Authorization": f"Bearer {key or 'unused'}"}
 
     def batch_query(self, api_version: str | None) -> str:
-        """The query string each batch API request carries ('' for none)."""
+        """The query string each batch API request carries ('' for none).
+
+        Args:
+            api_version: the config's API version, or None; this base class does not use it.
+
+        Returns:
+            The query string without its leading '?' ('' here).
+        """
         return ""
 
     def batch_body(self, model: str) -> dict[str, Any]:
         """What to change in a role's section for the body of a batch request to be built as the batch API takes it
-        ({}: as for an online call)."""
+        ({}: as for an online call).
+
+        Args:
+            model: the section's DSPy/LiteLLM model string.
+
+        Returns:
+            The section's fields to change, by name ({} here).
+        """
         return {}

@@ -17,6 +17,14 @@ SCHEMA_SHOWN_HELP = "Whether the server shows the model the response schema of a
 
 
 def dialect_for(model: str, api_base: str | None) -> tuple[str, str]:
-    """The schema dialect for a model and server, and why: (dialect, reason)."""
+    """The schema dialect for a model and server, and why: (dialect, reason).
+
+    Args:
+        model: the DSPy/LiteLLM model string.
+        api_base: the server's base URL, or None for the provider's own.
+
+    Returns:
+        (dialect name, reason), as the model's provider says (`Provider.schema_dialect`).
+    """
     dialect, why = provider_for(model).schema_dialect(model, api_base)
     return dialect.name, why

@@ -85,13 +85,30 @@ def _unknown(prefix: str) -> Provider:
 def provider_for(model: str) -> Provider:
     """The provider of a DSPy/LiteLLM model string, by its prefix (a bare name: OpenAI, as LiteLLM assumes). A prefix
     no provider file registers gets a Provider that knows nothing but its name: no wire, no hosts, the minimal schema
-    dialect, no batch API, its key variables from LiteLLM's table."""
+    dialect, no batch API, its key variables from LiteLLM's table.
+
+    Args:
+        model: a DSPy/LiteLLM model string.
+
+    Returns:
+        The registered provider of its prefix, or a bare Provider named after the prefix.
+    """
     prefix = provider_of(model)
     return PROVIDERS.for_prefix(prefix) or _unknown(prefix)
 
 
 def provider_named(name: str) -> Provider:
-    """The registered provider called `name`; ConfigError naming the registered ones otherwise."""
+    """The registered provider called `name`; ConfigError naming the registered ones otherwise.
+
+    Args:
+        name: a provider's registry name ('openai', 'anthropic', ...).
+
+    Returns:
+        The registered Provider of that name.
+
+    Raises:
+        ConfigError: no provider of that name is registered.
+    """
     return PROVIDERS.get(name)
 
 

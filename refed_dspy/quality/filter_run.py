@@ -113,6 +113,20 @@ def filter_run(
     `unjudged` must say whether such samples are kept or dropped, else ConfigError (nothing is written). A filter's
     settings left to the config (decontaminate's benchmarks: [quality]) come from `config`, by default the run's own
     config.toml.
+
+    Args:
+        run_dir: the run dir (or filtered dir) whose samples are filtered; it is only read.
+        out_dir: the output directory, outside `run_dir`; a run dir of the kept samples is written there.
+        specs: the filters to apply, in order, each to what the one before kept.
+        overwrite: replace the samples `out_dir` already holds.
+        unjudged: "keep" or "drop": what judge-based filters do with a sample that has no judgment.
+        config: the config the filters' unset settings come from; None: the run's config.toml (defaults without one).
+
+    Returns:
+        What filter_summary.json holds: samples in, kept and removed, removals by filter, each step, the unjudged.
+
+    Raises:
+        ConfigError, RunDirError: the filters, `unjudged`, the run dir or `out_dir` are unusable (nothing is written).
     """
     if unjudged is not None and unjudged not in UNJUDGED:
         raise ConfigError(f"--unjudged must be keep or drop, not '{unjudged}'")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +244,7 @@ class Report(Result):
 def build_report(
     run_dir: str | Path,
     config: Config | None = None,
-    embedder=None,
+    embedder: Callable[[list[str]], Any] | None = None,
     score: bool = False,
     score_all: bool = False,
     show_progress: bool = False,
@@ -253,7 +254,23 @@ def build_report(
     With `score`, the report holds Reflection-Tuning's data statistics, measured by the [scoring] model (the scorer
     extra) on the run's references and on every sample (`score_all`) or [scoring] report_pairs of them, drafts and
     final responses. The run dir's lock is held while the report is made, so it never writes into a run another
-    process is writing (RunDirError naming that process), and a directory refed did not make is refused."""
+    process is writing (RunDirError naming that process), and a directory refed did not make is refused.
+
+    Args:
+        run_dir: a run dir or a filtered dir with a samples.jsonl.
+        config: the config whose [report], [scoring] and [tracking] are used; None: the run dir's own config.toml.
+        embedder: a callable mapping a list of texts to their embeddings, for the instructions' embedding diversity;
+            None: the [report] embedding_model's, or no embedding diversity when that is unset.
+        score: add the data statistics measured by the [scoring] model.
+        score_all: add them measured on every sample rather than [scoring] report_pairs of them.
+        show_progress: print the scoring's progress on stderr.
+
+    Returns:
+        The report's figures as report.json holds them, with the path of report.html, its images and a text summary.
+
+    Raises:
+        RunDirError: `run_dir` has no samples.jsonl, another process holds its lock, or refed did not make it.
+    """
     rundir = RunDir(run_dir)
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; nothing to report")

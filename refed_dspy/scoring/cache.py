@@ -43,7 +43,14 @@ class ScoreCache:
             raise ConfigError(f"cannot open the scoring cache {self.path}: {err} (set [scoring] cache)") from None
 
     def get(self, keys: list[str]) -> dict[str, PassResult]:
-        """The cached results of those of `keys` that are cached."""
+        """The cached results of those of `keys` that are cached.
+
+        Args:
+            keys: pass keys, as `pass_key` makes them.
+
+        Returns:
+            Key -> its PassResult, for the keys found (the others are left out).
+        """
         found: dict[str, PassResult] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
@@ -66,7 +73,14 @@ class ScoreCache:
             self._db.executemany("INSERT OR REPLACE INTO passes VALUES (?, ?, ?)", rows)
 
     def get_vectors(self, keys: list[str]) -> dict[str, tuple[float, ...]]:
-        """The cached embeddings of those of `keys` that are cached."""
+        """The cached embeddings of those of `keys` that are cached.
+
+        Args:
+            keys: embedding keys, as `pass_key` makes them.
+
+        Returns:
+            Key -> its vector, for the keys found (the others are left out).
+        """
         found: dict[str, tuple[float, ...]] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]

@@ -130,11 +130,23 @@ class Scorer:
         self.clock = clock
 
     def describe(self) -> dict[str, Any]:
-        """The scoring model, the token limit and where coherence comes from, as files and tables name them."""
+        """The scoring model, the token limit and where coherence comes from, as files and tables name them.
+
+        Returns:
+            model, max_tokens and coherence_from (None when there is no coherence) by name.
+        """
         return {"model": self.label, "max_tokens": self.settings.max_tokens, "coherence_from": self.coherence_from}
 
     def score(self, pairs: Sequence[tuple[str, str]], show_progress: bool = False) -> list[PairScore]:
-        """The statistics of each (instruction, response) of `pairs`, in order."""
+        """The statistics of each (instruction, response) of `pairs`, in order.
+
+        Args:
+            pairs: (instruction, response) pairs.
+            show_progress: print the estimate and a progress line on stderr.
+
+        Returns:
+            One PairScore per pair, in the order of `pairs`.
+        """
         out: list[PairScore | None] = [None] * len(pairs)
         for i, (score,) in self.score_parts([[pair] for pair in pairs], show_progress):
             out[i] = score
@@ -146,7 +158,15 @@ class Scorer:
         """Each part of `parts` (pairs kept together: a row of `refed score`, a final response and its draft) as (its
         index, its pairs' statistics), once its passes are made: first the parts the cache holds whole, then the
         others as the batches that finish them are made, so a caller that keeps each part as it comes loses at most
-        the batch in progress to a stop."""
+        the batch in progress to a stop.
+
+        Args:
+            parts: groups of (instruction, response) pairs, each group given back together.
+            show_progress: print the estimate and a progress line on stderr.
+
+        Yields:
+            (the part's index in `parts`, one PairScore per pair of the part, in its order), each part once.
+        """
         limit, identity = self.settings.max_tokens, self.backend.identity
         keyed = [
             [(pass_key(identity, limit, "given", x, y), pass_key(identity, limit, "alone", y)) for x, y in part]
@@ -294,7 +314,18 @@ def _backend(model: str, api_base: str | None, device: str | None, dtype: str) -
 def open_scorer(settings: ScoringConfig, embedding_model: str | None = None) -> Scorer:
     """The scorer [scoring] describes (its model loaded once per process), with coherence from `embedding_model` when
     that is a local sentence-embedding model folder ([report] embedding_model), else from the scorer's own states.
-    ConfigError, in one line, when the scorer extra is not installed or the model cannot be loaded."""
+    ConfigError, in one line, when the scorer extra is not installed or the model cannot be loaded.
+
+    Args:
+        settings: the [scoring] section: the model (or server), device, dtype, token limit, batch size and cache.
+        embedding_model: [report] embedding_model; used for coherence only when it names a local folder.
+
+    Returns:
+        The scorer, its passes cached in the [scoring] cache.
+
+    Raises:
+        ConfigError: the scorer extra is not installed, or the embedding model or the cache cannot be opened.
+    """
     backend = _backend(settings.model, settings.api_base, settings.device, settings.dtype)
     embedder, label = None, None
     if embedding_model and Path(embedding_model).expanduser().is_dir():

@@ -48,7 +48,15 @@ class PairScore:
     truncated: bool
 
     def figures(self, prefix: str = "") -> dict[str, float | None]:
-        """The five statistics by name (each name after `prefix`), rounded for a file or a table."""
+        """The five statistics by name (each name after `prefix`), rounded for a file or a table.
+
+        Args:
+            prefix: put before each name, e.g. "draft_".
+
+        Returns:
+            instruction_ppl, response_ppl, response_ppl_given_instruction, ifd and coherence, rounded to 4 places
+                (coherence None when there is none).
+        """
         out = asdict(self)
         keep = ("instruction_ppl", "response_ppl", "response_ppl_given_instruction", "ifd", "coherence")
         return {f"{prefix}{k}": (None if out[k] is None else round(out[k], 4)) for k in keep}
@@ -69,7 +77,16 @@ def cosine(a: Sequence[float] | None, b: Sequence[float] | None) -> float | None
 
 
 def pair_score(conditional: PassResult, alone: PassResult, coherence: float | None) -> PairScore:
-    """A pair's statistics from its conditional pass (instruction, then response) and its response alone."""
+    """A pair's statistics from its conditional pass (instruction, then response) and its response alone.
+
+    Args:
+        conditional: the pass of the instruction followed by the response.
+        alone: the pass of the response alone.
+        coherence: the cosine similarity of the instruction's and the response's embeddings, or None.
+
+    Returns:
+        The pair's three perplexities, IFD, coherence, token counts, and whether either pass was cut at the token limit.
+    """
     given = perplexity(conditional.response_nll)
     plain = perplexity(alone.response_nll)
     return PairScore(
@@ -85,7 +102,18 @@ def pair_score(conditional: PassResult, alone: PassResult, coherence: float | No
 
 
 def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
-    """The probability that a positive scores above a negative (ties count half): how well a statistic ranks."""
+    """The probability that a positive scores above a negative (ties count half): how well a statistic ranks.
+
+    Args:
+        positives: the statistic's values on the positive examples.
+        negatives: its values on the negative examples.
+
+    Returns:
+        The AUC, from 0 to 1.
+
+    Raises:
+        ValueError: `positives` or `negatives` is empty.
+    """
     if not positives or not negatives:
         raise ValueError("auc needs positives and negatives")
     wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)

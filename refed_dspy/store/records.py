@@ -60,7 +60,11 @@ class ReferenceFeedback(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict, description="Calls, tokens and cost of collecting it.")
 
     def features(self) -> list[tuple[str, str]]:
-        """(feature name, description) pairs that drive instruction synthesis."""
+        """(feature name, description) pairs that drive instruction synthesis.
+
+        Returns:
+            The pairs for subject_areas and relevant_skills, each where it is not empty.
+        """
         out = []
         if self.subject_areas:
             out.append(("subject_areas", self.subject_areas))

@@ -25,7 +25,11 @@ class Result(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object the command writes."""
+        """The JSON object the command writes.
+
+        Returns:
+            The result's fields by their JSON keys, in JSON types, with unset `Optional()` fields left out.
+        """
         return self.model_dump(mode="json", by_alias=True)
 
     def __eq__(self, other: object) -> bool:
@@ -57,7 +61,15 @@ class Result(BaseModel):
         return getattr(self, self._field_of(key))  # type: ignore[arg-type]
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The value of `key`, or `default` when the JSON file would not have it."""
+        """The value of `key`, or `default` when the JSON file would not have it.
+
+        Args:
+            key: a JSON key of the result (a field's alias, or its name).
+            default: what to return when the JSON file would not have `key`.
+
+        Returns:
+            The field's value, or `default`.
+        """
         return self[key] if self._present(key) else default
 
     def __contains__(self, key: object) -> bool:

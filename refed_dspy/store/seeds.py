@@ -420,6 +420,9 @@ def read_references(
         split: split to read from hub datasets and saved DatasetDicts.
         limit: keep at most this many references.
 
+    Returns:
+        (references, report): the references kept, and what was read, kept and skipped.
+
     Raises:
         SeedError: the source is unreadable, matches no shape, or yields no usable row.
     """
@@ -480,7 +483,20 @@ def read_seeds(seeds: SeedsConfig) -> tuple[list[Reference], SeedReport]:
 def load_references(
     source: str | None = None, format: str = "auto", split: str = "train", limit: int | None = None
 ) -> list[Reference]:
-    """Load validated references (see `read_references`); logs a one-line summary."""
+    """Load validated references (see `read_references`); logs a one-line summary.
+
+    Args:
+        source: hub name, local file or directory; None for the embedded set.
+        format: one of SHAPES, or "auto" to detect from the first row.
+        split: split to read from hub datasets and saved DatasetDicts.
+        limit: keep at most this many references.
+
+    Returns:
+        The references kept.
+
+    Raises:
+        SeedError: the source is unreadable, matches no shape, or yields no usable row.
+    """
     refs, report = read_references(source, format, split, limit)
     log.info(report.line())
     return refs

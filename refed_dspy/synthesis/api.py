@@ -170,6 +170,9 @@ def synthesize(
         show_progress: print progress lines on stderr.
         detach: batch mode only: return once the requests are submitted.
 
+    Returns:
+        The run's summary (what summary.json holds): its status, samples made and wanted, calls, tokens and cost.
+
     Raises:
         ConfigError, SeedError, MissingKeyError, RunDirError: the input is unusable (nothing is paid).
         EndpointError (a ConfigError): the first calls found the endpoint wrong: not found, the key refused, a reply

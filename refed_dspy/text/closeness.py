@@ -58,7 +58,11 @@ class Closeness:
 
     def phrase(self) -> str:
         """The measure that gives `value`, in words: 'ROUGE-L 0.93', or 'verbatim share 0.85 (85% of its words lie in
-        runs of 8+ words found word for word in the reference)'."""
+        runs of 8+ words found word for word in the reference)'.
+
+        Returns:
+            The phrase naming the largest measure and its value.
+        """
         if self.rouge_l >= max(self.verbatim, self.reference_verbatim):
             return f"ROUGE-L {self.rouge_l:.2f}"
         mine = self.verbatim >= self.reference_verbatim
@@ -70,7 +74,11 @@ class Closeness:
         )
 
     def as_dict(self) -> dict[str, float | int]:
-        """The figures, for a report."""
+        """The figures, for a report.
+
+        Returns:
+            rouge_l, verbatim, reference_verbatim and longest_run by name (span left out).
+        """
         return {
             "rouge_l": self.rouge_l,
             "verbatim": self.verbatim,
@@ -116,7 +124,19 @@ def verbatim_runs(words: list[str], reference: list[str], span: int = SPAN_WORDS
 
 
 def closeness(text: str, reference: str, span: int = SPAN_WORDS) -> Closeness:
-    """How close `text` is to `reference` (see the module's docstring); 0 on every measure when either has no word."""
+    """How close `text` is to `reference` (see the module's docstring); 0 on every measure when either has no word.
+
+    Args:
+        text: the text measured.
+        reference: the reference text it is compared with.
+        span: the shortest run of words the verbatim shares count.
+
+    Returns:
+        Its ROUGE-L F1, its two verbatim shares and its longest copied run.
+
+    Raises:
+        ValueError: `span` is less than 1.
+    """
     words, ref = tokens(text), tokens(reference)
     share, ref_share, longest = verbatim_runs(words, ref, span)
     return Closeness(round(rouge_l(words[:MAX_WORDS], ref[:MAX_WORDS]), 4), share, ref_share, longest, span)
@@ -124,7 +144,16 @@ def closeness(text: str, reference: str, span: int = SPAN_WORDS) -> Closeness:
 
 def copied_spans(text: str, reference: str, span: int = SPAN_WORDS) -> list[tuple[int, int]]:
     """The stretches of `text` (character offsets, start and end) made of `span`-word windows found word for word in
-    `reference`: what a viewer highlights as copied ([] when there is none, or positions cannot be told)."""
+    `reference`: what a viewer highlights as copied ([] when there is none, or positions cannot be told).
+
+    Args:
+        text: the text whose copied stretches are found.
+        reference: the reference text it is compared with.
+        span: the shortest run of words that counts as copied.
+
+    Returns:
+        (start, end) character offsets into `text`, in order; overlapping windows are merged into one stretch.
+    """
     where = token_spans(text)
     words = tokens(text)
     ref = tokens(reference)
@@ -144,7 +173,16 @@ def copied_spans(text: str, reference: str, span: int = SPAN_WORDS) -> list[tupl
 
 def copy_reason(part: str, close: Closeness, threshold: float = COPY_THRESHOLD) -> str | None:
     """The reason "response copies its reference's response: ROUGE-L 0.97 >= 0.8" when `close` reaches `threshold`,
-    else None (`part`: what was compared, instruction or response)."""
+    else None (`part`: what was compared, instruction or response).
+
+    Args:
+        part: what was compared: "instruction" or "response".
+        close: the closeness of that part to the reference's.
+        threshold: the closeness at or above which the part copies its reference.
+
+    Returns:
+        The removal reason, or None when `close` is below `threshold`.
+    """
     if close.value < threshold:
         return None
     return f"{part} copies its reference's {part}: {close.phrase()} >= {threshold:g}"

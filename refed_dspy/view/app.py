@@ -13,6 +13,8 @@ a file written before refed masked them may still quote one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from refed_dspy.errors import RefedError
 from refed_dspy.providers.keys import loopback_host
 from refed_dspy.view import routes
@@ -20,8 +22,15 @@ from refed_dspy.view.index import View
 from refed_dspy.view.routes import BadQuery, Pages
 
 
-def create_app(view: View):
-    """The Flask app serving `view`: the URLs of view/routes.py, answered only to this machine."""
+def create_app(view: View) -> Any:
+    """The Flask app serving `view`: the URLs of view/routes.py, answered only to this machine.
+
+    Args:
+        view: the directory to show; it is refreshed before each request.
+
+    Returns:
+        The Flask app.
+    """
     from flask import Flask, request
 
     app = Flask("refed_view")
@@ -59,9 +68,21 @@ def create_app(view: View):
     return app
 
 
-def serve(view: View, port: int = 8765, host: str = "127.0.0.1"):
+def serve(view: View, port: int = 8765, host: str = "127.0.0.1") -> Any:
     """A threaded HTTP server for `view` on `host:port` (0: any free port); returns it (call serve_forever, and read
-    the port it listens on from its `port`). RefedError, one line, when the port is out of range or taken."""
+    the port it listens on from its `port`). RefedError, one line, when the port is out of range or taken.
+
+    Args:
+        view: the directory to show.
+        port: the port to listen on, 0 to 65535 (0: any free port).
+        host: the address to bind.
+
+    Returns:
+        The Werkzeug server, bound and listening but not yet serving.
+
+    Raises:
+        RefedError: the port is out of range, is in use, or cannot be bound on `host`.
+    """
     import errno
     import socket
 

@@ -315,7 +315,12 @@ class View:
         return self._rows
 
     def choices(self) -> dict[str, list[str]]:
-        """The values each filter can take, for the filter menus."""
+        """The values each filter can take, for the filter menus.
+
+        Returns:
+            Filter name (reference, feature, method, verdict, outcome) -> its values, sorted; outcome's are empty
+                unless a filtered dir is shown.
+        """
         rows = self._rows
         return {
             "reference": sorted({r.reference_id for r in rows}),
@@ -332,7 +337,12 @@ class View:
         return None
 
     def status(self) -> dict[str, Any]:
-        """Header figures: what the directory is, how far its runs got, and whether they are still written."""
+        """Header figures: what the directory is, how far its runs got, and whether they are still written.
+
+        Returns:
+            The header's fields: path, kind, source, runs, samples, judged, method, teacher, paid (one line per run),
+                notes (incomplete or mixed-teacher runs) and live (whether the live page has figures to show).
+        """
         notes = [
             f"{run.label + ': ' if run.label else ''}{note}"
             for run in self.runs
@@ -360,7 +370,11 @@ class View:
 
     def empty_note(self) -> str | None:
         """With no sample to list: how each run ended and why (its summary), and where its rejects are; None while
-        there are samples."""
+        there are samples.
+
+        Returns:
+            The note, or None when there are samples.
+        """
         if self._rows:
             return None
         ended = []
@@ -377,7 +391,11 @@ class View:
         return f"No samples: {told}. Its {rejects} rejects keep what the model returned:"
 
     def reject_groups(self) -> list[dict[str, Any]]:
-        """Synthesis and judge rejects grouped by stage and reason, largest group first."""
+        """Synthesis and judge rejects grouped by stage and reason, largest group first.
+
+        Returns:
+            One dict per group: stage, reason, count, and items (its reject rows, each with its run's label).
+        """
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for run in self.runs:
             for r in run.rejects:
@@ -392,7 +410,14 @@ class View:
         ]
 
     def by_reference(self, reference_id: str) -> dict[str, list[dict[str, Any]]]:
-        """Compare view: each run's samples of one reference."""
+        """Compare view: each run's samples of one reference.
+
+        Args:
+            reference_id: the id of the reference whose samples are listed.
+
+        Returns:
+            Run label -> that run's samples of the reference, in the order the run holds them.
+        """
         return {
             run.label: [s for s in run.samples.values() if s["meta"].get("reference_id") == reference_id]
             for run in self.runs

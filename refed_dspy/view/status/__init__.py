@@ -17,7 +17,17 @@ from refed_dspy.view.status.run import RunStatus, format_status, run_dir_status
 def run_status(path: str | Path) -> RunStatus | ExperimentStatus:
     """The status of `path`, read from its files without taking its lock (a process may be writing it): an
     ExperimentStatus for a directory `refed experiment` writes, else a RunStatus (a run dir, a comparison, an
-    optimization, a filtered or exported dir). RunDirError (one line) when refed wrote no such directory."""
+    optimization, a filtered or exported dir). RunDirError (one line) when refed wrote no such directory.
+
+    Args:
+        path: the directory to read.
+
+    Returns:
+        Its status: an ExperimentStatus or a RunStatus.
+
+    Raises:
+        RunDirError: `path` is not a directory refed wrote.
+    """
     return experiment_status(path) if is_experiment_dir(path) else run_dir_status(path)
 
 
