@@ -296,14 +296,36 @@ def optimize(
 ) -> dict[str, Any]:
     """Compile `program` on `lm` (with `adapter`, the teacher's) against `metric`.
 
-    `optimizer` is one of OPTIMIZERS, or a teleprompter instance (anything with `compile`) built by the caller.
-    Returns {program, optimizer, score_before, score_after, steps, before_rows, after_rows, metric_failures}.
-    `proposer_lm` writes instructions (MIPROv2, GEPA, SIMBA); it defaults to `lm`. Raises OptimizationStopped
-    when `budget` (attached to the LMs) refuses a call, when every judging of the baseline failed, when the
-    metric failed on more than half of its calls in all, or when the program itself failed on every validation
-    example (before or after compiling): no program is worth saving then. `log_root`: where an optimizer that can
-    resume keeps its state (GEPA), under a folder named for its settings and examples, so that the same compile run
-    again (after a kill) continues and another one starts afresh.
+    Args:
+        program: the program to compile; it is scored as given, then a deep copy of it is compiled.
+        trainset: the examples the optimizer compiles on.
+        valset: the examples the starting and the compiled program are scored on.
+        metric: called as `metric(example, prediction[, trace])`; a make_metric metric counts its failures.
+        lm: the LM the program runs on.
+        optimizer: one of OPTIMIZERS, or a teleprompter instance (anything with `compile`) built by the caller.
+        auto: MIPROv2 and GEPA preset; None: num_candidates and num_trials (MIPROv2) or max_metric_calls (GEPA) decide.
+        max_demos: bootstrapped demos per predictor (bootstrap, random search, MIPROv2, SIMBA).
+        num_candidates: candidate programs (random search, SIMBA) or instruction candidates (MIPROv2 without auto).
+        num_trials: MIPROv2 without auto: its optimization trials.
+        max_metric_calls: GEPA: metric calls in all (overrides auto).
+        max_steps: SIMBA: optimization steps.
+        bsize: SIMBA: mini-batch size (at most the trainset's size).
+        num_threads: how many examples are scored at once.
+        seed: the optimizer's seed.
+        proposer_lm: the LM that writes instructions (MIPROv2, GEPA, SIMBA); None: `lm`.
+        budget: the budget attached to the LMs, whose refusal of a call stops the optimization.
+        adapter: the adapter the program runs with (the teacher's); None: DSPy's.
+        log_root: where an optimizer that can resume keeps its state (GEPA), under a folder named for its settings and
+            examples, so that the same compile run again (after a kill) continues and another one starts afresh.
+
+    Returns:
+        {program, optimizer, score_before, score_after, steps, before_rows, after_rows, metric_failures, threshold,
+        traces}.
+
+    Raises:
+        OptimizationStopped: `budget` refused a call, every judging of the baseline failed, the metric failed on more
+            than half of its calls in all, or the program failed on every validation example (before or after
+            compiling): no program is worth saving then.
     """
     instance = None if isinstance(optimizer, str) else optimizer
     choice = _choice(optimizer, trainset, valset)
@@ -327,26 +349,7 @@ def optimize(
         name = optimizer if instance is None else None
         settings = dataclasses.replace(settings, log_dir=_log_dir(log_root, name, settings, trainset, valset, *state))
     tp = instance or _built(choice, metric, settings, adapter)
-    run = _Compilation(tp, choice, settings, metric, adapter, budget)
-    # the budget's stop is said once, by _Compilation.check
-    with dropping(_EXAMPLE_LOGGERS, _budget_refusal):
-        before, before_rows = run.score(program, valset, "while scoring the program before optimization")
-        compiled, threshold, traced = run.compile(program.deepcopy(), trainset, valset, before)
-        after, after_rows = run.score(compiled, valset, "while scoring the compiled program", most=True)
-    failures = metric.failure_summary() if hasattr(metric, "failure_summary") else None
-    name = optimizer if instance is None else type(instance).__name__
-    return {
-        "program": compiled,
-        "optimizer": name,
-        "score_before": before,
-        "score_after": after,
-        "steps": step_scores(compiled, optimizer if instance is None else instance),
-        "before_rows": before_rows,
-        "after_rows": after_rows,
-        "metric_failures": failures,
-        "threshold": threshold,
-        "traces": {"scored": traced[0], "passed": traced[1]},
-    }
+    return _Compilation(tp, choice, settings, metric, adapter, budget).result(program, trainset, valset, optimizer)
 
 
 def _built(choice: Any, metric: Any, settings: CompileSettings, adapter: dspy.Adapter | None) -> Any:
@@ -387,6 +390,26 @@ class _Compilation:
     metric: Any
     adapter: dspy.Adapter | None
     budget: CallBudget | None
+
+    def result(self, program: dspy.Module, trainset: list, valset: list, optimizer: str | Any) -> dict[str, Any]:
+        """`program` scored, compiled, and the compiled program scored: what `optimize` returns."""
+        # the budget's stop is said once, by `check`
+        with dropping(_EXAMPLE_LOGGERS, _budget_refusal):
+            before, before_rows = self.score(program, valset, "while scoring the program before optimization")
+            compiled, threshold, traced = self.compile(program.deepcopy(), trainset, valset, before)
+            after, after_rows = self.score(compiled, valset, "while scoring the compiled program", most=True)
+        return {
+            "program": compiled,
+            "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+            "score_before": before,
+            "score_after": after,
+            "steps": step_scores(compiled, optimizer),
+            "before_rows": before_rows,
+            "after_rows": after_rows,
+            "metric_failures": self.metric.failure_summary() if hasattr(self.metric, "failure_summary") else None,
+            "threshold": threshold,
+            "traces": {"scored": traced[0], "passed": traced[1]},
+        }
 
     def score(self, program: dspy.Module, valset: list, when: str, most: bool = False) -> tuple[float, list]:
         """`program`'s mean score on the valset and its rows, or OptimizationStopped (see `check`; and when the program

@@ -142,12 +142,6 @@ def test_a_generated_sections_note_to_a_raw_reader_is_replaced_with_it(hooks):
         assert "_Filled in when the site is built" in text and "Filled in when" not in hooks.expand(text)
 
 
-# rendered without the sections still, each with why; the set may only shrink (the test below fails on an entry that
-# has them): compile_program (optimizers.compile.optimize, 18 parameters) is 75 lines and its Args would take it past
-# the 80 a function may have (tests/test_sizes.py) until its body is split
-WITHOUT_SECTIONS = {"refed_dspy.optimizers.compile_program"}
-
-
 def _rendered_functions(hooks) -> dict[str, object]:
     """Every function, and every public documented method of a class, that an API page renders, by name."""
     import importlib
@@ -186,8 +180,7 @@ def test_every_function_an_api_page_renders_has_its_google_sections(hooks):
     found = _rendered_functions(hooks)
     assert len(found) > 100
     lacking = {name: _sections_missing(func) for name, func in found.items()}
-    assert {name: m for name, m in lacking.items() if m and name not in WITHOUT_SECTIONS} == {}
-    assert [name for name in sorted(WITHOUT_SECTIONS) if not lacking.get(name)] == []
+    assert {name: m for name, m in lacking.items() if m} == {}
 
 
 def test_the_sections_check_sees_a_missing_section():
