@@ -21,6 +21,7 @@ from typing import Any
 import dspy
 from dspy.utils.parallelizer import ParallelExecutor
 
+from refed_dspy.clients.lm_routing import LedgerScope, current_scope, ledger_scope
 from refed_dspy.errors import ConfigError, FinishedShort, RunAborted
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
@@ -393,8 +394,13 @@ class _Compilation:
 
     def result(self, program: dspy.Module, trainset: list, valset: list, optimizer: str | Any) -> dict[str, Any]:
         """`program` scored, compiled, and the compiled program scored: what `optimize` returns."""
-        # the budget's stop is said once, by `check`
-        with dropping(_EXAMPLE_LOGGERS, _budget_refusal):
+        # the budget's stop is said once, by `check`; called outside our runs, the compile is a run of its own: a
+        # request DSPy's evaluator sends again while the first is in flight waits for its answer (clients/flights.py)
+        outside = current_scope() is None
+        with (
+            dropping(_EXAMPLE_LOGGERS, _budget_refusal),
+            ledger_scope(LedgerScope()) if outside else contextlib.nullcontext(),
+        ):
             before, before_rows = self.score(program, valset, "while scoring the program before optimization")
             compiled, threshold, traced = self.compile(program.deepcopy(), trainset, valset, before)
             after, after_rows = self.score(compiled, valset, "while scoring the compiled program", most=True)

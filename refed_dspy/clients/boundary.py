@@ -76,7 +76,7 @@ _asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar
 # the LM a call of a bounded LM goes to instead (None: itself), asked before the call is counted anywhere; set by
 # refed_dspy.clients.lm_routing, which sends an LM on no ledger of the run (a copy a teleprompter made of an LM a user
 # built with build_lm) to a twin on the run's ledger
-_router: Callable[[Any], Any] | None = None
+_scope_of: Callable[[], Any] | None = None
 
 # every process that builds or bounds an LM checks, in its HTTP clients, where each request takes the keys it carries
 install_destination_check()
@@ -123,14 +123,17 @@ class CallBoundary:
     def __call__(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
-        if (other := _routed(self)) is not None:  # the run counts this LM's calls on a twin of it, which makes them
+        scope = _caller_scope()
+        if scope is not None and (other := scope.route(self)) is not None:  # counted on a twin of it, which makes them
             return other(*args, **kwargs)
-        flights, key = _flight(self, args, kwargs, waits_blocking=True)
+        flights, key = _flight(scope, self, args, kwargs, waits_blocking=True)
         while key is not None and (ahead := flights.board(key)) is not None:  # an identical request is in flight
             outputs = answer_of(ahead, _wait_s(self, kwargs))
             if outputs is LATE:
                 key = None  # it is slow: this one is sent as if alone
             elif outputs is not None:
+                if _caches(self, kwargs):  # its answer is in the cache: asked there, as any cache hit is
+                    return self._tried(*args, **kwargs)
                 return self._answered_in_flight(kwargs, outputs)
         if key is None:
             return self._tried(*args, **kwargs)
@@ -157,14 +160,17 @@ class CallBoundary:
     async def acall(self, *args: Any, **kwargs: Any):
         if _inside.get() is self:
             return await super().acall(*args, **kwargs)
-        if (other := _routed(self)) is not None:
+        scope = _caller_scope()
+        if scope is not None and (other := scope.route(self)) is not None:
             return await other.acall(*args, **kwargs)
-        flights, key = _flight(self, args, kwargs)
+        flights, key = _flight(scope, self, args, kwargs)
         while key is not None and (ahead := flights.board(key)) is not None:
             outputs = await aanswer_of(ahead, _wait_s(self, kwargs))
             if outputs is LATE:
                 key = None
             elif outputs is not None:
+                if _caches(self, kwargs):
+                    return await self._atried(*args, **kwargs)
                 return self._answered_in_flight(kwargs, outputs)
         if key is None:
             return await self._atried(*args, **kwargs)
@@ -236,8 +242,8 @@ class CallBoundary:
             _end(begun)
 
     def _answered_in_flight(self, kwargs: dict[str, Any], outputs: Any) -> Any:
-        """The answer of an identical request that was in flight: a copy of its outputs, counted here as a cache hit
-        (nothing paid; no history entry)."""
+        """The answer of an identical request that was in flight, for an LM that caches nothing: a copy of its
+        outputs, counted here as a cache hit (nothing paid; no history entry, no line in the run's call log)."""
         begun = _begin(self, kwargs, False)
         try:
             self._record(CallInfo(stage=self._stage_now(), model=self.model, cache_hit=True))
@@ -372,16 +378,16 @@ class CallBoundary:
         return state
 
 
-def route_with(router: Callable[[Any], Any] | None) -> None:
-    """Ask `router` (LM -> the LM to call instead, or None) before each call of a bounded LM is counted: the run's
-    ledger scope (refed_dspy.clients.lm_routing) installs it once per process."""
-    global _router
-    _router = router
+def scopes_from(finder: Callable[[], Any] | None) -> None:
+    """Ask `finder` for the caller's ledger scope (None: outside every one) before each call of a bounded LM is
+    counted: its `route(lm)` is the LM to call instead (None: this one) and its `flights` the run's requests in flight.
+    refed_dspy.clients.lm_routing installs it as it is imported."""
+    global _scope_of
+    _scope_of = finder
 
 
-def _routed(lm: Any) -> Any | None:
-    """The LM to call instead of `lm` (None: `lm` itself), as the router installed says."""
-    return _router(lm) if _router is not None else None
+def _caller_scope() -> Any:
+    return _scope_of() if _scope_of is not None else None
 
 
 def _begin(lm: Any, kwargs: dict[str, Any], fallback: bool) -> tuple:
@@ -403,20 +409,28 @@ def _end(begun: tuple) -> None:
     _inside.reset(inside)
 
 
-def _flight(lm: Any, args: tuple, kwargs: dict[str, Any], waits_blocking: bool = False) -> tuple[Any, str | None]:
-    """The run's flights (refed_dspy.clients.flights) and the request's key there, the run cache's key of what it
-    sends; (None, None) where the run keeps no flights, the request cannot be keyed, or a blocking wait would stall
-    the event loop running in this thread."""
-    flights = getattr(dspy.cache, "flights", None)
+def _flight(
+    scope: Any, lm: Any, args: tuple, kwargs: dict[str, Any], waits_blocking: bool = False
+) -> tuple[Any, str | None]:
+    """The flights of the caller's run (its ledger scope's: refed_dspy.clients.flights) and the request's key there,
+    the cache's key of what it sends; (None, None) outside every run, for a request that cannot be keyed, or where a
+    blocking wait would stall the event loop running in this thread."""
+    flights = getattr(scope, "flights", None)
     if flights is None or (waits_blocking and _loop_running()):
         return None, None
     request = {**(getattr(lm, "kwargs", None) or {}), **kwargs, "positional": list(args)}
     request.pop("cache", None)
-    request.update(model=str(getattr(lm, "model", "")), lm_class=lm_class_of(lm).__qualname__)
+    model_type = getattr(lm, "model_type", None)
+    request.update(model=str(getattr(lm, "model", "")), lm_class=lm_class_of(lm).__qualname__, model_type=model_type)
     try:
         return flights, dspy.cache.cache_key(request, ["api_key", "api_base", "base_url"])
     except Exception:  # noqa: BLE001 - a request the cache cannot key is sent as it is
         return None, None
+
+
+def _caches(lm: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether the call's answer is stored in DSPy's cache (the LM's `cache`, or the call's own)."""
+    return kwargs.get("cache", getattr(lm, "cache", False)) is True
 
 
 def _wait_s(lm: Any, kwargs: dict[str, Any]) -> float:

@@ -19,7 +19,7 @@ refused, naming it. It reserves before each call on the scope's ledger (or, in t
 the work that calls it) and keeps the LM's own history growing, as the LM would.
 
 How calls are caught: `dspy.BaseLM.__call__` and `acall` (which every DSPy LM, and a user's BaseLM, runs), and the
-boundary's own (before it counts anything: `boundary.route_with`), consult the scope of the caller. The scope is found in DSPy's settings (copied into the threads DSPy starts for parallel work),
+boundary's own (before it counts anything: `boundary.scopes_from`), consult the scope of the caller. The scope is found in DSPy's settings (copied into the threads DSPy starts for parallel work),
 else, in a thread DSPy did not start, the innermost scope open in the process. Outside every scope nothing changes.
 DSPy's two methods are stood in front of only while some work routes calls (`routing`: a ledger scope open, a piece
 of the engine's work under way); when the last such work returns they are DSPy's own again.
@@ -35,9 +35,10 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.boundary import CallBoundary, bounded, route_with
+from refed_dspy.clients.boundary import CallBoundary, bounded, scopes_from
 from refed_dspy.clients.calls import _work_ledger, current_stage
 from refed_dspy.clients.destination import endpoint_of
+from refed_dspy.clients.flights import Flights
 from refed_dspy.clients.lm import price_of_lm
 from refed_dspy.config.lm import PriceBook
 
@@ -64,6 +65,7 @@ class LedgerScope:
         self._routes: dict[int, tuple[Any, Any]] = {}  # id(lm) -> (lm, the twin its calls go to); lm kept alive
         self._roles: dict[tuple, str] = {}  # what a copy of a claimed LM shares with it -> the role it was claimed for
         self._lock = threading.Lock()
+        self.flights = Flights()  # the run's requests in flight: an identical one waits for its answer
 
     def claim(self, lm: Any, role: str, twin: Any = None) -> Any:
         """Within the scope, calls of `lm` go to `twin` (its role's LM of the run), or to a twin of `lm`'s own under
@@ -209,4 +211,4 @@ def _restore_dspy_calls() -> None:
         _dspy_calls = None
 
 
-route_with(_route)  # an LM behind the boundary asks before its call is counted (refed_dspy.clients.boundary)
+scopes_from(current_scope)  # an LM behind the boundary asks before its call is counted (refed_dspy.clients.boundary)

@@ -132,7 +132,15 @@ async def acall_part(module: dspy.Module, executor: Executor | None = None, **kw
     if has_aforward(module):
         return await module.acall(**kwargs)
     ctx = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(ctx.run, module, **kwargs))
+    return await asyncio.get_running_loop().run_in_executor(
+        executor, functools.partial(ctx.run, _forward, module, kwargs)
+    )
+
+
+def _forward(module: dspy.Module, kwargs: dict[str, Any]) -> dspy.Prediction:
+    """`module` run in a worker thread, its LMs' calls routed until it returns (the piece's task may end first)."""
+    with routing():
+        return module(**kwargs)
 
 
 async def guarded_call(

@@ -20,7 +20,6 @@ from typing import Any
 import dspy
 from dspy.clients.cache import Cache
 
-from refed_dspy.clients.flights import Flights
 from refed_dspy.errors import write_error
 from refed_dspy.secrets import mask_value
 from refed_dspy.store.rundir import RunDir
@@ -104,11 +103,9 @@ class RunCache(Cache):
     stored with the keys the process holds masked (refed_dspy.secrets.mask_value).
 
     A request this cache has no answer for is looked up in the caches of work the run builds on (`earlier`, set by
-    use_run_cache). One identical to a request still in flight waits for that one's answer (`flights`:
-    refed_dspy.clients.flights)."""
+    use_run_cache)."""
 
     earlier: tuple[Cache, ...] = ()
-    flights: Flights | None = None
 
     def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
         ignored = [*(ignored_args_for_cache_key or []), *_CLIENT_KEYS]
@@ -155,11 +152,8 @@ def use_cache_dir(path: str | Path) -> None:
 
 
 def _use(path: Path) -> None:
-    """Point DSPy's cache at `path`, with flights of its own: a request left in flight by work that ended before
-    (stopped) holds up no request of the work starting now."""
     try:
         _open(path)
-        dspy.cache.flights = Flights()
     except OSError as err:
         raise write_error(f"the cache {path}", err) from None
     except sqlite3.OperationalError as err:  # SQLite's own word for ENOSPC, from the cache's first write

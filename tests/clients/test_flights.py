@@ -1,6 +1,7 @@
-"""Within a run, a request identical to one still in flight (the run cache's key, `rollout_id` included) is not sent:
-it waits for the first's answer and is counted as a cache hit. A resample (another `rollout_id`) still goes out, and
-a waiter whose first failed sends its own."""
+"""Within a run (its ledger scope open), a request identical to one still in flight (the cache's key, `rollout_id`
+included) is not sent: it waits for the first's answer, then asks the cache (or, for an LM that caches nothing, takes a
+copy) and is counted as a cache hit. A resample (another `rollout_id`) still goes out, a waiter whose first failed
+sends its own, and outside every run each request is sent."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from loopback_server import read_log
 
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import collect_calls, stage
+from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.store.cache import shared_cache
 
 # DSPy 3.4 deprecates BaseLM.forward for custom LMs, and still supports it: users' LMs are written that way
@@ -25,9 +27,9 @@ MODEL = "openai/gpt-4o-mini"
 
 @pytest.fixture
 def slow(server_factory, tmp_path):
-    """A server that takes 0.6 s an answer, and a run cache open for the test."""
+    """A server that takes 0.6 s an answer, and a run (a run cache and a ledger scope) open for the test."""
     srv = server_factory(latency_s=0.6)
-    with shared_cache(tmp_path / "cache"):
+    with shared_cache(tmp_path / "cache"), ledger_scope(LedgerScope()):
         yield srv
 
 
@@ -103,7 +105,13 @@ def _two_calls(lm, tmp_path, **kwargs) -> list:
         except RuntimeError as err:
             return err, time.monotonic() - started
 
-    with shared_cache(tmp_path / "cache"), collect_calls(), stage("generate"), ThreadPoolExecutor(2) as pool:
+    with (
+        shared_cache(tmp_path / "cache"),
+        ledger_scope(LedgerScope()),
+        collect_calls(),
+        stage("generate"),
+        ThreadPoolExecutor(2) as pool,
+    ):
         return list(pool.map(call, range(2)))
 
 
@@ -120,3 +128,15 @@ def test_a_waiter_waits_no_longer_than_its_own_timeout(tmp_path):
     (first, _), (second, waited) = _two_calls(lm, tmp_path, timeout=0.5)
     assert first == second and lm.sent == 2
     assert 0.5 <= waited < 2.5
+
+
+def test_outside_every_run_each_request_is_sent(server_factory, tmp_path):
+    srv = server_factory(latency_s=0.6)
+    lm = _lm(srv)
+
+    async def both():
+        return await asyncio.gather(lm.acall("the same question"), lm.acall("the same question"))
+
+    with shared_cache(tmp_path / "cache"):
+        asyncio.run(both())
+    assert len(read_log(srv.cfg.log_path)) == 2

@@ -121,3 +121,34 @@ def test_dspys_own_evaluator_inside_a_run_sends_no_body_twice(server_factory, tm
         evaluator(dspy.Predict("question -> answer"))
     assert _bodies_twice(before, srv) == 0
     assert len(read_log(srv.cfg.log_path)) == 3
+
+
+def test_compile_program_called_outside_a_run_pays_each_request_once(server_factory, tmp_path, quick_stragglers):
+    """A user's own call of compile_program with their own LMs: random search scores each candidate with DSPy's
+    evaluator, which re-sends slow items; the compile is a run of its own, so each re-sent request waits."""
+    teacher_srv, judge_srv = server_factory(latency_s=1.2), server_factory(latency_s=1.2)
+    cfg = load_config(None, [f"judge.api_base='{judge_srv.api_base}'", "judge.api_key_env=''"])
+    lm = dspy.LM("openai/m", api_base=teacher_srv.api_base, api_key="unused", num_retries=0)
+    judge = dspy.LM("openai/j", api_base=judge_srv.api_base, api_key="unused", num_retries=0)
+    examples = [
+        dspy.Example(
+            reference_instruction="Explain tides.",
+            reference_response="The moon pulls the sea.",
+            instruction=f"Explain {topic} to a child.",
+            feedback="Be concrete.",
+        ).with_inputs(*INPUTS)
+        for topic in ("rainbows", "volcanoes", "eclipses", "magnets", "clouds")
+    ]
+    before = set(threading.enumerate())
+    with shared_cache(tmp_path / "cache"):  # the user's cache, kept apart from other tests'
+        refed_dspy.optimizers.compile_program(
+            RespondAndImprove(),
+            examples[:2],
+            examples[2:],
+            metric=make_metric(cfg, judge=judge),
+            lm=lm,
+            optimizer="bootstrap_random_search",
+            num_candidates=1,
+            num_threads=6,
+        )
+    assert _bodies_twice(before, teacher_srv, judge_srv) == 0
