@@ -21,8 +21,8 @@ from typing import Any
 import dspy
 from dspy.utils.parallelizer import ParallelExecutor
 
-from refed_dspy.clients.lm_routing import LedgerScope, current_scope, ledger_scope
 from refed_dspy.errors import ConfigError, FinishedShort, RunAborted
+from refed_dspy.launch.plan import own_run
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.optimizers.teleprompters import OPTIMIZERS, CompileSettings, candidate_scores
 from refed_dspy.runtime.quiet import dropping
@@ -297,6 +297,10 @@ def optimize(
 ) -> dict[str, Any]:
     """Compile `program` on `lm` (with `adapter`, the teacher's) against `metric`.
 
+    Called outside a run of refed's (not from `refed_dspy.optimize`), the compile is a run of its own: the LMs it calls
+    pass the call boundary (a key bound for another provider's host is refused, a reply cut off at max_tokens is an
+    error), and a request DSPy's evaluator sends again while the first is in flight waits for that one's answer.
+
     Args:
         program: the program to compile; it is scored as given, then a deep copy of it is compiled.
         trainset: the examples the optimizer compiles on.
@@ -345,12 +349,21 @@ def optimize(
         n_train=len(trainset),
         n_val=len(valset),
     )
-    if log_root:  # where an optimizer that can resume keeps its state: a folder of its settings and examples
-        state = (program.dump_state(), _metric_state(metric))
-        name = optimizer if instance is None else None
-        settings = dataclasses.replace(settings, log_dir=_log_dir(log_root, name, settings, trainset, valset, *state))
+    settings = _resumable(settings, log_root, program, metric, optimizer, trainset, valset)
     tp = instance or _built(choice, metric, settings, adapter)
     return _Compilation(tp, choice, settings, metric, adapter, budget).result(program, trainset, valset, optimizer)
+
+
+def _resumable(
+    settings: CompileSettings, log_root: str | None, program: dspy.Module, metric: Any, optimizer: Any, *examples: list
+) -> CompileSettings:
+    """`settings` with the folder under `log_root` where an optimizer that can resume keeps its state (GEPA), named for
+    the settings, the registry `optimizer`, the program's and metric's state and the examples; unchanged without a
+    `log_root` or for a teleprompter of the caller's."""
+    if not log_root or not isinstance(optimizer, str):
+        return settings
+    state = (program.dump_state(), _metric_state(metric))
+    return dataclasses.replace(settings, log_dir=_log_dir(log_root, optimizer, settings, *examples, *state))
 
 
 def _built(choice: Any, metric: Any, settings: CompileSettings, adapter: dspy.Adapter | None) -> Any:
@@ -394,12 +407,12 @@ class _Compilation:
 
     def result(self, program: dspy.Module, trainset: list, valset: list, optimizer: str | Any) -> dict[str, Any]:
         """`program` scored, compiled, and the compiled program scored: what `optimize` returns."""
-        # the budget's stop is said once, by `check`; called outside our runs, the compile is a run of its own: a
-        # request DSPy's evaluator sends again while the first is in flight waits for its answer (clients/flights.py)
-        outside = current_scope() is None
+        # the budget's stop is said once, by `check`; called outside our runs, the compile is a run of its own (its
+        # LMs pass the call boundary): a request DSPy's evaluator sends again while the first is in flight waits for
+        # its answer (clients/flights.py)
         with (
             dropping(_EXAMPLE_LOGGERS, _budget_refusal),
-            ledger_scope(LedgerScope()) if outside else contextlib.nullcontext(),
+            own_run(),
         ):
             before, before_rows = self.score(program, valset, "while scoring the program before optimization")
             compiled, threshold, traced = self.compile(program.deepcopy(), trainset, valset, before)

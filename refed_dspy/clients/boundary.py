@@ -132,8 +132,6 @@ class CallBoundary:
             if outputs is LATE:
                 key = None  # it is slow: this one is sent as if alone
             elif outputs is not None:
-                if _caches(self, kwargs):  # its answer is in the cache: asked there, as any cache hit is
-                    return self._tried(*args, **kwargs)
                 return self._answered_in_flight(kwargs, outputs)
         if key is None:
             return self._tried(*args, **kwargs)
@@ -169,8 +167,6 @@ class CallBoundary:
             if outputs is LATE:
                 key = None
             elif outputs is not None:
-                if _caches(self, kwargs):
-                    return await self._atried(*args, **kwargs)
                 return self._answered_in_flight(kwargs, outputs)
         if key is None:
             return await self._atried(*args, **kwargs)
@@ -242,8 +238,9 @@ class CallBoundary:
             _end(begun)
 
     def _answered_in_flight(self, kwargs: dict[str, Any], outputs: Any) -> Any:
-        """The answer of an identical request that was in flight, for an LM that caches nothing: a copy of its
-        outputs, counted here as a cache hit (nothing paid; no history entry, no line in the run's call log)."""
+        """The answer of an identical request that was in flight: a copy of its outputs, counted here as a cache hit
+        (nothing paid; no history entry, no line in the run's call log). Not asked of the cache: an LM may store
+        nothing there (its cache off, its own forward), and a miss would be paid."""
         begun = _begin(self, kwargs, False)
         try:
             self._record(CallInfo(stage=self._stage_now(), model=self.model, cache_hit=True))
@@ -426,11 +423,6 @@ def _flight(
         return flights, dspy.cache.cache_key(request, ["api_key", "api_base", "base_url"])
     except Exception:  # noqa: BLE001 - a request the cache cannot key is sent as it is
         return None, None
-
-
-def _caches(lm: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether the call's answer is stored in DSPy's cache (the LM's `cache`, or the call's own)."""
-    return kwargs.get("cache", getattr(lm, "cache", False)) is True
 
 
 def _wait_s(lm: Any, kwargs: dict[str, Any]) -> float:

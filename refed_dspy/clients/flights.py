@@ -4,10 +4,10 @@ instead of being sent (and paid) again.
 The run cache answers a request that was answered before; this answers one made while the first is still on the
 wire: DSPy's evaluator sending a slow item again (a straggler), two units of a run that ask the same thing at once (a
 seed file with a repeated line). The key is the cache's (DSPy's cache key of what is sent), so DSPy's deliberate
-resamples (another `rollout_id`) still go out. A waiter whose first fails sends its own request. One whose first
-answered asks the cache, where that answer now is (a cache hit, counted and logged as any); for an LM that caches
-nothing it gets a copy of the first's outputs, counted as a cache hit (so identical requests made at once with the
-cache off are answered once: a fresh sample is asked for with another `rollout_id`). A waiter waits at most as long
+resamples (another `rollout_id`) still go out. A waiter whose first fails sends its own request; one whose first
+answered gets a copy of its outputs, counted as a cache hit, whether or not the LM caches (so identical requests made
+at once with the cache off are answered once: a fresh sample is asked for with another `rollout_id`). A waiter waits
+at most as long
 as its own request would (its timeout), then is sent as if alone: a first that hangs (what DSPy's evaluator re-sends
 a straggler for) holds up no one for ever.
 

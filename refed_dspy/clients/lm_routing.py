@@ -136,7 +136,7 @@ def _no_scope() -> None:
 
 def current_scope() -> LedgerScope | None:
     """The scope of the caller: DSPy's settings' (this thread or one DSPy started), else the innermost open one."""
-    scope = dspy.settings.get(SETTINGS_KEY)
+    scope = scope_in_settings()
     if scope is not None:
         return scope
     return _open[-1] if _open else None
@@ -149,11 +149,24 @@ def ledger_scope(scope: LedgerScope) -> Iterator[LedgerScope]:
     with _open_lock:
         _open.append(scope)
     try:
-        with routing(), dspy.context(**{SETTINGS_KEY: scope}):
+        with within(scope):
             yield scope
     finally:
         with _open_lock:
             _open.remove(scope)
+
+
+@contextlib.contextmanager
+def within(scope: LedgerScope) -> Iterator[LedgerScope]:
+    """For the block, in this thread, the tasks started here and the threads DSPy starts (not the process's other
+    threads: see `ledger_scope`), every LM called passes the call boundary through `scope`."""
+    with routing(), dspy.context(**{SETTINGS_KEY: scope}):
+        yield scope
+
+
+def scope_in_settings() -> LedgerScope | None:
+    """The scope DSPy's settings carry here (None: no run of ours is under way in this thread's context)."""
+    return dspy.settings.get(SETTINGS_KEY)
 
 
 def _route(lm: Any) -> Any | None:

@@ -21,7 +21,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.calls import collect_calls, stage
-from refed_dspy.clients.lm_routing import SETTINGS_KEY, LedgerScope, routing
+from refed_dspy.clients.lm_routing import LedgerScope, routing, within
 from refed_dspy.config.lm import LMSpec, price_of
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.providers.prices import Price
@@ -154,7 +154,7 @@ async def guarded_call(
     """Await `call()` with `lm` and `adapter` in DSPy's context and `scope` as its ledger scope, its LM calls collected
     into `calls` (tagged `stage_name` unless its part tags them itself); any exception becomes a classified Failure.
     What a stage does around each piece of work, here or on a Ray worker."""
-    with collect_calls(calls), routing(), dspy.context(lm=lm, adapter=adapter, trace=None, **{SETTINGS_KEY: scope}):
+    with collect_calls(calls), within(scope), dspy.context(lm=lm, adapter=adapter, trace=None):
         try:
             if stage_name is None:
                 return await call(), None

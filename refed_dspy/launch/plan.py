@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.destination import check_lm_key, endpoint_of
 from refed_dspy.clients.lm import build_lm, price_of_lm, stage_lm
-from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
+from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope, scope_in_settings, within
 from refed_dspy.clients.local_server import LocalServer, listening, served_roles, start
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.config.lm import price_note, require_price
@@ -325,6 +325,18 @@ def check_held(held: list[HeldLM], prices: PriceBook, budget_field: str | None) 
                 f'not in the price table: price it in the config ([prices."{model}"] input_usd_per_mtok and '
                 f"output_usd_per_mtok), give it a priced model, or leave {budget_field} unset"
             )
+
+
+@contextmanager
+def own_run() -> Iterator[None]:
+    """For the block, where no run of ours is under way in this context (a user's own call of compile_program), a
+    run of its own: every LM called here and in the threads DSPy starts passes the call boundary, on no ledger, and
+    shares the run's requests in flight (refed_dspy.clients.flights); inside a run, nothing changes."""
+    if scope_in_settings() is not None:
+        yield
+        return
+    with within(LedgerScope()):
+        yield
 
 
 @contextmanager
