@@ -73,9 +73,9 @@ _asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar
     "refed_tier_asked", default=(None, False)
 )
 # TIER_WAITS (and DEFAULT_TIER) are refed_dspy.clients.tries's; the boundary hands `again` the one named here
-# the LM a call of a bounded LM goes to instead (None: itself), asked before the call is counted anywhere; set by
-# refed_dspy.clients.lm_routing, which sends an LM on no ledger of the run (a copy a teleprompter made of an LM a user
-# built with build_lm) to a twin on the run's ledger
+# what finds the caller's ledger scope, asked before a call of a bounded LM is counted anywhere: its route (set by
+# refed_dspy.clients.lm_routing, which sends an LM on no ledger of the run, such as a copy a teleprompter made of an LM
+# a user built with build_lm, to a twin on the run's ledger) and its requests in flight
 _scope_of: Callable[[], Any] | None = None
 
 # every process that builds or bounds an LM checks, in its HTTP clients, where each request takes the keys it carries
