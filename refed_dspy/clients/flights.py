@@ -48,9 +48,6 @@ class Flights:
             flight = self._open.pop(key)
         flight.set_result(outputs)
 
-    def __len__(self) -> int:
-        return len(self._open)
-
 
 def answer_of(ahead: Future, seconds: float) -> Any:
     """The outputs of the request in flight `ahead` (None: it failed), or LATE when it is not over within `seconds`."""

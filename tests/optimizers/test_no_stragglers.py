@@ -55,6 +55,19 @@ def _bodies_twice(before: set[threading.Thread], *servers) -> int:
     return sum(n - 1 for n in sent.values())
 
 
+def _examples(*topics: str) -> list[dspy.Example]:
+    """One example of the paper's program for each topic."""
+    return [
+        dspy.Example(
+            reference_instruction="Explain tides.",
+            reference_response="The moon pulls the sea.",
+            instruction=f"Explain {topic} to a child.",
+            feedback="Be concrete.",
+        ).with_inputs(*INPUTS)
+        for topic in topics
+    ]
+
+
 def _answered(srv) -> int:
     return sum(1 for e in read_log(srv.cfg.log_path) if e.get("status") == 200)
 
@@ -66,15 +79,7 @@ def test_the_evaluator_sends_no_item_twice(server_factory, tmp_path, quick_strag
     cfg = load_config(None, over)
     lm = dspy.LM("openai/m", api_base=teacher_srv.api_base, api_key="unused", num_retries=0, cache=False)
     judge = dspy.LM("openai/j", api_base=judge_srv.api_base, api_key="unused", num_retries=0, cache=False)
-    devset = [
-        dspy.Example(
-            reference_instruction="Explain tides.",
-            reference_response="The moon pulls the sea.",
-            instruction=f"Explain {topic} to a child.",
-            feedback="Be concrete.",
-        ).with_inputs(*INPUTS)
-        for topic in ("rainbows", "volcanoes", "eclipses")
-    ]
+    devset = _examples("rainbows", "volcanoes", "eclipses")
     before = set(threading.enumerate())
     mean, rows, _ = evaluate_detailed(RespondAndImprove(), devset, make_metric(cfg, judge=judge), lm, num_threads=6)
     assert len(rows) == 3
@@ -130,15 +135,7 @@ def test_compile_program_called_outside_a_run_pays_each_request_once(server_fact
     cfg = load_config(None, [f"judge.api_base='{judge_srv.api_base}'", "judge.api_key_env=''"])
     lm = dspy.LM("openai/m", api_base=teacher_srv.api_base, api_key="unused", num_retries=0)
     judge = dspy.LM("openai/j", api_base=judge_srv.api_base, api_key="unused", num_retries=0)
-    examples = [
-        dspy.Example(
-            reference_instruction="Explain tides.",
-            reference_response="The moon pulls the sea.",
-            instruction=f"Explain {topic} to a child.",
-            feedback="Be concrete.",
-        ).with_inputs(*INPUTS)
-        for topic in ("rainbows", "volcanoes", "eclipses", "magnets", "clouds")
-    ]
+    examples = _examples("rainbows", "volcanoes", "eclipses", "magnets", "clouds")
     before = set(threading.enumerate())
     with shared_cache(tmp_path / "cache"):  # the user's cache, kept apart from other tests'
         refed_dspy.optimizers.compile_program(
