@@ -140,16 +140,17 @@ class Speed:
 
 
 def measure_speed(
-    url: str, slots: int, prompt_words: int = 96, completion_tokens: int = 8, timeout: float = 120.0
+    url: str, slots: int, prompt_tokens: int = 96, completion_tokens: int = 8, timeout: float = 300.0
 ) -> Speed | None:
-    """How fast the server at `url` is now: `slots` requests at once, each of about `prompt_words` prompt tokens and
+    """How fast the server at `url` is now: `slots` requests at once, each of about `prompt_tokens` prompt tokens and
     exactly `completion_tokens` completion tokens, their speeds (llama.cpp's `timings`) summed. None when the server
-    does not report timings (not llama.cpp) or does not answer within `timeout` seconds."""
+    does not report timings (not llama.cpp) or does not answer within `timeout` seconds. Sized like the calls it
+    times: on a loaded machine a few short requests run several times faster than a run's calls."""
     import concurrent.futures
 
     def one(i: int) -> dict[str, Any]:
         # a distinct start: no prompt-cache hit; then common words, about a token each
-        words = f"{time.time_ns()}-{i} " + " ".join(_PROBE_WORDS[k % len(_PROBE_WORDS)] for k in range(prompt_words))
+        words = f"{time.time_ns()}-{i} " + " ".join(_PROBE_WORDS[k % len(_PROBE_WORDS)] for k in range(prompt_tokens))
         body = {
             "messages": [{"role": "user", "content": words}],
             "max_tokens": completion_tokens,

@@ -28,10 +28,11 @@ tier when the config asks for it), and in batch; the wall time of each way is se
 How long a run of this size takes here (`eta_line`), said before a run on a local model the command started itself:
 the tokens come from the run's own estimate, the same as `refed estimate` makes (the real prompts walked, no LM
 called, its reply lengths from the same source and said with it; the prompt prefixes llama.cpp keeps between calls
-are not read again); the speed is this machine's, now: a few tokens asked of the server with all its slots busy
-(`local_server.measure_speed`). Those requests are a check of the server, before the run: not the run's calls, and
-not in its ledger. `refed estimate` for such a teacher says the same (`local_text`) while the model serves, and
-while it does not, that its time is not known until it does: no assumed speed stands in for this machine's.
+are not read again); the speed is this machine's, now: requests the size of the run's mean call asked of the server
+with all its slots busy (`local_server.measure_speed`, `probe_sizes`). Those requests are a check of the server,
+before the run: not the run's calls, and not in its ledger. `refed estimate` for such a teacher says the same
+(`local_text`) while the model serves, and while it does not, that its time is not known until it does: no assumed
+speed stands in for this machine's.
 
 How long a run on a hosted teacher takes online, on the flex tier and in batch, as `refed estimate` says it (pure
 arithmetic).
@@ -410,8 +411,8 @@ def work_counts(config: Config, n_refs: int) -> dict[str, int]:
 
 class LocalTime(BaseModel):
     """How long a run on a local model the command serves takes here: its tokens at the speed its server measured now
-    (`local_server.measure_speed`: a few tokens asked of it with all its slots busy; not the run's calls, and not in
-    its ledger). The speed is None when nothing served the model to measure (the estimate was made before it ran)."""
+    (`local_server.measure_speed`: requests the size of the run's mean call, all its slots busy; not the run's
+    calls, and not in its ledger). The speed is None when nothing served the model to measure (the estimate was made before it ran)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -888,8 +889,21 @@ def local_time(config: Config, total: dict[str, Any], say: Callable[[str], None]
     url, slots = next(iter(urls)), config.local.slots
     if not listening(url):
         return LocalTime(url=url, slots=slots)
-    say(f"measuring how fast the local model at {url} is now ({slots} requests of a few tokens, not the run's calls)")
-    return timed(url, slots, total, measure_speed(url, slots))
+    read, written = probe_sizes(total)
+    say(
+        f"measuring how fast the local model at {url} is now ({slots} requests at once, each reading {read} tokens and "
+        f"writing {written}: the run's calls' size, not its calls)"
+    )
+    return timed(url, slots, total, measure_speed(url, slots, prompt_tokens=read, completion_tokens=written))
+
+
+def probe_sizes(total: dict[str, Any]) -> tuple[int, int]:
+    """The tokens each request that times the local server reads and writes (pure): the run's mean call (its prompt
+    less what the server keeps between calls), the writing cut to 64 tokens so that the check takes one short call's
+    time; requests of a few tokens measured a loaded 2-core machine three times faster than its run went."""
+    calls = max(1.0, total["calls"])
+    read = (total["prompt_tokens"] - total.get("cached_tokens", 0.0)) / calls
+    return int(min(2048, max(32, read))), int(min(64, max(8, total["completion_tokens"] / calls)))
 
 
 def timed(url: str, slots: int, total: dict[str, Any], speed: Speed | None) -> LocalTime:

@@ -29,13 +29,13 @@ def test_seconds_are_the_uncached_prompt_read_and_the_completion_written():
 
 def test_the_line_says_the_time_for_the_run_s_size(monkeypatch):
     config = load_config(LOCAL, ["synthesis.size=20"])
-    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
+    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots, **sizes: Speed(400.0, 40.0))
     served(monkeypatch)
     server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
     line = eta_line(config, server)
     assert line is not None and line.startswith("local model: a run of 20 samples takes about ")
     assert "write at 40.0/s" in line and "read at 400/s" in line
-    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots: None)  # a server that reports no timings
+    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots, **sizes: None)  # a server that reports no timings
     assert eta_line(config, server) is None
 
 
@@ -43,9 +43,33 @@ def test_a_run_s_references_are_walked_as_they_are_and_the_seeds_not_read_again(
     """synthesize says how long the run takes once it has read its references: the estimate walks those, and reads no
     seeds of its own (here [seeds] names a file that is gone: reading it would give no line)."""
     config = load_config(LOCAL, ["synthesis.size=20", f"seeds.source='{tmp_path / 'gone.jsonl'}'"])
-    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots: Speed(400.0, 40.0))
+    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots, **sizes: Speed(400.0, 40.0))
     served(monkeypatch)
     server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
     assert eta_line(config, server) is None  # the estimate cannot read [seeds]
     line = eta_line(config, server, load_references(None)[:3])
     assert line is not None and line.startswith("local model: a run of 20 samples takes about ")
+
+
+def test_the_speed_is_measured_with_requests_the_size_of_the_run_s_mean_call(monkeypatch):
+    """A loaded machine wrote a few tokens three times faster than the run's calls: the check reads and writes what a
+    call of the run does (writing cut to 64 tokens)."""
+    asked: list[dict] = []
+    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots, **sizes: asked.append(sizes) or Speed(400.0, 4.0))
+    served(monkeypatch)
+    config = load_config(LOCAL, ["synthesis.size=20"])
+    server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
+    est = estimate.estimate(config, load_references(None)[:3])
+    total = est.total
+    mean_read = (total["prompt_tokens"] - total.get("cached_tokens", 0)) / total["calls"]
+    assert asked[-1]["prompt_tokens"] == int(mean_read) > 96
+    assert asked[-1]["completion_tokens"] == min(64, int(total["completion_tokens"] / total["calls"])) > 8
+    assert eta_line(config, server, load_references(None)[:3]) is not None
+
+
+def test_probe_sizes_keep_the_check_short():
+    assert estimate.probe_sizes({"calls": 10.0, "prompt_tokens": 90_000.0, "completion_tokens": 20_000.0}) == (2048, 64)
+    assert estimate.probe_sizes({"calls": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0}) == (32, 8)
+    assert estimate.probe_sizes(
+        {"calls": 4.0, "prompt_tokens": 2_000.0, "cached_tokens": 400.0, "completion_tokens": 100.0}
+    ) == (400, 25)

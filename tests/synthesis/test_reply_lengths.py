@@ -152,7 +152,7 @@ def _local(monkeypatch, tmp_path, speed: Speed | None, serving: bool, writes: in
     """configs/local.toml, its model serving (`serving`) at `speed`, answering one instruction with `writes` tokens
     (None: its reply says no usage); the settings each sample is asked with go to `asked`."""
     config = load_config(LOCAL, ["synthesis.size=20", f"run.dir='{tmp_path / 'local'}'"])
-    monkeypatch.setattr(estimate_module, "measure_speed", lambda url, slots: speed)
+    monkeypatch.setattr(estimate_module, "measure_speed", lambda url, slots, **sizes: speed)
     monkeypatch.setattr(estimate_module, "listening", lambda url: serving)
     asked = [] if asked is None else asked
     monkeypatch.setattr(estimate_module, "sample_reply", lambda url, text, settings: asked.append(settings) or writes)
