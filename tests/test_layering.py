@@ -129,14 +129,14 @@ def test_only_the_launch_package_knows_the_cluster():
     assert not wrong, "\n".join(wrong)
 
 
-# provider batches are a run transport like the others (issue 53): the engine, the stages and the commands ask every
-# transport the same things, so outside launch/ no module imports the batch transport, its broker or the providers'
+# provider batches are the answers a stage's work waits on (issue 53, 65): the engine, the stages and the commands ask
+# every run the same things, so outside launch/ no module imports the batch package, its broker or the providers'
 # batch clients, or names the broker; `refed status` reads a run dir's batch store (launch.batch.store) only
 BATCH_READERS = {"refed_dspy.launch.batch.store"}
 
 
 def batch_knowledge(module: str, path: Path) -> list[str]:
-    """Where `module` (at `path`), outside launch/, imports the batch transport or names its broker."""
+    """Where `module` (at `path`), outside launch/, imports the batch package or names its broker."""
     if part_of(module) == "launch":
         return []
     where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
@@ -158,11 +158,11 @@ def test_only_the_launch_package_knows_provider_batches():
 
 
 def test_the_batch_guard_catches_a_stage_that_asks_for_the_broker(tmp_path):
-    """The check itself can fail: a stage that imports the batch transport, or names the broker, is found."""
+    """The check itself can fail: a stage that imports the batch package, or names the broker, is found."""
     bad = tmp_path / "stage.py"
-    bad.write_text("from refed_dspy.launch.batch.transport import BatchTransport\n# the broker's store\n")
+    bad.write_text("from refed_dspy.launch.batch.transport import BatchAnswers\n# the broker's store\n")
     found = batch_knowledge("refed_dspy.engine.stage", bad)
-    assert len(found) == 2 and "BatchTransport" not in found[1]
+    assert len(found) == 2 and "BatchAnswers" not in found[1]
     assert batch_knowledge("refed_dspy.launch.plan", bad) == []
 
 

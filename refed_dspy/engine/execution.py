@@ -13,12 +13,13 @@ endpoint has answered a call of this invocation, one piece of work runs at a tim
 
 One coroutine owns all state; tasks only return results.
 
-Where the calls go is the stage's transport's (refed_dspy.engine.transport), and the engine asks it the same things
-whatever it is: each start of a piece of work is handed to `transport.attempt` (provider batches number its calls under
-its key and attempt, which makes their custom_ids), the transport's news is read after each look (batches: the
-provider refused, or every task waits on a submitted batch and the run detaches), and a transport whose work
-`waits_outside` this process (batches: the window is then the tasks waiting, `limits.concurrency` large) holds no first
-call back and lets nothing finish on a stop (the waits are cancelled unpaid and the next invocation picks them up).
+Where the work runs is the stage's transport's (refed_dspy.engine.transport); where its answers come from is the
+engine's `Answers`, and the engine asks it the same things whatever it is: each start of a piece of work is handed to
+`answers.attempt` (provider batches number its calls under its key and attempt, which makes their custom_ids), its news
+is read after each look (batches: the provider refused, or every task waits on a submitted batch and the run detaches),
+and answers that `wait_outside` this process (batches: the window is then the tasks waiting, `limits.concurrency` large)
+hold no first call back and let nothing finish on a stop (the waits are cancelled unpaid and the next invocation picks
+them up).
 
 The window of LM calls in flight (`Window`), AIMD: halved on a rate limit, grown back as calls succeed.
 
@@ -57,14 +58,13 @@ import itertools
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from refed_dspy.clients.calls import TaskCalls, opened_on
 from refed_dspy.clients.tries import retry_delay_s
 from refed_dspy.engine.failures import Failure, FailureStreak, FirstCalls
-from refed_dspy.engine.transport import Transport
 from refed_dspy.errors import RunDirError
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.ledger.call_log import CallLog
@@ -96,15 +96,44 @@ class Limits:
     endpoints: int = 1  # the role's api_base endpoints (0: the provider's own; several: a replica taken out)
 
 
+class Answers:
+    """Where a run's answers come from, as the engine's loop meets it: here, each call answered when it returns (this
+    base); provider batches' (refed_dspy.launch.batch.transport.BatchAnswers) wait outside this process. See the module
+    docstring."""
+
+    # the work waits on answers kept outside this process (a provider's batches, in the run dir): their store is the
+    # calls' record (none is opened at the call boundary), the first calls are not held back one at a time (a batch
+    # waits for all), and a stop lets none of it finish (the next invocation collects it)
+    wait_outside = False
+
+    def tasks_in_flight(self, window: int) -> int:
+        """The pieces of work the engine keeps under way for a window of `window` calls (batches: [batch]
+        max_in_flight, each waiting on its answer)."""
+        return window
+
+    def begin(self, tasks_running: Callable[[], int], wake: Callable[[], None]) -> None:
+        """The engine's run begins: `tasks_running()` counts its tasks, `wake()` lets its loop look again."""
+
+    def attempt(self, key: str, work: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:
+        """`work`, one start of the piece of work `key`, as it is to run."""
+        return work
+
+    def news(self) -> Failure | str | None:
+        """Asked after each look of the engine's loop: a Failure that stops the run, 'detached' (every piece of work
+        waits on answers a later invocation collects), or None."""
+        return None
+
+    async def end(self) -> None:
+        """The engine's run has ended (what runs cancelled and accounted)."""
+
+
 class Engine:
     """Runs a stage's work with up to `limits.concurrency` LM calls in flight. See the module docstring."""
 
-    def __init__(
-        self, stage: StageBase, limits: Limits, totals: Totals | None = None, transport: Transport | None = None
-    ):
+    def __init__(self, stage: StageBase, limits: Limits, totals: Totals | None = None, answers: Answers | None = None):
         self.stage = stage
-        # where its work runs (refed_dspy.engine.transport; by default online); the engine never asks which
-        self.transport = transport if transport is not None else Transport()
+        # where its answers come from (by default each call's own reply); the engine never asks which
+        self.answers = answers if answers is not None else Answers()
         self.detached = False
         self.limits = limits
         # the run's ledger of calls against its budget; its totals are of the whole run (the stage seeds them with
@@ -117,7 +146,7 @@ class Engine:
             limits.max_tokens,
             limits.role,
             self.budget,
-            own_record=self.transport.waits_outside,
+            own_record=self.answers.wait_outside,
         )
         self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
         self.running = InFlight()  # the tasks under way (refed_dspy.engine.execution)
@@ -162,7 +191,7 @@ class Engine:
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:
-        held = self.first.holds(self.busy, self.transport.waits_outside)
+        held = self.first.holds(self.busy, self.answers.wait_outside)
         return 0 if held else int(self.window.limit) - self.running.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
@@ -174,7 +203,7 @@ class Engine:
                 self.stop_reason = self.stop_reason or "budget"
             return False
         coro = self.stage.work(kind, payload, meta.calls)
-        coro = self.transport.attempt(self.stage.key(kind, payload), coro)  # batches: each start an attempt of its own
+        coro = self.answers.attempt(self.stage.key(kind, payload), coro)  # batches: each start an attempt of its own
         with opened_on(meta.ledger):  # the task's context (copied as it is created) carries its ledger
             task = asyncio.ensure_future(coro)
         self.running.add(task, meta)
@@ -187,7 +216,7 @@ class Engine:
         return meta
 
     def wake(self) -> None:
-        """Let the loop look again (a task finished, or the transport has news)."""
+        """Let the loop look again (a task finished, or the answers have news)."""
         self.done.wake()
 
     def start_due_retries(self) -> bool:
@@ -265,7 +294,7 @@ class Engine:
         Interrupted (the task cancelled by Ctrl-C, SIGTERM or SIGHUP): starts nothing more, handles what
         finishes within `limits.stop_grace_s`, then cancels the rest; `interrupted` is then set.
         """
-        self.transport.begin(lambda: len(self.running), self.wake)
+        self.answers.begin(lambda: len(self.running), self.wake)
         try:
             try:
                 await self._loop()
@@ -282,12 +311,12 @@ class Engine:
             raise
         finally:
             await self._cancel_the_rest()
-            await self.transport.end()
+            await self.answers.end()
 
     def _news(self) -> bool:
-        """The transport's news: a failure that aborts the run, or 'detached' (every task waits on answers a later
+        """The answers' news: a failure that aborts the run, or 'detached' (every task waits on answers a later
         invocation collects): stop. True then."""
-        news = self.transport.news()
+        news = self.answers.news()
         if isinstance(news, Failure):
             self.abort = self.abort or news
         elif news == "detached":
@@ -297,7 +326,7 @@ class Engine:
 
     async def _loop(self) -> None:
         """Blocks until something can happen: work ends, a retry's time comes (when it could start then), the
-        transport has news, the progress display is due to show figures it has not shown, or a stop cancels it."""
+        answers have news, the progress display is due to show figures it has not shown, or a stop cancels it."""
         redraw: float | None = None
         while True:
             can_start = self._fill()
@@ -316,7 +345,7 @@ class Engine:
 
     async def _drain(self) -> None:
         # work that waits outside this process (provider batches) outlives it: nothing to let finish
-        deadline = time.monotonic() + (0.0 if self.transport.waits_outside else self.limits.stop_grace_s)
+        deadline = time.monotonic() + (0.0 if self.answers.wait_outside else self.limits.stop_grace_s)
         redraw: float | None = None
         while self.running and time.monotonic() < deadline:
             for task in await self.done.wait(_sooner(max(0.0, deadline - time.monotonic()), redraw)):

@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.config.lm import LMSpec, PriceBook
-from refed_dspy.engine.execution import Engine, Limits
+from refed_dspy.engine.execution import Answers, Engine, Limits
 from refed_dspy.engine.failures import Failure, endpoint_error
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.transport import LocalTransport, Transport
-from refed_dspy.engine.watch import Watch
+from refed_dspy.engine.transport import LocalTransport, Piece, Transport
+from refed_dspy.engine.watch import Report, Watch
 from refed_dspy.errors import RunAborted, RunDirError, RunInterrupted
+from refed_dspy.ledger.books import Books
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.ledger.usage import usd
 from refed_dspy.providers.prices import Price
@@ -81,6 +82,9 @@ class StageBase(ABC):
         adapter: RepairingAdapter | None = None,
         prices: PriceBook | None = None,
         watch: Watch | None = None,
+        books: Books | None = None,
+        report: Report | None = None,
+        answers: Answers | None = None,
     ):
         self.spec = spec
         self.watch = watch  # its figures and events, in its run dir (refed_dspy.engine.watch); None: not watched
@@ -89,12 +93,22 @@ class StageBase(ABC):
         self.adapter = adapter or build_adapter(spec)
         # where its parts run (refed_dspy.engine.transport): here, on Ray, or in provider batches; never asked which
         self.transport: Transport = transport if transport is not None else LocalTransport({})
-        self.price = self.transport.price(spec)  # batches: the batch price
+        # what its calls cost and what records it does not write add (refed_dspy.ledger.books; batches: theirs)
+        self.books = books if books is not None else Books(spec)
+        self.price = self.books.price  # batches: the batch price
+        # what the place its parts run says of itself (on Ray its workers, in batch mode its batches)
+        self.report = report if report is not None else Report()
+        self.answers = answers if answers is not None else Answers()  # provider batches: they wait on those
         # an LM the work calls that the stage does not hold (one pinned to a predictor of the program) passes the
         # call boundary too; `prices`: how it is priced ([prices], else LiteLLM's map)
         self.scope = LedgerScope(None, prices)
-        self.transport.attach(lm, self.adapter, self.scope)
         self.engine: Engine
+
+    def run_part(self, kind: str, stage_name: str | None, inputs: dict[str, Any], calls: list) -> Awaitable[Any]:
+        """The stage's part for `kind` on `inputs`, run where its transport runs it with the stage's LM, adapter and
+        ledger scope: (prediction, None) or (None, Failure), each LM call joining `calls` tagged `stage_name` (None:
+        the part tags its own)."""
+        return self.transport.run(Piece(kind, stage_name, inputs, calls, self.lm, self.adapter, self.scope))
 
     def window(self, concurrency: int) -> int:
         """The calls in flight the stage keeps: `concurrency`, or on Ray that many for each worker."""
@@ -116,7 +130,7 @@ class StageBase(ABC):
         limits = role_limits(
             self.spec,
             self.role,
-            concurrency=self.transport.tasks_in_flight(concurrency),
+            concurrency=self.answers.tasks_in_flight(concurrency),
             worst_calls=worst_calls,
             price=self.price,
             max_calls=max_calls,
@@ -125,7 +139,7 @@ class StageBase(ABC):
             stop_grace_s=stop_grace_s,
             seed=seed,
         )
-        self.engine = Engine(self, limits, transport=self.transport)
+        self.engine = Engine(self, limits, answers=self.answers)
         return self.engine
 
     # ---- what the engine calls ------------------------------------------------------------------
@@ -158,7 +172,7 @@ class StageBase(ABC):
         log = CallLog.open(path, shown_by, new_ledger)
         engine = self.engine
         engine.use_log(log, whole_tasks=self.transport.logs_tasks)
-        self.transport.charge(engine)  # batches: what they paid that no record holds
+        self.books.charge(engine)  # batches: what they paid that no record holds
         if log.lost:
             engine.totals.add(log.lost)
         found = log.found_now
@@ -176,15 +190,15 @@ class StageBase(ABC):
             )
 
     def usage(self) -> dict[str, Any]:
-        """The usage of the whole run: what its records hold, with what its transport's own records add (provider
+        """The usage of the whole run: what its records hold, with what its books add (provider
         batches: what the provider answered that no record holds, and the requests of batches still open)."""
-        return self.transport.usage(self.engine.totals.as_dict())
+        return self.books.usage(self.engine.totals.as_dict())
 
     def execution(self) -> dict[str, Any]:
         """How this invocation's calls went, for a summary: retries by reason, the window of calls in flight, online
         or batch (batches, requests, what the batch price saved), calls per endpoint, and on Ray where they ran."""
-        out: dict[str, Any] = {**self.engine.figures(), "mode": self.transport.mode}
-        out.update(self.transport.figures(self.usage()))
+        out: dict[str, Any] = {**self.engine.figures(), "mode": self.report.mode}
+        out.update(self.report.figures(self.usage()))
         spread = getattr(self.lm, "endpoint_spread", None)
         if spread is not None:
             out["endpoints"] = spread.figures()
@@ -194,10 +208,10 @@ class StageBase(ABC):
         """What the stage is doing now, for the progress line: each kind of work under way and how many pieces
         ('collecting feedback (8 running)'; in batch mode 'waiting on batches'), or 'nothing in flight'."""
         pending = self.engine.pending  # read from the progress thread: per-key reads, never an iteration
-        how = self.transport.doing
+        how = self.report.doing
         parts = [f"{name} ({n} {how})" for kind, name in self.doing.items() if (n := pending.get(kind, 0)) > 0]
         now = ", ".join(parts) or "nothing in flight"
-        now += self.transport.progress()
+        now += self.report.progress()
         return now
 
     def raise_endpoint_error(self) -> None:
@@ -234,9 +248,9 @@ class StageBase(ABC):
         written = True
         engine.writers = list(writers)
         if self.watch is not None:
-            self.watch.follow(engine, self.transport)
+            self.watch.follow(engine, self.report)
         try:
-            if await self.transport.settle(engine):  # batches an earlier invocation left open, collected first
+            if await self.books.settle(engine):  # batches an earlier invocation left open, collected first
                 await engine.run()
         except RunDirError:
             written = False  # some calls' usage never reached a file: the log keeps them for the next start

@@ -33,6 +33,42 @@ log = logging.getLogger(__name__)
 EVERY_S = 1.0  # between two writes of the figures file
 
 
+class Report:
+    """What the place a stage's parts run says of itself, to its summary, its progress line, its watch and
+    `refed status`: here nothing but where an earlier invocation on Ray noted its workers, removed (`note_path`; this
+    one runs here). Ray's workers (refed_dspy.launch.ray.pool.WorkersReport) and provider batches
+    (refed_dspy.launch.batch.transport.BatchReport) say more. The run transport only runs work."""
+
+    mode = "online"  # what a summary calls it: online | batch
+    doing = "running"  # what the progress line says of work under way
+
+    def __init__(self, note_path: Path | None = None):
+        self.note_path = note_path
+
+    @property
+    def workers(self) -> list[Any]:
+        """The run's Ray workers ([] here)."""
+        return []
+
+    def figures(self, usage: dict[str, Any]) -> dict[str, Any]:
+        """What a summary says of where the calls ran ({} here; on Ray its workers and endpoints; batches: theirs and
+        what the batch price saved of `usage`)."""
+        return {}
+
+    def progress(self) -> str:
+        """What the progress line adds ('' here; on Ray the workers alive)."""
+        return ""
+
+    def note(self, final: bool = False) -> None:
+        """Keep the run dir's note of the workers up to date for `refed status` (here: an earlier invocation's, gone)."""
+        if self.note_path is not None:
+            self.note_path.unlink(missing_ok=True)
+
+    def batches(self) -> list[Any]:
+        """The provider batches of the run (their store's entries), for its figures and events; [] online."""
+        return []
+
+
 def _now_text() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -47,7 +83,7 @@ class Watch:
         self.figures = Figures(role)
         self.events = EventLog(self.run_dir, role)
         self.engine: Any = None  # what it reads as it goes (`follow`)
-        self.transport: Any = None
+        self.report: Report = Report()
         self.target: int | None = None  # the records the stage is to make (a run's size)
         self.records = 0  # records on file (samples; judgments), and how many there were when this invocation began
         self.records_at_start = 0
@@ -69,14 +105,14 @@ class Watch:
             self.figures.count("refed.rejects", n, stage=stage, reason=reason)
         self.events.add("started", pid=os.getpid(), records=records, target=target)
 
-    def follow(self, engine: Any, transport: Any = None) -> None:
+    def follow(self, engine: Any, report: Report | None = None) -> None:
         """Record what `engine` (a refed_dspy.engine.execution.Engine) does: its tasks' calls, its retries and window
-        moves (the stage says how each piece of work ended: `work_ended`); read the figures it keeps (and its
-        transport's: on Ray its workers, in batch mode its batches); and start writing the figures file once a
-        second."""
+        moves (the stage says how each piece of work ended: `work_ended`); read the figures it keeps (and what
+        `report` says of where its parts run: on Ray its workers, in batch mode its batches); and start writing the
+        figures file once a second."""
         engine.accounts.watch = self
         engine.window.on_move, engine.retrying.on_schedule = self.window_moved, self.retried
-        self.engine, self.transport = engine, transport
+        self.engine, self.report = engine, report if report is not None else Report()
         self._seen["refused"] = engine.budget.refused
         self._seen["batches"] = {batch: now for batch, (_, now, _) in self._batch_phases().items()}  # earlier ones
         self._thread = threading.Thread(target=self._beat, name=f"refed-watch-{self.role}", daemon=True)
@@ -142,7 +178,7 @@ class Watch:
                 out.append(Series("refed.budget.remaining", {**role, "refed.budget": budget}, value=limit - spent))
         for state, n in sorted(self._batch_states().items()):
             out.append(Series("refed.batch.jobs", {**role, "refed.state": state}, value=float(n)))
-        workers = getattr(self.transport, "workers", None)
+        workers = self.report.workers
         if workers:
             lost = sum(1 for w in list(workers) if w.lost is not None)
             out.append(Series("refed.workers", {**role, "refed.state": "alive"}, value=float(len(workers) - lost)))
@@ -159,11 +195,11 @@ class Watch:
         }
 
     def _batch_states(self) -> Counter:
-        """The transport's provider batches by state: planned, the provider's last status, or collected."""
+        """The run's provider batches by state: planned, the provider's last status, or collected."""
         return Counter("collected" if e.collected else (e.status or "planned") for e in self._batches())
 
     def _batches(self) -> list[Any]:
-        return self.transport.batches() if self.transport is not None else []
+        return self.report.batches()
 
     def document(self) -> dict[str, Any]:
         """What the figures file holds: the series, and what a page shows of them (rate, ETA, budgets, window)."""
@@ -216,7 +252,7 @@ class Watch:
         if refused > seen["refused"]:
             seen["refused"] = refused
             self.events.add("budget_refusal", limit=engine.budget.tripped_by, why=engine.budget.tripped)
-        for worker in list(getattr(self.transport, "workers", None) or []):
+        for worker in list(self.report.workers):
             if worker.lost is not None and worker.info.pid not in seen["lost"]:
                 seen["lost"].add(worker.info.pid)
                 self.events.add("worker_lost", node=worker.info.node, pid=worker.info.pid, why=worker.lost)

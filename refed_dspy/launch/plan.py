@@ -9,9 +9,9 @@ In three steps, so that each mistake is said before what costs more:
    would serve is checked; the servers stop when the launch is closed, after its transport.
 2. `Launch.workers(...)`, once the inputs are read and before the run dir is touched: on Ray the workers started and
    checked (their keys on their own nodes), and the Ray processes a killed invocation left in the run dir ended.
-3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and the transport: the Ray workers
-   loaded with the run's cache, a BatchTransport (the LM's calls go to the provider's batches through its broker), or
-   a LocalTransport.
+3. `Launch.start(rundir)`, with the run dir held: its cache, then the stage's LM and what it runs with (`Started`):
+   the Ray workers loaded with the run's cache, or a LocalTransport; in batch mode the LM's calls go to the provider's
+   batches through its broker, and the stage's answers, books and report are the batches'.
 `close()` (or leaving the `with` block) lets the workers go and stops the local servers.
 
 Online or batch: online, a stage calls its role's LM (one given from Python, else one built from the config). In batch
@@ -48,14 +48,17 @@ from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope, scope_in_se
 from refed_dspy.clients.local_server import LocalServer, listening, served_roles, start
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.config.lm import price_note, require_price
+from refed_dspy.engine.execution import Answers
 from refed_dspy.engine.metrics import Endpoint, open_endpoint
 from refed_dspy.engine.transport import LocalTransport, Transport
-from refed_dspy.engine.watch import Watch
+from refed_dspy.engine.watch import Report, Watch
 from refed_dspy.errors import ConfigError
+from refed_dspy.launch.batch.books import BatchBooks
 from refed_dspy.launch.batch.broker import batch_lm
-from refed_dspy.launch.batch.transport import BatchTransport
+from refed_dspy.launch.batch.transport import BatchAnswers, BatchReport
 from refed_dspy.launch.ray.connect import end_left_behind, preflight, refuse_on_ray
-from refed_dspy.launch.ray.pool import WorkerPool, start_pool
+from refed_dspy.launch.ray.pool import WorkerPool, WorkersReport, start_pool
+from refed_dspy.ledger.books import Books
 from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache
@@ -67,11 +70,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class Started:
     """What a stage runs with, once its run dir is held: its LM (None on Ray), its transport (here, on Ray, or in
-    provider batches), and what watches it (its figures and events in the run dir; None: a command with no run dir)."""
+    provider batches: it only runs work), what watches it (its figures and events in the run dir; None: a command with
+    no run dir), its books (refed_dspy.ledger.books: the price and money of records it does not write) and what the
+    place its parts run says of itself (refed_dspy.engine.watch.Report)."""
 
     lm: Any
     transport: Transport
     watch: Watch | None = None
+    books: Books | None = None  # None: the stage's own (its calls all reach its records)
+    report: Report | None = None  # what the place its parts run says of itself (None: nothing)
+    answers: Answers | None = None  # where its work's answers come from (None: each call's reply; batches: theirs)
 
 
 @dataclass
@@ -131,7 +139,7 @@ class Launch:
     ) -> Started:
         """With the run dir held: its cache in use, then the stage's LM and transport. `note_path`: where the workers
         are noted for `refed status`; `threads`: the threads for parts with only `forward`, here; `detach` and
-        `store_name`: a BatchTransport's (stop once every task waits on a submitted batch; its store in the run dir);
+        `store_name`: batch mode's (stop once every task waits on a submitted batch; its store in the run dir);
         `earlier`: the caches of work the run builds on (store.cache.use_run_cache)."""
         cache = use_run_cache(rundir, earlier)
         watch = Watch(rundir.path, self.role, rundir.metrics if self.role == "teacher" else rundir.judge_metrics)
@@ -139,14 +147,14 @@ class Launch:
             self.metrics.follow(watch.snapshot)
         if self.pool is not None:
             self.pool.load(str(cache))
-            self.pool.note_to(note_path)
-            return Started(None, self.pool, watch)
+            return Started(None, self.pool, watch, report=WorkersReport(self.pool, note_path))
         if self.mode == "batch":
             lm, broker = batch_lm(self.spec, self.role, rundir.path, self.batch, detach=detach, store_name=store_name)
-            self.transport = BatchTransport(parts, broker, self.spec, self.batch.max_in_flight, threads, note_path)
-            return Started(lm, self.transport, watch)
-        self.transport = LocalTransport(parts, threads, note_path)
-        return Started(self.lm, self.transport, watch)
+            self.transport = LocalTransport(parts, threads)
+            books, report = BatchBooks(self.spec, broker), BatchReport(broker, self.spec, note_path)
+            return Started(lm, self.transport, watch, books, report, BatchAnswers(broker, self.batch.max_in_flight))
+        self.transport = LocalTransport(parts, threads)
+        return Started(self.lm, self.transport, watch, report=Report(note_path))
 
     def start_here(self, parts: dict[str, Any]) -> Started:
         """For a command with no run dir (`launch(..., here=True)`): the LM and a LocalTransport running `parts`."""

@@ -107,6 +107,9 @@ class JudgeRun(StageBase):
             started.transport,
             prices=config.price_book,
             watch=started.watch,
+            books=started.books,
+            report=started.report,
+            answers=started.answers,
         )
         self.config = config
         self.cfg = config.judging
@@ -173,7 +176,7 @@ class JudgeRun(StageBase):
 
     # ---- the stage: what to start, one sample, what came back --------------------------------------
     def fill(self, engine: Engine) -> None:
-        self.transport.note()  # on Ray, a worker lost since: refed status says so
+        self.report.note()  # on Ray, a worker lost since: refed status says so
         while engine.slots_free() >= self.slots or not engine.busy:
             if not self.queue:
                 return
@@ -192,7 +195,7 @@ class JudgeRun(StageBase):
             "improved": (payload.get("improved_response") or "").strip(),
             "draft": (payload.get("response") or "").strip(),
         }
-        return self.transport.run("judge", None, inputs, calls)
+        return self.run_part("judge", None, inputs, calls)
 
     def handle(self, kind: str, payload: Any, result: Any, failure: Failure | None, usage: dict[str, Any]) -> None:
         if self.watch is not None:
@@ -245,7 +248,7 @@ class JudgeRun(StageBase):
             "judgments": JsonlWriter(self.rundir.judgments),
             "rejects": JsonlWriter(self.rundir.judge_rejects),
         }
-        self.transport.note()
+        self.report.note()
         if self.watch is not None:
             found = read_jsonl(self.rundir.judge_rejects)
             self.watch.begin(
@@ -262,7 +265,7 @@ class JudgeRun(StageBase):
         )
 
         def write_summary(status: str) -> JudgeSummary:
-            self.transport.note(final=True)
+            self.report.note(final=True)
             summary = judge_summary(
                 self.rundir,
                 samples,

@@ -160,7 +160,9 @@ class MetaEval(StageBase):
     what = "meta-evaluation"
 
     def __init__(self, config: Any, items: list[dict[str, Any]], started: Started):
-        super().__init__(config.judge, "judge", started.lm, started.transport, prices=config.price_book)
+        super().__init__(
+            config.judge, "judge", started.lm, started.transport, prices=config.price_book, books=started.books
+        )
         self.queue = deque(items)  # what is still to judge; a refused start puts it back
         self.results: dict[str, dict[str, Any]] = {}
         g = config.judging
@@ -186,7 +188,7 @@ class MetaEval(StageBase):
         return str(item["id"])
 
     def work(self, kind: str, item: dict[str, Any], calls: list):
-        return self.transport.run("item", None, {"item": item}, calls)
+        return self.run_part("item", None, {"item": item}, calls)
 
     def handle(
         self, kind: str, item: dict[str, Any], result: Any, failure: Failure | None, usage: dict[str, Any]

@@ -68,6 +68,9 @@ class SynthesisRun(StageBase):
             adapter,
             prices=plan.launch.prices,
             watch=started.watch,
+            books=started.books,
+            report=started.report,
+            answers=started.answers,
         )
         self.syn = plan.settings
         self.method: Method = METHODS.get(self.syn.method)
@@ -111,7 +114,7 @@ class SynthesisRun(StageBase):
 
     # ---- the stage: what to start, one piece of work, what came back ---------------------------
     def fill(self, engine: Engine) -> None:
-        self.transport.note()  # on Ray, a worker lost since: refed status says so
+        self.report.note()  # on Ray, a worker lost since: refed status says so
         self.next_work.fill(engine, self.accepted)
 
     def key(self, kind: str, payload: Any) -> str:
@@ -123,7 +126,7 @@ class SynthesisRun(StageBase):
 
     async def work(self, kind: str, payload: Any, calls: list) -> tuple[Any, Failure | None]:
         """One task: its inputs made here, its part run where the transport runs it, its result read here."""
-        pred, failure = await self.transport.run(kind, TASK_STAGES[kind], self._inputs(kind, payload), calls)
+        pred, failure = await self.run_part(kind, TASK_STAGES[kind], self._inputs(kind, payload), calls)
         if failure is not None:
             return None, failure
         try:
@@ -269,7 +272,7 @@ class SynthesisRun(StageBase):
         if resumed:
             self.earlier_wall_s, self.earlier_retries = earlier_figures(self.rundir.summary)
         self.writers = self.rundir.writers()
-        self.transport.note()
+        self.report.note()
         if self.watch is not None:
             self.watch.begin(self.syn.size, self.accepted, state.reject_reasons)
         progress = Progress(
@@ -290,7 +293,7 @@ class SynthesisRun(StageBase):
         )
 
     def _write_summary(self, status: str) -> RunSummary:
-        self.transport.note(final=True)
+        self.report.note(final=True)
         summary = run_summary(self, status)
         try:
             write_json_atomic(self.rundir.summary, summary.to_json())

@@ -217,7 +217,7 @@ def run_summary(run: Any, status: str) -> RunSummary:
                 usage,
                 run.accepted,
                 run.syn.size,
-                run.transport.mode == "batch",
+                run.report.mode == "batch",
                 run.spec.service_tier,
             ),
             "price_known": run.price is not None,

@@ -12,6 +12,7 @@ import pytest
 from conftest import run_overrides
 
 from refed_dspy.config import load_config
+from refed_dspy.engine.transport import Piece
 from refed_dspy.launch.ray.cache_server import CachePlan
 from refed_dspy.launch.ray.worker import PartWorker
 
@@ -165,7 +166,7 @@ def test_a_lost_worker_s_task_is_charged_up_to_its_reservation(batches, charged)
         stub, [Worker(actor, WorkerInfo("here", 1, None)), Worker(actor, WorkerInfo("there", 2, None))], "m", None
     )
     calls = TaskCalls(3)
-    value, failure = asyncio.run(pool.run("sample", "respond", {}, calls))
+    value, failure = asyncio.run(pool.run(Piece("sample", "respond", {}, calls)))
     assert value is None and failure.reason == "worker_lost" and failure.retryable
     lost = [c for c in calls if c.interrupted]
     assert len(lost) == charged and all(c.lost_with and "node here" in c.lost_with for c in lost)

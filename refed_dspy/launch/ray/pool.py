@@ -2,7 +2,7 @@
 one, every call it makes counted on the driver as it happens, a worker lost (as it starts, as it loads, or later) said
 in one line and worked around.
 
-The workers are noted in the run dir for `refed status` (`WorkersNote`): written when the run starts, when a worker
+The workers are noted in the run dir for `refed status` (`WorkersReport`): written when the run starts, when a worker
 is lost, and when it ends (synthesis: workers.json; judging: judge_workers.json).
 
 `start_pool` starts the run's Ray workers and checks them, before anything is paid or written (WorkerPool.load then
@@ -30,7 +30,8 @@ from refed_dspy.config import RayConfig
 from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Heartbeat, rough_duration
-from refed_dspy.engine.transport import Transport
+from refed_dspy.engine.transport import Piece, Transport
+from refed_dspy.engine.watch import Report
 from refed_dspy.errors import ConfigError, KeyProviderError, MissingKeyError, RunAborted
 from refed_dspy.launch.ray.cache_server import CachePlan, start_cache_server
 from refed_dspy.launch.ray.connect import connect, disconnect, forget, joins, record
@@ -84,7 +85,6 @@ class WorkerPool(Transport):
     ready: int = 0  # the workers that loaded: the run's parallelism
     run_dir: Path | None = None  # where the processes of a local Ray it starts are written down (cluster.leftovers)
     recorded_in: Path | None = None  # ... once they are
-    noted: WorkersNote | None = None  # the run dir's note of the workers for `refed status` (`note_to`)
     # the calls are made by the workers, where the run's log is not
     logs_tasks: ClassVar[bool] = True
 
@@ -172,11 +172,12 @@ class WorkerPool(Transport):
         one lost later goes to the others, whose actors queue what they cannot start)."""
         return per_worker * max(1, self.ready or len(self.workers))
 
-    async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], calls: list) -> tuple[Any, Any]:
-        """One task on the least busy worker: (result, None) or (None, Failure). Each call it makes joins `calls` as
-        it is answered. A task that ends without its result (its worker lost, the task cancelled or failed there)
+    async def run(self, piece: Piece) -> tuple[Any, Any]:
+        """One task on the least busy worker: (result, None) or (None, Failure). Each call it makes joins its calls as
+        it is answered (the piece's LM, adapter and scope stay here: the worker builds its own). A task that ends without its result (its worker lost, the task cancelled or failed there)
         may have sent a request whose start had not reached us: its calls under way, and every other call its
         reservation allowed (`calls.most`, a TaskCalls), join as paid."""
+        kind, stage_name, inputs, calls = piece.kind, piece.stage, piece.inputs, piece.calls
         worker = min((w for w in self.workers if w.lost is None), key=lambda w: w.in_flight, default=None)
         if worker is None:
             return None, Failure("workers_lost", "every Ray worker of the run is lost", fatal=True)
@@ -257,25 +258,6 @@ class WorkerPool(Transport):
             len(self.workers),
         )
 
-    def attach(self, lm: Any, adapter: Any, scope: Any) -> None:
-        """Nothing to attach: each worker builds its LM and adapter from the config."""
-
-    def note_to(self, path: Path) -> None:
-        """Keep the workers' state in `path` (workers.json, judge_workers.json) as it changes (`note`)."""
-        self.noted = WorkersNote(path, self)
-
-    def note(self, final: bool = False) -> None:
-        if self.noted is not None:
-            self.noted.note(final)
-
-    def progress(self) -> str:
-        return f"; Ray workers alive {self.alive} of {len(self.workers)}"
-
-    def figures(self, usage: dict[str, Any]) -> dict[str, Any]:
-        """For a summary: where the calls ran, and with several endpoints the calls of each over the cluster."""
-        endpoints = endpoint_rows(self)
-        return {"ray": self.cluster_figures(), **({"endpoints": endpoints} if endpoints is not None else {})}
-
     def cluster_figures(self) -> dict[str, Any]:
         """Where the run's calls ran: the address, and each worker's node, tasks, calls and state."""
         return {
@@ -341,20 +323,31 @@ def endpoint_rows(pool: WorkerPool) -> dict[str, dict[str, Any]] | None:
     return out
 
 
-class WorkersNote:
-    """`note()` as often as it likes: the file is rewritten only when the number of live workers changed (or, with
-    `final=True`, always). `pool`: the run's WorkerPool (None: a run here, which removes the file an earlier
-    invocation on Ray left)."""
+class WorkersReport(Report):
+    """What a run on Ray says of itself (refed_dspy.engine.watch.Report): `pool`'s workers, their cluster and
+    endpoint figures, the workers alive on the progress line, and the note of them in `path` for `refed status`
+    (workers.json, judge_workers.json), rewritten only when the number of live workers changed (or, with
+    `final=True`, always)."""
 
-    def __init__(self, path: Path, pool: Any):
-        self.path, self.pool = path, pool
+    def __init__(self, pool: WorkerPool, path: Path | None = None):
+        super().__init__()
+        self.pool, self.path = pool, path
         self._alive: int | None = None
 
+    @property
+    def workers(self) -> list[Any]:
+        return self.pool.workers
+
+    def figures(self, usage: dict[str, Any]) -> dict[str, Any]:
+        """For a summary: where the calls ran, and with several endpoints the calls of each over the cluster."""
+        endpoints = endpoint_rows(self.pool)
+        return {"ray": self.pool.cluster_figures(), **({"endpoints": endpoints} if endpoints is not None else {})}
+
+    def progress(self) -> str:
+        return f"; Ray workers alive {self.pool.alive} of {len(self.pool.workers)}"
+
     def note(self, final: bool = False) -> None:
-        if self.pool is None:
-            self.path.unlink(missing_ok=True)  # an earlier invocation's, on Ray: not this one's
-            return
-        if self.pool.alive == self._alive and not final:
+        if self.path is None or (self.pool.alive == self._alive and not final):
             return
         self._alive = self.pool.alive
         try:
