@@ -160,7 +160,7 @@ def test_only_the_launch_package_knows_provider_batches():
 def test_the_batch_guard_catches_a_stage_that_asks_for_the_broker(tmp_path):
     """The check itself can fail: a stage that imports the batch package, or names the broker, is found."""
     bad = tmp_path / "stage.py"
-    bad.write_text("from refed_dspy.launch.batch.transport import BatchAnswers\n# the broker's store\n")
+    bad.write_text("from refed_dspy.launch.batch.answers import BatchAnswers\n# the broker's store\n")
     found = batch_knowledge("refed_dspy.engine.stage", bad)
     assert len(found) == 2 and "BatchAnswers" not in found[1]
     assert batch_knowledge("refed_dspy.launch.plan", bad) == []

@@ -98,7 +98,7 @@ class Limits:
 
 class Answers:
     """Where a run's answers come from, as the engine's loop meets it: here, each call answered when it returns (this
-    base); provider batches' (refed_dspy.launch.batch.transport.BatchAnswers) wait outside this process. See the module
+    base); provider batches' (refed_dspy.launch.batch.answers.BatchAnswers) wait outside this process. See the module
     docstring."""
 
     # the work waits on answers kept outside this process (a provider's batches, in the run dir): their store is the

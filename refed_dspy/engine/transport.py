@@ -3,7 +3,7 @@
 A stage (synthesis, judging) says what to run; its transport says where: here, in this process's event loop
 (LocalTransport, below), or on the workers of a Ray cluster (refed_dspy.launch.ray.pool.WorkerPool). In provider batch
 mode the parts run here, each call waiting on its answer in a batch: those answers are the engine's to wait on
-(refed_dspy.launch.batch.transport.BatchAnswers), not a transport of their own. The launch module (refed_dspy.launch)
+(refed_dspy.launch.batch.answers.BatchAnswers), not a transport of their own. The launch module (refed_dspy.launch)
 picks one for a command and hands it to the stage; the stage and its engine never ask which they got.
 The run transport is where a stage's parts run, not the HTTP layer where requests leave (refed_dspy.clients).
 """

@@ -37,7 +37,7 @@ class Report:
     """What the place a stage's parts run says of itself, to its summary, its progress line, its watch and
     `refed status`: here nothing but where an earlier invocation on Ray noted its workers, removed (`note_path`; this
     one runs here). Ray's workers (refed_dspy.launch.ray.pool.WorkersReport) and provider batches
-    (refed_dspy.launch.batch.transport.BatchReport) say more. The run transport only runs work."""
+    (refed_dspy.launch.batch.answers.BatchReport) say more. The run transport only runs work."""
 
     mode = "online"  # what a summary calls it: online | batch
     doing = "running"  # what the progress line says of work under way

@@ -53,9 +53,9 @@ from refed_dspy.engine.metrics import Endpoint, open_endpoint
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Report, Watch
 from refed_dspy.errors import ConfigError
+from refed_dspy.launch.batch.answers import BatchAnswers, BatchReport
 from refed_dspy.launch.batch.books import BatchBooks
 from refed_dspy.launch.batch.broker import batch_lm
-from refed_dspy.launch.batch.transport import BatchAnswers, BatchReport
 from refed_dspy.launch.ray.connect import end_left_behind, preflight, refuse_on_ray
 from refed_dspy.launch.ray.pool import WorkerPool, WorkersReport, start_pool
 from refed_dspy.ledger.books import Books
