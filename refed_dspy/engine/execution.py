@@ -498,8 +498,8 @@ class InFlight:
 
 
 class DoneQueue:
-    """`add` is each task's done callback; `wake` lets a waiting `wait` return (a task finished, or the transport
-    has news); `wait` returns what finished since the last call, waiting up to `timeout` (None: until one does)."""
+    """`add` is each task's done callback; `wake` lets a waiting `wait` return (a task finished, or the answers
+    have news); `wait` returns what finished since the last call, waiting up to `timeout` (None: until one does)."""
 
     def __init__(self) -> None:
         self._done: deque[asyncio.Task] = deque()

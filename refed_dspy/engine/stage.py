@@ -91,7 +91,7 @@ class StageBase(ABC):
         self.role = role
         self.lm = lm
         self.adapter = adapter or build_adapter(spec)
-        # where its parts run (refed_dspy.engine.transport): here, on Ray, or in provider batches; never asked which
+        # where its parts run (refed_dspy.engine.transport): here or on Ray; never asked which
         self.transport: Transport = transport if transport is not None else LocalTransport({})
         # what its calls cost and what records it does not write add (refed_dspy.ledger.books; batches: theirs)
         self.books = books if books is not None else Books(spec)
@@ -125,7 +125,7 @@ class StageBase(ABC):
         stop_grace_s: float,
         seed: int = 0,
     ) -> Engine:
-        """The stage's engine: a window of `concurrency` calls (in provider batches, of the tasks the transport keeps
+        """The stage's engine: a window of `concurrency` calls (in provider batches, of the tasks its answers keep
         waiting)."""
         limits = role_limits(
             self.spec,

@@ -60,7 +60,8 @@ class Report:
         return ""
 
     def note(self, final: bool = False) -> None:
-        """Keep the run dir's note of the workers up to date for `refed status` (here: an earlier invocation's, gone)."""
+        """Keep the run dir's note of the workers up to date for `refed status` (here: an earlier invocation's is
+        removed)."""
         if self.note_path is not None:
             self.note_path.unlink(missing_ok=True)
 
@@ -160,7 +161,7 @@ class Watch:
 
     # ---- what it reads ----------------------------------------------------------------------------
     def snapshot(self) -> list[Series]:
-        """Every series as it is now: the figures recorded, and the gauges read from the engine and its transport."""
+        """Every series as it is now: the figures recorded, and the gauges read from the engine and its report."""
         return self.figures.series() + self._gauges()
 
     def _gauges(self) -> list[Series]:
@@ -267,7 +268,7 @@ class Watch:
                 self.events.add("batch_ended", state=entry.final or entry.status, **requests)
 
     def _batch_phases(self) -> dict[str, tuple[str, str, Any]]:
-        """Each provider batch of the transport: its phase at the last look and now (planned, submitted, ended)."""
+        """Each provider batch of the run (its report): its phase at the last look and now (planned, submitted, ended)."""
         out = {}
         for entry in self._batches():
             now = "ended" if entry.collected else ("submitted" if entry.provider_id else "planned")

@@ -1,5 +1,6 @@
 """A stage's books: the price its calls are reserved and recorded at, and what records the stage does not write add to
-its money (provider batches: what the batches paid, or may yet bill, that no record holds; refed_dspy.launch.batch.books).
+its money (provider batches: what the batches paid, or may yet bill, that no record holds;
+refed_dspy.launch.batch.books).
 
 The stage asks its books, never its transport, what a call costs and what the run has paid: the transport only runs
 work (refed_dspy.engine.transport). Online and on Ray every call is in the stage's own records, so the books add

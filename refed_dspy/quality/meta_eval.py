@@ -161,7 +161,14 @@ class MetaEval(StageBase):
 
     def __init__(self, config: Any, items: list[dict[str, Any]], started: Started):
         super().__init__(
-            config.judge, "judge", started.lm, started.transport, prices=config.price_book, books=started.books
+            config.judge,
+            "judge",
+            started.lm,
+            started.transport,
+            prices=config.price_book,
+            books=started.books,
+            report=started.report,
+            answers=started.answers,
         )
         self.queue = deque(items)  # what is still to judge; a refused start puts it back
         self.results: dict[str, dict[str, Any]] = {}

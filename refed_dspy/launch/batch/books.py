@@ -27,6 +27,7 @@ class BatchBooks(Books):
     (a batch request asks for no tier)."""
 
     def __init__(self, spec: LMSpec, broker: BatchBroker):
+        super().__init__(spec)
         self.price = price_of(spec, batch=True)
         self.broker = broker
 

@@ -173,10 +173,11 @@ class WorkerPool(Transport):
         return per_worker * max(1, self.ready or len(self.workers))
 
     async def run(self, piece: Piece) -> tuple[Any, Any]:
-        """One task on the least busy worker: (result, None) or (None, Failure). Each call it makes joins its calls as
-        it is answered (the piece's LM, adapter and scope stay here: the worker builds its own). A task that ends without its result (its worker lost, the task cancelled or failed there)
-        may have sent a request whose start had not reached us: its calls under way, and every other call its
-        reservation allowed (`calls.most`, a TaskCalls), join as paid."""
+        """One task on the least busy worker: (result, None) or (None, Failure). Each call it makes joins the piece's
+        calls as it is answered (the piece's LM, adapter and scope stay here: the worker builds its own). A task that
+        ends without its result (its worker lost, the task cancelled or failed there) may have sent a request whose
+        start had not reached us: its calls under way, and every other call its reservation allowed (`calls.most`, a
+        TaskCalls), join as paid."""
         kind, stage_name, inputs, calls = piece.kind, piece.stage, piece.inputs, piece.calls
         worker = min((w for w in self.workers if w.lost is None), key=lambda w: w.in_flight, default=None)
         if worker is None:
