@@ -190,8 +190,8 @@ class StageBase(ABC):
             )
 
     def usage(self) -> dict[str, Any]:
-        """The usage of the whole run: what its records hold, with what its books add (provider
-        batches: what the provider answered that no record holds, and the requests of batches still open)."""
+        """The usage of the whole run: what its records hold, with what its books add (provider batches: what the
+        provider answered that no record holds, and the requests of batches still open)."""
         return self.books.usage(self.engine.totals.as_dict())
 
     def execution(self) -> dict[str, Any]:

@@ -268,7 +268,8 @@ class Watch:
                 self.events.add("batch_ended", state=entry.final or entry.status, **requests)
 
     def _batch_phases(self) -> dict[str, tuple[str, str, Any]]:
-        """Each provider batch of the run (its report): its phase at the last look and now (planned, submitted, ended)."""
+        """Each provider batch of the run (its report): its phase at the last look and now (planned, submitted,
+        ended)."""
         out = {}
         for entry in self._batches():
             now = "ended" if entry.collected else ("submitted" if entry.provider_id else "planned")
