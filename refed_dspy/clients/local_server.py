@@ -175,10 +175,17 @@ def measure_speed(
     return Speed(prompt, completion) if prompt > 0 and completion > 0 else None
 
 
-def sample_reply(url: str, instruction: str, settings: dict[str, Any], timeout: float = 60.0) -> int | None:
+SLOWEST_TOKENS_PER_S = 2.0  # below what a 135M model wrote a second on a 2-core machine at a load of 6 (2.8)
+
+
+def sample_reply(url: str, instruction: str, settings: dict[str, Any], timeout: float | None = None) -> int | None:
     """The completion tokens the model at `url` writes answering `instruction` with `settings` (the teacher's dspy.LM
     keyword arguments: max_tokens, temperature, `extra` such as frequency_penalty), asked once now; None when it
-    does not say (an error, no usage in the reply, no reply in `timeout` seconds: a server busy with other work)."""
+    does not say (an error, no usage in the reply, no reply in `timeout` seconds: a server busy with other work).
+    `timeout` None: long enough to write max_tokens at `SLOWEST_TOKENS_PER_S` (at 60 s, a loaded 2-core machine's
+    reply was given up on, and the estimate fell back to lengths twice the model's)."""
+    if timeout is None:
+        timeout = max(60.0, float(settings.get("max_tokens") or 512) / SLOWEST_TOKENS_PER_S)
     keys = ("max_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "seed")
     body = {"messages": [{"role": "user", "content": instruction}], **{k: settings[k] for k in keys if k in settings}}
     req = urllib.request.Request(

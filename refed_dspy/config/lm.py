@@ -194,7 +194,17 @@ class LMSpec(Section):
         description="How much a reasoning model thinks before it answers (minimal, low, medium, high): its hidden reasoning tokens are billed as output, so this moves the cost. Sent to the provider; recorded in provenance, the fingerprint and MLflow. Refused for a model LiteLLM's model table says takes none. Unset: the model's own.",
     )
     num_retries: int = Field(
-        3, ge=0, description="Retries DSPy makes on 429, 5xx and timeouts (it honours Retry-After)."
+        3,
+        ge=0,
+        description="Retries of a call, or of a run's piece of work, on 5xx, timeouts and resets (Retry-After "
+        "honoured); a run's 429s (rate limited) use none: they are bounded by rate_limit_patience_s.",
+    )
+    rate_limit_patience_s: Seconds = Field(
+        600.0,
+        gt=0,
+        description="A run (synthesize, judge) that meets nothing but 429s (rate limited), with no piece of work "
+        "succeeding, for this many seconds stops with one line (exit 3; run the same command again to resume). Each "
+        "refused request waits for its own Retry-After meanwhile.",
     )
     timeout: Seconds | None = Field(
         None,

@@ -28,7 +28,9 @@ met the same limit, and halving again for each would collapse the window. Each p
 by its slots over the window (about one call per window of successes), up to the configured concurrency.
 
 The retry queue (`Retries`): work waiting to run again after a retryable failure (429, 5xx, a timeout, a reset),
-in the order it becomes due.
+in the order it becomes due. A 429 does not use up the work's retries: it waits for its Retry-After and goes again;
+what bounds a provider that refuses for ever is `Limits.rate_limit_patience_s` (the section's) without a piece of
+work that succeeded, after which the run stops (resumable).
 
 A piece of work (known by its key across attempts) is retried at most `max_retries` times, after
 refed_dspy.clients.tries's delay (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
@@ -64,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from refed_dspy.clients.calls import TaskCalls, opened_on
 from refed_dspy.clients.tries import retry_delay_s
-from refed_dspy.engine.failures import Failure, FailureStreak, FirstCalls
+from refed_dspy.engine.failures import Failure, FailureStreak, FirstCalls, refused_for_too_long
 from refed_dspy.errors import RunDirError
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.ledger.call_log import CallLog
@@ -94,6 +96,7 @@ class Limits:
     stop_grace_s: float = 10.0
     seed: int = 0
     endpoints: int = 1  # the role's api_base endpoints (0: the provider's own; several: a replica taken out)
+    rate_limit_patience_s: float = 600.0  # 429s with no work succeeding this long stop the run (resumable)
 
 
 class Answers:
@@ -152,6 +155,7 @@ class Engine:
         self.running = InFlight()  # the tasks under way (refed_dspy.engine.execution)
         self.pending = self.running.pending  # tasks by kind, running or waiting to be retried
         self.window = Window(limits.concurrency)  # the AIMD window of calls in flight
+        self.last_success = time.monotonic()  # when work last succeeded (the run's start before any did)
         self.retrying = Retries(limits.max_retries, limits.seed)  # failed work waiting to run again
         self.stop_reason: str | None = None
         self.writers: list[Any] = []  # the stage's record writers: one that finds the disk full stops the run
@@ -233,8 +237,12 @@ class Engine:
 
     # ---- finished work ------------------------------------------------------------------------
     def _retry(self, meta: Task, failure: Failure) -> bool:
-        """NextWork `meta` again after a retryable failure; False when its retries are used up."""
+        """Queue `meta` to run again after a retryable failure; False when its retries are used up (or a rate limit
+        has refused every piece of work for `rate_limit_patience_s`: the run then stops)."""
         now = time.monotonic()
+        if failure.reason == "rate_limited" and now - self.last_success > self.limits.rate_limit_patience_s:
+            self.abort = self.abort or refused_for_too_long(self.limits.rate_limit_patience_s, failure)
+            return False
         key = self.stage.key(meta.kind, meta.payload)
         if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now):
             return False
@@ -262,6 +270,7 @@ class Engine:
             return
         if failure is None:
             self.window.grow(meta.slots)
+            self.last_success = time.monotonic()
         self.abort = self.abort or self.streak.note(failure)
         try:
             self.stage.handle(meta.kind, meta.payload, result, failure, usage)
@@ -427,7 +436,8 @@ class Retries:
     def __init__(self, max_retries: int, seed: int = 0):
         self.max_retries = max_retries
         self.waiting: list[tuple[float, int, str, Any, int]] = []  # a heap of (due at, seq, kind, payload, slots)
-        self.attempts: Counter = Counter()  # retries so far, by key of work
+        self.attempts: Counter = Counter()  # retries so far, by key of work (what max_retries bounds)
+        self.refusals: Counter = Counter()  # 429s so far, by key of work (bounded by time, not here)
         self.by_reason: Counter = Counter()  # retries so far, by the failure's reason
         self._rng = random.Random(seed)
         self._seq = itertools.count()
@@ -436,15 +446,17 @@ class Retries:
         self.on_schedule: Callable[[str, str, int, float | None], None] | None = None
 
     def schedule(self, key: str, failure: Failure, work: tuple[str, Any, int], now: float) -> bool:
-        """Queue `work` (kind, payload, slots) to run again after `failure`; False when its retries are used up."""
-        if self.attempts[key] >= self.max_retries:
+        """Queue `work` (kind, payload, slots) to run again after `failure`; False when its retries are used up (a
+        rate limit's refusal uses none: the engine bounds those by time)."""
+        counted = self.refusals if failure.reason == "rate_limited" else self.attempts
+        if counted is self.attempts and self.attempts[key] >= self.max_retries:
             return False
-        self.attempts[key] += 1
+        counted[key] += 1
         self.by_reason[failure.reason] += 1
-        delay = retry_delay_s(self.attempts[key], self._rng.random(), failure.retry_after)
+        delay = retry_delay_s(counted[key], self._rng.random(), failure.retry_after)
         heapq.heappush(self.waiting, (now + delay, next(self._seq), *work))
         if self.on_schedule is not None:
-            self.on_schedule(work[0], failure.reason, self.attempts[key], failure.retry_after)
+            self.on_schedule(work[0], failure.reason, counted[key], failure.retry_after)
         return True
 
     def due(self, now: float) -> tuple[str, Any, int] | None:

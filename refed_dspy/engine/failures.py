@@ -228,6 +228,18 @@ def hint_for(reason: str, role: str = "teacher") -> str | None:
     return hint.format(role=role) if hint else None
 
 
+def refused_for_too_long(patience_s: float, last: Failure) -> Failure:
+    """The Failure that stops a run whose endpoint answered nothing but 429 (rate limited) for `patience_s` seconds
+    with no piece of work succeeding (`last`: the latest refusal); resumable, as every abort is."""
+    return Failure(
+        "rate_limited",
+        f"rate limited for {patience_s:.0f}s with no call succeeding ({last.detail}); wait for the provider's limit to "
+        "reset, or lower the concurrency, then run the same command again",
+        final=False,
+        fatal=True,
+    )
+
+
 class FailureStreak:
     """Consecutive failed items, of any kind (API errors after retries, and final rejects of the LM's output
     alike); a success resets it. At `limit` in a row, or at once for a fatal failure, `note` returns the

@@ -63,6 +63,7 @@ def role_limits(
         stop_grace_s=stop_grace_s,
         seed=seed,
         endpoints=len(spec.endpoints),
+        rate_limit_patience_s=spec.rate_limit_patience_s,
     )
 
 
