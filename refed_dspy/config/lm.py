@@ -159,6 +159,7 @@ ADDED_FIELDS = (
     "prompt_cache",
     "cache_write_usd_per_mtok",
     "schema_shown",
+    "rate_limit_patience_s",
 )
 
 
