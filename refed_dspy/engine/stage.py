@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,22 @@ def role_limits(
     )
 
 
+@dataclass
+class Started:
+    """What a stage runs with, as the launch (refed_dspy.launch.plan) starts it: its LM (None on Ray), its transport
+    (here or on Ray: it only runs work; None: here, with no parts of its own), what watches it (its figures and events
+    in the run dir; None: a command with no run dir), its books (refed_dspy.ledger.books: the price and money of
+    records it does not write), what the place its parts run says of itself (refed_dspy.engine.watch.Report) and where
+    its work's answers come from (refed_dspy.engine.execution.Answers)."""
+
+    lm: Any
+    transport: Transport | None
+    watch: Watch | None = None
+    books: Books | None = None  # None: the stage's own (its calls all reach its records)
+    report: Report | None = None  # what the place its parts run says of itself (None: nothing)
+    answers: Answers | None = None  # where its work's answers come from (None: each call's reply; batches: theirs)
+
+
 class StageBase(ABC):
     """An LM-bound stage on the execution engine (see the module docstring). A subclass sets `self.engine` with
     `make_engine` in its __init__ and implements fill, work, handle and key."""
@@ -78,28 +95,23 @@ class StageBase(ABC):
         self,
         spec: LMSpec,
         role: str,
-        lm: Any,
-        transport: Transport | None = None,
+        started: Started,
         adapter: RepairingAdapter | None = None,
         prices: PriceBook | None = None,
-        watch: Watch | None = None,
-        books: Books | None = None,
-        report: Report | None = None,
-        answers: Answers | None = None,
     ):
         self.spec = spec
-        self.watch = watch  # its figures and events, in its run dir (refed_dspy.engine.watch); None: not watched
+        self.watch = started.watch  # its figures and events in its run dir (refed_dspy.engine.watch); None: unwatched
         self.role = role
-        self.lm = lm
+        self.lm = started.lm
         self.adapter = adapter or build_adapter(spec)
         # where its parts run (refed_dspy.engine.transport): here or on Ray; never asked which
-        self.transport: Transport = transport if transport is not None else LocalTransport({})
+        self.transport: Transport = started.transport or LocalTransport({})
         # what its calls cost and what records it does not write add (refed_dspy.ledger.books; batches: theirs)
-        self.books = books if books is not None else Books(spec)
+        self.books = started.books or Books(spec)
         self.price = self.books.price  # batches: the batch price
         # what the place its parts run says of itself (on Ray its workers, in batch mode its batches)
-        self.report = report if report is not None else Report()
-        self.answers = answers if answers is not None else Answers()  # provider batches: they wait on those
+        self.report = started.report or Report()
+        self.answers = started.answers or Answers()  # provider batches: they wait on those
         # an LM the work calls that the stage does not hold (one pinned to a predictor of the program) passes the
         # call boundary too; `prices`: how it is priced ([prices], else LiteLLM's map)
         self.scope = LedgerScope(None, prices)

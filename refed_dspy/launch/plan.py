@@ -48,8 +48,8 @@ from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope, scope_in_se
 from refed_dspy.clients.local_server import LocalServer, listening, served_roles, start
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig
 from refed_dspy.config.lm import price_note, require_price
-from refed_dspy.engine.execution import Answers
 from refed_dspy.engine.metrics import Endpoint, open_endpoint
+from refed_dspy.engine.stage import Started
 from refed_dspy.engine.transport import LocalTransport, Transport
 from refed_dspy.engine.watch import Report, Watch
 from refed_dspy.errors import ConfigError
@@ -58,28 +58,12 @@ from refed_dspy.launch.batch.books import BatchBooks
 from refed_dspy.launch.batch.broker import batch_lm
 from refed_dspy.launch.ray.connect import end_left_behind, preflight, refuse_on_ray
 from refed_dspy.launch.ray.pool import WorkerPool, WorkersReport, start_pool
-from refed_dspy.ledger.books import Books
 from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache
 from refed_dspy.store.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Started:
-    """What a stage runs with, once its run dir is held: its LM (None on Ray), its transport (here, on Ray, or in
-    provider batches: it only runs work), what watches it (its figures and events in the run dir; None: a command with
-    no run dir), its books (refed_dspy.ledger.books: the price and money of records it does not write) and what the
-    place its parts run says of itself (refed_dspy.engine.watch.Report)."""
-
-    lm: Any
-    transport: Transport
-    watch: Watch | None = None
-    books: Books | None = None  # None: the stage's own (its calls all reach its records)
-    report: Report | None = None  # what the place its parts run says of itself (None: nothing)
-    answers: Answers | None = None  # where its work's answers come from (None: each call's reply; batches: theirs)
 
 
 @dataclass

@@ -23,10 +23,10 @@ from refed_dspy.config.schema import PROMPT_FORMAT, endpoint_moved_line, prompt_
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.stage import StageBase
+from refed_dspy.engine.stage import StageBase, Started
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
 from refed_dspy.launch.batch.store import moves_with_batches_closed
-from refed_dspy.launch.plan import Started, launch
+from refed_dspy.launch.plan import launch
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.figures import JudgeSummary, judge_summary
 from refed_dspy.runtime.sync import run_sync
@@ -103,13 +103,8 @@ class JudgeRun(StageBase):
         super().__init__(
             config.judge,
             "judge",
-            started.lm,
-            started.transport,
+            started,
             prices=config.price_book,
-            watch=started.watch,
-            books=started.books,
-            report=started.report,
-            answers=started.answers,
         )
         self.config = config
         self.cfg = config.judging

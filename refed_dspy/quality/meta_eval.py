@@ -25,9 +25,9 @@ from pydantic import Field
 
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
-from refed_dspy.engine.stage import StageBase
+from refed_dspy.engine.stage import StageBase, Started
 from refed_dspy.errors import FinishedShort, SeedError
-from refed_dspy.launch.plan import Started, launch
+from refed_dspy.launch.plan import launch
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.results import Result
@@ -160,16 +160,7 @@ class MetaEval(StageBase):
     what = "meta-evaluation"
 
     def __init__(self, config: Any, items: list[dict[str, Any]], started: Started):
-        super().__init__(
-            config.judge,
-            "judge",
-            started.lm,
-            started.transport,
-            prices=config.price_book,
-            books=started.books,
-            report=started.report,
-            answers=started.answers,
-        )
+        super().__init__(config.judge, "judge", started, prices=config.price_book)
         self.queue = deque(items)  # what is still to judge; a refused start puts it back
         self.results: dict[str, dict[str, Any]] = {}
         g = config.judging

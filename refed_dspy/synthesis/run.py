@@ -26,8 +26,8 @@ from refed_dspy.config.schema import PROMPT_FORMAT
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.engine.progress import Progress
-from refed_dspy.engine.stage import StageBase
-from refed_dspy.launch.plan import Launch, Started
+from refed_dspy.engine.stage import StageBase, Started
+from refed_dspy.launch.plan import Launch
 from refed_dspy.ledger.usage import Totals, usage_of
 from refed_dspy.methods import METHODS, Method
 from refed_dspy.store.jsonl import write_json_atomic
@@ -63,14 +63,9 @@ class SynthesisRun(StageBase):
         super().__init__(
             plan.teacher,
             "teacher",
-            started.lm,
-            started.transport,
+            started,
             adapter,
             prices=plan.launch.prices,
-            watch=started.watch,
-            books=started.books,
-            report=started.report,
-            answers=started.answers,
         )
         self.syn = plan.settings
         self.method: Method = METHODS.get(self.syn.method)

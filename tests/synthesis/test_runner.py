@@ -223,7 +223,8 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
     more than once (dspy.BestOfN), so its tasks reserve no less than any program's did before."""
     from dspy.utils import DummyLM
 
-    from refed_dspy.launch.plan import Launch, Started
+    from refed_dspy.engine.stage import Started
+    from refed_dspy.launch.plan import Launch
     from refed_dspy.programs import RespondAndImprove
     from refed_dspy.store.rundir import RunDir
     from refed_dspy.synthesis.next_work import worst_calls
