@@ -12,6 +12,11 @@ Faults come in two kinds:
 - transient faults are drawn per request (429 with Retry-After, 500, 503, a connection reset,
   a hang past the client's timeout).
 
+Rate limits: a cap on requests in flight (`max_concurrency`) and a requests-per-minute limit (`requests_per_minute`: a
+bucket refilled at that rate that holds `rpm_burst_s` seconds of it; a request that finds it empty is answered 429
+with the Retry-After of the next request it admits), stated as OpenAI states it (`x-ratelimit-limit-requests`,
+`x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests` on every answer) unless `rate_limit_headers` is off.
+
 It speaks two formats: OpenAI chat completions (any POST) and Anthropic Messages (``POST .../v1/messages``: the
 request is read as the chat body it stands for, the answer and the errors go out as Anthropic words them; see
 loopback_anthropic.py). ``ServerConfig.anthropic`` makes it an OpenAI-only server instead: one that 404s that path, or
@@ -224,6 +229,9 @@ class ServerConfig:
     jitter: float = 0.0
     vocab_size: int = 0  # 0: words drawn uniformly from VOCAB; N: Zipf-distributed over N words, like real text
     max_concurrency: int = 0  # 0: no cap; above the cap the server answers 429
+    requests_per_minute: float = 0  # 0: no limit; else a bucket refilled at this rate answers 429 when empty
+    rpm_burst_s: float = 60.0  # the seconds of that rate the bucket holds (a minute's, as OpenAI's)
+    rate_limit_headers: bool = True  # with requests_per_minute: the limit stated in each answer's headers
     retry_after_s: float = 0.05
     # a request body sent again before the Retry-After of its 429 has passed is answered 429 again (fault
     # `early_retry`), as a provider's rate limiter would: a test then asserts on the log, not on the clock
@@ -383,6 +391,7 @@ class _State:
         self.slots: dict[int, tuple[float, bool]] = {}  # request seq -> (since when, generating) while it is held
         self.count = 0
         self.score_requests = 0
+        self.bucket, self.filled_at = 0.0, 0.0  # the requests-per-minute bucket, and when it was last refilled
         self.prefixes: set[str] = set()
         self.not_before: dict[str, float] = {}  # body hash -> when (time.monotonic) its Retry-After has passed
         self.marked: set[str] = set()  # the prefixes marked with cache_control and written (Anthropic's cache)
@@ -392,6 +401,26 @@ class _State:
         self.unlogged = 0
         if cfg.log_path:
             _LIVE_LOGS[str(Path(cfg.log_path).resolve())] = self
+
+    def take_request(self) -> tuple[float | None, dict | None]:
+        """Under the lock: a request takes one from the requests-per-minute bucket. Returns (None: admitted, else the
+        seconds until one is admitted; the headers that state the limit, None when none are sent)."""
+        cfg = self.cfg
+        if not cfg.requests_per_minute:
+            return None, None
+        rate, now = cfg.requests_per_minute / 60.0, time.monotonic()
+        room = max(1.0, rate * cfg.rpm_burst_s)
+        self.bucket = min(room, self.bucket + (now - self.filled_at) * rate) if self.filled_at else room
+        self.filled_at = now
+        wait = None if self.bucket >= 1.0 else (1.0 - self.bucket) / rate
+        if wait is None:
+            self.bucket -= 1.0
+        headers = {
+            "x-ratelimit-limit-requests": f"{cfg.requests_per_minute:g}",
+            "x-ratelimit-remaining-requests": str(int(self.bucket)),
+            "x-ratelimit-reset-requests": f"{(room - self.bucket) / rate:.3f}s",
+        }
+        return wait, headers if cfg.rate_limit_headers else None
 
     def next_score_request(self) -> int:
         """Number this request among those that ask for scores (1, 2, ...)."""
@@ -842,6 +871,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.state.in_flight -= 1
 
     _wire = "openai"  # the format of the request being answered: its answer goes out in the same one
+    _limit_headers: dict | None = None  # the requests-per-minute limit as the answer states it
+    _over_rate: float | None = None  # the request found the requests-per-minute bucket empty: the seconds to wait
 
     def _send(self, status: int, payload: dict, headers: dict | None = None) -> bool:
         self._answering()
@@ -852,7 +883,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
-            for k, v in (headers or {}).items():
+            for k, v in {**(self._limit_headers or {}), **(headers or {})}.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
@@ -899,7 +930,7 @@ class _Handler(BaseHTTPRequestHandler):
         cfg = st.cfg
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        self._wire = "openai"
+        self._wire, self._limit_headers = "openai", None
         if st.batches.handles(self.path):
             st.record(
                 {
@@ -928,6 +959,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._flying = True
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
             over_cap = cfg.max_concurrency and st.in_flight > cfg.max_concurrency
+            self._over_rate, self._limit_headers = st.take_request()
             draw = st.rng.random()
             rng = random.Random(st.rng.random())
         entry = {"seq": seq, "t": time.time(), "sha": sha, "path": self.path, "key_header": self._key_header()}
@@ -1046,6 +1078,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if over_cap:
             return fail(429, "rate_limit_exceeded", "concurrency cap", {"Retry-After": str(cfg.retry_after_s)})
+        if self._over_rate is not None:
+            return fail(429, "rate_limit_exceeded", "requests per minute", {"Retry-After": f"{self._over_rate:.3f}"})
         edges = [
             (cfg.rate_429, 429),
             (cfg.rate_500, 500),
