@@ -47,6 +47,7 @@ from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, 
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.generation_watch import GenerationWatch, watched_host
 from refed_dspy.clients.prompt_cache import CacheAskingRequest, current_stable
+from refed_dspy.clients.rate_limits import RateLimitReader, RateLimits
 from refed_dspy.config.lm import CLIENT_REACH, LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
@@ -62,7 +63,10 @@ CLIENT_MAX_CONNECTIONS = 100
 
 
 class RefedLM(CallBoundary, dspy.LM):
-    """The dspy.LM that build_lm makes: DSPy's LM behind refed's call boundary."""
+    """The dspy.LM that build_lm makes: DSPy's LM behind refed's call boundary. `rate_limits`: its requests at the
+    provider and the limits its replies state, where the LM has engines of its own (refed_dspy.clients.rate_limits)."""
+
+    rate_limits: RateLimits | None = None
 
 
 def cache_provider(spec: LMSpec, provider: Provider) -> Provider | None:
@@ -128,7 +132,8 @@ def build_lm(
     cache = cache_provider(spec, provider)
     if max_connections is None and wrap is None and cache is None:
         return lm
-    engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache, generation_watch(spec))
+    limits = RateLimits()
+    engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache, generation_watch(spec), limits)
     if engines is None and wrap is not None:
         what = "several api_base endpoints" if spread is not None else "batch mode"
         raise ConfigError(
@@ -136,20 +141,27 @@ def build_lm(
             'own client); give one api_base and use mode = "online"'
         )
     if engines is None:
-        if max_connections is not None and max_connections > CLIENT_MAX_CONNECTIONS:
-            log.warning(
-                "%s: %d calls in flight, but DSPy's HTTP client holds at most %d connections for '%s'; "
-                "the calls beyond that wait in its pool",
-                role,
-                max_connections,
-                CLIENT_MAX_CONNECTIONS,
-                spec.model,
-            )
+        _warn_of_a_narrow_pool(role, max_connections, spec.model)
         return lm
     # the engines carry the endpoint, its timeout and the key
     wide = _made(spec, role, _on_engines(kwargs, engines))
     wide.endpoint_spread = spread
+    wide.rate_limits = limits
     return wide
+
+
+def _warn_of_a_narrow_pool(role: str, max_connections: int | None, model: str) -> None:
+    """Say that the calls beyond DSPy's own pool wait in it, where `max_connections` asks for more (the LM keeps
+    DSPy's engine)."""
+    if max_connections is not None and max_connections > CLIENT_MAX_CONNECTIONS:
+        log.warning(
+            "%s: %d calls in flight, but DSPy's HTTP client holds at most %d connections for '%s'; "
+            "the calls beyond that wait in its pool",
+            role,
+            max_connections,
+            CLIENT_MAX_CONNECTIONS,
+            model,
+        )
 
 
 def _on_engines(kwargs: dict[str, Any], engines: tuple[Any, Any]) -> dict[str, Any]:
@@ -241,10 +253,12 @@ def wide_engines(
     wrap: Callable[[Any], Any] | None = None,
     cache: Provider | None = None,
     watch: Callable[[Any], Any] | None = None,
+    limits: RateLimits | None = None,
 ) -> tuple[Any, Any] | None:
     """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
     `max_connections` (DSPy's is fixed at 100 per LM), the async one for each event loop that calls it (LoopEngines);
-    `watch` puts the async engines' HTTP transport under a GenerationWatch (a local server);
+    `watch` puts the async engines' HTTP transport under a GenerationWatch (a local server); `limits` hears the async
+    engines' requests at the wire and the rate limits their replies state (RateLimitReader);
     `wrap` turns the async engine's HTTP transport into the one it uses (batch mode, several endpoints: one engine, on
     the loop of the run that made it); `cache`: their requests ask that provider to cache their prompts' repeated
     part. None when DSPy would not use its native engine for this model (LiteLLM fallback, declared providers): then
@@ -268,12 +282,13 @@ def wide_engines(
         def asking(engine: Any, own: type) -> Any:
             return _ask_to_cache(engine, own, cache) if cache is not None else engine
 
-        def transport() -> Any:  # the async HTTP transport lm15 would build, under the watch when there is one
-            inner = StdlibAsyncTransport(**config.transport_kwargs())
+        def transport() -> Any:  # the async HTTP transport lm15 would build, its requests heard at the wire
+            inner: Any = StdlibAsyncTransport(**config.transport_kwargs())  # and under the watch when there is one
+            inner = RateLimitReader(inner, limits) if limits is not None else inner
             return watch(inner) if watch is not None else inner
 
         def async_engine() -> Any:
-            own = config if watch is None else RouterConfig(**common, transport=transport())
+            own = config if watch is None and limits is None else RouterConfig(**common, transport=transport())
             return asking(AsyncLM15Engine(own, model_type=lm.model_type), StdlibAsyncTransport)
 
         sync_engine = asking(LM15Engine(config, model_type=lm.model_type), StdlibTransport)

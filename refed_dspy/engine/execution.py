@@ -6,8 +6,9 @@ from its `fill`, runs one piece of work in `work(kind, payload, calls)` (a corou
 how: it keeps up to `window.limit` LM calls in flight (asyncio tasks; a slow call never holds back the
 others), reserves each task's worst case against the call and cost budget before starting it, retries 429,
 5xx, timeouts and resets after Retry-After or a jittered backoff (`Retries`; the task's finished calls are
-cache hits then), halves the window on a 429 and grows it back (AIMD, `Window`), stops the run on a streak
-of failures, accounts every call (attempts that leave no record are journaled through the stage), and on
+cache hits then), cuts the window when 429s rise with the calls in flight and grows it back (a provider's limit told
+from a steady share of refusals), starts work no faster than the limits the provider states allow, stops the run on a
+streak of failures, accounts every call (attempts that leave no record are journaled through the stage), and on
 Ctrl-C, SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period. Until the
 endpoint has answered a call of this invocation, one piece of work runs at a time (refed_dspy.engine.failures).
 
@@ -21,11 +22,9 @@ and answers that `wait_outside` this process (batches: the window is then the ta
 hold no first call back and let nothing finish on a stop (the waits are cancelled unpaid and the next invocation picks
 them up).
 
-The window of LM calls in flight (`Window`), AIMD: halved on a rate limit, grown back as calls succeed.
-
-A 429 halves the window (never below one call), once for all the work started before the last halving: those calls
-met the same limit, and halving again for each would collapse the window. Each piece of work that succeeds grows it
-by its slots over the window (about one call per window of successes), up to the configured concurrency.
+The window of LM calls in flight and its pace are refed_dspy.engine.window's: it hears the role's LM's requests at the
+wire (where the LM has a transport of refed's; else each piece of work as one request) and each piece of work that
+ends, and the engine starts work while the window has room and the pace lets it.
 
 The retry queue (`Retries`): work waiting to run again after a retryable failure (429, 5xx, a timeout, a reset),
 in the order it becomes due. A 429 does not use up the work's retries: it waits for its Retry-After and goes again;
@@ -65,8 +64,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from refed_dspy.clients.calls import TaskCalls, opened_on
+from refed_dspy.clients.rate_limits import RateLimits
 from refed_dspy.clients.tries import retry_delay_s
 from refed_dspy.engine.failures import Failure, FailureStreak, FirstCalls, refused_for_too_long
+from refed_dspy.engine.window import Window
 from refed_dspy.errors import RunDirError
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.ledger.call_log import CallLog
@@ -97,6 +98,7 @@ class Limits:
     seed: int = 0
     endpoints: int = 1  # the role's api_base endpoints (0: the provider's own; several: a replica taken out)
     rate_limit_patience_s: float = 600.0  # 429s with no work succeeding this long stop the run (resumable)
+    rate_limits: RateLimits | None = None  # the role's LM's requests at the wire, and the limits its provider states
 
 
 class Answers:
@@ -154,7 +156,8 @@ class Engine:
         self.streak = FailureStreak(limits.max_consecutive_failures, limits.role, limits.role)
         self.running = InFlight()  # the tasks under way (refed_dspy.engine.execution)
         self.pending = self.running.pending  # tasks by kind, running or waiting to be retried
-        self.window = Window(limits.concurrency)  # the AIMD window of calls in flight
+        # the work in flight (refed_dspy.engine.window), hearing the role's LM's requests at the wire where it can
+        self.window = Window(limits.concurrency, limits.rate_limits, lambda: self.running.slots_used)
         self.last_success = time.monotonic()  # when work last succeeded (the run's start before any did)
         self.retrying = Retries(limits.max_retries, limits.seed)  # failed work waiting to run again
         self.stop_reason: str | None = None
@@ -185,8 +188,9 @@ class Engine:
     # ---- what a stage reads ---------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        """Some work is running."""
-        return bool(self.running)
+        """Some work is running, or work waits for its turn under the provider's stated limits (the loop starts it
+        when the pace lets it: a stage need not start it now for the run to go on)."""
+        return bool(self.running) or self._paced(time.monotonic()) is not None
 
     @property
     def stopped(self) -> bool:
@@ -195,8 +199,10 @@ class Engine:
 
     # ---- starting work ------------------------------------------------------------------------
     def slots_free(self) -> int:
-        held = self.first.holds(self.busy, self.answers.wait_outside)
-        return 0 if held else int(self.window.limit) - self.running.slots_used
+        held = self.first.holds(bool(self.running), self.answers.wait_outside)
+        if held or self._paced(time.monotonic()) is not None:
+            return 0
+        return int(self.window.limit) - self.running.slots_used
 
     def start(self, kind: str, payload: Any, slots: int) -> bool:
         """Start one piece of work, or False when it could break the budget: the stage keeps it and tries again when
@@ -211,6 +217,11 @@ class Engine:
         with opened_on(meta.ledger):  # the task's context (copied as it is created) carries its ledger
             task = asyncio.ensure_future(coro)
         self.running.add(task, meta)
+        meta.level = self.running.slots_used  # the slots of work in flight it started at, its own included
+        if self.window.pace is not None:
+            self.window.pace.start(meta.started)
+        if self.window.wire is None:  # its requests are heard nowhere (Ray, a user's LM): one request to the window
+            self.window.sent(meta.level)
         task.add_done_callback(self.done.add)
         return True
 
@@ -246,8 +257,6 @@ class Engine:
         key = self.stage.key(meta.kind, meta.payload)
         if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now):
             return False
-        if failure.reason == "rate_limited":
-            self.window.halve(meta.started, now)
         self.pending[meta.kind] += 1
         return True
 
@@ -256,6 +265,7 @@ class Engine:
         checkpoint("before_record", meta.kind)  # its calls answered, nothing of it written (refed_dspy.runtime.stops)
         usage = self.accounts.account(meta)
         failure = self.first.note(meta.calls, failure)
+        self._tell_window(meta, failure)
         if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left
             self.stop_reason = self.stop_reason or "budget"
         if (
@@ -269,7 +279,6 @@ class Engine:
             self.accounts.kept(meta)
             return
         if failure is None:
-            self.window.grow(meta.slots)
             self.last_success = time.monotonic()
         self.abort = self.abort or self.streak.note(failure)
         try:
@@ -280,6 +289,16 @@ class Engine:
                 self.accounts.kept(meta)
             raise
         self.accounts.kept(meta)
+
+    def _tell_window(self, meta: Task, failure: Failure | None) -> None:
+        """The window hears that `meta` ended (and, where it hears no requests at the wire, the work as one request:
+        refused by a rate limit or not)."""
+        now = time.monotonic()
+        if self.window.wire is None:
+            self.window.answered(
+                meta.level, failure is not None and failure.reason == "rate_limited", meta.started, now
+            )
+        self.window.answer(meta.slots, failure is None, now - meta.started, meta.calls)
 
     def _note_attempt(self, meta: Task, outcome: str, usage: dict[str, Any]) -> None:
         if usage.get("calls") or usage.get("failed_calls") or usage.get("cached_calls"):
@@ -304,6 +323,9 @@ class Engine:
         finishes within `limits.stop_grace_s`, then cancels the rest; `interrupted` is then set.
         """
         self.answers.begin(lambda: len(self.running), self.wake)
+        wire = self.window.wire
+        if wire is not None:  # the role's LM's requests, heard at the wire while this run uses it
+            wire.listener = self.window
         try:
             try:
                 await self._loop()
@@ -321,6 +343,8 @@ class Engine:
         finally:
             await self._cancel_the_rest()
             await self.answers.end()
+            if wire is not None and wire.listener is self.window:
+                wire.listener = None
 
     def _news(self) -> bool:
         """The answers' news: a failure that aborts the run, or 'detached' (every task waits on answers a later
@@ -333,6 +357,10 @@ class Engine:
             self.stop_reason = "detached"
         return news is not None
 
+    def _paced(self, now: float) -> float | None:
+        """Seconds until the provider's stated limits let the next piece of work start (None: now, or no pace)."""
+        return self.window.pace.wait_s(now) if self.window.pace is not None and not self.stopping else None
+
     async def _loop(self) -> None:
         """Blocks until something can happen: work ends, a retry's time comes (when it could start then), the
         answers have news, the progress display is due to show figures it has not shown, or a stop cancels it."""
@@ -340,10 +368,13 @@ class Engine:
         while True:
             can_start = self._fill()
             waiting = self.retrying.waiting
-            if not self.running and not (waiting and self.abort is None and self.stop_reason is None):
+            now = time.monotonic()
+            paced = self._paced(now)  # work may be held back for its turn under the provider's stated limits
+            if not self.running and not ((waiting or paced) and self.abort is None and self.stop_reason is None):
                 return
             # a due retry held back by full slots (or the budget) can start only when work ends: no timer then
-            wait = self.retrying.wait_s(time.monotonic()) if waiting and (can_start or not self.running) else None
+            wait = self.retrying.wait_s(now) if waiting and (can_start or not self.running) else None
+            wait = _sooner(wait, paced)
             for task in await self.done.wait(_sooner(wait, redraw)):
                 if task in self.running:
                     self._handle(task, self._finished(task))
@@ -391,43 +422,6 @@ class Engine:
 def _sooner(a: float | None, b: float | None) -> float | None:
     """The shorter of two waits (None: no limit)."""
     return b if a is None else a if b is None else min(a, b)
-
-
-class Window:
-    """The AIMD window of calls in flight (see the module docstring); `limit` is its size now. `on_move(old, new, why)`
-    hears each move to another whole number of calls ("rate_limited", "grew"): a run's events."""
-
-    def __init__(self, concurrency: int):
-        self.concurrency = concurrency
-        self.limit = float(concurrency)
-        self.min_limit = self.limit
-        self.last_decrease = 0.0
-        self.on_move: Callable[[float, float, str], None] | None = None
-
-    def grow(self, slots: int) -> None:
-        """Work of `slots` succeeded."""
-        old = self.limit
-        self.limit = min(float(self.concurrency), self.limit + slots / self.limit)
-        if self.on_move is not None and int(self.limit) != int(old):
-            self.on_move(old, self.limit, "grew")
-
-    def halve(self, started: float, now: float) -> None:
-        """Work started at `started` met a rate limit at `now`."""
-        if started >= self.last_decrease:
-            old = self.limit
-            self.limit = max(1.0, self.limit / 2)
-            self.min_limit = min(self.min_limit, self.limit)
-            self.last_decrease = now
-            if self.on_move is not None and int(self.limit) != int(old):
-                self.on_move(old, self.limit, "rate_limited")
-
-    def figures(self) -> dict[str, Any]:
-        """For a summary: the configured concurrency, the window at the end and its smallest size."""
-        return {
-            "configured": self.concurrency,
-            "final_limit": round(self.limit, 2),
-            "min_limit": round(self.min_limit, 2),
-        }
 
 
 class Retries:
@@ -582,6 +576,7 @@ class Task:
     calls: TaskCalls = field(default_factory=TaskCalls)  # its calls' CallInfo, and the most it was reserved for
     log_id: int | None = None  # its line in the run's log, when the task is written there whole (sent to Ray)
     ledger: TaskLedger | None = None  # what its calls are opened on at the call boundary (not on Ray, not in batches)
+    level: int = 0  # the slots of work in flight when it started, its own included (the window's controller reads it)
 
 
 class TaskAccounts:

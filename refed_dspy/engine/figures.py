@@ -64,7 +64,10 @@ INSTRUMENTS: dict[str, Instrument] = {
     "refed.retries": Instrument("counter", "{retry}", "Pieces of work scheduled to run again, by reason."),
     "refed.calls.in_flight": Instrument("gauge", "{call}", "Calls in flight: the window's slots held by running work."),
     "refed.window": Instrument(
-        "gauge", "{call}", "The AIMD window of calls in flight: halved on a rate limit, grown back as work succeeds."
+        "gauge",
+        "{call}",
+        "The window of calls in flight: cut when 429s rise with the calls in flight (a provider's limit, not a steady "
+        "share of refusals), grown back as work succeeds.",
     ),
     "refed.budget.remaining": Instrument("gauge", "1", "What a budget has left (refed.budget: cost_usd, calls)."),
     "refed.batch.jobs": Instrument("gauge", "{batch}", "Provider batches of the run, by state."),

@@ -21,6 +21,7 @@ from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope
+from refed_dspy.clients.rate_limits import RateLimits
 from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.execution import Answers, Engine, Limits
 from refed_dspy.engine.failures import Failure, endpoint_error
@@ -48,9 +49,11 @@ def role_limits(
     max_consecutive_failures: int,
     stop_grace_s: float,
     seed: int = 0,
+    rate_limits: RateLimits | None = None,
 ) -> Limits:
     """The engine's limits for a stage of `role` (teacher or judge) run with `spec`: `worst_calls` are the LM calls
-    each kind of task makes at most before repairs (each may be repaired spec.max_repairs times)."""
+    each kind of task makes at most before repairs (each may be repaired spec.max_repairs times); `rate_limits`: the
+    role's LM's requests at the wire and the limits its provider states (refed_dspy.clients.rate_limits)."""
     return Limits(
         concurrency=concurrency,
         max_retries=spec.num_retries,
@@ -65,6 +68,7 @@ def role_limits(
         seed=seed,
         endpoints=len(spec.endpoints),
         rate_limit_patience_s=spec.rate_limit_patience_s,
+        rate_limits=rate_limits,
     )
 
 
@@ -151,6 +155,9 @@ class StageBase(ABC):
             max_consecutive_failures=max_consecutive_failures,
             stop_grace_s=stop_grace_s,
             seed=seed,
+            # heard where the LM has engines of its own (build_lm's), not in provider batches (their requests are the
+            # batch API's, not the work's)
+            rate_limits=None if self.answers.wait_outside else getattr(self.lm, "rate_limits", None),
         )
         self.engine = Engine(self, limits, answers=self.answers)
         return self.engine
@@ -219,11 +226,15 @@ class StageBase(ABC):
 
     def stage_now(self) -> str:
         """What the stage is doing now, for the progress line: each kind of work under way and how many pieces
-        ('collecting feedback (8 running)'; in batch mode 'waiting on batches'), or 'nothing in flight'."""
+        ('collecting feedback (8 running)'; in batch mode 'waiting on batches'), or 'nothing in flight'; and the window
+        when a rate limit holds it below the concurrency ('window 9 of 40: a rate limit')."""
         pending = self.engine.pending  # read from the progress thread: per-key reads, never an iteration
         how = self.report.doing
         parts = [f"{name} ({n} {how})" for kind, name in self.doing.items() if (n := pending.get(kind, 0)) > 0]
         now = ", ".join(parts) or "nothing in flight"
+        held = self.engine.window.held_back()
+        if held:
+            now += f"; {held}"
         now += self.report.progress()
         return now
 

@@ -329,7 +329,9 @@ class JudgeSummary(Result):
         "Under a cost budget: what the first call was reserved at (its worst case), before any call showed what one "
         "costs."
     )
-    concurrency: dict[str, Any] | None = Optional("The configured window of calls in flight and how AIMD moved it.")
+    concurrency: dict[str, Any] | None = Optional(
+        "The configured window of calls in flight, how the rate-limit controller moved it, and the 429s it saw."
+    )
     mode: str | None = Optional("online | batch")
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")
     endpoints: dict[str, Any] | None = Optional("Several api_base endpoints: calls and failures per endpoint.")

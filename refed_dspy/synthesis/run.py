@@ -1,7 +1,7 @@
 """The synthesis stage: feedback, work units, samples; budgeted and resumable, on the execution engine.
 
-The engine (refed_dspy.engine) runs the calls: the window of calls in flight, budget reservations, retries, AIMD,
-the failure streak, accounting and the stop on a signal. What to start next is next_work.py's to say. This
+The engine (refed_dspy.engine) runs the calls: the window of calls in flight and its rate-limit controller, budget
+reservations, retries, the failure streak, accounting and the stop on a signal. What to start next is next_work.py's to say. This
 stage runs one piece of work through its part of the pipeline program, and writes what finished: a record, a
 reject, or the journal line of a unit.
 

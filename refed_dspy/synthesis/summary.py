@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.engine.failures import hint_for
+from refed_dspy.engine.window import rate_limit_line
 from refed_dspy.ledger.usage import prompt_cache_share, tier_text, usd
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.records import mixed_line, teacher_rows
@@ -148,7 +149,10 @@ class RunSummary(Result):
         "Under a cost budget: what the first call was reserved at (its worst case), before any call showed what one "
         "costs; later calls are reserved at their expected cost with a learned margin."
     )
-    concurrency: dict[str, Any] = Field(description="The configured window of calls in flight and how AIMD moved it.")
+    concurrency: dict[str, Any] = Field(
+        description="The configured window of calls in flight, how the rate-limit controller moved it, and the 429s it "
+        "saw (refed_dspy.engine.window)."
+    )
     mode: str = Field(description="online | batch")
     batch: dict[str, Any] | None = Optional("Batch mode: batches, requests, and what the batch price saved.")
     endpoints: dict[str, Any] | None = Optional("Several api_base endpoints: calls and failures per endpoint.")
@@ -340,6 +344,9 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"  budget       stopped: {why}; {_raise(why)}")
     if s["status"] == "exhausted" and s.get("exhausted"):
         lines.append(f"  exhausted    {s['exhausted']}")
+    limited = rate_limit_line(s.get("concurrency") or {})
+    if limited:
+        lines.append(f"  rate limits  {limited}")
     rejects = s.get("rejects") or {}
     lines.append("  rejects      " + (", ".join(f"{n} {r}" for r, n in sorted(rejects.items())) if rejects else "none"))
     return "\n".join(lines)

@@ -1,15 +1,20 @@
 """A run under rate limits (issue 67): a 429 waits for its Retry-After and goes again without using up the work's
-retries; a limit that never lets a request through stops the run after `rate_limit_patience_s` with one line,
-resumable."""
+retries; a steady share of random 429s keeps the window, a cap on requests in flight cuts it, a limit the replies state
+paces the run under it; a limit that never lets a request through stops the run after `rate_limit_patience_s` with one
+line, resumable. How the window tells a limit from noise, on a simulated clock: test_window.py."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from cli_helpers import lines, run_refed, sets
 from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.synthesis.api import synthesize
+from refed_dspy.synthesis.summary import format_summary
 
 
 def test_429s_use_no_retries(server_factory, tmp_path):
@@ -55,3 +60,116 @@ def test_the_retry_queue_takes_a_429_whatever_the_retries_left():
     failed = Failure("api_error", "500", retryable=True)
     assert queue.schedule("a", failed, ("sample", "a", 1), now=0.0)  # its one retry is still there
     assert not queue.schedule("a", failed, ("sample", "a", 1), now=0.0)
+
+
+def test_random_429s_keep_the_window(server_factory, tmp_path):
+    """20% of requests refused at random: every sample written once, the window kept (a chance cut at most; halving on
+    each window that met a 429 took it to 1 or 2), the refusals taken as noise, and the summary says so."""
+    srv = server_factory(rate_429=0.2, retry_after_s=0.2, latency_s=0.02)
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 60, **{"synthesis.concurrency": 16})))
+    assert summary["status"] == "complete" and summary["samples"] == 60
+    window = summary["concurrency"]
+    assert window["rate_limited"] > 10 and window["taken_as_noise"] >= window["rate_limited"] - 16
+    assert window["cuts"] <= 1 and window["min_limit"] >= 12, window
+    assert "kept its size" in format_summary(summary)
+
+
+def test_a_cap_on_requests_in_flight_is_found(server_factory, tmp_path):
+    """A server that admits 6 requests in flight and refuses above, run at 40: the window is cut to the cap and kept
+    near it, so that few requests are refused (without the cut most were: every free slot above the cap refused at
+    once, again and again)."""
+    srv = server_factory(max_concurrency=6, retry_after_s=0.2, latency_s=0.05)
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 80, **{"synthesis.concurrency": 40})))
+    assert summary["status"] == "complete" and summary["samples"] == 80
+    log = read_log(srv.cfg.log_path)
+    refused = sum(1 for e in log if e.get("status") == 429)
+    window = summary["concurrency"]
+    assert window["cuts"] >= 1 and window["final_limit"] <= 16, window
+    assert refused <= 0.25 * len(log), (refused, len(log), window)
+    assert "the provider's limit cut the window" in format_summary(summary)
+
+
+def test_a_stated_requests_per_minute_limit_paces_the_run(server_factory, tmp_path):
+    """A server that admits 600 requests a minute (2 s of them at once) and says so in its replies' headers, run at
+    16 in flight: the run keeps under it from the replies' word (no more than the limit in any 2 s after the first
+    second, beyond the 20 its burst holds), with almost no request refused, and the summary names the limit."""
+    srv = server_factory(requests_per_minute=600, rpm_burst_s=2, latency_s=0.02)
+    run = tmp_path / "run"
+    summary = synthesize(load_config(None, run_overrides(srv, run, 40, **{"synthesis.concurrency": 16})))
+    assert summary["status"] == "complete" and summary["samples"] == 40
+    log = read_log(srv.cfg.log_path)
+    refused = sum(1 for e in log if e.get("status") == 429)
+    assert refused <= 0.05 * len(log), (refused, len(log))
+    times = sorted(e["t"] for e in log)
+    late = [t for t in times if t > times[0] + 1.0]
+    busiest = max(sum(1 for u in late if t <= u < t + 2.0) for t in late)
+    assert busiest <= 2 * 10 * 1.1, busiest  # 10 a second, over any 2 s
+    window = summary["concurrency"]
+    assert window["stated_per_minute"] == {"requests": 600.0} and window["paced_by"] == "requests", window
+    assert "kept under the provider's stated 600 requests a minute" in format_summary(summary)
+
+
+def test_the_limits_a_reply_states_are_read():
+    from refed_dspy.clients.rate_limits import RateLimits
+
+    stated = RateLimits()
+    stated.read([("X-RateLimit-Limit-Requests", "3000"), ("x-ratelimit-limit-tokens", "250000"), ("a", "1")])
+    stated.read([("x-ratelimit-remaining-requests", "2999"), ("x-ratelimit-limit-tokens", "not a number")])
+    assert stated.stated() == {"requests": 3000.0, "tokens": 250000.0}
+    assert stated.remaining == {"requests": 2999.0}
+    anthropic = RateLimits()
+    anthropic.read([("anthropic-ratelimit-input-tokens-limit", "400000"), ("anthropic-ratelimit-requests-limit", "50")])
+    assert anthropic.stated() == {"input-tokens": 400000.0, "requests": 50.0}
+
+
+def test_the_window_hears_each_request_at_the_wire():
+    """The LM's transport tells the window each request as it leaves (with the requests at the provider then, its own
+    included) and as its reply's headers come: a 429 or not; a request that failed without a reply is heard leaving
+    only."""
+    from refed_dspy.clients.rate_limits import RateLimitReader, RateLimits
+
+    heard: list[tuple] = []
+
+    class Listener:
+        def sent(self, level):
+            heard.append(("sent", level))
+
+        def answered(self, level, refused, sent, now):
+            heard.append(("answered", level, refused))
+
+    class Reply:
+        def __init__(self, status):
+            self.status, self.headers = status, [("x-ratelimit-limit-requests", "60")]
+
+        async def __aenter__(self):
+            await asyncio.sleep(0.01 if self.status == 200 else 0.02)  # the provider holds it a while
+            if self.status is None:
+                raise ConnectionResetError("reset")
+            return self
+
+        async def __aexit__(self, *exc):
+            return None
+
+    class Inner:
+        def stream(self, request):
+            return Reply(request)
+
+    limits = RateLimits()
+    limits.listener = Listener()
+    reader = RateLimitReader(Inner(), limits)
+
+    async def one(status):
+        async with reader.stream(status):
+            pass
+
+    async def go():
+        await asyncio.gather(one(200), one(429))  # two at once: the second leaves at level 2
+        with pytest.raises(ConnectionResetError):
+            async with reader.stream(None):
+                pass
+
+    asyncio.run(go())
+    assert heard == [("sent", 1), ("sent", 2), ("answered", 1, False), ("answered", 2, True), ("sent", 1)]
+    assert limits.in_flight == 0 and limits.stated() == {"requests": 60.0}

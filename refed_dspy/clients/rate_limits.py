@@ -1,0 +1,145 @@
+"""What an LM's HTTP transport sees of a provider's rate limits: each request at the wire, and the limits replies state.
+
+A provider's limit is met at the wire: the requests it holds (sent, no reply yet) and the ones it refuses (429). An
+LM that has engines of its own (refed_dspy.clients.lm) reads both in its async HTTP transport (`RateLimitReader`) and
+keeps them in its `RateLimits`: how many of its requests are at the provider now, each request as it leaves (with that
+number, its own included) and as its reply comes (a 429 or not), for the listener a run sets (the engine's window:
+refed_dspy.engine.window), and the per-minute limits its replies state. Counted in the engine instead, a request would
+be in flight from the moment its work opened it, long before it leaves on a busy event loop, and the count would say
+little of what the provider holds.
+
+The limits stated: OpenAI (and the servers that follow it) send `x-ratelimit-limit-requests` and
+`x-ratelimit-limit-tokens` (a minute's requests and tokens) with `x-ratelimit-remaining-*`; Anthropic sends
+`anthropic-ratelimit-requests-limit`, `-tokens-limit`, `-input-tokens-limit` and `-output-tokens-limit` with their
+`-remaining`. A provider that states none leaves them empty.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+# header -> (what it states, whether it is the limit or what remains of it)
+_HEADERS: dict[str, tuple[str, str]] = {
+    "x-ratelimit-limit-requests": ("requests", "limit"),
+    "x-ratelimit-remaining-requests": ("requests", "remaining"),
+    "x-ratelimit-limit-tokens": ("tokens", "limit"),
+    "x-ratelimit-remaining-tokens": ("tokens", "remaining"),
+    **{
+        f"anthropic-ratelimit-{unit}-{field}": (unit, field)
+        for unit in ("requests", "tokens", "input-tokens", "output-tokens")
+        for field in ("limit", "remaining")
+    },
+}
+
+
+class WireListener(Protocol):
+    """What hears an LM's requests at the wire (the engine's window)."""
+
+    def sent(self, level: int) -> None:
+        """A request left with `level` of the LM's requests at the provider, its own included."""
+
+    def answered(self, level: int, refused: bool, sent: float, now: float) -> None:
+        """The request that left at `sent` (time.monotonic()) at `level` was answered at `now`: a 429 or not."""
+
+
+class RateLimits:
+    """An LM's requests at the provider (`in_flight`), heard by `listener` as they leave and come back, and the
+    per-minute limits its replies last stated (`per_minute`: 'requests', 'tokens', 'input-tokens', 'output-tokens' to
+    their limit) with what remained of each (`remaining`)."""
+
+    def __init__(self) -> None:
+        self.per_minute: dict[str, float] = {}
+        self.remaining: dict[str, float] = {}
+        self.in_flight = 0
+        self.listener: WireListener | None = None
+        self._lock = threading.Lock()
+
+    def leave(self) -> int:
+        """A request leaves: its level (the requests at the provider with it)."""
+        with self._lock:
+            self.in_flight += 1
+            level = self.in_flight
+        listener = self.listener
+        if listener is not None:
+            listener.sent(level)
+        return level
+
+    def back(self, level: int, sent: float, status: int | None, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """The request that left at `sent` at `level` is over: its reply's `status` and `headers` (None: no reply)."""
+        with self._lock:
+            self.in_flight = max(0, self.in_flight - 1)
+        self.read(headers)
+        listener = self.listener
+        if listener is not None and status is not None:
+            listener.answered(level, status == 429, sent, time.monotonic())
+
+    def read(self, headers: Iterable[tuple[str, str]]) -> None:
+        """Keep the limits a reply's `headers` state (a value that is not a number is left out)."""
+        found: list[tuple[str, str, float]] = []
+        for name, value in headers:
+            known = _HEADERS.get(name.lower())
+            if known is None:
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if number >= 0:
+                found.append((*known, number))
+        if not found:
+            return
+        with self._lock:
+            for unit, field, number in found:
+                (self.per_minute if field == "limit" else self.remaining)[unit] = number
+
+    def stated(self) -> dict[str, float]:
+        """The limits stated, per minute (a copy)."""
+        with self._lock:
+            return dict(self.per_minute)
+
+
+class RateLimitReader:
+    """An lm15 async HTTP transport (`inner`) whose requests `limits` hears at the wire: as each leaves, and as its
+    reply's headers come (or it fails without one)."""
+
+    def __init__(self, inner: Any, limits: RateLimits):
+        self.inner, self.limits = inner, limits
+
+    def stream(self, request: Any) -> _Reading:
+        return _Reading(self, request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def copy(self) -> RateLimitReader:
+        """A fresh transport of the same kind (lm15 asks for one when the original was closed)."""
+        return RateLimitReader(self.inner.copy(), self.limits)
+
+    def __getattr__(self, name: str) -> Any:  # what else lm15 asks of its transport (max_connections, pool_stats)
+        return getattr(self.inner, name)
+
+
+class _Reading:
+    """One request through a RateLimitReader: `async with` gives the response once its headers came, as lm15's own."""
+
+    def __init__(self, reader: RateLimitReader, request: Any):
+        self.reader, self.request = reader, request
+        self._inner_cm: Any = None
+
+    async def __aenter__(self) -> Any:
+        limits = self.reader.limits
+        self._inner_cm = self.reader.inner.stream(self.request)
+        sent, level = time.monotonic(), limits.leave()
+        try:
+            response = await self._inner_cm.__aenter__()
+        except BaseException:
+            limits.back(level, sent, None)
+            raise
+        limits.back(level, sent, getattr(response, "status", None), getattr(response, "headers", None) or ())
+        return response
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._inner_cm.__aexit__(*exc)
