@@ -213,6 +213,8 @@ class Pace:
 
     def start(self, now: float) -> None:
         """A piece of work starts at `now`."""
+        if self.per_s == math.inf:  # a limit stated before any work succeeded: reckoned at a request a piece
+            self._reckon()
         if self.per_s < math.inf:
             self.next_at = max(self.next_at, now) + 1.0 / self.per_s
 
@@ -228,7 +230,13 @@ class Pace:
         self.slot_seconds += weight * (slots * seconds - self.slot_seconds)
         for unit, used in (("tokens", prompt + completion), ("input-tokens", prompt), ("output-tokens", completion)):
             self.tokens[unit] += weight * (used - self.tokens[unit])
-        per_request = {"requests": 1.0, **{unit: used / self.requests for unit, used in self.tokens.items()}}
+        self._reckon()
+
+    def _reckon(self) -> None:
+        """The pieces of work a second the tightest stated limit allows, from the moving means (before any work
+        succeeded: a request a piece, and no limit on tokens)."""
+        requests = self.requests or 1.0
+        per_request = {"requests": 1.0, **{unit: used / requests for unit, used in self.tokens.items()}}
         allowed = {
             unit: limit / 60.0 / per_request[unit]
             for unit, limit in self.wire.stated().items()
@@ -236,7 +244,7 @@ class Pace:
         }
         if allowed:
             self.bound_by = min(allowed, key=allowed.__getitem__)
-            self.per_s = PACE_SHARE * allowed[self.bound_by] / self.requests
+            self.per_s = PACE_SHARE * allowed[self.bound_by] / requests
 
     def binds(self, slots: float) -> bool:
         """Whether the pace, not a window of `slots`, bounds how fast work starts."""

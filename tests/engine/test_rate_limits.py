@@ -94,7 +94,8 @@ def test_a_cap_on_requests_in_flight_is_found(server_factory, tmp_path):
 def test_a_stated_requests_per_minute_limit_paces_the_run(server_factory, tmp_path):
     """A server that admits 600 requests a minute (2 s of them at once) and says so in its replies' headers, run at
     16 in flight: the run keeps under it from the replies' word (no more than the limit in any 2 s after the first
-    second, beyond the 20 its burst holds), with almost no request refused, and the summary names the limit."""
+    three, once a piece of work has shown how many requests one makes), with almost no request refused, and the
+    summary names the limit."""
     srv = server_factory(requests_per_minute=600, rpm_burst_s=2, latency_s=0.02)
     run = tmp_path / "run"
     summary = synthesize(load_config(None, run_overrides(srv, run, 40, **{"synthesis.concurrency": 16})))
@@ -103,7 +104,7 @@ def test_a_stated_requests_per_minute_limit_paces_the_run(server_factory, tmp_pa
     refused = sum(1 for e in log if e.get("status") == 429)
     assert refused <= 0.05 * len(log), (refused, len(log))
     times = sorted(e["t"] for e in log)
-    late = [t for t in times if t > times[0] + 1.0]
+    late = [t for t in times if t > times[0] + 3.0]
     busiest = max(sum(1 for u in late if t <= u < t + 2.0) for t in late)
     assert busiest <= 2 * 10 * 1.1, busiest  # 10 a second, over any 2 s
     window = summary["concurrency"]
