@@ -8,10 +8,10 @@ refed_dspy.engine.window), and the per-minute limits its replies state. Counted 
 be in flight from the moment its work opened it, long before it leaves on a busy event loop, and the count would say
 little of what the provider holds.
 
-The limits stated: OpenAI (and the servers that follow it) send `x-ratelimit-limit-requests` and
-`x-ratelimit-limit-tokens` (a minute's requests and tokens) with `x-ratelimit-remaining-*`; Anthropic sends
-`anthropic-ratelimit-requests-limit`, `-tokens-limit`, `-input-tokens-limit` and `-output-tokens-limit` with their
-`-remaining`. A provider that states none leaves them empty.
+The limits stated: the headers each request format's provider states them in (its `Wire.rate_limits`, through
+refed_dspy.providers.registry: OpenAI's and those that follow it, `x-ratelimit-limit-requests` and `-tokens`, a
+minute's requests and tokens; Anthropic's, requests, tokens, input and output tokens), with what remains of each. A
+provider that states none leaves them empty.
 """
 
 from __future__ import annotations
@@ -21,18 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-# header -> (what it states, whether it is the limit or what remains of it)
-_HEADERS: dict[str, tuple[str, str]] = {
-    "x-ratelimit-limit-requests": ("requests", "limit"),
-    "x-ratelimit-remaining-requests": ("requests", "remaining"),
-    "x-ratelimit-limit-tokens": ("tokens", "limit"),
-    "x-ratelimit-remaining-tokens": ("tokens", "remaining"),
-    **{
-        f"anthropic-ratelimit-{unit}-{field}": (unit, field)
-        for unit in ("requests", "tokens", "input-tokens", "output-tokens")
-        for field in ("limit", "remaining")
-    },
-}
+from refed_dspy.providers.registry import rate_limit_headers
 
 
 class WireListener(Protocol):
@@ -80,7 +69,7 @@ class RateLimits:
         """Keep the limits a reply's `headers` state (a value that is not a number is left out)."""
         found: list[tuple[str, str, float]] = []
         for name, value in headers:
-            known = _HEADERS.get(name.lower())
+            known = rate_limit_headers().get(name.lower())
             if known is None:
                 continue
             try:

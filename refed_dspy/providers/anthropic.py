@@ -51,6 +51,11 @@ MESSAGES = Wire(
     usage=_usage,
     written=_written,
     cache_apart=True,
+    rate_limits={
+        f"anthropic-ratelimit-{unit}-{field}": (unit, field)
+        for unit in ("requests", "tokens", "input-tokens", "output-tokens")
+        for field in ("limit", "remaining")
+    },
 )
 # the fewest prompt tokens a model caches, by model name prefix (Anthropic's prompt caching guide); others: 1,024
 CACHE = MarkedCache(

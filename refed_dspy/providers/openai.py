@@ -68,6 +68,11 @@ CHAT = Wire(
     reach='model = "openai/{name}" with api_base = "{host}/v1"',
     usage=_usage,
     reasoning=_reasoning_tokens,
+    rate_limits={
+        f"x-ratelimit-{field}-{unit}": (unit, field)
+        for unit in ("requests", "tokens")
+        for field in ("limit", "remaining")
+    },
 )
 STRICT = Dialect(
     "openai",

@@ -168,6 +168,13 @@ def wires() -> list[Wire]:
     return list(dict.fromkeys(p.wire for p in PROVIDERS.values() if p.wire is not None))
 
 
+@_derived
+def rate_limit_headers() -> MappingProxyType[str, tuple[str, str]]:
+    """The reply headers that state a provider's per-minute rate limits, over every request format a registered
+    provider speaks (header, lower-case, to what it states: refed_dspy.providers.base.Wire.rate_limits)."""
+    return MappingProxyType({name: said for wire in wires() for name, said in wire.rate_limits.items()})
+
+
 def examples() -> list[str]:
     """How the message for a model of no known provider shows the known ones, by rank."""
     return [p.example for p in PROVIDERS.values() if p.example]
