@@ -10,7 +10,7 @@ little of what the provider holds.
 
 The limits stated: the headers each request format's provider states them in (its `Wire.rate_limits`, through
 refed_dspy.providers.registry: OpenAI's and those that follow it, `x-ratelimit-limit-requests` and `-tokens`, a
-minute's requests and tokens; Anthropic's, requests, tokens, input and output tokens), with what remains of each. A
+minute's requests and tokens; Anthropic's, requests, tokens, input and output tokens). A
 provider that states none leaves them empty.
 """
 
@@ -37,11 +37,10 @@ class WireListener(Protocol):
 class RateLimits:
     """An LM's requests at the provider (`in_flight`), heard by `listener` as they leave and come back, and the
     per-minute limits its replies last stated (`per_minute`: 'requests', 'tokens', 'input-tokens', 'output-tokens' to
-    their limit) with what remained of each (`remaining`)."""
+    their limit)."""
 
     def __init__(self) -> None:
         self.per_minute: dict[str, float] = {}
-        self.remaining: dict[str, float] = {}
         self.in_flight = 0
         self.listener: WireListener | None = None
         self._lock = threading.Lock()
@@ -67,22 +66,21 @@ class RateLimits:
 
     def read(self, headers: Iterable[tuple[str, str]]) -> None:
         """Keep the limits a reply's `headers` state (a value that is not a number is left out)."""
-        found: list[tuple[str, str, float]] = []
+        known = rate_limit_headers()
+        found: dict[str, float] = {}
         for name, value in headers:
-            known = rate_limit_headers().get(name.lower())
-            if known is None:
+            unit = known.get(name.lower())
+            if unit is None:
                 continue
             try:
                 number = float(value)
             except ValueError:
                 continue
             if number >= 0:
-                found.append((*known, number))
-        if not found:
-            return
-        with self._lock:
-            for unit, field, number in found:
-                (self.per_minute if field == "limit" else self.remaining)[unit] = number
+                found[unit] = number
+        if found:
+            with self._lock:
+                self.per_minute.update(found)
 
     def stated(self) -> dict[str, float]:
         """The limits stated, per minute (a copy)."""

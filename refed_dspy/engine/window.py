@@ -213,8 +213,8 @@ class Pace:
 
     def start(self, now: float) -> None:
         """A piece of work starts at `now`."""
-        if self.per_s == math.inf:  # a limit stated before any work succeeded: reckoned at a request a piece
-            self._reckon()
+        if self.per_s == math.inf and self.wire.per_minute:  # a limit stated before any work succeeded: reckoned
+            self._reckon()  # at a request a piece
         if self.per_s < math.inf:
             self.next_at = max(self.next_at, now) + 1.0 / self.per_s
 

@@ -52,9 +52,7 @@ MESSAGES = Wire(
     written=_written,
     cache_apart=True,
     rate_limits={
-        f"anthropic-ratelimit-{unit}-{field}": (unit, field)
-        for unit in ("requests", "tokens", "input-tokens", "output-tokens")
-        for field in ("limit", "remaining")
+        f"anthropic-ratelimit-{unit}-limit": unit for unit in ("requests", "tokens", "input-tokens", "output-tokens")
     },
 )
 # the fewest prompt tokens a model caches, by model name prefix (Anthropic's prompt caching guide); others: 1,024

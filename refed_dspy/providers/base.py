@@ -66,8 +66,8 @@ class Wire:
         cache_apart: a reply's input tokens leave out those read from and written to the prompt cache (Anthropic's;
             OpenAI's include the cached ones): refed's prompt tokens are all three.
         reasoning: the hidden reasoning tokens a reply's `usage` object counts apart (inside its completion tokens).
-        rate_limits: the reply headers that state the provider's per-minute rate limits, each to (what it limits:
-            'requests', 'tokens', 'input-tokens' or 'output-tokens'; 'limit' or 'remaining').
+        rate_limits: the reply headers that state the provider's per-minute rate limits, each to what it limits
+            ('requests', 'tokens', 'input-tokens' or 'output-tokens').
     """
 
     name: str
@@ -78,7 +78,7 @@ class Wire:
     written: Callable[[Mapping[str, Any]], int] | None = None
     cache_apart: bool = False
     reasoning: Callable[[Mapping[str, Any]], int] = lambda _usage: 0
-    rate_limits: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    rate_limits: Mapping[str, str] = field(default_factory=dict)
 
     def tokens(self, body: Any) -> tuple[int, int, int]:
         """(prompt, completion, cached) tokens of a reply body of this format ((0, 0, 0) for one without usage).

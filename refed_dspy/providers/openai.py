@@ -68,11 +68,7 @@ CHAT = Wire(
     reach='model = "openai/{name}" with api_base = "{host}/v1"',
     usage=_usage,
     reasoning=_reasoning_tokens,
-    rate_limits={
-        f"x-ratelimit-{field}-{unit}": (unit, field)
-        for unit in ("requests", "tokens")
-        for field in ("limit", "remaining")
-    },
+    rate_limits={f"x-ratelimit-limit-{unit}": unit for unit in ("requests", "tokens")},
 )
 STRICT = Dialect(
     "openai",

@@ -169,7 +169,7 @@ def wires() -> list[Wire]:
 
 
 @_derived
-def rate_limit_headers() -> MappingProxyType[str, tuple[str, str]]:
+def rate_limit_headers() -> MappingProxyType[str, str]:
     """The reply headers that state a provider's per-minute rate limits, over every request format a registered
     provider speaks (header, lower-case, to what it states: refed_dspy.providers.base.Wire.rate_limits)."""
     return MappingProxyType({name: said for wire in wires() for name, said in wire.rate_limits.items()})
