@@ -178,16 +178,26 @@ def measure_speed(
 SLOWEST_TOKENS_PER_S = 2.0  # below what a 135M model wrote a second on a 2-core machine at a load of 6 (2.8)
 
 
-def sample_reply(url: str, instruction: str, settings: dict[str, Any], timeout: float | None = None) -> int | None:
-    """The completion tokens the model at `url` writes answering `instruction` with `settings` (the teacher's dspy.LM
-    keyword arguments: max_tokens, temperature, `extra` such as frequency_penalty), asked once now; None when it
-    does not say (an error, no usage in the reply, no reply in `timeout` seconds: a server busy with other work).
-    `timeout` None: long enough to write max_tokens at `SLOWEST_TOKENS_PER_S` (at 60 s, a loaded 2-core machine's
-    reply was given up on, and the estimate fell back to lengths twice the model's)."""
+@dataclass(frozen=True)
+class Reply:
+    """What the model wrote to one request: its text and its completion tokens."""
+
+    text: str
+    tokens: int
+
+
+def sample_reply(
+    url: str, messages: list[dict[str, Any]], settings: dict[str, Any], timeout: float | None = None
+) -> Reply | None:
+    """What the model at `url` writes answering `messages` with `settings` (the teacher's dspy.LM keyword arguments:
+    max_tokens, temperature, `extra` such as frequency_penalty, and a call's response_format), asked once now; None
+    when it does not say (an error, no usage in the reply, no reply in `timeout` seconds: a server busy with other
+    work). `timeout` None: long enough to write max_tokens at `SLOWEST_TOKENS_PER_S` (at 60 s, a loaded 2-core
+    machine's reply was given up on, and the estimate fell back to lengths twice the model's)."""
     if timeout is None:
         timeout = max(60.0, float(settings.get("max_tokens") or 512) / SLOWEST_TOKENS_PER_S)
-    keys = ("max_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "seed")
-    body = {"messages": [{"role": "user", "content": instruction}], **{k: settings[k] for k in keys if k in settings}}
+    keys = ("max_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "response_format")
+    body = {"messages": messages, **{k: settings[k] for k in keys if settings.get(k) is not None}}
     req = urllib.request.Request(
         LLAMACPP.call_url(MODEL_NAME, LLAMACPP.api_base_at(url)),
         json.dumps(body).encode(),
@@ -195,11 +205,12 @@ def sample_reply(url: str, instruction: str, settings: dict[str, Any], timeout: 
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            usage = json.loads(resp.read()).get("usage") or {}
-    except (urllib.error.URLError, OSError, ValueError):
+            answer = json.loads(resp.read())
+        tokens = (answer.get("usage") or {}).get("completion_tokens")
+        text = answer["choices"][0]["message"].get("content") or ""
+    except (urllib.error.URLError, OSError, ValueError, LookupError, TypeError, AttributeError):
         return None
-    tokens = usage.get("completion_tokens")
-    return tokens if isinstance(tokens, int) and tokens > 0 else None
+    return Reply(text, tokens) if isinstance(tokens, int) and tokens > 0 else None
 
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,9 @@ lengths come from one of three sources, and the estimate names it beside them:
 - `measured`: this teacher model's earlier runs: the summaries (`summary.json`) of the runs in the run dir, its pilot
   and the folders beside it (the other runs under `runs/`) whose teacher is the same model; each stage's replies are
   their mean length, over all of them.
-- `default`: nothing measured them: a response is made as long as the references' responses, an instruction as long
+- `asked`: a local model the command serves, asked the run's prompts just now (`estimate.local_replies`: two
+  references' way through the program, each step on the model's own reply); not measured on a run.
+- `default`: nothing measured or asked them: a response is made as long as the references' responses, an instruction as long
   as theirs, other text at fixed lengths (a list item 30 tokens, other text 120). A stage no earlier run measured
   keeps these. `refed estimate --pilot N` measures them.
 
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from refed_dspy.config.section import tomllib
 from refed_dspy.store.jsonl import read_json
 
-Source = Literal["default", "measured", "pilot"]
+Source = Literal["default", "asked", "measured", "pilot"]
 PILOT_SIZE = 10  # the pilot the line offers: on the loopback server, pilots of 10 came within 1% of 200-sample runs
 _MAX_DIRS = 500  # folders beside the run dir looked at for earlier runs, at most
 
@@ -45,8 +47,8 @@ class ReplyLengths(BaseModel):
         description="Reply tokens a call, by stage: completion tokens less hidden reasoning."
     )
     source: dict[str, Source] = Field(
-        description="Where each stage's length comes from: default (made up, not measured), measured (this model's "
-        "earlier runs) or pilot."
+        description="Where each stage's length comes from: default (made up, not measured), asked (of a local model "
+        "just now, the run's prompts), measured (this model's earlier runs) or pilot."
     )
     measured_in: list[str] = Field(
         default_factory=list, description="The run dirs whose summaries measured them (earlier runs, or the pilot)."
@@ -61,15 +63,13 @@ class ReplyLengths(BaseModel):
         default_factory=list, description="The stages whose replies were cut to max_tokens (else longer)."
     )
     size: int = Field(0, description="The run's samples: a pilot offered is smaller.")
-    sampled_scale: float | None = Field(
-        None,
-        description="How long a local model's replies are against the references', from one reply it wrote just now "
-        "(the defaults are sized so); None: not sampled.",
+    asked_calls: int | None = Field(
+        None, description="The most replies a local model was asked at one stage (source `asked`); None: not asked."
     )
 
     def measured(self) -> bool:
         """Whether every stage's length was measured (by a pilot or earlier runs)."""
-        return all(source != "default" for source in self.source.values())
+        return all(source in ("pilot", "measured") for source in self.source.values())
 
     def pilot_offer(self) -> int | None:
         """The pilot size to offer where lengths are not measured (None: all measured, or the run too small for a
@@ -81,7 +81,7 @@ class ReplyLengths(BaseModel):
     def text(self) -> str:
         """The line that says them: 'replies assumed at 180 tokens a call for generate, 420 for improve: ...'."""
         groups: list[str] = []
-        for source in ("pilot", "measured", "default"):
+        for source in ("pilot", "measured", "asked", "default"):
             stages = [s for s in self.tokens if self.source.get(s) == source]
             if not stages:
                 continue
@@ -94,7 +94,7 @@ class ReplyLengths(BaseModel):
             said += f"; cut to max_tokens {self.max_tokens:,} for {', '.join(self.capped)} (else longer)"
         offer = self.pilot_offer()
         if offer is not None:
-            rest = "them" if all(source == "default" for source in self.source.values()) else "the rest"
+            rest = "them" if all(source in ("asked", "default") for source in self.source.values()) else "the rest"
             said += f"; `refed estimate --pilot {offer}` measures {rest}"
         return said
 
@@ -106,13 +106,12 @@ class ReplyLengths(BaseModel):
             return f"measured on this model's {'earlier run' if runs == 1 else f'{runs} earlier runs'} " + (
                 f"({', '.join(self.measured_in[:3])}{', ...' if runs > 3 else ''})"
             )
-        refs = self.references
-        if self.sampled_scale is not None:
+        if source == "asked":
             return (
-                f"the defaults at {self.sampled_scale:g} times their length: the model's reply to one reference's "
-                f"instruction just now was {self.sampled_scale:g} times as long as the references' responses "
-                f"({refs.get('response', 0):,} tokens); not measured on a run"
+                f"the local model's replies to the run's prompts just now (at most {self.asked_calls} a stage); not "
+                "measured on a run"
             )
+        refs = self.references
         return (
             f"the defaults, not measured (responses as long as the references' at {refs.get('response', 0):,} tokens, "
             f"instructions as theirs at {refs.get('instruction', 0):,}, other text at fixed lengths)"

@@ -19,7 +19,7 @@ LOCAL = Path(__file__).resolve().parents[2] / "configs" / "local.toml"
 def served(monkeypatch):
     """The config's local server is taken as listening (its speed is the stand-in's; it is asked for no reply)."""
     monkeypatch.setattr(estimate, "listening", lambda url: True)
-    monkeypatch.setattr(estimate, "sample_reply", lambda url, instruction, kwargs: None)
+    monkeypatch.setattr(estimate, "sample_reply", lambda url, messages, settings: None)
 
 
 def test_seconds_are_the_uncached_prompt_read_and_the_completion_written():

@@ -4,6 +4,7 @@ the line `refed synthesize` starts a local run with says the same as `refed esti
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig
 
 from refed_dspy.clients import local_server
-from refed_dspy.clients.local_server import LocalServer, Speed
+from refed_dspy.clients.calls import current_stage
+from refed_dspy.clients.local_server import LocalServer, Reply, Speed
 from refed_dspy.config import load_config
 from refed_dspy.synthesis import estimate as estimate_module
-from refed_dspy.synthesis.estimate import estimate, eta_line, format_estimate
+from refed_dspy.synthesis.estimate import Lengths, estimate, eta_line, format_estimate, made_up_value
 from refed_dspy.synthesis.pilot import pilot_estimate
 from refed_dspy.synthesis.replies import ReplyLengths, earlier_runs, stage_sums
 
@@ -148,14 +150,27 @@ def test_the_cli_says_the_lengths_and_writes_them(tmp_path):
     assert set(replies.source.values()) == {"default"} and replies.tokens["improve"] > 0
 
 
-def _local(monkeypatch, tmp_path, speed: Speed | None, serving: bool, writes: int | None = None, asked=None):
-    """configs/local.toml, its model serving (`serving`) at `speed`, answering one instruction with `writes` tokens
-    (None: its reply says no usage); the settings each sample is asked with go to `asked`."""
+WRITES = {"feedback": 70, "synthesize": 85, "generate": 35, "improve": 285}  # SmolLM2's, a run here at load 1
+
+
+def _local(monkeypatch, tmp_path, speed: Speed | None, serving: bool, writes: dict | None = None, asked=None):
+    """configs/local.toml, its model serving (`serving`) at `speed`, writing `writes` tokens to each stage's prompts
+    (None: its replies say no usage) in replies the adapter can read, each made from the request's response_format
+    with every "plan" written "zebra"; each request goes to `asked` as (stage, messages, settings)."""
     config = load_config(LOCAL, ["synthesis.size=20", f"run.dir='{tmp_path / 'local'}'"])
     monkeypatch.setattr(estimate_module, "measure_speed", lambda url, slots, **sizes: speed)
     monkeypatch.setattr(estimate_module, "listening", lambda url: serving)
     asked = [] if asked is None else asked
-    monkeypatch.setattr(estimate_module, "sample_reply", lambda url, text, settings: asked.append(settings) or writes)
+
+    def model(url, messages, settings):
+        asked.append((current_stage(), messages, settings))
+        if writes is None:
+            return None
+        schema = settings["response_format"]["json_schema"]["schema"]
+        value = made_up_value(schema, "", Lengths(40, 20), schema.get("$defs") or {}, itertools.count())
+        return Reply(json.dumps(value).replace("plan", "zebra"), writes[current_stage()])
+
+    monkeypatch.setattr(estimate_module, "sample_reply", model)
     return config
 
 
@@ -173,22 +188,48 @@ def test_the_local_run_s_first_line_says_what_the_estimate_says(monkeypatch, tmp
     assert "measured just now" in line and "the defaults, not measured" in line and "--pilot 10" in line
 
 
-def test_a_served_local_model_s_replies_are_sized_on_one_it_writes_now(monkeypatch, tmp_path):
-    """SmolLM2 writes far shorter replies than the references (the keyless job's estimate assumed 21,600 tokens to
-    write where it wrote 10,782): its reply to one reference's instruction, asked with the teacher's settings, sizes
-    the replies no run measured, and the first line and the estimate say so alike."""
+def test_a_served_local_model_s_replies_are_sized_on_what_it_writes_to_the_run_s_prompts(monkeypatch, tmp_path):
+    """SmolLM2 writes far shorter replies than the references, and each stage its own way (drafts of 35 tokens,
+    improvements of 285): the first line of a load-6 run assumed 18,412 tokens to write where it wrote 10,518, from
+    one reply to one reference's instruction. It is asked the run's own prompts now, two references' way through the
+    program, each step on its own reply; the stages are sized on what it wrote, and the line says so."""
     plain = estimate(_local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True))
-    asked: list[dict] = []
-    config = _local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True, writes=150, asked=asked)
+    asked: list[tuple] = []
+    config = _local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True, writes=WRITES, asked=asked)
     e = estimate(config)
-    scale = e.replies.sampled_scale
-    assert scale is not None and 0.05 <= scale < 1 and scale == round(150 / e.lengths["response"], 2)
-    assert asked[-1]["max_tokens"] == 512 and asked[-1]["frequency_penalty"] == 0.5
-    assert e.total["completion_tokens"] < 0.8 * plain.total["completion_tokens"]
-    assert e.local.seconds < plain.local.seconds
-    assert f"the defaults at {scale:g} times their length" in e.replies.text()
+    assert e.replies.tokens == WRITES and set(e.replies.source.values()) == {"asked"}
+    assert {stage for stage, _, _ in asked} == set(WRITES) and sum(a[0] == "generate" for a in asked) == 2
+    _, messages, settings = asked[-1]
+    assert settings["max_tokens"] == 512 and settings["frequency_penalty"] == 0.5 and settings["temperature"] == 0.8
+    later = [json.dumps(m) for stage, m, _ in asked if stage != "feedback"]
+    assert all("zebra" in text for text in later)  # each step goes on from the model's own reply
+    assert e.total["completion_tokens"] != plain.total["completion_tokens"]
+    assert "the local model's replies to the run's prompts just now" in e.replies.text()
+    assert "--pilot 10" in e.replies.text()  # not measured on a run: the pilot is still offered
     line = eta_line(config, LocalServer(None, "http://127.0.0.1:8080", Path(local_server.GGUF), 2, 8192))
     assert line is not None and e.replies.text() in line and local_text_of(e) in line
+
+
+def test_a_reply_the_adapter_cannot_read_is_counted_and_the_walk_goes_on(monkeypatch, tmp_path):
+    """A small model's unusable reply still says how long it writes; the next step goes on from a made-up one."""
+    asked: list[tuple] = []
+    config = _local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True, asked=asked)
+    monkeypatch.setattr(
+        estimate_module,
+        "sample_reply",
+        lambda url, messages, settings: asked.append(current_stage()) or Reply("not json", WRITES[current_stage()]),
+    )
+    e = estimate(config)
+    assert e.replies.tokens == WRITES and set(asked) == set(WRITES)
+
+
+def test_an_earlier_run_s_lengths_are_not_asked_again(monkeypatch, tmp_path):
+    asked: list[tuple] = []
+    config = _local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True, writes=WRITES, asked=asked)
+    by_stage = {"feedback": (4, 300), "synthesize": (4, 400), "generate": (10, 900), "improve": (10, 2000)}
+    _old_run(tmp_path / "local", "openai/smollm2", by_stage)
+    e = estimate(config)
+    assert asked == [] and set(e.replies.source.values()) == {"measured"}
 
 
 def local_text_of(e) -> str:
