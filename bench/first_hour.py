@@ -55,14 +55,22 @@ def run(burners: int, size: int) -> dict:
             cmd = [sys.executable, "-m", "refed_dspy.cli", "synthesize", "--config", str(CONFIG), "--quiet"]
             cmd += ["--set", f"run.dir='{run_dir}'", "--set", f"synthesis.size={size}"]
             began = time.monotonic()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            proc = subprocess.Popen(
+                cmd,
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            lines = [(time.monotonic() - began, line) for line in proc.stderr]  # type: ignore[union-attr]
+            proc.wait()
             wall = time.monotonic() - began
             summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
     finally:
         stop.set()
         for proc_ in spinning:
             proc_.kill()
-    said_line = next((line for line in proc.stderr.splitlines() if "takes about" in line), "")
+    said_at, said_line = next(((at, line) for at, line in lines if "takes about" in line), (None, ""))
     said = _seconds(said_line)
     usage = summary.get("usage") or {}
     return {
@@ -74,10 +82,16 @@ def run(burners: int, size: int) -> dict:
         "said_s": said,
         "wall_s": round(wall, 1),
         "wall_over_said": round(wall / said, 2) if said else None,
+        "said_after_s": round(said_at, 1) if said_at is not None else None,
         "samples": summary.get("samples"),
         "interrupted_calls": usage.get("interrupted_calls"),
         "retries": (summary.get("retries") or {}).get("total"),
         "completion_tokens": usage.get("completion_tokens"),
+        "tokens_a_call": {
+            name: round(row["completion_tokens"] / row["calls"])
+            for name, row in (usage.get("by_stage") or {}).items()
+            if row.get("calls")
+        },
     }
 
 

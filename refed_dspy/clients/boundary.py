@@ -29,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
@@ -41,7 +42,6 @@ from refed_dspy.clients.calls import (
     ReplyFormatError,
     _calls,
     _stage,
-    _started,
     _tag,
     _work_ledger,
     finish_error,
@@ -61,17 +61,25 @@ from refed_dspy.runtime.stops import checkpoint
 
 log = logging.getLogger(__name__)
 _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimizers keep the modules they call
-# the calls of the current LM call that reached update_history (where the boundary reads a reply): none means the
-# LM answered without handing DSPy its reply (its own __call__, or dspy.settings.disable_history)
-_reported: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_reported", default=None)
-# the LM whose call is under way here: a call it makes to itself inside that call is the same call
-_inside: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_inside", default=None)
-# the request under way here, as its ledger opened it: (ledger, ticket), settled once when it is over
-_open: contextvars.ContextVar[list | None] = contextvars.ContextVar("refed_open_call", default=None)
-# the request under way here: the service tier it asks for (None: none named) and whether it falls back from flex
-_asked: contextvars.ContextVar[tuple[str | None, bool]] = contextvars.ContextVar(
-    "refed_tier_asked", default=(None, False)
-)
+
+
+@dataclass
+class _Request:
+    """One request under way here, from `_begin` to `_end`: its LM (a call it makes to itself inside is the same
+    call), when it began, the service tier it asks for (None: none named) and whether it falls back from flex, its
+    replies that reached update_history (none: the LM answered without handing DSPy its reply, through its own
+    __call__ or with dspy.settings.disable_history), and what its ledger opened for it ([ledger, ticket]), settled
+    once when it is over."""
+
+    lm: Any
+    started: float
+    tier: str | None
+    fallback: bool
+    reported: list[CallInfo] = field(default_factory=list)
+    opened: list | None = None
+
+
+_request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("refed_request", default=None)
 # TIER_WAITS (and DEFAULT_TIER) are refed_dspy.clients.tries's; the boundary hands `again` the one named here
 # what finds the caller's ledger scope, asked before a call of a bounded LM is counted anywhere: its route (set by
 # refed_dspy.clients.lm_routing, which sends an LM on no ledger of the run, such as a copy a teleprompter made of an LM
@@ -121,7 +129,7 @@ class CallBoundary:
         return self
 
     def __call__(self, *args: Any, **kwargs: Any):
-        if _inside.get() is self:  # the LM calling itself (its own acall through __call__): one call, counted once
+        if _under_way(self):  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
         scope = _caller_scope()
         if scope is not None and (other := scope.route(self)) is not None:  # counted on a twin of it, which makes them
@@ -156,7 +164,7 @@ class CallBoundary:
                 time.sleep(delay)
 
     async def acall(self, *args: Any, **kwargs: Any):
-        if _inside.get() is self:
+        if _under_way(self):
             return await super().acall(*args, **kwargs)
         scope = _caller_scope()
         if scope is not None and (other := scope.route(self)) is not None:
@@ -190,13 +198,13 @@ class CallBoundary:
                 await asyncio.sleep(delay)
 
     def _call_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
-        begun = _begin(self, kwargs, refed_fallback)
+        request, begun = _begin(self, kwargs, refed_fallback)
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
                 seen = ends_seen()
                 try:
-                    _open.set(open_on(self, ledger, prompt, self._stage_now(), _asked.get()[0]))
+                    request.opened = open_on(self, ledger, prompt, self._stage_now(), request.tier)
                     break
                 except MustWait:
                     an_end(seen)  # until a call in flight is given back
@@ -205,20 +213,20 @@ class CallBoundary:
             self._note_failure(err)
             raise
         except (KeyboardInterrupt, SystemExit):  # a stop cut the call off in flight: it reached the provider, paid
-            if _open.get() is not None and not _reported.get():
+            if request.opened is not None and not request.reported:
                 self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             raise
         finally:
             _end(begun)
 
     async def _acall_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
-        begun = _begin(self, kwargs, refed_fallback)
+        request, begun = _begin(self, kwargs, refed_fallback)
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
                 seen = ends_seen()
                 try:
-                    _open.set(open_on(self, ledger, prompt, self._stage_now(), _asked.get()[0]))
+                    request.opened = open_on(self, ledger, prompt, self._stage_now(), request.tier)
                     break
                 except MustWait:
                     try:
@@ -241,7 +249,7 @@ class CallBoundary:
         """The answer of an identical request that was in flight: a copy of its outputs, counted here as a cache hit
         (nothing paid; no history entry, no line in the run's call log). Not asked of the cache: an LM may store
         nothing there (its cache off, its own forward), and a miss would be paid."""
-        begun = _begin(self, kwargs, False)
+        _, begun = _begin(self, kwargs, False)
         try:
             self._record(CallInfo(stage=self._stage_now(), model=self.model, cache_hit=True))
         finally:
@@ -267,7 +275,8 @@ class CallBoundary:
     def _unreported_check(self, outputs: Any) -> Any:
         """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call
         is counted, with no tokens (they are unknown), and said once per LM."""
-        if _reported.get():
+        request = _request.get()
+        if request is not None and request.reported:
             return outputs
         self._record(CallInfo(stage=self._stage_now(), model=self.model, seconds=_elapsed(), tokens_unknown=True))
         self._say_once(
@@ -281,7 +290,8 @@ class CallBoundary:
     def _paid(outputs: Any) -> Any:
         """The call is over and returns `outputs`; one the provider answered (not the cache) has its answer in the
         cache and its request settled: the `answer_paid` checkpoint (refed_dspy.runtime.stops)."""
-        answered = _reported.get()
+        request = _request.get()
+        answered = request.reported if request is not None else None
         if answered and not all(info.cache_hit for info in answered):
             checkpoint("answer_paid", answered[-1].stage)
         return outputs
@@ -296,10 +306,10 @@ class CallBoundary:
     def _record(self, info: CallInfo, reported: bool = True) -> None:
         """One call that was paid (or replayed from the cache): to the current collector, the call's tag and the
         attached ledger. `reported`: its reply reached the boundary (not so for a call cut off in flight)."""
-        settle(_open.get(), info, self.price)
-        answered = _reported.get()
-        if reported and answered is not None:
-            answered.append(info)
+        request = _request.get()
+        settle(request.opened if request is not None else None, info, self.price)
+        if reported and request is not None:
+            request.reported.append(info)
         tag = _tag.get()
         if reported and tag is not None:
             tag.info = info
@@ -318,12 +328,13 @@ class CallBoundary:
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return
         failed = CallInfo(stage=self._stage_now(), model=self.model, error=type(err).__name__, seconds=_elapsed())
-        asked = _asked.get()[0]
+        request = _request.get()
+        asked = request.tier if request is not None else None
         tiers = provider_for(str(self.model)).tiers
         if asked not in (None, DEFAULT_TIER) and tiers is not None and tiers.unavailable(err):
             err.tier_unavailable = True  # read by tries.again, and by the engine's classify: no failure of the work
             failed.tier_unavailable = True
-        settle(_open.get(), failed, self.price)
+        settle(request.opened if request is not None else None, failed, self.price)
         calls = _calls.get()
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
             calls.append(failed)
@@ -344,7 +355,8 @@ class CallBoundary:
                 "reports no token usage with its replies: its calls are counted, their tokens and cost are not "
                 "(a cost budget cannot be kept with it)",
             )
-        asked, fallback = _asked.get()
+        request = _request.get()
+        asked, fallback = (request.tier, request.fallback) if request is not None else (None, False)
         if not info.cache_hit and not info.tokens_unknown:
             info.fallback = fallback
             if info.service_tier is None and asked is not None:  # asked for a tier, told of none: never priced lower
@@ -387,23 +399,24 @@ def _caller_scope() -> Any:
     return _scope_of() if _scope_of is not None else None
 
 
-def _begin(lm: Any, kwargs: dict[str, Any], fallback: bool) -> tuple:
-    """The context of a request of `lm` about to be made here (its start, replies, ledger ticket and tier asked), as
-    tokens for `_end` to reset."""
-    started, reported, inside = _started.set(time.monotonic()), _reported.set([]), _inside.set(lm)
-    opened, asked = _open.set(None), _asked.set((tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback))
-    return started, reported, inside, opened, asked
+def _begin(lm: Any, kwargs: dict[str, Any], fallback: bool) -> tuple[_Request, contextvars.Token]:
+    """The request of `lm` about to be made here, under way in this context until `_end` is given the token."""
+    request = _Request(lm, time.monotonic(), tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback)
+    return request, _request.set(request)
 
 
-def _end(begun: tuple) -> None:
-    """The request begun as `begun` is over: what it opened on its ledger is given back, and its context reset."""
-    started, reported, inside, opened, asked = begun
-    release(_open.get())
-    _open.reset(opened)
-    _asked.reset(asked)
-    _started.reset(started)
-    _reported.reset(reported)
-    _inside.reset(inside)
+def _end(begun: contextvars.Token) -> None:
+    """The request begun as `begun` is over: what it opened on its ledger is given back, and the one under way before
+    it is under way again."""
+    request = _request.get()
+    release(request.opened if request is not None else None)
+    _request.reset(begun)
+
+
+def _under_way(lm: Any) -> bool:
+    """Whether a request of `lm` is under way here (a call it makes to itself inside it is the same call)."""
+    request = _request.get()
+    return request is not None and request.lm is lm
 
 
 def _flight(
@@ -448,8 +461,8 @@ def _raise_refusal(err: LMError) -> None:
 
 
 def _elapsed() -> float:
-    started = _started.get()
-    return round(time.monotonic() - started, 4) if started is not None else 0.0
+    request = _request.get()
+    return round(time.monotonic() - request.started, 4) if request is not None else 0.0
 
 
 def lm_class_of(lm: Any) -> type:

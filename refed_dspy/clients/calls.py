@@ -104,7 +104,6 @@ class CallTag:
 _calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_calls", default=None)
 _stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
 _tag: contextvars.ContextVar[CallTag | None] = contextvars.ContextVar("refed_call_tag", default=None)
-_started: contextvars.ContextVar[float | None] = contextvars.ContextVar("refed_call_started", default=None)
 # the ledger the calls of one of the engine's tasks are opened on (refed_dspy.ledger.budget.TaskLedger): each request
 # written to the run's log before it is sent, and reserved beyond its task's reservation when its prompt needs it
 _work_ledger: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_work_ledger", default=None)
