@@ -29,7 +29,8 @@ from refed_dspy.adapters.contract import ContractError, check_outputs, describe_
 from refed_dspy.adapters.degenerate import degenerate_outputs, template_lines
 from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.adapters.wording import input_notes, reminder, reply_format, task_text, told_schema
-from refed_dspy.clients.calls import CallTag, tag_call
+from refed_dspy.clients.boundary import CallBoundary
+from refed_dspy.clients.calls import CallTag
 from refed_dspy.clients.prompt_cache import asking_to_cache
 
 _MAX_ENTRIES = 256
@@ -42,6 +43,12 @@ except ImportError:  # pragma: no cover - a DSPy without the marker has no warni
 
     def adapter_message_call(lm, messages):  # noqa: ARG001
         return contextlib.nullcontext()
+
+
+def handed(lm: Any, tag: CallTag) -> dict[str, Any]:
+    """What the call of `lm` is handed besides its request: the adapter's tag, where refed's call boundary takes it
+    (another LM is called as DSPy calls it)."""
+    return {"refed_tag": tag} if isinstance(lm, CallBoundary) else {}
 
 
 def describe_parse_error(err: AdapterParseError) -> str:
@@ -277,8 +284,9 @@ class RepairingAdapter:
         messages, kwargs, repair = next(exchange)
         with asking_to_cache(stable_prompt(signature, messages)):  # its repairs repeat the same part
             while True:
-                with tag_call(repair) as tag, adapter_message_call(lm, messages):
-                    outputs = lm(messages=messages, **kwargs)
+                tag = CallTag(repair=repair)
+                with adapter_message_call(lm, messages):
+                    outputs = lm(messages=messages, **kwargs, **handed(lm, tag))
                 try:
                     messages, kwargs, repair = exchange.send((outputs, tag))
                 except StopIteration as done:
@@ -296,8 +304,9 @@ class RepairingAdapter:
         messages, kwargs, repair = next(exchange)
         with asking_to_cache(stable_prompt(signature, messages)):
             while True:
-                with tag_call(repair) as tag, adapter_message_call(lm, messages):
-                    outputs = await lm.acall(messages=messages, **kwargs)
+                tag = CallTag(repair=repair)
+                with adapter_message_call(lm, messages):
+                    outputs = await lm.acall(messages=messages, **kwargs, **handed(lm, tag))
                 try:
                     messages, kwargs, repair = exchange.send((outputs, tag))
                 except StopIteration as done:

@@ -38,11 +38,11 @@ from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
 from refed_dspy.clients.calls import (
     CallInfo,
+    CallTag,
     MustWait,
     ReplyFormatError,
     _calls,
     _stage,
-    _tag,
     _work_ledger,
     finish_error,
     read_reply,
@@ -66,7 +66,8 @@ _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimi
 @dataclass
 class _Request:
     """One request under way here, from `_begin` to `_end`: its LM (a call it makes to itself inside is the same
-    call), when it began, the service tier it asks for (None: none named) and whether it falls back from flex, its
+    call), when it began, the service tier it asks for (None: none named) and whether it falls back from flex, the
+    tag the adapter that makes it handed it (its repair flag; it is given the CallInfo), its
     replies that reached update_history (none: the LM answered without handing DSPy its reply, through its own
     __call__ or with dspy.settings.disable_history), and what its ledger opened for it ([ledger, ticket]), settled
     once when it is over."""
@@ -75,6 +76,7 @@ class _Request:
     started: float
     tier: str | None
     fallback: bool
+    tag: CallTag | None = None
     reported: list[CallInfo] = field(default_factory=list)
     opened: list | None = None
 
@@ -128,34 +130,36 @@ class CallBoundary:
         self.budget, self.role, self.price = budget, role, price
         return self
 
-    def __call__(self, *args: Any, **kwargs: Any):
+    def __call__(self, *args: Any, refed_tag: CallTag | None = None, **kwargs: Any):
+        """The call, counted and checked here. `refed_tag`: what the adapter making it knows of it (a repair), which
+        then holds its CallInfo."""
         if _under_way(self):  # the LM calling itself (its own acall through __call__): one call, counted once
             return super().__call__(*args, **kwargs)
         scope = _caller_scope()
         if scope is not None and (other := scope.route(self)) is not None:  # counted on a twin of it, which makes them
-            return other(*args, **kwargs)
+            return other(*args, refed_tag=refed_tag, **kwargs)
         flights, key = _flight(scope, self, args, kwargs, waits_blocking=True)
         while key is not None and (ahead := flights.board(key)) is not None:  # an identical request is in flight
             outputs = answer_of(ahead, _wait_s(self, kwargs))
             if outputs is LATE:
                 key = None  # it is slow: this one is sent as if alone
             elif outputs is not None:
-                return self._answered_in_flight(kwargs, outputs)
+                return self._answered_in_flight(kwargs, outputs, refed_tag)
         if key is None:
-            return self._tried(*args, **kwargs)
+            return self._tried(*args, refed_tag=refed_tag, **kwargs)
         outputs = None
         try:
-            outputs = self._tried(*args, **kwargs)
+            outputs = self._tried(*args, refed_tag=refed_tag, **kwargs)
             return outputs
         finally:
             flights.land(key, outputs)
 
-    def _tried(self, *args: Any, **kwargs: Any):
+    def _tried(self, *args: Any, refed_tag: CallTag | None = None, **kwargs: Any):
         """The call, sent again as refed_dspy.clients.tries says while it fails."""
         tries = Tries(kwargs)
         while True:
             try:
-                return self._call_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
+                return self._call_once(*args, refed_fallback=tries.fallback, refed_tag=refed_tag, **tries.kwargs)
             except LMError as err:
                 _raise_refusal(err)
                 delay = again(err, tries, self.retries, self.flex_fallback, TIER_WAITS)
@@ -163,33 +167,34 @@ class CallBoundary:
                     raise
                 time.sleep(delay)
 
-    async def acall(self, *args: Any, **kwargs: Any):
+    async def acall(self, *args: Any, refed_tag: CallTag | None = None, **kwargs: Any):
+        """`__call__`, awaited."""
         if _under_way(self):
             return await super().acall(*args, **kwargs)
         scope = _caller_scope()
         if scope is not None and (other := scope.route(self)) is not None:
-            return await other.acall(*args, **kwargs)
+            return await other.acall(*args, refed_tag=refed_tag, **kwargs)
         flights, key = _flight(scope, self, args, kwargs)
         while key is not None and (ahead := flights.board(key)) is not None:
             outputs = await aanswer_of(ahead, _wait_s(self, kwargs))
             if outputs is LATE:
                 key = None
             elif outputs is not None:
-                return self._answered_in_flight(kwargs, outputs)
+                return self._answered_in_flight(kwargs, outputs, refed_tag)
         if key is None:
-            return await self._atried(*args, **kwargs)
+            return await self._atried(*args, refed_tag=refed_tag, **kwargs)
         outputs = None
         try:
-            outputs = await self._atried(*args, **kwargs)
+            outputs = await self._atried(*args, refed_tag=refed_tag, **kwargs)
             return outputs
         finally:
             flights.land(key, outputs)
 
-    async def _atried(self, *args: Any, **kwargs: Any):
+    async def _atried(self, *args: Any, refed_tag: CallTag | None = None, **kwargs: Any):
         tries = Tries(kwargs)
         while True:
             try:
-                return await self._acall_once(*args, refed_fallback=tries.fallback, **tries.kwargs)
+                return await self._acall_once(*args, refed_fallback=tries.fallback, refed_tag=refed_tag, **tries.kwargs)
             except LMError as err:
                 _raise_refusal(err)
                 delay = again(err, tries, self.retries, self.flex_fallback, TIER_WAITS)
@@ -197,8 +202,8 @@ class CallBoundary:
                     raise
                 await asyncio.sleep(delay)
 
-    def _call_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
-        request, begun = _begin(self, kwargs, refed_fallback)
+    def _call_once(self, *args: Any, refed_fallback: bool = False, refed_tag: CallTag | None = None, **kwargs: Any):
+        request, begun = _begin(self, kwargs, refed_fallback, refed_tag)
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
@@ -219,8 +224,10 @@ class CallBoundary:
         finally:
             _end(begun)
 
-    async def _acall_once(self, *args: Any, refed_fallback: bool = False, **kwargs: Any):
-        request, begun = _begin(self, kwargs, refed_fallback)
+    async def _acall_once(
+        self, *args: Any, refed_fallback: bool = False, refed_tag: CallTag | None = None, **kwargs: Any
+    ):
+        request, begun = _begin(self, kwargs, refed_fallback, refed_tag)
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
@@ -245,11 +252,11 @@ class CallBoundary:
         finally:
             _end(begun)
 
-    def _answered_in_flight(self, kwargs: dict[str, Any], outputs: Any) -> Any:
+    def _answered_in_flight(self, kwargs: dict[str, Any], outputs: Any, tag: CallTag | None) -> Any:
         """The answer of an identical request that was in flight: a copy of its outputs, counted here as a cache hit
         (nothing paid; no history entry, no line in the run's call log). Not asked of the cache: an LM may store
         nothing there (its cache off, its own forward), and a miss would be paid."""
-        _, begun = _begin(self, kwargs, False)
+        _, begun = _begin(self, kwargs, False, tag)
         try:
             self._record(CallInfo(stage=self._stage_now(), model=self.model, cache_hit=True))
         finally:
@@ -310,7 +317,7 @@ class CallBoundary:
         settle(request.opened if request is not None else None, info, self.price)
         if reported and request is not None:
             request.reported.append(info)
-        tag = _tag.get()
+        tag = request.tag if request is not None else None
         if reported and tag is not None:
             tag.info = info
         calls = _calls.get()
@@ -340,7 +347,8 @@ class CallBoundary:
             calls.append(failed)
 
     def update_history(self, entry: dict[str, Any]) -> None:
-        tag = _tag.get()
+        request = _request.get()
+        tag = request.tag if request is not None else None
         reply = read_reply(entry, self._stage_now(), str(self.model), _elapsed(), tag is not None and tag.repair)
         info = reply.info
         if reply.understood:
@@ -355,7 +363,6 @@ class CallBoundary:
                 "reports no token usage with its replies: its calls are counted, their tokens and cost are not "
                 "(a cost budget cannot be kept with it)",
             )
-        request = _request.get()
         asked, fallback = (request.tier, request.fallback) if request is not None else (None, False)
         if not info.cache_hit and not info.tokens_unknown:
             info.fallback = fallback
@@ -399,9 +406,9 @@ def _caller_scope() -> Any:
     return _scope_of() if _scope_of is not None else None
 
 
-def _begin(lm: Any, kwargs: dict[str, Any], fallback: bool) -> tuple[_Request, contextvars.Token]:
+def _begin(lm: Any, kwargs: dict[str, Any], fallback: bool, tag: CallTag | None) -> tuple[_Request, contextvars.Token]:
     """The request of `lm` about to be made here, under way in this context until `_end` is given the token."""
-    request = _Request(lm, time.monotonic(), tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback)
+    request = _Request(lm, time.monotonic(), tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback, tag)
     return request, _request.set(request)
 
 

@@ -103,7 +103,6 @@ class CallTag:
 
 _calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_calls", default=None)
 _stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
-_tag: contextvars.ContextVar[CallTag | None] = contextvars.ContextVar("refed_call_tag", default=None)
 # the ledger the calls of one of the engine's tasks are opened on (refed_dspy.ledger.budget.TaskLedger): each request
 # written to the run's log before it is sent, and reserved beyond its task's reservation when its prompt needs it
 _work_ledger: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_work_ledger", default=None)
@@ -145,17 +144,6 @@ def opened_on(ledger: Any) -> Iterator[None]:
         yield
     finally:
         _work_ledger.reset(token)
-
-
-@contextlib.contextmanager
-def tag_call(repair: bool = False) -> Iterator[CallTag]:
-    """Tag the one LM call made inside this block (an adapter's call); the tag then holds its CallInfo."""
-    tag = CallTag(repair=repair)
-    token = _tag.set(tag)
-    try:
-        yield tag
-    finally:
-        _tag.reset(token)
 
 
 def _first_text(outputs: Any) -> str | None:
