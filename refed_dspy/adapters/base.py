@@ -31,7 +31,6 @@ from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.adapters.wording import input_notes, reminder, reply_format, task_text, told_schema
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.calls import CallTag
-from refed_dspy.clients.prompt_cache import asking_to_cache
 
 _MAX_ENTRIES = 256
 _ECHO_CHARS = 8000  # of a bad reply, shown back to the LM in a repair turn
@@ -282,15 +281,15 @@ class RepairingAdapter:
     ) -> list[dict[str, Any]]:
         exchange = self._exchange(lm, lm_kwargs, signature, demos, inputs)
         messages, kwargs, repair = next(exchange)
-        with asking_to_cache(stable_prompt(signature, messages)):  # its repairs repeat the same part
-            while True:
-                tag = CallTag(repair=repair)
-                with adapter_message_call(lm, messages):
-                    outputs = lm(messages=messages, **kwargs, **handed(lm, tag))
-                try:
-                    messages, kwargs, repair = exchange.send((outputs, tag))
-                except StopIteration as done:
-                    return done.value
+        stable = stable_prompt(signature, messages)  # its repairs repeat the same part
+        while True:
+            tag = CallTag(repair=repair, stable=stable)
+            with adapter_message_call(lm, messages):
+                outputs = lm(messages=messages, **kwargs, **handed(lm, tag))
+            try:
+                messages, kwargs, repair = exchange.send((outputs, tag))
+            except StopIteration as done:
+                return done.value
 
     async def acall(
         self,
@@ -302,12 +301,12 @@ class RepairingAdapter:
     ) -> list[dict[str, Any]]:
         exchange = self._exchange(lm, lm_kwargs, signature, demos, inputs)
         messages, kwargs, repair = next(exchange)
-        with asking_to_cache(stable_prompt(signature, messages)):
-            while True:
-                tag = CallTag(repair=repair)
-                with adapter_message_call(lm, messages):
-                    outputs = await lm.acall(messages=messages, **kwargs, **handed(lm, tag))
-                try:
-                    messages, kwargs, repair = exchange.send((outputs, tag))
-                except StopIteration as done:
-                    return done.value
+        stable = stable_prompt(signature, messages)
+        while True:
+            tag = CallTag(repair=repair, stable=stable)
+            with adapter_message_call(lm, messages):
+                outputs = await lm.acall(messages=messages, **kwargs, **handed(lm, tag))
+            try:
+                messages, kwargs, repair = exchange.send((outputs, tag))
+            except StopIteration as done:
+                return done.value

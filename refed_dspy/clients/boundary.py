@@ -54,6 +54,7 @@ from refed_dspy.clients.prompt_cache import count_prompt
 from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gave_up_waiting, tier_asked
 from refed_dspy.config.lm import TIMEOUT_S
 from refed_dspy.errors import ConfigError
+from refed_dspy.providers.base import StablePrompt
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.sampling import table_limit
@@ -418,6 +419,14 @@ def _end(begun: contextvars.Token) -> None:
     request = _request.get()
     release(request.opened if request is not None else None)
     _request.reset(begun)
+
+
+def stable_under_way() -> StablePrompt | None:
+    """The repeated part of the prompt of the request under way here, as the adapter that makes it said (None: none
+    known): what the LM's transport asks the provider to cache."""
+    request = _request.get()
+    tag = request.tag if request is not None else None
+    return tag.stable if tag is not None else None
 
 
 def _under_way(lm: Any) -> bool:

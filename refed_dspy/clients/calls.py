@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from refed_dspy.providers.base import StablePrompt
 from refed_dspy.providers.registry import provider_for
 
 
@@ -95,9 +96,11 @@ class TaskCalls(list):
 
 @dataclass
 class CallTag:
-    """What an adapter knows about the call it is about to make, and the CallInfo the LM made of it."""
+    """What an adapter knows about the call it is about to make (a repair; the repeated part of its prompt, which the
+    LM's transport asks the provider to cache: None, none known), and the CallInfo the LM made of it."""
 
     repair: bool = False
+    stable: StablePrompt | None = None
     info: CallInfo | None = None
 
 

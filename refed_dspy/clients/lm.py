@@ -44,9 +44,9 @@ from typing import Any
 import dspy
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, TransportRequest
 
-from refed_dspy.clients.boundary import CallBoundary
+from refed_dspy.clients.boundary import CallBoundary, stable_under_way
 from refed_dspy.clients.generation_watch import GenerationWatch, watched_host
-from refed_dspy.clients.prompt_cache import CacheAskingRequest, current_stable
+from refed_dspy.clients.prompt_cache import CacheAskingRequest
 from refed_dspy.clients.rate_limits import RateLimitReader, RateLimits
 from refed_dspy.config.lm import CLIENT_REACH, LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
@@ -314,7 +314,7 @@ def _ask_to_cache(engine: Any, own: type, cache: Provider) -> Any:
 
 class PromptCacheTransport:
     """An lm15 HTTP transport (sync or async, as `inner` is) that sends each chat request of `provider`'s format with
-    the body `provider.cache_request` makes of it for the call under way (`current_stable`); other requests (a batch
+    the body `provider.cache_request` makes of it for the call under way (`stable_under_way`); other requests (a batch
     API's, a body that is not JSON) go as they are."""
 
     def __init__(self, inner: Any, provider: Provider):
@@ -324,7 +324,7 @@ class PromptCacheTransport:
 
     def rewrite(self, request: Any) -> Any:
         """`request` as it is sent: its body asking for the prompt cache (the same request when nothing changes)."""
-        stable = current_stable()
+        stable = stable_under_way()
         if stable is None or request.method != "POST" or not request.url.split("?")[0].endswith(self.path):
             return request
         try:

@@ -1,8 +1,8 @@
 """A request's prompt: how many tokens it holds, and how the request asks its provider to cache the part that repeats
 across calls.
 
-The adapter that formats a prompt knows which part of it repeats (refed_dspy.adapters.layout) and says so for the
-call it makes (`asking_to_cache`); the LM's HTTP transport (refed_dspy.clients.lm.PromptCacheTransport, which
+The adapter that formats a prompt knows which part of it repeats (refed_dspy.adapters.layout) and hands it to the
+call it makes (`CallTag.stable`); the LM's HTTP transport (refed_dspy.clients.lm.PromptCacheTransport, which
 build_lm puts under an LM whose provider caches on request) rewrites the request's body as its provider takes such a
 request (`Provider.cache_request`: Anthropic's `cache_control` marks, OpenAI's `prompt_cache_key`). Below DSPy's own
 cache, whose key is therefore the same with prompt caching on or off: a resumed run finds its answers either way.
@@ -18,39 +18,16 @@ ours (refed_dspy.ledger.budget.CallBudget.learn_prompt).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import functools
 import importlib.util
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dspy._vendor.lm15.transports import TransportRequest
-
-from refed_dspy.providers.base import StablePrompt
-
-# the repeated part of the prompt of the call made here (set by the adapter around its LM call)
-_stable: contextvars.ContextVar[StablePrompt | None] = contextvars.ContextVar("refed_stable_prompt", default=None)
-
-
-@contextlib.contextmanager
-def asking_to_cache(stable: StablePrompt | None) -> Iterator[None]:
-    """The LM calls made in this block have a prompt whose repeated part is `stable` (None: none known)."""
-    token = _stable.set(stable)
-    try:
-        yield
-    finally:
-        _stable.reset(token)
-
-
-def current_stable() -> StablePrompt | None:
-    """The repeated part of the prompt of the call made here, as its adapter said (None: none known)."""
-    return _stable.get()
 
 
 @dataclasses.dataclass(slots=True)

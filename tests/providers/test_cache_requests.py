@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from refed_dspy.clients.boundary import _begin, _end
+from refed_dspy.clients.calls import CallTag
 from refed_dspy.clients.lm import PromptCacheTransport, cache_provider
-from refed_dspy.clients.prompt_cache import asking_to_cache
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.providers.anthropic import CACHE, mark_stable
 from refed_dspy.providers.base import StablePrompt
@@ -115,9 +116,12 @@ def test_the_transport_rewrites_chat_requests_made_under_a_stable_prompt_only():
     chat = TransportRequest("POST", "http://h/v1/messages", body=json.dumps(body()).encode())
     batch = TransportRequest("POST", "http://h/v1/messages/batches", body=json.dumps(body()).encode())
     transport.stream(chat)
-    with asking_to_cache(stable()):
+    _, begun = _begin(object(), {}, False, CallTag(stable=stable()))  # a request under way, its adapter's tag handed
+    try:
         transport.stream(chat)
         transport.stream(batch)
+    finally:
+        _end(begun)
     plain, rewritten, other = (json.loads(r.body) for r in inner.sent)
     assert marks(plain) == [] and marks(rewritten) == [SYSTEM, DEMO_A, REFERENCE] and marks(other) == []
     # a batch knows the request by what it asks: the same with the cache's marks or without (a run resumed with
