@@ -65,7 +65,7 @@ _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimi
 
 
 @dataclass
-class _Request:
+class CallUnderWay:
     """One request under way here, from `_begin` to `_end`: its LM (a call it makes to itself inside is the same
     call), when it began, the service tier it asks for (None: none named) and whether it falls back from flex, the
     tag the adapter that makes it handed it (its repair flag; it is given the CallInfo), its
@@ -82,7 +82,7 @@ class _Request:
     opened: list | None = None
 
 
-_request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("refed_request", default=None)
+_request: contextvars.ContextVar[CallUnderWay | None] = contextvars.ContextVar("refed_request", default=None)
 # TIER_WAITS (and DEFAULT_TIER) are refed_dspy.clients.tries's; the boundary hands `again` the one named here
 # what finds the caller's ledger scope, asked before a call of a bounded LM is counted anywhere: its route (set by
 # refed_dspy.clients.lm_routing, which sends an LM on no ledger of the run, such as a copy a teleprompter made of an LM
@@ -105,6 +105,7 @@ class CallBoundary:
     price: Price | None = None
     endpoint_spread: Any = None  # several endpoints: their EndpointSpread (calls and failures per endpoint)
     default_stage: str = "unknown"  # the stage of a call made where no stage is set (a teleprompter's own: propose)
+    preferred_endpoint: int | None = None  # several endpoints: the one to send to while it is healthy (None: any)
     keeps_history: bool = False  # also keep DSPy's history of its calls (a user's LM the run routes here does)
     own_price: bool = False  # each call carries its cost at `price` (an LM of another model than its run's role)
     flex_fallback: int | None = None  # on the flex tier: after this many "no capacity" answers, the default tier
@@ -407,9 +408,11 @@ def _caller_scope() -> Any:
     return _scope_of() if _scope_of is not None else None
 
 
-def _begin(lm: Any, kwargs: dict[str, Any], fallback: bool, tag: CallTag | None) -> tuple[_Request, contextvars.Token]:
+def _begin(
+    lm: Any, kwargs: dict[str, Any], fallback: bool, tag: CallTag | None
+) -> tuple[CallUnderWay, contextvars.Token]:
     """The request of `lm` about to be made here, under way in this context until `_end` is given the token."""
-    request = _Request(lm, time.monotonic(), tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback, tag)
+    request = CallUnderWay(lm, time.monotonic(), tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback, tag)
     return request, _request.set(request)
 
 
@@ -427,6 +430,13 @@ def stable_under_way() -> StablePrompt | None:
     request = _request.get()
     tag = request.tag if request is not None else None
     return tag.stable if tag is not None else None
+
+
+def endpoint_asked() -> int | None:
+    """The endpoint the LM of the request under way here is to send to while it is healthy (its
+    `preferred_endpoint`: a Ray worker's LM for one task, as the driver chose); None: the spread's own choice."""
+    request = _request.get()
+    return getattr(request.lm, "preferred_endpoint", None) if request is not None else None
 
 
 def _under_way(lm: Any) -> bool:

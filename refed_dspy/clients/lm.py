@@ -18,8 +18,8 @@ back. When every endpoint is out, the one due back first is used. A 429 is the s
 not a failure: the engine's window handles it. Calls and failures are counted per endpoint.
 
 On Ray, where each worker holds its own spread and sees only its own calls, the driver chooses the endpoint of each
-task from what is in flight over the whole cluster and sets it as `preferred_endpoint` around the task's calls: a
-spread takes it while that endpoint is healthy in its own view.
+task from what is in flight over the whole cluster, and the worker hands the task an LM that prefers it
+(`CallBoundary.preferred_endpoint`): a spread takes it while that endpoint is healthy in its own view.
 
 How each LM client is given `api_base` (`fit_api_base`): LiteLLM's form, or the one DSPy's own client
 (lm15) expects. LiteLLM takes an `api_base` in its provider's form (`Provider.host_form`: the host, for a provider
@@ -32,7 +32,6 @@ the client DSPy picks for it.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import json
 import logging
@@ -44,7 +43,7 @@ from typing import Any
 import dspy
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, TransportRequest
 
-from refed_dspy.clients.boundary import CallBoundary, stable_under_way
+from refed_dspy.clients.boundary import CallBoundary, endpoint_asked, stable_under_way
 from refed_dspy.clients.generation_watch import GenerationWatch, watched_host
 from refed_dspy.clients.prompt_cache import CacheAskingRequest
 from refed_dspy.clients.rate_limits import RateLimitReader, RateLimits
@@ -360,11 +359,6 @@ class PromptCacheTransport:
         return getattr(self.inner, name)
 
 
-# the index of the endpoint the calls of the current task should go to (None: the spread's own choice)
-preferred_endpoint: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "refed_preferred_endpoint", default=None
-)
-
 _FAILS_TO_TAKE_OUT = 2
 _COOLDOWN_S = 2.0
 _MAX_COOLDOWN_S = 60.0
@@ -402,10 +396,10 @@ class EndpointSpread:
 
     # ---- choosing ---------------------------------------------------------------------------------
     def pick(self) -> EndpointState:
-        """The endpoint for the next request: the preferred one of the current task while it is healthy, else the
+        """The endpoint for the next request: the one its LM prefers (`endpoint_asked`) while it is healthy, else the
         healthy one with the fewest requests in flight."""
         now = self.clock()
-        preferred = preferred_endpoint.get()
+        preferred = endpoint_asked()
         if preferred is not None and 0 <= preferred < len(self.states) and self.states[preferred].down_until <= now:
             return self.states[preferred]
         healthy = [s for s in self.states if s.down_until <= now]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from refed_dspy.clients.lm import EndpointSpread, preferred_endpoint
+from types import SimpleNamespace
+
+from refed_dspy.clients.boundary import _begin, _end
+from refed_dspy.clients.lm import EndpointSpread
 from refed_dspy.launch.ray.pool import _Load
 
 
@@ -25,12 +28,12 @@ def test_a_worker_takes_the_drivers_choice_while_that_endpoint_is_healthy():
     now = [100.0]
     spread = EndpointSpread(["http://a/v1", "http://b/v1"], clock=lambda: now[0])
     spread.states[0].in_flight = 5  # busy here: a spread of its own would choose b
-    token = preferred_endpoint.set(0)
+    _, token = _begin(SimpleNamespace(preferred_endpoint=0), {}, False, None)  # a call of the task's LM under way
     try:
         assert spread.pick() is spread.states[0]
         spread.failed(spread.states[0])
         spread.failed(spread.states[0])  # taken out in this worker's view
         assert spread.pick() is spread.states[1]
     finally:
-        preferred_endpoint.reset(token)
+        _end(token)
     assert spread.pick() is spread.states[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
+import copy
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +22,7 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.lm import build_lm, preferred_endpoint
+from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
@@ -31,12 +31,6 @@ from refed_dspy.launch.ray.connect import import_ray
 from refed_dspy.ledger.tickets import Ticket
 from refed_dspy.store.cache import use_cache_dir
 
-# the events of one task, in order: ("start",) as a call is sent, ("call", CallInfo) as one is answered or fails,
-# ("end",) as a call is over (answered, failed or never sent), and last ("result", value, failure); sent in batches
-# (the task's queue, the loop it lives on): a part with only `forward` calls its LM in a thread of the worker
-_events: contextvars.ContextVar[tuple[asyncio.Queue, asyncio.AbstractEventLoop] | None] = contextvars.ContextVar(
-    "refed_worker_events", default=None
-)
 _DONE = object()
 
 
@@ -52,11 +46,17 @@ class WorkerInfo:
 
 
 class CallEvents:
-    """The ledger a worker's LM reports to: it grants every call (the driver reserved the task's worst case against
-    the run's one budget) and turns each call's start, record and end into events of the task making it."""
+    """The ledger the LM of one task on a worker reports to: it grants every call (the driver reserved the task's
+    worst case against the run's one budget) and turns each call's start, record and end into the task's events, in
+    order: ("start",) as a call is sent, ("call", CallInfo) as one is answered or fails, ("end",) as a call is over
+    (answered, failed or never sent), and last ("result", value, failure); sent in batches on the task's `queue` (on
+    `loop`: a part with only `forward` calls its LM in a thread of the worker)."""
 
     max_cost_usd = None
     counts_prompts = False  # the driver reserved the task's worst case; its write-ahead log holds the task, whole
+
+    def __init__(self, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop):
+        self.queue, self.loop = queue, loop
 
     def open_call(
         self,
@@ -85,20 +85,15 @@ class CallEvents:
     def refuse(self, message: str) -> None:  # pragma: no cover - the worker's ledger has no cost budget
         raise AssertionError(message)
 
-    @staticmethod
-    def _put(event: tuple) -> None:
-        found = _events.get()
-        if found is None:
-            return
-        queue, loop = found
+    def _put(self, event: tuple) -> None:
         try:
-            here = asyncio.get_running_loop() is loop
+            here = asyncio.get_running_loop() is self.loop
         except RuntimeError:  # a thread of a part with only `forward`
             here = False
         if here:
-            queue.put_nowait(event)
+            self.queue.put_nowait(event)
         else:  # an asyncio queue is not thread-safe, and the loop must wake to send the event on at once
-            loop.call_soon_threadsafe(queue.put_nowait, event)
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
 
 class PartWorker:
@@ -126,7 +121,7 @@ class PartWorker:
         else:
             dspy.cache = RemoteRunCache(cache.server, import_ray())
         lm = build_lm(self.spec, self.role, num_retries=0, max_connections=self.max_connections)
-        self.lm = bounded(lm, self.role).attach_budget(CallEvents(), self.role, None)
+        self.lm = bounded(lm, self.role)
         self.adapter = build_adapter(self.spec)
         self.scope = LedgerScope(None, self.prices)
         if any(part is not None and not has_aforward(part) for part in self.parts.values()):
@@ -143,13 +138,9 @@ class PartWorker:
         with ("result", value, failure). Each batch is one object the driver receives: fewer means less of its CPU.
         `endpoint`: the index of the endpoint the driver chose for the task (several endpoints), while it is healthy."""
         queue: asyncio.Queue = asyncio.Queue()
-        token = _events.set((queue, asyncio.get_running_loop()))
-        preferred = preferred_endpoint.set(endpoint)
-        try:
-            task = asyncio.ensure_future(self._run(kind, stage_name, inputs, queue))
-        finally:
-            preferred_endpoint.reset(preferred)
-            _events.reset(token)
+        lm = copy.copy(self.lm).attach_budget(CallEvents(queue, asyncio.get_running_loop()), self.role, None)
+        lm.preferred_endpoint = endpoint  # this task's LM: its calls' events on its queue, to the driver's endpoint
+        task = asyncio.ensure_future(self._run(lm, kind, stage_name, inputs, queue))
         try:
             while True:
                 batch = [await queue.get()]
@@ -165,11 +156,13 @@ class PartWorker:
                 with contextlib.suppress(BaseException):
                     await task
 
-    async def _run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], queue: asyncio.Queue) -> tuple:
+    async def _run(
+        self, lm: Any, kind: str, stage_name: str | None, inputs: dict[str, Any], queue: asyncio.Queue
+    ) -> tuple:
         part = self.parts[kind]
         try:
             return await guarded_call(
-                self.lm, self.adapter, self.scope, [], lambda: acall_part(part, self.executor, **inputs), stage_name
+                lm, self.adapter, self.scope, [], lambda: acall_part(part, self.executor, **inputs), stage_name
             )
         finally:
             queue.put_nowait(_DONE)
