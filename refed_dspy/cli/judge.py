@@ -46,7 +46,9 @@ def _cmd_judge_run(args: argparse.Namespace) -> int:
 
 
 def _say_judged(s: Any) -> None:
-    """The lines a judging ends with (`s`: its JudgeSummary): what was judged, the scores, the calls and the cost."""
+    """The lines a judging ends with (`s`: its JudgeSummary): what was judged, the scores, the calls and the cost, and
+    what the provider's rate limits did to it."""
+    from refed_dspy.engine.window import rate_limit_line
     from refed_dspy.ledger.usage import tier_text
     from refed_dspy.store.records import self_preference_line
 
@@ -59,6 +61,9 @@ def _say_judged(s: Any) -> None:
         f"{s.improvement_loss_rate}  position bias {s.position_bias_rate}"
     )
     print(f"  {s.usage['calls']} judge calls, {cost}; rejects: {s.rejects or 'none'}")
+    limited = rate_limit_line(s.concurrency or {})
+    if limited:
+        print(f"  rate limits: {limited}")
     tiers = tier_text(s.usage)
     if tiers:
         print(f"  tiers: {tiers}")

@@ -67,7 +67,7 @@ async def arun_synthesis(
             references, report = read_seeds(record.seeds)
             log.info(report.line())
         if servers:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
-            line = await off_loop(eta_line, config, servers[0], references)
+            line = await off_loop(eta_line, config, servers[0], references, log.info)
             if line:
                 log.info(line)
         plan = SynthesisPlan(

@@ -507,6 +507,7 @@ def estimate(
     say: Callable[[str], None] | None = None,
     earlier: bool = True,
     local_speed: bool = True,
+    waits: Callable[[str], None] | None = None,
 ) -> Estimate:
     """Calls, tokens and cost per stage and in total, online and in batch, with a range. No call of the run is made
     (for a local teacher that serves, a few tokens are asked of it to measure its speed: `local_speed`).
@@ -521,11 +522,13 @@ def estimate(
         local_speed: for a local teacher the command serves ([local]), time the run at the speed its server measures
             now, when it serves (else the time is said to be unknown until it does); and where no earlier run
             measured its replies, size them on what it writes to the run's prompts now (`local_replies`).
+        waits: hears the steps that ask the local model (they take seconds to minutes); None: `say`.
 
     Returns:
         The Estimate; its `replies` say the reply lengths assumed and where they come from.
     """
     say = say or (lambda _line: None)
+    waits = waits or say
     if references is None:
         say(f"reading the seeds ({config.seeds.source or 'the embedded seed set'})")
         references, _ = read_seeds(config.seeds)
@@ -538,7 +541,7 @@ def estimate(
     if runs:
         say(f"reply lengths of {model} measured on its earlier runs: {', '.join(runs)}")
     walked = min(walk_refs, len(references))
-    asked = local_replies(config, references, say) if local_speed and not measured else {}
+    asked = local_replies(config, references, waits) if local_speed and not measured else {}
     targets = {**{name: max(1, round(fmean(t))) for name, t in asked.items()}, **measured}
     lengths, tally, capped = _walked(config, references, walked, targets, say, adapter["mode"])
     counts = work_counts(config, len(references))
@@ -553,7 +556,7 @@ def estimate(
             total[key] += row[key]
     for row in [*stages.values(), total]:
         _cost(row, price, factor, tiers)
-    local = local_time(config, total, say) if local_speed else None
+    local = local_time(config, total, waits) if local_speed else None
     return Estimate(
         **{
             "model": model,
@@ -883,13 +886,19 @@ def seconds_for(total: dict[str, float], speed: Speed) -> float:
     return read / speed.prompt_per_s + total["completion_tokens"] / speed.completion_per_s
 
 
-def eta_line(config: Config, server: LocalServer, references: list[Reference] | None = None) -> str | None:
+def eta_line(
+    config: Config,
+    server: LocalServer,
+    references: list[Reference] | None = None,
+    waits: Callable[[str], None] | None = None,
+) -> str | None:
     """The line that says how long this run takes here (None when the estimate or the speed cannot be had): the
     estimate `refed estimate` makes while the local model serves (`server`: the one started for the run), its reply
     lengths and their source, and its speed measured now; `references`: the run's, when they are read already (else
-    [seeds] is read)."""
+    [seeds] is read); `waits` hears the steps that ask the model before it (seconds at a low load, minutes at a high
+    one)."""
     try:
-        est = estimate(config, references)
+        est = estimate(config, references, waits=waits)
     except RefedError as err:  # the run will say it better
         log.debug("no time estimate: %s", err)
         return None

@@ -6,6 +6,7 @@ line, resumable. How the window tells a limit from noise, on a simulated clock: 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from cli_helpers import lines, run_refed, sets
@@ -94,6 +95,22 @@ def test_a_cap_on_requests_in_flight_is_found(server_factory, tmp_path):
     assert window["cuts"] >= 1 and window["final_limit"] <= 16, window
     assert refused <= 0.25 * len(log), (refused, len(log), window)
     assert "the provider's limit cut the window" in format_summary(summary)
+
+
+def test_the_judge_finds_a_cap_too(server_factory, tmp_path):
+    """The judge's calls go through the same engine and window: judged at 40 in flight against a judge endpoint that
+    admits 6, the window is cut and few requests refused, and `refed judge run` says so."""
+    run = tmp_path / "run"
+    synthesize(load_config(None, run_overrides(server_factory(), run, 30, **{"synthesis.concurrency": 8})))
+    capped = server_factory(max_concurrency=6, retry_after_s=0.2, latency_s=0.05)
+    judge = {"judge.api_base": f"'{capped.api_base}'", "judge.api_key_env": "''", "judging.concurrency": 40}
+    code, out, err = run_refed("judge", "run", str(run), *sets(run_overrides(capped, run, 30, **judge)), timeout=300)
+    assert code == 0, err[-2000:]
+    summary = json.loads((run / "judge_summary.json").read_text())
+    window, log = summary["concurrency"], read_log(capped.cfg.log_path)
+    refused = sum(1 for e in log if e.get("status") == 429)
+    assert window["cuts"] >= 1 and window["final_limit"] <= 16 and refused <= 0.25 * len(log), (window, refused)
+    assert "rate limits: " in out and "the provider's limit cut the window" in out
 
 
 def test_a_stated_requests_per_minute_limit_paces_the_run(server_factory, tmp_path):
