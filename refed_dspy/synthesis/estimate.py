@@ -3,11 +3,13 @@
 The first units of the run are walked through the real programs with the real adapter, which formats
 every prompt as the run would (system message, fields, response_format); no LM is called: each reply is
 made up from the output's JSON schema, and read back by the adapter's own parser so that the next step gets inputs
-of the right shape. How long the replies are comes from one of three sources, which the estimate names beside the
+of the right shape. How long the replies are comes from one of four sources, which the estimate names beside the
 lengths (refed_dspy.synthesis.replies): a stage's replies are as long as this model's earlier runs measured them,
-where there are some; else the defaults make its text as long as the references suggest (a response as long as the
-references' responses, an instruction as long as theirs, other text a fixed prior), and the line offers
-`--pilot N` to measure them; a pilot's projection uses what the pilot measured. No reply is longer than the
+where there are some; else, for a local model the command serves while it serves, as long as it writes them now to
+the run's own prompts (`local_replies`: two references walked with the model answering each step); else the defaults
+make its text as long as the references suggest (a response as long as the references' responses, an instruction as
+long as theirs, other text a fixed prior); where no run measured them the line offers `--pilot N` to; a pilot's
+projection uses what the pilot measured. No reply is longer than the
 max_tokens its call is sent. Prompt tokens are counted
 with the model's tokenizer (LiteLLM's, offline), the response schema among them where the provider shows it to the
 model (it bills it as input, as bench/billed_tokens.py counts it); completion tokens are those of the made-up replies.
@@ -27,8 +29,8 @@ tier when the config asks for it), and in batch; the wall time of each way is se
 
 How long a run of this size takes here (`eta_line`), said before a run on a local model the command started itself:
 the tokens come from the run's own estimate, the same as `refed estimate` makes (the real prompts walked, no LM
-called, its reply lengths from the same source and said with it; the prompt prefixes llama.cpp keeps between calls
-are not read again); the speed is this machine's, now: requests the size of the run's mean call asked of the server
+called, its reply lengths from the same source and said with it, the model's own replies to the run's prompts where no
+run measured them; the prompt prefixes llama.cpp keeps between calls are not read again); the speed is this machine's, now: requests the size of the run's mean call asked of the server
 with all its slots busy (`local_server.measure_speed`, `probe_sizes`). Those requests are a check of the server,
 before the run: not the run's calls, and not in its ledger. `refed estimate` for such a teacher says the same
 (`local_text`) while the model serves, and while it does not, that its time is not known until it does: no assumed
@@ -510,7 +512,8 @@ def estimate(
     waits: Callable[[str], None] | None = None,
 ) -> Estimate:
     """Calls, tokens and cost per stage and in total, online and in batch, with a range. No call of the run is made
-    (for a local teacher that serves, a few tokens are asked of it to measure its speed: `local_speed`).
+    (a local teacher that serves is asked the run's prompts of two references and a few tokens to measure its speed:
+    `local_speed`).
 
     Args:
         config: the synthesis config to estimate.
