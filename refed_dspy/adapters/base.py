@@ -31,6 +31,7 @@ from refed_dspy.adapters.layout import stable_prompt
 from refed_dspy.adapters.wording import input_notes, reminder, reply_format, task_text, told_schema
 from refed_dspy.clients.boundary import CallBoundary
 from refed_dspy.clients.calls import CallTag
+from refed_dspy.clients.lm_routing import route_of
 
 _MAX_ENTRIES = 256
 _ECHO_CHARS = 8000  # of a bad reply, shown back to the LM in a repair turn
@@ -44,10 +45,17 @@ except ImportError:  # pragma: no cover - a DSPy without the marker has no warni
         return contextlib.nullcontext()
 
 
-def handed(lm: Any, tag: CallTag) -> dict[str, Any]:
-    """What the call of `lm` is handed besides its request: the adapter's tag, where refed's call boundary takes it
-    (another LM is called as DSPy calls it)."""
-    return {"refed_tag": tag} if isinstance(lm, CallBoundary) else {}
+def handed(lm: Any, tag: CallTag, method: str) -> tuple[Any, dict[str, Any]]:
+    """The LM whose `method` ("__call__" or "acall") the adapter's call goes to, and what it is handed besides its
+    request: refed's call boundary takes the adapter's tag. An LM not behind the boundary whose calls the run counts on
+    a twin (refed_dspy.clients.lm_routing: DSPy's own call methods route it there) is called through the twin, which
+    takes the tag; another is called as DSPy calls it."""
+    if not isinstance(lm, CallBoundary):
+        twin = route_of(lm) if getattr(type(lm), method) is getattr(dspy.BaseLM, method) else None
+        if twin is None:
+            return lm, {}
+        lm = twin
+    return lm, {"refed_tag": tag}
 
 
 def describe_parse_error(err: AdapterParseError) -> str:
@@ -285,7 +293,8 @@ class RepairingAdapter:
         while True:
             tag = CallTag(repair=repair, stable=stable)
             with adapter_message_call(lm, messages):
-                outputs = lm(messages=messages, **kwargs, **handed(lm, tag))
+                target, handing = handed(lm, tag, "__call__")
+                outputs = target(messages=messages, **kwargs, **handing)
             try:
                 messages, kwargs, repair = exchange.send((outputs, tag))
             except StopIteration as done:
@@ -305,7 +314,8 @@ class RepairingAdapter:
         while True:
             tag = CallTag(repair=repair, stable=stable)
             with adapter_message_call(lm, messages):
-                outputs = await lm.acall(messages=messages, **kwargs, **handed(lm, tag))
+                target, handing = handed(lm, tag, "acall")
+                outputs = await target.acall(messages=messages, **kwargs, **handing)
             try:
                 messages, kwargs, repair = exchange.send((outputs, tag))
             except StopIteration as done:

@@ -305,9 +305,14 @@ class CallBoundary:
             checkpoint("answer_paid", answered[-1].stage)
         return outputs
 
+    def notes(self) -> set[str]:
+        """What this LM has learnt of its endpoint and warned of, once: a shallow copy made after this is first asked
+        shares them (a Ray worker's LM of each task)."""
+        return self.__dict__.setdefault("_refed_notes", set())
+
     def _say_once(self, what: str, text: str) -> None:
         """Warn once per LM about a kind of thing it does not report."""
-        said = self.__dict__.setdefault("_refed_said", set())
+        said = self.notes()
         if what not in said:
             said.add(what)
             log.warning("warning: %s: the LM '%s' %s", self.role, self.model, text)
@@ -354,8 +359,8 @@ class CallBoundary:
         reply = read_reply(entry, self._stage_now(), str(self.model), _elapsed(), tag is not None and tag.repair)
         info = reply.info
         if reply.understood:
-            self.__dict__["_refed_understood"] = True
-        elif not self.__dict__.get("_refed_understood"):
+            self.notes().add("understood")
+        elif "understood" not in self.notes():
             # the first replies carry neither text nor usage: the endpoint speaks another format than the client's
             self._record(CallInfo(stage=info.stage, model=self.model, seconds=info.seconds, tokens_unknown=True))
             raise ReplyFormatError("the endpoint's reply carries no text and no token usage")

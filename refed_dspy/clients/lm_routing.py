@@ -169,7 +169,7 @@ def scope_in_settings() -> LedgerScope | None:
     return dspy.settings.get(SETTINGS_KEY)
 
 
-def _route(lm: Any) -> Any | None:
+def route_of(lm: Any) -> Any | None:
     """The LM to call instead of `lm` in the caller's scope (None: `lm` itself, and outside every scope)."""
     scope = current_scope()
     return scope.route(lm) if scope is not None else None
@@ -205,12 +205,12 @@ def _route_dspy_calls() -> None:
 
     @functools.wraps(base_call)
     def __call__(self, *args, **kwargs):  # noqa: N807 - the method it stands in front of
-        other = _route(self)
+        other = route_of(self)
         return base_call(self, *args, **kwargs) if other is None else other(*args, **kwargs)
 
     @functools.wraps(base_acall)
     async def acall(self, *args, **kwargs):
-        other = _route(self)
+        other = route_of(self)
         return await (base_acall(self, *args, **kwargs) if other is None else other.acall(*args, **kwargs))
 
     _dspy_calls = (base_call, base_acall)

@@ -52,13 +52,13 @@ more pieces of work than `batch.max_in_flight` wait at once.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import itertools
 import json
 import logging
 import math
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -272,7 +272,7 @@ class _Walk:
     stage measured (refed_dspy.synthesis.replies), which the made-up replies of that stage are sized to; `cap`: the
     output limit the calls are sent, which no reply exceeds (the stages where one would have are kept in `capped`).
     `ask`: a model to put each prompt to instead (a local one, `local_replies`): its reply goes on where the adapter
-    can read it, and the tokens it wrote are kept by stage in `asked`."""
+    can read it."""
 
     def __init__(
         self,
@@ -287,7 +287,6 @@ class _Walk:
         self.adapter, self.model, self.lengths, self.tally = adapter, model, lengths, tally
         self.targets, self.cap, self.ask = targets or {}, cap, ask
         self.capped: set[str] = set()
-        self.asked: dict[str, list[int]] = defaultdict(list)
         self.work = "sample"
         self.variants = itertools.count()  # the made-up replies' texts, from the first for every walk
 
@@ -310,7 +309,6 @@ class _Walk:
         )
         real = self.ask(messages, kwargs) if self.ask is not None else None
         if real is not None:
-            self.asked[current_stage()].append(real.tokens)
             read = _read(exchange, real.text)
             if read is not None:
                 return read
@@ -410,7 +408,7 @@ def _walk(
     """Run the first `k` references' feedback, units and samples through the parts of the program the run would
     execute (its compiled `synthesis.program` included), as the runner calls them; no LM is called (but `ask`'s,
     where given). The replies of a stage in `targets` are as long as it says; none is longer than the teacher's
-    output limit. Returns the walk: the stages whose replies were cut to that limit, what `ask` wrote."""
+    output limit. Returns the walk (its `capped`: the stages whose replies were cut to that limit)."""
     method = METHODS.get(config.synthesis.method)
     parts = parts_of(resolve_program(config, method)[0].program)
     syn = config.synthesis
@@ -917,11 +915,12 @@ ASKED_REFERENCES = 2  # the references a local model is asked the run's prompts 
 
 def local_replies(config: Config, references: list[Reference], say: Callable[[str], None]) -> dict[str, list[int]]:
     """For a teacher the command serves itself ([local]) while it serves: the tokens each call it is asked writes, by
-    stage, asked
-    now the prompts of `ASKED_REFERENCES` references' way through the run's program (feedback, then a unit from it,
-    then a sample from that: each step on the model's own reply where the adapter can read it), the references at
-    once; {} for any other teacher, or when it does not answer. A small model writes far shorter replies than good
-    references, and its stages' lengths differ in their own ways (SmolLM2: drafts of 35 tokens, improvements of 284)."""
+    stage, asked now the prompts of `ASKED_REFERENCES` references' way through the run's program (feedback, then a
+    unit from it, then a sample from that: each step on the model's own reply where the adapter can read it), the
+    references at once, in daemon threads (a stop is not held up by them); {} for any other teacher, or when it does
+    not answer. A reply that breaks a later step ends its walk there, with what was asked so far. A small model writes
+    far shorter replies than good references, and its stages' lengths differ in their own ways (SmolLM2: drafts of 35
+    tokens, improvements of 284)."""
     urls = served_roles(config.local, {"teacher": config.teacher})
     if not urls or not references or not listening(url := next(iter(urls))):
         return {}
@@ -931,21 +930,29 @@ def local_replies(config: Config, references: list[Reference], say: Callable[[st
         f"asking the local model at {url} the {config.synthesis.method} prompts of {len(refs)} references, to see how "
         "long it writes at each stage"
     )
+    tokens: dict[str, list[int]] = defaultdict(list)
+    lock = threading.Lock()
 
     def ask(messages: list[dict[str, Any]], kwargs: dict[str, Any]) -> Reply | None:
-        return sample_reply(url, messages, {**settings, **kwargs})
+        reply = sample_reply(url, messages, {**settings, **kwargs})
+        if reply is not None:
+            with lock:
+                tokens[current_stage()].append(reply.tokens)
+        return reply
 
-    def one(ref: Reference) -> dict[str, list[int]]:
+    def one(ref: Reference) -> None:
         model = config.teacher.model
         lengths = Lengths(count_tokens(model, ref.response), count_tokens(model, ref.instruction))
-        return _walk(config, [ref], lengths, Tally(), 1, {}, ask).asked
+        try:
+            _walk(config, [ref], lengths, Tally(), 1, {}, ask)
+        except Exception as err:  # noqa: BLE001 - the model's reply broke a later step: the lengths so far stand
+            log.debug("the walk on the local model's replies stopped: %s", err)
 
-    with concurrent.futures.ThreadPoolExecutor(len(refs)) as pool:
-        walks = list(pool.map(one, refs))
-    tokens: dict[str, list[int]] = defaultdict(list)
-    for asked in walks:
-        for name, written in asked.items():
-            tokens[name] += written
+    walks = [threading.Thread(target=one, args=(ref,), daemon=True, name="refed-ask-local") for ref in refs]
+    for walk in walks:
+        walk.start()
+    for walk in walks:
+        walk.join()
     return dict(tokens)
 
 

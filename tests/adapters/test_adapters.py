@@ -338,3 +338,22 @@ def test_a_loaded_program_asks_exactly_what_the_program_asked(server_factory):
         sent = len(read_log(srv.cfg.log_path))
         loaded(**inputs, feedback="Be brief.")
     assert sent == 2 and len(read_log(srv.cfg.log_path)) == sent  # the loaded program's asks came from the cache
+
+
+def test_the_adapter_s_tag_reaches_the_twin_a_run_counts_a_user_s_lm_on():
+    """A user's dspy.LM inside a run is counted on a twin behind the call boundary: the adapter calls the twin, handing
+    it the tag (a repair flag, the prompt's repeated part, the CallInfo back); outside a run, the LM as it is, with
+    nothing handed; an LM behind the boundary takes the tag itself."""
+    from refed_dspy.adapters.base import handed
+    from refed_dspy.clients.boundary import CallBoundary, bounded
+    from refed_dspy.clients.calls import CallTag
+    from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
+
+    users = dspy.LM("openai/gpt-4o-mini", api_key="k")
+    tag = CallTag(repair=True)
+    assert handed(users, tag, "acall") == (users, {})
+    with ledger_scope(LedgerScope()):
+        twin, handing = handed(users, tag, "acall")
+        assert isinstance(twin, CallBoundary) and twin is not users and handing == {"refed_tag": tag}
+    own = bounded(users, "teacher")
+    assert handed(own, tag, "__call__") == (own, {"refed_tag": tag})

@@ -6,6 +6,7 @@ loop once per event, so its batches are smaller)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import dspy
 import pytest
@@ -55,6 +56,38 @@ def test_a_call_s_start_is_sent_while_it_is_in_flight_and_events_go_in_batches(p
         assert len(batches) == 3, [[e[0] for e in b] for b in batches]  # one object per event: 7
     value, failure = batches[-1][-1][1:]
     assert failure is None and value.better_answer
+
+
+class Looks(dspy.Module):
+    """A part that keeps the LM each task runs with, and calls none."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    async def aforward(self, question):
+        self.seen.append(dspy.settings.lm)
+        return dspy.Prediction(answer=question)
+
+
+def test_each_task_runs_with_an_lm_of_its_own_that_prefers_the_driver_s_endpoint(server_factory, tmp_path):
+    """The driver's choice of endpoint and the task's events travel on the task's own LM (a shallow copy of the
+    worker's): the worker's LM is left as it was, and what an LM learns once is shared by the copies."""
+    spec = load_config(None, run_overrides(server_factory(), tmp_path / "run", 1)).teacher
+    looks = Looks()
+    worker = PartWorker(spec, "teacher", {"sample": looks}, max_connections=4, prices=None)
+    worker.load(CachePlan(None, "", str(tmp_path / "cache"), client=False), direct=True)
+
+    async def task(endpoint):
+        return [batch async for batch in worker.run("sample", "respond", {"question": "q"}, endpoint)]
+
+    asyncio.run(task(1))
+    asyncio.run(task(None))
+    first, second = looks.seen
+    assert (first.preferred_endpoint, second.preferred_endpoint, worker.lm.preferred_endpoint) == (1, None, None)
+    assert first.budget is not second.budget and worker.lm.budget is None
+    assert first.notes() is second.notes() is worker.lm.notes()
+    assert copy.deepcopy(first.budget) is first.budget  # a part that deep-copies its LM keeps its task's events
 
 
 def test_a_worker_that_dies_before_it_starts_is_one_line_not_a_traceback():

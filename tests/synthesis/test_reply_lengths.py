@@ -223,6 +223,26 @@ def test_a_reply_the_adapter_cannot_read_is_counted_and_the_walk_goes_on(monkeyp
     assert e.replies.tokens == WRITES and set(asked) == set(WRITES)
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no traceback either
+def test_a_reply_that_breaks_a_later_step_ends_that_walk_not_the_command(monkeypatch, tmp_path):
+    """Instructions the contract takes and the program then cleans away ("1.", "-") leave the sample step nothing to
+    answer: that walk ends there, the lengths asked so far stand, the rest keep the defaults."""
+    config = _local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True, writes=WRITES)
+    model = estimate_module.sample_reply
+
+    def emptied(url, messages, settings):
+        reply = model(url, messages, settings)
+        if current_stage() != "synthesize":
+            return reply
+        value = json.loads(reply.text)
+        return Reply(json.dumps({k: ["1."] * len(v) if isinstance(v, list) else v for k, v in value.items()}), 85)
+
+    monkeypatch.setattr(estimate_module, "sample_reply", emptied)
+    e = estimate(config)
+    assert e.replies.source["feedback"] == "asked" and e.replies.source["synthesize"] == "asked"
+    assert e.replies.source["generate"] == "default" and e.replies.source["improve"] == "default"
+
+
 def test_an_earlier_run_s_lengths_are_not_asked_again(monkeypatch, tmp_path):
     asked: list[tuple] = []
     config = _local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True, writes=WRITES, asked=asked)

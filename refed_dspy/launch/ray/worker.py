@@ -58,6 +58,9 @@ class CallEvents:
     def __init__(self, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop):
         self.queue, self.loop = queue, loop
 
+    def __deepcopy__(self, memo: dict) -> CallEvents:
+        return self  # one task's events, whatever copies its LM (a part that deep-copies its modules)
+
     def open_call(
         self,
         role: str,
@@ -122,6 +125,7 @@ class PartWorker:
             dspy.cache = RemoteRunCache(cache.server, import_ray())
         lm = build_lm(self.spec, self.role, num_retries=0, max_connections=self.max_connections)
         self.lm = bounded(lm, self.role)
+        self.lm.notes()  # made now: the LM of each task (a shallow copy) shares what it learns and warns of once
         self.adapter = build_adapter(self.spec)
         self.scope = LedgerScope(None, self.prices)
         if any(part is not None and not has_aforward(part) for part in self.parts.values()):
