@@ -99,8 +99,8 @@ def test_a_cap_on_requests_in_flight_is_found(server_factory, tmp_path):
 
 def test_the_judge_finds_a_cap_too(server_factory, tmp_path):
     """The judge's calls go through the same engine and window: judged at 40 in flight against a judge endpoint that
-    admits 6, the window is cut and, once it is, few requests are refused (measured: every 429 in the first third of
-    the requests, none in the second half), and `refed judge run` says so."""
+    admits 6, the window is cut and, once it is, few requests are refused (measured over four runs: 0 to 6 of the
+    later half's ~117, the window probing just above the cap), and `refed judge run` says so."""
     run = tmp_path / "run"
     synthesize(load_config(None, run_overrides(server_factory(), run, 60, **{"synthesis.concurrency": 16})))
     capped = server_factory(max_concurrency=6, retry_after_s=0.2, latency_s=0.05)
@@ -111,7 +111,7 @@ def test_the_judge_finds_a_cap_too(server_factory, tmp_path):
     window, log = summary["concurrency"], read_log(capped.cfg.log_path)
     later = log[len(log) // 2 :]  # the first 40 went out before any reply: the burst's refusals are the cap's finding
     refused_later = sum(1 for e in later if e.get("status") == 429)
-    assert window["cuts"] >= 1 and window["final_limit"] <= 16 and refused_later <= 0.05 * len(later), (window, later)
+    assert window["cuts"] >= 1 and window["final_limit"] <= 16 and refused_later <= 0.1 * len(later), (window, later)
     assert "rate limits: " in out and "the provider's limit cut the window" in out
 
 
