@@ -68,7 +68,7 @@ _OPTIMIZER_PACKAGES = ("dspy.propose", "dspy.teleprompt")  # where DSPy's optimi
 class CallUnderWay:
     """One request under way here, from `_begin` to `_end`: its LM (a call it makes to itself inside is the same
     call), when it began, the service tier it asks for (None: none named) and whether it falls back from flex, the
-    tag the adapter that makes it handed it (its repair flag; it is given the CallInfo), its
+    tag the adapter that makes it handed it (its repair flag and cacheable prompt part; it is given the CallInfo), its
     replies that reached update_history (none: the LM answered without handing DSPy its reply, through its own
     __call__ or with dspy.settings.disable_history), and what its ledger opened for it ([ledger, ticket]), settled
     once when it is over."""
