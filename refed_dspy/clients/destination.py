@@ -18,8 +18,11 @@ The same decision is said early for an LM object (a user's dspy.LM, a logged pro
 `check_lm_key`, as refed_dspy.providers.keys says it for a config section, for the endpoint the LM's client was given
 (`endpoint_of`; the launch, the ledger's routing and a run's provenance read it too).
 
-`install()` puts the check in place (idempotent; refed_dspy.clients.boundary calls it when it is imported, so every
-process that builds or bounds an LM, Ray's workers included, has it).
+Every LM build_lm makes sends through engines of its own whose transport checks each request (`CheckedTransport`,
+under whatever rewrites a request on its way), so the LM refuses what it must not send whether or not the clients
+below are checked. `install()` puts the check in those clients too (idempotent; refed_dspy.clients.boundary calls it
+when it is imported, so every process that builds or bounds an LM, Ray's workers included, has it): for the routes
+that do not yet pass a transport of refed's (LiteLLM's clients, a user's LM, batch clients, the Hub).
 """
 
 from __future__ import annotations
@@ -96,6 +99,26 @@ def refusal_in(err: BaseException) -> KeyProviderError | None:
     words = str(err)
     with _lock:
         return next((refusal for text, refusal in _refusals.items() if text in words), None)
+
+
+class CheckedTransport:
+    """An lm15 HTTP transport (sync or async, as `inner` is) that checks each request (`check_request`) as it goes to
+    `inner`, the transport that sends it: below whatever rewrites a request on its way (an endpoint spread, a prompt
+    cache), so the URL checked is the one the bytes go to, whatever proxy carries them."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def stream(self, request: Any) -> Any:
+        check_request(*_lm15(self.inner, request))
+        return self.inner.stream(request)
+
+    def copy(self) -> CheckedTransport:
+        """A fresh transport of the same kind (lm15 asks for one when the original was closed)."""
+        return CheckedTransport(self.inner.copy())
+
+    def __getattr__(self, name: str) -> Any:  # what else lm15 asks of its transport (close, aclose, max_connections)
+        return getattr(self.inner, name)
 
 
 # ---- the clients ---------------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """The LM of a role, built from its config section (`build_lm`), its price, and how its requests reach the wire.
 
 `RefedLM` is DSPy's LM behind refed's call boundary (refed_dspy.clients.boundary). build_lm reads and checks the
-section's key (refed_dspy.providers.keys), makes the LM, and gives it engines and HTTP transports of its own where the
-stage or the provider needs them.
+section's key (refed_dspy.providers.keys), makes the LM, and gives it engines and HTTP transports of its own wherever
+DSPy's own client serves the model.
 
 Engines (`wide_engines`): DSPy's own native (lm15) engines built as DSPy would, but with a connection pool as wide as
 the stage's concurrency (DSPy's is fixed at 100 an LM), the async one made for each event loop that calls the LM
-(`LoopEngines`: an lm15 pool is confined to the loop that made it). Under them, the transports: several endpoints of
+(`LoopEngines`: an lm15 pool is confined to the loop that made it). Under them, the transports: the one that sends
+checks each request's destination (refed_dspy.clients.destination.CheckedTransport); above it, several endpoints of
 one model behind one LM (`EndpointSpread`), and a prompt whose repeated part the provider is asked to cache
 (`PromptCacheTransport`, by what the adapter said of the call: refed_dspy.clients.prompt_cache).
 
@@ -35,6 +36,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -44,13 +46,14 @@ import dspy
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, TransportRequest
 
 from refed_dspy.clients.boundary import CallBoundary, endpoint_asked, stable_under_way
+from refed_dspy.clients.destination import CheckedTransport
 from refed_dspy.clients.generation_watch import GenerationWatch, watched_host
 from refed_dspy.clients.prompt_cache import CacheAskingRequest
 from refed_dspy.clients.rate_limits import RateLimitReader, RateLimits
 from refed_dspy.config.lm import CLIENT_REACH, LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
-from refed_dspy.providers.keys import check_key
+from refed_dspy.providers.keys import check_key, environment_endpoint
 from refed_dspy.providers.prices import Price
 from refed_dspy.providers.registry import provider_for
 
@@ -84,16 +87,17 @@ def build_lm(
     """Build the LM for one role. Reads the key from the environment; never stores it elsewhere.
 
     `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
-    it retries itself, with an adaptive window). `max_connections` (synthesis and judging pass their
-    concurrency) gives the LM its own engine with a pool that wide, where DSPy's native engine serves
-    the model; it also skips DSPy's per-call engine selection. Where it cannot, and the pool asked for
-    is wider than DSPy's, a warning says that the calls beyond DSPy's pool will wait. `wrap` (a function of the
+    it retries itself, with an adaptive window). Where DSPy's own client (lm15) serves the model, the LM has engines
+    of its own, whose transports check each request's destination (refed_dspy.clients.destination.CheckedTransport);
+    an endpoint the environment gives the client (OPENAI_BASE_URL) is given to it as the LM's api_base.
+    `max_connections` (synthesis and judging pass their concurrency) makes their pool that wide (DSPy's: 100). Where
+    DSPy serves the model through LiteLLM instead, and the pool asked for is wider than DSPy's, a warning says that the
+    calls beyond DSPy's pool will wait. `wrap` (a function of the
     HTTP transport returning another) carries the LM's async calls another way (provider batches: to their API).
     Several `spec.api_base` endpoints are reached through an EndpointSpread, kept on the LM as `endpoint_spread`. A
     model DSPy does not serve natively can take neither (ConfigError). `api_base` is given the form of the client DSPy
     picks for the model (`fit_api_base`). Where the model's provider caches prompts on a request's word and
-    `spec.prompt_cache` is on, the LM has engines of its own whatever it is built for (an optimization's LMs, an
-    experiment's, a metric's judge), and they ask it to cache each prompt's repeated part (PromptCacheTransport); the
+    `spec.prompt_cache` is on, its engines ask it to cache each prompt's repeated part (PromptCacheTransport); the
     async one is made for each event loop that calls the LM. Where the LM has engines of its own and its endpoints are
     on the user's machine or network, the async one does not cut off a reply the server is still writing
     (refed_dspy.clients.generation_watch).
@@ -117,11 +121,13 @@ def build_lm(
         raise ConfigError(problem)
     kwargs = spec.lm_kwargs(num_retries, role=role)
     key = check_key(spec, role)
-    if key is None and spec.api_base:
+    provider = provider_for(spec.model)
+    if not spec.api_base and (given := environment_endpoint(provider, os.environ)) is not None:
+        kwargs["api_base"] = given  # said to the client, not left for LiteLLM to read (the key's check read it too)
+    if key is None and kwargs.get("api_base"):
         key = "unused"  # OpenAI-compatible clients insist on some key
     if key is not None:
         kwargs["api_key"] = key
-    provider = provider_for(spec.model)
     spread = None
     if len(spec.endpoints) > 1 and wrap is None:
         # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
@@ -129,8 +135,6 @@ def build_lm(
         wrap = spread.wrap
     lm = fit_api_base(_made(spec, role, kwargs))  # api_base in the client's form
     cache = cache_provider(spec, provider)
-    if max_connections is None and wrap is None and cache is None:
-        return lm
     limits = RateLimits()
     engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache, generation_watch(spec), limits)
     if engines is None and wrap is not None:
@@ -263,11 +267,10 @@ def wide_engines(
     part. None when DSPy would not use its native engine for this model (LiteLLM fallback, declared providers): then
     the LM keeps DSPy's choice."""
     try:
-        from dspy.clients.backend_selection import select_backend
         from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
         from dspy.lm15 import RouterConfig
 
-        sel = select_backend(lm, {})
+        sel = _selected(lm)
         if not sel.native or sel.resolution is None or getattr(sel.resolution, "declared", False):
             return None
         provider, clients = sel.resolution.provider, sel.clients
@@ -281,16 +284,17 @@ def wide_engines(
         def asking(engine: Any, own: type) -> Any:
             return _ask_to_cache(engine, own, cache) if cache is not None else engine
 
-        def transport() -> Any:  # the async HTTP transport lm15 would build, its requests heard at the wire
-            inner: Any = StdlibAsyncTransport(**config.transport_kwargs())  # and under the watch when there is one
-            inner = RateLimitReader(inner, limits) if limits is not None else inner
+        def transport() -> Any:  # the async HTTP transport lm15 would build, each request checked as it leaves,
+            inner: Any = CheckedTransport(StdlibAsyncTransport(**config.transport_kwargs()))  # heard at the wire
+            inner = RateLimitReader(inner, limits) if limits is not None else inner  # and under the watch if any
             return watch(inner) if watch is not None else inner
 
         def async_engine() -> Any:
-            own = config if watch is None and limits is None else RouterConfig(**common, transport=transport())
+            own = RouterConfig(**common, transport=transport())
             return asking(AsyncLM15Engine(own, model_type=lm.model_type), StdlibAsyncTransport)
 
-        sync_engine = asking(LM15Engine(config, model_type=lm.model_type), StdlibTransport)
+        checked = RouterConfig(**common, transport=CheckedTransport(StdlibTransport(**config.transport_kwargs())))
+        sync_engine = asking(LM15Engine(checked, model_type=lm.model_type), StdlibTransport)
         if wrap is not None:
             wrapped = RouterConfig(**common, transport=wrap(transport()))
             return sync_engine, asking(AsyncLM15Engine(wrapped, model_type=lm.model_type), StdlibAsyncTransport)
@@ -493,8 +497,22 @@ def fit_api_base(lm: Any) -> Any:
 def _served_natively(lm: Any) -> bool:
     """DSPy serves `lm` with its own client (lm15) rather than LiteLLM."""
     try:
-        from dspy.clients.backend_selection import select_backend
-
-        return bool(select_backend(lm, {}).native)
+        return bool(_selected(lm).native)
     except Exception:  # noqa: BLE001 - DSPy internals moved, or a model lm15 does not know: LiteLLM's convention
         return False
+
+
+def _selected(lm: Any) -> Any:
+    """DSPy's choice of client for `lm` (its BackendSelection). An LM given its endpoint is served by DSPy's own client
+    where that client serves its model and settings, though DSPy would hand it to LiteLLM for an endpoint variable of
+    the environment (OPENAI_BASE_URL: DSPy keeps such a gateway for an LM told of no endpoint; this one was told)."""
+    from dspy.clients.backend_selection import select_backend
+    from dspy.lm15 import UnknownModelError, UnsupportedFeatureError
+
+    chosen = select_backend(lm, {})
+    if chosen.native or not (lm.kwargs.get("api_base") or lm.kwargs.get("base_url")):
+        return chosen
+    try:
+        return select_backend(lm.copy(engine="lm15"), {})
+    except (UnknownModelError, UnsupportedFeatureError):
+        return chosen

@@ -442,6 +442,12 @@ def _set_endpoints(serving: Provider, environ: Mapping[str, str]) -> list[str]:
     return [environ[name].strip() for name in serving.endpoint_variables if environ.get(name, "").strip()]
 
 
+def environment_endpoint(serving: Provider, environ: Mapping[str, str]) -> str | None:
+    """The endpoint a client of a model `serving` serves takes from the environment when a config gives no api_base
+    (the first of `_set_endpoints`, LiteLLM's order: OPENAI_BASE_URL before OPENAI_API_BASE); None: its own."""
+    return next(iter(_set_endpoints(serving, environ)), None)
+
+
 @dataclass(frozen=True)
 class KeyRoute:
     """Where a config's key goes, decided before any call: the variable that holds it (None: no key), the endpoints

@@ -7,8 +7,11 @@ check that lets a key through makes the run succeed and the proxy's log hold the
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import subprocess
+import sys
 
 import dspy
 import pytest
@@ -289,6 +292,55 @@ def test_the_http_layer_stops_what_the_config_check_missed(proxy, server_factory
         synthesize(load_config(None, over))
     assert "api.groq.com" in str(err.value) and "$OPENAI_API_KEY" in str(err.value)
     assert proxy.holding(OPENAI_KEY) == [], proxy.dump()
+
+
+WITHOUT_THE_PROCESS_CHECK = """
+import asyncio, json, sys
+import refed_dspy.clients.destination as destination
+import refed_dspy.providers.keys as keys
+
+destination.install = lambda: frozenset()  # no HTTP client of the process checks: only the LM's own transport
+keys.key_refusal = lambda *a: None  # nor the config's check (an entrance nobody thought of)
+if sys.argv[1] == "unchecked":  # the control: the LM's transport lets every request through
+    destination.CheckedTransport.stream = lambda self, request: self.inner.stream(request)
+from refed_dspy.clients.lm import build_lm
+from refed_dspy.config import LMSpec
+
+spec = LMSpec(model="openai/llama-3.1-8b-instant", api_key_env="OPENAI_API_KEY", num_retries=0)
+said = {}
+for name, lm in (("held", build_lm(spec)), ("stage", build_lm(spec, num_retries=0, max_connections=8))):
+    lm.cache = False
+    for way, call in (("sync", lambda: lm("hi")), ("async", lambda: asyncio.run(lm.acall("hi")))):
+        try:
+            call()
+            said[f"{name} {way}"] = "answered"
+        except Exception as err:
+            said[f"{name} {way}"] = "refused" if destination.refusal_in(err) else repr(err)[:300]
+print(json.dumps(said))
+"""
+
+
+@pytest.mark.parametrize("transport", ["checked", "unchecked"])
+def test_the_lm_s_own_transport_refuses_what_nothing_else_checked(proxy, transport):
+    """An LM build_lm makes (an optimization's, and a stage's with its wide pool), with OPENAI_BASE_URL pointing its
+    key at api.groq.com, and neither the process's HTTP clients nor the config checking: the LM's own transport
+    refuses each request, sync and async, and the proxy carries none. The control, that transport's check taken out:
+    the same calls reach the proxy with the key."""
+    env = {**os.environ, "OPENAI_BASE_URL": "http://api.groq.com/openai/v1"}
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_PROCESS_CHECK, transport],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    said = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else done.stderr[-3000:]
+    if transport == "checked":
+        assert said == dict.fromkeys(["held sync", "held async", "stage sync", "stage async"], "refused"), said
+        assert proxy.carried == [], proxy.dump()
+    else:
+        assert set(said.values()) == {"answered"}, said
+        assert {c.host for c in proxy.holding(OPENAI_KEY)} == {"api.groq.com"} and len(proxy.carried) == 4
 
 
 def test_no_key_in_the_environment_slows_nothing_down():
