@@ -20,9 +20,10 @@ The same decision is said early for an LM object (a user's dspy.LM, a logged pro
 
 Every LM build_lm makes sends through engines of its own whose transport checks each request (`CheckedTransport`,
 under whatever rewrites a request on its way), so the LM refuses what it must not send whether or not the clients
-below are checked. `install()` puts the check in those clients too (idempotent; refed_dspy.clients.boundary calls it
+below are checked; refed's batch clients check each of their requests in their httpx client's request hook
+(`check_httpx_request`). `install()` puts the check in those clients too (idempotent; refed_dspy.clients.boundary calls it
 when it is imported, so every process that builds or bounds an LM, Ray's workers included, has it): for the routes
-that do not yet pass a transport of refed's (LiteLLM's clients, a user's LM, batch clients, the Hub).
+that do not yet pass a transport of refed's (LiteLLM's clients, a user's LM, the Hub).
 """
 
 from __future__ import annotations
@@ -119,6 +120,12 @@ class CheckedTransport:
 
     def __getattr__(self, name: str) -> Any:  # what else lm15 asks of its transport (close, aclose, max_connections)
         return getattr(self.inner, name)
+
+
+async def check_httpx_request(request: Any) -> None:
+    """An httpx AsyncClient's request event hook (`event_hooks={"request": [check_httpx_request]}`): each request
+    checked as it is sent, after its auth is set, a redirect's too."""
+    check_request(*_httpx(None, request))
 
 
 # ---- the clients ---------------------------------------------------------------------------------------------------

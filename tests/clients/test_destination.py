@@ -295,52 +295,57 @@ def test_the_http_layer_stops_what_the_config_check_missed(proxy, server_factory
 
 
 WITHOUT_THE_PROCESS_CHECK = """
-import asyncio, json, sys
+import asyncio, json, os, sys
 import refed_dspy.clients.destination as destination
 import refed_dspy.providers.keys as keys
 
-destination.install = lambda: frozenset()  # no HTTP client of the process checks: only the LM's own transport
+destination.install = lambda: frozenset()  # no HTTP client of the process checks: only refed's own clients
 keys.key_refusal = lambda *a: None  # nor the config's check (an entrance nobody thought of)
-if sys.argv[1] == "unchecked":  # the control: the LM's transport lets every request through
-    destination.CheckedTransport.stream = lambda self, request: self.inner.stream(request)
+if sys.argv[1] == "unchecked":  # the control: refed's own clients let every request through
+    destination.check_request = lambda *a: None
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec
+from refed_dspy.launch.batch.api import client_for_spec
 
 spec = LMSpec(model="openai/llama-3.1-8b-instant", api_key_env="OPENAI_API_KEY", num_retries=0)
-said = {}
+batches = client_for_spec(
+    spec.model_copy(update={"api_base": "http://api.groq.com/openai/v1"}), os.environ["OPENAI_API_KEY"], "teacher"
+)
+calls = {"batch client": lambda: asyncio.run(batches.status("batch_1"))}
 for name, lm in (("held", build_lm(spec)), ("stage", build_lm(spec, num_retries=0, max_connections=8))):
     lm.cache = False
-    for way, call in (("sync", lambda: lm("hi")), ("async", lambda: asyncio.run(lm.acall("hi")))):
-        try:
-            call()
-            said[f"{name} {way}"] = "answered"
-        except Exception as err:
-            said[f"{name} {way}"] = "refused" if destination.refusal_in(err) else repr(err)[:300]
+    calls[f"{name} sync"] = lambda lm=lm: lm("hi")
+    calls[f"{name} async"] = lambda lm=lm: asyncio.run(lm.acall("hi"))
+said = {}
+for name, call in calls.items():
+    try:
+        call()
+        said[name] = "sent"
+    except Exception as err:
+        said[name] = "refused" if destination.refusal_in(err) else "sent: " + repr(err)[:200]
 print(json.dumps(said))
 """
 
 
-@pytest.mark.parametrize("transport", ["checked", "unchecked"])
-def test_the_lm_s_own_transport_refuses_what_nothing_else_checked(proxy, transport):
+@pytest.mark.parametrize("check", ["on", "off"])
+def test_refed_s_own_clients_refuse_what_nothing_else_checked(proxy, check):
     """An LM build_lm makes (an optimization's, and a stage's with its wide pool), with OPENAI_BASE_URL pointing its
-    key at api.groq.com, and neither the process's HTTP clients nor the config checking: the LM's own transport
-    refuses each request, sync and async, and the proxy carries none. The control, that transport's check taken out:
-    the same calls reach the proxy with the key."""
+    key at api.groq.com, and a batch client toward it, with neither the process's HTTP clients nor the config checking:
+    the LMs' own transport and the batch client's request hook refuse each request (sync and async), and the proxy
+    carries none. The control, their check taken out: the same five requests reach the proxy with the key."""
     env = {**os.environ, "OPENAI_BASE_URL": "http://api.groq.com/openai/v1"}
+    way = "checked" if check == "on" else "unchecked"
     done = subprocess.run(
-        [sys.executable, "-c", WITHOUT_THE_PROCESS_CHECK, transport],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+        [sys.executable, "-c", WITHOUT_THE_PROCESS_CHECK, way], capture_output=True, text=True, env=env, timeout=300
     )
-    said = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else done.stderr[-3000:]
-    if transport == "checked":
-        assert said == dict.fromkeys(["held sync", "held async", "stage sync", "stage async"], "refused"), said
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    if check == "on":
+        assert set(said.values()) == {"refused"} and len(said) == 5, said
         assert proxy.carried == [], proxy.dump()
     else:
-        assert set(said.values()) == {"answered"}, said
-        assert {c.host for c in proxy.holding(OPENAI_KEY)} == {"api.groq.com"} and len(proxy.carried) == 4
+        assert "refused" not in said.values(), said
+        assert {c.host for c in proxy.holding(OPENAI_KEY)} == {"api.groq.com"} and len(proxy.carried) == 5
 
 
 def test_no_key_in_the_environment_slows_nothing_down():

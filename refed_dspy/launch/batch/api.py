@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from refed_dspy.clients.destination import check_httpx_request
 from refed_dspy.launch.batch.store import StoredResult
 from refed_dspy.providers.base import BatchAPI
 from refed_dspy.providers.registry import batch_provider
@@ -62,7 +63,7 @@ class _Client:
         self.base = base_url.rstrip("/")
         self.headers = headers
         self.query = query  # where the provider wants one: ?api-version=...
-        self.http = httpx.AsyncClient(timeout=timeout)
+        self.http = httpx.AsyncClient(timeout=timeout, event_hooks={"request": [check_httpx_request]})  # keys checked
 
     def url(self, path: str) -> str:
         sep = "&" if "?" in path else "?"
