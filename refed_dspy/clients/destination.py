@@ -18,12 +18,12 @@ The same decision is said early for an LM object (a user's dspy.LM, a logged pro
 `check_lm_key`, as refed_dspy.providers.keys says it for a config section, for the endpoint the LM's client was given
 (`endpoint_of`; the launch, the ledger's routing and a run's provenance read it too).
 
-Every LM build_lm makes sends through engines of its own whose transport checks each request (`CheckedTransport`,
-under whatever rewrites a request on its way), so the LM refuses what it must not send whether or not the clients
-below are checked; refed's batch clients check each of their requests in their httpx client's request hook
+An LM on engines of refed's (refed_dspy.clients.lm.wide_engines: a stage's, a prompt-caching one's) sends through a
+transport that checks each request (`CheckedTransport`, under whatever rewrites a request on its way), so it refuses
+what it must not send whether or not the clients below are checked; refed's batch clients check each of their requests in their httpx client's request hook
 (`check_httpx_request`). `install()` puts the check in those clients too (idempotent; refed_dspy.clients.boundary calls it
 when it is imported, so every process that builds or bounds an LM, Ray's workers included, has it): for the routes
-that do not yet pass a transport of refed's (LiteLLM's clients, a user's LM, the Hub).
+that do not yet pass a transport of refed's (DSPy's own engines, LiteLLM's clients, a user's LM, the Hub).
 """
 
 from __future__ import annotations

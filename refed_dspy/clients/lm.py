@@ -1,8 +1,8 @@
 """The LM of a role, built from its config section (`build_lm`), its price, and how its requests reach the wire.
 
 `RefedLM` is DSPy's LM behind refed's call boundary (refed_dspy.clients.boundary). build_lm reads and checks the
-section's key (refed_dspy.providers.keys), makes the LM, and gives it engines and HTTP transports of its own wherever
-DSPy's own client serves the model.
+section's key (refed_dspy.providers.keys), makes the LM, and gives it engines and HTTP transports of its own where the
+stage or the provider needs them.
 
 Engines (`wide_engines`): DSPy's own native (lm15) engines built as DSPy would, but with a connection pool as wide as
 the stage's concurrency (DSPy's is fixed at 100 an LM), the async one made for each event loop that calls the LM
@@ -87,17 +87,18 @@ def build_lm(
     """Build the LM for one role. Reads the key from the environment; never stores it elsewhere.
 
     `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
-    it retries itself, with an adaptive window). Where DSPy's own client (lm15) serves the model, the LM has engines
-    of its own, whose transports check each request's destination (refed_dspy.clients.destination.CheckedTransport);
-    an endpoint the environment gives the client (OPENAI_BASE_URL) is given to it as the LM's api_base.
-    `max_connections` (synthesis and judging pass their concurrency) makes their pool that wide (DSPy's: 100). Where
-    DSPy serves the model through LiteLLM instead, and the pool asked for is wider than DSPy's, a warning says that the
-    calls beyond DSPy's pool will wait. `wrap` (a function of the
+    it retries itself, with an adaptive window). An endpoint the environment gives the client (OPENAI_BASE_URL) is
+    given to it as the LM's api_base. `max_connections` (synthesis and judging pass their concurrency) gives the LM
+    engines of its own with a pool that wide, where DSPy's own client (lm15) serves the model; their transports check
+    each request's destination (refed_dspy.clients.destination.CheckedTransport). Where DSPy serves the model through
+    LiteLLM instead, and the pool asked for is wider than DSPy's, a warning says that the calls beyond DSPy's pool will
+    wait. `wrap` (a function of the
     HTTP transport returning another) carries the LM's async calls another way (provider batches: to their API).
     Several `spec.api_base` endpoints are reached through an EndpointSpread, kept on the LM as `endpoint_spread`. A
     model DSPy does not serve natively can take neither (ConfigError). `api_base` is given the form of the client DSPy
     picks for the model (`fit_api_base`). Where the model's provider caches prompts on a request's word and
-    `spec.prompt_cache` is on, its engines ask it to cache each prompt's repeated part (PromptCacheTransport); the
+    `spec.prompt_cache` is on, the LM has engines of its own whatever it is built for (an optimization's LMs, an
+    experiment's, a metric's judge), and they ask it to cache each prompt's repeated part (PromptCacheTransport); the
     async one is made for each event loop that calls the LM. Where the LM has engines of its own and its endpoints are
     on the user's machine or network, the async one does not cut off a reply the server is still writing
     (refed_dspy.clients.generation_watch).
@@ -135,6 +136,8 @@ def build_lm(
         wrap = spread.wrap
     lm = fit_api_base(_made(spec, role, kwargs))  # api_base in the client's form
     cache = cache_provider(spec, provider)
+    if max_connections is None and wrap is None and cache is None:
+        return lm  # DSPy's own engine: an LM on engines of refed's cannot yet be deep-copied, pickled or saved
     limits = RateLimits()
     engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache, generation_watch(spec), limits)
     if engines is None and wrap is not None:
