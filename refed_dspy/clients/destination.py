@@ -20,10 +20,11 @@ The same decision is said early for an LM object (a user's dspy.LM, a logged pro
 
 An LM on engines of refed's (refed_dspy.clients.lm.wide_engines: a stage's, a prompt-caching one's) sends through a
 transport that checks each request (`CheckedTransport`, under whatever rewrites a request on its way), so it refuses
-what it must not send whether or not the clients below are checked; refed's batch clients check each of their requests in their httpx client's request hook
-(`check_httpx_request`). `install()` puts the check in those clients too (idempotent; refed_dspy.clients.boundary calls it
-when it is imported, so every process that builds or bounds an LM, Ray's workers included, has it): for the routes
-that do not yet pass a transport of refed's (DSPy's own engines, LiteLLM's clients, a user's LM, the Hub).
+what it must not send whether or not the clients below are checked; refed's batch clients check each of their
+requests in their httpx client's request hook (`check_httpx_request`). `install()` puts the check in those clients
+too (idempotent; refed_dspy.clients.boundary calls it when it is imported, so every process that builds or bounds an
+LM, Ray's workers included, has it), for the routes that do not yet pass a client of refed's: DSPy's own engines,
+LiteLLM's clients, a user's LM, the Hub.
 """
 
 from __future__ import annotations

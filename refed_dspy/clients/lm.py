@@ -92,8 +92,8 @@ def build_lm(
     engines of its own with a pool that wide, where DSPy's own client (lm15) serves the model; their transports check
     each request's destination (refed_dspy.clients.destination.CheckedTransport). Where DSPy serves the model through
     LiteLLM instead, and the pool asked for is wider than DSPy's, a warning says that the calls beyond DSPy's pool will
-    wait. `wrap` (a function of the
-    HTTP transport returning another) carries the LM's async calls another way (provider batches: to their API).
+    wait. `wrap` (a function of the HTTP transport returning another) carries the LM's async calls another way
+    (provider batches: to their API).
     Several `spec.api_base` endpoints are reached through an EndpointSpread, kept on the LM as `endpoint_spread`. A
     model DSPy does not serve natively can take neither (ConfigError). `api_base` is given the form of the client DSPy
     picks for the model (`fit_api_base`). Where the model's provider caches prompts on a request's word and
