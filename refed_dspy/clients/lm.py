@@ -134,10 +134,12 @@ def build_lm(
         # several endpoints need DSPy's own client: each is given the form it takes (Provider.native_base)
         spread = EndpointSpread([provider.native_base(url) for url in spec.endpoints])
         wrap = spread.wrap
-    lm = fit_api_base(_made(spec, role, kwargs))  # api_base in the client's form
+    lm = _made(spec, role, kwargs)
     cache = cache_provider(spec, provider)
     if max_connections is None and wrap is None and cache is None:
-        return lm  # DSPy's own engine: an LM on engines of refed's cannot yet be deep-copied, pickled or saved
+        # DSPy's own engine (an LM on engines of refed's cannot yet be deep-copied, pickled or saved)
+        return fit_api_base(lm)  # api_base in the form of the client DSPy picks for it
+    fit_api_base(lm, own_engines=True)  # ... in the form of the client its engines will be
     limits = RateLimits()
     engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache, generation_watch(spec), limits)
     if engines is None and wrap is not None:
@@ -482,14 +484,15 @@ class _Routed:
         return await self.inner_cm.__aexit__(*exc)
 
 
-def fit_api_base(lm: Any) -> Any:
+def fit_api_base(lm: Any, own_engines: bool = False) -> Any:
     """Give a dspy.LM's `api_base` (if any) the form the client DSPy picks for it expects: lm15's
-    (`Provider.native_base`), or LiteLLM's (`Provider.host_form`). Returns `lm`, changed in place."""
+    (`Provider.native_base`), or LiteLLM's (`Provider.host_form`); `own_engines`: the client of the engines
+    `wide_engines` will build for it instead. Returns `lm`, changed in place."""
     kwargs = getattr(lm, "kwargs", None)
     base = (kwargs or {}).get("api_base")
     if not isinstance(base, str):
         return lm
-    native = _served_natively(lm)  # by the client settings it carries, whatever form its api_base has
+    native = _served_natively(lm, own_engines)  # by the client settings it carries, whatever form its api_base has
     serving = provider_for(str(lm.model))
     if not (serving.base_suffixes or serving.native_path):  # its api_base is passed on as written, to any client
         return lm
@@ -497,23 +500,27 @@ def fit_api_base(lm: Any) -> Any:
     return lm
 
 
-def _served_natively(lm: Any) -> bool:
-    """DSPy serves `lm` with its own client (lm15) rather than LiteLLM."""
+def _served_natively(lm: Any, own_engines: bool = False) -> bool:
+    """DSPy serves `lm` with its own client (lm15) rather than LiteLLM: as DSPy picks for it, or (`own_engines`) on the
+    engines `wide_engines` builds for it (`_selected`)."""
+    from dspy.clients.backend_selection import select_backend
+
     try:
-        return bool(_selected(lm).native)
+        return bool((_selected(lm) if own_engines else select_backend(lm, {})).native)
     except Exception:  # noqa: BLE001 - DSPy internals moved, or a model lm15 does not know: LiteLLM's convention
         return False
 
 
 def _selected(lm: Any) -> Any:
-    """DSPy's choice of client for `lm` (its BackendSelection). An LM given its endpoint is served by DSPy's own client
-    where that client serves its model and settings, though DSPy would hand it to LiteLLM for an endpoint variable of
-    the environment (OPENAI_BASE_URL: DSPy keeps such a gateway for an LM told of no endpoint; this one was told)."""
+    """The client of the engines refed builds for `lm` (a BackendSelection): DSPy's choice, except that an LM given its
+    endpoint is served by DSPy's own client where that client serves its model and settings, though DSPy would hand it
+    to LiteLLM for an endpoint variable of the environment (OPENAI_BASE_URL: DSPy keeps such a gateway for an LM told
+    of no endpoint; this one was told). An engine named on the LM is kept."""
     from dspy.clients.backend_selection import select_backend
     from dspy.lm15 import UnknownModelError, UnsupportedFeatureError
 
     chosen = select_backend(lm, {})
-    if chosen.native or not (lm.kwargs.get("api_base") or lm.kwargs.get("base_url")):
+    if chosen.native or lm.engine != "auto" or not (lm.kwargs.get("api_base") or lm.kwargs.get("base_url")):
         return chosen
     try:
         return select_backend(lm.copy(engine="lm15"), {})

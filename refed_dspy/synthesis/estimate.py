@@ -9,8 +9,8 @@ where there are some; else, for a local model the command serves while it serves
 the run's own prompts (`local_replies`: two references walked with the model answering each step); else the defaults
 make its text as long as the references suggest (a response as long as the references' responses, an instruction as
 long as theirs, other text a fixed prior); where no run measured them the line offers `--pilot N` to; a pilot's
-projection uses what the pilot measured. No reply is longer than the
-max_tokens its call is sent. Prompt tokens are counted
+projection uses what the pilot measured. No reply is longer than the max_tokens its call is sent. Prompt tokens are
+counted
 with the model's tokenizer (LiteLLM's, offline), the response schema among them where the provider shows it to the
 model (it bills it as input, as bench/billed_tokens.py counts it); completion tokens are those of the made-up replies.
 
@@ -30,9 +30,10 @@ tier when the config asks for it), and in batch; the wall time of each way is se
 How long a run of this size takes here (`eta_line`), said before a run on a local model the command started itself:
 the tokens come from the run's own estimate, the same as `refed estimate` makes (the real prompts walked, no LM
 called, its reply lengths from the same source and said with it, the model's own replies to the run's prompts where no
-run measured them; the prompt prefixes llama.cpp keeps between calls are not read again); the speed is this machine's, now: requests the size of the run's mean call asked of the server
-with all its slots busy (`local_server.measure_speed`, `probe_sizes`). Those requests are a check of the server,
-before the run: not the run's calls, and not in its ledger. `refed estimate` for such a teacher says the same
+run measured them; the prompt prefixes llama.cpp keeps between calls are not read again); the speed is this
+machine's, now: requests the size of the run's mean call asked of the server with all its slots busy
+(`local_server.measure_speed`, `probe_sizes`). Those requests are a check of the server, before the run: not the run's
+calls, and not in its ledger. `refed estimate` for such a teacher says the same
 (`local_text`) while the model serves, and while it does not, that its time is not known until it does: no assumed
 speed stands in for this machine's.
 
