@@ -121,9 +121,10 @@ def start_refed_server(args: list[str], url_pattern: str) -> tuple:
     return proc, found.group(1)
 
 
-# A capped server's latency, as a provider's: at tens of milliseconds a busy client's count of its requests at the wire
-# lags the server's by more than a request takes, and the trend that tells a cap from noise is lost in that lag.
-CAPPED_LATENCY_S = 0.25
+# The latency of a server whose 429s the window judges, as a provider's: at tens of milliseconds a busy client's count
+# of its requests at the wire lags the server's by more than a request takes, and the trend that tells a cap from noise
+# is lost in that lag (a cap missed, random refusals taken for one).
+PROVIDER_LATENCY_S = 0.25
 
 
 def run_overrides(server, run_dir, size: int, **extra) -> list[str]:

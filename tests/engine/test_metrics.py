@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_refed, sets
-from conftest import CAPPED_LATENCY_S, run_overrides
+from conftest import PROVIDER_LATENCY_S, run_overrides
 from loopback_server import read_log
 from prometheus_helpers import Prometheus, free_port
 
@@ -280,7 +280,7 @@ def test_the_endpoint_answers_only_to_its_own_host(host, status):
 
 
 def test_events_say_each_state_change_and_stay_bounded(server_factory, tmp_path):
-    srv = server_factory(max_concurrency=6, retry_after_s=0.05, latency_s=CAPPED_LATENCY_S)
+    srv = server_factory(max_concurrency=6, retry_after_s=0.05, latency_s=PROVIDER_LATENCY_S)
     run = tmp_path / "run"
     extra = {"synthesis.concurrency": 48, "teacher.num_retries": 3}
     synthesize(load_config(None, run_overrides(srv, run, 60, **extra)))

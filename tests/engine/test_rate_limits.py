@@ -10,7 +10,7 @@ import json
 
 import pytest
 from cli_helpers import lines, run_refed, sets
-from conftest import CAPPED_LATENCY_S, run_overrides
+from conftest import PROVIDER_LATENCY_S, run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
@@ -77,7 +77,7 @@ def _complete_run(srv, tmp_path, size: int, concurrency: int) -> tuple[dict, lis
 def test_random_429s_keep_the_window(server_factory, tmp_path):
     """20% of requests refused at random: every sample written once, the window kept (a chance cut at most; halving on
     each window that met a 429 took it to 1 or 2), the refusals taken as noise, and the summary says so."""
-    srv = server_factory(rate_429=0.2, retry_after_s=0.2, latency_s=0.02)
+    srv = server_factory(rate_429=0.2, retry_after_s=0.2, latency_s=PROVIDER_LATENCY_S)
     summary, _, _ = _complete_run(srv, tmp_path, 60, 16)
     window = summary["concurrency"]
     assert window["rate_limited"] > 10 and window["taken_as_noise"] >= window["rate_limited"] - 16
@@ -89,7 +89,7 @@ def test_a_cap_on_requests_in_flight_is_found(server_factory, tmp_path):
     """A server that admits 6 requests in flight and refuses above, run at 40: the window is cut to the cap and kept
     near it, so that few requests are refused (without the cut most were: every free slot above the cap refused at
     once, again and again)."""
-    srv = server_factory(max_concurrency=6, retry_after_s=0.2, latency_s=CAPPED_LATENCY_S)
+    srv = server_factory(max_concurrency=6, retry_after_s=0.2, latency_s=PROVIDER_LATENCY_S)
     summary, log, refused = _complete_run(srv, tmp_path, 80, 40)
     window = summary["concurrency"]
     assert window["cuts"] >= 1 and window["final_limit"] <= 16, window
@@ -103,7 +103,7 @@ def test_the_judge_finds_a_cap_too(server_factory, tmp_path):
     later half's ~117, the window probing just above the cap), and `refed judge run` says so."""
     run = tmp_path / "run"
     synthesize(load_config(None, run_overrides(server_factory(), run, 60, **{"synthesis.concurrency": 16})))
-    capped = server_factory(max_concurrency=6, retry_after_s=0.2, latency_s=CAPPED_LATENCY_S)
+    capped = server_factory(max_concurrency=6, retry_after_s=0.2, latency_s=PROVIDER_LATENCY_S)
     judge = {"judge.api_base": f"'{capped.api_base}'", "judge.api_key_env": "''", "judging.concurrency": 40}
     code, out, err = run_refed("judge", "run", str(run), *sets(run_overrides(capped, run, 60, **judge)), timeout=300)
     assert code == 0, err[-2000:]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 from cli_helpers import refed, sets
-from conftest import CAPPED_LATENCY_S, run_overrides
+from conftest import PROVIDER_LATENCY_S, run_overrides
 from loopback_server import read_log
 
 from refed_dspy.cli import main
@@ -91,7 +91,7 @@ def test_retries_become_due_after_their_delay_only():
 
 
 def test_rate_limited_run_backs_off_instead_of_burning_retries(server_factory, tmp_path):
-    srv = server_factory(max_concurrency=6, retry_after_s=0.05, latency_s=CAPPED_LATENCY_S)
+    srv = server_factory(max_concurrency=6, retry_after_s=0.05, latency_s=PROVIDER_LATENCY_S)
     run = tmp_path / "run"
     summary = synthesize(
         load_config(None, run_overrides(srv, run, 60, **{"synthesis.concurrency": 48, "teacher.num_retries": 3}))
