@@ -47,6 +47,7 @@ _LAZY = {
     "build_report": "refed_dspy.quality.report",
     "score_source": "refed_dspy.quality.statistics",
     "export_run": "refed_dspy.export.run",
+    "train_student": "refed_dspy.training.fine_tune",
     "run_status": "refed_dspy.view.status",
 }
 
@@ -81,6 +82,7 @@ __all__ = [
     "run_status",
     "score_source",
     "synthesize",
+    "train_student",
 ]
 
 

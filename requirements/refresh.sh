@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes requirements/lock.txt, requirements/smollm2.txt and requirements/scorer.txt, the hashed files every install of record comes from.
+# Writes requirements/lock.txt, requirements/smollm2.txt, requirements/scorer.txt and requirements/train.txt, the hashed files every install of record comes from.
 # Run it after changing a dependency in pyproject.toml: pins that still fit their ranges are kept. Pass --upgrade to
 # take the newest releases each range admits. One uv version, so one pyproject gives one lock; PyPI is the index.
 set -euo pipefail
@@ -27,3 +27,9 @@ print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-
 ' | { cat; echo "$TORCH_BUILD"; } | "$tools/venv/bin/uv" pip compile --quiet --no-python-downloads --no-config \
     --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --find-links "$TORCH_CPU" \
     --custom-compile-command "bash requirements/refresh.sh" -c requirements/lock.txt - "$@" -o requirements/scorer.txt
+# the train extra (`refed train`) apart, installed beside the scorer's: its packages alone, --no-deps, for their
+# dependencies (torch, transformers, accelerate, safetensors, ...) are pinned in lock.txt and scorer.txt already
+"$tools/venv/bin/python" -c '
+import tomllib
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["train"]))
+' | "${uv[@]}" - --no-deps "$@" -o requirements/train.txt

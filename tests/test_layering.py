@@ -41,6 +41,7 @@ FLOORS = [
     {"synthesis"},
     {"quality"},
     {"optimizers"},
+    {"training"},
     {"experiments", "export"},
     {"view"},
     {"cli"},

@@ -20,6 +20,7 @@ from refed_dspy.cli import (
     maintenance,
     settings,
     synthesize,
+    training,
     view,
 )
 from refed_dspy.errors import FULL, RefedError, write_error
@@ -35,6 +36,7 @@ GROUPS = (
     judge.register,
     data.register,
     judge.register_score,
+    training.register,
     settings.register,
     experiment.register_optimize,
     experiment.register,

@@ -23,7 +23,8 @@ TICK_S = 1.0  # and at least once a second while the command runs
 UNKNOWN_WIDTH = 200  # a terminal that reports no width (a pseudo-terminal nobody sized) gets lines cut here
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A duration as a progress line shows it: 45s, 12m05s, 3h20m."""
     seconds = int(seconds)
     if seconds < 60:
         return f"{seconds}s"
@@ -214,7 +215,7 @@ class Progress:
     def line(self) -> str:
         """The status line: the stage, done/total, rate, ETA, calls, rejects, cost against the cap."""
         rate, left = self.rate(), self.total - self.done
-        eta = _duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
+        eta = duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
         projected = self.projected()
         cost = usd(self.cost) + (f" of {usd(self.cap_usd)} cap" if self.cap_usd is not None else "")
         cost += f", projected {usd(projected)} in all" if projected is not None else ""
@@ -222,7 +223,7 @@ class Progress:
         return (
             (f"{stage}; " if stage else "")
             + f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
-            f"{self.rejects} rejects, {cost} ({_duration(self._clock() - self.started)} elapsed)"
+            f"{self.rejects} rejects, {cost} ({duration(self._clock() - self.started)} elapsed)"
         )
 
     def projected(self) -> float | None:

