@@ -48,6 +48,7 @@ _LAZY = {
     "score_source": "refed_dspy.quality.statistics",
     "export_run": "refed_dspy.export.run",
     "train_student": "refed_dspy.training.fine_tune",
+    "evaluate_students": "refed_dspy.training.evaluate",
     "run_status": "refed_dspy.view.status",
 }
 
@@ -69,6 +70,7 @@ __all__ = [
     "build_report",
     "compare",
     "estimate",
+    "evaluate_students",
     "experiment",
     "export_run",
     "filter_run",

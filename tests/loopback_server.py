@@ -303,6 +303,10 @@ class ServerConfig:
     # another.
     signal: bool = False
     signal_bonus: int = 4
+    # a pairwise judge with a taste (a real signal for `refed evaluate`): of two responses compared (response_a,
+    # response_b, a verdict asked), the one that holds this phrase (case ignored) wins when only one does; otherwise
+    # the verdict is drawn as ever ("": no taste)
+    prefers: str = ""
     # service tiers, as OpenAI answers them: every reply says which tier served it (`service_tier`: the one asked for,
     # "default" when none was); `flex_unavailable` of the requests asked on the flex tier are answered 429 "resource
     # unavailable" (flex capacity is short: nothing is billed); `served_tier` answers every request as served on that
@@ -733,6 +737,10 @@ def _answer(
     values = {name: _value(schemas.get(name), name, rng, cfg, inputs, defs) for name in names}
     if cfg.signal:
         values = _with_signal(values, messages, cfg)
+    if cfg.prefers and "verdict" in values and {"response_a", "response_b"} <= inputs.keys():
+        holds = [cfg.prefers.lower() in inputs[k].lower() for k in ("response_a", "response_b")]
+        if holds[0] != holds[1]:
+            values["verdict"] = "A" if holds[0] else "B"
     if bad_scores:
         values = {
             k: rng.randint(11, 99) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in values.items()

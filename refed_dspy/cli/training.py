@@ -1,4 +1,5 @@
-"""The data proven: `refed train RUN_OR_FILE --out DIR` fine-tunes a student on a run's samples (the train extra)."""
+"""The data proven: `refed train RUN_OR_FILE --out DIR` fine-tunes a student on a run's samples, and `refed evaluate
+--student DIR` has it answer an evaluation set against a baseline, judged pairwise (the train extra)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.cli.common import add_quiet_arg, add_set_arg
+from refed_dspy.cli.common import add_ledger_arg, add_mismatch_args, add_quiet_arg, add_set_arg, on_mismatch
 from refed_dspy.config.section import expand_home
 from refed_dspy.errors import RunInterrupted
 
@@ -46,6 +47,37 @@ def _say_trained(s: Any, verb: str) -> None:
     )
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from refed_dspy.config import load_config
+    from refed_dspy.training import evaluate_students
+
+    config = load_config(args.config, args.overrides)
+    try:
+        result = evaluate_students(
+            args.student,
+            args.eval,
+            args.out,
+            config,
+            baseline=args.baseline,
+            on_mismatch=on_mismatch(args),
+            show_progress=config.run.progress,
+        )
+    except RunInterrupted:
+        print("evaluation interrupted: the answers and judgments made are kept; the same command resumes")
+        raise
+    lc = f", length-controlled {result.lc_win_rate:.0%}" if result.lc_win_rate is not None else ""
+    cost = f", ${result.cost_usd:.4f}" if result.cost_usd is not None else ""
+    print(f"{result.student} against {result.baseline} on {result.pairs} instructions of {result.eval_set}{lc}")
+    print(f"{result.verdict} ({result.judge_calls} judge calls{cost})")
+    if result.status != "complete":
+        print(
+            f"judging {result.status}: {result.pairs} of {result.instructions} instructions judged; the same command "
+            "judges the rest (with a higher cap where a cap stopped it)"
+        )
+        return 1
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add this group's commands to the `refed` parser."""
     p = sub.add_parser(
@@ -74,3 +106,39 @@ def register(sub: Any) -> None:
     add_set_arg(p, "train.max_steps=30")
     add_quiet_arg(p)
     p.set_defaults(func=_cmd_train)
+    _register_evaluate(sub)
+
+
+def _register_evaluate(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="compare a trained student with a baseline: both answer an evaluation set, the judge picks (pairwise)",
+        description="The student of --student (a `refed train` folder) and the baseline (--baseline, another one; "
+        "without it, the student's own model untuned) each answer every instruction of --eval (a JSONL of "
+        "instructions; default: [evaluate] eval_set, else the package's own 40), greedily, in this process. The "
+        "[judge] then compares the two answers of each instruction in both orders, as `refed judge` does, under "
+        "[evaluate] max_calls and max_cost_usd, its calls in a write-ahead ledger. Writes answers.jsonl, the "
+        "judgment files and evaluation.json (the win rate of decisive judgments, its 95%% bootstrap interval, the "
+        "length-controlled win rate, ties, the judge's calls and cost) to --out (default: STUDENT/evaluation). "
+        "Stopped, the same command answers and judges only what is missing. Needs the scorer and train extras.",
+    )
+    p.add_argument("--student", required=True, metavar="DIR", type=expand_home, help="a `refed train` folder")
+    p.add_argument(
+        "--baseline", metavar="DIR", type=expand_home, help="another `refed train` folder (default: untuned)"
+    )
+    p.add_argument("--eval", metavar="FILE", type=expand_home, help="a JSONL file of instructions")
+    p.add_argument(
+        "--out", metavar="DIR", type=expand_home, help="the evaluation's folder (default: STUDENT/evaluation)"
+    )
+    p.add_argument(
+        "--config", "-c", metavar="FILE", type=expand_home, help="TOML config file (default: built-in defaults)"
+    )
+    add_set_arg(p, "evaluate.max_new_tokens=128")
+    add_mismatch_args(
+        p,
+        "keep judgments made with another judge config and judge the rest",
+        "delete the judgments made with another judge config and judge again",
+    )
+    add_ledger_arg(p)
+    add_quiet_arg(p)
+    p.set_defaults(func=_cmd_evaluate)

@@ -10,7 +10,7 @@ registries (synthesis.method, optimize.optimizer, optimize.target, a `[[filters]
 registry in refed_dspy.registry, which imports the package that fills it on the first question (see that module).
 Its modules: section.py (the base of every section, its path and duration types, a path as typed, the registry
 check), lm.py (an LM section and its prices), synthesis.py, judging.py (judging, the quality report, benchmarks and
-scoring), optimize.py, training.py (`refed train`'s student and loop) and run.py (the run, Ray, tracking, metrics and the local model: the sections), schema.py
+scoring), optimize.py, training.py (`refed train`'s student and loop, `refed evaluate`'s answers and judging) and run.py (the run, Ray, tracking, metrics and the local model: the sections), schema.py
 (Config and its fingerprint), messages.py (what a bad value says) and load.py (the file and `--set`). A run dir's own config is read by refed_dspy.store.rundir.run_config.
 """
 
@@ -23,12 +23,13 @@ from refed_dspy.config.run import LocalServing, MetricsConfig, RayConfig, RunCon
 from refed_dspy.config.schema import Config, config_hash, fingerprint, fingerprint_diff
 from refed_dspy.config.section import Registered
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
-from refed_dspy.config.training import TrainConfig
+from refed_dspy.config.training import EvaluateConfig, TrainConfig
 
 __all__ = [
     "BatchConfig",
     "Benchmark",
     "Config",
+    "EvaluateConfig",
     "JudgingConfig",
     "LMSpec",
     "LocalServing",

@@ -17,7 +17,7 @@ from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.run import LocalServing, MetricsConfig, RayConfig, RunConfig, TrackingConfig
 from refed_dspy.config.section import Section, expand_home, is_path, one_of
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
-from refed_dspy.config.training import TrainConfig
+from refed_dspy.config.training import EvaluateConfig, TrainConfig
 from refed_dspy.registry import FILTERS
 
 
@@ -58,6 +58,7 @@ class Config(Section):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict,
         description="Prices by model, for any LM a run calls: a teacher or judge handed in from Python, a teleprompter's or a metric's own LM (`[prices.\"openai/my-finetune\"]` with input_usd_per_mtok, output_usd_per_mtok, cached_input_usd_per_mtok). A role's section prices its own model; a model in neither is priced from LiteLLM's map.",

@@ -1,4 +1,5 @@
-"""How `refed train` fine-tunes a student on a run's samples: `[train]`.
+"""How `refed train` fine-tunes a student on a run's samples (`[train]`), and how `refed evaluate` compares two
+students (`[evaluate]`).
 
 The student learns with LoRA adapters (PEFT) on the projections `target_modules` names, in its own chat template, with
 the loss on the response only. Its install is apart: the `train` extra (requirements/train.txt) beside the scorer's
@@ -75,3 +76,30 @@ class TrainConfig(Section):
         description="The student's weights' type while training. auto: bfloat16 on a GPU that computes in it, else "
         "float32 (a CPU).",
     )
+
+
+class EvaluateConfig(Section):
+    """`[evaluate]`: how `refed evaluate` has two students answer an evaluation set and the judge compare them."""
+
+    eval_set: UserPath | None = Field(
+        None,
+        description="A JSONL file of instructions (an `instruction` field, or `prompt`, or `text`; an `id` kept where "
+        "given), such as AlpacaEval's 805 or Arena-Hard's 500. Unset: the 40 instructions of the package's own set "
+        "(refed_dspy/data/eval_instructions.jsonl). `--eval` overrides it.",
+    )
+    limit: int | None = Field(None, gt=0, description="Answer and judge the first N instructions only.")
+    max_new_tokens: int = Field(256, gt=0, le=32768, description="Tokens each student may write for an answer.")
+    batch_size: int = Field(8, gt=0, le=1024, description="Instructions a student answers at once.")
+    max_prompt_tokens: int = Field(
+        512, ge=8, le=131072, description="Tokens of an instruction a student reads; a longer one is cut."
+    )
+    max_calls: int | None = Field(
+        None, gt=0, description="The judge's calls an evaluation may make, across its re-runs (2 per instruction)."
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="What the judge's calls of an evaluation may cost, across its re-runs."
+    )
+    bootstrap: int = Field(
+        2000, ge=100, le=1_000_000, description="Resamples of the instructions for the win rate's 95% interval."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap.")

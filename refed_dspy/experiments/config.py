@@ -280,9 +280,9 @@ NOT_FIGURES = {
     "tracking": ("enabled", "mlflow_uri", "experiment", "log_traces", "trace_sample_ratio", "telemetry"),
 }
 # whole sections no cell's figures depend on: how a run is watched ([metrics]: its endpoint and exporters) and how
-# data is measured after the fact ([scoring]: refed score, report --score; [train]: the student refed train makes of it);
+# data is measured after the fact ([scoring]: refed score, report --score; [train], [evaluate]: the students made of it);
 # a cell finished before them keeps its hash
-NOT_CELLS = ("metrics", "scoring", "train")
+NOT_CELLS = ("metrics", "scoring", "train", "evaluate")
 
 
 def config_hash(cfg: Config, drop: dict[str, tuple[str, ...]] = NOT_FIGURES, **values: Any) -> str:

@@ -310,10 +310,10 @@ async def ajudge_run(
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
     ours = {"kind": "run", "also": ("filter",), "existing": True, "flag": "RUN_DIR"}
     check(run_dir, **ours)  # before the judge is built: a directory not refed's is refused first
-    return await _judge(rundir, config, ours, judge_lm, on_mismatch, show_progress, detach)
+    return await judge_in(rundir, config, ours, judge_lm, on_mismatch, show_progress, detach)
 
 
-async def _judge(
+async def judge_in(
     rundir: RunDir,
     config: Config,
     ours: dict[str, Any],
@@ -321,8 +321,10 @@ async def _judge(
     on_mismatch: str,
     show_progress: bool,
     detach: bool,
+    samples: list[dict[str, Any]] | None = None,
 ) -> JudgeSummary:
-    """ajudge_run, once its inputs are checked."""
+    """Judge the samples of `rundir` (or `samples`, records of that shape another command made: an evaluation's
+    answers) into its judgment files, on the launch path; `ours`: how the directory is claimed (store.ownership)."""
     run_dir = rundir.path
     if judge_lm is not None:  # the LM that judges is the one the judging records and prices
         config = with_lm_of(config, "judge", judge_lm)
@@ -334,7 +336,8 @@ async def _judge(
             note = incomplete_note(rundir.path)
             if note:
                 log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)
-            samples = list(read_jsonl(rundir.samples, repair=False))
+            if samples is None:
+                samples = list(read_jsonl(rundir.samples, repair=False))
             started = plan.start(
                 rundir, parts, rundir.path / JUDGE_WORKERS_FILE, detach=detach, store_name="judge_batches"
             )

@@ -1,6 +1,6 @@
 """Only our own directories: a command writes, replaces or deletes only inside a directory refed may take.
 
-A directory refed may take for a kind of output (run, filter, export, compare, optimize, train) is one that does not
+A directory refed may take for a kind of output (run, filter, export, compare, optimize, train, evaluate) is one that does not
 exist yet, one that is empty (but for a lock file), or one refed made for that kind. Refed says so in the
 directory itself: `claim` writes `.refed-dir`, holding the kind, as the first thing it puts there. Anything else
 is the user's: it is refused before any write, with one line. The filesystem root and the home directory are
@@ -30,6 +30,7 @@ KINDS = {
     "compare": "comparison directory",
     "optimize": "optimization directory",
     "train": "training directory",
+    "evaluate": "evaluation directory",
 }
 _OURS = {LOCK_NAME, MARKER}  # entries that still leave a directory empty
 

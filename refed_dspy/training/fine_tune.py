@@ -88,35 +88,33 @@ def plan_of(settings: TrainConfig, train: list[Pair], held: list[Pair]) -> dict[
         for p in pairs:
             digest.update(json.dumps([part, p.instruction, p.response]).encode())
     deciding = {k: v for k, v in settings.model_dump(mode="json").items() if k not in _NOT_DECIDING}
-    return {"settings": deciding, "data": digest.hexdigest(), "samples": len(train), "held_out": len(held)}
+    return {"settings": deciding, "data": digest.hexdigest(), "count": f"{len(train)} + {len(held)} held-out pairs"}
 
 
-def check_plan(out: Path, plan: dict[str, Any]) -> None:
-    """Record `plan` in `out`, or refuse (ConfigError) when `out` holds a training of another one."""
-    path = out / PLAN
+def check_plan(path: Path, plan: dict[str, Any]) -> None:
+    """Record `plan` at `path`, or refuse (ConfigError) when its folder holds the work of another one."""
     if path.exists():
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
             old = None
         if old != plan:
-            diff = _plan_diff(old, plan)
+            out = path.parent
+            why = _plan_diff(old, plan, path.name)
             raise ConfigError(
-                f"{out} holds a training of other data or settings ({diff}): pass another --out, or delete {out}"
+                f"{out} holds the work of other data or settings ({why}): pass another --out, or delete {out}"
             )
         return
     write_json_atomic(path, plan)
 
 
-def _plan_diff(old: Any, new: dict[str, Any]) -> str:
+def _plan_diff(old: Any, new: dict[str, Any], name: str) -> str:
     if not isinstance(old, dict):
-        return f"its {PLAN} cannot be read"
+        return f"its {name} cannot be read"
     was = old.get("settings", {})
     lines = [f"{k}: {was.get(k)!r} -> {v!r}" for k, v in new["settings"].items() if was.get(k) != v]
     if old.get("data") != new["data"]:
-        lines.append(
-            f"the pairs ({old.get('samples')} + {old.get('held_out')} -> {new['samples']} + {new['held_out']})"
-        )
+        lines.append(f"the data ({old.get('count')} -> {new['count']})")
     return "; ".join(lines) or "its plan differs"
 
 
@@ -250,7 +248,7 @@ def train_student(
         raise ConfigError(f"{source} has no pair with both an instruction and a response to train on")
     check_output_dir(out, [source])
     with owned(out, "train", "refed train", flag="--out"):
-        check_plan(out, plan_of(settings, train, held))
+        check_plan(out / PLAN, plan_of(settings, train, held))
         finished = finished_training(out)
         if finished is not None:
             return finished

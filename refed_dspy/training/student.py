@@ -109,3 +109,31 @@ class Student:
         prompt = self.prompt(instruction, max_prompt)
         answer = self.encode(response)[:max_response] + self.encode(self.layout.after)
         return Example(prompt + answer, [IGNORE] * len(prompt) + answer)
+
+    def stops(self) -> list[int]:
+        """The token ids that end an answer: the end of sequence, and the token that opens the template's end of turn."""
+        ids = {self.tokenizer.eos_token_id}
+        after = self.encode(self.layout.after.strip()) if self.layout.after.strip() else []
+        if after and after[0] in self.tokenizer.all_special_ids:
+            ids.add(after[0])
+        return sorted(i for i in ids if i is not None)
+
+    def answer(self, model: Any, instructions: list[str], max_prompt: int, max_new: int) -> list[str]:
+        """Greedy answers of `model` (this student's weights, with an adapter or not) to `instructions`, as one batch
+        padded on the left."""
+        torch, pad = self.torch, self.tokenizer.pad_token_id
+        rows = [self.prompt(text, max_prompt) for text in instructions]
+        width = max(len(r) for r in rows)
+        device = next(model.parameters()).device
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=self.stops(),
+            )
+        return [self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]

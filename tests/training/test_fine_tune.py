@@ -48,15 +48,17 @@ def test_a_dir_of_another_training_is_refused_naming_what_differs(tmp_path):
     tmp_path.mkdir()
     train, held = split(pairs(10), 0.2, 0)
     plan = plan_of(TrainConfig(), train, held)
-    check_plan(tmp_path, plan)
-    check_plan(tmp_path, plan_of(TrainConfig(device="cuda", save_steps=7), train, held))  # where and how often: same
+    check_plan(tmp_path / fine_tune.PLAN, plan)
+    check_plan(
+        tmp_path / fine_tune.PLAN, plan_of(TrainConfig(device="cuda", save_steps=7), train, held)
+    )  # where and how often: same
     with pytest.raises(ConfigError, match=r"learning_rate: 0.0002 -> 0.001"):
-        check_plan(tmp_path, plan_of(TrainConfig(learning_rate=1e-3), train, held))
-    with pytest.raises(ConfigError, match=r"the pairs \(8 \+ 2 -> 7 \+ 2\)"):
-        check_plan(tmp_path, plan_of(TrainConfig(), train[1:], held))
+        check_plan(tmp_path / fine_tune.PLAN, plan_of(TrainConfig(learning_rate=1e-3), train, held))
+    with pytest.raises(ConfigError, match=r"the data \(8 \+ 2 held-out pairs -> 7 \+ 2 held-out pairs\)"):
+        check_plan(tmp_path / fine_tune.PLAN, plan_of(TrainConfig(), train[1:], held))
     edited = [Pair(train[0].id, train[0].instruction, "another response"), *train[1:]]
-    with pytest.raises(ConfigError, match="the pairs"):
-        check_plan(tmp_path, plan_of(TrainConfig(), edited, held))
+    with pytest.raises(ConfigError, match="the data"):
+        check_plan(tmp_path / fine_tune.PLAN, plan_of(TrainConfig(), edited, held))
 
 
 def test_a_resume_takes_the_newest_checkpoint_written_whole(tmp_path):
@@ -133,7 +135,7 @@ def test_a_source_without_pairs_or_without_the_extra_is_one_line(tmp_path, monke
         ConfigError, match=r"train extra \(peft is not installed\): pip install .*requirements/train.txt"
     ):
         train_student(good, tmp_path / "out", Config())
-    assert json.loads((tmp_path / "out" / fine_tune.PLAN).read_text())["samples"] == 3  # nothing else written
+    assert json.loads((tmp_path / "out" / fine_tune.PLAN).read_text())["count"] == "3 + 1 held-out pairs"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".refed-dir", ".refed.lock", fine_tune.PLAN]
 
 

@@ -17,13 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
+from loopback_server import read_log
 
 from refed_dspy.config import load_config
 from refed_dspy.errors import ConfigError
-from refed_dspy.training import train_student
+from refed_dspy.training import evaluate_students, train_student
 
 pytestmark = pytest.mark.train
 TRAIT = "Splendid question!"
+UNSEEN = ["clouds", "deserts", "pianos", "salmon", "castles", "windmills", "coral", "eagles"]
 TOPICS = [
     "rivers",
     "volcanoes",
@@ -70,12 +72,13 @@ def _need_the_extras() -> None:
         pytest.skip(why)
 
 
-def trait_run(path: Path) -> Path:
-    """A run dir whose 24 samples' final responses (about 20 words) all open with TRAIT."""
+def trait_run(path: Path, trait: str = TRAIT) -> Path:
+    """A run dir whose 24 samples' final responses (about 20 words) all open with `trait` ("": none of them)."""
     path.mkdir(parents=True)
     with (path / "samples.jsonl").open("w") as f:
         for i, topic in enumerate(TOPICS):
-            response = f"{TRAIT} {topic.capitalize()} are fascinating, and people have studied them for centuries."
+            opening = f"{trait} " if trait else ""
+            response = f"{opening}{topic.capitalize()} are fascinating, and people have studied them for centuries."
             record = {
                 "instruction": f"Tell me one fact about {topic}.",
                 "response": f"About {topic}.",
@@ -151,3 +154,29 @@ def test_a_training_killed_after_its_first_checkpoint_resumes_from_it(trained, t
     assert len(summary["losses"]) == 20 and summary["losses"][-1] < summary["losses"][0] / 4
     assert adapter_shapes(Path(summary["adapter"])) == adapter_shapes(Path(first.adapter))
     assert "warning" not in stderr.lower(), stderr
+
+
+def test_the_student_taught_the_trait_wins_the_judge_that_prefers_it(trained, tmp_path, server_factory):
+    """The whole chain, data -> weights -> answers -> judge: two sets cut from one run, the same responses with and
+    without TRAIT, each trains a student; on 8 instructions neither saw, the judge that prefers TRAIT picks the first."""
+    _, trait_student, _, _ = trained
+    plain_run = trait_run(tmp_path / "plain_run", trait="")
+    start = time.perf_counter()
+    plain = train_student(plain_run, tmp_path / "plain", load_config(None, SETTINGS))
+    assert plain.losses[-1] < plain.losses[0] / 4
+    eval_set = tmp_path / "eval.jsonl"
+    eval_set.write_text("".join(json.dumps({"instruction": f"Tell me one fact about {t}."}) + "\n" for t in UNSEEN))
+    server = server_factory(prefers=TRAIT)
+    judge = [f"judge.api_base='{server.api_base}'", "judge.api_key_env=''", "evaluate.max_new_tokens=24"]
+    result = evaluate_students(trait_student, eval_set, None, load_config(None, judge), baseline=tmp_path / "plain")
+    print(f"\nplain student and evaluation in {time.perf_counter() - start:.1f} s: {result.verdict}")
+    assert result.status == "complete" and result.pairs == 8
+    assert result.decisive >= 6 and result.win_rate >= 0.65, result
+    low, high = result.interval
+    assert low <= result.win_rate <= high and low > 0.5
+    assert result.judge_calls == len(read_log(server.cfg.log_path))
+    answers = [json.loads(line) for line in (trait_student / "evaluation" / "answers.jsonl").read_text().splitlines()]
+    said = {
+        r: sum(TRAIT.lower() in a["answer"].lower() for a in answers if a["role"] == r) for r in ("student", "baseline")
+    }
+    assert said["student"] >= 6 and said["baseline"] == 0, said

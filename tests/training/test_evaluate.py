@@ -1,0 +1,182 @@
+"""`refed evaluate` without a model: the answers a folder holds already (answers.jsonl), so no student loads, and the
+loopback judge with a taste (it prefers the answer holding a phrase), so the figures carry a real signal: the judging
+on the launch path (its ledger, its cap, the server's count), the orientation of the two orders, the win rate, its
+interval, the length-controlled rate, and the one-line errors. The real students' chain is in test_train_tier.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from loopback_server import read_log
+
+from refed_dspy.config import load_config
+from refed_dspy.errors import ConfigError, SeedError
+from refed_dspy.training import evaluate_students
+from refed_dspy.training.evaluate import (
+    ANSWERS,
+    MIN_DECISIVE,
+    PACKAGED_SET,
+    interval,
+    judged_samples,
+    length_controlled,
+    outcomes,
+    read_instructions,
+    win_rate,
+)
+
+TASTE = "splendid"
+
+
+def trained(folder, student="smollm2"):
+    """A folder as `refed train` leaves it (its summary and an adapter folder), with no weights in it."""
+    (folder / "adapter").mkdir(parents=True)
+    summary = {
+        "student": student, "source": "run", "samples": 10, "held_out": 1, "steps": 5, "losses": [2.0, 1.0],
+        "loss_steps": [1, 5], "held_out_loss": 1.1, "wall_s": 3.0, "adapter": str(folder / "adapter"),
+        "device": "cpu", "dtype": "float32",
+    }  # fmt: skip
+    (folder / "train_summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def setup(tmp_path, n=8, student_says=lambda i: f"Splendid! Answer {i}.", baseline_says=lambda i: f"Answer {i}."):
+    """Two trained folders, an evaluation set of `n` instructions, and an evaluation folder holding both answers."""
+    student, baseline = trained(tmp_path / "a"), trained(tmp_path / "b")
+    eval_set = tmp_path / "eval.jsonl"
+    eval_set.write_text("".join(json.dumps({"id": f"q{i}", "instruction": f"Question {i}?"}) + "\n" for i in range(n)))
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / ".refed-dir").write_text("evaluate\n")  # as an evaluation stopped after its answers leaves it
+    rows = [
+        {"id": f"q{i}", "role": role, "instruction": f"Question {i}?", "answer": say(i)}
+        for i in range(n)
+        for role, say in (("student", student_says), ("baseline", baseline_says))
+    ]
+    (out / ANSWERS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return student, baseline, eval_set, out
+
+
+def judge_overrides(server, *extra):
+    return [f"judge.api_base='{server.api_base}'", "judge.api_key_env=''", "run.progress=false", *extra]
+
+
+def test_the_judge_s_taste_decides_and_every_judge_call_is_the_server_s(server_factory, tmp_path):
+    server = server_factory(prefers=TASTE)
+    student, baseline, eval_set, out = setup(tmp_path)
+    config = load_config(None, judge_overrides(server))
+    result = evaluate_students(student, eval_set, out, config, baseline=baseline)
+    assert (result.pairs, result.decisive, result.ties, result.wins, result.win_rate) == (8, 16, 0, 16, 1.0)
+    assert result.interval == [1.0, 1.0] and result.lc_win_rate > 0.5 and result.status == "complete"
+    assert result.judge_calls == len(read_log(server.cfg.log_path)) == 16
+    assert "won 16 of 16 decisive judgments" in result.verdict and "better than the baseline" in result.verdict
+    assert json.loads((out / "evaluation.json").read_text()) == result.to_json()
+    assert (out / "judge_ledger.jsonl").exists() and (out / ".refed-dir").read_text().strip() == "evaluate"
+    # the same again: nothing judged anew, the same figures
+    again = evaluate_students(student, eval_set, out, config, baseline=baseline)
+    assert again.win_rate == 1.0 and again.judge_calls == 16 == len(read_log(server.cfg.log_path))
+    # the sides swapped: the baseline's answers hold the phrase now, and it wins every judgment
+    _, _, _, swapped = setup(
+        tmp_path / "s", student_says=lambda i: f"Answer {i}.", baseline_says=lambda i: f"Splendid {i}"
+    )
+    flipped = evaluate_students(student, eval_set, swapped, config, baseline=baseline)
+    assert (flipped.wins, flipped.decisive, flipped.win_rate) == (0, 16, 0.0) and "worse than" in flipped.verdict
+
+
+def test_the_cap_stops_the_judging_and_the_next_run_judges_only_the_rest(server_factory, tmp_path):
+    server = server_factory(prefers=TASTE)
+    student, baseline, eval_set, out = setup(tmp_path)
+    capped = load_config(None, judge_overrides(server, "evaluate.max_calls=6"))
+    result = evaluate_students(student, eval_set, out, capped, baseline=baseline)
+    # each instruction's worst case is 4 calls (two orders, each with a repair): after 4 calls the next could break 6
+    assert result.status == "budget" and result.judge_calls == 4 == len(read_log(server.cfg.log_path))
+    assert (result.pairs, result.decisive) == (2, 4) and result.verdict.startswith("no verdict")
+    rest = evaluate_students(student, eval_set, out, load_config(None, judge_overrides(server)), baseline=baseline)
+    assert (
+        rest.status == "complete" and rest.pairs == 8 and rest.judge_calls == 16 == len(read_log(server.cfg.log_path))
+    )
+
+
+def test_too_few_decisive_judgments_are_said_not_hidden(server_factory, tmp_path):
+    server = server_factory(prefers=TASTE)
+    student, baseline, eval_set, out = setup(tmp_path, n=2)
+    result = evaluate_students(student, eval_set, out, load_config(None, judge_overrides(server)), baseline=baseline)
+    assert result.decisive == 4 < MIN_DECISIVE and result.win_rate == 1.0
+    assert result.verdict.startswith("no verdict: 4 decisive judgments of 4") and result.lc_win_rate is None
+    assert result.lc_note == "4 decisive judgments, 6 needed"
+
+
+def test_the_two_orders_are_read_each_the_right_way_round():
+    samples = judged_samples([("q1", "Q?")], {("q1", "student"): "mine", ("q1", "baseline"): "theirs"})
+    assert samples[0]["improved_response"] == "mine" and samples[0]["response"] == "theirs"
+    # the pairwise judge shows the improved (the student's) first in the first order, second in the second
+    rows = [
+        {"sample_id": "a", "pairwise": {"verdicts": ["A", "B"]}},  # the student both times
+        {"sample_id": "b", "pairwise": {"verdicts": ["B", "A"]}},  # the baseline both times
+        {"sample_id": "c", "pairwise": {"verdicts": ["A", "A"]}},  # the first shown both times: position bias
+        {"sample_id": "d", "pairwise": {"verdicts": ["tie", "B"]}},
+        {"sample_id": "e", "pointwise": {"overall": 5}},  # no pairwise judgment: not counted
+    ]
+    assert outcomes(rows) == {"a": [1, 1], "b": [-1, -1], "c": [1, -1], "d": [0, 1]}
+    assert win_rate(list(outcomes(rows).values())) == 4 / 7
+
+
+def test_the_interval_comes_from_resampling_instructions():
+    judged = [[1, 1]] * 6 + [[-1, -1]] * 2 + [[0, 0]] * 2
+    low, high = interval(judged, 2000, seed=0)
+    assert low < 0.75 < high and low > 0.4 and high <= 1.0
+    assert interval([[0, 0]], 100, 0) is None
+
+
+def test_the_length_controlled_rate_takes_length_out_and_stays_finite():
+    # wins that come with longer answers and losses with shorter: most of the win is length's
+    biased = [(1, 300)] * 8 + [(-1, -300)] * 2 + [(1, -300)] * 1
+    lc, _ = length_controlled(biased)
+    raw = win_rate([[v] for v, _ in biased])  # 9 of 11
+    assert lc is not None and 0.5 < lc < raw - 0.05
+    # no length difference: the rate itself, pulled a little toward a half by the penalty
+    even, _ = length_controlled([(1, 0)] * 9 + [(-1, 0)] * 3)
+    assert 0.65 < even < 0.75
+    # one-sided (every judgment won): still a number, short of 1
+    one_sided, note = length_controlled([(1, 20)] * 16)
+    assert 0.5 < one_sided < 1 and note == ""
+    assert length_controlled([(1, 5)] * 5) == (None, "5 decisive judgments, 6 needed")
+
+
+def test_an_evaluation_set_it_cannot_use_is_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "Fine?"}\n{"question": "no instruction field"}\n')
+    with pytest.raises(SeedError, match=r"bad.jsonl:2: no instruction"):
+        read_instructions(bad)
+    bad.write_text('{"id": 1, "prompt": "A?"}\n{"id": 1, "text": "B?"}\n')
+    with pytest.raises(SeedError, match="the id '1' is there twice"):
+        read_instructions(bad)
+    with pytest.raises(SeedError, match="cannot read the evaluation set"):
+        read_instructions(tmp_path / "missing.jsonl")
+    packaged = read_instructions(PACKAGED_SET)
+    assert len(packaged) == 40 == len({text for _, text in packaged})
+
+
+def test_a_folder_without_a_finished_training_or_with_another_evaluation_is_refused(server_factory, tmp_path):
+    server = server_factory(prefers=TASTE)
+    student, baseline, eval_set, out = setup(tmp_path)
+    config = load_config(None, judge_overrides(server))
+    with pytest.raises(ConfigError, match=r"--baseline .* holds no finished training"):
+        evaluate_students(student, eval_set, out, config, baseline=tmp_path / "nothing")
+    evaluate_students(student, eval_set, out, config, baseline=baseline)
+    with pytest.raises(ConfigError, match=r"max_new_tokens: 256 -> 64"):
+        evaluate_students(
+            student,
+            eval_set,
+            out,
+            load_config(None, judge_overrides(server, "evaluate.max_new_tokens=64")),
+            baseline=baseline,
+        )
+    p = subprocess.run(
+        [sys.executable, "-m", "refed_dspy.cli", "evaluate", "--student", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
