@@ -101,6 +101,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         show_progress=config.run.progress,
         judge=args.judge,
         score=args.score,
+        train=args.train,
     )
     print(markdown_table(result["rows"], columns_for(result["rows"], all_columns=args.all_columns)), end="")
     print(f"wrote {result.json_file} and {result.markdown_file}")
@@ -135,6 +136,12 @@ def register_compare(sub: Any) -> None:
         action="store_true",
         help="also measure each run's data with the [scoring] model (the scorer extra) and add its columns: IFD of "
         "the final responses and of the drafts, the share at IFD >= 1, perplexity given the instruction, coherence",
+    )
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="also train a student on each method's samples ([train]; the scorer and train extras) and evaluate each "
+        "against the no_feedback student with the judge ([evaluate]): its win rate and 95%% interval in the table",
     )
     p.add_argument(
         "--all-columns",

@@ -2,6 +2,11 @@
 
 Each method runs into its own sibling run directory `<run.dir>/<method>/`, so every one of them
 resumes like any run. The table is built from the runs' files (summary, samples, judge summary).
+
+With `train`, the paper's own proof: each method's samples train a student (`refed train`, into
+`<run.dir>/students/<method>/`), and each student is evaluated against the no-feedback one (`refed evaluate`, into its
+`evaluation/`): the win rate of its answers by the judge, with its interval. Each training and each evaluation resumes
+where it stopped, so a stopped comparison goes on cell by cell.
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import track_run_dir
+from refed_dspy.training.evaluate import aevaluate
+from refed_dspy.training.fine_tune import train_student
 
 # Stages whose calls collect feedback (the quantity the paper's methods differ in).
 FEEDBACK_STAGES = ("feedback", "sample_feedback")
+BASELINE = "no_feedback"  # the method whose student every other student is evaluated against (`train`)
+STUDENTS = "students"  # under run.dir: one training folder per method
 
 
 def parse_methods(text: str) -> list[str]:
@@ -162,8 +171,18 @@ PAPER_COLUMNS = [
     ("feedback_calls", "feedback calls"),
     ("cost_usd", "cost"),
     ("cost_per_sample_usd", "cost/sample"),
+    ("student_win_rate", f"student's win rate vs {BASELINE}"),
+    ("student_interval", "95% interval"),
 ]
-_SHOWN_WHEN_MEASURED = ("mean_score", "improvement_win_rate", "ifd")  # columns of --judge and --score
+TRAIN_COLUMNS = [  # `--train`: each method's student (refed_dspy.training)
+    ("held_out_loss", "held-out loss"),
+    ("student_win_rate", f"student's win rate vs {BASELINE}"),
+    ("student_interval", "95% interval"),
+    ("student_lc_win_rate", "length-controlled"),
+    ("student_decisive", "decisive judgments"),
+]
+# columns of --judge, --score and --train: shown where some row has its figure
+_SHOWN_WHEN_MEASURED = ("mean_score", "improvement_win_rate", "ifd", "student_win_rate", "student_interval")
 
 
 def columns_for(rows: list[dict[str, Any]], all_columns: bool = False) -> list[tuple[str, str]]:
@@ -171,7 +190,8 @@ def columns_for(rows: list[dict[str, Any]], all_columns: bool = False) -> list[t
     scorer's column only where some row has its figure; with `all_columns`, every figure (the score columns when its
     runs were scored)."""
     if all_columns:
-        return _COLUMNS + QUALITY_COLUMNS + (SCORE_COLUMNS if any("ifd" in r for r in rows) else [])
+        scored = SCORE_COLUMNS if any("ifd" in r for r in rows) else []
+        return _COLUMNS + QUALITY_COLUMNS + scored + (TRAIN_COLUMNS if any("student" in r for r in rows) else [])
     return [
         (key, title)
         for key, title in PAPER_COLUMNS
@@ -203,6 +223,8 @@ _FORMATS: dict[str, Callable[[float], str]] = {
     "mean_score": lambda v: _decimals(v, 2),
     "improvement_win_rate": _share,
     "ifd_at_least_1": _share,
+    "student_win_rate": _share,
+    "student_lc_win_rate": _share,
     "calls_per_sample": lambda v: _decimals(v, 1),
     "mean_response_words": lambda v: f"{v:,.0f}",
     "wall_s": lambda v: f"{v:,.0f}" if abs(v) >= 100 else _decimals(v, 1),
@@ -226,6 +248,8 @@ def _cell(value: Any, key: str = "") -> str:
         return _money(float(value)) if key in ("cost_usd", "cost_per_sample_usd") else f"{value:,}"
     if isinstance(value, dict):
         return ", ".join(f"{k} {v}" for k, v in sorted(value.items())) or "none"
+    if isinstance(value, list) and key.endswith("interval") and len(value) == 2:
+        return f"{_share(value[0])} to {_share(value[1])}"
     return str(value)
 
 
@@ -273,6 +297,37 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
     return json_path, md_path
 
 
+def student_columns(config: Config, method: str, run_dir: str | Path, show_progress: bool) -> dict[str, Any]:
+    """A student trained on one method's samples ([train]; resumed, or returned as it is when finished): its folder
+    and held-out loss."""
+    folder = Path(config.run.dir) / STUDENTS / method
+    summary = train_student(run_dir, folder, config, show_progress=show_progress)
+    return {"student": str(folder), "held_out_loss": summary.held_out_loss}
+
+
+async def evaluation_columns(
+    config: Config, row: dict[str, Any], judge_lm: Any, on_mismatch: str, show_progress: bool
+) -> dict[str, Any]:
+    """One method's student against the baseline method's, by the judge ([evaluate]; resumed where it stopped): the
+    win rate, its interval, the length-controlled rate and the decisive judgments (none for the baseline itself)."""
+    if row["method"] == BASELINE:
+        return {}
+    baseline = Path(config.run.dir) / STUDENTS / BASELINE
+    result = await aevaluate(
+        row["student"], None, None, config, baseline=baseline, judge_lm=judge_lm, on_mismatch=on_mismatch,
+        show_progress=show_progress,
+    )  # fmt: skip
+    return {
+        "student_win_rate": result.win_rate,
+        "student_interval": result.interval,
+        "student_lc_win_rate": result.lc_win_rate,
+        "student_decisive": result.decisive,
+        "student_verdict": result.verdict,
+        "student_judge_calls": result.judge_calls,
+        "student_judge_cost_usd": result.cost_usd,
+    }
+
+
 async def acompare(config: Config, methods: list[str], **kwargs: Any) -> Comparison:
     """Run (or resume) each method in turn into `<run.dir>/<method>/`; with `judge`, judge each run too (the
     judge LM of config.judge). `<run.dir>` is locked for the whole comparison."""
@@ -292,9 +347,12 @@ async def _compare(
     judge: bool = False,
     judge_lm=None,
     score: bool = False,
+    train: bool = False,
 ) -> Comparison:
     # each method's run, and its judging, is launched as `refed synthesize` and `refed judge` launch theirs (online,
     # in provider batches or on Ray); an LM is handed to them only when the caller handed one in
+    if train and BASELINE not in methods:
+        raise ConfigError(f"--train evaluates each method's student against {BASELINE}'s: add {BASELINE} to --methods")
     if references is None:
         references, _ = read_seeds(config.seeds)
     rows = []
@@ -321,7 +379,12 @@ async def _compare(
             row = {**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)}
             if scorer is not None:
                 row |= score_columns(mconfig.run.dir, mconfig, scorer)
+            if train:
+                row |= student_columns(config, method, mconfig.run.dir, show_progress)
             rows.append(row)
+        if train:
+            for row in rows:
+                row |= await evaluation_columns(config, row, judge_lm, on_mismatch, show_progress)
     finally:  # a stopped comparison still leaves the table of the methods that finished
         json_path, md_path = write_comparison(config.run.dir, rows, header)
         if config.tracking.enabled:
@@ -341,6 +404,7 @@ def compare(
     judge: bool = False,
     judge_lm: Any = None,
     score: bool = False,
+    train: bool = False,
 ) -> Comparison:
     """Run (or resume) each method on the same references and size, and compare them; `refed compare` from Python.
 
@@ -355,6 +419,9 @@ def compare(
         judge_lm: a dspy.LM to judge with instead of building one from [judge].
         score: also measure each run's data statistics with the [scoring] model (the scorer extra): IFD of the final
             responses and of the drafts, the share at IFD >= 1, perplexity given the instruction, coherence.
+        train: also train a student on each method's samples ([train], the train extra) and evaluate each against the
+            no_feedback method's student ([evaluate], with the judge): the paper's table; `methods` must hold
+            no_feedback.
 
     Returns:
         The table, one row per method with every figure (samples, calls, feedback calls, tokens, cost, rejects, wall
@@ -372,5 +439,6 @@ def compare(
             judge=judge,
             judge_lm=judge_lm,
             score=score,
+            train=train,
         )
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -196,3 +197,27 @@ def test_a_training_is_an_mlflow_run_with_its_settings_curve_held_out_loss_and_a
     assert run.data.metrics["held_out_loss"] == 1.7 and run.data.metrics["steps"] == 6
     names = {a.path for a in client.list_artifacts(run.info.run_id, fine_tune.ADAPTER)}
     assert names == {f"{fine_tune.ADAPTER}/adapter_config.json"}
+
+
+def test_a_gguf_s_plain_copy_is_kept_whole_or_not_at_all(tmp_path):
+    from refed_dspy.training.student import WHOLE, keep_dense
+
+    tmp_path = tmp_path / "students"
+    tmp_path.mkdir()
+
+    class Saves:
+        def __init__(self, fails: bool = False):
+            self.fails = fails
+
+        def save_pretrained(self, where):
+            Path(where).mkdir(parents=True, exist_ok=True)
+            (Path(where) / "model.safetensors").write_text("weights")
+            if self.fails:
+                raise OSError(28, "No space left on device")
+
+    keep_dense(Saves(fails=True), Saves(), tmp_path / "copy")  # a full disk: nothing kept, nothing left aside
+    assert list(tmp_path.iterdir()) == []
+    keep_dense(Saves(), Saves(), tmp_path / "copy")
+    assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == [WHOLE, "model.safetensors"]
+    keep_dense(Saves(), Saves(), tmp_path / "copy")  # kept already (another process first): left as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
