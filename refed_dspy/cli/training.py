@@ -29,8 +29,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         summary = train_student(args.source, args.out, config, show_progress=config.run.progress)
     except RunInterrupted as stop:
-        s = stop.summary
-        print(f"trained {s.student} for {s.steps} steps: interrupted; the same command resumes from its checkpoint")
+        from refed_dspy.training.fine_tune import CHECKPOINTS, last_checkpoint
+
+        s, kept = stop.summary, last_checkpoint(Path(args.out) / CHECKPOINTS)
+        where = f"its checkpoint at step {kept.name.split('-')[-1]}" if kept else "the start (no checkpoint yet)"
+        print(f"trained {s.student} for {s.steps} steps: interrupted; the same command resumes from {where}")
         raise
     _say_trained(summary, "already trained" if before is not None and before == summary else "trained")
     return 0

@@ -69,7 +69,9 @@ class TrainConfig(Section):
     )
     seed: int = Field(0, ge=0, description="Seed of the held-out draw, the shuffling and the adapters' start.")
     device: str | None = Field(
-        None, description="torch device (cpu, cuda, cuda:1, mps). Unset: cuda when torch sees one, else cpu."
+        None,
+        description="torch device (cpu, cuda, cuda:1, mps) the student trains and answers on; one torch does not "
+        "have here is refused. Unset: cuda when torch sees one, else cpu.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",

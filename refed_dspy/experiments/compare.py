@@ -36,7 +36,7 @@ from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import track_run_dir
-from refed_dspy.training.evaluate import aevaluate
+from refed_dspy.training.evaluate import evaluate_students
 from refed_dspy.training.fine_tune import train_student
 
 # Stages whose calls collect feedback (the quantity the paper's methods differ in).
@@ -305,7 +305,7 @@ def student_columns(config: Config, method: str, run_dir: str | Path, show_progr
     return {"student": str(folder), "held_out_loss": summary.held_out_loss}
 
 
-async def evaluation_columns(
+def evaluation_columns(
     config: Config, row: dict[str, Any], judge_lm: Any, on_mismatch: str, show_progress: bool
 ) -> dict[str, Any]:
     """One method's student against the baseline method's, by the judge ([evaluate]; resumed where it stopped): the
@@ -313,8 +313,8 @@ async def evaluation_columns(
     if row["method"] == BASELINE:
         return {}
     baseline = Path(config.run.dir) / STUDENTS / BASELINE
-    result = await aevaluate(
-        row["student"], None, None, config, baseline=baseline, judge_lm=judge_lm, on_mismatch=on_mismatch,
+    result = evaluate_students(
+        row["student"], None, None, config, baseline=baseline, judge=judge_lm, on_mismatch=on_mismatch,
         show_progress=show_progress,
     )  # fmt: skip
     return {
@@ -347,12 +347,9 @@ async def _compare(
     judge: bool = False,
     judge_lm=None,
     score: bool = False,
-    train: bool = False,
 ) -> Comparison:
     # each method's run, and its judging, is launched as `refed synthesize` and `refed judge` launch theirs (online,
     # in provider batches or on Ray); an LM is handed to them only when the caller handed one in
-    if train and BASELINE not in methods:
-        raise ConfigError(f"--train evaluates each method's student against {BASELINE}'s: add {BASELINE} to --methods")
     if references is None:
         references, _ = read_seeds(config.seeds)
     rows = []
@@ -379,18 +376,39 @@ async def _compare(
             row = {**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)}
             if scorer is not None:
                 row |= score_columns(mconfig.run.dir, mconfig, scorer)
-            if train:
-                row |= student_columns(config, method, mconfig.run.dir, show_progress)
             rows.append(row)
-        if train:
-            for row in rows:
-                row |= await evaluation_columns(config, row, judge_lm, on_mismatch, show_progress)
     finally:  # a stopped comparison still leaves the table of the methods that finished
-        json_path, md_path = write_comparison(config.run.dir, rows, header)
-        if config.tracking.enabled:
-            metrics = {row["method"]: {k: v for k, v in row.items() if k != "method"} for row in rows}
-            track_run_dir(config, config.run.dir, "compare", metrics, [json_path, md_path])
+        result = write_table(config, rows, header)
+    return result
+
+
+def write_table(config: Config, rows: list[dict[str, Any]], header: dict[str, Any]) -> Comparison:
+    """compare.json and compare.md written, and with tracking on logged as the compare dir's MLflow run."""
+    json_path, md_path = write_comparison(config.run.dir, rows, header)
+    if config.tracking.enabled:
+        metrics = {row["method"]: {k: v for k, v in row.items() if k != "method"} for row in rows}
+        track_run_dir(config, config.run.dir, "compare", metrics, [json_path, md_path])
     return Comparison(**header, rows=rows, json_file=str(json_path), markdown_file=str(md_path))
+
+
+def with_students(
+    config: Config, result: Comparison, judge_lm: Any, on_mismatch: str, show_progress: bool
+) -> Comparison:
+    """The comparison's table with each method's student trained and evaluated against the baseline method's (outside
+    any event loop: a stop reaches the training and the answering at once), `<run.dir>` held meanwhile."""
+    header = {k: result[k] for k in ("seeds", "references", "size", "teacher", "methods")}
+    if result.scored_by:
+        header["scored_by"] = result.scored_by
+    rows = [dict(row) for row in result.rows]
+    with owned(config.run.dir, "compare", "refed compare", flag="run.dir"):
+        try:
+            for row in rows:
+                row |= student_columns(config, row["method"], row["run_dir"], show_progress)
+            for row in rows:
+                row |= evaluation_columns(config, row, judge_lm, on_mismatch, show_progress)
+        finally:  # a stopped comparison keeps the students' figures it has
+            result = write_table(config, rows, header)
+    return result
 
 
 def compare(
@@ -428,7 +446,9 @@ def compare(
             time, response length, diversity, and the judge's figures with `judge`), also written to
             `<run.dir>/compare.json` and `compare.md` (the paper's columns, `PAPER_COLUMNS`, then every figure).
     """
-    return run_sync(
+    if train and BASELINE not in methods:
+        raise ConfigError(f"--train evaluates each method's student against {BASELINE}'s: add {BASELINE} to --methods")
+    result = run_sync(
         acompare(
             config,
             methods,
@@ -439,6 +459,6 @@ def compare(
             judge=judge,
             judge_lm=judge_lm,
             score=score,
-            train=train,
         )
     )
+    return with_students(config, result, judge_lm, on_mismatch, show_progress) if train else result

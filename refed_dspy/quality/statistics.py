@@ -116,7 +116,7 @@ def pairs_of(source: str | Path, limit: int | None = None) -> Pairs:
     if limit:
         pairs = Pairs(pairs.items[:limit], pairs.rows, pairs.skipped, pairs.why)
     if not pairs.items:
-        raise ConfigError(f"{source} has no pairs to score")
+        raise ConfigError(f"{source} has no instruction-response pairs")
     return pairs
 
 

@@ -17,10 +17,12 @@ gives a number, read at a difference of zero.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import random
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,30 +31,35 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.config import Config
+from refed_dspy.engine.progress import Heartbeat, duration
 from refed_dspy.errors import ConfigError, SeedError
+from refed_dspy.providers.keys import check_key
 from refed_dspy.quality.judge import judge_in
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_json_atomic
-from refed_dspy.store.ownership import check_output_dir, owned
+from refed_dspy.store.ownership import check, check_output_dir, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.training.fine_tune import check_plan, finished_training, import_peft
+from refed_dspy.training.fine_tune import ADAPTER, check_plan, finished_training, import_peft
 from refed_dspy.training.student import Student
 
 PACKAGED_SET = Path(__file__).resolve().parent.parent / "data" / "eval_instructions.jsonl"
 EVALUATION, ANSWERS, PLAN = "evaluation.json", "answers.jsonl", "evaluate_plan.json"
 MIN_DECISIVE = 6  # fewer decisive judgments than this: the figures are given, the verdict is not
-RIDGE = 0.5  # the length regression's penalty on its two coefficients (a prior of a fair coin, independent of length)
+RIDGE = 0.5  # the length regression's penalty on its slope (a prior of a preference independent of length)
+INTERCEPT_RIDGE = 0.01  # and on its intercept: light, so that a student that wins every judgment stays finite
 
 
 @dataclass(frozen=True)
 class Side:
-    """One of the two students compared: its role (`student`, `baseline`), its model and adapter (None: untuned)."""
+    """One of the two students compared: its role (`student`, `baseline`), its model, its adapter (None: untuned),
+    how messages name it, and a hash of the adapter's weights (what its answers depend on)."""
 
     role: str
     model: str
     adapter: str | None
     label: str
+    weights: str = ""
 
 
 def side_of(folder: str | Path, role: str) -> Side:
@@ -60,7 +67,15 @@ def side_of(folder: str | Path, role: str) -> Side:
     summary = finished_training(Path(folder))
     if summary is None:
         raise ConfigError(f"--{role} {folder} holds no finished training (train_summary.json): run `refed train` first")
-    return Side(role, summary.student, summary.adapter, str(folder))
+    adapter = Path(folder) / ADAPTER
+    digest = hashlib.sha256()
+    for part in sorted(adapter.glob("adapter_model*")):
+        digest.update(part.read_bytes())
+    return Side(role, summary.student, str(adapter), str(folder), digest.hexdigest()[:16])
+
+
+def untuned(model: str) -> Side:
+    return Side("baseline", model, None, f"untuned {model}")
 
 
 def read_instructions(path: str | Path, limit: int | None = None) -> list[tuple[str, str]]:
@@ -92,64 +107,96 @@ def read_instructions(path: str | Path, limit: int | None = None) -> list[tuple[
     return out[:limit] if limit else out
 
 
-def plan_of(config: Config, sides: list[Side], items: list[tuple[str, str]]) -> dict[str, Any]:
-    """What decides the answers: the two students, how they answer, and the instructions."""
-    ev, train = config.evaluate, config.train
+def plan_of(config: Config, sides: list[Side], dtype: str) -> dict[str, Any]:
+    """What decides each answer but its instruction: the two students' models and weights, how they answer. An
+    answer is kept for its instruction's id and text (`answered`), so more instructions add answers."""
+    ev = config.evaluate
     settings = {
-        **{f"{s.role}": [s.model, s.adapter] for s in sides},
+        **{s.role: [s.model, s.weights or "untuned"] for s in sides},
         "max_new_tokens": ev.max_new_tokens,
         "max_prompt_tokens": ev.max_prompt_tokens,
-        "dtype": train.dtype,
+        "dtype": dtype,
     }
-    digest = hashlib.sha256(json.dumps(items).encode()).hexdigest()
-    return {"settings": settings, "data": digest, "count": f"{len(items)} instructions"}
+    return {"settings": settings, "data": "", "count": ""}
 
 
-def answered(path: Path) -> dict[tuple[str, str], str]:
-    """(instruction id, role) -> answer, of the answers a folder holds (a line torn by a kill dropped)."""
-    return {(row["id"], row["role"]): row["answer"] for row in read_jsonl(path, repair=True)}
+def answered(path: Path, items: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(instruction id, role) -> answer, of the answers a folder holds to `items` as they read now (the last line for
+    each; a line torn by a kill dropped, an answer to another text of the id left out)."""
+    texts = dict(items)
+    rows = {(row["id"], row["role"]): row for row in read_jsonl(path, repair=True)}
+    return {key: row["answer"] for key, row in rows.items() if texts.get(key[0]) == row.get("instruction")}
+
+
+class AnswerLine:
+    """The progress line of the answering: answers made of those asked, seconds an answer, the time left."""
+
+    def __init__(self, total: int, clock: Any = time.monotonic):
+        self.total, self.done, self.clock = total, 0, clock
+        self.started = clock()
+
+    def __call__(self) -> str:
+        line = f"answering: {self.done}/{self.total} answers"
+        if not self.done:
+            return f"{line}, ETA unknown"
+        each = (self.clock() - self.started) / self.done
+        return f"{line}, {each:.1f} s an answer, ETA {duration(each * (self.total - self.done))}"
 
 
 def answer_all(
-    sides: list[Side], items: list[tuple[str, str]], config: Config, path: Path
+    sides: list[Side], items: list[tuple[str, str]], config: Config, out: Path, plan: dict[str, Any]
 ) -> dict[tuple[str, str], str]:
-    """Each side's answer to each instruction, those `path` lacks made now and appended one by one; returns them all."""
-    have = answered(path)
-    ev = config.evaluate
-    writer = JsonlWriter(path)
+    """Each side's answer to each instruction: those `out` lacks made now, appended one by one to its answers.jsonl
+    (its plan recorded before the first); returns them all."""
+    have = answered(out / ANSWERS, items)
+    todo = [(s, key, text) for s in sides for key, text in items if (key, s.role) not in have]
+    if not todo:
+        if not (out / PLAN).exists():
+            write_json_atomic(out / PLAN, plan)
+        return have
+    peft, ev = import_peft(), config.evaluate
+    line = AnswerLine(len(todo))
+    beat = Heartbeat("refed evaluate", line, config.run.progress_every_s) if config.run.progress else None
+    writer = JsonlWriter(out / ANSWERS)
     try:
-        for model in dict.fromkeys(s.model for s in sides):  # one load of each model, for every side on it
-            mine = [s for s in sides if s.model == model and any((key, s.role) not in have for key, _ in items)]
-            if not mine:
-                continue
-            student = Student(model, config.train.device, config.train.dtype).load()
-            with warnings.catch_warnings():  # transformers' and peft's notes on their own internals
-                warnings.simplefilter("ignore")
-                for side, weights in _weights(student, mine):
-                    todo = [(key, text) for key, text in items if (key, side.role) not in have]
-                    for start in range(0, len(todo), ev.batch_size):
-                        batch = todo[start : start + ev.batch_size]
+        with beat or contextlib.nullcontext(), warnings.catch_warnings():  # transformers' and peft's own notes
+            warnings.simplefilter("ignore")
+            for model in dict.fromkeys(s.model for s, _, _ in todo):  # one load a model, for every side on it
+                student = Student(model, config.train.device, config.train.dtype, what="an evaluated student").load()
+                mine = list(dict.fromkeys(s for s, _, _ in todo if s.model == model))
+                for side, weights in _weights(peft, student, mine):
+                    if not (out / PLAN).exists():
+                        write_json_atomic(out / PLAN, plan)
+                    asked = [(key, text) for s, key, text in todo if s == side]
+                    for start in range(0, len(asked), ev.batch_size):
+                        batch = asked[start : start + ev.batch_size]
                         texts = student.answer(weights, [t for _, t in batch], ev.max_prompt_tokens, ev.max_new_tokens)
                         for (key, text), answer in zip(batch, texts, strict=True):
                             writer.append({"id": key, "role": side.role, "instruction": text, "answer": answer})
                             have[(key, side.role)] = answer
+                            line.done += 1
     finally:
         writer.close()
     return have
 
 
-def _weights(student: Student, sides: list[Side]) -> Any:
+def _weights(peft: Any, student: Student, sides: list[Side]) -> Any:
     """(side, the model to answer with) for each side on `student`'s model: its adapter loaded under its role's name,
     or the model itself for an untuned side."""
-    peft = import_peft()
     base = student.model.to(student.device).eval()
     tuned = [s for s in sides if s.adapter]
     model = base
-    if tuned:
-        model = peft.PeftModel.from_pretrained(base, tuned[0].adapter, adapter_name=tuned[0].role)
-        for side in tuned[1:]:
-            model.load_adapter(side.adapter, adapter_name=side.role)
-        model.eval()
+    try:
+        if tuned:
+            model = peft.PeftModel.from_pretrained(base, tuned[0].adapter, adapter_name=tuned[0].role)
+            for side in tuned[1:]:
+                model.load_adapter(side.adapter, adapter_name=side.role)
+            model.eval()
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"an adapter of {', '.join(s.label for s in tuned)} cannot be loaded: {first[:300]}"
+        ) from None
     for side in sides:
         if side.adapter:
             model.set_adapter(side.role)
@@ -161,18 +208,23 @@ def _weights(student: Student, sides: list[Side]) -> Any:
             yield side, base
 
 
+def sample_id(key: str, text: str, mine: str, theirs: str) -> str:
+    """The id a judgment of an instruction's two answers is kept under: its id and a hash of what was judged (an
+    answer made again, or the instruction changed, is judged again)."""
+    return f"{key}#{hashlib.sha256(json.dumps([text, mine, theirs]).encode()).hexdigest()[:12]}"
+
+
 def judged_samples(items: list[tuple[str, str]], answers: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
     """The instructions as the pairwise judge takes a sample: the student's answer as the one improved, the
-    baseline's as the draft (`refed judge` compares those two, in both orders)."""
-    return [
-        {
-            "instruction": text,
-            "response": answers[(key, "baseline")],
-            "improved_response": answers[(key, "student")],
-            "meta": {"id": key, "method": "evaluation"},
-        }
-        for key, text in items
-    ]
+    baseline's as the draft (`refed judge` compares those two, in both orders). An instruction one side left
+    unanswered (an empty answer) is not sent: it is decided without the judge (`figures`)."""
+    out = []
+    for key, text in items:
+        mine, theirs = answers[(key, "student")], answers[(key, "baseline")]
+        if mine.strip() and theirs.strip():
+            meta = {"id": sample_id(key, text, mine, theirs), "method": "evaluation"}
+            out.append({"instruction": text, "response": theirs, "improved_response": mine, "meta": meta})
+    return out
 
 
 class Evaluation(Result):
@@ -233,18 +285,27 @@ def interval(judged: list[list[int]], resamples: int, seed: int) -> list[float] 
 
 def length_controlled(points: list[tuple[int, float]]) -> tuple[float | None, str]:
     """(the win rate at no length difference, '') from (outcome +1/-1, length difference) of the decisive judgments:
-    a ridge-penalized logistic regression on tanh(difference / its standard deviation), fitted by Newton's method; or
-    (None, why)."""
+    a logistic regression on tanh(difference / its standard deviation), fitted by Newton's method, the slope
+    ridge-penalized (RIDGE) and the intercept lightly (a one-sided set stays finite); or (None, why): too few
+    judgments, or length differences that never change sign, where length and student cannot be told apart."""
     if len(points) < MIN_DECISIVE:
         return None, f"{len(points)} decisive judgments, {MIN_DECISIVE} needed"
     diffs = [d for _, d in points]
+    if min(diffs) >= 0 or max(diffs) <= 0:
+        side = "longer" if max(diffs) > 0 else "shorter" if min(diffs) < 0 else "as long"
+        return (
+            None,
+            f"the student's answers are never shorter and never longer than the baseline's in one judgment: all {side}",
+        )
     mean = sum(diffs) / len(diffs)
-    spread = math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs)) or 1.0
-    xs = [(1.0, math.tanh(d / spread)) for _, d in points]
+    spread = math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs))
+    xs = [(1.0, math.tanh(d / spread)) for d in diffs]
     ys = [1.0 if won > 0 else 0.0 for won, _ in points]
+    penalty = (INTERCEPT_RIDGE, RIDGE)
     w = [0.0, 0.0]
-    for _ in range(50):
-        grad, hess = [-RIDGE * w[0], -RIDGE * w[1]], [[RIDGE, 0.0], [0.0, RIDGE]]
+    for _ in range(100):
+        grad = [-penalty[0] * w[0], -penalty[1] * w[1]]
+        hess = [[penalty[0], 0.0], [0.0, penalty[1]]]
         for x, y in zip(xs, ys, strict=True):
             p = 1 / (1 + math.exp(-(w[0] * x[0] + w[1] * x[1])))
             for i in range(2):
@@ -266,20 +327,24 @@ def figures(
     items: list[tuple[str, str]], answers: dict[tuple[str, str], str], rows: list[dict], seeds: tuple[int, int]
 ) -> dict[str, Any]:
     """The evaluation's figures from the judgments `rows` of the instructions `items` (`seeds`: the bootstrap's
-    resamples and seed)."""
+    resamples and seed). An empty answer against another loses both judgments; two empty answers are two ties."""
     found = outcomes(rows)
-    keys = [key for key, _ in items if key in found]
-    judged = [found[key] for key in keys]
-    points = [
-        (v, len(answers[(key, "student")]) - len(answers[(key, "baseline")]))
-        for key in keys
-        for v in found[key]
-        if v != 0
-    ]
+    judged: list[list[int]] = []
+    points = []
+    for key, text in items:
+        mine, theirs = answers[(key, "student")], answers[(key, "baseline")]
+        if not mine.strip() or not theirs.strip():
+            verdicts = [0, 0] if not mine.strip() and not theirs.strip() else [1, 1] if mine.strip() else [-1, -1]
+        else:
+            verdicts = found.get(sample_id(key, text, mine, theirs))
+            if verdicts is None:
+                continue  # not judged (yet)
+        judged.append(verdicts)
+        points += [(v, len(mine) - len(theirs)) for v in verdicts if v != 0]
     rate = win_rate(judged)
     lc, lc_note = length_controlled(points)
     return {
-        "pairs": len(keys),
+        "pairs": len(judged),
         "decisive": len(points),
         "ties": sum(v == 0 for js in judged for v in js),
         "wins": sum(v > 0 for v, _ in points),
@@ -305,64 +370,19 @@ def verdict_of(f: dict[str, Any]) -> str:
     )
 
 
-async def aevaluate(
-    student: str | Path,
-    eval_set: str | Path | None = None,
-    out: str | Path | None = None,
-    config: Config | None = None,
-    *,
-    baseline: str | Path | None = None,
-    judge_lm: Any = None,
-    on_mismatch: str = "error",
-    show_progress: bool = False,
-) -> Evaluation:
-    """`evaluate_students`, in a running event loop."""
-    config = config or Config()
-    ev = config.evaluate
+def prepare(
+    student: str | Path, eval_set: str | Path | None, out: str | Path | None, config: Config, baseline: Any
+) -> tuple[Path, list[Side], list[tuple[str, str]], Path]:
+    """(the evaluation's folder, the two sides, the instructions, the evaluation set's path), checked before any model
+    loads: the training folders, the set, the folder refed may take and the plan it holds."""
     first = side_of(student, "student")
-    second = (
-        side_of(baseline, "baseline") if baseline else Side("baseline", first.model, None, f"untuned {first.model}")
-    )
-    source = Path(eval_set or ev.eval_set or PACKAGED_SET)
-    items = read_instructions(source, ev.limit)
-    out = Path(out) if out is not None else Path(student) / "evaluation"
-    ours = {"kind": "evaluate", "existing": True, "flag": "--out"}
-    check_output_dir(out, [])
-    with owned(out, "evaluate", "refed evaluate", flag="--out"):
-        check_plan(out / PLAN, plan_of(config, [first, second], items))
-        answers = answer_all([first, second], items, config, out / ANSWERS)
-    judging = config.model_copy(
-        update={
-            "judging": config.judging.model_copy(
-                update={
-                    "pointwise": False,
-                    "pairwise": True,
-                    "max_calls": ev.max_calls,
-                    "max_cost_usd": ev.max_cost_usd,
-                }
-            )
-        }
-    )
-    rundir = RunDir(out)
-    summary = await judge_in(
-        rundir, judging, ours, judge_lm, on_mismatch, show_progress, False, judged_samples(items, answers)
-    )
-    found = figures(items, answers, list(read_jsonl(rundir.judgments)), (ev.bootstrap, ev.seed))
-    result = Evaluation(
-        student=first.label,
-        baseline=second.label,
-        eval_set=str(source),
-        instructions=len(items),
-        **found,
-        verdict=verdict_of(found),
-        judge=summary.judge,
-        judge_calls=int(summary.usage.get("calls") or 0),
-        cost_usd=summary.cost_usd,
-        status=summary.status,
-        answers=str(out / ANSWERS),
-    )
-    write_json_atomic(out / EVALUATION, result.to_json())
-    return result
+    second = side_of(baseline, "baseline") if baseline else untuned(first.model)
+    source = Path(eval_set or config.evaluate.eval_set or PACKAGED_SET)
+    items = read_instructions(source, config.evaluate.limit)
+    folder = Path(out) if out is not None else Path(student) / "evaluation"
+    check_output_dir(folder, [])
+    check(folder, "evaluate", flag="--out")
+    return folder, [first, second], items, source
 
 
 def evaluate_students(
@@ -384,32 +404,70 @@ def evaluate_students(
         eval_set: a JSONL file of instructions; None: [evaluate] eval_set, else the package's own 40.
         out: the evaluation's folder; None: `STUDENT/evaluation`.
         config: [evaluate] (generation, caps, bootstrap), [train] device and dtype, [judge] and [judging] (the mode,
-            concurrency, retries); None: defaults.
+            concurrency, retries), [run] progress; None: defaults.
         baseline: another `refed train` output folder; None: the student's model without its adapter.
         judge: a dspy.LM (or any dspy.BaseLM) to judge with instead of building one from [judge].
         on_mismatch: for judgments made with another judge config: "error", "resume" or "fresh" (as `judge_run`).
-        show_progress: print the judging's progress lines on stderr.
+        show_progress: print the answering's and the judging's progress lines on stderr.
 
     Returns:
         What `out/evaluation.json` holds: pairs, decisive judgments, ties, the win rate, its interval, the
             length-controlled win rate, the judge's calls and cost, and the verdict in one sentence.
 
     Raises:
-        ConfigError: a folder holds no finished training, or `out` holds an evaluation of other students, settings or
-            instructions (before any model loads).
+        ConfigError: a folder holds no finished training, an adapter cannot be loaded, or `out` holds an evaluation
+            of other students or settings (before any model loads where it can be told then).
+        MissingKeyError: the judge's key is not set (before any student answers).
         SeedError: the evaluation set cannot be read.
         RunDirError: `out` is not refed's to take.
-        RunInterrupted: a signal stopped the judging (the same call again resumes: answers and judgments are kept).
+        RunInterrupted: a signal stopped the answering or the judging (the same call again resumes: the answers and
+            judgments made are kept).
     """
-    return run_sync(
-        aevaluate(
-            student,
-            eval_set,
-            out,
-            config,
-            baseline=baseline,
-            judge_lm=judge,
-            on_mismatch=on_mismatch,
-            show_progress=show_progress,
-        )
+    config = config or Config()
+    if not show_progress:
+        config = config.model_copy(update={"run": config.run.model_copy(update={"progress": False})})
+    out, sides, items, source = prepare(student, eval_set, out, config, baseline)
+    if judge is None:
+        check_key(config.judge, "judge")  # before the students answer: a judging that cannot start is said first
+    plan = plan_of(config, sides, Student.dtype_for(config.train.device, config.train.dtype))
+    with owned(out, "evaluate", "refed evaluate", flag="--out"):
+        check_plan(out / PLAN, plan, write=False)
+        answers = answer_all(sides, items, config, out, plan)
+    return run_sync(_judged(out, sides, items, source, answers, config, judge, on_mismatch, show_progress))
+
+
+async def _judged(
+    out: Path,
+    sides: list[Side],
+    items: list[tuple[str, str]],
+    source: Path,
+    answers: dict[tuple[str, str], str],
+    config: Config,
+    judge_lm: Any,
+    on_mismatch: str,
+    show_progress: bool,
+) -> Evaluation:
+    """The judging of the answers on the launch path (as `refed judge` runs, its [judging] under [evaluate]'s caps),
+    then the figures written to evaluation.json."""
+    ev = config.evaluate
+    caps = {"pointwise": False, "pairwise": True, "max_calls": ev.max_calls, "max_cost_usd": ev.max_cost_usd}
+    judging = config.model_copy(update={"judging": config.judging.model_copy(update=caps)})
+    rundir, ours = RunDir(out), {"kind": "evaluate", "existing": True, "flag": "--out"}
+    samples = judged_samples(items, answers)
+    summary = await judge_in(rundir, judging, ours, judge_lm, on_mismatch, show_progress, False, samples)
+    found = figures(items, answers, list(read_jsonl(rundir.judgments)), (ev.bootstrap, ev.seed))
+    result = Evaluation(
+        student=sides[0].label,
+        baseline=sides[1].label,
+        eval_set=str(source),
+        instructions=len(items),
+        **found,
+        verdict=verdict_of(found),
+        judge=summary.judge,
+        judge_calls=int(summary.usage.get("calls") or 0),
+        cost_usd=summary.cost_usd,
+        status=summary.status,
+        answers=str(out / ANSWERS),
     )
+    write_json_atomic(out / EVALUATION, result.to_json())
+    return result

@@ -91,8 +91,9 @@ def plan_of(settings: TrainConfig, train: list[Pair], held: list[Pair]) -> dict[
     return {"settings": deciding, "data": digest.hexdigest(), "count": f"{len(train)} + {len(held)} held-out pairs"}
 
 
-def check_plan(path: Path, plan: dict[str, Any]) -> None:
-    """Record `plan` at `path`, or refuse (ConfigError) when its folder holds the work of another one."""
+def check_plan(path: Path, plan: dict[str, Any], write: bool = True) -> None:
+    """Refuse (ConfigError) when the folder of `path` holds the work of another plan than `plan`; else record it there
+    (`write`: now; else the caller does, once the work can start: a typo that stops it before then is not kept)."""
     if path.exists():
         try:
             old = json.loads(path.read_text())
@@ -105,7 +106,8 @@ def check_plan(path: Path, plan: dict[str, Any]) -> None:
                 f"{out} holds the work of other data or settings ({why}): pass another --out, or delete {out}"
             )
         return
-    write_json_atomic(path, plan)
+    if write:
+        write_json_atomic(path, plan)
 
 
 def _plan_diff(old: Any, new: dict[str, Any], name: str) -> str:
@@ -248,7 +250,8 @@ def train_student(
         raise ConfigError(f"{source} has no pair with both an instruction and a response to train on")
     check_output_dir(out, [source])
     with owned(out, "train", "refed train", flag="--out"):
-        check_plan(out / PLAN, plan_of(settings, train, held))
+        plan = plan_of(settings, train, held)
+        check_plan(out / PLAN, plan, write=False)
         finished = finished_training(out)
         if finished is not None:
             return finished
@@ -266,17 +269,19 @@ def train_student(
         with warnings.catch_warnings():  # transformers' and peft's notes on their own internals: nothing to act on
             warnings.simplefilter("ignore")
             trainer = _trainer(peft, student, settings, out, train, held)
-            summary = _fit(trainer, out, base, start, show_progress)
+            write_json_atomic(out / PLAN, plan)  # the student and its adapters are there: the training starts
+            summary = _fit(trainer, out, base, start, config.run.progress_every_s if show_progress else None)
     if config.tracking.enabled:
         track_training(config, out, summary)
     return summary
 
 
-def _fit(trainer: Any, out: Path, base: dict[str, Any], start: float, show_progress: bool) -> TrainSummary:
-    """Train from the newest checkpoint (or the start), then save the adapter and write the summary."""
+def _fit(trainer: Any, out: Path, base: dict[str, Any], start: float, every_s: float | None) -> TrainSummary:
+    """Train from the newest checkpoint (or the start), then save the adapter and write the summary; a progress line
+    every `every_s` seconds (None: none)."""
     resume = last_checkpoint(out / CHECKPOINTS)
     base = {**base, "resumed_from": _step_of(resume)}
-    beat = Heartbeat("refed train", StepLine(trainer, _step_of(resume))) if show_progress else None
+    beat = Heartbeat("refed train", StepLine(trainer, _step_of(resume)), every_s) if every_s is not None else None
     try:
         with beat or contextlib.nullcontext():
             trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -331,7 +336,7 @@ def finished_training(out: Path) -> TrainSummary | None:
         summary = TrainSummary.model_validate(json.loads((out / SUMMARY).read_text()))
     except (OSError, ValueError):
         return None
-    if summary.status != "complete" or not summary.adapter or not Path(summary.adapter).is_dir():
+    if summary.status != "complete" or not (out / ADAPTER).is_dir():  # the folder's own: it may have moved
         return None
     return summary
 

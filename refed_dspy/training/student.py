@@ -69,20 +69,32 @@ class Student:
         name: `smollm2`, a Hugging Face id, a model folder or a .gguf file.
         device: a torch device; None: cuda when torch sees one, else cpu.
         dtype: float32, bfloat16, float16, or auto (bfloat16 on a GPU that computes in it, else float32).
+        what: how messages name it (`[train] student`).
+
+    Raises:
+        ConfigError: the device is not one torch has here, or a GGUF file named is not there.
     """
 
-    def __init__(self, name: str, device: str | None = None, dtype: str = "auto"):
+    def __init__(self, name: str, device: str | None = None, dtype: str = "auto", what: str = "[train] student"):
         self.torch, self.transformers = import_torch()
-        self.name = name
-        self.source, self.gguf, self.label = resolve(name)
-        self.device = device or ("cuda" if self.torch.cuda.is_available() else "cpu")
-        self.dtype = dtype if dtype != "auto" else self._auto_dtype()
+        self.name, self.what = name, what
+        try:
+            self.source, self.gguf, self.label = resolve(name)
+        except ConfigError:
+            raise ConfigError(f"{what} {name!r}: no such GGUF file") from None
+        self.device = usable_device(self.torch, device)
+        self.dtype = Student.dtype_for(self.device, dtype)
         self.model: Any = None
         self.tokenizer: Any = None
 
-    def _auto_dtype(self) -> str:
-        cuda = self.device.startswith("cuda") and self.torch.cuda.is_available()
-        return "bfloat16" if cuda and self.torch.cuda.is_bf16_supported() else "float32"
+    @staticmethod
+    def dtype_for(device: str | None, dtype: str) -> str:
+        """The dtype a student is loaded in: `dtype`, or for auto bfloat16 on a GPU that computes in it, else float32."""
+        if dtype != "auto":
+            return dtype
+        torch, _ = import_torch()
+        cuda = (device or "cuda").startswith("cuda") and torch.cuda.is_available()
+        return "bfloat16" if cuda and torch.cuda.is_bf16_supported() else "float32"
 
     def load(self) -> Student:
         """Load the tokenizer and the model (once). Raises ConfigError, one line, when they cannot be loaded."""
@@ -99,7 +111,7 @@ class Student:
                         keep_dense(self.model, self.tokenizer, kept)
         except (OSError, ValueError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"[train] student {self.name!r} cannot be loaded: {first[:300]}") from None
+            raise ConfigError(f"{self.what} {self.name!r} cannot be loaded: {first[:300]}") from None
         self.layout = layout_of(self.tokenizer)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -155,6 +167,24 @@ class Student:
                 eos_token_id=self.stops(),
             )
         return [self.tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+
+def usable_device(torch: Any, device: str | None) -> str:
+    """`device` (cpu, cuda, cuda:N, mps) when torch has it here, made the current one for a numbered GPU; None: cuda
+    when torch sees one, else cpu. ConfigError naming what is there otherwise."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, number = device.partition(":")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if kind == "cuda" and (not count or (number and (not number.isdigit() or int(number) >= count))):
+        raise ConfigError(f"device {device!r}: torch sees {count} CUDA device(s) here; set device to cpu or unset it")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: torch has no MPS here; set device to cpu or unset it")
+    if kind not in ("cpu", "cuda", "mps") or (kind != "cuda" and number):
+        raise ConfigError(f"device {device!r}: expected cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and number:
+        torch.cuda.set_device(int(number))  # the Trainer and a plain `cuda` take the current device
+    return device
 
 
 def dense_folder(gguf: Path, dtype: str) -> Path:

@@ -24,6 +24,7 @@ from refed_dspy.training.evaluate import (
     length_controlled,
     outcomes,
     read_instructions,
+    side_of,
     win_rate,
 )
 
@@ -69,7 +70,8 @@ def test_the_judge_s_taste_decides_and_every_judge_call_is_the_server_s(server_f
     config = load_config(None, judge_overrides(server))
     result = evaluate_students(student, eval_set, out, config, baseline=baseline)
     assert (result.pairs, result.decisive, result.ties, result.wins, result.win_rate) == (8, 16, 0, 16, 1.0)
-    assert result.interval == [1.0, 1.0] and result.lc_win_rate > 0.5 and result.status == "complete"
+    assert result.interval == [1.0, 1.0] and result.status == "complete"
+    assert result.lc_win_rate is None and result.lc_note.endswith("all longer")  # length and student are one here
     assert result.judge_calls == len(read_log(server.cfg.log_path)) == 16
     assert "won 16 of 16 decisive judgments" in result.verdict and "better than the baseline" in result.verdict
     assert json.loads((out / "evaluation.json").read_text()) == result.to_json()
@@ -109,8 +111,10 @@ def test_too_few_decisive_judgments_are_said_not_hidden(server_factory, tmp_path
 
 
 def test_the_two_orders_are_read_each_the_right_way_round():
-    samples = judged_samples([("q1", "Q?")], {("q1", "student"): "mine", ("q1", "baseline"): "theirs"})
+    answers = {("q1", "student"): "mine", ("q1", "baseline"): "theirs", ("q2", "student"): "", ("q2", "baseline"): "x"}
+    samples = judged_samples([("q1", "Q?"), ("q2", "R?")], answers)
     assert samples[0]["improved_response"] == "mine" and samples[0]["response"] == "theirs"
+    assert [s["meta"]["id"].split("#")[0] for s in samples] == ["q1"]  # an empty answer is not sent to the judge
     # the pairwise judge shows the improved (the student's) first in the first order, second in the second
     rows = [
         {"sample_id": "a", "pairwise": {"verdicts": ["A", "B"]}},  # the student both times
@@ -135,13 +139,19 @@ def test_the_length_controlled_rate_takes_length_out_and_stays_finite():
     biased = [(1, 300)] * 8 + [(-1, -300)] * 2 + [(1, -300)] * 1
     lc, _ = length_controlled(biased)
     raw = win_rate([[v] for v, _ in biased])  # 9 of 11
-    assert lc is not None and 0.5 < lc < raw - 0.05
-    # no length difference: the rate itself, pulled a little toward a half by the penalty
-    even, _ = length_controlled([(1, 0)] * 9 + [(-1, 0)] * 3)
-    assert 0.65 < even < 0.75
-    # one-sided (every judgment won): still a number, short of 1
-    one_sided, note = length_controlled([(1, 20)] * 16)
-    assert 0.5 < one_sided < 1 and note == ""
+    assert lc is not None and 0.5 < lc < raw - 0.02
+    # wins whatever the length: the rate stays high, finite
+    steady, note = length_controlled([(1, 40)] * 8 + [(1, -40)] * 8)
+    assert 0.95 < steady < 1 and note == ""
+    # as likely to win longer as shorter: the rate itself
+    even, _ = length_controlled([(1, 30)] * 6 + [(-1, 30)] * 2 + [(1, -30)] * 6 + [(-1, -30)] * 2)
+    assert abs(even - 0.75) < 0.03
+    # longer in every judgment (or never different): length and student cannot be told apart
+    assert length_controlled([(1, 20)] * 16) == (
+        None,
+        "the student's answers are never shorter and never longer than the baseline's in one judgment: all longer",
+    )
+    assert length_controlled([(1, 0)] * 9 + [(-1, 0)] * 3)[0] is None
     assert length_controlled([(1, 5)] * 5) == (None, "5 decisive judgments, 6 needed")
 
 
@@ -180,3 +190,31 @@ def test_a_folder_without_a_finished_training_or_with_another_evaluation_is_refu
         text=True,
     )
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_an_empty_answer_loses_without_a_call_and_two_are_ties(server_factory, tmp_path):
+    server = server_factory(prefers=TASTE)
+    says = {0: "", 1: "", 2: "Splendid two.", 3: "Splendid three."}
+    theirs = {0: "Plain zero.", 1: "", 2: "Plain two.", 3: "Plain three."}
+    student, baseline, eval_set, out = setup(tmp_path, n=4, student_says=says.get, baseline_says=theirs.get)
+    result = evaluate_students(student, eval_set, out, load_config(None, judge_overrides(server)), baseline=baseline)
+    assert (result.pairs, result.wins, result.decisive, result.ties) == (4, 4, 6, 2)  # q0 lost twice, q1 two ties
+    assert result.judge_calls == 4 == len(read_log(server.cfg.log_path))  # q2 and q3 only, in both orders
+
+
+def test_a_training_folder_that_moved_is_still_a_student(tmp_path):
+    moved = trained(tmp_path / "a").rename(tmp_path / "elsewhere")
+    side = side_of(moved, "student")
+    assert side.adapter == str(moved / "adapter") and side.model == "smollm2"
+
+
+def test_a_device_torch_does_not_have_here_is_one_line():
+    torch = pytest.importorskip("torch")
+    from refed_dspy.training.student import usable_device
+
+    assert usable_device(torch, "cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees 0 CUDA device"):
+            usable_device(torch, "cuda")
+    with pytest.raises(ConfigError, match="expected cpu, cuda, cuda:N or mps"):
+        usable_device(torch, "tpu")

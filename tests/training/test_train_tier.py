@@ -130,6 +130,11 @@ def test_the_student_learns_its_data_and_the_held_out_pairs_show_it(trained):
     assert again == summary
     with pytest.raises(ConfigError, match=r"learning_rate: 0.001 -> 0.002"):
         train_student(run, out, load_config(None, [*SETTINGS, "train.learning_rate=0.002"]))
+    # a typo that stops a training before it starts keeps nothing that would refuse the command once it is fixed
+    typo = load_config(None, [*SETTINGS, 'train.target_modules=["q_prj"]'])
+    with pytest.raises(ConfigError, match=r"target_modules \['q_prj'\]"):
+        train_student(run, out.parent / "typo", typo)
+    assert not (out.parent / "typo" / "train_plan.json").exists()
 
 
 def test_a_training_killed_after_its_first_checkpoint_resumes_from_it(trained, tmp_path):
