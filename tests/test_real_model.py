@@ -57,7 +57,8 @@ from refed_dspy.store.records import RejectRecord, SampleRecord
 
 DEGENERATE_DETAIL = re.compile(
     r"^`\w+` (is empty|is the output format's placeholder|repeats the prompt's own text|is a copy of the input `\w+`"
-    r"|has no letter or digit|is list markers alone|is markup alone|is a field name|is a single word)"
+    r"|has no letter or digit|is list markers alone|is markup alone|is a field name|is a field's marker"
+    r"|is field names and markers alone|is placeholders or markers alone|is a single word)"
 )
 
 pytestmark = pytest.mark.real_model
