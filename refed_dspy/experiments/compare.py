@@ -195,7 +195,9 @@ def columns_for(rows: list[dict[str, Any]], all_columns: bool = False) -> list[t
     return [
         (key, title)
         for key, title in PAPER_COLUMNS
-        if key not in _SHOWN_WHEN_MEASURED or any(r.get(key) is not None for r in rows)
+        if key not in _SHOWN_WHEN_MEASURED
+        or any(r.get(key) is not None for r in rows)
+        or (key.startswith("student_") and any("student" in r for r in rows))  # trained: n/a says no verdict
     ]
 
 
