@@ -104,6 +104,22 @@ def config_for_run(args: argparse.Namespace, run_dir: str) -> Any:
     return load_config(path, args.overrides, record=True)  # judge, filter, report, export: the method need not be here
 
 
+def config_for_source(args: argparse.Namespace, source: str) -> Any:
+    """--config when given, else the run dir's own config.toml when `source` is a run dir, else the defaults; --set
+    applies to each (`refed score`, `refed train`: a source is a run dir or a dataset)."""
+    from pathlib import Path
+
+    from refed_dspy.config import load_config
+    from refed_dspy.store.rundir import RunDir
+
+    if args.config:
+        return load_config(args.config, args.overrides)
+    own = RunDir(source).config
+    if Path(source).is_dir() and own.exists():
+        return load_config(own, args.overrides, record=True)
+    return load_config(None, args.overrides)
+
+
 def prints_help(parser: argparse.ArgumentParser) -> Any:
     """A command function for a command group named without its action: its help, and exit 2."""
 

@@ -16,6 +16,7 @@ from refed_dspy.cli.common import (
     add_ray_arg,
     add_set_arg,
     config_for_run,
+    config_for_source,
     on_mismatch,
     prints_help,
     ray_overrides,
@@ -134,19 +135,9 @@ def register(sub: Any) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from refed_dspy.config import load_config
     from refed_dspy.quality.statistics import score_source
-    from refed_dspy.store.rundir import RunDir
 
-    run_config = RunDir(args.source).config
-    if args.config:
-        config = load_config(args.config, args.overrides)
-    elif Path(args.source).is_dir() and run_config.exists():
-        config = load_config(run_config, args.overrides, record=True)
-    else:
-        config = load_config(None, args.overrides)
+    config = config_for_source(args, args.source)
     try:
         r = score_source(args.source, args.out, config, limit=args.limit, show_progress=config.run.progress)
     except RunInterrupted as stop:  # a signal: what --out holds now; then the stop's line says how to resume

@@ -7,24 +7,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.cli.common import add_ledger_arg, add_mismatch_args, add_quiet_arg, add_set_arg, on_mismatch
+from refed_dspy.cli.common import (
+    add_ledger_arg,
+    add_mismatch_args,
+    add_quiet_arg,
+    add_set_arg,
+    config_for_source,
+    on_mismatch,
+)
 from refed_dspy.config.section import expand_home
 from refed_dspy.errors import RunInterrupted
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from refed_dspy.config import load_config
-    from refed_dspy.store.rundir import RunDir
     from refed_dspy.training import train_student
     from refed_dspy.training.fine_tune import finished_training
 
-    run_config = RunDir(args.source).config
-    if args.config:
-        config = load_config(args.config, args.overrides)
-    elif Path(args.source).is_dir() and run_config.exists():
-        config = load_config(run_config, args.overrides, record=True)
-    else:
-        config = load_config(None, args.overrides)
+    config = config_for_source(args, args.source)
     before = finished_training(Path(args.out))
     try:
         summary = train_student(args.source, args.out, config, show_progress=config.run.progress)
