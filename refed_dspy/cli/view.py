@@ -24,16 +24,16 @@ def _cmd_view(args: argparse.Namespace) -> int:
     path = Path(args.run_dir)
     if not is_viewable(path):
         raise RunDirError(
-            f"{path} is not a run dir, a filtered dir, a compare dir or an experiment dir (refed made none of them "
-            "there, and it has no samples.jsonl, compare.json or filter_summary.json)"
+            f"{path} is not a run dir, a filtered dir, a compare dir, an experiment dir or an evaluation (refed made "
+            "none of them there, and it has no samples.jsonl, compare.json, filter_summary.json or answers.jsonl)"
         )
     if args.filtered and not (Path(args.filtered) / "filter_summary.json").is_file():
         raise RunDirError(f"--filtered {args.filtered} is not the output of `refed filter` (no filter_summary.json)")
     view = View(path, args.filtered)
     server = serve(view, args.port)
+    shows = "an evaluation's answers" if view.kind == "evaluation" else f"{len(view.rows)} samples"
     print(
-        f"serving {view.status()['path']} ({len(view.rows)} samples) at http://127.0.0.1:{server.port}/ "
-        "(read-only; Ctrl-C stops)",
+        f"serving {view.status()['path']} ({shows}) at http://127.0.0.1:{server.port}/ (read-only; Ctrl-C stops)",
         flush=True,
     )
     try:
@@ -51,9 +51,11 @@ def register(sub: Any) -> None:
         "view",
         help="browse a run's samples, judgments and rejects in a local web page",
         description="Serve a read-only viewer of RUN_DIR (a run dir, a `refed filter` output dir, a "
-        "`refed compare` dir or a `refed experiment` dir) on 127.0.0.1: the samples with search and filters, one "
+        "`refed compare` dir, a `refed experiment` dir, or a `refed evaluate` output or the training folder holding "
+        "it) on 127.0.0.1: the samples with search and filters, one "
         "sample with the draft and the improved response side by side, the judge's scores and reasons, the "
-        "reference, the rejects with what the model returned; an experiment's cells and each cell's program. A run "
+        "reference, the rejects with what the model returned; an experiment's cells and each cell's program; an "
+        "evaluation's figures and each instruction's two answers with the judge's verdicts. A run "
         "still being written shows new samples on reload.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)

@@ -252,7 +252,7 @@ class Evaluation(Result):
 
 
 def outcomes(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """Instruction id -> its judgments as +1 (the student), -1 (the baseline), 0 (a tie), one per order."""
+    """A judgment's sample id (`sample_id`) -> its verdicts as +1 (the student), -1 (the baseline), 0 (a tie), one per order."""
     out = {}
     for row in rows:
         pair = row.get("pairwise")
@@ -323,6 +323,14 @@ def length_controlled(points: list[tuple[int, float]]) -> tuple[float | None, st
     return round(1 / (1 + math.exp(-w[0])), 4), ""
 
 
+def verdicts_of(key: str, text: str, mine: str, theirs: str, found: dict[str, list[int]]) -> list[int] | None:
+    """An instruction's two judgments as the student's (+1 won, -1 lost, 0 tie), from the judge's `found`
+    (`outcomes`), or decided without it where an answer is empty; None when not judged (yet)."""
+    if not mine.strip() or not theirs.strip():
+        return [0, 0] if not mine.strip() and not theirs.strip() else [1, 1] if mine.strip() else [-1, -1]
+    return found.get(sample_id(key, text, mine, theirs))
+
+
 def figures(
     items: list[tuple[str, str]], answers: dict[tuple[str, str], str], rows: list[dict], seeds: tuple[int, int]
 ) -> dict[str, Any]:
@@ -333,12 +341,9 @@ def figures(
     points = []
     for key, text in items:
         mine, theirs = answers[(key, "student")], answers[(key, "baseline")]
-        if not mine.strip() or not theirs.strip():
-            verdicts = [0, 0] if not mine.strip() and not theirs.strip() else [1, 1] if mine.strip() else [-1, -1]
-        else:
-            verdicts = found.get(sample_id(key, text, mine, theirs))
-            if verdicts is None:
-                continue  # not judged (yet)
+        verdicts = verdicts_of(key, text, mine, theirs, found)
+        if verdicts is None:
+            continue  # not judged (yet)
         judged.append(verdicts)
         points += [(v, len(mine) - len(theirs)) for v in verdicts if v != 0]
     rate = win_rate(judged)

@@ -5,7 +5,9 @@ the sample beside its reference pair with the runs copied from it marked, analys
 reasons, the reference's feedback, provenance; each text shown to a bound, with a link to the whole of it as plain text:
 refed_dspy.view.shown), rejects by stage and reason with what the model returned, for a `refed compare` dir, one
 reference's samples from each method side by side, and for an experiment dir its cells, each cell's program and the
-experiment's own page (its samples are those of its synthesis checks and examples), and for a run dir its live page
+experiment's own page (its samples are those of its synthesis checks and examples), for an evaluation (`refed
+evaluate`'s folder) its figures and each instruction's two answers with the judge's verdicts
+(refed_dspy.view.evaluation), and for a run dir its live page
 (the run as it works, updated every second: refed_dspy.view.index). Every page is rendered from the files as they
 are when it is loaded; nothing is written. Every page masks the keys the viewer's process holds (refed_dspy.secrets):
 a file written before refed masked them may still quote one.
@@ -57,6 +59,8 @@ def create_app(view: View) -> Any:
     app.add_url_rule("/sample/<sid>/<part>", "sample_text", lambda sid, part: routes.sample_text(pages, sid, part))
     # no icon, and no 404 for it: a page of plain text (the whole of a sample's text) has no <link rel="icon"> to say so
     app.add_url_rule("/favicon.ico", "favicon", lambda: ("", 204))
+    app.add_url_rule("/answer", "answer", lambda: routes.answer(pages, request.args))
+    app.add_url_rule("/answer.txt", "answer_text", lambda: routes.answer_text(pages, request.args))
     app.add_url_rule("/rejects", "rejects", lambda: routes.rejects(pages, request.args))
     app.add_url_rule("/compare", "compare", lambda: routes.compare(pages, request.args))
     app.add_url_rule("/experiment", "experiment", lambda: routes.experiment(pages))

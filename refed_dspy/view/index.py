@@ -38,6 +38,7 @@ from refed_dspy.store.records import count_teachers, mixed_line, teacher_rows
 from refed_dspy.store.rundir import RunDir, incomplete_note, record_usage, run_config
 from refed_dspy.synthesis.summary import shortfall_cause
 from refed_dspy.text.closeness import COPY_THRESHOLD
+from refed_dspy.view.evaluation import evaluation_in
 from refed_dspy.view.status.experiment import is_experiment_dir
 from refed_dspy.view.status.run import live_pid, lock_holder, paid_usage
 
@@ -49,8 +50,11 @@ MARKS = ("samples.jsonl", "compare.json", "filter_summary.json")  # what such a 
 
 def is_viewable(path: Path) -> bool:
     """`path` is a directory the viewer shows: a run, filtered, compare or experiment dir, by refed's marker (a run
-    that ended with no sample has no samples.jsonl: its rejects are what matter then) or by the files it holds."""
-    return path.is_dir() and (kind_of(path) in VIEWABLE or any((path / m).exists() for m in MARKS))
+    that ended with no sample has no samples.jsonl: its rejects are what matter then) or by the files it holds; or an
+    evaluation (refed_dspy.view.evaluation.evaluation_in)."""
+    return path.is_dir() and (
+        kind_of(path) in VIEWABLE or any((path / m).exists() for m in MARKS) or evaluation_in(path) is not None
+    )
 
 
 def run_dirs(root: Path, depth: int) -> list[Path]:
@@ -268,6 +272,8 @@ class View:
             # the runs an experiment made: its examples, and each synthesis check (a cell's, a baseline's)
             self.kind = "experiment"
             self.runs = [RunIndex(d, str(d.relative_to(self.path))) for d in run_dirs(self.path, 4)]
+        elif (evaluation := evaluation_in(self.path)) is not None:  # its own pages (refed_dspy.view.evaluation)
+            self.kind, self.path, self.runs = "evaluation", evaluation, []
         elif (self.path / "compare.json").is_file():
             self.kind = "compare"
             self.runs = [RunIndex(d, d.name) for d in run_dirs(self.path, 2)]

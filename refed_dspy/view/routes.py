@@ -35,6 +35,7 @@ from refed_dspy.store.jsonl import json_text, read_json
 from refed_dspy.store.records import final_response
 from refed_dspy.text.closeness import closeness, copied_spans
 from refed_dspy.text.overlap import changed_share, word_diff
+from refed_dspy.view.evaluation import OUTCOMES, Answered, answered_rows, evaluation_figures
 from refed_dspy.view.index import VERDICTS, Filters, RunIndex, View
 from refed_dspy.view.shown import clip, is_clipped, shown
 from refed_dspy.view.status.experiment import experiment_status, unsettled_text
@@ -47,6 +48,8 @@ def samples(pages: Pages, args: Any) -> Response:
     view = pages.view
     if view.kind == "experiment" and not view.rows and not args:
         return experiment(pages)  # an experiment's samples come with its synthesis checks: its cells first
+    if view.kind == "evaluation":
+        return evaluation(pages, args)
     f = filters_from(args)
     rows = [r for r in view.rows if f.keep(r)]
     per = whole_number(args.get("per"), "per", PER_PAGE, 1, 500)
@@ -176,6 +179,72 @@ def compare(pages: Pages, args: Any) -> Response:
     )
 
 
+def evaluation(pages: Pages, args: Any) -> Response:
+    """/ of an evaluation dir: its figures, then its instructions (filtered by `outcome` and a search `q` of the
+    instruction and both answers, cut into pages), each with its outcome and the lengths of both answers."""
+    rows = answered_rows(pages.view.path)
+    outcome, q = args.get("outcome", ""), args.get("q", "").strip().lower()
+    if outcome and outcome not in OUTCOMES:
+        raise BadQuery(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+    counts = {o: sum(r.outcome == o for r in rows) for o in OUTCOMES}
+    rows = [
+        r
+        for r in rows
+        if (not outcome or r.outcome == outcome)
+        and (not q or any(q in t.lower() for t in (r.instruction, r.student, r.baseline)))
+    ]
+    per = whole_number(args.get("per"), "per", PER_PAGE, 1, 500)
+    page_count = max(1, math.ceil(len(rows) / per))
+    page_no = whole_number(args.get("page"), "page", 1, 1, page_count)
+    query = {k: v for k, v in args.items() if k != "page" and v != ""}
+    return pages.page(
+        "evaluation",
+        title="evaluation",
+        page="evaluation",
+        figures=evaluation_figures(pages.view.path),
+        rows=rows[(page_no - 1) * per : page_no * per],
+        total=len(rows),
+        counts=counts,
+        outcome=outcome,
+        q=args.get("q", ""),
+        page_no=page_no,
+        pages=page_count,
+        prev_url="/?" + urlencode({**query, "page": page_no - 1}) if page_no > 1 else None,
+        next_url="/?" + urlencode({**query, "page": page_no + 1}) if page_no < page_count else None,
+    )
+
+
+def answer(pages: Pages, args: Any) -> Response:
+    """/answer?id=<id>: one instruction of an evaluation, the student's answer beside the baseline's (each shown to
+    SHOWN_CHARS characters), and the judge's verdict in each order with its reason."""
+    row = _answered(pages, args)
+    texts = {
+        name: shown(getattr(row, name), "/answer.txt?" + urlencode({"id": row.id, "part": name}))
+        for name in ANSWER_PARTS
+    }
+    return pages.page("answer", title=row.instruction[:60], page="", row=row, texts=texts, orders=ORDERS)
+
+
+def answer_text(pages: Pages, args: Any) -> Response:
+    """/answer.txt?id=<id>&part=<part>: the whole of an instruction (`instruction`) or an answer (`student`,
+    `baseline`) as plain text, masked."""
+    row = _answered(pages, args)
+    part = args.get("part", "")
+    if part not in ANSWER_PARTS:
+        raise NotFound()
+    return mask(getattr(row, part)), 200, TEXT
+
+
+def _answered(pages: Pages, args: Any) -> Answered:
+    key = args.get("id")
+    found = None
+    if pages.view.kind == "evaluation" and key is not None:
+        found = next((r for r in answered_rows(pages.view.path) if r.id == key), None)
+    if found is None:
+        raise NotFound()
+    return found
+
+
 def experiment(pages: Pages) -> Response:
     """/experiment: an experiment dir's cells."""
     if pages.view.kind != "experiment":
@@ -227,6 +296,8 @@ def live_figures(pages: Pages) -> Response:
 
 
 PARTS = (("instruction", "Instruction"), ("response", "Final response"))
+ANSWER_PARTS = ("instruction", "student", "baseline")
+ORDERS = ("the student's answer shown first", "the baseline's answer shown first")
 
 
 def pieces(text: str, spans: list[tuple[int, int]]) -> list[tuple[str, bool]]:

@@ -1,0 +1,94 @@
+"""An evaluation folder (`refed evaluate`'s) as the viewer shows it: each instruction with the two students' answers,
+the judge's verdict in each order with its reason, and the figures of evaluation.json; read from the files as they
+are, so an evaluation still answering or judging shows what it has.
+
+The outcome of an instruction is the student's: `win` (more of its two judgments for the student than against),
+`loss`, `tie` (both ties), `split` (one each way: the judge's position bias, or a close call), `unjudged`. An empty
+answer is decided without the judge, as evaluation.json counts it (refed_dspy.training.evaluate.verdicts_of).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from refed_dspy.store.jsonl import read_json, read_jsonl
+from refed_dspy.store.ownership import kind_of
+from refed_dspy.training.evaluate import ANSWERS, EVALUATION, PLAN, outcomes, sample_id, verdicts_of
+
+OUTCOMES = ("win", "loss", "tie", "split", "unjudged")
+SIDES = {1: "student", -1: "baseline", 0: "tie"}
+EMPTY = "an empty answer: decided without the judge"
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One instruction of an evaluation: both answers, and how the judge decided between them.
+
+    Attributes:
+        id: the instruction's id in the evaluation set.
+        instruction: its text.
+        student: the student's answer ('' until it answers).
+        baseline: the baseline's answer.
+        outcome: the student's outcome (OUTCOMES).
+        verdicts: each order's verdict, as the side it chose: 'student', 'baseline' or 'tie' (empty: unjudged).
+        reasons: the judge's reason for each verdict, in the same order.
+    """
+
+    id: str
+    instruction: str
+    student: str
+    baseline: str
+    outcome: str
+    verdicts: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+def evaluation_in(path: Path) -> Path | None:
+    """The evaluation folder `path` is (by refed's marker, or by its answers and plan), or the one a training folder
+    holds where `refed evaluate` puts it by default (`STUDENT/evaluation`); None when neither."""
+    for folder in (path, path / "evaluation"):
+        if kind_of(folder) == "evaluate" or ((folder / ANSWERS).is_file() and (folder / PLAN).is_file()):
+            return folder
+    return None
+
+
+def outcome_of(verdicts: list[int] | None) -> str:
+    if verdicts is None:
+        return "unjudged"
+    total = sum(verdicts)
+    if total:
+        return "win" if total > 0 else "loss"
+    return "split" if any(verdicts) else "tie"
+
+
+def answered_rows(path: Path) -> list[Answered]:
+    """Each instruction the folder's answers.jsonl holds, in the order first answered (the last answer of each side
+    kept, as the evaluation keeps it; a line torn by a kill skipped, nothing written), with the judgments of judgments.jsonl of exactly those two answers."""
+    answers: dict[str, dict[str, Any]] = {}
+    for row in read_jsonl(path / ANSWERS):
+        entry = answers.setdefault(row["id"], {"instruction": row["instruction"]})
+        if entry["instruction"] != row["instruction"]:  # the set changed this id's text: its newer answers count
+            entry.clear()
+            entry["instruction"] = row["instruction"]
+        entry[row["role"]] = row["answer"]
+    judgments = list(read_jsonl(path / "judgments.jsonl"))
+    found = outcomes(judgments)
+    reasons = {row["sample_id"]: (row.get("pairwise") or {}).get("rationales") or [] for row in judgments}
+    out = []
+    for key, entry in answers.items():
+        text, mine, theirs = entry["instruction"], entry.get("student", ""), entry.get("baseline", "")
+        both = "student" in entry and "baseline" in entry
+        verdicts = verdicts_of(key, text, mine, theirs, found) if both else None
+        why = reasons.get(sample_id(key, text, mine, theirs), []) if both and mine.strip() and theirs.strip() else []
+        if verdicts is not None and not why:
+            why = [EMPTY, EMPTY]
+        shown = tuple(SIDES[v] for v in verdicts or [])
+        out.append(Answered(key, text, mine, theirs, outcome_of(verdicts), shown, tuple(str(r) for r in why)))
+    return out
+
+
+def evaluation_figures(path: Path) -> dict[str, Any]:
+    """What evaluation.json holds ({} until the evaluation has judged)."""
+    return read_json(path / EVALUATION)
