@@ -252,7 +252,8 @@ class Evaluation(Result):
 
 
 def outcomes(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """A judgment's sample id (`sample_id`) -> its verdicts as +1 (the student), -1 (the baseline), 0 (a tie), one per order."""
+    """A judgment's sample id (`sample_id`) -> its verdicts as +1 (the student), -1 (the baseline), 0 (a tie), one
+    per order."""
     out = {}
     for row in rows:
         pair = row.get("pairwise")

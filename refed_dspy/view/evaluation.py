@@ -65,7 +65,8 @@ def outcome_of(verdicts: list[int] | None) -> str:
 
 def answered_rows(path: Path) -> list[Answered]:
     """Each instruction the folder's answers.jsonl holds, in the order first answered (the last answer of each side
-    kept, as the evaluation keeps it; a line torn by a kill skipped, nothing written), with the judgments of judgments.jsonl of exactly those two answers."""
+    kept, as the evaluation keeps it; a line torn by a kill skipped, nothing written), with the judgments in
+    judgments.jsonl of exactly those two answers."""
     answers: dict[str, dict[str, Any]] = {}
     for row in read_jsonl(path / ANSWERS):
         entry = answers.setdefault(row["id"], {"instruction": row["instruction"]})
