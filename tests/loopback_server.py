@@ -307,6 +307,9 @@ class ServerConfig:
     # response_b, a verdict asked), the one that holds this phrase (case ignored) wins when only one does; otherwise
     # the verdict is drawn as ever ("": no taste)
     prefers: str = ""
+    # served students: a chat request naming one of these models is answered in plain text, as a student answers an
+    # instruction: the model's phrase ("": none), then words drawn as ever
+    says: dict = field(default_factory=dict)
     # service tiers, as OpenAI answers them: every reply says which tier served it (`service_tier`: the one asked for,
     # "default" when none was); `flex_unavailable` of the requests asked on the flex tier are answered 429 "resource
     # unavailable" (flex capacity is short: nothing is billed); `served_tier` answers every request as served on that
@@ -1030,6 +1033,7 @@ class _Handler(BaseHTTPRequestHandler):
         fmt = req.get("response_format") or {}
         response_schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
         entry["outputs"] = output_names(messages, response_schema)
+        entry["model"] = req.get("model")
         # the sampling and provider settings the request carried (what an LM was really called with)
         entry["settings"] = {
             k: v
@@ -1138,6 +1142,8 @@ class _Handler(BaseHTTPRequestHandler):
                 and st.next_score_request() % cfg.bad_scores_every == 0
             )
             content = _answer(messages, rng, cfg, json_mode, response_schema=response_schema, bad_scores=bad_scores)
+            if req.get("model") in cfg.says:
+                content = f"{cfg.says[req['model']]} {_words(rng, 12)}".strip()
             fault = "bad_scores" if bad_scores else None
             if _unit(key, "length") < cfg.sticky_length:
                 content, finish, fault = content[: len(content) // 3], "length", "length"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from refed_dspy.config.judging import PACKAGED
 from refed_dspy.config.section import Section, UserPath
@@ -93,7 +93,31 @@ class EvaluateConfig(Section):
     max_new_tokens: int = Field(256, gt=0, le=32768, description="Tokens each student may write for an answer.")
     batch_size: int = Field(8, gt=0, le=1024, description="Instructions a student answers at once.")
     max_prompt_tokens: int = Field(
-        512, ge=8, le=131072, description="Tokens of an instruction a student reads; a longer one is cut."
+        512,
+        ge=8,
+        le=131072,
+        description="Tokens of an instruction a student reads; a longer one is cut (a student answering in this "
+        "process; a server cuts by its own settings).",
+    )
+    server: str | None = Field(
+        None,
+        description="An OpenAI-compatible server (vLLM, llama.cpp's llama-server, SGLang: `http://host:port/v1`) that "
+        "serves both students: each answer is asked of it, greedily, batch_size at a time, and no model loads here. "
+        "Unset: the students answer in this process (transformers).",
+    )
+    student_model: str | None = Field(
+        None,
+        description="The model name the server serves the student under (vLLM: the NAME of "
+        "`--lora-modules NAME=STUDENT/adapter`). Needed with server.",
+    )
+    baseline_model: str | None = Field(
+        None,
+        description="The model name the server serves the baseline under (the base model's own name for an "
+        "untuned baseline). Needed with server.",
+    )
+    server_key_env: str = Field(
+        "",
+        description="The environment variable holding the server's key (vLLM's --api-key), if it asks for one.",
     )
     max_calls: int | None = Field(
         None, gt=0, description="The judge's calls an evaluation may make, across its re-runs (2 per instruction)."
@@ -105,3 +129,10 @@ class EvaluateConfig(Section):
         2000, ge=100, le=1_000_000, description="Resamples of the instructions for the win rate's 95% interval."
     )
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+
+    @model_validator(mode="after")
+    def _server_names_both(self) -> EvaluateConfig:
+        if self.server and not (self.student_model and self.baseline_model):
+            missing = " and ".join(f"evaluate.{k}" for k in ("student_model", "baseline_model") if not getattr(self, k))
+            raise ValueError(f"with evaluate.server set, set {missing}: the names it serves the students under")
+        return self

@@ -2,10 +2,11 @@
 
 The student is a training's folder (`refed train --out DIR`: its student and adapter); the baseline another one, or
 none: the student's own model without its adapter. Each answers every instruction of the evaluation set greedily (its
-chat template, `[evaluate] max_new_tokens`), in this process (transformers; a GPU when torch sees one); each answer is
-appended to `OUT/answers.jsonl` as it is made, so a stopped evaluation answers only what is missing. The judge then
-compares the two answers of each instruction in both orders (the pairwise judge of `refed judge`: `CompareResponses`),
-through the launch path as every judging goes: its calls in `OUT/judge_ledger.jsonl` before they are sent, under
+chat template, `[evaluate] max_new_tokens`), in this process (transformers; a GPU when torch sees one) or through the
+server of `[evaluate] server` (refed_dspy.training.served); each answer is appended to `OUT/answers.jsonl` as it is
+made, so a stopped evaluation answers only what is missing. The judge then compares the two answers of each
+instruction in both orders (the pairwise judge of `refed judge`: `CompareResponses`), through the launch path as every
+judging goes: its calls in `OUT/judge_ledger.jsonl` before they are sent, under
 `[evaluate] max_calls` and `max_cost_usd` (across re-runs), resumable, in batch mode or on Ray as [judging] says.
 
 The figures (`evaluation.json`) count judgments, two per instruction: `decisive` those that were not ties, `win_rate`
@@ -41,6 +42,7 @@ from refed_dspy.store.ownership import check, check_output_dir, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.training.fine_tune import ADAPTER, check_plan, finished_training, import_peft
+from refed_dspy.training.served import served_answers, served_lm, served_model
 from refed_dspy.training.student import Student
 
 PACKAGED_SET = Path(__file__).resolve().parent.parent / "data" / "eval_instructions.jsonl"
@@ -108,15 +110,19 @@ def read_instructions(path: str | Path, limit: int | None = None) -> list[tuple[
 
 
 def plan_of(config: Config, sides: list[Side], dtype: str) -> dict[str, Any]:
-    """What decides each answer but its instruction: the two students' models and weights, how they answer. An
-    answer is kept for its instruction's id and text (`answered`), so more instructions add answers."""
+    """What decides each answer but its instruction: the two students' models and weights, how they answer (in this
+    process: its dtype; by a server: the server and the names it serves them under). An answer is kept for its
+    instruction's id and text (`answered`), so more instructions add answers."""
     ev = config.evaluate
     settings = {
         **{s.role: [s.model, s.weights or "untuned"] for s in sides},
         "max_new_tokens": ev.max_new_tokens,
         "max_prompt_tokens": ev.max_prompt_tokens,
-        "dtype": dtype,
     }
+    if ev.server:
+        settings["served"] = [ev.server, *(served_model(config, s.role) for s in sides)]
+    else:
+        settings["dtype"] = dtype
     return {"settings": settings, "data": "", "count": ""}
 
 
@@ -146,38 +152,61 @@ class AnswerLine:
 def answer_all(
     sides: list[Side], items: list[tuple[str, str]], config: Config, out: Path, plan: dict[str, Any]
 ) -> dict[tuple[str, str], str]:
-    """Each side's answer to each instruction: those `out` lacks made now, appended one by one to its answers.jsonl
-    (its plan recorded before the first); returns them all."""
+    """Each side's answer to each instruction: those `out` lacks made now (in this process, or by the server of
+    `[evaluate] server`), appended one by one to its answers.jsonl (its plan recorded before the first); returns
+    them all."""
     have = answered(out / ANSWERS, items)
     todo = [(s, key, text) for s in sides for key, text in items if (key, s.role) not in have]
     if not todo:
         if not (out / PLAN).exists():
             write_json_atomic(out / PLAN, plan)
         return have
-    peft, ev = import_peft(), config.evaluate
     line = AnswerLine(len(todo))
     beat = Heartbeat("refed evaluate", line, config.run.progress_every_s) if config.run.progress else None
     writer = JsonlWriter(out / ANSWERS)
+    answerers = _served if config.evaluate.server else _in_process
     try:
-        with beat or contextlib.nullcontext(), warnings.catch_warnings():  # transformers' and peft's own notes
-            warnings.simplefilter("ignore")
-            for model in dict.fromkeys(s.model for s, _, _ in todo):  # one load a model, for every side on it
-                student = Student(model, config.train.device, config.train.dtype, what="an evaluated student").load()
-                mine = list(dict.fromkeys(s for s, _, _ in todo if s.model == model))
-                for side, weights in _weights(peft, student, mine):
-                    if not (out / PLAN).exists():
-                        write_json_atomic(out / PLAN, plan)
-                    asked = [(key, text) for s, key, text in todo if s == side]
-                    for start in range(0, len(asked), ev.batch_size):
-                        batch = asked[start : start + ev.batch_size]
-                        texts = student.answer(weights, [t for _, t in batch], ev.max_prompt_tokens, ev.max_new_tokens)
-                        for (key, text), answer in zip(batch, texts, strict=True):
-                            writer.append({"id": key, "role": side.role, "instruction": text, "answer": answer})
-                            have[(key, side.role)] = answer
-                            line.done += 1
+        with beat or contextlib.nullcontext():
+            for side, asked, answer in answerers(todo, config):
+                if not (out / PLAN).exists():
+                    write_json_atomic(out / PLAN, plan)
+                for start in range(0, len(asked), config.evaluate.batch_size):
+                    batch = asked[start : start + config.evaluate.batch_size]
+                    for (key, text), said in zip(batch, answer([t for _, t in batch]), strict=True):
+                        writer.append({"id": key, "role": side.role, "instruction": text, "answer": said})
+                        have[(key, side.role)] = said
+                        line.done += 1
     finally:
         writer.close()
     return have
+
+
+def _asked_of(todo: list[tuple[Side, str, str]], side: Side) -> list[tuple[str, str]]:
+    return [(key, text) for s, key, text in todo if s == side]
+
+
+def _in_process(todo: list[tuple[Side, str, str]], config: Config) -> Any:
+    """(side, its instructions, a function answering a batch of them) for each side, its model loaded here once for
+    every side on it, each adapter beside the other."""
+    peft, ev = import_peft(), config.evaluate
+    with warnings.catch_warnings():  # transformers' and peft's own notes
+        warnings.simplefilter("ignore")
+        for model in dict.fromkeys(s.model for s, _, _ in todo):
+            student = Student(model, config.train.device, config.train.dtype, what="an evaluated student").load()
+            mine = list(dict.fromkeys(s for s, _, _ in todo if s.model == model))
+            for side, weights in _weights(peft, student, mine):
+
+                def answer(texts: list[str], weights: Any = weights, student: Student = student) -> list[str]:
+                    return student.answer(weights, texts, ev.max_prompt_tokens, ev.max_new_tokens)
+
+                yield side, _asked_of(todo, side), answer
+
+
+def _served(todo: list[tuple[Side, str, str]], config: Config) -> Any:
+    """(side, its instructions, a function answering a batch of them) for each side, asked of `[evaluate] server`."""
+    for side in dict.fromkeys(s for s, _, _ in todo):
+        lm = served_lm(config, side.role)
+        yield side, _asked_of(todo, side), lambda texts, lm=lm: served_answers(lm, texts, config.evaluate.server)
 
 
 def _weights(peft: Any, student: Student, sides: list[Side]) -> Any:
@@ -409,8 +438,8 @@ def evaluate_students(
         student: a `refed train` output folder.
         eval_set: a JSONL file of instructions; None: [evaluate] eval_set, else the package's own 40.
         out: the evaluation's folder; None: `STUDENT/evaluation`.
-        config: [evaluate] (generation, caps, bootstrap), [train] device and dtype, [judge] and [judging] (the mode,
-            concurrency, retries), [run] progress; None: defaults.
+        config: [evaluate] (generation, the students' server, caps, bootstrap), [train] device and dtype, [judge]
+            and [judging] (the mode, concurrency, retries), [run] progress; None: defaults.
         baseline: another `refed train` output folder; None: the student's model without its adapter.
         judge: a dspy.LM (or any dspy.BaseLM) to judge with instead of building one from [judge].
         on_mismatch: for judgments made with another judge config: "error", "resume" or "fresh" (as `judge_run`).
@@ -421,8 +450,10 @@ def evaluate_students(
             length-controlled win rate, the judge's calls and cost, and the verdict in one sentence.
 
     Raises:
-        ConfigError: a folder holds no finished training, an adapter cannot be loaded, or `out` holds an evaluation
-            of other students or settings (before any model loads where it can be told then).
+        ConfigError: a folder holds no finished training, an adapter cannot be loaded, the students' server refuses
+            a request (a model it does not serve), or `out` holds an evaluation of other students or settings (before
+            any model loads where it can be told then).
+        RunAborted: the students' server cannot be reached (the same call again resumes).
         MissingKeyError: the judge's key is not set (before any student answers).
         SeedError: the evaluation set cannot be read.
         RunDirError: `out` is not refed's to take.
@@ -435,7 +466,8 @@ def evaluate_students(
     out, sides, items, source = prepare(student, eval_set, out, config, baseline)
     if judge is None:
         check_key(config.judge, "judge")  # before the students answer: a judging that cannot start is said first
-    plan = plan_of(config, sides, Student.dtype_for(config.train.device, config.train.dtype))
+    served = config.evaluate.server is not None
+    plan = plan_of(config, sides, "" if served else Student.dtype_for(config.train.device, config.train.dtype))
     with owned(out, "evaluate", "refed evaluate", flag="--out"):
         check_plan(out / PLAN, plan, write=False)
         answers = answer_all(sides, items, config, out, plan)

@@ -13,7 +13,7 @@ import pytest
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.errors import ConfigError, SeedError
+from refed_dspy.errors import ConfigError, RunAborted, SeedError
 from refed_dspy.training import evaluate_students
 from refed_dspy.training.evaluate import (
     ANSWERS,
@@ -218,3 +218,52 @@ def test_a_device_torch_does_not_have_here_is_one_line():
             usable_device(torch, "cuda")
     with pytest.raises(ConfigError, match="expected cpu, cuda, cuda:N or mps"):
         usable_device(torch, "tpu")
+
+
+def test_students_a_server_serves_answer_there_and_the_judge_decides(server_factory, tmp_path, monkeypatch):
+    """[evaluate] server: each answer is asked of the server under the side's name (the loopback server answers
+    `stu` with the judge's phrase and `base` without), no model loads here, and a second run asks nothing again."""
+    from refed_dspy.training.student import Student
+
+    def no_model_here(self):
+        raise AssertionError("a student was loaded in this process")
+
+    monkeypatch.setattr(Student, "load", no_model_here)
+    served = server_factory(says={"stu": "Splendid!", "base": ""})
+    judge = server_factory(prefers=TASTE)
+    student, baseline, eval_set, _ = setup(tmp_path)
+    out = tmp_path / "served"
+    names = [f"evaluate.server='{served.api_base}'", "evaluate.student_model='stu'", "evaluate.baseline_model='base'"]
+    config = load_config(None, judge_overrides(judge, *names, "evaluate.batch_size=3"))
+    result = evaluate_students(student, eval_set, out, config, baseline=baseline)
+    answers = [json.loads(x) for x in (out / ANSWERS).read_text().splitlines()]
+    assert len(answers) == 16 and all(
+        a["answer"].startswith("Splendid!") == (a["role"] == "student") and len(a["answer"].split()) > 3
+        for a in answers
+    )
+    asked = read_log(served.cfg.log_path)
+    assert len(asked) == 16 and sorted({e["model"] for e in asked}) == ["base", "stu"]
+    assert (result.decisive, result.wins, result.win_rate) == (16, 16, 1.0)
+    assert result.judge_calls == 16 == len(read_log(judge.cfg.log_path))
+    again = evaluate_students(student, eval_set, out, config, baseline=baseline)
+    assert again.win_rate == 1.0 and len(read_log(served.cfg.log_path)) == 16  # nothing asked again
+    # another name served for the student is another evaluation: the folder refuses it in one line
+    other = load_config(None, judge_overrides(judge, *names[:1], "evaluate.student_model='v2'", names[2]))
+    with pytest.raises(ConfigError, match="served"):
+        evaluate_students(student, eval_set, out, other, baseline=baseline)
+
+
+def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, tmp_path):
+    student, baseline, eval_set, _ = setup(tmp_path)
+    judge = server_factory(prefers=TASTE)
+    names = ["evaluate.student_model='stu'", "evaluate.baseline_model='base'"]
+    down = load_config(None, judge_overrides(judge, "evaluate.server='http://127.0.0.1:9/v1'", *names))
+    with pytest.raises(RunAborted, match=r"server http://127.0.0.1:9/v1 cannot be reached"):
+        evaluate_students(student, eval_set, tmp_path / "down", down, baseline=baseline)
+    refusing = server_factory(fail_status=404)
+    gone = load_config(None, judge_overrides(judge, f"evaluate.server='{refusing.api_base}'", *names))
+    with pytest.raises(ConfigError, match=r"refused 'openai/stu'"):
+        evaluate_students(student, eval_set, tmp_path / "gone", gone, baseline=baseline)
+    assert not read_log(judge.cfg.log_path)  # no judging of answers never made
+    with pytest.raises(ConfigError, match="evaluate.baseline_model: the names"):
+        load_config(None, ["evaluate.server='http://127.0.0.1:9/v1'", "evaluate.student_model='stu'"])
