@@ -450,6 +450,11 @@ def compare(
     """
     if train and BASELINE not in methods:
         raise ConfigError(f"--train evaluates each method's student against {BASELINE}'s: add {BASELINE} to --methods")
+    if train and config.evaluate.server:
+        raise ConfigError(
+            "--train has each method's student answer in this process: evaluate.server names one student and one "
+            "baseline, for `refed evaluate` (leave it unset here, or evaluate each method's student with refed evaluate)"
+        )
     result = run_sync(
         acompare(
             config,

@@ -76,3 +76,10 @@ def test_compare_train_gives_the_paper_s_table_and_resumes_cell_by_cell(server_f
 def test_compare_train_needs_the_baseline_method(tmp_path):
     with pytest.raises(ConfigError, match="add no_feedback to --methods"):
         compare(load_config(None, [f"run.dir='{tmp_path / 'cmp'}'"]), ["refed"], train=True)
+
+
+def test_compare_train_refuses_a_students_server_before_any_run(tmp_path):
+    served = ["evaluate.server='http://127.0.0.1:9/v1'", "evaluate.student_model='a'", "evaluate.baseline_model='b'"]
+    with pytest.raises(ConfigError, match="evaluate.server names one student"):
+        compare(load_config(None, [f"run.dir='{tmp_path / 'cmp'}'", *served]), ["refed", "no_feedback"], train=True)
+    assert not (tmp_path / "cmp").exists()
