@@ -105,7 +105,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     print(markdown_table(result["rows"], columns_for(result["rows"], all_columns=args.all_columns)), end="")
     print(f"wrote {result.json_file} and {result.markdown_file}")
-    return 0 if all(r["status"] == "complete" for r in result["rows"]) else 1
+    finished = all(
+        r["status"] == "complete" and r.get("student_status", "complete") == "complete" for r in result["rows"]
+    )
+    return 0 if finished else 1
 
 
 def register_compare(sub: Any) -> None:

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from refed_dspy.config import Config
 from refed_dspy.errors import ConfigError
+from refed_dspy.ledger.call_log import Ledger
 from refed_dspy.ledger.usage import usd
 from refed_dspy.methods import METHODS
 from refed_dspy.quality.figures import distinct_n, words
@@ -36,7 +37,7 @@ from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import track_run_dir
-from refed_dspy.training.evaluate import evaluate_students
+from refed_dspy.training.evaluate import EVALUATION_DIR, evaluate_students
 from refed_dspy.training.fine_tune import train_student
 
 # Stages whose calls collect feedback (the quantity the paper's methods differ in).
@@ -308,15 +309,25 @@ def student_columns(config: Config, method: str, run_dir: str | Path, show_progr
 
 
 def evaluation_columns(
-    config: Config, row: dict[str, Any], judge_lm: Any, on_mismatch: str, show_progress: bool
+    config: Config,
+    rows: list[dict[str, Any]],
+    row: dict[str, Any],
+    judge_lm: Any,
+    on_mismatch: str,
+    show_progress: bool,
 ) -> dict[str, Any]:
-    """One method's student against the baseline method's, by the judge ([evaluate]; resumed where it stopped): the
-    win rate, its interval, the length-controlled rate and the decisive judgments (none for the baseline itself)."""
+    """One method's student against the baseline method's, by the judge ([evaluate]; resumed where it stopped, under
+    what the command's caps leave it: `judging_left`): the win rate, its interval, the length-controlled rate and the
+    decisive judgments (none for the baseline itself)."""
     if row["method"] == BASELINE:
         return {}
+    left = judging_left(config, rows, row["method"])
+    if left is None:
+        what = "[evaluate] max_calls or max_cost_usd spent on the other methods' students"
+        return {"student_verdict": f"not evaluated: {what}", "student_status": "budget"}
     baseline = Path(config.run.dir) / STUDENTS / BASELINE
     result = evaluate_students(
-        row["student"], None, None, config, baseline=baseline, judge=judge_lm, on_mismatch=on_mismatch,
+        row["student"], None, None, left, baseline=baseline, judge=judge_lm, on_mismatch=on_mismatch,
         show_progress=show_progress,
     )  # fmt: skip
     return {
@@ -327,7 +338,27 @@ def evaluation_columns(
         "student_verdict": result.verdict,
         "student_judge_calls": result.judge_calls,
         "student_judge_cost_usd": result.cost_usd,
+        "student_status": result.status,
     }
+
+
+def judging_left(config: Config, rows: list[dict[str, Any]], method: str) -> Config | None:
+    """`config` with [evaluate]'s caps made the whole command's: what the other methods' evaluations paid (their judge
+    ledgers, every run of each) taken off what this method's may spend; None when nothing is left for it."""
+    ev = config.evaluate
+    if ev.max_calls is None and ev.max_cost_usd is None:
+        return config
+    ledgers = [RunDir(Path(r["student"]) / EVALUATION_DIR).judge_ledger for r in rows if r["method"] != method]
+    paid = [Ledger.read(path).paid() or {} for path in ledgers if path.exists()]
+    calls = sum(int(u.get("calls") or 0) for u in paid)
+    cost = sum(float(u.get("cost_usd") or 0) + float(u.get("interrupted_cost_usd") or 0) for u in paid)
+    left = {
+        "max_calls": None if ev.max_calls is None else ev.max_calls - calls,
+        "max_cost_usd": None if ev.max_cost_usd is None else ev.max_cost_usd - cost,
+    }
+    if any(v is not None and v <= 0 for v in left.values()):
+        return None
+    return config.model_copy(update={"evaluate": ev.model_copy(update=left)})
 
 
 async def acompare(config: Config, methods: list[str], **kwargs: Any) -> Comparison:
@@ -407,7 +438,7 @@ def with_students(
             for row in rows:
                 row |= student_columns(config, row["method"], row["run_dir"], show_progress)
             for row in rows:
-                row |= evaluation_columns(config, row, judge_lm, on_mismatch, show_progress)
+                row |= evaluation_columns(config, rows, row, judge_lm, on_mismatch, show_progress)
         finally:  # a stopped comparison keeps the students' figures it has
             result = write_table(config, rows, header)
     return result

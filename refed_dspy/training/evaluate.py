@@ -47,6 +47,7 @@ from refed_dspy.training.student import Student
 
 PACKAGED_SET = Path(__file__).resolve().parent.parent / "data" / "eval_instructions.jsonl"
 EVALUATION, ANSWERS, PLAN = "evaluation.json", "answers.jsonl", "evaluate_plan.json"
+EVALUATION_DIR = "evaluation"  # an evaluation's folder in the student's, where none is given
 MIN_DECISIVE = 6  # fewer decisive judgments than this: the figures are given, the verdict is not
 RIDGE = 0.5  # the length regression's penalty on its slope (a prior of a preference independent of length)
 INTERCEPT_RIDGE = 0.01  # and on its intercept: light, so that a student that wins every judgment stays finite
@@ -414,7 +415,7 @@ def prepare(
     second = side_of(baseline, "baseline") if baseline else untuned(first.model)
     source = Path(eval_set or config.evaluate.eval_set or PACKAGED_SET)
     items = read_instructions(source, config.evaluate.limit)
-    folder = Path(out) if out is not None else Path(student) / "evaluation"
+    folder = Path(out) if out is not None else Path(student) / EVALUATION_DIR
     check_output_dir(folder, [])
     check(folder, "evaluate", flag="--out")
     return folder, [first, second], items, source

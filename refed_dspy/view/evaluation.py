@@ -15,7 +15,7 @@ from typing import Any
 
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.ownership import kind_of
-from refed_dspy.training.evaluate import ANSWERS, EVALUATION, PLAN, outcomes, sample_id, verdicts_of
+from refed_dspy.training.evaluate import ANSWERS, EVALUATION, EVALUATION_DIR, PLAN, outcomes, sample_id, verdicts_of
 
 OUTCOMES = ("win", "loss", "tie", "split", "unjudged")
 SIDES = {1: "student", -1: "baseline", 0: "tie"}
@@ -48,7 +48,7 @@ class Answered:
 def evaluation_in(path: Path) -> Path | None:
     """The evaluation folder `path` is (by refed's marker, or by its answers and plan), or the one a training folder
     holds where `refed evaluate` puts it by default (`STUDENT/evaluation`); None when neither."""
-    for folder in (path, path / "evaluation"):
+    for folder in (path, path / EVALUATION_DIR):
         if kind_of(folder) == "evaluate" or ((folder / ANSWERS).is_file() and (folder / PLAN).is_file()):
             return folder
     return None

@@ -267,3 +267,30 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     assert not read_log(judge.cfg.log_path)  # no judging of answers never made
     with pytest.raises(ConfigError, match="evaluate.baseline_model: the names"):
         load_config(None, ["evaluate.server='http://127.0.0.1:9/v1'", "evaluate.student_model='stu'"])
+
+
+def test_compare_train_s_judge_caps_hold_for_the_whole_table(server_factory, tmp_path):
+    """`refed compare --train` evaluates each method's student under what [evaluate]'s caps leave after the other
+    methods' evaluations (their judge ledgers): the table's judging together stays within them."""
+    from refed_dspy.experiments.compare import judging_left
+
+    server = server_factory(prefers=TASTE)
+    first, baseline, eval_set, answered = setup(tmp_path / "a")  # an evaluation of 8 instructions, answered
+    answered.rename(first / "evaluation")  # where compare --train has it
+    evaluate_students(first, eval_set, None, load_config(None, judge_overrides(server)), baseline=baseline)
+    second, _, _, answered = setup(tmp_path / "b")
+    answered.rename(second / "evaluation")
+    rows = [{"method": "refed", "student": str(first)}, {"method": "sample_level", "student": str(second)}]
+    rows.append({"method": "no_feedback", "student": str(baseline)})
+    capped = load_config(None, judge_overrides(server, "evaluate.max_calls=22", "evaluate.max_cost_usd=1"))
+    left = judging_left(capped, rows, "sample_level")
+    assert left.evaluate.max_calls == 22 - 16 and 0.99 < left.evaluate.max_cost_usd < 1
+    assert judging_left(capped, rows, "refed").evaluate.max_calls == 22  # its own ledger counts within its own run
+    result = evaluate_students(second, eval_set, None, left, baseline=baseline)
+    assert result.status == "budget" and result.judge_calls == 4  # 4 calls an instruction at worst: one fits in 6
+    assert len(read_log(server.cfg.log_path)) == 16 + 4 <= 22
+    assert (
+        judging_left(load_config(None, judge_overrides(server, "evaluate.max_calls=16")), rows, "sample_level") is None
+    )
+    uncapped = load_config(None, judge_overrides(server))
+    assert judging_left(uncapped, rows, "sample_level") is uncapped
