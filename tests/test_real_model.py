@@ -26,6 +26,7 @@ import dspy
 import pytest
 from cli_helpers import predicted_in_a_fresh_process, refed, sets
 from conftest import start_refed_server
+from loopback_server import read_log
 
 from refed_dspy.adapters import (
     DegenerateOutputError,
@@ -561,6 +562,41 @@ def test_a_template_echoed_back_is_rejected_as_degenerate(smol):
     for err in caught:
         assert any(DEGENERATE_DETAIL.search(line.strip()) for line in str(err).splitlines()), str(err)
         assert err.lm_response and len(err.lm_response) < 4000
+
+
+def test_students_served_by_llama_cpp_answer_there(smol, server_factory, tmp_path):
+    """`refed evaluate` with [evaluate] server at llama.cpp: each answer is asked of the server (the same SmolLM2
+    answers under both names: llama.cpp serves one model whatever a request names), none loaded here; the loopback
+    judge compares them, every judge call the judge server's. 4 answers of 16 tokens: a few seconds."""
+    from refed_dspy.training import evaluate_students
+
+    folders = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        (folder / "adapter").mkdir(parents=True)
+        summary = {
+            "student": "smollm2", "source": "run", "samples": 4, "held_out": 0, "steps": 1, "losses": [2.0, 1.0],
+            "loss_steps": [1, 1], "held_out_loss": None, "wall_s": 1.0, "adapter": str(folder / "adapter"),
+            "device": "cpu", "dtype": "float32",
+        }  # fmt: skip
+        (folder / "train_summary.json").write_text(json.dumps(summary))
+        folders.append(folder)
+    judge = server_factory()
+    overrides = [
+        f"evaluate.server='{smol.api_base}'",
+        "evaluate.student_model='student'",
+        "evaluate.baseline_model='baseline'",
+        "evaluate.limit=2",
+        "evaluate.max_new_tokens=16",
+        f"judge.api_base='{judge.api_base}'",
+        "judge.api_key_env=''",
+    ]
+    before = smol.counters()
+    result = evaluate_students(folders[0], None, tmp_path / "ev", load_config(None, overrides), baseline=folders[1])
+    answers = [json.loads(x) for x in (tmp_path / "ev" / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 4 and {a["role"] for a in answers} == {"student", "baseline"}
+    assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
+    assert result.judge_calls == len(read_log(judge.cfg.log_path)) and result.instructions == 2
 
 
 def free_port() -> int:

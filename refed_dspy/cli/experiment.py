@@ -89,7 +89,13 @@ def register(sub: Any) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from refed_dspy.config import load_config
-    from refed_dspy.experiments.compare import columns_for, compare, markdown_table, parse_methods
+    from refed_dspy.experiments.compare import (
+        columns_for,
+        compare,
+        markdown_table,
+        parse_methods,
+        unfinished_students,
+    )
 
     config = load_config(args.config, args.overrides)
     methods = parse_methods(args.methods)
@@ -104,11 +110,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         train=args.train,
     )
     print(markdown_table(result["rows"], columns_for(result["rows"], all_columns=args.all_columns)), end="")
+    for line in unfinished_students(result["rows"]):
+        print(line)
     print(f"wrote {result.json_file} and {result.markdown_file}")
-    finished = all(
-        r["status"] == "complete" and r.get("student_status", "complete") == "complete" for r in result["rows"]
-    )
-    return 0 if finished else 1
+    short = unfinished_students(result["rows"]) or any(r["status"] != "complete" for r in result["rows"])
+    return 1 if short else 0
 
 
 def register_compare(sub: Any) -> None:

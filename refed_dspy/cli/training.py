@@ -117,12 +117,15 @@ def _register_evaluate(sub: Any) -> None:
         help="compare a trained student with a baseline: both answer an evaluation set, the judge picks (pairwise)",
         description="The student of --student (a `refed train` folder) and the baseline (--baseline, another one; "
         "without it, the student's own model untuned) each answer every instruction of --eval (a JSONL of "
-        "instructions; default: [evaluate] eval_set, else the package's own 40), greedily, in this process. The "
+        "instructions; default: [evaluate] eval_set, else the package's own 40), greedily, in this process, or "
+        "through the OpenAI-compatible server of [evaluate] server (vLLM, llama.cpp: the names it serves them under "
+        "in student_model and baseline_model). The "
         "[judge] then compares the two answers of each instruction in both orders, as `refed judge` does, under "
         "[evaluate] max_calls and max_cost_usd, its calls in a write-ahead ledger. Writes answers.jsonl, the "
         "judgment files and evaluation.json (the win rate of decisive judgments, its 95%% bootstrap interval, the "
         "length-controlled win rate, ties, the judge's calls and cost) to --out (default: STUDENT/evaluation). "
-        "Stopped, the same command answers and judges only what is missing. Needs the scorer and train extras.",
+        "Stopped, the same command answers and judges only what is missing. Needs the scorer and train extras "
+        "(answering in this process). `refed view OUT` shows the answers and verdicts.",
     )
     p.add_argument("--student", required=True, metavar="DIR", type=expand_home, help="a `refed train` folder")
     p.add_argument(

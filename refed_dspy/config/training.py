@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from refed_dspy.config.judging import PACKAGED
-from refed_dspy.config.section import Section, UserPath
+from refed_dspy.config.section import Section, UserPath, http_endpoint
 
 
 class TrainConfig(Section):
@@ -103,7 +103,7 @@ class EvaluateConfig(Section):
         None,
         description="An OpenAI-compatible server (vLLM, llama.cpp's llama-server, SGLang: `http://host:port/v1`) that "
         "serves both students: each answer is asked of it, greedily, batch_size at a time, and no model loads here. "
-        "Unset: the students answer in this process (transformers).",
+        "Unset (or ''): the students answer in this process (transformers).",
     )
     student_model: str | None = Field(
         None,
@@ -115,9 +115,10 @@ class EvaluateConfig(Section):
         description="The model name the server serves the baseline under (the base model's own name for an "
         "untuned baseline). Needed with server.",
     )
-    server_key_env: str = Field(
+    api_key_env: str = Field(
         "",
-        description="The environment variable holding the server's key (vLLM's --api-key), if it asks for one.",
+        description="The environment variable holding the students' server's key (vLLM's --api-key), if it asks for "
+        "one; checked as every role's key is (a provider's key is never sent to another's host). '': none.",
     )
     max_calls: int | None = Field(
         None, gt=0, description="The judge's calls an evaluation may make, across its re-runs (2 per instruction)."
@@ -129,6 +130,11 @@ class EvaluateConfig(Section):
         2000, ge=100, le=1_000_000, description="Resamples of the instructions for the win rate's 95% interval."
     )
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _server_url(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else http_endpoint(value)
 
     @model_validator(mode="after")
     def _server_names_both(self) -> EvaluateConfig:

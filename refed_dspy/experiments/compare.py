@@ -342,13 +342,24 @@ def evaluation_columns(
     }
 
 
+def unfinished_students(rows: list[dict[str, Any]]) -> list[str]:
+    """A line for each method whose student's evaluation did not finish (stopped at a cap, or not started for one),
+    saying why: the table shows such a row's figures as n/a or as far as they got."""
+    return [
+        f"{row['method']}: its student's evaluation is {row['student_status']}: {row.get('student_verdict', '')}"
+        for row in rows
+        if row.get("student_status", "complete") != "complete"
+    ]
+
+
 def judging_left(config: Config, rows: list[dict[str, Any]], method: str) -> Config | None:
     """`config` with [evaluate]'s caps made the whole command's: what the other methods' evaluations paid (their judge
     ledgers, every run of each) taken off what this method's may spend; None when nothing is left for it."""
     ev = config.evaluate
     if ev.max_calls is None and ev.max_cost_usd is None:
         return config
-    ledgers = [RunDir(Path(r["student"]) / EVALUATION_DIR).judge_ledger for r in rows if r["method"] != method]
+    others = [r for r in rows if r["method"] not in (method, BASELINE)]  # the baseline's student is not evaluated
+    ledgers = [RunDir(Path(r["student"]) / EVALUATION_DIR).judge_ledger for r in others]
     paid = [Ledger.read(path).paid() or {} for path in ledgers if path.exists()]
     calls = sum(int(u.get("calls") or 0) for u in paid)
     cost = sum(float(u.get("cost_usd") or 0) + float(u.get("interrupted_cost_usd") or 0) for u in paid)

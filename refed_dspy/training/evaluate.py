@@ -33,7 +33,7 @@ from pydantic import Field
 
 from refed_dspy.config import Config
 from refed_dspy.engine.progress import Heartbeat, duration
-from refed_dspy.errors import ConfigError, SeedError
+from refed_dspy.errors import ConfigError, RefedError, SeedError
 from refed_dspy.providers.keys import check_key
 from refed_dspy.quality.judge import judge_in
 from refed_dspy.runtime.sync import run_sync
@@ -112,7 +112,7 @@ def read_instructions(path: str | Path, limit: int | None = None) -> list[tuple[
 
 def plan_of(config: Config, sides: list[Side], dtype: str) -> dict[str, Any]:
     """What decides each answer but its instruction: the two students' models and weights, how they answer (in this
-    process: its dtype; by a server: the server and the names it serves them under). An answer is kept for its
+    process: its dtype; by a server: the names it serves them under). An answer is kept for its
     instruction's id and text (`answered`), so more instructions add answers."""
     ev = config.evaluate
     settings = {
@@ -120,8 +120,8 @@ def plan_of(config: Config, sides: list[Side], dtype: str) -> dict[str, Any]:
         "max_new_tokens": ev.max_new_tokens,
         "max_prompt_tokens": ev.max_prompt_tokens,
     }
-    if ev.server:
-        settings["served"] = [ev.server, *(served_model(config, s.role) for s in sides)]
+    if ev.server:  # the names the server serves them under; the server itself may move (another port)
+        settings["served"] = [served_model(config, s.role) for s in sides]
     else:
         settings["dtype"] = dtype
     return {"settings": settings, "data": "", "count": ""}
@@ -173,10 +173,15 @@ def answer_all(
                     write_json_atomic(out / PLAN, plan)
                 for start in range(0, len(asked), config.evaluate.batch_size):
                     batch = asked[start : start + config.evaluate.batch_size]
-                    for (key, text), said in zip(batch, answer([t for _, t in batch]), strict=True):
-                        writer.append({"id": key, "role": side.role, "instruction": text, "answer": said})
-                        have[(key, side.role)] = said
-                        line.done += 1
+                    said = answer([t for _, t in batch])
+                    for (key, text), one in zip(batch, said, strict=True):
+                        if not isinstance(one, RefedError):
+                            writer.append({"id": key, "role": side.role, "instruction": text, "answer": one})
+                            have[(key, side.role)] = one
+                            line.done += 1
+                    failed = next((one for one in said if isinstance(one, RefedError)), None)
+                    if failed is not None:  # the batch's other answers are kept
+                        raise failed
     finally:
         writer.close()
     return have
@@ -204,7 +209,8 @@ def _in_process(todo: list[tuple[Side, str, str]], config: Config) -> Any:
 
 
 def _served(todo: list[tuple[Side, str, str]], config: Config) -> Any:
-    """(side, its instructions, a function answering a batch of them) for each side, asked of `[evaluate] server`."""
+    """(side, its instructions, a function answering a batch of them: each an answer or the error it met) for each
+    side, asked of `[evaluate] server`."""
     for side in dict.fromkeys(s for s, _, _ in todo):
         lm = served_lm(config, side.role)
         yield side, _asked_of(todo, side), lambda texts, lm=lm: served_answers(lm, texts, config.evaluate.server)

@@ -1,19 +1,21 @@
 """Students answering through a server: an OpenAI-compatible server (vLLM, llama.cpp's llama-server, SGLang) that
 serves each student under a name of its own (`[evaluate] server`, `student_model`, `baseline_model`), asked for each
-answer greedily by an LM of refed's (its endpoint and key checked as every LM's are), `[evaluate] batch_size` at a
-time. No response cache: a student trained again and served under the same name answers anew."""
+answer greedily by an LM of refed's (its endpoint and key checked as every LM's are: the key of
+`[evaluate] api_key_env`, none by default), `[evaluate] batch_size` at a time. No response cache: a student trained
+again and served under the same name answers anew. An answer cut off at `max_new_tokens` is kept as the server wrote
+it, as a student answering in refed's process keeps it."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from refed_dspy.clients.lm import build_lm
-from refed_dspy.clients.tries import never_connected
+from refed_dspy.clients.calls import LMOutputError
 from refed_dspy.config import Config
 from refed_dspy.config.lm import LMSpec
+from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError, RefedError, RunAborted
-from refed_dspy.secrets import first_line
+from refed_dspy.launch.plan import held_lm
 
 RETRIES = 3  # DSPy's own, on a 429 or 5xx of a busy server
 
@@ -25,36 +27,40 @@ def served_model(config: Config, role: str) -> str:
 
 
 def served_lm(config: Config, role: str) -> Any:
-    """The LM that asks the server for the answers of the side `role`: greedy, `max_new_tokens`, no response cache."""
+    """The LM that asks the server for the answers of the side `role`: greedy, `max_new_tokens`, no response cache;
+    its key and endpoint checked as `[evaluate]`'s (MissingKeyError, KeyProviderError)."""
     ev = config.evaluate
     spec = LMSpec(
         model=f"openai/{served_model(config, role)}",
         api_base=ev.server,
-        api_key_env=ev.server_key_env,
+        api_key_env=ev.api_key_env,
         temperature=0.0,
         max_tokens=ev.max_new_tokens,
         num_retries=RETRIES,
         extra={"cache": False},
     )
-    return build_lm(spec, f"the {role}'s server", max_connections=ev.batch_size)
+    return held_lm(spec, "evaluate")
 
 
-def served_answers(lm: Any, texts: list[str], server: str) -> list[str]:
-    """The answers of the LM `lm` to `texts`, asked at once (one thread each); RunAborted (exit 3) when the server
-    cannot be reached, ConfigError (exit 2) when it refuses the request (a model it does not serve, its key)."""
+def served_answers(lm: Any, texts: list[str], server: str) -> list[str | RefedError]:
+    """The answers of the LM `lm` to `texts`, asked at once (one thread each), each an answer or the error it met:
+    RunAborted (exit 3) where the server could not answer now (unreachable, busy, timed out: resumable), ConfigError
+    (exit 2) where it refused the request (a model it does not serve, its key)."""
     with ThreadPoolExecutor(max(1, len(texts))) as pool:
         return list(pool.map(lambda text: _asked(lm, text, server), texts))
 
 
-def _asked(lm: Any, text: str, server: str) -> str:
+def _asked(lm: Any, text: str, server: str) -> str | RefedError:
     try:
         outputs = lm(text)
-    except RefedError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the client's own error types; said in one line
-        said = first_line(err)
-        if never_connected(err):
-            raise RunAborted(f"the students' server {server} cannot be reached: {said}") from None
-        raise ConfigError(f"the students' server {server} refused '{lm.model}': {said}") from None
+    except LMOutputError as err:  # cut off at max_new_tokens, or filtered: what the server wrote is the answer
+        return (err.raw or "").strip()
+    except RefedError as err:
+        return err
+    except Exception as err:  # noqa: BLE001 - the client's own error types, said in one line
+        failure = classify(err)
+        if failure.retryable:
+            return RunAborted(f"the students' server {server} did not answer '{lm.model}': {failure.detail}")
+        return ConfigError(f"the students' server {server} refused '{lm.model}': {failure.detail}")
     first = outputs[0] if outputs else ""
     return (first.get("text", "") if isinstance(first, dict) else str(first or "")).strip()

@@ -46,9 +46,10 @@ class Answered:
 
 
 def evaluation_in(path: Path) -> Path | None:
-    """The evaluation folder `path` is (by refed's marker, or by its answers and plan), or the one a training folder
-    holds where `refed evaluate` puts it by default (`STUDENT/evaluation`); None when neither."""
-    for folder in (path, path / EVALUATION_DIR):
+    """The evaluation folder `path` is (by refed's marker, or by its answers and plan), or for a training folder the
+    one `refed evaluate` puts there by default (`STUDENT/evaluation`); None when neither."""
+    folders = (path, path / EVALUATION_DIR) if kind_of(path) == "train" else (path,)
+    for folder in folders:
         if kind_of(folder) == "evaluate" or ((folder / ANSWERS).is_file() and (folder / PLAN).is_file()):
             return folder
     return None
@@ -64,25 +65,24 @@ def outcome_of(verdicts: list[int] | None) -> str:
 
 
 def answered_rows(path: Path) -> list[Answered]:
-    """Each instruction the folder's answers.jsonl holds, in the order first answered (the last answer of each side
-    kept, as the evaluation keeps it; a line torn by a kill skipped, nothing written), with the judgments in
-    judgments.jsonl of exactly those two answers."""
-    answers: dict[str, dict[str, Any]] = {}
+    """Each instruction the folder's answers.jsonl holds, in the order first answered, with each side's last answer
+    to the id's newest text (as the evaluation keeps them: an answer to an earlier text of the id is not this one's;
+    a line torn by a kill skipped, nothing written), and the judgments in judgments.jsonl of exactly those two."""
+    texts: dict[str, str] = {}
+    last: dict[tuple[str, str], dict[str, Any]] = {}
     for row in read_jsonl(path / ANSWERS):
-        entry = answers.setdefault(row["id"], {"instruction": row["instruction"]})
-        if entry["instruction"] != row["instruction"]:  # the set changed this id's text: its newer answers count
-            entry.clear()
-            entry["instruction"] = row["instruction"]
-        entry[row["role"]] = row["answer"]
+        texts[row["id"]] = row["instruction"]
+        last[(row["id"], row["role"])] = row
     judgments = list(read_jsonl(path / "judgments.jsonl"))
     found = outcomes(judgments)
     reasons = {row["sample_id"]: (row.get("pairwise") or {}).get("rationales") or [] for row in judgments}
     out = []
-    for key, entry in answers.items():
-        text, mine, theirs = entry["instruction"], entry.get("student", ""), entry.get("baseline", "")
-        both = "student" in entry and "baseline" in entry
-        verdicts = verdicts_of(key, text, mine, theirs, found) if both else None
-        why = reasons.get(sample_id(key, text, mine, theirs), []) if both and mine.strip() and theirs.strip() else []
+    for key, text in texts.items():
+        sides = {role: last.get((key, role)) for role in ("student", "baseline")}
+        said = {role: row["answer"] for role, row in sides.items() if row and row["instruction"] == text}
+        mine, theirs = said.get("student", ""), said.get("baseline", "")
+        verdicts = verdicts_of(key, text, mine, theirs, found) if len(said) == 2 else None
+        why = reasons.get(sample_id(key, text, mine, theirs), []) if len(said) == 2 else []
         if verdicts is not None and not why:
             why = [EMPTY, EMPTY]
         shown = tuple(SIDES[v] for v in verdicts or [])

@@ -258,8 +258,12 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     judge = server_factory(prefers=TASTE)
     names = ["evaluate.student_model='stu'", "evaluate.baseline_model='base'"]
     down = load_config(None, judge_overrides(judge, "evaluate.server='http://127.0.0.1:9/v1'", *names))
-    with pytest.raises(RunAborted, match=r"server http://127.0.0.1:9/v1 cannot be reached"):
+    with pytest.raises(RunAborted, match=r"server http://127.0.0.1:9/v1 did not answer 'openai/stu': nothing answered"):
         evaluate_students(student, eval_set, tmp_path / "down", down, baseline=baseline)
+    busy = server_factory(fail_status=503)
+    overloaded = load_config(None, judge_overrides(judge, f"evaluate.server='{busy.api_base}'", *names))
+    with pytest.raises(RunAborted, match="did not answer"):  # resumable: exit 3, not the config's fault
+        evaluate_students(student, eval_set, tmp_path / "busy", overloaded, baseline=baseline)
     refusing = server_factory(fail_status=404)
     gone = load_config(None, judge_overrides(judge, f"evaluate.server='{refusing.api_base}'", *names))
     with pytest.raises(ConfigError, match=r"refused 'openai/stu'"):
@@ -267,30 +271,73 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     assert not read_log(judge.cfg.log_path)  # no judging of answers never made
     with pytest.raises(ConfigError, match="evaluate.baseline_model: the names"):
         load_config(None, ["evaluate.server='http://127.0.0.1:9/v1'", "evaluate.student_model='stu'"])
+    with pytest.raises(ConfigError, match=r"http://localhost:8000\?"):
+        load_config(None, ["evaluate.server='localhost:8000'", *names])
+    assert load_config(None, ["evaluate.server=''"]).evaluate.server is None
+
+
+def test_a_served_answer_cut_off_at_max_new_tokens_is_kept_as_written(server_factory, tmp_path):
+    served = server_factory(says={"stu": "Splendid!", "base": ""}, sticky_length=1.0)
+    judge = server_factory(prefers=TASTE)
+    student, baseline, eval_set, _ = setup(tmp_path, n=3)
+    names = [f"evaluate.server='{served.api_base}'", "evaluate.student_model='stu'", "evaluate.baseline_model='base'"]
+    result = evaluate_students(
+        student, eval_set, tmp_path / "cut", load_config(None, judge_overrides(judge, *names)), baseline=baseline
+    )
+    answers = [json.loads(x) for x in (tmp_path / "cut" / ANSWERS).read_text().splitlines()]
+    assert len(answers) == 6 and all(a["answer"] for a in answers) and result.status == "complete"
+    assert len(read_log(served.cfg.log_path)) == 6  # each asked once: a cut-off answer is an answer
 
 
 def test_compare_train_s_judge_caps_hold_for_the_whole_table(server_factory, tmp_path):
     """`refed compare --train` evaluates each method's student under what [evaluate]'s caps leave after the other
-    methods' evaluations (their judge ledgers): the table's judging together stays within them."""
-    from refed_dspy.experiments.compare import judging_left
+    methods' evaluations (their judge ledgers): the table's judging together stays within them, and a method stopped
+    by them is said."""
+    from refed_dspy.experiments.compare import evaluation_columns, judging_left, unfinished_students
 
     server = server_factory(prefers=TASTE)
-    first, baseline, eval_set, answered = setup(tmp_path / "a")  # an evaluation of 8 instructions, answered
-    answered.rename(first / "evaluation")  # where compare --train has it
-    evaluate_students(first, eval_set, None, load_config(None, judge_overrides(server)), baseline=baseline)
-    second, _, _, answered = setup(tmp_path / "b")
-    answered.rename(second / "evaluation")
-    rows = [{"method": "refed", "student": str(first)}, {"method": "sample_level", "student": str(second)}]
-    rows.append({"method": "no_feedback", "student": str(baseline)})
-    capped = load_config(None, judge_overrides(server, "evaluate.max_calls=22", "evaluate.max_cost_usd=1"))
+    students = tmp_path / "cmp" / "students"
+    students.mkdir(parents=True)
+    rows = []
+    for method in ("refed", "sample_level", "no_feedback"):  # as compare --train lays them out, answered already
+        student, baseline, eval_set, answered = setup(tmp_path / method)
+        if method != "no_feedback":
+            answered.rename(student / "evaluation")
+        rows.append({"method": method, "student": str(student.rename(students / method))})
+    baseline = students / "no_feedback"
+    overrides = [f"run.dir='{tmp_path / 'cmp'}'", f"evaluate.eval_set='{eval_set}'"]
+    evaluate_students(rows[0]["student"], eval_set, None, load_config(None, judge_overrides(server)), baseline=baseline)
+    capped = load_config(None, judge_overrides(server, *overrides, "evaluate.max_calls=22", "evaluate.max_cost_usd=1"))
     left = judging_left(capped, rows, "sample_level")
     assert left.evaluate.max_calls == 22 - 16 and 0.99 < left.evaluate.max_cost_usd < 1
     assert judging_left(capped, rows, "refed").evaluate.max_calls == 22  # its own ledger counts within its own run
-    result = evaluate_students(second, eval_set, None, left, baseline=baseline)
-    assert result.status == "budget" and result.judge_calls == 4  # 4 calls an instruction at worst: one fits in 6
+    columns = evaluation_columns(capped, rows, rows[1], None, "error", False)
+    assert columns["student_status"] == "budget" and columns["student_judge_calls"] == 4  # 4 at worst: one fits in 6
     assert len(read_log(server.cfg.log_path)) == 16 + 4 <= 22
-    assert (
-        judging_left(load_config(None, judge_overrides(server, "evaluate.max_calls=16")), rows, "sample_level") is None
-    )
+    rows[1] |= columns
+    assert unfinished_students(rows) == [
+        f"sample_level: its student's evaluation is budget: {columns['student_verdict']}"
+    ]
+    spent = load_config(None, judge_overrides(server, *overrides, "evaluate.max_calls=16"))
+    assert judging_left(spent, rows, "sample_level") is None
+    skipped = evaluation_columns(spent, rows, rows[1], None, "error", False)
+    assert skipped["student_status"] == "budget" and skipped["student_verdict"].startswith("not evaluated")
+    assert len(read_log(server.cfg.log_path)) == 20  # nothing judged for it
     uncapped = load_config(None, judge_overrides(server))
     assert judging_left(uncapped, rows, "sample_level") is uncapped
+
+
+def test_a_batch_the_server_answered_in_part_keeps_its_answers(server_factory, tmp_path, monkeypatch):
+    import refed_dspy.training.evaluate as evaluate
+
+    def first_only(lm, texts, server):
+        return [f"kept {texts[0]}"] + [RunAborted("the server went away")] * (len(texts) - 1)
+
+    monkeypatch.setattr(evaluate, "served_answers", first_only)
+    student, baseline, eval_set, _ = setup(tmp_path)
+    names = ["evaluate.server='http://127.0.0.1:9/v1'", "evaluate.student_model='stu'", "evaluate.baseline_model='b'"]
+    config = load_config(None, judge_overrides(server_factory(), *names))
+    with pytest.raises(RunAborted, match="went away"):
+        evaluate_students(student, eval_set, tmp_path / "part", config, baseline=baseline)
+    kept = [json.loads(x) for x in (tmp_path / "part" / ANSWERS).read_text().splitlines()]
+    assert kept == [{"id": "q0", "role": "student", "instruction": "Question 0?", "answer": "kept Question 0?"}]

@@ -135,3 +135,30 @@ def test_refed_view_of_a_folder_with_no_evaluation_names_what_it_shows(tmp_path)
         timeout=120,
     )
     assert proc.returncode == 2 and "an evaluation" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_id_whose_instruction_changed_shows_the_answers_to_its_newest_text(tmp_path):
+    """As the evaluation keeps them: each side's last answer, counted only where it answers the id's newest text."""
+    from refed_dspy.view.evaluation import answered_rows
+
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / ".refed-dir").write_text("evaluate\n")
+    lines = [("T1", "student", "s1"), ("T1", "baseline", "b1"), ("T2", "student", "s2"), ("T1", "student", "s1b")]
+    rows = [{"id": "q", "role": role, "instruction": text, "answer": said} for text, role, said in lines]
+    (out / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (row,) = answered_rows(out)
+    assert (row.instruction, row.student, row.baseline) == ("T1", "s1b", "b1")
+    rows.append({"id": "q", "role": "baseline", "instruction": "T3", "answer": "b3"})
+    (out / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (row,) = answered_rows(out)
+    assert (row.instruction, row.student, row.baseline, row.outcome) == ("T3", "", "b3", "unjudged")
+
+
+def test_a_run_dir_holding_a_folder_named_evaluation_is_still_a_run(tmp_path):
+    run = tmp_path / "run"
+    (run / "evaluation").mkdir(parents=True)
+    (run / ".refed-dir").write_text("run\n")
+    (run / "samples.jsonl").write_text("")
+    (run / "evaluation" / ".refed-dir").write_text("evaluate\n")
+    assert View(run).kind == "run" and View(run / "evaluation").kind == "evaluation"
