@@ -474,3 +474,18 @@ def test_an_unreachable_batch_api_stops_with_one_line(tmp_path):
     assert journal.batches and all(
         b.provider_id is None for b in journal.batches.values()
     )  # planned, kept for the resume
+
+
+def test_batches_go_where_the_environment_sends_the_online_calls(tmp_path, monkeypatch):
+    """No api_base, OPENAI_BASE_URL set: the online calls go to that endpoint (the clients read it), and so do the
+    batches (they went to api.openai.com, a provider the user had routed away from)."""
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.api_base)
+        run = tmp_path / "run"
+        over = [o for o in batch_overrides(srv, run, 6) if not o.startswith("teacher.api_base")]
+        s = synthesize(load_config(None, over))
+    log = read_log(tmp_path / "log.jsonl")
+    assert s["status"] == "complete" and s["samples"] == 6 and s["mode"] == "batch"
+    assert created(log) and [e for e in log if e.get("batch_api") == "POST"]
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
