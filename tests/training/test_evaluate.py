@@ -341,3 +341,19 @@ def test_a_batch_the_server_answered_in_part_keeps_its_answers(server_factory, t
         evaluate_students(student, eval_set, tmp_path / "part", config, baseline=baseline)
     kept = [json.loads(x) for x in (tmp_path / "part" / ANSWERS).read_text().splitlines()]
     assert kept == [{"id": "q0", "role": "student", "instruction": "Question 0?", "answer": "kept Question 0?"}]
+
+
+def test_the_judging_goes_in_batch_mode_as_judging_says(server_factory, tmp_path):
+    """[judging] mode = "batch": the evaluation's judgments go by the provider's batch API (the loopback's), each
+    counted once, and the figures are the same judge's."""
+    server = server_factory(prefers=TASTE, extra={"batch_validating_s": 0.01, "batch_finalizing_s": 0.01})
+    student, baseline, eval_set, out = setup(tmp_path, n=4)
+    batch = ["judging.mode='batch'", "batch.poll_s=0.05", "batch.linger_s=0.2"]
+    result = evaluate_students(
+        student, eval_set, out, load_config(None, judge_overrides(server, *batch)), baseline=baseline
+    )
+    log = read_log(server.cfg.log_path)
+    lines = [e for e in log if e.get("custom_id")]
+    assert result.status == "complete" and (result.decisive, result.wins) == (8, 8)
+    assert result.judge_calls == len(lines) == 8 and len({e["custom_id"] for e in lines}) == 8
+    assert not [e for e in log if e.get("path", "").endswith("/chat/completions") and not e.get("custom_id")]
