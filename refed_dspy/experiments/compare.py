@@ -317,7 +317,8 @@ def evaluation_columns(
     show_progress: bool,
 ) -> dict[str, Any]:
     """One method's student against the baseline method's, by the judge ([evaluate]; resumed where it stopped, under
-    what the command's caps leave it: `judging_left`): the win rate, its interval, the length-controlled rate and the
+    what the command's caps leave it: `judging_left`; the baseline's answers taken from the other methods'
+    evaluations where they made them already): the win rate, its interval, the length-controlled rate and the
     decisive judgments (none for the baseline itself)."""
     if row["method"] == BASELINE:
         return {}
@@ -326,9 +327,10 @@ def evaluation_columns(
         what = "[evaluate] max_calls or max_cost_usd spent on the other methods' students"
         return {"student_verdict": f"not evaluated: {what}", "student_status": "budget"}
     baseline = Path(config.run.dir) / STUDENTS / BASELINE
+    others = [Path(r["student"]) / EVALUATION_DIR for r in rows if r["method"] not in (row["method"], BASELINE)]
     result = evaluate_students(
         row["student"], None, None, left, baseline=baseline, judge=judge_lm, on_mismatch=on_mismatch,
-        show_progress=show_progress,
+        show_progress=show_progress, reuse=[p for p in others if p.is_dir()],
     )  # fmt: skip
     return {
         "student_win_rate": result.win_rate,

@@ -25,6 +25,7 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from refed_dspy.errors import ConfigError, RefedError, SeedError
 from refed_dspy.providers.keys import check_key
 from refed_dspy.quality.judge import judge_in
 from refed_dspy.runtime.sync import run_sync
-from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_json_atomic
+from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.ownership import check, check_output_dir, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir
@@ -127,12 +128,30 @@ def plan_of(config: Config, sides: list[Side], dtype: str) -> dict[str, Any]:
     return {"settings": settings, "data": "", "count": ""}
 
 
-def answered(path: Path, items: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+def answered(path: Path, items: list[tuple[str, str]], repair: bool = True) -> dict[tuple[str, str], str]:
     """(instruction id, role) -> answer, of the answers a folder holds to `items` as they read now (the last line for
-    each; a line torn by a kill dropped, an answer to another text of the id left out)."""
+    each; a line torn by a kill dropped, and with `repair` cut off; an answer to another text of the id left out)."""
     texts = dict(items)
-    rows = {(row["id"], row["role"]): row for row in read_jsonl(path, repair=True)}
+    rows = {(row["id"], row["role"]): row for row in read_jsonl(path, repair=repair)}
     return {key: row["answer"] for key, row in rows.items() if texts.get(key[0]) == row.get("instruction")}
+
+
+def baseline_of(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a plan's settings say of the baseline's answers alone: all but the student (and its served name)."""
+    served = settings.get("served")
+    return {k: v for k, v in settings.items() if k not in ("student", "served")} | {"served": served and served[-1:]}
+
+
+def lent(folders: list[Path], plan: dict[str, Any], items: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The baseline's answers to `items` that other evaluations' folders hold where their plans say the same baseline
+    answered the same way (`baseline_of`): `refed compare --train` evaluates every method's student against one
+    baseline, which answers the set once. Read only."""
+    found: dict[tuple[str, str], str] = {}
+    for folder in folders:
+        theirs = read_json(folder / PLAN).get("settings")
+        if isinstance(theirs, dict) and baseline_of(theirs) == baseline_of(plan["settings"]):
+            found |= {k: v for k, v in answered(folder / ANSWERS, items, repair=False).items() if k[1] == "baseline"}
+    return found
 
 
 class AnswerLine:
@@ -151,40 +170,62 @@ class AnswerLine:
 
 
 def answer_all(
-    sides: list[Side], items: list[tuple[str, str]], config: Config, out: Path, plan: dict[str, Any]
+    sides: list[Side],
+    items: list[tuple[str, str]],
+    config: Config,
+    out: Path,
+    plan: dict[str, Any],
+    borrow: Sequence[Path] = (),
 ) -> dict[tuple[str, str], str]:
-    """Each side's answer to each instruction: those `out` lacks made now (in this process, or by the server of
-    `[evaluate] server`), appended one by one to its answers.jsonl (its plan recorded before the first); returns
-    them all."""
+    """Each side's answer to each instruction: those `out` lacks taken from the folders of `borrow` where they hold
+    the same baseline's (`lent`), else made now (in this process, or by the server of `[evaluate] server`), appended
+    one by one to its answers.jsonl (its plan recorded before the first); returns them all."""
     have = answered(out / ANSWERS, items)
-    todo = [(s, key, text) for s in sides for key, text in items if (key, s.role) not in have]
-    if not todo:
+    taken = {key: said for key, said in lent(list(borrow), plan, items).items() if key not in have}
+    known = have | taken
+    todo = [(s, key, text) for s in sides for key, text in items if (key, s.role) not in known]
+    if not (todo or taken):
         if not (out / PLAN).exists():
             write_json_atomic(out / PLAN, plan)
         return have
-    line = AnswerLine(len(todo))
-    beat = Heartbeat("refed evaluate", line, config.run.progress_every_s) if config.run.progress else None
     writer = JsonlWriter(out / ANSWERS)
-    answerers = _served if config.evaluate.server else _in_process
     try:
-        with beat or contextlib.nullcontext():
-            for side, asked, answer in answerers(todo, config):
-                if not (out / PLAN).exists():
-                    write_json_atomic(out / PLAN, plan)
-                for start in range(0, len(asked), config.evaluate.batch_size):
-                    batch = asked[start : start + config.evaluate.batch_size]
-                    said = answer([t for _, t in batch])
-                    for (key, text), one in zip(batch, said, strict=True):
-                        if not isinstance(one, RefedError):
-                            writer.append({"id": key, "role": side.role, "instruction": text, "answer": one})
-                            have[(key, side.role)] = one
-                            line.done += 1
-                    failed = next((one for one in said if isinstance(one, RefedError)), None)
-                    if failed is not None:  # the batch's other answers are kept
-                        raise failed
+        if taken:
+            _record(writer, out, plan, [(key, role, dict(items)[key], said) for (key, role), said in taken.items()])
+        if todo:
+            _answer_into(writer, todo, config, out, plan)
     finally:
         writer.close()
-    return have
+    return answered(out / ANSWERS, items)
+
+
+def _record(writer: JsonlWriter, out: Path, plan: dict[str, Any], answers: list[tuple[str, str, str, str]]) -> None:
+    """Append (id, role, instruction, answer) lines to answers.jsonl, the plan recorded before the first."""
+    if not (out / PLAN).exists():
+        write_json_atomic(out / PLAN, plan)
+    for key, role, text, said in answers:
+        writer.append({"id": key, "role": role, "instruction": text, "answer": said})
+
+
+def _answer_into(
+    writer: JsonlWriter, todo: list[tuple[Side, str, str]], config: Config, out: Path, plan: dict[str, Any]
+) -> None:
+    """Have each side answer its instructions of `todo`, `[evaluate] batch_size` at a time, each batch's answers
+    recorded as it ends (those it made before an error too), with a progress line."""
+    line = AnswerLine(len(todo))
+    beat = Heartbeat("refed evaluate", line, config.run.progress_every_s) if config.run.progress else None
+    answerers = _served if config.evaluate.server else _in_process
+    with beat or contextlib.nullcontext():
+        for side, asked, answer in answerers(todo, config):
+            for start in range(0, len(asked), config.evaluate.batch_size):
+                batch = asked[start : start + config.evaluate.batch_size]
+                said = answer([t for _, t in batch])
+                made = [(key, side.role, text, one) for (key, text), one in zip(batch, said, strict=True)]
+                _record(writer, out, plan, [m for m in made if not isinstance(m[3], RefedError)])
+                line.done += sum(not isinstance(one, RefedError) for one in said)
+                failed = next((one for one in said if isinstance(one, RefedError)), None)
+                if failed is not None:  # the batch's other answers are kept
+                    raise failed
 
 
 def _asked_of(todo: list[tuple[Side, str, str]], side: Side) -> list[tuple[str, str]]:
@@ -437,6 +478,7 @@ def evaluate_students(
     judge: Any = None,
     on_mismatch: str = "error",
     show_progress: bool = False,
+    reuse: Sequence[str | Path] = (),
 ) -> Evaluation:
     """Compare a trained student with a baseline: both answer an evaluation set, the judge compares their answers in
     both orders; `refed evaluate` from Python.
@@ -451,6 +493,9 @@ def evaluate_students(
         judge: a dspy.LM (or any dspy.BaseLM) to judge with instead of building one from [judge].
         on_mismatch: for judgments made with another judge config: "error", "resume" or "fresh" (as `judge_run`).
         show_progress: print the answering's and the judging's progress lines on stderr.
+        reuse: other evaluations' folders whose baseline answers this one takes where their plans say the same
+            baseline answered the same way (`refed compare --train` passes its other methods': the baseline answers
+            the set once); read only.
 
     Returns:
         What `out/evaluation.json` holds: pairs, decisive judgments, ties, the win rate, its interval, the
@@ -477,7 +522,7 @@ def evaluate_students(
     plan = plan_of(config, sides, "" if served else Student.dtype_for(config.train.device, config.train.dtype))
     with owned(out, "evaluate", "refed evaluate", flag="--out"):
         check_plan(out / PLAN, plan, write=False)
-        answers = answer_all(sides, items, config, out, plan)
+        answers = answer_all(sides, items, config, out, plan, [Path(p) for p in reuse])
     return run_sync(_judged(out, sides, items, source, answers, config, judge, on_mismatch, show_progress))
 
 

@@ -357,3 +357,36 @@ def test_the_judging_goes_in_batch_mode_as_judging_says(server_factory, tmp_path
     assert result.status == "complete" and (result.decisive, result.wins) == (8, 8)
     assert result.judge_calls == len(lines) == 8 and len({e["custom_id"] for e in lines}) == 8
     assert not [e for e in log if e.get("path", "").endswith("/chat/completions") and not e.get("custom_id")]
+
+
+def test_the_baseline_answers_once_for_every_student_compared_with_it(server_factory, tmp_path, monkeypatch):
+    """`reuse` (compare --train's other methods' evaluations): the baseline's answers another evaluation made under
+    the same plan are taken, not made again; under another plan (another max_new_tokens) they are not."""
+    from refed_dspy.training.evaluate import lent, plan_of, side_of
+    from refed_dspy.training.student import Student
+
+    def no_model_here(self):
+        raise AssertionError("a student was loaded in this process")
+
+    monkeypatch.setattr(Student, "load", no_model_here)
+    server = server_factory(prefers=TASTE)
+    first, baseline, eval_set, out = setup(tmp_path)
+    config = load_config(None, judge_overrides(server))
+    evaluate_students(first, eval_set, out, config, baseline=baseline)
+    second = trained(tmp_path / "second")
+    out2 = tmp_path / "ev2"
+    out2.mkdir()
+    (out2 / ".refed-dir").write_text("evaluate\n")
+    mine = [
+        {"id": f"q{i}", "role": "student", "instruction": f"Question {i}?", "answer": "Splendid."} for i in range(8)
+    ]
+    (out2 / ANSWERS).write_text("".join(json.dumps(r) + "\n" for r in mine))
+    result = evaluate_students(second, eval_set, out2, config, baseline=baseline, reuse=[out])
+    rows = [json.loads(x) for x in (out2 / ANSWERS).read_text().splitlines()]
+    theirs = [json.loads(x) for x in (out / ANSWERS).read_text().splitlines() if '"baseline"' in x]
+    assert [r for r in rows if r["role"] == "baseline"] == theirs and len(theirs) == 8
+    assert (result.pairs, result.decisive, result.wins) == (8, 16, 16)  # judged against the lent answers
+    items = read_instructions(eval_set)
+    sides = [side_of(second, "student"), side_of(baseline, "baseline")]
+    other = plan_of(load_config(None, ["evaluate.max_new_tokens=64"]), sides, "float32")
+    assert lent([out], other, items) == {} and len(lent([out], plan_of(config, sides, "float32"), items)) == 8
