@@ -308,7 +308,8 @@ class ServerConfig:
     # the verdict is drawn as ever ("": no taste)
     prefers: str = ""
     # served students: a chat request naming one of these models is answered in plain text, as a student answers an
-    # instruction: the model's phrase ("": none), then words drawn as ever
+    # instruction: the model's phrase ("": none), then words drawn as ever; one naming another model is answered 404
+    # (as vLLM answers a name it does not serve)
     says: dict = field(default_factory=dict)
     # service tiers, as OpenAI answers them: every reply says which tier served it (`service_tier`: the one asked for,
     # "default" when none was); `flex_unavailable` of the requests asked on the flex tier are answered 429 "resource
@@ -1074,6 +1075,8 @@ class _Handler(BaseHTTPRequestHandler):
         if req.get("_refused"):  # a request Anthropic's API refuses (its cache_control marks)
             return fail(400, "invalid_request_error", req["_refused"])
         window = cfg.extra.get("not_found_seq")  # [first, last]: those requests (by arrival) are answered 404
+        if cfg.says and req.get("model") not in cfg.says:
+            return fail(404, "model_not_found", f"The model `{req.get('model')}` does not exist.")
         if window and window[0] <= entry["seq"] <= window[1]:
             return fail(404, "not_found", f"the loopback server has no route for request {entry['seq']}")
         # {output field: "500" | "filter400"}: every request that asks for that field is answered so, every time (one

@@ -36,7 +36,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -53,7 +52,7 @@ from refed_dspy.clients.rate_limits import RateLimitReader, RateLimits
 from refed_dspy.config.lm import CLIENT_REACH, LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
-from refed_dspy.providers.keys import check_key, environment_endpoint
+from refed_dspy.providers.keys import check_key
 from refed_dspy.providers.prices import Price
 from refed_dspy.providers.registry import provider_for
 
@@ -123,7 +122,7 @@ def build_lm(
     kwargs = spec.lm_kwargs(num_retries, role=role)
     key = check_key(spec, role)
     provider = provider_for(spec.model)
-    if not spec.api_base and (given := environment_endpoint(provider, os.environ)) is not None:
+    if not spec.api_base and (given := spec.reached_api_base) is not None:
         kwargs["api_base"] = given  # said to the client, not left for LiteLLM to read (the key's check read it too)
     if key is None and kwargs.get("api_base"):
         key = "unused"  # OpenAI-compatible clients insist on some key

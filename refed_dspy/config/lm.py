@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 from refed_dspy.config.section import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
-from refed_dspy.providers.keys import host_of, is_private_host, key_variable
+from refed_dspy.providers.keys import environment_endpoint, host_of, is_private_host, key_variable
 from refed_dspy.providers.litellm_table import deprecation_note
 from refed_dspy.providers.prices import SERVICE_TIERS, Price, close_priced_names, resolve_price, tier_problem
 from refed_dspy.providers.registry import provider_for
@@ -333,6 +333,12 @@ class LMSpec(Section):
     def primary_api_base(self) -> str | None:
         """The first api_base: the URL the LM is built with (the others are reached through the same requests)."""
         return self.endpoints[0] if self.endpoints else None
+
+    @property
+    def reached_api_base(self) -> str | None:
+        """Where the LM's calls go: the first api_base, else the endpoint the environment gives the model's clients
+        (OPENAI_BASE_URL and kin, read now: `environment_endpoint`); None: the provider's own."""
+        return self.primary_api_base or environment_endpoint(provider_for(self.model), os.environ)
 
     @property
     def sampling(self) -> Sampling:

@@ -195,7 +195,7 @@ def fingerprint(config: Config, program_hash: str | None = None) -> dict[str, An
         section: {k: data[section][k] for k in keys if k in data[section]} for section, keys in _OUTPUT_FIELDS.items()
     }
     # replicas of one model: adding or removing one is the same config, so only the first endpoint counts
-    out["teacher"]["api_base"] = config.teacher.primary_api_base
+    out["teacher"]["api_base"] = config.teacher.reached_api_base  # where its calls go, the environment's endpoint too
     if program_hash is not None:
         out["program_hash"] = program_hash
     out["prompt_format"] = PROMPT_FORMAT

@@ -131,10 +131,10 @@ class EvaluateConfig(Section):
     )
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
 
-    @field_validator("server", mode="before")
+    @field_validator("server")
     @classmethod
     def _server_url(cls, value: str | None) -> str | None:
-        return None if value is None or value == "" else http_endpoint(value)
+        return None if not value else http_endpoint(value)
 
     @model_validator(mode="after")
     def _server_names_both(self) -> EvaluateConfig:

@@ -142,7 +142,7 @@ def batch_provider(spec: Any, role: str) -> Provider:
             f"{role}.api_base lists {len(spec.endpoints)} endpoints; batch mode sends to one provider "
             'endpoint: give one, or use mode = "online"'
         )
-    if provider.default_base is None and not spec.api_base:
+    if provider.default_base is None and not spec.reached_api_base:  # the environment's endpoint counts
         where = provider.api_base_hint or f"the {provider.title} endpoint"
         raise ConfigError(f"{role}.api_base must name {where} for batch mode")
     return provider

@@ -48,7 +48,7 @@ def judge_fingerprint(config: Config) -> dict[str, Any]:
     j, g = config.judge, config.judging
     return {
         "model": j.model,
-        "api_base": j.api_base,
+        "api_base": j.api_base or j.reached_api_base,
         "temperature": j.temperature_for("judge"),
         "max_tokens": j.output_limit,
         **({"reasoning_effort": j.reasoning_effort} if j.reasoning_effort is not None else {}),

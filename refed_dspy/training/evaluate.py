@@ -43,7 +43,7 @@ from refed_dspy.store.ownership import check, check_output_dir, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.training.fine_tune import ADAPTER, check_plan, finished_training, import_peft
-from refed_dspy.training.served import served_answers, served_lm, served_model
+from refed_dspy.training.served import check_served, served_answers, served_lm, served_model
 from refed_dspy.training.student import Student
 
 PACKAGED_SET = Path(__file__).resolve().parent.parent / "data" / "eval_instructions.jsonl"
@@ -178,8 +178,9 @@ def answer_all(
     borrow: Sequence[Path] = (),
 ) -> dict[tuple[str, str], str]:
     """Each side's answer to each instruction: those `out` lacks taken from the folders of `borrow` where they hold
-    the same baseline's (`lent`), else made now (in this process, or by the server of `[evaluate] server`), appended
-    one by one to its answers.jsonl (its plan recorded before the first); returns them all."""
+    the same baseline's (`lent`), else made now (in this process, or by the server of `[evaluate] server`), recorded
+    in its answers.jsonl batch by batch (the plan before the first; the answers taken with the first made, if any are
+    to be made); returns them all."""
     have = answered(out / ANSWERS, items)
     taken = {key: said for key, said in lent(list(borrow), plan, items).items() if key not in have}
     known = have | taken
@@ -189,18 +190,22 @@ def answer_all(
             write_json_atomic(out / PLAN, plan)
         return have
     writer = JsonlWriter(out / ANSWERS)
+    taken_lines = [(key, role, dict(items)[key], said) for (key, role), said in taken.items()]
     try:
-        if taken:
-            _record(writer, out, plan, [(key, role, dict(items)[key], said) for (key, role), said in taken.items()])
         if todo:
-            _answer_into(writer, todo, config, out, plan)
+            _answer_into(writer, todo, config, out, plan, taken_lines)
+        else:
+            _record(writer, out, plan, taken_lines)
     finally:
         writer.close()
     return answered(out / ANSWERS, items)
 
 
 def _record(writer: JsonlWriter, out: Path, plan: dict[str, Any], answers: list[tuple[str, str, str, str]]) -> None:
-    """Append (id, role, instruction, answer) lines to answers.jsonl, the plan recorded before the first."""
+    """Append (id, role, instruction, answer) lines to answers.jsonl, the plan recorded before the first (and not
+    before there is one: a batch that made nothing leaves the folder free for other settings)."""
+    if not answers:
+        return
     if not (out / PLAN).exists():
         write_json_atomic(out / PLAN, plan)
     for key, role, text, said in answers:
@@ -208,10 +213,16 @@ def _record(writer: JsonlWriter, out: Path, plan: dict[str, Any], answers: list[
 
 
 def _answer_into(
-    writer: JsonlWriter, todo: list[tuple[Side, str, str]], config: Config, out: Path, plan: dict[str, Any]
+    writer: JsonlWriter,
+    todo: list[tuple[Side, str, str]],
+    config: Config,
+    out: Path,
+    plan: dict[str, Any],
+    first: list[tuple[str, str, str, str]],
 ) -> None:
     """Have each side answer its instructions of `todo`, `[evaluate] batch_size` at a time, each batch's answers
-    recorded as it ends (those it made before an error too), with a progress line."""
+    recorded as it ends (those it made before an error too; with the first made, the lines `first`), with a progress
+    line."""
     line = AnswerLine(len(todo))
     beat = Heartbeat("refed evaluate", line, config.run.progress_every_s) if config.run.progress else None
     answerers = _served if config.evaluate.server else _in_process
@@ -221,7 +232,10 @@ def _answer_into(
                 batch = asked[start : start + config.evaluate.batch_size]
                 said = answer([t for _, t in batch])
                 made = [(key, side.role, text, one) for (key, text), one in zip(batch, said, strict=True)]
-                _record(writer, out, plan, [m for m in made if not isinstance(m[3], RefedError)])
+                made = [m for m in made if not isinstance(m[3], RefedError)]
+                if made:
+                    _record(writer, out, plan, first + made)
+                    first = []
                 line.done += sum(not isinstance(one, RefedError) for one in said)
                 failed = next((one for one in said if isinstance(one, RefedError)), None)
                 if failed is not None:  # the batch's other answers are kept
@@ -251,8 +265,10 @@ def _in_process(todo: list[tuple[Side, str, str]], config: Config) -> Any:
 
 def _served(todo: list[tuple[Side, str, str]], config: Config) -> Any:
     """(side, its instructions, a function answering a batch of them: each an answer or the error it met) for each
-    side, asked of `[evaluate] server`."""
-    for side in dict.fromkeys(s for s, _, _ in todo):
+    side, asked of `[evaluate] server` (each side's name checked there first: `check_served`)."""
+    sides = list(dict.fromkeys(s for s, _, _ in todo))
+    check_served(config, [side.role for side in sides])
+    for side in sides:
         lm = served_lm(config, side.role)
         yield side, _asked_of(todo, side), lambda texts, lm=lm: served_answers(lm, texts, config.evaluate.server)
 
@@ -505,8 +521,11 @@ def evaluate_students(
         ConfigError: a folder holds no finished training, an adapter cannot be loaded, the students' server refuses
             a request (a model it does not serve), or `out` holds an evaluation of other students or settings (before
             any model loads where it can be told then).
-        RunAborted: the students' server cannot be reached (the same call again resumes).
-        MissingKeyError: the judge's key is not set (before any student answers).
+        RunAborted: the students' server cannot be reached or does not answer (busy, timed out: the same call again
+            resumes).
+        MissingKeyError: the judge's key, or the students' server's ([evaluate] api_key_env), is not set (before any
+            student answers).
+        KeyProviderError: a key would reach another provider's host.
         SeedError: the evaluation set cannot be read.
         RunDirError: `out` is not refed's to take.
         RunInterrupted: a signal stopped the answering or the judging (the same call again resumes: the answers and

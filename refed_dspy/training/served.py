@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from refed_dspy.clients.calls import LMOutputError
+from refed_dspy.clients.calls import OutputRefused, OutputTruncated
 from refed_dspy.config import Config
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.engine.failures import classify
@@ -26,20 +26,31 @@ def served_model(config: Config, role: str) -> str:
     return ev.student_model if role == "student" else ev.baseline_model
 
 
-def served_lm(config: Config, role: str) -> Any:
-    """The LM that asks the server for the answers of the side `role`: greedy, `max_new_tokens`, no response cache;
-    its key and endpoint checked as `[evaluate]`'s (MissingKeyError, KeyProviderError)."""
+def served_lm(config: Config, role: str, max_tokens: int | None = None) -> Any:
+    """The LM that asks the server for the answers of the side `role`: greedy, `max_new_tokens` (or `max_tokens`), no
+    response cache; its key and endpoint checked as `[evaluate]`'s (MissingKeyError, KeyProviderError)."""
     ev = config.evaluate
     spec = LMSpec(
         model=f"openai/{served_model(config, role)}",
         api_base=ev.server,
         api_key_env=ev.api_key_env,
         temperature=0.0,
-        max_tokens=ev.max_new_tokens,
+        max_tokens=max_tokens or ev.max_new_tokens,
         num_retries=RETRIES,
         extra={"cache": False},
     )
     return held_lm(spec, "evaluate")
+
+
+def check_served(config: Config, roles: list[str]) -> None:
+    """Ask the server for one token under each side's name before any answer is kept, so that a name it does not
+    serve (a typo in baseline_model) is refused before the other side's answers fix the folder's plan: the error
+    `served_answers` would give (ConfigError, RunAborted)."""
+    for role in roles:
+        lm = served_lm(config, role, max_tokens=1)
+        said = _asked(lm, "Say OK.", config.evaluate.server)
+        if isinstance(said, RefedError):
+            raise said
 
 
 def served_answers(lm: Any, texts: list[str], server: str) -> list[str | RefedError]:
@@ -53,7 +64,10 @@ def served_answers(lm: Any, texts: list[str], server: str) -> list[str | RefedEr
 def _asked(lm: Any, text: str, server: str) -> str | RefedError:
     try:
         outputs = lm(text)
-    except LMOutputError as err:  # cut off at max_new_tokens, or filtered: what the server wrote is the answer
+    except (
+        OutputTruncated,
+        OutputRefused,
+    ) as err:  # cut off at max_new_tokens, or filtered: what it wrote is the answer
         return (err.raw or "").strip()
     except RefedError as err:
         return err

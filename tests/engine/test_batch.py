@@ -476,6 +476,25 @@ def test_an_unreachable_batch_api_stops_with_one_line(tmp_path):
     )  # planned, kept for the resume
 
 
+def test_open_batches_at_the_environment_s_endpoint_are_not_polled_elsewhere(tmp_path):
+    """Batches sent to OPENAI_BASE_URL's endpoint, the variable then pointed elsewhere: the run refuses to resume (its
+    open batches are known only at the old endpoint), in one line; at the old one it collects them."""
+    with LoopbackServer(
+        ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra={**FAST, "batch_line_s": 0.02})
+    ) as srv:
+        run = tmp_path / "run"
+        over = [o for o in batch_overrides(srv, run, 4) if not o.startswith("teacher.api_base")]
+        args = ["synthesize", *_set(over)]
+        first = _cli([*args, "--detach"], {"OPENAI_BASE_URL": srv.api_base})
+        assert first.returncode == 0 and "batches submitted" in first.stdout, first.stderr[-2000:]
+        moved = _cli(args, {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+        assert moved.returncode == 2 and "the endpoint moved" in moved.stderr and "still open" in moved.stderr
+        back = _cli(args, {"OPENAI_BASE_URL": srv.api_base})
+        assert back.returncode == 0, back.stderr[-2000:]
+    assert len(samples_of(run)) == 4
+    assert_none_lost(run, read_log(tmp_path / "log.jsonl"))
+
+
 def test_batches_go_where_the_environment_sends_the_online_calls(tmp_path, monkeypatch):
     """No api_base, OPENAI_BASE_URL set: the online calls go to that endpoint (the clients read it), and so do the
     batches (they went to api.openai.com, a provider the user had routed away from)."""

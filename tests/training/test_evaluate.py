@@ -242,11 +242,14 @@ def test_students_a_server_serves_answer_there_and_the_judge_decides(server_fact
         for a in answers
     )
     asked = read_log(served.cfg.log_path)
-    assert len(asked) == 16 and sorted({e["model"] for e in asked}) == ["base", "stu"]
+    checks = [
+        e for e in asked if e["settings"].get("max_completion_tokens") == 1
+    ]  # each name asked for one token first
+    assert len(asked) == 16 + 2 and sorted(e["model"] for e in checks) == ["base", "stu"]
     assert (result.decisive, result.wins, result.win_rate) == (16, 16, 1.0)
     assert result.judge_calls == 16 == len(read_log(judge.cfg.log_path))
     again = evaluate_students(student, eval_set, out, config, baseline=baseline)
-    assert again.win_rate == 1.0 and len(read_log(served.cfg.log_path)) == 16  # nothing asked again
+    assert again.win_rate == 1.0 and len(read_log(served.cfg.log_path)) == 18  # nothing asked again
     # another name served for the student is another evaluation: the folder refuses it in one line
     other = load_config(None, judge_overrides(judge, *names[:1], "evaluate.student_model='v2'", names[2]))
     with pytest.raises(ConfigError, match="served"):
@@ -269,6 +272,18 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     with pytest.raises(ConfigError, match=r"refused 'openai/stu'"):
         evaluate_students(student, eval_set, tmp_path / "gone", gone, baseline=baseline)
     assert not read_log(judge.cfg.log_path)  # no judging of answers never made
+    # a name the server does not serve, the baseline's: refused before the student's answers are kept, so the folder
+    # takes the name mended
+    serving = server_factory(says={"stu": "Splendid!", "base": ""})
+    at = f"evaluate.server='{serving.api_base}'"
+    typo = load_config(None, judge_overrides(judge, at, names[0], "evaluate.baseline_model='bsae'"))
+    with pytest.raises(ConfigError, match=r"refused 'openai/bsae': the provider does not serve this model"):
+        evaluate_students(student, eval_set, tmp_path / "typo", typo, baseline=baseline)
+    assert not (tmp_path / "typo" / ANSWERS).exists() and not (tmp_path / "typo" / "evaluate_plan.json").exists()
+    mended = evaluate_students(
+        student, eval_set, tmp_path / "typo", load_config(None, judge_overrides(judge, at, *names)), baseline=baseline
+    )
+    assert mended.status == "complete" and mended.pairs == 8
     with pytest.raises(ConfigError, match="evaluate.baseline_model: the names"):
         load_config(None, ["evaluate.server='http://127.0.0.1:9/v1'", "evaluate.student_model='stu'"])
     with pytest.raises(ConfigError, match=r"http://localhost:8000\?"):
@@ -286,7 +301,7 @@ def test_a_served_answer_cut_off_at_max_new_tokens_is_kept_as_written(server_fac
     )
     answers = [json.loads(x) for x in (tmp_path / "cut" / ANSWERS).read_text().splitlines()]
     assert len(answers) == 6 and all(a["answer"] for a in answers) and result.status == "complete"
-    assert len(read_log(served.cfg.log_path)) == 6  # each asked once: a cut-off answer is an answer
+    assert len(read_log(served.cfg.log_path)) == 6 + 2  # each asked once (and each name checked): a cut-off answer
 
 
 def test_compare_train_s_judge_caps_hold_for_the_whole_table(server_factory, tmp_path):
@@ -334,6 +349,7 @@ def test_a_batch_the_server_answered_in_part_keeps_its_answers(server_factory, t
         return [f"kept {texts[0]}"] + [RunAborted("the server went away")] * (len(texts) - 1)
 
     monkeypatch.setattr(evaluate, "served_answers", first_only)
+    monkeypatch.setattr(evaluate, "check_served", lambda config, roles: None)
     student, baseline, eval_set, _ = setup(tmp_path)
     names = ["evaluate.server='http://127.0.0.1:9/v1'", "evaluate.student_model='stu'", "evaluate.baseline_model='b'"]
     config = load_config(None, judge_overrides(server_factory(), *names))

@@ -13,7 +13,6 @@ call the request was built for.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +22,6 @@ import httpx
 from refed_dspy.clients.destination import check_httpx_request
 from refed_dspy.launch.batch.store import StoredResult
 from refed_dspy.providers.base import BatchAPI
-from refed_dspy.providers.keys import environment_endpoint
 from refed_dspy.providers.registry import batch_provider
 
 _FILES_FINAL = {"completed": "completed", "expired": "expired", "cancelled": "cancelled", "failed": "failed"}
@@ -263,14 +261,14 @@ _PROTOCOLS: dict[str, type[_Client]] = {"files": FileBatches, "inline": InlineBa
 
 def client_for_spec(spec: Any, key: str | None, role: str) -> _Client:
     """The batch client of an LM spec (refed_dspy.config.lm.LMSpec); ConfigError for a provider without a batch
-    API. Its endpoint is the one the online calls go to: the spec's api_base, else the one the environment gives the
-    provider's clients (OPENAI_BASE_URL and kin: `environment_endpoint`), else the provider's own."""
+    API. Its endpoint is the one the online calls go to (`reached_api_base`: the spec's api_base, else the one the
+    environment gives the provider's clients, OPENAI_BASE_URL and kin), else the provider's own."""
     provider = batch_provider(spec, role)
     api = provider.batch
     assert api is not None
     return _PROTOCOLS[api.protocol](
         api,
-        provider.batch_base(spec.primary_api_base or environment_endpoint(provider, os.environ)),
+        provider.batch_base(spec.reached_api_base),
         provider.batch_headers(key),
         provider.batch_query(spec.api_version),
         timeout=spec.call_timeout,
