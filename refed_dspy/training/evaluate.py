@@ -190,7 +190,8 @@ def answer_all(
             write_json_atomic(out / PLAN, plan)
         return have
     writer = JsonlWriter(out / ANSWERS)
-    taken_lines = [(key, role, dict(items)[key], said) for (key, role), said in taken.items()]
+    texts = dict(items)
+    taken_lines = [(key, role, texts[key], said) for (key, role), said in taken.items()]
     try:
         if todo:
             _answer_into(writer, todo, config, out, plan, taken_lines)
