@@ -37,7 +37,7 @@ from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import track_run_dir
-from refed_dspy.training.evaluate import EVALUATION_DIR, evaluate_students
+from refed_dspy.training.evaluate import EVALUATION, EVALUATION_DIR, evaluate_students
 from refed_dspy.training.fine_tune import train_student
 
 # Stages whose calls collect feedback (the quantity the paper's methods differ in).
@@ -324,6 +324,9 @@ def evaluation_columns(
         return {}
     left = judging_left(config, rows, row["method"])
     if left is None:
+        done = read_json(Path(row["student"]) / EVALUATION_DIR / EVALUATION)
+        if done.get("status") == "complete":  # finished before the caps were lowered: its figures stand
+            return _evaluation_figures(done)
         what = "[evaluate] max_calls or max_cost_usd spent on the other methods' students"
         return {"student_verdict": f"not evaluated: {what}", "student_status": "budget"}
     baseline = Path(config.run.dir) / STUDENTS / BASELINE
@@ -332,16 +335,13 @@ def evaluation_columns(
         row["student"], None, None, left, baseline=baseline, judge=judge_lm, on_mismatch=on_mismatch,
         show_progress=show_progress, reuse=[p for p in others if p.is_dir()],
     )  # fmt: skip
-    return {
-        "student_win_rate": result.win_rate,
-        "student_interval": result.interval,
-        "student_lc_win_rate": result.lc_win_rate,
-        "student_decisive": result.decisive,
-        "student_verdict": result.verdict,
-        "student_judge_calls": result.judge_calls,
-        "student_judge_cost_usd": result.cost_usd,
-        "student_status": result.status,
-    }
+    return _evaluation_figures(result.to_json())
+
+
+def _evaluation_figures(found: dict[str, Any]) -> dict[str, Any]:
+    """A student's columns from what its evaluation.json holds."""
+    keys = ("win_rate", "interval", "lc_win_rate", "decisive", "verdict", "judge_calls", "cost_usd", "status")
+    return {f"student_{'judge_cost_usd' if k == 'cost_usd' else k}": found.get(k) for k in keys}
 
 
 def unfinished_students(rows: list[dict[str, Any]]) -> list[str]:

@@ -340,6 +340,10 @@ def test_compare_train_s_judge_caps_hold_for_the_whole_table(server_factory, tmp
     assert len(read_log(server.cfg.log_path)) == 20  # nothing judged for it
     uncapped = load_config(None, judge_overrides(server))
     assert judging_left(uncapped, rows, "sample_level") is uncapped
+    # caps lowered below what was spent: an evaluation that had finished keeps its figures
+    low = load_config(None, judge_overrides(server, *overrides, "evaluate.max_calls=4"))
+    kept = evaluation_columns(low, rows, rows[0], None, "error", False)
+    assert (kept["student_status"], kept["student_win_rate"], kept["student_judge_calls"]) == ("complete", 1.0, 16)
 
 
 def test_a_batch_the_server_answered_in_part_keeps_its_answers(server_factory, tmp_path, monkeypatch):
