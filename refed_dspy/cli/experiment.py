@@ -110,11 +110,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         train=args.train,
     )
     print(markdown_table(result["rows"], columns_for(result["rows"], all_columns=args.all_columns)), end="")
-    for line in unfinished_students(result["rows"]):
+    unfinished = unfinished_students(result["rows"])
+    for line in unfinished:
         print(line)
     print(f"wrote {result.json_file} and {result.markdown_file}")
-    short = unfinished_students(result["rows"]) or any(r["status"] != "complete" for r in result["rows"])
-    return 1 if short else 0
+    return 1 if unfinished or any(r["status"] != "complete" for r in result["rows"]) else 0
 
 
 def register_compare(sub: Any) -> None:

@@ -64,10 +64,7 @@ def served_answers(lm: Any, texts: list[str], server: str) -> list[str | RefedEr
 def _asked(lm: Any, text: str, server: str) -> str | RefedError:
     try:
         outputs = lm(text)
-    except (
-        OutputTruncated,
-        OutputRefused,
-    ) as err:  # cut off at max_new_tokens, or filtered: what it wrote is the answer
+    except (OutputTruncated, OutputRefused) as err:  # cut off at max_new_tokens, or filtered: what it wrote, kept
         return (err.raw or "").strip()
     except RefedError as err:
         return err

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.store.jsonl import read_json, read_jsonl
+from refed_dspy.store.jsonl import read_jsonl
 from refed_dspy.store.ownership import kind_of
-from refed_dspy.training.evaluate import ANSWERS, EVALUATION, EVALUATION_DIR, PLAN, outcomes, sample_id, verdicts_of
+from refed_dspy.training.evaluate import ANSWERS, EVALUATION_DIR, PLAN, outcomes, sample_id, verdicts_of
 
 OUTCOMES = ("win", "loss", "tie", "split", "unjudged")
 SIDES = {1: "student", -1: "baseline", 0: "tie"}
@@ -88,8 +88,3 @@ def answered_rows(path: Path) -> list[Answered]:
         shown = tuple(SIDES[v] for v in verdicts or [])
         out.append(Answered(key, text, mine, theirs, outcome_of(verdicts), shown, tuple(str(r) for r in why)))
     return out
-
-
-def evaluation_figures(path: Path) -> dict[str, Any]:
-    """What evaluation.json holds ({} until the evaluation has judged)."""
-    return read_json(path / EVALUATION)

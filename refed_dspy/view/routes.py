@@ -35,7 +35,8 @@ from refed_dspy.store.jsonl import json_text, read_json
 from refed_dspy.store.records import final_response
 from refed_dspy.text.closeness import closeness, copied_spans
 from refed_dspy.text.overlap import changed_share, word_diff
-from refed_dspy.view.evaluation import OUTCOMES, Answered, answered_rows, evaluation_figures
+from refed_dspy.training.evaluate import EVALUATION
+from refed_dspy.view.evaluation import OUTCOMES, Answered, answered_rows
 from refed_dspy.view.index import VERDICTS, Filters, RunIndex, View
 from refed_dspy.view.shown import clip, is_clipped, shown
 from refed_dspy.view.status.experiment import experiment_status, unsettled_text
@@ -52,6 +53,21 @@ def samples(pages: Pages, args: Any) -> Response:
         return evaluation(pages, args)
     f = filters_from(args)
     rows = [r for r in view.rows if f.keep(r)]
+    return pages.page(
+        "samples",
+        title="samples",
+        page="samples",
+        f=f,
+        total=len(rows),
+        choices=view.choices(),
+        empty=view.empty_note(),
+        **paged(rows, args),
+    )
+
+
+def paged(rows: list[Any], args: Any) -> dict[str, Any]:
+    """The page of `rows` that `args` asks for (`per`, `page`): its rows, its number, the page count, and the links to
+    the pages before and after it (the other arguments kept)."""
     per = whole_number(args.get("per"), "per", PER_PAGE, 1, 500)
     page_count = max(1, math.ceil(len(rows) / per))
     page_no = whole_number(args.get("page"), "page", 1, 1, page_count)
@@ -60,20 +76,13 @@ def samples(pages: Pages, args: Any) -> Response:
     def url(n: int) -> str:
         return "/?" + urlencode({**query, "page": n})
 
-    return pages.page(
-        "samples",
-        title="samples",
-        page="samples",
-        f=f,
-        rows=rows[(page_no - 1) * per : page_no * per],
-        total=len(rows),
-        choices=view.choices(),
-        page_no=page_no,
-        pages=page_count,
-        prev_url=url(page_no - 1) if page_no > 1 else None,
-        next_url=url(page_no + 1) if page_no < page_count else None,
-        empty=view.empty_note(),
-    )
+    return {
+        "rows": rows[(page_no - 1) * per : page_no * per],
+        "page_no": page_no,
+        "pages": page_count,
+        "prev_url": url(page_no - 1) if page_no > 1 else None,
+        "next_url": url(page_no + 1) if page_no < page_count else None,
+    }
 
 
 def sample(pages: Pages, sid: str) -> Response:
@@ -180,10 +189,11 @@ def compare(pages: Pages, args: Any) -> Response:
 
 
 def evaluation(pages: Pages, args: Any) -> Response:
-    """/ of an evaluation dir: its figures, then its instructions (filtered by `outcome` and a search `q` of the
-    instruction and both answers, cut into pages), each with its outcome and the lengths of both answers."""
+    """/ of an evaluation dir: its figures, then its instructions (filtered by `outcome` and a search `q` whose every
+    word appears in the instruction or an answer, as the sample list searches; cut into pages), each with its outcome
+    and the lengths of both answers."""
     rows = answered_rows(pages.view.path)
-    outcome, q = args.get("outcome", ""), args.get("q", "").strip().lower()
+    outcome, terms = args.get("outcome", ""), args.get("q", "").lower().split()
     if outcome and outcome not in OUTCOMES:
         raise BadQuery(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
     counts = {o: sum(r.outcome == o for r in rows) for o in OUTCOMES}
@@ -191,26 +201,18 @@ def evaluation(pages: Pages, args: Any) -> Response:
         r
         for r in rows
         if (not outcome or r.outcome == outcome)
-        and (not q or any(q in t.lower() for t in (r.instruction, r.student, r.baseline)))
+        and all(term in f"{r.instruction}\n{r.student}\n{r.baseline}".lower() for term in terms)
     ]
-    per = whole_number(args.get("per"), "per", PER_PAGE, 1, 500)
-    page_count = max(1, math.ceil(len(rows) / per))
-    page_no = whole_number(args.get("page"), "page", 1, 1, page_count)
-    query = {k: v for k, v in args.items() if k != "page" and v != ""}
     return pages.page(
         "evaluation",
         title="evaluation",
         page="evaluation",
-        figures=evaluation_figures(pages.view.path),
-        rows=rows[(page_no - 1) * per : page_no * per],
+        figures=read_json(pages.view.path / EVALUATION),
         total=len(rows),
         counts=counts,
         outcome=outcome,
         q=args.get("q", ""),
-        page_no=page_no,
-        pages=page_count,
-        prev_url="/?" + urlencode({**query, "page": page_no - 1}) if page_no > 1 else None,
-        next_url="/?" + urlencode({**query, "page": page_no + 1}) if page_no < page_count else None,
+        **paged(rows, args),
     )
 
 

@@ -77,6 +77,8 @@ def test_an_evaluation_shows_its_figures_and_each_instruction_s_outcome(tmp_path
     assert only.count('class="row"') == 2 and "Name a colour." in only and "Name a planet." in only
     found = client.get("/?q=splendid", headers=HERE).get_data(as_text=True)
     assert found.count('class="row"') == 2  # the student's answer of q/1&x, the baseline's of q2
+    both = client.get("/?q=apple+splendid", headers=HERE).get_data(as_text=True)  # every word, in any order
+    assert both.count('class="row"') == 1 and "Name a fruit." in both
     assert client.get("/?outcome=best", headers=HERE).status_code == 400
     assert "Evaluation" in page and "Rejects" not in page
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # read-only: the torn line is left as it is
