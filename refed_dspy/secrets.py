@@ -10,8 +10,9 @@ masked, `mask_value`), the log file of other libraries' output (refed_dspy.runti
 Held values (`is_secret_value`: at least MIN_SECRET_LEN characters, not a placeholder a local server takes such as
 `EMPTY` or `unused`, not the path of a file): the value of every environment variable whose name says it holds a
 credential (`is_credential_name`: `..._KEY`, `..._TOKEN`, `..._SECRET`, `..._PASSWORD`, ...), the tokens in the
-OpenTelemetry exporters' header variables and a password in MLflow's tracking URI, and every key an LM was built
-with or handed in (`hold`). A value is masked wherever it stands as a whole token (not inside a longer word: a
+OpenTelemetry exporters' header variables, a password in MLflow's tracking URI or in an endpoint variable of LM
+clients (`..._BASE_URL`, `..._API_BASE`, `..._ENDPOINT`: a run records where its calls went), and every key an LM was
+built with or handed in (`hold`). A value is masked wherever it stands as a whole token (not inside a longer word: a
 six-character key must not mangle ordinary text); one of PIECE_LEN characters or more wherever it stands, and so is
 any run of PIECE_LEN or more of its characters, whatever surrounds it (a gateway that quotes a prefix of the key, or
 the key broken by a newline: each piece that long is masked).
@@ -85,8 +86,10 @@ PLACEHOLDERS = frozenset(
 _CREDENTIAL_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS")
 # variables that hold secrets inside a longer value: OpenTelemetry's exporter headers (`k=v,k2=v2`, URL-encoded)
 _HEADER_VARIABLES = re.compile(r"^OTEL_EXPORTER_OTLP(_[A-Z]+)?_HEADERS$")
-# variables that name a URL whose userinfo may hold a password (MLflow's tracking server)
-_URL_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# variables that name a URL whose userinfo may hold a password: MLflow's tracking server, and the endpoints the
+# environment gives LM clients (OPENAI_BASE_URL, OPENAI_API_BASE, AZURE_OPENAI_ENDPOINT and kin), which a run
+# records as where its calls went
+_URL_VARIABLES = re.compile(r"^(MLFLOW_TRACKING_URI|MLFLOW_REGISTRY_URI|\w+_BASE_URL|\w+_API_BASE|\w+_ENDPOINT)$")
 _TOKEN_CHARS = r"A-Za-z0-9_\-"  # what a key is made of: a held value next to one of these is part of another word
 
 _lock = threading.Lock()
@@ -166,7 +169,9 @@ def _env_found() -> dict[str, frozenset[str]]:
         return _env[1]
     names: dict[str, set[str]] = {}
     for name, value in list(os.environ.items()):
-        if not (is_credential_name(name) or _HEADER_VARIABLES.match(name.upper()) or name.upper() in _URL_VARIABLES):
+        if not (
+            is_credential_name(name) or _HEADER_VARIABLES.match(name.upper()) or _URL_VARIABLES.match(name.upper())
+        ):
             continue
         if is_credential_name(name):
             candidates: Iterable[str] = (value,)

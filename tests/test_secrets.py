@@ -88,8 +88,11 @@ def test_a_long_text_with_no_piece_is_passed_over_and_one_with_pieces_masked_eve
 def test_secrets_in_exporter_headers_and_tracking_urls_are_held(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20otlp-token-93XK,x-tenant=acme")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://me:mlflow-pass-77Q@mlflow.example.com")
-    out = mask("otlp-token-93XK and mlflow-pass-77Q and acme")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://gw:gateway-pass-51R@gateway.example.com/v1")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://az:azure-pass-62S@res.openai.azure.com")
+    out = mask("otlp-token-93XK and mlflow-pass-77Q and gateway-pass-51R and azure-pass-62S and acme")
     assert "otlp-token-93XK" not in out and "mlflow-pass-77Q" not in out and out.endswith("acme")
+    assert "gateway-pass-51R" not in out and "azure-pass-62S" not in out  # a run records where its calls went
 
 
 def test_mask_value_masks_every_string_inside(monkeypatch):
