@@ -443,7 +443,10 @@ def test_tiny_experiment_logged_and_its_cell_s_program_loaded_elsewhere(smol, tm
         f"experiment.out='{out}'",
         "experiment.examples=12",
         "experiment.test_fraction=0.34",
-        "experiment.max_calls=200",
+        # 120-176 calls for the whole experiment in runs here (96 of 120 its examples), but a CI run's examples
+        # synthesis alone spent 200 on SmolLM2's junk and stopped short (every cell must see the same examples, so
+        # none started): headroom, not a target
+        "experiment.max_calls=400",
         "experiment.repeats=1",
         "experiment.grid={'optimize.optimizer' = ['bootstrap']}",
     ]
@@ -455,7 +458,7 @@ def test_tiny_experiment_logged_and_its_cell_s_program_loaded_elsewhere(smol, tm
     assert code in (0, 1), err  # 1: the cell's optimization stopped (SmolLM2's judgings failed); `done` below says so
     assert "Traceback" not in err and stdout.strip() and stdout.splitlines()[0].startswith("cell "), (code, err)
     result = json.loads((out / "experiment.json").read_text())
-    assert len(result["cells"]) == 1 and 0 < result["usage"]["calls"] <= 200
+    assert len(result["cells"]) == 1 and 0 < result["usage"]["calls"] <= 400
     assert smol.counters()["tokens_predicted_total"] > before["tokens_predicted_total"]
     done = [c for c in result["cells"] if c["status"] == "done"]
     assert done, [c.get("error") for c in result["cells"]]
