@@ -278,6 +278,7 @@ def test_every_duration_is_a_bounded_number_of_seconds():
     assert {place for place, *_ in durations} == {
         "teacher.timeout",
         "judge.timeout",
+        "evaluate.timeout",
         "teacher.rate_limit_patience_s",
         "judge.rate_limit_patience_s",
         "batch.poll_s",

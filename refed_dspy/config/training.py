@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from refed_dspy.config.judging import PACKAGED
-from refed_dspy.config.section import Section, UserPath, http_endpoint
+from refed_dspy.config.section import Seconds, Section, UserPath, http_endpoint
 
 
 class TrainConfig(Section):
@@ -114,6 +114,13 @@ class EvaluateConfig(Section):
         None,
         description="The model name the server serves the baseline under (the base model's own name for an "
         "untuned baseline). Needed with server.",
+    )
+    timeout: Seconds = Field(
+        600.0,
+        gt=0,
+        description="Seconds the students' server may take over one answer (a server on a CPU may queue the "
+        "batch_size requests and write each up to max_new_tokens in turn); one that takes longer stops the "
+        "evaluation, resumable (exit 3). Used with server.",
     )
     api_key_env: str = Field(
         "",

@@ -271,7 +271,7 @@ def _served(todo: list[tuple[Side, str, str]], config: Config) -> Any:
     check_served(config, [side.role for side in sides])
     for side in sides:
         lm = served_lm(config, side.role)
-        yield side, _asked_of(todo, side), lambda texts, lm=lm: served_answers(lm, texts, config.evaluate.server)
+        yield side, _asked_of(todo, side), lambda texts, lm=lm: served_answers(lm, texts, config.evaluate)
 
 
 def _weights(peft: Any, student: Student, sides: list[Side]) -> Any:

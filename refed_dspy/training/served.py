@@ -13,6 +13,7 @@ from typing import Any
 from refed_dspy.clients.calls import OutputRefused, OutputTruncated
 from refed_dspy.config import Config
 from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.training import EvaluateConfig
 from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError, RefedError, RunAborted
 from refed_dspy.launch.plan import held_lm
@@ -36,6 +37,7 @@ def served_lm(config: Config, role: str, max_tokens: int | None = None) -> Any:
         api_key_env=ev.api_key_env,
         temperature=0.0,
         max_tokens=max_tokens or ev.max_new_tokens,
+        timeout=ev.timeout,
         num_retries=RETRIES,
         extra={"cache": False},
     )
@@ -48,20 +50,20 @@ def check_served(config: Config, roles: list[str]) -> None:
     `served_answers` would give (ConfigError, RunAborted)."""
     for role in roles:
         lm = served_lm(config, role, max_tokens=1)
-        said = _asked(lm, "Say OK.", config.evaluate.server)
+        said = _asked(lm, "Say OK.", config.evaluate)
         if isinstance(said, RefedError):
             raise said
 
 
-def served_answers(lm: Any, texts: list[str], server: str) -> list[str | RefedError]:
+def served_answers(lm: Any, texts: list[str], ev: EvaluateConfig) -> list[str | RefedError]:
     """The answers of the LM `lm` to `texts`, asked at once (one thread each), each an answer or the error it met:
     RunAborted (exit 3) where the server could not answer now (unreachable, busy, timed out: resumable), ConfigError
     (exit 2) where it refused the request (a model it does not serve, its key)."""
     with ThreadPoolExecutor(max(1, len(texts))) as pool:
-        return list(pool.map(lambda text: _asked(lm, text, server), texts))
+        return list(pool.map(lambda text: _asked(lm, text, ev), texts))
 
 
-def _asked(lm: Any, text: str, server: str) -> str | RefedError:
+def _asked(lm: Any, text: str, ev: EvaluateConfig) -> str | RefedError:
     try:
         outputs = lm(text)
     except (OutputTruncated, OutputRefused) as err:  # cut off at max_new_tokens, or filtered: what it wrote, kept
@@ -70,8 +72,13 @@ def _asked(lm: Any, text: str, server: str) -> str | RefedError:
         return err
     except Exception as err:  # noqa: BLE001 - the client's own error types, said in one line
         failure = classify(err)
+        if failure.reason == "timeout":
+            return RunAborted(
+                f"the students' server {ev.server} did not answer '{lm.model}' within evaluate.timeout = "
+                f"{ev.timeout:g} s: raise it, or lower evaluate.batch_size (the answers made are kept)"
+            )
         if failure.retryable:
-            return RunAborted(f"the students' server {server} did not answer '{lm.model}': {failure.detail}")
-        return ConfigError(f"the students' server {server} refused '{lm.model}': {failure.detail}")
+            return RunAborted(f"the students' server {ev.server} did not answer '{lm.model}': {failure.detail}")
+        return ConfigError(f"the students' server {ev.server} refused '{lm.model}': {failure.detail}")
     first = outputs[0] if outputs else ""
     return (first.get("text", "") if isinstance(first, dict) else str(first or "")).strip()

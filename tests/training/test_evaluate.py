@@ -271,6 +271,12 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     gone = load_config(None, judge_overrides(judge, f"evaluate.server='{refusing.api_base}'", *names))
     with pytest.raises(ConfigError, match=r"refused 'openai/stu'"):
         evaluate_students(student, eval_set, tmp_path / "gone", gone, baseline=baseline)
+    slow = server_factory(says={"stu": "Splendid!", "base": ""}, latency_s=1.0)
+    hurried = load_config(
+        None, judge_overrides(judge, f"evaluate.server='{slow.api_base}'", *names, "evaluate.timeout=0.2")
+    )
+    with pytest.raises(RunAborted, match=r"did not answer 'openai/stu' within evaluate.timeout = 0.2 s"):
+        evaluate_students(student, eval_set, tmp_path / "slow", hurried, baseline=baseline)
     assert not read_log(judge.cfg.log_path)  # no judging of answers never made
     # a name the server does not serve, the baseline's: refused before the student's answers are kept, so the folder
     # takes the name mended
