@@ -153,10 +153,12 @@ class Collate:
 
 
 def steps_of(settings: TrainConfig, samples: int) -> int:
-    """The optimizer steps a training of `samples` pairs takes."""
+    """The optimizer steps a training of `samples` pairs takes: transformers steps on an epoch's last batches too when
+    they are fewer than `gradient_accumulation`, so an epoch is its batches over that, rounded up."""
     if settings.max_steps:
         return settings.max_steps
-    per_epoch = max(1, -(-samples // settings.batch_size) // settings.gradient_accumulation)
+    batches = -(-samples // settings.batch_size)
+    per_epoch = max(1, -(-batches // settings.gradient_accumulation))
     return max(1, round(per_epoch * settings.epochs))
 
 

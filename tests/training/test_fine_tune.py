@@ -77,6 +77,10 @@ def test_the_steps_and_the_points_of_the_loss_curve():
     assert steps_of(TrainConfig(batch_size=4), 22) == 6
     assert steps_of(TrainConfig(batch_size=4, epochs=2.5), 22) == 15
     assert steps_of(TrainConfig(batch_size=4, gradient_accumulation=2), 22) == 3
+    # 3 batches an epoch at 2 a step: transformers steps on the last one alone, so 2 steps an epoch (1, rounded down,
+    # trained 1.5 of the 3 epochs asked)
+    assert steps_of(TrainConfig(batch_size=4, gradient_accumulation=2, epochs=3), 10) == 6
+    assert steps_of(TrainConfig(batch_size=8, gradient_accumulation=4, epochs=3), 1000) == 3 * 32
     assert steps_of(TrainConfig(max_steps=30), 22) == 30
     assert logging_steps(TrainConfig(), 400) == 20
     assert logging_steps(TrainConfig(), 20) == 1
