@@ -7,18 +7,21 @@ it, as a student answering in refed's process keeps it."""
 
 from __future__ import annotations
 
+import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from refed_dspy.clients.calls import OutputRefused, OutputTruncated
+from refed_dspy.clients.tries import retry_delay_s
 from refed_dspy.config import Config
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.training import EvaluateConfig
-from refed_dspy.engine.failures import classify
+from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.errors import ConfigError, RefedError, RunAborted
 from refed_dspy.launch.plan import held_lm
 
-RETRIES = 3  # DSPy's own, on a 429 or 5xx of a busy server
+RETRIES = 3  # a busy server's (429, 5xx) answer asked again
 
 
 def served_model(config: Config, role: str) -> str:
@@ -38,7 +41,7 @@ def served_lm(config: Config, role: str, max_tokens: int | None = None) -> Any:
         temperature=0.0,
         max_tokens=max_tokens or ev.max_new_tokens,
         timeout=ev.timeout,
-        num_retries=RETRIES,
+        num_retries=0,  # `_asked` asks again, a busy server only
         extra={"cache": False},
     )
     return held_lm(spec, "evaluate")
@@ -64,21 +67,35 @@ def served_answers(lm: Any, texts: list[str], ev: EvaluateConfig) -> list[str | 
 
 
 def _asked(lm: Any, text: str, ev: EvaluateConfig) -> str | RefedError:
-    try:
-        outputs = lm(text)
-    except (OutputTruncated, OutputRefused) as err:  # cut off at max_new_tokens, or filtered: what it wrote, kept
-        return (err.raw or "").strip()
-    except RefedError as err:
-        return err
-    except Exception as err:  # noqa: BLE001 - the client's own error types, said in one line
-        failure = classify(err)
-        if failure.reason == "timeout":
-            return RunAborted(
-                f"the students' server {ev.server} did not answer '{lm.model}' within evaluate.timeout = "
-                f"{ev.timeout:g} s: raise it, or lower evaluate.batch_size (the answers made are kept)"
-            )
-        if failure.retryable:
-            return RunAborted(f"the students' server {ev.server} did not answer '{lm.model}': {failure.detail}")
-        return ConfigError(f"the students' server {ev.server} refused '{lm.model}': {failure.detail}")
-    first = outputs[0] if outputs else ""
-    return (first.get("text", "") if isinstance(first, dict) else str(first or "")).strip()
+    """The answer of `lm` to `text`, or the error it met. A busy server (429, 5xx, a reset) is asked again, up to
+    RETRIES times; a timeout is not (the server may still be writing: asking again would queue one more)."""
+    retry = 0
+    while True:
+        retry += 1
+        try:
+            outputs = lm(text)
+        except (OutputTruncated, OutputRefused) as err:  # cut off at max_new_tokens, or filtered: what it wrote, kept
+            return (err.raw or "").strip()
+        except RefedError as err:
+            return err
+        except Exception as err:  # noqa: BLE001 - the client's own error types, said in one line
+            failure = classify(err)
+            if failure.retryable and failure.reason != "timeout" and retry <= RETRIES:
+                time.sleep(retry_delay_s(retry, random.random(), failure.retry_after))
+                continue
+            return _error(failure, lm.model, ev)
+        first = outputs[0] if outputs else ""
+        return (first.get("text", "") if isinstance(first, dict) else str(first or "")).strip()
+
+
+def _error(failure: Failure, model: str, ev: EvaluateConfig) -> RefedError:
+    """What a failed answer stops the evaluation with: RunAborted where the server could not answer now, ConfigError
+    where it refused the request."""
+    if failure.reason == "timeout":
+        return RunAborted(
+            f"the students' server {ev.server} did not answer '{model}' within evaluate.timeout = "
+            f"{ev.timeout:g} s: raise it, or lower evaluate.batch_size (the answers made are kept)"
+        )
+    if failure.retryable:
+        return RunAborted(f"the students' server {ev.server} did not answer '{model}': {failure.detail}")
+    return ConfigError(f"the students' server {ev.server} refused '{model}': {failure.detail}")

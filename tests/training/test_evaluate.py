@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from loopback_server import read_log
@@ -277,6 +278,8 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     )
     with pytest.raises(RunAborted, match=r"did not answer 'openai/stu' within evaluate.timeout = 0.2 s"):
         evaluate_students(student, eval_set, tmp_path / "slow", hurried, baseline=baseline)
+    time.sleep(1.5)  # the request the client gave up on reaches the server's log when it is answered
+    assert len(read_log(slow.cfg.log_path)) == 1  # the one-token check, not asked again (it would queue behind itself)
     assert not read_log(judge.cfg.log_path)  # no judging of answers never made
     # a name the server does not serve, the baseline's: refused before the student's answers are kept, so the folder
     # takes the name mended
