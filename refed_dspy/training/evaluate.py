@@ -329,6 +329,7 @@ class Evaluation(Result):
     baseline: str = Field(description="The baseline's training folder, or `untuned <model>`.")
     eval_set: str
     instructions: int = Field(description="Instructions of the evaluation set asked (after [evaluate] limit).")
+    ids: list[str] = Field(default_factory=list, description="Their ids, in the set's order.")
     pairs: int = Field(description="Instructions judged (each in both orders).")
     decisive: int = Field(description="Judgments that were not ties, both orders counted.")
     ties: int = Field(description="Judgments that were ties (an instruction's identical answers are two).")
@@ -482,7 +483,20 @@ def prepare(
     folder = Path(out) if out is not None else Path(student) / EVALUATION_DIR
     check_output_dir(folder, [])
     check(folder, "evaluate", flag="--out")
+    check_same_set(folder, items, source)
     return folder, [first, second], items, source
+
+
+def check_same_set(folder: Path, items: list[tuple[str, str]], source: Path) -> None:
+    """Refuse (ConfigError) a folder holding answers to another set: one whose instructions, by id, neither hold all
+    of `items` nor are all among them (more instructions of a set add answers; [evaluate] limit asks fewer)."""
+    held = {row["id"] for row in read_jsonl(folder / ANSWERS, repair=False)} if (folder / ANSWERS).is_file() else set()
+    ids = {key for key, _ in items}
+    if held and not (held <= ids or ids <= held):
+        raise ConfigError(
+            f"{folder} holds answers to {len(held - ids)} instructions that are not in {source}, which has "
+            f"{len(ids - held)} that are not in the folder: an evaluation of another set; give it another --out"
+        )
 
 
 def evaluate_students(
@@ -571,6 +585,7 @@ async def _judged(
         baseline=sides[1].label,
         eval_set=str(source),
         instructions=len(items),
+        ids=[key for key, _ in items],
         **found,
         verdict=verdict_of(found),
         judge=summary.judge,

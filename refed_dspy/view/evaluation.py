@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.store.jsonl import read_jsonl
+from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.ownership import kind_of
-from refed_dspy.training.evaluate import ANSWERS, EVALUATION_DIR, PLAN, outcomes, sample_id, verdicts_of
+from refed_dspy.training.evaluate import ANSWERS, EVALUATION, EVALUATION_DIR, PLAN, outcomes, sample_id, verdicts_of
 
 OUTCOMES = ("win", "loss", "tie", "split", "unjudged")
 SIDES = {1: "student", -1: "baseline", 0: "tie"}
@@ -65,12 +65,16 @@ def outcome_of(verdicts: list[int] | None) -> str:
 
 
 def answered_rows(path: Path) -> list[Answered]:
-    """Each instruction the folder's answers.jsonl holds, in the order first answered, with each side's last answer
-    to the id's newest text (as the evaluation keeps them: an answer to an earlier text of the id is not this one's;
-    a line torn by a kill skipped, nothing written), and the judgments in judgments.jsonl of exactly those two."""
+    """Each instruction of the folder's answers.jsonl that its evaluation.json covers (all of them before it is first
+    written; a later run may have asked fewer, `[evaluate] limit`), in the order first answered, with each side's last
+    answer to the id's newest text (as the evaluation keeps them: an answer to an earlier text of the id is not this
+    one's; a line torn by a kill skipped, nothing written), and the judgments in judgments.jsonl of exactly those two."""
+    covered = set(read_json(path / EVALUATION).get("ids") or ()) or None
     texts: dict[str, str] = {}
     last: dict[tuple[str, str], dict[str, Any]] = {}
     for row in read_jsonl(path / ANSWERS):
+        if covered is not None and row["id"] not in covered:
+            continue
         texts[row["id"]] = row["instruction"]
         last[(row["id"], row["role"])] = row
     judgments = list(read_jsonl(path / "judgments.jsonl"))

@@ -257,6 +257,30 @@ def test_students_a_server_serves_answer_there_and_the_judge_decides(server_fact
         evaluate_students(student, eval_set, out, other, baseline=baseline)
 
 
+def test_a_folder_of_another_set_is_refused_and_a_limit_asks_fewer(server_factory, tmp_path):
+    """A folder holding answers to another set is refused before any answer or judgment (it added them, and its
+    evaluation.json then described the last set only); a limit asks fewer of the same set, and the viewer lists what
+    the figures cover (it listed every instruction answered: 'won 6 of 6 over 3' beside 8 rows)."""
+    from refed_dspy.view.evaluation import answered_rows
+
+    server = server_factory(prefers=TASTE)
+    student, baseline, eval_set, out = setup(tmp_path)
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"id": f"r{i}", "instruction": f"Other {i}?"}) + "\n" for i in range(3)))
+    config = load_config(None, judge_overrides(server))
+    with pytest.raises(
+        ConfigError, match=r"holds answers to 8 instructions that are not in .*other.jsonl, which has 3"
+    ):
+        evaluate_students(student, other, out, config, baseline=baseline)
+    assert not read_log(server.cfg.log_path)
+    limited = load_config(None, judge_overrides(server, "evaluate.limit=3"))
+    fewer = evaluate_students(student, eval_set, out, limited, baseline=baseline)
+    assert fewer.pairs == 3 and fewer.ids == ["q0", "q1", "q2"]
+    assert [row.id for row in answered_rows(out)] == ["q0", "q1", "q2"]
+    whole = evaluate_students(student, eval_set, out, config, baseline=baseline)  # the rest of the set: more answers
+    assert whole.pairs == 8 and len(answered_rows(out)) == 8
+
+
 def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, tmp_path):
     student, baseline, eval_set, _ = setup(tmp_path)
     judge = server_factory(prefers=TASTE)
