@@ -14,6 +14,7 @@ and time, and the dtype): every later training or evaluation of it loads in a se
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ class Student:
                 else:
                     self._load(self.source, {"gguf_file": self.gguf} if self.gguf else {})
                     if kept is not None:
-                        keep_dense(self.model, self.tokenizer, kept)
+                        keep_dense(self.model, self.tokenizer, kept, Path(self.source) / self.gguf)
         except (OSError, ValueError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"{self.what} {self.name!r} cannot be loaded: {first[:300]}") from None
@@ -194,16 +195,34 @@ def dense_folder(gguf: Path, dtype: str) -> Path:
     return default_path().parent / "students" / f"{gguf.stem}-{key}-{dtype}"
 
 
-def keep_dense(model: Any, tokenizer: Any, folder: Path) -> None:
+def _source(gguf: Path) -> dict[str, Any]:
+    stat = gguf.stat()
+    return {"gguf": str(gguf.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def keep_dense(model: Any, tokenizer: Any, folder: Path, gguf: Path) -> None:
     """Save the plain model and its tokenizer to `folder`, whole or not at all (written aside, then renamed; a full
-    disk, or another process that kept it first, leaves things as they were)."""
+    disk, or another process that kept it first, leaves things as they were); then remove the copies beside it whose
+    GGUF is gone or changed (a package installed again: a copy a model's size each)."""
     aside = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
     try:
         model.save_pretrained(str(aside))
         tokenizer.save_pretrained(str(aside))
-        (aside / WHOLE).write_text("")
+        (aside / WHOLE).write_text(json.dumps(_source(gguf)))
         os.rename(aside, folder)
     except OSError:
         pass
     finally:
         shutil.rmtree(aside, ignore_errors=True)
+    for other in folder.parent.iterdir():
+        if other.is_dir() and not other.name.endswith(".tmp") and _stale(other):
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def _stale(copy: Path) -> bool:
+    """Whether a kept copy's GGUF is gone or changed since (or it does not say which it is)."""
+    try:
+        source = json.loads((copy / WHOLE).read_text())
+        return _source(Path(source["gguf"])) != source
+    except (OSError, ValueError, TypeError, KeyError):
+        return True

@@ -5,6 +5,7 @@ student's must-shows are in test_train_tier.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -219,9 +220,23 @@ def test_a_gguf_s_plain_copy_is_kept_whole_or_not_at_all(tmp_path):
             if self.fails:
                 raise OSError(28, "No space left on device")
 
-    keep_dense(Saves(fails=True), Saves(), tmp_path / "copy")  # a full disk: nothing kept, nothing left aside
+    gguf = tmp_path.parent / "model.gguf"
+    gguf.write_text("weights")
+    keep_dense(Saves(fails=True), Saves(), tmp_path / "copy", gguf)  # a full disk: nothing kept, nothing left aside
     assert list(tmp_path.iterdir()) == []
-    keep_dense(Saves(), Saves(), tmp_path / "copy")
+    keep_dense(Saves(), Saves(), tmp_path / "copy", gguf)
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == [WHOLE, "model.safetensors"]
-    keep_dense(Saves(), Saves(), tmp_path / "copy")  # kept already (another process first): left as it was
+    keep_dense(Saves(), Saves(), tmp_path / "copy", gguf)  # kept already (another process first): left as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
+    # the GGUF installed again (another modification time): its new copy replaces the old, whose GGUF changed; one
+    # another process is writing aside stays, as does the copy of another GGUF that is still there
+    (tmp_path / "copy.123.tmp").mkdir()
+    other = tmp_path.parent / "other.gguf"
+    other.write_text("other weights")
+    keep_dense(Saves(), Saves(), tmp_path / "other", other)
+    os.utime(gguf, ns=(1, 1))
+    keep_dense(Saves(), Saves(), tmp_path / "again", gguf)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "copy.123.tmp", "other"]
+    other.unlink()  # a GGUF gone (a virtual environment removed): its copy goes with the next one kept
+    keep_dense(Saves(), Saves(), tmp_path / "again", gguf)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "copy.123.tmp"]
