@@ -489,13 +489,20 @@ def prepare(
 
 def check_same_set(folder: Path, items: list[tuple[str, str]], source: Path) -> None:
     """Refuse (ConfigError) a folder holding answers to another set: one whose instructions, by id, neither hold all
-    of `items` nor are all among them (more instructions of a set add answers; [evaluate] limit asks fewer)."""
-    held = {row["id"] for row in read_jsonl(folder / ANSWERS, repair=False)} if (folder / ANSWERS).is_file() else set()
-    ids = {key for key, _ in items}
-    if held and not (held <= ids or ids <= held):
+    of `items` nor are all among them, or whose ids in common with it all read otherwise (a set without ids numbers
+    its lines). More instructions of a set add answers, [evaluate] limit asks fewer, an instruction edited is asked
+    anew."""
+    rows = read_jsonl(folder / ANSWERS, repair=False) if (folder / ANSWERS).is_file() else ()
+    held = {row["id"]: row["instruction"] for row in rows}
+    texts = dict(items)
+    common = held.keys() & texts.keys()
+    nested = held.keys() <= texts.keys() or texts.keys() <= held.keys()
+    if held and not (nested and any(held[key] == texts[key] for key in common)):
         raise ConfigError(
-            f"{folder} holds answers to {len(held - ids)} instructions that are not in {source}, which has "
-            f"{len(ids - held)} that are not in the folder: an evaluation of another set; give it another --out"
+            f"{folder} holds answers to another set than {source} ({len(held.keys() - texts.keys())} of its "
+            f"instructions are not in it, and of the {len(common)} ids both hold, "
+            f"{sum(held[key] == texts[key] for key in common)} read the same): evaluate into another folder, or "
+            "remove that one"
         )
 
 

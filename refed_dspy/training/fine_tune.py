@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import random
 import time
 import warnings
@@ -159,7 +160,7 @@ def steps_of(settings: TrainConfig, samples: int) -> int:
         return settings.max_steps
     batches = -(-samples // settings.batch_size)
     per_epoch = max(1, -(-batches // settings.gradient_accumulation))
-    return max(1, round(per_epoch * settings.epochs))
+    return max(1, math.ceil(per_epoch * settings.epochs))  # as transformers rounds a fraction of an epoch
 
 
 def logging_steps(settings: TrainConfig, steps: int) -> int:

@@ -8,8 +8,8 @@ it, as a student answering in refed's process keeps it."""
 from __future__ import annotations
 
 import random
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from refed_dspy.clients.calls import OutputRefused, OutputTruncated
@@ -22,6 +22,7 @@ from refed_dspy.errors import ConfigError, RefedError, RunAborted
 from refed_dspy.launch.plan import held_lm
 
 RETRIES = 3  # a busy server's (429, 5xx) answer asked again
+WRITING = ("timeout", "provider_timeout")  # ... but not one it (or a proxy before it) timed out on: it may be writing
 
 
 def served_model(config: Config, role: str) -> str:
@@ -61,14 +62,25 @@ def check_served(config: Config, roles: list[str]) -> None:
 def served_answers(lm: Any, texts: list[str], ev: EvaluateConfig) -> list[str | RefedError]:
     """The answers of the LM `lm` to `texts`, asked at once (one thread each), each an answer or the error it met:
     RunAborted (exit 3) where the server could not answer now (unreachable, busy, timed out: resumable), ConfigError
-    (exit 2) where it refused the request (a model it does not serve, its key)."""
-    with ThreadPoolExecutor(max(1, len(texts))) as pool:
-        return list(pool.map(lambda text: _asked(lm, text, ev), texts))
+    (exit 2) where it refused the request (a model it does not serve, its key). The threads are daemons: a stop
+    (Ctrl-C, SIGTERM) leaves them to their requests at once, and the process does not wait for them to end."""
+    said: list[str | RefedError] = [RunAborted("not answered")] * len(texts)
+
+    def ask(i: int) -> None:
+        said[i] = _asked(lm, texts[i], ev)
+
+    threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return said
 
 
 def _asked(lm: Any, text: str, ev: EvaluateConfig) -> str | RefedError:
     """The answer of `lm` to `text`, or the error it met. A busy server (429, 5xx, a reset) is asked again, up to
-    RETRIES times; a timeout is not (the server may still be writing: asking again would queue one more)."""
+    RETRIES times; a timeout, ours or a proxy's (504), is not (the server may still be writing: asking again would
+    queue one more)."""
     retry = 0
     while True:
         retry += 1
@@ -80,7 +92,7 @@ def _asked(lm: Any, text: str, ev: EvaluateConfig) -> str | RefedError:
             return err
         except Exception as err:  # noqa: BLE001 - the client's own error types, said in one line
             failure = classify(err)
-            if failure.retryable and failure.reason != "timeout" and retry <= RETRIES:
+            if failure.retryable and failure.reason not in WRITING and retry <= RETRIES:
                 time.sleep(retry_delay_s(retry, random.random(), failure.retry_after))
                 continue
             return _error(failure, lm.model, ev)

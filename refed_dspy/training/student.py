@@ -13,6 +13,7 @@ and time, and the dtype): every later training or evaluation of it loads in a se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -214,15 +215,19 @@ def keep_dense(model: Any, tokenizer: Any, folder: Path, gguf: Path) -> None:
         pass
     finally:
         shutil.rmtree(aside, ignore_errors=True)
-    for other in folder.parent.iterdir():
-        if other.is_dir() and not other.name.endswith(".tmp") and _stale(other):
-            shutil.rmtree(other, ignore_errors=True)
+    with contextlib.suppress(OSError):  # a cache that cannot be listed keeps what it holds
+        for other in folder.parent.iterdir():
+            if other.is_dir() and not other.name.endswith(".tmp") and _stale(other):
+                shutil.rmtree(other, ignore_errors=True)
 
 
 def _stale(copy: Path) -> bool:
-    """Whether a kept copy's GGUF is gone or changed since (or it does not say which it is)."""
+    """Whether a kept copy's GGUF is gone or changed since; a copy that does not say which GGUF it is of, or whose
+    GGUF cannot be read now (a drive not mounted), is kept."""
     try:
         source = json.loads((copy / WHOLE).read_text())
         return _source(Path(source["gguf"])) != source
+    except FileNotFoundError:
+        return (copy / WHOLE).is_file()  # its GGUF gone (the copy itself whole)
     except (OSError, ValueError, TypeError, KeyError):
-        return True
+        return False

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from loopback_server import read_log
@@ -20,6 +21,7 @@ from refed_dspy.training.evaluate import (
     ANSWERS,
     MIN_DECISIVE,
     PACKAGED_SET,
+    check_same_set,
     interval,
     judged_samples,
     length_controlled,
@@ -268,9 +270,7 @@ def test_a_folder_of_another_set_is_refused_and_a_limit_asks_fewer(server_factor
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps({"id": f"r{i}", "instruction": f"Other {i}?"}) + "\n" for i in range(3)))
     config = load_config(None, judge_overrides(server))
-    with pytest.raises(
-        ConfigError, match=r"holds answers to 8 instructions that are not in .*other.jsonl, which has 3"
-    ):
+    with pytest.raises(ConfigError, match=r"holds answers to another set than .*other.jsonl \(8 of its instructions"):
         evaluate_students(student, other, out, config, baseline=baseline)
     assert not read_log(server.cfg.log_path)
     limited = load_config(None, judge_overrides(server, "evaluate.limit=3"))
@@ -279,6 +279,22 @@ def test_a_folder_of_another_set_is_refused_and_a_limit_asks_fewer(server_factor
     assert [row.id for row in answered_rows(out)] == ["q0", "q1", "q2"]
     whole = evaluate_students(student, eval_set, out, config, baseline=baseline)  # the rest of the set: more answers
     assert whole.pairs == 8 and len(answered_rows(out)) == 8
+
+
+def test_sets_without_ids_are_told_apart_by_their_texts(tmp_path):
+    """A set without ids numbers its lines (line1, line2, ...), so any two are nested by id: the texts tell them
+    apart. An instruction edited is asked anew; more lines of the same set add answers."""
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    rows = [{"id": f"line{i}", "role": "student", "instruction": f"Question {i}?", "answer": "A."} for i in (1, 2, 3)]
+    (folder / ANSWERS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(
+        ConfigError,
+        match=r"another set than other.jsonl \(1 of its instructions are not in it, and of the 2 ids both hold, 0 read",
+    ):
+        check_same_set(folder, [("line1", "Something else?"), ("line2", "Another thing?")], Path("other.jsonl"))
+    check_same_set(folder, [("line1", "Question 1?"), ("line2", "Question 2, edited?")], Path("same.jsonl"))
+    check_same_set(folder, [(f"line{i}", f"Question {i}?") for i in range(1, 6)], Path("more.jsonl"))
 
 
 def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, tmp_path):
@@ -292,6 +308,11 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     overloaded = load_config(None, judge_overrides(judge, f"evaluate.server='{busy.api_base}'", *names))
     with pytest.raises(RunAborted, match="did not answer"):  # resumable: exit 3, not the config's fault
         evaluate_students(student, eval_set, tmp_path / "busy", overloaded, baseline=baseline)
+    gateway = server_factory(fail_status=504)  # a proxy that timed out before the server: not asked again either
+    proxied = load_config(None, judge_overrides(judge, f"evaluate.server='{gateway.api_base}'", *names))
+    with pytest.raises(RunAborted, match="did not answer"):
+        evaluate_students(student, eval_set, tmp_path / "proxied", proxied, baseline=baseline)
+    assert len(read_log(gateway.cfg.log_path)) == 1 < len(read_log(busy.cfg.log_path))  # 503: asked 4 times
     refusing = server_factory(fail_status=404)
     gone = load_config(None, judge_overrides(judge, f"evaluate.server='{refusing.api_base}'", *names))
     with pytest.raises(ConfigError, match=r"refused 'openai/stu'"):
@@ -302,7 +323,10 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     )
     with pytest.raises(RunAborted, match=r"did not answer 'openai/stu' within evaluate.timeout = 0.2 s"):
         evaluate_students(student, eval_set, tmp_path / "slow", hurried, baseline=baseline)
-    time.sleep(1.5)  # the request the client gave up on reaches the server's log when it is answered
+    deadline = time.monotonic() + 30  # the request the client gave up on reaches the server's log when answered
+    while not read_log(slow.cfg.log_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # ... as would one asked again, sent within a second of the first's timeout
     assert len(read_log(slow.cfg.log_path)) == 1  # the one-token check, not asked again (it would queue behind itself)
     assert not read_log(judge.cfg.log_path)  # no judging of answers never made
     # a name the server does not serve, the baseline's: refused before the student's answers are kept, so the folder
@@ -322,6 +346,45 @@ def test_a_students_server_that_is_down_or_refuses_is_one_line(server_factory, t
     with pytest.raises(ConfigError, match=r"http://localhost:8000\?"):
         load_config(None, ["evaluate.server='localhost:8000'", *names])
     assert load_config(None, ["evaluate.server=''"]).evaluate.server is None
+
+
+STOPPED_WHILE_ASKING = """
+import os, signal, socket, threading, time
+from refed_dspy.config.training import EvaluateConfig
+from refed_dspy.config import Config
+from refed_dspy.training import served
+
+held, listening = [], socket.create_server(("127.0.0.1", 0))
+threading.Thread(target=lambda: [held.append(listening.accept()[0]) for _ in range(2)], daemon=True).start()
+ev = EvaluateConfig(server=f"http://127.0.0.1:{listening.getsockname()[1]}/v1", student_model="s", baseline_model="b",
+                    timeout=20)
+lm = served.served_lm(Config().model_copy(update={"evaluate": ev}), "student")
+
+def stop_once_both_wait():
+    while len(held) < 2:
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=stop_once_both_wait, daemon=True).start()
+try:
+    served.served_answers(lm, ["a", "b"], ev)
+except KeyboardInterrupt:
+    for conn in held:  # a request the client still waits on: its connection open (its bytes read, then nothing)
+        conn.setblocking(False)
+        try:
+            while conn.recv(65536):
+                pass
+            print("closed")
+        except BlockingIOError:
+            print("open")
+"""
+
+
+def test_a_stop_while_a_server_writes_does_not_wait_for_it(tmp_path):
+    """Ctrl-C while the students' server holds every request: the command stops at once, each request left open (it
+    waited for each to time out, evaluate.timeout, 600 s by default, before it stopped)."""
+    p = subprocess.run([sys.executable, "-c", STOPPED_WHILE_ASKING], capture_output=True, text=True, timeout=120)
+    assert p.stdout.split() == ["open", "open"], (p.stdout, p.stderr[-2000:])
 
 
 def test_a_served_answer_cut_off_at_max_new_tokens_is_kept_as_written(server_factory, tmp_path):

@@ -238,5 +238,8 @@ def test_a_gguf_s_plain_copy_is_kept_whole_or_not_at_all(tmp_path):
     keep_dense(Saves(), Saves(), tmp_path / "again", gguf)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "copy.123.tmp", "other"]
     other.unlink()  # a GGUF gone (a virtual environment removed): its copy goes with the next one kept
+    (tmp_path / "unsaid").mkdir()  # a copy that does not say its GGUF: kept
+    (tmp_path / "unsaid" / WHOLE).write_text("")
     keep_dense(Saves(), Saves(), tmp_path / "again", gguf)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "copy.123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "copy.123.tmp", "unsaid"]
+    keep_dense(Saves(), Saves(), gguf / "students" / "x", gguf)  # a cache that cannot be made: nothing kept, no error
