@@ -93,14 +93,30 @@ def _stop_like_sigint(signum: int, frame) -> None:  # noqa: ARG001
 
 def _exit_now_if_threads_linger(code: int) -> int:
     """After a stop, the threads an optimizer started may still wait on a call in flight (it is counted as paid
-    already): the process ends now instead of waiting for their replies. Returns `code` when none is left."""
+    already), and torch's own threads (not Python's: a training stopped mid-step) can abort the interpreter's shutdown
+    ("terminate called without an active exception", SIGABRT): the process ends now instead. Returns `code` when
+    neither is there."""
     import threading
 
-    if any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
-        os._exit(code)
+    lingering = any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate())
+    if lingering or "torch" in sys.modules:
+        _end_now(code)
+    return code
+
+
+def _end_now(code: int) -> None:
+    """End the process with `code` now, its streams and logs flushed, no interpreter shutdown."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _ended(code: int) -> int:
+    """The command has ended with `code`: a stop signal from now on (during the interpreter's shutdown) ends the
+    process with that code, not a traceback from whatever shutdown code it interrupts."""
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(signum, lambda *_: _end_now(code))
     return code
 
 
@@ -109,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     the traceback of an error nobody foresaw (printed here, exit 1, as Python itself would exit)."""
     with masked_streams():
         try:
-            return _main(argv)
+            code = _main(argv)
         except Exception:  # noqa: BLE001 - Python would print it on the stream it holds, unmasked
             import traceback
 
             traceback.print_exc()
-            return 1
+            code = 1
+    return _ended(code) if argv is None else code
 
 
 def _said(err: RefedError, debug: bool) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 from cli_helpers import lines, refed, sets
@@ -66,3 +68,45 @@ def test_ctrl_c_during_judging_prints_what_was_judged_and_spent(run, server_fact
     )
     assert any(x.startswith(f"  {summary['usage']['calls']} judge calls, $") for x in said), out
     assert err.strip().splitlines()[-1] == f"refed: stopped by SIGINT; {RESUME}" and "Traceback" not in err
+
+
+def _main_in_a_child(command: str, before_exit: str, torch: bool) -> subprocess.CompletedProcess:
+    """`refed` (the console script's main) in a child whose one command is `command` (a body of `def func(args)`),
+    with `before_exit` run at the interpreter's shutdown (an atexit callback) and, if `torch`, torch counted as
+    imported."""
+    code = f"""
+import atexit, os, signal, sys, time, types
+import refed_dspy.cli as cli
+if {torch!r}:
+    sys.modules.setdefault("torch", types.ModuleType("torch"))
+def func(args):
+    {command}
+built = cli.build_parser
+def build_parser():
+    parser = built()
+    parser.set_defaults(func=func)
+    return parser
+cli.build_parser = build_parser
+atexit.register(lambda: ({before_exit}))
+sys.argv = ["refed"]
+sys.exit(cli.main())
+"""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_a_stop_ends_the_process_before_torch_s_threads_can_abort_its_shutdown():
+    """A training stopped mid-step left torch's own threads running, and the interpreter's shutdown then aborted
+    now and then ('terminate called without an active exception', exit 134 for 130): with torch loaded, a stop ends
+    the process at once. The shutdown's abort stands in for torch's; without torch the shutdown runs as before."""
+    stopped = _main_in_a_child("raise KeyboardInterrupt", "os.abort()", torch=True)
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr.strip() == f"refed: stopped by SIGINT; {RESUME}"
+    plain = _main_in_a_child("raise KeyboardInterrupt", "os.abort()", torch=False)
+    assert plain.returncode == -signal.SIGABRT
+
+
+def test_a_signal_after_the_command_ended_keeps_its_exit_code():
+    """Ctrl-C a moment after an evaluation finished (its verdict printed) met the interpreter's shutdown: a traceback
+    from whatever code it interrupted, and exit 130 for a complete result. Now the command's own code."""
+    done = _main_in_a_child("print('done'); return 0", "os.kill(os.getpid(), signal.SIGINT), time.sleep(5)", False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "done\n", "")
