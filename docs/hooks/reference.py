@@ -85,7 +85,7 @@ def _option_row(action: argparse.Action) -> tuple[str, str]:
         names = ", ".join(f"`{o} {metavar}`" if metavar else f"`{o}`" for o in action.option_strings)
     else:
         names = f"`{action.metavar or action.dest}`"
-    text = action.help or ""
+    text = _expanded(action)
     if action.choices and not isinstance(action, argparse._SubParsersAction):
         text += f" (one of: {', '.join(map(str, action.choices))})"
     default = action.default
@@ -95,13 +95,22 @@ def _option_row(action: argparse.Action) -> tuple[str, str]:
     return names, cell(text)
 
 
+def _expanded(action: argparse.Action) -> str:
+    """An action's help as `--help` prints it: argparse formats it with the action's own fields (`%(default)s`, and a
+    percent sign written `%%`)."""
+    params = {name: getattr(value, "__name__", value) for name, value in vars(action).items()}
+    if action.choices is not None:
+        params["choices"] = ", ".join(map(str, action.choices))
+    return (action.help or "") % {**params, "prog": "refed"}
+
+
 def _help_of(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> str:
     """The one-line help `refed --help` shows for the command at `path`."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for choice in action._choices_actions:
                 if choice.dest == path[0]:
-                    return choice.help or "" if len(path) == 1 else _help_of(action.choices[path[0]], path[1:])
+                    return _expanded(choice) if len(path) == 1 else _help_of(action.choices[path[0]], path[1:])
     return ""
 
 
@@ -158,7 +167,7 @@ def cli_markdown() -> str:
             ]
             subcommands = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
             for group in subcommands:
-                rows += [(f"`{c.dest}`", cell(c.help or "")) for c in group._choices_actions]
+                rows += [(f"`{c.dest}`", cell(_expanded(c))) for c in group._choices_actions]
             if rows:
                 parts += [table(("argument", "what it does"), rows), ""]
             if sub.epilog:

@@ -122,7 +122,7 @@ def _register_evaluate(sub: Any) -> None:
         "in student_model and baseline_model). The "
         "[judge] then compares the two answers of each instruction in both orders, as `refed judge` does, under "
         "[evaluate] max_calls and max_cost_usd, its calls in a write-ahead ledger. Writes answers.jsonl, the "
-        "judgment files and evaluation.json (the win rate of decisive judgments, its 95%% bootstrap interval, the "
+        "judgment files and evaluation.json (the win rate of decisive judgments, its 95% bootstrap interval, the "
         "length-controlled win rate, ties, the judge's calls and cost) to --out (default: STUDENT/evaluation). "
         "Stopped, the same command answers and judges only what is missing. Needs the scorer and train extras "
         "(answering in this process). `refed view OUT` shows the answers and verdicts.",

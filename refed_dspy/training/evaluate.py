@@ -388,10 +388,11 @@ def length_controlled(points: list[tuple[int, float]]) -> tuple[float | None, st
         return None, f"{len(points)} decisive judgments, {MIN_DECISIVE} needed"
     diffs = [d for _, d in points]
     if min(diffs) >= 0 or max(diffs) <= 0:
-        side = "longer" if max(diffs) > 0 else "shorter" if min(diffs) < 0 else "as long"
+        side = "longer than" if max(diffs) > 0 else "shorter than" if min(diffs) < 0 else "as long as"
         return (
             None,
-            f"the student's answers are never shorter and never longer than the baseline's in one judgment: all {side}",
+            f"the student's answers are {side} the baseline's in every decisive judgment: length and student cannot "
+            "be told apart",
         )
     mean = sum(diffs) / len(diffs)
     spread = math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs))

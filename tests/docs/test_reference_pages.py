@@ -32,7 +32,9 @@ def test_the_cli_page_has_every_command_and_option_of_the_parser(hooks):
     page = hooks.cli_markdown()
     commands = [path for path, _ in _parsers(build_parser()) if path]
     assert len(commands) >= 18
+    assert "%%" not in page
     for path, parser in _parsers(build_parser()):
+        assert "%%" not in parser.format_help(), f"refed {' '.join(path)} --help shows a doubled %"
         if path:
             assert f"\n## refed {' '.join(path)}\n" in page
         for action in parser._actions:

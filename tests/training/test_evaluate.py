@@ -84,7 +84,8 @@ def test_the_judge_s_taste_decides_and_every_judge_call_is_the_server_s(server_f
     result = evaluate_students(student, eval_set, out, config, baseline=baseline)
     assert (result.pairs, result.decisive, result.ties, result.wins, result.win_rate) == (8, 16, 0, 16, 1.0)
     assert result.interval == [1.0, 1.0] and result.status == "complete"
-    assert result.lc_win_rate is None and result.lc_note.endswith("all longer")  # length and student are one here
+    longer = "the student's answers are longer than"  # than the baseline's: length and student are one here
+    assert result.lc_win_rate is None and result.lc_note.startswith(longer)
     assert result.judge_calls == len(read_log(server.cfg.log_path)) == 16
     assert "won 16 of 16 decisive judgments" in result.verdict and "better than the baseline" in result.verdict
     assert json.loads((out / "evaluation.json").read_text()) == result.to_json()
@@ -162,9 +163,12 @@ def test_the_length_controlled_rate_takes_length_out_and_stays_finite():
     # longer in every judgment (or never different): length and student cannot be told apart
     assert length_controlled([(1, 20)] * 16) == (
         None,
-        "the student's answers are never shorter and never longer than the baseline's in one judgment: all longer",
+        "the student's answers are longer than the baseline's in every decisive judgment: length and student cannot be "
+        "told apart",
     )
-    assert length_controlled([(1, 0)] * 9 + [(-1, 0)] * 3)[0] is None
+    even_length = length_controlled([(1, 0)] * 9 + [(-1, 0)] * 3)
+    assert even_length[0] is None and even_length[1].startswith("the student's answers are as long as the baseline's")
+    assert length_controlled([(1, -20)] * 6)[1].startswith("the student's answers are shorter than the baseline's")
     assert length_controlled([(1, 5)] * 5) == (None, "5 decisive judgments, 6 needed")
 
 
