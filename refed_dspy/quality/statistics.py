@@ -104,6 +104,9 @@ class ScoreFile(Result):
     status: Literal["complete", "interrupted"] = "complete"
 
 
+DATASET_MARKERS = ("state.json", "dataset_dict.json")  # what datasets' save_to_disk writes into a folder
+
+
 def pairs_of(source: str | Path, limit: int | None = None) -> Pairs:
     """The pairs of a run dir (its samples, with their drafts) or of a seed source (the first `limit`), with the rows
     skipped; ConfigError or SeedError, before any model is loaded, when there are none."""
@@ -111,6 +114,8 @@ def pairs_of(source: str | Path, limit: int | None = None) -> Pairs:
     if (path / "samples.jsonl").exists():
         samples = run_pairs(RunDir(path))
         pairs = Pairs(samples, len(samples))
+    elif path.is_dir() and not any((path / name).exists() for name in DATASET_MARKERS):
+        raise ConfigError(f"{path}: neither a run dir (it holds no samples.jsonl) nor a saved Hugging Face dataset")
     else:
         pairs = seed_pairs(str(source))
     if limit:

@@ -134,6 +134,10 @@ def test_a_source_without_pairs_or_without_the_extra_is_one_line(tmp_path, monke
     empty.write_text(json.dumps({"instruction": "Say hi.", "response": " "}) + "\n")
     with pytest.raises(SeedError, match="no usable reference pairs"):
         train_student(empty, tmp_path / "out", Config())
+    folder = tmp_path / "not_a_run"  # a run dir given before its run wrote a sample (or the wrong folder)
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"neither a run dir \(it holds no samples.jsonl\) nor a saved Hugging"):
+        train_student(folder, tmp_path / "out", Config())
     good = tmp_path / "good.jsonl"
     good.write_text("".join(json.dumps({"instruction": f"Q{i}?", "response": f"A{i}."}) + "\n" for i in range(4)))
     monkeypatch.setitem(sys.modules, "peft", None)  # what a missing package looks like to an import
