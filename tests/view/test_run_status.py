@@ -54,6 +54,10 @@ def test_status_of_a_finished_judged_run_and_of_its_filtered_dir(run, server_fac
     assert f["kind"] == "filtered" and f["state"] == "complete" and f["samples"] == 10
     assert f["rejects"] == 20 and f["rejects_by_stage"] == {"filter": 20} and f["calls"] is None
     assert f["source_run"] == str(run.resolve())
+    # its judgments came with its samples: carried, not a judging that stopped (it said "judge: stopped, 10/? judged")
+    assert f["judge"]["state"] == "carried" and f["judge"]["judged"] == f["judge"]["samples"] == 10
+    code, out, _ = run_refed("status", str(filtered))
+    assert code == 0 and "judge: carried from the run it was filtered from, 10/10 judged" in out
 
 
 def test_status_of_a_run_being_written_names_its_holder_and_changes_nothing(run):

@@ -79,7 +79,10 @@ class Holder(Result):
 class JudgeStatus(Result):
     """The judgments of a run dir."""
 
-    state: str = Field(description="running | complete | partial | budget | submitted | stopped | failed")
+    state: str = Field(
+        description="running | complete | partial | budget | submitted | stopped | failed | carried (a filtered dir's "
+        "judgments, kept from the run it was filtered from)"
+    )
     judged: int = Field(description="Judgment records on disk.")
     samples: int | None
     mean_score: float | None
@@ -175,17 +178,19 @@ def _by_stage(rows: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def _judge(rundir: RunDir, who: Holder | None) -> JudgeStatus | None:
+def _judge(rundir: RunDir, who: Holder | None, kept_for: int | None = None) -> JudgeStatus | None:
+    """The judgments of `rundir`; `kept_for`: a filtered dir's samples, whose judgments came with them."""
     summary = read_json(rundir.judge_summary)
     judged = sum(1 for _ in read_jsonl(rundir.judgments))
     if not summary and not judged:
         return None
     judging = who is not None and "judge" in (who.command or "")
     usage = summary.get("usage") or {}
+    carried = not summary and kept_for is not None
     return JudgeStatus(
-        state="running" if judging else _state(summary.get("status"), None),
+        state="running" if judging else "carried" if carried else _state(summary.get("status"), None),
         judged=judged,
-        samples=summary.get("samples"),
+        samples=kept_for if carried else summary.get("samples"),
         mean_score=summary.get("mean_score"),
         improvement_win_rate=summary.get("improvement_win_rate"),
         rejects=summary.get("rejects") or {},
@@ -284,18 +289,19 @@ def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
 def _filtered(rundir: RunDir, who: Holder | None) -> RunStatus:
     summary = read_json(rundir.path / "filter_summary.json")
     rejects = list(read_jsonl(rundir.rejects))
+    samples = sum(1 for _ in read_jsonl(rundir.samples))
     return RunStatus(
         run_dir=str(rundir.path),
         kind="filtered",
         state="running" if who is not None else "complete",
         summary_status=None,
         holder=who,
-        samples=sum(1 for _ in read_jsonl(rundir.samples)),
+        samples=samples,
         rejects=len(rejects),
         rejects_by_stage=_by_stage(rejects),
         calls=None,
         cost_usd=None,
-        judge=_judge(rundir, who),
+        judge=_judge(rundir, who, kept_for=samples),
         source_run=summary.get("source_run"),
     )
 
@@ -376,12 +382,13 @@ def _state_line(s: RunStatus) -> str:
     if s.summary_status and s.summary_status != s.state:
         line += f" (summary status {s.summary_status})"
     if s.kind == "synthesis" and s.summary_status is None and s.state == "stopped":
-        line += " (no summary.json: stopped or killed before it wrote one)"
+        line += " (no summary.json: it ended before writing one: an error, a stop or a kill)"
     return line + (f"; {NEXT[s.state]}" if s.state in NEXT else "")
 
 
 def _judge_line(j: JudgeStatus) -> str:
-    parts = [j.state, f"{j.judged}/{j.samples if j.samples is not None else '?'} judged"]
+    state = "carried from the run it was filtered from" if j.state == "carried" else j.state
+    parts = [state, f"{j.judged}/{j.samples if j.samples is not None else '?'} judged"]
     if j.mean_score is not None:
         parts.append(f"mean score {j.mean_score:.2f}")
     if j.improvement_win_rate is not None:
@@ -432,6 +439,8 @@ def format_status(s: RunStatus) -> str:
             f", projected {usd(s.projected_cost_usd)} at {s.size} samples" if s.projected_cost_usd is not None else ""
         )
         cost = usd_up_to(s.cost_usd, (s.cost_up_to_usd or 0.0) - (s.cost_usd or 0.0) if s.cost_up_to_usd else None)
+        if not s.calls and not s.cost_up_to_usd:
+            cost = usd(0.0)  # nothing paid: nothing to price
         out.append(f"paid LM calls: {s.calls}{cached}{_unsettled(s)}, {cost}{projected}")
     for stage, counts in (s.batches or {}).items():
         first, *table = batch_lines(counts)
