@@ -361,8 +361,9 @@ def _fix(reason: str, spec: LMSpec, role: str) -> str:
         return f"the endpoint refused the key in ${env}: check that it holds a valid key of this provider"
     if reason == "unreachable":
         return (
-            f"start the server it names, or fix {role}.api_base (host and port); a local model refed starts itself "
-            "takes [local] serve = true"
+            f"start the server it names, or fix {role}.api_base (host and port); the local model refed starts itself "
+            "takes [local] serve = true and its name as the model (openai/smollm2, or openai/<file stem> of [local] "
+            "gguf)"
         )
     if reason == "unknown_model":
         return f"check {role}.model: the endpoint does not serve '{spec.model}'"
