@@ -97,7 +97,7 @@ from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.next_work import TASK_STAGES, feedback_record, parts_of
 from refed_dspy.synthesis.program import resolve_program
-from refed_dspy.synthesis.replies import ReplyLengths, earlier_runs
+from refed_dspy.synthesis.replies import PILOT_SIZE, ReplyLengths, earlier_runs
 
 _OTHER_TEXT_TOKENS = 120  # a critique, a feature description, a rationale
 _ITEM_TOKENS = 30  # one item of a list in an analysis or a plan
@@ -729,9 +729,11 @@ def reasoning_note(config: Config) -> str | None:
     effort = (
         f"reasoning_effort {spec.reasoning_effort}" if spec.reasoning_effort else "the model's own reasoning_effort"
     )
+    pilot = min(PILOT_SIZE, config.synthesis.size - 1)  # the pilot the lengths' line offers too
+    measure = f"; `refed estimate --pilot {pilot}` measures them" if pilot >= 1 else ""
     return (
         f"{spec.model} reasons before it answers ({effort}): its hidden reasoning tokens, billed as output, are not in "
-        "these figures; `refed estimate --pilot 20` measures them"
+        f"these figures{measure}"
     )
 
 

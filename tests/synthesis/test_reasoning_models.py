@@ -177,6 +177,9 @@ def test_the_estimate_says_what_it_cannot_count_and_a_pilot_measures_it(server_f
     walked = estimate(config)
     assert "hidden reasoning tokens" in walked["reasoning"] and "--pilot" in walked["reasoning"]
     assert "not counted: openai/gpt-5-mini reasons" in format_estimate(walked)
+    # one pilot offered for both: the reply lengths' line and this one (they said 10 and 20 in one estimate)
+    assert "`refed estimate --pilot 10` measures them" in walked["reasoning"]
+    assert "--pilot 20" not in format_estimate(walked)
     piloted = pilot_estimate(config, 4)
     measured = piloted["pilot"]
     served = sum(e["reasoning_tokens"] for e in read_log(srv.cfg.log_path))
