@@ -26,12 +26,14 @@ Where the provider states its per-minute limits in its replies' headers, the run
 A per-minute limit the provider does not state is told from a cap after a cut: a cap refuses nothing in the lower half
 of the window the cut left (noise aside), a per-minute limit refuses there as much as anywhere, since it counts requests
 over time, not in flight. When the requests sent at the lower half since the cut are refused more plainly than noise
-(`above`, at `Z`: more than `RATE_SHARE` and more than the share refused at those levels before), the limit is a rate:
+(`above`, at `Z`: more than `RATE_SHARE` and more than the share refused at those levels before the first cut), the
+limit is a rate:
 the run is paced (`Pace.found_limit`) to `PACE_SHARE` of the rate its requests sent since the cut were admitted at (the
 limit's bucket is empty then: what it admits is what it allows), the window goes back to its size before the cut (a
 window of whole requests cannot hold a rate), and the pace grows by `PACE_GROWTH` a second (the limit may be higher).
 Whenever the last `PACED_ANSWERS` requests under the pace are refused more plainly than `PACED_SHARE` and that noise,
-the pace grew past the limit: the run is paced again to the rate admitted since the pace began.
+the pace grew past the limit: the run is paced again to the rate admitted since the pace began. Once paced so, the
+refusals are the pace's to answer: they cut the window no more.
 
 Each refused request waits for its own Retry-After (the engine's retry queue); the others go on. The window's moves
 and the refusals it took as noise are its figures: the summary's `concurrency`, the progress line, the metrics.
@@ -88,6 +90,7 @@ class Window:
         self.sends: list[float] = []  # when each request of the last KEPT_S seconds was sent, in order
         self.refused_sends: list[float] = []  # ... and when each refused one was
         self.after: AfterCut | None = None  # the requests at the lower half of the window a cut left
+        self.floor: float | None = None  # the share refused there before the first cut: noise, not a limit
         self.paced: tuple[float, float] | None = None  # a pace found: since when, and the noise found before it
         self.last_answers: deque[bool] = deque()  # the last PACED_ANSWERS requests answered under it: refused?
         self.last_refused = 0
@@ -181,6 +184,8 @@ class Window:
         self.refused[level] = self.refused.get(level, 0.0) + 1
         if sent < self.cut_at or self.since_cut < MIN_ANSWERS:
             return  # sent before the last cut: it met the limit that cut found
+        if self.paced is not None:
+            return  # a rate limit found: the pace answers for its refusals (`_under_pace`), not the window
         span = FIRST_SPAN if not self.cuts else 1.0
         sure = STRONG_Z if self.since_cut < int(min(self.limit, level) * span) else Z  # within a burst: only if plain
         if self.trend(level) > sure:
@@ -256,11 +261,12 @@ class Window:
         self.min_limit = min(self.min_limit, self.limit)
         self.since_cut = 0
         self.cuts += 1
-        if self.paced is None and self.after is None:  # a pace found holds the rate: the cuts after it are caps'
+        if self.floor is None:  # the first cut: what the levels under it were refused before any limit was met
             low = [lv for lv in self.started if lv <= max(1.0, self.limit / 2)]
             sent = sum(self.started[lv] for lv in low)
-            floor = sum(self.refused.get(lv, 0.0) for lv in low) / sent if sent else 0.0
-            self.after = AfterCut(self.limit, old, floor)
+            self.floor = sum(self.refused.get(lv, 0.0) for lv in low) / sent if sent else 0.0
+        if self.paced is None and self.after is None:  # a pace found holds the rate: the cuts after it are caps'
+            self.after = AfterCut(self.limit, old, self.floor)
         self._moved(old, "rate_limited")
 
     def _moved(self, old: float, why: str) -> None:
