@@ -27,10 +27,10 @@ A per-minute limit the provider does not state is told from a cap after a cut: a
 of the window the cut left (noise aside), a per-minute limit refuses there as much as anywhere, since it counts requests
 over time, not in flight. When the requests sent at the lower half since the cut are refused more plainly than noise
 (`above`, at `Z`: more than `RATE_SHARE` and more than the share refused at those levels before the first cut), the
-limit is a rate:
-the run is paced (`Pace.found_limit`) to `PACE_SHARE` of the rate its requests sent since the cut were admitted at (the
-limit's bucket is empty then: what it admits is what it allows), the window goes back to its size before the cut (a
-window of whole requests cannot hold a rate), and the pace grows by `PACE_GROWTH` a second (the limit may be higher).
+limit is a rate: the run is paced (`Pace.found_limit`) to `PACE_SHARE` of the rate its requests sent since the cut
+were admitted at (the limit's bucket is empty then: what it admits is what it allows), the window goes back to its
+size before the cut (a window of whole requests cannot hold a rate), and the pace grows by `PACE_GROWTH` a second (the
+limit may be higher).
 Whenever the last `PACED_ANSWERS` requests under the pace are refused more plainly than `PACED_SHARE` and that noise,
 the pace grew past the limit: the run is paced again to the rate admitted since the pace began. Once paced so, the
 refusals are the pace's to answer: they cut the window no more.
@@ -64,10 +64,7 @@ RATE_SHARE = 0.05  # refused more than this at the lower half of a cut window (a
 PACED_ANSWERS = 100  # the last requests answered under a pace, the share refused is judged on
 PACED_LEAST = 10  # ... judged once this many are in
 PACED_SHARE = 0.01  # ... refused more than this (and than the noise found): the pace grew past the limit
-ADMIT_SPAN = 2.0  # seconds: the most a rate admitted is reckoned over
-MIN_SENDS = 20  # ... and the fewest requests
-MIN_SPAN = 0.1  # ... and the shortest time
-KEPT_S = 30.0  # seconds of sends and refusals kept
+KEPT_S = 30.0  # seconds of sends and refusals kept: the most a rate admitted is reckoned over
 PACE_GROWTH = 0.01  # a pace to a limit found grows by this share a second
 
 
@@ -226,8 +223,9 @@ class Window:
             self._pace_to_admitted(now, since, floor)
 
     def _pace_to_admitted(self, now: float, since: float, floor: float) -> None:
-        """Pace the run to the rate requests sent since `since` were admitted at (a limit's bucket is empty then: what
-        it admits is what it allows)."""
+        """Pace the run to the rate requests sent since `since` (within the last KEPT_S) were admitted at (a limit's
+        bucket is empty then: what it admits is what it allows)."""
+        since = max(since, now - KEPT_S)
         sent = len(self.sends) - bisect.bisect_left(self.sends, since)
         refused = len(self.refused_sends) - bisect.bisect_left(self.refused_sends, since)
         self.pace.found_limit(max(1, sent - refused) / (now - since), now)
