@@ -153,7 +153,7 @@ def test_the_window_hears_each_request_at_the_wire():
     heard: list[tuple] = []
 
     class Listener:
-        def sent(self, level, now):
+        def sent(self, level):
             heard.append(("sent", level))
 
         def answered(self, level, refused, sent, now):
