@@ -7,8 +7,8 @@ requests answered 429 at random (Retry-After 1 s); a server that admits 10 reque
 run at 40, against a clean run at 10; a server that admits 1,200 requests a minute (a minute of them at once, as
 OpenAI's bucket) and states it in its replies' headers, run at 40, its rate after the first minute against the limit;
 the same limit unstated (no headers, a second of it at once), as a gateway without rate-limit headers sends it.
-Prints samples/s and their ratios, the 429s' share of the requests, the window's figures, and checks every sample is
-written once and the ledger's paid calls equal the server's answered requests. Writes bench/results/rate_limits.json.
+Prints samples/s and their ratios, the 429s' share of the requests (in all, and after the first minute), the window's
+figures, and checks every sample is written once and the ledger's paid calls equal the server's answered requests. Writes bench/results/rate_limits.json.
 Run by hand, never in CI; figures are ratios and this machine's.
 """
 
@@ -33,6 +33,8 @@ def one(name: str, size: int, concurrency: int, **server: object) -> dict:
     times = sorted(e["t"] for e in log if e.get("status") != 429)  # the requests it admitted
     late = [t for t in times if t >= times[0] + 60.0]
     per_minute = round(len(late) / (times[-1] - late[0]) * 60) if len(late) > 1 else None
+    after = [e for e in log if e["t"] >= min(e["t"] for e in log) + 60.0]  # every request after the first minute
+    refused_after = sum(1 for e in after if e.get("status") == 429)
     return {
         "run": name,
         "concurrency": concurrency,
@@ -45,6 +47,7 @@ def one(name: str, size: int, concurrency: int, **server: object) -> dict:
         "window_end": window.get("final_limit"),
         "cuts": window.get("cuts"),
         "per_minute_after_1st": per_minute,
+        "share_429_after_1st": round(refused_after / len(after), 3) if after else None,
         "each_sample_once": len(ids) == len(set(ids)) == summary["samples"],
         "ledger_equals_server": summary["usage"]["calls"] == len(ok_calls(log)),
     }

@@ -27,8 +27,9 @@ from refed_dspy.providers.registry import rate_limit_headers
 class WireListener(Protocol):
     """What hears an LM's requests at the wire (the engine's window)."""
 
-    def sent(self, level: int) -> None:
-        """A request left with `level` of the LM's requests at the provider, its own included."""
+    def sent(self, level: int, now: float) -> None:
+        """A request left at `now` (time.monotonic()) with `level` of the LM's requests at the provider, its own
+        included."""
 
     def answered(self, level: int, refused: bool, sent: float, now: float) -> None:
         """The request that left at `sent` (time.monotonic()) at `level` was answered at `now`: a 429 or not."""
@@ -45,14 +46,14 @@ class RateLimits:
         self.listener: WireListener | None = None
         self._lock = threading.Lock()
 
-    def leave(self) -> int:
-        """A request leaves: its level (the requests at the provider with it)."""
+    def leave(self, now: float) -> int:
+        """A request leaves at `now`: its level (the requests at the provider with it)."""
         with self._lock:
             self.in_flight += 1
             level = self.in_flight
         listener = self.listener
         if listener is not None:
-            listener.sent(level)
+            listener.sent(level, now)
         return level
 
     def back(self, level: int, sent: float, status: int | None, headers: Iterable[tuple[str, str]] = ()) -> None:
@@ -119,7 +120,8 @@ class _Reading:
     async def __aenter__(self) -> Any:
         limits = self.reader.limits
         self._inner_cm = self.reader.inner.stream(self.request)
-        sent, level = time.monotonic(), limits.leave()
+        sent = time.monotonic()
+        level = limits.leave(sent)
         try:
             response = await self._inner_cm.__aenter__()
         except BaseException:

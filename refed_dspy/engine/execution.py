@@ -7,8 +7,9 @@ how: it keeps up to `window.limit` LM calls in flight (asyncio tasks; a slow cal
 others), reserves each task's worst case against the call and cost budget before starting it, retries 429,
 5xx, timeouts and resets after Retry-After or a jittered backoff (`Retries`; the task's finished calls are
 cache hits then), cuts the window when 429s rise with the calls in flight and grows it back (a provider's limit told
-from a steady share of refusals), starts work no faster than the limits the provider states allow, stops the run on a
-streak of failures, accounts every call (attempts that leave no record are journaled through the stage), and on
+from a steady share of refusals), starts work no faster than a per-minute limit allows (stated, or found unstated),
+stops the run on a streak of failures, accounts every call (attempts that leave no record are journaled through the
+stage), and on
 Ctrl-C, SIGTERM or SIGHUP starts nothing more and lets what is in flight finish within a grace period. Until the
 endpoint has answered a call of this invocation, one piece of work runs at a time (refed_dspy.engine.failures).
 
@@ -218,10 +219,9 @@ class Engine:
             task = asyncio.ensure_future(coro)
         self.running.add(task, meta)
         meta.level = self.running.slots_used  # the slots of work in flight it started at, its own included
-        if self.window.pace is not None:
-            self.window.pace.start(meta.started)
+        self.window.pace.start(meta.started)
         if self.window.wire is None:  # its requests are heard nowhere (Ray, a user's LM): one request to the window
-            self.window.sent(meta.level)
+            self.window.sent(meta.level, meta.started)
         task.add_done_callback(self.done.add)
         return True
 
@@ -358,8 +358,9 @@ class Engine:
         return news is not None
 
     def _paced(self, now: float) -> float | None:
-        """Seconds until the provider's stated limits let the next piece of work start (None: now, or no pace)."""
-        return self.window.pace.wait_s(now) if self.window.pace is not None and not self.stopping else None
+        """Seconds until the pace (a per-minute limit the provider states, or one the window found) lets the next piece
+        of work start (None: now, or no pace)."""
+        return self.window.pace.wait_s(now) if not self.stopping else None
 
     async def _loop(self) -> None:
         """Blocks until something can happen: work ends, a retry's time comes (when it could start then), the

@@ -23,15 +23,33 @@ at once pays a 429 each time). The counts are halved every `HALF_LIFE` requests,
 Where the provider states its per-minute limits in its replies' headers, the run keeps under them before they are hit
 (`Pace`): work starts no faster than the tightest allows.
 
+A per-minute limit the provider does not state is told from a cap after a cut: a cap refuses nothing at the levels
+the requests it admits are sent at (noise aside), however far above it the cut left the window; a per-minute limit
+refuses there as much as anywhere, since it counts requests over time, not in flight. When the requests sent since the
+cut at or under the median level of those admitted are refused more plainly than noise (`above`, at `Z`: more than
+`RATE_SHARE` and more than the share refused at the lower levels before the first cut), the limit is a rate: the run
+is paced (`Pace.found_limit`) to `PACE_SHARE` of the rate its requests sent since the cut were admitted at (the limit's
+bucket is empty then: what it admits is what it allows), the window goes back to its size before the cut (a window of
+whole requests cannot hold a rate), and the pace grows by `PACE_GROWTH` a second (the limit may be higher). A
+per-minute limit whose level (its rate times the latency) is a request or two is told so where the window keeps being
+cut at one level (`Held`): a cap refuses most requests sent at that level, such a limit admits most there and refuses
+the rest, plainly more than under it (at `HELD_Z`); the run is paced so too, its window left as it is.
+Whenever the last `PACED_ANSWERS` requests under the pace are refused more plainly than `PACED_SHARE` and that noise,
+the pace grew past the limit: the run is paced again to the rate admitted since the pace began. Once paced so, the
+refusals are the pace's to answer: they cut the window no more.
+
 Each refused request waits for its own Retry-After (the engine's retry queue); the others go on. The window's moves
 and the refusals it took as noise are its figures: the summary's `concurrency`, the progress line, the metrics.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from refed_dspy.clients.rate_limits import RateLimits
@@ -45,6 +63,18 @@ STRONG_Z = 4.0  # ... unless the refusals rise so plainly (a cap met at once): t
 PROBE = 8  # near the level of its last cut, the window grows this many times slower
 PACE_SHARE = 0.95  # of a limit the provider states, what the window keeps to
 PACE_MEMORY = 0.1  # the weight of each piece of work that succeeded in the moving means the pace is reckoned from
+RATE_SHARE = 0.2  # refused more than this (and than noise) where the requests admitted since a cut went: a rate
+AFTER_ANSWERS = 10  # windows' worth of requests since a cut, at most, that the finding of a rate is judged on
+HELD_ANSWERS = 20  # requests sent at the level a window held at a limit is cut at, at least, before they are judged
+HELD_Z = 2.0  # ... how surely fewer than half are refused there and more than under it and than HELD_SHARE: a rate
+HELD_SHARE = 0.05
+PACED_ANSWERS = 100  # the last requests answered under a pace, the share refused is judged on
+PACED_LEAST = 10  # ... judged once this many are in
+PACED_SHARE = 0.01  # ... refused more than this (and than the noise found): the pace grew past the limit
+TRIAL_ANSWERS = 40  # requests answered under a pace just set: refused half as often as before it, or it is taken back
+KEPT_S = 30.0  # seconds of sends and refusals kept: the most a rate admitted is reckoned over
+PACE_GROWTH = 0.01  # a pace to a limit found grows by this share a second
+GROWTH_S = 600.0  # ... for at most this many seconds (far past any limit by then: refusals pace it again)
 
 
 class Window:
@@ -62,7 +92,15 @@ class Window:
         self.concurrency = concurrency
         self.wire = wire
         self.in_flight = in_flight
-        self.pace = Pace(wire) if wire is not None else None
+        self.pace = Pace(wire)
+        self.sends: list[float] = []  # when each request of the last KEPT_S seconds was sent, in order
+        self.refused_sends: list[float] = []  # ... and when each refused one was
+        self.after: AfterCut | None = None  # the requests sent since a cut, until it is told a cap or a rate
+        self.floor: float | None = None  # the share refused there before the first cut: noise, not a limit
+        self.paced: tuple[float, float] | None = None  # a pace found: since when, and the noise found before it
+        self.trial: Trial | None = None  # a pace just set, until its first TRIAL_ANSWERS show whether refusals fell
+        self.last_answers: deque[bool] = deque()  # the last PACED_ANSWERS requests answered under it: refused?
+        self.last_refused = 0
         self.limit = float(concurrency)
         self.min_limit = self.limit
         self.on_move: Callable[[float, float, str], None] | None = None
@@ -75,13 +113,15 @@ class Window:
         self.refusals = 0
         self.noise = 0  # refusals the controller took as noise (the window kept)
         self.ceiling: float | None = None  # the work in flight where its last cut found a limit
+        self.held: Held | None = None  # the requests sent at the level of the last cut, since the first cut there
         self.cut_at = float("-inf")  # when (the engine's clock)
 
-    def sent(self, level: int) -> None:
-        """A request is sent with `level` requests of its role in flight, its own included (any thread)."""
+    def sent(self, level: int, now: float) -> None:
+        """A request is sent at `now` with `level` requests of its role in flight, its own included (any thread)."""
         level = max(1, level)
         with self._lock:
             self.started[level] = self.started.get(level, 0.0) + 1
+            bisect.insort(self.sends, now)
 
     def answered(self, level: int, refused: bool, sent: float, now: float) -> None:
         """The request sent at `sent` with `level` requests in flight (told to `sent` then) was answered at `now`:
@@ -91,7 +131,12 @@ class Window:
             self.since_cut += 1
             self._fade()
             if refused:
+                bisect.insort(self.refused_sends, sent)
                 self._judge(level, sent, now)
+            self._after_cut(level, refused, sent, now)
+            self._while_held(level, refused, sent, now)
+            self._under_pace(refused, sent, now)
+            self._forget(now)
 
     def answer(self, slots: int, succeeded: bool, seconds: float = 0.0, calls: Iterable[Any] = ()) -> None:
         """Work of `slots` ended after `seconds`: succeeded (the window grows; its `calls`, CallInfo, tell the pace
@@ -99,8 +144,7 @@ class Window:
         if succeeded:
             with self._lock:
                 self._grow(slots)
-            if self.pace is not None:
-                self.pace.answer(slots, seconds, calls)
+            self.pace.answer(slots, seconds, calls)
 
     def trend(self, level: int) -> float:
         """How surely refusals rise with the level up to `level` (Cochran-Armitage's test for a trend in the share
@@ -125,8 +169,8 @@ class Window:
     def held_back(self) -> str | None:
         """For the progress line: the pace when the provider's stated limits bound the run, else the window when a rate
         limit holds it below the configured concurrency, else None."""
-        if self.pace is not None and self.pace.binds(self.limit):
-            return f"paced to the provider's stated {self.pace.said()}"
+        if self.pace.binds(self.limit):
+            return f"paced to {self.pace.said()}"
         size = int(self.limit)
         return f"window {size} of {self.concurrency}: a rate limit" if self.cuts and size < self.concurrency else None
 
@@ -140,7 +184,7 @@ class Window:
             "cuts": self.cuts,
             "rate_limited": self.refusals,
             "taken_as_noise": self.noise,
-            **(self.pace.figures() if self.pace is not None else {}),
+            **self.pace.figures(),
         }
 
     def _judge(self, level: int, sent: float, now: float) -> None:
@@ -149,12 +193,114 @@ class Window:
         self.refused[level] = self.refused.get(level, 0.0) + 1
         if sent < self.cut_at or self.since_cut < MIN_ANSWERS:
             return  # sent before the last cut: it met the limit that cut found
+        if self.paced is not None:
+            return  # a rate limit found: the pace answers for its refusals (`_under_pace`), not the window
         span = FIRST_SPAN if not self.cuts else 1.0
         sure = STRONG_Z if self.since_cut < int(min(self.limit, level) * span) else Z  # within a burst: only if plain
         if self.trend(level) > sure:
             self._cut(level, now)
         else:
             self.noise += 1
+
+    def _after_cut(self, level: int, refused: bool, sent: float, now: float) -> None:
+        """A request sent since the last cut: a limit on requests in flight refuses none of those sent at the levels its
+        admitted requests were sent at (noise aside), a per-minute limit refuses there as much as anywhere: then the
+        run is paced to the rate its requests were admitted at, and the window, which cannot hold a rate, is left where
+        it was."""
+        after = self.after
+        if after is None or sent <= self.cut_at:
+            return
+        after.heard.append((level, refused))
+        heard = len(after.heard)
+        if heard < 2 * MIN_ANSWERS or heard & (heard - 1):
+            return  # judged when the requests heard are 16, 32, 64, ...: a few looks, not one at each answer
+        low, low_refused = after.low()
+        if low >= MIN_ANSWERS and above(low_refused, low, after.floor, RATE_SHARE) > Z:
+            self.after = None
+            self.limit = max(self.limit, after.before)
+            self._pace_to_admitted(now, self.cut_at, after.floor, low_refused / low)
+        elif heard >= AFTER_ANSWERS * max(after.window, MIN_ANSWERS):
+            self.after = None  # heard enough: a cap (or noise)
+
+    def _while_held(self, level: int, refused: bool, sent: float, now: float) -> None:
+        """A request sent since the window was first cut at the level of its last cut: a cap held so refuses most
+        requests at that level (all but those its count at the wire put there late); a per-minute limit under a window
+        of a request or two (rate times latency) admits most there and refuses the rest whenever the window's whole
+        slots outrun it, which no window can hold: then the run is paced to the rate admitted. Noise refuses as many
+        under that level as at it."""
+        held = self.held
+        if held is None or self.paced is not None or sent <= held.since:
+            return
+        at = level >= held.level
+        held.answered[at] += 1
+        held.refused[at] += refused
+        n, r = held.answered[True], held.refused[True]
+        if not at or n < HELD_ANSWERS or n % 5:
+            return  # judged at every fifth request at the level, from HELD_ANSWERS on
+        noise = held.refused[False] / max(1, held.answered[False])
+        if above(r, n, noise, HELD_SHARE) > HELD_Z and above(n - r, n, 0.5, 0.0) > HELD_Z:
+            self.held = None
+            self._pace_to_admitted(now, held.since, noise, r / n)
+        elif above(r, n, 0.5, 0.0) > HELD_Z or n >= 4 * HELD_ANSWERS:
+            self.held = None  # a cap (or nothing plain): judged again from the next cut on
+
+    def _under_pace(self, refused: bool, sent: float, now: float) -> None:
+        """Under a pace found so: when the last PACED_ANSWERS requests show more refused than its noise (the pace grew
+        past the limit), paced again to the rate the requests since the pace began were admitted at."""
+        if self.paced is None or sent <= self.paced[0]:
+            return
+        since, floor = self.paced
+        last = self.last_answers
+        last.append(refused)
+        self.last_refused += refused
+        if len(last) > PACED_ANSWERS:
+            self.last_refused -= last.popleft()
+        if self.trial is not None:
+            if len(last) >= TRIAL_ANSWERS:
+                self._end_trial(now)
+        elif len(last) >= PACED_LEAST and above(self.last_refused, len(last), floor, PACED_SHARE) > Z:
+            self._pace_to_admitted(now, since, floor, self.last_refused / len(last))
+
+    def _pace_to_admitted(
+        self, now: float, since: float, floor: float, share: float, trial: Trial | None = None
+    ) -> None:
+        """Pace the run to the rate requests sent since `since` (within the last KEPT_S) were admitted at (a limit's
+        bucket is empty then: what it admits is what it allows), `share` of them refused; on trial until the first
+        TRIAL_ANSWERS under it are in (`trial`: its second, after a first that did not lower the refusals)."""
+        pace = self.pace
+        self.trial = trial or Trial(share, pace.unstated_per_s, pace.unstated_at, pace.found, self.paced)
+        since = max(since, now - KEPT_S)
+        sent = len(self.sends) - bisect.bisect_left(self.sends, since)
+        refused = len(self.refused_sends) - bisect.bisect_left(self.refused_sends, since)
+        self.pace.found_limit(max(1, sent - refused) / (now - since), now)
+        self.paced = (now, floor)
+        self.last_answers.clear()
+        self.last_refused = 0
+
+    def _end_trial(self, now: float) -> None:
+        """A pace's first TRIAL_ANSWERS are in: a limit refuses far fewer under it (kept); noise refuses as many at any
+        pace. One that did not halve the share refused is set again to the rate admitted under it (it may have been
+        reckoned over a limit's first burst); when that does not either, it is taken back, and that share is noise
+        from then on."""
+        trial, self.trial = self.trial, None
+        share = self.last_refused / len(self.last_answers)
+        if trial is None or share <= trial.share / 2 or self.paced is None:
+            return
+        if not trial.again:
+            trial.again = True
+            self._pace_to_admitted(now, self.paced[0], self.paced[1], share, trial)
+            return
+        self.pace.unstated_per_s, self.pace.unstated_at, self.pace.found = trial.per_s, trial.at, trial.found
+        self.floor = max(self.floor or 0.0, share)
+        self.paced = None if trial.paced is None else (trial.paced[0], max(trial.paced[1], share))
+        self.last_answers.clear()
+        self.last_refused = 0
+
+    def _forget(self, now: float) -> None:
+        """Drop the sends and refusals older than KEPT_S (in batches, not at every request)."""
+        for times in (self.sends, self.refused_sends):
+            if len(times) > 256 and times[0] < now - 2 * KEPT_S:
+                del times[: bisect.bisect_left(times, now - KEPT_S)]
 
     def _grow(self, slots: int) -> None:
         old, step = self.limit, slots / self.limit
@@ -171,11 +317,19 @@ class Window:
         at_wire = self.wire.in_flight if self.wire is not None else work
         found = max(1.0, work * level / max(1, at_wire))
         self.cut_at = now
+        if self.held is None or self.held.level != level:
+            self.held = Held(now, level)
         self.ceiling = found
         self.limit = max(1.0, min(self.limit, found) * CUT)
         self.min_limit = min(self.min_limit, self.limit)
         self.since_cut = 0
         self.cuts += 1
+        if self.floor is None:  # the first cut: what the levels under it were refused before any limit was met
+            low = [lv for lv in self.started if lv <= max(1.0, self.limit / 2)]
+            sent = sum(self.started[lv] for lv in low)
+            self.floor = sum(self.refused.get(lv, 0.0) for lv in low) / sent if sent else 0.0
+        if self.paced is None and self.after is None:  # a pace found holds the rate: the cuts after it are caps'
+            self.after = AfterCut(self.limit, old, self.floor)
         self._moved(old, "rate_limited")
 
     def _moved(self, old: float, why: str) -> None:
@@ -192,19 +346,79 @@ class Window:
                 counts[level] /= 2
 
 
-class Pace:
-    """When work may start so that a run keeps under the per-minute limits its provider states (`wire`): pieces of
-    work start at most at the rate the tightest limit allows (`PACE_SHARE` of it: its requests a second, or its tokens a
-    second over a request's), over the requests and tokens a piece of work takes (moving means over the work that
-    succeeded). No pace until a reply states a limit."""
+@dataclass
+class AfterCut:
+    """The requests sent since a cut of the window to `window` (from `before`), each (its level, refused?), and the
+    share refused before the first cut at the levels under it (`floor`: their noise)."""
 
-    def __init__(self, wire: RateLimits):
+    window: float
+    before: float
+    floor: float
+    heard: list[tuple[int, bool]] = field(default_factory=list)
+
+    def low(self) -> tuple[int, int]:
+        """The requests heard at or under the median level the admitted ones were sent at, and of those the refused:
+        under a cap none are refused there however far above it the cut left the window; under a per-minute limit as
+        many as anywhere. None until MIN_ANSWERS // 2 are admitted (a refusal comes back before an answer)."""
+        admitted = sorted(level for level, refused in self.heard if not refused)
+        if len(admitted) < MIN_ANSWERS // 2:
+            return 0, 0
+        median = admitted[(len(admitted) - 1) // 2]
+        low = [refused for level, refused in self.heard if level <= median]
+        return len(low), sum(low)
+
+
+@dataclass
+class Trial:
+    """A pace on trial: the `share` refused that set it, and the pace (`per_s`, set `at`, the limits `found`) and the
+    `paced` state before it (`again`: set a second time)."""
+
+    share: float
+    per_s: float
+    at: float
+    found: int
+    paced: tuple[float, float] | None
+    again: bool = False  # its second pace
+
+
+@dataclass
+class Held:
+    """The requests sent since `since` under `level` (where the window was last cut) and at it or above ([False] and
+    [True]), and of those the refused."""
+
+    since: float
+    level: int
+    answered: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})
+    refused: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})
+
+
+def above(refused: float, sent: float, floor: float, least: float) -> float:
+    """How surely `refused` of `sent` is more than the share `floor` (its noise) and than `least`: a one-sided
+    binomial z score (0 with nothing sent, or against a share of all)."""
+    share = max(floor, least)
+    if sent <= 0 or share >= 1.0:
+        return 0.0
+    return (refused - sent * share) / math.sqrt(sent * share * (1 - share))
+
+
+class Pace:
+    """When work may start so that a run keeps under a per-minute limit: the tightest its provider states (`wire`; at
+    `PACE_SHARE` of it: its requests a second, or its tokens a second over a request's, over the requests and tokens
+    a piece of work takes, moving means over the work that succeeded), or the one the window found where none is stated
+    (`found_limit`: `PACE_SHARE` of the requests a second it admitted, growing by `PACE_GROWTH` a second). No pace until
+    a reply states a limit or the window finds one."""
+
+    def __init__(self, wire: RateLimits | None):
         self.wire = wire
         self.requests = 0.0  # moving means over the work that succeeded: its requests,
         self.slot_seconds = 0.0  # its slots times its seconds,
         self.tokens = {"tokens": 0.0, "input-tokens": 0.0, "output-tokens": 0.0}  # and its tokens
-        self.per_s = math.inf  # the pieces of work a second the tightest limit allows
+        self.stated_per_s = math.inf  # the pieces of work a second the tightest stated limit allows
         self.bound_by: str | None = None  # that limit
+        self.found = 0  # limits found where none is stated
+        self.unstated_per_s = math.inf  # requests a second the last one found admitted, times PACE_SHARE
+        self.unstated_at = 0.0  # ... when (it grows by PACE_GROWTH a second since)
+        self.per_s = math.inf  # the pieces of work a second the run is paced to now
         self.next_at = float("-inf")  # when the next piece of work may start
 
     def wait_s(self, now: float) -> float | None:
@@ -213,10 +427,20 @@ class Pace:
 
     def start(self, now: float) -> None:
         """A piece of work starts at `now`."""
-        if self.per_s == math.inf and self.wire.per_minute:  # a limit stated before any work succeeded: reckoned
-            self._reckon()  # at a request a piece
+        if self.stated_per_s == math.inf and self.wire is not None and self.wire.per_minute:
+            self._reckon()  # a limit stated before any work succeeded: reckoned at a request a piece
+        unstated = self.unstated_per_s
+        if unstated < math.inf:  # grown since it was found (capped: a float power of a clock's seconds overflows)
+            unstated *= (1 + PACE_GROWTH) ** min(now - self.unstated_at, GROWTH_S)
+        per_piece = (self.requests or 1.0) if self.wire is not None else 1.0  # unheard: a piece is one request
+        self.per_s = min(self.stated_per_s, unstated / per_piece)
         if self.per_s < math.inf:
             self.next_at = max(self.next_at, now) + 1.0 / self.per_s
+
+    def found_limit(self, admitted_per_s: float, now: float) -> None:
+        """A per-minute limit its provider does not state admitted `admitted_per_s` requests a second."""
+        self.found += 1
+        self.unstated_per_s, self.unstated_at = PACE_SHARE * admitted_per_s, now
 
     def answer(self, slots: int, seconds: float, calls: Iterable[Any]) -> None:
         """Work of `slots` succeeded after `seconds`, its `calls` (CallInfo) made."""
@@ -232,6 +456,10 @@ class Pace:
             self.tokens[unit] += weight * (used - self.tokens[unit])
         self._reckon()
 
+    def stated(self) -> dict[str, float]:
+        """The limits the provider states, per minute."""
+        return self.wire.stated() if self.wire is not None else {}
+
     def _reckon(self) -> None:
         """The pieces of work a second the tightest stated limit allows, from the moving means (before any work
         succeeded: a request a piece, and no limit on tokens)."""
@@ -239,40 +467,54 @@ class Pace:
         per_request = {"requests": 1.0, **{unit: used / requests for unit, used in self.tokens.items()}}
         allowed = {
             unit: limit / 60.0 / per_request[unit]
-            for unit, limit in self.wire.stated().items()
+            for unit, limit in self.stated().items()
             if limit > 0 and per_request.get(unit, 0) > 0
         }
         if allowed:
             self.bound_by = min(allowed, key=allowed.__getitem__)
-            self.per_s = PACE_SHARE * allowed[self.bound_by] / requests
+            self.stated_per_s = PACE_SHARE * allowed[self.bound_by] / requests
 
     def binds(self, slots: float) -> bool:
         """Whether the pace, not a window of `slots`, bounds how fast work starts."""
         return self.per_s < math.inf and self.slot_seconds > 0 and self.per_s < slots / self.slot_seconds
 
     def said(self) -> str:
-        """The limit it keeps to, in words ('3,000 requests a minute')."""
+        """The limit it keeps to, in words ("the provider's stated 3,000 requests a minute")."""
+        if self.per_s < self.stated_per_s:
+            return f"{self._aimed():,} requests a minute, under a limit the provider does not state"
         unit = self.bound_by or "requests"
-        return f"{self.wire.stated().get(unit, 0):,.0f} {unit.replace('-', ' ')} a minute"
+        return f"the provider's stated {self.stated().get(unit, 0):,.0f} {unit.replace('-', ' ')} a minute"
+
+    def _aimed(self) -> int | None:
+        """The requests a minute the pace keeps to now (None: none)."""
+        return round(self.per_s * (self.requests or 1.0) * 60) if self.per_s < math.inf else None
 
     def figures(self) -> dict[str, Any]:
-        """For a summary: the limits stated, per minute, the one the run kept to, and the requests a minute it kept to."""
-        stated = self.wire.stated()
-        if not stated:
+        """For a summary: the limits stated, per minute, the one the run kept to, the limits found where none is
+        stated, and the requests a minute it kept to."""
+        stated = self.stated()
+        if not stated and not self.found:
             return {}
-        aimed = round(self.per_s * self.requests * 60) if self.per_s < math.inf else None
-        return {"stated_per_minute": stated, "paced_by": self.bound_by, "paced_to_requests_per_minute": aimed}
+        found = {"limits_found": self.found} if self.found else {}
+        aimed = {"paced_to_requests_per_minute": self._aimed()}
+        return {"stated_per_minute": stated, "paced_by": self.bound_by, **aimed, **found}
 
 
 def rate_limit_line(figures: dict[str, Any]) -> str | None:
     """What a summary says of the rate limits a run met (None when it met none), from its window's `figures`: the
-    provider's stated limit it kept under, the window cut for a provider's limit, or the refusals taken as noise with
-    the window kept."""
+    provider's stated limit it kept under, the per-minute limit it found unstated, the window cut for a provider's
+    limit, or the refusals taken as noise with the window kept."""
     said = []
     unit = figures.get("paced_by")
     if unit:
         limit = (figures.get("stated_per_minute") or {}).get(unit, 0)
         said.append(f"kept under the provider's stated {limit:,.0f} {unit.replace('-', ' ')} a minute")
+    elif figures.get("limits_found"):
+        aimed = figures.get("paced_to_requests_per_minute")
+        said.append(
+            "a per-minute limit the provider does not state refused requests at any load: the run was paced under it"
+            + (f" (about {aimed:,} requests a minute at the end)" if aimed else "")
+        )
     refused = figures.get("rate_limited") or 0
     if refused:
         said.append(f"{refused} requests refused (429) and sent again after their Retry-After")
@@ -282,6 +524,6 @@ def rate_limit_line(figures: dict[str, Any]) -> str | None:
             f"{figures['configured']} in flight at least ({int(figures['final_limit'])} at the end): the run went "
             "slower than its concurrency for it"
         )
-    elif refused:
+    elif refused and not figures.get("limits_found"):
         said.append("the same share was refused at every load, so the window kept its size (noise, no limit)")
     return "; ".join(said) or None

@@ -132,6 +132,27 @@ def test_a_stated_requests_per_minute_limit_paces_the_run(server_factory, tmp_pa
     assert "kept under the provider's stated 600 requests a minute" in format_summary(summary)
 
 
+def test_a_requests_per_minute_limit_no_header_states_is_found_and_kept(server_factory, tmp_path):
+    """The same kind of limit unstated (no headers, a second of it at once, as a gateway sends it), run at 16 in
+    flight: the window alone holds it at 2 or 3 in flight (its rate times the latency), refusing 13-33% of the requests
+    there, and at 40 in flight 41-46% (bench/rate_limits.py). Now the run is paced to it once the refusals show a rate
+    (fewer than half refused where the window is cut, more than under it): after the first 8 s few requests are
+    refused, the run keeps to the limit, and the summary says what it found."""
+    srv = server_factory(
+        requests_per_minute=600, rpm_burst_s=1, rate_limit_headers=False, retry_after_s=1, latency_s=PROVIDER_LATENCY_S
+    )
+    summary, log, _ = _complete_run(srv, tmp_path, 90, 16)
+    start = min(e["t"] for e in log)
+    late = [e for e in log if e["t"] > start + 8.0]
+    refused_late = sum(1 for e in late if e.get("status") == 429)
+    assert refused_late <= 0.1 * len(late), (refused_late, len(late), summary["concurrency"])
+    admitted = sorted(e["t"] for e in late if e.get("status") != 429)
+    assert len(admitted) / (admitted[-1] - admitted[0]) > 0.8 * 10  # the limit's 10 a second, kept to
+    window = summary["concurrency"]
+    assert window["limits_found"] >= 1 and window["stated_per_minute"] == {}, window
+    assert "a per-minute limit the provider does not state" in format_summary(summary)
+
+
 def test_the_limits_a_reply_states_are_read():
     from refed_dspy.clients.rate_limits import RateLimits
 
@@ -153,7 +174,7 @@ def test_the_window_hears_each_request_at_the_wire():
     heard: list[tuple] = []
 
     class Listener:
-        def sent(self, level):
+        def sent(self, level, now):
             heard.append(("sent", level))
 
         def answered(self, level, refused, sent, now):
