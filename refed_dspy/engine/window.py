@@ -36,7 +36,9 @@ cut at one level (`Held`): a cap refuses most requests sent at that level, such 
 the rest, plainly more than under it (at `HELD_Z`); the run is paced so too, its window left as it is.
 Whenever the last `PACED_ANSWERS` requests under the pace are refused more plainly than `PACED_SHARE` and that noise,
 the pace grew past the limit: the run is paced again to the rate admitted since the pace began. Once paced so, the
-refusals are the pace's to answer: they cut the window no more.
+refusals are the pace's to answer: they cut the window no more. Each pace is on trial (`Trial`): a limit refuses far
+fewer under it, noise as many at any pace, so one that does not halve the share refused within `TRIAL_ANSWERS` is set
+once more to the rate admitted under it, then taken back, and that share counts as noise from then on.
 
 Each refused request waits for its own Retry-After (the engine's retry queue); the others go on. The window's moves
 and the refusals it took as noise are its figures: the summary's `concurrency`, the progress line, the metrics.
