@@ -8,8 +8,8 @@ run at 40, against a clean run at 10; a server that admits 1,200 requests a minu
 OpenAI's bucket) and states it in its replies' headers, run at 40, its rate after the first minute against the limit;
 the same limit unstated (no headers, a second of it at once), as a gateway without rate-limit headers sends it.
 Prints samples/s and their ratios, the 429s' share of the requests (in all, and after the first minute), the window's
-figures, and checks every sample is written once and the ledger's paid calls equal the server's answered requests. Writes bench/results/rate_limits.json.
-Run by hand, never in CI; figures are ratios and this machine's.
+figures, and checks every sample is written once and the ledger's paid calls equal the server's answered requests.
+Writes bench/results/rate_limits.json. Run by hand, never in CI; figures are ratios and this machine's.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def one(name: str, size: int, concurrency: int, **server: object) -> dict:
     times = sorted(e["t"] for e in log if e.get("status") != 429)  # the requests it admitted
     late = [t for t in times if t >= times[0] + 60.0]
     per_minute = round(len(late) / (times[-1] - late[0]) * 60) if len(late) > 1 else None
-    after = [e for e in log if e["t"] >= min(e["t"] for e in log) + 60.0]  # every request after the first minute
+    first = min(e["t"] for e in log)
+    after = [e for e in log if e["t"] >= first + 60.0]  # every request after the first minute
     refused_after = sum(1 for e in after if e.get("status") == 429)
     return {
         "run": name,

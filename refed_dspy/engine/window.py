@@ -98,7 +98,8 @@ class Window:
         self.sends: list[float] = []  # when each request of the last KEPT_S seconds was sent, in order
         self.refused_sends: list[float] = []  # ... and when each refused one was
         self.after: AfterCut | None = None  # the requests sent since a cut, until it is told a cap or a rate
-        self.floor: float | None = None  # the share refused there before the first cut: noise, not a limit
+        # the share refused under the first cut before it (or under a pace taken back): noise, not a limit
+        self.floor: float | None = None
         self.paced: tuple[float, float] | None = None  # a pace found: since when, and the noise found before it
         self.trial: Trial | None = None  # a pace just set, until its first TRIAL_ANSWERS show whether refusals fell
         self.last_answers: deque[bool] = deque()  # the last PACED_ANSWERS requests answered under it: refused?
@@ -207,8 +208,8 @@ class Window:
     def _after_cut(self, level: int, refused: bool, sent: float, now: float) -> None:
         """A request sent since the last cut: a limit on requests in flight refuses none of those sent at the levels its
         admitted requests were sent at (noise aside), a per-minute limit refuses there as much as anywhere: then the
-        run is paced to the rate its requests were admitted at, and the window, which cannot hold a rate, is left where
-        it was."""
+        run is paced to the rate its requests were admitted at, and the window, which cannot hold a rate, goes back to
+        its size before the cut."""
         after = self.after
         if after is None or sent <= self.cut_at:
             return
