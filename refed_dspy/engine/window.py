@@ -18,7 +18,9 @@ below a limit are as rare as its noise; the first time after `FIRST_SPAN` window
 level has an answer or two), sooner only when the rise is plain (`STRONG_Z`: a cap met at once). It grows back by about
 one piece of work per window of successes up to the configured concurrency, `PROBE` times slower within one of the
 work in flight where its last cut found the limit (probing: the limit may have moved, and a window that meets it again
-at once pays a 429 each time). The counts are halved every `HALF_LIFE` requests, so what a provider did long ago fades.
+at once pays a 429 each time), and twice as slow again each time a cut finds the limit there again, up to `PROBE_MOST`
+times (a probe of a cap of two is half as many again: a run held there would otherwise pay a 429 every few
+requests). The counts are halved every `HALF_LIFE` requests, so what a provider did long ago fades.
 
 Where the provider states its per-minute limits in its replies' headers, the run keeps under them before they are hit
 (`Pace`): work starts no faster than the tightest allows.
@@ -63,6 +65,7 @@ HALF_LIFE = 4000  # requests after which every count is halved
 FIRST_SPAN = 2.0  # windows' worth of answers before the first judgement (the counts are thin before)
 STRONG_Z = 4.0  # ... unless the refusals rise so plainly (a cap met at once): then after MIN_ANSWERS
 PROBE = 8  # near the level of its last cut, the window grows this many times slower
+PROBE_MOST = 64  # ... twice as slow at each cut again at that level, up to this
 PACE_SHARE = 0.95  # of a limit the provider states, what the window keeps to
 PACE_MEMORY = 0.1  # the weight of each piece of work that succeeded in the moving means the pace is reckoned from
 RATE_SHARE = 0.2  # refused more than this (and than noise) where the requests admitted since a cut went: a rate
@@ -116,6 +119,7 @@ class Window:
         self.refusals = 0
         self.noise = 0  # refusals the controller took as noise (the window kept)
         self.ceiling: float | None = None  # the work in flight where its last cut found a limit
+        self.probe = PROBE  # how many times slower the window grows near it
         self.held: Held | None = None  # the requests sent at the level of the last cut, since the first cut there
         self.cut_at = float("-inf")  # when (the engine's clock)
 
@@ -307,8 +311,8 @@ class Window:
 
     def _grow(self, slots: int) -> None:
         old, step = self.limit, slots / self.limit
-        if self.ceiling is not None and self.limit + step > self.ceiling - 1:
-            step /= PROBE  # near where the last cut found the limit: probe it slowly
+        if self.ceiling is not None and abs(self.limit + step - self.ceiling) < 1:
+            step /= self.probe  # near where the last cut found the limit: probe it slowly
         self.limit = min(float(self.concurrency), self.limit + step)
         self._moved(old, "grew")
 
@@ -318,12 +322,14 @@ class Window:
         old = self.limit
         work = self.in_flight() if self.in_flight is not None else level
         at_wire = self.wire.in_flight if self.wire is not None else work
-        found = max(1.0, work * level / max(1, at_wire))
+        found = min(old, max(1.0, work * level / max(1, at_wire)))  # the window met the limit: it is no higher
         self.cut_at = now
         if self.held is None or self.held.level != level:
             self.held = Held(now, level)
+        again = self.ceiling is not None and abs(found - self.ceiling) < 1  # the same limit met again: probe slower
+        self.probe = min(PROBE_MOST, 2 * self.probe) if again else PROBE
         self.ceiling = found
-        self.limit = max(1.0, min(self.limit, found) * CUT)
+        self.limit = max(1.0, found * CUT)
         self.min_limit = min(self.min_limit, self.limit)
         self.since_cut = 0
         self.cuts += 1
