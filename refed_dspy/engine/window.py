@@ -35,7 +35,8 @@ bucket is empty then: what it admits is what it allows), the window goes back to
 whole requests cannot hold a rate), and the pace grows by `PACE_GROWTH` a second (the limit may be higher). A
 per-minute limit whose level (its rate times the latency) is a request or two is told so where the window keeps being
 cut at one level (`Held`): a cap refuses most requests sent at that level, such a limit admits most there and refuses
-the rest, plainly more than under it (at `HELD_Z`); the run is paced so too, its window left as it is.
+the rest, plainly more than under it (at `HELD_Z`), and goes on refusing some (a cap that lifted admits all of the
+last ones there); the run is paced so too, its window left as it is.
 Whenever the last `PACED_ANSWERS` requests under the pace are refused more plainly than `PACED_SHARE` and that noise,
 the pace grew past the limit: the run is paced again to the rate admitted since the pace began. Once paced so, the
 refusals are the pace's to answer: they cut the window no more. Each pace is on trial (`Trial`): a limit refuses far
@@ -241,11 +242,14 @@ class Window:
         at = level >= held.level
         held.answered[at] += 1
         held.refused[at] += refused
+        if at:
+            held.last.append(refused)
         n, r = held.answered[True], held.refused[True]
         if not at or n < HELD_ANSWERS or n % 5:
             return  # judged at every fifth request at the level, from HELD_ANSWERS on
         noise = held.refused[False] / max(1, held.answered[False])
-        if above(r, n, noise, HELD_SHARE) > HELD_Z and above(n - r, n, 0.5, 0.0) > HELD_Z:
+        # a rate refuses some at the level throughout: none refused of the last there is a cap lifted
+        if any(held.last) and above(r, n, noise, HELD_SHARE) > HELD_Z and above(n - r, n, 0.5, 0.0) > HELD_Z:
             self.held = None
             self._pace_to_admitted(now, held.since, noise, r / n)
         elif above(r, n, 0.5, 0.0) > HELD_Z or n >= 4 * HELD_ANSWERS:
@@ -393,12 +397,13 @@ class Trial:
 @dataclass
 class Held:
     """The requests sent since `since` under `level` (where the window was last cut) and at it or above ([False] and
-    [True]), and of those the refused."""
+    [True]), and of those the refused; whether each of the last HELD_ANSWERS // 2 at it or above was refused."""
 
     since: float
     level: int
     answered: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})
     refused: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})
+    last: deque[bool] = field(default_factory=lambda: deque(maxlen=HELD_ANSWERS // 2))
 
 
 def above(refused: float, sent: float, floor: float, least: float) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from refed_dspy.engine import window
@@ -246,6 +247,29 @@ def test_a_per_minute_limit_of_a_request_or_two_in_flight_is_found_where_the_win
     monkeypatch.setattr(window, "HELD_Z", 1e9)
     rate, late, _, win = per_minute_run(300, tasks=1200, concurrency=16, latency=0.25)
     assert rate < 0.9 and not win.pace.found, rate
+
+
+def test_a_cap_that_lifts_is_not_read_as_a_rate(monkeypatch):
+    """A cap of 3 that becomes 12 after 20 s: the requests at the level the window was held at, refused before and
+    admitted after, look like a rate's mix (some refused, fewer than half). None refused of the last ones there says
+    the cap lifted: no pace, the window grows to the new cap (89 s on the simulated clock, where a run that knew when
+    it lifted would take 82). Judged on the whole mix instead, a rate is found and the pace, growing 1% a second,
+    holds the run back (150 s)."""
+
+    def run() -> tuple[float, Window]:
+        seconds, _, _, win = simulate(8000, 40, lambda n, rng, now: n > (3 if now < 20 else 12))
+        return seconds, win
+
+    seconds, win = run()
+    assert not win.pace.found and seconds < 100, seconds
+
+    @dataclass
+    class Mixed(window.Held):  # kept whole, one refused first: as if one of the last at the level always were
+        last: list[bool] = field(default_factory=lambda: [True])
+
+    monkeypatch.setattr(window, "Held", Mixed)
+    seconds, win = run()
+    assert win.pace.found and seconds > 130, seconds
 
 
 def _noise(win: Window, rng: random.Random, now: float, answers: int) -> float:
