@@ -33,10 +33,8 @@ cut at or under the median level of those admitted are refused more plainly than
 is paced (`Pace.found_limit`) to `PACE_SHARE` of the rate its requests sent since the cut were admitted at (the limit's
 bucket is empty then: what it admits is what it allows), the window goes back to its size before the cut (a window of
 whole requests cannot hold a rate), and the pace grows by `PACE_GROWTH` a second (the limit may be higher). A
-per-minute limit whose level (its rate times the latency) is a request or two is told so where the window keeps being
-cut at one level (`Held`): a cap refuses most requests sent at that level, such a limit admits most there and refuses
-the rest, plainly more than under it (at `HELD_Z`), and goes on refusing some (a cap that lifted admits all of the
-last ones there); the run is paced so too, its window left as it is.
+per-minute limit whose level (its rate times the latency) is a request or two is much like a cap: the window, cut at
+one level again and again and probing it ever more slowly, holds it as it holds a cap.
 Whenever the last `PACED_ANSWERS` requests under the pace are refused more plainly than `PACED_SHARE` and that noise,
 the pace grew past the limit: the run is paced again to the rate admitted since the pace began. Once paced so, the
 refusals are the pace's to answer: they cut the window no more. Each pace is on trial (`Trial`): a limit refuses far
@@ -66,14 +64,11 @@ HALF_LIFE = 4000  # requests after which every count is halved
 FIRST_SPAN = 2.0  # windows' worth of answers before the first judgement (the counts are thin before)
 STRONG_Z = 4.0  # ... unless the refusals rise so plainly (a cap met at once): then after MIN_ANSWERS
 PROBE = 8  # near the level of its last cut, the window grows this many times slower
-PROBE_MOST = 64  # ... twice as slow at each cut again at that level, up to this
+PROBE_MOST = 16  # ... twice as slow at each cut again at that level, up to this
 PACE_SHARE = 0.95  # of a limit the provider states, what the window keeps to
 PACE_MEMORY = 0.1  # the weight of each piece of work that succeeded in the moving means the pace is reckoned from
 RATE_SHARE = 0.2  # refused more than this (and than noise) where the requests admitted since a cut went: a rate
 AFTER_ANSWERS = 10  # windows' worth of requests since a cut, at most, that the finding of a rate is judged on
-HELD_ANSWERS = 20  # requests sent at the level a window held at a limit is cut at, at least, before they are judged
-HELD_Z = 2.0  # ... how surely fewer than half are refused there and more than under it and than HELD_SHARE: a rate
-HELD_SHARE = 0.05
 PACED_ANSWERS = 100  # the last requests answered under a pace, the share refused is judged on
 PACED_LEAST = 10  # ... judged once this many are in
 PACED_SHARE = 0.01  # ... refused more than this (and than the noise found): the pace grew past the limit
@@ -121,7 +116,6 @@ class Window:
         self.noise = 0  # refusals the controller took as noise (the window kept)
         self.ceiling: float | None = None  # the work in flight where its last cut found a limit
         self.probe = PROBE  # how many times slower the window grows near it
-        self.held: Held | None = None  # the requests sent at the level of the last cut, since the first cut there
         self.cut_at = float("-inf")  # when (the engine's clock)
 
     def sent(self, level: int, now: float) -> None:
@@ -142,7 +136,6 @@ class Window:
                 bisect.insort(self.refused_sends, sent)
                 self._judge(level, sent, now)
             self._after_cut(level, refused, sent, now)
-            self._while_held(level, refused, sent, now)
             self._under_pace(refused, sent, now)
             self._forget(now)
 
@@ -226,34 +219,10 @@ class Window:
         if low >= MIN_ANSWERS and above(low_refused, low, after.floor, RATE_SHARE) > Z:
             self.after = None
             self.limit = max(self.limit, after.before)
+            self.ceiling, self.probe = None, PROBE  # a rate, not a cap: nothing to probe
             self._pace_to_admitted(now, self.cut_at, after.floor, low_refused / low)
         elif heard >= AFTER_ANSWERS * max(after.window, MIN_ANSWERS):
             self.after = None  # heard enough: a cap (or noise)
-
-    def _while_held(self, level: int, refused: bool, sent: float, now: float) -> None:
-        """A request sent since the window was first cut at the level of its last cut: a cap held so refuses most
-        requests at that level (all but those its count at the wire put there late); a per-minute limit under a window
-        of a request or two (rate times latency) admits most there and refuses the rest whenever the window's whole
-        slots outrun it, which no window can hold: then the run is paced to the rate admitted. Noise refuses as many
-        under that level as at it."""
-        held = self.held
-        if held is None or self.paced is not None or sent <= held.since:
-            return
-        at = level >= held.level
-        held.answered[at] += 1
-        held.refused[at] += refused
-        if at:
-            held.last.append(refused)
-        n, r = held.answered[True], held.refused[True]
-        if not at or n < HELD_ANSWERS or n % 5:
-            return  # judged at every fifth request at the level, from HELD_ANSWERS on
-        noise = held.refused[False] / max(1, held.answered[False])
-        # a rate refuses some at the level throughout: none refused of the last there is a cap lifted
-        if any(held.last) and above(r, n, noise, HELD_SHARE) > HELD_Z and above(n - r, n, 0.5, 0.0) > HELD_Z:
-            self.held = None
-            self._pace_to_admitted(now, held.since, noise, r / n)
-        elif above(r, n, 0.5, 0.0) > HELD_Z or n >= 4 * HELD_ANSWERS:
-            self.held = None  # a cap (or nothing plain): judged again from the next cut on
 
     def _under_pace(self, refused: bool, sent: float, now: float) -> None:
         """Under a pace found so: when the last PACED_ANSWERS requests show more refused than its noise (the pace grew
@@ -315,7 +284,7 @@ class Window:
 
     def _grow(self, slots: int) -> None:
         old, step = self.limit, slots / self.limit
-        if self.ceiling is not None and abs(self.limit + step - self.ceiling) < 1:
+        if self.ceiling is not None and self.limit < self.ceiling + 1 and self.limit + step > self.ceiling - 1:
             step /= self.probe  # near where the last cut found the limit: probe it slowly
         self.limit = min(float(self.concurrency), self.limit + step)
         self._moved(old, "grew")
@@ -328,8 +297,6 @@ class Window:
         at_wire = self.wire.in_flight if self.wire is not None else work
         found = min(old, max(1.0, work * level / max(1, at_wire)))  # the window met the limit: it is no higher
         self.cut_at = now
-        if self.held is None or self.held.level != level:
-            self.held = Held(now, level)
         again = self.ceiling is not None and abs(found - self.ceiling) < 1  # the same limit met again: probe slower
         self.probe = min(PROBE_MOST, 2 * self.probe) if again else PROBE
         self.ceiling = found
@@ -392,18 +359,6 @@ class Trial:
     found: int
     paced: tuple[float, float] | None
     again: bool = False  # its second pace
-
-
-@dataclass
-class Held:
-    """The requests sent since `since` under `level` (where the window was last cut) and at it or above ([False] and
-    [True]), and of those the refused; whether each of the last HELD_ANSWERS // 2 at it or above was refused."""
-
-    since: float
-    level: int
-    answered: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})
-    refused: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})
-    last: deque[bool] = field(default_factory=lambda: deque(maxlen=HELD_ANSWERS // 2))
 
 
 def above(refused: float, sent: float, floor: float, least: float) -> float:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from refed_dspy.engine import window
@@ -102,7 +101,7 @@ def test_a_cap_on_requests_in_flight_is_found_and_held():
 def test_a_small_cap_met_again_and_again_is_probed_ever_more_slowly(monkeypatch):
     """A cap of 2: a probe to 3 in flight is half as many again, and each costs a refusal or more. Each cut met again
     at the same level halves how fast the window grows back near it (down to 1/PROBE_MOST), so after the first 10 s
-    at most 2% of the requests are refused; at a fixed PROBE (the check out of reach) the probes refuse more than 4%."""
+    at most 4% of the requests are refused (3.0% here); at a fixed PROBE the probes refuse more than 5% (5.9%)."""
 
     def late_share() -> float:
         heard: list[tuple[float, bool]] = []
@@ -116,9 +115,9 @@ def test_a_small_cap_met_again_and_again_is_probed_ever_more_slowly(monkeypatch)
         late = [no for t, no in heard if t >= 10.0]
         return sum(late) / len(late)
 
-    assert late_share() <= 0.02
+    assert late_share() <= 0.04
     monkeypatch.setattr(window, "PROBE_MOST", window.PROBE)
-    assert late_share() > 0.04
+    assert late_share() > 0.05
 
 
 def test_a_cap_with_noise_on_top_is_still_a_cap():
@@ -232,44 +231,29 @@ def test_a_per_minute_limit_the_provider_does_not_state_is_found_and_kept():
 def test_without_telling_a_rate_from_a_cap_a_per_minute_limit_is_refused_more(monkeypatch):
     """The check can fail: with no rate ever found (the window's cuts alone), the same limit refuses more than 5%."""
     monkeypatch.setattr(window, "RATE_SHARE", 1.0)
-    monkeypatch.setattr(window, "HELD_SHARE", 1.0)
     _, late, _, win = per_minute_run(1200)
     assert late > 0.05 and not win.pace.found
 
 
-def test_a_per_minute_limit_of_a_request_or_two_in_flight_is_found_where_the_window_settles(monkeypatch):
-    """300 a minute at 250 ms a request is 1.25 requests in flight: the window settles at 1-2 and is cut at 2 again
-    and again, most requests there admitted, the rest refused (a cap would refuse most there). That finds the rate:
-    at least 0.93 of it, at most 5% refused after the first 10 s; without that check (HELD_Z out of reach) the window,
-    whose whole slots cannot hold 1.25, keeps to about one in flight: slower (0.87 here), no pace."""
+def test_a_per_minute_limit_of_a_request_or_two_in_flight_is_held_as_a_cap(monkeypatch):
+    """300 a minute at 250 ms a request is 1.25 requests in flight: like a cap, it refuses the requests above that level
+    and admits those under it, so the window is cut at 2 again and again. Probing it ever more slowly, the window
+    holds it: at least 0.93 of the limit, at most 5% refused after the first 10 s; probing at a fixed pace, 8%."""
     rate, late, _, win = per_minute_run(300, tasks=1200, concurrency=16, latency=0.25)
-    assert 0.93 <= rate <= 1.02 and late <= 0.05 and win.pace.found, (rate, late)
-    monkeypatch.setattr(window, "HELD_Z", 1e9)
-    rate, late, _, win = per_minute_run(300, tasks=1200, concurrency=16, latency=0.25)
-    assert rate < 0.9 and not win.pace.found, rate
+    assert 0.93 <= rate <= 1.02 and late <= 0.05, (rate, late)
+    monkeypatch.setattr(window, "PROBE_MOST", window.PROBE)
+    _, late, _, win = per_minute_run(300, tasks=1200, concurrency=16, latency=0.25)
+    assert late > 0.06, late
 
 
-def test_a_cap_that_lifts_is_not_read_as_a_rate(monkeypatch):
-    """A cap of 3 that becomes 12 after 20 s: the requests at the level the window was held at, refused before and
-    admitted after, look like a rate's mix (some refused, fewer than half). None refused of the last ones there says
-    the cap lifted: no pace, the window grows to the new cap (89 s on the simulated clock, where a run that knew when
-    it lifted would take 82). Judged on the whole mix instead, a rate is found and the pace, growing 1% a second,
-    holds the run back (150 s)."""
-
-    def run() -> tuple[float, Window]:
-        seconds, _, _, win = simulate(8000, 40, lambda n, rng, now: n > (3 if now < 20 else 12))
-        return seconds, win
-
-    seconds, win = run()
+def test_a_cap_that_lifts_is_found_again():
+    """A cap of 3 that becomes 12 after 20 s: the window, probing slowly only within one of where it last met the cap,
+    grows to the new one (86 s on the simulated clock, where a run that knew when it lifted would take 82), with no
+    per-minute limit found (at c2b275b a check, since removed, read the requests refused before the lift and admitted
+    after as a rate's and paced the run at 1% growth a second: 150 s)."""
+    seconds, _, _, win = simulate(8000, 40, lambda n, rng, now: n > (3 if now < 20 else 12))
     assert not win.pace.found and seconds < 100, seconds
-
-    @dataclass
-    class Mixed(window.Held):  # kept whole, one refused first: as if one of the last at the level always were
-        last: list[bool] = field(default_factory=lambda: [True])
-
-    monkeypatch.setattr(window, "Held", Mixed)
-    seconds, win = run()
-    assert win.pace.found and seconds > 130, seconds
+    assert win.limit >= 11
 
 
 def _noise(win: Window, rng: random.Random, now: float, answers: int) -> float:
