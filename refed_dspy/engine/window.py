@@ -291,7 +291,8 @@ class Window:
 
     def _cut(self, level: int, now: float) -> None:
         """Cut to `CUT` of the work in flight at which requests met the limit: `level` requests, in slots of work (work
-        spends part of its time off the wire: its slots over its requests there now)."""
+        spends part of its time off the wire: its slots over its requests there now), no more than the window. A limit
+        met again within one of where the last cut found it is probed twice as slowly as before (`_grow`)."""
         old = self.limit
         work = self.in_flight() if self.in_flight is not None else level
         at_wire = self.wire.in_flight if self.wire is not None else work
