@@ -102,22 +102,9 @@ def test_a_small_cap_met_again_and_again_is_probed_ever_more_slowly(monkeypatch)
     """A cap of 2: a probe to 3 in flight is half as many again, and each costs a refusal or more. Each cut met again
     at the same level halves how fast the window grows back near it (down to 1/PROBE_MOST), so after the first 10 s
     at most 4% of the requests are refused (3.0% here); at a fixed PROBE the probes refuse more than 5% (5.9%)."""
-
-    def late_share() -> float:
-        heard: list[tuple[float, bool]] = []
-        cap = above(2)
-
-        def refuse(n: int, rng: random.Random, now: float) -> bool:
-            heard.append((now, cap(n, rng, now)))
-            return heard[-1][1]
-
-        simulate(3000, 40, refuse)
-        late = [no for t, no in heard if t >= 10.0]
-        return sum(late) / len(late)
-
-    assert late_share() <= 0.04
+    assert refused_around_10s(above(2))[1] <= 0.04
     monkeypatch.setattr(window, "PROBE_MOST", window.PROBE)
-    assert late_share() > 0.05
+    assert refused_around_10s(above(2))[1] > 0.05
 
 
 def test_a_cap_with_noise_on_top_is_still_a_cap():
@@ -200,17 +187,24 @@ def per_minute_run(
 ) -> tuple[float, float, float, Window]:
     """`tasks` pieces of work at `concurrency` behind an unstated per-minute `limit` (a second of it at once): (the
     run's requests a minute against the limit, the share refused after its first 10 s, over its first 10 s, window)."""
-    heard: list[tuple[float, bool]] = []
-    bucket = per_minute(limit)
+    seconds, late, early, win = refused_around_10s(per_minute(limit), tasks, concurrency, latency)
+    return tasks / seconds * 60 / limit, late, early, win
 
-    def refuse(n: int, rng: random.Random, now: float) -> bool:
-        heard.append((now, bucket(n, rng, now)))
+
+def refused_around_10s(
+    refuse: Refuse, tasks: int = 3000, concurrency: int = 40, latency: float = 0.1
+) -> tuple[float, float, float, Window]:
+    """`simulate` behind `refuse`: (its seconds, the share refused after its first 10 s, over its first 10 s, window)."""
+    heard: list[tuple[float, bool]] = []
+
+    def heard_refuse(n: int, rng: random.Random, now: float) -> bool:
+        heard.append((now, refuse(n, rng, now)))
         return heard[-1][1]
 
-    seconds, _, _, win = simulate(tasks, concurrency, refuse, latency=latency)
+    seconds, _, _, win = simulate(tasks, concurrency, heard_refuse, latency=latency)
     late = [no for t, no in heard if t >= 10.0]
     early = [no for t, no in heard if t < 10.0]
-    return tasks / seconds * 60 / limit, sum(late) / len(late), sum(early) / len(early), win
+    return seconds, sum(late) / len(late), sum(early) / len(early), win
 
 
 def test_a_per_minute_limit_the_provider_does_not_state_is_found_and_kept():
