@@ -18,11 +18,13 @@ def _cmd_view(args: argparse.Namespace) -> int:
     os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
 
     from refed_dspy.errors import RunDirError
+    from refed_dspy.store.ownership import refuse_folder
     from refed_dspy.view import View, serve
     from refed_dspy.view.index import is_viewable
 
     path = Path(args.run_dir)
     if not is_viewable(path):
+        refuse_folder(path, "a run dir refed view shows", is_viewable)  # a user's runs/ given for one of its runs
         raise RunDirError(
             f"{path} is not a run dir, a filtered dir, a compare dir, an experiment dir or an evaluation (refed made "
             "none of them there, and it has no samples.jsonl, compare.json, filter_summary.json or answers.jsonl)"

@@ -15,7 +15,7 @@ data the command did not create.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -160,6 +160,17 @@ _SCAN_LIMIT = 20_000  # directories looked at below an output path before giving
 def is_run_dir(path: Path) -> bool:
     """Whether `path` is a synthesis run dir (its marker says so, or it holds what only `refed synthesize` writes)."""
     return kind_of(path) == "run" or any((path / marker).is_file() for marker in RUN_DIR_MARKERS)
+
+
+def refuse_folder(path: Path, what: str, holds: Callable[[Path], bool], shown: int = 4) -> None:
+    """RunDirError saying `path` is not `what` and naming the directories in it `holds` finds (a user's `runs/`
+    given for one of its runs); nothing when it holds none."""
+    inside = [sub for sub in sorted(path.iterdir()) if sub.is_dir() and holds(sub)] if path.is_dir() else []
+    if not inside:
+        return
+    names = ", ".join(str(sub) for sub in inside[:shown]) + (", ..." if len(inside) > shown else "")
+    count = f"{len(inside)} run dir" + ("s" if len(inside) > 1 else "")
+    raise RunDirError(f"{path} is not {what}; it holds {count}: {names}; give one of them")
 
 
 def _run_dir_below(path: Path) -> Path | None:

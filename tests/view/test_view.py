@@ -79,6 +79,21 @@ def test_view_refuses_what_is_not_a_run_dir(tmp_path):
         assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_view_of_a_folder_of_runs_names_the_ones_it_can_show(tmp_path):
+    """`refed view runs` (the folder the README's run lands in) names what is in it, and `refed view` of one opens."""
+    from cli_helpers import refed
+
+    runs = tmp_path / "runs"
+    for name in ("local", "quickstart"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "samples.jsonl").write_text("")
+    (runs / "notes").mkdir()
+    p = refed("view", str(runs), "--port", "0")
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"it holds 2 run dirs: {runs / 'local'}, {runs / 'quickstart'}; give one of them" in err, err
+
+
 def test_view_on_a_taken_or_impossible_port_is_one_line_and_exit_2(tmp_path):
     import socket
 

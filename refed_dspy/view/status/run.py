@@ -44,7 +44,7 @@ from refed_dspy.ledger.call_log import unaccounted
 from refed_dspy.ledger.usage import Totals, usd, usd_up_to, with_unrecorded
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
-from refed_dspy.store.ownership import kind_of
+from refed_dspy.store.ownership import kind_of, refuse_folder
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir
 
@@ -336,7 +336,7 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     # a comparison or an optimization not yet summed up is known by the marker its command wrote first
     marked = kind_of(path)
     if not is_run_dir(path) and marked not in ("compare", "optimize"):
-        _refuse_folder(path)
+        refuse_folder(path, "a run directory", is_run_dir)
         raise RunDirError(f"{path} is not a run directory (no config.toml, summary or records)")
     rundir, who = RunDir(path), lock_holder(path)
     if (path / "filter_summary.json").exists():
@@ -346,16 +346,6 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     if (path / "compare.json").exists() or marked == "compare":
         return _container(path, "comparison", who, now)
     return _synthesis(rundir, who, now)
-
-
-def _refuse_folder(path: Path, shown: int = 4) -> None:
-    """RunDirError naming the run dirs in `path` when it is a plain folder that holds some (`runs/` of a user)."""
-    inside = [sub for sub in sorted(path.iterdir()) if sub.is_dir() and is_run_dir(sub)]
-    if not inside:
-        return
-    names = ", ".join(str(sub) for sub in inside[:shown]) + (", ..." if len(inside) > shown else "")
-    count = f"{len(inside)} run dir" + ("s" if len(inside) > 1 else "")
-    raise RunDirError(f"{path} is not a run directory; it holds {count}: {names}; give one of them")
 
 
 NEXT = {
