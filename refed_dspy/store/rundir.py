@@ -111,19 +111,16 @@ class RunDir:
         fingerprint: dict[str, Any],
         config_toml: str,
         on_mismatch: str = "error",
-        diff: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None,
-        moved: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None,
+        moves: list[str] | None = None,
     ) -> bool:
-        """Create or reuse the run dir. Returns True when earlier work exists (a resume).
+        """Create or reuse the run dir, once `mismatch` has found it was made by this config. Returns True when earlier
+        work exists (a resume).
 
         fingerprint: the values that decide what the run produces (refed_dspy.config.schema); config_toml: the
-        resolved config, written as config.toml. on_mismatch: "error" refuses a dir whose fingerprint differs
-        (`diff(old, new)` names the differences; without it, any difference is one), "resume" continues it anyway,
-        "fresh" deletes its records and starts over; a folder of the run that is a symbolic link (a cache shared
-        between runs) is left as it is, and said in one line (see `wipe`). `moved(old, new)`: the endpoints that
-        differ (refed_dspy.config.schema.endpoint_diff), which `diff` leaves out: alone they resume the dir, said in
-        one line (the model behind the new endpoint taken to be the same); with other differences they are named in
-        the refusal.
+        resolved config, written as config.toml. on_mismatch: "fresh" deletes its records and starts over; a folder
+        of the run that is a symbolic link (a cache shared between runs) is left as it is, and said in one line (see
+        `wipe`). `moves`: the endpoints that moved (`mismatch`), said in one line (the model behind the new endpoint
+        taken to be the same).
         """
         check_on_mismatch(on_mismatch)
         self._probe()
@@ -134,26 +131,9 @@ class RunDir:
                 existing = False
             for link in self.linked_folders():
                 log.warning(kept_link_line(link))
-        elif existing and self.fingerprint.exists():
-            try:
-                old = json.loads(self.fingerprint.read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                raise RunDirError(
-                    f'{self.fingerprint} is unreadable ({err}); use on_mismatch="fresh" to start over',
-                    cli=f"{self.fingerprint} is unreadable ({err}); use --fresh to start over",
-                ) from None
-            found = diff(old, fingerprint) if diff is not None else (["fingerprint"] if old != fingerprint else [])
-            moves = moved(old, fingerprint) if moved is not None else []
-            if found and on_mismatch != "resume":
-                what = f"{self.path} was made by a different config ({'; '.join(found + moves)})"
-                raise RunDirError(
-                    f'{what}; use another run.dir, on_mismatch="resume" to continue it, or '
-                    'on_mismatch="fresh" to start over',
-                    cli=f"{what}; use another run.dir, --resume-anyway to continue it, or --fresh to start over",
-                )
-            if moves:
-                model = fingerprint.get("teacher", {}).get("model", "?")
-                log.warning(endpoint_moved_line(str(self.path), moves, model))
+        elif moves:
+            model = fingerprint.get("teacher", {}).get("model", "?")
+            log.warning(endpoint_moved_line(str(self.path), moves, model))
         self._keep_room()
         try:
             write_json_atomic(self.fingerprint, fingerprint)
@@ -161,6 +141,43 @@ class RunDir:
         except OSError as err:
             raise write_error(f"run directory {self.path}", err) from None
         return existing
+
+    def mismatch(
+        self,
+        fingerprint: dict[str, Any],
+        on_mismatch: str = "error",
+        diff: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None,
+        moved: Callable[[dict[str, Any], dict[str, Any]], list[str]] | None = None,
+    ) -> list[str]:
+        """The endpoints that moved since the run dir's `fingerprint` was written; RunDirError, one line, when it is
+        unreadable or a different config made the run dir and `on_mismatch` is "error" ("resume" continues it anyway,
+        "fresh" starts over). `diff(old, new)` names the differences (without it, any difference is one); `moved(old,
+        new)` the endpoints that differ (refed_dspy.config.schema.endpoint_diff), which `diff` leaves out: alone they
+        resume the dir, with other differences they are named in the refusal. Reads, writes nothing: a command asks it
+        before it starts anything (a local model, Ray's workers), then `prepare`s the run dir."""
+        if on_mismatch == "fresh" or not self.fingerprint.exists():
+            return []
+        try:
+            old = json.loads(self.fingerprint.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise RunDirError(
+                f'{self.fingerprint} is unreadable ({err}); use on_mismatch="fresh" to start over',
+                cli=f"{self.fingerprint} is unreadable ({err}); use --fresh to start over",
+            ) from None
+        found = diff(old, fingerprint) if diff is not None else (["fingerprint"] if old != fingerprint else [])
+        moves = moved(old, fingerprint) if moved is not None else []
+        if found and on_mismatch != "resume":
+            what = f"{self.path} was made by a different config ({'; '.join(found + moves)})"
+            raise RunDirError(
+                f'{what}; use another run.dir, on_mismatch="resume" to continue it, or on_mismatch="fresh" to start '
+                "over",
+                cli=f"{what}; use another run.dir, --resume-anyway to continue it, or --fresh to start over",
+            )
+        return moves
+
+    def samples_kept(self) -> int:
+        """The samples samples.jsonl holds (distinct ids), read without a repair: what a resume starts from."""
+        return len({row["meta"]["id"] for row in read_jsonl(self.samples)})
 
     def _probe(self) -> None:
         """RunDirError, one line, when the run dir cannot be made or written (a full disk says what to do)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import dspy
 
@@ -61,13 +62,17 @@ async def arun_synthesis(
     # the config of record: the teacher that runs (one handed in is described by its own settings), the program
     record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
     run_program, record = resolve_program(record, METHODS.get(record.synthesis.method), program, respond)
+    rundir = RunDir(record.run.dir)
+    _mismatch(rundir, record, run_program, on_mismatch)  # refused before a local model or Ray's workers start
     with launch(record, "teacher", teacher) as launched:
-        servers = launched.serve()  # once the config is checked: the local model the teacher needs, if any
+        left = record.synthesis.size - (rundir.samples_kept() if launched.local and on_mismatch != "fresh" else 0)
+        # once the config is checked: the local model the teacher needs, if any, when samples are left to make
+        servers = launched.serve() if left > 0 else []
         if references is None:
             references, report = read_seeds(record.seeds)
             log.info(report.line())
         if servers:  # off the loop: a stop (Ctrl-C, SIGTERM) is not held up by the estimate or the speed check
-            line = await off_loop(eta_line, config, servers[0], references, log.info)
+            line = await off_loop(eta_line, config, servers[0], references, log.info, left)
             if line:
                 log.info(line)
         plan = SynthesisPlan(
@@ -85,6 +90,16 @@ async def arun_synthesis(
             answers_from=_answers_from(answers_from, record),
         )
         return await run_plan(plan)
+
+
+def _mismatch(rundir: RunDir, record: Config, program: Any, on_mismatch: str) -> list[str]:
+    """The endpoints that moved since the run dir was made (RunDirError while a batch is open at the old one); a
+    RunDirError first when another config made it (`RunDir.mismatch`)."""
+
+    def moved(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+        return moves_with_batches_closed(rundir.path, "batches", endpoint_diff(old, new))
+
+    return rundir.mismatch(fingerprint(record, program.fingerprint_hash), on_mismatch, fingerprint_diff, moved)
 
 
 def _answers_from(where: str | Path | None, config: Config) -> tuple[Path, ...]:
@@ -110,13 +125,9 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
     # on Ray, the workers are started and their keys checked before the run dir is touched
     plan.launch.workers(parts, plan.settings.concurrency, rundir.path, plan.show_progress)
     with owned(rundir.path, "run", "refed synthesize", flag="run.dir"):
-        resumed = rundir.prepare(
-            fingerprint(plan.record, plan.program.fingerprint_hash),
-            to_toml(plan.record),
-            plan.on_mismatch,
-            diff=fingerprint_diff,
-            moved=lambda old, new: moves_with_batches_closed(rundir.path, "batches", endpoint_diff(old, new)),
-        )
+        moves = _mismatch(rundir, plan.record, plan.program, plan.on_mismatch)
+        found = fingerprint(plan.record, plan.program.fingerprint_hash)
+        resumed = rundir.prepare(found, to_toml(plan.record), plan.on_mismatch, moves)
         threads = plan.settings.concurrency if plan.program.threaded else 0
         started = plan.launch.start(
             rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach, earlier=plan.answers_from

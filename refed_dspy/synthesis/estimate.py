@@ -895,12 +895,17 @@ def eta_line(
     server: LocalServer,
     references: list[Reference] | None = None,
     waits: Callable[[str], None] | None = None,
+    left: int | None = None,
 ) -> str | None:
     """The line that says how long this run takes here (None when the estimate or the speed cannot be had): the
     estimate `refed estimate` makes while the local model serves (`server`: the one started for the run), its reply
     lengths and their source, and its speed measured now; `references`: the run's, when they are read already (else
     [seeds] is read); `waits` hears the steps that ask the model before it (seconds at a low load, minutes at a high
-    one)."""
+    one); `left`: the samples a resumed run has yet to make (the estimate is of those)."""
+    size = config.synthesis.size
+    left = size if left is None else min(left, size)
+    if left < size:
+        config = config.model_copy(update={"synthesis": config.synthesis.model_copy(update={"size": left})})
     try:
         est = estimate(config, references, waits=waits)
     except RefedError as err:  # the run will say it better
@@ -910,7 +915,8 @@ def eta_line(
         log.debug("no time estimate: the local server at %s did not say its speed", server.url)
         return None
     replies = f"; {est.replies.text()}" if est.replies is not None else ""
-    return f"local model: a run of {config.synthesis.size} samples takes {local_text(est.local, est.total)}{replies}"
+    run = f"the {left} samples left of this run of {size}" if left < size else f"a run of {size} samples"
+    return f"local model: {run} take{'' if left < size else 's'} {local_text(est.local, est.total)}{replies}"
 
 
 ASKED_REFERENCES = 2  # the references a local model is asked the run's prompts of, at once, before the run

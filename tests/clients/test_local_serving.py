@@ -16,7 +16,7 @@ from refed_dspy.clients.local_server import served_roles
 from refed_dspy.config import load_config
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.run import LocalServing
-from refed_dspy.errors import ConfigError, SeedError
+from refed_dspy.errors import ConfigError, RunDirError, SeedError
 from refed_dspy.launch import plan as launch_plan
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize
@@ -118,6 +118,22 @@ def test_a_config_the_launch_refuses_starts_no_model(stand, tmp_path):
         synthesize(config.model_copy(update={"teacher": unpriced}))
     assert stand.started == [] and stand.stopped == []
     assert not (tmp_path / "run").exists()
+
+
+def test_a_finished_run_or_a_run_dir_of_another_config_starts_no_model(stand, tmp_path):
+    """The run dir is read before the model starts: a run with every sample made starts nothing; one made by another
+    config is refused at once, before the model starts, its speed is measured and a time is promised; one with samples
+    left starts it (test_local_eta.py: the time it says is of those)."""
+    port = free_port()
+    config = load_config(LOCAL, local_config(tmp_path, port))
+    assert synthesize(config)["samples"] == 4 and stand.started == [port]
+    assert synthesize(config)["status"] == "complete" and stand.started == [port]  # nothing left: nothing started
+    other = load_config(LOCAL, [*local_config(tmp_path, port, size=6), "synthesis.method='no_feedback'"])
+    with pytest.raises(RunDirError, match="was made by a different config"):
+        synthesize(other)
+    assert stand.started == [port] and stand.stopped == [port]
+    more = load_config(LOCAL, local_config(tmp_path, port, size=6))
+    assert synthesize(more)["samples"] == 6 and stand.started == [port, port]
 
 
 def test_a_served_endpoint_is_used_and_nothing_started(stand, server_factory, tmp_path, caplog):

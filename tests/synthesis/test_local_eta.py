@@ -39,6 +39,21 @@ def test_the_line_says_the_time_for_the_run_s_size(monkeypatch):
     assert eta_line(config, server) is None
 
 
+def test_a_resumed_run_is_told_the_time_of_the_samples_it_has_left(monkeypatch):
+    config = load_config(LOCAL, ["synthesis.size=20"])
+    monkeypatch.setattr(estimate, "measure_speed", lambda url, slots, **sizes: Speed(400.0, 40.0))
+    served(monkeypatch)
+    server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
+    whole, rest = eta_line(config, server), eta_line(config, server, left=5)
+    assert rest is not None and rest.startswith("local model: the 5 samples left of this run of 20 take about ")
+
+    def calls(line: str) -> int:
+        return int(line.split(" LM calls")[0].rsplit("(", 1)[1].replace(",", ""))
+
+    assert calls(rest) < calls(whole) / 2
+    assert eta_line(config, server, left=20) == whole
+
+
 def test_a_run_s_references_are_walked_as_they_are_and_the_seeds_not_read_again(monkeypatch, tmp_path):
     """synthesize says how long the run takes once it has read its references: the estimate walks those, and reads no
     seeds of its own (here [seeds] names a file that is gone: reading it would give no line)."""
