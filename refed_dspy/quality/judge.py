@@ -130,33 +130,17 @@ class JudgeRun(StageBase):
 
     # ---- state on disk --------------------------------------------------------------------------
     def prepare(self, on_mismatch: str) -> tuple[set[str], set[str]]:
-        """Check the judge fingerprint; return (judged ids, finally rejected ids); wipe on 'fresh'."""
-        check_on_mismatch(on_mismatch)
+        """Check the judge fingerprint (`judge_mismatch`); return (judged ids, finally rejected ids); wipe on 'fresh'."""
         rd = self.rundir
+        moves = judge_mismatch(rd, self.config, on_mismatch)
         new = judge_fingerprint(self.config)
         if on_mismatch == "fresh":
             for p in (rd.judgments, rd.judge_rejects, rd.judge_summary, rd.judge_ledger, rd.judge_metrics):
                 p.unlink(missing_ok=True)
             # batch mode's record of the judging deleted with it: its answers would be billed to the new judging
             shutil.rmtree(rd.path / "judge_batches", ignore_errors=True)
-        elif rd.judge_fingerprint.exists():
-            try:
-                old = json.loads(rd.judge_fingerprint.read_text())
-            except (OSError, ValueError) as err:
-                raise RunDirError(
-                    f'{rd.judge_fingerprint} is unreadable ({err}); use on_mismatch="fresh" to judge again',
-                    cli=f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again",
-                ) from None
-            diff = judge_fingerprint_diff(old, new)
-            moves = moves_with_batches_closed(rd.path, "judge_batches", judge_endpoint_diff(old, new))
-            if diff and on_mismatch != "resume":
-                what = f"{rd.path} was judged with a different judge config ({'; '.join(diff + moves)})"
-                raise RunDirError(
-                    f'{what}; use on_mismatch="fresh" to judge again from scratch',
-                    cli=f"{what}; use --fresh to judge again from scratch",
-                )
-            if moves:  # the endpoint alone moved: the judging goes on, the model behind it taken to be the same
-                log.warning(endpoint_moved_line(str(rd.path), moves, new["model"]))
+        elif moves:  # the endpoint alone moved: the judging goes on, the model behind it taken to be the same
+            log.warning(endpoint_moved_line(str(rd.path), moves, new["model"]))
         write_json_atomic(rd.judge_fingerprint, new)
         judged, rejected = set(), set()
         totals = self.engine.totals
@@ -313,6 +297,40 @@ async def ajudge_run(
     return await judge_in(rundir, config, ours, judge_lm, on_mismatch, show_progress, detach)
 
 
+def judge_mismatch(rd: RunDir, config: Config, on_mismatch: str) -> list[str]:
+    """The endpoints that moved since `rd` was judged (RunDirError while a batch is open at the old one); RunDirError,
+    one line, first when its judgments are unreadable or were made with a different judge config and `on_mismatch`
+    is "error". Reads, writes nothing: asked before a local model or Ray's workers start, and again when the judging
+    prepares its files."""
+    check_on_mismatch(on_mismatch)
+    if on_mismatch == "fresh" or not rd.judge_fingerprint.exists():
+        return []
+    try:
+        old = json.loads(rd.judge_fingerprint.read_text())
+    except (OSError, ValueError) as err:
+        raise RunDirError(
+            f'{rd.judge_fingerprint} is unreadable ({err}); use on_mismatch="fresh" to judge again',
+            cli=f"{rd.judge_fingerprint} is unreadable ({err}); use --fresh to judge again",
+        ) from None
+    new = judge_fingerprint(config)
+    diff = judge_fingerprint_diff(old, new)
+    moves = moves_with_batches_closed(rd.path, "judge_batches", judge_endpoint_diff(old, new))
+    if diff and on_mismatch != "resume":
+        what = f"{rd.path} was judged with a different judge config ({'; '.join(diff + moves)})"
+        raise RunDirError(
+            f'{what}; use on_mismatch="fresh" to judge again from scratch',
+            cli=f"{what}; use --fresh to judge again from scratch",
+        )
+    return moves
+
+
+def unjudged(rd: RunDir, samples: list[dict[str, Any]]) -> bool:
+    """Whether any of `samples` has neither a judgment in `rd` nor a final reject (read without a repair)."""
+    done = {row["sample_id"] for row in read_jsonl(rd.judgments)}
+    done |= {row["sample_id"] for row in read_jsonl(rd.judge_rejects) if row.get("final", True)}
+    return any(s["meta"]["id"] not in done for s in samples)
+
+
 async def judge_in(
     rundir: RunDir,
     config: Config,
@@ -329,15 +347,17 @@ async def judge_in(
     if judge_lm is not None:  # the LM that judges is the one the judging records and prices
         config = with_lm_of(config, "judge", judge_lm)
     parts = {"judge": judge_part(config)}
+    judge_mismatch(rundir, config, on_mismatch)  # refused before a local model or Ray's workers start
+    if samples is None:
+        samples = list(read_jsonl(rundir.samples, repair=False))
     with launch(config, "judge", judge_lm) as plan:
-        plan.serve()  # [local] serve = true: the local model the judge needs, once the judging is resolved
+        if on_mismatch == "fresh" or unjudged(rundir, samples):
+            plan.serve()  # [local] serve = true: the local model the judge needs, once the judging is resolved
         plan.workers(parts, config.judging.concurrency, run_dir, show_progress)
         with owned(run_dir, command="refed judge", **ours):
             note = incomplete_note(rundir.path)
             if note:
                 log.warning("warning: %s: %s; judging the samples it has", rundir.path, note)
-            if samples is None:
-                samples = list(read_jsonl(rundir.samples, repair=False))
             started = plan.start(
                 rundir, parts, rundir.path / JUDGE_WORKERS_FILE, detach=detach, store_name="judge_batches"
             )

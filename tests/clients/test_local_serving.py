@@ -134,6 +134,14 @@ def test_a_finished_run_or_a_run_dir_of_another_config_starts_no_model(stand, tm
     assert stand.started == [port] and stand.stopped == [port]
     more = load_config(LOCAL, local_config(tmp_path, port, size=6))
     assert synthesize(more)["samples"] == 6 and stand.started == [port, port]
+    # the judging alike: judged once, then nothing started to judge it again, nor to be refused another judge config
+    assert judge_run(tmp_path / "run")["judged"] == 6 and len(stand.started) == 3
+    assert judge_run(tmp_path / "run")["judged"] == 6 and len(stand.started) == 3
+    assert synthesize(load_config(LOCAL, local_config(tmp_path, port, size=8)))["samples"] == 8
+    other_judge = load_config(LOCAL, [*local_config(tmp_path, port, size=8), "judge.temperature=0.5"])
+    with pytest.raises(RunDirError, match="was judged with a different judge config"):  # with two samples to judge
+        judge_run(tmp_path / "run", other_judge)
+    assert len(stand.started) == 4 and stand.stopped == stand.started
 
 
 def test_a_served_endpoint_is_used_and_nothing_started(stand, server_factory, tmp_path, caplog):
