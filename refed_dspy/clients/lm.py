@@ -12,11 +12,14 @@ one model behind one LM (`EndpointSpread`), and a prompt whose repeated part the
 (`PromptCacheTransport`, by what the adapter said of the call: refed_dspy.clients.prompt_cache).
 
 `EndpointSpread` wraps the LM's HTTP transport: each request, built for the first endpoint, goes to the
-healthy endpoint with the fewest requests in flight (ties: the fewest sent). An endpoint whose request fails
+healthy endpoint with the most room under its own window (ties: the fewest in flight, then the fewest sent). Each
+endpoint's requests are heard at the wire apart (its `RateLimits`, one of the LM's `RateLimits.endpoints`), so a
+provider's limit is each endpoint's: the engine's window keeps a window for each (refed_dspy.engine.window), and a
+request waits in the spread while every healthy endpoint's is full. An endpoint whose request fails
 (no answer: a refused or reset connection, a timeout; or a 5xx) twice in a row is taken out for a cool-down
 that doubles with each further failure (up to 60 s); after it, one request probes it, and an answer puts it
 back. When every endpoint is out, the one due back first is used. A 429 is the server's way to say "slower",
-not a failure: the engine's window handles it. Calls and failures are counted per endpoint.
+not a failure: the endpoint's window handles it. Calls and failures are counted per endpoint.
 
 On Ray, where each worker holds its own spread and sees only its own calls, the driver chooses the endpoint of each
 task from what is in flight over the whole cluster, and the worker hands the task an LM that prefers it
@@ -139,7 +142,7 @@ def build_lm(
         # DSPy's own engine (an LM on engines of refed's cannot yet be deep-copied, pickled or saved)
         return fit_api_base(lm)  # api_base in the form of the client DSPy picks for it
     fit_api_base(lm, own_engines=True)  # ... in the form of the client its engines will be
-    limits = RateLimits()
+    limits = RateLimits({state.url: state.limits for state in spread.states} if spread is not None else None)
     engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache, generation_watch(spec), limits)
     if engines is None and wrap is not None:
         what = "several api_base endpoints" if spread is not None else "batch mode"
@@ -383,6 +386,7 @@ class EndpointState:
     fails_in_row: int = 0
     down_until: float = 0.0
     taken_out: int = 0  # times it was taken out
+    limits: RateLimits = dataclasses.field(default_factory=RateLimits)  # its requests at the wire, and its window
 
     def as_dict(self) -> dict[str, Any]:
         return {"calls": self.calls, "failures": self.failures, "taken_out": self.taken_out}
@@ -396,6 +400,7 @@ class EndpointSpread:
         self.primary = self.states[0].url
         self.inner: Any = None
         self.clock = clock
+        self.waiting: list[asyncio.Future] = []  # requests waiting for an endpoint with room under its window
 
     def wrap(self, inner: Any) -> EndpointSpread:
         """Take `inner` (the HTTP transport lm15 would use) as the transport to send through; returns self."""
@@ -404,16 +409,38 @@ class EndpointSpread:
 
     # ---- choosing ---------------------------------------------------------------------------------
     def pick(self) -> EndpointState:
-        """The endpoint for the next request: the one its LM prefers (`endpoint_asked`) while it is healthy, else the
-        healthy one with the fewest requests in flight."""
+        """The endpoint for the next request: the one its LM prefers (`endpoint_asked`) while it is healthy and has
+        room under its window, else the healthy one with the most room (the fewest requests in flight, then sent)."""
         now = self.clock()
         preferred = endpoint_asked()
-        if preferred is not None and 0 <= preferred < len(self.states) and self.states[preferred].down_until <= now:
-            return self.states[preferred]
+        if preferred is not None and 0 <= preferred < len(self.states):
+            state = self.states[preferred]
+            if state.down_until <= now and state.limits.room() >= 1:
+                return state
         healthy = [s for s in self.states if s.down_until <= now]
         if not healthy:
             return min(self.states, key=lambda s: s.down_until)
-        return min(healthy, key=lambda s: (s.in_flight, s.calls))
+        return max(healthy, key=lambda s: (s.limits.room(), -s.in_flight, -s.calls))
+
+    async def take(self) -> EndpointState:
+        """The endpoint for the next request (`pick`) once one has room under its window (each endpoint's rate limit
+        is its own: refed_dspy.engine.window): while the healthy ones are full, the request waits for one of their
+        requests to come back."""
+        while True:
+            state = self.pick()
+            if state.limits.room() >= 1 or state.down_until > self.clock():
+                return state
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiting.append(waiter)
+            await waiter
+
+    def freed(self) -> None:
+        """A request came back: the first request waiting for room looks again."""
+        while self.waiting:
+            waiter = self.waiting.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def succeeded(self, state: EndpointState) -> None:
         state.fails_in_row = 0
@@ -457,24 +484,28 @@ class _Routed:
 
     async def __aenter__(self) -> Any:
         spread = self.spread
-        state = self.state = spread.pick()
+        state = self.state = await spread.take()
         state.in_flight += 1
         state.calls += 1
         request = dataclasses.replace(self.request, url=spread.route(self.request.url, state))
         self.inner_cm = spread.inner.stream(request)
+        sent = time.monotonic()
+        level = state.limits.leave(sent)
         try:
             resp = await self.inner_cm.__aenter__()
-        except Exception:
+        except BaseException as err:
+            state.limits.back(level, sent, None)
             state.in_flight -= 1
-            spread.failed(state)
+            if isinstance(err, Exception):  # not when cancelled: that is not the endpoint's fault
+                spread.failed(state)
+            spread.freed()
             raise
-        except BaseException:  # cancelled: not the endpoint's fault
-            state.in_flight -= 1
-            raise
+        state.limits.back(level, sent, resp.status, getattr(resp, "headers", None) or ())
         if resp.status >= 500:
             spread.failed(state)
         else:
             spread.succeeded(state)
+        spread.freed()
         return resp
 
     async def __aexit__(self, *exc: Any) -> Any:

@@ -16,6 +16,7 @@ provider that states none leaves them empty.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -25,7 +26,9 @@ from refed_dspy.providers.registry import rate_limit_headers
 
 
 class WireListener(Protocol):
-    """What hears an LM's requests at the wire (the engine's window)."""
+    """What hears an LM's requests at the wire (the engine's window); `limit`: the requests it lets be in flight."""
+
+    limit: float
 
     def sent(self, level: int, now: float) -> None:
         """A request left at `now` (time.monotonic()) with `level` of the LM's requests at the provider, its own
@@ -38,13 +41,20 @@ class WireListener(Protocol):
 class RateLimits:
     """An LM's requests at the provider (`in_flight`), heard by `listener` as they leave and come back, and the
     per-minute limits its replies last stated (`per_minute`: 'requests', 'tokens', 'input-tokens', 'output-tokens' to
-    their limit)."""
+    their limit). An LM spread over several endpoints has one of its own for each (`endpoints`, by URL): a provider's
+    limit is each endpoint's, and its requests are heard there too."""
 
-    def __init__(self) -> None:
+    def __init__(self, endpoints: dict[str, RateLimits] | None = None) -> None:
         self.per_minute: dict[str, float] = {}
         self.in_flight = 0
         self.listener: WireListener | None = None
+        self.endpoints = endpoints or {}
         self._lock = threading.Lock()
+
+    def room(self) -> float:
+        """The requests its listener lets leave now (infinite without one)."""
+        listener = self.listener
+        return math.inf if listener is None else listener.limit - self.in_flight
 
     def leave(self, now: float) -> int:
         """A request leaves at `now`: its level (the requests at the provider with it)."""

@@ -323,9 +323,7 @@ class Engine:
         finishes within `limits.stop_grace_s`, then cancels the rest; `interrupted` is then set.
         """
         self.answers.begin(lambda: len(self.running), self.wake)
-        wire = self.window.wire
-        if wire is not None:  # the role's LM's requests, heard at the wire while this run uses it
-            wire.listener = self.window
+        self.window.hear(True)  # the role's LM's requests, heard at the wire while this run uses it
         try:
             try:
                 await self._loop()
@@ -343,8 +341,7 @@ class Engine:
         finally:
             await self._cancel_the_rest()
             await self.answers.end()
-            if wire is not None and wire.listener is self.window:
-                wire.listener = None
+            self.window.hear(False)
 
     def _news(self) -> bool:
         """The answers' news: a failure that aborts the run, or 'detached' (every task waits on answers a later

@@ -82,18 +82,33 @@ class Window:
     """The window of work in flight (see the module docstring); `limit` is its size now, in slots of the engine's
     work. `on_move(old, new, why)` hears each move to another whole number ("rate_limited", "grew"): a run's events.
 
+    An LM spread over several endpoints (`wire.endpoints`) has a window for each (`endpoints`, by URL), in requests
+    at that endpoint: each hears its endpoint's requests, cuts for its limit and grows back with its successes, and
+    the spread sends a request only where a window has room (refed_dspy.clients.lm.EndpointSpread). This one then
+    hears none: one endpoint's limit leaves the others' requests, and the work in flight, as they were.
+
     Args:
         concurrency: the most slots of work in flight, as configured.
         wire: the role's LM's requests at the wire and the limits its replies state (None: not heard there; the
             engine tells the window of each piece of work as one request instead).
         in_flight: the slots of work in flight now (what a cut cuts from).
+        endpoint: the URL of the endpoint whose requests alone it hears (one of another window's `endpoints`).
     """
 
-    def __init__(self, concurrency: int, wire: RateLimits | None = None, in_flight: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        concurrency: int,
+        wire: RateLimits | None = None,
+        in_flight: Callable[[], int] | None = None,
+        endpoint: str | None = None,
+    ):
         self.concurrency = concurrency
         self.wire = wire
         self.in_flight = in_flight
-        self.pace = Pace(wire)
+        self.endpoint = endpoint
+        self.pace = Pace(wire if endpoint is None else None)  # the run is paced, not an endpoint
+        ends = wire.endpoints if wire is not None and endpoint is None else {}
+        self.endpoints = {url: Window(concurrency, ew, _count_of(ew), url) for url, ew in ends.items()}
         self.sends: list[float] = []  # when each request of the last KEPT_S seconds was sent, in order
         self.refused_sends: list[float] = []  # ... and when each refused one was
         self.after: AfterCut | None = None  # the requests sent since a cut, until it is told a cap or a rate
@@ -118,6 +133,19 @@ class Window:
         self.probe = PROBE  # how many times slower the window grows near it
         self.cut_at = float("-inf")  # when (the engine's clock)
 
+    def hear(self, on: bool) -> None:
+        """Hear the role's requests at the wire (while a run uses its LM), or stop: each endpoint's window its own
+        requests where the LM spreads over several, else this one them all."""
+        if self.wire is None:
+            return
+        for window in list(self.endpoints.values()) or [self]:
+            wire = window.wire
+            assert wire is not None
+            if on:
+                wire.listener = window
+            elif wire.listener is window:
+                wire.listener = None
+
     def sent(self, level: int, now: float) -> None:
         """A request is sent at `now` with `level` requests of its role in flight, its own included (any thread)."""
         level = max(1, level)
@@ -135,6 +163,8 @@ class Window:
             if refused:
                 bisect.insort(self.refused_sends, sent)
                 self._judge(level, sent, now)
+            elif self.endpoint is not None and level >= self.limit - 1:
+                self._grow(1)  # an endpoint's window is of its requests: each answered where it was full grows it
             self._after_cut(level, refused, sent, now)
             self._under_pace(refused, sent, now)
             self._forget(now)
@@ -172,19 +202,27 @@ class Window:
         limit holds it below the configured concurrency, else None."""
         if self.pace.binds(self.limit):
             return f"paced to {self.pace.said()}"
+        if self.endpoints:  # the run is held back only when its endpoints' windows together are
+            sizes = [int(window.limit) for window in self.endpoints.values()]
+            if sum(sizes) >= self.concurrency:
+                return None
+            return f"windows {' + '.join(map(str, sizes))} of {self.concurrency} at its endpoints: rate limits"
         size = int(self.limit)
         return f"window {size} of {self.concurrency}: a rate limit" if self.cuts and size < self.concurrency else None
 
     def figures(self) -> dict[str, Any]:
         """For a summary: the configured concurrency, the window at the end and its smallest size, its cuts, and the
-        refusals (429) it saw and of those the ones it took as noise."""
+        refusals (429) it saw and of those the ones it took as noise; with a window for each endpoint, those of each
+        (`endpoints`, by URL) and their sums."""
+        ends = {url: window.figures() for url, window in self.endpoints.items()}
         return {
             "configured": self.concurrency,
             "final_limit": round(self.limit, 2),
             "min_limit": round(self.min_limit, 2),
-            "cuts": self.cuts,
-            "rate_limited": self.refusals,
-            "taken_as_noise": self.noise,
+            "cuts": self.cuts + sum(e["cuts"] for e in ends.values()),
+            "rate_limited": self.refusals + sum(e["rate_limited"] for e in ends.values()),
+            "taken_as_noise": self.noise + sum(e["taken_as_noise"] for e in ends.values()),
+            **({"endpoints": ends} if ends else {}),
             **self.pace.figures(),
         }
 
@@ -309,7 +347,9 @@ class Window:
             low = [lv for lv in self.started if lv <= max(1.0, self.limit / 2)]
             sent = sum(self.started[lv] for lv in low)
             self.floor = sum(self.refused.get(lv, 0.0) for lv in low) / sent if sent else 0.0
-        if self.paced is None and self.after is None:  # a pace found holds the rate: the cuts after it are caps'
+        # a pace found holds the rate: the cuts after it are caps' (an endpoint's window holds a rate as a cap: the run
+        # is paced, not an endpoint)
+        if self.paced is None and self.after is None and self.endpoint is None:
             self.after = AfterCut(self.limit, old, self.floor)
         self._moved(old, "rate_limited")
 
@@ -325,6 +365,11 @@ class Window:
         for counts in (self.started, self.refused):
             for level in counts:
                 counts[level] /= 2
+
+
+def _count_of(wire: RateLimits) -> Callable[[], int]:
+    """An endpoint's requests in flight, read as its window cuts (its window is of its requests)."""
+    return lambda: wire.in_flight
 
 
 @dataclass
@@ -488,7 +533,17 @@ def rate_limit_line(figures: dict[str, Any]) -> str | None:
     refused = figures.get("rate_limited") or 0
     if refused:
         said.append(f"{refused} requests refused (429) and sent again after their Retry-After")
-    if figures.get("cuts"):
+    ends = figures.get("endpoints") or {}
+    if ends and figures.get("cuts"):
+        cut = {url: e for url, e in ends.items() if e["cuts"]}
+        said.extend(
+            f"the limit of {url} cut its window {e['cuts']} times, to {int(e['min_limit'])} of {e['configured']} "
+            f"in flight at least ({int(e['final_limit'])} at the end)"
+            for url, e in cut.items()
+        )
+        if len(cut) < len(ends):
+            said.append("the endpoints that met no limit took the rest")
+    elif figures.get("cuts"):
         said.append(
             f"the provider's limit cut the window {figures['cuts']} times, to {int(figures['min_limit'])} of "
             f"{figures['configured']} in flight at least ({int(figures['final_limit'])} at the end): the run went "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 from conftest import run_overrides
@@ -62,6 +63,34 @@ def test_a_replica_failing_with_5xx_is_taken_out_and_probed_back():
     spread.succeeded(a)
     assert a.fails_in_row == 0 and a.down_until == 0.0
     assert spread.route("http://a/v1/chat/completions", b) == "http://b/v1/chat/completions"
+
+
+class _Window:
+    """What an endpoint's window tells the spread: the requests it lets be in flight there."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+
+
+def test_a_request_goes_where_a_window_has_room_and_waits_while_none_has():
+    spread = EndpointSpread(["http://a/v1", "http://b/v1"])
+    a, b = spread.states
+    a.limits.listener, b.limits.listener = _Window(4), _Window(24)
+    a.limits.in_flight, b.limits.in_flight = 3, 10
+    assert spread.pick() is b  # more in flight than a, but far more room
+    a.limits.in_flight, b.limits.in_flight = 4, 24
+
+    async def full_then_freed() -> None:
+        taking = asyncio.create_task(spread.take())
+        await asyncio.sleep(0.05)
+        assert not taking.done()  # every window full: it waits
+        a.limits.in_flight = 3
+        spread.freed()  # one of a's came back
+        assert await asyncio.wait_for(taking, 1) is a
+
+    asyncio.run(full_then_freed())
+    a.limits.listener = b.limits.listener = None
+    assert asyncio.run(spread.take()) in (a, b)  # no window heard: never waits
 
 
 def test_batch_mode_takes_one_endpoint(tmp_path):

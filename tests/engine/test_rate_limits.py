@@ -97,6 +97,29 @@ def test_a_cap_on_requests_in_flight_is_found(server_factory, tmp_path):
     assert "the provider's limit cut the window" in format_summary(summary)
 
 
+def test_a_cap_at_one_endpoint_of_two_is_that_endpoints_alone(server_factory, tmp_path):
+    """Two endpoints of one model, the first admitting 4 requests in flight, the other any: the first's window is cut
+    to its cap, the run's is not, and the other takes the requests the first cannot (at 24 in flight it held up to
+    21-22 here; with one window for both it was cut to 7-9 and the other held 11-12, and the run took 2.5 times as
+    long at 400 samples)."""
+    capped = server_factory(max_concurrency=4, retry_after_s=0.2, latency_s=PROVIDER_LATENCY_S)
+    free = server_factory(latency_s=PROVIDER_LATENCY_S)
+    over = run_overrides(capped, tmp_path / "run", 120, **{"synthesis.concurrency": 24})
+    both = [o for o in over if not o.startswith("teacher.api_base")]
+    summary = synthesize(load_config(None, [*both, f"teacher.api_base=['{capped.api_base}', '{free.api_base}']"]))
+    assert summary["status"] == "complete" and summary["samples"] == 120
+    window = summary["concurrency"]
+    ends = window["endpoints"]
+    assert ends[capped.api_base]["cuts"] >= 1 and ends[capped.api_base]["final_limit"] <= 8, window
+    assert ends[free.api_base]["cuts"] == 0 and window["min_limit"] == 24, window
+    assert free.state.max_in_flight >= 15 and capped.state.max_in_flight <= 6, (free.state.max_in_flight, window)
+    logs = read_log(capped.cfg.log_path) + read_log(free.cfg.log_path)
+    refused = sum(1 for e in logs if e.get("status") == 429)
+    assert refused <= 0.1 * len(logs) and summary["usage"]["calls"] == len(logs) - refused, (refused, len(logs))
+    said = format_summary(summary)
+    assert f"the limit of {capped.api_base} cut its window" in said and "met no limit took the rest" in said, said
+
+
 def test_the_judge_finds_a_cap_too(server_factory, tmp_path):
     """The judge's calls go through the same engine and window: judged at 40 in flight against a judge endpoint that
     admits 6, the window is cut and, once it is, few requests are refused (measured over four runs: 0 to 6 of the

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import heapq
 import random
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 
+from refed_dspy.clients.rate_limits import RateLimits
 from refed_dspy.engine import window
 from refed_dspy.engine.window import Window, rate_limit_line
 
@@ -180,6 +182,32 @@ def test_what_the_summary_says():
         "a per-minute limit the provider does not state refused requests at any load: the run was paced under it "
         "(about 1,180 requests a minute at the end); 40 requests refused (429) and sent again after their Retry-After"
     )
+
+
+def test_each_endpoint_has_a_window_of_its_own():
+    """An LM spread over two endpoints: each endpoint's refusals judge its own window, at its own level; the run's
+    window hears none; the summary and the progress line say which endpoint held what."""
+    a, b = RateLimits(), RateLimits()
+    win = Window(8, RateLimits({"http://a/v1": a, "http://b/v1": b}), lambda: 8)
+    win.hear(True)
+    assert a.listener is win.endpoints["http://a/v1"] and b.listener is win.endpoints["http://b/v1"]
+    for _ in range(400):  # a admits 3 in flight; b any
+        for wire in (a, b):
+            sent = time.monotonic()
+            levels = [wire.leave(sent) for _ in range(6)]
+            for level in levels:
+                wire.back(level, sent, 429 if wire is a and level > 3 else 200)
+    ends = win.figures()["endpoints"]
+    assert ends["http://a/v1"]["cuts"] >= 1 and ends["http://a/v1"]["final_limit"] < 6, ends
+    assert ends["http://b/v1"]["cuts"] == 0 and win.limit == 8 and win.figures()["cuts"] == ends["http://a/v1"]["cuts"]
+    assert win.held_back() is None  # b's window alone holds the run's 8
+    line = rate_limit_line(win.figures())
+    assert line is not None and "the limit of http://a/v1 cut its window" in line
+    assert "the endpoints that met no limit took the rest" in line
+    win.endpoints["http://b/v1"].limit = 2.5
+    assert win.held_back() is not None and win.held_back().startswith("windows ")
+    win.hear(False)
+    assert a.listener is None and b.listener is None
 
 
 def per_minute_run(
