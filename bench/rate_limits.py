@@ -4,7 +4,8 @@
 
 Against the loopback server (100 ms a call, its own process): a clean run at 40 in flight; the same with 20% of
 requests answered 429 at random (Retry-After 1 s); a server that admits 10 requests in flight and answers 429 above,
-run at 40, against a clean run at 10; a server that admits 1,200 requests a minute (a minute of them at once, as
+run at 40, against a clean run at 10; two endpoints of one model, the first with that cap and the other
+with none, run at 40, against two with none; a server that admits 1,200 requests a minute (a minute of them at once, as
 OpenAI's bucket) and states it in its replies' headers, run at 40, its rate after the first minute against the limit;
 the same limit unstated (no headers, a second of it at once), as a gateway without rate-limit headers sends it.
 Prints samples/s and their ratios, the 429s' share of the requests (in all, and after the first minute), the window's
@@ -15,6 +16,7 @@ Writes bench/results/rate_limits.json. Run by hand, never in CI; figures are rat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -22,11 +24,19 @@ from pathlib import Path
 from harness import Server, ok_calls, save, synth_overrides, synthesize_cli, table
 
 
-def one(name: str, size: int, concurrency: int, **server: object) -> dict:
+def one(name: str, size: int, concurrency: int, also: dict | None = None, **server: object) -> dict:
+    """A run of `size` samples at `concurrency` against a server of `server`'s settings (and, with `also`, a second
+    endpoint of the same model with those settings: `teacher.api_base` lists both)."""
     work = Path(tempfile.mkdtemp(prefix=f"refed-rl-{name}-"))
-    with Server(log_path=work / "server.jsonl", latency_s=0.1, **server) as srv:
-        summary = synthesize_cli(synth_overrides(srv.api_base, work / "run", size, concurrency))
-        log = srv.log()
+    with contextlib.ExitStack() as servers:
+        srv = servers.enter_context(Server(log_path=work / "server.jsonl", latency_s=0.1, **server))
+        both = [srv]
+        if also is not None:
+            both.append(servers.enter_context(Server(log_path=work / "also.jsonl", latency_s=0.1, **also)))
+        urls = ", ".join(f"'{s.api_base}'" for s in both)
+        extra = [f"teacher.api_base=[{urls}]"] if also is not None else []
+        summary = synthesize_cli(synth_overrides(srv.api_base, work / "run", size, concurrency, extra=extra))
+        log = sorted((e for s in both for e in s.log()), key=lambda e: e["t"])
     ids = [json.loads(line)["meta"]["id"] for line in (work / "run" / "samples.jsonl").read_text().splitlines() if line]
     refused = sum(1 for e in log if e.get("status") == 429)
     window = summary["concurrency"]
@@ -64,6 +74,8 @@ def main() -> None:
         one("random-429-20pct", args.size, 40, rate_429=0.2, retry_after_s=1),
         one("clean-10", args.size, 10),
         one("cap-10", args.size, 40, max_concurrency=10, retry_after_s=1),
+        one("two-endpoints-clean-40", args.size, 40, also={}),
+        one("two-endpoints-one-cap-10", args.size, 40, also={}, max_concurrency=10, retry_after_s=1),
         one("rpm-1200", args.rpm_size, 40, requests_per_minute=1200, retry_after_s=1),
         one(
             "rpm-1200-unstated",
@@ -79,6 +91,9 @@ def main() -> None:
     ratios = {
         "random_429_over_clean_40": round(speed["random-429-20pct"] / speed["clean-40"], 3),
         "cap_10_over_clean_10": round(speed["cap-10"] / speed["clean-10"], 3),
+        "one_of_two_endpoints_cap_10_over_two_clean": round(
+            speed["two-endpoints-one-cap-10"] / speed["two-endpoints-clean-40"], 3
+        ),
         "rpm_after_1st_minute_over_limit": round((rows[-2]["per_minute_after_1st"] or 0) / 1200, 3),
         "unstated_rpm_after_1st_minute_over_limit": round((rows[-1]["per_minute_after_1st"] or 0) / 1200, 3),
     }
