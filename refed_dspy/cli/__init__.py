@@ -51,7 +51,8 @@ EXIT_CODES = """exit codes (every command):
        written is damaged), a key of another provider than the model's, or an endpoint whose first calls
        answer 404, refuse the key or reply in another format (one or two calls made)
   3    stopped by the provider or the machine (resumable: run the same command again)
-  128+N  stopped by signal N (Ctrl-C, SIGTERM, SIGHUP; resumable)"""
+  128+N  stopped by signal N (Ctrl-C, SIGTERM, SIGHUP; resumable); 141 (SIGPIPE) when what reads its
+       output goes away (`| head`)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     with masked_streams():
         try:
             code = _main(argv)
+        except BrokenPipeError:  # what reads stdout went away (`| head`): end as SIGPIPE would end the process
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush there at exit
+            code = 128 + signal.SIGPIPE
         except Exception:  # noqa: BLE001 - Python would print it on the stream it holds, unmasked
             import traceback
 

@@ -5,6 +5,7 @@ code is 128 + the signal's number. A real SIGINT to a `refed` process."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -110,3 +111,20 @@ def test_a_signal_after_the_command_ended_keeps_its_exit_code():
     from whatever code it interrupted, and exit 130 for a complete result. Now the command's own code."""
     done = _main_in_a_child("print('done'); return 0", "os.kill(os.getpid(), signal.SIGINT), time.sleep(5)", False)
     assert (done.returncode, done.stdout, done.stderr) == (0, "done\n", "")
+
+
+def test_stdout_closed_by_its_reader_ends_as_sigpipe_would_without_a_traceback():
+    """`refed seeds | head -1`: the reader goes away before the command has written all: no traceback, exit 128+13."""
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe fails: the reader is gone
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "refed_dspy.cli", "seeds"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 128 + signal.SIGPIPE and "Traceback" not in proc.stderr, proc.stderr
