@@ -85,3 +85,16 @@ def test_synthesize_with_a_mistyped_local_path_is_one_line_and_no_network(server
     seen = {line.split(" ", 1)[1] for line in log.read_text().splitlines()} if log.exists() else set()
     assert seen <= {"127.0.0.1", "localhost", "::1"}, seen
     assert not (tmp_path / "run" / "samples.jsonl").exists()
+
+
+def test_a_missing_seed_file_given_to_an_existing_run_is_said_as_missing(server_factory, tmp_path):
+    """The same mistyped path on a run dir that was made already: the file is not there (one line), not "made by a
+    different config" with --fresh offered (the newcomer trial)."""
+    from refed_dspy.config import load_config
+    from refed_dspy.synthesis.api import synthesize
+
+    srv = server_factory()
+    over = run_overrides(srv, tmp_path / "run", 4)
+    assert synthesize(load_config(None, over))["samples"] == 4
+    with pytest.raises(SeedError, match="seed source not found"):
+        synthesize(load_config(None, [*over, f"seeds.source='{tmp_path / 'nope.jsonl'}'"]))

@@ -19,6 +19,7 @@ from refed_dspy.config.run import LocalServing
 from refed_dspy.errors import ConfigError, RunDirError, SeedError
 from refed_dspy.launch import plan as launch_plan
 from refed_dspy.quality.judge import judge_run
+from refed_dspy.synthesis import api as synthesis_api
 from refed_dspy.synthesis.api import synthesize
 
 LOCAL = Path(__file__).resolve().parents[2] / "configs" / "local.toml"
@@ -101,10 +102,18 @@ def test_nothing_listening_starts_the_model_and_stops_it_when_the_run_ends(stand
     assert stand.started == [port, port] and stand.stopped == [port, port]
 
 
-def test_a_run_that_fails_still_stops_the_model(stand, tmp_path):
+def test_a_run_that_fails_still_stops_the_model(stand, tmp_path, monkeypatch):
     port = free_port()
-    with pytest.raises(SeedError):
+    with pytest.raises(SeedError):  # a seed file that is not there: said before the model starts
         synthesize(load_config(LOCAL, local_config(tmp_path, port, **{"seeds.source": f"'{tmp_path / 'none.jsonl'}'"})))
+    assert stand.started == [] and not (tmp_path / "run").exists()
+
+    async def failing(plan):
+        raise RuntimeError("the run failed")
+
+    monkeypatch.setattr(synthesis_api, "run_plan", failing)
+    with pytest.raises(RuntimeError, match="the run failed"):
+        synthesize(load_config(LOCAL, local_config(tmp_path, port)))
     assert stand.started == [port] and stand.stopped == [port]
 
 
