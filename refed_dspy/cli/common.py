@@ -10,11 +10,12 @@ from typing import Any
 from refed_dspy.config.section import expand_home
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
+def add_config_args(p: argparse.ArgumentParser, example: str = "synthesis.size=200") -> None:
+    """`--config FILE` and `--set` (`example`: a field the command reads)."""
     p.add_argument(
         "--config", "-c", metavar="FILE", type=expand_home, help="TOML config file (default: built-in defaults)"
     )
-    add_set_arg(p, "synthesis.size=200")
+    add_set_arg(p, example)
 
 
 def add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
@@ -29,8 +30,9 @@ def add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
     )
 
 
-def add_ray_arg(p: argparse.ArgumentParser) -> None:
-    """`--ray [ADDRESS]`: run the LM calls on Ray (the [ray] extra); same as --set ray.enabled=true (ray.address)."""
+def add_ray_arg(p: argparse.ArgumentParser, concurrency: str = "synthesis.concurrency") -> None:
+    """`--ray [ADDRESS]`: run the LM calls on Ray (the [ray] extra); same as --set ray.enabled=true (ray.address);
+    `concurrency`: the field that says how many calls each worker keeps in flight."""
     p.add_argument(
         "--ray",
         nargs="?",
@@ -39,8 +41,7 @@ def add_ray_arg(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="run the LM calls on Ray workers (pip install 'refed-dspy[ray]'): ADDRESS is what ray.init takes "
         "('auto', 'ray://host:10001'); none starts a local Ray. Same as --set ray.enabled=true "
-        "[--set ray.address=ADDRESS]; ray.workers sets the workers, synthesis.concurrency the calls each keeps in "
-        "flight",
+        f"[--set ray.address=ADDRESS]; ray.workers sets the workers, {concurrency} the calls each keeps in flight",
     )
 
 
@@ -64,10 +65,10 @@ def add_ledger_arg(p: argparse.ArgumentParser) -> None:
         dest="overrides",
         action="append_const",
         const="run.new_ledger=true",
-        help="start a new write-ahead ledger (ledger.jsonl, judge_ledger.jsonl): the one there is set aside beside it, "
-        "and what it said earlier invocations paid that no record holds (all they paid, for optimize) counts no more; "
-        "the way on where the ledger is gone or cannot be believed (refused, exit 2, without it); same as --set "
-        "run.new_ledger=true",
+        help="start a new write-ahead ledger (ledger.jsonl, judge_ledger.jsonl) when the one there is gone or cannot "
+        "be believed (the command refuses, exit 2, and names this flag): the old one is set aside beside it, and "
+        "what it said earlier invocations paid that no record holds (for optimize: all they paid) no longer counts "
+        "in the totals and the budget; same as --set run.new_ledger=true",
     )
 
 

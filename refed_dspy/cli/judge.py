@@ -104,7 +104,7 @@ def register(sub: Any) -> None:
         "[judging] of --config, else of RUN_DIR/config.toml.",
     )
     run.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
-    add_config_args(run)
+    add_config_args(run, "judging.concurrency=16")
     add_mismatch_args(
         run, "keep judgments made with a different judge config", "delete earlier judgments and judge again"
     )
@@ -114,7 +114,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="batch mode: submit the judge batches and exit; run the same command again to collect",
     )
-    add_ray_arg(run)
+    add_ray_arg(run, "judging.concurrency")
     add_quiet_arg(run)
     run.set_defaults(func=_cmd_judge_run)
     meta = actions.add_parser(
@@ -123,7 +123,7 @@ def register(sub: Any) -> None:
         description="Judge labelled items (pairwise preferences, likert scores) and report "
         "agreement: pairwise accuracy, tie and position-bias rates, Pearson and Spearman.",
     )
-    add_config_args(meta)
+    add_config_args(meta, "judge.temperature=0")
     meta.add_argument(
         "--labels",
         metavar="FILE",
