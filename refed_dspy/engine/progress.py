@@ -171,14 +171,19 @@ class Heartbeat:
         self.stop()
 
 
+PACED_ITEMS = 2  # items done after the first, at least, before the progress line says an ETA
+
+
 class Progress:
     """Counted progress (samples, judgments): the stage it is in, done/total, rate, ETA, LM calls, rejects, and the
     cost against its cap, shown by a Heartbeat (redrawn on a terminal, a line every `every_s` seconds elsewhere;
     disabled: nothing).
 
     The rate and ETA are measured: from the time the first item was done (a stage that finishes nothing, collecting
-    feedback before the first sample, does not dilute the rate), revised at every item. `stage_of` (set by the stage
-    that runs) says what is being done now, asked each time a line is made.
+    feedback before the first sample, does not dilute the rate), revised at every item. The ETA is said once
+    `PACED_ITEMS` items came after the first ("unknown" before: one item says nothing of the pace of a pipeline whose
+    items come in bursts, and an ETA from it ran ten times the run's length). `stage_of` (set by the stage that runs)
+    says what is being done now, asked each time a line is made.
     """
 
     def __init__(
@@ -215,7 +220,8 @@ class Progress:
     def line(self) -> str:
         """The status line: the stage, done/total, rate, ETA, calls, rejects, cost against the cap."""
         rate, left = self.rate(), self.total - self.done
-        eta = duration(left / rate) if rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
+        paced = self._first is not None and self.done - self._first[1] >= PACED_ITEMS
+        eta = duration(left / rate) if paced and rate > 0 and left > 0 else ("done" if left <= 0 else "unknown")
         projected = self.projected()
         cost = usd(self.cost) + (f" of {usd(self.cap_usd)} cap" if self.cap_usd is not None else "")
         cost += f", projected {usd(projected)} in all" if projected is not None else ""

@@ -233,3 +233,19 @@ def test_a_status_that_fails_never_breaks_the_command(monkeypatch):
     assert bar.update(1, Totals(), 0) is None
     bar.close()
     assert "(no figures: KeyError)" in screen.getvalue()
+
+
+def test_the_eta_waits_for_a_pace_not_one_sample():
+    """A pipeline's first sample after 30 s, the next ones much later (the newcomer trial: 'ETA 9m30s', then '19m',
+    then '28m30s' for a run of 4 minutes): no ETA until two items came after the first, then one from their pace."""
+    clock = _Clock()
+    bar = Progress(total=20, clock=clock, enabled=False)
+    clock.now += 30.0
+    bar.update(1, Totals(), 0)
+    clock.now += 60.0
+    assert "ETA unknown" in bar.line()
+    bar.update(2, Totals(), 0)
+    assert "ETA unknown" in bar.line()
+    clock.now += 10.0
+    bar.update(3, Totals(), 0)
+    assert "ETA 9m55s" in bar.line(), bar.line()  # 2 items in the 70 s since the first: 17 left at 35 s each
