@@ -61,7 +61,14 @@ def _say_judged(s: Any) -> None:
         f"  mean score {s.mean_score}  improvement win/tie/loss {s.improvement_win_rate}/{s.improvement_tie_rate}/"
         f"{s.improvement_loss_rate}  position bias {s.position_bias_rate}"
     )
-    print(f"  {s.usage['calls']} judge calls, {cost}; rejects: {s.rejects or 'none'}")
+    rejected = ", ".join(f"{n} {reason}" for reason, n in sorted((s.rejects or {}).items())) or "none"
+    print(f"  {s.usage['calls']} judge calls, {cost}; rejects: {rejected}")
+    if s.status == "partial" and s.rejects:
+        print(
+            f"  {s.samples - s.judged} samples not judged: the judge's replies to them could not be used "
+            f"({s.run_dir}/judge_rejects.jsonl says why); running this again keeps them so; --fresh judges every "
+            "sample again, [judge] model another judge"
+        )
     limited = rate_limit_line(s.concurrency or {})
     if limited:
         print(f"  rate limits: {limited}")

@@ -58,6 +58,9 @@ def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
         for v in json.loads(row)["pointwise"]["scores"].values()
     )
     assert summary["rejects"] == {"unparseable": 30 - summary["judged"]}
+    unjudged = 30 - summary["judged"]  # what is left, and the way on (the newcomer trial found none said)
+    assert f"rejects: {unjudged} unparseable" in out and f"  {unjudged} samples not judged: " in out
+    assert "--fresh judges every sample again" in out
 
     # a judge-based filter refuses to drop the unjudged samples silently
     code, out, err = run_cli("filter", str(run), "--out", str(run.parent / "f"), "--apply", "min_score:min_score=1")
