@@ -59,6 +59,12 @@ def test_status_of_a_finished_judged_run_and_of_its_filtered_dir(run, server_fac
     code, out, _ = run_refed("status", str(filtered))
     assert code == 0 and "judge: carried from the run it was filtered from, 10/10 judged" in out
 
+    # a judging that ended when the run had 26 samples (it grew since): the 4 made since are said, not a stale count
+    (run / "judge_summary.json").write_text(json.dumps({**judge_summary, "samples": 26}))
+    assert status_json(run)["judge"]["made_since"] == 4
+    code, out, _ = run_refed("status", str(run))
+    assert code == 0 and "4 samples made since, not judged yet (`refed judge run` judges them)" in out, out
+
 
 def test_status_of_a_run_being_written_names_its_holder_and_changes_nothing(run):
     summary = json.loads((run / "summary.json").read_text())

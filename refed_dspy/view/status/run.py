@@ -93,6 +93,7 @@ class JudgeStatus(Result):
     ray: dict[str, Any] | None = Optional(
         "Judged on Ray: its workers as the driver last wrote them (judge_workers.json)."
     )
+    made_since: int = Field(0, description="Samples the run made after its last judging ended (not judged yet).")
 
 
 class RunStatus(Result):
@@ -178,8 +179,11 @@ def _by_stage(rows: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def _judge(rundir: RunDir, who: Holder | None, kept_for: int | None = None) -> JudgeStatus | None:
-    """The judgments of `rundir`; `kept_for`: a filtered dir's samples, whose judgments came with them."""
+def _judge(
+    rundir: RunDir, who: Holder | None, kept_for: int | None = None, samples: int | None = None
+) -> JudgeStatus | None:
+    """The judgments of `rundir`; `kept_for`: a filtered dir's samples, whose judgments came with them; `samples`: the
+    run's now (more than its last judging saw: made since)."""
     summary = read_json(rundir.judge_summary)
     judged = sum(1 for _ in read_jsonl(rundir.judgments))
     if not summary and not judged:
@@ -197,6 +201,7 @@ def _judge(rundir: RunDir, who: Holder | None, kept_for: int | None = None) -> J
         calls=usage.get("calls"),
         cost_usd=summary.get("cost_usd"),
         ray=read_json(rundir.path / JUDGE_WORKERS_FILE) or None,
+        made_since=max(0, (samples or 0) - (summary.get("samples") or 0)) if summary and not judging else 0,
     )
 
 
@@ -281,7 +286,7 @@ def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
         cost_up_to_usd=round(cost + bound, 6) if cost is not None and bound else None,
         projected_cost_usd=projected,
         batches=_batches(rundir.path, now),
-        judge=_judge(rundir, who),
+        judge=_judge(rundir, who, samples=state.samples),
         ray=read_json(rundir.path / WORKERS_FILE) or None,
     )
 
@@ -387,6 +392,8 @@ def _judge_line(j: JudgeStatus) -> str:
         parts.append("unjudged: " + ", ".join(f"{n} {reason}" for reason, n in sorted(j.rejects.items())))
     if j.calls is not None:
         parts.append(f"{j.calls} paid calls, {usd(j.cost_usd)}")
+    if j.made_since:
+        parts.append(f"{j.made_since} samples made since, not judged yet (`refed judge run` judges them)")
     return "judge: " + ", ".join(parts)
 
 
