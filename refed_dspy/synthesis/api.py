@@ -62,12 +62,12 @@ async def arun_synthesis(
     # the config of record: the teacher that runs (one handed in is described by its own settings), the program
     record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
     run_program, record = resolve_program(record, METHODS.get(record.synthesis.method), program, respond)
-    if references is None:  # a seed file that is not there is said as such, before the run dir is compared
-        references, report = read_seeds(record.seeds)
-        log.info(report.line())
     rundir = RunDir(record.run.dir)
-    _mismatch(rundir, record, run_program, on_mismatch)  # refused before a local model or Ray's workers start
     with launch(record, "teacher", teacher) as launched:
+        if references is None:  # a seed file that is not there is said as such, before the run dir is compared
+            references, report = read_seeds(record.seeds)
+            log.info(report.line())
+        _mismatch(rundir, record, run_program, on_mismatch)  # refused before a local model or Ray's workers start
         left = record.synthesis.size - (rundir.samples_kept() if launched.local and on_mismatch != "fresh" else 0)
         # once the config is checked: the local model the teacher needs, if any, when samples are left to make
         servers = launched.serve() if left > 0 else []
