@@ -351,7 +351,7 @@ async def judge_in(
     if samples is None:
         samples = list(read_jsonl(rundir.samples, repair=False))
     with launch(config, "judge", judge_lm) as plan:
-        if on_mismatch == "fresh" or unjudged(rundir, samples):
+        if plan.local is not None and (on_mismatch == "fresh" or unjudged(rundir, samples)):
             plan.serve()  # [local] serve = true: the local model the judge needs, once the judging is resolved
         plan.workers(parts, config.judging.concurrency, run_dir, show_progress)
         with owned(run_dir, command="refed judge", **ours):

@@ -67,7 +67,8 @@ async def arun_synthesis(
         if references is None:  # a seed file that is not there is said as such, before the run dir is compared
             references, report = read_seeds(record.seeds)
             log.info(report.line())
-        _mismatch(rundir, record, run_program, on_mismatch)  # refused before a local model or Ray's workers start
+        # refused before a local model or Ray's workers start
+        _mismatch(rundir, fingerprint(record, run_program.fingerprint_hash), on_mismatch)
         left = record.synthesis.size - (rundir.samples_kept() if launched.local and on_mismatch != "fresh" else 0)
         # once the config is checked: the local model the teacher needs, if any, when samples are left to make
         servers = launched.serve() if left > 0 else []
@@ -92,14 +93,14 @@ async def arun_synthesis(
         return await run_plan(plan)
 
 
-def _mismatch(rundir: RunDir, record: Config, program: Any, on_mismatch: str) -> list[str]:
+def _mismatch(rundir: RunDir, found: dict[str, Any], on_mismatch: str) -> list[str]:
     """The endpoints that moved since the run dir was made (RunDirError while a batch is open at the old one); a
-    RunDirError first when another config made it (`RunDir.mismatch`)."""
+    RunDirError first when another config made it (`RunDir.mismatch`, against the run's fingerprint `found`)."""
 
     def moved(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         return moves_with_batches_closed(rundir.path, "batches", endpoint_diff(old, new))
 
-    return rundir.mismatch(fingerprint(record, program.fingerprint_hash), on_mismatch, fingerprint_diff, moved)
+    return rundir.mismatch(found, on_mismatch, fingerprint_diff, moved)
 
 
 def _answers_from(where: str | Path | None, config: Config) -> tuple[Path, ...]:
@@ -125,8 +126,8 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
     # on Ray, the workers are started and their keys checked before the run dir is touched
     plan.launch.workers(parts, plan.settings.concurrency, rundir.path, plan.show_progress)
     with owned(rundir.path, "run", "refed synthesize", flag="run.dir"):
-        moves = _mismatch(rundir, plan.record, plan.program, plan.on_mismatch)
         found = fingerprint(plan.record, plan.program.fingerprint_hash)
+        moves = _mismatch(rundir, found, plan.on_mismatch)  # again, with the run dir held
         resumed = rundir.prepare(found, to_toml(plan.record), plan.on_mismatch, moves)
         threads = plan.settings.concurrency if plan.program.threaded else 0
         started = plan.launch.start(
