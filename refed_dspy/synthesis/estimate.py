@@ -915,8 +915,11 @@ def eta_line(
         log.debug("no time estimate: the local server at %s did not say its speed", server.url)
         return None
     replies = f"; {est.replies.text()}" if est.replies is not None else ""
-    run = f"the {left} samples left of this run of {size}" if left < size else f"a run of {size} samples"
-    return f"local model: {run} take{'' if left < size else 's'} {local_text(est.local, est.total)}{replies}"
+    if left < size:
+        run = f"the last sample of this run of {size} takes" if left == 1 else f"the {left} samples left of {size} take"
+    else:
+        run = f"a run of {size} samples takes"
+    return f"local model: {run} {local_text(est.local, est.total)}{replies}"
 
 
 ASKED_REFERENCES = 2  # the references a local model is asked the run's prompts of, at once, before the run

@@ -45,13 +45,15 @@ def test_a_resumed_run_is_told_the_time_of_the_samples_it_has_left(monkeypatch):
     served(monkeypatch)
     server = LocalServer(None, "http://127.0.0.1:9", Path(local_server.GGUF), 2, 8192)
     whole, rest = eta_line(config, server), eta_line(config, server, left=5)
-    assert rest is not None and rest.startswith("local model: the 5 samples left of this run of 20 take about ")
+    assert rest is not None and rest.startswith("local model: the 5 samples left of 20 take about ")
 
     def calls(line: str) -> int:
         return int(line.split(" LM calls")[0].rsplit("(", 1)[1].replace(",", ""))
 
     assert calls(rest) < calls(whole) / 2
     assert eta_line(config, server, left=20) == whole
+    last = eta_line(config, server, left=1)
+    assert last is not None and last.startswith("local model: the last sample of this run of 20 takes about ")
 
 
 def test_a_run_s_references_are_walked_as_they_are_and_the_seeds_not_read_again(monkeypatch, tmp_path):
