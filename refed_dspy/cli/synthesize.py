@@ -59,6 +59,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from refed_dspy.errors import RunDirError
     from refed_dspy.store.jsonl import json_text, write_json_atomic
     from refed_dspy.store.ownership import check, claim
+    from refed_dspy.store.rundir import RunDir
     from refed_dspy.synthesis.estimate import estimate, format_estimate
     from refed_dspy.synthesis.pilot import pilot_estimate
 
@@ -78,7 +79,14 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     print(json_text(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
     said = sys.stderr if args.json else sys.stdout
     run_dir = Path(config.run.dir)
-    if not args.no_save:
+    rundir = RunDir(run_dir)
+    if not args.no_save and (rundir.ledger.exists() or rundir.summary.exists()):  # its estimate came before it
+        print(
+            f"not written to {run_dir / 'estimate.json'}: {run_dir} holds a run already begun "
+            "(its summary states the error of the estimate made before it began)",
+            file=said,
+        )
+    elif not args.no_save:
         try:
             claim(config.run.dir, **ours)
             write_json_atomic(run_dir / "estimate.json", e.to_json())
@@ -130,7 +138,8 @@ def register(sub: Any) -> None:
         "which output format and tokenizer it assumed, and how long it took the replies to be and where from: "
         "this model's earlier runs beside run.dir, else the defaults (replies as long as the references'). With "
         "--pilot N it pays for N real samples instead and projects from what they cost and how long they wrote. "
-        "Writes <run.dir>/estimate.json, against which the run's summary states the estimate's error.",
+        "Writes <run.dir>/estimate.json, against which the run's summary states the estimate's error "
+        "(not once a run has begun there).",
     )
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print the estimate as JSON alone, instead of the table")

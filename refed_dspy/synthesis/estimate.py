@@ -82,7 +82,7 @@ from refed_dspy.clients.local_server import (
     sample_reply,
     served_roles,
 )
-from refed_dspy.config import Config
+from refed_dspy.config import Config, config_hash
 from refed_dspy.config.lm import price_of
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
@@ -467,6 +467,10 @@ class Estimate(Result):
     method: str
     size: int
     references: int
+    config_hash: str | None = Optional(
+        "The hash of the config it prices (a run's `config_hash`): a run's summary states the error of an estimate of "
+        "its own config only."
+    )
     work: dict[str, int] = Field(description="Tasks of each kind the run will do: feedback, unit, sample.")
     lengths: dict[str, int] = Field(description="Mean tokens of the references' instructions and responses.")
     price_known: bool
@@ -564,6 +568,7 @@ def estimate(
             "model": model,
             "method": config.synthesis.method,
             "size": config.synthesis.size,
+            "config_hash": config_hash(config),
             "references": len(references),
             "work": counts,
             "lengths": {"response": lengths.response, "instruction": lengths.instruction},
@@ -806,15 +811,15 @@ def format_estimate(e: Estimate) -> str:
         lines.append(f"  assumed: {a['mode']} outputs (schema dialect {a['dialect']}: {a['reason']}){counted}")
     if e.get("replies"):
         lines.append(f"  {e['replies'].text()}")
-    tiers = [t for t in ("flex", *(e.get("tiers") or [])) if t != "default"]
-    tiers = list(dict.fromkeys(tiers))
+    served = e.get("local") is not None  # a model the command serves: no flex tier, no batch API
+    tiers = [] if served else list(dict.fromkeys(t for t in ("flex", *(e.get("tiers") or [])) if t != "default"))
     thought = bool(e["total"].get("reasoning_tokens"))  # measured by a pilot: of the completion, the reasoning
     lines += [
         f"  {'stage':<16}{'calls':>8}{'prompt tok':>13}{'completion tok':>16}"
         + (f"{'of it reasoning':>17}" if thought else "")
         + f"{'online':>12}"
         + "".join(f"{t:>12}" for t in tiers)
-        + f"{'batch':>12}",
+        + ("" if served else f"{'batch':>12}"),
     ]
     for name, row in [*e["stages"].items(), ("total", e["total"])]:
         lines.append(
@@ -822,7 +827,7 @@ def format_estimate(e: Estimate) -> str:
             + (f"{row.get('reasoning_tokens') or 0:>17,}" if thought else "")
             + f"{money(row['cost_usd']):>12}"
             + "".join(f"{_tier_money(row, t):>12}" for t in tiers)
-            + f"{money(row.get('batch_cost_usd')):>12}"
+            + ("" if served else f"{money(row.get('batch_cost_usd')):>12}")
         )
     t = e["total"]
     if t["cost_usd"] is not None and pilot:
@@ -833,10 +838,10 @@ def format_estimate(e: Estimate) -> str:
             for tier in tiers
             if t.get(f"{tier}_cost_usd") is not None
         )
+        batch = "" if served else f", batch {money(t['batch_cost_low_usd'])} to {money(t['batch_cost_high_usd'])}"
         lines.append(
-            f"  range: online {money(t['cost_low_usd'])} to {money(t['cost_high_usd'])}{beside}, batch "
-            f"{money(t['batch_cost_low_usd'])} to {money(t['batch_cost_high_usd'])} (replies 0.5x to 1.6x as "
-            "long, 10% repaired, top: no prompt-cache hit)"
+            f"  range: online {money(t['cost_low_usd'])} to {money(t['cost_high_usd'])}{beside}{batch} (replies 0.5x "
+            "to 1.6x as long, 10% repaired, top: no prompt-cache hit)"
         )
     else:
         lines.append("  no price known for this model: set teacher.input_usd_per_mtok and output_usd_per_mtok")
@@ -844,14 +849,19 @@ def format_estimate(e: Estimate) -> str:
     if share:
         without = f"; without it {money(t['uncached_cost_usd'])} online" if t.get("uncached_cost_usd") else ""
         lines.append(f"  prompt cache: {share}{without}")
-    if "flex_cost_usd" not in t:
+    if "flex_cost_usd" not in t and not served:
         lines.append("  flex: this model has no flex price (LiteLLM's price map, or teacher.tier_prices.flex)")
     asked = e.get("service_tier") or "default"
     if asked != "default":
         lines.append(f"  the config asks for the {asked} tier (teacher.service_tier): its column is what the run costs")
     if e.get("wall"):
         lines.append(wall_line(e["wall"], flex="flex_cost_usd" in t))
-    if e.get("local"):
+    if served and pilot:
+        lines.append(
+            f"  wall time: about {rough_duration(e['local'].seconds)} here (the pilot's {pilot['samples']} samples "
+            f"took {rough_duration(pilot['wall_s'])} on the local server at {e['local'].url})"
+        )
+    elif served:
         lines.append(f"  wall time: {local_text(e['local'], t)}")
     if e.get("reasoning") and not pilot:
         lines.append(f"  not counted: {e['reasoning']}")
@@ -983,6 +993,13 @@ def local_time(config: Config, total: dict[str, Any], say: Callable[[str], None]
         f"writing {written}: the run's calls' size, not its calls)"
     )
     return timed(url, slots, total, measure_speed(url, slots, prompt_tokens=read, completion_tokens=written))
+
+
+def pilot_local_time(config: Config, seconds: float) -> LocalTime | None:
+    """For a teacher the command serves itself: the run's time here as a pilot measured it (`seconds`, the pilot's
+    time scaled to the run); None for any other teacher."""
+    urls = served_roles(config.local, {"teacher": config.teacher})
+    return LocalTime(url=next(iter(urls)), slots=config.local.slots, seconds=round(seconds, 1)) if urls else None
 
 
 def probe_sizes(total: dict[str, Any]) -> tuple[int, int]:

@@ -14,14 +14,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-from refed_dspy.config import Config
+from refed_dspy.config import Config, config_hash
 from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
 from refed_dspy.methods import METHODS
 from refed_dspy.store.ownership import claim
 from refed_dspy.store.records import Reference
 from refed_dspy.store.seeds import read_seeds
 from refed_dspy.synthesis.api import synthesize
-from refed_dspy.synthesis.estimate import Estimate, priced, priced_tiers, run_wall, tokenizer_of
+from refed_dspy.synthesis.estimate import (
+    Estimate,
+    pilot_local_time,
+    priced,
+    priced_tiers,
+    run_wall,
+    tokenizer_of,
+)
 from refed_dspy.synthesis.next_work import TASK_STAGES
 from refed_dspy.synthesis.replies import ReplyLengths, mean_lengths, stage_sums
 from refed_dspy.synthesis.summary import RunSummary
@@ -65,11 +72,14 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
     work.update(unit=full_units, feedback=full_feedback)
     used = pilot["usage"]
     per_call = float(used.get("lm_seconds") or 0.0) / used["calls"] if used.get("calls") else None
+    wall_s = float(pilot.get("wall_s_total") or 0.0)
+    local = pilot_local_time(config, wall_s * size / samples)  # a model served here: the pilot's own time, scaled
     return Estimate(
         **{
             "model": config.teacher.model,
             "method": config.synthesis.method,
             "size": size,
+            "config_hash": config_hash(config),
             "references": n_refs,
             "work": work,
             "lengths": {},
@@ -79,7 +89,8 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
             "total": priced(total, price, factor, tiers),
             "service_tier": config.teacher.service_tier,
             "tiers": list(tiers),
-            "wall": run_wall(config, total, work, len(stages), seconds_per_call=per_call),
+            "wall": None if local else run_wall(config, total, work, len(stages), seconds_per_call=per_call),
+            "local": local,
             "adapter": pilot.get("adapter"),
             "tokenizer": tokenizer_of(config.teacher.model),
             "replies": pilot_replies(config, pilot, samples),
@@ -89,6 +100,7 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
                 "status": pilot["status"],
                 "calls": pilot["usage"]["calls"],
                 "cost_usd": pilot["cost_usd"],
+                "wall_s": wall_s,
             },
         }
     )

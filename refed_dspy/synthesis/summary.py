@@ -47,14 +47,14 @@ def earlier_figures(summary_path: Path) -> tuple[float, int]:
 
 
 def estimate_error(
-    path: Any, usage: dict[str, Any], samples: int, size: int, batch: bool, tier: str = "default"
+    path: Any, chash: str, usage: dict[str, Any], samples: int, size: int, batch: bool, tier: str = "default"
 ) -> dict[str, Any]:
     """{"estimate": ...}: what `refed estimate` said (its estimate.json in the run dir) and how far off the run is,
     in cost (at the price of the mode and of the service tier asked for) and calls, once the run has all its samples;
-    {} without an estimate."""
+    {} without an estimate of this config (`chash`, the run's config hash) and size."""
     e = read_json(path)
     total = e.get("total") if isinstance(e, dict) else None
-    if not isinstance(total, dict) or e.get("size") != size:
+    if not isinstance(total, dict) or e.get("size") != size or e.get("config_hash") != chash:
         return {}
     key = "batch_cost_usd" if batch else "cost_usd" if tier == "default" else f"{tier}_cost_usd"
     out: dict[str, Any] = {
@@ -218,6 +218,7 @@ def run_summary(run: Any, status: str) -> RunSummary:
             "cost_usd": usage["cost_usd"],
             **estimate_error(
                 run.rundir.path / "estimate.json",
+                run.chash,
                 usage,
                 run.accepted,
                 run.syn.size,

@@ -60,21 +60,44 @@ def test_estimate_makes_no_call_and_covers_every_stage(tmp_path):
     assert e["stages"]["improve"]["prompt_tokens"] > e["stages"]["generate"]["prompt_tokens"]
 
 
+def _estimate_cli(over: list[str]) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "refed_dspy.cli", "estimate"]
+    for o in over:
+        args += ["--set", o]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
 def test_cli_writes_the_estimate_and_the_run_states_its_error(tmp_path):
+    """The estimate made before the run is the one its summary states the error of; an estimate made after the run
+    began is printed and not written over it."""
     with LoopbackServer(ServerConfig()) as srv:
         run = tmp_path / "run"
         over = run_overrides(srv, run, 12, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 3})
-        args = [sys.executable, "-m", "refed_dspy.cli", "estimate"]
-        for o in over:
-            args += ["--set", o]
-        out = subprocess.run(args, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
+        out = _estimate_cli(over)
         assert "improve" in out.stdout and "total" in out.stdout and "range: online" in out.stdout
         assert srv.state.count == 0 and (run / "estimate.json").exists()
+        before = (run / "estimate.json").read_text()
         s = synthesize(load_config(None, over))
+        after = _estimate_cli([*over, "synthesis.instructions_per_feature=5"])
     est = s["estimate"]
-    assert est["cost_usd"] == json.loads((run / "estimate.json").read_text())["total"]["cost_usd"]
+    assert est["cost_usd"] == json.loads(before)["total"]["cost_usd"]
     assert "cost_error" in est and abs(est["calls_error"]) < 0.35
+    assert (run / "estimate.json").read_text() == before
+    assert "not written to" in after.stdout and "already begun" in after.stdout, after.stdout
+
+
+def test_an_estimate_of_another_config_is_not_the_runs(tmp_path):
+    """An estimate left in the run dir by another config (`refed estimate` with no --config writes into the default
+    run dir) is not stated as the run's estimate."""
+    with LoopbackServer(ServerConfig()) as srv:
+        run = tmp_path / "run"
+        over = run_overrides(srv, run, 6, **{"seeds.limit": 2, "synthesis.instructions_per_feature": 3})
+        _estimate_cli([*over, "synthesis.instructions_per_feature=2"])
+        assert (run / "estimate.json").exists()
+        s = synthesize(load_config(None, over))
+    assert "estimate" not in s
 
 
 def test_progress_line_projects_the_total_cost():

@@ -10,7 +10,8 @@ from loopback_server import LoopbackServer, ServerConfig
 
 from refed_dspy.config import load_config
 from refed_dspy.synthesis.api import synthesize
-from refed_dspy.synthesis.pilot import pilot_estimate
+from refed_dspy.synthesis.estimate import format_estimate
+from refed_dspy.synthesis.pilot import pilot_estimate, project
 
 
 def test_a_pilot_projects_the_full_run_within_15_percent(tmp_path):
@@ -27,6 +28,22 @@ def test_a_pilot_projects_the_full_run_within_15_percent(tmp_path):
     assert cost_error <= 0.15, (e["total"]["cost_usd"], full["cost_usd"])
     # the pilot's samples are kept beside the run, which does not count them
     assert len((tmp_path / "run" / "pilot" / "samples.jsonl").read_text().splitlines()) == 12
+
+
+def test_a_pilot_of_a_model_served_here_says_its_time_and_no_batch_or_flex(tmp_path):
+    """A teacher the command serves has no batch API and no flex tier, and the pilot measured its time here: the
+    projection says that time and leaves the batch and flex columns out (a hosted teacher's keeps them)."""
+    with LoopbackServer(ServerConfig()) as srv:
+        over = run_overrides(srv, tmp_path / "run", 12, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 3})
+        hosted = pilot_estimate(load_config(None, over), 3)
+    summary = json.loads((tmp_path / "run" / "pilot" / "summary.json").read_text())
+    served = load_config("configs/local.toml", [f"run.dir='{tmp_path / 'run'}'", "synthesis.size=12"])
+    e = project(served, summary, 4)
+    text = format_estimate(e)
+    assert e.get("wall") is None and e["local"].seconds == round(summary["wall_s_total"] * 12 / 3, 1)
+    assert "batch" not in text and "flex" not in text, text
+    assert "the pilot's 3 samples took" in text and "on the local server at http://127.0.0.1:8080" in text, text
+    assert "batch" in format_estimate(hosted) and hosted.get("local") is None
 
 
 def test_estimate_says_what_it_assumed_and_json_is_alone(tmp_path):
