@@ -51,16 +51,14 @@ def _say_judged(s: Any) -> None:
     what the provider's rate limits did to it."""
     from refed_dspy.engine.window import rate_limit_line
     from refed_dspy.ledger.usage import tier_text
+    from refed_dspy.quality.figures import verdict_text
     from refed_dspy.store.records import self_preference_line
 
     cost = "unknown" if s.cost_usd is None else f"${s.cost_usd:.4f}"
     print(f"judged {s.judged}/{s.samples} samples of {s.run_dir} with {s.judge}: {s.status}")
     if s.self_preference:
         print(f"  note: {self_preference_line(s.self_preference)}")
-    print(
-        f"  mean score {s.mean_score}  improvement win/tie/loss {s.improvement_win_rate}/{s.improvement_tie_rate}/"
-        f"{s.improvement_loss_rate}  position bias {s.position_bias_rate}"
-    )
+    print(f"  {verdict_text(s)}")
     rejected = ", ".join(f"{n} {reason}" for reason, n in sorted((s.rejects or {}).items())) or "none"
     print(f"  {s.usage['calls']} judge calls, {cost}; rejects: {rejected}")
     if s.status == "partial" and s.rejects:

@@ -412,6 +412,24 @@ def judgment_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def verdict_text(j: Any) -> str:
+    """The judge's figures in words (`j`: judgment_stats' figures, or a JudgeSummary): the mean score on its 1-10
+    scale, how the improved response did against its draft, and the position bias, each said with what it counts."""
+    mean = j.get("mean_score")
+    out = f"mean score {'n/a' if mean is None else f'{mean:.2f}'} of 10"
+    if not j.get("pairs"):
+        return out + "; no pair judged"
+
+    def share(key: str) -> str:
+        return f"{j.get(key) or 0:.0%}"
+
+    return (
+        f"{out}; improved against draft, of {j['pairs']} pairs: won {share('improvement_win_rate')}, tied "
+        f"{share('improvement_tie_rate')}, lost {share('improvement_loss_rate')} (a tie where the two orders disagree); "
+        f"position bias {share('position_bias_rate')} (pairs whose verdict followed the order they were shown in)"
+    )
+
+
 def load_judgments(rundir: RunDir) -> dict[str, dict[str, Any]]:
     """sample id -> judgment row."""
     return {row["sample_id"]: row for row in read_jsonl(rundir.judgments)}
@@ -511,8 +529,8 @@ def copies_line(block: dict[str, Any]) -> str:
         return "not measured: no sample's reference text is among the seeds"
     c = block["closeness"]
     return (
-        f"{block['over_threshold']} of {block['measured']} samples at or over {block['threshold']:g} "
-        f"(closeness median {c['median']:.2f}, max {c['max']:.2f})"
+        f"{block['over_threshold']} of {block['measured']} samples at or over {block['threshold']:g} closeness to "
+        f"their own reference, a near copy of it (closeness median {c['median']:.2f}, max {c['max']:.2f})"
         + (f"; {block['no_reference']} without their reference's text" if block.get("no_reference") else "")
     )
 

@@ -44,6 +44,7 @@ from refed_dspy.quality.figures import (
     reject_reasons,
     sample_cards,
     unjudged_reasons,
+    verdict_text,
     yields,
 )
 from refed_dspy.quality.statistics import embedder_for, statistics_block, statistics_lines, statistics_section
@@ -170,8 +171,7 @@ def format_text(stats: dict[str, Any]) -> str:
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),
         "  judge fails  " + (", ".join(f"{n} {r}" for r, n in j["failures"].items()) or "none"),
         "  lengths      " + ", ".join(f"{k} mean {v['mean']} median {v['median']}" for k, v in lens.items() if v["n"]),
-        f"  judge        mean score {number(j.get('mean_score'))}, improvement win rate {number(j.get('improvement_win_rate'))}, "
-        f"position bias {number(j.get('position_bias_rate'))}",
+        f"  judge        {verdict_text(j)}",
         f"  diversity    distinct-1 {number(d['distinct_1'])}, distinct-2 {number(d['distinct_2'])}, "
         f"mean pairwise ROUGE-L {number(d['mean_pairwise_rouge_l'])} (n={d['rouge_sample']})"
         + (f", embedding {number(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),

@@ -16,6 +16,7 @@ from loopback_server import read_log
 from refed_dspy.config import load_config
 from refed_dspy.errors import RunDirError
 from refed_dspy.programs import PairwiseJudge, PointwiseJudge, combine_verdicts
+from refed_dspy.quality.figures import judgment_stats, verdict_text
 from refed_dspy.quality.judge import judge_run
 from refed_dspy.synthesis.api import synthesize
 
@@ -52,6 +53,20 @@ def test_rubric_and_signature_follow_the_criteria():
 )
 def test_both_orders_cancel_position_bias(ab, ba, winner, flipped):
     assert combine_verdicts(ab, ba) == (winner, flipped)
+
+
+def test_the_judges_figures_are_said_with_what_they_count():
+    rows = [
+        {"pointwise": {"overall": 7.0}, "pairwise": {"winner": "improved", "flipped": False}},
+        {"pointwise": {"overall": 6.5}, "pairwise": {"winner": "tie", "flipped": True}},
+        {"pointwise": {"overall": 6.0}, "pairwise": {"winner": "tie", "flipped": False}},
+        {"pointwise": {"overall": 5.0}, "pairwise": {"winner": "draft", "flipped": False}},
+    ]
+    assert verdict_text(judgment_stats(rows)) == (
+        "mean score 6.12 of 10; improved against draft, of 4 pairs: won 25%, tied 50%, lost 25% (a tie where the two "
+        "orders disagree); position bias 25% (pairs whose verdict followed the order they were shown in)"
+    )
+    assert verdict_text(judgment_stats([{"pointwise": {"overall": 4.0}}])) == ("mean score 4.00 of 10; no pair judged")
 
 
 def test_pairwise_judge_asks_in_both_orders():
