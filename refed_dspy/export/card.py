@@ -9,6 +9,7 @@ from typing import Any
 from refed_dspy.config.section import tomllib
 from refed_dspy.pages import render
 from refed_dspy.quality.contamination import card_section, public_params
+from refed_dspy.quality.figures import verdict_text
 from refed_dspy.quality.statistics import card_statistics
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.records import count_teachers, teacher_label, teacher_rows
@@ -58,7 +59,7 @@ def dataset_card(
         methods=", ".join(sorted({m.get("method", "?") for m in metas})),
         incomplete=(prov.get("incomplete") or "").removeprefix("it "),
         teacher=_teacher_cell(metas),
-        seeds=prov["seeds"],
+        seeds=_seeds_cell(prov["seeds"], metas, summary.get("references")),
         samples=f"{len(metas)} ({', '.join(f'{k}: {len(v)}' for k, v in splits.items())})",
         which=which,
         system=repr(system) if system else "none",
@@ -66,10 +67,30 @@ def dataset_card(
         program=_program(summary),
         cost="unknown" if cost is None else f"${cost:.2f}",
         calls=summary.get("usage", {}).get("calls", "?"),
-        judge=judge if judge.get("mean_score") is not None else None,
+        judge=_judge_cell(judge),
         filters=[_filter_step(step) for step in prov["filters"]],
         contamination=card_section(prov.get("contamination") or {}),
         statistics=card_statistics(prov.get("statistics") or {}),
+    )
+
+
+def _seeds_cell(source: str, metas: list[dict[str, Any]], read: Any) -> str:
+    """The seed set, and how many of the references the run was given are behind the exported samples."""
+    used = len({m.get("reference_id") for m in metas})
+    return (
+        f"{source} ({used} of its {read} references behind these samples)"
+        if isinstance(read, int)
+        else f"{source} ({used} references behind these samples)"
+    )
+
+
+def _judge_cell(judge: dict[str, Any]) -> str | None:
+    """The judge, how many of the run's samples it judged (a partial judging says so) and its figures in words."""
+    if judge.get("mean_score") is None:
+        return None
+    partial = "" if judge.get("status") == "complete" else f", {judge.get('status')}"
+    return f"{judge.get('judge')}, {judge.get('judged')} of {judge.get('samples')} samples judged{partial}: " + (
+        verdict_text(judge)
     )
 
 

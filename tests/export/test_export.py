@@ -68,6 +68,7 @@ def test_a_split_far_from_the_share_asked_says_why(tmp_path):
 
 def test_every_format_loads_back(run, tmp_path):
     samples = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+    references = len({s["meta"]["reference_id"] for s in samples})
     for fmt in ("messages", "sharegpt", "alpaca", "parquet", "hf"):
         out = tmp_path / fmt
         r = export_run(run, fmt, out, val_fraction=0.25, seed=1)
@@ -93,7 +94,7 @@ def test_every_format_loads_back(run, tmp_path):
         for needle in (
             "method **refed**",
             "openai/gpt-4o-mini",
-            "refed-dspy embedded seed set",
+            f"refed-dspy embedded seed set ({references} of its 8 references behind these samples)",
             "| samples | 30",
             "synthesis cost | $",
             "## License",
@@ -103,6 +104,18 @@ def test_every_format_loads_back(run, tmp_path):
             assert needle in card, (fmt, needle)
     ids = Counter(s["meta"]["reference_id"] for s in samples)
     assert sum(ids.values()) == 30
+
+
+def test_the_card_says_a_partial_judging_as_partial(run, tmp_path):
+    judged = {"judge": "openai/j", "judged": 20, "samples": 30, "status": "partial", "mean_score": 6.5, "pairs": 20}
+    rates = {"improvement_win_rate": 0.5, "improvement_tie_rate": 0.3, "improvement_loss_rate": 0.2}
+    (run / "judge_summary.json").write_text(json.dumps({**judged, **rates, "position_bias_rate": 0.1}))
+    export_run(run, "messages", tmp_path / "out")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert (
+        "| judge | openai/j, 20 of 30 samples judged, partial: mean score 6.50 of 10; improved against draft, of 20 "
+        "pairs: won 50%, tied 30%, lost 20%" in card
+    ), card
 
 
 def test_draft_system_prompt_filters_in_card_and_overwrite(run, tmp_path):
