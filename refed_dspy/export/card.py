@@ -77,11 +77,8 @@ def dataset_card(
 def _seeds_cell(source: str, metas: list[dict[str, Any]], read: Any) -> str:
     """The seed set, and how many of the references the run was given are behind the exported samples."""
     used = len({m.get("reference_id") for m in metas})
-    return (
-        f"{source} ({used} of its {read} references behind these samples)"
-        if isinstance(read, int)
-        else f"{source} ({used} references behind these samples)"
-    )
+    of = f" of its {read}" if isinstance(read, int) else ""
+    return f"{source} ({used}{of} reference{'' if used == 1 and not of else 's'} behind these samples)"
 
 
 def _judge_cell(judge: dict[str, Any]) -> str | None:
