@@ -5,7 +5,7 @@ import pytest
 from refed_dspy.cli import main
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import apply_overrides, config_from_dict, fingerprint, fingerprint_diff, load_config, to_toml
-from refed_dspy.config.section import mask_secrets
+from refed_dspy.config.section import mask_secrets, tomllib
 from refed_dspy.errors import ConfigError
 
 
@@ -111,16 +111,22 @@ def test_mask_and_toml_roundtrip():
         "max_tokens": 3,
         "api_key_env": "OPENAI_API_KEY",
     }
-    from refed_dspy.config.section import tomllib
 
     cfg = load_config(None, ["synthesis.size=7"])
     assert config_from_dict(tomllib.loads(to_toml(cfg))) == cfg
 
 
 def test_config_show_cli(tmp_path, capsys):
-    assert main(["config", "show", "--set", "synthesis.size=42"]) == 0
+    assert (
+        main(["config", "show", "--set", "synthesis.size=42", "--set", "teacher.api_base='http://127.0.0.1:9/v1'"]) == 0
+    )
     out = capsys.readouterr().out
     assert "size = 42" in out and "[teacher]" in out
+    # the fields left unset (TOML has no null) are named under their section's header; the text still parses back
+    teacher = out.split("[teacher]\n", 1)[1].split("\n[", 1)[0]
+    assert teacher.startswith("# unset: ") and "api_key_env" in teacher and "api_base," not in teacher, teacher
+    assert "# unset: source, limit" in out.split("[seeds]\n", 1)[1]
+    assert config_from_dict(tomllib.loads(out)).synthesis.size == 42
     assert main(["config", "show", "--set", "synthesis.bogus=1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown key 'bogus'" in err
@@ -128,7 +134,6 @@ def test_config_show_cli(tmp_path, capsys):
 
 def test_filters_tables_roundtrip_through_toml(tmp_path):
     """[[filters]] tables (as the README shows them) have None fields; the run's config.toml must still write."""
-    from refed_dspy.config.section import tomllib
 
     path = tmp_path / "run.toml"
     path.write_text(

@@ -22,7 +22,7 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
         data = mask_secrets(config.model_dump(mode="json"))
         print(json.dumps(data if table is None else {**data, "experiment": table, "cells": grid}, indent=2))
         return 0
-    print(to_toml(config), end="")
+    print(to_toml(config, say_unset=True), end="")
     if table is not None:
         import tomli_w
 

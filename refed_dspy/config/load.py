@@ -8,6 +8,7 @@ below when it puts another model in a role (`forget_replaced_models`).
 from __future__ import annotations
 
 import json
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -89,18 +90,29 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
-def to_toml(config: Config) -> str:
+def to_toml(config: Config, say_unset: bool = False) -> str:
     """The resolved config as TOML (None values omitted, secrets masked).
 
     Args:
         config: the config to write.
+        say_unset: under each section's header, a comment naming its fields left unset (TOML has no null), so that
+            a reader sees every field there is.
 
     Returns:
         The TOML text.
     """
     import tomli_w
 
-    return tomli_w.dumps(_drop_none(mask_secrets(config.model_dump(mode="json"))))
+    data = mask_secrets(config.model_dump(mode="json"))
+    text = tomli_w.dumps(_drop_none(data))
+    if not say_unset:
+        return text
+    for name, section in data.items():
+        unset = [key for key, value in section.items() if value is None] if isinstance(section, dict) else []
+        if unset:
+            said = textwrap.wrap(f"unset: {', '.join(unset)}", 100, initial_indent="# ", subsequent_indent="#   ")
+            text = text.replace(f"\n[{name}]\n", f"\n[{name}]\n" + "".join(f"{line}\n" for line in said), 1)
+    return text
 
 
 UNSET = ("none", "null")  # `--set FIELD=none`: the field unset (None); TOML itself has no null
