@@ -42,7 +42,7 @@ class RateLimits:
     """An LM's requests at the provider (`in_flight`), heard by `listener` as they leave and come back, and the
     per-minute limits its replies last stated (`per_minute`: 'requests', 'tokens', 'input-tokens', 'output-tokens' to
     their limit). An LM spread over several endpoints has one of its own for each (`endpoints`, by URL): a provider's
-    limit is each endpoint's, and its requests are heard there too."""
+    limit is each endpoint's, and its requests are heard there too, and the limits stated are the endpoints' together."""
 
     def __init__(self, endpoints: dict[str, RateLimits] | None = None) -> None:
         self.per_minute: dict[str, float] = {}
@@ -94,7 +94,12 @@ class RateLimits:
                 self.per_minute.update(found)
 
     def stated(self) -> dict[str, float]:
-        """The limits stated, per minute (a copy)."""
+        """The limits stated, per minute (a copy). Spread over several endpoints, each states its own: their sum, for
+        each limit every endpoint states (one that states none may take any number)."""
+        if self.endpoints:
+            said = [limits.stated() for limits in self.endpoints.values()]
+            units = set.intersection(*(set(limits) for limits in said))
+            return {unit: sum(limits[unit] for limits in said) for unit in sorted(units)}
         with self._lock:
             return dict(self.per_minute)
 

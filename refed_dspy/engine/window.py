@@ -215,7 +215,9 @@ class Window:
         refusals (429) it saw and of those the ones it took as noise; with a window for each endpoint, those of each
         (`endpoints`, by URL) and their sums."""
         ends = {url: window.figures() for url, window in self.endpoints.items()}
+        stated = self.wire.stated() if self.endpoint is not None and self.wire is not None else {}
         return {
+            **({"stated_per_minute": stated} if stated else {}),  # an endpoint's own, where it states some
             "configured": self.concurrency,
             "final_limit": round(self.limit, 2),
             "min_limit": round(self.min_limit, 2),
@@ -442,7 +444,7 @@ class Pace:
 
     def start(self, now: float) -> None:
         """A piece of work starts at `now`."""
-        if self.stated_per_s == math.inf and self.wire is not None and self.wire.per_minute:
+        if self.stated_per_s == math.inf and self.wire is not None and self.wire.stated():
             self._reckon()  # a limit stated before any work succeeded: reckoned at a request a piece
         unstated = self.unstated_per_s
         if unstated < math.inf:  # grown since it was found (capped: a float power of a clock's seconds overflows)
@@ -498,7 +500,8 @@ class Pace:
         if self.per_s < self.stated_per_s:
             return f"{self._aimed():,} requests a minute, under a limit the provider does not state"
         unit = self.bound_by or "requests"
-        return f"the provider's stated {self.stated().get(unit, 0):,.0f} {unit.replace('-', ' ')} a minute"
+        whose = "its endpoints' stated" if self.wire is not None and self.wire.endpoints else "the provider's stated"
+        return f"{whose} {self.stated().get(unit, 0):,.0f} {unit.replace('-', ' ')} a minute"
 
     def _aimed(self) -> int | None:
         """The requests a minute the pace keeps to now (None: none)."""
@@ -523,7 +526,8 @@ def rate_limit_line(figures: dict[str, Any]) -> str | None:
     unit = figures.get("paced_by")
     if unit:
         limit = (figures.get("stated_per_minute") or {}).get(unit, 0)
-        said.append(f"kept under the provider's stated {limit:,.0f} {unit.replace('-', ' ')} a minute")
+        whose = "its endpoints' stated" if figures.get("endpoints") else "the provider's stated"
+        said.append(f"kept under {whose} {limit:,.0f} {unit.replace('-', ' ')} a minute")
     elif figures.get("limits_found"):
         aimed = figures.get("paced_to_requests_per_minute")
         said.append(

@@ -155,6 +155,26 @@ def test_a_stated_requests_per_minute_limit_paces_the_run(server_factory, tmp_pa
     assert "kept under the provider's stated 600 requests a minute" in format_summary(summary)
 
 
+def test_two_endpoints_stating_their_limits_pace_the_run_to_their_sum(server_factory, tmp_path):
+    """Two endpoints of one model, each admitting 300 requests a minute and saying so: the run keeps under their 600
+    together (the last one stated, 300, paced it to half of that before), with almost no request refused, and the
+    summary says each endpoint's and their sum."""
+    ends = [server_factory(requests_per_minute=300, rpm_burst_s=2, latency_s=0.02) for _ in range(2)]
+    over = run_overrides(ends[0], tmp_path / "run", 60, **{"synthesis.concurrency": 16})
+    both = [o for o in over if not o.startswith("teacher.api_base")]
+    summary = synthesize(load_config(None, [*both, f"teacher.api_base=['{ends[0].api_base}', '{ends[1].api_base}']"]))
+    assert summary["status"] == "complete" and summary["samples"] == 60
+    log = sorted(read_log(ends[0].cfg.log_path) + read_log(ends[1].cfg.log_path), key=lambda e: e["t"])
+    refused = sum(1 for e in log if e.get("status") == 429)
+    assert refused <= 0.05 * len(log), (refused, len(log))
+    late = [e["t"] for e in log if e["t"] > log[0]["t"] + 3.0 and e.get("status") != 429]
+    assert len(late) / (late[-1] - late[0]) > 0.7 * 10, len(late) / (late[-1] - late[0])  # above one endpoint's 5/s
+    window = summary["concurrency"]
+    assert window["stated_per_minute"] == {"requests": 600.0} and window["paced_by"] == "requests", window
+    assert all(e["stated_per_minute"] == {"requests": 300.0} for e in window["endpoints"].values()), window
+    assert "kept under its endpoints' stated 600 requests a minute" in format_summary(summary)
+
+
 def test_a_requests_per_minute_limit_no_header_states_is_held(server_factory, tmp_path):
     """The same kind of limit unstated (no headers, a second of it at once, as a gateway sends it), run at 16 in
     flight: its rate times the latency is 2.5 requests. Before issue 67's checks the window was cut at 2-3 again and
@@ -188,6 +208,10 @@ def test_the_limits_a_reply_states_are_read():
     anthropic = RateLimits()
     anthropic.read([("anthropic-ratelimit-input-tokens-limit", "400000"), ("anthropic-ratelimit-requests-limit", "50")])
     assert anthropic.stated() == {"input-tokens": 400000.0, "requests": 50.0}
+    # spread over endpoints: each states its own, and the LM's are their sum where every one states that limit
+    spread = RateLimits({"a": stated, "b": anthropic})
+    assert spread.stated() == {"requests": 3050.0}
+    assert RateLimits({"a": stated, "c": RateLimits()}).stated() == {}  # one states none: it may take any number
 
 
 def test_the_window_hears_each_request_at_the_wire():
