@@ -67,7 +67,8 @@ INSTRUMENTS: dict[str, Instrument] = {
         "gauge",
         "{call}",
         "The window of calls in flight: cut when 429s rise with the calls in flight (a provider's limit, not a steady "
-        "share of refusals), grown back as work succeeds.",
+        "share of refusals), grown back as work succeeds; with several endpoints, each one's window too "
+        "(refed.endpoint), in requests at it.",
     ),
     "refed.budget.remaining": Instrument("gauge", "1", "What a budget has left (refed.budget: cost_usd, calls)."),
     "refed.batch.jobs": Instrument("gauge", "{batch}", "Provider batches of the run, by state."),

@@ -173,6 +173,10 @@ class Watch:
                 "refed.calls.in_flight", dict(role), value=float(engine.running.slots_used if self.ended is None else 0)
             ),
             Series("refed.window", dict(role), value=round(float(engine.window.limit), 3)),
+            *(  # spread over endpoints: each one's window too
+                Series("refed.window", {**role, "refed.endpoint": url}, value=round(float(window.limit), 3))
+                for url, window in engine.window.endpoints.items()
+            ),
         ]
         for budget, (limit, spent) in self._budgets().items():
             if limit is not None:

@@ -14,6 +14,7 @@ from conftest import PROVIDER_LATENCY_S, run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
+from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.summary import format_summary
 
@@ -118,6 +119,10 @@ def test_a_cap_at_one_endpoint_of_two_is_that_endpoints_alone(server_factory, tm
     assert refused <= 0.1 * len(logs) and summary["usage"]["calls"] == len(logs) - refused, (refused, len(logs))
     said = format_summary(summary)
     assert f"the limit of {capped.api_base} cut its window" in said and "met no limit took the rest" in said, said
+    # and in the metrics: each endpoint's window beside the run's
+    series = read_json(tmp_path / "run" / "metrics.json")["series"]
+    windows = {s["attributes"].get("refed.endpoint"): s["value"] for s in series if s["name"] == "refed.window"}
+    assert windows[None] == 24 and windows[free.api_base] == 24 and windows[capped.api_base] <= 8, windows
 
 
 def test_the_judge_finds_a_cap_too(server_factory, tmp_path):
