@@ -556,12 +556,7 @@ def estimate(
     stages = scaled_stages(
         config, tally, dict.fromkeys(("feedback", "unit", "sample"), walked), counts, len(references)
     )
-    total = dict.fromkeys(_TOKEN_ROW, 0.0)
-    for row in stages.values():
-        for key in total:
-            total[key] += row[key]
-    for row in [*stages.values(), total]:
-        _cost(row, price, factor, tiers)
+    total = _total_priced(stages, price, factor, tiers)
     local = local_time(config, total, waits) if local_speed else None
     return Estimate(
         **{
@@ -586,6 +581,17 @@ def estimate(
             "reasoning": reasoning_note(config),
         }
     )
+
+
+def _total_priced(stages: dict[str, dict[str, Any]], price: Any, factor: float, tiers: dict[str, Any]) -> dict:
+    """The stages' rows summed into the total row, each row and the total priced in place."""
+    total = dict.fromkeys(_TOKEN_ROW, 0.0)
+    for row in stages.values():
+        for key in total:
+            total[key] += row[key]
+    for row in [*stages.values(), total]:
+        _cost(row, price, factor, tiers)
+    return total
 
 
 def _walked(
