@@ -930,7 +930,7 @@ def eta_line(
     if est.local is None or est.local.seconds is None:
         log.debug("no time estimate: the local server at %s did not say its speed", server.url)
         return None
-    replies = f"; {est.replies.text()}" if est.replies is not None else ""
+    replies = f"; {est.replies.text(offer=False)}" if est.replies is not None else ""  # the run measures them
     if left < size:
         run = f"the last sample of this run of {size} takes" if left == 1 else f"the {left} samples left of {size} take"
     else:

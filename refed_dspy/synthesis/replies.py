@@ -78,8 +78,9 @@ class ReplyLengths(BaseModel):
             return None
         return min(PILOT_SIZE, self.size - 1)
 
-    def text(self) -> str:
-        """The line that says them: 'replies assumed at 180 tokens a call for generate, 420 for improve: ...'."""
+    def text(self, offer: bool = True) -> str:
+        """The line that says them: 'replies assumed at 180 tokens a call for generate, 420 for improve: ...';
+        `offer`: with the pilot that would measure them (not for a run that is making them)."""
         groups: list[str] = []
         for source in ("pilot", "measured", "asked", "default"):
             stages = [s for s in self.tokens if self.source.get(s) == source]
@@ -92,10 +93,10 @@ class ReplyLengths(BaseModel):
         said = "replies assumed at " + "; at ".join(groups)
         if self.capped:
             said += f"; cut to max_tokens {self.max_tokens:,} for {', '.join(self.capped)} (else longer)"
-        offer = self.pilot_offer()
-        if offer is not None:
+        pilot = self.pilot_offer() if offer else None
+        if pilot is not None:
             rest = "them" if all(source in ("asked", "default") for source in self.source.values()) else "the rest"
-            said += f"; `refed estimate --pilot {offer}` measures {rest}"
+            said += f"; `refed estimate --pilot {pilot}` measures {rest}"
         return said
 
     def _origin(self, source: str) -> str:

@@ -35,6 +35,7 @@ def test_the_line_says_the_time_for_the_run_s_size(monkeypatch):
     line = eta_line(config, server)
     assert line is not None and line.startswith("local model: a run of 20 samples takes about ")
     assert "write at 40.0/s" in line and "read at 400/s" in line
+    assert "replies assumed at" in line and "--pilot" not in line  # the run itself measures them: no pilot offered
     monkeypatch.setattr(estimate, "measure_speed", lambda url, slots, **sizes: None)  # a server that reports no timings
     assert eta_line(config, server) is None
 

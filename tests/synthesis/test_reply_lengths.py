@@ -176,16 +176,19 @@ def _local(monkeypatch, tmp_path, speed: Speed | None, serving: bool, writes: di
 
 def test_the_local_run_s_first_line_says_what_the_estimate_says(monkeypatch, tmp_path):
     """`refed synthesize` on a local model it starts says how long the run takes: the same tokens, the same reply
-    lengths and their source, and the same speed as `refed estimate` says while the model serves."""
+    lengths and their source, and the same speed as `refed estimate` says while the model serves (not the pilot the
+    estimate offers: the run is measuring them; a pilot's own run offered a pilot of one sample fewer)."""
     config = _local(monkeypatch, tmp_path, Speed(400.0, 40.0), serving=True)
     server = LocalServer(None, "http://127.0.0.1:8080", Path(local_server.GGUF), 2, 8192)
     line = eta_line(config, server)
     e = estimate(config)
     assert e.wall is None and e.local is not None and e.local.completion_per_s == 40.0
     [wall] = [x for x in format_estimate(e).splitlines() if x.startswith("  wall time: ")]
-    assert line == f"local model: a run of 20 samples takes {wall.removeprefix('  wall time: ')}; {e.replies.text()}"
+    said = e.replies.text(offer=False)  # the run measures its replies itself: no pilot offered
+    assert line == f"local model: a run of 20 samples takes {wall.removeprefix('  wall time: ')}; {said}"
     assert f"{e.total['completion_tokens']:,.0f} tokens to write at 40.0/s" in line
-    assert "measured just now" in line and "the defaults, not measured" in line and "--pilot 10" in line
+    assert "measured just now" in line and "the defaults, not measured" in line and "--pilot" not in line
+    assert "--pilot 10" in format_estimate(e)
 
 
 def test_a_served_local_model_s_replies_are_sized_on_what_it_writes_to_the_run_s_prompts(monkeypatch, tmp_path):
@@ -207,7 +210,7 @@ def test_a_served_local_model_s_replies_are_sized_on_what_it_writes_to_the_run_s
     assert "the local model's replies to the run's prompts just now" in e.replies.text()
     assert "--pilot 10" in e.replies.text()  # not measured on a run: the pilot is still offered
     line = eta_line(config, LocalServer(None, "http://127.0.0.1:8080", Path(local_server.GGUF), 2, 8192))
-    assert line is not None and e.replies.text() in line and local_text_of(e) in line
+    assert line is not None and e.replies.text(offer=False) in line and local_text_of(e) in line
 
 
 def test_a_reply_the_adapter_cannot_read_is_counted_and_the_walk_goes_on(monkeypatch, tmp_path):
