@@ -59,7 +59,6 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from refed_dspy.errors import RunDirError
     from refed_dspy.store.jsonl import json_text, write_json_atomic
     from refed_dspy.store.ownership import check, claim
-    from refed_dspy.store.rundir import RunDir
     from refed_dspy.synthesis.estimate import estimate, format_estimate
     from refed_dspy.synthesis.pilot import pilot_estimate
 
@@ -79,11 +78,10 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     print(json_text(e.to_json(), indent=2) if args.json else format_estimate(e))  # --json: stdout is JSON alone
     said = sys.stderr if args.json else sys.stdout
     run_dir = Path(config.run.dir)
-    rundir = RunDir(run_dir)
-    if not args.no_save and (rundir.ledger.exists() or rundir.summary.exists()):  # its estimate came before it
+    if not args.no_save and _begun_by(config):  # an estimate made now is measured on the run itself
         print(
-            f"not written to {run_dir / 'estimate.json'}: {run_dir} holds a run already begun "
-            "(its summary states the error of the estimate made before it began)",
+            f"not written to {run_dir / 'estimate.json'}: a run of this config has begun in {run_dir} (its summary "
+            "states the error of an estimate made before it began)",
             file=said,
         )
     elif not args.no_save:
@@ -96,6 +94,20 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         except OSError as err:
             print(f"cannot write {run_dir / 'estimate.json'}: {err.strerror or err}", file=sys.stderr)
     return 0
+
+
+def _begun_by(config: Any) -> bool:
+    """Whether a run of `config` has begun in its run dir (its summary says so; a run stopped before it wrote one has
+    its ledger); a run of another config is not (an estimate is then for the run that replaces it)."""
+    from refed_dspy.config import config_hash
+    from refed_dspy.store.jsonl import read_json
+    from refed_dspy.store.rundir import RunDir
+
+    rundir = RunDir(config.run.dir)
+    summary = read_json(rundir.summary)
+    if summary.get("config_hash"):
+        return summary["config_hash"] == config_hash(config)
+    return rundir.ledger.exists()
 
 
 def register(sub: Any) -> None:

@@ -260,13 +260,19 @@ def endpoint_moved_line(where: str, moves: list[str], model: str) -> str:
     )
 
 
-def config_hash(config: Config) -> str:
+def config_hash(config: Config, endpoints: bool = True) -> str:
     """Short stable hash of the output-determining fields.
 
     Args:
         config: the config to hash.
+        endpoints: with the endpoints its calls go to; False: without them, as a run resumed at a moved endpoint is
+            the same run.
 
     Returns:
         The first 12 hex digits of the SHA-256 of its fingerprint (built-in program).
     """
-    return hashlib.sha256(json.dumps(fingerprint(config), sort_keys=True).encode()).hexdigest()[:12]
+    found = fingerprint(config)
+    if not endpoints:
+        for section, keys in _ENDPOINT_FIELDS.items():
+            found[section] = {k: v for k, v in found[section].items() if k not in keys}
+    return hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()[:12]

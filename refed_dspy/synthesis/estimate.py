@@ -456,7 +456,9 @@ class LocalTime(BaseModel):
     slots: int = Field(description="The requests it decodes at once.")
     prompt_per_s: float | None = Field(None, description="Prompt tokens it read a second, all its slots busy.")
     completion_per_s: float | None = Field(None, description="Completion tokens it wrote a second, likewise.")
-    seconds: float | None = Field(None, description="The run's seconds at that speed (None: not measured).")
+    seconds: float | None = Field(
+        None, description="The run's seconds here: at that speed, or as a pilot took them (None: not measured)."
+    )
 
 
 class Estimate(Result):
@@ -468,8 +470,8 @@ class Estimate(Result):
     size: int
     references: int
     config_hash: str | None = Optional(
-        "The hash of the config it prices (a run's `config_hash`): a run's summary states the error of an estimate of "
-        "its own config only."
+        "The hash of the config it prices, its endpoints left out (refed_dspy.config.config_hash): a run's summary "
+        "states the error of an estimate of its own config only (a run resumed at a moved endpoint is the same run)."
     )
     work: dict[str, int] = Field(description="Tasks of each kind the run will do: feedback, unit, sample.")
     lengths: dict[str, int] = Field(description="Mean tokens of the references' instructions and responses.")
@@ -501,7 +503,8 @@ class Estimate(Result):
         "earlier runs, or the pilot (refed_dspy.synthesis.replies)."
     )
     local: LocalTime | None = Optional(
-        "A local teacher the command serves ([local]): the run's time here, at the speed its server measured now."
+        "A local teacher the command serves ([local]): the run's time here, at the speed its server measured now, or "
+        "as a pilot took it."
     )
 
 
@@ -563,7 +566,7 @@ def estimate(
             "model": model,
             "method": config.synthesis.method,
             "size": config.synthesis.size,
-            "config_hash": config_hash(config),
+            "config_hash": config_hash(config, endpoints=False),
             "references": len(references),
             "work": counts,
             "lengths": {"response": lengths.response, "instruction": lengths.instruction},
@@ -858,7 +861,7 @@ def format_estimate(e: Estimate) -> str:
     if "flex_cost_usd" not in t and not served:
         lines.append("  flex: this model has no flex price (LiteLLM's price map, or teacher.tier_prices.flex)")
     asked = e.get("service_tier") or "default"
-    if asked != "default":
+    if asked != "default" and not served:
         lines.append(f"  the config asks for the {asked} tier (teacher.service_tier): its column is what the run costs")
     if e.get("wall"):
         lines.append(wall_line(e["wall"], flex="flex_cost_usd" in t))

@@ -79,7 +79,7 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
             "model": config.teacher.model,
             "method": config.synthesis.method,
             "size": size,
-            "config_hash": config_hash(config),
+            "config_hash": config_hash(config, endpoints=False),
             "references": n_refs,
             "work": work,
             "lengths": {},

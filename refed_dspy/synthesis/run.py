@@ -97,6 +97,7 @@ class SynthesisRun(StageBase):
             self.syn.min_yield,
         )
         self.chash = config_hash(plan.record)
+        self.estimate_hash = config_hash(plan.record, endpoints=False)  # an estimate of this run's config has it
         effort = plan.teacher.reasoning_effort  # a record says it only where it is set (provenance)
         self.lm_settings: dict[str, Any] = {"reasoning_effort": effort} if effort is not None else {}
         self.stats = RunStats()

@@ -51,10 +51,11 @@ def estimate_error(
 ) -> dict[str, Any]:
     """{"estimate": ...}: what `refed estimate` said (its estimate.json in the run dir) and how far off the run is,
     in cost (at the price of the mode and of the service tier asked for) and calls, once the run has all its samples;
-    {} without an estimate of this config (`chash`, the run's config hash) and size."""
+    {} without an estimate of this config (`chash`: its hash without its endpoints; an estimate that states none is
+    taken as this config's) and size."""
     e = read_json(path)
     total = e.get("total") if isinstance(e, dict) else None
-    if not isinstance(total, dict) or e.get("size") != size or e.get("config_hash") != chash:
+    if not isinstance(total, dict) or e.get("size") != size or e.get("config_hash") not in (None, chash):
         return {}
     key = "batch_cost_usd" if batch else "cost_usd" if tier == "default" else f"{tier}_cost_usd"
     out: dict[str, Any] = {
@@ -218,7 +219,7 @@ def run_summary(run: Any, status: str) -> RunSummary:
             "cost_usd": usage["cost_usd"],
             **estimate_error(
                 run.rundir.path / "estimate.json",
-                run.chash,
+                run.estimate_hash,
                 usage,
                 run.accepted,
                 run.syn.size,
@@ -336,7 +337,13 @@ def format_summary(s: dict[str, Any]) -> str:
         )
     est = s.get("estimate")
     if est and est.get("cost_usd") is not None:
-        err = f", the run cost {est['cost_error']:+.1%} against it" if est.get("cost_error") is not None else ""
+        err = (
+            f", the run cost {est['cost_error']:+.1%} against it"
+            if est.get("cost_error") is not None
+            else f", the run made {est['calls_error']:+.1%} calls against it"
+            if est.get("calls_error") is not None
+            else ""
+        )
         lines.append(f"  estimate     {_money(est['cost_usd'])} for {est.get('calls')} calls (refed estimate){err}")
     if s["status"] == "budget":
         why = s.get("budget_stop") or (

@@ -20,6 +20,7 @@ from refed_dspy.synthesis.estimate import (
     made_up_value,
     work_counts,
 )
+from refed_dspy.synthesis.summary import estimate_error
 
 
 def test_pure_parts():
@@ -70,8 +71,9 @@ def _estimate_cli(over: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_cli_writes_the_estimate_and_the_run_states_its_error(tmp_path):
-    """The estimate made before the run is the one its summary states the error of; an estimate made after the run
-    began is printed and not written over it."""
+    """The estimate made before the run is the one its summary states the error of; an estimate of the same config
+    made after the run began (measured on the run itself) is printed and not written over it; one of another config
+    is written, for the run that replaces it."""
     with LoopbackServer(ServerConfig()) as srv:
         run = tmp_path / "run"
         over = run_overrides(srv, run, 12, **{"seeds.limit": 4, "synthesis.instructions_per_feature": 3})
@@ -80,24 +82,41 @@ def test_cli_writes_the_estimate_and_the_run_states_its_error(tmp_path):
         assert srv.state.count == 0 and (run / "estimate.json").exists()
         before = (run / "estimate.json").read_text()
         s = synthesize(load_config(None, over))
-        after = _estimate_cli([*over, "synthesis.instructions_per_feature=5"])
+        after = _estimate_cli(over)
+        assert (run / "estimate.json").read_text() == before
+        other = _estimate_cli([*over, "synthesis.instructions_per_feature=5"])
     est = s["estimate"]
     assert est["cost_usd"] == json.loads(before)["total"]["cost_usd"]
     assert "cost_error" in est and abs(est["calls_error"]) < 0.35
-    assert (run / "estimate.json").read_text() == before
-    assert "not written to" in after.stdout and "already begun" in after.stdout, after.stdout
+    assert "not written to" in after.stdout and "a run of this config has begun" in after.stdout, after.stdout
+    assert "wrote " in other.stdout and (run / "estimate.json").read_text() != before, other.stdout
 
 
 def test_an_estimate_of_another_config_is_not_the_runs(tmp_path):
     """An estimate left in the run dir by another config (`refed estimate` with no --config writes into the default
-    run dir) is not stated as the run's estimate."""
+    run dir) is not stated as the run's estimate; one of the same config at another endpoint is (a run resumed at a
+    moved endpoint is the same run)."""
     with LoopbackServer(ServerConfig()) as srv:
         run = tmp_path / "run"
         over = run_overrides(srv, run, 6, **{"seeds.limit": 2, "synthesis.instructions_per_feature": 3})
         _estimate_cli([*over, "synthesis.instructions_per_feature=2"])
         assert (run / "estimate.json").exists()
         s = synthesize(load_config(None, over))
+        moved = tmp_path / "moved"
+        elsewhere = run_overrides(srv, moved, 6, **{"seeds.limit": 2, "synthesis.instructions_per_feature": 3})
+        _estimate_cli([*elsewhere, "teacher.api_base='http://127.0.0.1:9/v1'"])
+        t = synthesize(load_config(None, elsewhere))
     assert "estimate" not in s
+    assert t["estimate"]["calls"] == json.loads((moved / "estimate.json").read_text())["total"]["calls"]
+
+
+def test_an_estimate_that_names_no_config_is_taken_as_the_runs(tmp_path):
+    path = tmp_path / "estimate.json"
+    usage = {"calls": 12, "cost_usd": 0.01}
+    path.write_text(json.dumps({"size": 6, "total": {"cost_usd": 0.02, "calls": 10}}))
+    assert estimate_error(path, "abc", usage, 6, 6, False)["estimate"]["calls_error"] == 0.2
+    path.write_text(json.dumps({"size": 6, "config_hash": "xyz", "total": {"cost_usd": 0.02, "calls": 10}}))
+    assert estimate_error(path, "abc", usage, 6, 6, False) == {}
 
 
 def test_progress_line_projects_the_total_cost():
