@@ -98,6 +98,9 @@ def test_the_experiment_page_shows_labels_and_instructions_as_text():
 
 def test_the_dataset_card_keeps_markdown_as_written():
     prov = {"summary": {}, "filters": [], "seeds": "a <b>seed</b> & set", "judge": {}, "incomplete": None}
-    card = dataset_card({"train": [{"meta": {"method": "refed", "teacher": "t"}}]}, "messages", "improved", None, prov)
+    meta = {"method": "refed", "teacher": "t", "reference_id": "r"}
+    card = dataset_card(
+        {"train": [{"meta": meta}, {"meta": {**meta, "reference_id": None}}]}, "messages", "improved", None, prov
+    )
     assert "| seed references | a <b>seed</b> & set (1 reference behind these samples) |" in card
     assert card.endswith("```\n")

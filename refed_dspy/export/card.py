@@ -76,7 +76,7 @@ def dataset_card(
 
 def _seeds_cell(source: str, metas: list[dict[str, Any]], read: Any) -> str:
     """The seed set, and how many of the references the run was given are behind the exported samples."""
-    used = len({m.get("reference_id") for m in metas})
+    used = len({m["reference_id"] for m in metas if m.get("reference_id") is not None})
     of = f" of its {read}" if isinstance(read, int) else ""
     return f"{source} ({used}{of} reference{'' if used == 1 and not of else 's'} behind these samples)"
 
@@ -85,7 +85,8 @@ def _judge_cell(judge: dict[str, Any]) -> str | None:
     """The judge, how many of the run's samples it judged (a partial judging says so) and its figures in words."""
     if judge.get("mean_score") is None:
         return None
-    partial = "" if judge.get("status") == "complete" else f", {judge.get('status')}"
+    status = judge.get("status")
+    partial = "" if status in ("complete", None) else ", partial" if status == "partial" else f", partial ({status})"
     return f"{judge.get('judge')}, {judge.get('judged')} of {judge.get('samples')} samples judged{partial}: " + (
         verdict_text(judge)
     )

@@ -416,6 +416,8 @@ def verdict_text(j: Any) -> str:
     """The judge's figures in words (`j`: judgment_stats' figures, or a JudgeSummary): the mean score on its 1-10
     scale, how the improved response did against its draft, and the position bias, each said with what it counts."""
     mean = j.get("mean_score")
+    if mean is None and not j.get("pairs"):
+        return "not judged"
     out = f"mean score {'n/a' if mean is None else f'{mean:.2f}'} of 10"
     if not j.get("pairs"):
         return out + "; no pair judged"
@@ -425,7 +427,7 @@ def verdict_text(j: Any) -> str:
 
     return (
         f"{out}; improved against draft, of {j['pairs']} pairs: won {share('improvement_win_rate')}, tied "
-        f"{share('improvement_tie_rate')}, lost {share('improvement_loss_rate')} (a tie where the two orders disagree); "
+        f"{share('improvement_tie_rate')}, lost {share('improvement_loss_rate')} (a tie, or the two orders disagreed); "
         f"position bias {share('position_bias_rate')} (pairs whose verdict followed the order they were shown in)"
     )
 

@@ -63,10 +63,11 @@ def test_the_judges_figures_are_said_with_what_they_count():
         {"pointwise": {"overall": 5.0}, "pairwise": {"winner": "draft", "flipped": False}},
     ]
     assert verdict_text(judgment_stats(rows)) == (
-        "mean score 6.12 of 10; improved against draft, of 4 pairs: won 25%, tied 50%, lost 25% (a tie where the two "
-        "orders disagree); position bias 25% (pairs whose verdict followed the order they were shown in)"
+        "mean score 6.12 of 10; improved against draft, of 4 pairs: won 25%, tied 50%, lost 25% (a tie, or the two "
+        "orders disagreed); position bias 25% (pairs whose verdict followed the order they were shown in)"
     )
-    assert verdict_text(judgment_stats([{"pointwise": {"overall": 4.0}}])) == ("mean score 4.00 of 10; no pair judged")
+    assert verdict_text(judgment_stats([{"pointwise": {"overall": 4.0}}])) == "mean score 4.00 of 10; no pair judged"
+    assert verdict_text(judgment_stats([])) == "not judged"
 
 
 def test_pairwise_judge_asks_in_both_orders():
