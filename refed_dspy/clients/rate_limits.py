@@ -95,7 +95,8 @@ class RateLimits:
 
     def stated(self) -> dict[str, float]:
         """The limits stated, per minute (a copy). Spread over several endpoints, each states its own: their sum, for
-        each limit every endpoint states (one that states none may take any number)."""
+        each limit every endpoint states (one that states none may take any number, so until each has stated one, or
+        while one never answers, none paces the run: each endpoint's window holds what it meets)."""
         if self.endpoints:
             said = [limits.stated() for limits in self.endpoints.values()]
             units = set.intersection(*(set(limits) for limits in said))

@@ -217,7 +217,6 @@ class Window:
         ends = {url: window.figures() for url, window in self.endpoints.items()}
         stated = self.wire.stated() if self.endpoint is not None and self.wire is not None else {}
         return {
-            **({"stated_per_minute": stated} if stated else {}),  # an endpoint's own, where it states some
             "configured": self.concurrency,
             "final_limit": round(self.limit, 2),
             "min_limit": round(self.min_limit, 2),
@@ -226,6 +225,7 @@ class Window:
             "taken_as_noise": self.noise + sum(e["taken_as_noise"] for e in ends.values()),
             **({"endpoints": ends} if ends else {}),
             **self.pace.figures(),
+            **({"stated_per_minute": stated} if stated else {}),  # an endpoint's own, where it states some
         }
 
     def _judge(self, level: int, sent: float, now: float) -> None:

@@ -208,6 +208,10 @@ def test_each_endpoint_has_a_window_of_its_own():
     assert win.held_back() is not None and win.held_back().startswith("windows ")
     win.hear(False)
     assert a.listener is None and b.listener is None
+    # what each endpoint states is its own figure, kept when its window finds a limit no header states too
+    a.read([("x-ratelimit-limit-requests", "300")])
+    win.endpoints["http://a/v1"].pace.found_limit(2.0, time.monotonic())
+    assert win.figures()["endpoints"]["http://a/v1"]["stated_per_minute"] == {"requests": 300.0}
 
 
 def per_minute_run(
