@@ -95,8 +95,8 @@ def to_toml(config: Config, say_unset: bool = False) -> str:
 
     Args:
         config: the config to write.
-        say_unset: under each section's header, a comment naming its fields left unset (TOML has no null), so that
-            a reader sees every field there is.
+        say_unset: under each top-level section's header, a comment naming its fields left unset (TOML has no
+            null), so that a reader sees every field there is.
 
     Returns:
         The TOML text.
@@ -107,12 +107,13 @@ def to_toml(config: Config, say_unset: bool = False) -> str:
     text = tomli_w.dumps(_drop_none(data))
     if not say_unset:
         return text
+    text = "\n" + text  # each section's header then starts a line after a newline, the first one too
     for name, section in data.items():
         unset = [key for key, value in section.items() if value is None] if isinstance(section, dict) else []
         if unset:
             said = textwrap.wrap(f"unset: {', '.join(unset)}", 100, initial_indent="# ", subsequent_indent="#   ")
             text = text.replace(f"\n[{name}]\n", f"\n[{name}]\n" + "".join(f"{line}\n" for line in said), 1)
-    return text
+    return text[1:]
 
 
 UNSET = ("none", "null")  # `--set FIELD=none`: the field unset (None); TOML itself has no null
