@@ -151,7 +151,7 @@ def register(sub: Any) -> None:
         "this model's earlier runs beside run.dir, else the defaults (replies as long as the references'). With "
         "--pilot N it pays for N real samples instead and projects from what they cost and how long they wrote. "
         "Writes <run.dir>/estimate.json, against which the run's summary states the estimate's error "
-        "(not once a run has begun there).",
+        "(not once a run of that config has begun there).",
     )
     add_config_args(p)
     p.add_argument("--json", action="store_true", help="print the estimate as JSON alone, instead of the table")
