@@ -952,8 +952,8 @@ def local_replies(config: Config, references: list[Reference], say: Callable[[st
     not answer. A reply that breaks a later step ends its walk there, with what was asked so far. A small model writes
     far shorter replies than good references, and its stages' lengths differ in their own ways (SmolLM2: drafts of 35
     tokens, improvements of 284)."""
-    urls = served_roles(config.local, {"teacher": config.teacher})
-    if not urls or not references or not listening(url := next(iter(urls))):
+    url = served_teacher(config)
+    if url is None or not references or not listening(url):
         return {}
     settings = config.teacher.lm_kwargs(0, role="teacher")
     refs = references[:ASKED_REFERENCES]
@@ -990,10 +990,9 @@ def local_replies(config: Config, references: list[Reference], say: Callable[[st
 def local_time(config: Config, total: dict[str, Any], say: Callable[[str], None]) -> LocalTime | None:
     """For a teacher the command serves itself ([local]): the run's time here at the speed its server measures now,
     or a LocalTime without a speed when nothing serves it yet; None for any other teacher."""
-    urls = served_roles(config.local, {"teacher": config.teacher})
-    if not urls:
+    url, slots = served_teacher(config), config.local.slots
+    if url is None:
         return None
-    url, slots = next(iter(urls)), config.local.slots
     if not listening(url):
         return LocalTime(url=url, slots=slots)
     read, written = probe_sizes(total)
@@ -1007,8 +1006,13 @@ def local_time(config: Config, total: dict[str, Any], say: Callable[[str], None]
 def pilot_local_time(config: Config, seconds: float) -> LocalTime | None:
     """For a teacher the command serves itself: the run's time here as a pilot measured it (`seconds`, the pilot's
     time scaled to the run); None for any other teacher."""
-    urls = served_roles(config.local, {"teacher": config.teacher})
-    return LocalTime(url=next(iter(urls)), slots=config.local.slots, seconds=round(seconds, 1)) if urls else None
+    url = served_teacher(config)
+    return LocalTime(url=url, slots=config.local.slots, seconds=round(seconds, 1)) if url is not None else None
+
+
+def served_teacher(config: Config) -> str | None:
+    """The base URL of the local model the command serves for the teacher ([local]); None for any other teacher."""
+    return next(iter(served_roles(config.local, {"teacher": config.teacher})), None)
 
 
 def probe_sizes(total: dict[str, Any]) -> tuple[int, int]:
