@@ -1,12 +1,14 @@
-"""The destination check: every HTTP request this process sends is checked, as it leaves, for the keys it carries and
-the host it is addressed to.
+"""The destination check: every HTTP request an LM call or a Hub request of this process sends is checked, as it
+leaves, for the keys it carries and the host it is addressed to.
 
 A config's strings are one entrance; a key also leaves through an endpoint the environment supplies
 (`OPENAI_BASE_URL`, which LiteLLM reads when no api_base is given), through a host the resolver reads otherwise than
 it is written (a soft hyphen, `ª`, full-width letters: IDNA/UTS-46 folds them away), through a user's own LM, a batch
 client, a Ray worker, or a proxy (`HTTP_PROXY`: the request is addressed to its host all the same). So the check sits
 in the HTTP clients themselves, below every caller: DSPy's own client (lm15's transports), httpx and httpx2 (LiteLLM,
-the openai SDK, refed's batch clients, the Hub), requests (MLflow) and aiohttp (LiteLLM's async transport).
+the openai SDK, refed's batch clients, the Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/`
+models). requests is left as it is: no LM call or Hub request goes through it (MLflow's requests do, with a token no
+provider owns), so what it carries is the user's own code's request, their client and their key.
 
 For each request: the held secrets (refed_dspy.secrets) found in its headers or URL; for each, the providers whose
 variables hold it (`sources_of`, `key_provider`); for each of those, the one decision on its URL
@@ -165,10 +167,6 @@ def _httpx(_client: Any, request: Any, *_: Any, **__: Any) -> tuple[str, Iterabl
     return str(request.url), [value for _, value in request.headers.multi_items()]
 
 
-def _requests(_session: Any, request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
-    return str(request.url), [str(value) for value in (request.headers or {}).values()]
-
-
 def _aiohttp(request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
     return str(request.url), [str(value) for value in request.headers.values()]
 
@@ -186,12 +184,6 @@ def _install_httpx(module_name: str) -> None:
     _wrap(module.AsyncClient, "_send_single_request", _httpx, is_async=True)
 
 
-def _install_requests() -> None:
-    import requests
-
-    _wrap(requests.Session, "send", _requests, is_async=False)
-
-
 def _install_aiohttp() -> None:
     from aiohttp import client_reqrep
 
@@ -202,7 +194,6 @@ _CLIENTS: dict[str, Callable[[], None]] = {
     "lm15": _install_lm15,
     "httpx": lambda: _install_httpx("httpx"),
     "httpx2": lambda: _install_httpx("httpx2"),
-    "requests": _install_requests,
     "aiohttp": _install_aiohttp,
 }
 

@@ -1,8 +1,9 @@
-"""The destination check in the HTTP layer (refed_dspy.clients.destination): every request this process sends is
-checked as it leaves for the keys it carries and the host it is addressed to, as the resolver reads that host, whatever
-proxy carries it and whichever client sends it. A logging proxy on 127.0.0.1 (HTTP_PROXY) hands every request to the
-loopback server: what it logs is what api.groq.com would have been sent, and a request it carries is answered, so a
-check that lets a key through makes the run succeed and the proxy's log hold the key."""
+"""The destination check in the HTTP layer (refed_dspy.clients.destination): every request this process sends through
+the clients LM calls use is checked as it leaves for the keys it carries and the host it is addressed to, as the
+resolver reads that host, whatever proxy carries it and whichever of those clients sends it (requests, which none of
+them uses, is left as it is). A logging proxy on 127.0.0.1 (HTTP_PROXY) hands every request to the loopback server:
+what it logs is what api.groq.com would have been sent, and a request it carries is answered, so a check that lets a
+key through makes the run succeed and the proxy's log hold the key."""
 
 from __future__ import annotations
 
@@ -167,12 +168,6 @@ def _httpx_async(module_name: str, key: str) -> int:
     return asyncio.run(go())
 
 
-def _requests(key: str) -> int:
-    import requests
-
-    return requests.post(GROQ_CHAT, json=BODY, headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code
-
-
 def _aiohttp(key: str) -> int:
     import aiohttp
 
@@ -201,7 +196,6 @@ CLIENTS = {
     "httpx-async": lambda key: _httpx_async("httpx", key),
     "httpx2": lambda key: _httpx("httpx2", key),
     "httpx2-async": lambda key: _httpx_async("httpx2", key),
-    "requests": _requests,
     "aiohttp": _aiohttp,
 }
 
@@ -218,6 +212,34 @@ def test_every_http_client_refuses_the_key_before_the_proxy_sees_it(proxy, clien
     assert proxy.holding(OPENAI_KEY) == [] and proxy.carried == [], proxy.dump()
     assert CLIENTS[client](OWN_KEY) == 200
     assert [c.host for c in proxy.holding(OWN_KEY)] == ["api.groq.com"]
+
+
+LEFT_AS_IT_IS = """
+import json, sys
+import requests
+
+before = requests.Session.send
+import refed_dspy
+from refed_dspy.config import load_config
+import refed_dspy.clients.boundary  # noqa: F401 - what every process that makes LM calls imports
+
+after_import = requests.Session.send is before
+summary = refed_dspy.synthesize(load_config(None, json.loads(sys.argv[1])))
+print(json.dumps([summary["status"], after_import, requests.Session.send is before]))
+"""
+
+
+def test_refed_leaves_requests_as_it_is(server_factory, tmp_path):
+    """requests carries no LM call and no Hub request (MLflow's requests carry a token no provider owns): importing
+    refed and running a synthesis leaves its `Session.send` the same object, so a request the user's own code sends
+    with requests is theirs, unread (it was replaced, process-wide, for good)."""
+    srv = server_factory()
+    over = run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1})
+    done = subprocess.run(
+        [sys.executable, "-c", LEFT_AS_IT_IS, json.dumps(over)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["complete", True, True]
 
 
 def _synthesize_args(srv, tmp_path, **more) -> list[str]:
