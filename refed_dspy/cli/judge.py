@@ -111,7 +111,10 @@ def register(sub: Any) -> None:
     run.add_argument("run_dir", metavar="RUN_DIR", type=expand_home)
     add_config_args(run, "judging.concurrency=16")
     add_mismatch_args(
-        run, "keep judgments made with a different judge config", "delete earlier judgments and judge again"
+        run,
+        "keep judgments made with a different judge config",
+        "delete earlier judgments and judge again (an answer the run's cache holds for the same request comes back "
+        "from it, free and unchanged)",
     )
     add_ledger_arg(run)
     run.add_argument(
