@@ -516,6 +516,12 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
     Returns:
         A metric any DSPy optimizer takes, GEPA's five-argument call included (the score, and the judge's reasons
             as feedback); its judge's calls are counted when it runs inside `optimize` or an experiment.
+
+    Raises:
+        ConfigError: `target` is not one of TARGETS, `judge` is not a dspy.BaseLM, or [judge] does not fit its model
+            (as `build_lm` says).
+        MissingKeyError, KeyProviderError: the judge's key variable is unset, or its key would reach a host that is
+            not its provider's.
     """
 
     target = target or config.optimize.target

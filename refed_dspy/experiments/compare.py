@@ -48,14 +48,21 @@ STUDENTS = "students"  # under run.dir: one training folder per method
 
 def parse_methods(text: str) -> list[str]:
     """'refed, no_feedback' -> ['refed', 'no_feedback']; ConfigError naming an unknown method."""
-    names = [m.strip() for m in text.split(",") if m.strip()]
+    return check_methods([m.strip() for m in text.split(",") if m.strip()])
+
+
+def check_methods(names: list[str]) -> list[str]:
+    """`names` when each is a registered method, once; else ConfigError, before anything is run or written."""
     if not names:
-        raise ConfigError("--methods needs at least one method, e.g. --methods refed,sample_feedback")
+        raise ConfigError(
+            'methods needs at least one method, e.g. ["refed", "sample_feedback"]',
+            cli="--methods needs at least one method, e.g. --methods refed,sample_feedback",
+        )
     unknown = [m for m in names if m not in METHODS]
     if unknown:
-        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(METHODS)}")
+        raise ConfigError(f"unknown method(s) {', '.join(map(str, unknown))}; available: {', '.join(METHODS)}")
     if len(set(names)) != len(names):
-        raise ConfigError("--methods names a method twice")
+        raise ConfigError("methods names a method twice", cli="--methods names a method twice")
     return names
 
 
@@ -491,7 +498,13 @@ def compare(
         The table, one row per method with every figure (samples, calls, feedback calls, tokens, cost, rejects, wall
             time, response length, diversity, and the judge's figures with `judge`), also written to
             `<run.dir>/compare.json` and `compare.md` (the paper's columns, `PAPER_COLUMNS`, then every figure).
+
+    Raises:
+        ConfigError: an unknown method, or `train` without no_feedback among `methods` (before any call).
+        RefedError: what `synthesize` (and with `judge`, `judge_run`) raises for a method's run; the methods already
+            run keep their run dirs, and the same call resumes them.
     """
+    methods = check_methods(list(methods))
     if train and BASELINE not in methods:
         raise ConfigError(f"--train evaluates each method's student against {BASELINE}'s: add {BASELINE} to --methods")
     if train and config.evaluate.server:

@@ -103,6 +103,11 @@ def experiment(
     Returns:
         The leaderboard, also written to experiment.json, .md and .html in `experiment.out`, with each cell's test
             score and its difference to the baseline with an interval, and the champion.
+
+    Raises:
+        ConfigError: the file, its `[experiment]` table or its base config is unusable (before any call).
+        RefedError: what `synthesize` and `optimize` raise for a run of the experiment (its examples, a cell); the
+            experiment resumes from the runs it finished.
     """
     settings, base = load_experiment(path, overrides)
     lms = {"teacher": teacher, "judge": judge}

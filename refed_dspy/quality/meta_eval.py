@@ -255,6 +255,11 @@ def meta_eval(config: Any, labels_path: str | Path, *, judge: dspy.BaseLM | None
     Returns:
         Pairwise accuracy, tie and position-bias rates, and the Pearson and Spearman correlation of the judge's
             mean rubric score with the likert scores.
+
+    Raises:
+        SeedError: the labels file is missing, unreadable, empty, or holds an item of no known kind.
+        ConfigError, MissingKeyError, KeyProviderError: the judge cannot be called as configured (before any call).
+        FinishedShort: the judge answered none of the items.
     """
     return run_sync(ameta_eval(config, labels_path, judge_lm=judge))
 

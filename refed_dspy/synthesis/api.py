@@ -187,6 +187,7 @@ def synthesize(
 
     Raises:
         ConfigError, SeedError, MissingKeyError, RunDirError: the input is unusable (nothing is paid).
+        KeyProviderError: a key would reach a host that is not its provider's (refused before the request is sent).
         EndpointError (a ConfigError): the first calls found the endpoint wrong: not found, the key refused, a reply
             in another format (a call or two is paid; a run dir that held nothing is left empty).
         RunAborted: the provider or the machine stopped the run (resumable).

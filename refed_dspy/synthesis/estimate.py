@@ -535,6 +535,9 @@ def estimate(
 
     Returns:
         The Estimate; its `replies` say the reply lengths assumed and where they come from.
+
+    Raises:
+        ConfigError, SeedError: the config or its seeds are unusable.
     """
     say = say or (lambda _line: None)
     waits = waits or say

@@ -244,6 +244,18 @@ def test_parse_methods_and_method_config():
     assert cfg.synthesis.method == "no_feedback" and cfg.run.dir.replace("\\", "/") == "runs/x/no_feedback"
 
 
+def test_compare_from_python_refuses_an_unknown_method_before_it_writes(tmp_path):
+    """refed_dspy.compare with a method no registry holds: one ConfigError naming it, and nothing written (it raised
+    pydantic's ValidationError and left a compare.json of no rows behind)."""
+    import refed_dspy
+
+    config = load_config(None, [f"run.dir='{tmp_path / 'cmp'}'"])
+    for methods, said in ((["refed", "nope"], "unknown method"), ([], "at least one"), (["refed"] * 2, "twice")):
+        with pytest.raises(ConfigError, match=said) as err:
+            refed_dspy.compare(config, methods)
+        assert "--methods" not in str(err.value) and not (tmp_path / "cmp").exists()
+
+
 def test_comparison_row_and_table():
     summary = {
         "method": "refed",
