@@ -116,9 +116,15 @@ def build_lm(
         The RefedLM, on engines of its own where it needs them.
 
     Raises:
-        ConfigError: the tier, `extra` or the endpoints do not fit the model, or DSPy refuses the arguments.
+        ConfigError: `spec` is not an LMSpec, the tier, `extra` or the endpoints do not fit the model, or DSPy refuses
+            the arguments.
         MissingKeyError, KeyProviderError: the key's variable is unset, or the key would reach another provider.
     """
+    if not isinstance(spec, LMSpec):  # a model name, as dspy.LM takes it, is the likeliest
+        raise ConfigError(
+            f"build_lm takes a section of the config (config.teacher, or LMSpec(model=...)), got {type(spec).__name__} "
+            f"{str(spec)[:80]!r}"
+        )
     problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
     if problem is not None:
         raise ConfigError(problem)

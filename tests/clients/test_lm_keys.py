@@ -7,7 +7,7 @@ from refed_dspy.cli import main
 from refed_dspy.clients.destination import endpoint_of
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import LMSpec
-from refed_dspy.errors import KeyProviderError, MissingKeyError
+from refed_dspy.errors import ConfigError, KeyProviderError, MissingKeyError
 from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider, key_provider
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -20,6 +20,13 @@ def test_key_variable_inferred_from_provider():
     assert LMSpec(model="ollama_chat/llama3.1").key_variable() is None
     assert LMSpec(model="openai/x", api_key_env="").key_variable() is None
     assert LMSpec(model="openai/x", api_key_env="MY_KEY").key_variable() == "MY_KEY"
+
+
+def test_a_model_name_where_a_section_belongs_is_one_clear_error():
+    """refed_dspy.build_lm("openai/gpt-4o-mini"), as dspy.LM is called: a ConfigError saying what it takes (it was
+    an AttributeError from inside)."""
+    with pytest.raises(ConfigError, match=r"build_lm takes a section of the config .* got str 'openai/gpt-4o-mini'"):
+        build_lm("openai/gpt-4o-mini")
 
 
 def test_missing_key_error_names_the_variable():
