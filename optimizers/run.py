@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,8 @@ from typing import Any, Literal
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.config import Config, OptimizeConfig, load_config
+from refed_dspy.config import Config, OptimizeConfig
+from refed_dspy.config.load import as_config
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.launch.plan import held_calls, served
 from refed_dspy.ledger.budget import CallBudget, Limit
@@ -89,7 +91,7 @@ LIBRARY_LOG = "dspy.log"  # in an optimization's (an experiment's) dir: what DSP
 
 
 def optimize(
-    config: Config | str | None = None,
+    config: Config | str | Path | Mapping[str, Any] | None = None,
     overrides: list[str] | None = None,
     *,
     teacher: dspy.LM | None = None,
@@ -107,8 +109,8 @@ def optimize(
     """Optimize a program against a metric, save it (program.json and the files beside it) and track it.
 
     Args:
-        config: a Config, a TOML path, or None for the defaults.
-        overrides: `section.key=value` strings, as `--set` takes them (with a path or None).
+        config: a Config, a TOML path, a mapping of its tables, or None for the defaults.
+        overrides: `section.key=value` strings, as `--set` takes them (not with a Config).
         teacher: a dspy.LM to use instead of building one from [teacher].
         judge: a dspy.LM to use instead of building one from [judge].
         references: the references the examples come from, instead of reading [seeds].
@@ -141,8 +143,7 @@ def optimize(
         OptimizationStopped: the budget refused a call, or the metric or the program failed too often; nothing is
             saved.
     """
-    if not isinstance(config, Config):
-        config = load_config(config, overrides)
+    config = as_config(config, overrides)
     given = Given(teacher, judge, references, program, trainset, valset, metric, optimizer, budget)
     # [local] serve = true: the local model the LMs built from the config need is started when nothing serves it
     local = {"teacher": config.teacher} if teacher is None else {}

@@ -4,7 +4,15 @@ import pytest
 
 from refed_dspy.cli import main
 from refed_dspy.clients.lm import build_lm
-from refed_dspy.config import apply_overrides, config_from_dict, fingerprint, fingerprint_diff, load_config, to_toml
+from refed_dspy.config import (
+    apply_overrides,
+    config_from_dict,
+    fingerprint,
+    fingerprint_diff,
+    load_config,
+    to_toml,
+)
+from refed_dspy.config.load import as_config
 from refed_dspy.config.section import mask_secrets, tomllib
 from refed_dspy.errors import ConfigError
 
@@ -61,6 +69,28 @@ def test_file_errors(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_the_python_api_takes_a_mapping_of_tables_as_its_config(tmp_path):
+    """A config as a dict of the TOML file's tables, as a Python user writes one: validated as the file would be, the
+    overrides applied over it, the mapping left as it was. Anything else is one ConfigError (a dict raised TypeError
+    from inside `synthesize`, and `optimize` dropped the overrides of a Config it was handed)."""
+    import refed_dspy
+
+    tables = {"teacher": {"model": "openai/gpt-4o"}, "run": {"dir": str(tmp_path / "a")}}
+    config = load_config(tables, [f"run.dir='{tmp_path / 'b'}'"])
+    assert config.teacher.model == "openai/gpt-4o" and config.run.dir == str(tmp_path / "b")
+    assert tables["run"]["dir"] == str(tmp_path / "a")
+    with pytest.raises(ConfigError, match="unknown key 'modle'"):
+        load_config({"teacher": {"modle": "openai/gpt-4o"}})
+    with pytest.raises(ConfigError, match="not int"):
+        load_config(42)
+    with pytest.raises(ConfigError, match="apply them to a Config yourself"):
+        as_config(config, ["synthesis.size=3"])
+    with pytest.raises(ConfigError, match="apply them to a Config yourself"):
+        refed_dspy.optimize(config, ["synthesis.size=3"])
+    found = refed_dspy.estimate({"seeds": {"limit": 2}, "synthesis": {"size": 6}}, local_speed=False)
+    assert found.total["calls"] > 0
 
 
 def test_overrides_parse_toml_values_and_strings():

@@ -120,12 +120,7 @@ def build_lm(
             the arguments.
         MissingKeyError, KeyProviderError: the key's variable is unset, or the key would reach another provider.
     """
-    if not isinstance(spec, LMSpec):  # a model name, as dspy.LM takes it, is the likeliest
-        raise ConfigError(
-            f"build_lm takes a section of the config (config.teacher, or LMSpec(model=...)), got {type(spec).__name__} "
-            f"{str(spec)[:80]!r}"
-        )
-    problem = spec.tier_problem(role)  # a section made in Python, or copied, was not checked as a config is
+    problem = _section_problem(spec, role)
     if problem is not None:
         raise ConfigError(problem)
     kwargs = spec.lm_kwargs(num_retries, role=role)
@@ -164,6 +159,16 @@ def build_lm(
     wide.endpoint_spread = spread
     wide.rate_limits = limits
     return wide
+
+
+def _section_problem(spec: Any, role: str) -> str | None:
+    """What is wrong with `spec` as a section to build an LM from: it is no LMSpec (a model name, as dspy.LM takes
+    one, is the likeliest), or its tier does not fit (a section made in Python, or copied, was not checked as a
+    config is)."""
+    if not isinstance(spec, LMSpec):
+        name = type(spec).__name__
+        return f"build_lm takes a section of the config (config.teacher, or LMSpec(model=...)), got {name} {str(spec)[:80]!r}"
+    return spec.tier_problem(role)
 
 
 def _warn_of_a_narrow_pool(role: str, max_connections: int | None, model: str) -> None:

@@ -7,10 +7,12 @@ below when it puts another model in a role (`forget_replaced_models`).
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +48,16 @@ def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:
         raise ConfigError(format_validation_error(err, Config)) from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, record: bool = False) -> Config:
+def load_config(
+    path: str | Path | Mapping[str, Any] | None = None, overrides: list[str] | None = None, record: bool = False
+) -> Config:
     """Read a TOML config (or the defaults when `path` is None) and apply `--set` overrides (`record`: `path` is the
     config.toml of a run dir, read by a command that does not run its method; see config_from_dict). A run dir's
     [ray] is left out: where a run was made does not say where a command on it runs (`--ray` does).
 
     Args:
-        path: the TOML file to read; None for the defaults.
+        path: the TOML file to read; a mapping of its tables instead (`{"teacher": {"model": ...}}`); None for the
+            defaults.
         overrides: `section.key=value` strings, as `--set` takes them, applied over the file.
         record: `path` is the config.toml of a run dir (see config_from_dict).
 
@@ -64,7 +69,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             a valid config.
     """
     data: dict[str, Any] = {}
-    if path is not None:
+    if isinstance(path, Mapping):
+        data = copy.deepcopy(dict(path))
+    elif not isinstance(path, (str, Path, type(None))):
+        raise ConfigError(
+            f"a config is a TOML file's path, a mapping of its tables or a Config, not {type(path).__name__}"
+        )
+    elif path is not None:
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
@@ -79,6 +90,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if record:
             data.pop("ray", None)
     return config_from_dict(apply_overrides(data, overrides or []), record=record)
+
+
+def as_config(config: Config | str | Path | Mapping[str, Any] | None, overrides: list[str] | None = None) -> Config:
+    """What a function of the Python API takes as its config, as a Config: one given as it is (overrides refused:
+    they would be lost), else `load_config(config, overrides)`."""
+    if not isinstance(config, Config):
+        return load_config(config, overrides)
+    if overrides:
+        raise ConfigError(
+            "overrides apply to a config file, a mapping or the defaults; apply them to a Config yourself "
+            "(load_config(path, overrides))"
+        )
+    return config
 
 
 def _drop_none(obj: Any) -> Any:

@@ -12,13 +12,14 @@ where it stopped, so a stopped comparison goes on cell by cell.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from refed_dspy.config import Config
+from refed_dspy.config.load import as_config
 from refed_dspy.errors import ConfigError
 from refed_dspy.ledger.call_log import Ledger
 from refed_dspy.ledger.usage import usd
@@ -465,8 +466,8 @@ def with_students(
 
 
 def compare(
-    config: Config,
-    methods: list[str],
+    config: Config | str | Path | Mapping[str, Any] | None,
+    methods: list[str] | str,
     *,
     teacher: Any = None,
     references: list[Any] | None = None,
@@ -480,8 +481,10 @@ def compare(
     """Run (or resume) each method on the same references and size, and compare them; `refed compare` from Python.
 
     Args:
-        config: the run config; each method runs into `<run.dir>/<method>/`, a run dir of its own.
-        methods: names of registered methods (`refed_dspy.methods.METHODS`), e.g. ["refed", "no_feedback"].
+        config: the run config (a Config, a TOML path, a mapping of its tables, or None for the defaults); each
+            method runs into `<run.dir>/<method>/`, a run dir of its own.
+        methods: names of registered methods (`refed_dspy.methods.METHODS`), e.g. ["refed", "no_feedback"], or
+            them in one string as `--methods` takes them ("refed,no_feedback").
         teacher: a dspy.LM to use for every method instead of building one from [teacher].
         references: the references to use instead of reading [seeds].
         on_mismatch: for a method's run dir made by another config: "error", "resume" or "fresh".
@@ -504,7 +507,8 @@ def compare(
         RefedError: what `synthesize` (and with `judge`, `judge_run`) raises for a method's run; the methods already
             run keep their run dirs, and the same call resumes them.
     """
-    methods = check_methods(list(methods))
+    config = as_config(config)
+    methods = parse_methods(methods) if isinstance(methods, str) else check_methods(list(methods))
     if train and BASELINE not in methods:
         raise ConfigError(f"--train evaluates each method's student against {BASELINE}'s: add {BASELINE} to --methods")
     if train and config.evaluate.server:

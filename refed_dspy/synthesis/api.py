@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dspy
 
-from refed_dspy.config import Config, fingerprint, fingerprint_diff, load_config, to_toml
+from refed_dspy.config import Config, fingerprint, fingerprint_diff, to_toml
+from refed_dspy.config.load import as_config
 from refed_dspy.config.schema import endpoint_diff
 from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, EndpointError
@@ -150,7 +152,7 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
 
 
 def synthesize(
-    config: Config | str | Path | None = None,
+    config: Config | str | Path | Mapping[str, Any] | None = None,
     overrides: list[str] | None = None,
     *,
     teacher: dspy.LM | None = None,
@@ -165,8 +167,8 @@ def synthesize(
     """Run (or resume) synthesis and return its summary; works in scripts and inside a running event loop (Jupyter).
 
     Args:
-        config: a Config, a TOML path, or None for the defaults.
-        overrides: `section.key=value` strings, as `--set` takes them (only with a path or None).
+        config: a Config, a TOML path, a mapping of its tables, or None for the defaults.
+        overrides: `section.key=value` strings, as `--set` takes them (not with a Config).
         teacher: a dspy.LM to use instead of building one from [teacher]; its model, api_base, temperature and
             max_tokens replace the config's in the run's fingerprint, config.toml and every record.
         references: the references to use instead of reading [seeds].
@@ -193,13 +195,7 @@ def synthesize(
         RunAborted: the provider or the machine stopped the run (resumable).
         RunInterrupted (a KeyboardInterrupt): a signal stopped the run once its summary was written (`summary`).
     """
-    if not isinstance(config, Config):
-        config = load_config(config, overrides)
-    elif overrides:
-        raise ConfigError(
-            "overrides apply to a config file or the defaults; apply them to a Config yourself "
-            "(load_config(path, overrides))"
-        )
+    config = as_config(config, overrides)
     run = arun_synthesis(
         config,
         teacher=teacher,

@@ -61,8 +61,9 @@ import math
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from statistics import fmean
 from typing import Any
 
@@ -84,6 +85,7 @@ from refed_dspy.clients.local_server import (
 )
 from refed_dspy.config import Config, config_hash
 from refed_dspy.config.lm import price_of
+from refed_dspy.config.load import as_config
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.errors import RefedError
@@ -509,7 +511,7 @@ class Estimate(Result):
 
 
 def estimate(
-    config: Config,
+    config: Config | str | Path | Mapping[str, Any] | None,
     references: list[Reference] | None = None,
     walk_refs: int = 4,
     say: Callable[[str], None] | None = None,
@@ -522,7 +524,8 @@ def estimate(
     `local_speed`).
 
     Args:
-        config: the synthesis config to estimate.
+        config: the synthesis config to estimate: a Config, a TOML path, a mapping of its tables, or None for the
+            defaults.
         references: the references to walk (None: read [seeds]).
         walk_refs: how many references to walk through the prompts.
         say: hears what it is doing, step by step (the CLI prints it on stderr).
@@ -539,11 +542,10 @@ def estimate(
     Raises:
         ConfigError, SeedError: the config or its seeds are unusable.
     """
+    config = as_config(config)
     say = say or (lambda _line: None)
     waits = waits or say
-    if references is None:
-        say(f"reading the seeds ({config.seeds.source or 'the embedded seed set'})")
-        references, _ = read_seeds(config.seeds)
+    references = _references(config, references, say)
     model = config.teacher.model
     tokenizer = tokenizer_of(model)
     adapter = build_adapter(config.teacher).choice.as_dict()
@@ -587,6 +589,14 @@ def estimate(
             "reasoning": reasoning_note(config),
         }
     )
+
+
+def _references(config: Config, given: list[Reference] | None, say: Callable[[str], None]) -> list[Reference]:
+    """The references the estimate walks: those given, else the config's seeds, read."""
+    if given is not None:
+        return given
+    say(f"reading the seeds ({config.seeds.source or 'the embedded seed set'})")
+    return read_seeds(config.seeds)[0]
 
 
 def _total_priced(stages: dict[str, dict[str, Any]], price: Any, factor: float, tiers: dict[str, Any]) -> dict:

@@ -250,7 +250,12 @@ def test_compare_from_python_refuses_an_unknown_method_before_it_writes(tmp_path
     import refed_dspy
 
     config = load_config(None, [f"run.dir='{tmp_path / 'cmp'}'"])
-    for methods, said in ((["refed", "nope"], "unknown method"), ([], "at least one"), (["refed"] * 2, "twice")):
+    for methods, said in (
+        (["refed", "nope"], "unknown method\\(s\\) nope;"),
+        ("refed,nope", "unknown method\\(s\\) nope;"),  # as --methods takes them (it was split into letters)
+        ([], "at least one"),
+        (["refed"] * 2, "twice"),
+    ):
         with pytest.raises(ConfigError, match=said) as err:
             refed_dspy.compare(config, methods)
         assert "--methods" not in str(err.value) and not (tmp_path / "cmp").exists()
