@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +29,7 @@ import dspy
 
 from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, OptimizeConfig
-from refed_dspy.config.load import as_config
+from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.engine.progress import Heartbeat
 from refed_dspy.launch.plan import held_calls, served
 from refed_dspy.ledger.budget import CallBudget, Limit
@@ -70,6 +69,7 @@ from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir
+from refed_dspy.store.seeds import given_references
 
 logger = logging.getLogger("refed_dspy")
 _LEAST_COST = 1e-9  # what a call is reserved at to ask a spent budget whether one more may start
@@ -91,7 +91,7 @@ LIBRARY_LOG = "dspy.log"  # in an optimization's (an experiment's) dir: what DSP
 
 
 def optimize(
-    config: Config | str | Path | Mapping[str, Any] | None = None,
+    config: ConfigLike | None = None,
     overrides: list[str] | None = None,
     *,
     teacher: dspy.LM | None = None,
@@ -144,7 +144,7 @@ def optimize(
             saved.
     """
     config = as_config(config, overrides)
-    given = Given(teacher, judge, references, program, trainset, valset, metric, optimizer, budget)
+    given = Given(teacher, judge, given_references(references), program, trainset, valset, metric, optimizer, budget)
     # [local] serve = true: the local model the LMs built from the config need is started when nothing serves it
     local = {"teacher": config.teacher} if teacher is None else {}
     if judge is None and metric is None:

@@ -92,7 +92,11 @@ def load_config(
     return config_from_dict(apply_overrides(data, overrides or []), record=record)
 
 
-def as_config(config: Config | str | Path | Mapping[str, Any] | None, overrides: list[str] | None = None) -> Config:
+# what a function of the Python API takes as its config: a Config, a TOML file's path, or a mapping of its tables
+ConfigLike = Config | str | Path | Mapping[str, Any]
+
+
+def as_config(config: ConfigLike | None, overrides: list[str] | None = None) -> Config:
     """What a function of the Python API takes as its config, as a Config: one given as it is (overrides refused:
     they would be lost), else `load_config(config, overrides)`."""
     if not isinstance(config, Config):
@@ -103,6 +107,11 @@ def as_config(config: Config | str | Path | Mapping[str, Any] | None, overrides:
             "(load_config(path, overrides))"
         )
     return config
+
+
+def given_config(config: ConfigLike | None) -> Config | None:
+    """`as_config(config)` for a function whose None means a config of its own choosing (a run dir's config.toml)."""
+    return None if config is None else as_config(config)
 
 
 def _drop_none(obj: Any) -> Any:

@@ -12,14 +12,14 @@ where it stopped, so a stopped comparison goes on cell by cell.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from refed_dspy.config import Config
-from refed_dspy.config.load import as_config
+from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.errors import ConfigError
 from refed_dspy.ledger.call_log import Ledger
 from refed_dspy.ledger.usage import usd
@@ -34,7 +34,7 @@ from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import final_response
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import RunDir
-from refed_dspy.store.seeds import read_seeds
+from refed_dspy.store.seeds import given_references, read_seeds
 from refed_dspy.synthesis.api import arun_synthesis
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import track_run_dir
@@ -466,7 +466,7 @@ def with_students(
 
 
 def compare(
-    config: Config | str | Path | Mapping[str, Any] | None,
+    config: ConfigLike | None,
     methods: list[str] | str,
     *,
     teacher: Any = None,
@@ -521,7 +521,7 @@ def compare(
             config,
             methods,
             teacher=teacher,
-            references=references,
+            references=given_references(references),
             on_mismatch=on_mismatch,
             show_progress=show_progress,
             judge=judge,

@@ -72,6 +72,7 @@ from refed_dspy.store.cache import shared_cache
 from refed_dspy.store.jsonl import read_json, write_json_atomic
 from refed_dspy.store.ownership import owned
 from refed_dspy.store.records import Reference
+from refed_dspy.store.seeds import given_references
 from refed_dspy.tracking.mlflow_runs import experiment_run
 
 __all__ = ["POWER", "BudgetStop", "cache_dir", "experiment", "own_limit_that_stopped"]
@@ -124,7 +125,7 @@ def experiment(
         progress_within("experiment"),  # the lines of its examples and baselines' runs say whose they are
     ):
         started = time.monotonic()
-        return _ExperimentRun(plan_experiment(settings, base, lms, references), started).run()
+        return _ExperimentRun(plan_experiment(settings, base, lms, given_references(references)), started).run()
 
 
 class _ExperimentRun:

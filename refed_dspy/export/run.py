@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.config import Config
+from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
 from refed_dspy.export.card import dataset_card, provenance
 from refed_dspy.quality.contamination import contamination_of, unremoved_warning
@@ -58,7 +59,7 @@ def export_run(
     repo_id: str | None = None,
     private: bool = True,
     overwrite: bool = False,
-    config: Config | None = None,
+    config: ConfigLike | None = None,
 ) -> ExportResult:
     """Export a run dir's samples in `fmt` to `out` (or the hub), with a dataset card; `refed export` from Python.
 
@@ -101,7 +102,7 @@ def export_run(
     train, val = split_by_reference(samples, val_fraction, seed)
     splits = {"train": train, "validation": val} if val else {"train": train}
     prov = provenance(rundir)
-    cfg = config if config is not None else (run_config(rundir) if rundir.config.exists() else Config())
+    cfg = given_config(config) or (run_config(rundir) if rundir.config.exists() else Config())
     prov["contamination"] = contamination_of(rundir, samples, list(read_jsonl(rundir.rejects)), cfg)
     out_path = Path(out) if out is not None else None
     dd, files, card = _write_owned(out_path, overwrite, fmt, splits, which, system, prov)

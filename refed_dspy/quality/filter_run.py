@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.config import Config, config_from_dict
+from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.figures import load_judgments, unjudged_reasons
@@ -77,6 +79,38 @@ def shortfall(summary: FilterSummary) -> str | None:
     return f"filter kept {amount}{by}; the result is in {summary.out} (its rejects.jsonl says why)"
 
 
+# a filter as filter_run takes it: the filter, its [[filters]] table, or --apply's string
+FilterLike = Filter | str | Mapping[str, Any]
+
+
+def _as_filter(spec: Any) -> Filter:
+    """One of filter_run's `specs` as the filter it names; ConfigError when it names none."""
+    if isinstance(spec, Filter):
+        return spec
+    if isinstance(spec, str):
+        return parse_filter(spec)
+    if isinstance(spec, Mapping):
+        return config_from_dict({"filters": [dict(spec)]}).filters[0]
+    raise ConfigError(
+        f"a filter is a filter object, its [[filters]] table or 'name:key=value,...', not {type(spec).__name__}"
+    )
+
+
+def _chain(specs: FilterLike | list[FilterLike], config: Config | None, src: RunDir) -> list[Filter]:
+    """The filters filter_run applies, each as `_as_filter` reads it, their unset settings from `config` (None: the
+    run's config.toml, else the defaults); ConfigError (RunDirError: no samples in `src`) before anything is read."""
+    specs = [_as_filter(spec) for spec in ([specs] if isinstance(specs, (str, Mapping, Filter)) else specs)]
+    if not src.samples.exists():
+        raise RunDirError(f"{src.path} has no samples.jsonl; run `refed synthesize` first")
+    if not specs:
+        raise ConfigError(
+            "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
+        )
+    if config is None:
+        config = run_config(src) if src.config.exists() else Config()
+    return [spec.configured(config) for spec in specs]
+
+
 def parse_filter(text: str) -> Filter:
     """'rouge_diversity:threshold=0.7,seed=1' -> that filter (values read as numbers and booleans when they are);
     ConfigError in the config's words when it is not a valid filter."""
@@ -102,10 +136,10 @@ def parse_filter(text: str) -> Filter:
 def filter_run(
     run_dir: str | Path,
     out_dir: str | Path,
-    specs: list[Filter],
+    specs: FilterLike | list[FilterLike],
     overwrite: bool = False,
     unjudged: str | None = None,
-    config: Config | None = None,
+    config: ConfigLike | None = None,
 ) -> FilterSummary:
     """Filter `run_dir`'s samples into `out_dir`; returns the filter summary.
 
@@ -117,7 +151,9 @@ def filter_run(
     Args:
         run_dir: the run dir (or filtered dir) whose samples are filtered; it is only read.
         out_dir: the output directory, outside `run_dir`; a run dir of the kept samples is written there.
-        specs: the filters to apply, in order, each to what the one before kept.
+        specs: the filters to apply, in order, each to what the one before kept: a filter (`make_filter`), its
+            `[[filters]]` table as a mapping (`{"name": "length", "min_words": 5}`), or `--apply`'s string
+            (`"length:min_words=5"`).
         overwrite: replace the samples `out_dir` already holds.
         unjudged: "keep" or "drop": what judge-based filters do with a sample that has no judgment.
         config: the config the filters' unset settings come from; None: the run's config.toml (defaults without one).
@@ -131,16 +167,8 @@ def filter_run(
     if unjudged is not None and unjudged not in UNJUDGED:
         raise ConfigError(f"--unjudged must be keep or drop, not '{unjudged}'")
     src, out = RunDir(run_dir), RunDir(out_dir)
-    if not src.samples.exists():
-        raise RunDirError(f"{src.path} has no samples.jsonl; run `refed synthesize` first")
-    if not specs:
-        raise ConfigError(
-            "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
-        )
+    specs = _chain(specs, given_config(config), src)
     check_output_dir(out_dir, [src.path])
-    if config is None:
-        config = run_config(src) if src.config.exists() else Config()
-    specs = [spec.configured(config) for spec in specs]
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
     note = incomplete_note(src.path)

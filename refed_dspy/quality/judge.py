@@ -19,6 +19,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.config import Config
+from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.config.schema import PROMPT_FORMAT, endpoint_moved_line, prompt_format_diff
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
@@ -379,7 +380,7 @@ async def judge_in(
 
 def judge_run(
     run_dir: str | Path,
-    config: Config | None = None,
+    config: ConfigLike | None = None,
     *,
     judge: dspy.BaseLM | None = None,
     on_mismatch: str = "error",
@@ -407,5 +408,12 @@ def judge_run(
         RunInterrupted (a KeyboardInterrupt): a signal stopped the judging once its summary was written (`summary`).
     """
     return run_sync(
-        ajudge_run(run_dir, config, judge_lm=judge, on_mismatch=on_mismatch, show_progress=show_progress, detach=detach)
+        ajudge_run(
+            run_dir,
+            given_config(config),
+            judge_lm=judge,
+            on_mismatch=on_mismatch,
+            show_progress=show_progress,
+            detach=detach,
+        )
     )

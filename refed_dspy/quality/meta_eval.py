@@ -23,6 +23,7 @@ from typing import Any
 import dspy
 from pydantic import Field
 
+from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.stage import StageBase, Started
@@ -243,7 +244,7 @@ async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | N
     )
 
 
-def meta_eval(config: Any, labels_path: str | Path, *, judge: dspy.BaseLM | None = None) -> MetaEvalResult:
+def meta_eval(config: ConfigLike, labels_path: str | Path, *, judge: dspy.BaseLM | None = None) -> MetaEvalResult:
     """Check the judge against labels people wrote; `refed judge meta-eval` from Python.
 
     Args:
@@ -261,7 +262,7 @@ def meta_eval(config: Any, labels_path: str | Path, *, judge: dspy.BaseLM | None
         ConfigError, MissingKeyError, KeyProviderError: the judge cannot be called as configured (before any call).
         FinishedShort: the judge answered none of the items.
     """
-    return run_sync(ameta_eval(config, labels_path, judge_lm=judge))
+    return run_sync(ameta_eval(as_config(config), labels_path, judge_lm=judge))
 
 
 def format_meta_eval(result: MetaEvalResult) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.config import Config
+from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.errors import RunDirError
 from refed_dspy.filters.near_duplicates import NearDuplicates, near_duplicate_matches, parts_of
 from refed_dspy.ledger.usage import prompt_cache_share
@@ -243,7 +244,7 @@ class Report(Result):
 
 def build_report(
     run_dir: str | Path,
-    config: Config | None = None,
+    config: ConfigLike | None = None,
     embedder: Callable[[list[str]], Any] | None = None,
     score: bool = False,
     score_all: bool = False,
@@ -274,8 +275,7 @@ def build_report(
     rundir = RunDir(run_dir)
     if not rundir.samples.exists():
         raise RunDirError(f"{rundir.path} has no samples.jsonl; nothing to report")
-    if config is None:
-        config = run_config(rundir)
+    config = given_config(config) or run_config(rundir)
     path = rundir.path / "report.html"
     with owned(run_dir, "run", "refed report", also=("filter",), existing=True, flag="RUN_DIR"):
         stats = compute(rundir, config, embedder)

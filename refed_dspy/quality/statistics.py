@@ -24,6 +24,7 @@ import dspy
 from pydantic import Field
 
 from refed_dspy.config import Config, SeedsConfig
+from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.errors import ConfigError, RunInterrupted
 from refed_dspy.scoring import PairScore, ScoreCache, Scorer, open_scorer
 from refed_dspy.scoring.local import LocalEmbedder
@@ -128,7 +129,7 @@ def pairs_of(source: str | Path, limit: int | None = None) -> Pairs:
 def score_source(
     source: str | Path,
     out: str | Path,
-    config: Config | None = None,
+    config: ConfigLike | None = None,
     scorer: Scorer | None = None,
     limit: int | None = None,
     show_progress: bool = False,
@@ -156,7 +157,7 @@ def score_source(
     """
     found = pairs_of(source, limit)
     if scorer is None:
-        config = config or Config()
+        config = given_config(config) or Config()
         scorer = open_scorer(config.scoring, config.report.embedding_model)
     start = time.perf_counter()
     names = [(p.id, p.instruction) for p in found.items]

@@ -24,7 +24,7 @@ import logging
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -478,6 +478,27 @@ def read_references(
 def read_seeds(seeds: SeedsConfig) -> tuple[list[Reference], SeedReport]:
     """The references a config's [seeds] section names, and the report of their reading (see `read_references`)."""
     return read_references(seeds.source, seeds.format, seeds.split, seeds.limit)
+
+
+def given_references(given: Iterable[Any] | None) -> list[Reference] | None:
+    """The references a Python caller hands in, as Reference objects: each a Reference, or a mapping with a non-empty
+    `instruction` and `response` (made as a seed row is; `source` "python" unless it names one); None stays None.
+    SeedError names the first that is neither (a string, a tuple), before anything runs."""
+    if given is None:
+        return None
+    found: list[Reference] = []
+    for i, one in enumerate(given):
+        if isinstance(one, Reference):
+            found.append(one)
+            continue
+        pair = [one.get(k) for k in ("instruction", "response")] if isinstance(one, Mapping) else []
+        if len(pair) != 2 or not all(isinstance(text, str) and text.strip() for text in pair):
+            raise SeedError(
+                f"references[{i}]: expected a Reference (refed_dspy.load_references) or a mapping with a non-empty "
+                f"instruction and response, got {type(one).__name__} {str(one)[:60]!r}"
+            )
+        found.append(Reference.make(pair[0], pair[1], str(one.get("source") or "python")))
+    return found
 
 
 def load_references(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dspy
 
 from refed_dspy.config import Config, fingerprint, fingerprint_diff, to_toml
-from refed_dspy.config.load import as_config
+from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.config.schema import endpoint_diff
 from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, EndpointError
@@ -22,7 +21,7 @@ from refed_dspy.store.jsonl import read_json
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_mismatch
-from refed_dspy.store.seeds import read_seeds
+from refed_dspy.store.seeds import given_references, read_seeds
 from refed_dspy.synthesis.estimate import eta_line
 from refed_dspy.synthesis.next_work import parts_of
 from refed_dspy.synthesis.program import resolve_program, with_lm_of
@@ -152,7 +151,7 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
 
 
 def synthesize(
-    config: Config | str | Path | Mapping[str, Any] | None = None,
+    config: ConfigLike | None = None,
     overrides: list[str] | None = None,
     *,
     teacher: dspy.LM | None = None,
@@ -199,7 +198,7 @@ def synthesize(
     run = arun_synthesis(
         config,
         teacher=teacher,
-        references=references,
+        references=given_references(references),
         program=program,
         respond=respond,
         answers_from=answers_from,

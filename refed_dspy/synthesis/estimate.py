@@ -61,9 +61,8 @@ import math
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from statistics import fmean
 from typing import Any
 
@@ -85,7 +84,7 @@ from refed_dspy.clients.local_server import (
 )
 from refed_dspy.config import Config, config_hash
 from refed_dspy.config.lm import price_of
-from refed_dspy.config.load import as_config
+from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
 from refed_dspy.errors import RefedError
@@ -96,7 +95,7 @@ from refed_dspy.providers.registry import provider_for
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference
 from refed_dspy.store.results import Optional, Result
-from refed_dspy.store.seeds import read_seeds
+from refed_dspy.store.seeds import given_references, read_seeds
 from refed_dspy.synthesis.next_work import TASK_STAGES, feedback_record, parts_of
 from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.replies import PILOT_SIZE, ReplyLengths, earlier_runs
@@ -511,7 +510,7 @@ class Estimate(Result):
 
 
 def estimate(
-    config: Config | str | Path | Mapping[str, Any] | None,
+    config: ConfigLike | None,
     references: list[Reference] | None = None,
     walk_refs: int = 4,
     say: Callable[[str], None] | None = None,
@@ -594,7 +593,7 @@ def estimate(
 def _references(config: Config, given: list[Reference] | None, say: Callable[[str], None]) -> list[Reference]:
     """The references the estimate walks: those given, else the config's seeds, read."""
     if given is not None:
-        return given
+        return given_references(given)
     say(f"reading the seeds ({config.seeds.source or 'the embedded seed set'})")
     return read_seeds(config.seeds)[0]
 

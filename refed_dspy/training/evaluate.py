@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.config import Config
+from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.engine.progress import Heartbeat, duration
 from refed_dspy.errors import ConfigError, RefedError, SeedError
 from refed_dspy.providers.keys import check_key
@@ -511,7 +512,7 @@ def evaluate_students(
     student: str | Path,
     eval_set: str | Path | None = None,
     out: str | Path | None = None,
-    config: Config | None = None,
+    config: ConfigLike | None = None,
     *,
     baseline: str | Path | None = None,
     judge: Any = None,
@@ -554,7 +555,7 @@ def evaluate_students(
         RunInterrupted: a signal stopped the answering or the judging (the same call again resumes: the answers and
             judgments made are kept).
     """
-    config = config or Config()
+    config = given_config(config) or Config()
     if not show_progress:
         config = config.model_copy(update={"run": config.run.model_copy(update={"progress": False})})
     out, sides, items, source = prepare(student, eval_set, out, config, baseline)

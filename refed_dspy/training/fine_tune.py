@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from refed_dspy.config import Config, TrainConfig
+from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.engine.progress import Heartbeat, duration
 from refed_dspy.errors import ConfigError, RunInterrupted
 from refed_dspy.quality.statistics import Pair, pairs_of
@@ -223,7 +224,7 @@ class StepLine:
 
 
 def train_student(
-    source: str | Path, out: str | Path, config: Config | None = None, show_progress: bool = False
+    source: str | Path, out: str | Path, config: ConfigLike | None = None, show_progress: bool = False
 ) -> TrainSummary:
     """Fine-tune `[train] student` with LoRA on the pairs of a run dir (its samples' final responses) or a dataset.
 
@@ -244,7 +245,7 @@ def train_student(
             another command holds it.
         RunInterrupted: a stop (Ctrl-C, a signal), carrying the summary so far (resumable from the last checkpoint).
     """
-    config, out, start = config or Config(), Path(out), time.monotonic()
+    config, out, start = given_config(config) or Config(), Path(out), time.monotonic()
     settings = config.train
     found = pairs_of(source)
     usable = [p for p in found.items if p.instruction.strip() and p.response.strip()]

@@ -1,0 +1,54 @@
+"""What a Python caller hands the API as a DSPy user would write it: a config as a dict of the TOML file's tables,
+references as dicts, filters as their tables or `--apply`'s strings. Each is taken as the CLI's own form is, and
+anything else is one error of refed's naming what it takes, before anything is written (they were AttributeErrors
+from inside)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import refed_dspy
+from refed_dspy.errors import ConfigError, SeedError
+from refed_dspy.store.seeds import given_references
+
+PAIRS = [
+    {"instruction": "Name three primary colours.", "response": "Red, yellow and blue."},
+    {"instruction": "What is the boiling point of water at sea level?", "response": "100 degrees Celsius."},
+]
+
+
+def _tables(srv, run) -> dict:
+    lm = {"api_base": srv.api_base, "api_key_env": ""}
+    return {"teacher": lm, "judge": lm, "run": {"dir": str(run), "progress": False}, "synthesis": {"size": 4}}
+
+
+def test_a_run_from_dicts_and_its_commands_from_dicts(server_factory, tmp_path):
+    srv, run = server_factory(), tmp_path / "run"
+    summary = refed_dspy.synthesize(_tables(srv, run), references=PAIRS)
+    assert summary.status == "complete" and summary.samples == 4
+    made_from = {json.loads(line)["meta"]["reference_id"] for line in (run / "samples.jsonl").read_text().splitlines()}
+    assert made_from and made_from <= {r.id for r in given_references(PAIRS)}
+    judged = refed_dspy.judge_run(run, {"judge": _tables(srv, run)["judge"], "judging": {"pairwise": False}})
+    assert judged.status == "complete"
+    kept = refed_dspy.filter_run(run, tmp_path / "kept", ["length:min_words=1", {"name": "random_subset", "k": 2}])
+    assert kept.kept == 2 and [s["filter"] for s in kept.steps] == ["length", "random_subset"]
+    assert refed_dspy.build_report(run, {"report": {"rouge_sample": 10}}).counts["samples"] == 4
+
+
+@pytest.mark.parametrize(
+    "call, error, said",
+    [
+        (lambda t: refed_dspy.synthesize(t, references=["Name three colours."]), SeedError, r"references\[0\]: .* str"),
+        (lambda t: refed_dspy.synthesize(t, references=[{"instruction": "x"}]), SeedError, "non-empty instruction"),
+        (lambda t: refed_dspy.synthesize({**t, "teacher": {"modle": "x"}}), ConfigError, "unknown key 'modle'"),
+        (lambda t: refed_dspy.filter_run(t["run"]["dir"], t["run"]["dir"] + "-f", [3]), ConfigError, "not int"),
+    ],
+    ids=["reference-string", "reference-without-response", "config-typo", "filter-number"],
+)
+def test_what_the_api_cannot_take_is_one_error_before_anything_is_written(server_factory, tmp_path, call, error, said):
+    srv = server_factory()
+    with pytest.raises(error, match=said):
+        call(_tables(srv, tmp_path / "run"))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run-f").exists()
