@@ -686,3 +686,25 @@ def test_one_command_stopped_by_sigterm_stops_the_model_it_started(tmp_path, whe
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "local model: stopped the server" in err and "stopped by SIGTERM" in err
     _nothing_left(proc, port)
+
+
+@pytest.mark.parametrize("when", ["asking the local model at", "measuring how fast the local model"])
+def test_ctrl_c_while_the_local_model_is_asked_before_the_run_stops_it_and_the_model(tmp_path, when):
+    """Ctrl-C in the first seconds, while the command asks the model it started how long it writes, or how fast it
+    is now: those requests are given up, the model stops and the command ends (exit 130), with no traceback. It hung
+    for good: llama.cpp's server cannot stop while a request it answers holds its connection open, and the signal
+    cancelled one of the threads asking instead of the command."""
+    _need_the_model()
+    port, run = free_port(), tmp_path / "stopped"
+    proc = _one_command(run, port, size=20)
+    for line in proc.stderr:
+        if when in line:
+            break
+    else:
+        pytest.fail(f"never got to {when!r}: {proc.communicate(timeout=60)}")
+    time.sleep(1)  # the requests are under way
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole foreground group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err[-3000:]
+    assert "local model: stopped the server" in err and "Traceback" not in err, err[-3000:]
+    _nothing_left(proc, port)

@@ -15,11 +15,14 @@ elsewhere, never starts anything.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import http.client
 import json
 import logging
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -55,13 +58,37 @@ class LocalServer:
         return MODEL_NAME if self.model_path.name == GGUF else self.model_path.stem
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving: xllamacpp stops its server when the object is freed; wait until the port is closed."""
-        server, self.server = self.server, None
-        del server
-        gc.collect()
-        deadline = time.monotonic() + timeout
-        while listening(self.url) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        """Stop serving: the requests `ask_served` has open to it are given up (xllamacpp's server cannot stop while
+        one it answers holds its connection), then xllamacpp stops its server when the object is freed; wait until
+        the port is closed."""
+        where = _address(self.url)
+        with _asking_lock:
+            _stopping.add(where)
+            for conn in _asking.pop(where, set()):
+                with contextlib.suppress(OSError, AttributeError):  # closed already
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+        try:
+            server, self.server = self.server, None
+            del server
+            gc.collect()
+            deadline = time.monotonic() + timeout
+            while listening(self.url) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            with _asking_lock:
+                _stopping.discard(where)
+
+
+# the requests `ask_served` has open, by the server's (host, port), and the servers being stopped: what
+# LocalServer.stop gives up first (the process's own sockets to the servers it runs)
+_asking: dict[tuple[str, int], set[http.client.HTTPConnection]] = {}
+_stopping: set[tuple[str, int]] = set()
+_asking_lock = threading.Lock()
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
 
 
 def listening(url: str) -> bool:
@@ -128,6 +155,37 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
+def ask_served(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """The reply of the server at `url` (http://127.0.0.1:PORT) to one chat completion request `body`, sent outside a
+    run (a check of its speed, or of how long it writes). Its connection is known while it is open: a server this
+    process runs gives it up as it stops (`LocalServer.stop`: Ctrl-C, an error), for llama.cpp's server cannot stop
+    while a request it is answering holds one open.
+
+    Raises:
+        OSError: no reply within `timeout` seconds (TimeoutError), the server is stopping (ConnectionAbortedError),
+            stopped or cannot be reached, or it answered an error status.
+        ValueError: the reply is not JSON.
+    """
+    where, path = _address(url), urlsplit(LLAMACPP.call_url(MODEL_NAME, LLAMACPP.api_base_at(url))).path
+    conn = http.client.HTTPConnection(*where, timeout=timeout)
+    with _asking_lock:
+        if where in _stopping:
+            raise ConnectionAbortedError(f"the server at {url} is stopping")
+        conn.connect()  # under the lock: a server that starts stopping now finds it among the open ones
+        _asking.setdefault(where, set()).add(conn)
+    try:
+        conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        reply = conn.getresponse()
+        text = reply.read()
+        if reply.status >= 400:
+            raise OSError(f"{url} answered HTTP {reply.status}")
+        return json.loads(text)
+    finally:
+        with _asking_lock:
+            _asking.get(where, set()).discard(conn)
+        conn.close()
+
+
 _PROBE_WORDS = ("plan", "data", "model", "step", "river", "value", "check", "table", "light", "order", "point", "field")
 
 
@@ -157,18 +215,12 @@ def measure_speed(
             "ignore_eos": True,  # llama.cpp: write exactly max_tokens
             "temperature": 0.0,
         }
-        req = urllib.request.Request(
-            LLAMACPP.call_url(MODEL_NAME, LLAMACPP.api_base_at(url)),
-            json.dumps(body).encode(),
-            {"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read()).get("timings") or {}
+        return ask_served(url, body, timeout).get("timings") or {}
 
     try:
         with concurrent.futures.ThreadPoolExecutor(slots) as pool:
             timings = list(pool.map(one, range(slots)))
-    except (urllib.error.URLError, OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
     prompt = sum(float(t.get("prompt_per_second") or 0) for t in timings)
     completion = sum(float(t.get("predicted_per_second") or 0) for t in timings)
@@ -198,17 +250,11 @@ def sample_reply(
         timeout = max(60.0, float(settings.get("max_tokens") or 512) / SLOWEST_TOKENS_PER_S)
     keys = ("max_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "seed", "response_format")
     body = {"messages": messages, **{k: settings[k] for k in keys if settings.get(k) is not None}}
-    req = urllib.request.Request(
-        LLAMACPP.call_url(MODEL_NAME, LLAMACPP.api_base_at(url)),
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            answer = json.loads(resp.read())
+        answer = ask_served(url, body, timeout)
         tokens = (answer.get("usage") or {}).get("completion_tokens")
         text = answer["choices"][0]["message"].get("content") or ""
-    except (urllib.error.URLError, OSError, ValueError, LookupError, TypeError, AttributeError):
+    except (OSError, ValueError, LookupError, TypeError, AttributeError, http.client.HTTPException):
         return None
     return Reply(text, tokens) if isinstance(tokens, int) and tokens > 0 else None
 

@@ -42,14 +42,16 @@ def in_running_loop() -> bool:
 class _Running:
     loop: asyncio.AbstractEventLoop
     task: asyncio.Task
+    thread: threading.Thread
     stopping: bool = False
 
 
-_running: list[_Running] = []  # the coroutines run_sync runs on this thread's own loop, innermost last
+_running: list[_Running] = []  # the coroutines run_sync runs on their own thread's loop, innermost last
 
 
 async def _tracked(coro: Coroutine[Any, Any, T]) -> T:
-    running = _Running(asyncio.get_running_loop(), asyncio.current_task())  # type: ignore[arg-type]
+    here = threading.current_thread()
+    running = _Running(asyncio.get_running_loop(), asyncio.current_task(), here)  # type: ignore[arg-type]
     _running.append(running)
     try:
         return await coro
@@ -58,12 +60,15 @@ async def _tracked(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def stop_running() -> bool:
-    """Stop the coroutine `run_sync` is running, as asyncio does on Ctrl-C: its task is cancelled (a run lets the
-    calls in flight finish, writes its summary and raises KeyboardInterrupt). False when none is running; a second
-    stop while it winds down raises KeyboardInterrupt at once. For a signal handler of the main thread."""
-    if not _running:
+    """Stop the coroutine `run_sync` is running in the main thread, as asyncio does on Ctrl-C: its task is cancelled
+    (a run lets the calls in flight finish, writes its summary and raises KeyboardInterrupt). False when none is
+    running there (a coroutine run_sync runs in another thread, such as an estimate's walk asking a local model, is
+    not the command's: the main thread then stops as Ctrl-C stops it); a second stop while it winds down raises
+    KeyboardInterrupt at once. For a signal handler of the main thread."""
+    main = threading.main_thread()
+    running = next((one for one in reversed(_running) if one.thread is main), None)
+    if running is None:
         return False
-    running = _running[-1]
     if running.stopping:
         raise StopSignal
     running.stopping = True
