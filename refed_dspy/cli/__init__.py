@@ -8,6 +8,7 @@ included, masks every key the process holds (refed_dspy.secrets).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -85,11 +86,15 @@ def _stop_like_sigint(signum: int, frame) -> None:  # noqa: ARG001
     is cancelled (a run lets its calls in flight finish and writes its summary), or, when none runs yet or any more
     (an optimization), KeyboardInterrupt is raised. The command sets this handler itself, so a SIGINT stops it even
     where the shell that started it in the background made the process ignore SIGINT. The exit code then says which
-    signal it was (128 + its number)."""
+    signal it was (128 + its number). A run that winds down says so at once: its calls in flight take seconds."""
     _signals.append(signum)
     note_stop()
     if not stop_running():
         raise StopSignal
+    name = signal.Signals(signum).name
+    line = f"refed: {name}: stopping once the calls in flight finish (a second {name} stops at once)\n"
+    with contextlib.suppress(OSError):  # a write the handler can make whatever the interrupted code holds
+        os.write(2, (("\n" if os.isatty(2) else "") + line).encode())  # a terminal's ^C ends no line
 
 
 def _exit_now_if_threads_linger(code: int) -> int:
