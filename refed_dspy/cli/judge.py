@@ -64,8 +64,8 @@ def _say_judged(s: Any) -> None:
     if s.status == "partial" and s.rejects:
         print(
             f"  {s.samples - s.judged} samples not judged: the judge's replies to them could not be used "
-            f"({s.run_dir}/judge_rejects.jsonl says why); running this again keeps them so; --fresh judges every "
-            "sample again, [judge] model another judge"
+            f"({s.run_dir}/judge_rejects.jsonl says why); running this again does not ask again for them; "
+            "--fresh judges every sample again, or set [judge] model to another judge"
         )
     limited = rate_limit_line(s.concurrency or {})
     if limited:

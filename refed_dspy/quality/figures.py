@@ -428,7 +428,8 @@ def verdict_text(j: Any) -> str:
     return (
         f"{out}; improved against draft, of {j['pairs']} pairs: won {share('improvement_win_rate')}, tied "
         f"{share('improvement_tie_rate')}, lost {share('improvement_loss_rate')} (a tie, or the two orders disagreed); "
-        f"position bias {share('position_bias_rate')} (pairs whose verdict followed the order they were shown in)"
+        f"position bias {share('position_bias_rate')} (pairs whose verdict followed the order they were shown in: "
+        "each counted a tie)"
     )
 
 
