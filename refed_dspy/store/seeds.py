@@ -166,8 +166,15 @@ _ROLE = {
 }
 
 
+# the columns a row of a flat shape must have; a row with other names (prompt, completion) is not an empty one
+_FLAT_COLUMNS = {"alpaca": ("instruction", "output"), "plain": ("instruction", "response")}
+
+
 def row_to_pair(row: dict[str, Any], shape: str) -> tuple[str, str]:
     """(instruction, response) of one row in `shape`; raises _Skip for rows to skip."""
+    missing = [name for name in _FLAT_COLUMNS.get(shape, ()) if name not in row]
+    if missing:
+        raise _Skip(f"without {' and '.join(missing)}")
     try:
         if shape == "lima":
             conv = row["conversations"]

@@ -126,3 +126,13 @@ def test_a_line_longer_than_the_limit_is_skipped_and_named_in_the_seeds_line(tmp
     code, out, err = seeds_cli(path)
     counted(code, out, err, "loaded 1 references from")
     assert out.strip().endswith("(plain shape, 2 rows); skipped: 1 longer than 16 MiB (line 2)"), out
+
+
+def test_a_row_with_other_column_names_is_counted_as_such_not_as_empty(tmp_path):
+    """A prompt/completion row in a file of instruction/response rows was counted 'empty', which it is not."""
+    path = tmp_path / "mixed.jsonl"
+    rows = [GOOD, {"prompt": "What is 2+2?", "completion": "4"}, {"instruction": "", "response": "r"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    code, out, err = seeds_cli(path)
+    counted(code, out, err, "loaded 1 references from")
+    assert "3 rows); skipped: 1 empty, 1 without instruction and response" in out, out
