@@ -17,13 +17,27 @@ import jinja2
 
 
 def number(value: Any) -> str:
-    """A figure as the report shows it: n/a for None, a float to 4 decimals (1 with thousands separators from 100 up),
-    anything else as it prints."""
+    """A figure as the report shows it: n/a for None, a whole float as the integer it is (103, not 103.0000), another
+    float to 4 decimals (1 with thousands separators from 100 up), anything else as it prints."""
     if value is None:
         return "n/a"
     if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
         return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
     return str(value)
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as the live page says a time left: 45s, 3m05s, 2h10m; unknown for None."""
+    if seconds is None:
+        return "unknown"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def percent(value: float, digits: int = 0) -> str:
@@ -38,7 +52,7 @@ def environment(package: str) -> jinja2.Environment:
         loader=jinja2.PackageLoader(package, "templates"),
         autoescape=jinja2.select_autoescape(disabled_extensions=("md",), default_for_string=True, default=True),
     )
-    env.filters.update(number=number, percent=percent)
+    env.filters.update(number=number, percent=percent, duration=duration)
     return env
 
 

@@ -177,10 +177,10 @@ def format_text(stats: dict[str, Any]) -> str:
         f"mean pairwise ROUGE-L {number(d['mean_pairwise_rouge_l'])} (n={d['rouge_sample']})"
         + (f", embedding {number(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         near_duplicate_line(stats["near_duplicates"]),
-        f"  cost         synthesis {number(cost['synthesis'])}, judge {number(cost['judge'])} USD",
         f"  copies       {copies_line(stats['reference_copies'])}",
+        f"  cost         synthesis {number(cost['synthesis'])}, judge {number(cost['judge'])} USD",
     ]
-    if note := cost_note(stats["cost_by_stage"]):
+    if note := cost_note(stats["cost_by_stage"]):  # under the cost line it explains
         lines.append(f"               {note}")
     if cache := cache_lines(stats.get("prompt_cache") or {}):
         lines.append(f"  prompt cache {'; '.join(cache)}")
