@@ -465,3 +465,23 @@ def test_the_quality_section_takes_presets_paths_and_tables():
         with pytest.raises(ConfigError) as err:
             load_config(None, [override])
         assert message in str(err.value), (override, str(err.value))
+
+
+def test_a_model_set_over_a_file_says_which_of_its_settings_stay_behind(tmp_path, caplog):
+    """`--set teacher.model=...` over configs/local.toml left its temperature, max_tokens and extra behind without a
+    word (the documented rule); it now says so, naming them, and says nothing when the layer sets them again."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[teacher]\nmodel = "openai/a"\ntemperature = 0.8\nmax_tokens = 512\napi_base = "http://127.0.0.1:8/v1"\n'
+    )
+    with caplog.at_level("INFO", logger="refed_dspy.config.load"):
+        config = load_config(path, ["teacher.model='openai/b'"])
+    assert config.teacher.temperature is None and config.teacher.api_base == "http://127.0.0.1:8/v1"
+    assert [r.getMessage() for r in caplog.records] == [
+        "teacher.model set to 'openai/b': the teacher settings of 'openai/a' are left behind (max_tokens, "
+        "temperature); set them again with --set to keep them"
+    ]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="refed_dspy.config.load"):
+        load_config(path, ["teacher.model='openai/b'", "teacher.temperature=0.8", "teacher.max_tokens=512"])
+    assert not caplog.records

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import textwrap
 import types
 import typing
@@ -24,6 +25,8 @@ from refed_dspy.config.schema import Config
 from refed_dspy.config.section import mask_secrets, tomllib
 from refed_dspy.errors import ConfigError
 from refed_dspy.registry import load_plugins_once
+
+log = logging.getLogger(__name__)
 
 
 def config_from_dict(data: dict[str, Any], record: bool = False) -> Config:
@@ -183,6 +186,21 @@ def forget_replaced_models(below: dict[str, Any], over: dict[str, Any]) -> dict[
     return out
 
 
+def left_behind(below: dict[str, Any], kept: dict[str, Any], over: dict[str, Any]) -> list[str]:
+    """One line per role whose settings `forget_replaced_models` left behind (`kept` from `below`) and `over` does not
+    set again: what a user who changed only the model would not otherwise know."""
+    lines = []
+    for role in ROLES:
+        was, now = below.get(role), kept.get(role)
+        gone = sorted(k for k in (was or {}) if k not in (now or {}) and k not in over.get(role, {}))
+        if gone:
+            lines.append(
+                f"{role}.model set to {over[role]['model']!r}: the {role} settings of {was.get('model')!r} are left "
+                f"behind ({', '.join(gone)}); set them again with --set to keep them"
+            )
+    return lines
+
+
 def nested(assignments: list[tuple[list[str], Any]]) -> dict[str, Any]:
     """The dict that setting each (key path, value) in turn on an empty one makes (later ones win)."""
     out: dict[str, Any] = {}
@@ -294,7 +312,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         ConfigError: an override is malformed, or its key path runs through a value that is not a table.
     """
     parsed = [(text, *parse_override(text)) for text in overrides]
-    data = json.loads(json.dumps(forget_replaced_models(data, nested([(k, v) for _, k, v in parsed]))))
+    layer = nested([(k, v) for _, k, v in parsed])
+    kept = forget_replaced_models(data, layer)
+    for line in left_behind(data, kept, layer):
+        log.info(line)
+    data = json.loads(json.dumps(kept))
     for text, keys, value in parsed:
         node = data
         for key in keys[:-1]:
