@@ -33,6 +33,7 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.clients.calls import stage
 from refed_dspy.clients.lm_routing import METRIC_STAGE
+from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.engine.failures import classify
 from refed_dspy.errors import ConfigError
 from refed_dspy.launch.plan import held_lm
@@ -502,14 +503,14 @@ class PipelineMetric(JudgeMetric):
         }
 
 
-def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = None) -> JudgeMetric:
+def make_metric(config: ConfigLike | None, target: str | None = None, judge: dspy.LM | None = None) -> JudgeMetric:
     """The metric `refed optimize` uses for `target`, built from a Config: the judge LM, its adapter, the judging
     criteria and the optimize section's weights and threshold.
 
     Args:
-        config: the Config whose [judge], [judging] and [optimize] the metric follows (`quality.copy_threshold`: a
-            prediction that copies its reference scores 0 unjudged; not checked for a method that rewrites its
-            reference, reflection).
+        config: the config (a Config, a TOML path, a mapping of its tables, or None for the defaults) whose [judge],
+            [judging] and [optimize] the metric follows (`quality.copy_threshold`: a prediction that copies its
+            reference scores 0 unjudged; not checked for a method that rewrites its reference, reflection).
         target: respond, instructions or pipeline (see TARGETS); None: optimize.target.
         judge: a dspy.LM to judge with instead of building one from [judge].
 
@@ -524,6 +525,7 @@ def make_metric(config: Any, target: str | None = None, judge: dspy.LM | None = 
             not its provider's.
     """
 
+    config = as_config(config)
     target = target or config.optimize.target
     if target not in TARGETS:
         raise ConfigError(f"optimize target {target!r} is not one of {', '.join(TARGETS)}")

@@ -10,6 +10,7 @@ card's text is ours or the run's names.
 from __future__ import annotations
 
 import functools
+import math
 from importlib import resources
 from typing import Any
 
@@ -32,7 +33,7 @@ def duration(seconds: float | None) -> str:
     """Seconds as the live page says a time left: 45s, 3m05s, 2h10m; unknown for None."""
     if seconds is None:
         return "unknown"
-    s = round(seconds)
+    s = math.floor(seconds + 0.5)  # as the page's script rounds (Math.round), not to even
     if s < 60:
         return f"{s}s"
     if s < 3600:

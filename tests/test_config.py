@@ -485,3 +485,13 @@ def test_a_model_set_over_a_file_says_which_of_its_settings_stay_behind(tmp_path
     with caplog.at_level("INFO", logger="refed_dspy.config.load"):
         load_config(path, ["teacher.model='openai/b'", "teacher.temperature=0.8", "teacher.max_tokens=512"])
     assert not caplog.records
+
+
+def test_a_model_set_over_a_section_that_names_none_names_the_default_it_replaces(caplog):
+    with caplog.at_level("INFO", logger="refed_dspy.config.load"):
+        apply_overrides({"teacher": {"temperature": 0.2}}, ["teacher.model='openai/gpt-4.1'"])
+    default = load_config().teacher.model
+    assert [r.getMessage() for r in caplog.records] == [
+        f"teacher.model set to 'openai/gpt-4.1': the teacher settings of '{default}' are left behind (temperature); "
+        "set them again with --set to keep them"
+    ]

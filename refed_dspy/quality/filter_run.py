@@ -99,13 +99,13 @@ def _as_filter(spec: Any) -> Filter:
 def _chain(specs: FilterLike | list[FilterLike], config: Config | None, src: RunDir) -> list[Filter]:
     """The filters filter_run applies, each as `_as_filter` reads it, their unset settings from `config` (None: the
     run's config.toml, else the defaults); ConfigError (RunDirError: no samples in `src`) before anything is read."""
-    specs = [_as_filter(spec) for spec in ([specs] if isinstance(specs, (str, Mapping, Filter)) else specs)]
-    if not src.samples.exists():
-        raise RunDirError(f"{src.path} has no samples.jsonl; run `refed synthesize` first")
+    specs = [_as_filter(spec) for spec in ([specs] if isinstance(specs, (str, Mapping, Filter)) else specs or [])]
     if not specs:
         raise ConfigError(
             "no filters to apply: add [[filters]] tables to the config or pass --apply NAME:KEY=VALUE,..."
         )
+    if not src.samples.exists():
+        raise RunDirError(f"{src.path} has no samples.jsonl; run `refed synthesize` first")
     if config is None:
         config = run_config(src) if src.config.exists() else Config()
     return [spec.configured(config) for spec in specs]

@@ -22,6 +22,7 @@ import csv
 import json
 import logging
 import math
+import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -493,6 +494,8 @@ def given_references(given: Iterable[Any] | None) -> list[Reference] | None:
     SeedError names the first that is neither (a string, a tuple), before anything runs."""
     if given is None:
         return None
+    if isinstance(given, (str, os.PathLike)):
+        raise SeedError(f"references= takes the references, not where they are: load_references({str(given)!r})")
     found: list[Reference] = []
     for i, one in enumerate(given):
         if isinstance(one, Reference):

@@ -621,7 +621,8 @@ def _walked(
     stages whose replies were cut to the output limit."""
     model = config.teacher.model
     sample_refs = references[: max(k, 1) * 4]
-    say(f"counting the tokens of {len(sample_refs)} of the {len(references)} references with {tokenizer_of(model)}")
+    n, of = len(sample_refs), len(references)
+    say(f"counting the tokens of {f'{n} of the {of}' if n < of else f'all {of}'} references with {tokenizer_of(model)}")
     lengths = Lengths(
         response=round(fmean(count_tokens(model, r.response) for r in sample_refs)),
         instruction=round(fmean(count_tokens(model, r.instruction) for r in sample_refs)),

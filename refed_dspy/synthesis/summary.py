@@ -290,7 +290,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  samples      {s['samples']}/{s['size']}  (+{s['new_samples']} this time, {s['samples_per_s'] or 0:.2f}/s over {s['wall_s']:.1f}s)",
         f"  references   {s['references']} loaded, feedback on {s['feedback_collected']}, {s['units']} synthesis units, "
         f"{s['instructions_kept']} instructions kept",
-        f"  LM calls     {u['calls']} {'paid' if s.get('cost_usd') else 'sent'}, {u['cached_calls']} from the run cache"
+        f"  LM calls     {u['calls']} {'sent' if s.get('cost_usd') == 0 else 'paid'}, {u['cached_calls']} from the run cache"
         + (f", {u['failed_calls']} failed requests (no reply)" if u.get("failed_calls") else "")
         + _unanswered(u)
         + (f"; {u['unmetered_calls']} whose LM reported no token usage" if u.get("unmetered_calls") else ""),

@@ -20,8 +20,8 @@ PAIRS = [
 
 
 def _tables(srv, run) -> dict:
-    lm = {"api_base": srv.api_base, "api_key_env": ""}
-    return {"teacher": lm, "judge": lm, "run": {"dir": str(run), "progress": False}, "synthesis": {"size": 4}}
+    lm = {"api_base": srv.api_base, "api_key_env": ""}  # the run dir a Path, as a Python user writes it
+    return {"teacher": lm, "judge": lm, "run": {"dir": run, "progress": False}, "synthesis": {"size": 4}}
 
 
 def test_a_run_from_dicts_and_its_commands_from_dicts(server_factory, tmp_path):
@@ -35,6 +35,8 @@ def test_a_run_from_dicts_and_its_commands_from_dicts(server_factory, tmp_path):
     kept = refed_dspy.filter_run(run, tmp_path / "kept", ["length:min_words=1", {"name": "random_subset", "k": 2}])
     assert kept.kept == 2 and [s["filter"] for s in kept.steps] == ["length", "random_subset"]
     assert refed_dspy.build_report(run, {"report": {"rouge_sample": 10}}).counts["samples"] == 4
+    metric = refed_dspy.make_metric({"judge": _tables(srv, run)["judge"], "optimize": {"threshold": 0.4}})
+    assert metric.threshold == 0.4
 
 
 @pytest.mark.parametrize(
@@ -43,9 +45,22 @@ def test_a_run_from_dicts_and_its_commands_from_dicts(server_factory, tmp_path):
         (lambda t: refed_dspy.synthesize(t, references=["Name three colours."]), SeedError, r"references\[0\]: .* str"),
         (lambda t: refed_dspy.synthesize(t, references=[{"instruction": "x"}]), SeedError, "non-empty instruction"),
         (lambda t: refed_dspy.synthesize({**t, "teacher": {"modle": "x"}}), ConfigError, "unknown key 'modle'"),
-        (lambda t: refed_dspy.filter_run(t["run"]["dir"], t["run"]["dir"] + "-f", [3]), ConfigError, "not int"),
+        (lambda t: refed_dspy.synthesize(t, references="seeds.jsonl"), SeedError, r"load_references\('seeds.jsonl'\)"),
+        (lambda t: refed_dspy.synthesize({**t, "run": {"dir": {1, 2}}}), ConfigError, "holds set"),
+        (lambda t: refed_dspy.filter_run(t["run"]["dir"], f"{t['run']['dir']}-f", [3]), ConfigError, "not int"),
+        (lambda t: refed_dspy.filter_run(t["run"]["dir"], f"{t['run']['dir']}-f", None), ConfigError, "no filters"),
+        (lambda t: refed_dspy.compare(t, None), ConfigError, "at least one method"),
     ],
-    ids=["reference-string", "reference-without-response", "config-typo", "filter-number"],
+    ids=[
+        "reference-string",
+        "reference-without-response",
+        "config-typo",
+        "references-a-path",
+        "config-value-no-field-takes",
+        "filter-number",
+        "no-filters",
+        "no-methods",
+    ],
 )
 def test_what_the_api_cannot_take_is_one_error_before_anything_is_written(server_factory, tmp_path, call, error, said):
     srv = server_factory()
