@@ -90,7 +90,14 @@ def serve(view: View, port: int = 8765, host: str = "127.0.0.1") -> Any:
     import errno
     import socket
 
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class PlainLog(WSGIRequestHandler):
+        """Werkzeug's request handler, its access log line without terminal colour codes (they reached a log file)."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            line = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in self.requestline)
+            self.log("info", '"%s" %s %s', line, code, size)
 
     if not 0 <= port <= 65535:
         raise RefedError(
@@ -114,6 +121,6 @@ def serve(view: View, port: int = 8765, host: str = "127.0.0.1") -> Any:
             ) from None
         raise RefedError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
     try:
-        return make_server(host, port, create_app(view), threaded=True, fd=sock.fileno())
+        return make_server(host, port, create_app(view), threaded=True, request_handler=PlainLog, fd=sock.fileno())
     finally:
         sock.close()  # the server holds its own duplicate of the socket

@@ -310,3 +310,22 @@ def test_a_sample_of_12_mb_shows_its_start_and_links_to_the_whole(run, monkeypat
     assert client.get("/favicon.ico", headers=here).status_code == 204  # a plain-text page's browser asks for one
     short = client.get(f"/sample/{small['meta']['id']}", headers=here).get_data(as_text=True)
     assert 'id="long"' not in short and "the whole text" not in short
+
+
+def test_the_viewer_s_access_log_holds_no_terminal_colour_codes(run):
+    """Werkzeug colours its access log lines whatever stderr is: a newcomer's log file held `[33mGET /x ...[0m`."""
+    import urllib.error
+    import urllib.request
+
+    from conftest import start_refed_server
+
+    proc, url = start_refed_server(["view", str(run), "--port", "0"], r"(http://127\.0\.0\.1:\d+)/")
+    try:
+        try:
+            urllib.request.urlopen(url + "/nonexistent", timeout=30)
+        except urllib.error.HTTPError as err:
+            assert err.code == 404
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert '"GET /nonexistent HTTP/1.1" 404' in err and "\x1b[" not in err, err
