@@ -115,7 +115,9 @@ def test_the_readme_python_example_says_what_the_whole_script_spent(server_facto
     from loopback_server import read_log
 
     block = checked_block("tests/docs/test_readme.py::test_the_readme_python_example_says_what_the_whole_script_spent")
-    teacher, judge = server_factory(), server_factory()
+    # answers drawn from each request's own text, not from the order requests arrive in: the judge's verdicts are the
+    # same every run (drawn by arrival, the filter kept none of 40 samples in about 1 run in 100, as a CI run met)
+    teacher, judge = server_factory(answers_by_request=True), server_factory(answers_by_request=True)
     done = run(block, tmp_path, workspace(tmp_path, teacher.api_base, judge.api_base))
     assert done.returncode == 0, done.stderr[-4000:]
     said = re.search(r"the script spent \$(\d+\.\d\d)$", done.stdout.strip().splitlines()[-1])
