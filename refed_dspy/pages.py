@@ -10,7 +10,6 @@ card's text is ours or the run's names.
 from __future__ import annotations
 
 import functools
-import math
 from importlib import resources
 from typing import Any
 
@@ -29,18 +28,6 @@ def number(value: Any) -> str:
     return str(value)
 
 
-def duration(seconds: float | None) -> str:
-    """Seconds as the live page says a time left: 45s, 3m05s, 2h10m; unknown for None."""
-    if seconds is None:
-        return "unknown"
-    s = math.floor(seconds + 0.5)  # as the page's script rounds (Math.round), not to even
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 def percent(value: float, digits: int = 0) -> str:
     """A share as a percentage: 0.256 -> '26%' (`digits` decimals)."""
     return f"{value:.{digits}%}"
@@ -53,7 +40,7 @@ def environment(package: str) -> jinja2.Environment:
         loader=jinja2.PackageLoader(package, "templates"),
         autoescape=jinja2.select_autoescape(disabled_extensions=("md",), default_for_string=True, default=True),
     )
-    env.filters.update(number=number, percent=percent, duration=duration)
+    env.filters.update(number=number, percent=percent)
     return env
 
 

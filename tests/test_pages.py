@@ -109,29 +109,34 @@ def test_the_dataset_card_keeps_markdown_as_written():
 def test_the_live_page_shows_whole_figures_whole_and_a_time_left_as_a_time():
     """Its first render said `calls 103.0 of 216`, `time left 0.0000` and `in a window of 2.0` (the page's script,
     a second later, said 103, 0s and 2)."""
-    live = SimpleNamespace(
-        state="running",
-        status="writing responses",
-        role="teacher",
-        written_at="12:00:00",
-        what="samples",
-        records=3,
-        target=20,
-        records_per_s=0.05,
-        eta_s=185.0,
-        spend=[SimpleNamespace(budget="calls", spent=103.0, limit=216.0)],
-        in_flight=2,
-        window=2.0,
-        concurrency=2,
-        events=[],
-    )
+    from refed_dspy.view.routes import time_left
+
+    live = {
+        "state": "running",
+        "status": "writing responses",
+        "role": "teacher",
+        "written_at": "12:00:00",
+        "what": "samples",
+        "records": 3,
+        "target": 20,
+        "records_per_s": 0.05,
+        "eta_s": 185.0,
+        "spend": [{"budget": "calls", "spent": 103.0, "limit": 216.0}],
+        "in_flight": 2,
+        "window": 2.0,
+        "concurrency": 2,
+        "events": [],
+    }
     shell = {"status": SimpleNamespace(kind="run", live=True, path="runs/x", notes=[]), "live_script": ""}
-    page = environment("refed_dspy.view").get_template("live.html").render(live=live, **shell)
-    text = " ".join(" ".join(Elements(page).text).split())
+
+    def shown(figures: dict) -> str:
+        page = environment("refed_dspy.view").get_template("live.html")
+        return " ".join(
+            " ".join(Elements(page.render(live=figures, time_left=time_left(figures), **shell)).text).split()
+        )
+
+    text = shown(live)
     assert "calls 103 of 216" in text and "time left 3m05s" in text and "2 in a window of 2 " in text, text
-    ended = (
-        environment("refed_dspy.view")
-        .get_template("live.html")
-        .render(live=SimpleNamespace(**{**vars(live), "state": "ended", "eta_s": 0.0, "window": 2.5}), **shell)
-    )
-    assert "time left none" in " ".join(" ".join(Elements(ended).text).split()) and ">2.5</span>" in ended
+    ended = shown({**live, "state": "ended", "eta_s": 0.0, "window": 2.5})
+    assert "time left none" in ended and "in a window of 2.5 " in ended, ended
+    assert "time left unknown" in shown({**live, "eta_s": None})

@@ -93,9 +93,8 @@ def _address(url: str) -> tuple[str, int]:
 
 def listening(url: str) -> bool:
     """Something accepts connections at `url`'s host and port."""
-    parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=1.0):
+        with socket.create_connection(_address(url), timeout=1.0):
             return True
     except OSError:
         return False

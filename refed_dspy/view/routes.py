@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 
 from werkzeug.exceptions import NotFound
 
+from refed_dspy.engine.progress import duration
 from refed_dspy.experiments.outputs import program_view
 from refed_dspy.ledger.usage import usd_up_to
 from refed_dspy.pages import asset, render
@@ -286,7 +287,16 @@ def live(pages: Pages) -> Response:
     found = pages.view.live
     if found is None:
         raise NotFound()
-    return pages.page("live", title="live", page="live", live=found.figures(), live_script=pages.live_script)
+    live = found.figures()
+    return pages.page(
+        "live", title="live", page="live", live=live, time_left=time_left(live), live_script=pages.live_script
+    )
+
+
+def time_left(live: dict[str, Any]) -> str:
+    """The live figures' time left as the page's script says it (the progress line's clock): none once ended."""
+    eta = live.get("eta_s")
+    return "none" if live.get("state") == "ended" else ("unknown" if eta is None else duration(eta))
 
 
 def live_figures(pages: Pages) -> Response:
