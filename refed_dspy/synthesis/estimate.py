@@ -91,6 +91,7 @@ from refed_dspy.errors import RefedError
 from refed_dspy.ledger.usage import prompt_cache_share, prompt_cache_text
 from refed_dspy.methods import METHODS
 from refed_dspy.providers.base import MarkedCache, PrefixCache
+from refed_dspy.providers.prices import close_priced_names
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference
@@ -866,12 +867,14 @@ def format_estimate(e: Estimate) -> str:
             "to 1.6x as long, 10% repaired, top: no prompt-cache hit)"
         )
     else:
-        lines.append("  no price known for this model: set teacher.input_usd_per_mtok and output_usd_per_mtok")
+        close = close_priced_names(e["model"])
+        typo = f" (did you mean '{close[0]}'?)" if close else ""
+        lines.append(f"  no price known for {e['model']}{typo}: set teacher.input_usd_per_mtok and output_usd_per_mtok")
     share = prompt_cache_text(prompt_cache_share(t))
     if share:
         without = f"; without it {money(t['uncached_cost_usd'])} online" if t.get("uncached_cost_usd") else ""
         lines.append(f"  prompt cache: {share}{without}")
-    if "flex_cost_usd" not in t and not served:
+    if "flex_cost_usd" not in t and t["cost_usd"] is not None and not served:
         lines.append("  flex: this model has no flex price (LiteLLM's price map, or teacher.tier_prices.flex)")
     asked = e.get("service_tier") or "default"
     if asked != "default" and not served:
@@ -899,9 +902,9 @@ def wall_line(w: dict[str, Any], flex: bool = True) -> str:
     """The estimate's wall-time line: online, flex (`flex`: the model has a flex tier) and batch side by side, and
     what they rest on."""
     basis = (
-        f"{w['seconds_per_call']:g} s a call, {w['basis']}"
+        f"{w['seconds_per_call']:.3g} s a call, {w['basis']}"
         if w.get("basis") != "assumed"
-        else f"assumed {w['seconds_per_call']:g} s a call"
+        else f"assumed {w['seconds_per_call']:.3g} s a call"
     )
     waves = f" x {w['waves']} waves" if w.get("waves", 1) > 1 else ""
     on_flex = f", flex about {rough_duration(w['flex_s'])} (slower replies)" if flex else ""

@@ -17,6 +17,7 @@ from refed_dspy.synthesis.estimate import (
     cacheable_tokens,
     common_prefix,
     estimate,
+    format_estimate,
     made_up_value,
     work_counts,
 )
@@ -173,3 +174,12 @@ def test_the_schema_is_counted_as_input_where_the_provider_shows_it_and_only_the
         schema = json.dumps(adapter.request_options(ImproveResponse)["response_format"])
         [(prompt, _)] = tally.calls[("sample", "improve")]
         assert prompt == count_tokens(spec.model, text + schema if shown else text), shown
+
+
+def test_an_unpriced_model_close_to_a_priced_one_is_named_in_the_estimate(tmp_path):
+    over = [f"run.dir='{tmp_path / 'run'}'", "synthesis.size=8"]
+    text = format_estimate(estimate(load_config(None, [*over, "teacher.model='openai/gpt-4o-mnii'"])))
+    assert "no price known for openai/gpt-4o-mnii (did you mean 'openai/gpt-4o-mini'?): set teacher." in text
+    assert "no flex price" not in text  # no price at all: one line says so
+    text = format_estimate(estimate(load_config(None, [*over, "teacher.model='openai/my-own-model'"])))
+    assert "no price known for openai/my-own-model: set teacher." in text
