@@ -513,12 +513,31 @@ def require_price(spec: LMSpec, role: str, budget_field: str) -> None:
         )
 
 
+def on_own_network(spec: LMSpec) -> bool:
+    """Every endpoint of `spec` is on this machine or its network (a local server, whose model has no list price)."""
+    return bool(spec.endpoints) and all(is_private_host(host_of(url)) for url in spec.endpoints)
+
+
+def unpriced_text(spec: LMSpec, role: str) -> str:
+    """What a figure with no price says of `spec`'s model: why (a local server; a priced name close to it, a likely
+    typo) and the fields that price it."""
+    close = [] if on_own_network(spec) else close_priced_names(spec.model)
+    why = (
+        " (a server on this machine or its network: no list price)"
+        if on_own_network(spec)
+        else f" (did you mean '{close[0]}'?)"
+        if close
+        else ""
+    )
+    return f"no price known for {spec.model}{why}: set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
+
+
 def price_note(spec: LMSpec, role: str) -> str | None:
     """The line a run without a cost budget says when `spec`'s model has no price and LiteLLM's price map knows a name
     close to it (a likely typo): its costs will be unknown. None when it is priced, when nothing is close (a model of
     one's own), or when every endpoint is on this machine or its network (a local server's model has no list price);
     under a cost budget `require_price` refuses instead."""
-    if price_of(spec) is not None or (spec.endpoints and all(is_private_host(host_of(u)) for u in spec.endpoints)):
+    if price_of(spec) is not None or on_own_network(spec):
         return None
     close = close_priced_names(spec.model)
     if not close:

@@ -83,7 +83,7 @@ from refed_dspy.clients.local_server import (
     served_roles,
 )
 from refed_dspy.config import Config, config_hash
-from refed_dspy.config.lm import price_of
+from refed_dspy.config.lm import price_of, unpriced_text
 from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.engine.progress import rough_duration
 from refed_dspy.engine.transport import acall_part
@@ -91,7 +91,6 @@ from refed_dspy.errors import RefedError
 from refed_dspy.ledger.usage import prompt_cache_share, prompt_cache_text
 from refed_dspy.methods import METHODS
 from refed_dspy.providers.base import MarkedCache, PrefixCache
-from refed_dspy.providers.prices import close_priced_names
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference
@@ -478,6 +477,7 @@ class Estimate(Result):
     work: dict[str, int] = Field(description="Tasks of each kind the run will do: feedback, unit, sample.")
     lengths: dict[str, int] = Field(description="Mean tokens of the references' instructions and responses.")
     price_known: bool
+    unpriced: str | None = Optional("Why no price is known for the teacher, and the fields that price it.")
     batch_price_factor: float
     stages: dict[str, dict[str, Any]]
     total: dict[str, Any]
@@ -576,6 +576,7 @@ def estimate(
             "work": counts,
             "lengths": {"response": lengths.response, "instruction": lengths.instruction},
             "price_known": price is not None,
+            "unpriced": None if price is not None else unpriced_text(config.teacher, "teacher"),
             "batch_price_factor": factor,
             "stages": {k: _rounded(v) for k, v in stages.items()},
             "total": _rounded(total),
@@ -867,9 +868,7 @@ def format_estimate(e: Estimate) -> str:
             "to 1.6x as long, 10% repaired, top: no prompt-cache hit)"
         )
     else:
-        close = close_priced_names(e["model"])
-        typo = f" (did you mean '{close[0]}'?)" if close else ""
-        lines.append(f"  no price known for {e['model']}{typo}: set teacher.input_usd_per_mtok and output_usd_per_mtok")
+        lines.append(f"  {e['unpriced'] or 'no price known'}")
     share = prompt_cache_text(prompt_cache_share(t))
     if share:
         without = f"; without it {money(t['uncached_cost_usd'])} online" if t.get("uncached_cost_usd") else ""

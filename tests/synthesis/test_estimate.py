@@ -183,3 +183,10 @@ def test_an_unpriced_model_close_to_a_priced_one_is_named_in_the_estimate(tmp_pa
     assert "no flex price" not in text  # no price at all: one line says so
     text = format_estimate(estimate(load_config(None, [*over, "teacher.model='openai/my-own-model'"])))
     assert "no price known for openai/my-own-model: set teacher." in text
+    local = [
+        "teacher.model='openai/gpt-4o-mnii'",
+        "teacher.api_base='http://127.0.0.1:8080/v1'",
+        "teacher.api_key_env=''",
+    ]
+    text = format_estimate(estimate(load_config(None, [*over, *local])))
+    assert "no price known for openai/gpt-4o-mnii (a server on this machine or its network: no list price)" in text
