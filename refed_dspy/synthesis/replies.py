@@ -154,18 +154,23 @@ def earlier_runs(
     """This model's reply lengths by stage, measured on its earlier runs: the run dir itself (an earlier invocation),
     its pilot, and the folders beside it and their pilots, those whose `summary.json` names `model` as the teacher and
     kept a sample, made by the same `method` and with the same `teacher.max_tokens` (their config.toml) where those
-    are given; and those runs' dirs. ({}, []) when there are none."""
+    are given, a copied run dir once; and those runs' dirs. ({}, []) when there are none."""
     here = Path(run_dir)
     places = [here]
     with contextlib.suppress(OSError):  # a parent we may not list: the run dir alone
         places += sorted(p for p in here.parent.iterdir() if p.is_dir() and p != here)[:_MAX_DIRS]
     found: list[dict[str, tuple[int, int]]] = []
     dirs: list[str] = []
+    seen: set[tuple[str, str]] = set()  # the runs read: a copy of one (`cp -r` for a backup) is that run again
     for place in places:
         for folder in (place, place / "pilot"):
             summary = read_json(folder / "summary.json")
             if summary.get("teacher") != model or not summary.get("samples"):
                 continue
+            run = (str(summary.get("run_dir") or folder), str(summary.get("finished_at")))
+            if run in seen:
+                continue
+            seen.add(run)
             if method is not None and summary.get("method") not in (None, method):
                 continue  # another method's calls write other replies
             if max_tokens is not None and _max_tokens_of(folder) not in (None, max_tokens):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,14 @@ def test_a_local_model_not_serving_gets_no_hosted_speed(monkeypatch, tmp_path):
     text = format_estimate(estimate(config))
     assert "wall time: not known until the local model serves" in text
     assert "online about" not in text and "batch about" not in text
+
+
+def test_a_copied_run_dir_is_its_run_once(tmp_path):
+    model = load_config(None, []).teacher.model
+    old = _old_run(tmp_path / "old", model, {"generate": (10, 1_500)})
+    summary = json.loads((old / "summary.json").read_text())
+    finished = {"run_dir": str(old), "finished_at": "2026-11-30T01:02:03Z"}
+    (old / "summary.json").write_text(json.dumps({**summary, **finished}))
+    shutil.copytree(old, tmp_path / "old-backup")  # a user's `cp -r`: the same run, its summary as it was
+    other = _old_run(tmp_path / "other", model, {"generate": (10, 2_500)})
+    assert earlier_runs(tmp_path / "run", model) == ({"generate": 200}, [str(old), str(other)])
