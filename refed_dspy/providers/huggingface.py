@@ -18,6 +18,7 @@ HUGGINGFACE = PROVIDERS.register(
             "HUGGINGFACE_API_KEY",
             "HUGGINGFACEHUB_API_TOKEN",
             "HF_API_TOKEN",
+            "HF_API_KEY",
         ),
     )
 )

@@ -41,7 +41,7 @@ import idna
 
 from refed_dspy.errors import KeyProviderError, MissingKeyError
 from refed_dspy.providers.base import Provider, provider_of
-from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS
+from refed_dspy.providers.litellm_table import DEFAULT_HOSTS, KEY_VARIABLES, LITELLM_PROVIDERS
 from refed_dspy.providers.registry import PROVIDERS, provider_for
 from refed_dspy.secrets import hold
 
@@ -199,8 +199,15 @@ def lookalike_of(host: str) -> str | None:
 
 
 def provider_hosts() -> dict[str, tuple[str, ...]]:
-    """The hosts of each provider's own endpoints, by its name (those whose hosts refed knows)."""
-    return {p.name: p.hosts for p in PROVIDERS.values() if p.hosts}
+    """The hosts of each provider's own endpoints, by its name (those whose hosts refed knows): a provider file's
+    `hosts`, then the host LiteLLM sends a keyed provider's calls to when no api_base is given (DEFAULT_HOSTS)."""
+    hosts = {p.name: p.hosts for p in PROVIDERS.values() if p.hosts}
+    for name, host in DEFAULT_HOSTS.items():
+        owner = PROVIDERS.for_prefix(name)
+        name = owner.name if owner is not None and owner.hosts else name
+        if not any(_at(host, pattern) for pattern in hosts.get(name, ())):
+            hosts[name] = (*hosts.get(name, ()), host)
+    return hosts
 
 
 def host_provider(host: str) -> str | None:
@@ -231,11 +238,13 @@ def hosts_known(provider: str) -> bool:
 
 
 def one_party(a: str, b: str) -> bool:
-    """Providers `a` and `b` are one party for a key: the same family of endpoints, or LiteLLM reads one variable for
-    both (ai21 and ai21_chat, codestral and text-completion-codestral)."""
+    """Providers `a` and `b` are one party for a key: the same family of endpoints, their own hosts under one domain
+    (codestral.mistral.ai and api.mistral.ai), or LiteLLM reads one variable for both (ai21 and ai21_chat)."""
     if family(a) == family(b):
         return True
-    return bool(set(KEY_VARIABLES.get(a, ())) & set(KEY_VARIABLES.get(b, ())))
+    known = provider_hosts()
+    domains = [{_domain(h) for h in known.get(family(p), ())} for p in (a, b)]
+    return bool(domains[0] & domains[1]) or bool(set(KEY_VARIABLES.get(a, ())) & set(KEY_VARIABLES.get(b, ())))
 
 
 def default_host(provider: str) -> str | None:
@@ -332,12 +341,11 @@ def key_destination(owner: str, url: str) -> Destination:
     scheme, written, names = url_hosts(url)
     if not names or all(is_private_host(h) for h in names):
         return Destination("ok", written)
-    known = hosts_known(owner)  # where refed does not know the owner's hosts, a known host may be its (codestral's)
-    for host in names if known else ():
+    for host in names:
         theirs = host_provider(host)
         if theirs is not None and not one_party(owner, theirs):
             return Destination("refuse", host, theirs, f"{theirs}'s endpoint")
-    for host in names if known else ():
+    for host in names:
         like = lookalike_of(host)
         if like is not None:
             return Destination("refuse", host, like, f"not {like}'s, though its name carries {like}'s domain")
@@ -346,7 +354,7 @@ def key_destination(owner: str, url: str) -> Destination:
         return Destination(
             "warn", shown, None, "a public address over plain http: the key crosses the network unencrypted"
         )
-    if known and not any(host_provider(h) is not None for h in names):
+    if hosts_known(owner) and not any(host_provider(h) is not None for h in names):
         return Destination("warn", written, None, f"a host refed does not know as {owner}'s (a gateway or proxy?)")
     return Destination("ok", written)
 

@@ -2,8 +2,9 @@
 one's key from (kept here), and its model table (prices, limits, capabilities and deprecation dates).
 
 Deciding whose key a variable is, or which variable a model's key comes from, happens at every start of every command;
-asking LiteLLM took its import (seconds). The table is LiteLLM's own (its `provider_list`, and the variables its
-`validate_environment` names for each provider) as of the version named below; tests/clients/test_key_names.py compares
+asking LiteLLM took its import (seconds). The table is LiteLLM's own (its `provider_list`, the variables its
+`validate_environment` names for each provider, and the host of the api_base its `get_llm_provider` gives a keyed
+provider) as of the version named below; tests/clients/test_key_names.py compares
 it with the LiteLLM installed and prints the table anew when they differ, so it cannot drift unseen.
 
 The model table is the file LiteLLM ships with every model's prices, limits and capabilities.
@@ -112,6 +113,40 @@ KEY_VARIABLES: dict[str, tuple[str, ...]] = {
     "xai": ("XAI_API_KEY",),
 }
 
+
+# the host of the api_base LiteLLM sends a keyed provider's calls to when none is given (its get_llm_provider)
+DEFAULT_HOSTS: dict[str, str] = {
+    "ai21_chat": "api.ai21.com",
+    "baseten": "inference.baseten.co",
+    "cerebras": "api.cerebras.ai",
+    "clf_ai_gateway": "api.clfaigateway.dev",
+    "codestral": "codestral.mistral.ai",
+    "dashscope": "dashscope.aliyuncs.com",
+    "datarobot": "app.datarobot.com",
+    "deepinfra": "api.deepinfra.com",
+    "deepseek": "api.deepseek.com",
+    "edenai": "api.edenai.run",
+    "featherless_ai": "api.featherless.ai",
+    "fireworks_ai": "api.fireworks.ai",
+    "groq": "api.groq.com",
+    "inception": "api.inceptionlabs.ai",
+    "mistral": "api.mistral.ai",
+    "modelscope": "api-inference.modelscope.cn",
+    "moonshot": "api.moonshot.ai",
+    "nadir": "api.getnadir.com",
+    "nebius": "api.studio.nebius.ai",
+    "novita": "api.novita.ai",
+    "nvidia_nim": "integrate.api.nvidia.com",
+    "perplexity": "api.perplexity.ai",
+    "qwen_ai_platform": "dashscope.aliyuncs.com",
+    "qwencloud": "dashscope-intl.aliyuncs.com",
+    "tencent": "tokenhub-intl.tencentcloudmaas.com",
+    "together_ai": "api.together.ai",
+    "vercel_ai_gateway": "ai-gateway.vercel.sh",
+    "volcengine": "ark.cn-beijing.volces.com",
+    "wandb": "api.inference.wandb.ai",
+    "xai": "api.x.ai",
+}
 
 MAP_FILE = "model_prices_and_context_window_backup.json"
 _DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")

@@ -25,6 +25,7 @@ from refed_dspy.providers.keys import (
     host_provider,
     is_private_host,
     key_refusal,
+    key_warnings,
 )
 
 SOCKET_SPY = Path(__file__).resolve().parents[1] / "socket_spy"
@@ -79,6 +80,11 @@ FOREIGN = [
     ("anthropic/claude-haiku-4-5", "https://api.groq.com", None),
     ("groq/llama-3.1-8b-instant", "https://api.openai.com/v1", None),
     ("openai/x", ["http://127.0.0.1:9/v1", GROQ_BASE], None),  # one replica of several is another provider's
+    # keys of providers no provider file registers: their hosts are LiteLLM's (DEFAULT_HOSTS), or unknown
+    ("openai/x", "https://api.anthropic.com/v1", "PERPLEXITYAI_API_KEY"),
+    ("openai/x", "https://api.openai.com/v1", "CEREBRAS_API_KEY"),
+    ("openai/x", "https://api.openai.com/v1", "REPLICATE_API_KEY"),  # hosts unknown: still not another's
+    ("openai/x", "https://api.perplexity.ai", "OPENAI_API_KEY"),  # a host known from LiteLLM's table
 ]
 
 
@@ -108,10 +114,21 @@ def test_a_key_to_another_providers_host_is_refused(model, base, env):
         ("openai/x", "https://my-gateway.example.com/v1", "OPENAI_API_KEY"),  # a host refed does not know: a proxy
         ("openai/gpt-4o-mini", "https://api.openai.com/v1", None),
         ("groq/llama-3.1-8b-instant", None, None),
+        ("perplexity/sonar", None, None),
+        ("perplexity/sonar", "https://api.perplexity.ai", "PERPLEXITYAI_API_KEY"),
+        ("together_ai/x", "https://api.together.ai/v1", None),  # LiteLLM's host for it beside refed's
+        ("openai/x", "https://codestral.mistral.ai/v1", "MISTRAL_API_KEY"),  # one company's hosts
+        ("mistral/codestral-latest", None, "CODESTRAL_API_KEY"),
     ],
 )
 def test_a_key_to_its_own_or_the_users_hosts_passes(model, base, env):
     check_key_goes_to_its_provider(LMSpec(model=model, api_base=base, api_key_env=env), "teacher")
+
+
+def test_a_key_of_a_provider_known_from_litellms_table_warns_at_a_host_not_its_own():
+    said = [d.why for d in key_warnings("PERPLEXITYAI_API_KEY", ["https://evil.example.com/v1"])]
+    assert said == ["a host refed does not know as perplexity's (a gateway or proxy?)"]
+    assert key_warnings("PERPLEXITYAI_API_KEY", ["https://api.perplexity.ai"]) == []
 
 
 def test_the_decision_never_imports_what_it_need_not():

@@ -11,7 +11,8 @@ import sys
 import textwrap
 import types
 
-from refed_dspy.providers.litellm_table import KEY_VARIABLES, LITELLM_PROVIDERS, LITELLM_VERSION
+from refed_dspy.providers.keys import host_of
+from refed_dspy.providers.litellm_table import DEFAULT_HOSTS, KEY_VARIABLES, LITELLM_PROVIDERS, LITELLM_VERSION
 
 
 def _litellm_key_variables(litellm, provider: str) -> tuple[str, ...]:
@@ -50,6 +51,23 @@ def test_the_table_is_litellms_own():
             f"key variables changed for {sorted(p for p in set(keys) | set(KEY_VARIABLES) if keys.get(p) != KEY_VARIABLES.get(p))}). "
             f"Put this in it, with LITELLM_VERSION = {version('litellm')!r}:\n{_table_text(providers, keys)}"
         )
+
+
+def test_the_default_hosts_are_litellms_own():
+    """The host LiteLLM sends each keyed provider's calls to when no api_base is given (its get_llm_provider's
+    api_base), as DEFAULT_HOSTS has it."""
+    import litellm
+
+    found = {}
+    for provider in KEY_VARIABLES:
+        try:
+            base = litellm.get_llm_provider(f"{provider}/some-model")[3]
+        except Exception:  # noqa: BLE001 - a provider that needs more than a name to be placed has no default
+            continue
+        if isinstance(base, str) and base.startswith(("http://", "https://")):
+            found[provider] = host_of(base)
+    rows = "\n".join(f'    "{k}": "{v}",' for k, v in sorted(found.items()))
+    assert found == DEFAULT_HOSTS, f"put this in refed_dspy/providers/litellm_table.py:\nDEFAULT_HOSTS = {{\n{rows}\n}}"
 
 
 _CHECKS = """
