@@ -134,8 +134,15 @@ ModelName = Annotated[str, AfterValidator(_model_name)]
 
 def http_endpoint(value: str) -> str:
     """`value` if it is an http(s) URL with a host (and a port that is a number), the way a config's `api_base` must be
-    (an `ftp://` or a bare word used to be tried 25 times at run time, leaving a run dir behind); ValueError, with the
-    URL it may have meant, otherwise."""
+    (an `ftp://` or a bare word used to be tried 25 times at run time, leaving a run dir behind), and with no user name
+    or password in it (the run dir keeps its config); ValueError, with the URL it may have meant, otherwise."""
+    authority = re.split(r"[/?#]", value.split("://", 1)[-1], maxsplit=1)[0]
+    if "@" in authority:  # read before anything else: a password is never said back
+        shown = value.replace(authority.rsplit("@", 1)[0], "***", 1)
+        raise ValueError(
+            f"carries a user name or password ({shown}), which would be written in the run's config.toml and "
+            "records: give the server's key in an environment variable named by api_key_env"
+        )
     try:
         parts = urlsplit(value)
         if parts.scheme in ("http", "https") and parts.hostname and parts.port != 0:

@@ -81,6 +81,8 @@ def test_a_duration_that_is_not_a_finite_number_of_seconds_is_one_line(server_fa
         ("teacher.api_base='ftp://127.0.0.1/v1'", "teacher.api_base: must be an http:// or https:// URL with a host"),
         ("teacher.api_base='127.0.0.1:8000/v1'", "got '127.0.0.1:8000/v1' (http://127.0.0.1:8000/v1?)"),
         ("judge.api_base=['http://127.0.0.1:9/v1', 'not a url']", "judge.api_base: must be an http:// or https://"),
+        # the attacker's case: a password in the URL was written to config.toml and said in the error (never again)
+        ("teacher.api_base='http://user:hunter2pass@127.0.0.1:9/v1'", "carries a user name or password (http://***@"),
         ("teacher.model=''", "teacher.model: needs a model name"),
         ("judge.model=' '", "judge.model: needs a model name"),
         # every number of every section is bounded, not the fields someone thought of
@@ -105,7 +107,7 @@ def test_an_absurd_number_a_non_http_endpoint_or_an_empty_model_is_one_line_and_
     run = tmp_path / "run"
     code, _, err = run_refed("synthesize", *sets(run_overrides(srv, run, 4, **SMALL)), "--set", override)
     _one_line_exit_2(code, err, says)
-    assert read_log(srv.cfg.log_path) == [] and not run.exists()
+    assert read_log(srv.cfg.log_path) == [] and not run.exists() and "hunter2" not in err
 
 
 @pytest.mark.parametrize(
