@@ -111,7 +111,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     print(markdown_table(result["rows"], columns_for(result["rows"], all_columns=args.all_columns)), end="")
     unfinished = unfinished_students(result["rows"])
-    for line in unfinished:
+    for line in [*(f"{r['method']}: {r['note']}" for r in result["rows"] if r.get("note")), *unfinished]:
         print(line)
     print(f"wrote {result.json_file} and {result.markdown_file}")
     return 1 if unfinished or any(r["status"] != "complete" for r in result["rows"]) else 0

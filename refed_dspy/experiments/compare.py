@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from refed_dspy.config import Config
 from refed_dspy.config.load import ConfigLike, as_config
@@ -362,24 +362,47 @@ def unfinished_students(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def judging_left(config: Config, rows: list[dict[str, Any]], method: str) -> Config | None:
-    """`config` with [evaluate]'s caps made the whole command's: what the other methods' evaluations paid (their judge
-    ledgers, every run of each) taken off what this method's may spend; None when nothing is left for it."""
-    ev = config.evaluate
-    if ev.max_calls is None and ev.max_cost_usd is None:
-        return config
-    others = [r for r in rows if r["method"] not in (method, BASELINE)]  # the baseline's student is not evaluated
-    ledgers = [RunDir(Path(r["student"]) / EVALUATION_DIR).judge_ledger for r in others]
+Capped = TypeVar("Capped", bound=BaseModel)  # a section that caps calls and cost: [synthesis], [judging], [evaluate]
+
+
+def caps_left(settings: Capped, ledgers: list[Path]) -> Capped | None:
+    """`settings` (a section's `max_calls` and `max_cost_usd`) made the whole command's: what `ledgers` (the other
+    methods', every run of each) paid taken off; None when nothing is left; `settings` itself when it sets no cap."""
+    if not _capped(settings):
+        return settings
     paid = [Ledger.read(path).paid() or {} for path in ledgers if path.exists()]
     calls = sum(int(u.get("calls") or 0) for u in paid)
     cost = sum(float(u.get("cost_usd") or 0) + float(u.get("interrupted_cost_usd") or 0) for u in paid)
     left = {
-        "max_calls": None if ev.max_calls is None else ev.max_calls - calls,
-        "max_cost_usd": None if ev.max_cost_usd is None else ev.max_cost_usd - cost,
+        "max_calls": None if settings.max_calls is None else settings.max_calls - calls,
+        "max_cost_usd": None if settings.max_cost_usd is None else settings.max_cost_usd - cost,
     }
     if any(v is not None and v <= 0 for v in left.values()):
         return None
-    return config.model_copy(update={"evaluate": ev.model_copy(update=left)})
+    return settings.model_copy(update=left)
+
+
+def judging_left(config: Config, rows: list[dict[str, Any]], method: str) -> Config | None:
+    """`config` with [evaluate]'s caps made the whole command's (`caps_left`: the other methods' evaluations' judge
+    ledgers); None when nothing is left for this method's."""
+    others = [r for r in rows if r["method"] not in (method, BASELINE)]  # the baseline's student is not evaluated
+    ev = caps_left(config.evaluate, [RunDir(Path(r["student"]) / EVALUATION_DIR).judge_ledger for r in others])
+    if ev is None or ev is config.evaluate:
+        return None if ev is None else config
+    return config.model_copy(update={"evaluate": ev})
+
+
+def method_left(config: Config, methods: list[str], method: str) -> tuple[Config | None, bool]:
+    """This method's config with the caps of [synthesis] and [judging] made the whole command's (`caps_left`: the
+    other methods' run dirs' ledgers); None when its synthesis has nothing left, and whether its judging has some."""
+    others = [RunDir(Path(config.run.dir) / m) for m in methods if m != method]
+    mconfig = method_config(config, method)
+    synthesis = caps_left(mconfig.synthesis, [r.ledger for r in others])
+    judging = caps_left(mconfig.judging, [r.judge_ledger for r in others])
+    if synthesis is None:
+        return None, judging is not None
+    update = {"synthesis": synthesis} | ({} if judging is None else {"judging": judging})
+    return mconfig.model_copy(update=update), judging is not None
 
 
 async def acompare(config: Config, methods: list[str], **kwargs: Any) -> Comparison:
@@ -419,21 +442,55 @@ async def _compare(
         header["scored_by"] = scorer.label
     try:
         for method in methods:
-            mconfig = method_config(config, method)
-            summary = await arun_synthesis(
-                mconfig, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=show_progress
-            )
-            if judge:
-                await ajudge_run(
-                    mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch, show_progress=show_progress
-                )
-            row = {**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)}
-            if scorer is not None:
-                row |= score_columns(mconfig.run.dir, mconfig, scorer)
+            row = await _method_row(config, methods, method, judge, teacher, references, judge_lm, on_mismatch,
+                                    show_progress)  # fmt: skip
+            if scorer is not None and row.get("samples"):
+                row |= score_columns(row["run_dir"], method_config(config, method), scorer)
             rows.append(row)
     finally:  # a stopped comparison still leaves the table of the methods that finished
         result = write_table(config, rows, header)
     return result
+
+
+async def _method_row(config: Config, methods: list[str], method: str, judge: bool, *given: Any) -> dict[str, Any]:
+    """One method's row: its run (and with `judge` its judging) made under what the command's caps leave it, launched
+    as `refed synthesize` and `refed judge` launch theirs; `given`: the teacher, references, judge LM, on_mismatch
+    and show_progress handed in."""
+    teacher, references, judge_lm, on_mismatch, show_progress = given
+    mconfig, judging_left = method_left(config, methods, method)
+    if mconfig is None:
+        return not_run_row(config, method)
+    summary = await arun_synthesis(
+        mconfig, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=show_progress
+    )
+    judged = None
+    if judge and judging_left and summary["samples"]:  # a run its caps stopped before any sample: none to judge
+        judged = await ajudge_run(
+            mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch, show_progress=show_progress
+        )
+    row = {**comparison_row(summary), **quality_columns(mconfig.run.dir, mconfig)}
+    notes = []
+    if summary["status"] == "budget" and _capped(config.synthesis):
+        notes.append("stopped at [synthesis] max_calls or max_cost_usd, which the methods share")
+    if judge and summary["samples"] and _capped(config.judging) and (judged is None or judged["status"] == "budget"):
+        notes.append("judging stopped at [judging] max_calls or max_cost_usd, which the methods share")
+    return row | ({"note": "; ".join(notes)} if notes else {})
+
+
+def _capped(settings: Any) -> bool:
+    """Whether a section sets a cap of its own (its max_calls or max_cost_usd)."""
+    return settings.max_calls is not None or settings.max_cost_usd is not None
+
+
+def not_run_row(config: Config, method: str) -> dict[str, Any]:
+    """The row of a method whose synthesis the command's caps left nothing for: its summary where an earlier run of
+    the comparison made one (finished before the caps were lowered: its figures stand), else no figures."""
+    run_dir = Path(config.run.dir) / method
+    summary = read_json(RunDir(run_dir).summary)
+    if summary:
+        return {**comparison_row(summary), **quality_columns(run_dir, method_config(config, method))}
+    note = "not run: [synthesis] max_calls or max_cost_usd spent on the other methods"
+    return {"method": method, "status": "budget", "samples": 0, "calls": 0, "run_dir": str(run_dir), "note": note}
 
 
 def write_table(config: Config, rows: list[dict[str, Any]], header: dict[str, Any]) -> Comparison:

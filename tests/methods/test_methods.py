@@ -325,3 +325,31 @@ def test_cli_compare_runs_siblings_and_resumes(server_factory, tmp_path):
     assert len(read_log(srv.cfg.log_path)) == len(log)
     again = json.loads((run / "compare.json").read_text())["rows"]
     assert [(r["samples"], r["calls"]) for r in again] == [(r["samples"], r["calls"]) for r in rows.values()]
+
+
+def test_compare_s_synthesis_and_judging_caps_are_the_whole_command_s(server_factory, tmp_path):
+    """[synthesis] and [judging] max_calls cap the comparison, not each method: three methods under a cap of 30
+    calls send at most 30 (83 when each method had the cap to itself), and a judging cap of 10 makes at most 10
+    judge calls over all three methods' samples (16 when each had it)."""
+    teacher, judge = server_factory(), server_factory()
+    run = tmp_path / "cmp"
+    over = run_overrides(teacher, run, 20, **{"synthesis.instructions_per_feature": 2, "seeds.limit": 4})
+    over += [f"judge.api_base='{judge.api_base}'", "judge.api_key_env=''"]
+    args = ["compare", "--judge", "--methods", "refed,no_feedback,sample_feedback", *sets(over)]
+    caps = ["--set", "synthesis.max_calls=30", "--set", "judging.max_calls=10"]
+    proc = refed(*args, *caps)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err  # stopped on its caps
+    assert len(read_log(teacher.cfg.log_path)) <= 30 and len(read_log(judge.cfg.log_path)) <= 10
+    rows = {r["method"]: r for r in json.loads((run / "compare.json").read_text())["rows"]}
+    assert sum(r["calls"] for r in rows.values()) == len(read_log(teacher.cfg.log_path))
+    assert any(r["status"] == "budget" for r in rows.values())
+    assert "no_feedback: stopped at [synthesis] max_calls or max_cost_usd, which the methods share" in out, out
+    assert "sample_feedback: " in out  # stopped too, or not run: nothing was left for it
+    # the synthesis cap raised, the judging cap kept: every method finishes, and all their judging shares its 10
+    proc = refed(*args, "--set", "synthesis.max_calls=400", "--set", "judging.max_calls=10")
+    out, err = proc.communicate(timeout=300)
+    rows = {r["method"]: r for r in json.loads((run / "compare.json").read_text())["rows"]}
+    assert all(r["samples"] == 20 for r in rows.values()), out + err
+    assert len(read_log(judge.cfg.log_path)) <= 10, out
+    assert "sample_feedback: judging stopped at [judging] max_calls or max_cost_usd, which the methods share" in out
