@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import unquote, urlsplit
+from urllib.request import proxy_bypass_environment
 
 import idna
 
@@ -483,8 +484,9 @@ def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: 
     owner = key_provider(env) if env else None
     refusal = key_refusal(env, model, endpoints)
     if refusal is None:
-        warned = key_warnings(env, endpoints or key_destinations(model))
-        return KeyRoute(env, endpoints, owner, warnings=tuple(warned))
+        reached = endpoints or key_destinations(model)
+        proxied = [d for url in reached if owner and (d := plain_proxy(url, environ)) is not None]
+        return KeyRoute(env, endpoints, owner, warnings=(*key_warnings(env, reached), *proxied))
     given = [n for n in serving.endpoint_variables if environ.get(n, "").strip() in endpoints] if not api_bases else []
     return KeyRoute(
         env,
@@ -496,6 +498,26 @@ def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: 
         theirs_variable=variable_of(refusal.endpoint_owner),
         model_is_theirs=routed_provider(model) == refusal.endpoint_owner,
     )
+
+
+def plain_proxy(url: str, environ: Mapping[str, str]) -> Destination | None:
+    """The warning for a key sent over plain http to a private endpoint through a proxy at a public address
+    (`HTTP_PROXY` or `ALL_PROXY` over http, the endpoint not in `NO_PROXY`): the key crosses the network unencrypted
+    on its way to the proxy. None otherwise (a public endpoint over plain http is warned for itself)."""
+    scheme, written, names = url_hosts(url)
+    if scheme != "http" or not names or not all(is_private_host(h) for h in names):
+        return None
+    names_of = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    proxy = next((environ[n].strip() for n in names_of if environ.get(n, "").strip()), "")
+    proxy = proxy if "://" in proxy else f"http://{proxy}"
+    no = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+    host = host_of(proxy)
+    if not host or not proxy.lower().startswith("http://") or is_private_host(host):
+        return None
+    if proxy_bypass_environment(written, {"no": no}):
+        return None
+    why = f"over plain http, through the proxy {host} (a public address): the key crosses the network unencrypted"
+    return Destination("warn", written, None, why)
 
 
 class KeyedSection(Protocol):

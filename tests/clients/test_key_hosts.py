@@ -25,6 +25,7 @@ from refed_dspy.providers.keys import (
     host_provider,
     is_private_host,
     key_refusal,
+    key_route,
     key_warnings,
 )
 
@@ -286,3 +287,24 @@ def test_an_lm_pinned_to_a_predictor_is_checked_before_the_run(server_factory, t
         synthesize(config, program=program)
     assert "generate.lm" in str(err.value) and "api.groq.com" in str(err.value)
     assert _requests(srv) == [] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "environ, warned",
+    [
+        ({"HTTP_PROXY": "http://203.0.113.5:3128"}, True),  # the attacker's case: the key reached the proxy in clear
+        ({"http_proxy": "203.0.113.5:3128"}, True),
+        ({"HTTP_PROXY": "http://203.0.113.5:3128", "NO_PROXY": "10.1.2.3"}, False),  # not sent through it
+        ({"HTTP_PROXY": "http://127.0.0.1:3128"}, False),  # a proxy on this machine
+        ({"HTTP_PROXY": "https://203.0.113.5:3128"}, False),  # reached over TLS
+        ({}, False),
+    ],
+)
+def test_a_key_sent_over_plain_http_through_a_public_proxy_is_warned(environ, warned):
+    route = key_route("openai/x", "OPENAI_API_KEY", ["http://10.1.2.3:8000/v1"], environ)
+    said = [w.why for w in route.warnings]
+    assert said == (
+        ["over plain http, through the proxy 203.0.113.5 (a public address): the key crosses the network unencrypted"]
+        if warned
+        else []
+    )
