@@ -178,9 +178,15 @@ def filter_run(
     judgments = load_judgments(src)
     n_unjudged, why = _unjudged(samples, judgments, specs, src)
     if n_unjudged and unjudged is None:
+        said = f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters ({why}); "
+        again = (
+            f"`refed judge run {src.path} --fresh` (or another judge model) judges the failed ones again"
+            if "failures" in why
+            else f"`refed judge run {src.path}` judges them"
+        )
         raise ConfigError(
-            f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters "
-            f"({why}); finish with `refed judge run {src.path}`, or pass --unjudged keep or --unjudged drop"
+            f"{said}{again}, or pass unjudged='keep' or unjudged='drop'",
+            cli=f"{said}{again}, or pass --unjudged keep or --unjudged drop",
         )
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
     with owned(out_dir, "filter", "refed filter", flag="--out"):

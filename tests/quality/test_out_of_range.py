@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cli_helpers import refed, sets
 from conftest import run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
+from refed_dspy.errors import ConfigError
 from refed_dspy.optimizers.run import optimize
+from refed_dspy.quality.filter_run import filter_run
 
 CRITERIA = "judging.criteria=['helpfulness','accuracy']"
 
@@ -66,6 +69,9 @@ def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
     code, out, err = run_cli("filter", str(run), "--out", str(run.parent / "f"), "--apply", "min_score:min_score=1")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{30 - summary['judged']} of 30 samples have no judgment" in err and "--unjudged keep" in err
+    assert f"`refed judge run {run} --fresh` (or another judge model) judges the failed ones again" in err
+    with pytest.raises(ConfigError, match="or pass unjudged='keep' or unjudged='drop'"):  # Python's words, not flags
+        filter_run(run, run.parent / "f", ["min_score:min_score=1"])
     assert not (run.parent / "f").exists()
     for policy, kept in (("keep", 30), ("drop", summary["judged"])):
         out_dir = run.parent / f"f-{policy}"
