@@ -71,6 +71,8 @@ class NextWork:
         for ref_id in self.feedback_failed:
             self._lose(ref_id)
         done_items = state.sample_ids | state.final_reject_ids
+        # a unit that failed for good is done, as in the invocation that met it (its id, unlike an item's, has colons)
+        self.done_units.update(rejected for rejected in state.final_reject_ids if ":" in rejected)
         for unit_id, row in state.units.items():
             self.done_units.add(unit_id)
             for text in row.get("kept", []):

@@ -94,3 +94,24 @@ def test_references_whose_feedback_failed_do_not_cut_the_run_short():
     units = list(iter(schedule._next_unit, None))
     assert {u.ref_index for u in units} == {5, 6, 7} and len(units) == 3 * 2 * 8
     assert max(u.pass_no for u in units) == 7
+
+
+def test_a_unit_that_failed_for_good_is_done_when_the_run_resumes():
+    """In the invocation that meets it, a unit that failed for good is done (not asked again, counted in the summary's
+    units); a resumed run took it up again and paid for it anew, and its summary counted one unit fewer."""
+    from types import SimpleNamespace
+
+    from refed_dspy.methods import METHODS
+    from refed_dspy.store.records import Reference
+    from refed_dspy.store.rundir import ResumeState
+    from refed_dspy.synthesis.next_work import NextWork
+
+    method = METHODS.get("no_feedback")
+    refs = [Reference(id="r0", instruction="task 0", response="answer 0", source="t")]
+    syn = SimpleNamespace(size=100, instructions_per_feature=2, reflection="both")
+    schedule = NextWork(method, syn, refs, concurrency=2, dedup_threshold=0.7)
+    failed = schedule._next_unit().id(refs[0])
+    resumed = NextWork(method, syn, refs, concurrency=2, dedup_threshold=0.7)
+    resumed.restore(ResumeState(final_reject_ids={failed, "0123456789abcdef"}))  # a unit's, and a sample's
+    assert resumed.done_units == {failed}
+    assert resumed._next_unit().id(refs[0]) != failed
