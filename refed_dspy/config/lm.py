@@ -514,8 +514,14 @@ def require_price(spec: LMSpec, role: str, budget_field: str) -> None:
 
 
 def on_own_network(spec: LMSpec) -> bool:
-    """Every endpoint of `spec` is on this machine or its network (a local server, whose model has no list price)."""
-    return bool(spec.endpoints) and all(is_private_host(host_of(url)) for url in spec.endpoints)
+    """Every endpoint of `spec` (its api_base, else the one the environment gives its client, else its provider's
+    own, a local server's when the provider needs no key) is on this machine or its network (a local server, whose
+    model has no list price)."""
+    provider = provider_for(spec.model)
+    endpoints = spec.endpoints or [u for u in (spec.reached_api_base or provider.default_base,) if u]
+    if not endpoints:
+        return provider.keyless  # a local server's provider (Ollama, vLLM): its own endpoint is on this machine
+    return all(is_private_host(host_of(url)) for url in endpoints)
 
 
 def unpriced_text(spec: LMSpec, role: str) -> str:

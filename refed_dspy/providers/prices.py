@@ -181,8 +181,12 @@ def close_priced_names(model: str, n: int = 1) -> list[str]:
     prefix, bare = model.split("/", 1) if "/" in model else ("", model)
     table = _price_map()
     plain = [name for name in table if "/" not in name]  # the map's own names of a provider's models
-    found = [f"{prefix}/{name}" if prefix else name for name in difflib.get_close_matches(bare, plain, n, 0.85)]
-    found = found or difflib.get_close_matches(model, [name for name in table if "/" in name], n=n, cutoff=0.85)
+    # a bare name with a path of its own (an organisation's model, `meta-llama/Llama-3.1-8B`) is no typo of the map's
+    near = difflib.get_close_matches(bare, plain, n, 0.85) if "/" not in bare else []
+    found = [f"{prefix}/{name}" if prefix else name for name in near]
+    # a name under another provider's prefix is another provider's model, not a typo of this one
+    prefixed = [name for name in table if "/" in name and (not prefix or name.startswith(f"{prefix}/"))]
+    found = found or difflib.get_close_matches(model, prefixed, n=n, cutoff=0.85)
     return [name for name in found if name != model]
 
 

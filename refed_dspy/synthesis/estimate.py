@@ -868,7 +868,7 @@ def format_estimate(e: Estimate) -> str:
             "to 1.6x as long, 10% repaired, top: no prompt-cache hit)"
         )
     else:
-        lines.append(f"  {e['unpriced'] or 'no price known'}")
+        lines.append(f"  {e.get('unpriced') or 'no price known'}")
     share = prompt_cache_text(prompt_cache_share(t))
     if share:
         without = f"; without it {money(t['uncached_cost_usd'])} online" if t.get("uncached_cost_usd") else ""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config import Config, config_hash
+from refed_dspy.config.lm import unpriced_text
 from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
 from refed_dspy.methods import METHODS
 from refed_dspy.store.ownership import claim
@@ -84,6 +85,7 @@ def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
             "work": work,
             "lengths": {},
             "price_known": price is not None,
+            "unpriced": None if price is not None else unpriced_text(config.teacher, "teacher"),
             "batch_price_factor": factor,
             "stages": {name: priced(row, price, factor, tiers) for name, row in stages.items()},
             "total": priced(total, price, factor, tiers),

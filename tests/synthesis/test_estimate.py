@@ -176,7 +176,7 @@ def test_the_schema_is_counted_as_input_where_the_provider_shows_it_and_only_the
         assert prompt == count_tokens(spec.model, text + schema if shown else text), shown
 
 
-def test_an_unpriced_model_close_to_a_priced_one_is_named_in_the_estimate(tmp_path):
+def test_an_unpriced_model_close_to_a_priced_one_is_named_in_the_estimate(tmp_path, monkeypatch):
     over = [f"run.dir='{tmp_path / 'run'}'", "synthesis.size=8"]
     text = format_estimate(estimate(load_config(None, [*over, "teacher.model='openai/gpt-4o-mnii'"])))
     assert "no price known for openai/gpt-4o-mnii (did you mean 'openai/gpt-4o-mini'?): set teacher." in text
@@ -190,3 +190,13 @@ def test_an_unpriced_model_close_to_a_priced_one_is_named_in_the_estimate(tmp_pa
     ]
     text = format_estimate(estimate(load_config(None, [*over, *local])))
     assert "no price known for openai/gpt-4o-mnii (a server on this machine or its network: no list price)" in text
+    # another provider's model of a like name is no typo (it suggested nscale/meta-llama/... for a vLLM model)
+    text = format_estimate(
+        estimate(load_config(None, [*over, "teacher.model='openai/meta-llama/Llama-3.1-8B-Instruct'"]))
+    )
+    assert "no price known for openai/meta-llama/Llama-3.1-8B-Instruct: set teacher." in text
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1")  # a local server the environment names
+    text = format_estimate(
+        estimate(load_config(None, [*over, "teacher.model='openai/meta-llama/Llama-3.1-8B-Instruct'"]))
+    )
+    assert "(a server on this machine or its network: no list price)" in text

@@ -44,6 +44,10 @@ def test_a_pilot_of_a_model_served_here_says_its_time_and_no_batch_or_flex(tmp_p
     assert "batch" not in text and "flex" not in text, text
     assert "the pilot's 3 samples took" in text and "on the local server at http://127.0.0.1:8080" in text, text
     assert "batch" in format_estimate(hosted) and hosted.get("local") is None
+    # a model with no price: the projection says why, as the estimate does (it raised KeyError: 'unpriced')
+    unpriced = load_config(None, [*over, "teacher.model='openai/my-own-model'"])
+    said = format_estimate(project(unpriced, summary, 4))
+    assert "no price known for openai/my-own-model (a server on this machine or its network" in said
 
 
 def test_estimate_says_what_it_assumed_and_json_is_alone(tmp_path):
