@@ -155,3 +155,18 @@ def test_the_quiet_log_masks(monkeypatch, tmp_path):
         print(f"a library says {KEY}")
     text = (tmp_path / "libraries.log").read_text()
     assert "a library says" in text and KEY not in text
+
+
+def test_a_password_in_a_tracking_uri_or_an_environment_endpoint_is_kept_out_of_the_run_dirs_records(monkeypatch):
+    """A database's URI holds its password (postgresql://user:secret@host/db): the run dir's config.toml wrote it as
+    it was, and the fingerprint wrote the password of an OPENAI_BASE_URL that held one (a review found both)."""
+    from refed_dspy.config import load_config
+    from refed_dspy.config.load import to_toml
+    from refed_dspy.config.schema import fingerprint
+
+    config = load_config(None, ["tracking.mlflow_uri='postgresql://me:dbpass-9f8e7d6c5b@db.example.com/mlflow'"])
+    text = to_toml(config)
+    assert "dbpass" not in text and 'mlflow_uri = "postgresql://***@db.example.com/mlflow"' in text
+    assert mask("could not connect with dbpass-9f8e7d6c5b") == "could not connect with ***"  # held as it was read
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://me:hunter2-9f8e7d6c5b@10.0.0.5:8000/v1")
+    assert fingerprint(load_config(None, []))["teacher"]["api_base"] == "http://***@10.0.0.5:8000/v1"

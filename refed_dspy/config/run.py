@@ -5,6 +5,7 @@ starts and stops it).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 from refed_dspy.config.section import Seconds, Section, UserPath, expand_home
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.llamacpp import GGUF, INSTALL_HINT, MODEL_NAME
+from refed_dspy.secrets import hold
 
 
 class RunConfig(Section):
@@ -69,7 +71,10 @@ class RayConfig(Section):
 
 def home_in_uri(uri: str) -> str:
     """A tracking URI with the home directory in place of a leading `~` of its path: `~/mlruns`, and the embedded
-    store's `sqlite:///~/mlflow.db` (SQLite would otherwise open a file under a folder named `~`)."""
+    store's `sqlite:///~/mlflow.db` (SQLite would otherwise open a file under a folder named `~`); the password a
+    database's URI holds is held (refed_dspy.secrets), and the run dir's config.toml masks it (`mask_secrets`)."""
+    with contextlib.suppress(ValueError):  # a database's password in it: masked in every line said from now on
+        hold(urlsplit(uri).password)
     scheme = "sqlite:///"
     if uri.startswith(scheme + "~"):
         return scheme + expand_home(uri.removeprefix(scheme))

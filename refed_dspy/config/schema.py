@@ -15,7 +15,7 @@ from refed_dspy.config.lm import LMSpec, ModelPrice, PriceBook
 from refed_dspy.config.messages import describe_errors
 from refed_dspy.config.optimize import OptimizeConfig
 from refed_dspy.config.run import LocalServing, MetricsConfig, RayConfig, RunConfig, TrackingConfig
-from refed_dspy.config.section import Section, expand_home, is_path, one_of
+from refed_dspy.config.section import Section, expand_home, is_path, one_of, without_password
 from refed_dspy.config.synthesis import BatchConfig, SeedsConfig, SynthesisConfig
 from refed_dspy.config.training import EvaluateConfig, TrainConfig
 from refed_dspy.registry import FILTERS
@@ -195,7 +195,8 @@ def fingerprint(config: Config, program_hash: str | None = None) -> dict[str, An
         section: {k: data[section][k] for k in keys if k in data[section]} for section, keys in _OUTPUT_FIELDS.items()
     }
     # replicas of one model: adding or removing one is the same config, so only the first endpoint counts
-    out["teacher"]["api_base"] = config.teacher.reached_api_base  # where its calls go, the environment's endpoint too
+    reached = config.teacher.reached_api_base  # where its calls go, the environment's endpoint too (no password)
+    out["teacher"]["api_base"] = without_password(reached) if reached else reached
     if program_hash is not None:
         out["program_hash"] = program_hash
     out["prompt_format"] = PROMPT_FORMAT

@@ -136,9 +136,8 @@ def http_endpoint(value: str) -> str:
     """`value` if it is an http(s) URL with a host (and a port that is a number), the way a config's `api_base` must be
     (an `ftp://` or a bare word used to be tried 25 times at run time, leaving a run dir behind), and with no user name
     or password in it (the run dir keeps its config); ValueError, with the URL it may have meant, otherwise."""
-    authority = re.split(r"[/?#]", value.split("://", 1)[-1], maxsplit=1)[0]
-    if "@" in authority:  # read before anything else: a password is never said back
-        shown = value.replace(authority.rsplit("@", 1)[0], "***", 1)
+    if "@" in value:  # read before anything else: a password (which may hold / ? # or :) is never said back
+        shown = without_password(value, whole=True)
         raise ValueError(
             f"carries a user name or password ({shown}), which would be written in the run's config.toml and "
             "records: give the server's key in an environment variable named by api_key_env"
@@ -155,8 +154,21 @@ def http_endpoint(value: str) -> str:
     )
 
 
+def without_password(url: str, whole: bool = False) -> str:
+    """`url` with what stands before the `@` of its authority as `***` (a user name and password: a database's URI,
+    `postgresql://user:secret@host/db`); `whole`: before its last `@` anywhere (a password may hold `/`, `?`, `#`)."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    authority = rest if whole else re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" not in authority:
+        return url
+    return f"{head}{sep}***@{rest[len(authority.rsplit('@', 1)[0]) + 1 :]}"
+
+
 def mask_secrets(obj: Any) -> Any:
-    """Replace values of secret-looking keys with '***' (defence in depth; keys never belong here)."""
+    """Replace values of secret-looking keys with '***', and the user name and password of a URL (defence in depth;
+    keys never belong here)."""
     if isinstance(obj, dict):
         return {
             k: ("***" if SECRET_NAME.search(k) and k != "api_key_env" and v else mask_secrets(v))
@@ -164,7 +176,7 @@ def mask_secrets(obj: Any) -> Any:
         }
     if isinstance(obj, list):
         return [mask_secrets(v) for v in obj]
-    return obj
+    return without_password(obj) if isinstance(obj, str) and "://" in obj else obj
 
 
 class Registered:

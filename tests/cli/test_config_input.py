@@ -83,6 +83,8 @@ def test_a_duration_that_is_not_a_finite_number_of_seconds_is_one_line(server_fa
         ("judge.api_base=['http://127.0.0.1:9/v1', 'not a url']", "judge.api_base: must be an http:// or https://"),
         # the attacker's case: a password in the URL was written to config.toml and said in the error (never again)
         ("teacher.api_base='http://user:hunter2pass@127.0.0.1:9/v1'", "carries a user name or password (http://***@"),
+        ("teacher.api_base='http://user:hunter2/x@127.0.0.1:9/v1'", "carries a user name or password (http://***@1"),
+        ("teacher.api_base='http:/user:hunter2@127.0.0.1:9/v1'", "carries a user name or password (***@127.0.0.1"),
         ("teacher.model=''", "teacher.model: needs a model name"),
         ("judge.model=' '", "judge.model: needs a model name"),
         # every number of every section is bounded, not the fields someone thought of
