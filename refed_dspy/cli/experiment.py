@@ -114,7 +114,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for line in [*(f"{r['method']}: {r['note']}" for r in result["rows"] if r.get("note")), *unfinished]:
         print(line)
     print(f"wrote {result.json_file} and {result.markdown_file}")
-    return 1 if unfinished or any(r["status"] != "complete" for r in result["rows"]) else 0
+    stopped = any(r["status"] != "complete" or r.get("note") for r in result["rows"])  # a cap stopped some part
+    return 1 if unfinished or stopped else 0
 
 
 def register_compare(sub: Any) -> None:

@@ -308,11 +308,13 @@ def write_comparison(out_dir: str | Path, rows: list[dict[str, Any]], header: di
     return json_path, md_path
 
 
-def student_columns(config: Config, method: str, run_dir: str | Path, show_progress: bool) -> dict[str, Any]:
+def student_columns(config: Config, row: dict[str, Any], show_progress: bool) -> dict[str, Any]:
     """A student trained on one method's samples ([train]; resumed, or returned as it is when finished): its folder
-    and held-out loss."""
-    folder = Path(config.run.dir) / STUDENTS / method
-    summary = train_student(run_dir, folder, config, show_progress=show_progress)
+    and held-out loss; none for a method that made no samples (its caps stopped it first)."""
+    if not row.get("samples"):
+        return {"student_verdict": "not trained: the method made no samples", "student_status": "budget"}
+    folder = Path(config.run.dir) / STUDENTS / row["method"]
+    summary = train_student(row["run_dir"], folder, config, show_progress=show_progress)
     return {"student": str(folder), "held_out_loss": summary.held_out_loss}
 
 
@@ -328,8 +330,10 @@ def evaluation_columns(
     what the command's caps leave it: `judging_left`; the baseline's answers taken from the other methods'
     evaluations where they made them already): the win rate, its interval, the length-controlled rate and the
     decisive judgments (none for the baseline itself)."""
-    if row["method"] == BASELINE:
+    if row["method"] == BASELINE or "student" not in row:  # the baseline itself, or a method with no student
         return {}
+    if not any(r["method"] == BASELINE and "student" in r for r in rows):
+        return {"student_verdict": f"not evaluated: {BASELINE} made no samples", "student_status": "budget"}
     left = judging_left(config, rows, row["method"])
     if left is None:
         done = read_json(Path(row["student"]) / EVALUATION_DIR / EVALUATION)
@@ -338,7 +342,11 @@ def evaluation_columns(
         what = "[evaluate] max_calls or max_cost_usd spent on the other methods' students"
         return {"student_verdict": f"not evaluated: {what}", "student_status": "budget"}
     baseline = Path(config.run.dir) / STUDENTS / BASELINE
-    others = [Path(r["student"]) / EVALUATION_DIR for r in rows if r["method"] not in (row["method"], BASELINE)]
+    others = [
+        Path(r["student"]) / EVALUATION_DIR
+        for r in rows
+        if r["method"] not in (row["method"], BASELINE) and "student" in r
+    ]
     result = evaluate_students(
         row["student"], None, None, left, baseline=baseline, judge=judge_lm, on_mismatch=on_mismatch,
         show_progress=show_progress, reuse=[p for p in others if p.is_dir()],
@@ -385,24 +393,22 @@ def caps_left(settings: Capped, ledgers: list[Path]) -> Capped | None:
 def judging_left(config: Config, rows: list[dict[str, Any]], method: str) -> Config | None:
     """`config` with [evaluate]'s caps made the whole command's (`caps_left`: the other methods' evaluations' judge
     ledgers); None when nothing is left for this method's."""
-    others = [r for r in rows if r["method"] not in (method, BASELINE)]  # the baseline's student is not evaluated
+    others = [r for r in rows if r["method"] not in (method, BASELINE) and "student" in r]  # the baseline's is not
     ev = caps_left(config.evaluate, [RunDir(Path(r["student"]) / EVALUATION_DIR).judge_ledger for r in others])
     if ev is None or ev is config.evaluate:
         return None if ev is None else config
     return config.model_copy(update={"evaluate": ev})
 
 
-def method_left(config: Config, methods: list[str], method: str) -> tuple[Config | None, bool]:
+def method_left(config: Config, counted: list[str], method: str) -> tuple[Config, bool, bool]:
     """This method's config with the caps of [synthesis] and [judging] made the whole command's (`caps_left`: the
-    other methods' run dirs' ledgers); None when its synthesis has nothing left, and whether its judging has some."""
-    others = [RunDir(Path(config.run.dir) / m) for m in methods if m != method]
+    ledgers of the methods `counted`, every run of each), and whether each has something left."""
+    others = [RunDir(Path(config.run.dir) / m) for m in counted]
     mconfig = method_config(config, method)
     synthesis = caps_left(mconfig.synthesis, [r.ledger for r in others])
     judging = caps_left(mconfig.judging, [r.judge_ledger for r in others])
-    if synthesis is None:
-        return None, judging is not None
-    update = {"synthesis": synthesis} | ({} if judging is None else {"judging": judging})
-    return mconfig.model_copy(update=update), judging is not None
+    update = {name: part for name, part in (("synthesis", synthesis), ("judging", judging)) if part is not None}
+    return mconfig.model_copy(update=update), synthesis is not None, judging is not None
 
 
 async def acompare(config: Config, methods: list[str], **kwargs: Any) -> Comparison:
@@ -457,14 +463,19 @@ async def _method_row(config: Config, methods: list[str], method: str, judge: bo
     as `refed synthesize` and `refed judge` launch theirs; `given`: the teacher, references, judge LM, on_mismatch
     and show_progress handed in."""
     teacher, references, judge_lm, on_mismatch, show_progress = given
-    mconfig, judging_left = method_left(config, methods, method)
-    if mconfig is None:
-        return not_run_row(config, method)
-    summary = await arun_synthesis(
-        mconfig, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=show_progress
-    )
+    fresh = on_mismatch == "fresh" or config.run.new_ledger  # the ledgers of methods not run again yet are gone then
+    counted = methods[: methods.index(method)] if fresh else [m for m in methods if m != method]
+    mconfig, can_synthesize, can_judge = method_left(config, counted, method)
+    if can_synthesize:
+        summary: Any = await arun_synthesis(
+            mconfig, teacher=teacher, references=references, on_mismatch=on_mismatch, show_progress=show_progress
+        )
+    else:  # an earlier run of the comparison stands (finished before the caps were lowered, or stopped at them)
+        summary = {} if fresh else read_json(RunDir(mconfig.run.dir).summary)
+        if not summary:
+            return not_run_row(config, method)
     judged = None
-    if judge and judging_left and summary["samples"]:  # a run its caps stopped before any sample: none to judge
+    if judge and can_judge and summary["samples"]:  # a run its caps stopped before any sample: none to judge
         judged = await ajudge_run(
             mconfig.run.dir, mconfig, judge_lm=judge_lm, on_mismatch=on_mismatch, show_progress=show_progress
         )
@@ -483,12 +494,9 @@ def _capped(settings: Any) -> bool:
 
 
 def not_run_row(config: Config, method: str) -> dict[str, Any]:
-    """The row of a method whose synthesis the command's caps left nothing for: its summary where an earlier run of
-    the comparison made one (finished before the caps were lowered: its figures stand), else no figures."""
+    """The row of a method whose synthesis the command's caps left nothing for, and no earlier run of which stands:
+    no figures."""
     run_dir = Path(config.run.dir) / method
-    summary = read_json(RunDir(run_dir).summary)
-    if summary:
-        return {**comparison_row(summary), **quality_columns(run_dir, method_config(config, method))}
     note = "not run: [synthesis] max_calls or max_cost_usd spent on the other methods"
     return {"method": method, "status": "budget", "samples": 0, "calls": 0, "run_dir": str(run_dir), "note": note}
 
@@ -514,7 +522,7 @@ def with_students(
     with owned(config.run.dir, "compare", "refed compare", flag="run.dir"):
         try:
             for row in rows:
-                row |= student_columns(config, row["method"], row["run_dir"], show_progress)
+                row |= student_columns(config, row, show_progress)
             for row in rows:
                 row |= evaluation_columns(config, rows, row, judge_lm, on_mismatch, show_progress)
         finally:  # a stopped comparison keeps the students' figures it has

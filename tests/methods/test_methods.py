@@ -353,3 +353,18 @@ def test_compare_s_synthesis_and_judging_caps_are_the_whole_command_s(server_fac
     assert all(r["samples"] == 20 for r in rows.values()), out + err
     assert len(read_log(judge.cfg.log_path)) <= 10, out
     assert "sample_feedback: judging stopped at [judging] max_calls or max_cost_usd, which the methods share" in out
+    assert proc.returncode == 1  # a cap stopped a part of it
+    # the synthesis cap lowered below what was spent, the judging cap raised: the runs stand and are all judged
+    sent = len(read_log(teacher.cfg.log_path))
+    proc = refed(*args, "--set", "synthesis.max_calls=10", "--set", "judging.max_calls=400")
+    out, err = proc.communicate(timeout=300)
+    rows = json.loads((run / "compare.json").read_text())["rows"]
+    assert proc.returncode == 0 and len(read_log(teacher.cfg.log_path)) == sent, out + err
+    assert all(r["samples"] == 20 and r["judge_cost_usd"] is not None for r in rows), rows
+    # --fresh starts the command's budget over: the ledgers it is about to delete are not counted
+    before = len(read_log(teacher.cfg.log_path))
+    proc = refed(*args, "--fresh", "--set", "synthesis.max_calls=30", "--set", "synthesis.size=4")
+    out, err = proc.communicate(timeout=300)
+    rows = {r["method"]: r for r in json.loads((run / "compare.json").read_text())["rows"]}
+    assert 0 < len(read_log(teacher.cfg.log_path)) - before <= 30, out + err
+    assert rows["refed"]["samples"] > 0 and rows["refed"]["calls"] > 1  # the first method has the whole cap
