@@ -238,14 +238,20 @@ def hosts_known(provider: str) -> bool:
     return family(provider) in provider_hosts()
 
 
+# providers LiteLLM names apart whose hosts are one company's (a key of one at the other's host stays with its owner)
+ONE_COMPANY = {"codestral": "mistral", "qwen_ai_platform": "dashscope", "qwencloud": "dashscope"}
+
+
 def one_party(a: str, b: str) -> bool:
-    """Providers `a` and `b` are one party for a key: the same family of endpoints, their own hosts under one domain
-    (codestral.mistral.ai and api.mistral.ai), or LiteLLM reads one variable for both (ai21 and ai21_chat)."""
-    if family(a) == family(b):
+    """Providers `a` and `b` are one party for a key: the same family of endpoints, one company's (ONE_COMPANY:
+    codestral.mistral.ai and api.mistral.ai), or LiteLLM reads one variable for both (ai21 and ai21_chat)."""
+    if _company(a) == _company(b):
         return True
-    known = provider_hosts()
-    domains = [{_domain(h) for h in known.get(family(p), ())} for p in (a, b)]
-    return bool(domains[0] & domains[1]) or bool(set(KEY_VARIABLES.get(a, ())) & set(KEY_VARIABLES.get(b, ())))
+    return bool(set(KEY_VARIABLES.get(a, ())) & set(KEY_VARIABLES.get(b, ())))
+
+
+def _company(provider: str) -> str:
+    return ONE_COMPANY.get(family(provider), family(provider))
 
 
 def default_host(provider: str) -> str | None:
@@ -355,7 +361,8 @@ def key_destination(owner: str, url: str) -> Destination:
         return Destination(
             "warn", shown, None, "a public address over plain http: the key crosses the network unencrypted"
         )
-    if hosts_known(owner) and not any(host_provider(h) is not None for h in names):
+    own = {_domain(h) for h in provider_hosts().get(family(owner), ())}  # its other hosts: a region's, a model's
+    if hosts_known(owner) and not any(host_provider(h) is not None or _domain(h) in own for h in names):
         return Destination("warn", written, None, f"a host refed does not know as {owner}'s (a gateway or proxy?)")
     return Destination("ok", written)
 
@@ -500,6 +507,17 @@ def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: 
     )
 
 
+def _proxies(environ: Mapping[str, str]) -> dict[str, str]:
+    """The proxies `environ` sets, by scheme (`no`: the hosts none is used for), read as urllib reads them for the
+    clients that send refed's requests: a lower-case variable over its upper-case spelling."""
+    found: dict[str, str] = {}
+    for lower in (False, True):
+        for name, value in environ.items():
+            if name.lower().endswith("_proxy") and name.islower() == lower and value.strip():
+                found[name.lower().removesuffix("_proxy")] = value.strip()
+    return found
+
+
 def plain_proxy(url: str, environ: Mapping[str, str]) -> Destination | None:
     """The warning for a key sent over plain http to a private endpoint through a proxy at a public address
     (`HTTP_PROXY` or `ALL_PROXY` over http, the endpoint not in `NO_PROXY`): the key crosses the network unencrypted
@@ -507,16 +525,15 @@ def plain_proxy(url: str, environ: Mapping[str, str]) -> Destination | None:
     scheme, written, names = url_hosts(url)
     if scheme != "http" or not names or not all(is_private_host(h) for h in names):
         return None
-    names_of = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-    proxy = next((environ[n].strip() for n in names_of if environ.get(n, "").strip()), "")
+    proxies = _proxies(environ)
+    proxy = proxies.get("http") or proxies.get("all") or ""
     proxy = proxy if "://" in proxy else f"http://{proxy}"
-    no = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
     host = host_of(proxy)
     if not host or not proxy.lower().startswith("http://") or is_private_host(host):
         return None
-    if proxy_bypass_environment(written, {"no": no}):
+    if proxy_bypass_environment(written, {"no": proxies.get("no", "")}):
         return None
-    why = f"over plain http, through the proxy {host} (a public address): the key crosses the network unencrypted"
+    why = f"over plain http, through the proxy {host} (not a private address): the key crosses the network unencrypted"
     return Destination("warn", written, None, why)
 
 

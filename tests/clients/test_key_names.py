@@ -4,6 +4,7 @@ installed, so that it cannot drift unseen."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -68,6 +69,17 @@ def test_the_default_hosts_are_litellms_own():
             found[provider] = host_of(base)
     rows = "\n".join(f'    "{k}": "{v}",' for k, v in sorted(found.items()))
     assert found == DEFAULT_HOSTS, f"put this in refed_dspy/providers/litellm_table.py:\nDEFAULT_HOSTS = {{\n{rows}\n}}"
+
+
+def test_providers_sharing_a_host_are_one_party():
+    """Two providers whose own hosts are one host (LiteLLM sends both there) are one party: a key of either goes there
+    (else the second's key would be refused at its own host, as another's). A pair LiteLLM adds is caught here."""
+    from refed_dspy.providers.keys import one_party, provider_hosts
+
+    hosts = provider_hosts()
+    for a, b in itertools.combinations(hosts, 2):
+        if set(hosts[a]) & set(hosts[b]):
+            assert one_party(a, b), (a, b, set(hosts[a]) & set(hosts[b]))
 
 
 _CHECKS = """
