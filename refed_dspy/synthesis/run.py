@@ -260,6 +260,11 @@ class SynthesisRun(StageBase):
         state = self.rundir.load(tally=totals.add) if resumed else ResumeState()
         self.next_work.restore(state)
         self.accepted = state.samples
+        if self.accepted > self.syn.size:  # a size below what the run has: nothing is made, and nothing removed
+            log.info(
+                f"{self.rundir.path} has {self.accepted} samples already, more than synthesis.size {self.syn.size}: "
+                "nothing to make (a smaller size removes none)"
+            )
         self.teachers = state.teachers
         self.reject_keys = set(state.reject_keys)
         self.rejects_on_file = state.rejects

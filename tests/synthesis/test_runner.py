@@ -247,3 +247,15 @@ def test_budget_reserves_the_methods_calls_and_more_for_a_program_of_the_users(t
     assert worst("no_feedback") == {"feedback": 0, "unit": 1, "sample": 1}
     assert worst("sample_feedback")["sample"] == 3 and worst("reflection")["sample"] == 2
     assert worst("no_feedback", respond=RespondAndImprove(improve=False))["sample"] == 3
+
+
+def test_a_size_below_what_the_run_has_says_so(server_factory, tmp_path):
+    """A newcomer's `--set synthesis.size=2` on a run of 20 printed `samples 20/2` and nothing else."""
+    from cli_helpers import run_refed, sets
+
+    srv = server_factory()
+    over = run_overrides(srv, tmp_path / "run", 4, **{"seeds.limit": 2})
+    code, _, err = run_refed("synthesize", *sets(over))
+    assert code == 0, err[-2000:]
+    code, _, err = run_refed("synthesize", *sets(over), "--set", "synthesis.size=2")
+    assert code == 0 and "has 4 samples already, more than synthesis.size 2: nothing to make" in err, err
