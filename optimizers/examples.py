@@ -18,6 +18,7 @@ from typing import Any
 
 import dspy
 
+from refed_dspy.engine.progress import progress_within
 from refed_dspy.errors import ConfigError, FinishedShort, RunDirError
 from refed_dspy.ledger.call_log import unaccounted
 from refed_dspy.ledger.usage import Totals
@@ -165,13 +166,14 @@ async def _examples_run(
     """The run dir the examples come from, and the summary of the synthesis that made them ({} when given)."""
     if plan.examples_config is None:
         return Path(plan.settings.examples_run), {}
-    summary = await arun_synthesis(
-        held_to(plan.examples_config, max_calls, max_cost_usd),
-        teacher=plan.teacher,
-        references=plan.references,
-        on_mismatch=plan.on_mismatch,
-        show_progress=plan.run.progress,
-    )
+    with progress_within("optimize: its examples"):  # not the run's own synthesis: the lines say whose it is
+        summary = await arun_synthesis(
+            held_to(plan.examples_config, max_calls, max_cost_usd),
+            teacher=plan.teacher,
+            references=plan.references,
+            on_mismatch=plan.on_mismatch,
+            show_progress=plan.run.progress,
+        )
     return Path(plan.examples_config.run.dir), summary
 
 

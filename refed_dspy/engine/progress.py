@@ -49,9 +49,11 @@ _within: contextvars.ContextVar[str | None] = contextvars.ContextVar("refed_prog
 
 @contextlib.contextmanager
 def progress_within(label: str) -> Iterator[None]:
-    """Within the block, progress lines start with `label` and then say their own work ('experiment: cell 2 of 4
-    (optimizer=miprov2): optimize: 934 LM calls ...'): a command's lines name the part of the larger work they are."""
-    token = _within.set(label)
+    """Within the block, progress lines start with `label`, after the label of the work the block is inside, and then
+    say their own work ('experiment: cell 2 of 4 (optimizer=miprov2): optimize: 934 LM calls ...'): a command's lines
+    name the part of the larger work they are."""
+    outer = _within.get()
+    token = _within.set(f"{outer}: {label}" if outer else label)
     try:
         yield
     finally:

@@ -178,7 +178,7 @@ class _ExperimentRun:
                     cell.label,
                     self.estimate["optimize"][cell.id],
                 )
-                with progress_within(f"experiment: cell {i} of {len(plan.grid)} ({cell.label})"):
+                with progress_within(f"cell {i} of {len(plan.grid)} ({cell.label})"):
                     row = run_cell(plan, cell, sets, self.baselines[bkey], self.estimate["least"][cell.id])
             elif row.get("status") != "done":
                 row = unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import dspy
@@ -417,3 +418,13 @@ def test_mlflow_round_trip_against_a_real_mlflow_server(server_factory, tmp_path
     )
     assert not (tmp_path / "mlruns").exists()  # everything went to the server
     _mlflow_checks(mlflow_server, result, srv, tmp_path, monkeypatch)
+
+
+def test_the_examples_synthesis_says_it_is_the_optimization_s(server_factory, tmp_path):
+    """From Python a newcomer read `synthesize: 0/6 samples` (their run was of 4): the lines of the optimization's
+    examples now say whose synthesis it is."""
+    srv = server_factory(latency_s=0.05)
+    over = opt_overrides(srv, tmp_path, **{"run.progress": "true", "run.progress_every_s": 0.01})
+    code, _, err = refed("optimize", *sets(over))
+    assert code == 0, err[-3000:]
+    assert re.search(r"^optimize: its examples: synthesize", err, re.M), err[-3000:]
