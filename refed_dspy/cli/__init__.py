@@ -92,7 +92,7 @@ def _stop_like_sigint(signum: int, frame) -> None:  # noqa: ARG001
     if not stop_running():
         raise StopSignal
     name = signal.Signals(signum).name
-    line = f"refed: {name}: stopping once the calls in flight finish (a second {name} stops at once)\n"
+    line = f"refed: {name}: stopping once the calls in flight finish (a second {name} stops without waiting for them)\n"
     with contextlib.suppress(OSError):  # a write the handler can make whatever the interrupted code holds
         os.write(2, (("\n" if os.isatty(2) else "") + line).encode())  # a terminal's ^C ends no line
 
