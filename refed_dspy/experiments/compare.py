@@ -334,9 +334,10 @@ def evaluation_columns(
         return {}
     if not any(r["method"] == BASELINE and "student" in r for r in rows):
         return {"student_verdict": f"not evaluated: {BASELINE} made no samples", "student_status": "budget"}
-    left = judging_left(config, rows, row["method"])
+    fresh = on_mismatch == "fresh" or config.run.new_ledger  # the evaluations not made again yet are gone then
+    left = judging_left(config, rows, row["method"], fresh)
     if left is None:
-        done = read_json(Path(row["student"]) / EVALUATION_DIR / EVALUATION)
+        done = {} if fresh else read_json(Path(row["student"]) / EVALUATION_DIR / EVALUATION)
         if done.get("status") == "complete":  # finished before the caps were lowered: its figures stand
             return _evaluation_figures(done)
         what = "[evaluate] max_calls or max_cost_usd spent on the other methods' students"
@@ -390,10 +391,12 @@ def caps_left(settings: Capped, ledgers: list[Path]) -> Capped | None:
     return settings.model_copy(update=left)
 
 
-def judging_left(config: Config, rows: list[dict[str, Any]], method: str) -> Config | None:
+def judging_left(config: Config, rows: list[dict[str, Any]], method: str, fresh: bool = False) -> Config | None:
     """`config` with [evaluate]'s caps made the whole command's (`caps_left`: the other methods' evaluations' judge
-    ledgers); None when nothing is left for this method's."""
-    others = [r for r in rows if r["method"] not in (method, BASELINE) and "student" in r]  # the baseline's is not
+    ledgers; `fresh`: only those of the rows before this method's, evaluated again in this invocation); None when
+    nothing is left for this method's."""
+    counted = rows[: [r["method"] for r in rows].index(method)] if fresh else rows
+    others = [r for r in counted if r["method"] not in (method, BASELINE) and "student" in r]  # the baseline's is not
     ev = caps_left(config.evaluate, [RunDir(Path(r["student"]) / EVALUATION_DIR).judge_ledger for r in others])
     if ev is None or ev is config.evaluate:
         return None if ev is None else config
@@ -483,7 +486,8 @@ async def _method_row(config: Config, methods: list[str], method: str, judge: bo
     notes = []
     if summary["status"] == "budget" and _capped(config.synthesis):
         notes.append("stopped at [synthesis] max_calls or max_cost_usd, which the methods share")
-    if judge and summary["samples"] and _capped(config.judging) and (judged is None or judged["status"] == "budget"):
+    judging = judged if judged is not None else read_json(RunDir(mconfig.run.dir).judge_summary)  # one done before
+    if judge and summary["samples"] and _capped(config.judging) and judging.get("status") != "complete":
         notes.append("judging stopped at [judging] max_calls or max_cost_usd, which the methods share")
     return row | ({"note": "; ".join(notes)} if notes else {})
 

@@ -361,8 +361,7 @@ def key_destination(owner: str, url: str) -> Destination:
         return Destination(
             "warn", shown, None, "a public address over plain http: the key crosses the network unencrypted"
         )
-    own = {_domain(h) for h in provider_hosts().get(family(owner), ())}  # its other hosts: a region's, a model's
-    if hosts_known(owner) and not any(host_provider(h) is not None or _domain(h) in own for h in names):
+    if hosts_known(owner) and not any(host_provider(h) is not None for h in names):
         return Destination("warn", written, None, f"a host refed does not know as {owner}'s (a gateway or proxy?)")
     return Destination("ok", written)
 
@@ -509,12 +508,20 @@ def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: 
 
 def _proxies(environ: Mapping[str, str]) -> dict[str, str]:
     """The proxies `environ` sets, by scheme (`no`: the hosts none is used for), read as urllib reads them for the
-    clients that send refed's requests: a lower-case variable over its upper-case spelling."""
+    clients that send refed's requests (its getproxies_environment): any spelling, then a lower-case variable over
+    it (an empty one unsets it), HTTP_PROXY not taken under CGI (REQUEST_METHOD)."""
     found: dict[str, str] = {}
-    for lower in (False, True):
-        for name, value in environ.items():
-            if name.lower().endswith("_proxy") and name.islower() == lower and value.strip():
-                found[name.lower().removesuffix("_proxy")] = value.strip()
+    for name, value in environ.items():
+        if value and name.lower().endswith("_proxy"):
+            found[name.lower().removesuffix("_proxy")] = value.strip()
+    if "REQUEST_METHOD" in environ:
+        found.pop("http", None)
+    for name, value in environ.items():
+        if name.endswith("_proxy"):
+            if value:
+                found[name.removesuffix("_proxy")] = value.strip()
+            else:
+                found.pop(name.removesuffix("_proxy"), None)
     return found
 
 

@@ -52,7 +52,9 @@ def test_ctrl_c_during_synthesis_prints_the_summary_a_finished_run_prints(server
     assert f"run {run}: interrupted" in out and "  LM calls " in out and "  cost " in out
     assert err.strip().splitlines()[-1] == f"refed: stopped by SIGINT; {RESUME}" and "Traceback" not in err
     # said as the signal lands: the calls in flight then take seconds
-    stopping = "refed: SIGINT: stopping once the calls in flight finish (a second SIGINT stops without waiting for them)"
+    stopping = (
+        "refed: SIGINT: stopping once the calls in flight finish (a second SIGINT stops without waiting for them)"
+    )
     assert err.strip().splitlines()[-2:] == [stopping, f"refed: stopped by SIGINT; {RESUME}"], err
 
 

@@ -299,6 +299,9 @@ def test_an_lm_pinned_to_a_predictor_is_checked_before_the_run(server_factory, t
         ({"HTTP_PROXY": "https://203.0.113.5:3128"}, False),  # reached over TLS
         ({"HTTP_PROXY": "http://127.0.0.1:3128", "http_proxy": "http://203.0.113.5:3128"}, True),  # lower case wins
         ({"http_proxy": "http://203.0.113.5:3128", "NO_PROXY": "x.test", "no_proxy": "10.1.2.3"}, False),
+        ({"ALL_PROXY": "http://203.0.113.5:3128", "NO_PROXY": "10.1.2.3", "no_proxy": ""}, True),  # unset by no_proxy
+        ({"HTTP_PROXY": "http://203.0.113.5:3128", "http_proxy": ""}, False),
+        ({"HTTP_PROXY": "http://203.0.113.5:3128", "REQUEST_METHOD": "GET"}, False),  # not taken under CGI
         ({}, False),
     ],
 )
@@ -312,10 +315,3 @@ def test_a_key_sent_over_plain_http_through_a_public_proxy_is_warned(environ, wa
         if warned
         else []
     )
-
-
-def test_a_providers_other_hosts_under_its_own_domain_are_not_a_gateway():
-    """A provider's hosts beyond the one LiteLLM names (a model's, a region's) are under its own domain: no warning."""
-    assert key_warnings("BASETEN_API_KEY", ["https://model-abc.api.baseten.co"]) == []
-    assert key_warnings("NVIDIA_NIM_API_KEY", ["https://ai.api.nvidia.com/v1"]) == []
-    assert len(key_warnings("NVIDIA_NIM_API_KEY", ["https://nvidia.example.com/v1"])) == 1

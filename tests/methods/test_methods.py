@@ -361,6 +361,10 @@ def test_compare_s_synthesis_and_judging_caps_are_the_whole_command_s(server_fac
     rows = json.loads((run / "compare.json").read_text())["rows"]
     assert proc.returncode == 0 and len(read_log(teacher.cfg.log_path)) == sent, out + err
     assert all(r["samples"] == 20 and r["judge_cost_usd"] is not None for r in rows), rows
+    # both caps lowered below what was spent: every part stands finished, nothing is said, exit 0
+    proc = refed(*args, "--set", "synthesis.max_calls=10", "--set", "judging.max_calls=1")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "stopped" not in out, out + err
     # --fresh starts the command's budget over: the ledgers it is about to delete are not counted
     before = len(read_log(teacher.cfg.log_path))
     proc = refed(*args, "--fresh", "--set", "synthesis.max_calls=30", "--set", "synthesis.size=4")

@@ -436,6 +436,9 @@ def test_compare_train_s_judge_caps_hold_for_the_whole_table(server_factory, tmp
     assert columns["student_status"] == "budget" and columns["student_judge_calls"] == 4  # 4 at worst: one fits in 6
     assert len(read_log(server.cfg.log_path)) == 16 + 4 <= 22
     rows[1] |= columns
+    # --fresh: an evaluation not made again yet in this invocation is about to be deleted, its ledger not counted
+    assert judging_left(capped, rows, "refed").evaluate.max_calls == 22 - 4
+    assert judging_left(capped, rows, "refed", fresh=True).evaluate.max_calls == 22
     assert unfinished_students(rows) == [
         f"sample_level: its student's evaluation is budget: {columns['student_verdict']}"
     ]
