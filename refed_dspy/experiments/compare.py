@@ -487,7 +487,7 @@ async def _method_row(config: Config, methods: list[str], method: str, judge: bo
     if summary["status"] == "budget" and _capped(config.synthesis):
         notes.append("stopped at [synthesis] max_calls or max_cost_usd, which the methods share")
     judging = judged if judged is not None else read_json(RunDir(mconfig.run.dir).judge_summary)  # one done before
-    if judge and summary["samples"] and _capped(config.judging) and judging.get("status") != "complete":
+    if judge and summary["samples"] and _capped(config.judging) and judging.get("status") in ("budget", None):
         notes.append("judging stopped at [judging] max_calls or max_cost_usd, which the methods share")
     return row | ({"note": "; ".join(notes)} if notes else {})
 
