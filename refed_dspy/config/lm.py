@@ -527,10 +527,11 @@ def on_own_network(spec: LMSpec) -> bool:
 def unpriced_text(spec: LMSpec, role: str) -> str:
     """What a figure with no price says of `spec`'s model: why (a local server; a priced name close to it, a likely
     typo) and the fields that price it."""
-    close = [] if on_own_network(spec) else close_priced_names(spec.model)
+    local = on_own_network(spec)
+    close = [] if local else close_priced_names(spec.model)
     why = (
         " (a server on this machine or its network: no list price)"
-        if on_own_network(spec)
+        if local
         else f" (did you mean '{close[0]}'?)"
         if close
         else ""

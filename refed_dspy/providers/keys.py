@@ -518,10 +518,11 @@ def _proxies(environ: Mapping[str, str]) -> dict[str, str]:
         found.pop("http", None)
     for name, value in environ.items():
         if name.endswith("_proxy"):
+            scheme = name.lower().removesuffix("_proxy")
             if value:
-                found[name.removesuffix("_proxy")] = value.strip()
+                found[scheme] = value.strip()
             else:
-                found.pop(name.removesuffix("_proxy"), None)
+                found.pop(scheme, None)
     return found
 
 
