@@ -29,14 +29,17 @@ from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
 log = logging.getLogger(__name__)
 
 
-def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[Filter], src: RunDir) -> tuple[int, str]:
-    """How many samples a judge-based filter of the chain has no judgment for, and a phrase saying why."""
+def _unjudged(
+    samples: list[dict], judgments: dict[str, dict], specs: list[Filter], src: RunDir
+) -> tuple[int, str, int]:
+    """How many samples a judge-based filter of the chain has no judgment for, a phrase saying why, and how many of
+    them the judge failed on (judging them again needs --fresh)."""
     missing: set[str] = set()
     for spec in specs:
         if spec.judge_part is not None:
             missing.update(unjudged_ids(samples, judgments, spec.judge_part))
     if not missing:
-        return 0, ""
+        return 0, "", 0
     reasons = unjudged_reasons(set(judgments), list(read_jsonl(src.judge_rejects)))
     failed = sum(reasons.values())
     why = (
@@ -44,7 +47,7 @@ def _unjudged(samples: list[dict], judgments: dict[str, dict], specs: list[Filte
         if failed
         else "not judged yet"
     )
-    return len(missing), why
+    return len(missing), why, failed
 
 
 class FilterSummary(Result):
@@ -176,12 +179,12 @@ def filter_run(
         log.warning("warning: %s: %s; filtering what is there", src.path, note)
     samples = list(read_jsonl(src.samples))
     judgments = load_judgments(src)
-    n_unjudged, why = _unjudged(samples, judgments, specs, src)
+    n_unjudged, why, failed = _unjudged(samples, judgments, specs, src)
     if n_unjudged and unjudged is None:
         said = f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters ({why}); "
         again = (
             f"`refed judge run {src.path} --fresh` (or another judge model) judges the failed ones again"
-            if "failures" in why
+            if failed
             else f"`refed judge run {src.path}` judges them"
         )
         raise ConfigError(
