@@ -92,6 +92,13 @@ def test_status_of_a_run_being_written_names_its_holder_and_changes_nothing(run)
     code, out, _ = run_refed("status", str(run))
     assert "state: stopped (no summary.json" in out and "run the same command to resume" in out
 
+    # stopped by a signal: the summary's word for it is the same state, said once ("stopped (summary status
+    # interrupted)" named it twice)
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    code, out, _ = run_refed("status", str(run))
+    assert code == 0 and "state: stopped; run the same command to resume" in out, out
+    assert "summary status" not in out
+
 
 def test_status_of_what_is_not_a_run_dir_is_one_line_and_exit_2(tmp_path):
     empty = tmp_path / "empty"

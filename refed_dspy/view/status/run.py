@@ -374,7 +374,7 @@ def _state_line(s: RunStatus) -> str:
     if s.holder is not None:
         return f"state: running: {holder_text(s.holder)}"
     line = f"state: {s.state}"
-    if s.summary_status and s.summary_status != s.state:
+    if s.summary_status and STATE_OF.get(s.summary_status, s.summary_status) != s.state:  # not the same state named
         line += f" (summary status {s.summary_status})"
     if s.kind == "synthesis" and s.summary_status is None and s.state == "stopped":
         line += " (no summary.json: it ended before writing one: an error, a stop or a kill)"
