@@ -168,7 +168,7 @@ def test_the_batch_guard_catches_a_stage_that_asks_for_the_broker(tmp_path):
 
 
 # one launch for every LM-bound command (issue 53): synthesize, judge, meta-eval and compare, optimize and experiment
-# take their LMs from launch/ (launch.plan: `launch`, `online_lm`, `held_lm`, `served`, `held_calls`), so no module
+# take their LMs from launch/ (launch.plan: `launch`, `held_lm`, `served`, `held_calls`), so no module
 # above launch/ imports what builds an LM, puts one behind the call boundary, serves the local model the config's LMs
 # reach or opens the ledger scope an optimization's held LMs are routed through (`refed serve-local` alone starts a
 # server by hand: `local_server.start`)

@@ -16,7 +16,7 @@ How a request at the boundary meets the ledger it is counted on (`open_on`, `set
 (the LM's own budget, else the engine's work that makes it), its prompt counted under a cost budget, the request opened
 on it (refed_dspy.ledger.tickets), settled once when it is over, and given back. The boundary keeps what is opened in
 its context; these act on it. A request the budget holds back (MustWait) waits for one in flight to be given back
-(`an_end`), never polling: each `release` wakes every request that waits, in any thread or event loop.
+(`_Ends`), never polling: each `release` wakes every request that waits, in any thread or event loop.
 """
 
 from __future__ import annotations
@@ -209,12 +209,12 @@ class CallBoundary:
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
-                seen = ends_seen()
+                seen = _ends.count
                 try:
                     request.opened = open_on(self, ledger, prompt, self._stage_now(), request.tier)
                     break
                 except MustWait:
-                    an_end(seen)  # until a call in flight is given back
+                    _ends.wait(seen, HELD_S)  # until a call in flight is given back
             return self._paid(self._unreported_check(super().__call__(*args, **kwargs)))
         except LMError as err:
             self._note_failure(err)
@@ -233,13 +233,13 @@ class CallBoundary:
         try:
             ledger, prompt = ledger_of(self, args, kwargs)
             while ledger is not None:  # held back while the calls in flight could overshoot the budget
-                seen = ends_seen()
+                seen = _ends.count
                 try:
                     request.opened = open_on(self, ledger, prompt, self._stage_now(), request.tier)
                     break
                 except MustWait:
                     try:
-                        await an_end_async(seen)  # until a call in flight is given back
+                        await _ends.wait_async(seen, HELD_S)  # until a call in flight is given back
                     except asyncio.CancelledError as err:
                         err.unpaid = True  # cancelled before it was sent: nothing was paid
                         raise
@@ -276,10 +276,6 @@ class CallBoundary:
             if any(getattr(x, "__module__", "").startswith(_OPTIMIZER_PACKAGES) for x in (type(module), signature)):
                 return "propose"
         return self.default_stage
-
-    def _max_tokens(self) -> int:
-        """The LM's output limit, else its model's largest output (refed_dspy.clients.boundary.max_tokens_of)."""
-        return max_tokens_of(self)
 
     def _unreported_check(self, outputs: Any) -> Any:
         """An LM that answered without handing DSPy its reply (its own `__call__`, or history turned off): the call
@@ -632,21 +628,6 @@ def _set(future: asyncio.Future) -> None:
 
 
 _ends = _Ends()
-
-
-def ends_seen() -> int:
-    """How many requests have been given back: what a request about to be held back passes to `an_end`."""
-    return _ends.count
-
-
-def an_end(seen: int, timeout: float = HELD_S) -> None:
-    """Block until a request is given back after `seen` (`ends_seen()` before it asked), or `timeout` seconds."""
-    _ends.wait(seen, timeout)
-
-
-async def an_end_async(seen: int, timeout: float = HELD_S) -> None:
-    """`an_end`, awaited."""
-    await _ends.wait_async(seen, timeout)
 
 
 def settle(opened: list | None, info: CallInfo, price: Any) -> None:

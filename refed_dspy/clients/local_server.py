@@ -19,7 +19,6 @@ import contextlib
 import gc
 import http.client
 import json
-import logging
 import os
 import socket
 import threading
@@ -256,9 +255,6 @@ def sample_reply(
     except (OSError, ValueError, LookupError, TypeError, AttributeError, http.client.HTTPException):
         return None
     return Reply(text, tokens) if isinstance(tokens, int) and tokens > 0 else None
-
-
-log = logging.getLogger(__name__)
 
 
 def served_roles(local: LocalServing, specs: dict[str, LMSpec]) -> dict[str, list[str]]:

@@ -21,7 +21,6 @@ from typing import Any
 
 from refed_dspy.adapters import RepairingAdapter, build_adapter
 from refed_dspy.clients.lm_routing import LedgerScope
-from refed_dspy.clients.rate_limits import RateLimits
 from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.execution import Answers, Engine, Limits
 from refed_dspy.engine.failures import Failure, endpoint_error
@@ -32,44 +31,8 @@ from refed_dspy.errors import RunAborted, RunDirError, RunInterrupted
 from refed_dspy.ledger.books import Books
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.ledger.usage import usd
-from refed_dspy.providers.prices import Price
 
 logger = logging.getLogger("refed_dspy")
-
-
-def role_limits(
-    spec: LMSpec,
-    role: str,
-    *,
-    concurrency: int,
-    worst_calls: dict[str, int],
-    price: Price | None,
-    max_calls: int | None,
-    max_cost_usd: float | None,
-    max_consecutive_failures: int,
-    stop_grace_s: float,
-    seed: int = 0,
-    rate_limits: RateLimits | None = None,
-) -> Limits:
-    """The engine's limits for a stage of `role` (teacher or judge) run with `spec`: `worst_calls` are the LM calls
-    each kind of task makes at most before repairs (each may be repaired spec.max_repairs times); `rate_limits`: the
-    role's LM's requests at the wire and the limits its provider states (refed_dspy.clients.rate_limits)."""
-    return Limits(
-        concurrency=concurrency,
-        max_retries=spec.num_retries,
-        worst_calls={kind: n * (1 + spec.max_repairs) for kind, n in worst_calls.items()},
-        max_calls=max_calls,
-        max_cost_usd=max_cost_usd,
-        price=price,
-        max_tokens=spec.output_limit,
-        max_consecutive_failures=max_consecutive_failures,
-        role=role,
-        stop_grace_s=stop_grace_s,
-        seed=seed,
-        endpoints=len(spec.endpoints),
-        rate_limit_patience_s=spec.rate_limit_patience_s,
-        rate_limits=rate_limits,
-    )
 
 
 @dataclass
@@ -144,17 +107,23 @@ class StageBase(ABC):
     ) -> Engine:
         """The stage's engine: a window of `concurrency` calls (in provider batches, of the tasks its answers keep
         waiting)."""
-        limits = role_limits(
-            self.spec,
-            self.role,
+        spec = self.spec
+        limits = Limits(
             concurrency=self.answers.tasks_in_flight(concurrency),
-            worst_calls=worst_calls,
-            price=self.price,
+            max_retries=spec.num_retries,
+            # each kind of task's LM calls at most before repairs; each call may be repaired spec.max_repairs times
+            worst_calls={kind: n * (1 + spec.max_repairs) for kind, n in worst_calls.items()},
             max_calls=max_calls,
             max_cost_usd=max_cost_usd,
+            price=self.price,
+            max_tokens=spec.output_limit,
             max_consecutive_failures=max_consecutive_failures,
+            role=self.role,
             stop_grace_s=stop_grace_s,
             seed=seed,
+            endpoints=len(spec.endpoints),
+            rate_limit_patience_s=spec.rate_limit_patience_s,
+            # the role's LM's requests at the wire and the limits its provider states (refed_dspy.clients.rate_limits),
             # heard where the LM has engines of its own (build_lm's), not in provider batches (their requests are the
             # batch API's, not the work's)
             rate_limits=None if self.answers.wait_outside else getattr(self.lm, "rate_limits", None),

@@ -173,13 +173,6 @@ def _role(config: Config, role: str) -> tuple[LMSpec, str, Any]:
     return config.judge, "judging", config.judging
 
 
-def online_lm(config: Config, role: str) -> Any:
-    """The LM a stage of `role` calls online when none is handed in: its section's, with no DSPy retries (the engine
-    retries a piece of work itself) and a connection pool as wide as the stage's concurrency."""
-    spec, _, stage = _role(config, role)
-    return stage_lm(spec, role, stage.concurrency)
-
-
 def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
     """Step 1 (see the module docstring) for the stage of `role`, "teacher" or "judge": a cost budget's price, then the
     one transport the stage runs on, picked here and checked for what it needs: provider batch (a batch API for the
@@ -215,7 +208,7 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
         lm = (
             bounded(lm, role, fresh=True).take_retries(engine_retries=True)
             if lm is not None
-            else stage_lm(spec, role, stage.concurrency)  # as online_lm makes it
+            else stage_lm(spec, role, stage.concurrency)
         )
     else:  # on Ray: what a run there cannot take, then the key (each worker reads its own: it must suit the
         # section's endpoints as a local run's does) and whether the cluster answers

@@ -55,7 +55,11 @@ def test_teacher_gets_a_pool_as_wide_as_the_concurrency_and_keeps_the_key_out_of
 
 def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
     from refed_dspy.clients import lm as lm_module
-    from refed_dspy.launch.plan import online_lm
+    from refed_dspy.clients.lm import stage_lm
+
+    def online_lm(config, role):  # the LM `launch` builds for a stage of `role` when none is handed in
+        spec, stage = (config.teacher, config.synthesis) if role == "teacher" else (config.judge, config.judging)
+        return stage_lm(spec, role, stage.concurrency)
 
     config = load_config(
         None,

@@ -48,7 +48,6 @@ class BatchView:
     final: str | None  # completed | expired | cancelled | failed, once the provider is done with it
     counts: dict[str, int]
     created_at: float | None = None
-    metadata: dict[str, Any] | None = None
     raw: dict[str, Any] | None = None
 
 
@@ -90,12 +89,8 @@ class FileBatches(_Client):
 
     uploads = True
 
-    def __init__(self, spec: BatchAPI, base_url: str, headers: dict[str, str], query: str = "", timeout: float = 120.0):
-        super().__init__(spec, base_url, headers, query, timeout)
-        self.line_url = spec.line_url
-
     def line(self, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return {"custom_id": custom_id, "method": "POST", "url": self.line_url, "body": body}
+        return {"custom_id": custom_id, "method": "POST", "url": self.spec.line_url, "body": body}
 
     async def find_file(self, filename: str) -> str | None:
         data = (await self._call("GET", "/files", params={"purpose": "batch"})).json().get("data") or []
@@ -108,7 +103,7 @@ class FileBatches(_Client):
     async def create(self, local_tag: str, file_id: str | None, lines: list[dict[str, Any]]) -> BatchView:
         body = {
             "input_file_id": file_id,
-            "endpoint": self.line_url,
+            "endpoint": self.spec.line_url,
             "completion_window": "24h",
             "metadata": {"refed_batch": local_tag},
         }
@@ -125,9 +120,6 @@ class FileBatches(_Client):
     async def status(self, batch_id: str) -> BatchView:
         return self._view((await self._call("GET", f"/batches/{batch_id}")).json())
 
-    async def cancel(self, batch_id: str) -> None:
-        await self._call("POST", f"/batches/{batch_id}/cancel")
-
     def _view(self, b: dict[str, Any]) -> BatchView:
         counts = b.get("request_counts") or {}
         return BatchView(
@@ -136,7 +128,6 @@ class FileBatches(_Client):
             _FILES_FINAL.get(b.get("status")),
             {k: int(counts.get(k) or 0) for k in ("total", "completed", "failed")},
             b.get("created_at"),
-            b.get("metadata"),
             b,
         )
 
@@ -207,9 +198,6 @@ class InlineBatches(_Client):
     async def status(self, batch_id: str) -> BatchView:
         return self._view((await self._call("GET", f"/messages/batches/{batch_id}")).json())
 
-    async def cancel(self, batch_id: str) -> None:
-        await self._call("POST", f"/messages/batches/{batch_id}/cancel")
-
     def _view(self, b: dict[str, Any]) -> BatchView:
         counts = {k: int(v or 0) for k, v in (b.get("request_counts") or {}).items()}
         final = None
@@ -224,7 +212,7 @@ class InlineBatches(_Client):
             created_ts = datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp() if created else None
         except ValueError:
             created_ts = None
-        return BatchView(b["id"], b.get("processing_status", "?"), final, counts, created_ts, None, b)
+        return BatchView(b["id"], b.get("processing_status", "?"), final, counts, created_ts, b)
 
     async def results(self, view: BatchView, local_id: str, custom_ids: list[str]) -> list[StoredResult]:
         url = (view.raw or {}).get("results_url")

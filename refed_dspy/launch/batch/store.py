@@ -48,8 +48,6 @@ from refed_dspy.providers.registry import batch_apis
 from refed_dspy.store.jsonl import JsonlWriter, read_jsonl, write_jsonl_atomic
 from refed_dspy.store.results import Result
 
-FINAL_STATES = ("completed", "expired", "cancelled", "failed")
-
 
 @dataclass
 class BatchEntry:
@@ -64,7 +62,6 @@ class BatchEntry:
     provider_id: str | None = None
     status: str = "planned"  # planned | the provider's last status | collected
     counts: dict[str, int] = field(default_factory=dict)
-    last_seen: float | None = None
     collected: bool = False
     final: str | None = None  # the provider's final status, once collected
     bounds: list[float] | None = None  # the most each request can cost, in custom_ids' order (None: not written)
@@ -150,7 +147,7 @@ class BatchStore:
             entry.provider_id = ev["id"]
             entry.status = ev.get("status") or "submitted"
         elif kind == "state":
-            entry.status, entry.counts, entry.last_seen = ev["status"], ev.get("counts") or {}, ev.get("t")
+            entry.status, entry.counts = ev["status"], ev.get("counts") or {}
         elif kind == "collected":
             entry.collected, entry.final, entry.status = True, ev.get("status"), ev.get("status") or entry.status
             for cid in entry.custom_ids:
@@ -209,7 +206,6 @@ class BatchStore:
     def state(self, local_id: str, status: str, counts: dict[str, int]) -> None:
         entry = self.batches[local_id]
         if entry.status == status and entry.counts == counts:
-            entry.last_seen = time.time()
             return
         self._event({"e": "state", "batch": local_id, "status": status, "counts": counts})
 

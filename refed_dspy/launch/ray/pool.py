@@ -20,7 +20,7 @@ import contextlib
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -75,7 +75,6 @@ class WorkerPool(Transport):
     model: str
     address: str | None
     started_ray: bool = False
-    started_at: float = field(default_factory=time.monotonic)
     # several endpoints: each task's, chosen by what is in flight on each over the whole cluster (a spread used only
     # to choose: its in_flight is the calls of the tasks it was chosen for, from their events)
     spread: EndpointSpread | None = None

@@ -20,9 +20,8 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.clients.lm import build_lm
+from refed_dspy.clients.lm import stage_lm
 from refed_dspy.clients.lm_routing import LedgerScope
 from refed_dspy.config.lm import LMSpec, PriceBook
 from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
@@ -123,8 +122,7 @@ class PartWorker:
             use_cache_dir(cache.directory)
         else:
             dspy.cache = RemoteRunCache(cache.server, import_ray())
-        lm = build_lm(self.spec, self.role, num_retries=0, max_connections=self.max_connections)
-        self.lm = bounded(lm, self.role)
+        self.lm = stage_lm(self.spec, self.role, self.max_connections)  # a RefedLM: behind the call boundary
         self.lm.notes()  # made now: the LM of each task (a shallow copy) shares what it learns and warns of once
         self.adapter = build_adapter(self.spec)
         self.scope = LedgerScope(None, self.prices)
