@@ -11,8 +11,9 @@ Sampled: `tracking.trace_sample_ratio` of the traces are kept, each trace being 
 of a run's work, an example an optimizer runs) with its LM calls inside (MLflow's own sampler, which reads
 MLFLOW_TRACE_SAMPLING_RATIO as it makes its tracer at the block's first span; a ratio the user set there is theirs).
 Masked: the span processor `connected` installs masks every key the process holds in a span's inputs, outputs and
-attributes (refed_dspy.tracking.mlflow_runs.mask_span). A run on Ray makes its calls on the workers, which trace
-nothing.
+attributes (refed_dspy.tracking.mlflow_runs.mask_span), and the callback is MLflow's handed each failed call's
+exception masked (refed_dspy.tracking.masked_callback), for the span event that records it. A run on Ray makes its
+calls on the workers, which trace nothing.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ def dspy_traces(tracking: TrackingConfig) -> Iterator[bool]:
     import mlflow
     from mlflow.dspy.callback import MlflowCallback
 
+    from refed_dspy.tracking.masked_callback import MaskedMlflowCallback  # imports MLflow's DSPy callback: when used
+
     # connecting makes MLflow's tracer anew: made at the first span, with the ratio then set
     with _sampled(tracking.trace_sample_ratio), connected(tracking):
         ours = [c for c in dspy.settings.get("callbacks") or [] if not isinstance(c, MlflowCallback)]
         try:
-            with dspy.context(callbacks=[*ours, MlflowCallback()], track_usage=True):
+            with dspy.context(callbacks=[*ours, MaskedMlflowCallback()], track_usage=True):
                 _autolog(mlflow, disable=False)  # sees the block's callback: adds none to DSPy's global settings
                 yield True
         finally:

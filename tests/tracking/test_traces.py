@@ -79,3 +79,22 @@ def test_a_synthesis_traces_its_work_and_keeps_a_sample(server_factory, tmp_path
     doc = read_json(sampled / "run" / "metrics.json")
     work = sum(s["value"] for s in doc["series"] if s["name"] in ("refed.work", "refed.retries"))
     assert 0 < len(_traces(sampled)) < work
+
+
+def test_a_failed_call_s_exception_is_traced_without_the_key_it_quotes(server_factory, tmp_path, monkeypatch):
+    """A gateway whose errors quote the request's key (its 500s echo the Authorization header): each failed call is
+    traced with its exception as a span event, and the event holds the key masked (MLflow adds the event itself, where
+    the span processor cannot edit it: 125 copies of the key were stored)."""
+    monkeypatch.setenv("REFED_PLANTED_KEY", PLANTED)
+    srv = server_factory(echo_key=True, rate_500=0.3)
+    overrides = run_overrides(srv, tmp_path / "run", 8, **SMALL) + ["teacher.api_key_env='REFED_PLANTED_KEY'"]
+    synthesize(load_config(None, overrides + _traced(tmp_path, 1.0)))
+    assert sum(1 for e in read_log(srv.cfg.log_path) if e.get("status") == 500) > 0
+    traces = _traces(tmp_path)
+    events = [e for t in traces for s in t.data.spans for e in s.events if e.name == "exception"]
+    assert events and any("request header" in e.attributes["exception.message"] for e in events)
+    stored = json.dumps([t.data.to_dict() for t in traces])
+    assert "sk-...1706" in stored  # the key, masked
+    assert PLANTED not in stored
+    db = (tmp_path / "mlflow.db").read_bytes()
+    assert PLANTED.encode() not in db
