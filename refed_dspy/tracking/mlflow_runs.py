@@ -50,7 +50,7 @@ from refed_dspy.config.section import mask_secrets
 from refed_dspy.errors import ConfigError
 from refed_dspy.programs.saved import keep_active_model
 from refed_dspy.runtime.quiet import dropping
-from refed_dspy.secrets import mask, mask_value
+from refed_dspy.secrets import find_held, mask, mask_value, sources_of
 from refed_dspy.tracking.telemetry import set_telemetry
 
 RUN_DIR_TAG = "refed.run_dir"
@@ -292,7 +292,7 @@ def log_program(program: Any, teacher: Any, name: str = "program", example: Any 
     # given requirements, MLflow does not infer them, which loads the model and predicts its input example in a
     # subprocess: a teacher call no budget sees, and its traceback on stderr when the reply fails
     extra["pip_requirements"] = program_requirements()
-    program = without_pinned_keys(program)
+    program = without_keys(program)
     with (
         _LOGGING,  # one log at a time: the example check is switched off for the process while a model is logged
         keep_active_model(),
@@ -322,16 +322,47 @@ def program_requirements() -> list[str]:
     return found
 
 
-def without_pinned_keys(program: Any) -> Any:
-    """`program`, or a copy of it whose predictors' pinned LMs (`set_lm`) are LoggedLMs: DSPy pickles a pinned LM
-    with the program, and a dspy.LM pickles its API key."""
-    if not any(getattr(p, "lm", None) is not None for _, p in program.named_predictors()):
-        return program
-    twin = program.deepcopy()
-    for _, predictor in twin.named_predictors():
-        if getattr(predictor, "lm", None) is not None:
-            predictor.lm = logged_lm_like(predictor.lm)
-    return twin
+def without_keys(program: Any) -> Any:
+    """`program`, or a copy of it whose LMs are LoggedLMs: a predictor's pinned LM (`set_lm`) and any LM a module
+    keeps as an attribute (in a list, tuple or dict too). MLflow pickles the whole program, and a dspy.LM pickles its
+    API key. ConfigError when the pickle would still hold a key the process holds (in an object that is no LM)."""
+    import cloudpickle
+    import dspy
+
+    if any(not isinstance(lm, LoggedLM) for _, lm in program.named_sub_modules(type_=dspy.BaseLM)):
+        program = program.deepcopy()
+        for _, module in list(program.named_sub_modules()):
+            for name, value in list(vars(module).items()):
+                keyless = _keyless(value)
+                if keyless is not value:
+                    setattr(module, name, keyless)
+    held = find_held(cloudpickle.dumps(program).decode("latin-1"))
+    if held:
+        names = sorted({f"${name}" for value in held for name in sources_of(value)}) or ["an inline key"]
+        raise ConfigError(
+            f"the program keeps {', '.join(names)} in an object that is no LM (a client of its own?): not logged to "
+            "MLflow, whose model is the whole program pickled; keep the client outside the program, or pass its key "
+            "by variable name"
+        )
+    return program
+
+
+def _keyless(value: Any) -> Any:
+    """`value` with every LM in it (itself, or inside lists, tuples and dicts) a LoggedLM; `value` itself when it holds
+    none."""
+    import dspy
+
+    if isinstance(value, dspy.BaseLM):
+        return value if isinstance(value, LoggedLM) else logged_lm_like(value)
+    if isinstance(value, (list, tuple)):
+        items = [_keyless(v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return type(value)(items) if not hasattr(value, "_fields") else type(value)(*items)
+    if isinstance(value, dict):
+        out = {k: _keyless(v) for k, v in value.items()}
+        return value if all(out[k] is v for k, v in value.items()) else out
+    return value
 
 
 # DSPy warns when it pickles settings and when MLflow loads the pickle back (to infer requirements): about the files

@@ -210,11 +210,49 @@ def test_a_pinned_lm_is_logged_without_its_key():
     import cloudpickle
 
     from refed_dspy.programs import RespondAndImprove
-    from refed_dspy.tracking.mlflow_runs import without_pinned_keys
+    from refed_dspy.tracking.mlflow_runs import without_keys
 
     program = RespondAndImprove(improve=False)
     program.generate.lm = dspy.LM("openai/gpt-4o-mini", api_base="http://h/v1", api_key="sk-pinned-secret-0123456789")
-    clean = without_pinned_keys(program)
+    clean = without_keys(program)
     assert b"sk-pinned-secret" not in cloudpickle.dumps(clean)
     assert isinstance(clean.generate.lm, LoggedLM) and clean.generate.lm.kwargs["api_base"] == "http://h/v1"
     assert program.generate.lm.kwargs["api_key"] == "sk-pinned-secret-0123456789"  # the user's program is untouched
+
+
+class _Helped(dspy.Module):
+    def __init__(self, helper, kept):
+        super().__init__()
+        self.respond = dspy.Predict("question -> answer")
+        self.helper, self.kept = helper, kept
+
+
+def test_an_lm_a_module_keeps_is_logged_without_its_key(monkeypatch):
+    """MLflow pickles the whole program: an LM kept as a module's attribute (in a list or dict too, a sub-module's as
+    well) pickled its key into the logged model (program.pkl held it in the clear); an object that is no LM and holds a
+    key is refused in one line, nothing logged."""
+    import cloudpickle
+
+    from refed_dspy.errors import ConfigError
+    from refed_dspy.tracking.mlflow_runs import without_keys
+
+    key = "sk-proj-attribute-secret-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    lm = dspy.LM("openai/gpt-4o-mini", api_base="http://h/v1", api_key=key)
+    inner = _Helped(lm, {"judges": [lm], "n": 3})
+    program = _Helped(lm, [inner, ("x", lm)])
+    clean = without_keys(program)
+    assert key.encode() not in cloudpickle.dumps(clean)
+    assert isinstance(clean.helper, LoggedLM) and clean.helper.key_env == "OPENAI_API_KEY"
+    assert isinstance(clean.kept[0].kept["judges"][0], LoggedLM) and isinstance(clean.kept[1][1], LoggedLM)
+    assert clean.kept[0].kept["n"] == 3 and clean.kept[1][0] == "x"
+    assert program.helper is lm and inner.kept["judges"][0] is lm and lm.kwargs["api_key"] == key  # theirs untouched
+
+    class Client:  # a client of the user's own, with the key inside
+        def __init__(self):
+            self.token = key
+
+    with pytest.raises(ConfigError, match=r"keeps \$OPENAI_API_KEY in an object that is no LM") as refused:
+        without_keys(_Helped(Client(), None))
+    assert key not in str(refused.value)
+    assert without_keys(_Helped(None, [1, 2])).kept == [1, 2]  # a program with no LM and no key: as it is
