@@ -70,6 +70,7 @@ from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import OnMismatch, RunDir
 from refed_dspy.store.seeds import given_references
+from refed_dspy.tracking.mlflow_runs import failure_warned
 
 logger = logging.getLogger("refed_dspy")
 _LEAST_COST = 1e-9  # what a call is reserved at to ask a spent budget whether one more may start
@@ -383,7 +384,8 @@ def _compile_and_save(run: _Run, mlflow_run: Any) -> OptimizeResult:
     res = _result(run, result, saved, why)
     if mlflow_run is not None:
         res.mlflow_run_id = mlflow_run.info.run_id
-        res.model_uri = log_result(result, res.summary(), saved.files, run.plan.record.teacher)
+        with failure_warned(run.plan.out):  # a model MLflow cannot take (a key it would pickle): a warning, no URI
+            res.model_uri = log_result(result, res.summary(), saved.files, run.plan.record.teacher)
     write_json_atomic(run.plan.out / "optimize_summary.json", res.summary())
     if mlflow_run is not None:
         log_summary(run.plan.out / "optimize_summary.json")

@@ -12,14 +12,16 @@ of a run's work, an example an optimizer runs) with its LM calls inside (MLflow'
 MLFLOW_TRACE_SAMPLING_RATIO as it makes its tracer at the block's first span; a ratio the user set there is theirs).
 Masked: the span processor `connected` installs masks every key the process holds in a span's inputs, outputs and
 attributes (refed_dspy.tracking.mlflow_runs.mask_span), and the callback is MLflow's handed each failed call's
-exception masked (refed_dspy.tracking.masked_callback), for the span event that records it. A run on Ray makes its
+exception masked (`masked_callback_class`), for the span event that records it. A run on Ray makes its
 calls on the workers, which trace nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.config import Config, TrackingConfig
+from refed_dspy.secrets import mask
 from refed_dspy.tracking.mlflow_runs import connected, mlflow_run
 
 SAMPLING = "MLFLOW_TRACE_SAMPLING_RATIO"
@@ -42,18 +45,48 @@ def dspy_traces(tracking: TrackingConfig) -> Iterator[bool]:
     import mlflow
     from mlflow.dspy.callback import MlflowCallback
 
-    from refed_dspy.tracking.masked_callback import MaskedMlflowCallback  # imports MLflow's DSPy callback: when used
-
     # connecting makes MLflow's tracer anew: made at the first span, with the ratio then set
     with _sampled(tracking.trace_sample_ratio), connected(tracking):
         ours = [c for c in dspy.settings.get("callbacks") or [] if not isinstance(c, MlflowCallback)]
         try:
-            with dspy.context(callbacks=[*ours, MaskedMlflowCallback()], track_usage=True):
+            with dspy.context(callbacks=[*ours, masked_callback_class()()], track_usage=True):
                 _autolog(mlflow, disable=False)  # sees the block's callback: adds none to DSPy's global settings
                 yield True
         finally:
             _autolog(mlflow, disable=True)
             mlflow.flush_trace_async_logging()
+
+
+def masked_error(err: BaseException | None) -> BaseException | None:
+    """`err` itself when neither its message nor its traceback (its causes included) holds a key the process holds;
+    else a stand-in of the same type name whose message is the masked one (MLflow records a failed call's exception
+    as a span event, which a span processor cannot edit, and a gateway's error may quote the request's key)."""
+    if err is None:
+        return None
+    text = str(err)
+    whole = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    if mask(text) == text and mask(whole) == whole:
+        return err
+    stand_in = type(type(err).__name__, (Exception,), {"__module__": type(err).__module__})
+    return stand_in(mask(text))
+
+
+@functools.cache
+def masked_callback_class() -> type:
+    """MLflow's DSPy callback class with its `on_*_end` hooks handed each exception through `masked_error` (made on
+    first use: importing MLflow's callback imports MLflow)."""
+    from mlflow.dspy.callback import MlflowCallback
+
+    def masking(name: str) -> Any:
+        theirs = getattr(MlflowCallback, name)
+
+        def hook(self: Any, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+            theirs(self, call_id, outputs, masked_error(exception))
+
+        return hook
+
+    ends = ("module", "lm", "adapter_format", "adapter_parse", "tool", "evaluate")
+    return type("MaskedMlflowCallback", (MlflowCallback,), {f"on_{e}_end": masking(f"on_{e}_end") for e in ends})
 
 
 def _autolog(mlflow: Any, disable: bool) -> None:
