@@ -24,6 +24,7 @@ from refed_dspy.cli import (
     training,
     view,
 )
+from refed_dspy.clients.destination import refusal_in
 from refed_dspy.errors import FULL, RefedError, write_error
 from refed_dspy.runtime.quiet import for_a_command
 from refed_dspy.runtime.stops import STOP_SIGNALS, note_stop
@@ -175,6 +176,11 @@ def _main(argv: list[str] | None) -> int:
             raise
         # a full disk met where no writer of ours turned it into our error (another library's file): one line too
         return _said(write_error(err.filename or "a file", err), debug)
+    except Exception as err:
+        refused = refusal_in(err)  # a key refused where a client of another library wrapped the refusal in its error
+        if refused is None:
+            raise
+        return _said(refused, debug)
     except KeyboardInterrupt:
         signum = _signals[-1] if _signals else signal.SIGINT
         print(

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from refed_dspy.config import Config
 from refed_dspy.config.load import ConfigLike, given_config
-from refed_dspy.errors import ConfigError, MissingKeyError, RunDirError
+from refed_dspy.errors import ConfigError, MissingKeyError, RunAborted, RunDirError
 from refed_dspy.export.card import dataset_card, provenance
 from refed_dspy.quality.contamination import contamination_of, unremoved_warning
 from refed_dspy.secrets import mask_value
@@ -84,8 +84,10 @@ def export_run(
 
     Raises:
         ConfigError: an unknown format or response, a validation share outside [0, 1), a missing `out` or
-            `repo_id`, or an `out` that names a file.
+            `repo_id`, an `out` that names a file, or a push the user must let through (HF_HUB_OFFLINE set, the
+            token refused).
         MissingKeyError: hub with no token in $HF_TOKEN.
+        RunAborted: the Hub or the network failed the push (the same call again pushes it).
         RunDirError: the run dir has no samples, or `out` is not a directory refed may write the export to.
     """
     _check_options(fmt, which, val_fraction)
@@ -184,11 +186,25 @@ def _warn(rundir: RunDir, shown: str, samples: list[dict], val: list[dict], val_
 
 
 def _push(dd: Any, card: str, repo_id: str, private: bool, token: str) -> None:
-    """The dataset and its card pushed to the hub as `repo_id`."""
+    """The dataset and its card pushed to the hub as `repo_id`; a push the Hub or the network refuses is one line:
+    ConfigError where the cause is the user's (offline mode, the token refused), RunAborted otherwise."""
+    import httpx2
     from huggingface_hub import DatasetCard
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    dd.push_to_hub(repo_id, private=private, token=token)
-    DatasetCard(card).push_to_hub(repo_id, token=token, repo_type="dataset")
+    try:
+        dd.push_to_hub(repo_id, private=private, token=token)
+        DatasetCard(card).push_to_hub(repo_id, token=token, repo_type="dataset")
+    except OfflineModeIsEnabled:
+        raise ConfigError(f"cannot push {repo_id}: HF_HUB_OFFLINE is set; unset it to reach the Hub") from None
+    except (HfHubHTTPError, httpx2.TransportError, ConnectionError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise ConfigError(f"the Hub refused ${HF_TOKEN_ENV} for {repo_id}: {first}") from None
+        raise RunAborted(
+            f"pushing {repo_id} to the Hub failed: {first}; run the same command again to push it"
+        ) from None
 
 
 def log_export(

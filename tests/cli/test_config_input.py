@@ -229,3 +229,18 @@ def test_fresh_with_a_linked_cache_says_so_and_leaves_the_shared_cache_whole(ser
     assert set(kept) <= set(_tree(shared))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["samples"] == 4
+
+
+def test_a_key_refused_inside_another_library_s_client_is_one_line_and_exit_2(run):
+    """The report's embedder goes through LiteLLM, which wraps the destination check's refusal in errors of its own:
+    the command still ends in the refusal's one line and exit 2 (it printed three chained tracebacks, exit 1)."""
+    planted = "sk-proj-embedding-refused-0123456789"
+    code, out, err = run_refed(
+        "report",
+        str(run),
+        "--set",
+        "report.embedding_model='openai/text-embedding-3-small'",
+        env_extra={"OPENAI_API_KEY": planted, "OPENAI_BASE_URL": "http://api.openai.com.evil.test/v1"},
+    )
+    _one_line_exit_2(code, err, "refused to send $OPENAI_API_KEY (openai's key) to api.openai.com.evil.test")
+    assert planted not in out + err

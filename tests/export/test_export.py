@@ -1,12 +1,14 @@
 """`refed export`: every format loads back with `datasets`, the grouped split, the card, the hub path, seeding a new run."""
 
+import http.server
 import json
 import shutil
+import threading
 from collections import Counter
 
 import datasets
 import pytest
-from cli_helpers import refed
+from cli_helpers import refed, run_refed
 from conftest import run_overrides
 
 from refed_dspy.config import load_config
@@ -276,3 +278,47 @@ def test_an_export_folder_keeps_no_lock_file(run, tmp_path):
     assert not (out / LOCK_NAME).exists() and (out / MARKER).read_text() == "export\n"
     export_run(run, "parquet", out, overwrite=True)  # its own folder: taken again
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "README.md", "train.parquet", "validation.parquet"]
+
+
+class _Hub(http.server.BaseHTTPRequestHandler):
+    """A Hub that answers every request with one status (the server's `status`)."""
+
+    def _any(self):
+        if int(self.headers.get("Content-Length") or 0):
+            self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'{"error": "the hub says no"}'
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_HEAD = _any
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_push_the_hub_refuses_is_one_line(run):
+    """The push is real code up to the Hub (a local one, HF_ENDPOINT): offline mode, a Hub that fails (500) and one
+    that refuses the token (401) each end in one line and the documented exit code, not huggingface_hub's traceback."""
+    env = {"HF_TOKEN": "hf_test_token_0123456789abcdef"}
+    args = ("export", str(run), "--format", "hub", "--repo-id", "me/data", "--val-fraction", "0")
+    code, _, err = run_refed(*args, env_extra={**env, "HF_HUB_OFFLINE": "1"})
+    assert code == 2 and err.strip().splitlines() == [
+        "refed: error: cannot push me/data: HF_HUB_OFFLINE is set; unset it to reach the Hub"
+    ], err
+    for status, exit_code, says in (
+        (500, 3, "pushing me/data to the Hub failed: "),
+        (401, 2, "the Hub refused $HF_TOKEN for me/data: "),
+    ):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
+        server.status = status
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            hub = {**env, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}"}
+            code, _, err = run_refed(*args, env_extra=hub)
+        finally:
+            server.shutdown()
+        assert code == exit_code and len(err.strip().splitlines()) == 1 and says in err, err
+        assert "Traceback" not in err and "hf_test_token_0123456789abcdef" not in err
