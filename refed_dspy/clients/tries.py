@@ -54,16 +54,10 @@ def again(
         if tries.unavailable <= tier_waits:
             return retry_delay_s(tries.unavailable, random.random(), retry_after_s(err))
         return None
-    tries.retries += 1
-    if not retries_left(err, tries.retries, retries):
+    tries.retries += 1  # DSPy's retries, made here so that each request is counted
+    if tries.retries > retries or not is_retryable_lm_error(err):
         return None
     return retry_delay_s(tries.retries, random.random(), retry_after_s(err))
-
-
-def retries_left(err: LMError, retry: int, retries: int) -> bool:
-    """Send the call again after `err`, its `retry`-th retry of at most `retries` (DSPy's retries, made here so that
-    each request is counted)."""
-    return retry <= retries and is_retryable_lm_error(err)
 
 
 def tier_asked(kwargs: dict[str, Any], lm_kwargs: dict[str, Any] | None) -> str | None:

@@ -321,10 +321,6 @@ class FirstCalls:
         return failure
 
 
-def _example_name(model: str) -> str:
-    return model.split("/", 1)[1] if "/" in model else model
-
-
 def _format_fix(provider: Provider, reason: str, role: str, name: str, host: str | None) -> str | None:
     """What to change when the server does not take the format of the provider's calls: the api_base in the
     provider's form, or the model string of the other format a server there may speak (None: no format known)."""
@@ -367,7 +363,7 @@ def _fix(reason: str, spec: LMSpec, role: str) -> str:
         )
     if reason == "unknown_model":
         return f"check {role}.model: the endpoint does not serve '{spec.model}'"
-    fix = _format_fix(provider_for(spec.model), reason, role, _example_name(spec.model), host)
+    fix = _format_fix(provider_for(spec.model), reason, role, spec.model.split("/", 1)[-1], host)
     return fix or f"check {role}.api_base and {role}.model against what the server serves"
 
 

@@ -132,10 +132,6 @@ class _Histogram:
                 setattr(self, name, theirs if mine is None else pick(mine, theirs))
 
 
-def _request_model(model: str) -> str:
-    return model.split("/", 1)[1] if "/" in model else model
-
-
 class Figures:
     """The counters and histograms of one run's stage (see the module docstring), all under `role`. Thread-safe."""
 
@@ -228,7 +224,7 @@ def _genai_attributes(role: str, stage: str, model: str, error: str | None, toke
     attrs = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": convention_name(model),
-        "gen_ai.request.model": _request_model(model),
+        "gen_ai.request.model": model.split("/", 1)[-1],
     }
     if token_type:
         attrs["gen_ai.token.type"] = token_type

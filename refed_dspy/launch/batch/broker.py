@@ -32,6 +32,7 @@ from typing import Any
 from refed_dspy.clients.calls import current_stage
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.prompt_cache import asked_body
+from refed_dspy.config.synthesis import BatchConfig
 from refed_dspy.launch.batch.api import BatchAPIError, BatchView, _Client, client_for_spec
 from refed_dspy.launch.batch.store import BatchEntry, BatchStore, StoredResult
 from refed_dspy.providers.keys import check_key
@@ -96,18 +97,6 @@ def family(base: str, k: int) -> str:
     return f"{base}-{k}"
 
 
-@dataclass
-class BatchSettings:
-    """How batches are made and watched."""
-
-    poll_s: float = 30.0
-    linger_s: float = 5.0  # submit what is pending once no new request came for this long (or every task waits)
-    max_requests: int | None = None  # per batch; None: the provider's limit
-    max_bytes: int | None = None
-    max_resubmits: int = 3
-    detach: bool = False
-
-
 class _Reply:
     reason = "OK"
     http_version = "HTTP/1.1"
@@ -150,10 +139,11 @@ class BrokerHTTP:
 class BatchBroker:
     """Collects calls into provider batches, submits, polls and answers them (see the module docstring)."""
 
-    def __init__(self, store: BatchStore, client: _Client, settings: BatchSettings):
+    def __init__(self, store: BatchStore, client: _Client, settings: BatchConfig, detach: bool = False):
         self.store = store
         self.client = client
-        self.settings = settings
+        self.settings = settings  # how batches are made and watched: the config's [batch]
+        self.detach = detach  # submit and return, without waiting for the batches
         self.pending: dict[str, tuple[str, dict[str, Any], int]] = {}  # custom_id -> (stage, line, bytes)
         self.waiting: dict[str, asyncio.Future] = {}  # base id -> the call waiting for it
         self.last_new = time.monotonic()
@@ -194,7 +184,7 @@ class BatchBroker:
             cid = self._next(base)
             if cid is None:
                 self.waiting.pop(base, None)
-                return self._gave_up(base)
+                return gave_up(self.settings.max_resubmits + 1)
             stage = current_stage()
             body = json.loads(request.body)
             self.bounds[cid] = self.bound_of(body)
@@ -226,9 +216,6 @@ class BatchBroker:
                 return r.status, json.dumps(r.body).encode()
         return None
 
-    def _gave_up(self, base: str) -> tuple[int, bytes]:
-        return gave_up(self.settings.max_resubmits + 1)
-
     # ---- the loop ------------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -255,7 +242,7 @@ class BatchBroker:
                 await self._poll()
                 failures = 0
                 if (
-                    self.settings.detach
+                    self.detach
                     and not self.pending
                     and self.waiting
                     and len(self.waiting) >= self.tasks_running()
@@ -390,7 +377,7 @@ class BatchBroker:
         nxt = self._next(base)
         if nxt is None:
             self.waiting.pop(base)
-            fut.set_result(self._gave_up(base))
+            fut.set_result(gave_up(self.settings.max_resubmits + 1))
             return
         line = (lines or {})[r.custom_id]
         body = line.get("body") if "body" in line else line.get("params")
@@ -425,14 +412,16 @@ async def settle_earlier(broker: BatchBroker) -> None:
         broker._recovered = True
         while True:
             await broker._poll()
-            if broker.settings.detach or not any(broker.store.batches[b].open for b in earlier):
+            if broker.detach or not any(broker.store.batches[b].open for b in earlier):
                 return
             await asyncio.sleep(tick)
     except BatchAPIError as err:
         log.warning("%s (the batches an earlier invocation left open are collected as the run goes on)", err)
 
 
-def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = False, store_name: str = "batches"):
+def batch_lm(
+    spec: Any, role: str, run_dir: Any, settings: BatchConfig, detach: bool = False, store_name: str = "batches"
+):
     """The LM of `role` in batch mode and the broker its calls go through (its store in `run_dir/store_name`).
 
     `spec` is an LMSpec, `settings` the config's [batch] section. ConfigError for a provider without a batch API.
@@ -446,14 +435,8 @@ def batch_lm(spec: Any, role: str, run_dir: Any, settings: Any, detach: bool = F
     broker = BatchBroker(
         BatchStore(run_dir, store_name),
         client,
-        BatchSettings(
-            poll_s=settings.poll_s,
-            linger_s=settings.linger_s,
-            max_requests=settings.max_requests,
-            max_bytes=settings.max_bytes,
-            max_resubmits=settings.max_resubmits,
-            detach=detach,
-        ),
+        settings,
+        detach,
     )
     return build_lm(body_spec, role, num_retries=0, wrap=lambda _http: BrokerHTTP(broker)), broker
 
