@@ -502,14 +502,20 @@ def price_of(spec: LMSpec, batch: bool = False, tier: str | None = None) -> Pric
     return price.scaled(spec.batch_price_factor) if batch and price is not None else price
 
 
-def require_price(spec: LMSpec, role: str, budget_field: str) -> None:
-    """A cost budget needs a price: ConfigError (naming the fields to set) when `spec`'s model has none."""
+def require_price(spec: LMSpec, role: str, budget_field: str, handed_in: bool = False) -> None:
+    """A cost budget needs a price: ConfigError (naming the fields to set) when `spec`'s model has none. `handed_in`:
+    `spec` describes an LM object handed in, priced by its own model (the [prices] table), not by the section."""
     if price_of(spec) is None:
         close = close_priced_names(spec.model)
         typo = f" (did you mean '{close[0]}'?)" if close else ""
+        fix = (
+            f'price it in the config ([prices."{spec.model}"] input_usd_per_mtok and output_usd_per_mtok: an LM '
+            "handed in is priced by its own model)"
+            if handed_in
+            else f"set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
+        )
         raise ConfigError(
-            f"{budget_field} needs a price for the {role} '{spec.model}', which is not in the price table{typo}: "
-            f"set {role}.input_usd_per_mtok and {role}.output_usd_per_mtok"
+            f"{budget_field} needs a price for the {role} '{spec.model}', which is not in the price table{typo}: {fix}"
         )
 
 

@@ -94,7 +94,7 @@ def check_given_lms(settings: ExperimentSettings, base: dict[str, Any], lms: dic
             cfg = cell_config(base, cell.overrides(0))
             for role, spec, given in (("teacher", cfg.teacher, lms["teacher"]), ("judge", cfg.judge, lms["judge"])):
                 used = spec if given is None else getattr(with_lm_of(cfg, role, given), role)
-                check_role(used, role, "experiment.max_cost_usd", key=False)
+                check_role(used, role, "experiment.max_cost_usd", key=False, handed_in=given is not None)
 
 
 def plan_experiment(

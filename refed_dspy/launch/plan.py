@@ -187,7 +187,7 @@ def launch(config: Config, role: str, lm: Any, here: bool = False) -> Launch:
     for note in spec.start_notes(role) if lm is None else ():  # said once, as the run starts
         log.info(note)
     if stage.max_cost_usd is not None:  # a cost budget needs a price: a model without one is refused at once
-        require_price(spec, role, f"{section}.max_cost_usd")
+        require_price(spec, role, f"{section}.max_cost_usd", handed_in=lm is not None)
     # no budget needs a price: a likely typo of a priced model is said (once the LM is checked) and the run goes on
     unpriced = price_note(spec, role) if lm is None and stage.max_cost_usd is None else None
     mode = "online" if here else stage.mode
@@ -275,14 +275,14 @@ def held_lm(spec: LMSpec, role: str, lm: Any = None) -> Any:
     return bounded(lm, role, fresh=True) if lm is not None else build_lm(spec, role)
 
 
-def check_role(spec: LMSpec, role: str, budget_field: str | None, key: bool = True) -> None:
+def check_role(spec: LMSpec, role: str, budget_field: str | None, key: bool = True, handed_in: bool = False) -> None:
     """Before any call: the key of the section of `role` goes only to its provider's hosts (KeyProviderError; `key`
-    False for an LM handed in, checked as it is put behind the boundary), and under the cost budget `budget_field`
-    names, the section's model has a price (ConfigError)."""
+    False for an LM checked as it is built or put behind the boundary), and under the cost budget `budget_field`
+    names, the section's model has a price (ConfigError; `handed_in`: `spec` describes an LM handed in)."""
     if key:
         check_key_goes_to_its_provider(spec, role)
     if budget_field is not None:
-        require_price(spec, role, budget_field)
+        require_price(spec, role, budget_field, handed_in)
 
 
 @dataclass(frozen=True)

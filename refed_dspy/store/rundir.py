@@ -88,6 +88,7 @@ class RunDir:
         self.fingerprint = self.path / "fingerprint.json"
         self.feedback = self.path / "feedback.jsonl"
         self.samples = self.path / "samples.jsonl"
+        self.references = self.path / "references.jsonl"  # references handed in from Python: the run's seeds
         self.rejects = self.path / "rejects.jsonl"
         self.journal = self.path / "journal.jsonl"
         self.ledger = self.path / "ledger.jsonl"  # the write-ahead log of the synthesis's calls (ledger/call_log.py)

@@ -8,7 +8,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.config import Config, fingerprint, fingerprint_diff, to_toml
+from refed_dspy.config import Config, SeedsConfig, fingerprint, fingerprint_diff, to_toml
 from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.config.schema import endpoint_diff
 from refed_dspy.config.section import expand_home
@@ -17,7 +17,7 @@ from refed_dspy.launch.batch.store import moves_with_batches_closed
 from refed_dspy.launch.plan import launch
 from refed_dspy.methods import METHODS
 from refed_dspy.runtime.sync import off_loop, run_sync
-from refed_dspy.store.jsonl import read_json
+from refed_dspy.store.jsonl import read_json, write_jsonl_atomic
 from refed_dspy.store.ownership import check, owned
 from refed_dspy.store.records import Reference
 from refed_dspy.store.rundir import WORKERS_FILE, OnMismatch, RunDir, check_on_mismatch
@@ -64,6 +64,9 @@ async def arun_synthesis(
     record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
     run_program, record = resolve_program(record, METHODS.get(record.synthesis.method), program, respond)
     rundir = RunDir(record.run.dir)
+    given = references is not None
+    if given:  # the seeds of record are the references kept in the run dir: what its reports and exports read
+        record = record.model_copy(update={"seeds": SeedsConfig(source=str(rundir.references.resolve()))})
     with launch(record, "teacher", teacher) as launched:
         if references is None:  # a seed file that is not there is said as such, before the run dir is compared
             references, report = read_seeds(record.seeds)
@@ -90,8 +93,23 @@ async def arun_synthesis(
             show_progress=show_progress,
             detach=detach,
             answers_from=_answers_from(answers_from, record),
+            references_given=given,
         )
         return await run_plan(plan)
+
+
+def keep_references(rundir: RunDir, references: list[Reference]) -> None:
+    """The references handed in written to the run dir (with those an earlier invocation kept): the file its config
+    names as its seeds."""
+    kept = (
+        {r.id: r for r in read_seeds(SeedsConfig(source=str(rundir.references)))[0]}
+        if rundir.references.exists()
+        else {}
+    )
+    kept.update((r.id, r) for r in references)
+    write_jsonl_atomic(
+        rundir.references, [{"instruction": r.instruction, "response": r.response} for r in kept.values()]
+    )
 
 
 def _mismatch(rundir: RunDir, found: dict[str, Any], on_mismatch: str) -> list[str]:
@@ -130,6 +148,8 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
         found = fingerprint(plan.record, plan.program.fingerprint_hash)
         moves = _mismatch(rundir, found, plan.on_mismatch)  # again, with the run dir held
         resumed = rundir.prepare(found, to_toml(plan.record), plan.on_mismatch, moves)
+        if plan.references_given:
+            keep_references(rundir, plan.references)
         threads = plan.settings.concurrency if plan.program.threaded else 0
         started = plan.launch.start(
             rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach, earlier=plan.answers_from

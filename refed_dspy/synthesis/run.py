@@ -324,3 +324,4 @@ class SynthesisPlan:
     show_progress: bool = False
     detach: bool = False  # batch mode: return once the requests are submitted
     answers_from: tuple[Path, ...] = ()  # caches of work the run builds on, read where its own has no answer
+    references_given: bool = False  # handed in from Python: kept in the run dir, its seeds of record

@@ -208,9 +208,14 @@ def test_a_cost_budget_needs_a_price_for_a_user_lm_too(server_factory, tmp_path,
     over = run_overrides(srv, tmp_path / "run", 4, **{"synthesis.max_cost_usd": 0.01})
     lm = user_lm(kind, srv)
     lm.model = "openai/a-model-with-no-price"
-    with pytest.raises(ConfigError, match="synthesis.max_cost_usd needs a price for the teacher"):
+    with pytest.raises(ConfigError, match="synthesis.max_cost_usd needs a price for the teacher") as refused:
         synthesize(load_config(None, over), teacher=lm)
     assert read_log(srv.cfg.log_path) == []
+    # the fix it names is the one that prices it (the section's prices hold for the section's model only)
+    assert '[prices."openai/a-model-with-no-price"] input_usd_per_mtok' in str(refused.value)
+    priced = [*over, 'prices."openai/a-model-with-no-price".input_usd_per_mtok=1.0']
+    priced.append('prices."openai/a-model-with-no-price".output_usd_per_mtok=2.0')
+    assert synthesize(load_config(None, priced), teacher=lm)["cost_usd"] > 0
 
 
 @pytest.mark.parametrize("kind", ["dspy.LM", "own BaseLM"])

@@ -39,6 +39,33 @@ def test_a_run_from_dicts_and_its_commands_from_dicts(server_factory, tmp_path):
     assert metric.threshold == 0.4
 
 
+def test_references_handed_in_are_the_run_s_seeds_of_record(server_factory, tmp_path):
+    """References handed in from Python are kept in the run dir and named as its seeds: the report measures the
+    samples against them and the dataset card names them (it said "refed-dspy embedded seed set", the report "no
+    sample's reference text is among the seeds"), and the run dir resumed from the CLI's config reads them, not the
+    embedded set its fingerprint matched before."""
+    from cli_helpers import run_refed
+
+    from refed_dspy.export.card import provenance
+    from refed_dspy.store.rundir import RunDir
+
+    srv, run = server_factory(), tmp_path / "run"
+    refed_dspy.synthesize(_tables(srv, run), references=PAIRS)
+    kept = [json.loads(line) for line in (run / "references.jsonl").read_text().splitlines()]
+    assert [(r["instruction"], r["response"]) for r in kept] == [(p["instruction"], p["response"]) for p in PAIRS]
+    assert provenance(RunDir(run))["seeds"] == str((run / "references.jsonl").resolve())
+    copies = refed_dspy.build_report(run).reference_copies  # the run's own config: its seeds
+    assert copies["measured"] == 4 and "unavailable" not in copies
+    # handed in again with one more: the run keeps both sets, and its config is the same
+    more = [*PAIRS, {"instruction": "Name a prime number above ten.", "response": "Eleven."}]
+    summary = refed_dspy.synthesize({**_tables(srv, run), "synthesis": {"size": 6}}, references=more)
+    assert summary.status == "complete" and len((run / "references.jsonl").read_text().splitlines()) == 3
+    code, _, err = run_refed("synthesize", "--config", str(run / "config.toml"), "--set", "synthesis.size=7")
+    assert code == 0, err
+    used = {json.loads(line)["meta"]["reference_id"] for line in (run / "samples.jsonl").read_text().splitlines()}
+    assert used <= {r.id for r in given_references(more)}
+
+
 @pytest.mark.parametrize(
     "call, error, said",
     [
