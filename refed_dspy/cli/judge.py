@@ -65,7 +65,8 @@ def _say_judged(s: Any) -> None:
         print(
             f"  {s.samples - s.judged} samples not judged: the judge's replies to them could not be used "
             f"({s.run_dir}/judge_rejects.jsonl says why); running this again does not ask again for them; "
-            "--fresh judges every sample again, or set [judge] model to another judge"
+            "--fresh with another [judge] model (or a larger judge.max_tokens, where they were cut off) judges them "
+            "again: the same judge's replies come back from the run's cache"
         )
     limited = rate_limit_line(s.concurrency or {})
     if limited:

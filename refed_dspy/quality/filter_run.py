@@ -183,7 +183,8 @@ def filter_run(
     if n_unjudged and unjudged is None:
         said = f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters ({why}); "
         again = (
-            f"`refed judge run {src.path} --fresh` (or another judge model) judges the failed ones again"
+            f"`refed judge run {src.path} --fresh` with another judge model (or a larger judge.max_tokens, where they "
+            "were cut off) judges the failed ones again: the same judge's replies come back from the run's cache"
             if failed
             else f"`refed judge run {src.path}` judges them"
         )

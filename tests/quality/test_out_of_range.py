@@ -63,16 +63,21 @@ def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
     assert summary["rejects"] == {"unparseable": 30 - summary["judged"]}
     unjudged = 30 - summary["judged"]  # what is left, and the way on (the newcomer trial found none said)
     assert f"rejects: {unjudged} unparseable" in out and f"  {unjudged} samples not judged: " in out
-    assert "--fresh judges every sample again" in out
+    assert "--fresh with another [judge] model" in out and "come back from the run's cache" in out
 
     # a judge-based filter refuses to drop the unjudged samples silently
     code, out, err = run_cli("filter", str(run), "--out", str(run.parent / "f"), "--apply", "min_score:min_score=1")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{30 - summary['judged']} of 30 samples have no judgment" in err and "--unjudged keep" in err
-    assert f"`refed judge run {run} --fresh` (or another judge model) judges the failed ones again" in err
+    assert f"`refed judge run {run} --fresh` with another judge model" in err and "judges the failed ones" in err
     with pytest.raises(ConfigError, match="or pass unjudged='keep' or unjudged='drop'"):  # Python's words, not flags
         filter_run(run, run.parent / "f", ["min_score:min_score=1"])
     assert not (run.parent / "f").exists()
+    # as it says: --fresh with the same judge asks nothing again (its replies come from the run's cache)
+    sent = len(read_log(half.cfg.log_path))
+    sets = judge_sets(half, **{"judge.max_repairs": 0, "judging.pairwise": "false"})
+    code, out, _ = run_cli("judge", "run", str(run), "--fresh", *sets)
+    assert code == 1 and len(read_log(half.cfg.log_path)) == sent and "0 judge calls" in out, out
     for policy, kept in (("keep", 30), ("drop", summary["judged"])):
         out_dir = run.parent / f"f-{policy}"
         code, out, err = run_cli(
