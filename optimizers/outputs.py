@@ -66,7 +66,9 @@ class OptimizeResult:
         """Which program was kept and why, in one line: "kept: the baseline program (the optimized program scored
         0.4777 on the validation set, below the baseline's 0.5658); the optimized one is in ..." or "kept: the
         optimized program (it scored 0.6120 on the validation set, above the baseline's 0.5658)"."""
-        return kept_line(self.kept, self.kept_reason, self.score_before, self.score_after, self.candidate_path)
+        return kept_line(
+            self.kept, self.kept_reason, self.score_before, self.score_after, self.candidate_path, self.n_val
+        )
 
     @property
     def cost_usd(self) -> float | None:
@@ -240,14 +242,24 @@ def kept_reason(
     return why
 
 
-def kept_line(kept: str, reason: str | None, before: float, after: float, candidate: str | Path | None = None) -> str:
+def kept_line(
+    kept: str,
+    reason: str | None,
+    before: float,
+    after: float,
+    candidate: str | Path | None = None,
+    n_val: int | None = None,
+) -> str:
     """The one line that says which program an optimization kept and why (`refed optimize` prints it; the Python API's
     `OptimizeResult.kept_line`). `kept`: "compiled" (the optimized program) or "baseline" (the one it started from);
     `reason`: why the baseline was kept (kept_reason); `before` / `after`: the baseline's and the optimized program's
-    validation scores; `candidate`: where the optimized program was saved when the baseline was kept."""
+    validation scores; `candidate`: where the optimized program was saved when the baseline was kept; `n_val`: the
+    validation examples (fewer than SMALL_VALSET: said to be too few, as kept_reason says it of a kept baseline)."""
     if kept != "baseline":
         versus = "above" if after > before else "equal to" if after == before else "below"
         scores = f"it scored {after:.4f} on the validation set, {versus} the baseline's {before:.4f}"
+        if n_val is not None and n_val < SMALL_VALSET:
+            scores += f"; {n_val} validation examples are too few to tell programs apart"
         return f"kept: the optimized program ({scores})"
     line = f"kept: the baseline program ({reason or 'the optimizer changed nothing'})"
     if candidate:

@@ -109,6 +109,10 @@ def test_a_kept_baseline_names_its_reason():
     assert kept_line("compiled", None, 0.5658, 0.612) == won
     tie = kept_line("compiled", None, 0.5, 0.5)
     assert tie == "kept: the optimized program (it scored 0.5000 on the validation set, equal to the baseline's 0.5000)"
+    # too few validation examples are said whichever program is kept (it was said only of a kept baseline)
+    few = kept_line("compiled", None, 0.0828, 0.0906, None, n_val=2)
+    assert few.endswith("above the baseline's 0.0828; 2 validation examples are too few to tell programs apart)")
+    assert "too few" not in kept_line("compiled", None, 0.5, 0.6, None, n_val=12)
 
 
 def test_the_result_says_which_program_it_kept():
