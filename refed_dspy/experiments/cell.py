@@ -19,7 +19,7 @@ import dspy
 from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config
 from refed_dspy.config.lm import price_of
-from refed_dspy.errors import ConfigError
+from refed_dspy.errors import ConfigError, RefedError
 from refed_dspy.experiments.config import Cell, config_hash, example_key
 from refed_dspy.experiments.plan import ExperimentPlan
 from refed_dspy.experiments.spend import (
@@ -213,7 +213,9 @@ def _optimize(
 def _failure(plan: ExperimentPlan, cell: Cell, err: Exception, allowance: _Allowance) -> dict[str, Any]:
     """How a cell stopped: failed, or stopped by a budget (and by its own optimize limit, when that was the one)."""
     budget = isinstance(err, BudgetStop) or getattr(err, "budget_stop", None) is not None
-    out = {"status": "budget" if budget else "failed", "error": f"{type(err).__name__}: {first_line(err)}"}
+    # a stop of ours is said whole (a sentence and what the command spent); another error's line is cut short
+    said = first_line(err, limit=2000 if isinstance(err, RefedError) else 300)
+    out = {"status": "budget" if budget else "failed", "error": f"{type(err).__name__}: {said}"}
     if budget and not isinstance(err, BudgetStop):  # its optimization's ledger, not the test judging's
         own = plan.configs[cell.id].optimize  # its own limits, before the experiment's leftovers were folded in
         tripped = getattr(err, "budget_stop", None) or ""

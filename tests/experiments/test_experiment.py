@@ -819,3 +819,21 @@ def test_a_resumed_experiment_keeps_the_split_it_pinned(tmp_path):
         pinned_sides(path, refs, ExperimentSettings(out=str(tmp_path / "exp"), test_fraction=0.5))
     with pytest.raises(ConfigError, match="split differently"):
         pinned_sides(path, [*refs, Reference(id="r10", instruction="q", response="a", source="t")], settings)
+
+
+def test_a_cell_s_stop_is_said_whole_and_another_error_cut_short():
+    """A stop of refed's own is said whole in the cell's row (a trial's was cut at 300 characters, in the middle of
+    "(the command has spent 600 LM calls,", its brackets left open); another library's error is cut to 300."""
+    from refed_dspy.experiments.cell import _failure
+    from refed_dspy.optimizers.compile import OptimizationStopped
+
+    said = (
+        "optimization stopped while compiling: the LM-call budget of 600 is reached (600 calls made, 4 of them cut "
+        "off in flight and counted as paid, the examples' synthesis 120 of them); no program was "
+        "saved (raise optimize.max_calls, or shrink the optimizer's settings) (the command has spent 600 LM calls, "
+        "$0.0000; this invocation 55, $0.0000)"
+    )
+    assert len(said) > 300
+    assert _failure(None, None, OptimizationStopped(said), None)["error"] == f"OptimizationStopped: {said}"
+    theirs = _failure(None, None, ValueError("x" * 500), None)["error"]
+    assert theirs == "ValueError: " + "x" * 300
