@@ -34,10 +34,10 @@ def _cmd_view(args: argparse.Namespace) -> int:
     view = View(path, args.filtered)
     server = serve(view, args.port)
     shows = "an evaluation's answers" if view.kind == "evaluation" else f"{len(view.rows)} samples"
-    print(
-        f"serving {view.status()['path']} ({shows}) at http://127.0.0.1:{server.port}/ (read-only; Ctrl-C stops)",
-        flush=True,
-    )
+    where = view.status()["path"]
+    if args.filtered:  # the run's samples, each marked kept or removed by the filter's output
+        where, shows = path, f"{shows}, each marked kept or removed by {args.filtered}"
+    print(f"serving {where} ({shows}) at http://127.0.0.1:{server.port}/ (read-only; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -329,3 +329,20 @@ def test_the_viewer_s_access_log_holds_no_terminal_colour_codes(run):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert '"GET /nonexistent HTTP/1.1" 404' in err and "\x1b[" not in err, err
+
+
+def test_the_filtered_view_names_the_run_it_shows(run, tmp_path):
+    """`refed view RUN --filtered F` shows RUN's samples, each marked kept or removed by F: its first line names RUN
+    (it named F, whose 10 samples it did not show, beside RUN's count of 30)."""
+    from conftest import start_refed_server
+
+    from refed_dspy.quality.filter_run import filter_run, parse_filter
+
+    filtered = tmp_path / "kept"
+    filter_run(run, filtered, [parse_filter("random_subset:k=10,seed=1")])
+    proc, line = start_refed_server(
+        ["view", str(run), "--filtered", str(filtered), "--port", "0"], r"^(serving .* at http://127\.0\.0\.1:\d+/)"
+    )
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert line.startswith(f"serving {run} (30 samples, each marked kept or removed by {filtered}) at "), line
