@@ -170,6 +170,7 @@ class Totals:
         self.total: dict[str, Any] = {**_zero(), "cost_usd": 0.0}
         self.by_stage: dict[str, dict[str, Any]] = {}
         self.cost_known = True
+        self.unpriced_stages: set[str] = set()  # stages with a call of unknown cost: their cost is unknown too
 
     def add(self, usage: dict[str, Any] | None) -> None:
         if not usage:
@@ -178,6 +179,8 @@ class Totals:
         for name, part in (usage.get("by_stage") or {}).items():
             bucket = self.by_stage.setdefault(name, {**_zero(), "cost_usd": 0.0})
             self._merge(bucket, part)
+            if part.get("cost_usd") is None and part.get("calls"):
+                self.unpriced_stages.add(name)
 
     def _merge(self, bucket: dict[str, Any], usage: dict[str, Any]) -> None:
         for key in COUNT_FIELDS:
@@ -218,7 +221,10 @@ class Totals:
         out = dict(self.total)
         if not self.cost_known:
             out["cost_usd"] = None
-        out["by_stage"] = self.by_stage
+        out["by_stage"] = {
+            name: {**bucket, "cost_usd": None} if name in self.unpriced_stages else bucket
+            for name, bucket in self.by_stage.items()
+        }
         return out
 
 

@@ -51,3 +51,17 @@ def test_tokens_of_each_api_count_as_dspy_counts_them():
     anthropic = {"usage": {"input_tokens": 30, "output_tokens": 7, "cache_read_input_tokens": 20}}
     assert tokens_of("anthropic", anthropic) == (50, 7, 20)
     assert tokens_of("openai", None) == (0, 0, 0)
+
+
+def test_a_stage_whose_calls_have_no_price_has_no_cost():
+    """A run on a model with no price: its total cost is unknown, and so is each stage's (they said $0, and the report
+    then said "Nothing was paid: all 70 calls were priced at $0")."""
+    from refed_dspy.ledger.usage import Totals
+
+    totals = Totals()
+    unknown = {"calls": 2, "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": None}
+    priced = {"calls": 1, "prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.25}
+    totals.add({**unknown, "calls": 3, "cost_usd": None, "by_stage": {"generate": unknown, "improve": priced}})
+    out = totals.as_dict()
+    assert out["cost_usd"] is None and out["by_stage"]["generate"]["cost_usd"] is None
+    assert out["by_stage"]["improve"]["cost_usd"] == 0.25 and out["by_stage"]["generate"]["calls"] == 2
