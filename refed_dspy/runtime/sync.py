@@ -3,8 +3,9 @@ calls awaited so that none outlives its caller (`gather_kept`).
 
 Jupyter and IPython run their cells inside an event loop, where `asyncio.run` refuses to start. There the
 coroutine runs on its own loop in a worker thread (with the caller's context variables), and the caller waits.
-An interrupt of the caller (the notebook's stop button) cancels the coroutine as Ctrl-C would, waits for it to
-wind down, and is raised again. `stop_running` does the same to the coroutine running in the main thread: the
+An interrupt of the caller (the notebook's stop button, Ctrl-C; under `asyncio.run` the cancellation of its main task
+that a first Ctrl-C makes) cancels the coroutine as Ctrl-C would, waits for it to wind down, and raises what it
+ended with (a run's RunInterrupted, its summary written). `stop_running` does the same to the coroutine running in the main thread: the
 `refed` command calls it on SIGTERM and SIGHUP, which thereby stop a run the way Ctrl-C does, however the process
 was started.
 """
@@ -109,7 +110,8 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         except asyncio.CancelledError:
             raise KeyboardInterrupt from None
     box: dict[str, Any] = {}
-    started = threading.Event()
+    started, done = threading.Event(), threading.Event()
+    outer = asyncio.current_task()  # the caller's task: asyncio.run turns a first Ctrl-C into its cancellation
 
     async def main() -> T:
         box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
@@ -123,26 +125,39 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             box["error"] = err
         finally:
             started.set()
+            done.set()
 
     ctx = contextvars.copy_context()
     thread = threading.Thread(target=ctx.run, args=(target,), name="refed-sync", daemon=True)
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(0.2)
-    except KeyboardInterrupt:
+        _wait(done, outer)
+    except KeyboardInterrupt as stop:
         started.wait()
         loop, task = box.get("loop"), box.get("task")
         if loop is not None and task is not None:
             loop.call_soon_threadsafe(task.cancel)
-        thread.join()
-        raise
+        _wait(done, None)  # the run winds down (its summary written); a second interrupt here stops the wait
+        err = box.get("error")
+        if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
+            raise err from None  # the run's own end of it: RunInterrupted with its summary
+        raise stop
     if "error" in box:
         err = box["error"]
         if isinstance(err, asyncio.CancelledError):
             raise KeyboardInterrupt from None
         raise err
     return box["result"]
+
+
+def _wait(done: threading.Event, outer: asyncio.Task | None) -> None:
+    """Until `done` is set. KeyboardInterrupt once `outer` (the caller's task) is asked to cancel: under asyncio.run a
+    first Ctrl-C only cancels the main task, which cannot take effect while it waits here. Waits on an Event, not
+    `Thread.join`: a join a KeyboardInterrupt cut short takes the thread for ended, which left a run unfinished."""
+    while not done.wait(0.2):
+        cancelling = getattr(outer, "cancelling", None)  # Python 3.11+
+        if cancelling is not None and cancelling():
+            raise KeyboardInterrupt
 
 
 async def gather_kept(

@@ -133,3 +133,47 @@ def test_stdout_closed_by_its_reader_ends_as_sigpipe_would_without_a_traceback()
     finally:
         os.close(write)
     assert proc.returncode == 128 + signal.SIGPIPE and "Traceback" not in proc.stderr, proc.stderr
+
+
+LOOP_SCRIPT = """
+import asyncio, json, sys
+import refed_dspy
+from refed_dspy.errors import RunInterrupted
+
+async def main():
+    return refed_dspy.synthesize(json.loads(sys.argv[2]))
+
+try:
+    if sys.argv[1] == "asyncio.run":
+        asyncio.run(main())
+    else:  # a loop run by hand, as a notebook's kernel runs one
+        asyncio.new_event_loop().run_until_complete(main())
+except RunInterrupted as stop:
+    print("RunInterrupted", stop.summary.status if stop.summary else None)
+"""
+
+
+def test_ctrl_c_stops_a_run_called_inside_an_event_loop_as_it_stops_one_in_a_script(server_factory, tmp_path):
+    """`synthesize` called from a coroutine (a notebook, an async app): Ctrl-C winds the run down, writes its summary and
+    raises RunInterrupted, as in a plain script. By hand-run loop the process ended at once with a bare
+    KeyboardInterrupt and no summary (an interrupted Thread.join took the run's thread for ended); under asyncio.run
+    the first Ctrl-C was held until the run had finished."""
+    srv = server_factory(latency_s=0.3)
+    for how in ("asyncio.run", "by hand"):
+        run = tmp_path / how.replace(" ", "-")
+        config = {
+            "teacher": {"api_base": srv.api_base, "api_key_env": ""},
+            "run": {"dir": str(run), "progress": False},
+            "synthesis": {"size": 400, "concurrency": 4},
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LOOP_SCRIPT, how, json.dumps(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_in_the_foreground,
+        )
+        out, err = _interrupt_once(proc, run / "samples.jsonl", 3)
+        assert proc.returncode == 0 and out.strip() == "RunInterrupted interrupted", (how, out, err)
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and 3 <= summary["samples"] < 400, how
