@@ -26,6 +26,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from refed_dspy.experiments.experiment import experiment
     from refed_dspy.experiments.outputs import (
         HEADER,
+        champion_line,
         kept_lines,
         leaderboard_rows,
         synthesis_lines,
@@ -50,8 +51,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     )
     for line in synthesis_lines(result):
         print(f"synthesis check {line[2:]}")
-    if result.champion_uri:
-        print(f"champion registered: {result.champion_uri} (refed synthesize --program {result.champion_uri})")
+    if line := champion_line(result):
+        print(line)
     print(f"wrote {result.json_file}, {result.markdown_file} and {result.page_file}")
     if result.status != "complete":
         own = any(r.get("stopped_by") for r in result.cells)

@@ -184,6 +184,15 @@ def unfinished_lines(result: ExperimentResult) -> list[str]:
     return out
 
 
+def champion_line(result: ExperimentResult) -> str | None:
+    """Where the champion's program is, and how to run it: its registered model (tracking on), else the program file
+    its cell saved; None without a champion."""
+    if result.champion_uri:
+        return f"champion registered: {result.champion_uri} (refed synthesize --program {result.champion_uri})"
+    path = next((r.get("program") for r in result.cells if r.get("id") == result.champion), None)
+    return f"champion's program: {path} (refed synthesize --program {path})" if result.champion and path else None
+
+
 def kept_lines(result: ExperimentResult) -> list[str]:
     """Why each finished cell kept its baseline, one line each (said below the table, as unfinished_lines are)."""
     return [

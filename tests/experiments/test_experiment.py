@@ -837,3 +837,23 @@ def test_a_cell_s_stop_is_said_whole_and_another_error_cut_short():
     assert _failure(None, None, OptimizationStopped(said), None)["error"] == f"OptimizationStopped: {said}"
     theirs = _failure(None, None, ValueError("x" * 500), None)["error"]
     assert theirs == "ValueError: " + "x" * 300
+
+
+def test_the_champion_s_program_is_named_with_tracking_off():
+    """Without MLflow's registry the champion was a cell id only ("champion: miprov2-r0-70362e"): its program file is
+    named, with the command that runs it."""
+    from types import SimpleNamespace
+
+    from refed_dspy.experiments.outputs import champion_line
+
+    cells = [{"id": "a", "program": "exp/cells/a/optimize/program.json"}, {"id": "b", "program": "exp/b.json"}]
+    off = SimpleNamespace(champion="a", champion_uri=None, cells=cells)
+    assert champion_line(off) == (
+        "champion's program: exp/cells/a/optimize/program.json "
+        "(refed synthesize --program exp/cells/a/optimize/program.json)"
+    )
+    on = SimpleNamespace(champion="a", champion_uri="models:/x@champion", cells=cells)
+    assert (
+        champion_line(on) == "champion registered: models:/x@champion (refed synthesize --program models:/x@champion)"
+    )
+    assert champion_line(SimpleNamespace(champion=None, champion_uri=None, cells=cells)) is None
