@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from refed_dspy.config.section import expand_home
@@ -93,12 +94,14 @@ def config_for_run(args: argparse.Namespace, run_dir: str) -> Any:
     """--config when given, else the run dir's own config.toml; --set applies to either."""
     from refed_dspy.config import load_config
     from refed_dspy.errors import RunDirError
+    from refed_dspy.store.ownership import is_run_dir, refuse_folder
     from refed_dspy.store.rundir import RunDir
 
     if args.config:
         return load_config(args.config, args.overrides)
     path = RunDir(run_dir).config
     if not path.exists():
+        refuse_folder(Path(run_dir), "a run directory", is_run_dir)  # a compare dir, a user's runs/: its run dirs
         raise RunDirError(
             f"{run_dir} is not a run directory (no config.toml); pass --config or run `refed synthesize` first"
         )

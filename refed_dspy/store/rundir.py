@@ -42,6 +42,7 @@ from refed_dspy.store.jsonl import (
     write_text_atomic,
 )
 from refed_dspy.store.lock import holder
+from refed_dspy.store.ownership import is_run_dir, refuse_folder
 from refed_dspy.store.records import ReferenceFeedback, teacher_key
 
 log = logging.getLogger(__name__)
@@ -324,6 +325,7 @@ def run_config(rundir: RunDir) -> Config:
     """The config a run dir was made with (its config.toml), for a command that reads the run: the method and
     optimizer it names need not be registered in this process."""
     if not rundir.config.exists():
+        refuse_folder(rundir.path, "a run directory", is_run_dir)  # a compare dir, a user's runs/: its run dirs
         raise RunDirError(f"{rundir.path} is not a run directory (no config.toml); run `refed synthesize` first")
     try:
         data = tomllib.loads(rundir.config.read_text(encoding="utf-8"))

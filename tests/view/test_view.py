@@ -346,3 +346,18 @@ def test_the_filtered_view_names_the_run_it_shows(run, tmp_path):
     proc.terminate()
     proc.wait(timeout=30)
     assert line.startswith(f"serving {run} (30 samples, each marked kept or removed by {filtered}) at "), line
+
+
+def test_a_command_on_a_run_given_a_folder_of_runs_names_them(tmp_path):
+    """`refed report runs/cmp` (a compare dir) and `refed filter` of it said only "not a run directory (no config.toml);
+    pass --config": they name the run dirs in it, as `refed view` and `refed status` do."""
+    from cli_helpers import run_refed
+
+    cmp = tmp_path / "cmp"
+    for name in ("no_feedback", "refed"):
+        (cmp / name).mkdir(parents=True)
+        (cmp / name / "fingerprint.json").write_text("{}")  # what only `refed synthesize` writes
+    for args in (["report", str(cmp)], ["filter", str(cmp), "--out", str(tmp_path / "f"), "--apply", "dedup"]):
+        code, _, err = run_refed(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"it holds 2 run dirs: {cmp / 'no_feedback'}, {cmp / 'refed'}; give one of them" in err, err
