@@ -485,6 +485,16 @@ def test_a_model_set_over_a_file_says_which_of_its_settings_stay_behind(tmp_path
     with caplog.at_level("INFO", logger="refed_dspy.config.load"):
         load_config(path, ["teacher.model='openai/b'", "teacher.temperature=0.8", "teacher.max_tokens=512"])
     assert not caplog.records
+    # a run's config.toml writes every field, the unset ones at their defaults: those are not said (a trial's line
+    # named "extra, service_tier, tier_prices", all of them empty)
+    path.write_text('[teacher]\nmodel = "openai/a"\nmax_tokens = 512\nextra = {}\ntier_prices = {}\n')
+    caplog.clear()
+    with caplog.at_level("INFO", logger="refed_dspy.config.load"):
+        load_config(path, ["teacher.model='openai/b'"])
+    assert [r.getMessage() for r in caplog.records] == [
+        "teacher.model set to 'openai/b': the teacher settings of 'openai/a' are left behind (max_tokens); "
+        "set them again with --set to keep them"
+    ]
 
 
 def test_a_model_set_over_a_section_that_names_none_names_the_default_it_replaces(caplog):

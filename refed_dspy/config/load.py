@@ -202,7 +202,11 @@ def left_behind(below: dict[str, Any], kept: dict[str, Any], over: dict[str, Any
     lines = []
     for role in ROLES:
         was, now = below.get(role), kept.get(role)
-        gone = sorted(k for k in (was or {}) if k not in (now or {}) and k not in over.get(role, {}))
+        gone = sorted(
+            k
+            for k, v in (was or {}).items()
+            if k not in (now or {}) and k not in over.get(role, {}) and not _default_setting(k, v)
+        )
         if gone:
             lines.append(
                 f"{role}.model set to {over[role]['model']!r}: the {role} settings of "
@@ -210,6 +214,16 @@ def left_behind(below: dict[str, Any], kept: dict[str, Any], over: dict[str, Any
                 f"behind ({', '.join(gone)}); set them again with --set to keep them"
             )
     return lines
+
+
+def _default_setting(name: str, value: Any) -> bool:
+    """Whether `value` is what an LM section holds for `name` when nothing sets it (a config.toml writes those too):
+    nothing is lost when it is left behind."""
+    field = LMSpec.model_fields.get(name)
+    if field is None:
+        return False
+    default = field.default_factory() if field.default_factory is not None else field.default
+    return value == default or (value in (None, {}, []) and default in (None, {}, []))
 
 
 def nested(assignments: list[tuple[list[str], Any]]) -> dict[str, Any]:
