@@ -708,3 +708,22 @@ def test_ctrl_c_while_the_local_model_is_asked_before_the_run_stops_it_and_the_m
     assert proc.returncode == 128 + signal.SIGINT, err[-3000:]
     assert "local model: stopped the server" in err and "Traceback" not in err, err[-3000:]
     _nothing_left(proc, port)
+
+
+def test_serve_local_on_a_port_in_use_says_so():
+    """`refed serve-local` where something listens already: one line that says the port is in use (llama.cpp's own
+    words were "Failed to init server, please check the input params"), exit 2."""
+    import socket
+
+    from cli_helpers import run_refed
+
+    _need_the_model()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_refed("serve-local", "--port", str(port), timeout=300)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"refed: error: cannot start the local server on 127.0.0.1:{port}: the port is in use (something else "
+        "listens there)"
+    ), err

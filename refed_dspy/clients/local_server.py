@@ -132,7 +132,8 @@ def start(
     try:
         server = xllamacpp.Server(params)
     except Exception as err:  # noqa: BLE001 - a port in use, a bad model file: one line
-        raise ConfigError(f"cannot start the local server on {host}:{port}: {err}") from None
+        why = "the port is in use (something else listens there)" if _in_use(host, port) else str(err)
+        raise ConfigError(f"cannot start the local server on {host}:{port}: {why}") from None
     local = LocalServer(server, str(server.listening_address).rstrip("/"), path, slots, ctx_per_slot)
     wait_ready(local.url)
     return local
@@ -255,6 +256,13 @@ def sample_reply(
     except (OSError, ValueError, LookupError, TypeError, AttributeError, http.client.HTTPException):
         return None
     return Reply(text, tokens) if isinstance(tokens, int) and tokens > 0 else None
+
+
+def _in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port already (llama.cpp says only that it failed to start)."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
 
 
 def served_roles(local: LocalServing, specs: dict[str, LMSpec]) -> dict[str, list[str]]:
