@@ -195,7 +195,10 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
             f"copies: {failures['copies']} of {failures['calls']} predictions copied their reference and scored 0 "
             "unjudged (quality.copy_threshold)"
         )
-    print(f"wrote {result.program_path} (use it: refed synthesize --program {result.program_path})")
+    print(
+        f"wrote {result.program_path} (use it: refed synthesize --program {result.program_path} --answers-from "
+        f"{result.out_dir}: what its examples paid for is not paid again)"
+    )
     if result.model_uri:
         print(f"MLflow run {result.mlflow_run_id}, model {result.model_uri}")
     return 0

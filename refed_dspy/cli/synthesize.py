@@ -33,7 +33,13 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     if args.detach and config.synthesis.mode != "batch":
         raise ConfigError('--detach needs synthesis.mode = "batch" (online calls cannot outlive the process)')
     try:
-        summary = synthesize(config, on_mismatch=mismatch, show_progress=config.run.progress, detach=args.detach)
+        summary = synthesize(
+            config,
+            on_mismatch=mismatch,
+            show_progress=config.run.progress,
+            detach=args.detach,
+            answers_from=args.answers_from,
+        )
     except RunInterrupted as stop:  # a signal: what was made and spent, as a finished run says it; then the stop's line
         print(format_summary(stop.summary))
         raise
@@ -131,6 +137,14 @@ def register(sub: Any) -> None:
         "`refed optimize`, or an MLflow model URI (models:/NAME/VERSION, models:/NAME@ALIAS such as an "
         "experiment's champion, runs:/RUN_ID/program); "
         "same as --set synthesis.program=P",
+    )
+    p.add_argument(
+        "--answers-from",
+        metavar="DIR",
+        type=expand_home,
+        help="the directory of work this run builds on (the `refed optimize` out dir its --program came from, or "
+        "another run dir): a request its cache answered is answered from there, not paid again (the feedback the "
+        "optimization's examples collected on the same references)",
     )
     add_ray_arg(p)
     add_quiet_arg(p)

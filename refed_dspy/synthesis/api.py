@@ -64,6 +64,7 @@ async def arun_synthesis(
     record = with_lm_of(config, "teacher", teacher) if teacher is not None else config
     run_program, record = resolve_program(record, METHODS.get(record.synthesis.method), program, respond)
     rundir = RunDir(record.run.dir)
+    earlier = _answers_from(answers_from, record)  # before anything is read or started
     given = references is not None
     if given:  # the seeds of record are the references kept in the run dir: what its reports and exports read
         record = record.model_copy(update={"seeds": SeedsConfig(source=str(rundir.references.resolve()))})
@@ -92,7 +93,7 @@ async def arun_synthesis(
             on_mismatch=on_mismatch,
             show_progress=show_progress,
             detach=detach,
-            answers_from=_answers_from(answers_from, record),
+            answers_from=earlier,
             references_given=given,
         )
         return await run_plan(plan)
@@ -128,12 +129,12 @@ def _answers_from(where: str | Path | None, config: Config) -> tuple[Path, ...]:
     if where is None:
         return ()
     if config.ray.enabled:
-        raise ConfigError(
-            "answers_from does not reach Ray's workers (they read only the run's own cache): leave it out"
-        )
+        why = "does not reach Ray's workers (they read only the run's own cache): leave it out"
+        raise ConfigError(f"answers_from {why}", cli=f"--answers-from {why}")
     cache = RunDir(expand_home(str(where))).cache
     if not cache.is_dir():
-        raise ConfigError(f"answers_from: {where} holds no cache of answers ({cache} does not exist)")
+        why = f"{where} holds no cache of answers ({cache} does not exist)"
+        raise ConfigError(f"answers_from: {why}", cli=f"--answers-from: {why}")
     return (cache,)
 
 

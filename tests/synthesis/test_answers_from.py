@@ -30,3 +30,19 @@ def test_answers_from_a_directory_with_no_cache_is_one_clear_error(server_factor
     with pytest.raises(ConfigError, match="answers_from: .* holds no cache"):
         synthesize(load_config(None, run_overrides(srv, tmp_path / "b", 4)), answers_from=tmp_path / "nothing")
     assert read_log(srv.cfg.log_path) == []
+
+
+def test_the_cli_takes_answers_from_too(server_factory, tmp_path):
+    """`refed synthesize --answers-from DIR`: what the Python API's answers_from does, from the command line (after
+    `refed optimize`, `--program` alone paid for the examples' feedback again)."""
+    from cli_helpers import run_refed, sets
+
+    srv = server_factory()
+    synthesize(load_config(None, run_overrides(srv, tmp_path / "a", 4, **{"seeds.limit": 2})))
+    sent = len(read_log(srv.cfg.log_path))
+    over = sets(run_overrides(srv, tmp_path / "b", 4, **{"seeds.limit": 2}))
+    code, out, err = run_refed("synthesize", *over, "--answers-from", str(tmp_path / "a"))
+    assert code == 0, err
+    assert len(read_log(srv.cfg.log_path)) == sent  # nothing sent again
+    code, _, err = run_refed("synthesize", *sets(run_overrides(srv, tmp_path / "c", 4)), "--answers-from", "nowhere")
+    assert code == 2 and "--answers-from: nowhere holds no cache" in err and len(err.strip().splitlines()) == 1, err
