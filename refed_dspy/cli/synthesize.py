@@ -86,8 +86,8 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     run_dir = Path(config.run.dir)
     if not args.no_save and _begun_by(config):  # an estimate made now is measured on the run itself
         print(
-            f"not written to {run_dir / 'estimate.json'}: a run of this config has begun in {run_dir} (its summary "
-            "states the error of an estimate made before it began)",
+            f"not written to {run_dir / 'estimate.json'}: a run of this config (whatever its size) has begun in "
+            f"{run_dir}, and the file keeps the estimate made before it began (the run's summary states its error)",
             file=said,
         )
     elif not args.no_save:
