@@ -95,7 +95,7 @@ def config_for_run(args: argparse.Namespace, run_dir: str) -> Any:
     from refed_dspy.config import load_config
     from refed_dspy.errors import RunDirError
     from refed_dspy.store.ownership import is_run_dir, refuse_folder
-    from refed_dspy.store.rundir import RunDir
+    from refed_dspy.store.rundir import RunDir, kept_seeds
 
     if args.config:
         return load_config(args.config, args.overrides)
@@ -105,7 +105,8 @@ def config_for_run(args: argparse.Namespace, run_dir: str) -> Any:
         raise RunDirError(
             f"{run_dir} is not a run directory (no config.toml); pass --config or run `refed synthesize` first"
         )
-    return load_config(path, args.overrides, record=True)  # judge, filter, report, export: the method need not be here
+    # judge, filter, report, export: the method need not be here; references handed in from Python are its seeds
+    return kept_seeds(RunDir(run_dir), load_config(path, args.overrides, record=True))
 
 
 def config_for_source(args: argparse.Namespace, source: str) -> Any:

@@ -33,10 +33,19 @@ def provenance(rundir: RunDir) -> dict[str, Any]:
         "summary": summary,
         "statistics": read_json(rundir.path / "report.json").get("statistics") or {},
         "filters": filt.get("steps", []),
-        "seeds": seeds or "refed-dspy embedded seed set",
+        "seeds": seeds or _kept(origin) or "refed-dspy embedded seed set",
         "judge": read_json(origin.judge_summary),
         "incomplete": incomplete_note(rundir.path),
     }
+
+
+def _kept(rundir: RunDir) -> str | None:
+    """How the card names references handed in from Python, kept in the run dir (no path of the author's machine)."""
+    return (
+        "references handed in from Python (the run dir keeps them: references.jsonl)"
+        if rundir.references.is_file()
+        else None
+    )
 
 
 def dataset_card(

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from refed_dspy.config import Config, config_from_dict
+from refed_dspy.config import Config, SeedsConfig, config_from_dict
 from refed_dspy.config.schema import endpoint_moved_line
 from refed_dspy.config.section import tomllib
 from refed_dspy.errors import ConfigError, RunDirError, write_error
@@ -214,6 +214,7 @@ class RunDir:
         a symbolic link is left as it is, and so is what it points to: the link is the user's (a cache shared between
         runs), and its target holds what other runs paid for."""
         for p in (
+            self.references,
             self.feedback,
             self.samples,
             self.rejects,
@@ -330,9 +331,17 @@ def run_config(rundir: RunDir) -> Config:
     try:
         data = tomllib.loads(rundir.config.read_text(encoding="utf-8"))
         data.pop("ray", None)  # where the run was made does not say where a command on it runs
-        return config_from_dict(data, record=True)
+        return kept_seeds(rundir, config_from_dict(data, record=True))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{rundir.config} is not valid TOML: {err}") from None
+
+
+def kept_seeds(rundir: RunDir, config: Config) -> Config:
+    """`config` (a run's own) with its [seeds] the references handed in from Python that the run dir keeps
+    (references.jsonl, wherever the run dir is now), when they are its seeds: its config names no seed source."""
+    if config.seeds.source is not None or not rundir.references.is_file():
+        return config
+    return config.model_copy(update={"seeds": SeedsConfig(source=str(rundir.references))})
 
 
 EVENTS_FILE = "events.jsonl"

@@ -65,9 +65,7 @@ async def arun_synthesis(
     run_program, record = resolve_program(record, METHODS.get(record.synthesis.method), program, respond)
     rundir = RunDir(record.run.dir)
     earlier = _answers_from(answers_from, record)  # before anything is read or started
-    given = references is not None
-    if given:  # the seeds of record are the references kept in the run dir: what its reports and exports read
-        record = record.model_copy(update={"seeds": SeedsConfig(source=str(rundir.references.resolve()))})
+    given = references is not None  # kept in the run dir, where its reports, exports and viewer read them
     with launch(record, "teacher", teacher) as launched:
         if references is None:  # a seed file that is not there is said as such, before the run dir is compared
             references, report = read_seeds(record.seeds)
@@ -100,8 +98,8 @@ async def arun_synthesis(
 
 
 def keep_references(rundir: RunDir, references: list[Reference]) -> None:
-    """The references handed in written to the run dir (with those an earlier invocation kept): the file its config
-    names as its seeds."""
+    """The references handed in written to the run dir (with those an earlier invocation kept): its seeds, for the
+    commands that read the run (`kept_seeds`)."""
     kept = (
         {r.id: r for r in read_seeds(SeedsConfig(source=str(rundir.references)))[0]}
         if rundir.references.exists()

@@ -39,11 +39,13 @@ def test_a_run_from_dicts_and_its_commands_from_dicts(server_factory, tmp_path):
     assert metric.threshold == 0.4
 
 
-def test_references_handed_in_are_the_run_s_seeds_of_record(server_factory, tmp_path):
-    """References handed in from Python are kept in the run dir and named as its seeds: the report measures the
-    samples against them and the dataset card names them (it said "refed-dspy embedded seed set", the report "no
-    sample's reference text is among the seeds"), and the run dir resumed from the CLI's config reads them, not the
-    embedded set its fingerprint matched before."""
+def test_references_handed_in_are_the_run_s_seeds_for_what_reads_it(server_factory, tmp_path):
+    """References handed in from Python are kept in the run dir (references.jsonl), and what reads the run takes them
+    as its seeds wherever the run dir is now: the report measures the samples against them, the dataset card names
+    them (it said "refed-dspy embedded seed set", the report "no sample's reference text is among the seeds"). The
+    run's config and fingerprint are as before (a run dir made earlier resumes); --fresh starts the file over."""
+    import shutil
+
     from cli_helpers import run_refed
 
     from refed_dspy.export.card import provenance
@@ -53,17 +55,22 @@ def test_references_handed_in_are_the_run_s_seeds_of_record(server_factory, tmp_
     refed_dspy.synthesize(_tables(srv, run), references=PAIRS)
     kept = [json.loads(line) for line in (run / "references.jsonl").read_text().splitlines()]
     assert [(r["instruction"], r["response"]) for r in kept] == [(p["instruction"], p["response"]) for p in PAIRS]
-    assert provenance(RunDir(run))["seeds"] == str((run / "references.jsonl").resolve())
-    copies = refed_dspy.build_report(run).reference_copies  # the run's own config: its seeds
-    assert copies["measured"] == 4 and "unavailable" not in copies
-    # handed in again with one more: the run keeps both sets, and its config is the same
+    assert "references.jsonl" not in (run / "fingerprint.json").read_text()  # the config of record is as before
+    # handed in again with one more: the run keeps both sets
     more = [*PAIRS, {"instruction": "Name a prime number above ten.", "response": "Eleven."}]
     summary = refed_dspy.synthesize({**_tables(srv, run), "synthesis": {"size": 6}}, references=more)
     assert summary.status == "complete" and len((run / "references.jsonl").read_text().splitlines()) == 3
-    code, _, err = run_refed("synthesize", "--config", str(run / "config.toml"), "--set", "synthesis.size=7")
-    assert code == 0, err
-    used = {json.loads(line)["meta"]["reference_id"] for line in (run / "samples.jsonl").read_text().splitlines()}
-    assert used <= {r.id for r in given_references(more)}
+    # moved: what reads it finds them in the run dir where it is now, and the card names no path of the machine
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.move(str(run), str(moved))
+    copies = refed_dspy.build_report(moved).reference_copies  # the run's own config: its seeds
+    assert copies["measured"] == 6 and "unavailable" not in copies
+    assert provenance(RunDir(moved))["seeds"].startswith("references handed in from Python")
+    code, out, err = run_refed("report", str(moved))
+    assert code == 0 and "not measured" not in out, out + err
+    # --fresh: the references of the run it replaces are gone with it
+    refed_dspy.synthesize({**_tables(srv, moved), "synthesis": {"size": 2}}, references=PAIRS[:1], on_mismatch="fresh")
+    assert len((moved / "references.jsonl").read_text().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
