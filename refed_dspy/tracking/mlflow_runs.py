@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import dspy
 
 from refed_dspy.adapters import build_adapter
@@ -50,7 +52,7 @@ from refed_dspy.config.section import mask_secrets
 from refed_dspy.errors import ConfigError
 from refed_dspy.programs.saved import keep_active_model
 from refed_dspy.runtime.quiet import dropping
-from refed_dspy.secrets import find_held, mask, mask_value, sources_of
+from refed_dspy.secrets import find_held, hold, mask, mask_value, sources_of
 from refed_dspy.tracking.telemetry import set_telemetry
 
 RUN_DIR_TAG = "refed.run_dir"
@@ -323,20 +325,14 @@ def program_requirements() -> list[str]:
 
 
 def without_keys(program: Any) -> Any:
-    """`program`, or a copy of it whose LMs are LoggedLMs: a predictor's pinned LM (`set_lm`) and any LM a module
-    keeps as an attribute (in a list, tuple or dict too). MLflow pickles the whole program, and a dspy.LM pickles its
-    API key. ConfigError when the pickle would still hold a key the process holds (in an object that is no LM)."""
-    import cloudpickle
-    import dspy
-
-    if any(not isinstance(lm, LoggedLM) for _, lm in program.named_sub_modules(type_=dspy.BaseLM)):
-        program = program.deepcopy()
-        for _, module in list(program.named_sub_modules()):
-            for name, value in list(vars(module).items()):
-                keyless = _keyless(value)
-                if keyless is not value:
-                    setattr(module, name, keyless)
-    held = find_held(cloudpickle.dumps(program).decode("latin-1"))
+    """A copy of `program` (pickled and loaded again; the program itself untouched) whose every LM is a LoggedLM: a
+    predictor's pinned LM (`set_lm`), one a module keeps as an attribute, in a container or in any object. MLflow
+    pickles the whole program, and a dspy.LM pickles its API key. ConfigError when the pickle would still hold a key
+    the process holds (in an object that is no LM)."""
+    buffer = io.BytesIO()
+    _KeylessPickler(buffer).dump(program)
+    data = buffer.getvalue()
+    held = find_held(data.decode("latin-1"))
     if held:
         names = sorted({f"${name}" for value in held for name in sources_of(value)}) or ["an inline key"]
         raise ConfigError(
@@ -344,24 +340,21 @@ def without_keys(program: Any) -> Any:
             "MLflow, whose model is the whole program pickled; keep the client outside the program, or pass its key "
             "by variable name"
         )
-    return program
+    return cloudpickle.loads(data)
 
 
-def _keyless(value: Any) -> Any:
-    """`value` with every LM in it (itself, or inside lists, tuples and dicts) a LoggedLM; `value` itself when it holds
-    none."""
-    import dspy
+class _KeylessPickler(cloudpickle.Pickler):
+    """cloudpickle, with every LM but a LoggedLM pickled as the LoggedLM that stands in for it (its key held first,
+    so that a copy of it elsewhere in the pickle is found)."""
 
-    if isinstance(value, dspy.BaseLM):
-        return value if isinstance(value, LoggedLM) else logged_lm_like(value)
-    if isinstance(value, (list, tuple)):
-        items = [_keyless(v) for v in value]
-        if all(a is b for a, b in zip(items, value, strict=True)):
-            return value
-        return type(value)(items) if not hasattr(value, "_fields") else type(value)(*items)
-    if isinstance(value, dict):
-        out = {k: _keyless(v) for k, v in value.items()}
-        return value if all(out[k] is v for k, v in value.items()) else out
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, dspy.BaseLM) and not isinstance(obj, LoggedLM):
+            hold((getattr(obj, "kwargs", None) or {}).get("api_key"))
+            return _same, (logged_lm_like(obj),)
+        return super().reducer_override(obj)
+
+
+def _same(value: Any) -> Any:
     return value
 
 

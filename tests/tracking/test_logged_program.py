@@ -227,6 +227,16 @@ class _Helped(dspy.Module):
         self.helper, self.kept = helper, kept
 
 
+class _Holder:
+    def __init__(self, lm):
+        self.lm = lm
+
+
+class _NoDeepCopy:
+    def __deepcopy__(self, memo):
+        raise TypeError("not deep-copyable")
+
+
 def test_an_lm_a_module_keeps_is_logged_without_its_key(monkeypatch):
     """MLflow pickles the whole program: an LM kept as a module's attribute (in a list or dict too, a sub-module's as
     well) pickled its key into the logged model (program.pkl held it in the clear); an object that is no LM and holds a
@@ -251,6 +261,17 @@ def test_an_lm_a_module_keeps_is_logged_without_its_key(monkeypatch):
     class Client:  # a client of the user's own, with the key inside
         def __init__(self):
             self.token = key
+
+    # wherever it is kept (a set, a plain object beside something DSPy cannot deep-copy), with a key held nowhere:
+    # replaced in the copy, and the user's objects left as they were (a shallow copy shared a sub-module, which was
+    # changed in place)
+    inline = dspy.LM("openai/gpt-4o-mini", api_base="http://h/v1", api_key="sk-inline-never-held-0123456789")
+
+    user_inner = _Helped(inline, {inline})
+    odd = _Helped(_Holder(inline), [user_inner, _NoDeepCopy()])
+    clean = without_keys(odd)
+    assert b"sk-inline-never-held" not in cloudpickle.dumps(clean)
+    assert isinstance(clean.helper.lm, LoggedLM) and user_inner.helper is inline and odd.helper.lm is inline
 
     with pytest.raises(ConfigError, match=r"keeps \$OPENAI_API_KEY in an object that is no LM") as refused:
         without_keys(_Helped(Client(), None))
