@@ -10,6 +10,7 @@ sample records into fine-tuning shapes (`CONVERTERS`), and the grouped train/val
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import shutil
@@ -145,6 +146,12 @@ def _hub_token(fmt: str, repo_id: str | None, out: str | Path | None) -> str | N
         return None
     if not repo_id:
         raise ConfigError("--format hub needs --repo-id OWNER/NAME")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ConfigError(f"--repo-id {repo_id!r} is not a Hub repo id: {str(err).splitlines()[0]}") from None
     token = os.environ.get(HF_TOKEN_ENV)
     if not token:
         raise MissingKeyError(f"pushing to the hub needs a token in ${HF_TOKEN_ENV}")
@@ -188,7 +195,6 @@ def _warn(rundir: RunDir, shown: str, samples: list[dict], val: list[dict], val_
 def _push(dd: Any, card: str, repo_id: str, private: bool, token: str) -> None:
     """The dataset and its card pushed to the hub as `repo_id`; a push the Hub or the network refuses is one line:
     ConfigError where the cause is the user's (offline mode, the token refused), RunAborted otherwise."""
-    import httpx2
     from huggingface_hub import DatasetCard
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -197,7 +203,7 @@ def _push(dd: Any, card: str, repo_id: str, private: bool, token: str) -> None:
         DatasetCard(card).push_to_hub(repo_id, token=token, repo_type="dataset")
     except OfflineModeIsEnabled:
         raise ConfigError(f"cannot push {repo_id}: HF_HUB_OFFLINE is set; unset it to reach the Hub") from None
-    except (HfHubHTTPError, httpx2.TransportError, ConnectionError) as err:
+    except (HfHubHTTPError, ConnectionError, *_transport_errors()) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0]
         status = getattr(getattr(err, "response", None), "status_code", None)
         if status in (401, 403):
@@ -205,6 +211,16 @@ def _push(dd: Any, card: str, repo_id: str, private: bool, token: str) -> None:
         raise RunAborted(
             f"pushing {repo_id} to the Hub failed: {first}; run the same command again to push it"
         ) from None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The network errors of the HTTP client huggingface_hub sends with (httpx2 from its 2.0, httpx before; requests'
+    are ConnectionErrors), of those installed."""
+    found = []
+    for name in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError):
+            found.append(importlib.import_module(name).TransportError)
+    return tuple(found)
 
 
 def log_export(

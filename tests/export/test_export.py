@@ -304,6 +304,8 @@ def test_a_push_the_hub_refuses_is_one_line(run):
     that refuses the token (401) each end in one line and the documented exit code, not huggingface_hub's traceback."""
     env = {"HF_TOKEN": "hf_test_token_0123456789abcdef"}
     args = ("export", str(run), "--format", "hub", "--repo-id", "me/data", "--val-fraction", "0")
+    code, _, err = run_refed("export", str(run), "--format", "hub", "--repo-id", "bad id!!/x", env_extra=env)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--repo-id 'bad id!!/x' is not a Hub repo id" in err
     code, _, err = run_refed(*args, env_extra={**env, "HF_HUB_OFFLINE": "1"})
     assert code == 2 and err.strip().splitlines() == [
         "refed: error: cannot push me/data: HF_HUB_OFFLINE is set; unset it to reach the Hub"
