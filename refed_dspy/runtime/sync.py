@@ -131,13 +131,13 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     thread = threading.Thread(target=ctx.run, args=(target,), name="refed-sync", daemon=True)
     thread.start()
     try:
-        _wait(done, outer)
+        _wait(done, outer, _cancelling(outer))
     except KeyboardInterrupt as stop:
         started.wait()
         loop, task = box.get("loop"), box.get("task")
         if loop is not None and task is not None:
             loop.call_soon_threadsafe(task.cancel)
-        _wait(done, None)  # the run winds down (its summary written); a second interrupt here stops the wait
+        _wait(done, None, 0)  # the run winds down (its summary written); a second interrupt here stops the wait
         err = box.get("error")
         if isinstance(err, BaseException) and not isinstance(err, asyncio.CancelledError):
             raise err from None  # the run's own end of it: RunInterrupted with its summary
@@ -150,14 +150,21 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return box["result"]
 
 
-def _wait(done: threading.Event, outer: asyncio.Task | None) -> None:
-    """Until `done` is set. KeyboardInterrupt once `outer` (the caller's task) is asked to cancel: under asyncio.run a
-    first Ctrl-C only cancels the main task, which cannot take effect while it waits here. Waits on an Event, not
-    `Thread.join`: a join a KeyboardInterrupt cut short takes the thread for ended, which left a run unfinished."""
+def _wait(done: threading.Event, outer: asyncio.Task | None, asked: int) -> None:
+    """Until `done` is set. KeyboardInterrupt once `outer` (the caller's task) is asked to cancel more than the `asked`
+    times it was when the run began: under asyncio.run a first Ctrl-C only cancels the main task, which cannot take
+    effect while it waits here (a cancellation already under way, code that cleans up after one, is not a stop).
+    Waits on an Event, not `Thread.join`: a join a KeyboardInterrupt cut short takes the thread for ended, which left
+    a run unfinished."""
     while not done.wait(0.2):
-        cancelling = getattr(outer, "cancelling", None)  # Python 3.11+
-        if cancelling is not None and cancelling():
+        if _cancelling(outer) > asked:
             raise KeyboardInterrupt
+
+
+def _cancelling(task: asyncio.Task | None) -> int:
+    """How many times `task` is asked to cancel (0 before Python 3.11, which does not count them)."""
+    count = getattr(task, "cancelling", None)
+    return count() if count is not None else 0
 
 
 async def gather_kept(

@@ -63,11 +63,14 @@ def masked_error(err: BaseException | None) -> BaseException | None:
     as a span event, which a span processor cannot edit, and a gateway's error may quote the request's key)."""
     if err is None:
         return None
-    text = str(err)
-    whole = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    stand_in = type(type(err).__name__, (Exception,), {"__module__": type(err).__module__})
+    try:
+        text = str(err)
+        whole = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    except Exception:  # noqa: BLE001 - an error that cannot say itself: its type's name only, the span still ended
+        return stand_in(type(err).__name__)
     if mask(text) == text and mask(whole) == whole:
         return err
-    stand_in = type(type(err).__name__, (Exception,), {"__module__": type(err).__module__})
     return stand_in(mask(text))
 
 

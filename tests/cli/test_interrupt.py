@@ -4,6 +4,7 @@ code is 128 + the signal's number. A real SIGINT to a `refed` process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -177,3 +178,34 @@ def test_ctrl_c_stops_a_run_called_inside_an_event_loop_as_it_stops_one_in_a_scr
         assert proc.returncode == 0 and out.strip() == "RunInterrupted interrupted", (how, out, err)
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "interrupted" and 3 <= summary["samples"] < 400, how
+
+
+def test_a_run_called_while_its_caller_cleans_up_after_a_cancellation_runs():
+    """Code that calls refed while its task is already being cancelled (a TaskGroup's cleanup, a server shutting
+    down) is not stopped at once: only a cancellation asked after the run began is a stop."""
+    import asyncio
+
+    from refed_dspy.runtime.sync import run_sync
+
+    async def work():
+        await asyncio.sleep(0.3)
+        return "done"
+
+    said = []
+
+    async def main():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            said.append(run_sync(work()))
+            raise
+
+    async def outer():
+        task = asyncio.create_task(main())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(outer())
+    assert said == ["done"]

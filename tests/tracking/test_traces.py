@@ -98,3 +98,18 @@ def test_a_failed_call_s_exception_is_traced_without_the_key_it_quotes(server_fa
     assert PLANTED not in stored
     db = (tmp_path / "mlflow.db").read_bytes()
     assert PLANTED.encode() not in db
+
+
+def test_an_error_that_cannot_say_itself_still_ends_its_span():
+    """An exception whose `__str__` raises is handed on as a stand-in of its type's name (the masking raised first,
+    and MLflow's span was never ended)."""
+    from refed_dspy.tracking.traces import masked_error
+
+    class Mute(Exception):
+        def __str__(self):
+            raise RuntimeError("no words")
+
+    stand_in = masked_error(Mute())
+    assert type(stand_in).__name__ == "Mute" and str(stand_in) == "Mute"
+    plain = ValueError("no key here")
+    assert masked_error(plain) is plain and masked_error(None) is None
