@@ -5,9 +5,9 @@ Jupyter and IPython run their cells inside an event loop, where `asyncio.run` re
 coroutine runs on its own loop in a worker thread (with the caller's context variables), and the caller waits.
 An interrupt of the caller (the notebook's stop button, Ctrl-C; under `asyncio.run` the cancellation of its main task
 that a first Ctrl-C makes) cancels the coroutine as Ctrl-C would, waits for it to wind down, and raises what it
-ended with (a run's RunInterrupted, its summary written). `stop_running` does the same to the coroutine running in the main thread: the
-`refed` command calls it on SIGTERM and SIGHUP, which thereby stop a run the way Ctrl-C does, however the process
-was started.
+ended with (a run's RunInterrupted, its summary written). `stop_running` does the same to the coroutine running in
+the main thread: the `refed` command calls it on SIGTERM and SIGHUP, which thereby stop a run the way Ctrl-C does,
+however the process was started.
 """
 
 from __future__ import annotations

@@ -65,7 +65,9 @@ async def arun_synthesis(
     run_program, record = resolve_program(record, METHODS.get(record.synthesis.method), program, respond)
     rundir = RunDir(record.run.dir)
     earlier = _answers_from(answers_from, record)  # before anything is read or started
-    given = references is not None  # kept in the run dir, where its reports, exports and viewer read them
+    # handed in where the config names no seeds: kept in the run dir, where its reports, exports and viewer read them
+    # (a compare or an experiment hands in the references its config's own [seeds] names)
+    given = references is not None and record.seeds.source is None
     with launch(record, "teacher", teacher) as launched:
         if references is None:  # a seed file that is not there is said as such, before the run dir is compared
             references, report = read_seeds(record.seeds)
