@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import inspect
 import json
-import logging
 import re
 import shutil
 from pathlib import Path
@@ -45,7 +44,6 @@ _PROPOSER_INPUTS = frozenset(
         "tip",
     }
 )
-log = logging.getLogger("refed_dspy")
 _IGNORED = re.compile(r"These fields will be ignored: \[([^\]]*)\]")
 
 
@@ -416,12 +414,8 @@ class _Compilation:
             dropping(_EXAMPLE_LOGGERS, _budget_refusal),
             own_run(),
         ):
-            log.info("optimize: scoring the starting program on %d validation examples", len(valset))
             before, before_rows = self.score(program, valset, "while scoring the program before optimization")
-            name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
-            log.info("optimize: the starting program scored %.4f; compiling with %s", before, name)
             compiled, threshold, traced = self.compile(program.deepcopy(), trainset, valset, before)
-            log.info("optimize: compiled; scoring the compiled program on %d validation examples", len(valset))
             after, after_rows = self.score(compiled, valset, "while scoring the compiled program", most=True)
         return {
             "program": compiled,

@@ -50,6 +50,22 @@ def _unjudged(
     return len(missing), why, failed
 
 
+def _unjudged_refusal(count: str, why: str, failed: int, src: RunDir) -> ConfigError:
+    """The refusal of a chain whose judge-based filters have no judgment for `count` samples (`why`; `failed` of them
+    the judge failed on), and how to judge them: `refed judge run`, or again with another judge where it failed."""
+    said = f"{count} samples have no judgment for the judge-based filters ({why}); "
+    again = (
+        f"`refed judge run {src.path} --fresh` with another judge model (or a larger judge.max_tokens, where they "
+        "were cut off) judges the failed ones again: the same judge's replies come back from the run's cache"
+        if failed
+        else f"`refed judge run {src.path}` judges them"
+    )
+    return ConfigError(
+        f"{said}{again}, or pass unjudged='keep' or unjudged='drop'",
+        cli=f"{said}{again}, or pass --unjudged keep or --unjudged drop",
+    )
+
+
 class FilterSummary(Result):
     """What `refed filter` kept and removed (filter_summary.json in the output dir)."""
 
@@ -181,17 +197,7 @@ def filter_run(
     judgments = load_judgments(src)
     n_unjudged, why, failed = _unjudged(samples, judgments, specs, src)
     if n_unjudged and unjudged is None:
-        said = f"{n_unjudged} of {len(samples)} samples have no judgment for the judge-based filters ({why}); "
-        again = (
-            f"`refed judge run {src.path} --fresh` with another judge model (or a larger judge.max_tokens, where they "
-            "were cut off) judges the failed ones again: the same judge's replies come back from the run's cache"
-            if failed
-            else f"`refed judge run {src.path}` judges them"
-        )
-        raise ConfigError(
-            f"{said}{again}, or pass unjudged='keep' or unjudged='drop'",
-            cli=f"{said}{again}, or pass --unjudged keep or --unjudged drop",
-        )
+        raise _unjudged_refusal(f"{n_unjudged} of {len(samples)}", why, failed, src)
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
     with owned(out_dir, "filter", "refed filter", flag="--out"):
         if out.samples.exists() and not overwrite:  # again under the lock: another filter may just have written it
