@@ -359,7 +359,11 @@ class View:
             for run in self.runs
             if (mixed := mixed_line(teacher_rows(count_teachers(row["meta"] for row in run.samples.values()))))
         ]
-        first = self.runs[0].summary() if self.runs else {}
+        summaries = [run.summary() for run in self.runs]  # a comparison's runs: a method each
+
+        def each(key: str) -> str | None:
+            return ", ".join(sorted({str(s[key]) for s in summaries if s.get(key)})) or None
+
         return {
             "path": str(self.filtered or self.path),
             "kind": "filtered" if self.filtered else self.kind,
@@ -367,8 +371,8 @@ class View:
             "runs": [run.label or run.rundir.path.name for run in self.runs],
             "samples": len(self._rows),
             "judged": sum(len(run.judgments) for run in self.runs),
-            "method": first.get("method"),
-            "teacher": first.get("teacher"),
+            "method": each("method"),
+            "teacher": each("teacher"),
             "paid": [f"{run.label + ': ' if run.label else ''}{run.paid()}" for run in self.runs],
             "notes": notes,
             "live": self.live is not None and self.live.watched(),

@@ -377,6 +377,8 @@ def test_compare_dir_shows_one_reference_from_each_method(browser, server_factor
             )
         visit(browser, url + "/?method=refed")
         assert len(rows(browser)) == 8
+        # the header names both methods (it named the first run's: "method no_feedback")
+        assert "method no_feedback, refed" in browser.find_element("tag name", "body").text
     finally:
         proc.terminate()
         proc.wait(timeout=30)
