@@ -33,7 +33,7 @@ def _unjudged(
     samples: list[dict], judgments: dict[str, dict], specs: list[Filter], src: RunDir
 ) -> tuple[int, str, int]:
     """How many samples a judge-based filter of the chain has no judgment for, a phrase saying why, and how many of
-    them the judge failed on (judging them again needs --fresh)."""
+    them the judge failed on (the same judge's replies to them come back from the cache: another judge is needed)."""
     missing: set[str] = set()
     for spec in specs:
         if spec.judge_part is not None:
