@@ -43,6 +43,7 @@ from refed_dspy.clients.local_server import listening
 from refed_dspy.config import load_config
 from refed_dspy.programs.synthesis import asking_for
 from refed_dspy.signatures import (
+    FIELD_NAMES,
     CompareResponses,
     CritiqueResponse,
     DescribeInstruction,
@@ -511,7 +512,8 @@ def test_degenerate_drafts_are_rejected_never_samples(smol, tmp_path):
     assert summary["rejects"].get("degenerate", 0) == len(degenerate)
     for r in degenerate:
         if r["stage"] == "synthesize" and r["detail"].startswith("the instruction "):  # a unit's junk item, dropped
-            assert junk_reason(r["instruction"], instruction=True), r
+            # judged as the gate judges it: with the signatures' field names (`## feature_description #3`)
+            assert junk_reason(r["instruction"], FIELD_NAMES, instruction=True), r
             continue
         assert DEGENERATE_DETAIL.match(r["detail"]) and r["detail"].endswith("(after 1 repair)"), r
         assert r["raw"] and len(r["raw"]) <= 2000 and r["final"], r
