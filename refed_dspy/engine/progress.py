@@ -228,9 +228,11 @@ class Progress:
         cost = usd(self.cost) + (f" of {usd(self.cap_usd)} cap" if self.cap_usd is not None else "")
         cost += f", projected {usd(projected)} in all" if projected is not None else ""
         stage = self.stage()
+        # before this invocation's first item a rate of 0.00/s would read as a stalled run
+        pace = f"{rate:.2f}/s, ETA {eta}" if self.done > self.initial else f"no {self.unit} done yet"
         return (
             (f"{stage}; " if stage else "")
-            + f"{self.done}/{self.total} {self.unit}s, {rate:.2f}/s, ETA {eta}, {self.calls} LM calls, "
+            + f"{self.done}/{self.total} {self.unit}s, {pace}, {self.calls} LM calls, "
             f"{self.rejects} rejects, {cost} ({duration(self._clock() - self.started)} elapsed)"
         )
 

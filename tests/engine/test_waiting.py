@@ -235,6 +235,18 @@ def test_a_status_that_fails_never_breaks_the_command(monkeypatch):
     assert "(no figures: KeyError)" in screen.getvalue()
 
 
+def test_before_the_first_item_the_line_shows_no_rate():
+    """The newcomer trial: '0/10 samples, 0.00/s' for the first minute read as a stalled run. Before this invocation's
+    first item the line says none is done yet; a resumed run's earlier items do not count as this invocation's."""
+    clock = _Clock()
+    bar = Progress(total=10, initial=4, clock=clock, enabled=False)
+    clock.now += 45.0
+    assert "4/10 samples, no sample done yet," in bar.line() and "/s" not in bar.line(), bar.line()
+    bar.update(5, Totals(), 0)
+    clock.now += 5.0
+    assert "5/10 samples, 0.02/s, ETA unknown," in bar.line(), bar.line()  # one item in the 50 s since the start
+
+
 def test_the_eta_waits_for_a_pace_not_one_sample():
     """A pipeline's first sample after 30 s, the next ones much later (the newcomer trial: 'ETA 9m30s', then '19m',
     then '28m30s' for a run of 4 minutes): no ETA until two items came after the first, then one from their pace."""
