@@ -174,6 +174,10 @@ _ENDPOINT_FIELDS = {"teacher": ("api_base",)}
 
 _DEFAULTS = Config().model_dump(mode="json")
 
+# Fields a fingerprint holds as sent: a config that leaves one unset shows the model's own default in a diff
+_AS_SENT = {("teacher", "temperature"), ("teacher", "max_tokens")}
+AS_SENT_NOTE = " (the values sent: where a config sets none, the model's own default)"
+
 
 def fingerprint(config: Config, program_hash: str | None = None) -> dict[str, Any]:
     """The config values that determine a run's outputs (size, budgets and concurrency excluded), the content hash
@@ -230,7 +234,7 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if key not in old.get(section, {}) and b == _DEFAULTS[section][key]:
                 continue  # a field added after the run was made, at its default: same output
             if a != b:
-                out.append(f"{section}.{key}: {a!r} -> {b!r}")
+                out.append(f"{section}.{key}: {a!r} -> {b!r}" + (AS_SENT_NOTE if (section, key) in _AS_SENT else ""))
     # a program's content, wherever it came from; a run made with a program before hashes were recorded is
     # matched by its synthesis.program alone (compared above)
     made_before_hashes = "program_hash" not in old and old.get("synthesis", {}).get("program") is not None

@@ -231,8 +231,7 @@ class Progress:
         # before this invocation's first item a rate of 0.00/s would read as a stalled run
         pace = f"{rate:.2f}/s, ETA {eta}" if self.done > self.initial else f"no {self.unit} done yet"
         return (
-            (f"{stage}; " if stage else "")
-            + f"{self.done}/{self.total} {self.unit}s, {pace}, {self.calls} LM calls, "
+            (f"{stage}; " if stage else "") + f"{self.done}/{self.total} {self.unit}s, {pace}, {self.calls} LM calls, "
             f"{self.rejects} rejects, {cost} ({duration(self._clock() - self.started)} elapsed)"
         )
 

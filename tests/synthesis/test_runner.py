@@ -154,6 +154,8 @@ def test_extend_resume_and_config_mismatch(server_factory, tmp_path):
     ) as err:
         synthesize(other)
     assert "--resume-anyway" in err.value.cli_message() and "--fresh" in err.value.cli_message()
+    # the first run set no temperature: the 1.0 shown is the model's own default, and the line says so
+    assert "temperature: 1.0 -> 0.3 (the values sent: where a config sets none, the model's own" in str(err.value)
     with pytest.raises(ConfigError, match=r"on_mismatch='continue' is not one of 'error', 'resume', 'fresh'"):
         synthesize(other, on_mismatch="continue")
     fresh = synthesize(other, on_mismatch="fresh")
