@@ -15,6 +15,7 @@ import inspect
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,7 @@ def optimize(
     budget: CallBudget | None = None,
     adapter: dspy.Adapter | None = None,
     log_root: str | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Compile `program` on `lm` (with `adapter`, the teacher's) against `metric`.
 
@@ -322,6 +324,8 @@ def optimize(
         adapter: the adapter the program runs with (the teacher's); None: DSPy's.
         log_root: where an optimizer that can resume keeps its state (GEPA), under a folder named for its settings and
             examples, so that the same compile run again (after a kill) continues and another one starts afresh.
+        on_phase: called with what is being done as each part begins ('scoring the starting program on 8 validation
+            examples', 'compiling with mipro', 'scoring the compiled program'), for a progress line.
 
     Returns:
         {program, optimizer, score_before, score_after, steps, before_rows, after_rows, metric_failures, threshold,
@@ -351,7 +355,8 @@ def optimize(
     )
     settings = _resumable(settings, log_root, program, metric, optimizer, trainset, valset)
     tp = instance or _built(choice, metric, settings, adapter)
-    return _Compilation(tp, choice, settings, metric, adapter, budget).result(program, trainset, valset, optimizer)
+    compilation = _Compilation(tp, choice, settings, metric, adapter, budget, on_phase or (lambda _: None))
+    return compilation.result(program, trainset, valset, optimizer)
 
 
 def _resumable(
@@ -395,8 +400,8 @@ def _choice(optimizer: str | Any, trainset: list, valset: list) -> Any:
 @dataclasses.dataclass(frozen=True)
 class _Compilation:
     """One optimization: its teleprompter (`tp`, built; `choice`: the registry's optimizer that built it, None for a
-    teleprompter of the caller's), its settings, the metric, the teacher's adapter and the budget whose refusal stops
-    it."""
+    teleprompter of the caller's), its settings, the metric, the teacher's adapter, the budget whose refusal stops
+    it, and whom to tell as each part begins."""
 
     tp: Any
     choice: Any
@@ -404,6 +409,7 @@ class _Compilation:
     metric: Any
     adapter: dspy.Adapter | None
     budget: CallBudget | None
+    on_phase: Callable[[str], None]
 
     def result(self, program: dspy.Module, trainset: list, valset: list, optimizer: str | Any) -> dict[str, Any]:
         """`program` scored, compiled, and the compiled program scored: what `optimize` returns."""
@@ -414,8 +420,11 @@ class _Compilation:
             dropping(_EXAMPLE_LOGGERS, _budget_refusal),
             own_run(),
         ):
+            self.on_phase(f"scoring the starting program on {len(valset)} validation examples")
             before, before_rows = self.score(program, valset, "while scoring the program before optimization")
+            self.on_phase(f"compiling with {optimizer if isinstance(optimizer, str) else type(optimizer).__name__}")
             compiled, threshold, traced = self.compile(program.deepcopy(), trainset, valset, before)
+            self.on_phase(f"scoring the compiled program on {len(valset)} validation examples")
             after, after_rows = self.score(compiled, valset, "while scoring the compiled program", most=True)
         return {
             "program": compiled,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -187,6 +187,16 @@ def _plan_and_run(config: Config, out: Path, given: Given, on_mismatch: OnMismat
     return run_plan(plan)
 
 
+class _Phase:
+    """What an optimization is doing now, for its progress line; called with each part as it begins."""
+
+    def __init__(self) -> None:
+        self.now = "starting"
+
+    def __call__(self, now: str) -> None:
+        self.now = now
+
+
 @dataclass(frozen=True)
 class _Run:
     """A plan under way: its examples, the ledger every call of it is counted on, when it began, and what earlier
@@ -197,6 +207,7 @@ class _Run:
     budget: CallBudget
     started: float
     before: dict[str, Any]
+    phase: _Phase = field(default_factory=_Phase)
 
     def this_invocation(self) -> dict[str, Any]:
         """What this invocation paid: the ledger's totals beyond what earlier ones had."""
@@ -236,7 +247,7 @@ def _run(run: _Run) -> OptimizeResult:
     for lm, role in ((plan.teacher, "teacher"), (plan.judge, "judge")):
         if lm is not None:
             lm.attach_budget(budget, role, plan.lm_prices[role])
-    heartbeat = Heartbeat("optimize", lambda: _budget_line(budget, plan.metric, run.started), plan.run.progress_every_s)
+    heartbeat = Heartbeat("optimize", lambda: _budget_line(run, plan.metric), plan.run.progress_every_s)
     try:
         with (
             held_calls(budget, plan.prices, plan.claims),
@@ -414,6 +425,7 @@ def _compile(run: _Run) -> dict[str, Any]:
         budget=run.budget,
         adapter=plan.adapter,
         log_root=str(plan.out / "state"),
+        on_phase=run.phase,
     )
 
 
@@ -524,14 +536,14 @@ def _stopped(run: _Run, err: OptimizationStopped) -> OptimizationStopped:
     return stopped
 
 
-def _budget_line(budget: CallBudget, metric: Any, started: float) -> str:
-    """The optimize progress line: calls and cost by role, judge failures, elapsed time."""
-    usage = budget.as_dict()
+def _budget_line(run: _Run, metric: Any) -> str:
+    """The optimize progress line: what is being done, calls and cost by role, judge failures, elapsed time."""
+    usage = run.budget.as_dict()
     roles = ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
     failed = metric.failure_summary()["failed"]
     return (
-        f"{usage['calls']} LM calls ({roles or 'none yet'}), {usd(usage['cost_usd'])}, {failed} judge failures, "
-        f"{int(time.monotonic() - started)}s elapsed"
+        f"{run.phase.now}; {usage['calls']} LM calls ({roles or 'none yet'}), {usd(usage['cost_usd'])}, {failed} judge failures, "
+        f"{int(time.monotonic() - run.started)}s elapsed"
     )
 
 

@@ -66,3 +66,28 @@ def test_judge_progress_counts_the_samples_earlier_invocations_gave_up_on(run, s
     _, err = proc.communicate(timeout=300)
     found = [x for x in err.splitlines() if x.startswith("judge: ")]
     assert found and found[0].startswith("judge: judging (") and f"{given_up} rejects" in found[0], found
+
+
+def test_optimize_progress_names_the_part_it_is_in(server_factory, tmp_path):
+    """The newcomer trial: `refed optimize` on a slow model showed calls and cost, never what it was doing. Its
+    progress line names each part as it begins: scoring the starting program, compiling, scoring the compiled one."""
+    srv = server_factory(latency_s=0.3)
+    over = run_overrides(srv, tmp_path / "run", 10) + [
+        f"judge.api_base='{srv.api_base}'",
+        "judge.api_key_env=''",
+        "optimize.optimizer='bootstrap'",
+        "optimize.n_train=3",
+        "optimize.n_val=3",
+        "judging.criteria=['helpfulness']",
+    ]
+    proc = refed("optimize", *sets(over + PROGRESS))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    found = [x.split(";")[0] for x in err.splitlines() if x.startswith("optimize: ")]
+    parts = list(dict.fromkeys(found))  # each part once, in the order they were shown
+    want = [
+        "optimize: scoring the starting program on 3 validation examples",
+        "optimize: compiling with bootstrap",
+        "optimize: scoring the compiled program on 3 validation examples",
+    ]
+    assert [p for p in parts if p in want] == want, found
