@@ -324,8 +324,7 @@ def optimize(
         adapter: the adapter the program runs with (the teacher's); None: DSPy's.
         log_root: where an optimizer that can resume keeps its state (GEPA), under a folder named for its settings and
             examples, so that the same compile run again (after a kill) continues and another one starts afresh.
-        on_phase: called with what is being done as each part begins ('scoring the starting program on 8 validation
-            examples', 'compiling with mipro', 'scoring the compiled program'), for a progress line.
+        on_phase: called with each part's name as it begins ('compiling with miprov2'), for a progress line.
 
     Returns:
         {program, optimizer, score_before, score_after, steps, before_rows, after_rows, metric_failures, threshold,
@@ -336,8 +335,7 @@ def optimize(
             than half of its calls in all, or the program failed on every validation example (before or after
             compiling): no program is worth saving then.
     """
-    instance = None if isinstance(optimizer, str) else optimizer
-    choice = _choice(optimizer, trainset, valset)
+    choice = _choice(optimizer, trainset, valset)  # None: a teleprompter of the caller's
     settings = CompileSettings(
         lm=lm,
         proposer_lm=proposer_lm or lm,
@@ -354,9 +352,8 @@ def optimize(
         n_val=len(valset),
     )
     settings = _resumable(settings, log_root, program, metric, optimizer, trainset, valset)
-    tp = instance or _built(choice, metric, settings, adapter)
-    compilation = _Compilation(tp, choice, settings, metric, adapter, budget, on_phase or (lambda _: None))
-    return compilation.result(program, trainset, valset, optimizer)
+    tp = optimizer if choice is None else _built(choice, metric, settings, adapter)
+    return _Compilation(tp, choice, settings, metric, adapter, budget, on_phase).result(program, trainset, valset)
 
 
 def _resumable(
@@ -409,9 +406,19 @@ class _Compilation:
     metric: Any
     adapter: dspy.Adapter | None
     budget: CallBudget | None
-    on_phase: Callable[[str], None]
+    on_phase: Callable[[str], None] | None
 
-    def result(self, program: dspy.Module, trainset: list, valset: list, optimizer: str | Any) -> dict[str, Any]:
+    @property
+    def name(self) -> str:
+        """The optimizer's name: the registry's, or the class name of a teleprompter of the caller's."""
+        return self.choice.name if self.choice is not None else type(self.tp).__name__
+
+    def tell(self, now: str) -> None:
+        """Say which part begins to whoever asked (`on_phase`)."""
+        if self.on_phase is not None:
+            self.on_phase(now)
+
+    def result(self, program: dspy.Module, trainset: list, valset: list) -> dict[str, Any]:
         """`program` scored, compiled, and the compiled program scored: what `optimize` returns."""
         # the budget's stop is said once, by `check`; called outside our runs, the compile is a run of its own (its
         # LMs pass the call boundary): a request DSPy's evaluator sends again while the first is in flight waits for
@@ -420,18 +427,18 @@ class _Compilation:
             dropping(_EXAMPLE_LOGGERS, _budget_refusal),
             own_run(),
         ):
-            self.on_phase(f"scoring the starting program on {len(valset)} validation examples")
+            self.tell(f"scoring the starting program on {len(valset)} validation examples")
             before, before_rows = self.score(program, valset, "while scoring the program before optimization")
-            self.on_phase(f"compiling with {optimizer if isinstance(optimizer, str) else type(optimizer).__name__}")
+            self.tell(f"compiling with {self.name}")
             compiled, threshold, traced = self.compile(program.deepcopy(), trainset, valset, before)
-            self.on_phase(f"scoring the compiled program on {len(valset)} validation examples")
+            self.tell(f"scoring the compiled program on {len(valset)} validation examples")
             after, after_rows = self.score(compiled, valset, "while scoring the compiled program", most=True)
         return {
             "program": compiled,
-            "optimizer": optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+            "optimizer": self.name,
             "score_before": before,
             "score_after": after,
-            "steps": step_scores(compiled, optimizer),
+            "steps": step_scores(compiled, self.tp if self.choice is None else self.choice.name),
             "before_rows": before_rows,
             "after_rows": after_rows,
             "metric_failures": self.metric.failure_summary() if hasattr(self.metric, "failure_summary") else None,

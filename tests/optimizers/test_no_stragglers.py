@@ -136,7 +136,7 @@ def test_compile_program_called_outside_a_run_pays_each_request_once(server_fact
     lm = dspy.LM("openai/m", api_base=teacher_srv.api_base, api_key="unused", num_retries=0)
     judge = dspy.LM("openai/j", api_base=judge_srv.api_base, api_key="unused", num_retries=0)
     examples = _examples("rainbows", "volcanoes", "eclipses", "magnets", "clouds")
-    before = set(threading.enumerate())
+    before, told = set(threading.enumerate()), []
     with shared_cache(tmp_path / "cache"):  # the user's cache, kept apart from other tests'
         refed_dspy.optimizers.compile_program(
             RespondAndImprove(),
@@ -147,5 +147,12 @@ def test_compile_program_called_outside_a_run_pays_each_request_once(server_fact
             optimizer="bootstrap_random_search",
             num_candidates=1,
             num_threads=6,
+            on_phase=told.append,
         )
     assert _bodies_twice(before, teacher_srv, judge_srv) == 0
+    # each part was told as it began, for a progress line (refed optimize's)
+    assert told == [
+        "scoring the starting program on 3 validation examples",
+        "compiling with bootstrap_random_search",
+        "scoring the compiled program on 3 validation examples",
+    ]
