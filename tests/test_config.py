@@ -1,7 +1,9 @@
+import json
 import re
 
 import pytest
 
+import refed_dspy.secrets as secrets
 from refed_dspy.cli import main
 from refed_dspy.clients.lm import build_lm
 from refed_dspy.config import (
@@ -15,6 +17,7 @@ from refed_dspy.config import (
 from refed_dspy.config.load import as_config
 from refed_dspy.config.section import mask_secrets, tomllib
 from refed_dspy.errors import ConfigError
+from refed_dspy.secrets import mask
 
 
 def test_defaults_are_valid_and_documented():
@@ -144,6 +147,33 @@ def test_mask_and_toml_roundtrip():
 
     cfg = load_config(None, ["synthesis.size=7"])
     assert config_from_dict(tomllib.loads(to_toml(cfg))) == cfg
+
+
+def test_a_key_in_a_header_of_extra_is_masked_and_held(monkeypatch):
+    """The attacker's trial: a gateway's key given inline in a header (Portkey's virtual key, Azure API Management's
+    subscription key) reached config.toml, MLflow's params and `config show`, whose masking read only names such as
+    api_key and Authorization. A header that carries a credential is masked, and its value held: masked in every text."""
+    monkeypatch.setattr(secrets, "_held", {})
+    virtual, subscription = "vk-INLINESECRET0123456789", "apim-0123456789abcdefSUBSCRIPTION"
+    headers = {"X-Portkey-Virtual-Key": virtual, "Ocp-Apim-Subscription-Key": subscription, "X-Title": "my app"}
+    cfg = load_config(None, [f"teacher.extra={{extra_headers={json.dumps(headers).replace(':', '=')}}}"])
+    written = to_toml(cfg)  # what a run dir's config.toml, MLflow's params and `config show` take (mask_secrets)
+    assert virtual not in written and subscription not in written and 'X-Title = "my app"' in written, written
+    assert mask(f"a 500 quoting {virtual} and {subscription}").count("...") == 2
+    # the key is still sent: only its records are masked
+    assert cfg.teacher.extra["extra_headers"]["X-Portkey-Virtual-Key"] == virtual
+
+
+@pytest.mark.parametrize("field", ["teacher.api_key_env", "judge.api_key_env", "evaluate.api_key_env"])
+def test_a_key_pasted_where_its_variable_s_name_belongs_is_refused_unsaid(field, tmp_path, capsys):
+    """The attacker's trial: a key pasted into judge.api_key_env was written to config.toml, MLflow and `config show`
+    (the synthesis never used the judge); on the teacher, the refusal said the key back twice. Refused as the config
+    is read, in one line that does not repeat it, before anything is written."""
+    pasted = "sk-proj-MISTAKEKEY0123456789abcdefXYZ"
+    assert main(["synthesize", "--set", f"{field}='{pasted}'", "--set", f"run.dir='{tmp_path / 'run'}'"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{field}: must be the name of an environment variable" in err, err
+    assert "MISTAKEKEY" not in err and not (tmp_path / "run").exists()
 
 
 def test_config_show_cli(tmp_path, capsys):

@@ -10,11 +10,11 @@ An entry of `[quality] benchmarks` (and of the decontaminate filter's `benchmark
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 
-from refed_dspy.config.section import ModelName, Section, UserPath
+from refed_dspy.config.section import ModelName, Section, UserPath, http_endpoint
 from refed_dspy.text.closeness import COPY_THRESHOLD
 from refed_dspy.text.contamination import NGRAM, SHARE
 
@@ -69,7 +69,8 @@ class ReportConfig(Section):
         None,
         description="Embedding model for embedding diversity: a local sentence-embedding model folder (run here with "
         "the scorer extra; it also gives the coherence of `refed report --score`), or a model dspy.Embedder takes "
-        "(e.g. 'openai/text-embedding-3-small'). Unset: skipped.",
+        "(e.g. 'openai/text-embedding-3-small'): its requests, at most rouge_sample instructions in batches of 200, "
+        "are on no ledger (no cap counts them) and are not cached. Unset: skipped.",
     )
     rouge_sample: int = Field(200, gt=1, description="Instructions sampled for the mean pairwise ROUGE-L.")
     seed: int = Field(0, description="Seed for the report's samples.")
@@ -198,7 +199,7 @@ class ScoringConfig(Section):
         "offline), a Hugging Face model id, a local model folder, or a .gguf file. With api_base: the server's model "
         "name.",
     )
-    api_base: str | None = Field(
+    api_base: Annotated[str, AfterValidator(http_endpoint)] | None = Field(
         None,
         description="A server that returns prompt log-probabilities (vLLM's OpenAI-compatible API, "
         "e.g. http://localhost:8000/v1): the passes go there and nothing is loaded here. No key is sent. Unset: the "

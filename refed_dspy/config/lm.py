@@ -15,7 +15,15 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from refed_dspy.config.section import SECRET_NAME, ModelName, Seconds, Section, http_endpoint
+from refed_dspy.config.section import (
+    SECRET_NAME,
+    ModelName,
+    Seconds,
+    Section,
+    VariableName,
+    http_endpoint,
+    secret_values,
+)
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
 from refed_dspy.providers.keys import environment_endpoint, host_of, is_private_host, key_variable
@@ -23,6 +31,7 @@ from refed_dspy.providers.litellm_table import deprecation_note
 from refed_dspy.providers.prices import SERVICE_TIERS, Price, close_priced_names, resolve_price, tier_problem
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.providers.sampling import EFFORTS, Sampling
+from refed_dspy.secrets import hold
 
 PRICED_TIERS = tuple(t for t in SERVICE_TIERS if t != "default")  # the tiers priced apart from a section's own prices
 
@@ -174,7 +183,7 @@ class LMSpec(Section):
         None,
         description="Base URL of the model's server (http:// or https://, with a host), as LiteLLM takes it for the model's provider: an OpenAI-compatible server (vLLM, llama.cpp, a proxy) with its version path, e.g. http://localhost:8000/v1 (calls go to <api_base>/chat/completions); Anthropic or an Anthropic-compatible server, the host, e.g. http://localhost:8000 (calls go to <host>/v1/messages; a trailing /v1 is optional); Ollama, the host (http://localhost:11434). A list names several servers of one model (replicas): online calls are spread over them (least in flight first), a failing one is taken out until it recovers, and the summary counts calls per endpoint. Unset: the provider's default.",
     )
-    api_key_env: str | None = Field(
+    api_key_env: VariableName | None = Field(
         None,
         description="Environment variable holding the API key. Unset: it follows the model's provider (OPENAI_API_KEY, ANTHROPIC_API_KEY, ..., as LiteLLM names them), so swapping the model swaps the key. Empty string: the server needs no key. A key goes only to its own provider's hosts: a provider's variable (OPENAI_API_KEY) for another known provider's host (an api_base on api.groq.com, or the model's provider's own endpoint) is refused before any call; loopback and private hosts, a proxy at a host refed does not know, and a variable of your own naming (MY_VLLM_KEY) take any.",
     )
@@ -477,6 +486,8 @@ class LMSpec(Section):
             if key in reserved_extra_keys():
                 # the config's error message names the section (teacher.extra -> teacher.max_tokens)
                 raise PydanticCustomError("reserved_extra", "{message}", {"key": key})
+        for secret in secret_values(value):  # a gateway's key in a header: masked wherever it would be said
+            hold(secret)
         return value
 
 

@@ -43,10 +43,12 @@ __all__ = [
     "Seconds",
     "Section",
     "UserPath",
+    "VariableName",
     "expand_home",
     "http_endpoint",
     "is_path",
     "mask_secrets",
+    "secret_values",
     "tomllib",
 ]
 
@@ -58,7 +60,10 @@ def expand_home(path: str) -> str:
 
 
 # a key name that holds a secret: such a value never belongs in a config, a record or a log line
-SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|(^|_)token$)", re.I)
+SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|credential|private[_-]?key|(^|_)token$)", re.I)
+# a header that carries a credential (a gateway's `X-Portkey-Virtual-Key`, Azure API Management's
+# `Ocp-Apim-Subscription-Key`, a cookie, a signature): its value is masked wherever a config is written
+SECRET_HEADER = re.compile(r"(key|token|secret|auth|cookie|credential|signature|password|session)", re.I)
 
 # the largest magnitude any number of a config takes (a quadrillion): far above every real size, count, price or
 # budget, and far below what overflows when figures are multiplied and made whole (1e308 calls per sample times the
@@ -166,17 +171,55 @@ def without_password(url: str, whole: bool = False) -> str:
     return f"{head}{sep}***@{rest[len(authority.rsplit('@', 1)[0]) + 1 :]}"
 
 
-def mask_secrets(obj: Any) -> Any:
-    """Replace values of secret-looking keys with '***', and the user name and password of a URL (defence in depth;
-    keys never belong here)."""
+def mask_secrets(obj: Any, headers: bool = False) -> Any:
+    """Replace values of secret-looking keys with '***' (in a table of `headers`, those of the headers that carry a
+    credential), and the user name and password of a URL (defence in depth; keys never belong here)."""
     if isinstance(obj, dict):
         return {
-            k: ("***" if SECRET_NAME.search(k) and k != "api_key_env" and v else mask_secrets(v))
+            k: ("***" if v and _holds_secret(str(k), headers) else mask_secrets(v, str(k).lower().endswith("headers")))
             for k, v in obj.items()
         }
     if isinstance(obj, list):
         return [mask_secrets(v) for v in obj]
     return without_password(obj) if isinstance(obj, str) and "://" in obj else obj
+
+
+def secret_values(obj: Any, headers: bool = False) -> list[str]:
+    """The strings `mask_secrets` masks in `obj` (a URL's password aside), to be held for masking wherever they
+    appear (refed_dspy.secrets)."""
+    if isinstance(obj, list):
+        return [s for v in obj for s in secret_values(v)]
+    if not isinstance(obj, dict):
+        return []
+    found = []
+    for k, v in obj.items():
+        if isinstance(v, str) and v and _holds_secret(str(k), headers):
+            found.append(v)
+        else:
+            found += secret_values(v, str(k).lower().endswith("headers"))
+    return found
+
+
+def _holds_secret(name: str, header: bool) -> bool:
+    """Whether an entry named `name` (a header's name when `header`) holds a secret."""
+    return (SECRET_NAME.search(name) is not None and name != "api_key_env") or (
+        header and SECRET_HEADER.search(name) is not None
+    )
+
+
+def variable_name(value: str | None) -> str | None:
+    """`value` if it names an environment variable (None or '': none); ValueError otherwise, without saying it back:
+    what stands where a variable's name belongs may be the key itself, pasted there."""
+    if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(
+            "must be the name of an environment variable (letters, digits and underscores), not the key itself: put "
+            "the key in a variable and name the variable here (what was given is not repeated, in case it is a key)"
+        )
+    return value
+
+
+# a config field that names the environment variable a key is read from
+VariableName = Annotated[str, AfterValidator(variable_name)]
 
 
 class Registered:

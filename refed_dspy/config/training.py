@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from refed_dspy.config.judging import PACKAGED
-from refed_dspy.config.section import Seconds, Section, UserPath, http_endpoint
+from refed_dspy.config.section import Seconds, Section, UserPath, VariableName, http_endpoint
 
 
 class TrainConfig(Section):
@@ -122,7 +122,7 @@ class EvaluateConfig(Section):
         "batch_size requests and write each up to max_new_tokens in turn); one that takes longer stops the "
         "evaluation, resumable (exit 3). Used with server.",
     )
-    api_key_env: str = Field(
+    api_key_env: VariableName = Field(
         "",
         description="The environment variable holding the students' server's key (vLLM's --api-key), if it asks for "
         "one; checked as every role's key is (a provider's key is never sent to another's host). '': none.",

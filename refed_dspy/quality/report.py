@@ -48,7 +48,13 @@ from refed_dspy.quality.figures import (
     verdict_text,
     yields,
 )
-from refed_dspy.quality.statistics import embedder_for, statistics_block, statistics_lines, statistics_section
+from refed_dspy.quality.statistics import (
+    embedded,
+    embedder_for,
+    statistics_block,
+    statistics_lines,
+    statistics_section,
+)
 from refed_dspy.scoring import open_scorer
 from refed_dspy.store.jsonl import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from refed_dspy.store.ownership import owned
@@ -105,7 +111,9 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
         )
         model = config.report.embedding_model or getattr(embedder, "model", None)
         diversity["embedding_model"] = model if isinstance(model, str) else getattr(model, "__name__", "custom")
-        diversity["embedding_diversity"] = mean_pairwise_cosine_distance(embedder(chosen))
+        diversity["embedding_diversity"] = mean_pairwise_cosine_distance(
+            embedded(embedder, chosen, diversity["embedding_model"])
+        )
     lens = lengths(samples)
     scores = [j["pointwise"]["overall"] for j in judgments if j.get("pointwise")]
     by_criterion: dict[str, list[int]] = {}

@@ -23,9 +23,10 @@ from typing import Any, Literal
 import dspy
 from pydantic import Field
 
+from refed_dspy.clients.destination import refusal_in
 from refed_dspy.config import Config, SeedsConfig
 from refed_dspy.config.load import ConfigLike, given_config
-from refed_dspy.errors import ConfigError, RunInterrupted
+from refed_dspy.errors import ConfigError, RefedError, RunAborted, RunInterrupted
 from refed_dspy.scoring import PairScore, ScoreCache, Scorer, open_scorer
 from refed_dspy.scoring.local import LocalEmbedder
 from refed_dspy.scoring.rows import ScoreRows
@@ -301,11 +302,26 @@ def statistics_section(block: dict[str, Any]) -> dict[str, Any]:
 
 def embedder_for(config: Config) -> Any:
     """The report's embedder for [report] embedding_model: a local sentence-embedding model folder (the scorer extra),
-    else the model dspy.Embedder takes."""
+    else the model dspy.Embedder takes, uncached (DSPy's cache is the user's, keyed without the endpoint: an answer of
+    one server would be read back for another)."""
     model = config.report.embedding_model
     if model and Path(model).expanduser().is_dir():
         return LocalEmbedder(model, config.scoring.device, ScoreCache(config.scoring.cache))
-    return dspy.Embedder(model)
+    return dspy.Embedder(model, caching=False)
+
+
+def embedded(embedder: Any, texts: list[str], model: str) -> Any:
+    """`embedder`'s embeddings of `texts`; a failure of its request in one line: ConfigError when the server refused
+    the key or knows no such model (401, 403, 404), else RunAborted. A key refused before it left is raised as is."""
+    try:
+        return embedder(texts)
+    except Exception as err:
+        if isinstance(err, RefedError) or refusal_in(err) is not None:
+            raise
+        status = getattr(err, "status_code", None)
+        said = (str(err).strip().splitlines() or [""])[0][:300]
+        line = f"report.embedding_model {model}: the embedding request failed ({type(err).__name__}: {said})"
+        raise (ConfigError if status in (401, 403, 404) else RunAborted)(line) from None
 
 
 def card_statistics(block: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 not a finite number, an `extra` key the LM section sets itself, a `~` in a path, and `--fresh` on a run whose cache/
 is a link. Each bad value is one line on stderr and exit 2 before any request; each `~` is the home directory."""
 
+import http.server
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -244,3 +246,67 @@ def test_a_key_refused_inside_another_library_s_client_is_one_line_and_exit_2(ru
     )
     _one_line_exit_2(code, err, "refused to send $OPENAI_API_KEY (openai's key) to api.openai.com.evil.test")
     assert planted not in out + err
+
+
+class _Embeddings(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible embeddings server on loopback: answers `status` (200: a vector per input), counting the
+    requests it is sent (`server.requests`)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.server.requests += 1
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        reply = {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+        if self.server.status == 200:
+            data = [
+                {"object": "embedding", "index": i, "embedding": [len(t) % 7, 1.0, i % 3]} for i, t in enumerate(texts)
+            ]
+            reply = {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3},
+            }
+        raw = json.dumps(reply).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def _embeddings_server(status: int) -> http.server.ThreadingHTTPServer:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Embeddings)
+    srv.status, srv.requests = status, 0
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_a_hosted_embedding_model_s_failure_is_one_line_and_its_answers_are_not_cached_across_servers(run, tmp_path):
+    """The attacker's trial: `refed report` with a hosted [report] embedding_model printed a 79-line LiteLLM traceback,
+    exit 1, when the server refused the key; and its answers went to DSPy's own cache, keyed without the endpoint, so a
+    second server's report read the first one's embeddings. Now a refused key is one line, exit 2 (a server error:
+    exit 3), and each report asks the server it names."""
+    args = ("report", str(run), "--set", "report.embedding_model='openai/text-embedding-3-small'")
+    env = {"OPENAI_API_KEY": "sk-proj-embedding-0123456789", "DSPY_CACHEDIR": str(tmp_path / "dspy_cache")}
+    servers = {status: _embeddings_server(status) for status in (401, 200)}
+    try:
+        code, out, err = run_refed(*args, env_extra={**env, "OPENAI_BASE_URL": _base(servers[401])})
+        _one_line_exit_2(
+            code, err, "report.embedding_model openai/text-embedding-3-small: the embedding request failed"
+        )
+        assert "sk-proj-embedding-0123456789" not in out + err
+        for _ in range(2):  # the same texts twice: the server is asked each time
+            code, out, err = run_refed(*args, env_extra={**env, "OPENAI_BASE_URL": _base(servers[200])})
+            assert code == 0, err
+        assert servers[200].requests == 2
+    finally:
+        for srv in servers.values():
+            srv.shutdown()
+
+
+def _base(srv: http.server.ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}/v1"
