@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.engine.failures import hint_for
+from refed_dspy.engine.progress import duration
 from refed_dspy.engine.window import rate_limit_line
 from refed_dspy.ledger.usage import prompt_cache_share, tier_text, usd
 from refed_dspy.store.jsonl import read_json, read_jsonl
@@ -281,13 +282,22 @@ def _raise(why: str) -> str:
     return "raise synthesis.max_calls or max_calls_per_sample, or max_cost_usd"
 
 
+def _pace(per_s: float | None, wall_s: float) -> str:
+    """Samples a second over the wall time, in units a reader takes in: a local run's 0.0019/s is 6.74/h, its
+    1601.7 s 26m41s."""
+    per_s = per_s or 0.0
+    rate = f"{per_s:.2f}/s" if per_s >= 0.1 or not per_s else None
+    rate = rate or (f"{per_s * 60:.2f}/min" if per_s * 60 >= 0.1 else f"{per_s * 3600:.2f}/h")
+    return f"{rate} over {f'{wall_s:.1f}s' if wall_s < 60 else duration(wall_s)}"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """Render a summary dict (summary.json) as a short report."""
     u = s["usage"]
     lines = [
         f"run {s['run_dir']}: {s['status']}  ({s['method']}, teacher {s['teacher']})",
         f"  output       {Path(s['run_dir']) / 'samples.jsonl'}  (`refed view {s['run_dir']}` to read it)",
-        f"  samples      {s['samples']}/{s['size']}  (+{s['new_samples']} this time, {s['samples_per_s'] or 0:.2f}/s over {s['wall_s']:.1f}s)",
+        f"  samples      {s['samples']}/{s['size']}  (+{s['new_samples']} this time, {_pace(s['samples_per_s'], s['wall_s'])})",
         f"  references   {s['references']} loaded, feedback on {s['feedback_collected']}, {s['units']} synthesis units, "
         f"{s['instructions_kept']} instructions kept",
         f"  LM calls     {u['calls']} {'sent' if s.get('cost_usd') == 0 else 'paid'}, {u['cached_calls']} from the run cache"
