@@ -22,6 +22,7 @@ from refed_dspy.optimizers.run import optimize
 from refed_dspy.programs.saved import load_program
 from refed_dspy.registry import OPTIMIZERS
 from refed_dspy.synthesis.api import synthesize
+from refed_dspy.view.status.run import run_dir_status
 
 
 def refed(*args, cwd=None) -> tuple[int, str, str]:
@@ -152,6 +153,10 @@ def test_a_cap_holds_for_the_whole_command_across_its_invocations(server_factory
     requests, cost, dearest = _bill(srv, config)
     summary = json.loads((tmp_path / "run" / "optimize" / "optimize_summary.json").read_text())
     assert summary["status"] == "stopped" and summary["this_invocation"]["calls"] == 0  # the third paid nothing
+    # `refed status` of the optimization says what the command paid, its judge and compiling too (it said its
+    # examples' calls alone)
+    status = run_dir_status(tmp_path / "run" / "optimize")
+    assert (status.calls, status.cost_usd) == (summary["usage"]["calls"], summary["usage"]["cost_usd"])
     if cap.startswith("optimize.max_cost_usd"):
         assert cost <= 0.02 + dearest, (cost, dearest)
         assert summary["usage"]["cost_usd"] == pytest.approx(cost, rel=1e-6)

@@ -40,7 +40,8 @@ from refed_dspy.launch.batch.store import (
     read_batches,
     with_open,
 )
-from refed_dspy.ledger.call_log import unaccounted
+from refed_dspy.ledger.call_log import LOG_NAME, Ledger, unaccounted
+from refed_dspy.ledger.lines import BadLine
 from refed_dspy.ledger.usage import Totals, usd, usd_up_to, with_unrecorded
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
@@ -326,10 +327,26 @@ def _container(path: Path, kind: str, who: Holder | None, now: float) -> RunStat
         samples=sum(r.samples for r in runs),
         rejects=sum(r.rejects for r in runs),
         rejects_by_stage={},
-        calls=sum(r.calls or 0 for r in runs) if runs else None,
-        cost_usd=sum(r.cost_usd or 0.0 for r in runs) if any(r.cost_usd is not None for r in runs) else None,
+        **_container_spend(path, kind, runs),
         runs=runs if kind == "comparison" else None,
     )
+
+
+def _container_spend(path: Path, kind: str, runs: list[RunStatus]) -> dict[str, Any]:
+    """What a comparison or an optimization paid in all, as `calls` and `cost_usd`: an optimization's own ledger (its
+    summary's usage, else its write-ahead log: the examples, the compiling and the judge's calls together), else its
+    runs' syntheses and their judgings."""
+    usage = read_json(path / "optimize_summary.json").get("usage") if kind == "optimization" else None
+    if not usage and kind == "optimization" and (path / LOG_NAME).exists():
+        try:
+            usage = Ledger.read(path / LOG_NAME).paid()
+        except (BadLine, RefedError):  # a log that cannot be believed: what the runs inside hold
+            usage = None
+    if usage:
+        return {"calls": usage.get("calls"), "cost_usd": usage.get("cost_usd")}
+    parts = [*runs, *(r.judge for r in runs if r.judge is not None)]
+    costs = [p.cost_usd for p in parts if p.cost_usd is not None]
+    return {"calls": sum(p.calls or 0 for p in parts) if runs else None, "cost_usd": sum(costs) if costs else None}
 
 
 def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
@@ -425,7 +442,8 @@ def format_status(s: RunStatus) -> str:
     out = [f"{s.run_dir}: {s.kind}" + (f" ({', '.join(what)})" if what else ""), _state_line(s)]
     if s.source_run:
         out.append(f"filtered from {s.source_run}")
-    out.append(f"samples: {s.samples}" + (f"/{s.size}" if s.size is not None else ""))
+    made = " (the examples it was optimized on)" if s.kind == "optimization" else ""
+    out.append(f"samples: {s.samples}" + (f"/{s.size}" if s.size is not None else "") + made)
     stages = ", ".join(f"{stage} {n}" for stage, n in sorted(s.rejects_by_stage.items()))
     out.append(f"rejects: {s.rejects}" + (f" ({stages})" if stages else ""))
     if s.calls is None:
