@@ -82,7 +82,7 @@ from refed_dspy.clients.local_server import (
     sample_reply,
     served_roles,
 )
-from refed_dspy.config import Config, config_hash
+from refed_dspy.config import Config, config_hash, fingerprint
 from refed_dspy.config.lm import price_of, unpriced_text
 from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.engine.progress import rough_duration
@@ -549,8 +549,11 @@ def estimate(
     model = config.teacher.model
     tokenizer = tokenizer_of(model)
     adapter = build_adapter(config.teacher).choice.as_dict()
+    where = fingerprint(config)["teacher"]["api_base"]  # as an earlier run's fingerprint recorded its own
     measured, runs = (
-        earlier_runs(config.run.dir, model, config.synthesis.method, config.teacher.max_tokens) if earlier else ({}, [])
+        earlier_runs(config.run.dir, model, config.synthesis.method, config.teacher.max_tokens, where)
+        if earlier
+        else ({}, [])
     )
     if runs:
         say(f"reply lengths of {model} measured on its earlier runs: {', '.join(runs)}")

@@ -149,12 +149,18 @@ def mean_lengths(sums: Iterable[dict[str, tuple[int, int]]]) -> dict[str, int]:
 
 
 def earlier_runs(
-    run_dir: str | Path, model: str, method: str | None = None, max_tokens: int | None = None
+    run_dir: str | Path,
+    model: str,
+    method: str | None = None,
+    max_tokens: int | None = None,
+    api_base: str | None = None,
 ) -> tuple[dict[str, int], list[str]]:
     """This model's reply lengths by stage, measured on its earlier runs: the run dir itself (an earlier invocation),
     its pilot, and the folders beside it and their pilots, those whose `summary.json` names `model` as the teacher and
     kept a sample, made by the same `method` and with the same `teacher.max_tokens` (their config.toml) where those
-    are given, a copied run dir once; and those runs' dirs. ({}, []) when there are none."""
+    are given, at the endpoint `api_base` (their fingerprint's; None: the provider's own), a copied run dir once; and
+    those runs' dirs. ({}, []) when there are none. A model name served elsewhere (a local stand-in, a gateway's model
+    of that name) is another model."""
     here = Path(run_dir)
     places = [here]
     with contextlib.suppress(OSError):  # a parent we may not list: the run dir alone
@@ -175,11 +181,23 @@ def earlier_runs(
                 continue  # another method's calls write other replies
             if max_tokens is not None and _max_tokens_of(folder) not in (None, max_tokens):
                 continue  # another output limit cuts them elsewhere
+            if _endpoint_of(folder) not in (_UNKNOWN, api_base):
+                continue  # another server's model of that name
             sums = stage_sums(summary.get("usage") or {})
             if sums:
                 found.append(sums)
                 dirs.append(str(folder))
     return mean_lengths(found), dirs
+
+
+_UNKNOWN = object()  # a run dir that recorded no fingerprint: its endpoint is not known
+
+
+def _endpoint_of(folder: Path) -> Any:
+    """Where a run dir's teacher calls went, as its fingerprint recorded it (None: the provider's own); _UNKNOWN when
+    it recorded none."""
+    found = read_json(folder / "fingerprint.json")
+    return (found.get("teacher") or {}).get("api_base") if found else _UNKNOWN
 
 
 def _max_tokens_of(folder: Path) -> int | None:

@@ -93,6 +93,16 @@ def test_this_model_s_earlier_runs_size_the_replies_and_are_named(tmp_path):
     short = _old_run(apart / "short", model, {"generate": (10, 100)})
     (short / "config.toml").write_text("[teacher]\nmax_tokens = 64\n")
     assert earlier_runs(apart / "run", model, "refed", 512) == ({"generate": 150}, [str(kept)])
+    # the newcomer trial: runs of the model's name served by a stand-in sized the real provider's replies; a run made
+    # at another endpoint (its fingerprint's) is another server's model of that name
+    (kept / "fingerprint.json").write_text(json.dumps({"teacher": {"api_base": "http://127.0.0.1:8000/v1"}}))
+    assert earlier_runs(apart / "run", model, "refed", 512) == ({}, [])
+    assert earlier_runs(apart / "run", model, "refed", 512, "http://127.0.0.1:8000/v1") == (
+        {"generate": 150},
+        [str(kept)],
+    )
+    (kept / "fingerprint.json").write_text(json.dumps({"teacher": {"api_base": None}}))  # the provider's own
+    assert earlier_runs(apart / "run", model, "refed", 512) == ({"generate": 150}, [str(kept)])
     e = estimate(load_config(None, over))
     assert e.replies.tokens["generate"] == 150 == round(_per_call(e, "generate"))
     assert e.replies.tokens["improve"] == 300 == round(_per_call(e, "improve"))
