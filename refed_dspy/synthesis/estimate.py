@@ -510,6 +510,16 @@ class Estimate(Result):
     )
 
 
+def _measured_before(config: Config, say: Callable[[str], None]) -> tuple[dict[str, int], list[str]]:
+    """The teacher's reply lengths by stage measured on its earlier runs at the same endpoint, and those runs' dirs
+    (`earlier_runs`), said in one line naming them."""
+    model, where = config.teacher.model, fingerprint(config)["teacher"]["api_base"]  # as a run's fingerprint has it
+    measured, runs = earlier_runs(config.run.dir, model, config.synthesis.method, config.teacher.max_tokens, where)
+    if runs:
+        say(f"reply lengths of {model} measured on its earlier runs: {', '.join(runs)}")
+    return measured, runs
+
+
 def estimate(
     config: ConfigLike | None,
     references: list[Reference] | None = None,
@@ -549,14 +559,7 @@ def estimate(
     model = config.teacher.model
     tokenizer = tokenizer_of(model)
     adapter = build_adapter(config.teacher).choice.as_dict()
-    where = fingerprint(config)["teacher"]["api_base"]  # as an earlier run's fingerprint recorded its own
-    measured, runs = (
-        earlier_runs(config.run.dir, model, config.synthesis.method, config.teacher.max_tokens, where)
-        if earlier
-        else ({}, [])
-    )
-    if runs:
-        say(f"reply lengths of {model} measured on its earlier runs: {', '.join(runs)}")
+    measured, runs = _measured_before(config, say) if earlier else ({}, [])
     walked = min(walk_refs, len(references))
     asked = local_replies(config, references, waits) if local_speed and not measured else {}
     targets = {**{name: max(1, round(fmean(t))) for name, t in asked.items()}, **measured}
