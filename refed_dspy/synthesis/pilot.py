@@ -52,20 +52,30 @@ def pilot_config(config: Config, n: int) -> Config:
     )
 
 
+def _full_units(config: Config, pilot: RunSummary, samples: int, n_refs: int) -> int:
+    """The synthesis units the full run takes: its size over the instructions a pilot's unit kept (a pilot smaller than
+    a unit's yield used one unit for 3 samples of its 10: not a unit for every 3 samples), else the method's count."""
+    units, kept = int(pilot["units"]), int(pilot.get("instructions_kept") or 0)
+    if units and kept >= samples:
+        return math.ceil(config.synthesis.size / (kept / units))
+    return METHODS.get(config.synthesis.method).work_counts(config.synthesis, n_refs)["unit"]
+
+
 def project(config: Config, pilot: RunSummary, n_refs: int) -> Estimate:
     """The full run's calls, tokens and cost, scaled from a pilot's summary (pure)."""
     samples = int(pilot["samples"])
     if samples <= 0:
         raise FinishedShort(f"the pilot kept no sample ({pilot['status']}): there is nothing to project from")
-    size = config.synthesis.size
-    units_per_sample = int(pilot["units"]) / samples
-    full_units = math.ceil(units_per_sample * size)
+    size, units = config.synthesis.size, int(pilot["units"])
+    full_units = _full_units(config, pilot, samples, n_refs)
     feedback_done = int(pilot["feedback_collected"])
     full_feedback = min(n_refs, full_units) if feedback_done else 0
+    # each stage by the tasks it serves: feedback per reference, instructions per unit, the rest per sample
+    scales = {TASK_STAGES["feedback"]: (full_feedback, feedback_done), TASK_STAGES["unit"]: (full_units, units)}
     stages: dict[str, dict[str, Any]] = {}
     for name, used in (pilot["usage"].get("by_stage") or {}).items():
-        scale = full_feedback / feedback_done if name == TASK_STAGES["feedback"] and feedback_done else size / samples
-        stages[name] = {f: float(used.get(f) or 0) * scale for f in _FIELDS}
+        full, done = scales.get(name, (size, samples))
+        stages[name] = {f: float(used.get(f) or 0) * (full / done if done else size / samples) for f in _FIELDS}
     total = {f: sum(row[f] for row in stages.values()) for f in _FIELDS}
     price, tiers = priced_tiers(config)
     factor = config.teacher.batch_price_factor

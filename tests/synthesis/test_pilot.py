@@ -30,6 +30,21 @@ def test_a_pilot_projects_the_full_run_within_15_percent(tmp_path):
     assert len((tmp_path / "run" / "pilot" / "samples.jsonl").read_text().splitlines()) == 12
 
 
+def test_a_pilot_smaller_than_a_unit_s_yield_projects_the_units_the_run_takes(tmp_path):
+    """The newcomer trial: a pilot of 3 samples, whose one unit wrote 10 instructions, was projected as a unit for
+    every 3 samples (feedback 28 calls and synthesize 13 against 8 and 4; 121 calls in all against 92). The units are
+    the size over what a unit kept, and feedback follows them."""
+    with LoopbackServer(ServerConfig(vocab_size=5000)) as srv:
+        over = run_overrides(srv, tmp_path / "run", 40, **{"seeds.limit": 12, "synthesis.instructions_per_feature": 10})
+        e = pilot_estimate(load_config(None, over), 3)
+        full = synthesize(load_config(None, over))
+    assert e["pilot"]["samples"] == 3 and full["status"] == "complete"
+    by_stage = full["usage"]["by_stage"]
+    for stage in ("feedback", "synthesize"):
+        assert abs(e["stages"][stage]["calls"] - by_stage[stage]["calls"]) <= 1, (stage, e["stages"], by_stage)
+    assert abs(e["total"]["calls"] - full["usage"]["calls"]) / full["usage"]["calls"] <= 0.15
+
+
 def test_a_pilot_of_a_model_served_here_says_its_time_and_no_batch_or_flex(tmp_path):
     """A teacher the command serves has no batch API and no flex tier, and the pilot measured its time here: the
     projection says that time and leaves the batch and flex columns out (a hosted teacher's keeps them)."""
