@@ -16,7 +16,8 @@ from refed_dspy.config import (
 )
 from refed_dspy.config.load import as_config
 from refed_dspy.config.section import mask_secrets, tomllib
-from refed_dspy.errors import ConfigError
+from refed_dspy.errors import ConfigError, MissingKeyError
+from refed_dspy.providers.keys import check_key
 from refed_dspy.secrets import mask
 
 
@@ -535,3 +536,17 @@ def test_a_model_set_over_a_section_that_names_none_names_the_default_it_replace
         f"teacher.model set to 'openai/gpt-4.1': the teacher settings of '{default}' are left behind (temperature); "
         "set them again with --set to keep them"
     ]
+
+
+def test_a_typo_in_the_provider_is_said_as_such_not_as_a_missing_key(monkeypatch):
+    """The newcomer trial: 'opneai/gpt-4o-mini' said `run export OPNEAI_API_KEY=...`. Its key's variable unset, a
+    prefix LiteLLM does not know is said as a typo, with the nearest provider; a known one still asks for its key."""
+    monkeypatch.delenv("OPNEAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(
+        MissingKeyError,
+        match=r"teacher.model = 'opneai/gpt-4o-mini': 'opneai' is no provider LiteLLM knows; did you mean 'openai/gpt-4o-mini'\?",
+    ):
+        check_key(load_config(None, ["teacher.model='opneai/gpt-4o-mini'"]).teacher, "teacher")
+    with pytest.raises(MissingKeyError, match=r"needs an API key in \$OPENAI_API_KEY"):
+        check_key(load_config(None, ["teacher.model='openai/gpt-4o-mini'"]).teacher, "teacher")

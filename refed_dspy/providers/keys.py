@@ -25,6 +25,7 @@ LiteLLM is imported only to place a bare model name (`routed_provider`).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import ipaddress
 import logging
@@ -588,6 +589,8 @@ def check_key(spec: KeyedSection, role: str) -> str | None:
     if env is None:
         return None
     key = os.environ.get(env)
+    if not key and (typo := unknown_prefix(spec.model)) is not None:  # 'opneai/...' asked for $OPNEAI_API_KEY
+        raise MissingKeyError(f"{role}.model = '{spec.model}': {typo}; fix {role}.model (no LM call was made)")
     if not key:
         raise MissingKeyError(
             f"the {role} model '{spec.model}' needs an API key in ${env}, which is not set: "
@@ -595,6 +598,18 @@ def check_key(spec: KeyedSection, role: str) -> str | None:
         )
     hold(key, env)
     return key
+
+
+def unknown_prefix(model: str) -> str | None:
+    """Why `model`'s provider prefix is one that neither LiteLLM's table nor a provider of refed's knows, with the
+    nearest known one ('opneai/gpt-4o-mini'); None when it is known or the model has none (OpenAI's)."""
+    prefix = provider_of(model)
+    if "/" not in model or prefix in LITELLM_PROVIDERS or PROVIDERS.for_prefix(prefix) is not None:
+        return None
+    near = difflib.get_close_matches(prefix, sorted(LITELLM_PROVIDERS), n=1, cutoff=0.6)
+    return f"'{prefix}' is no provider LiteLLM knows" + (
+        f"; did you mean '{near[0]}/{model.split('/', 1)[1]}'?" if near else ""
+    )
 
 
 def warn_route(route: KeyRoute, role: str) -> None:
