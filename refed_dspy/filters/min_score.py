@@ -30,7 +30,8 @@ def min_score(samples: list[Sample], judgments: Judgments, threshold: float, unj
             if unjudged == "drop":
                 reasons[sample_id(s)] = "no pointwise judgment (run `refed judge` with judging.pointwise = true)"
         elif point["overall"] < threshold:
-            reasons[sample_id(s)] = f"mean judge score {point['overall']} < {threshold}"
+            # one reason for all (the report counts rejects by reason); each sample's score is in judgments.jsonl
+            reasons[sample_id(s)] = f"mean judge score below {threshold:g}"
     return split(samples, reasons)
 
 

@@ -25,7 +25,7 @@ from refed_dspy.config import Config
 from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.errors import RunDirError
 from refed_dspy.filters.near_duplicates import NearDuplicates, near_duplicate_matches, parts_of
-from refed_dspy.ledger.usage import prompt_cache_share
+from refed_dspy.ledger.usage import prompt_cache_share, usd
 from refed_dspy.pages import number, render
 from refed_dspy.quality.contamination import contamination_lines, contamination_of, contamination_section
 from refed_dspy.quality.figures import (
@@ -165,6 +165,11 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
     }
 
 
+def _spent(cost: float | None) -> str:
+    """A part's cost in words: nothing (a local model's run), its dollars, or not recorded (not run here)."""
+    return "not recorded" if cost is None else "nothing" if cost == 0 else usd(cost)
+
+
 def format_text(stats: dict[str, Any]) -> str:
     """The one-screen text summary."""
     c, j, d = stats["counts"], stats["judge"], stats["diversity"]
@@ -175,7 +180,8 @@ def format_text(stats: dict[str, Any]) -> str:
         + (f"\n  WARNING      {stats['incomplete']}" if stats.get("incomplete") else "")
         + (f"\n  teachers     {mixed_line(stats.get('teachers'))}" if mixed_line(stats.get("teachers")) else "")
         + (f"\n  note         {self_preference_line(j['self_preference_model'])}" if j.get("self_preference") else ""),
-        f"  samples      {c['samples']} from {c['references_used']} references, {c['rejects']} rejects, {c['judged']} judged"
+        f"  samples      {c['samples']} from {c['references_used']} reference{'s' * (c['references_used'] != 1)}, "
+        f"{c['rejects']} rejects, {c['judged']} judged"
         + (f", {c['judge_failed']} failed to be judged" if c["judge_failed"] else ""),
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),
         "  judge fails  " + (", ".join(f"{n} {r}" for r, n in j["failures"].items()) or "none"),
@@ -186,7 +192,7 @@ def format_text(stats: dict[str, Any]) -> str:
         + (f", embedding {number(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         near_duplicate_line(stats["near_duplicates"]),
         f"  copies       {copies_line(stats['reference_copies'])}",
-        f"  cost         synthesis {number(cost['synthesis'])}, judge {number(cost['judge'])} USD",
+        f"  cost         synthesis {_spent(cost['synthesis'])}, judge {_spent(cost['judge'])}",
     ]
     if note := cost_note(stats["cost_by_stage"]):  # under the cost line it explains
         lines.append(f"               {note}")

@@ -67,6 +67,10 @@ def test_rouge_diversity_greedy_from_a_random_start():
 
 def test_min_score_length_dedup_and_subset():
     assert ids(min_score(SAMPLES, JUDGMENTS, 7.0)) == ["s1", "s3"]  # s4 has no judgment, s5 6.99 < 7
+    # one reason for every sample under the threshold, so the report counts them on one line (the newcomer trial:
+    # "1 mean judge score 4.8 < 5.0, 1 mean judge score 3.6 < 5.0, ..."); each one's score is in its judgment
+    low = [reason for s, reason in min_score(SAMPLES, JUDGMENTS, 9.0).removed if s["meta"]["id"] != "s4"]
+    assert len(low) >= 2 and set(low) == {"mean judge score below 9"}, low
     assert ids(length(SAMPLES, "response", min_words=6)) == ["s3", "s5"]  # final = improved, else draft
     assert ids(length(SAMPLES, "draft", max_words=3)) == ["s1", "s2", "s3", "s4"]
     assert ids(length(SAMPLES, "instruction", min_words=5, max_words=5)) == ["s2", "s3", "s4"]
