@@ -156,18 +156,25 @@ def lent(folders: list[Path], plan: dict[str, Any], items: list[tuple[str, str]]
 
 
 class AnswerLine:
-    """The progress line of the answering: answers made of those asked, seconds an answer, the time left."""
+    """The progress line of the answering: answers made of those asked, seconds an answer up to the last one made (a
+    batch under way does not stretch the figure), the time left."""
 
     def __init__(self, total: int, clock: Any = time.monotonic):
         self.total, self.done, self.clock = total, 0, clock
-        self.started = clock()
+        self.started = self.last = clock()
+
+    def add(self, made: int) -> None:
+        """Count `made` answers made now."""
+        self.done += made
+        self.last = self.clock()
 
     def __call__(self) -> str:
         line = f"answering: {self.done}/{self.total} answers"
         if not self.done:
             return f"{line}, ETA unknown"
-        each = (self.clock() - self.started) / self.done
-        return f"{line}, {each:.1f} s an answer, ETA {duration(each * (self.total - self.done))}"
+        each = (self.last - self.started) / self.done
+        left = max(0.0, each * (self.total - self.done) - (self.clock() - self.last))
+        return f"{line}, {each:.1f} s an answer, ETA {duration(left)}"
 
 
 def answer_all(
@@ -238,7 +245,7 @@ def _answer_into(
                 if made:
                     _record(writer, out, plan, first + made)
                     first = []
-                line.done += sum(not isinstance(one, RefedError) for one in said)
+                line.add(sum(not isinstance(one, RefedError) for one in said))
                 failed = next((one for one in said if isinstance(one, RefedError)), None)
                 if failed is not None:  # the batch's other answers are kept
                     raise failed

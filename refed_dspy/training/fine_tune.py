@@ -205,22 +205,26 @@ def examples(student: Student, settings: TrainConfig, pairs: list[Pair]) -> list
 
 
 class StepLine:
-    """The progress line of a training: step, the last loss, seconds a step and the time left (measured over this
-    invocation's steps)."""
+    """The progress line of a training: step, the last loss, seconds a step and the time left, measured over this
+    invocation's steps up to the last one seen done (a step under way does not stretch the figure)."""
 
     def __init__(self, trainer: Any, resumed_at: int, clock: Any = time.monotonic):
         self.trainer, self.resumed_at, self.clock = trainer, resumed_at, clock
         self.started = clock()
+        self.seen = (resumed_at, self.started)  # the last step seen done, and when it was seen
 
     def __call__(self) -> str:
-        state = self.trainer.state
+        state, now = self.trainer.state, self.clock()
         step, total = state.global_step, state.max_steps or 0
+        if step > self.seen[0]:
+            self.seen = (step, now)
         losses = [e["loss"] for e in state.log_history if "loss" in e]
         line = f"step {step}/{total}" + (f", loss {losses[-1]:.3f}" if losses else "")
         if step <= self.resumed_at:
             return f"{line}, ETA unknown"
-        per_step = (self.clock() - self.started) / (step - self.resumed_at)
-        return f"{line}, {per_step:.1f} s/step, ETA {duration(per_step * max(0, total - step))}"
+        per_step = (self.seen[1] - self.started) / (self.seen[0] - self.resumed_at)
+        left = max(0.0, per_step * max(0, total - step) - (now - self.seen[1]))
+        return f"{line}, {per_step:.1f} s/step, ETA {duration(left)}"
 
 
 def train_student(

@@ -16,6 +16,7 @@ from refed_dspy.config import Config, TrainConfig
 from refed_dspy.errors import ConfigError, RunDirError, SeedError
 from refed_dspy.quality.statistics import Pair
 from refed_dspy.training import fine_tune
+from refed_dspy.training.evaluate import AnswerLine
 from refed_dspy.training.fine_tune import (
     Collate,
     StepLine,
@@ -127,6 +128,11 @@ def test_the_progress_line_says_the_step_the_loss_and_the_time_left():
     now[0], state.global_step = 110.0, 10
     state.log_history.append({"loss": 1.25, "step": 10})
     assert line() == "step 10/20, loss 1.250, 2.0 s/step, ETA 20s"
+    # the newcomer trial: while the next step runs, the line read 60, then 90, then 120 s/step; the figure holds
+    now[0] = 118.0
+    assert line() == "step 10/20, loss 1.250, 2.0 s/step, ETA 12s"
+    now[0] = 200.0
+    assert line() == "step 10/20, loss 1.250, 2.0 s/step, ETA 0s"
 
 
 def test_a_source_without_pairs_or_without_the_extra_is_one_line(tmp_path, monkeypatch):
@@ -247,3 +253,13 @@ def test_a_gguf_s_plain_copy_is_kept_whole_or_not_at_all(tmp_path):
     keep_dense(Saves(), Saves(), tmp_path / "again", gguf)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "copy.123.tmp", "unsaid"]
     keep_dense(Saves(), Saves(), gguf / "students" / "x", gguf)  # a cache that cannot be made: nothing kept, no error
+
+
+def test_the_answering_line_measures_the_answers_made_not_the_wait_for_the_next():
+    now = [0.0]
+    line = AnswerLine(6, clock=lambda: now[0])
+    now[0] = 180.0
+    line.add(3)
+    assert line() == "answering: 3/6 answers, 60.0 s an answer, ETA 3m00s"
+    now[0] = 270.0  # the next batch under way: it read 90.0 s an answer
+    assert line() == "answering: 3/6 answers, 60.0 s an answer, ETA 1m30s"
