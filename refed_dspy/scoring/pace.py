@@ -41,6 +41,7 @@ class Pace:
         self.batches = 0
         self.started: float | None = None  # when the clock started (the model loaded)
         self._first: tuple[float, float] | None = None  # (work, when) at the end of the first batch
+        self.last: float | None = None  # when the last batch was made
 
     def start(self) -> None:
         """The model is loaded: the first batch's time counts from now."""
@@ -52,24 +53,27 @@ class Pace:
             self.start()
         self.done += work
         self.batches += 1
+        self.last = self.clock()
         if self._first is None:
-            self._first = (self.done, self.clock())
+            self._first = (self.done, self.last)
 
     def rate(self) -> float | None:
-        """Work a second over the batches made (the first left out once there are others); None before one is."""
-        if self._first is None or self.started is None:
+        """Work a second over the batches made, up to the last one (the first left out once there are others: a batch
+        under way does not slow the figure); None before one is."""
+        if self._first is None or self.started is None or self.last is None:
             return None
-        now = self.clock()
         work, since = self._first
-        if self.batches == 1 or now <= since:
+        if self.batches == 1 or self.last <= since:
             work, since = 0.0, self.started
-        seconds = now - since
+        seconds = self.last - since
         return (self.done - work) / seconds if seconds > 0 else None
 
     def seconds_left(self) -> float | None:
-        """The work left over the rate; None before a batch is made."""
+        """The work left over the rate, less the time the batch under way has taken; None before a batch is made."""
         rate = self.rate()
-        return max(self.total - self.done, 0.0) / rate if rate else None
+        if not rate or self.last is None:
+            return None
+        return max(0.0, max(self.total - self.done, 0.0) / rate - (self.clock() - self.last))
 
     def status(self) -> str:
         """'about 3 min left at 0.41 pairs/s' ('' before a batch is made)."""

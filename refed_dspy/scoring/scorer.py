@@ -257,7 +257,8 @@ class Scorer:
         pace: Pace | None = None
 
         def status() -> str:
-            return f"{made[0]}/{len(todo)} passes, " + (pace.status() if pace is not None else "loading the model")
+            said = pace.status() if pace is not None else "loading the model"
+            return f"{made[0]}/{len(todo)} passes, {said or 'the first batch under way'}"
 
         beat = Heartbeat("score", status).start() if show else None
         try:
@@ -274,7 +275,7 @@ class Scorer:
                 pace.add(cost)
                 made[0] += len(batch)
                 if beat is not None and pace.batches == 1 and len(batches) > 1:
-                    beat.say(f"  first batch made{_loaded(loaded)}: {pace.status()}")
+                    beat.say(f"score: first batch made{_loaded(loaded)}: {pace.status()}")
                 elif beat is not None:
                     beat.draw()
                 yield batch

@@ -224,3 +224,18 @@ def test_refed_score_stopped_by_sigint_keeps_its_rows_and_the_same_command_score
     assert [r["instruction"] for r in lines(out)] == [x for x, _ in pairs]
     assert f"scored 24 pairs of {seeds} with m at {server.api_base}" in stdout
     assert f"{len(kept)} of them there already" in stdout
+
+
+def test_the_time_left_counts_down_while_a_batch_runs():
+    """The newcomer trial: between batches the rate was taken over the time up to now, so the figures grew while a
+    batch ran. They are the batches made; the time left goes down while the next one runs."""
+    clock = Clock()
+    pace = Pace(400, pairs=4, clock=clock)
+    pace.start()
+    for _ in range(2):
+        clock.now += 10.0
+        pace.add(100)
+    before = (pace.rate(), pace.seconds_left())
+    assert before == (10.0, 20.0)
+    clock.now += 5.0  # the third batch under way
+    assert (pace.rate(), pace.seconds_left()) == (10.0, 15.0)

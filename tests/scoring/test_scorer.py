@@ -90,7 +90,7 @@ def test_two_passes_a_pair_at_most_and_a_second_scoring_makes_none(scorer, tmp_p
 def test_an_estimate_is_printed_before_scoring_and_uses_the_speed_measured_here(scorer, capsys):
     scorer.score([("Name an even number.", "Two."), ("Name an odd number.", "One."), MATCHED], show_progress=True)
     err = capsys.readouterr().err  # batches of 2 passes: 3 of them; the first says the time left, measured
-    assert "  first batch made: about 0 s left at " in err and " pairs/s" in err
+    assert "score: first batch made: about 0 s left at " in err and " pairs/s" in err
     scorer.cache.note_speed("stand-in|float32|cpu", 0)  # as if never measured
     scorer.score([("Name a colour.", "Blue is a colour.")], show_progress=True)
     first = capsys.readouterr().err.splitlines()[0]
