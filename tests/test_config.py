@@ -163,6 +163,10 @@ def test_a_key_in_a_header_of_extra_is_masked_and_held(monkeypatch):
     assert mask(f"a 500 quoting {virtual} and {subscription}").count("...") == 2
     # the key is still sent: only its records are masked
     assert cfg.teacher.extra["extra_headers"]["X-Portkey-Virtual-Key"] == virtual
+    # a config read back from a run dir (`refed judge run RUN` without --config) refuses to send the masked stand-in
+    recorded = config_from_dict(tomllib.loads(written), record=True)
+    with pytest.raises(ConfigError, match=r"teacher.extra holds a key that was masked where the config was recorded"):
+        recorded.teacher.lm_kwargs(role="teacher")
 
 
 @pytest.mark.parametrize("field", ["teacher.api_key_env", "judge.api_key_env", "evaluate.api_key_env"])

@@ -467,11 +467,16 @@ class LMSpec(Section):
             The keyword arguments by name: `extra`, then lm_arguments' that are not None.
 
         Raises:
-            ConfigError: `extra` names a keyword refed gives itself.
+            ConfigError: `extra` names a keyword refed gives itself, or holds a secret masked where it was recorded.
         """
         clash = next((key for key in self.extra if key in reserved_extra_keys()), None)
         if clash is not None:
             raise ConfigError(f"{role}.extra: {reserved_message(clash, role)}")
+        if "***" in secret_values(self.extra):  # a run dir's config.toml: its header keys were masked as it was written
+            raise ConfigError(
+                f"{role}.extra holds a key that was masked where the config was recorded (a run dir's config.toml): "
+                "pass --config with the config that holds it"
+            )
         own = {k: v for k, v in self.lm_arguments(num_retries, role).items() if v is not None}
         return {**self.extra, **own}
 
