@@ -35,7 +35,7 @@ from refed_dspy.launch.plan import held_calls, served
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.ledger.call_log import LOG_NAME, NEW_LEDGER, CallLog
 from refed_dspy.ledger.lines import BadLine, usage_figures
-from refed_dspy.ledger.usage import usage_beyond, usd
+from refed_dspy.ledger.usage import larger_usage, usage_beyond, usd
 from refed_dspy.optimizers.compile import OptimizationStopped
 from refed_dspy.optimizers.compile import optimize as compile_program
 from refed_dspy.optimizers.examples import EXAMPLES_STAGE, OptimizeExamples, examples_spent, optimization_examples
@@ -315,7 +315,7 @@ def _open_log(out: Path, budget: CallBudget, new_ledger: bool) -> CallLog | None
     log = CallLog.open(out / LOG_NAME, (out / "optimize_summary.json", out / "program.json"), new_ledger)
     log.summary_stamp = _stamp(out)
     budget.log = log
-    budget.add_paid(_larger(log.earlier, None if new_ledger else _summary_usage(out)))
+    budget.add_paid(larger_usage(log.earlier, None if new_ledger else _summary_usage(out)))
     if log.found_now:
         logger.info(
             "optimize: %d LM calls of an earlier invocation that was killed are counted as paid (%s)",
@@ -340,15 +340,6 @@ def _summary_usage(out: Path) -> dict[str, Any] | None:
         return usage_figures(read_json(out / "optimize_summary.json").get("usage") or {}) or None
     except BadLine:
         return None
-
-
-def _larger(ledger: dict[str, Any] | None, summary: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The larger of what the ledger and the last summary say the command spent: the summary holds what a ledger
-    cut back by its last invocations would hide."""
-    if not summary or not ledger:
-        return ledger or summary
-    key = lambda u: (int(u.get("calls") or 0), float(u.get("cost_usd") or 0.0))  # noqa: E731 - used twice
-    return summary if key(summary) > key(ledger) else ledger
 
 
 def _close_log(log: CallLog | None, budget: CallBudget, out: Path) -> None:

@@ -1,6 +1,7 @@
 import json
 import re
 
+import pydantic
 import pytest
 
 import refed_dspy.secrets as secrets
@@ -14,6 +15,7 @@ from refed_dspy.config import (
     load_config,
     to_toml,
 )
+from refed_dspy.config.lm import LMSpec
 from refed_dspy.config.load import as_config
 from refed_dspy.config.section import mask_secrets, tomllib
 from refed_dspy.errors import ConfigError, MissingKeyError
@@ -156,10 +158,16 @@ def test_a_key_in_a_header_of_extra_is_masked_and_held(monkeypatch):
     api_key and Authorization. A header that carries a credential is masked, and its value held: masked in every text."""
     monkeypatch.setattr(secrets, "_held", {})
     virtual, subscription = "vk-INLINESECRET0123456789", "apim-0123456789abcdefSUBSCRIPTION"
-    headers = {"X-Portkey-Virtual-Key": virtual, "Ocp-Apim-Subscription-Key": subscription, "X-Title": "my app"}
+    headers = {
+        "X-Portkey-Virtual-Key": virtual,
+        "Ocp-Apim-Subscription-Key": subscription,
+        "X-Title": "my app",
+        "X-Session-Affinity": "replica-1",  # a word of its name, not a part of one, says a header carries a key
+    }
     cfg = load_config(None, [f"teacher.extra={{extra_headers={json.dumps(headers).replace(':', '=')}}}"])
     written = to_toml(cfg)  # what a run dir's config.toml, MLflow's params and `config show` take (mask_secrets)
     assert virtual not in written and subscription not in written and 'X-Title = "my app"' in written, written
+    assert 'X-Session-Affinity = "replica-1"' in written
     assert mask(f"a 500 quoting {virtual} and {subscription}").count("...") == 2
     # the key is still sent: only its records are masked
     assert cfg.teacher.extra["extra_headers"]["X-Portkey-Virtual-Key"] == virtual
@@ -179,6 +187,10 @@ def test_a_key_pasted_where_its_variable_s_name_belongs_is_refused_unsaid(field,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{field}: must be the name of an environment variable" in err, err
     assert "MISTAKEKEY" not in err and not (tmp_path / "run").exists()
+    # from Python too: pydantic's own message leaves the input out
+    with pytest.raises(pydantic.ValidationError) as raised:
+        LMSpec(api_key_env=pasted)
+    assert "must be the name of an environment variable" in str(raised.value) and "MISTAKEKEY" not in str(raised.value)
 
 
 def test_config_show_cli(tmp_path, capsys):

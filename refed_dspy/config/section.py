@@ -60,10 +60,13 @@ def expand_home(path: str) -> str:
 
 
 # a key name that holds a secret: such a value never belongs in a config, a record or a log line
-SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|credential|private[_-]?key|(^|_)token$)", re.I)
+SECRET_NAME = re.compile(r"(api[_-]?key|secret|password|authorization|private[_-]?key|(^|_)token$)", re.I)
 # a header that carries a credential (a gateway's `X-Portkey-Virtual-Key`, Azure API Management's
-# `Ocp-Apim-Subscription-Key`, a cookie, a signature): its value is masked wherever a config is written
-SECRET_HEADER = re.compile(r"(key|token|secret|auth|cookie|credential|signature|password|session)", re.I)
+# `Ocp-Apim-Subscription-Key`, a cookie, a signature), by a word of its name: its value is masked wherever a config is
+# written (`Keyword` or `X-Session-Affinity` is no such header)
+SECRET_HEADER = re.compile(
+    r"(^|[-_])(key|apikey|token|secret|signature|cookie|auth|authorization|password|credentials?)($|[-_])", re.I
+)
 
 # the largest magnitude any number of a config takes (a quadrillion): far above every real size, count, price or
 # budget, and far below what overflows when figures are multiplied and made whole (1e308 calls per sample times the
@@ -89,7 +92,10 @@ class Section(BaseModel):
     and `nan` are refused in every field, and so is any number above MAX_NUMBER in magnitude (`1e308`), so a price, a
     budget, a count or a duration can never turn a cost into NaN, a product into inf or a wait into an overflow."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+    # hide_input_in_errors: a key pasted where a variable's name belongs is never said back, from Python either
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False, hide_input_in_errors=True
+    )
 
     @field_validator("*", mode="after")
     @classmethod

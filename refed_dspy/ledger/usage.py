@@ -309,3 +309,13 @@ def usd_up_to(cost: float | None, bound: float | None, unknown: str = "cost unkn
     if cost is None or not bound:
         return usd(cost, unknown)
     return f"{usd(cost)} (up to {usd(cost + bound)})"
+
+
+def larger_usage(ledger: dict[str, Any] | None, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The larger of what a command's write-ahead ledger and its last summary say it spent (by calls, then cost): the
+    summary holds what a ledger cut back by its last invocations would hide, the ledger what an invocation under way
+    or killed since the summary paid."""
+    if not summary or not ledger:
+        return ledger or summary
+    key = lambda u: (int(u.get("calls") or 0), float(u.get("cost_usd") or 0.0))  # noqa: E731 - used twice
+    return summary if key(summary) > key(ledger) else ledger

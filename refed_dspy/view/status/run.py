@@ -42,7 +42,7 @@ from refed_dspy.launch.batch.store import (
 )
 from refed_dspy.ledger.call_log import LOG_NAME, Ledger, unaccounted
 from refed_dspy.ledger.lines import BadLine
-from refed_dspy.ledger.usage import Totals, usd, usd_up_to, with_unrecorded
+from refed_dspy.ledger.usage import Totals, larger_usage, usd, usd_up_to, with_unrecorded
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
 from refed_dspy.store.ownership import kind_of, refuse_folder
@@ -336,12 +336,13 @@ def _container_spend(path: Path, kind: str, runs: list[RunStatus]) -> dict[str, 
     """What a comparison or an optimization paid in all, as `calls` and `cost_usd`: an optimization's own ledger (its
     summary's usage, else its write-ahead log: the examples, the compiling and the judge's calls together), else its
     runs' syntheses and their judgings."""
-    usage = read_json(path / "optimize_summary.json").get("usage") if kind == "optimization" else None
-    if not usage and kind == "optimization" and (path / LOG_NAME).exists():
-        try:
-            usage = Ledger.read(path / LOG_NAME).paid()
-        except (BadLine, RefedError):  # a log that cannot be believed: what the runs inside hold
-            usage = None
+    usage = None
+    if kind == "optimization":
+        summary = read_json(path / "optimize_summary.json").get("usage") or None
+        try:  # a resumed optimization under way, or killed, has paid more than its last summary says
+            usage = larger_usage(Ledger.read(path / LOG_NAME).paid() if (path / LOG_NAME).exists() else None, summary)
+        except (BadLine, RefedError, OSError):  # a log that cannot be believed: the summary, else the runs inside
+            usage = summary
     if usage:
         return {"calls": usage.get("calls"), "cost_usd": usage.get("cost_usd")}
     parts = [*runs, *(r.judge for r in runs if r.judge is not None)]
