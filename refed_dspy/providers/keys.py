@@ -589,7 +589,10 @@ def check_key(spec: KeyedSection, role: str) -> str | None:
     if env is None:
         return None
     key = os.environ.get(env)
-    if not key and (typo := unknown_prefix(spec.model)) is not None:  # 'opneai/...' asked for $OPNEAI_API_KEY
+    typo = (
+        unknown_prefix(spec.model) if not key and not spec.api_base else None
+    )  # 'opneai/...' asked for $OPNEAI_API_KEY
+    if typo is not None:
         raise MissingKeyError(f"{role}.model = '{spec.model}': {typo}; fix {role}.model (no LM call was made)")
     if not key:
         raise MissingKeyError(
@@ -606,9 +609,12 @@ def unknown_prefix(model: str) -> str | None:
     prefix = provider_of(model)
     if "/" not in model or prefix in LITELLM_PROVIDERS or PROVIDERS.for_prefix(prefix) is not None:
         return None
+    if not re.fullmatch(r"[a-z0-9_]+", prefix):  # an organisation's model name (meta-llama/..., Qwen/...)
+        return None
     near = difflib.get_close_matches(prefix, sorted(LITELLM_PROVIDERS), n=1, cutoff=0.6)
+    own = f"a model a server of yours serves is openai/{model} with that server's api_base"
     return f"'{prefix}' is no provider LiteLLM knows" + (
-        f"; did you mean '{near[0]}/{model.split('/', 1)[1]}'?" if near else ""
+        f"; did you mean '{near[0]}/{model.split('/', 1)[1]}'? ({own})" if near else f" ({own})"
     )
 
 

@@ -165,9 +165,11 @@ def compute(rundir: RunDir, config: Config, embedder=None) -> dict[str, Any]:
     }
 
 
-def _spent(cost: float | None) -> str:
-    """A part's cost in words: nothing (a local model's run), its dollars, or not recorded (not run here)."""
-    return "not recorded" if cost is None else "nothing" if cost == 0 else usd(cost)
+def _spent(cost: float | None, ran: bool) -> str:
+    """A part's cost in words: not run here, nothing (a local model's run), its dollars, or unknown (no price)."""
+    if not ran:
+        return "not run here"
+    return "unknown (no price)" if cost is None else "nothing" if cost == 0 else usd(cost)
 
 
 def format_text(stats: dict[str, Any]) -> str:
@@ -192,7 +194,8 @@ def format_text(stats: dict[str, Any]) -> str:
         + (f", embedding {number(d['embedding_diversity'])}" if d["embedding_diversity"] is not None else ""),
         near_duplicate_line(stats["near_duplicates"]),
         f"  copies       {copies_line(stats['reference_copies'])}",
-        f"  cost         synthesis {_spent(cost['synthesis'])}, judge {_spent(cost['judge'])}",
+        f"  cost         synthesis {_spent(cost['synthesis'], bool(stats['execution']['synthesis']))}, "
+        f"judge {_spent(cost['judge'], bool(stats['execution']['judge']))}",
     ]
     if note := cost_note(stats["cost_by_stage"]):  # under the cost line it explains
         lines.append(f"               {note}")

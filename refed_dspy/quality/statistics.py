@@ -311,8 +311,11 @@ def embedder_for(config: Config) -> Any:
 
 
 def embedded(embedder: Any, texts: list[str], model: str) -> Any:
-    """`embedder`'s embeddings of `texts`; a failure of its request in one line: ConfigError when the server refused
-    the key or knows no such model (401, 403, 404), else RunAborted. A key refused before it left is raised as is."""
+    """`embedder`'s embeddings of `texts`; a failure of a hosted model's request (a dspy.Embedder's) in one line:
+    ConfigError when the server refused the key or knows no such model (401, 403, 404), else RunAborted. A key refused
+    before it left, and an embedder of the caller's or a local one failing, are raised as they are."""
+    if not isinstance(embedder, dspy.Embedder):
+        return embedder(texts)
     try:
         return embedder(texts)
     except Exception as err:

@@ -275,7 +275,7 @@ class Scorer:
                 pace.add(cost)
                 made[0] += len(batch)
                 if beat is not None and pace.batches == 1 and len(batches) > 1:
-                    beat.say(f"score: first batch made{_loaded(loaded)}: {pace.status()}")
+                    beat.say(f"{beat.label}: first batch made{_loaded(loaded)}: {pace.status()}")
                 elif beat is not None:
                     beat.draw()
                 yield batch

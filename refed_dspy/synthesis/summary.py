@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field
 
 from refed_dspy.engine.failures import hint_for
-from refed_dspy.engine.progress import duration
+from refed_dspy.engine.progress import duration, per_time
 from refed_dspy.engine.window import rate_limit_line
 from refed_dspy.ledger.usage import prompt_cache_share, tier_text, usd
 from refed_dspy.store.jsonl import read_json, read_jsonl
@@ -285,10 +285,7 @@ def _raise(why: str) -> str:
 def _pace(per_s: float | None, wall_s: float) -> str:
     """Samples a second over the wall time, in units a reader takes in: a local run's 0.0019/s is 6.74/h, its
     1601.7 s 26m41s."""
-    per_s = per_s or 0.0
-    rate = f"{per_s:.2f}/s" if per_s >= 0.1 or not per_s else None
-    rate = rate or (f"{per_s * 60:.2f}/min" if per_s * 60 >= 0.1 else f"{per_s * 3600:.2f}/h")
-    return f"{rate} over {f'{wall_s:.1f}s' if wall_s < 60 else duration(wall_s)}"
+    return f"{per_time(per_s or 0.0)} over {f'{wall_s:.1f}s' if wall_s < 60 else duration(wall_s)}"
 
 
 def format_summary(s: dict[str, Any]) -> str:

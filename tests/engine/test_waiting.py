@@ -244,7 +244,9 @@ def test_before_the_first_item_the_line_shows_no_rate():
     assert "4/10 samples, no sample done yet," in bar.line() and "/s" not in bar.line(), bar.line()
     bar.update(5, Totals(), 0)
     clock.now += 5.0
-    assert "5/10 samples, 0.02/s, ETA unknown," in bar.line(), bar.line()  # one item in the 50 s since the start
+    assert "5/10 samples, 1.20/min, ETA unknown," in bar.line(), bar.line()  # one item in the 50 s since the start
+    done = Progress(total=10, initial=10, clock=clock, enabled=False)  # a complete run resumed: nothing left to do
+    assert "10/10 samples, 0.00/s, ETA done," in done.line(), done.line()
 
 
 def test_the_eta_waits_for_a_pace_not_one_sample():
