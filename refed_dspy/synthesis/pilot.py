@@ -1,9 +1,11 @@
 """`refed estimate --pilot N`: pay for N real samples, then project the whole run from what they measured.
 
 The pilot is a real run of the config with `synthesis.size = N`, in `<run.dir>/pilot` (resumable like any run,
-and kept: its samples were paid for), on the references nearest the mean length first (`typical_first`). Per stage, its calls and tokens are scaled: the feedback stage by the
-references the full run will collect feedback from (one per unit it needs, at most every reference), every
-other stage by samples (the pilot's calls per kept sample already include its rejects, repairs and dedup drops). A
+and kept: its samples were paid for), on the references nearest the mean length first (`typical_first`). Per stage, its
+calls and tokens are scaled by the tasks the stage serves: the feedback stage by the references the full run will
+collect feedback from (one per unit it needs, at most every reference), the instructions' stage by the units it needs
+(its size over the samples a pilot's unit gave: the instructions it kept, less the share lost as rejects), every other
+stage by samples (the pilot's calls per kept sample already include its rejects, repairs and dedup drops). A
 reasoning model's hidden reasoning tokens, which no walk-through can count, are what the pilot measured (billed as
 output: inside the completion tokens, said apart).
 """
@@ -52,12 +54,17 @@ def pilot_config(config: Config, n: int) -> Config:
     )
 
 
+_BEFORE_SAMPLES = ("feedback", "synthesize")  # rejects of these stages were never kept instructions
+
+
 def _full_units(config: Config, pilot: RunSummary, samples: int, n_refs: int) -> int:
-    """The synthesis units the full run takes: its size over the instructions a pilot's unit kept (a pilot smaller than
-    a unit's yield used one unit for 3 samples of its 10: not a unit for every 3 samples), else the method's count."""
+    """The synthesis units the full run takes: its size over the samples a pilot's unit gives, the instructions it kept
+    less the share of them lost as rejects (a pilot smaller than a unit's yield used one unit for 3 samples of its 10:
+    not a unit for every 3 samples), else the method's count."""
     units, kept = int(pilot["units"]), int(pilot.get("instructions_kept") or 0)
+    lost = sum(n for stage, n in (pilot.get("rejects_by_stage") or {}).items() if stage not in _BEFORE_SAMPLES)
     if units and kept >= samples:
-        return math.ceil(config.synthesis.size / (kept / units))
+        return math.ceil(config.synthesis.size / (kept / units * samples / (samples + lost)))
     return METHODS.get(config.synthesis.method).work_counts(config.synthesis, n_refs)["unit"]
 
 
