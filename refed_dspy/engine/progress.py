@@ -236,7 +236,11 @@ class Progress:
         cost += f", projected {usd(projected)} in all" if projected is not None else ""
         stage = self.stage()
         # before this invocation's first item a rate of 0.00/s would read as a stalled run
-        pace = f"{per_time(rate)}, ETA {eta}" if self.done > self.initial or left <= 0 else f"no {self.unit} done yet"
+        pace = (
+            f"{per_time(rate)}, ETA {eta}"
+            if self.done > self.initial or left <= 0
+            else f"no {self.unit} done yet, ETA {eta}"
+        )
         return (
             (f"{stage}; " if stage else "") + f"{self.done}/{self.total} {self.unit}s, {pace}, {self.calls} LM calls, "
             f"{self.rejects} rejects, {cost} ({duration(self._clock() - self.started)} elapsed)"
