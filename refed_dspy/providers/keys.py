@@ -589,9 +589,8 @@ def check_key(spec: KeyedSection, role: str) -> str | None:
     if env is None:
         return None
     key = os.environ.get(env)
-    typo = (
-        unknown_prefix(spec.model) if not key and not spec.api_base else None
-    )  # 'opneai/...' asked for $OPNEAI_API_KEY
+    # a provider's name mistyped ('opneai/...') would otherwise ask for $OPNEAI_API_KEY
+    typo = unknown_prefix(spec.model) if not key and not spec.api_base else None
     if typo is not None:
         raise MissingKeyError(f"{role}.model = '{spec.model}': {typo}; fix {role}.model (no LM call was made)")
     if not key:
