@@ -333,9 +333,9 @@ def _container(path: Path, kind: str, who: Holder | None, now: float) -> RunStat
 
 
 def _container_spend(path: Path, kind: str, runs: list[RunStatus]) -> dict[str, Any]:
-    """What a comparison or an optimization paid in all, as `calls` and `cost_usd`: an optimization's own ledger (its
-    summary's usage, else its write-ahead log: the examples, the compiling and the judge's calls together), else its
-    runs' syntheses and their judgings."""
+    """What a comparison or an optimization paid in all, as `calls` and `cost_usd`: an optimization's own ledger (the
+    larger of its summary's usage and its write-ahead log: the examples, the compiling and the judge's calls together),
+    else its runs' syntheses and their judgings."""
     usage = None
     if kind == "optimization":
         summary = read_json(path / "optimize_summary.json").get("usage") or None
