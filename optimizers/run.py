@@ -533,8 +533,8 @@ def _budget_line(run: _Run, metric: Any) -> str:
     roles = ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
     failed = metric.failure_summary()["failed"]
     return (
-        f"{run.phase.now}; {usage['calls']} LM calls ({roles or 'none yet'}), {usd(usage['cost_usd'])}, {failed} judge failures, "
-        f"{int(time.monotonic() - run.started)}s elapsed"
+        f"{run.phase.now}; {usage['calls']} LM calls ({roles or 'none yet'}), {usd(usage['cost_usd'])}, "
+        f"{failed} judge failures, {int(time.monotonic() - run.started)}s elapsed"
     )
 
 

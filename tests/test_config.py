@@ -155,7 +155,8 @@ def test_mask_and_toml_roundtrip():
 def test_a_key_in_a_header_of_extra_is_masked_and_held(monkeypatch):
     """The attacker's trial: a gateway's key given inline in a header (Portkey's virtual key, Azure API Management's
     subscription key) reached config.toml, MLflow's params and `config show`, whose masking read only names such as
-    api_key and Authorization. A header that carries a credential is masked, and its value held: masked in every text."""
+    api_key and Authorization. A header that carries a credential is masked, and its value held: masked in every
+    text."""
     monkeypatch.setattr(secrets, "_held", {})
     virtual, subscription = "vk-INLINESECRET0123456789", "apim-0123456789abcdefSUBSCRIPTION"
     headers = {
@@ -561,7 +562,8 @@ def test_a_typo_in_the_provider_is_said_as_such_not_as_a_missing_key(monkeypatch
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(
         MissingKeyError,
-        match=r"teacher.model = 'opneai/gpt-4o-mini': 'opneai' is no provider LiteLLM knows; did you mean 'openai/gpt-4o-mini'\?",
+        match=r"teacher.model = 'opneai/gpt-4o-mini': 'opneai' is no provider LiteLLM knows; "
+        r"did you mean 'openai/gpt-4o-mini'\?",
     ):
         check_key(load_config(None, ["teacher.model='opneai/gpt-4o-mini'"]).teacher, "teacher")
     with pytest.raises(MissingKeyError, match=r"needs an API key in \$OPENAI_API_KEY"):

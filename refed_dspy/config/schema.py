@@ -174,8 +174,9 @@ _ENDPOINT_FIELDS = {"teacher": ("api_base",)}
 
 _DEFAULTS = Config().model_dump(mode="json")
 
-# Fields a fingerprint holds as sent: a config that leaves one unset shows the model's own default in a diff
-_AS_SENT = {("teacher", "temperature"), ("teacher", "max_tokens")}
+# A role's fields a fingerprint (a run's, a judging's) holds as sent: a config that leaves one unset shows the model's
+# own default in a diff
+AS_SENT = ("temperature", "max_tokens")
 AS_SENT_NOTE = " (the values sent: where a config sets none, the model's own default)"
 
 
@@ -234,7 +235,10 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if key not in old.get(section, {}) and b == _DEFAULTS[section][key]:
                 continue  # a field added after the run was made, at its default: same output
             if a != b:
-                out.append(f"{section}.{key}: {a!r} -> {b!r}" + (AS_SENT_NOTE if (section, key) in _AS_SENT else ""))
+                out.append(
+                    f"{section}.{key}: {a!r} -> {b!r}"
+                    + (AS_SENT_NOTE if section == "teacher" and key in AS_SENT else "")
+                )
     # a program's content, wherever it came from; a run made with a program before hashes were recorded is
     # matched by its synthesis.program alone (compared above)
     made_before_hashes = "program_hash" not in old and old.get("synthesis", {}).get("program") is not None

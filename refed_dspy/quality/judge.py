@@ -20,7 +20,7 @@ import dspy
 
 from refed_dspy.config import Config
 from refed_dspy.config.load import ConfigLike, given_config
-from refed_dspy.config.schema import AS_SENT_NOTE, PROMPT_FORMAT, endpoint_moved_line, prompt_format_diff
+from refed_dspy.config.schema import AS_SENT, AS_SENT_NOTE, PROMPT_FORMAT, endpoint_moved_line, prompt_format_diff
 from refed_dspy.engine.execution import Engine
 from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
@@ -72,7 +72,7 @@ def judge_fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str
     the prompt format when it differs (a fingerprint without one was made with the first). The endpoint is not among
     them (`judge_endpoint_diff`): a judging whose endpoint alone moved is resumed."""
     return [
-        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" + (AS_SENT_NOTE if k in ("temperature", "max_tokens") else "")
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" + (AS_SENT_NOTE if k in AS_SENT else "")
         for k in dict.fromkeys([*new, *old])
         if k not in ("prompt_format", "api_base")
         and old.get(k) != new.get(k)

@@ -294,7 +294,8 @@ def format_summary(s: dict[str, Any]) -> str:
     lines = [
         f"run {s['run_dir']}: {s['status']}  ({s['method']}, teacher {s['teacher']})",
         f"  output       {Path(s['run_dir']) / 'samples.jsonl'}  (`refed view {s['run_dir']}` to read it)",
-        f"  samples      {s['samples']}/{s['size']}  (+{s['new_samples']} this time, {_pace(s['samples_per_s'], s['wall_s'])})",
+        f"  samples      {s['samples']}/{s['size']}  "
+        f"(+{s['new_samples']} this time, {_pace(s['samples_per_s'], s['wall_s'])})",
         f"  references   {s['references']} loaded, feedback on {s['feedback_collected']}, {s['units']} synthesis units, "
         f"{s['instructions_kept']} instructions kept",
         f"  LM calls     {u['calls']} {'sent' if s.get('cost_usd') == 0 else 'paid'}, {u['cached_calls']} from the run cache"
