@@ -47,13 +47,12 @@ from refed_dspy.clients.calls import (
     finish_error,
     read_reply,
 )
-from refed_dspy.clients.destination import check_lm_key, refusal_in
 from refed_dspy.clients.destination import install as install_destination_check
+from refed_dspy.clients.destination import refusal_in
 from refed_dspy.clients.flights import LATE, aanswer_of, answer_of
 from refed_dspy.clients.prompt_cache import count_prompt
 from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gave_up_waiting, tier_asked
 from refed_dspy.config.lm import TIMEOUT_S
-from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import StablePrompt
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
@@ -504,7 +503,7 @@ _classes: dict[type, type] = {}
 _classes_lock = threading.Lock()
 
 
-def _boundary_class(cls: type) -> type:
+def boundary_class(cls: type) -> type:
     """`cls` with the call boundary in front of it: one subclass per LM class."""
     with _classes_lock:
         sub = _classes.get(cls)
@@ -516,34 +515,7 @@ def _boundary_class(cls: type) -> type:
 
 def _behind_boundary(cls: type) -> Any:
     """An empty instance of `cls` behind the boundary (its state is set after): how a bounded LM is rebuilt."""
-    return _boundary_class(cls).__new__(_boundary_class(cls))
-
-
-def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
-    """`lm` behind the call boundary, so that its calls are counted, budgeted and checked like those of an LM built
-    from config: `lm` itself when it already is (build_lm made it), else a copy of it (sharing its client; the object
-    handed in is left as it was) whose class puts CallBoundary in front of the LM's own.
-
-    Any dspy.BaseLM works: a dspy.LM, a subclass, or a user's own BaseLM. DSPy hands each reply of a BaseLM to its
-    `update_history`, where the boundary reads the usage and how the reply ended. The copy makes DSPy's retries of a
-    failed request itself (`take_retries`), so that each request is counted. ConfigError for what is not one;
-    KeyProviderError for one whose key would reach another provider's endpoint (clients.destination.check_lm_key).
-    `fresh`: a copy even of an LM already behind the boundary (one a user made with build_lm), for a caller that
-    attaches a budget to it; the user's object stays as it was.
-    """
-    if isinstance(lm, CallBoundary):
-        if not fresh:
-            return lm
-        twin = lm.copy()
-        twin.role = role
-        return twin
-    if not isinstance(lm, dspy.BaseLM):
-        raise ConfigError(f"{role}: expected a dspy.BaseLM (for example dspy.LM(...)), got {type(lm).__name__}")
-    check_lm_key(lm, role)
-    twin = lm.copy() if callable(getattr(lm, "copy", None)) else copy.copy(lm)
-    twin.__class__ = _boundary_class(type(lm))
-    twin.role = role
-    return twin.take_retries()
+    return boundary_class(cls).__new__(boundary_class(cls))
 
 
 def ledger_of(lm: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, int | None]:

@@ -36,6 +36,7 @@ the client DSPy picks for it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import json
 import logging
@@ -47,8 +48,8 @@ from typing import Any
 import dspy
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, TransportRequest
 
-from refed_dspy.clients.boundary import CallBoundary, endpoint_asked, stable_under_way
-from refed_dspy.clients.destination import CheckedTransport
+from refed_dspy.clients.boundary import CallBoundary, boundary_class, endpoint_asked, stable_under_way
+from refed_dspy.clients.destination import CheckedTransport, check_lm_key
 from refed_dspy.clients.generation_watch import GenerationWatch, watched_host
 from refed_dspy.clients.prompt_cache import CacheAskingRequest
 from refed_dspy.clients.rate_limits import RateLimitReader, RateLimits
@@ -204,6 +205,33 @@ def _made(spec: LMSpec, role: str, kwargs: dict[str, Any]) -> RefedLM:
     lm.flex_fallback = spec.flex_fallback
     lm.take_retries()
     return lm
+
+
+def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
+    """`lm` behind the call boundary, so that its calls are counted, budgeted and checked like those of an LM built
+    from config: `lm` itself when it already is (build_lm made it), else a copy of it (sharing its client; the object
+    handed in is left as it was) whose class puts CallBoundary in front of the LM's own.
+
+    Any dspy.BaseLM works: a dspy.LM, a subclass, or a user's own BaseLM. DSPy hands each reply of a BaseLM to its
+    `update_history`, where the boundary reads the usage and how the reply ended. The copy makes DSPy's retries of a
+    failed request itself (`take_retries`), so that each request is counted. ConfigError for what is not one;
+    KeyProviderError for one whose key would reach another provider's endpoint (clients.destination.check_lm_key).
+    `fresh`: a copy even of an LM already behind the boundary (one a user made with build_lm), for a caller that
+    attaches a budget to it; the user's object stays as it was.
+    """
+    if isinstance(lm, CallBoundary):
+        if not fresh:
+            return lm
+        twin = lm.copy()
+        twin.role = role
+        return twin
+    if not isinstance(lm, dspy.BaseLM):
+        raise ConfigError(f"{role}: expected a dspy.BaseLM (for example dspy.LM(...)), got {type(lm).__name__}")
+    check_lm_key(lm, role)
+    twin = lm.copy() if callable(getattr(lm, "copy", None)) else copy.copy(lm)
+    twin.__class__ = boundary_class(type(lm))
+    twin.role = role
+    return twin.take_retries()
 
 
 def stage_lm(spec: LMSpec, role: str, concurrency: int) -> RefedLM:

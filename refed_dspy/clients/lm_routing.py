@@ -35,11 +35,11 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.boundary import CallBoundary, bounded, scopes_from
+from refed_dspy.clients.boundary import CallBoundary, scopes_from
 from refed_dspy.clients.calls import _work_ledger, current_stage
 from refed_dspy.clients.destination import endpoint_of
 from refed_dspy.clients.flights import Flights
-from refed_dspy.clients.lm import price_of_lm
+from refed_dspy.clients.lm import bounded, price_of_lm
 from refed_dspy.config.lm import PriceBook
 
 SETTINGS_KEY = "refed_ledger_scope"  # where DSPy's settings carry the scope into the threads DSPy starts

@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.destination import check_lm_key, endpoint_of
-from refed_dspy.clients.lm import build_lm, price_of_lm, stage_lm
+from refed_dspy.clients.lm import bounded, build_lm, price_of_lm, stage_lm
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope, scope_in_settings, within
 from refed_dspy.clients.local_server import LocalServer, listening, served_roles, start
 from refed_dspy.config import BatchConfig, Config, LMSpec, LocalServing, PriceBook, RayConfig

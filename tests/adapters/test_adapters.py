@@ -345,8 +345,9 @@ def test_the_adapter_s_tag_reaches_the_twin_a_run_counts_a_user_s_lm_on():
     it the tag (a repair flag, the prompt's repeated part, the CallInfo back); outside a run, the LM as it is, with
     nothing handed; an LM behind the boundary takes the tag itself."""
     from refed_dspy.adapters.base import handed
-    from refed_dspy.clients.boundary import CallBoundary, bounded
+    from refed_dspy.clients.boundary import CallBoundary
     from refed_dspy.clients.calls import CallTag
+    from refed_dspy.clients.lm import bounded
     from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 
     users = dspy.LM("openai/gpt-4o-mini", api_key="k")

@@ -17,8 +17,9 @@ from dspy.utils.exceptions import LMTimeoutError
 from loopback_server import read_log
 
 import refed_dspy
-from refed_dspy.clients.boundary import CallBoundary, bounded, lm_class_of
+from refed_dspy.clients.boundary import CallBoundary, lm_class_of
 from refed_dspy.clients.calls import collect_calls, stage
+from refed_dspy.clients.lm import bounded
 from refed_dspy.config import load_config
 from refed_dspy.config.lm import price_of
 from refed_dspy.errors import ConfigError

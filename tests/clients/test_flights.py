@@ -15,8 +15,8 @@ import dspy
 import pytest
 from loopback_server import read_log
 
-from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import collect_calls, stage
+from refed_dspy.clients.lm import bounded
 from refed_dspy.clients.lm_routing import LedgerScope, ledger_scope
 from refed_dspy.store.cache import shared_cache
 

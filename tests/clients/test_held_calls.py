@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import dspy
 import pytest
 
-from refed_dspy.clients.boundary import bounded
 from refed_dspy.clients.calls import MustWait
+from refed_dspy.clients.lm import bounded
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.providers.prices import Price
 

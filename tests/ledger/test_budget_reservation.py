@@ -173,7 +173,8 @@ def test_an_lm_that_sends_no_output_limit_is_held_at_the_model_s_own():
     the model's own largest output by LiteLLM's table (128,000), not a reply of no tokens at all."""
     import dspy
 
-    from refed_dspy.clients.boundary import bounded, max_tokens_of
+    from refed_dspy.clients.boundary import max_tokens_of
+    from refed_dspy.clients.lm import bounded
 
     assert max_tokens_of(bounded(dspy.LM(MODEL, api_key="unused"), "teacher")) == 128_000
     lm = bounded(dspy.LM("openai/gpt-4o-mini", api_key="unused", max_tokens=900), "teacher")
