@@ -110,6 +110,8 @@ class CallBoundary:
     flex_fallback: int | None = None  # on the flex tier: after this many "no capacity" answers, the default tier
     # DSPy's retries of a failed request, made here instead (see take_retries): each request is counted and reserved
     retries: int = 0
+    # an LM on engines of its own: what they were told to reach its endpoint (api_base, timeout; never the key)
+    client_reach: dict[str, Any] | None = None
 
     def take_retries(self, engine_retries: bool = False) -> CallBoundary:
         """Take over DSPy's retries of a failed request (`num_retries`), which it makes inside one call where no
@@ -386,7 +388,14 @@ class CallBoundary:
         return (_behind_boundary, (lm_class_of(self),), state)
 
     def dump_state(self) -> dict[str, Any]:
-        """The state of the LM behind the boundary: a saved program loads it as that LM's own class."""
+        """The state of the LM behind the boundary: a saved program loads it as that LM's own class. An LM on engines
+        of its own (`client_reach`) is saved as the same LM on DSPy's client: its endpoint and timeout, no key."""
+        if self.client_reach is not None and not isinstance(getattr(self, "engine", None), str):
+            plain = copy.copy(self)
+            plain._engine_spec, plain._async_engine_spec = "auto", None
+            plain.kwargs = {**self.kwargs, **self.client_reach}
+            plain.client_reach = None
+            return plain.dump_state()
         state = super().dump_state()
         if isinstance(state, dict) and isinstance(state.get("num_retries"), int):
             state["num_retries"] += self.retries  # the retries the boundary makes for DSPy

@@ -5,11 +5,19 @@ A config's strings are one entrance; a key also leaves through an endpoint the e
 (`OPENAI_BASE_URL`, which LiteLLM reads when no api_base is given), through a host the resolver reads otherwise than
 it is written (a soft hyphen, `ª`, full-width letters: IDNA/UTS-46 folds them away), through a user's own LM, a batch
 client, a Ray worker, or a proxy (`HTTP_PROXY`: the request is addressed to its host all the same). So the check sits
-in the HTTP clients themselves, below every caller: DSPy's own client (lm15's transports), httpx and httpx2 (LiteLLM,
-the openai SDK, refed's batch clients, the Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/`
-models). requests is left as it is: no LM call or Hub request goes through it (MLflow's requests do, with a token no
-provider owns, and LiteLLM's token fetches for Databricks and Vertex AI, to those providers' own sign-in hosts), so
-what else it carries is the user's own code's request, their client and their key.
+where the bytes leave, below every caller.
+
+Every LM a run holds, built (refed_dspy.clients.lm.build_lm) or handed in (`bounded`: a user's dspy.LM, a logged
+program's, a teleprompter's copy), sends through engines of refed's wherever DSPy's own client (lm15) serves its model,
+and their transport checks each request (`CheckedTransport`, under whatever rewrites a request on its way); refed's
+batch clients check each of their requests in their httpx client's request hook (`check_httpx_request`). lm15 itself is
+left as it is: a request a user's own dspy.LM sends outside refed's calls is theirs. What does not yet pass a client
+of refed's (a model DSPy serves through LiteLLM, a hosted embedder, the Hub) is checked where `install()` puts the
+check: httpx and httpx2 (LiteLLM, the openai SDK, the Hub) and aiohttp (LiteLLM's async transport, its
+`aiohttp_openai/` models). requests is left as it is: no LM call or Hub request goes through it (MLflow's requests do,
+with a token no provider owns, and LiteLLM's token fetches for Databricks and Vertex AI, to those providers' own
+sign-in hosts). A user's own BaseLM sends with its own client: it is checked as it is handed in (`check_lm_key`, by
+the model, endpoint and key it carries), and a request it makes with requests or urllib is its own.
 
 For each request: the held secrets (refed_dspy.secrets) found in its headers or URL; for each, the providers whose
 variables hold it (`sources_of`, `key_provider`); for each of those, the one decision on its URL
@@ -20,14 +28,6 @@ variable of one's own, an inline key, MLflow's token) goes anywhere: its owner i
 The same decision is said early for an LM object (a user's dspy.LM, a logged program's LM), before any call:
 `check_lm_key`, as refed_dspy.providers.keys says it for a config section, for the endpoint the LM's client was given
 (`endpoint_of`; the launch, the ledger's routing and a run's provenance read it too).
-
-An LM on engines of refed's (refed_dspy.clients.lm.wide_engines: a stage's, a prompt-caching one's) sends through a
-transport that checks each request (`CheckedTransport`, under whatever rewrites a request on its way), so it refuses
-what it must not send whether or not the clients below are checked; refed's batch clients check each of their
-requests in their httpx client's request hook (`check_httpx_request`). `install()` puts the check in those clients
-too (idempotent; refed_dspy.clients.boundary calls it when it is imported, so every process that builds or bounds an
-LM, Ray's workers included, has it), for the routes that do not yet pass a client of refed's: DSPy's own engines,
-LiteLLM's clients, a user's LM, the Hub.
 """
 
 from __future__ import annotations
@@ -172,13 +172,6 @@ def _aiohttp(request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
     return str(request.url), [str(value) for value in request.headers.values()]
 
 
-def _install_lm15() -> None:
-    from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
-
-    _wrap(StdlibTransport, "stream", _lm15, is_async=False)
-    _wrap(StdlibAsyncTransport, "stream", _lm15, is_async=False)  # returns the stream's context manager
-
-
 def _install_httpx(module_name: str) -> None:
     module = __import__(module_name)
     _wrap(module.Client, "_send_single_request", _httpx, is_async=False)  # each request, after auth and redirects
@@ -192,7 +185,6 @@ def _install_aiohttp() -> None:
 
 
 _CLIENTS: dict[str, Callable[[], None]] = {
-    "lm15": _install_lm15,
     "httpx": lambda: _install_httpx("httpx"),
     "httpx2": lambda: _install_httpx("httpx2"),
     "aiohttp": _install_aiohttp,
@@ -220,8 +212,7 @@ def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
     provider's client reads, when set), its endpoint its api_base (or the provider's own). KeyProviderError when
     refused; its key is held for masking either way. An LM that carries no key, or one held in no variable, is not
     placed and passes."""
-    kwargs = getattr(lm, "kwargs", None) or {}
-    key = kwargs.get("api_key")
+    key = key_of(lm)
     hold(key)
     model = getattr(lm, "model", None)
     if not isinstance(model, str) or not model:
@@ -248,13 +239,23 @@ def key_env_of(lm: Any) -> str | None:
     """Where the key of an LM object comes from, as a config's api_key_env says it: the environment variable whose
     value it holds; "" for a placeholder (a server that needs no key); None when unknown (no inline key: the
     provider's variable; an inline secret held in no variable)."""
-    key = (getattr(lm, "kwargs", None) or {}).get("api_key")
+    key = key_of(lm)
     if not isinstance(key, str) or not key:
         return None
     for name, value in os.environ.items():
         if value == key and is_credential_name(name):
             return name
     return "" if not is_secret_value(key) else None  # a placeholder ("EMPTY", "unused"): a server that checks none
+
+
+def key_of(lm: Any) -> Any:
+    """The key `lm`'s requests carry, as its client was given it: its `api_key`, else, for an LM that carries engines of
+    its own, the key those engines were configured with; None: the variable its provider's client reads."""
+    key = (getattr(lm, "kwargs", None) or {}).get("api_key")
+    if key:
+        return key
+    config = getattr(getattr(lm, "engine", None), "config", None)
+    return next(iter((getattr(config, "api_keys", None) or {}).values()), None)
 
 
 def endpoint_of(lm: Any) -> str | None:

@@ -1,12 +1,16 @@
-"""The LM of a role, built from its config section (`build_lm`), its price, and how its requests reach the wire.
+"""The LM of a role, built from its config section (`build_lm`) or handed in (`bounded`), its price, and how its
+requests reach the wire.
 
 `RefedLM` is DSPy's LM behind refed's call boundary (refed_dspy.clients.boundary). build_lm reads and checks the
-section's key (refed_dspy.providers.keys), makes the LM, and gives it engines and HTTP transports of its own where the
-stage or the provider needs them.
+section's key (refed_dspy.providers.keys), makes the LM, and gives it engines and HTTP transports of its own wherever
+DSPy's own client (lm15) serves its model; `bounded` puts a copy of an LM handed in behind the boundary, on engines of
+its own likewise (`on_own_engines`), so that every request of an LM a run holds leaves through refed's transport.
 
 Engines (`wide_engines`): DSPy's own native (lm15) engines built as DSPy would, but with a connection pool as wide as
-the stage's concurrency (DSPy's is fixed at 100 an LM), the async one made for each event loop that calls the LM
-(`LoopEngines`: an lm15 pool is confined to the loop that made it). Under them, the transports: the one that sends
+the stage's concurrency (DSPy's is fixed at 100 an LM; an LM of no stage gets 100), the async one made for each event
+loop that calls the LM (`LoopEngines`: an lm15 pool is confined to the loop that made it). A copy or deep copy of the
+LM shares them, as DSPy's copies share its pools; a pickle makes them again where it is loaded (`Remake`); a saved
+program holds the LM as on DSPy's own client (its endpoint and timeout, no key). Under them, the transports: the one that sends
 checks each request's destination (refed_dspy.clients.destination.CheckedTransport); above it, several endpoints of
 one model behind one LM (`EndpointSpread`), and a prompt whose repeated part the provider is asked to cache
 (`PromptCacheTransport`, by what the adapter said of the call: refed_dspy.clients.prompt_cache).
@@ -40,6 +44,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +52,8 @@ from typing import Any
 
 import dspy
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, TransportRequest
+from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
+from dspy.lm15 import RouterConfig
 
 from refed_dspy.clients.boundary import CallBoundary, boundary_class, endpoint_asked, stable_under_way
 from refed_dspy.clients.destination import CheckedTransport, check_lm_key
@@ -56,7 +63,7 @@ from refed_dspy.clients.rate_limits import RateLimitReader, RateLimits
 from refed_dspy.config.lm import CLIENT_REACH, LMSpec, PriceBook, price_of
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.base import Provider
-from refed_dspy.providers.keys import check_key
+from refed_dspy.providers.keys import check_key, environment_endpoint
 from refed_dspy.providers.prices import Price
 from refed_dspy.providers.registry import provider_for
 
@@ -68,10 +75,39 @@ CLIENT_MAX_CONNECTIONS = 100
 
 
 class RefedLM(CallBoundary, dspy.LM):
-    """The dspy.LM that build_lm makes: DSPy's LM behind refed's call boundary. `rate_limits`: its requests at the
-    provider and the limits its replies state, where the LM has engines of its own (refed_dspy.clients.rate_limits)."""
+    """The dspy.LM that build_lm makes: DSPy's LM behind refed's call boundary, on engines of its own where DSPy's own
+    client serves its model (`wide_engines`). `rate_limits`: its requests at the provider and the limits its replies
+    state, where the LM has engines of its own (refed_dspy.clients.rate_limits)."""
 
     rate_limits: RateLimits | None = None
+
+
+class OwnEngine(LM15Engine):
+    """DSPy's lm15 engine as `wide_engines` builds it for an LM: a deep copy of the LM shares it (its connections), as
+    DSPy's copies of an LM share its pools; a pickle holds what it was made from (`remake`: None for an engine of batch
+    mode or several endpoints, which cannot be pickled)."""
+
+    remake: Remake | None = None
+
+    def __deepcopy__(self, memo: dict) -> OwnEngine:
+        return self
+
+    def __reduce__(self) -> tuple:
+        return _made_again(self.remake, 0)
+
+
+def _made_again(remake: Remake | None, which: int) -> tuple:
+    """How an engine of an LM's own pickles: as its Remake's (TypeError where it has none)."""
+    if remake is None:
+        raise TypeError("an LM of batch mode or of several endpoints cannot be pickled: its engines are its run's")
+    return (Remake.engine, (remake, which))
+
+
+class OwnAsyncEngine(AsyncLM15Engine):
+    """The async counterpart of OwnEngine, shared by a deep copy of its LM."""
+
+    def __deepcopy__(self, memo: dict) -> OwnAsyncEngine:
+        return self
 
 
 def cache_provider(spec: LMSpec, provider: Provider) -> Provider | None:
@@ -140,10 +176,7 @@ def build_lm(
         wrap = spread.wrap
     lm = _made(spec, role, kwargs)
     cache = cache_provider(spec, provider)
-    if max_connections is None and wrap is None and cache is None:
-        # DSPy's own engine (an LM on engines of refed's cannot yet be deep-copied, pickled or saved)
-        return fit_api_base(lm)  # api_base in the form of the client DSPy picks for it
-    fit_api_base(lm, own_engines=True)  # ... in the form of the client its engines will be
+    fit_api_base(lm, own_engines=True)  # api_base in the form of the client its engines will be
     limits = RateLimits({state.url: state.limits for state in spread.states} if spread is not None else None)
     engines = wide_engines(lm, max_connections or CLIENT_MAX_CONNECTIONS, wrap, cache, generation_watch(spec), limits)
     if engines is None and wrap is not None:
@@ -157,6 +190,7 @@ def build_lm(
         return lm
     # the engines carry the endpoint, its timeout and the key
     wide = _made(spec, role, _on_engines(kwargs, engines))
+    wide.client_reach = {k: v for k, v in lm.kwargs.items() if k in CLIENT_REACH and k != "api_key"}
     wide.endpoint_spread = spread
     wide.rate_limits = limits
     return wide
@@ -228,10 +262,30 @@ def bounded(lm: Any, role: str, fresh: bool = False) -> Any:
     if not isinstance(lm, dspy.BaseLM):
         raise ConfigError(f"{role}: expected a dspy.BaseLM (for example dspy.LM(...)), got {type(lm).__name__}")
     check_lm_key(lm, role)
-    twin = lm.copy() if callable(getattr(lm, "copy", None)) else copy.copy(lm)
+    twin = on_own_engines(lm) if callable(getattr(lm, "copy", None)) else copy.copy(lm)
     twin.__class__ = boundary_class(type(lm))
     twin.role = role
     return twin.take_retries()
+
+
+def on_own_engines(lm: Any) -> Any:
+    """A copy of `lm` (a dspy.LM handed in) on engines of refed's, where DSPy would serve it with its own client (lm15)
+    and no engine is named on it: the same endpoint, key and timeout, its requests checked as they leave
+    (refed_dspy.clients.destination.CheckedTransport); else a plain copy (an LM DSPy serves through LiteLLM, a user's
+    own BaseLM: its own client, checked as it is handed in). An LM told no endpoint is given the one the environment
+    gives its provider's clients (OPENAI_BASE_URL and kin), as build_lm gives it to a section's."""
+    if not isinstance(lm, dspy.LM) or lm.engine != "auto":
+        return lm.copy()
+    told = lm.kwargs.get("api_base") or lm.kwargs.get("base_url")
+    given = None if told else environment_endpoint(provider_for(str(lm.model)), os.environ)
+    placed = fit_api_base(lm.copy(api_base=given), own_engines=True) if given else lm
+    engines = wide_engines(placed, CLIENT_MAX_CONNECTIONS) if _served_natively(placed, own_engines=True) else None
+    if engines is None:
+        return lm.copy()
+    reach = {k: v for k, v in placed.kwargs.items() if k in CLIENT_REACH}
+    twin = placed.copy(**dict.fromkeys(reach)).copy(engine=engines[0], async_engine=engines[1])  # the engines hold them
+    twin.client_reach = {k: v for k, v in reach.items() if k != "api_key"}
+    return twin
 
 
 def stage_lm(spec: LMSpec, role: str, concurrency: int) -> RefedLM:
@@ -256,10 +310,16 @@ class LoopEngines:
     running its own; a notebook's) needs one each, as DSPy's own LMs have. The engines of loops that have closed are
     let go as a new one is made. `config`: the lm15 RouterConfig each is made with (its endpoint, key and pool)."""
 
-    def __init__(self, make: Callable[[], Any], config: Any):
-        self._make, self.config = make, config
+    def __init__(self, make: Callable[[], Any], config: Any, remake: Remake | None = None):
+        self._make, self.config, self.remake = make, config, remake
         self._engines: dict[asyncio.AbstractEventLoop, Any] = {}
         self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict) -> LoopEngines:  # shared by a deep copy of its LM, as OwnEngine is
+        return self
+
+    def __reduce__(self) -> tuple:
+        return _made_again(self.remake, 1)
 
     def here(self) -> Any:
         """The engine of the running event loop, made on its first call."""
@@ -287,13 +347,32 @@ class LoopEngines:
             await engine.aclose()
 
 
-def generation_watch(spec: LMSpec) -> Callable[[Any], GenerationWatch] | None:
-    """For a section whose every endpoint is on the user's machine or network: what puts its async HTTP transport under
-    a GenerationWatch, so that a server still generating is not cut off at `spec`'s timeout (None elsewhere)."""
+def generation_watch(spec: LMSpec) -> float | None:
+    """For a section whose every endpoint is on the user's machine or network: the idle seconds after which a
+    GenerationWatch over its async HTTP transport gives up, so that a server still generating is not cut off at
+    `spec`'s timeout (None elsewhere: no watch)."""
     if not spec.endpoints or not all(watched_host(url) for url in spec.endpoints):
         return None
-    idle_s = spec.call_timeout
-    return lambda inner: GenerationWatch(inner, idle_s)
+    return spec.call_timeout
+
+
+@dataclasses.dataclass
+class Remake:
+    """What an LM's own engines were made from (`wide_engines`' arguments), so that a pickled LM makes them again
+    where it is loaded: an LM carrying its endpoint, key and timeout, and the rest."""
+
+    lm: Any
+    max_connections: int
+    cache: Provider | None
+    watch_s: float | None
+    limits: RateLimits | None
+
+    def engine(self, which: int) -> Any:
+        """The sync (0) or async (1) engine made again."""
+        engines = wide_engines(self.lm, self.max_connections, None, self.cache, self.watch_s, self.limits)
+        if engines is None:
+            raise TypeError(f"the engines of '{self.lm.model}' cannot be made again here")
+        return engines[which]
 
 
 def wide_engines(
@@ -301,21 +380,18 @@ def wide_engines(
     max_connections: int,
     wrap: Callable[[Any], Any] | None = None,
     cache: Provider | None = None,
-    watch: Callable[[Any], Any] | None = None,
+    watch_s: float | None = None,
     limits: RateLimits | None = None,
 ) -> tuple[Any, Any] | None:
     """DSPy's own native (lm15) engines for `lm`, built as DSPy would but with a connection pool of
     `max_connections` (DSPy's is fixed at 100 per LM), the async one for each event loop that calls it (LoopEngines);
-    `watch` puts the async engines' HTTP transport under a GenerationWatch (a local server); `limits` hears the async
-    engines' requests at the wire and the rate limits their replies state (RateLimitReader);
+    `watch_s` puts the async engines' HTTP transport under a GenerationWatch with that idle time (a local server);
+    `limits` hears the async engines' requests at the wire and the rate limits their replies state (RateLimitReader);
     `wrap` turns the async engine's HTTP transport into the one it uses (batch mode, several endpoints: one engine, on
     the loop of the run that made it); `cache`: their requests ask that provider to cache their prompts' repeated
-    part. None when DSPy would not use its native engine for this model (LiteLLM fallback, declared providers): then
-    the LM keeps DSPy's choice."""
+    part. Without `wrap`, the engines pickle as their `Remake`. None when DSPy would not use its native engine for this
+    model (LiteLLM fallback, declared providers): then the LM keeps DSPy's choice."""
     try:
-        from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
-        from dspy.lm15 import RouterConfig
-
         sel = _selected(lm)
         if not sel.native or sel.resolution is None or getattr(sel.resolution, "declared", False):
             return None
@@ -333,18 +409,19 @@ def wide_engines(
         def transport() -> Any:  # the async HTTP transport lm15 would build, each request checked as it leaves,
             inner: Any = CheckedTransport(StdlibAsyncTransport(**config.transport_kwargs()))  # heard at the wire
             inner = RateLimitReader(inner, limits) if limits is not None else inner  # and under the watch if any
-            return watch(inner) if watch is not None else inner
+            return GenerationWatch(inner, watch_s) if watch_s is not None else inner
 
         def async_engine() -> Any:
             own = RouterConfig(**common, transport=transport())
-            return asking(AsyncLM15Engine(own, model_type=lm.model_type), StdlibAsyncTransport)
+            return asking(OwnAsyncEngine(own, model_type=lm.model_type), StdlibAsyncTransport)
 
         checked = RouterConfig(**common, transport=CheckedTransport(StdlibTransport(**config.transport_kwargs())))
-        sync_engine = asking(LM15Engine(checked, model_type=lm.model_type), StdlibTransport)
+        sync_engine = asking(OwnEngine(checked, model_type=lm.model_type), StdlibTransport)
         if wrap is not None:
             wrapped = RouterConfig(**common, transport=wrap(transport()))
-            return sync_engine, asking(AsyncLM15Engine(wrapped, model_type=lm.model_type), StdlibAsyncTransport)
-        return sync_engine, LoopEngines(async_engine, config)
+            return sync_engine, asking(OwnAsyncEngine(wrapped, model_type=lm.model_type), StdlibAsyncTransport)
+        sync_engine.remake = Remake(lm, max_connections, cache, watch_s, limits)
+        return sync_engine, LoopEngines(async_engine, config, sync_engine.remake)
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
         return None
 

@@ -51,6 +51,12 @@ class RateLimits:
         self.endpoints = endpoints or {}
         self._lock = threading.Lock()
 
+    def __deepcopy__(self, memo: dict) -> RateLimits:  # a deep copy of its LM shares its engines, which it hears
+        return self
+
+    def __reduce__(self) -> tuple:  # pickled, it starts again where it is loaded, with the same endpoints
+        return (RateLimits, (self.endpoints or None,))
+
     def room(self) -> float:
         """The requests its listener lets leave now (infinite without one)."""
         listener = self.listener

@@ -436,10 +436,16 @@ def logged_lm(spec: LMSpec) -> LoggedLM:
 def logged_lm_like(lm: Any) -> LoggedLM:
     """A LoggedLM standing in for an LM object (one a user pinned to a predictor with `set_lm`): its model, endpoint
     and settings, the variable its key comes from (clients.destination.key_env_of; the provider's own when unknown),
-    no key."""
-    kwargs = {k: v for k, v in (getattr(lm, "kwargs", None) or {}).items() if k not in _SECRETS}
+    no key. An LM on engines of its own (build_lm's) has its endpoint and timeout in `client_reach` and its key's
+    variable in its section."""
+    given = {**(getattr(lm, "kwargs", None) or {}), **(getattr(lm, "client_reach", None) or {})}
+    kwargs = {k: v for k, v in given.items() if k not in _SECRETS}
     out = LoggedLM(str(lm.model), model_type=getattr(lm, "model_type", "chat"), **kwargs)
-    out.key_env = key_env_of(lm)
+    spec = getattr(lm, "refed_spec", None)
+    if isinstance(spec, LMSpec):
+        out.key_env = NO_KEY if spec.api_key_env == NO_KEY else spec.key_variable()
+    else:
+        out.key_env = key_env_of(lm)
     return out
 
 

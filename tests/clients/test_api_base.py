@@ -48,14 +48,16 @@ def test_each_client_gets_the_form_it_expects(base):
 
 
 def test_with_an_endpoint_variable_set_each_client_still_gets_its_form(monkeypatch):
-    """With ANTHROPIC_BASE_URL set, DSPy hands an LM of its own engine to LiteLLM (it keeps such gateways), while an LM
-    on engines of refed's is served by lm15 with the endpoint it was told: each gets the form its client takes, the
-    endpoint written in the config or read from the variable."""
+    """With ANTHROPIC_BASE_URL set, DSPy hands an LM of its own engine to LiteLLM (it keeps such gateways), while every
+    LM build_lm makes is on engines of refed's, served by lm15 with the endpoint it was told, in the form lm15 takes
+    (the endpoint written in the config or read from the variable); DSPy's own LM gets LiteLLM's form."""
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://h:8")
     for base in ("http://h:8/v1", None):
         spec = LMSpec(model="anthropic/claude-haiku-4-5", api_base=base, api_key_env="", prompt_cache=False)
-        assert build_lm(spec).kwargs["api_base"] == "http://h:8"  # LiteLLM appends /v1/messages
-        assert endpoint_of(build_lm(spec, max_connections=8)) == "http://h:8/v1"  # lm15 appends /messages
+        for lm in (build_lm(spec), build_lm(spec, max_connections=8)):
+            assert endpoint_of(lm) == "http://h:8/v1"  # lm15 appends /messages
+    lm = dspy.LM("anthropic/claude-haiku-4-5", api_base="http://h:8/v1", api_key="k")
+    assert fit_api_base(lm).kwargs["api_base"] == "http://h:8"  # LiteLLM appends /v1/messages
 
 
 def test_openai_compatible_api_base_is_passed_on():

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 
-import dspy
 import pytest
 from cli_helpers import run_refed, sets
 from conftest import run_overrides
@@ -182,16 +181,7 @@ def _aiohttp(key: str) -> int:
     return asyncio.run(go())
 
 
-def _lm15(key: str, asynchronous: bool) -> int:
-    lm = dspy.LM("openai/llama-3.1-8b-instant", api_base="http://api.groq.com/openai/v1", api_key=key, cache=False)
-    lm.num_retries = 0
-    out = asyncio.run(lm.acall("hi")) if asynchronous else lm("hi")
-    return 200 if out else 0
-
-
 CLIENTS = {
-    "lm15": lambda key: _lm15(key, False),
-    "lm15-async": lambda key: _lm15(key, True),
     "httpx": lambda key: _httpx("httpx", key),
     "httpx-async": lambda key: _httpx_async("httpx", key),
     "httpx2": lambda key: _httpx("httpx2", key),
@@ -218,21 +208,27 @@ LEFT_AS_IT_IS = """
 import json, sys
 import requests
 
-before = requests.Session.send
+from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
+
+def methods():
+    return [requests.Session.send, StdlibTransport.stream, StdlibAsyncTransport.stream]
+
+before = methods()
 import refed_dspy
 from refed_dspy.config import load_config
 import refed_dspy.clients.boundary  # noqa: F401 - what every process that makes LM calls imports
 
-after_import = requests.Session.send is before
+after_import = methods() == before
 summary = refed_dspy.synthesize(load_config(None, json.loads(sys.argv[1])))
-print(json.dumps([summary["status"], after_import, requests.Session.send is before]))
+print(json.dumps([summary["status"], after_import, methods() == before]))
 """
 
 
-def test_refed_leaves_requests_as_it_is(server_factory, tmp_path):
-    """requests carries no LM call and no Hub request (MLflow's requests carry a token no provider owns): importing
-    refed and running a synthesis leaves its `Session.send` the same object, so a request the user's own code sends
-    with requests is theirs, unread (it was replaced, process-wide, for good)."""
+def test_refed_leaves_requests_and_dspy_s_own_client_as_they_are(server_factory, tmp_path):
+    """requests carries no LM call and no Hub request (MLflow's requests carry a token no provider owns), and every LM
+    a run holds sends through transports of refed's (tests below): importing refed and running a synthesis leaves
+    requests' `Session.send` and DSPy's own client's transports (lm15) the same objects, so a request the user's own
+    code sends with them, outside refed's calls, is theirs, unread (they were replaced, process-wide, for good)."""
     srv = server_factory()
     over = run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1})
     done = subprocess.run(
@@ -325,7 +321,8 @@ destination.install = lambda: frozenset()  # no HTTP client of the process check
 keys.key_refusal = lambda *a: None  # nor the config's check (an entrance nobody thought of)
 if sys.argv[1] == "unchecked":  # the control: refed's own clients let every request through
     destination.check_request = lambda *a: None
-from refed_dspy.clients.lm import build_lm
+import dspy
+from refed_dspy.clients.lm import bounded, build_lm
 from refed_dspy.config import LMSpec
 from refed_dspy.launch.batch.api import client_for_spec
 
@@ -334,10 +331,16 @@ batches = client_for_spec(
     spec.model_copy(update={"api_base": "http://api.groq.com/openai/v1"}), os.environ["OPENAI_API_KEY"], "teacher"
 )
 calls = {"batch client": lambda: asyncio.run(batches.status("batch_1"))}
-lm = build_lm(spec, num_retries=0, max_connections=8)  # a stage's: on engines of its own
-lm.cache = False
-calls["sync"] = lambda: lm("hi")
-calls["async"] = lambda: asyncio.run(lm.acall("hi"))
+lms = {
+    "stage": build_lm(spec, num_retries=0, max_connections=8),  # a stage's: on engines of its own
+    "built": build_lm(spec, num_retries=0),  # an optimization's, a metric's judge: on engines of its own too
+    # a user's dspy.LM handed in (told no endpoint: DSPy's own client reads OPENAI_BASE_URL), as a run holds it
+    "handed": bounded(dspy.LM(spec.model, api_key=os.environ["OPENAI_API_KEY"], num_retries=0), "teacher"),
+}
+for name, lm in lms.items():
+    lm.cache = False
+    calls[f"{name} sync"] = lambda lm=lm: lm("hi")
+    calls[f"{name} async"] = lambda lm=lm: asyncio.run(lm.acall("hi"))
 said = {}
 for name, call in calls.items():
     try:
@@ -351,10 +354,11 @@ print(json.dumps(said))
 
 @pytest.mark.parametrize("check", ["on", "off"])
 def test_refed_s_own_clients_refuse_what_nothing_else_checked(proxy, check):
-    """A stage's LM (on engines of its own) with OPENAI_BASE_URL pointing its key at api.groq.com, and a batch client
-    toward it, with neither the process's HTTP clients nor the config checking: the LM's own transport and the batch
-    client's request hook refuse each request (sync and async), and the proxy carries none. The control, their check
-    taken out: the same three requests reach the proxy with the key."""
+    """With OPENAI_BASE_URL pointing OpenAI's key at api.groq.com and neither the process's HTTP clients nor the config
+    checking: a stage's LM, an LM build_lm makes for anything else, a user's dspy.LM as a run holds it (all on engines
+    of their own), and a batch client: the LMs' own transports and the batch client's request hook refuse each request
+    (sync and async), and the proxy carries none. The control, their check taken out: the same seven requests reach
+    the proxy with the key."""
     env = {**os.environ, "OPENAI_BASE_URL": "http://api.groq.com/openai/v1"}
     way = "checked" if check == "on" else "unchecked"
     done = subprocess.run(
@@ -363,11 +367,11 @@ def test_refed_s_own_clients_refuse_what_nothing_else_checked(proxy, check):
     assert done.returncode == 0, done.stderr[-3000:]
     said = json.loads(done.stdout.strip().splitlines()[-1])
     if check == "on":
-        assert set(said.values()) == {"refused"} and len(said) == 3, said
+        assert set(said.values()) == {"refused"} and len(said) == 7, said
         assert proxy.carried == [], proxy.dump()
     else:
         assert "refused" not in said.values(), said
-        assert {c.host for c in proxy.holding(OPENAI_KEY)} == {"api.groq.com"} and len(proxy.carried) == 3
+        assert {c.host for c in proxy.holding(OPENAI_KEY)} == {"api.groq.com"} and len(proxy.carried) == 7
 
 
 def test_no_key_in_the_environment_slows_nothing_down():

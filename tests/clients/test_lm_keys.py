@@ -47,12 +47,12 @@ def test_missing_key_cli_exit_2_before_any_work(tmp_path, capsys):
 def test_lm_gets_api_base_and_key_from_env(monkeypatch):
     monkeypatch.setenv("REFED_TEST_KEY", "sk-abc")
     spec = LMSpec(model="openai/local", api_base="http://127.0.0.1:9/v1", api_key_env="REFED_TEST_KEY", max_tokens=77)
-    plain = build_lm(spec.model_copy(update={"prompt_cache": False}))  # DSPy's own engine: the key is the LM's
-    assert plain.kwargs["api_base"] == "http://127.0.0.1:9/v1" and plain.kwargs["api_key"] == "sk-abc"
-    lm = build_lm(spec)  # engines of its own (its requests carry a prompt_cache_key): they hold endpoint and key
-    assert endpoint_of(lm) == "http://127.0.0.1:9/v1" and list(lm.engine.config.api_keys.values()) == ["sk-abc"]
-    assert lm.kwargs["max_tokens"] == plain.kwargs["max_tokens"] == 77
-    assert "api_key" not in lm.kwargs and "api_key" not in spec.lm_kwargs()  # the section's arguments hold no key
+    plain = build_lm(spec.model_copy(update={"prompt_cache": False}))
+    lm = build_lm(spec)  # its requests carry a prompt_cache_key
+    for one in (plain, lm):  # engines of its own either way: they hold endpoint and key
+        assert endpoint_of(one) == "http://127.0.0.1:9/v1" and list(one.engine.config.api_keys.values()) == ["sk-abc"]
+        assert one.kwargs["max_tokens"] == 77 and "api_key" not in one.kwargs
+    assert "api_key" not in spec.lm_kwargs()  # the section's arguments hold no key
 
 
 def test_key_variables_come_from_litellm_without_touching_the_environment(monkeypatch):

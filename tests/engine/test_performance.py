@@ -44,13 +44,12 @@ def test_teacher_gets_a_pool_as_wide_as_the_concurrency_and_keeps_the_key_out_of
     assert not isinstance(lm._engine_spec, str)
     assert lm._async_engine_spec.config.max_connections == 300
     assert "sk-planted-0000" not in json.dumps(lm.kwargs, default=str)
-    # no max_connections: engines of its own all the same, at DSPy's pool width, for its requests ask OpenAI to cache
-    # their prompts (each event loop that calls it gets its own async engine)
-    cached = build_lm(spec, "teacher")
-    assert not isinstance(cached._engine_spec, str) and cached._async_engine_spec.config.max_connections == 100
-    assert "sk-planted-0000" not in json.dumps(cached.kwargs, default=str)
-    plain = build_lm(spec.model_copy(update={"prompt_cache": False}), "teacher")  # nothing to ask: DSPy picks per call
-    assert plain._engine_spec == "auto"
+    # no max_connections: engines of its own all the same, at DSPy's pool width, whether or not its requests ask
+    # OpenAI to cache their prompts (each event loop that calls it gets its own async engine)
+    for cache in (True, False):
+        own = build_lm(spec.model_copy(update={"prompt_cache": cache}), "teacher")
+        assert not isinstance(own._engine_spec, str) and own._async_engine_spec.config.max_connections == 100
+        assert "sk-planted-0000" not in json.dumps(own.kwargs, default=str)
 
 
 def test_teacher_and_judge_pools_follow_their_concurrency(monkeypatch, caplog):
