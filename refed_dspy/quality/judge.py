@@ -26,7 +26,7 @@ from refed_dspy.engine.failures import Failure
 from refed_dspy.engine.progress import Progress
 from refed_dspy.engine.stage import StageBase, Started
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
-from refed_dspy.launch.batch.store import moves_with_batches_closed
+from refed_dspy.launch.batch.store import batches_open_before_online, moves_with_batches_closed
 from refed_dspy.launch.plan import launch
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.figures import JudgeSummary, judge_summary
@@ -299,7 +299,8 @@ async def ajudge_run(
 
 
 def judge_mismatch(rd: RunDir, config: Config, on_mismatch: str) -> list[str]:
-    """The endpoints that moved since `rd` was judged (RunDirError while a batch is open at the old one); RunDirError,
+    """The endpoints that moved since `rd` was judged (RunDirError while a batch is open at the old one, or open at all
+    when the judging resumes online: `batches_open_before_online`); RunDirError,
     one line, first when its judgments are unreadable or were made with a different judge config and `on_mismatch`
     is "error". Reads, writes nothing: asked before a local model or Ray's workers start, and again when the judging
     prepares its files."""
@@ -316,6 +317,8 @@ def judge_mismatch(rd: RunDir, config: Config, on_mismatch: str) -> list[str]:
     new = judge_fingerprint(config)
     diff = judge_fingerprint_diff(old, new)
     moves = moves_with_batches_closed(rd.path, "judge_batches", judge_endpoint_diff(old, new))
+    batch = config.judging.mode == "batch" and not config.ray.enabled
+    batches_open_before_online(rd.path, "judge_batches", batch, "judging")
     if diff and on_mismatch != "resume":
         what = f"{rd.path} was judged with a different judge config ({'; '.join(diff + moves)})"
         raise RunDirError(

@@ -13,7 +13,7 @@ from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.config.schema import endpoint_diff
 from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, EndpointError
-from refed_dspy.launch.batch.store import moves_with_batches_closed
+from refed_dspy.launch.batch.store import batches_open_before_online, moves_with_batches_closed
 from refed_dspy.launch.plan import launch
 from refed_dspy.methods import METHODS
 from refed_dspy.runtime.sync import off_loop, run_sync
@@ -73,7 +73,7 @@ async def arun_synthesis(
             references, report = read_seeds(record.seeds)
             log.info(report.line())
         # refused before a local model or Ray's workers start
-        _mismatch(rundir, fingerprint(record, run_program.fingerprint_hash), on_mismatch)
+        _mismatch(rundir, fingerprint(record, run_program.fingerprint_hash), on_mismatch, launched.mode)
         left = record.synthesis.size - (rundir.samples_kept() if launched.local and on_mismatch != "fresh" else 0)
         # once the config is checked: the local model the teacher needs, if any, when samples are left to make
         servers = launched.serve() if left > 0 else []
@@ -113,14 +113,18 @@ def keep_references(rundir: RunDir, references: list[Reference]) -> None:
     )
 
 
-def _mismatch(rundir: RunDir, found: dict[str, Any], on_mismatch: str) -> list[str]:
+def _mismatch(rundir: RunDir, found: dict[str, Any], on_mismatch: str, mode: str) -> list[str]:
     """The endpoints that moved since the run dir was made (RunDirError while a batch is open at the old one); a
-    RunDirError first when another config made it (`RunDir.mismatch`, against the run's fingerprint `found`)."""
+    RunDirError first when another config made it (`RunDir.mismatch`, against the run's fingerprint `found`), and when
+    the run resumes online (`mode`) while batches it sent are still open."""
 
     def moved(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         return moves_with_batches_closed(rundir.path, "batches", endpoint_diff(old, new))
 
-    return rundir.mismatch(found, on_mismatch, fingerprint_diff, moved)
+    moves = rundir.mismatch(found, on_mismatch, fingerprint_diff, moved)
+    if on_mismatch != "fresh":
+        batches_open_before_online(rundir.path, "batches", mode == "batch", "synthesis")
+    return moves
 
 
 def _answers_from(where: str | Path | None, config: Config) -> tuple[Path, ...]:
@@ -147,7 +151,7 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
     plan.launch.workers(parts, plan.settings.concurrency, rundir.path, plan.show_progress)
     with owned(rundir.path, "run", "refed synthesize", flag="run.dir"):
         found = fingerprint(plan.record, plan.program.fingerprint_hash)
-        moves = _mismatch(rundir, found, plan.on_mismatch)  # again, with the run dir held
+        moves = _mismatch(rundir, found, plan.on_mismatch, plan.launch.mode)  # again, with the run dir held
         resumed = rundir.prepare(found, to_toml(plan.record), plan.on_mismatch, moves)
         if plan.references_given:
             keep_references(rundir, plan.references)

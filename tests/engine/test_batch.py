@@ -508,3 +508,50 @@ def test_batches_go_where_the_environment_sends_the_online_calls(tmp_path, monke
     assert created(log) and [e for e in log if e.get("batch_api") == "POST"]
     assert_no_custom_id_twice(log)
     assert_none_lost(run, log)
+
+
+def test_a_run_with_batches_still_open_does_not_resume_online(tmp_path):
+    """Batches submitted, then the run resumed with synthesis.mode = "online": their requests are billed at the
+    provider and known only to the batch record, so sending them online too would pay them twice and pass the caps
+    (the attacker's run: 59 calls against max_calls 40). The resume is refused in one line, before any request; in
+    batch mode it collects them, and online goes on once none is open."""
+    with LoopbackServer(
+        ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra={**FAST, "batch_line_s": 0.02})
+    ) as srv:
+        run = tmp_path / "run"
+        args = ["synthesize", *_set(batch_overrides(srv, run, 4))]
+        first = _cli([*args, "--detach"])
+        assert first.returncode == 0 and "batches submitted" in first.stdout, first.stderr[-2000:]
+        sent = len(read_log(tmp_path / "log.jsonl"))
+        online = _cli([*args, "--set", "synthesis.mode='online'"])
+        assert online.returncode == 2 and "still open at the provider" in online.stderr, online.stderr[-2000:]
+        assert 'synthesis.mode = "batch"' in online.stderr and "Traceback" not in online.stderr
+        assert len(read_log(tmp_path / "log.jsonl")) == sent  # nothing sent online, nothing polled
+        back = _cli(args)
+        assert back.returncode == 0, back.stderr[-2000:]
+        again = _cli([*args, "--set", "synthesis.mode='online'"])  # none open: online goes on (nothing left to do)
+        assert again.returncode == 0, again.stderr[-2000:]
+    log = read_log(tmp_path / "log.jsonl")
+    assert len(samples_of(run)) == 4
+    assert_no_custom_id_twice(log)
+    assert_none_lost(run, log)
+
+
+def test_a_judging_with_batches_still_open_does_not_resume_online(tmp_path):
+    """The same for a judging: its batches open, a resume online is refused in one line; in batch mode it goes on."""
+    from refed_dspy.errors import RunDirError
+    from refed_dspy.quality.judge import judge_fingerprint, judge_mismatch
+    from refed_dspy.store.rundir import RunDir
+
+    rd = RunDir(tmp_path / "run")
+    config = load_config(None, ["judging.mode='batch'"])
+    rd.path.mkdir()
+    rd.judge_fingerprint.write_text(json.dumps(judge_fingerprint(config)))
+    store = BatchStore(rd.path, "judge_batches")
+    entry = store.plan("openai", "judge", [{"custom_id": "c1", "body": {}}, {"custom_id": "c2", "body": {}}])
+    online = config.model_copy(update={"judging": config.judging.model_copy(update={"mode": "online"})})
+    with pytest.raises(RunDirError, match=r"1 batches \(2 requests\) sent in batch mode are still open"):
+        judge_mismatch(rd, online, "resume")
+    assert judge_mismatch(rd, config, "error") == []  # in batch mode it collects them
+    store._event({"e": "collected", "batch": entry.local_id, "status": "completed"})
+    assert judge_mismatch(rd, online, "resume") == []

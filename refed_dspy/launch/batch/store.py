@@ -280,6 +280,20 @@ def moves_with_batches_closed(run_dir: str | Path, name: str, moves: list[str]) 
     return moves
 
 
+def batches_open_before_online(run_dir: str | Path, name: str, batch: bool, section: str) -> None:
+    """RunDirError when a run (or judging) resumes online (`batch` False) while batches of `run_dir`'s record `name`
+    are still open: the provider answers and bills their requests, which only that record knows and collects; sent
+    online as well, they would be paid twice and pass the command's caps. `section`: the config section of the mode."""
+    store = read_batches(run_dir, name) if not batch else None
+    still = store.open_batches() if store is not None else []
+    if still:
+        requests = sum(len(b.custom_ids) for b in still)
+        raise RunDirError(
+            f"{run_dir}: {len(still)} batches ({requests} requests) sent in batch mode are still open at the provider "
+            f'and will be billed; resume with {section}.mode = "batch" to collect them, then go on online'
+        )
+
+
 def _done(counts: dict[str, int]) -> tuple[int, int]:
     """(answered, failed) from either provider's request counts."""
     if "succeeded" in counts:
