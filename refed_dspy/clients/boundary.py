@@ -475,7 +475,8 @@ def _flight(
 
 def _wait_s(lm: Any, kwargs: dict[str, Any]) -> float:
     """How long a request waits for an identical one in flight: as long as it would wait for its own answer."""
-    timeout = kwargs.get("timeout", (getattr(lm, "kwargs", None) or {}).get("timeout"))
+    told = {**(getattr(lm, "kwargs", None) or {}), **(getattr(lm, "client_reach", None) or {})}  # its engines' own
+    timeout = kwargs.get("timeout", told.get("timeout"))
     return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else TIMEOUT_S
 
 

@@ -218,18 +218,20 @@ def _written(usage: dict[str, Any]) -> int:
     return int(found or usage.get("cache_creation_input_tokens") or 0)
 
 
-def _native_prompt(response: Any, model: str) -> tuple[int, int, int] | None:
-    """(prompt, read, written) tokens of a reply of DSPy's own client (an lm15 Response, whose counters are the
-    provider's own): the prompt includes the tokens read from and written to the provider's cache for every provider
-    (Anthropic's input tokens leave them out: DSPy adds them only where it picked the client itself). None for a
-    reply of another kind."""
+def _native_usage(response: Any, model: str) -> tuple[int, int, int, int] | None:
+    """(prompt, completion, read, written) tokens of a reply of DSPy's own client (an lm15 Response, whose counters are
+    the provider's own): the prompt includes the tokens read from and written to the provider's cache, and the
+    completion the hidden reasoning tokens, for every provider (Anthropic's input tokens leave the first out, Gemini's
+    and xAI's output tokens the second: DSPy adds them only where it picked the client itself, not on engines of
+    refed's). None for a reply of another kind."""
     raw = getattr(response, "usage", None)
     if raw is None or not hasattr(raw, "cache_write_tokens") or not isinstance(raw.input_tokens, int):
         return None
     read, written = int(raw.cache_read_tokens or 0), int(raw.cache_write_tokens or 0)
-    wire = provider_for(model).wire
-    apart = wire is not None and wire.cache_apart
-    return raw.input_tokens + (read + written if apart else 0), read, written
+    serving = provider_for(model)
+    apart = serving.wire is not None and serving.wire.cache_apart
+    output = int(raw.output_tokens or 0) + (int(raw.reasoning_tokens or 0) if serving.thoughts_apart else 0)
+    return raw.input_tokens + (read + written if apart else 0), output, read, written
 
 
 def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: float, repair: bool) -> Reply:
@@ -242,16 +244,16 @@ def read_reply(entry: dict[str, Any], stage_name: str, model: str, seconds: floa
         response = response[0] if response else None
     cache_hit = not usage and _replayed(response)
     text = _first_text(entry.get("outputs"))
-    prompt = int(usage.get("prompt_tokens") or 0)
+    prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     read, written = int((details or {}).get("cached_tokens") or 0), _written(usage)
-    native = _native_prompt(response, model) if usage else None
+    native = _native_usage(response, model) if usage else None
     if native is not None:
-        prompt, read, written = native
+        prompt, completion, read, written = native
     info = CallInfo(
         stage=stage_name,
         model=model,
         prompt_tokens=prompt,
-        completion_tokens=int(usage.get("completion_tokens") or 0),
+        completion_tokens=completion,
         cached_tokens=read,
         cache_write_tokens=written,
         reasoning_tokens=int(_field(thought, "reasoning_tokens") or 0),

@@ -8,8 +8,11 @@ client, a Ray worker, or a proxy (`HTTP_PROXY`: the request is addressed to its 
 where the bytes leave, below every caller.
 
 Every LM a run holds, built (refed_dspy.clients.lm.build_lm) or handed in (`bounded`: a user's dspy.LM, a logged
-program's, a teleprompter's copy), sends through engines of refed's wherever DSPy's own client (lm15) serves its model,
-and their transport checks each request (`CheckedTransport`, under whatever rewrites a request on its way); refed's
+program's, a teleprompter's copy), sends through engines of refed's wherever DSPy's own client (lm15) serves its model
+and carries its settings, and their transport checks each request (`CheckedTransport`, under whatever rewrites a
+request on its way). An LM whose settings lm15 cannot carry (`thinking`) keeps DSPy's engine, which sends its calls
+through LiteLLM (checked below); one of a provider a user declared to lm15 (`dspy.lm15.register_provider`) keeps
+DSPy's own client, checked as it is handed in, not as it sends. refed's
 batch clients check each of their requests in their httpx client's request hook (`check_httpx_request`). lm15 itself is
 left as it is: a request a user's own dspy.LM sends outside refed's calls is theirs. What does not yet pass a client
 of refed's (a model DSPy serves through LiteLLM, a hosted embedder, the Hub) is checked where `install()` puts the
@@ -123,6 +126,8 @@ class CheckedTransport:
         return CheckedTransport(self.inner.copy())
 
     def __getattr__(self, name: str) -> Any:  # what else lm15 asks of its transport (close, aclose, max_connections)
+        if name == "inner":  # not set yet (a copy being made): no lookup through itself
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 

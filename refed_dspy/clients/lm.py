@@ -72,6 +72,8 @@ log = logging.getLogger(__name__)
 # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
 # cannot give its own wider engine (models DSPy serves through LiteLLM)
 CLIENT_MAX_CONNECTIONS = 100
+# what DSPy's own client is told to reach an endpoint (DSPy's NATIVE_CLIENT_KEYS): an LM's own engines hold it instead
+_NATIVE_REACH = ("api_key", "api_base", "base_url", "timeout")
 
 
 class RefedLM(CallBoundary, dspy.LM):
@@ -127,11 +129,12 @@ def build_lm(
 
     `num_retries` overrides spec.num_retries for DSPy's own retries (the synthesis runner passes 0:
     it retries itself, with an adaptive window). An endpoint the environment gives the client (OPENAI_BASE_URL) is
-    given to it as the LM's api_base. `max_connections` (synthesis and judging pass their concurrency) gives the LM
-    engines of its own with a pool that wide, where DSPy's own client (lm15) serves the model; their transports check
-    each request's destination (refed_dspy.clients.destination.CheckedTransport). Where DSPy serves the model through
-    LiteLLM instead, and the pool asked for is wider than DSPy's, a warning says that the calls beyond DSPy's pool will
-    wait. `wrap` (a function of the HTTP transport returning another) carries the LM's async calls another way
+    given to it as the LM's api_base. Where DSPy's own client (lm15) serves the model and carries its settings, the LM
+    has engines of its own, with a pool `max_connections` wide (synthesis and judging pass their concurrency; None:
+    DSPy's 100), whose transports check each request's destination (refed_dspy.clients.destination.CheckedTransport);
+    its endpoint, key and timeout are its engines' then, so a copy of it cannot be given others. Where DSPy serves the
+    model through LiteLLM instead, and the pool asked for is wider than DSPy's, a warning says that the calls beyond
+    DSPy's pool will wait. `wrap` (a function of the HTTP transport returning another) carries the LM's async calls another way
     (provider batches: to their API).
     Several `spec.api_base` endpoints are reached through an EndpointSpread, kept on the LM as `endpoint_spread`. A
     model DSPy does not serve natively can take neither (ConfigError). `api_base` is given the form of the client DSPy
@@ -273,18 +276,20 @@ def on_own_engines(lm: Any) -> Any:
     and no engine is named on it: the same endpoint, key and timeout, its requests checked as they leave
     (refed_dspy.clients.destination.CheckedTransport); else a plain copy (an LM DSPy serves through LiteLLM, a user's
     own BaseLM: its own client, checked as it is handed in). An LM told no endpoint is given the one the environment
-    gives its provider's clients (OPENAI_BASE_URL and kin), as build_lm gives it to a section's."""
-    if not isinstance(lm, dspy.LM) or lm.engine != "auto":
+    gives its provider's clients (OPENAI_BASE_URL and kin), as build_lm gives it to a section's. A subclass whose own
+    `forward` makes the request (and may read its endpoint and key from `kwargs`) is copied as it is."""
+    own_calls = type(lm).forward is dspy.LM.forward and type(lm).aforward is dspy.LM.aforward
+    if not isinstance(lm, dspy.LM) or lm.engine not in ("auto", "lm15") or not own_calls:
         return lm.copy()
     told = lm.kwargs.get("api_base") or lm.kwargs.get("base_url")
     given = None if told else environment_endpoint(provider_for(str(lm.model)), os.environ)
-    placed = fit_api_base(lm.copy(api_base=given), own_engines=True) if given else lm
+    placed = fit_api_base(lm.copy(api_base=given), own_engines=True) if given else lm.copy()
     engines = wide_engines(placed, CLIENT_MAX_CONNECTIONS) if _served_natively(placed, own_engines=True) else None
     if engines is None:
         return lm.copy()
-    reach = {k: v for k, v in placed.kwargs.items() if k in CLIENT_REACH}
+    reach = {k: v for k, v in placed.kwargs.items() if k in _NATIVE_REACH}
     twin = placed.copy(**dict.fromkeys(reach)).copy(engine=engines[0], async_engine=engines[1])  # the engines hold them
-    twin.client_reach = {k: v for k, v in reach.items() if k != "api_key"}
+    twin.client_reach = {("api_base" if k == "base_url" else k): v for k, v in reach.items() if k != "api_key"}
     return twin
 
 
@@ -395,6 +400,8 @@ def wide_engines(
         sel = _selected(lm)
         if not sel.native or sel.resolution is None or getattr(sel.resolution, "declared", False):
             return None
+        if not _carried(lm, sel):
+            return None
         provider, clients = sel.resolution.provider, sel.clients
         url = clients.get("api_base") or clients.get("base_url")
         common = dict(
@@ -420,10 +427,25 @@ def wide_engines(
         if wrap is not None:
             wrapped = RouterConfig(**common, transport=wrap(transport()))
             return sync_engine, asking(OwnAsyncEngine(wrapped, model_type=lm.model_type), StdlibAsyncTransport)
-        sync_engine.remake = Remake(lm, max_connections, cache, watch_s, limits)
+        sync_engine.remake = Remake(lm.copy(), max_connections, cache, watch_s, limits)
         return sync_engine, LoopEngines(async_engine, config, sync_engine.remake)
     except Exception:  # noqa: BLE001 - DSPy internals moved: keep DSPy's own engine choice
         return None
+
+
+def _carried(lm: dspy.LM, sel: Any) -> bool:
+    """Whether DSPy's own client (lm15) carries a call with `lm`'s own settings (`sel`: its client's selection), as
+    DSPy asks before each call of an LM on its own engine, sending one it cannot carry (`thinking`, `extra_body`,
+    Anthropic's `json_object`) through LiteLLM instead: an LM whose settings it cannot carry keeps DSPy's engine."""
+    from dspy.clients.execution import _canonical, prepare
+
+    probe = lm.copy(engine="lm15") if lm.engine == "auto" else lm
+    try:
+        canonical = _canonical(prepare(probe, "?", None, {}, direct=True), compat=sel.resolution.compat)
+        LM15Engine(RouterConfig(), model_type=lm.model_type).plan(canonical)
+    except Exception:  # noqa: BLE001 - lm15 refuses them (or DSPy moved): DSPy's engine, which falls back
+        return False
+    return True
 
 
 def _ask_to_cache(engine: Any, own: type, cache: Provider) -> Any:
@@ -517,6 +539,9 @@ class EndpointSpread:
         self.inner: Any = None
         self.clock = clock
         self.waiting: list[asyncio.Future] = []  # requests waiting for an endpoint with room under its window
+
+    def __deepcopy__(self, memo: dict) -> EndpointSpread:  # shared by a deep copy of its LM, as its engines are
+        return self
 
     def wrap(self, inner: Any) -> EndpointSpread:
         """Take `inner` (the HTTP transport lm15 would use) as the transport to send through; returns self."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from refed_dspy.config.section import tomllib
+from refed_dspy.ledger.usage import usd
 from refed_dspy.pages import render
 from refed_dspy.quality.contamination import card_section, public_params
 from refed_dspy.quality.figures import verdict_text
@@ -74,7 +75,7 @@ def dataset_card(
         system=repr(system) if system else "none",
         fmt=fmt,
         program=_program(summary),
-        cost="unknown" if cost is None else f"${cost:.2f}",
+        cost=usd(cost, "unknown"),  # a loopback or a cheap run's cost is a fraction of a cent
         calls=summary.get("usage", {}).get("calls", "?"),
         judge=_judge_cell(judge),
         filters=[_filter_step(step) for step in prov["filters"]],

@@ -309,6 +309,8 @@ class Provider:
         cache_key: the request field that sends calls sharing a prompt prefix to the same cache (OpenAI's
             `prompt_cache_key`), if it takes one.
         tiers: the service tiers a request may ask for beyond `default`, if it has any.
+        thoughts_apart: a reply's output tokens, as its own API counts them, leave out its hidden reasoning tokens
+            (Gemini's, xAI's), which are billed as output: refed's completion tokens are both.
     """
 
     name: str
@@ -334,6 +336,7 @@ class Provider:
     marked_cache: MarkedCache | None = None
     cache_key: str | None = None
     tiers: Tiers | None = None
+    thoughts_apart: bool = False
 
     def __post_init__(self) -> None:
         if not self.title:

@@ -30,11 +30,27 @@ GEMINI = PROVIDERS.register(
         key_names=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
         dialect=DIALECT,
         schema_table=True,
+        thoughts_apart=True,
     )
 )
 VERTEX = PROVIDERS.register(
-    Provider(name="vertex_ai", title="Vertex AI", prefixes=("vertex_ai",), rank=5, dialect=DIALECT, schema_table=True)
+    Provider(
+        name="vertex_ai",
+        title="Vertex AI",
+        prefixes=("vertex_ai",),
+        rank=5,
+        dialect=DIALECT,
+        schema_table=True,
+        thoughts_apart=True,
+    )
 )
 VERTEX_BETA = PROVIDERS.register(
-    Provider(name="vertex_ai_beta", title="Vertex AI (beta)", prefixes=("vertex_ai_beta",), rank=5, dialect=DIALECT)
+    Provider(
+        name="vertex_ai_beta",
+        title="Vertex AI (beta)",
+        prefixes=("vertex_ai_beta",),
+        rank=5,
+        dialect=DIALECT,
+        thoughts_apart=True,
+    )
 )

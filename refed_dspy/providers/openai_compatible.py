@@ -22,10 +22,19 @@ class HostedService(Provider):
         return openai_sampling(model, super().sampling(model))
 
 
-def _hosted(name: str, title: str, host: str, *keys: str) -> Provider:
+def _hosted(name: str, title: str, host: str, *keys: str, thoughts_apart: bool = False) -> Provider:
     """A hosted service of OpenAI's chat format, with its own host and key (`keys`: the variables its docs name)."""
     return PROVIDERS.register(
-        HostedService(name=name, title=title, prefixes=(name,), rank=20, hosts=(host,), key_names=keys, wire=CHAT)
+        HostedService(
+            name=name,
+            title=title,
+            prefixes=(name,),
+            rank=20,
+            hosts=(host,),
+            key_names=keys,
+            wire=CHAT,
+            thoughts_apart=thoughts_apart,
+        )
     )
 
 
@@ -45,7 +54,7 @@ OPENROUTER = _hosted("openrouter", "OpenRouter", "openrouter.ai", "OPENROUTER_AP
 TOGETHER = _hosted("together_ai", "Together AI", "api.together.xyz", "TOGETHER_API_KEY", "TOGETHERAI_API_KEY")
 DEEPSEEK = _hosted("deepseek", "DeepSeek", "api.deepseek.com", "DEEPSEEK_API_KEY")
 GROQ = _hosted("groq", "Groq", "api.groq.com", "GROQ_API_KEY")
-XAI = _hosted("xai", "xAI", "api.x.ai", "XAI_API_KEY")
+XAI = _hosted("xai", "xAI", "api.x.ai", "XAI_API_KEY", thoughts_apart=True)
 VLLM = _grammar_server("vllm", "vLLM (in-process)", None, keyless=False)
 SGLANG = _grammar_server("sglang", "SGLang", None, keyless=False)
 LLAMAFILE = _grammar_server("llamafile", "llamafile", None, keyless=False)

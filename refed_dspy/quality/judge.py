@@ -305,7 +305,10 @@ def judge_mismatch(rd: RunDir, config: Config, on_mismatch: str) -> list[str]:
     is "error". Reads, writes nothing: asked before a local model or Ray's workers start, and again when the judging
     prepares its files."""
     check_on_mismatch(on_mismatch)
-    if on_mismatch == "fresh" or not rd.judge_fingerprint.exists():
+    if on_mismatch == "fresh":
+        return []
+    batches_open_before_online(rd.path, "judge_batches", config.judging.mode == "batch", "judging")
+    if not rd.judge_fingerprint.exists():
         return []
     try:
         old = json.loads(rd.judge_fingerprint.read_text())
@@ -317,8 +320,6 @@ def judge_mismatch(rd: RunDir, config: Config, on_mismatch: str) -> list[str]:
     new = judge_fingerprint(config)
     diff = judge_fingerprint_diff(old, new)
     moves = moves_with_batches_closed(rd.path, "judge_batches", judge_endpoint_diff(old, new))
-    batch = config.judging.mode == "batch" and not config.ray.enabled
-    batches_open_before_online(rd.path, "judge_batches", batch, "judging")
     if diff and on_mismatch != "resume":
         what = f"{rd.path} was judged with a different judge config ({'; '.join(diff + moves)})"
         raise RunDirError(

@@ -231,7 +231,7 @@ def with_lm_of(config: Config, role: str, lm: Any) -> Config:
     ):  # built by build_lm: its spec is what it is (this config's, or the one the user built it from)
         return config if built.model_dump() == spec.model_dump() else config.model_copy(update={role: built})
     who = lm_identity(lm)
-    kwargs = getattr(lm, "kwargs", None) or {}
+    kwargs = {**(getattr(lm, "kwargs", None) or {}), **(getattr(lm, "client_reach", None) or {})}  # its engines' too
     model = who["model"] or spec.model
     update: dict[str, Any] = {
         "model": model,

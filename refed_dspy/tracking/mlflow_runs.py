@@ -44,7 +44,7 @@ import cloudpickle
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.destination import check_lm_key, key_env_of
+from refed_dspy.clients.destination import check_lm_key, key_env_of, key_of
 from refed_dspy.clients.lm import fit_api_base
 from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.config.lm import LMSpec
@@ -349,7 +349,7 @@ class _KeylessPickler(cloudpickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, dspy.BaseLM) and not isinstance(obj, LoggedLM):
-            hold((getattr(obj, "kwargs", None) or {}).get("api_key"))
+            hold(key_of(obj))
             return _same, (logged_lm_like(obj),)
         return super().reducer_override(obj)
 

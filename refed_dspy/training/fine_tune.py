@@ -260,25 +260,24 @@ def train_student(
     with owned(out, "train", "refed train", flag="--out"):
         plan = plan_of(settings, train, held)
         check_plan(out / PLAN, plan, write=False)
-        finished = finished_training(out)
-        if finished is not None:
-            return finished
-        peft = import_peft()
-        student = Student(settings.student, settings.device, settings.dtype).load()
-        base = {
-            "student": settings.student,
-            "source": str(source),
-            "samples": len(train),
-            "held_out": len(held),
-            "skipped": found.skipped + len(found.items) - len(usable),
-            "device": student.device,
-            "dtype": student.dtype,
-        }
-        with warnings.catch_warnings():  # transformers' and peft's notes on their own internals: nothing to act on
-            warnings.simplefilter("ignore")
-            trainer = _trainer(peft, student, settings, out, train, held)
-            write_json_atomic(out / PLAN, plan)  # the student and its adapters are there: the training starts
-            summary = _fit(trainer, out, base, start, config.run.progress_every_s if show_progress else None)
+        summary = finished_training(out)  # a finished training is not run again (it is logged if it was not)
+        if summary is None:
+            peft = import_peft()
+            student = Student(settings.student, settings.device, settings.dtype).load()
+            base = {
+                "student": settings.student,
+                "source": str(source),
+                "samples": len(train),
+                "held_out": len(held),
+                "skipped": found.skipped + len(found.items) - len(usable),
+                "device": student.device,
+                "dtype": student.dtype,
+            }
+            with warnings.catch_warnings():  # transformers' and peft's notes on their own internals: nothing to act on
+                warnings.simplefilter("ignore")
+                trainer = _trainer(peft, student, settings, out, train, held)
+                write_json_atomic(out / PLAN, plan)  # the student and its adapters are there: the training starts
+                summary = _fit(trainer, out, base, start, config.run.progress_every_s if show_progress else None)
     if config.tracking.enabled:
         track_training(config, out, summary)
     return summary
@@ -369,7 +368,9 @@ def track_training(config: Config, out: Path, summary: TrainSummary) -> None:
     """The training as the MLflow run of `out`: [train]'s settings, the loss curve, the held-out loss, the adapter."""
     import mlflow
 
-    with failure_warned(out), mlflow_run(config, out):
+    with failure_warned(out), mlflow_run(config, out) as run:
+        if "steps" in run.data.metrics:  # logged by the invocation that finished it
+            return
         mlflow.set_tag(KIND_TAG, "train")
         log_params_once(flat_params(config.train.model_dump(mode="json"), "train."))
         for step, loss in zip(summary.loss_steps, summary.losses, strict=True):

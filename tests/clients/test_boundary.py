@@ -439,6 +439,42 @@ def test_a_bounded_lm_pickles_and_copies_as_itself(server_factory, kind):
     assert len(calls) == 1 and calls[0].prompt_tokens > 0 and loaded.budget.total_calls == 1
 
 
+def test_a_handed_in_dspy_lm_goes_on_engines_of_refed_s_where_dspy_s_own_client_serves_it():
+    """A user's dspy.LM behind the boundary sends through refed's transport (each request checked as it leaves) with
+    the endpoint, key and timeout it was given, in either spelling and engine name; a (deep) copy shares its engines,
+    a pickle makes them again, a saved program holds it as on DSPy's client, without its key. What lm15 cannot carry
+    (a `thinking` setting), and a subclass whose own forward makes the request, keep DSPy's engine; the user's object
+    is left as it was."""
+    import copy
+    import pickle
+
+    from refed_dspy.clients.destination import endpoint_of, key_of
+
+    base, key = "http://127.0.0.1:9/v1", "sk-handed-in-0123456789"
+    for told in ({"api_base": base}, {"base_url": base}, {"api_base": base, "engine": "lm15"}):
+        users = dspy.LM("openai/x", api_key=key, timeout=7, **told)
+        twin = bounded(users, "teacher")
+        assert not isinstance(twin.engine, str) and twin.engine.config.base_urls == {"openai-chat": base}, told
+        assert (endpoint_of(twin), key_of(twin), twin.client_reach) == (base, key, {"api_base": base, "timeout": 7})
+        assert "api_key" not in twin.kwargs and users.kwargs["api_key"] == key and isinstance(users.engine, str)
+        assert copy.deepcopy(twin).engine is twin.engine and twin.copy(temperature=0.5).engine is twin.engine
+        loaded = pickle.loads(pickle.dumps(twin))
+        assert loaded.engine is not twin.engine and loaded.engine.config.base_urls == twin.engine.config.base_urls
+        saved = twin.dump_state()
+        assert saved["api_base"] == base and saved["timeout"] == 7 and key not in json.dumps(saved)
+
+    class OwnForward(dspy.LM):
+        def forward(self, *args, **kwargs):
+            return super().forward(*args, **kwargs)
+
+    kept = [
+        OwnForward("openai/x", api_base=base, api_key=key),
+        dspy.LM("openai/x", api_base=base, api_key=key, thinking={"type": "enabled", "budget_tokens": 64}),
+    ]
+    for users in kept:
+        assert bounded(users, "teacher").engine == "auto"
+
+
 @pytest.mark.parametrize("fault", [{"fail_all": True}, {"rate_hang": 1.0, "hang_s": 0.6}])
 def test_dspys_retries_of_a_request_are_made_and_counted_at_the_boundary(server_factory, fault):
     """A dspy.LM retries a failed request num_retries times inside one call, where no request of them was seen: the

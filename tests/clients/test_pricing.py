@@ -142,6 +142,28 @@ def test_a_reply_of_dspys_own_client_counts_the_cache_in_the_prompt():
     assert (info.prompt_tokens, info.cached_tokens, info.cache_write_tokens) == (5000, 4000, 0)
 
 
+def test_a_reply_of_dspys_own_client_counts_hidden_reasoning_in_the_completion():
+    """Gemini's and xAI's output tokens leave their hidden reasoning out, and it is billed as output: DSPy adds it only
+    where it picked the client itself, so on engines of refed's (every LM a run holds) refed does. OpenAI's output
+    tokens hold it already."""
+    from dspy.lm15 import Message, Response, TextPart, Usage
+
+    from refed_dspy.clients.calls import read_reply
+
+    def completion(model: str, usage: dict) -> int:
+        text = Message(role="assistant", parts=(TextPart("hi"),))
+        raw = Usage(input_tokens=20, output_tokens=5, reasoning_tokens=100)
+        response = Response(id="r", model=model.split("/")[1], message=text, finish_reason="stop", usage=raw)
+        entry = {"usage": usage, "response": response, "outputs": ["hi"]}
+        return read_reply(entry, "generate", model, 0.1, False).info.completion_tokens
+
+    as_sent = {"prompt_tokens": 20, "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 100}}
+    added = {**as_sent, "completion_tokens": 105}  # the client DSPy picks itself: the same figure
+    for model in ("gemini/gemini-2.5-flash", "xai/grok-3-mini", "vertex_ai/gemini-2.5-pro"):
+        assert completion(model, as_sent) == completion(model, added) == 105, model
+    assert completion("openai/o4-mini", as_sent) == 5
+
+
 def test_a_budget_reserves_a_call_at_its_prompt_written_to_the_cache():
     from refed_dspy.ledger.budget import CallBudget, prior_prompt_tokens
 

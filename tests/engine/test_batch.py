@@ -524,7 +524,7 @@ def test_a_run_with_batches_still_open_does_not_resume_online(tmp_path):
         assert first.returncode == 0 and "batches submitted" in first.stdout, first.stderr[-2000:]
         sent = len(read_log(tmp_path / "log.jsonl"))
         online = _cli([*args, "--set", "synthesis.mode='online'"])
-        assert online.returncode == 2 and "still open at the provider" in online.stderr, online.stderr[-2000:]
+        assert online.returncode == 2 and "are not collected yet" in online.stderr, online.stderr[-2000:]
         assert 'synthesis.mode = "batch"' in online.stderr and "Traceback" not in online.stderr
         assert len(read_log(tmp_path / "log.jsonl")) == sent  # nothing sent online, nothing polled
         back = _cli(args)
@@ -550,8 +550,12 @@ def test_a_judging_with_batches_still_open_does_not_resume_online(tmp_path):
     store = BatchStore(rd.path, "judge_batches")
     entry = store.plan("openai", "judge", [{"custom_id": "c1", "body": {}}, {"custom_id": "c2", "body": {}}])
     online = config.model_copy(update={"judging": config.judging.model_copy(update={"mode": "online"})})
-    with pytest.raises(RunDirError, match=r"1 batches \(2 requests\) sent in batch mode are still open"):
+    with pytest.raises(RunDirError, match=r"1 batches \(2 requests\) of batch mode are not collected yet"):
         judge_mismatch(rd, online, "resume")
     assert judge_mismatch(rd, config, "error") == []  # in batch mode it collects them
+    rd.judge_fingerprint.unlink()  # a first judging that stopped before its fingerprint: its batches count all the same
+    with pytest.raises(RunDirError, match="not collected yet"):
+        judge_mismatch(rd, online, "resume")
+    rd.judge_fingerprint.write_text(json.dumps(judge_fingerprint(config)))
     store._event({"e": "collected", "batch": entry.local_id, "status": "completed"})
     assert judge_mismatch(rd, online, "resume") == []

@@ -104,6 +104,7 @@ def test_every_format_loads_back(run, tmp_path):
             "Reference-Level Feedback",
         ):
             assert needle in card, (fmt, needle)
+        assert "synthesis cost | $0.00 " not in card  # a loopback run's cost is a fraction of a cent: it is said
     ids = Counter(s["meta"]["reference_id"] for s in samples)
     assert sum(ids.values()) == 30
 

@@ -212,6 +212,9 @@ def test_a_training_is_an_mlflow_run_with_its_settings_curve_held_out_loss_and_a
     assert run.data.metrics["held_out_loss"] == 1.7 and run.data.metrics["steps"] == 6
     names = {a.path for a in client.list_artifacts(run.info.run_id, fine_tune.ADAPTER)}
     assert names == {f"{fine_tune.ADAPTER}/adapter_config.json"}
+    # `refed train` run again on a finished training logs it where it was not logged, and only once
+    fine_tune.track_training(config, out, summary)
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3
 
 
 def test_a_gguf_s_plain_copy_is_kept_whole_or_not_at_all(tmp_path):

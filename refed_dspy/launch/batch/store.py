@@ -289,8 +289,8 @@ def batches_open_before_online(run_dir: str | Path, name: str, batch: bool, sect
     if still:
         requests = sum(len(b.custom_ids) for b in still)
         raise RunDirError(
-            f"{run_dir}: {len(still)} batches ({requests} requests) sent in batch mode are still open at the provider "
-            f'and will be billed; resume with {section}.mode = "batch" to collect them, then go on online'
+            f"{run_dir}: {len(still)} batches ({requests} requests) of batch mode are not collected yet, and the "
+            f'provider answers and bills them; resume with {section}.mode = "batch" to collect them, then go on online'
         )
 
 
