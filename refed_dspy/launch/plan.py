@@ -60,6 +60,7 @@ from refed_dspy.launch.ray.pool import WorkerPool, WorkersReport, start_pool
 from refed_dspy.providers.keys import check_key, check_key_goes_to_its_provider
 from refed_dspy.providers.registry import batch_provider
 from refed_dspy.store.cache import use_run_cache
+from refed_dspy.store.lock import refuse_if_held
 from refed_dspy.store.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,12 @@ class Launch:
 
     def workers(self, parts: dict[str, Any], concurrency: int, run_dir: Path, show_progress: bool) -> None:
         """Before the run dir is touched: the Ray processes a killed invocation left in `run_dir` ended; on Ray the
-        workers that run `parts` started and checked (`concurrency` calls in flight each)."""
+        workers that run `parts` started and checked (`concurrency` calls in flight each), unless another command
+        holds the run dir (RunDirError, before Ray starts)."""
         end_left_behind(run_dir)
         if self.ray is None:
             return
+        refuse_if_held(run_dir)
         self.pool = start_pool(
             self.ray,
             self.spec,

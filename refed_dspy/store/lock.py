@@ -60,12 +60,7 @@ class DirLock:
             except BlockingIOError:
                 info = _read(fd)
                 os.close(fd)
-                who = f"PID {info.get('pid', '?')}" + (
-                    f" ({info['command']}, since {info['started']})" if info.get("command") else ""
-                )
-                raise RunDirError(
-                    f"{self.path} is in use by {who}; wait for it to finish or stop it, then run this again"
-                ) from None
+                raise in_use(self.path, info) from None
             try:
                 now = os.stat(self.path / LOCK_NAME)
             except FileNotFoundError:
@@ -168,6 +163,22 @@ def _read_info(lock: Path) -> dict[str, Any] | None:
         return _read(fd)
     finally:
         os.close(fd)
+
+
+def in_use(path: str | Path, info: dict[str, Any]) -> RunDirError:
+    """The one line that says `path` is held by the command `info` (what its lock file says of it) describes."""
+    who = f"PID {info.get('pid', '?')}" + (
+        f" ({info['command']}, since {info['started']})" if info.get("command") else ""
+    )
+    return RunDirError(f"{path} is in use by {who}; wait for it to finish or stop it, then run this again")
+
+
+def refuse_if_held(path: str | Path) -> None:
+    """RunDirError (`in_use`) when a command holds the lock on `path` now: asked before work that is slow to start
+    (Ray's workers), which the lock taken after it would refuse all the same."""
+    info = holder(path)
+    if info is not None:
+        raise in_use(path, info)
 
 
 def holder(path: str | Path) -> dict[str, Any] | None:

@@ -85,3 +85,26 @@ def test_records_the_ray_processes_it_started_and_forgets_them(spawn, tmp_path):
     assert end_left_behind(tmp_path) == 0 and agent.poll() is None  # its driver (this process) runs
     connect.forget(tmp_path)
     assert not (tmp_path / FILE).exists()
+
+
+def test_a_run_dir_another_command_holds_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    """A second driver on a run dir in use: refused in the one line the lock says, before Ray and its workers start (it
+    started a local Ray with its workers, then met the lock); a run dir nobody holds goes on to start them."""
+    from refed_dspy.config import Config
+    from refed_dspy.errors import RunDirError
+    from refed_dspy.launch import plan as plan_module
+    from refed_dspy.store.lock import DirLock
+
+    started = []
+    monkeypatch.setattr(plan_module, "start_pool", lambda *a, **k: started.append(a))
+    config = Config.model_validate({"ray": {"enabled": True}})
+    launch = plan_module.Launch(
+        "teacher", config.teacher, "online", None, config.ray, config.batch, config.prices, 30.0
+    )
+    run = tmp_path / "run"
+    held = pytest.raises(RunDirError, match=f"is in use by PID {os.getpid()} \\(refed synthesize")
+    with DirLock(run, "refed synthesize", "run directory"), held:
+        launch.workers({}, 4, run, False)
+    assert started == []
+    launch.workers({}, 4, run, False)
+    assert len(started) == 1
