@@ -11,16 +11,16 @@ Every LM a run holds, built (refed_dspy.clients.lm.build_lm) or handed in (`boun
 program's, a teleprompter's copy), sends through engines of refed's wherever DSPy's own client (lm15) serves its model
 and carries its settings, and their transport checks each request (`CheckedTransport`, under whatever rewrites a
 request on its way). An LM whose settings lm15 cannot carry (`thinking`) keeps DSPy's engine, which sends its calls
-through LiteLLM (checked below); one of a provider a user declared to lm15 (`dspy.lm15.register_provider`) keeps
-DSPy's own client, checked as it is handed in, not as it sends. refed's
-batch clients check each of their requests in their httpx client's request hook (`check_httpx_request`). lm15 itself is
-left as it is: a request a user's own dspy.LM sends outside refed's calls is theirs. What does not yet pass a client
-of refed's (a model DSPy serves through LiteLLM, a hosted embedder, the Hub) is checked where `install()` puts the
-check: httpx and httpx2 (LiteLLM, the openai SDK, the Hub) and aiohttp (LiteLLM's async transport, its
-`aiohttp_openai/` models). requests is left as it is: no LM call or Hub request goes through it (MLflow's requests do,
-with a token no provider owns, and LiteLLM's token fetches for Databricks and Vertex AI, to those providers' own
-sign-in hosts). A user's own BaseLM sends with its own client: it is checked as it is handed in (`check_lm_key`, by
-the model, endpoint and key it carries), and a request it makes with requests or urllib is its own.
+through LiteLLM (checked below); one of a provider a user declared to lm15 (`dspy.lm15.register_provider`) keeps DSPy's
+own client, checked as it is handed in, not as it sends. refed's batch clients check each of their requests in their
+httpx client's request hook (`check_httpx_request`). lm15 itself is left as it is: a request a user's own dspy.LM sends
+outside refed's calls is theirs. What does not yet pass a client of refed's (a model DSPy serves through LiteLLM, a
+hosted embedder, the Hub) is checked where `install()` puts the check: httpx and httpx2 (LiteLLM, the openai SDK, the
+Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/` models). requests is left as it is: no LM call or
+Hub request goes through it (MLflow's requests do, with a token no provider owns, and LiteLLM's token fetches for
+Databricks and Vertex AI, to those providers' own sign-in hosts). A user's own BaseLM sends with its own client: it is
+checked as it is handed in (`check_lm_key`, by the model, endpoint and key it carries), and a request it makes with
+requests or urllib is its own.
 
 For each request: the held secrets (refed_dspy.secrets) found in its headers or URL; for each, the providers whose
 variables hold it (`sources_of`, `key_provider`); for each of those, the one decision on its URL

@@ -10,8 +10,8 @@ Engines (`wide_engines`): DSPy's own native (lm15) engines built as DSPy would, 
 the stage's concurrency (DSPy's is fixed at 100 an LM; an LM of no stage gets 100), the async one made for each event
 loop that calls the LM (`LoopEngines`: an lm15 pool is confined to the loop that made it). A copy or deep copy of the
 LM shares them, as DSPy's copies share its pools; a pickle makes them again where it is loaded (`Remake`); a saved
-program holds the LM as on DSPy's own client (its endpoint and timeout, no key). Under them, the transports: the one that sends
-checks each request's destination (refed_dspy.clients.destination.CheckedTransport); above it, several endpoints of
+program holds the LM as on DSPy's own client (its endpoint and timeout, no key). Under them, the transports: the one
+that sends checks each request's destination (refed_dspy.clients.destination.CheckedTransport); above it, several endpoints of
 one model behind one LM (`EndpointSpread`), and a prompt whose repeated part the provider is asked to cache
 (`PromptCacheTransport`, by what the adapter said of the call: refed_dspy.clients.prompt_cache).
 
@@ -53,6 +53,7 @@ from typing import Any
 import dspy
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport, TransportRequest
 from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
+from dspy.clients.execution import _canonical, prepare
 from dspy.lm15 import RouterConfig
 
 from refed_dspy.clients.boundary import CallBoundary, boundary_class, endpoint_asked, stable_under_way
@@ -134,8 +135,8 @@ def build_lm(
     DSPy's 100), whose transports check each request's destination (refed_dspy.clients.destination.CheckedTransport);
     its endpoint, key and timeout are its engines' then, so a copy of it cannot be given others. Where DSPy serves the
     model through LiteLLM instead, and the pool asked for is wider than DSPy's, a warning says that the calls beyond
-    DSPy's pool will wait. `wrap` (a function of the HTTP transport returning another) carries the LM's async calls another way
-    (provider batches: to their API).
+    DSPy's pool will wait. `wrap` (a function of the HTTP transport returning another) carries the LM's async calls
+    another way (provider batches: to their API).
     Several `spec.api_base` endpoints are reached through an EndpointSpread, kept on the LM as `endpoint_spread`. A
     model DSPy does not serve natively can take neither (ConfigError). `api_base` is given the form of the client DSPy
     picks for the model (`fit_api_base`). Where the model's provider caches prompts on a request's word and
@@ -437,8 +438,6 @@ def _carried(lm: dspy.LM, sel: Any) -> bool:
     """Whether DSPy's own client (lm15) carries a call with `lm`'s own settings (`sel`: its client's selection), as
     DSPy asks before each call of an LM on its own engine, sending one it cannot carry (`thinking`, `extra_body`,
     Anthropic's `json_object`) through LiteLLM instead: an LM whose settings it cannot carry keeps DSPy's engine."""
-    from dspy.clients.execution import _canonical, prepare
-
     probe = lm.copy(engine="lm15") if lm.engine == "auto" else lm
     try:
         canonical = _canonical(prepare(probe, "?", None, {}, direct=True), compat=sel.resolution.compat)
