@@ -22,6 +22,7 @@ from typing import Any
 import dspy
 from dspy.utils.parallelizer import ParallelExecutor
 
+from refed_dspy.clients.destination import told_of
 from refed_dspy.errors import ConfigError, FinishedShort, RunAborted
 from refed_dspy.launch.plan import own_run
 from refed_dspy.ledger.budget import CallBudget
@@ -210,10 +211,7 @@ def _log_dir(
     if root is None or optimizer is None:
         return None
     what = {k: v for k, v in s.__dict__.items() if k not in ("lm", "proposer_lm", "num_threads")}
-    what["lms"] = [
-        (getattr(lm, "model", ""), {**getattr(lm, "kwargs", {}), **(getattr(lm, "client_reach", None) or {})})
-        for lm in (s.lm, s.proposer_lm)
-    ]
+    what["lms"] = [(getattr(lm, "model", ""), told_of(lm)) for lm in (s.lm, s.proposer_lm)]
     what["examples"] = [sorted(e.toDict().items()) for e in (*trainset, *valset)]
     what["student"], what["metric"] = student_state, metric_state
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -48,7 +48,7 @@ from refed_dspy.clients.calls import (
     read_reply,
 )
 from refed_dspy.clients.destination import install as install_destination_check
-from refed_dspy.clients.destination import refusal_in
+from refed_dspy.clients.destination import refusal_in, told_of
 from refed_dspy.clients.flights import LATE, aanswer_of, answer_of
 from refed_dspy.clients.prompt_cache import count_prompt
 from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gave_up_waiting, tier_asked
@@ -393,7 +393,7 @@ class CallBoundary:
         if self.client_reach is not None and not isinstance(getattr(self, "engine", None), str):
             plain = copy.copy(self)
             plain._engine_spec, plain._async_engine_spec = "auto", None
-            plain.kwargs = {**self.kwargs, **self.client_reach}
+            plain.kwargs = told_of(self)
             plain.client_reach = None
             return plain.dump_state()
         state = super().dump_state()
@@ -475,8 +475,7 @@ def _flight(
 
 def _wait_s(lm: Any, kwargs: dict[str, Any]) -> float:
     """How long a request waits for an identical one in flight: as long as it would wait for its own answer."""
-    told = {**(getattr(lm, "kwargs", None) or {}), **(getattr(lm, "client_reach", None) or {})}  # its engines' own
-    timeout = kwargs.get("timeout", told.get("timeout"))
+    timeout = kwargs.get("timeout", told_of(lm).get("timeout"))
     return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else TIMEOUT_S
 
 

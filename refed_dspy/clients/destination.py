@@ -253,6 +253,12 @@ def key_env_of(lm: Any) -> str | None:
     return "" if not is_secret_value(key) else None  # a placeholder ("EMPTY", "unused"): a server that checks none
 
 
+def told_of(lm: Any) -> dict[str, Any]:
+    """What `lm`'s client was told: its `kwargs`, with what its own engines were told to reach its endpoint where it has
+    engines of its own (`client_reach`: api_base, timeout; never the key)."""
+    return {**(getattr(lm, "kwargs", None) or {}), **(getattr(lm, "client_reach", None) or {})}
+
+
 def key_of(lm: Any) -> Any:
     """The key `lm`'s requests carry, as its client was given it: its `api_key`, else, for an LM that carries engines of
     its own, the key those engines were configured with; None: the variable its provider's client reads."""

@@ -73,8 +73,9 @@ log = logging.getLogger(__name__)
 # dspy 3.4's built-in client (lm15 transports, DEFAULT_MAX_CONNECTIONS): the pool of an LM that build_lm
 # cannot give its own wider engine (models DSPy serves through LiteLLM)
 CLIENT_MAX_CONNECTIONS = 100
-# what DSPy's own client is told to reach an endpoint (DSPy's NATIVE_CLIENT_KEYS): an LM's own engines hold it instead
-_NATIVE_REACH = ("api_key", "api_base", "base_url", "timeout")
+# what a client is told to reach an endpoint (DSPy's NATIVE_CLIENT_KEYS, and Azure's version): an LM's own engines
+# hold it instead
+_REACH = (*CLIENT_REACH, "base_url")
 
 
 class RefedLM(CallBoundary, dspy.LM):
@@ -194,7 +195,7 @@ def build_lm(
         return lm
     # the engines carry the endpoint, its timeout and the key
     wide = _made(spec, role, _on_engines(kwargs, engines))
-    wide.client_reach = {k: v for k, v in lm.kwargs.items() if k in CLIENT_REACH and k != "api_key"}
+    wide.client_reach = _recorded_reach(lm.kwargs)
     wide.endpoint_spread = spread
     wide.rate_limits = limits
     return wide
@@ -285,13 +286,19 @@ def on_own_engines(lm: Any) -> Any:
     told = lm.kwargs.get("api_base") or lm.kwargs.get("base_url")
     given = None if told else environment_endpoint(provider_for(str(lm.model)), os.environ)
     placed = fit_api_base(lm.copy(api_base=given), own_engines=True) if given else lm.copy()
-    engines = wide_engines(placed, CLIENT_MAX_CONNECTIONS) if _served_natively(placed, own_engines=True) else None
+    engines = wide_engines(placed, CLIENT_MAX_CONNECTIONS)
     if engines is None:
         return lm.copy()
-    reach = {k: v for k, v in placed.kwargs.items() if k in _NATIVE_REACH}
+    reach = [k for k in placed.kwargs if k in _REACH]
     twin = placed.copy(**dict.fromkeys(reach)).copy(engine=engines[0], async_engine=engines[1])  # the engines hold them
-    twin.client_reach = {("api_base" if k == "base_url" else k): v for k, v in reach.items() if k != "api_key"}
+    twin.client_reach = _recorded_reach(placed.kwargs)
     return twin
+
+
+def _recorded_reach(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What of an LM's `kwargs` reaches its endpoint, as an LM on engines of its own records it (`client_reach`): its
+    endpoint (as api_base) and timeout, never its key."""
+    return {("api_base" if k == "base_url" else k): v for k, v in kwargs.items() if k in _REACH and k != "api_key"}
 
 
 def stage_lm(spec: LMSpec, role: str, concurrency: int) -> RefedLM:

@@ -29,7 +29,7 @@ from typing import Any
 
 import dspy
 
-from refed_dspy.clients.destination import check_lm_key, endpoint_of, key_env_of
+from refed_dspy.clients.destination import check_lm_key, endpoint_of, key_env_of, told_of
 from refed_dspy.config import Config
 from refed_dspy.config.lm import reserved_extra_keys
 from refed_dspy.config.section import SECRET_NAME
@@ -231,7 +231,7 @@ def with_lm_of(config: Config, role: str, lm: Any) -> Config:
     ):  # built by build_lm: its spec is what it is (this config's, or the one the user built it from)
         return config if built.model_dump() == spec.model_dump() else config.model_copy(update={role: built})
     who = lm_identity(lm)
-    kwargs = {**(getattr(lm, "kwargs", None) or {}), **(getattr(lm, "client_reach", None) or {})}  # its engines' too
+    kwargs = told_of(lm)  # its engines' too
     model = who["model"] or spec.model
     update: dict[str, Any] = {
         "model": model,

@@ -44,7 +44,7 @@ import cloudpickle
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.destination import check_lm_key, key_env_of, key_of
+from refed_dspy.clients.destination import check_lm_key, key_env_of, key_of, told_of
 from refed_dspy.clients.lm import fit_api_base
 from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.config.lm import LMSpec
@@ -438,8 +438,7 @@ def logged_lm_like(lm: Any) -> LoggedLM:
     and settings, the variable its key comes from (clients.destination.key_env_of; the provider's own when unknown),
     no key. An LM on engines of its own (build_lm's) has its endpoint and timeout in `client_reach` and its key's
     variable in its section."""
-    given = {**(getattr(lm, "kwargs", None) or {}), **(getattr(lm, "client_reach", None) or {})}
-    kwargs = {k: v for k, v in given.items() if k not in _SECRETS}
+    kwargs = {k: v for k, v in told_of(lm).items() if k not in _SECRETS}
     out = LoggedLM(str(lm.model), model_type=getattr(lm, "model_type", "chat"), **kwargs)
     spec = getattr(lm, "refed_spec", None)
     if isinstance(spec, LMSpec):
