@@ -94,8 +94,9 @@ class OpensCalls:
 
     @property
     def counts_prompts(self) -> bool:
-        """A call's prompt is counted before it is sent: a cost budget is kept."""
-        return self.max_cost_usd is not None
+        """A call's prompt is counted before it is sent: a cost budget is kept, or a write-ahead log holds each call at
+        the most it can cost (its prompt and `max_tokens` of output: what a call cut off by a kill is charged at)."""
+        return self.max_cost_usd is not None or self.log is not None
 
     def open_call(
         self,

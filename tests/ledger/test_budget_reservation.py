@@ -11,9 +11,11 @@ import pytest
 from conftest import run_overrides
 from loopback_server import read_log
 
+from refed_dspy.clients.boundary import ledger_of, open_on
 from refed_dspy.clients.calls import CallInfo, MustWait
 from refed_dspy.config import load_config
 from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.ledger.tickets import BudgetExceeded, ExpectedOutput, OutputStats
 from refed_dspy.providers.prices import Price
 from refed_dspy.synthesis.api import synthesize
@@ -179,3 +181,22 @@ def test_an_lm_that_sends_no_output_limit_is_held_at_the_model_s_own():
     assert max_tokens_of(bounded(dspy.LM(MODEL, api_key="unused"), "teacher")) == 128_000
     lm = bounded(dspy.LM("openai/gpt-4o-mini", api_key="unused", max_tokens=900), "teacher")
     assert max_tokens_of(lm) == 900
+
+
+def test_without_a_cost_budget_a_logged_request_is_held_at_its_counted_prompt_filling_max_tokens(tmp_path):
+    """The write-ahead log's bound for a request is what a kill charges it at: without a cost budget too, it is the
+    request's own prompt, counted, and max_tokens of output, not the mean of the role's calls so far (cheap ones here)."""
+    budget = CallBudget(max_calls=None, max_cost_usd=None)
+    budget.log = CallLog.open(tmp_path / "ledger.jsonl")
+    for _ in range(5):
+        budget.record([_answered(20, prompt=100)], PRICE, "teacher")
+    lm = type("LM", (), {"budget": budget, "price": PRICE, "role": "teacher", "model": MODEL})()
+    lm.kwargs = {"max_tokens": 4000}
+    long_prompt = [{"role": "user", "content": "a long reference text " * 3000}]
+    ledger, prompt = ledger_of(lm, (), {"messages": long_prompt})
+    assert prompt is not None and prompt > 10_000
+    _, ticket = open_on(lm, ledger, prompt, "improve", None)
+    assert ticket.cost >= _list_cost(prompt, 4000) > 10 * _list_cost(100, 20)
+    budget.log.close()
+    sent = [json.loads(x) for x in (tmp_path / "ledger.jsonl").read_text().splitlines() if '"s"' in x]
+    assert sent[-1]["b"] == pytest.approx(ticket.cost)
