@@ -403,6 +403,16 @@ def judging_left(config: Config, rows: list[dict[str, Any]], method: str, fresh:
     return config.model_copy(update={"evaluate": ev})
 
 
+def earlier_methods(config: Config, methods: list[str]) -> list[str]:
+    """The methods an earlier invocation of this comparison ran that this one does not name: their runs (in
+    `<run.dir>/<method>/`, with a ledger) paid under the same caps."""
+    root = Path(config.run.dir)
+    if not root.is_dir():
+        return []
+    found = (path for path in sorted(root.iterdir()) if path.is_dir() and path.name not in methods)
+    return [path.name for path in found if RunDir(path).ledger.exists() or RunDir(path).judge_ledger.exists()]
+
+
 def method_left(config: Config, counted: list[str], method: str) -> tuple[Config, bool, bool]:
     """This method's config with the caps of [synthesis] and [judging] made the whole command's (`caps_left`: the
     ledgers of the methods `counted`, every run of each), and whether each has something left."""
@@ -467,7 +477,10 @@ async def _method_row(config: Config, methods: list[str], method: str, judge: bo
     and show_progress handed in."""
     teacher, references, judge_lm, on_mismatch, show_progress = given
     fresh = on_mismatch == "fresh" or config.run.new_ledger  # the ledgers of methods not run again yet are gone then
-    counted = methods[: methods.index(method)] if fresh else [m for m in methods if m != method]
+    if fresh:
+        counted = methods[: methods.index(method)]
+    else:  # the other methods of this invocation, and those of earlier ones it does not name
+        counted = [m for m in methods if m != method] + earlier_methods(config, methods)
     mconfig, can_synthesize, can_judge = method_left(config, counted, method)
     if can_synthesize:
         summary: Any = await arun_synthesis(

@@ -372,3 +372,16 @@ def test_compare_s_synthesis_and_judging_caps_are_the_whole_command_s(server_fac
     rows = {r["method"]: r for r in json.loads((run / "compare.json").read_text())["rows"]}
     assert 0 < len(read_log(teacher.cfg.log_path)) - before <= 30, out + err
     assert rows["refed"]["samples"] > 0 and rows["refed"]["calls"] > 1  # the first method has the whole cap
+
+
+def test_compare_s_caps_hold_over_invocations_that_name_other_methods(server_factory, tmp_path):
+    """A comparison run one method at a time (`--methods refed`, then `--methods no_feedback`, ...) in one run dir
+    spends its [synthesis] max_calls once, not once per invocation: the methods an earlier invocation ran count."""
+    teacher = server_factory()
+    run = tmp_path / "cmp"
+    over = run_overrides(teacher, run, 20, **{"synthesis.instructions_per_feature": 2, "seeds.limit": 4})
+    for method in ("refed", "no_feedback", "sample_feedback"):
+        proc = refed("compare", "--methods", method, *sets(over), "--set", "synthesis.max_calls=30")
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode in (0, 1), err
+    assert len(read_log(teacher.cfg.log_path)) <= 30, out + err
