@@ -88,6 +88,13 @@ def _cmd_meta_eval(args: argparse.Namespace) -> int:
     if args.out:
         write_json_atomic(args.out, result.to_json())
         print(f"wrote {args.out}")
+    if result.unjudged:
+        print(
+            f"refed: stopped at [judging] max_calls or max_cost_usd with {result.unjudged} label items not judged: the "
+            "figures above are of the others; raise the cap to judge them all",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

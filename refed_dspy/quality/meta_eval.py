@@ -208,6 +208,7 @@ class MetaEvalResult(Result):
     adapter: dict[str, Any] | None
     metrics: dict[str, Any] = Field(description="Pairwise accuracy, tie and position-bias rates, Pearson, Spearman.")
     failed: int = Field(description="Items the judge could not answer.")
+    unjudged: int = Field(0, description="Items not judged: [judging]'s max_calls or max_cost_usd stopped it first.")
     item_results: list[dict[str, Any]] = Field(alias="items", description="Each label item with the judge's verdict.")
     usage: dict[str, Any]
 
@@ -238,6 +239,7 @@ async def ameta_eval(config: Any, labels_path: str | Path, judge_lm: dspy.LM | N
             "adapter": stage.adapter.choice.as_dict(),
             "metrics": meta_metrics(ok),
             "failed": len(failed),
+            "unjudged": len(items) - len(results),
             "items": results,
             "usage": stage.engine.totals.as_dict(),
         }
@@ -261,6 +263,9 @@ def meta_eval(config: ConfigLike, labels_path: str | Path, *, judge: dspy.BaseLM
         SeedError: the labels file is missing, unreadable, empty, or holds an item of no known kind.
         ConfigError, MissingKeyError, KeyProviderError: the judge cannot be called as configured (before any call).
         FinishedShort: the judge answered none of the items.
+
+    A budget ([judging] max_calls, max_cost_usd) that stops it before every item is judged leaves the figures of
+    those judged, and `unjudged` says how many were not (`refed judge meta-eval` then exits 1).
     """
     return run_sync(ameta_eval(as_config(config), labels_path, judge_lm=judge))
 
@@ -276,7 +281,8 @@ def format_meta_eval(result: MetaEvalResult) -> str:
     return "\n".join(
         [
             f"judge {result['judge']} on {result['labels']}: {m['pairwise_items']} pairwise, {m['likert_items']} likert items"
-            + (f", {result['failed']} failed" if result["failed"] else ""),
+            + (f", {result['failed']} failed" if result["failed"] else "")
+            + (f", {result['unjudged']} not judged (the budget)" if result["unjudged"] else ""),
             f"  pairwise accuracy   {f(m['pairwise_accuracy'])}",
             f"  tie rate            {f(m['tie_rate'])}",
             f"  position-bias rate  {f(m['position_bias_rate'])}",

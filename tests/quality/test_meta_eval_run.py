@@ -64,3 +64,29 @@ def test_meta_eval_runs_here_whatever_ray_and_the_mode_say(server_factory, tmp_p
     config = _config(srv, **{"ray.enabled": "true", "ray.address": "'127.0.0.1:1'", "judging.mode": "'batch'"})
     result = meta_eval(config, _labels(tmp_path))
     assert result.failed == 0 and len(read_log(srv.cfg.log_path)) == 3
+
+
+def test_a_meta_eval_its_budget_stopped_short_says_so_and_exits_1(server_factory, tmp_path):
+    """[judging] max_calls stopping the judge before every label item is judged: the figures are of the items judged,
+    `unjudged` counts the rest, and the command says so in one line and exits 1 (not 0, as if it were whole)."""
+    from cli_helpers import run_refed
+
+    srv = server_factory()
+    items = [LABELS[0], *({**LABELS[1], "id": f"l{i}", "response": f"Hello, {i}!"} for i in range(1, 16))]
+    sets = [
+        f"judge.api_base='{srv.api_base}'",
+        "judge.api_key_env=''",
+        f"judge.model='openai/loopback-judge-capped-{tmp_path.name}'",
+        "run.progress=false",
+        "judging.max_calls=8",
+    ]
+    out_path = tmp_path / "meta.json"
+    code, out, err = run_refed(
+        "judge", "meta-eval", "--labels", str(_labels(tmp_path, items)), "--out", str(out_path),
+        *[part for s in sets for part in ("--set", s)],
+    )  # fmt: skip
+    assert code == 1 and out_path.exists(), out + err
+    result = json.loads(out_path.read_text())
+    assert result["unjudged"] == len(items) - len(result["items"]) > 0
+    assert len(read_log(srv.cfg.log_path)) <= 8
+    assert "not judged" in out and "stopped at [judging] max_calls" in err, out + err
