@@ -34,6 +34,9 @@ work that succeeded, after which the run stops (resumable).
 
 A piece of work (known by its key across attempts) is retried at most `max_retries` times, after
 refed_dspy.clients.tries's delay (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
+Work waiting for its time that no attempt paid for may be stood in for meanwhile (a stage may start other work of its
+kind in its place, `waiting[kind]`): when its time comes, or when nothing runs, the stage may `take_back` what it no
+longer needs, so a run does not wait out a Retry-After for work it has done without, and pays for none of it twice.
 
 The work a run has under way (`InFlight`): each asyncio task with what it holds (its slots of the window, its kind), and the
 count of tasks by kind that are running or waiting to be retried. Owned by the engine's one coroutine.
@@ -161,6 +164,7 @@ class Engine:
         self.window = Window(limits.concurrency, limits.rate_limits, lambda: self.running.slots_used)
         self.last_success = time.monotonic()  # when work last succeeded (the run's start before any did)
         self.retrying = Retries(limits.max_retries, limits.seed)  # failed work waiting to run again
+        self.waiting = self.retrying.free  # ... that no attempt paid for, by kind (a part of `pending`)
         self.stop_reason: str | None = None
         self.writers: list[Any] = []  # the stage's record writers: one that finds the disk full stops the run
         self.abort: Failure | None = None
@@ -237,25 +241,27 @@ class Engine:
     def start_due_retries(self) -> bool:
         """Start the retries whose time has come; False when one must wait for free slots (or the budget)."""
         while self.retrying.waiting and self.abort is None and (due := self.retrying.due(time.monotonic())):
-            kind, payload, slots = due
-            if self.slots_free() < slots and self.running:
-                return False
-            if not self.start(kind, payload, slots):
-                return False
-            self.retrying.take()
-            self.pending[kind] -= 1
+            back = due.free and self.stage.take_back(due.kind, due.payload)  # stood in for while it waited
+            if not back:
+                if self.slots_free() < due.slots and self.running:
+                    return False
+                if not self.start(due.kind, due.payload, due.slots):
+                    return False
+            self.retrying.take(back)
+            self.pending[due.kind] -= 1
         return True
 
     # ---- finished work ------------------------------------------------------------------------
-    def _retry(self, meta: Task, failure: Failure) -> bool:
-        """Queue `meta` to run again after a retryable failure; False when its retries are used up (or a rate limit
-        has refused every piece of work for `rate_limit_patience_s`: the run then stops)."""
+    def _retry(self, meta: Task, failure: Failure, paid: bool) -> bool:
+        """Queue `meta` to run again after a retryable failure (`paid`: the attempt paid for a call); False when its
+        retries are used up (or a rate limit has refused every piece of work for `rate_limit_patience_s`: the run then
+        stops)."""
         now = time.monotonic()
         if failure.reason == "rate_limited" and now - self.last_success > self.limits.rate_limit_patience_s:
             self.abort = self.abort or refused_for_too_long(self.limits.rate_limit_patience_s, failure)
             return False
         key = self.stage.key(meta.kind, meta.payload)
-        if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now):
+        if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now, paid):
             return False
         self.pending[meta.kind] += 1
         return True
@@ -273,7 +279,7 @@ class Engine:
             and failure.retryable
             and self.abort is None
             and not self.stopping
-            and self._retry(meta, failure)
+            and self._retry(meta, failure, bool(usage.get("calls")))
         ):
             self._note_attempt(meta, failure.reason, usage)  # what the failed attempt paid, on disk
             self.accounts.kept(meta)
@@ -365,6 +371,9 @@ class Engine:
         redraw: float | None = None
         while True:
             can_start = self._fill()
+            if not self.running:  # nothing under way can change what the stage needs: no wait for what it does not
+                for kind in self.retrying.drop(self.stage.take_back):
+                    self.pending[kind] -= 1
             waiting = self.retrying.waiting
             now = time.monotonic()
             paced = self._paced(now)  # work may be held back for its turn under the provider's stated limits
@@ -414,7 +423,8 @@ class Engine:
         """Retries, the window, (stopped by the budget) why and (under a cost budget) what the first call was reserved
         at, for a summary."""
         tripped = self.budget.tripped if self.stop_reason == "budget" else None
-        return run_figures(tripped, self.budget.first_call, self.retrying.by_reason, self.window.figures())
+        window = self.window.figures() | ({"stood_in": self.retrying.taken_back} if self.retrying.taken_back else {})
+        return run_figures(tripped, self.budget.first_call, self.retrying.by_reason, window)
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:
@@ -427,44 +437,79 @@ class Retries:
 
     def __init__(self, max_retries: int, seed: int = 0):
         self.max_retries = max_retries
-        self.waiting: list[tuple[float, int, str, Any, int]] = []  # a heap of (due at, seq, kind, payload, slots)
+        self.waiting: list[Queued] = []  # a heap, by when each is due
         self.attempts: Counter = Counter()  # retries so far, by key of work (what max_retries bounds)
         self.refusals: Counter = Counter()  # 429s so far, by key of work (bounded by time, not here)
         self.by_reason: Counter = Counter()  # retries so far, by the failure's reason
+        self.paid: set[str] = set()  # the keys of work an attempt of which paid for a call
+        self.free: Counter = Counter()  # the work waiting that no attempt paid for, by kind
+        self.taken_back = 0  # pieces of work others stood in for, taken back by their stage instead of run again
         self._rng = random.Random(seed)
         self._seq = itertools.count()
         # hears each piece of work scheduled again: (its kind, the failure's reason, its retries so far, the wait
         # the provider asked for): a run's events and figures (refed_dspy.engine.watch)
         self.on_schedule: Callable[[str, str, int, float | None], None] | None = None
 
-    def schedule(self, key: str, failure: Failure, work: tuple[str, Any, int], now: float) -> bool:
-        """Queue `work` (kind, payload, slots) to run again after `failure`; False when its retries are used up (a
-        rate limit's refusal uses none: the engine bounds those by time)."""
+    def schedule(self, key: str, failure: Failure, work: tuple[str, Any, int], now: float, paid: bool = False) -> bool:
+        """Queue `work` (kind, payload, slots) to run again after `failure` (`paid`: its attempt paid for a call);
+        False when its retries are used up (a rate limit's refusal uses none: the engine bounds those by time)."""
         counted = self.refusals if failure.reason == "rate_limited" else self.attempts
         if counted is self.attempts and self.attempts[key] >= self.max_retries:
             return False
         counted[key] += 1
         self.by_reason[failure.reason] += 1
+        if paid:
+            self.paid.add(key)
         delay = retry_delay_s(counted[key], self._rng.random(), failure.retry_after)
-        heapq.heappush(self.waiting, (now + delay, next(self._seq), *work))
+        kind, payload, slots = work
+        queued = Queued(now + delay, next(self._seq), kind, payload, slots, key not in self.paid)
+        heapq.heappush(self.waiting, queued)
+        self.free[kind] += queued.free
         if self.on_schedule is not None:
-            self.on_schedule(work[0], failure.reason, counted[key], failure.retry_after)
+            self.on_schedule(kind, failure.reason, counted[key], failure.retry_after)
         return True
 
-    def due(self, now: float) -> tuple[str, Any, int] | None:
-        """The first work whose time has come (kind, payload, slots), still queued (`take` removes it); None if none."""
-        if self.waiting and self.waiting[0][0] <= now:
-            _, _, kind, payload, slots = self.waiting[0]
-            return kind, payload, slots
-        return None
+    def due(self, now: float) -> Queued | None:
+        """The first work whose time has come, still queued (`take` removes it); None if none."""
+        return self.waiting[0] if self.waiting and self.waiting[0].due <= now else None
 
-    def take(self) -> None:
-        """Remove the first work (the one `due` returned)."""
-        heapq.heappop(self.waiting)
+    def take(self, back: bool = False) -> None:
+        """Remove the first work (the one `due` returned; `back`: taken back by its stage, not run again)."""
+        queued = heapq.heappop(self.waiting)
+        self.free[queued.kind] -= queued.free
+        self.taken_back += back
+
+    def drop(self, taken: Callable[[str, Any], bool]) -> list[str]:
+        """Remove the work no attempt paid for for which `taken(kind, payload)` is true (it has been taken back);
+        returns their kinds."""
+        kept, dropped = [], []
+        for queued in self.waiting:
+            if queued.free and taken(queued.kind, queued.payload):
+                dropped.append(queued.kind)
+            else:
+                kept.append(queued)
+        self.waiting[:] = kept
+        heapq.heapify(self.waiting)
+        self.free.subtract(dropped)
+        self.taken_back += len(dropped)
+        return dropped
 
     def wait_s(self, now: float) -> float | None:
         """Seconds until the first work is due (0 when it is); None when nothing waits."""
-        return max(0.0, self.waiting[0][0] - now) if self.waiting else None
+        return max(0.0, self.waiting[0].due - now) if self.waiting else None
+
+
+@dataclass(order=True)
+class Queued:
+    """A piece of work waiting to run again: when it is `due` (`seq` breaks ties), its kind, payload and slots, and
+    whether no attempt of it paid for a call (`free`: other work may stand in for it without paying twice)."""
+
+    due: float
+    seq: int
+    kind: str = field(compare=False)
+    payload: Any = field(compare=False)
+    slots: int = field(compare=False)
+    free: bool = field(compare=False)
 
 
 class InFlight:

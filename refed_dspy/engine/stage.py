@@ -7,7 +7,8 @@ and adapter of its role and their price, the engine's limits from the role's spe
 collected, the LM and adapter in context, a failure classified), and the end of a run (the status, the summary
 written whatever happened, an abort raised as RunAborted, an interrupt as RunInterrupted with the summary).
 
-What a stage may use of its engine: `start`, `slots_free()`, `pending[kind]`, `busy`, `stopped` and `totals`.
+What a stage may use of its engine: `start`, `slots_free()`, `pending[kind]`, `waiting[kind]`, `busy`, `stopped` and
+`totals`.
 """
 
 from __future__ import annotations
@@ -147,6 +148,11 @@ class StageBase(ABC):
     @abstractmethod
     def key(self, kind: str, payload: Any) -> str:
         """What identifies one piece of work across its retries."""
+
+    def take_back(self, kind: str, payload: Any) -> bool:
+        """Whether the stage takes back a piece of work waiting for its retry's time, no longer needing it (other work
+        stood in for it); it then starts it again itself if it comes to need it. Never, by default."""
+        return False
 
     def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:  # noqa: B027 - a default
         """The usage of an attempt that leaves no record (retried, or cut off by a stop); nothing kept by default

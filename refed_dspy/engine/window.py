@@ -536,7 +536,11 @@ def rate_limit_line(figures: dict[str, Any]) -> str | None:
         )
     refused = figures.get("rate_limited") or 0
     if refused:
-        said.append(f"{refused} requests refused (429) and sent again after their Retry-After")
+        stood = figures.get("stood_in") or 0
+        said.append(
+            f"{refused} requests refused (429) and sent again after their Retry-After"
+            + (f", but for {stood} whose work other work stood in for" if stood else "")
+        )
     ends = figures.get("endpoints") or {}
     if ends and figures.get("cuts"):
         cut = {url: e for url, e in ends.items() if e["cuts"]}

@@ -1,9 +1,14 @@
 """The work of a synthesis run, and what it starts next: the policy behind its `fill`, and the state it keeps to decide.
 
-Samples are started only while accepted + running + waiting to retry < size, so a run ends with exactly `size`
-samples. Enough units run to keep concurrency + n instructions coming. A unit whose reference's feedback is not in
-yet is parked (it holds no slot) until it is; slots that would idle collect the feedback of references that the
-units still to start will need, and only of those: no feedback is collected that the run would not use.
+Samples are started only while accepted + running < size, so a run ends with exactly `size` samples. Enough units run
+to keep concurrency + n instructions coming. A unit whose reference's feedback is not in yet is parked (it holds no
+slot) until it is; slots that would idle collect the feedback of references that the units still to start will need,
+and only of those: no feedback is collected that the run would not use.
+
+A sample or a unit refused by a rate limit (429) before any of its calls was paid waits for its Retry-After, but the run
+does not: another instruction of the pool (another unit) stands in for it, and when its time comes it is started only
+if it is still needed, else it goes back where it came from (no request is sent before its time, no call is paid for
+twice). Standing in may make a few instructions more than the run samples (they are kept: a larger run takes them).
 
 It also tells when a run has stopped yielding: most of what it makes is discarded (duplicate or near-duplicate instructions,
 samples rejected for good), so asking for more would spend calls on nothing. Pure bookkeeping, no I/O.
@@ -95,7 +100,7 @@ class NextWork:
         self.engine = engine
         n = self.syn.instructions_per_feature
         while not engine.stopped:
-            need = self.syn.size - accepted - engine.pending["sample"]
+            need = self._to_start(accepted)
             if engine.slots_free() <= 0 or need <= 0:
                 return
             incoming = self._incoming()
@@ -118,9 +123,34 @@ class NextWork:
             self._prefetch_feedback(need)
             return
 
+    def take_back(self, kind: str, payload: Any, accepted: int) -> bool:
+        """Whether work waiting for its retry's time goes back to where it came from, no longer needed: a sample to
+        the pool when those under way (stand-ins included) make the rest of the run's samples, a unit to the units to
+        start when the instructions coming without it are enough."""
+        engine = self.engine
+        assert engine is not None
+        if kind == "sample":
+            running = engine.pending["sample"] - engine.waiting["sample"]
+            if accepted + running < self.syn.size:
+                return False
+            self.pool.appendleft(payload)
+            return True
+        if kind == "unit":
+            if self._incoming() < min(self._to_start(accepted), self.concurrency + self.syn.instructions_per_feature):
+                return False
+            self.upcoming.appendleft(payload)
+            return True
+        return False
+
+    def _to_start(self, accepted: int) -> int:
+        """The samples still to start: those waiting for a retry's time that no call was paid for are stood in for."""
+        assert self.engine is not None
+        return self.syn.size - accepted - self.engine.pending["sample"] + self.engine.waiting["sample"]
+
     def _incoming(self) -> int:
         assert self.engine is not None
-        return len(self.pool) + self.syn.instructions_per_feature * (self.engine.pending["unit"] + self.n_parked)
+        units = self.engine.pending["unit"] - self.engine.waiting["unit"]  # a unit waiting for a retry is stood in for
+        return len(self.pool) + self.syn.instructions_per_feature * (units + self.n_parked)
 
     def pass_limit(self) -> int:
         """How many passes over the references the run may make: twice as many as the (reference, feature) pairs

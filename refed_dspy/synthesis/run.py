@@ -113,6 +113,9 @@ class SynthesisRun(StageBase):
         self.report.note()  # on Ray, a worker lost since: refed status says so
         self.next_work.fill(engine, self.accepted)
 
+    def take_back(self, kind: str, payload: Any) -> bool:
+        return self.next_work.take_back(kind, payload, self.accepted)
+
     def key(self, kind: str, payload: Any) -> str:
         if kind == "feedback":
             return f"feedback:{payload.id}"

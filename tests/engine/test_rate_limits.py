@@ -14,6 +14,7 @@ from conftest import PROVIDER_LATENCY_S, run_overrides
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
+from refed_dspy.engine.window import rate_limit_line
 from refed_dspy.store.jsonl import read_json
 from refed_dspy.synthesis.api import synthesize
 from refed_dspy.synthesis.summary import format_summary
@@ -58,7 +59,7 @@ def test_the_retry_queue_takes_a_429_whatever_the_retries_left():
     queue = Retries(max_retries=1, seed=0)
     limited = Failure("rate_limited", "429", retryable=True, retry_after=0.5)
     assert all(queue.schedule("a", limited, ("sample", "a", 1), now=0.0) for _ in range(20))
-    assert queue.waiting[-1][0] == 0.5  # each after its Retry-After
+    assert queue.waiting[-1].due == 0.5  # each after its Retry-After
     failed = Failure("api_error", "500", retryable=True)
     assert queue.schedule("a", failed, ("sample", "a", 1), now=0.0)  # its one retry is still there
     assert not queue.schedule("a", failed, ("sample", "a", 1), now=0.0)
@@ -268,3 +269,83 @@ def test_the_window_hears_each_request_at_the_wire():
     asyncio.run(go())
     assert heard == [("sent", 1), ("sent", 2), ("answered", 1, False), ("answered", 2, True), ("sent", 1)]
     assert limits.in_flight == 0 and limits.stated() == {"requests": 60.0}
+
+
+class _Pool:
+    """A stage of `size` samples from a pool of instructions, two refused once by a 429 (Retry-After 2 s): `free`
+    before any call was paid, `paid` after its first call was. It stands in for what waits (`engine.waiting`) and takes
+    back what it no longer needs, as synthesis does (refed_dspy.synthesis.next_work)."""
+
+    size = 3
+
+    def __init__(self, pool: list[str]):
+        from collections import Counter, deque
+
+        self.pool, self.done, self.attempts, self.engine = deque(pool), [], Counter(), None
+
+    def running(self) -> int:
+        return self.engine.pending["x"] - self.engine.waiting["x"]
+
+    def fill(self, engine) -> None:
+        self.engine = engine
+        while self.pool and engine.slots_free() > 0 and len(self.done) + self.running() < self.size:
+            if not engine.start("x", self.pool[0], 1):
+                return
+            self.pool.popleft()
+
+    async def work(self, kind, payload, calls):
+        from refed_dspy.clients.calls import CallInfo
+        from refed_dspy.engine.failures import Failure
+
+        self.attempts[payload] += 1
+        if payload == "paid":
+            calls.append(CallInfo("generate", "m", prompt_tokens=10, completion_tokens=5))
+        await asyncio.sleep(0.01)
+        if payload in ("free", "paid") and self.attempts[payload] == 1:
+            return None, Failure("rate_limited", "429", final=False, retryable=True, retry_after=2.0)
+        return payload, None
+
+    def handle(self, kind, payload, result, failure, usage) -> None:
+        self.done.append(payload)
+
+    def take_back(self, kind, payload) -> bool:
+        if len(self.done) + self.running() < self.size:
+            return False
+        self.pool.appendleft(payload)
+        return True
+
+    def key(self, kind, payload) -> str:
+        return payload
+
+    def note_attempt(self, key, outcome, usage) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("pool", "done"),
+    [
+        (["free", "a", "b", "c"], ["a", "b", "c"]),  # stood in for, taken back, never sent again
+        (["paid", "a", "b", "c"], ["a", "b", "paid"]),  # its paid call is not thrown away: it waits and goes again
+    ],
+)
+def test_work_refused_before_it_paid_is_stood_in_for_and_not_waited_for(pool, done):
+    """A sample refused by a 429 before any of its calls was paid waits for its Retry-After, but the run does not: other
+    work of the pool stands in for it, and once the run has what it needs it is taken back (not sent again). One refused
+    after it paid a call goes again after its Retry-After (a stand-in would pay for that call twice)."""
+    from refed_dspy.engine.execution import Engine, Limits
+
+    async def main() -> _Pool:
+        stage = _Pool(pool)
+        engine = Engine(stage, Limits(concurrency=2, max_retries=2, worst_calls={"x": 1}))
+        engine.first.answered = True
+        await engine.run()
+        return stage
+
+    stage = asyncio.run(main())
+    assert sorted(stage.done) == sorted(done)
+    assert stage.attempts[pool[0]] == (1 if pool[0] == "free" else 2)
+    assert not stage.engine.retrying.waiting and stage.engine.waiting["x"] == 0
+    stood = 1 if pool[0] == "free" else 0
+    assert stage.engine.figures()["concurrency"].get("stood_in", 0) == stood
+    said = rate_limit_line({**stage.engine.figures()["concurrency"], "rate_limited": 1})
+    assert ("but for 1 whose work other work stood in for" in said) == bool(stood), said

@@ -63,10 +63,17 @@ def test_transient_faults_are_retried_with_retry_after_and_counted(server_factor
     assert summary["retries"]["total"] == sum(faults.values()) + undelivered
     assert summary["retries"]["this_invocation"]["rate_limited"] == faults["transient_429"]
     # a 429's retry (the same request body) waited for its Retry-After: the server saw none come early, and each 429'd
-    # body was answered in the end (how long the 5xx backoff waits: test_retries_become_due_after_their_delay_only)
+    # body was answered in the end but those of samples other samples stood in for (the run did without them; how
+    # long the 5xx backoff waits: test_retries_become_due_after_their_delay_only)
     assert "early_retry" not in faults
     answered = {e["sha"] for e in log if e.get("status") == 200}
-    assert {e["sha"] for e in log if e.get("fault") == "transient_429"} <= answered
+    never = {e["sha"] for e in log if e.get("fault") == "transient_429"} - answered
+    assert len(never) <= summary["concurrency"].get("stood_in", 0), (never, summary["concurrency"])
+
+
+def _work(queued) -> tuple:
+    """The work a queued retry is of: its kind, payload and slots."""
+    return (queued.kind, queued.payload, queued.slots)
 
 
 def test_retries_become_due_after_their_delay_only():
@@ -79,13 +86,13 @@ def test_retries_become_due_after_their_delay_only():
     queue = Retries(max_retries=2, seed=3)
     limited = Failure("rate_limited", "429", retryable=True, retry_after=0.3)
     assert queue.schedule("a", limited, ("sample", "a", 1), now=100.0)
-    assert queue.due(100.299) is None and queue.due(100.3) == ("sample", "a", 1)
+    assert queue.due(100.299) is None and _work(queue.due(100.3)) == ("sample", "a", 1)
     queue.take()
     for retry, (low, high) in enumerate([(0.25, 0.75), (0.5, 1.5)], start=1):
         assert queue.schedule("b", Failure("api_error", "500", retryable=True), ("sample", "b", 1), now=0.0)
-        due_at = queue.waiting[0][0]
+        due_at = queue.waiting[0].due
         assert low <= due_at <= high, (retry, due_at)
-        assert queue.due(due_at - 1e-6) is None and queue.due(due_at) == ("sample", "b", 1)
+        assert queue.due(due_at - 1e-6) is None and _work(queue.due(due_at)) == ("sample", "b", 1)
         queue.take()
     assert not queue.schedule("b", Failure("api_error", "500", retryable=True), ("sample", "b", 1), now=0.0)
 

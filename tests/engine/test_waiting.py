@@ -51,6 +51,9 @@ class _Hangs:
     def key(self, kind, payload) -> str:
         return payload
 
+    def take_back(self, kind, payload) -> bool:
+        return False
+
     def note_attempt(self, key, outcome, usage) -> None:
         pass
 
