@@ -78,6 +78,7 @@ from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.ledger.tickets import TaskLedger
 from refed_dspy.ledger.usage import Totals
 from refed_dspy.providers.prices import Price
+from refed_dspy.runtime.quiet import dropping
 from refed_dspy.runtime.stops import checkpoint
 from refed_dspy.store.jsonl import DiskFull, stop_if_full
 
@@ -103,6 +104,9 @@ class Limits:
     endpoints: int = 1  # the role's api_base endpoints (0: the provider's own; several: a replica taken out)
     rate_limit_patience_s: float = 600.0  # 429s with no work succeeding this long stop the run (resumable)
     rate_limits: RateLimits | None = None  # the role's LM's requests at the wire, and the limits its provider states
+
+
+TRUNCATED = "LM response was truncated"  # DSPy's warning on each reply cut off at max_tokens
 
 
 class Answers:
@@ -330,6 +334,10 @@ class Engine:
         """
         self.answers.begin(lambda: len(self.running), self.wake)
         self.window.hear(True)  # the role's LM's requests, heard at the wire while this run uses it
+        with dropping(("dspy.clients.lm",), (TRUNCATED,)):  # a reply cut off is a reject that says so
+            await self._run()
+
+    async def _run(self) -> None:
         try:
             try:
                 await self._loop()

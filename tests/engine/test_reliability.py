@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 
@@ -613,3 +614,22 @@ def test_a_cost_budget_reserves_a_call_at_its_real_prompt(server_factory, tmp_pa
     assert served and spent <= 0.40
     summary = json.loads((run / "summary.json").read_text())
     assert summary["usage"]["cost_usd"] == pytest.approx(spent, rel=1e-6)
+
+
+def test_from_python_a_truncated_reply_is_a_reject_not_dspys_warning(server_factory, tmp_path, caplog):
+    """DSPy logs a warning for each reply cut off at max_tokens ("increase max_tokens or inspect history"); the run has
+    already made it a reject that says so. The command always dropped it; `refed_dspy.synthesize` from Python now does
+    too, while it runs (a success printed advice the library had acted on), and leaves DSPy's logger as it was."""
+    import logging
+
+    srv = server_factory(sticky_length=0.5)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        # a model of its own: no answer of an earlier test's comes from DSPy's cache (keyed without the endpoint)
+        model = f"'openai/loopback-{uuid.uuid4().hex[:8]}'"
+        over = run_overrides(srv, run, 6, **{"synthesis.concurrency": 4, "teacher.model": model})
+        summary = synthesize(load_config(None, over))
+    assert summary["status"] == "complete"
+    assert any(e.get("fault") == "length" for e in read_log(srv.cfg.log_path))  # some replies were cut off
+    assert not [r for r in caplog.records if "truncated" in r.getMessage() and r.name.startswith("dspy")]
+    assert not logging.getLogger("dspy.clients.lm").filters
