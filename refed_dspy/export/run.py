@@ -287,7 +287,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     taken = not is_empty(out) if out.is_dir() else out.exists()
     if taken:
         if not overwrite:
-            raise RunDirError(f"{out} already exists; choose another --out or pass --overwrite")
+            raise RunDirError(f"{out} already exists; choose another --out (out=) or pass --overwrite (overwrite=True)")
         for path in _ours(out):  # an earlier export's files go; anything else in the dir stays
             if path.is_dir():
                 shutil.rmtree(path)

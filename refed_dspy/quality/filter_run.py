@@ -152,6 +152,10 @@ def parse_filter(text: str) -> Filter:
     return config_from_dict({"filters": [params]}).filters[0]
 
 
+# what a filter whose --out holds an earlier result says (as a command, and from Python)
+TAKEN = "choose another --out (out_dir=) or pass --overwrite (overwrite=True)"
+
+
 def filter_run(
     run_dir: str | Path,
     out_dir: str | Path,
@@ -189,7 +193,7 @@ def filter_run(
     specs = _chain(specs, given_config(config), src)
     check_output_dir(out_dir, [src.path])
     if out.samples.exists() and not overwrite:
-        raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
+        raise RunDirError(f"{out.samples} already exists; {TAKEN}")
     note = incomplete_note(src.path)
     if note:
         log.warning("warning: %s: %s; filtering what is there", src.path, note)
@@ -201,7 +205,7 @@ def filter_run(
     kept, rejects, steps = apply_chain(specs, samples, judgments, unjudged or "drop")
     with owned(out_dir, "filter", "refed filter", flag="--out"):
         if out.samples.exists() and not overwrite:  # again under the lock: another filter may just have written it
-            raise RunDirError(f"{out.samples} already exists; choose another --out or pass --overwrite")
+            raise RunDirError(f"{out.samples} already exists; {TAKEN}")
         write_jsonl_atomic(out.samples, kept)
         write_jsonl_atomic(out.rejects, rejects)
         kept_ids = {s["meta"]["id"] for s in kept}

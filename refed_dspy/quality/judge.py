@@ -282,11 +282,12 @@ async def ajudge_run(
     *,
     judge_lm: dspy.LM | None = None,
     on_mismatch: str = "error",
-    show_progress: bool = False,
+    show_progress: bool | None = False,
     detach: bool = False,
 ) -> JudgeSummary:
     """Judge (or finish judging) the samples of `run_dir`; returns judge_summary.json's content (judging.mode =
-    "batch": through the judge provider's batch API; `detach` returns once the batches are submitted)."""
+    "batch": through the judge provider's batch API; `detach` returns once the batches are submitted;
+    `show_progress` None: as the config's `run.progress` says)."""
 
     rundir = RunDir(run_dir)
     if config is None:
@@ -295,7 +296,8 @@ async def ajudge_run(
         raise RunDirError(f"{rundir.path} has no samples.jsonl; run `refed synthesize` first")
     ours = {"kind": "run", "also": ("filter",), "existing": True, "flag": "RUN_DIR"}
     check(run_dir, **ours)  # before the judge is built: a directory not refed's is refused first
-    return await judge_in(rundir, config, ours, judge_lm, on_mismatch, show_progress, detach)
+    shown = config.run.progress if show_progress is None else show_progress
+    return await judge_in(rundir, config, ours, judge_lm, on_mismatch, shown, detach)
 
 
 def judge_mismatch(rd: RunDir, config: Config, on_mismatch: str) -> list[str]:
@@ -388,7 +390,7 @@ def judge_run(
     *,
     judge: dspy.BaseLM | None = None,
     on_mismatch: str = "error",
-    show_progress: bool = False,
+    show_progress: bool | None = None,
     detach: bool = False,
 ) -> JudgeSummary:
     """Judge (or finish judging) every sample of `run_dir` into its judgments.jsonl; `refed judge run` from Python.
@@ -400,7 +402,8 @@ def judge_run(
             experiment take it.
         on_mismatch: for judgments made with another judge config: "error" (refuse), "resume" (keep them) or
             "fresh" (delete them and judge again).
-        show_progress: print progress lines on stderr.
+        show_progress: show progress on stderr (a bar on a terminal, else a line every `run.progress_every_s`);
+            None: as the config's `run.progress` says (on unless it is set false).
         detach: judging.mode = "batch" only: return once the batches are submitted.
 
     Returns:

@@ -185,7 +185,7 @@ def synthesize(
     respond: dspy.Module | None = None,
     answers_from: str | Path | None = None,
     on_mismatch: OnMismatch = "error",
-    show_progress: bool = False,
+    show_progress: bool | None = None,
     detach: bool = False,
 ) -> RunSummary:
     """Run (or resume) synthesis and return its summary; works in scripts and inside a running event loop (Jupyter).
@@ -205,7 +205,8 @@ def synthesize(
             references. Not on Ray (a ConfigError: its workers read only the run's own cache).
         on_mismatch: for a run dir made by another config or program: "error" (refuse), "resume" (continue it
             anyway) or "fresh" (delete its records and start over).
-        show_progress: print progress lines on stderr.
+        show_progress: show progress on stderr (a bar on a terminal, else a line every `run.progress_every_s`);
+            None: as the config's `run.progress` says (on unless it is set false).
         detach: batch mode only: return once the requests are submitted.
 
     Returns:
@@ -228,7 +229,7 @@ def synthesize(
         respond=respond,
         answers_from=answers_from,
         on_mismatch=on_mismatch,
-        show_progress=show_progress,
+        show_progress=config.run.progress if show_progress is None else show_progress,
         detach=detach,
     )
     return run_sync(run)

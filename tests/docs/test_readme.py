@@ -133,3 +133,9 @@ def test_the_readme_python_example_says_what_the_whole_script_spent(server_facto
     program = {"compiled": "optimized", "baseline": "baseline"}[optimized["kept"]]
     kept = f"kept: the {program} program ({'it scored' if program == 'optimized' else optimized['kept_reason']}"
     assert any(line.startswith(kept) for line in done.stdout.splitlines()), done.stdout
+    # run again (a newcomer does), it resumes every part, pays for nothing more and ends as it did (its filter and
+    # export refused to replace what the first run wrote: a traceback)
+    again = run(block, tmp_path, workspace(tmp_path, teacher.api_base, judge.api_base))
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.stdout.strip().splitlines()[-1] == done.stdout.strip().splitlines()[-1]
+    assert len(read_log(teacher.cfg.log_path)) + len(read_log(judge.cfg.log_path)) == served
