@@ -97,6 +97,8 @@ def config_for_run(args: argparse.Namespace, run_dir: str) -> Any:
     from refed_dspy.store.ownership import is_run_dir, refuse_folder
     from refed_dspy.store.rundir import RunDir, kept_seeds
 
+    if not Path(run_dir).exists():  # a mistyped path: no --config makes it a run dir
+        raise RunDirError(f"{run_dir} is not a run directory (no such path)")
     if args.config:
         return load_config(args.config, args.overrides)
     path = RunDir(run_dir).config

@@ -187,3 +187,25 @@ def test_status_after_two_kills_counts_the_calls_no_record_holds(server_factory,
     code, out, _ = run_refed("status", str(run))
     assert code == 0 and f"paid LM calls: {s['calls']}" in out and "in flight when an invocation was killed" in out
     assert "(up to $" in out
+
+
+def test_a_run_dir_a_refused_config_left_says_nothing_was_made_and_a_mistyped_one_says_no_such_path(
+    server_factory, tmp_path
+):
+    """A run whose endpoint refused its model before its first call leaves a run dir (its config.toml): its status
+    said "run the same command to resume", which fails the same way again; now it says nothing was made and to fix
+    what stopped it. `refed report` and `refed judge run` of a mistyped path said to pass --config (then failed on
+    the missing samples): now "no such path", as `refed status` says."""
+    from conftest import run_overrides
+
+    srv = server_factory(fail_status=404)  # as a server answers a model it does not serve
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 4)
+    code, _, err = run_refed("synthesize", *[x for o in over for x in ("--set", o)], timeout=120)
+    assert code == 2 and (run / "config.toml").exists(), err
+    code, out, err = run_refed("status", str(run), timeout=120)
+    assert code == 0 and "nothing made yet" in out and "fix what stopped it" in out, out + err
+    assert "resume" not in out
+    for command in (["report"], ["judge", "run"]):
+        code, out, err = run_refed(*command, str(tmp_path / "rnu"), "--config", str(run / "config.toml"), timeout=120)
+        assert code == 2 and "no such path" in err and "--config" not in err, err

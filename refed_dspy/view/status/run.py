@@ -48,6 +48,7 @@ from refed_dspy.store.lock import LOCK_NAME, holder
 from refed_dspy.store.ownership import kind_of, refuse_folder
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir
+from refed_dspy.text.counts import counted
 
 # summary.json / judge_summary.json status -> state
 STATE_OF = {"interrupted": "stopped", "aborted": "failed"}
@@ -381,6 +382,10 @@ NEXT = {
 }
 
 
+# what a run dir that ended before its first call (its config or endpoint refused, or a stop then) asks for next
+FIRST_CALL_NEXT = "fix what stopped it and run the command again"
+
+
 def holder_text(who: Holder) -> str:
     """'PID 123 on host h (refed synthesize, since ...)'."""
     text = f"PID {who.pid}" + (f" on host {who.host}" if who.host else "")
@@ -395,6 +400,8 @@ def _state_line(s: RunStatus) -> str:
     if s.summary_status and STATE_OF.get(s.summary_status, s.summary_status) != s.state:  # not the same state named
         line += f" (summary status {s.summary_status})"
     if s.kind == "synthesis" and s.summary_status is None and s.state == "stopped":
+        if not s.samples and not s.calls:  # a config or an endpoint refused before its first call, or a stop then
+            return f"{line} (nothing made yet: it ended before its first call); {FIRST_CALL_NEXT}"
         line += " (no summary.json: it ended before writing one: an error, a stop or a kill)"
     return line + (f"; {NEXT[s.state]}" if s.state in NEXT else "")
 
@@ -470,6 +477,6 @@ def format_status(s: RunStatus) -> str:
         out.append(_ray_line(s.ray, running=s.state == "running"))
     for run in s.runs or []:
         out.append(
-            f"  {run.run_dir}: {run.state}, {run.samples}/{run.size}, {run.rejects} rejects, {usd(run.cost_usd)}"
+            f"  {run.run_dir}: {run.state}, {run.samples}/{run.size}, {counted(run.rejects, 'reject')}, {usd(run.cost_usd)}"
         )
     return "\n".join(out)
