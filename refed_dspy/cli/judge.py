@@ -23,6 +23,7 @@ from refed_dspy.cli.common import (
 )
 from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, RunInterrupted
+from refed_dspy.text.counts import counted
 
 
 def _cmd_judge_run(args: argparse.Namespace) -> int:
@@ -63,7 +64,7 @@ def _say_judged(s: Any) -> None:
     print(f"  {s.usage['calls']} judge calls, {cost}; rejects: {rejected}")
     if s.status == "partial" and s.rejects:
         print(
-            f"  {s.samples - s.judged} samples not judged: the judge's replies to them could not be used "
+            f"  {counted(s.samples - s.judged, 'sample')} not judged: the judge's replies to them could not be used "
             f"({s.run_dir}/judge_rejects.jsonl says why); running this again does not ask again for them; "
             "--fresh with another [judge] model (or a larger judge.max_tokens, where they were cut off) judges them "
             "again: the same judge's replies come back from the run's cache"

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from refed_dspy.ledger.usage import usd
 from refed_dspy.runtime.quiet import console
+from refed_dspy.text.counts import counted
 
 REDRAW_S = 0.2  # a terminal's line is drawn at most 5 times a second
 TICK_S = 1.0  # and at least once a second while the command runs
@@ -243,7 +244,7 @@ class Progress:
         )
         return (
             (f"{stage}; " if stage else "") + f"{self.done}/{self.total} {self.unit}s, {pace}, {self.calls} LM calls, "
-            f"{self.rejects} rejects, {cost} ({duration(self._clock() - self.started)} elapsed)"
+            f"{counted(self.rejects, 'reject')}, {cost} ({duration(self._clock() - self.started)} elapsed)"
         )
 
     def projected(self) -> float | None:

@@ -29,6 +29,7 @@ from refed_dspy.store.records import final_response, self_preference
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import RunDir, run_config
 from refed_dspy.text.closeness import COPY_THRESHOLD, SPAN_WORDS
+from refed_dspy.text.counts import counted
 from refed_dspy.text.overlap import changed_share, tokens
 
 
@@ -426,7 +427,7 @@ def verdict_text(j: Any) -> str:
         return f"{j.get(key) or 0:.0%}"
 
     return (
-        f"{out}; improved against draft, of {j['pairs']} pairs: won {share('improvement_win_rate')}, tied "
+        f"{out}; improved against draft, of {counted(j['pairs'], 'pair')}: won {share('improvement_win_rate')}, tied "
         f"{share('improvement_tie_rate')}, lost {share('improvement_loss_rate')} (a tie, or the two orders disagreed); "
         f"position bias {share('position_bias_rate')} (pairs whose verdict followed the order they were shown in: "
         "each counted a tie)"

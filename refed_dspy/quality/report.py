@@ -67,6 +67,7 @@ from refed_dspy.store.records import (
 )
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
+from refed_dspy.text.counts import counted
 from refed_dspy.text.overlap import mean_pairwise_rouge
 from refed_dspy.tracking.mlflow_runs import log_artifacts
 
@@ -183,7 +184,7 @@ def format_text(stats: dict[str, Any]) -> str:
         + (f"\n  teachers     {mixed_line(stats.get('teachers'))}" if mixed_line(stats.get("teachers")) else "")
         + (f"\n  note         {self_preference_line(j['self_preference_model'])}" if j.get("self_preference") else ""),
         f"  samples      {c['samples']} from {c['references_used']} reference{'s' * (c['references_used'] != 1)}, "
-        f"{c['rejects']} rejects, {c['judged']} judged"
+        f"{counted(c['rejects'], 'reject')}, {c['judged']} judged"
         + (f", {c['judge_failed']} failed to be judged" if c["judge_failed"] else ""),
         "  rejects      " + (", ".join(f"{n} {r}" for r, n in stats["rejects"].items()) or "none"),
         "  judge fails  " + (", ".join(f"{n} {r}" for r, n in j["failures"].items()) or "none"),

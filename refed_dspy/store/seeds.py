@@ -35,6 +35,7 @@ from refed_dspy.config import SeedsConfig
 from refed_dspy.errors import SeedError
 from refed_dspy.secrets import first_line
 from refed_dspy.store.records import Reference
+from refed_dspy.text.counts import counted
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class SeedReport:
 
     def line(self) -> str:
         return (
-            f"loaded {self.kept} references from {self.source} ({self.shape} shape, {self.rows} rows); "
+            f"loaded {counted(self.kept, 'reference')} from {self.source} ({self.shape} shape, {self.rows} rows); "
             f"skipped: {self.skipped_text() or 'none'}"
         )
 

@@ -39,7 +39,7 @@ def test_a_deeply_nested_json_file_is_refused_in_one_line(tmp_path):
 def test_a_deeply_nested_jsonl_line_is_skipped_and_counted(tmp_path):
     path = tmp_path / "deep.jsonl"
     path.write_text(json.dumps(GOOD) + "\n" + DEEP + "\n" + '{"a": ' * 50_000 + "\n")
-    counted(*seeds_cli(path), "loaded 1 references from")
+    counted(*seeds_cli(path), "loaded 1 reference from")
     assert "skipped: 2 nested too deeply" in seeds_cli(path)[1]
     path.write_text(DEEP + "\n")
     refused(*seeds_cli(path), "no usable reference pairs")
@@ -58,7 +58,7 @@ def test_rows_whose_text_is_not_text_are_skipped_and_counted(tmp_path):
     rows = [json.dumps(GOOD), *(json.dumps(r) for r in junk), "7", "[1, 2]", '"a string row"', "null"]
     path.write_text("\n".join(rows) + "\n")
     code, out, err = seeds_cli(path)
-    counted(code, out, err, "loaded 1 references from")
+    counted(code, out, err, "loaded 1 reference from")
     assert "11 rows); skipped: 1 empty, 4 not an object, 5 not text" in out, out
 
 
@@ -97,7 +97,7 @@ def test_a_parquet_alpaca_input_column_of_nan_is_no_input(tmp_path):
     ]
     pq.write_table(pa.Table.from_pylist(rows), path)
     code, out, err = seeds_cli(path)
-    counted(code, out, err, "loaded 1 references from")
+    counted(code, out, err, "loaded 1 reference from")
     assert "skipped: 1 not text" in out
 
 
@@ -108,11 +108,11 @@ def test_csv_list_cells_of_numbers_are_skipped_and_bracketed_text_stays_text(tmp
         encoding="utf-8",
     )
     code, out, err = seeds_cli(path)
-    counted(code, out, err, "loaded 1 references from")
+    counted(code, out, err, "loaded 1 reference from")
     assert "skipped: 1 malformed, 1 not text" in out, out
     plain = tmp_path / "plain.csv"
     plain.write_text('instruction,response\n"[1, 2, 3]","A list of three numbers."\n', encoding="utf-8")
-    counted(*seeds_cli(plain), "loaded 1 references from")
+    counted(*seeds_cli(plain), "loaded 1 reference from")
 
 
 def test_a_line_longer_than_the_limit_is_skipped_and_named_in_the_seeds_line(tmp_path):
@@ -124,7 +124,7 @@ def test_a_line_longer_than_the_limit_is_skipped_and_named_in_the_seeds_line(tmp
         fh.write(json.dumps(GOOD) + "\n")
         fh.write('{"instruction": "q", "response": "' + "x" * MAX_LINE_BYTES + '"}\n')
     code, out, err = seeds_cli(path)
-    counted(code, out, err, "loaded 1 references from")
+    counted(code, out, err, "loaded 1 reference from")
     assert out.strip().endswith("(plain shape, 2 rows); skipped: 1 longer than 16 MiB (line 2)"), out
 
 
@@ -134,5 +134,5 @@ def test_a_row_with_other_column_names_is_counted_as_such_not_as_empty(tmp_path)
     rows = [GOOD, {"prompt": "What is 2+2?", "completion": "4"}, {"instruction": "", "response": "r"}]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     code, out, err = seeds_cli(path)
-    counted(code, out, err, "loaded 1 references from")
+    counted(code, out, err, "loaded 1 reference from")
     assert "3 rows); skipped: 1 empty, 1 without instruction and response" in out, out
