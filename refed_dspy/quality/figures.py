@@ -426,11 +426,13 @@ def verdict_text(j: Any) -> str:
     def share(key: str) -> str:
         return f"{j.get(key) or 0:.0%}"
 
+    # a pair the two orders disagreed on (the verdict followed the order shown: position bias) is counted a tie
+    both = max(0.0, (j.get("improvement_tie_rate") or 0) - (j.get("position_bias_rate") or 0))
     return (
-        f"{out}; improved against draft, of {counted(j['pairs'], 'pair')}: won {share('improvement_win_rate')}, tied "
-        f"{share('improvement_tie_rate')}, lost {share('improvement_loss_rate')} (a tie, or the two orders disagreed); "
-        f"position bias {share('position_bias_rate')} (pairs whose verdict followed the order they were shown in: "
-        "each counted a tie)"
+        f"{out}; improved against draft, of {counted(j['pairs'], 'pair')}: won {share('improvement_win_rate')}, lost "
+        f"{share('improvement_loss_rate')}, no winner {share('improvement_tie_rate')} (the two orders disagreed on "
+        f"{share('position_bias_rate')}: position bias, the verdict following the order shown; a tie in both on "
+        f"{both:.0%})"
     )
 
 

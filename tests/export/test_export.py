@@ -117,7 +117,7 @@ def test_the_card_says_a_partial_judging_as_partial(run, tmp_path):
     card = (tmp_path / "out" / "README.md").read_text()
     assert (
         "| judge | openai/j, 20 of 30 samples judged, partial: mean score 6.50 of 10; improved against draft, of 20 "
-        "pairs: won 50%, tied 30%, lost 20%" in card
+        "pairs: won 50%, lost 20%, no winner 30% (the two orders disagreed on 10%" in card
     ), card
 
 

@@ -63,9 +63,8 @@ def test_the_judges_figures_are_said_with_what_they_count():
         {"pointwise": {"overall": 5.0}, "pairwise": {"winner": "draft", "flipped": False}},
     ]
     assert verdict_text(judgment_stats(rows)) == (
-        "mean score 6.12 of 10; improved against draft, of 4 pairs: won 25%, tied 50%, lost 25% (a tie, or the two "
-        "orders disagreed); position bias 25% (pairs whose verdict followed the order they were shown in: each "
-        "counted a tie)"
+        "mean score 6.12 of 10; improved against draft, of 4 pairs: won 25%, lost 25%, no winner 50% (the two orders "
+        "disagreed on 25%: position bias, the verdict following the order shown; a tie in both on 25%)"
     )
     assert verdict_text(judgment_stats([{"pointwise": {"overall": 4.0}}])) == "mean score 4.00 of 10; no pair judged"
     assert verdict_text(judgment_stats([])) == "not judged"
