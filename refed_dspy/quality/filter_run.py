@@ -61,8 +61,8 @@ def _unjudged_refusal(count: str, why: str, failed: int, src: RunDir) -> ConfigE
         else f"`refed judge run {src.path}` judges them"
     )
     return ConfigError(
-        f"{said}{again}, or pass unjudged='keep' or unjudged='drop'",
-        cli=f"{said}{again}, or pass --unjudged keep or --unjudged drop",
+        f"{said}pass unjudged='drop' (or 'keep') to filter without them, or {again}",
+        cli=f"{said}pass --unjudged drop (or keep) to filter without them, or {again}",
     )
 
 

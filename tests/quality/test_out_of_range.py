@@ -68,9 +68,9 @@ def test_judge_says_partial_unless_every_sample_is_judged(run, server_factory):
     # a judge-based filter refuses to drop the unjudged samples silently
     code, out, err = run_cli("filter", str(run), "--out", str(run.parent / "f"), "--apply", "min_score:min_score=1")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"{30 - summary['judged']} of 30 samples have no judgment" in err and "--unjudged keep" in err
+    assert f"{30 - summary['judged']} of 30 samples have no judgment" in err and "pass --unjudged drop (or keep)" in err
     assert f"`refed judge run {run} --fresh` with another judge model" in err and "judges the failed ones" in err
-    with pytest.raises(ConfigError, match="or pass unjudged='keep' or unjudged='drop'"):  # Python's words, not flags
+    with pytest.raises(ConfigError, match=r"pass unjudged='drop' \(or 'keep'\)"):  # Python's words, not flags
         filter_run(run, run.parent / "f", ["min_score:min_score=1"])
     assert not (run.parent / "f").exists()
     # as it says: --fresh with the same judge asks nothing again (its replies come from the run's cache)
