@@ -288,14 +288,20 @@ def _pace(per_s: float | None, wall_s: float) -> str:
     return f"{per_time(per_s or 0.0)} over {f'{wall_s:.1f}s' if wall_s < 60 else duration(wall_s)}"
 
 
+def _this_time(s: dict[str, Any]) -> str:
+    """What this invocation added, and how fast ("none new: it was complete already" for a finished run run again)."""
+    if not s["new_samples"] and s["samples"] >= s["size"]:
+        return "none new: it was complete already"
+    return f"+{s['new_samples']} this time, {_pace(s['samples_per_s'], s['wall_s'])}"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """Render a summary dict (summary.json) as a short report."""
     u = s["usage"]
     lines = [
         f"run {s['run_dir']}: {s['status']}  ({s['method']}, teacher {s['teacher']})",
         f"  output       {Path(s['run_dir']) / 'samples.jsonl'}  (`refed view {s['run_dir']}` to read it)",
-        f"  samples      {s['samples']}/{s['size']}  "
-        f"(+{s['new_samples']} this time, {_pace(s['samples_per_s'], s['wall_s'])})",
+        f"  samples      {s['samples']}/{s['size']}  ({_this_time(s)})",
         f"  references   {s['references']} loaded, feedback on {s['feedback_collected']}, {s['units']} synthesis units, "
         f"{s['instructions_kept']} instructions kept",
         f"  LM calls     {u['calls']} {'sent' if s.get('cost_usd') == 0 else 'paid'}, {u['cached_calls']} from the run cache"
