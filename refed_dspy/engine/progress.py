@@ -240,7 +240,7 @@ class Progress:
         pace = (
             f"{per_time(rate)}, ETA {eta}"
             if self.done > self.initial or left <= 0
-            else f"no {self.unit} done yet, ETA {eta}"
+            else f"no {self.unit} done yet{' this time' if self.initial else ''}, ETA {eta}"
         )
         return (
             (f"{stage}; " if stage else "") + f"{self.done}/{self.total} {self.unit}s, {pace}, {self.calls} LM calls, "

@@ -244,7 +244,9 @@ def test_before_the_first_item_the_line_shows_no_rate():
     clock = _Clock()
     bar = Progress(total=10, initial=4, clock=clock, enabled=False)
     clock.now += 45.0
-    assert "4/10 samples, no sample done yet, ETA unknown," in bar.line() and "/s" not in bar.line(), bar.line()
+    assert "4/10 samples, no sample done yet this time, ETA unknown," in bar.line() and "/s" not in bar.line(), (
+        bar.line()
+    )
     bar.update(5, Totals(), 0)
     clock.now += 5.0
     assert "5/10 samples, 1.20/min, ETA unknown," in bar.line(), bar.line()  # one item in the 50 s since the start
