@@ -393,11 +393,16 @@ def caps_left(settings: Capped, ledgers: list[Path]) -> Capped | None:
 
 def judging_left(config: Config, rows: list[dict[str, Any]], method: str, fresh: bool = False) -> Config | None:
     """`config` with [evaluate]'s caps made the whole command's (`caps_left`: the other methods' evaluations' judge
-    ledgers; `fresh`: only those of the rows before this method's, evaluated again in this invocation); None when
-    nothing is left for this method's."""
+    ledgers, those of students an earlier invocation evaluated that this one does not name included; `fresh`: only
+    those of the rows before this method's, evaluated again in this invocation); None when nothing is left for this
+    method's."""
     counted = rows[: [r["method"] for r in rows].index(method)] if fresh else rows
-    others = [r for r in counted if r["method"] not in (method, BASELINE) and "student" in r]  # the baseline's is not
-    ev = caps_left(config.evaluate, [RunDir(Path(r["student"]) / EVALUATION_DIR).judge_ledger for r in others])
+    students = [Path(r["student"]) for r in counted if r["method"] not in (method, BASELINE) and "student" in r]
+    if not fresh:
+        named = {r["method"] for r in rows} | {method, BASELINE}  # the baseline's evaluation is not one
+        earlier = Path(config.run.dir) / STUDENTS
+        students += [p for p in sorted(earlier.glob("*")) if p.is_dir() and p.name not in named]
+    ev = caps_left(config.evaluate, [RunDir(path / EVALUATION_DIR).judge_ledger for path in students])
     if ev is None or ev is config.evaluate:
         return None if ev is None else config
     return config.model_copy(update={"evaluate": ev})
