@@ -195,7 +195,8 @@ class TaskLedger:
 
     @property
     def counts_prompts(self) -> bool:
-        return self.budget.counts_prompts and self.price is not None
+        """Its calls' prompts are counted: a cost budget is kept, or the run's log holds each call at its worst case."""
+        return (self.budget.counts_prompts or self.log is not None) and self.price is not None
 
     def open_call(
         self,

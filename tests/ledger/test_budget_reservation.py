@@ -200,3 +200,25 @@ def test_without_a_cost_budget_a_logged_request_is_held_at_its_counted_prompt_fi
     budget.log.close()
     sent = [json.loads(x) for x in (tmp_path / "ledger.jsonl").read_text().splitlines() if '"s"' in x]
     assert sent[-1]["b"] == pytest.approx(ticket.cost)
+
+
+def test_without_a_cost_budget_an_engine_task_s_request_is_logged_at_its_counted_prompt(tmp_path):
+    """The same for a request of the engine's work (a synthesis's, a judging's): its task's ledger holds the run's
+    log (the budget does not), and counted its prompts only under a cost budget, so a call cut off by a kill was
+    charged at the role's mean (the attacker's resumed run went 43% past a cost cap set on resume)."""
+    from refed_dspy.ledger.tickets import TaskLedger
+
+    budget = CallBudget(max_calls=None, max_cost_usd=None)
+    for _ in range(5):
+        budget.record([_answered(20, prompt=100)], PRICE, "teacher")
+    log = CallLog.open(tmp_path / "ledger.jsonl")
+    task = TaskLedger(budget, PRICE, 4000, "teacher", log, budget.call_cost(PRICE, 4000, "teacher"))
+    lm = type("LM", (), {"budget": None, "price": PRICE, "role": "teacher", "model": MODEL})()
+    lm.kwargs = {"max_tokens": 4000}
+    assert task.counts_prompts
+    prompt = 20_000
+    _, ticket = open_on(lm, task, prompt, "improve", None)
+    assert ticket.cost >= _list_cost(prompt, 4000)
+    log.close()
+    sent = [json.loads(x) for x in (tmp_path / "ledger.jsonl").read_text().splitlines() if '"s"' in x]
+    assert sent[-1]["b"] == pytest.approx(ticket.cost)
