@@ -51,7 +51,15 @@ from refed_dspy.clients.destination import install as install_destination_check
 from refed_dspy.clients.destination import refusal_in, told_of
 from refed_dspy.clients.flights import LATE, aanswer_of, answer_of
 from refed_dspy.clients.prompt_cache import count_prompt
-from refed_dspy.clients.tries import DEFAULT_TIER, TIER_WAITS, Tries, again, gave_up_waiting, tier_asked
+from refed_dspy.clients.tries import (
+    DEFAULT_TIER,
+    TIER_WAITS,
+    Tries,
+    again,
+    gave_up_waiting,
+    retry_after_s,
+    tier_asked,
+)
 from refed_dspy.config.lm import TIMEOUT_S
 from refed_dspy.providers.base import StablePrompt
 from refed_dspy.providers.prices import UNSTATED, Price
@@ -338,7 +346,13 @@ class CallBoundary:
         if gave_up_waiting(err):
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return
-        failed = CallInfo(stage=self._stage_now(), model=self.model, error=type(err).__name__, seconds=_elapsed())
+        failed = CallInfo(
+            stage=self._stage_now(),
+            model=self.model,
+            error=type(err).__name__,
+            seconds=_elapsed(),
+            retry_after=retry_after_s(err),
+        )
         request = _request.get()
         asked = request.tier if request is not None else None
         tiers = provider_for(str(self.model)).tiers

@@ -56,6 +56,7 @@ class CallInfo:
     repair: bool = False  # a repair call: the same ask again, with the last reply's error shown
     parse_error: bool = False  # the reply broke its format or contract (the adapter says so after parsing)
     error: str | None = None  # the request failed (429, 5xx, reset): no reply, no tokens
+    retry_after: float | None = None  # a failed request: the wait its provider asked for before it is sent again
     interrupted: bool = False  # in flight when its work was cancelled, or given up at the client's timeout: perhaps
     # answered and billed, never read
     lost_with: str | None = None  # an interrupted call that was in flight on a Ray worker when it was lost: which one

@@ -35,8 +35,9 @@ work that succeeded, after which the run stops (resumable).
 A piece of work (known by its key across attempts) is retried at most `max_retries` times, after
 refed_dspy.clients.tries's delay (seeded, so a run's backoffs repeat). The engine starts what is due as slots free.
 Work waiting for its time that no attempt paid for may be stood in for meanwhile (a stage may start other work of its
-kind in its place, `waiting[kind]`): when its time comes, or when nothing runs, the stage may `take_back` what it no
-longer needs, so a run does not wait out a Retry-After for work it has done without, and pays for none of it twice.
+kind in its place, `waiting[kind]`): when its time comes the stage may `take_back` what it no longer needs (nothing is
+sent before its time), and once nothing runs and the stage `wants_more` no work, what waits is not waited for. A run
+does not wait out a Retry-After for work it has done without, and pays for none of it twice.
 
 The work a run has under way (`InFlight`): each asyncio task with what it holds (its slots of the window, its kind), and the
 count of tasks by kind that are running or waiting to be retried. Owned by the engine's one coroutine.
@@ -64,7 +65,7 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from refed_dspy.clients.calls import TaskCalls, opened_on
@@ -264,6 +265,9 @@ class Engine:
         if failure.reason == "rate_limited" and now - self.last_success > self.limits.rate_limit_patience_s:
             self.abort = self.abort or refused_for_too_long(self.limits.rate_limit_patience_s, failure)
             return False
+        asked = max((call.retry_after for call in meta.calls if call.retry_after is not None), default=None)
+        if asked is not None and asked > (failure.retry_after or 0.0):  # a request of its refused beside its failure
+            failure = replace(failure, retry_after=asked)
         key = self.stage.key(meta.kind, meta.payload)
         if not self.retrying.schedule(key, failure, (meta.kind, meta.payload, meta.slots), now, paid):
             return False
@@ -379,8 +383,8 @@ class Engine:
         redraw: float | None = None
         while True:
             can_start = self._fill()
-            if not self.running:  # nothing under way can change what the stage needs: no wait for what it does not
-                for kind in self.retrying.drop(self.stage.take_back):
+            if not self.running and not self.stage.wants_more():  # what waits for its retry is not needed: no wait
+                for kind in self.retrying.drop_free():
                     self.pending[kind] -= 1
             waiting = self.retrying.waiting
             now = time.monotonic()
@@ -487,16 +491,10 @@ class Retries:
         self.free[queued.kind] -= queued.free
         self.taken_back += back
 
-    def drop(self, taken: Callable[[str, Any], bool]) -> list[str]:
-        """Remove the work no attempt paid for for which `taken(kind, payload)` is true (it has been taken back);
-        returns their kinds."""
-        kept, dropped = [], []
-        for queued in self.waiting:
-            if queued.free and taken(queued.kind, queued.payload):
-                dropped.append(queued.kind)
-            else:
-                kept.append(queued)
-        self.waiting[:] = kept
+    def drop_free(self) -> list[str]:
+        """Remove the work no attempt paid for (its stage needs no more work: it will not run); returns their kinds."""
+        dropped = [queued.kind for queued in self.waiting if queued.free]
+        self.waiting[:] = [queued for queued in self.waiting if not queued.free]
         heapq.heapify(self.waiting)
         self.free.subtract(dropped)
         self.taken_back += len(dropped)

@@ -150,9 +150,14 @@ class StageBase(ABC):
         """What identifies one piece of work across its retries."""
 
     def take_back(self, kind: str, payload: Any) -> bool:
-        """Whether the stage takes back a piece of work waiting for its retry's time, no longer needing it (other work
+        """Whether the stage takes back a piece of work whose retry's time has come, no longer needing it (other work
         stood in for it); it then starts it again itself if it comes to need it. Never, by default."""
         return False
+
+    def wants_more(self) -> bool:
+        """Whether the stage may still need work started (asked when nothing runs: False, and the work waiting for a
+        retry that no attempt paid for is not waited for). Always, by default."""
+        return True
 
     def note_attempt(self, key: str, outcome: str, usage: dict[str, Any]) -> None:  # noqa: B027 - a default
         """The usage of an attempt that leaves no record (retried, or cut off by a stop); nothing kept by default

@@ -116,6 +116,9 @@ class SynthesisRun(StageBase):
     def take_back(self, kind: str, payload: Any) -> bool:
         return self.next_work.take_back(kind, payload, self.accepted)
 
+    def wants_more(self) -> bool:
+        return self.accepted < self.syn.size
+
     def key(self, kind: str, payload: Any) -> str:
         if kind == "feedback":
             return f"feedback:{payload.id}"

@@ -314,6 +314,9 @@ class _Pool:
         self.pool.appendleft(payload)
         return True
 
+    def wants_more(self) -> bool:
+        return len(self.done) < self.size
+
     def key(self, kind, payload) -> str:
         return payload
 
@@ -349,3 +352,21 @@ def test_work_refused_before_it_paid_is_stood_in_for_and_not_waited_for(pool, do
     assert stage.engine.figures()["concurrency"].get("stood_in", 0) == stood
     said = rate_limit_line({**stage.engine.figures()["concurrency"], "rate_limited": 1})
     assert ("but for 1 whose work other work stood in for" in said) == bool(stood), said
+
+
+def test_work_stood_in_for_is_never_sent_before_its_retry_after(server_factory, tmp_path):
+    """Half the requests refused (Retry-After 0.7 s, the server answering one sent early 429 `early_retry`), a few
+    answered 500, and a third of replies unusable (samples and units rejected for good, so the run needs more than it
+    planned): work stood in for and taken back is started again only once its time has come. The attacker's run had 79
+    requests sent early when work was taken back before its time and started at once; each sample is written once."""
+    srv = server_factory(
+        rate_429=0.5, rate_500=0.05, retry_after_s=0.7, enforce_retry_after=True, sticky_malformed=0.3, seed=11
+    )
+    run = tmp_path / "run"
+    over = run_overrides(srv, run, 60, **{"synthesis.concurrency": 40, "synthesis.instructions_per_feature": 3})
+    summary = synthesize(load_config(None, over))
+    samples = lines(run / "samples.jsonl")
+    assert summary["status"] == "complete" and len(samples) == 60 == len({r["meta"]["id"] for r in samples})
+    log = read_log(srv.cfg.log_path)
+    assert not [(e.get("outputs"), e.get("turns"), e["sha"]) for e in log if e.get("fault") == "early_retry"]
+    assert summary["usage"]["calls"] == sum(1 for e in log if e.get("status") == 200)

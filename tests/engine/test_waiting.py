@@ -54,6 +54,9 @@ class _Hangs:
     def take_back(self, kind, payload) -> bool:
         return False
 
+    def wants_more(self) -> bool:
+        return True
+
     def note_attempt(self, key, outcome, usage) -> None:
         pass
 
