@@ -393,15 +393,14 @@ def caps_left(settings: Capped, ledgers: list[Path]) -> Capped | None:
 
 def judging_left(config: Config, rows: list[dict[str, Any]], method: str, fresh: bool = False) -> Config | None:
     """`config` with [evaluate]'s caps made the whole command's (`caps_left`: the other methods' evaluations' judge
-    ledgers, those of students an earlier invocation evaluated that this one does not name included; `fresh`: only
-    those of the rows before this method's, evaluated again in this invocation); None when nothing is left for this
+    ledgers, those of students an earlier invocation evaluated that this one does not name included; `fresh`: of the
+    rows, only those before this method's, evaluated again in this invocation); None when nothing is left for this
     method's."""
     counted = rows[: [r["method"] for r in rows].index(method)] if fresh else rows
     students = [Path(r["student"]) for r in counted if r["method"] not in (method, BASELINE) and "student" in r]
-    if not fresh:
-        named = {r["method"] for r in rows} | {method, BASELINE}  # the baseline's evaluation is not one
-        earlier = Path(config.run.dir) / STUDENTS
-        students += [p for p in sorted(earlier.glob("*")) if p.is_dir() and p.name not in named]
+    named = {r["method"] for r in rows} | {method, BASELINE}  # the baseline's evaluation is not one
+    earlier = Path(config.run.dir) / STUDENTS
+    students += [p for p in sorted(earlier.glob("*")) if p.is_dir() and p.name not in named]
     ev = caps_left(config.evaluate, [RunDir(path / EVALUATION_DIR).judge_ledger for path in students])
     if ev is None or ev is config.evaluate:
         return None if ev is None else config
@@ -482,10 +481,10 @@ async def _method_row(config: Config, methods: list[str], method: str, judge: bo
     and show_progress handed in."""
     teacher, references, judge_lm, on_mismatch, show_progress = given
     fresh = on_mismatch == "fresh" or config.run.new_ledger  # the ledgers of methods not run again yet are gone then
-    if fresh:
-        counted = methods[: methods.index(method)]
-    else:  # the other methods of this invocation, and those of earlier ones it does not name
-        counted = [m for m in methods if m != method] + earlier_methods(config, methods)
+    # the other methods of this invocation (with --fresh or --new-ledger, those run again already), and those an
+    # earlier invocation ran that this one does not name (their ledgers stand, whatever this one starts over)
+    named = methods[: methods.index(method)] if fresh else [m for m in methods if m != method]
+    counted = named + earlier_methods(config, methods)
     mconfig, can_synthesize, can_judge = method_left(config, counted, method)
     if can_synthesize:
         summary: Any = await arun_synthesis(

@@ -376,12 +376,14 @@ def test_compare_s_synthesis_and_judging_caps_are_the_whole_command_s(server_fac
 
 def test_compare_s_caps_hold_over_invocations_that_name_other_methods(server_factory, tmp_path):
     """A comparison run one method at a time (`--methods refed`, then `--methods no_feedback`, ...) in one run dir
-    spends its [synthesis] max_calls once, not once per invocation: the methods an earlier invocation ran count."""
+    spends its [synthesis] max_calls once, not once per invocation: the methods an earlier invocation ran count, with
+    --fresh too (it starts over the methods it names)."""
     teacher = server_factory()
     run = tmp_path / "cmp"
     over = run_overrides(teacher, run, 20, **{"synthesis.instructions_per_feature": 2, "seeds.limit": 4})
-    for method in ("refed", "no_feedback", "sample_feedback"):
-        proc = refed("compare", "--methods", method, *sets(over), "--set", "synthesis.max_calls=30")
+    for method, flags in (("refed", []), ("no_feedback", []), ("sample_feedback", []), ("reflection", ["--fresh"])):
+        proc = refed("compare", "--methods", method, *flags, *sets(over), "--set", "synthesis.max_calls=30")
         out, err = proc.communicate(timeout=300)
         assert proc.returncode in (0, 1), err
-    assert len(read_log(teacher.cfg.log_path)) <= 30, out + err
+        # --fresh starts over the methods it names, not those an earlier invocation ran
+        assert len(read_log(teacher.cfg.log_path)) <= 30, (method, out + err)

@@ -434,6 +434,7 @@ def test_compare_train_s_judge_caps_hold_for_the_whole_table(server_factory, tmp
     assert judging_left(capped, rows, "refed").evaluate.max_calls == 22  # its own ledger counts within its own run
     # an invocation that does not name refed (run by an earlier one) still counts what its evaluation spent
     assert judging_left(capped, rows[1:], "sample_level").evaluate.max_calls == 22 - 16
+    assert judging_left(capped, rows[1:], "sample_level", fresh=True).evaluate.max_calls == 22 - 16
     columns = evaluation_columns(capped, rows, rows[1], None, "error", False)
     assert columns["student_status"] == "budget" and columns["student_judge_calls"] == 4  # 4 at worst: one fits in 6
     assert len(read_log(server.cfg.log_path)) == 16 + 4 <= 22
