@@ -5,6 +5,7 @@ it reports of its calls is what the server saw."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import dspy
 import pytest
@@ -76,7 +77,7 @@ def test_a_meta_eval_its_budget_stopped_short_says_so_and_exits_1(server_factory
     sets = [
         f"judge.api_base='{srv.api_base}'",
         "judge.api_key_env=''",
-        f"judge.model='openai/loopback-judge-capped-{tmp_path.name}'",
+        f"judge.model='openai/loopback-{uuid.uuid4().hex[:8]}'",  # its own: DSPy's cache answers none of it
         "run.progress=false",
         "judging.max_calls=8",
     ]
