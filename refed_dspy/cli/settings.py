@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from refed_dspy.cli.common import add_config_args, prints_help
+from refed_dspy.text.counts import counted
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
@@ -27,7 +28,7 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
         import tomli_w
 
         print("\n" + tomli_w.dumps({"experiment": table}), end="")
-        print(f"# {len(grid)} cell{'s' if len(grid) != 1 else ''}:")
+        print(f"# {counted(len(grid), 'cell')}:")
         for cell in grid:
             print(f"#   {cell['id']}: {cell['label']}")
     return 0

@@ -43,6 +43,7 @@ from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.providers.base import Provider, provider_of
 from refed_dspy.providers.registry import call_url, examples, provider_for, server_root, wires
 from refed_dspy.secrets import first_line
+from refed_dspy.text.counts import counted
 
 RAW_CHARS = 2000  # of what the LM returned, kept in a reject record
 
@@ -388,7 +389,7 @@ def explain(failure: Failure, spec: LMSpec, role: str, calls: int) -> str:
             f"({'; '.join(examples())}) (no LM call was made)"
         )
     url = call_url(spec.model, spec.primary_api_base)
-    sent = f"stopped after {calls} LM request{'s' if calls != 1 else ''}" if calls else "no LM call was made"
+    sent = f"stopped after {counted(calls, 'LM request')}" if calls else "no LM call was made"
     return f"{role}: {url} {_what(failure.reason, failure, spec)}: {_fix(failure.reason, spec, role)} ({sent})"
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from refed_dspy.errors import RunDirError, write_error
 from refed_dspy.store.lock import LOCK_NAME, DirLock
+from refed_dspy.text.counts import counted
 
 MARKER = ".refed-dir"
 KINDS = {
@@ -169,8 +170,7 @@ def refuse_folder(path: Path, what: str, holds: Callable[[Path], bool], shown: i
     if not inside:
         return
     names = ", ".join(str(sub) for sub in inside[:shown]) + (", ..." if len(inside) > shown else "")
-    count = f"{len(inside)} run dir" + ("s" if len(inside) > 1 else "")
-    raise RunDirError(f"{path} is not {what}; it holds {count}: {names}; give one of them")
+    raise RunDirError(f"{path} is not {what}; it holds {counted(len(inside), 'run dir')}: {names}; give one of them")
 
 
 def _run_dir_below(path: Path) -> Path | None:
