@@ -102,8 +102,8 @@ def test_a_cap_on_requests_in_flight_is_found(server_factory, tmp_path):
 def test_a_cap_at_one_endpoint_of_two_is_that_endpoints_alone(server_factory, tmp_path):
     """Two endpoints of one model, the first admitting 4 requests in flight, the other any: the first's window is cut
     to its cap, the run's is not, and the other takes the requests the first cannot (at 24 in flight it held up to
-    21-22 here; with one window for both it was cut to 7-9 and the other held 11-12, and the run took 2.5 times as
-    long at 400 samples)."""
+    21-22 here and the capped one 5; with one window for both it was cut to 7-9 and the other held 11-12, and the run
+    took 2.5 times as long at 400 samples)."""
     capped = server_factory(max_concurrency=4, retry_after_s=0.2, latency_s=PROVIDER_LATENCY_S)
     free = server_factory(latency_s=PROVIDER_LATENCY_S)
     over = run_overrides(capped, tmp_path / "run", 120, **{"synthesis.concurrency": 24})
@@ -114,7 +114,9 @@ def test_a_cap_at_one_endpoint_of_two_is_that_endpoints_alone(server_factory, tm
     ends = window["endpoints"]
     assert ends[capped.api_base]["cuts"] >= 1 and ends[capped.api_base]["final_limit"] <= 8, window
     assert ends[free.api_base]["cuts"] == 0 and window["min_limit"] == 24, window
-    assert free.state.max_in_flight >= 15 and capped.state.max_in_flight <= 6, (free.state.max_in_flight, window)
+    # the capped endpoint's window ends at most 8 (above); the server counts a refused request until its answer is
+    # written, and a loaded client that has read the 429 may send its next one first (5 here; 7 once under CI's load)
+    assert free.state.max_in_flight >= 15 and capped.state.max_in_flight <= 8, (free.state.max_in_flight, window)
     logs = read_log(capped.cfg.log_path) + read_log(free.cfg.log_path)
     refused = sum(1 for e in logs if e.get("status") == 429)
     assert refused <= 0.1 * len(logs) and summary["usage"]["calls"] == len(logs) - refused, (refused, len(logs))
