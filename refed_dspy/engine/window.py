@@ -10,7 +10,8 @@ it started). It is counted as sent when it leaves and as refused when a 429 answ
 not refused: a refusal comes back at once, an answer after the call's latency, so counting only what has come back
 would see the refusals of the newest levels before their answers). The window is cut (to `CUT` of the work in flight
 at which the refused request's level was met, or of the window if that is less) only when the share refused rises
-with the level up to the refused request's (a one-sided trend test at `Z`).
+with the level up to the refused request's (a one-sided trend test at `Z`, `FIRST_Z` before the first cut, that
+request left out).
 
 Requests sent before the last cut do not judge it again (cascade dampening: the burst of refusals one window meets is
 one signal, not many). It judges once per window's worth of answers since its last cut (the refusals of a window
@@ -59,6 +60,8 @@ from refed_dspy.clients.rate_limits import RateLimits
 
 CUT = 0.75  # the window after a cut, against before
 Z = 3.0  # how sure the controller is that refusals rise with the requests in flight before it cuts
+FIRST_Z = 3.5  # ... before its first cut (judged at each refusal, many looks a run: at Z, a steady 20% refused at
+# random cut one run of 3,000 requests in 8; after a cut, a limit met again is found at Z, with fewer refusals)
 MIN_ANSWERS = 8  # requests, at least, before the controller judges them
 HALF_LIFE = 4000  # requests after which every count is halved
 FIRST_SPAN = 2.0  # windows' worth of answers before the first judgement (the counts are thin before)
@@ -178,14 +181,18 @@ class Window:
             self.pace.answer(slots, seconds, calls)
 
     def trend(self, level: int) -> float:
-        """How surely refusals rise with the level up to `level` (Cochran-Armitage's test for a trend in the share
-        refused across the levels up to it, as a z score); 0 when nothing says so: too few requests, none refused at
-        `level`, or all of them sent at one level; infinite when all those sent at several levels were refused."""
-        sent = {lv: k for lv, k in self.started.items() if lv <= level}  # up to here: does it rise to it?
-        refused = {lv: k for lv, k in self.refused.items() if lv <= level}
+        """How surely refusals rise with the level up to `level`, where a request was just refused (Cochran-Armitage's
+        test for a trend in the share refused across the levels up to it, as a z score), that request left out: the
+        test is asked because of it, so it would always put a refusal at the top level (with few requests there, a
+        steady share refused at random then reads as a rise). 0 when nothing says so: too few requests, no other
+        refused, or all of them sent at one level; infinite when all those sent at several levels were refused."""
+        if not self.refused.get(level):
+            return 0.0
+        sent = {lv: max(0.0, k - (lv == level)) for lv, k in self.started.items() if lv <= level}  # does it rise?
+        refused = {lv: max(0.0, k - (lv == level)) for lv, k in self.refused.items() if lv <= level}
         n = sum(sent.values())
         r = sum(refused.values())
-        if n < MIN_ANSWERS or not refused.get(level):
+        if n < MIN_ANSWERS or r <= 0:
             return 0.0
         share = r / n
         weight = sum(k * lv for lv, k in sent.items())
@@ -237,7 +244,9 @@ class Window:
         if self.paced is not None:
             return  # a rate limit found: the pace answers for its refusals (`_under_pace`), not the window
         span = FIRST_SPAN if not self.cuts else 1.0
-        sure = STRONG_Z if self.since_cut < int(min(self.limit, level) * span) else Z  # within a burst: only if plain
+        sure = Z if self.cuts else FIRST_Z
+        if self.since_cut < int(min(self.limit, level) * span):
+            sure = STRONG_Z  # within a burst: only if plain
         if self.trend(level) > sure:
             self._cut(level, now)
         else:
