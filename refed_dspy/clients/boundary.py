@@ -47,8 +47,7 @@ from refed_dspy.clients.calls import (
     finish_error,
     read_reply,
 )
-from refed_dspy.clients.destination import install as install_destination_check
-from refed_dspy.clients.destination import refusal_in, told_of
+from refed_dspy.clients.destination import check_begins, check_ends, refusal_in, told_of
 from refed_dspy.clients.flights import LATE, aanswer_of, answer_of
 from refed_dspy.clients.prompt_cache import count_prompt
 from refed_dspy.clients.tries import (
@@ -95,9 +94,6 @@ _request: contextvars.ContextVar[CallUnderWay | None] = contextvars.ContextVar("
 # refed_dspy.clients.lm_routing, which sends an LM on no ledger of the run, such as a copy a teleprompter made of an LM
 # a user built with build_lm, to a twin on the run's ledger) and its requests in flight
 _scope_of: Callable[[], Any] | None = None
-
-# every process that builds or bounds an LM checks, in its HTTP clients, where each request takes the keys it carries
-install_destination_check()
 
 
 class CallBoundary:
@@ -434,8 +430,10 @@ def _caller_scope() -> Any:
 def _begin(
     lm: Any, kwargs: dict[str, Any], fallback: bool, tag: CallTag | None
 ) -> tuple[CallUnderWay, contextvars.Token]:
-    """The request of `lm` about to be made here, under way in this context until `_end` is given the token."""
+    """The request of `lm` about to be made here, under way in this context until `_end` is given the token; while it
+    is, the HTTP clients a model DSPy serves through LiteLLM sends with check where it takes the keys it carries."""
     request = CallUnderWay(lm, time.monotonic(), tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback, tag)
+    check_begins()
     return request, _request.set(request)
 
 
@@ -443,8 +441,11 @@ def _end(begun: contextvars.Token) -> None:
     """The request begun as `begun` is over: what it opened on its ledger is given back, and the one under way before
     it is under way again."""
     request = _request.get()
-    release(request.opened if request is not None else None)
-    _request.reset(begun)
+    try:
+        release(request.opened if request is not None else None)
+    finally:
+        _request.reset(begun)
+        check_ends()
 
 
 def stable_under_way() -> StablePrompt | None:

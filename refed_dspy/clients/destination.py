@@ -15,8 +15,11 @@ through LiteLLM (checked below); one of a provider a user declared to lm15 (`dsp
 own client, checked as it is handed in, not as it sends. refed's batch clients check each of their requests in their
 httpx client's request hook (`check_httpx_request`). lm15 itself is left as it is: a request a user's own dspy.LM sends
 outside refed's calls is theirs. What does not yet pass a client of refed's (a model DSPy serves through LiteLLM, a
-hosted embedder, the Hub) is checked where `install()` puts the check: httpx and httpx2 (LiteLLM, the openai SDK, the
-Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/` models). requests is left as it is: no LM call or
+hosted embedder, the Hub) is checked in the clients they send with, httpx and httpx2 (LiteLLM, the openai SDK, the
+Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/` models), while a refed call or request is under way
+(`checking`: each call of an LM behind the boundary, a hosted embedder's request, a Hub request), and only then: when
+the last one returns, their methods are their own again, so a request the user's own code sends outside refed's calls
+is theirs, unread (a request another thread sends meanwhile is checked too). requests is left as it is: no LM call or
 Hub request goes through it (MLflow's requests do, with a token no provider owns, and LiteLLM's token fetches for
 Databricks and Vertex AI, to those providers' own sign-in hosts). A user's own BaseLM sends with its own client: it is
 checked as it is handed in (`check_lm_key`, by the model, endpoint and key it carries), and a request it makes with
@@ -35,11 +38,12 @@ The same decision is said early for an LM object (a user's dspy.LM, a logged pro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from refed_dspy.errors import KeyProviderError
@@ -56,7 +60,8 @@ from refed_dspy.secrets import find_held, hold, is_credential_name, is_secret_va
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_installed: set[str] = set()  # the clients the check is in
+_under_way = 0  # the refed calls and requests under way that the HTTP clients' check covers (`checking`)
+_replaced: dict[tuple[Any, str], tuple[Any, bool]] = {}  # (class, method) -> (its own, defined on the class itself)
 _refusals: dict[str, KeyProviderError] = {}  # the refusals said in this process, by their text
 
 
@@ -141,7 +146,8 @@ async def check_httpx_request(request: Any) -> None:
 
 
 def _wrap(cls: Any, name: str, read: Callable[..., tuple[str, Iterable[str]]], is_async: bool) -> None:
-    """Put the check in front of `cls.name`, reading (url, header values) from its arguments with `read`."""
+    """Put the check in front of `cls.name`, reading (url, header values) from its arguments with `read`. A wrapper
+    left in place (another library wrapped it after us) checks only while `checking` blocks are under way."""
     original = getattr(cls, name, None)
     if original is None or getattr(original, "_refed_checked", False):
         return
@@ -149,7 +155,8 @@ def _wrap(cls: Any, name: str, read: Callable[..., tuple[str, Iterable[str]]], i
 
         @functools.wraps(original)
         async def checked_async(*args: Any, **kwargs: Any) -> Any:
-            check_request(*read(*args, **kwargs))
+            if _under_way:
+                check_request(*read(*args, **kwargs))
             return await original(*args, **kwargs)
 
         wrapper: Any = checked_async
@@ -157,12 +164,26 @@ def _wrap(cls: Any, name: str, read: Callable[..., tuple[str, Iterable[str]]], i
 
         @functools.wraps(original)
         def checked(*args: Any, **kwargs: Any) -> Any:
-            check_request(*read(*args, **kwargs))
+            if _under_way:
+                check_request(*read(*args, **kwargs))
             return original(*args, **kwargs)
 
         wrapper = checked
     wrapper._refed_checked = True
+    _replaced[(cls, name)] = (original, name in vars(cls))
     setattr(cls, name, wrapper)
+
+
+def _unwrap() -> None:
+    """Each method `_wrap` replaced is its own again, unless something has wrapped it since (then ours stays, idle)."""
+    for (cls, name), (original, own) in list(_replaced.items()):
+        if not getattr(vars(cls).get(name), "_refed_checked", False):
+            continue
+        if own:
+            setattr(cls, name, original)
+        else:
+            delattr(cls, name)
+        del _replaced[(cls, name)]
 
 
 def _lm15(_transport: Any, request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
@@ -196,19 +217,36 @@ _CLIENTS: dict[str, Callable[[], None]] = {
 }
 
 
-def install() -> frozenset[str]:
-    """Put the check in every HTTP client of the list above that is installed here (idempotent); returns the names of
-    those it is in."""
+@contextlib.contextmanager
+def checking() -> Iterator[None]:
+    """For the block (a refed LM's call, a hosted embedder's request, a Hub request), the HTTP clients of the list
+    above that are installed here check each request this process sends; when the last such block ends, their methods
+    are their own again: a request the user's own code sends outside refed's calls is theirs, unread."""
+    check_begins()
+    try:
+        yield
+    finally:
+        check_ends()
+
+
+def check_begins() -> None:
+    """A block of `checking` begins (the check put in the clients when it is the only one under way)."""
+    global _under_way
     with _lock:
-        for name, put in _CLIENTS.items():
-            if name in _installed:
-                continue
-            try:
-                put()
-            except ImportError:  # a client this environment does not have sends nothing
-                continue
-            _installed.add(name)
-        return frozenset(_installed)
+        if _under_way == 0:
+            for put in _CLIENTS.values():
+                with contextlib.suppress(ImportError):  # a client this environment does not have sends nothing
+                    put()
+        _under_way += 1
+
+
+def check_ends() -> None:
+    """A block of `checking` ends (the clients' methods their own again when it was the last one under way)."""
+    global _under_way
+    with _lock:
+        _under_way -= 1
+        if _under_way == 0:
+            _unwrap()
 
 
 def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:

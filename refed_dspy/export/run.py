@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
+from refed_dspy.clients.destination import checking
 from refed_dspy.config import Config
 from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.errors import ConfigError, MissingKeyError, RunAborted, RunDirError
@@ -199,8 +200,9 @@ def _push(dd: Any, card: str, repo_id: str, private: bool, token: str) -> None:
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     try:
-        dd.push_to_hub(repo_id, private=private, token=token)
-        DatasetCard(card).push_to_hub(repo_id, token=token, repo_type="dataset")
+        with checking():  # the Hub's requests carry $HF_TOKEN: each checked where it goes
+            dd.push_to_hub(repo_id, private=private, token=token)
+            DatasetCard(card).push_to_hub(repo_id, token=token, repo_type="dataset")
     except OfflineModeIsEnabled:
         raise ConfigError(f"cannot push {repo_id}: HF_HUB_OFFLINE is set; unset it to reach the Hub") from None
     except (HfHubHTTPError, ConnectionError, *_transport_errors()) as err:

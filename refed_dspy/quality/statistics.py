@@ -23,7 +23,7 @@ from typing import Any, Literal
 import dspy
 from pydantic import Field
 
-from refed_dspy.clients.destination import refusal_in
+from refed_dspy.clients.destination import checking, refusal_in
 from refed_dspy.config import Config, SeedsConfig
 from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.errors import ConfigError, RefedError, RunAborted, RunInterrupted
@@ -317,7 +317,8 @@ def embedded(embedder: Any, texts: list[str], model: str) -> Any:
     if not isinstance(embedder, dspy.Embedder):
         return embedder(texts)
     try:
-        return embedder(texts)
+        with checking():  # a hosted model's request is checked where it takes the key it carries
+            return embedder(texts)
     except Exception as err:
         if isinstance(err, RefedError) or refusal_in(err) is not None:
             raise

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.destination import checking
 from refed_dspy.config.judging import Benchmark, BenchmarkEntry
 from refed_dspy.errors import ConfigError, SeedError
 from refed_dspy.secrets import first_line
@@ -125,7 +126,8 @@ def _hub_file(spec: Benchmark) -> str:
     from huggingface_hub import hf_hub_download
 
     try:
-        return hf_hub_download(repo_id=spec.source, filename=spec.file, repo_type="dataset")
+        with checking():  # a request carrying $HF_TOKEN is checked where it goes
+            return hf_hub_download(repo_id=spec.source, filename=spec.file, repo_type="dataset")
     except Exception as err:  # noqa: BLE001 - the hub's errors are many types; the user gets one line
         raise ConfigError(
             f"benchmark '{spec.label}': cannot download {spec.file} of the hub dataset {spec.source}: "

@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from refed_dspy.clients.destination import checking
 from refed_dspy.config import SeedsConfig
 from refed_dspy.errors import SeedError
 from refed_dspy.secrets import first_line
@@ -355,7 +356,8 @@ def _hub_rows(name: str, split: str, subset: str | None = None) -> Iterator[Row]
     import datasets
 
     try:
-        ds = datasets.load_dataset(name, split=split, **({"name": subset} if subset else {}))
+        with checking():  # a request carrying $HF_TOKEN is checked where it goes
+            ds = datasets.load_dataset(name, split=split, **({"name": subset} if subset else {}))
     except Exception as err:
         raise SeedError(
             f"cannot load '{name}' from the Hugging Face hub: {first_line(err)} "

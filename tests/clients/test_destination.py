@@ -1,7 +1,7 @@
-"""The destination check in the HTTP layer (refed_dspy.clients.destination): every request this process sends through
-the clients LM calls use is checked as it leaves for the keys it carries and the host it is addressed to, as the
-resolver reads that host, whatever proxy carries it and whichever of those clients sends it (requests, which none of
-them uses, is left as it is). A logging proxy on 127.0.0.1 (HTTP_PROXY) hands every request to the loopback server:
+"""The destination check in the HTTP layer (refed_dspy.clients.destination): every request refed's LM calls send is
+checked as it leaves for the keys it carries and the host it is addressed to, as the resolver reads that host, whatever
+proxy carries it and whichever client sends it (refed's own transports; httpx, httpx2 and aiohttp while a refed call is
+under way, and only then; requests, which none of them uses, never). A logging proxy on 127.0.0.1 (HTTP_PROXY) hands every request to the loopback server:
 what it logs is what api.groq.com would have been sent, and a request it carries is answered, so a check that lets a
 key through makes the run succeed and the proxy's log hold the key."""
 
@@ -191,51 +191,101 @@ CLIENTS = {
 
 
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_every_http_client_refuses_the_key_before_the_proxy_sees_it(proxy, client):
-    """OpenAI's key, sent by hand to api.groq.com through the proxy: refused in the client, before a byte leaves.
-    The same request with a key of one's own is carried and answered (the path works: the check is what stops it)."""
-    import refed_dspy.clients.boundary  # noqa: F401 - what every process that makes LM calls imports
+def test_every_http_client_refuses_the_key_while_a_refed_call_is_under_way(proxy, client):
+    """OpenAI's key, sent to api.groq.com through the proxy while a refed call is under way (`checking`: a model DSPy
+    serves through LiteLLM sends with these clients): refused in the client, before a byte leaves. The same request
+    with a key of one's own is carried (the path works: the check is what stops it). Outside refed's calls the
+    request is the user's own, unread: the proxy carries it."""
+    from refed_dspy.clients.destination import checking
 
-    with pytest.raises(Exception) as err:
+    with checking(), pytest.raises(Exception) as err:
         CLIENTS[client](OPENAI_KEY)
     assert refusal_in(err.value) is not None, repr(err.value)
     assert proxy.holding(OPENAI_KEY) == [] and proxy.carried == [], proxy.dump()
-    assert CLIENTS[client](OWN_KEY) == 200
+    with checking():
+        assert CLIENTS[client](OWN_KEY) == 200
     assert [c.host for c in proxy.holding(OWN_KEY)] == ["api.groq.com"]
+    assert CLIENTS[client](OPENAI_KEY) == 200  # the user's own request, outside refed's calls
+    assert [c.host for c in proxy.holding(OPENAI_KEY)] == ["api.groq.com"]
 
 
 LEFT_AS_IT_IS = """
 import json, sys
-import requests
-
+import aiohttp.client_reqrep, dspy, httpx, httpx2, requests
 from dspy._vendor.lm15.transports import StdlibAsyncTransport, StdlibTransport
 
 def methods():
-    return [requests.Session.send, StdlibTransport.stream, StdlibAsyncTransport.stream]
+    found = {"requests.Session.send": requests.Session.send, "aiohttp.ClientRequest.send":
+             aiohttp.client_reqrep.ClientRequest.send, "lm15.StdlibTransport.stream": StdlibTransport.stream,
+             "lm15.StdlibAsyncTransport.stream": StdlibAsyncTransport.stream, "dspy.BaseLM.__call__":
+             dspy.BaseLM.__call__, "dspy.BaseLM.acall": dspy.BaseLM.acall}
+    for module in (httpx, httpx2):
+        for cls in (module.Client, module.AsyncClient):
+            for name in ("_send_single_request", "send"):
+                found[f"{module.__name__}.{cls.__name__}.{name}"] = getattr(cls, name)
+    return found
+
+def changed(before):
+    now = methods()
+    return sorted(name for name in before if now[name] is not before[name])
 
 before = methods()
 import refed_dspy
 from refed_dspy.config import load_config
-import refed_dspy.clients.boundary  # noqa: F401 - what every process that makes LM calls imports
-
-after_import = methods() == before
+said = {"import": changed(before)}
 summary = refed_dspy.synthesize(load_config(None, json.loads(sys.argv[1])))
-print(json.dumps([summary["status"], after_import, methods() == before]))
+said["synthesize"] = changed(before)
+result = refed_dspy.optimize(load_config(None, json.loads(sys.argv[2])))
+said["optimize"] = changed(before)
+print(json.dumps([summary["status"], result.optimizer, said]))
 """
 
 
-def test_refed_leaves_requests_and_dspy_s_own_client_as_they_are(server_factory, tmp_path):
-    """requests carries no LM call and no Hub request (MLflow's requests carry a token no provider owns), and every LM
-    a run holds sends through transports of refed's (tests below): importing refed and running a synthesis leaves
-    requests' `Session.send` and DSPy's own client's transports (lm15) the same objects, so a request the user's own
-    code sends with them, outside refed's calls, is theirs, unread (they were replaced, process-wide, for good)."""
+def test_refed_leaves_every_http_client_and_dspy_as_they_are(server_factory, tmp_path):
+    """A process that imports refed and runs a synthesis and an optimization: every method of httpx, httpx2, requests,
+    aiohttp, DSPy's own client (lm15) and dspy.BaseLM's call methods is the same object after the import and after each
+    call returns, so a request the user's own code sends outside refed's calls is theirs, unread. (The check is in the
+    HTTP clients while a refed call is under way, and only then; until 2026-11-30 it was put there at the first call,
+    for good.)"""
     srv = server_factory()
     over = run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1})
+    tune = run_overrides(srv, tmp_path / "opt-run", 10, **{"optimize.out": f"'{tmp_path / 'opt'}'"})
+    tune += [f"judge.api_base='{srv.api_base}'", "judge.api_key_env=''", "optimize.optimizer='bootstrap'"]
+    tune += ["optimize.n_train=4", "optimize.n_val=3", "optimize.num_threads=2"]
     done = subprocess.run(
-        [sys.executable, "-c", LEFT_AS_IT_IS, json.dumps(over)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", LEFT_AS_IT_IS, json.dumps(over), json.dumps(tune)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["complete", True, True]
+    status, optimized, said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (status, said) == ("complete", {"import": [], "synthesize": [], "optimize": []}), (status, said)
+    assert optimized == "bootstrap", optimized
+
+
+def test_a_model_dspy_serves_through_litellm_is_checked_during_its_call(proxy, monkeypatch):
+    """A user's dspy.LM with a client setting lm15 cannot carry (`organization`) keeps DSPy's engine, which sends through
+    LiteLLM and the openai SDK (httpx), reading OPENAI_BASE_URL. With the config's check taken out (an entrance nobody thought
+    of), its call as a run holds it is refused in httpx before a byte leaves; once the call returns, httpx's method is
+    its own again."""
+    import dspy
+    import httpx
+
+    from refed_dspy.clients.lm import bounded
+    from refed_dspy.providers import keys
+
+    monkeypatch.setattr(keys, "key_refusal", lambda *a: None)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.groq.com/openai/v1")
+    own = httpx.Client._send_single_request
+    users = dspy.LM("openai/llama-3.1-8b-instant", api_key=OPENAI_KEY, num_retries=0, cache=False, organization="o")
+    lm = bounded(users, "teacher")
+    assert lm.engine == "auto"  # DSPy's engine: LiteLLM
+    with pytest.raises(Exception) as err:
+        lm("hi")
+    assert refusal_in(err.value) is not None, repr(err.value)
+    assert proxy.carried == [], proxy.dump()
+    assert httpx.Client._send_single_request is own
 
 
 def _synthesize_args(srv, tmp_path, **more) -> list[str]:
@@ -317,7 +367,7 @@ import asyncio, json, os, sys
 import refed_dspy.clients.destination as destination
 import refed_dspy.providers.keys as keys
 
-destination.install = lambda: frozenset()  # no HTTP client of the process checks: only refed's own clients
+destination._CLIENTS.clear()  # no HTTP client of the process checks, even in a call: only refed's own clients
 keys.key_refusal = lambda *a: None  # nor the config's check (an entrance nobody thought of)
 if sys.argv[1] == "unchecked":  # the control: refed's own clients let every request through
     destination.check_request = lambda *a: None
