@@ -331,6 +331,12 @@ def judge_mismatch(rd: RunDir, config: Config, on_mismatch: str) -> list[str]:
     return moves
 
 
+def judged_alike(rd: RunDir, config: Config) -> bool:
+    """Whether `rd`'s judgments were made with `config`'s judge config (its fingerprint, read as it is, the same)."""
+    old = read_json(rd.judge_fingerprint)  # {} when there is none, or it cannot be read
+    return bool(old) and not judge_fingerprint_diff(old, judge_fingerprint(config))
+
+
 def unjudged(rd: RunDir, samples: list[dict[str, Any]]) -> bool:
     """Whether any of `samples` has neither a judgment in `rd` nor a final reject (read without a repair)."""
     done = {row["sample_id"] for row in read_jsonl(rd.judgments)}

@@ -155,12 +155,16 @@ def owned(
 
 # what `refed synthesize` leaves in every run dir, and nothing else writes
 RUN_DIR_MARKERS = ("fingerprint.json", "journal.jsonl")
+BATCH_STORES = ("batches", "judge_batches")  # a batch store's folder in the dir of the command that keeps it: its own
 _SCAN_LIMIT = 20_000  # directories looked at below an output path before giving up the search for run dirs
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether `path` is a synthesis run dir (its marker says so, or it holds what only `refed synthesize` writes)."""
-    return kind_of(path) == "run" or any((path / marker).is_file() for marker in RUN_DIR_MARKERS)
+    """Whether `path` is a synthesis run dir (its marker says so, or it holds what only `refed synthesize` writes; a
+    batch store's journal, in `refed evaluate`'s folder as in a run dir, is its command's, not a run's)."""
+    if kind_of(path) == "run" or (path / RUN_DIR_MARKERS[0]).is_file():
+        return True
+    return (path / RUN_DIR_MARKERS[1]).is_file() and not (path.name in BATCH_STORES and kind_of(path.parent))
 
 
 def refuse_folder(path: Path, what: str, holds: Callable[[Path], bool], shown: int = 4) -> None:

@@ -37,7 +37,7 @@ from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.engine.progress import Heartbeat, duration
 from refed_dspy.errors import ConfigError, RefedError, SeedError
 from refed_dspy.providers.keys import check_key
-from refed_dspy.quality.judge import judge_in
+from refed_dspy.quality.judge import judge_in, judged_alike
 from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.jsonl import JsonlWriter, read_json, read_jsonl, write_json_atomic
 from refed_dspy.store.ownership import check, check_output_dir, owned
@@ -594,6 +594,8 @@ async def _judged(
     judging = config.model_copy(update={"judging": config.judging.model_copy(update=caps)})
     rundir, ours = RunDir(out), {"kind": "evaluate", "existing": True, "flag": "--out"}
     samples = judged_samples(items, answers)
+    if on_mismatch == "fresh" and judged_alike(rundir, judging):  # only judgments of another judge config are deleted
+        on_mismatch = "error"  # (and with them what they paid, which the caps count: the same config's are kept)
     summary = await judge_in(rundir, judging, ours, judge_lm, on_mismatch, show_progress, False, samples)
     found = figures(items, answers, list(read_jsonl(rundir.judgments)), (ev.bootstrap, ev.seed))
     result = Evaluation(

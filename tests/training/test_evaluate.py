@@ -491,6 +491,37 @@ def test_the_judging_goes_in_batch_mode_as_judging_says(server_factory, tmp_path
     assert not [e for e in log if e.get("path", "").endswith("/chat/completions") and not e.get("custom_id")]
 
 
+def test_a_batch_evaluation_stopped_by_its_cap_resumes_in_its_folder(server_factory, tmp_path):
+    """Batch mode leaves its batch store's journal in the evaluation's folder: the next run in that folder (the rest
+    of a capped one, or the same again) is not refused as a folder holding a run dir (it was, and the refusal's
+    advice, a new folder, paid every judgment again); it judges the rest, and every judge call is the server's."""
+    server = server_factory(prefers=TASTE, extra={"batch_validating_s": 0.01, "batch_finalizing_s": 0.01})
+    student, baseline, eval_set, out = setup(tmp_path, n=6)
+    batch = ["judging.mode='batch'", "batch.poll_s=0.05", "batch.linger_s=0.2"]
+    capped = load_config(None, judge_overrides(server, *batch, "evaluate.max_calls=8"))
+    first = evaluate_students(student, eval_set, out, capped, baseline=baseline)
+    assert first.status == "budget" and (out / "judge_batches" / "journal.jsonl").is_file()
+    whole = load_config(None, judge_overrides(server, *batch))
+    for _ in range(2):  # the rest, then the same again: nothing new
+        rest = evaluate_students(student, eval_set, out, whole, baseline=baseline)
+        lines = [e for e in read_log(server.cfg.log_path) if e.get("custom_id")]
+        assert rest.status == "complete" and rest.pairs == 6 and rest.judge_calls == len(lines) == 12
+
+
+def test_fresh_with_the_same_judge_config_keeps_the_judgments_and_what_they_paid(server_factory, tmp_path):
+    """`--fresh` (on_mismatch="fresh") deletes the judgments made with another judge config: with the same one it
+    keeps them, and what they paid stays under the cap (it deleted the ledger, and each run spent the cap again)."""
+    server = server_factory(prefers=TASTE)
+    student, baseline, eval_set, out = setup(tmp_path)
+    capped = load_config(None, judge_overrides(server, "evaluate.max_calls=6"))
+    for _ in range(3):
+        result = evaluate_students(student, eval_set, out, capped, baseline=baseline, on_mismatch="fresh")
+        assert result.status == "budget" and result.judge_calls == 4 == len(read_log(server.cfg.log_path))
+    other = load_config(None, judge_overrides(server, "evaluate.max_calls=6", "judge.temperature=0.5"))
+    again = evaluate_students(student, eval_set, out, other, baseline=baseline, on_mismatch="fresh")
+    assert again.judge_calls == 4 and len(read_log(server.cfg.log_path)) == 8  # another judge: judged again
+
+
 def test_the_baseline_answers_once_for_every_student_compared_with_it(server_factory, tmp_path, monkeypatch):
     """`reuse` (compare --train's other methods' evaluations): the baseline's answers another evaluation made under
     the same plan are taken, not made again; under another plan (another max_new_tokens) they are not."""
