@@ -30,6 +30,7 @@ from refed_dspy.training.evaluate import (
     side_of,
     win_rate,
 )
+from refed_dspy.view.status import run_status, status_text
 
 TASTE = "splendid"
 
@@ -501,11 +502,16 @@ def test_a_batch_evaluation_stopped_by_its_cap_resumes_in_its_folder(server_fact
     capped = load_config(None, judge_overrides(server, *batch, "evaluate.max_calls=8"))
     first = evaluate_students(student, eval_set, out, capped, baseline=baseline)
     assert first.status == "budget" and (out / "judge_batches" / "journal.jsonl").is_file()
+    said = run_status(out)  # `refed status` of the folder: an evaluation, not a synthesis that made nothing
+    assert (said.kind, said.state, said.samples, said.size) == ("evaluation", "budget", first.pairs, 6)
+    assert said.calls == first.judge_calls and said.verdict == first.verdict
+    assert f"instructions judged: {first.pairs}/6" in status_text(said)
     whole = load_config(None, judge_overrides(server, *batch))
     for _ in range(2):  # the rest, then the same again: nothing new
         rest = evaluate_students(student, eval_set, out, whole, baseline=baseline)
         lines = [e for e in read_log(server.cfg.log_path) if e.get("custom_id")]
         assert rest.status == "complete" and rest.pairs == 6 and rest.judge_calls == len(lines) == 12
+    assert (run_status(out).state, run_status(out).calls) == ("complete", 12)
 
 
 def test_fresh_with_the_same_judge_config_keeps_the_judgments_and_what_they_paid(server_factory, tmp_path):

@@ -1,5 +1,6 @@
 """`refed status DIR`: the state of any run dir (a synthesis run, online or batch, with its judgments; a filtered
-dir; a comparison; an optimization), read without taking its lock and without writing anything.
+dir; a comparison; an optimization; an evaluation, `refed evaluate`'s folder), read without taking its lock and without
+writing anything.
 
 The state says what a user does next:
 
@@ -102,7 +103,7 @@ class RunStatus(Result):
     """What `refed status` reports of one dir (see the module docstring for the states)."""
 
     run_dir: str
-    kind: str = Field(description="synthesis | filtered | comparison | optimization")
+    kind: str = Field(description="synthesis | filtered | comparison | optimization | evaluation")
     state: str
     summary_status: str | None = Field(description="The status its summary file states (None: no summary).")
     holder: Holder | None = Field(description="Who holds the dir's lock now (None: nobody).")
@@ -143,6 +144,9 @@ class RunStatus(Result):
         "driver last wrote them (workers.json)."
     )
     source_run: str | None = Optional("A filtered dir: the run it was filtered from.")
+    verdict: str | None = Optional(
+        "An evaluation (`refed evaluate`'s folder): its verdict, as evaluation.json says it."
+    )
     runs: list[RunStatus] | None = Optional("A comparison: each method's run.")
 
 
@@ -369,7 +373,36 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
         return _container(path, "optimization", who, now)
     if (path / "compare.json").exists() or marked == "compare":
         return _container(path, "comparison", who, now)
+    if marked == "evaluate":
+        return _evaluation(rundir, who, now)
     return _synthesis(rundir, who, now)
+
+
+def _evaluation(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
+    """`refed evaluate`'s folder: the instructions judged of those asked, and what its judge paid (the larger of its
+    last summary's usage and its write-ahead log: a killed or running evaluation has paid more than it says)."""
+    found = read_json(rundir.path / "evaluation.json")
+    summary = read_json(rundir.judge_summary).get("usage") or None
+    try:
+        ledger = Ledger.read(rundir.judge_ledger).paid() if rundir.judge_ledger.exists() else None
+        usage = larger_usage(ledger, summary) or {}
+    except (BadLine, RefedError, OSError):  # a log that cannot be believed: the summary
+        usage = summary or {}
+    return RunStatus(
+        run_dir=str(rundir.path),
+        kind="evaluation",
+        state=_state(found.get("status"), who),
+        summary_status=found.get("status"),
+        holder=who,
+        size=found.get("instructions"),
+        samples=found.get("pairs") or 0,
+        rejects=0,
+        rejects_by_stage={},
+        calls=usage.get("calls"),
+        cost_usd=usage.get("cost_usd"),
+        batches=_batches(rundir.path, now),
+        verdict=found.get("verdict"),
+    )
 
 
 NEXT = {
@@ -450,10 +483,13 @@ def format_status(s: RunStatus) -> str:
     out = [f"{s.run_dir}: {s.kind}" + (f" ({', '.join(what)})" if what else ""), _state_line(s)]
     if s.source_run:
         out.append(f"filtered from {s.source_run}")
-    made = " (the examples it was optimized on)" if s.kind == "optimization" else ""
-    out.append(f"samples: {s.samples}" + (f"/{s.size}" if s.size is not None else "") + made)
-    stages = ", ".join(f"{stage} {n}" for stage, n in sorted(s.rejects_by_stage.items()))
-    out.append(f"rejects: {s.rejects}" + (f" ({stages})" if stages else ""))
+    if s.kind == "evaluation":
+        out.append(f"instructions judged: {s.samples}" + (f"/{s.size}" if s.size is not None else ""))
+    else:
+        made = " (the examples it was optimized on)" if s.kind == "optimization" else ""
+        out.append(f"samples: {s.samples}" + (f"/{s.size}" if s.size is not None else "") + made)
+        stages = ", ".join(f"{stage} {n}" for stage, n in sorted(s.rejects_by_stage.items()))
+        out.append(f"rejects: {s.rejects}" + (f" ({stages})" if stages else ""))
     if s.calls is None:
         out.append("paid LM calls: none")
     else:
@@ -469,6 +505,8 @@ def format_status(s: RunStatus) -> str:
         first, *table = batch_lines(counts)
         out.append(f"{stage} batches: {first}")
         out.extend(table)
+    if s.verdict:
+        out.append(f"verdict: {s.verdict}")
     if s.judge is not None:
         out.append(_judge_line(s.judge))
         if s.judge.ray:
