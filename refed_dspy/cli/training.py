@@ -71,6 +71,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cost = f", ${result.cost_usd:.4f}" if result.cost_usd is not None else ""
     print(f"{result.student} against {result.baseline} on {result.pairs} instructions of {result.eval_set}{lc}")
     print(f"{result.verdict} ({result.judge_calls} judge calls{cost})")
+    if result.status == "partial":  # the judge failed for good on some: running it again does not ask again
+        print(
+            f"judging partial: {result.pairs} of {result.instructions} instructions judged; the judge's replies to "
+            f"the others could not be used ({Path(result.answers).parent / 'judge_rejects.jsonl'} says why): --fresh with "
+            "another [judge] model (or a larger judge.max_tokens, where they were cut off) judges them"
+        )
+        return 1
     if result.status != "complete":
         print(
             f"judging {result.status}: {result.pairs} of {result.instructions} instructions judged; the same command "

@@ -210,6 +210,21 @@ def test_a_folder_without_a_finished_training_or_with_another_evaluation_is_refu
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
 
 
+def test_a_judge_whose_replies_cannot_be_used_is_said_so_not_to_be_asked_again(server_factory, tmp_path):
+    """Every judge reply unusable (for good: the same request gets the same reply): the evaluation ends partial, exit 1,
+    and its line says why and what judges them (another judge model with --fresh), not that the same command would."""
+    server = server_factory(sticky_malformed=1.0)
+    student, baseline, eval_set, out = setup(tmp_path, n=2)
+    args = ["--student", str(student), "--baseline", str(baseline), "--eval", str(eval_set), "--out", str(out)]
+    sets = [a for o in judge_overrides(server) for a in ("--set", o)]
+    p = subprocess.run(
+        [sys.executable, "-m", "refed_dspy.cli", "evaluate", *args, *sets], capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert f"could not be used ({out / 'judge_rejects.jsonl'} says why): --fresh with another" in p.stdout, p.stdout
+    assert "judges the rest" not in p.stdout
+
+
 def test_an_empty_answer_loses_without_a_call_and_two_are_ties(server_factory, tmp_path):
     server = server_factory(prefers=TASTE)
     says = {0: "", 1: "", 2: "Splendid two.", 3: "Splendid three."}
