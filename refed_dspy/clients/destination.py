@@ -16,10 +16,12 @@ own client, checked as it is handed in, not as it sends. refed's batch clients c
 httpx client's request hook (`check_httpx_request`). lm15 itself is left as it is: a request a user's own dspy.LM sends
 outside refed's calls is theirs. What does not yet pass a client of refed's (a model DSPy serves through LiteLLM, a
 hosted embedder, the Hub) is checked in the clients they send with, httpx and httpx2 (LiteLLM, the openai SDK, the
-Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/` models), while a refed call or request is under way
-(`checking`: each call of an LM behind the boundary, a hosted embedder's request, a Hub request), and only then: when
-the last one returns, their methods are their own again, so a request the user's own code sends outside refed's calls
-is theirs, unread (a request another thread sends meanwhile is checked too). requests is left as it is: no LM call or
+Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/` models), while refed's work is under way
+(`checking`: each call of an LM behind the boundary; each piece of a run's work and an optimization's or experiment's
+calls, `lm_routing.routing`, where an adapter asks LiteLLM a model's capabilities before the call; a hosted embedder's
+request; a Hub download or push, a model loaded by its Hub id included), and only then: when the last one returns,
+their methods are their own again, so a request the user's own code sends outside refed's work is theirs, unread (a
+request another thread sends meanwhile is checked too). requests is left as it is: no LM call or
 Hub request goes through it (MLflow's requests do, with a token no provider owns, and LiteLLM's token fetches for
 Databricks and Vertex AI, to those providers' own sign-in hosts). A user's own BaseLM sends with its own client: it is
 checked as it is handed in (`check_lm_key`, by the model, endpoint and key it carries), and a request it makes with

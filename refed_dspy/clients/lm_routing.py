@@ -37,7 +37,7 @@ import dspy
 
 from refed_dspy.clients.boundary import CallBoundary, scopes_from
 from refed_dspy.clients.calls import _work_ledger, current_stage
-from refed_dspy.clients.destination import endpoint_of
+from refed_dspy.clients.destination import check_begins, check_ends, endpoint_of
 from refed_dspy.clients.flights import Flights
 from refed_dspy.clients.lm import bounded, price_of_lm
 from refed_dspy.config.lm import PriceBook
@@ -183,16 +183,19 @@ _dspy_calls: tuple[Any, Any] | None = None  # dspy.BaseLM's own call methods, wh
 @contextlib.contextmanager
 def routing() -> Iterator[None]:
     """For the block, dspy.BaseLM's call methods consult the caller's scope (outside every scope they pass the call
-    on unchanged); when the last such block in the process ends, DSPy's own methods are back. An LM refed is never
+    on unchanged), and the HTTP clients LiteLLM sends with check each request (refed_dspy.clients.destination.checking);
+    when the last such block in the process ends, DSPy's own methods are back. An LM refed is never
     handed (one a user's metric builds itself) is caught only there: DSPy's callbacks cannot stop a call."""
     global _routing
     with _routing_lock:
         if _routing == 0:
             _route_dspy_calls()
         _routing += 1
+    check_begins()  # what the work asks around its calls (an adapter's model lookups through LiteLLM) is checked too
     try:
         yield
     finally:
+        check_ends()
         with _routing_lock:
             _routing -= 1
             if _routing == 0:

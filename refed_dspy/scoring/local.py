@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.destination import checking
 from refed_dspy.config.judging import PACKAGED
 from refed_dspy.config.run import packaged_model
 from refed_dspy.errors import ConfigError
@@ -110,7 +111,7 @@ class LocalModel:
         kwargs = {"gguf_file": self.gguf} if self.gguf else {}
         auto = self.transformers
         try:
-            with quiet_loading():
+            with quiet_loading(), checking():  # a Hub download carries $HF_TOKEN: checked where it goes
                 self.tokenizer = auto.AutoTokenizer.from_pretrained(self.source, **kwargs)
                 model = auto.AutoModelForCausalLM.from_pretrained(
                     self.source, dtype=getattr(self.torch, self.dtype), **kwargs
@@ -235,7 +236,7 @@ class LocalEmbedder:
         self.label = Path(path).expanduser().name
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            with quiet_loading():
+            with quiet_loading(), checking():
                 self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(Path(path).expanduser()))
                 self.model = transformers.AutoModel.from_pretrained(str(Path(path).expanduser()))
         except (OSError, ValueError, KeyError) as err:

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import Field
 
+from refed_dspy.clients.destination import checking
 from refed_dspy.config import Config
 from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.engine.progress import Heartbeat, duration
@@ -290,9 +291,10 @@ def _weights(peft: Any, student: Student, sides: list[Side]) -> Any:
     model = base
     try:
         if tuned:
-            model = peft.PeftModel.from_pretrained(base, tuned[0].adapter, adapter_name=tuned[0].role)
-            for side in tuned[1:]:
-                model.load_adapter(side.adapter, adapter_name=side.role)
+            with checking():  # an adapter named on the Hub is downloaded with $HF_TOKEN: checked where it goes
+                model = peft.PeftModel.from_pretrained(base, tuned[0].adapter, adapter_name=tuned[0].role)
+                for side in tuned[1:]:
+                    model.load_adapter(side.adapter, adapter_name=side.role)
             model.eval()
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

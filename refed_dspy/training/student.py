@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refed_dspy.clients.destination import checking
 from refed_dspy.errors import ConfigError
 from refed_dspy.scoring.cache import default_path
 from refed_dspy.scoring.local import import_torch, quiet_loading, resolve
@@ -104,7 +105,7 @@ class Student:
             return self
         kept = dense_folder(Path(self.source) / self.gguf, self.dtype) if self.gguf else None
         try:
-            with quiet_loading():
+            with quiet_loading(), checking():  # a Hub download carries $HF_TOKEN: checked where it goes
                 if kept is not None and (kept / WHOLE).exists():
                     self._load(str(kept), {})
                 else:

@@ -288,6 +288,47 @@ def test_a_model_dspy_serves_through_litellm_is_checked_during_its_call(proxy, m
     assert httpx.Client._send_single_request is own
 
 
+HF_TOKEN = "hf_for-huggingface-only-4T7X"
+SCORER_FROM_THE_HUB = """
+import sys
+from refed_dspy.clients.destination import refusal_in
+from refed_dspy.scoring.local import LocalModel
+
+try:
+    LocalModel("HuggingFaceTB/SmolLM2-360M-Instruct").load()
+    print("loaded")
+except Exception as err:
+    print("refused" if refusal_in(err) is not None or "refused to send" in str(err) else "failed: " + str(err)[:300])
+"""
+
+
+def test_a_model_loaded_from_the_hub_is_checked(proxy, tmp_path):
+    """A scorer (or a student) named by its Hub id is downloaded with $HF_TOKEN, sent where HF_ENDPOINT says: toward
+    api.groq.com it is refused before a byte leaves, whether or not an LM call came first in the process (an attacker
+    helper found it sent once the check no longer stayed in the clients after a call; `refed score` alone sent it
+    before that too)."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env |= {"HF_TOKEN": HF_TOKEN, "HF_ENDPOINT": "http://api.groq.com", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [sys.executable, "-c", SCORER_FROM_THE_HUB], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "refused", done.stdout[-2000:]
+    assert proxy.holding(HF_TOKEN) == [], proxy.dump()
+
+
+def test_what_a_run_s_work_asks_around_its_calls_is_checked(proxy):
+    """Within a piece of a run's work or an optimization's calls (`within` a ledger scope), a request made outside any
+    LM call (DSPy's JSONAdapter asks LiteLLM a model's capabilities before its call; for an Ollama model LiteLLM posts
+    to $OLLAMA_API_BASE with $OLLAMA_API_KEY) is checked too; outside it, the user's own request is carried."""
+    from refed_dspy.clients.lm_routing import LedgerScope, within
+
+    with within(LedgerScope()), pytest.raises(Exception) as err:
+        CLIENTS["httpx"](OPENAI_KEY)
+    assert refusal_in(err.value) is not None and proxy.carried == [], proxy.dump()
+    assert CLIENTS["httpx"](OPENAI_KEY) == 200
+
+
 def _synthesize_args(srv, tmp_path, **more) -> list[str]:
     over = [
         o for o in run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1}) if not o.startswith("teacher.api_")
