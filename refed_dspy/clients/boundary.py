@@ -444,8 +444,10 @@ def _end(begun: contextvars.Token) -> None:
     try:
         release(request.opened if request is not None else None)
     finally:
-        _request.reset(begun)
-        check_ends()
+        try:
+            _request.reset(begun)
+        finally:
+            check_ends()
 
 
 def stable_under_way() -> StablePrompt | None:

@@ -63,7 +63,8 @@ from refed_dspy.secrets import find_held, hold, is_credential_name, is_secret_va
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _under_way = 0  # the refed calls and requests under way that the HTTP clients' check covers (`checking`)
-_replaced: dict[tuple[Any, str], tuple[Any, bool]] = {}  # (class, method) -> (its own, defined on the class itself)
+# (class, method) -> (its own, whether defined on the class itself, the wrapper put in front of it)
+_replaced: dict[tuple[Any, str], tuple[Any, bool, Any]] = {}
 _refusals: dict[str, KeyProviderError] = {}  # the refusals said in this process, by their text
 
 
@@ -151,7 +152,7 @@ def _wrap(cls: Any, name: str, read: Callable[..., tuple[str, Iterable[str]]], i
     """Put the check in front of `cls.name`, reading (url, header values) from its arguments with `read`. A wrapper
     left in place (another library wrapped it after us) checks only while `checking` blocks are under way."""
     original = getattr(cls, name, None)
-    if original is None or getattr(original, "_refed_checked", False):
+    if original is None or (cls, name) in _replaced:  # ours is in place (idle, under another library's wrapper)
         return
     if is_async:
 
@@ -171,15 +172,15 @@ def _wrap(cls: Any, name: str, read: Callable[..., tuple[str, Iterable[str]]], i
             return original(*args, **kwargs)
 
         wrapper = checked
-    wrapper._refed_checked = True
-    _replaced[(cls, name)] = (original, name in vars(cls))
+    _replaced[(cls, name)] = (original, name in vars(cls), wrapper)
     setattr(cls, name, wrapper)
 
 
 def _unwrap() -> None:
-    """Each method `_wrap` replaced is its own again, unless something has wrapped it since (then ours stays, idle)."""
-    for (cls, name), (original, own) in list(_replaced.items()):
-        if not getattr(vars(cls).get(name), "_refed_checked", False):
+    """Each method `_wrap` replaced is its own again, unless something has wrapped it since (then ours stays, idle:
+    known by identity, as a wrapper of ours copied by `functools.wraps` carries our attributes)."""
+    for (cls, name), (original, own, wrapper) in list(_replaced.items()):
+        if vars(cls).get(name) is not wrapper:
             continue
         if own:
             setattr(cls, name, original)

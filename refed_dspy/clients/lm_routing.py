@@ -187,19 +187,21 @@ def routing() -> Iterator[None]:
     when the last such block in the process ends, DSPy's own methods are back. An LM refed is never
     handed (one a user's metric builds itself) is caught only there: DSPy's callbacks cannot stop a call."""
     global _routing
-    with _routing_lock:
-        if _routing == 0:
-            _route_dspy_calls()
-        _routing += 1
     check_begins()  # what the work asks around its calls (an adapter's model lookups through LiteLLM) is checked too
     try:
-        yield
+        with _routing_lock:
+            if _routing == 0:
+                _route_dspy_calls()
+            _routing += 1
+        try:
+            yield
+        finally:
+            with _routing_lock:
+                _routing -= 1
+                if _routing == 0:
+                    _restore_dspy_calls()
     finally:
         check_ends()
-        with _routing_lock:
-            _routing -= 1
-            if _routing == 0:
-                _restore_dspy_calls()
 
 
 def _route_dspy_calls() -> None:

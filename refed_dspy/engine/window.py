@@ -189,7 +189,10 @@ class Window:
         if not self.refused.get(level):
             return 0.0
         sent = {lv: max(0.0, k - (lv == level)) for lv, k in self.started.items() if lv <= level}  # does it rise?
-        refused = {lv: max(0.0, k - (lv == level)) for lv, k in self.refused.items() if lv <= level}
+        # never more refused than sent at a level (a halving between a request's send and its refusal halved the send)
+        refused = {
+            lv: min(max(0.0, k - (lv == level)), sent.get(lv, 0.0)) for lv, k in self.refused.items() if lv <= level
+        }
         n = sum(sent.values())
         r = sum(refused.values())
         if n < MIN_ANSWERS or r <= 0:

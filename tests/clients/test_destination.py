@@ -329,6 +329,37 @@ def test_what_a_run_s_work_asks_around_its_calls_is_checked(proxy):
     assert CLIENTS["httpx"](OPENAI_KEY) == 200
 
 
+def test_a_wrapper_another_library_puts_over_ours_is_kept():
+    """Another library that wraps httpx's method while a refed call is under way (functools.wraps copies our wrapper's
+    attributes onto its own) keeps its wrapper when the call ends: ours stays under it, idle; when that library takes
+    its wrapper away, ours is not put in twice and the method is httpx's own again after the next call."""
+    import functools
+
+    import httpx
+
+    from refed_dspy.clients import destination
+    from refed_dspy.clients.destination import checking
+
+    own = httpx.Client._send_single_request
+    try:
+        with checking():
+            ours = httpx.Client._send_single_request
+
+            @functools.wraps(ours)
+            def theirs(*args, **kwargs):
+                return ours(*args, **kwargs)
+
+            httpx.Client._send_single_request = theirs
+        assert httpx.Client._send_single_request is theirs
+        httpx.Client._send_single_request = ours  # they take theirs away
+        with checking():
+            assert httpx.Client._send_single_request is ours
+        assert httpx.Client._send_single_request is own
+    finally:
+        httpx.Client._send_single_request = own
+        destination._replaced.pop((httpx.Client, "_send_single_request"), None)
+
+
 def _synthesize_args(srv, tmp_path, **more) -> list[str]:
     over = [
         o for o in run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1}) if not o.startswith("teacher.api_")

@@ -111,6 +111,15 @@ def test_random_refusals_at_levels_spread_wide_seldom_cut_the_window():
     assert cut <= 8, cut
 
 
+def test_a_halving_between_a_send_and_its_refusal_makes_no_rise():
+    """The counts are halved every HALF_LIFE requests; a send halved before its refusal is heard (counted whole) would
+    leave a level with more refused than sent, read as a rise past Z (3.13 here): a level counts no more refused than
+    sent."""
+    win = Window(40)
+    win.started, win.refused = {5: 10.0, 10: 10.0, 20: 1.0}, {5: 1.0, 10: 1.0, 20: 2.0}
+    assert win.trend(20) < window.Z
+
+
 def test_a_cap_on_requests_in_flight_is_found_and_held():
     """A server that admits 10 in flight and refuses above: at least 0.85 of a clean run at 10, and 429s at most 10%
     of the requests (the window settles just under the cap, probing it slowly)."""

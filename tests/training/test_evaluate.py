@@ -513,6 +513,7 @@ def test_a_batch_evaluation_stopped_by_its_cap_resumes_in_its_folder(server_fact
     advice, a new folder, paid every judgment again); it judges the rest, and every judge call is the server's."""
     server = server_factory(prefers=TASTE, extra={"batch_validating_s": 0.01, "batch_finalizing_s": 0.01})
     student, baseline, eval_set, out = setup(tmp_path, n=6)
+    assert (run_status(out).kind, run_status(out).state) == ("evaluation", "stopped")  # killed before judging
     batch = ["judging.mode='batch'", "batch.poll_s=0.05", "batch.linger_s=0.2"]
     capped = load_config(None, judge_overrides(server, *batch, "evaluate.max_calls=8"))
     first = evaluate_students(student, eval_set, out, capped, baseline=baseline)

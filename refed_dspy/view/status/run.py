@@ -363,7 +363,7 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
         raise RunDirError(f"{path} is not a run directory ({'not a directory' if path.exists() else 'no such path'})")
     # a comparison or an optimization not yet summed up is known by the marker its command wrote first
     marked = kind_of(path)
-    if not is_run_dir(path) and marked not in ("compare", "optimize"):
+    if not is_run_dir(path) and marked not in ("compare", "optimize", "evaluate"):
         refuse_folder(path, "a run directory", is_run_dir)
         raise RunDirError(f"{path} is not a run directory (no config.toml, summary or records)")
     rundir, who = RunDir(path), lock_holder(path)
