@@ -19,7 +19,8 @@ hosted embedder, the Hub) is checked in the clients they send with, httpx and ht
 Hub) and aiohttp (LiteLLM's async transport, its `aiohttp_openai/` models), while refed's work is under way
 (`checking`: each call of an LM behind the boundary; each piece of a run's work and an optimization's or experiment's
 calls, `lm_routing.routing`, where an adapter asks LiteLLM a model's capabilities before the call; a hosted embedder's
-request; a Hub download or push, a model loaded by its Hub id included), and only then: when the last one returns,
+request; a Hub download or push, a model loaded by its Hub id included; each call of a logged program's LM where it is
+loaded, through DSPy's callback hook, `CHECKING_CALLS`), and only then: when the last one returns,
 their methods are their own again, so a request the user's own code sends outside refed's work is theirs, unread (a
 request another thread sends meanwhile is checked too). requests is left as it is: no LM call or
 Hub request goes through it (MLflow's requests do, with a token no provider owns, and LiteLLM's token fetches for
@@ -47,6 +48,8 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from dspy.utils.callback import BaseCallback
 
 from refed_dspy.errors import KeyProviderError
 from refed_dspy.providers.keys import (
@@ -250,6 +253,36 @@ def check_ends() -> None:
         _under_way -= 1
         if _under_way == 0:
             _unwrap()
+
+
+class CheckingCalls(BaseCallback):
+    """DSPy's public callback hook for an LM refed hands out rather than holds (a logged program's LM, called where the
+    program is loaded): each of its calls is a `checking` block, so what it sends through LiteLLM is checked where it
+    takes the key. One object (`CHECKING_CALLS`): a copy or a pickle of the LM holds the same."""
+
+    def __init__(self) -> None:
+        self._open: set[str] = set()  # the calls it began: an end without its start (a start that raised) ends none
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        check_begins()
+        with _lock:
+            self._open.add(call_id)
+
+    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        with _lock:
+            began = call_id in self._open
+            self._open.discard(call_id)
+        if began:
+            check_ends()
+
+    def __deepcopy__(self, memo: dict) -> CheckingCalls:
+        return self
+
+    def __reduce__(self) -> str:
+        return "CHECKING_CALLS"  # pickled by reference: the module's one object
+
+
+CHECKING_CALLS = CheckingCalls()
 
 
 def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:

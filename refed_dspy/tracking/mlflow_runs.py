@@ -44,7 +44,7 @@ import cloudpickle
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.destination import check_lm_key, key_env_of, key_of, told_of
+from refed_dspy.clients.destination import CHECKING_CALLS, check_lm_key, key_env_of, key_of, told_of
 from refed_dspy.clients.lm import fit_api_base
 from refed_dspy.config import Config, TrackingConfig, to_toml
 from refed_dspy.config.lm import LMSpec
@@ -416,6 +416,8 @@ class LoggedLM(dspy.LM):
             self.kwargs["api_key"] = os.environ[self.key_env]
         if self.key_env != NO_KEY:
             check_lm_key(self, "the logged program's LM", self.key_env)
+        if CHECKING_CALLS not in self.callbacks:  # and each request of its calls, where it takes the key
+            self.callbacks = [*self.callbacks, CHECKING_CALLS]
         return self
 
     def dump_state(self) -> dict[str, Any]:

@@ -360,6 +360,30 @@ def test_a_wrapper_another_library_puts_over_ours_is_kept():
         destination._replaced.pop((httpx.Client, "_send_single_request"), None)
 
 
+def test_a_logged_program_s_lm_is_checked_where_it_is_loaded(proxy, monkeypatch):
+    """A logged program's LM, loaded and called outside refed's work (an MLflow model serving it), for a model refed's
+    provider table gives no endpoint variable (`aiohttp_openai/`, which LiteLLM sends to OPENAI_BASE_URL with
+    OPENAI_API_KEY): its load-time check passes, and each call is a `checking` block through DSPy's callback hook, so
+    its request toward api.groq.com is refused before a byte leaves (an attacker helper saw it carried once the check
+    no longer stayed in the clients); after the call aiohttp's method is its own again."""
+    import pickle
+
+    import aiohttp.client_reqrep
+    import dspy
+
+    from refed_dspy.config.lm import LMSpec
+    from refed_dspy.tracking.mlflow_runs import logged_lm
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.groq.com/openai/v1")
+    own = aiohttp.client_reqrep.ClientRequest.send
+    lm = pickle.loads(pickle.dumps(logged_lm(LMSpec(model="aiohttp_openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY"))))
+    with dspy.context(lm=lm, adapter=dspy.ChatAdapter()), pytest.raises(Exception) as err:
+        dspy.Predict("question -> answer")(question="hi")
+    assert refusal_in(err.value) is not None or "refused to send" in str(err.value), repr(err.value)
+    assert proxy.holding(OPENAI_KEY) == [], proxy.dump()
+    assert aiohttp.client_reqrep.ClientRequest.send is own
+
+
 def _synthesize_args(srv, tmp_path, **more) -> list[str]:
     over = [
         o for o in run_overrides(srv, tmp_path / "run", 2, **{"seeds.limit": 1}) if not o.startswith("teacher.api_")
