@@ -162,9 +162,10 @@ _SCAN_LIMIT = 20_000  # directories looked at below an output path before giving
 def is_run_dir(path: Path) -> bool:
     """Whether `path` is a synthesis run dir (its marker says so, or it holds what only `refed synthesize` writes; a
     batch store's journal, in `refed evaluate`'s folder as in a run dir, is its command's, not a run's)."""
-    if kind_of(path) == "run" or (path / RUN_DIR_MARKERS[0]).is_file():
+    fingerprint, journal = RUN_DIR_MARKERS
+    if kind_of(path) == "run" or (path / fingerprint).is_file():
         return True
-    return (path / RUN_DIR_MARKERS[1]).is_file() and not (path.name in BATCH_STORES and kind_of(path.parent))
+    return (path / journal).is_file() and not (path.name in BATCH_STORES and kind_of(path.parent))
 
 
 def refuse_folder(path: Path, what: str, holds: Callable[[Path], bool], shown: int = 4) -> None:

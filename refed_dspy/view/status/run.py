@@ -337,18 +337,22 @@ def _container(path: Path, kind: str, who: Holder | None, now: float) -> RunStat
     )
 
 
+def _paid_by_log(log: Path, summary: Path) -> dict[str, Any] | None:
+    """The larger of the usage `summary` states and what the write-ahead `log` says was paid (a command resumed, under
+    way or killed has paid more than its last summary says); the summary's alone when the log cannot be believed."""
+    stated = read_json(summary).get("usage") or None
+    try:
+        return larger_usage(Ledger.read(log).paid() if log.exists() else None, stated)
+    except (BadLine, RefedError, OSError):
+        return stated
+
+
 def _container_spend(path: Path, kind: str, runs: list[RunStatus]) -> dict[str, Any]:
     """What a comparison or an optimization paid in all, as `calls` and `cost_usd`: an optimization's own ledger (the
     larger of its summary's usage and its write-ahead log: the examples, the compiling and the judge's calls together),
     else its runs' syntheses and their judgings."""
-    usage = None
-    if kind == "optimization":
-        summary = read_json(path / "optimize_summary.json").get("usage") or None
-        try:  # a resumed optimization under way, or killed, has paid more than its last summary says
-            usage = larger_usage(Ledger.read(path / LOG_NAME).paid() if (path / LOG_NAME).exists() else None, summary)
-        except (BadLine, RefedError, OSError):  # a log that cannot be believed: the summary, else the runs inside
-            usage = summary
-    if usage:
+    usage = _paid_by_log(path / LOG_NAME, path / "optimize_summary.json") if kind == "optimization" else None
+    if usage:  # else the runs inside
         return {"calls": usage.get("calls"), "cost_usd": usage.get("cost_usd")}
     parts = [*runs, *(r.judge for r in runs if r.judge is not None)]
     costs = [p.cost_usd for p in parts if p.cost_usd is not None]
@@ -381,13 +385,8 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
 def _evaluation(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
     """`refed evaluate`'s folder: the instructions judged of those asked, and what its judge paid (the larger of its
     last summary's usage and its write-ahead log: a killed or running evaluation has paid more than it says)."""
-    found = read_json(rundir.path / "evaluation.json")
-    summary = read_json(rundir.judge_summary).get("usage") or None
-    try:
-        ledger = Ledger.read(rundir.judge_ledger).paid() if rundir.judge_ledger.exists() else None
-        usage = larger_usage(ledger, summary) or {}
-    except (BadLine, RefedError, OSError):  # a log that cannot be believed: the summary
-        usage = summary or {}
+    found = read_json(rundir.path / "evaluation.json")  # training.evaluate.EVALUATION, not imported: 0.3 s a status
+    usage = _paid_by_log(rundir.judge_ledger, rundir.judge_summary) or {}
     return RunStatus(
         run_dir=str(rundir.path),
         kind="evaluation",
