@@ -22,8 +22,8 @@ from refed_dspy.synthesis.summary import format_summary
 
 def test_429s_use_no_retries(server_factory, tmp_path):
     """20% of requests refused at random, with no retries allowed for other failures: every sample written once, no
-    reject (each 429 used to spend one of `num_retries`: at 0, a reject each), and the ledger's paid calls equal to
-    the server's answered requests."""
+    reject (each 429 used to spend one of `num_retries`: at 0, a reject each), each refusal heard, and the ledger's
+    paid calls equal to the server's answered requests."""
     srv = server_factory(rate_429=0.2, retry_after_s=0.2, enforce_retry_after=True)
     run = tmp_path / "run"
     summary = synthesize(
@@ -33,7 +33,10 @@ def test_429s_use_no_retries(server_factory, tmp_path):
     assert summary["status"] == "complete" and len(samples) == 40 == len({r["meta"]["id"] for r in samples})
     assert not [r for r in lines(run / "rejects.jsonl") if r["reason"] == "rate_limited"]
     log = read_log(srv.cfg.log_path)
-    assert summary["retries"]["this_invocation"]["rate_limited"] == sum(1 for e in log if e.get("status") == 429) > 0
+    refused = sum(1 for e in log if e.get("status") == 429)
+    assert summary["concurrency"]["rate_limited"] == refused > 0  # each refusal heard at the wire
+    # a piece of work is retried once for its refusals: a feedback task's two requests may both be refused
+    assert 0 < summary["retries"]["this_invocation"]["rate_limited"] <= refused
     assert summary["usage"]["calls"] == sum(1 for e in log if e.get("status") == 200)
     assert "early_retry" not in {e.get("fault") for e in log}  # each waited for its Retry-After
 
