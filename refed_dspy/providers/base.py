@@ -292,6 +292,8 @@ class Provider:
             (`key_variables` has both): a key in one of them is its key.
         base_variables: the variables its clients (LiteLLM, its SDK) take an endpoint from when no api_base is
             given (OPENAI_BASE_URL), beyond DSPy's `<PREFIX>_API_BASE` and `<PREFIX>_BASE_URL`.
+        client_keys: the variables LiteLLM's client of it reads its key from where LiteLLM's table names none
+            (text-completion-openai/ and aiohttp_openai/ read OPENAI_API_KEY).
         keyless: a local server: it needs no key.
         wire: the request format of its chat calls, where refed knows it.
         default_base: its own `api_base`, where refed knows it.
@@ -321,6 +323,7 @@ class Provider:
     hosts: tuple[str, ...] = ()
     key_names: tuple[str, ...] = ()
     base_variables: tuple[str, ...] = ()
+    client_keys: tuple[str, ...] = ()
     keyless: bool = False
     wire: Wire | None = None
     default_base: str | None = None

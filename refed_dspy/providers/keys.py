@@ -280,9 +280,13 @@ def routed_provider(model: str) -> str | None:
 @functools.lru_cache(maxsize=512)
 def provider_key_names(model: str) -> tuple[str, ...]:
     """The variables LiteLLM reads `model`'s key from, whether they are set here or not (its own table, copied in
-    refed_dspy.providers.litellm_table; () for a provider it reads no key variable for)."""
+    refed_dspy.providers.litellm_table, else those its client of the provider reads: `Provider.client_keys`; () for
+    a provider it reads no key variable for)."""
     provider = routed_provider(model)
-    return KEY_VARIABLES.get(provider, ()) if provider else ()
+    if not provider:
+        return ()
+    serving = PROVIDERS.for_prefix(provider)
+    return KEY_VARIABLES.get(provider) or (serving.client_keys if serving is not None else ())
 
 
 @functools.lru_cache(maxsize=256)

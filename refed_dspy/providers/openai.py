@@ -124,13 +124,27 @@ OPENAI = PROVIDERS.register(
         tiers=TIERS,
     )
 )
-# OpenAI's completions endpoint (not chat): its structured outputs are OpenAI's; its key and hosts OpenAI's (by name)
+# OpenAI's completions endpoint (not chat): its structured outputs are OpenAI's; its hosts OpenAI's (by name); LiteLLM
+# sends its calls with OPENAI_API_KEY to OPENAI_BASE_URL or OPENAI_API_BASE when no api_base is given
 TEXT_COMPLETION = PROVIDERS.register(
     Provider(
         name="text-completion-openai",
         title="OpenAI text completions",
         prefixes=("text-completion-openai",),
         rank=8,
+        base_variables=OPENAI.base_variables,
+        client_keys=("OPENAI_API_KEY",),
         dialect=STRICT,
+    )
+)
+# OpenAI's chat format through LiteLLM's aiohttp client: its hosts OpenAI's (by name), its variables as above
+AIOHTTP_OPENAI = PROVIDERS.register(
+    Provider(
+        name="aiohttp_openai",
+        title="OpenAI through aiohttp",
+        prefixes=("aiohttp_openai",),
+        rank=9,
+        base_variables=OPENAI.base_variables,
+        client_keys=("OPENAI_API_KEY",),
     )
 )

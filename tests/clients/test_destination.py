@@ -72,6 +72,27 @@ def test_what_a_providers_key_may_reach(url, verdict):
     assert key_destination("openai", url).verdict == verdict
 
 
+@pytest.mark.parametrize("model", ["text-completion-openai/gpt-3.5-turbo-instruct", "aiohttp_openai/gpt-4o-mini"])
+def test_prefixes_litellm_serves_with_openai_s_variables_are_checked_by_them(model, monkeypatch):
+    """LiteLLM sends these prefixes' calls with OPENAI_API_KEY to OPENAI_BASE_URL (or OPENAI_API_BASE) when no
+    api_base is given, though its key table names no variable for them: the config check reads the same variables,
+    so OpenAI's key pointed at api.groq.com is refused before any call, and with no endpoint variable it goes to
+    OpenAI's own."""
+    from refed_dspy.config import LMSpec
+    from refed_dspy.providers.keys import check_key_goes_to_its_provider, key_variable
+
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert key_variable(model, None, {"OPENAI_API_KEY": OPENAI_KEY}) == "OPENAI_API_KEY"
+    check_key_goes_to_its_provider(LMSpec(model=model), "teacher")
+    for variable in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.setenv(variable, "https://api.groq.com/openai/v1")
+        with pytest.raises(KeyProviderError) as err:
+            check_key_goes_to_its_provider(LMSpec(model=model), "teacher")
+        assert f"${variable}" in str(err.value) and "api.groq.com" in str(err.value)
+        monkeypatch.delenv(variable)
+
+
 def test_a_public_address_written_as_one_number_gets_the_plain_http_warning(monkeypatch, caplog):
     from refed_dspy.config import LMSpec
     from refed_dspy.providers.keys import check_key_goes_to_its_provider
@@ -361,11 +382,11 @@ def test_a_wrapper_another_library_puts_over_ours_is_kept():
 
 
 def test_a_logged_program_s_lm_is_checked_where_it_is_loaded(proxy, monkeypatch):
-    """A logged program's LM, loaded and called outside refed's work (an MLflow model serving it), for a model refed's
-    provider table gives no endpoint variable (`aiohttp_openai/`, which LiteLLM sends to OPENAI_BASE_URL with
-    OPENAI_API_KEY): its load-time check passes, and each call is a `checking` block through DSPy's callback hook, so
-    its request toward api.groq.com is refused before a byte leaves (an attacker helper saw it carried once the check
-    no longer stayed in the clients); after the call aiohttp's method is its own again."""
+    """A logged program's LM, loaded and called outside refed's work (an MLflow model serving it), an `aiohttp_openai/`
+    model (LiteLLM sends it to OPENAI_BASE_URL with OPENAI_API_KEY), with OPENAI_BASE_URL set toward api.groq.com only
+    after it loaded: its load-time check passes, and each call is a `checking` block through DSPy's callback hook, so
+    its request is refused before a byte leaves (an attacker helper saw it carried once the check no longer stayed in
+    the clients); after the call aiohttp's method is its own again."""
     import pickle
 
     import aiohttp.client_reqrep
@@ -374,9 +395,9 @@ def test_a_logged_program_s_lm_is_checked_where_it_is_loaded(proxy, monkeypatch)
     from refed_dspy.config.lm import LMSpec
     from refed_dspy.tracking.mlflow_runs import logged_lm
 
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.groq.com/openai/v1")
     own = aiohttp.client_reqrep.ClientRequest.send
     lm = pickle.loads(pickle.dumps(logged_lm(LMSpec(model="aiohttp_openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY"))))
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.groq.com/openai/v1")
     with dspy.context(lm=lm, adapter=dspy.ChatAdapter()), pytest.raises(Exception) as err:
         dspy.Predict("question -> answer")(question="hi")
     assert refusal_in(err.value) is not None or "refused to send" in str(err.value), repr(err.value)
