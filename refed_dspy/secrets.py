@@ -36,7 +36,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote_plus, unquote, urlsplit
 
 __all__ = [
     "MIN_SECRET_LEN",
@@ -111,6 +111,7 @@ class _Matcher:
     spelled: dict[str, str] = field(default_factory=dict)
     marks: bytes = b""
     grams: dict[str, tuple[str, int]] = field(default_factory=dict)
+    in_bodies: dict[bytes, str] = field(default_factory=dict)  # each spelling a request body may carry -> its value
 
 
 _matcher = _Matcher()
@@ -235,7 +236,8 @@ def _current() -> _Matcher:
     used = {ord(c) for f in long_forms for c in f if c.isascii()}  # a run is ASCII: it starts and ends on a character
     grams = {f[i : i + PIECE_LEN]: (f, i) for f in long_forms for i in range(len(f) - PIECE_LEN + 1)}
     marks = bytes(1 if b in used else 0 for b in range(256)) if grams else b""
-    _matcher = _Matcher(every, re.compile("|".join(parts)) if parts else None, masks, spelled, marks, grams)
+    bodies = {form.encode(): value for value in every for form in (*_spellings(value), quote_plus(value))}
+    _matcher = _Matcher(every, re.compile("|".join(parts)) if parts else None, masks, spelled, marks, grams, bodies)
     return _matcher
 
 
@@ -338,6 +340,14 @@ def find_held(*texts: str) -> set[str]:
             with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
                 found |= find_held(base64.b64decode(token.strip(), validate=True).decode("utf-8"))
     return found
+
+
+def held_in_body(body: bytes) -> set[str]:
+    """The held values a request's body carries (as is, JSON-escaped or form-encoded: a key posted for a token, as
+    LiteLLM posts watsonx's to its sign-in host): one substring search for each spelling, quick on a long prompt."""
+    if not body:
+        return set()
+    return {value for form, value in _current().in_bodies.items() if form in body}
 
 
 def mask_value(obj: Any, depth: int = 32) -> Any:

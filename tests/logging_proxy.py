@@ -1,6 +1,7 @@
 """A forward HTTP proxy on 127.0.0.1 that logs every request it carries and hands it to one upstream server (the
 loopback server), whatever host the request is addressed to: set as HTTP_PROXY, it is where a request for
-api.groq.com would really go, and its log shows what that host would have been sent (the key headers included).
+api.groq.com would really go, and its log shows what that host would have been sent (the key headers and the body
+included).
 A CONNECT (https) is logged and refused: what it would carry is out of sight, so the tests address plain http."""
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ KEY_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 
 @dataclass
 class Carried:
-    """One request the proxy carried: its method, the URL it was addressed to, and its headers."""
+    """One request the proxy carried: its method, the URL it was addressed to, its headers and its body."""
 
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
 
     @property
     def host(self) -> str:
         return (urlsplit(self.url).hostname or self.url.split(":")[0]).lower()
 
     def carries(self, value: str) -> bool:
-        """Whether `value` is in the URL or any header of the request."""
-        return value in self.url or any(value in v for v in self.headers.values())
+        """Whether `value` is in the URL, any header or the body of the request."""
+        return value in self.url or any(value in v for v in self.headers.values()) or value in self.body
 
 
 class LoggingProxy:
@@ -45,20 +47,19 @@ class LoggingProxy:
             def log_message(self, *args) -> None:  # quiet
                 return
 
-            def _note(self) -> None:
+            def _note(self, body: bytes | None = None) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 with proxy._lock:
-                    proxy.carried.append(
-                        Carried(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
-                    )
+                    proxy.carried.append(Carried(self.command, self.path, headers, (body or b"").decode("latin-1")))
 
             def do_CONNECT(self) -> None:  # noqa: N802 - http.server's name
                 self._note()
                 self.send_error(502, "this proxy does not tunnel")
 
             def _forward(self) -> None:
-                self._note()
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else None
+                self._note(body)
                 target = urlsplit(self.path)
                 path = target.path + (f"?{target.query}" if target.query else "")
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)

@@ -28,7 +28,8 @@ Databricks and Vertex AI, to those providers' own sign-in hosts). A user's own B
 checked as it is handed in (`check_lm_key`, by the model, endpoint and key it carries), and a request it makes with
 requests or urllib is its own.
 
-For each request: the held secrets (refed_dspy.secrets) found in its headers or URL; for each, the providers whose
+For each request: the held secrets (refed_dspy.secrets) found in its headers, its URL or its body (a key posted for a
+token, as LiteLLM posts watsonx's to its sign-in host); for each, the providers whose
 variables hold it (`sources_of`, `key_provider`); for each of those, the one decision on its URL
 (refed_dspy.providers.keys.key_destination). A refusal raises KeyProviderError before a byte of the request is
 sent (the run stops, exit 2); a warning is one line, once per variable and host. A secret no provider owns (a
@@ -61,7 +62,7 @@ from refed_dspy.providers.keys import (
     warn_once,
     warn_route,
 )
-from refed_dspy.secrets import find_held, hold, is_credential_name, is_secret_value, sources_of
+from refed_dspy.secrets import find_held, held_in_body, hold, is_credential_name, is_secret_value, sources_of
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -86,11 +87,11 @@ def refusal_text(env: str, owner: str, found: Destination) -> str:
     )
 
 
-def check_request(url: str, header_values: Iterable[str]) -> None:
-    """KeyProviderError when a held key in this request (its headers, its URL) would reach a host it must not;
-    a warning line (once) where it may go but should be looked at. Quick when the request carries no held key."""
+def check_request(url: str, header_values: Iterable[str], body: bytes = b"") -> None:
+    """KeyProviderError when a held key in this request (its headers, its URL, its body) would reach a host it must
+    not; a warning line (once) where it may go but should be looked at. Quick when the request carries no held key."""
     texts = [text.decode("latin-1") if isinstance(text, bytes) else str(text) for text in header_values]
-    for value in find_held(url, *texts):
+    for value in find_held(url, *texts) | held_in_body(body):
         for env, owner in _owners(value):
             found = key_destination(owner, url)
             if found.verdict == "refuse":
@@ -151,8 +152,11 @@ async def check_httpx_request(request: Any) -> None:
 # ---- the clients ---------------------------------------------------------------------------------------------------
 
 
-def _wrap(cls: Any, name: str, read: Callable[..., tuple[str, Iterable[str]]], is_async: bool) -> None:
-    """Put the check in front of `cls.name`, reading (url, header values) from its arguments with `read`. A wrapper
+Sent = tuple[str, Iterable[str], bytes]  # what check_request reads of a request: its URL, header values and body
+
+
+def _wrap(cls: Any, name: str, read: Callable[..., Sent], is_async: bool) -> None:
+    """Put the check in front of `cls.name`, reading (url, header values, body) from its arguments with `read`. A wrapper
     left in place (another library wrapped it after us) checks only while `checking` blocks are under way."""
     original = getattr(cls, name, None)
     if original is None or (cls, name) in _replaced:  # ours is in place (idle, under another library's wrapper)
@@ -192,16 +196,23 @@ def _unwrap() -> None:
         del _replaced[(cls, name)]
 
 
-def _lm15(_transport: Any, request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
-    return request.url, [value for _, value in request.headers]
+def _lm15(_transport: Any, request: Any, *_: Any, **__: Any) -> Sent:
+    return request.url, [value for _, value in request.headers], request.body or b""
 
 
-def _httpx(_client: Any, request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
-    return str(request.url), [value for _, value in request.headers.multi_items()]
+def _httpx(_client: Any, request: Any, *_: Any, **__: Any) -> Sent:
+    try:
+        body = request.content
+    except RuntimeError:  # httpx's RequestNotRead: a body streamed as it is sent (a file upload), not read here
+        body = b""
+    return str(request.url), [value for _, value in request.headers.multi_items()], body
 
 
-def _aiohttp(request: Any, *_: Any, **__: Any) -> tuple[str, Iterable[str]]:
-    return str(request.url), [str(value) for value in request.headers.values()]
+def _aiohttp(request: Any, *_: Any, **__: Any) -> Sent:
+    from aiohttp.payload import BytesPayload  # imported with the class this reads
+
+    body = request.body.decode("latin-1").encode("latin-1") if isinstance(request.body, BytesPayload) else b""
+    return str(request.url), [str(value) for value in request.headers.values()], body
 
 
 def _install_httpx(module_name: str) -> None:

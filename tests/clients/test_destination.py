@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+from urllib.parse import quote_plus
 
 import pytest
 from cli_helpers import run_refed, sets
@@ -230,6 +231,51 @@ def test_every_http_client_refuses_the_key_while_a_refed_call_is_under_way(proxy
     assert [c.host for c in proxy.holding(OPENAI_KEY)] == ["api.groq.com"]
 
 
+WATSONX_KEY = "wx-for-ibm-only-7Q3Z8M2K"
+SIGN_IN = "http://api.groq.com/identity/token"  # where a WATSONX_IAM_URL set wrong would send the token exchange
+
+
+def _posts(client: str, form: dict[str, str]) -> int:
+    """A request with `form` in its body (no key header), as LiteLLM posts watsonx's key for a token."""
+    if client.startswith("httpx"):
+        with __import__(client).Client(trust_env=True) as http:
+            return http.post(SIGN_IN, data=form).status_code
+    import aiohttp
+
+    async def go() -> int:
+        async with aiohttp.ClientSession(trust_env=True) as session, session.post(SIGN_IN, json=form) as reply:
+            return reply.status
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("client", ["httpx", "httpx2", "aiohttp"])
+def test_a_key_in_a_request_s_body_is_read_too(proxy, monkeypatch, client):
+    """watsonx's key posted in a body (a form, JSON) to api.groq.com while a refed call is under way: refused before a
+    byte leaves (an attacker helper saw LiteLLM's sign-in request carry it there, WATSONX_IAM_URL set wrong, the run
+    ending 0: only headers and URL were read). A body with a key of one's own is carried."""
+    from refed_dspy.clients.destination import checking
+
+    monkeypatch.setenv("WATSONX_API_KEY", WATSONX_KEY)
+    with checking(), pytest.raises(Exception) as err:
+        _posts(client, {"grant_type": "urn:ibm:params:oauth:grant-type:apikey", "apikey": WATSONX_KEY})
+    assert refusal_in(err.value) is not None, repr(err.value)
+    assert proxy.holding(WATSONX_KEY) == [] and proxy.carried == [], proxy.dump()
+    with checking():
+        _posts(client, {"apikey": OWN_KEY})
+    assert [c.host for c in proxy.holding(OWN_KEY)] == ["api.groq.com"]
+
+
+def test_a_key_in_a_body_is_found_as_each_encoding_spells_it(monkeypatch):
+    """As is, JSON-escaped and form-encoded (a key with characters a form encodes); a long body with no key passes."""
+    key = "wx/for+ibm=only\\7Q3Z8M2K"
+    monkeypatch.setenv("WATSONX_API_KEY", key)
+    for body in (key, json.dumps({"apikey": key}), f"apikey={quote_plus(key)}"):
+        with pytest.raises(KeyProviderError, match="WATSONX_API_KEY"):
+            check_request(SIGN_IN, [], body.encode())
+    check_request(SIGN_IN, [], json.dumps({"content": "lorem ipsum " * 5000}).encode())
+
+
 LEFT_AS_IT_IS = """
 import json, sys
 import aiohttp.client_reqrep, dspy, httpx, httpx2, requests
@@ -312,6 +358,7 @@ def test_a_model_dspy_serves_through_litellm_is_checked_during_its_call(proxy, m
 HF_TOKEN = "hf_for-huggingface-only-4T7X"
 SCORER_FROM_THE_HUB = """
 import sys
+from urllib.parse import quote_plus
 from refed_dspy.clients.destination import refusal_in
 from refed_dspy.scoring.local import LocalModel
 
