@@ -156,8 +156,8 @@ Sent = tuple[str, Iterable[str], bytes]  # what check_request reads of a request
 
 
 def _wrap(cls: Any, name: str, read: Callable[..., Sent], is_async: bool) -> None:
-    """Put the check in front of `cls.name`, reading (url, header values, body) from its arguments with `read`. A wrapper
-    left in place (another library wrapped it after us) checks only while `checking` blocks are under way."""
+    """Put the check in front of `cls.name`, reading (url, header values, body) from its arguments with `read`. A
+    wrapper left in place (another library wrapped it after us) checks only while `checking` blocks are under way."""
     original = getattr(cls, name, None)
     if original is None or (cls, name) in _replaced:  # ours is in place (idle, under another library's wrapper)
         return

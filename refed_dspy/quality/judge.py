@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections import Counter, deque
 from datetime import datetime, timezone
@@ -131,17 +130,19 @@ class JudgeRun(StageBase):
 
     # ---- state on disk --------------------------------------------------------------------------
     def prepare(self, on_mismatch: str) -> tuple[set[str], set[str]]:
-        """Check the judge fingerprint (`judge_mismatch`); return (judged ids, finally rejected ids); wipe on 'fresh'."""
+        """Check the judge fingerprint (`judge_mismatch`); return (judged ids, finally rejected ids); on 'fresh', the
+        judging set aside (`RunDir.put_aside`)."""
         rd = self.rundir
         moves = judge_mismatch(rd, self.config, on_mismatch)
         new = judge_fingerprint(self.config)
         if on_mismatch == "fresh":
-            for p in (rd.judgments, rd.judge_rejects, rd.judge_summary, rd.judge_ledger, rd.judge_metrics):
-                p.unlink(missing_ok=True)
-            # batch mode's record of the judging deleted with it: its answers would be billed to the new judging
-            shutil.rmtree(rd.path / "judge_batches", ignore_errors=True)
-        elif moves:  # the endpoint alone moved: the judging goes on, the model behind it taken to be the same
-            log.warning(endpoint_moved_line(str(rd.path), moves, new["model"]))
+            # batch mode's record of the judging goes with it (its answers would be billed to the new judging); set
+            # aside until the new judge's first calls answer (`run`)
+            rd.put_aside([*self.judge_files(), rd.path / "judge_batches"])
+        else:
+            rd.drop_replaced()  # what an earlier --fresh replaced and a kill left: the judging it began goes on
+            if moves:  # the endpoint alone moved: the judging goes on, the model behind it taken to be the same
+                log.warning(endpoint_moved_line(str(rd.path), moves, new["model"]))
         write_json_atomic(rd.judge_fingerprint, new)
         judged, rejected = set(), set()
         totals = self.engine.totals
@@ -270,10 +271,31 @@ class JudgeRun(StageBase):
                 lambda s: f"{s.judged} judged in {self.rundir.path}",
             )
         except EndpointError:
-            if first:  # nothing was judged: as if never judged
-                for path in (self.rundir.judge_fingerprint, self.rundir.judge_rejects, self.rundir.judge_summary):
+            rd = self.rundir
+            if any((rd.path / "judge_batches").glob("*")):  # a batch went out: its record is what collects it
+                raise
+            if on_mismatch == "fresh":  # nothing was judged: what --fresh replaced is back in its place
+                for path in self.judge_files():
+                    path.unlink(missing_ok=True)
+                rd.restore()
+            elif first:  # nothing was judged: as if never judged
+                for path in (rd.judge_fingerprint, rd.judge_rejects, rd.judge_summary):
                     path.unlink(missing_ok=True)
             raise
+        finally:
+            self.rundir.drop_replaced()
+
+    def judge_files(self) -> list[Path]:
+        """The files of the run dir's judging: its judgments, rejects, summary, fingerprint, ledger and metrics."""
+        rd = self.rundir
+        return [
+            rd.judgments,
+            rd.judge_rejects,
+            rd.judge_summary,
+            rd.judge_fingerprint,
+            rd.judge_ledger,
+            rd.judge_metrics,
+        ]
 
 
 async def ajudge_run(

@@ -106,6 +106,7 @@ class RunCache(Cache):
     use_run_cache)."""
 
     earlier: tuple[Cache, ...] = ()
+    opened: tuple[int, int] | None = None  # the folder it was opened in, as (device, inode)
 
     def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
         ignored = [*(ignored_args_for_cache_key or []), *_CLIENT_KEYS]
@@ -162,20 +163,26 @@ def _use(path: Path) -> None:
         raise write_error(f"the cache {path}", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
 
 
+def _folder_id(path: Path) -> tuple[int, int]:
+    found = path.stat()
+    return found.st_dev, found.st_ino
+
+
 def _open(path: Path) -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
     path.mkdir(parents=True, exist_ok=True)
     disk = getattr(dspy.cache, "disk_cache", None)
     current = getattr(disk, "directory", None)
     if isinstance(dspy.cache, RunCache) and current is not None and Path(current) == path:
-        if any(path.glob("*/cache.db")):
+        if dspy.cache.opened == _folder_id(path):
             return  # already there: the open cache keeps its connections
-        # its files were deleted under it (a run dir wiped and made again in this process): its connections write
-        # into deleted files, so it is opened afresh
+        # another folder under its name (a run dir wiped, or what --fresh set aside put back, in this process): its
+        # connections write into deleted files, so it is opened afresh
         with contextlib.suppress(Exception):
             disk.close()
     dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(path))
     dspy.cache.__class__ = RunCache  # the same cache, keyed as the provider sees a request
+    dspy.cache.opened = _folder_id(path)
     _bound_cache_memory(dspy.cache)
 
 

@@ -47,6 +47,7 @@ from refed_dspy.store.records import ReferenceFeedback, teacher_key
 
 log = logging.getLogger(__name__)
 ON_MISMATCH = ("error", "resume", "fresh")
+REPLACED = ".replaced"  # what --fresh replaced, kept in the run dir until the new work ends (RunDir.put_aside)
 OnMismatch = Literal["error", "resume", "fresh"]
 
 
@@ -129,13 +130,15 @@ class RunDir:
         existing = self.fingerprint.exists() or self.samples.exists() or self.feedback.exists()
         if on_mismatch == "fresh":
             if existing:
-                self.wipe()
+                self.put_aside(self.records())
                 existing = False
             for link in self.linked_folders():
                 log.warning(kept_link_line(link))
-        elif moves:
-            model = fingerprint.get("teacher", {}).get("model", "?")
-            log.warning(endpoint_moved_line(str(self.path), moves, model))
+        else:
+            self.drop_replaced()  # what an earlier --fresh replaced and a kill left: the work it began goes on
+            if moves:
+                model = fingerprint.get("teacher", {}).get("model", "?")
+                log.warning(endpoint_moved_line(str(self.path), moves, model))
         self._keep_room()
         try:
             write_json_atomic(self.fingerprint, fingerprint)
@@ -210,10 +213,17 @@ class RunDir:
         return [p for p in (self.cache, self.path / "batches", self.path / "judge_batches") if p.is_symlink()]
 
     def wipe(self) -> None:
-        """Delete the run's records, journal, cache and batch records (used by --fresh). A folder of those that is
-        a symbolic link is left as it is, and so is what it points to: the link is the user's (a cache shared between
-        runs), and its target holds what other runs paid for."""
-        for p in (
+        """Delete the run's config, records, journal, cache and batch records (what --fresh replaces). A folder of
+        those that is a symbolic link is left as it is, and so is what it points to: the link is the user's (a cache
+        shared between runs), and its target holds what other runs paid for."""
+        for p in self.records():
+            _remove(p)
+
+    def records(self) -> list[Path]:
+        """The run's config, records, journal, cache and batch records (`wipe`): its folders that are links left
+        out."""
+        files = [
+            self.config,
             self.references,
             self.feedback,
             self.samples,
@@ -232,13 +242,39 @@ class RunDir:
             self.events,
             self.path / OLDER_EVENTS_FILE,
             self.path / RESERVE_NAME,
-        ):
-            p.unlink(missing_ok=True)
+        ]
         linked = self.linked_folders()
         # batch mode's records go with the cache (a batch still open is left to expire)
-        for folder in (self.cache, self.path / "batches", self.path / "judge_batches"):
-            if folder not in linked:
-                shutil.rmtree(folder, ignore_errors=True)
+        return files + [f for f in (self.cache, self.path / "batches", self.path / "judge_batches") if f not in linked]
+
+    def put_aside(self, paths: list[Path]) -> None:
+        """What --fresh replaces (`paths`, in the run dir), moved into REPLACED: `restore` brings it back when the new
+        config's first calls find its endpoint wrong (nothing paid for is lost to a typo), `drop_replaced` deletes it
+        when the new work ends otherwise. What an earlier --fresh put there and a kill left is kept (it is what a
+        restore brings back); `paths` are then deleted."""
+        aside = self.path / REPLACED
+        if aside.is_dir():
+            for p in paths:
+                _remove(p)
+            return
+        aside.mkdir()
+        for p in paths:
+            if p.exists() or p.is_symlink():
+                p.rename(aside / p.name)
+
+    def restore(self) -> None:
+        """What `put_aside` moved, back in its place (what the new config made there deleted first by the caller)."""
+        aside = self.path / REPLACED
+        if not aside.is_dir():
+            return
+        for kept in aside.iterdir():
+            _remove(self.path / kept.name)
+            kept.rename(self.path / kept.name)
+        aside.rmdir()
+
+    def drop_replaced(self) -> None:
+        """What `put_aside` moved, deleted: the new work went on."""
+        shutil.rmtree(self.path / REPLACED, ignore_errors=True)
 
     def load(
         self, repair: bool = True, tally: Callable[[dict[str, Any] | None], object] = lambda usage: None
@@ -395,3 +431,11 @@ class EventLog:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+
+
+def _remove(path: Path) -> None:
+    """`path` deleted, a file or a folder (a link itself, never what it points to); nothing when it is not there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

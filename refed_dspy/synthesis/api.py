@@ -153,26 +153,35 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
         found = fingerprint(plan.record, plan.program.fingerprint_hash)
         moves = _mismatch(rundir, found, plan.on_mismatch, plan.launch.mode)  # again, with the run dir held
         resumed = rundir.prepare(found, to_toml(plan.record), plan.on_mismatch, moves)
-        if plan.references_given:
-            keep_references(rundir, plan.references)
-        threads = plan.settings.concurrency if plan.program.threaded else 0
-        started = plan.launch.start(
-            rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach, earlier=plan.answers_from
-        )
-        run = SynthesisRun(plan, rundir, started)
         try:
-            with run_traces(plan.record, rundir.path):  # tracking.log_traces: a sample of its DSPy calls in MLflow
-                return await run.run(resumed)
+            return await _run_prepared(plan, rundir, parts, resumed)
         except EndpointError:
-            # nothing was made: the run dir is left as if never run, for the fixed config; unless a batch went
-            # out (it is billed when it ends: its record is what collects it)
+            # nothing was made: the run dir is left as it was, for the fixed config (what --fresh replaced back in
+            # its place); unless a batch went out (it is billed when it ends: its record is what collects it)
             if not resumed and not any((rundir.path / "batches").glob("*")):
                 rundir.wipe()
+                rundir.restore()
             raise
         finally:
-            if plan.record.tracking.enabled and rundir.summary.exists():
-                summary = read_json(rundir.summary)
-                track_run_dir(plan.record, rundir.path, "synthesize", summary, [rundir.summary, rundir.fingerprint])
+            rundir.drop_replaced()
+
+
+async def _run_prepared(plan: SynthesisPlan, rundir: RunDir, parts: dict[str, Any], resumed: bool) -> RunSummary:
+    """The run in its prepared run dir: the stage's LM and transport started, the stage run, the run tracked."""
+    if plan.references_given:
+        keep_references(rundir, plan.references)
+    threads = plan.settings.concurrency if plan.program.threaded else 0
+    started = plan.launch.start(
+        rundir, parts, rundir.path / WORKERS_FILE, threads=threads, detach=plan.detach, earlier=plan.answers_from
+    )
+    run = SynthesisRun(plan, rundir, started)
+    try:
+        with run_traces(plan.record, rundir.path):  # tracking.log_traces: a sample of its DSPy calls in MLflow
+            return await run.run(resumed)
+    finally:
+        if plan.record.tracking.enabled and rundir.summary.exists():
+            summary = read_json(rundir.summary)
+            track_run_dir(plan.record, rundir.path, "synthesize", summary, [rundir.summary, rundir.fingerprint])
 
 
 def synthesize(

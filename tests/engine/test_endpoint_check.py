@@ -103,6 +103,71 @@ def test_a_judge_at_a_wrong_endpoint_stops_with_exit_2(server_factory, tmp_path,
     assert code == 0 and "judged 30/30" in out, err[-2000:]
 
 
+def _held(run) -> dict[str, bytes]:
+    """Every file of a run dir (its cache's included) and its bytes, the lock and SQLite's passing files aside."""
+    files = [p for p in sorted(run.rglob("*")) if p.is_file() and "lock" not in p.name]
+    return {str(p.relative_to(run)): p.read_bytes() for p in files if not p.name.endswith(("-shm", "-wal"))}
+
+
+def test_fresh_at_a_wrong_endpoint_loses_nothing_the_run_had(server_factory, tmp_path, run):
+    """--fresh with a typo in the endpoint: the first calls stop it (exit 2) and the run dir is as it was, its samples,
+    judgments, ledgers and paid cache included (a newcomer's trial found them deleted before the endpoint was tried);
+    the same for the judge's --fresh. The right endpoint then starts the new run, and nothing is kept aside."""
+    right = server_factory()
+    over = [f"judge.api_base='{right.api_base}'", "judge.api_key_env=''"]
+    code, _, err = run_refed("judge", "run", str(run), *sets(over))
+    assert code == 0, err[-2000:]
+    before = _held(run)
+    assert {"samples.jsonl", "judgments.jsonl", "ledger.jsonl", "config.toml"} <= set(before)
+    wrong = server_factory(anthropic="404")
+    code, _, err = run_refed("synthesize", "--fresh", *anthropic_sets(wrong, run, host(wrong)))
+    assert code == 2 and "answered 404" in error_line(err)
+    assert _held(run) == before
+    over = ["judge.model='anthropic/claude-haiku-4-5'", f"judge.api_base='{wrong.api_base}'", "judge.api_key_env=''"]
+    code, _, err = run_refed("judge", "run", str(run), "--fresh", *sets(over))
+    assert code == 2 and "answered 404" in error_line(err)
+    # the judge's --fresh replaces its judging; the cache, shared with the run, it only reads, and the run's events
+    # hear of the attempt
+    after = _held(run)
+    kept = [name for name in before if not name.startswith("cache/") and name != "events.jsonl"]
+    assert set(after) == set(before) and {k: after[k] for k in kept} == {k: before[k] for k in kept}
+    code, _, err = run_refed("synthesize", "--fresh", *anthropic_sets(right, run, host(right)))
+    assert code == 0, err[-2000:]
+    assert not (run / ".replaced").exists() and not (run / "judgments.jsonl").exists()
+    assert len(lines_of(run / "samples.jsonl")) == 20
+
+
+def test_after_a_fresh_put_back_the_same_process_writes_its_answers_into_the_run_s_cache(server_factory, run):
+    """In one Python process: a --fresh stopped by a wrong endpoint puts the run's cache folder back; the next run there
+    writes its answers into that folder, not into the deleted files of the one the stopped attempt opened."""
+    from dspy.clients.cache import Cache
+
+    def entries() -> int:
+        reader = Cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(run / "cache"))
+        try:
+            return len(reader.disk_cache)
+        finally:
+            reader.disk_cache.close()
+
+    wrong = server_factory(anthropic="404")
+    before = entries()
+    with pytest.raises(EndpointError):
+        synthesize(load_config(None, anthropic_sets_of(wrong, run)), on_mismatch="fresh")
+    assert entries() == before
+    more = server_factory()
+    over = run_overrides(more, run, 36, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2})
+    assert synthesize(load_config(None, over))["samples"] == 36
+    assert entries() > before
+
+
+def anthropic_sets_of(srv, run) -> list[str]:
+    return run_overrides(srv, run, 20, **{"teacher.model": ANTHROPIC, "teacher.api_base": f"'{host(srv)}'"})
+
+
+def lines_of(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def test_a_batch_api_that_refuses_the_key_stops_with_exit_2(server_factory, tmp_path):
     srv = server_factory(fail_status=401)
     run = tmp_path / "run"
