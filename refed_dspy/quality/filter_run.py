@@ -22,7 +22,7 @@ from refed_dspy.errors import ConfigError, RunDirError
 from refed_dspy.filters import UNJUDGED, Filter, apply_chain, reject_counts, unjudged_ids
 from refed_dspy.quality.figures import load_judgments, unjudged_reasons
 from refed_dspy.store.jsonl import read_jsonl, write_json_atomic, write_jsonl_atomic
-from refed_dspy.store.ownership import check_output_dir, owned
+from refed_dspy.store.ownership import check, check_output_dir, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir, incomplete_note, run_config
 
@@ -192,6 +192,7 @@ def filter_run(
     src, out = RunDir(run_dir), RunDir(out_dir)
     specs = _chain(specs, given_config(config), src)
     check_output_dir(out_dir, [src.path])
+    check(out_dir, "filter", flag="--out")  # a folder refed did not make is refused before --overwrite is offered
     if out.samples.exists() and not overwrite:
         raise RunDirError(f"{out.samples} already exists; {TAKEN}")
     note = incomplete_note(src.path)

@@ -35,6 +35,7 @@ from refed_dspy.store.jsonl import (
     RESERVE_BYTES,
     RESERVE_NAME,
     JsonlWriter,
+    parse_record,
     read_json,
     read_jsonl,
     set_aside,
@@ -130,7 +131,7 @@ class RunDir:
         existing = self.fingerprint.exists() or self.samples.exists() or self.feedback.exists()
         if on_mismatch == "fresh":
             if existing:
-                self.put_aside(self.records())
+                self.put_aside([self.config, *self.records()])
                 existing = False
             for link in self.linked_folders():
                 log.warning(kept_link_line(link))
@@ -213,17 +214,16 @@ class RunDir:
         return [p for p in (self.cache, self.path / "batches", self.path / "judge_batches") if p.is_symlink()]
 
     def wipe(self) -> None:
-        """Delete the run's config, records, journal, cache and batch records (what --fresh replaces). A folder of
-        those that is a symbolic link is left as it is, and so is what it points to: the link is the user's (a cache
-        shared between runs), and its target holds what other runs paid for."""
+        """Delete the run's records, journal, cache and batch records (what --fresh replaces; its config.toml, which
+        says what was tried, stays). A folder of those that is a symbolic link is left as it is, and so is what it
+        points to: the link is the user's (a cache shared between runs), and its target holds what other runs paid
+        for."""
         for p in self.records():
             _remove(p)
 
     def records(self) -> list[Path]:
-        """The run's config, records, journal, cache and batch records (`wipe`): its folders that are links left
-        out."""
+        """The run's records, journal, cache and batch records (`wipe`): its folders that are links left out."""
         files = [
-            self.config,
             self.references,
             self.feedback,
             self.samples,
@@ -439,3 +439,24 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def last_event(run_dir: str | Path, role: str, kinds: tuple[str, ...]) -> str | None:
+    """The kind of the last event of `role` among `kinds` in the run's events.jsonl, read from its end (None: none
+    there): ("started", "ended") says whether its last invocation ended (a kill leaves it "started")."""
+    try:
+        with (Path(run_dir) / EVENTS_FILE).open("rb") as fh:
+            end, rest = fh.seek(0, os.SEEK_END), b""
+            while end > 0:
+                start = max(0, end - 65536)
+                fh.seek(start)
+                lines = (fh.read(end - start) + rest).split(b"\n")
+                rest = lines.pop(0) if start > 0 else b""  # a line that began before this block
+                for raw in reversed(lines):
+                    row = parse_record(raw)
+                    if row is not None and row.get("role") == role and row.get("event") in kinds:
+                        return str(row["event"])
+                end = start
+    except OSError:
+        return None
+    return None

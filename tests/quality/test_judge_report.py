@@ -170,6 +170,14 @@ def test_cli_judge_filter_report_and_bad_inputs(server_factory, tmp_path):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 2 and msg in err and len(err.strip().splitlines()) == 1, (bad_args, err)
     assert len(kept) == len((out / "samples.jsonl").read_text().splitlines())  # the refused filter wrote nothing
+    # a folder of the user's holding a samples.jsonl: refused as not refed's, not offered --overwrite (which it
+    # then refused: a newcomer's trial)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "samples.jsonl").write_text('{"x": 1}\n')
+    p = refed("filter", str(run), "--out", str(foreign), "--apply", "dedup")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "not refed's" in err and "--overwrite" not in err, err
     p = refed("report", str(run))
     stdout, err = p.communicate(timeout=300)
     assert p.returncode == 0, err

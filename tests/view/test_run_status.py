@@ -90,7 +90,7 @@ def test_status_of_a_run_being_written_names_its_holder_and_changes_nothing(run)
     assert s["state"] == "stopped" and s["summary_status"] is None and s["holder"] is None
     assert s["samples"] == 30 and s["size"] == 30 and s["calls"] == summary["usage"]["calls"]
     code, out, _ = run_refed("status", str(run))
-    assert "state: stopped (no summary.json" in out and "run the same command to resume" in out
+    assert "state: stopped (its last invocation wrote no summary" in out and "run the same command to resume" in out
 
     # stopped by a signal: the summary's word for it is the same state, said once ("stopped (summary status
     # interrupted)" named it twice)
@@ -104,8 +104,12 @@ def test_status_of_what_is_not_a_run_dir_is_one_line_and_exit_2(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (tmp_path / "a-file").write_text("x")
+    mine = tmp_path / "mine"  # a folder of the user's holding a file of a run's name: refed did not make it
+    mine.mkdir()
+    (mine / "samples.jsonl").write_text('{"x": 1}\n')
     for path, why in (
-        (empty, "no config.toml"),
+        (empty, "refed did not make it"),
+        (mine, "refed did not make it"),
         (tmp_path / "nowhere", "no such path"),
         (tmp_path / "a-file", "not a directory"),
     ):
@@ -121,6 +125,9 @@ def test_status_of_a_plain_folder_of_runs_names_them_and_a_comparison_is_known_b
     for name in ("a", "b", "c"):
         (runs / name).mkdir(parents=True)
         (runs / name / "samples.jsonl").write_text("")
+        (runs / name / ".refed-dir").write_text("run\n")
+    (runs / "mine").mkdir()  # a folder of the user's with a file of the same name is no run dir
+    (runs / "mine" / "samples.jsonl").write_text('{"x": 1}\n')
     code, out, err = run_refed("status", str(runs), timeout=120)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, (code, out, err)
     assert err.startswith(f"refed: error: {runs} is not a run directory; it holds 3 run dirs: {runs / 'a'}, ")
@@ -130,6 +137,7 @@ def test_status_of_a_plain_folder_of_runs_names_them_and_a_comparison_is_known_b
     compare = tmp_path / "compare"
     (compare / "refed").mkdir(parents=True)
     (compare / "refed" / "samples.jsonl").write_text("")
+    (compare / "refed" / ".refed-dir").write_text("run\n")
     (compare / ".refed-dir").write_text("compare\n")
     s = status_json(compare)
     assert s["kind"] == "comparison" and [r["run_dir"] for r in s["runs"]] == [str(compare / "refed")]
@@ -187,6 +195,32 @@ def test_status_after_two_kills_counts_the_calls_no_record_holds(server_factory,
     code, out, _ = run_refed("status", str(run))
     assert code == 0 and f"paid LM calls: {s['calls']}" in out and "in flight when an invocation was killed" in out
     assert "(up to $" in out
+
+
+def test_a_finished_run_extended_and_killed_is_stopped_at_its_new_size(run, server_factory):
+    """A finished run of 30 asked for 60 and killed with -9 mid-way: its summary.json is the finished invocation's,
+    and `refed status` said "complete", 30 of 30 (a newcomer's trial); the last invocation began after that summary
+    and never ended (its events say so), so it is stopped, at the size it was asked for."""
+    import signal
+    import time
+
+    from conftest import run_overrides
+    from loopback_server import read_log
+
+    assert status_json(run)["state"] == "complete"
+    srv = server_factory(latency_s=0.3)
+    over = run_overrides(srv, run, 60, **{"seeds.limit": 8, "synthesis.instructions_per_feature": 2})
+    proc = refed("synthesize", "--quiet", *sum((["--set", o] for o in over), []))
+    deadline = time.time() + 120
+    while len(read_log(srv.cfg.log_path)) < 6 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    s = status_json(run)
+    assert s["state"] == "stopped" and s["size"] == 60 and s["summary_status"] is None, s
+    code, out, _ = run_refed("status", str(run))
+    assert code == 0 and "its last invocation wrote no summary" in out and "complete" not in out, out
 
 
 def test_a_run_dir_a_refused_config_left_says_nothing_was_made_and_a_mistyped_one_says_no_such_path(

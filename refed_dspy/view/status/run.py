@@ -48,26 +48,11 @@ from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
 from refed_dspy.store.ownership import kind_of, refuse_folder
 from refed_dspy.store.results import Optional, Result
-from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir
+from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir, last_event
 from refed_dspy.text.counts import counted
 
 # summary.json / judge_summary.json status -> state
 STATE_OF = {"interrupted": "stopped", "aborted": "failed"}
-# files and folders only a run dir (of any kind) has
-_MARKERS = (
-    "config.toml",
-    "summary.json",
-    "samples.jsonl",
-    "feedback.jsonl",
-    "journal.jsonl",
-    "rejects.jsonl",
-    "batches",
-    "judgments.jsonl",
-    "judge_summary.json",
-    "filter_summary.json",
-    "optimize_summary.json",
-    "compare.json",
-)
 
 
 class Holder(Result):
@@ -151,8 +136,9 @@ class RunStatus(Result):
 
 
 def is_run_dir(path: Path) -> bool:
-    """`path` is a dir that some refed command wrote (or is writing: a fresh one may have only its lock)."""
-    return path.is_dir() and any((path / name).exists() for name in (*_MARKERS, LOCK_NAME))
+    """`path` is a dir that some refed command made (its `.refed-dir` says so; one being made may have only its
+    lock): a folder of the user's holding files of the same names is not."""
+    return path.is_dir() and (kind_of(path) is not None or (path / LOCK_NAME).exists())
 
 
 def _state(status: str | None, who: Holder | None) -> str:
@@ -256,6 +242,8 @@ def paid_usage(rundir: RunDir, recorded: Totals, config: Config | None, pid: int
 
 def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
     summary = read_json(rundir.summary)
+    if summary and who is None and last_event(rundir.path, "teacher", ("started", "ended")) == "started":
+        summary = {}  # an earlier invocation's: the last one began after it and never ended (a kill)
     try:
         recorded = Totals()
         state = rundir.load(repair=False, tally=recorded.add)  # a reader: a torn last line is skipped, never cut off
@@ -369,7 +357,7 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
     marked = kind_of(path)
     if not is_run_dir(path) and marked not in ("compare", "optimize", "evaluate"):
         refuse_folder(path, "a run directory", is_run_dir)
-        raise RunDirError(f"{path} is not a run directory (no config.toml, summary or records)")
+        raise RunDirError(f"{path} is not a run directory (refed did not make it: it has no .refed-dir)")
     rundir, who = RunDir(path), lock_holder(path)
     if (path / "filter_summary.json").exists():
         return _filtered(rundir, who)
@@ -434,7 +422,7 @@ def _state_line(s: RunStatus) -> str:
     if s.kind == "synthesis" and s.summary_status is None and s.state == "stopped":
         if not s.samples and not s.calls:  # a config or an endpoint refused before its first call, or a stop then
             return f"{line} (nothing made yet: it ended before its first call); {FIRST_CALL_NEXT}"
-        line += " (no summary.json: it ended before writing one: an error, a stop or a kill)"
+        line += " (its last invocation wrote no summary: it ended by an error, a stop or a kill)"
     return line + (f"; {NEXT[s.state]}" if s.state in NEXT else "")
 
 
