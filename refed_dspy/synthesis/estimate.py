@@ -508,6 +508,8 @@ class Estimate(Result):
         "A local teacher the command serves ([local]): the run's time here, at the speed its server measured now, or "
         "as a pilot took it."
     )
+    max_cost_usd: float | None = Optional("synthesis.max_cost_usd: the run stops before its cost would pass it.")
+    mode: str = Field("online", description="synthesis.mode: online, or batch (priced at the batch column).")
 
 
 def _measured_before(config: Config, say: Callable[[str], None]) -> tuple[dict[str, int], list[str]]:
@@ -594,6 +596,8 @@ def estimate(
             "wall": None if local is not None else run_wall(config, total, counts, len(stages)),
             "local": local,
             "reasoning": reasoning_note(config),
+            "max_cost_usd": config.synthesis.max_cost_usd,
+            "mode": config.synthesis.mode,
         }
     )
 
@@ -895,7 +899,31 @@ def format_estimate(e: Estimate) -> str:
         lines.append(f"  wall time: {local_text(e['local'], t)}")
     if e.get("reasoning") and not pilot:
         lines.append(f"  not counted: {e['reasoning']}")
-    return "\n".join(lines)
+    said = budget_line(e)
+    return "\n".join([*lines, *([said] if said else [])])
+
+
+def budget_line(e: Estimate) -> str | None:
+    """What synthesis.max_cost_usd does to the run at the estimate (the column the run pays: batch in batch mode, else
+    the tier it asks for): where it stops the run, or that the range's top passes it; None when it stops nothing."""
+    cap, t, tier = e.get("max_cost_usd"), e["total"], e.get("service_tier") or "default"
+    column = "batch_" if e.get("mode") == "batch" else ("" if tier == "default" else f"{tier}_")
+    if f"{column}cost_usd" not in t:  # a tier with no price of its own
+        column = ""
+    cost, high = t.get(f"{column}cost_usd"), t.get(f"{column}cost_high_usd")
+    if not cap or not cost:
+        return None
+    if cost > cap:
+        near = int(e["size"] * cap / cost)
+        return (
+            f"  budget: synthesis.max_cost_usd = ${cap:,.4f} stops the run near {near:,} of its {e['size']:,} samples "
+            f"(the estimate is ${cost:,.4f}); raise it, or lower synthesis.size"
+        )
+    if high and high > cap:
+        return (
+            f"  budget: synthesis.max_cost_usd = ${cap:,.4f} may stop the run early (the range's top is ${high:,.4f})"
+        )
+    return None
 
 
 def _tier_money(row: dict[str, Any], tier: str) -> str:

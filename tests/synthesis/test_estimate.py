@@ -62,6 +62,26 @@ def test_estimate_makes_no_call_and_covers_every_stage(tmp_path):
     assert e["stages"]["improve"]["prompt_tokens"] > e["stages"]["generate"]["prompt_tokens"]
 
 
+def test_the_estimate_says_where_the_budget_stops_the_run(tmp_path):
+    """A cost cap below the estimate: where it stops the run, at the column the run pays (batch in batch mode); one
+    inside the range: that it may stop it; one above the range: nothing (a newcomer's trial ran a $0.01 cap against a
+    $0.21 estimate that never named it, and the run stopped at 22 of 200)."""
+    with LoopbackServer(ServerConfig()) as srv:
+        over = run_overrides(srv, tmp_path / "run", 200)
+        e = estimate(load_config(None, over))
+    t = e["total"]
+    for cap, says in (
+        (t["cost_usd"] / 10, f"stops the run near {int(200 * (t['cost_usd'] / 10) / t['cost_usd'])} of its 200"),
+        ((t["cost_usd"] + t["cost_high_usd"]) / 2, "may stop the run early"),
+        (t["cost_high_usd"] * 2, None),
+    ):
+        text = format_estimate(e.model_copy(update={"max_cost_usd": cap}))
+        said = [line for line in text.splitlines() if "synthesis.max_cost_usd" in line]
+        assert (said == []) if says is None else (len(said) == 1 and says in said[0]), (cap, said)
+    batch = format_estimate(e.model_copy(update={"max_cost_usd": t["cost_usd"] / 10, "mode": "batch"}))
+    assert f"near {int(200 * (t['cost_usd'] / 10) / t['batch_cost_usd'])} of its 200" in batch
+
+
 def _estimate_cli(over: list[str]) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "refed_dspy.cli", "estimate"]
     for o in over:
