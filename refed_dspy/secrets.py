@@ -236,7 +236,9 @@ def _current() -> _Matcher:
     used = {ord(c) for f in long_forms for c in f if c.isascii()}  # a run is ASCII: it starts and ends on a character
     grams = {f[i : i + PIECE_LEN]: (f, i) for f in long_forms for i in range(len(f) - PIECE_LEN + 1)}
     marks = bytes(1 if b in used else 0 for b in range(256)) if grams else b""
-    bodies = {form.encode(): value for value in every for form in (*_spellings(value), quote_plus(value))}
+    # a long value alone: a short one may be any word of a prompt (headers read it only as a whole token)
+    spelled_long = ((value, form) for value in every for form in (*_spellings(value), quote_plus(value)))
+    bodies = {form.encode(): value for value, form in spelled_long if len(form) >= PIECE_LEN}
     _matcher = _Matcher(every, re.compile("|".join(parts)) if parts else None, masks, spelled, marks, grams, bodies)
     return _matcher
 

@@ -136,11 +136,12 @@ class JudgeRun(StageBase):
         moves = judge_mismatch(rd, self.config, on_mismatch)
         new = judge_fingerprint(self.config)
         if on_mismatch == "fresh":
-            # batch mode's record of the judging goes with it (its answers would be billed to the new judging); set
-            # aside until the new judge's first calls answer (`run`)
-            rd.put_aside([*self.judge_files(), rd.path / "judge_batches"])
+            # batch mode's record of the judging goes with it (its answers would be billed to the new judging; a link
+            # to a store of the user's stays); set aside until the new judging has gone on (`run`)
+            batches = rd.path / "judge_batches"
+            rd.put_aside([*self.judge_files(), *([] if batches.is_symlink() else [batches])], "judge")
         else:
-            rd.drop_replaced()  # what an earlier --fresh replaced and a kill left: the judging it began goes on
+            rd.drop_replaced("judge")  # what an earlier --fresh replaced and a kill left: the judging it began goes on
             if moves:  # the endpoint alone moved: the judging goes on, the model behind it taken to be the same
                 log.warning(endpoint_moved_line(str(rd.path), moves, new["model"]))
         write_json_atomic(rd.judge_fingerprint, new)
@@ -221,6 +222,32 @@ class JudgeRun(StageBase):
         found the judge's endpoint wrong: a first judging then leaves no judging files, for the fixed config)."""
         first = not self.rundir.judge_fingerprint.exists()
         judged, rejected = self.prepare(on_mismatch)
+        try:
+            return await self._judge(samples, judged, rejected)
+        except BaseException as err:
+            self._undo(err, first)
+            raise
+        finally:
+            self.rundir.drop_replaced("judge")
+
+    def _undo(self, err: BaseException, first: bool) -> None:
+        """After a judging that made nothing (its first calls found the endpoint wrong, or a --fresh stopped before
+        a request was sent): the run dir as it was, what --fresh replaced back in its place (a first judging: no
+        judging files, for the fixed config); unless a batch went out (its record is what collects it)."""
+        rd = self.rundir
+        if any((rd.path / "judge_batches").glob("*")):
+            return
+        endpoint = isinstance(err, EndpointError)
+        if rd.replaced("judge") and (endpoint or not rd.sent_any(rd.judge_ledger)):
+            for path in self.judge_files():
+                path.unlink(missing_ok=True)
+            rd.restore("judge")
+        elif first and endpoint:
+            for path in (rd.judge_fingerprint, rd.judge_rejects, rd.judge_summary):
+                path.unlink(missing_ok=True)
+
+    async def _judge(self, samples: list[dict[str, Any]], judged: set[str], rejected: set[str]) -> JudgeSummary:
+        """The judging, its files prepared: the samples not judged yet judged, the summary written."""
         self.open_log(self.rundir.judge_ledger, self.rundir.shows_judge_ledger, self.config.run.new_ledger)
         rejected_before = len(rejected - judged)  # samples earlier invocations gave up on
         todo = [s for s in samples if s["meta"]["id"] not in judged and s["meta"]["id"] not in rejected]
@@ -262,28 +289,13 @@ class JudgeRun(StageBase):
             write_json_atomic(self.rundir.judge_summary, summary.to_json())
             return summary
 
-        try:
-            return await self.run_to_end(
-                progress,
-                self.writers.values(),
-                lambda: (progress.initial + self.new, rejected_before + self.rejected_now),
-                write_summary,
-                lambda s: f"{s.judged} judged in {self.rundir.path}",
-            )
-        except EndpointError:
-            rd = self.rundir
-            if any((rd.path / "judge_batches").glob("*")):  # a batch went out: its record is what collects it
-                raise
-            if on_mismatch == "fresh":  # nothing was judged: what --fresh replaced is back in its place
-                for path in self.judge_files():
-                    path.unlink(missing_ok=True)
-                rd.restore()
-            elif first:  # nothing was judged: as if never judged
-                for path in (rd.judge_fingerprint, rd.judge_rejects, rd.judge_summary):
-                    path.unlink(missing_ok=True)
-            raise
-        finally:
-            self.rundir.drop_replaced()
+        return await self.run_to_end(
+            progress,
+            self.writers.values(),
+            lambda: (progress.initial + self.new, rejected_before + self.rejected_now),
+            write_summary,
+            lambda s: f"{s.judged} judged in {self.rundir.path}",
+        )
 
     def judge_files(self) -> list[Path]:
         """The files of the run dir's judging: its judgments, rejects, summary, fingerprint, ledger and metrics."""

@@ -174,10 +174,10 @@ def _open(path: Path) -> None:
     disk = getattr(dspy.cache, "disk_cache", None)
     current = getattr(disk, "directory", None)
     if isinstance(dspy.cache, RunCache) and current is not None and Path(current) == path:
-        if dspy.cache.opened == _folder_id(path):
+        if dspy.cache.opened == _folder_id(path) and any(path.glob("*/cache.db")):
             return  # already there: the open cache keeps its connections
-        # another folder under its name (a run dir wiped, or what --fresh set aside put back, in this process): its
-        # connections write into deleted files, so it is opened afresh
+        # its files deleted under it, or another folder under its name (a run dir wiped, or what --fresh set aside
+        # put back, in this process): its connections write into deleted files, so it is opened afresh
         with contextlib.suppress(Exception):
             disk.close()
     dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(path))

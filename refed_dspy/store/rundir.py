@@ -14,6 +14,7 @@ the events (never taking the run dir's reserve, which is the records'): the reco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,7 +49,7 @@ from refed_dspy.store.records import ReferenceFeedback, teacher_key
 
 log = logging.getLogger(__name__)
 ON_MISMATCH = ("error", "resume", "fresh")
-REPLACED = ".replaced"  # what --fresh replaced, kept in the run dir until the new work ends (RunDir.put_aside)
+REPLACED = ".replaced"  # what --fresh replaced, by command, kept in the run dir until the new work has gone on
 OnMismatch = Literal["error", "resume", "fresh"]
 
 
@@ -131,22 +132,34 @@ class RunDir:
         existing = self.fingerprint.exists() or self.samples.exists() or self.feedback.exists()
         if on_mismatch == "fresh":
             if existing:
-                self.put_aside([self.config, *self.records()])
+                self.put_aside([self.config, *self.records()], "run")
                 existing = False
             for link in self.linked_folders():
                 log.warning(kept_link_line(link))
         else:
-            self.drop_replaced()  # what an earlier --fresh replaced and a kill left: the work it began goes on
+            self.drop_replaced("run")  # what an earlier --fresh replaced and a kill left: the work it began goes on
             if moves:
                 model = fingerprint.get("teacher", {}).get("model", "?")
                 log.warning(endpoint_moved_line(str(self.path), moves, model))
-        self._keep_room()
         try:
+            self._keep_room()
             write_json_atomic(self.fingerprint, fingerprint)
             write_text_atomic(self.config, config_toml)
         except OSError as err:
+            self.restore("run")  # nothing begun: what --fresh set aside is back
             raise write_error(f"run directory {self.path}", err) from None
+        except RunDirError:
+            self.restore("run")
+            raise
         return existing
+
+    def sent_any(self, ledger: Path) -> bool:
+        """Whether the write-ahead log `ledger` holds a request (one written down is one that may have been sent)."""
+        try:
+            with ledger.open("rb") as fh:
+                return any(b'"s":' in line for line in fh)
+        except OSError:
+            return False
 
     def mismatch(
         self,
@@ -247,34 +260,41 @@ class RunDir:
         # batch mode's records go with the cache (a batch still open is left to expire)
         return files + [f for f in (self.cache, self.path / "batches", self.path / "judge_batches") if f not in linked]
 
-    def put_aside(self, paths: list[Path]) -> None:
-        """What --fresh replaces (`paths`, in the run dir), moved into REPLACED: `restore` brings it back when the new
-        config's first calls find its endpoint wrong (nothing paid for is lost to a typo), `drop_replaced` deletes it
-        when the new work ends otherwise. What an earlier --fresh put there and a kill left is kept (it is what a
-        restore brings back); `paths` are then deleted."""
-        aside = self.path / REPLACED
-        if aside.is_dir():
-            for p in paths:
-                _remove(p)
-            return
-        aside.mkdir()
+    def put_aside(self, paths: list[Path], who: str) -> None:
+        """What --fresh of command `who` (run, judge) replaces (`paths`, in the run dir), moved into REPLACED/<who>:
+        `restore` brings it back when the new work made nothing (its first calls found the endpoint or model wrong, or
+        it stopped before sending a request); `drop_replaced` deletes it once the new work has gone on. What an earlier
+        --fresh of `who` set aside and a kill left is kept (it is what a restore brings back): `paths` are then
+        deleted. The disk's reserve is deleted, never set aside (a new one is taken)."""
+        aside = self.path / REPLACED / who
+        kept = aside.is_dir()
+        aside.mkdir(parents=True, exist_ok=True)
         for p in paths:
-            if p.exists() or p.is_symlink():
+            if kept or p.name == RESERVE_NAME:
+                _remove(p)
+            elif p.exists() or p.is_symlink():
                 p.rename(aside / p.name)
 
-    def restore(self) -> None:
-        """What `put_aside` moved, back in its place (what the new config made there deleted first by the caller)."""
-        aside = self.path / REPLACED
+    def replaced(self, who: str) -> bool:
+        """Whether what --fresh of `who` replaced is set aside now."""
+        return (self.path / REPLACED / who).is_dir()
+
+    def restore(self, who: str) -> None:
+        """What `put_aside` moved for `who`, back in its place (what the new work made there deleted first by the
+        caller)."""
+        aside = self.path / REPLACED / who
         if not aside.is_dir():
             return
         for kept in aside.iterdir():
             _remove(self.path / kept.name)
             kept.rename(self.path / kept.name)
-        aside.rmdir()
+        self.drop_replaced(who)
 
-    def drop_replaced(self) -> None:
-        """What `put_aside` moved, deleted: the new work went on."""
-        shutil.rmtree(self.path / REPLACED, ignore_errors=True)
+    def drop_replaced(self, who: str) -> None:
+        """What `put_aside` moved for `who`, deleted: the new work went on."""
+        shutil.rmtree(self.path / REPLACED / who, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.path / REPLACED).rmdir()  # when it holds nothing more
 
     def load(
         self, repair: bool = True, tally: Callable[[dict[str, Any] | None], object] = lambda usage: None
@@ -441,9 +461,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def last_event(run_dir: str | Path, role: str, kinds: tuple[str, ...]) -> str | None:
-    """The kind of the last event of `role` among `kinds` in the run's events.jsonl, read from its end (None: none
-    there): ("started", "ended") says whether its last invocation ended (a kill leaves it "started")."""
+def last_event(run_dir: str | Path, role: str, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+    """The last event of `role` among `kinds` in the run's events.jsonl, read from its end (None: none there):
+    ("started", "ended") says whether its last invocation ended (a kill leaves it "started")."""
     try:
         with (Path(run_dir) / EVENTS_FILE).open("rb") as fh:
             end, rest = fh.seek(0, os.SEEK_END), b""
@@ -455,7 +475,7 @@ def last_event(run_dir: str | Path, role: str, kinds: tuple[str, ...]) -> str | 
                 for raw in reversed(lines):
                     row = parse_record(raw)
                     if row is not None and row.get("role") == role and row.get("event") in kinds:
-                        return str(row["event"])
+                        return row
                 end = start
     except OSError:
         return None

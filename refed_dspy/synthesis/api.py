@@ -155,15 +155,21 @@ async def run_plan(plan: SynthesisPlan) -> RunSummary:
         resumed = rundir.prepare(found, to_toml(plan.record), plan.on_mismatch, moves)
         try:
             return await _run_prepared(plan, rundir, parts, resumed)
-        except EndpointError:
-            # nothing was made: the run dir is left as it was, for the fixed config (what --fresh replaced back in
-            # its place); unless a batch went out (it is billed when it ends: its record is what collects it)
-            if not resumed and not any((rundir.path / "batches").glob("*")):
+        except BaseException as err:
+            if not resumed and _made_nothing(rundir, err):  # left as it was (what --fresh replaced back in its place)
                 rundir.wipe()
-                rundir.restore()
+                rundir.restore("run")
             raise
         finally:
-            rundir.drop_replaced()
+            rundir.drop_replaced("run")
+
+
+def _made_nothing(rundir: RunDir, err: BaseException) -> bool:
+    """The new run ended by `err` made nothing: its first calls found the endpoint wrong (EndpointError), or a --fresh
+    stopped before a request was sent; unless a batch went out (it is billed when it ends: its record collects it)."""
+    if any((rundir.path / "batches").glob("*")):
+        return False
+    return isinstance(err, EndpointError) or (rundir.replaced("run") and not rundir.sent_any(rundir.ledger))
 
 
 async def _run_prepared(plan: SynthesisPlan, rundir: RunDir, parts: dict[str, Any], resumed: bool) -> RunSummary:

@@ -104,8 +104,9 @@ def test_a_judge_at_a_wrong_endpoint_stops_with_exit_2(server_factory, tmp_path,
 
 
 def _held(run) -> dict[str, bytes]:
-    """Every file of a run dir (its cache's included) and its bytes, the lock and SQLite's passing files aside."""
-    files = [p for p in sorted(run.rglob("*")) if p.is_file() and "lock" not in p.name]
+    """Every file of a run dir (its cache's included) and its bytes; the lock, the disk's reserve (taken again at
+    each start) and SQLite's passing files aside."""
+    files = [p for p in sorted(run.rglob("*")) if p.is_file() and "lock" not in p.name and p.name != ".refed-reserve"]
     return {str(p.relative_to(run)): p.read_bytes() for p in files if not p.name.endswith(("-shm", "-wal"))}
 
 

@@ -107,9 +107,13 @@ def test_status_of_what_is_not_a_run_dir_is_one_line_and_exit_2(tmp_path):
     mine = tmp_path / "mine"  # a folder of the user's holding a file of a run's name: refed did not make it
     mine.mkdir()
     (mine / "samples.jsonl").write_text('{"x": 1}\n')
+    exported = tmp_path / "exported"  # an export refed made: not a run, said so (it read as "nothing made yet")
+    exported.mkdir()
+    (exported / ".refed-dir").write_text("export\n")
     for path, why in (
         (empty, "refed did not make it"),
         (mine, "refed did not make it"),
+        (exported, "it is a refed export directory"),
         (tmp_path / "nowhere", "no such path"),
         (tmp_path / "a-file", "not a directory"),
     ):

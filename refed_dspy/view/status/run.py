@@ -46,7 +46,7 @@ from refed_dspy.ledger.lines import BadLine
 from refed_dspy.ledger.usage import Totals, larger_usage, usd, usd_up_to, with_unrecorded
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
-from refed_dspy.store.ownership import kind_of, refuse_folder
+from refed_dspy.store.ownership import KINDS, kind_of, refuse_folder
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.rundir import JUDGE_WORKERS_FILE, WORKERS_FILE, RunDir, last_event
 from refed_dspy.text.counts import counted
@@ -135,10 +135,16 @@ class RunStatus(Result):
     runs: list[RunStatus] | None = Optional("A comparison: each method's run.")
 
 
+STATUS_KINDS = ("run", "filter", "compare", "optimize", "evaluate")  # the dirs whose status this reads, by marker
+
+
 def is_run_dir(path: Path) -> bool:
-    """`path` is a dir that some refed command made (its `.refed-dir` says so; one being made may have only its
-    lock): a folder of the user's holding files of the same names is not."""
-    return path.is_dir() and (kind_of(path) is not None or (path / LOCK_NAME).exists())
+    """`path` is a dir a refed command made whose status this reads (its `.refed-dir` says so; one being made may have
+    only its lock): a folder of the user's holding files of the same names is not, nor an export or a training."""
+    if not path.is_dir():
+        return False
+    marked = kind_of(path)
+    return marked in STATUS_KINDS or (marked is None and (path / LOCK_NAME).exists())
 
 
 def _state(status: str | None, who: Holder | None) -> str:
@@ -242,7 +248,7 @@ def paid_usage(rundir: RunDir, recorded: Totals, config: Config | None, pid: int
 
 def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
     summary = read_json(rundir.summary)
-    if summary and who is None and last_event(rundir.path, "teacher", ("started", "ended")) == "started":
+    if summary and who is None and _begun_since(rundir):
         summary = {}  # an earlier invocation's: the last one began after it and never ended (a kill)
     try:
         recorded = Totals()
@@ -283,6 +289,19 @@ def _synthesis(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
         judge=_judge(rundir, who, samples=state.samples),
         ray=read_json(rundir.path / WORKERS_FILE) or None,
     )
+
+
+def _begun_since(rundir: RunDir) -> bool:
+    """Whether the run's last invocation began after its summary.json was written and never ended (a kill): its
+    events say "started" last, stamped later than the summary (a summary written where the events could not be, a
+    full disk, is its own invocation's)."""
+    last = last_event(rundir.path, "teacher", ("started", "ended"))
+    if last is None or last.get("event") != "started":
+        return False
+    try:
+        return float(last.get("t") or 0.0) > rundir.summary.stat().st_mtime
+    except OSError:
+        return False
 
 
 def _filtered(rundir: RunDir, who: Holder | None) -> RunStatus:
@@ -355,9 +374,10 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
         raise RunDirError(f"{path} is not a run directory ({'not a directory' if path.exists() else 'no such path'})")
     # a comparison or an optimization not yet summed up is known by the marker its command wrote first
     marked = kind_of(path)
-    if not is_run_dir(path) and marked not in ("compare", "optimize", "evaluate"):
+    if not is_run_dir(path):
         refuse_folder(path, "a run directory", is_run_dir)
-        raise RunDirError(f"{path} is not a run directory (refed did not make it: it has no .refed-dir)")
+        why = f"it is a refed {KINDS.get(marked, marked)}" if marked else "refed did not make it: it has no .refed-dir"
+        raise RunDirError(f"{path} is not a run directory ({why})")
     rundir, who = RunDir(path), lock_holder(path)
     if (path / "filter_summary.json").exists():
         return _filtered(rundir, who)
