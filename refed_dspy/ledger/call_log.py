@@ -334,6 +334,15 @@ class Ledger:
         }
 
 
+def sent_any(path: str | Path) -> bool:
+    """Whether the log at `path` holds a request written down (one that may have been sent; a torn line that may stand
+    for one, or a log that cannot be believed, counts as one)."""
+    try:
+        return Ledger.read(Path(path)).last > 0
+    except LedgerError:
+        return True
+
+
 def unaccounted(path: str | Path, pid: int | None = None) -> dict[str, Any] | None:
     """What the log at `path` says was paid, or may have been, that no file of its owner holds, as a reader sees it
     (the log is not changed; its lock is not taken): what killed invocations left, and the invocation under way, its

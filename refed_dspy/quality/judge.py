@@ -27,6 +27,7 @@ from refed_dspy.engine.stage import StageBase, Started
 from refed_dspy.errors import ConfigError, EndpointError, RunDirError
 from refed_dspy.launch.batch.store import batches_open_before_online, moves_with_batches_closed
 from refed_dspy.launch.plan import launch
+from refed_dspy.ledger.call_log import sent_any
 from refed_dspy.programs import JudgeSample, PairwiseJudge, PointwiseJudge
 from refed_dspy.quality.figures import JudgeSummary, judge_summary
 from refed_dspy.runtime.sync import run_sync
@@ -238,7 +239,7 @@ class JudgeRun(StageBase):
         if any((rd.path / "judge_batches").glob("*")):
             return
         endpoint = isinstance(err, EndpointError)
-        if rd.replaced("judge") and (endpoint or not rd.sent_any(rd.judge_ledger)):
+        if rd.replaced("judge") and (endpoint or not sent_any(rd.judge_ledger)):
             for path in self.judge_files():
                 path.unlink(missing_ok=True)
             rd.restore("judge")

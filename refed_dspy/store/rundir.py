@@ -153,14 +153,6 @@ class RunDir:
             raise
         return existing
 
-    def sent_any(self, ledger: Path) -> bool:
-        """Whether the write-ahead log `ledger` holds a request (one written down is one that may have been sent)."""
-        try:
-            with ledger.open("rb") as fh:
-                return any(b'"s":' in line for line in fh)
-        except OSError:
-            return False
-
     def mismatch(
         self,
         fingerprint: dict[str, Any],

@@ -15,6 +15,7 @@ from refed_dspy.config.section import expand_home
 from refed_dspy.errors import ConfigError, EndpointError
 from refed_dspy.launch.batch.store import batches_open_before_online, moves_with_batches_closed
 from refed_dspy.launch.plan import launch
+from refed_dspy.ledger.call_log import sent_any
 from refed_dspy.methods import METHODS
 from refed_dspy.runtime.sync import off_loop, run_sync
 from refed_dspy.store.jsonl import read_json, write_jsonl_atomic
@@ -169,7 +170,7 @@ def _made_nothing(rundir: RunDir, err: BaseException) -> bool:
     stopped before a request was sent; unless a batch went out (it is billed when it ends: its record collects it)."""
     if any((rundir.path / "batches").glob("*")):
         return False
-    return isinstance(err, EndpointError) or (rundir.replaced("run") and not rundir.sent_any(rundir.ledger))
+    return isinstance(err, EndpointError) or (rundir.replaced("run") and not sent_any(rundir.ledger))
 
 
 async def _run_prepared(plan: SynthesisPlan, rundir: RunDir, parts: dict[str, Any], resumed: bool) -> RunSummary:

@@ -29,9 +29,16 @@ def test_each_command_restores_what_it_set_aside_and_nothing_of_the_other_s(tmp_
 
 
 def test_a_ledger_with_no_request_written_sent_nothing(tmp_path):
-    rd = RunDir(tmp_path)
-    assert not rd.sent_any(rd.ledger)
-    rd.ledger.write_text('{"open": "a1", "pid": 1, "at": "t", "from": 0}\n')
-    assert not rd.sent_any(rd.ledger)
-    rd.ledger.write_text('{"open": "a1", "pid": 1, "at": "t", "from": 0}\n{"s": 1, "r": "teacher", "b": 0.01}\n')
-    assert rd.sent_any(rd.ledger)
+    """What decides whether a --fresh that stopped made nothing: its write-ahead log holds no request."""
+    from refed_dspy.ledger.call_log import CallLog, sent_any
+
+    path = tmp_path / "ledger.jsonl"
+    assert not sent_any(path)
+    log = CallLog.open(path)
+    assert not sent_any(path)  # opened: an invocation's first line, no request
+    log.sent("teacher", "feedback", "openai/x", 0.01)
+    assert sent_any(path)
+    log.close()
+    with path.open("ab") as fh:
+        fh.write(b'{"s": 2, "r": "tea')  # torn by a kill: it may stand for a request
+    assert sent_any(path)
