@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
+import re
 import signal
 import sys
+from typing import NoReturn
 
 from refed_dspy.cli import (
     data,
@@ -57,8 +60,34 @@ EXIT_CODES = """exit codes (every command):
        output goes away (`| head`)"""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors for an unknown option or command name the nearest known one ('did you mean
+    --config?'), with the usage of the command that was given it."""
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's own signature
+        known, extras = super().parse_known_args(args, namespace)
+        if extras:  # the innermost command's parser meets them first: its own usage and options
+            self.error(f"unrecognized arguments: {' '.join(extras)}{_nearest(extras[0], self._options())}")
+        return known, extras
+
+    def error(self, message: str) -> NoReturn:
+        choice = re.match(r"argument \S+: invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            message += _nearest(choice[1], re.findall(r"'([^']+)'", choice[2]))
+        super().error(message)
+
+    def _options(self) -> list[str]:
+        return re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", self.format_help())
+
+
+def _nearest(given: str, known: list[str]) -> str:
+    """'; did you mean X?' for the known name closest to `given` (its part before '=' for an option), or ''."""
+    close = difflib.get_close_matches(given.split("=", 1)[0], known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="refed",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Synthesize instruction-tuning data with Reference-Level Feedback (Mehri et al., EACL 2026), "
@@ -184,8 +213,8 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         signum = _signals[-1] if _signals else signal.SIGINT
         print(
-            f"refed: stopped by {signal.Signals(signum).name}; what was written is kept, run the same command "
-            "again to resume",
+            f"refed: stopped by {signal.Signals(signum).name}; nothing it wrote is lost: run the same command again "
+            "to go on",  # true too of a stop before anything was written (a local model still starting)
             file=sys.stderr,
         )
         # the console script ends now; a caller of main() in its own process gets the code

@@ -17,7 +17,7 @@ from conftest import run_overrides
 
 from refed_dspy.synthesis.summary import format_summary
 
-RESUME = "what was written is kept, run the same command again to resume"
+RESUME = "nothing it wrote is lost: run the same command again to go on"
 
 
 def _in_the_foreground() -> None:

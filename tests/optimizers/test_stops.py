@@ -107,8 +107,8 @@ def test_refed_optimize_stops_at_once_on_a_signal_even_where_sigint_was_ignored(
     # from before the stop are the log of the work, not of the stop)
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
     assert lines[-1] == (
-        f"refed: stopped by {signal.Signals(signum).name}; what was written is kept, run the same command again to "
-        "resume"
+        f"refed: stopped by {signal.Signals(signum).name}; nothing it wrote is lost: run the same command again to "
+        "go on"
     )
     assert not _noise(lines[:-1]), err
     summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())

@@ -23,7 +23,7 @@ from refed_dspy.quality.statistics import score_source
 from refed_dspy.scoring import ScoreCache, Scorer
 from refed_dspy.scoring.pace import Pace
 
-RESUME = "what was written is kept, run the same command again to resume"
+RESUME = "nothing it wrote is lost: run the same command again to go on"
 
 
 class Clock:
