@@ -74,7 +74,13 @@ class CallInfo:
 
     def cost_at(self, price: Any) -> float:
         """What its tokens cost at `price` (a refed_dspy.providers.prices.Price)."""
-        return price.cost(self.prompt_tokens, self.completion_tokens, self.cached_tokens, self.cache_write_tokens)
+        return price.cost(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

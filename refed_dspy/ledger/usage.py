@@ -26,16 +26,16 @@ COUNT_FIELDS = (  # the counts of a usage dict, whole numbers (ledger/lines.py c
 )
 
 
-_TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")  # what a call's cost is of
-
-
 def _priced(price: Price, tokens: dict[str, Any]) -> float:
-    """The cost of `tokens` (prompt, completion, cache reads and writes, as a usage dict has them) at `price`."""
+    """The cost of `tokens` (calls, prompt, completion, cache reads and writes, reasoning, as a usage dict has them) at
+    `price`, its calls at their mean prompt's length."""
     return price.cost(
         int(tokens.get("prompt_tokens") or 0),
         int(tokens.get("completion_tokens") or 0),
         int(tokens.get("cached_tokens") or 0),
         int(tokens.get("cache_write_tokens") or 0),
+        int(tokens.get("reasoning_tokens") or 0),
+        max(1, int(tokens.get("calls") or 0)),
     )
 
 
@@ -56,15 +56,12 @@ def _tally(bucket: dict[str, Any], key: str, n: int = 1) -> None:
     bucket[key] = bucket.get(key, 0) + n
 
 
-def _tier_cost(call: CallInfo, price: Price | None) -> float | None:
-    """A paid call's own cost when another service tier than its LM's price served it (at that tier's price; see
-    Price.at); None when its LM's price holds (or it carries a cost of its own already)."""
-    if call.cost_usd is not None or price is None or call.service_tier is None or call.tokens_unknown:
+def _call_cost(call: CallInfo, price: Price | None) -> float | None:
+    """A paid call's cost: its own where it carries one (another model's LM), else at `price` on the tier that served
+    it (see Price.at); None when neither is known."""
+    if call.cost_usd is not None or price is None or call.tokens_unknown:
         return call.cost_usd
-    served = price.at(call.service_tier)
-    if served is price:
-        return None
-    return call.cost_at(served)
+    return call.cost_at(price.at(call.service_tier))
 
 
 def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
@@ -85,9 +82,9 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
     """
     total: dict[str, Any] = _zero()
     by_stage: dict[str, dict[str, Any]] = defaultdict(_zero)
-    own_of: dict[int, dict[str, float]] = defaultdict(lambda: {"cost": 0.0, "calls": 0, **dict.fromkeys(_TOKENS, 0)})
+    costs: dict[int, list[float]] = defaultdict(lambda: [0.0, 0])  # per bucket: the paid calls' cost, those unpriced
     for call in calls:
-        own_cost = _tier_cost(call, price) if call.error is None and not call.interrupted else None
+        cost = _call_cost(call, price) if call.error is None and not call.interrupted else None
         for bucket in (total, by_stage[call.stage]):
             if call.error is not None:
                 bucket["failed_calls"] += 1
@@ -119,21 +116,13 @@ def usage_of(calls: Iterable[CallInfo], price: Price | None) -> dict[str, Any]:
                 _tally(bucket["by_tier"], call.service_tier)
             if call.fallback:
                 _tally(bucket, "flex_fallbacks")
-            if own_cost is not None:  # priced apart (its own LM, or its tier): its tokens stay out of the role's price
-                own = own_of[id(bucket)]
-                own["cost"] += own_cost
-                own["calls"] += 1
-                for f in _TOKENS:
-                    own[f] += getattr(call, f)
+            paid = costs[id(bucket)]
+            paid[0] += cost or 0.0
+            paid[1] += cost is None
     for bucket in (total, *by_stage.values()):
-        own = own_of.get(id(bucket))
-        rest = {f: bucket[f] - (own[f] if own else 0) for f in _TOKENS}
-        rest_calls = bucket["calls"] - (own["calls"] if own else 0)
-        if bucket["unmetered_calls"] or (price is None and rest_calls):
-            bucket["cost_usd"] = None
-        else:
-            at_price = _priced(price, rest) if price else 0.0
-            bucket["cost_usd"] = at_price + (own["cost"] if own else 0.0) if (price or own) else None
+        paid = costs.get(id(bucket), [0.0, 0])
+        priced = price is not None or id(bucket) in costs
+        bucket["cost_usd"] = None if bucket["unmetered_calls"] or paid[1] or not priced else paid[0]
     total["by_stage"] = dict(by_stage)
     return total
 

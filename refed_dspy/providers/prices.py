@@ -21,8 +21,9 @@ Pure functions over the registered providers and the price map: nothing here mak
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from refed_dspy.providers.base import MarkedCache
 from refed_dspy.providers.litellm_table import litellm_models, table_names
@@ -30,55 +31,84 @@ from refed_dspy.providers.registry import PROVIDERS, provider_for
 
 SERVICE_TIERS = ("default", "flex", "priority")  # the tiers a config may ask for (refed_dspy.providers.prices)
 UNSTATED = "unstated"  # a call's tier when one was asked for and its reply named none (priced never below the default)
-# USD per 1M tokens on one tier: uncached input, cached input, output, cache write (None: at the input price)
-_Prices = tuple[float, float, float, float | None]
-_Given = tuple[float | None, float | None, float | None, float | None]  # a config's, None where unset
 
 
 @dataclass(frozen=True)
 class Price:
     """USD per 1M tokens on one service tier (`tier`): uncached input, cached input (read from the provider's prompt
     cache), output, and prompt tokens written to the provider's prompt cache (`cache_write`; None: at the input price,
-    as OpenAI's automatic cache writes them; Anthropic charges 1.25x its input price). `table` holds the model's
-    prices on every tier known (this one's included), so that `at` can price a call another tier served."""
+    as OpenAI's automatic cache writes them; Anthropic charges 1.25x its input price). Some models charge more: for
+    hidden reasoning tokens (`reasoning`; None: at the output price), a fee per request whatever its tokens
+    (`per_call`, USD: a search model's), and for every token of a call whose prompt is long (`above`: (n, the price
+    of a call of n prompt tokens or more), ascending; gpt-5.4 past 272k, Gemini 2.5 Pro past 200k). `table` holds the
+    model's price on every tier known (this one's included), so that `at` can price a call another tier served."""
 
     input: float
     cached_input: float
     output: float
     cache_write: float | None = None
     tier: str = "default"
-    table: tuple[tuple[str, _Prices], ...] = field(default=(), compare=False)
+    table: tuple[tuple[str, Price], ...] = field(default=(), compare=False)
+    reasoning: float | None = None
+    per_call: float = 0.0
+    above: tuple[tuple[int, Price], ...] = ()
 
     @property
     def written(self) -> float:
         """USD per 1M prompt tokens written to the provider's cache."""
         return self.input if self.cache_write is None else self.cache_write
 
+    @property
+    def reasoned(self) -> float:
+        """USD per 1M hidden reasoning tokens."""
+        return self.output if self.reasoning is None else self.reasoning
+
+    def for_prompt(self, prompt_tokens: float) -> Price:
+        """The price of a call of `prompt_tokens` prompt tokens: the step of `above` it reaches, else this one (a
+        prompt of exactly a step's length at the step's price, never below what any provider charges for it)."""
+        found = self
+        for n, price in self.above:
+            if prompt_tokens >= n:
+                found = price
+        return found
+
     def cost(
-        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, written_tokens: int = 0
+        self,
+        prompt_tokens: float,
+        completion_tokens: float,
+        cached_tokens: float = 0,
+        written_tokens: float = 0,
+        reasoning_tokens: float = 0,
+        calls: float = 1,
     ) -> float:
-        """Cost of one call. `prompt_tokens` includes the tokens read from the provider's cache (`cached_tokens`) and
-        those written to it (`written_tokens`), as refed counts them for every provider."""
+        """Cost of `calls` calls (one by default) of these tokens in all. `prompt_tokens` includes the tokens read
+        from the provider's cache (`cached_tokens`) and those written to it (`written_tokens`), and
+        `completion_tokens` the hidden reasoning tokens (`reasoning_tokens`), as refed counts them for every
+        provider. Calls of more than one are priced at their mean prompt's length."""
+        p = self.for_prompt(prompt_tokens / max(calls, 1))
         cached = min(cached_tokens, prompt_tokens)
         written = min(written_tokens, prompt_tokens - cached)
+        reasoning = min(reasoning_tokens, completion_tokens)
         return (
-            (prompt_tokens - cached - written) * self.input
-            + cached * self.cached_input
-            + written * self.written
-            + completion_tokens * self.output
-        ) / 1e6
+            (prompt_tokens - cached - written) * p.input
+            + cached * p.cached_input
+            + written * p.written
+            + (completion_tokens - reasoning) * p.output
+            + reasoning * p.reasoned
+        ) / 1e6 + calls * p.per_call
 
-    def bound(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """The most one call of `prompt_tokens` and `completion_tokens` can cost: every prompt token at the dearer of
-        the input and cache-write prices (a call whose prompt the provider writes to its cache pays more than one
-        that reads nothing)."""
-        return (prompt_tokens * max(self.input, self.written) + completion_tokens * self.output) / 1e6
+    def bound(self, prompt_tokens: float, completion_tokens: float, calls: float = 1) -> float:
+        """The most `calls` calls (one by default) of `prompt_tokens` and `completion_tokens` in all can cost: every
+        prompt token at the dearer of the input and cache-write prices (a call whose prompt the provider writes to its
+        cache pays more than one that reads nothing), every output token at the dearer of the output and reasoning
+        prices, and each call's fee."""
+        p = self.for_prompt(prompt_tokens / max(calls, 1))
+        tokens = prompt_tokens * max(p.input, p.written) + completion_tokens * max(p.output, p.reasoned)
+        return tokens / 1e6 + calls * p.per_call
 
     def scaled(self, factor: float) -> Price:
-        """This price times `factor` (a batch API's discount), on every tier."""
-        table = tuple((name, _scaled(parts, factor)) for name, parts in self.table)
-        own = _scaled((self.input, self.cached_input, self.output, self.cache_write), factor)
-        return Price(*own, tier=self.tier, table=table)
+        """This price times `factor` (a batch API's discount), on every tier; a fee per request stays as it is."""
+        return _scaled(self, factor, tuple((name, _scaled(price, factor, ())) for name, price in self.table))
 
     def at(self, tier: str | None) -> Price:
         """The price of a call served on `tier` (None: this price's own tier). A tier whose price is not known (a
@@ -88,13 +118,8 @@ class Price:
             return self
         known = dict(self.table)
         if tier in known:
-            return Price(*known[tier], tier=tier, table=self.table)
-        mine = (self.input, self.cached_input, self.output, self.cache_write)
-        base = known.get("default", mine)
-        parts = [max(a, b) for a, b in zip(mine[:3], base[:3], strict=True)]
-        writes = [w for w in (mine[3], base[3]) if w is not None]
-        write = max([*writes, parts[0]]) if writes else None
-        return Price(*parts, write, tier=tier, table=self.table)
+            return replace(known[tier], table=self.table)
+        return replace(_dearer(self, known.get("default", self), tier), table=self.table)
 
     @property
     def tiers(self) -> tuple[str, ...]:
@@ -102,16 +127,47 @@ class Price:
         return tuple(name for name, _ in self.table) or (self.tier,)
 
     def dearer_than(self, other: Price) -> float:
-        """How many times `other` this price is at most, part by part (1 when it is not dearer): what a reservation
-        made at `other` is raised by for a call at this price."""
-        pairs = ((self.input, other.input), (self.written, other.written), (self.output, other.output))
-        return max([1.0, *(a / b for a, b in pairs if b > 0)])
+        """How many times `other` this price is at most, part by part and at every prompt length (1 when it is not
+        dearer): what a reservation made at `other` is raised by for a call at this price."""
+        lengths = sorted({0, *(n for n, _ in self.above), *(n for n, _ in other.above)})
+        return max(_ratio(self.for_prompt(n), other.for_prompt(n)) for n in lengths)
 
 
-def _scaled(parts: _Prices, factor: float) -> _Prices:
-    """One tier's prices times `factor` (an unset cache-write price stays unset: at the scaled input price)."""
-    inp, cached, out, write = parts
-    return (inp * factor, cached * factor, out * factor, None if write is None else write * factor)
+def _ratio(a: Price, b: Price) -> float:
+    """How many times `b` one-length price `a` is at most, part by part (1 when it is not dearer)."""
+    pairs = ((a.input, b.input), (a.written, b.written), (a.output, b.output), (a.reasoned, b.reasoned))
+    return max([1.0, *(x / y for x, y in pairs if y > 0), a.per_call / b.per_call if b.per_call else 1.0])
+
+
+def _scaled(price: Price, factor: float, table: tuple[tuple[str, Price], ...]) -> Price:
+    """`price` times `factor` with its steps (an unset cache-write or reasoning price stays unset: at the scaled
+    input or output price), carrying `table`."""
+    return replace(
+        price,
+        input=price.input * factor,
+        cached_input=price.cached_input * factor,
+        output=price.output * factor,
+        cache_write=None if price.cache_write is None else price.cache_write * factor,
+        reasoning=None if price.reasoning is None else price.reasoning * factor,
+        above=tuple((n, _scaled(step, factor, ())) for n, step in price.above),
+        table=table,
+    )
+
+
+def _dearer(a: Price, b: Price, tier: str) -> Price:
+    """The dearer of `a` and `b` part by part, at every prompt length, as a price on `tier`."""
+    parts = [max(x, y) for x, y in ((a.input, b.input), (a.cached_input, b.cached_input), (a.output, b.output))]
+    writes = [w for w in (a.cache_write, b.cache_write) if w is not None]
+    reasonings = [r for r in (a.reasoning, b.reasoning) if r is not None]
+    lengths = sorted({n for n, _ in a.above + b.above})
+    return Price(
+        *parts,
+        max([*writes, parts[0]]) if writes else None,
+        tier=tier,
+        reasoning=max([*reasonings, parts[2]]) if reasonings else None,
+        per_call=max(a.per_call, b.per_call),
+        above=tuple((n, _dearer(a.for_prompt(n), b.for_prompt(n), tier)) for n in lengths),
+    )
 
 
 _KEYS = (
@@ -120,50 +176,98 @@ _KEYS = (
     "output_cost_per_token",
     "cache_creation_input_token_cost",
 )
+_STEP = re.compile(r"^input_cost_per_token_above_(\d+)(k?)_tokens$")
+# a fee on every request, not on the search tool a request may ask for (Gemini's grounding): search models' own
+_SEARCHES = re.compile(r"(^|/)(sonar|[^/]*search)")
 
 
 @functools.lru_cache(maxsize=1)
-def _price_map() -> dict[str, dict[str, _Given]]:
-    """LiteLLM's price map: {model: {tier: (input, cached input, output, cache write) USD per token}}, the tiers being
-    those it prices (`default` from its plain keys, `flex` and `priority` from the keys ending `_flex` and
-    `_priority`), from its model table (refed_dspy.providers.litellm_table: read without importing LiteLLM)."""
-    out: dict[str, dict[str, _Given]] = {}
+def _price_map() -> dict[str, dict[str, Price]]:
+    """LiteLLM's price map: {model: {tier: Price}} (no table), the tiers being those it prices (`default` from its
+    plain keys, `flex` and `priority` from the keys ending `_flex` and `_priority`) where both its input and output
+    prices are known and not both nothing, from its model table (refed_dspy.providers.litellm_table: read without
+    importing LiteLLM)."""
+    out: dict[str, dict[str, Price]] = {}
     for name, e in litellm_models().items():
         if not isinstance(e, dict):
             continue
-        tiers = {}
-        for tier in SERVICE_TIERS:
-            end = "" if tier == "default" else f"_{tier}"
-            found = tuple(e.get(key + end) for key in _KEYS)
-            if tier == "default" or found[0] is not None or found[2] is not None:
-                tiers[tier] = found
+        default = _listed(name, e, "", None)
+        if default is None:
+            continue
+        tiers = {"default": default}
+        for tier in SERVICE_TIERS[1:]:
+            found = _listed(name, e, f"_{tier}", default)
+            if found is not None:
+                tiers[tier] = replace(found, tier=tier)
         out[name] = tiers
     return out
 
 
-def list_prices(model: str) -> dict[str, _Prices]:
-    """The list prices of `model` in LiteLLM's price map, USD per 1M tokens by service tier (provider prefix and date
-    suffix ignored when the map has no entry under the full name); {} when the map does not know it (or prices it at
-    nothing). A tier is there when both its input and output prices are (a cached price it lacks is its input's). A
-    tier without a cache-write price of its own has the default tier's ratio of cache write to input (None: at its
-    input price)."""
+def _listed(name: str, e: dict, end: str, default: Price | None) -> Price | None:
+    """The price map's price of one tier of model `name` (entry `e`, its keys ending `end`), USD per 1M tokens, or None
+    when its input or output price is unknown (or both nothing). A cached price it lacks is its input's; a cache-write
+    price it lacks keeps the `default` tier's ratio to the input price. Its long-prompt steps are its own keys', else
+    the default tier's."""
+    inp, cached, out, write = (e.get(key + end) for key in _KEYS)
+    if inp is None or out is None or (default is None and not inp and not out):
+        return None
+    if write is None and default is not None and default.cache_write is not None and default.input:
+        write = float(inp) * 1e-6 * default.cache_write / default.input
+    fees = e.get("search_context_cost_per_query") if _SEARCHES.search(name) else None
+    per_call = max(fees.values(), default=0.0) if isinstance(fees, dict) else 0.0
+    base = Price(
+        *_per_m(inp, inp if cached is None else cached, out),
+        None if write is None else round(float(write) * 1e6, 6),
+        reasoning=None
+        if e.get("output_cost_per_reasoning_token") is None
+        else _per_m(e["output_cost_per_reasoning_token"])[0],
+        per_call=float(per_call) + float(e.get("input_cost_per_request") or 0.0),
+    )
+    steps = _steps(e, end, base)
+    return replace(base, above=steps if steps or default is None else default.above)
+
+
+def _steps(e: dict, end: str, base: Price) -> tuple[tuple[int, Price], ...]:
+    """The long-prompt steps of a tier (`end`) in entry `e`: each step's parts it lacks at `base`'s, raised by the
+    step's own input ratio."""
+    steps = []
+    for key in e:
+        m = _STEP.match(key.removesuffix(end)) if key.endswith(end) else None
+        if m is None or e.get(key) is None:
+            continue
+        n = int(m[1]) * (1000 if m[2] else 1)
+        above = f"_above_{m[1]}{m[2]}_tokens{end}"
+        inp = _per_m(e[key])[0]
+        raise_ = inp / base.input if base.input else 1.0
+        own = [e.get(part + above) for part in _KEYS]
+        steps.append(
+            (
+                n,
+                replace(
+                    base,
+                    input=inp,
+                    cached_input=_per_m(own[1])[0] if own[1] is not None else base.cached_input * raise_,
+                    output=_per_m(own[2])[0] if own[2] is not None else base.output,
+                    cache_write=_per_m(own[3])[0]
+                    if own[3] is not None
+                    else (None if base.cache_write is None else base.cache_write * raise_),
+                ),
+            )
+        )
+    return tuple(sorted(steps, key=lambda step: step[0]))
+
+
+def _per_m(*usd_per_token: float) -> tuple[float, ...]:
+    return tuple(round(float(v or 0) * 1e6, 6) for v in usd_per_token)
+
+
+def list_prices(model: str) -> dict[str, Price]:
+    """The list prices of `model` in LiteLLM's price map by service tier (provider prefix and date suffix ignored when
+    the map has no entry under the full name); {} when the map does not know it (or prices it at nothing)."""
     table = _price_map()
     for name in table_names(model):
-        tiers = table.get(name) or {}
-        inp, _, out, _ = tiers.get("default", (None, None, None, None))
-        if not inp and not out:
-            continue
-        d_in, _, _, d_write = tiers["default"]
-        ratio = float(d_write) / float(d_in) if d_write is not None and d_in else None
-        found = {}
-        for tier, (i, c, o, w) in tiers.items():
-            if tier != "default" and (i is None or o is None):
-                continue
-            if w is None and ratio is not None and i is not None:
-                w = float(i) * ratio
-            per_m = tuple(round(float(v or 0) * 1e6, 6) for v in (i, c if c is not None else i, o))
-            found[tier] = (*per_m, None if w is None else round(float(w) * 1e6, 6))
-        return found
+        if name in table:
+            return table[name]
     return {}
 
 
@@ -190,25 +294,53 @@ def close_priced_names(model: str, n: int = 1) -> list[str]:
     return [name for name in found if name != model]
 
 
-def _resolved(own: Sequence[float | None], listed: _Prices | None, marked: MarkedCache | None) -> _Prices | None:
-    """One tier's prices: the config's where given, else the list's; None when its input or output stays unknown. An
+def _resolved(own: Sequence[float | None], listed: Price | None, marked: MarkedCache | None, tier: str) -> Price | None:
+    """One tier's price: the config's where given, else the list's; None when its input or output stays unknown. An
     unset cached price is the list's when the input's is the list's too, else the input's. An unset cache-write price
     keeps the list's ratio of cache write to input (Anthropic: 1.25x), so that a write is never priced below what the
-    provider charges for it. A model the list does not price, of a provider that caches what a request marks
-    (`marked`), has its unset cached and cache-write prices at that provider's factors of its input price."""
+    provider charges for it. The list's reasoning price, fee per request and long-prompt steps stay, each part raised
+    or lowered as the config's price of it is to the list's. A model the list does not price, of a provider that
+    caches what a request marks (`marked`), has its unset cached and cache-write prices at that provider's factors of
+    its input price."""
     inp_usd, cached_usd, out_usd, write_usd = (*own, None, None, None, None)[:4]
-    inp = inp_usd if inp_usd is not None else (listed[0] if listed else None)
-    out = out_usd if out_usd is not None else (listed[2] if listed else None)
+    inp = inp_usd if inp_usd is not None else (listed.input if listed else None)
+    out = out_usd if out_usd is not None else (listed.output if listed else None)
     if inp is None or out is None:
         return None
-    if listed is None and marked is not None:
-        cached = cached_usd if cached_usd is not None else inp * marked.read_factor
-        return (inp, cached, out, write_usd if write_usd is not None else inp * marked.write_factor)
-    cached = cached_usd if cached_usd is not None else (listed[1] if listed and inp_usd is None else inp)
+    if listed is None:
+        if marked is not None:
+            cached = cached_usd if cached_usd is not None else inp * marked.read_factor
+            return Price(inp, cached, out, write_usd if write_usd is not None else inp * marked.write_factor, tier=tier)
+        return Price(inp, cached_usd if cached_usd is not None else inp, out, write_usd, tier=tier)
+    cached = cached_usd if cached_usd is not None else (listed.cached_input if inp_usd is None else inp)
     write = write_usd
-    if write is None and listed is not None and listed[3] is not None:
-        write = listed[3] if inp_usd is None or not listed[0] else listed[3] / listed[0] * inp
-    return (inp, cached, out, write)
+    if write is None and listed.cache_write is not None:
+        write = listed.cache_write if inp_usd is None or not listed.input else listed.cache_write / listed.input * inp
+    price = Price(inp, cached, out, write, tier=tier)
+    return replace(_as(listed, price), above=tuple((n, _as(step, price, listed)) for n, step in listed.above))
+
+
+def _as(listed: Price, own: Price, base: Price | None = None) -> Price:
+    """`listed` (a list price, or one of its long-prompt steps over the list price `base`) with each part raised or
+    lowered as `own` is to the list's price of it; its reasoning price as the output's, its fee per request as it is."""
+    base = base or listed
+
+    def part(value: float | None, mine: float | None, theirs: float | None) -> float | None:
+        if value is None or mine is None or mine == theirs:
+            return mine if value is None else value
+        return value * mine / theirs if theirs else mine
+
+    return Price(
+        part(listed.input, own.input, base.input),
+        part(listed.cached_input, own.cached_input, base.cached_input),
+        part(listed.output, own.output, base.output),
+        part(listed.cache_write, own.cache_write, base.cache_write),
+        tier=own.tier,
+        reasoning=None
+        if listed.reasoning is None
+        else listed.reasoning * (own.output / base.output if base.output else 1),
+        per_call=listed.per_call,
+    )
 
 
 def resolve_price(
@@ -226,17 +358,18 @@ def resolve_price(
     listed = list_prices(model)
     marked = provider_for(model).marked_cache
     own = {"default": (input_usd, cached_usd, output_usd, write_usd), **(tier_prices or {})}
-    table: dict[str, _Prices] = {}
+    table: dict[str, Price] = {}
     for name in SERVICE_TIERS:
-        found = _resolved(own.get(name, ()), listed.get(name), marked)
+        found = _resolved(own.get(name, ()), listed.get(name), marked, name)
         base = table.get("default")
-        if found is not None and found[3] is None and base is not None and base[3] is not None and base[0]:
-            found = (*found[:3], base[3] / base[0] * found[0])  # a tier's write costs what the default's does, pro rata
+        if found is not None and found.cache_write is None and base is not None and base.cache_write is not None:
+            # a tier's write costs what the default's does, pro rata
+            found = replace(found, cache_write=base.cache_write / base.input * found.input if base.input else None)
         if found is not None:
             table[name] = found
     if tier not in table:
         return None
-    return Price(*table[tier], tier=tier, table=tuple(table.items()))
+    return replace(table[tier], table=tuple(table.items()))
 
 
 DEFAULT = "default"

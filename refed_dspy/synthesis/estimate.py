@@ -787,10 +787,12 @@ def priced(row: dict[str, Any], price: Any, factor: float, tiers: dict[str, Any]
 def _costs(row: dict[str, Any], price: Any) -> tuple[float, float, float]:
     """A row's cost at `price`: its point, low and high."""
     prompt, cached, completion = int(row["prompt_tokens"]), int(row["cached_tokens"]), int(row["completion_tokens"])
-    written = int(row.get("cache_write_tokens") or 0)
-    point = price.cost(prompt, completion, cached, written)
-    low = price.cost(prompt, int(completion * _LOW), cached, written)
-    high = price.bound(int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)))  # no cache hit at all
+    written, calls = int(row.get("cache_write_tokens") or 0), max(1.0, float(row.get("calls") or 0))
+    point = price.cost(prompt, completion, cached, written, calls=calls)  # priced at its calls' mean prompt
+    low = price.cost(prompt, int(completion * _LOW), cached, written, calls=calls)
+    high = price.bound(  # no cache hit at all
+        int(prompt * (1 + _REPAIRS)), int(completion * _HIGH * (1 + _REPAIRS)), calls=calls * (1 + _REPAIRS)
+    )
     return point, low, high
 
 
@@ -804,7 +806,8 @@ def _cost(row: dict[str, Any], price: Any, factor: float, tiers: dict[str, Any])
     point, low, high = _costs(row, price)
     prompt, completion = int(row["prompt_tokens"]), int(row["completion_tokens"])
     if row.get("cached_tokens") or row.get("cache_write_tokens"):  # what the prompt cache saves: the same tokens
-        row["uncached_cost_usd"] = price.cost(prompt, completion)  # with nothing read from it or written to it
+        # with nothing read from it or written to it
+        row["uncached_cost_usd"] = price.cost(prompt, completion, calls=max(1.0, float(row.get("calls") or 0)))
     row.update(
         cost_usd=point,
         cost_low_usd=low,

@@ -204,3 +204,64 @@ def test_a_model_the_list_does_not_price_is_priced_at_its_providers_cache_rates(
     assert resolve_price("anthropic/claude-next-9", 2.0, 0.3, 10.0).cached_input == 0.3
     mine = resolve_price("openai/my-finetune", 2.0, None, 10.0)
     assert (mine.cached_input, mine.written) == (2.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    "model, prompt", [("openai/gpt-5.4", 300_000), ("openai/gpt-5.4", 100_000), ("gemini/gemini-2.5-pro", 250_000)]
+)
+def test_a_long_prompt_is_priced_as_litellm_prices_it(model, prompt):
+    # past 272k (gpt-5.4) or 200k (Gemini 2.5 Pro) prompt tokens every token of the call costs more: the ledger, the
+    # reservation and the estimate read the step, and agree with LiteLLM's own calculator (the attacker's case: a call
+    # of 357k tokens recorded at half its price against a cost budget)
+    import litellm
+
+    provider, name = model.split("/")
+    want = sum(
+        litellm.cost_per_token(model=name, custom_llm_provider=provider, prompt_tokens=prompt, completion_tokens=2_000)
+    )
+    price = default_price(model)
+    assert price.cost(prompt, 2_000) == pytest.approx(want, rel=1e-9)
+    assert price.bound(prompt, 2_000) >= price.cost(prompt, 2_000)
+    # summed over calls, the step is read at their mean prompt (the estimate's rows), not at the sum
+    assert price.cost(3 * prompt, 6_000, calls=3) == pytest.approx(3 * want, rel=1e-9)
+    usage = usage_of([CallInfo("generate", model, prompt, 2_000)] * 3, price)
+    assert usage["cost_usd"] == pytest.approx(3 * want, rel=1e-9)
+
+
+def test_a_long_prompt_on_the_flex_tier_is_priced_at_flex_s_step():
+    price = default_price("openai/gpt-5.4")
+    assert price.at("flex").cost(300_000, 0) == pytest.approx(300_000 * 2.5 / 1e6)  # the map's _above_272k_tokens_flex
+    assert price.at("flex").cost(100_000, 0) == pytest.approx(100_000 * 1.25 / 1e6)
+    assert price.scaled(0.5).cost(300_000, 0) == pytest.approx(300_000 * 2.5 / 1e6)  # the batch discount, on the step
+    # a tier refed has no price for is never priced below the default tier, at the default's step too
+    assert price.at("unstated").cost(300_000, 0) == pytest.approx(300_000 * 5.0 / 1e6)
+    assert price.at("flex").dearer_than(price) == 1.0 and price.dearer_than(price.at("flex")) == pytest.approx(2.0)
+
+
+def test_a_config_s_price_of_a_model_with_a_long_prompt_step_moves_the_step_with_it():
+    own = resolve_price("openai/gpt-5.4", 1.25, None, 7.5)  # half the list's input and output prices
+    assert own.cost(300_000, 1_000) == pytest.approx((300_000 * 2.5 + 1_000 * 11.25) / 1e6)
+
+
+def test_hidden_reasoning_is_priced_at_its_own_rate_where_the_provider_has_one():
+    # DashScope's qwen-plus thinks at $4/M against $1.2/M for its answer: 1,000 of 1,100 completion tokens reasoning
+    price = default_price("dashscope/qwen-plus-2025-07-14")
+    assert price.cost(500, 1_100, reasoning_tokens=1_000) == pytest.approx((500 * 0.4 + 100 * 1.2 + 1_000 * 4.0) / 1e6)
+    assert price.bound(500, 1_100) == pytest.approx((500 * 0.4 + 1_100 * 4.0) / 1e6)  # every output token may think
+    calls = [CallInfo("respond", "m", 500, 1_100, reasoning_tokens=1_000)] * 2
+    assert usage_of(calls, price)["cost_usd"] == pytest.approx(2 * price.cost(500, 1_100, reasoning_tokens=1_000))
+    assert default_price("openai/o4-mini").reasoning is None  # where none is listed, reasoning is output
+
+
+def test_a_search_model_s_fee_per_request_is_priced_with_every_call():
+    # a search model charges per request whatever its tokens, by a search context size refed does not choose: the
+    # dearest; a model whose search is a tool it may be asked for (Gemini's grounding) is not charged it
+    sonar = default_price("perplexity/sonar")
+    assert sonar.per_call == 0.012 and sonar.cost(1_000, 100) == pytest.approx(1_100 * 1.0 / 1e6 + 0.012)
+    assert sonar.cost(2_000, 200, calls=2) == pytest.approx(2 * sonar.cost(1_000, 100))
+    assert sonar.bound(1_000, 100) >= 0.012
+    assert default_price("openai/gpt-4o-search-preview").per_call == 0.025
+    assert default_price("gemini/gemini-2.5-pro").per_call == 0.0
+    assert usage_of([CallInfo("generate", "m", 1_000, 100)] * 3, sonar)["cost_usd"] == pytest.approx(
+        3 * sonar.cost(1_000, 100)
+    )

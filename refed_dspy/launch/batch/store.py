@@ -410,7 +410,11 @@ def answered_costs(store: BatchStore, price: Price | None) -> list[float]:
             _, billed = billed_of(store, result)
             out.append(
                 price.cost(
-                    billed["prompt_tokens"], billed["completion_tokens"], billed["cached_tokens"], billed[CACHE_WRITE]
+                    billed["prompt_tokens"],
+                    billed["completion_tokens"],
+                    billed["cached_tokens"],
+                    billed[CACHE_WRITE],
+                    billed["reasoning_tokens"],
                 )
             )
     return out
