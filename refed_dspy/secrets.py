@@ -83,7 +83,17 @@ PLACEHOLDERS = frozenset(
         "apikey",
     }
 )
-_CREDENTIAL_SUFFIXES = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS")
+_CREDENTIAL_SUFFIXES = (
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "JWT",
+)
 # variables that hold secrets inside a longer value: OpenTelemetry's exporter headers (`k=v,k2=v2`, URL-encoded)
 _HEADER_VARIABLES = re.compile(r"^OTEL_EXPORTER_OTLP(_[A-Z]+)?_HEADERS$")
 # variables that name a URL whose userinfo may hold a password: MLflow's tracking server, and the endpoints the
@@ -119,8 +129,9 @@ _matcher = _Matcher()
 
 def is_credential_name(name: str) -> bool:
     """Whether an environment variable's name says it holds a credential (OPENAI_API_KEY, HF_TOKEN, MY_VLLM_KEY,
-    AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_PASSWORD)."""
-    return name.upper().endswith(_CREDENTIAL_SUFFIXES)
+    AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_PASSWORD, SNOWFLAKE_JWT, AWS_BEARER_TOKEN_BEDROCK)."""
+    upper = name.upper()
+    return upper.endswith(_CREDENTIAL_SUFFIXES) or "_BEARER_" in f"_{upper}_"
 
 
 def is_secret_value(value: Any) -> bool:
@@ -179,7 +190,7 @@ def _env_found() -> dict[str, frozenset[str]]:
         elif _HEADER_VARIABLES.match(name.upper()):
             candidates = _header_secrets(value)
         else:
-            candidates = (_url_password(value),)
+            candidates = _url_secrets(value)
         for one in candidates:
             if is_secret_value(one):
                 names.setdefault(one, set()).add(name)
@@ -188,11 +199,25 @@ def _env_found() -> dict[str, frozenset[str]]:
     return found
 
 
-def _url_password(url: str) -> str:
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The password of `url` and the values of its query parameters that name a credential (`?api-key=...`)."""
     try:
-        return unquote(urlsplit(url).password or "")
+        password = unquote(urlsplit(url).password or "")
     except ValueError:
-        return ""
+        password = ""
+    return (password, *(value for _, value in query_credentials(url)))
+
+
+# a query parameter of an endpoint URL that carries a credential (a gateway's `?api-key=`, Gemini's `?key=`, Azure
+# Functions' `?code=`, a signed URL's `sig`)
+_QUERY_CREDENTIAL = re.compile(r"key|token|secret|passw|sig|auth|code|credential", re.IGNORECASE)
+
+
+def query_credentials(url: str) -> list[tuple[str, str]]:
+    """(name, value) of each query parameter of `url` whose name says it carries a credential."""
+    query = url.partition("?")[2].partition("#")[0]
+    pairs = (part.partition("=") for part in query.split("&") if part)
+    return [(unquote(name), unquote(value)) for name, _, value in pairs if value and _QUERY_CREDENTIAL.search(name)]
 
 
 def sources_of(value: str) -> frozenset[str]:

@@ -7,6 +7,9 @@ import io
 import json
 import sys
 
+import pytest
+
+from refed_dspy.errors import ConfigError
 from refed_dspy.secrets import MaskedStream, first_line, hold, is_credential_name, mask, mask_value, masked_streams
 from refed_dspy.store.jsonl import JsonlWriter, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
@@ -14,7 +17,16 @@ KEY = "sk-unit-test-key-7Q2M9XKPL4WZ"  # long: masked to its first 3 and last 4 
 
 
 def test_credential_names():
-    for name in ("OPENAI_API_KEY", "MY_VLLM_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "APP_SECRET"):
+    for name in (
+        "OPENAI_API_KEY",
+        "MY_VLLM_KEY",
+        "HF_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "DB_PASSWORD",
+        "APP_SECRET",
+        "SNOWFLAKE_JWT",
+        "AWS_BEARER_TOKEN_BEDROCK",
+    ):
         assert is_credential_name(name), name
     for name in ("PATH", "HOME", "OPENAI_API_BASE", "AWS_ACCESS_KEY_ID", "KEYBOARD_LAYOUT"):
         assert not is_credential_name(name), name
@@ -170,3 +182,11 @@ def test_a_password_in_a_tracking_uri_or_an_environment_endpoint_is_kept_out_of_
     assert mask("could not connect with dbpass-9f8e7d6c5b") == "could not connect with ***"  # held as it was read
     monkeypatch.setenv("OPENAI_BASE_URL", "http://me:hunter2-9f8e7d6c5b@10.0.0.5:8000/v1")
     assert fingerprint(load_config(None, []))["teacher"]["api_base"] == "http://***@10.0.0.5:8000/v1"
+    # a gateway's key in the query of the endpoint variable: kept out of the records and held; in a config's api_base,
+    # refused (an attacker found it written in config.toml, samples.jsonl, summary.json and MLflow)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://10.0.0.5:8000/v1?api-key=gwq-SECRETgatewayquerykey0123456789")
+    assert fingerprint(load_config(None, []))["teacher"]["api_base"] == "http://10.0.0.5:8000/v1?api-key=***"
+    assert "gwq-SECRET" not in mask("the gateway said gwq-SECRETgatewayquerykey0123456789")
+    with pytest.raises(ConfigError, match=r"carries a key in its query \(http://10.0.0.5:8000/v1\?key=\*\*\*\)"):
+        load_config(None, ["teacher.api_base='http://10.0.0.5:8000/v1?key=gwq-SECRETgatewayquerykey0123456789'"])
+    assert load_config(None, ["teacher.api_base='http://10.0.0.5:8000/v1?api-version=2024-10-21'"])

@@ -48,13 +48,14 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from dspy.utils.callback import BaseCallback
 
 from refed_dspy.errors import KeyProviderError
 from refed_dspy.providers.keys import (
     Destination,
+    host_of,
     key_destination,
     key_provider,
     key_route,
@@ -62,6 +63,7 @@ from refed_dspy.providers.keys import (
     warn_once,
     warn_route,
 )
+from refed_dspy.providers.litellm_table import SIGNED_WITH
 from refed_dspy.secrets import find_held, held_in_body, hold, is_credential_name, is_secret_value, sources_of
 
 log = logging.getLogger(__name__)
@@ -94,13 +96,22 @@ def check_request(url: str, header_values: Iterable[str], body: bytes = b"") -> 
     for value in find_held(url, *texts) | held_in_body(body):
         for env, owner in _owners(value):
             found = key_destination(owner, url)
+            if env in SIGNED_WITH:  # a secret its client signs with is sent to no host at all, its provider's neither
+                _refuse(
+                    f"refused to send ${env} to {host_of(url)}: it is a secret {owner}'s client signs requests with, "
+                    "never sent; no request carried it: give an API key of the provider in its own variable (or none)"
+                )
             if found.verdict == "refuse":
-                text = refusal_text(env, owner, found)
-                with _lock:
-                    refusal = _refusals.setdefault(text, KeyProviderError(text))
-                raise refusal
+                _refuse(refusal_text(env, owner, found))
             if found.verdict == "warn":
                 warn_once(env, owner, found)
+
+
+def _refuse(text: str) -> NoReturn:
+    """Raise the refusal said in `text`, the same object each time it is said (a client that wraps it keeps it)."""
+    with _lock:
+        refusal = _refusals.setdefault(text, KeyProviderError(text))
+    raise refusal
 
 
 def refusal_in(err: BaseException) -> KeyProviderError | None:

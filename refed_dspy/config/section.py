@@ -22,13 +22,14 @@ import re
 import sys
 import typing
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.registry import Registry
+from refed_dspy.secrets import query_credentials
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -153,6 +154,11 @@ def http_endpoint(value: str) -> str:
             f"carries a user name or password ({shown}), which would be written in the run's config.toml and "
             "records: give the server's key in an environment variable named by api_key_env"
         )
+    if query_credentials(value):  # the same of a key in its query: never said back
+        raise ValueError(
+            f"carries a key in its query ({without_password(value)}), which would be written in the run's config.toml "
+            "and records: give the server's key in an environment variable named by api_key_env"
+        )
     try:
         parts = urlsplit(value)
         if parts.scheme in ("http", "https") and parts.hostname and parts.port != 0:
@@ -167,7 +173,10 @@ def http_endpoint(value: str) -> str:
 
 def without_password(url: str, whole: bool = False) -> str:
     """`url` with what stands before the `@` of its authority as `***` (a user name and password: a database's URI,
-    `postgresql://user:secret@host/db`); `whole`: before its last `@` anywhere (a password may hold `/`, `?`, `#`)."""
+    `postgresql://user:secret@host/db`; `whole`: before its last `@` anywhere, as a password may hold `/`, `?`, `#`),
+    and the value of each query parameter that carries a credential (`?api-key=***`)."""
+    for _, value in query_credentials(url):
+        url = url.replace(f"={quote(value, safe='')}", "=***").replace(f"={value}", "=***")
     head, sep, rest = url.partition("://")
     if not sep:
         head, rest = "", url

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from refed_dspy.providers.litellm_table import KEY_VARIABLES
+from refed_dspy.providers.litellm_table import key_variables
 from refed_dspy.providers.sampling import Sampling, usual_sampling
 
 # the JSON Schema keywords that bound a value (our schemas carry each of them where a type says so)
@@ -352,7 +352,7 @@ class Provider:
     def key_variables(self) -> tuple[str, ...]:
         """The variables LiteLLM reads its key from, prefix by prefix (refed_dspy.providers.litellm_table), then those
         its own documentation names (`key_names`)."""
-        names = (name for prefix in (self.name, *self.prefixes) for name in KEY_VARIABLES.get(prefix, ()))
+        names = (name for prefix in (self.name, *self.prefixes) for name in key_variables(prefix))
         return tuple(dict.fromkeys((*names, *self.key_names)))
 
     @property

@@ -43,7 +43,13 @@ import idna
 
 from refed_dspy.errors import KeyProviderError, MissingKeyError
 from refed_dspy.providers.base import Provider, provider_of
-from refed_dspy.providers.litellm_table import DEFAULT_HOSTS, KEY_VARIABLES, LITELLM_PROVIDERS
+from refed_dspy.providers.litellm_table import (
+    DEFAULT_HOSTS,
+    KEY_VARIABLES,
+    LITELLM_PROVIDERS,
+    key_variables,
+    signs_itself,
+)
 from refed_dspy.providers.registry import PROVIDERS, provider_for
 from refed_dspy.secrets import hold
 
@@ -286,7 +292,7 @@ def provider_key_names(model: str) -> tuple[str, ...]:
     if not provider:
         return ()
     serving = PROVIDERS.for_prefix(provider)
-    return KEY_VARIABLES.get(provider) or (serving.client_keys if serving is not None else ())
+    return key_variables(provider) or (serving.client_keys if serving is not None else ())
 
 
 @functools.lru_cache(maxsize=256)
@@ -303,7 +309,38 @@ def key_provider(env: str) -> str | None:
     stem = _KEY_SUFFIX.sub("", upper)
     if stem != upper and stem.replace("_", "") in _BY_COMPACT:
         return _BY_COMPACT[stem.replace("_", "")]
+    if upper in CREDENTIAL_OWNERS:
+        return CREDENTIAL_OWNERS[upper]
     return next((p for p, names in sorted(KEY_VARIABLES.items()) if upper in names), None)
+
+
+# variables LiteLLM reads a provider's credential from that neither its key table nor a key's usual name places
+# (read from its code: get_secret_str and os.environ): a value in one is that provider's, and goes to no other's host
+CREDENTIAL_OWNERS = {
+    "AIMLAPI_KEY": "aiml",
+    "ALEPH_ALPHA_API_KEY": "aleph_alpha",
+    "ALEPHALPHA_API_KEY": "aleph_alpha",
+    "ANTHROPIC_AWS_API_KEY": "anthropic",
+    "ARK_API_KEY": "volcengine",
+    "AWS_BEARER_TOKEN_BEDROCK": "bedrock",
+    "AZURE_AD_TOKEN": "azure",
+    "FEATHERLESS_API_KEY": "featherless_ai",
+    "FRIENDLI_TOKEN": "friendliai",
+    "JINA_API_KEY": "jina_ai",
+    "LAMBDA_API_KEY": "lambda_ai",
+    "LLAMA_API_KEY": "meta_llama",
+    "MISTRAL_AZURE_API_KEY": "azure_ai",
+    "NANOGPT_API_KEY": "nano-gpt",
+    "PALM_API_KEY": "gemini",
+    "SCW_SECRET_KEY": "scaleway",
+    "SNOWFLAKE_JWT": "snowflake",
+    "VOYAGE_AI_API_KEY": "voyage",
+    "WATSONX_APIKEY": "watsonx",
+    "WATSONX_ZENAPIKEY": "watsonx",
+    "WX_API_KEY": "watsonx",
+}
+# the key variables of its own a provider whose client signs itself sends, when set (bedrock's API keys)
+_OWNED = {"bedrock": ("AWS_BEARER_TOKEN_BEDROCK",)}
 
 
 @dataclass(frozen=True)
@@ -422,7 +459,7 @@ def own_variable(provider: str, names: tuple[str, ...]) -> str:
 
 def variable_of(provider: str) -> str:
     """The variable a provider's key is usually read from (GROQ_API_KEY, TOGETHERAI_API_KEY)."""
-    return own_variable(family(provider), KEY_VARIABLES.get(family(provider), ()))
+    return own_variable(family(provider), key_variables(family(provider)))
 
 
 def key_variable(model: str, named: str | None, environ: Mapping[str, str]) -> str | None:
@@ -441,8 +478,11 @@ def _key_variable(serving: Provider, model: str, named: str | None, environ: Map
     own = f"{provider.upper()}_API_KEY"
     if environ.get(own):
         return own  # the usual name is set
-    names = provider_key_names(model)
-    return next((n for n in names if environ.get(n)), None) or own_variable(provider, names)
+    names = (*provider_key_names(model), *_OWNED.get(provider, ()))
+    found = next((n for n in names if environ.get(n)), None)
+    if found is None and signs_itself(provider):
+        return None  # its client signs with the AWS credentials it reads itself: no key to send
+    return found or own_variable(provider, names)
 
 
 def provider_variable_set(model: str, environ: Mapping[str, str]) -> str | None:
@@ -451,7 +491,7 @@ def provider_variable_set(model: str, environ: Mapping[str, str]) -> str | None:
     provider = provider_of(model)
     if provider_for(model).keyless:
         return None
-    names = (f"{provider.upper()}_API_KEY", *KEY_VARIABLES.get(provider, ()))
+    names = (f"{provider.upper()}_API_KEY", *key_variables(provider), *_OWNED.get(provider, ()))
     return next((name for name in names if environ.get(name)), None)
 
 

@@ -114,6 +114,22 @@ KEY_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 
 
+# of the variables that table names, those LiteLLM's client signs requests with and never sends (AWS SigV4, for
+# bedrock and sagemaker): no key, never passed as one, never let onto the wire (refed_dspy.clients.destination)
+SIGNED_WITH = frozenset({"AWS_SECRET_ACCESS_KEY"})
+
+
+def key_variables(provider: str) -> tuple[str, ...]:
+    """The variables LiteLLM reads `provider`'s key from: its table's, less those its client only signs with."""
+    return tuple(name for name in KEY_VARIABLES.get(provider, ()) if name not in SIGNED_WITH)
+
+
+def signs_itself(provider: str) -> bool:
+    """Whether LiteLLM's client of `provider` signs its requests with credentials it reads itself (AWS's), so that
+    a key is optional: only a key variable of its own that is set (AWS_BEARER_TOKEN_BEDROCK) is sent."""
+    return bool(KEY_VARIABLES.get(provider)) and not key_variables(provider)
+
+
 # the host of the api_base LiteLLM sends a keyed provider's calls to when none is given (its get_llm_provider)
 DEFAULT_HOSTS: dict[str, str] = {
     "ai21_chat": "api.ai21.com",

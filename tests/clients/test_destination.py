@@ -143,6 +143,41 @@ def test_a_basic_credential_and_a_query_key_are_read_too(monkeypatch):
     check_request("http://api.groq.com/v1", ["Bearer some-other-value-entirely"])  # no held key: sent
 
 
+@pytest.mark.parametrize(
+    "env", ["WATSONX_APIKEY", "AZURE_AD_TOKEN", "LLAMA_API_KEY", "AWS_BEARER_TOKEN_BEDROCK", "SNOWFLAKE_JWT"]
+)
+def test_variables_litellm_reads_a_provider_s_credential_from_are_that_provider_s(monkeypatch, env):
+    # an attacker sent each of these to api.groq.com, exit 0: neither LiteLLM's key table nor a key's usual name
+    # placed them, so the checks counted them as nobody's (and the last two were not held at all)
+    monkeypatch.setenv(env, "a-credential-of-its-provider-7Q2W9E4R")
+    assert key_refusal(env, "openai/x", ["https://api.groq.com/openai/v1"]) is not None, env
+    with pytest.raises(KeyProviderError, match=f"\\${env}"):
+        check_request(
+            "http://api.groq.com/openai/v1/chat/completions", ["Bearer a-credential-of-its-provider-7Q2W9E4R"]
+        )
+
+
+def test_the_secret_aws_signs_with_is_never_a_key_and_never_sent(monkeypatch):
+    # a bedrock model was given $AWS_SECRET_ACCESS_KEY as its api_key, which LiteLLM sends as a Bearer token on every
+    # request (an attacker's proxy logged it): now the client signs with it (SigV4) and it leaves for no host at all
+    from refed_dspy.config import LMSpec
+    from refed_dspy.providers.keys import check_key, key_variable
+
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE12")
+    for model in ("bedrock/anthropic.claude-3-haiku-20240307-v1:0", "sagemaker/my-endpoint"):
+        assert key_variable(model, None, os.environ) is None, model
+        assert check_key(LMSpec(model=model), "teacher") is None, model  # no key asked for, none passed
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "ABSK-a-bedrock-api-key-0123456789")  # bedrock's own API key
+    assert (
+        key_variable("bedrock/anthropic.claude-3-haiku-20240307-v1:0", None, os.environ) == "AWS_BEARER_TOKEN_BEDROCK"
+    )
+    for url in ("https://bedrock-runtime.us-east-1.amazonaws.com/model/x/converse", "http://api.groq.com/v1"):
+        with pytest.raises(KeyProviderError, match="AWS_SECRET_ACCESS_KEY.*never sent"):
+            check_request(url, [f"Bearer {secret}"])
+
+
 def test_a_percent_encoded_host_is_refused_as_it_leaves(monkeypatch):
     """What a user's own LM or a key held only in a header sends toward a percent-encoded host meets the check in the
     HTTP layer: read as a WHATWG parser (a proxy) reads it, it is another provider's."""

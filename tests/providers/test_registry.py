@@ -103,7 +103,7 @@ def test_an_unknown_prefix_gets_a_provider_that_knows_nothing_but_its_name():
         None,
     )
     assert (provider.hosts, provider.keyless, provider.dialect.name) == ((), False, "minimal")
-    assert provider.key_variables == ("AWS_SECRET_ACCESS_KEY",)  # LiteLLM's table still names its key
+    assert provider.key_variables == ()  # LiteLLM's table names only the secret its client signs with: no key
     assert "bedrock" not in PROVIDERS
     assert call_url("bedrock/amazon.nova-pro-v1:0", None) == "bedrock's default endpoint"
     with pytest.raises(ConfigError, match="provider 'bedrock' is not a known provider; available: openai, azure, "):
