@@ -41,9 +41,8 @@ from refed_dspy.clients.calls import (
     CallTag,
     MustWait,
     ReplyFormatError,
-    _calls,
     _stage,
-    _work_ledger,
+    current_work,
     finish_error,
     read_reply,
 )
@@ -328,7 +327,7 @@ class CallBoundary:
         tag = request.tag if request is not None else None
         if reported and tag is not None:
             tag.info = info
-        calls = _calls.get()
+        calls = current_work().calls
         if calls is not None:
             calls.append(info)
         if self.budget is not None:
@@ -356,7 +355,7 @@ class CallBoundary:
             err.tier_unavailable = True  # read by tries.again, and by the engine's classify: no failure of the work
             failed.tier_unavailable = True
         settle(request.opened if request is not None else None, failed, self.price)
-        calls = _calls.get()
+        calls = current_work().calls
         if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
             calls.append(failed)
 
@@ -549,7 +548,7 @@ def ledger_of(lm: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, int | 
     ledger of the engine's work that makes it (None: none); and under a cost budget its prompt, counted, so that it
     is reserved at what it will really cost."""
     budget = lm.budget
-    ledger = budget if budget is not None else _work_ledger.get()
+    ledger = budget if budget is not None else current_work().ledger
     if ledger is None:
         return None, None
     if budget is not None and lm.price is None and budget.max_cost_usd is not None:

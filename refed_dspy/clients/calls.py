@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from refed_dspy.providers.base import StablePrompt
@@ -111,11 +111,18 @@ class CallTag:
     info: CallInfo | None = None
 
 
-_calls: contextvars.ContextVar[list[CallInfo] | None] = contextvars.ContextVar("refed_calls", default=None)
+@dataclass(frozen=True)
+class Work:
+    """The piece of work the LM calls made in a block are for: the list its calls are collected into (None: none)
+    and the ledger they are opened on (the engine's TaskLedger of one task; None: none, or the LM's own budget)."""
+
+    calls: list[CallInfo] | None = None
+    ledger: Any = None
+
+
+_NO_WORK = Work()  # frozen: the default shared by every context
+_work: contextvars.ContextVar[Work] = contextvars.ContextVar("refed_work", default=_NO_WORK)
 _stage: contextvars.ContextVar[str] = contextvars.ContextVar("refed_stage", default="unknown")
-# the ledger the calls of one of the engine's tasks are opened on (refed_dspy.ledger.budget.TaskLedger): each request
-# written to the run's log before it is sent, and reserved beyond its task's reservation when its prompt needs it
-_work_ledger: contextvars.ContextVar[Any] = contextvars.ContextVar("refed_work_ledger", default=None)
 
 
 @contextlib.contextmanager
@@ -133,27 +140,36 @@ def current_stage() -> str:
     return _stage.get()
 
 
+def current_work() -> Work:
+    """The work the LM calls made here are for (see `collect_calls` and `opened_on`)."""
+    return _work.get()
+
+
+@contextlib.contextmanager
+def _working(work: Work) -> Iterator[None]:
+    token = _work.set(work)
+    try:
+        yield
+    finally:
+        _work.reset(token)
+
+
 @contextlib.contextmanager
 def collect_calls(into: list[CallInfo] | None = None) -> Iterator[list[CallInfo]]:
     """Collect the CallInfo of every LM call made in this block (in this task/context), into `into` when given
     (the owner of a piece of work keeps that list, so what a cancelled piece of work paid is not lost)."""
     calls = into if into is not None else []
-    token = _calls.set(calls)
-    try:
+    with _working(replace(_work.get(), calls=calls)):
         yield calls
-    finally:
-        _calls.reset(token)
 
 
 @contextlib.contextmanager
 def opened_on(ledger: Any) -> Iterator[None]:
     """The requests of LMs with no budget of their own made in this block, and in asyncio tasks created in it (they
-    copy its context), are opened on `ledger` at the call boundary (the engine's TaskLedger of one task)."""
-    token = _work_ledger.set(ledger)
-    try:
+    copy its context), are opened on `ledger` at the call boundary (the engine's TaskLedger of one task): each written
+    to the run's log before it is sent, and reserved beyond its task's reservation when its prompt needs it."""
+    with _working(replace(_work.get(), ledger=ledger)):
         yield
-    finally:
-        _work_ledger.reset(token)
 
 
 def _first_text(outputs: Any) -> str | None:

@@ -36,7 +36,7 @@ from typing import Any
 import dspy
 
 from refed_dspy.clients.boundary import CallBoundary, scopes_from
-from refed_dspy.clients.calls import _work_ledger, current_stage
+from refed_dspy.clients.calls import current_stage, current_work
 from refed_dspy.clients.destination import check_begins, check_ends, endpoint_of
 from refed_dspy.clients.flights import Flights
 from refed_dspy.clients.lm import bounded, price_of_lm
@@ -98,7 +98,7 @@ class LedgerScope:
         budget attached and no engine work making it (a user's build_lm LM a teleprompter holds, or a copy of it such
         as MIPROv2's proposer makes of its prompt_model). Only a scope with a budget of its own takes such an LM; in
         the engine's scope the work's collector counts it already."""
-        return self.budget is not None and lm.budget is None and _work_ledger.get() is None
+        return self.budget is not None and lm.budget is None and current_work().ledger is None
 
     def _twin(self, lm: Any, role: str) -> Any:
         twin = bounded(lm, role, fresh=True)
