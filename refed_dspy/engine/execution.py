@@ -664,6 +664,10 @@ class TaskAccounts:
         # calls are reserved at the boundary as they are made, once the first has shown what one costs): a budget
         # that one worst case fits starts
         cost = per_call if at_boundary and not self.budget.seen(self.role) else calls * per_call
+        if not at_boundary and self.budget.max_cost_usd is not None:
+            # no call of it is gated one by one here (its prompts are counted nowhere the budget sees): under a cost
+            # budget each is held at its worst case, as the boundary holds each call in flight
+            cost = calls * max(per_call, self.budget.worst_call_cost(self.price, self.max_tokens, self.role))
         if not self.budget.try_reserve(calls, cost, final=final, what=self._first_call(calls, cost)):
             return None
         task = Task(kind, slots, calls, cost, payload, calls=TaskCalls(calls))

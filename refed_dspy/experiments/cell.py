@@ -29,6 +29,7 @@ from refed_dspy.experiments.spend import (
     experiment_limits,
     left_to_spend,
     lesser,
+    own_left,
     own_limit_that_stopped,
     total_of,
 )
@@ -79,6 +80,7 @@ class _Allowance:
     cost: float | None
     calls_from: Limit | None
     cost_from: Limit | None
+    own: tuple[int | None, float | None] = (None, None)  # what its own optimize limits leave it, calls and cost
 
 
 def run_cell(
@@ -146,11 +148,19 @@ def _allowance(
         return unstarted(cell, cfg, bkey, str(err))
     opt_calls = None if calls is None else calls - int(judging.get("calls") or 0)
     opt_cost = None if cost is None else cost - float(judging.get("cost_usd") or 0.0)
-    calls_from, cost_from = cell_limits(spend.ledger, judging, cfg, opt_calls, opt_cost)
-    usable = lesser(cfg.optimize.max_calls, opt_calls)
-    paid = int(spend.part(f"cell:{cell.id}:optimize").get("calls") or 0)
+    before = spend.part(f"cell:{cell.id}:optimize")  # its optimization's calls and cost in earlier invocations
+    calls_from, cost_from = cell_limits(spend.ledger, judging, cfg, before, opt_calls, opt_cost)
+    own = own_left(cfg, before)
+    usable = lesser(own[0], opt_calls)
+    paid = int(before.get("calls") or 0)
     why = None
-    if (opt_calls is not None and opt_calls < 1) or (opt_cost is not None and opt_cost <= 0):
+    if (own[0] is not None and own[0] < 1) or (own[1] is not None and own[1] <= 0):
+        why = (
+            f"its optimize limits (optimize.max_calls = {cfg.optimize.max_calls}, optimize.max_cost_usd = "
+            f"{cfg.optimize.max_cost_usd}) are spent: its earlier invocations paid "
+            f"{amounts_text(before.get('calls', 0), before.get('cost_usd'))}; raise them and run the same command"
+        )
+    elif (opt_calls is not None and opt_calls < 1) or (opt_cost is not None and opt_cost <= 0):
         why = (
             f"experiment.max_calls / max_cost_usd leave {amounts_text(calls, cost)}, and judging its test examples "
             f"takes {amounts_text(judging.get('calls', 0), judging.get('cost_usd'))} (what the baseline's took); raise "
@@ -163,7 +173,7 @@ def _allowance(
             f"{calls_from.note or f'= {usable}'} leaves it {usable}; raise {calls_from.field} and run the same command"
         )
     if why is None:
-        return _Allowance(opt_calls, opt_cost, calls_from, cost_from)
+        return _Allowance(opt_calls, opt_cost, calls_from, cost_from, own)
     row = unstarted(cell, cfg, bkey, why)
     if calls_from is not None and calls_from.field == "optimize.max_calls" and least is not None:
         row["stopped_by"] = f"optimize.max_calls = {cfg.optimize.max_calls}"
@@ -177,8 +187,8 @@ def _run_config(plan: ExperimentPlan, cell: Cell, allowance: _Allowance) -> Conf
     cfg, cell_dir = plan.configs[cell.id], plan.out / "cells" / cell.id
     data = cfg.model_dump(mode="json")
     data["optimize"]["out"] = str(cell_dir / "optimize")
-    data["optimize"]["max_calls"] = lesser(cfg.optimize.max_calls, allowance.calls)
-    data["optimize"]["max_cost_usd"] = lesser(cfg.optimize.max_cost_usd, allowance.cost)
+    data["optimize"]["max_calls"] = lesser(allowance.own[0], allowance.calls)
+    data["optimize"]["max_cost_usd"] = lesser(allowance.own[1], allowance.cost)
     data["run"]["dir"] = str(cell_dir)
     return Config.model_validate(data)
 
@@ -217,9 +227,10 @@ def _failure(plan: ExperimentPlan, cell: Cell, err: Exception, allowance: _Allow
     said = first_line(err, limit=2000 if isinstance(err, RefedError) else 300)
     out = {"status": "budget" if budget else "failed", "error": f"{type(err).__name__}: {said}"}
     if budget and not isinstance(err, BudgetStop):  # its optimization's ledger, not the test judging's
-        own = plan.configs[cell.id].optimize  # its own limits, before the experiment's leftovers were folded in
         tripped = getattr(err, "budget_stop", None) or ""
-        mine = own_limit_that_stopped(tripped, own.max_calls, own.max_cost_usd, allowance.calls, allowance.cost)
+        own = plan.configs[cell.id].optimize  # its own limits, before what it paid and the experiment's were folded in
+        caps = (own.max_calls, own.max_cost_usd)
+        mine = own_limit_that_stopped(tripped, caps, allowance.own, (allowance.calls, allowance.cost))
         if mine:
             out["stopped_by"] = mine
     return out

@@ -253,19 +253,30 @@ def lesser(a: Any, b: Any) -> Any:
     return b if a is None else a if b is None else min(a, b)
 
 
-def own_limit_that_stopped(
-    tripped: str, max_calls: int | None, max_cost_usd: float | None, calls_left: int | None, cost_left: float | None
-) -> str | None:
+Amounts = tuple[int | None, float | None]  # calls and cost (None: no such limit)
+
+
+def own_limit_that_stopped(tripped: str, caps: Amounts, own: Amounts, left: Amounts) -> str | None:
     """The cell's own optimize limit that stopped it, or None when what the experiment left was the tighter one (or
-    the stop was another): `tripped` is the ledger's reason (ledger/budget.py words it), the limits the cell's own,
-    the lefts what the experiment's budget allowed when the cell started."""
-    for phrase, name, own, left in (
-        ("the LM-call budget of ", "max_calls", max_calls, calls_left),
-        ("the cost budget of ", "max_cost_usd", max_cost_usd, cost_left),
+    the stop was another): `tripped` is the ledger's reason (ledger/budget.py words it), `caps` the cell's own limits,
+    `own` what they left it (less what it paid before) and `left` what the experiment's budget allowed when the cell
+    started."""
+    for phrase, name, cap, mine, theirs in (
+        ("the LM-call budget of ", "max_calls", caps[0], own[0], left[0]),
+        ("the cost budget of ", "max_cost_usd", caps[1], own[1], left[1]),
     ):
-        if phrase in tripped and own is not None and (left is None or own < left):
-            return f"optimize.{name} = {own}"
+        if phrase in tripped and mine is not None and (theirs is None or mine < theirs):
+            return f"optimize.{name} = {cap}"
     return None
+
+
+def own_left(cfg: Config, paid: dict[str, Any]) -> Amounts:
+    """What a cell's own optimize limits leave it (None: no such limit): each less what its optimization paid over the
+    experiment's earlier invocations (`paid`; a cap belongs to the command across its re-runs)."""
+    own = cfg.optimize
+    calls = None if own.max_calls is None else own.max_calls - int(paid.get("calls") or 0)
+    cost = None if own.max_cost_usd is None else own.max_cost_usd - float(paid.get("cost_usd") or 0.0)
+    return calls, cost
 
 
 def amounts_text(calls: Any, cost: Any) -> str:
@@ -273,17 +284,29 @@ def amounts_text(calls: Any, cost: Any) -> str:
 
 
 def cell_limits(
-    ledger: CallBudget, judging: dict[str, Any], cfg: Config, opt_calls: int | None, opt_cost: float | None
+    ledger: CallBudget,
+    judging: dict[str, Any],
+    cfg: Config,
+    paid: dict[str, Any],
+    opt_calls: int | None,
+    opt_cost: float | None,
 ) -> tuple[Limit | None, Limit | None]:
-    """Which limit binds a cell's optimization, calls and cost: its own optimize limit, or what the experiment's leaves
-    it (said with its numbers), whichever is less."""
+    """Which limit binds a cell's optimization, calls and cost: its own optimize limit (less what it `paid` before),
+    or what the experiment's leaves it (said with its numbers), whichever is less."""
+    own_calls, own_cost = own_left(cfg, paid)
 
     def one(kind: str, own: Any, left: Any, total: Any, spent: Any, held: Any) -> Limit | None:
+        show = usd if kind == "max_cost_usd" else str
         if own is not None and (left is None or own <= left):
-            return Limit(f"optimize.{kind}")
+            before = paid.get("cost_usd" if kind == "max_cost_usd" else "calls")
+            note = (
+                f"= {show(getattr(cfg.optimize, kind))}, {show(before)} of it paid by earlier invocations"
+                if before
+                else ""
+            )
+            return Limit(f"optimize.{kind}", note)
         if left is None:
             return None
-        show = usd if kind == "max_cost_usd" else str
         return Limit(
             f"experiment.{kind}",
             f"= {show(total)} leaves this cell {show(left)} to optimize with ({show(spent)} spent by the experiment "
@@ -291,10 +314,10 @@ def cell_limits(
         )
 
     return (
-        one("max_calls", cfg.optimize.max_calls, opt_calls, ledger.max_calls, ledger.total_calls, judging.get("calls")),
+        one("max_calls", own_calls, opt_calls, ledger.max_calls, ledger.total_calls, judging.get("calls")),
         one(
             "max_cost_usd",
-            cfg.optimize.max_cost_usd,
+            own_cost,
             opt_cost,
             ledger.max_cost_usd,
             ledger.total_cost,

@@ -166,6 +166,15 @@ class CallBudget(OpensCalls):
         self.call_cost_of[role] = max(cost, learned.most if learned is not None else 0.0)  # a cut-off call's bound
         return cost
 
+    def worst_call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
+        """The most one call of `role` is held at where no boundary here opens it (a piece of work on a Ray worker or in
+        a batch): a prompt of `prior_prompt_tokens(role)` writing all of `max_tokens` (Price.bound), or the dearest call
+        of the role seen, whichever is more; 0 for an LM without a price."""
+        if price is None:
+            return 0.0
+        learned = self.call_costs.get(role)
+        return max(price.bound(prior_prompt_tokens(role), max_tokens), learned.most if learned is not None else 0.0)
+
     def seen(self, role: str) -> bool:
         """A call of `role` has answered: what its calls write is known."""
         with self._lock:

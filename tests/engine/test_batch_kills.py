@@ -135,3 +135,36 @@ def test_a_cost_budget_holds_across_seven_kills_each_just_after_a_submit(tmp_pat
     assert summary["usage"]["calls"] >= len(lines)
     assert summary["cost_usd"] == pytest.approx(sum(costs), rel=1e-9, abs=1e-9)
     assert [k.returncode for k in killed] == [-9] * 7, killed[-1].stderr[-2000:]  # each invocation was killed
+
+
+def test_a_cost_budget_holds_when_replies_grow_mid_run(tmp_path):
+    """Batch mode under `max_cost_usd`, the server's replies 100x longer once 12 batch lines are answered: what the
+    provider billed stays within the budget. Each piece of work was reserved at what the calls seen had cost, and no
+    request of a batch was weighed against the budget: an attacker's run billed 5x its budget. Now a
+    piece of work no boundary here gates is held at its worst case (every call writing all of max_tokens)."""
+    import threading
+    import time
+
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), words_per_text=20, extra=FAST)) as srv:
+        over = batch_overrides(
+            srv,
+            tmp_path / "run",
+            60,
+            **{"synthesis.max_cost_usd": 0.015, "teacher.max_tokens": 6000, "seeds.limit": 10},
+        )
+
+        def answered() -> list[dict]:
+            return [e for e in read_log(tmp_path / "log.jsonl") if e.get("custom_id") and e.get("status") == 200]
+
+        def grow() -> None:
+            while len(answered()) < 12:
+                time.sleep(0.02)
+            srv.cfg.words_per_text = 2000
+
+        threading.Thread(target=grow, daemon=True).start()
+        done = _cli(["synthesize", *_set(over)])
+        assert done.returncode in (0, 1), done.stderr[-2000:]
+    model = load_config(None, over).teacher.model
+    costs = [at_batch_list_price(model, e) for e in answered()]
+    assert len(costs) > 12 and max(costs) > 10 * min(costs)  # the replies grew while the run went on
+    assert sum(costs) <= 0.015, (sum(costs), len(costs))

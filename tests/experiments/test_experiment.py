@@ -698,14 +698,21 @@ def test_a_cell_stopped_by_the_experiment_s_budget_does_not_blame_its_own_limit(
 
     calls = "the LM-call budget of 40 is reached (40 calls made)"
     cost = "the cost budget of $0.5 is reached ($0.5000 spent)"
-    assert own_limit_that_stopped(calls, 40, None, 900, None) == "optimize.max_calls = 40"
-    assert own_limit_that_stopped(calls, 40, None, None, None) == "optimize.max_calls = 40"
-    assert own_limit_that_stopped(calls, 40, None, 40, None) is None  # the experiment left no more than that
-    assert own_limit_that_stopped(calls, 400, None, 40, None) is None  # the experiment's was the tighter
+
+    def stopped(tripped, caps, left, paid=(0, 0.0)):
+        own = tuple(None if cap is None else cap - before for cap, before in zip(caps, paid, strict=True))
+        return own_limit_that_stopped(tripped, caps, own, left)
+
+    assert stopped(calls, (40, None), (900, None)) == "optimize.max_calls = 40"
+    assert stopped(calls, (40, None), (None, None)) == "optimize.max_calls = 40"
+    assert stopped(calls, (40, None), (40, None)) is None  # the experiment left no more than that
+    assert stopped(calls, (400, None), (40, None)) is None  # the experiment's was the tighter
+    # what the cell paid in earlier invocations counts against its own limit: 400 less 380 paid is tighter than 40
+    assert stopped(calls, (400, None), (40, None), (380, 0.0)) == "optimize.max_calls = 400"
     # the experiment's cost budget stopped a cell whose own call limit was well within what was left
-    assert own_limit_that_stopped(cost, 100, None, 900, 0.5) is None
-    assert own_limit_that_stopped(cost, None, 0.5, None, 2.0) == "optimize.max_cost_usd = 0.5"
-    assert own_limit_that_stopped("the LM 'x' (judge) reports no token usage", 40, 0.5, 900, 2.0) is None
+    assert stopped(cost, (100, None), (900, 0.5)) is None
+    assert stopped(cost, (None, 0.5), (None, 2.0)) == "optimize.max_cost_usd = 0.5"
+    assert stopped("the LM 'x' (judge) reports no token usage", (40, 0.5), (900, 2.0)) is None
 
 
 def test_no_request_is_paid_twice_across_the_parts_of_an_experiment(server_factory, tmp_path):
@@ -858,3 +865,28 @@ def test_the_champion_s_program_is_named_with_tracking_off():
         champion_line(on) == "champion registered: models:/x@champion (refed synthesize --program models:/x@champion)"
     )
     assert champion_line(SimpleNamespace(champion=None, champion_uri=None, cells=cells)) is None
+
+
+def test_a_cell_s_own_cost_limit_holds_across_invocations_of_the_same_command(server_factory, tmp_path):
+    """A cell stopped by its own `optimize.max_cost_usd`, then the same command again: it spends nothing more, since
+    what it paid before counts against that limit (an attacker's four invocations paid 4x the cell's limit, each a
+    fresh limit's worth of new calls after the cached ones). Raised, the same command goes on."""
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["miprov2"]}, max_calls=9000)
+
+    def served() -> int:
+        return sum(1 for srv in (teacher, judge) for e in read_log(srv.cfg.log_path) if e.get("status") == 200)
+
+    def cell_paid() -> dict:
+        parts = json.loads((tmp_path / "exp" / "spent.json").read_text())["parts"]
+        return next(v for k, v in parts.items() if k.startswith("cell:") and k.endswith(":optimize"))
+
+    first = experiment(path, ["optimize.max_cost_usd=0.01"])
+    assert first.status == "budget" and 0 < cell_paid()["cost_usd"] <= 0.01
+    before = served()
+    again = experiment(path, ["optimize.max_cost_usd=0.01"])
+    assert again.status == "budget" and served() == before and cell_paid()["cost_usd"] <= 0.01
+    row = again.cells[0]
+    assert row["stopped_by"] == "optimize.max_cost_usd = 0.01", row
+    raised = experiment(path, ["optimize.max_cost_usd=0.02"])
+    assert served() > before and cell_paid()["cost_usd"] <= 0.02, raised.status
