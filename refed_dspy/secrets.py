@@ -208,16 +208,57 @@ def _url_secrets(url: str) -> tuple[str, ...]:
     return (password, *(value for _, value in query_credentials(url)))
 
 
-# a query parameter of an endpoint URL that carries a credential (a gateway's `?api-key=`, Gemini's `?key=`, Azure
-# Functions' `?code=`, a signed URL's `sig`)
-_QUERY_CREDENTIAL = re.compile(r"key|token|secret|passw|sig|auth|code|credential", re.IGNORECASE)
+# the words of a query parameter's name that say it carries a credential (a gateway's `?api-key=`, Gemini's `?key=`,
+# Azure Functions' `?code=`, a signed URL's `sig`): matched whole, so `max_tokens`, `keyword` and `author` are not
+_QUERY_WORDS = frozenset(
+    [
+        "key",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "sig",
+        "signature",
+        "auth",
+        "authorization",
+        "code",
+        "credential",
+        "credentials",
+        "jwt",
+    ]
+)
 
 
 def query_credentials(url: str) -> list[tuple[str, str]]:
-    """(name, value) of each query parameter of `url` whose name says it carries a credential."""
+    """(name, value) of each query parameter of `url` whose name has a word that says it carries a credential and
+    whose value can be a secret (`is_secret_value`: `?auth=none` is no key)."""
+    found = []
+    for name, value in _query_pairs(url):
+        words = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower().replace("-", " ").replace("_", " ").split()
+        if _QUERY_WORDS.intersection(words) and is_secret_value(value):
+            found.append((name, value))
+    return found
+
+
+def without_query_credentials(url: str) -> str:
+    """`url` with the value of each query parameter `query_credentials` finds written `***`."""
+    secret = {name for name, _ in query_credentials(url)}
+    if not secret:
+        return url
+    head, _, rest = url.partition("?")
+    query, hash_, fragment = rest.partition("#")
+    parts = [
+        f"{raw.partition('=')[0]}=***" if unquote(raw.partition("=")[0]) in secret else raw for raw in query.split("&")
+    ]
+    return f"{head}?{'&'.join(parts)}{hash_}{fragment}"
+
+
+def _query_pairs(url: str) -> list[tuple[str, str]]:
     query = url.partition("?")[2].partition("#")[0]
     pairs = (part.partition("=") for part in query.split("&") if part)
-    return [(unquote(name), unquote(value)) for name, _, value in pairs if value and _QUERY_CREDENTIAL.search(name)]
+    return [(unquote(name), unquote(value)) for name, _, value in pairs]
 
 
 def sources_of(value: str) -> frozenset[str]:

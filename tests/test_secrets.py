@@ -175,6 +175,7 @@ def test_a_password_in_a_tracking_uri_or_an_environment_endpoint_is_kept_out_of_
     from refed_dspy.config import load_config
     from refed_dspy.config.load import to_toml
     from refed_dspy.config.schema import fingerprint
+    from refed_dspy.config.section import without_password
 
     config = load_config(None, ["tracking.mlflow_uri='postgresql://me:dbpass-9f8e7d6c5b@db.example.com/mlflow'"])
     text = to_toml(config)
@@ -189,4 +190,6 @@ def test_a_password_in_a_tracking_uri_or_an_environment_endpoint_is_kept_out_of_
     assert "gwq-SECRET" not in mask("the gateway said gwq-SECRETgatewayquerykey0123456789")
     with pytest.raises(ConfigError, match=r"carries a key in its query \(http://10.0.0.5:8000/v1\?key=\*\*\*\)"):
         load_config(None, ["teacher.api_base='http://10.0.0.5:8000/v1?key=gwq-SECRETgatewayquerykey0123456789'"])
-    assert load_config(None, ["teacher.api_base='http://10.0.0.5:8000/v1?api-version=2024-10-21'"])
+    for query in ("api-version=2024-10-21", "auth=none", "author=me", "keyword=summaries", "max_tokens=4096"):
+        assert load_config(None, [f"teacher.api_base='http://10.0.0.5:8000/v1?{query}'"]), query  # no key in these
+    assert without_password("http://h/v1?sig=abcdefghijkl&x=10&y=1") == "http://h/v1?sig=***&x=10&y=1"

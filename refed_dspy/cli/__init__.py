@@ -77,7 +77,7 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
     def _options(self) -> list[str]:
-        return re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", self.format_help())
+        return re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", self.format_usage())  # every option, and no prose
 
 
 def _nearest(given: str, known: list[str]) -> str:

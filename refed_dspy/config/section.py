@@ -22,14 +22,14 @@ import re
 import sys
 import typing
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from refed_dspy.registry import Registry
-from refed_dspy.secrets import query_credentials
+from refed_dspy.secrets import query_credentials, without_query_credentials
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -175,8 +175,7 @@ def without_password(url: str, whole: bool = False) -> str:
     """`url` with what stands before the `@` of its authority as `***` (a user name and password: a database's URI,
     `postgresql://user:secret@host/db`; `whole`: before its last `@` anywhere, as a password may hold `/`, `?`, `#`),
     and the value of each query parameter that carries a credential (`?api-key=***`)."""
-    for _, value in query_credentials(url):
-        url = url.replace(f"={quote(value, safe='')}", "=***").replace(f"={value}", "=***")
+    url = without_query_credentials(url)
     head, sep, rest = url.partition("://")
     if not sep:
         head, rest = "", url

@@ -47,6 +47,7 @@ from refed_dspy.providers.litellm_table import (
     DEFAULT_HOSTS,
     KEY_VARIABLES,
     LITELLM_PROVIDERS,
+    SIGNED_WITH,
     key_variables,
     signs_itself,
 )
@@ -246,7 +247,7 @@ def hosts_known(provider: str) -> bool:
 
 
 # providers LiteLLM names apart whose hosts are one company's (a key of one at the other's host stays with its owner)
-ONE_COMPANY = {"codestral": "mistral", "qwen_ai_platform": "dashscope", "qwencloud": "dashscope"}
+ONE_COMPANY = {"codestral": "mistral", "qwen_ai_platform": "dashscope", "qwencloud": "dashscope", "azure_ai": "azure"}
 
 
 def one_party(a: str, b: str) -> bool:
@@ -320,7 +321,6 @@ CREDENTIAL_OWNERS = {
     "AIMLAPI_KEY": "aiml",
     "ALEPH_ALPHA_API_KEY": "aleph_alpha",
     "ALEPHALPHA_API_KEY": "aleph_alpha",
-    "ANTHROPIC_AWS_API_KEY": "anthropic",
     "ARK_API_KEY": "volcengine",
     "AWS_BEARER_TOKEN_BEDROCK": "bedrock",
     "AZURE_AD_TOKEN": "azure",
@@ -632,6 +632,11 @@ def check_key(spec: KeyedSection, role: str) -> str | None:
     env = check_key_goes_to_its_provider(spec, role)
     if env is None:
         return None
+    if env in SIGNED_WITH:
+        raise KeyProviderError(
+            f"{role}.api_key_env = {env!r} is the secret AWS signs requests with, never sent as a key: leave "
+            f"{role}.api_key_env unset ('{spec.model}' signs with it), or name a variable that holds an API key"
+        )
     key = os.environ.get(env)
     # a provider's name mistyped ('opneai/...') would otherwise ask for $OPNEAI_API_KEY
     typo = unknown_prefix(spec.model) if not key and not spec.api_base else None

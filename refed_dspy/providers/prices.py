@@ -205,26 +205,54 @@ def _price_map() -> dict[str, dict[str, Price]]:
 
 def _listed(name: str, e: dict, end: str, default: Price | None) -> Price | None:
     """The price map's price of one tier of model `name` (entry `e`, its keys ending `end`), USD per 1M tokens, or None
-    when its input or output price is unknown (or both nothing). A cached price it lacks is its input's; a cache-write
-    price it lacks keeps the `default` tier's ratio to the input price. Its long-prompt steps are its own keys', else
-    the default tier's."""
-    inp, cached, out, write = (e.get(key + end) for key in _KEYS)
-    if inp is None or out is None or (default is None and not inp and not out):
-        return None
-    if write is None and default is not None and default.cache_write is not None and default.input:
-        write = float(inp) * 1e-6 * default.cache_write / default.input
-    fees = e.get("search_context_cost_per_query") if _SEARCHES.search(name) else None
-    per_call = max(fees.values(), default=0.0) if isinstance(fees, dict) else 0.0
-    base = Price(
-        *_per_m(inp, inp if cached is None else cached, out),
-        None if write is None else round(float(write) * 1e6, 6),
-        reasoning=None
-        if e.get("output_cost_per_reasoning_token") is None
-        else _per_m(e["output_cost_per_reasoning_token"])[0],
-        per_call=float(per_call) + float(e.get("input_cost_per_request") or 0.0),
+    when its input or output price is unknown (or both nothing). Its long-prompt steps are its own keys', else the
+    `default` tier's, each part moved as this tier's base price is to the default's; a model LiteLLM prices by the
+    prompt's range (`tiered_pricing`) has a step at the start of each range."""
+    fee = _fee(name, e)
+    ranged = sorted(
+        (t for t in e.get("tiered_pricing") or () if isinstance(t, dict) and t.get("range")),
+        key=lambda t: float(t["range"][0]),
     )
-    steps = _steps(e, end, base)
-    return replace(base, above=steps if steps or default is None else default.above)
+    if ranged and not end:  # LiteLLM prices a prompt by the range it falls in, whatever the plain keys say
+        parts = [(int(float(t["range"][0])), _parts(t, "", None, fee)) for t in ranged]
+        if any(part is None for _, part in parts):
+            return None
+        base = replace(parts[0][1], above=tuple((n, part) for n, part in parts[1:]))
+    else:
+        base = _parts(e, end, default, fee)
+        if base is None:
+            return None
+        steps = _steps(e, end, base) or tuple(
+            (n, _as(step, base, default)) for n, step in (default.above if default else ())
+        )
+        base = replace(base, above=steps)
+    return None if default is None and not base.input and not base.output else base
+
+
+def _parts(d: dict, end: str, default: Price | None, fee: float) -> Price | None:
+    """One price from the keys of `d` ending `end` (None when its input or output price is not there): a cached price
+    it lacks is its input's, a cache-write or reasoning price it lacks keeps the `default` tier's ratio to its input or
+    output price."""
+    inp, cached, out, write = (d.get(key + end) for key in _KEYS)
+    if inp is None or out is None:
+        return None
+    i, c, o = _per_m(inp, inp if cached is None else cached, out)
+    w = None if write is None else _per_m(write)[0]
+    if w is None and default is not None and default.cache_write is not None and default.input:
+        w = i * default.cache_write / default.input
+    r = d.get("output_cost_per_reasoning_token" + end)
+    reasoning = _per_m(r)[0] if r is not None else None
+    if reasoning is None and default is not None and default.reasoning is not None:
+        reasoning = default.reasoning * o / default.output if default.output else default.reasoning
+    return Price(i, c, o, w, reasoning=reasoning, per_call=fee)
+
+
+def _fee(name: str, e: dict) -> float:
+    """USD a request of model `name` pays whatever its tokens: a search model's fee per query at the dearest search
+    context size (refed cannot tell which the provider used), and a fee per request."""
+    fees = e.get("search_context_cost_per_query") if _SEARCHES.search(name) else None
+    per_query = max(fees.values(), default=0.0) if isinstance(fees, dict) else 0.0
+    return float(per_query) + float(e.get("input_cost_per_request") or 0.0)
 
 
 def _steps(e: dict, end: str, base: Price) -> tuple[tuple[int, Price], ...]:

@@ -611,13 +611,17 @@ def _references(config: Config, given: list[Reference] | None, say: Callable[[st
 
 
 def _total_priced(stages: dict[str, dict[str, Any]], price: Any, factor: float, tiers: dict[str, Any]) -> dict:
-    """The stages' rows summed into the total row, each row and the total priced in place."""
+    """The stages' rows summed into the total row, each row priced in place and the total's cost the sum of theirs
+    (each stage's calls are priced at their own prompt's length: a long-prompt price step is a stage's, not the run's)."""
     total = dict.fromkeys(_TOKEN_ROW, 0.0)
     for row in stages.values():
         for key in total:
             total[key] += row[key]
-    for row in [*stages.values(), total]:
         _cost(row, price, factor, tiers)
+    _cost(total, price, factor, tiers)  # the keys a total row has; its figures are the stages' sums
+    for key in [k for k in total if k.endswith("_usd") and all(k in row for row in stages.values())]:
+        figures = [row[key] for row in stages.values()]
+        total[key] = None if None in figures else sum(figures)
     return total
 
 

@@ -169,6 +169,8 @@ def test_the_secret_aws_signs_with_is_never_a_key_and_never_sent(monkeypatch):
     for model in ("bedrock/anthropic.claude-3-haiku-20240307-v1:0", "sagemaker/my-endpoint"):
         assert key_variable(model, None, os.environ) is None, model
         assert check_key(LMSpec(model=model), "teacher") is None, model  # no key asked for, none passed
+    with pytest.raises(KeyProviderError, match="never sent as a key"):  # named as the key: refused before any call
+        check_key(LMSpec(model="bedrock/x", api_key_env="AWS_SECRET_ACCESS_KEY"), "teacher")
     monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "ABSK-a-bedrock-api-key-0123456789")  # bedrock's own API key
     assert (
         key_variable("bedrock/anthropic.claude-3-haiku-20240307-v1:0", None, os.environ) == "AWS_BEARER_TOKEN_BEDROCK"

@@ -265,3 +265,34 @@ def test_a_search_model_s_fee_per_request_is_priced_with_every_call():
     assert usage_of([CallInfo("generate", "m", 1_000, 100)] * 3, sonar)["cost_usd"] == pytest.approx(
         3 * sonar.cost(1_000, 100)
     )
+
+
+def test_a_tier_s_long_prompt_step_is_never_below_its_own_short_prompt_price():
+    # gpt-5.5's priority tier lists no step of its own: the default tier's step (10 / 45) was taken as is, below the
+    # priority tier's own 12.5 / 75, so a long priority call was priced, and reserved, below a short one (a review)
+    price = resolve_price("openai/gpt-5.5", None, None, None, tier="priority")
+    short, long = price.cost(271_999, 50_000) / 271_999, price.cost(300_000, 50_000) / 300_000
+    assert long > short
+    assert price.bound(300_000, 50_000) >= price.cost(300_000, 50_000)
+
+
+@pytest.mark.parametrize("model", ["dashscope/qwen-plus-latest", "dashscope/qwen3-max"])
+def test_a_model_priced_by_the_prompt_s_range_is_priced_as_litellm_prices_it(model):
+    # these have no plain keys: qwen-plus-latest fell through to the undated qwen-plus, losing its 256k step and its
+    # reasoning price (2.9x under at a short prompt)
+    import litellm
+
+    provider, name = model.split("/")
+    price = default_price(model)
+    for prompt in (1_000, 300_000):
+        want = sum(
+            litellm.cost_per_token(
+                model=name, custom_llm_provider=provider, prompt_tokens=prompt, completion_tokens=2_000
+            )
+        )
+        assert price.cost(prompt, 2_000) == pytest.approx(want, rel=1e-9), prompt
+
+
+def test_a_tier_s_reasoning_price_moves_with_its_output_price():
+    flash = default_price("gemini/gemini-2.5-flash")
+    assert flash.at("priority").reasoning == flash.at("priority").output > flash.reasoning

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import run_overrides
 from loopback_server import LoopbackServer, ServerConfig
 
@@ -222,3 +223,20 @@ def test_an_unpriced_model_close_to_a_priced_one_is_named_in_the_estimate(tmp_pa
         estimate(load_config(None, [*over, "teacher.model='openai/meta-llama/Llama-3.1-8B-Instruct'"]))
     )
     assert "(a server on this machine or its network: no list price)" in text
+
+
+def test_the_total_row_costs_what_its_stages_cost():
+    # a stage of long prompts (feedback on long references) past gpt-5.4's 272k step beside a stage of short ones:
+    # priced at the mean prompt of all the run's calls, the total came out below the sum of its stages (a review)
+    from refed_dspy.providers.prices import default_price
+    from refed_dspy.synthesis.estimate import _total_priced
+
+    row = dict(cached_tokens=0.0, cache_write_tokens=0.0)
+    stages = {
+        "feedback": {**row, "calls": 10.0, "prompt_tokens": 3_000_000.0, "completion_tokens": 10_000.0},
+        "respond": {**row, "calls": 1_000.0, "prompt_tokens": 5_000_000.0, "completion_tokens": 500_000.0},
+    }
+    total = _total_priced(stages, default_price("openai/gpt-5.4"), 0.5, {})
+    for key in ("cost_usd", "cost_low_usd", "cost_high_usd", "batch_cost_usd"):
+        assert total[key] == pytest.approx(sum(stage[key] for stage in stages.values())), key
+    assert stages["feedback"]["cost_usd"] == pytest.approx((3_000_000 * 5.0 + 10_000 * 22.5) / 1e6)
