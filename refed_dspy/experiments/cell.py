@@ -50,8 +50,10 @@ from refed_dspy.synthesis.program import with_lm_of
 log = logging.getLogger(__name__)
 
 
-def cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
-    """What a cell's row says of it whatever becomes of it: its config's hash, values, settings and baseline's key."""
+def cell_row(plan: ExperimentPlan, cell: Cell, bkey: str) -> dict[str, Any]:
+    """What a cell's row says of it whatever becomes of it: its config's hash, values, settings, teacher (the LM's
+    handed in, else its config's) and baseline's key."""
+    cfg = plan.configs[cell.id]
     return {
         "config_hash": config_hash(cfg),
         "id": cell.id,
@@ -61,14 +63,14 @@ def cell_row(cell: Cell, cfg: Config, bkey: str) -> dict[str, Any]:
         "seed": cfg.optimize.seed,
         "optimizer": cfg.optimize.optimizer,
         "target": cfg.optimize.target,
-        "teacher": cfg.teacher.model,
+        "teacher": plan.model("teacher", cfg),
         "baseline": bkey,
     }
 
 
-def unstarted(cell: Cell, cfg: Config, bkey: str, why: str) -> dict[str, Any]:
+def unstarted(plan: ExperimentPlan, cell: Cell, bkey: str, why: str) -> dict[str, Any]:
     """The row of a cell the budget left unstarted (run again with a larger budget, it starts)."""
-    return {**cell_row(cell, cfg, bkey), "status": "budget", "error": f"not started: {why}", "usage": {}}
+    return {**cell_row(plan, cell, bkey), "status": "budget", "error": f"not started: {why}", "usage": {}}
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def run_cell(
     if isinstance(allowance, dict):  # the row of a cell not started
         return allowance
     cell_dir = plan.out / "cells" / cell.id
-    row = cell_row(cell, plan.configs[cell.id], baseline["key"])
+    row = cell_row(plan, cell, baseline["key"])
     cfg = _run_config(plan, cell, allowance)
     started = time.monotonic()
     part = f"cell:{cell.id}"
@@ -145,7 +147,7 @@ def _allowance(
     try:
         calls, cost = left_to_spend(spend.ledger, f"cell {cell.id}")
     except BudgetStop as err:
-        return unstarted(cell, cfg, bkey, str(err))
+        return unstarted(plan, cell, bkey, str(err))
     opt_calls = None if calls is None else calls - int(judging.get("calls") or 0)
     opt_cost = None if cost is None else cost - float(judging.get("cost_usd") or 0.0)
     before = spend.part(f"cell:{cell.id}:optimize")  # its optimization's calls and cost in earlier invocations
@@ -174,7 +176,7 @@ def _allowance(
         )
     if why is None:
         return _Allowance(opt_calls, opt_cost, calls_from, cost_from, own)
-    row = unstarted(cell, cfg, bkey, why)
+    row = unstarted(plan, cell, bkey, why)
     if calls_from is not None and calls_from.field == "optimize.max_calls" and least is not None:
         row["stopped_by"] = f"optimize.max_calls = {cfg.optimize.max_calls}"
     log.warning("warning: experiment: cell %s %s", cell.id, row["error"])

@@ -181,7 +181,7 @@ class _ExperimentRun:
                 with progress_within(f"cell {i} of {len(plan.grid)} ({cell.label})"):
                     row = run_cell(plan, cell, sets, self.baselines[bkey], self.estimate["least"][cell.id])
             elif row.get("status") != "done":
-                row = unstarted(cell, cfg, bkey, "its baseline could not be scored within the budget")
+                row = unstarted(plan, cell, bkey, "its baseline could not be scored within the budget")
         row.update(against_baseline(row, self.baselines[bkey], plan))
         if ran and row.get("status") == "done":
             log.info("experiment: cell %d of %d: %s: %s", i, len(plan.grid), cell.label, outcome(row))
@@ -228,8 +228,8 @@ def run_baseline(plan: ExperimentPlan, cfg: Config, key: str, test: list) -> dic
     if done.get("status") == "done":
         return done
     started = time.monotonic()
-    row: dict[str, Any] = {"key": key, "target": cfg.optimize.target, "teacher": cfg.teacher.model}
-    row["judge"] = cfg.judge.model
+    row: dict[str, Any] = {"key": key, "target": cfg.optimize.target, "teacher": plan.model("teacher", cfg)}
+    row["judge"] = plan.model("judge", cfg)
     part = f"baseline:{key}"
     try:
         scored = score(plan, cfg, target_program(cfg), test, key, f"{part}:test")

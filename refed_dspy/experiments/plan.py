@@ -71,6 +71,11 @@ class ExperimentPlan:
         """The synthesis check's test references and size (None: experiment.synthesize is 0)."""
         return (self.sides["test"], self.settings.synthesize) if self.settings.synthesize else None
 
+    def model(self, role: str, cfg: Config) -> str:
+        """The model `role` ("teacher", "judge") runs under `cfg`: the LM's handed in, else the config's."""
+        given = getattr(self, role)
+        return getattr(cfg if given is None else with_lm_of(cfg, role, given), role).model
+
     def cache(self, cfg: Config) -> Path:
         """The DSPy cache of every part that runs `cfg` (see cache_dir)."""
         return cache_dir(self.out, cfg, self.teacher, self.judge)

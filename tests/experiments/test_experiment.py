@@ -890,3 +890,23 @@ def test_a_cell_s_own_cost_limit_holds_across_invocations_of_the_same_command(se
     assert row["stopped_by"] == "optimize.max_cost_usd = 0.01", row
     raised = experiment(path, ["optimize.max_cost_usd=0.02"])
     assert served() > before and cell_paid()["cost_usd"] <= 0.02, raised.status
+
+
+def test_an_experiment_s_records_name_the_lms_handed_in(server_factory, tmp_path):
+    """`experiment(..., teacher=lm, judge=lm)`: every request went to the LM handed in, while experiment.json, its
+    markdown and each cell.json named the config's teacher (a newcomer's trial)."""
+    import dspy
+
+    teacher, judge = server_factory(signal=True), server_factory(signal=True)
+    path = write_experiment(tmp_path, teacher, judge, {"optimize.optimizer": ["bootstrap"]})
+    t = dspy.LM("openai/gpt-4.1-nano", api_base=teacher.api_base, api_key="unused", num_retries=0)
+    j = dspy.LM("openai/gpt-4o-mini-2024-07-18", api_base=judge.api_base, api_key="unused", num_retries=0)
+    result = experiment(path, teacher=t, judge=j)
+    assert result.status == "complete"
+    assert [(b["teacher"], b["judge"]) for b in result.baselines] == [
+        ("openai/gpt-4.1-nano", "openai/gpt-4o-mini-2024-07-18")
+    ]
+    assert [c["teacher"] for c in result.cells] == ["openai/gpt-4.1-nano"]
+    cell = next((tmp_path / "exp" / "cells").glob("*/cell.json"))
+    assert json.loads(cell.read_text())["teacher"] == "openai/gpt-4.1-nano"
+    assert "openai/gpt-4.1-nano)" in Path(result.markdown_file).read_text()
