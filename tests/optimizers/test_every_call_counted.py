@@ -332,7 +332,7 @@ def test_a_gepa_compile_stopped_by_its_budget_runs_again_when_the_budget_allows(
     first = served(teacher_srv) + served(judge_srv)
     assert first == e.value.usage["calls"] <= 30
     summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
-    assert summary["status"] == "stopped" and summary["usage"]["calls"] == first
+    assert summary["status"] == "budget" and summary["usage"]["calls"] == first
     result = refed_dspy.optimize(
         config(teacher_srv, tmp_path, **sets),
         judge=judge,

@@ -152,11 +152,13 @@ def test_a_cap_holds_for_the_whole_command_across_its_invocations(server_factory
     config = load_config(None, over)
     requests, cost, dearest = _bill(srv, config)
     summary = json.loads((tmp_path / "run" / "optimize" / "optimize_summary.json").read_text())
-    assert summary["status"] == "stopped" and summary["this_invocation"]["calls"] == 0  # the third paid nothing
+    assert summary["status"] == "budget" and summary["this_invocation"]["calls"] == 0  # the third paid nothing
     # `refed status` of the optimization says what the command paid, its judge and compiling too (it said its
     # examples' calls alone)
     status = run_dir_status(tmp_path / "run" / "optimize")
     assert (status.calls, status.cost_usd) == (summary["usage"]["calls"], summary["usage"]["cost_usd"])
+    # and that a budget stopped it, to be raised (it said "stopped; run the same command to resume", which stops again)
+    assert status.state == "budget", status.state
     if cap.startswith("optimize.max_cost_usd"):
         assert cost <= 0.02 + dearest, (cost, dearest)
         assert summary["usage"]["cost_usd"] == pytest.approx(cost, rel=1e-6)

@@ -328,12 +328,13 @@ def _container(path: Path, kind: str, who: Holder | None, now: float) -> RunStat
     """A comparison (one run dir per method) or an optimization's output dir."""
     runs = [run_dir_status(sub, now) for sub in sorted(path.iterdir()) if sub.is_dir() and is_run_dir(sub)]
     done = (path / ("compare.json" if kind == "comparison" else "optimize_summary.json")).exists()
-    if done and kind == "optimization":  # an optimization that stopped says so in its summary
-        done = read_json(path / "optimize_summary.json").get("status", "complete") == "complete"
+    state = "complete" if done else "stopped"
+    if done and kind == "optimization":  # an optimization that stopped says so in its summary (a budget: "budget")
+        state = _state(read_json(path / "optimize_summary.json").get("status", "complete"), None)
     return RunStatus(
         run_dir=str(path),
         kind=kind,
-        state="running" if who is not None else ("complete" if done else "stopped"),
+        state="running" if who is not None else state,
         summary_status=None,
         holder=who,
         samples=sum(r.samples for r in runs),
