@@ -358,11 +358,14 @@ def _as(listed: Price, own: Price, base: Price | None = None) -> Price:
             return mine if value is None else value
         return value * mine / theirs if theirs else mine
 
+    write = part(listed.cache_write, own.cache_write, base.cache_write)
+    if listed is not base and listed.cache_write is None and own.cache_write is not None and base.input:
+        write = own.cache_write * listed.input / base.input  # a step's write costs more as its input does
     return Price(
         part(listed.input, own.input, base.input),
         part(listed.cached_input, own.cached_input, base.cached_input),
         part(listed.output, own.output, base.output),
-        part(listed.cache_write, own.cache_write, base.cache_write),
+        write,
         tier=own.tier,
         reasoning=None
         if listed.reasoning is None

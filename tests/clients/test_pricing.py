@@ -296,3 +296,8 @@ def test_a_model_priced_by_the_prompt_s_range_is_priced_as_litellm_prices_it(mod
 def test_a_tier_s_reasoning_price_moves_with_its_output_price():
     flash = default_price("gemini/gemini-2.5-flash")
     assert flash.at("priority").reasoning == flash.at("priority").output > flash.reasoning
+
+
+def test_a_config_s_cache_write_price_rises_on_a_long_prompt_step_as_the_input_does():
+    own = resolve_price("openai/gpt-5.4", None, None, None, write_usd=2.5)  # the list has no write price for it
+    assert own.cost(300_000, 0, written_tokens=300_000) == pytest.approx(own.cost(300_000, 0))  # 5.0 a 1M both
