@@ -179,6 +179,7 @@ _KEYS = (
 _STEP = re.compile(r"^input_cost_per_token_above_(\d+)(k?)_tokens$")
 # a fee on every request, not on the search tool a request may ask for (Gemini's grounding): search models' own
 _SEARCHES = re.compile(r"(^|/)(sonar|[^/]*search)")
+_RESEARCHES = re.compile(r"deep-research")  # a model that searches as often as it likes within one request
 
 
 @functools.lru_cache(maxsize=1)
@@ -208,6 +209,8 @@ def _listed(name: str, e: dict, end: str, default: Price | None) -> Price | None
     when its input or output price is unknown (or both nothing). Its long-prompt steps are its own keys', else the
     `default` tier's, each part moved as this tier's base price is to the default's; a model LiteLLM prices by the
     prompt's range (`tiered_pricing`) has a step at the start of each range."""
+    if _RESEARCHES.search(name) or "citation_cost_per_token" in e:
+        return None  # searches (and citations) a request makes as many as it likes: no price holds for its calls
     fee = _fee(name, e)
     ranged = sorted(
         (t for t in e.get("tiered_pricing") or () if isinstance(t, dict) and t.get("range")),

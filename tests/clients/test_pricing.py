@@ -262,6 +262,9 @@ def test_a_search_model_s_fee_per_request_is_priced_with_every_call():
     assert sonar.bound(1_000, 100) >= 0.012
     assert default_price("openai/gpt-4o-search-preview").per_call == 0.025
     assert default_price("gemini/gemini-2.5-pro").per_call == 0.0
+    # a deep-research model searches as often as it likes within one request: no price holds for its calls, so a
+    # cost budget is refused for it unless the config prices it
+    assert default_price("perplexity/sonar-deep-research") is None and default_price("openai/o3-deep-research") is None
     assert usage_of([CallInfo("generate", "m", 1_000, 100)] * 3, sonar)["cost_usd"] == pytest.approx(
         3 * sonar.cost(1_000, 100)
     )
