@@ -149,9 +149,10 @@ def hold(value: Any, source: str | None = None) -> None:
     if not is_secret_value(value):
         return
     with _lock:
-        names = _held.setdefault(value, set())
-        if source:
-            names.add(source)
+        for one in {value, value.strip()}:  # as read, and as a client that strips it sends it
+            names = _held.setdefault(one, set())
+            if source:
+                names.add(source)
 
 
 def _header_secrets(text: str) -> Iterator[str]:
@@ -186,7 +187,7 @@ def _env_found() -> dict[str, frozenset[str]]:
         ):
             continue
         if is_credential_name(name):
-            candidates: Iterable[str] = (value,)
+            candidates: Iterable[str] = (value, value.strip())  # huggingface_hub and LiteLLM strip some keys they send
         elif _HEADER_VARIABLES.match(name.upper()):
             candidates = _header_secrets(value)
         else:
@@ -194,9 +195,27 @@ def _env_found() -> dict[str, frozenset[str]]:
         for one in candidates:
             if is_secret_value(one):
                 names.setdefault(one, set()).add(name)
+    stored = _hub_token()
+    if is_secret_value(stored):
+        names.setdefault(stored, set()).add(HUB_TOKEN_FILE)
     found = {value: frozenset(n) for value, n in names.items()}
     _env = (now, found)
     return found
+
+
+HUB_TOKEN_FILE = "the Hugging Face token file"  # where `hf auth login` stores the token huggingface_hub sends
+
+
+def _hub_token() -> str:
+    """The token huggingface_hub reads from its token file when HF_TOKEN is unset ('' when there is none)."""
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+    )
+    try:
+        with open(os.environ.get("HF_TOKEN_PATH") or os.path.join(home, "token"), encoding="utf-8") as file:
+            return file.read(4096).strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _url_secrets(url: str) -> tuple[str, ...]:
@@ -209,25 +228,20 @@ def _url_secrets(url: str) -> tuple[str, ...]:
 
 
 # the words of a query parameter's name that say it carries a credential (a gateway's `?api-key=`, Gemini's `?key=`,
-# Azure Functions' `?code=`, a signed URL's `sig`): matched whole, so `max_tokens`, `keyword` and `author` are not
-_QUERY_WORDS = frozenset(
-    [
-        "key",
-        "apikey",
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "pwd",
-        "sig",
-        "signature",
-        "auth",
-        "authorization",
-        "code",
-        "credential",
-        "credentials",
-        "jwt",
-    ]
+# Azure Functions' `?code=`, a signed URL's `sig`): a word that is one of the first, or ends in one of the second
+# (`accesstoken`, `secretkey`), so that `max_tokens`, `keyword` and `author` are not
+_QUERY_WORDS = frozenset(("sig", "auth", "authorization", "code"))
+_QUERY_ENDINGS = (
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "signature",
+    "credential",
+    "credentials",
+    "jwt",
 )
 
 
@@ -237,7 +251,7 @@ def query_credentials(url: str) -> list[tuple[str, str]]:
     found = []
     for name, value in _query_pairs(url):
         words = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower().replace("-", " ").replace("_", " ").split()
-        if _QUERY_WORDS.intersection(words) and is_secret_value(value):
+        if any(w in _QUERY_WORDS or w.endswith(_QUERY_ENDINGS) for w in words) and is_secret_value(value):
             found.append((name, value))
     return found
 

@@ -76,7 +76,7 @@ class LoggingProxy:
                 self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_POST = do_PUT = do_DELETE = _forward  # noqa: N815 - http.server's names
+            do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _forward  # noqa: N815 - http.server's names
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

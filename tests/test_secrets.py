@@ -193,3 +193,6 @@ def test_a_password_in_a_tracking_uri_or_an_environment_endpoint_is_kept_out_of_
     for query in ("api-version=2024-10-21", "auth=none", "author=me", "keyword=summaries", "max_tokens=4096"):
         assert load_config(None, [f"teacher.api_base='http://10.0.0.5:8000/v1?{query}'"]), query  # no key in these
     assert without_password("http://h/v1?sig=abcdefghijkl&x=10&y=1") == "http://h/v1?sig=***&x=10&y=1"
+    for query in ("accesstoken=sk-abcdefghijklmnop1234", "secretKey=abcdefghijklmnop", "subscription-key=abcdefghijk"):
+        with pytest.raises(ConfigError, match="carries a key in its query"):  # a credential word ending a name too
+            load_config(None, [f"teacher.api_base='http://10.0.0.5:8000/v1?{query}'"])

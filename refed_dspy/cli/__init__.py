@@ -77,7 +77,7 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
     def _options(self) -> list[str]:
-        return re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", self.format_usage())  # every option, and no prose
+        return list(self._option_string_actions)  # every spelling of every option (argparse's own table)
 
 
 def _nearest(given: str, known: list[str]) -> str:

@@ -83,10 +83,15 @@ def _owners(value: str) -> list[tuple[str, str]]:
 def refusal_text(env: str, owner: str, found: Destination) -> str:
     """The one line a refused request ends the command with."""
     return (
-        f"refused to send ${env} ({owner}'s key) to {found.host} ({found.why}); no request carried it: point api_base "
+        f"refused to send {_named(env)} ({owner}'s key) to {found.host} ({found.why}); no request carried it: point api_base "
         f"(or the endpoint variable the client reads, such as OPENAI_BASE_URL) at {owner}'s endpoint, or use the key "
         f"of the provider you mean to call"
     )
+
+
+def _named(source: str) -> str:
+    """How a line names where a key was read from: `$VARIABLE`, or a file said in words."""
+    return f"${source}" if source.isidentifier() else source
 
 
 def check_request(url: str, header_values: Iterable[str], body: bytes = b"") -> None:

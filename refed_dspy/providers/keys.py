@@ -52,7 +52,7 @@ from refed_dspy.providers.litellm_table import (
     signs_itself,
 )
 from refed_dspy.providers.registry import PROVIDERS, provider_for
-from refed_dspy.secrets import hold
+from refed_dspy.secrets import HUB_TOKEN_FILE, hold
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -319,6 +319,7 @@ def key_provider(env: str) -> str | None:
 # (read from its code: get_secret_str and os.environ): a value in one is that provider's, and goes to no other's host
 CREDENTIAL_OWNERS = {
     "AIMLAPI_KEY": "aiml",
+    "ANTHROPIC_AWS_API_KEY": "bedrock",  # LiteLLM sends it to Anthropic on AWS (llms/bedrock/claude_platform)
     "ALEPH_ALPHA_API_KEY": "aleph_alpha",
     "ALEPHALPHA_API_KEY": "aleph_alpha",
     "ARK_API_KEY": "volcengine",
@@ -334,6 +335,7 @@ CREDENTIAL_OWNERS = {
     "PALM_API_KEY": "gemini",
     "SCW_SECRET_KEY": "scaleway",
     "SNOWFLAKE_JWT": "snowflake",
+    HUB_TOKEN_FILE.upper(): "huggingface",
     "VOYAGE_AI_API_KEY": "voyage",
     "WATSONX_APIKEY": "watsonx",
     "WATSONX_ZENAPIKEY": "watsonx",

@@ -619,8 +619,9 @@ def _total_priced(stages: dict[str, dict[str, Any]], price: Any, factor: float, 
             total[key] += row[key]
         _cost(row, price, factor, tiers)
     _cost(total, price, factor, tiers)  # the keys a total row has; its figures are the stages' sums
-    for key in [k for k in total if k.endswith("_usd") and all(k in row for row in stages.values())]:
-        figures = [row[key] for row in stages.values()]
+    for key in [k for k in total if k.endswith("_usd")]:
+        # a stage that read nothing from the prompt cache costs, without it, what it costs
+        figures = [row.get(key, row.get("cost_usd") if key == "uncached_cost_usd" else None) for row in stages.values()]
         total[key] = None if None in figures else sum(figures)
     return total
 

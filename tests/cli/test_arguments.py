@@ -11,6 +11,7 @@ from refed_dspy.cli import build_parser
     [
         (["synthesize", "--confg", "x.toml"], "usage: refed synthesize", "--confg x.toml; did you mean --config?"),
         (["synthesize", "--sett=a.b=1"], "usage: refed synthesize", "--sett=a.b=1; did you mean --set?"),
+        (["synthesize", "--hlep"], "usage: refed synthesize", "--hlep; did you mean --help?"),
         (["judge", "run", "RUN", "--fress"], "usage: refed judge run", "--fress; did you mean --fresh?"),
         (["synthesise"], "usage: refed [", "invalid choice: 'synthesise' (choose from"),
         (["judge", "rnu"], "usage: refed judge", "did you mean run?"),

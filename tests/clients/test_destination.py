@@ -144,7 +144,15 @@ def test_a_basic_credential_and_a_query_key_are_read_too(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "env", ["WATSONX_APIKEY", "AZURE_AD_TOKEN", "LLAMA_API_KEY", "AWS_BEARER_TOKEN_BEDROCK", "SNOWFLAKE_JWT"]
+    "env",
+    [
+        "WATSONX_APIKEY",
+        "AZURE_AD_TOKEN",
+        "LLAMA_API_KEY",
+        "AWS_BEARER_TOKEN_BEDROCK",
+        "SNOWFLAKE_JWT",
+        "ANTHROPIC_AWS_API_KEY",
+    ],
 )
 def test_variables_litellm_reads_a_provider_s_credential_from_are_that_provider_s(monkeypatch, env):
     # an attacker sent each of these to api.groq.com, exit 0: neither LiteLLM's key table nor a key's usual name
@@ -629,3 +637,30 @@ def test_no_key_in_the_environment_slows_nothing_down():
     """A request carrying no held key is sent as it is (the check reads nothing it need not)."""
     os.environ.pop("REFED_NOT_A_KEY", None)
     check_request("http://api.groq.com/v1", ["application/json", "Bearer not-held-by-anyone"])
+
+
+def test_the_token_hf_auth_login_stored_is_checked_as_hf_token_is(monkeypatch, tmp_path):
+    # with HF_TOKEN unset, huggingface_hub sends the token `hf auth login` stored in its token file: it was held by
+    # nobody, so an HF_ENDPOINT on api.openai.com carried it (an attacker's proxy logged it)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    (tmp_path / "token").write_text("hf_LOGINstoredTOKENabcdefghijklmnop012345\n")
+    with pytest.raises(KeyProviderError, match="the Hugging Face token file .huggingface's key. to api.openai.com"):
+        check_request(
+            "http://api.openai.com/datasets/x/y/resolve/main/README.md",
+            ["Bearer hf_LOGINstoredTOKENabcdefghijklmnop012345"],
+        )
+    check_request(
+        "https://huggingface.co/datasets/x/y/resolve/main/README.md",
+        ["Bearer hf_LOGINstoredTOKENabcdefghijklmnop012345"],
+    )
+
+
+@pytest.mark.parametrize("around", [" ", "\r", "\u00a0", "\n"])
+def test_a_key_read_with_whitespace_around_it_is_checked_as_it_is_sent(monkeypatch, around):
+    # huggingface_hub and LiteLLM strip some keys before they send them: a key as a CRLF .env file gives it was held
+    # with its whitespace, and the stripped one a header carried was held by nobody
+    monkeypatch.setenv("HF_TOKEN", f"hf_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab{around}")
+    with pytest.raises(KeyProviderError, match="HF_TOKEN"):
+        check_request("http://api.openai.com/datasets/x", ["Bearer hf_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab"])

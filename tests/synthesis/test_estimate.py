@@ -240,3 +240,9 @@ def test_the_total_row_costs_what_its_stages_cost():
     for key in ("cost_usd", "cost_low_usd", "cost_high_usd", "batch_cost_usd"):
         assert total[key] == pytest.approx(sum(stage[key] for stage in stages.values())), key
     assert stages["feedback"]["cost_usd"] == pytest.approx((3_000_000 * 5.0 + 10_000 * 22.5) / 1e6)
+    # without the prompt cache, a stage that read nothing from it costs what it costs
+    stages["respond"]["cached_tokens"] = 4_000_000.0
+    total = _total_priced(stages, default_price("openai/gpt-5.4"), 0.5, {})
+    assert "uncached_cost_usd" not in stages["feedback"]
+    want = stages["feedback"]["cost_usd"] + stages["respond"]["uncached_cost_usd"]
+    assert total["uncached_cost_usd"] == pytest.approx(want)
