@@ -213,11 +213,11 @@ def _listed(name: str, e: dict, end: str, default: Price | None) -> Price | None
         return None  # searches (and citations) a request makes as many as it likes: no price holds for its calls
     fee = _fee(name, e)
     ranged = sorted(
-        (t for t in e.get("tiered_pricing") or () if isinstance(t, dict) and t.get("range")),
-        key=lambda t: float(t["range"][0]),
+        (t for t in e.get("tiered_pricing") or () if isinstance(t, dict) and _range_start(t) is not None),
+        key=_range_start,
     )
     if ranged and not end:  # LiteLLM prices a prompt by the range it falls in, whatever the plain keys say
-        parts = [(int(float(t["range"][0])), _parts(t, "", None, fee)) for t in ranged]
+        parts = [(int(_range_start(t)), _parts(t, "", None, fee)) for t in ranged]
         if any(part is None for _, part in parts):
             return None
         base = replace(parts[0][1], above=tuple((n, part) for n, part in parts[1:]))
@@ -230,6 +230,15 @@ def _listed(name: str, e: dict, end: str, default: Price | None) -> Price | None
         )
         base = replace(base, above=steps)
     return None if default is None and not base.input and not base.output else base
+
+
+def _range_start(tier: dict) -> float | None:
+    """Where a `tiered_pricing` range starts, in prompt tokens (None: a range it does not state as numbers)."""
+    span = tier.get("range")
+    try:
+        return float(span[0]) if isinstance(span, (list, tuple)) and span else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _parts(d: dict, end: str, default: Price | None, fee: float) -> Price | None:
