@@ -689,7 +689,14 @@ class TaskAccounts:
         self.budget.release(task.reserved_calls, task.reserved_cost + (task.ledger.extra if task.ledger else 0.0))
 
     def account(self, task: Task) -> dict[str, Any]:
-        """What `task`'s calls paid, added to the run's totals (a task written to the log whole is settled with it)."""
+        """What `task`'s calls paid, added to the run's totals (a task written to the log whole is settled with it). A
+        call of it cut off in flight where no boundary here bounded it (on a Ray worker lost with it) counts at the
+        worst case its task was held at, not at what the calls seen so far cost."""
+        if self.log_tasks or self.own_record:
+            worst = self.budget.worst_call_cost(self.price, self.max_tokens, self.role)
+            for call in task.calls:
+                if call.interrupted and call.cost_bound_usd is None:
+                    call.cost_bound_usd = worst
         usage = self.budget.record(task.calls, self.price, self.role)
         if task.ledger is not None:  # recorded: what its calls paid is no longer held as pending
             self.budget.unpend(task.ledger.paid)

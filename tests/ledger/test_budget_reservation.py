@@ -222,3 +222,23 @@ def test_without_a_cost_budget_an_engine_task_s_request_is_logged_at_its_counted
     log.close()
     sent = [json.loads(x) for x in (tmp_path / "ledger.jsonl").read_text().splitlines() if '"s"' in x]
     assert sent[-1]["b"] == pytest.approx(ticket.cost)
+
+
+def test_a_call_lost_with_a_ray_worker_counts_at_the_worst_case_its_piece_was_held_at():
+    # an attacker killed a Ray worker as the replies grew: its calls in flight were counted at the dearest call seen
+    # so far ($0.0024 each) while the provider billed the long replies ($0.021-0.029 each): the ledger 11% short
+    from refed_dspy.engine.execution import TaskAccounts
+    from refed_dspy.providers.prices import Price
+
+    price = Price(2.5, 1.25, 10.0)
+    budget = CallBudget(None, 1.0)
+    budget.record([CallInfo("generate", "m", 500, 20)], price, "teacher")  # a short reply seen first
+    accounts = TaskAccounts({"sample": 2}, price, 4000, "teacher", budget)
+    accounts.log_tasks = True  # its calls are made on Ray workers
+    task = accounts.reserve("sample", 1, None, final=True)
+    task.calls.append(CallInfo("generate", "m", interrupted=True, lost_with="its Ray worker"))
+    accounts.release(task)
+    usage = accounts.account(task)
+    worst = price.bound(2000, 4000)
+    assert task.calls[0].cost_bound_usd == pytest.approx(worst)
+    assert usage["interrupted_cost_usd"] == pytest.approx(worst)
