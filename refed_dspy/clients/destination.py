@@ -83,9 +83,9 @@ def _owners(value: str) -> list[tuple[str, str]]:
 def refusal_text(env: str, owner: str, found: Destination) -> str:
     """The one line a refused request ends the command with."""
     return (
-        f"refused to send {_named(env)} ({owner}'s key) to {found.host} ({found.why}); no request carried it: point api_base "
-        f"(or the endpoint variable the client reads, such as OPENAI_BASE_URL) at {owner}'s endpoint, or use the key "
-        f"of the provider you mean to call"
+        f"refused to send {_named(env)} ({owner}'s key) to {found.host} ({found.why}); no request carried it: point "
+        f"api_base (or the endpoint variable the client reads, such as OPENAI_BASE_URL) at {owner}'s endpoint, or use "
+        "the key of the provider you mean to call"
     )
 
 

@@ -612,7 +612,8 @@ def _references(config: Config, given: list[Reference] | None, say: Callable[[st
 
 def _total_priced(stages: dict[str, dict[str, Any]], price: Any, factor: float, tiers: dict[str, Any]) -> dict:
     """The stages' rows summed into the total row, each row priced in place and the total's cost the sum of theirs
-    (each stage's calls are priced at their own prompt's length: a long-prompt price step is a stage's, not the run's)."""
+    (each stage's calls are priced at their own prompt's length: a long-prompt price step is a stage's, not the
+    run's)."""
     total = dict.fromkeys(_TOKEN_ROW, 0.0)
     for row in stages.values():
         for key in total:
