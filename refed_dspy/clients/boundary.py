@@ -37,6 +37,7 @@ from dspy.clients.base_lm import LM_CLASS_STATE_KEY
 from dspy.utils.exceptions import LMError, LMUnsupportedFeatureError
 
 from refed_dspy.clients.calls import (
+    BudgetExceeded,
     CallInfo,
     CallTag,
     MustWait,
@@ -59,6 +60,7 @@ from refed_dspy.clients.tries import (
     tier_asked,
 )
 from refed_dspy.config.lm import TIMEOUT_S
+from refed_dspy.errors import KeyProviderError
 from refed_dspy.providers.base import StablePrompt
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
@@ -335,7 +337,7 @@ class CallBoundary:
 
     def _note_failure(self, err: LMError) -> None:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
-        what the provider saw; one that never left the client (a setting it cannot send) does not. One the client
+        what the provider saw; one that never left the client (a setting it cannot send, a refusal: `unsent`) does not. One the client
         gave up on at its timeout reached the provider, which may have answered and billed it: it is counted as
         paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.tries."""
         if gave_up_waiting(err):
@@ -356,7 +358,7 @@ class CallBoundary:
             failed.tier_unavailable = True
         settle(request.opened if request is not None else None, failed, self.price)
         calls = current_work().calls
-        if calls is not None and not isinstance(err, LMUnsupportedFeatureError):
+        if calls is not None and not isinstance(err, LMUnsupportedFeatureError) and unsent(err) is None:
             calls.append(failed)
 
     def update_history(self, entry: dict[str, Any]) -> None:
@@ -504,11 +506,26 @@ def _loop_running() -> bool:
 
 
 def _raise_refusal(err: LMError) -> None:
-    """A request the HTTP layer refused to send (a key bound for a host it must not reach) is the config's mistake,
-    whatever the client wrapped it in: raised as the KeyProviderError it is, never retried."""
-    refused = refusal_in(err)
+    """A request refused before it was sent, whatever the client wrapped the refusal in, raised as it is and never
+    retried (`unsent`)."""
+    refused = unsent(err)
     if refused is not None:
         raise refused from None
+
+
+def unsent(err: LMError) -> KeyProviderError | BudgetExceeded | None:
+    """What refused `err`'s request before a byte of it was sent, as the transport raised it: the HTTP layer (a key
+    bound for a host it must not reach: the config's mistake), or the budget (a batch line whose bound it cannot
+    hold); None for a request that was sent."""
+    refused = refusal_in(err)
+    if refused is not None:
+        return refused
+    one: BaseException | None = err
+    for _ in range(8):  # the clients' wrappers, a few deep
+        if one is None or isinstance(one, BudgetExceeded):
+            return one
+        one = one.__cause__ or one.__context__
+    return None
 
 
 def _elapsed() -> float:

@@ -30,6 +30,11 @@ class OutputRefused(LMOutputError):
     """The provider refused or filtered the reply (finish_reason 'content_filter')."""
 
 
+class BudgetExceeded(Exception):
+    """An LM call was refused because it could take the run past its call or cost budget (refed_dspy.ledger.tickets);
+    whatever client carried the request, the call boundary raises it as it is."""
+
+
 class MustWait(Exception):
     """An LM call cannot start yet: with the calls in flight, the budget could be overshot by more than one call
     (refed_dspy.ledger.tickets). It can when one of them ends: the call boundary waits and opens it again."""

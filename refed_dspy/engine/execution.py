@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import random
@@ -128,8 +129,11 @@ class Answers:
     def begin(self, tasks_running: Callable[[], int], wake: Callable[[], None]) -> None:
         """The engine's run begins: `tasks_running()` counts its tasks, `wake()` lets its loop look again."""
 
-    def attempt(self, key: str, work: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:
-        """`work`, one start of the piece of work `key`, as it is to run."""
+    def attempt(
+        self, key: str, work: Coroutine[Any, Any, Any], hold: Callable[[float], None]
+    ) -> Coroutine[Any, Any, Any]:
+        """`work`, one start of the piece of work `key`, as it is to run. `hold(bound)`: a request of it whose bound is
+        known before it is sent (a batch line) weighed against the budget (TaskAccounts.hold)."""
         return work
 
     def news(self) -> Failure | str | None:
@@ -223,7 +227,8 @@ class Engine:
                 self.stop_reason = self.stop_reason or "budget"
             return False
         coro = self.stage.work(kind, payload, meta.calls)
-        coro = self.answers.attempt(self.stage.key(kind, payload), coro)  # batches: each start an attempt of its own
+        # batches: each start an attempt of its own, each of its requests held at its bound as it joins a batch
+        coro = self.answers.attempt(self.stage.key(kind, payload), coro, functools.partial(self.accounts.hold, meta))
         with opened_on(meta.ledger):  # the task's context (copied as it is created) carries its ledger
             task = asyncio.ensure_future(coro)
         self.running.add(task, meta)
@@ -625,6 +630,8 @@ class Task:
     calls: TaskCalls = field(default_factory=TaskCalls)  # its calls' CallInfo, and the most it was reserved for
     log_id: int | None = None  # its line in the run's log, when the task is written there whole (sent to Ray)
     ledger: TaskLedger | None = None  # what its calls are opened on at the call boundary (not on Ray, not in batches)
+    asked: float = 0.0  # the bounds of its requests held one by one (batch lines: TaskAccounts.hold)
+    beyond: float = 0.0  # what they needed beyond its reservation, reserved until it ends
     level: int = 0  # the slots of work in flight when it started, its own included (the window's controller reads it)
 
 
@@ -686,7 +693,21 @@ class TaskAccounts:
 
     def release(self, task: Task) -> None:
         """Give back what `task` reserved, and what its calls' prompts reserved beyond it."""
-        self.budget.release(task.reserved_calls, task.reserved_cost + (task.ledger.extra if task.ledger else 0.0))
+        extra = task.beyond + (task.ledger.extra if task.ledger else 0.0)
+        self.budget.release(task.reserved_calls, task.reserved_cost + extra)
+
+    def hold(self, task: Task, bound: float) -> None:
+        """A request of `task` whose bound is known before it is sent (a batch line, its body counted): under a cost
+        budget, what its task's reservation lacks for it (beside the requests it held before) is reserved beyond it
+        until the task ends. BudgetExceeded (nothing held, nothing sent) when that could break the budget: a long
+        prompt is weighed as it is, not at the prompt a piece of work is held at before its requests are built."""
+        if self.budget.max_cost_usd is None:
+            return
+        lack = task.asked + bound - task.reserved_cost - task.beyond
+        if lack > 0:
+            self.budget.reserve(0, lack, what=f"the next batch request may cost up to ${bound:.4f}")
+            task.beyond += lack
+        task.asked += bound
 
     def account(self, task: Task) -> dict[str, Any]:
         """What `task`'s calls paid, added to the run's totals (a task written to the log whole is settled with it). A

@@ -33,14 +33,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from refed_dspy.clients.calls import CallInfo, MustWait
+from refed_dspy.clients.calls import BudgetExceeded, CallInfo, MustWait
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.providers.prices import Price
-
-
-class BudgetExceeded(Exception):
-    """An LM call was refused because it could take the run past its call or cost budget."""
-
 
 __all__ = ["BudgetExceeded", "MustWait", "OpensCalls", "TaskLedger", "Ticket", "settle_call"]
 

@@ -168,3 +168,29 @@ def test_a_cost_budget_holds_when_replies_grow_mid_run(tmp_path):
     costs = [at_batch_list_price(model, e) for e in answered()]
     assert len(costs) > 12 and max(costs) > 10 * min(costs)  # the replies grew while the run went on
     assert sum(costs) <= 0.015, (sum(costs), len(costs))
+
+
+def test_a_cost_budget_holds_when_the_references_are_long(tmp_path):
+    """Batch mode under `max_cost_usd` with references of 8,000 words: a piece of work no boundary here gates is held
+    at a prompt its role is assumed to send (2,000 tokens), and a reviewer's run with long references billed $0.0055
+    of a $0.004 budget. Each request is weighed at its own bound (its counted body, all of its max_tokens) before it
+    joins a batch: what the provider billed stays within the budget."""
+    words = " ".join(["lorem"] * 8000)
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "".join(json.dumps({"instruction": f"Say {i} things.", "response": f"{i} {words}"}) + "\n" for i in range(4))
+    )
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
+        over = batch_overrides(
+            srv,
+            tmp_path / "run",
+            40,
+            **{"synthesis.max_cost_usd": 0.004, "teacher.max_tokens": 300, "seeds.source": f"'{seeds}'"},
+        )
+        done = _cli(["synthesize", *_set(over)])
+        assert done.returncode in (0, 1), done.stderr[-2000:]
+    model = load_config(None, over).teacher.model
+    answered = [e for e in read_log(tmp_path / "log.jsonl") if e.get("custom_id") and e.get("status") == 200]
+    costs = [at_batch_list_price(model, e) for e in answered]
+    assert costs and max(costs) > 0.0005  # the long references reached the provider
+    assert sum(costs) <= 0.004, (sum(costs), len(costs))

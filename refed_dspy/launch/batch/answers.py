@@ -54,8 +54,10 @@ class BatchAnswers(Answers):
         self.broker.on_wake = wake
         self.broker.start()
 
-    def attempt(self, key: str, work: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:
-        slot = in_slot(work, key, self.starts[key])
+    def attempt(
+        self, key: str, work: Coroutine[Any, Any, Any], hold: Callable[[float], None]
+    ) -> Coroutine[Any, Any, Any]:
+        slot = in_slot(work, key, self.starts[key], hold)
         self.starts[key] += 1
         return slot
 

@@ -57,6 +57,7 @@ class CallSlot:
 
     key: str
     attempt: int
+    hold: Callable[[float], None] = lambda bound: None  # weighs a new request's bound against the budget
     asked: dict[str, int] = field(default_factory=dict)
 
     def occurrence(self, request_hash: str) -> int:
@@ -69,9 +70,10 @@ class CallSlot:
 _slot: contextvars.ContextVar[CallSlot | None] = contextvars.ContextVar("refed_batch_slot", default=None)
 
 
-async def in_slot(coro, key: str, attempt: int):
-    """Run `coro` (a task's work) with its calls numbered under `key` and `attempt`."""
-    _slot.set(CallSlot(key, attempt))
+async def in_slot(coro, key: str, attempt: int, hold: Callable[[float], None] = lambda bound: None):
+    """Run `coro` (a task's work) with its calls numbered under `key` and `attempt`, each new request held at its
+    bound by `hold` before it joins a batch."""
+    _slot.set(CallSlot(key, attempt, hold))
     return await coro
 
 
@@ -187,7 +189,13 @@ class BatchBroker:
                 return gave_up(self.settings.max_resubmits + 1)
             stage = current_stage()
             body = json.loads(request.body)
-            self.bounds[cid] = self.bound_of(body)
+            bound = self.bound_of(body)
+            try:
+                slot.hold(bound)  # BudgetExceeded: its task's reservation and the budget's room cannot cover it
+            except BaseException:
+                self.waiting.pop(base, None)
+                raise
+            self.bounds[cid] = bound
             self.pending[cid] = (
                 stage if stage != "unknown" else slot.key.split(":", 1)[0],
                 self.client.line(cid, body),
