@@ -35,6 +35,18 @@ class BudgetExceeded(Exception):
     whatever client carried the request, the call boundary raises it as it is."""
 
 
+class HeldShort(BudgetExceeded):
+    """A call of a piece of work made out of sight of the budget (on a Ray worker) whose counted prompt could cost more
+    than its piece was held at: refused before it is sent, the piece started again held at `bound` a call at least."""
+
+    def __init__(self, message: str, bound: float):
+        super().__init__(message)
+        self.bound = bound
+
+    def __reduce__(self) -> tuple:  # raised on a worker, read by the driver
+        return HeldShort, (str(self), self.bound)
+
+
 class MustWait(Exception):
     """An LM call cannot start yet: with the calls in flight, the budget could be overshot by more than one call
     (refed_dspy.ledger.tickets). It can when one of them ends: the call boundary waits and opens it again."""
@@ -94,11 +106,13 @@ class CallInfo:
 class TaskCalls(list):
     """The CallInfo of one piece of work's calls, as they end, and `most`: the calls it was reserved for (its worst
     case, repairs included; 0: not known). Where a task's calls are made out of sight (a Ray worker) and the task ends
-    without its result, a request may have gone out whose start never reached us: the task is charged up to `most`."""
+    without its result, a request may have gone out whose start never reached us: the task is charged up to `most`.
+    `held`: what such a task was held at under a cost budget, which its worker keeps its calls within (HeldShort)."""
 
     def __init__(self, most: int = 0):
         super().__init__()
         self.most = most
+        self.held: float | None = None
 
     def unseen(self, reported: int, open_calls: int) -> int:
         """The calls to count as paid for a task lost from sight having reported `reported` calls ended and

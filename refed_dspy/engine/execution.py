@@ -287,6 +287,8 @@ class Engine:
         self._tell_window(meta, failure)
         if failure is not None and failure.reason == "budget":  # a call's prompt needed more than the budget had left
             self.stop_reason = self.stop_reason or "budget"
+        if failure is not None and failure.needs is not None:  # held short on a worker: held at what it needs again
+            self.budget.held_short(self.limits.role, failure.needs)
         if (
             failure is not None
             and failure.retryable
@@ -678,6 +680,8 @@ class TaskAccounts:
         if not self.budget.try_reserve(calls, cost, final=final, what=self._first_call(calls, cost)):
             return None
         task = Task(kind, slots, calls, cost, payload, calls=TaskCalls(calls))
+        if self.log_tasks and self.budget.max_cost_usd is not None:  # a worker refuses a call beyond it (HeldShort)
+            task.calls.held = cost
         if self.log is not None and self.log_tasks:  # its calls are made where no log is: written down whole, first
             task.log_id = self.log.sent(self.role, kind, "?", cost / calls if calls else 0.0, calls=calls)
         if at_boundary:

@@ -35,11 +35,18 @@ from dspy.utils.exceptions import (
 from pydantic import ValidationError
 
 from refed_dspy.adapters import DegenerateOutputError, describe_parse_error
-from refed_dspy.clients.calls import CallInfo, LMOutputError, OutputRefused, OutputTruncated, ReplyFormatError
+from refed_dspy.clients.calls import (
+    BudgetExceeded,
+    CallInfo,
+    HeldShort,
+    LMOutputError,
+    OutputRefused,
+    OutputTruncated,
+    ReplyFormatError,
+)
 from refed_dspy.clients.tries import gave_up_waiting, never_connected, retry_after_s, stopped_waiting
 from refed_dspy.config.lm import LMSpec
 from refed_dspy.errors import EndpointError, KeyProviderError, RefedError
-from refed_dspy.ledger.budget import BudgetExceeded
 from refed_dspy.providers.base import Provider, provider_of
 from refed_dspy.providers.registry import call_url, examples, provider_for, server_root, wires
 from refed_dspy.secrets import first_line
@@ -64,6 +71,7 @@ class Failure:
     retry_after: float | None = None
     raw: str | None = None
     counted: bool = True  # counts toward the consecutive-failure abort (no capacity on a service tier does not)
+    needs: float | None = None  # held short: the most the call refused on a worker could cost (HeldShort)
 
     def record_fields(self) -> dict[str, Any]:
         """The fields a reject record keeps of this failure."""
@@ -91,13 +99,25 @@ def _seconds(detail: str) -> str:
     return f" of {found.group(1)}s" if found else ""
 
 
+def _unsent(err: BaseException, detail: str) -> Failure | None:
+    """The Failure of a call refused before it was sent; None for any other error."""
+    if isinstance(err, KeyProviderError):  # the HTTP layer refused to send a key where it must not go: the config's
+        return Failure("key_refused", detail, final=False, fatal=True)
+    if isinstance(err, HeldShort):  # its piece started again at once, held at what the call needs
+        return Failure(
+            "held_short", detail, final=False, retryable=True, retry_after=0.0, counted=False, needs=err.bound
+        )
+    if isinstance(err, BudgetExceeded):  # a call's counted prompt needed more than the budget had left: kept for later
+        return Failure("budget", detail, final=False)
+    return None
+
+
 def classify(err: BaseException) -> Failure:
     """Map an exception raised while processing one item to a Failure."""
     detail = first_line(err)
-    if isinstance(err, KeyProviderError):  # the HTTP layer refused to send a key where it must not go: the config's
-        return Failure("key_refused", detail, final=False, fatal=True)
-    if isinstance(err, BudgetExceeded):  # a call's counted prompt needed more than the budget had left: kept for later
-        return Failure("budget", detail, final=False)
+    unsent = _unsent(err, detail)
+    if unsent is not None:
+        return unsent
     if isinstance(err, OutputTruncated):
         return Failure("truncated", detail, raw=_raw(err.raw))
     if isinstance(err, OutputRefused):

@@ -102,6 +102,7 @@ class CallBudget(OpensCalls):
         self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
         self.outputs = ExpectedOutput()  # what the calls of each role (and stage) wrote: what a call is expected to
         self.call_costs: dict[str, OutputStats] = {}  # role -> what its answered calls cost (USD)
+        self.refused_at: dict[str, float] = {}  # role -> the dearest call a worker refused for its piece's hold
         self.worst_in_flight = 0.0  # the most the calls opened at the call boundary and not yet over can cost
         self.open_calls = 0  # those calls
         self.paid_pending = 0.0  # what calls that are over paid, until their usage is recorded (at their task's end)
@@ -169,11 +170,18 @@ class CallBudget(OpensCalls):
     def worst_call_cost(self, price: Price | None, max_tokens: int, role: str) -> float:
         """The most one call of `role` is held at where no boundary here opens it (a piece of work on a Ray worker or in
         a batch): a prompt of `prior_prompt_tokens(role)` writing all of `max_tokens` (Price.bound), or the dearest call
-        of the role seen, whichever is more; 0 for an LM without a price."""
+        of the role seen or refused for its hold (`held_short`), whichever is more; 0 for an LM without a price."""
         if price is None:
             return 0.0
         learned = self.call_costs.get(role)
-        return max(price.bound(prior_prompt_tokens(role), max_tokens), learned.most if learned is not None else 0.0)
+        seen = max(learned.most if learned is not None else 0.0, self.refused_at.get(role, 0.0))
+        return max(price.bound(prior_prompt_tokens(role), max_tokens), seen)
+
+    def held_short(self, role: str, bound: float) -> None:
+        """A worker refused a call of `role` that could cost `bound`, more than its piece was held at (HeldShort):
+        pieces of `role` are held at that a call from now on (`worst_call_cost`)."""
+        with self._lock:
+            self.refused_at[role] = max(self.refused_at.get(role, 0.0), bound)
 
     def seen(self, role: str) -> bool:
         """A call of `role` has answered: what its calls write is known."""

@@ -486,3 +486,34 @@ def test_junk_is_rejected_on_ray_too(local_ray, server_factory, tmp_path):
     assert any(r["stage"] == "synthesize" and "not an instruction" in r["detail"] for r in junk), junk
     faults = [e for e in read_log(srv.cfg.log_path) if e.get("fault") == "junk"]
     assert faults and summary["usage"]["repairs"] >= 1  # the workers' adapter asked again for each junk reply
+
+
+def test_a_cost_budget_holds_on_ray_when_the_references_are_long(local_ray, server_factory, tmp_path):
+    """Under `max_cost_usd` on Ray, one reference of 20 words and seven of 20,000: a piece of work is held at a prompt
+    its role is assumed to send (2,000 tokens) or at the dearest call seen, and its calls are made on a worker where
+    the budget is not kept ($0.0208 of $0.02 billed before). Each call's prompt is counted there, and a call its
+    piece's hold cannot cover is refused before it is sent: the piece runs again, held at what that call needs. What
+    the server answered stays within the budget."""
+    words = [" ".join(["lorem"] * (20000 if i else 20)) for i in range(8)]
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "".join(json.dumps({"instruction": f"Say {i}.", "response": f"{i} {w}"}) + "\n" for i, w in enumerate(words))
+    )
+    srv = server_factory()
+    extra = {
+        "synthesis.max_cost_usd": 0.02,
+        "teacher.max_tokens": 300,
+        "seeds.source": f"'{seeds}'",
+        "synthesis.concurrency": 8,
+    }
+    summary = synthesize(load_config(None, _on_ray(srv, tmp_path / "run", 40, **extra)))
+    served = [e for e in read_log(srv.cfg.log_path) if e.get("status", 200) == 200]
+    billed = sum(
+        ((e["prompt_tokens"] - e["cached_tokens"]) * 0.15 + e["cached_tokens"] * 0.075 + e["completion_tokens"] * 0.6)
+        / 1e6
+        for e in served
+    )
+    assert max(e["prompt_tokens"] for e in served) > 20000  # the long references reached the server
+    assert billed <= 0.02, (billed, len(served), summary["status"])
+    assert summary["cost_usd"] == pytest.approx(billed, rel=1e-6)
+    assert summary["retries"]["this_invocation"].get("held_short", 0) >= 1, summary["retries"]

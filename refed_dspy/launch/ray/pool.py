@@ -186,7 +186,9 @@ class WorkerPool(Transport):
         open_calls, reported, stream = 0, 0, None
         endpoint = _Load(self.spread)
         try:
-            stream = worker.actor.run.options(num_returns="streaming").remote(kind, stage_name, inputs, endpoint.index)
+            stream = worker.actor.run.options(num_returns="streaming").remote(
+                kind, stage_name, inputs, endpoint.index, getattr(calls, "held", None)
+            )
             async for ref in stream:
                 for event in await ref:
                     if event[0] == "start":

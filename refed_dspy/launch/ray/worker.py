@@ -13,6 +13,7 @@ import contextlib
 import copy
 import os
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,14 +21,14 @@ from typing import Any
 import dspy
 
 from refed_dspy.adapters import build_adapter
-from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.calls import CallInfo, HeldShort
 from refed_dspy.clients.lm import stage_lm
 from refed_dspy.clients.lm_routing import LedgerScope
-from refed_dspy.config.lm import LMSpec, PriceBook
+from refed_dspy.config.lm import LMSpec, PriceBook, price_of
 from refed_dspy.engine.transport import acall_part, guarded_call, has_aforward
 from refed_dspy.launch.ray.cache_server import CachePlan, RemoteRunCache
 from refed_dspy.launch.ray.connect import import_ray
-from refed_dspy.ledger.tickets import Ticket
+from refed_dspy.ledger.tickets import Ticket, at_tier
 from refed_dspy.store.cache import use_cache_dir
 
 _DONE = object()
@@ -49,13 +50,26 @@ class CallEvents:
     worst case against the run's one budget) and turns each call's start, record and end into the task's events, in
     order: ("start",) as a call is sent, ("call", CallInfo) as one is answered or fails, ("end",) as a call is over
     (answered, failed or never sent), and last ("result", value, failure); sent in batches on the task's `queue` (on
-    `loop`: a part with only `forward` calls its LM in a thread of the worker)."""
+    `loop`: a part with only `forward` calls its LM in a thread of the worker). Under a cost budget (`held`: what the
+    driver held the task at, its calls priced at `price`) each call's prompt is counted, and a call that could take
+    the task's calls past that is refused before it is sent (HeldShort: the driver starts the task again, held at
+    what that call needs)."""
 
     max_cost_usd = None
-    counts_prompts = False  # the driver reserved the task's worst case; its write-ahead log holds the task, whole
 
-    def __init__(self, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop, held: float | None = None, price: Any = None
+    ):
         self.queue, self.loop = queue, loop
+        self.held = held if price is not None else None
+        self.price = price
+        self.asked = 0.0  # the bounds of the calls it let go
+        self._lock = threading.Lock()
+
+    @property
+    def counts_prompts(self) -> bool:
+        """Its calls' prompts are counted: the task is held at a cost (else the driver's reservation covers it whole)."""
+        return self.held is not None
 
     def __deepcopy__(self, memo: dict) -> CallEvents:
         return self  # one task's events, whatever copies its LM (a part that deep-copies its modules)
@@ -70,8 +84,20 @@ class CallEvents:
         prompt_tokens: int | None,
         tier: str | None = None,
     ) -> Ticket:
+        if self.held is not None and prompt_tokens is not None:
+            self._within_held(at_tier(self.price, tier)[0].bound(prompt_tokens, max_tokens), prompt_tokens)
         self._put(("start",))
         return Ticket(role, 0.0, 1)
+
+    def _within_held(self, bound: float, prompt_tokens: int) -> None:
+        with self._lock:
+            if self.asked + bound > self.held + 1e-12:
+                raise HeldShort(
+                    f"a call of {prompt_tokens:,} prompt tokens may cost up to ${bound:.4f}, more than its piece of "
+                    f"work was held at (${self.held:.4f}, ${self.asked:.4f} of it taken): started again, held at that",
+                    bound,
+                )
+            self.asked += bound
 
     def settle(self, ticket: Ticket, info: CallInfo, price: Any) -> None:
         """Nothing to write here: the call's record is its event."""
@@ -107,6 +133,7 @@ class PartWorker:
         self.max_connections = max_connections
         self.prices = prices
         self.lm: Any = None
+        self.price: Any = None
         self.executor: ThreadPoolExecutor | None = None
 
     def info(self) -> WorkerInfo:
@@ -123,6 +150,7 @@ class PartWorker:
         else:
             dspy.cache = RemoteRunCache(cache.server, import_ray())
         self.lm = stage_lm(self.spec, self.role, self.max_connections)  # a RefedLM: behind the call boundary
+        self.price = price_of(self.spec)  # its calls' bounds, as the driver prices them, under a cost budget
         self.lm.notes()  # made now: the LM of each task (a shallow copy) shares what it learns and warns of once
         self.adapter = build_adapter(self.spec)
         self.scope = LedgerScope(None, self.prices)
@@ -134,13 +162,22 @@ class PartWorker:
         spread = getattr(self.lm, "endpoint_spread", None)
         return spread.figures() if spread is not None else {}
 
-    async def run(self, kind: str, stage_name: str | None, inputs: dict[str, Any], endpoint: int | None = None):
+    async def run(
+        self,
+        kind: str,
+        stage_name: str | None,
+        inputs: dict[str, Any],
+        endpoint: int | None = None,
+        held: float | None = None,
+    ):
         """One task through its part of the program: its events as they happen, in batches (every event queued when
         the stream wakes: one call's answer and end and the next call's start travel as one), the last batch ending
         with ("result", value, failure). Each batch is one object the driver receives: fewer means less of its CPU.
-        `endpoint`: the index of the endpoint the driver chose for the task (several endpoints), while it is healthy."""
+        `endpoint`: the index of the endpoint the driver chose for the task (several endpoints), while it is healthy.
+        `held`: under a cost budget, what the driver held the task at (CallEvents)."""
         queue: asyncio.Queue = asyncio.Queue()
-        lm = copy.copy(self.lm).attach_budget(CallEvents(queue, asyncio.get_running_loop()), self.role, None)
+        events = CallEvents(queue, asyncio.get_running_loop(), held, self.price)
+        lm = copy.copy(self.lm).attach_budget(events, self.role, None)
         lm.preferred_endpoint = endpoint  # this task's LM: its calls' events on its queue, to the driver's endpoint
         task = asyncio.ensure_future(self._run(lm, kind, stage_name, inputs, queue))
         try:
