@@ -96,7 +96,7 @@ from refed_dspy.runtime.sync import run_sync
 from refed_dspy.store.records import Reference
 from refed_dspy.store.results import Optional, Result
 from refed_dspy.store.seeds import given_references, read_seeds
-from refed_dspy.synthesis.next_work import TASK_STAGES, feedback_record, parts_of
+from refed_dspy.synthesis.next_work import TASK_STAGES, feedback_record, parts_of, unit_order
 from refed_dspy.synthesis.program import resolve_program
 from refed_dspy.synthesis.replies import PILOT_SIZE, ReplyLengths, earlier_runs
 
@@ -716,12 +716,14 @@ def scaled_stages(
 
 
 def references_reached(config: Config, counts: dict[str, int], n_refs: int) -> int:
-    """How many references a run of this size reaches: those its units come from (each reference gives one unit per
-    feature and pass), or one a sample for a method with no units (pure)."""
+    """How many references a run of this size reaches: those its units come from, in the order a run takes them
+    (every reference once for a feature before the next feature: `unit_order`), or one a sample for a method with no
+    units (pure)."""
     method = METHODS.get(config.synthesis.method)
     if not method.features:
         return max(1, min(n_refs, counts["sample"]))
-    return max(1, min(n_refs, math.ceil(counts["unit"] / len(method.features))))
+    units = itertools.islice(unit_order(max(1, n_refs), method.features), counts["unit"])
+    return max(1, len({unit.ref_index for unit in units}))
 
 
 def _marked(

@@ -20,6 +20,7 @@ from refed_dspy.synthesis.estimate import (
     estimate,
     format_estimate,
     made_up_value,
+    references_reached,
     work_counts,
 )
 from refed_dspy.synthesis.summary import estimate_error
@@ -42,6 +43,10 @@ def test_pure_parts():
     assert len(value["improved_response"].split()) == 50
     cfg = load_config(None, ["synthesis.size=100", "synthesis.instructions_per_feature=10"])
     assert work_counts(cfg, 40) == {"feedback": 12, "unit": 12, "sample": 100}
+    # a run takes every reference once for a feature before the next feature: 12 units reach 12 references (each
+    # with its prompt prefix written to a marked cache), not 6; 50 units over 40 references reach all 40
+    assert references_reached(cfg, work_counts(cfg, 40), 40) == 12
+    assert references_reached(cfg, {"feedback": 40, "unit": 50, "sample": 400}, 40) == 40
     cfg = load_config(None, ["synthesis.size=10", "synthesis.method='reflection'"])
     assert work_counts(cfg, 40) == {"feedback": 0, "unit": 0, "sample": 10}
 
