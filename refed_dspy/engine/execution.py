@@ -109,6 +109,7 @@ class Limits:
 
 
 TRUNCATED = "LM response was truncated"  # DSPy's warning on each reply cut off at max_tokens
+UNSPENT_RETRIES = ("rate_limited", "held_short")  # failures whose retries use none of the task's max_retries
 
 
 class Answers:
@@ -130,10 +131,10 @@ class Answers:
         """The engine's run begins: `tasks_running()` counts its tasks, `wake()` lets its loop look again."""
 
     def attempt(
-        self, key: str, work: Coroutine[Any, Any, Any], hold: Callable[[float], None]
+        self, key: str, work: Coroutine[Any, Any, Any], hold: Callable[[float, bool], None]
     ) -> Coroutine[Any, Any, Any]:
-        """`work`, one start of the piece of work `key`, as it is to run. `hold(bound)`: a request of it whose bound is
-        known before it is sent (a batch line) weighed against the budget (TaskAccounts.hold)."""
+        """`work`, one start of the piece of work `key`, as it is to run. `hold(bound, sent)`: a request of it whose
+        bound is known (a batch line) weighed against the budget (TaskAccounts.hold)."""
         return work
 
     def news(self) -> Failure | str | None:
@@ -458,7 +459,8 @@ class Retries:
         self.max_retries = max_retries
         self.waiting: list[Queued] = []  # a heap, by when each is due
         self.attempts: Counter = Counter()  # retries so far, by key of work (what max_retries bounds)
-        self.refusals: Counter = Counter()  # 429s so far, by key of work (bounded by time, not here)
+        # 429s and pieces held short so far, by key of work (bounded by time, and by the hold each raises; not here)
+        self.refusals: Counter = Counter()
         self.by_reason: Counter = Counter()  # retries so far, by the failure's reason
         self.paid: set[str] = set()  # the keys of work an attempt of which paid for a call
         self.free: Counter = Counter()  # the work waiting that no attempt paid for, by kind
@@ -471,8 +473,9 @@ class Retries:
 
     def schedule(self, key: str, failure: Failure, work: tuple[str, Any, int], now: float, paid: bool = False) -> bool:
         """Queue `work` (kind, payload, slots) to run again after `failure` (`paid`: its attempt paid for a call);
-        False when its retries are used up (a rate limit's refusal uses none: the engine bounds those by time)."""
-        counted = self.refusals if failure.reason == "rate_limited" else self.attempts
+        False when its retries are used up (a rate limit's refusal uses none: the engine bounds those by time; nor does
+        a piece held short on a worker, which sent nothing: each raises what its role's pieces are held at)."""
+        counted = self.refusals if failure.reason in UNSPENT_RETRIES else self.attempts
         if counted is self.attempts and self.attempts[key] >= self.max_retries:
             return False
         counted[key] += 1
@@ -700,16 +703,20 @@ class TaskAccounts:
         extra = task.beyond + (task.ledger.extra if task.ledger else 0.0)
         self.budget.release(task.reserved_calls, task.reserved_cost + extra)
 
-    def hold(self, task: Task, bound: float) -> None:
-        """A request of `task` whose bound is known before it is sent (a batch line, its body counted): under a cost
-        budget, what its task's reservation lacks for it (beside the requests it held before) is reserved beyond it
-        until the task ends. BudgetExceeded (nothing held, nothing sent) when that could break the budget: a long
-        prompt is weighed as it is, not at the prompt a piece of work is held at before its requests are built."""
+    def hold(self, task: Task, bound: float, sent: bool = False) -> None:
+        """A request of `task` whose bound is known (a batch line, its body counted): under a cost budget, what its
+        task's reservation lacks for it (beside the requests it held before) is reserved beyond it until the task
+        ends. BudgetExceeded (nothing held, nothing sent) when that could break the budget: a long prompt is weighed
+        as it is, not at the prompt a piece of work is held at before its requests are built. One `sent` already (in
+        a batch an earlier invocation left open: it may be billed whatever happens) is held whatever the room."""
         if self.budget.max_cost_usd is None:
             return
         lack = task.asked + bound - task.reserved_cost - task.beyond
         if lack > 0:
-            self.budget.reserve(0, lack, what=f"the next batch request may cost up to ${bound:.4f}")
+            if sent:
+                self.budget.owe(lack)
+            else:
+                self.budget.reserve(0, lack, what=f"the next batch request may cost up to ${bound:.4f}")
             task.beyond += lack
         task.asked += bound
 

@@ -177,6 +177,11 @@ class CallBudget(OpensCalls):
         seen = max(learned.most if learned is not None else 0.0, self.refused_at.get(role, 0.0))
         return max(price.bound(prior_prompt_tokens(role), max_tokens), seen)
 
+    def owe(self, cost: float) -> None:
+        """Reserve `cost` whatever the room: what a request already sent may be billed (given back by `release`)."""
+        with self._lock:
+            self.reserved_cost += cost
+
     def held_short(self, role: str, bound: float) -> None:
         """A worker refused a call of `role` that could cost `bound`, more than its piece was held at (HeldShort):
         pieces of `role` are held at that a call from now on (`worst_call_cost`)."""

@@ -505,6 +505,7 @@ def test_a_cost_budget_holds_on_ray_when_the_references_are_long(local_ray, serv
         "teacher.max_tokens": 300,
         "seeds.source": f"'{seeds}'",
         "synthesis.concurrency": 8,
+        "teacher.num_retries": 0,  # a piece held short sent nothing: running it again spends none of its retries
     }
     summary = synthesize(load_config(None, _on_ray(srv, tmp_path / "run", 40, **extra)))
     served = [e for e in read_log(srv.cfg.log_path) if e.get("status", 200) == 200]
@@ -517,3 +518,5 @@ def test_a_cost_budget_holds_on_ray_when_the_references_are_long(local_ray, serv
     assert billed <= 0.02, (billed, len(served), summary["status"])
     assert summary["cost_usd"] == pytest.approx(billed, rel=1e-6)
     assert summary["retries"]["this_invocation"].get("held_short", 0) >= 1, summary["retries"]
+    rejects = tmp_path / "run" / "rejects.jsonl"
+    assert not rejects.exists() or "held_short" not in rejects.read_text()

@@ -242,3 +242,27 @@ def test_a_call_lost_with_a_ray_worker_counts_at_the_worst_case_its_piece_was_he
     worst = price.bound(2000, 4000)
     assert task.calls[0].cost_bound_usd == pytest.approx(worst)
     assert usage["interrupted_cost_usd"] == pytest.approx(worst)
+
+
+def test_a_batch_request_is_held_at_its_own_bound_and_one_already_sent_whatever_the_room():
+    # a piece of work in batch mode is held before its requests are built; each request is weighed at its bound as it
+    # joins a batch: a long one is refused when the budget cannot hold it (nothing sent), while one an earlier
+    # invocation's batch holds already (it may be billed whatever happens) is held whatever the room
+    from refed_dspy.engine.execution import TaskAccounts
+    from refed_dspy.providers.prices import Price
+
+    price = Price(2.5, 1.25, 10.0)
+    budget = CallBudget(None, 0.05)
+    accounts = TaskAccounts({"sample": 2}, price, 1000, "teacher", budget, own_record=True)
+    task = accounts.reserve("sample", 1, None, final=True)
+    held = budget.reserved_cost
+    assert held == pytest.approx(2 * price.bound(2000, 1000))
+    accounts.hold(task, 0.01)  # within what the piece holds: nothing more reserved
+    assert budget.reserved_cost == pytest.approx(held)
+    with pytest.raises(BudgetExceeded):
+        accounts.hold(task, 0.045)  # a long prompt: more than the budget has room for
+    assert budget.reserved_cost == pytest.approx(held) and task.asked == pytest.approx(0.01)
+    accounts.hold(task, 0.045, sent=True)  # already in a batch at the provider: held all the same
+    assert budget.reserved_cost == pytest.approx(0.055)
+    accounts.release(task)
+    assert budget.reserved_cost == pytest.approx(0.0)

@@ -55,7 +55,7 @@ class BatchAnswers(Answers):
         self.broker.start()
 
     def attempt(
-        self, key: str, work: Coroutine[Any, Any, Any], hold: Callable[[float], None]
+        self, key: str, work: Coroutine[Any, Any, Any], hold: Callable[[float, bool], None]
     ) -> Coroutine[Any, Any, Any]:
         slot = in_slot(work, key, self.starts[key], hold)
         self.starts[key] += 1

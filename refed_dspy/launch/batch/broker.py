@@ -57,7 +57,7 @@ class CallSlot:
 
     key: str
     attempt: int
-    hold: Callable[[float], None] = lambda bound: None  # weighs a new request's bound against the budget
+    hold: Callable[[float, bool], None] = lambda bound, sent: None  # a request's bound held (TaskAccounts.hold)
     asked: dict[str, int] = field(default_factory=dict)
 
     def occurrence(self, request_hash: str) -> int:
@@ -70,9 +70,9 @@ class CallSlot:
 _slot: contextvars.ContextVar[CallSlot | None] = contextvars.ContextVar("refed_batch_slot", default=None)
 
 
-async def in_slot(coro, key: str, attempt: int, hold: Callable[[float], None] = lambda bound: None):
-    """Run `coro` (a task's work) with its calls numbered under `key` and `attempt`, each new request held at its
-    bound by `hold` before it joins a batch."""
+async def in_slot(coro, key: str, attempt: int, hold: Callable[[float, bool], None] = lambda bound, sent: None):
+    """Run `coro` (a task's work) with its calls numbered under `key` and `attempt`, each request held at its bound
+    by `hold` before it joins a batch (or as it is asked again while an earlier invocation's batch holds it)."""
     _slot.set(CallSlot(key, attempt, hold))
     return await coro
 
@@ -179,22 +179,23 @@ class BatchBroker:
         fut = asyncio.get_running_loop().create_future()
         self.waiting[base] = fut
         in_open = self.store.in_open_batch()
-        if not any(
+        sent = any(
             family(base, k) in in_open or family(base, k) in self.pending
             for k in range(self.settings.max_resubmits + 1)
-        ):
+        )
+        body = json.loads(request.body)
+        bound = self.bound_of(body)
+        try:  # BudgetExceeded: its task's reservation and the budget's room cannot cover it (one not sent yet)
+            slot.hold(bound, sent)
+        except BaseException:
+            self.waiting.pop(base, None)
+            raise
+        if not sent:
             cid = self._next(base)
             if cid is None:
                 self.waiting.pop(base, None)
                 return gave_up(self.settings.max_resubmits + 1)
             stage = current_stage()
-            body = json.loads(request.body)
-            bound = self.bound_of(body)
-            try:
-                slot.hold(bound)  # BudgetExceeded: its task's reservation and the budget's room cannot cover it
-            except BaseException:
-                self.waiting.pop(base, None)
-                raise
             self.bounds[cid] = bound
             self.pending[cid] = (
                 stage if stage != "unknown" else slot.key.split(":", 1)[0],
