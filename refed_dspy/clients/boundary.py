@@ -337,9 +337,9 @@ class CallBoundary:
 
     def _note_failure(self, err: LMError) -> None:
         """A request that failed (no reply, no tokens) joins the calls collected, so failures reconcile with
-        what the provider saw; one that never left the client (a setting it cannot send, a refusal: `unsent`) does not. One the client
-        gave up on at its timeout reached the provider, which may have answered and billed it: it is counted as
-        paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.tries."""
+        what the provider saw; one that never left the client (a setting it cannot send, a refusal: `unsent`) does
+        not. One the client gave up on at its timeout reached the provider, which may have answered and billed it: it
+        is counted as paid, as a call cut off in flight is (its tokens unknown): refed_dspy.clients.tries."""
         if gave_up_waiting(err):
             self._record(CallInfo(stage=self._stage_now(), model=self.model, interrupted=True), reported=False)
             return

@@ -68,7 +68,8 @@ class CallEvents:
 
     @property
     def counts_prompts(self) -> bool:
-        """Its calls' prompts are counted: the task is held at a cost (else the driver's reservation covers it whole)."""
+        """Its calls' prompts are counted: the task is held at a cost (else the driver's reservation covers it
+        whole)."""
         return self.held is not None
 
     def __deepcopy__(self, memo: dict) -> CallEvents:
