@@ -69,7 +69,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from refed_dspy.clients.calls import TaskCalls, opened_on
+from refed_dspy.clients.calls import HeldShort, TaskCalls, opened_on
 from refed_dspy.clients.rate_limits import RateLimits
 from refed_dspy.clients.tries import retry_delay_s
 from refed_dspy.engine.failures import Failure, FailureStreak, FirstCalls, refused_for_too_long
@@ -706,17 +706,23 @@ class TaskAccounts:
     def hold(self, task: Task, bound: float, sent: bool = False) -> None:
         """A request of `task` whose bound is known (a batch line, its body counted): under a cost budget, what its
         task's reservation lacks for it (beside the requests it held before) is reserved beyond it until the task
-        ends. BudgetExceeded (nothing held, nothing sent) when that could break the budget: a long prompt is weighed
-        as it is, not at the prompt a piece of work is held at before its requests are built. One `sent` already (in
-        a batch an earlier invocation left open: it may be billed whatever happens) is held whatever the room."""
+        ends: a long prompt is weighed as it is, not at the prompt a piece of work is held at before its requests are
+        built. Where the budget has no room for that now, HeldShort (nothing held, nothing sent): the piece runs
+        again, held at that bound a call, when the work under way leaves room (else the run stops at the budget). One
+        `sent` already (in a batch an earlier invocation left open: it may be billed whatever happens) is held
+        whatever the room."""
         if self.budget.max_cost_usd is None:
             return
         lack = task.asked + bound - task.reserved_cost - task.beyond
         if lack > 0:
             if sent:
                 self.budget.owe(lack)
-            else:
-                self.budget.reserve(0, lack, what=f"the next batch request may cost up to ${bound:.4f}")
+            elif not self.budget.try_reserve(0, lack, final=False):
+                raise HeldShort(
+                    f"a batch request may cost up to ${bound:.4f}, more than its piece of work was held at and the "
+                    "budget has room for now: started again, held at that",
+                    bound,
+                )
             task.beyond += lack
         task.asked += bound
 

@@ -246,8 +246,10 @@ def test_a_call_lost_with_a_ray_worker_counts_at_the_worst_case_its_piece_was_he
 
 def test_a_batch_request_is_held_at_its_own_bound_and_one_already_sent_whatever_the_room():
     # a piece of work in batch mode is held before its requests are built; each request is weighed at its bound as it
-    # joins a batch: a long one is refused when the budget cannot hold it (nothing sent), while one an earlier
-    # invocation's batch holds already (it may be billed whatever happens) is held whatever the room
+    # joins a batch: a long one is refused when the budget cannot hold it now (nothing sent; its piece runs again,
+    # held at that bound), while one an earlier invocation's batch holds already (it may be billed whatever happens)
+    # is held whatever the room
+    from refed_dspy.clients.calls import HeldShort
     from refed_dspy.engine.execution import TaskAccounts
     from refed_dspy.providers.prices import Price
 
@@ -259,8 +261,9 @@ def test_a_batch_request_is_held_at_its_own_bound_and_one_already_sent_whatever_
     assert held == pytest.approx(2 * price.bound(2000, 1000))
     accounts.hold(task, 0.01)  # within what the piece holds: nothing more reserved
     assert budget.reserved_cost == pytest.approx(held)
-    with pytest.raises(BudgetExceeded):
-        accounts.hold(task, 0.045)  # a long prompt: more than the budget has room for
+    with pytest.raises(HeldShort) as refused:  # a long prompt: more than the budget has room for now
+        accounts.hold(task, 0.045)
+    assert refused.value.bound == 0.045 and budget.tripped is None  # the piece runs again when there is room
     assert budget.reserved_cost == pytest.approx(held) and task.asked == pytest.approx(0.01)
     accounts.hold(task, 0.045, sent=True)  # already in a batch at the provider: held all the same
     assert budget.reserved_cost == pytest.approx(0.055)
