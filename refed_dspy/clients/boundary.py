@@ -55,6 +55,7 @@ from refed_dspy.clients.tries import (
     TIER_WAITS,
     Tries,
     again,
+    causes,
     gave_up_waiting,
     retry_after_s,
     tier_asked,
@@ -520,12 +521,7 @@ def unsent(err: LMError) -> KeyProviderError | BudgetExceeded | None:
     refused = refusal_in(err)
     if refused is not None:
         return refused
-    one: BaseException | None = err
-    for _ in range(8):  # the clients' wrappers, a few deep
-        if one is None or isinstance(one, BudgetExceeded):
-            return one
-        one = one.__cause__ or one.__context__
-    return None
+    return next((one for one in causes(err) if isinstance(one, BudgetExceeded)), None)
 
 
 def _elapsed() -> float:

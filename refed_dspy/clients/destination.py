@@ -52,6 +52,7 @@ from typing import Any, NoReturn
 
 from dspy.utils.callback import BaseCallback
 
+from refed_dspy.clients.tries import causes
 from refed_dspy.errors import KeyProviderError
 from refed_dspy.providers.keys import (
     Destination,
@@ -123,15 +124,9 @@ def refusal_in(err: BaseException) -> KeyProviderError | None:
     """The refusal of `check_request` that `err` carries: the clients wrap what a transport raises in errors of their
     own (DSPy's LMUnexpectedError, LiteLLM's InternalServerError, which reads as retryable), keeping it as their
     cause or only in their words; None when `err` is no refusal."""
-    seen: set[int] = set()
-    one: BaseException | None = err
-    while one is not None and id(one) not in seen:
-        if isinstance(one, KeyProviderError):
-            return one
-        seen.add(id(one))
-        one = one.__cause__ or one.__context__
-    if not _refusals:
-        return None
+    found = next((one for one in causes(err) if isinstance(one, KeyProviderError)), None)
+    if found is not None or not _refusals:
+        return found
     words = str(err)
     with _lock:
         return next((refusal for text, refusal in _refusals.items() if text in words), None)

@@ -86,7 +86,7 @@ def retry_after_s(err: Any) -> float | None:
 _READ_TIMEOUTS = ("ReadTimeout", "APITimeoutError")  # httpx's and the OpenAI SDK's, in a user's own LM
 
 
-def _chain(err: BaseException):
+def causes(err: BaseException):
     """`err` and what caused it, outermost first."""
     seen: set[int] = set()
     cause: BaseException | None = err
@@ -98,12 +98,12 @@ def _chain(err: BaseException):
 
 def never_connected(err: BaseException) -> bool:
     """True when `err` ended a request that never reached a server: refused, unresolvable or timed out connecting."""
-    return any(isinstance(cause, (ConnectError, ConnectionRefusedError)) for cause in _chain(err))
+    return any(isinstance(cause, (ConnectError, ConnectionRefusedError)) for cause in causes(err))
 
 
 def stopped_waiting(err: BaseException) -> bool:
     """True when our side stopped waiting for the reply of a request sent whole: the client's read timeout."""
-    return any(isinstance(cause, ReadTimeout) or type(cause).__name__ in _READ_TIMEOUTS for cause in _chain(err))
+    return any(isinstance(cause, ReadTimeout) or type(cause).__name__ in _READ_TIMEOUTS for cause in causes(err))
 
 
 def gave_up_waiting(err: BaseException) -> bool:
