@@ -23,8 +23,9 @@ request; a Hub download or push, a model loaded by its Hub id included; each cal
 loaded, through DSPy's callback hook, `CHECKING_CALLS`), and only then: when the last one returns,
 their methods are their own again, so a request the user's own code sends outside refed's work is theirs, unread (a
 request another thread sends meanwhile is checked too). requests is left as it is: no LM call or
-Hub request goes through it (MLflow's requests do, with a token no provider owns, and LiteLLM's token fetches for
-Databricks and Vertex AI, to those providers' own sign-in hosts). A user's own BaseLM sends with its own client: it is
+Hub request goes through it (MLflow's requests do, with a token no provider owns; LiteLLM's token fetch for Vertex AI,
+to Google's sign-in host; and its Databricks OAuth fetch, which posts $DATABRICKS_CLIENT_SECRET to the model's own
+endpoint whenever that is set: checked before any call, as a key is, `providers.keys.SENT_WHEN_SET`). A user's own BaseLM sends with its own client: it is
 checked as it is handed in (`check_lm_key`, by the model, endpoint and key it carries), and a request it makes with
 requests or urllib is its own.
 
@@ -320,15 +321,20 @@ def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
         return
     if env is None:
         env = key_env_of(lm) if isinstance(key, str) and key else provider_variable_set(model, os.environ)
-    if not env:  # nobody's key (none, or one held in no variable): not placed
-        return
-    hold(key, env)
+    if env:  # else nobody's key (none, or one held in no variable): not placed, but what its client sends by itself is
+        hold(key, env)
     base = endpoint_of(lm)
-    route = key_route(model, env, [base] if isinstance(base, str) and base else [], os.environ)
+    route = key_route(model, env or "", [base] if isinstance(base, str) and base else [], os.environ)
     refusal = route.refusal
     if refusal is None:
         warn_route(route, role)
         return
+    if refusal.env != route.env:
+        raise KeyProviderError(
+            f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s credential, sent whenever it is set) to "
+            f"{refusal.where} ({refusal.why}): refused before any call; unset ${refusal.env}, or give it an api_base "
+            f"of {refusal.owner}'s"
+        )
     raise KeyProviderError(
         f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s key) to {refusal.where} ({refusal.why}): "
         f"refused before any call; give it {refusal.endpoint_owner}'s key "

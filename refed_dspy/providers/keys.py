@@ -325,6 +325,7 @@ CREDENTIAL_OWNERS = {
     "ARK_API_KEY": "volcengine",
     "AWS_BEARER_TOKEN_BEDROCK": "bedrock",
     "AZURE_AD_TOKEN": "azure",
+    "DATABRICKS_CLIENT_SECRET": "databricks",
     "FEATHERLESS_API_KEY": "featherless_ai",
     "FRIENDLI_TOKEN": "friendliai",
     "JINA_API_KEY": "jina_ai",
@@ -343,6 +344,9 @@ CREDENTIAL_OWNERS = {
 }
 # the key variables of its own a provider whose client signs itself sends, when set (bedrock's API keys)
 _OWNED = {"bedrock": ("AWS_BEARER_TOKEN_BEDROCK",)}
+# the credentials a provider's client sends to the model's endpoint whenever they are set, whatever key it is given:
+# Databricks' OAuth secret, posted to `<api_base host>/oidc/v1/token` (LiteLLM's token fetch, with requests)
+SENT_WHEN_SET = {"databricks": ("DATABRICKS_CLIENT_SECRET",)}
 
 
 @dataclass(frozen=True)
@@ -535,7 +539,7 @@ def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: 
     env = _key_variable(serving, model, named, environ)
     endpoints = tuple(api_bases) or tuple(_set_endpoints(serving, environ))
     owner = key_provider(env) if env else None
-    refusal = key_refusal(env, model, endpoints)
+    refusal = key_refusal(env, model, endpoints) or sent_when_set_refusal(model, endpoints, environ)
     if refusal is None:
         reached = endpoints or key_destinations(model)
         proxied = [d for url in reached if owner and (d := plain_proxy(url, environ)) is not None]
@@ -551,6 +555,13 @@ def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: 
         theirs_variable=variable_of(refusal.endpoint_owner),
         model_is_theirs=routed_provider(model) == refusal.endpoint_owner,
     )
+
+
+def sent_when_set_refusal(model: str, endpoints: Sequence[str], environ: Mapping[str, str]) -> Refusal | None:
+    """The refusal for a credential `model`'s client sends by itself when it is set (`SENT_WHEN_SET`: whatever key the
+    config names, none included) that would reach an endpoint that is not its provider's; None otherwise."""
+    names = SENT_WHEN_SET.get(provider_of(model), ())
+    return next((r for n in names if environ.get(n, "").strip() and (r := key_refusal(n, model, endpoints))), None)
 
 
 def _proxies(environ: Mapping[str, str]) -> dict[str, str]:
@@ -612,6 +623,12 @@ def check_key_goes_to_its_provider(spec: KeyedSection, role: str) -> str | None:
     if refusal is None:
         warn_route(route, role)
         return route.env
+    if refusal.env != route.env:  # not the key: a credential its client sends by itself (SENT_WHEN_SET)
+        raise KeyProviderError(
+            f"{role}: '{spec.model}' sends ${refusal.env} ({refusal.owner}'s credential, sent whenever it is set) to "
+            f"{refusal.where} ({refusal.why}): refused before any call; unset ${refusal.env} for this run, or point "
+            f"{role}.api_base at {refusal.owner}'s endpoint"
+        )
     named, theirs = spec.api_key_env, refusal.endpoint_owner
     if named and route.model_is_theirs:
         fix = f"leave {role}.api_key_env unset to use ${route.own}, the key this model needs, or name a variable that "

@@ -542,6 +542,36 @@ def test_the_attackers_routes_exit_2_and_no_request_carries_the_key(proxy, serve
         assert value not in out + err or value.startswith("http")
 
 
+DATABRICKS_SECRET = "dbsecret-for-databricks-only-5T8Y2U"
+
+
+def test_a_credential_its_client_sends_by_itself_is_checked_before_any_call(proxy, server_factory, tmp_path):
+    """LiteLLM posts $DATABRICKS_CLIENT_SECRET (Basic auth, with requests, which refed leaves alone) to the model's
+    endpoint whenever it and $DATABRICKS_CLIENT_ID are set, whatever key the config names: an attacker's run with
+    api_key_env = "" and api_base on api.groq.com sent it there four times, exit 1. Now exit 2 in one line naming the
+    variable and the host, no request at the proxy; a user's dspy.LM with the same endpoint is refused as it is
+    handed in, and the model's own workspace takes it."""
+    import dspy
+
+    from refed_dspy.clients.destination import check_lm_key
+
+    srv = server_factory()
+    model = "databricks/databricks-meta-llama-3-3-70b-instruct"
+    more = {"teacher.model": f"'{model}'", "teacher.api_base": "'http://api.groq.com/openai/v1'"}
+    extra = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "DATABRICKS_CLIENT_ID": "my-service-principal"}
+    extra["DATABRICKS_CLIENT_SECRET"] = DATABRICKS_SECRET
+    args = [*_synthesize_args(srv, tmp_path, **more), "--set", "teacher.api_key_env=''"]
+    code, out, err = run_refed(*args, env_extra=extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "DATABRICKS_CLIENT_SECRET" in err and "api.groq.com" in err and DATABRICKS_SECRET not in out + err, err
+    assert proxy.carried == [] and not (tmp_path / "run").exists(), proxy.dump()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DATABRICKS_CLIENT_SECRET", DATABRICKS_SECRET)
+        with pytest.raises(KeyProviderError, match="DATABRICKS_CLIENT_SECRET"):
+            check_lm_key(dspy.LM(model, api_base="https://api.groq.com/openai/v1"), "teacher")
+        check_lm_key(dspy.LM(model, api_base="https://adb-1234.5.azuredatabricks.net/serving-endpoints"), "teacher")
+
+
 @pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "HF_TOKEN"])
 def test_a_loopback_api_base_takes_any_of_these_variables(server_factory, tmp_path, variable):
     srv = server_factory()
