@@ -31,10 +31,10 @@ from refed_dspy.experiments.spend import (
     lesser,
     own_left,
     own_limit_that_stopped,
-    total_of,
 )
 from refed_dspy.launch.plan import held_lm
 from refed_dspy.ledger.budget import CallBudget, Limit
+from refed_dspy.ledger.spend import total_of
 from refed_dspy.optimizers.compile import evaluate_detailed
 from refed_dspy.optimizers.metrics import make_metric
 from refed_dspy.optimizers.run import OptimizeResult, optimize

@@ -34,9 +34,10 @@ from refed_dspy.experiments.config import (
     example_key,
     finished_hashes,
 )
-from refed_dspy.experiments.spend import Spend, left_to_spend, lesser
+from refed_dspy.experiments.spend import left_to_spend, lesser
 from refed_dspy.launch.plan import check_role, endpoints_of
 from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.ledger.spend import Spend
 from refed_dspy.optimizers.examples import examples_from_run, reference_examples
 from refed_dspy.optimizers.run import examples_config
 from refed_dspy.runtime.sync import run_sync

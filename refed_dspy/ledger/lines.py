@@ -265,7 +265,7 @@ def batch_result(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-# ---- an experiment's spending by part (refed_dspy.experiments.spend) -----------------------------------------------
+# ---- a command's spending by part (refed_dspy.ledger.spend) ----------------------------------------------------------
 def spent_figures(document: dict[str, Any]) -> dict[str, Any]:
     """`document` when it is an experiment's spent.json: its parts' figures (and those of the parts under way) as usage
     dicts hold them; BadLine otherwise."""

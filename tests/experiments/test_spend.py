@@ -9,8 +9,8 @@ import json
 import pytest
 
 from refed_dspy.clients.calls import CallInfo
-from refed_dspy.experiments.spend import Spend
 from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.ledger.spend import Spend
 from refed_dspy.providers.prices import Price
 
 PRICE = Price(input=1.0, cached_input=0.5, output=2.0)  # USD per 1M tokens: 2e-4 a call below

@@ -12,10 +12,10 @@ import pytest
 
 from refed_dspy.clients.calls import CallInfo
 from refed_dspy.errors import LedgerError
-from refed_dspy.experiments.spend import Spend
 from refed_dspy.launch.batch.store import BatchStore
 from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.ledger.call_log import CallLog, unaccounted
+from refed_dspy.ledger.spend import Spend
 
 
 def _written(path: Path) -> None:

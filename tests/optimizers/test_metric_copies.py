@@ -12,8 +12,8 @@ from conftest import run_overrides
 from refed_dspy.config import load_config
 from refed_dspy.experiments.cell import score
 from refed_dspy.experiments.config import baseline_key
-from refed_dspy.experiments.spend import Spend
 from refed_dspy.ledger.budget import CallBudget
+from refed_dspy.ledger.spend import Spend
 from refed_dspy.optimizers import make_metric
 from refed_dspy.optimizers.metrics import Score
 from refed_dspy.store.seeds import read_references
