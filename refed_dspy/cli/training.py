@@ -70,7 +70,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     lc = f", length-controlled {result.lc_win_rate:.0%}" if result.lc_win_rate is not None else ""
     cost = f", ${result.cost_usd:.4f}" if result.cost_usd is not None else ""
     print(f"{result.student} against {result.baseline} on {result.pairs} instructions of {result.eval_set}{lc}")
-    print(f"{result.verdict} ({result.judge_calls} judge calls{cost})")
+    served = ""
+    if result.answer_calls:
+        paid = f", ${result.answer_cost_usd:.4f}" if result.answer_cost_usd is not None else ""
+        served = f"; the students' server: {result.answer_calls} calls{paid}"
+    print(f"{result.verdict} ({result.judge_calls} judge calls{cost}{served})")
     if result.status == "partial":  # the judge failed for good on some: running it again does not ask again
         print(
             f"judging partial: {result.pairs} of {result.instructions} instructions judged; the judge's replies to "

@@ -128,10 +128,17 @@ class EvaluateConfig(Section):
         "one; checked as every role's key is (a provider's key is never sent to another's host). '': none.",
     )
     max_calls: int | None = Field(
-        None, gt=0, description="The judge's calls an evaluation may make, across its re-runs (2 per instruction)."
+        None,
+        gt=0,
+        description="The calls an evaluation may make, across its re-runs: the judge's (2 per instruction, 4 at "
+        "worst) and, with server, the students' server's (2 per instruction, and a one-token check of each name).",
     )
     max_cost_usd: float | None = Field(
-        None, gt=0, description="What the judge's calls of an evaluation may cost, across its re-runs."
+        None,
+        gt=0,
+        description="What an evaluation's calls may cost, across its re-runs: the judge's and, with server, the "
+        "students' server's (priced by the served name as openai/NAME: [prices.\"openai/NAME\"], else LiteLLM's "
+        "map; a server on this machine's network whose name has no price costs $0).",
     )
     bootstrap: int = Field(
         2000, ge=100, le=1_000_000, description="Resamples of the instructions for the win rate's 95% interval."

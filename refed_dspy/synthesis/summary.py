@@ -351,7 +351,7 @@ def format_summary(s: dict[str, Any]) -> str:
             f"{batch['resubmitted']} sent again after an expired/cancelled/failed batch{saved}"
         )
     est = s.get("estimate")
-    if est and est.get("cost_usd") is not None:
+    if est and (est.get("cost_usd") is not None or est.get("calls_error") is not None):  # no price: its calls
         err = (
             f", the run cost {est['cost_error']:+.1%} against it"
             if est.get("cost_error") is not None
@@ -359,7 +359,8 @@ def format_summary(s: dict[str, Any]) -> str:
             if est.get("calls_error") is not None
             else ""
         )
-        lines.append(f"  estimate     {_money(est['cost_usd'])} for {est.get('calls')} calls (refed estimate){err}")
+        cost = f"{_money(est['cost_usd'])} for " if est.get("cost_usd") is not None else ""
+        lines.append(f"  estimate     {cost}{est.get('calls')} calls (refed estimate){err}")
     if s["status"] == "budget":
         why = s.get("budget_stop") or (
             f"the call budget ({s.get('max_calls')} LM calls) or synthesis.max_cost_usd would have been passed"

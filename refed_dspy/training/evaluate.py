@@ -37,6 +37,7 @@ from refed_dspy.config import Config
 from refed_dspy.config.load import ConfigLike, given_config
 from refed_dspy.engine.progress import Heartbeat, duration
 from refed_dspy.errors import ConfigError, RefedError, SeedError
+from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.providers.keys import check_key
 from refed_dspy.quality.judge import judge_in, judged_alike
 from refed_dspy.runtime.sync import run_sync
@@ -45,7 +46,7 @@ from refed_dspy.store.ownership import check, check_output_dir, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.training.fine_tune import ADAPTER, check_plan, finished_training, import_peft
-from refed_dspy.training.served import check_served, served_answers, served_lm, served_model
+from refed_dspy.training.served import answering, answering_paid, check_served, served_answers, served_lm, served_model
 from refed_dspy.training.student import Student
 
 PACKAGED_SET = Path(__file__).resolve().parent.parent / "data" / "eval_instructions.jsonl"
@@ -235,9 +236,9 @@ def _answer_into(
     line."""
     line = AnswerLine(len(todo))
     beat = Heartbeat("refed evaluate", line, config.run.progress_every_s) if config.run.progress else None
-    answerers = _served if config.evaluate.server else _in_process
-    with beat or contextlib.nullcontext():
-        for side, asked, answer in answerers(todo, config):
+    served = config.evaluate.server is not None
+    with beat or contextlib.nullcontext(), answering(config, out) if served else contextlib.nullcontext() as budget:
+        for side, asked, answer in _served(todo, config, budget) if served else _in_process(todo, config):
             for start in range(0, len(asked), config.evaluate.batch_size):
                 batch = asked[start : start + config.evaluate.batch_size]
                 said = answer([t for _, t in batch])
@@ -273,13 +274,14 @@ def _in_process(todo: list[tuple[Side, str, str]], config: Config) -> Any:
                 yield side, _asked_of(todo, side), answer
 
 
-def _served(todo: list[tuple[Side, str, str]], config: Config) -> Any:
+def _served(todo: list[tuple[Side, str, str]], config: Config, budget: CallBudget) -> Any:
     """(side, its instructions, a function answering a batch of them: each an answer or the error it met) for each
-    side, asked of `[evaluate] server` (each side's name checked there first: `check_served`)."""
+    side, asked of `[evaluate] server` (each side's name checked there first: `check_served`), each call counted on
+    `budget`."""
     sides = list(dict.fromkeys(s for s, _, _ in todo))
-    check_served(config, [side.role for side in sides])
+    check_served(config, [side.role for side in sides], budget)
     for side in sides:
-        lm = served_lm(config, side.role)
+        lm = served_lm(config, side.role, budget)
         yield side, _asked_of(todo, side), lambda texts, lm=lm: served_answers(lm, texts, config.evaluate)
 
 
@@ -354,6 +356,10 @@ class Evaluation(Result):
     cost_usd: float | None
     status: str = Field(description="complete, or the judging's status when it did not finish.")
     answers: str = Field(description="The file of both students' answers.")
+    answer_calls: int = Field(
+        0, description="The students' server's calls answered, over every invocation (0: they answered in process)."
+    )
+    answer_cost_usd: float | None = Field(0.0, description="What those calls cost (None: a model with no price).")
 
 
 def outcomes(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
@@ -591,8 +597,9 @@ async def _judged(
 ) -> Evaluation:
     """The judging of the answers on the launch path (as `refed judge` runs, its [judging] under [evaluate]'s caps),
     then the figures written to evaluation.json."""
-    ev = config.evaluate
-    caps = {"pointwise": False, "pairwise": True, "max_calls": ev.max_calls, "max_cost_usd": ev.max_cost_usd}
+    ev, paid = config.evaluate, answering_paid(out)  # the caps hold the students' server's answers too
+    left = {"max_calls": _less(ev.max_calls, paid["calls"]), "max_cost_usd": _less(ev.max_cost_usd, paid["cost_usd"])}
+    caps = {"pointwise": False, "pairwise": True, **left}
     judging = config.model_copy(update={"judging": config.judging.model_copy(update=caps)})
     rundir, ours = RunDir(out), {"kind": "evaluate", "existing": True, "flag": "--out"}
     samples = judged_samples(items, answers)
@@ -613,6 +620,13 @@ async def _judged(
         cost_usd=summary.cost_usd,
         status=summary.status,
         answers=str(out / ANSWERS),
+        answer_calls=int(paid["calls"]),
+        answer_cost_usd=paid["cost_usd"],
     )
     write_json_atomic(out / EVALUATION, result.to_json())
     return result
+
+
+def _less(cap: float | None, paid: float | None) -> Any:
+    """What a cap leaves after `paid` (None: no cap; 0 at the least, which the judge's first call cannot fit)."""
+    return None if cap is None else max(0, cap - (paid or 0))

@@ -3,25 +3,40 @@ serves each student under a name of its own (`[evaluate] server`, `student_model
 answer greedily by an LM of refed's (its endpoint and key checked as every LM's are: the key of
 `[evaluate] api_key_env`, none by default), `[evaluate] batch_size` at a time. No response cache: a student trained
 again and served under the same name answers anew. An answer cut off at `max_new_tokens` is kept as the server wrote
-it, as a student answering in refed's process keeps it."""
+it, as a student answering in refed's process keeps it.
+
+The answers are paid for where the server bills them (a fine-tune on a provider's API): each is counted, and held to
+`[evaluate] max_calls` and `max_cost_usd` with the judge's calls, across re-runs (`answering`: the part "answering" of
+`OUT/spent.json`, each request written to `OUT/ledger/answering.jsonl` before it is sent, refed_dspy.ledger.spend),
+priced by the served model's name (`[prices]`, else LiteLLM's map); a server at a private or loopback address whose
+model has no price is one's own, at $0."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from refed_dspy.clients.calls import OutputRefused, OutputTruncated
+from refed_dspy.clients.calls import BudgetExceeded, OutputRefused, OutputTruncated
 from refed_dspy.clients.tries import retry_delay_s
 from refed_dspy.config import Config
-from refed_dspy.config.lm import LMSpec
+from refed_dspy.config.lm import LMSpec, on_own_network
 from refed_dspy.config.training import EvaluateConfig
 from refed_dspy.engine.failures import Failure, classify
-from refed_dspy.errors import ConfigError, RefedError, RunAborted
+from refed_dspy.errors import ConfigError, FinishedShort, RefedError, RunAborted
 from refed_dspy.launch.plan import held_lm
+from refed_dspy.ledger.budget import CallBudget, Limit
+from refed_dspy.ledger.spend import Spend
+from refed_dspy.providers.prices import Price
 
 RETRIES = 3  # a busy server's (429, 5xx) answer asked again
+SPENT = "spent.json"  # what an evaluation's answering paid, across re-runs
+PART = "answering"  # ... its part there
+FREE = Price(0.0, 0.0, 0.0)  # one's own server's model, unpriced
 WRITING = ("timeout", "provider_timeout")  # ... but not one it (or a proxy before it) timed out on: it may be writing
 
 
@@ -31,11 +46,60 @@ def served_model(config: Config, role: str) -> str:
     return ev.student_model if role == "student" else ev.baseline_model
 
 
-def served_lm(config: Config, role: str, max_tokens: int | None = None) -> Any:
+def served_lm(config: Config, role: str, budget: CallBudget, max_tokens: int | None = None) -> Any:
     """The LM that asks the server for the answers of the side `role`: greedy, `max_new_tokens` (or `max_tokens`), no
-    response cache; its key and endpoint checked as `[evaluate]`'s (MissingKeyError, KeyProviderError)."""
+    response cache, each call counted on `budget`; its key and endpoint checked as `[evaluate]`'s (MissingKeyError,
+    KeyProviderError)."""
+    spec = served_spec(config, role, max_tokens)
+    return held_lm(spec, "evaluate").attach_budget(budget, role, served_price(config, spec))
+
+
+def served_price(config: Config, spec: LMSpec) -> Price | None:
+    """The price of the answers `spec` asks for: its model's (`[prices]`, else LiteLLM's map), else $0 on one's own
+    server (a private or loopback address), else None (ConfigError under `[evaluate] max_cost_usd`)."""
+    price = config.price_book.of(spec.model)
+    if price is None and on_own_network(spec):
+        return FREE
+    if price is None and config.evaluate.max_cost_usd is not None:
+        raise ConfigError(
+            f"evaluate.max_cost_usd needs a price for the students' server's '{spec.model}' at {spec.api_base}, "
+            f'which is not in the price table: price it in the config ([prices."{spec.model}"] input_usd_per_mtok '
+            "and output_usd_per_mtok)"
+        )
+    return price
+
+
+@contextmanager
+def answering(config: Config, out: Path) -> Iterator[CallBudget]:
+    """The budget the students' server's answers are counted on, for the block: what `[evaluate] max_calls` and
+    `max_cost_usd` leave after what the evaluation's earlier invocations paid (`OUT/spent.json`), each request written
+    to its log before it is sent; what the block paid is added to the file at its end (a kill's, at the next start)."""
     ev = config.evaluate
-    spec = LMSpec(
+    spend = Spend(out / SPENT, CallBudget(ev.max_calls, ev.max_cost_usd))
+    paid = spend.part(PART)
+    calls = None if ev.max_calls is None else ev.max_calls - int(paid["calls"])
+    cost = None if ev.max_cost_usd is None else ev.max_cost_usd - float(paid["cost_usd"] or 0.0)
+    said = f"(the students' server's answers and the judge's calls; {paid['calls']} answers paid before)"
+    budget = CallBudget(
+        calls, cost, calls_from=Limit("evaluate.max_calls", said), cost_from=Limit("evaluate.max_cost_usd", said)
+    )
+    with spend.live(PART, budget):
+        try:
+            yield budget
+        except KeyboardInterrupt:  # a signal: the calls in flight reached the server, and are paid
+            budget.close("the evaluation was stopped by a signal")
+            raise
+
+
+def answering_paid(out: Path) -> dict[str, Any]:
+    """What the students' server's answers of the evaluation in `out` paid over its invocations: calls, cost."""
+    return Spend(out / SPENT, CallBudget()).part(PART)
+
+
+def served_spec(config: Config, role: str, max_tokens: int | None = None) -> LMSpec:
+    """The section of the LM that asks the server for the answers of the side `role`."""
+    ev = config.evaluate
+    return LMSpec(
         model=f"openai/{served_model(config, role)}",
         api_base=ev.server,
         api_key_env=ev.api_key_env,
@@ -45,15 +109,14 @@ def served_lm(config: Config, role: str, max_tokens: int | None = None) -> Any:
         num_retries=0,  # `_asked` asks again, a busy server only
         extra={"cache": False},
     )
-    return held_lm(spec, "evaluate")
 
 
-def check_served(config: Config, roles: list[str]) -> None:
+def check_served(config: Config, roles: list[str], budget: CallBudget) -> None:
     """Ask the server for one token under each side's name before any answer is kept, so that a name it does not
     serve (a typo in baseline_model) is refused before the other side's answers fix the folder's plan: the error
-    `served_answers` would give (ConfigError, RunAborted)."""
+    `served_answers` would give (ConfigError, RunAborted, FinishedShort)."""
     for role in roles:
-        lm = served_lm(config, role, max_tokens=1)
+        lm = served_lm(config, role, budget, max_tokens=1)
         said = _asked(lm, "Say OK.", config.evaluate)
         if isinstance(said, RefedError):
             raise said
@@ -88,6 +151,11 @@ def _asked(lm: Any, text: str, ev: EvaluateConfig) -> str | RefedError:
             outputs = lm(text)
         except (OutputTruncated, OutputRefused) as err:  # cut off at max_new_tokens, or filtered: what it wrote, kept
             return (err.raw or "").strip()
+        except BudgetExceeded as err:  # refused before it was sent
+            return FinishedShort(
+                f"the students' answers stopped at the evaluation's budget: {err}; raise it and run the same command "
+                "(the answers made are kept)"
+            )
         except RefedError as err:
             return err
         except Exception as err:  # noqa: BLE001 - the client's own error types, said in one line

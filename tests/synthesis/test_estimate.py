@@ -23,7 +23,7 @@ from refed_dspy.synthesis.estimate import (
     references_reached,
     work_counts,
 )
-from refed_dspy.synthesis.summary import estimate_error
+from refed_dspy.synthesis.summary import estimate_error, format_summary
 
 
 def test_pure_parts():
@@ -115,6 +115,10 @@ def test_cli_writes_the_estimate_and_the_run_states_its_error(tmp_path):
     est = s["estimate"]
     assert est["cost_usd"] == json.loads(before)["total"]["cost_usd"]
     assert "cost_error" in est and abs(est["calls_error"]) < 0.35
+    assert "against it" in format_summary(s)
+    # a model with no price: the estimate promised its error, so the summary says it in calls (a newcomer saw none)
+    unpriced = {**s, "estimate": {**est, "cost_usd": None, "cost_error": None}}
+    assert f"{est['calls']} calls (refed estimate), the run made" in format_summary(unpriced)
     assert "not written to" in after.stdout and "a run of this config (whatever its size) has begun" in after.stdout, (
         after.stdout
     )

@@ -15,7 +15,7 @@ import pytest
 from loopback_server import read_log
 
 from refed_dspy.config import load_config
-from refed_dspy.errors import ConfigError, RunAborted, SeedError
+from refed_dspy.errors import ConfigError, FinishedShort, RunAborted, SeedError
 from refed_dspy.training import evaluate_students
 from refed_dspy.training.evaluate import (
     ANSWERS,
@@ -289,6 +289,50 @@ def test_students_a_server_serves_answer_there_and_the_judge_decides(server_fact
         evaluate_students(student, eval_set, out, other, baseline=baseline)
 
 
+PRICED = ['prices."openai/stu".input_usd_per_mtok=100', 'prices."openai/stu".output_usd_per_mtok=100']
+PRICED += ['prices."openai/base".input_usd_per_mtok=100', 'prices."openai/base".output_usd_per_mtok=100']
+
+
+def test_a_billed_students_server_is_held_to_the_evaluation_s_caps(server_factory, tmp_path):
+    """The answers of a server that bills them (a fine-tune on a provider's API; priced here by [prices]) were asked
+    outside every cap: an attacker's evaluation at max_calls = 2 paid 22 answers and reported 0 calls. They are now
+    counted with the judge's, across re-runs: under max_calls = 10 the answering stops at 10 (exit 1, the answers made
+    kept), running it again sends nothing more, and a raised cap leaves the judge only what the answers did not use;
+    the evaluation says what the students' server cost."""
+    served = server_factory(says={"stu": "Splendid!", "base": ""})
+    judge = server_factory(prefers=TASTE)
+    student, baseline, eval_set, _ = setup(tmp_path)
+    out = tmp_path / "billed"
+    names = [f"evaluate.server='{served.api_base}'", "evaluate.student_model='stu'", "evaluate.baseline_model='base'"]
+    capped = load_config(None, judge_overrides(judge, *names, *PRICED, "evaluate.max_calls=10"))
+    for _ in range(2):
+        with pytest.raises(FinishedShort, match="evaluate.max_calls"):
+            evaluate_students(student, eval_set, out, capped, baseline=baseline)
+        spent = json.loads((out / "spent.json").read_text())["parts"]["answering"]
+        assert len(settled_log(served)) == spent["calls"] <= 10 and not read_log(judge.cfg.log_path)
+    kept = [json.loads(x)["role"] for x in (out / ANSWERS).read_text().splitlines()]
+    before, sides = spent["calls"], sum(kept.count(role) < 8 for role in ("student", "baseline"))
+    assert 0 < len(kept) < 16
+    raised = load_config(None, judge_overrides(judge, *names, *PRICED, "evaluate.max_calls=30"))
+    result = evaluate_students(student, eval_set, out, raised, baseline=baseline)
+    answered = len(settled_log(served))
+    assert answered == before + sides + 16 - len(kept)  # the names of the sides left checked again, then asked
+    assert result.answer_calls == answered and result.answer_cost_usd > 0
+    assert 0 < result.judge_calls == len(read_log(judge.cfg.log_path)) <= 30 - answered
+    assert result.status == "budget"
+
+
+def test_an_unpriced_model_of_a_public_students_server_is_refused_under_a_cost_cap(server_factory, tmp_path):
+    """A students' server off this machine's network bills what it answers: with max_cost_usd and no price for its
+    model, one line naming the fields that price it, before any request (one's own server is taken as free)."""
+    student, baseline, eval_set, _ = setup(tmp_path)
+    names = ["evaluate.server='https://api.example.com/v1'", "evaluate.student_model='stu'"]
+    names += ["evaluate.baseline_model='base'", "evaluate.max_cost_usd=1"]
+    config = load_config(None, judge_overrides(server_factory(), *names))
+    with pytest.raises(ConfigError, match=r'\[prices\."openai/stu"\]'):
+        evaluate_students(student, eval_set, tmp_path / "public", config, baseline=baseline)
+
+
 def test_a_folder_of_another_set_is_refused_and_a_limit_asks_fewer(server_factory, tmp_path):
     """A folder holding answers to another set is refused before any answer or judgment (it added them, and its
     evaluation.json then described the last set only); a limit asks fewer of the same set, and the viewer lists what
@@ -378,13 +422,14 @@ STOPPED_WHILE_ASKING = """
 import os, signal, socket, threading, time
 from refed_dspy.config.training import EvaluateConfig
 from refed_dspy.config import Config
+from refed_dspy.ledger.budget import CallBudget
 from refed_dspy.training import served
 
 held, listening = [], socket.create_server(("127.0.0.1", 0))
 threading.Thread(target=lambda: [held.append(listening.accept()[0]) for _ in range(2)], daemon=True).start()
 ev = EvaluateConfig(server=f"http://127.0.0.1:{listening.getsockname()[1]}/v1", student_model="s", baseline_model="b",
                     timeout=20)
-lm = served.served_lm(Config().model_copy(update={"evaluate": ev}), "student")
+lm = served.served_lm(Config().model_copy(update={"evaluate": ev}), "student", CallBudget())
 
 def stop_once_both_wait():
     while len(held) < 2:
@@ -481,7 +526,7 @@ def test_a_batch_the_server_answered_in_part_keeps_its_answers(server_factory, t
         return [f"kept {texts[0]}"] + [RunAborted("the server went away")] * (len(texts) - 1)
 
     monkeypatch.setattr(evaluate, "served_answers", first_only)
-    monkeypatch.setattr(evaluate, "check_served", lambda config, roles: None)
+    monkeypatch.setattr(evaluate, "check_served", lambda config, roles, budget: None)
     student, baseline, eval_set, _ = setup(tmp_path)
     names = ["evaluate.server='http://127.0.0.1:9/v1'", "evaluate.student_model='stu'", "evaluate.baseline_model='b'"]
     config = load_config(None, judge_overrides(server_factory(), *names))
