@@ -13,7 +13,8 @@ what it can really cost (a reference of 190,000 characters is not a prompt of 2,
 Counted with OpenAI's o200k tokenizer (tiktoken, reading the copy LiteLLM ships: no download, and LiteLLM itself is
 not imported); where that cannot be loaded, each UTF-8 byte counts as a token, which no byte-level tokenizer exceeds.
 Other providers' tokenizers count differently: the ledger raises the count by the most a provider has counted over
-ours (refed_dspy.ledger.budget.CallBudget.learn_prompt).
+ours (refed_dspy.ledger.budget.CallBudget.learn_prompt); before one has answered, a batch request of a model that is
+not OpenAI's o200k family is weighed at its UTF-8 bytes (`counts_as_we_do`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ def _encoder() -> Any:
         except Exception as err:  # noqa: BLE001 - not on disk (tiktoken would download it): the next, else bytes
             log.debug("tokenizer %s unavailable: %s", name, err)
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def counts_as_we_do(model: str) -> bool:
+    """Whether `model`'s provider counts a prompt's tokens as `count_text` does: an OpenAI model tiktoken maps to
+    o200k_base (gpt-4o, gpt-4.1, gpt-5, o-series), by the name after its provider prefix."""
+    if _encoder() is None or getattr(_encoder(), "name", "") != "o200k_base":
+        return False
+    try:
+        import tiktoken.model
+
+        return tiktoken.model.encoding_name_for_model(model.rsplit("/", 1)[-1]) == "o200k_base"
+    except (ImportError, KeyError):
+        return False
 
 
 def _texts(value: Any) -> list[str]:

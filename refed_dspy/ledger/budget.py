@@ -100,6 +100,7 @@ class CallBudget(OpensCalls):
         # (calls, cost, bound) paid or billable that no record holds, charged on top (launch/batch/store.BatchLedger)
         self.apart: Callable[[], tuple[int, float, float]] = _nothing_apart
         self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
+        self.prompt_heard: set[str] = set()  # the roles a provider has said its count of a prompt of
         self.outputs = ExpectedOutput()  # what the calls of each role (and stage) wrote: what a call is expected to
         self.call_costs: dict[str, OutputStats] = {}  # role -> what its answered calls cost (USD)
         self.refused_at: dict[str, float] = {}  # role -> the dearest call a worker refused for its piece's hold

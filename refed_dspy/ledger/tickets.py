@@ -60,7 +60,8 @@ class Ticket:
 
 class OpensCalls:
     """What a CallBudget does for the call boundary (see the module docstring). Uses the budget's `call_cost`,
-    `reserve`, `release`, `drop`, `unpend`, `log`, `prompt_ratio`, `outputs`, `max_cost_usd` and lock."""
+    `reserve`, `release`, `drop`, `unpend`, `log`, `prompt_ratio`, `prompt_heard`, `refused_at`, `outputs`, `max_cost_usd`
+    and lock."""
 
     def prompt_cost(self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int) -> float:
         """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here): that prompt, raised
@@ -86,6 +87,13 @@ class OpensCalls:
     def raised_prompt(self, role: str, prompt_tokens: int) -> int:
         """A prompt counted here at `prompt_tokens`, raised by the most a provider has counted over ours for `role`."""
         return int(prompt_tokens * self.prompt_ratio.get(role, 1.0)) + 1
+
+    def weighed_prompt(self, role: str, prompt_tokens: int, most: int | None) -> int:
+        """A prompt counted here at `prompt_tokens` as `raised_prompt` raises it, and at least `most` (its UTF-8
+        bytes, which no byte-level tokenizer exceeds; None: its model counts as we do) until a provider's count of a
+        prompt of `role` is known."""
+        raised = self.raised_prompt(role, prompt_tokens)
+        return raised if most is None or role in self.prompt_heard else max(raised, most)
 
     @property
     def counts_prompts(self) -> bool:
@@ -130,9 +138,13 @@ class OpensCalls:
 
     def learn_prompt(self, role: str, counted: int, reported: int) -> None:
         """A provider counted `reported` prompt tokens where we counted `counted`: later prompts are raised so."""
-        if counted > 0 and reported > counted:
+        if counted > 0 and reported > 0:
             with self._lock:
-                self.prompt_ratio[role] = max(self.prompt_ratio.get(role, 1.0), min(reported / counted, 8.0))
+                if role not in self.prompt_heard:  # the holds refused before were weighed without this count
+                    self.refused_at.pop(role, None)
+                self.prompt_heard.add(role)
+                if reported > counted:
+                    self.prompt_ratio[role] = max(self.prompt_ratio.get(role, 1.0), min(reported / counted, 8.0))
 
     def learn_output(self, role: str, stage: str, completion_tokens: int) -> None:
         """An answered call of `role` at `stage` wrote `completion_tokens`: later calls are expected so."""

@@ -32,6 +32,7 @@ def billed(log: list[dict]) -> dict[str, int]:
 
 # list prices per million tokens (input, cached input, output); a batch is billed at half of them
 LIST_PRICES = {"openai/gpt-4o-mini": (0.15, 0.075, 0.6), "anthropic/claude-haiku-4-5": (1.0, 0.1, 5.0)}
+LIST_PRICES["openai/our-own-teacher"] = (0.15, 0.15, 0.6)  # priced by the config: a model of no o200k family
 
 
 def at_batch_list_price(model: str, tokens: dict[str, int]) -> float:
@@ -194,3 +195,33 @@ def test_a_cost_budget_holds_when_the_references_are_long(tmp_path):
     costs = [at_batch_list_price(model, e) for e in answered]
     assert costs and max(costs) > 0.0005  # the long references reached the provider
     assert sum(costs) <= 0.004, (sum(costs), len(costs))
+
+
+def test_a_cost_budget_holds_when_the_provider_counts_three_times_our_tokens(tmp_path):
+    """A reviewer's batch run under $0.004 billed $0.0074: long references a provider counts at three tokens a word
+    where refed counts one (the loopback's chars4 tokenizer on "information"), all sent in the first wave, before any
+    answer told refed the provider's count. A model whose provider does not count as refed does (not of OpenAI's o200k
+    family) has each request of a first wave weighed at its UTF-8 bytes, which no byte-level tokenizer exceeds, and the
+    later ones raised by the count the answers taught: eight references of 4,000 words under $0.012 (billed $0.0152
+    before), what the provider billed stays within it."""
+    words = " ".join(["information"] * 4000)
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "".join(json.dumps({"instruction": f"Say {i} things.", "response": f"{i} {words}"}) + "\n" for i in range(8))
+    )
+    model = "openai/our-own-teacher"
+    priced = {"teacher.input_usd_per_mtok": 0.15, "teacher.output_usd_per_mtok": 0.6}
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST, tokenizer="chars4")) as srv:
+        over = batch_overrides(
+            srv,
+            tmp_path / "run",
+            40,
+            **{"synthesis.max_cost_usd": 0.012, "teacher.max_tokens": 300, "seeds.source": f"'{seeds}'"},
+            **{"teacher.model": f"'{model}'", "seeds.limit": 8, **priced},
+        )
+        done = _cli(["synthesize", *_set(over)])
+        assert done.returncode in (0, 1), done.stderr[-2000:]
+    answered = [e for e in read_log(tmp_path / "log.jsonl") if e.get("custom_id") and e.get("status") == 200]
+    costs = [at_batch_list_price(model, e) for e in answered]
+    assert costs and max(costs) > 0.0008  # the long references reached the provider, at three times our count
+    assert sum(costs) <= 0.012, (sum(costs), len(costs))

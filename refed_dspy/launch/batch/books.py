@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from refed_dspy.clients.prompt_cache import counts_as_we_do
 from refed_dspy.config.lm import LMSpec, price_of
 from refed_dspy.launch.batch.broker import BatchBroker, settle_earlier
 from refed_dspy.launch.batch.store import (
@@ -29,18 +30,23 @@ class BatchBooks(Books):
     def __init__(self, spec: LMSpec, broker: BatchBroker):
         super().__init__(spec)
         self.price = price_of(spec, batch=True)
+        self.ours = counts_as_we_do(spec.model)  # its provider counts a prompt as refed does
         self.broker = broker
 
     def charge(self, engine: Any) -> None:
         """Each request's bound written with its batch's plan, and what the batches paid (or may yet bill) that no
         record holds and no work of this invocation asked for charged to the budget (BatchLedger), weighed against
         what the records hold now; work is reserved at what the batches' answers cost."""
-        broker = self.broker
-        broker.bound_of = request_bound(self.price, engine.limits.max_tokens)
+        broker, role, ours = self.broker, engine.limits.role, self.ours
+
+        def weigh(counted: int, most: int) -> int:  # a first wave goes before any answer says the provider's count
+            return engine.budget.weighed_prompt(role, counted, None if ours else most)
+
+        broker.bound_of = request_bound(self.price, engine.limits.max_tokens, weigh)
         ledger = BatchLedger(broker.store, engine.totals.as_dict(), self.price, broker.settings.max_resubmits)
         broker.ledger = ledger
         engine.budget.apart = ledger.figures
-        engine.budget.learn_paid(engine.limits.role, answered_costs(broker.store, self.price))
+        engine.budget.learn_paid(role, answered_costs(broker.store, self.price))
 
     async def settle(self, engine: Any) -> bool:
         """The batches an earlier invocation left open collected before new work is reserved (their requests are
