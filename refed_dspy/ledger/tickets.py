@@ -60,8 +60,8 @@ class Ticket:
 
 class OpensCalls:
     """What a CallBudget does for the call boundary (see the module docstring). Uses the budget's `call_cost`,
-    `reserve`, `release`, `drop`, `unpend`, `log`, `prompt_ratio`, `prompt_heard`, `refused_at`, `outputs`, `max_cost_usd`
-    and lock."""
+    `reserve`, `release`, `drop`, `unpend`, `log`, `prompt_ratio`, `prompt_heard`, `refused_at`, `outputs`,
+    `max_cost_usd` and lock."""
 
     def prompt_cost(self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int) -> float:
         """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here): that prompt, raised
