@@ -344,9 +344,11 @@ CREDENTIAL_OWNERS = {
 }
 # the key variables of its own a provider whose client signs itself sends, when set (bedrock's API keys)
 _OWNED = {"bedrock": ("AWS_BEARER_TOKEN_BEDROCK",)}
-# the credentials a provider's client sends to the model's endpoint whenever they are set, whatever key it is given:
-# Databricks' OAuth secret, posted to `<api_base host>/oidc/v1/token` (LiteLLM's token fetch, with requests)
-SENT_WHEN_SET = {"databricks": ("DATABRICKS_CLIENT_SECRET",)}
+# the credentials a provider's client sends to the model's endpoint whenever they are set, whatever key it is given,
+# and the variables naming other hosts it sends them to: Databricks' OAuth secret, posted to `<host>/oidc/v1/token`
+# (LiteLLM's token fetch, with requests) of the api_base or $DATABRICKS_API_BASE, or of $DATABRICKS_HOST for an agent
+_DATABRICKS_OAUTH = (("DATABRICKS_CLIENT_SECRET",), ("DATABRICKS_HOST",))
+SENT_WHEN_SET = {"databricks": _DATABRICKS_OAUTH, "databricks_agent": _DATABRICKS_OAUTH}
 
 
 @dataclass(frozen=True)
@@ -559,9 +561,12 @@ def key_route(model: str, named: str | None, api_bases: Sequence[str], environ: 
 
 def sent_when_set_refusal(model: str, endpoints: Sequence[str], environ: Mapping[str, str]) -> Refusal | None:
     """The refusal for a credential `model`'s client sends by itself when it is set (`SENT_WHEN_SET`: whatever key the
-    config names, none included) that would reach an endpoint that is not its provider's; None otherwise."""
-    names = SENT_WHEN_SET.get(provider_of(model), ())
-    return next((r for n in names if environ.get(n, "").strip() and (r := key_refusal(n, model, endpoints))), None)
+    config names, none included) that would reach an endpoint that is not its provider's (`endpoints`, or a host the
+    environment names for it); None otherwise, and where no endpoint is named (the client sends it nowhere then)."""
+    names, hosts = SENT_WHEN_SET.get(provider_of(model), ((), ()))
+    reached = [*endpoints, *(environ[h].strip() for h in hosts if environ.get(h, "").strip())]
+    set_ = [n for n in names if environ.get(n, "").strip()]
+    return next((r for n in set_ if reached and (r := key_refusal(n, model, reached))), None)
 
 
 def _proxies(environ: Mapping[str, str]) -> dict[str, str]:

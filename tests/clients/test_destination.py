@@ -570,6 +570,15 @@ def test_a_credential_its_client_sends_by_itself_is_checked_before_any_call(prox
         with pytest.raises(KeyProviderError, match="DATABRICKS_CLIENT_SECRET"):
             check_lm_key(dspy.LM(model, api_base="https://api.groq.com/openai/v1"), "teacher")
         check_lm_key(dspy.LM(model, api_base="https://adb-1234.5.azuredatabricks.net/serving-endpoints"), "teacher")
+        # an agent's fetch goes to $DATABRICKS_HOST (a reviewer's run sent it to api.groq.com so, exit 1)
+        from refed_dspy.config import LMSpec
+        from refed_dspy.providers.keys import check_key_goes_to_its_provider
+
+        env.setenv("DATABRICKS_HOST", "http://api.groq.com")
+        with pytest.raises(KeyProviderError, match="DATABRICKS_CLIENT_SECRET.*api.groq.com"):
+            check_key_goes_to_its_provider(LMSpec(model="databricks_agent/my-agent", api_key_env=""), "teacher")
+        env.setenv("DATABRICKS_HOST", "https://adb-1234.5.azuredatabricks.net")
+        check_key_goes_to_its_provider(LMSpec(model="databricks_agent/my-agent", api_key_env=""), "teacher")
 
 
 @pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "HF_TOKEN"])
