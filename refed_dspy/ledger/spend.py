@@ -31,7 +31,8 @@ from refed_dspy.store.jsonl import write_json_atomic
 log = logging.getLogger("refed_dspy")
 
 
-_BOUND = "interrupted_cost_usd"  # the most the calls cut off in flight can have cost, kept against the budget too
+CUT_OFF = "interrupted_cost_usd"  # the most the calls cut off in flight can have cost, kept against the budget too
+_BOUND = CUT_OFF
 
 
 def _bound(figures: dict[str, Any], *usages: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +78,8 @@ _ZERO = {"calls": 0, "cost_usd": 0.0}
 
 
 class Spend:
-    """The experiment's spending by part, kept in `path`, added into `ledger` (whose totals are the experiment's)."""
+    """A command's spending by part (an experiment's, an evaluation's answering), kept in `path`, added into `ledger`
+    (whose totals are the command's)."""
 
     def __init__(self, path: Path, ledger: CallBudget, new_ledger: bool = False):
         self.path = path
@@ -188,9 +190,7 @@ class Spend:
             )
         except OSError as err:
             if self._unsaved is None:
-                log.warning(
-                    "warning: experiment: %s could not be written (%s); spending is kept in memory", self.path, err
-                )
+                log.warning("warning: %s could not be written (%s); spending is kept in memory", self.path, err)
             self._unsaved = str(err)
         else:
             self._unsaved = None

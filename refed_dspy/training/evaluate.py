@@ -46,7 +46,15 @@ from refed_dspy.store.ownership import check, check_output_dir, owned
 from refed_dspy.store.results import Result
 from refed_dspy.store.rundir import RunDir
 from refed_dspy.training.fine_tune import ADAPTER, check_plan, finished_training, import_peft
-from refed_dspy.training.served import answering, answering_paid, check_served, served_answers, served_lm, served_model
+from refed_dspy.training.served import (
+    answering,
+    answering_paid,
+    check_served,
+    left,
+    served_answers,
+    served_lm,
+    served_model,
+)
 from refed_dspy.training.student import Student
 
 PACKAGED_SET = Path(__file__).resolve().parent.parent / "data" / "eval_instructions.jsonl"
@@ -597,9 +605,9 @@ async def _judged(
 ) -> Evaluation:
     """The judging of the answers on the launch path (as `refed judge` runs, its [judging] under [evaluate]'s caps),
     then the figures written to evaluation.json."""
-    ev, paid = config.evaluate, answering_paid(out)  # the caps hold the students' server's answers too
-    left = {"max_calls": _less(ev.max_calls, paid["calls"]), "max_cost_usd": _less(ev.max_cost_usd, paid["cost_usd"])}
-    caps = {"pointwise": False, "pairwise": True, **left}
+    ev, paid = config.evaluate, answering_paid(out)
+    calls, cost = left(config, paid)  # the caps hold the students' server's answers too (judge_in counts its own)
+    caps = {"pointwise": False, "pairwise": True, "max_calls": calls, "max_cost_usd": cost}
     judging = config.model_copy(update={"judging": config.judging.model_copy(update=caps)})
     rundir, ours = RunDir(out), {"kind": "evaluate", "existing": True, "flag": "--out"}
     samples = judged_samples(items, answers)
@@ -625,8 +633,3 @@ async def _judged(
     )
     write_json_atomic(out / EVALUATION, result.to_json())
     return result
-
-
-def _less(cap: float | None, paid: float | None) -> Any:
-    """What a cap leaves after `paid` (None: no cap; 0 at the least, which the judge's first call cannot fit)."""
-    return None if cap is None else max(0, cap - (paid or 0))

@@ -30,8 +30,10 @@ from refed_dspy.engine.failures import Failure, classify
 from refed_dspy.errors import ConfigError, FinishedShort, RefedError, RunAborted
 from refed_dspy.launch.plan import held_lm
 from refed_dspy.ledger.budget import CallBudget, Limit
-from refed_dspy.ledger.spend import Spend
+from refed_dspy.ledger.call_log import Ledger
+from refed_dspy.ledger.spend import CUT_OFF, Spend
 from refed_dspy.providers.prices import Price
+from refed_dspy.store.rundir import RunDir
 
 RETRIES = 3  # a busy server's (429, 5xx) answer asked again
 SPENT = "spent.json"  # what an evaluation's answering paid, across re-runs
@@ -72,14 +74,13 @@ def served_price(config: Config, spec: LMSpec) -> Price | None:
 @contextmanager
 def answering(config: Config, out: Path) -> Iterator[CallBudget]:
     """The budget the students' server's answers are counted on, for the block: what `[evaluate] max_calls` and
-    `max_cost_usd` leave after what the evaluation's earlier invocations paid (`OUT/spent.json`), each request written
-    to its log before it is sent; what the block paid is added to the file at its end (a kill's, at the next start)."""
+    `max_cost_usd` leave after what the evaluation's earlier invocations paid, its answers and its judge's (`left`),
+    each request written to its log before it is sent; what the block paid is added to `OUT/spent.json` at its end (a
+    kill's, at the next start)."""
     ev = config.evaluate
     spend = Spend(out / SPENT, CallBudget(ev.max_calls, ev.max_cost_usd))
-    paid = spend.part(PART)
-    calls = None if ev.max_calls is None else ev.max_calls - int(paid["calls"])
-    cost = None if ev.max_cost_usd is None else ev.max_cost_usd - float(paid["cost_usd"] or 0.0)
-    said = f"(the students' server's answers and the judge's calls; {paid['calls']} answers paid before)"
+    calls, cost = left(config, spend.part(PART), judge_paid(out))
+    said = "(the students' server's answers and the judge's calls, with what earlier invocations paid)"
     budget = CallBudget(
         calls, cost, calls_from=Limit("evaluate.max_calls", said), cost_from=Limit("evaluate.max_cost_usd", said)
     )
@@ -92,8 +93,27 @@ def answering(config: Config, out: Path) -> Iterator[CallBudget]:
 
 
 def answering_paid(out: Path) -> dict[str, Any]:
-    """What the students' server's answers of the evaluation in `out` paid over its invocations: calls, cost."""
+    """What the students' server's answers of the evaluation in `out` paid over its invocations: calls, cost (and the
+    most the calls a kill cut off can have cost: `interrupted_cost_usd`)."""
     return Spend(out / SPENT, CallBudget()).part(PART)
+
+
+def left(config: Config, *paid: dict[str, Any] | None) -> tuple[int | None, float | None]:
+    """What `[evaluate] max_calls` and `max_cost_usd` leave (None: no such cap; 0 at the least) after `paid` (usages:
+    calls, cost, and the most the calls a kill cut off can have cost)."""
+    ev, usages = config.evaluate, [u for u in paid if u]
+    calls = sum(int(u.get("calls") or 0) for u in usages)
+    cost = sum(float(u.get("cost_usd") or 0.0) + float(u.get(CUT_OFF) or 0.0) for u in usages)
+    return (
+        None if ev.max_calls is None else max(0, ev.max_calls - calls),
+        None if ev.max_cost_usd is None else max(0.0, ev.max_cost_usd - cost),
+    )
+
+
+def judge_paid(out: Path) -> dict[str, Any] | None:
+    """What the judge of the evaluation in `out` paid over its invocations (None: nothing yet)."""
+    judged = RunDir(out).judge_ledger
+    return Ledger.read(judged).paid() if judged.exists() else None
 
 
 def served_spec(config: Config, role: str, max_tokens: int | None = None) -> LMSpec:

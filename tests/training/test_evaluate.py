@@ -310,6 +310,7 @@ def test_a_billed_students_server_is_held_to_the_evaluation_s_caps(server_factor
             evaluate_students(student, eval_set, out, capped, baseline=baseline)
         spent = json.loads((out / "spent.json").read_text())["parts"]["answering"]
         assert len(settled_log(served)) == spent["calls"] <= 10 and not read_log(judge.cfg.log_path)
+        assert run_status(out).calls == spent["calls"]  # `refed status` counts what the answers paid
     kept = [json.loads(x)["role"] for x in (out / ANSWERS).read_text().splitlines()]
     before, sides = spent["calls"], sum(kept.count(role) < 8 for role in ("student", "baseline"))
     assert 0 < len(kept) < 16
@@ -320,6 +321,37 @@ def test_a_billed_students_server_is_held_to_the_evaluation_s_caps(server_factor
     assert result.answer_calls == answered and result.answer_cost_usd > 0
     assert 0 < result.judge_calls == len(read_log(judge.cfg.log_path)) <= 30 - answered
     assert result.status == "budget"
+
+
+def test_the_answers_of_a_longer_set_count_what_the_judge_paid_before(server_factory, tmp_path):
+    """A reviewer's case: an evaluation of 2 instructions under max_calls = 12 (6 answered, 4 judged), run again on 4
+    of the same set: its answers were held to 12 less their own earlier calls only, and 16 were billed. What the
+    judge paid before counts too: the server and the judge answer 12 calls at most in all."""
+    served = server_factory(says={"stu": "Splendid!", "base": ""})
+    judge = server_factory(prefers=TASTE)
+    student, baseline, eval_set, _ = setup(tmp_path, n=4)
+    out = tmp_path / "longer"
+    names = [f"evaluate.server='{served.api_base}'", "evaluate.student_model='stu'", "evaluate.baseline_model='base'"]
+    first = load_config(None, judge_overrides(judge, *names, *PRICED, "evaluate.max_calls=12", "evaluate.limit=2"))
+    evaluate_students(student, eval_set, out, first, baseline=baseline)
+    assert len(settled_log(served)) == 6 and len(read_log(judge.cfg.log_path)) == 4
+    again = load_config(None, judge_overrides(judge, *names, *PRICED, "evaluate.max_calls=12"))
+    with pytest.raises(FinishedShort, match="evaluate.max_calls"):
+        evaluate_students(student, eval_set, out, again, baseline=baseline)
+    assert len(settled_log(served)) + len(read_log(judge.cfg.log_path)) <= 12
+
+
+def test_a_killed_answering_counts_what_its_calls_in_flight_may_have_cost(tmp_path):
+    """A kill leaves the answers in flight at the most they can cost (`interrupted_cost_usd` in spent.json): a
+    reviewer's rerun held itself to the cap less what was answered alone and billed $0.0104 of $0.01. What is left
+    counts that bound too."""
+    from refed_dspy.config import Config
+    from refed_dspy.training.served import left
+
+    config = load_config(None, ["evaluate.max_cost_usd=1", "evaluate.max_calls=10"])
+    assert left(config, {"calls": 2, "cost_usd": 0.0, "interrupted_cost_usd": 0.6}) == (8, pytest.approx(0.4))
+    assert left(config, {"calls": 12, "cost_usd": 1.5}, None) == (0, 0.0)
+    assert left(Config(), {"calls": 3, "cost_usd": 1.0}) == (None, None)
 
 
 def test_an_unpriced_model_of_a_public_students_server_is_refused_under_a_cost_cap(server_factory, tmp_path):

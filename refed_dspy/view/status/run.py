@@ -392,10 +392,19 @@ def run_dir_status(run_dir: str | Path, now: float | None = None) -> RunStatus:
 
 
 def _evaluation(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
-    """`refed evaluate`'s folder: the instructions judged of those asked, and what its judge paid (the larger of its
-    last summary's usage and its write-ahead log: a killed or running evaluation has paid more than it says)."""
+    """`refed evaluate`'s folder: the instructions judged of those asked, and what it paid: its judge (the larger of its
+    last summary's usage and its write-ahead log: a killed or running evaluation has paid more than it says) and a
+    students' server's answers (`spent.json`, as of their last call while they are made)."""
     found = read_json(rundir.path / "evaluation.json")  # training.evaluate.EVALUATION, not imported: 0.3 s a status
     usage = _paid_by_log(rundir.judge_ledger, rundir.judge_summary) or {}
+    spent = read_json(rundir.path / "spent.json")  # training.served.SPENT
+    answered = [(spent.get(k) or {}).get("answering") or {} for k in ("parts", "live")]
+    if any(answered):
+        cost = [u.get("cost_usd") for u in (usage, *answered) if u]
+        usage = {
+            "calls": sum(int(u.get("calls") or 0) for u in (usage, *answered)),
+            "cost_usd": None if None in cost else round(sum(cost), 6),
+        }
     return RunStatus(
         run_dir=str(rundir.path),
         kind="evaluation",
