@@ -140,11 +140,19 @@ class OpensCalls:
         """A provider counted `reported` prompt tokens where we counted `counted`: later prompts are raised so."""
         if counted > 0 and reported > 0:
             with self._lock:
-                if role not in self.prompt_heard:  # the holds refused before were weighed without this count
-                    self.refused_at.pop(role, None)
                 self.prompt_heard.add(role)
                 if reported > counted:
                     self.prompt_ratio[role] = max(self.prompt_ratio.get(role, 1.0), min(reported / counted, 8.0))
+
+    def heard_prompt(self, role: str, counted: int, reported: int) -> None:
+        """A batch request's answer: its provider counted `reported` prompt tokens where its body counted `counted`
+        here (`learn_prompt`); on the first, the holds refused before (weighed at their bytes, without a count) are
+        let go (`refused_at`)."""
+        with self._lock:
+            first = role not in self.prompt_heard
+            if first and reported > 0:
+                self.refused_at.pop(role, None)
+        self.learn_prompt(role, counted, reported)
 
     def learn_output(self, role: str, stage: str, completion_tokens: int) -> None:
         """An answered call of `role` at `stage` wrote `completion_tokens`: later calls are expected so."""

@@ -43,6 +43,7 @@ class BatchBooks(Books):
             return engine.budget.weighed_prompt(role, counted, None if ours else most)
 
         broker.bound_of = request_bound(self.price, engine.limits.max_tokens, weigh)
+        broker.heard = lambda counted, reported: engine.budget.heard_prompt(role, counted, reported)
         ledger = BatchLedger(broker.store, engine.totals.as_dict(), self.price, broker.settings.max_resubmits)
         broker.ledger = ledger
         engine.budget.apart = ledger.figures

@@ -34,7 +34,7 @@ from refed_dspy.clients.lm import build_lm
 from refed_dspy.clients.prompt_cache import asked_body
 from refed_dspy.config.synthesis import BatchConfig
 from refed_dspy.launch.batch.api import BatchAPIError, BatchView, _Client, client_for_spec
-from refed_dspy.launch.batch.store import BatchEntry, BatchStore, StoredResult
+from refed_dspy.launch.batch.store import BatchEntry, BatchStore, StoredResult, billed_of
 from refed_dspy.providers.keys import check_key
 from refed_dspy.providers.registry import provider_for
 from refed_dspy.runtime.stops import checkpoint
@@ -159,8 +159,11 @@ class BatchBroker:
         self._task: asyncio.Task | None = None
         self._recovered = False
         self._fresh: set[str] = set()  # batches planned here and not yet sent: nothing of them can be at the provider
-        self.bound_of: Callable[[dict[str, Any]], float] = lambda body: 0.0  # set by its stage: request_bound
+        self.bound_of: Callable[[dict[str, Any]], tuple[float, int]] = lambda body: (0.0, 0)  # request_bound
         self.bounds: dict[str, float] = {}  # custom_id -> its bound, until its batch's plan writes it
+        self.counted: dict[str, int] = {}  # a request asked (its base) -> its body's tokens as counted here
+        # told (counted, the provider's count of its prompt) of each answer to a request asked here: set by its stage
+        self.heard: Callable[[int, int], None] = lambda counted, reported: None
         self.ledger: Any = None  # what the budget charges apart (usage.BatchLedger)
 
     # ---- the transport's side ------------------------------------------------------------------
@@ -184,11 +187,12 @@ class BatchBroker:
             for k in range(self.settings.max_resubmits + 1)
         )
         body = json.loads(request.body)
-        bound = self.bound_of(body)
+        bound, self.counted[base] = self.bound_of(body)
         try:  # BudgetExceeded: its task's reservation and the budget's room cannot cover it (one not sent yet)
             slot.hold(bound, sent)
         except BaseException:
             self.waiting.pop(base, None)
+            self.counted.pop(base, None)
             raise
         if not sent:
             cid = self._next(base)
@@ -207,6 +211,7 @@ class BatchBroker:
             return await fut
         except asyncio.CancelledError:
             self.waiting.pop(base, None)
+            self.counted.pop(base, None)
             raise BatchWaitCancelled() from None
 
     def _next(self, base: str) -> str | None:
@@ -381,6 +386,9 @@ class BatchBroker:
         if not r.lost:
             self.waiting.pop(base)
             self.answered_calls += 1
+            counted = self.counted.pop(base, 0)
+            if counted and r.status == 200:  # the provider's count of a prompt counted here: later ones weighed by it
+                self.heard(counted, billed_of(self.store, r)[1]["prompt_tokens"])
             fut.set_result((r.status, json.dumps(r.body).encode()))
             return
         nxt = self._next(base)
@@ -390,7 +398,7 @@ class BatchBroker:
             return
         line = (lines or {})[r.custom_id]
         body = line.get("body") if "body" in line else line.get("params")
-        self.bounds[nxt] = self.bound_of(body)
+        self.bounds[nxt] = self.bound_of(body)[0]
         self.pending[nxt] = (stage, self.client.line(nxt, body), len(json.dumps(body)))
         self.last_new = time.monotonic()
 

@@ -460,19 +460,20 @@ def with_open(usage: dict[str, Any], requests: list[OpenRequest]) -> dict[str, A
 
 def request_bound(
     price: Price | None, max_tokens: int, weigh: Callable[[int, int], int] = lambda counted, most: counted
-) -> Callable[[dict[str, Any]], float]:
+) -> Callable[[dict[str, Any]], tuple[float, int]]:
     """How the most one batch request can cost is reckoned from its body (the JSON the provider is sent): every token
     of the body, as counted before sending and weighed by `weigh` (the count and the body's UTF-8 bytes -> the tokens
     the provider may count: CallBudget.weighed_prompt), priced as prompt (written to the provider's cache where that is
-    dearer), and the output limit it asks for (`max_tokens` where it asks none) priced as output. 0 for an LM without
-    a price."""
+    dearer), and the output limit it asks for (`max_tokens` where it asks none) priced as output; with the count (what
+    the provider's count of its prompt is weighed against when it answers). 0 for an LM without a price."""
 
-    def bound(body: dict[str, Any]) -> float:
+    def bound(body: dict[str, Any]) -> tuple[float, int]:
         if price is None:
-            return 0.0
+            return 0.0, 0
         asked = body.get("max_tokens") or body.get("max_completion_tokens") or max_tokens
         text = json.dumps(body, ensure_ascii=False)
-        return round(price.bound(weigh(count_text(text), len(text.encode("utf-8"))), int(asked or 0)), 8)
+        counted = count_text(text)
+        return round(price.bound(weigh(counted, len(text.encode("utf-8"))), int(asked or 0)), 8), counted
 
     return bound
 
