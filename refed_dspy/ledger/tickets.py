@@ -146,11 +146,10 @@ class OpensCalls:
 
     def heard_prompt(self, role: str, counted: int, reported: int) -> None:
         """A batch request's answer: its provider counted `reported` prompt tokens where its body counted `counted`
-        here (`learn_prompt`); on the first, the holds refused before (weighed at their bytes, without a count) are
-        let go (`refused_at`)."""
-        with self._lock:
-            first = role not in self.prompt_heard
-            if first and reported > 0:
+        here (`learn_prompt`), and the holds refused before are let go (`refused_at`: a first wave's were weighed at
+        their bytes; a request still too dear for its piece's hold refuses it again, weighed by this count)."""
+        if reported > 0:
+            with self._lock:
                 self.refused_at.pop(role, None)
         self.learn_prompt(role, counted, reported)
 
