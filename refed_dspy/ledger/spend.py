@@ -32,14 +32,13 @@ log = logging.getLogger("refed_dspy")
 
 
 CUT_OFF = "interrupted_cost_usd"  # the most the calls cut off in flight can have cost, kept against the budget too
-_BOUND = CUT_OFF
 
 
 def _bound(figures: dict[str, Any], *usages: dict[str, Any]) -> dict[str, Any]:
     """`figures` with the cut-off calls' bound of `usages` added up, where there is one."""
-    bound = sum(float(u.get(_BOUND) or 0.0) for u in usages if u)
+    bound = sum(float(u.get(CUT_OFF) or 0.0) for u in usages if u)
     if bound:
-        figures[_BOUND] = round(bound, 6)
+        figures[CUT_OFF] = round(bound, 6)
     return figures
 
 
@@ -116,7 +115,7 @@ class Spend:
     def add(self, part: str, usage: dict[str, Any] | None) -> None:
         """An attempt of `part` paid `usage` (added to what earlier attempts paid)."""
         new = _figures(usage)
-        if not new["calls"] and not new["cost_usd"] and not new.get(_BOUND):
+        if not new["calls"] and not new["cost_usd"] and not new.get(CUT_OFF):
             return
         with self._lock:
             self.parts[part] = _plus(self.parts.get(part, _ZERO), new)
@@ -160,8 +159,8 @@ class Spend:
             if new == old:
                 return
             delta = None if new["cost_usd"] is None or old["cost_usd"] is None else new["cost_usd"] - old["cost_usd"]
-            bound = float(new.get(_BOUND) or 0.0) - float(old.get(_BOUND) or 0.0)
-            self.ledger.totals.add({"calls": new["calls"] - old["calls"], "cost_usd": delta, _BOUND: bound})
+            bound = float(new.get(CUT_OFF) or 0.0) - float(old.get(CUT_OFF) or 0.0)
+            self.ledger.totals.add({"calls": new["calls"] - old["calls"], "cost_usd": delta, CUT_OFF: bound})
             self.parts[part] = new
             self._save()
 
