@@ -171,28 +171,31 @@ def test_a_cost_budget_holds_when_replies_grow_mid_run(tmp_path):
     assert sum(costs) <= 0.015, (sum(costs), len(costs))
 
 
+def long_references_billed(tmp_path, word: str, words: int, refs: int, budget: float, **server) -> list[float]:
+    """A batch run of `refs` references of `words` copies of `word` under `max_cost_usd = budget` (and the config
+    overrides `server` names under `set`): what the provider billed for each answered request, by its list price."""
+    text = " ".join([word] * words)
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "".join(json.dumps({"instruction": f"Say {i} things.", "response": f"{i} {text}"}) + "\n" for i in range(refs))
+    )
+    extra = {"synthesis.max_cost_usd": budget, "teacher.max_tokens": 300, "seeds.source": f"'{seeds}'"}
+    extra |= {"seeds.limit": refs, **server.pop("set", {})}
+    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST, **server)) as srv:
+        over = batch_overrides(srv, tmp_path / "run", 40, **extra)
+        done = _cli(["synthesize", *_set(over)])
+        assert done.returncode in (0, 1), done.stderr[-2000:]
+    model = load_config(None, over).teacher.model
+    answered = [e for e in read_log(tmp_path / "log.jsonl") if e.get("custom_id") and e.get("status") == 200]
+    return [at_batch_list_price(model, e) for e in answered]
+
+
 def test_a_cost_budget_holds_when_the_references_are_long(tmp_path):
     """Batch mode under `max_cost_usd` with references of 8,000 words: a piece of work no boundary here gates is held
     at a prompt its role is assumed to send (2,000 tokens), and a reviewer's run with long references billed $0.0055
     of a $0.004 budget. Each request is weighed at its own bound (its counted body, all of its max_tokens) before it
     joins a batch: what the provider billed stays within the budget."""
-    words = " ".join(["lorem"] * 8000)
-    seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text(
-        "".join(json.dumps({"instruction": f"Say {i} things.", "response": f"{i} {words}"}) + "\n" for i in range(4))
-    )
-    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST)) as srv:
-        over = batch_overrides(
-            srv,
-            tmp_path / "run",
-            40,
-            **{"synthesis.max_cost_usd": 0.004, "teacher.max_tokens": 300, "seeds.source": f"'{seeds}'"},
-        )
-        done = _cli(["synthesize", *_set(over)])
-        assert done.returncode in (0, 1), done.stderr[-2000:]
-    model = load_config(None, over).teacher.model
-    answered = [e for e in read_log(tmp_path / "log.jsonl") if e.get("custom_id") and e.get("status") == 200]
-    costs = [at_batch_list_price(model, e) for e in answered]
+    costs = long_references_billed(tmp_path, "lorem", 8000, 4, 0.004)
     assert costs and max(costs) > 0.0005  # the long references reached the provider
     assert sum(costs) <= 0.004, (sum(costs), len(costs))
 
@@ -204,24 +207,8 @@ def test_a_cost_budget_holds_when_the_provider_counts_three_times_our_tokens(tmp
     family) has each request of a first wave weighed at its UTF-8 bytes, which no byte-level tokenizer exceeds, and the
     later ones raised by the count the answers taught: eight references of 4,000 words under $0.012 (billed $0.0152
     before), what the provider billed stays within it."""
-    words = " ".join(["information"] * 4000)
-    seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text(
-        "".join(json.dumps({"instruction": f"Say {i} things.", "response": f"{i} {words}"}) + "\n" for i in range(8))
-    )
-    model = "openai/our-own-teacher"
     priced = {"teacher.input_usd_per_mtok": 0.15, "teacher.output_usd_per_mtok": 0.6}
-    with LoopbackServer(ServerConfig(log_path=str(tmp_path / "log.jsonl"), extra=FAST, tokenizer="chars4")) as srv:
-        over = batch_overrides(
-            srv,
-            tmp_path / "run",
-            40,
-            **{"synthesis.max_cost_usd": 0.012, "teacher.max_tokens": 300, "seeds.source": f"'{seeds}'"},
-            **{"teacher.model": f"'{model}'", "seeds.limit": 8, **priced},
-        )
-        done = _cli(["synthesize", *_set(over)])
-        assert done.returncode in (0, 1), done.stderr[-2000:]
-    answered = [e for e in read_log(tmp_path / "log.jsonl") if e.get("custom_id") and e.get("status") == 200]
-    costs = [at_batch_list_price(model, e) for e in answered]
+    own = {"teacher.model": "'openai/our-own-teacher'", **priced}
+    costs = long_references_billed(tmp_path, "information", 4000, 8, 0.012, tokenizer="chars4", set=own)
     assert costs and max(costs) > 0.0008  # the long references reached the provider, at three times our count
     assert sum(costs) <= 0.012, (sum(costs), len(costs))
