@@ -62,6 +62,7 @@ from refed_dspy.providers.keys import (
     key_provider,
     key_route,
     provider_variable_set,
+    sent_by_itself,
     warn_once,
     warn_route,
 )
@@ -329,12 +330,8 @@ def check_lm_key(lm: Any, role: str, env: str | None = None) -> None:
     if refusal is None:
         warn_route(route, role)
         return
-    if refusal.env != route.env:
-        raise KeyProviderError(
-            f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s credential, sent whenever it is set) to "
-            f"{refusal.where} ({refusal.why}): refused before any call; unset ${refusal.env}, or give it an api_base "
-            f"of {refusal.owner}'s"
-        )
+    if refusal.env != route.env:  # not its key: a credential its client sends by itself
+        raise sent_by_itself(refusal, f"{role}: the LM '{model}'", f", or give it an api_base of {refusal.owner}'s")
     raise KeyProviderError(
         f"{role}: the LM '{model}' sends ${refusal.env} ({refusal.owner}'s key) to {refusal.where} ({refusal.why}): "
         f"refused before any call; give it {refusal.endpoint_owner}'s key "

@@ -74,7 +74,7 @@ def _encoder() -> Any:
 def counts_as_we_do(model: str) -> bool:
     """Whether `model`'s provider counts a prompt's tokens as `count_text` does: an OpenAI model tiktoken maps to
     o200k_base (gpt-4o, gpt-4.1, gpt-5, o-series), by the name after its provider prefix."""
-    if _encoder() is None or getattr(_encoder(), "name", "") != "o200k_base":
+    if getattr(_encoder(), "name", "") != "o200k_base":  # none at hand, or cl100k_base: it counts otherwise
         return False
     try:
         import tiktoken.model

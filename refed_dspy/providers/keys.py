@@ -569,6 +569,15 @@ def sent_when_set_refusal(model: str, endpoints: Sequence[str], environ: Mapping
     return next((r for n in set_ if reached and (r := key_refusal(n, model, reached))), None)
 
 
+def sent_by_itself(refusal: Refusal, who: str, fix: str) -> KeyProviderError:
+    """The refusal of a credential `who` (a section, an LM) would send by itself (`sent_when_set_refusal`), one line
+    ending in `fix` (what else to do than unset it)."""
+    return KeyProviderError(
+        f"{who} sends ${refusal.env} ({refusal.owner}'s credential, sent whenever it is set) to {refusal.where} "
+        f"({refusal.why}): refused before any call; unset ${refusal.env}{fix}"
+    )
+
+
 def _proxies(environ: Mapping[str, str]) -> dict[str, str]:
     """The proxies `environ` sets, by scheme (`no`: the hosts none is used for), read as urllib reads them for the
     clients that send refed's requests (its getproxies_environment): any spelling, then a lower-case variable over
@@ -629,11 +638,8 @@ def check_key_goes_to_its_provider(spec: KeyedSection, role: str) -> str | None:
         warn_route(route, role)
         return route.env
     if refusal.env != route.env:  # not the key: a credential its client sends by itself (SENT_WHEN_SET)
-        raise KeyProviderError(
-            f"{role}: '{spec.model}' sends ${refusal.env} ({refusal.owner}'s credential, sent whenever it is set) to "
-            f"{refusal.where} ({refusal.why}): refused before any call; unset ${refusal.env} for this run, or point "
-            f"{role}.api_base at {refusal.owner}'s endpoint"
-        )
+        fix = f" for this run, or point {role}.api_base at {refusal.owner}'s endpoint"
+        raise sent_by_itself(refusal, f"{role}: '{spec.model}'", fix)
     named, theirs = spec.api_key_env, refusal.endpoint_owner
     if named and route.model_is_theirs:
         fix = f"leave {role}.api_key_env unset to use ${route.own}, the key this model needs, or name a variable that "

@@ -31,7 +31,7 @@ from refed_dspy.errors import ConfigError, FinishedShort, RefedError, RunAborted
 from refed_dspy.launch.plan import held_lm
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.ledger.call_log import Ledger
-from refed_dspy.ledger.spend import CUT_OFF, Spend
+from refed_dspy.ledger.spend import CUT_OFF, Spend, total_of
 from refed_dspy.providers.prices import Price
 from refed_dspy.store.rundir import RunDir
 
@@ -101,11 +101,10 @@ def answering_paid(out: Path) -> dict[str, Any]:
 def left(config: Config, *paid: dict[str, Any] | None) -> tuple[int | None, float | None]:
     """What `[evaluate] max_calls` and `max_cost_usd` leave (None: no such cap; 0 at the least) after `paid` (usages:
     calls, cost, and the most the calls a kill cut off can have cost)."""
-    ev, usages = config.evaluate, [u for u in paid if u]
-    calls = sum(int(u.get("calls") or 0) for u in usages)
-    cost = sum(float(u.get("cost_usd") or 0.0) + float(u.get(CUT_OFF) or 0.0) for u in usages)
+    ev, total = config.evaluate, total_of([u for u in paid if u])
+    cost = float(total["cost_usd"] or 0.0) + float(total.get(CUT_OFF) or 0.0)
     return (
-        None if ev.max_calls is None else max(0, ev.max_calls - calls),
+        None if ev.max_calls is None else max(0, ev.max_calls - total["calls"]),
         None if ev.max_cost_usd is None else max(0.0, ev.max_cost_usd - cost),
     )
 

@@ -43,6 +43,7 @@ from refed_dspy.launch.batch.store import (
 )
 from refed_dspy.ledger.call_log import LOG_NAME, Ledger, unaccounted
 from refed_dspy.ledger.lines import BadLine
+from refed_dspy.ledger.spend import total_of
 from refed_dspy.ledger.usage import Totals, larger_usage, usd, usd_up_to, with_unrecorded
 from refed_dspy.store.jsonl import read_json, read_jsonl
 from refed_dspy.store.lock import LOCK_NAME, holder
@@ -400,11 +401,7 @@ def _evaluation(rundir: RunDir, who: Holder | None, now: float) -> RunStatus:
     spent = read_json(rundir.path / "spent.json")  # training.served.SPENT
     answered = [(spent.get(k) or {}).get("answering") or {} for k in ("parts", "live")]
     if any(answered):
-        cost = [u.get("cost_usd") for u in (usage, *answered) if u]
-        usage = {
-            "calls": sum(int(u.get("calls") or 0) for u in (usage, *answered)),
-            "cost_usd": None if None in cost else round(sum(cost), 6),
-        }
+        usage = total_of([usage, *answered])
     return RunStatus(
         run_dir=str(rundir.path),
         kind="evaluation",
