@@ -25,9 +25,9 @@ their methods are their own again, so a request the user's own code sends outsid
 request another thread sends meanwhile is checked too). requests is left as it is: no LM call or
 Hub request goes through it (MLflow's requests do, with a token no provider owns; LiteLLM's token fetch for Vertex AI,
 to Google's sign-in host; and its Databricks OAuth fetch, which posts $DATABRICKS_CLIENT_SECRET to the model's own
-endpoint whenever that is set: checked before any call, as a key is, `providers.keys.SENT_WHEN_SET`). A user's own
-BaseLM sends with its own client: it is checked as it is handed in (`check_lm_key`, by the model, endpoint and key
-it carries), and a request it makes with requests or urllib is its own.
+endpoint whenever it and its client id are set: checked before any call, as a key is, `providers.keys.SENT_WHEN_SET`).
+A user's own BaseLM sends with its own client: it is checked as it is handed in (`check_lm_key`, by the model, endpoint
+and key it carries), and a request it makes with requests or urllib is its own.
 
 For each request: the held secrets (refed_dspy.secrets) found in its headers, its URL or its body (a key posted for a
 token, as LiteLLM posts watsonx's to its sign-in host); for each, the providers whose

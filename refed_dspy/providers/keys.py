@@ -35,7 +35,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
 from urllib.request import proxy_bypass_environment
 
@@ -344,10 +344,20 @@ CREDENTIAL_OWNERS = {
 }
 # the key variables of its own a provider whose client signs itself sends, when set (bedrock's API keys)
 _OWNED = {"bedrock": ("AWS_BEARER_TOKEN_BEDROCK",)}
-# the credentials a provider's client sends to the model's endpoint whenever they are set, whatever key it is given,
-# and the variables naming other hosts it sends them to: Databricks' OAuth secret, posted to `<host>/oidc/v1/token`
-# (LiteLLM's token fetch, with requests) of the api_base or $DATABRICKS_API_BASE, or of $DATABRICKS_HOST for an agent
-_DATABRICKS_OAUTH = (("DATABRICKS_CLIENT_SECRET",), ("DATABRICKS_HOST",))
+
+
+class SentWhenSet(NamedTuple):
+    """Credentials a provider's client sends whenever they are set, whatever key it is given: `sent`, sent once every
+    variable of `with_` is set too, to the model's endpoint or to the hosts the variables of `hosts` name."""
+
+    sent: tuple[str, ...]
+    with_: tuple[str, ...]
+    hosts: tuple[str, ...]
+
+
+# Databricks' OAuth secret, posted with its client id to `<host>/oidc/v1/token` (LiteLLM's token fetch, with requests)
+# of the api_base or $DATABRICKS_API_BASE, or of $DATABRICKS_HOST for an agent; with no client id it is never sent
+_DATABRICKS_OAUTH = SentWhenSet(("DATABRICKS_CLIENT_SECRET",), ("DATABRICKS_CLIENT_ID",), ("DATABRICKS_HOST",))
 SENT_WHEN_SET = {"databricks": _DATABRICKS_OAUTH, "databricks_agent": _DATABRICKS_OAUTH}
 
 
@@ -563,9 +573,9 @@ def sent_when_set_refusal(model: str, endpoints: Sequence[str], environ: Mapping
     """The refusal for a credential `model`'s client sends by itself when it is set (`SENT_WHEN_SET`: whatever key the
     config names, none included) that would reach an endpoint that is not its provider's (`endpoints`, or a host the
     environment names for it); None otherwise, and where no endpoint is named (the client sends it nowhere then)."""
-    names, hosts = SENT_WHEN_SET.get(provider_of(model), ((), ()))
+    sent, with_, hosts = SENT_WHEN_SET.get(provider_of(model), SentWhenSet((), (), ()))
     reached = [*endpoints, *(environ[h].strip() for h in hosts if environ.get(h, "").strip())]
-    set_ = [n for n in names if environ.get(n, "").strip()]
+    set_ = [n for n in sent if all(environ.get(v, "").strip() for v in (n, *with_))]
     return next((r for n in set_ if reached and (r := key_refusal(n, model, reached))), None)
 
 

@@ -550,7 +550,7 @@ def test_a_credential_its_client_sends_by_itself_is_checked_before_any_call(prox
     endpoint whenever it and $DATABRICKS_CLIENT_ID are set, whatever key the config names: an attacker's run with
     api_key_env = "" and api_base on api.groq.com sent it there four times, exit 1. Now exit 2 in one line naming the
     variable and the host, no request at the proxy; a user's dspy.LM with the same endpoint is refused as it is
-    handed in, and the model's own workspace takes it."""
+    handed in, and the model's own workspace takes it; without its client id the secret is never sent, nor refused."""
     import dspy
 
     from refed_dspy.clients.destination import check_lm_key
@@ -566,9 +566,13 @@ def test_a_credential_its_client_sends_by_itself_is_checked_before_any_call(prox
     assert "DATABRICKS_CLIENT_SECRET" in err and "api.groq.com" in err and DATABRICKS_SECRET not in out + err, err
     assert proxy.carried == [] and not (tmp_path / "run").exists(), proxy.dump()
     with pytest.MonkeyPatch.context() as env:
+        groq = dspy.LM(model, api_base="https://api.groq.com/openai/v1")
+        env.delenv("DATABRICKS_CLIENT_ID", raising=False)
         env.setenv("DATABRICKS_CLIENT_SECRET", DATABRICKS_SECRET)
+        check_lm_key(groq, "teacher")  # without its client id LiteLLM never sends it (a reviewer's false refusal)
+        env.setenv("DATABRICKS_CLIENT_ID", "my-service-principal")
         with pytest.raises(KeyProviderError, match="DATABRICKS_CLIENT_SECRET"):
-            check_lm_key(dspy.LM(model, api_base="https://api.groq.com/openai/v1"), "teacher")
+            check_lm_key(groq, "teacher")
         check_lm_key(dspy.LM(model, api_base="https://adb-1234.5.azuredatabricks.net/serving-endpoints"), "teacher")
         # an agent's fetch goes to $DATABRICKS_HOST (a reviewer's run sent it to api.groq.com so, exit 1)
         from refed_dspy.config import LMSpec
