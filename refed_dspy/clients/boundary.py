@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import dspy
 from dspy.clients.base_lm import LM_CLASS_STATE_KEY
@@ -49,7 +49,7 @@ from refed_dspy.clients.calls import (
 )
 from refed_dspy.clients.destination import check_begins, check_ends, refusal_in, told_of
 from refed_dspy.clients.flights import LATE, aanswer_of, answer_of
-from refed_dspy.clients.prompt_cache import count_prompt
+from refed_dspy.clients.prompt_cache import count_prompt, counts_as_we_do, utf8_bytes
 from refed_dspy.clients.tries import (
     DEFAULT_TIER,
     TIER_WAITS,
@@ -556,10 +556,11 @@ def _behind_boundary(cls: type) -> Any:
     return boundary_class(cls).__new__(boundary_class(cls))
 
 
-def ledger_of(lm: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, int | None]:
+def ledger_of(lm: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Prompt | None]:
     """The ledger the request of `lm` about to be sent is opened on: the LM's own budget (one call reserved), else the
     ledger of the engine's work that makes it (None: none); and under a cost budget its prompt, counted, so that it
-    is reserved at what it will really cost."""
+    is reserved at what it will really cost (and its UTF-8 bytes, where its model's provider counts otherwise than
+    refed: what it is weighed at until a provider says its count)."""
     budget = lm.budget
     ledger = budget if budget is not None else current_work().ledger
     if ledger is None:
@@ -569,17 +570,27 @@ def ledger_of(lm: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, int | 
             f"the {lm.role} LM '{lm.model}' has no price, so the cost budget of ${budget.max_cost_usd:g} cannot "
             f'be kept (price it in the config: [prices."{lm.model}"] input_usd_per_mtok, output_usd_per_mtok)'
         )
-    prompt = None
-    if ledger.counts_prompts:
-        prompt = count_prompt(args[0] if args else kwargs.get("prompt"), kwargs.get("messages"))
-    return ledger, prompt
+    if not ledger.counts_prompts:
+        return ledger, None
+    text, messages = args[0] if args else kwargs.get("prompt"), kwargs.get("messages")
+    most = None if counts_as_we_do(str(lm.model)) else count_prompt(text, messages, utf8_bytes)
+    return ledger, Prompt(count_prompt(text, messages), most)
 
 
-def open_on(lm: Any, ledger: Any, prompt: int | None, stage: str, tier: str | None) -> list:
+class Prompt(NamedTuple):
+    """A request's prompt as counted before it is sent: its tokens, and its UTF-8 bytes (None: its model's provider
+    counts as refed does)."""
+
+    tokens: int
+    most: int | None
+
+
+def open_on(lm: Any, ledger: Any, prompt: Prompt | None, stage: str, tier: str | None) -> list:
     """Open the request of `lm` at `stage` on `ledger` (BudgetExceeded when it could break the budget, MustWait while
     the calls in flight could) at the service tier it asks for (`tier`): written to the run's log before it is sent.
     Returns [ledger, ticket], the ledger given back to even if another is attached."""
-    ticket = ledger.open_call(lm.role, str(lm.model), stage, lm.price, max_tokens_of(lm), prompt, tier=tier)
+    tokens, most = prompt or (None, None)
+    ticket = ledger.open_call(lm.role, str(lm.model), stage, lm.price, max_tokens_of(lm), tokens, tier=tier, most=most)
     return [ledger, ticket]
 
 

@@ -13,8 +13,8 @@ what it can really cost (a reference of 190,000 characters is not a prompt of 2,
 Counted with OpenAI's o200k tokenizer (tiktoken, reading the copy LiteLLM ships: no download, and LiteLLM itself is
 not imported); where that cannot be loaded, each UTF-8 byte counts as a token, which no byte-level tokenizer exceeds.
 Other providers' tokenizers count differently: the ledger raises the count by the most a provider has counted over
-ours (refed_dspy.ledger.budget.CallBudget.learn_prompt); before one has answered, a batch request of a model that is
-not OpenAI's o200k family is weighed at its UTF-8 bytes (`counts_as_we_do`).
+ours (refed_dspy.ledger.budget.CallBudget.learn_prompt); before one has answered, a request of a model that is not
+OpenAI's o200k family (`counts_as_we_do`) is weighed at its UTF-8 bytes (`Weighing`), online and in batch.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import importlib.util
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,21 +100,52 @@ def _texts(value: Any) -> list[str]:
     return [] if value is None else [json.dumps(value, default=str)]
 
 
+def utf8_bytes(text: str) -> int:
+    """The UTF-8 bytes of `text`: more than any byte-level tokenizer counts tokens in it."""
+    return len(text.encode("utf-8"))
+
+
 def count_text(text: str) -> int:
     """Tokens of `text` (UTF-8 bytes where no tokenizer is at hand: never fewer than a byte-level tokenizer's)."""
     enc = _encoder()
     if enc is None:
-        return len(text.encode("utf-8"))
+        return utf8_bytes(text)
     return len(enc.encode(text, disallowed_special=()))
 
 
-def count_prompt(prompt: Any = None, messages: Any = None) -> int:
+def count_prompt(prompt: Any = None, messages: Any = None, count: Callable[[str], int] = count_text) -> int:
     """Tokens of a request's prompt: its messages (each content's text, and a few tokens of format per message), or
-    its plain `prompt`."""
+    its plain `prompt`; `count` counts a text (`utf8_bytes`: the most a provider can count in it)."""
     if not messages:
-        return count_text("\n".join(_texts(prompt))) + PER_MESSAGE
+        return count("\n".join(_texts(prompt))) + PER_MESSAGE
     total = 0
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else message
-        total += count_text("\n".join(_texts(content))) + PER_MESSAGE
+        total += count("\n".join(_texts(content))) + PER_MESSAGE
     return total
+
+
+MOST_RATIO = 8.0  # the most a provider's count of a prompt is taken to exceed ours by (a reply's usage is not proof)
+
+
+@dataclasses.dataclass(frozen=True)
+class Weighing:
+    """How a prompt counted here is weighed before it is sent, for one role: raised by the most a provider has counted
+    over ours (`ratio`), and, until a provider has said its count of one (`heard`), at least the most a provider can
+    count in it (its UTF-8 bytes, where its model does not count as we do: `counts_as_we_do`)."""
+
+    ratio: float = 1.0
+    heard: bool = False
+
+    def tokens(self, counted: int, most: int | None) -> int:
+        """The tokens a prompt counted here at `counted` (`most`: its UTF-8 bytes; None: its model counts as we do)
+        is weighed at."""
+        raised = int(counted * self.ratio) + 1
+        return raised if most is None or self.heard else max(raised, most)
+
+    def heard_of(self, counted: int, reported: int) -> Weighing:
+        """This weighing once a provider has counted `reported` tokens of a prompt counted here at `counted` (raised
+        by that ratio where it is more, at most 8)."""
+        if counted <= 0 or reported <= 0:
+            return self
+        return Weighing(max(self.ratio, min(reported / counted, MOST_RATIO)), heard=True)

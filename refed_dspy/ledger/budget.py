@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.calls import CallInfo
+from refed_dspy.clients.prompt_cache import Weighing
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.ledger.tickets import BudgetExceeded, ExpectedOutput, MustWait, OpensCalls, OutputStats, Ticket
 from refed_dspy.ledger.usage import Totals, usage_of
@@ -99,8 +100,7 @@ class CallBudget(OpensCalls):
         self.log: CallLog | None = None  # the write-ahead log each request is written to before it is sent
         # (calls, cost, bound) paid or billable that no record holds, charged on top (launch/batch/store.BatchLedger)
         self.apart: Callable[[], tuple[int, float, float]] = _nothing_apart
-        self.prompt_ratio: dict[str, float] = {}  # role -> the most a provider counted of a prompt we counted
-        self.prompt_heard: set[str] = set()  # the roles a provider has said its count of a prompt of
+        self.weighings: dict[str, Weighing] = {}  # role -> how its prompts are weighed: what providers counted of them
         self.outputs = ExpectedOutput()  # what the calls of each role (and stage) wrote: what a call is expected to
         self.call_costs: dict[str, OutputStats] = {}  # role -> what its answered calls cost (USD)
         self.refused_at: dict[str, float] = {}  # role -> the dearest call a worker refused for its piece's hold

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.calls import BudgetExceeded, CallInfo, MustWait
+from refed_dspy.clients.prompt_cache import Weighing
 from refed_dspy.ledger.call_log import CallLog
 from refed_dspy.providers.prices import Price
 
@@ -60,19 +61,24 @@ class Ticket:
 
 class OpensCalls:
     """What a CallBudget does for the call boundary (see the module docstring). Uses the budget's `call_cost`,
-    `reserve`, `release`, `drop`, `unpend`, `log`, `prompt_ratio`, `prompt_heard`, `refused_at`, `outputs`,
+    `reserve`, `release`, `drop`, `unpend`, `log`, `weighings`, `refused_at`, `outputs`,
     `max_cost_usd` and lock."""
 
-    def prompt_cost(self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int) -> float:
-        """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here): that prompt, raised
-        by the most a provider has counted over ours for `role` (tokenizers differ), written whole to the provider's
-        prompt cache where that costs more than reading it (Price.bound), that fills `max_tokens`."""
+    def prompt_cost(
+        self, price: Price | None, max_tokens: int, role: str, prompt_tokens: int, most: int | None = None
+    ) -> float:
+        """The most one call can cost once its prompt is counted (`prompt_tokens`, as counted here; `most`, its UTF-8
+        bytes where its model does not count as we do): that prompt, weighed for `role` (`weighed_prompt`: tokenizers
+        differ), written whole to the provider's prompt cache where that costs more than reading it (Price.bound),
+        that fills `max_tokens`."""
         if price is None:
             return 0.0
-        return price.bound(self.raised_prompt(role, prompt_tokens), max_tokens)
+        return price.bound(self.weighed_prompt(role, prompt_tokens, most), max_tokens)
 
-    def expected_cost(self, price: Price | None, max_tokens: int, role: str, stage: str, prompt_tokens: int) -> float:
-        """What one call is reserved at once its prompt is counted: that prompt (raised as in `prompt_cost`) and the
+    def expected_cost(
+        self, price: Price | None, max_tokens: int, role: str, stage: str, prompt_tokens: int, most: int | None = None
+    ) -> float:
+        """What one call is reserved at once its prompt is counted: that prompt (weighed as in `prompt_cost`) and the
         output its role's calls at `stage` are expected to write, with a learned margin (at most `max_tokens`), the
         prompt priced as in `prompt_cost` (written whole where that costs more); before a call of `role` has answered,
         its worst case (`prompt_cost`)."""
@@ -81,19 +87,17 @@ class OpensCalls:
         with self._lock:
             out = self.outputs.reserve(role, stage, max_tokens)
         if out is None:
-            return self.prompt_cost(price, max_tokens, role, prompt_tokens)
-        return price.bound(self.raised_prompt(role, prompt_tokens), out)
+            return self.prompt_cost(price, max_tokens, role, prompt_tokens, most)
+        return price.bound(self.weighed_prompt(role, prompt_tokens, most), out)
 
-    def raised_prompt(self, role: str, prompt_tokens: int) -> int:
-        """A prompt counted here at `prompt_tokens`, raised by the most a provider has counted over ours for `role`."""
-        return int(prompt_tokens * self.prompt_ratio.get(role, 1.0)) + 1
+    def weighing(self, role: str) -> Weighing:
+        """How a prompt of `role` is weighed now: by what providers have said of their counts of its prompts."""
+        return self.weighings.get(role, Weighing())
 
     def weighed_prompt(self, role: str, prompt_tokens: int, most: int | None) -> int:
-        """A prompt counted here at `prompt_tokens` as `raised_prompt` raises it, and at least `most` (its UTF-8
-        bytes, which no byte-level tokenizer exceeds; None: its model counts as we do) until a provider's count of a
-        prompt of `role` is known."""
-        raised = self.raised_prompt(role, prompt_tokens)
-        return raised if most is None or role in self.prompt_heard else max(raised, most)
+        """A prompt of `role` counted here at `prompt_tokens` (`most`: its UTF-8 bytes; None: its model counts as we
+        do), weighed as `weighing` says."""
+        return self.weighing(role).tokens(prompt_tokens, most)
 
     @property
     def counts_prompts(self) -> bool:
@@ -110,14 +114,15 @@ class OpensCalls:
         max_tokens: int,
         prompt_tokens: int | None,
         tier: str | None = None,
+        most: int | None = None,
     ) -> Ticket:
         """Reserve one call the call boundary is about to make (BudgetExceeded when it could break the budget, MustWait
-        while the calls in flight could) at what it is expected to cost (its counted prompt, when counted, and its
-        expected output), and write it to the log at the most it can cost (`max_tokens` of output). `tier`: the service
-        tier the request asks for; on a dearer one than `price`'s (a flex request sent on the default tier) it is
-        reserved at that tier's price."""
-        worst, need = call_bounds(self, (price, max_tokens, role), tier, stage, prompt_tokens)
-        what = _longer(prompt_tokens, need) if prompt_tokens else None
+        while the calls in flight could) at what it is expected to cost (its counted prompt, when counted, weighed with
+        `most`, its UTF-8 bytes, as `weighed_prompt` says; and its expected output), and write it to the log at the
+        most it can cost (`max_tokens` of output). `tier`: the service tier the request asks for; on a dearer one than
+        `price`'s (a flex request sent on the default tier) it is reserved at that tier's price."""
+        worst, need = call_bounds(self, (price, max_tokens, role), tier, stage, prompt_tokens, most=most)
+        what = _longer(self, role, prompt_tokens, most, need) if prompt_tokens else None
         self.reserve(1, need, role, what=what, worst=worst)
         log_id = self.log.sent(role, stage, model, worst) if self.log is not None else None
         return Ticket(role, worst, 1, need, log_id, prompt_tokens, in_flight=True, need=need, held=True)
@@ -138,11 +143,8 @@ class OpensCalls:
 
     def learn_prompt(self, role: str, counted: int, reported: int) -> None:
         """A provider counted `reported` prompt tokens where we counted `counted`: later prompts are raised so."""
-        if counted > 0 and reported > 0:
-            with self._lock:
-                self.prompt_heard.add(role)
-                if reported > counted:
-                    self.prompt_ratio[role] = max(self.prompt_ratio.get(role, 1.0), min(reported / counted, 8.0))
+        with self._lock:
+            self.weighings[role] = self.weighing(role).heard_of(counted, reported)
 
     def heard_prompt(self, role: str, counted: int, reported: int) -> None:
         """A batch request's answer: its provider counted `reported` prompt tokens where its body counted `counted`
@@ -221,17 +223,17 @@ class TaskLedger:
         max_tokens: int,
         prompt_tokens: int | None,
         tier: str | None = None,
+        most: int | None = None,
     ) -> Ticket:
         called = (price or self.price, max_tokens or self.max_tokens, role)
-        worst, need = call_bounds(
-            self.budget, called, tier, stage, prompt_tokens, (self.price, self.max_tokens, self.role)
-        )
+        before = (self.price, self.max_tokens, self.role)
+        worst, need = call_bounds(self.budget, called, tier, stage, prompt_tokens, before, most)
         with self._lock:
             taken = min(self.left, need)
             self.left -= taken
         extra = need - taken
         try:
-            self.budget.hold(extra, need, worst, what=_longer(prompt_tokens, need))
+            self.budget.hold(extra, need, worst, what=_longer(self.budget, role, prompt_tokens, most, need))
         except (BudgetExceeded, MustWait):
             with self._lock:
                 self.left += taken
@@ -269,17 +271,19 @@ def call_bounds(
     stage: str,
     prompt_tokens: int | None,
     before: tuple[Price | None, int, str] | None = None,
+    most: int | None = None,
 ) -> tuple[float, float]:
     """(worst, need) of one call about to be made with `called` (its price, max_tokens and role) on service tier
     `tier`: its prompt uncounted, both are a call's reservation at `before` (the price, max_tokens and role a call is
     reserved at before its prompt is known; by default `called`) raised to a dearer tier; counted, the worst is its
-    prompt and `max_tokens` of output and the need what it is expected to cost (never above the worst)."""
+    prompt (weighed with `most`, its UTF-8 bytes: OpensCalls.weighed_prompt) and `max_tokens` of output and the need
+    what it is expected to cost (never above the worst)."""
     price, max_tokens, role = called
     at, dearer = at_tier(price, tier)
     worst = need = budget.call_cost(*(before or called)) * dearer
     if prompt_tokens is not None:
-        worst = budget.prompt_cost(at, max_tokens, role, prompt_tokens)
-        need = min(worst, budget.expected_cost(at, max_tokens, role, stage, prompt_tokens))
+        worst = budget.prompt_cost(at, max_tokens, role, prompt_tokens, most)
+        need = min(worst, budget.expected_cost(at, max_tokens, role, stage, prompt_tokens, most))
     return worst, need
 
 
@@ -291,9 +295,15 @@ def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]
     return at, at.dearer_than(price)
 
 
-def _longer(prompt_tokens: int | None, need: float) -> str:
-    """How a refusal names a call reserved at its counted prompt."""
-    return f"the next call, a prompt of about {prompt_tokens or 0:,} tokens, may cost up to ${need:.4f}"
+def _longer(budget: Any, role: str, prompt_tokens: int | None, most: int | None, need: float) -> str:
+    """How a refusal names a call reserved at its counted prompt (and at what its provider may count of it, where that
+    is more: OpensCalls.weighed_prompt)."""
+    counted = prompt_tokens or 0
+    weighed = budget.weighed_prompt(role, counted, most)
+    prompt = f"a prompt of about {counted:,} tokens"
+    if weighed > counted + 1:
+        prompt += f" as refed counts them, {weighed:,} as its provider may"
+    return f"the next call, {prompt}, may cost up to ${need:.4f}"
 
 
 SPREAD_MARGIN = 3.0  # standard deviations above the mean

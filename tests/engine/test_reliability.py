@@ -616,6 +616,33 @@ def test_a_cost_budget_reserves_a_call_at_its_real_prompt(server_factory, tmp_pa
     assert summary["usage"]["cost_usd"] == pytest.approx(spent, rel=1e-6)
 
 
+def test_a_cost_budget_holds_online_when_the_provider_counts_three_times_our_tokens(server_factory, tmp_path, capsys):
+    """Online, the calls sent before a role's first answer were weighed at refed's count of their prompts: references
+    a provider counts at three tokens a word where refed counts one (the loopback's chars4 tokenizer on
+    "information"), two calls in flight, billed $0.0074 of $0.004. A model not of OpenAI's o200k family has its
+    prompts weighed at their UTF-8 bytes until an answer says the provider's count: under $0.004 no call is sent and
+    the run says why; under $0.02 it runs, and what the server counted stays within each budget."""
+    text = " ".join(["information"] * 8000)
+    seeds = tmp_path / "long.jsonl"
+    seeds.write_text(
+        "".join(json.dumps({"instruction": f"Say {i} things.", "response": text}) + "\n" for i in range(4))
+    )
+    srv = server_factory(latency_s=0.3, tokenizer="chars4")
+    priced = {"teacher.model": "'openai/our-own-teacher'", "teacher.input_usd_per_mtok": 0.15}
+    priced |= {"teacher.output_usd_per_mtok": 0.6, "teacher.max_tokens": 300, "seeds.source": f"'{seeds}'"}
+    spent = []
+    for budget in (0.004, 0.02):
+        more = {"synthesis.max_cost_usd": budget, "synthesis.concurrency": 4}
+        over = run_overrides(srv, tmp_path / f"run{budget}", 8, **priced, **more)
+        assert main(["synthesize", *sets(over)]) == 1  # stopped by the budget
+        served = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+        spent.append(sum(e["prompt_tokens"] * 0.15 + e["completion_tokens"] * 0.6 for e in served) / 1e6 - sum(spent))
+        assert spent[-1] <= budget, (spent, len(served))
+        if budget == 0.004:
+            assert not served and "96,775 as its provider may" in capsys.readouterr().out
+    assert spent[-1] > 0.004 and max(e["prompt_tokens"] for e in served) > 24_000  # at three times our count
+
+
 def test_from_python_a_truncated_reply_is_a_reject_not_dspys_warning(server_factory, tmp_path, caplog):
     """DSPy logs a warning for each reply cut off at max_tokens ("increase max_tokens or inspect history"); the run has
     already made it a reject that says so. The command always dropped it; `refed_dspy.synthesize` from Python now does

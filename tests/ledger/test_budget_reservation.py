@@ -11,7 +11,7 @@ import pytest
 from conftest import run_overrides
 from loopback_server import read_log
 
-from refed_dspy.clients.boundary import ledger_of, open_on
+from refed_dspy.clients.boundary import Prompt, ledger_of, open_on
 from refed_dspy.clients.calls import CallInfo, MustWait
 from refed_dspy.config import load_config
 from refed_dspy.ledger.budget import CallBudget
@@ -194,9 +194,9 @@ def test_without_a_cost_budget_a_logged_request_is_held_at_its_counted_prompt_fi
     lm.kwargs = {"max_tokens": 4000}
     long_prompt = [{"role": "user", "content": "a long reference text " * 3000}]
     ledger, prompt = ledger_of(lm, (), {"messages": long_prompt})
-    assert prompt is not None and prompt > 10_000
+    assert prompt is not None and prompt.tokens > 10_000
     _, ticket = open_on(lm, ledger, prompt, "improve", None)
-    assert ticket.cost >= _list_cost(prompt, 4000) > 10 * _list_cost(100, 20)
+    assert ticket.cost >= _list_cost(prompt.tokens, 4000) > 10 * _list_cost(100, 20)
     budget.log.close()
     sent = [json.loads(x) for x in (tmp_path / "ledger.jsonl").read_text().splitlines() if '"s"' in x]
     assert sent[-1]["b"] == pytest.approx(ticket.cost)
@@ -216,9 +216,8 @@ def test_without_a_cost_budget_an_engine_task_s_request_is_logged_at_its_counted
     lm = type("LM", (), {"budget": None, "price": PRICE, "role": "teacher", "model": MODEL})()
     lm.kwargs = {"max_tokens": 4000}
     assert task.counts_prompts
-    prompt = 20_000
-    _, ticket = open_on(lm, task, prompt, "improve", None)
-    assert ticket.cost >= _list_cost(prompt, 4000)
+    _, ticket = open_on(lm, task, Prompt(20_000, None), "improve", None)
+    assert ticket.cost >= _list_cost(20_000, 4000)
     log.close()
     sent = [json.loads(x) for x in (tmp_path / "ledger.jsonl").read_text().splitlines() if '"s"' in x]
     assert sent[-1]["b"] == pytest.approx(ticket.cost)

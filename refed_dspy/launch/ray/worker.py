@@ -84,6 +84,7 @@ class CallEvents:
         max_tokens: int,
         prompt_tokens: int | None,
         tier: str | None = None,
+        most: int | None = None,  # its prompt's bytes: weighed at refed's count here (docs/guides/budgets.md)
     ) -> Ticket:
         if self.held is not None and prompt_tokens is not None:
             self._within_held(at_tier(self.price, tier)[0].bound(prompt_tokens, max_tokens), prompt_tokens)
