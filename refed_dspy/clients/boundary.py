@@ -60,8 +60,8 @@ from refed_dspy.clients.tries import (
     retry_after_s,
     tier_asked,
 )
-from refed_dspy.config.lm import TIMEOUT_S
-from refed_dspy.errors import KeyProviderError
+from refed_dspy.config.lm import SEVERAL_COMPLETIONS, TIMEOUT_S, several_completions
+from refed_dspy.errors import ConfigError, KeyProviderError
 from refed_dspy.providers.base import StablePrompt
 from refed_dspy.providers.prices import UNSTATED, Price
 from refed_dspy.providers.registry import provider_for
@@ -434,9 +434,19 @@ def _begin(
 ) -> tuple[CallUnderWay, contextvars.Token]:
     """The request of `lm` about to be made here, under way in this context until `_end` is given the token; while it
     is, the HTTP clients a model DSPy serves through LiteLLM sends with check where it takes the keys it carries."""
+    refuse_several_completions(lm, kwargs)
     request = CallUnderWay(lm, time.monotonic(), tier_asked(kwargs, getattr(lm, "kwargs", None)), fallback, tag)
     check_begins()
     return request, _request.set(request)
+
+
+def refuse_several_completions(lm: Any, kwargs: dict[str, Any]) -> None:
+    """A call that asks for several completions (`n` above 1, in its own arguments or its LM's) is refused before it is
+    sent (ConfigError): DSPy sends each as a request of its own, and a call's record holds one reply's usage."""
+    for key in SEVERAL_COMPLETIONS:
+        for where, given in (("the call's arguments", kwargs), (f"the {lm.role} LM's arguments", lm.kwargs or {})):
+            if (given.get(key) or 1) != 1:
+                raise ConfigError(several_completions(f"{key}={given[key]}", where))
 
 
 def _end(begun: contextvars.Token) -> None:

@@ -155,6 +155,9 @@ def _plain(entry: ModelPrice | dict) -> dict:
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 # the other names a provider's client takes for a setting of the section: `extra` may not name them either
 OTHER_NAMES = {"base_url": "api_base", "max_completion_tokens": "max_tokens"}
+# the arguments that ask one call for several completions: DSPy sends each as a request of its own, one reply and one
+# usage of which a call's record holds, so no cap or ledger could count them (refed_dspy.clients.boundary refuses them)
+SEVERAL_COMPLETIONS = ("n", "num_generations")
 SCHEMA_DIALECTS = ("auto", *DIALECTS)  # the registered providers' dialects (refed_dspy.providers)
 TIMEOUT_S = 120.0  # one HTTP call's timeout when the section sets none
 FLEX_TIMEOUT_S = 600.0  # the same on the flex tier, whose replies come more slowly
@@ -583,16 +586,27 @@ def reserved_extra_keys() -> frozenset[str]:
     of the section, and their other names (OTHER_NAMES). DSPy would take two values for one argument, or one would
     silently win over the other."""
     own = LMSpec.model_construct().lm_arguments()
-    return frozenset(own) | (frozenset(LMSpec.model_fields) - {"extra"}) | frozenset(OTHER_NAMES)
+    fields = frozenset(LMSpec.model_fields) - {"extra"}
+    return frozenset(own) | fields | frozenset(OTHER_NAMES) | frozenset(SEVERAL_COMPLETIONS)
 
 
 def reserved_message(key: str, role: str) -> str:
     """Why `key` of `<role>.extra` is refused, and what to set instead."""
+    if key in SEVERAL_COMPLETIONS:
+        return several_completions(key, f"{role}.extra")
     field = OTHER_NAMES.get(key, key)
     what = f"another name of {role}.{field}, " if field != key else ""
     if field in LMSpec.model_fields:
         return f"'{key}' is {what}a setting of [{role}] itself, not an extra argument: set {role}.{field} instead"
     return f"'{key}' is an argument refed gives the LM itself (it builds the LM's client); leave it out of extra"
+
+
+def several_completions(key: str, where: str) -> str:
+    """Why `key` (one of SEVERAL_COMPLETIONS) set in `where` is refused."""
+    return (
+        f"'{key}' in {where} asks each call for several completions, which DSPy sends as separate requests that refed "
+        "would count and cap as one call; leave it out (each sample is a call of its own)"
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -46,7 +46,7 @@ from refed_dspy.clients.calls import (
 )
 from refed_dspy.clients.tries import gave_up_waiting, never_connected, retry_after_s, stopped_waiting
 from refed_dspy.config.lm import LMSpec
-from refed_dspy.errors import EndpointError, KeyProviderError, RefedError
+from refed_dspy.errors import ConfigError, EndpointError, KeyProviderError, RefedError
 from refed_dspy.providers.base import Provider, provider_of
 from refed_dspy.providers.registry import call_url, examples, provider_for, server_root, wires
 from refed_dspy.secrets import first_line
@@ -103,6 +103,8 @@ def _unsent(err: BaseException, detail: str) -> Failure | None:
     """The Failure of a call refused before it was sent; None for any other error."""
     if isinstance(err, KeyProviderError):  # the HTTP layer refused to send a key where it must not go: the config's
         return Failure("key_refused", detail, final=False, fatal=True)
+    if isinstance(err, ConfigError):  # a call its LM's arguments make one the ledger cannot count (several completions)
+        return Failure("config", detail, final=False, fatal=True)
     if isinstance(err, HeldShort):  # its piece started again at once, held at what the call needs
         return Failure(
             "held_short", detail, final=False, retryable=True, retry_after=0.0, counted=False, needs=err.bound

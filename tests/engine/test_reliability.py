@@ -643,6 +643,32 @@ def test_a_cost_budget_holds_online_when_the_provider_counts_three_times_our_tok
     assert spent[-1] > 0.004 and max(e["prompt_tokens"] for e in served) > 24_000  # at three times our count
 
 
+def test_several_completions_a_call_are_refused_before_any_request(server_factory, tmp_path, capsys):
+    """DSPy sends a call's `n` completions as n requests, and a call's record holds one reply's usage: an attacker's
+    `teacher.extra.n = 3` billed 63 requests ($0.59) under a $0.25 budget, refed said 21 calls, and in batch mode ran
+    to 83 times its budget. `n` is refused in a section's extra (exit 2, one line), and a call that asks for it (a
+    user's LM, a module's own arguments) is refused before it is sent: the server sees no request."""
+    import dspy
+
+    from refed_dspy.errors import ConfigError
+
+    srv = server_factory()
+    over = run_overrides(srv, tmp_path / "run", 4)
+    for key in ("teacher.extra.n", "judge.extra.num_generations"):
+        assert main(["synthesize", *sets([*over, f"{key}=3"])]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "several completions" in err and "Traceback" not in err, err
+    teacher = dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", n=3)
+    with pytest.raises((ConfigError, RunAborted), match="several completions"):
+        synthesize(load_config(None, over), teacher=teacher)
+    from refed_dspy.clients.lm import bounded
+
+    lm = bounded(dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused"), "teacher")
+    with pytest.raises(ConfigError, match="'n=2' in the call's arguments"):
+        lm(messages=[{"role": "user", "content": "Say two things."}], n=2)
+    assert read_log(srv.cfg.log_path) == []
+
+
 def test_from_python_a_truncated_reply_is_a_reject_not_dspys_warning(server_factory, tmp_path, caplog):
     """DSPy logs a warning for each reply cut off at max_tokens ("increase max_tokens or inspect history"); the run has
     already made it a reject that says so. The command always dropped it; `refed_dspy.synthesize` from Python now does
