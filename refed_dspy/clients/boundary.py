@@ -444,8 +444,8 @@ def refuse_several_completions(lm: Any, kwargs: dict[str, Any]) -> None:
     """A call that asks for several completions (`n` above 1, in its own arguments or its LM's) is refused before it is
     sent (ConfigError): DSPy sends each as a request of its own, and a call's record holds one reply's usage."""
     for key in SEVERAL_COMPLETIONS:
-        for where, given in (("the call's arguments", kwargs), (f"the {lm.role} LM's arguments", lm.kwargs or {})):
-            if (given.get(key) or 1) != 1:
+        for where, given in (("the call's arguments", kwargs), ("its LM's arguments", getattr(lm, "kwargs", None))):
+            if (given or {}).get(key, 1) not in (1, None):
                 raise ConfigError(several_completions(f"{key}={given[key]}", where))
 
 

@@ -319,6 +319,7 @@ def key_provider(env: str) -> str | None:
 # (read from its code: get_secret_str and os.environ): a value in one is that provider's, and goes to no other's host
 CREDENTIAL_OWNERS = {
     "AIMLAPI_KEY": "aiml",
+    "ANYSCALE_API_KEY": "anyscale",  # LiteLLM routes anyscale/ though its provider list leaves it out
     "ANTHROPIC_AWS_API_KEY": "bedrock",  # LiteLLM sends it to Anthropic on AWS (llms/bedrock/claude_platform)
     "ALEPH_ALPHA_API_KEY": "aleph_alpha",
     "ALEPHALPHA_API_KEY": "aleph_alpha",
@@ -328,16 +329,21 @@ CREDENTIAL_OWNERS = {
     "DATABRICKS_CLIENT_SECRET": "databricks",
     "FEATHERLESS_API_KEY": "featherless_ai",
     "FRIENDLI_TOKEN": "friendliai",
+    "GIGACHAT_ACCESS_TOKEN": "gigachat",  # sent to the model's endpoint whenever it is set (SENT_WHEN_SET)
+    "GIGACHAT_CREDENTIALS": "gigachat",  # posted to its token endpoint (gigachat_auth_url, $GIGACHAT_AUTH_URL)
     "JINA_API_KEY": "jina_ai",
     "LAMBDA_API_KEY": "lambda_ai",
     "LLAMA_API_KEY": "meta_llama",
     "MISTRAL_AZURE_API_KEY": "azure_ai",
     "NANOGPT_API_KEY": "nano-gpt",
+    "OPENCODE_API_KEY": "opencode_go",
     "PALM_API_KEY": "gemini",
     "SCW_SECRET_KEY": "scaleway",
     "SNOWFLAKE_JWT": "snowflake",
+    "STIMA_API_KEY": "apertis",
     HUB_TOKEN_FILE.upper(): "huggingface",
     "VOYAGE_AI_API_KEY": "voyage",
+    "VOYAGE_AI_TOKEN": "voyage",
     "WATSONX_APIKEY": "watsonx",
     "WATSONX_ZENAPIKEY": "watsonx",
     "WX_API_KEY": "watsonx",
@@ -358,7 +364,11 @@ class SentWhenSet(NamedTuple):
 # Databricks' OAuth secret, posted with its client id to `<host>/oidc/v1/token` (LiteLLM's token fetch, with requests)
 # of the api_base or $DATABRICKS_API_BASE, or of $DATABRICKS_HOST for an agent; with no client id it is never sent
 _DATABRICKS_OAUTH = SentWhenSet(("DATABRICKS_CLIENT_SECRET",), ("DATABRICKS_CLIENT_ID",), ("DATABRICKS_HOST",))
-SENT_WHEN_SET = {"databricks": _DATABRICKS_OAUTH, "databricks_agent": _DATABRICKS_OAUTH}
+SENT_WHEN_SET = {
+    "databricks": _DATABRICKS_OAUTH,
+    "databricks_agent": _DATABRICKS_OAUTH,
+    "gigachat": SentWhenSet(("GIGACHAT_ACCESS_TOKEN",), (), ()),  # LiteLLM's bearer token over any key it is given
+}
 
 
 @dataclass(frozen=True)

@@ -542,6 +542,39 @@ def test_the_attackers_routes_exit_2_and_no_request_carries_the_key(proxy, serve
         assert value not in out + err or value.startswith("http")
 
 
+@pytest.mark.parametrize(
+    "model, more, env",
+    [
+        ("anyscale/meta-llama/x", {"teacher.api_base": "'http://api.groq.com/openai/v1'"}, "ANYSCALE_API_KEY"),
+        ("gigachat/GigaChat", {"teacher.api_base": "'http://api.groq.com/openai/v1'"}, "GIGACHAT_ACCESS_TOKEN"),
+        (
+            "gigachat/GigaChat",
+            {"teacher.extra.gigachat_auth_url": "'http://api.groq.com/oauth'"},
+            "GIGACHAT_CREDENTIALS",
+        ),
+    ],
+    ids=["anyscale", "gigachat-token", "gigachat-credentials"],
+)
+def test_a_credential_litellm_reads_that_its_key_table_does_not_name_stays_with_its_provider(
+    proxy, server_factory, tmp_path, model, more, env
+):
+    """An attacker's runs sent $ANYSCALE_API_KEY (anyscale/ is routed by LiteLLM, not in its provider list) and
+    GigaChat's access token and credentials (read by LiteLLM whatever key it is given) to api.groq.com: no owner was
+    known for them, so they went anywhere. Now each is its provider's: exit 2 in one line naming the variable, and no
+    request at the proxy carried it (the credentials are refused as the request carrying them is sent)."""
+    secret = f"{env.lower()}-for-its-provider-only-8Q4R"
+    srv = server_factory()
+    extra = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, env: secret}
+    args = [*_synthesize_args(srv, tmp_path, **{"teacher.model": f"'{model}'", **more})]
+    if env != "ANYSCALE_API_KEY":
+        args += ["--set", "teacher.api_key_env=''"]
+    code, out, err = run_refed(*args, env_extra=extra)
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err and env in lines[-1] and "api.groq.com" in lines[-1], err
+    assert len(lines) == 1 or env == "GIGACHAT_CREDENTIALS", err  # that one is refused as its token fetch is sent
+    assert secret not in out + err and not [r for r in proxy.carried if secret in json.dumps(r)], proxy.dump()
+
+
 DATABRICKS_SECRET = "dbsecret-for-databricks-only-5T8Y2U"
 
 
