@@ -230,7 +230,7 @@ def _json_rows(path: Path) -> Iterator[Row]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SeedError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise SeedError(f"{path}: not valid JSON ({_where(err)}, line {err.lineno})") from None
     except RecursionError:
         raise SeedError(
             f"{path}: JSON nested too deeply to read; a seed file is a list of rows of text (or JSONL, one row a line)"
@@ -283,12 +283,17 @@ def _bytes(n: int) -> str:
     return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n:,} bytes"
 
 
+def _where(err: json.JSONDecodeError) -> str:
+    """What a JSON error says and the column it is at (Python's own messages of some end in "at")."""
+    return f"{err.msg.removesuffix(' at')} at column {err.colno}"
+
+
 def _json_line(text: str, path: Path, n: int) -> Row:
     """Line `n` of a JSON-lines file as a row (a _Junk when nested too deeply to read); SeedError when not JSON."""
     try:
         return _as_row(json.loads(text))
     except json.JSONDecodeError as err:
-        raise SeedError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+        raise SeedError(f"{path}:{n}: not valid JSON ({_where(err)})") from None
     except RecursionError:  # a line of 100,000 "[": this row is junk, the others may be fine
         return _Junk("nested too deeply")
     except ValueError as err:  # an integer of more digits than Python converts

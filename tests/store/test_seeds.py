@@ -167,6 +167,10 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"instruction": "a", "response": "b"}\n{"instruction": \n')
     with pytest.raises(SeedError, match=r"broken.jsonl:2: not valid JSON"):
         read_references(str(tmp_path / "broken.jsonl"))
+    # a line break inside a string: Python's message ends in "at", and the line said "(Invalid control character at)"
+    (tmp_path / "cut.jsonl").write_text('{"instruction": "a", "response": "b"}\n{"instruction": "c", "response": "d\n')
+    with pytest.raises(SeedError, match=r"cut.jsonl:2: not valid JSON \(Invalid control character at column 36\)$"):
+        read_references(str(tmp_path / "cut.jsonl"))
     with pytest.raises(SeedError, match="seed source not found"):
         read_references(str(tmp_path / "nope.jsonl"))
     (tmp_path / "x.txt").write_text("hi")
