@@ -516,12 +516,14 @@ def _write_stopped(run: _Run, status: str, reason: str) -> None:
 def _stopped(run: _Run, err: OptimizationStopped) -> OptimizationStopped:
     """A stop before a program was saved: its summary written, and the stop with what the command has spent in all
     and this invocation's part said after it (`usage` and `budget_stop` set, for a caller that keeps a ledger)."""
-    _write_stopped(run, "budget" if run.budget.tripped_by else "stopped", str(err))  # a limit, not a refusal of its own
     whole, part = run.budget.as_dict(), run.this_invocation()
     said = (
         f"{err} (the command has spent {whole['calls']} LM calls, {usd(whole['cost_usd'])}; this invocation "
         f"{part['calls']}, {usd(part['cost_usd'])})"
     )
+    # a limit, not a refusal of its own; said with what was spent in all (calls that fit went on after the first
+    # refusal, whose reason says what had been spent then)
+    _write_stopped(run, "budget" if run.budget.tripped_by else "stopped", said)
     stopped = OptimizationStopped(said)
     stopped.usage, stopped.budget_stop = whole, run.budget.tripped
     return stopped

@@ -333,6 +333,9 @@ def test_a_gepa_compile_stopped_by_its_budget_runs_again_when_the_budget_allows(
     assert first == e.value.usage["calls"] <= 30
     summary = json.loads((tmp_path / "opt" / "optimize_summary.json").read_text())
     assert summary["status"] == "budget" and summary["usage"]["calls"] == first
+    # its reason says what was spent in all, not only what had been when the budget first refused (an attacker's
+    # experiment cell said $0.1505 spent where its usage, and the server, said $0.2679)
+    assert f"(the command has spent {first} LM calls" in summary["reason"], summary["reason"]
     result = refed_dspy.optimize(
         config(teacher_srv, tmp_path, **sets),
         judge=judge,
