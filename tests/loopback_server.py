@@ -314,9 +314,11 @@ class ServerConfig:
     # service tiers, as OpenAI answers them: every reply says which tier served it (`service_tier`: the one asked for,
     # "default" when none was); `flex_unavailable` of the requests asked on the flex tier are answered 429 "resource
     # unavailable" (flex capacity is short: nothing is billed); `served_tier` answers every request as served on that
-    # tier whatever was asked ("": the tier asked for)
+    # tier whatever was asked ("": the tier asked for); `project_tier` serves a request naming no tier (or "auto") on
+    # that tier, as an OpenAI project whose settings say so does ("": the default)
     flex_unavailable: float = 0.0
     served_tier: str = ""
+    project_tier: str = ""
     flex_slower: float = 1.0  # a flex request's latency is this many times a default one's (bench/tiers.py)
     # OpenAI's reasoning models, by the request's model name (a regular expression; "" for none): on the OpenAI path
     # they refuse `max_tokens` and any temperature but 1 (a 400 worded as OpenAI words it), take
@@ -352,6 +354,15 @@ def _aimed_at(messages: list[dict], groups: list) -> bool:
         return False
     prompt = "\n".join(_text_of(m.get("content")) for m in messages)
     return any(all(part in prompt for part in group) for group in groups)
+
+
+def _served_on(cfg: ServerConfig, tier: str | None) -> str:
+    """The tier a request asking for `tier` is served on, as its reply says."""
+    if cfg.served_tier:
+        return cfg.served_tier
+    if tier in (None, "auto"):
+        return cfg.project_tier or "default"
+    return tier if tier in ("flex", "priority") else "default"
 
 
 def _unit(key: str, salt: str) -> float:
@@ -1215,7 +1226,7 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": req.get("model", "loopback") + (f"-{entry['seq']}" if cfg.new_model_each_reply else ""),
-            "service_tier": cfg.served_tier or (tier if tier in ("flex", "priority") else "default"),
+            "service_tier": _served_on(cfg, tier),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
             "usage": {
                 "prompt_tokens": len(prompt_tokens),

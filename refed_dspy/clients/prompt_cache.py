@@ -13,8 +13,9 @@ what it can really cost (a reference of 190,000 characters is not a prompt of 2,
 Counted with OpenAI's o200k tokenizer (tiktoken, reading the copy LiteLLM ships: no download, and LiteLLM itself is
 not imported); where that cannot be loaded, each UTF-8 byte counts as a token, which no byte-level tokenizer exceeds.
 Other providers' tokenizers count differently: the ledger raises the count by the most a provider has counted over
-ours (refed_dspy.ledger.budget.CallBudget.learn_prompt); before one has answered, a request of a model that is not
-OpenAI's o200k family (`counts_as_we_do`) is weighed at its UTF-8 bytes (`Weighing`), online and in batch.
+ours (refed_dspy.ledger.budget.CallBudget.learn_prompt); a request of a model that is not OpenAI's o200k family
+(`counts_as_we_do`) longer than any whose count a provider has said is weighed at its UTF-8 bytes (`Weighing`), online
+and in batch.
 """
 
 from __future__ import annotations
@@ -130,22 +131,31 @@ MOST_RATIO = 8.0  # the most a provider's count of a prompt is taken to exceed o
 
 @dataclasses.dataclass(frozen=True)
 class Weighing:
-    """How a prompt counted here is weighed before it is sent, for one role: raised by the most a provider has counted
-    over ours (`ratio`), and, until a provider has said its count of one (`heard`), at least the most a provider can
-    count in it (its UTF-8 bytes, where its model does not count as we do: `counts_as_we_do`)."""
+    """How a call of one role is weighed before it is sent: its prompt counted here raised by the most a provider has
+    counted over ours (`ratio`), and, when it is longer than any prompt whose count a provider has said (`heard_up_to`),
+    at least the most a provider can count in it (its UTF-8 bytes, where its model does not count as we do:
+    `counts_as_we_do`); priced on the tier a provider served one on where that is dearer than its LM's price (`tier`: an
+    OpenAI project set to priority)."""
 
     ratio: float = 1.0
-    heard: bool = False
+    heard_up_to: int = 0  # the longest prompt, as counted here, whose count a provider has said
+    tier: str | None = None  # a dearer service tier than its LM's price a provider served a call of it on, unasked
+
+    @property
+    def heard(self) -> bool:
+        """Whether a provider has said its count of any prompt of this role."""
+        return self.heard_up_to > 0
 
     def tokens(self, counted: int, most: int | None) -> int:
         """The tokens a prompt counted here at `counted` (`most`: its UTF-8 bytes; None: its model counts as we do)
-        is weighed at."""
+        is weighed at: a short seed's ratio does not vouch for a prompt of long references."""
         raised = int(counted * self.ratio) + 1
-        return raised if most is None or self.heard else max(raised, most)
+        return raised if most is None or counted <= self.heard_up_to else max(raised, most)
 
     def heard_of(self, counted: int, reported: int) -> Weighing:
         """This weighing once a provider has counted `reported` tokens of a prompt counted here at `counted` (raised
         by that ratio where it is more, at most 8)."""
         if counted <= 0 or reported <= 0:
             return self
-        return Weighing(max(self.ratio, min(reported / counted, MOST_RATIO)), heard=True)
+        ratio = max(self.ratio, min(reported / counted, MOST_RATIO))
+        return dataclasses.replace(self, ratio=ratio, heard_up_to=max(self.heard_up_to, counted))

@@ -309,6 +309,17 @@ class LMSpec(Section):
         return f"{role}: {problem}" if problem else None
 
     @property
+    def asked_tier(self) -> str | None:
+        """The service tier this section's requests name: its own where it is not the default; the default by name
+        where its provider could serve a dearer tier on a request naming none (an OpenAI project set to priority), so
+        that a call is held at the price it is served at; else none (a server with no tiers is sent no such field)."""
+        if self.service_tier != "default":
+            return self.service_tier
+        tiered = provider_for(self.model).tiers is not None
+        price = price_of(self) if tiered else None
+        return "default" if price is not None and price.dearest_tier is not None else None
+
+    @property
     def call_timeout(self) -> float:
         """Seconds before one HTTP call times out: `timeout`, else the default of the tier asked for."""
         if self.timeout is not None:
@@ -452,7 +463,7 @@ class LMSpec(Section):
             "api_base": self.primary_api_base,
             "api_version": self.api_version,
             "timeout": self.call_timeout,
-            "service_tier": self.service_tier if self.service_tier != "default" else None,
+            "service_tier": self.asked_tier,
             "api_key": None,  # read from the environment as the LM is built (clients.lm): a config holds no key
             "engine": None,  # a client's own sync and async engines: given by build_lm, never by `extra`
             "async_engine": None,

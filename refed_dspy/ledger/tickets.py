@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from refed_dspy.clients.calls import BudgetExceeded, CallInfo, MustWait
 from refed_dspy.clients.prompt_cache import Weighing
 from refed_dspy.ledger.call_log import CallLog
-from refed_dspy.providers.prices import Price
+from refed_dspy.providers.prices import UNSTATED, Price
 
 __all__ = ["BudgetExceeded", "MustWait", "OpensCalls", "TaskLedger", "Ticket", "settle_call"]
 
@@ -121,8 +121,9 @@ class OpensCalls:
         `most`, its UTF-8 bytes, as `weighed_prompt` says; and its expected output), and write it to the log at the
         most it can cost (`max_tokens` of output). `tier`: the service tier the request asks for; on a dearer one than
         `price`'s (a flex request sent on the default tier) it is reserved at that tier's price."""
-        worst, need = call_bounds(self, (price, max_tokens, role), tier, stage, prompt_tokens, most=most)
-        what = _longer(self, role, prompt_tokens, most, need) if prompt_tokens else None
+        on = unasked_tier(self, role, price, tier)
+        worst, need = call_bounds(self, (price, max_tokens, role), on, stage, prompt_tokens, most=most)
+        what = _longer(self, role, (prompt_tokens, most), need, on if on != tier else None) if prompt_tokens else None
         self.reserve(1, need, role, what=what, worst=worst)
         log_id = self.log.sent(role, stage, model, worst) if self.log is not None else None
         return Ticket(role, worst, 1, need, log_id, prompt_tokens, in_flight=True, need=need, held=True)
@@ -155,6 +156,11 @@ class OpensCalls:
                 self.refused_at.pop(role, None)
         self.learn_prompt(role, counted, reported)
 
+    def learn_tier(self, role: str, tier: str) -> None:
+        """A call of `role` was served on `tier`, dearer than its LM's price: later calls are bounded at that tier."""
+        with self._lock:
+            self.weighings[role] = replace(self.weighing(role), tier=tier)
+
     def learn_output(self, role: str, stage: str, completion_tokens: int) -> None:
         """An answered call of `role` at `stage` wrote `completion_tokens`: later calls are expected so."""
         with self._lock:
@@ -171,6 +177,9 @@ def settle_call(ledger: Any, ticket: Ticket, info: CallInfo, price: Price | None
         ledger.learn_prompt(ticket.role, ticket.prompt_tokens, info.prompt_tokens)
     if answered:
         ledger.learn_output(ticket.role, info.stage, info.completion_tokens)
+        served = info.service_tier
+        if price is not None and served not in (None, UNSTATED) and price.at(served).dearer_than(price) > 1:
+            ledger.learn_tier(ticket.role, served)
     cost = info.cost_usd
     if cost is None and price is not None and not info.tokens_unknown:  # at the tier that served it
         cost = info.cost_at(price.at(info.service_tier))
@@ -227,13 +236,15 @@ class TaskLedger:
     ) -> Ticket:
         called = (price or self.price, max_tokens or self.max_tokens, role)
         before = (self.price, self.max_tokens, self.role)
-        worst, need = call_bounds(self.budget, called, tier, stage, prompt_tokens, before, most)
+        on = unasked_tier(self.budget, role, called[0], tier)
+        worst, need = call_bounds(self.budget, called, on, stage, prompt_tokens, before, most)
         with self._lock:
             taken = min(self.left, need)
             self.left -= taken
         extra = need - taken
         try:
-            self.budget.hold(extra, need, worst, what=_longer(self.budget, role, prompt_tokens, most, need))
+            what = _longer(self.budget, role, (prompt_tokens, most), need, on if on != tier else None)
+            self.budget.hold(extra, need, worst, what=what)
         except (BudgetExceeded, MustWait):
             with self._lock:
                 self.left += taken
@@ -251,6 +262,9 @@ class TaskLedger:
 
     def learn_prompt(self, role: str, counted: int, reported: int) -> None:
         self.budget.learn_prompt(role, counted, reported)
+
+    def learn_tier(self, role: str, tier: str) -> None:
+        self.budget.learn_tier(role, tier)
 
     def learn_output(self, role: str, stage: str, completion_tokens: int) -> None:
         self.budget.learn_output(role, stage, completion_tokens)
@@ -287,6 +301,16 @@ def call_bounds(
     return worst, need
 
 
+def unasked_tier(budget: Any, role: str, price: Price | None, tier: str | None) -> str | None:
+    """The tier a call of `role` asking for `tier` is bounded on: that one where it names one; where it names none (or
+    "auto", its project's) and `price` is the default tier's, the dearest its provider could serve it on unasked until
+    a reply of the role has said, then the dearer one a reply named (None: `price`'s own)."""
+    if tier not in (None, "auto") or price is None or price.tier != "default":
+        return tier
+    heard = budget.weighing(role)
+    return heard.tier if heard.heard else price.dearest_tier
+
+
 def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]:
     """`price` on service tier `tier` (None: as it is), and how many times dearer than `price` that is (at least 1)."""
     if price is None or tier is None:
@@ -295,15 +319,16 @@ def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]
     return at, at.dearer_than(price)
 
 
-def _longer(budget: Any, role: str, prompt_tokens: int | None, most: int | None, need: float) -> str:
-    """How a refusal names a call reserved at its counted prompt (and at what its provider may count of it, where that
-    is more: OpensCalls.weighed_prompt)."""
-    counted = prompt_tokens or 0
-    weighed = budget.weighed_prompt(role, counted, most)
-    prompt = f"a prompt of about {counted:,} tokens"
+def _longer(budget: Any, role: str, prompt: tuple[int | None, int | None], need: float, unasked: str | None) -> str:
+    """How a refusal names a call reserved at its counted prompt (`prompt`: its count and UTF-8 bytes; at what its
+    provider may count of it, where that is more: OpensCalls.weighed_prompt), on the tier it was bounded on unasked."""
+    counted = prompt[0] or 0
+    weighed = budget.weighed_prompt(role, counted, prompt[1])
+    said = f"a prompt of about {counted:,} tokens"
     if weighed > counted + 1:
-        prompt += f" as refed counts them, {weighed:,} as its provider may"
-    return f"the next call, {prompt}, may cost up to ${need:.4f}"
+        said += f" as refed counts them, {weighed:,} as its provider may"
+    on = f" at the {unasked} tier's price, where its provider may serve it unasked" if unasked else ""
+    return f"the next call, {said}, may cost up to ${need:.4f}{on}"
 
 
 SPREAD_MARGIN = 3.0  # standard deviations above the mean

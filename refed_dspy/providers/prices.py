@@ -126,6 +126,13 @@ class Price:
         """The service tiers this model has a known price on (just this price's own when no table was given)."""
         return tuple(name for name, _ in self.table) or (self.tier,)
 
+    @property
+    def dearest_tier(self) -> str | None:
+        """The tier dearest above this price's own that this model has a known price on (an OpenAI model's priority
+        tier, which a project set to it serves a request naming no tier on); None when none is dearer."""
+        dearer = [(self.at(t).dearer_than(self), t) for t in self.tiers if t != self.tier]
+        return max((d for d in dearer if d[0] > 1), default=(1.0, None))[1]
+
     def dearer_than(self, other: Price) -> float:
         """How many times `other` this price is at most, part by part and at every prompt length (1 when it is not
         dearer): what a reservation made at `other` is raised by for a call at this price."""

@@ -105,7 +105,10 @@ def test_a_tier_the_model_does_not_offer_is_one_line(overrides, said):
 
 def test_a_section_sends_its_tier_and_waits_longer_on_flex():
     default = load_config(None, sets(**REASONING)).teacher
-    assert "service_tier" not in default.lm_kwargs() and default.lm_kwargs()["timeout"] == 120.0
+    # the default by name, where the model has a dearer tier a project could serve a request naming none on
+    assert default.lm_kwargs()["service_tier"] == "default" and default.lm_kwargs()["timeout"] == 120.0
+    own = load_config(None, sets(**{"teacher.model": "'openai/our-own-teacher'"})).teacher
+    assert "service_tier" not in own.lm_kwargs()  # a server with no tiers is sent no such field
     flex = load_config(None, sets(**REASONING, **{"teacher.service_tier": "'flex'"})).teacher
     assert flex.lm_kwargs()["service_tier"] == "flex" and flex.lm_kwargs()["timeout"] == 600.0
     here = flex.model_copy(update={"api_base": "http://127.0.0.1:9/v1", "api_key_env": ""})  # built, never called
@@ -196,3 +199,30 @@ def test_a_request_sent_on_a_dearer_tier_is_reserved_at_that_tiers_price():
         own_fallback = budget.open_call("teacher", MINI, "generate", flex, 1000, counted, tier="default")
         assert own_fallback.cost == pytest.approx(2 * own.cost)
         assert task.open_call("teacher", MINI, "generate", None, 1000, counted, tier="flex").cost == usual.cost
+
+
+def test_a_call_naming_no_tier_is_bounded_at_the_tier_its_provider_may_serve_it_on():
+    """A request naming no tier may be served on a dearer one (an OpenAI project set to priority): before a reply of
+    its role has said, it is reserved at the dearest tier its model has a price on; once one has said the default, at
+    the default's; once one has said priority, at priority's. A request naming its tier is reserved at that tier's."""
+    from refed_dspy.ledger.budget import CallBudget
+    from refed_dspy.ledger.tickets import settle_call
+
+    default = resolve_price(MINI, None, None, None)
+    priority = default.at("priority")
+    assert default.dearest_tier == "priority" and priority.dearest_tier is None
+    budget = CallBudget(max_cost_usd=10.0)
+
+    def reserved(tier=None):
+        ticket = budget.open_call("teacher", MINI, "generate", default, 1000, 3000, tier=tier)
+        return ticket, ticket.cost
+
+    first, unasked = reserved()
+    named = reserved("default")[1]
+    assert unasked == pytest.approx(named * priority.dearer_than(default)) and unasked > named
+    answer = CallInfo(stage="generate", model=MINI, prompt_tokens=3000, completion_tokens=200)
+    for served, expected in (("default", 1.0), ("priority", priority.dearer_than(default))):
+        answer.service_tier = served
+        settle_call(budget, first, answer, default)
+        first, after = reserved()
+        assert after == pytest.approx(reserved("default")[1] * expected)

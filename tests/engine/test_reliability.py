@@ -643,6 +643,26 @@ def test_a_cost_budget_holds_online_when_the_provider_counts_three_times_our_tok
     assert spent[-1] > 0.004 and max(e["prompt_tokens"] for e in served) > 24_000  # at three times our count
 
 
+def test_a_short_prompt_heard_first_does_not_vouch_for_long_ones(server_factory, tmp_path):
+    """A provider's count of a short seed's prompt said nothing of long references': a reviewer's run whose first seed
+    was one line and the next three 8,000-word references (three tokens a word at the provider, one at refed) billed
+    $0.0076 of $0.005, the long prompts weighed at refed's count once the short one had been heard. A prompt longer
+    than any whose count a provider has said is weighed at its UTF-8 bytes: what the server counted stays within."""
+    text = " ".join(["information"] * 8000)
+    seeds = tmp_path / "mixed.jsonl"
+    rows = [{"instruction": "Say one thing.", "response": "One thing."}]
+    rows += [{"instruction": f"Say {i} things.", "response": text} for i in range(3)]
+    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    srv = server_factory(latency_s=0.3, tokenizer="chars4")
+    priced = {"teacher.model": "'openai/our-own-teacher'", "teacher.input_usd_per_mtok": 0.15}
+    priced |= {"teacher.output_usd_per_mtok": 0.6, "teacher.max_tokens": 300, "seeds.source": f"'{seeds}'"}
+    more = {"synthesis.max_cost_usd": 0.005, "synthesis.concurrency": 4}
+    assert main(["synthesize", *sets(run_overrides(srv, tmp_path / "run", 40, **priced, **more))]) == 1  # budget
+    served = [e for e in read_log(srv.cfg.log_path) if e.get("status") == 200]
+    spent = sum(e["prompt_tokens"] * 0.15 + e["completion_tokens"] * 0.6 for e in served) / 1e6
+    assert served and spent <= 0.005, (spent, len(served))
+
+
 def test_several_completions_a_call_are_refused_before_any_request(server_factory, tmp_path, capsys):
     """DSPy sends a call's `n` completions as n requests, and a call's record holds one reply's usage: an attacker's
     `teacher.extra.n = 3` billed 63 requests ($0.59) under a $0.25 budget, refed said 21 calls, and in batch mode ran

@@ -281,3 +281,29 @@ def test_a_cost_budget_reserves_and_spends_at_the_tier_asked_for(server_factory,
         made[tier] = (summary["status"], summary["samples"])
     assert made["flex"] == ("complete", 40)
     assert made["default"][0] == "budget" and made["default"][1] < 40
+
+
+def test_a_cost_budget_holds_on_a_project_that_serves_priority_unasked(server_factory, tmp_path):
+    """An OpenAI project may serve every request naming no tier on the priority tier (its settings say so): an
+    attacker's run of gpt-5-mini under $0.30 billed $0.358, each call bounded at the default tier's price. refed's own
+    LM names the default tier where its model has a dearer one, so such a project serves it there; a user's LM that
+    names none is served on priority, priced there, and bounded at that tier's price (before any reply has said, at
+    the dearest tier its provider could serve it on): within the budget by the server's count either way."""
+    import dspy
+
+    budget, made = 0.07, {}
+    for own in (True, False):
+        srv = server_factory(project_tier="priority", latency_s=0.2)
+        more = {"seeds.limit": 4, "synthesis.concurrency": 8, "synthesis.max_cost_usd": budget, **role("teacher")}
+        config = load_config(None, run_overrides(srv, tmp_path / f"run-{own}", 40, **more))
+        users = dspy.LM(MINI, api_base=srv.api_base, api_key="unused", temperature=1.0, max_tokens=16000)
+        summary = synthesize(config, teacher=None if own else users)
+        log = chat(read_log(srv.cfg.log_path))
+        served = "default" if own else "priority"
+        assert {e["settings"].get("service_tier") for e in log} == {"default" if own else None}
+        assert summary["status"] == "budget" and summary["usage"]["by_tier"] == {served: summary["usage"]["calls"]}
+        billed = at_list_price(log, served)
+        assert summary["cost_usd"] == pytest.approx(billed, rel=1e-6)
+        assert billed <= budget, (own, billed, len(log))
+        made[own] = summary["samples"]
+    assert made[True] > made[False] > 0  # the default tier's price buys more

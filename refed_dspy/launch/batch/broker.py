@@ -187,6 +187,7 @@ class BatchBroker:
             for k in range(self.settings.max_resubmits + 1)
         )
         body = json.loads(request.body)
+        body.pop("service_tier", None)  # a batch request asks for no tier: its price is the batch's
         bound, self.counted[base] = self.bound_of(body)
         try:  # BudgetExceeded: its task's reservation and the budget's room cannot cover it (one not sent yet)
             slot.hold(bound, sent)
