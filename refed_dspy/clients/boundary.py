@@ -441,12 +441,17 @@ def _begin(
 
 
 def refuse_several_completions(lm: Any, kwargs: dict[str, Any]) -> None:
-    """A call that asks for several completions (`n` above 1, in its own arguments or its LM's) is refused before it is
-    sent (ConfigError): DSPy sends each as a request of its own, and a call's record holds one reply's usage."""
-    for key in SEVERAL_COMPLETIONS:
-        for where, given in (("the call's arguments", kwargs), ("its LM's arguments", getattr(lm, "kwargs", None))):
-            if (given or {}).get(key, 1) not in (1, None):
-                raise ConfigError(several_completions(f"{key}={given[key]}", where))
+    """A call that asks for several completions (`n` above 1, in its own arguments or its LM's, or in their
+    `extra_body`, which the client merges into the request) is refused before it is sent (ConfigError): DSPy sends each
+    as a request of its own, a provider answers one request with all of them, and a call is reserved and recorded as
+    one reply."""
+    for where, given in (("the call's arguments", kwargs), ("its LM's arguments", getattr(lm, "kwargs", None))):
+        given = given or {}
+        body = given.get("extra_body")
+        for place, args in ((where, given), (f"extra_body in {where}", body if isinstance(body, dict) else {})):
+            for key in SEVERAL_COMPLETIONS:
+                if args.get(key, 1) not in (1, None):
+                    raise ConfigError(several_completions(f"{key}={args[key]}", place))
 
 
 def _end(begun: contextvars.Token) -> None:

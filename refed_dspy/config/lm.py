@@ -279,7 +279,7 @@ class LMSpec(Section):
     )
     extra: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra keyword arguments passed to dspy.LM (provider-specific: top_p, ...). Never put a key here, nor a setting this section has a field for (max_tokens, temperature, reasoning_effort, api_base, timeout, ...): set the field instead.",
+        description="Extra keyword arguments passed to dspy.LM (provider-specific: top_p, ...). Never put a key here, nor a setting this section has a field for (max_tokens, temperature, reasoning_effort, api_base, timeout, ...): set the field instead. The same holds inside an `extra_body` table, which the client merges into each request; `n` and `num_generations` (several completions a call) are refused either way.",
     )
 
     @field_validator("api_base")
@@ -483,7 +483,7 @@ class LMSpec(Section):
         Raises:
             ConfigError: `extra` names a keyword refed gives itself, or holds a secret masked where it was recorded.
         """
-        clash = next((key for key in self.extra if key in reserved_extra_keys()), None)
+        clash = reserved_key(self.extra)
         if clash is not None:
             raise ConfigError(f"{role}.extra: {reserved_message(clash, role)}")
         if "***" in secret_values(self.extra):  # a run dir's config.toml: its header keys were masked as it was written
@@ -502,9 +502,9 @@ class LMSpec(Section):
                 raise ValueError(
                     f"'{key}' looks like a secret; put it in an environment variable and name it in api_key_env"
                 )
-            if key in reserved_extra_keys():
-                # the config's error message names the section (teacher.extra -> teacher.max_tokens)
-                raise PydanticCustomError("reserved_extra", "{message}", {"key": key})
+        clash = reserved_key(value)
+        if clash is not None:  # the config's error message names the section (teacher.extra -> teacher.max_tokens)
+            raise PydanticCustomError("reserved_extra", "{message}", {"key": clash})
         for secret in secret_values(value):  # a gateway's key in a header: masked wherever it would be said
             hold(secret)
         return value
@@ -601,22 +601,33 @@ def reserved_extra_keys() -> frozenset[str]:
     return frozenset(own) | fields | frozenset(OTHER_NAMES) | frozenset(SEVERAL_COMPLETIONS)
 
 
+def reserved_key(extra: dict[str, Any]) -> str | None:
+    """The first key of a section's `extra`, or of the `extra_body` it holds (which the client merges into each
+    request: as `extra_body.<key>`), that refed sets itself (reserved_extra_keys); None: none."""
+    body = extra.get("extra_body")
+    keys = [*extra, *(f"extra_body.{key}" for key in body)] if isinstance(body, dict) else list(extra)
+    return next((key for key in keys if key.rpartition(".")[2] in reserved_extra_keys()), None)
+
+
 def reserved_message(key: str, role: str) -> str:
-    """Why `key` of `<role>.extra` is refused, and what to set instead."""
+    """Why `key` of `<role>.extra` (`extra_body.<key>`: of its extra_body) is refused, and what to set instead."""
+    inside, _, key = key.rpartition(".")
     if key in SEVERAL_COMPLETIONS:
-        return several_completions(key, f"{role}.extra")
+        return several_completions(key, f"{role}.extra" + (f".{inside}" if inside else ""))
     field = OTHER_NAMES.get(key, key)
     what = f"another name of {role}.{field}, " if field != key else ""
+    named = f"'{key}'" + (f" in {role}.extra.{inside}" if inside else "")
     if field in LMSpec.model_fields:
-        return f"'{key}' is {what}a setting of [{role}] itself, not an extra argument: set {role}.{field} instead"
-    return f"'{key}' is an argument refed gives the LM itself (it builds the LM's client); leave it out of extra"
+        return f"{named} is {what}a setting of [{role}] itself, not an extra argument: set {role}.{field} instead"
+    return f"{named} is an argument refed gives the LM itself (it builds the LM's client); leave it out of extra"
 
 
 def several_completions(key: str, where: str) -> str:
     """Why `key` (one of SEVERAL_COMPLETIONS) set in `where` is refused."""
     return (
-        f"'{key}' in {where} asks each call for several completions, which DSPy sends as separate requests that refed "
-        "would count and cap as one call; leave it out (each sample is a call of its own)"
+        f"'{key}' in {where} asks each call for several completions, which refed would count and cap as one call; leave "
+        "it out (each sample is a call of its own; a module or optimizer that asks for them, as COPRO does, is not "
+        "supported)"
     )
 
 

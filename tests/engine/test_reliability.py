@@ -686,6 +686,15 @@ def test_several_completions_a_call_are_refused_before_any_request(server_factor
     lm = bounded(dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused"), "teacher")
     with pytest.raises(ConfigError, match="'n=2' in the call's arguments"):
         lm(messages=[{"role": "user", "content": "Say two things."}], n=2)
+    # extra_body, which the client merges into the request: one request answered with three completions
+    body = bounded(dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", extra_body={"n": 3}), "teacher")
+    with pytest.raises(ConfigError, match="'n=3' in extra_body in its LM's arguments"):
+        body(messages=[{"role": "user", "content": "Say three things."}])
+    for body in ("{n=3}", "{max_tokens=100000}"):
+        other = run_overrides(srv, tmp_path / "other", 4, **{"teacher.extra.extra_body": body})
+        assert main(["synthesize", *sets(other)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "teacher.extra" in err and "Traceback" not in err, err
     assert read_log(srv.cfg.log_path) == []
 
 
