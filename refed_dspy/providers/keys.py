@@ -326,6 +326,8 @@ CREDENTIAL_OWNERS = {
     "ARK_API_KEY": "volcengine",
     "AWS_BEARER_TOKEN_BEDROCK": "bedrock",
     "AZURE_AD_TOKEN": "azure",
+    "AZURE_CLIENT_SECRET": "azure",  # its Entra ID secret (secret_managers/get_azure_ad_token_provider)
+    "BFL_API_KEY": "black_forest_labs",
     "DATABRICKS_CLIENT_SECRET": "databricks",
     "FEATHERLESS_API_KEY": "featherless_ai",
     "FRIENDLI_TOKEN": "friendliai",
@@ -338,15 +340,18 @@ CREDENTIAL_OWNERS = {
     "NANOGPT_API_KEY": "nano-gpt",
     "OPENCODE_API_KEY": "opencode_go",
     "PALM_API_KEY": "gemini",
+    "RUNWAYML_API_SECRET": "runwayml",
     "SCW_SECRET_KEY": "scaleway",
     "SNOWFLAKE_JWT": "snowflake",
     "STIMA_API_KEY": "apertis",
     HUB_TOKEN_FILE.upper(): "huggingface",
+    "VERTEXAI_CREDENTIALS": "vertex_ai",  # a service account's JSON (main.py: vertex_credentials)
     "VOYAGE_AI_API_KEY": "voyage",
     "VOYAGE_AI_TOKEN": "voyage",
     "WATSONX_APIKEY": "watsonx",
     "WATSONX_ZENAPIKEY": "watsonx",
     "WX_API_KEY": "watsonx",
+    "YOUCOM_API_KEY": "you_com",
 }
 # the key variables of its own a provider whose client signs itself sends, when set (bedrock's API keys)
 _OWNED = {"bedrock": ("AWS_BEARER_TOKEN_BEDROCK",)}

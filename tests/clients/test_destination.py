@@ -552,8 +552,12 @@ def test_the_attackers_routes_exit_2_and_no_request_carries_the_key(proxy, serve
             {"teacher.extra.gigachat_auth_url": "'http://api.groq.com/oauth'"},
             "GIGACHAT_CREDENTIALS",
         ),
+        *(
+            ("groq/llama-3.1-8b-instant", {"teacher.api_key_env": f"'{env}'"}, env)
+            for env in ("YOUCOM_API_KEY", "RUNWAYML_API_SECRET", "AZURE_CLIENT_SECRET", "VERTEXAI_CREDENTIALS")
+        ),
     ],
-    ids=["anyscale", "gigachat-token", "gigachat-credentials"],
+    ids=["anyscale", "gigachat-token", "gigachat-credentials", "youcom", "runwayml", "azure-entra", "vertex-json"],
 )
 def test_a_credential_litellm_reads_that_its_key_table_does_not_name_stays_with_its_provider(
     proxy, server_factory, tmp_path, model, more, env
@@ -566,7 +570,7 @@ def test_a_credential_litellm_reads_that_its_key_table_does_not_name_stays_with_
     srv = server_factory()
     extra = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, env: secret}
     args = [*_synthesize_args(srv, tmp_path, **{"teacher.model": f"'{model}'", **more})]
-    if env != "ANYSCALE_API_KEY":
+    if env != "ANYSCALE_API_KEY" and "teacher.api_key_env" not in more:
         args += ["--set", "teacher.api_key_env=''"]
     code, out, err = run_refed(*args, env_extra=extra)
     lines = err.strip().splitlines()
