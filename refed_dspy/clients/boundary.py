@@ -60,7 +60,7 @@ from refed_dspy.clients.tries import (
     retry_after_s,
     tier_asked,
 )
-from refed_dspy.config.lm import SEVERAL_COMPLETIONS, TIMEOUT_S, several_completions
+from refed_dspy.config.lm import BILLED_IN_BODY, SEVERAL_COMPLETIONS, TIMEOUT_S, billed_in_body, several_completions
 from refed_dspy.errors import ConfigError, KeyProviderError
 from refed_dspy.providers.base import StablePrompt
 from refed_dspy.providers.prices import UNSTATED, Price
@@ -441,17 +441,22 @@ def _begin(
 
 
 def refuse_several_completions(lm: Any, kwargs: dict[str, Any]) -> None:
-    """A call that asks for several completions (`n` above 1, in its own arguments or its LM's, or in their
-    `extra_body`, which the client merges into the request) is refused before it is sent (ConfigError): DSPy sends each
-    as a request of its own, a provider answers one request with all of them, and a call is reserved and recorded as
-    one reply."""
+    """A call that asks for several completions (`n` above 1, in its own arguments or its LM's), or whose `extra_body`
+    (which the client merges into the request) sets what the call costs (BILLED_IN_BODY: several completions, an
+    output limit, a service tier), is refused before it is sent (ConfigError): DSPy sends each completion as a request
+    of its own, a provider answers one request with all of them, and a call is reserved at its LM's limits and recorded
+    as one reply."""
     for where, given in (("the call's arguments", kwargs), ("its LM's arguments", getattr(lm, "kwargs", None))):
         given = given or {}
+        for key in SEVERAL_COMPLETIONS:
+            if given.get(key, 1) not in (1, None):
+                raise ConfigError(several_completions(f"{key}={given[key]}", where))
         body = given.get("extra_body")
-        for place, args in ((where, given), (f"extra_body in {where}", body if isinstance(body, dict) else {})):
-            for key in SEVERAL_COMPLETIONS:
-                if args.get(key, 1) not in (1, None):
-                    raise ConfigError(several_completions(f"{key}={args[key]}", place))
+        for key in BILLED_IN_BODY if isinstance(body, dict) else ():
+            if key in SEVERAL_COMPLETIONS and body.get(key, 1) not in (1, None):
+                raise ConfigError(several_completions(f"{key}={body[key]}", f"extra_body in {where}"))
+            if key not in SEVERAL_COMPLETIONS and body.get(key) is not None:
+                raise ConfigError(billed_in_body(key, where))
 
 
 def _end(begun: contextvars.Token) -> None:
@@ -602,9 +607,12 @@ class Prompt(NamedTuple):
 
 def open_on(lm: Any, ledger: Any, prompt: Prompt | None, stage: str, tier: str | None) -> list:
     """Open the request of `lm` at `stage` on `ledger` (BudgetExceeded when it could break the budget, MustWait while
-    the calls in flight could) at the service tier it asks for (`tier`): written to the run's log before it is sent.
+    the calls in flight could) at the service tier it asks for (`tier`; where it names none and its provider serves
+    such a request on no dearer tier than the default, the default's): written to the run's log before it is sent.
     Returns [ledger, ticket], the ledger given back to even if another is attached."""
     tokens, most = prompt or (None, None)
+    tiers = provider_for(str(lm.model)).tiers
+    tier = tier or (None if tiers is not None and tiers.unasked else DEFAULT_TIER)
     ticket = ledger.open_call(lm.role, str(lm.model), stage, lm.price, max_tokens_of(lm), tokens, tier=tier, most=most)
     return [ledger, ticket]
 

@@ -134,12 +134,10 @@ class Weighing:
     """How a call of one role is weighed before it is sent: its prompt counted here raised by the most a provider has
     counted over ours (`ratio`), and, when it is longer than any prompt whose count a provider has said (`heard_up_to`),
     at least the most a provider can count in it (its UTF-8 bytes, where its model does not count as we do:
-    `counts_as_we_do`); priced on the tier a provider served one on where that is dearer than its LM's price (`tier`: an
-    OpenAI project set to priority)."""
+    `counts_as_we_do`)."""
 
     ratio: float = 1.0
     heard_up_to: int = 0  # the longest prompt, as counted here, whose count a provider has said
-    tier: str | None = None  # a dearer service tier than its LM's price a provider served a call of it on, unasked
 
     @property
     def heard(self) -> bool:

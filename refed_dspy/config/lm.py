@@ -26,7 +26,7 @@ from refed_dspy.config.section import (
 )
 from refed_dspy.errors import ConfigError
 from refed_dspy.providers.dialects import DIALECTS, SCHEMA_SHOWN_HELP
-from refed_dspy.providers.keys import environment_endpoint, host_of, is_private_host, key_variable
+from refed_dspy.providers.keys import environment_endpoint, host_of, is_private_host, key_variable, routed_provider
 from refed_dspy.providers.litellm_table import deprecation_note
 from refed_dspy.providers.prices import SERVICE_TIERS, Price, close_priced_names, resolve_price, tier_problem
 from refed_dspy.providers.registry import provider_for
@@ -154,10 +154,13 @@ def _plain(entry: ModelPrice | dict) -> dict:
 
 ADAPTERS = ("auto", "chat", "json", "json_schema")
 # the other names a provider's client takes for a setting of the section: `extra` may not name them either
-OTHER_NAMES = {"base_url": "api_base", "max_completion_tokens": "max_tokens"}
+OTHER_NAMES = {"base_url": "api_base", "max_completion_tokens": "max_tokens", "max_output_tokens": "max_tokens"}
 # the arguments that ask one call for several completions: DSPy sends each as a request of its own, one reply and one
 # usage of which a call's record holds, so no cap or ledger could count them (refed_dspy.clients.boundary refuses them)
-SEVERAL_COMPLETIONS = ("n", "num_generations")
+SEVERAL_COMPLETIONS = ("n", "num_generations", "best_of")
+# what a request's body may not set behind its LM's back (in `extra_body`, which the client merges into it): several
+# completions, an output limit past the one a call is reserved at, a service tier past the one it is priced on
+BILLED_IN_BODY = (*SEVERAL_COMPLETIONS, "max_tokens", "max_completion_tokens", "max_output_tokens", "service_tier")
 SCHEMA_DIALECTS = ("auto", *DIALECTS)  # the registered providers' dialects (refed_dspy.providers)
 TIMEOUT_S = 120.0  # one HTTP call's timeout when the section sets none
 FLEX_TIMEOUT_S = 600.0  # the same on the flex tier, whose replies come more slowly
@@ -312,11 +315,14 @@ class LMSpec(Section):
     def asked_tier(self) -> str | None:
         """The service tier this section's requests name: its own where it is not the default; the default by name
         where its provider could serve a dearer tier on a request naming none (an OpenAI project set to priority), so
-        that a call is held at the price it is served at; else none (a server with no tiers is sent no such field)."""
+        that a call is held at the price it is served at; else none (Azure, which refuses the field for some models,
+        and a name LiteLLM sends elsewhere are sent no such field)."""
         if self.service_tier != "default":
             return self.service_tier
-        tiered = provider_for(self.model).tiers is not None
-        price = price_of(self) if tiered else None
+        tiers = provider_for(self.model).tiers
+        if tiers is None or not tiers.unasked or routed_provider(self.model) != "openai":
+            return None
+        price = price_of(self)
         return "default" if price is not None and price.dearest_tier is not None else None
 
     @property
@@ -620,6 +626,14 @@ def reserved_message(key: str, role: str) -> str:
     if field in LMSpec.model_fields:
         return f"{named} is {what}a setting of [{role}] itself, not an extra argument: set {role}.{field} instead"
     return f"{named} is an argument refed gives the LM itself (it builds the LM's client); leave it out of extra"
+
+
+def billed_in_body(key: str, where: str) -> str:
+    """Why `key` (one of BILLED_IN_BODY but several completions) in the extra_body of `where` is refused."""
+    return (
+        f"'{key}' in extra_body in {where} would change what a call costs behind the limits it is reserved at; give "
+        "it as the LM's own argument (max_tokens, service_tier)"
+    )
 
 
 def several_completions(key: str, where: str) -> str:

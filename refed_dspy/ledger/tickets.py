@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from refed_dspy.clients.calls import BudgetExceeded, CallInfo, MustWait
 from refed_dspy.clients.prompt_cache import Weighing
 from refed_dspy.ledger.call_log import CallLog
-from refed_dspy.providers.prices import UNSTATED, Price
+from refed_dspy.providers.prices import Price
 
 __all__ = ["BudgetExceeded", "MustWait", "OpensCalls", "TaskLedger", "Ticket", "settle_call"]
 
@@ -121,7 +121,7 @@ class OpensCalls:
         `most`, its UTF-8 bytes, as `weighed_prompt` says; and its expected output), and write it to the log at the
         most it can cost (`max_tokens` of output). `tier`: the service tier the request asks for; on a dearer one than
         `price`'s (a flex request sent on the default tier) it is reserved at that tier's price."""
-        on = unasked_tier(self, role, price, tier)
+        on = unasked_tier(price, tier)
         worst, need = call_bounds(self, (price, max_tokens, role), on, stage, prompt_tokens, most=most)
         what = _longer(self, role, (prompt_tokens, most), need, on if on != tier else None) if prompt_tokens else None
         self.reserve(1, need, role, what=what, worst=worst)
@@ -156,11 +156,6 @@ class OpensCalls:
                 self.refused_at.pop(role, None)
         self.learn_prompt(role, counted, reported)
 
-    def learn_tier(self, role: str, tier: str) -> None:
-        """A call of `role` was served on `tier`, dearer than its LM's price: later calls are bounded at that tier."""
-        with self._lock:
-            self.weighings[role] = replace(self.weighing(role), tier=tier)
-
     def learn_output(self, role: str, stage: str, completion_tokens: int) -> None:
         """An answered call of `role` at `stage` wrote `completion_tokens`: later calls are expected so."""
         with self._lock:
@@ -177,9 +172,6 @@ def settle_call(ledger: Any, ticket: Ticket, info: CallInfo, price: Price | None
         ledger.learn_prompt(ticket.role, ticket.prompt_tokens, info.prompt_tokens)
     if answered:
         ledger.learn_output(ticket.role, info.stage, info.completion_tokens)
-        served = info.service_tier
-        if price is not None and served not in (None, UNSTATED) and price.at(served).dearer_than(price) > 1:
-            ledger.learn_tier(ticket.role, served)
     cost = info.cost_usd
     if cost is None and price is not None and not info.tokens_unknown:  # at the tier that served it
         cost = info.cost_at(price.at(info.service_tier))
@@ -236,7 +228,7 @@ class TaskLedger:
     ) -> Ticket:
         called = (price or self.price, max_tokens or self.max_tokens, role)
         before = (self.price, self.max_tokens, self.role)
-        on = unasked_tier(self.budget, role, called[0], tier)
+        on = unasked_tier(called[0], tier)
         worst, need = call_bounds(self.budget, called, on, stage, prompt_tokens, before, most)
         with self._lock:
             taken = min(self.left, need)
@@ -262,9 +254,6 @@ class TaskLedger:
 
     def learn_prompt(self, role: str, counted: int, reported: int) -> None:
         self.budget.learn_prompt(role, counted, reported)
-
-    def learn_tier(self, role: str, tier: str) -> None:
-        self.budget.learn_tier(role, tier)
 
     def learn_output(self, role: str, stage: str, completion_tokens: int) -> None:
         self.budget.learn_output(role, stage, completion_tokens)
@@ -301,14 +290,14 @@ def call_bounds(
     return worst, need
 
 
-def unasked_tier(budget: Any, role: str, price: Price | None, tier: str | None) -> str | None:
-    """The tier a call of `role` asking for `tier` is bounded on: that one where it names one; where it names none (or
-    "auto", its project's) and `price` is the default tier's, the dearest its provider could serve it on unasked until
-    a reply of the role has said, then the dearer one a reply named (None: `price`'s own)."""
+def unasked_tier(price: Price | None, tier: str | None) -> str | None:
+    """The tier a call asking for `tier` is bounded on: that one where it names one; where it names none (or "auto",
+    its project's) and `price` is the default tier's, the dearest its provider could serve it on unasked (an OpenAI
+    project set to priority serves every such request there; one that says priority may still serve some on the
+    default, so no reply lowers it)."""
     if tier not in (None, "auto") or price is None or price.tier != "default":
         return tier
-    heard = budget.weighing(role)
-    return heard.tier if heard.heard else price.dearest_tier
+    return price.dearest_tier
 
 
 def at_tier(price: Price | None, tier: str | None) -> tuple[Price | None, float]:
@@ -327,7 +316,12 @@ def _longer(budget: Any, role: str, prompt: tuple[int | None, int | None], need:
     said = f"a prompt of about {counted:,} tokens"
     if weighed > counted + 1:
         said += f" as refed counts them, {weighed:,} as its provider may"
-    on = f" at the {unasked} tier's price, where its provider may serve it unasked" if unasked else ""
+    on = (
+        f" at the {unasked} tier's price, where its provider may serve it unasked (an LM that names "
+        "service_tier='default' is held at the default tier's)"
+        if unasked
+        else ""
+    )
     return f"the next call, {said}, may cost up to ${need:.4f}{on}"
 
 

@@ -259,6 +259,7 @@ class Tiers:
     is not billed). Which tiers a model offers is its price's to say (refed_dspy.providers.prices)."""
 
     names: tuple[str, ...] = ("flex", "priority")
+    unasked: bool = False  # a project's settings may serve a request naming no tier on a dearer one (OpenAI's)
     unavailable_status: int = 429
     unavailable_code: str = "resource_unavailable"
 

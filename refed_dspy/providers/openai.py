@@ -85,7 +85,9 @@ FILES_AND_BATCHES = BatchAPI(
     max_bytes=190 * 1024 * 1024,  # the limit is 200 MB; some room for multipart framing
     line_url="/v1/chat/completions",
 )
-TIERS = Tiers()  # flex and priority, by `service_tier`; flex's 429 resource_unavailable
+TIERS = Tiers()  # flex and priority, by `service_tier`; flex's 429 resource_unavailable (Azure OpenAI's too)
+# a request naming no tier is served on the one its project's settings name, priority among them
+PROJECT_TIERS = Tiers(unasked=True)
 
 
 class OpenAIProvider(Provider):
@@ -121,7 +123,7 @@ OPENAI = PROVIDERS.register(
         batch=FILES_AND_BATCHES,
         prefix_cache=PrefixCache(min_tokens=1024, step=128),
         cache_key="prompt_cache_key",
-        tiers=TIERS,
+        tiers=PROJECT_TIERS,
     )
 )
 # OpenAI's completions endpoint (not chat): its structured outputs are OpenAI's; its hosts OpenAI's (by name); LiteLLM

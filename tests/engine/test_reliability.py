@@ -690,6 +690,13 @@ def test_several_completions_a_call_are_refused_before_any_request(server_factor
     body = bounded(dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", extra_body={"n": 3}), "teacher")
     with pytest.raises(ConfigError, match="'n=3' in extra_body in its LM's arguments"):
         body(messages=[{"role": "user", "content": "Say three things."}])
+    # an output limit in extra_body, past the one the call is reserved at (a reviewer's $0.2001 of a $0.10 budget)
+    longer = {"max_completion_tokens": 100000}
+    body = bounded(dspy.LM("openai/loopback", api_base=srv.api_base, api_key="unused", extra_body=longer), "teacher")
+    with pytest.raises(ConfigError, match="'max_completion_tokens' in extra_body in its LM's arguments"):
+        body(messages=[{"role": "user", "content": "Say one long thing."}])
+    with pytest.raises(ConfigError, match="'service_tier' in extra_body in the call's arguments"):
+        lm(messages=[{"role": "user", "content": "Say it fast."}], extra_body={"service_tier": "priority"})
     for body in ("{n=3}", "{max_tokens=100000}"):
         other = run_overrides(srv, tmp_path / "other", 4, **{"teacher.extra.extra_body": body})
         assert main(["synthesize", *sets(other)]) == 2

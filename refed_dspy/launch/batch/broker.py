@@ -80,6 +80,16 @@ async def in_slot(coro, key: str, attempt: int, hold: Callable[[float, bool], No
 _MAX_API_FAILURES = 10  # batch API errors in a row (every poll_s) before the run stops, resumably
 
 
+def untiered(raw: bytes) -> bytes:
+    """A request's body as a batch sends it: without the service tier its LM names (a batch request asks for none, its
+    price is the batch's), so that it is known by what is sent."""
+    if b'"service_tier"' not in raw:
+        return raw
+    body = json.loads(raw)
+    body.pop("service_tier", None)
+    return json.dumps(body).encode()
+
+
 def request_hash(url: str, body: bytes) -> str:
     """What a request asks: its endpoint's last path parts (not the host or the key) and its body."""
     h = hashlib.sha256(url.split("?")[0].rsplit("/", 2)[-1].encode())
@@ -172,7 +182,7 @@ class BatchBroker:
         slot = _slot.get()
         if slot is None:
             raise RuntimeError("a batch-mode LM call outside the engine's work")
-        asked = request_hash(request.url, asked_body(request))  # the same request with the prompt cache or without
+        asked = request_hash(request.url, untiered(asked_body(request)))  # with the prompt cache or without
         base = base_id(slot.key, slot.attempt, asked, slot.occurrence(asked))
         if self.ledger is not None:
             self.ledger.claim(base)  # this work's now: its reservation covers it, its record will hold it
@@ -186,8 +196,7 @@ class BatchBroker:
             family(base, k) in in_open or family(base, k) in self.pending
             for k in range(self.settings.max_resubmits + 1)
         )
-        body = json.loads(request.body)
-        body.pop("service_tier", None)  # a batch request asks for no tier: its price is the batch's
+        body = json.loads(untiered(request.body))
         bound, self.counted[base] = self.bound_of(body)
         try:  # BudgetExceeded: its task's reservation and the budget's room cannot cover it (one not sent yet)
             slot.hold(bound, sent)
