@@ -287,8 +287,8 @@ def test_a_cost_budget_holds_on_a_project_that_serves_priority_unasked(server_fa
     """An OpenAI project may serve every request naming no tier on the priority tier (its settings say so): an
     attacker's run of gpt-5-mini under $0.30 billed $0.358, each call bounded at the default tier's price. refed's own
     LM names the default tier where its model has a dearer one, so such a project serves it there; a user's LM that
-    names none is served on priority, priced there, and bounded at that tier's price (before any reply has said, at
-    the dearest tier its provider could serve it on): within the budget by the server's count either way."""
+    names none is served on priority, priced there, and bounded at the dearest tier its provider could serve it on:
+    within the budget by the server's count either way."""
     import dspy
 
     budget, made = 0.07, {}
