@@ -326,7 +326,8 @@ CREDENTIAL_OWNERS = {
     "ARK_API_KEY": "volcengine",
     "AWS_BEARER_TOKEN_BEDROCK": "bedrock",
     "AZURE_AD_TOKEN": "azure",
-    "AZURE_CLIENT_SECRET": "azure",  # its Entra ID secret (secret_managers/get_azure_ad_token_provider)
+    "AZURE_CLIENT_SECRET": "azure",
+    "AZURE_PASSWORD": "azure",  # its Entra ID password (llms/azure/common_utils, with AZURE_USERNAME)  # its Entra ID secret (secret_managers/get_azure_ad_token_provider)
     "BFL_API_KEY": "black_forest_labs",
     "DATABRICKS_CLIENT_SECRET": "databricks",
     "FEATHERLESS_API_KEY": "featherless_ai",
@@ -345,6 +346,7 @@ CREDENTIAL_OWNERS = {
     "SNOWFLAKE_JWT": "snowflake",
     "STIMA_API_KEY": "apertis",
     HUB_TOKEN_FILE.upper(): "huggingface",
+    "VERCEL_OIDC_TOKEN": "vercel_ai_gateway",  # read after VERCEL_AI_GATEWAY_API_KEY (main.py)
     "VERTEXAI_CREDENTIALS": "vertex_ai",  # a service account's JSON (main.py: vertex_credentials)
     "VOYAGE_AI_API_KEY": "voyage",
     "VOYAGE_AI_TOKEN": "voyage",

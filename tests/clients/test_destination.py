@@ -554,10 +554,22 @@ def test_the_attackers_routes_exit_2_and_no_request_carries_the_key(proxy, serve
         ),
         *(
             ("groq/llama-3.1-8b-instant", {"teacher.api_key_env": f"'{env}'"}, env)
-            for env in ("YOUCOM_API_KEY", "RUNWAYML_API_SECRET", "AZURE_CLIENT_SECRET", "VERTEXAI_CREDENTIALS")
+            for env in (
+                "YOUCOM_API_KEY",
+                "RUNWAYML_API_SECRET",
+                "AZURE_CLIENT_SECRET",
+                "AZURE_PASSWORD",
+                "VERTEXAI_CREDENTIALS",
+                "VERCEL_OIDC_TOKEN",
+            )
         ),
     ],
-    ids=["anyscale", "gigachat-token", "gigachat-credentials", "youcom", "runwayml", "azure-entra", "vertex-json"],
+    ids=[
+        "anyscale",
+        "gigachat-token",
+        "gigachat-credentials",
+        *("youcom", "runwayml", "azure-entra", "azure-password", "vertex-json", "vercel-oidc"),
+    ],
 )
 def test_a_credential_litellm_reads_that_its_key_table_does_not_name_stays_with_its_provider(
     proxy, server_factory, tmp_path, model, more, env
