@@ -31,6 +31,7 @@ from refed_dspy.adapters import build_adapter
 from refed_dspy.config import Config, OptimizeConfig
 from refed_dspy.config.load import ConfigLike, as_config
 from refed_dspy.engine.progress import Heartbeat
+from refed_dspy.errors import RunInterrupted
 from refed_dspy.launch.plan import held_calls, served
 from refed_dspy.ledger.budget import CallBudget, Limit
 from refed_dspy.ledger.call_log import LOG_NAME, NEW_LEDGER, CallLog
@@ -259,8 +260,7 @@ def _run(run: _Run) -> OptimizeResult:
         raise _stopped(run, err) from None
     except KeyboardInterrupt:  # a signal: the calls in flight reached the provider, and are paid
         budget.close("the optimization was stopped by a signal")
-        _write_stopped(run, "interrupted", "stopped by a signal")
-        raise
+        raise RunInterrupted(_write_stopped(run, "interrupted", "stopped by a signal")) from None
     finally:
         for lm in (plan.teacher, plan.judge):
             if lm is not None:
@@ -496,21 +496,21 @@ def _result(run: _Run, result: dict[str, Any], saved: _Saved, why_kept: str | No
     )
 
 
-def _write_stopped(run: _Run, status: str, reason: str) -> None:
-    """optimize_summary.json of an optimization that stopped before saving a program: why, and every call it paid."""
+def _write_stopped(run: _Run, status: str, reason: str) -> dict[str, Any]:
+    """optimize_summary.json of an optimization that stopped before saving a program: why, and every call it paid.
+    Returns what it holds."""
     run.budget.wait_idle(IDLE_WAIT_S)
-    write_json_atomic(
-        run.plan.out / "optimize_summary.json",
-        {
-            "status": status,
-            "reason": reason,
-            "optimizer": run.plan.optimizer_name,
-            "usage": run.budget.as_dict(),
-            "this_invocation": run.this_invocation(),
-            "wall_s": round(time.monotonic() - run.started, 3),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
+    summary = {
+        "status": status,
+        "reason": reason,
+        "optimizer": run.plan.optimizer_name,
+        "usage": run.budget.as_dict(),
+        "this_invocation": run.this_invocation(),
+        "wall_s": round(time.monotonic() - run.started, 3),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(run.plan.out / "optimize_summary.json", summary)
+    return summary
 
 
 def _stopped(run: _Run, err: OptimizationStopped) -> OptimizationStopped:
