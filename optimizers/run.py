@@ -534,9 +534,10 @@ def _budget_line(run: _Run, metric: Any) -> str:
     usage = run.budget.as_dict()
     roles = ", ".join(f"{r} {v['calls']}" for r, v in usage["by_role"].items())
     failed = metric.failure_summary()["failed"]
+    scorer = "judge" if isinstance(metric, JudgeMetric) else "metric"  # a metric of the caller's judges nothing
     return (
         f"{run.phase.now}; {usage['calls']} LM calls ({roles or 'none yet'}), {usd(usage['cost_usd'])}, "
-        f"{failed} judge failures, {int(time.monotonic() - run.started)}s elapsed"
+        f"{failed} {scorer} failures, {int(time.monotonic() - run.started)}s elapsed"
     )
 
 

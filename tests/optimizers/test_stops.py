@@ -176,3 +176,21 @@ def test_a_caller_that_ignores_sigint_keeps_ignoring_it(server_factory, tmp_path
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False", "True"]
+
+
+def test_the_progress_line_names_what_scores_the_programs():
+    """A newcomer's compile with a metric of their own read '0 judge failures' where no judge was called."""
+    from types import SimpleNamespace
+
+    import dspy
+
+    from refed_dspy.optimizers.metrics import CountingMetric, JudgeMetric
+    from refed_dspy.optimizers.run import _budget_line
+
+    usage = {"calls": 3, "cost_usd": 0.0, "by_role": {"teacher": {"calls": 3}}}
+    run = SimpleNamespace(
+        budget=SimpleNamespace(as_dict=lambda: usage), phase=SimpleNamespace(now="scoring"), started=0
+    )
+    judge = JudgeMetric(dspy.utils.DummyLM([{"x": "1"}]), ["helpfulness"])
+    assert "0 judge failures" in _budget_line(run, judge)
+    assert "0 metric failures" in _budget_line(run, CountingMetric(lambda gold, pred, trace=None: 1.0))
