@@ -282,7 +282,7 @@ class LMSpec(Section):
     )
     extra: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra keyword arguments passed to dspy.LM (provider-specific: top_p, ...). Never put a key here, nor a setting this section has a field for (max_tokens, temperature, reasoning_effort, api_base, timeout, ...): set the field instead. The same holds inside an `extra_body` table, which the client merges into each request; `n` and `num_generations` (several completions a call) are refused either way.",
+        description="Extra keyword arguments passed to dspy.LM (provider-specific: top_p, ...). Never put a key here, nor a setting this section has a field for (max_tokens, temperature, reasoning_effort, api_base, timeout, ...): set the field instead. The same holds inside an `extra_body` table, which the client merges into each request; `n`, `num_generations` and `best_of` (several completions a call) are refused either way.",
     )
 
     @field_validator("api_base")
