@@ -139,11 +139,6 @@ class Weighing:
     ratio: float = 1.0
     heard_up_to: int = 0  # the longest prompt, as counted here, whose count a provider has said
 
-    @property
-    def heard(self) -> bool:
-        """Whether a provider has said its count of any prompt of this role."""
-        return self.heard_up_to > 0
-
     def tokens(self, counted: int, most: int | None) -> int:
         """The tokens a prompt counted here at `counted` (`most`: its UTF-8 bytes; None: its model counts as we do)
         is weighed at: a short seed's ratio does not vouch for a prompt of long references."""

@@ -326,8 +326,8 @@ CREDENTIAL_OWNERS = {
     "ARK_API_KEY": "volcengine",
     "AWS_BEARER_TOKEN_BEDROCK": "bedrock",
     "AZURE_AD_TOKEN": "azure",
-    "AZURE_CLIENT_SECRET": "azure",
-    "AZURE_PASSWORD": "azure",  # its Entra ID password (llms/azure/common_utils, with AZURE_USERNAME)  # its Entra ID secret (secret_managers/get_azure_ad_token_provider)
+    "AZURE_CLIENT_SECRET": "azure",  # its Entra ID secret (secret_managers/get_azure_ad_token_provider)
+    "AZURE_PASSWORD": "azure",  # its Entra ID password (llms/azure/common_utils, with AZURE_USERNAME)
     "BFL_API_KEY": "black_forest_labs",
     "DATABRICKS_CLIENT_SECRET": "databricks",
     "FEATHERLESS_API_KEY": "featherless_ai",

@@ -126,10 +126,11 @@ class Price:
         """The service tiers this model has a known price on (just this price's own when no table was given)."""
         return tuple(name for name, _ in self.table) or (self.tier,)
 
-    @property
+    @functools.cached_property
     def dearest_tier(self) -> str | None:
         """The tier dearest above this price's own that this model has a known price on (an OpenAI model's priority
-        tier, which a project set to it serves a request naming no tier on); None when none is dearer."""
+        tier, which a project set to it serves a request naming no tier on); None when none is dearer. Asked before
+        each call: worked out once a price."""
         dearer = [(self.at(t).dearer_than(self), t) for t in self.tiers if t != self.tier]
         return max((d for d in dearer if d[0] > 1), default=(1.0, None))[1]
 
